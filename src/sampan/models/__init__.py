@@ -1,0 +1,4 @@
+"""NumPy models with per-example gradients: logistic regression, MLP.
+
+May import: numpy/scipy only.
+"""

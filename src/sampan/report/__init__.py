@@ -1,0 +1,4 @@
+"""Self-contained HTML run reports with SVG plots.
+
+May import: metrics and the standard library.
+"""

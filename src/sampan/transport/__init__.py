@@ -1,0 +1,4 @@
+"""Transports move Messages between the coordinator and parties (in-process now, gRPC later).
+
+May import: sampan.wire. Nothing above a transport knows which one it has.
+"""

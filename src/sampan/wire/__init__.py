@@ -1,0 +1,9 @@
+"""Wire format: the Message envelope and its versioned, pickle-free binary codec.
+
+May import: numpy and the standard library only. Everything that crosses a party boundary is a Message.
+"""
+
+from sampan.wire.codec import PROTOCOL_VERSION, WireError, decode, encode
+from sampan.wire.message import ERROR_KIND, Message
+
+__all__ = ["ERROR_KIND", "Message", "PROTOCOL_VERSION", "WireError", "decode", "encode"]
