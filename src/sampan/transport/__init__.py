@@ -2,3 +2,7 @@
 
 May import: sampan.wire. Nothing above a transport knows which one it has.
 """
+
+from sampan.transport.base import Endpoint, PartyError, TrafficLog, Transport, raise_for_error
+
+__all__ = ["Endpoint", "PartyError", "TrafficLog", "Transport", "raise_for_error"]

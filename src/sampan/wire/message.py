@@ -46,7 +46,10 @@ class Message:
 
     def error_reply(self, exc: BaseException) -> "Message":
         """Report a party-side failure without leaking a traceback (which may quote data)."""
-        return self.reply(ERROR_KIND, meta={"error_type": type(exc).__name__, "error": str(exc)})
+        return self.reply(
+            ERROR_KIND,
+            meta={"error_type": type(exc).__name__, "error": str(exc), "request_kind": self.kind},
+        )
 
     @property
     def is_error(self) -> bool:

@@ -1,0 +1,157 @@
+"""Run configuration: pydantic models of a federation and a run, read from TOML.
+
+Unknown keys are errors (a typo such as `learning_rat` must not silently fall back to a default), and
+every error names the file and the dotted field path.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A run description that cannot be used; the message names the file and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RunSection(_Strict):
+    name: str = "sampan-run"
+    rounds: int = Field(20, ge=1, le=100_000)
+    seed: int | None = Field(None, ge=0, lt=2**62, description="fixes partitions, init and shuffling; drawn at random if absent")
+    store: str | None = Field(None, description="SQLAlchemy URL of the run store; default sqlite:///sampan-runs/sampan.db")
+    report_dir: str = "sampan-reports"
+    eval_every: int = Field(1, ge=1)
+    fraction_fit: float = Field(1.0, gt=0, le=1)
+    min_parties: int = Field(1, ge=1)
+
+
+class ModelSection(_Strict):
+    kind: Literal["logistic", "mlp"] = "logistic"
+    hidden: list[int] = Field(default_factory=lambda: [32])
+
+
+class TrainingSection(_Strict):
+    local_epochs: int = Field(1, ge=1)
+    batch_size: int = Field(64, ge=1)
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    learning_rate: float = Field(0.1, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    l2: float = Field(1e-4, ge=0)
+
+
+class StrategySection(_Strict):
+    name: Literal["fedavg", "fedprox", "fedadam"] = "fedavg"
+    server_learning_rate: float | None = Field(None, gt=0)
+    proximal_mu: float = Field(0.01, gt=0)
+    aggregator: Literal["mean", "median", "trimmed_mean", "krum"] = "mean"
+    trim_fraction: float = Field(0.1, ge=0, lt=0.5)
+    byzantine: int = Field(1, ge=0)
+    multi_krum: int = Field(1, ge=1)
+
+
+class DataSection(_Strict):
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    standardize: bool = True
+
+
+class ColumnSection(_Strict):
+    name: str
+    kind: Literal["float", "int", "bool", "category"] = "float"
+    categories: list[str] | None = None
+
+
+class SchemaSection(_Strict):
+    id: str
+    label: str
+    features: list[ColumnSection]
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _names_are_float_columns(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+
+class PartySection(_Strict):
+    name: str = Field(min_length=1, max_length=100)
+    path: str
+    format: Literal["csv", "parquet"] | None = None
+
+
+class SourceSection(_Strict):
+    """A simulated federation: the built-in consortium or a public dataset split across parties."""
+
+    kind: Literal["consortium", "taiwan", "german", "south_german"]
+    path: str | None = Field(None, description="dataset file or folder (public datasets only)")
+    n_parties: int = Field(5, ge=1, le=100_000)
+    partition: Literal["iid", "dirichlet", "quantity"] = "iid"
+    alpha: float = Field(0.5, gt=0)
+    n_smes: int = Field(12_000, ge=100)
+
+
+class RunConfig(_Strict):
+    run: RunSection = Field(default_factory=RunSection)
+    model: ModelSection = Field(default_factory=ModelSection)
+    training: TrainingSection = Field(default_factory=TrainingSection)
+    strategy: StrategySection = Field(default_factory=StrategySection)
+    data: DataSection = Field(default_factory=DataSection)
+    schema_: SchemaSection | None = Field(None, alias="schema")
+    parties: list[PartySection] = Field(default_factory=list)
+    source: SourceSection | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_data_binding(self) -> "RunConfig":
+        if self.source is None and not self.parties:
+            raise ValueError("give either [[parties]] (with [schema]) or a [source] section")
+        if self.source is not None and self.parties:
+            raise ValueError("give either [[parties]] or [source], not both")
+        if self.parties and self.schema_ is None:
+            raise ValueError("[[parties]] need a [schema] section naming the id, label and feature columns")
+        names = [p.name for p in self.parties]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"party names must be unique; repeated: {duplicates}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form stored with the run, so `--resume` needs no config file."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def parse_config(data: dict[str, Any], *, source: str = "<config>") -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{source}: {problems}") from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a run TOML; relative data paths are resolved against the file's folder."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    base = path.resolve().parent
+    for party in data.get("parties", []) if isinstance(data.get("parties"), list) else []:
+        if isinstance(party, dict) and isinstance(party.get("path"), str):
+            party["path"] = str((base / party["path"]).resolve())
+    source = data.get("source")
+    if isinstance(source, dict) and isinstance(source.get("path"), str):
+        source["path"] = str((base / source["path"]).resolve())
+    return parse_config(data, source=str(path))

@@ -1,0 +1,97 @@
+"""Party-side handlers for horizontal FL.
+
+What a party discloses, per message kind (this list is what the privacy receipt reports):
+- `describe`: row counts of its train/test split, the training positive rate, its feature names;
+- `stats`: per-feature count, sum and sum of squares of its training rows (for standardisation);
+- `fit`: its model delta after local training, the number of training rows, its mean local loss;
+- `evaluate`: counts of test scores per probability bin split by label, loss sums, and its own
+  test metrics. Never a row, a label or a score.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from sampan.data import PartyData
+from sampan.horizontal.learner import TrainConfig, train
+from sampan.metrics import ScoreHistogram, binary_metrics
+from sampan.models import Model, model_from_config
+from sampan.wire import Message
+
+
+def standardize(X: np.ndarray, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Apply the federation's scaler (sent by the coordinator) to local rows."""
+    if "mean" not in arrays:
+        return X
+    return (X - arrays["mean"]) / arrays["scale"]
+
+
+class HorizontalParty:
+    """Holds one party's train/test data; answers the horizontal workflow's requests."""
+
+    def __init__(self, name: str, train_data: PartyData, test_data: PartyData) -> None:
+        if len(train_data) == 0:
+            raise ValueError(f"party {name!r} has no training rows")
+        self.name, self.train_data, self.test_data = name, train_data, test_data
+        self._models: dict[str, Model] = {}
+
+    def handlers(self) -> dict[str, Callable[[Message], Message]]:
+        """Message kind -> handler; the runtime mounts these on the party's PartyApp."""
+        return {"describe": self.describe, "stats": self.stats, "fit": self.fit, "evaluate": self.evaluate}
+
+    def _model(self, config: Mapping[str, Any]) -> Model:
+        key = json.dumps(config, sort_keys=True)
+        if key not in self._models:
+            model = model_from_config(config)
+            width = self.train_data.X.shape[1]
+            if getattr(model, "n_features", width) != width:
+                raise ValueError(f"party {self.name!r} has {width} features but the model expects {model.n_features}")
+            self._models[key] = model
+        return self._models[key]
+
+    def describe(self, msg: Message) -> Message:
+        y = self.train_data.y
+        return msg.reply("describe", meta={
+            "n_train": len(self.train_data),
+            "n_test": len(self.test_data),
+            "positive_rate": float(np.mean(y)) if y is not None and len(y) else None,
+            "feature_names": list(self.train_data.feature_names),
+        })
+
+    def stats(self, msg: Message) -> Message:
+        X = self.train_data.X
+        return msg.reply("stats", arrays={"sum": X.sum(axis=0), "sum_sq": np.einsum("ij,ij->j", X, X)},
+                         meta={"n": len(X)})
+
+    def fit(self, msg: Message) -> Message:
+        model = self._model(msg.meta["model"])
+        cfg = TrainConfig(**msg.meta["train"])
+        X = standardize(self.train_data.X, msg.arrays)
+        y = self.train_data.y
+        assert y is not None
+        global_params = msg.arrays["params"]
+        result = train(model, global_params, X, y, cfg, np.random.default_rng(int(msg.meta["seed"])),
+                       anchor=global_params if cfg.proximal_mu else None)
+        return msg.reply("fit_result", arrays={"update": result.params - global_params},
+                         meta={"n": len(X), "loss": result.mean_loss})
+
+    def evaluate(self, msg: Message) -> Message:
+        model = self._model(msg.meta["model"])
+        data = self.test_data if len(self.test_data) else self.train_data
+        X, y = standardize(data.X, msg.arrays), data.y
+        assert y is not None
+        p = model.predict_proba(msg.arrays["params"], X)
+        p_clip = np.clip(p, 1e-12, 1 - 1e-12)
+        histogram = ScoreHistogram.from_scores(y, p)
+        local: dict[str, float | None] = {}
+        if 0 < y.sum() < len(y):
+            local = {k: (None if not np.isfinite(v) else float(v)) for k, v in binary_metrics(y, p).items()}
+        return msg.reply("evaluation", arrays=histogram.to_arrays(), meta={
+            "n": len(y),
+            "loss_sum": float(-np.sum(y * np.log(p_clip) + (1 - y) * np.log(1 - p_clip))),
+            "brier_sum": float(np.sum((p - y) ** 2)),
+            "metrics": local,
+        })

@@ -1,0 +1,71 @@
+"""Model interface shared by every learner, strategy and DP wrapper.
+
+Parameters are one flat float64 vector: strategies, aggregators, clipping and secure aggregation all
+work on vectors, and the model alone knows how to view it as layers. Every model exposes exact
+per-example gradients (DP-SGD clips them one by one) as well as the cheaper mean gradient.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+_EPS = 1e-12
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function."""
+    out = np.empty_like(z, dtype=np.float64)
+    pos = z >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
+    ez = np.exp(z[~pos])
+    out[~pos] = ez / (1.0 + ez)
+    return out
+
+
+def binary_cross_entropy_from_logits(z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-example BCE computed from logits (stable for large |z|)."""
+    return np.logaddexp(0.0, z) - y * z
+
+
+class Model(ABC):
+    """A binary classifier over float64 features with flat parameters."""
+
+    kind: str
+
+    @property
+    @abstractmethod
+    def n_params(self) -> int: ...
+
+    @abstractmethod
+    def init_params(self, rng: np.random.Generator) -> np.ndarray: ...
+
+    @abstractmethod
+    def logits(self, params: np.ndarray, X: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def loss_and_grad(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        """Mean BCE over the batch and its gradient (no regularisation: the trainer adds it)."""
+
+    @abstractmethod
+    def per_example_grads(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """(batch, n_params) matrix whose row i is the gradient of example i's loss."""
+
+    @abstractmethod
+    def config(self) -> dict[str, Any]:
+        """JSON-able description from which `model_from_config` rebuilds the model."""
+
+    def predict_proba(self, params: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """Probability of the positive class (default) per row."""
+        return sigmoid(self.logits(params, X))
+
+    def loss(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> float:
+        return float(np.mean(binary_cross_entropy_from_logits(self.logits(params, X), y)))
+
+    def check_params(self, params: np.ndarray) -> np.ndarray:
+        params = np.asarray(params, dtype=np.float64)
+        if params.shape != (self.n_params,):
+            raise ValueError(f"{self.kind} expects {self.n_params} parameters, got shape {params.shape}")
+        return params

@@ -1,0 +1,50 @@
+"""Logistic regression: the workhorse of credit scoring."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sampan.models.base import Model, sigmoid
+
+
+class LogisticRegression(Model):
+    """params = [w_1..w_d, b]."""
+
+    kind = "logistic"
+
+    def __init__(self, n_features: int) -> None:
+        if n_features < 1:
+            raise ValueError("logistic regression needs at least one feature")
+        self.n_features = n_features
+
+    @property
+    def n_params(self) -> int:
+        return self.n_features + 1
+
+    def init_params(self, rng: np.random.Generator) -> np.ndarray:
+        return np.zeros(self.n_params)  # convex: zero is the canonical start
+
+    def logits(self, params: np.ndarray, X: np.ndarray) -> np.ndarray:
+        return X @ params[:-1] + params[-1]
+
+    def loss_and_grad(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        z = self.logits(params, X)
+        residual = sigmoid(z) - y
+        n = len(y)
+        grad = np.empty(self.n_params)
+        grad[:-1] = X.T @ residual / n
+        grad[-1] = residual.sum() / n
+        loss = float(np.mean(np.logaddexp(0.0, z) - y * z))
+        return loss, grad
+
+    def per_example_grads(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        residual = sigmoid(self.logits(params, X)) - y
+        out = np.empty((len(y), self.n_params))
+        np.multiply(X, residual[:, None], out=out[:, :-1])
+        out[:, -1] = residual
+        return out
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.kind, "n_features": self.n_features}

@@ -1,0 +1,93 @@
+"""A small multilayer perceptron (ReLU hidden layers, logistic output) with exact per-example gradients."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from sampan.models.base import Model, sigmoid
+
+
+class MLP(Model):
+    """Layers are stored flat as [W1, b1, W2, b2, ..., w_out, b_out]."""
+
+    kind = "mlp"
+
+    def __init__(self, n_features: int, hidden: Sequence[int] = (32,)) -> None:
+        if n_features < 1 or not hidden or any(h < 1 for h in hidden):
+            raise ValueError(f"MLP needs n_features >= 1 and positive hidden sizes, got {n_features}, {hidden}")
+        self.n_features = n_features
+        self.hidden = tuple(int(h) for h in hidden)
+        sizes = (n_features, *self.hidden, 1)
+        self._shapes: list[tuple[tuple[int, int], tuple[int]]] = [
+            ((sizes[i], sizes[i + 1]), (sizes[i + 1],)) for i in range(len(sizes) - 1)
+        ]
+        self._slices: list[tuple[slice, slice]] = []
+        offset = 0
+        for (w_shape, b_shape) in self._shapes:
+            w_end = offset + w_shape[0] * w_shape[1]
+            b_end = w_end + b_shape[0]
+            self._slices.append((slice(offset, w_end), slice(w_end, b_end)))
+            offset = b_end
+        self._n_params = offset
+
+    @property
+    def n_params(self) -> int:
+        return self._n_params
+
+    def _layers(self, params: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [
+            (params[ws].reshape(w_shape), params[bs])
+            for (ws, bs), (w_shape, _) in zip(self._slices, self._shapes)
+        ]
+
+    def init_params(self, rng: np.random.Generator) -> np.ndarray:
+        params = np.zeros(self.n_params)
+        for (ws, _), (w_shape, _) in zip(self._slices, self._shapes):
+            fan_in = w_shape[0]
+            params[ws] = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=w_shape[0] * w_shape[1])  # He init
+        return params
+
+    def _forward(self, params: np.ndarray, X: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        activations = [X]
+        h = X
+        layers = self._layers(params)
+        for W, b in layers[:-1]:
+            h = np.maximum(h @ W + b, 0.0)
+            activations.append(h)
+        W, b = layers[-1]
+        return activations, (h @ W + b)[:, 0]
+
+    def logits(self, params: np.ndarray, X: np.ndarray) -> np.ndarray:
+        return self._forward(params, X)[1]
+
+    def _backward(self, params: np.ndarray, X: np.ndarray, y: np.ndarray, per_example: bool) -> tuple[np.ndarray, np.ndarray]:
+        activations, z = self._forward(params, X)
+        n = len(y)
+        delta = (sigmoid(z) - y)[:, None]  # dLoss_i/dz_i, shape (n, 1)
+        grads = np.empty((n, self.n_params)) if per_example else np.empty(self.n_params)
+        layers = self._layers(params)
+        for layer in range(len(layers) - 1, -1, -1):
+            a = activations[layer]
+            ws, bs = self._slices[layer]
+            if per_example:
+                grads[:, ws] = np.einsum("ni,nj->nij", a, delta).reshape(n, -1)
+                grads[:, bs] = delta
+            else:
+                grads[ws] = (a.T @ delta).ravel() / n
+                grads[bs] = delta.sum(axis=0) / n
+            if layer:
+                W = layers[layer][0]
+                delta = (delta @ W.T) * (activations[layer] > 0)
+        return z, grads
+
+    def loss_and_grad(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        z, grad = self._backward(params, X, y, per_example=False)
+        return float(np.mean(np.logaddexp(0.0, z) - y * z)), grad
+
+    def per_example_grads(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return self._backward(params, X, y, per_example=True)[1]
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.kind, "n_features": self.n_features, "hidden": list(self.hidden)}

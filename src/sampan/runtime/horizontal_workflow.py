@@ -1,0 +1,237 @@
+"""The coordinator's program for horizontal training: setup, rounds, checkpoints, final model.
+
+The coordinator talks to parties only through a Transport and only ever holds the global model,
+one running aggregate and per-party scalars. Every round ends with one atomic store write
+(checkpoint + metrics + audit event); a run killed at any point resumes from its last round and,
+because every random choice is derived from the run seed and the round number, finishes with exactly
+the model an uninterrupted run would have produced.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+
+from sampan.config import RunConfig
+from sampan.horizontal.aggregators import make_aggregator
+from sampan.horizontal.strategies import Strategy, make_strategy
+from sampan.metrics import ScoreHistogram
+from sampan.models import Model, model_from_config
+from sampan.runtime.progress import NullProgress, ProgressHook, RoundResult
+from sampan.runtime.seeds import derive_rng, derive_seed
+from sampan.runtime.store import Store
+from sampan.transport import Transport
+from sampan.wire import Message
+
+COORDINATOR = "coordinator"
+FAULT_ENV = "SAMPAN_FAULT_KILL_AFTER_ROUND"  # test hook: SIGKILL this process after saving round N
+
+
+class FederationError(RuntimeError):
+    """The parties cannot train together (e.g. they disagree on the feature schema)."""
+
+
+@dataclass
+class RunState:
+    round: int
+    params: np.ndarray
+    scaler: dict[str, np.ndarray]
+    strategy_state: dict[str, np.ndarray]
+    parties: dict[str, dict[str, Any]]
+    model_config: dict[str, Any]
+    feature_names: list[str]
+
+    def to_checkpoint(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays = {"params": self.params, **{f"scaler.{k}": v for k, v in self.scaler.items()},
+                  **{f"strategy.{k}": v for k, v in self.strategy_state.items()}}
+        meta = {"parties": self.parties, "model": self.model_config, "feature_names": self.feature_names}
+        return arrays, meta
+
+    @classmethod
+    def from_checkpoint(cls, round_number: int, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> "RunState":
+        def prefixed(prefix: str) -> dict[str, np.ndarray]:
+            return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
+        return cls(round=round_number, params=arrays["params"], scaler=prefixed("scaler."),
+                   strategy_state=prefixed("strategy."), parties=meta["parties"], model_config=meta["model"],
+                   feature_names=list(meta["feature_names"]))
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    rounds: int
+    final_metrics: dict[str, float]
+    params: np.ndarray
+    scaler: dict[str, np.ndarray]
+    model: Model
+    histogram: ScoreHistogram | None
+
+
+def build_strategy(config: RunConfig) -> Strategy:
+    options: dict[str, float] = {}
+    if config.strategy.server_learning_rate is not None:
+        options["server_learning_rate"] = config.strategy.server_learning_rate
+    if config.strategy.name == "fedprox":
+        options["proximal_mu"] = config.strategy.proximal_mu
+    return make_strategy(config.strategy.name, **options)
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+class HorizontalWorkflow:
+    def __init__(self, transport: Transport, store: Store, run_id: str, config: RunConfig, seed: int,
+                 progress: ProgressHook | None = None) -> None:
+        self.transport, self.store, self.run_id = transport, store, run_id
+        self.config, self.seed = config, seed
+        self.progress = progress or NullProgress()
+        self.strategy = build_strategy(config)
+        s = config.strategy
+        self.aggregator = make_aggregator(s.aggregator, trim_fraction=s.trim_fraction,
+                                          byzantine=s.byzantine, multi=s.multi_krum)
+
+    # --- messaging helpers ------------------------------------------------------------------------
+    def _request(self, parties: list[str], kind: str, step: int, arrays: dict[str, np.ndarray] | None = None,
+                 meta_for: Any = None) -> Iterator[Message]:
+        messages = (
+            Message(self.run_id, step, COORDINATOR, party, kind, arrays=arrays or {},
+                    meta=meta_for(party) if meta_for else {})
+            for party in parties
+        )
+        return self.transport.exchange(messages)
+
+    # --- setup ------------------------------------------------------------------------------------
+    def _setup(self) -> RunState:
+        parties = sorted(self.transport.parties)
+        info: dict[str, dict[str, Any]] = {}
+        names: list[str] | None = None
+        first = None
+        for reply in self._request(parties, "describe", 0):
+            info[reply.sender] = {k: reply.meta[k] for k in ("n_train", "n_test", "positive_rate")}
+            if names is None:
+                names, first = list(reply.meta["feature_names"]), reply.sender
+            elif list(reply.meta["feature_names"]) != names:
+                theirs = list(reply.meta["feature_names"])
+                diff = sorted(set(theirs) ^ set(names)) or "same names, different order"
+                raise FederationError(
+                    f"party {reply.sender!r} has features that differ from party {first!r}: {diff}")
+        assert names is not None
+        scaler: dict[str, np.ndarray] = {}
+        if self.config.data.standardize:
+            total, sum_, sum_sq = 0, np.zeros(len(names)), np.zeros(len(names))
+            for reply in self._request(parties, "stats", 0):
+                total += int(reply.meta["n"])
+                sum_ += reply.arrays["sum"]
+                sum_sq += reply.arrays["sum_sq"]
+            mean = sum_ / total
+            var = np.maximum(sum_sq / total - mean**2, 0.0)
+            scale = np.sqrt(var)
+            scaler = {"mean": mean, "scale": np.where(scale > 1e-12, scale, 1.0)}
+        m = self.config.model
+        model_config = {"kind": m.kind, "n_features": len(names)}
+        if m.kind == "mlp":
+            model_config["hidden"] = list(m.hidden)
+        model = model_from_config(model_config)
+        params = model.init_params(derive_rng(self.seed, "init"))
+        return RunState(0, params, scaler, {}, info, model_config, names)
+
+    # --- rounds -----------------------------------------------------------------------------------
+    def _select(self, round_number: int, parties: list[str]) -> list[str]:
+        fraction, minimum = self.config.run.fraction_fit, self.config.run.min_parties
+        if len(parties) < minimum:
+            raise FederationError(f"run needs at least {minimum} parties, has {len(parties)}")
+        k = max(minimum, int(round(fraction * len(parties))))
+        if k >= len(parties):
+            return parties
+        chosen = derive_rng(self.seed, "select", round_number).choice(len(parties), size=k, replace=False)
+        return [parties[i] for i in sorted(chosen)]
+
+    def _fit_round(self, state: RunState, round_number: int) -> tuple[np.ndarray, list[str], float]:
+        selected = self._select(round_number, sorted(state.parties))
+        self.progress.round_started(round_number, len(selected))
+        t = self.config.training
+        train_cfg = {"epochs": t.local_epochs, "batch_size": t.batch_size, "learning_rate": t.learning_rate,
+                     "optimizer": t.optimizer, "momentum": t.momentum, "l2": t.l2,
+                     **self.strategy.fit_config(round_number)}
+        self.aggregator.reset()
+        loss_sum, n_sum = 0.0, 0
+        replies = self._request(
+            selected, "fit", round_number, arrays={"params": state.params, **state.scaler},
+            meta_for=lambda p: {"model": state.model_config, "train": train_cfg,
+                                "seed": derive_seed(self.seed, "fit", round_number, p)})
+        for reply in replies:
+            n = int(reply.meta["n"])
+            self.aggregator.add(reply.arrays["update"], n)
+            loss_sum += float(reply.meta["loss"]) * n
+            n_sum += n
+            self.progress.party_done(reply.sender)
+        new_params = self.strategy.apply(state.params, self.aggregator.result())
+        return new_params, selected, loss_sum / max(n_sum, 1)
+
+    def evaluate(self, state: RunState, step: int) -> tuple[dict[str, float], dict[str, dict[str, Any]], ScoreHistogram]:
+        """Global metrics from merged score histograms; per-party metrics as each party reports them."""
+        histogram: ScoreHistogram | None = None
+        n, loss_sum, brier_sum = 0, 0.0, 0.0
+        per_party: dict[str, dict[str, Any]] = {}
+        for reply in self._request(sorted(state.parties), "evaluate", step,
+                                   arrays={"params": state.params, **state.scaler},
+                                   meta_for=lambda p: {"model": state.model_config}):
+            part = ScoreHistogram.from_arrays(dict(reply.arrays))
+            histogram = part if histogram is None else histogram + part
+            n += int(reply.meta["n"])
+            loss_sum += float(reply.meta["loss_sum"])
+            brier_sum += float(reply.meta["brier_sum"])
+            per_party[reply.sender] = dict(reply.meta["metrics"])
+        assert histogram is not None
+        metrics: dict[str, Any] = {"log_loss": loss_sum / n, "brier": brier_sum / n, "n": n}
+        if 0 < histogram.positive_rate < 1:
+            metrics.update(auc=histogram.auc(), pr_auc=histogram.pr_auc(), ks=histogram.ks(),
+                           ece=histogram.expected_calibration_error())
+        return {k: _finite(v) for k, v in metrics.items()}, per_party, histogram
+
+    # --- lifecycle --------------------------------------------------------------------------------
+    def run(self) -> RunOutcome:
+        total = self.config.run.rounds
+        checkpoint = self.store.latest_checkpoint(self.run_id)
+        if checkpoint is None:
+            state = self._setup()
+            arrays, meta = state.to_checkpoint()
+            self.store.save_round(self.run_id, 0, state_arrays=arrays, state_meta=meta, metrics={}, seconds=0.0)
+        else:
+            state = RunState.from_checkpoint(checkpoint.round, checkpoint.arrays, checkpoint.meta)
+            self.strategy.load_state_dict(state.strategy_state)
+            self.store.log_event(self.run_id, "run_resumed", {"from_round": checkpoint.round})
+        self.store.set_status(self.run_id, "running", info={"parties": state.parties,
+                                                            "feature_names": state.feature_names})
+        self.progress.run_started(self.run_id, total, state.round)
+        fault_round = int(os.environ.get(FAULT_ENV, "0") or 0)
+        histogram: ScoreHistogram | None = None
+        global_metrics: dict[str, float] = {}
+        for round_number in range(state.round + 1, total + 1):
+            started = time.perf_counter()
+            state.params, selected, train_loss = self._fit_round(state, round_number)
+            state.strategy_state = self.strategy.state_dict()
+            state.round = round_number
+            party_metrics: dict[str, dict[str, Any]] = {}
+            if round_number % self.config.run.eval_every == 0 or round_number == total:
+                global_metrics, party_metrics, histogram = self.evaluate(state, round_number)
+            seconds = time.perf_counter() - started
+            result = RoundResult(round_number, seconds, selected, train_loss,
+                                 global_metrics if party_metrics else {}, party_metrics)
+            arrays, meta = state.to_checkpoint()
+            self.store.save_round(self.run_id, round_number, state_arrays=arrays, state_meta=meta, seconds=seconds,
+                                  metrics={"train_loss": train_loss, "parties": selected,
+                                           "global": result.global_metrics, "party": party_metrics})
+            self.progress.round_finished(result)
+            if fault_round == round_number:
+                os.kill(os.getpid(), signal.SIGKILL)
+        if histogram is None:  # resumed after the last round was saved: evaluate once more
+            global_metrics, _, histogram = self.evaluate(state, total)
+        model = model_from_config(state.model_config)
+        return RunOutcome(self.run_id, state.round, global_metrics, state.params, state.scaler, model, histogram)

@@ -1,0 +1,88 @@
+"""The Transport interface: how a coordinator's workflow reaches parties.
+
+Workflows only call `exchange`; whether the parties live in this process or behind gRPC with mutual
+TLS is the transport's business. Replies are yielded one at a time so a coordinator can fold them
+into a running aggregate without holding every party's update in memory.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Protocol
+
+from sampan.wire import Message
+
+
+class Endpoint(Protocol):
+    """Anything that answers messages addressed to `name` (a PartyApp, or a test double)."""
+
+    name: str
+
+    def handle(self, message: Message) -> Message: ...
+
+
+class PartyError(RuntimeError):
+    """A party answered with an error; names the party and the step that failed."""
+
+    def __init__(self, party: str, kind: str, error_type: str, error: str) -> None:
+        super().__init__(f"party {party!r} failed on {kind!r}: {error_type}: {error}")
+        self.party, self.kind, self.error_type, self.error = party, kind, error_type, error
+
+
+@dataclass
+class TrafficLog:
+    """Bytes and message counts per (party, direction, kind): the raw material of a privacy receipt."""
+
+    messages: dict[tuple[str, str, str], int] = field(default_factory=lambda: defaultdict(int))
+    bytes: dict[tuple[str, str, str], int] = field(default_factory=lambda: defaultdict(int))
+
+    def record(self, party: str, direction: str, kind: str, size: int) -> None:
+        key = (party, direction, kind)
+        self.messages[key] += 1
+        self.bytes[key] += size
+
+    def summary(self) -> list[dict[str, object]]:
+        return [
+            {"party": p, "direction": d, "kind": k, "messages": n, "bytes": self.bytes[(p, d, k)]}
+            for (p, d, k), n in sorted(self.messages.items())
+        ]
+
+
+class Transport(ABC):
+    """Delivers coordinator requests to parties and returns their replies."""
+
+    traffic: TrafficLog
+
+    @property
+    @abstractmethod
+    def parties(self) -> list[str]:
+        """Names of the parties reachable through this transport."""
+
+    @abstractmethod
+    def exchange(self, messages: Iterable[Message]) -> Iterator[Message]:
+        """Send each message to its recipient and yield the replies as they arrive.
+
+        Raises PartyError when a party answers with an error. Messages are consumed lazily, so a
+        caller may pass a generator and never materialise one copy of the model per party.
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the in-process transport has none."""
+
+    def __enter__(self) -> "Transport":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def raise_for_error(reply: Message) -> Message:
+    """Turn an error reply into PartyError; pass any other reply through."""
+    if reply.is_error:
+        raise PartyError(
+            reply.sender, str(reply.meta.get("request_kind", "?")),
+            str(reply.meta.get("error_type", "Error")), str(reply.meta.get("error", "")),
+        )
+    return reply
