@@ -2,3 +2,31 @@
 
 May import: numpy only.
 """
+
+from sampan.metrics.classification import (
+    CalibrationCurve,
+    binary_metrics,
+    brier_score,
+    calibration_curve,
+    expected_calibration_error,
+    ks_statistic,
+    log_loss,
+    pr_auc,
+    roc_auc,
+    roc_curve,
+)
+from sampan.metrics.histogram import ScoreHistogram
+
+__all__ = [
+    "CalibrationCurve",
+    "ScoreHistogram",
+    "binary_metrics",
+    "brier_score",
+    "calibration_curve",
+    "expected_calibration_error",
+    "ks_statistic",
+    "log_loss",
+    "pr_auc",
+    "roc_auc",
+    "roc_curve",
+]

@@ -2,3 +2,15 @@
 
 May import: metrics and the standard library.
 """
+
+from sampan.report.content import PartySummary, ReportSection, RoundRecord, RunReport
+from sampan.report.html import render_run_report, write_report
+
+__all__ = [
+    "PartySummary",
+    "ReportSection",
+    "RoundRecord",
+    "RunReport",
+    "render_run_report",
+    "write_report",
+]

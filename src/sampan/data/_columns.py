@@ -1,0 +1,297 @@
+"""Column-by-column checks and coercion behind `from_columns`.
+
+Each checker turns one raw column (whatever a CSV reader, a Parquet reader or a caller produced) into
+clean float64 values, or reports what is wrong as a `Problem` with a 1-based row count an operator can
+act on. Nothing here raises: the caller gathers every problem so a data owner fixes them in one pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+MAX_SHOWN = 5
+
+_TRUE = frozenset({"1", "true", "t", "yes", "y"})
+_FALSE = frozenset({"0", "false", "f", "no", "n"})
+_LABEL_ONE = frozenset({"1", "1.0", "true"})
+_LABEL_ZERO = frozenset({"0", "0.0", "false"})
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with one column, already phrased for the operator."""
+
+    column: str | None
+    rows: int | None
+    message: str
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 value`` / ``3 values``."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def row_list(mask: np.ndarray) -> str:
+    """``rows 4, 9, 17`` (1-based data rows, at most five shown)."""
+    idx = np.flatnonzero(mask)
+    shown = ", ".join(str(int(i) + 1) for i in idx[:MAX_SHOWN])
+    more = ", ..." if idx.size > MAX_SHOWN else ""
+    return f"{'row' if idx.size == 1 else 'rows'} {shown}{more}"
+
+
+def examples(values: Iterable[object], limit: int = 3) -> str:
+    """Distinct offending values, quoted, in order of first appearance."""
+    seen: list[str] = []
+    for v in values:
+        r = repr(v.item() if isinstance(v, np.generic) else v)
+        if r not in seen:
+            seen.append(r)
+        if len(seen) > limit:
+            break
+    text = ", ".join(seen[:limit])
+    return text + (", ..." if len(seen) > limit else "")
+
+
+def _is_missing_obj(v: object) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, float | np.floating):
+        return bool(math.isnan(v))
+    if isinstance(v, str):
+        return not v.strip()
+    return False
+
+
+def missing_mask(a: np.ndarray) -> np.ndarray:
+    """True where a value is null, NaN or an empty/blank string."""
+    if a.dtype.kind == "f":
+        return np.isnan(a)
+    if a.dtype.kind in "biu":
+        return np.zeros(a.shape, dtype=bool)
+    if a.dtype.kind in "US":
+        return np.char.strip(a.astype(str)) == ""
+    if a.dtype.kind == "O":
+        return np.fromiter((_is_missing_obj(v) for v in a), dtype=bool, count=a.size)
+    if a.dtype.kind in "mM":
+        return np.isnat(a)
+    return np.zeros(a.shape, dtype=bool)
+
+
+def _label(column: str, role: str | None) -> str:
+    return f"column '{column}'" + (f" ({role})" if role else "")
+
+
+def missing_problem(column: str, missing: np.ndarray, role: str | None = None) -> Problem | None:
+    """Report null/NaN/empty cells; ``None`` if there are none."""
+    k = int(missing.sum())
+    if k == 0:
+        return None
+    return Problem(
+        column, k, f"{_label(column, role)} has {plural(k, 'missing/NaN value')} ({row_list(missing)})"
+    )
+
+
+def to_float(a: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Numeric values (NaN where missing) and a mask of present-but-unparseable or infinite cells."""
+    out = np.full(a.shape, np.nan, dtype=np.float64)
+    bad = np.zeros(a.shape, dtype=bool)
+    present = ~missing
+    if a.dtype.kind in "biuf":
+        out[present] = a[present].astype(np.float64)
+    elif a.dtype.kind in "OUS":
+        vals = a[present]
+        try:
+            out[present] = np.asarray(vals, dtype=object).astype(np.float64)
+        except (TypeError, ValueError):
+            parsed = np.empty(vals.size, dtype=np.float64)
+            for j, v in enumerate(vals):
+                try:
+                    parsed[j] = float(v.strip() if isinstance(v, str) else v)  # type: ignore[arg-type]
+                except (TypeError, ValueError):
+                    parsed[j] = np.nan
+                    bad_idx = np.flatnonzero(present)[j]
+                    bad[bad_idx] = True
+            out[present] = parsed
+    else:
+        bad[present] = True
+    bad |= present & ~bad & np.isinf(out)
+    return out, bad
+
+
+def check_numeric(
+    column: str, a: np.ndarray, kind: str
+) -> tuple[np.ndarray, list[Problem]]:
+    """Float or int feature: missing cells, non-numeric text, infinities, non-integers for ``int``."""
+    missing = missing_mask(a)
+    values, bad = to_float(a, missing)
+    # Text such as "nan" parses to NaN: it is a missing value, not a type error.
+    missing = missing | (~bad & np.isnan(values))
+    problems = [p for p in (missing_problem(column, missing),) if p is not None]
+    if bad.any():
+        k = int(bad.sum())
+        problems.append(
+            Problem(
+                column,
+                k,
+                f"column '{column}' is declared {kind} but has {plural(k, 'non-numeric value')} "
+                f"({row_list(bad)}; e.g. {examples(a[bad])})",
+            )
+        )
+    if kind == "int":
+        ok = ~missing & ~bad
+        frac = ok & (values != np.floor(np.where(ok, values, 0.0)))
+        if frac.any():
+            k = int(frac.sum())
+            problems.append(
+                Problem(
+                    column,
+                    k,
+                    f"column '{column}' is declared int but has {plural(k, 'non-integer value')} "
+                    f"({row_list(frac)}; e.g. {examples(a[frac])})",
+                )
+            )
+    return values, problems
+
+
+def _bool_from(
+    a: np.ndarray, missing: np.ndarray, ones: frozenset[str], zeros: frozenset[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """0/1 values and a mask of present cells that are neither."""
+    out = np.full(a.shape, np.nan, dtype=np.float64)
+    present = ~missing
+    if a.dtype.kind == "b":
+        out[present] = a[present]
+        return out, np.zeros(a.shape, dtype=bool)
+    if a.dtype.kind in "iuf":
+        v = a.astype(np.float64)
+        ok = present & ((v == 0.0) | (v == 1.0))
+        out[ok] = v[ok]
+        return out, present & ~ok
+    bad = np.zeros(a.shape, dtype=bool)
+    for i in np.flatnonzero(present):
+        v = a[i]
+        if isinstance(v, bool | np.bool_):
+            out[i] = float(v)
+        elif isinstance(v, int | float | np.integer | np.floating) and v in (0, 1):
+            out[i] = float(v)
+        else:
+            s = str(v).strip().lower()
+            if s in ones:
+                out[i] = 1.0
+            elif s in zeros:
+                out[i] = 0.0
+            else:
+                bad[i] = True
+    return out, bad
+
+
+def check_bool(column: str, a: np.ndarray) -> tuple[np.ndarray, list[Problem]]:
+    """Boolean feature: true/false, 1/0, yes/no (any case)."""
+    missing = missing_mask(a)
+    values, bad = _bool_from(a, missing, _TRUE, _FALSE)
+    problems = [p for p in (missing_problem(column, missing),) if p is not None]
+    if bad.any():
+        k = int(bad.sum())
+        problems.append(
+            Problem(
+                column,
+                k,
+                f"column '{column}' is declared bool but has {plural(k, 'value')} other than "
+                f"true/false, yes/no or 1/0 ({row_list(bad)}; e.g. {examples(a[bad])})",
+            )
+        )
+    return values, problems
+
+
+def check_label(column: str, a: np.ndarray) -> tuple[np.ndarray, list[Problem]]:
+    """Binary label: 0/1, booleans, or the strings "0"/"1" ("true"/"false")."""
+    missing = missing_mask(a)
+    values, bad = _bool_from(a, missing, _LABEL_ONE, _LABEL_ZERO)
+    problems = [p for p in (missing_problem(column, missing, "label"),) if p is not None]
+    if bad.any():
+        k = int(bad.sum())
+        problems.append(
+            Problem(
+                column,
+                k,
+                f"column '{column}' (label) must be binary 0/1 but has {plural(k, 'other value')} "
+                f"({row_list(bad)}); offending distinct values: {examples(a[bad], limit=5)}",
+            )
+        )
+    return values, problems
+
+
+def _as_text(v: object) -> str:
+    """Canonical text of a cell: 3.0 -> "3", " retail " -> "retail"."""
+    if isinstance(v, float | np.floating) and float(v).is_integer():
+        return str(int(v))
+    if isinstance(v, bytes):
+        return v.decode("utf-8", errors="replace").strip()
+    return str(v.item() if isinstance(v, np.generic) else v).strip()
+
+
+def as_text(a: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """Object array of canonical strings ('' where missing)."""
+    out = np.full(a.shape, "", dtype=object)
+    present = ~missing
+    if a.dtype.kind in "iu":
+        out[present] = a[present].astype(str)
+    else:
+        out[present] = [_as_text(v) for v in a[present]]
+    return out
+
+
+def check_category(
+    column: str, a: np.ndarray, categories: tuple[str, ...]
+) -> tuple[np.ndarray, list[Problem]]:
+    """Category codes (index into ``categories``, -1 where missing or undeclared)."""
+    missing = missing_mask(a)
+    text = as_text(a, missing)
+    lookup = {c: i for i, c in enumerate(categories)}
+    codes = np.fromiter((lookup.get(t, -1) for t in text), dtype=np.int64, count=text.size)
+    problems = [p for p in (missing_problem(column, missing),) if p is not None]
+    unknown = ~missing & (codes < 0)
+    if unknown.any():
+        k = int(unknown.sum())
+        vals, counts = np.unique(text[unknown].astype(str), return_counts=True)
+        order = np.argsort(-counts, kind="stable")
+        listed = ", ".join(f"'{vals[i]}' ({counts[i]})" for i in order[:MAX_SHOWN])
+        if order.size > MAX_SHOWN:
+            listed += ", ..."
+        problems.append(
+            Problem(
+                column,
+                k,
+                f"column '{column}' has {plural(k, 'value')} not in its declared categories "
+                f"({row_list(unknown)}): {listed}; declared: {', '.join(categories)}",
+            )
+        )
+    return codes, problems
+
+
+def check_ids(column: str, a: np.ndarray) -> tuple[np.ndarray, list[Problem]]:
+    """Ids as strings; missing and repeated ids are errors (alignment and scoring key on them)."""
+    missing = missing_mask(a)
+    text = as_text(a, missing)
+    problems = [p for p in (missing_problem(column, missing, "id"),) if p is not None]
+    present = np.flatnonzero(~missing)
+    if present.size:
+        _, first, inverse = np.unique(text[present].astype(str), return_index=True, return_inverse=True)
+        dup_local = first[inverse] != np.arange(present.size)
+        if dup_local.any():
+            dup = np.zeros(a.shape, dtype=bool)
+            dup[present[dup_local]] = True
+            k = int(dup.sum())
+            problems.append(
+                Problem(
+                    column,
+                    k,
+                    f"column '{column}' (id) has {plural(k, 'duplicate id')} "
+                    f"({row_list(dup)}; e.g. {examples(list(text[dup]))})",
+                )
+            )
+    return text, problems

@@ -1,0 +1,430 @@
+"""The built-in Hong Kong SME lending consortium: synthetic data with a known default model.
+
+The demo and the examples run on this generator so that they need no downloaded data and so that
+every result can be checked against the truth that produced it. Nothing here is real data.
+
+Generating process (all draws vectorised NumPy, deterministic for a given seed)
+--------------------------------------------------------------------------------
+**Population.** ``n_smes`` Hong Kong SMEs, each with a unique business-registration id ``BR`` + 8
+digits and latent attributes:
+
+* sector, one of ``retail``, ``food_beverage``, ``logistics``, ``trading``, ``professional_services``,
+  ``manufacturing`` (shares 22/18/12/22/16/10%);
+* years in business, log-normal (median about 7 years, 0.3-50);
+* employees, log-normal by sector and rising with age (1-49, up to 99 in manufacturing: the HK SME
+  definition);
+* annual revenue in HKD, log-normal by sector, rising with headcount and health;
+* two latent factors, independent of each other: **financial health** (balance-sheet strength,
+  slightly higher for older firms) and **trading momentum** (recent cash-flow trend, with a
+  sector-wide shock added so that sectors fare differently).
+
+**Bank-observable features** (the same for every bank): ``log10_annual_revenue_hkd``,
+``years_in_business``, ``employees``, ``log10_loan_amount_hkd`` (requested loan),
+``loan_term_months``, ``debt_to_revenue`` (existing debt / revenue), ``credit_utilisation`` (share of
+overdraft limits drawn), ``past_delinquencies`` (30+ days late in the last 24 months),
+``has_guarantee`` (covered by the SME Financing Guarantee Scheme) and the one-hot ``sector``. Debt,
+utilisation and delinquencies are noisy readings of financial health; utilisation also leaks a little
+momentum.
+
+**Default label** (``default_12m``: default within 12 months of the loan) is Bernoulli with the
+**known logistic model** ``logit p = intercept + sum(coef * term)``, where the terms are
+``latent:financial_health``, ``latent:trading_momentum`` and observable bank features (log loan-to-
+revenue, log years in business, debt-to-revenue, past delinquencies, sector). The coefficients, and the
+intercept that makes the population default rate about 6%, are in `Consortium.true_coefficients`: a
+model trained on the data can be compared against this known signal.
+
+**Horizontal view** (`Consortium.horizontal`): every SME banks with exactly one of three banks, drawn
+from sector- and age-dependent affinities, so the banks hold different customer mixes and default
+rates under one feature schema:
+
+* ``bank_harbour``: the large commercial bank; trading, manufacturing and logistics; established firms;
+* ``bank_kowloon``: a community bank; retail and food & beverage;
+* ``bank_lionrock``: a virtual bank; young firms and professional services.
+
+**Vertical view** (`Consortium.vertical`): a separate scenario over the same SMEs.
+
+* ``bank``: about 55% of the SMEs, with the bank features above and the label;
+* ``bank`` draws its customers uniformly at random, so its sector mix is the population's;
+* ``payments``: a payment-service provider, covering about 70% of the bank's customers (more of
+  retail and F&B) plus SMEs the bank does not have (about 40% of its rows). Features
+  ``pay_log10_monthly_volume_hkd``, ``pay_monthly_txn_count``, ``pay_volume_volatility``,
+  ``pay_volume_trend_6m``, ``pay_chargeback_rate``, ``pay_months_active``;
+* ``delivery``: a delivery / food platform, mostly F&B and retail merchants, covering about 40% of
+  the bank's customers plus merchants the bank does not have. Features ``dlv_log10_monthly_orders``,
+  ``dlv_rating``, ``dlv_order_growth_3m``, ``dlv_cancellation_rate``, ``dlv_months_on_platform``.
+
+Partner features are noisy readings of trading momentum (and a little of health), which drives
+default but which the bank barely sees, so a vertical model beats the bank's own model on the overlap.
+Only the bank holds the label; each party's rows are in its own shuffled order; the parties share
+only the registration ids, which is what private set intersection aligns on.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from sampan.data.table import ColumnSpec, PartyData, TableSchema
+
+__all__ = ["Consortium", "make_sme_consortium", "SECTORS"]
+
+SECTORS: tuple[str, ...] = (
+    "retail",
+    "food_beverage",
+    "logistics",
+    "trading",
+    "professional_services",
+    "manufacturing",
+)
+_SECTOR_SHARE = np.array([0.22, 0.18, 0.12, 0.22, 0.16, 0.10])
+# Per sector: log-employee mean, log-revenue mean (HKD), card share of revenue, mean ticket (HKD),
+# delivery-platform coverage, payments coverage, delivery orders base (log10 per month).
+_EMP_MU = np.array([1.3, 1.7, 1.8, 1.4, 1.5, 2.3])
+_REV_MU = np.log(np.array([4.0e6, 5.0e6, 9.0e6, 12.0e6, 5.0e6, 15.0e6]))
+_CARD_SHARE = np.array([0.55, 0.65, 0.15, 0.10, 0.20, 0.05])
+_TICKET = np.array([280.0, 110.0, 2500.0, 9000.0, 3500.0, 15000.0])
+_DLV_COVER = np.array([0.75, 0.95, 0.20, 0.10, 0.08, 0.05])
+_PAY_COVER = np.array([0.90, 0.92, 0.60, 0.55, 0.58, 0.50])
+_DLV_ORDERS = np.array([2.3, 3.2, 2.6, 1.6, 1.2, 1.3])
+_EMP_CAP = np.array([49, 49, 49, 49, 49, 99])
+
+BANKS: tuple[str, ...] = ("bank_harbour", "bank_kowloon", "bank_lionrock")
+# Affinity of each sector for each bank (rows: banks, columns: SECTORS).
+_BANK_SECTOR = np.array(
+    [
+        [0.6, 0.5, 2.2, 3.0, 1.2, 3.0],
+        [3.0, 3.2, 0.7, 0.6, 0.6, 0.6],
+        [0.7, 0.6, 0.6, 0.5, 1.6, 0.4],
+    ]
+)
+
+ID_COLUMN = "br_number"
+LABEL_COLUMN = "default_12m"
+
+TRUE_COEFFICIENTS: dict[str, float] = {
+    "intercept": -3.65,
+    "latent:financial_health": -0.95,
+    "latent:trading_momentum": -1.05,
+    "log_loan_to_revenue": 0.35,
+    "log_years_in_business": -0.20,
+    "debt_to_revenue": 0.45,
+    "past_delinquencies": 0.25,
+    "sector=retail": 0.15,
+    "sector=food_beverage": 0.35,
+    "sector=logistics": 0.10,
+    "sector=trading": 0.0,
+    "sector=professional_services": -0.30,
+    "sector=manufacturing": 0.05,
+}
+"""Known signal: coefficients of the logistic model that generates ``default_12m`` (see module doc)."""
+
+BANK_SCHEMA = TableSchema(
+    id_column=ID_COLUMN,
+    label_column=LABEL_COLUMN,
+    features=(
+        ColumnSpec("log10_annual_revenue_hkd"),
+        ColumnSpec("years_in_business"),
+        ColumnSpec("employees", "int"),
+        ColumnSpec("log10_loan_amount_hkd"),
+        ColumnSpec("loan_term_months", "int"),
+        ColumnSpec("debt_to_revenue"),
+        ColumnSpec("credit_utilisation"),
+        ColumnSpec("past_delinquencies", "int"),
+        ColumnSpec("has_guarantee", "bool"),
+        ColumnSpec("sector", "category", SECTORS),
+    ),
+)
+PAYMENTS_SCHEMA = TableSchema(
+    id_column=ID_COLUMN,
+    label_column=None,
+    features=(
+        ColumnSpec("pay_log10_monthly_volume_hkd"),
+        ColumnSpec("pay_monthly_txn_count", "int"),
+        ColumnSpec("pay_volume_volatility"),
+        ColumnSpec("pay_volume_trend_6m"),
+        ColumnSpec("pay_chargeback_rate"),
+        ColumnSpec("pay_months_active", "int"),
+    ),
+)
+DELIVERY_SCHEMA = TableSchema(
+    id_column=ID_COLUMN,
+    label_column=None,
+    features=(
+        ColumnSpec("dlv_log10_monthly_orders"),
+        ColumnSpec("dlv_rating"),
+        ColumnSpec("dlv_order_growth_3m"),
+        ColumnSpec("dlv_cancellation_rate"),
+        ColumnSpec("dlv_months_on_platform", "int"),
+    ),
+)
+
+
+@dataclass
+class Consortium:
+    """Synthetic SME lending consortium: horizontal banks, a vertical bank + partners, and the truth."""
+
+    seed: int
+    horizontal: dict[str, PartyData]
+    vertical: dict[str, PartyData]
+    true_coefficients: dict[str, float]
+    schemas: dict[str, TableSchema] = field(repr=False)
+
+    def schema_for(self, party: str) -> TableSchema:
+        """The declared schema of any party in either view."""
+        try:
+            return self.schemas[party]
+        except KeyError:
+            raise KeyError(f"no party '{party}'; parties: {sorted(self.schemas)}") from None
+
+    def write_csv(
+        self, folder: str | Path, view: Literal["horizontal", "vertical"] = "horizontal"
+    ) -> dict[str, Path]:
+        """Write each party's table of one view as ``<folder>/<party>.csv``, matching its schema.
+
+        Categories are written as their names (not one-hot), so `load_table` reads the files back
+        into identical arrays.
+        """
+        parties = {"horizontal": self.horizontal, "vertical": self.vertical}.get(view)
+        if parties is None:
+            raise ValueError(f"view must be 'horizontal' or 'vertical', got {view!r}")
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        written: dict[str, Path] = {}
+        for name, data in parties.items():
+            path = out / f"{name}.csv"
+            pacsv.write_csv(_to_arrow(data, self.schema_for(name)), path)
+            written[name] = path
+        return written
+
+    def describe(self) -> str:
+        """A few lines for the demo: who holds what, rows and default rates."""
+        lines = [
+            f"SME lending consortium (seed {self.seed})",
+            "  horizontal (same features, different SMEs):",
+        ]
+        for name, d in self.horizontal.items():
+            assert d.y is not None
+            rate = f"default rate {d.y.mean():6.2%}"
+            lines.append(f"    {name:<14} {len(d):>6} SMEs  {rate}  {d.X.shape[1]} features")
+        lines.append("  vertical (same SMEs, different features):")
+        bank_ids = set(self.vertical["bank"].ids.tolist())
+        for name, d in self.vertical.items():
+            if d.y is not None:
+                extra = f"default rate {d.y.mean():6.2%}"
+            else:
+                shared = len(bank_ids.intersection(d.ids.tolist()))
+                extra = f"{shared} shared with bank ({shared / len(bank_ids):.0%} of bank)"
+            lines.append(f"    {name:<14} {len(d):>6} SMEs  {extra}  {d.X.shape[1]} features")
+        return "\n".join(lines)
+
+
+def _to_arrow(data: PartyData, schema: TableSchema) -> pa.Table:
+    """Undo the one-hot encoding so the CSV looks like a bank's own extract."""
+    cols: dict[str, pa.Array] = {schema.id_column: pa.array(data.ids.astype(str).tolist(), pa.string())}
+    if schema.label_column is not None and data.y is not None:
+        cols[schema.label_column] = pa.array(data.y.astype(np.int64))
+    j = 0
+    for spec in schema.features:
+        block = data.X[:, j : j + spec.width]
+        if spec.kind == "category":
+            assert spec.categories is not None
+            names = np.asarray(spec.categories, dtype=object)[block.argmax(axis=1)]
+            cols[spec.name] = pa.array(names.tolist(), pa.string())
+        elif spec.kind == "int":
+            cols[spec.name] = pa.array(block[:, 0].astype(np.int64))
+        elif spec.kind == "bool":
+            cols[spec.name] = pa.array(block[:, 0] != 0.0)
+        else:
+            cols[spec.name] = pa.array(block[:, 0])
+        j += spec.width
+    return pa.table(cols)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _population(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Latent attributes, bank features and the default label of every SME."""
+    sector = rng.choice(len(SECTORS), size=n, p=_SECTOR_SHARE)
+    years = np.clip(np.round(np.exp(rng.normal(np.log(7.0), 0.85, n)), 1), 0.3, 50.0)
+    z_years = (np.log(years) - np.log(7.0)) / 0.85
+    health = 0.3 * z_years + np.sqrt(1 - 0.09) * rng.standard_normal(n)
+    momentum = rng.standard_normal(n)
+    sector_shock = rng.normal(0.0, 0.25, len(SECTORS))[sector]
+    momentum = momentum + sector_shock
+
+    log_emp = _EMP_MU[sector] + 0.3 * z_years + rng.normal(0.0, 0.7, n)
+    employees = np.clip(np.round(np.exp(log_emp)), 1, _EMP_CAP[sector]).astype(np.int64)
+    log_rev = (
+        _REV_MU[sector]
+        + 0.75 * (np.log(employees) - _EMP_MU[sector])
+        + 0.25 * health
+        + 0.10 * momentum
+        + rng.normal(0.0, 0.45, n)
+    )
+    revenue = np.round(np.exp(log_rev), -3)
+
+    log_loan_to_rev = np.log(0.25) + rng.normal(0.0, 0.55, n)
+    loan = np.maximum(np.round(revenue * np.exp(log_loan_to_rev), -4), 50_000.0)
+    log_loan_to_rev = np.log(loan / revenue)
+    term = rng.choice(np.array([12, 24, 36, 48, 60]), size=n, p=[0.15, 0.25, 0.3, 0.15, 0.15])
+    debt_to_rev = np.exp(np.log(0.3) - 0.45 * health + rng.normal(0.0, 0.5, n))
+    debt_to_rev = np.round(np.clip(debt_to_rev, 0.0, 5.0), 3)
+    utilisation = np.round(_sigmoid(-0.3 - 0.8 * health - 0.2 * momentum + rng.normal(0.0, 0.7, n)), 3)
+    delinquencies = np.minimum(rng.poisson(np.exp(-1.7 - 0.8 * health)), 12)
+    guarantee = rng.random(n) < np.where(years < 3, 0.45, 0.25)
+
+    c = TRUE_COEFFICIENTS
+    sector_coef = np.array([c[f"sector={s}"] for s in SECTORS])
+    logit = (
+        c["intercept"]
+        + c["latent:financial_health"] * health
+        + c["latent:trading_momentum"] * momentum
+        + c["log_loan_to_revenue"] * (log_loan_to_rev - np.log(0.25))
+        + c["log_years_in_business"] * np.log(years)
+        + c["debt_to_revenue"] * debt_to_rev
+        + c["past_delinquencies"] * delinquencies
+        + sector_coef[sector]
+    )
+    default = rng.random(n) < _sigmoid(logit)
+
+    onehot = np.zeros((n, len(SECTORS)))
+    onehot[np.arange(n), sector] = 1.0
+    X_bank = np.column_stack(
+        [
+            np.log10(revenue),
+            years,
+            employees,
+            np.log10(loan),
+            term,
+            debt_to_rev,
+            utilisation,
+            delinquencies,
+            guarantee,
+            onehot,
+        ]
+    ).astype(np.float64)
+    return {
+        "sector": sector,
+        "years": years,
+        "health": health,
+        "momentum": momentum,
+        "revenue": revenue,
+        "X_bank": X_bank,
+        "y": default.astype(np.int8),
+    }
+
+
+def _payments_features(
+    pop: Mapping[str, np.ndarray], rows: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """A payment provider's view: card/wallet takings, their trend, volatility and chargebacks."""
+    n = rows.size
+    s, h, m = pop["sector"][rows], pop["health"][rows], pop["momentum"][rows]
+    monthly = pop["revenue"][rows] / 12.0 * _CARD_SHARE[s] * np.exp(0.15 * m + rng.normal(0.0, 0.35, n))
+    volume = np.maximum(np.round(monthly, -2), 100.0)
+    txn = np.maximum(np.round(volume / (_TICKET[s] * np.exp(rng.normal(0.0, 0.25, n)))), 1)
+    volatility = np.round(np.exp(np.log(0.25) - 0.45 * m - 0.10 * h + rng.normal(0.0, 0.3, n)), 4)
+    trend = np.round(0.07 * m + rng.normal(0.0, 0.045, n), 4)
+    chargeback = np.round(np.exp(np.log(0.002) - 0.35 * h - 0.25 * m + rng.normal(0.0, 0.5, n)), 5)
+    months = np.minimum(np.round(pop["years"][rows] * 12), rng.integers(6, 97, n))
+    return np.column_stack([np.log10(volume), txn, volatility, trend, chargeback, np.maximum(months, 3)])
+
+
+def _delivery_features(
+    pop: Mapping[str, np.ndarray], rows: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """A delivery platform's view: orders, their growth, ratings and cancellations."""
+    n = rows.size
+    s, h, m = pop["sector"][rows], pop["health"][rows], pop["momentum"][rows]
+    size = np.log10(pop["revenue"][rows] / 5.0e6)
+    log_orders = _DLV_ORDERS[s] + 0.35 * size + 0.12 * m + rng.normal(0.0, 0.3, n)
+    rating = np.round(np.clip(4.2 + 0.12 * h + 0.15 * m + rng.normal(0.0, 0.25, n), 1.0, 5.0), 2)
+    growth = np.round(0.09 * m + rng.normal(0.0, 0.06, n), 4)
+    cancel = np.round(_sigmoid(np.log(0.03 / 0.97) - 0.50 * m - 0.15 * h + rng.normal(0.0, 0.4, n)), 4)
+    months = np.minimum(np.round(pop["years"][rows] * 12), rng.integers(3, 85, n))
+    return np.column_stack([np.round(log_orders, 4), rating, growth, cancel, np.maximum(months, 1)])
+
+
+def _registration_ids(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Unique ``BR`` + 8-digit ids (sampled without replacement)."""
+    numbers = rng.choice(100_000_000, size=n, replace=False)
+    return np.char.add("BR", np.char.zfill(numbers.astype(str), 8)).astype(object)
+
+
+def _party(
+    name: str,
+    ids: np.ndarray,
+    X: np.ndarray,
+    y: np.ndarray | None,
+    schema: TableSchema,
+    rng: np.random.Generator,
+) -> PartyData:
+    """A party's table in its own shuffled row order."""
+    order = rng.permutation(ids.size)
+    return PartyData(
+        party=name,
+        ids=ids[order],
+        X=np.round(X[order], 6),
+        y=None if y is None else y[order],
+        feature_names=schema.feature_names(),
+    )
+
+
+def make_sme_consortium(n_smes: int = 12000, seed: int | None = None) -> Consortium:
+    """Generate the SME lending consortium (see the module docstring for the generating process)."""
+    if isinstance(n_smes, bool) or int(n_smes) != n_smes or n_smes < 300:
+        raise ValueError(f"n_smes must be an integer >= 300, got {n_smes!r}")
+    n = int(n_smes)
+    if seed is None:
+        seed = secrets.randbits(63)
+    rng = np.random.default_rng(seed)
+    pop = _population(n, rng)
+    ids = _registration_ids(n, rng)
+    X_bank, y = pop["X_bank"], pop["y"]
+
+    # Horizontal: each SME at exactly one bank, by sector and age affinity.
+    young = pop["years"] < 3.0
+    established = pop["years"] >= 5.0
+    affinity = _BANK_SECTOR[:, pop["sector"]].T.copy()
+    affinity[:, 0] *= np.where(established, 1.5, 0.6)
+    affinity[:, 2] *= np.where(young, 3.5, 0.5)
+    cum = np.cumsum(affinity / affinity.sum(axis=1, keepdims=True), axis=1)
+    bank_of = (rng.random(n)[:, None] > cum).sum(axis=1)
+    horizontal = {
+        name: _party(name, ids[bank_of == b], X_bank[bank_of == b], y[bank_of == b], BANK_SCHEMA, rng)
+        for b, name in enumerate(BANKS)
+    }
+
+    # Vertical: one bank and two partners with partial, sector-dependent coverage.
+    at_bank = rng.random(n) < 0.55
+    pay_cover = np.where(at_bank, _PAY_COVER[pop["sector"]], 0.8 * _PAY_COVER[pop["sector"]])
+    at_pay = rng.random(n) < pay_cover
+    at_dlv = rng.random(n) < _DLV_COVER[pop["sector"]]
+    bank_rows, pay_rows, dlv_rows = (np.flatnonzero(m) for m in (at_bank, at_pay, at_dlv))
+    vertical = {
+        "bank": _party("bank", ids[bank_rows], X_bank[bank_rows], y[bank_rows], BANK_SCHEMA, rng),
+        "payments": _party(
+            "payments", ids[pay_rows], _payments_features(pop, pay_rows, rng), None, PAYMENTS_SCHEMA, rng
+        ),
+        "delivery": _party(
+            "delivery", ids[dlv_rows], _delivery_features(pop, dlv_rows, rng), None, DELIVERY_SCHEMA, rng
+        ),
+    }
+    schemas = {name: BANK_SCHEMA for name in (*BANKS, "bank")}
+    schemas.update(payments=PAYMENTS_SCHEMA, delivery=DELIVERY_SCHEMA)
+    return Consortium(
+        seed=int(seed),
+        horizontal=horizontal,
+        vertical=vertical,
+        true_coefficients=dict(TRUE_COEFFICIENTS),
+        schemas=schemas,
+    )

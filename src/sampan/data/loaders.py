@@ -1,0 +1,215 @@
+"""Read a party's CSV or Parquet file and validate it against the declared schema.
+
+Every reader ends in `from_columns`, the one validation path: nothing reaches a learner until every
+column has been checked, and every failure is a `DataValidationError` naming the party, the file, the
+column and how many rows are affected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from sampan.data._columns import (
+    Problem,
+    check_bool,
+    check_category,
+    check_ids,
+    check_label,
+    check_numeric,
+)
+from sampan.data.table import DataValidationError, PartyData, TableSchema
+
+__all__ = ["load_table", "from_columns", "read_columns"]
+
+TableFormat = Literal["csv", "parquet"]
+_SUFFIXES: dict[str, TableFormat] = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def _quoted(names: Sequence[str]) -> str:
+    return ", ".join(f"'{n}'" for n in names)
+
+
+def _raise(problems: list[Problem], party: str, path: str | None) -> None:
+    """Raise one error carrying every problem; its column/rows fields describe the first."""
+    if not problems:
+        return
+    first = problems[0]
+    if len(problems) == 1:
+        message = first.message
+    else:
+        message = f"{len(problems)} problems:\n  - " + "\n  - ".join(p.message for p in problems)
+    raise DataValidationError(message, party=party, column=first.column, rows=first.rows, path=path)
+
+
+def _infer_format(path: Path, party: str, format: TableFormat | None) -> TableFormat:
+    if format is not None:
+        if format not in ("csv", "parquet"):
+            raise DataValidationError(
+                f"unknown format {format!r}; use 'csv' or 'parquet'", party=party, path=str(path)
+            )
+        return format
+    fmt = _SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise DataValidationError(
+            f"cannot tell the table format from the suffix '{path.suffix}'; name the file .csv, .parquet "
+            "or .pq, or pass format='csv' / format='parquet'",
+            party=party,
+            path=str(path),
+        )
+    return fmt
+
+
+def _to_numpy(col: pa.ChunkedArray) -> np.ndarray:
+    """A column as NumPy: nulls become NaN (numeric) or None (object)."""
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    return np.asarray(col.to_numpy())
+
+
+def read_columns(
+    path: str | Path,
+    party: str,
+    *,
+    format: TableFormat | None = None,
+    delimiter: str = ",",
+    column_names: Sequence[str] | None = None,
+    string_columns: Collection[str] = (),
+) -> dict[str, np.ndarray]:
+    """Read a file into raw columns (no validation yet).
+
+    ``string_columns`` are read as text so ids keep leading zeros and category codes stay codes;
+    ``column_names`` is for header-less files (the first line is then data).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DataValidationError("file not found", party=party, path=str(p))
+    if not p.is_file():
+        raise DataValidationError("path is not a file", party=party, path=str(p))
+    fmt = _infer_format(p, party, format)
+    try:
+        if fmt == "csv":
+            table = pacsv.read_csv(
+                p,
+                read_options=pacsv.ReadOptions(column_names=list(column_names) if column_names else None),
+                parse_options=pacsv.ParseOptions(delimiter=delimiter),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={c: pa.string() for c in string_columns}, strings_can_be_null=True
+                ),
+            )
+        else:
+            table = pq.read_table(p)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataValidationError(f"cannot read the {fmt} file: {exc}", party=party, path=str(p)) from exc
+    names = table.column_names
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataValidationError(
+            f"column {_quoted(repeated)} appears more than once in the header",
+            party=party,
+            column=repeated[0],
+            path=str(p),
+        )
+    return {name: _to_numpy(table.column(name)) for name in names}
+
+
+def load_table(
+    path: str | Path,
+    schema: TableSchema,
+    party: str,
+    format: TableFormat | None = None,
+) -> PartyData:
+    """Load and validate one party's table from CSV or Parquet (format from the suffix if not given)."""
+    text_cols = [schema.id_column] + [f.name for f in schema.features if f.kind == "category"]
+    columns = read_columns(path, party, format=format, string_columns=text_cols)
+    return from_columns(columns, schema, party, path=str(path))
+
+
+def _check_layout(
+    columns: Mapping[str, np.ndarray | list], schema: TableSchema
+) -> list[Problem]:
+    declared = schema.columns()
+    missing = [c for c in declared if c not in columns]
+    extra = [c for c in columns if c not in set(declared)]
+    problems: list[Problem] = []
+    if missing:
+        problems.append(
+            Problem(missing[0], None, f"missing declared column(s) {_quoted(missing)}")
+        )
+    if extra:
+        problems.append(
+            Problem(
+                extra[0],
+                None,
+                f"undeclared column(s) {_quoted(extra)}; "
+                "declare them in the schema or drop them from the table",
+            )
+        )
+    return problems
+
+
+def from_columns(
+    columns: Mapping[str, np.ndarray | list],
+    schema: TableSchema,
+    party: str,
+    path: str | None = None,
+) -> PartyData:
+    """Validate raw columns against ``schema`` and build the party's arrays (one-hot for categories)."""
+    _raise(_check_layout(columns, schema), party, path)
+    arrays = {name: np.asarray(columns[name]) for name in schema.columns()}
+    for name, a in arrays.items():
+        if a.ndim != 1:
+            raise DataValidationError(
+                f"column '{name}' must be 1-D, got shape {a.shape}", party=party, column=name, path=path
+            )
+    lengths = {a.shape[0] for a in arrays.values()}
+    if len(lengths) > 1:
+        detail = ", ".join(f"'{n}': {a.shape[0]}" for n, a in arrays.items())
+        raise DataValidationError(f"columns have different lengths ({detail})", party=party, path=path)
+    n = lengths.pop()
+    if n == 0:
+        where = "" if path is None else f" (file '{path}')"
+        raise DataValidationError(f"party '{party}' has no rows{where}", party=party, rows=0, path=path)
+
+    problems: list[Problem] = []
+    ids, found = check_ids(schema.id_column, arrays[schema.id_column])
+    problems += found
+    y: np.ndarray | None = None
+    if schema.label_column is not None:
+        yv, found = check_label(schema.label_column, arrays[schema.label_column])
+        problems += found
+        y = yv
+    names = schema.feature_names()
+    X = np.empty((n, len(names)), dtype=np.float64)
+    j = 0
+    for spec in schema.features:
+        a = arrays[spec.name]
+        if spec.kind == "category":
+            assert spec.categories is not None
+            codes, found = check_category(spec.name, a, spec.categories)
+            block = X[:, j : j + spec.width]
+            block[:] = 0.0
+            ok = codes >= 0
+            block[np.flatnonzero(ok), codes[ok]] = 1.0
+        else:
+            if spec.kind == "bool":
+                values, found = check_bool(spec.name, a)
+            else:
+                values, found = check_numeric(spec.name, a, spec.kind)
+            X[:, j] = values
+        problems += found
+        j += spec.width
+    _raise(problems, party, path)
+    return PartyData(
+        party=party,
+        ids=ids,
+        X=X,
+        y=None if y is None else y.astype(np.int8),
+        feature_names=names,
+    )

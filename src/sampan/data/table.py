@@ -1,0 +1,199 @@
+"""A party's table: its declared schema, the validated arrays a learner uses, and the error for bad data.
+
+The schema is declared up front (not inferred) so that every party of a federation encodes the same
+columns in the same order; a mismatch is caught at load time, inside the party, not in round 7.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+__all__ = ["ColumnSpec", "TableSchema", "PartyData", "DataValidationError"]
+
+ColumnKind = Literal["float", "int", "bool", "category"]
+_KINDS: frozenset[str] = frozenset({"float", "int", "bool", "category"})
+
+
+class DataValidationError(ValueError):
+    """Names the party, the file, the column and how many rows are affected.
+
+    The message is prefixed with ``party '<p>'`` and, when known, ``file '<path>'`` so that an operator
+    reading a coordinator log can tell which data owner has to fix what.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        party: str,
+        column: str | None = None,
+        rows: int | None = None,
+        path: str | None = None,
+    ) -> None:
+        self.detail = message
+        self.party = party
+        self.column = column
+        self.rows = rows
+        self.path = None if path is None else str(path)
+        where = f"party '{party}'"
+        if message.startswith(where):  # already a full sentence about the party
+            super().__init__(message)
+            return
+        if self.path is not None:
+            where += f", file '{self.path}'"
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One declared feature column; categories fix the one-hot order across parties."""
+
+    name: str
+    kind: ColumnKind = "float"
+    categories: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError("ColumnSpec.name must be a non-empty string")
+        if self.kind not in _KINDS:
+            raise ValueError(f"column '{self.name}': kind must be one of {sorted(_KINDS)}, got {self.kind!r}")
+        if self.kind == "category":
+            if not self.categories:
+                raise ValueError(f"column '{self.name}': a category column needs its categories declared")
+            cats = tuple(str(c) for c in self.categories)
+            if len(set(cats)) != len(cats):
+                raise ValueError(f"column '{self.name}': categories must be unique, got {cats}")
+            object.__setattr__(self, "categories", cats)
+        elif self.categories is not None:
+            raise ValueError(f"column '{self.name}': only a category column takes categories")
+
+    @property
+    def width(self) -> int:
+        """Number of model columns this feature becomes (one per category for one-hot)."""
+        return len(self.categories) if self.categories is not None else 1
+
+    def encoded_names(self) -> list[str]:
+        """Model column names, e.g. ``sector=retail`` for each category."""
+        if self.categories is None:
+            return [self.name]
+        return [f"{self.name}={c}" for c in self.categories]
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """Which columns a party's table must have: an id, an optional label and the declared features."""
+
+    id_column: str
+    label_column: str | None
+    features: tuple[ColumnSpec, ...]
+
+    def __post_init__(self) -> None:
+        feats = tuple(self.features)
+        object.__setattr__(self, "features", feats)
+        names = [f.name for f in feats]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"feature columns declared twice: {dupes}")
+        if self.id_column in names:
+            raise ValueError(f"id column '{self.id_column}' must not also be a feature")
+        if self.label_column is not None:
+            if self.label_column == self.id_column:
+                raise ValueError("the label column and the id column must differ")
+            if self.label_column in names:
+                raise ValueError(f"label column '{self.label_column}' must not also be a feature")
+
+    def columns(self) -> list[str]:
+        """Every column the table must contain, in declared order: id, label (if any), features."""
+        cols = [self.id_column]
+        if self.label_column is not None:
+            cols.append(self.label_column)
+        cols.extend(f.name for f in self.features)
+        return cols
+
+    def feature_names(self) -> list[str]:
+        """Names of the model columns after one-hot encoding, e.g. ``sector=retail``."""
+        out: list[str] = []
+        for spec in self.features:
+            out.extend(spec.encoded_names())
+        return out
+
+
+@dataclass
+class PartyData:
+    """One party's validated table, ready for a learner. Lives only inside that party."""
+
+    party: str
+    ids: np.ndarray
+    X: np.ndarray
+    y: np.ndarray | None
+    feature_names: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        ids = np.asarray(self.ids)
+        self.ids = ids if ids.dtype == object else ids.astype(str).astype(object)
+        self.X = np.ascontiguousarray(self.X, dtype=np.float64)
+        if self.ids.ndim != 1:
+            raise ValueError("ids must be 1-D")
+        if self.X.ndim != 2 or self.X.shape[0] != self.ids.shape[0]:
+            raise ValueError(f"X must be 2-D with one row per id; got X {self.X.shape}, ids {self.ids.shape}")
+        if len(self.feature_names) != self.X.shape[1]:
+            raise ValueError(f"{len(self.feature_names)} feature names for {self.X.shape[1]} columns")
+        self.feature_names = list(self.feature_names)
+        if self.y is not None:
+            self.y = np.asarray(self.y, dtype=np.int8)
+            if self.y.shape != self.ids.shape:
+                raise ValueError(f"y must have one entry per id; got {self.y.shape}")
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def subset(self, idx: np.ndarray) -> PartyData:
+        """Rows selected by integer indices or a boolean mask, as a new PartyData (copies)."""
+        sel = np.asarray(idx)
+        if sel.dtype == bool:
+            if sel.shape != (len(self),):
+                raise ValueError(f"boolean mask must have length {len(self)}, got {sel.shape}")
+            sel = np.flatnonzero(sel)
+        elif sel.size == 0:
+            sel = sel.astype(np.intp)
+        elif sel.dtype.kind not in "iu":
+            raise ValueError("subset takes integer indices or a boolean mask")
+        return PartyData(
+            party=self.party,
+            ids=self.ids[sel],
+            X=self.X[sel],
+            y=None if self.y is None else self.y[sel],
+            feature_names=list(self.feature_names),
+        )
+
+    def train_test_split(
+        self, test_fraction: float, rng: np.random.Generator, stratify: bool = True
+    ) -> tuple[PartyData, PartyData]:
+        """Random split kept inside the party; stratified by label so both halves see each class.
+
+        Each half keeps the table's row order. Stratification is skipped when the party has no label.
+        """
+        if not 0.0 < test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        n = len(self)
+        if n < 2:
+            raise ValueError(f"party '{self.party}' has {n} rows; a split needs at least 2")
+        if stratify and self.y is not None:
+            groups = [np.flatnonzero(self.y == c) for c in np.unique(self.y)]
+        else:
+            groups = [np.arange(n)]
+        test_parts: list[np.ndarray] = []
+        for g in groups:
+            k = int(round(test_fraction * g.size))
+            test_parts.append(rng.permutation(g)[:k])
+        test_idx = np.concatenate(test_parts)
+        if test_idx.size == 0 or test_idx.size == n:
+            # Tiny tables: force at least one row on each side.
+            perm = rng.permutation(n)
+            test_idx = perm[: min(max(1, int(round(test_fraction * n))), n - 1)]
+        mask = np.zeros(n, dtype=bool)
+        mask[test_idx] = True
+        return self.subset(~mask), self.subset(mask)
