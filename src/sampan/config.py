@@ -94,7 +94,7 @@ class SourceSection(_Strict):
     n_parties: int = Field(5, ge=1, le=100_000)
     partition: Literal["iid", "dirichlet", "quantity"] = "iid"
     alpha: float = Field(0.5, gt=0)
-    n_smes: int = Field(12_000, ge=100)
+    n_smes: int = Field(12_000, ge=300)
 
 
 class RunConfig(_Strict):

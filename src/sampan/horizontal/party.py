@@ -29,6 +29,22 @@ def standardize(X: np.ndarray, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
     return (X - arrays["mean"]) / arrays["scale"]
 
 
+class _ScaledCache:
+    """Standardised copies of a party's matrices, reused while the scaler is unchanged (every round)."""
+
+    def __init__(self) -> None:
+        self._key: bytes | None = None
+        self._scaled: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, X: np.ndarray, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+        key = b"".join(arrays[k].tobytes() for k in ("mean", "scale") if k in arrays)
+        if key != self._key:
+            self._key, self._scaled = key, {}
+        if name not in self._scaled:
+            self._scaled[name] = standardize(X, arrays)
+        return self._scaled[name]
+
+
 class HorizontalParty:
     """Holds one party's train/test data; answers the horizontal workflow's requests."""
 
@@ -37,6 +53,7 @@ class HorizontalParty:
             raise ValueError(f"party {name!r} has no training rows")
         self.name, self.train_data, self.test_data = name, train_data, test_data
         self._models: dict[str, Model] = {}
+        self._scaled = _ScaledCache()
 
     def handlers(self) -> dict[str, Callable[[Message], Message]]:
         """Message kind -> handler; the runtime mounts these on the party's PartyApp."""
@@ -69,7 +86,7 @@ class HorizontalParty:
     def fit(self, msg: Message) -> Message:
         model = self._model(msg.meta["model"])
         cfg = TrainConfig(**msg.meta["train"])
-        X = standardize(self.train_data.X, msg.arrays)
+        X = self._scaled.get("train", self.train_data.X, msg.arrays)
         y = self.train_data.y
         assert y is not None
         global_params = msg.arrays["params"]
@@ -80,8 +97,9 @@ class HorizontalParty:
 
     def evaluate(self, msg: Message) -> Message:
         model = self._model(msg.meta["model"])
-        data = self.test_data if len(self.test_data) else self.train_data
-        X, y = standardize(data.X, msg.arrays), data.y
+        part = "test" if len(self.test_data) else "train"
+        data = self.test_data if part == "test" else self.train_data
+        X, y = self._scaled.get(part, data.X, msg.arrays), data.y
         assert y is not None
         p = model.predict_proba(msg.arrays["params"], X)
         p_clip = np.clip(p, 1e-12, 1 - 1e-12)

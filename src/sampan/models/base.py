@@ -11,18 +11,11 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
-
-_EPS = 1e-12
-
+from scipy.special import expit
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
-    """Numerically stable logistic function."""
-    out = np.empty_like(z, dtype=np.float64)
-    pos = z >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
-    ez = np.exp(z[~pos])
-    out[~pos] = ez / (1.0 + ez)
-    return out
+    """Numerically stable logistic function (SciPy's vectorised expit)."""
+    return expit(np.asarray(z, dtype=np.float64))
 
 
 def binary_cross_entropy_from_logits(z: np.ndarray, y: np.ndarray) -> np.ndarray:

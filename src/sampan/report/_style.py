@@ -29,7 +29,7 @@ h1 { font-size: 26px; line-height: 1.25; margin: 0 0 8px; font-weight: 650; over
 .badge.bad { background: #fdecea; color: var(--bad); border-color: #f5c2bd; }
 .badge.run { background: #e7f1fa; color: var(--accent); border-color: #b9d5ec; }
 .badge.other { background: #eef1f5; color: var(--muted); border-color: var(--line); }
-.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 12px; margin-bottom: 28px; }
+.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(122px, 1fr)); gap: 12px; margin-bottom: 28px; }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 14px 16px; }
 .card .label { font-size: 12px; color: var(--muted); text-transform: uppercase; letter-spacing: .05em; margin: 0; }
 .card .value { font-size: 24px; font-weight: 650; margin: 4px 0 0; font-variant-numeric: tabular-nums; }
@@ -52,7 +52,8 @@ tbody tr:last-child td { border-bottom: none; }
 td.best { font-weight: 700; }
 td.key { color: var(--muted); font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12.5px;
   overflow-wrap: anywhere; }
-td.val { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12.5px; overflow-wrap: anywhere; }
+td.val { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12.5px;
+  overflow-wrap: anywhere; }
 pre { background: #0f1720; color: #e4e7eb; padding: 14px 16px; border-radius: 8px; overflow-x: auto;
   font-size: 12.5px; line-height: 1.45; margin: 10px 0 0; }
 details { margin-top: 14px; }

@@ -165,9 +165,12 @@ class LegendItem:
     width: float = 2.0
 
 
-def legend_rows(items: Sequence[LegendItem], max_width: float, size: float = 12) -> list[list[tuple[LegendItem, str, float]]]:
+LegendRow = list[tuple[LegendItem, str, float]]
+
+
+def legend_rows(items: Sequence[LegendItem], max_width: float, size: float = 12) -> list[LegendRow]:
     """Flow legend entries into rows of (item, fitted label, x offset) that fit `max_width`."""
-    rows: list[list[tuple[LegendItem, str, float]]] = [[]]
+    rows: list[LegendRow] = [[]]
     x = 0.0
     for item in items:
         label = fit_text(item.label, min(max_width - 30, 260), size)
@@ -180,7 +183,7 @@ def legend_rows(items: Sequence[LegendItem], max_width: float, size: float = 12)
     return rows if rows[0] else []
 
 
-def render_legend(rows: list[list[tuple[LegendItem, str, float]]], left: float, top: float) -> str:
+def render_legend(rows: list[LegendRow], left: float, top: float) -> str:
     parts = []
     for r, row in enumerate(rows):
         y = top + r * 20
@@ -197,7 +200,9 @@ def render_legend(rows: list[list[tuple[LegendItem, str, float]]], left: float, 
                 )
                 text_x = x0 + 26
             full = f"<title>{esc(item.label)}</title>" if label != item.label else ""
-            parts.append(f'<text x="{text_x:.1f}" y="{y + 4:.1f}" font-size="12" fill="{INK}">{full}{esc(label)}</text>')
+            parts.append(
+                f'<text x="{text_x:.1f}" y="{y + 4:.1f}" font-size="12" fill="{INK}">{full}{esc(label)}</text>'
+            )
     return "".join(parts)
 
 
@@ -231,9 +236,12 @@ def clip_id(*parts: object) -> str:
 
 def axes(
     x: Scale, y: Scale, x_ticks: Sequence[float], y_ticks: Sequence[float], x_label: str, y_label: str,
-    *, height: int, x_tick_labels: Sequence[str] | None = None,
+    *, height: int, tick_label_y: float | None = None,
 ) -> str:
-    """Grid lines, tick labels, axis lines and axis titles for a plot area."""
+    """Grid lines, tick labels, axis lines and axis titles for a plot area.
+
+    `tick_label_y` moves the x tick labels lower, below a strip drawn under the plot.
+    """
     parts = []
     left, right, top, bottom = x.start, x.end, y.end, y.start
     for t in y_ticks:
@@ -243,14 +251,16 @@ def axes(
             f'<text x="{left - 8:.1f}" y="{py + 4:.1f}" font-size="11" fill="{MUTED}" text-anchor="end">'
             f"{esc(fmt_tick(t, y_ticks))}</text>"
         )
-    labels = list(x_tick_labels) if x_tick_labels is not None else [fmt_tick(t, x_ticks) for t in x_ticks]
-    for t, label in zip(x_ticks, labels):
+    label_y = bottom + 17 if tick_label_y is None else tick_label_y
+    for t in x_ticks:
         px = x(t)
-        parts.append(f'<line x1="{px:.1f}" y1="{top:.1f}" x2="{px:.1f}" y2="{bottom:.1f}" stroke="{GRID}" stroke-opacity="0.6"/>')
+        parts.append(
+            f'<line x1="{px:.1f}" y1="{top:.1f}" x2="{px:.1f}" y2="{bottom:.1f}" stroke="{GRID}" stroke-opacity="0.6"/>'
+        )
         parts.append(f'<line x1="{px:.1f}" y1="{bottom:.1f}" x2="{px:.1f}" y2="{bottom + 4:.1f}" stroke="{AXIS}"/>')
         parts.append(
-            f'<text x="{px:.1f}" y="{bottom + 17:.1f}" font-size="11" fill="{MUTED}" text-anchor="middle">'
-            f"{esc(label)}</text>"
+            f'<text x="{px:.1f}" y="{label_y:.1f}" font-size="11" fill="{MUTED}" text-anchor="middle">'
+            f"{esc(fmt_tick(t, x_ticks))}</text>"
         )
     parts.append(f'<line x1="{left:.1f}" y1="{bottom:.1f}" x2="{right:.1f}" y2="{bottom:.1f}" stroke="{AXIS}"/>')
     parts.append(f'<line x1="{left:.1f}" y1="{top:.1f}" x2="{left:.1f}" y2="{bottom:.1f}" stroke="{AXIS}"/>')

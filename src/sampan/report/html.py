@@ -117,6 +117,11 @@ def _as_float(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _signed(observed: Any, predicted: Any) -> str:
+    a, b = _as_float(observed), _as_float(predicted)
+    return "—" if a is None or b is None else f"{a - b:+.4f}"
+
+
 def _results(report: RunReport) -> str:
     columns: list[tuple[str, Mapping[str, Any]]] = [("This run", report.final_metrics)]
     columns += [(str(name), values) for name, values in report.baselines.items()]
@@ -137,7 +142,8 @@ def _results(report: RunReport) -> str:
             row.append(f'<td class="num best">{text}</td>' if best is not None and number == best else text)
         rows.append(row)
     headers = ["Metric"] + [esc(name) for name, _ in columns]
-    lede = "Final model on the held-out data" + (", next to the baselines; best value in bold." if report.baselines else ".")
+    lede = "Final model on the held-out data"
+    lede += ", next to the baselines; best value in bold." if report.baselines else "."
     return _section("Results", _table(headers, rows), lede, anchor="results")
 
 
@@ -154,11 +160,12 @@ def _roc_and_calibration(report: RunReport) -> str:
         mean_p, frac, counts = list(cal.mean_predicted), list(cal.fraction_positive), list(cal.counts)
         cal_svg = svg.calibration_chart(mean_p, frac, counts, title="Calibration")
         rows = [
-            [str(i + 1), f"{m:.4f}", f"{f:.4f}", f"{f - m:+.4f}", f"{int(c):,}"]
+            [str(i + 1), fmt_metric("mean_predicted", m), fmt_metric("fraction_positive", f), _signed(f, m),
+             fmt_metric("count", c)]
             for i, (m, f, c) in enumerate(zip(mean_p, frac, counts))
         ]
         table = _table(["Bin", "Mean predicted", "Observed rate", "Gap", "Count"], rows)
-        cal_table = f"<details><summary>Calibration table ({len(rows)} bins)</summary>{table}</details>"
+        cal_table = f"<h3>Calibration by bin</h3>{table}"
     else:
         cal_svg = svg.calibration_chart([], [], [], title="Calibration")
         cal_table = ""
@@ -199,13 +206,15 @@ def _progress(report: RunReport) -> str:
     while global_name in _party_order(report):
         global_name += " (aggregate)"
     charts = [svg.line_chart(_metric_series(report, "auc", global_name), title="AUC per round",
-                             x_label="Round", y_label="AUC", highlight=global_name, integer_x=True)]
+                             x_label="Round", y_label="AUC", highlight=global_name, integer_x=True,
+                             width=520, height=380)]
     present = {k for r in report.rounds for m in [r.global_metrics, *r.party_metrics.values()] for k in m}
     loss_key = next((k for k in _LOSS_KEYS if k in present), None)
     if loss_key is not None:
         charts.append(svg.line_chart(_metric_series(report, loss_key, global_name),
                                      title=f"{metric_name(loss_key)} per round", x_label="Round",
-                                     y_label=metric_name(loss_key), highlight=global_name, integer_x=True))
+                                     y_label=metric_name(loss_key), highlight=global_name, integer_x=True,
+                                     width=520, height=380))
     figures = "".join(f"<figure>{c}</figure>" for c in charts)
     grid = f'<div class="grid2">{figures}</div>' if len(charts) > 1 else figures
     keys = ordered_keys(k for r in report.rounds for k in r.global_metrics)
@@ -224,14 +233,14 @@ def _parties(parties: list[PartySummary]) -> str:
     if not parties:
         return _section("Parties", _empty("No party information was recorded."), anchor="parties")
     chart = svg.bar_chart({p.name: [p.n_train, p.n_test] for p in parties}, title="Rows per party",
-                          y_label="Rows", series_labels=["Train", "Test"])
+                          y_label="Rows", series_labels=["Train", "Test"], width=520, height=340)
     total = sum(p.n_train + p.n_test for p in parties) or 1
     rows = [
         [esc(p.name), f"{p.n_train:,}", f"{p.n_test:,}", esc(fmt_metric("positive_rate", p.positive_rate)),
          f"{100 * (p.n_train + p.n_test) / total:.1f}%"]
         for p in parties
     ]
-    table = _table(["Party", "Train rows", "Test rows", "Positive rate", "Share of rows"], rows)
+    table = _table(["Party", "Train", "Test", "Pos. rate", "Share"], rows)
     body = f'<div class="grid2"><figure>{chart}</figure><div>{table}</div></div>'
     return _section("Parties", body, "Rows each party used locally; the rows themselves never left the party.",
                     anchor="parties")

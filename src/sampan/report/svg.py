@@ -7,6 +7,7 @@ and renders a "No data" placeholder instead of failing on empty or degenerate in
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 
@@ -40,6 +41,18 @@ _MARKER_LIMIT = 40  # draw point markers when a series is short enough to read t
 _HIGHLIGHT = "#1f2933"
 
 
+def _integer_range(lo: float, hi: float, target: int = 8) -> tuple[float, float, list[float]]:
+    """Tight range over whole numbers (rounds), ticks at multiples of 1, 2, 5, 10, 20, 50, ..."""
+    if hi <= lo:
+        return lo - 1, hi + 1, [lo]
+    step = 1
+    growth = itertools.cycle((2, 2.5, 2))
+    while (hi - lo) / step > target:
+        step = int(step * next(growth))
+    first = math.ceil(lo / step) * step
+    return lo, hi, [float(t) for t in range(int(first), int(math.floor(hi)) + 1, step)]
+
+
 def _xy_chart(
     series: Mapping[str, Sequence[Point]],
     *,
@@ -66,10 +79,10 @@ def _xy_chart(
     if x_range is not None:
         x_lo, x_hi = x_range
         x_ticks = fixed_ticks(x_lo, x_hi)
+    elif integer_x:
+        x_lo, x_hi, x_ticks = _integer_range(min(xs), max(xs))
     else:
         x_lo, x_hi, x_ticks = nice_range(min(xs), max(xs), target=6)
-        if integer_x:
-            x_ticks = [t for t in x_ticks if float(t).is_integer()] or x_ticks
     if y_range is not None:
         y_lo, y_hi = y_range
         y_ticks = fixed_ticks(y_lo, y_hi)
@@ -194,7 +207,10 @@ def bar_chart(
     finite = [v for _, seq in groups for v in seq if math.isfinite(v)]
     if not finite:
         return no_data(width, height, title)
-    y_lo, y_hi, y_ticks = nice_range(min(0.0, *finite), max(0.0, *finite))
+    lo, hi = min(0.0, *finite), max(0.0, *finite)
+    if lo < 0:  # room for the value label under the most negative bar
+        lo -= 0.12 * (hi - lo)
+    y_lo, y_hi, y_ticks = nice_range(lo, hi)
 
     labels = list(series_labels or [])
     show_legend = n_series > 1 or bool(labels)
@@ -264,12 +280,12 @@ def calibration_chart(
     """
     if not len(mean_predicted) == len(fraction_positive) == len(counts):
         raise ValueError("mean_predicted, fraction_positive and counts must have the same length")
-    rows3 = [
-        (float(m), float(f), float(c))
+    bins = [
+        (float(m), float(f), max(float(c), 0.0))
         for m, f, c in zip(mean_predicted, fraction_positive, counts)
         if math.isfinite(float(m)) and math.isfinite(float(f)) and math.isfinite(float(c))
     ]
-    if not rows3:
+    if not bins:
         return no_data(width, height, title)
     colour = style(0)[0]
     items = [LegendItem("Model", colour), LegendItem("Perfectly calibrated", AXIS, "5 4", width=1.5)]
@@ -286,50 +302,35 @@ def calibration_chart(
     y = Scale(0.0, 1.0, bottom, top)
 
     parts = [svg_open(width, height, title), render_legend(rows, left, 44)]
-    for t in ticks:
-        py = y(t)
-        parts.append(f'<line x1="{left:.1f}" y1="{py:.1f}" x2="{right:.1f}" y2="{py:.1f}" stroke="#e4e7eb"/>')
-        parts.append(
-            f'<text x="{left - 8:.1f}" y="{py + 4:.1f}" font-size="11" fill="{MUTED}" text-anchor="end">{t:.1f}</text>'
-        )
-        px = x(t)
-        parts.append(f'<line x1="{px:.1f}" y1="{top:.1f}" x2="{px:.1f}" y2="{bottom:.1f}" stroke="#e4e7eb" stroke-opacity="0.6"/>')
-        parts.append(
-            f'<text x="{px:.1f}" y="{strip_bottom + 17:.1f}" font-size="11" fill="{MUTED}" text-anchor="middle">{t:.1f}</text>'
-        )
-    parts.append(f'<line x1="{left:.1f}" y1="{bottom:.1f}" x2="{right:.1f}" y2="{bottom:.1f}" stroke="{AXIS}"/>')
-    parts.append(f'<line x1="{left:.1f}" y1="{top:.1f}" x2="{left:.1f}" y2="{bottom:.1f}" stroke="{AXIS}"/>')
-    cy = (top + bottom) / 2
-    parts.append(
-        f'<text x="16" y="{cy:.1f}" font-size="12" fill="{INK}" text-anchor="middle" '
-        f'transform="rotate(-90 16 {cy:.1f})">Observed positive rate</text>'
-    )
-    parts.append(
-        f'<text x="{(left + right) / 2:.1f}" y="{height - 10:.1f}" font-size="12" fill="{INK}" '
-        f'text-anchor="middle">Mean predicted probability</text>'
-    )
+    parts.append(axes(x, y, ticks, ticks, "Mean predicted probability", "Observed positive rate",
+                      height=height, tick_label_y=strip_bottom + 17))
     parts.append(
         f'<line x1="{x(0):.1f}" y1="{y(0):.1f}" x2="{x(1):.1f}" y2="{y(1):.1f}" stroke="{AXIS}" '
         f'stroke-width="1.5" stroke-dasharray="5 4"/>'
     )
     # Count strip: one bar per bin at its mean prediction.
-    max_count = max(c for _, _, c in rows3) or 1.0
-    bar_w = max(3.0, min(14.0, (right - left) / (2.5 * len(rows3))))
-    parts.append(f'<line x1="{left:.1f}" y1="{strip_bottom:.1f}" x2="{right:.1f}" y2="{strip_bottom:.1f}" stroke="{AXIS}"/>')
+    max_count = max(c for _, _, c in bins) or 1.0
+    bar_w = max(3.0, min(14.0, (right - left) / (2.5 * len(bins))))
+    parts.append(
+        f'<line x1="{left:.1f}" y1="{strip_bottom:.1f}" x2="{right:.1f}" y2="{strip_bottom:.1f}" stroke="{AXIS}"/>'
+    )
     parts.append(
         f'<text x="{left - 8:.1f}" y="{strip_top + strip_h / 2 + 4:.1f}" font-size="11" fill="{MUTED}" '
         f'text-anchor="end">n</text>'
     )
-    for m, _, c in rows3:
+    for m, _, c in bins:
         h = strip_h * c / max_count
         parts.append(
-            f'<rect x="{x(min(max(m, 0.0), 1.0)) - bar_w / 2:.1f}" y="{strip_bottom - h:.1f}" width="{bar_w:.1f}" '
-            f'height="{max(h, 0.5):.1f}" fill="{colour}" fill-opacity="0.35"><title>{esc(fmt_value(c))} examples</title></rect>'
+            f'<rect x="{x(min(max(m, 0.0), 1.0)) - bar_w / 2:.1f}" y="{strip_bottom - h:.1f}" '
+            f'width="{bar_w:.1f}" height="{max(h, 0.5):.1f}" fill="{colour}" fill-opacity="0.35">'
+            f"<title>{esc(fmt_value(c))} examples</title></rect>"
         )
-    pts = sorted(rows3)
+    pts = sorted(bins)
     coords = " ".join(f"{x(m):.1f},{y(f):.1f}" for m, f, _ in pts)
     if len(pts) > 1:
-        parts.append(f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="2" stroke-linejoin="round"/>')
+        parts.append(
+            f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="2" stroke-linejoin="round"/>'
+        )
     for m, f, c in pts:
         r = 3.0 + 4.0 * math.sqrt(c / max_count)
         parts.append(

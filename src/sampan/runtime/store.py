@@ -18,7 +18,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 from sqlalchemy import (
-    JSON, BigInteger, DateTime, ForeignKey, Integer, LargeBinary, String, Text, create_engine, event, select, delete,
+    JSON, BigInteger, DateTime, ForeignKey, Integer, LargeBinary, String, Text, create_engine, delete, event, insert, select, update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -204,16 +204,21 @@ class Store:
                    state_meta: Mapping[str, Any], metrics: Mapping[str, Any], seconds: float) -> None:
         """Atomically record a finished round: checkpoint, metrics, audit event, run progress."""
         blob = _pack(state_arrays, state_meta)
-        with self._session.begin() as s:
-            run = s.get(RunRow, run_id)
-            if run is None:
+        now = utcnow()
+        with self._session.begin() as s:  # Core statements: this runs every round, keep it lean
+            updated = s.execute(update(RunRow).where(RunRow.run_id == run_id)
+                                .values(current_round=round_number, updated_at=now))
+            if updated.rowcount != 1:
                 raise StoreError(f"no run {run_id!r}")
-            s.merge(CheckpointRow(run_id=run_id, round=round_number, state=blob))
-            if round_number > 0:
-                s.merge(RoundRow(run_id=run_id, round=round_number, seconds=seconds, metrics=dict(metrics)))
+            s.execute(delete(CheckpointRow).where(CheckpointRow.run_id == run_id,
+                                                  CheckpointRow.round >= round_number))
+            s.execute(insert(CheckpointRow).values(run_id=run_id, round=round_number, state=blob, created_at=now))
             s.execute(delete(CheckpointRow).where(CheckpointRow.run_id == run_id,
                                                   CheckpointRow.round <= round_number - KEEP_CHECKPOINTS))
-            run.current_round, run.updated_at = round_number, utcnow()
+            if round_number > 0:
+                s.execute(delete(RoundRow).where(RoundRow.run_id == run_id, RoundRow.round == round_number))
+                s.execute(insert(RoundRow).values(run_id=run_id, round=round_number, seconds=seconds,
+                                                  metrics=dict(metrics)))
             self._append_event(s, run_id, "round_saved", {
                 "round": round_number, "state_sha256": hashlib.sha256(blob).hexdigest()})
 
@@ -253,8 +258,8 @@ class Store:
                          .order_by(EventRow.id.desc()).limit(1)).first()
         prev = last or "0" * 64
         detail = dict(detail)
-        s.add(EventRow(run_id=run_id, kind=kind, detail=detail, prev_hash=prev,
-                       hash=_event_hash(prev, kind, detail)))
+        s.execute(insert(EventRow).values(run_id=run_id, at=utcnow(), kind=kind, detail=detail, prev_hash=prev,
+                                          hash=_event_hash(prev, kind, detail)))
 
     # --- model registry ---------------------------------------------------------------------------
     def register_model(self, name: str, run_id: str, arrays: Mapping[str, np.ndarray],

@@ -1,0 +1,116 @@
+"""The CLI as a user meets it: demo, run from TOML with CSV/Parquet parties, runs list/show/report, errors."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sampan.cli import app
+from sampan.data import make_sme_consortium
+
+runner = CliRunner()
+
+
+def _write_parties(folder: Path) -> tuple[dict[str, Path], list[str]]:
+    consortium = make_sme_consortium(n_smes=3000, seed=4)
+    paths = consortium.write_csv(folder)
+    schema = consortium.schema_for(next(iter(paths)))
+    return paths, [c.name for c in schema.features]
+
+
+def _toml(tmp_path: Path, paths: dict[str, Path], store: str, extra: str = "") -> Path:
+    consortium = make_sme_consortium(n_smes=300, seed=4)
+    schema = consortium.schema_for(next(iter(paths)))
+    features = ", ".join(
+        f'{{ name = "{c.name}", kind = "{c.kind}"'
+        + (f', categories = [{", ".join(repr(x).replace(chr(39), chr(34)) for x in c.categories)}]' if c.categories else "")
+        + " }" for c in schema.features)
+    parties = "".join(f'[[parties]]\nname = "{name}"\npath = "{path.name}"\n' for name, path in paths.items())
+    config = tmp_path / "run.toml"
+    config.write_text(
+        f'[run]\nname = "cli-test"\nrounds = 3\nseed = 1\nstore = "{store}"\nreport_dir = "{tmp_path / "reports"}"\n'
+        f'[schema]\nid = "{schema.id_column}"\nlabel = "{schema.label_column}"\nfeatures = [{features}]\n'
+        f"{parties}{extra}")
+    return config
+
+
+def test_help_for_every_command_is_useful() -> None:
+    for args, phrase in ((["--help"], "demo"), (["demo", "--help"], "three"), (["run", "--help"], "--resume"),
+                         (["runs", "--help"], "list"), (["runs", "report", "--help"], "HTML")):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0 and phrase in result.output, (args, result.output)
+
+
+def test_run_from_csv_parties_then_inspect(tmp_path: Path) -> None:
+    paths, _ = _write_parties(tmp_path)
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    result = runner.invoke(app, ["run", str(_toml(tmp_path, paths, store))])
+    assert result.exit_code == 0, result.output
+    assert "completed" in result.output and "Report:" in result.output
+    listing = runner.invoke(app, ["runs", "list", "--store", store])
+    assert "cli-test" in listing.output and "completed" in listing.output
+    run_id = listing.output.split("│")[1].strip() if "│" in listing.output else None
+    from sampan.runtime.store import Store
+    run_id = Store.open(store).list_runs()[0].run_id
+    shown = runner.invoke(app, ["runs", "show", run_id, "--store", store])
+    assert shown.exit_code == 0 and "intact" in shown.output and "3/3" in shown.output
+    report = runner.invoke(app, ["runs", "report", run_id, "--store", store, "--out", str(tmp_path / "again")])
+    assert report.exit_code == 0 and (tmp_path / "again" / f"{run_id}.html").exists()
+
+
+def test_parquet_party_works(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    from pyarrow import csv as pacsv, parquet as pq
+
+    paths, _ = _write_parties(tmp_path)
+    name = next(iter(paths))
+    parquet = paths[name].with_suffix(".parquet")
+    pq.write_table(pacsv.read_csv(paths[name], convert_options=pacsv.ConvertOptions(
+        column_types={"br_number": pa.string()})), parquet)
+    paths[name] = parquet
+    result = runner.invoke(app, ["run", str(_toml(tmp_path, paths, f"sqlite:///{tmp_path / 'r.db'}"))])
+    assert result.exit_code == 0, result.output
+
+
+def test_bad_party_data_is_named_before_training(tmp_path: Path) -> None:
+    paths, features = _write_parties(tmp_path)
+    victim = sorted(paths)[1]
+    rows = list(csv.DictReader(paths[victim].open()))
+    column = features[0]
+    for i in (2, 5, 11):
+        rows[i][column] = ""
+    with paths[victim].open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    result = runner.invoke(app, ["run", str(_toml(tmp_path, paths, store))])
+    assert result.exit_code == 2
+    assert f"party '{victim}'" in result.output and column in result.output and "3 missing" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_config_errors_name_the_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[training]\nlearning_rat = 0.1\n[source]\nkind = "consortium"\n')
+    result = runner.invoke(app, ["run", str(bad)])
+    assert result.exit_code == 2 and "training.learning_rat" in result.output
+    missing = runner.invoke(app, ["run", str(tmp_path / "nope.toml")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    neither = runner.invoke(app, ["run"])
+    assert neither.exit_code == 2 and "--resume" in neither.output
+    unknown = runner.invoke(app, ["run", "--resume", "nope", "--store", f"sqlite:///{tmp_path / 'x.db'}"])
+    assert unknown.exit_code == 2 and "no run 'nope'" in unknown.output
+
+
+def test_demo_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["demo", "--rounds", "3", "--seed", "2"])
+    assert result.exit_code == 0, result.output
+    assert "federated (Sampan)" in result.output and "pooled data" in result.output
+    reports = list((tmp_path / "sampan-reports").glob("*.html"))
+    assert len(reports) == 1 and "bank_" in reports[0].read_text()
+    assert (tmp_path / "sampan-runs" / "sampan.db").exists()
