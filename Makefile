@@ -26,3 +26,13 @@ $(VENV)/.test: $(VENV)/.core pyproject.toml requirements/constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache build src/*.egg-info
+
+# Benchmarks (not part of the two-command contract): a separate venv with Flower for the comparison.
+.venv-bench/.installed: pyproject.toml bench/requirements-flower.txt
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/python -m pip install --quiet -c requirements/constraints.txt -e .
+	.venv-bench/bin/python -m pip install --quiet -r bench/requirements-flower.txt
+	@touch $@
+
+bench: .venv-bench/.installed
+	.venv-bench/bin/python bench/horizontal_bench.py

@@ -126,3 +126,18 @@ def test_train_config_validation() -> None:
         TrainConfig(optimizer="rmsprop")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="learning_rate"):
         TrainConfig(learning_rate=0)
+
+
+def test_fedavg_server_momentum_accumulates_and_checkpoints() -> None:
+    g, delta = np.zeros(2), np.array([1.0, -1.0])
+    plain = FedAvg()
+    momentum = FedAvg(server_momentum=0.5)
+    first = momentum.apply(g, delta)
+    second = momentum.apply(first, delta)
+    np.testing.assert_allclose(second - first, 1.5 * delta)  # velocity = 0.5 * delta + delta
+    np.testing.assert_allclose(plain.apply(first, delta) - first, delta)
+    twin = FedAvg(server_momentum=0.5)
+    twin.load_state_dict(momentum.state_dict())
+    np.testing.assert_array_equal(twin.apply(second, delta), momentum.apply(second, delta))
+    with pytest.raises(ValueError, match="server_momentum"):
+        FedAvg(server_momentum=1.0)

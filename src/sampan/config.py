@@ -49,6 +49,7 @@ class TrainingSection(_Strict):
 class StrategySection(_Strict):
     name: Literal["fedavg", "fedprox", "fedadam"] = "fedavg"
     server_learning_rate: float | None = Field(None, gt=0)
+    server_momentum: float = Field(0.0, ge=0, lt=1, description="FedAvgM velocity (fedavg/fedprox only)")
     proximal_mu: float = Field(0.01, gt=0)
     aggregator: Literal["mean", "median", "trimmed_mean", "krum"] = "mean"
     trim_fraction: float = Field(0.1, ge=0, lt=0.5)

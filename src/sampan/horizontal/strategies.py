@@ -33,15 +33,33 @@ class Strategy(ABC):
 
 
 class FedAvg(Strategy):
-    """McMahan et al. 2017: move to the example-weighted mean of the local models."""
+    """McMahan et al. 2017: move to the example-weighted mean of the local models.
+
+    `server_momentum` > 0 gives FedAvgM (Hsu et al. 2019): the server accumulates a velocity of
+    mean deltas, which damps the back-and-forth that label-skewed parties cause.
+    """
 
     name = "fedavg"
 
-    def __init__(self, server_learning_rate: float = 1.0) -> None:
+    def __init__(self, server_learning_rate: float = 1.0, server_momentum: float = 0.0) -> None:
+        if server_learning_rate <= 0 or not 0 <= server_momentum < 1:
+            raise ValueError("server_learning_rate must be > 0 and server_momentum in [0, 1)")
         self.server_learning_rate = server_learning_rate
+        self.server_momentum = server_momentum
+        self.velocity: np.ndarray | None = None
 
     def apply(self, global_params: np.ndarray, mean_update: np.ndarray) -> np.ndarray:
+        if self.server_momentum:
+            self.velocity = mean_update.copy() if self.velocity is None else \
+                self.server_momentum * self.velocity + mean_update
+            return global_params + self.server_learning_rate * self.velocity
         return global_params + self.server_learning_rate * mean_update
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {} if self.velocity is None else {"velocity": self.velocity.copy()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.velocity = state["velocity"].copy() if "velocity" in state else None
 
 
 class FedProx(FedAvg):
@@ -49,8 +67,9 @@ class FedProx(FedAvg):
 
     name = "fedprox"
 
-    def __init__(self, proximal_mu: float = 0.01, server_learning_rate: float = 1.0) -> None:
-        super().__init__(server_learning_rate)
+    def __init__(self, proximal_mu: float = 0.01, server_learning_rate: float = 1.0,
+                 server_momentum: float = 0.0) -> None:
+        super().__init__(server_learning_rate, server_momentum)
         if proximal_mu <= 0:
             raise ValueError(f"FedProx needs proximal_mu > 0, got {proximal_mu}")
         self.proximal_mu = proximal_mu

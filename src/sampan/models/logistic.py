@@ -36,7 +36,7 @@ class LogisticRegression(Model):
         grad = np.empty(self.n_params)
         grad[:-1] = X.T @ residual / n
         grad[-1] = residual.sum() / n
-        loss = float(np.mean(np.logaddexp(0.0, z) - y * z))
+        loss = float((np.logaddexp(0.0, z) - y * z).sum()) / n
         return loss, grad
 
     def per_example_grads(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -84,7 +84,7 @@ class MLP(Model):
 
     def loss_and_grad(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         z, grad = self._backward(params, X, y, per_example=False)
-        return float(np.mean(np.logaddexp(0.0, z) - y * z)), grad
+        return float((np.logaddexp(0.0, z) - y * z).sum()) / len(y), grad
 
     def per_example_grads(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
         return self._backward(params, X, y, per_example=True)[1]

@@ -78,6 +78,10 @@ def build_strategy(config: RunConfig) -> Strategy:
         options["server_learning_rate"] = config.strategy.server_learning_rate
     if config.strategy.name == "fedprox":
         options["proximal_mu"] = config.strategy.proximal_mu
+    if config.strategy.server_momentum:
+        if config.strategy.name == "fedadam":
+            raise ValueError("strategy.server_momentum applies to fedavg/fedprox; FedAdam has its own moments")
+        options["server_momentum"] = config.strategy.server_momentum
     return make_strategy(config.strategy.name, **options)
 
 

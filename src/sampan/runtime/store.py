@@ -18,9 +18,9 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 from sqlalchemy import (
-    JSON, BigInteger, DateTime, ForeignKey, Integer, LargeBinary, String, Text, create_engine, delete, event, insert, select, update,
+    JSON, BigInteger, DateTime, ForeignKey, Integer, LargeBinary, String, Text, bindparam, create_engine, delete, event, insert, select, update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -92,6 +92,19 @@ class ModelRow(Base):
     meta: Mapped[dict[str, Any]] = mapped_column(JSON)
     arrays: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+_runs, _checkpoints, _rounds, _events = (RunRow.__table__, CheckpointRow.__table__, RoundRow.__table__,
+                                         EventRow.__table__)
+_UPDATE_PROGRESS = (update(_runs).where(_runs.c.run_id == bindparam("rid"))
+                    .values(current_round=bindparam("rnd"), updated_at=bindparam("now")))
+_INSERT_CHECKPOINT = insert(_checkpoints)
+_PRUNE_CHECKPOINTS = delete(_checkpoints).where(_checkpoints.c.run_id == bindparam("rid"),
+                                                _checkpoints.c.round <= bindparam("upto"))
+_INSERT_ROUND = insert(_rounds)
+_INSERT_EVENT = insert(_events)
+_LAST_EVENT_HASH = (select(_events.c.hash).where(_events.c.run_id == bindparam("rid"))
+                    .order_by(_events.c.id.desc()).limit(1))
 
 
 class StoreError(RuntimeError):
@@ -202,24 +215,23 @@ class Store:
     # --- rounds and checkpoints -------------------------------------------------------------------
     def save_round(self, run_id: str, round_number: int, *, state_arrays: Mapping[str, np.ndarray],
                    state_meta: Mapping[str, Any], metrics: Mapping[str, Any], seconds: float) -> None:
-        """Atomically record a finished round: checkpoint, metrics, audit event, run progress."""
+        """Atomically record a finished round: checkpoint, metrics, audit event, run progress.
+
+        A round is saved once: resuming continues after the latest checkpoint, never rewrites one.
+        """
         blob = _pack(state_arrays, state_meta)
         now = utcnow()
-        with self._session.begin() as s:  # Core statements: this runs every round, keep it lean
-            updated = s.execute(update(RunRow).where(RunRow.run_id == run_id)
-                                .values(current_round=round_number, updated_at=now))
+        with self.engine.begin() as conn:  # prebuilt Core statements: this runs every round
+            updated = conn.execute(_UPDATE_PROGRESS, {"rid": run_id, "rnd": round_number, "now": now})
             if updated.rowcount != 1:
                 raise StoreError(f"no run {run_id!r}")
-            s.execute(delete(CheckpointRow).where(CheckpointRow.run_id == run_id,
-                                                  CheckpointRow.round >= round_number))
-            s.execute(insert(CheckpointRow).values(run_id=run_id, round=round_number, state=blob, created_at=now))
-            s.execute(delete(CheckpointRow).where(CheckpointRow.run_id == run_id,
-                                                  CheckpointRow.round <= round_number - KEEP_CHECKPOINTS))
+            conn.execute(_INSERT_CHECKPOINT, {"run_id": run_id, "round": round_number, "state": blob,
+                                              "created_at": now})
+            conn.execute(_PRUNE_CHECKPOINTS, {"rid": run_id, "upto": round_number - KEEP_CHECKPOINTS})
             if round_number > 0:
-                s.execute(delete(RoundRow).where(RoundRow.run_id == run_id, RoundRow.round == round_number))
-                s.execute(insert(RoundRow).values(run_id=run_id, round=round_number, seconds=seconds,
-                                                  metrics=dict(metrics)))
-            self._append_event(s, run_id, "round_saved", {
+                conn.execute(_INSERT_ROUND, {"run_id": run_id, "round": round_number, "seconds": seconds,
+                                             "metrics": dict(metrics)})
+            self._append_event(conn, run_id, "round_saved", {
                 "round": round_number, "state_sha256": hashlib.sha256(blob).hexdigest()})
 
     def latest_checkpoint(self, run_id: str) -> Checkpoint | None:
@@ -253,13 +265,11 @@ class Store:
             prev = row.hash
         return True
 
-    def _append_event(self, s: Session, run_id: str, kind: str, detail: Mapping[str, Any]) -> None:
-        last = s.scalars(select(EventRow.hash).where(EventRow.run_id == run_id)
-                         .order_by(EventRow.id.desc()).limit(1)).first()
-        prev = last or "0" * 64
+    def _append_event(self, s: Session | Connection, run_id: str, kind: str, detail: Mapping[str, Any]) -> None:
+        prev = s.execute(_LAST_EVENT_HASH, {"rid": run_id}).scalar() or "0" * 64
         detail = dict(detail)
-        s.execute(insert(EventRow).values(run_id=run_id, at=utcnow(), kind=kind, detail=detail, prev_hash=prev,
-                                          hash=_event_hash(prev, kind, detail)))
+        s.execute(_INSERT_EVENT, {"run_id": run_id, "at": utcnow(), "kind": kind, "detail": detail,
+                                  "prev_hash": prev, "hash": _event_hash(prev, kind, detail)})
 
     # --- model registry ---------------------------------------------------------------------------
     def register_model(self, name: str, run_id: str, arrays: Mapping[str, np.ndarray],

@@ -104,7 +104,7 @@ def _require(condition: bool, problem: str) -> None:
 
 def _parse_header(raw: bytes) -> dict[str, Any]:
     try:
-        header = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        header = _HEADER_DECODER.decode(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise WireError(f"message header is not valid UTF-8 JSON: {exc}") from None
     _require(isinstance(header, dict), "message header must be a JSON object")
@@ -121,6 +121,9 @@ def _parse_header(raw: bytes) -> dict[str, Any]:
 
 def _reject_constant(token: str) -> None:
     raise WireError(f"message header contains non-finite number {token}")
+
+
+_HEADER_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # built once: json.loads(**kw) rebuilds it
 
 
 def _array_spec(entry: Any) -> tuple[str, np.dtype, tuple[int, ...], int]:
