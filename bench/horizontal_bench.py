@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from sampan.config import RunConfig, parse_config
-from sampan.metrics import roc_auc
+from sampan.metrics import binary_metrics, roc_auc
 from sampan.models import model_from_config
 from sampan.runtime.baselines import train_pooled
 from sampan.runtime.federation import build_inprocess_federation, pooled
@@ -83,23 +83,28 @@ def test_auc(config: RunConfig, params: np.ndarray, mean: np.ndarray, scale: np.
 def accuracy_and_time(model: str, rounds: int, repeats: int, store_dir: Path) -> dict[str, Any]:
     config = taiwan_config(model, rounds, eval_every=rounds)
     _, splits = build_inprocess_federation(config, SEED)
+    X_test, y_test = pooled(splits, "test")
     fed_times, pooled_times = [], []
     for _ in range(repeats):  # interleaved so both see the same machine load
         seconds, fed_params, scaler = federated_run(config, store_dir)
         fed_times.append(seconds)
-        started = time.perf_counter()
-        _, pooled_params, mean, scale = train_pooled(config, splits, SEED)
+        started = time.perf_counter()  # pooled: train, then score the test rows (as the federated run does)
+        pooled_model, pooled_params, mean, scale = train_pooled(config, splits, SEED)
+        binary_metrics(y_test, pooled_model.predict_proba(pooled_params, (X_test - mean) / scale))
         pooled_times.append(time.perf_counter() - started)
     eval_config = taiwan_config(model, rounds, eval_every=1)
-    eval_seconds, _, _ = federated_run(eval_config, store_dir)
+    eval_seconds = min(federated_run(eval_config, store_dir)[0] for _ in range(repeats))
     fed_auc = test_auc(config, fed_params, scaler["mean"], scaler["scale"])
     pooled_auc = test_auc(config, pooled_params, mean, scale)
-    fed_s, pooled_s = statistics.median(fed_times), statistics.median(pooled_times)
+    # The minimum of interleaved repeats is the least-disturbed measurement of each on a shared VM.
+    fed_s, pooled_s = min(fed_times), min(pooled_times)
     return {"model": model, "rounds": rounds, "parties": 5, "partition": "dirichlet alpha=0.5",
             "federated_auc": fed_auc, "pooled_auc": pooled_auc, "auc_gap": fed_auc - pooled_auc,
             "federated_seconds": fed_s, "pooled_seconds": pooled_s, "time_ratio": fed_s / pooled_s,
             "federated_seconds_with_eval_every_round": eval_seconds,
-            "time_ratio_with_eval_every_round": eval_seconds / pooled_s, "repeats": repeats}
+            "time_ratio_with_eval_every_round": eval_seconds / pooled_s, "repeats": repeats,
+            "time_ratio_of_medians": statistics.median(fed_times) / statistics.median(pooled_times),
+            "federated_seconds_all": fed_times, "pooled_seconds_all": pooled_times}
 
 
 def flower_comparison(model: str, rounds: int, store_dir: Path) -> dict[str, Any]:
@@ -140,6 +145,7 @@ from sampan.runtime.federation import build_inprocess_federation
 from sampan.runtime.horizontal_workflow import HorizontalWorkflow
 from sampan.runtime.store import Store
 n_parties, hidden, store_path = int(sys.argv[1]), [int(h) for h in sys.argv[2].split(",")], sys.argv[3]
+trace = sys.argv[4] == "trace"
 config = parse_config({"run": {"rounds": 1, "seed": 3, "eval_every": 1}, "model": {"kind": "mlp", "hidden": hidden},
                        "training": {"batch_size": 16, "learning_rate": 0.05},
                        "data": {"test_fraction": 0.25},
@@ -150,33 +156,44 @@ setup_s = time.perf_counter() - t0
 store = Store.open(f"sqlite:///{store_path}")
 run_id = store.create_run(name="scale", workflow="horizontal", seed=3, config=config.to_dict(), total_rounds=1)
 wf = HorizontalWorkflow(transport, store, run_id, config, 3)
-tracemalloc.start()
-base = tracemalloc.get_traced_memory()[0]
+if trace:
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
 t0 = time.perf_counter()
 out = wf.run()
 round_s = time.perf_counter() - t0
-peak = tracemalloc.get_traced_memory()[1] - base
+peak = tracemalloc.get_traced_memory()[1] - base if trace else None
 tracemalloc.stop()
 print(json.dumps({"parties": n_parties, "hidden": hidden, "model_params": int(out.params.size),
                   "model_bytes": int(out.params.nbytes), "setup_seconds": setup_s, "round_seconds": round_s,
-                  "traced_peak_bytes_during_round": int(peak),
+                  "traced_peak_bytes_during_round": peak,
                   "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                   "auc": out.final_metrics.get("auc")}))
 """
 
 
 def scale_test(n_parties: int, hidden: str, store_dir: Path) -> dict[str, Any]:
-    """One FedAvg round in a fresh process; tracemalloc shows memory held beyond party data."""
-    result = subprocess.run([sys.executable, "-c", SCALE_CHILD, str(n_parties), hidden,
-                             str(store_dir / f"scale-{n_parties}-{hidden}.db")],
-                            capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    """One FedAvg round (setup + fit + evaluate) in fresh processes: one timed, one under tracemalloc.
+
+    tracemalloc slows NumPy allocation, so time comes from the untraced run; the traced run's peak
+    (allocations alive at once during the round, party data excluded) shows whether coordinator
+    memory grows with parties x model size.
+    """
+    runs = []
+    for mode in ("time", "trace"):
+        result = subprocess.run([sys.executable, "-c", SCALE_CHILD, str(n_parties), hidden,
+                                 str(store_dir / f"scale-{n_parties}-{hidden}-{mode}.db"), mode],
+                                capture_output=True, text=True, check=True)
+        runs.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    timed, traced = runs
+    return {**timed, "traced_peak_bytes_during_round": traced["traced_peak_bytes_during_round"],
+            "seconds_per_party": timed["round_seconds"] / n_parties}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--skip-flower", action="store_true")
     parser.add_argument("--only", choices=["accuracy", "flower", "scale"], default=None)
     args = parser.parse_args()

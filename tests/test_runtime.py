@@ -122,3 +122,31 @@ def test_party_failure_names_the_party(tmp_path: Path) -> None:
     with pytest.raises(PartyError, match="party 'bank_.*' failed on 'fit'"):
         list(transport.exchange([Message("r", 1, "coordinator", transport.parties[0], "fit",
                                          arrays={"params": np.zeros(3)}, meta={})]))
+
+
+@pytest.mark.postgres
+def test_run_and_resume_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    """The same lifecycle on the real PostgreSQL server: a run, a crash mid-way, a resume."""
+    store = Store.open(postgres_url)
+    config = parse_config(_config(tmp_path, rounds=3))
+    reference = start_run(config, store).outcome.params
+    run_id = store.create_run(name="t", workflow="horizontal", seed=11, config=config.to_dict(), total_rounds=3)
+    transport, _ = build_inprocess_federation(config, 11)
+
+    class Crash(Exception):
+        pass
+
+    class CrashAfterRound2:
+        def run_started(self, *a) -> None: ...
+        def round_started(self, *a) -> None: ...
+        def party_done(self, *a) -> None: ...
+        def round_finished(self, result) -> None:
+            if result.round == 2:
+                raise Crash()
+
+    with pytest.raises(Crash):
+        HorizontalWorkflow(transport, store, run_id, config, 11, CrashAfterRound2()).run()
+    assert store.latest_checkpoint(run_id).round == 2
+    resumed = resume_run(store, run_id)
+    np.testing.assert_array_equal(resumed.outcome.params, reference)
+    assert store.get_run(run_id).status == "completed" and store.verify_events(run_id)
