@@ -224,7 +224,8 @@ def main() -> None:
                       f"process peak RSS {r['peak_rss_bytes'] / 1e9:.2f} GB", flush=True)
     out = ROOT / "bench" / "results" / "horizontal.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    out.write_text(json.dumps({**previous, **results}, indent=2))  # --only updates its own sections
     print(f"wrote {out}")
 
 

@@ -36,6 +36,23 @@ def train_pooled(config: RunConfig, splits: dict[str, PartySplit], seed: int) ->
     return model, params, mean, scale
 
 
+def local_only_baselines(config: RunConfig, seed: int) -> dict[str, dict[str, float]]:
+    """Each party's own model (its rows only, same training budget), scored on its own test rows.
+
+    This is what a bank gets without the consortium; the federated model's per-party metrics are
+    compared against it.
+    """
+    _, splits = build_inprocess_federation(config, seed)
+    results: dict[str, dict[str, float]] = {}
+    for name, split in splits.items():
+        model, params, mean, scale = train_pooled(config, {name: split}, seed)
+        y = split.test.y
+        if y is None or not 0 < y.sum() < len(y):
+            continue  # a one-class test split has no AUC
+        results[name] = binary_metrics(y, model.predict_proba(params, (split.test.X - mean) / scale))
+    return results
+
+
 def pooled_baseline(config: RunConfig, seed: int) -> dict[str, float]:
     """Test metrics of the pooled model on every party's holdout rows."""
     _, splits = build_inprocess_federation(config, seed)

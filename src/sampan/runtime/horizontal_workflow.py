@@ -193,7 +193,8 @@ class HorizontalWorkflow:
             brier_sum += float(reply.meta["brier_sum"])
             per_party[reply.sender] = dict(reply.meta["metrics"])
         assert histogram is not None
-        metrics: dict[str, Any] = {"log_loss": loss_sum / n, "brier": brier_sum / n, "n": n}
+        metrics: dict[str, Any] = {"log_loss": loss_sum / n, "brier": brier_sum / n, "n": n,
+                                   "positive_rate": histogram.positive_rate}
         if 0 < histogram.positive_rate < 1:
             metrics.update(auc=histogram.auc(), pr_auc=histogram.pr_auc(), ks=histogram.ks(),
                            ece=histogram.expected_calibration_error())

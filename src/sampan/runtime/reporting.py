@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,22 @@ def build_run_report(store: Store, run_id: str, *, baselines: dict[str, dict[str
         notes=all_notes,
         sections=sections or [],
     )
+
+
+def per_party_section(federated: dict[str, dict[str, Any]], alone: dict[str, dict[str, float]]) -> ReportSection:
+    """A table: each party's own model vs the federated model, both on that party's holdout rows."""
+    rows = []
+    for party in sorted(alone):
+        a, f = alone[party], federated.get(party, {})
+        fed_auc = f.get("auc")
+        cells = [escape(party), f"{a['auc']:.4f}", f"{fed_auc:.4f}" if fed_auc is not None else "–",
+                 f"{fed_auc - a['auc']:+.4f}" if fed_auc is not None else "–"]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    html = ("<p>What each party gains from the consortium: its own model (trained on its rows alone, same "
+            "training budget) against the federated model, both scored on the party's own holdout rows.</p>"
+            "<table><thead><tr><th>party</th><th>AUC alone</th><th>AUC federated</th><th>gain</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
+    return ReportSection("Each party alone vs the consortium", html)
 
 
 def write_run_report(store: Store, run_id: str, report_dir: Path, **extra: Any) -> Path:
