@@ -29,7 +29,7 @@ from sampan.config import RunConfig, parse_config
 from sampan.metrics import binary_metrics, roc_auc
 from sampan.models import model_from_config
 from sampan.runtime.baselines import train_pooled
-from sampan.runtime.federation import build_inprocess_federation, pooled
+from sampan.runtime.federation import build_inprocess_federation, load_splits, pooled
 from sampan.runtime.horizontal_workflow import HorizontalWorkflow
 from sampan.runtime.seeds import derive_rng
 from sampan.runtime.store import Store
@@ -49,10 +49,11 @@ MODELS: dict[str, dict[str, Any]] = {
 FLOWER_MODELS = ("logistic", "mlp")
 
 
-def taiwan_config(model: str, rounds: int, eval_every: int) -> RunConfig:
+def taiwan_config(model: str, rounds: int, eval_every: int, workers: int = 1) -> RunConfig:
     spec = MODELS[model]
     return parse_config({
-        "run": {"name": f"bench-taiwan-{model}", "rounds": rounds, "seed": SEED, "eval_every": eval_every},
+        "run": {"name": f"bench-taiwan-{model}", "rounds": rounds, "seed": SEED, "eval_every": eval_every,
+                "workers": workers},
         "strategy": {"name": "fedavg"},
         **spec,
         "source": {"kind": "taiwan", "n_parties": 5, "partition": "dirichlet", "alpha": 0.5},
@@ -66,14 +67,17 @@ def federated_run(config: RunConfig, store_dir: Path) -> tuple[float, np.ndarray
     run_id = store.create_run(name=config.run.name, workflow="horizontal", seed=SEED, config=config.to_dict(),
                               total_rounds=config.run.rounds)
     started = time.perf_counter()
-    outcome = HorizontalWorkflow(transport, store, run_id, config, SEED).run()
-    seconds = time.perf_counter() - started
+    try:
+        outcome = HorizontalWorkflow(transport, store, run_id, config, SEED).run()
+        seconds = time.perf_counter() - started
+    finally:
+        transport.close()
     store.close()
     return seconds, outcome.params, outcome.scaler
 
 
 def test_auc(config: RunConfig, params: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> float:
-    _, splits = build_inprocess_federation(config, SEED)
+    splits = load_splits(config, SEED)
     X, y = pooled(splits, "test")
     model = model_from_config({**config.model.model_dump(), "n_features": X.shape[1]}
                               if config.model.kind == "mlp" else {"kind": "logistic", "n_features": X.shape[1]})
@@ -82,7 +86,7 @@ def test_auc(config: RunConfig, params: np.ndarray, mean: np.ndarray, scale: np.
 
 def accuracy_and_time(model: str, rounds: int, repeats: int, store_dir: Path) -> dict[str, Any]:
     config = taiwan_config(model, rounds, eval_every=rounds)
-    _, splits = build_inprocess_federation(config, SEED)
+    splits = load_splits(config, SEED)
     X_test, y_test = pooled(splits, "test")
     fed_times, pooled_times = [], []
     for _ in range(repeats):  # interleaved so both see the same machine load
@@ -94,6 +98,10 @@ def accuracy_and_time(model: str, rounds: int, repeats: int, store_dir: Path) ->
         pooled_times.append(time.perf_counter() - started)
     eval_config = taiwan_config(model, rounds, eval_every=1)
     eval_seconds = min(federated_run(eval_config, store_dir)[0] for _ in range(repeats))
+    parallel = [federated_run(taiwan_config(model, rounds, eval_every=rounds, workers=2), store_dir)
+                for _ in range(repeats)]
+    parallel_s = min(p[0] for p in parallel)
+    assert np.array_equal(parallel[0][1], fed_params), "2-worker run must equal the sequential one"
     fed_auc = test_auc(config, fed_params, scaler["mean"], scaler["scale"])
     pooled_auc = test_auc(config, pooled_params, mean, scale)
     # The minimum of interleaved repeats is the least-disturbed measurement of each on a shared VM.
@@ -104,6 +112,7 @@ def accuracy_and_time(model: str, rounds: int, repeats: int, store_dir: Path) ->
             "federated_seconds_with_eval_every_round": eval_seconds,
             "time_ratio_with_eval_every_round": eval_seconds / pooled_s, "repeats": repeats,
             "time_ratio_of_medians": statistics.median(fed_times) / statistics.median(pooled_times),
+            "federated_seconds_2_workers": parallel_s, "time_ratio_2_workers": parallel_s / pooled_s,
             "federated_seconds_all": fed_times, "pooled_seconds_all": pooled_times}
 
 
@@ -112,7 +121,7 @@ def flower_comparison(model: str, rounds: int, store_dir: Path) -> dict[str, Any
     from flower_task import run_flower  # only importable where flwr is installed
 
     config = taiwan_config(model, rounds, eval_every=rounds)
-    _, splits = build_inprocess_federation(config, SEED)
+    splits = load_splits(config, SEED)
     X_all, _ = pooled(splits, "train")
     mean, scale = X_all.mean(axis=0), X_all.std(axis=0)
     scale = np.where(scale > 1e-12, scale, 1.0)
@@ -128,11 +137,16 @@ def flower_comparison(model: str, rounds: int, store_dir: Path) -> dict[str, Any
     flower = run_flower(parties, model_config, train_config, rounds, SEED, init)
     sampan_seconds_2, _, _ = federated_run(config, store_dir)  # bracket Flower to even out load
     sampan_s = (sampan_seconds + sampan_seconds_2) / 2
+    parallel_s = min(federated_run(taiwan_config(model, rounds, eval_every=rounds, workers=2), store_dir)[0]
+                     for _ in range(2))
     return {"model": model, "rounds": rounds, "flwr_version": flower.get("flwr_version"), "api": flower.get("api"),
             "sampan_seconds": sampan_s, "flower_seconds": flower["seconds"],
             "flower_seconds_rounds_only": flower.get("seconds_rounds"),
             "speedup_total": flower["seconds"] / sampan_s,
             "speedup_rounds_only": (flower["seconds_rounds"] / sampan_s) if flower.get("seconds_rounds") else None,
+            "sampan_seconds_2_workers": parallel_s,
+            "speedup_2_workers_total": flower["seconds"] / parallel_s,
+            "speedup_2_workers_rounds_only": (flower["seconds_rounds"] / parallel_s) if flower.get("seconds_rounds") else None,
             "sampan_auc": test_auc(config, sampan_params, scaler["mean"], scaler["scale"]),
             "flower_auc": test_auc(config, flower["params"], mean, scale)}
 
@@ -145,8 +159,8 @@ from sampan.runtime.federation import build_inprocess_federation
 from sampan.runtime.horizontal_workflow import HorizontalWorkflow
 from sampan.runtime.store import Store
 n_parties, hidden, store_path = int(sys.argv[1]), [int(h) for h in sys.argv[2].split(",")], sys.argv[3]
-trace = sys.argv[4] == "trace"
-config = parse_config({"run": {"rounds": 1, "seed": 3, "eval_every": 1}, "model": {"kind": "mlp", "hidden": hidden},
+trace, workers = sys.argv[4] == "trace", int(sys.argv[5])
+config = parse_config({"run": {"rounds": 1, "seed": 3, "eval_every": 1, "workers": workers}, "model": {"kind": "mlp", "hidden": hidden},
                        "training": {"batch_size": 16, "learning_rate": 0.05},
                        "data": {"test_fraction": 0.25},
                        "source": {"kind": "taiwan", "n_parties": n_parties, "partition": "iid"}})
@@ -162,6 +176,7 @@ if trace:
 t0 = time.perf_counter()
 out = wf.run()
 round_s = time.perf_counter() - t0
+transport.close()
 peak = tracemalloc.get_traced_memory()[1] - base if trace else None
 tracemalloc.stop()
 print(json.dumps({"parties": n_parties, "hidden": hidden, "model_params": int(out.params.size),
@@ -172,7 +187,7 @@ print(json.dumps({"parties": n_parties, "hidden": hidden, "model_params": int(ou
 """
 
 
-def scale_test(n_parties: int, hidden: str, store_dir: Path) -> dict[str, Any]:
+def scale_test(n_parties: int, hidden: str, store_dir: Path, workers: int = 1) -> dict[str, Any]:
     """One FedAvg round (setup + fit + evaluate) in fresh processes: one timed, one under tracemalloc.
 
     tracemalloc slows NumPy allocation, so time comes from the untraced run; the traced run's peak
@@ -182,11 +197,11 @@ def scale_test(n_parties: int, hidden: str, store_dir: Path) -> dict[str, Any]:
     runs = []
     for mode in ("time", "trace"):
         result = subprocess.run([sys.executable, "-c", SCALE_CHILD, str(n_parties), hidden,
-                                 str(store_dir / f"scale-{n_parties}-{hidden}-{mode}.db"), mode],
+                                 str(store_dir / f"scale-{n_parties}-{hidden}-{mode}.db"), mode, str(workers)],
                                 capture_output=True, text=True, check=True)
         runs.append(json.loads(result.stdout.strip().splitlines()[-1]))
     timed, traced = runs
-    return {**timed, "traced_peak_bytes_during_round": traced["traced_peak_bytes_during_round"],
+    return {**timed, "workers": workers, "traced_peak_bytes_during_round": traced["traced_peak_bytes_during_round"],
             "seconds_per_party": timed["round_seconds"] / n_parties}
 
 
@@ -207,19 +222,23 @@ def main() -> None:
             for r in results["accuracy_and_time"]:
                 print(f"{r['model']:12s} AUC federated {r['federated_auc']:.4f}  pooled {r['pooled_auc']:.4f}  "
                       f"gap {r['auc_gap']:+.4f}  time {r['federated_seconds']:.2f}s vs {r['pooled_seconds']:.2f}s "
-                      f"(ratio {r['time_ratio']:.2f}; with per-round evaluation {r['time_ratio_with_eval_every_round']:.2f})",
+                      f"(ratio {r['time_ratio']:.2f}; with per-round evaluation {r['time_ratio_with_eval_every_round']:.2f}; "
+                      f"2 workers {r['time_ratio_2_workers']:.2f})",
                       flush=True)
         if args.only in (None, "flower") and not args.skip_flower:
             results["flower"] = [flower_comparison(m, args.rounds, store_dir) for m in FLOWER_MODELS]
             for r in results["flower"]:
                 print(f"{r['model']:8s} Sampan {r['sampan_seconds']:.2f}s AUC {r['sampan_auc']:.4f} | Flower "
                       f"{r['flwr_version']} {r['flower_seconds']:.2f}s AUC {r['flower_auc']:.4f} | speed-up "
-                      f"{r['speedup_total']:.1f}x total, {r['speedup_rounds_only'] or float('nan'):.1f}x rounds only",
+                      f"{r['speedup_total']:.1f}x total, {r['speedup_rounds_only'] or float('nan'):.1f}x rounds only; "
+                      f"Sampan on 2 workers {r['sampan_seconds_2_workers']:.2f}s: {r['speedup_2_workers_total']:.1f}x / "
+                      f"{r['speedup_2_workers_rounds_only'] or float('nan'):.1f}x",
                       flush=True)
         if args.only in (None, "scale"):
-            results["scale"] = [scale_test(n, h, store_dir) for n, h in ((100, "256,256"), (1000, "256,256"))]
+            results["scale"] = [scale_test(n, h, store_dir, w)
+                                for n, h, w in ((100, "256,256", 1), (1000, "256,256", 1), (1000, "256,256", 2))]
             for r in results["scale"]:
-                print(f"{r['parties']:5d} parties, MLP {r['model_params']:,} params ({r['model_bytes'] / 1e6:.1f} MB): "
+                print(f"{r['parties']:5d} parties on {r['workers']} worker(s), MLP {r['model_params']:,} params ({r['model_bytes'] / 1e6:.1f} MB): "
                       f"round {r['round_seconds']:.2f}s, traced peak during round {r['traced_peak_bytes_during_round'] / 1e6:.1f} MB, "
                       f"process peak RSS {r['peak_rss_bytes'] / 1e9:.2f} GB", flush=True)
     out = ROOT / "bench" / "results" / "horizontal.json"

@@ -30,6 +30,7 @@ class RunSection(_Strict):
     eval_every: int = Field(1, ge=1)
     fraction_fit: float = Field(1.0, gt=0, le=1)
     min_parties: int = Field(1, ge=1)
+    workers: int = Field(1, ge=1, le=256, description="simulation only: processes that host the parties")
 
 
 class ModelSection(_Strict):

@@ -12,7 +12,7 @@ from sampan.config import RunConfig
 from sampan.horizontal.learner import TrainConfig, train
 from sampan.metrics import binary_metrics
 from sampan.models import LogisticRegression, MLP, Model
-from sampan.runtime.federation import PartySplit, build_inprocess_federation, pooled
+from sampan.runtime.federation import PartySplit, load_splits, pooled
 from sampan.runtime.seeds import derive_rng
 
 
@@ -42,7 +42,7 @@ def local_only_baselines(config: RunConfig, seed: int) -> dict[str, dict[str, fl
     This is what a bank gets without the consortium; the federated model's per-party metrics are
     compared against it.
     """
-    _, splits = build_inprocess_federation(config, seed)
+    splits = load_splits(config, seed)
     results: dict[str, dict[str, float]] = {}
     for name, split in splits.items():
         model, params, mean, scale = train_pooled(config, {name: split}, seed)
@@ -55,7 +55,7 @@ def local_only_baselines(config: RunConfig, seed: int) -> dict[str, dict[str, fl
 
 def pooled_baseline(config: RunConfig, seed: int) -> dict[str, float]:
     """Test metrics of the pooled model on every party's holdout rows."""
-    _, splits = build_inprocess_federation(config, seed)
+    splits = load_splits(config, seed)
     model, params, mean, scale = train_pooled(config, splits, seed)
     X_test, y_test = pooled(splits, "test")
     return binary_metrics(y_test, model.predict_proba(params, (X_test - mean) / scale))

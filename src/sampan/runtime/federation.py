@@ -20,7 +20,9 @@ from sampan.data import (
 from sampan.horizontal.party import HorizontalParty
 from sampan.runtime.party import PartyApp
 from sampan.runtime.seeds import derive_rng, derive_seed
+from sampan.transport import Transport
 from sampan.transport.inprocess import InProcessTransport
+from sampan.transport.multiprocess import MultiprocessTransport
 
 
 @dataclass(frozen=True)
@@ -101,9 +103,21 @@ def build_party_apps(splits: dict[str, PartySplit]) -> dict[str, PartyApp]:
     return apps
 
 
-def build_inprocess_federation(config: RunConfig, seed: int) -> tuple[InProcessTransport, dict[str, PartySplit]]:
-    splits = split_parties(load_party_tables(config, seed), config.data.test_fraction, seed)
-    return InProcessTransport(build_party_apps(splits)), splits
+def load_splits(config: RunConfig, seed: int) -> dict[str, PartySplit]:
+    """Every party's train/test split, exactly as the run's parties see them (simulation only)."""
+    return split_parties(load_party_tables(config, seed), config.data.test_fraction, seed)
+
+
+def build_inprocess_federation(config: RunConfig, seed: int) -> tuple[Transport, dict[str, PartySplit]]:
+    """Parties in this machine: sequentially in this process, or on `run.workers` forked processes.
+
+    The caller owns the transport and must `close()` it (worker processes).
+    """
+    splits = load_splits(config, seed)
+    apps = build_party_apps(splits)
+    if config.run.workers > 1:
+        return MultiprocessTransport(apps, workers=config.run.workers), splits
+    return InProcessTransport(apps), splits
 
 
 def pooled(splits: dict[str, PartySplit], part: str = "train") -> tuple[np.ndarray, np.ndarray]:

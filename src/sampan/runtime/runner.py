@@ -50,6 +50,7 @@ def resume_run(store: Store, run_id: str, progress: ProgressHook | None = None) 
 
 
 def _execute(config: RunConfig, store: Store, run_id: str, seed: int, progress: ProgressHook | None) -> FinishedRun:
+    transport = None
     try:
         transport, _ = build_inprocess_federation(config, seed)
         outcome = HorizontalWorkflow(transport, store, run_id, config, seed, progress).run()
@@ -59,6 +60,9 @@ def _execute(config: RunConfig, store: Store, run_id: str, seed: int, progress: 
     except Exception as exc:
         store.set_status(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
+    finally:
+        if transport is not None:
+            transport.close()
     return _finish(config, store, outcome, transport.traffic.summary())
 
 
