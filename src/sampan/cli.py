@@ -135,6 +135,7 @@ def run(
     """
     if (config_path is None) == (resume is None):
         _fail(ConfigError("give either a CONFIG file or --resume RUN_ID"))
+    run_store: Store | None = None
     try:
         config = load_config(config_path) if config_path else None
         run_store = _store(store, config)
@@ -142,6 +143,12 @@ def run(
             finished = start_run(config, run_store, progress) if config else resume_run(run_store, resume, progress)
     except USER_ERRORS as exc:
         _fail(exc)
+    except KeyboardInterrupt:
+        runs = run_store.list_runs(1) if run_store is not None else []
+        latest = resume or (runs[0].run_id if runs else "RUN_ID")
+        console.print(f"[yellow]interrupted.[/] Every finished round is saved; continue with "
+                      f"`sampan run --resume {latest}`", soft_wrap=True)
+        raise typer.Exit(130) from None
     console.print(_result_table(finished, {}))
     console.print(f"Run [bold]{finished.outcome.run_id}[/] completed; model {finished.model_name} "
                   f"v{finished.model_version}. Report: [bold]{finished.report_path.resolve()}[/]")
