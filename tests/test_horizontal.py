@@ -141,3 +141,14 @@ def test_fedavg_server_momentum_accumulates_and_checkpoints() -> None:
     np.testing.assert_array_equal(twin.apply(second, delta), momentum.apply(second, delta))
     with pytest.raises(ValueError, match="server_momentum"):
         FedAvg(server_momentum=1.0)
+
+
+def test_max_steps_runs_exactly_that_many_minibatches() -> None:
+    X, y = _problem(n=1000)
+    model = LogisticRegression(6)
+    short = train(model, np.zeros(7), X, y, TrainConfig(max_steps=5, batch_size=64), np.random.default_rng(0))
+    assert short.steps == 5 and short.examples == 320
+    long = train(model, np.zeros(7), X, y, TrainConfig(max_steps=40, batch_size=64), np.random.default_rng(0))
+    assert long.steps == 40 and long.examples == 1000 + 1000 + 8 * 64  # 16 + 16 + 8 batches
+    epochs = train(model, np.zeros(7), X, y, TrainConfig(epochs=2, batch_size=64), np.random.default_rng(0))
+    assert epochs.steps == 32 and epochs.examples == 2000

@@ -40,6 +40,7 @@ class ModelSection(_Strict):
 
 class TrainingSection(_Strict):
     local_epochs: int = Field(1, ge=1)
+    local_steps: int | None = Field(None, ge=1, description="minibatches per round; overrides local_epochs")
     batch_size: int = Field(64, ge=1)
     optimizer: Literal["sgd", "adam"] = "sgd"
     learning_rate: float = Field(0.1, gt=0)

@@ -23,6 +23,7 @@ class TrainConfig:
     momentum: float = 0.0
     l2: float = 1e-4
     proximal_mu: float = 0.0  # FedProx: pull towards the round's global model
+    max_steps: int | None = None  # FedAvg's K: stop after this many minibatches (less client drift)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -31,6 +32,8 @@ class TrainConfig:
             raise ValueError(f"learning_rate must be > 0 (got {self.learning_rate})")
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam' (got {self.optimizer!r})")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1 when set (got {self.max_steps})")
         if self.l2 < 0 or self.proximal_mu < 0 or not 0 <= self.momentum < 1:
             raise ValueError("l2 and proximal_mu must be >= 0 and momentum in [0, 1)")
 
@@ -68,7 +71,8 @@ def train(
     rng: np.random.Generator,
     anchor: np.ndarray | None = None,
 ) -> TrainResult:
-    """Run `config.epochs` shuffled passes over (X, y) starting from `params` (not modified)."""
+    """Train from `params` (not modified): `config.epochs` shuffled passes over (X, y), or exactly
+    `config.max_steps` minibatches when that is set (continuing into a fresh shuffle as needed)."""
     if len(X) == 0:
         raise ValueError("cannot train on zero rows")
     params = model.check_params(params).copy()
@@ -77,13 +81,16 @@ def train(
     adam = _Adam(len(params), config.learning_rate) if config.optimizer == "adam" else None
     velocity = np.zeros_like(params) if config.momentum > 0 else None
     n, bs = len(X), config.batch_size
-    steps = 0
+    steps = examples = 0
     epoch_loss = 0.0
-    for _ in range(config.epochs):
+    budget = config.max_steps if config.max_steps is not None else config.epochs * -(-n // bs)
+    while steps < budget:
         order = rng.permutation(n)
+        if budget - steps < -(-n // bs):
+            order = order[: (budget - steps) * bs]  # only the rows this partial epoch will visit
         Xs, ys = X[order], y[order]  # one copy per epoch, then contiguous slices
         epoch_loss, batches = 0.0, 0
-        for start in range(0, n, bs):
+        for start in range(0, len(order), bs):
             loss, grad = model.loss_and_grad(params, Xs[start:start + bs], ys[start:start + bs])
             if config.l2:
                 grad += config.l2 * params
@@ -101,4 +108,5 @@ def train(
             batches += 1
         epoch_loss /= batches
         steps += batches
-    return TrainResult(params=params, mean_loss=float(epoch_loss), steps=steps, examples=n * config.epochs)
+        examples += len(order)
+    return TrainResult(params=params, mean_loss=float(epoch_loss), steps=steps, examples=examples)

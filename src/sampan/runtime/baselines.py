@@ -23,13 +23,18 @@ def _model(config: RunConfig, n_features: int) -> Model:
 
 
 def train_pooled(config: RunConfig, splits: dict[str, PartySplit], seed: int) -> tuple[Model, np.ndarray, np.ndarray, np.ndarray]:
-    """Train the run's model on all parties' training rows with the same total number of epochs."""
+    """Train the run's model on all parties' training rows with the same training budget.
+
+    With `local_epochs`, the budget is rounds x local epochs passes over the pooled rows; with
+    `local_steps`, it is the same total number of minibatches the parties ran (rounds x parties x K).
+    """
     X, y = pooled(splits, "train")
     mean, scale = X.mean(axis=0), X.std(axis=0)
     scale = np.where(scale > 1e-12, scale, 1.0)
     model = _model(config, X.shape[1])
     t = config.training
-    cfg = TrainConfig(epochs=config.run.rounds * t.local_epochs, batch_size=t.batch_size,
+    max_steps = config.run.rounds * len(splits) * t.local_steps if t.local_steps else None
+    cfg = TrainConfig(epochs=config.run.rounds * t.local_epochs, batch_size=t.batch_size, max_steps=max_steps,
                       learning_rate=t.learning_rate, optimizer=t.optimizer, momentum=t.momentum, l2=t.l2)
     params = train(model, model.init_params(derive_rng(seed, "init")), (X - mean) / scale, y, cfg,
                    derive_rng(seed, "pooled")).params

@@ -161,7 +161,7 @@ class HorizontalWorkflow:
         self.progress.round_started(round_number, len(selected))
         t = self.config.training
         train_cfg = {"epochs": t.local_epochs, "batch_size": t.batch_size, "learning_rate": t.learning_rate,
-                     "optimizer": t.optimizer, "momentum": t.momentum, "l2": t.l2,
+                     "optimizer": t.optimizer, "momentum": t.momentum, "l2": t.l2, "max_steps": t.local_steps,
                      **self.strategy.fit_config(round_number)}
         self.aggregator.reset()
         loss_sum, n_sum = 0.0, 0
