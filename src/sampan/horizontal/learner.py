@@ -62,6 +62,36 @@ class _Adam:
         params -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
 
 
+class LocalOptimizer:
+    """SGD / momentum / Adam with L2 and the FedProx pull, shared by plain and DP-SGD training.
+
+    Regularisation terms depend only on the parameters (public to the party), never on data, so
+    adding them after DP noise costs no privacy.
+    """
+
+    def __init__(self, params: np.ndarray, config: TrainConfig, anchor: np.ndarray | None) -> None:
+        self.config = config
+        self.anchor = params.copy() if anchor is None and config.proximal_mu > 0 else anchor
+        self.adam = _Adam(len(params), config.learning_rate) if config.optimizer == "adam" else None
+        self.velocity = np.zeros_like(params) if config.momentum > 0 else None
+
+    def step(self, params: np.ndarray, grad: np.ndarray) -> None:
+        """Update `params` in place from a data gradient (which may be modified)."""
+        config = self.config
+        if config.l2:
+            grad += config.l2 * params
+        if config.proximal_mu and self.anchor is not None:
+            grad += config.proximal_mu * (params - self.anchor)
+        if self.adam is not None:
+            self.adam.step(params, grad)
+        elif self.velocity is not None:
+            self.velocity *= config.momentum
+            self.velocity += grad
+            params -= config.learning_rate * self.velocity
+        else:
+            params -= config.learning_rate * grad
+
+
 def train(
     model: Model,
     params: np.ndarray,
@@ -76,10 +106,8 @@ def train(
     if len(X) == 0:
         raise ValueError("cannot train on zero rows")
     params = model.check_params(params).copy()
-    anchor = params.copy() if anchor is None and config.proximal_mu > 0 else anchor
+    optimizer = LocalOptimizer(params, config, anchor)
     y = y.astype(np.float64, copy=False)
-    adam = _Adam(len(params), config.learning_rate) if config.optimizer == "adam" else None
-    velocity = np.zeros_like(params) if config.momentum > 0 else None
     n, bs = len(X), config.batch_size
     steps = examples = 0
     epoch_loss = 0.0
@@ -92,18 +120,7 @@ def train(
         epoch_loss, batches = 0.0, 0
         for start in range(0, len(order), bs):
             loss, grad = model.loss_and_grad(params, Xs[start:start + bs], ys[start:start + bs])
-            if config.l2:
-                grad += config.l2 * params
-            if config.proximal_mu:
-                grad += config.proximal_mu * (params - anchor)
-            if adam is not None:
-                adam.step(params, grad)
-            elif velocity is not None:
-                velocity *= config.momentum
-                velocity += grad
-                params -= config.learning_rate * velocity
-            else:
-                params -= config.learning_rate * grad
+            optimizer.step(params, grad)
             epoch_loss += loss
             batches += 1
         epoch_loss /= batches
