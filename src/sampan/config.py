@@ -64,6 +64,38 @@ class DataSection(_Strict):
     standardize: bool = True
 
 
+class DP2Section(_Strict):
+    """DP-SGD inside each party's local training (record-level DP within that party)."""
+
+    noise_multiplier: float | Literal["auto"] = Field(
+        "auto", description="Gaussian noise std / max_grad_norm; 'auto' spends the budget by the last round")
+    max_grad_norm: float = Field(1.0, gt=0, description="per-example L2 clipping bound")
+    sampling_rate: float | None = Field(None, gt=0, le=1, description="Poisson q; default batch_size / rows")
+
+
+class DP3Section(_Strict):
+    """Clipping and Gaussian noise at the aggregator (party-level, hence record-level, DP per round)."""
+
+    noise_multiplier: float | Literal["auto"] = Field(
+        "auto", description="noise std on the sum / clip; 'auto' spends the budget by the last round")
+    clip: float = Field(1.0, gt=0, description="L2 clip of each party's update (start value if adaptive)")
+    mode: Literal["central", "distributed"] = "central"
+    adaptive: bool = False
+    target_quantile: float = Field(0.5, gt=0, lt=1)
+    clip_learning_rate: float = Field(0.2, gt=0)
+    count_noise: float | None = Field(None, gt=0)
+
+
+class PrivacySection(_Strict):
+    """Per-party privacy budget and the mechanisms that spend it (one ledger per run)."""
+
+    epsilon: float = Field(gt=0, description="budget per party, record-level")
+    delta: float = Field(1e-5, gt=0, lt=1)
+    accountant: Literal["rdp", "pld"] = "rdp"
+    dp2: DP2Section | None = None
+    dp3: DP3Section | None = None
+
+
 class ColumnSection(_Strict):
     name: str
     kind: Literal["float", "int", "bool", "category"] = "float"
@@ -109,6 +141,7 @@ class RunConfig(_Strict):
     schema_: SchemaSection | None = Field(None, alias="schema")
     parties: list[PartySection] = Field(default_factory=list)
     source: SourceSection | None = None
+    privacy: PrivacySection | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -118,6 +151,14 @@ class RunConfig(_Strict):
             raise ValueError("give either [[parties]] (with [schema]) or a [source] section")
         if self.source is not None and self.parties:
             raise ValueError("give either [[parties]] or [source], not both")
+        if self.privacy is not None and self.privacy.dp2 is None and self.privacy.dp3 is None:
+            raise ValueError("[privacy] sets a budget but no mechanism: add [privacy.dp2] and/or [privacy.dp3]")
+        for name in ("dp2", "dp3"):
+            section = getattr(self.privacy, name, None) if self.privacy else None
+            if section is not None and section.noise_multiplier != "auto" and section.noise_multiplier <= 0:
+                raise ValueError(f"privacy.{name}.noise_multiplier must be > 0 or 'auto'")
+        if self.privacy is not None and self.privacy.dp3 is not None and self.strategy.aggregator != "mean":
+            raise ValueError("privacy.dp3 replaces the aggregator with a noisy mean; set strategy.aggregator = 'mean'")
         if self.parties and self.schema_ is None:
             raise ValueError("[[parties]] need a [schema] section naming the id, label and feature columns")
         names = [p.name for p in self.parties]

@@ -3,7 +3,9 @@
 What a party discloses, per message kind (this list is what the privacy receipt reports):
 - `describe`: row counts of its train/test split, the training positive rate, its feature names;
 - `stats`: per-feature count, sum and sum of squares of its training rows (for standardisation);
-- `fit`: its model delta after local training, the number of training rows, its mean local loss;
+- `fit`: its model delta after local training, the number of training rows, its mean local loss
+  (with DP2 on, the delta is the output of DP-SGD, and the reply states the steps, sampling rate and
+  noise multiplier actually used, plus the share of clipped gradients);
 - `evaluate`: counts of test scores per probability bin split by label, loss sums, and its own
   test metrics. Never a row, a label or a score.
 """
@@ -19,6 +21,8 @@ from sampan.data import PartyData
 from sampan.horizontal.learner import TrainConfig, train
 from sampan.metrics import ScoreHistogram, binary_metrics
 from sampan.models import Model, model_from_config
+from sampan.privacy.dp3 import party_release
+from sampan.privacy.dpsgd import DPSGDConfig, dp_sgd_train
 from sampan.wire import Message
 
 
@@ -90,10 +94,21 @@ class HorizontalParty:
         y = self.train_data.y
         assert y is not None
         global_params = msg.arrays["params"]
-        result = train(model, global_params, X, y, cfg, np.random.default_rng(int(msg.meta["seed"])),
-                       anchor=global_params if cfg.proximal_mu else None)
-        return msg.reply("fit_result", arrays={"update": result.params - global_params},
-                         meta={"n": len(X), "loss": result.mean_loss})
+        anchor = global_params if cfg.proximal_mu else None
+        meta: dict[str, Any] = {"n": len(X)}
+        if "dp2" in msg.meta:  # DP-SGD: sampling and noise from the OS CSPRNG, never from the run seed
+            dp = dp_sgd_train(model, global_params, X, y, cfg, DPSGDConfig(**msg.meta["dp2"]), anchor=anchor)
+            result = dp.result
+            meta["dp2"] = {"steps": dp.steps, "sampling_rate": dp.sampling_rate,
+                           "noise_multiplier": dp.noise_multiplier, "clipped_fraction": dp.clipped_fraction}
+        else:
+            result = train(model, global_params, X, y, cfg, np.random.default_rng(int(msg.meta["seed"])),
+                           anchor=anchor)
+        update = result.params - global_params
+        if "dp3" in msg.meta:  # clip (and in distributed mode noise) before anything leaves the party
+            update, meta["dp3_indicator"] = party_release(update, msg.meta["dp3"])
+        meta["loss"] = result.mean_loss
+        return msg.reply("fit_result", arrays={"update": update}, meta=meta)
 
     def evaluate(self, msg: Message) -> Message:
         model = self._model(msg.meta["model"])

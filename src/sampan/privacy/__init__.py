@@ -1,4 +1,19 @@
-"""Differential privacy mechanisms, ledger and secure aggregation (later issues).
+"""Differential privacy: mechanisms, DP-SGD (DP2), aggregator noise (DP3), the privacy ledger.
 
-May import: numpy/scipy and the standard library. Knows nothing about transports.
+May import: numpy, scipy, dp-accounting, sampan.models and sampan.horizontal.learner. Knows nothing about transports.
 """
+
+from sampan.privacy.dp3 import DP3Aggregation, DP3Config, clip_update, party_release
+from sampan.privacy.dpsgd import DPSGDConfig, DPSGDResult, dp_sgd_train, planned_steps
+from sampan.privacy.ledger import Budget, BudgetExceeded, Ledger, PrivacyEvent
+from sampan.privacy.mechanisms import (
+    DiscreteGaussianMechanism, DiscreteLaplaceMechanism, GaussianMechanism, LaplaceMechanism,
+)
+from sampan.privacy.randomness import secure_generator, seeded_generator
+
+__all__ = [
+    "Budget", "BudgetExceeded", "DP3Aggregation", "DP3Config", "DPSGDConfig", "DPSGDResult",
+    "DiscreteGaussianMechanism", "DiscreteLaplaceMechanism", "GaussianMechanism", "LaplaceMechanism", "Ledger",
+    "PrivacyEvent", "clip_update", "dp_sgd_train", "party_release", "planned_steps", "secure_generator",
+    "seeded_generator",
+]

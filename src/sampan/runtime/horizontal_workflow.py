@@ -12,16 +12,21 @@ from __future__ import annotations
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 import numpy as np
 
 from sampan.config import RunConfig
 from sampan.horizontal.aggregators import make_aggregator
+from sampan.horizontal.learner import TrainConfig
 from sampan.horizontal.strategies import Strategy, make_strategy
 from sampan.metrics import ScoreHistogram
 from sampan.models import Model, model_from_config
+from sampan.privacy.calibration import calibrate_noise_multiplier
+from sampan.privacy.dp3 import DP3Aggregation, DP3Config
+from sampan.privacy.dpsgd import DPSGDConfig, planned_steps
+from sampan.privacy.ledger import Budget, BudgetExceeded, Ledger, PrivacyEvent
 from sampan.runtime.progress import NullProgress, ProgressHook, RoundResult
 from sampan.runtime.seeds import derive_rng, derive_seed
 from sampan.runtime.store import Store
@@ -45,11 +50,17 @@ class RunState:
     parties: dict[str, dict[str, Any]]
     model_config: dict[str, Any]
     feature_names: list[str]
+    ledger_json: str | None = None
+    budget_stop: str | None = None
+    dp3_clip: float | None = None
+    noise: dict[str, float] = field(default_factory=dict)  # chosen noise multipliers per level
 
     def to_checkpoint(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays = {"params": self.params, **{f"scaler.{k}": v for k, v in self.scaler.items()},
                   **{f"strategy.{k}": v for k, v in self.strategy_state.items()}}
-        meta = {"parties": self.parties, "model": self.model_config, "feature_names": self.feature_names}
+        meta = {"parties": self.parties, "model": self.model_config, "feature_names": self.feature_names,
+                "ledger": self.ledger_json, "budget_stop": self.budget_stop, "dp3_clip": self.dp3_clip,
+                "noise": self.noise}
         return arrays, meta
 
     @classmethod
@@ -58,7 +69,9 @@ class RunState:
             return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
         return cls(round=round_number, params=arrays["params"], scaler=prefixed("scaler."),
                    strategy_state=prefixed("strategy."), parties=meta["parties"], model_config=meta["model"],
-                   feature_names=list(meta["feature_names"]))
+                   feature_names=list(meta["feature_names"]), ledger_json=meta.get("ledger"),
+                   budget_stop=meta.get("budget_stop"), dp3_clip=meta.get("dp3_clip"),
+                   noise=dict(meta.get("noise") or {}))
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,8 @@ class RunOutcome:
     scaler: dict[str, np.ndarray]
     model: Model
     histogram: ScoreHistogram | None
+    privacy: dict[str, Any] | None = None
+    budget_stop: str | None = None
 
 
 def build_strategy(config: RunConfig) -> Strategy:
@@ -99,6 +114,73 @@ class HorizontalWorkflow:
         s = config.strategy
         self.aggregator = make_aggregator(s.aggregator, trim_fraction=s.trim_fraction,
                                           byzantine=s.byzantine, multi=s.multi_krum)
+        self.ledger: Ledger | None = None
+        self.dp3: DP3Aggregation | None = None
+
+    def _open_ledger(self, state: RunState) -> None:
+        """One ledger per run, restored from the checkpoint so a resumed run keeps its spent budget."""
+        privacy = self.config.privacy
+        if privacy is None:
+            return
+        if state.ledger_json:
+            self.ledger = Ledger.from_json(state.ledger_json)
+        else:
+            budget = Budget(privacy.epsilon, privacy.delta)
+            self.ledger = Ledger({p: budget for p in state.parties}, accountant=privacy.accountant)
+            state.ledger_json = self.ledger.to_json()
+        if not state.noise:
+            state.noise = self._choose_noise(state)
+            self.store.log_event(self.run_id, "noise_chosen", dict(state.noise))
+        if privacy.dp3 is not None:
+            config = DP3Config(**{**privacy.dp3.model_dump(), "noise_multiplier": state.noise["DP3"]})
+            self.dp3 = DP3Aggregation(config, clip=state.dp3_clip)
+            state.dp3_clip = self.dp3.clip
+
+    def _choose_noise(self, state: RunState) -> dict[str, float]:
+        """Fixed noise as configured; 'auto' levels get the smallest z whose whole planned run fits."""
+        privacy = self.config.privacy
+        assert privacy is not None
+        sections = {"DP2": privacy.dp2, "DP3": privacy.dp3}
+        fixed = {lvl: float(s.noise_multiplier) for lvl, s in sections.items()
+                 if s is not None and s.noise_multiplier != "auto"}
+        auto = [lvl for lvl, s in sections.items() if s is not None and s.noise_multiplier == "auto"]
+        if not auto:
+            return fixed
+        parties = sorted(state.parties)
+        remaining = self.config.run.rounds - state.round
+        budgets = {p: Budget(privacy.epsilon, privacy.delta) for p in parties}
+
+        def plan(z: float) -> list[PrivacyEvent]:
+            noise = {**fixed, **{lvl: z for lvl in auto}}
+            per_round = self._planned_events(state, parties, 0, self._train_config(1), noise)
+            return [replace(e, count=e.count * remaining) for e in per_round]
+
+        z = calibrate_noise_multiplier(plan, budgets, accountant=privacy.accountant)
+        return {**fixed, **{lvl: z for lvl in auto}}
+
+    def _planned_events(self, state: RunState, parties: list[str], round_number: int,
+                        train_cfg: dict[str, Any], noise: dict[str, float] | None = None) -> list[PrivacyEvent]:
+        """Every ledger event this round will cause, known before any party trains."""
+        privacy = self.config.privacy
+        if privacy is None:
+            return []
+        noise = noise if noise is not None else state.noise
+        events = []
+        if privacy.dp3 is not None:
+            events += [PrivacyEvent(party=p, level="DP3", mechanism="gaussian",
+                                    noise_multiplier=noise["DP3"], step=round_number,
+                                    note=f"clipped update in a noised {privacy.dp3.mode} sum") for p in parties]
+        dp2 = privacy.dp2
+        if dp2 is None:
+            return events
+        cfg = TrainConfig(**train_cfg)
+        dp = DPSGDConfig(noise["DP2"], dp2.max_grad_norm, dp2.sampling_rate)
+        for party in parties:
+            steps, q = planned_steps(int(state.parties[party]["n_train"]), cfg, dp)
+            events.append(PrivacyEvent(party=party, level="DP2", mechanism="subsampled_gaussian",
+                                       noise_multiplier=dp.noise_multiplier, sampling_rate=q, count=steps,
+                                       step=round_number, note="DP-SGD local training"))
+        return events
 
     # --- messaging helpers ------------------------------------------------------------------------
     def _request(self, parties: list[str], kind: str, step: int, arrays: dict[str, np.ndarray] | None = None,
@@ -156,26 +238,51 @@ class HorizontalWorkflow:
         chosen = derive_rng(self.seed, "select", round_number).choice(len(parties), size=k, replace=False)
         return [parties[i] for i in sorted(chosen)]
 
+    def _train_config(self, round_number: int) -> dict[str, Any]:
+        t = self.config.training
+        return {"epochs": t.local_epochs, "batch_size": t.batch_size, "learning_rate": t.learning_rate,
+                "optimizer": t.optimizer, "momentum": t.momentum, "l2": t.l2, "max_steps": t.local_steps,
+                **self.strategy.fit_config(round_number)}
+
     def _fit_round(self, state: RunState, round_number: int) -> tuple[np.ndarray, list[str], float]:
         selected = self._select(round_number, sorted(state.parties))
         self.progress.round_started(round_number, len(selected))
-        t = self.config.training
-        train_cfg = {"epochs": t.local_epochs, "batch_size": t.batch_size, "learning_rate": t.learning_rate,
-                     "optimizer": t.optimizer, "momentum": t.momentum, "l2": t.l2, "max_steps": t.local_steps,
-                     **self.strategy.fit_config(round_number)}
+        train_cfg = self._train_config(round_number)
+        events = self._planned_events(state, selected, round_number, train_cfg)
+        if self.ledger is not None:
+            self.ledger.check(events)  # raises BudgetExceeded before any party spends anything
+        dp2 = self.config.privacy.dp2 if self.config.privacy else None
+        dp_meta: dict[str, Any] = {"dp2": {**dp2.model_dump(), "noise_multiplier": state.noise["DP2"]}} if dp2 else {}
+        dp3_settings = self.dp3.settings(len(selected)) if self.dp3 is not None else None
+        if dp3_settings is not None:
+            dp_meta["dp3"] = dp3_settings
         self.aggregator.reset()
-        loss_sum, n_sum = 0.0, 0
+        loss_sum, n_sum, clipped_sum, indicator_sum = 0.0, 0, None, 0.0
         replies = self._request(
             selected, "fit", round_number, arrays={"params": state.params, **state.scaler},
-            meta_for=lambda p: {"model": state.model_config, "train": train_cfg,
+            meta_for=lambda p: {"model": state.model_config, "train": train_cfg, **dp_meta,
                                 "seed": derive_seed(self.seed, "fit", round_number, p)})
         for reply in replies:
             n = int(reply.meta["n"])
-            self.aggregator.add(reply.arrays["update"], n)
+            if dp3_settings is not None:  # DP3: unweighted sum of clipped updates, one running sum
+                update = reply.arrays["update"]
+                clipped_sum = update.copy() if clipped_sum is None else clipped_sum + update
+                indicator_sum += float(reply.meta["dp3_indicator"])
+            else:
+                self.aggregator.add(reply.arrays["update"], n)
             loss_sum += float(reply.meta["loss"]) * n
             n_sum += n
             self.progress.party_done(reply.sender)
-        new_params = self.strategy.apply(state.params, self.aggregator.result())
+        if self.dp3 is not None and dp3_settings is not None and clipped_sum is not None:
+            mean_update = self.dp3.aggregate(clipped_sum, indicator_sum, dp3_settings)
+            state.dp3_clip = self.dp3.clip
+        else:
+            mean_update = self.aggregator.result()
+        new_params = self.strategy.apply(state.params, mean_update)
+        if self.ledger is not None:
+            for event in events:
+                self.ledger.record(event)
+            state.ledger_json = self.ledger.to_json()
         return new_params, selected, loss_sum / max(n_sum, 1)
 
     def evaluate(self, state: RunState, step: int) -> tuple[dict[str, float], dict[str, dict[str, Any]], ScoreHistogram]:
@@ -206,12 +313,15 @@ class HorizontalWorkflow:
         checkpoint = self.store.latest_checkpoint(self.run_id)
         if checkpoint is None:
             state = self._setup()
+            self._open_ledger(state)  # noise is chosen and the ledger opened before round 0 is saved
             arrays, meta = state.to_checkpoint()
             self.store.save_round(self.run_id, 0, state_arrays=arrays, state_meta=meta, metrics={}, seconds=0.0)
         else:
             state = RunState.from_checkpoint(checkpoint.round, checkpoint.arrays, checkpoint.meta)
             self.strategy.load_state_dict(state.strategy_state)
             self.store.log_event(self.run_id, "run_resumed", {"from_round": checkpoint.round})
+        if self.config.privacy is not None and self.ledger is None:
+            self._open_ledger(state)  # resumed: restores the ledger, noise and clip from the checkpoint
         self.store.set_status(self.run_id, "running", info={"parties": state.parties,
                                                             "feature_names": state.feature_names})
         self.progress.run_started(self.run_id, total, state.round)
@@ -219,8 +329,15 @@ class HorizontalWorkflow:
         histogram: ScoreHistogram | None = None
         global_metrics: dict[str, float] = {}
         for round_number in range(state.round + 1, total + 1):
+            if state.budget_stop:
+                break
             started = time.perf_counter()
-            state.params, selected, train_loss = self._fit_round(state, round_number)
+            try:
+                state.params, selected, train_loss = self._fit_round(state, round_number)
+            except BudgetExceeded as exc:  # a clean stop: the model of the last affordable round stands
+                state.budget_stop = str(exc)
+                self.store.log_event(self.run_id, "budget_stop", {"round": round_number, "reason": str(exc)})
+                break
             state.strategy_state = self.strategy.state_dict()
             state.round = round_number
             party_metrics: dict[str, dict[str, Any]] = {}
@@ -236,7 +353,9 @@ class HorizontalWorkflow:
             self.progress.round_finished(result)
             if fault_round == round_number:
                 os.kill(os.getpid(), signal.SIGKILL)
-        if histogram is None:  # resumed after the last round was saved: evaluate once more
-            global_metrics, _, histogram = self.evaluate(state, total)
+        if histogram is None:  # resumed after the last round, or stopped by the budget: evaluate once more
+            global_metrics, _, histogram = self.evaluate(state, state.round)
         model = model_from_config(state.model_config)
-        return RunOutcome(self.run_id, state.round, global_metrics, state.params, state.scaler, model, histogram)
+        privacy = self.ledger.summary() if self.ledger is not None else None
+        return RunOutcome(self.run_id, state.round, global_metrics, state.params, state.scaler, model, histogram,
+                          privacy, state.budget_stop)

@@ -67,7 +67,8 @@ def _execute(config: RunConfig, store: Store, run_id: str, seed: int, progress: 
 
 
 def _finish(config: RunConfig, store: Store, outcome: RunOutcome, traffic: list[dict[str, Any]]) -> FinishedRun:
-    info: dict[str, Any] = {"final_metrics": outcome.final_metrics, "traffic": traffic}
+    info: dict[str, Any] = {"final_metrics": outcome.final_metrics, "traffic": traffic,
+                            "privacy": outcome.privacy, "budget_stop": outcome.budget_stop}
     if outcome.histogram is not None and 0 < outcome.histogram.positive_rate < 1:
         fpr, tpr, _ = outcome.histogram.roc_curve()
         info["roc"] = _downsample(np.asarray(fpr), np.asarray(tpr))

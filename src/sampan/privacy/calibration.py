@@ -1,0 +1,43 @@
+"""Choose noise before a run so that the whole planned run fits each party's budget.
+
+The plan is fixed before any data is touched (rounds, parties' row counts, sampling rates), so
+calibrating on it is data-independent and leaks nothing; the ledger still checks every step, which
+covers anything the plan did not foresee.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+from sampan.privacy.ledger import AccountantKind, Budget, BudgetExceeded, Ledger, PrivacyEvent
+
+
+def fits(events: Sequence[PrivacyEvent], budgets: Mapping[str, Budget], accountant: AccountantKind = "rdp") -> bool:
+    try:
+        Ledger(budgets, accountant=accountant).check(events)
+    except BudgetExceeded:
+        return False
+    return True
+
+
+def calibrate_noise_multiplier(
+    plan: Callable[[float], Sequence[PrivacyEvent]],
+    budgets: Mapping[str, Budget],
+    *,
+    accountant: AccountantKind = "rdp",
+    low: float = 0.3,
+    high: float = 200.0,
+    rel_tol: float = 0.01,
+) -> float:
+    """Smallest noise multiplier z (to within rel_tol, rounded up) whose planned events fit every budget."""
+    if not fits(plan(high), budgets, accountant):
+        raise ValueError(f"even noise multiplier {high} does not fit the budget: shorten the run or raise epsilon")
+    if fits(plan(low), budgets, accountant):
+        return low
+    while high / low > 1 + rel_tol:
+        mid = (low * high) ** 0.5  # geometric bisection: z spans orders of magnitude
+        if fits(plan(mid), budgets, accountant):
+            high = mid
+        else:
+            low = mid
+    return high

@@ -1,0 +1,149 @@
+"""DP in a federated run: budget never exceeded, clean stop, noised updates only, ledger survives resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sampan.config import parse_config
+from sampan.privacy import Ledger
+from sampan.runtime.federation import build_inprocess_federation, build_party_apps, load_splits
+from sampan.runtime.horizontal_workflow import HorizontalWorkflow
+from sampan.runtime.runner import resume_run, start_run
+from sampan.runtime.store import Store
+from sampan.wire import Message
+
+
+def _config(tmp_path: Path, privacy: dict, rounds: int = 4, **training) -> dict:
+    return {"run": {"name": "dp", "rounds": rounds, "seed": 3, "report_dir": str(tmp_path / "reports")},
+            "training": {"learning_rate": 0.1, **training},
+            "source": {"kind": "consortium", "n_smes": 3000},
+            "privacy": privacy}
+
+
+def _ledger(store: Store, run_id: str) -> Ledger:
+    return Ledger.from_json(store.latest_checkpoint(run_id).meta["ledger"])
+
+
+def test_auto_noise_spends_the_budget_without_exceeding_it(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
+    finished = start_run(parse_config(_config(tmp_path, {"epsilon": 1.0, "dp2": {"max_grad_norm": 1.0}})), store)
+    ledger = _ledger(store, finished.outcome.run_id)
+    spent = {p: ledger.spent(p) for p in ledger.parties}
+    assert all(e <= 1.0 for e in spent.values()), spent
+    assert max(spent.values()) > 0.9  # calibrated to use the budget, not to waste it
+    assert finished.outcome.rounds == 4 and finished.outcome.budget_stop is None
+    assert finished.outcome.final_metrics["auc"] > 0.6
+    run = store.get_run(finished.outcome.run_id)
+    assert run.info["privacy"]["parties"].keys() == spent.keys()
+
+
+def test_too_little_noise_stops_before_the_first_step(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
+    config = _config(tmp_path, {"epsilon": 0.3, "dp2": {"noise_multiplier": 0.7}})
+    finished = start_run(parse_config(config), store)
+    assert finished.outcome.rounds == 0
+    assert "would spend" in finished.outcome.budget_stop and "DP2" in finished.outcome.budget_stop
+    assert "party 'bank_" in finished.outcome.budget_stop
+    ledger = _ledger(store, finished.outcome.run_id)
+    assert all(ledger.spent(p) == 0 for p in ledger.parties)
+    assert any(e.kind == "budget_stop" for e in store.events(finished.outcome.run_id))
+
+
+def test_budget_runs_out_mid_run_and_the_run_stops_cleanly(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
+    config = _config(tmp_path, {"epsilon": 1.0, "dp3": {"noise_multiplier": 6.0, "clip": 0.5}}, rounds=30)
+    finished = start_run(parse_config(config), store)
+    assert 0 < finished.outcome.rounds < 30 and "DP3" in finished.outcome.budget_stop
+    ledger = _ledger(store, finished.outcome.run_id)
+    assert all(ledger.spent(p) <= 1.0 for p in ledger.parties)
+    assert store.get_run(finished.outcome.run_id).status == "completed"
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(epsilon=st.floats(0.2, 4.0), z2=st.one_of(st.just("auto"), st.floats(0.6, 3.0)),
+       z3=st.one_of(st.none(), st.floats(2.0, 20.0)), rounds=st.integers(1, 6))
+def test_property_budget_is_never_exceeded(tmp_path: Path, epsilon: float, z2, z3, rounds: int) -> None:
+    privacy = {"epsilon": epsilon, "dp2": {"noise_multiplier": z2}}
+    if z3 is not None:
+        privacy["dp3"] = {"noise_multiplier": z3, "clip": 1.0}
+    store = Store.open(f"sqlite:///{tmp_path / f'p{rounds}-{epsilon:.3f}.db'}")
+    try:
+        finished = start_run(parse_config(_config(tmp_path, privacy, rounds=rounds)), store)
+    except ValueError as exc:  # 'auto' that cannot fit at all is refused before training
+        assert "does not fit the budget" in str(exc)
+        return
+    ledger = _ledger(store, finished.outcome.run_id)
+    for party in ledger.parties:
+        assert ledger.spent(party) <= epsilon + 1e-9
+
+
+@pytest.mark.parametrize("privacy", [
+    {"epsilon": 2.0, "dp2": {"noise_multiplier": "auto"}},
+    {"epsilon": 2.0, "dp3": {"noise_multiplier": "auto", "clip": 0.5, "mode": "distributed"}},
+], ids=["dp2", "dp3-distributed"])
+def test_no_update_leaves_a_party_un_noised(tmp_path: Path, privacy: dict) -> None:
+    """Capture what the transport carries: the same request twice must give different (noised) updates."""
+    config = parse_config(_config(tmp_path, privacy))
+    store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
+    transport, _ = build_inprocess_federation(config, 3)
+    captured: list[Message] = []
+    original = transport.exchange
+
+    def capturing(messages):
+        for reply in original(messages):
+            captured.append(reply)
+            yield reply
+
+    transport.exchange = capturing  # type: ignore[method-assign]
+    run_id = store.create_run(name="dp", workflow="horizontal", seed=3, config=config.to_dict(), total_rounds=2)
+    HorizontalWorkflow(transport, store, run_id, config, 3).run()
+    fits = [m for m in captured if m.kind == "fit_result"]
+    assert fits and all(("dp2" in m.meta) or ("dp3_indicator" in m.meta) for m in fits)
+    # replay one party's last fit request twice: a noised protocol never gives the same update twice
+    apps = build_party_apps(load_splits(config, 3))
+    party = fits[-1].sender
+    request = Message(run_id, 9, "coordinator", party, "fit", arrays={"params": np.zeros(fits[-1].arrays["update"].size)},
+                      meta={"model": {"kind": "logistic", "n_features": fits[-1].arrays["update"].size - 1},
+                            "train": {"epochs": 1, "batch_size": 64, "learning_rate": 0.1}, "seed": 1,
+                            **({"dp2": {"noise_multiplier": 1.0, "max_grad_norm": 1.0}} if "dp2" in privacy else {}),
+                            **({"dp3": {"clip": 0.5, "mode": "distributed", "parties": 3, "sum_sigma": 2.5,
+                                        "count_sigma": None}} if "dp3" in privacy else {})})
+    first, second = apps[party].handle(request), apps[party].handle(request)
+    assert not np.array_equal(first.arrays["update"], second.arrays["update"])
+    plain = Message(**{**request.__dict__, "meta": {k: v for k, v in request.meta.items() if k not in ("dp2", "dp3")}})
+    np.testing.assert_array_equal(apps[party].handle(plain).arrays["update"], apps[party].handle(plain).arrays["update"])
+
+
+def test_resumed_run_continues_from_the_spent_budget(tmp_path: Path) -> None:
+    config = parse_config(_config(tmp_path, {"epsilon": 2.0, "dp2": {"noise_multiplier": "auto"}}, rounds=4))
+    store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
+    reference = start_run(config, store)
+    reference_ledger = _ledger(store, reference.outcome.run_id)
+
+    class Crash(Exception):
+        pass
+
+    class CrashAfterRound2:
+        def run_started(self, *a) -> None: ...
+        def round_started(self, *a) -> None: ...
+        def party_done(self, *a) -> None: ...
+        def round_finished(self, result) -> None:
+            if result.round == 2:
+                raise Crash()
+
+    run_id = store.create_run(name="dp", workflow="horizontal", seed=3, config=config.to_dict(), total_rounds=4)
+    transport, _ = build_inprocess_federation(config, 3)
+    with pytest.raises(Crash):
+        HorizontalWorkflow(transport, store, run_id, config, 3, CrashAfterRound2()).run()
+    at_crash = _ledger(store, run_id)
+    assert all(at_crash.spent(p) > 0 for p in at_crash.parties)
+    resume_run(store, run_id)
+    resumed = _ledger(store, run_id)
+    for party in resumed.parties:
+        assert resumed.spent(party) > at_crash.spent(party)
+        assert resumed.spent(party) == pytest.approx(reference_ledger.spent(party), rel=1e-12)
