@@ -11,8 +11,8 @@ import pytest
 from scipy import stats
 
 from sampan.audit import (
-    AttackResult, audit_membership, empirical_epsilon, lira_attack, loss_threshold_attack, roc_from_scores,
-    train_shadow_models, true_label_confidence,
+    AttackResult, ShadowScores, audit_membership, empirical_epsilon, lira_attack, lira_from_shadows,
+    loss_threshold_attack, roc_from_scores, train_shadow_models, true_label_confidence,
 )
 from sampan.horizontal import TrainConfig, train
 from sampan.models import LogisticRegression
@@ -132,6 +132,9 @@ def test_tpr_at_fpr_is_exact_thresholding() -> None:
     result = loss_threshold_attack(members, nonmembers)
     assert result.tpr_at_fpr[0.01] == 0.2  # only 10.0 is above every non-member
     assert result.tpr_at_fpr[0.1] == 1.0  # threshold 2.0 lets exactly one non-member (9.5) through
+    # 100 non-members: FPR ≤ 1% allows exactly one false positive (4.5), not two (3.5)
+    result = loss_threshold_attack(np.array([5.0, 4.0, 3.0]), np.concatenate([[4.5, 3.5], np.zeros(98)]))
+    assert result.tpr_at_fpr[0.01] == pytest.approx(2 / 3) and result.tpr_at_fpr[0.001] == pytest.approx(1 / 3)
     fpr, tpr, thresholds = roc_from_scores(members, nonmembers)
     assert (fpr[0], tpr[0], thresholds[0]) == (0.0, 0.0, math.inf) and fpr[-1] == tpr[-1] == 1.0
 
@@ -260,3 +263,17 @@ def test_bad_inputs_fail_loudly() -> None:
                     n_shadow=2, seed=0)
     with pytest.raises(ValueError, match="NaN"):
         loss_threshold_attack(np.array([np.nan]), np.array([0.5]))
+
+
+def test_lira_uses_global_variance_with_few_shadows() -> None:
+    # Row 0's OUT φ barely moves across shadows, row 1's moves a lot; both have mean 0 and IN mean 2.
+    out0, out1 = np.array([-0.01, 0.01] * 4), np.array([-2.0, 2.0] * 4)
+    phi = np.stack([np.concatenate([out0, 2 + out0]), np.concatenate([out1, 2 + out1])], axis=1)
+    keep = np.repeat(np.arange(16) >= 8, 2).reshape(16, 2)
+    shadows = ShadowScores(phi=phi, keep=keep)
+    mask = np.array([True, False])
+    target_phi = np.array([1.0, 1.0])
+    pooled = lira_from_shadows(shadows, target_phi, mask, online=False)  # 8 samples < 32: one shared σ
+    assert pooled.auc == 0.5  # same mean, same σ, same φ: indistinguishable
+    own = lira_from_shadows(shadows, target_phi, mask, online=False, min_samples_own_std=8)
+    assert own.auc == 1.0  # φ = 1 is far out for the steady row 0, ordinary for the noisy row 1

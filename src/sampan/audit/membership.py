@@ -190,7 +190,9 @@ def empirical_epsilon(
 # ------------------------------------------------------------------------------------------ ROC & results
 
 
-def roc_from_scores(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def roc_from_scores(
+    member_scores: np.ndarray, nonmember_scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(fpr, tpr, thresholds) for the rule 'score ≥ threshold ⇒ member' (sampan.metrics.roc_curve)."""
     members, nonmembers = _as_scores(member_scores, "member scores"), _as_scores(nonmember_scores, "non-member scores")
     labels = np.concatenate([np.ones(len(members), np.int64), np.zeros(len(nonmembers), np.int64)])

@@ -8,6 +8,7 @@ from typing import Any
 
 from sampan.metrics import CalibrationCurve
 from sampan.report import PartySummary, ReportSection, RoundRecord, RunReport, write_report
+from sampan.runtime.receipt import build_receipt, receipt_section, write_receipt
 from sampan.runtime.store import Store
 
 
@@ -68,4 +69,8 @@ def per_party_section(federated: dict[str, dict[str, Any]], alone: dict[str, dic
 
 
 def write_run_report(store: Store, run_id: str, report_dir: Path, **extra: Any) -> Path:
+    """Write the HTML report and, beside it, the run's privacy receipt (JSON); both from the store."""
+    receipt = build_receipt(store, run_id)
+    write_receipt(receipt, Path(report_dir) / f"{run_id}.receipt.json")
+    extra["sections"] = [receipt_section(receipt), *(extra.get("sections") or [])]
     return write_report(build_run_report(store, run_id, **extra), Path(report_dir) / f"{run_id}.html")

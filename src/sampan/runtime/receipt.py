@@ -1,0 +1,125 @@
+"""The privacy receipt of a run: what each party sent, under which protection, and what it cost.
+
+Built only from what the store recorded (traffic log, ledger summary, chosen noise, config), so it
+can be regenerated at any time and audited against the hash-chained event log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from sampan.report import ReportSection
+from sampan.runtime.store import Store
+
+THREAT_MODEL = (
+    "Semi-honest parties and coordinator; the coordinator does not collude with a data party. "
+    "Raw records never leave their owner: only the wire messages listed here do. Without DP2 or DP3, "
+    "model deltas reach the coordinator unprotected and can leak information about training rows. "
+    "DP2 (DP-SGD) protects every update a party sends, against the coordinator and everyone downstream. "
+    "DP3 'central' protects the aggregate and the released model but the coordinator sees clipped "
+    "individual updates (it must be trusted until secure aggregation lands); DP3 'distributed' adds each "
+    "party's noise share before sending. Evaluation histograms and preprocessing sums are not noised "
+    "(DP1 is not enabled in this release)."
+)
+
+
+def _protection(kind: str, privacy: dict[str, Any] | None, noise: dict[str, float]) -> str:
+    if kind == "fit_result":
+        parts = []
+        if privacy and privacy.get("dp2"):
+            dp2 = privacy["dp2"]
+            parts.append(f"DP2: DP-SGD, noise multiplier {noise.get('DP2', 0):.3g}, per-example clip "
+                         f"{dp2.get('max_grad_norm')}, Poisson sampling")
+        if privacy and privacy.get("dp3"):
+            dp3 = privacy["dp3"]
+            where = "noise added by the coordinator" if dp3.get("mode", "central") == "central" else \
+                "each party adds its noise share"
+            clip = "adaptive clip" if dp3.get("adaptive") else f"clip {dp3.get('clip')}"
+            parts.append(f"DP3: update {clip}, noise multiplier {noise.get('DP3', 0):.3g} on the sum, {where}")
+        return "; ".join(parts) or "none: model delta in clear to the coordinator"
+    return {
+        "describe": "none: row counts, training positive rate, feature names",
+        "stats": "none: per-feature count, sum and sum of squares (for standardisation)",
+        "evaluation": "none: per-bin counts of holdout scores by label, loss sums, local metrics",
+        "error": "none: error type and message",
+    }.get(kind, "none")
+
+
+def build_receipt(store: Store, run_id: str) -> dict[str, Any]:
+    run = store.get_run(run_id)
+    info = run.info or {}
+    privacy_cfg = (run.config or {}).get("privacy")
+    checkpoint = store.latest_checkpoint(run_id)
+    noise = dict((checkpoint.meta.get("noise") if checkpoint else None) or {})
+    ledger = info.get("privacy") or {}
+    parties: dict[str, Any] = {}
+    for row in info.get("traffic") or []:
+        if row["direction"] != "sent":
+            continue
+        entry = parties.setdefault(row["party"], {"sent": []})
+        entry["sent"].append({"kind": row["kind"], "messages": row["messages"], "bytes": row["bytes"],
+                              "protection": _protection(row["kind"], privacy_cfg, noise)})
+    for party, summary in (ledger.get("parties") or {}).items():
+        parties.setdefault(party, {"sent": []}).update({
+            "budget": summary["budget"], "epsilon_spent": summary["epsilon_spent"],
+            "epsilon_by_level": summary["epsilon_by_level"], "compositions_by_level": summary["compositions_by_level"]})
+    return {
+        "run_id": run_id,
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "differential_privacy": bool(privacy_cfg),
+        "unit_of_privacy": ledger.get("unit_of_privacy", "record-level within each party"),
+        "neighbouring_relation": ledger.get("neighbouring_relation", "add_or_remove_one"),
+        "accountant": ledger.get("accountant"),
+        "delta": (privacy_cfg or {}).get("delta"),
+        "sampling": ("DP2: Poisson sampling of each party's rows with rate q per step; DP3: all selected parties, "
+                     "selection not secret, no amplification claimed") if privacy_cfg else None,
+        "noise_multipliers": noise,
+        "budget_stop": info.get("budget_stop"),
+        "threat_model": THREAT_MODEL,
+        "randomness": "partitions, initialisation and minibatch order from the run seed; DP noise, DP-SGD sampling "
+                      "and masks from the operating system's CSPRNG",
+        "parties": parties,
+        "note": ledger.get("note"),
+    }
+
+
+def write_receipt(receipt: dict[str, Any], path: Path) -> Path:
+    """Atomic JSON write next to the report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".receipt-", suffix=".json")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(receipt, fh, indent=2)
+    os.replace(tmp, path)
+    return path
+
+
+def receipt_section(receipt: dict[str, Any]) -> ReportSection:
+    rows = []
+    for party, entry in sorted(receipt["parties"].items()):
+        spent = entry.get("epsilon_spent")
+        levels = entry.get("epsilon_by_level") or {}
+        budget = entry.get("budget") or {}
+        eps = (f"{spent:.3f} of {budget.get('epsilon')} (DP2 {levels.get('DP2', 0):.3f}, DP3 {levels.get('DP3', 0):.3f})"
+               if spent is not None else "no DP: not accounted")
+        sent = "<br>".join(f"{escape(s['kind'])}: {s['messages']} msgs, {s['bytes']:,} B — {escape(s['protection'])}"
+                           for s in entry["sent"])
+        rows.append(f"<tr><td>{escape(party)}</td><td>{escape(eps)}</td><td>{sent}</td></tr>")
+    stop = receipt.get("budget_stop")
+    html = (
+        f"<p><b>Unit of privacy:</b> {escape(str(receipt['unit_of_privacy']))} "
+        f"({escape(str(receipt['neighbouring_relation']))}); <b>accountant:</b> {escape(str(receipt['accountant']))}; "
+        f"<b>δ:</b> {escape(str(receipt['delta']))}; <b>noise multipliers:</b> "
+        f"{escape(', '.join(f'{k} {v:.3g}' for k, v in receipt['noise_multipliers'].items()) or 'none')}.</p>"
+        + (f"<p><b>Budget stop:</b> {escape(stop)}</p>" if stop else "")
+        + "<table><thead><tr><th>party</th><th>ε spent (of budget)</th><th>what it sent, under which protection</th>"
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f"<p><b>Threat model.</b> {escape(receipt['threat_model'])}</p>"
+        f"<p><b>Randomness.</b> {escape(receipt['randomness'])}</p>"
+    )
+    return ReportSection("Privacy receipt", html)
