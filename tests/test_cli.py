@@ -114,3 +114,23 @@ def test_demo_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     reports = list((tmp_path / "sampan-reports").glob("*.html"))
     assert len(reports) == 1 and "bank_" in reports[0].read_text()
     assert (tmp_path / "sampan-runs" / "sampan.db").exists()
+
+
+def test_demo_with_epsilon_spends_within_budget_and_audit_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["demo", "--rounds", "3", "--seed", "2", "--epsilon", "1"])
+    assert result.exit_code == 0, result.output
+    assert "Privacy spent per bank" in result.output
+    import json
+    [receipt_path] = list((tmp_path / "sampan-reports").glob("*.receipt.json"))
+    receipt = json.loads(receipt_path.read_text())
+    assert receipt["differential_privacy"] and receipt["noise_multipliers"]["DP2"] > 0
+    assert all(p["epsilon_spent"] <= 1.0 for p in receipt["parties"].values())
+    assert all("DP2: DP-SGD" in s["protection"] for p in receipt["parties"].values()
+               for s in p["sent"] if s["kind"] == "fit_result")
+    run_id = receipt["run_id"]
+    audited = runner.invoke(app, ["audit", run_id, "--shadows", "4"])
+    assert audited.exit_code == 0, audited.output
+    assert "lira_online" in audited.output and "claimed" in audited.output
+    receipt = json.loads(receipt_path.read_text())
+    assert receipt["membership_audit"]["target"]["claimed_epsilon"] <= 1.0

@@ -6,6 +6,7 @@ sqlite:///sampan-runs/sampan.db in the current folder.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -25,6 +26,8 @@ from sampan.runtime.reporting import per_party_section, write_run_report
 from sampan.runtime.runner import FinishedRun, resume_run, start_run
 from sampan.runtime.store import DEFAULT_STORE_URL, Store, StoreError
 from sampan.transport import PartyError
+
+logging.getLogger("absl").setLevel(logging.ERROR)  # dp-accounting's numerical chatter, not user-facing
 
 app = typer.Typer(help="Sampan: federated credit models across institutions; records never leave their owner.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -58,8 +61,10 @@ def _result_table(finished: FinishedRun, baselines: dict[str, dict[str, float]])
     return table
 
 
-def _per_party_table(federated: dict[str, dict[str, float]], alone: dict[str, dict[str, float]]) -> Table:
-    table = Table(title="Each bank on its own holdout rows: consortium model vs the bank's own model")
+def _per_party_table(federated: dict[str, dict[str, float]], alone: dict[str, dict[str, float]],
+                     private: bool = False) -> Table:
+    title = "Each bank on its own holdout rows: consortium model vs the bank's own model"
+    table = Table(title=title + (" (the bank's own model is non-private)" if private else ""))
     for col in ("bank", "AUC alone", "AUC federated", "gain", "KS alone", "KS federated"):
         table.add_column(col, justify="right" if col != "bank" else "left")
     for party in sorted(alone):
@@ -78,6 +83,9 @@ def demo(
     seed: Optional[int] = typer.Option(None, help="Fix all randomness of the run (reproducible)."),
     store: Optional[str] = StoreOption,
     report_dir: Path = typer.Option(Path("sampan-reports"), help="Where the HTML report is written."),
+    epsilon: Optional[float] = typer.Option(
+        None, min=0.01, help="Turn on DP-SGD in every bank with this per-bank budget (record-level, δ = 1e-5); "
+        "noise is calibrated to spend it by the last round."),
 ) -> None:
     """Train an SME default model across three simulated Hong Kong banks (built-in consortium, FedAvg).
 
@@ -95,6 +103,8 @@ def demo(
                      "l2": 1e-4},
         "strategy": {"name": "fedavg"},
         "source": {"kind": "consortium", "n_smes": 12000},
+        **({"privacy": {"epsilon": epsilon, "delta": 1e-5,
+                        "dp2": {"noise_multiplier": "auto", "max_grad_norm": 1.0}}} if epsilon else {}),
     }, source="demo")
     console.print("[bold]Sampan demo[/]: three banks train one SME default model with FedAvg; "
                   "no bank shares a record.")
@@ -115,7 +125,14 @@ def demo(
                               notes=["The pooled baseline trains the same model on all banks' rows in one place; "
                                      "it is what federation is measured against and is impossible in production."])
     console.print(_result_table(finished, {"pooled data (simulation only)": baseline}))
-    console.print(_per_party_table(final_party, alone))
+    console.print(_per_party_table(final_party, alone, private=bool(epsilon)))
+    if finished.outcome.privacy:
+        spent = {p: v["epsilon_spent"] for p, v in finished.outcome.privacy["parties"].items()}
+        console.print("Privacy spent per bank (record-level, δ = 1e-5, RDP): "
+                      + ", ".join(f"{p} ε = {e:.3f}" for p, e in sorted(spent.items()))
+                      + f" of {epsilon}. Baselines above are non-private.")
+    if finished.outcome.budget_stop:
+        console.print(f"[yellow]Stopped early:[/] {finished.outcome.budget_stop}", soft_wrap=True)
     console.print(f"Model registered as [bold]{finished.model_name}[/] v{finished.model_version}; "
                   f"run id [bold]{finished.outcome.run_id}[/] ({time.perf_counter() - started:.1f} s).")
     console.print(f"Report: [bold]{report.resolve()}[/]")
@@ -152,6 +169,47 @@ def run(
     console.print(_result_table(finished, {}))
     console.print(f"Run [bold]{finished.outcome.run_id}[/] completed; model {finished.model_name} "
                   f"v{finished.model_version}. Report: [bold]{finished.report_path.resolve()}[/]")
+
+
+@app.command()
+def audit(
+    run_id: str,
+    shadows: int = typer.Option(8, min=2, help="Shadow models for the likelihood-ratio attack (LiRA)."),
+    store: Optional[str] = StoreOption,
+    report_dir: Path = typer.Option(Path("sampan-reports"), help="Where the updated report and receipt go."),
+) -> None:
+    """Attack a finished run's model with membership inference (loss threshold and LiRA).
+
+    Reports AUC, TPR at 1% and 0.1% FPR and an empirical ε lower bound with a 95% interval, and
+    checks it against the ε the run claims. Results go into the run's receipt and report.
+    """
+    from sampan.runtime.audit_run import AuditError, audit_run
+
+    try:
+        run_store = _store(store)
+        with console.status(f"training {shadows} shadow models and attacking run {run_id}..."):
+            report = audit_run(run_store, run_id, n_shadow=shadows)
+        path = write_run_report(run_store, run_id, report_dir)
+    except (*USER_ERRORS, AuditError) as exc:
+        _fail(exc)
+    table = Table(title=f"Membership inference against run {run_id}")
+    for col in ("attack", "AUC", "TPR @ 1% FPR", "TPR @ 0.1% FPR", "ε lower bound", "95% interval"):
+        table.add_column(col, justify="right" if col != "attack" else "left")
+    for a in report["attacks"]:
+        lo, hi = a["epsilon_lower_bound_ci95"]
+        table.add_row(a["name"], f"{a['auc']:.3f}", f"{float(a['tpr_at_fpr']['0.01']):.4f}",
+                      f"{float(a['tpr_at_fpr']['0.001']):.4f}", f"{float(a['epsilon_lower_bound']):.3f}",
+                      f"[{float(lo):.3f}, {float(hi):.3f}]")
+    console.print(table)
+    claimed = report["target"]["claimed_epsilon"]
+    if claimed is None:
+        console.print("The run used no differential privacy: there is no claim to check.")
+    elif report["claimed"]["exceeded_by"]:
+        console.print(f"[bold red]The audit refutes the claimed ε = {claimed:.3f}:[/] "
+                      f"{', '.join(report['claimed']['exceeded_by'])}")
+    else:
+        console.print(f"No attack's conservative ε lower bound exceeds the claimed ε = {claimed:.3f}.")
+    console.print(f"Report and receipt updated: [bold]{path.resolve()}[/]")
 
 
 @runs_app.command("list")

@@ -86,6 +86,7 @@ def build_receipt(store: Store, run_id: str) -> dict[str, Any]:
                       "and masks from the operating system's CSPRNG",
         "parties": parties,
         "note": ledger.get("note"),
+        "membership_audit": info.get("membership_audit"),
     }
 
 
@@ -97,6 +98,21 @@ def write_receipt(receipt: dict[str, Any], path: Path) -> Path:
         json.dump(receipt, fh, indent=2)
     os.replace(tmp, path)
     return path
+
+
+def _audit_html(audit: dict[str, Any] | None) -> str:
+    if not audit:
+        return "<p><b>Membership audit:</b> not run (<code>sampan audit RUN_ID</code>).</p>"
+    rows = "".join(
+        f"<tr><td>{escape(a['name'])}</td><td>{a['auc']:.3f}</td><td>{float(a['tpr_at_fpr'].get('0.01', 0)):.4f}</td>"
+        f"<td>{float(a['tpr_at_fpr'].get('0.001', 0)):.4f}</td><td>{escape(str(a['epsilon_lower_bound_ci95'][0]))[:6]}</td></tr>"
+        for a in audit["attacks"])
+    target = audit.get("target", {})
+    claimed = target.get("claimed_epsilon")
+    return ("<p><b>Membership audit</b> (members: training rows, non-members: holdout rows; "
+            f"claimed ε {'%.3f' % claimed if claimed is not None else 'none (no DP)'}):</p>"
+            "<table><thead><tr><th>attack</th><th>AUC</th><th>TPR @ 1% FPR</th><th>TPR @ 0.1% FPR</th>"
+            f"<th>ε lower bound (95% conservative)</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
 def receipt_section(receipt: dict[str, Any]) -> ReportSection:
@@ -119,7 +135,8 @@ def receipt_section(receipt: dict[str, Any]) -> ReportSection:
         + (f"<p><b>Budget stop:</b> {escape(stop)}</p>" if stop else "")
         + "<table><thead><tr><th>party</th><th>ε spent (of budget)</th><th>what it sent, under which protection</th>"
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-        f"<p><b>Threat model.</b> {escape(receipt['threat_model'])}</p>"
+        + _audit_html(receipt.get("membership_audit"))
+        + f"<p><b>Threat model.</b> {escape(receipt['threat_model'])}</p>"
         f"<p><b>Randomness.</b> {escape(receipt['randomness'])}</p>"
     )
     return ReportSection("Privacy receipt", html)

@@ -212,6 +212,16 @@ class Store:
                 row.info = {**(row.info or {}), **info}
             self._append_event(s, run_id, f"run_{status}", {"error": error} if error else {})
 
+    def record_info(self, run_id: str, key: str, value: Any) -> None:
+        """Attach a result (e.g. an audit) to a finished run, with an audit-log event."""
+        with self._session.begin() as s:
+            row = s.get(RunRow, run_id)
+            if row is None:
+                raise StoreError(f"no run {run_id!r}")
+            row.info = {**(row.info or {}), key: value}
+            row.updated_at = utcnow()
+            self._append_event(s, run_id, f"{key}_recorded", {})
+
     # --- rounds and checkpoints -------------------------------------------------------------------
     def save_round(self, run_id: str, round_number: int, *, state_arrays: Mapping[str, np.ndarray],
                    state_meta: Mapping[str, Any], metrics: Mapping[str, Any], seconds: float) -> None:
