@@ -147,3 +147,17 @@ def test_resumed_run_continues_from_the_spent_budget(tmp_path: Path) -> None:
     for party in resumed.parties:
         assert resumed.spent(party) > at_crash.spent(party)
         assert resumed.spent(party) == pytest.approx(reference_ledger.spent(party), rel=1e-12)
+
+
+def test_noise_schedule_is_fixed_in_advance_and_accounted_per_round(tmp_path: Path) -> None:
+    """A decaying schedule: later rounds use less noise, every round is charged at its own noise."""
+    from sampan.privacy.calibration import schedule_factor
+
+    assert [schedule_factor([2.0, 1.0], r, 4) for r in (1, 2, 3, 4)] == [2.0, 2.0, 1.0, 1.0]
+    store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
+    privacy = {"epsilon": 2.0, "dp3": {"noise_multiplier": "auto", "clip": 0.5, "schedule": [1.5, 1.0]}}
+    finished = start_run(parse_config(_config(tmp_path, privacy, rounds=4)), store)
+    ledger = _ledger(store, finished.outcome.run_id)
+    zs = [e.noise_multiplier for e in ledger.events if e.party == ledger.parties[0]]
+    assert len(zs) == 4 and zs[0] == zs[1] == pytest.approx(1.5 * zs[2]) and zs[2] == zs[3]
+    assert all(0.9 * 2.0 < ledger.spent(p) <= 2.0 for p in ledger.parties)

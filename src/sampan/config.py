@@ -71,6 +71,9 @@ class DP2Section(_Strict):
         "auto", description="Gaussian noise std / max_grad_norm; 'auto' spends the budget by the last round")
     max_grad_norm: float = Field(1.0, gt=0, description="per-example L2 clipping bound")
     sampling_rate: float | None = Field(None, gt=0, le=1, description="Poisson q; default batch_size / rows")
+    schedule: list[float] | None = Field(
+        None, min_length=1, description="noise factors for equal segments of the rounds, fixed before the run, "
+        "e.g. [1.2, 1.0, 0.8] (decaying noise)")
 
 
 class DP3Section(_Strict):
@@ -84,6 +87,7 @@ class DP3Section(_Strict):
     target_quantile: float = Field(0.5, gt=0, lt=1)
     clip_learning_rate: float = Field(0.2, gt=0)
     count_noise: float | None = Field(None, gt=0)
+    schedule: list[float] | None = Field(None, min_length=1, description="as privacy.dp2.schedule")
 
 
 class PrivacySection(_Strict):
@@ -157,6 +161,8 @@ class RunConfig(_Strict):
             section = getattr(self.privacy, name, None) if self.privacy else None
             if section is not None and section.noise_multiplier != "auto" and section.noise_multiplier <= 0:
                 raise ValueError(f"privacy.{name}.noise_multiplier must be > 0 or 'auto'")
+            if section is not None and section.schedule and min(section.schedule) <= 0:
+                raise ValueError(f"privacy.{name}.schedule factors must be > 0")
         if self.privacy is not None and self.privacy.dp3 is not None and self.strategy.aggregator != "mean":
             raise ValueError("privacy.dp3 replaces the aggregator with a noisy mean; set strategy.aggregator = 'mean'")
         if self.parties and self.schema_ is None:

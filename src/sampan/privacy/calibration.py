@@ -41,3 +41,16 @@ def calibrate_noise_multiplier(
         else:
             low = mid
     return high
+
+
+def schedule_factor(schedule: Sequence[float] | None, round_number: int, total_rounds: int) -> float:
+    """Noise factor of a round under a schedule of equal segments fixed before the run (1 if none).
+
+    Because the schedule is public and data-independent, accounting each round at its own noise is
+    exact; the ledger's check before every step is the privacy filter that stops the run if the
+    composition would pass the budget anyway.
+    """
+    if not schedule or round_number < 1:
+        return 1.0
+    segment = min(len(schedule) - 1, (round_number - 1) * len(schedule) // max(total_rounds, 1))
+    return float(schedule[segment])

@@ -97,16 +97,19 @@ class DP3Aggregation:
         self.config = config
         self.clip = float(clip if clip is not None else config.clip)
 
-    def settings(self, parties: int) -> dict[str, Any]:
-        """JSON-able settings sent to each selected party this round (all public)."""
+    def settings(self, parties: int, noise_multiplier: float | None = None) -> dict[str, Any]:
+        """JSON-able settings sent to each selected party this round (all public).
+
+        `noise_multiplier` overrides the configured z for this round (a noise schedule)."""
+        z = float(noise_multiplier if noise_multiplier is not None else self.config.noise_multiplier)
         count_sigma = None
         if self.config.adaptive:  # Andrew et al. use m/20; small consortia need more so z_Δ stays near z
             count_sigma = self.config.count_noise if self.config.count_noise is not None else \
-                max(parties / 20, 1.5 * self.config.noise_multiplier)
-        z_update = update_noise_multiplier(self.config.noise_multiplier, count_sigma)
+                max(parties / 20, 1.5 * z)
+        z_update = update_noise_multiplier(z, count_sigma)
         return {"clip": self.clip, "mode": self.config.mode, "parties": parties,
                 "sum_sigma": z_update * self.clip, "count_sigma": count_sigma,
-                "noise_multiplier": self.config.noise_multiplier}
+                "noise_multiplier": z}
 
     def aggregate(self, clipped_updates_sum: np.ndarray, indicators_sum: float, settings: dict[str, Any],
                   rng: np.random.Generator | None = None) -> np.ndarray:
@@ -115,7 +118,7 @@ class DP3Aggregation:
         total, count = clipped_updates_sum, indicators_sum
         if self.config.mode == "central":
             rng = rng or secure_generator()
-            total = GaussianMechanism(self.clip, settings["sum_sigma"]).release(total, rng=rng)
+            total = GaussianMechanism(self.clip, settings["sum_sigma"]).release(total, rng=rng)  # sigma = z_Δ·S
             if settings.get("count_sigma"):
                 count = float(GaussianMechanism(1.0, settings["count_sigma"]).release(count, rng=rng))
         if self.config.adaptive:

@@ -23,7 +23,7 @@ from sampan.horizontal.learner import TrainConfig
 from sampan.horizontal.strategies import Strategy, make_strategy
 from sampan.metrics import ScoreHistogram
 from sampan.models import Model, model_from_config
-from sampan.privacy.calibration import calibrate_noise_multiplier
+from sampan.privacy.calibration import calibrate_noise_multiplier, schedule_factor
 from sampan.privacy.dp3 import DP3Aggregation, DP3Config
 from sampan.privacy.dpsgd import DPSGDConfig, planned_steps
 from sampan.privacy.ledger import Budget, BudgetExceeded, Ledger, PrivacyEvent
@@ -132,7 +132,8 @@ class HorizontalWorkflow:
             state.noise = self._choose_noise(state)
             self.store.log_event(self.run_id, "noise_chosen", dict(state.noise))
         if privacy.dp3 is not None:
-            config = DP3Config(**{**privacy.dp3.model_dump(), "noise_multiplier": state.noise["DP3"]})
+            settings = {k: v for k, v in privacy.dp3.model_dump().items() if k != "schedule"}
+            config = DP3Config(**{**settings, "noise_multiplier": state.noise["DP3"]})
             self.dp3 = DP3Aggregation(config, clip=state.dp3_clip)
             state.dp3_clip = self.dp3.clip
 
@@ -147,16 +148,30 @@ class HorizontalWorkflow:
         if not auto:
             return fixed
         parties = sorted(state.parties)
-        remaining = self.config.run.rounds - state.round
         budgets = {p: Budget(privacy.epsilon, privacy.delta) for p in parties}
+
+        levels = {lvl: 1.0 for lvl, section in sections.items() if section is not None}
+        by_factors: dict[tuple[tuple[str, float], ...], list[int]] = {}  # rounds grouped by schedule factors
+        for r in range(state.round + 1, self.config.run.rounds + 1):
+            by_factors.setdefault(tuple(sorted(self._round_noise(levels, r).items())), []).append(r)
 
         def plan(z: float) -> list[PrivacyEvent]:
             noise = {**fixed, **{lvl: z for lvl in auto}}
-            per_round = self._planned_events(state, parties, 0, self._train_config(1), noise)
-            return [replace(e, count=e.count * remaining) for e in per_round]
+            events: list[PrivacyEvent] = []
+            for rounds in by_factors.values():
+                per_round = self._planned_events(state, parties, rounds[0], self._train_config(1), noise)
+                events += [replace(e, count=e.count * len(rounds), step=None) for e in per_round]
+            return events
 
         z = calibrate_noise_multiplier(plan, budgets, accountant=privacy.accountant)
         return {**fixed, **{lvl: z for lvl in auto}}
+
+    def _round_noise(self, noise: dict[str, float], round_number: int) -> dict[str, float]:
+        """Base noise multipliers times this round's schedule factor (fixed before the run)."""
+        privacy = self.config.privacy
+        sections = {"DP2": privacy.dp2, "DP3": privacy.dp3} if privacy else {}
+        return {lvl: z * schedule_factor(getattr(sections.get(lvl), "schedule", None), round_number,
+                                         self.config.run.rounds) for lvl, z in noise.items()}
 
     def _planned_events(self, state: RunState, parties: list[str], round_number: int,
                         train_cfg: dict[str, Any], noise: dict[str, float] | None = None) -> list[PrivacyEvent]:
@@ -164,7 +179,7 @@ class HorizontalWorkflow:
         privacy = self.config.privacy
         if privacy is None:
             return []
-        noise = noise if noise is not None else state.noise
+        noise = self._round_noise(noise if noise is not None else state.noise, round_number)
         events = []
         if privacy.dp3 is not None:
             events += [PrivacyEvent(party=p, level="DP3", mechanism="gaussian",
@@ -252,8 +267,10 @@ class HorizontalWorkflow:
         if self.ledger is not None:
             self.ledger.check(events)  # raises BudgetExceeded before any party spends anything
         dp2 = self.config.privacy.dp2 if self.config.privacy else None
-        dp_meta: dict[str, Any] = {"dp2": {**dp2.model_dump(), "noise_multiplier": state.noise["DP2"]}} if dp2 else {}
-        dp3_settings = self.dp3.settings(len(selected)) if self.dp3 is not None else None
+        round_noise = self._round_noise(state.noise, round_number)
+        dp_meta: dict[str, Any] = {"dp2": {k: v for k, v in dp2.model_dump().items() if k != "schedule"}
+                                   | {"noise_multiplier": round_noise["DP2"]}} if dp2 else {}
+        dp3_settings = self.dp3.settings(len(selected), round_noise["DP3"]) if self.dp3 is not None else None
         if dp3_settings is not None:
             dp_meta["dp3"] = dp3_settings
         self.aggregator.reset()
