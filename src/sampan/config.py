@@ -64,6 +64,21 @@ class DataSection(_Strict):
     standardize: bool = True
 
 
+class DP1Section(_Strict):
+    """Gaussian noise on each party's preprocessing statistics (count, feature sums, sums of squares)."""
+
+    noise_multiplier: float = Field(gt=0, description="noise std / sensitivity of the normalised statistics")
+    bounds: dict[str, tuple[float, float]] = Field(
+        description="public clipping range per feature name; 'sector=*' covers one-hot columns, '*' all others")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "DP1Section":
+        bad = [k for k, (lo, hi) in self.bounds.items() if not lo < hi]
+        if bad:
+            raise ValueError(f"privacy.dp1.bounds need low < high; bad: {bad}")
+        return self
+
+
 class DP2Section(_Strict):
     """DP-SGD inside each party's local training (record-level DP within that party)."""
 
@@ -96,6 +111,7 @@ class PrivacySection(_Strict):
     epsilon: float = Field(gt=0, description="budget per party, record-level")
     delta: float = Field(1e-5, gt=0, lt=1)
     accountant: Literal["rdp", "pld"] = "rdp"
+    dp1: DP1Section | None = None
     dp2: DP2Section | None = None
     dp3: DP3Section | None = None
 
@@ -155,8 +171,8 @@ class RunConfig(_Strict):
             raise ValueError("give either [[parties]] (with [schema]) or a [source] section")
         if self.source is not None and self.parties:
             raise ValueError("give either [[parties]] or [source], not both")
-        if self.privacy is not None and self.privacy.dp2 is None and self.privacy.dp3 is None:
-            raise ValueError("[privacy] sets a budget but no mechanism: add [privacy.dp2] and/or [privacy.dp3]")
+        if self.privacy is not None and not (self.privacy.dp1 or self.privacy.dp2 or self.privacy.dp3):
+            raise ValueError("[privacy] sets a budget but no mechanism: add [privacy.dp1], [privacy.dp2] and/or [privacy.dp3]")
         for name in ("dp2", "dp3"):
             section = getattr(self.privacy, name, None) if self.privacy else None
             if section is not None and section.noise_multiplier != "auto" and section.noise_multiplier <= 0:

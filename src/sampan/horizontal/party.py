@@ -3,6 +3,7 @@
 What a party discloses, per message kind (this list is what the privacy receipt reports):
 - `describe`: row counts of its train/test split, the training positive rate, its feature names;
 - `stats`: per-feature count, sum and sum of squares of its training rows (for standardisation);
+  with DP1 on, clipped to public ranges and released through one Gaussian mechanism;
 - `fit`: its model delta after local training, the number of training rows, its mean local loss
   (with DP2 on, the delta is the output of DP-SGD, and the reply states the steps, sampling rate and
   noise multiplier actually used, plus the share of clipped gradients);
@@ -22,6 +23,7 @@ from sampan.horizontal.learner import TrainConfig, train
 from sampan.metrics import ScoreHistogram, binary_metrics
 from sampan.models import Model, model_from_config
 from sampan.privacy.dp3 import party_release
+from sampan.privacy.mechanisms import GaussianMechanism
 from sampan.privacy.dpsgd import DPSGDConfig, dp_sgd_train
 from sampan.wire import Message
 
@@ -47,6 +49,24 @@ class _ScaledCache:
         if name not in self._scaled:
             self._scaled[name] = standardize(X, arrays)
         return self._scaled[name]
+
+
+def dp1_moments(X: np.ndarray, settings: Mapping[str, Any]) -> tuple[float, np.ndarray, np.ndarray]:
+    """DP1: count, feature sums and sums of squares under one Gaussian mechanism.
+
+    Each column is clipped to its public range [lo, hi] and divided by m = max(|lo|, |hi|), so one row
+    adds at most 1 to the count and to every normalised sum and sum of squares: the L2 sensitivity of
+    the (1 + 2d)-vector is sqrt(1 + 2d) under add/remove-one-row, and the noise is calibrated to it.
+    """
+    bounds = np.asarray(settings["bounds"], dtype=float)
+    lo, hi = bounds[:, 0], bounds[:, 1]
+    m = np.maximum(np.abs(lo), np.abs(hi))
+    Z = np.clip(X, lo, hi) / m
+    vector = np.concatenate([[len(Z)], Z.sum(axis=0), np.einsum("ij,ij->j", Z, Z)])
+    sensitivity = float(np.sqrt(vector.size))
+    noised = GaussianMechanism(sensitivity, float(settings["noise_multiplier"]) * sensitivity).release(vector)
+    d = X.shape[1]
+    return float(noised[0]), noised[1:1 + d] * m, noised[1 + d:] * m**2
 
 
 class HorizontalParty:
@@ -84,6 +104,9 @@ class HorizontalParty:
 
     def stats(self, msg: Message) -> Message:
         X = self.train_data.X
+        if "dp1" in msg.meta:
+            total, sums, sums_sq = dp1_moments(X, msg.meta["dp1"])
+            return msg.reply("stats", arrays={"sum": sums, "sum_sq": sums_sq}, meta={"n": total, "dp1": True})
         return msg.reply("stats", arrays={"sum": X.sum(axis=0), "sum_sq": np.einsum("ij,ij->j", X, X)},
                          meta={"n": len(X)})
 

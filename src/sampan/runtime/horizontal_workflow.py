@@ -12,21 +12,18 @@ from __future__ import annotations
 import os
 import signal
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import numpy as np
 
 from sampan.config import RunConfig
 from sampan.horizontal.aggregators import make_aggregator
-from sampan.horizontal.learner import TrainConfig
 from sampan.horizontal.strategies import Strategy, make_strategy
 from sampan.metrics import ScoreHistogram
 from sampan.models import Model, model_from_config
-from sampan.privacy.calibration import calibrate_noise_multiplier, schedule_factor
-from sampan.privacy.dp3 import DP3Aggregation, DP3Config
-from sampan.privacy.dpsgd import DPSGDConfig, planned_steps
-from sampan.privacy.ledger import Budget, BudgetExceeded, Ledger, PrivacyEvent
+from sampan.privacy.ledger import BudgetExceeded
+from sampan.runtime.privacy_control import PrivacyControl, combine_dp1_stats
 from sampan.runtime.progress import NullProgress, ProgressHook, RoundResult
 from sampan.runtime.seeds import derive_rng, derive_seed
 from sampan.runtime.store import Store
@@ -114,88 +111,16 @@ class HorizontalWorkflow:
         s = config.strategy
         self.aggregator = make_aggregator(s.aggregator, trim_fraction=s.trim_fraction,
                                           byzantine=s.byzantine, multi=s.multi_krum)
-        self.ledger: Ledger | None = None
-        self.dp3: DP3Aggregation | None = None
+        self.privacy = PrivacyControl(config, self._train_config)
 
-    def _open_ledger(self, state: RunState) -> None:
-        """One ledger per run, restored from the checkpoint so a resumed run keeps its spent budget."""
-        privacy = self.config.privacy
-        if privacy is None:
-            return
-        if state.ledger_json:
-            self.ledger = Ledger.from_json(state.ledger_json)
-        else:
-            budget = Budget(privacy.epsilon, privacy.delta)
-            self.ledger = Ledger({p: budget for p in state.parties}, accountant=privacy.accountant)
-            state.ledger_json = self.ledger.to_json()
-        if not state.noise:
-            state.noise = self._choose_noise(state)
-            self.store.log_event(self.run_id, "noise_chosen", dict(state.noise))
-        if privacy.dp3 is not None:
-            settings = {k: v for k, v in privacy.dp3.model_dump().items() if k != "schedule"}
-            config = DP3Config(**{**settings, "noise_multiplier": state.noise["DP3"]})
-            self.dp3 = DP3Aggregation(config, clip=state.dp3_clip)
-            state.dp3_clip = self.dp3.clip
+    def _train_config(self, round_number: int) -> dict[str, Any]:
+        t = self.config.training
+        return {"epochs": t.local_epochs, "batch_size": t.batch_size, "learning_rate": t.learning_rate,
+                "optimizer": t.optimizer, "momentum": t.momentum, "l2": t.l2, "max_steps": t.local_steps,
+                **self.strategy.fit_config(round_number)}
 
-    def _choose_noise(self, state: RunState) -> dict[str, float]:
-        """Fixed noise as configured; 'auto' levels get the smallest z whose whole planned run fits."""
-        privacy = self.config.privacy
-        assert privacy is not None
-        sections = {"DP2": privacy.dp2, "DP3": privacy.dp3}
-        fixed = {lvl: float(s.noise_multiplier) for lvl, s in sections.items()
-                 if s is not None and s.noise_multiplier != "auto"}
-        auto = [lvl for lvl, s in sections.items() if s is not None and s.noise_multiplier == "auto"]
-        if not auto:
-            return fixed
-        parties = sorted(state.parties)
-        budgets = {p: Budget(privacy.epsilon, privacy.delta) for p in parties}
-
-        levels = {lvl: 1.0 for lvl, section in sections.items() if section is not None}
-        by_factors: dict[tuple[tuple[str, float], ...], list[int]] = {}  # rounds grouped by schedule factors
-        for r in range(state.round + 1, self.config.run.rounds + 1):
-            by_factors.setdefault(tuple(sorted(self._round_noise(levels, r).items())), []).append(r)
-
-        def plan(z: float) -> list[PrivacyEvent]:
-            noise = {**fixed, **{lvl: z for lvl in auto}}
-            events: list[PrivacyEvent] = []
-            for rounds in by_factors.values():
-                per_round = self._planned_events(state, parties, rounds[0], self._train_config(1), noise)
-                events += [replace(e, count=e.count * len(rounds), step=None) for e in per_round]
-            return events
-
-        z = calibrate_noise_multiplier(plan, budgets, accountant=privacy.accountant)
-        return {**fixed, **{lvl: z for lvl in auto}}
-
-    def _round_noise(self, noise: dict[str, float], round_number: int) -> dict[str, float]:
-        """Base noise multipliers times this round's schedule factor (fixed before the run)."""
-        privacy = self.config.privacy
-        sections = {"DP2": privacy.dp2, "DP3": privacy.dp3} if privacy else {}
-        return {lvl: z * schedule_factor(getattr(sections.get(lvl), "schedule", None), round_number,
-                                         self.config.run.rounds) for lvl, z in noise.items()}
-
-    def _planned_events(self, state: RunState, parties: list[str], round_number: int,
-                        train_cfg: dict[str, Any], noise: dict[str, float] | None = None) -> list[PrivacyEvent]:
-        """Every ledger event this round will cause, known before any party trains."""
-        privacy = self.config.privacy
-        if privacy is None:
-            return []
-        noise = self._round_noise(noise if noise is not None else state.noise, round_number)
-        events = []
-        if privacy.dp3 is not None:
-            events += [PrivacyEvent(party=p, level="DP3", mechanism="gaussian",
-                                    noise_multiplier=noise["DP3"], step=round_number,
-                                    note=f"clipped update in a noised {privacy.dp3.mode} sum") for p in parties]
-        dp2 = privacy.dp2
-        if dp2 is None:
-            return events
-        cfg = TrainConfig(**train_cfg)
-        dp = DPSGDConfig(noise["DP2"], dp2.max_grad_norm, dp2.sampling_rate)
-        for party in parties:
-            steps, q = planned_steps(int(state.parties[party]["n_train"]), cfg, dp)
-            events.append(PrivacyEvent(party=party, level="DP2", mechanism="subsampled_gaussian",
-                                       noise_multiplier=dp.noise_multiplier, sampling_rate=q, count=steps,
-                                       step=round_number, note="DP-SGD local training"))
-        return events
+    def _party_rows(self, state: RunState) -> dict[str, int]:
+        return {p: int(info["n_train"]) for p, info in state.parties.items()}
 
     # --- messaging helpers ------------------------------------------------------------------------
     def _request(self, parties: list[str], kind: str, step: int, arrays: dict[str, np.ndarray] | None = None,
@@ -223,17 +148,22 @@ class HorizontalWorkflow:
                 raise FederationError(
                     f"party {reply.sender!r} has features that differ from party {first!r}: {diff}")
         assert names is not None
+        if self.privacy.enabled:
+            self.privacy.open(parties)
         scaler: dict[str, np.ndarray] = {}
         if self.config.data.standardize:
-            total, sum_, sum_sq = 0, np.zeros(len(names)), np.zeros(len(names))
-            for reply in self._request(parties, "stats", 0):
-                total += int(reply.meta["n"])
+            dp1 = self.privacy.dp1_request(names, parties) if self.privacy.enabled else None
+            total, sum_, sum_sq = 0.0, np.zeros(len(names)), np.zeros(len(names))
+            for reply in self._request(parties, "stats", 0, meta_for=lambda p: {"dp1": dp1} if dp1 else {}):
+                total += float(reply.meta["n"])
                 sum_ += reply.arrays["sum"]
                 sum_sq += reply.arrays["sum_sq"]
-            mean = sum_ / total
-            var = np.maximum(sum_sq / total - mean**2, 0.0)
-            scale = np.sqrt(var)
-            scaler = {"mean": mean, "scale": np.where(scale > 1e-12, scale, 1.0)}
+            if dp1 is not None:
+                scaler = combine_dp1_stats(total, sum_, sum_sq, dp1["bounds"])
+            else:
+                mean = sum_ / total
+                scale = np.sqrt(np.maximum(sum_sq / total - mean**2, 0.0))
+                scaler = {"mean": mean, "scale": np.where(scale > 1e-12, scale, 1.0)}
         m = self.config.model
         model_config = {"kind": m.kind, "n_features": len(names)}
         if m.kind == "mlp":
@@ -253,26 +183,13 @@ class HorizontalWorkflow:
         chosen = derive_rng(self.seed, "select", round_number).choice(len(parties), size=k, replace=False)
         return [parties[i] for i in sorted(chosen)]
 
-    def _train_config(self, round_number: int) -> dict[str, Any]:
-        t = self.config.training
-        return {"epochs": t.local_epochs, "batch_size": t.batch_size, "learning_rate": t.learning_rate,
-                "optimizer": t.optimizer, "momentum": t.momentum, "l2": t.l2, "max_steps": t.local_steps,
-                **self.strategy.fit_config(round_number)}
-
     def _fit_round(self, state: RunState, round_number: int) -> tuple[np.ndarray, list[str], float]:
         selected = self._select(round_number, sorted(state.parties))
         self.progress.round_started(round_number, len(selected))
         train_cfg = self._train_config(round_number)
-        events = self._planned_events(state, selected, round_number, train_cfg)
-        if self.ledger is not None:
-            self.ledger.check(events)  # raises BudgetExceeded before any party spends anything
-        dp2 = self.config.privacy.dp2 if self.config.privacy else None
-        round_noise = self._round_noise(state.noise, round_number)
-        dp_meta: dict[str, Any] = {"dp2": {k: v for k, v in dp2.model_dump().items() if k != "schedule"}
-                                   | {"noise_multiplier": round_noise["DP2"]}} if dp2 else {}
-        dp3_settings = self.dp3.settings(len(selected), round_noise["DP3"]) if self.dp3 is not None else None
-        if dp3_settings is not None:
-            dp_meta["dp3"] = dp3_settings
+        events = self.privacy.planned_events(self._party_rows(state), selected, round_number)
+        self.privacy.check(events)  # raises BudgetExceeded before any party spends anything
+        dp_meta, dp3_settings = self.privacy.fit_meta(round_number, len(selected))
         self.aggregator.reset()
         loss_sum, n_sum, clipped_sum, indicator_sum = 0.0, 0, None, 0.0
         replies = self._request(
@@ -290,16 +207,14 @@ class HorizontalWorkflow:
             loss_sum += float(reply.meta["loss"]) * n
             n_sum += n
             self.progress.party_done(reply.sender)
-        if self.dp3 is not None and dp3_settings is not None and clipped_sum is not None:
-            mean_update = self.dp3.aggregate(clipped_sum, indicator_sum, dp3_settings)
-            state.dp3_clip = self.dp3.clip
+        if self.privacy.dp3 is not None and dp3_settings is not None and clipped_sum is not None:
+            mean_update = self.privacy.dp3.aggregate(clipped_sum, indicator_sum, dp3_settings)
+            state.dp3_clip = self.privacy.dp3.clip
         else:
             mean_update = self.aggregator.result()
         new_params = self.strategy.apply(state.params, mean_update)
-        if self.ledger is not None:
-            for event in events:
-                self.ledger.record(event)
-            state.ledger_json = self.ledger.to_json()
+        self.privacy.record(events)
+        state.ledger_json = self.privacy.ledger_json()
         return new_params, selected, loss_sum / max(n_sum, 1)
 
     def evaluate(self, state: RunState, step: int) -> tuple[dict[str, float], dict[str, dict[str, Any]], ScoreHistogram]:
@@ -330,15 +245,20 @@ class HorizontalWorkflow:
         checkpoint = self.store.latest_checkpoint(self.run_id)
         if checkpoint is None:
             state = self._setup()
-            self._open_ledger(state)  # noise is chosen and the ledger opened before round 0 is saved
+            if self.privacy.enabled:  # noise is chosen before round 0 is saved, after DP1 was charged
+                self.privacy.finish_setup(self._party_rows(state), first_round=1)
+                state.noise, state.ledger_json = dict(self.privacy.noise), self.privacy.ledger_json()
+                state.dp3_clip = self.privacy.dp3.clip if self.privacy.dp3 is not None else None
+                self.store.log_event(self.run_id, "noise_chosen", dict(state.noise))
             arrays, meta = state.to_checkpoint()
             self.store.save_round(self.run_id, 0, state_arrays=arrays, state_meta=meta, metrics={}, seconds=0.0)
         else:
             state = RunState.from_checkpoint(checkpoint.round, checkpoint.arrays, checkpoint.meta)
             self.strategy.load_state_dict(state.strategy_state)
             self.store.log_event(self.run_id, "run_resumed", {"from_round": checkpoint.round})
-        if self.config.privacy is not None and self.ledger is None:
-            self._open_ledger(state)  # resumed: restores the ledger, noise and clip from the checkpoint
+        if checkpoint is not None and self.privacy.enabled:  # resumed: ledger, noise and clip from the checkpoint
+            assert state.ledger_json is not None
+            self.privacy.restore(state.ledger_json, state.noise, state.dp3_clip)
         self.store.set_status(self.run_id, "running", info={"parties": state.parties,
                                                             "feature_names": state.feature_names})
         self.progress.run_started(self.run_id, total, state.round)
@@ -373,6 +293,6 @@ class HorizontalWorkflow:
         if histogram is None:  # resumed after the last round, or stopped by the budget: evaluate once more
             global_metrics, _, histogram = self.evaluate(state, state.round)
         model = model_from_config(state.model_config)
-        privacy = self.ledger.summary() if self.ledger is not None else None
+        privacy = self.privacy.summary()
         return RunOutcome(self.run_id, state.round, global_metrics, state.params, state.scaler, model, histogram,
                           privacy, state.budget_stop)

@@ -24,8 +24,8 @@ THREAT_MODEL = (
     "DP2 (DP-SGD) protects every update a party sends, against the coordinator and everyone downstream. "
     "DP3 'central' protects the aggregate and the released model but the coordinator sees clipped "
     "individual updates (it must be trusted until secure aggregation lands); DP3 'distributed' adds each "
-    "party's noise share before sending. Evaluation histograms and preprocessing sums are not noised "
-    "(DP1 is not enabled in this release)."
+    "party's noise share before sending. DP1, when on, noises the preprocessing statistics; the "
+    "describe message (row counts) and the evaluation histograms of holdout scores are not noised."
 )
 
 
@@ -43,6 +43,9 @@ def _protection(kind: str, privacy: dict[str, Any] | None, noise: dict[str, floa
             clip = "adaptive clip" if dp3.get("adaptive") else f"clip {dp3.get('clip')}"
             parts.append(f"DP3: update {clip}, noise multiplier {noise.get('DP3', 0):.3g} on the sum, {where}")
         return "; ".join(parts) or "none: model delta in clear to the coordinator"
+    if kind == "stats" and privacy and privacy.get("dp1"):
+        return (f"DP1: count, sums and sums of squares clipped to public ranges, one Gaussian mechanism with "
+                f"noise multiplier {privacy['dp1']['noise_multiplier']}")
     return {
         "describe": "none: row counts, training positive rate, feature names",
         "stats": "none: per-feature count, sum and sum of squares (for standardisation)",

@@ -1,0 +1,184 @@
+"""Coordinator-side privacy of a horizontal run: the ledger, DP1 settings, noise choice and schedule.
+
+Every privacy-relevant decision of the coordinator is here, so the workflow only asks three things:
+what to send with a request, which ledger events a step will cause, and whether they fit. Events are
+checked *before* the step (a privacy filter: the run stops cleanly instead of overspending) and
+recorded after it; the ledger and chosen noise travel in every checkpoint, so a resumed run continues
+from the spent budget with the same noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from sampan.config import DP1Section, RunConfig
+from sampan.horizontal.learner import TrainConfig
+from sampan.privacy.calibration import calibrate_noise_multiplier, schedule_factor
+from sampan.privacy.dp3 import DP3Aggregation, DP3Config
+from sampan.privacy.dpsgd import DPSGDConfig, planned_steps
+from sampan.privacy.ledger import Budget, Ledger, PrivacyEvent
+
+LEVEL_SECTIONS = ("DP2", "DP3")
+
+
+def dp1_bounds(section: DP1Section, feature_names: Sequence[str]) -> list[list[float]]:
+    """Public clipping range per feature, in feature order; a missing range is a clear error."""
+    bounds = []
+    for name in feature_names:
+        pair = section.bounds.get(name) or section.bounds.get(name.split("=")[0] + "=*") or section.bounds.get("*")
+        if pair is None:
+            raise ValueError(f"privacy.dp1.bounds has no range for feature {name!r} (add it, or a '*' default)")
+        bounds.append([float(pair[0]), float(pair[1])])
+    return bounds
+
+
+def combine_dp1_stats(total: float, sums: np.ndarray, sums_sq: np.ndarray,
+                      bounds: Sequence[Sequence[float]]) -> dict[str, np.ndarray]:
+    """Scaler from noised moments: clamp to what clipped data could produce, never divide by <= 0."""
+    lo, hi = np.array(bounds, dtype=float).T
+    n = max(total, 1.0)
+    mean = np.clip(sums / n, lo, hi)
+    var = np.clip(sums_sq / n - mean**2, ((hi - lo) / 1000) ** 2, ((hi - lo) / 2) ** 2)
+    return {"mean": mean, "scale": np.sqrt(var)}
+
+
+class PrivacyControl:
+    def __init__(self, config: RunConfig, train_config: Callable[[int], dict[str, Any]]) -> None:
+        self.config = config
+        self.privacy = config.privacy
+        self.train_config = train_config
+        self.ledger: Ledger | None = None
+        self.dp3: DP3Aggregation | None = None
+        self.noise: dict[str, float] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self.privacy is not None
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def open(self, parties: Sequence[str]) -> None:
+        """A new run: one budget per party."""
+        assert self.privacy is not None
+        budget = Budget(self.privacy.epsilon, self.privacy.delta)
+        self.ledger = Ledger({p: budget for p in parties}, accountant=self.privacy.accountant)
+
+    def restore(self, ledger_json: str, noise: Mapping[str, float], dp3_clip: float | None) -> None:
+        self.ledger = Ledger.from_json(ledger_json)
+        self.noise = dict(noise)
+        self._build_dp3(dp3_clip)
+
+    def finish_setup(self, party_rows: Mapping[str, int], first_round: int) -> None:
+        """Choose the noise for the rest of the run (after DP1 has been charged) and set up DP3."""
+        self.noise = self._choose_noise(party_rows, first_round)
+        self._build_dp3(None)
+
+    def _build_dp3(self, clip: float | None) -> None:
+        if self.privacy is None or self.privacy.dp3 is None:
+            return
+        settings = {k: v for k, v in self.privacy.dp3.model_dump().items() if k != "schedule"}
+        self.dp3 = DP3Aggregation(DP3Config(**{**settings, "noise_multiplier": self.noise["DP3"]}), clip=clip)
+
+    # --- DP1: the data owners' preprocessing statistics -----------------------------------------
+    def dp1_request(self, feature_names: Sequence[str], parties: Sequence[str]) -> dict[str, Any] | None:
+        """Settings sent with the `stats` request, after charging each party's DP1 event."""
+        section = self.privacy.dp1 if self.privacy else None
+        if section is None:
+            return None
+        assert self.ledger is not None
+        events = [PrivacyEvent(party=p, level="DP1", mechanism="gaussian", noise_multiplier=section.noise_multiplier,
+                               step=0, note="count, feature sums and sums of squares for standardisation")
+                  for p in parties]
+        self.ledger.check(events)
+        for event in events:
+            self.ledger.record(event)
+        return {"noise_multiplier": section.noise_multiplier, "bounds": dp1_bounds(section, feature_names)}
+
+    # --- DP2 / DP3 -------------------------------------------------------------------------------
+    def round_noise(self, noise: Mapping[str, float], round_number: int) -> dict[str, float]:
+        """Base noise multipliers times this round's schedule factor (fixed before the run)."""
+        sections = {"DP2": self.privacy.dp2, "DP3": self.privacy.dp3} if self.privacy else {}
+        return {lvl: z * schedule_factor(getattr(sections.get(lvl), "schedule", None), round_number,
+                                         self.config.run.rounds) for lvl, z in noise.items()}
+
+    def planned_events(self, party_rows: Mapping[str, int], parties: Sequence[str], round_number: int,
+                       noise: Mapping[str, float] | None = None) -> list[PrivacyEvent]:
+        """Every ledger event a training round will cause, known before any party trains."""
+        if self.privacy is None:
+            return []
+        noise = self.round_noise(noise if noise is not None else self.noise, round_number)
+        events = []
+        if self.privacy.dp3 is not None:
+            events += [PrivacyEvent(party=p, level="DP3", mechanism="gaussian", noise_multiplier=noise["DP3"],
+                                    step=round_number, note=f"clipped update in a noised {self.privacy.dp3.mode} sum")
+                       for p in parties]
+        dp2 = self.privacy.dp2
+        if dp2 is not None:
+            cfg = TrainConfig(**self.train_config(round_number))
+            dp = DPSGDConfig(noise["DP2"], dp2.max_grad_norm, dp2.sampling_rate)
+            for party in parties:
+                steps, q = planned_steps(int(party_rows[party]), cfg, dp)
+                events.append(PrivacyEvent(party=party, level="DP2", mechanism="subsampled_gaussian",
+                                           noise_multiplier=dp.noise_multiplier, sampling_rate=q, count=steps,
+                                           step=round_number, note="DP-SGD local training"))
+        return events
+
+    def fit_meta(self, round_number: int, n_selected: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """What parties get with a `fit` request (DP2 settings, DP3 settings) at this round's noise."""
+        if self.privacy is None:
+            return {}, None
+        noise = self.round_noise(self.noise, round_number)
+        meta: dict[str, Any] = {}
+        if self.privacy.dp2 is not None:
+            dp2 = {k: v for k, v in self.privacy.dp2.model_dump().items() if k != "schedule"}
+            meta["dp2"] = {**dp2, "noise_multiplier": noise["DP2"]}
+        dp3 = self.dp3.settings(n_selected, noise["DP3"]) if self.dp3 is not None else None
+        if dp3 is not None:
+            meta["dp3"] = dp3
+        return meta, dp3
+
+    def check(self, events: Sequence[PrivacyEvent]) -> None:
+        if self.ledger is not None:
+            self.ledger.check(events)  # raises BudgetExceeded before any party spends anything
+
+    def record(self, events: Sequence[PrivacyEvent]) -> None:
+        if self.ledger is not None:
+            for event in events:
+                self.ledger.record(event)
+
+    def ledger_json(self) -> str | None:
+        return self.ledger.to_json() if self.ledger is not None else None
+
+    def summary(self) -> dict[str, Any] | None:
+        return self.ledger.summary() if self.ledger is not None else None
+
+    # --- calibration -----------------------------------------------------------------------------
+    def _choose_noise(self, party_rows: Mapping[str, int], first_round: int) -> dict[str, float]:
+        """Fixed noise as configured; 'auto' levels get the smallest z whose whole remaining run fits."""
+        assert self.privacy is not None and self.ledger is not None
+        sections = {"DP2": self.privacy.dp2, "DP3": self.privacy.dp3}
+        fixed = {lvl: float(s.noise_multiplier) for lvl, s in sections.items()
+                 if s is not None and s.noise_multiplier != "auto"}
+        auto = [lvl for lvl, s in sections.items() if s is not None and s.noise_multiplier == "auto"]
+        if not auto:
+            return fixed
+        parties = sorted(party_rows)
+        levels = {lvl: 1.0 for lvl, s in sections.items() if s is not None}
+        by_factors: dict[tuple[tuple[str, float], ...], list[int]] = {}  # rounds grouped by schedule factors
+        for r in range(first_round, self.config.run.rounds + 1):
+            by_factors.setdefault(tuple(sorted(self.round_noise(levels, r).items())), []).append(r)
+        spent = list(self.ledger.events)  # e.g. DP1 already charged at setup
+
+        def plan(z: float) -> list[PrivacyEvent]:
+            noise = {**fixed, **{lvl: z for lvl in auto}}
+            events = list(spent)
+            for rounds in by_factors.values():
+                per_round = self.planned_events(party_rows, parties, rounds[0], noise)
+                events += [replace(e, count=e.count * len(rounds), step=None) for e in per_round]
+            return events
+
+        budgets = {p: self.ledger.budget(p) for p in parties}
+        z = calibrate_noise_multiplier(plan, budgets, accountant=self.privacy.accountant)
+        return {**fixed, **{lvl: z for lvl in auto}}
