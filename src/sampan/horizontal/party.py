@@ -52,21 +52,22 @@ class _ScaledCache:
 
 
 def dp1_moments(X: np.ndarray, settings: Mapping[str, Any]) -> tuple[float, np.ndarray, np.ndarray]:
-    """DP1: count, feature sums and sums of squares under one Gaussian mechanism.
+    """DP1: count and the first two moments of every feature under one Gaussian mechanism.
 
-    Each column is clipped to its public range [lo, hi] and divided by m = max(|lo|, |hi|), so one row
-    adds at most 1 to the count and to every normalised sum and sum of squares: the L2 sensitivity of
-    the (1 + 2d)-vector is sqrt(1 + 2d) under add/remove-one-row, and the noise is calibrated to it.
+    Each column is clipped to its public range [lo, hi] and mapped to z = (x − mid)/half-width in
+    [−1, 1] (centring first avoids the cancellation of E[x²] − E[x]² far from zero). One row adds at
+    most 1 to the count and to every sum of z and of z², so the (1 + 2d)-vector has L2 sensitivity
+    sqrt(1 + 2d) under add/remove-one-row; the noise is calibrated to it. Returns the noised count and
+    the noised sums of z and z² (the coordinator maps them back with the same public ranges).
     """
     bounds = np.asarray(settings["bounds"], dtype=float)
-    lo, hi = bounds[:, 0], bounds[:, 1]
-    m = np.maximum(np.abs(lo), np.abs(hi))
-    Z = np.clip(X, lo, hi) / m
+    mid, half = bounds.mean(axis=1), (bounds[:, 1] - bounds[:, 0]) / 2
+    Z = (np.clip(X, bounds[:, 0], bounds[:, 1]) - mid) / half
     vector = np.concatenate([[len(Z)], Z.sum(axis=0), np.einsum("ij,ij->j", Z, Z)])
     sensitivity = float(np.sqrt(vector.size))
     noised = GaussianMechanism(sensitivity, float(settings["noise_multiplier"]) * sensitivity).release(vector)
     d = X.shape[1]
-    return float(noised[0]), noised[1:1 + d] * m, noised[1 + d:] * m**2
+    return float(noised[0]), noised[1:1 + d], noised[1 + d:]
 
 
 class HorizontalParty:

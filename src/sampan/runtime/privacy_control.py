@@ -35,14 +35,19 @@ def dp1_bounds(section: DP1Section, feature_names: Sequence[str]) -> list[list[f
     return bounds
 
 
-def combine_dp1_stats(total: float, sums: np.ndarray, sums_sq: np.ndarray,
+def combine_dp1_stats(total: float, sums_z: np.ndarray, sums_z_sq: np.ndarray,
                       bounds: Sequence[Sequence[float]]) -> dict[str, np.ndarray]:
-    """Scaler from noised moments: clamp to what clipped data could produce, never divide by <= 0."""
+    """Scaler from the parties' noised moments of z = (x − mid)/half-width (see `dp1_moments`).
+
+    Noise can push the moments outside what clipped data allows; they are clamped back (E[z] to
+    [−1, 1], Var[z] to [1e-4, 1]) so the scale is never zero or negative.
+    """
     lo, hi = np.array(bounds, dtype=float).T
+    mid, half = (lo + hi) / 2, (hi - lo) / 2
     n = max(total, 1.0)
-    mean = np.clip(sums / n, lo, hi)
-    var = np.clip(sums_sq / n - mean**2, ((hi - lo) / 1000) ** 2, ((hi - lo) / 2) ** 2)
-    return {"mean": mean, "scale": np.sqrt(var)}
+    mean_z = np.clip(sums_z / n, -1.0, 1.0)
+    var_z = np.clip(sums_z_sq / n - mean_z**2, 1e-4, 1.0)
+    return {"mean": mid + half * mean_z, "scale": half * np.sqrt(var_z)}
 
 
 class PrivacyControl:
