@@ -43,3 +43,22 @@ def store(request, tmp_path) -> Iterator[Store]:
     s = Store.open(url)
     yield s
     s.close()
+
+
+class Crash(Exception):
+    """Raised by CrashAfterRound to simulate a coordinator dying right after a round was saved."""
+
+
+class CrashAfterRound:
+    """A progress hook that kills the workflow (by exception) after round `n` has been checkpointed."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def run_started(self, *args: object) -> None: ...
+    def round_started(self, *args: object) -> None: ...
+    def party_done(self, *args: object) -> None: ...
+
+    def round_finished(self, result) -> None:
+        if result.round == self.n:
+            raise Crash()

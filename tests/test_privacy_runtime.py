@@ -17,6 +17,8 @@ from sampan.runtime.runner import resume_run, start_run
 from sampan.runtime.store import Store
 from sampan.wire import Message
 
+from conftest import Crash, CrashAfterRound
+
 
 def _config(tmp_path: Path, privacy: dict, rounds: int = 4, **training) -> dict:
     return {"run": {"name": "dp", "rounds": rounds, "seed": 3, "report_dir": str(tmp_path / "reports")},
@@ -125,21 +127,11 @@ def test_resumed_run_continues_from_the_spent_budget(tmp_path: Path) -> None:
     reference = start_run(config, store)
     reference_ledger = _ledger(store, reference.outcome.run_id)
 
-    class Crash(Exception):
-        pass
-
-    class CrashAfterRound2:
-        def run_started(self, *a) -> None: ...
-        def round_started(self, *a) -> None: ...
-        def party_done(self, *a) -> None: ...
-        def round_finished(self, result) -> None:
-            if result.round == 2:
-                raise Crash()
 
     run_id = store.create_run(name="dp", workflow="horizontal", seed=3, config=config.to_dict(), total_rounds=4)
     transport, _ = build_inprocess_federation(config, 3)
     with pytest.raises(Crash):
-        HorizontalWorkflow(transport, store, run_id, config, 3, CrashAfterRound2()).run()
+        HorizontalWorkflow(transport, store, run_id, config, 3, CrashAfterRound(2)).run()
     at_crash = _ledger(store, run_id)
     assert all(at_crash.spent(p) > 0 for p in at_crash.parties)
     resume_run(store, run_id)

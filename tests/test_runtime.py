@@ -19,6 +19,8 @@ from sampan.runtime.store import Store
 from sampan.transport import PartyError
 from sampan.transport.inprocess import InProcessTransport
 
+from conftest import Crash, CrashAfterRound
+
 
 def _config(tmp_path: Path, **run) -> dict:
     return {
@@ -119,6 +121,7 @@ def test_parties_with_different_features_are_rejected_by_name(tmp_path: Path) ->
 def test_party_failure_names_the_party(tmp_path: Path) -> None:
     transport, _ = build_inprocess_federation(parse_config(_config(tmp_path)), 1)
     from sampan.wire import Message
+
     with pytest.raises(PartyError, match="party 'bank_.*' failed on 'fit'"):
         list(transport.exchange([Message("r", 1, "coordinator", transport.parties[0], "fit",
                                          arrays={"params": np.zeros(3)}, meta={})]))
@@ -133,19 +136,9 @@ def test_run_and_resume_on_postgresql(tmp_path: Path, postgres_url: str) -> None
     run_id = store.create_run(name="t", workflow="horizontal", seed=11, config=config.to_dict(), total_rounds=3)
     transport, _ = build_inprocess_federation(config, 11)
 
-    class Crash(Exception):
-        pass
-
-    class CrashAfterRound2:
-        def run_started(self, *a) -> None: ...
-        def round_started(self, *a) -> None: ...
-        def party_done(self, *a) -> None: ...
-        def round_finished(self, result) -> None:
-            if result.round == 2:
-                raise Crash()
 
     with pytest.raises(Crash):
-        HorizontalWorkflow(transport, store, run_id, config, 11, CrashAfterRound2()).run()
+        HorizontalWorkflow(transport, store, run_id, config, 11, CrashAfterRound(2)).run()
     assert store.latest_checkpoint(run_id).round == 2
     resumed = resume_run(store, run_id)
     np.testing.assert_array_equal(resumed.outcome.params, reference)
