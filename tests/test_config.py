@@ -49,3 +49,10 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
     path.write_text("[run\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(path)
+
+
+def test_readme_privacy_example_is_valid() -> None:
+    blocks = re.findall(r"```toml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    privacy = next(b for b in blocks if "[privacy]" in b)
+    config = parse_config({**tomllib.loads(privacy), "source": {"kind": "consortium"}}, source="README")
+    assert config.privacy is not None and config.privacy.dp1 and config.privacy.dp2 and config.privacy.dp3

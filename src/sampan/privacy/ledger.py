@@ -74,7 +74,6 @@ DEFAULT_PLD_VALUE_DISCRETIZATION_INTERVAL = 1e-3
 
 _FORMAT = "sampan.privacy.ledger"
 _VERSION = 1
-_NEIGHBOR = dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE
 
 
 def _positive_finite(name: str, value: Any) -> float:
