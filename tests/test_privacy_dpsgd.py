@@ -83,3 +83,32 @@ def test_config_validation() -> None:
         DPSGDConfig(1.0, 0.0)
     with pytest.raises(ValueError, match="sampling_rate"):
         DPSGDConfig(1.0, 1.0, sampling_rate=1.5)
+
+
+@pytest.mark.parametrize("model", [LogisticRegression(5), MLP(5, (8,)), MLP(5, (6, 4))],
+                         ids=["logistic", "mlp", "mlp2"])
+def test_ghost_clipping_equals_materialised_per_example_clipping(model) -> None:
+    """The fast path must give exactly what clipping each materialised per-example gradient gives."""
+    from sampan.models.base import Model
+
+    X, y = _problem(n=200)
+    params = model.init_params(np.random.default_rng(4)) + 0.2
+    for max_norm in (0.05, 0.5, 50.0):
+        fast, k_fast, loss_fast = model.clipped_grad_sum(params, X, y, max_norm)
+        slow, k_slow, loss_slow = Model.clipped_grad_sum(model, params, X, y, max_norm)
+        np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-12)
+        assert k_fast == k_slow and loss_fast == pytest.approx(loss_slow, rel=1e-12)
+        reference, _ = clip_rows(model.per_example_grads(params, X, y), max_norm)
+        np.testing.assert_allclose(fast, reference.sum(axis=0), rtol=1e-10, atol=1e-12)
+
+
+def test_poisson_sample_has_the_right_size_distribution() -> None:
+    from sampan.privacy.dpsgd import poisson_sample
+
+    rng = np.random.default_rng(0)
+    sizes = np.array([poisson_sample(rng, 10_000, 0.01).size for _ in range(3000)])
+    assert abs(sizes.mean() - 100) < 1.0 and abs(sizes.var() - 99) < 8  # Binomial(10000, 0.01)
+    idx = poisson_sample(rng, 50, 0.5)
+    assert len(set(idx.tolist())) == idx.size and np.all((idx >= 0) & (idx < 50))
+    counts = np.bincount(np.concatenate([poisson_sample(rng, 20, 0.3) for _ in range(20000)]), minlength=20)
+    np.testing.assert_allclose(counts / 20000, 0.3, atol=0.015)  # every row equally likely

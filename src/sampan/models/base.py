@@ -50,6 +50,20 @@ class Model(ABC):
     def config(self) -> dict[str, Any]:
         """JSON-able description from which `model_from_config` rebuilds the model."""
 
+    def clipped_grad_sum(self, params: np.ndarray, X: np.ndarray, y: np.ndarray,
+                         max_norm: float) -> tuple[np.ndarray, int, float]:
+        """Sum over examples of each gradient clipped to L2 norm <= max_norm (the DP-SGD core).
+
+        Returns (sum, how many were clipped, summed loss). This generic version materialises the
+        (batch, n_params) per-example matrix; models override it with ghost clipping (norms from
+        layer activations and output gradients, no per-example matrix), which gives the same result.
+        """
+        grads = self.per_example_grads(params, X, y)
+        norms = np.sqrt(np.einsum("ij,ij->i", grads, grads))
+        factors = np.minimum(1.0, max_norm / np.maximum(norms, 1e-12))
+        loss = float((binary_cross_entropy_from_logits(self.logits(params, X), y)).sum())
+        return factors @ grads, int(np.count_nonzero(factors < 1.0)), loss
+
     def predict_proba(self, params: np.ndarray, X: np.ndarray) -> np.ndarray:
         """Probability of the positive class (default) per row."""
         return sigmoid(self.logits(params, X))

@@ -46,5 +46,19 @@ class LogisticRegression(Model):
         out[:, -1] = residual
         return out
 
+    def clipped_grad_sum(self, params: np.ndarray, X: np.ndarray, y: np.ndarray,
+                         max_norm: float) -> tuple[np.ndarray, int, float]:
+        """Ghost clipping: example i's gradient is r_i·[x_i, 1], so its norm is |r_i|·sqrt(|x_i|² + 1)."""
+        z = self.logits(params, X)
+        residual = sigmoid(z) - y
+        norms = np.abs(residual) * np.sqrt(np.einsum("ij,ij->i", X, X) + 1.0)
+        factors = np.minimum(1.0, max_norm / np.maximum(norms, 1e-12))
+        weighted = residual * factors
+        out = np.empty(self.n_params)
+        out[:-1] = X.T @ weighted
+        out[-1] = weighted.sum()
+        loss = float((np.logaddexp(0.0, z) - y * z).sum())
+        return out, int(np.count_nonzero(factors < 1.0)), loss
+
     def config(self) -> dict[str, Any]:
         return {"kind": self.kind, "n_features": self.n_features}

@@ -82,6 +82,34 @@ class MLP(Model):
                 delta = (delta @ W.T) * (activations[layer] > 0)
         return z, grads
 
+    def clipped_grad_sum(self, params: np.ndarray, X: np.ndarray, y: np.ndarray,
+                         max_norm: float) -> tuple[np.ndarray, int, float]:
+        """Ghost clipping (Goodfellow 2015; Li et al. 2022): for a dense layer the per-example weight
+        gradient is the outer product a_i δ_iᵀ, so its squared norm is |a_i|²·|δ_i|² (plus |δ_i|² for
+        the bias). Norms come from activations and output gradients; the clipped sum is one matrix
+        product per layer. Memory stays O(batch × width) instead of O(batch × n_params)."""
+        activations, z = self._forward(params, X)
+        layers = self._layers(params)
+        delta = (sigmoid(z) - y)[:, None]
+        signals: list[tuple[np.ndarray, np.ndarray]] = []
+        for layer in range(len(layers) - 1, -1, -1):
+            signals.append((activations[layer], delta))
+            if layer:
+                delta = (delta @ layers[layer][0].T) * (activations[layer] > 0)
+        norm_sq = np.zeros(len(y))
+        for a, d in signals:
+            d_sq = np.einsum("ij,ij->i", d, d)
+            norm_sq += np.einsum("ij,ij->i", a, a) * d_sq + d_sq
+        factors = np.minimum(1.0, max_norm / np.maximum(np.sqrt(norm_sq), 1e-12))
+        out = np.empty(self.n_params)
+        for layer, (a, d) in zip(range(len(layers) - 1, -1, -1), signals):
+            ws, bs = self._slices[layer]
+            scaled = d * factors[:, None]
+            out[ws] = (a.T @ scaled).ravel()
+            out[bs] = scaled.sum(axis=0)
+        loss = float((np.logaddexp(0.0, z) - y * z).sum())
+        return out, int(np.count_nonzero(factors < 1.0)), loss
+
     def loss_and_grad(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         z, grad = self._backward(params, X, y, per_example=False)
         return float((np.logaddexp(0.0, z) - y * z).sum()) / len(y), grad

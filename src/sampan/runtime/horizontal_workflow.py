@@ -266,8 +266,6 @@ class HorizontalWorkflow:
         histogram: ScoreHistogram | None = None
         global_metrics: dict[str, float] = {}
         for round_number in range(state.round + 1, total + 1):
-            if state.budget_stop:
-                break
             started = time.perf_counter()
             try:
                 state.params, selected, train_loss = self._fit_round(state, round_number)
