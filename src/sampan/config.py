@@ -111,6 +111,7 @@ class PrivacySection(_Strict):
     epsilon: float = Field(gt=0, description="budget per party, record-level")
     delta: float = Field(1e-5, gt=0, lt=1)
     accountant: Literal["rdp", "pld"] = "rdp"
+    per_party_noise: bool = Field(True, description="'auto' DP2 noise calibrated to each party's own budget")
     dp1: DP1Section | None = None
     dp2: DP2Section | None = None
     dp3: DP3Section | None = None

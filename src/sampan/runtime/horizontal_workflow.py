@@ -189,12 +189,12 @@ class HorizontalWorkflow:
         train_cfg = self._train_config(round_number)
         events = self.privacy.planned_events(self._party_rows(state), selected, round_number)
         self.privacy.check(events)  # raises BudgetExceeded before any party spends anything
-        dp_meta, dp3_settings = self.privacy.fit_meta(round_number, len(selected))
+        dp_metas, dp3_settings = self.privacy.fit_meta(round_number, selected)
         self.aggregator.reset()
         loss_sum, n_sum, clipped_sum, indicator_sum = 0.0, 0, None, 0.0
         replies = self._request(
             selected, "fit", round_number, arrays={"params": state.params, **state.scaler},
-            meta_for=lambda p: {"model": state.model_config, "train": train_cfg, **dp_meta,
+            meta_for=lambda p: {"model": state.model_config, "train": train_cfg, **dp_metas[p],
                                 "seed": derive_seed(self.seed, "fit", round_number, p)})
         for reply in replies:
             n = int(reply.meta["n"])

@@ -103,10 +103,17 @@ class PrivacyControl:
 
     # --- DP2 / DP3 -------------------------------------------------------------------------------
     def round_noise(self, noise: Mapping[str, float], round_number: int) -> dict[str, float]:
-        """Base noise multipliers times this round's schedule factor (fixed before the run)."""
+        """Base noise multipliers times this round's schedule factor (fixed before the run).
+
+        Keys are a level ("DP2", "DP3") or a level and a party ("DP2:bank_a": that party's own DP-SGD
+        noise, when calibrated per party)."""
         sections = {"DP2": self.privacy.dp2, "DP3": self.privacy.dp3} if self.privacy else {}
-        return {lvl: z * schedule_factor(getattr(sections.get(lvl), "schedule", None), round_number,
-                                         self.config.run.rounds) for lvl, z in noise.items()}
+        return {key: z * schedule_factor(getattr(sections.get(key.split(":")[0]), "schedule", None), round_number,
+                                         self.config.run.rounds) for key, z in noise.items()}
+
+    @staticmethod
+    def _dp2_noise(noise: Mapping[str, float], party: str) -> float:
+        return noise.get(f"DP2:{party}", noise["DP2"])
 
     def planned_events(self, party_rows: Mapping[str, int], parties: Sequence[str], round_number: int,
                        noise: Mapping[str, float] | None = None) -> list[PrivacyEvent]:
@@ -122,27 +129,28 @@ class PrivacyControl:
         dp2 = self.privacy.dp2
         if dp2 is not None:
             cfg = TrainConfig(**self.train_config(round_number))
-            dp = DPSGDConfig(noise["DP2"], dp2.max_grad_norm, dp2.sampling_rate)
             for party in parties:
+                dp = DPSGDConfig(self._dp2_noise(noise, party), dp2.max_grad_norm, dp2.sampling_rate)
                 steps, q = planned_steps(int(party_rows[party]), cfg, dp)
                 events.append(PrivacyEvent(party=party, level="DP2", mechanism="subsampled_gaussian",
                                            noise_multiplier=dp.noise_multiplier, sampling_rate=q, count=steps,
                                            step=round_number, note="DP-SGD local training"))
         return events
 
-    def fit_meta(self, round_number: int, n_selected: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """What parties get with a `fit` request (DP2 settings, DP3 settings) at this round's noise."""
+    def fit_meta(self, round_number: int, selected: Sequence[str]) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
+        """What each selected party gets with its `fit` request (DP2, DP3 settings) at this round's noise."""
         if self.privacy is None:
-            return {}, None
+            return {p: {} for p in selected}, None
         noise = self.round_noise(self.noise, round_number)
-        meta: dict[str, Any] = {}
-        if self.privacy.dp2 is not None:
-            dp2 = {k: v for k, v in self.privacy.dp2.model_dump().items() if k != "schedule"}
-            meta["dp2"] = {**dp2, "noise_multiplier": noise["DP2"]}
-        dp3 = self.dp3.settings(n_selected, noise["DP3"]) if self.dp3 is not None else None
-        if dp3 is not None:
-            meta["dp3"] = dp3
-        return meta, dp3
+        dp3 = self.dp3.settings(len(selected), noise["DP3"]) if self.dp3 is not None else None
+        metas: dict[str, dict[str, Any]] = {}
+        for party in selected:
+            meta: dict[str, Any] = {"dp3": dp3} if dp3 is not None else {}
+            if self.privacy.dp2 is not None:
+                dp2 = {k: v for k, v in self.privacy.dp2.model_dump().items() if k != "schedule"}
+                meta["dp2"] = {**dp2, "noise_multiplier": self._dp2_noise(noise, party)}
+            metas[party] = meta
+        return metas, dp3
 
     def check(self, events: Sequence[PrivacyEvent]) -> None:
         if self.ledger is not None:
@@ -186,4 +194,30 @@ class PrivacyControl:
 
         budgets = {p: self.ledger.budget(p) for p in parties}
         z = calibrate_noise_multiplier(plan, budgets, accountant=self.privacy.accountant)
-        return {**fixed, **{lvl: z for lvl in auto}}
+        chosen = {**fixed, **{lvl: z for lvl in auto}}
+        if "DP2" in auto and self.privacy.per_party_noise:
+            chosen.update(self._per_party_dp2(party_rows, by_factors, chosen, spent))
+        return chosen
+
+    def _per_party_dp2(self, party_rows: Mapping[str, int], by_factors: Mapping[Any, list[int]],
+                       chosen: Mapping[str, float], spent: Sequence[PrivacyEvent]) -> dict[str, float]:
+        """Each party's own DP-SGD noise: the least that fits *its* budget (other levels held fixed).
+
+        DP2 noise stays inside a party and its cost is charged to that party alone, so a bank with
+        many rows (small sampling rate) need not train with the noise the smallest bank needs. The
+        multipliers follow from row counts the coordinator already knows; they reveal nothing new.
+        """
+        assert self.privacy is not None and self.ledger is not None
+        per_party = {}
+        for party in sorted(party_rows):
+            def plan(z: float, party: str = party) -> list[PrivacyEvent]:
+                noise = {**chosen, f"DP2:{party}": z}
+                events = [e for e in spent if e.party == party]
+                for rounds in by_factors.values():
+                    per_round = self.planned_events(party_rows, [party], rounds[0], noise)
+                    events += [replace(e, count=e.count * len(rounds), step=None) for e in per_round]
+                return events
+
+            per_party[f"DP2:{party}"] = calibrate_noise_multiplier(
+                plan, {party: self.ledger.budget(party)}, accountant=self.privacy.accountant)
+        return per_party
