@@ -134,3 +134,15 @@ def test_demo_with_epsilon_spends_within_budget_and_audit_runs(tmp_path: Path, m
     assert "lira_online" in audited.output and "claimed" in audited.output
     receipt = json.loads(receipt_path.read_text())
     assert receipt["membership_audit"]["target"]["claimed_epsilon"] <= 1.0
+
+
+def test_regenerated_report_keeps_the_demo_comparisons(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(app, ["demo", "--rounds", "2", "--seed", "5"]).exit_code == 0
+    [report] = list((tmp_path / "sampan-reports").glob("*.html"))
+    run_id = report.stem
+    again = runner.invoke(app, ["runs", "report", run_id, "--out", str(tmp_path / "again")])
+    assert again.exit_code == 0
+    html = (tmp_path / "again" / f"{run_id}.html").read_text()
+    assert "pooled data (simulation only)" in html and "Each party alone vs the consortium" in html
+    assert "Privacy receipt" in html and (tmp_path / "again" / f"{run_id}.receipt.json").exists()

@@ -22,7 +22,7 @@ from sampan.cli_progress import RichProgress
 from sampan.config import ConfigError, RunConfig, load_config, parse_config
 from sampan.data import DataValidationError
 from sampan.runtime.horizontal_workflow import FederationError
-from sampan.runtime.reporting import per_party_section, write_run_report
+from sampan.runtime.reporting import write_run_report
 from sampan.runtime.runner import FinishedRun, resume_run, start_run
 from sampan.runtime.store import DEFAULT_STORE_URL, Store, StoreError
 from sampan.transport import PartyError
@@ -119,11 +119,13 @@ def demo(
         final_party = run_store.rounds(run.run_id)[-1].metrics.get("party", {})
     except USER_ERRORS as exc:
         _fail(exc)
-    report = write_run_report(run_store, finished.outcome.run_id, report_dir,
-                              baselines={"pooled data (simulation only)": baseline},
-                              sections=[per_party_section(final_party, alone)],
-                              notes=["The pooled baseline trains the same model on all banks' rows in one place; "
-                                     "it is what federation is measured against and is impossible in production."])
+    run_store.record_info(finished.outcome.run_id, "comparisons", {  # kept, so regenerated reports show them
+        "baselines": {"pooled data (simulation only)": baseline},
+        "alone": alone, "federated_by_party": final_party,
+        "notes": ["The pooled baseline trains the same model on all banks' rows in one place; it is what "
+                  "federation is measured against and is impossible in production."
+                  + (" Baselines are non-private." if epsilon else "")]})
+    report = write_run_report(run_store, finished.outcome.run_id, report_dir)
     console.print(_result_table(finished, {"pooled data (simulation only)": baseline}))
     console.print(_per_party_table(final_party, alone, private=bool(epsilon)))
     if finished.outcome.privacy:

@@ -25,6 +25,12 @@ def build_run_report(store: Store, run_id: str, *, baselines: dict[str, dict[str
                     party_metrics=r.metrics.get("party", {}), seconds=r.seconds)
         for r in store.rounds(run_id)
     ]
+    comparisons = info.get("comparisons") or {}
+    baselines = {**(comparisons.get("baselines") or {}), **(baselines or {})}
+    notes = [*(comparisons.get("notes") or []), *(notes or [])]
+    if comparisons.get("alone"):
+        sections = [per_party_section(comparisons.get("federated_by_party") or {}, comparisons["alone"]),
+                    *(sections or [])]
     roc = info.get("roc")
     calibration = info.get("calibration")
     traffic = info.get("traffic") or []
