@@ -405,10 +405,10 @@ def make_opacus(batch, mode):
                                                max_grad_norm=clip, poisson_sampling=True)
     return net, opt, loader, crit
 
-def opacus_epoch(net, opt, loader, crit):
+def _opacus_pass(net, opt, crit, batches):
     examples = 0
     t0 = time.perf_counter()
-    for xb, yb in loader:
+    for xb, yb in batches:
         opt.zero_grad()
         loss = crit(net(xb).squeeze(-1), yb)
         loss.backward()
@@ -416,20 +416,17 @@ def opacus_epoch(net, opt, loader, crit):
         examples += len(yb)
     return examples / (time.perf_counter() - t0)
 
+def opacus_epoch(net, opt, loader, crit):
+    return _opacus_pass(net, opt, crit, loader)
+
 def opacus_epoch_tensor_batches(net, opt, loader, crit):
     # Opacus's own Poisson batch sampler, but rows gathered by tensor indexing instead of the
     # DataLoader's per-row __getitem__ + collate: the cheapest way we found to feed Opacus.
-    examples = 0
-    t0 = time.perf_counter()
-    for idx in loader.batch_sampler:
-        idx = torch.as_tensor(idx, dtype=torch.long)
-        xb, yb = Xt[idx], yt[idx]
-        opt.zero_grad()
-        loss = crit(net(xb).squeeze(-1), yb)
-        loss.backward()
-        opt.step()
-        examples += len(yb)
-    return examples / (time.perf_counter() - t0)
+    def gathered():
+        for idx in loader.batch_sampler:
+            idx = torch.as_tensor(idx, dtype=torch.long)
+            yield Xt[idx], yt[idx]
+    return _opacus_pass(net, opt, crit, gathered())
 
 def sampan_epoch(batch):
     cfg = TrainConfig(epochs=1, batch_size=batch, learning_rate=lr)

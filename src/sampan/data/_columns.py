@@ -8,7 +8,8 @@ act on. Nothing here raises: the caller gathers every problem so a data owner fi
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 from dataclasses import dataclass
 
 import numpy as np
@@ -189,40 +190,31 @@ def _bool_from(
     return out, bad
 
 
-def check_bool(column: str, a: np.ndarray) -> tuple[np.ndarray, list[Problem]]:
-    """Boolean feature: true/false, 1/0, yes/no (any case)."""
+def _check_binary(column: str, a: np.ndarray, ones: Any, zeros: Any, role: str | None,
+                  describe_bad: Callable[[int, np.ndarray], str]) -> tuple[np.ndarray, list[Problem]]:
+    """Shared path of bool features and labels: parse, then report missing and unparseable cells."""
     missing = missing_mask(a)
-    values, bad = _bool_from(a, missing, _TRUE, _FALSE)
-    problems = [p for p in (missing_problem(column, missing),) if p is not None]
+    values, bad = _bool_from(a, missing, ones, zeros)
+    missing_report = missing_problem(column, missing, role) if role else missing_problem(column, missing)
+    problems = [p for p in (missing_report,) if p is not None]
     if bad.any():
         k = int(bad.sum())
-        problems.append(
-            Problem(
-                column,
-                k,
-                f"column '{column}' is declared bool but has {plural(k, 'value')} other than "
-                f"true/false, yes/no or 1/0 ({row_list(bad)}; e.g. {examples(a[bad])})",
-            )
-        )
+        problems.append(Problem(column, k, describe_bad(k, bad)))
     return values, problems
+
+
+def check_bool(column: str, a: np.ndarray) -> tuple[np.ndarray, list[Problem]]:
+    """Boolean feature: true/false, 1/0, yes/no (any case)."""
+    return _check_binary(column, a, _TRUE, _FALSE, None, lambda k, bad: (
+        f"column '{column}' is declared bool but has {plural(k, 'value')} other than "
+        f"true/false, yes/no or 1/0 ({row_list(bad)}; e.g. {examples(a[bad])})"))
 
 
 def check_label(column: str, a: np.ndarray) -> tuple[np.ndarray, list[Problem]]:
     """Binary label: 0/1, booleans, or the strings "0"/"1" ("true"/"false")."""
-    missing = missing_mask(a)
-    values, bad = _bool_from(a, missing, _LABEL_ONE, _LABEL_ZERO)
-    problems = [p for p in (missing_problem(column, missing, "label"),) if p is not None]
-    if bad.any():
-        k = int(bad.sum())
-        problems.append(
-            Problem(
-                column,
-                k,
-                f"column '{column}' (label) must be binary 0/1 but has {plural(k, 'other value')} "
-                f"({row_list(bad)}); offending distinct values: {examples(a[bad], limit=5)}",
-            )
-        )
-    return values, problems
+    return _check_binary(column, a, _LABEL_ONE, _LABEL_ZERO, "label", lambda k, bad: (
+        f"column '{column}' (label) must be binary 0/1 but has {plural(k, 'other value')} "
+        f"({row_list(bad)}); offending distinct values: {examples(a[bad], limit=5)}"))
 
 
 def _as_text(v: object) -> str:
