@@ -12,6 +12,12 @@ from sampan.runtime.store import Store
 POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
+@pytest.fixture(autouse=True)
+def _audit_key_in_tmp(tmp_path, monkeypatch) -> None:
+    """Keep every test's audit-signing key in its own temporary folder, never in the home folder."""
+    monkeypatch.setenv("SAMPAN_AUDIT_KEY", str(tmp_path / "audit-key.pem"))
+
+
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'runs.db'}"

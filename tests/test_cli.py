@@ -146,3 +146,72 @@ def test_regenerated_report_keeps_the_demo_comparisons(tmp_path: Path, monkeypat
     html = (tmp_path / "again" / f"{run_id}.html").read_text()
     assert "pooled data (simulation only)" in html and "Each party alone vs the consortium" in html
     assert "Privacy receipt" in html and (tmp_path / "again" / f"{run_id}.receipt.json").exists()
+
+
+def test_vertical_demo_then_score_an_application(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")
+    result = runner.invoke(app, ["demo", "--vertical", "--seed", "5"])
+    assert result.exit_code == 0, result.output
+    for model in ("bank alone (LR, own columns)", "vertical LR (secure)", "vertical scorecard", "vertical GBDT"):
+        assert model in result.output
+    assert "Gain from the partners' data (secure vertical LR over the bank's own LR): AUC +" in result.output
+    reports = list((tmp_path / "sampan-reports").glob("*.html"))
+    assert len(reports) == 1
+    html = reports[0].read_text()
+    assert "Entity alignment (PSI)" in html and "What each party learned" in html
+    assert "Model comparison" in html and "Scorecard (600 points" in html and "base points" in html
+    assert "Population stability index" in html
+    applicant = result.output.split("sampan score ")[1].split()[0]
+    scored = runner.invoke(app, ["score", applicant])
+    assert scored.exit_code == 0, scored.output
+    assert applicant in scored.output and "joint scoring itself" in scored.output
+    unknown = runner.invoke(app, ["score", "BR-NOT-A-CUSTOMER"])
+    assert unknown.exit_code == 2 and "not in the bank's table" in unknown.output
+
+
+def _vertical_toml(tmp_path: Path, extra_bank: str = "") -> Path:
+    consortium = make_sme_consortium(n_smes=3000, seed=8)
+    paths = consortium.write_csv(tmp_path / "data", view="vertical")
+    parties = []
+    for name, path in paths.items():
+        schema = consortium.schema_for(name)
+        names = [f'"{c.name}"' for c in schema.features]
+        cats = ", ".join(f'{c.name} = [{", ".join(chr(34) + x + chr(34) for x in c.categories)}]'
+                         for c in schema.features if c.categories)
+        label = f'label = "{schema.label_column}"\n' if name == "bank" else ""
+        parties.append(f'[[vertical.parties]]\nname = "{name}"\npath = "data/{path.name}"\n{label}'
+                       f'features = [{", ".join(names)}]\ncategories = {{ {cats} }}\n{extra_bank if name == "bank" else ""}')
+    schema = consortium.schema_for("bank")
+    toml = tmp_path / "vertical.toml"
+    toml.write_text(
+        f'[run]\nname = "v-cli"\nseed = 2\nstore = "sqlite:///{tmp_path / "runs.db"}"\nreport_dir = "{tmp_path / "reports"}"\n'
+        f'[vertical]\nlabel_holder = "bank"\nid = "{schema.id_column}"\nmodels = ["lr", "gbdt"]\n'
+        + "".join(parties) + '[vertical.lr]\nepochs = 3\n[vertical.gbdt]\nn_trees = 5\nmax_depth = 2\n')
+    return toml
+
+
+def test_sampan_run_with_a_vertical_config_then_score(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    toml = _vertical_toml(tmp_path)
+    result = runner.invoke(app, ["run", str(toml)])
+    assert result.exit_code == 0, result.output
+    assert "vertical LR (secure)" in result.output and "vertical GBDT" in result.output
+    applicant = next(iter(make_sme_consortium(n_smes=3000, seed=8).vertical["bank"].ids))
+    scored = runner.invoke(app, ["score", str(applicant), "--store", f"sqlite:///{tmp_path / 'runs.db'}"])
+    assert scored.exit_code == 0, scored.output
+    assert str(applicant) in scored.output
+    trees = runner.invoke(app, ["score", str(applicant), "--model", "gbdt", "--store", f"sqlite:///{tmp_path / 'runs.db'}"])
+    assert trees.exit_code == 0, trees.output
+    assert str(applicant) in trees.output and "joint scoring itself" in trees.output
+
+
+def test_vertical_config_errors_name_the_field(tmp_path: Path) -> None:
+    bad = _vertical_toml(tmp_path, extra_bank="")
+    text = bad.read_text().replace('label_holder = "bank"', 'label_holder = "nobody"')
+    bad.write_text(text)
+    result = runner.invoke(app, ["run", str(bad)])
+    assert result.exit_code == 2 and "label_holder 'nobody' is not one of the parties" in result.output
+    bad.write_text(text.replace('label_holder = "nobody"', 'label_holder = "bank"').replace("n_trees = 5", "n_trees = 0"))
+    result = runner.invoke(app, ["run", str(bad)])
+    assert result.exit_code == 2 and "n_trees must be >= 1" in result.output

@@ -22,8 +22,10 @@ def test_readme_example_config_is_valid() -> None:
 
 
 def test_shipped_examples_are_valid() -> None:
+    from sampan.vertical.config import is_vertical_config, load_vertical_config
+
     for path in (ROOT / "examples").glob("*.toml"):
-        load_config(path)
+        (load_vertical_config if is_vertical_config(path) else load_config)(path)
 
 
 @pytest.mark.parametrize("data,needle", [

@@ -164,11 +164,12 @@ def test_dp1_noises_preprocessing_statistics_and_charges_the_ledger(tmp_path: Pa
 
     X = np.random.default_rng(0).uniform(-1, 3, size=(5000, 3))
     settings = {"noise_multiplier": 2.0, "bounds": [[-1, 3], [-1, 3], [0, 1]]}
-    draws = np.array([np.concatenate([[n], s, q]) for n, s, q in (dp1_moments(X, settings) for _ in range(300))])
+    # 1,000 draws: the standard deviation is then known to ~2%, so a 12% band is > 5 standard errors.
+    draws = np.array([np.concatenate([[n], s, q]) for n, s, q in (dp1_moments(X, settings) for _ in range(1000))])
     z = (np.clip(X, [-1, -1, 0], [3, 3, 1]) - np.array([1, 1, 0.5])) / np.array([2, 2, 0.5])
     exact = np.concatenate([[5000], z.sum(0), (z**2).sum(0)])
     np.testing.assert_allclose(draws.mean(0), exact, rtol=0.05, atol=2.0)
-    np.testing.assert_allclose(draws.std(0), 2.0 * np.sqrt(7), rtol=0.15)  # z·Δ on every coordinate
+    np.testing.assert_allclose(draws.std(0), 2.0 * np.sqrt(7), rtol=0.12)  # z·Δ on every coordinate
 
     bounds = {"log10_annual_revenue_hkd": [5, 9], "years_in_business": [0, 50], "employees": [0, 100],
               "log10_loan_amount_hkd": [4, 8], "loan_term_months": [0, 120], "debt_to_revenue": [0, 3],

@@ -1,4 +1,5 @@
-"""Command-line interface: `sampan demo | run | runs`.
+"""Command-line interface: `sampan demo | run | runs | score | audit | audit-log | models | certs | coordinator | party
+| submit | synth`.
 
 Every command reads the run store from --store, else $SAMPAN_STORE, else the run config, else
 sqlite:///sampan-runs/sampan.db in the current folder.
@@ -19,6 +20,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from sampan.cli_progress import RichProgress
+from sampan.cli_deploy import certs_app, coordinator_app, party_app, submit
+from sampan.cli_registry import audit_log_app, models_app
+from sampan.cli_synth import synth_app
 from sampan.config import ConfigError, RunConfig, load_config, parse_config
 from sampan.data import DataValidationError
 from sampan.runtime.horizontal_workflow import FederationError
@@ -33,6 +37,13 @@ app = typer.Typer(help="Sampan: federated credit models across institutions; rec
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 runs_app = typer.Typer(help="Inspect runs in the run store: list, show, report.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
+app.add_typer(audit_log_app, name="audit-log")
+app.add_typer(models_app, name="models")
+app.add_typer(certs_app, name="certs")
+app.add_typer(coordinator_app, name="coordinator")
+app.add_typer(party_app, name="party")
+app.command("submit")(submit)
+app.add_typer(synth_app, name="synth")
 console = Console()
 
 USER_ERRORS = (ConfigError, DataValidationError, StoreError, FederationError, PartyError, FileNotFoundError)
@@ -79,13 +90,16 @@ def _per_party_table(federated: dict[str, dict[str, float]], alone: dict[str, di
 @app.command()
 def demo(
     rounds: int = typer.Option(15, min=1, help="Federated rounds."),
-    model: str = typer.Option("logistic", help="logistic or mlp."),
+    model: str = typer.Option("logistic", help="logistic, mlp or gbdt (histogram gradient-boosted trees)."),
     seed: Optional[int] = typer.Option(None, help="Fix all randomness of the run (reproducible)."),
     store: Optional[str] = StoreOption,
     report_dir: Path = typer.Option(Path("sampan-reports"), help="Where the HTML report is written."),
     epsilon: Optional[float] = typer.Option(
         None, min=0.01, help="Turn on DP-SGD in every bank with this per-bank budget (record-level, δ = 1e-5); "
         "noise is calibrated to spend it by the last round."),
+    vertical: bool = typer.Option(
+        False, "--vertical", help="The vertical scenario instead: a bank, a payment provider and a delivery platform "
+        "(same SMEs, different features): PSI alignment, secure vertical LR, joint scoring."),
 ) -> None:
     """Train an SME default model across three simulated Hong Kong banks (built-in consortium, FedAvg).
 
@@ -94,8 +108,19 @@ def demo(
     """
     from sampan.runtime.baselines import local_only_baselines, pooled_baseline
 
+    if vertical:
+        from sampan.cli_vertical import vertical_demo
+
+        try:
+            vertical_demo(console, _store(store), seed=seed, report_dir=report_dir)
+        except USER_ERRORS as exc:
+            _fail(exc)
+        return
+    if model == "gbdt":
+        _gbdt_demo(seed, store, report_dir)
+        return
     if model not in ("logistic", "mlp"):
-        _fail(ConfigError(f"--model must be 'logistic' or 'mlp', got {model!r}"))
+        _fail(ConfigError(f"--model must be 'logistic', 'mlp' or 'gbdt', got {model!r}"))
     config = parse_config({
         "run": {"name": "demo-sme-consortium", "rounds": rounds, "seed": seed, "report_dir": str(report_dir)},
         "model": {"kind": model, "hidden": [32]},
@@ -140,6 +165,31 @@ def demo(
     console.print(f"Report: [bold]{report.resolve()}[/]")
 
 
+def _gbdt_demo(seed: int | None, store: str | None, report_dir: Path) -> None:
+    """Horizontal GBDT across the three banks: summed histograms, compared with each bank alone and pooled."""
+    import secrets
+
+    from sampan.horizontal.gbdt_run import run_horizontal_gbdt_demo
+
+    console.print("[bold]Sampan demo[/]: three banks grow one gradient-boosted tree model from summed histograms; "
+                  "no bank shares a record.")
+    with console.status("growing trees") as status:
+        outcome = run_horizontal_gbdt_demo(_store(store), seed=seed if seed is not None else secrets.randbits(31),
+                                           report_dir=report_dir,
+                                           progress=lambda r: status.update(f"tree {r['tree']}: validation log loss "
+                                                                            f"{r.get('val_logloss', float('nan')):.4f}"))
+    table = Table(title="Test-set results (all banks' holdout rows)")
+    for col in ("model", "AUC", "KS", "Brier"):
+        table.add_column(col, justify="right" if col != "model" else "left")
+    for name, m in (("federated GBDT (Sampan)", outcome.federated), ("pooled data, same learner (simulation only)",
+                                                                    outcome.pooled)):
+        table.add_row(name, f"{m['auc']:.4f}", f"{m['ks']:.4f}", f"{m['brier']:.4f}")
+    console.print(table)
+    console.print(_per_party_table(outcome.federated_by_bank, outcome.alone))
+    console.print(f"{outcome.trees} trees; run id [bold]{outcome.run_id}[/] ({outcome.seconds:.1f} s). "
+                  f"Report: [bold]{outcome.report.resolve() if outcome.report else '-'}[/]")
+
+
 @app.command()
 def run(
     config_path: Optional[Path] = typer.Argument(None, metavar="CONFIG", help="Run description (TOML)."),
@@ -154,6 +204,16 @@ def run(
     """
     if (config_path is None) == (resume is None):
         _fail(ConfigError("give either a CONFIG file or --resume RUN_ID"))
+    from sampan.vertical.config import is_vertical_config
+
+    if config_path is not None and is_vertical_config(config_path):
+        from sampan.cli_vertical import run_vertical_config
+
+        try:
+            run_vertical_config(console, config_path, store)
+        except (*USER_ERRORS, ValueError) as exc:
+            _fail(exc)
+        return
     run_store: Store | None = None
     try:
         config = load_config(config_path) if config_path else None
@@ -212,6 +272,39 @@ def audit(
     else:
         console.print(f"No attack's conservative ε lower bound exceeds the claimed ε = {claimed:.3f}.")
     console.print(f"Report and receipt updated: [bold]{path.resolve()}[/]")
+
+
+@app.command()
+def score(
+    applicants: list[str] = typer.Argument(..., help="Registration number(s) of the SME(s) applying."),
+    run_id: Optional[str] = typer.Option(None, "--run", help="The vertical run whose model scores (default: newest)."),
+    model: str = typer.Option("lr", "--model", help="Which of the run's models: lr, scorecard or gbdt."),
+    store: Optional[str] = StoreOption,
+) -> None:
+    """Score loan applications jointly with a trained vertical model; only the bank sees the result.
+
+    Each party computes its partial score for the applicant from its own data; the partners' parts are
+    summed under masks, so the bank sees the PD, the score, its own top reasons and one aggregated
+    partner contribution.
+    """
+    from sampan.cli_vertical import results_table, score_applicants
+
+    try:
+        run_store = _store(store)
+        if run_id is None:
+            vertical_runs = [r for r in run_store.list_runs(200) if r.workflow == "vertical" and r.status == "completed"]
+            if not vertical_runs:
+                raise StoreError("no completed vertical run in the store; run `sampan demo --vertical` first")
+            run_id = vertical_runs[0].run_id
+        started = time.perf_counter()
+        if model not in ("lr", "scorecard", "gbdt"):
+            raise ConfigError(f"--model must be lr, scorecard or gbdt, got {model!r}")
+        results = score_applicants(run_store, run_id, list(applicants), model)
+    except (*USER_ERRORS, ValueError) as exc:
+        _fail(exc)
+    console.print(results_table(results, f"Joint score (run {run_id}), as the bank sees it"))
+    console.print(f"{len(results)} application(s) in {time.perf_counter() - started:.2f} s including setup; "
+                  f"joint scoring itself {max(r.seconds for r in results) * 1000:.1f} ms.")
 
 
 @runs_app.command("list")

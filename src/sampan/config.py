@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Callable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -117,6 +117,29 @@ class PrivacySection(_Strict):
     dp3: DP3Section | None = None
 
 
+class SecureAggregationSection(_Strict):
+    """SecAgg+ secure aggregation of the parties' updates: the coordinator only ever sees their sum."""
+
+    enabled: bool = True
+    threshold: float = Field(
+        0.6, gt=0.5, le=1, description="share of each party's share holders needed to rebuild its masks (t of n on a "
+        "complete graph), and the least share of parties whose masked input must arrive; fewer fail the round")
+    neighbours: int | Literal["auto", "all"] = Field(
+        "auto", description="degree k of the neighbour graph (even); 'all' = complete graph; 'auto' = the least k "
+        "that keeps the round failure probability under 1e-4 at expected_dropout")
+    expected_dropout: float = Field(0.1, ge=0, lt=0.5, description="per-round dropout rate used to size 'auto' graphs")
+    frac_bits: int = Field(32, ge=8, le=48, description="fixed-point fraction bits of the masked ring Z_2^64")
+    max_abs: float = Field(1e4, gt=0, description="every coordinate is clamped to ±max_abs before encoding")
+    max_retries: int = Field(2, ge=0, le=20, description="a failed round is retried this often with the survivors")
+
+    @field_validator("neighbours")
+    @classmethod
+    def _even(cls, value: Any) -> Any:
+        if isinstance(value, int) and (value < 2 or value % 2):
+            raise ValueError("secure_aggregation.neighbours must be an even number >= 2, 'auto' or 'all'")
+        return value
+
+
 class ColumnSection(_Strict):
     name: str
     kind: Literal["float", "int", "bool", "category"] = "float"
@@ -163,6 +186,7 @@ class RunConfig(_Strict):
     parties: list[PartySection] = Field(default_factory=list)
     source: SourceSection | None = None
     privacy: PrivacySection | None = None
+    secure_aggregation: SecureAggregationSection | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -182,6 +206,15 @@ class RunConfig(_Strict):
                 raise ValueError(f"privacy.{name}.schedule factors must be > 0")
         if self.privacy is not None and self.privacy.dp3 is not None and self.strategy.aggregator != "mean":
             raise ValueError("privacy.dp3 replaces the aggregator with a noisy mean; set strategy.aggregator = 'mean'")
+        secagg = self.secure_aggregation
+        if secagg is not None and secagg.enabled:
+            if self.strategy.aggregator != "mean":
+                raise ValueError("secure_aggregation hides individual updates; robust aggregators need them: "
+                                 "set strategy.aggregator = 'mean'")
+            dp3 = self.privacy.dp3 if self.privacy else None
+            if dp3 is not None and dp3.mode != "distributed":
+                raise ValueError("with secure_aggregation the coordinator only sees the sum, so DP3 noise must come "
+                                 "from the parties: set privacy.dp3.mode = 'distributed'")
         if self.parties and self.schema_ is None:
             raise ValueError("[[parties]] need a [schema] section naming the id, label and feature columns")
         names = [p.name for p in self.parties]
@@ -205,8 +238,11 @@ def parse_config(data: dict[str, Any], *, source: str = "<config>") -> RunConfig
         raise ConfigError(f"{source}: {problems}") from None
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read a run TOML; relative data paths are resolved against the file's folder."""
+def read_run_toml(path: str | Path, parties: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    """Parse a run TOML with clear errors, resolving each party's relative `path` against the file's folder.
+
+    `parties(data)` returns the list of party tables of that kind of run ([[parties]] or [[vertical.parties]]).
+    """
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -215,9 +251,18 @@ def load_config(path: str | Path) -> RunConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     base = path.resolve().parent
-    for party in data.get("parties", []) if isinstance(data.get("parties"), list) else []:
+    found = parties(data)
+    for party in found if isinstance(found, list) else []:
         if isinstance(party, dict) and isinstance(party.get("path"), str):
             party["path"] = str((base / party["path"]).resolve())
+    return data
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a run TOML; relative data paths are resolved against the file's folder."""
+    path = Path(path)
+    data = read_run_toml(path, lambda d: d.get("parties", []))
+    base = path.resolve().parent
     source = data.get("source")
     if isinstance(source, dict) and isinstance(source.get("path"), str):
         source["path"] = str((base / source["path"]).resolve())

@@ -9,6 +9,11 @@ What a party discloses, per message kind (this list is what the privacy receipt 
   noise multiplier actually used, plus the share of clipped gradients);
 - `evaluate`: counts of test scores per probability bin split by label, loss sums, and its own
   test metrics. Never a row, a label or a score.
+
+With secure aggregation on (`sampan.privacy.secagg`), `fit` instead returns one masked vector in
+Z_2^64 — [update (clipped and noise-shared under DP3, else weighted by n/N), DP3 indicator, weighted
+loss, weight n/N] — which is uniformly random to the coordinator; the `secagg_*` steps disclose public
+keys, sealed Shamir shares for neighbours, and, at unmasking, one share per neighbour.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from sampan.models import Model, model_from_config
 from sampan.privacy.dp3 import party_release
 from sampan.privacy.mechanisms import GaussianMechanism
 from sampan.privacy.dpsgd import DPSGDConfig, dp_sgd_train
+from sampan.privacy.secagg import SecAggClient
 from sampan.wire import Message
 
 
@@ -79,10 +85,13 @@ class HorizontalParty:
         self.name, self.train_data, self.test_data = name, train_data, test_data
         self._models: dict[str, Model] = {}
         self._scaled = _ScaledCache()
+        self.secagg = SecAggClient(name)  # master secret from the OS CSPRNG, made when the party starts
 
     def handlers(self) -> dict[str, Callable[[Message], Message]]:
         """Message kind -> handler; the runtime mounts these on the party's PartyApp."""
-        return {"describe": self.describe, "stats": self.stats, "fit": self.fit, "evaluate": self.evaluate}
+        return {"describe": self.describe, "stats": self.stats, "fit": self.fit, "evaluate": self.evaluate,
+                "secagg_keys": self.secagg_keys, "secagg_share": self.secagg_share,
+                "secagg_unmask": self.secagg_unmask}
 
     def _model(self, config: Mapping[str, Any]) -> Model:
         key = json.dumps(config, sort_keys=True)
@@ -132,7 +141,30 @@ class HorizontalParty:
         if "dp3" in msg.meta:  # clip (and in distributed mode noise) before anything leaves the party
             update, meta["dp3_indicator"] = party_release(update, msg.meta["dp3"])
         meta["loss"] = result.mean_loss
+        if "secagg" in msg.meta:
+            return self._masked_fit(msg, update, meta)
         return msg.reply("fit_result", arrays={"update": update}, meta=meta)
+
+    def _masked_fit(self, msg: Message, update: np.ndarray, meta: Mapping[str, Any]) -> Message:
+        """Secure aggregation: one masked vector, nothing else (no loss, no DP2 diagnostics in clear)."""
+        sa = msg.meta["secagg"]
+        weight = float(meta["n"]) / float(sa["total_rows"])
+        if "dp3" in msg.meta:  # DP3 mean is unweighted; the indicator feeds adaptive clipping
+            head, indicator = update, float(meta["dp3_indicator"])
+        else:  # FedAvg: sum of n_i/N-weighted updates and of the weights
+            head, indicator = update * weight, 0.0
+        vector = np.concatenate([head, [indicator, weight * float(meta["loss"]), weight]])
+        masked = self.secagg.respond_masked(msg.arrays, sa, vector)
+        return msg.reply("fit_result", arrays={"masked": masked}, meta={"secagg": sa["label"]})
+
+    def secagg_keys(self, msg: Message) -> Message:
+        return msg.reply("secagg_keys", arrays=self.secagg.respond(msg.kind, msg.arrays, msg.meta))
+
+    def secagg_share(self, msg: Message) -> Message:
+        return msg.reply("secagg_shares", arrays=self.secagg.respond(msg.kind, msg.arrays, msg.meta))
+
+    def secagg_unmask(self, msg: Message) -> Message:
+        return msg.reply("secagg_unmask", arrays=self.secagg.respond(msg.kind, msg.arrays, msg.meta))
 
     def evaluate(self, msg: Message) -> Message:
         model = self._model(msg.meta["model"])

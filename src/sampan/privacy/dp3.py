@@ -17,12 +17,19 @@ for inside the same ledger event, never on the side.
 
 Modes and what they trust:
 - "central": parties send clipped, un-noised deltas; the coordinator adds all the noise. The
-  coordinator sees individual clipped updates: it must be trusted (until secure aggregation lands,
-  which then hides them).
+  coordinator sees individual clipped updates: it must be trusted. (Not allowed together with secure
+  aggregation, whose point is that the coordinator sees only a sum: that sum must already be noised.)
 - "distributed": every party adds an independent N(0, (z_Δ·S)²/m) share (and N(0, σ_b²/m) to its
   indicator), so the sum carries the full noise and no update leaves a party un-noised. On its own an
   individual update carries only 1/√m of the noise: the guarantee above holds for the aggregate; with
-  secure aggregation it is what the coordinator can see at all.
+  secure aggregation (`sampan.privacy.secagg`) the aggregate is all the coordinator can see.
+
+Distributed noise under dropouts (the hook secure aggregation uses): settings may carry
+`noise_parties` = m_min, the least number of parties whose update must be in the sum for the round to
+complete. Each party then adds variance σ²/m_min instead of σ²/m, so whichever ≥ m_min parties end up
+in the sum, its noise variance is ≥ σ² and the ledger's charge (noise multiplier z) stays valid; when
+nobody drops the sum carries σ²·m/m_min, the cost of tolerating dropouts. The mean then divides by the
+number of parties actually summed (public: the coordinator knows who answered).
 """
 
 from __future__ import annotations
@@ -82,7 +89,7 @@ def party_release(update: np.ndarray, settings: dict[str, Any],
     clipped, within = clip_update(update, float(settings["clip"]))
     indicator = 1.0 if within else 0.0
     if settings["mode"] == "distributed":
-        m = int(settings["parties"])
+        m = int(settings.get("noise_parties") or settings["parties"])  # dropout-tolerant share: see module doc
         rng = rng or secure_generator()
         clipped = GaussianMechanism(settings["clip"], settings["sum_sigma"] / math.sqrt(m)).release(clipped, rng=rng)
         if settings.get("count_sigma"):

@@ -1,7 +1,10 @@
 """The coordinator's program for horizontal training: setup, rounds, checkpoints, final model.
 
 The coordinator talks to parties only through a Transport and only ever holds the global model,
-one running aggregate and per-party scalars. Every round ends with one atomic store write
+one running aggregate and per-party scalars. With `[secure_aggregation]` on it holds less: each round
+runs the SecAgg+ steps (`sampan.privacy.secagg`) and the coordinator sees only the unmasked sum of
+the parties' updates, weights and losses; parties that fail mid-round are dropouts the protocol
+absorbs, and a round below the threshold is retried with the survivors under fresh keys. Every round ends with one atomic store write
 (checkpoint + metrics + audit event); a run killed at any point resumes from its last round and,
 because every random choice is derived from the run seed and the round number, finishes with exactly
 the model an uninterrupted run would have produced.
@@ -9,9 +12,11 @@ the model an uninterrupted run would have produced.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -22,16 +27,19 @@ from sampan.horizontal.aggregators import make_aggregator
 from sampan.horizontal.strategies import Strategy, make_strategy
 from sampan.metrics import ScoreHistogram
 from sampan.models import Model, model_from_config
-from sampan.privacy.ledger import BudgetExceeded
+from sampan.privacy.ledger import BudgetExceeded, PrivacyEvent
+from sampan.privacy.secagg import SecAggAbort, SecAggParams, SecAggServer, choose_neighbours, decode_vector, run_secagg
 from sampan.runtime.privacy_control import PrivacyControl, combine_dp1_stats
 from sampan.runtime.progress import NullProgress, ProgressHook, RoundResult
 from sampan.runtime.seeds import derive_rng, derive_seed
 from sampan.runtime.store import Store
-from sampan.transport import Transport
+from sampan.transport import PartyError, Transport
 from sampan.wire import Message
 
 COORDINATOR = "coordinator"
 FAULT_ENV = "SAMPAN_FAULT_KILL_AFTER_ROUND"  # test hook: SIGKILL this process after saving round N
+# What a dead or unreachable party looks like to a workflow: an error reply, or the transport giving up.
+DROPOUT_ERRORS: tuple[type[BaseException], ...] = (PartyError, TimeoutError, ConnectionError)
 
 
 class FederationError(RuntimeError):
@@ -112,6 +120,10 @@ class HorizontalWorkflow:
         self.aggregator = make_aggregator(s.aggregator, trim_fraction=s.trim_fraction,
                                           byzantine=s.byzantine, multi=s.multi_krum)
         self.privacy = PrivacyControl(config, self._train_config)
+        self.secagg = config.secure_aggregation if config.secure_aggregation and config.secure_aggregation.enabled \
+            else None
+        self._round_events: list[tuple[str, dict[str, Any]]] = []  # audit events saved with the round
+        self._traffic_seen: dict[tuple[str, str, str], tuple[int, int]] = {}
 
     def _train_config(self, round_number: int) -> dict[str, Any]:
         t = self.config.training
@@ -148,6 +160,9 @@ class HorizontalWorkflow:
                 raise FederationError(
                     f"party {reply.sender!r} has features that differ from party {first!r}: {diff}")
         assert names is not None
+        self.store.log_event(self.run_id, "parties_joined", {
+            "parties": {p: {"n_train": info[p]["n_train"], "n_test": info[p]["n_test"]} for p in sorted(info)},
+            "features": len(names), "secure_aggregation": self.secagg is not None})
         if self.privacy.enabled:
             self.privacy.open(parties)
         scaler: dict[str, np.ndarray] = {}
@@ -189,6 +204,8 @@ class HorizontalWorkflow:
         train_cfg = self._train_config(round_number)
         events = self.privacy.planned_events(self._party_rows(state), selected, round_number)
         self.privacy.check(events)  # raises BudgetExceeded before any party spends anything
+        if self.secagg is not None:
+            return self._secure_fit_round(state, round_number, selected, train_cfg, events)
         dp_metas, dp3_settings = self.privacy.fit_meta(round_number, selected)
         self.aggregator.reset()
         loss_sum, n_sum, clipped_sum, indicator_sum = 0.0, 0, None, 0.0
@@ -213,18 +230,150 @@ class HorizontalWorkflow:
         else:
             mean_update = self.aggregator.result()
         new_params = self.strategy.apply(state.params, mean_update)
-        self.privacy.record(events)
+        self._charge(events, round_number)
         state.ledger_json = self.privacy.ledger_json()
         return new_params, selected, loss_sum / max(n_sum, 1)
+
+    def _charge(self, events: list[PrivacyEvent], round_number: int) -> None:
+        """Record the round's ledger events, and say so in the audit log (grouped: one line per mechanism)."""
+        self.privacy.record(events)
+        if not events:
+            return
+        groups: dict[tuple[Any, ...], list[str]] = defaultdict(list)
+        for e in events:
+            groups[(e.level, e.mechanism, e.noise_multiplier, e.sampling_rate, e.count)].append(e.party)
+        self._round_events.append(("budget_charged", {"round": round_number, "charges": [
+            {"level": level, "mechanism": mech, "noise_multiplier": z, "sampling_rate": q, "count": count,
+             "parties": sorted(parties)} for (level, mech, z, q, count), parties in sorted(groups.items(), key=str)]}))
+
+    # --- secure aggregation -----------------------------------------------------------------------
+    def _secagg_params(self, parties: int) -> SecAggParams:
+        assert self.secagg is not None
+        k = self.secagg.neighbours
+        if k == "auto":
+            degree = choose_neighbours(parties, self.secagg.threshold, self.secagg.expected_dropout)
+        else:
+            degree = None if k == "all" else int(k)
+        return SecAggParams(threshold=self.secagg.threshold, neighbours=degree, frac_bits=self.secagg.frac_bits,
+                            max_abs=self.secagg.max_abs)
+
+    def _call_party(self, step: int, kind: str, party: str, arrays: dict[str, np.ndarray],
+                    meta: dict[str, Any], failures: dict[str, str]) -> Message | None:
+        """One request to one party; a party that errs or cannot be reached is a dropout (None)."""
+        try:
+            for reply in self.transport.exchange([Message(self.run_id, step, COORDINATOR, party, kind,
+                                                          arrays=arrays, meta=meta)]):
+                return reply
+        except DROPOUT_ERRORS as exc:
+            failures[party] = f"{kind}: {type(exc).__name__}: {exc}"[:300]
+        return None
+
+    def _secure_fit_round(self, state: RunState, round_number: int, selected: list[str],
+                          train_cfg: dict[str, Any], events: list[PrivacyEvent]) -> tuple[np.ndarray, list[str], float]:
+        """One training round under SecAgg+: retried with the survivors while enough parties are left."""
+        assert self.secagg is not None
+        n_params = state.params.size
+        rows = self._party_rows(state)
+        floor = max(2, self.config.run.min_parties)
+        participants = list(selected)
+        attempts: list[dict[str, Any]] = []
+        for attempt in range(self.secagg.max_retries + 1):
+            label = f"{self.run_id}/round-{round_number}/attempt-{attempt}"
+            params = self._secagg_params(len(participants))
+            dp_metas, dp3_settings = self.privacy.fit_meta(round_number, participants)
+            total_rows = sum(rows[p] for p in participants)
+            failures: dict[str, str] = {}
+            server: SecAggServer | None = None
+
+            def call(kind: str, party: str, arrays: Any, meta: Any) -> dict[str, np.ndarray] | None:
+                if kind == "fit":  # the masked-input step carries the training request
+                    sa_meta = {**meta, "total_rows": total_rows}
+                    fit_meta = {"model": state.model_config, "train": train_cfg, **dp_metas[party],
+                                "seed": derive_seed(self.seed, "fit", round_number, party), "secagg": sa_meta}
+                    if dp3_settings is not None:
+                        fit_meta["dp3"] = {**dp3_settings, "noise_parties": int(meta["noise_parties"])}
+                    arrays = {"params": state.params, **state.scaler, **arrays}
+                    meta = fit_meta
+                reply = self._call_party(round_number, kind, party, dict(arrays), dict(meta), failures)
+                if reply is not None and kind == "fit":
+                    self.progress.party_done(party)
+                return dict(reply.arrays) if reply is not None else None
+
+            try:
+                server = SecAggServer(params, participants, n_params + 3, label,
+                                      derive_rng(self.seed, "secagg-graph", round_number, attempt))
+                total = run_secagg(server, call)
+            except SecAggAbort as exc:
+                summary = {**(server.summary() if server else {}), "failed": {**(server.dropouts if server else {}),
+                                                                               **failures}}
+                attempts.append({"attempt": attempt, "stage": exc.stage, "reason": exc.reason, **summary})
+                self.store.log_event(self.run_id, "secagg_round_failed", {"round": round_number, **attempts[-1]})
+                participants = exc.survivors
+                if len(participants) < floor:
+                    break
+                continue
+            vector = decode_vector(total, params)
+            head, indicator, weighted_loss, weight = vector[:n_params], vector[n_params], vector[-2], vector[-1]
+            contributors = server.u3
+            if self.privacy.dp3 is not None and dp3_settings is not None:
+                mean_update = self.privacy.dp3.aggregate(head, indicator, {**dp3_settings, "parties": len(contributors)})
+                state.dp3_clip = self.privacy.dp3.clip
+            else:
+                mean_update = head / weight
+            new_params = self.strategy.apply(state.params, mean_update)
+            summary = server.summary()
+            summary["failed"] = {**summary["failed"], **failures}
+            self._round_events.append(("secagg_round", {"round": round_number, "attempt": attempt,
+                                                        "contributors": contributors, **summary}))
+            # only parties whose update is in the released sum are charged (those the check covered)
+            self._charge([e for e in events if e.party in set(contributors)], round_number)
+            state.ledger_json = self.privacy.ledger_json()
+            return new_params, contributors, float(weighted_loss / weight) if weight > 0 else math.nan
+        raise FederationError(
+            f"round {round_number}: secure aggregation failed {len(attempts)} time(s) "
+            f"({'; '.join(a['stage'] + ': ' + a['reason'] for a in attempts)}); "
+            f"{len(participants)} parties left, at least {floor} needed")
+
+    def _traffic_event(self, round_number: int) -> None:
+        """What crossed the wire since the last round, per message kind and direction (sizes in bytes)."""
+        traffic = getattr(self.transport, "traffic", None)
+        if traffic is None:
+            return
+        delta: dict[str, dict[str, list[int]]] = {}
+        parties: set[str] = set()
+        for row in traffic.summary():
+            key = (str(row["party"]), str(row["direction"]), str(row["kind"]))
+            msgs, size = int(row["messages"]), int(row["bytes"])
+            seen = self._traffic_seen.get(key, (0, 0))
+            if (msgs, size) == seen:
+                continue
+            self._traffic_seen[key] = (msgs, size)
+            parties.add(key[0])
+            entry = delta.setdefault(key[1], {}).setdefault(key[2], [0, 0])
+            entry[0] += msgs - seen[0]
+            entry[1] += size - seen[1]
+        self._round_events.append(("traffic", {"round": round_number, "parties": len(parties),
+                                               "messages_bytes": delta}))
 
     def evaluate(self, state: RunState, step: int) -> tuple[dict[str, float], dict[str, dict[str, Any]], ScoreHistogram]:
         """Global metrics from merged score histograms; per-party metrics as each party reports them."""
         histogram: ScoreHistogram | None = None
         n, loss_sum, brier_sum = 0, 0.0, 0.0
         per_party: dict[str, dict[str, Any]] = {}
-        for reply in self._request(sorted(state.parties), "evaluate", step,
-                                   arrays={"params": state.params, **state.scaler},
-                                   meta_for=lambda p: {"model": state.model_config}):
+        arrays = {"params": state.params, **state.scaler}
+        if self.secagg is not None:  # a dropout-tolerant run: a party that is down is skipped, not fatal
+            failures: dict[str, str] = {}
+            answers = [self._call_party(step, "evaluate", p, arrays, {"model": state.model_config}, failures)
+                       for p in sorted(state.parties)]
+            replies: Any = [r for r in answers if r is not None]
+            if failures:
+                self._round_events.append(("evaluation_dropouts", {"round": step, "failed": failures}))
+            if not replies:
+                raise FederationError(f"no party answered the evaluation of round {step}")
+        else:
+            replies = self._request(sorted(state.parties), "evaluate", step, arrays=arrays,
+                                    meta_for=lambda p: {"model": state.model_config})
+        for reply in replies:
             part = ScoreHistogram.from_arrays(dict(reply.arrays))
             histogram = part if histogram is None else histogram + part
             n += int(reply.meta["n"])
@@ -251,7 +400,10 @@ class HorizontalWorkflow:
                 state.dp3_clip = self.privacy.dp3.clip if self.privacy.dp3 is not None else None
                 self.store.log_event(self.run_id, "noise_chosen", dict(state.noise))
             arrays, meta = state.to_checkpoint()
-            self.store.save_round(self.run_id, 0, state_arrays=arrays, state_meta=meta, metrics={}, seconds=0.0)
+            self._traffic_event(0)
+            round_events, self._round_events = self._round_events, []
+            self.store.save_round(self.run_id, 0, state_arrays=arrays, state_meta=meta, metrics={}, seconds=0.0,
+                                  events=round_events)
         else:
             state = RunState.from_checkpoint(checkpoint.round, checkpoint.arrays, checkpoint.meta)
             self.strategy.load_state_dict(state.strategy_state)
@@ -282,9 +434,12 @@ class HorizontalWorkflow:
             result = RoundResult(round_number, seconds, selected, train_loss,
                                  global_metrics if party_metrics else {}, party_metrics)
             arrays, meta = state.to_checkpoint()
+            self._traffic_event(round_number)
+            round_events, self._round_events = self._round_events, []
             self.store.save_round(self.run_id, round_number, state_arrays=arrays, state_meta=meta, seconds=seconds,
-                                  metrics={"train_loss": train_loss, "parties": selected,
-                                           "global": result.global_metrics, "party": party_metrics})
+                                  metrics={"train_loss": _finite(train_loss), "parties": selected,
+                                           "global": result.global_metrics, "party": party_metrics},
+                                  events=round_events)
             self.progress.round_finished(result)
             if fault_round == round_number:
                 os.kill(os.getpid(), signal.SIGKILL)

@@ -23,15 +23,31 @@ THREAT_MODEL = (
     "model deltas reach the coordinator unprotected and can leak information about training rows. "
     "DP2 (DP-SGD) protects every update a party sends, against the coordinator and everyone downstream. "
     "DP3 'central' protects the aggregate and the released model but the coordinator sees clipped "
-    "individual updates (it must be trusted until secure aggregation lands); DP3 'distributed' adds each "
+    "individual updates (it must be trusted); DP3 'distributed' adds each "
     "party's noise share before sending. DP1, when on, noises the preprocessing statistics; the "
     "describe message (row counts) and the evaluation histograms of holdout scores are not noised."
 )
+SECAGG_THREAT_MODEL = (
+    " Secure aggregation (SecAgg+) is on: each update leaves its party masked with pairwise and self masks "
+    "in Z_2^64, so the coordinator sees only the sum over the parties that sent a masked input (who they "
+    "are is public) and, under DP3, only the noised sum. Semi-honest coordinator; t of a party's "
+    "neighbours together with the coordinator could unmask it; a malicious coordinator lying about "
+    "dropouts is not ruled out (no consistency round)."
+)
 
 
-def _protection(kind: str, privacy: dict[str, Any] | None, noise: dict[str, float]) -> str:
+def _secagg(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    section = (config or {}).get("secure_aggregation")
+    return section if section and section.get("enabled", True) else None
+
+
+def _protection(kind: str, privacy: dict[str, Any] | None, noise: dict[str, float],
+                secagg: dict[str, Any] | None = None) -> str:
     if kind == "fit_result":
         parts = []
+        if secagg:
+            parts.append(f"SecAgg+: update, weight and loss masked in Z_2^64 (threshold {secagg.get('threshold', 0.6)} "
+                         "of each neighbourhood); the coordinator sees only the sum")
         if privacy and privacy.get("dp2"):
             dp2 = privacy["dp2"]
             parts.append(f"DP2: DP-SGD, noise multiplier {noise.get('DP2', 0):.3g}, per-example clip "
@@ -43,6 +59,12 @@ def _protection(kind: str, privacy: dict[str, Any] | None, noise: dict[str, floa
             clip = "adaptive clip" if dp3.get("adaptive") else f"clip {dp3.get('clip')}"
             parts.append(f"DP3: update {clip}, noise multiplier {noise.get('DP3', 0):.3g} on the sum, {where}")
         return "; ".join(parts) or "none: model delta in clear to the coordinator"
+    if kind.startswith("secagg_"):
+        return {"secagg_keys": "public: two X25519 public keys and a hash commitment to the self-mask seed",
+                "secagg_shares": "Shamir shares of its mask key and seed, sealed (X25519 + ChaCha20-Poly1305) for "
+                                 "each neighbour; the coordinator relays ciphertext it cannot open",
+                "secagg_unmask": "per neighbour one share: of its self-mask seed if it sent its input, of its mask key "
+                                 "if it dropped before; never both"}.get(kind, "secure aggregation step")
     if kind == "stats" and privacy and privacy.get("dp1"):
         return (f"DP1: count, sums and sums of squares clipped to public ranges, one Gaussian mechanism with "
                 f"noise multiplier {privacy['dp1']['noise_multiplier']}")
@@ -58,6 +80,7 @@ def build_receipt(store: Store, run_id: str) -> dict[str, Any]:
     run = store.get_run(run_id)
     info = run.info or {}
     privacy_cfg = (run.config or {}).get("privacy")
+    secagg = _secagg(run.config)
     checkpoint = store.latest_checkpoint(run_id)
     noise = dict((checkpoint.meta.get("noise") if checkpoint else None) or {})
     ledger = info.get("privacy") or {}
@@ -67,7 +90,7 @@ def build_receipt(store: Store, run_id: str) -> dict[str, Any]:
             continue
         entry = parties.setdefault(row["party"], {"sent": []})
         entry["sent"].append({"kind": row["kind"], "messages": row["messages"], "bytes": row["bytes"],
-                              "protection": _protection(row["kind"], privacy_cfg, noise)})
+                              "protection": _protection(row["kind"], privacy_cfg, noise, secagg)})
     for party, summary in (ledger.get("parties") or {}).items():
         parties.setdefault(party, {"sent": []}).update({
             "budget": summary["budget"], "epsilon_spent": summary["epsilon_spent"],
@@ -84,7 +107,11 @@ def build_receipt(store: Store, run_id: str) -> dict[str, Any]:
                      "selection not secret, no amplification claimed") if privacy_cfg else None,
         "noise_multipliers": noise,
         "budget_stop": info.get("budget_stop"),
-        "threat_model": THREAT_MODEL,
+        "threat_model": THREAT_MODEL + (SECAGG_THREAT_MODEL if secagg else ""),
+        "secure_aggregation": ({"protocol": "SecAgg+ (Bell et al. 2020): X25519 pairwise masks, Shamir t-of-n shares "
+                                "of mask keys and self-mask seeds, dropout recovery",
+                                **{k: secagg.get(k) for k in ("threshold", "neighbours", "frac_bits", "max_abs")}}
+                               if secagg else None),
         "randomness": "partitions, initialisation and minibatch order from the run seed; DP noise, DP-SGD sampling "
                       "and masks from the operating system's CSPRNG",
         "parties": parties,

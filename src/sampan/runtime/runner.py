@@ -14,6 +14,7 @@ from sampan.runtime.horizontal_workflow import HorizontalWorkflow, RunOutcome
 from sampan.runtime.progress import ProgressHook
 from sampan.runtime.reporting import write_run_report
 from sampan.runtime.seeds import fresh_seed
+from sampan.runtime.receipt import build_receipt
 from sampan.runtime.store import Store, StoreError
 
 RESUMABLE = {"created", "running", "interrupted", "failed"}
@@ -81,5 +82,6 @@ def _finish(config: RunConfig, store: Store, outcome: RunOutcome, traffic: list[
     version = store.register_model(config.run.name, outcome.run_id, arrays, meta)
     info["model"] = {"name": config.run.name, "version": version}
     store.set_status(outcome.run_id, "completed", info=info)
+    store.attach_receipt(config.run.name, version, build_receipt(store, outcome.run_id))
     report_path = write_run_report(store, outcome.run_id, Path(config.run.report_dir))
     return FinishedRun(outcome, report_path, config.run.name, version)

@@ -2,23 +2,39 @@
 
 SQLite file by default; any SQLAlchemy URL (e.g. postgresql+psycopg://...) in production. Arrays are
 stored with the wire codec (dtype + shape + little-endian bytes), metadata as JSON: no pickle at rest.
-A round's checkpoint, metrics and audit event are written in one transaction, so a crash leaves either
+A round's checkpoint, metrics and audit events are written in one transaction, so a crash leaves either
 the whole round or none of it.
+
+Audit log: every event of a run is one link of a hash chain (each entry's hash covers the previous
+hash, its position, time, kind and detail) and is signed with the coordinator's Ed25519 key; a signed
+head row per run names the last entry, so deleting entries from the end is caught too. The key lives
+in a file (0600): `audit_key=` / $SAMPAN_AUDIT_KEY, else next to a SQLite store (`<db>.audit-key.pem`),
+else under ~/.config/sampan/audit-keys/. `verify_audit` recomputes everything and names the first bad
+entry. What no log kept in the same database can catch on its own: someone holding both the database
+and an old copy of it rolling the whole run back (or deleting a run with its events); anchor the heads
+outside (`sampan audit-log verify --write-anchor`, then `--anchor`) to catch that too. Chains written
+before signing existed (no position, no signature) still verify as unsigned legacy prefixes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import (
-    JSON, BigInteger, DateTime, ForeignKey, Integer, LargeBinary, String, Text, bindparam, create_engine, delete, event, insert, select, update,
+    JSON, BigInteger, DateTime, ForeignKey, Integer, LargeBinary, String, Text, bindparam, create_engine, delete, event, func,
+    insert, inspect, select, text, update,
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -81,6 +97,29 @@ class EventRow(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int | None] = mapped_column(Integer, nullable=True)  # position in the run's chain (1-based)
+    signature: Mapped[str | None] = mapped_column(String(128), nullable=True)  # Ed25519 over the hash, hex
+    key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class AuditHeadRow(Base):
+    """The last entry of each run's chain, signed: truncating the chain no longer goes unnoticed."""
+
+    __tablename__ = "sampan_audit_heads"
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(128))
+    key_id: Mapped[str] = mapped_column(String(64))
+
+
+class AuditKeyRow(Base):
+    """Public keys that have signed entries here (verification pins its own copy when it has one)."""
+
+    __tablename__ = "sampan_audit_keys"
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    public_key: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class ModelRow(Base):
@@ -92,10 +131,19 @@ class ModelRow(Base):
     meta: Mapped[dict[str, Any]] = mapped_column(JSON)
     arrays: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    lineage: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    receipt: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
+
+# Columns added after the first release: created on old stores by `_migrate` (all nullable).
+_ADDED_COLUMNS = {
+    "sampan_events": {"seq": "INTEGER", "signature": "VARCHAR(128)", "key_id": "VARCHAR(64)"},
+    "sampan_models": {"lineage": "JSON", "receipt": "JSON"},
+}
 
 _runs, _checkpoints, _rounds, _events = (RunRow.__table__, CheckpointRow.__table__, RoundRow.__table__,
                                          EventRow.__table__)
+_heads = AuditHeadRow.__table__
 _UPDATE_PROGRESS = (update(_runs).where(_runs.c.run_id == bindparam("rid"))
                     .values(current_round=bindparam("rnd"), updated_at=bindparam("now")))
 _INSERT_CHECKPOINT = insert(_checkpoints)
@@ -105,6 +153,13 @@ _INSERT_ROUND = insert(_rounds)
 _INSERT_EVENT = insert(_events)
 _LAST_EVENT_HASH = (select(_events.c.hash).where(_events.c.run_id == bindparam("rid"))
                     .order_by(_events.c.id.desc()).limit(1))
+_COUNT_EVENTS = select(func.count()).select_from(_events).where(_events.c.run_id == bindparam("rid"))
+_HEAD = select(_heads.c.seq, _heads.c.hash).where(_heads.c.run_id == bindparam("rid")).with_for_update()
+_INSERT_HEAD = insert(_heads)
+_UPDATE_HEAD = (update(_heads).where(_heads.c.run_id == bindparam("rid"))
+                .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"), signature=bindparam("new_sig"),
+                        key_id=bindparam("new_key")))
+GENESIS = "0" * 64
 
 
 class StoreError(RuntimeError):
@@ -125,6 +180,130 @@ class RegisteredModel:
     run_id: str
     meta: dict[str, Any]
     arrays: dict[str, np.ndarray]
+    lineage: dict[str, Any] = field(default_factory=dict)
+    receipt: dict[str, Any] | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """A registry entry without its arrays (for listings)."""
+
+    name: str
+    version: int
+    run_id: str
+    created_at: datetime | None
+    lineage: dict[str, Any]
+    has_receipt: bool
+
+
+@dataclass(frozen=True)
+class AuditProblem:
+    run_id: str
+    position: int          # 1-based position in the run's chain (0: the run as a whole)
+    event_id: int | None
+    kind: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"entry {self.position}" + (f" (id {self.event_id}, {self.kind})" if self.event_id is not None else "")
+        return f"run {self.run_id}: {where if self.position else 'chain'}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """Result of `Store.verify_audit`: counts, heads, and the problems found (first bad entry per run)."""
+
+    runs: int
+    entries: int
+    signed: int
+    legacy: int
+    key_ids: list[str]
+    pinned: bool
+    heads: dict[str, tuple[int, str]]
+    problems: list[AuditProblem]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def first_bad(self) -> AuditProblem | None:
+        return self.problems[0] if self.problems else None
+
+
+class AuditSigner:
+    """The coordinator's Ed25519 signing key for the audit log, kept in a 0600 PEM file."""
+
+    def __init__(self, private: Ed25519PrivateKey, path: Path | None = None) -> None:
+        self.private, self.path = private, path
+        self.public_raw = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        self.key_id = key_id(self.public_raw)
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> "AuditSigner":
+        path = Path(path).expanduser()
+        if path.exists():
+            return cls(_load_private_key(path), path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        private = Ed25519PrivateKey.generate()
+        pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first: use theirs
+            return cls(_load_private_key(path), path)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+        return cls(private, path)
+
+    def sign(self, message: bytes) -> str:
+        return self.private.sign(message).hex()
+
+
+def key_id(public_raw: bytes) -> str:
+    """Fingerprint of an audit public key: the first 16 bytes of its SHA-256, hex."""
+    return hashlib.sha256(public_raw).hexdigest()[:32]
+
+
+def _load_private_key(path: Path) -> Ed25519PrivateKey:
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise StoreError(f"audit signing key {str(path)!r} is readable by others (mode {mode:o}); chmod 600 it")
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise StoreError(f"{str(path)!r} is not an Ed25519 private key")
+    return key
+
+
+def load_public_key(value: str | Path) -> bytes:
+    """A trusted audit public key: 64 hex characters, or a PEM file (public or private key)."""
+    text_value = str(value).strip()
+    if len(text_value) == 64 and all(c in "0123456789abcdefABCDEF" for c in text_value):
+        return bytes.fromhex(text_value)
+    path = Path(text_value).expanduser()
+    if not path.exists():
+        raise StoreError(f"audit public key {text_value!r} is neither 64 hex characters nor a file")
+    data = path.read_bytes()
+    try:
+        key: Any = serialization.load_pem_public_key(data)
+    except ValueError:
+        key = serialization.load_pem_private_key(data, password=None).public_key()
+    if not isinstance(key, Ed25519PublicKey):
+        raise StoreError(f"{text_value!r} is not an Ed25519 key")
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def default_audit_key_path(url: str) -> Path | None:
+    """Where a store's signing key lives unless told: next to a SQLite file, else in the user's config."""
+    if os.environ.get("SAMPAN_AUDIT_KEY"):
+        return Path(os.environ["SAMPAN_AUDIT_KEY"]).expanduser()
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        return Path(url.removeprefix("sqlite:///") + ".audit-key.pem").expanduser()
+    if url.startswith("sqlite"):
+        return None  # in-memory store: an in-memory key
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "sampan" / "audit-keys"
+    return base / (hashlib.sha256(url.encode()).hexdigest()[:16] + ".pem")
 
 
 def _pack(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> bytes:
@@ -154,12 +333,16 @@ def _sqlite_pragmas(engine: Engine) -> None:
 class Store:
     """Typed access to the run store. Create with `Store.open(url)`."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, audit_key: str | Path | None = None) -> None:
         self.engine = engine
         self._session = sessionmaker(engine, expire_on_commit=False)
+        url = engine.url.render_as_string(hide_password=True)
+        self.audit_key_path: Path | None = Path(audit_key).expanduser() if audit_key else default_audit_key_path(url)
+        self._signer: AuditSigner | None = None
+        self._registered_keys: set[str] = set()
 
     @classmethod
-    def open(cls, url: str | None = None) -> "Store":
+    def open(cls, url: str | None = None, *, audit_key: str | Path | None = None) -> "Store":
         url = url or DEFAULT_STORE_URL
         try:
             if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
@@ -171,9 +354,10 @@ class Store:
             _sqlite_pragmas(engine)
         try:
             Base.metadata.create_all(engine)
+            _migrate(engine)
         except OperationalError as exc:
             raise StoreError(f"cannot open run store {url!r}: {exc.orig}") from None
-        return cls(engine)
+        return cls(engine, audit_key)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -224,8 +408,12 @@ class Store:
 
     # --- rounds and checkpoints -------------------------------------------------------------------
     def save_round(self, run_id: str, round_number: int, *, state_arrays: Mapping[str, np.ndarray],
-                   state_meta: Mapping[str, Any], metrics: Mapping[str, Any], seconds: float) -> None:
-        """Atomically record a finished round: checkpoint, metrics, audit event, run progress.
+                   state_meta: Mapping[str, Any], metrics: Mapping[str, Any], seconds: float,
+                   events: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> None:
+        """Atomically record a finished round: checkpoint, metrics, audit events, run progress.
+
+        `events` are extra audit entries of the round (traffic, budget charges, secure aggregation),
+        written in the same transaction as the checkpoint they describe.
 
         A round is saved once: resuming continues after the latest checkpoint, never rewrites one.
         """
@@ -241,6 +429,8 @@ class Store:
             if round_number > 0:
                 conn.execute(_INSERT_ROUND, {"run_id": run_id, "round": round_number, "seconds": seconds,
                                              "metrics": dict(metrics)})
+            for kind, detail in events:
+                self._append_event(conn, run_id, kind, detail)
             self._append_event(conn, run_id, "round_saved", {
                 "round": round_number, "state_sha256": hashlib.sha256(blob).hexdigest()})
 
@@ -267,31 +457,145 @@ class Store:
             return list(s.scalars(select(EventRow).where(EventRow.run_id == run_id).order_by(EventRow.id)))
 
     def verify_events(self, run_id: str) -> bool:
-        """Recompute the hash chain; False if any event was altered, removed or reordered."""
-        prev = "0" * 64
-        for row in self.events(run_id):
-            if row.prev_hash != prev or row.hash != _event_hash(prev, row.kind, row.detail):
-                return False
-            prev = row.hash
-        return True
+        """Recompute the hash chain (and signatures); False if any event was altered, removed or reordered."""
+        return self.verify_audit(run_id).ok
+
+    # --- signing ----------------------------------------------------------------------------------
+    @property
+    def signer(self) -> AuditSigner:
+        """The coordinator's signing key, loaded (or made) at the first write that needs it."""
+        if self._signer is None:
+            if self.audit_key_path is None:
+                self._signer = AuditSigner(Ed25519PrivateKey.generate())
+            else:
+                self._signer = AuditSigner.load_or_create(self.audit_key_path)
+        return self._signer
+
+    def _register_key(self, s: Session | Connection, signer: AuditSigner) -> None:
+        if signer.key_id in self._registered_keys:
+            return
+        keys = AuditKeyRow.__table__
+        if s.execute(select(keys.c.key_id).where(keys.c.key_id == signer.key_id)).first() is None:
+            s.execute(insert(keys).values(key_id=signer.key_id, public_key=signer.public_raw.hex(), created_at=utcnow()))
+        self._registered_keys.add(signer.key_id)
 
     def _append_event(self, s: Session | Connection, run_id: str, kind: str, detail: Mapping[str, Any]) -> None:
-        prev = s.execute(_LAST_EVENT_HASH, {"rid": run_id}).scalar() or "0" * 64
-        detail = dict(detail)
-        s.execute(_INSERT_EVENT, {"run_id": run_id, "at": utcnow(), "kind": kind, "detail": detail,
-                                  "prev_hash": prev, "hash": _event_hash(prev, kind, detail)})
+        signer = self.signer
+        self._register_key(s, signer)
+        head = s.execute(_HEAD, {"rid": run_id}).first()
+        if head is not None:
+            prev, seq = str(head.hash), int(head.seq) + 1
+        else:  # first entry of a run, or a chain written before heads existed
+            prev = s.execute(_LAST_EVENT_HASH, {"rid": run_id}).scalar() or GENESIS
+            seq = int(s.execute(_COUNT_EVENTS, {"rid": run_id}).scalar() or 0) + 1
+        detail = _json_safe(dict(detail))
+        at = utcnow()
+        digest = _signed_event_hash(run_id, seq, at, prev, kind, detail)
+        signature = signer.sign(_event_message(digest))
+        s.execute(_INSERT_EVENT, {"run_id": run_id, "at": at, "kind": kind, "detail": detail, "prev_hash": prev,
+                                  "hash": digest, "seq": seq, "signature": signature, "key_id": signer.key_id})
+        head_sig = signer.sign(_head_message(run_id, seq, digest))
+        if head is None:
+            s.execute(_INSERT_HEAD, {"run_id": run_id, "seq": seq, "hash": digest, "signature": head_sig,
+                                     "key_id": signer.key_id})
+        else:
+            s.execute(_UPDATE_HEAD, {"rid": run_id, "new_seq": seq, "new_hash": digest, "new_sig": head_sig,
+                                     "new_key": signer.key_id})
+
+    # --- verification -----------------------------------------------------------------------------
+    def trusted_keys(self, public_keys: Iterable[bytes] | None = None) -> tuple[dict[str, bytes], bool]:
+        """Keys a verification trusts, and whether they are pinned (given, or this store's own key file)
+        rather than merely read from the database (which whoever edits the log could also edit)."""
+        if public_keys is not None:
+            return {key_id(k): k for k in public_keys}, True
+        if self._signer is not None or (self.audit_key_path is not None and self.audit_key_path.exists()):
+            signer = self.signer
+            return {signer.key_id: signer.public_raw}, True
+        with self._session() as s:
+            rows = s.execute(select(AuditKeyRow.key_id, AuditKeyRow.public_key)).all()
+        return {str(k): bytes.fromhex(str(v)) for k, v in rows}, False
+
+    def verify_audit(self, run_id: str | None = None, *, public_keys: Iterable[bytes] | None = None,
+                     anchor: Mapping[str, Sequence[Any]] | None = None) -> AuditReport:
+        """Recompute every chain (or one run's): hashes, positions, signatures and the signed heads.
+
+        `anchor` maps run ids to (position, hash) recorded earlier (e.g. by `--write-anchor`): each must
+        still be in the chain, which catches a rollback or a deleted run that the database alone cannot.
+        """
+        keys, pinned = self.trusted_keys(public_keys)
+        with self._session() as s:
+            if run_id is not None:
+                run_ids = [run_id]
+            else:
+                found = set(s.scalars(select(EventRow.run_id).distinct())) | set(s.scalars(select(RunRow.run_id))) \
+                    | set(s.scalars(select(AuditHeadRow.run_id)))
+                run_ids = sorted(found | set(anchor or {}))
+            known_runs = set(s.scalars(select(RunRow.run_id).where(RunRow.run_id.in_(run_ids))))
+            heads = {h.run_id: h for h in s.scalars(select(AuditHeadRow).where(AuditHeadRow.run_id.in_(run_ids)))}
+        problems: list[AuditProblem] = []
+        totals = {"entries": 0, "signed": 0, "legacy": 0}
+        head_out: dict[str, tuple[int, str]] = {}
+        for rid in run_ids:
+            rows = self.events(rid)
+            totals["entries"] += len(rows)
+            problem, signed, chain = _verify_chain(rid, rows, heads.get(rid), keys)
+            totals["signed"] += signed
+            totals["legacy"] += len(rows) - signed
+            if problem is None and not rows and rid in known_runs:
+                problem = AuditProblem(rid, 0, None, None, "the run exists but has no audit entries (deleted?)")
+            if problem is None and anchor and rid in anchor:
+                pos, digest = int(anchor[rid][0]), str(anchor[rid][1])
+                if pos > len(chain) or chain[pos - 1] != digest:
+                    problem = AuditProblem(rid, pos, None, None, f"the anchored entry {pos} ({digest[:12]}…) is no longer "
+                                           "in the chain: rolled back, truncated or rewritten since anchoring")
+            if problem is not None:
+                problems.append(problem)
+            if chain:
+                head_out[rid] = (len(chain), chain[-1])
+        return AuditReport(runs=len(run_ids), entries=totals["entries"], signed=totals["signed"],
+                           legacy=totals["legacy"], key_ids=sorted(keys), pinned=pinned, heads=head_out,
+                           problems=problems)
 
     # --- model registry ---------------------------------------------------------------------------
     def register_model(self, name: str, run_id: str, arrays: Mapping[str, np.ndarray],
-                       meta: Mapping[str, Any]) -> int:
+                       meta: Mapping[str, Any], *, parent: Mapping[str, Any] | None = None) -> int:
+        """Store a model (arrays + JSON metadata) with its lineage: run, config hash, arrays hash, parent.
+
+        `parent` names the model this one was trained from ({"name", "version"}), if any."""
+        blob = _pack(arrays, {})
         with self._session.begin() as s:
             latest = s.scalars(select(ModelRow.version).where(ModelRow.name == name)
                                .order_by(ModelRow.version.desc()).limit(1)).first()
             version = (latest or 0) + 1
-            s.add(ModelRow(name=name, version=version, run_id=run_id, meta=dict(meta),
-                           arrays=_pack(arrays, {})))
-            self._append_event(s, run_id, "model_registered", {"name": name, "version": version})
+            run = s.get(RunRow, run_id)
+            lineage = {
+                "run_id": run_id,
+                "run_name": run.name if run is not None else None,
+                "workflow": run.workflow if run is not None else None,
+                "config_sha256": _canonical_sha256(run.config) if run is not None else None,
+                "arrays_sha256": hashlib.sha256(blob).hexdigest(),
+                "parent": dict(parent) if parent else None,
+                "previous_version": latest,
+            }
+            s.add(ModelRow(name=name, version=version, run_id=run_id, meta=dict(meta), arrays=blob, lineage=lineage))
+            self._append_event(s, run_id, "model_registered", {"name": name, "version": version, **{
+                k: lineage[k] for k in ("config_sha256", "arrays_sha256", "parent")}})
         return version
+
+    def attach_receipt(self, name: str, version: int, receipt: Mapping[str, Any]) -> None:
+        """Keep the privacy receipt of the run that made a model with the model (and log its hash)."""
+        with self._session.begin() as s:
+            row = s.scalars(select(ModelRow).where(ModelRow.name == name, ModelRow.version == version)).first()
+            if row is None:
+                raise StoreError(f"no model {name!r} version {version}")
+            row.receipt = _json_safe(dict(receipt))
+            self._append_event(s, row.run_id, "model_receipt_attached", {
+                "name": name, "version": version, "receipt_sha256": _canonical_sha256(row.receipt)})
+
+    def _registered(self, row: ModelRow) -> RegisteredModel:
+        arrays, _ = _unpack(row.arrays)
+        return RegisteredModel(row.name, row.version, row.run_id, dict(row.meta), arrays, dict(row.lineage or {}),
+                               dict(row.receipt) if row.receipt is not None else None, row.created_at)
 
     def get_model(self, name: str, version: int | None = None) -> RegisteredModel:
         with self._session() as s:
@@ -300,14 +604,129 @@ class Store:
             row = s.scalars(query.limit(1)).first()
             if row is None:
                 raise StoreError(f"no model {name!r}" + (f" version {version}" if version else ""))
-            arrays, _ = _unpack(row.arrays)
-            return RegisteredModel(row.name, row.version, row.run_id, dict(row.meta), arrays)
+            return self._registered(row)
 
     def models_for_run(self, run_id: str) -> Iterator[RegisteredModel]:
         with self._session() as s:
             for row in s.scalars(select(ModelRow).where(ModelRow.run_id == run_id).order_by(ModelRow.id)):
-                arrays, _ = _unpack(row.arrays)
-                yield RegisteredModel(row.name, row.version, row.run_id, dict(row.meta), arrays)
+                yield self._registered(row)
+
+    def list_models(self, name: str | None = None, limit: int = 200) -> list[ModelSummary]:
+        """Registry entries, newest first, without loading their arrays."""
+        m = ModelRow.__table__
+        query = select(m.c.name, m.c.version, m.c.run_id, m.c.created_at, m.c.lineage, m.c.receipt.is_not(None))
+        if name is not None:
+            query = query.where(m.c.name == name)
+        with self._session() as s:
+            rows = s.execute(query.order_by(m.c.id.desc()).limit(limit)).all()
+        return [ModelSummary(r[0], r[1], r[2], r[3], dict(r[4] or {}), bool(r[5])) for r in rows]
+
+
+def _migrate(engine: Engine) -> None:
+    """Add the nullable columns newer code expects to tables made by older code (SQLite and PostgreSQL)."""
+    inspector = inspect(engine)
+    with engine.begin() as conn:
+        for table, columns in _ADDED_COLUMNS.items():
+            present = {c["name"] for c in inspector.get_columns(table)}
+            for column, sql_type in columns.items():
+                if column not in present:
+                    conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
+
+
+def _json_safe(value: Any) -> Any:
+    """JSON as the database will give it back: string keys, lists, no NaN/inf (PostgreSQL rejects them)."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return _json_safe(float(value))
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def _canonical_sha256(value: Any) -> str:
+    return hashlib.sha256(_canonical(_json_safe(value))).hexdigest()
+
+
+def _iso_utc(at: datetime) -> str:
+    if at.tzinfo is None:  # SQLite hands back naive datetimes; they were written in UTC
+        at = at.replace(tzinfo=timezone.utc)
+    return at.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _signed_event_hash(run_id: str, seq: int, at: datetime, prev: str, kind: str, detail: Any) -> str:
+    body = {"v": 2, "run": run_id, "seq": seq, "at": _iso_utc(at), "prev": prev, "kind": kind, "detail": detail}
+    return hashlib.sha256(_canonical(body)).hexdigest()
+
+
+def _event_message(digest: str) -> bytes:
+    return b"sampan-audit-entry-v2\n" + digest.encode()
+
+
+def _head_message(run_id: str, seq: int, digest: str) -> bytes:
+    return f"sampan-audit-head-v2\n{run_id}\n{seq}\n{digest}".encode()
+
+
+def _check_signature(keys: Mapping[str, bytes], key: str | None, signature: str | None, message: bytes) -> str | None:
+    """None if `signature` verifies under the trusted key `key`, else why not."""
+    if key not in keys:
+        return f"signed by key {key!r}, which is not trusted"
+    try:
+        Ed25519PublicKey.from_public_bytes(keys[key]).verify(bytes.fromhex(signature or ""), message)
+    except (InvalidSignature, ValueError):
+        return "the signature does not verify (entry edited and re-hashed?)"
+    return None
+
+
+def _verify_chain(run_id: str, rows: Sequence[EventRow], head: AuditHeadRow | None,
+                  keys: Mapping[str, bytes]) -> tuple[AuditProblem | None, int, list[str]]:
+    """(first problem, signed entries, the chain's hashes) for one run's entries in storage order."""
+    prev, signed, seen_signed, chain = GENESIS, 0, False, []
+    for position, row in enumerate(rows, start=1):
+        def bad(reason: str) -> tuple[AuditProblem, int, list[str]]:
+            return AuditProblem(run_id, position, row.id, row.kind, reason), signed, chain
+        if row.prev_hash != prev:
+            return bad("does not follow the entry before it (an entry was deleted, inserted or reordered)")
+        if row.signature is None:
+            if seen_signed:
+                return bad("unsigned entry after signed ones (signature stripped, or entry forged)")
+            if row.hash != _event_hash(prev, row.kind, row.detail):
+                return bad("its content does not match its hash (edited)")
+        else:
+            seen_signed = True
+            if row.seq != position:
+                return bad(f"claims position {row.seq} but is at {position} (entries deleted or reordered)")
+            if row.hash != _signed_event_hash(run_id, position, row.at, prev, row.kind, row.detail):
+                return bad("its content does not match its hash (edited)")
+            why = _check_signature(keys, row.key_id, row.signature, _event_message(row.hash))
+            if why:
+                return bad(why)
+            signed += 1
+        prev = row.hash
+        chain.append(row.hash)
+    last = len(chain)
+    if head is None:
+        if signed:
+            return AuditProblem(run_id, last, None, None, "the signed head of the chain is missing"), signed, chain
+        return None, signed, chain
+    why = _check_signature(keys, head.key_id, head.signature, _head_message(run_id, head.seq, head.hash))
+    if why:
+        return AuditProblem(run_id, last, None, None, f"chain head: {why}"), signed, chain
+    if head.seq != last or (last and head.hash != chain[-1]):
+        return AuditProblem(run_id, min(head.seq, last + 1), None, None,
+                            f"the signed head names entry {head.seq} ({head.hash[:12]}…) but the chain has {last} "
+                            "entries: entries were deleted from the end (truncated)"), signed, chain
+    return None, signed, chain
 
 
 def _event_hash(prev: str, kind: str, detail: Mapping[str, Any]) -> str:

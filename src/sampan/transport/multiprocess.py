@@ -10,6 +10,10 @@ order, so aggregation sums in the same order as the sequential transport: result
 It pays off when a party's work per request outweighs shipping the model through a pipe (a few
 large parties); for thousands of tiny parties the sequential in-process transport is faster.
 Linux/macOS only (it forks).
+
+``pinned=True`` gives every party its own worker instead, for protocols whose parties keep state
+between requests (vertical FL: keys, shares, the inbox of sealed envelopes). A party's requests then
+run in its own process, in order, concurrently with the other parties' — like separate organisations.
 """
 
 from __future__ import annotations
@@ -53,11 +57,12 @@ def _serve(conn: Connection, apps: Mapping[str, Endpoint]) -> None:
 class MultiprocessTransport(Transport):
     """Drop-in replacement for InProcessTransport that runs parties on `workers` processes."""
 
-    def __init__(self, apps: Mapping[str, Endpoint], *, workers: int | None = None) -> None:
+    def __init__(self, apps: Mapping[str, Endpoint], *, workers: int | None = None, pinned: bool = False) -> None:
         names = list(apps)
         if not names:
             raise ValueError("a federation needs at least one party")
-        self._workers = max(1, min(workers or os.cpu_count() or 1, len(names)))
+        self._workers = len(names) if pinned else max(1, min(workers or os.cpu_count() or 1, len(names)))
+        self._pinned = {name: i for i, name in enumerate(names)} if pinned else None
         self._names = names
         self._known = frozenset(names)
         self.traffic = TrafficLog()
@@ -66,7 +71,8 @@ class MultiprocessTransport(Transport):
         self._procs: list[multiprocessing.process.BaseProcess] = []
         for w in range(self._workers):
             parent_end, child_end = ctx.Pipe()
-            proc = ctx.Process(target=_serve, args=(child_end, dict(apps)), daemon=True,
+            served = {names[w]: apps[names[w]]} if pinned else dict(apps)
+            proc = ctx.Process(target=_serve, args=(child_end, served), daemon=True,
                                name=f"sampan-party-worker-{w}")
             proc.start()
             child_end.close()
@@ -107,9 +113,7 @@ class MultiprocessTransport(Transport):
                     raise KeyError(f"no party named {message.recipient!r}; known: {sorted(self._known)}")
                 waiting.append((read, message))
                 read += 1
-            idle = [w for w in range(self._workers) if w not in busy]
-            while waiting and idle:
-                worker, item = idle.pop(0), waiting.popleft()
+            for worker, item in self._assign(waiting, busy):
                 frame = encode(item[1])
                 self.traffic.record(item[1].recipient, "received", item[1].kind, len(frame))
                 self._conns[worker].send_bytes(frame)
@@ -133,6 +137,24 @@ class MultiprocessTransport(Transport):
                 reply = decode(frame)
                 self.traffic.record(request.recipient, "sent", reply.kind, len(frame))
                 done[index] = reply
+
+    def _assign(self, waiting: deque[tuple[int, Message]],
+                busy: dict[int, tuple[int, Message]]) -> Iterator[tuple[int, tuple[int, Message]]]:
+        """Pair waiting requests with idle workers: any idle worker, or (pinned) the party's own."""
+        if self._pinned is None:
+            idle = [w for w in range(self._workers) if w not in busy]
+            while waiting and idle:
+                yield idle.pop(0), waiting.popleft()
+            return
+        taken: set[int] = set()
+        for item in list(waiting):
+            worker = self._pinned[item[1].recipient]
+            if worker in busy or worker in taken:
+                taken.add(worker)  # keep each party's requests in order
+                continue
+            waiting.remove(item)
+            taken.add(worker)
+            yield worker, item
 
     def close(self) -> None:
         for conn in self._conns:

@@ -1,4 +1,4 @@
-"""Vertical FL (PSI, secret sharing, vertical models): a later issue.
+"""Vertical FL: PSI alignment, sealed party channels, secret sharing with a dealer, secure LR, GBDT, WOE, scoring.
 
 May import: privacy, models, wire.
 """

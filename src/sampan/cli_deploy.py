@@ -1,0 +1,303 @@
+"""CLI for deployments: `sampan certs ...`, `sampan coordinator serve`, `sampan party serve`, `sampan submit`.
+
+Sub-apps for the main CLI; `python -m sampan.cli_deploy` runs them on their own (the agents' entry
+point in tests and containers).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+__all__ = ["certs_app", "coordinator_app", "party_app", "submit", "deploy_app"]
+
+console = Console()
+certs_app = typer.Typer(help="Consortium certificates: CA, keys and CSRs made locally, signing, revocation.",
+                        no_args_is_help=True)
+coordinator_app = typer.Typer(help="The coordinator agent (serves parties' streams and operators' runs).",
+                              no_args_is_help=True)
+party_app = typer.Typer(help="A party agent (dials out to the coordinator; its data stays here).",
+                        no_args_is_help=True)
+
+
+def _fail(exc: BaseException | str, code: int = 2) -> None:
+    console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from sampan.config import ConfigError
+    from sampan.data import DataValidationError
+    from sampan.deploy.certs import CertError
+    from sampan.runtime.store import StoreError
+
+    return (ConfigError, CertError, DataValidationError, StoreError, FileNotFoundError)
+
+
+# --- certificates --------------------------------------------------------------------------------------
+@certs_app.command("init")
+def certs_init(
+    directory: Path = typer.Option(Path("ca"), "--dir", help="Folder for ca.key (0600), ca.crt, crl.pem."),
+    name: str = typer.Option("Sampan consortium CA", help="CA name on its certificate."),
+    days: int = typer.Option(3650, min=1, help="CA validity."),
+    force: bool = typer.Option(False, help="Replace an existing CA key."),
+) -> None:
+    """Create the consortium CA (once, at the consortium operator)."""
+    from sampan.deploy.certs import init_ca, load_cert, spki_pin
+
+    try:
+        files = init_ca(directory, name=name, days=days, force=force)
+    except _user_errors() as exc:
+        _fail(exc)
+    console.print(f"CA created: {files.cert} (key {files.key}, mode 0600; CRL {files.crl}). "
+                  f"Key pin {spki_pin(load_cert(files.cert))}.", soft_wrap=True)
+
+
+@certs_app.command("request")
+def certs_request(
+    name: str = typer.Argument(..., help="Member name (party name, 'coordinator', or an operator's name)."),
+    role: str = typer.Option("party", help="party, coordinator or operator."),
+    directory: Path = typer.Option(Path("."), "--dir", help="Where NAME.key (0600) and NAME.csr are written."),
+    dns: list[str] = typer.Option([], "--dns", help="Coordinator only: DNS name parties dial (repeatable)."),
+    ip: list[str] = typer.Option([], "--ip", help="Coordinator only: IP address parties dial (repeatable)."),
+    organisation: Optional[str] = typer.Option(None, help="Organisation name on the certificate."),
+) -> None:
+    """Make this member's key and a certificate signing request, here. The key never leaves this machine."""
+    from sampan.deploy.certs import create_request
+
+    try:
+        key, csr = create_request(name, role, directory, dns=dns, ips=ip, organisation=organisation)
+    except (*_user_errors(), ValueError) as exc:
+        _fail(exc)
+    console.print(f"Key {key} (mode 0600, keep it here). Send {csr} to the consortium CA operator.")
+
+
+@certs_app.command("sign")
+def certs_sign(
+    csr: Path = typer.Argument(..., help="A member's CSR."),
+    ca_dir: Path = typer.Option(Path("ca"), "--ca-dir", help="The CA folder made by `certs init`."),
+    days: int = typer.Option(365, min=1, help="Certificate validity."),
+    out: Optional[Path] = typer.Option(None, help="Certificate path (default: next to the CSR, .crt)."),
+) -> None:
+    """Sign a member's CSR with the consortium CA; prints the key pin for coordinator.toml."""
+    from sampan.deploy.certs import describe_cert, load_cert, sign_request
+
+    try:
+        path = sign_request(csr, ca_dir, out=out, days=days)
+        info = describe_cert(load_cert(path))
+    except _user_errors() as exc:
+        _fail(exc)
+    console.print(f"Signed {path}: {info['name']} ({info['role']}), valid until {info['not_after']}.")
+    console.print(f'Pin for coordinator.toml: pin = "{info["pin"]}"', soft_wrap=True)
+
+
+@certs_app.command("revoke")
+def certs_revoke(
+    cert: Optional[Path] = typer.Argument(None, help="Certificate to revoke."),
+    serial: Optional[str] = typer.Option(None, help="Or its serial number (hex)."),
+    ca_dir: Path = typer.Option(Path("ca"), "--ca-dir"),
+) -> None:
+    """Revoke a certificate: re-signs crl.pem; coordinators re-read it on the next connection."""
+    from sampan.deploy.certs import revoke
+
+    try:
+        crl = revoke(ca_dir, cert_path=cert, serial=serial)
+    except _user_errors() as exc:
+        _fail(exc)
+    console.print(f"Revoked; distribute {crl} to the coordinator and parties.")
+
+
+@certs_app.command("show")
+def certs_show(cert: Path = typer.Argument(..., help="A certificate file.")) -> None:
+    """Name, role, validity and key pin of a certificate."""
+    from sampan.deploy.certs import describe_cert, load_cert
+
+    try:
+        info = describe_cert(load_cert(cert))
+    except _user_errors() as exc:
+        _fail(exc)
+    table = Table(title=str(cert))
+    table.add_column("field")
+    table.add_column("value")
+    for k, v in info.items():
+        table.add_row(k, v)
+    console.print(table)
+
+
+# --- agents ------------------------------------------------------------------------------------------
+def _setup_logging(log_file: str | None, capture_grpc: bool) -> None:
+    stream = sys.stderr
+    if capture_grpc:
+        from sampan.deploy.grpclog import capture_grpc_core_log
+
+        stream = capture_grpc_core_log()
+    handlers: list[logging.Handler] = [logging.StreamHandler(stream)]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("absl").setLevel(logging.ERROR)
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: object) -> None:
+        logging.getLogger("sampan.deploy").info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+@coordinator_app.command("serve")
+def coordinator_serve(config: Path = typer.Option(..., "--config", help="coordinator.toml")) -> None:
+    """Serve parties and operators until stopped (SIGTERM/Ctrl-C); resumes unfinished runs on start."""
+    from sampan.deploy.config import load_coordinator_config
+    from sampan.deploy.coordinator import Coordinator
+
+    try:
+        cfg = load_coordinator_config(config)
+    except _user_errors() as exc:
+        _fail(exc)
+    _setup_logging(cfg.coordinator.log_file, capture_grpc=True)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    try:
+        coordinator = Coordinator(cfg)
+        coordinator.start()
+    except (*_user_errors(), OSError) as exc:
+        _fail(exc)
+    coordinator.serve(stop)
+
+
+@party_app.command("serve")
+def party_serve(config: Path = typer.Option(..., "--config", help="party.toml")) -> None:
+    """Dial out to the coordinator and answer its requests until stopped; reconnects with backoff."""
+    from sampan.deploy.config import load_party_config
+    from sampan.deploy.party_agent import PartyAgent
+    from sampan.transport.grpc_client import FatalRejection
+
+    try:
+        cfg = load_party_config(config)
+    except _user_errors() as exc:
+        _fail(exc)
+    _setup_logging(cfg.party.log_file, capture_grpc=False)
+    stop = threading.Event()
+    agent = PartyAgent(cfg)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+        if agent.link is not None:
+            agent.link.close()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        agent.serve(stop)
+    except FatalRejection as exc:
+        _fail(exc, code=3)
+    except _user_errors() as exc:
+        _fail(exc)
+
+
+# --- operators -----------------------------------------------------------------------------------------
+def _operator_credentials(ca: Path, cert: Path, key: Path):  # type: ignore[no-untyped-def]
+    import grpc
+
+    try:
+        return grpc.ssl_channel_credentials(ca.read_bytes(), key.read_bytes(), cert.read_bytes())
+    except OSError as exc:
+        _fail(exc)
+
+
+def submit(
+    config: Optional[Path] = typer.Argument(None, metavar="RUN_TOML", help="Run description (no data binding)."),
+    coordinator: str = typer.Option(..., "--coordinator", envvar="SAMPAN_COORDINATOR", help="host:port"),
+    ca: Path = typer.Option(..., "--ca", envvar="SAMPAN_CA", help="Consortium CA certificate."),
+    cert: Path = typer.Option(..., "--cert", envvar="SAMPAN_CERT", help="Operator certificate."),
+    key: Path = typer.Option(..., "--key", envvar="SAMPAN_KEY", help="Operator key."),
+    server_name: Optional[str] = typer.Option(None, help="TLS name on the coordinator's certificate "
+                                              "(default: the host of --coordinator)."),
+    resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN_ID", help="Resume a failed/interrupted run."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Follow the run until it ends."),
+    timeout: float = typer.Option(3600.0, help="Give up waiting after this many seconds."),
+) -> None:
+    """Submit a run to a coordinator (as an operator, over mutual TLS) and follow it."""
+    import tomllib
+
+    import grpc
+
+    from sampan.deploy.config import parse_run_spec, split_address
+    from sampan.transport.grpc_client import operator_call
+    from sampan.wire import Message
+
+    if (config is None) == (resume is None):
+        _fail("give either a RUN_TOML or --resume RUN_ID")
+    try:
+        host, _ = split_address(coordinator)
+        meta: dict[str, object] = {"resume": resume}
+        if config is not None:
+            data = tomllib.loads(config.read_text(encoding="utf-8"))
+            parse_run_spec(dict(data), source=str(config))  # fail here, not at the coordinator
+            meta = {"config": data}
+    except (*_user_errors(), tomllib.TOMLDecodeError) as exc:
+        _fail(exc)
+    credentials = _operator_credentials(ca, cert, key)
+    from sampan.deploy.certs import cert_identity, load_cert
+
+    operator = cert_identity(load_cert(cert))[0]
+    target = server_name or host
+
+    def call(method: str, meta: dict[str, object]) -> Message:
+        request = Message("", 0, operator, "coordinator", f"deploy.{method.lower()}", meta=meta)
+        try:
+            reply = operator_call(coordinator, credentials, method, request, target_name=target)
+        except grpc.RpcError as exc:
+            _fail(f"coordinator {coordinator}: {exc.code().name}: {exc.details()}")  # type: ignore[attr-defined]
+        if reply.is_error:
+            _fail(f"coordinator refused: {reply.meta.get('error_type')}: {reply.meta.get('error')}")
+        return reply
+
+    reply = call("Submit", meta)
+    run_id = str(reply.meta["run_id"])
+    console.print(f"Run [bold]{run_id}[/] {'resumed' if reply.meta.get('resumed') else 'submitted'} to {coordinator}.")
+    if not wait:
+        return
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        status = call("Status", {"run_id": run_id}).meta
+        line = (status["status"], status["round"])
+        if line != last:
+            console.print(f"  {status['status']}: round {status['round']}/{status['total_rounds']}")
+            last = line
+        if status["status"] in ("completed", "failed"):
+            if status["status"] == "failed":
+                _fail(f"run {run_id} failed: {status['error']}", code=1)
+            metrics = status.get("final_metrics") or {}
+            shown = ", ".join(f"{k.upper()} {metrics[k]:.4f}" for k in ("auc", "ks", "brier")
+                              if isinstance(metrics.get(k), float))
+            console.print(f"Run [bold]{run_id}[/] completed{': ' + shown if shown else ''}.")
+            return
+        time.sleep(0.5)
+    _fail(f"run {run_id} still running after {timeout:.0f} s", code=1)
+
+
+deploy_app = typer.Typer(help="Sampan deployment: certificates, agents, run submission.", no_args_is_help=True,
+                         add_completion=False, pretty_exceptions_enable=False)
+deploy_app.add_typer(certs_app, name="certs")
+deploy_app.add_typer(coordinator_app, name="coordinator")
+deploy_app.add_typer(party_app, name="party")
+deploy_app.command("submit")(submit)
+
+if __name__ == "__main__":  # pragma: no cover - agent entry point
+    deploy_app()

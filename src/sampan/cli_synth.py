@@ -1,0 +1,231 @@
+"""CLI for DP synthetic data: ``sampan synth fit | sample | report | federated``.
+
+``fit`` reads a CSV under a declared schema and writes a model folder (JSON + npz, atomically);
+``sample`` draws rows from a model, honouring targets and constraints; ``report`` compares a synthetic
+CSV with the real data (HTML + JSON); ``federated`` is the consortium demo: three simulated banks fit
+one synthesiser without pooling records, compared with central synthesis and each bank alone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table as RichTable
+
+from sampan.privacy.ledger import BudgetExceeded
+from sampan.privacy.randomness import seeded_generator
+from sampan.synth._io import atomic_write_text
+from sampan.synth.constraints import ConstraintError, parse_constraint
+from sampan.synth.fit import SynthConfig, fit_federated, fit_synthesizer
+from sampan.synth.model import ModelError, SynthModel
+from sampan.synth.programmable import TargetError, generate
+from sampan.synth.schema import SchemaError, SynthSchema, infer_schema, load_schema
+from sampan.synth.spec import combine, load_spec, parse_target
+from sampan.synth.table import TableError, read_csv_table, validate_table, write_csv_table
+
+__all__ = ["synth_app"]
+
+synth_app = typer.Typer(help="Differentially private synthetic tables: fit, sample, report, federated demo.",
+                        no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+console = Console()
+USER_ERRORS = (SchemaError, TableError, ModelError, ConstraintError, TargetError, BudgetExceeded, FileNotFoundError,
+               FileExistsError)
+SEED_HELP = "Seed all randomness (tests/demos only: the receipt marks the model reproducible, NOT private)."
+
+
+def _fail(exc: BaseException) -> None:
+    console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+    raise typer.Exit(2)
+
+
+def _rng(seed: Optional[int], offset: int = 0) -> Optional[np.random.Generator]:
+    """A seeded generator (warned about once per command) or None for CSPRNG noise."""
+    if seed is None:
+        return None
+    if offset in (0, 2):  # the first generator each command asks for
+        console.print("[yellow]warning:[/] --seed given: reproducible run, not private (never for real releases)")
+    return seeded_generator(seed + offset)
+
+
+def _schema_for(data: Path, schema: Optional[Path], label: Optional[str],
+                categorical: list[str]) -> tuple[SynthSchema, dict[str, np.ndarray]]:
+    """The declared schema (--schema, or <data>.schema.toml/.json beside the CSV), else one inferred with a warning."""
+    if schema is None:
+        schema = next((c for c in (data.with_suffix(".schema.toml"), data.with_suffix(".schema.json")) if c.is_file()),
+                      None)
+    if schema is not None:
+        declared = load_schema(schema)
+        return declared, read_csv_table(data, declared)
+    raw = read_csv_table(data, None, text_columns=tuple(categorical) + ((label,) if label else ()))
+    inferred = infer_schema(raw, label=label, categorical=tuple(categorical))
+    console.print("[yellow]warning:[/] no schema given: categories and min/max bounds were read off the data and "
+                  "are NOT protected by DP (the receipt says so); declare them with --schema for the full guarantee")
+    return inferred, validate_table(raw, inferred, f"file '{data}'")
+
+
+@synth_app.command("fit")
+def fit_cmd(
+    data: Path = typer.Option(..., "--data", help="CSV table of the data owner."),
+    epsilon: float = typer.Option(..., "--epsilon", min=0.001, help="Privacy budget ε of the whole synthesiser."),
+    out: Path = typer.Option(..., "--out", help="Model folder to write (replaced atomically)."),
+    delta: float = typer.Option(1e-5, "--delta", help="δ of the (ε, δ) guarantee."),
+    schema: Optional[Path] = typer.Option(None, "--schema", help="Schema TOML/JSON: columns, categories, public "
+                                          "bounds (default: <data>.schema.toml beside the CSV, else inferred: not private)."),
+    label: Optional[str] = typer.Option(None, "--label", help="Label column (when the schema is inferred)."),
+    categorical: list[str] = typer.Option([], "--categorical", help="Force a column to categorical (repeatable)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help=SEED_HELP),
+) -> None:
+    """Fit a DP synthesiser on one table; every measurement is charged to the privacy ledger."""
+    try:
+        declared, table = _schema_for(data, schema, label, categorical)
+        model = fit_synthesizer(table, declared, SynthConfig(epsilon=epsilon, delta=delta), rng=_rng(seed))
+        model.save(out)
+    except (*USER_ERRORS, ValueError) as exc:
+        _fail(exc)
+    party = next(iter(model.receipt["parties"].values()))
+    console.print(f"[bold]Fitted[/] on {int(round(model.n_hat)):,} rows (noisy count) in "
+                  f"{model.info['seconds_fit']:.2f} s: ε spent {party['epsilon_spent']:.4f} of {epsilon:g} "
+                  f"at δ={delta:g}, {len(party['releases'])} releases, {len(model.edges)} tree edges.")
+    console.print(f"Model written to {escape(str(out))} (model.json + tables.npz; holds no records).")
+
+
+@synth_app.command("sample")
+def sample_cmd(
+    model_dir: Path = typer.Option(..., "--model", help="Model folder written by 'sampan synth fit'."),
+    out: Path = typer.Option(..., "--out", help="CSV to write (atomically); the sampling report goes beside it."),
+    rows: Optional[int] = typer.Option(None, "--rows", min=1, help="Rows to draw (default: the noisy row count)."),
+    target: list[str] = typer.Option([], "--target", help="'COL=uniform' or 'COL: A=0.3, B=0.7' (repeatable)."),
+    constraint: list[str] = typer.Option([], "--constraint", help="Row constraint, e.g. 'loan <= 10 * revenue'."),
+    spec: Optional[Path] = typer.Option(None, "--spec", help="TOML with rows, [[targets]] and constraints."),
+    seed: Optional[int] = typer.Option(None, "--seed", help=SEED_HELP),
+) -> None:
+    """Draw synthetic rows (no privacy cost: the model holds only noisy marginals)."""
+    try:
+        model = SynthModel.load(model_dir)
+        plan = combine(load_spec(spec, model) if spec else None, [parse_target(t, model) for t in target],
+                       [parse_constraint(c, model.schema) for c in constraint])
+        n = rows or plan.rows or max(int(round(model.n_hat)), 1)
+        started = time.perf_counter()
+        table, report = generate(model, n, targets=plan.targets, constraints=plan.constraints, rng=_rng(seed, 1))
+        write_csv_table(table, model.schema, out)
+        side = out.with_name(out.stem + ".sampling.json")
+        atomic_write_text(side, json.dumps(report.to_dict(), indent=2))
+    except (*USER_ERRORS, ValueError) as exc:
+        _fail(exc)
+    console.print(f"Wrote {n:,} rows to {escape(str(out))} in {time.perf_counter() - started:.2f} s "
+                  f"({report.rows_drawn:,} drawn); report: {escape(str(side))}")
+    for t in report.targets:
+        console.print(f"  target {', '.join(t['columns'])}: max |achieved − requested| = "
+                      f"{t['max_abs_difference']:.4f} ({t['method']})")
+    for c in report.constraints:
+        console.print(f"  constraint {escape(c['constraint'])}: {c['violations']} violation(s)")
+    for note in report.notes:
+        console.print(f"  [yellow]note:[/] {escape(note)}")
+
+
+@synth_app.command("report")
+def report_cmd(
+    synthetic: Path = typer.Option(..., "--synthetic", help="Synthetic CSV."),
+    real: Path = typer.Option(..., "--real", help="The real CSV the model was fitted on."),
+    out: Path = typer.Option(..., "--out", help="Folder for report.html and report.json."),
+    model_dir: Optional[Path] = typer.Option(None, "--model", help="Model folder (schema, receipt, bias 'before')."),
+    schema: Optional[Path] = typer.Option(None, "--schema", help="Schema file (if no --model)."),
+    holdout: Optional[Path] = typer.Option(None, "--holdout", help="Real rows NOT used for fitting (utility, privacy)."),
+    constraint: list[str] = typer.Option([], "--constraint", help="Constraint to count violations of (repeatable)."),
+    group: list[str] = typer.Option([], "--group", help="Categorical column for the bias report (repeatable)."),
+    sampling: Optional[Path] = typer.Option(None, "--sampling", help="The .sampling.json written by 'sample'."),
+) -> None:
+    """Evaluate a synthetic table: fidelity, utility (TSTR), privacy (DCR, MIA), constraints, bias."""
+    from sampan.synth.evaluate import evaluate, headline
+    from sampan.synth.report import write_evaluation
+
+    try:
+        model = SynthModel.load(model_dir) if model_dir else None
+        declared = model.schema if model else (load_schema(schema) if schema else None)
+        if declared is None:
+            raise SchemaError("pass --model or --schema")
+        doc = evaluate(
+            declared, read_csv_table(synthetic, declared), real_train=read_csv_table(real, declared),
+            holdout=read_csv_table(holdout, declared) if holdout else None, model=model,
+            constraints=[parse_constraint(c, declared) for c in constraint], groups=group,
+            sample_report=json.loads(sampling.read_text(encoding="utf-8")) if sampling else None,
+        )
+        paths = write_evaluation(doc, out)
+    except (*USER_ERRORS, ValueError) as exc:
+        _fail(exc)
+    for key, value in headline(doc).items():
+        console.print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
+    console.print(f"Report: {escape(str(paths['html']))} and {escape(str(paths['json']))}")
+
+
+def _split(table: dict[str, np.ndarray], fraction: float, rng: np.random.Generator) -> tuple[dict, dict]:
+    n = len(next(iter(table.values())))
+    perm = rng.permutation(n)
+    cut = int(round(n * (1 - fraction)))
+    return ({k: v[perm[:cut]] for k, v in table.items()}, {k: v[perm[cut:]] for k, v in table.items()})
+
+
+@synth_app.command("federated")
+def federated_cmd(
+    epsilon: float = typer.Option(1.0, "--epsilon", min=0.001, help="Each bank's budget ε."),
+    out: Path = typer.Option(Path("synth-federated-model"), "--out", help="Model folder for the consortium model."),
+    report_dir: Path = typer.Option(Path("sampan-reports/synth-federated"), "--report-dir", help="Evaluation report."),
+    n_smes: int = typer.Option(12000, "--n-smes", min=300, help="SMEs in the simulated consortium."),
+    delta: float = typer.Option(1e-5, "--delta"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed the simulated data and all noise (demo only)."),
+) -> None:
+    """Consortium demo: three banks fit one DP synthesiser together; no bank shares a record."""
+    from sampan.synth.demo import SME_SYNTH_SCHEMA, consortium_tables
+    from sampan.synth.evaluate import evaluate
+    from sampan.synth.report import write_evaluation
+    from sampan.synth.tstr import train_and_score
+
+    schema = SME_SYNTH_SCHEMA
+    data_seed = seed if seed is not None else int(np.random.SeedSequence().entropy % 2**31)
+    banks = consortium_tables(n_smes, data_seed)
+    split_rng = np.random.default_rng(data_seed + 1)  # simulation only: which rows each bank holds out
+    trains, holdouts = {}, {}
+    for name, table in banks.items():
+        trains[name], holdouts[name] = _split(table, 0.2, split_rng)
+    pooled_holdout = {k: np.concatenate([h[k] for h in holdouts.values()]) for k in schema.names}
+    pooled_train = {k: np.concatenate([t[k] for t in trains.values()]) for k in schema.names}
+    config = SynthConfig(epsilon=epsilon, delta=delta)
+    console.print(f"[bold]Sampan federated synthesis[/]: {len(banks)} banks fit one synthesiser at ε={epsilon:g} "
+                  "each; only noisy marginals leave a bank (summed by secure aggregation in a deployment).")
+    try:
+        started = time.perf_counter()
+        model = fit_federated(trains, schema, config, rng=_rng(seed, 2))
+        n_rows = sum(len(t[schema.label]) for t in trains.values())  # type: ignore[index]
+        synthetic, report = generate(model, n_rows, rng=_rng(seed, 3))
+        seconds = time.perf_counter() - started
+        model.save(out)
+        central = fit_synthesizer(pooled_train, schema, config, party="pooled (simulation)", rng=_rng(seed, 4))
+        central_rows, _ = generate(central, n_rows, rng=_rng(seed, 5))
+        rows = [("federated synthesis (Sampan)", train_and_score(synthetic, pooled_holdout, schema)),
+                ("central synthesis, pooled data (simulation only)", train_and_score(central_rows, pooled_holdout, schema)),
+                ("real pooled data, no synthesis (simulation only)", train_and_score(pooled_train, pooled_holdout, schema))]
+        for name in banks:
+            alone = fit_synthesizer(trains[name], schema, config, party=name, rng=_rng(seed, 6))
+            alone_rows, _ = generate(alone, n_rows, rng=_rng(seed, 7))
+            rows.append((f"{name} alone (synthesis on its own rows)", train_and_score(alone_rows, pooled_holdout, schema)))
+        doc = evaluate(schema, synthetic, real_train=pooled_train, holdout=pooled_holdout, model=model,
+                       groups=["sector"], sample_report=report.to_dict())
+        paths = write_evaluation(doc, report_dir, title="Federated synthesis: SME consortium")
+    except (*USER_ERRORS, ValueError) as exc:
+        _fail(exc)
+    table = RichTable(title="TSTR AUC on all banks' holdout rows (logistic regression)")
+    table.add_column("training data")
+    table.add_column("AUC", justify="right")
+    for name, auc in rows:
+        table.add_row(name, f"{auc:.4f}")
+    console.print(table)
+    for name, party in model.receipt["parties"].items():
+        console.print(f"  {name}: ε spent {party['epsilon_spent']:.4f} of {epsilon:g} ({len(party['releases'])} releases)")
+    console.print(f"Fit + sample: {seconds:.2f} s. Model: {escape(str(out))}. Report: {escape(str(paths['html']))}")

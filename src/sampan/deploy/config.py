@@ -1,0 +1,268 @@
+"""TOML configs of a deployment: coordinator.toml, party.toml, and the deployment part of a run file.
+
+Relative paths are resolved against the config file's folder. Unknown keys are errors, as in run
+configs. A party's data binding (file, format, schema) lives only in its own party.toml; a run
+submitted to a coordinator names parties and, optionally, which of their datasets to use.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sampan.config import ColumnSection, ConfigError, RunConfig, parse_config
+from sampan.transport.grpc_envelope import Limits
+
+__all__ = ["CoordinatorConfig", "PartyConfig", "RunSpec", "load_coordinator_config", "load_party_config",
+           "parse_run_spec", "load_run_spec", "split_address"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TLSSection(_Strict):
+    ca: str = Field(description="consortium CA certificate (PEM)")
+    cert: str = Field(description="this member's certificate (PEM)")
+    key: str = Field(description="this member's private key (PEM, 0600; made locally, never sent)")
+    crl: str | None = Field(None, description="certificate revocation list (PEM), re-read when it changes")
+
+
+class LinkLimits(_Strict):
+    max_message_mb: float = Field(256, gt=0, le=4096)
+    chunk_kb: int = Field(1024, ge=16, le=16384)
+    replay_window_s: float = Field(600, ge=10)
+
+    def limits(self) -> Limits:
+        return Limits(chunk_bytes=self.chunk_kb * 1024, max_message_bytes=int(self.max_message_mb * (1 << 20)),
+                      replay_window_s=self.replay_window_s)
+
+
+class CoordinatorSection(LinkLimits):
+    name: str = Field("coordinator", description="CN on the coordinator's certificate")
+    listen: str = "127.0.0.1:7443"
+    state_dir: str = "coordinator-state"
+    store: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///<state_dir>/coordinator.db")
+    report_dir: str = "coordinator-reports"
+    audit_key: str | None = Field(None, description="the run store's audit-signing key (Ed25519 PEM, 0600); "
+                                  "default: $SAMPAN_AUDIT_KEY, else next to a SQLite store")
+    request_timeout_s: float = Field(3600, gt=0)
+    rejoin_timeout_s: float = Field(300, gt=0, description="how long a disconnected party may take to rejoin")
+    connect_timeout_s: float = Field(300, gt=0, description="how long a run waits for its parties to connect")
+    log_file: str | None = None
+
+
+class MemberSection(_Strict):
+    name: str = Field(min_length=1, max_length=64)
+    role: Literal["party", "operator"] = "party"
+    pin: str | None = Field(None, pattern=r"^sha256:[0-9a-fA-F]{64}$",
+                            description="SHA-256 of the member's public key; recorded on first use if absent")
+
+
+class CoordinatorConfig(_Strict):
+    coordinator: CoordinatorSection = Field(default_factory=CoordinatorSection)
+    tls: TLSSection
+    members: list[MemberSection] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> "CoordinatorConfig":
+        names = [m.name for m in self.members]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"member names must be unique; repeated: {repeated}")
+        if self.coordinator.name in names:
+            raise ValueError(f"{self.coordinator.name!r} is the coordinator's own name")
+        return self
+
+    @property
+    def store_url(self) -> str:
+        return self.coordinator.store or f"sqlite:///{Path(self.coordinator.state_dir) / 'coordinator.db'}"
+
+
+class DataSchema(_Strict):
+    id: str
+    label: str | None = Field(None, description="absent at vertical partners, which hold no label")
+    features: list[ColumnSection]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_names(cls, value: Any) -> Any:
+        if isinstance(value, dict) and isinstance(value.get("features"), list):
+            value = {**value, "features": [{"name": f} if isinstance(f, str) else f for f in value["features"]]}
+        return value
+
+
+class DatasetSection(_Strict):
+    path: str
+    format: Literal["csv", "parquet"] | None = None
+    schema_: DataSchema = Field(alias="schema")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class PartySection(LinkLimits):
+    name: str = Field(min_length=1, max_length=64, description="CN on this party's certificate")
+    coordinator: str = Field(description="host:port of the coordinator (this party dials out)")
+    coordinator_name: str = Field("coordinator", description="CN expected on the coordinator's certificate")
+    server_name: str | None = Field(None, description="TLS name (DNS/IP SAN) to check; default: host of coordinator")
+    coordinator_pin: str | None = Field(None, pattern=r"^sha256:[0-9a-fA-F]{64}$")
+    state_dir: str = "party-state"
+    store: str | None = Field(None, description="where this party keeps its own model parts; "
+                              "default sqlite:///<state_dir>/party.db")
+    backoff_initial_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(30, gt=0)
+    log_file: str | None = None
+
+
+class PartyConfig(_Strict):
+    party: PartySection
+    tls: TLSSection
+    data: dict[str, DatasetSection] = Field(min_length=1, description="[data.<name>]: this party's datasets")
+
+    @property
+    def store_url(self) -> str:
+        return self.party.store or f"sqlite:///{Path(self.party.state_dir) / 'party.db'}"
+
+
+class DeploySection(_Strict):
+    workflow: Literal["horizontal", "vertical"] = "horizontal"
+    parties: list[str] | None = Field(None, description="default: every party member of the federation")
+    dataset: str | None = Field(None, description="which [data.<name>] each party uses; default its only one")
+    label_holder: str | None = Field(None, description="vertical: the party holding the label")
+
+
+class VerticalSection(_Strict):
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(512, ge=1)
+    learning_rate: float = Field(0.5, gt=0)
+    l2: float = Field(1e-4, ge=0)
+    patience: int = Field(3, ge=1)
+    min_delta: float = 1e-5
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    val_fraction: float = Field(0.15, gt=0, lt=1)
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors())
+
+
+def _resolve(base: Path, value: str | None) -> str | None:
+    if value is None or "://" in value:
+        return value
+    return str((base / value).resolve())
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _resolve_paths(data: dict[str, Any], base: Path, section: str, keys: tuple[str, ...]) -> None:
+    block = data.get(section)
+    if isinstance(block, dict):
+        for key in keys:
+            if isinstance(block.get(key), str):
+                block[key] = _resolve(base, block[key])
+
+
+def _resolve_store(data: dict[str, Any], base: Path, section: str) -> None:
+    block = data.get(section)
+    if isinstance(block, dict) and isinstance(block.get("store"), str) and block["store"].startswith("sqlite:///"):
+        path = block["store"].removeprefix("sqlite:///")
+        if path and path != ":memory:" and not path.startswith("/"):
+            block["store"] = "sqlite:///" + str((base / path).resolve())
+
+
+def load_coordinator_config(path: str | Path) -> CoordinatorConfig:
+    path = Path(path)
+    data = _read_toml(path)
+    base = path.resolve().parent
+    _resolve_paths(data, base, "tls", ("ca", "cert", "key", "crl"))
+    _resolve_paths(data, base, "coordinator", ("state_dir", "report_dir", "log_file", "audit_key"))
+    _resolve_store(data, base, "coordinator")
+    try:
+        config = CoordinatorConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_problems(exc)}") from None
+    if "state_dir" not in (data.get("coordinator") or {}):  # defaults are relative to the file too
+        section = config.coordinator.model_copy(update={"state_dir": str(base / "coordinator-state")})
+        config = config.model_copy(update={"coordinator": section})
+    return config
+
+
+def load_party_config(path: str | Path) -> PartyConfig:
+    path = Path(path)
+    data = _read_toml(path)
+    base = path.resolve().parent
+    _resolve_paths(data, base, "tls", ("ca", "cert", "key", "crl"))
+    _resolve_paths(data, base, "party", ("state_dir", "log_file"))
+    _resolve_store(data, base, "party")
+    for binding in (data.get("data") or {}).values() if isinstance(data.get("data"), dict) else []:
+        if isinstance(binding, dict) and isinstance(binding.get("path"), str):
+            binding["path"] = _resolve(base, binding["path"])
+    try:
+        config = PartyConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_problems(exc)}") from None
+    if "state_dir" not in (data.get("party") or {}):
+        section = config.party.model_copy(update={"state_dir": str(base / "party-state")})
+        config = config.model_copy(update={"party": section})
+    return config
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"address {address!r} must be host:port")
+    return host.strip("[]"), int(port)
+
+
+# --- runs submitted to a coordinator -------------------------------------------------------------------
+_PLACEHOLDER_BINDING = {"parties": [{"name": "agent", "path": "held-by-each-party-agent"}],
+                        "schema": {"id": "id", "label": "label", "features": []}}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A deployment run: the run sections every workflow reads, plus who takes part and how."""
+
+    config: RunConfig              # for the horizontal workflow (data binding: a placeholder, never read)
+    deploy: DeploySection
+    vertical: VerticalSection | None
+    stored: dict[str, Any]         # what the store keeps (no placeholder binding)
+
+
+def parse_run_spec(data: dict[str, Any], *, source: str = "<run>") -> RunSpec:
+    data = dict(data)
+    bound = [k for k in ("source", "parties", "schema") if k in data]
+    if bound:
+        raise ConfigError(f"{source}: a run submitted to a coordinator has no data binding ({', '.join(bound)}); "
+                          "each party's data is bound in its own party.toml")
+    try:
+        deploy = DeploySection.model_validate(data.pop("deploy", {}) or {})
+        vertical_raw = data.pop("vertical", None)
+        vertical = VerticalSection.model_validate(vertical_raw or {}) if deploy.workflow == "vertical" else None
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_problems(exc)}") from None
+    if vertical_raw is not None and deploy.workflow != "vertical":
+        raise ConfigError(f"{source}: [vertical] is set but deploy.workflow is {deploy.workflow!r}")
+    if deploy.workflow == "vertical" and not deploy.label_holder:
+        raise ConfigError(f"{source}: a vertical run needs deploy.label_holder")
+    config = parse_config({**data, **_PLACEHOLDER_BINDING}, source=source)
+    stored = {k: v for k, v in config.to_dict().items() if k not in _PLACEHOLDER_BINDING}
+    stored["deploy"] = deploy.model_dump(mode="json", exclude_none=True)
+    if vertical is not None:
+        stored["vertical"] = vertical.model_dump(mode="json")
+    return RunSpec(config, deploy, vertical, stored)
+
+
+def load_run_spec(path: str | Path) -> RunSpec:
+    return parse_run_spec(_read_toml(Path(path)), source=str(path))

@@ -1,0 +1,207 @@
+"""Horizontal GBDT for bank consortia: one tree learner over histogram sums across banks.
+
+Every bank keeps its rows, labels and running scores; per node it sends only its gradient and hessian
+histograms over shared bin edges, the coordinator adds them (a sum that secure aggregation can hide
+when deployed), chooses the split and broadcasts it; each bank routes its own rows. Leaf values come
+from the summed histograms, so the model equals the pooled learner on the same bins.
+
+What the coordinator learns: per-feature quantile cut points of each bank (to agree on bin edges),
+each bank's row count and default count, and the summed histograms per node. Per-bank histograms are
+visible to it unless secure aggregation is on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+from scipy.special import expit
+
+from sampan.data.table import PartyData
+from sampan.models.gbdt import (
+    EarlyStopping, GBDTModel, GBDTParams, Tree, apply_bins, best_splits, histogram, make_slots,
+)
+from sampan.transport import Transport
+from sampan.wire import Message
+
+__all__ = ["HorizontalGBDTParty", "train_horizontal_gbdt", "merge_edges", "HorizontalGBDTResult"]
+
+
+class HorizontalGBDTParty:
+    """One bank's handlers: edges sketch, histograms of its rows, routing, leaf updates."""
+
+    def __init__(self, name: str, train: PartyData, val: PartyData | None = None) -> None:
+        self.name, self.train, self.val = name, train, val
+
+    def handlers(self) -> dict[str, Callable[[Message], Message]]:
+        return {"hgb.sketch": self.sketch, "hgb.setup": self.setup, "hgb.hist": self.hist, "hgb.split": self.split,
+                "hgb.leaves": self.leaves}
+
+    def sketch(self, msg: Message) -> Message:
+        """Local quantile cut points per feature, the row count and the default count."""
+        n_bins = int(msg.meta["n_bins"])
+        X = self.train.X
+        qs = np.stack([np.quantile(X[:, j], np.linspace(0, 1, n_bins + 1)[1:-1]) for j in range(X.shape[1])])
+        y = self.train.y if self.train.y is not None else np.zeros(len(X))
+        return msg.reply("hgb.sketch", {"quantiles": qs}, {"n": len(X), "events": float(y.sum())})
+
+    def setup(self, msg: Message) -> Message:
+        d = self.train.X.shape[1]
+        flat, counts = msg.arrays["edges"], msg.arrays["counts"]
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        self.edges = [flat[bounds[j]:bounds[j + 1]] for j in range(d)]
+        self.bins = apply_bins(self.train.X, self.edges)
+        self.slots = make_slots(self.name, list(self.train.feature_names), self.edges)
+        base = float(msg.meta["base_score"])
+        self.raw = np.full(len(self.train), base)
+        self.y = self.train.y.astype(float)
+        if self.val is not None and len(self.val):
+            self.val_bins, self.val_raw, self.y_val = apply_bins(self.val.X, self.edges), np.full(len(self.val), base), \
+                self.val.y.astype(float)
+        else:
+            self.val_bins, self.val_raw, self.y_val = None, None, None
+        return msg.reply("hgb.ack")
+
+    def hist(self, msg: Message) -> Message:
+        """Histograms of this bank's rows in each requested node (new tree: fresh gradients, root only)."""
+        if msg.meta.get("new_tree"):
+            p = expit(self.raw)
+            self.g, self.h = p - self.y, np.maximum(p * (1 - p), 1e-16)
+            self.node = np.zeros(len(self.y), dtype=np.int64)
+            self.val_node = np.zeros(len(self.y_val), dtype=np.int64) if self.y_val is not None else None
+        out = {}
+        for node in msg.arrays["nodes"].tolist():
+            rows = np.flatnonzero(self.node == node)
+            G, H = histogram(self.bins, self.slots, rows, self.g, self.h)
+            out[f"G:{node}"], out[f"H:{node}"] = G, H
+        return msg.reply("hgb.hist", out)
+
+    def split(self, msg: Message) -> Message:
+        """Route this bank's rows (and validation rows) through the new splits."""
+        for node, feature, b, left, right in msg.arrays["splits"].tolist():
+            for bins, where in ((self.bins, self.node), (self.val_bins, self.val_node)):
+                if bins is None or where is None:
+                    continue
+                at = where == node
+                go_left = bins[:, feature] <= b
+                where[at & go_left], where[at & ~go_left] = left, right
+        return msg.reply("hgb.ack")
+
+    def leaves(self, msg: Message) -> Message:
+        """Add the finished tree's leaf values; report the validation log-loss sum (one number)."""
+        values = msg.arrays["values"]
+        self.raw += values[self.node]
+        out: dict[str, Any] = {"n_val": 0, "val_loss": 0.0}
+        if self.val_raw is not None and self.val_node is not None:
+            self.val_raw += values[self.val_node]
+            out = {"n_val": len(self.y_val), "val_loss": float(np.sum(np.logaddexp(0, self.val_raw) - self.y_val * self.val_raw))}
+        return msg.reply("hgb.leaves", meta=out)
+
+
+def merge_edges(sketches: list[tuple[np.ndarray, int]]) -> list[np.ndarray]:
+    """Shared cut points: each bank's quantiles averaged with row-count weights, then de-duplicated."""
+    total = sum(n for _, n in sketches)
+    avg = sum(q * (n / total) for q, n in sketches)
+    return [np.unique(row) for row in np.atleast_2d(avg)]
+
+
+@dataclass
+class HorizontalGBDTResult:
+    model: GBDTModel
+    edges: list[np.ndarray]
+    thresholds: dict[tuple[int, int], tuple[int, int]]
+    seconds: float
+
+
+def train_horizontal_gbdt(transport: Transport, run_id: str, banks: list[str], params: GBDTParams,
+                          feature_names: list[str], *, progress: Callable[[dict[str, Any]], None] | None = None
+                          ) -> HorizontalGBDTResult:
+    """Coordinator: agree on bins, then grow trees level by level on summed histograms."""
+    started = time.perf_counter()
+    step = [0]
+
+    def wave(kind: str, arrays: dict | None = None, meta: dict | None = None, to: list[str] | None = None) -> list[Message]:
+        step[0] += 1
+        msgs = (Message(run_id, step[0], "coordinator", b, kind, arrays or {}, meta or {}) for b in (to or banks))
+        return list(transport.exchange(msgs))
+
+    sk = wave("hgb.sketch", meta={"n_bins": params.n_bins})
+    edges = merge_edges([(r.arrays["quantiles"], int(r.meta["n"])) for r in sk])
+    n_total, events = sum(int(r.meta["n"]) for r in sk), sum(float(r.meta["events"]) for r in sk)
+    rate = float(np.clip(events / n_total, 1e-6, 1 - 1e-6))
+    base = float(np.log(rate / (1 - rate)))
+    wave("hgb.setup", {"edges": np.concatenate(edges), "counts": np.array([len(e) for e in edges])}, {"base_score": base})
+    slots = {"all": make_slots("all", feature_names, edges)}
+    model = GBDTModel(base, [], params)
+    thresholds: dict[tuple[int, int], tuple[int, int]] = {}
+    stopper = EarlyStopping(params.early_stopping_rounds)
+
+    def summed(replies: list[Message], node: int) -> tuple[np.ndarray, np.ndarray]:
+        return (np.sum([r.arrays[f"G:{node}"] for r in replies], axis=0), np.sum([r.arrays[f"H:{node}"] for r in replies], axis=0))
+
+    for t in range(params.n_trees):
+        tree = Tree()
+        root = tree.add()
+        replies = wave("hgb.hist", {"nodes": np.array([root])}, {"new_tree": True})
+        level = [(root, {"all": summed(replies, root)})]
+        for depth in range(params.max_depth + 1):
+            splits = []
+            for node, hist in level:
+                G, H = hist["all"][0][:slots["all"][0].n_bins].sum(), hist["all"][1][:slots["all"][0].n_bins].sum()
+                tree.node_value[node] = -params.learning_rate * G / (H + params.l2)
+                cand = best_splits(hist, slots, params) if depth < params.max_depth else None
+                if cand is None:
+                    tree.value[node] = tree.node_value[node]
+                else:
+                    splits.append((node, hist, cand, H))
+            if not splits:
+                break
+            rows, pending, small_nodes = [], [], []
+            for node, hist, cand, H in splits:
+                ln, rn = tree.add(), tree.add()
+                tree.left[node], tree.right[node], tree.owner[node] = ln, rn, "all"
+                tree.default_left[node] = cand.H_left >= H - cand.H_left
+                thresholds[(t, node)] = (cand.feature, cand.bin)
+                rows.append([node, cand.feature, cand.bin, ln, rn])
+                small = ln if cand.H_left <= H - cand.H_left else rn
+                small_nodes.append(small)
+                pending.append((hist, small, rn if small == ln else ln))
+            wave("hgb.split", {"splits": np.array(rows, dtype=np.int64)})
+            replies = wave("hgb.hist", {"nodes": np.array(small_nodes)})
+            nxt = []
+            for hist, small, big in pending:
+                sh = {"all": summed(replies, small)}
+                nxt += [(small, sh), (big, {"all": (hist["all"][0] - sh["all"][0], hist["all"][1] - sh["all"][1])})]
+            level = nxt
+        values = np.array(tree.value)
+        model.trees.append(tree)
+        replies = wave("hgb.leaves", {"values": values})
+        n_val = sum(int(r.meta["n_val"]) for r in replies)
+        record = {"tree": t + 1}
+        stop = False
+        if n_val:
+            record["val_logloss"] = sum(float(r.meta["val_loss"]) for r in replies) / n_val
+            stop = stopper.update(record["val_logloss"], t + 1)
+        model.history.append(record)
+        if progress:
+            progress(record)
+        if stop:
+            break
+    model.best_iteration = stopper.best_iteration or len(model.trees)
+    model.trees = model.trees[:model.best_iteration]
+    return HorizontalGBDTResult(model, edges, thresholds, time.perf_counter() - started)
+
+
+def predict_horizontal(result: HorizontalGBDTResult, X: np.ndarray) -> np.ndarray:
+    """Raw scores of rows (any bank can score its own applicants with the shared model)."""
+    bins = apply_bins(X, result.edges)
+    raw = np.full(len(X), result.model.base_score)
+    for t, tree in enumerate(result.model.trees):
+        nodes = tree.owned_by("all")
+        dec = np.stack([bins[:, result.thresholds[(t, n)][0]] <= result.thresholds[(t, n)][1] for n in nodes], axis=1) \
+            if nodes else np.zeros((len(X), 0), dtype=bool)
+        raw += tree.predict({"all": dec}, len(X))
+    return raw
+

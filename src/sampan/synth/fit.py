@@ -1,0 +1,379 @@
+"""Fitting a synthesiser: central (one data owner) or federated (several, without pooling records).
+
+Both run the same plan against one or more `PartyMeasurer`s and sum their noisy releases (in a
+deployment the sum goes through secure aggregation, so the fitter sees only the total; each party's
+own noise already protects it, whoever sees its release). Plan, with rho the zCDP total of the budget:
+
+1. label histogram (or row count) -> n_hat, which sizes everything that follows;
+2. 1-way histograms: categories, or a public fine grid per numeric column -> DP quantile bins;
+4. (label, feature) 2-ways for every feature;
+5. a spanning tree over the features by the exponential mechanism (per party; votes combined), scored
+   against what the label already explains;
+6. a (feature, parent) 2-way per tree edge, the parent's bins merged to what the noise allows;
+7. estimation (`estimate.py`) -> label distribution + conditional tables -> `SynthModel`.
+
+Every adaptive choice (grid sizes, bins per column, parent coarsening) depends on the data only
+through earlier noisy releases, so it is post-processing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from sampan.privacy.ledger import UNIT_OF_PRIVACY, Budget, Ledger
+from sampan.privacy.randomness import is_seeded, secure_generator
+from sampan.synth.budget import BudgetWeights, em_event, gaussian_event, rho_for_budget, sigma_for_rho
+from sampan.synth.discretize import NumericBins, build_bins, fine_grid, quantile_starts
+from sampan.synth.encoders import CategoryGroups, Encoder, build_groups
+from sampan.synth.estimate import PairMeasurement, estimate_tables, fit_label_margins
+from sampan.synth.measure import Axis, PartyMeasurer
+from sampan.synth.model import SynthModel
+from sampan.synth.schema import SynthColumn, SynthSchema
+from sampan.synth.select import baseline_tables, combine_trees
+
+__all__ = ["SynthConfig", "fit_federated", "fit_synthesizer"]
+
+METHOD = ("sampan tree-augmented naive Bayes (MST/PrivBayes family): noisy 1-ways with DP quantile bins, "
+          "Gaussian-noised (label, feature) and EM-selected (feature, parent) 2-ways, consistent estimation")
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Budget and the knobs of the plan; the defaults are what the benchmarks use.
+
+    ``tree``: model (feature, parent) dependences: True, False, or None = only when the noisy row count
+    is at least ``tree_min_signal`` times the noise of a (feature, parent) table (small or very private
+    tables put everything into the (label, feature) tables instead: a naive Bayes).
+    ``bin_signal``: a numeric column gets about n / (bin_signal * label classes * sigma) bins (at most
+    ``max_bins``). ``clique_signal``: a (feature, parent) table may have at most n / (clique_signal *
+    sigma) cells; the parent's bins are merged until it fits (edge dropped if fewer than 2 groups remain).
+    """
+
+    epsilon: float
+    delta: float = 1e-5
+    weights: BudgetWeights = field(default_factory=BudgetWeights)
+    tree: bool | None = None
+    tree_min_signal: float = 250.0
+    max_bins: int = 32
+    max_fine_cells: int = 256
+    min_fine_cells: int = 16
+    bin_signal: float = 4.0
+    clique_signal: float = 2.0
+    fine_threshold: float | None = None  # sigmas; None = Bonferroni-style per grid (see discretize.py)
+    category_threshold: float = 3.0
+    shrink_label_pairs: bool = True
+
+    def __post_init__(self) -> None:
+        Budget(self.epsilon, self.delta)  # validates epsilon > 0 and 0 < delta < 1, naming the field
+        for name in ("max_bins", "max_fine_cells", "min_fine_cells"):
+            if int(getattr(self, name)) < 2:
+                raise ValueError(f"SynthConfig.{name} must be >= 2")
+        for name in ("bin_signal", "clique_signal", "fine_threshold", "category_threshold"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                raise ValueError(f"SynthConfig.{name} must be > 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _pow2_clip(x: float, lo: int, hi: int) -> int:
+    return int(min(max(2 ** round(math.log2(max(x, 1.0))), lo), hi))
+
+
+def _coarsen_map(encoder: Encoder, mass: np.ndarray, groups: int) -> np.ndarray:
+    """Parent bins -> at most ``groups`` groups: equal-mass runs of ordered bins, or top categories + rest."""
+    k = encoder.n_bins
+    if groups >= k:
+        return np.arange(k, dtype=np.int64)
+    if isinstance(encoder, NumericBins):
+        starts = quantile_starts(np.maximum(mass, 0.0), groups)
+        return (np.searchsorted(starts, np.arange(k), side="right") - 1).astype(np.int64)
+    order = np.argsort(-mass, kind="stable")
+    out = np.full(k, groups - 1, dtype=np.int64)
+    out[order[: groups - 1]] = np.arange(groups - 1)
+    return out
+
+
+DIRECT_MAX_VALUES = 12
+
+
+def _is_direct(spec: SynthColumn) -> bool:
+    """Categorical, or integer with few public values: modelled value by value, no quantile bins needed."""
+    if spec.kind == "categorical":
+        return True
+    lo, hi = spec.bounds  # type: ignore[misc]
+    return spec.integer and hi - lo + 1 <= DIRECT_MAX_VALUES
+
+
+def _identity_encoder(spec: SynthColumn) -> Encoder:
+    if spec.kind == "categorical":
+        return CategoryGroups(spec, np.arange(spec.size, dtype=np.int64), np.ones(spec.size))
+    grid = fine_grid(spec, 2)
+    return NumericBins(grid, np.arange(grid.n_cells + 1, dtype=np.int64), np.ones(grid.n_cells))
+
+
+def _pool_direct(spec: SynthColumn, table: np.ndarray, noise: float,
+                 config: SynthConfig) -> tuple[Encoder, np.ndarray, np.ndarray]:
+    """Encoder of a direct column from its noisy (L, values) table; rare categories pooled (post-processing)."""
+    counts = table.sum(0)
+    L = table.shape[0]
+    if spec.kind == "numeric":
+        grid = fine_grid(spec, 2)
+        enc = NumericBins(grid, np.arange(grid.n_cells + 1, dtype=np.int64), np.maximum(counts, 0.0))
+        return enc, table, np.full(table.shape[1], noise**2)
+    groups = build_groups(spec, counts, noise * math.sqrt(L), config.category_threshold)
+    onehot = np.zeros((spec.size, groups.n_bins))
+    onehot[np.arange(spec.size), groups.group_of] = 1.0
+    return groups, table @ onehot, onehot.sum(0) * noise**2
+
+
+def _orient(features: list[str], edges: list[tuple[str, str]]) -> tuple[list[str], dict[str, str | None]]:
+    """BFS order and parents; each component is rooted at its first feature in schema order."""
+    adj: dict[str, list[str]] = {f: [] for f in features}
+    for a, b in edges:
+        adj[a].append(b)
+        adj[b].append(a)
+    order: list[str] = []
+    parents: dict[str, str | None] = {}
+    for root in features:
+        if root in parents:
+            continue
+        parents[root] = None
+        queue = [root]
+        while queue:
+            u = queue.pop(0)
+            order.append(u)
+            for v in sorted(adj[u], key=features.index):
+                if v not in parents:
+                    parents[v] = u
+                    queue.append(v)
+    return order, parents
+
+
+def _sum(releases: list[np.ndarray]) -> np.ndarray:
+    """The aggregate of the parties' noisy releases (secure aggregation computes exactly this sum)."""
+    return np.sum(releases, axis=0)
+
+
+def _fit(measurers: Mapping[str, PartyMeasurer], schema: SynthSchema, config: SynthConfig, ledger: Ledger,
+         rng: np.random.Generator | None) -> SynthModel:
+    started = time.perf_counter()
+    parties = list(measurers.values())
+    K = len(parties)
+    root_k = math.sqrt(K)  # noise std of a sum of K releases, in units of one party's sigma
+    features = [c.name for c in schema.features]
+    if not features:
+        raise ValueError("the schema needs at least one column besides the label")
+    with_label = schema.label is not None
+    L = len(schema.column(schema.label).categories or ()) if with_label else 1  # type: ignore[arg-type]
+    rho = rho_for_budget(config.epsilon, config.delta)
+    direct = [f for f in features if _is_direct(schema.column(f))]
+    binned = [f for f in features if f not in direct]
+    can_tree = len(features) >= 2 and config.tree is not False
+    two_way = features if with_label else direct  # measured (label, feature), or 1-way of a direct column
+    rounds = len(features) - 1
+
+    def plan(tree: bool, budget: float, with_label_release: bool) -> dict[str, float]:
+        counts = {"label": int(with_label_release), "one_way": len(binned), "label_pair": len(two_way),
+                  "select": rounds if tree else 0, "pair": rounds if tree else 0}
+        return config.weights.split(budget, {k: n for k, n in counts.items() if n})
+
+    full = plan(can_tree, rho, True)
+    sigma_label = sigma_for_rho(full["label"])
+    # The largest plan (with the tree) is checked against every party's budget before any data is read,
+    # so an over-budget fit stops before its first release. Every plan composes to the same total rho,
+    # so the plan actually run (chosen after the label release) costs exactly what was checked.
+    planned = []
+    for name in measurers:
+        planned.append(gaussian_event(name, sigma_label, 1.0, 0, "planned: label / count"))
+        planned += [gaussian_event(name, sigma_for_rho(full[k]), 1.0, 0, f"planned: {k}")
+                    for k in ("one_way", "label_pair", "pair") if k in full
+                    for _ in range(len(binned) if k == "one_way" else len(two_way) if k == "label_pair" else rounds)]
+        if "select" in full:
+            planned += [em_event(name, math.sqrt(8 * full["select"]), 0, "planned: selection") for _ in range(rounds)]
+    ledger.check(planned)
+
+    # 1. label / count
+    label_releases = [p.label_counts(sigma_label) for p in parties]
+    label_sum = _sum(label_releases)
+    n_hat = max(float(np.maximum(label_sum, 0).sum()), 1.0)
+
+    # The tree is worth its budget only if (feature, parent) tables can hold enough cells above the noise;
+    # decided from the noisy row count (post-processing), unless the config forces it.
+    with_tree = can_tree
+    if can_tree and config.tree is None:
+        with_tree = n_hat / (root_k * sigma_for_rho(full["pair"])) >= config.tree_min_signal
+    per = plan(with_tree, rho - full["label"], False)
+    sigma_1 = sigma_for_rho(per["one_way"]) if binned else math.inf
+    sigma_ly = sigma_for_rho(per["label_pair"]) if two_way else math.inf
+    sigma_p = sigma_for_rho(per["pair"]) if with_tree else math.inf
+    eps_em = math.sqrt(8 * per["select"]) if with_tree else 0.0
+
+    # 2. fine 1-ways of binned numeric columns -> DP quantile bins
+    encoders: dict[str, Encoder] = {f: _identity_encoder(schema.column(f)) for f in direct}
+    one_ways: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    noise_1, noise_ly = root_k * sigma_1, root_k * sigma_ly
+    noise_pair = noise_ly if with_label else root_k * sigma_p if with_tree else noise_1
+    n_fine = _pow2_clip(n_hat / (config.bin_signal * noise_1), config.min_fine_cells, config.max_fine_cells)
+    n_bins = int(min(max(n_hat / (config.bin_signal * L * noise_pair), 2), config.max_bins))
+    for name in binned:
+        grid = fine_grid(schema.column(name), n_fine)
+        noisy = _sum([p.one_way(name, sigma_1, grid) for p in parties])
+        enc = build_bins(grid, noisy, noise_1, n_bins, config.fine_threshold)
+        cell_bin = enc.cell_to_bin()
+        encoders[name] = enc
+        one_ways[name] = (np.bincount(cell_bin, weights=noisy, minlength=enc.n_bins),
+                          np.bincount(cell_bin, minlength=enc.n_bins) * noise_1**2)
+    label_encoder = None
+    if with_label:
+        label_encoder = build_groups(schema.column(schema.label), label_sum, root_k * sigma_label,  # type: ignore[arg-type]
+                                     compress=False)
+    for p in parties:
+        p.set_encoders(encoders)
+
+    # 3. (label, feature) 2-ways (1-ways of direct columns if there is no label); rare categories pooled after
+    label_pairs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name in two_way:
+        axes: list[Axis] = [("", None), (name, None)]
+        table = _sum([p.clique(axes, sigma_ly) for p in parties]).reshape(L, -1)
+        var = np.full(table.shape[1], noise_ly**2)
+        if name in direct:
+            encoders[name], table, var = _pool_direct(schema.column(name), table, noise_ly, config)
+        label_pairs[name] = (table, var)
+    for p in parties:
+        p.set_encoders(encoders)
+    c_y, margins = fit_label_margins(label_sum, (root_k * sigma_label) ** 2, one_ways, label_pairs, features,
+                                     config.shrink_label_pairs)
+
+    # 4. structure: each party picks a tree against the public baseline; trees combined by vote
+    gen = rng if rng is not None else secure_generator()
+    edges: list[tuple[str, str]] = []
+    if with_tree:
+        p_label = c_y / max(c_y.sum(), 1e-300)
+        conditionals = {f: margins[f] / np.maximum(margins[f].sum(1, keepdims=True), 1e-300) for f in features}
+        baselines = baseline_tables(conditionals, p_label, 1.0)
+        trees = []
+        for p, release in zip(parties, label_releases):
+            n_local = max(float(np.maximum(release, 0).sum()), 1.0)
+            trees.append(p.select_tree(features, baselines, n_local, eps_em))
+        edges = combine_trees(features, trees, gen)
+    order, parents = _orient(features, edges)
+
+    # 5. (feature, parent) 2-ways, the parent's bins merged until the table fits the noise
+    coarsen: dict[str, np.ndarray | None] = {f: None for f in features}
+    pairs: dict[str, PairMeasurement] = {}
+    if with_tree:
+        noise_p = root_k * sigma_p
+        cap = n_hat / (config.clique_signal * noise_p)
+        for name in order:
+            parent = parents[name]
+            if parent is None:
+                continue
+            groups = int(cap // encoders[name].n_bins)
+            if groups < 2:
+                parents[name] = None
+                continue
+            cmap = _coarsen_map(encoders[parent], margins[parent].sum(0), groups)
+            coarsen[name] = cmap
+            table = _sum([p.clique([(name, None), (parent, cmap)], sigma_p) for p in parties])
+            pairs[name] = PairMeasurement(name, parent, cmap, table, noise_p**2)
+
+    # 6. estimation
+    fitted = estimate_tables(label_sum, (root_k * sigma_label) ** 2, one_ways, label_pairs, pairs, order,
+                             config.shrink_label_pairs)
+    receipt = _receipt(measurers, schema, config, ledger, rho, rng)
+    info = {
+        "seconds_fit": time.perf_counter() - started,
+        "parties": list(measurers),
+        "n_hat": fitted.n_hat,
+        "bins": {f: encoders[f].n_bins for f in features},
+        "fine_cells": n_fine,
+        "edges": [[parents[f], f] for f in order if parents[f] is not None],
+        "coarsened_parent_groups": {f: int(c.max()) + 1 for f, c in coarsen.items() if c is not None},
+        "shrinkage_weight": fitted.shrinkage,
+        "tree": with_tree,
+        "sigma": {k: (v if math.isfinite(v) else None) for k, v in {
+            "label": sigma_label, "one_way": sigma_1, "label_pair": sigma_ly, "pair": sigma_p}.items()},
+        "em_epsilon_per_round": eps_em,
+        "config": config.to_dict(),
+    }
+    return SynthModel(
+        schema=schema, encoders=encoders, label_encoder=label_encoder, order=order, parents=parents,
+        coarsen=coarsen, p_label=fitted.p_label, conditionals=fitted.conditionals, n_hat=fitted.n_hat,
+        receipt=receipt, info=info,
+    )
+
+
+def _receipt(measurers: Mapping[str, PartyMeasurer], schema: SynthSchema, config: SynthConfig, ledger: Ledger,
+             rho: float, rng: np.random.Generator | None) -> dict[str, Any]:
+    domain_note = (
+        "categories and numeric bounds were declared (public), so the whole model is covered by the guarantee"
+        if schema.domain_source == "declared" else
+        "categories and numeric bounds were INFERRED FROM THE DATA: they are not protected by DP (declare a "
+        "schema with public bounds for the full guarantee)"
+    )
+    parties = {}
+    for name, m in measurers.items():
+        parties[name] = {
+            "epsilon_spent": ledger.spent(name),
+            "delta": config.delta,
+            "rho_spent": float(sum(r["rho"] for r in m.releases)),  # type: ignore[misc]
+            "releases": m.releases,
+        }
+    return {
+        "method": METHOD,
+        "epsilon": config.epsilon,
+        "delta": config.delta,
+        "rho": rho,
+        "accountant": ledger.accountant,
+        "level": "DP1",
+        "unit_of_privacy": UNIT_OF_PRIVACY,
+        "parties": parties,
+        "federated": len(measurers) > 1,
+        "aggregation": ("sum of the parties' noisy releases (secure aggregation in a deployment); each party's "
+                        "own noise protects its records" if len(measurers) > 1 else "single data owner"),
+        "domain": {"source": schema.domain_source, "note": domain_note},
+        "reproducible_not_private": is_seeded(rng),
+        "post_processing": "bins, tree orientation, coarsening, estimation and sampling use only the releases above",
+        "ledger": json.loads(ledger.to_json()),
+    }
+
+
+def _ledger(parties: list[str], config: SynthConfig, ledger: Ledger | None) -> Ledger:
+    if ledger is None:
+        return Ledger({p: Budget(config.epsilon, config.delta) for p in parties}, accountant="rdp")
+    if ledger.accountant != "rdp":
+        raise ValueError("the synthesiser needs an RDP ledger: its exponential-mechanism selection is accounted "
+                         "by its zCDP bound, which PLD accounting cannot take")
+    missing = [p for p in parties if p not in ledger.parties]
+    if missing:
+        raise ValueError(f"ledger has no budget for part(y/ies) {missing}")
+    return ledger
+
+
+def fit_synthesizer(table: Mapping[str, np.ndarray], schema: SynthSchema, config: SynthConfig, *,
+                    party: str = "data_owner", ledger: Ledger | None = None,
+                    rng: np.random.Generator | None = None) -> SynthModel:
+    """Fit on one data owner's table under (config.epsilon, config.delta)-DP; see the module doc.
+
+    ``rng``: a seeded generator makes the run reproducible and is marked so in the receipt (tests only).
+    """
+    book = _ledger([party], config, ledger)
+    return _fit({party: PartyMeasurer(party, table, schema, book, rng)}, schema, config, book, rng)
+
+
+def fit_federated(tables: Mapping[str, Mapping[str, np.ndarray]], schema: SynthSchema, config: SynthConfig, *,
+                  ledger: Ledger | None = None, rng: np.random.Generator | None = None) -> SynthModel:
+    """One synthesiser for a consortium: every party measures the same marginals on its own records under
+    its own (epsilon, delta) budget; only noisy histograms (and each party's chosen tree) leave a party."""
+    if len(tables) < 1:
+        raise ValueError("federated synthesis needs at least one party")
+    book = _ledger(list(tables), config, ledger)
+    measurers = {name: PartyMeasurer(name, t, schema, book, rng) for name, t in tables.items()}
+    return _fit(measurers, schema, config, book, rng)

@@ -1,0 +1,144 @@
+"""A data owner's side of synthesis: the only code that reads records, and every release it makes.
+
+`PartyMeasurer` holds one party's validated table and answers the fitter's requests with noisy
+counts only: a histogram of the label (or the row count), 1-way histograms over public grids, an
+exponential-mechanism choice of tree edges, and histograms of the selected cliques. Each release is
+charged to the party's ledger *before* it is computed (``Ledger.record`` refuses an over-budget
+release and nothing is released). In a deployment this object lives in the party's agent; the fitter
+only ever receives what these methods return.
+
+Sensitivity: every histogram here partitions the rows (one cell per row), so adding or removing one
+record changes one cell by one: L2 sensitivity 1. A selection score is an L1 distance between a
+histogram and a fixed (already public) table, so it also moves by at most 1 per record.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from sampan.privacy.ledger import Ledger
+from sampan.privacy.mechanisms import GaussianMechanism
+from sampan.privacy.randomness import secure_generator
+from sampan.synth.budget import em_event, gaussian_event
+from sampan.synth.discretize import FineGrid
+from sampan.synth.encoders import Encoder
+from sampan.synth.schema import SynthSchema
+from sampan.synth.select import em_spanning_tree, independence_scores
+from sampan.synth.table import category_codes, n_rows, validate_table
+
+__all__ = ["Axis", "PartyMeasurer"]
+
+Axis = tuple[str, np.ndarray | None]
+"""A clique axis: column name and an optional map from the column's model bins to coarser groups."""
+
+
+class PartyMeasurer:
+    """One party's records behind a narrow, ledger-charged, noise-only interface."""
+
+    def __init__(self, party: str, table: Mapping[str, np.ndarray], schema: SynthSchema, ledger: Ledger,
+                 rng: np.random.Generator | None = None) -> None:
+        self.party = party
+        self._schema = schema
+        self._table = validate_table(table, schema, f"party '{party}'")
+        self._n = n_rows(self._table)
+        self._ledger = ledger
+        self._rng = rng
+        self._step = 0
+        self._bins: dict[str, np.ndarray] = {}
+        self._sizes: dict[str, int] = {}
+        self.releases: list[dict[str, object]] = []
+
+    # -- helpers -------------------------------------------------------------------------------------------
+
+    def _generator(self) -> np.random.Generator:
+        return self._rng if self._rng is not None else secure_generator()
+
+    def _release(self, counts: np.ndarray, sigma: float, note: str, attributes: Sequence[str]) -> np.ndarray:
+        """Charge the ledger, then add Gaussian noise (sensitivity 1) to a histogram."""
+        self._ledger.record(gaussian_event(self.party, sigma, 1.0, self._step, note))
+        self._step += 1
+        self.releases.append({"kind": "gaussian", "note": note, "attributes": list(attributes),
+                              "cells": int(counts.size), "sigma": sigma, "sensitivity": 1.0,
+                              "rho": 1.0 / (2.0 * sigma**2)})
+        mechanism = GaussianMechanism(1.0, sigma)
+        return np.asarray(mechanism.release(counts.astype(np.float64), self._generator()))
+
+    def _label_codes(self) -> tuple[np.ndarray, int]:
+        label = self._schema.label
+        if label is None:
+            return np.zeros(self._n, dtype=np.int64), 1
+        spec = self._schema.column(label)
+        return category_codes(self._table[label], spec), spec.size
+
+    # -- releases ------------------------------------------------------------------------------------------
+
+    def label_counts(self, sigma: float) -> np.ndarray:
+        """Noisy histogram of the label classes (or of the row count if the table has no label)."""
+        codes, size = self._label_codes()
+        counts = np.bincount(codes, minlength=size)
+        what = self._schema.label or "row count"
+        return self._release(counts, sigma, f"1-way {what}", [self._schema.label] if self._schema.label else [])
+
+    def one_way(self, column: str, sigma: float, grid: FineGrid | None = None) -> np.ndarray:
+        """Noisy histogram of a categorical column, or of a numeric column over a public fine grid."""
+        spec = self._schema.column(column)
+        values = self._table[column]
+        if spec.kind == "categorical":
+            counts = np.bincount(category_codes(values, spec), minlength=spec.size)
+            note = f"1-way {column} ({spec.size} categories)"
+        else:
+            if grid is None:
+                raise ValueError(f"column '{column}' is numeric: a public fine grid is needed")
+            counts = np.bincount(grid.encode(values), minlength=grid.n_cells)
+            note = f"1-way {column} (DP quantiles: {grid.n_cells}-cell fine histogram)"
+        return self._release(counts, sigma, note, [column])
+
+    def set_encoders(self, encoders: Mapping[str, Encoder]) -> None:
+        """Receive the public bin definitions and encode this party's records with them (locally)."""
+        label = self._schema.label
+        for name, encoder in encoders.items():
+            if name == label:
+                continue
+            self._bins[name] = encoder.encode(self._table[name])
+            self._sizes[name] = encoder.n_bins
+        codes, size = self._label_codes()
+        self._bins[""] = codes
+        self._sizes[""] = size
+
+    def select_tree(self, features: Sequence[str], baselines: Mapping[tuple[str, str], np.ndarray], scale: float,
+                    epsilon_per_round: float) -> list[tuple[str, str]]:
+        """Edges of a spanning tree over ``features``, chosen round by round with the exponential mechanism.
+
+        Score of a pair: L1 distance between its 2-way histogram and a public baseline table built from
+        earlier noisy releases (times ``scale``, this party's share of the rows). One EM release per round.
+        """
+        scores = independence_scores(
+            {f: self._bins[f] for f in features}, {f: self._sizes[f] for f in features}, baselines, scale,
+        )
+        rounds = len(features) - 1
+        for r in range(rounds):
+            self._ledger.record(em_event(self.party, epsilon_per_round, self._step,
+                                         f"select tree edge {r + 1}/{rounds}"))
+            self._step += 1
+            self.releases.append({"kind": "exponential", "note": f"select tree edge {r + 1}/{rounds}",
+                                  "attributes": [], "candidates": len(scores), "epsilon": epsilon_per_round,
+                                  "rho": epsilon_per_round**2 / 8.0})
+        return em_spanning_tree(features, scores, epsilon_per_round, self._generator())
+
+    def clique(self, axes: Sequence[Axis], sigma: float) -> np.ndarray:
+        """Noisy joint histogram over the label axis (name ``""``) and feature axes, optionally coarsened."""
+        index = np.zeros(self._n, dtype=np.int64)
+        shape = []
+        for name, coarsen in axes:
+            codes = self._bins[name]
+            size = self._sizes[name]
+            if coarsen is not None:
+                codes, size = coarsen[codes], int(coarsen.max()) + 1
+            index = index * size + codes
+            shape.append(size)
+        counts = np.bincount(index, minlength=int(np.prod(shape))).reshape(shape)
+        named = [n or (self._schema.label or "row count") for n, _ in axes]
+        note = f"{len(axes)}-way ({', '.join(named)}): {counts.size} cells"
+        return self._release(counts, sigma, note, [n for n, _ in axes if n]).reshape(shape)

@@ -1,0 +1,160 @@
+"""Tables as the synthesiser sees them: one NumPy array per column, checked against a `SynthSchema`.
+
+Categorical values are strings (``object`` arrays) so that CSV text, integer codes and booleans all
+compare the same way; numeric values are float64 clipped to the column's public bounds (clipping is
+what bounds the sensitivity; values outside are a property of the data owner's table, not an error).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from sampan.data import DataValidationError, PartyData, TableSchema
+from sampan.data.loaders import read_columns
+from sampan.synth._io import atomic_write_bytes
+from sampan.synth.schema import SynthColumn, SynthSchema, _as_text
+
+__all__ = [
+    "Table",
+    "TableError",
+    "category_codes",
+    "n_rows",
+    "read_csv_table",
+    "table_from_party_data",
+    "validate_table",
+    "write_csv_table",
+]
+
+Table = dict[str, np.ndarray]
+
+
+class TableError(ValueError):
+    """A table that does not fit its schema; names the source, column and how many rows."""
+
+
+def n_rows(table: Mapping[str, np.ndarray]) -> int:
+    return len(next(iter(table.values()))) if table else 0
+
+
+def _examples(values: np.ndarray, limit: int = 3) -> str:
+    seen: list[str] = []
+    for v in values:
+        r = repr(v)
+        if r not in seen:
+            seen.append(r)
+        if len(seen) > limit:
+            break
+    return ", ".join(seen[:limit]) + (", ..." if len(seen) > limit else "")
+
+
+def _numeric(name: str, raw: np.ndarray, spec: SynthColumn, source: str) -> np.ndarray:
+    try:
+        values = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TableError(f"{source}: column '{name}' is numeric but holds non-numeric values "
+                         f"(e.g. {_examples(np.asarray(raw))})") from None
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise TableError(f"{source}: column '{name}' has {int(bad.sum())} missing or non-finite value(s); "
+                         "impute or drop them before synthesis")
+    assert spec.bounds is not None
+    values = np.clip(values, *spec.bounds)
+    return np.round(values) if spec.integer else values
+
+
+def _categorical(name: str, raw: np.ndarray, spec: SynthColumn, source: str) -> np.ndarray:
+    text = _as_text(np.asarray(raw))
+    unknown = ~np.isin(text, np.asarray(spec.categories, dtype=object))
+    if unknown.any():
+        raise TableError(
+            f"{source}: column '{name}' has {int(unknown.sum())} value(s) outside its declared categories "
+            f"{list(spec.categories or ())} (e.g. {_examples(text[unknown])}); declare them in the schema"
+        )
+    return text
+
+
+def validate_table(columns: Mapping[str, np.ndarray], schema: SynthSchema, source: str = "table") -> Table:
+    """Check every schema column is present, of one length, and inside its declared domain."""
+    missing = [n for n in schema.names if n not in columns]
+    if missing:
+        raise TableError(f"{source}: missing column(s) {missing} declared in the schema")
+    lengths = {n: len(np.asarray(columns[n])) for n in schema.names}
+    if len(set(lengths.values())) > 1:
+        raise TableError(f"{source}: columns have different lengths {lengths}")
+    if not lengths or next(iter(lengths.values())) == 0:
+        raise TableError(f"{source}: the table has no rows")
+    out: Table = {}
+    for spec in schema.columns:
+        raw = np.asarray(columns[spec.name])
+        if raw.ndim != 1:
+            raise TableError(f"{source}: column '{spec.name}' must be 1-D, got shape {raw.shape}")
+        if spec.kind == "numeric":
+            out[spec.name] = _numeric(spec.name, raw, spec, source)
+        else:
+            out[spec.name] = _categorical(spec.name, raw, spec, source)
+    return out
+
+
+def category_codes(values: np.ndarray, spec: SynthColumn) -> np.ndarray:
+    """Index of each (validated) value in the column's declared categories."""
+    cats = np.asarray(spec.categories, dtype=object)
+    order = np.argsort(cats)
+    pos = np.searchsorted(cats[order], values)
+    return order[np.clip(pos, 0, len(cats) - 1)].astype(np.int64)
+
+
+def read_csv_table(path: str | Path, schema: SynthSchema | None = None,
+                   text_columns: tuple[str, ...] = ()) -> Table:
+    """Raw columns of a CSV file; categorical columns of ``schema`` are read as text (codes stay codes)."""
+    text = list(text_columns)
+    if schema is not None:
+        text += [c.name for c in schema.columns if c.kind == "categorical"]
+    try:
+        raw = read_columns(path, "synth", format="csv", string_columns=text)
+    except DataValidationError as exc:
+        raise TableError(str(exc).replace("party 'synth', ", "")) from None
+    if schema is None:
+        return raw
+    extra = [n for n in raw if n not in schema.names]
+    columns = {n: raw[n] for n in raw if n not in extra}
+    return validate_table(columns, schema, f"file '{path}'")
+
+
+def write_csv_table(table: Mapping[str, np.ndarray], schema: SynthSchema, path: str | Path) -> Path:
+    """CSV in schema column order; integer columns as integers. Written atomically."""
+    arrays: dict[str, pa.Array] = {}
+    for spec in schema.columns:
+        values = np.asarray(table[spec.name])
+        if spec.kind == "categorical":
+            arrays[spec.name] = pa.array([str(v) for v in values], pa.string())
+        elif spec.integer:
+            arrays[spec.name] = pa.array(values.astype(np.int64))
+        else:
+            arrays[spec.name] = pa.array(values.astype(np.float64))
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(pa.table(arrays), sink)
+    return atomic_write_bytes(path, sink.getvalue().to_pybytes())
+
+
+def table_from_party_data(data: PartyData, schema: TableSchema, label: str | None = None) -> Table:
+    """Undo the one-hot encoding of a loaded `PartyData` (columns by declared name, label as text)."""
+    out: Table = {}
+    if data.y is not None:
+        out[label or schema.label_column or "label"] = np.array([str(int(v)) for v in data.y], dtype=object)
+    j = 0
+    for spec in schema.features:
+        block = data.X[:, j: j + spec.width]
+        if spec.kind == "category":
+            assert spec.categories is not None
+            out[spec.name] = np.asarray(spec.categories, dtype=object)[block.argmax(axis=1)]
+        elif spec.kind == "bool":
+            out[spec.name] = np.where(block[:, 0] != 0.0, "true", "false").astype(object)
+        else:
+            out[spec.name] = block[:, 0].copy()
+        j += spec.width
+    return out

@@ -1,0 +1,77 @@
+"""The coordinator as a non-colluding dealer of correlated randomness (Beaver-style preprocessing).
+
+Why a dealer: two-party secure computation needs correlated randomness (powers of a random mask,
+truncation pairs, masked matrix-vector corrections). A party that holds no data and never sees a
+masked opening — the coordinator, which only relays sealed envelopes — can deal it far faster than
+any cryptographic generation (oblivious transfer, homomorphic encryption), at the price of one
+assumption: the coordinator does not collude with a data party.
+
+Bandwidth: every dealt value is split so that one holder's share is a ChaCha20 keystream under a
+seed that holder received at setup (`DealerStream`), and only the other holder's share travels.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from sampan.vertical.channel import prg_uint64
+
+__all__ = ["Dealer", "DealerStream"]
+
+
+class DealerStream:
+    """A party's view of the dealer: the seeded half of every dealt value, drawn locally."""
+
+    def __init__(self, seed: bytes) -> None:
+        self._seed = seed
+
+    def draw(self, label: str, n: int) -> np.ndarray:
+        return prg_uint64(self._seed, label, n)
+
+    def draw_many(self, label: str, count: int, n: int) -> list[np.ndarray]:
+        flat = prg_uint64(self._seed, label, count * n)
+        return [flat[i * n:(i + 1) * n] for i in range(count)]
+
+
+class Dealer:
+    """Deals for one run. `seeds[p]` goes to party p once, over its own link, at setup."""
+
+    def __init__(self, parties: list[str]) -> None:
+        self.seeds = {p: os.urandom(32) for p in parties}
+        self._own = os.urandom(32)  # the dealer's private randomness (the masks themselves)
+        self._masks: dict[str, np.ndarray] = {}
+
+    def stream(self, party: str) -> DealerStream:
+        return DealerStream(self.seeds[party])
+
+    def _secret(self, label: str, n: int) -> np.ndarray:
+        return prg_uint64(self._own, label, n)
+
+    def powers(self, label: str, n: int, degree: int, seeded: str) -> list[np.ndarray]:
+        """Shares of a, a^2, ..., a^degree for a uniform a: `seeded` draws its half, the rest is returned."""
+        a = self._secret(label, n)
+        mine = self.stream(seeded).draw_many(label, degree, n)
+        out, power = [], a.copy()
+        for k in range(degree):
+            out.append(power - mine[k])
+            power = power * a
+        return out
+
+    def truncation_pair(self, label: str, n: int, shift: int, seeded: str) -> list[np.ndarray]:
+        """Shares of (r, floor(r / 2^shift), msb(r)); the non-seeded holder's half is returned."""
+        r = self._secret(label, n)
+        mine = self.stream(seeded).draw_many(label, 3, n)
+        return [r - mine[0], (r >> np.uint64(shift)) - mine[1], (r >> np.uint64(63)) - mine[2]]
+
+    def mask_matrix(self, party: str, n: int, d: int) -> np.ndarray:
+        """U_p: the one-time pad over party p's fixed-point feature matrix (p draws it too)."""
+        if party not in self._masks:
+            self._masks[party] = self.stream(party).draw("U", n * d).reshape(n, d)
+        return self._masks[party]
+
+    def cross_correction(self, party: str, helper: str, label: str, rows: np.ndarray) -> np.ndarray:
+        """U_p[rows]^T a, where a is the mask `helper` draws under `label` to hide its residual share."""
+        a = self.stream(helper).draw(label, len(rows))
+        return self._masks[party][rows].T @ a

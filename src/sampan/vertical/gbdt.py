@@ -1,0 +1,516 @@
+"""Vertical gradient-boosted trees (SecureBoost class) with dealer-masked histograms.
+
+The label holder (bank) runs the learner of `sampan.models.gbdt`; every request it makes of partners
+travels in sealed envelopes and is answered by the partners and the dealer (the coordinator):
+
+* gradients and hessians never leave the bank in clear: partners see them masked by dealer randomness
+  and return per-bin sums (`sampan.vertical.histograms`);
+* a partner keeps the threshold of every split on its features (the bank knows only "node n belongs
+  to payments"); it returns the left/right partition of the node's rows;
+* prediction asks each partner for its directions at its nodes; scoring a new application sends the
+  registration number (sealed) and gets back one bit per partner node.
+
+What each party learns (also in the run receipt): the bank — per-bin gradient/hessian sums of partner
+features at each node and the instance partitions (as SecureBoost); a partner — the row sets of the
+nodes (to bin them) and the splits on its own features; the dealer — bin counts per node in a secret
+row order. Stricter option: `hist_noise` adds Gaussian noise (DP1-style, in fixed point) to every
+partner histogram, which bounds what the bank can infer about partner bins from the sums.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generator
+
+import numpy as np
+
+from sampan.models.gbdt import (
+    FeatureSlot, GBDTModel, GBDTParams, HistRequest, RouteRequest, SplitRequest, Tree, apply_bins, boost,
+    histogram, make_slots, quantile_bin_edges,
+)
+from sampan.privacy.randomness import secure_generator
+from sampan.transport import Transport
+from sampan.vertical.channel import SealedChannels, prg_uint64
+from sampan.vertical.dealer import Dealer, DealerStream
+from sampan.vertical.histograms import (
+    dealer_level_sums, decode_sums, encode_values, flat_index, partner_level_sums, secret_permutation, tree_masks,
+)
+from sampan.vertical.secure_lr import receive
+from sampan.vertical.training import Relay
+from sampan.wire import Message
+
+__all__ = ["VerticalGBDTParty", "train_vertical_gbdt", "VerticalGBDTResult", "REVEALS", "score_vertical_gbdt"]
+
+REVEALS = (
+    "Vertical GBDT: gradients, hessians and labels never leave the bank in clear (partners see them masked "
+    "by dealer randomness). The bank learns per-bin gradient and hessian sums of partner features at each "
+    "node and the instance partitions; a partner learns the row sets of nodes and holds the thresholds of "
+    "splits on its own features; the coordinator (dealer) learns per-node bin counts in a secret row order."
+)
+
+
+def _perm_label(bank: str, partner: str) -> str:
+    return f"gbdt-sigma/{bank}/{partner}"
+
+
+@dataclass
+class _PartnerState:
+    bins: np.ndarray
+    bins_val: np.ndarray
+    edges: list[np.ndarray]
+    offsets: np.ndarray
+    total: int
+    dealer: DealerStream
+    thresholds: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+    hist_noise: float = 0.0
+    index: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
+    masked: np.ndarray = field(default_factory=lambda: np.zeros((2, 0), dtype=np.uint64))
+
+
+@dataclass
+class _BankState:
+    gen: Generator[Any, Any, GBDTModel]
+    request: Any
+    bins: np.ndarray
+    bins_val: np.ndarray
+    edges: list[np.ndarray]
+    slots: dict[str, list[FeatureSlot]]
+    partners: list[str]
+    dealer_seed: bytes
+    sigma: dict[str, np.ndarray]
+    n_train: int
+    thresholds: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+    counter: int = 0
+    pending: dict[str, Any] = field(default_factory=dict)
+    model: GBDTModel | None = None
+    masked_tree: int = -1
+    index: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
+
+
+class VerticalGBDTParty:
+    """Handlers for both roles; `aligned` gives the party's aligned rows (after PSI)."""
+
+    def __init__(self, name: str, X_aligned: Callable[[], np.ndarray], y_aligned: Callable[[], np.ndarray | None],
+                 feature_names: list[str], channels: Callable[[], SealedChannels], *,
+                 ids: np.ndarray | None = None, X_full: np.ndarray | None = None,
+                 aligned_rows: Callable[[], np.ndarray | None] | None = None, y_full: np.ndarray | None = None) -> None:
+        self.name = name
+        self._ids, self._X_full, self._aligned_rows, self._y_full = ids, X_full, aligned_rows, y_full
+        self._index: dict[str, int] | None = None
+        self.results: dict[str, list[dict[str, Any]]] = {}
+        self._scoring: dict[str, tuple[np.ndarray, list[str], float]] = {}
+        self._X, self._y, self.feature_names, self._channels = X_aligned, y_aligned, feature_names, channels
+        self.bank: _BankState | None = None
+        self.partner: _PartnerState | None = None
+        self.model: GBDTModel | None = None       # bank: trees, owners, leaves
+        self.thresholds: dict[tuple[int, int], tuple[int, int]] = {}  # this party's own splits
+        self.edges: list[np.ndarray] = []
+        self._bank_prep: tuple[np.ndarray, np.ndarray, list[FeatureSlot]] | None = None
+
+    def handlers(self) -> dict[str, Callable[[Message], Message]]:
+        return {"vgb.setup": self.setup, "vgb.start": self.start, "vgb.step": self.step, "vgb.serve": self.serve,
+                "vgb.score_start": self.score_start, "vgb.score_partial": self.score_partial,
+                "vgb.score_finish": self.score_finish}
+
+    # --- setup ----------------------------------------------------------------------------------------
+    def setup(self, msg: Message) -> Message:
+        """Bin own columns on own training rows; a partner gives the dealer its bins in secret order."""
+        train, val = msg.arrays["train_rows"], msg.arrays["val_rows"]
+        n_bins = int(msg.meta["n_bins"])
+        X = self._X()
+        self.edges = [quantile_bin_edges(X[train, j], n_bins) for j in range(X.shape[1])]
+        bins, bins_val = apply_bins(X[train], self.edges), apply_bins(X[val], self.edges)
+        slots = make_slots(self.name, self.feature_names, self.edges)
+        meta = {"n_bins": [s.n_bins for s in slots], "names": list(self.feature_names)}
+        bank = str(msg.meta["bank"])
+        if self.name == bank:
+            self._bank_prep = (bins, bins_val, slots)
+            return msg.reply("vgb.setup", meta=meta)
+        offsets = np.array([s.offset for s in slots], dtype=np.int64)
+        total = int(sum(s.n_bins for s in slots))
+        self.partner = _PartnerState(bins, bins_val, self.edges, offsets, total,
+                                     DealerStream(bytes(msg.arrays["dealer_seed"])),
+                                     hist_noise=float(msg.meta.get("hist_noise", 0.0)), index=flat_index(bins, offsets))
+        sigma = secret_permutation(self._channels().prg(bank, _perm_label(bank, self.name), len(train)))
+        beta = np.empty_like(bins)
+        beta[sigma] = bins
+        return msg.reply("vgb.setup", {"beta": beta}, meta)
+
+    def start(self, msg: Message) -> Message:
+        """Bank: learn the partners' feature slots, start the learner."""
+        if self._bank_prep is None:
+            raise ValueError(f"party {self.name!r}: vgb.setup must come before vgb.start")
+        bins, bins_val, own_slots = self._bank_prep
+        partners = list(msg.meta["partners"])
+        slots = {self.name: own_slots}
+        for p in partners:
+            names, nb = msg.meta["slots"][p]["names"], msg.meta["slots"][p]["n_bins"]
+            offs = np.concatenate([[0], np.cumsum(nb)[:-1]]).astype(int)
+            slots[p] = [FeatureSlot(p, j, names[j], int(nb[j]), int(offs[j])) for j in range(len(nb))]
+        y = self._y()
+        if y is None:
+            raise ValueError(f"party {self.name!r} has no labels: only the label holder runs the learner")
+        train, val = msg.arrays["train_rows"], msg.arrays["val_rows"]
+        params = GBDTParams(**msg.meta["params"])
+        gen = boost(params, y[train].astype(float), slots, y_val=y[val].astype(float) if len(val) else None)
+        ch = self._channels()
+        sigma = {p: secret_permutation(ch.prg(p, _perm_label(self.name, p), len(train))) for p in partners}
+        self.bank = _BankState(gen, None, bins, bins_val, self.edges, slots, partners,
+                               bytes(msg.arrays["dealer_seed"]), sigma, len(train),
+                               index=flat_index(bins, np.array([s.offset for s in own_slots], dtype=np.int64)))
+        return msg.reply("vgb.started", meta={"features": {o: len(s) for o, s in slots.items()}})
+
+    # --- the bank's loop ------------------------------------------------------------------------------
+    def step(self, msg: Message) -> Message:
+        """Bank: fold in the answers to the last request, run the learner to its next request."""
+        st = self._bank()
+        inbox: dict[tuple[str, str], np.ndarray] = {}
+        receive(msg, self._channels(), inbox)
+        answer = None if st.request is None else self._collect(st, inbox, msg.arrays)
+        try:
+            st.request = st.gen.send(answer)
+        except StopIteration as stop:
+            st.model, self.model, self.thresholds = stop.value, stop.value, st.thresholds
+            return msg.reply("vgb.done", meta={"trees": len(stop.value.trees), "best_iteration": stop.value.best_iteration,
+                                               "history": stop.value.history})
+        st.counter += 1
+        return self._dispatch(st, msg)
+
+    def _dispatch(self, st: _BankState, msg: Message) -> Message:
+        ch, req, label = self._channels(), st.request, f"{st.counter}"
+        out: dict[str, np.ndarray] = {}
+        involved: list[str] = []
+        if isinstance(req, HistRequest):
+            new_tree = st.masked_tree != req.tree_index
+            if new_tree:
+                g, h = encode_values(req.g), encode_values(req.h)
+            for p in st.partners:
+                body: dict[str, np.ndarray] = {"nodes": np.array([n for n, _ in req.nodes], dtype=np.int64),
+                                               "sizes": np.array([len(r) for _, r in req.nodes], dtype=np.int64),
+                                               "rows": np.concatenate([r for _, r in req.nodes]).astype(np.int64)}
+                if new_tree:  # (g, h) of every row, masked once for the whole tree
+                    _, a = tree_masks(st.dealer_seed, f"gbh/{p}/{req.tree_index}", st.sigma[p])
+                    body["v"] = np.stack([g + a[0], h + a[1]])
+                # the dealer gets each node's positions, sorted (not sealed: it is meant for the dealer)
+                out[f"dealer:{p}"] = np.concatenate([np.sort(st.sigma[p][r]) for _, r in req.nodes]).astype(np.int64)
+                out[f"dealer_sizes:{p}"] = body["sizes"]
+                out[f"to:{p}"] = ch.seal_arrays(p, body)
+                involved.append(p)
+            st.masked_tree = req.tree_index
+        elif isinstance(req, SplitRequest):
+            for p in st.partners:
+                mine = [(node, rows, f, b) for node, rows, owner, f, b in req.splits if owner == p]
+                if mine:
+                    body = {"split": np.array([[node, f, b] for node, _, f, b in mine], dtype=np.int64),
+                            "tree": np.array([req.tree_index], dtype=np.int64)}
+                    for node, rows, _, _ in mine:
+                        body[f"rows:{node}"] = rows.astype(np.int64)
+                    out[f"to:{p}"] = ch.seal_arrays(p, body)
+                    involved.append(p)
+        elif isinstance(req, RouteRequest):
+            for p in st.partners:
+                nodes = req.tree.owned_by(p)
+                if nodes:
+                    out[f"to:{p}"] = ch.seal_arrays(p, {
+                        "route": np.array(nodes, dtype=np.int64), "tree": np.array([req.tree_index], dtype=np.int64),
+                        "val": np.array([int(req.validation)], dtype=np.int64), "rows": req.rows.astype(np.int64)})
+                    involved.append(p)
+        return msg.reply("vgb.request", out, {"kind": type(req).__name__, "partners": involved, "label": label,
+                                              "tree": getattr(req, "tree_index", None)})
+
+    def _collect(self, st: _BankState, inbox: dict[tuple[str, str], np.ndarray], arrays: dict[str, np.ndarray]) -> Any:
+        req = st.request
+        if isinstance(req, HistRequest):
+            out: dict[int, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+            sums = {p: decode_sums(inbox.pop((p, "s")) - arrays[f"dealer:{p}"]) for p in st.partners}
+            for k, (node, rows) in enumerate(req.nodes):
+                out[node] = {self.name: histogram(st.bins, st.slots[self.name], rows, req.g, req.h, index=st.index)}
+                for p in st.partners:
+                    out[node][p] = (sums[p][k, 0], sums[p][k, 1])
+            return out
+        if isinstance(req, SplitRequest):
+            masks = {}
+            for node, rows, owner, f, b in req.splits:
+                if owner == self.name:
+                    st.thresholds[(req.tree_index, node)] = (f, b)
+                    masks[node] = st.bins[rows, f] <= b
+                else:
+                    masks[node] = inbox.pop((owner, f"left:{node}")).astype(bool)
+            return masks
+        if isinstance(req, RouteRequest):
+            bins = st.bins_val if req.validation else st.bins
+            own = req.tree.owned_by(self.name)
+            decisions = {self.name: np.stack([bins[req.rows, st.thresholds[(req.tree_index, n)][0]]
+                                              <= st.thresholds[(req.tree_index, n)][1] for n in own], axis=1)
+                         if own else np.zeros((len(req.rows), 0), dtype=bool)}
+            for p in st.partners:
+                decisions[p] = inbox.pop((p, "route"), np.zeros((len(req.rows), 0), dtype=np.uint8)).astype(bool)
+            return decisions
+        raise TypeError(f"unexpected request {type(req).__name__}")
+
+    # --- partners -------------------------------------------------------------------------------------
+    def serve(self, msg: Message) -> Message:
+        """Partner: answer the bank's sealed request (histogram sums, partitions or directions)."""
+        st = self._partner()
+        inbox: dict[tuple[str, str], np.ndarray] = {}
+        receive(msg, self._channels(), inbox)
+        bank, label = str(msg.meta["bank"]), str(msg.meta["label"])
+        body = {name: v for (sender, name), v in inbox.items() if sender == bank}
+        out: dict[str, np.ndarray] = {}
+        if "nodes" in body:
+            if "v" in body:
+                st.masked = body["v"]  # this tree's masked (g, h) of every row
+            nodes = np.split(body["rows"], np.cumsum(body["sizes"])[:-1])
+            pads = st.dealer.draw(f"gbr/{label}", 2 * st.total * len(nodes)).reshape(len(nodes), 2, st.total)
+            noise = None
+            if st.hist_noise > 0:
+                noise = encode_values(secure_generator().normal(0.0, st.hist_noise, (len(nodes), 2, st.total)))
+            out["s"] = partner_level_sums(st.index, st.total, st.masked, nodes, pads, noise)
+        elif "split" in body:
+            tree = int(body["tree"][0])
+            for node, f, b in body["split"]:
+                self.thresholds[(tree, int(node))] = (int(f), int(b))
+                out[f"left:{int(node)}"] = (st.bins[body[f"rows:{int(node)}"], int(f)] <= int(b)).astype(np.uint8)
+        elif "route" in body:
+            tree = int(body["tree"][0])
+            bins = st.bins_val if int(body["val"][0]) else st.bins
+            rows = body["rows"]
+            cols = [bins[rows, self.thresholds[(tree, int(n))][0]] <= self.thresholds[(tree, int(n))][1]
+                    for n in body["route"]]
+            out["route"] = np.stack(cols, axis=1).astype(np.uint8)
+        return msg.reply("vgb.served", {f"to:{bank}": self._channels().seal_arrays(bank, out)})
+
+    # --- persistence: each party stores only its own part ---------------------------------------------
+    def part_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """This party's part of the trained GBDT: its bin edges and thresholds (+ trees at the bank)."""
+        keys = sorted(self.thresholds)
+        arrays = {"edges": np.concatenate(self.edges) if self.edges else np.zeros(0),
+                  "edge_counts": np.array([len(e) for e in self.edges], dtype=np.int64),
+                  "thresholds": np.array([[t, n, f, b] for (t, n), (f, b) in ((k, self.thresholds[k]) for k in keys)],
+                                         dtype=np.int64).reshape(-1, 4)}
+        meta: dict[str, Any] = {"party": self.name, "kind": "vertical-gbdt", "feature_names": list(self.feature_names)}
+        if self.model is not None:
+            meta.update({"base_score": self.model.base_score, "trees": [t.to_dict() for t in self.model.trees],
+                         "params": self.model.params.__dict__})
+        return arrays, meta
+
+    def load_part(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        counts = np.asarray(arrays["edge_counts"], dtype=np.int64)
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        self.edges = [np.asarray(arrays["edges"][bounds[j]:bounds[j + 1]], dtype=float) for j in range(len(counts))]
+        self.thresholds = {(int(t), int(n)): (int(f), int(b)) for t, n, f, b in np.asarray(arrays["thresholds"]).tolist()}
+        if "trees" in meta:
+            self.model = GBDTModel(float(meta["base_score"]), [Tree.from_dict(t) for t in meta["trees"]],
+                                   GBDTParams(**meta["params"]), best_iteration=len(meta["trees"]))
+
+    # --- joint prediction and scoring -----------------------------------------------------------------
+    def _query_rows(self, query: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str]]:
+        """Full-table rows for aligned positions or registration numbers (-1 = not known here)."""
+        if "aligned" in query:
+            aligned = self._aligned_rows() if self._aligned_rows else None
+            if aligned is None:
+                raise ValueError(f"party {self.name!r}: no aligned rows; run PSI alignment first")
+            return aligned[query["aligned"]], []
+        text = query["ids"].tobytes().decode()
+        applicants = text.split("\n") if text else []
+        if self._index is None:
+            self._index = {str(i).strip(): r for r, i in enumerate(self._ids if self._ids is not None else [])}
+        return np.array([self._index.get(a.strip(), -1) for a in applicants], dtype=np.int64), applicants
+
+    def score_start(self, msg: Message) -> Message:
+        """Bank: note the query, seal it to every partner (the coordinator never sees who applied)."""
+        started = time.perf_counter()
+        if self.model is None:
+            raise ValueError(f"party {self.name!r} holds no trained GBDT")
+        query = ({"aligned": msg.arrays["aligned"]} if "aligned" in msg.arrays else
+                 {"ids": np.frombuffer("\n".join(msg.meta["applicants"]).encode(), dtype=np.uint8)})
+        rows, applicants = self._query_rows(query)
+        if applicants and (rows < 0).any():
+            missing = [k + 1 for k, r in enumerate(rows) if r < 0]
+            raise ValueError(f"party {self.name!r}: applicant(s) at position {missing[:5]} of {len(rows)} are not "
+                             "in the bank's table; the bank scores applicants it has data on")
+        self._scoring[str(msg.meta["request_id"])] = (rows, applicants, started)
+        ch = self._channels()
+        return msg.reply("vgb.score_started", {f"to:{p}": ch.seal_arrays(p, query) for p in msg.meta["partners"]})
+
+    def score_partial(self, msg: Message) -> Message:
+        """Partner: its direction at each of its nodes for each queried row (unknown rows flagged)."""
+        inbox: dict[tuple[str, str], np.ndarray] = {}
+        receive(msg, self._channels(), inbox)
+        bank = str(msg.meta["bank"])
+        query = {name: v for (sender, name), v in inbox.items() if sender == bank}
+        rows, _ = self._query_rows(query)
+        keys = sorted(self.thresholds)
+        known = rows >= 0
+        bits = np.zeros((len(rows), len(keys)), dtype=np.uint8)
+        if known.any() and keys:
+            bits[known] = self.decisions_for(self._X_full[rows[known]], keys)
+        return msg.reply("vgb.score_partial", {f"to:{bank}": self._channels().seal_arrays(bank, {
+            "bits": bits, "keys": np.array(keys, dtype=np.int64).reshape(-1, 2), "missing": (~known).astype(np.uint8)})})
+
+    def score_finish(self, msg: Message) -> Message:
+        """Bank: walk the trees; PDs stay here; held-out evaluation returns aggregate metrics only."""
+        from sampan.metrics import brier_score, ks_statistic, roc_auc
+        from sampan.vertical.scoring import ScoreCard
+
+        inbox: dict[tuple[str, str], np.ndarray] = {}
+        receive(msg, self._channels(), inbox)
+        model = self.model
+        assert model is not None
+        rows, applicants, started = self._scoring.pop(str(msg.meta["request_id"]))
+        partners = list(msg.meta["partners"])
+        bins = apply_bins(self._X_full[rows], self.edges)
+        partner_bits = {p: (inbox.pop((p, "bits")), {tuple(k): c for c, k in enumerate(inbox.pop((p, "keys")).tolist())},
+                            inbox.pop((p, "missing")).astype(bool)) for p in partners}
+        n = len(rows)
+        raw = np.full(n, model.base_score)
+        per_tree = []
+        for t, tree in enumerate(model.trees):
+            decisions = {}
+            for owner in set(o for o in tree.owner if o):
+                nodes = tree.owned_by(owner)
+                if owner == self.name:
+                    decisions[owner] = np.stack([bins[:, self.thresholds[(t, nd)][0]] <= self.thresholds[(t, nd)][1]
+                                                 for nd in nodes], axis=1)
+                else:
+                    b, cols, miss = partner_bits[owner]
+                    m = np.stack([b[:, cols[(t, nd)]].astype(bool) for nd in nodes], axis=1)
+                    default = np.array([tree.default_left[nd] for nd in nodes])
+                    m[miss] = default
+                    decisions[owner] = m
+            raw += tree.predict(decisions, n)
+            per_tree.append(decisions)
+        pd = 1.0 / (1.0 + np.exp(-raw))
+        if not applicants:
+            y = self._y_full[rows] if self._y_full is not None else None
+            if y is None:
+                raise ValueError(f"party {self.name!r} has no labels to evaluate with")
+            return msg.reply("vgb.metrics", meta={"n": n, "auc": roc_auc(y, pd), "ks": ks_statistic(y, pd),
+                                                  "brier": brier_score(y, pd)})
+        points = ScoreCard().points(pd)
+        out = []
+        for i, applicant in enumerate(applicants):
+            contrib: dict[str, float] = {}
+            for t, tree in enumerate(model.trees):
+                for node, owner, delta in tree.path_contributions(per_tree[t], i):
+                    key = (self.feature_names[self.thresholds[(t, node)][0]] if owner == self.name
+                           else "partner data")
+                    contrib[key] = contrib.get(key, 0.0) + delta
+            reasons = sorted(({"source": "bank" if k != "partner data" else "partners (aggregated)", "feature": k,
+                               "logit_contribution": float(v)} for k, v in contrib.items()),
+                             key=lambda r: -r["logit_contribution"])
+            out.append({"applicant": applicant, "probability_of_default": float(pd[i]), "score": float(points[i]),
+                        "logit": float(raw[i]), "missing_at": [p for p in partners if partner_bits[p][2][i]],
+                        "reasons": reasons[:5], "seconds": time.perf_counter() - started})
+        self.results[str(msg.meta["request_id"])] = out
+        return msg.reply("vgb.scored", meta={"n": len(out)})
+
+    def decisions_for(self, X_raw: np.ndarray, nodes: list[tuple[int, int]]) -> np.ndarray:
+        """Directions at this party's nodes (tree, node) for raw feature rows — used by joint scoring."""
+        bins = apply_bins(X_raw, self.edges)
+        cols = [bins[:, self.thresholds[key][0]] <= self.thresholds[key][1] for key in nodes]
+        return np.stack(cols, axis=1) if cols else np.zeros((len(X_raw), 0), dtype=bool)
+
+    def _bank(self) -> _BankState:
+        if self.bank is None:
+            raise ValueError(f"party {self.name!r}: vertical GBDT not started (vgb.setup/vgb.start first)")
+        return self.bank
+
+    def _partner(self) -> _PartnerState:
+        if self.partner is None:
+            raise ValueError(f"party {self.name!r}: vertical GBDT not set up as a partner (vgb.setup first)")
+        return self.partner
+
+
+@dataclass
+class VerticalGBDTResult:
+    trees: int
+    best_iteration: int
+    history: list[dict[str, float]]
+    seconds: float
+    waves: int
+    privacy: dict[str, dict[str, float]] = field(default_factory=dict)  # partner -> releases, rho, epsilon
+
+
+def histogram_privacy(releases: int, n_features: int, sigma: float, delta: float = 1e-5) -> dict[str, float]:
+    """Privacy of a partner's noised histograms against the bank (Gaussian mechanism, zCDP composition).
+
+    One customer moves one bin per feature, its gradient by at most 1 and its hessian by at most 1/4, so
+    a node's release (G and H over all the partner's features) has L2 sensitivity sqrt(d (1 + 1/16)).
+    Each release is rho = sens^2 / (2 sigma^2)-zCDP; the larger child's histogram is the parent's minus
+    the smaller's (post-processing), so only requested nodes count.
+    """
+    from sampan.privacy.mechanisms import zcdp_epsilon
+
+    sens2 = n_features * (1.0 + 1.0 / 16.0)
+    rho = releases * sens2 / (2.0 * sigma ** 2)
+    return {"releases": float(releases), "sigma": sigma, "rho": rho, "epsilon": zcdp_epsilon(rho, delta), "delta": delta}
+
+
+def train_vertical_gbdt(transport: Transport, run_id: str, bank: str, partners: list[str], train_rows: np.ndarray,
+                        val_rows: np.ndarray, params: GBDTParams = GBDTParams(), *, hist_noise: float = 0.0,
+                        progress: Callable[[dict[str, Any]], None] | None = None) -> VerticalGBDTResult:
+    """Coordinator: relay the bank's requests, deal the masks' histograms, until the learner finishes."""
+    started = time.perf_counter()
+    relay = Relay(run_id)
+    parties = [bank, *partners]
+    dealer = Dealer(parties)
+    rows = {"train_rows": np.asarray(train_rows, dtype=np.int64), "val_rows": np.asarray(val_rows, dtype=np.int64)}
+    setup = relay.wave(transport, (relay.request(p, "vgb.setup", {
+        **rows, "dealer_seed": np.frombuffer(dealer.seeds[p], dtype=np.uint8)},
+        {"n_bins": params.n_bins, "bank": bank, "hist_noise": hist_noise}) for p in parties))
+    slots = {r.sender: dict(r.meta) for r in setup}
+    offsets = {p: np.concatenate([[0], np.cumsum(slots[p]["n_bins"])[:-1]]).astype(np.int64) for p in partners}
+    beta = {r.sender: flat_index(r.arrays["beta"], offsets[r.sender]) for r in setup if r.sender != bank}
+    totals = {p: int(sum(slots[p]["n_bins"])) for p in partners}
+    relay.wave(transport, [relay.request(bank, "vgb.start", {
+        **rows, "dealer_seed": np.frombuffer(dealer.seeds[bank], dtype=np.uint8)},
+        {"partners": partners, "slots": {p: slots[p] for p in partners}, "params": params.__dict__})])
+    waves, extra = 2, {}
+    n_train = len(train_rows)
+    draws: dict[tuple[str, Any], np.ndarray] = {}
+    releases = {p: 0 for p in partners}
+    bank_seed = dealer.seeds[bank]
+    trees_seen = 0
+    while True:
+        reply = relay.wave(transport, [relay.request(bank, "vgb.step", extra)])[0]
+        waves += 1
+        extra = {}
+        if reply.kind == "vgb.done":
+            privacy = ({p: histogram_privacy(releases[p], len(slots[p]["n_bins"]), hist_noise) for p in partners}
+                       if hist_noise > 0 else {})
+            return VerticalGBDTResult(int(reply.meta["trees"]), int(reply.meta["best_iteration"]),
+                                      list(reply.meta["history"]), time.perf_counter() - started, waves, privacy)
+        label = str(reply.meta["label"])
+        tree = reply.meta.get("tree")
+        for key, positions in reply.arrays.items():
+            if key.startswith("dealer:"):
+                p = key.split(":")[1]
+                sizes = reply.arrays[f"dealer_sizes:{p}"]
+                groups = np.split(positions, np.cumsum(sizes)[:-1])
+                releases[p] += len(groups)
+                if (p, tree) not in draws:  # the tree's draws in position space, as the bank derived them
+                    if len(draws) > 4 * len(partners):
+                        draws.clear()
+                    draws[(p, tree)] = prg_uint64(bank_seed, f"gbh/{p}/{tree}", 2 * n_train).reshape(2, n_train)
+                pads = dealer.stream(p).draw(f"gbr/{label}", 2 * totals[p] * len(groups)).reshape(len(groups), 2, totals[p])
+                extra[key] = dealer_level_sums(beta[p], totals[p], draws[(p, tree)], groups, pads)
+        involved = list(reply.meta["partners"])
+        if involved:
+            relay.wave(transport, (relay.request(p, "vgb.serve", meta={"bank": bank, "label": label}) for p in involved))
+            waves += 1
+        if reply.meta["kind"] == "RouteRequest" and progress is not None:
+            trees_seen += 1
+            progress({"stage": "tree", "routes": trees_seen, "seconds": time.perf_counter() - started})
+
+
+def score_vertical_gbdt(transport: Transport, relay: Relay, bank: str, partners: list[str], request_id: str, *,
+                        aligned: np.ndarray | None = None, applicants: list[str] | None = None) -> Message:
+    """Three waves: bank seals the query to partners, partners answer with directions, bank finishes."""
+    base = {"request_id": request_id, "partners": partners, "bank": bank}
+    arrays = {"aligned": np.asarray(aligned, dtype=np.int64)} if aligned is not None else {}
+    meta = {**base, **({"applicants": list(applicants)} if applicants is not None else {})}
+    relay.wave(transport, [relay.request(bank, "vgb.score_start", arrays, meta)])
+    relay.wave(transport, (relay.request(p, "vgb.score_partial", meta=base) for p in partners))
+    return relay.wave(transport, [relay.request(bank, "vgb.score_finish", meta=base)])[0]

@@ -1,0 +1,171 @@
+"""One organisation in a vertical run: its table, its keys, and the handlers of every vertical protocol.
+
+Everything the party knows lives here and never leaves except through the handlers' replies, which
+carry only sealed envelopes, sizes and aggregate metrics.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sampan.data.table import PartyData
+from sampan.runtime.party import PartyApp
+from sampan.vertical.channel import PartyKeys, SealedChannels
+from sampan.vertical.model import LocalLinearPart, LocalScaler
+from sampan.vertical.gbdt import VerticalGBDTParty
+from sampan.vertical.plain_lr import PlainVerticalLRParty
+from sampan.vertical.psi import PsiParty
+from sampan.vertical.scoring import ScoringParty
+from sampan.vertical.secure_lr import SecureLRParty
+from sampan.vertical.woe import VerticalWoeParty
+from sampan.wire import Message
+
+__all__ = ["VerticalParty"]
+
+
+class VerticalParty:
+    """A bank or a partner. `data.y` is set only at the label holder."""
+
+    def __init__(self, data: PartyData, *, with_baselines: bool = True) -> None:
+        self.name = data.party
+        self.data = data
+        self.keys: PartyKeys | None = None
+        self.channels: SealedChannels | None = None
+        self.psi = PsiParty(self.name, data.ids)
+        self.lr = SecureLRParty(self.name, self._aligned_X, self._aligned_y, list(data.feature_names), self._channels)
+        self.scoring = ScoringParty(self.name, data.ids, data.X, self._part, self._channels, self._aligned_rows, y=data.y)
+        self.gbdt = VerticalGBDTParty(self.name, self._aligned_X, self._aligned_y, list(data.feature_names),
+                                      self._channels, ids=data.ids, X_full=data.X, aligned_rows=self._aligned_rows,
+                                      y_full=data.y)
+        self.woe = VerticalWoeParty(self.name, self._aligned_raw_X, self._aligned_y, list(data.feature_names),
+                                    self._channels)
+        self.use_woe = False
+        self.loaded_part: LocalLinearPart | None = None
+        self.app = PartyApp(self.name)
+        self.app.register("vertical.hello", self.hello)
+        self.app.register("vertical.peers", self.peers)
+        self.app.register("vertical.local_baseline", self.local_baseline)
+        self.psi.register(self.app)
+        handlers = {**self.lr.handlers(), **self.scoring.handlers(), **self.gbdt.handlers(), **self.woe.handlers(),
+                    "vertical.use_woe": self.set_woe, "vlr.finish": self._finish_lr}
+        if with_baselines:
+            handlers.update(PlainVerticalLRParty(self.name, self._aligned_X, self._aligned_y).handlers())
+        for kind, handler in handlers.items():
+            self.app.register(kind, handler)
+
+    # --- keys ---------------------------------------------------------------------------------------
+    def hello(self, msg: Message) -> Message:
+        """A fresh key pair for this run; only the public half is sent."""
+        self.keys = PartyKeys.generate()
+        return msg.reply("vertical.hello", {"public_key": np.frombuffer(self.keys.public_bytes, dtype=np.uint8)})
+
+    def peers(self, msg: Message) -> Message:
+        if self.keys is None:
+            raise ValueError(f"party {self.name!r}: vertical.hello must come first")
+        publics = {k[4:]: bytes(v) for k, v in msg.arrays.items() if k.startswith("key:")}
+        self.channels = SealedChannels(self.name, self.keys, publics, msg.run_id)
+        self.psi.channels = self.channels
+        return msg.reply("vertical.ack", meta={"peers": self.channels.peers})
+
+    def _channels(self) -> SealedChannels:
+        if self.channels is None:
+            raise ValueError(f"party {self.name!r}: no channels yet (vertical.hello/peers first)")
+        return self.channels
+
+    # --- data views ---------------------------------------------------------------------------------
+    def _aligned_rows(self) -> np.ndarray | None:
+        return self.psi.aligned_rows
+
+    def _aligned_raw_X(self) -> np.ndarray:
+        rows = self.psi.aligned_rows
+        if rows is None:
+            raise ValueError(f"party {self.name!r}: no aligned rows; run PSI alignment first")
+        return self.data.X[rows]
+
+    def _aligned_X(self) -> np.ndarray:
+        """The model's view of the aligned rows: WOE-coded selected columns while a scorecard trains."""
+        X = self._aligned_raw_X()
+        return self.woe.transform(X) if self.use_woe else X
+
+    def set_woe(self, msg: Message) -> Message:
+        """Switch the secure LR's inputs between raw columns and this party's WOE-coded columns."""
+        self.use_woe = bool(msg.meta["on"])
+        if self.use_woe and self.woe.tables is None:
+            raise ValueError(f"party {self.name!r}: no WOE tables yet (run federated WOE binning first)")
+        self.lr.feature_names = ([t.feature for t in self.woe.tables or []] if self.use_woe
+                                 else list(self.data.feature_names))
+        return msg.reply("vertical.ack", meta={"features": len(self.lr.feature_names)})
+
+    def _finish_lr(self, msg: Message) -> Message:
+        """vlr.finish, plus the WOE coding when the part is a scorecard (it scores raw rows later)."""
+        reply = self.lr.finish(msg)
+        if self.use_woe and self.lr.part is not None:
+            self.lr.part.woe, self.lr.part.columns = list(self.woe.tables or []), list(self.woe.columns)
+        return reply
+
+    def _aligned_y(self) -> np.ndarray | None:
+        rows = self.psi.aligned_rows
+        if self.data.y is None or rows is None:
+            return None
+        return self.data.y[rows]
+
+    def _part(self) -> LocalLinearPart:
+        part = self.lr.part or self.loaded_part
+        if part is None:
+            raise ValueError(f"party {self.name!r} holds no trained model part")
+        return part
+
+    # --- the bank's own model -----------------------------------------------------------------------
+    def local_baseline(self, msg: Message) -> Message:
+        """Label holder only: an ordinary LR on its own columns, trained and scored locally.
+
+        The comparison every bank asks for: what do the partners add? Same rows, same optimiser, exact
+        sigmoid; only aggregate test metrics are reported.
+        """
+        if self.data.y is None:
+            raise ValueError(f"party {self.name!r} has no labels: only the label holder trains a local baseline")
+        from sampan.metrics import brier_score, ks_statistic, roc_auc
+
+        X_all, y_all = self._aligned_X(), self._aligned_y()
+        assert y_all is not None
+        tr, va, te = (msg.arrays[k] for k in ("train_rows", "val_rows", "test_rows"))
+        scaler = LocalScaler.fit(X_all[tr])
+        w = fit_logistic(scaler.transform(X_all[tr]), y_all[tr], scaler.transform(X_all[va]), y_all[va],
+                         lr=float(msg.meta["lr"]), l2=float(msg.meta["l2"]), epochs=int(msg.meta["epochs"]),
+                         batch_size=int(msg.meta["batch_size"]), seed=int(msg.meta.get("seed", 0)))
+        Xte = np.hstack([scaler.transform(X_all[te]), np.ones((len(te), 1))])
+        pd = 1.0 / (1.0 + np.exp(-(Xte @ w)))
+        y = y_all[te]
+        return msg.reply("vertical.local_baseline", meta={
+            "auc": roc_auc(y, pd), "ks": ks_statistic(y, pd), "brier": brier_score(y, pd), "n": int(len(y))})
+
+
+def fit_logistic(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, *, lr: float, l2: float,
+                 epochs: int, batch_size: int, seed: int = 0, patience: int = 5) -> np.ndarray:
+    """Minibatch LR with the exact sigmoid and validation-Brier early stopping; last weight = intercept.
+
+    The plaintext twin of secure vertical LR's optimiser, for baselines (bank-only, pooled).
+    """
+    Xb, Xv = np.hstack([X, np.ones((len(X), 1))]), np.hstack([X_val, np.ones((len(X_val), 1))])
+    y, y_val = np.asarray(y, dtype=np.float64), np.asarray(y_val, dtype=np.float64)
+    w = np.zeros(Xb.shape[1])
+    rate = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
+    w[-1] = np.log(rate / (1 - rate))
+    mask = np.ones_like(w)
+    mask[-1] = 0.0
+    rng = np.random.default_rng(seed)
+    best, best_w, bad = np.inf, w.copy(), 0
+    for _ in range(epochs):
+        order = rng.permutation(len(Xb))
+        for lo in range(0, len(order), batch_size):
+            i = order[lo:lo + batch_size]
+            r = 1.0 / (1.0 + np.exp(-(Xb[i] @ w))) - y[i]
+            w -= lr * (Xb[i].T @ r / len(i) + l2 * mask * w)
+        brier = float(np.mean((1.0 / (1.0 + np.exp(-(Xv @ w))) - y_val) ** 2))
+        if brier < best - 1e-5:
+            best, best_w, bad = brier, w.copy(), 0
+        else:
+            bad += 1
+            if bad >= patience:
+                break
+    return best_w

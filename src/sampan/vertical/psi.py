@@ -1,0 +1,698 @@
+"""Entity alignment by private set intersection (ECDH-PSI on Curve25519).
+
+Why: vertical federated learning needs every party's rows for the same customers in the same order,
+but no bank may tell another which customers it has outside the common set. Each party maps its ids
+to curve points (hash to curve) and blinds them with a fresh secret scalar; blinding commutes
+(x25519(a, x25519(b, P)) == x25519(b, x25519(a, P))), so doubly blinded points of the same id are
+equal, while a singly blinded point is unlinkable to its id without the scalar.
+
+Protocol, for label holder A (ids a_i, scalar alpha) and partner B (ids b_j, scalar beta):
+
+1. ``psi.offer``   A -> B: mode, |A|, A's id shape (format fingerprint, below). No blinding yet.
+2. ``psi.accept``  B checks the shapes agree, then B -> A: shuffled H(b_j)^beta.
+3. ``psi.blind``   A -> B: shuffled H(a_i)^alpha; in mode "both" also H(b_j)^(beta alpha) in B's order.
+4. ``psi.respond`` B -> A: H(a_i)^(alpha beta), in A's order (modes both, label_holder) or reshuffled
+   by B (mode cardinality). In mode "both" B matches here and learns its intersecting rows.
+5. ``psi.finish``  A matches and learns its intersecting rows, or only their number.
+
+Every party-to-party payload is a `SealedChannels` envelope relayed by the coordinator; points travel
+as (n, 32) uint8 arrays. Both parties order the intersection by the doubly blinded token (a canonical
+order that carries no information about either party's files), so row i of A's ``rows`` and row i of
+B's ``rows`` are the same customer. Each scalar is used for one session and dropped afterwards.
+
+What each mode reveals (|X| = set size, I = the intersection):
+
+* ``both``: A learns |B| and which of its rows are in I; B learns |A| and which of its rows are in I.
+  The coordinator learns |A|, |B| (envelope sizes) and |I| (A reports it, alignment needs it).
+* ``label_holder``: A learns |B| and which of its rows are in I; B learns only |A|. The coordinator
+  learns |A| and |B|.
+* ``cardinality``: A learns |B| and |I| only (B shuffles A's doubly blinded points, so A cannot tell
+  which of its ids matched); B learns only |A|. The coordinator learns |A| and |B|.
+
+In every mode both parties learn each other's dominant id shape (e.g. ``AA99999999``), and a failure
+is reported to the coordinator as an error naming the parties (never an id): an empty intersection
+aborts modes both and label_holder, so then B and the coordinator learn that I is empty; mismatched
+shapes abort every mode and the error names both shapes. `align` (star topology) reveals more; see
+`ALIGNMENT_REVEALS`.
+
+Threat model: semi-honest parties that follow the protocol; a coordinator that relays sealed
+envelopes faithfully and does not collude with a party (it sees only sizes, timing and errors).
+Security rests on DDH in Curve25519's prime-order subgroup (clamped scalars are multiples of the
+cofactor 8, so every blinded point lies in that subgroup) and on SHA-512 as a random oracle.
+Hash to curve is try-and-increment: u = SHA-512(domain || counter || NFC id)[:32] with the top bit
+cleared, accepted when u^3 + 486662 u^2 + u is a nonzero square mod 2^255 - 19, so every point is on
+the curve, not its twist (a twist point would leak its id's residue class through the blinded value).
+Try-and-increment is not constant time: the number of tries depends on the id, a timing side channel
+only to someone measuring the party's own machine, not across the network (tries happen before any
+message and are batched).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import string
+import time
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
+
+import gmpy2
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+from sampan.vertical._parallel import ParallelError, map_ranges
+from sampan.vertical.channel import SealedChannels
+from sampan.wire import Message
+
+__all__ = [
+    "MODES", "MODE_REVEALS", "ALIGNMENT_REVEALS", "PsiError", "PsiParty", "PsiOutcome",
+    "AlignmentOutcome", "run_psi", "align", "id_shape", "hash_to_curve", "blind", "match_tokens",
+]
+
+MODES: tuple[str, ...] = ("both", "label_holder", "cardinality")
+
+MODE_REVEALS: dict[str, str] = {
+    "both": (
+        "Private set intersection, mode 'both' (ECDH on Curve25519, semi-honest parties, non-colluding "
+        "coordinator). The label holder learns the partner's set size and which of its own customers are in "
+        "the intersection; the partner learns the label holder's set size and which of its own customers are "
+        "in the intersection; both hold the intersection in one agreed order. The coordinator relays sealed "
+        "envelopes and learns both set sizes and the size of the intersection, nothing about any customer. "
+        "No party learns anything about the other's customers outside the intersection."
+    ),
+    "label_holder": (
+        "Private set intersection, mode 'label_holder' (ECDH on Curve25519, semi-honest parties, "
+        "non-colluding coordinator). Only the label holder learns which of its customers are in the "
+        "intersection (and the partner's set size); the partner learns only the label holder's set size. "
+        "The coordinator relays sealed envelopes and learns only the two set sizes. An empty intersection "
+        "aborts the run, which tells the partner and the coordinator that it is empty."
+    ),
+    "cardinality": (
+        "Private set intersection, mode 'cardinality' (ECDH on Curve25519, semi-honest parties, "
+        "non-colluding coordinator). The label holder learns only how many customers the two parties have in "
+        "common (and the partner's set size), not which; the partner learns only the label holder's set "
+        "size. The coordinator relays sealed envelopes and learns only the two set sizes."
+    ),
+}
+
+ALIGNMENT_REVEALS = (
+    "Entity alignment by star PSI: the label holder runs mode-'both' PSI with each partner, then picks the "
+    "customers present at every party, in an order it draws at random. Each partner learns its pairwise "
+    "intersection with the label holder and which of those customers are common to all parties; the label "
+    "holder learns which of its customers each partner has; partners learn nothing about each other's "
+    "customers beyond the common set. Every party learns the other parties' set sizes where it runs PSI "
+    "with them. The coordinator relays sealed envelopes and learns the set sizes, each pairwise "
+    "intersection size and the number of aligned customers, nothing about any customer."
+)
+
+
+class PsiError(ValueError):
+    """A PSI input or protocol problem. Its text crosses the party boundary: it names parties, never ids."""
+
+
+# --- hash to curve and blinding -------------------------------------------------------------------
+
+POINT_BYTES = 32
+_P = 2**255 - 19
+_P_MPZ = gmpy2.mpz(_P)
+_A = 486662
+_MASK = (1 << 255) - 1
+_DOMAIN = b"sampan/psi/v1/curve25519/try-and-increment"
+_PREFIXES = [_DOMAIN + bytes([c]) for c in range(256)]  # domain || counter; the id follows
+
+
+def _fast_from_public_bytes() -> Callable[[bytes], X25519PublicKey]:
+    """`X25519PublicKey.from_public_bytes` without its per-call backend check (~1 us of ~36 us per point).
+
+    The check is done once here; if cryptography's internal binding moves, use the public API.
+    """
+    try:
+        from cryptography.hazmat.backends.openssl.backend import backend
+        from cryptography.hazmat.bindings._rust import openssl as rust_openssl
+
+        fast = rust_openssl.x25519.from_public_bytes
+        if backend.x25519_supported() and callable(fast):
+            return fast  # type: ignore[no-any-return]
+    except (ImportError, AttributeError):  # pragma: no cover - other cryptography versions
+        pass
+    return X25519PublicKey.from_public_bytes  # pragma: no cover
+
+
+_from_public_bytes = _fast_from_public_bytes()
+
+
+def _work(key: X25519PrivateKey | None, ids: Sequence[bytes], points: bytes = b"") -> Callable[[int, int], bytes]:
+    """Worker body over items 0..len(ids)+len(points)/32: first hash-and-blind each id, then blind each point.
+
+    One body for both jobs so a step that needs both (the label holder's ``psi.blind``) is one evenly
+    split parallel map, not two with a barrier between them. With `key` None the ids' bare curve
+    points are returned. Every lookup is bound locally: this loop is the per-item Python overhead on
+    top of the X25519 scalar multiplication, which dominates.
+    """
+    n_ids = len(ids)
+
+    def hash_blind(start: int, stop: int) -> bytes:
+        sha512, legendre, mpz = hashlib.sha512, gmpy2.legendre, gmpy2.mpz
+        prefixes, mask, p, p_mpz, a = _PREFIXES, _MASK, _P, _P_MPZ, _A
+        exchange = key.exchange if key is not None else None
+        from_public = _from_public_bytes
+        out: list[bytes] = []
+        append = out.append
+        for idb in ids[start:stop]:
+            for prefix in prefixes:
+                # The mask keeps the low 255 bits: the digest's first 32 bytes, top bit cleared.
+                u = int.from_bytes(sha512(prefix + idb).digest(), "little") & mask
+                if u < p:
+                    m = mpz(u)
+                    if legendre(m * (m * (m + a) + 1), p_mpz) == 1:  # legendre reduces mod p itself
+                        break
+            else:  # probability 2^-256
+                raise PsiError("hash to curve exhausted its counter")
+            point = u.to_bytes(32, "little")
+            append(exchange(from_public(point)) if exchange is not None else point)
+        return b"".join(out)
+
+    def blind_points(start: int, stop: int) -> bytes:
+        assert key is not None
+        exchange, from_public = key.exchange, _from_public_bytes
+        return b"".join([exchange(from_public(points[i:i + 32])) for i in range(32 * start, 32 * stop, 32)])
+
+    def run(start: int, stop: int) -> bytes:
+        parts = []
+        if start < n_ids:
+            parts.append(hash_blind(start, min(stop, n_ids)))
+        if stop > n_ids:
+            parts.append(blind_points(max(start - n_ids, 0), stop - n_ids))
+        return b"".join(parts)
+    return run
+
+
+def hash_to_curve(ids: Sequence[bytes]) -> np.ndarray:
+    """Unblinded curve points of UTF-8 ids as an (n, 32) uint8 array (for tests and audits)."""
+    return _points(_work(None, ids)(0, len(ids)))
+
+
+def _hash_and_blind(ids: Sequence[bytes], key: X25519PrivateKey, workers: int | None,
+                    points: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(H(id)^key for each id, point^key for each row of `points`), computed in one parallel map."""
+    extra = b"" if points is None else _check_points(points).tobytes()
+    total = len(ids) + len(extra) // POINT_BYTES
+    out = _points(map_ranges(_work(key, ids, extra), total, POINT_BYTES, workers=workers))
+    return out[:len(ids)], out[len(ids):]
+
+
+def blind(points: np.ndarray, key: X25519PrivateKey, *, workers: int | None = None) -> np.ndarray:
+    """x25519(key, point) for each row of an (n, 32) uint8 array, in parallel worker processes.
+
+    Raises ValueError for a malformed array or a low-order point (X25519 refuses an all-zero result).
+    """
+    arr = _check_points(points)
+    try:
+        return _hash_and_blind([], key, workers, arr)[1]
+    except ParallelError as exc:
+        raise ValueError(f"blinding failed: {exc}") from None
+
+
+def _points(raw: bytes) -> np.ndarray:
+    return np.frombuffer(raw, dtype=np.uint8).reshape(-1, POINT_BYTES)
+
+
+def _check_points(points: Any) -> np.ndarray:
+    arr = np.asarray(points)
+    if arr.dtype != np.uint8 or arr.ndim != 2 or arr.shape[1] != POINT_BYTES:
+        raise ValueError(f"points must be an (n, {POINT_BYTES}) uint8 array, got {arr.dtype} {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+def _new_scalar() -> X25519PrivateKey:
+    """A fresh per-session secret (32 bytes of OS randomness); lives only in this object."""
+    return X25519PrivateKey.from_private_bytes(os.urandom(32))
+
+
+def _secure_permutation(n: int) -> np.ndarray:
+    """A uniformly random permutation from the OS CSPRNG (sort 64-bit random keys)."""
+    return np.argsort(np.frombuffer(os.urandom(8 * n), dtype=np.uint64), kind="stable")
+
+
+# --- matching -------------------------------------------------------------------------------------
+
+def _key64(points: np.ndarray) -> np.ndarray:
+    """The first 8 bytes of each token as a big-endian integer: sorts like the bytes themselves."""
+    return np.ascontiguousarray(points[:, :8]).view(">u8").ravel().astype(np.uint64)
+
+
+def _has_ties(sorted_keys: np.ndarray) -> bool:
+    return bool(len(sorted_keys) > 1 and (sorted_keys[1:] == sorted_keys[:-1]).any())
+
+
+def match_tokens(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (ix, iy) with x[ix] == y[iy], in ascending byte order of the matched tokens.
+
+    Numpy on 64-bit prefixes (argsort + searchsorted), checked on all 32 bytes; a prefix collision
+    (about 2^-24 for a million tokens) falls back to an exact byte-string match.
+    """
+    x, y = _check_points(x), _check_points(y)
+    if len(x) == 0 or len(y) == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    kx, ky = _key64(x), _key64(y)
+    ox = np.argsort(kx, kind="stable")
+    oy = np.argsort(ky, kind="stable")
+    sx, sy = kx[ox], ky[oy]
+    if _has_ties(sx) or _has_ties(sy):
+        return _match_exact(x, y)
+    pos = np.minimum(np.searchsorted(sy, sx), len(sy) - 1)
+    hit = sy[pos] == sx
+    ix, iy = ox[hit].astype(np.int64), oy[pos[hit]].astype(np.int64)
+    if not np.array_equal(x[ix], y[iy]):
+        return _match_exact(x, y)
+    return ix, iy
+
+
+def _match_exact(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Slow exact path (dict of 32-byte strings); only reached on a 64-bit prefix collision."""
+    xb, yb = x.tobytes(), y.tobytes()
+    where = {yb[j * 32:(j + 1) * 32]: j for j in range(len(y))}
+    pairs = sorted((t, i, where[t]) for i in range(len(x)) if (t := xb[i * 32:(i + 1) * 32]) in where)
+    return (np.array([i for _, i, _ in pairs], dtype=np.int64),
+            np.array([j for _, _, j in pairs], dtype=np.int64))
+
+
+# --- ids ------------------------------------------------------------------------------------------
+
+_ASCII_SHAPE = bytes(
+    ord("9") if chr(c) in string.digits else ord("A") if chr(c) in string.ascii_letters
+    else c if 32 <= c < 127 else ord("?") for c in range(256))
+
+
+def _shape_of(idb: bytes, text: str) -> bytes:
+    if idb.isascii():
+        return idb.translate(_ASCII_SHAPE)
+    return "".join("9" if c.isdigit() else "A" if c.isalpha() else c if " " <= c < "\x7f" else "?"
+                   for c in text).encode()
+
+
+def id_shape(ids: Sequence[str], encoded: Sequence[bytes] | None = None) -> str:
+    """The dominant character-class shape of normalised ids: digit -> 9, letter -> A, ASCII punctuation kept.
+
+    Coarse on purpose: it tells "BR00001234" from "00001234" or "0000-1234" without describing any one
+    customer. A shape without a letter or digit (an id made only of punctuation) is masked.
+    """
+    if not ids:
+        return ""
+    encoded = [s.encode() for s in ids] if encoded is None else encoded
+    shape, _ = Counter([_shape_of(b, s) for b, s in zip(encoded, ids)]).most_common(1)[0]
+    text = shape.decode()
+    if "A" not in text and "9" not in text:
+        text = "?" * len(text)
+    return text if len(text) <= 64 else f"{text[:64]}...({len(text)} chars)"
+
+
+def _normalise(ids: Any, party: str) -> tuple[list[str], list[bytes]]:
+    """NFC + strip, then validate: strings, non-empty, encodable, unique. Errors give rows, not values."""
+    arr = np.asarray(ids, dtype=object)
+    if arr.ndim != 1:
+        raise PsiError(f"party {party!r}: ids must be a 1-D array, got shape {arr.shape}")
+    raw = arr.tolist()
+    if not raw:
+        raise PsiError(f"party {party!r}: has no customer ids to match")
+    nfc = unicodedata.normalize
+    try:
+        norm = [nfc("NFC", s).strip() for s in raw]
+    except TypeError:
+        row = next(i for i, s in enumerate(raw) if not isinstance(s, str))
+        raise PsiError(f"party {party!r}: id at row {row} is a {type(raw[row]).__name__}, not a string") from None
+    if not all(norm):
+        blank = [i for i, s in enumerate(norm) if not s]
+        raise PsiError(f"party {party!r}: {len(blank)} empty ids (first at row {blank[0]})")
+    try:
+        encoded = [s.encode() for s in norm]
+    except UnicodeEncodeError:
+        row = next(i for i, s in enumerate(norm) if not _encodable(s))
+        raise PsiError(f"party {party!r}: id at row {row} is not valid Unicode (lone surrogate)") from None
+    if len(set(encoded)) != len(encoded):
+        seen: set[bytes] = set()
+        repeats = [i for i, b in enumerate(encoded) if b in seen or seen.add(b)]  # type: ignore[func-returns-value]
+        raise PsiError(f"party {party!r}: {len(repeats)} duplicate customer ids after normalisation "
+                       f"(first repeat at row {repeats[0]}); PSI needs unique ids")
+    return norm, encoded
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# --- party side -----------------------------------------------------------------------------------
+
+class _Registry(Protocol):
+    """What `PsiParty.register` needs of a PartyApp."""
+
+    def register(self, kind: str, handler: Callable[[Message], Message]) -> None: ...
+
+
+@dataclass
+class _Session:
+    """One PSI run with one peer: the scalar lives here until its last multiplication."""
+
+    mode: str
+    role: str  # "a" (label holder) or "b" (partner)
+    key: X25519PrivateKey | None
+    perm: np.ndarray | None = None  # sent position -> own row
+    doubled_peer: np.ndarray | None = None  # A: H(b)^(beta alpha) in B's sent order
+    peer_n: int = 0
+
+
+class PsiParty:
+    """One party's side of PSI: its ids stay here; only blinded points leave, sealed to the peer."""
+
+    def __init__(self, name: str, ids: Any, *, workers: int | None = None) -> None:
+        self.name = name
+        self.ids = np.asarray(ids, dtype=object)
+        self.workers = workers
+        self.channels: SealedChannels | None = None
+        self.rows: dict[str, np.ndarray] = {}
+        self.cardinality: dict[str, int] = {}
+        self.peer_sizes: dict[str, int] = {}
+        self.aligned_rows: np.ndarray | None = None
+        self._tokens: dict[str, np.ndarray] = {}  # peer -> doubly blinded tokens, aligned with rows[peer]
+        self._sessions: dict[str, _Session] = {}
+        self._prepared: tuple[list[str], list[bytes], str] | None = None
+
+    def register(self, app: _Registry) -> "PsiParty":
+        for kind, handler in (("psi.offer", self._offer), ("psi.accept", self._accept),
+                              ("psi.blind", self._blind), ("psi.respond", self._respond),
+                              ("psi.finish", self._finish), ("psi.align", self._align),
+                              ("psi.aligned", self._aligned)):
+            app.register(kind, handler)
+        return self
+
+    # helpers
+    def _prepare(self) -> tuple[list[str], list[bytes], str]:
+        if self._prepared is None:
+            norm, encoded = _normalise(self.ids, self.name)
+            self._prepared = (norm, encoded, id_shape(norm, encoded))
+        return self._prepared
+
+    def _channels(self) -> SealedChannels:
+        if self.channels is None:
+            raise PsiError(f"party {self.name!r}: no sealed channels set up for this run")
+        return self.channels
+
+    def _seal(self, request: Message, peer: str, kind: str, arrays: dict[str, np.ndarray] | None = None,
+              meta: dict[str, Any] | None = None) -> np.ndarray:
+        inner = Message(request.run_id, request.step, self.name, peer, kind, arrays or {}, meta or {})
+        return self._channels().seal(peer, inner)
+
+    def _open(self, request: Message, peer: str, kind: str) -> Message:
+        if "envelope" not in request.arrays:
+            raise PsiError(f"party {self.name!r}: {request.kind} carries no envelope from {peer!r}")
+        inner = self._channels().open(peer, request.arrays["envelope"])
+        if inner.kind != kind:
+            raise PsiError(f"party {self.name!r}: expected {kind!r} from {peer!r}, got {inner.kind!r}")
+        return inner
+
+    def _session(self, peer: str, role: str) -> _Session:
+        session = self._sessions.get(peer)
+        if session is None or session.role != role:
+            raise PsiError(f"party {self.name!r}: no PSI session with {peer!r} in progress")
+        return session
+
+    def _peer_points(self, inner: Message, name: str, n: int | None, peer: str) -> np.ndarray:
+        try:
+            points = _check_points(inner.arrays[name])
+        except (KeyError, ValueError) as exc:
+            raise PsiError(f"party {self.name!r}: malformed points from {peer!r}: {exc}") from None
+        if n is not None and len(points) != n:
+            raise PsiError(f"party {self.name!r}: {peer!r} sent {len(points)} points, expected {n}")
+        return points
+
+    def _blind_peer(self, points: np.ndarray, key: X25519PrivateKey, peer: str) -> np.ndarray:
+        try:
+            return blind(points, key, workers=self.workers)
+        except ValueError:
+            raise PsiError(f"party {self.name!r}: {peer!r} sent a point that is not a valid curve point") from None
+
+    def _check_shapes(self, peer: str, peer_shape: str, a: str, b: str, check: bool) -> None:
+        mine = self._prepare()[2]
+        if check and peer_shape != mine:
+            shapes = {self.name: mine, peer: peer_shape}
+            raise PsiError(
+                f"party {self.name!r}: customer id formats differ between {a!r} and {b!r}: {a!r} ids look "
+                f"like {shapes[a]!r}, {b!r} ids look like {shapes[b]!r}; normalise the id column at both "
+                f"parties (or run with check_format=False)")
+
+    def _mode(self, request: Message) -> str:
+        mode = str(request.meta.get("mode", ""))
+        if mode not in MODES:
+            raise PsiError(f"party {self.name!r}: unknown PSI mode {mode!r}; expected one of {list(MODES)}")
+        return mode
+
+    def _no_overlap(self, a: str, b: str) -> PsiError:
+        return PsiError(f"party {self.name!r}: no common customers between {a!r} and {b!r}")
+
+    # handlers (A: label holder, B: partner)
+    def _offer(self, request: Message) -> Message:
+        """A, step 1: announce mode, size and id shape; nothing is blinded before B compares formats."""
+        peer, mode = str(request.meta["peer"]), self._mode(request)
+        _, encoded, shape = self._prepare()
+        self._sessions[peer] = _Session(mode=mode, role="a", key=None)
+        envelope = self._seal(request, peer, "psi.offer", meta={"mode": mode, "n": len(encoded), "shape": shape})
+        return request.reply("psi.offer", {"envelope": envelope}, {"n": len(encoded)})
+
+    def _accept(self, request: Message) -> Message:
+        """B, step 2: check formats, then send own shuffled H(b)^beta."""
+        peer, mode = str(request.meta["peer"]), self._mode(request)
+        inner = self._open(request, peer, "psi.offer")
+        if inner.meta.get("mode") != mode:
+            raise PsiError(f"party {self.name!r}: {peer!r} runs PSI mode {inner.meta.get('mode')!r}, "
+                           f"the coordinator asked for {mode!r}")
+        _, encoded, shape = self._prepare()
+        self._check_shapes(peer, str(inner.meta.get("shape")), peer, self.name,
+                           bool(request.meta.get("check_format", True)))
+        session = _Session(mode=mode, role="b", key=_new_scalar(), peer_n=int(inner.meta["n"]))
+        assert session.key is not None
+        self.peer_sizes[peer] = session.peer_n
+        session.perm = _secure_permutation(len(encoded))
+        mine = _hash_and_blind(encoded, session.key, self.workers)[0][session.perm]
+        self._sessions[peer] = session
+        envelope = self._seal(request, peer, "psi.accept", {"points": mine}, {"n": len(encoded), "shape": shape})
+        return request.reply("psi.accept", {"envelope": envelope}, {"n": len(encoded)})
+
+    def _blind(self, request: Message) -> Message:
+        """A, step 3: send own shuffled H(a)^alpha; raise B's points to alpha (sent to B in mode both)."""
+        peer = str(request.meta["peer"])
+        session = self._session(peer, "a")
+        inner = self._open(request, peer, "psi.accept")
+        self._check_shapes(peer, str(inner.meta.get("shape")), self.name, peer,
+                           bool(request.meta.get("check_format", True)))
+        session.peer_n = int(inner.meta["n"])
+        self.peer_sizes[peer] = session.peer_n
+        theirs = self._peer_points(inner, "points", session.peer_n, peer)
+        _, encoded, _ = self._prepare()
+        key = _new_scalar()
+        session.perm = _secure_permutation(len(encoded))
+        try:
+            mine, session.doubled_peer = _hash_and_blind(encoded, key, self.workers, theirs)
+        except (ValueError, ParallelError) as exc:
+            raise PsiError(f"party {self.name!r}: blinding failed ({exc}); {peer!r} may have sent a point "
+                           f"that is not on the curve") from None
+        del key  # alpha is not needed again: both multiplications are done
+        mine = mine[session.perm]
+        arrays = {"points": mine}
+        if session.mode == "both":
+            arrays["peer_points"] = session.doubled_peer
+        envelope = self._seal(request, peer, "psi.blind", arrays, {"n": len(encoded)})
+        return request.reply("psi.blind", {"envelope": envelope})
+
+    def _respond(self, request: Message) -> Message:
+        """B, step 4: raise A's points to beta and return them (reshuffled in mode cardinality)."""
+        peer = str(request.meta["peer"])
+        session = self._session(peer, "b")
+        inner = self._open(request, peer, "psi.blind")
+        assert session.key is not None and session.perm is not None
+        theirs = self._peer_points(inner, "points", session.peer_n, peer)
+        doubled = self._blind_peer(theirs, session.key, peer)
+        session.key = None
+        if session.mode == "both":
+            mine = self._peer_points(inner, "peer_points", len(session.perm), peer)
+            ix, iy = match_tokens(doubled, mine)
+            if len(ix) == 0:
+                del self._sessions[peer]
+                raise self._no_overlap(peer, self.name)
+            self.rows[peer] = session.perm[iy]
+            self._tokens[peer] = doubled[ix]
+            self.cardinality[peer] = len(ix)
+        elif session.mode == "cardinality":
+            doubled = doubled[_secure_permutation(len(doubled))]
+        del self._sessions[peer]
+        envelope = self._seal(request, peer, "psi.respond", {"points": doubled})
+        return request.reply("psi.respond", {"envelope": envelope})
+
+    def _finish(self, request: Message) -> Message:
+        """A, step 5: match; report the cardinality to the coordinator only in mode both."""
+        peer = str(request.meta["peer"])
+        session = self._session(peer, "a")
+        inner = self._open(request, peer, "psi.respond")
+        assert session.perm is not None and session.doubled_peer is not None
+        doubled = self._peer_points(inner, "points", len(session.perm), peer)
+        del self._sessions[peer]
+        ix, _ = match_tokens(doubled, session.doubled_peer)
+        self.cardinality[peer] = len(ix)
+        if session.mode == "cardinality":
+            self.rows.pop(peer, None)
+            return request.reply("psi.finish")
+        if len(ix) == 0:
+            raise self._no_overlap(self.name, peer)
+        self.rows[peer] = session.perm[ix]
+        self._tokens[peer] = doubled[ix]
+        meta = {"cardinality": len(ix)} if session.mode == "both" else {}
+        return request.reply("psi.finish", meta=meta)
+
+    def _align(self, request: Message) -> Message:
+        """Label holder: keep the customers every partner has, in a random order; tell each partner its tokens."""
+        partners = [str(p) for p in request.meta["partners"]]
+        n = len(self._prepare()[0])
+        common = np.ones(n, dtype=bool)
+        for p in partners:
+            if p not in self.rows or p not in self._tokens:
+                raise PsiError(f"party {self.name!r}: no mode-'both' PSI result with {p!r} to align on")
+            present = np.zeros(n, dtype=bool)
+            present[self.rows[p]] = True
+            common &= present
+        rows = np.flatnonzero(common)
+        if len(rows) == 0:
+            raise PsiError(f"party {self.name!r}: no customer is common to all of "
+                           f"{', '.join(repr(x) for x in [self.name, *partners])}")
+        rows = rows[_secure_permutation(len(rows))]
+        arrays: dict[str, np.ndarray] = {}
+        for k, p in enumerate(partners):
+            position = np.full(n, -1, dtype=np.int64)
+            position[self.rows[p]] = np.arange(len(self.rows[p]))
+            arrays[f"envelope{k}"] = self._seal(request, p, "psi.align", {"tokens": self._tokens[p][position[rows]]})
+        self.aligned_rows = rows
+        return request.reply("psi.align", arrays, {"n_aligned": len(rows)})
+
+    def _aligned(self, request: Message) -> Message:
+        """Partner: map the label holder's token order onto own rows."""
+        holder = str(request.meta["label_holder"])
+        inner = self._open(request, holder, "psi.align")
+        tokens = self._peer_points(inner, "tokens", None, holder)
+        if holder not in self._tokens:
+            raise PsiError(f"party {self.name!r}: no mode-'both' PSI result with {holder!r} to align on")
+        ix, iy = match_tokens(tokens, self._tokens[holder])
+        if len(ix) != len(tokens):
+            raise PsiError(f"party {self.name!r}: {len(tokens) - len(ix)} aligned customers from {holder!r} "
+                           f"are not in our intersection")
+        where = np.empty(len(tokens), dtype=np.int64)
+        where[ix] = iy
+        self.aligned_rows = self.rows[holder][where]
+        return request.reply("psi.aligned", meta={"n_aligned": len(tokens)})
+
+
+# --- coordinator side -----------------------------------------------------------------------------
+
+class _Exchanger(Protocol):
+    """The one Transport method the coordinator side uses (kept structural: vertical does not import transport)."""
+
+    def exchange(self, messages: Iterable[Message]) -> Iterator[Message]: ...
+
+
+@dataclass(frozen=True)
+class PsiOutcome:
+    """What the coordinator knows after a PSI run: sizes, and the cardinality only in mode both."""
+
+    mode: str
+    parties: tuple[str, str]  # (label holder, partner)
+    sizes: dict[str, int]
+    cardinality: int | None
+    reveals: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class AlignmentOutcome:
+    """What the coordinator knows after star alignment."""
+
+    label_holder: str
+    partners: tuple[str, ...]
+    n_aligned: int
+    sizes: dict[str, int]
+    cardinalities: dict[str, int]  # partner -> |label holder ∩ partner|
+    reveals: str
+    seconds: float
+    pairwise: list[PsiOutcome] = field(default_factory=list)
+
+
+def _ask(transport: _Exchanger, message: Message) -> Message:
+    replies = list(transport.exchange([message]))
+    if len(replies) != 1:
+        raise PsiError(f"expected one reply from {message.recipient!r} to {message.kind!r}, got {len(replies)}")
+    reply = replies[0]
+    if reply.kind != message.kind:
+        raise PsiError(f"party {message.recipient!r} answered {message.kind!r} with {reply.kind!r}")
+    return reply
+
+
+def _coordinator(transport: Any) -> str:
+    return str(getattr(transport, "coordinator", "coordinator"))
+
+
+def run_psi(transport: _Exchanger, run_id: str, a: str, b: str, mode: str = "both", step: int = 0, *,
+            check_format: bool = True) -> PsiOutcome:
+    """PSI between label holder `a` and partner `b`; results stay at the parties (`PsiParty.rows` etc.).
+
+    Raises the transport's PartyError when a party fails (duplicates, empty set, format mismatch, no
+    overlap); the error names the parties and never an id.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown PSI mode {mode!r}; expected one of {list(MODES)}")
+    if a == b:
+        raise ValueError("PSI needs two different parties")
+    started = time.perf_counter()
+    me = _coordinator(transport)
+    meta: dict[str, Any] = {"mode": mode, "check_format": bool(check_format)}
+
+    def ask(to: str, kind: str, peer: str, envelope: np.ndarray | None = None) -> Message:
+        arrays = {} if envelope is None else {"envelope": envelope}
+        return _ask(transport, Message(run_id, step, me, to, kind, arrays, {**meta, "peer": peer}))
+
+    offer = ask(a, "psi.offer", b)
+    accept = ask(b, "psi.accept", a, offer.arrays["envelope"])
+    blinded = ask(a, "psi.blind", b, accept.arrays["envelope"])
+    respond = ask(b, "psi.respond", a, blinded.arrays["envelope"])
+    finish = ask(a, "psi.finish", b, respond.arrays["envelope"])
+    cardinality = finish.meta.get("cardinality") if mode == "both" else None
+    return PsiOutcome(mode=mode, parties=(a, b),
+                      sizes={a: int(offer.meta["n"]), b: int(accept.meta["n"])},
+                      cardinality=None if cardinality is None else int(cardinality),
+                      reveals=MODE_REVEALS[mode], seconds=time.perf_counter() - started)
+
+
+def align(transport: _Exchanger, run_id: str, label_holder: str, partners: list[str], *, step: int = 0,
+          check_format: bool = True) -> AlignmentOutcome:
+    """Star alignment: afterwards every party's `aligned_rows` has one length and row i is one customer."""
+    partners = list(dict.fromkeys(partners))
+    if not partners or label_holder in partners:
+        raise ValueError("align needs at least one partner, all different from the label holder")
+    started = time.perf_counter()
+    pairwise = [run_psi(transport, run_id, label_holder, p, "both", step, check_format=check_format)
+                for p in partners]
+    me = _coordinator(transport)
+    holder = _ask(transport, Message(run_id, step, me, label_holder, "psi.align", meta={"partners": partners}))
+    n_aligned = int(holder.meta["n_aligned"])
+    requests = (Message(run_id, step, me, p, "psi.aligned", {"envelope": holder.arrays[f"envelope{k}"]},
+                        {"label_holder": label_holder}) for k, p in enumerate(partners))
+    for reply in transport.exchange(requests):
+        if int(reply.meta.get("n_aligned", -1)) != n_aligned:
+            raise PsiError(f"party {reply.sender!r} aligned {reply.meta.get('n_aligned')} customers, "
+                           f"{label_holder!r} aligned {n_aligned}")
+    sizes = {label_holder: pairwise[0].sizes[label_holder], **{o.parties[1]: o.sizes[o.parties[1]] for o in pairwise}}
+    return AlignmentOutcome(
+        label_holder=label_holder, partners=tuple(partners), n_aligned=n_aligned, sizes=sizes,
+        cardinalities={o.parties[1]: int(o.cardinality or 0) for o in pairwise},
+        reveals=ALIGNMENT_REVEALS, seconds=time.perf_counter() - started, pairwise=pairwise)

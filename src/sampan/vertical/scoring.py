@@ -1,0 +1,233 @@
+"""Joint scoring of a loan application (or of held-out rows) with a trained vertical linear model.
+
+Flow (three waves, all party-to-party payloads sealed so the coordinator sees only sizes):
+
+1. ``score.start`` — the bank looks up the applicant in its own table, computes its partial logit and
+   per-feature contributions, and seals the registration numbers to each partner. The coordinator
+   never learns who applied.
+2. ``score.partial`` — each partner computes its partial logit for each applicant it knows; an
+   applicant it does not know gets the neutral value 0 (the partner's standardised training mean)
+   and a ``missing`` flag. With two or more partners each adds a pairwise zero-sum mask in Z_2^64
+   (from the pairwise channel PRG) so the bank learns only the *sum* of partner contributions.
+3. ``score.finish`` — the bank adds everything, and keeps the probability of default, the score and
+   the reason codes to itself; the coordinator receives an acknowledgement only (or, for held-out
+   evaluation, aggregate metrics).
+
+What scoring reveals: the bank learns the applicant's final PD, the summed partner contribution and,
+per partner, whether that partner knows the applicant (the result must say so). Each partner learns
+the registration number the bank asked about, as with any credit-reference query, and nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from sampan.metrics import ks_statistic, roc_auc
+from sampan.metrics import brier_score
+from sampan.models.scorecard import psi
+from sampan.vertical.channel import SealedChannels
+from sampan.vertical.model import LocalLinearPart
+from sampan.vertical.ring import decode, encode
+from sampan.vertical.secure_lr import receive
+from sampan.wire import Message
+
+__all__ = ["ScoreCard", "ScoreResult", "ScoringParty", "score_points", "REVEALS"]
+
+REVEALS = (
+    "Joint scoring: the bank learns the applicant's probability of default, the summed partner "
+    "contribution and which partners know the applicant; each partner learns only the registration "
+    "number queried; the coordinator learns neither (ids and partial scores travel sealed)."
+)
+_BITS = 16
+
+
+@dataclass(frozen=True)
+class ScoreCard:
+    """Points scaling: `base` points at odds `base_odds`:1 good:bad, `pdo` points to double the odds."""
+
+    base: float = 600.0
+    base_odds: float = 50.0
+    pdo: float = 20.0
+
+    def points(self, pd: np.ndarray) -> np.ndarray:
+        pd = np.clip(np.asarray(pd, dtype=np.float64), 1e-9, 1 - 1e-9)
+        factor = self.pdo / math.log(2)
+        return self.base + factor * (np.log((1 - pd) / pd) - math.log(self.base_odds))
+
+
+def score_points(pd: np.ndarray, card: ScoreCard = ScoreCard()) -> np.ndarray:
+    return card.points(pd)
+
+
+@dataclass
+class ScoreResult:
+    """What the bank sees for one applicant."""
+
+    applicant: str
+    probability_of_default: float
+    score: float
+    logit: float
+    bank_contribution: float
+    partner_contribution: float
+    missing_at: list[str]
+    reasons: list[dict[str, Any]]
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class _Pending:
+    request_id: str
+    applicants: list[str]
+    rows: np.ndarray | None
+    z_bank: np.ndarray
+    contributions: np.ndarray | None
+    started: float
+
+
+@dataclass
+class ScoringParty:
+    """Party-side scoring handlers over this party's own full table (not just the aligned rows)."""
+
+    name: str
+    ids: np.ndarray
+    X: np.ndarray
+    part: Callable[[], LocalLinearPart]
+    channels: Callable[[], SealedChannels]
+    aligned_rows: Callable[[], np.ndarray | None]
+    y: np.ndarray | None = None
+    card: ScoreCard = field(default_factory=ScoreCard)
+    results: dict[str, list[ScoreResult]] = field(default_factory=dict)
+    evaluated: dict[str, np.ndarray] = field(default_factory=dict)  # bank: PDs of evaluated batches, kept here
+    _index: dict[str, int] | None = None
+    _pending: dict[str, _Pending] = field(default_factory=dict)
+    _inbox: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+
+    def handlers(self) -> dict[str, Callable[[Message], Message]]:
+        return {"score.start": self.start, "score.partial": self.partial, "score.finish": self.finish}
+
+    def _rows_for(self, applicants: list[str]) -> np.ndarray:
+        if self._index is None:
+            self._index = {str(i).strip(): r for r, i in enumerate(self.ids)}
+        return np.array([self._index.get(a.strip(), -1) for a in applicants], dtype=np.int64)
+
+    # --- bank -------------------------------------------------------------------------------------
+    def start(self, msg: Message) -> Message:
+        """Bank: own partial logits; seal the query (ids, or aligned held-out rows) to every partner."""
+        started = time.perf_counter()
+        partners = list(msg.meta["partners"])
+        request_id = str(msg.meta["request_id"])
+        part = self.part()
+        if "aligned" in msg.arrays:
+            aligned = self.aligned_rows()
+            if aligned is None:
+                raise ValueError(f"party {self.name!r}: no aligned rows; run PSI alignment first")
+            positions = msg.arrays["aligned"]
+            rows, applicants, query = aligned[positions], [], {"aligned": positions}
+        else:
+            applicants = [str(a) for a in msg.meta["applicants"]]
+            rows = self._rows_for(applicants)
+            unknown = [k + 1 for k, r in enumerate(rows) if r < 0]
+            if unknown:  # positions, not ids: this error text passes through the coordinator
+                raise ValueError(f"party {self.name!r}: applicant(s) at position {unknown[:5]} of {len(rows)} are not "
+                                 "in the bank's table; the bank scores applicants it has data on")
+            query = {"ids": np.frombuffer("\n".join(applicants).encode(), dtype=np.uint8)}
+        X = self.X[rows]
+        z_bank = part.partial_logit(X)
+        contributions = None if "aligned" in msg.arrays else part.scaler.transform(part.features(X)) * part.weights
+        self._pending[request_id] = _Pending(request_id, applicants, rows, z_bank, contributions, started)
+        ch = self.channels()
+        out = {f"to:{p}": ch.seal_arrays(p, query) for p in partners}
+        return msg.reply("score.started", out)
+
+    def finish(self, msg: Message) -> Message:
+        """Bank: add the (masked) partner sum; results stay here. Held-out mode returns metrics only."""
+        receive(msg, self.channels(), self._inbox)
+        request_id = str(msg.meta["request_id"])
+        pending = self._pending.pop(request_id)
+        partners = list(msg.meta["partners"])
+        total = np.zeros(len(pending.z_bank), dtype=np.uint64)
+        missing: dict[str, np.ndarray] = {}
+        for p in partners:
+            total = total + self._inbox.pop((p, "z"))
+            missing[p] = self._inbox.pop((p, "missing")).astype(bool)
+        partner_z = decode(total, _BITS)
+        logit = pending.z_bank + partner_z
+        pd = 1.0 / (1.0 + np.exp(-logit))
+        if not pending.applicants:  # held-out evaluation: only aggregate metrics leave the bank
+            if self.y is None:
+                raise ValueError(f"party {self.name!r} has no labels to evaluate with")
+            y = self.y[pending.rows]
+            metrics = {"n": int(len(y)), "auc": roc_auc(y, pd), "ks": ks_statistic(y, pd), "brier": brier_score(y, pd),
+                       "default_rate": float(y.mean()), "mean_pd": float(pd.mean()),
+                       "missing_rate": {p: float(m.mean()) for p, m in missing.items()}}
+            reference = msg.meta.get("stability_reference")
+            if reference is not None and str(reference) in self.evaluated:
+                # Population stability of this batch's scores against an earlier batch's (bank-local).
+                metrics["psi"] = psi(self.card.points(self.evaluated[str(reference)]), self.card.points(pd))
+            self.evaluated[request_id] = pd
+            return msg.reply("score.metrics", meta=metrics)
+        part = self.part()
+        points = self.card.points(pd)
+        seconds = time.perf_counter() - pending.started
+        results = []
+        for i, applicant in enumerate(pending.applicants):
+            assert pending.contributions is not None
+            results.append(ScoreResult(
+                applicant=applicant, probability_of_default=float(pd[i]), score=float(points[i]),
+                logit=float(logit[i]), bank_contribution=float(pending.z_bank[i]),
+                partner_contribution=float(partner_z[i]),
+                missing_at=[p for p in partners if missing[p][i]],
+                reasons=reason_codes(part.feature_names, pending.contributions[i], float(partner_z[i])),
+                seconds=seconds))
+        self.results[request_id] = results
+        return msg.reply("score.done", meta={"n": len(results)})
+
+    # --- partners ---------------------------------------------------------------------------------
+    def partial(self, msg: Message) -> Message:
+        """Partner: partial logits (0 and a flag where the applicant is unknown), masked, sealed to the bank."""
+        receive(msg, self.channels(), self._inbox)
+        bank, partners = str(msg.meta["bank"]), list(msg.meta["partners"])
+        request_id = str(msg.meta["request_id"])
+        if (bank, "aligned") in self._inbox:
+            aligned = self.aligned_rows()
+            if aligned is None:
+                raise ValueError(f"party {self.name!r}: no aligned rows; run PSI alignment first")
+            rows = aligned[self._inbox.pop((bank, "aligned"))]
+        else:
+            text = self._inbox.pop((bank, "ids")).tobytes().decode()
+            rows = self._rows_for(text.split("\n") if text else [])
+        known = rows >= 0
+        z = np.zeros(len(rows))
+        if known.any():
+            z[known] = self.part().partial_logit(self.X[rows[known]])
+        share = encode(z, _BITS)
+        ch = self.channels()
+        for other in partners:
+            if other != self.name:
+                pad = ch.prg(other, f"score/{request_id}", len(rows))
+                share = share + pad if self.name < other else share - pad
+        envelope = ch.seal_arrays(bank, {"z": share, "missing": (~known).astype(np.uint8)})
+        return msg.reply("score.partial", {f"to:{bank}": envelope})
+
+
+def reason_codes(feature_names: list[str], contributions: np.ndarray, partner: float,
+                 top: int = 4) -> list[dict[str, Any]]:
+    """The bank's features that raise this applicant's risk most, then the partners' summed effect.
+
+    Contributions are on the logit scale (w_k * standardised x_k): positive raises the PD.
+    """
+    order = np.argsort(-contributions)
+    reasons = [{"source": "bank", "feature": feature_names[k], "logit_contribution": float(contributions[k])}
+               for k in order[:top] if contributions[k] > 0]
+    reasons.append({"source": "partners (aggregated)", "feature": "partner data",
+                    "logit_contribution": float(partner)})
+    reasons.sort(key=lambda r: -r["logit_contribution"])
+    return reasons

@@ -1,0 +1,128 @@
+"""The coordinator's handle on a vertical federation: keys, alignment, training, evaluation, scoring.
+
+A `VerticalSession` drives parties only through a `Transport`, so the same code runs in-process
+(tests, the demo) and across organisations. It knows what the coordinator may know: party names,
+sizes, the batch schedule and aggregate metrics.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from sampan.data.table import PartyData
+from sampan.transport import Transport
+from sampan.transport.inprocess import InProcessTransport
+from sampan.vertical.party import VerticalParty
+from sampan.vertical.psi import align
+from sampan.vertical.secure_lr import Roles
+from sampan.vertical.training import Relay, VerticalLRConfig, VerticalLRResult, train_secure_lr
+
+__all__ = ["VerticalSession", "Splits", "build_inprocess_vertical"]
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Positions in the aligned order (public: the coordinator chooses them knowing only the count)."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+    @classmethod
+    def random(cls, n: int, *, test_fraction: float = 0.2, val_fraction: float = 0.15, seed: int = 0) -> "Splits":
+        if n < 10:
+            raise ValueError(f"only {n} aligned rows: too few to split into train/validation/test")
+        order = np.random.default_rng(seed).permutation(n)
+        n_test, n_val = int(round(n * test_fraction)), int(round(n * val_fraction))
+        return cls(np.sort(order[n_test + n_val:]), np.sort(order[n_test:n_test + n_val]), np.sort(order[:n_test]))
+
+
+def build_inprocess_vertical(datasets: Mapping[str, PartyData]) -> tuple[InProcessTransport, dict[str, VerticalParty]]:
+    """One VerticalParty per table, wired through the in-process transport."""
+    parties = {name: VerticalParty(data) for name, data in datasets.items()}
+    return InProcessTransport({n: p.app for n, p in parties.items()}), parties
+
+
+class VerticalSession:
+    def __init__(self, transport: Transport, *, label_holder: str, partners: list[str], run_id: str | None = None,
+                 progress: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+        if not partners:
+            raise ValueError("a vertical run needs at least one partner besides the label holder")
+        if label_holder in partners:
+            raise ValueError(f"{label_holder!r} is both the label holder and a partner")
+        missing = [p for p in [label_holder, *partners] if p not in transport.parties]
+        if missing:
+            raise ValueError(f"parties {missing} are not reachable through the transport ({transport.parties})")
+        self.transport = transport
+        self.label_holder, self.partners = label_holder, list(partners)
+        self.run_id = run_id or secrets.token_hex(8)
+        self.progress = progress or (lambda stage, info: None)
+        self.relay = Relay(self.run_id)
+        self.alignment: Any = None
+        self.n_aligned: int | None = None
+        self._requests = 0
+
+    @property
+    def parties(self) -> list[str]:
+        return [self.label_holder, *self.partners]
+
+    @property
+    def roles(self) -> Roles:
+        return Roles(self.label_holder, self.partners[0], tuple(self.partners[1:]))
+
+    def connect(self) -> None:
+        """Every party makes a run key pair; the coordinator hands everyone the public keys."""
+        replies = self.relay.wave(self.transport, (self.relay.request(p, "vertical.hello") for p in self.parties))
+        keys = {f"key:{r.sender}": r.arrays["public_key"] for r in replies}
+        self.relay.wave(self.transport, (self.relay.request(p, "vertical.peers", keys) for p in self.parties))
+
+    def align(self) -> Any:
+        start = time.perf_counter()
+        self.alignment = align(self.transport, self.run_id, self.label_holder, self.partners)
+        self.n_aligned = int(self.alignment.n_aligned)
+        self.progress("aligned", {"n_aligned": self.n_aligned, "seconds": time.perf_counter() - start})
+        return self.alignment
+
+    def train(self, splits: Splits, config: VerticalLRConfig = VerticalLRConfig(), *, seed: int = 0) -> VerticalLRResult:
+        return train_secure_lr(self.transport, self.run_id, self.roles, splits.train, splits.val, config, seed=seed,
+                               progress=lambda rec: self.progress("epoch", rec))
+
+    def bank_only(self, splits: Splits, config: VerticalLRConfig = VerticalLRConfig(), *, seed: int = 0) -> dict[str, Any]:
+        """The label holder's own-columns model on the same rows: the baseline partners must beat."""
+        reply = self.relay.wave(self.transport, [self.relay.request(self.label_holder, "vertical.local_baseline", {
+            "train_rows": splits.train, "val_rows": splits.val, "test_rows": splits.test},
+            {"lr": config.learning_rate, "l2": config.l2, "epochs": config.epochs,
+             "batch_size": config.batch_size, "seed": seed})])[0]
+        return dict(reply.meta)
+
+    def evaluate(self, rows: np.ndarray, *, stability_against: str | None = None) -> dict[str, Any]:
+        """Joint scoring of held-out aligned rows; the bank returns aggregate metrics only.
+
+        `stability_against` names an earlier evaluation (its `request_id` in the result): the bank adds
+        the population stability index of this batch's scores against that one's.
+        """
+        meta = {"stability_reference": stability_against} if stability_against else {}
+        reply, request_id = self._score({"aligned": np.asarray(rows, dtype=np.int64)}, meta)
+        return {**dict(reply.meta), "request_id": request_id}
+
+    def score(self, applicants: list[str]) -> str:
+        """Score applications by registration number. Returns the request id; results stay at the bank."""
+        if not applicants:
+            raise ValueError("no applicants to score")
+        request_id = self._score({}, {"applicants": [str(a) for a in applicants]})[1]
+        return request_id
+
+    def _score(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> tuple[Any, str]:
+        self._requests += 1
+        request_id = f"{self.run_id}/{self._requests}"
+        base = {"request_id": request_id, "partners": self.partners, "bank": self.label_holder}
+        relay, bank = self.relay, self.label_holder
+        relay.wave(self.transport, [relay.request(bank, "score.start", arrays, {**base, **meta})])
+        relay.wave(self.transport, (relay.request(p, "score.partial", meta=base) for p in self.partners))
+        reply = relay.wave(self.transport, [relay.request(bank, "score.finish", meta=base)])[0]
+        return reply, request_id
