@@ -118,3 +118,16 @@ def test_target_errors_name_the_problem(model) -> None:
         generate(model, 10, targets=[TargetMarginal(("gender",), {("F",): 0.7, ("M",): 0.7})])
     with pytest.raises(TargetError, match="numeric"):
         generate(model, 10, targets=[TargetMarginal(("balance",), {("1",): 1.0})])
+
+
+def test_joint_quotas_meet_both_margins_exactly() -> None:
+    """Controlled rounding: a merged (column, label) target never leaves a margin one unit off."""
+    from sampan.synth.programmable import joint_quotas, quotas
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        r, c = int(rng.integers(1, 9)), int(rng.integers(1, 4))
+        joint = rng.random((r, c))
+        row_p, col_p, n = rng.dirichlet(np.ones(r)), rng.dirichlet(np.ones(c)), int(rng.integers(1, 5000))
+        q = joint_quotas(joint / joint.sum(), n, row_p, col_p).reshape(r, c)
+        assert (q >= 0).all() and (q.sum(1) == quotas(row_p, n)).all() and (q.sum(0) == quotas(col_p, n)).all()

@@ -261,6 +261,22 @@ class RouteRequest:
 Answer = Any
 
 
+GRID = float(1 << 32)
+
+
+def grid_gradients(p: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Logistic-loss gradients and hessians on a 2^-32 grid.
+
+    On the grid, any float64 sum of up to 2^20 rows is exact, so a histogram summed in floating point
+    (pooled, horizontal, the bank's own features) and one summed in Z_2^64 (a partner's, in the vertical
+    protocol) are bit-identical whatever the row order: every driver grows the same trees, with no
+    near-tie split decided by rounding.
+    """
+    g = np.rint((p - y) * GRID) / GRID
+    h = np.maximum(np.rint(p * (1 - p) * GRID), 1.0) / GRID
+    return g, h
+
+
 def boost(params: GBDTParams, y: np.ndarray, slots: Mapping[str, list[FeatureSlot]], *,
           y_val: np.ndarray | None = None) -> Generator[Any, Answer, GBDTModel]:
     """Grow trees level by level; yields requests (see module docstring), returns the model.
@@ -276,8 +292,7 @@ def boost(params: GBDTParams, y: np.ndarray, slots: Mapping[str, list[FeatureSlo
     model = GBDTModel(base, [], params)
     stopper = EarlyStopping(params.early_stopping_rounds)
     for t in range(params.n_trees):
-        p = expit(raw)
-        g, h = p - y, np.maximum(p * (1 - p), 1e-16)
+        g, h = grid_gradients(expit(raw), y)
         tree = Tree()
         root = tree.add()
         all_rows = np.arange(len(y))

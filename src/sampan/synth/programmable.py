@@ -82,6 +82,7 @@ class _Cells:
     with_label: bool
     cells: list[tuple[int, ...]]
     probs: np.ndarray
+    margins: tuple[np.ndarray, np.ndarray] | None = None  # a merged target's (column, label) marginals
 
 
 def _check_target(model: SynthModel, target: TargetMarginal) -> _Cells:
@@ -152,7 +153,9 @@ def _merge(model: SynthModel, parts: Sequence[_Cells]) -> _Cells:
     columns = (feature, model.schema.label)
     cells = [tuple(int(i) for i in idx) for idx in np.ndindex(*joint.shape)]
     merged = TargetMarginal(columns, {})  # type: ignore[arg-type]
-    return _Cells(merged, feature, True, cells, joint.reshape(-1))
+    label_probs = next(c.probs for c in parts if c.with_label)
+    column_probs = next(c.probs for c in parts if not c.with_label)
+    return _Cells(merged, feature, True, cells, joint.reshape(-1), (column_probs, label_probs))
 
 
 def _plan(model: SynthModel, checked: list[_Cells]) -> tuple[_Cells | None, list[_Cells]]:
@@ -186,6 +189,56 @@ def quotas(probs: np.ndarray, n: int) -> np.ndarray:
     if short > 0:
         base[np.argsort(-(raw - base), kind="stable")[:short]] += 1
     return base
+
+
+def joint_quotas(joint: np.ndarray, n: int, row_probs: np.ndarray, col_probs: np.ndarray) -> np.ndarray:
+    """Integer (rows, cols) counts close to ``n * joint`` whose row and column sums are exactly the
+    largest-remainder quotas of ``row_probs`` and ``col_probs`` (controlled rounding).
+
+    Rounding each cell on its own can leave a margin one off (121 defaults where 120 were asked for);
+    here the joint is first fitted to the integer margins, floored, and the remaining units placed one
+    per cell by augmenting paths in the bipartite (row, column) graph, preferring large remainders.
+    """
+    rows, cols = quotas(row_probs, n), quotas(col_probs, n)
+    x = np.maximum(np.asarray(joint, dtype=np.float64).reshape(len(rows), len(cols)), 1e-12)
+    for _ in range(100):
+        x *= (rows / np.maximum(x.sum(1), 1e-300))[:, None]
+        x *= (cols / np.maximum(x.sum(0), 1e-300))[None, :]
+    base = np.floor(x + 1e-9).astype(np.int64)
+    need_r, need_c = rows - base.sum(1), cols - base.sum(0)
+    extra = np.zeros_like(base)
+    for flat in np.argsort(-(x - base), axis=None, kind="stable"):
+        i, j = divmod(int(flat), len(cols))
+        if need_r[i] > 0 and need_c[j] > 0:
+            extra[i, j], need_r[i], need_c[j] = 1, need_r[i] - 1, need_c[j] - 1
+    while need_r.sum() > 0:  # augmenting path: row -> col over a free cell, col -> row over a used cell
+        start = int(np.flatnonzero(need_r > 0)[0])
+        parent: dict[tuple[str, int], tuple[str, int] | None] = {("r", start): None}
+        queue, end = [("r", start)], None
+        while queue and end is None:
+            kind, k = queue.pop(0)
+            nxt = ([("c", j) for j in range(len(cols)) if extra[k, j] == 0] if kind == "r"
+                   else [("r", i) for i in range(len(rows)) if extra[i, k] == 1])
+            for node in nxt:
+                if node not in parent:
+                    parent[node] = (kind, k)
+                    if node[0] == "c" and need_c[node[1]] > 0:
+                        end = node
+                        break
+                    queue.append(node)
+        if end is None:  # cannot happen for margins that sum to n; guard against an endless loop
+            raise RuntimeError("controlled rounding found no augmenting path")
+        node: tuple[str, int] | None = end
+        while parent[node] is not None:  # type: ignore[index]
+            prev = parent[node]  # type: ignore[index]
+            if node[0] == "c":  # type: ignore[index]
+                extra[prev[1], node[1]] = 1  # type: ignore[index]
+            else:
+                extra[node[1], prev[1]] = 0  # type: ignore[index]
+            node = prev
+        need_r[start] -= 1
+        need_c[end[1]] -= 1
+    return (base + extra).reshape(-1)
 
 
 @dataclass
@@ -302,7 +355,10 @@ def generate(
     checked = [_check_target(model, t) for t in targets]
     first, rest = _plan(model, checked)
     codes: list[tuple[int, ...] | None] = list(first.cells) if first else [None]
-    wanted = quotas(first.probs, int(n)) if first else np.array([int(n)])
+    if first is not None and first.margins is not None:
+        wanted = joint_quotas(first.probs, int(n), *first.margins)
+    else:
+        wanted = quotas(first.probs, int(n)) if first else np.array([int(n)])
     factor = pool_factor if rest else 1
     report = SampleReport(rows=int(n), rows_drawn=0)
     chosen: list[Table] = []
