@@ -7,9 +7,9 @@ SQLite file; the audit signing key from --audit-key, else $SAMPAN_AUDIT_KEY, els
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from sampan.files import atomic_write_bytes, atomic_write_json
 from sampan.runtime.store import DEFAULT_STORE_URL, Store, StoreError, load_public_key
 
 console = Console()
@@ -48,11 +49,7 @@ def _fail(exc: BaseException, code: int = 2) -> None:
 
 def _write_json(path: Path, value: Any) -> None:
     """Atomic JSON write (a half-written anchor or export must never be mistaken for a whole one)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(value, fh, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, path)
+    atomic_write_json(path, value, indent=2, sort_keys=True, default=str)
 
 
 # --- audit log --------------------------------------------------------------------------------------
@@ -202,10 +199,9 @@ def models_export(name: str, out: Path = typer.Option(Path("sampan-models"), hel
     stem = f"{_safe(model.name)}-v{model.version}"
     out.mkdir(parents=True, exist_ok=True)
     npz = out / f"{stem}.npz"
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{stem}-", suffix=".npz")
-    with os.fdopen(fd, "wb") as fh:
-        np.savez(fh, **{k: np.ascontiguousarray(v) for k, v in model.arrays.items()})  # numeric arrays: no pickle
-    os.replace(tmp, npz)
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: np.ascontiguousarray(v) for k, v in model.arrays.items()})  # numeric arrays: no pickle
+    atomic_write_bytes(npz, buffer.getvalue())
     npz_sha = hashlib.sha256(npz.read_bytes()).hexdigest()
     _write_json(out / f"{stem}.json", {
         "name": model.name, "version": model.version, "run_id": model.run_id,

@@ -21,7 +21,7 @@ from rich.table import Table as RichTable
 
 from sampan.privacy.ledger import BudgetExceeded
 from sampan.privacy.randomness import seeded_generator
-from sampan.synth._io import atomic_write_text
+from sampan.files import atomic_write_text
 from sampan.synth.constraints import ConstraintError, parse_constraint
 from sampan.synth.fit import SynthConfig, fit_federated, fit_synthesizer
 from sampan.synth.model import ModelError, SynthModel

@@ -21,11 +21,9 @@ import datetime as dt
 import hashlib
 import ipaddress
 import json
-import os
 import re
 import socket
 import ssl
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from sampan.files import atomic_write_bytes
 from sampan.transport.grpc_hub import AuthenticationError, Identity
 
 __all__ = [
@@ -58,30 +57,13 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_private(path: Path, data: bytes) -> None:
     """Private keys: written atomically, readable by the owner only."""
-    _atomic_write(path, data, 0o600)
+    atomic_write_bytes(path, data, 0o600)
 
 
 def write_public(path: Path, data: bytes) -> None:
-    _atomic_write(path, data, 0o644)
+    atomic_write_bytes(path, data, 0o644)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 from sampan import __version__
+from sampan.files import atomic_write_bytes
 from sampan.report import svg
 from sampan.report._format import fmt_metric, fmt_seconds, higher_is_better, metric_name, ordered_keys
 from sampan.report._style import CSS
@@ -316,19 +315,5 @@ def write_report(report: RunReport, path: str | os.PathLike[str]) -> Path:
     The page goes to a temporary file in the target directory (same filesystem), is flushed to disk,
     then renamed over the target with os.replace. Parent directories are created.
     """
-    target = Path(path)
     content = render_run_report(report).encode("utf-8")  # render first: a failure leaves no debris
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, target)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    return target
+    return atomic_write_bytes(path, content)

@@ -6,14 +6,12 @@ can be regenerated at any time and audited against the hash-chained event log.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 from typing import Any
 
+from sampan.files import atomic_write_json
 from sampan.report import ReportSection
 from sampan.runtime.store import Store
 
@@ -122,12 +120,7 @@ def build_receipt(store: Store, run_id: str) -> dict[str, Any]:
 
 def write_receipt(receipt: dict[str, Any], path: Path) -> Path:
     """Atomic JSON write next to the report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".receipt-", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(receipt, fh, indent=2)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(path, receipt, indent=2)
 
 
 def _audit_html(audit: dict[str, Any] | None) -> str:

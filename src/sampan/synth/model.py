@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from sampan.synth._io import atomic_directory
+from sampan.files import atomic_directory
 from sampan.synth.encoders import CategoryGroups, Encoder, encoder_from_state, encoder_state
 from sampan.synth.schema import SynthSchema
 

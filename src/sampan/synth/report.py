@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from sampan import __version__
+from sampan.files import atomic_write_text
 from sampan.report import svg
 from sampan.report._style import CSS
-from sampan.synth._io import atomic_write_text
 from sampan.synth.evaluate import headline
 
 __all__ = ["render_html", "write_evaluation"]

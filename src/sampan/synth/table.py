@@ -16,7 +16,7 @@ import pyarrow.csv as pacsv
 
 from sampan.data import DataValidationError, PartyData, TableSchema
 from sampan.data.loaders import read_columns
-from sampan.synth._io import atomic_write_bytes
+from sampan.files import atomic_write_bytes
 from sampan.synth.schema import SynthColumn, SynthSchema, _as_text
 
 __all__ = [

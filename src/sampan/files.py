@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -9,20 +10,20 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write to a temporary file beside ``path``, fsync, then rename over it."""
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> Path:
+    """Write to a temporary file beside ``path`` (created with ``mode``), fsync, then rename over it."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except BaseException:
         with suppress(FileNotFoundError):
@@ -33,6 +34,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike[str], value: object, **dump_options: object) -> Path:
+    """JSON, written atomically (a half-written receipt or export must never pass for a whole one)."""
+    return atomic_write_text(path, json.dumps(value, **dump_options))  # type: ignore[arg-type]
 
 
 @contextmanager
