@@ -4,6 +4,7 @@ Run from the repository root, in the benchmark venv that has smartnoise-synth (b
     .venv-synth/bin/python bench/synth_bench.py                 # Taiwan + German, eps 1 and 5, federated
     .venv-synth/bin/python bench/synth_bench.py --quick         # German only, 1 repeat, no AIM
     .venv/bin/python bench/synth_bench.py --skip-smartnoise     # Sampan only (no smartnoise needed)
+    .venv/bin/python bench/synth_bench.py --federated-only --sampan-repeats 5   # 5 banks vs central
     options: --datasets taiwan german --epsilons 1 5 --repeats 3 --sampan-repeats 10 --aim-repeats 1
              --aim-datasets german taiwan --aim-timeout 1800 --skip-aim --skip-federated
 
@@ -271,6 +272,7 @@ def run_central(name: str, epsilons: list[float], methods: dict[str, tuple[int, 
 
 
 def run_federated(epsilons: list[float], repeats: int, data_dir: Path, n_banks: int = 5) -> dict[str, Any]:
+    """Federated (plain and secure aggregation) vs central synthesis on the same rows, interleaved per repeat."""
     train, holdout = _split(taiwan_table(data_dir))
     schema = TAIWAN_SYNTH_SCHEMA
     n = len(train[schema.label])  # type: ignore[index]
@@ -281,22 +283,32 @@ def run_federated(epsilons: list[float], repeats: int, data_dir: Path, n_banks: 
     }
     out: dict[str, Any] = {"banks": n_banks, "dataset": "taiwan", "partitions": {}}
     print(f"\n== federated: Taiwan, {n_banks} banks, each at the same epsilon as the central synthesiser", flush=True)
+
+    def federated(banks: dict[str, Table], eps: float, secure: bool) -> dict[str, float]:
+        t0 = time.perf_counter()
+        model = fit_federated(banks, schema, SynthConfig(epsilon=eps, delta=DELTA), secure_aggregation=secure)
+        rows, _ = generate(model, n)
+        seconds = time.perf_counter() - t0
+        return {"tstr_auc": train_and_score(rows, holdout, schema), "fidelity": fidelity(train, rows, schema)["score"],
+                "seconds": seconds}
+
     for part_name, parts in partitions.items():
         banks = {f"bank{i}": {k: v[idx] for k, v in train.items()} for i, idx in enumerate(parts)}
         res: dict[str, Any] = {"bank_rows": [len(p) for p in parts]}
         for eps in epsilons:
-            fed, cen = [], []
+            plain, secure, cen = [], [], []
             for rep in range(repeats):
-                t0 = time.perf_counter()
-                model = fit_federated(banks, schema, SynthConfig(epsilon=eps, delta=DELTA))
-                rows, _ = generate(model, n)
-                fed.append({"tstr_auc": train_and_score(rows, holdout, schema),
-                            "fidelity": fidelity(train, rows, schema)["score"], "seconds": time.perf_counter() - t0})
+                plain.append(federated(banks, eps, False))
+                secure.append(federated(banks, eps, True))
                 cen.append(_measure(sampan_synth, train, holdout, schema, eps, rep))
-            f, c = _summary(fed), _summary(cen)
-            res[str(eps)] = {"federated": f, "central": c, "tstr_gap": f["tstr_auc"] - c["tstr_auc"]}
-            print(f"  {part_name} eps={eps:g}: federated TSTR {f['tstr_auc']:.4f} vs central {c['tstr_auc']:.4f} "
-                  f"(gap {f['tstr_auc'] - c['tstr_auc']:+.4f})", flush=True)
+            p, s, c = _summary(plain), _summary(secure), _summary(cen)
+            res[str(eps)] = {"federated_plain": p, "federated_secagg": s, "central": c,
+                             "tstr_gap_plain": p["tstr_auc"] - c["tstr_auc"],
+                             "tstr_gap_secagg": s["tstr_auc"] - c["tstr_auc"]}
+            print(f"  {part_name} eps={eps:g}: central TSTR {c['tstr_auc']:.4f} ({c['seconds']:.2f} s); federated "
+                  f"plain {p['tstr_auc']:.4f} (gap {p['tstr_auc'] - c['tstr_auc']:+.4f}, {p['seconds']:.2f} s), "
+                  f"SecAgg+ {s['tstr_auc']:.4f} (gap {s['tstr_auc'] - c['tstr_auc']:+.4f}, {s['seconds']:.2f} s)",
+                  flush=True)
         out["partitions"][part_name] = res
     return out
 
@@ -335,6 +347,7 @@ def main() -> None:
     ap.add_argument("--skip-smartnoise", action="store_true")
     ap.add_argument("--skip-aim", action="store_true")
     ap.add_argument("--skip-federated", action="store_true")
+    ap.add_argument("--federated-only", action="store_true", help="only the 5-bank federated vs central comparison")
     ap.add_argument("--quick", action="store_true", help="German only, 1 repeat, no AIM, no federated")
     args = ap.parse_args()
     if args.child:
@@ -348,6 +361,15 @@ def main() -> None:
     data_dir = shared_data_dir()
     if data_dir is None:
         sys.exit("the shared datasets are not on this machine (set SAMPAN_SHARED_DATA)")
+    if args.federated_only:
+        report = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                              "platform": platform.platform(), "loadavg_before": os.getloadavg()},
+                  "federated": run_federated(args.epsilons, args.sampan_repeats, data_dir)}
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "synth_federated.json").write_text(json.dumps(report, indent=2))
+        print(f"\nwrote {RESULTS / 'synth_federated.json'}")
+        return
     methods: dict[str, tuple[int, float | None]] = {"sampan": (args.sampan_repeats, None)}
     versions: dict[str, str] = {"numpy": np.__version__}
     if not args.skip_smartnoise:

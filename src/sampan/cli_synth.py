@@ -180,6 +180,9 @@ def federated_cmd(
     n_smes: int = typer.Option(12000, "--n-smes", min=300, help="SMEs in the simulated consortium."),
     delta: float = typer.Option(1e-5, "--delta"),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed the simulated data and all noise (demo only)."),
+    secure: bool = typer.Option(True, "--secure-aggregation/--plain-aggregation",
+                                help="Sum the banks' marginals by SecAgg+ with distributed noise (central accuracy), "
+                                     "or in the clear with each bank's release DP on its own (noisier)."),
 ) -> None:
     """Consortium demo: three banks fit one DP synthesiser together; no bank shares a record."""
     from sampan.synth.demo import SME_SYNTH_SCHEMA, consortium_tables
@@ -197,11 +200,13 @@ def federated_cmd(
     pooled_holdout = {k: np.concatenate([h[k] for h in holdouts.values()]) for k in schema.names}
     pooled_train = {k: np.concatenate([t[k] for t in trains.values()]) for k in schema.names}
     config = SynthConfig(epsilon=epsilon, delta=delta)
+    how = ("summed by SecAgg+, so the coordinator sees only the total" if secure
+           else "each DP on its own, summed in the clear")
     console.print(f"[bold]Sampan federated synthesis[/]: {len(banks)} banks fit one synthesiser at ε={epsilon:g} "
-                  "each; only noisy marginals leave a bank (summed by secure aggregation in a deployment).")
+                  f"each; only noisy marginals leave a bank ({how}).")
     try:
         started = time.perf_counter()
-        model = fit_federated(trains, schema, config, rng=_rng(seed, 2))
+        model = fit_federated(trains, schema, config, secure_aggregation=secure, rng=_rng(seed, 2))
         n_rows = sum(len(t[schema.label]) for t in trains.values())  # type: ignore[index]
         synthetic, report = generate(model, n_rows, rng=_rng(seed, 3))
         seconds = time.perf_counter() - started

@@ -28,6 +28,7 @@ import numpy as np
 
 from sampan.privacy.ledger import UNIT_OF_PRIVACY, Budget, Ledger
 from sampan.privacy.randomness import is_seeded, secure_generator
+from sampan.synth.aggregate import PlainSum, SecureSum
 from sampan.synth.budget import BudgetWeights, em_event, gaussian_event, rho_for_budget, sigma_for_rho
 from sampan.synth.discretize import NumericBins, build_bins, fine_grid, quantile_starts
 from sampan.synth.encoders import CategoryGroups, Encoder, build_groups
@@ -156,17 +157,13 @@ def _orient(features: list[str], edges: list[tuple[str, str]]) -> tuple[list[str
     return order, parents
 
 
-def _sum(releases: list[np.ndarray]) -> np.ndarray:
-    """The aggregate of the parties' noisy releases (secure aggregation computes exactly this sum)."""
-    return np.sum(releases, axis=0)
-
-
 def _fit(measurers: Mapping[str, PartyMeasurer], schema: SynthSchema, config: SynthConfig, ledger: Ledger,
-         rng: np.random.Generator | None) -> SynthModel:
+         rng: np.random.Generator | None, aggregator: PlainSum | SecureSum) -> SynthModel:
     started = time.perf_counter()
     parties = list(measurers.values())
     K = len(parties)
-    root_k = math.sqrt(K)  # noise std of a sum of K releases, in units of one party's sigma
+    aggregate = aggregator
+    root_k = aggregator.sum_noise(K)  # noise std of the summed releases, in units of one party's sigma
     features = [c.name for c in schema.features]
     if not features:
         raise ValueError("the schema needs at least one column besides the label")
@@ -201,7 +198,7 @@ def _fit(measurers: Mapping[str, PartyMeasurer], schema: SynthSchema, config: Sy
 
     # 1. label / count
     label_releases = [p.label_counts(sigma_label) for p in parties]
-    label_sum = _sum(label_releases)
+    label_sum = aggregate(label_releases)
     n_hat = max(float(np.maximum(label_sum, 0).sum()), 1.0)
 
     # The tree is worth its budget only if (feature, parent) tables can hold enough cells above the noise;
@@ -224,7 +221,7 @@ def _fit(measurers: Mapping[str, PartyMeasurer], schema: SynthSchema, config: Sy
     n_bins = int(min(max(n_hat / (config.bin_signal * L * noise_pair), 2), config.max_bins))
     for name in binned:
         grid = fine_grid(schema.column(name), n_fine)
-        noisy = _sum([p.one_way(name, sigma_1, grid) for p in parties])
+        noisy = aggregate([p.one_way(name, sigma_1, grid) for p in parties])
         enc = build_bins(grid, noisy, noise_1, n_bins, config.fine_threshold)
         cell_bin = enc.cell_to_bin()
         encoders[name] = enc
@@ -241,7 +238,7 @@ def _fit(measurers: Mapping[str, PartyMeasurer], schema: SynthSchema, config: Sy
     label_pairs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name in two_way:
         axes: list[Axis] = [("", None), (name, None)]
-        table = _sum([p.clique(axes, sigma_ly) for p in parties]).reshape(L, -1)
+        table = aggregate([p.clique(axes, sigma_ly) for p in parties]).reshape(L, -1)
         var = np.full(table.shape[1], noise_ly**2)
         if name in direct:
             encoders[name], table, var = _pool_direct(schema.column(name), table, noise_ly, config)
@@ -258,10 +255,7 @@ def _fit(measurers: Mapping[str, PartyMeasurer], schema: SynthSchema, config: Sy
         p_label = c_y / max(c_y.sum(), 1e-300)
         conditionals = {f: margins[f] / np.maximum(margins[f].sum(1, keepdims=True), 1e-300) for f in features}
         baselines = baseline_tables(conditionals, p_label, 1.0)
-        trees = []
-        for p, release in zip(parties, label_releases):
-            n_local = max(float(np.maximum(release, 0).sum()), 1.0)
-            trees.append(p.select_tree(features, baselines, n_local, eps_em))
+        trees = [p.select_tree(features, baselines, eps_em) for p in parties]
         edges = combine_trees(features, trees, gen)
     order, parents = _orient(features, edges)
 
@@ -281,13 +275,13 @@ def _fit(measurers: Mapping[str, PartyMeasurer], schema: SynthSchema, config: Sy
                 continue
             cmap = _coarsen_map(encoders[parent], margins[parent].sum(0), groups)
             coarsen[name] = cmap
-            table = _sum([p.clique([(name, None), (parent, cmap)], sigma_p) for p in parties])
+            table = aggregate([p.clique([(name, None), (parent, cmap)], sigma_p) for p in parties])
             pairs[name] = PairMeasurement(name, parent, cmap, table, noise_p**2)
 
     # 6. estimation
     fitted = estimate_tables(label_sum, (root_k * sigma_label) ** 2, one_ways, label_pairs, pairs, order,
                              config.shrink_label_pairs)
-    receipt = _receipt(measurers, schema, config, ledger, rho, rng)
+    receipt = _receipt(measurers, schema, config, ledger, rho, rng, aggregator.describe(K))
     info = {
         "seconds_fit": time.perf_counter() - started,
         "parties": list(measurers),
@@ -311,7 +305,7 @@ def _fit(measurers: Mapping[str, PartyMeasurer], schema: SynthSchema, config: Sy
 
 
 def _receipt(measurers: Mapping[str, PartyMeasurer], schema: SynthSchema, config: SynthConfig, ledger: Ledger,
-             rho: float, rng: np.random.Generator | None) -> dict[str, Any]:
+             rho: float, rng: np.random.Generator | None, aggregation: str) -> dict[str, Any]:
     domain_note = (
         "categories and numeric bounds were declared (public), so the whole model is covered by the guarantee"
         if schema.domain_source == "declared" else
@@ -336,8 +330,7 @@ def _receipt(measurers: Mapping[str, PartyMeasurer], schema: SynthSchema, config
         "unit_of_privacy": UNIT_OF_PRIVACY,
         "parties": parties,
         "federated": len(measurers) > 1,
-        "aggregation": ("sum of the parties' noisy releases (secure aggregation in a deployment); each party's "
-                        "own noise protects its records" if len(measurers) > 1 else "single data owner"),
+        "aggregation": aggregation,
         "domain": {"source": schema.domain_source, "note": domain_note},
         "reproducible_not_private": is_seeded(rng),
         "post_processing": "bins, tree orientation, coarsening, estimation and sampling use only the releases above",
@@ -365,15 +358,25 @@ def fit_synthesizer(table: Mapping[str, np.ndarray], schema: SynthSchema, config
     ``rng``: a seeded generator makes the run reproducible and is marked so in the receipt (tests only).
     """
     book = _ledger([party], config, ledger)
-    return _fit({party: PartyMeasurer(party, table, schema, book, rng)}, schema, config, book, rng)
+    return _fit({party: PartyMeasurer(party, table, schema, book, rng)}, schema, config, book, rng, PlainSum())
 
 
 def fit_federated(tables: Mapping[str, Mapping[str, np.ndarray]], schema: SynthSchema, config: SynthConfig, *,
-                  ledger: Ledger | None = None, rng: np.random.Generator | None = None) -> SynthModel:
+                  secure_aggregation: bool = False, ledger: Ledger | None = None,
+                  rng: np.random.Generator | None = None) -> SynthModel:
     """One synthesiser for a consortium: every party measures the same marginals on its own records under
-    its own (epsilon, delta) budget; only noisy histograms (and each party's chosen tree) leave a party."""
+    its own (epsilon, delta) budget; only noisy histograms (and each party's chosen tree) leave a party.
+
+    ``secure_aggregation``: sum the histograms with SecAgg+ and distributed noise, so the consortium
+    model is as accurate as a central one at the same epsilon (see `sampan.synth.aggregate` for what
+    that assumes); otherwise every release is DP on its own and the sum is sqrt(K) times noisier.
+    """
     if len(tables) < 1:
         raise ValueError("federated synthesis needs at least one party")
+    if secure_aggregation and len(tables) < 2:
+        raise ValueError("secure aggregation needs at least two parties")
     book = _ledger(list(tables), config, ledger)
-    measurers = {name: PartyMeasurer(name, t, schema, book, rng) for name, t in tables.items()}
-    return _fit(measurers, schema, config, book, rng)
+    aggregator: PlainSum | SecureSum = SecureSum(list(tables)) if secure_aggregation else PlainSum()
+    share = aggregator.noise_share(len(tables))
+    measurers = {name: PartyMeasurer(name, t, schema, book, rng, share) for name, t in tables.items()}
+    return _fit(measurers, schema, config, book, rng, aggregator)

@@ -38,8 +38,14 @@ class PartyMeasurer:
     """One party's records behind a narrow, ledger-charged, noise-only interface."""
 
     def __init__(self, party: str, table: Mapping[str, np.ndarray], schema: SynthSchema, ledger: Ledger,
-                 rng: np.random.Generator | None = None) -> None:
+                 rng: np.random.Generator | None = None, noise_share: float = 1.0) -> None:
+        """``noise_share``: the fraction of each charged sigma this party adds itself (1 unless the releases
+        are summed by secure aggregation with distributed noise, see `sampan.synth.aggregate`)."""
+        if not 0 < noise_share <= 1:
+            raise ValueError(f"noise_share must be in (0, 1], got {noise_share}")
         self.party = party
+        self.noise_share = noise_share
+        self.noisy_rows: float | None = None  # this party's own noisy row count, once released
         self._schema = schema
         self._table = validate_table(table, schema, f"party '{party}'")
         self._n = n_rows(self._table)
@@ -56,13 +62,14 @@ class PartyMeasurer:
         return self._rng if self._rng is not None else secure_generator()
 
     def _release(self, counts: np.ndarray, sigma: float, note: str, attributes: Sequence[str]) -> np.ndarray:
-        """Charge the ledger, then add Gaussian noise (sensitivity 1) to a histogram."""
+        """Charge the ledger for noise ``sigma``, then add Gaussian noise (sensitivity 1) to a histogram:
+        all of it, or this party's share of it when the sum is secure-aggregated."""
         self._ledger.record(gaussian_event(self.party, sigma, 1.0, self._step, note))
         self._step += 1
         self.releases.append({"kind": "gaussian", "note": note, "attributes": list(attributes),
                               "cells": int(counts.size), "sigma": sigma, "sensitivity": 1.0,
-                              "rho": 1.0 / (2.0 * sigma**2)})
-        mechanism = GaussianMechanism(1.0, sigma)
+                              "rho": 1.0 / (2.0 * sigma**2), "noise_share": self.noise_share})
+        mechanism = GaussianMechanism(1.0, sigma * self.noise_share)
         return np.asarray(mechanism.release(counts.astype(np.float64), self._generator()))
 
     def _label_codes(self) -> tuple[np.ndarray, int]:
@@ -79,7 +86,9 @@ class PartyMeasurer:
         codes, size = self._label_codes()
         counts = np.bincount(codes, minlength=size)
         what = self._schema.label or "row count"
-        return self._release(counts, sigma, f"1-way {what}", [self._schema.label] if self._schema.label else [])
+        noisy = self._release(counts, sigma, f"1-way {what}", [self._schema.label] if self._schema.label else [])
+        self.noisy_rows = max(float(np.maximum(noisy, 0).sum()), 1.0)
+        return noisy
 
     def one_way(self, column: str, sigma: float, grid: FineGrid | None = None) -> np.ndarray:
         """Noisy histogram of a categorical column, or of a numeric column over a public fine grid."""
@@ -107,13 +116,17 @@ class PartyMeasurer:
         self._bins[""] = codes
         self._sizes[""] = size
 
-    def select_tree(self, features: Sequence[str], baselines: Mapping[tuple[str, str], np.ndarray], scale: float,
+    def select_tree(self, features: Sequence[str], baselines: Mapping[tuple[str, str], np.ndarray],
                     epsilon_per_round: float) -> list[tuple[str, str]]:
         """Edges of a spanning tree over ``features``, chosen round by round with the exponential mechanism.
 
         Score of a pair: L1 distance between its 2-way histogram and a public baseline table built from
-        earlier noisy releases (times ``scale``, this party's share of the rows). One EM release per round.
+        earlier noisy releases, scaled to this party's own noisy row count (its earlier release, so
+        post-processing). One EM release per round.
         """
+        if self.noisy_rows is None:
+            raise RuntimeError(f"party '{self.party}': release the label counts before selecting a tree")
+        scale = self.noisy_rows
         scores = independence_scores(
             {f: self._bins[f] for f in features}, {f: self._sizes[f] for f in features}, baselines, scale,
         )
