@@ -271,18 +271,18 @@ def run_central(name: str, epsilons: list[float], methods: dict[str, tuple[int, 
     return out
 
 
-def run_federated(epsilons: list[float], repeats: int, data_dir: Path, n_banks: int = 5) -> dict[str, Any]:
+def run_federated(name: str, epsilons: list[float], repeats: int, data_dir: Path, n_banks: int = 5) -> dict[str, Any]:
     """Federated (plain and secure aggregation) vs central synthesis on the same rows, interleaved per repeat."""
-    train, holdout = _split(taiwan_table(data_dir))
-    schema = TAIWAN_SYNTH_SCHEMA
+    loader, schema = DATASETS[name]
+    train, holdout = _split(loader(data_dir))
     n = len(train[schema.label])  # type: ignore[index]
     y = (train[schema.label] == "1").astype(int)  # type: ignore[index]
     partitions = {
         "iid": iid_partition(n, n_banks, np.random.default_rng(7)),
         "dirichlet_label_0.5": dirichlet_label_partition(y, n_banks, 0.5, np.random.default_rng(7)),
     }
-    out: dict[str, Any] = {"banks": n_banks, "dataset": "taiwan", "partitions": {}}
-    print(f"\n== federated: Taiwan, {n_banks} banks, each at the same epsilon as the central synthesiser", flush=True)
+    out: dict[str, Any] = {"banks": n_banks, "dataset": name, "partitions": {}}
+    print(f"\n== federated: {name}, {n_banks} banks, each at the same epsilon as the central synthesiser", flush=True)
 
     def federated(banks: dict[str, Table], eps: float, secure: bool) -> dict[str, float]:
         t0 = time.perf_counter()
@@ -365,7 +365,8 @@ def main() -> None:
         report = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                               "platform": platform.platform(), "loadavg_before": os.getloadavg()},
-                  "federated": run_federated(args.epsilons, args.sampan_repeats, data_dir)}
+                  "federated": {name: run_federated(name, args.epsilons, args.sampan_repeats, data_dir)
+                                for name in args.datasets}}
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "synth_federated.json").write_text(json.dumps(report, indent=2))
         print(f"\nwrote {RESULTS / 'synth_federated.json'}")
@@ -398,7 +399,8 @@ def main() -> None:
                     for name in args.datasets},
     }
     if not args.skip_federated:
-        report["federated"] = run_federated(args.epsilons, args.sampan_repeats, data_dir)
+        report["federated"] = {name: run_federated(name, args.epsilons, args.sampan_repeats, data_dir)
+                               for name in args.datasets}
     report["seconds_total"] = (datetime.now(timezone.utc) - started).total_seconds()
     _print_table(report["central"])
     RESULTS.mkdir(parents=True, exist_ok=True)
