@@ -159,8 +159,14 @@ def test_noise_schedule_is_fixed_in_advance_and_accounted_per_round(tmp_path: Pa
     assert all(0.9 * 2.0 < ledger.spent(p) <= 2.0 for p in ledger.parties)
 
 
-def test_dp1_noises_preprocessing_statistics_and_charges_the_ledger(tmp_path: Path) -> None:
+def test_dp1_noises_preprocessing_statistics_and_charges_the_ledger(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import itertools
+
+    import sampan.privacy.dpsgd
+    import sampan.privacy.mechanisms
     from sampan.horizontal.party import dp1_moments
+    from sampan.privacy.randomness import seeded_generator
 
     X = np.random.default_rng(0).uniform(-1, 3, size=(5000, 3))
     settings = {"noise_multiplier": 2.0, "bounds": [[-1, 3], [-1, 3], [0, 1]]}
@@ -178,11 +184,16 @@ def test_dp1_noises_preprocessing_statistics_and_charges_the_ledger(tmp_path: Pa
     store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
     config = _config(tmp_path, privacy, rounds=4)
     config["source"]["n_smes"] = 12000
+    # The AUC below is a property of this seeded run, not a bound over all noise draws (one in ~25 draws
+    # of this small run lands under 0.65), so the run's noise is seeded too.
+    seeds = itertools.count(1)
+    for module in (sampan.privacy.mechanisms, sampan.privacy.dpsgd):
+        monkeypatch.setattr(module, "secure_generator", lambda: seeded_generator(next(seeds)))
     finished = start_run(parse_config(config), store)
     ledger = _ledger(store, finished.outcome.run_id)
     for party in ledger.parties:
         assert ledger.spent(party, "DP1") > 0 and ledger.spent(party) <= 4.0
-    assert finished.outcome.final_metrics["auc"] > 0.65
+    assert finished.outcome.final_metrics["auc"] > 0.65, finished.outcome.final_metrics
     with pytest.raises(Exception, match="no range for feature"):
         start_run(parse_config(_config(tmp_path, {"epsilon": 2.0, "dp1": {"noise_multiplier": 4.0,
                                                                            "bounds": {"years_in_business": [0, 50]}}})), store)

@@ -8,6 +8,7 @@ from test_vertical_lr import _session, _vertical_tables, _windows
 
 from sampan.models.gbdt import GBDTParams, apply_bins, fit_local, make_slots, predict_local, quantile_bin_edges
 from sampan.models.scorecard import ScoreScaling, monotone_bins, psi, woe_iv
+from sampan.privacy.randomness import seeded_generator
 from sampan.vertical.gbdt import score_vertical_gbdt, train_vertical_gbdt
 from sampan.vertical.histograms import ring_bincount
 from sampan.vertical.session import Splits
@@ -160,7 +161,15 @@ def test_monotone_bins_and_stability_index() -> None:
     assert psi(base, rng.normal(size=5000)) < 0.02 and psi(base, rng.normal(0.8, 1, 5000)) > 0.2
 
 
-def test_noised_partner_histograms_still_learn_and_report_their_epsilon() -> None:
+def test_noised_partner_histograms_still_learn_and_report_their_epsilon(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sampan.vertical.gbdt
+    import sampan.vertical.psi
+
+    # "Still learns" is shown on one seeded draw of the alignment order and the histogram noise (over all
+    # draws, about 1 in 150 of this small table's runs lands at or below chance).
+    seeds = iter(range(1, 10**6))
+    monkeypatch.setattr(sampan.vertical.gbdt, "secure_generator", lambda: seeded_generator(next(seeds)))
+    monkeypatch.setattr(sampan.vertical.psi, "_secure_permutation", lambda n: seeded_generator(1).permutation(n))
     session, parties, transport = _session(_vertical_tables(False))
     splits = Splits.random(session.n_aligned, seed=1)
     noisy = train_vertical_gbdt(transport, session.run_id, "bank", ["payments"], splits.train, splits.val, PARAMS,
