@@ -30,6 +30,7 @@ from sampan.deploy.certs import create_request, init_ca, revoke, sign_request
 from sampan.deploy.coordinator import TAP_ENV, read_tap
 from sampan.deploy.local import Agent, Binding, FederationFiles, TcpRecorder, wait_for_log, write_federation
 from sampan.deploy.party_agent import FAULT_PARTY_ENV
+from sampan.metrics import roc_auc
 from sampan.runtime.horizontal_workflow import FAULT_ENV
 from sampan.runtime.runner import start_run
 from sampan.runtime.store import Store
@@ -311,9 +312,12 @@ def test_vertical_run_matches_inprocess(fed: Federation) -> None:
     assert info["training"]["features"] == result.features and info["training"]["epochs_run"] == 4
     assert [r.round for r in store.rounds(run_id)] == [1, 2, 3, 4]
     assert info["joint"]["n"] == joint["n"]
-    # Loose on purpose: between two in-process runs the AUC alone moves by up to ~0.1 here.
-    assert min(info["joint"]["auc"], joint["auc"]) > 0.7 and abs(info["joint"]["auc"] - joint["auc"]) < 0.15
+    # Each run scores its own random test split, so the AUCs alone move by ~0.05 (sd ~0.035 each around 0.77):
+    # bounds with 4+ sd of room here, and a like-for-like comparison on the reference's rows below.
+    assert min(info["joint"]["auc"], joint["auc"]) > 0.6
     store.close()
+    every_row = np.arange(session.n_aligned or 0)  # both models trained on 60% of these: a like-for-like set
+    deployed_logit, reference_logit = np.zeros(len(every_row)), np.zeros(len(every_row))
     deployed_weights, reference_weights = [], []
     for name in BANKS:  # each party kept its own part of the model, in its own store
         own = Store.open(f"sqlite:///{fed.files.root / name / 'state' / 'party.db'}")
@@ -324,6 +328,12 @@ def test_vertical_run_matches_inprocess(fed: Federation) -> None:
         assert reference is not None and part.weights.shape == reference.weights.shape
         deployed_weights.append(part.weights)
         reference_weights.append(reference.weights)
+        X = parties[name].data.X[parties[name].psi.aligned_rows]
+        deployed_logit += part.partial_logit(X)
+        reference_logit += reference.partial_logit(X)
+    y = parties["bank_harbour"].data.y[parties["bank_harbour"].psi.aligned_rows]
+    same_rows_gap = abs(roc_auc(y, deployed_logit) - roc_auc(y, reference_logit))
+    assert same_rows_gap < 0.08  # seen: 0.002-0.025 over 6 runs; a model that learned nothing would be ~0.27 off
     # The same model up to minibatch order (between in-process runs the correlation is 0.75-0.95).
     assert np.corrcoef(np.concatenate(deployed_weights), np.concatenate(reference_weights))[0, 1] > 0.5
     _assert_no_private_data(_decrypted_view(fed.tap, tap_start), tables)
