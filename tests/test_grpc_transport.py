@@ -198,5 +198,5 @@ def test_secure_vertical_lr_over_grpc_equals_the_plaintext_optimiser(loopback) -
         part = party.lr.part
         assert part is not None
         got = np.append(part.weights, part.intercept) if name == "bank" else part.weights
-        np.testing.assert_allclose(got, reference[name], atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(got, reference[name], atol=3e-4, err_msg=name)  # as in test_vertical_lr
     assert session.evaluate(splits.test)["n"] == len(splits.test)  # (AUC on ~110 rows is too noisy to pin)
