@@ -68,3 +68,17 @@ class CrashAfterRound:
     def round_finished(self, result) -> None:
         if result.round == self.n:
             raise Crash()
+
+
+def capture_replies(transport) -> list:  # type: ignore[no-untyped-def]
+    """Wrap ``transport.exchange`` so every reply a party sends is also kept in the returned list."""
+    captured: list = []
+    original = transport.exchange
+
+    def capturing(messages):  # type: ignore[no-untyped-def]
+        for reply in original(messages):
+            captured.append(reply)
+            yield reply
+
+    transport.exchange = capturing
+    return captured

@@ -17,7 +17,7 @@ from sampan.runtime.runner import resume_run, start_run
 from sampan.runtime.store import Store
 from sampan.wire import Message
 
-from conftest import Crash, CrashAfterRound
+from conftest import Crash, CrashAfterRound, capture_replies
 
 
 def _config(tmp_path: Path, privacy: dict, rounds: int = 4, **training) -> dict:
@@ -97,15 +97,7 @@ def test_no_update_leaves_a_party_un_noised(tmp_path: Path, privacy: dict) -> No
     config = parse_config(_config(tmp_path, privacy))
     store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
     transport, _ = build_inprocess_federation(config, 3)
-    captured: list[Message] = []
-    original = transport.exchange
-
-    def capturing(messages):
-        for reply in original(messages):
-            captured.append(reply)
-            yield reply
-
-    transport.exchange = capturing  # type: ignore[method-assign]
+    captured = capture_replies(transport)
     run_id = store.create_run(name="dp", workflow="horizontal", seed=3, config=config.to_dict(), total_rounds=2)
     HorizontalWorkflow(transport, store, run_id, config, 3).run()
     fits = [m for m in captured if m.kind == "fit_result"]

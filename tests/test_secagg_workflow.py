@@ -20,6 +20,8 @@ from sampan.runtime.store import Store
 from sampan.transport.inprocess import InProcessTransport
 from sampan.wire import Message
 
+from conftest import capture_replies
+
 FEATURES = ["x1", "x2", "x3", "x4"]
 
 
@@ -92,15 +94,7 @@ def test_secure_aggregation_trains_the_same_model_as_plain_fedavg(tmp_path: Path
     store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
     _, plain = _run(store, _config(), _federation(5)[0])
     transport, _ = _federation(5)
-    captured: list[Message] = []
-    original = transport.exchange
-
-    def capturing(messages):
-        for reply in original(messages):
-            captured.append(reply)
-            yield reply
-
-    transport.exchange = capturing  # type: ignore[method-assign]
+    captured = capture_replies(transport)
     run_id, secure = _run(store, _config(secagg={"threshold": 0.6}), transport)
     np.testing.assert_allclose(secure.params, plain.params, atol=1e-8)  # fixed-point tolerance, 2^-32 per party
     assert secure.final_metrics["auc"] == pytest.approx(plain.final_metrics["auc"], abs=1e-6)
