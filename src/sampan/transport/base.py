@@ -86,3 +86,18 @@ def raise_for_error(reply: Message) -> Message:
             str(reply.meta.get("error_type", "Error")), str(reply.meta.get("error", "")),
         )
     return reply
+
+
+def take_requests(source: Iterator[Message], known: frozenset[str], room: int) -> tuple[list[Message], bool]:
+    """Up to ``room`` more requests from ``source`` (each checked to go to a known party) and whether
+    ``source`` is now exhausted: how a transport refills its window of requests in flight."""
+    taken: list[Message] = []
+    while len(taken) < room:
+        try:
+            message = next(source)
+        except StopIteration:
+            return taken, True
+        if message.recipient not in known:
+            raise KeyError(f"no party named {message.recipient!r}; known: {sorted(known)}")
+        taken.append(message)
+    return taken, False

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequenc
 import grpc
 import grpc.aio
 
-from sampan.transport.base import PartyError, TrafficLog, Transport, raise_for_error
+from sampan.transport.base import PartyError, TrafficLog, Transport, raise_for_error, take_requests
 from sampan.transport.grpc_envelope import (
     DEPLOY_PROTOCOL_VERSION, Assembler, EnvelopeError, Frame, FrameKind, Limits, ReplayGuard, SERVICE, control_frame,
     frames_for, hello_detail, open_envelope, parse_detail, parse_frame,
@@ -548,14 +548,10 @@ class GrpcTransport(Transport):
         exhausted = False
         try:
             while True:
-                while not exhausted and len(window) < limit:
-                    try:
-                        message = next(source)
-                    except StopIteration:
-                        exhausted = True
-                        break
-                    if message.recipient not in self._known:
-                        raise KeyError(f"no party named {message.recipient!r}; known: {sorted(self._known)}")
+                batch: list[Message] = []
+                if not exhausted:
+                    batch, exhausted = take_requests(source, self._known, limit - len(window))
+                for message in batch:
                     pending = self._hub.send(message)
                     self.traffic.record(message.recipient, "received", message.kind, pending.size)
                     window.append(pending)

@@ -24,7 +24,7 @@ from collections import deque
 from multiprocessing.connection import Connection, wait
 from typing import Iterable, Iterator, Mapping
 
-from sampan.transport.base import Endpoint, PartyError, TrafficLog, Transport, raise_for_error
+from sampan.transport.base import Endpoint, PartyError, TrafficLog, Transport, raise_for_error, take_requests
 from sampan.wire import Message, WireError, decode, encode
 
 _STOP = b""
@@ -103,16 +103,11 @@ class MultiprocessTransport(Transport):
               busy: dict[int, tuple[int, Message]], done: dict[int, Message]) -> Iterator[Message]:
         next_index, read, exhausted = 0, 0, False
         while True:
-            while not exhausted and len(waiting) + len(busy) + len(done) < window:
-                try:
-                    message = next(source)
-                except StopIteration:
-                    exhausted = True
-                    break
-                if message.recipient not in self._known:
-                    raise KeyError(f"no party named {message.recipient!r}; known: {sorted(self._known)}")
-                waiting.append((read, message))
-                read += 1
+            if not exhausted:
+                batch, exhausted = take_requests(source, self._known, window - len(waiting) - len(busy) - len(done))
+                for message in batch:
+                    waiting.append((read, message))
+                    read += 1
             for worker, item in self._assign(waiting, busy):
                 frame = encode(item[1])
                 self.traffic.record(item[1].recipient, "received", item[1].kind, len(frame))
