@@ -35,8 +35,7 @@ __all__ = ["synth_app"]
 synth_app = typer.Typer(help="Differentially private synthetic tables: fit, sample, report, federated demo.",
                         no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console()
-USER_ERRORS = (SchemaError, TableError, ModelError, ConstraintError, TargetError, BudgetExceeded, FileNotFoundError,
-               FileExistsError)
+USER_ERRORS = (SchemaError, TableError, ModelError, ConstraintError, TargetError, BudgetExceeded, OSError)
 SEED_HELP = "Seed all randomness (tests/demos only: the receipt marks the model reproducible, NOT private)."
 
 

@@ -42,16 +42,23 @@ def atomic_write_json(path: str | os.PathLike[str], value: object, **dump_option
 
 
 @contextmanager
-def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_directory(path: str | os.PathLike[str], replaceable: frozenset[str] = frozenset()) -> Iterator[Path]:
     """Yield an empty staging folder; on success it replaces ``path`` in one rename.
 
-    An existing folder at ``path`` is moved aside first and deleted only after the new one is in
-    place, so a crash leaves either the old folder or the new one (plus a ``.old`` leftover at worst).
-    On an exception the staging folder is removed and ``path`` is untouched.
+    An existing folder at ``path`` is replaced only if it is empty or holds nothing but files named in
+    ``replaceable`` (an earlier output of the same kind): never a folder of someone else's files. It is
+    moved aside first and deleted only after the new one is in place, so a crash leaves either the old
+    folder or the new one (plus a ``.old`` leftover at worst); if publishing fails, the old folder is put
+    back. On an exception the staging folder is removed and ``path`` is untouched.
     """
     target = Path(path)
     if target.exists() and not target.is_dir():
         raise FileExistsError(f"'{target}' exists and is not a folder")
+    if target.is_dir():
+        foreign = sorted(c.name for c in target.iterdir() if c.name not in replaceable)
+        if foreign:
+            raise FileExistsError(f"'{target}' already holds other files ({', '.join(foreign[:3])}"
+                                  f"{', ...' if len(foreign) > 3 else ''}); choose an empty or new folder")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
     try:
@@ -65,7 +72,11 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
             old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".old"))
             os.rmdir(old)
             os.replace(target, old)
-            os.replace(staging, target)
+            try:
+                os.replace(staging, target)
+            except BaseException:
+                os.replace(old, target)
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(staging, target)

@@ -38,6 +38,11 @@ def group_stats(table: Mapping[str, np.ndarray], schema: SynthSchema, column: st
 def model_group_stats(model: SynthModel, column: str) -> dict[str, dict[str, float]]:
     """The same statistics implied by the model's own tables (no sampling noise, no records)."""
     schema = model.schema
+    if column == schema.label:
+        raise ValueError(f"group column '{column}' is the label; give a categorical feature (the label rate is "
+                         "reported within each group)")
+    if column not in model.encoders:
+        raise ValueError(f"group column '{column}' is not in the model's schema ({', '.join(model.features)})")
     encoder = model.encoders[column]
     if not isinstance(encoder, CategoryGroups):
         raise ValueError(f"column '{column}' is numeric; group statistics need a categorical column")

@@ -64,7 +64,12 @@ def evaluate(
     if holdout is not None:
         doc["rows"]["holdout"] = _rows(holdout)
     if real_train is not None and holdout is not None and schema.label is not None:
-        doc["utility"] = utility(real_train, synthetic, holdout, schema)
+        holdout_classes = np.unique(holdout[schema.label]).size
+        if holdout_classes < 2:
+            doc["skipped"]["utility"] = (f"the holdout's label '{schema.label}' has one class only, so AUC is "
+                                         "undefined; give a holdout with both classes")
+        else:
+            doc["utility"] = utility(real_train, synthetic, holdout, schema)
     else:
         doc["skipped"]["utility"] = "needs the real training table, a real holdout and a label"
     if real_train is not None and holdout is not None:

@@ -27,7 +27,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from sampan.privacy.ledger import UNIT_OF_PRIVACY, Budget, Ledger
-from sampan.privacy.randomness import is_seeded, secure_generator
+from sampan.privacy.randomness import secure_generator
 from sampan.synth.aggregate import PlainSum, SecureSum
 from sampan.synth.budget import BudgetWeights, em_event, gaussian_event, rho_for_budget, sigma_for_rho
 from sampan.synth.discretize import NumericBins, build_bins, fine_grid, quantile_starts
@@ -332,7 +332,8 @@ def _receipt(measurers: Mapping[str, PartyMeasurer], schema: SynthSchema, config
         "federated": len(measurers) > 1,
         "aggregation": aggregation,
         "domain": {"source": schema.domain_source, "note": domain_note},
-        "reproducible_not_private": is_seeded(rng),
+        # Any generator passed in (seeded or not) replaces the per-draw OS CSPRNG: conservative, say so.
+        "reproducible_not_private": rng is not None,
         "post_processing": "bins, tree orientation, coarsening, estimation and sampling use only the releases above",
         "ledger": json.loads(ledger.to_json()),
     }
@@ -355,7 +356,8 @@ def fit_synthesizer(table: Mapping[str, np.ndarray], schema: SynthSchema, config
                     rng: np.random.Generator | None = None) -> SynthModel:
     """Fit on one data owner's table under (config.epsilon, config.delta)-DP; see the module doc.
 
-    ``rng``: a seeded generator makes the run reproducible and is marked so in the receipt (tests only).
+    ``rng``: any generator passed here replaces the OS CSPRNG for the noise; the receipt then marks the
+    model reproducible, not private (tests and demos only).
     """
     book = _ledger([party], config, ledger)
     return _fit({party: PartyMeasurer(party, table, schema, book, rng)}, schema, config, book, rng, PlainSum())

@@ -126,7 +126,13 @@ class PartyMeasurer:
         """
         if self.noisy_rows is None:
             raise RuntimeError(f"party '{self.party}': release the label counts before selecting a tree")
-        scale = self.noisy_rows
+        if self.noise_share < 1.0:
+            # Under secure aggregation this party's own noisy count was never released on its own (it holds
+            # only a share of the noise), so it may not steer a public choice: use the exact count, which
+            # moves the score by one more per record (sensitivity 2), and halve the mechanism's epsilon.
+            scale, sensitivity = float(self._n), 2.0
+        else:
+            scale, sensitivity = self.noisy_rows, 1.0
         scores = independence_scores(
             {f: self._bins[f] for f in features}, {f: self._sizes[f] for f in features}, baselines, scale,
         )
@@ -137,8 +143,8 @@ class PartyMeasurer:
             self._step += 1
             self.releases.append({"kind": "exponential", "note": f"select tree edge {r + 1}/{rounds}",
                                   "attributes": [], "candidates": len(scores), "epsilon": epsilon_per_round,
-                                  "rho": epsilon_per_round**2 / 8.0})
-        return em_spanning_tree(features, scores, epsilon_per_round, self._generator())
+                                  "score_sensitivity": sensitivity, "rho": epsilon_per_round**2 / 8.0})
+        return em_spanning_tree(features, scores, epsilon_per_round / sensitivity, self._generator())
 
     def clique(self, axes: Sequence[Axis], sigma: float) -> np.ndarray:
         """Noisy joint histogram over the label axis (name ``""``) and feature axes, optionally coarsened."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -117,7 +118,7 @@ class SynthModel:
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
         text = json.dumps(meta, indent=1, allow_nan=False)
-        with atomic_directory(path) as staging:
+        with atomic_directory(path, replaceable=frozenset({_JSON, _NPZ})) as staging:
             (staging / _JSON).write_text(text, encoding="utf-8")
             (staging / _NPZ).write_bytes(buffer.getvalue())
         return Path(path)
@@ -140,6 +141,8 @@ class SynthModel:
                 arrays = {k: npz[k] for k in npz.files}
         except FileNotFoundError:
             raise ModelError(f"'{folder}' has no {_NPZ}") from None
+        except (ValueError, OSError, zipfile.BadZipFile) as exc:
+            raise ModelError(f"'{folder / _NPZ}' is damaged or not a model table file ({type(exc).__name__})") from None
         try:
             return cls._from_state(meta, arrays)
         except KeyError as exc:

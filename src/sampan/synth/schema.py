@@ -95,14 +95,20 @@ class SynthColumn:
             raise SchemaError(f"{prefix}column '{name}': unknown field(s) {sorted(unknown)}")
         if "name" not in data or "kind" not in data:
             raise SchemaError(f"{prefix}column '{name}': needs 'name' and 'kind'")
+        categories, bounds, integer = data.get("categories"), data.get("bounds"), data.get("integer", False)
+        if categories is not None and not isinstance(categories, (list, tuple)):
+            raise SchemaError(f"{prefix}column '{name}': 'categories' must be a list, got {categories!r}")
+        if bounds is not None and (not isinstance(bounds, (list, tuple)) or len(bounds) != 2):
+            raise SchemaError(f"{prefix}column '{name}': 'bounds' must be a list [low, high], got {bounds!r}")
+        if not isinstance(integer, bool):
+            raise SchemaError(f"{prefix}column '{name}': 'integer' must be true or false, got {integer!r}")
         try:
-            bounds = data.get("bounds")
             return cls(
                 name=str(data["name"]),
                 kind=data["kind"],
-                categories=None if data.get("categories") is None else tuple(data["categories"]),
+                categories=None if categories is None else tuple(str(c) for c in categories),
                 bounds=None if bounds is None else (float(bounds[0]), float(bounds[1])),
-                integer=bool(data.get("integer", False)),
+                integer=integer,
             )
         except SchemaError as exc:
             raise SchemaError(f"{prefix}{exc}") from None
@@ -228,6 +234,8 @@ def infer_schema(
     forced = set(categorical) | ({label} if label else set())
     for name, raw in columns.items():
         values = np.asarray(raw)
+        if values.dtype.kind == "O" and name not in forced and all(v is None for v in values.tolist()):
+            raise SchemaError(f"column '{name}': every value is missing; drop the column or declare it in a schema")
         if values.dtype.kind in "fiub" and name not in forced:
             x = values.astype(np.float64)
             if not np.all(np.isfinite(x)):

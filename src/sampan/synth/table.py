@@ -41,23 +41,28 @@ def n_rows(table: Mapping[str, np.ndarray]) -> int:
     return len(next(iter(table.values()))) if table else 0
 
 
-def _examples(values: np.ndarray, limit: int = 3) -> str:
-    seen: list[str] = []
-    for v in values:
-        r = repr(v)
-        if r not in seen:
-            seen.append(r)
-        if len(seen) > limit:
-            break
-    return ", ".join(seen[:limit]) + (", ..." if len(seen) > limit else "")
+def _rows(mask: np.ndarray, limit: int = 3) -> str:
+    """Where the bad values are, as 1-based data-row numbers: never the values themselves, which are
+    records (an error from a party's agent may end up in a coordinator's log)."""
+    where = np.flatnonzero(mask)[: limit + 1] + 1
+    return ", ".join(str(int(r)) for r in where[:limit]) + (", ..." if where.size > limit else "")
+
+
+def _is_number(value: object) -> bool:
+    try:
+        float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _numeric(name: str, raw: np.ndarray, spec: SynthColumn, source: str) -> np.ndarray:
     try:
         values = np.asarray(raw, dtype=np.float64)
     except (TypeError, ValueError):
+        bad_rows = np.array([not _is_number(v) for v in np.asarray(raw, dtype=object).tolist()])
         raise TableError(f"{source}: column '{name}' is numeric but holds non-numeric values "
-                         f"(e.g. {_examples(np.asarray(raw))})") from None
+                         f"(data rows {_rows(bad_rows)})") from None
     bad = ~np.isfinite(values)
     if bad.any():
         raise TableError(f"{source}: column '{name}' has {int(bad.sum())} missing or non-finite value(s); "
@@ -73,7 +78,7 @@ def _categorical(name: str, raw: np.ndarray, spec: SynthColumn, source: str) -> 
     if unknown.any():
         raise TableError(
             f"{source}: column '{name}' has {int(unknown.sum())} value(s) outside its declared categories "
-            f"{list(spec.categories or ())} (e.g. {_examples(text[unknown])}); declare them in the schema"
+            f"{list(spec.categories or ())} (data rows {_rows(unknown)}); declare them in the schema"
         )
     return text
 
