@@ -1,0 +1,179 @@
+"""Curve points for PSI: hash to Curve25519, blinding with a secret scalar, matching blinded tokens.
+
+The arithmetic is X25519 from `cryptography` (blinding is a Diffie-Hellman exchange with the point as
+public key); hash to curve is try-and-increment with a Legendre-symbol check (gmpy2), so every point is
+on the curve and not its twist. The protocol that uses these (who blinds what, who learns what) is in
+`sampan.vertical.psi`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Callable, Sequence
+
+import gmpy2
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+from sampan.vertical._parallel import ParallelError, map_ranges
+
+
+class PsiError(ValueError):
+    """A PSI input or protocol problem. Its text crosses the party boundary: it names parties, never ids."""
+
+
+# --- hash to curve and blinding -------------------------------------------------------------------
+
+POINT_BYTES = 32
+_P = 2**255 - 19
+_P_MPZ = gmpy2.mpz(_P)
+_A = 486662
+_MASK = (1 << 255) - 1
+_DOMAIN = b"sampan/psi/v1/curve25519/try-and-increment"
+_PREFIXES = [_DOMAIN + bytes([c]) for c in range(256)]  # domain || counter; the id follows
+
+
+def _fast_from_public_bytes() -> Callable[[bytes], X25519PublicKey]:
+    """`X25519PublicKey.from_public_bytes` without its per-call backend check (~1 us of ~36 us per point).
+
+    The check is done once here; if cryptography's internal binding moves, use the public API.
+    """
+    try:
+        from cryptography.hazmat.backends.openssl.backend import backend
+        from cryptography.hazmat.bindings._rust import openssl as rust_openssl
+
+        fast = rust_openssl.x25519.from_public_bytes
+        if backend.x25519_supported() and callable(fast):
+            return fast  # type: ignore[no-any-return]
+    except (ImportError, AttributeError):  # pragma: no cover - other cryptography versions
+        pass
+    return X25519PublicKey.from_public_bytes  # pragma: no cover
+
+
+_from_public_bytes = _fast_from_public_bytes()
+
+
+def _work(key: X25519PrivateKey | None, ids: Sequence[bytes], points: bytes = b"") -> Callable[[int, int], bytes]:
+    """Worker body over items 0..len(ids)+len(points)/32: first hash-and-blind each id, then blind each point.
+
+    One body for both jobs so a step that needs both (the label holder's ``psi.blind``) is one evenly
+    split parallel map, not two with a barrier between them. With `key` None the ids' bare curve
+    points are returned. Every lookup is bound locally: this loop is the per-item Python overhead on
+    top of the X25519 scalar multiplication, which dominates.
+    """
+    n_ids = len(ids)
+
+    def hash_blind(start: int, stop: int) -> bytes:
+        sha512, legendre, mpz = hashlib.sha512, gmpy2.legendre, gmpy2.mpz
+        prefixes, mask, p, p_mpz, a = _PREFIXES, _MASK, _P, _P_MPZ, _A
+        exchange = key.exchange if key is not None else None
+        from_public = _from_public_bytes
+        out: list[bytes] = []
+        append = out.append
+        for idb in ids[start:stop]:
+            for prefix in prefixes:
+                # The mask keeps the low 255 bits: the digest's first 32 bytes, top bit cleared.
+                u = int.from_bytes(sha512(prefix + idb).digest(), "little") & mask
+                if u < p:
+                    m = mpz(u)
+                    if legendre(m * (m * (m + a) + 1), p_mpz) == 1:  # legendre reduces mod p itself
+                        break
+            else:  # probability 2^-256
+                raise PsiError("hash to curve exhausted its counter")
+            point = u.to_bytes(32, "little")
+            append(exchange(from_public(point)) if exchange is not None else point)
+        return b"".join(out)
+
+    def blind_points(start: int, stop: int) -> bytes:
+        assert key is not None
+        exchange, from_public = key.exchange, _from_public_bytes
+        return b"".join([exchange(from_public(points[i:i + 32])) for i in range(32 * start, 32 * stop, 32)])
+
+    def run(start: int, stop: int) -> bytes:
+        parts = []
+        if start < n_ids:
+            parts.append(hash_blind(start, min(stop, n_ids)))
+        if stop > n_ids:
+            parts.append(blind_points(max(start - n_ids, 0), stop - n_ids))
+        return b"".join(parts)
+    return run
+
+
+def hash_to_curve(ids: Sequence[bytes]) -> np.ndarray:
+    """Unblinded curve points of UTF-8 ids as an (n, 32) uint8 array (for tests and audits)."""
+    return _points(_work(None, ids)(0, len(ids)))
+
+
+def _hash_and_blind(ids: Sequence[bytes], key: X25519PrivateKey, workers: int | None,
+                    points: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(H(id)^key for each id, point^key for each row of `points`), computed in one parallel map."""
+    extra = b"" if points is None else _check_points(points).tobytes()
+    total = len(ids) + len(extra) // POINT_BYTES
+    out = _points(map_ranges(_work(key, ids, extra), total, POINT_BYTES, workers=workers))
+    return out[:len(ids)], out[len(ids):]
+
+
+def blind(points: np.ndarray, key: X25519PrivateKey, *, workers: int | None = None) -> np.ndarray:
+    """x25519(key, point) for each row of an (n, 32) uint8 array, in parallel worker processes.
+
+    Raises ValueError for a malformed array or a low-order point (X25519 refuses an all-zero result).
+    """
+    arr = _check_points(points)
+    try:
+        return _hash_and_blind([], key, workers, arr)[1]
+    except ParallelError as exc:
+        raise ValueError(f"blinding failed: {exc}") from None
+
+
+def _points(raw: bytes) -> np.ndarray:
+    return np.frombuffer(raw, dtype=np.uint8).reshape(-1, POINT_BYTES)
+
+
+def _check_points(points: Any) -> np.ndarray:
+    arr = np.asarray(points)
+    if arr.dtype != np.uint8 or arr.ndim != 2 or arr.shape[1] != POINT_BYTES:
+        raise ValueError(f"points must be an (n, {POINT_BYTES}) uint8 array, got {arr.dtype} {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+# --- matching -------------------------------------------------------------------------------------
+
+def _key64(points: np.ndarray) -> np.ndarray:
+    """The first 8 bytes of each token as a big-endian integer: sorts like the bytes themselves."""
+    return np.ascontiguousarray(points[:, :8]).view(">u8").ravel().astype(np.uint64)
+
+
+def _has_ties(sorted_keys: np.ndarray) -> bool:
+    return bool(len(sorted_keys) > 1 and (sorted_keys[1:] == sorted_keys[:-1]).any())
+
+
+def match_tokens(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (ix, iy) with x[ix] == y[iy], in ascending byte order of the matched tokens.
+
+    Numpy on 64-bit prefixes (argsort + searchsorted), checked on all 32 bytes; a prefix collision
+    (about 2^-24 for a million tokens) falls back to an exact byte-string match.
+    """
+    x, y = _check_points(x), _check_points(y)
+    if len(x) == 0 or len(y) == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    kx, ky = _key64(x), _key64(y)
+    ox = np.argsort(kx, kind="stable")
+    oy = np.argsort(ky, kind="stable")
+    sx, sy = kx[ox], ky[oy]
+    if _has_ties(sx) or _has_ties(sy):
+        return _match_exact(x, y)
+    pos = np.minimum(np.searchsorted(sy, sx), len(sy) - 1)
+    hit = sy[pos] == sx
+    ix, iy = ox[hit].astype(np.int64), oy[pos[hit]].astype(np.int64)
+    if not np.array_equal(x[ix], y[iy]):
+        return _match_exact(x, y)
+    return ix, iy
+
+
+def _match_exact(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Slow exact path (dict of 32-byte strings); only reached on a 64-bit prefix collision."""
+    xb, yb = x.tobytes(), y.tobytes()
+    where = {yb[j * 32:(j + 1) * 32]: j for j in range(len(y))}
+    pairs = sorted((t, i, where[t]) for i in range(len(x)) if (t := xb[i * 32:(i + 1) * 32]) in where)
+    return (np.array([i for _, i, _ in pairs], dtype=np.int64),
+            np.array([j for _, _, j in pairs], dtype=np.int64))
