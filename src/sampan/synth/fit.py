@@ -158,12 +158,11 @@ def _orient(features: list[str], edges: list[tuple[str, str]]) -> tuple[list[str
 
 
 def _fit(measurers: Mapping[str, PartyMeasurer], schema: SynthSchema, config: SynthConfig, ledger: Ledger,
-         rng: np.random.Generator | None, aggregator: PlainSum | SecureSum) -> SynthModel:
+         rng: np.random.Generator | None, aggregate: PlainSum | SecureSum) -> SynthModel:
     started = time.perf_counter()
     parties = list(measurers.values())
     K = len(parties)
-    aggregate = aggregator
-    root_k = aggregator.sum_noise(K)  # noise std of the summed releases, in units of one party's sigma
+    root_k = aggregate.sum_noise(K)  # noise std of the summed releases, in units of one party's sigma
     features = [c.name for c in schema.features]
     if not features:
         raise ValueError("the schema needs at least one column besides the label")
@@ -281,7 +280,7 @@ def _fit(measurers: Mapping[str, PartyMeasurer], schema: SynthSchema, config: Sy
     # 6. estimation
     fitted = estimate_tables(label_sum, (root_k * sigma_label) ** 2, one_ways, label_pairs, pairs, order,
                              config.shrink_label_pairs)
-    receipt = _receipt(measurers, schema, config, ledger, rho, rng, aggregator.describe(K))
+    receipt = _receipt(measurers, schema, config, ledger, rho, rng, aggregate.describe(K))
     info = {
         "seconds_fit": time.perf_counter() - started,
         "parties": list(measurers),
