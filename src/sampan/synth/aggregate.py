@@ -36,7 +36,6 @@ __all__ = ["PlainSum", "SecureSum"]
 class PlainSum:
     """Sum releases the fitter can see one by one (each carries its party's full noise)."""
 
-    name = "plain"
 
     def noise_share(self, parties: int) -> float:
         """The fraction of the charged sigma each party adds itself."""
@@ -69,7 +68,6 @@ class SecureSum:
     run_id: str = field(default_factory=lambda: os.urandom(8).hex())
     seen: list[tuple[str, str, dict[str, np.ndarray]]] = field(default_factory=list)
     rounds: int = 0
-    name = "secure"
 
     def __post_init__(self) -> None:
         if len(self.parties) < 2:
