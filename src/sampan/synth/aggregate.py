@@ -36,7 +36,6 @@ __all__ = ["PlainSum", "SecureSum"]
 class PlainSum:
     """Sum releases the fitter can see one by one (each carries its party's full noise)."""
 
-
     def noise_share(self, parties: int) -> float:
         """The fraction of the charged sigma each party adds itself."""
         return 1.0
