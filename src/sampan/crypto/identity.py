@@ -1,0 +1,389 @@
+"""Who holds a run key: organisation identities, signed per-run keys, and their check against the consortium CA.
+
+Why: every party-to-party message goes through the coordinator, and the coordinator is also the
+dealer of correlated randomness. If it could substitute a party's per-run public keys (the X25519
+key of the sealed channels, SecAgg's keys), it would sit in the middle of every sealed channel and,
+as dealer, open every masked value. So each party signs its per-run public keys — bound to the run
+id, the protocol, its protocol role and its name (`signed_keys_payload`) — with its organisation's
+certificate key (ECDSA P-256, the key of its mutual-TLS certificate), and every peer checks that
+signature, and the certificate against the consortium CA (chain, validity dates, revocation, name,
+role, key usage), before it derives any channel or mask from the key.
+
+Threat model: the coordinator and the network may be malicious — drop, replay, reorder or rewrite
+any relayed message — but hold neither a member's certificate key nor the CA key. A substituted key
+then comes with no signature, a signature that does not verify, a certificate the CA did not issue,
+or another member's certificate; each is refused with an `IdentityError` naming the peer. A key
+replayed from another run or protocol is refused because the payload binds both. Not covered: a
+stolen member or CA key, and a coordinator that withholds messages (denial of service).
+
+What each role learns: every peer and the coordinator learn each party's certificate (name, role,
+organisation, certificate public key, serial, validity: public within the consortium) and its per-run
+public keys, which are public by design. No secret leaves a party.
+
+Simulated runs (tests, the demo, `sampan run`) use an in-memory CA (`SimulatedCA`,
+`simulated_consortium`), so the same signing and checking code runs everywhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import struct
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+__all__ = [
+    "IdentityError", "PartyIdentity", "IdentityVerifier", "SignedKeys", "signed_keys_payload", "sign_keys",
+    "verify_keys", "certificate_identity", "check_certificate", "load_crl", "SimulatedCA", "simulated_consortium",
+    "simulated_identity", "simulated_verifier",
+]
+
+_DOMAIN = b"sampan/signed-keys/v1\n"
+URI_PREFIX = "urn:sampan:"
+
+
+class IdentityError(ValueError):
+    """A peer's certificate or key signature that must not be trusted; says which peer and why.
+
+    `reason` is a short code (unknown_ca, expired, not_yet_valid, revoked, wrong_name, wrong_role,
+    bad_key_usage, bad_certificate, bad_signature, unsigned, bad_crl, stale_crl, bad_key).
+    """
+
+    def __init__(self, peer: str | None, reason: str, detail: str) -> None:
+        self.peer, self.reason, self.detail = peer, reason, detail
+        super().__init__(f"peer {peer!r} is not authenticated ({reason}): {detail}" if peer else
+                         f"{reason}: {detail}")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _attr(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
+    values = name.get_attributes_for_oid(oid)
+    return str(values[0].value) if values else None
+
+
+def certificate_identity(cert: x509.Certificate, peer: str | None = None) -> tuple[str, str]:
+    """(name, role) from the certificate's CN and OU."""
+    name, role = _attr(cert.subject, NameOID.COMMON_NAME), _attr(cert.subject, NameOID.ORGANIZATIONAL_UNIT_NAME)
+    if not name or not role:
+        raise IdentityError(peer, "bad_certificate", "certificate lacks a Sampan name (CN) or role (OU)")
+    return name, role
+
+
+def load_certificate(data: bytes | x509.Certificate, peer: str | None = None) -> x509.Certificate:
+    if isinstance(data, x509.Certificate):
+        return data
+    try:
+        return x509.load_pem_x509_certificate(bytes(data))
+    except ValueError as exc:
+        raise IdentityError(peer, "bad_certificate", f"unreadable certificate: {exc}") from None
+
+
+def load_crl(data: bytes, ca: x509.Certificate, *, now: dt.datetime | None = None,
+             source: str = "CRL") -> x509.CertificateRevocationList:
+    """A CRL, checked: signed by the consortium CA and not past its nextUpdate (a stale list could hide a revocation)."""
+    try:
+        crl = x509.load_pem_x509_crl(bytes(data))
+    except ValueError as exc:
+        raise IdentityError(None, "bad_crl", f"{source} is not a PEM CRL ({exc})") from None
+    if crl.issuer != ca.subject or not crl.is_signature_valid(ca.public_key()):  # type: ignore[arg-type]
+        raise IdentityError(None, "bad_crl", f"{source} is not signed by the consortium CA")
+    next_update = crl.next_update_utc
+    if next_update is not None and (now or _now()) > next_update:
+        raise IdentityError(None, "stale_crl", f"{source} expired at {next_update.isoformat()} (nextUpdate); "
+                            "ask the consortium operator for a current one")
+    return crl
+
+
+def check_certificate(cert: x509.Certificate, ca: x509.Certificate, *, peer: str | None = None,
+                      role: str | None = None, revoked: frozenset[int] = frozenset(),
+                      now: dt.datetime | None = None, signing: bool = True) -> tuple[str, str]:
+    """The checks every member certificate passes: issued by the CA, in date, not revoked, named, right role.
+
+    `peer` is the name the certificate must carry (CN), `role` the role it must carry (OU). With
+    `signing`, the certificate must also allow digital signatures on a P-256 key. Returns (name, role).
+    """
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        raise IdentityError(peer, "unknown_ca", "certificate is not issued by the consortium CA") from None
+    at = now or _now()
+    if at < cert.not_valid_before_utc:
+        raise IdentityError(peer, "not_yet_valid", f"certificate is valid only from {cert.not_valid_before_utc}")
+    if at > cert.not_valid_after_utc:
+        raise IdentityError(peer, "expired", f"certificate expired at {cert.not_valid_after_utc}")
+    name, cert_role = certificate_identity(cert, peer)
+    if cert.serial_number in revoked:
+        raise IdentityError(peer, "revoked", f"certificate {cert.serial_number:x} of {name!r} is revoked")
+    if peer is not None and name != peer:
+        raise IdentityError(peer, "wrong_name", f"certificate is issued to {name!r}, not to {peer!r}")
+    if role is not None and cert_role != role:
+        raise IdentityError(peer, "wrong_role", f"certificate is for a {cert_role}, not a {role}")
+    if signing:
+        try:
+            usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        except x509.ExtensionNotFound:
+            usage = None
+        if usage is None or not usage.digital_signature:
+            raise IdentityError(peer, "bad_key_usage", "certificate does not allow digital signatures")
+        key = cert.public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+            raise IdentityError(peer, "bad_key", "certificate key is not ECDSA P-256")
+    return name, cert_role
+
+
+@dataclass(frozen=True)
+class PartyIdentity:
+    """One organisation's certificate and its private key: what signs its per-run keys. Lives only in its process."""
+
+    name: str
+    role: str
+    certificate: x509.Certificate
+    private_key: ec.EllipticCurvePrivateKey
+
+    def __post_init__(self) -> None:
+        name, role = certificate_identity(self.certificate, self.name)
+        if (name, role) != (self.name, self.role):
+            raise IdentityError(self.name, "wrong_name", f"own certificate names {name!r} ({role}), "
+                                f"not {self.name!r} ({self.role})")
+        spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        if self.private_key.public_key().public_bytes(*spki) != self.certificate.public_key().public_bytes(*spki):
+            raise IdentityError(self.name, "bad_key", "the private key does not belong to the certificate")
+
+    @classmethod
+    def from_pem(cls, certificate_pem: bytes, key_pem: bytes, *, password: bytes | None = None) -> "PartyIdentity":
+        """From a member's TLS certificate and key (deployment: the party agent's own files)."""
+        cert = load_certificate(certificate_pem)
+        try:
+            key = serialization.load_pem_private_key(key_pem, password=password)
+        except (ValueError, TypeError) as exc:
+            raise IdentityError(None, "bad_key", f"not a PEM private key ({exc})") from None
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise IdentityError(None, "bad_key", "the certificate key must be ECDSA P-256")
+        name, role = certificate_identity(cert)
+        return cls(name, role, cert, key)
+
+    @property
+    def certificate_pem(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+    def sign(self, payload: bytes) -> bytes:
+        """ECDSA-SHA256 (DER) over `payload`."""
+        return self.private_key.sign(payload, ec.ECDSA(hashes.SHA256()))
+
+
+class IdentityVerifier:
+    """The consortium CA (and optional CRL) a party checks its peers' certificates and key signatures against."""
+
+    def __init__(self, ca: x509.Certificate, crl: x509.CertificateRevocationList | None = None, *,
+                 crl_path: str | Path | None = None) -> None:
+        self.ca = ca
+        self._crl_path = Path(crl_path) if crl_path else None
+        self._crl_mtime: float | None = None
+        self._lock = threading.Lock()
+        self._revoked = self._serials(load_crl(crl.public_bytes(serialization.Encoding.PEM), ca)) if crl else frozenset()
+
+    @classmethod
+    def from_files(cls, ca: str | Path, crl: str | Path | None = None) -> "IdentityVerifier":
+        """Deployment: the consortium CA file and, if configured, the CRL file (re-read whenever it changes)."""
+        try:
+            ca_cert = x509.load_pem_x509_certificate(Path(ca).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise IdentityError(None, "bad_certificate", f"consortium CA {str(ca)!r} cannot be read: {exc}") from None
+        verifier = cls(ca_cert, crl_path=crl)
+        verifier.revoked_serials()  # a bad or stale CRL is refused now, not at the first peer
+        return verifier
+
+    @staticmethod
+    def _serials(crl: x509.CertificateRevocationList) -> frozenset[int]:
+        return frozenset(r.serial_number for r in crl)
+
+    def revoked_serials(self) -> frozenset[int]:
+        with self._lock:
+            if self._crl_path is not None:
+                try:
+                    mtime = self._crl_path.stat().st_mtime
+                    if mtime != self._crl_mtime:
+                        self._revoked = self._serials(load_crl(self._crl_path.read_bytes(), self.ca,
+                                                               source=f"CRL {self._crl_path}"))
+                        self._crl_mtime = mtime
+                except OSError as exc:
+                    raise IdentityError(None, "bad_crl", f"CRL {str(self._crl_path)!r} cannot be read: {exc}") from None
+            return self._revoked
+
+    def check(self, peer: str, certificate: bytes | x509.Certificate, *, role: str | None = "party") -> x509.Certificate:
+        """The peer's certificate, checked (CA, dates, CRL, name == peer, role, key usage)."""
+        cert = load_certificate(certificate, peer)
+        check_certificate(cert, self.ca, peer=peer, role=role, revoked=self.revoked_serials())
+        return cert
+
+    def verify(self, peer: str, certificate_pem: bytes, payload: bytes, signature: bytes, *,
+               role: str | None = "party") -> x509.Certificate:
+        """Raise IdentityError naming `peer` unless `signature` over `payload` is by `peer`'s valid certificate."""
+        cert = self.check(peer, certificate_pem, role=role)
+        key = cert.public_key()
+        assert isinstance(key, ec.EllipticCurvePublicKey)  # check_certificate(signing=True)
+        try:
+            key.verify(bytes(signature), bytes(payload), ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            raise IdentityError(peer, "bad_signature", "the signature over its keys does not verify: the keys were "
+                                "substituted or altered in transit") from None
+        return cert
+
+
+# --- signed per-run keys -------------------------------------------------------------------------
+def _field(value: bytes) -> bytes:
+    return struct.pack(">I", len(value)) + value
+
+
+def signed_keys_payload(run_id: str, protocol: str, role: str, name: str, keys: Mapping[str, bytes]) -> bytes:
+    """The canonical bytes a party signs: domain, run id, protocol, its protocol role, its name, its public keys.
+
+    Length-prefixed fields, keys sorted by label, so two encodings are equal only if every field is.
+    `protocol` separates uses (e.g. "vertical.channels", "secagg.keys/<label>"); `role` is the signer's
+    role in that protocol (e.g. "label_holder", "partner", "client").
+    """
+    parts = [_DOMAIN, _field(run_id.encode()), _field(protocol.encode()), _field(role.encode()),
+             _field(name.encode()), struct.pack(">I", len(keys))]
+    for label in sorted(keys):
+        parts += [_field(label.encode()), _field(bytes(keys[label]))]
+    return b"".join(parts)
+
+
+@dataclass(frozen=True)
+class SignedKeys:
+    """A party's endorsement of its per-run keys: its certificate (PEM) and its signature over the payload."""
+
+    certificate_pem: bytes
+    signature: bytes
+
+    def to_arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
+        """As uint8 arrays for a `sampan.wire.Message` (keys `<prefix>certificate`, `<prefix>signature`)."""
+        return {f"{prefix}certificate": np.frombuffer(self.certificate_pem, dtype=np.uint8),
+                f"{prefix}signature": np.frombuffer(self.signature, dtype=np.uint8)}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], peer: str, prefix: str = "") -> "SignedKeys":
+        try:
+            cert, sig = arrays[f"{prefix}certificate"], arrays[f"{prefix}signature"]
+        except KeyError:
+            raise IdentityError(peer, "unsigned", "its keys arrived without a certificate and signature") from None
+        as_bytes = [np.ascontiguousarray(a, dtype=np.uint8).tobytes() for a in (cert, sig)]
+        return cls(as_bytes[0], as_bytes[1])
+
+
+def sign_keys(identity: PartyIdentity, run_id: str, protocol: str, role: str, keys: Mapping[str, bytes]) -> SignedKeys:
+    """Sign this party's per-run public keys (see `signed_keys_payload`)."""
+    payload = signed_keys_payload(run_id, protocol, role, identity.name, keys)
+    return SignedKeys(identity.certificate_pem, identity.sign(payload))
+
+
+def verify_keys(verifier: IdentityVerifier, peer: str, run_id: str, protocol: str, role: str,
+                keys: Mapping[str, bytes], signed: SignedKeys) -> x509.Certificate:
+    """Check that `peer` signed exactly these keys for this run, protocol and role; IdentityError otherwise."""
+    payload = signed_keys_payload(run_id, protocol, role, peer, keys)
+    return verifier.verify(peer, signed.certificate_pem, payload, signed.signature)
+
+
+# --- simulated consortium ------------------------------------------------------------------------
+class SimulatedCA:
+    """An in-memory consortium CA for simulated runs and tests: same certificate profile as `sampan certs`."""
+
+    def __init__(self, name: str = "Sampan simulated consortium CA") -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        now = _now()
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        self.certificate = (
+            x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=False, key_cert_sign=True, crl_sign=True,
+                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                         key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+            .sign(self.key, hashes.SHA256()))
+        self._revoked: dict[int, dt.datetime] = {}
+        self._lock = threading.Lock()
+
+    def issue(self, name: str, role: str = "party", *, not_before: dt.datetime | None = None,
+              not_after: dt.datetime | None = None, digital_signature: bool = True,
+              key: ec.EllipticCurvePrivateKey | None = None) -> PartyIdentity:
+        """A member certificate and key (CN = name, OU = role), valid from a minute ago for a day unless told."""
+        key = key or ec.generate_private_key(ec.SECP256R1())
+        now = _now()
+        usage = ExtendedKeyUsageOID.SERVER_AUTH if role == "coordinator" else ExtendedKeyUsageOID.CLIENT_AUTH
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name),
+                                     x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role)]))
+            .issuer_name(self.certificate.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before or now - dt.timedelta(minutes=1))
+            .not_valid_after(not_after or now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=digital_signature, key_cert_sign=False, crl_sign=False,
+                                         content_commitment=False, key_encipherment=not digital_signature,
+                                         data_encipherment=False, key_agreement=False, encipher_only=False,
+                                         decipher_only=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(f"{URI_PREFIX}{role}:{name}")]),
+                           critical=False)
+            .sign(self.key, hashes.SHA256()))
+        return PartyIdentity(name, role, cert, key)
+
+    def revoke(self, certificate: x509.Certificate) -> None:
+        with self._lock:
+            self._revoked[certificate.serial_number] = _now()
+
+    def crl(self) -> x509.CertificateRevocationList:
+        now = _now()
+        builder = (x509.CertificateRevocationListBuilder().issuer_name(self.certificate.subject)
+                   .last_update(now - dt.timedelta(minutes=5)).next_update(now + dt.timedelta(days=1)))
+        with self._lock:
+            for serial, when in self._revoked.items():
+                builder = builder.add_revoked_certificate(
+                    x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build())
+        return builder.sign(self.key, hashes.SHA256())
+
+    def verifier(self) -> IdentityVerifier:
+        """A verifier trusting this CA, with the CRL as of now."""
+        return IdentityVerifier(self.certificate, self.crl() if self._revoked else None)
+
+
+@functools.lru_cache(maxsize=1)
+def _process_ca() -> SimulatedCA:
+    """One simulated CA per process (the default for in-process parties built without an identity)."""
+    return SimulatedCA()
+
+
+def simulated_consortium(names: Mapping[str, str] | list[str] | tuple[str, ...], *,
+                         ca: SimulatedCA | None = None) -> tuple[IdentityVerifier, dict[str, PartyIdentity]]:
+    """A verifier and one identity per member for a simulated run: `names` lists members, or maps name -> role.
+
+    A fresh CA per call unless `ca` is given, so a simulated run trusts only its own members.
+    """
+    authority = ca or SimulatedCA()
+    roles = dict(names) if isinstance(names, Mapping) else {n: "party" for n in names}
+    identities = {name: authority.issue(name, role) for name, role in roles.items()}
+    return authority.verifier(), identities
+
+
+def simulated_identity(name: str, role: str = "party") -> PartyIdentity:
+    """An identity issued by this process's simulated CA (see `simulated_verifier`)."""
+    return _process_ca().issue(name, role)
+
+
+def simulated_verifier() -> IdentityVerifier:
+    """A verifier trusting this process's simulated CA: in-process members built without an identity."""
+    return _process_ca().verifier()
