@@ -86,7 +86,24 @@ class PrivacyControl:
         settings = {k: v for k, v in self.privacy.dp3.model_dump().items() if k != "schedule"}
         self.dp3 = DP3Aggregation(DP3Config(**{**settings, "noise_multiplier": self.noise["DP3"]}), clip=clip)
 
-    # --- DP1: the data owners' preprocessing statistics -----------------------------------------
+    # --- DP1: the data owners' row counts and preprocessing statistics ----------------------------
+    def count_request(self, parties: Sequence[str]) -> dict[str, Any] | None:
+        """Settings sent with the `describe` request under DP, after charging each party's count release.
+
+        Row counts feed the FedAvg weights, the DP-SGD sampling rate and steps, and the SecAgg weight;
+        one Gaussian release (sensitivity 1 under add/remove-one-row) makes them public once, and
+        everything downstream uses the released count."""
+        if self.privacy is None:
+            return None
+        assert self.ledger is not None
+        z = float(self.privacy.count_noise_multiplier)
+        events = [PrivacyEvent(party=p, level="DP1", mechanism="gaussian", noise_multiplier=z, step=0,
+                               note="training row count") for p in parties]
+        self.ledger.check(events)
+        for event in events:
+            self.ledger.record(event)
+        return {"noise_multiplier": z}
+
     def dp1_request(self, feature_names: Sequence[str], parties: Sequence[str]) -> dict[str, Any] | None:
         """Settings sent with the `stats` request, after charging each party's DP1 event."""
         section = self.privacy.dp1 if self.privacy else None
@@ -137,8 +154,12 @@ class PrivacyControl:
                                            step=round_number, note="DP-SGD local training"))
         return events
 
-    def fit_meta(self, round_number: int, selected: Sequence[str]) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
-        """What each selected party gets with its `fit` request (DP2, DP3 settings) at this round's noise."""
+    def fit_meta(self, round_number: int, selected: Sequence[str], party_rows: Mapping[str, int] | None = None,
+                 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
+        """What each selected party gets with its `fit` request (DP2, DP3 settings) at this round's noise.
+
+        `party_rows` are the released row counts: each party gets its own as `public_rows`, which its
+        DP-SGD sampling rate and its SecAgg weight use instead of the exact count."""
         if self.privacy is None:
             return {p: {} for p in selected}, None
         noise = self.round_noise(self.noise, round_number)
@@ -146,6 +167,8 @@ class PrivacyControl:
         metas: dict[str, dict[str, Any]] = {}
         for party in selected:
             meta: dict[str, Any] = {"dp3": dp3} if dp3 is not None else {}
+            if party_rows is not None:
+                meta["public_rows"] = int(party_rows[party])
             if self.privacy.dp2 is not None:
                 dp2 = {k: v for k, v in self.privacy.dp2.model_dump().items() if k != "schedule"}
                 meta["dp2"] = {**dp2, "noise_multiplier": self._dp2_noise(noise, party)}
