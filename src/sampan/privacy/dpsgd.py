@@ -31,6 +31,7 @@ class DPSGDConfig:
     noise_multiplier: float        # sigma / max_grad_norm
     max_grad_norm: float           # per-example L2 clipping bound C
     sampling_rate: float | None = None  # Poisson q; default batch_size / n
+    public_rows: int | None = None  # a released (noised) row count: q and the batch divisor use it, not n
 
     def __post_init__(self) -> None:
         if self.noise_multiplier < 0:
@@ -39,6 +40,8 @@ class DPSGDConfig:
             raise ValueError(f"max_grad_norm must be > 0, got {self.max_grad_norm}")
         if self.sampling_rate is not None and not 0 < self.sampling_rate <= 1:
             raise ValueError(f"sampling_rate must be in (0, 1], got {self.sampling_rate}")
+        if self.public_rows is not None and self.public_rows < 1:
+            raise ValueError(f"public_rows must be >= 1, got {self.public_rows}")
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,11 @@ _NOISE_CHUNK = 256  # steps of noise drawn per mechanism call (bounded memory, n
 
 
 def planned_steps(n: int, config: TrainConfig, dp: DPSGDConfig) -> tuple[int, float]:
-    """(steps, q) a DP-SGD call will run: known before training, so the ledger can check first."""
+    """(steps, q) a DP-SGD call will run: known before training, so the ledger can check first.
+
+    With `dp.public_rows` (a released row count) neither depends on the exact n, so neither the
+    coordinator's plan nor the reply's steps and rate reveal more than the charged count did."""
+    n = dp.public_rows if dp.public_rows is not None else n
     q = dp.sampling_rate if dp.sampling_rate is not None else min(1.0, config.batch_size / n)
     steps = config.max_steps if config.max_steps is not None else config.epochs * max(1, int(round(1 / q)))
     return steps, q
@@ -103,7 +110,7 @@ def dp_sgd_train(
     optimizer = LocalOptimizer(params, config, anchor)
     noise = GaussianMechanism(dp.max_grad_norm, dp.noise_multiplier * dp.max_grad_norm) if dp.noise_multiplier else None
     y = y.astype(np.float64, copy=False)
-    expected_batch = q * n
+    expected_batch = q * (dp.public_rows if dp.public_rows is not None else n)
     clipped = sampled = 0
     loss_sum = 0.0
     sizes = sampling_rng.binomial(n, q, size=steps)
