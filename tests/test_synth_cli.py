@@ -72,14 +72,15 @@ def test_errors_name_file_column_or_field(files, tmp_path) -> None:
     result = runner.invoke(synth_app, ["sample", "--model", str(tmp_path), "--out", str(tmp_path / "s.csv")])
     assert result.exit_code == 2 and "not a synthesiser model folder" in result.output
     result = runner.invoke(synth_app, ["fit", "--data", str(files / "train.csv"), "--epsilon", "1", "--out",
-                                       str(tmp_path / "m2"), "--label", "default_12m"])  # the command line
-    assert result.exit_code == 0 and "NOT protected" in result.output
-    assert SynthModel.load(tmp_path / "m2").receipt["domain"]["source"] == "inferred"
+                                       str(tmp_path / "m2"), "--label", "default_12m", "--categories",
+                                       "default_12m=0,1"])  # no schema: the domain is released under DP
+    assert result.exit_code == 0 and "released under DP" in result.output, result.output
+    assert SynthModel.load(tmp_path / "m2").receipt["domain"]["source"] == "dp"
     (tmp_path / "t.csv").write_text((files / "train.csv").read_text())
     (tmp_path / "t.schema.json").write_text(SME_SYNTH_SCHEMA.to_json())  # found beside the data
     result = runner.invoke(synth_app, ["fit", "--data", str(tmp_path / "t.csv"), "--epsilon", "1", "--out",
                                        str(tmp_path / "m3")])
-    assert result.exit_code == 0 and "NOT protected" not in result.output
+    assert result.exit_code == 0 and "released under DP" not in result.output
     assert SynthModel.load(tmp_path / "m3").receipt["domain"]["source"] == "declared"
 
 

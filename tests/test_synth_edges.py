@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from test_synth_privacy import SCHEMA, _table
 
-from sampan.synth import SchemaError, SynthConfig, SynthSchema, fit_federated, fit_synthesizer, infer_schema
+from sampan.privacy.ledger import Budget, Ledger
+from sampan.synth import SchemaError, SynthConfig, SynthSchema, fit_federated, fit_synthesizer, release_domain
 from sampan.synth.bias import model_group_stats
 from sampan.synth.evaluate import evaluate
 from sampan.synth.model import ModelError, SynthModel
@@ -65,5 +66,6 @@ def test_schema_fields_of_the_wrong_type_are_refused(column, message) -> None:
 
 def test_inferring_a_column_with_no_values_is_refused() -> None:
     with pytest.raises(SchemaError, match="every value is missing"):
-        infer_schema({"y": np.array(["0", "1"], dtype=object), "amt": np.array([None, None], dtype=object)},
-                     label="y")
+        release_domain({"y": np.array(["0", "1"], dtype=object), "amt": np.array([None, None], dtype=object)},
+                       label="y", party="p", ledger=Ledger({"p": Budget(1.0, 1e-5)}, accountant="rdp"), rho=0.01,
+                       threshold_delta=1e-6)

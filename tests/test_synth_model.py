@@ -12,7 +12,7 @@ import pytest
 from sampan.privacy.randomness import seeded_generator
 from sampan.synth import ModelError, SynthColumn, SynthConfig, SynthModel, SynthSchema, fit_synthesizer, generate
 from sampan.synth.discretize import FineGrid, build_bins, fine_grid
-from sampan.synth.schema import SchemaError, infer_schema, load_schema
+from sampan.synth.schema import SchemaError, load_schema
 
 SCHEMA = SynthSchema(
     columns=(
@@ -153,5 +153,3 @@ def test_schema_files_and_errors(tmp_path) -> None:
     path.write_text('[[columns]]\nname = "amt"\nkind = "numeric"\nbounds = [0, 1]\ncolour = "red"\n')
     with pytest.raises(SchemaError, match="colour"):
         load_schema(path)
-    inferred = infer_schema({"y": np.array([0, 1, 1]), "x": np.array([1.5, 2.0, 9.0])}, label="y")
-    assert inferred.domain_source == "inferred" and inferred.column("y").categories == ("0", "1")

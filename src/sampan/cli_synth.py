@@ -23,12 +23,12 @@ from sampan.privacy.ledger import BudgetExceeded
 from sampan.privacy.randomness import seeded_generator
 from sampan.files import atomic_write_text
 from sampan.synth.constraints import ConstraintError, parse_constraint
-from sampan.synth.fit import SynthConfig, fit_federated, fit_synthesizer
+from sampan.synth.fit import SynthConfig, fit_federated, fit_synthesizer, fit_undeclared
 from sampan.synth.model import ModelError, SynthModel
 from sampan.synth.programmable import TargetError, generate
-from sampan.synth.schema import SchemaError, SynthSchema, infer_schema, load_schema
+from sampan.synth.schema import SchemaError, SynthSchema, load_schema
 from sampan.synth.spec import combine, load_spec, parse_target
-from sampan.synth.table import TableError, read_csv_table, validate_table, write_csv_table
+from sampan.synth.table import TableError, read_csv_table, write_csv_table
 
 __all__ = ["synth_app"]
 
@@ -53,20 +53,40 @@ def _rng(seed: Optional[int], offset: int = 0) -> Optional[np.random.Generator]:
     return seeded_generator(seed + offset)
 
 
-def _schema_for(data: Path, schema: Optional[Path], label: Optional[str],
-                categorical: list[str]) -> tuple[SynthSchema, dict[str, np.ndarray]]:
-    """The declared schema (--schema, or <data>.schema.toml/.json beside the CSV), else one inferred with a warning."""
+def _declared_schema(data: Path, schema: Optional[Path]) -> Optional[SynthSchema]:
+    """The declared schema: --schema, or <data>.schema.toml/.json beside the CSV; None if there is none."""
     if schema is None:
         schema = next((c for c in (data.with_suffix(".schema.toml"), data.with_suffix(".schema.json")) if c.is_file()),
                       None)
-    if schema is not None:
-        declared = load_schema(schema)
-        return declared, read_csv_table(data, declared)
-    raw = read_csv_table(data, None, text_columns=tuple(categorical) + ((label,) if label else ()))
-    inferred = infer_schema(raw, label=label, categorical=tuple(categorical))
-    console.print("[yellow]warning:[/] no schema given: categories and min/max bounds were read off the data and "
-                  "are NOT protected by DP (the receipt says so); declare them with --schema for the full guarantee")
-    return inferred, validate_table(raw, inferred, f"file '{data}'")
+    return load_schema(schema) if schema is not None else None
+
+
+def _declared_categories(items: list[str]) -> dict[str, tuple[str, ...]]:
+    """--categories 'COL=A,B,C' (repeatable): categories the owner declares public for one column."""
+    out: dict[str, tuple[str, ...]] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        cats = tuple(v.strip() for v in values.split(",") if v.strip())
+        if not sep or not name.strip() or not cats:
+            raise SchemaError(f"--categories {item!r}: expected 'COLUMN=A,B,C'")
+        out[name.strip()] = cats
+    return out
+
+
+def _fit_model(data: Path, schema: Optional[Path], label: Optional[str], categorical: list[str],
+               categories: list[str], drop_incomplete_rows: bool, config: SynthConfig, rng: Optional[np.random.Generator]) -> SynthModel:
+    """Fit under the declared schema, or release the schema under DP first (never read it off the records)."""
+    declared = _declared_schema(data, schema)
+    if declared is not None:
+        return fit_synthesizer(read_csv_table(data, declared), declared, config, rng=rng)
+    declared_cats = _declared_categories(categories)
+    raw = read_csv_table(data, None, text_columns=tuple(categorical) + tuple(declared_cats) + ((label,) if label else ()))
+    model = fit_undeclared(raw, config, label=label, categorical=tuple(categorical), categories=declared_cats,
+                           drop_incomplete_rows=drop_incomplete_rows, rng=rng, source=f"file '{data}'")
+    console.print(f"[yellow]note:[/] no schema given: column kinds, categories and bounds were released under DP "
+                  f"({config.domain_share:.0%} of the budget; categories rarer than the noise became '(other)'). "
+                  "Declare a schema with --schema for public categories and bounds and more budget for the data.")
+    return model
 
 
 @synth_app.command("fit")
@@ -79,12 +99,17 @@ def fit_cmd(
                                           "bounds (default: <data>.schema.toml beside the CSV, else inferred: not private)."),
     label: Optional[str] = typer.Option(None, "--label", help="Label column (when the schema is inferred)."),
     categorical: list[str] = typer.Option([], "--categorical", help="Force a column to categorical (repeatable)."),
+    categories: list[str] = typer.Option([], "--categories", help="Without a schema: declare a column's public "
+                                         "categories, e.g. 'default_12m=0,1' (repeatable); others are released "
+                                         "under DP."),
+    drop_incomplete_rows: bool = typer.Option(False, "--drop-incomplete-rows", help="Without a schema: leave out "
+                                              "rows with a missing value ('?', NA, empty) in a numeric column."),
     seed: Optional[int] = typer.Option(None, "--seed", help=SEED_HELP),
 ) -> None:
-    """Fit a DP synthesiser on one table; every measurement is charged to the privacy ledger."""
+    """Fit a DP synthesiser on one table; every measurement (and an undeclared schema) is charged to the ledger."""
     try:
-        declared, table = _schema_for(data, schema, label, categorical)
-        model = fit_synthesizer(table, declared, SynthConfig(epsilon=epsilon, delta=delta), rng=_rng(seed))
+        config = SynthConfig(epsilon=epsilon, delta=delta)
+        model = _fit_model(data, schema, label, categorical, categories, drop_incomplete_rows, config, _rng(seed))
         model.save(out)
     except (*USER_ERRORS, ValueError) as exc:
         _fail(exc)
@@ -92,7 +117,9 @@ def fit_cmd(
     console.print(f"[bold]Fitted[/] on {int(round(model.n_hat)):,} rows (noisy count) in "
                   f"{model.info['seconds_fit']:.2f} s: ε spent {party['epsilon_spent']:.4f} of {epsilon:g} "
                   f"at δ={delta:g}, {len(party['releases'])} releases, {len(model.edges)} tree edges.")
-    console.print(f"Model written to {escape(str(out))} (model.json + tables.npz; holds no records).")
+    console.print(f"Model written to {escape(str(out))} (model.json + tables.npz): the schema "
+                  f"({'declared' if model.schema.domain_source == 'declared' else 'released under DP'}) and DP "
+                  "releases only, no row of the data.")
 
 
 @synth_app.command("sample")

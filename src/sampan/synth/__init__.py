@@ -5,16 +5,18 @@ May import: numpy, scipy, pyarrow, sampan.privacy, sampan.data, sampan.metrics, 
 
 from sampan.synth.budget import BudgetWeights
 from sampan.synth.constraints import Constraint, ConstraintError, parse_constraint
-from sampan.synth.fit import SynthConfig, fit_federated, fit_synthesizer
+from sampan.synth.domain import IdentifierColumnError, release_domain
+from sampan.synth.fit import SynthConfig, fit_federated, fit_synthesizer, fit_undeclared
 from sampan.synth.model import ModelError, SynthModel
 from sampan.synth.programmable import SampleReport, TargetError, TargetMarginal, generate
-from sampan.synth.schema import SchemaError, SynthColumn, SynthSchema, infer_schema, load_schema
+from sampan.synth.schema import SchemaError, SynthColumn, SynthSchema, load_schema
 from sampan.synth.table import TableError, read_csv_table, table_from_party_data, validate_table, write_csv_table
 
 __all__ = [
     "BudgetWeights",
     "Constraint",
     "ConstraintError",
+    "IdentifierColumnError",
     "ModelError",
     "SampleReport",
     "SchemaError",
@@ -28,7 +30,8 @@ __all__ = [
     "fit_federated",
     "fit_synthesizer",
     "generate",
-    "infer_schema",
+    "fit_undeclared",
+    "release_domain",
     "load_schema",
     "parse_constraint",
     "read_csv_table",

@@ -30,15 +30,16 @@ from sampan.privacy.ledger import UNIT_OF_PRIVACY, Budget, Ledger
 from sampan.privacy.randomness import secure_generator
 from sampan.synth.aggregate import PlainSum, SecureSum
 from sampan.synth.budget import BudgetWeights, em_event, gaussian_event, rho_for_budget, sigma_for_rho
+from sampan.synth.domain import DomainRelease, release_domain
 from sampan.synth.discretize import NumericBins, build_bins, fine_grid, quantile_starts
 from sampan.synth.encoders import CategoryGroups, Encoder, build_groups
 from sampan.synth.estimate import PairMeasurement, estimate_tables, fit_label_margins
 from sampan.synth.measure import Axis, PartyMeasurer
 from sampan.synth.model import SynthModel
-from sampan.synth.schema import SynthColumn, SynthSchema
+from sampan.synth.schema import SchemaError, SynthColumn, SynthSchema
 from sampan.synth.select import baseline_tables, combine_trees
 
-__all__ = ["SynthConfig", "fit_federated", "fit_synthesizer"]
+__all__ = ["SynthConfig", "fit_federated", "fit_synthesizer", "fit_undeclared"]
 
 METHOD = ("sampan tree-augmented naive Bayes (MST/PrivBayes family): noisy 1-ways with DP quantile bins, "
           "Gaussian-noised (label, feature) and EM-selected (feature, parent) 2-ways, consistent estimation")
@@ -69,12 +70,17 @@ class SynthConfig:
     fine_threshold: float | None = None  # sigmas; None = Bonferroni-style per grid (see discretize.py)
     category_threshold: float = 3.0
     shrink_label_pairs: bool = True
+    domain_share: float = 0.15  # of rho, for a schema released under DP (`fit_undeclared` only)
+    domain_delta_share: float = 0.1  # of delta, for the category thresholds of that release
 
     def __post_init__(self) -> None:
         Budget(self.epsilon, self.delta)  # validates epsilon > 0 and 0 < delta < 1, naming the field
         for name in ("max_bins", "max_fine_cells", "min_fine_cells"):
             if int(getattr(self, name)) < 2:
                 raise ValueError(f"SynthConfig.{name} must be >= 2")
+        for name in ("domain_share", "domain_delta_share"):
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"SynthConfig.{name} must be in (0, 1)")
         for name in ("bin_signal", "clique_signal", "fine_threshold", "category_threshold"):
             if getattr(self, name) is not None and not getattr(self, name) > 0:
                 raise ValueError(f"SynthConfig.{name} must be > 0")
@@ -158,8 +164,14 @@ def _orient(features: list[str], edges: list[tuple[str, str]]) -> tuple[list[str
 
 
 def _fit(measurers: Mapping[str, PartyMeasurer], schema: SynthSchema, config: SynthConfig, ledger: Ledger,
-         rng: np.random.Generator | None, aggregate: PlainSum | SecureSum) -> SynthModel:
+         rng: np.random.Generator | None, aggregate: PlainSum | SecureSum, rho: float | None = None,
+         domain: DomainRelease | None = None) -> SynthModel:
+    """``rho``: the zCDP left for the measurements (default: the whole budget); ``domain``: the DP release
+    of the schema that came first, for the receipt."""
     started = time.perf_counter()
+    if schema.domain_source == "inferred":
+        raise SchemaError("this schema was read off the records (domain_source 'inferred'), which publishes real "
+                          "values: declare a schema, or let the fitter release the domain under DP")
     parties = list(measurers.values())
     K = len(parties)
     root_k = aggregate.sum_noise(K)  # noise std of the summed releases, in units of one party's sigma
@@ -168,7 +180,7 @@ def _fit(measurers: Mapping[str, PartyMeasurer], schema: SynthSchema, config: Sy
         raise ValueError("the schema needs at least one column besides the label")
     with_label = schema.label is not None
     L = len(schema.column(schema.label).categories or ()) if with_label else 1  # type: ignore[arg-type]
-    rho = rho_for_budget(config.epsilon, config.delta)
+    rho = rho_for_budget(config.epsilon, config.delta) if rho is None else rho
     direct = [f for f in features if _is_direct(schema.column(f))]
     binned = [f for f in features if f not in direct]
     can_tree = len(features) >= 2 and config.tree is not False
@@ -280,7 +292,7 @@ def _fit(measurers: Mapping[str, PartyMeasurer], schema: SynthSchema, config: Sy
     # 6. estimation
     fitted = estimate_tables(label_sum, (root_k * sigma_label) ** 2, one_ways, label_pairs, pairs, order,
                              config.shrink_label_pairs)
-    receipt = _receipt(measurers, schema, config, ledger, rho, rng, aggregate.describe(K))
+    receipt = _receipt(measurers, schema, config, ledger, rho, rng, aggregate.describe(K), domain)
     info = {
         "seconds_fit": time.perf_counter() - started,
         "parties": list(measurers),
@@ -304,33 +316,39 @@ def _fit(measurers: Mapping[str, PartyMeasurer], schema: SynthSchema, config: Sy
 
 
 def _receipt(measurers: Mapping[str, PartyMeasurer], schema: SynthSchema, config: SynthConfig, ledger: Ledger,
-             rho: float, rng: np.random.Generator | None, aggregation: str) -> dict[str, Any]:
-    domain_note = (
-        "categories and numeric bounds were declared (public), so the whole model is covered by the guarantee"
-        if schema.domain_source == "declared" else
-        "categories and numeric bounds were INFERRED FROM THE DATA: they are not protected by DP (declare a "
-        "schema with public bounds for the full guarantee)"
-    )
+             rho: float, rng: np.random.Generator | None, aggregation: str,
+             domain: DomainRelease | None = None) -> dict[str, Any]:
+    threshold_delta = domain.threshold_delta if domain is not None else 0.0
+    if domain is None:
+        domain_doc: dict[str, Any] = {"source": "declared", "note": (
+            "kinds, categories and numeric bounds were declared (public): the whole model is covered by the "
+            "guarantee")}
+    else:
+        domain_doc = {"source": "dp", "threshold_delta": threshold_delta, "note": (
+            "kinds, categories and numeric bounds were released under DP (the 'domain:' releases below, charged "
+            "to the ledger; categories kept only above a noisy-count threshold, which adds threshold_delta to "
+            "delta); values outside them became '(other)' or were clipped")}
     parties = {}
     for name, m in measurers.items():
+        releases = (domain.releases if domain is not None else []) + m.releases
         parties[name] = {
             "epsilon_spent": ledger.spent(name),
-            "delta": config.delta,
-            "rho_spent": float(sum(r["rho"] for r in m.releases)),  # type: ignore[misc]
-            "releases": m.releases,
+            "delta": ledger.budget(name).delta + threshold_delta,
+            "rho_spent": float(sum(r["rho"] for r in releases)),  # type: ignore[misc]
+            "releases": releases,
         }
     return {
         "method": METHOD,
         "epsilon": config.epsilon,
         "delta": config.delta,
-        "rho": rho,
+        "rho": rho + (float(sum(r["rho"] for r in domain.releases)) if domain is not None else 0.0),
         "accountant": ledger.accountant,
         "level": "DP1",
         "unit_of_privacy": UNIT_OF_PRIVACY,
         "parties": parties,
         "federated": len(measurers) > 1,
         "aggregation": aggregation,
-        "domain": {"source": schema.domain_source, "note": domain_note},
+        "domain": domain_doc,
         # Any generator passed in (seeded or not) replaces the per-draw OS CSPRNG: conservative, say so.
         "reproducible_not_private": rng is not None,
         "post_processing": "bins, tree orientation, coarsening, estimation and sampling use only the releases above",
@@ -381,3 +399,25 @@ def fit_federated(tables: Mapping[str, Mapping[str, np.ndarray]], schema: SynthS
     share = aggregator.noise_share(len(tables))
     measurers = {name: PartyMeasurer(name, t, schema, book, rng, share) for name, t in tables.items()}
     return _fit(measurers, schema, config, book, rng, aggregator)
+
+
+def fit_undeclared(columns: Mapping[str, np.ndarray], config: SynthConfig, *, label: str | None = None,
+                   categorical: tuple[str, ...] | list[str] = (), categories: Mapping[str, Any] | None = None,
+                   drop_incomplete_rows: bool = False,
+                   party: str = "data_owner", rng: np.random.Generator | None = None,
+                   source: str = "table") -> SynthModel:
+    """Fit on a table whose schema was not declared: the schema is released under DP first
+    (`sampan.synth.domain`, ``config.domain_share`` of the zCDP budget and ``config.domain_delta_share``
+    of delta for its category thresholds), then the measurements spend the rest. The ledger's budget is
+    (epsilon, delta - threshold delta), so the receipt's guarantee is (epsilon, delta) in all."""
+    threshold_delta = config.delta * config.domain_delta_share
+    book = Ledger({party: Budget(config.epsilon, config.delta - threshold_delta)}, accountant="rdp")
+    rho = rho_for_budget(config.epsilon, config.delta - threshold_delta)
+    rho_domain = rho * config.domain_share
+    domain = release_domain(columns, party=party, ledger=book, rho=rho_domain, threshold_delta=threshold_delta,
+                            label=label, categorical=categorical, categories=categories,
+                            drop_incomplete_rows=drop_incomplete_rows,
+                            rng=rng, source=source)
+    measurer = PartyMeasurer(party, domain.table, domain.schema, book, rng)
+    measurer._step = len(domain.releases)
+    return _fit({party: measurer}, domain.schema, config, book, rng, PlainSum(), rho=rho - rho_domain, domain=domain)

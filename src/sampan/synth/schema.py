@@ -2,8 +2,9 @@
 
 DP protects records, not the domain: category lists and numeric bounds must be known without looking
 at the data (documentation, regulation, a data dictionary), or they leak. A schema is therefore
-declared (TOML/JSON). `infer_schema` exists for convenience and marks the schema ``inferred`` so the
-receipt says plainly that the domain itself is not covered by the guarantee.
+declared (TOML/JSON), or released under DP by `sampan.synth.domain` (``domain_source = "dp"``); it is
+never read off the records. ``"inferred"`` marks models written by older versions, which did read
+it off the records; the fitter refuses such a schema.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from typing import Any, Literal, Mapping
 
 import numpy as np
 
-__all__ = ["SchemaError", "SynthColumn", "SynthSchema", "infer_schema", "load_schema"]
+__all__ = ["SchemaError", "SynthColumn", "SynthSchema", "load_schema"]
 
 ColumnKind = Literal["categorical", "numeric"]
-DomainSource = Literal["declared", "inferred"]
+DomainSource = Literal["declared", "dp", "inferred"]
 _COLUMN_KEYS = {"name", "kind", "categories", "bounds", "integer"}
 _SCHEMA_KEYS = {"columns", "label", "positive", "domain_source"}
 
@@ -136,8 +137,8 @@ class SynthSchema:
         if dupes:
             raise SchemaError(f"column(s) declared twice: {dupes}")
         object.__setattr__(self, "_index", {n: i for i, n in enumerate(names)})
-        if self.domain_source not in ("declared", "inferred"):
-            raise SchemaError(f"domain_source must be 'declared' or 'inferred', got {self.domain_source!r}")
+        if self.domain_source not in ("declared", "dp", "inferred"):
+            raise SchemaError(f"domain_source must be 'declared' or 'dp', got {self.domain_source!r}")
         if self.label is not None:
             if self.label not in self._index:
                 raise SchemaError(f"label '{self.label}' is not a declared column (columns: {names})")
@@ -211,49 +212,6 @@ def load_schema(path: str | Path) -> SynthSchema:
     if isinstance(data, dict) and "schema" in data and "columns" not in data:
         data = data["schema"]
     return SynthSchema.from_dict(data, str(p))
-
-
-def _is_integral(values: np.ndarray) -> bool:
-    return bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
-
-
-def infer_schema(
-    columns: Mapping[str, np.ndarray],
-    *,
-    label: str | None = None,
-    categorical: tuple[str, ...] | list[str] = (),
-    max_categories_for_integers: int = 0,
-) -> SynthSchema:
-    """A schema read off the data itself — NOT private: the category lists and min/max ranges leak.
-
-    Text columns become categorical; numbers numeric with the observed range; ``categorical`` forces
-    columns (e.g. integer codes) to categorical, and so does being the label. The result is marked
-    ``domain_source='inferred'`` and every receipt of a model fitted on it says so.
-    """
-    specs = []
-    forced = set(categorical) | ({label} if label else set())
-    for name, raw in columns.items():
-        values = np.asarray(raw)
-        if values.dtype.kind == "O" and name not in forced and all(v is None for v in values.tolist()):
-            raise SchemaError(f"column '{name}': every value is missing; drop the column or declare it in a schema")
-        if values.dtype.kind in "fiub" and name not in forced:
-            x = values.astype(np.float64)
-            if not np.all(np.isfinite(x)):
-                raise SchemaError(f"column '{name}': missing or non-finite values cannot be synthesised")
-            integer = _is_integral(x)
-            lo, hi = float(x.min()), float(x.max())
-            distinct = np.unique(x)
-            if integer and 0 < distinct.size <= max_categories_for_integers:
-                specs.append(SynthColumn(name, "categorical", tuple(_fmt(v) for v in distinct)))
-                continue
-            if hi <= lo:
-                hi = lo + 1.0
-            specs.append(SynthColumn(name, "numeric", bounds=(lo, hi), integer=integer and hi - lo >= 1))
-        else:
-            text = _as_text(values)
-            cats = tuple(sorted(set(text.tolist())))
-            specs.append(SynthColumn(name, "categorical", cats))
-    return SynthSchema(tuple(specs), label=label, domain_source="inferred")
 
 
 def _fmt(value: float) -> str:
