@@ -10,11 +10,23 @@ travels in sealed envelopes and is answered by the partners and the dealer (the 
 * prediction asks each partner for its directions at its nodes; scoring a new application sends the
   registration number (sealed) and gets back one bit per partner node.
 
-What each party learns (also in the run receipt): the bank — per-bin gradient/hessian sums of partner
-features at each node and the instance partitions (as SecureBoost); a partner — the row sets of the
-nodes (to bin them) and the splits on its own features; the dealer — bin counts per node in a secret
-row order. Stricter option: `hist_noise` adds Gaussian noise (DP1-style, in fixed point) to every
-partner histogram, which bounds what the bank can infer about partner bins from the sums.
+What each role learns (also in the run receipt: REVEALS, and field by field VIEWS):
+
+* the bank (label holder): per-bin gradient/hessian sums of partner features at each requested node —
+  exact, or with `hist_noise` Gaussian noise the *partner* adds inside the masked sum (so the bank never
+  decodes an exact partner sum; charged per partner by `gbdt_histogram_privacy`, replace-one-customer
+  sensitivity^2 = 2 d (1 + 1/16)); and, outside any DP mechanism, the exact left/right partition of the
+  node's rows at every split on a partner feature, the partner's routing bit for every validation and
+  scored row, hence the trees and leaf values it computes;
+* a partner: the row sets of the nodes (to bin them), the split (feature, bin) the bank chose on its own
+  features, and the thresholds it keeps; its masked (g, h) are uniformly random to it;
+* the coordinator (dealer): the partner's binned records in a secret row order, each node's positions in
+  that order (node sizes), which partners are involved in each step, and the validation log-loss after
+  each tree (the early-stopping signal); it cannot link a record to a customer. A malicious dealer can
+  corrupt the histograms undetected (see `sampan.vertical.histograms`), not read them.
+
+The reported epsilon therefore covers the noised histograms only; the partitions and routing bits are
+exact functions of partner data that the bank sees, and no DP claim is made about them.
 """
 
 from __future__ import annotations
@@ -34,19 +46,63 @@ from sampan.transport import Transport
 from sampan.vertical.channel import SealedChannels, prg_uint64
 from sampan.vertical.dealer import Dealer, DealerStream
 from sampan.vertical.histograms import (
-    dealer_level_sums, decode_sums, encode_values, flat_index, partner_level_sums, secret_permutation, tree_masks,
+    dealer_level_sums, decode_sums, encode_values, flat_index, histogram_privacy, partner_level_sums, secret_permutation,
+    tree_masks,
 )
 from sampan.vertical.secure_lr import receive
 from sampan.vertical.training import Relay
 from sampan.wire import Message
 
-__all__ = ["VerticalGBDTParty", "train_vertical_gbdt", "VerticalGBDTResult", "REVEALS", "score_vertical_gbdt"]
+__all__ = ["VerticalGBDTParty", "train_vertical_gbdt", "VerticalGBDTResult", "REVEALS", "VIEWS", "score_vertical_gbdt",
+           "gbdt_histogram_privacy", "histogram_sensitivity2"]
 
 REVEALS = (
     "Vertical GBDT: gradients, hessians and labels never leave the bank in clear (partners see them masked "
     "by dealer randomness). The bank learns per-bin gradient and hessian sums of partner features at each "
-    "node and the instance partitions; a partner learns the row sets of nodes and holds the thresholds of "
-    "splits on its own features; the coordinator (dealer) learns per-node bin counts in a secret row order."
+    "node (noised by the partner when hist_noise is set: the reported epsilon covers these sums only), and, "
+    "exactly and outside any DP guarantee, the left/right partition of the node's rows at each split on a "
+    "partner feature and each partner's routing bit for every validation and scored row (so the trees and "
+    "leaf values). A partner learns the row sets of nodes and holds the thresholds of splits on its own "
+    "features. The coordinator (dealer) learns the partner's binned records in a secret row order, every "
+    "node's positions in that order, and the validation log-loss after each tree."
+)
+
+# Every field each role sees, with its protection: "masked" (one-time padded by dealer or pairwise
+# randomness: uniform whatever the data), "dp:<party>" (output of a Gaussian mechanism charged to <party>'s
+# account), "visible" (an exact function of data, declared above), "public" (run parameters). A field
+# pattern ending in "*" matches any suffix; "decoded:<p>" is what the bank computes from a partner's
+# sealed sums and the dealer's sums. Checked by tests/attacks/test_neighbouring_vertical.py.
+VIEWS: tuple[tuple[str, str, str, str], ...] = (
+    ("*", "vgb.setup", "train_rows", "visible: training positions in the aligned order (the coordinator chose them)"),
+    ("*", "vgb.setup", "val_rows", "visible: validation positions in the aligned order"),
+    ("*", "vgb.setup", "dealer_seed", "public: the party's seed from the dealer"),
+    ("*", "vgb.setup", "meta:*", "public: run parameters"),
+    ("coordinator", "vgb.setup", "beta", "visible: the partner's binned records in a secret row order (dealer)"),
+    ("coordinator", "vgb.setup", "reply:*", "visible: each party's feature names and bin counts"),
+    ("bank", "vgb.start", "*", "visible: training positions, partners' feature names and bin counts, parameters"),
+    ("coordinator", "vgb.start", "*", "visible: feature counts per party"),
+    ("coordinator", "vgb.step", "dealer:*", "visible: each node's positions in a secret row order, sorted (dealer)"),
+    ("coordinator", "vgb.step", "dealer_sizes:*", "visible: node sizes (dealer)"),
+    ("coordinator", "vgb.step", "meta:*", "visible: request kind, partners involved, tree index, and at the end the "
+                                          "number of trees and the validation log-loss after each tree"),
+    ("bank", "vgb.step", "dealer:*", "masked: the dealer's per-bin mask sums plus the partner's pad"),
+    ("bank", "vgb.step", "from:*/s", "masked: the partner's per-bin sums plus its pad"),
+    ("bank", "vgb.step", "decoded:*", "dp:{partner}: per-bin gradient/hessian sums of partner features, noised by "
+                                      "the partner (exact when hist_noise = 0)"),
+    ("bank", "vgb.step", "from:*/left:*", "visible: the partition of a node's rows at a split on a partner feature"),
+    ("bank", "vgb.step", "from:*/route", "visible: the partner's direction at its nodes for validation rows"),
+    ("bank", "vgb.step", "meta:*", "public: protocol step"),
+    ("partner", "vgb.serve", "from:*/v", "masked: the bank's (g, h) of every row plus dealer masks"),
+    ("partner", "vgb.serve", "from:*/nodes", "visible: node numbers of the request"),
+    ("partner", "vgb.serve", "from:*/sizes", "visible: node sizes"),
+    ("partner", "vgb.serve", "from:*/rows", "visible: the row sets of nodes (and of validation rows to route)"),
+    ("partner", "vgb.serve", "from:*/rows:*", "visible: the rows of a node split on the partner's feature"),
+    ("partner", "vgb.serve", "from:*/split", "visible: the bank's chosen split (node, feature, bin) on the partner's feature"),
+    ("partner", "vgb.serve", "from:*/tree", "visible: tree index"),
+    ("partner", "vgb.serve", "from:*/route", "visible: which of the partner's nodes to route"),
+    ("partner", "vgb.serve", "from:*/val", "public: validation flag"),
+    ("partner", "vgb.serve", "meta:*", "public: protocol step"),
+    ("coordinator", "vgb.serve", "meta:*", "public: protocol step"),
 )
 
 
@@ -433,19 +489,40 @@ class VerticalGBDTResult:
     privacy: dict[str, dict[str, float]] = field(default_factory=dict)  # partner -> releases, rho, epsilon
 
 
-def histogram_privacy(releases: int, n_features: int, sigma: float, delta: float = 1e-5) -> dict[str, float]:
-    """Privacy of a partner's noised histograms against the bank (Gaussian mechanism, zCDP composition).
+def histogram_sensitivity2(n_features: int) -> float:
+    """Squared L2 sensitivity of one node's noised histogram release (G and H over the partner's features).
 
-    One customer moves one bin per feature, its gradient by at most 1 and its hessian by at most 1/4, so
-    a node's release (G and H over all the partner's features) has L2 sensitivity sqrt(d (1 + 1/16)).
-    Each release is rho = sens^2 / (2 sigma^2)-zCDP; the larger child's histogram is the parent's minus
-    the smaller's (post-processing), so only requested nodes count.
+    Derivation. The bank knows every customer's gradient g and hessian h (its own labels and scores);
+    what the noise protects is the partner's values. Neighbouring datasets: one customer's partner
+    record replaced (the bank already knows from PSI that the customer is in the run; adding or removing
+    a customer moves less, see below). For each of the partner's d features the customer's bin changes
+    from b to b', so G[b] and G[b'] each move by |g| <= 1 (g = p - y, p in [0, 1]) and H[b], H[b'] each by
+    h = p (1 - p) <= 1/4. Per feature the squared change is 2 g^2 + 2 h^2 <= 2 (1 + 1/16); over the d
+    features (disjoint coordinates of one release): sens^2 = 2 d (1 + 1/16). Adding or removing one
+    customer moves one bin per feature, d (1 + 1/16): the replace bound covers both.
     """
-    from sampan.privacy.mechanisms import zcdp_epsilon
+    return 2.0 * n_features * (1.0 + 1.0 / 16.0)
 
-    sens2 = n_features * (1.0 + 1.0 / 16.0)
-    rho = releases * sens2 / (2.0 * sigma ** 2)
-    return {"releases": float(releases), "sigma": sigma, "rho": rho, "epsilon": zcdp_epsilon(rho, delta), "delta": delta}
+
+def gbdt_histogram_privacy(releases: int, n_features: int, sigma: float, delta: float = 1e-5) -> dict[str, Any]:
+    """Privacy of a partner's noised histograms against the bank (`histograms.histogram_privacy`).
+
+    Each requested node is one release at `histogram_sensitivity2`; the larger child's histogram is the
+    parent's minus the smaller's (post-processing), so only requested nodes count. Counting every node as
+    its own release (no parallel composition across a level's disjoint nodes) is conservative.
+
+    What this epsilon covers: the noised per-bin gradient/hessian sums the bank decodes, nothing else.
+    It does NOT cover (all outside any DP mechanism, declared in REVEALS/VIEWS):
+    the exact left/right partition of a node's rows at every split on a partner feature and the partner's
+    routing bit for every validation and scored row (seen by the bank: each is one exact comparison of
+    the customer's partner value with a threshold); the leaf values and the trees (computed and kept by the
+    bank from those partitions); the row sets of every node (seen by each partner); the per-node positions
+    and the partner's binned records in secret order (seen by the coordinator as dealer).
+    """
+    return {**histogram_privacy(releases, histogram_sensitivity2(n_features), sigma, delta),
+            "covers": "noised per-bin gradient/hessian sums of partner features, seen by the bank",
+            "not_covered": "exact split partitions and routing bits of partner splits and the leaf values (bank); "
+                           "node row sets (partners); node positions and binned records in secret order (coordinator)"}
 
 
 def train_vertical_gbdt(transport: Transport, run_id: str, bank: str, partners: list[str], train_rows: np.ndarray,
@@ -478,7 +555,7 @@ def train_vertical_gbdt(transport: Transport, run_id: str, bank: str, partners: 
         waves += 1
         extra = {}
         if reply.kind == "vgb.done":
-            privacy = ({p: histogram_privacy(releases[p], len(slots[p]["n_bins"]), hist_noise) for p in partners}
+            privacy = ({p: gbdt_histogram_privacy(releases[p], len(slots[p]["n_bins"]), hist_noise) for p in partners}
                        if hist_noise > 0 else {})
             return VerticalGBDTResult(int(reply.meta["trees"]), int(reply.meta["best_iteration"]),
                                       list(reply.meta["history"]), time.perf_counter() - started, waves, privacy)

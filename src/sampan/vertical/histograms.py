@@ -18,8 +18,34 @@ non-colluding dealer and a secret row permutation sigma shared by the bank and t
 Leakage, stated: the bank learns the per-bin sums (as in SecureBoost) and the partner learns which rows
 are in the node (as in SecureBoost); the dealer learns bin *counts* per node in permuted order. A
 dealer colluding with the bank (who knows sigma) would learn the partner's bins — hence non-collusion.
-Optional DP: the partner adds Gaussian noise to its sums before padding (`noise_scale`), which then
-also protects the partner's bins from the bank.
+Optional DP: the partner adds Gaussian noise to its sums *inside* the masked sum (`partner_sums` /
+`partner_level_sums`, `noise=`), so the bank only ever decodes noised sums: this is what protects the
+partner's bins from the bank. Noise added by the bank after decoding would protect nothing from the
+bank. `histogram_privacy` is the one account of such noise (vertical GBDT and federated WOE both use it).
+
+The dealer, if it misbehaves (threat analysis; issue 11, finding 22). The coordinator deals the bank's
+mask seed, the partner's pad seed and returns the per-bin mask sums; it relays only sealed envelopes.
+
+* What it sees even when honest: beta, i.e. every partner row's bin indices (all its features) in the
+  secret order sigma — the partner's *binned table* with the customer identities removed (the joint
+  distribution of its binned features, exactly); per node, the node's positions in sigma order (node
+  sizes, and so which of those unlinked binned records fall on each side of every split, the bank's
+  splits included).
+* What it cannot learn alone: which customer a binned record belongs to (sigma comes from the bank-
+  partner channel key), the bank's values v (it knows the masks A, but v + A travels sealed to the
+  partner), and the decoded sums (the partner's reply travels sealed to the bank). This rests on the
+  channels' keys being authentic: a coordinator that substitutes the run keys (finding 5) reads v + A and
+  subtracts A — the labels — and learns sigma; parties therefore verify signed run keys before any
+  channel is derived (`sampan.crypto.identity`), and a substituted key aborts the run.
+* What it can corrupt: the per-bin mask sums it returns. The bank decodes sum(v) + noise + Delta for
+  any Delta the dealer chooses and cannot tell: a dishonest dealer can steer the histograms, hence the
+  splits (GBDT) or the WOE bins, undetected. Corruption gains it no party input by itself — the decoded
+  histograms stay at the bank, and the dealer already sees every node's positions — but the model is
+  only as correct as the dealer is honest. An information-theoretic MAC on the sums (an extra masked
+  vector r * v under a key r the dealer never sees) would detect it; until then integrity rests on the
+  dealer following the protocol, as the run receipt's threat model states.
+* With a colluding party: dealer + bank learn every partner bin of every customer (beta and sigma);
+  dealer + partner learn v (the bank's gradients or labels): the non-collusion assumption is essential.
 
 Sums are exact in Z_2^64 (values at 2^-32 fixed point; per-bin sums via two float64 bincounts over
 32-bit halves, exact for bins of under 2^21 rows).
@@ -27,13 +53,16 @@ Sums are exact in Z_2^64 (values at 2^-32 fixed point; per-bin sums via two floa
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from sampan.privacy.mechanisms import zcdp_epsilon
 from sampan.vertical.channel import prg_uint64
 
 __all__ = ["VALUE_BITS", "ring_bincount", "encode_values", "decode_sums", "secret_permutation",
            "node_masks", "partner_sums", "dealer_sums", "flat_index", "tree_masks", "partner_level_sums",
-           "dealer_level_sums"]
+           "dealer_level_sums", "histogram_privacy", "histogram_sigma"]
 
 VALUE_BITS = 32  # = log2(models.gbdt.GRID): ring sums and float sums of grid gradients agree exactly
 
@@ -142,3 +171,36 @@ def dealer_level_sums(beta_index: np.ndarray, total: int, draws: np.ndarray, pos
     out = np.stack([ring_bincount(idx, np.concatenate([np.repeat(a[p], d) for p in positions]), total * len(positions))
                     .reshape(len(positions), total) for a in draws], axis=1)
     return out + pads
+
+
+def histogram_privacy(releases: int, sensitivity2: float, sigma: float, delta: float = 1e-5) -> dict[str, float]:
+    """Account of a partner's noised histogram releases to the bank (Gaussian mechanism, zCDP composition).
+
+    `sensitivity2` is the squared L2 sensitivity of one release (all the partner's features, every value
+    vector) under the protocol's neighbouring relation; each release is rho = sens^2 / (2 sigma^2)-zCDP,
+    `releases` of them compose by addition, and rho converts to (epsilon, delta)-DP
+    (`sampan.privacy.mechanisms.zcdp_epsilon`). The noise multiplier sigma / sens is reported so any
+    accountant (dp-accounting's RDP or PLD) can recheck the number.
+    """
+    if releases < 0 or sensitivity2 <= 0 or sigma <= 0:
+        raise ValueError(f"histogram privacy needs releases >= 0, sensitivity^2 > 0 and sigma > 0, got "
+                         f"{releases}, {sensitivity2}, {sigma}")
+    rho = releases * sensitivity2 / (2.0 * sigma ** 2)
+    return {"releases": float(releases), "sigma": float(sigma), "sensitivity": math.sqrt(sensitivity2),
+            "noise_multiplier": sigma / math.sqrt(sensitivity2), "rho": rho,
+            "epsilon": zcdp_epsilon(rho, delta), "delta": delta}
+
+
+def histogram_sigma(sensitivity2: float, epsilon: float, delta: float, releases: int = 1) -> float:
+    """Smallest sigma (to 0.1%) whose `histogram_privacy` account stays within (epsilon, delta)."""
+    if not (epsilon > 0 and 0 < delta < 1 and sensitivity2 > 0 and releases >= 1):
+        raise ValueError(f"cannot calibrate histogram noise to epsilon={epsilon}, delta={delta}")
+    lo, hi = 1e-12, 1.0
+    while zcdp_epsilon(hi, delta) < epsilon:  # rho at which the target epsilon is reached
+        hi *= 2.0
+    for _ in range(200):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if zcdp_epsilon(mid, delta) <= epsilon else (lo, mid)
+        if hi / lo < 1.0005:
+            break
+    return math.sqrt(releases * sensitivity2 / (2.0 * lo))

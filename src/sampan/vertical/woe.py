@@ -8,11 +8,27 @@ merges fine bins into monotone coarse bins, computes WOE and IV for every featur
 the bank's, for feature selection) and sends each partner the WOE table of its own features, so the
 partner can transform its columns for the scorecard's logistic regression.
 
-Leakage, stated: the bank learns per-fine-bin counts and event counts of partner features; each
-partner learns the WOE (a smoothed log event-rate ratio) of its own bins. With `dp_epsilon` set, all
-counts go through one Gaussian mechanism before anything is derived from them (DP1 on the counts,
-with respect to one customer's row), so the WOE tables a partner receives — and the IV report — are
-differentially private.
+What each role learns (also in the run receipt: REVEALS, and field by field VIEWS):
+
+* the bank: event and row counts per fine bin of its own features (exact: its own data) and of every
+  partner feature. Without DP those are exact. With `dp_epsilon` set, each *partner* adds Gaussian noise
+  to its per-bin (event, row) sums inside the masked sum, before anything reaches the bank, so the bank
+  only ever decodes noised counts of partner bins. The partner calibrates and accounts for that noise
+  itself (`histograms.histogram_privacy`, the account vertical GBDT uses), against replacement of one
+  customer's partner record: the customer leaves one bin and enters another in each of the partner's d
+  features, moving two event counts by at most 1 and two row counts by 1, so sensitivity^2 = 4 d.
+* a partner: the WOE table (fine -> coarse mapping and WOE per coarse bin) of its selected features.
+  It knows its own noise and its own bin sizes, so the partner's noise protects nothing from it; with
+  DP on, the bank adds Gaussian noise to the event counts of partner bins (the labels) before binning,
+  accounted to the bank with sensitivity^2 = sum of partners' d (one customer's label moves one event
+  count per partner feature), so the tables a partner receives are DP with respect to the bank's labels.
+* the coordinator (dealer): every partner's binned records in a secret row order (beta: the joint
+  distribution of its binned features, unlinked to customers), each party's feature names and bin counts,
+  and how many features of each party passed the IV threshold. See `sampan.vertical.histograms` for what
+  a malicious dealer could corrupt.
+
+The bank's IV report is computed from the noised partner counts (post-processing). Both noises are
+calibrated to `dp_epsilon` at `dp_delta` by zCDP; each party's account is in the result's "privacy".
 """
 
 from __future__ import annotations
@@ -24,24 +40,67 @@ import numpy as np
 
 from sampan.models.gbdt import apply_bins, make_slots, quantile_bin_edges
 from sampan.models.scorecard import WoeTable, monotone_bins, woe_iv
-from sampan.privacy.mechanisms import GaussianMechanism
+from sampan.privacy.randomness import secure_generator
 from sampan.transport import Transport
 from sampan.vertical.channel import SealedChannels
 from sampan.vertical.dealer import Dealer, DealerStream
 from sampan.vertical.histograms import (
-    dealer_sums, decode_sums, encode_values, flat_index, node_masks, partner_sums, secret_permutation,
+    dealer_sums, decode_sums, encode_values, flat_index, histogram_privacy, histogram_sigma, node_masks, partner_sums,
+    secret_permutation,
 )
 from sampan.vertical.secure_lr import receive
 from sampan.vertical.training import Relay
 from sampan.wire import Message
 
-__all__ = ["VerticalWoeParty", "federated_woe", "WoeOutcome", "REVEALS"]
+__all__ = ["VerticalWoeParty", "federated_woe", "WoeOutcome", "REVEALS", "VIEWS", "partner_sensitivity2",
+           "label_sensitivity2"]
 
 REVEALS = (
     "Federated WOE/IV: the bank learns event and row counts per fine bin of every feature (partner features "
-    "through masked histograms: the partner sees no label); each partner learns the WOE table of its own "
-    "features. With DP on, every count passes one Gaussian mechanism first."
+    "through masked histograms: the partner sees no label); with DP on, each partner adds Gaussian noise to "
+    "its counts inside the masked sums, so the bank decodes only noised partner counts (epsilon per partner), "
+    "and the bank noises the event counts before deriving the partners' tables (epsilon for the labels). Each "
+    "partner learns the WOE table of its own features. The coordinator (dealer) learns every partner's "
+    "binned records in a secret row order and how many features of each party were selected."
 )
+
+# Every field each role sees, with its protection (vocabulary as in `sampan.vertical.gbdt.VIEWS`);
+# "decoded:<p>" is what the bank computes from a partner's sealed sums and the dealer's sums.
+VIEWS: tuple[tuple[str, str, str, str], ...] = (
+    ("*", "woe.setup", "train_rows", "visible: training positions in the aligned order (the coordinator chose them)"),
+    ("*", "woe.setup", "dealer_seed", "public: the party's seed from the dealer"),
+    ("*", "woe.setup", "meta:*", "public: run parameters"),
+    ("coordinator", "woe.setup", "beta", "visible: the partner's binned records in a secret row order (dealer)"),
+    ("coordinator", "woe.setup", "reply:*", "visible: each party's feature names and fine-bin counts"),
+    ("*", "woe.mask", "dealer_seed", "public: the bank's seed from the dealer"),
+    ("*", "woe.mask", "meta:*", "public: run parameters"),
+    ("partner", "woe.sum", "from:*/v", "masked: the bank's (label, 1) per row plus dealer masks"),
+    ("*", "woe.sum", "meta:*", "public: run parameters"),
+    ("coordinator", "woe.sum", "reply:privacy", "public: the partner's noise and its account"),
+    ("bank", "woe.finish", "from:*/s", "masked: the partner's per-bin sums plus its pad"),
+    ("bank", "woe.finish", "dealer:*", "masked: the dealer's per-bin mask sums plus the partner's pad"),
+    ("bank", "woe.finish", "decoded:*", "dp:{partner}: per-bin event and row counts of partner features, noised by "
+                                        "the partner (exact without DP)"),
+    ("*", "woe.finish", "meta:*", "visible: partners' feature names and bin counts; run parameters"),
+    ("coordinator", "woe.finish", "reply:selected", "visible: how many features of each party passed the IV threshold"),
+    ("coordinator", "woe.finish", "reply:*", "public: the requested epsilon and each party's noise account"),
+    ("partner", "woe.apply", "from:*/woe", "dp:{bank}: WOE per coarse bin of the partner's features (label noise)"),
+    ("partner", "woe.apply", "from:*/mapping", "dp:{bank}: fine -> coarse bin mapping (from the noised counts)"),
+    ("partner", "woe.apply", "from:*/index", "dp:{bank}: which of its features were selected (from the noised counts)"),
+    ("partner", "woe.apply", "from:*/n_coarse", "dp:{bank}: coarse bins per selected feature"),
+    ("*", "woe.apply", "meta:*", "public: protocol step"),
+    ("coordinator", "woe.apply", "reply:*", "visible: how many WOE tables each partner keeps"),
+)
+
+
+def partner_sensitivity2(n_features: int) -> float:
+    """A partner's (event, row) counts: one customer's partner record replaced moves 2 bins per feature."""
+    return 4.0 * n_features
+
+
+def label_sensitivity2(n_partner_features: int) -> float:
+    """The bank's event counts of partner bins: one customer's label moves one count per partner feature."""
+    return float(n_partner_features)
 
 
 @dataclass
@@ -59,6 +118,7 @@ class VerticalWoeParty:
         self.columns: list[int] = []
         self.report: dict[str, dict[str, Any]] = {}  # bank: IV per party and feature
         self._state: dict[str, Any] = {}
+        self.privacy: dict[str, Any] = {}           # this party's DP account of its last WOE run
 
     def handlers(self) -> dict[str, Callable[[Message], Message]]:
         return {"woe.setup": self.setup, "woe.mask": self.mask, "woe.sum": self.sum, "woe.finish": self.finish,
@@ -96,7 +156,10 @@ class VerticalWoeParty:
         return msg.reply("woe.masked", out)
 
     def sum(self, msg: Message) -> Message:
-        """Partner: per-fine-bin sums of the masked values plus the dealer pad, sealed to the bank."""
+        """Partner: per-fine-bin sums of the masked values plus the dealer pad (and its DP noise), sealed to the bank.
+
+        The noise goes in here, inside the masked sum: noise the bank added after decoding would leave the
+        exact counts in the bank's hands."""
         inbox: dict[tuple[str, str], np.ndarray] = {}
         receive(msg, self._channels(), inbox)
         bank = str(msg.meta["bank"])
@@ -104,8 +167,19 @@ class VerticalWoeParty:
         offsets = np.array([s.offset for s in st["slots"]], dtype=np.int64)
         total = int(sum(s.n_bins for s in st["slots"]))
         pad = st["dealer"].draw("woe/pad", 2 * total)
-        sums = partner_sums(flat_index(st["bins"], offsets), total, list(inbox.pop((bank, "v"))), pad)
-        return msg.reply("woe.sum", {f"to:{bank}": self._channels().seal_arrays(bank, {"s": sums})})
+        noise, meta = None, {}
+        epsilon = msg.meta.get("dp_epsilon")
+        if epsilon:
+            sens2 = partner_sensitivity2(len(st["slots"]))
+            delta = float(msg.meta["dp_delta"])
+            sigma = histogram_sigma(sens2, float(epsilon), delta)
+            draw = secure_generator().normal(0.0, sigma, (2, total))
+            noise = [encode_values(draw[0]), encode_values(draw[1])]
+            self.privacy = {**histogram_privacy(1, sens2, sigma, delta),
+                            "protects": f"{self.name}'s bins from the bank (per-bin event and row counts)"}
+            meta = {"privacy": self.privacy}
+        sums = partner_sums(flat_index(st["bins"], offsets), total, list(inbox.pop((bank, "v"))), pad, noise)
+        return msg.reply("woe.sum", {f"to:{bank}": self._channels().seal_arrays(bank, {"s": sums})}, meta)
 
     def finish(self, msg: Message) -> Message:
         """Bank: counts -> (DP) -> monotone bins -> WOE/IV; seal each partner its own tables."""
@@ -123,16 +197,26 @@ class VerticalWoeParty:
         ev = np.bincount(idx, weights=np.repeat(y[train].astype(float), d), minlength=own_total)
         tot = np.bincount(idx, minlength=own_total).astype(float)
         counts[self.name] = (ev, tot, self.feature_names, st["edges"])
-        for p in partners:
+        for p in partners:  # noised by the partner when DP is on: the bank never holds exact partner counts
             sums = decode_sums(inbox.pop((p, "s")) - msg.arrays[f"dealer:{p}"])
             meta = msg.meta["slots"][p]
             counts[p] = (np.rint(sums[0]), np.rint(sums[1]), list(meta["names"]), [])
         epsilon = msg.meta.get("dp_epsilon")
-        if epsilon:
-            n_features = sum(len(c[2]) for c in counts.values())
-            mech = GaussianMechanism.calibrate(float(np.sqrt(2 * n_features)), float(epsilon), float(msg.meta["dp_delta"]))
-            for p, (e, t, names, edges) in list(counts.items()):
-                counts[p] = (np.maximum(mech.release(e), 0), np.maximum(mech.release(t), 1), names, edges)
+        privacy: dict[str, Any] = {}
+        if epsilon and partners:
+            # The labels in the partners' tables: the bank noises the event counts of partner bins (its own
+            # bins' tables stay with it, exact).
+            sens2 = label_sensitivity2(sum(len(counts[p][2]) for p in partners))
+            delta = float(msg.meta["dp_delta"])
+            sigma = histogram_sigma(sens2, float(epsilon), delta)
+            rng = secure_generator()
+            self.privacy = {**histogram_privacy(1, sens2, sigma, delta),
+                            "protects": f"{self.name}'s labels in the WOE tables partners receive"}
+            privacy[self.name] = self.privacy
+            for p in partners:
+                e, t, names, edges = counts[p]
+                t = np.maximum(t, 1)
+                counts[p] = (np.clip(e + rng.normal(0.0, sigma, e.shape), 0, t), t, names, edges)
         min_iv = float(msg.meta["min_iv"])
         ch, out = self._channels(), {}
         for p, (e, t, names, edges) in counts.items():
@@ -162,7 +246,7 @@ class VerticalWoeParty:
                     "mapping": np.concatenate([tb["mapping"] for tb in chosen])})
         return msg.reply("woe.finished", out, {"selected": {p: len([tb for tb in r["tables"] if tb["iv"] >= min_iv])
                                                            for p, r in self.report.items()},
-                                                "epsilon": epsilon})
+                                                "epsilon": epsilon, "privacy": privacy})
 
     def apply(self, msg: Message) -> Message:
         """Partner: keep the WOE tables of its selected features."""
@@ -202,7 +286,9 @@ def federated_woe(transport: Transport, run_id: str, bank: str, partners: list[s
     beta = {r.sender: r.arrays["beta"] for r in setup if r.sender != bank}
     relay.wave(transport, [relay.request(bank, "woe.mask", {"dealer_seed": np.frombuffer(dealer.seeds[bank], dtype=np.uint8)},
                                          {"partners": partners})])
-    relay.wave(transport, (relay.request(p, "woe.sum", meta={"bank": bank}) for p in partners))
+    sums = relay.wave(transport, (relay.request(p, "woe.sum", meta={"bank": bank, "dp_epsilon": dp_epsilon,
+                                                                    "dp_delta": dp_delta}) for p in partners))
+    accounts = {r.sender: dict(r.meta["privacy"]) for r in sums if "privacy" in r.meta}
     dealer_arrays = {}
     everyone = np.arange(len(rows))
     for p in partners:
@@ -216,5 +302,10 @@ def federated_woe(transport: Transport, run_id: str, bank: str, partners: list[s
         "partners": partners, "slots": {p: slots[p] for p in partners}, "max_bins": max_bins, "min_iv": min_iv,
         "dp_epsilon": dp_epsilon, "dp_delta": dp_delta})])[0]
     relay.wave(transport, (relay.request(p, "woe.apply", meta={"bank": bank}) for p in partners))
-    return dict(finished.meta)
+    out = dict(finished.meta)
+    if dp_epsilon:
+        if set(accounts) != set(partners):
+            raise ValueError(f"DP WOE: partners {sorted(set(partners) - set(accounts))} returned no noise account")
+        out["privacy"] = {**accounts, **dict(out.get("privacy") or {})}
+    return out
 
