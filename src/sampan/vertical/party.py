@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from sampan.crypto.channel import PartyKeys, SealedChannels
+from sampan.crypto.identity import (IdentityVerifier, PartyIdentity, SignedKeys, sign_keys, simulated_identity,
+                                    simulated_verifier, verify_keys)
 from sampan.data.table import PartyData
 from sampan.runtime.party import PartyApp
-from sampan.vertical.channel import PartyKeys, SealedChannels
 from sampan.vertical.model import LocalLinearPart, LocalScaler
 from sampan.vertical.gbdt import VerticalGBDTParty
 from sampan.vertical.plain_lr import PlainVerticalLRParty
@@ -20,15 +22,31 @@ from sampan.vertical.secure_lr import SecureLRParty
 from sampan.vertical.woe import VerticalWoeParty
 from sampan.wire import Message
 
-__all__ = ["VerticalParty"]
+__all__ = ["VerticalParty", "CHANNEL_PROTOCOL", "PROTOCOL_ROLES"]
+
+CHANNEL_PROTOCOL = "vertical.channels"  # domain of the signed channel keys (sampan.crypto.identity)
+PROTOCOL_ROLES = ("label_holder", "partner")
 
 
 class VerticalParty:
-    """A bank or a partner. `data.y` is set only at the label holder."""
+    """A bank or a partner. `data.y` is set only at the label holder.
 
-    def __init__(self, data: PartyData, *, with_baselines: bool = True) -> None:
+    `identity` signs this party's run keys and `verifier` (the consortium CA) checks its peers'; a
+    deployment passes the organisation's certificate and CA, an in-process party built without them
+    gets a certificate from this process's simulated CA (`sampan.crypto.identity`), so the same
+    signing and checking runs everywhere.
+    """
+
+    def __init__(self, data: PartyData, *, with_baselines: bool = True, identity: PartyIdentity | None = None,
+                 verifier: IdentityVerifier | None = None) -> None:
         self.name = data.party
         self.data = data
+        if (identity is None) != (verifier is None):
+            raise ValueError(f"party {self.name!r}: give both an identity and a verifier, or neither (simulated)")
+        self.identity = identity or simulated_identity(self.name)
+        self.verifier = verifier or simulated_verifier()
+        if self.identity.name != self.name:
+            raise ValueError(f"party {self.name!r}: its certificate is issued to {self.identity.name!r}")
         self.keys: PartyKeys | None = None
         self.channels: SealedChannels | None = None
         self.psi = PsiParty(self.name, data.ids)
@@ -54,15 +72,39 @@ class VerticalParty:
             self.app.register(kind, handler)
 
     # --- keys ---------------------------------------------------------------------------------------
+    @property
+    def protocol_role(self) -> str:
+        return "label_holder" if self.data.y is not None else "partner"
+
     def hello(self, msg: Message) -> Message:
-        """A fresh key pair for this run; only the public half is sent."""
+        """A fresh key pair for this run; the public half goes out signed with this organisation's certificate."""
         self.keys = PartyKeys.generate()
-        return msg.reply("vertical.hello", {"public_key": np.frombuffer(self.keys.public_bytes, dtype=np.uint8)})
+        role = self.protocol_role
+        signed = sign_keys(self.identity, msg.run_id, CHANNEL_PROTOCOL, role, {"x25519": self.keys.public_bytes})
+        return msg.reply("vertical.hello", {"public_key": np.frombuffer(self.keys.public_bytes, dtype=np.uint8),
+                                            **signed.to_arrays()}, {"role": role})
 
     def peers(self, msg: Message) -> Message:
+        """Derive sealed channels, but only from peer keys signed by the peer's certificate for this run.
+
+        A key the coordinator substituted (or replayed from another run) fails here with an
+        IdentityError naming the peer, before any channel or mask exists.
+        """
         if self.keys is None:
             raise ValueError(f"party {self.name!r}: vertical.hello must come first")
-        publics = {k[4:]: bytes(v) for k, v in msg.arrays.items() if k.startswith("key:")}
+        publics = {k[4:]: np.ascontiguousarray(v, dtype=np.uint8).tobytes()
+                   for k, v in msg.arrays.items() if k.startswith("key:")}
+        if publics.get(self.name) not in (None, self.keys.public_bytes):
+            raise ValueError(f"party {self.name!r}: the coordinator relayed a key for this party that is not its own")
+        roles = dict(msg.meta.get("roles") or {})
+        for peer, public in publics.items():
+            if peer == self.name:
+                continue
+            role = str(roles.get(peer, ""))
+            if role not in PROTOCOL_ROLES:
+                raise ValueError(f"party {self.name!r}: peer {peer!r} has no protocol role (got {role!r})")
+            signed = SignedKeys.from_arrays(msg.arrays, peer, prefix=f"{peer}/")
+            verify_keys(self.verifier, peer, msg.run_id, CHANNEL_PROTOCOL, role, {"x25519": public}, signed)
         self.channels = SealedChannels(self.name, self.keys, publics, msg.run_id)
         self.psi.channels = self.channels
         return msg.reply("vertical.ack", meta={"peers": self.channels.peers})

@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from sampan.crypto.identity import simulated_consortium
 from sampan.data.table import PartyData
 from sampan.transport import Transport
 from sampan.transport.inprocess import InProcessTransport
@@ -43,8 +44,14 @@ class Splits:
 
 
 def build_inprocess_vertical(datasets: Mapping[str, PartyData]) -> tuple[InProcessTransport, dict[str, VerticalParty]]:
-    """One VerticalParty per table, wired through the in-process transport."""
-    parties = {name: VerticalParty(data) for name, data in datasets.items()}
+    """One VerticalParty per table, wired through the in-process transport.
+
+    Each party gets its own certificate from a fresh simulated consortium CA, so the simulation signs
+    and checks run keys exactly as a deployment does.
+    """
+    verifier, identities = simulated_consortium(list(datasets))
+    parties = {name: VerticalParty(data, identity=identities[name], verifier=verifier)
+               for name, data in datasets.items()}
     return InProcessTransport({n: p.app for n, p in parties.items()}), parties
 
 
@@ -76,10 +83,17 @@ class VerticalSession:
         return Roles(self.label_holder, self.partners[0], tuple(self.partners[1:]))
 
     def connect(self) -> None:
-        """Every party makes a run key pair; the coordinator hands everyone the public keys."""
+        """Every party makes a run key pair and signs its public half; the coordinator hands everyone the
+        signed keys, and each party checks its peers' signatures before deriving any channel."""
         replies = self.relay.wave(self.transport, (self.relay.request(p, "vertical.hello") for p in self.parties))
-        keys = {f"key:{r.sender}": r.arrays["public_key"] for r in replies}
-        self.relay.wave(self.transport, (self.relay.request(p, "vertical.peers", keys) for p in self.parties))
+        keys: dict[str, np.ndarray] = {}
+        roles: dict[str, str] = {}
+        for r in replies:
+            keys[f"key:{r.sender}"] = r.arrays["public_key"]
+            keys.update({f"{r.sender}/{k}": r.arrays[k] for k in ("certificate", "signature") if k in r.arrays})
+            roles[r.sender] = str(r.meta.get("role", ""))
+        self.relay.wave(self.transport, (self.relay.request(p, "vertical.peers", keys, {"roles": roles})
+                                         for p in self.parties))
 
     def align(self) -> Any:
         start = time.perf_counter()
