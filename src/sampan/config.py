@@ -112,6 +112,10 @@ class PrivacySection(_Strict):
     delta: float = Field(1e-5, gt=0, lt=1)
     accountant: Literal["rdp", "pld"] = "rdp"
     per_party_noise: bool = Field(True, description="'auto' DP2 noise calibrated to each party's own budget")
+    count_noise_multiplier: float = Field(
+        20.0, gt=0, description="each party's training row count is released once, at setup, through a Gaussian "
+        "mechanism with this noise multiplier (sensitivity 1, charged as DP1); weights, DP-SGD sampling rates and "
+        "steps use the released count, never the exact one")
     dp1: DP1Section | None = None
     dp2: DP2Section | None = None
     dp3: DP3Section | None = None
@@ -204,6 +208,9 @@ class RunConfig(_Strict):
                 raise ValueError(f"privacy.{name}.noise_multiplier must be > 0 or 'auto'")
             if section is not None and section.schedule and min(section.schedule) <= 0:
                 raise ValueError(f"privacy.{name}.schedule factors must be > 0")
+        if self.privacy is not None and self.data.standardize and self.privacy.dp1 is None:
+            raise ValueError("privacy: data.standardize = true needs [privacy.dp1] (public bounds per feature) so the "
+                             "standardisation statistics are clipped, noised and charged; or set data.standardize = false")
         if self.privacy is not None and self.privacy.dp3 is not None and self.strategy.aggregator != "mean":
             raise ValueError("privacy.dp3 replaces the aggregator with a noisy mean; set strategy.aggregator = 'mean'")
         secagg = self.secure_aggregation
@@ -211,7 +218,12 @@ class RunConfig(_Strict):
             if self.strategy.aggregator != "mean":
                 raise ValueError("secure_aggregation hides individual updates; robust aggregators need them: "
                                  "set strategy.aggregator = 'mean'")
-            dp3 = self.privacy.dp3 if self.privacy else None
+        dp3 = self.privacy.dp3 if self.privacy else None
+        if dp3 is not None and dp3.mode == "distributed" and not (secagg is not None and secagg.enabled):
+            raise ValueError("privacy.dp3.mode = 'distributed' needs [secure_aggregation]: without it the coordinator "
+                             "sees each party's update with only 1/sqrt(m) of the noise; add [secure_aggregation] or "
+                             "set privacy.dp3.mode = 'central'")
+        if secagg is not None and secagg.enabled:
             if dp3 is not None and dp3.mode != "distributed":
                 raise ValueError("with secure_aggregation the coordinator only sees the sum, so DP3 noise must come "
                                  "from the parties: set privacy.dp3.mode = 'distributed'")

@@ -1,19 +1,30 @@
 """Party-side handlers for horizontal FL.
 
-What a party discloses, per message kind (this list is what the privacy receipt reports):
-- `describe`: row counts of its train/test split, the training positive rate, its feature names;
+What a party discloses, per message kind (the catalogue `sampan.wire.catalogue` lists every field with
+its protection, and the privacy receipt prints it):
+- `describe`: row counts of its train/test split, the training positive rate, its feature names. Under
+  `[privacy]` the request carries `dp_count`: the training row count is then released once through a
+  Gaussian mechanism (sensitivity 1, charged by the coordinator as DP1 before the request) and the
+  positive rate is not sent; the holdout count stays exact (holdout rows are outside the DP unit);
 - `stats`: per-feature count, sum and sum of squares of its training rows (for standardisation);
-  with DP1 on, clipped to public ranges and released through one Gaussian mechanism;
-- `fit`: its model delta after local training, the number of training rows, its mean local loss
-  (with DP2 on, the delta is the output of DP-SGD, and the reply states the steps, sampling rate and
-  noise multiplier actually used, plus the share of clipped gradients);
-- `evaluate`: counts of test scores per probability bin split by label, loss sums, and its own
-  test metrics. Never a row, a label or a score.
+  with DP1 on, clipped to public ranges and released through one Gaussian mechanism (configuration
+  refuses `[privacy]` with standardisation but without DP1);
+- `fit`: its model delta after local training, the number of training rows and its mean local loss;
+  under `[privacy]` only the delta (the output of DP-SGD and/or DP3 clipping/noise), the DP3
+  indicator and the public DP-SGD settings it used (steps, sampling rate, noise multiplier, all
+  functions of the request and the released row count) — no loss, no row count, no clipped share;
+- `evaluation`: counts of test scores per probability bin split by label, loss sums, and its own
+  test metrics. Never a row, a label or a score. With secure aggregation, one masked vector of the
+  histogram and sums (no local metrics).
 
 With secure aggregation on (`sampan.privacy.secagg`), `fit` instead returns one masked vector in
 Z_2^64 — [update (clipped and noise-shared under DP3, else weighted by n/N), DP3 indicator, weighted
-loss, weight n/N] — which is uniformly random to the coordinator; the `secagg_*` steps disclose public
-keys, sealed Shamir shares for neighbours, and, at unmasking, one share per neighbour.
+loss, weight n/N] — which is uniformly random to the coordinator; under `[privacy]` the loss slot is
+0 and the weight uses the released row count. The `secagg_*` steps disclose public keys, sealed Shamir
+shares for neighbours, and, at unmasking, one share per neighbour.
+
+What each role learns: the coordinator learns exactly the fields above (or, under SecAgg, their sum
+over the round's contributors); other parties learn nothing from these handlers.
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ import numpy as np
 from sampan.data import PartyData
 from sampan.horizontal.learner import TrainConfig, train
 from sampan.metrics import ScoreHistogram, binary_metrics
+from sampan.metrics.histogram import DEFAULT_BINS
 from sampan.models import Model, model_from_config
 from sampan.privacy.dp3 import party_release
 from sampan.privacy.mechanisms import GaussianMechanism
@@ -104,6 +116,14 @@ class HorizontalParty:
         return self._models[key]
 
     def describe(self, msg: Message) -> Message:
+        if "dp_count" in msg.meta:  # under DP: the row count through a charged Gaussian, no positive rate
+            z = float(msg.meta["dp_count"]["noise_multiplier"])
+            released = float(GaussianMechanism(1.0, z).release(np.array([float(len(self.train_data))]))[0])
+            return msg.reply("describe", meta={
+                "n_train": max(1, int(round(released))),  # rounding and the floor are post-processing
+                "n_test": len(self.test_data),
+                "feature_names": list(self.train_data.feature_names),
+            })
         y = self.train_data.y
         return msg.reply("describe", meta={
             "n_train": len(self.train_data),
@@ -128,9 +148,11 @@ class HorizontalParty:
         assert y is not None
         global_params = msg.arrays["params"]
         anchor = global_params if cfg.proximal_mu else None
+        private = _private(msg.meta)
         meta: dict[str, Any] = {"n": len(X)}
         if "dp2" in msg.meta:  # DP-SGD: sampling and noise from the OS CSPRNG, never from the run seed
-            dp = dp_sgd_train(model, global_params, X, y, cfg, DPSGDConfig(**msg.meta["dp2"]), anchor=anchor)
+            dp2 = {**msg.meta["dp2"], "public_rows": msg.meta.get("public_rows")}
+            dp = dp_sgd_train(model, global_params, X, y, cfg, DPSGDConfig(**dp2), anchor=anchor)
             result = dp.result
             meta["dp2"] = {"steps": dp.steps, "sampling_rate": dp.sampling_rate,
                            "noise_multiplier": dp.noise_multiplier, "clipped_fraction": dp.clipped_fraction}
@@ -141,19 +163,32 @@ class HorizontalParty:
         if "dp3" in msg.meta:  # clip (and in distributed mode noise) before anything leaves the party
             update, meta["dp3_indicator"] = party_release(update, msg.meta["dp3"])
         meta["loss"] = result.mean_loss
+        if private:  # only outputs of charged mechanisms and public values leave the party (finding 1)
+            meta = {k: v for k, v in meta.items() if k not in ("n", "loss")}
+            if "dp2" in meta:
+                meta["dp2"] = {k: v for k, v in meta["dp2"].items() if k != "clipped_fraction"}
         if "secagg" in msg.meta:
-            return self._masked_fit(msg, update, meta)
+            return self._masked_fit(msg, update, meta, result.mean_loss, len(X))
         return msg.reply("fit_result", arrays={"update": update}, meta=meta)
 
-    def _masked_fit(self, msg: Message, update: np.ndarray, meta: Mapping[str, Any]) -> Message:
-        """Secure aggregation: one masked vector, nothing else (no loss, no DP2 diagnostics in clear)."""
+    def _masked_fit(self, msg: Message, update: np.ndarray, meta: Mapping[str, Any], loss: float,
+                    rows: int) -> Message:
+        """Secure aggregation: one masked vector, nothing else (no loss, no DP2 diagnostics in clear).
+
+        Under `[privacy]` the loss slot is 0 and the weight is public (released row count over the
+        coordinator's total), so the sum carries nothing that was not charged."""
         sa = msg.meta["secagg"]
-        weight = float(meta["n"]) / float(sa["total_rows"])
+        private = _private(msg.meta)
+        if private:  # no released count sent (DP3 alone needs none): weight 0, the DP3 mean is unweighted
+            public = msg.meta.get("public_rows")
+            weight, loss = (float(public) / float(sa["total_rows"]) if public is not None else 0.0), 0.0
+        else:
+            weight = float(rows) / float(sa["total_rows"])
         if "dp3" in msg.meta:  # DP3 mean is unweighted; the indicator feeds adaptive clipping
             head, indicator = update, float(meta["dp3_indicator"])
         else:  # FedAvg: sum of n_i/N-weighted updates and of the weights
             head, indicator = update * weight, 0.0
-        vector = np.concatenate([head, [indicator, weight * float(meta["loss"]), weight]])
+        vector = np.concatenate([head, [indicator, weight * float(loss), weight]])
         masked = self.secagg.respond_masked(msg.arrays, sa, vector)
         return msg.reply("fit_result", arrays={"masked": masked}, meta={"secagg": sa["label"]})
 
@@ -174,13 +209,38 @@ class HorizontalParty:
         assert y is not None
         p = model.predict_proba(msg.arrays["params"], X)
         p_clip = np.clip(p, 1e-12, 1 - 1e-12)
-        histogram = ScoreHistogram.from_scores(y, p)
+        histogram = ScoreHistogram.from_scores(y, p, int(msg.meta.get("bins", DEFAULT_BINS)))
+        loss_sum = float(-np.sum(y * np.log(p_clip) + (1 - y) * np.log(1 - p_clip)))
+        brier_sum = float(np.sum((p - y) ** 2))
+        if "secagg" in msg.meta:  # one masked vector: the coordinator sees only the sum over parties
+            vector = evaluation_vector(histogram, loss_sum, brier_sum, len(y))
+            masked = self.secagg.respond_masked(msg.arrays, msg.meta["secagg"], vector)
+            return msg.reply("evaluation", arrays={"masked": masked}, meta={"secagg": msg.meta["secagg"]["label"]})
         local: dict[str, float | None] = {}
         if 0 < y.sum() < len(y):
             local = {k: (None if not np.isfinite(v) else float(v)) for k, v in binary_metrics(y, p).items()}
         return msg.reply("evaluation", arrays=histogram.to_arrays(), meta={
             "n": len(y),
-            "loss_sum": float(-np.sum(y * np.log(p_clip) + (1 - y) * np.log(1 - p_clip))),
-            "brier_sum": float(np.sum((p - y) ** 2)),
+            "loss_sum": loss_sum,
+            "brier_sum": brier_sum,
             "metrics": local,
         })
+
+
+def _private(meta: Mapping[str, Any]) -> bool:
+    """A request made under `[privacy]` (any level): the coordinator sends the released row count."""
+    return "public_rows" in meta or "dp2" in meta or "dp3" in meta
+
+
+def evaluation_vector(histogram: ScoreHistogram, loss_sum: float, brier_sum: float, n: int) -> np.ndarray:
+    """[pos counts, neg counts, score sums per bin, loss sum, Brier sum, n]: what SecAgg sums for evaluation."""
+    return np.concatenate([histogram.pos, histogram.neg, histogram.sum_p, [loss_sum, brier_sum, float(n)]])
+
+
+def evaluation_from_vector(total: np.ndarray, n_bins: int) -> tuple[ScoreHistogram, float, float, int]:
+    """Inverse of `evaluation_vector` on a (decoded) sum: counts are rounded back to integers."""
+    empty = ScoreHistogram.empty(n_bins)
+    pos = np.rint(total[:n_bins]).astype(np.int64)
+    neg = np.rint(total[n_bins:2 * n_bins]).astype(np.int64)
+    histogram = ScoreHistogram(empty.edges, np.maximum(pos, 0), np.maximum(neg, 0), total[2 * n_bins:3 * n_bins])
+    return histogram, float(total[-3]), float(total[-2]), int(round(total[-1]))

@@ -17,7 +17,7 @@ import os
 import signal
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 import numpy as np
@@ -25,7 +25,9 @@ import numpy as np
 from sampan.config import RunConfig
 from sampan.horizontal.aggregators import make_aggregator
 from sampan.horizontal.strategies import Strategy, make_strategy
+from sampan.horizontal.party import evaluation_from_vector
 from sampan.metrics import ScoreHistogram
+from sampan.metrics.histogram import DEFAULT_BINS
 from sampan.models import Model, model_from_config
 from sampan.privacy.ledger import BudgetExceeded, PrivacyEvent
 from sampan.privacy.secagg import SecAggAbort, SecAggParams, SecAggServer, choose_neighbours, decode_vector, run_secagg
@@ -39,6 +41,8 @@ from sampan.wire import Message
 COORDINATOR = "coordinator"
 FAULT_ENV = "SAMPAN_FAULT_KILL_AFTER_ROUND"  # test hook: SIGKILL this process after saving round N
 # What a dead or unreachable party looks like to a workflow: an error reply, or the transport giving up.
+# Evaluation sums (counts up to millions, score and loss sums) need a wider integer part than updates.
+EVAL_FRAC_BITS, EVAL_MAX_ABS = 12, 2.0**36
 DROPOUT_ERRORS: tuple[type[BaseException], ...] = (PartyError, TimeoutError, ConnectionError)
 
 
@@ -150,8 +154,11 @@ class HorizontalWorkflow:
         info: dict[str, dict[str, Any]] = {}
         names: list[str] | None = None
         first = None
-        for reply in self._request(parties, "describe", 0):
-            info[reply.sender] = {k: reply.meta[k] for k in ("n_train", "n_test", "positive_rate")}
+        if self.privacy.enabled:  # the row counts are released through a charged mechanism (DP1)
+            self.privacy.open(parties)
+        count = self.privacy.count_request(parties) if self.privacy.enabled else None
+        for reply in self._request(parties, "describe", 0, meta_for=lambda p: {"dp_count": count} if count else {}):
+            info[reply.sender] = {k: reply.meta.get(k) for k in ("n_train", "n_test", "positive_rate")}
             if names is None:
                 names, first = list(reply.meta["feature_names"]), reply.sender
             elif list(reply.meta["feature_names"]) != names:
@@ -163,8 +170,6 @@ class HorizontalWorkflow:
         self.store.log_event(self.run_id, "parties_joined", {
             "parties": {p: {"n_train": info[p]["n_train"], "n_test": info[p]["n_test"]} for p in sorted(info)},
             "features": len(names), "secure_aggregation": self.secagg is not None})
-        if self.privacy.enabled:
-            self.privacy.open(parties)
         scaler: dict[str, np.ndarray] = {}
         if self.config.data.standardize:
             dp1 = self.privacy.dp1_request(names, parties) if self.privacy.enabled else None
@@ -206,7 +211,8 @@ class HorizontalWorkflow:
         self.privacy.check(events)  # raises BudgetExceeded before any party spends anything
         if self.secagg is not None:
             return self._secure_fit_round(state, round_number, selected, train_cfg, events)
-        dp_metas, dp3_settings = self.privacy.fit_meta(round_number, selected)
+        rows = self._party_rows(state)
+        dp_metas, dp3_settings = self.privacy.fit_meta(round_number, selected, rows if self.privacy.enabled else None)
         self.aggregator.reset()
         loss_sum, n_sum, clipped_sum, indicator_sum = 0.0, 0, None, 0.0
         replies = self._request(
@@ -214,15 +220,17 @@ class HorizontalWorkflow:
             meta_for=lambda p: {"model": state.model_config, "train": train_cfg, **dp_metas[p],
                                 "seed": derive_seed(self.seed, "fit", round_number, p)})
         for reply in replies:
-            n = int(reply.meta["n"])
+            # under DP a reply carries no row count and no loss: weights use the released counts
+            n = int(reply.meta["n"]) if "n" in reply.meta else rows[reply.sender]
             if dp3_settings is not None:  # DP3: unweighted sum of clipped updates, one running sum
                 update = reply.arrays["update"]
                 clipped_sum = update.copy() if clipped_sum is None else clipped_sum + update
                 indicator_sum += float(reply.meta["dp3_indicator"])
             else:
                 self.aggregator.add(reply.arrays["update"], n)
-            loss_sum += float(reply.meta["loss"]) * n
-            n_sum += n
+            if "loss" in reply.meta:
+                loss_sum += float(reply.meta["loss"]) * n
+                n_sum += n
             self.progress.party_done(reply.sender)
         if self.privacy.dp3 is not None and dp3_settings is not None and clipped_sum is not None:
             mean_update = self.privacy.dp3.aggregate(clipped_sum, indicator_sum, dp3_settings)
@@ -232,7 +240,7 @@ class HorizontalWorkflow:
         new_params = self.strategy.apply(state.params, mean_update)
         self._charge(events, round_number)
         state.ledger_json = self.privacy.ledger_json()
-        return new_params, selected, loss_sum / max(n_sum, 1)
+        return new_params, selected, loss_sum / n_sum if n_sum else math.nan
 
     def _charge(self, events: list[PrivacyEvent], round_number: int) -> None:
         """Record the round's ledger events, and say so in the audit log (grouped: one line per mechanism)."""
@@ -280,7 +288,8 @@ class HorizontalWorkflow:
         for attempt in range(self.secagg.max_retries + 1):
             label = f"{self.run_id}/round-{round_number}/attempt-{attempt}"
             params = self._secagg_params(len(participants))
-            dp_metas, dp3_settings = self.privacy.fit_meta(round_number, participants)
+            dp_metas, dp3_settings = self.privacy.fit_meta(round_number, participants,
+                                                           rows if self.privacy.enabled else None)
             total_rows = sum(rows[p] for p in participants)
             failures: dict[str, str] = {}
             server: SecAggServer | None = None
@@ -328,18 +337,23 @@ class HorizontalWorkflow:
             # only parties whose update is in the released sum are charged (those the check covered)
             self._charge([e for e in events if e.party in set(contributors)], round_number)
             state.ledger_json = self.privacy.ledger_json()
-            return new_params, contributors, float(weighted_loss / weight) if weight > 0 else math.nan
+            train_loss = math.nan if self.privacy.enabled or weight <= 0 else float(weighted_loss / weight)
+            return new_params, contributors, train_loss  # under DP the loss slot is 0: no loss is released
         raise FederationError(
             f"round {round_number}: secure aggregation failed {len(attempts)} time(s) "
             f"({'; '.join(a['stage'] + ': ' + a['reason'] for a in attempts)}); "
             f"{len(participants)} parties left, at least {floor} needed")
 
-    def _traffic_event(self, round_number: int) -> None:
-        """What crossed the wire since the last round, per message kind and direction (sizes in bytes)."""
+    def _traffic_delta(self) -> dict[str, Any] | None:
+        """What crossed the wire since the last call, per message kind and direction (sizes in bytes).
+
+        `messages_bytes` sums over parties; `by_party` keeps each party's rows, so the receipt can be
+        rebuilt from the store alone, across resumes (a resumed coordinator has a fresh transport)."""
         traffic = getattr(self.transport, "traffic", None)
         if traffic is None:
-            return
+            return None
         delta: dict[str, dict[str, list[int]]] = {}
+        by_party: list[dict[str, Any]] = []
         parties: set[str] = set()
         for row in traffic.summary():
             key = (str(row["party"]), str(row["direction"]), str(row["kind"]))
@@ -352,28 +366,31 @@ class HorizontalWorkflow:
             entry = delta.setdefault(key[1], {}).setdefault(key[2], [0, 0])
             entry[0] += msgs - seen[0]
             entry[1] += size - seen[1]
-        self._round_events.append(("traffic", {"round": round_number, "parties": len(parties),
-                                               "messages_bytes": delta}))
+            by_party.append({"party": key[0], "direction": key[1], "kind": key[2], "messages": msgs - seen[0],
+                             "bytes": size - seen[1]})
+        return {"parties": len(parties), "messages_bytes": delta, "by_party": by_party}
 
-    def evaluate(self, state: RunState, step: int) -> tuple[dict[str, float], dict[str, dict[str, Any]], ScoreHistogram]:
-        """Global metrics from merged score histograms; per-party metrics as each party reports them."""
+    def _traffic_event(self, round_number: int) -> None:
+        """Traffic since the last round, saved with the round (one atomic write)."""
+        delta = self._traffic_delta()
+        if delta is not None:
+            self._round_events.append(("traffic", {"round": round_number, **delta}))
+
+    def _flush_events(self, round_number: int) -> None:
+        """Events of work done outside a saved round (the final evaluation): traffic included, logged now."""
+        self._traffic_event(round_number)
+        events, self._round_events = self._round_events, []
+        for kind, detail in events:
+            self.store.log_event(self.run_id, kind, detail)
+
+    def _evaluate_in_clear(self, state: RunState, step: int, arrays: dict[str, np.ndarray],
+                           ) -> tuple[ScoreHistogram, float, float, int, dict[str, dict[str, Any]]]:
+        """Each party's histogram, sums and local metrics, as it sends them (no secure aggregation)."""
         histogram: ScoreHistogram | None = None
         n, loss_sum, brier_sum = 0, 0.0, 0.0
         per_party: dict[str, dict[str, Any]] = {}
-        arrays = {"params": state.params, **state.scaler}
-        if self.secagg is not None:  # a dropout-tolerant run: a party that is down is skipped, not fatal
-            failures: dict[str, str] = {}
-            answers = [self._call_party(step, "evaluate", p, arrays, {"model": state.model_config}, failures)
-                       for p in sorted(state.parties)]
-            replies: Any = [r for r in answers if r is not None]
-            if failures:
-                self._round_events.append(("evaluation_dropouts", {"round": step, "failed": failures}))
-            if not replies:
-                raise FederationError(f"no party answered the evaluation of round {step}")
-        else:
-            replies = self._request(sorted(state.parties), "evaluate", step, arrays=arrays,
-                                    meta_for=lambda p: {"model": state.model_config})
-        for reply in replies:
+        for reply in self._request(sorted(state.parties), "evaluate", step, arrays=arrays,
+                                   meta_for=lambda p: {"model": state.model_config}):
             part = ScoreHistogram.from_arrays(dict(reply.arrays))
             histogram = part if histogram is None else histogram + part
             n += int(reply.meta["n"])
@@ -381,7 +398,66 @@ class HorizontalWorkflow:
             brier_sum += float(reply.meta["brier_sum"])
             per_party[reply.sender] = dict(reply.meta["metrics"])
         assert histogram is not None
-        metrics: dict[str, Any] = {"log_loss": loss_sum / n, "brier": brier_sum / n, "n": n,
+        return histogram, loss_sum, brier_sum, n, per_party
+
+    def _evaluate_secure(self, state: RunState, step: int, arrays: dict[str, np.ndarray],
+                         ) -> tuple[ScoreHistogram, float, float, int, dict[str, dict[str, Any]]]:
+        """Evaluation under SecAgg+: each party masks [histogram, loss sum, Brier sum, n]; only the sum is seen.
+
+        Same protocol and dropout handling as a training round (a failed attempt is retried with the
+        survivors); no per-party metrics exist in this mode."""
+        assert self.secagg is not None
+        bins = DEFAULT_BINS
+        floor = max(2, self.config.run.min_parties)
+        participants = sorted(state.parties)
+        attempts: list[dict[str, Any]] = []
+        for attempt in range(self.secagg.max_retries + 1):
+            params = replace(self._secagg_params(len(participants)), frac_bits=EVAL_FRAC_BITS,
+                             max_abs=EVAL_MAX_ABS)
+            label = f"{self.run_id}/evaluate-{step}/attempt-{attempt}"
+            failures: dict[str, str] = {}
+            server: SecAggServer | None = None
+
+            def call(kind: str, party: str, req: Any, meta: Any) -> dict[str, np.ndarray] | None:
+                if kind == "fit":  # the masked-input step carries the evaluation request
+                    kind, req, meta = "evaluate", {**arrays, **req}, {"model": state.model_config, "bins": bins,
+                                                                      "secagg": dict(meta)}
+                reply = self._call_party(step, kind, party, dict(req), dict(meta), failures)
+                return dict(reply.arrays) if reply is not None else None
+
+            try:
+                server = SecAggServer(params, participants, 3 * bins + 3, label,
+                                      derive_rng(self.seed, "secagg-evaluate-graph", step, attempt))
+                total = run_secagg(server, call)
+            except SecAggAbort as exc:
+                failed = {**(server.dropouts if server else {}), **failures}
+                attempts.append({"attempt": attempt, "stage": exc.stage, "reason": exc.reason, "failed": failed})
+                self._round_events.append(("secagg_evaluation_failed", {"round": step, **attempts[-1]}))
+                participants = exc.survivors
+                if len(participants) < floor:
+                    break
+                continue
+            self._round_events.append(("secagg_evaluation", {"round": step, "attempt": attempt,
+                                                             "contributors": server.u3,
+                                                             "failed": {**server.dropouts, **failures}}))
+            histogram, loss_sum, brier_sum, n = evaluation_from_vector(decode_vector(total, params), bins)
+            return histogram, loss_sum, brier_sum, n, {}
+        raise FederationError(
+            f"evaluation of round {step}: secure aggregation failed {len(attempts)} time(s) "
+            f"({'; '.join(a['stage'] + ': ' + a['reason'] for a in attempts)}); "
+            f"{len(participants)} parties left, at least {floor} needed")
+
+    def evaluate(self, state: RunState, step: int) -> tuple[dict[str, float], dict[str, dict[str, Any]], ScoreHistogram]:
+        """Global metrics from merged score histograms; per-party metrics as each party reports them.
+
+        With secure aggregation the histograms and sums are summed under SecAgg+ (no per-party
+        metrics). Under `[privacy]` this runs once, on the released model (see `run`)."""
+        arrays = {"params": state.params, **state.scaler}
+        if self.secagg is not None:
+            histogram, loss_sum, brier_sum, n, per_party = self._evaluate_secure(state, step, arrays)
+        else:
+            histogram, loss_sum, brier_sum, n, per_party = self._evaluate_in_clear(state, step, arrays)
+        metrics: dict[str, Any] = {"log_loss": loss_sum / max(n, 1), "brier": brier_sum / max(n, 1), "n": n,
                                    "positive_rate": histogram.positive_rate}
         if 0 < histogram.positive_rate < 1:
             metrics.update(auc=histogram.auc(), pr_auc=histogram.pr_auc(), ks=histogram.ks(),
@@ -428,7 +504,9 @@ class HorizontalWorkflow:
             state.strategy_state = self.strategy.state_dict()
             state.round = round_number
             party_metrics: dict[str, dict[str, Any]] = {}
-            if round_number % self.config.run.eval_every == 0 or round_number == total:
+            # under DP, evaluation runs once, at the end, on the released model (holdout rows are outside
+            # the DP unit; the receipt says so): no per-round evaluation release, no training loss
+            if not self.privacy.enabled and (round_number % self.config.run.eval_every == 0 or round_number == total):
                 global_metrics, party_metrics, histogram = self.evaluate(state, round_number)
             seconds = time.perf_counter() - started
             result = RoundResult(round_number, seconds, selected, train_loss,
@@ -443,8 +521,9 @@ class HorizontalWorkflow:
             self.progress.round_finished(result)
             if fault_round == round_number:
                 os.kill(os.getpid(), signal.SIGKILL)
-        if histogram is None:  # resumed after the last round, or stopped by the budget: evaluate once more
+        if histogram is None:  # DP, resumed after the last round, or stopped by the budget: evaluate once more
             global_metrics, _, histogram = self.evaluate(state, state.round)
+            self._flush_events(state.round)
         model = model_from_config(state.model_config)
         privacy = self.privacy.summary()
         return RunOutcome(self.run_id, state.round, global_metrics, state.params, state.scaler, model, histogram,
