@@ -17,6 +17,7 @@ from sampan.privacy.secagg import (
     harary_graph, run_secagg,
 )
 from sampan.privacy.randomness import seeded_generator
+from sampan.privacy.secagg_state import FileStateStore
 from sampan.vertical.channel import ChannelError
 
 
@@ -97,9 +98,9 @@ class Sim:
             return None
         c = self.clients[party]
         if kind == "fit":
-            reply = {"masked": c.respond_masked(arrays, meta, self.x[party])}
+            reply = {"masked": c.respond_masked(arrays, meta, self.x[party], run_id="run")}
         else:
-            reply = c.respond(kind, arrays, meta)
+            reply = c.respond(kind, arrays, meta, run_id="run")
         self.seen.append((kind, party, dict(reply)))
         return reply
 
@@ -184,8 +185,9 @@ def test_a_corrupted_share_is_caught_by_the_commitment() -> None:
         run_secagg(server, corrupting)
 
 
-def test_restarted_party_sits_the_attempt_out_and_replies_are_idempotent() -> None:
+def test_restarted_party_sits_the_attempt_out_and_replies_are_idempotent(tmp_path) -> None:
     sim = Sim(4)
+    sim.clients["p01"] = SecAggClient("p01", state=FileStateStore(tmp_path / "p01"))
     server = sim.server()
     for party, (arrays, meta) in server.advertise_requests().items():
         server.receive_keys(party, sim.call("secagg_keys", party, arrays, meta))
@@ -195,7 +197,7 @@ def test_restarted_party_sits_the_attempt_out_and_replies_are_idempotent() -> No
     arrays, meta = requests["p00"]
     first = sim.call("fit", "p00", arrays, meta)["masked"]
     np.testing.assert_array_equal(sim.call("fit", "p00", arrays, meta)["masked"], first)  # same answer twice
-    sim.clients["p01"] = SecAggClient("p01")  # the process restarted: new master secret
+    sim.clients["p01"] = SecAggClient("p01", state=FileStateStore(tmp_path / "p01"))  # restarted: new master
     with pytest.raises(ChannelError, match="before a restart"):
         sim.call("fit", "p01", *requests["p01"])
 
@@ -206,8 +208,10 @@ def test_ring_capacity_is_checked() -> None:
     SecAggParams().check_capacity(10_000)
     with pytest.raises(ValueError):
         SecAggParams(threshold=0.5)
-    with pytest.raises(SecAggAbort, match="at least two"):
-        SecAggServer(SecAggParams(), ["only"], 3, "l", np.random.default_rng(0))
+    with pytest.raises(SecAggAbort, match="never sums fewer than 3 contributors"):
+        SecAggServer(SecAggParams(), ["one", "two"], 3, "l", np.random.default_rng(0))
+    with pytest.raises(ValueError, match="min_contributors must be at least 3"):
+        SecAggParams(min_contributors=2)
 
 
 def test_distributed_noise_share_is_sized_for_the_least_number_of_survivors() -> None:

@@ -8,50 +8,68 @@ them. Every party u turns its float vector x_u into fixed-point ring elements of
 where N(u) are its neighbours in a public k-regular graph (a Harary graph on a random ring order;
 the complete graph when the consortium is small), s_uv is an X25519 agreement between u's and v's mask
 keys (so u and v draw identical masks; sign(u, v) = +1 if u < v, else -1, so they cancel in a sum), and
-b_u is a private self-mask seed. One round of secure aggregation has four steps, each one message
-per party through the coordinator:
+b_u is a private self-mask seed. One attempt has five steps, each one message per party through the
+coordinator:
 
-0. advertise — two X25519 public keys per party: c (to encrypt shares) and s (pairwise masks), and
-   a SHA-256 commitment to b_u;
-1. share keys — each party Shamir-shares (t of its k neighbours) its mask private key s_u and its seed
-   b_u, and seals each neighbour's pair of shares under a ChaCha20-Poly1305 key agreed with that
-   neighbour's c key (`sampan.vertical.channel.SealedChannels`); the coordinator only relays ciphertext;
-2. masked input — each party sends y_u, masking against the neighbours that completed step 1;
-3. unmasking — each survivor opens the envelopes it was sent and reveals, per neighbour v, the share
-   of b_v if v sent its masked input, or the share of s_v if v dropped before masking. Never both.
+0. advertise — two X25519 public keys per party, c (to encrypt shares) and s (pairwise masks), and a
+   SHA-256 commitment to b_u, all signed with the party's organisation certificate key over (run id,
+   label, role, name, keys) (`sampan.crypto.identity`). The keys come from the party's master secret
+   and a nonce the party draws for this label, so they never repeat, even if a label does;
+1. share keys — each party checks every neighbour's signature against the consortium CA (a key the
+   coordinator substituted is refused with an error naming the peer), Shamir-shares (t of its k
+   neighbours, t > k/2) its mask key s_u and its seed b_u, and seals each neighbour's pair of shares
+   under a ChaCha20-Poly1305 key agreed with that neighbour's c key; the coordinator relays ciphertext;
+2. masked input — each party sends y_u, masking against the (verified) neighbours that completed step 1,
+   at least t of those it gave shares to;
+3. consistency (Bonawitz et al.'s round 4) — the coordinator sends the survivor set U3 (who sent a
+   masked input); each survivor signs (run id, label, U3) and never signs a different U3 for a label;
+4. unmasking — each signer checks that at least m_min members of U3 signed that same U3, then reveals,
+   per neighbour v, the share of b_v if v is in U3, or the share of s_v if it is not. Never both: which
+   kind it revealed for whom is recorded durably (`sampan.privacy.secagg_state`) before the shares
+   leave, and a request that would reveal the other kind is refused, also after a restart.
 
 The coordinator then removes every survivor's self-mask (b_v rebuilt from t shares) and, for every
 party that dropped before masking, the pairwise masks its neighbours added (s_v rebuilt, s_uv
 recomputed). A party that dropped *after* masking is in the sum: its b is rebuilt from its
-neighbours' shares. If too few parties are left at any step (below the threshold), or a rebuilt
-key does not match what its owner advertised, the round aborts with `SecAggAbort` naming the
-survivors, and the workflow retries it with them under fresh keys (keys, seeds and shares never
-outlive one attempt).
+neighbours' shares. If too few parties are left at any step — fewer than m_min = max(min_contributors,
+ceil(threshold·n)) with min_contributors >= 3, because with two contributors each one can subtract its
+own input from the sum and read the other's — or a rebuilt key does not match what its owner
+advertised, the attempt aborts with `SecAggAbort` naming the survivors; the workflow may retry with
+them under a fresh label, and fails the round with a clear error below min_contributors.
 
 Fixed point: values are clamped to ±max_abs and encoded as round(x·2^f) in Z_2^64. With m parties the
 true sum stays below m·max_abs·2^f, which `SecAggParams.check_capacity` keeps under 2^63, so the
 modular sum decodes to the exact sum of the encoded values (error ≤ m·2^-(f+1) per coordinate).
 
 Threat model:
-- Semi-honest (honest-but-curious) coordinator and parties; the coordinator does not collude with a
-  data party. The coordinator sees keys, ciphertext, masked vectors (uniform in Z_2^64 to it), the
-  set of who responded at each step, and the final sum — never an individual input. For each party
-  it obtains at most one of its two secrets (b if it sent its input, s if it dropped before), which
-  leaves its input hidden by the other. Each party sees its neighbours' public keys and one share
-  of each neighbour's secrets: less than the t needed.
+- Parties are semi-honest about their inputs (they may send any vector within the clamp: secure
+  aggregation hides inputs, it does not validate them; robust aggregation needs the individual updates,
+  so it is refused together with secure aggregation). The coordinator may be malicious towards the
+  protocol: relay altered keys, lie about who dropped, send different survivor sets to different
+  parties, replay or repeat requests, or restart and re-run an attempt. It holds no member's
+  certificate key and does not collude with a data party.
+- Key substitution is refused (every public key is signed by its owner's certificate, checked against
+  the consortium CA and CRL before any mask or channel is derived from it). A repeated or conflicting
+  request is refused: a party masks at most one input per label, signs at most one survivor set per
+  label, and reveals at most one kind of share per neighbour per label; this state is written before
+  the answer leaves and survives restarts (deployments keep it under the party's state dir).
+- Different survivor sets sent to different parties are caught in the consistency round: a party
+  reveals nothing unless m_min parties signed exactly the U3 it signed. With threshold > 1/2, each
+  party's secrets need a majority of its neighbours' shares, so the coordinator cannot gather t
+  b-shares of v from one group and t s-shares from another.
 - Up to t - 1 colluding neighbours of a party learn nothing about its secrets; t of them plus the
-  coordinator could unmask it. With the default threshold (0.6 of each neighbourhood) t is a
-  majority, so even a coordinator that lied about dropouts could not collect t b-shares from one
-  group of honest neighbours and t s-shares from another.
-- A *malicious* coordinator could: lie about who dropped to different parties (this design has no
-  signed consistency round, Bonawitz et al.'s step 4, so parties trust the survivor lists they are
-  given); substitute public keys (man in the middle; deployments bind keys to the mTLS identities);
-  choose a graph whose survivors split into components (the honest coordinator checks connectivity
-  before unmasking and aborts otherwise, since a component's partial sum would be revealed); or
-  simply drop parties to shrink the sum to a few inputs (bounded below by the threshold). Malicious
-  parties can send any vector within the clamp: secure aggregation hides inputs, it does not
-  validate them (robust aggregation needs the individual updates and is incompatible with it).
-- Dropouts are assumed independent of the data; the set of survivors is public.
+  coordinator could unmask it. Dropouts are assumed independent of the data; the set of survivors is
+  public. A coordinator can still drop honest parties to shrink the sum, but never below m_min >= 3
+  contributors: each contributor learns the sum of the others (m_min - 1 >= 2 of them) from the model.
+
+What each role learns:
+- Coordinator: each party's certificate and signed public keys, sealed envelopes it cannot open, masked
+  vectors (uniform in Z_2^64 to it), who answered each step, the parties' signatures over U3, per party
+  at most one of its two secrets (b if it is in U3, s if it is not; the other still hides its input),
+  and the sum over U3 (at least m_min contributors). Under DP3 that sum is already noised.
+- A party: its neighbours' certificates and public keys, one Shamir share of each neighbour's b and s
+  (fewer than the t needed), the survivor set U3 and its signatures, and whatever the released model
+  reveals about the sum.
 
 DP3 composition: each party adds its share of the Gaussian noise before masking
 (`sampan.privacy.dp3.party_release`), with variance σ²/m_min where m_min is the least number of
@@ -76,17 +94,24 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from sampan.crypto.channel import ChannelError, PartyKeys, SealedChannels, prg_uint64
+from sampan.crypto.identity import (IdentityError, IdentityVerifier, PartyIdentity, SignedKeys, sign_keys,
+                                    signed_keys_payload, simulated_identity, simulated_verifier, verify_keys)
 from sampan.privacy import shamir
-from sampan.vertical.channel import ChannelError, PartyKeys, SealedChannels, prg_uint64
+from sampan.privacy.secagg_state import LabelRecord, MemoryStateStore, SecAggStateStore
 
 __all__ = [
-    "SecAggAbort", "SecAggParams", "SecAggClient", "SecAggServer", "harary_graph", "choose_neighbours",
-    "encode_vector", "decode_vector", "KEY_BYTES", "STEP_KINDS", "run_secagg",
+    "SecAggAbort", "SecAggRefused", "SecAggParams", "SecAggClient", "SecAggServer", "harary_graph",
+    "choose_neighbours", "encode_vector", "decode_vector", "KEY_BYTES", "STEP_KINDS", "MIN_CONTRIBUTORS",
+    "run_secagg",
 ]
 
 KEY_BYTES = 32
+MIN_CONTRIBUTORS = 3  # with two contributors, each reads the other's input from the sum
 _MASK_LABEL = "secagg-pairwise-mask"
-STEP_KINDS = ("secagg_keys", "secagg_share", "fit", "secagg_unmask")  # message kinds of the four steps
+_ROLE = "client"  # the signer's role in the protocol (signed with its keys)
+# message kinds of the five steps; the masked-input step travels as the workflow's own request ("fit")
+STEP_KINDS = ("secagg_keys", "secagg_share", "fit", "secagg_consistency", "secagg_unmask")
 
 
 class SecAggAbort(RuntimeError):
@@ -101,13 +126,19 @@ class SecAggAbort(RuntimeError):
         self.stage, self.reason, self.survivors = stage, reason, sorted(survivors)
 
 
+class SecAggRefused(ChannelError):
+    """A party refuses a request that could reveal more than the protocol allows (names party and label)."""
+
+
 @dataclass(frozen=True)
 class SecAggParams:
     """Public parameters of one secure aggregation (the same for every party).
 
     threshold: share of a party's share holders needed to rebuild its secrets (t = ceil(threshold·k));
       on a full graph, k = n - 1. It is also the least share of the parties that advertised keys whose
-      masked input must arrive (m_min = max(2, ceil(threshold·n))).
+      masked input must arrive.
+    min_contributors: the least number of inputs ever summed (>= 3); m_min = max(min_contributors,
+      ceil(threshold·n)).
     neighbours: k, the degree of the neighbour graph (even), or None for the complete graph.
     """
 
@@ -115,6 +146,7 @@ class SecAggParams:
     neighbours: int | None = None
     frac_bits: int = 32
     max_abs: float = 1e4
+    min_contributors: int = MIN_CONTRIBUTORS
 
     def __post_init__(self) -> None:
         if not 0.5 < self.threshold <= 1:
@@ -123,6 +155,9 @@ class SecAggParams:
             raise ValueError(f"neighbours must be an even number >= 2, got {self.neighbours}")
         if not 1 <= self.frac_bits <= 52 or self.max_abs <= 0:
             raise ValueError("frac_bits must be in [1, 52] and max_abs > 0")
+        if self.min_contributors < MIN_CONTRIBUTORS:
+            raise ValueError(f"secure aggregation min_contributors must be at least {MIN_CONTRIBUTORS} (with two, "
+                             f"each contributor reads the other's input from the sum), got {self.min_contributors}")
 
     def check_capacity(self, parties: int) -> None:
         """The sum of `parties` clamped, encoded values must stay inside the signed ring."""
@@ -133,7 +168,7 @@ class SecAggParams:
                 f"could overflow Z_2^64 ({bound:.3g} >= 2^63): lower max_abs or frac_bits")
 
     def min_live(self, advertised: int) -> int:
-        return max(2, math.ceil(self.threshold * advertised - 1e-9))
+        return max(self.min_contributors, math.ceil(self.threshold * advertised - 1e-9))
 
     def share_threshold(self, holders: int) -> int:
         return max(1, min(holders, math.ceil(self.threshold * holders - 1e-9)))
@@ -247,6 +282,73 @@ def _rows(array: np.ndarray, count: int, width: int | None = None) -> list[bytes
     return [a[i].tobytes() for i in range(count)]
 
 
+def _pack(rows: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Byte strings of any length as (concatenated bytes, lengths)."""
+    return _u8(b"".join(rows)), np.array([len(r) for r in rows], dtype=np.int64)
+
+
+def _unpack(data: np.ndarray, lengths: np.ndarray, count: int) -> list[bytes]:
+    raw, sizes = _raw(data), [int(x) for x in np.asarray(lengths).ravel()]
+    if len(sizes) != count or any(x < 0 for x in sizes) or sum(sizes) != len(raw):
+        raise ValueError(f"expected {count} packed byte strings")
+    out, at = [], 0
+    for size in sizes:
+        out.append(raw[at:at + size])
+        at += size
+    return out
+
+
+def _keys_protocol(label: str) -> str:
+    return f"secagg.keys/{label}"
+
+
+def _survivor_payload(run_id: str, label: str, signer: str, survivors: Sequence[str]) -> bytes:
+    """What a party signs in the consistency round: the survivor set U3 of this run and label."""
+    return signed_keys_payload(run_id, f"secagg.consistency/{label}", _ROLE, signer,
+                               {"survivors": "\n".join(sorted(survivors)).encode()})
+
+
+@dataclass(frozen=True)
+class _Bundle:
+    """A party's advertised keys with its certificate and its signature over them."""
+
+    c_pk: bytes
+    s_pk: bytes
+    b_commit: bytes
+    certificate: bytes
+    signature: bytes
+
+    def keys(self) -> dict[str, bytes]:
+        return {"c_pk": self.c_pk, "s_pk": self.s_pk, "b_commit": self.b_commit}
+
+    def digest(self) -> bytes:
+        return hashlib.sha256(b"|".join([self.c_pk, self.s_pk, self.b_commit, self.certificate,
+                                         self.signature])).digest()
+
+
+def _bundle_arrays(bundles: Sequence[_Bundle], prefix: str = "peer.") -> dict[str, np.ndarray]:
+    cert, cert_len = _pack([b.certificate for b in bundles])
+    sig, sig_len = _pack([b.signature for b in bundles])
+    return {f"{prefix}c_pk": _stack([b.c_pk for b in bundles], KEY_BYTES),
+            f"{prefix}s_pk": _stack([b.s_pk for b in bundles], KEY_BYTES),
+            f"{prefix}b_commit": _stack([b.b_commit for b in bundles], 32),
+            f"{prefix}certificate": cert, f"{prefix}certificate_len": cert_len,
+            f"{prefix}signature": sig, f"{prefix}signature_len": sig_len}
+
+
+def _bundles_from(arrays: Mapping[str, np.ndarray], names: Sequence[str], prefix: str = "peer.") -> dict[str, _Bundle]:
+    n = len(names)
+    try:
+        c = _rows(arrays[f"{prefix}c_pk"], n, KEY_BYTES)
+        s = _rows(arrays[f"{prefix}s_pk"], n, KEY_BYTES)
+        b = _rows(arrays[f"{prefix}b_commit"], n, 32)
+        cert = _unpack(arrays[f"{prefix}certificate"], arrays[f"{prefix}certificate_len"], n)
+        sig = _unpack(arrays[f"{prefix}signature"], arrays[f"{prefix}signature_len"], n)
+    except KeyError as exc:
+        raise IdentityError(None, "unsigned", f"peer keys arrived without {exc.args[0]!r}") from None
+    return {p: _Bundle(c[i], s[i], b[i], cert[i], sig[i]) for i, p in enumerate(names)}
+
+
 @dataclass
 class _RoundSecrets:
     c_key: X25519PrivateKey
@@ -261,82 +363,164 @@ class _RoundSecrets:
     def s_public(self) -> bytes:
         return _public(X25519PrivateKey.from_private_bytes(self.s_secret))
 
+    @property
+    def b_commit(self) -> bytes:
+        return hashlib.sha256(self.b_seed).digest()
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.c_public + self.s_public + self.b_commit).hexdigest()
+
 
 class SecAggClient:
     """A party's side of secure aggregation.
 
-    Per-attempt secrets (the two X25519 keys and b) are derived from a master secret made when the
-    party starts (HKDF bound to the attempt's label), so the party needs no state between the four
-    steps and any worker process holding the master can answer (a small cache only saves work). A
-    party restarted mid-round has a new master: the coordinator echoes each party's advertised keys
-    and a mismatch makes the party refuse (it counts as a dropout for that attempt) instead of
-    corrupting the sum.
+    Per-attempt secrets (the two X25519 keys and b) are derived (HKDF) from a master secret made when
+    the party starts, the attempt's label and a nonce the party draws at its first advertisement under
+    that label; the nonce, the keys' digest and everything the party revealed under the label are kept
+    in `state` (`sampan.privacy.secagg_state`), written before any answer leaves. A restarted party with
+    a new master cannot re-derive its keys: it refuses the attempt (a dropout) instead of corrupting the
+    sum. Peers' keys are used only after their signatures verify against `verifier` (the consortium CA);
+    without an identity the party gets one from the process's simulated CA (simulations and tests).
 
-    `respond(kind, arrays, meta)` answers one step's request (the message-level format the
+    `respond(kind, arrays, meta, run_id=...)` answers one step's request (the message-level format the
     coordinator's `SecAggServer` produces); the masked-input step is `respond_masked`.
     """
 
-    def __init__(self, name: str, master: bytes | None = None) -> None:
+    def __init__(self, name: str, master: bytes | None = None, *, identity: PartyIdentity | None = None,
+                 verifier: IdentityVerifier | None = None, state: SecAggStateStore | None = None,
+                 min_contributors: int = MIN_CONTRIBUTORS) -> None:
+        if (identity is None) != (verifier is None):
+            raise ValueError(f"party {name!r}: give both an identity and a verifier, or neither (simulation)")
+        if identity is not None and identity.name != name:
+            raise ValueError(f"party {name!r}: its identity certificate names {identity.name!r}")
+        if min_contributors < MIN_CONTRIBUTORS:
+            raise ValueError(f"party {name!r}: min_contributors must be at least {MIN_CONTRIBUTORS}")
         self.name = name
+        self.identity = identity if identity is not None else simulated_identity(name)
+        self.verifier = verifier if verifier is not None else simulated_verifier()
+        self.state: SecAggStateStore = state if state is not None else MemoryStateStore()
+        self.min_contributors = min_contributors
         self._master = master if master is not None else os.urandom(32)
         self._answered: OrderedDict[str, np.ndarray] = OrderedDict()  # label -> masked input (idempotent replies)
         self._channels: OrderedDict[str, SealedChannels] = OrderedDict()  # label -> share channels (a cache)
+        self._verified: OrderedDict[str, set[tuple[str, bytes]]] = OrderedDict()  # label -> (peer, bundle digest)
 
-    def _secrets(self, label: str) -> _RoundSecrets:
+    # --- state and secrets -------------------------------------------------------------------------
+    def _refuse(self, label: str, why: str) -> SecAggRefused:
+        return SecAggRefused(f"party {self.name!r} refuses secure aggregation request under label {label!r}: {why}")
+
+    def _secrets(self, label: str, nonce: str) -> _RoundSecrets:
         material = HKDF(algorithm=hashes.SHA256(), length=96, salt=None,
-                        info=f"sampan/secagg/v1/{self.name}/{label}".encode()).derive(self._master)
+                        info=f"sampan/secagg/v2/{self.name}/{label}/{nonce}".encode()).derive(self._master)
         return _RoundSecrets(X25519PrivateKey.from_private_bytes(material[:32]), material[32:64], material[64:96])
 
-    def _check_own(self, label: str, secrets_: _RoundSecrets, own: Mapping[str, np.ndarray]) -> None:
-        if _raw(own["c_pk"]) != secrets_.c_public or _raw(own["s_pk"]) != secrets_.s_public:
+    def _record(self, run_id: str, label: str, own: Mapping[str, np.ndarray]) -> tuple[LabelRecord, _RoundSecrets]:
+        """This label's record and secrets; refuses a label it never advertised or whose keys it lost."""
+        if not label.startswith(f"{run_id}/"):
+            raise self._refuse(label, f"the label does not belong to run {run_id!r}")
+        record = self.state.load(label)
+        if record is None:
+            raise self._refuse(label, "this party never advertised keys under it")
+        s = self._secrets(label, record.nonce)
+        if s.digest() != record.keys:
             raise ChannelError(f"party {self.name!r}: the keys of attempt {label!r} were made before a restart; "
                                "sitting this attempt out")
+        if own and (_raw(own["c_pk"]) != s.c_public or _raw(own["s_pk"]) != s.s_public):
+            raise self._refuse(label, "the coordinator echoed keys this party did not advertise")
+        return record, s
+
+    def _verify(self, run_id: str, label: str, bundles: Mapping[str, _Bundle]) -> None:
+        """Every peer's keys must carry its valid signature for this run and label (IdentityError names it)."""
+        seen = self._verified.setdefault(label, set())
+        self._verified.move_to_end(label)
+        while len(self._verified) > 8:
+            self._verified.popitem(last=False)
+        for peer in sorted(bundles):
+            bundle = bundles[peer]
+            if peer == self.name:
+                raise self._refuse(label, "its own name is listed among its peers")
+            if (peer, bundle.digest()) in seen:
+                continue
+            verify_keys(self.verifier, peer, run_id, _keys_protocol(label), _ROLE, bundle.keys(),
+                        SignedKeys(bundle.certificate, bundle.signature))
+            seen.add((peer, bundle.digest()))
 
     def _share_channels(self, label: str, s: _RoundSecrets, c_public: Mapping[str, bytes]) -> SealedChannels:
-        cached = self._channels.get(label)
-        if cached is not None and set(c_public) <= set(cached.peers):
+        key = hashlib.sha256(repr(sorted(c_public.items())).encode()).hexdigest()
+        cached = self._channels.get(f"{label}|{key}")
+        if cached is not None:
             return cached
         channels = SealedChannels(self.name, PartyKeys(s.c_key), dict(c_public), run_id=f"{label}|share")
-        self._channels[label] = channels
-        while len(self._channels) > 4:
+        self._channels[f"{label}|{key}"] = channels
+        while len(self._channels) > 8:
             self._channels.popitem(last=False)
         return channels
 
     # step 0
-    def advertise(self, label: str) -> dict[str, np.ndarray]:
-        s = self._secrets(label)
-        return {"c_pk": _u8(s.c_public), "s_pk": _u8(s.s_public),
-                "b_commit": _u8(hashlib.sha256(s.b_seed).digest())}
+    def advertise(self, run_id: str, label: str) -> dict[str, np.ndarray]:
+        """Fresh keys for a new label (nonce drawn and recorded first); the same keys if asked again."""
+        if not label.startswith(f"{run_id}/"):
+            raise self._refuse(label, f"the label does not belong to run {run_id!r}")
+        record = self.state.load(label)
+        if record is None:
+            nonce = os.urandom(16).hex()
+            s = self._secrets(label, nonce)
+            self.state.save(LabelRecord(label=label, nonce=nonce, keys=s.digest()))
+        else:
+            record, s = self._record(run_id, label, {})
+        signed = sign_keys(self.identity, run_id, _keys_protocol(label), _ROLE,
+                           {"c_pk": s.c_public, "s_pk": s.s_public, "b_commit": s.b_commit})
+        return {"c_pk": _u8(s.c_public), "s_pk": _u8(s.s_public), "b_commit": _u8(s.b_commit),
+                **signed.to_arrays()}
 
     # step 1
-    def share_keys(self, label: str, own: Mapping[str, np.ndarray], threshold: int, holders: Sequence[str],
-                   xs: Sequence[int], c_public: Sequence[bytes]) -> list[bytes]:
+    def share_keys(self, run_id: str, label: str, own: Mapping[str, np.ndarray], threshold: int,
+                   holders: Sequence[str], xs: Sequence[int], bundles: Mapping[str, _Bundle]) -> list[bytes]:
         """Sealed (s-share, b-share) for each holder (its public Shamir index in `xs`), in holder order."""
-        s = self._secrets(label)
-        self._check_own(label, s, own)
-        if self.name in holders or len(set(holders)) != len(holders) or not len(holders) == len(xs) == len(c_public):
+        record, s = self._record(run_id, label, own)
+        if self.name in holders or len(set(holders)) != len(holders) or not len(holders) == len(xs) \
+                or set(bundles) != set(holders):
             raise ValueError(f"party {self.name!r}: share holders, indices and keys do not match")
+        if 2 * threshold <= len(holders) or threshold > len(holders):
+            raise self._refuse(label, f"a threshold of {threshold} of {len(holders)} share holders is not a majority")
+        if len(holders) + 1 < self.min_contributors:
+            raise self._refuse(label, f"{len(holders)} neighbours; at least {self.min_contributors} parties must take part")
+        if record.holders is not None and (sorted(holders) != record.holders or threshold != record.threshold):
+            raise self._refuse(label, "it already gave its shares to another set of holders")
+        self._verify(run_id, label, bundles)
+        record.holders, record.threshold = sorted(holders), int(threshold)
+        self.state.save(record)
         s_shares = shamir.split(s.s_secret, threshold, xs)
         b_shares = shamir.split(s.b_seed, threshold, xs)
-        channels = self._share_channels(label, s, dict(zip(holders, c_public)))
+        channels = self._share_channels(label, s, {p: bundles[p].c_pk for p in holders})
         return [channels.seal_arrays(p, {"s": _u8(shamir.share_to_bytes(s_shares[x])),
                                          "b": _u8(shamir.share_to_bytes(b_shares[x]))}).tobytes()
                 for p, x in zip(holders, xs)]
 
     # step 2
-    def masked_input(self, label: str, own: Mapping[str, np.ndarray], vector: np.ndarray, params: SecAggParams,
-                     s_public: Mapping[str, bytes]) -> np.ndarray:
-        """y = encode(x) + PRG(b) + Σ sign·PRG(s_uv) over the neighbours that shared keys."""
+    def masked_input(self, run_id: str, label: str, own: Mapping[str, np.ndarray], vector: np.ndarray,
+                     params: SecAggParams, bundles: Mapping[str, _Bundle]) -> np.ndarray:
+        """y = encode(x) + PRG(b) + Σ sign·PRG(s_uv) over the neighbours that shared keys; once per label."""
         if label in self._answered:  # asked twice (a transport retry): the same answer, never a second sample
             return self._answered[label]
-        s = self._secrets(label)
-        self._check_own(label, s, own)
+        record, s = self._record(run_id, label, own)
+        if record.masked:
+            raise self._refuse(label, "it already masked an input under these keys; a second one would reveal "
+                               "the difference of the two")
+        if record.holders is None or record.threshold is None:
+            raise self._refuse(label, "it has not shared its keys under it")
+        if not set(bundles) <= set(record.holders):
+            raise self._refuse(label, "asked to mask against parties that hold none of its shares")
+        if len(bundles) < record.threshold:
+            raise self._refuse(label, f"only {len(bundles)} neighbours to mask against, {record.threshold} needed")
+        self._verify(run_id, label, bundles)
+        record.masked = True
+        self.state.save(record)  # before the masked input leaves
         y = encode_vector(vector, params)
         n = y.size
         y += prg_uint64(s.b_seed, f"{label}|self", n)
-        peers = {p: k for p, k in s_public.items() if p != self.name}
-        channels = _mask_channels(self.name, s.s_secret, peers, label)
-        for peer in sorted(peers):
+        channels = _mask_channels(self.name, s.s_secret, {p: b.s_pk for p, b in bundles.items()}, label)
+        for peer in sorted(bundles):
             mask = channels.prg(peer, _MASK_LABEL, n)
             if _sign(self.name, peer) > 0:
                 y += mask
@@ -348,68 +532,112 @@ class SecAggClient:
         return y
 
     # step 3
-    def unmask(self, label: str, own: Mapping[str, np.ndarray], senders: Sequence[str], envelopes: Sequence[bytes],
-               c_public: Sequence[bytes], survivors: Iterable[str], dropped: Iterable[str],
-               min_live: int, live_total: int) -> tuple[list[bytes], list[bytes]]:
-        """Per sender, in order: its b-share if it sent a masked input, else its s-share (never both).
+    def sign_survivors(self, run_id: str, label: str, own: Mapping[str, np.ndarray], survivors: Sequence[str]) -> bytes:
+        """Consistency round: sign the survivor set U3 — only one per label, and only one this party is in."""
+        record, _ = self._record(run_id, label, own)
+        u3 = sorted(set(survivors))
+        if len(u3) != len(survivors):
+            raise self._refuse(label, "the survivor set repeats a name")
+        if self.name not in u3 or not record.masked:
+            raise self._refuse(label, "it is named a survivor but sent no masked input")
+        if len(u3) < self.min_contributors:
+            raise self._refuse(label, f"{len(u3)} survivors, at least {self.min_contributors} needed")
+        if record.signed is not None and record.signed != u3:
+            raise self._refuse(label, "it already signed a different survivor set")
+        if record.signed is None:
+            record.signed = u3
+            self.state.save(record)
+        return self.identity.sign(_survivor_payload(run_id, label, self.name, u3))
 
-        Returns (b-shares of the survivors among `senders`, s-shares of the dropped ones)."""
-        survivors, dropped = set(survivors), set(dropped)
-        if survivors & dropped:
-            raise ValueError(f"party {self.name!r}: a neighbour cannot both survive and drop")
-        if live_total < min_live:
-            raise ValueError(f"party {self.name!r}: only {live_total} masked inputs, fewer than {min_live}")
-        if not len(senders) == len(envelopes) == len(c_public) or not set(senders) <= survivors | dropped:
+    # step 4
+    def unmask(self, run_id: str, label: str, own: Mapping[str, np.ndarray], senders: Sequence[str],
+               envelopes: Sequence[bytes], bundles: Mapping[str, _Bundle], survivors: Sequence[str],
+               signatures: Mapping[str, tuple[bytes, bytes]], min_live: int) -> tuple[list[bytes], list[bytes]]:
+        """Per sender, in order: its b-share if it is in U3 (`survivors`), else its s-share (never both).
+
+        `signatures` maps each signer to (certificate, signature over U3). Returns (b-shares of the
+        senders in U3, s-shares of the others)."""
+        record, s = self._record(run_id, label, own)
+        u3 = sorted(set(survivors))
+        if record.signed is None or record.signed != u3:
+            raise self._refuse(label, "the survivor set differs from the one it signed in the consistency round")
+        need = max(self.min_contributors, int(min_live))
+        valid = 0
+        for signer in sorted(signatures):
+            if signer not in u3:
+                raise self._refuse(label, f"a signature from {signer!r}, who is not a survivor")
+            certificate, signature = signatures[signer]
+            self.verifier.verify(signer, certificate, _survivor_payload(run_id, label, signer, u3), signature)
+            valid += 1
+        if valid < need:
+            raise self._refuse(label, f"only {valid} parties signed the survivor set, {need} needed")
+        if not len(senders) == len(envelopes) == len(set(senders)) or set(bundles) != set(senders):
             raise ValueError(f"party {self.name!r}: senders, envelopes and keys do not match")
-        s = self._secrets(label)
-        self._check_own(label, s, own)
-        channels = self._share_channels(label, s, dict(zip(senders, c_public)))
-        b_out, s_out = [], []
-        for peer, envelope in zip(senders, envelopes):
-            shares = channels.open_arrays(peer, np.frombuffer(envelope, dtype=np.uint8))
-            if peer in survivors:
-                b_out.append(_raw(shares["b"], shamir.SHARE_BYTES))
-            else:
-                s_out.append(_raw(shares["s"], shamir.SHARE_BYTES))
+        if record.holders is None or not set(senders) <= set(record.holders):
+            raise self._refuse(label, "asked for shares of parties that are not its neighbours")
+        self._verify(run_id, label, bundles)
+        kinds = {peer: ("b" if peer in u3 else "s") for peer in senders}
+        conflicts = sorted(p for p, k in kinds.items() if record.revealed.get(p, k) != k)
+        if conflicts:
+            raise self._refuse(label, f"it already revealed the other share of {conflicts} (revealing both would "
+                               "unmask their input)")
+        channels = self._share_channels(label, s, {p: bundles[p].c_pk for p in senders})
+        opened = {peer: channels.open_arrays(peer, np.frombuffer(envelope, dtype=np.uint8))
+                  for peer, envelope in zip(senders, envelopes)}
+        record.revealed.update(kinds)
+        self.state.save(record)  # before any share leaves
+        b_out = [_raw(opened[p]["b"], shamir.SHARE_BYTES) for p in senders if kinds[p] == "b"]
+        s_out = [_raw(opened[p]["s"], shamir.SHARE_BYTES) for p in senders if kinds[p] == "s"]
         return b_out, s_out
 
     # --- message-level adapter (what the party's handlers call) -----------------------------------
-    def respond(self, kind: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Answer a `secagg_keys`, `secagg_share` or `secagg_unmask` request; returns the reply's arrays."""
+    def respond(self, kind: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], *,
+                run_id: str) -> dict[str, np.ndarray]:
+        """Answer a `secagg_keys`, `secagg_share`, `secagg_consistency` or `secagg_unmask` request of run `run_id`."""
         label = str(meta["label"])
         own = {"c_pk": arrays["own.c_pk"], "s_pk": arrays["own.s_pk"]} if "own.c_pk" in arrays else {}
         if kind == "secagg_keys":
-            return self.advertise(label)
+            return self.advertise(run_id, label)
+        if not own:
+            raise self._refuse(label, "the request does not echo this party's keys")
         if kind == "secagg_share":
             holders = [str(p) for p in meta["holders"]]
-            envelopes = self.share_keys(label, own, int(meta["threshold"]), holders, [int(x) for x in meta["index"]],
-                                        _rows(arrays["c_pk"], len(holders), KEY_BYTES))
+            envelopes = self.share_keys(run_id, label, own, int(meta["threshold"]), holders,
+                                        [int(x) for x in meta["index"]], _bundles_from(arrays, holders))
             width = len(envelopes[0]) if envelopes else 0
             return {"envelopes": _stack(envelopes, width)}
+        if kind == "secagg_consistency":
+            return {"signature": _u8(self.sign_survivors(run_id, label, own, [str(p) for p in meta["survivors"]]))}
         if kind == "secagg_unmask":
             senders = [str(p) for p in meta["senders"]]
-            b, s = self.unmask(label, own, senders, _rows(arrays["envelopes"], len(senders)),
-                               _rows(arrays["c_pk"], len(senders), KEY_BYTES), meta["survivors"], meta["dropped"],
-                               int(meta["min_live"]), int(meta["live_total"]))
+            signers = [str(p) for p in meta["signers"]]
+            certificates = _unpack(arrays["signers.certificate"], arrays["signers.certificate_len"], len(signers))
+            signatures = _unpack(arrays["signers.signature"], arrays["signers.signature_len"], len(signers))
+            if len(set(signers)) != len(signers):
+                raise self._refuse(label, "a signer is listed twice")
+            b, s = self.unmask(run_id, label, own, senders, _rows(arrays["envelopes"], len(senders)),
+                               _bundles_from(arrays, senders), [str(p) for p in meta["survivors"]],
+                               {p: (c, g) for p, c, g in zip(signers, certificates, signatures)},
+                               int(meta["min_live"]))
             return {"b": _stack(b, shamir.SHARE_BYTES), "s": _stack(s, shamir.SHARE_BYTES)}
         raise ValueError(f"not a secure aggregation step: {kind!r}")
 
-    def respond_masked(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any],
-                       vector: np.ndarray) -> np.ndarray:
+    def respond_masked(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], vector: np.ndarray, *,
+                       run_id: str) -> np.ndarray:
         """The masked-input step: `meta` is the request's secure-aggregation part, `vector` this party's input."""
         own = {"c_pk": arrays["own.c_pk"], "s_pk": arrays["own.s_pk"]}
         peers = [str(p) for p in meta["peers"]]
         params = SecAggParams(frac_bits=int(meta["frac_bits"]), max_abs=float(meta["max_abs"]))
-        return self.masked_input(str(meta["label"]), own, vector, params,
-                                 dict(zip(peers, _rows(arrays["s_pk"], len(peers), KEY_BYTES))))
+        return self.masked_input(run_id, str(meta["label"]), own, vector, params, _bundles_from(arrays, peers))
 
 
 @dataclass
 class _Stage:
-    keys: dict[str, tuple[bytes, bytes, bytes]] = field(default_factory=dict)  # party -> (c_pk, s_pk, b_commit)
+    keys: dict[str, _Bundle] = field(default_factory=dict)  # party -> its signed keys
     holders: dict[str, list[str]] = field(default_factory=dict)  # party -> who holds its shares (request order)
     envelopes: dict[str, dict[str, bytes]] = field(default_factory=dict)  # sender -> recipient -> envelope
     masked: dict[str, np.ndarray] = field(default_factory=dict)
+    signatures: dict[str, bytes] = field(default_factory=dict)  # party -> its signature over U3
     senders: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)  # holder -> (b-of, s-of) asked
     shares: dict[str, dict[str, bytes]] = field(default_factory=dict)  # holder -> "b.v"/"s.v" -> share
 
@@ -421,13 +649,16 @@ class SecAggServer:
     """The coordinator's side of one attempt: which requests to send, and the unmasked sum.
 
     Knows nothing about transports: the workflow asks for each step's requests, delivers them, and
-    hands back each reply (a party that failed is simply not reported).
+    hands back each reply (a party that failed is simply not reported). One instance sums one vector;
+    a second vector in the same round (e.g. evaluation histograms) is a second instance with its own
+    label.
     """
 
     def __init__(self, params: SecAggParams, parties: Sequence[str], length: int, label: str,
                  rng: np.random.Generator) -> None:
-        if len(parties) < 2:
-            raise SecAggAbort("setup", "secure aggregation needs at least two parties", parties)
+        if len(parties) < params.min_contributors:
+            raise SecAggAbort("setup", f"{len(parties)} parties selected; secure aggregation never sums fewer than "
+                              f"{params.min_contributors} contributors (min_contributors)", parties)
         params.check_capacity(len(parties))
         self.params, self.length, self.label = params, int(length), label
         self.parties = sorted(parties)
@@ -439,13 +670,18 @@ class SecAggServer:
         self.u1: list[str] = []
         self.u2: list[str] = []
         self.u3: list[str] = []
+        self.signed: list[str] = []
         self.u4: list[str] = []
+        self.reached = "setup"  # the last step whose requests were made
         self.dropouts: dict[str, str] = {}  # party -> the step (and error) at which it dropped
 
     # --- helpers -----------------------------------------------------------------------------------
     def _own(self, party: str) -> dict[str, np.ndarray]:
-        c_pk, s_pk, _ = self.st.keys[party]
-        return {"own.c_pk": _u8(c_pk), "own.s_pk": _u8(s_pk)}
+        bundle = self.st.keys[party]
+        return {"own.c_pk": _u8(bundle.c_pk), "own.s_pk": _u8(bundle.s_pk)}
+
+    def _peers(self, names: Sequence[str]) -> dict[str, np.ndarray]:
+        return _bundle_arrays([self.st.keys[q] for q in names])
 
     @property
     def min_live(self) -> int:
@@ -454,21 +690,30 @@ class SecAggServer:
 
     def _require(self, stage: str, live: Sequence[str], needed: int) -> None:
         if len(live) < needed:
-            raise SecAggAbort(stage, f"{len(live)} parties left, {needed} needed (threshold)", live)
+            why = "min_contributors" if needed == self.params.min_contributors else "threshold"
+            raise SecAggAbort(stage, f"{len(live)} parties left, {needed} needed ({why})", live)
 
-    def _key_rows(self, names: Sequence[str], which: int) -> np.ndarray:
-        return _stack([self.st.keys[q][which] for q in names], KEY_BYTES)
+    def _check_recoverable(self, stage: str, answering: set[str], live: Sequence[str]) -> None:
+        """Fail before anyone reveals a share if some secret cannot be rebuilt from the parties still answering."""
+        for v in self.u2:
+            holders = self.graph[v] & answering
+            if len(holders) < self.thresholds[v]:
+                raise SecAggAbort(stage, f"party {v!r} has {len(holders)} live share holders, "
+                                  f"{self.thresholds[v]} needed", live)
 
     # --- step 0: advertise -------------------------------------------------------------------------
     def advertise_requests(self) -> Requests:
+        self.reached = "advertise"
         return {p: ({}, {"label": self.label}) for p in self.parties}
 
     def receive_keys(self, party: str, arrays: Mapping[str, np.ndarray]) -> None:
-        self.st.keys[party] = (_raw(arrays["c_pk"], KEY_BYTES), _raw(arrays["s_pk"], KEY_BYTES),
-                               _raw(arrays["b_commit"], 32))
+        signed = SignedKeys.from_arrays(arrays, party)
+        self.st.keys[party] = _Bundle(_raw(arrays["c_pk"], KEY_BYTES), _raw(arrays["s_pk"], KEY_BYTES),
+                                      _raw(arrays["b_commit"], 32), signed.certificate_pem, signed.signature)
 
     # --- step 1: share keys ------------------------------------------------------------------------
     def share_requests(self) -> Requests:
+        self.reached = "share keys"
         self.u1 = sorted(self.st.keys)
         self._require("advertise", self.u1, self.params.min_live(len(self.parties)))
         self.graph = harary_graph(self.u1, self.params.neighbours, self._rng)
@@ -477,7 +722,7 @@ class SecAggServer:
             holders = sorted(self.graph[p])
             t = self.params.share_threshold(len(holders))
             self.thresholds[p], self.st.holders[p] = t, holders
-            requests[p] = ({**self._own(p), "c_pk": self._key_rows(holders, 0)},
+            requests[p] = ({**self._own(p), **self._peers(holders)},
                            {"label": self.label, "threshold": t, "holders": holders,
                             "index": [self.index[q] for q in holders]})
         return requests
@@ -489,13 +734,14 @@ class SecAggServer:
 
     # --- step 2: masked input ----------------------------------------------------------------------
     def masked_requests(self) -> Requests:
+        self.reached = "masked input"
         self.u2 = sorted(self.st.envelopes)
         self._require("share keys", self.u2, self.min_live)
         live = set(self.u2)
         requests = {}
         for p in self.u2:
             peers = sorted(self.graph[p] & live)
-            requests[p] = ({**self._own(p), "s_pk": self._key_rows(peers, 1)},
+            requests[p] = ({**self._own(p), **self._peers(peers)},
                            {"label": self.label, "peers": peers, "noise_parties": self.min_live,
                             "frac_bits": self.params.frac_bits, "max_abs": self.params.max_abs})
         return requests
@@ -507,29 +753,43 @@ class SecAggServer:
                              f"expected uint64 ({self.length},)")
         self.st.masked[party] = masked
 
-    # --- step 3: unmasking -------------------------------------------------------------------------
-    def unmask_requests(self) -> Requests:
+    # --- step 3: consistency -----------------------------------------------------------------------
+    def consistency_requests(self) -> Requests:
+        self.reached = "consistency"
         self.u3 = sorted(self.st.masked)
         self._require("masked input", self.u3, self.min_live)
-        survivors, dropped = set(self.u3), set(self.u2) - set(self.u3)
-        if not _connected(survivors, self.graph):
+        if not _connected(set(self.u3), self.graph):
             raise SecAggAbort("masked input", "the survivors' neighbour graph is disconnected; unmasking would "
                               "reveal partial sums", self.u3)
-        for v in self.u2:  # fail early, before anyone reveals a share, if some secret cannot be rebuilt
-            holders = self.graph[v] & survivors
-            if len(holders) < self.thresholds[v]:
-                raise SecAggAbort("masked input", f"party {v!r} has {len(holders)} live share holders, "
-                                  f"{self.thresholds[v]} needed", self.u3)
+        self._check_recoverable("masked input", set(self.u3), self.u3)
+        return {u: (self._own(u), {"label": self.label, "survivors": self.u3}) for u in self.u3}
+
+    def receive_signature(self, party: str, arrays: Mapping[str, np.ndarray]) -> None:
+        signature = _raw(arrays["signature"])
+        if not 0 < len(signature) <= 512:
+            raise ValueError(f"party {party!r} sent a malformed signature")
+        self.st.signatures[party] = signature
+
+    # --- step 4: unmasking -------------------------------------------------------------------------
+    def unmask_requests(self) -> Requests:
+        self.reached = "unmasking"
+        self.signed = sorted(self.st.signatures)
+        self._require("consistency", self.signed, self.min_live)
+        self._check_recoverable("consistency", set(self.signed), self.signed)
+        cert, cert_len = _pack([self.st.keys[p].certificate for p in self.signed])
+        sig, sig_len = _pack([self.st.signatures[p] for p in self.signed])
+        signers = {"signers.certificate": cert, "signers.certificate_len": cert_len,
+                   "signers.signature": sig, "signers.signature_len": sig_len}
+        survivors, dropped = set(self.u3), set(self.u2) - set(self.u3)
         requests = {}
-        for u in self.u3:
+        for u in self.signed:
             senders = sorted(self.graph[u] & set(self.u2))
             self.st.senders[u] = ([v for v in senders if v in survivors], [v for v in senders if v in dropped])
-            requests[u] = ({**self._own(u), "c_pk": self._key_rows(senders, 0),
+            requests[u] = ({**self._own(u), **self._peers(senders), **signers,
                             "envelopes": _stack([self.st.envelopes[v][u] for v in senders],
                                                 len(self.st.envelopes[senders[0]][u]) if senders else 0)},
-                           {"label": self.label, "senders": senders,
-                            "survivors": sorted(self.graph[u] & survivors), "dropped": sorted(self.graph[u] & dropped),
-                            "min_live": self.min_live, "live_total": len(self.u3)})
+                           {"label": self.label, "senders": senders, "survivors": self.u3, "signers": self.signed,
+                            "min_live": self.min_live})
         return requests
 
     def receive_unmask(self, party: str, arrays: Mapping[str, np.ndarray]) -> None:
@@ -545,8 +805,8 @@ class SecAggServer:
         if len(collected) < t:
             raise SecAggAbort("unmasking", f"{len(collected)} shares of party {v!r}'s {which}, {t} needed", self.u4)
         secret = shamir.combine(collected, t)
-        c_pk, s_pk, b_commit = self.st.keys[v]
-        expected = b_commit if which == "b" else s_pk
+        bundle = self.st.keys[v]
+        expected = bundle.b_commit if which == "b" else bundle.s_pk
         actual = hashlib.sha256(secret).digest() if which == "b" else \
             _public(X25519PrivateKey.from_private_bytes(secret))
         if actual != expected:
@@ -555,6 +815,7 @@ class SecAggServer:
 
     def result(self) -> np.ndarray:
         """The sum (in Z_2^64) of the masked inputs of every party in `u3`, with all masks removed."""
+        self.reached = "result"
         self.u4 = sorted(self.st.shares)
         self._require("unmasking", self.u4, 1)
         total = np.zeros(self.length, dtype=np.uint64)
@@ -565,7 +826,7 @@ class SecAggServer:
         survivors = set(self.u3)
         for v in sorted(set(self.u2) - survivors):
             neighbours = sorted(self.graph[v] & survivors)
-            channels = _mask_channels(v, self._rebuild("s", v), {u: self.st.keys[u][1] for u in neighbours},
+            channels = _mask_channels(v, self._rebuild("s", v), {u: self.st.keys[u].s_pk for u in neighbours},
                                       self.label)
             for u in neighbours:
                 mask = channels.prg(u, _MASK_LABEL, self.length)
@@ -576,30 +837,40 @@ class SecAggServer:
         return total
 
     def summary(self) -> dict[str, object]:
-        """Public facts of this attempt for the audit log (who took part at each step, the graph degree)."""
+        """Public facts of this attempt for the audit log: who took part at each step, the graph, the minimum.
+
+        A party is listed as dropped at a step only if that step was run (an attempt that aborted before
+        unmasking lists nobody as dropped after masking).
+        """
         degree = None if not self.graph else min(len(n) for n in self.graph.values())
+        unmasked = self.reached == "result"
         return {"label": self.label, "selected": len(self.parties), "advertised": len(self.u1),
-                "shared": len(self.u2), "masked": len(self.u3), "unmasked": len(self.u4),
-                "dropped_before_masking": sorted(set(self.u2) - set(self.u3)),
-                "dropped_after_masking": sorted(set(self.u3) - set(self.u4)),
+                "shared": len(self.u2), "masked": len(self.u3), "signed": len(self.signed),
+                "unmasked": len(self.u4) if unmasked else None, "reached": self.reached,
+                "dropped_before_masking": sorted(set(self.u2) - set(self.u3))
+                if self.reached in ("consistency", "unmasking", "result") else [],
+                "dropped_after_masking": sorted(set(self.u3) - set(self.u4)) if unmasked else [],
                 "failed": dict(sorted(self.dropouts.items())),
                 "neighbours": degree, "complete_graph": self.params.neighbours is None or
                 (degree is not None and degree >= len(self.u1) - 1),
+                "min_contributors": self.params.min_contributors,
                 "min_live": self.min_live if self.u1 else None}
 
 
 Call = Callable[[str, str, Mapping[str, np.ndarray], Mapping[str, Any]], "Mapping[str, np.ndarray] | None"]
 
 
-def run_secagg(server: SecAggServer, call: Call) -> np.ndarray:
+def run_secagg(server: SecAggServer, call: Call, masked_kind: str = "fit") -> np.ndarray:
     """Drive one attempt: `call(kind, party, arrays, meta)` delivers a request and returns the reply's
     arrays, or None if the party failed (dropped). Malformed replies count as dropouts too.
+    `masked_kind` is the message kind that carries the masked-input request (the workflow's own step).
 
-    Returns the unmasked sum in Z_2^64; raises SecAggAbort below the threshold.
+    Returns the unmasked sum in Z_2^64; raises SecAggAbort below the threshold or min_contributors.
     """
     steps = ((server.advertise_requests, "secagg_keys", server.receive_keys),
              (server.share_requests, "secagg_share", server.receive_shares),
-             (server.masked_requests, "fit", lambda p, a: server.receive_masked(p, a["masked"])),
+             (server.masked_requests, masked_kind, lambda p, a: server.receive_masked(p, a["masked"])),
+             (server.consistency_requests, "secagg_consistency", server.receive_signature),
              (server.unmask_requests, "secagg_unmask", server.receive_unmask))
     for make, kind, receive in steps:
         for party, (arrays, meta) in make().items():
