@@ -56,9 +56,11 @@ def test_fit_sample_report(files) -> None:
                "--real", str(files / "train.csv"), "--holdout", str(files / "holdout.csv"),
                "--out", str(files / "report"), "--group", "sector", "--constraint", "debt_to_revenue <= 3",
                "--sampling", str(files / "synth.sampling.json")])
-    assert "tstr_auc" in out and (files / "report" / "report.html").exists()
-    doc = json.loads((files / "report" / "report.json").read_text())
-    assert doc["constraints"][0]["violations"] == 0 and "bias" in doc
+    assert "tstr_auc" in out and (files / "report" / "report.confidential.html").exists()
+    doc = json.loads((files / "report" / "report.confidential.json").read_text())
+    assert doc["constraints"][0]["violations"] == 0 and "bias" in doc and "fidelity" in doc
+    shareable = json.loads((files / "report" / "report.releasable.json").read_text())
+    assert shareable["constraints"][0]["violations"] == 0 and "fidelity" not in shareable
 
 
 def test_errors_name_file_column_or_field(files, tmp_path) -> None:
@@ -91,7 +93,8 @@ def test_federated_demo(tmp_path) -> None:
     assert out.count("ε spent") == 3
     model = SynthModel.load(tmp_path / "fm")
     assert model.receipt["federated"] and len(model.receipt["parties"]) == 3
-    assert (tmp_path / "rep" / "report.html").exists()
+    assert (tmp_path / "rep" / "report.releasable.html").exists()
+    assert (tmp_path / "rep" / "report.confidential.html").exists()
 
 
 def test_example_schema_and_spec(files, tmp_path) -> None:

@@ -56,12 +56,17 @@ def test_dp_synthesis_passes_the_privacy_checks_and_report_is_written(split, tmp
     assert doc["privacy_receipt"]["epsilon"] == 1.0
     assert "real_violation_rate" in doc["constraints"][0]
     paths = write_evaluation(doc, tmp_path / "report")
-    html = paths["html"].read_text()
+    html = paths["confidential_html"].read_text()
     ET.fromstring(html.split("\n", 1)[1])  # well-formed XML after the doctype
     assert "Privacy receipt" in html and "Bias report" in html
-    data = json.loads(paths["json"].read_text())
+    data = json.loads(paths["confidential_json"].read_text())
     assert data["utility"]["tstr_auc"] == pytest.approx(head["tstr_auc"])
-    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["report.html", "report.json"]
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == [
+        "report.confidential.html", "report.confidential.json", "report.releasable.html", "report.releasable.json"]
+    assert "CONFIDENTIAL TO THE DATA OWNER" in html
+    releasable = paths["releasable_html"].read_text()
+    ET.fromstring(releasable.split("\n", 1)[1])
+    assert "Privacy receipt" in releasable and "Fidelity" not in releasable and "Utility" not in releasable
 
 
 def test_evaluation_skips_what_it_cannot_compute(split) -> None:

@@ -160,7 +160,8 @@ def sample_cmd(
 def report_cmd(
     synthetic: Path = typer.Option(..., "--synthetic", help="Synthetic CSV."),
     real: Path = typer.Option(..., "--real", help="The real CSV the model was fitted on."),
-    out: Path = typer.Option(..., "--out", help="Folder for report.html and report.json."),
+    out: Path = typer.Option(..., "--out", help="Folder for report.releasable.{html,json} and the confidential "
+                             "report.confidential.{html,json} (exact statistics of the real table)."),
     model_dir: Optional[Path] = typer.Option(None, "--model", help="Model folder (schema, receipt, bias 'before')."),
     schema: Optional[Path] = typer.Option(None, "--schema", help="Schema file (if no --model)."),
     holdout: Optional[Path] = typer.Option(None, "--holdout", help="Real rows NOT used for fitting (utility, privacy)."),
@@ -188,7 +189,9 @@ def report_cmd(
         _fail(exc)
     for key, value in headline(doc).items():
         console.print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
-    console.print(f"Report: {escape(str(paths['html']))} and {escape(str(paths['json']))}")
+    console.print(f"Releasable report (synthetic table + DP receipt only): {escape(str(paths['releasable_html']))}")
+    console.print(f"[bold red]Confidential[/] report (exact statistics of the real table, data owner only): "
+                  f"{escape(str(paths['confidential_html']))} (and .json beside each)")
 
 
 def _split(table: dict[str, np.ndarray], fraction: float, rng: np.random.Generator) -> tuple[dict, dict]:
@@ -259,4 +262,6 @@ def federated_cmd(
     console.print(table)
     for name, party in model.receipt["parties"].items():
         console.print(f"  {name}: ε spent {party['epsilon_spent']:.4f} of {epsilon:g} ({len(party['releases'])} releases)")
-    console.print(f"Fit + sample: {seconds:.2f} s. Model: {escape(str(out))}. Report: {escape(str(paths['html']))}")
+    console.print(f"Fit + sample: {seconds:.2f} s. Model: {escape(str(out))}. Reports: "
+                  f"{escape(str(paths['releasable_html']))} (releasable) and {escape(str(paths['confidential_html']))} "
+                  "(confidential: exact statistics of the simulated real tables)")

@@ -1,8 +1,13 @@
 """One evaluation of a synthetic table: fidelity, utility, privacy, constraints, bias, and the receipt.
 
-The evaluation compares against real data, so it runs where the real data is (the data owner's side)
-and its output is for the data owner; the synthetic table and the model's receipt are what may be
-shared. Every part that lacks its inputs is skipped and says why.
+The evaluation compares against real data, so it runs where the real data is (the data owner's side).
+Its full document is CONFIDENTIAL TO THE DATA OWNER: fidelity (real means, pair tables), TSTR/TRTR on
+real rows, distances to real records, the membership attack, real constraint-violation rates and real
+group rates are exact statistics of the real table, not DP releases. `releasable_part` keeps only what
+is post-processing of the DP model: statistics of the synthetic table, the model's own (DP) group
+statistics, the sampling report and the privacy receipt. It is built from a whitelist, so a field added
+to the evaluation later stays confidential until someone decides otherwise. Every part that lacks its
+inputs is skipped and says why (in the confidential document: a reason may describe the real table).
 """
 
 from __future__ import annotations
@@ -21,7 +26,12 @@ from sampan.synth.privacy_eval import privacy
 from sampan.synth.schema import SynthSchema
 from sampan.synth.tstr import utility
 
-__all__ = ["evaluate", "headline"]
+__all__ = ["CONFIDENTIAL_NOTICE", "RELEASABLE_NOTICE", "evaluate", "headline", "releasable_part"]
+
+CONFIDENTIAL_NOTICE = ("Confidential to the data owner: contains exact statistics of the real table (not protected "
+                       "by differential privacy). Do not share; share the releasable report instead.")
+RELEASABLE_NOTICE = ("Releasable: computed only from the synthetic table and the model's DP tables and receipt "
+                     "(post-processing of the DP release); no statistic of the real table.")
 
 
 def _rows(table: Mapping[str, np.ndarray]) -> int:
@@ -55,7 +65,8 @@ def evaluate(
     """The evaluation document (JSON-able). ``real_train``: the rows the synthesiser was fitted on;
     ``holdout``: real rows it never saw (needed for utility and the privacy baselines)."""
     started = time.perf_counter()
-    doc: dict[str, Any] = {"rows": {"synthetic": _rows(synthetic)}, "skipped": {}}
+    doc: dict[str, Any] = {"confidentiality": {"audience": "data owner only", "notice": CONFIDENTIAL_NOTICE},
+                           "rows": {"synthetic": _rows(synthetic)}, "skipped": {}}
     if real_train is not None:
         doc["rows"]["real_train"] = _rows(real_train)
         doc["fidelity"] = fidelity(real_train, synthetic, schema)
@@ -114,3 +125,21 @@ def headline(doc: Mapping[str, Any]) -> dict[str, float]:
     if doc.get("constraints"):
         out["constraint_violations_count"] = sum(c["violations"] for c in doc["constraints"])
     return {k: v for k, v in out.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
+
+
+def releasable_part(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of an evaluation that may leave the data owner: a whitelist of fields that depend only on
+    the synthetic table and the DP model (see the module doc)."""
+    out: dict[str, Any] = {"confidentiality": {"audience": "releasable", "notice": RELEASABLE_NOTICE},
+                           "rows": {"synthetic": doc["rows"]["synthetic"]}}
+    if doc.get("constraints"):
+        out["constraints"] = [{k: c[k] for k in ("constraint", "violations", "violation_rate")}
+                              for c in doc["constraints"]]
+    if doc.get("bias"):
+        out["bias"] = {col: {k: entry[k] for k in ("before_model", "after_synthetic") if k in entry}
+                       for col, entry in doc["bias"].items()}
+    if "sampling" in doc:
+        out["sampling"] = doc["sampling"]
+    if "privacy_receipt" in doc:
+        out["privacy_receipt"] = doc["privacy_receipt"]
+    return out
