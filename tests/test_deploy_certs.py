@@ -97,20 +97,20 @@ def test_the_authenticator_checks_ca_validity_revocation_role_membership_and_pin
     ca = init_ca(tmp_path / "ca")
     other = init_ca(tmp_path / "other")
     members = {"bank_a": "party", "bank_b": "party", "ops": "operator"}
-    auth = CertificateAuthenticator(ca.cert, crl=ca.crl, members=members, pins_file=tmp_path / "pins.json")
+    auth = CertificateAuthenticator(ca.cert, crl=ca.crl, members=members, pins_file=tmp_path / "pins.json",
+                                    issued=ca.index)
     good = _issue(tmp_path, ca.directory, "bank_a")
     assert auth.verify(good).name == "bank_a" and auth.verify(good).role == "party"
-    assert json.loads((tmp_path / "pins.json").read_text()) == {"bank_a": spki_pin(good)}
+    assert not (tmp_path / "pins.json").exists()  # pins come from the CA's record, nothing is trusted on first use
 
     now = dt.datetime.now(dt.timezone.utc)
     cases = {
         "unknown_ca": _issue(tmp_path, other.directory, "bank_b"),
         "expired": _issue(tmp_path, ca.directory, "bank_b", not_before=now - dt.timedelta(days=9),
                           not_after=now - dt.timedelta(days=1)),
-        "not_yet_valid": _issue(tmp_path, ca.directory, "bank_b", not_before=now + dt.timedelta(days=1)),
+        "not_yet_valid": _issue(tmp_path, ca.directory, "bank_b", not_before=now + dt.timedelta(days=1), rekey=True),
         "not_a_member": _issue(tmp_path, ca.directory, "bank_z"),
-        "wrong_role": _issue(tmp_path, ca.directory, "bank_b", "operator"),
-        "pin_mismatch": _issue(tmp_path, ca.directory, "bank_a"),  # same name, new key: pinned on first use
+        "wrong_role": _issue(tmp_path, ca.directory, "bank_b", "operator", rekey=True),
     }
     for code, cert in cases.items():
         with pytest.raises(AuthenticationError) as info:
@@ -119,8 +119,10 @@ def test_the_authenticator_checks_ca_validity_revocation_role_membership_and_pin
 
     pinned = CertificateAuthenticator(ca.cert, members=members, pins={"bank_b": "sha256:" + "0" * 64})
     with pytest.raises(AuthenticationError, match="pinned"):
-        pinned.verify(_issue(tmp_path, ca.directory, "bank_b"))
-    revoked = _issue(tmp_path, ca.directory, "bank_b")
+        pinned.verify(_issue(tmp_path, ca.directory, "bank_b", rekey=True))
+    with pytest.raises(AuthenticationError, match="never trusted on first use"):
+        CertificateAuthenticator(ca.cert, members=members).verify(good)
+    revoked = _issue(tmp_path, ca.directory, "bank_b", rekey=True)
     assert auth.verify(revoked).name == "bank_b"
     revoke(ca.directory, serial=format(revoked.serial_number, "x"))
     with pytest.raises(AuthenticationError) as info:

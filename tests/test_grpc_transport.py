@@ -45,7 +45,8 @@ class Loopback:
         members = {name: "party" for name in handlers}
         self.limits = limits or Limits()
         self.hub = Hub(HubSettings(limits=self.limits, rejoin_timeout_s=rejoin_timeout_s),
-                       CertificateAuthenticator(ca.cert, crl=ca.crl, members=members), members)
+                       CertificateAuthenticator(ca.cert, crl=ca.crl, members=members, issued=ca.index),
+                       members)
         creds = grpc.ssl_server_credentials(
             [((root / "coordinator" / "coordinator.key").read_bytes(),
               (root / "coordinator" / "coordinator.crt").read_bytes())],

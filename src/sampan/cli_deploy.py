@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 from rich.console import Console
@@ -39,9 +39,25 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from sampan.config import ConfigError
     from sampan.data import DataValidationError
     from sampan.deploy.certs import CertError
+    from sampan.deploy.keyfiles import KeyFileError
     from sampan.runtime.store import StoreError
 
-    return (ConfigError, CertError, DataValidationError, StoreError, FileNotFoundError)
+    return (ConfigError, CertError, KeyFileError, DataValidationError, StoreError, FileNotFoundError)
+
+
+def _new_passphrase(encrypt: bool) -> bytes | None:
+    """For a new key: $SAMPAN_KEY_PASSPHRASE, else typed twice; None unless --encrypt."""
+    from sampan.deploy.keyfiles import passphrase_from_env
+
+    if not encrypt:
+        return None
+    value = passphrase_from_env()
+    if value:
+        return value
+    typed = typer.prompt("passphrase for the new private key", hide_input=True, confirmation_prompt=True)
+    if not typed:
+        _fail("an empty passphrase encrypts nothing")
+    return str(typed).encode()
 
 
 # --- certificates --------------------------------------------------------------------------------------
@@ -51,12 +67,14 @@ def certs_init(
     name: str = typer.Option("Sampan consortium CA", help="CA name on its certificate."),
     days: int = typer.Option(3650, min=1, help="CA validity."),
     force: bool = typer.Option(False, help="Replace an existing CA key."),
+    encrypt: bool = typer.Option(False, "--encrypt", help="Encrypt the CA key with a passphrase "
+                                 "($SAMPAN_KEY_PASSPHRASE, else prompted); asked for whenever the key is used."),
 ) -> None:
     """Create the consortium CA (once, at the consortium operator)."""
     from sampan.deploy.certs import init_ca, load_cert, spki_pin
 
     try:
-        files = init_ca(directory, name=name, days=days, force=force)
+        files = init_ca(directory, name=name, days=days, force=force, passphrase=_new_passphrase(encrypt))
     except _user_errors() as exc:
         _fail(exc)
     console.print(f"CA created: {files.cert} (key {files.key}, mode 0600; CRL {files.crl}). "
@@ -71,12 +89,15 @@ def certs_request(
     dns: list[str] = typer.Option([], "--dns", help="Coordinator only: DNS name parties dial (repeatable)."),
     ip: list[str] = typer.Option([], "--ip", help="Coordinator only: IP address parties dial (repeatable)."),
     organisation: Optional[str] = typer.Option(None, help="Organisation name on the certificate."),
+    encrypt: bool = typer.Option(False, "--encrypt", help="Encrypt the key with a passphrase ($SAMPAN_KEY_PASSPHRASE, "
+                                 "else prompted); agents then read it from $SAMPAN_KEY_PASSPHRASE or a prompt."),
 ) -> None:
     """Make this member's key and a certificate signing request, here. The key never leaves this machine."""
     from sampan.deploy.certs import create_request
 
     try:
-        key, csr = create_request(name, role, directory, dns=dns, ips=ip, organisation=organisation)
+        key, csr = create_request(name, role, directory, dns=dns, ips=ip, organisation=organisation,
+                                  passphrase=_new_passphrase(encrypt))
     except (*_user_errors(), ValueError) as exc:
         _fail(exc)
     console.print(f"Key {key} (mode 0600, keep it here). Send {csr} to the consortium CA operator.")
@@ -88,17 +109,62 @@ def certs_sign(
     ca_dir: Path = typer.Option(Path("ca"), "--ca-dir", help="The CA folder made by `certs init`."),
     days: int = typer.Option(365, min=1, help="Certificate validity."),
     out: Optional[Path] = typer.Option(None, help="Certificate path (default: next to the CSR, .crt)."),
+    rekey: bool = typer.Option(False, "--rekey", help="The member really changed its key: sign the new one and revoke "
+                               "every other certificate of that name (else a second key for a name is refused)."),
 ) -> None:
     """Sign a member's CSR with the consortium CA; prints the key pin for coordinator.toml."""
     from sampan.deploy.certs import describe_cert, load_cert, sign_request
 
     try:
-        path = sign_request(csr, ca_dir, out=out, days=days)
+        path = sign_request(csr, ca_dir, out=out, days=days, rekey=rekey)
         info = describe_cert(load_cert(path))
     except _user_errors() as exc:
         _fail(exc)
     console.print(f"Signed {path}: {info['name']} ({info['role']}), valid until {info['not_after']}.")
     console.print(f'Pin for coordinator.toml: pin = "{info["pin"]}"', soft_wrap=True)
+    if rekey:
+        console.print(f"Re-keyed {info['name']}: its other certificates are revoked. Distribute "
+                      f"{ca_dir / 'crl.pem'} and {ca_dir / 'issued.json'} to the coordinator; "
+                      f"if it pins {info['name']} explicitly, run `sampan certs repin` there.", soft_wrap=True)
+
+
+@certs_app.command("crl")
+def certs_crl(
+    ca_dir: Path = typer.Option(Path("ca"), "--ca-dir"),
+    days: float = typer.Option(30.0, min=0.01, help="Days until the CRL's nextUpdate (coordinators refuse to start "
+                               "runs on a CRL past it)."),
+) -> None:
+    """Re-sign the CRL with a fresh nextUpdate (do it before the current one passes)."""
+    from sampan.deploy.certs import refresh_crl
+
+    try:
+        crl = refresh_crl(ca_dir, days=days)
+    except _user_errors() as exc:
+        _fail(exc)
+    console.print(f"CRL {crl} re-signed, valid for {days:g} days; distribute it to the coordinator and parties.")
+
+
+@certs_app.command("repin")
+def certs_repin(
+    name: str = typer.Argument(..., help="The member whose key changed legitimately."),
+    cert: Path = typer.Option(..., "--cert", help="The member's new certificate."),
+    config: Path = typer.Option(..., "--config", help="coordinator.toml (its state_dir holds the pins file)."),
+) -> None:
+    """At the coordinator: accept a member's new key (after a deliberate re-key at the CA) by pinning it."""
+    from sampan.deploy.certs import CertError, repin
+    from sampan.deploy.config import load_coordinator_config
+
+    try:
+        cfg = load_coordinator_config(config)
+        member = next((m for m in cfg.members if m.name == name), None)
+        if member is None:
+            raise CertError(f"{name!r} is not a member in {config}")
+        if member.pin:
+            raise CertError(f"{config} pins {name!r} itself (members.pin); replace that pin there")
+        pin = repin(Path(cfg.coordinator.state_dir) / "pins.json", name, cert, cfg.tls.ca)
+    except _user_errors() as exc:
+        _fail(exc)
+    console.print(f"{name} is now pinned to {pin}; the coordinator uses it for the next connection.", soft_wrap=True)
 
 
 @certs_app.command("revoke")
@@ -135,15 +201,18 @@ def certs_show(cert: Path = typer.Argument(..., help="A certificate file.")) -> 
 
 
 # --- agents ------------------------------------------------------------------------------------------
-def _setup_logging(log_file: str | None, capture_grpc: bool) -> None:
+def _setup_logging(log_file: str | None, capture_grpc: bool,
+                   on_refusal: "Callable[[str, str], None] | None" = None) -> None:
     stream = sys.stderr
     if capture_grpc:
         from sampan.deploy.grpclog import capture_grpc_core_log
 
-        stream = capture_grpc_core_log()
+        stream = capture_grpc_core_log(on_refusal=on_refusal)
     handlers: list[logging.Handler] = [logging.StreamHandler(stream)]
     if log_file:
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        from sampan.files import private_file
+
+        private_file(log_file)  # 0600 before the first line: logs name peers, members and refusals
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -169,11 +238,19 @@ def coordinator_serve(config: Path = typer.Option(..., "--config", help="coordin
         cfg = load_coordinator_config(config)
     except _user_errors() as exc:
         _fail(exc)
-    _setup_logging(cfg.coordinator.log_file, capture_grpc=True)
+    audit: list[Callable[..., object]] = []  # TLS-layer refusals go to the audit log once the coordinator exists
+
+    def tls_refusal(code: str, reason: str) -> None:
+        if audit:
+            audit[0]("peer_refused", {"who": "", "peer": "unknown (refused in gRPC's TLS layer)", "code": code,
+                                      "reason": reason, "layer": "tls"}, peer="tls-layer")
+
+    _setup_logging(cfg.coordinator.log_file, capture_grpc=True, on_refusal=tls_refusal)
     stop = threading.Event()
     _stop_on_signals(stop)
     try:
         coordinator = Coordinator(cfg)
+        audit.append(coordinator.security.record)
         coordinator.start()
     except (*_user_errors(), OSError) as exc:
         _fail(exc)
@@ -214,9 +291,12 @@ def party_serve(config: Path = typer.Option(..., "--config", help="party.toml"))
 def _operator_credentials(ca: Path, cert: Path, key: Path):  # type: ignore[no-untyped-def]
     import grpc
 
+    from sampan.deploy.keyfiles import KeyFileError, unencrypted_pem
+
     try:
-        return grpc.ssl_channel_credentials(ca.read_bytes(), key.read_bytes(), cert.read_bytes())
-    except OSError as exc:
+        return grpc.ssl_channel_credentials(ca.read_bytes(), unencrypted_pem(key, what="operator's private key"),
+                                            cert.read_bytes())
+    except (OSError, KeyFileError) as exc:
         _fail(exc)
 
 

@@ -1,16 +1,70 @@
-"""Atomic writes: a reader sees the old file/folder or the new one, never a half-written one."""
+"""Atomic writes (a reader sees the old file/folder or the new one, never a half-written one) and private files.
+
+Private files (keys, stores, pin files, logs) are created 0600 in 0700 folders from the start, never
+chmod-ed after the fact, so there is no window in which another local user could open them.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import stat
 import tempfile
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+__all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "private_directory",
+           "private_file", "open_private_append", "check_private_mode", "InsecureFileError", "PRIVATE_FILE",
+           "PRIVATE_DIR"]
+
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+
+
+class InsecureFileError(PermissionError):
+    """A secret file (key) that other local users can read or write; the message says how to fix it."""
+
+
+def private_directory(path: str | os.PathLike[str]) -> Path:
+    """Create ``path`` (and missing parents) 0700; an existing folder that others can enter is tightened
+    if this user owns it. Returns the path."""
+    target = Path(path)
+    if not target.exists():
+        target.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+        os.chmod(target, PRIVATE_DIR)  # mkdir's mode is filtered by the umask
+    elif target.is_dir() and stat.S_IMODE(target.stat().st_mode) & 0o077 and target.stat().st_uid == os.getuid():
+        os.chmod(target, PRIVATE_DIR)
+    return target
+
+
+def private_file(path: str | os.PathLike[str]) -> Path:
+    """Make sure ``path`` exists and is 0600 before anything (SQLite, a log handler) writes secrets into it."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE)
+    finally:
+        os.close(fd)
+    return target
+
+
+def open_private_append(path: str | os.PathLike[str]) -> int:
+    """An ``opener`` for ``open()`` / logging handlers: append, created 0600."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE)
+    os.fchmod(fd, PRIVATE_FILE)
+    return fd
+
+
+def check_private_mode(path: str | os.PathLike[str], what: str = "private key") -> None:
+    """Refuse a secret file that other local users can read or write (group/world bits set)."""
+    target = Path(path)
+    mode = stat.S_IMODE(target.stat().st_mode)
+    if mode & 0o077:
+        raise InsecureFileError(f"{what} {str(target)!r} is accessible to other users (mode {mode:04o}); "
+                                f"run: chmod 600 {target}")
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> Path:

@@ -2,17 +2,26 @@
 
 Flow (each step on the machine of whoever owns the key):
 
-1. the consortium operator runs `init_ca` once: CA key (0600), CA certificate, an empty signed CRL;
+1. the consortium operator runs `init_ca` once: CA key (0600, optionally passphrase-encrypted, in a
+   0700 folder), CA certificate, an empty signed CRL and an empty signed issuance record;
 2. every member runs `create_request` itself: its ECDSA P-256 key is generated and stays on its
-   machine (0600); only the CSR travels to the operator;
+   machine (0600, optionally passphrase-encrypted); only the CSR travels to the operator;
 3. the operator runs `sign_request`: the certificate names the member (CN), its role (OU: party,
    coordinator or operator) and carries an extended key usage that fits the role (serverAuth for the
-   coordinator, clientAuth for the others) — so a party certificate cannot serve as a coordinator;
+   coordinator, clientAuth for the others) — so a party certificate cannot serve as a coordinator.
+   A name is issued to one key only: a CSR for a name the CA already issued to another key is
+   refused unless the operator re-keys deliberately (`rekey=True`), which revokes the old certificates;
 4. `revoke` adds a serial to the CRL, which coordinators and parties re-read when it changes.
 
+Every issuance and revocation is written to the CA's issuance record (`issued.json`, whose entries the
+CA signs). The coordinator takes its members' key pins from that record, never from
+whichever key connects first: an impostor whose certificate was signed by mistake cannot take over a
+name, and a legitimate re-key (`sign --rekey`) moves the pin with it. A pin fixed in coordinator.toml
+or by `repin` (the coordinator's own pins file) overrides the record and must be moved deliberately.
+
 `CertificateAuthenticator` is what the coordinator applies to every stream after gRPC's TLS layer
-has verified the chain: the CA signature again, the validity period, the CRL, the role, membership,
-and the pin of the member's public key (configured, or recorded on first use).
+has verified the chain: the CA signature again, the validity period, the CRL (and that it is still
+fresh: its nextUpdate has not passed), the role, membership, and the pin of the member's public key.
 """
 
 from __future__ import annotations
@@ -35,12 +44,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from sampan.files import atomic_write_bytes
+from sampan.deploy.keyfiles import (
+    KeyFileError, check_key_mode, is_encrypted, load_private_key, passphrase_for, write_private_key,
+)
+from sampan.files import atomic_write_bytes, private_directory
 from sampan.transport.grpc_hub import AuthenticationError, Identity
 
 __all__ = [
     "ROLES", "CertError", "CAFiles", "init_ca", "create_request", "sign_request", "revoke", "spki_pin", "load_cert",
     "cert_identity", "CertificateAuthenticator", "probe_coordinator", "write_private", "describe_cert",
+    "IssuedRecord", "refresh_crl", "repin", "read_crl",
 ]
 
 ROLES = ("party", "coordinator", "operator")
@@ -66,11 +79,6 @@ def write_public(path: Path, data: bytes) -> None:
     atomic_write_bytes(path, data, 0o644)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-
-
 def _check_name(name: str) -> None:
     if not NAME_RE.match(name):
         raise CertError(f"name {name!r} must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit")
@@ -90,13 +98,12 @@ def load_cert(path: str | Path) -> x509.Certificate:
         raise CertError(f"{path}: not a PEM certificate ({exc})") from None
 
 
-def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
+def _load_key(path: Path, what: str = "CA key") -> ec.EllipticCurvePrivateKey:
+    """A private key, refused if others can read it; decrypted with the passphrase if encrypted."""
     try:
-        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
-    except FileNotFoundError:
-        raise CertError(f"key file {str(path)!r} does not exist") from None
-    except (ValueError, TypeError) as exc:
-        raise CertError(f"{path}: not an unencrypted PEM private key ({exc})") from None
+        key = load_private_key(path, what=what)
+    except KeyFileError as exc:
+        raise CertError(str(exc)) from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise CertError(f"{path}: expected an ECDSA key")
     return key
@@ -104,7 +111,12 @@ def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
 
 def spki_pin(cert: x509.Certificate) -> str:
     """SHA-256 of the certificate's public key (SubjectPublicKeyInfo): stable across re-issues of the same key."""
-    spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return spki_pin_of_key(cert.public_key())
+
+
+def spki_pin_of_key(key: object) -> str:
+    spki = key.public_bytes(serialization.Encoding.DER,  # type: ignore[attr-defined]
+                            serialization.PublicFormat.SubjectPublicKeyInfo)
     return "sha256:" + hashlib.sha256(spki).hexdigest()
 
 
@@ -149,19 +161,32 @@ class CAFiles:
     def index(self) -> Path:
         return self.directory / "issued.json"
 
+def _canonical_entries(entries: Mapping[str, object]) -> bytes:
+    return json.dumps(entries, sort_keys=True, separators=(",", ":")).encode()
+
 
 def _read_index(files: CAFiles) -> dict[str, dict[str, object]]:
     if not files.index.exists():
         return {}
-    return json.loads(files.index.read_text(encoding="utf-8"))
+    data = json.loads(files.index.read_text(encoding="utf-8"))
+    return data["entries"] if "entries" in data and "signature" in data else data  # (older records: unsigned)
+
+
+def _write_index(files: CAFiles, index: Mapping[str, object], key: ec.EllipticCurvePrivateKey) -> None:
+    """The issuance record with the CA's signature over its entries, in one file replaced atomically
+    (a coordinator never reads new entries with an old signature)."""
+    signature = key.sign(_canonical_entries(index), ec.ECDSA(hashes.SHA256())).hex()
+    write_public(files.index, json.dumps({"entries": index, "signature": signature}, indent=1, sort_keys=True).encode())
 
 
 def init_ca(directory: str | Path, *, name: str = "Sampan consortium CA", days: int = 3650,
-            force: bool = False) -> CAFiles:
-    """Create the consortium CA: key (0600), self-signed certificate, empty CRL."""
+            force: bool = False, passphrase: bytes | None = None) -> CAFiles:
+    """Create the consortium CA: key (0600, encrypted if a passphrase is given), self-signed certificate,
+    empty CRL and empty signed issuance record, in a 0700 folder."""
     files = CAFiles(Path(directory))
     if files.key.exists() and not force:
         raise CertError(f"{files.key} exists; refusing to overwrite a CA key (use force to replace it)")
+    private_directory(files.directory)
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name),
                          x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "ca")])
@@ -175,15 +200,15 @@ def init_ca(directory: str | Path, *, name: str = "Sampan consortium CA", days: 
                                          key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256()))
-    write_private(files.key, _key_pem(key))
+    write_private_key(files.key, key, passphrase)
     write_public(files.cert, cert.public_bytes(serialization.Encoding.PEM))
-    write_public(files.index, b"{}")
+    _write_index(files, {}, key)
     _write_crl(files, key, cert, {})
     return files
 
 
 def _write_crl(files: CAFiles, key: ec.EllipticCurvePrivateKey, ca: x509.Certificate,
-               revoked: Mapping[str, dict[str, object]], days: int = 30) -> None:
+               revoked: Mapping[str, dict[str, object]], days: float = 30) -> None:
     now = _now()
     builder = (x509.CertificateRevocationListBuilder().issuer_name(ca.subject).last_update(now - CLOCK_SLACK)
                .next_update(now + dt.timedelta(days=days)))
@@ -195,9 +220,19 @@ def _write_crl(files: CAFiles, key: ec.EllipticCurvePrivateKey, ca: x509.Certifi
     write_public(files.crl, crl.public_bytes(serialization.Encoding.PEM))
 
 
+def refresh_crl(ca_directory: str | Path, *, days: float = 30) -> Path:
+    """Re-sign the CRL with a new nextUpdate (coordinators refuse to start runs on a CRL past it)."""
+    files = CAFiles(Path(ca_directory))
+    revoked = {s: e for s, e in _read_index(files).items() if "revoked_at" in e}
+    _write_crl(files, _load_key(files.key), load_cert(files.cert), revoked, days)
+    return files.crl
+
+
 def create_request(name: str, role: str, directory: str | Path, *, dns: Iterable[str] = (),
-                   ips: Iterable[str] = (), organisation: str | None = None) -> tuple[Path, Path]:
-    """A member makes its own key (never leaves this machine, 0600) and a CSR for the CA."""
+                   ips: Iterable[str] = (), organisation: str | None = None,
+                   passphrase: bytes | None = None) -> tuple[Path, Path]:
+    """A member makes its own key (never leaves this machine; 0600 in a 0700 folder, encrypted if a
+    passphrase is given) and a CSR for the CA."""
     _check_name(name)
     _check_role(role)
     out = Path(directory)
@@ -216,14 +251,28 @@ def create_request(name: str, role: str, directory: str | Path, *, dns: Iterable
         raise CertError(str(exc)) from None
     csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attrs))
            .add_extension(x509.SubjectAlternativeName(sans), critical=False).sign(key, hashes.SHA256()))
-    write_private(key_path, _key_pem(key))
+    private_directory(out)
+    write_private_key(key_path, key, passphrase)
     write_public(csr_path, csr.public_bytes(serialization.Encoding.PEM))
     return key_path, csr_path
 
 
+def _other_keys(index: Mapping[str, Mapping[str, object]], name: str, pin: str) -> list[str]:
+    """Serials of unrevoked certificates the CA issued for `name` to a key other than `pin`."""
+    return sorted(serial for serial, e in index.items()
+                  if e.get("name") == name and e.get("pin") != pin and "revoked_at" not in e)
+
+
 def sign_request(csr_path: str | Path, ca_directory: str | Path, *, out: str | Path | None = None, days: int = 365,
-                 not_before: dt.datetime | None = None, not_after: dt.datetime | None = None) -> Path:
-    """The CA signs a member's CSR after checking its signature, name and role."""
+                 not_before: dt.datetime | None = None, not_after: dt.datetime | None = None,
+                 rekey: bool = False) -> Path:
+    """The CA signs a member's CSR after checking its signature, name and role.
+
+    A name belongs to one key: a CSR for a name already issued to another (unrevoked) key is refused
+    — an impostor's request for an existing member's name, or a typo — unless `rekey`, the operator's
+    deliberate re-key, which revokes the name's other certificates in the same step. Renewing a
+    certificate for the same key needs no flag.
+    """
     files = CAFiles(Path(ca_directory))
     try:
         csr = x509.load_pem_x509_csr(Path(csr_path).read_bytes())
@@ -238,6 +287,14 @@ def sign_request(csr_path: str | Path, ca_directory: str | Path, *, out: str | P
         raise CertError(f"{csr_path}: CSR must carry CN (member name) and OU (role)")
     _check_name(name)
     _check_role(role)
+    pin = spki_pin_of_key(csr.public_key())
+    index = _read_index(files)
+    clashing = _other_keys(index, name, pin)
+    if clashing and not rekey:
+        raise CertError(f"{csr_path}: this CA already issued {name!r} to another key (serial "
+                        f"{', '.join(clashing)}); a second key for a name is refused. If {name!r} really "
+                        "changed its key, re-key deliberately (`sampan certs sign --rekey`): that revokes the "
+                        "old certificate")
     ca_key, ca_cert = _load_key(files.key), load_cert(files.cert)
     try:
         sans = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -262,11 +319,16 @@ def sign_request(csr_path: str | Path, ca_directory: str | Path, *, out: str | P
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256()))
     out_path = Path(out) if out else Path(csr_path).with_suffix(".crt")
+    serial = format(cert.serial_number, "x")
+    for old in clashing:  # rekey: the old keys stop being valid in the same step
+        index[old]["revoked_at"] = now.isoformat()
+        index[old]["superseded_by"] = serial
+    index[serial] = {"name": name, "role": role, "not_after": end.isoformat(), "pin": pin,
+                     "issued_at": now.isoformat()}
+    _write_index(files, index, ca_key)
+    if clashing:
+        _write_crl(files, ca_key, ca_cert, {s: e for s, e in index.items() if "revoked_at" in e})
     write_public(out_path, cert.public_bytes(serialization.Encoding.PEM))
-    index = _read_index(files)
-    index[format(cert.serial_number, "x")] = {"name": name, "role": role, "not_after": end.isoformat(),
-                                              "pin": spki_pin(cert)}
-    write_public(files.index, json.dumps(index, indent=1, sort_keys=True).encode())
     return out_path
 
 
@@ -280,48 +342,163 @@ def revoke(ca_directory: str | Path, *, cert_path: str | Path | None = None, ser
     entry = index.get(key)
     if entry is None:
         raise CertError(f"serial {key} was not issued by this CA (see {files.index})")
-    entry["revoked_at"] = _now().isoformat()
-    write_public(files.index, json.dumps(index, indent=1, sort_keys=True).encode())
+    entry.setdefault("revoked_at", _now().isoformat())
+    ca_key = _load_key(files.key)
+    _write_index(files, index, ca_key)
     revoked = {s: e for s, e in index.items() if "revoked_at" in e}
-    _write_crl(files, _load_key(files.key), load_cert(files.cert), revoked)
+    _write_crl(files, ca_key, load_cert(files.cert), revoked)
     return files.crl
 
 
 # --- checks ------------------------------------------------------------------------------------------
+def read_crl(path: Path, ca: x509.Certificate) -> x509.CertificateRevocationList:
+    """The CRL at `path`, its signature checked against the CA (raises AuthenticationError otherwise)."""
+    try:
+        crl = x509.load_pem_x509_crl(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise AuthenticationError("bad_crl", f"cannot read the CRL {path}: {exc}") from None
+    if crl.issuer != ca.subject or not crl.is_signature_valid(ca.public_key()):  # type: ignore[arg-type]
+        raise AuthenticationError("bad_crl", f"CRL {path} is not signed by the consortium CA")
+    return crl
+
+
 class _CRLCache:
-    """The CRL, re-read when its file changes; signature checked against the CA."""
+    """The CRL, re-read when its file changes; signature checked against the CA; its nextUpdate kept."""
 
     def __init__(self, path: Path | None, ca: x509.Certificate) -> None:
         self.path, self.ca = path, ca
         self._mtime: float | None = None
         self._serials: frozenset[int] = frozenset()
         self.next_update: dt.datetime | None = None
+        self.generation = 0  # bumped whenever a new CRL is loaded
+
+    def refresh(self) -> bool:
+        """Re-read the CRL if its file changed; True if a new one was loaded."""
+        if self.path is None:
+            return False
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except OSError as exc:
+            raise AuthenticationError("bad_crl", f"cannot read the CRL {self.path}: {exc}") from None
+        if mtime == self._mtime:
+            return False
+        crl = read_crl(self.path, self.ca)
+        self._serials = frozenset(r.serial_number for r in crl)
+        self.next_update = crl.next_update_utc
+        self._mtime = mtime
+        self.generation += 1
+        return True
+
+    @property
+    def serials(self) -> frozenset[int]:
+        return self._serials
 
     def revoked(self, serial: int) -> bool:
         if self.path is None:
             return False
-        mtime = self.path.stat().st_mtime
-        if mtime != self._mtime:
-            crl = x509.load_pem_x509_crl(self.path.read_bytes())
-            if crl.issuer != self.ca.subject or not crl.is_signature_valid(self.ca.public_key()):  # type: ignore[arg-type]
-                raise AuthenticationError("bad_crl", f"CRL {self.path} is not signed by the consortium CA")
-            self._serials = frozenset(r.serial_number for r in crl)
-            self.next_update = crl.next_update_utc
-            self._mtime = mtime
+        self.refresh()
         return serial in self._serials
+
+    def check_fresh(self, now: dt.datetime | None = None) -> None:
+        """Refuse a CRL whose nextUpdate has passed: revocations after it may be missing."""
+        if self.path is None:
+            return
+        self.refresh()
+        now = now or _now()
+        if self.next_update is None or now > self.next_update:
+            raise AuthenticationError("crl_expired", f"the CRL {self.path} expired at {self.next_update} (its "
+                                      "nextUpdate): revocations since then may be missing. Ask the CA operator for a "
+                                      "fresh one (`sampan certs crl`) and copy it here")
+
+
+class IssuedRecord:
+    """The CA's signed issuance record (issued.json): which key each name was issued to.
+
+    Re-read when the file changes; a record whose signature does not verify under the CA is refused.
+    """
+
+    def __init__(self, path: Path, ca: x509.Certificate) -> None:
+        self.path, self.ca = Path(path), ca
+        self._stamp: int | None = None
+        self.entries: dict[str, dict[str, object]] = {}
+
+    def refresh(self) -> bool:
+        try:
+            stamp = self.path.stat().st_mtime_ns
+            data = json.loads(self.path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise AuthenticationError("bad_issued", f"cannot read the CA's issuance record: {exc}") from None
+        if stamp == self._stamp:
+            return False
+        try:
+            entries = data["entries"]
+            self.ca.public_key().verify(bytes.fromhex(data["signature"]), _canonical_entries(entries),  # type: ignore[call-arg]
+                                        ec.ECDSA(hashes.SHA256()))  # type: ignore[call-arg]
+        except (KeyError, ValueError, InvalidSignature, TypeError, AttributeError):
+            raise AuthenticationError("bad_issued", f"the issuance record {self.path} is not signed by the "
+                                      "consortium CA (an unsigned or edited record: copy the CA's issued.json)") from None
+        self.entries, self._stamp = {str(k): dict(v) for k, v in entries.items()}, stamp
+        return True
+
+    def check(self, cert: x509.Certificate, name: str, pin: str) -> None:
+        """The certificate must be the CA's current issuance for `name`: listed, unrevoked, the name's one key."""
+        self.refresh()
+        entry = self.entries.get(format(cert.serial_number, "x"))
+        if entry is None or entry.get("name") != name or entry.get("pin") != pin:
+            raise AuthenticationError("not_issued", f"certificate {cert.serial_number:x} of {name!r} is not in the "
+                                      "CA's issuance record (copy the CA's current issued.json here)")
+        if "revoked_at" in entry:
+            raise AuthenticationError("revoked", f"certificate {cert.serial_number:x} of {name!r} was revoked at "
+                                      f"{entry['revoked_at']} (issuance record)")
+        now = _now().isoformat()
+        current = {str(e.get("pin")) for e in self.entries.values()
+                   if e.get("name") == name and "revoked_at" not in e and str(e.get("not_after", now)) >= now}
+        if current != {pin}:
+            raise AuthenticationError("ambiguous_name", f"the CA issued {name!r} to {len(current)} different keys; "
+                                      "none is accepted until the CA re-keys it (`sampan certs sign --rekey`)")
+
+
+def _read_pins(path: Path | None) -> dict[str, str]:
+    if path is None or not path.exists():
+        return {}
+    return {str(k): str(v).lower() for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
+
+
+def repin(pins_file: str | Path, name: str, cert_path: str | Path, ca_cert: str | Path) -> str:
+    """A coordinator operator accepts a member's legitimate new key: checks the new certificate against the
+    CA and records its pin in the coordinator's pins file (0600). Returns the new pin."""
+    ca = load_cert(ca_cert)
+    cert = load_cert(cert_path)
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        raise CertError(f"{cert_path} is not issued by the consortium CA {ca_cert}") from None
+    cert_name, _ = cert_identity(cert)
+    if cert_name != name:
+        raise CertError(f"{cert_path} is {cert_name!r}'s certificate, not {name!r}'s")
+    pins = _read_pins(Path(pins_file))
+    pins[name] = spki_pin(cert)
+    private_directory(Path(pins_file).parent)
+    write_private(Path(pins_file), json.dumps(pins, indent=1, sort_keys=True).encode())
+    return pins[name]
 
 
 class CertificateAuthenticator:
-    """Coordinator policy for a peer certificate: CA, validity, CRL, role, membership, pin."""
+    """Coordinator policy for a peer certificate: CA, validity, CRL, role, membership, pin.
+
+    Pins: a pin in coordinator.toml wins, then the coordinator's pins file (`repin`), then the CA's signed
+    issuance record. With none of them a member is refused: a key is never trusted because it came first.
+    """
 
     def __init__(self, ca_cert: str | Path, *, crl: str | Path | None = None,
                  members: Mapping[str, str] | None = None, pins: Mapping[str, str] | None = None,
-                 pins_file: str | Path | None = None) -> None:
+                 pins_file: str | Path | None = None, issued: str | Path | None = None) -> None:
         self.ca = load_cert(ca_cert)
         self.crl = _CRLCache(Path(crl) if crl else None, self.ca)
         self.members = dict(members or {})
         self.pins = {k: v.lower() for k, v in (pins or {}).items()}
         self.pins_file = Path(pins_file) if pins_file else None
+        self.issued = IssuedRecord(Path(issued), self.ca) if issued else None
         self._lock = threading.Lock()  # the coordinator checks certificates on several threads
 
     def verify(self, cert: x509.Certificate) -> Identity:
@@ -349,21 +526,34 @@ class CertificateAuthenticator:
                                       f"{name!r} is a {known} here but its certificate says {role}")
         pin = spki_pin(cert)
         with self._lock:
-            self._check_pin(name, pin)
+            self._check_pin(cert, name, pin)
         return Identity(name, role, pin)
 
-    def _check_pin(self, name: str, pin: str) -> None:
-        expected = self.pins.get(name)
-        if expected is None and self.pins_file is not None:
-            recorded = json.loads(self.pins_file.read_text()) if self.pins_file.exists() else {}
-            expected = recorded.get(name)
-            if expected is None:  # trust on first use, recorded for every later connection
-                recorded[name] = pin
-                write_public(self.pins_file, json.dumps(recorded, indent=1, sort_keys=True).encode())
-                return
-        if expected is not None and expected != pin:
-            raise AuthenticationError("pin_mismatch", f"{name!r} presented key {pin[:19]}…, but {expected[:19]}… is "
-                                      "pinned for that name (re-pin deliberately if the member changed its key)")
+    def _check_pin(self, cert: x509.Certificate, name: str, pin: str) -> None:
+        expected = self.pins.get(name) or _read_pins(self.pins_file).get(name)
+        if expected is not None:
+            if expected != pin:
+                raise AuthenticationError("pin_mismatch", f"{name!r} presented key {pin[:19]}…, but {expected[:19]}… "
+                                          "is pinned for that name (if the member re-keyed legitimately: "
+                                          f"`sampan certs repin {name}`)")
+            return
+        if self.issued is None:
+            raise AuthenticationError("no_pin", f"no pin for {name!r}: set members.pin in coordinator.toml, or point "
+                                      "tls.issued at the CA's issuance record (keys are never trusted on first use)")
+        self.issued.check(cert, name, pin)
+
+    def refresh(self) -> bool:
+        """Re-read the CRL and the issuance record if they changed; True if either did."""
+        with self._lock:
+            changed = self.crl.refresh()
+            if self.issued is not None:
+                changed = self.issued.refresh() or changed
+        return changed
+
+    def check_fresh(self) -> None:
+        """Raise AuthenticationError('crl_expired') if the CRL's nextUpdate has passed."""
+        with self._lock:
+            self.crl.check_fresh()
 
     def authenticate(self, pem_cert: bytes | None, peer: str) -> Identity:
         if not pem_cert:
@@ -390,7 +580,13 @@ def probe_coordinator(host: str, port: int, *, ca: Path, cert: Path, key: Path, 
                                   f"to {own.not_valid_after_utc}; ask the consortium CA for a new one")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.load_verify_locations(cafile=str(ca))
-    context.load_cert_chain(certfile=str(cert), keyfile=str(key))
+    try:
+        check_key_mode(Path(key), "this member's private key")
+    except KeyFileError as exc:
+        raise CertError(str(exc)) from None
+    encrypted = is_encrypted(Path(key).read_bytes())
+    context.load_cert_chain(certfile=str(cert), keyfile=str(key),
+                            password=(lambda: passphrase_for(Path(key))) if encrypted else None)
     context.set_alpn_protocols(["h2"])
     with socket.create_connection((host, port), timeout=timeout) as raw:
         try:

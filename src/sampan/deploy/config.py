@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sampan.config import ColumnSection, ConfigError, RunConfig, parse_config
+from sampan.deploy.allow import AllowSection
 from sampan.transport.grpc_envelope import Limits
 
 __all__ = ["CoordinatorConfig", "PartyConfig", "RunSpec", "load_coordinator_config", "load_party_config",
@@ -30,6 +31,8 @@ class TLSSection(_Strict):
     cert: str = Field(description="this member's certificate (PEM)")
     key: str = Field(description="this member's private key (PEM, 0600; made locally, never sent)")
     crl: str | None = Field(None, description="certificate revocation list (PEM), re-read when it changes")
+    issued: str | None = Field(None, description="coordinator: the CA's signed issuance record (issued.json), "
+                               "where members' key pins come from; re-read when it changes")
 
 
 class LinkLimits(_Strict):
@@ -53,6 +56,8 @@ class CoordinatorSection(LinkLimits):
     request_timeout_s: float = Field(3600, gt=0)
     rejoin_timeout_s: float = Field(300, gt=0, description="how long a disconnected party may take to rejoin")
     connect_timeout_s: float = Field(300, gt=0, description="how long a run waits for its parties to connect")
+    crl_check_s: float = Field(2.0, gt=0, le=3600, description="how often the CRL and issuance record are "
+                               "checked for changes (live streams of revoked members are then cut)")
     log_file: str | None = None
 
 
@@ -60,7 +65,9 @@ class MemberSection(_Strict):
     name: str = Field(min_length=1, max_length=64)
     role: Literal["party", "operator"] = "party"
     pin: str | None = Field(None, pattern=r"^sha256:[0-9a-fA-F]{64}$",
-                            description="SHA-256 of the member's public key; recorded on first use if absent")
+                            description="SHA-256 of the member's public key; if absent, taken from the "
+                            "coordinator's pins file (`sampan certs repin`) or the CA's issuance record "
+                            "(tls.issued), never from the first key that connects")
 
 
 class CoordinatorConfig(_Strict):
@@ -122,6 +129,8 @@ class PartyConfig(_Strict):
     party: PartySection
     tls: TLSSection
     data: dict[str, DatasetSection] = Field(min_length=1, description="[data.<name>]: this party's datasets")
+    allow: AllowSection | None = Field(None, description="[allow]: the jobs this party accepts (see "
+                                       "sampan.deploy.allow; without it: no vertical partner)")
 
     @property
     def store_url(self) -> str:
@@ -133,6 +142,8 @@ class DeploySection(_Strict):
     parties: list[str] | None = Field(None, description="default: every party member of the federation")
     dataset: str | None = Field(None, description="which [data.<name>] each party uses; default its only one")
     label_holder: str | None = Field(None, description="vertical: the party holding the label")
+    submitted_by: str | None = Field(None, description="set by the coordinator to the operator who submitted "
+                                     "the run (a value in the submitted file is overwritten)")
 
 
 class VerticalSection(_Strict):
@@ -185,7 +196,7 @@ def load_coordinator_config(path: str | Path) -> CoordinatorConfig:
     path = Path(path)
     data = _read_toml(path)
     base = path.resolve().parent
-    _resolve_paths(data, base, "tls", ("ca", "cert", "key", "crl"))
+    _resolve_paths(data, base, "tls", ("ca", "cert", "key", "crl", "issued"))
     _resolve_paths(data, base, "coordinator", ("state_dir", "report_dir", "log_file", "audit_key"))
     _resolve_store(data, base, "coordinator")
     try:

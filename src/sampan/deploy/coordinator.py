@@ -9,6 +9,13 @@ restarted, every deployed run still marked created/running/interrupted is queued
 parties have reconnected it resumes from the last checkpoint and ends with the model an
 uninterrupted run would have produced. (A vertical run keeps its secret state in the parties'
 memory: it is marked failed and can be submitted again.)
+
+Revocation reaches live connections: a watcher re-reads the CRL and the CA's issuance record every
+`crl_check_s` and, when either changed, re-checks every connected party and cuts the streams that no
+longer pass; every run start does the same and refuses to start on a CRL whose nextUpdate has passed.
+Connections, refusals (peer address and reason) and revocations go to the signed audit log's
+``security`` chain (`SecurityAudit`, rate-limited per peer). The state folder is 0700, the store, pins
+file and log 0600.
 """
 
 from __future__ import annotations
@@ -26,13 +33,17 @@ import grpc
 
 from sampan.config import ConfigError
 from sampan.deploy.certs import CertificateAuthenticator
+from sampan.deploy.allow import job_description
 from sampan.deploy.config import CoordinatorConfig, RunSpec, parse_run_spec
+from sampan.deploy.keyfiles import KeyFileError, unencrypted_pem
+from sampan.deploy.security_audit import SecurityAudit
+from sampan.files import private_directory, private_file
 from sampan.runtime.horizontal_workflow import HorizontalWorkflow
 from sampan.runtime.progress import RoundResult
 from sampan.runtime.runner import RESUMABLE, _finish
 from sampan.runtime.seeds import derive_seed, fresh_seed
 from sampan.runtime.store import Store, StoreError
-from sampan.transport.grpc_hub import GrpcTransport, Hub, HubSettings, Identity
+from sampan.transport.grpc_hub import AuthenticationError, GrpcTransport, Hub, HubSettings, Identity
 from sampan.wire import Message
 
 __all__ = ["Coordinator", "TAP_ENV", "read_tap"]
@@ -93,21 +104,34 @@ def read_tap(path: str | Path) -> list[tuple[str, str, bytes]]:
     return out
 
 
+def _private_sqlite(url: str) -> None:
+    """A SQLite store (and its WAL/journal, which SQLite creates with the same mode) starts life 0600."""
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        path = Path(url.removeprefix("sqlite:///")).expanduser()
+        if not path.exists():
+            private_directory(path.parent)
+            private_file(path)
+
+
 class Coordinator:
     def __init__(self, config: CoordinatorConfig) -> None:
         self.config = config
         c = config.coordinator
-        Path(c.state_dir).mkdir(parents=True, exist_ok=True)
+        private_directory(c.state_dir)
+        _private_sqlite(config.store_url)
         self.store = Store.open(config.store_url, audit_key=c.audit_key) if c.audit_key else Store.open(config.store_url)
+        self.security = SecurityAudit(self.store)
         members = {m.name: m.role for m in config.members}
         self.authenticator = CertificateAuthenticator(
-            config.tls.ca, crl=config.tls.crl, members=members,
+            config.tls.ca, crl=config.tls.crl, members=members, issued=config.tls.issued,
             pins={m.name: m.pin for m in config.members if m.pin}, pins_file=Path(c.state_dir) / "pins.json")
         settings = HubSettings(name=c.name, limits=c.limits(), request_timeout_s=c.request_timeout_s,
                                rejoin_timeout_s=c.rejoin_timeout_s)
         tap = _Tap(os.environ[TAP_ENV]) if os.environ.get(TAP_ENV) else None
         self.hub = Hub(settings, self.authenticator, members, control={"Submit": self.submit, "Status": self.status},
-                       tap=tap)
+                       tap=tap, on_event=self.security.record)
+        self._revocation_lock = threading.Lock()
+        self._stale_crl_reported: object = None
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._queued: set[str] = set()
         self.current: str | None = None
@@ -118,10 +142,13 @@ class Coordinator:
         tls = self.config.tls
         try:
             credentials = grpc.ssl_server_credentials(
-                [(Path(tls.key).read_bytes(), Path(tls.cert).read_bytes())],
+                [(unencrypted_pem(tls.key, what="coordinator's private key"), Path(tls.cert).read_bytes())],
                 root_certificates=Path(tls.ca).read_bytes(), require_client_auth=True)
         except OSError as exc:
             raise ConfigError(f"coordinator: cannot read TLS files: {exc}") from None
+        except KeyFileError as exc:
+            raise ConfigError(f"coordinator: {exc}") from None
+        self.check_revocations()
         self.port = self.hub.start(self.config.coordinator.listen, credentials)
         log.info("coordinator %s listening on port %d (store %s); members: %s", self.config.coordinator.name,
                  self.port, self.store.engine.url.render_as_string(),
@@ -133,11 +160,52 @@ class Coordinator:
         """Run queued runs until `stop` is set."""
         worker = threading.Thread(target=self._work, name="sampan-runs", daemon=True)
         worker.start()
+        watcher = threading.Thread(target=self._watch_revocations, args=(stop,), name="sampan-crl", daemon=True)
+        watcher.start()
         stop.wait()
         self._queue.put(None)
         if self.current is not None:
             self.store.set_status(self.current, "interrupted", error="coordinator stopped; it resumes on restart")
         self.hub.stop()
+        self.security.flush()
+
+    # --- revocation ---------------------------------------------------------------------------------
+    def _watch_revocations(self, stop: threading.Event) -> None:
+        while not stop.wait(self.config.coordinator.crl_check_s):
+            try:
+                self.check_revocations()
+            except Exception as exc:  # noqa: BLE001 - logged and audited; the watcher keeps watching
+                log.error("revocation check failed: %s", exc)
+
+    def check_revocations(self, *, force: bool = False) -> list[str]:
+        """If the CRL or the issuance record changed (or `force`): re-check every live stream, cut the
+        failing ones, record it. Returns the parties cut."""
+        with self._revocation_lock:
+            try:
+                changed = self.authenticator.refresh()
+            except AuthenticationError as exc:
+                log.error("revocation data unusable (%s): %s", exc.code, exc)
+                self.security.record("revocation_data_refused", {"code": exc.code, "reason": str(exc)}, peer="local")
+                changed = False
+            crl = self.authenticator.crl
+            if changed:
+                self.security.record("revocation_data_loaded", {
+                    "crl": str(crl.path) if crl.path else None, "revoked_serials": sorted(f"{n:x}" for n in crl.serials),
+                    "next_update": crl.next_update.isoformat() if crl.next_update else None}, peer="local")
+            try:
+                self.authenticator.check_fresh()
+            except AuthenticationError as exc:
+                if self._stale_crl_reported != crl.generation:
+                    self._stale_crl_reported = crl.generation
+                    log.error("%s", exc)
+                    self.security.record("crl_expired", {"reason": str(exc)}, peer="local")
+            if not (changed or force):
+                return []
+            cut = self.hub.revalidate()
+        for name in cut:
+            log.warning("party %s: live stream cut (its certificate no longer passes: %s)", name,
+                        self.hub.last_refusal.get(name, "?"))
+        return cut
 
     def _requeue_unfinished(self) -> None:
         for row in reversed(self.store.list_runs(1000)):
@@ -170,6 +238,7 @@ class Coordinator:
         run_section.pop("store", None)
         run_section["report_dir"] = str(self.config.coordinator.report_dir)
         data["run"] = run_section
+        data["deploy"] = {**dict(data.get("deploy") or {}), "submitted_by": identity.name}  # parties check it
         spec = parse_run_spec(data, source=f"run submitted by {identity.name}")
         parties = self._parties(spec)
         seed = spec.config.run.seed if spec.config.run.seed is not None else fresh_seed()
@@ -222,10 +291,17 @@ class Coordinator:
             spec = parse_run_spec(row.config, source=f"stored config of run {run_id}")
             parties = self._parties(spec)
             seed = int(row.seed)
+            self.check_revocations(force=True)
+            try:
+                self.authenticator.check_fresh()
+            except AuthenticationError as exc:
+                raise ConfigError(f"run {run_id} not started: {exc}") from None
             missing = self.hub.wait_for(parties, self.config.coordinator.connect_timeout_s)
             if missing:
+                why = "; ".join(f"{p}: last refused ({self.hub.last_refusal[p]})" for p in missing
+                                if p in self.hub.last_refusal)
                 raise ConnectionError(f"parties {missing} did not connect within "
-                                      f"{self.config.coordinator.connect_timeout_s:.0f} s")
+                                      f"{self.config.coordinator.connect_timeout_s:.0f} s" + (f" — {why}" if why else ""))
             transport = self.hub.transport(parties)
             self._open(transport, run_id, spec, seed)
             if spec.deploy.workflow == "horizontal":
@@ -250,7 +326,11 @@ class Coordinator:
                 return None
             return Message(run_id, 0, self.config.coordinator.name, party, "deploy.open_run", meta={
                 "workflow": spec.deploy.workflow, "dataset": spec.deploy.dataset,
-                "test_fraction": spec.config.data.test_fraction, "split_seed": derive_seed(seed, "split", party)})
+                "test_fraction": spec.config.data.test_fraction, "split_seed": derive_seed(seed, "split", party),
+                "job": job})
+
+        job = job_description(spec.stored, workflow=spec.deploy.workflow, operator=spec.deploy.submitted_by,
+                              parties=transport.parties, label_holder=spec.deploy.label_holder)
 
         self.hub.set_preamble(run_id, opening)
         for _ in transport.exchange(m for m in map(opening, transport.parties) if m is not None):

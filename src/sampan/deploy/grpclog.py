@@ -5,7 +5,8 @@ TLS at all is refused inside gRPC's TLS layer, before any Python code sees it; g
 only as a line on the process's stderr. `capture_grpc_core_log` puts a pipe behind file descriptor
 2, forwards every line unchanged to the original stderr, and logs each handshake failure on the
 ``sampan.deploy.security`` logger. (gRPC core does not say which peer it was at its default
-verbosity; the reason is there.)
+verbosity; the reason is there.) `on_refusal(code, reason)` also receives each one: the coordinator
+records them in its signed audit log, with the peer given as unknown.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import os
 import re
 import threading
-from typing import TextIO
+from typing import Callable, TextIO
 
 __all__ = ["capture_grpc_core_log", "handshake_reason"]
 
@@ -47,7 +48,8 @@ def handshake_reason(line: str) -> tuple[str, str] | None:
     return "tls_handshake", detail.rsplit("OPENSSL_internal:", 1)[-1].strip()
 
 
-def capture_grpc_core_log(logger: logging.Logger | None = None) -> TextIO:
+def capture_grpc_core_log(logger: logging.Logger | None = None,
+                          on_refusal: Callable[[str, str], None] | None = None) -> TextIO:
     """Start forwarding fd 2 through a filter thread (call once, early, in an agent process).
 
     Returns a stream on the original stderr, for the agent's own log handler.
@@ -64,6 +66,11 @@ def capture_grpc_core_log(logger: logging.Logger | None = None) -> TextIO:
                 found = handshake_reason(line)
                 if found is not None:
                     logger.warning("TLS handshake refused (%s): %s", *found)
+                    if on_refusal is not None:
+                        try:
+                            on_refusal(*found)
+                        except Exception:  # noqa: BLE001 - the log line above still has it
+                            pass
                 else:
                     os.write(original, line.encode("utf-8", "replace"))
 

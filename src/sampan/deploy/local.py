@@ -94,11 +94,13 @@ def toml_dumps(data: Mapping[str, Any]) -> str:
 def write_federation(root: str | Path, parties: Mapping[str, Mapping[str, Binding]], *, port: int | None = None,
                      operators: Sequence[str] = ("ops",), coordinator: Mapping[str, Any] | None = None,
                      party: Mapping[str, Any] | None = None, dial: Mapping[str, str] | None = None,
-                     spare: Sequence[str] = ()) -> FederationFiles:
+                     spare: Sequence[str] = (), allow: Mapping[str, Mapping[str, Any]] | None = None) -> FederationFiles:
     """CA, every member's key/CSR/certificate in its own folder, coordinator.toml and one party.toml each.
 
     `dial` overrides the address a party dials (e.g. a `TcpRecorder`); `spare` names extra party
-    members that get a certificate but no agent (for tests that speak the protocol by hand).
+    members that get a certificate but no agent (for tests that speak the protocol by hand); `allow`
+    gives a party's `[allow]` section (without one, it joins no vertical run). The coordinator takes
+    its members' pins from the CA's signed issuance record (`tls.issued`).
     """
     root = Path(root)
     port = port or free_port()
@@ -109,7 +111,8 @@ def write_federation(root: str | Path, parties: Mapping[str, Mapping[str, Bindin
     coordinator_toml = {
         "coordinator": {"name": "coordinator", "listen": f"127.0.0.1:{port}", "state_dir": "state",
                         "report_dir": "reports", "log_file": "coordinator.log", **(coordinator or {})},
-        "tls": {"ca": "../ca/ca.crt", "cert": "coordinator.crt", "key": "coordinator.key", "crl": "../ca/crl.pem"},
+        "tls": {"ca": "../ca/ca.crt", "cert": "coordinator.crt", "key": "coordinator.key", "crl": "../ca/crl.pem",
+                "issued": "../ca/issued.json"},
         "members": [{"name": n, "role": "party"} for n in [*parties, *spare]] + [{"name": o, "role": "operator"} for o in operators],
     }
     (folder / "coordinator.toml").write_text(toml_dumps(coordinator_toml))
@@ -127,6 +130,7 @@ def write_federation(root: str | Path, parties: Mapping[str, Mapping[str, Bindin
                       **(party or {})},
             "tls": {"ca": "../ca/ca.crt", "cert": f"{name}.crt", "key": f"{name}.key", "crl": "../ca/crl.pem"},
             "data": data,
+            **({"allow": dict(allow[name])} if allow and name in allow else {}),
         }
         configs[name] = pf / "party.toml"
         configs[name].write_text(toml_dumps(party_toml))

@@ -10,6 +10,10 @@ PSI runs single-threaded in an agent: its fork-based workers are unsafe next to 
 A restarted agent rejoins: it reconnects, the coordinator re-sends the open runs' setup and any
 outstanding request, and horizontal training carries on (its handlers keep no state that matters).
 Vertical protocols keep keys and shares in memory, so a vertical run cannot survive a restarted party.
+
+The agent refuses any job outside its `[allow]` list (`sampan.deploy.allow`) before running anything
+of it: the refusal goes back to the coordinator as an error naming the rule, into the agent's log, and
+into the party's own signed audit log (its store, under the run's id), as does every job it accepts.
 """
 
 from __future__ import annotations
@@ -26,8 +30,11 @@ import numpy as np
 
 from sampan.config import ConfigError
 from sampan.data import ColumnSpec, PartyData, TableSchema, load_table
+from sampan.deploy.allow import JobRefused, check_job, check_request
 from sampan.deploy.certs import probe_coordinator
 from sampan.deploy.config import PartyConfig, split_address
+from sampan.deploy.keyfiles import KeyFileError, unencrypted_pem
+from sampan.files import private_directory, private_file
 from sampan.horizontal.party import HorizontalParty
 from sampan.runtime.party import PartyApp
 from sampan.transport.grpc_client import LinkSettings, PartyLink
@@ -58,6 +65,7 @@ class PartyAgent:
         fault = os.environ.get(FAULT_PARTY_ENV, "")
         self._fault = (fault.split(":")[0], int(fault.split(":")[1])) if ":" in fault else None
         self.link: PartyLink | None = None
+        self._identity: Any = None  # PartyIdentity, loaded at the first vertical run
 
     # --- data ---------------------------------------------------------------------------------------
     def table(self, dataset: str | None) -> tuple[str, PartyData]:
@@ -92,7 +100,35 @@ class PartyAgent:
         if context is None:
             return message.error_reply(ValueError(
                 f"party {self.name!r} has no open run {message.run_id!r} (deploy.open_run must come first)"))
+        try:
+            check_request(self.config.allow, self.name, message.kind, message.meta)
+        except JobRefused as exc:
+            self._refused(message, exc)
+            return message.error_reply(exc)
         return context.app.handle(message)
+
+    def _audit(self, run_id: str, kind: str, detail: dict[str, Any]) -> None:
+        """An entry in this party's own signed audit log (its store), under the run's id."""
+        from sampan.runtime.store import Store
+
+        try:
+            path = self.config.store_url.removeprefix("sqlite:///")
+            if self.config.store_url.startswith("sqlite:///") and not os.path.exists(path):
+                private_directory(os.path.dirname(path) or ".")
+                private_file(path)
+            store = Store.open(self.config.store_url)
+            try:
+                store.log_event(run_id or "security", kind, detail)
+            finally:
+                store.close()
+        except Exception as exc:  # noqa: BLE001 - the refusal itself must not fail; the plain log has it
+            log.error("party %s: could not write %s to its audit log: %s", self.name, kind, exc)
+
+    def _refused(self, message: Message, exc: JobRefused) -> None:
+        log.warning("party %s refused %s of run %s (%s): %s", self.name, message.kind, message.run_id, exc.rule,
+                    exc.reason)
+        self._audit(message.run_id, "job_refused", {"request": message.kind, "rule": exc.rule, "reason": exc.reason,
+                                                    "job": message.meta.get("job")})
 
     def _fault_hook(self, kind: str) -> None:
         if self._fault is None or kind != self._fault[0]:
@@ -108,7 +144,15 @@ class PartyAgent:
         current = self._runs.get(message.run_id)
         if current is not None and current.workflow == workflow:
             return message.reply("deploy.opened", meta={"reopened": True})
+        job = {**dict(meta.get("job") or {}), "workflow": workflow}
         dataset, table = self.table(meta.get("dataset"))
+        try:
+            check_job(self.config.allow, self.name, job, dataset,
+                      [c.name for c in self.config.data[dataset].schema_.features])
+        except JobRefused as exc:
+            self._refused(message, exc)
+            raise
+        self._audit(message.run_id, "job_accepted", {"job": job, "dataset": dataset})
         if workflow == "horizontal":
             if table.y is None:
                 raise ValueError(f"party {self.name!r}: dataset {dataset!r} has no label; horizontal FL needs one")
@@ -121,7 +165,8 @@ class PartyAgent:
         elif workflow == "vertical":
             from sampan.vertical.party import VerticalParty
 
-            party = VerticalParty(table)
+            identity, verifier = self._vertical_identity()
+            party = VerticalParty(table, identity=identity, verifier=verifier)
             # PSI would fork worker processes; a fork while gRPC's threads run can crash the child or
             # corrupt the parent's TLS state, so an agent blinds in its own thread (one core).
             party.psi.workers = 1
@@ -150,6 +195,21 @@ class PartyAgent:
         log.info("party %s closed run %s", self.name, message.run_id)
         return message.reply("deploy.closed", meta={"saved_version": saved})
 
+    def _vertical_identity(self) -> tuple[Any, Any]:
+        """This organisation's TLS certificate and key sign its run keys; peers' keys are checked against the
+        consortium CA and the CRL, which is re-read (and must be current) at every run start."""
+        from sampan.crypto.identity import IdentityVerifier, PartyIdentity
+        from sampan.deploy.keyfiles import unencrypted_pem
+
+        tls = self.config.tls
+        if self._identity is None:
+            self._identity = PartyIdentity.from_pem(_read(tls.cert), unencrypted_pem(
+                tls.key, what=f"{self.name}'s private key"))
+            if self._identity.name != self.name:
+                raise ConfigError(f"party {self.name!r}: its certificate {tls.cert} is issued to "
+                                  f"{self._identity.name!r}")
+        return self._identity, IdentityVerifier.from_files(tls.ca, tls.crl)
+
     # --- connection ---------------------------------------------------------------------------------
     def serve(self, stop: threading.Event | None = None) -> None:
         """Dial out and serve until `stop` is set or the coordinator refuses this party for good."""
@@ -160,9 +220,13 @@ class PartyAgent:
             self.table(name)
         try:
             credentials = grpc.ssl_channel_credentials(
-                root_certificates=_read(tls.ca), private_key=_read(tls.key), certificate_chain=_read(tls.cert))
+                root_certificates=_read(tls.ca), private_key=unencrypted_pem(tls.key, what=f"{self.name}'s private key"),
+                certificate_chain=_read(tls.cert))
         except OSError as exc:
             raise ConfigError(f"party {self.name!r}: cannot read TLS files: {exc}") from None
+        except KeyFileError as exc:
+            raise ConfigError(f"party {self.name!r}: {exc}") from None
+        private_directory(p.state_dir)
 
         def preflight() -> None:
             probe_coordinator(host, port, ca=_path(tls.ca), cert=_path(tls.cert), key=_path(tls.key),

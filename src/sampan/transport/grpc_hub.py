@@ -13,6 +13,12 @@ limits, frames whose sender/role/recipient do not match the authenticated identi
 nonces and replies to requests that were never sent. A stream that keeps misbehaving is closed;
 the other parties' streams are never affected. (Handshake failures — unknown CA, expired
 certificate, bytes that are not TLS — happen inside gRPC's TLS layer; see `sampan.deploy.grpclog`.)
+Every connection, disconnection, refusal and cut stream is also handed to `on_event` (the coordinator
+writes them to its signed audit log).
+
+A live stream is not trusted forever: `revalidate` re-checks every connected party's certificate
+(the coordinator calls it whenever a new CRL or issuance record appears and when a run starts) and
+cuts the streams that no longer pass, failing their outstanding requests at once.
 
 A party that disconnects keeps its outstanding requests: when it reconnects they are sent again with
 the same nonce (the party answers a repeated nonce from its reply cache, so nothing runs twice), and
@@ -46,6 +52,7 @@ security_log = logging.getLogger("sampan.deploy.security")
 log = logging.getLogger("sampan.deploy.hub")
 
 Tap = Callable[[str, str, bytes], None]
+EventSink = Callable[..., Any]   # (kind, detail, peer=...) -> None
 ControlHandler = Callable[["Identity", Message], Message]
 
 
@@ -120,13 +127,16 @@ class _Session:
         self.guard = ReplayGuard()
         self.peer = ""
         self.connections = 0
+        self.cert_pem: bytes | None = None
+        self.cut: tuple[str, str] | None = None   # (code, reason) when the hub cut this party's stream
 
 
 class Hub:
     """The coordinator's gRPC server and the per-party sessions behind `GrpcTransport`."""
 
     def __init__(self, settings: HubSettings, authenticator: Authenticator, members: Mapping[str, str], *,
-                 control: Mapping[str, ControlHandler] | None = None, tap: Tap | None = None) -> None:
+                 control: Mapping[str, ControlHandler] | None = None, tap: Tap | None = None,
+                 on_event: EventSink | None = None) -> None:
         self.settings = settings
         self.limits = settings.limits
         self.authenticator = authenticator
@@ -145,6 +155,8 @@ class Hub:
         self._server: grpc.aio.Server | None = None
         self.frame_bytes: dict[tuple[str, str], int] = defaultdict(int)
         self.rejections: deque[dict[str, str]] = deque(maxlen=1000)
+        self.last_refusal: dict[str, str] = {}
+        self._on_event = on_event
         self.port = 0
 
     # --- lifecycle --------------------------------------------------------------------------------
@@ -238,6 +250,9 @@ class Hub:
             except PartyError:
                 raise
             except concurrent.futures.TimeoutError:
+                if s.cut is not None and not s.connected:
+                    self.abandon(pending)
+                    raise PartyError(pending.party, pending.kind, "Refused", f"{s.cut[0]}: {s.cut[1]}") from None
                 now = time.monotonic()
                 if not s.connected and now - s.since > self.settings.rejoin_timeout_s:
                     self.abandon(pending)
@@ -283,7 +298,53 @@ class Hub:
 
     def _log_rejection(self, who: str, peer: str, code: str, reason: str) -> None:
         self.rejections.append({"who": who, "peer": peer, "code": code, "reason": reason})
+        if who:
+            self.last_refusal[who.split(" ", 1)[0]] = f"{code}: {reason}"
         security_log.warning("rejected %s from %s (%s): %s", who or "unknown peer", peer or "?", code, reason)
+        self._event("peer_refused", {"who": who, "peer": peer, "code": code, "reason": reason}, peer)
+
+    def _event(self, kind: str, detail: dict[str, Any], peer: str) -> None:
+        if self._on_event is not None:
+            try:
+                self._on_event(kind, detail, peer=peer)
+            except Exception as exc:  # noqa: BLE001 - auditing must never take the hub down
+                log.error("security event %s not recorded: %s", kind, exc)
+
+    # --- revalidation (new CRL, run start) ------------------------------------------------------------
+    def revalidate(self) -> list[str]:
+        """Re-check every connected party's certificate; cut the streams that fail. Returns the cut names."""
+        cut: list[str] = []
+        for name, s in list(self._sessions.items()):
+            pem = s.cert_pem
+            if not s.connected or pem is None:
+                continue
+            try:
+                identity = self.authenticator.authenticate(pem, s.peer)
+                if identity.name != name:
+                    raise AuthenticationError("wrong_identity", f"certificate now names {identity.name!r}")
+            except AuthenticationError as exc:
+                self.cut(name, exc.code, str(exc))
+                cut.append(name)
+            except Exception as exc:  # noqa: BLE001 - e.g. an unreadable CRL: refuse, say why
+                self.cut(name, "auth_error", f"certificate re-check failed: {type(exc).__name__}: {exc}")
+                cut.append(name)
+        return cut
+
+    def cut(self, name: str, code: str, reason: str) -> None:
+        """Close a party's live stream (PERMISSION_DENIED with the reason) and fail its outstanding requests."""
+        s = self._sessions[name]
+        self._log_rejection(name, s.peer, code, f"live stream cut: {reason}")
+        self._event("stream_cut", {"party": name, "peer": s.peer, "code": code, "reason": reason}, s.peer)
+        self._call(self._cut, s, code, reason)
+
+    def _cut(self, s: _Session, code: str, reason: str) -> None:
+        s.cut = (code, reason)
+        if s.queue is not None:
+            s.queue.put_nowait(None)
+        for pending in s.outstanding.values():
+            if not pending.future.done():
+                pending.future.set_exception(PartyError(s.name, pending.kind, "Refused", f"{code}: {reason}"))
+        s.outstanding.clear()
 
     async def _identity(self, context: grpc.aio.ServicerContext, role: str) -> Identity:
         auth = context.auth_context()
@@ -313,7 +374,7 @@ class Hub:
         try:
             identity = await self._identity(context, "party")
         except AuthenticationError as exc:
-            await self._refuse(context, "", exc.code, str(exc), grpc.StatusCode.PERMISSION_DENIED)
+            await self._refuse(context, _claimed_name(context), exc.code, str(exc), grpc.StatusCode.PERMISSION_DENIED)
             return
         name = identity.name
         try:
@@ -338,6 +399,7 @@ class Hub:
         stream_id = s.stream_id
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         s.queue, s.connected, s.since, s.peer = queue, True, time.monotonic(), peer
+        s.cert_pem, s.cut = (context.auth_context().get("x509_pem_cert") or [None])[0], None
         s.connections += 1
         welcome = control_frame(FrameKind.WELCOME, sender=self.settings.name, role="coordinator", recipient=name,
                                 detail=hello_detail(max_message_bytes=self.limits.max_message_bytes,
@@ -347,6 +409,8 @@ class Hub:
         self._resend(s, queue)
         log.info("party %s connected from %s (connection %d, agent %s)", name, peer, s.connections,
                  hello.get("agent", "?"))
+        self._event("peer_connected", {"party": name, "peer": peer, "pin": identity.fingerprint,
+                                       "connection": s.connections}, peer)
         reader = asyncio.ensure_future(self._read(s, stream_id, identity, request_iterator, queue, peer))
         try:
             while True:
@@ -361,6 +425,9 @@ class Hub:
             if s.stream_id == stream_id:
                 s.queue, s.connected, s.since = None, False, time.monotonic()
                 log.info("party %s disconnected (%d request(s) outstanding)", name, len(s.outstanding))
+                self._event("peer_disconnected", {"party": name, "peer": peer}, peer)
+        if s.stream_id == stream_id and s.cut is not None:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{s.cut[0]}: {s.cut[1]}")
 
     async def _write(self, context: grpc.aio.ServicerContext, party: str, frame: bytes) -> None:
         self.frame_bytes[(party, "to_party")] += len(frame)
@@ -519,6 +586,21 @@ class Hub:
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{method} reply too large")
             return frames[0]
         return call
+
+
+def _claimed_name(context: grpc.aio.ServicerContext) -> str:
+    """The CN a refused peer's certificate claims (unverified: for the log and audit entry only)."""
+    try:
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+
+        pem = (context.auth_context().get("x509_pem_cert") or [None])[0]
+        if not pem:
+            return ""
+        names = x509.load_pem_x509_certificate(pem).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        return f"{names[0].value} (claimed)" if names else ""
+    except Exception:  # noqa: BLE001 - best effort
+        return ""
 
 
 class GrpcTransport(Transport):
