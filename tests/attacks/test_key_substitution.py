@@ -45,6 +45,8 @@ class KeySubstitutingRelay(Transport):
         self.fake: dict[str, PartyKeys] = {}
         self.posing: dict[str, SealedChannels] = {}  # the relay posing as party Y towards every real party
         self.opened: list[tuple[str, str, object]] = []  # (sender, recipient, plaintext) it read in flight
+        self.certificates: dict[str, bytes] = {}  # what each party's hello carried
+        self.kinds: list[str] = []
 
     @property
     def parties(self) -> list[str]:
@@ -68,6 +70,8 @@ class KeySubstitutingRelay(Transport):
         if reply.kind == "vertical.hello":
             self.real[reply.sender] = np.ascontiguousarray(arrays["public_key"], dtype=np.uint8).tobytes()
             self.fake[reply.sender] = PartyKeys.generate()
+            if "certificate" in arrays:
+                self.certificates[reply.sender] = np.ascontiguousarray(arrays["certificate"], dtype=np.uint8).tobytes()
             fake = self.fake[reply.sender].public_bytes
             arrays["public_key"] = np.frombuffer(fake, dtype=np.uint8)
             if self.resign is not None:
@@ -271,3 +275,91 @@ def test_a_stale_or_foreign_crl_is_refused(tmp_path: Path) -> None:
     (tmp_path / "stale.pem").write_bytes(stale.public_bytes(serialization.Encoding.PEM))
     with pytest.raises(IdentityError, match="stale_crl"):
         IdentityVerifier.from_files(tmp_path / "ca.pem", tmp_path / "stale.pem")
+
+
+# --- the deployed path: coordinator and party agents over gRPC with mutual TLS ----------------------
+def _schema_dict(schema) -> dict:  # type: ignore[no-untyped-def]
+    return {"id": schema.id_column, **({"label": schema.label_column} if schema.label_column else {}),
+            "features": [{"name": f.name, "kind": f.kind, **({"categories": list(f.categories)} if f.categories else {})}
+                         for f in schema.features]}
+
+
+class _HonestRelay(KeySubstitutingRelay):
+    """Records what passes, changes nothing: the control run."""
+
+    def exchange(self, messages: Iterable[Message]) -> Iterator[Message]:
+        for reply in self.inner.exchange(messages):
+            self.kinds.append(reply.kind)
+            if reply.kind == "vertical.hello":
+                self.certificates[reply.sender] = np.ascontiguousarray(reply.arrays["certificate"],
+                                                                       dtype=np.uint8).tobytes()
+            yield reply
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tamper", [True, False], ids=["substituting", "honest"])
+def test_key_substitution_by_a_deployed_coordinator_fails_the_run_naming_the_peer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tamper: bool) -> None:
+    """Agents sign with their own TLS certificate; the coordinator's tampering relay is caught at vertical.peers,
+    while the same run through an honest relay completes (the agents' real certificates verify)."""
+    from sampan.deploy.config import load_coordinator_config, load_party_config
+    from sampan.deploy.coordinator import Coordinator
+    from sampan.deploy.local import Binding, write_federation
+    from sampan.deploy.party_agent import PartyAgent
+    from sampan.transport.grpc_hub import Identity
+
+    consortium = make_sme_consortium(1500, seed=21)
+    paths = consortium.write_csv(tmp_path / "data", "vertical")
+    names = ("bank", "payments")
+    bindings = {n: {"vertical": Binding(str(paths[n]), _schema_dict(consortium.schema_for(n)))} for n in names}
+    files = write_federation(tmp_path / "fed", bindings, allow={"bank": {"partners": ["payments"]},
+                                                                "payments": {"partners": ["bank"]}})
+    coordinator = Coordinator(load_coordinator_config(files.coordinator_config))
+    coordinator.start()
+    relays: list[KeySubstitutingRelay] = []
+    genuine = coordinator.hub.transport
+
+    def tampering(*args, **kwargs):  # type: ignore[no-untyped-def]
+        relays.append((KeySubstitutingRelay if tamper else _HonestRelay)(genuine(*args, **kwargs)))
+        return relays[-1]
+
+    monkeypatch.setattr(coordinator.hub, "transport", tampering)
+    stop = threading.Event()
+    agents = [PartyAgent(load_party_config(files.party_configs[n])) for n in names]
+    threads = [threading.Thread(target=coordinator.serve, args=(stop,), daemon=True)]
+    threads += [threading.Thread(target=a.serve, args=(stop,), daemon=True) for a in agents]
+    for thread in threads:
+        thread.start()
+    operator = Identity("ops", "operator")
+    try:
+        assert coordinator.hub.wait_for(list(names), 30) == []
+        run = {"run": {"name": "mitm", "seed": 3},
+               "deploy": {"workflow": "vertical", "dataset": "vertical", "parties": list(names), "label_holder": "bank"},
+               "vertical": {"epochs": 1, "batch_size": 256}}
+        run_id = str(coordinator.submit(operator, Message("", 0, "ops", "coordinator", "deploy.submit",
+                                                          meta={"config": run})).meta["run_id"])
+        deadline, status = time.monotonic() + 120, {}
+        while time.monotonic() < deadline:
+            status = coordinator.status(operator, Message("", 0, "ops", "coordinator", "s", meta={"run_id": run_id})).meta
+            if status["status"] in ("completed", "failed"):
+                break
+            time.sleep(0.1)
+        (relay,) = relays
+        for name in names:  # each agent signed with its organisation's own TLS certificate
+            assert relay.certificates[name] == (files.root / name / f"{name}.crt").read_bytes()
+        if not tamper:
+            assert "vertical.ack" in relay.kinds and "psi.finish" in relay.kinds  # channels made, PSI ran on them
+            assert status["status"] == "completed", status
+            return
+        assert status["status"] == "failed", status
+        assert "vertical.peers" in status["error"] and "IdentityError" in status["error"]
+        assert "peer 'bank' is not authenticated" in status["error"] or \
+            "peer 'payments' is not authenticated" in status["error"]
+        assert relay.opened == []
+    finally:
+        stop.set()
+        for agent in agents:
+            if agent.link is not None:
+                agent.link.close()
+        for thread in threads:
+            thread.join(5)
