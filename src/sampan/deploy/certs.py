@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from sampan.crypto.identity import IdentityError, certificate_identity, check_certificate
 from sampan.deploy.keyfiles import (
     KeyFileError, check_key_mode, is_encrypted, load_private_key, passphrase_for, write_private_key,
 )
@@ -127,10 +128,10 @@ def _attr(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
 
 def cert_identity(cert: x509.Certificate) -> tuple[str, str]:
     """(name, role) from CN and OU."""
-    name, role = _attr(cert.subject, NameOID.COMMON_NAME), _attr(cert.subject, NameOID.ORGANIZATIONAL_UNIT_NAME)
-    if not name or not role:
-        raise CertError("certificate lacks a Sampan name (CN) or role (OU)")
-    return name, role
+    try:
+        return certificate_identity(cert)
+    except IdentityError as exc:
+        raise CertError(exc.detail) from None
 
 
 def describe_cert(cert: x509.Certificate) -> dict[str, str]:
@@ -502,19 +503,10 @@ class CertificateAuthenticator:
         self._lock = threading.Lock()  # the coordinator checks certificates on several threads
 
     def verify(self, cert: x509.Certificate) -> Identity:
-        try:
-            cert.verify_directly_issued_by(self.ca)
-        except (ValueError, TypeError, InvalidSignature):
-            raise AuthenticationError("unknown_ca", "certificate is not issued by the consortium CA") from None
-        now = _now()
-        if now < cert.not_valid_before_utc:
-            raise AuthenticationError("not_yet_valid", f"certificate is valid only from {cert.not_valid_before_utc}")
-        if now > cert.not_valid_after_utc:
-            raise AuthenticationError("expired", f"certificate expired at {cert.not_valid_after_utc}")
-        try:
-            name, role = cert_identity(cert)
-        except CertError as exc:
-            raise AuthenticationError("bad_certificate", str(exc)) from None
+        try:  # the checks every member certificate passes (shared with the run-key signatures)
+            name, role = check_certificate(cert, self.ca, signing=False)
+        except IdentityError as exc:
+            raise AuthenticationError(exc.reason, exc.detail) from None
         with self._lock:
             revoked = self.crl.revoked(cert.serial_number)
         if revoked:
