@@ -19,7 +19,8 @@ from sampan.vertical.ring import (
     SIGMOID_POLY, TRUNC_OFFSET, decode, encode, power_shares, to_signed, truncate_shares, uniform,
 )
 from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
-from sampan.vertical.training import VerticalLRConfig
+from sampan.vertical.secure_lr import min_batch_rows
+from sampan.vertical.training import VerticalLRConfig, epoch_batches
 from sampan.wire import Message, encode as wire_encode
 
 RNG = np.random.default_rng(12)
@@ -141,10 +142,9 @@ def _plaintext_reference(parties, splits: Splits, config: VerticalLRConfig, seed
     rate = y.mean()
     W["bank"][-1] = np.log(rate / (1 - rate))
     rng = np.random.default_rng(seed)
+    min_rows = min_batch_rows(max(x.shape[1] for x in X.values()))
     for _ in range(config.epochs):
-        order = rng.permutation(len(y))
-        for lo in range(0, len(y), config.batch_size):
-            rows = order[lo:lo + config.batch_size]
+        for rows in epoch_batches(rng.permutation(len(y)), config.batch_size, min_rows):
             z = sum(np.rint(np.clip(X[n][rows] @ W[n], -clip, clip) * 32) / 32 for n in names)
             r = SIGMOID_POLY(z) - y[rows]
             for n in names:

@@ -8,6 +8,11 @@ assumption: the coordinator does not collude with a data party.
 
 Bandwidth: every dealt value is split so that one holder's share is a ChaCha20 keystream under a
 seed that holder received at setup (`DealerStream`), and only the other holder's share travels.
+
+Trust: the dealer knows every mask it deals, so it must not collude with a data party, and a
+malicious dealer can corrupt results at will (it cannot be caught without a second source of
+correlations). What it can and cannot learn is written down in `secure_lr` ("What a malicious dealer
+can do"). Seeds are fresh per protocol instance; parties refuse a seed they have seen before.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ class Dealer:
     def __init__(self, parties: list[str]) -> None:
         self.seeds = {p: os.urandom(32) for p in parties}
         self._own = os.urandom(32)  # the dealer's private randomness (the masks themselves)
-        self._masks: dict[str, np.ndarray] = {}
+        self._masks: dict[tuple[str, str], np.ndarray] = {}
 
     def stream(self, party: str) -> DealerStream:
         return DealerStream(self.seeds[party])
@@ -65,13 +70,18 @@ class Dealer:
         mine = self.stream(seeded).draw_many(label, 3, n)
         return [r - mine[0], (r >> np.uint64(shift)) - mine[1], (r >> np.uint64(63)) - mine[2]]
 
-    def mask_matrix(self, party: str, n: int, d: int) -> np.ndarray:
-        """U_p: the one-time pad over party p's fixed-point feature matrix (p draws it too)."""
-        if party not in self._masks:
-            self._masks[party] = self.stream(party).draw("U", n * d).reshape(n, d)
-        return self._masks[party]
+    def mask_matrix(self, party: str, holder: str, n: int, d: int) -> np.ndarray:
+        """U: the one-time pad over party p's fixed-point feature matrix as sent to `holder` (p draws it too)."""
+        if (party, holder) not in self._masks:
+            self._masks[(party, holder)] = self.stream(party).draw(f"U/{holder}", n * d).reshape(n, d)
+        return self._masks[(party, holder)]
 
-    def cross_correction(self, party: str, helper: str, label: str, rows: np.ndarray) -> np.ndarray:
-        """U_p[rows]^T a, where a is the mask `helper` draws under `label` to hide its residual share."""
-        a = self.stream(helper).draw(label, len(rows))
-        return self._masks[party][rows].T @ a
+    def cross_correction(self, party: str, holder: str, t: int, rows: np.ndarray) -> np.ndarray:
+        """The holder's half C_Q = U[rows]^T a - C_p of the Beaver product X_p^T r_Q for batch t.
+
+        a is the mask `holder` draws to hide its residual share; C_p is party p's own seeded half, so
+        neither p (which never sees U^T a) nor the holder (which never sees U) can use it alone.
+        """
+        U = self._masks[(party, holder)]
+        a = self.stream(holder).draw(f"a/{party}/{t}", len(rows))
+        return U[rows].T @ a - self.stream(party).draw(f"C/{holder}/{t}", U.shape[1])

@@ -15,8 +15,8 @@ import numpy as np
 
 from sampan.transport import Transport
 from sampan.vertical.model import LocalScaler
-from sampan.vertical.secure_lr import Roles
-from sampan.vertical.training import Relay, VerticalLRConfig
+from sampan.vertical.secure_lr import MIN_BATCH_ROWS, Roles
+from sampan.vertical.training import Relay, VerticalLRConfig, epoch_batches
 from sampan.wire import Message
 
 __all__ = ["PlainVerticalLRParty", "train_plain_vertical_lr"]
@@ -73,9 +73,7 @@ def train_plain_vertical_lr(transport: Transport, run_id: str, roles: Roles, tra
     seconds, r = [], None
     for _ in range(epochs):
         start = time.perf_counter()
-        order = rng.permutation(len(train_rows))
-        for lo in range(0, len(order), config.batch_size):
-            rows = order[lo:lo + config.batch_size]
+        for rows in epoch_batches(rng.permutation(len(train_rows)), config.batch_size, MIN_BATCH_ROWS):
             extra = {"r": r} if r is not None else {}
             replies = relay.wave(transport, (relay.request(p, "plr.forward", {"rows": rows, **extra}) for p in parties))
             z_total = np.sum([rep.arrays["z"] for rep in replies], axis=0)

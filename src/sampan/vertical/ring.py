@@ -69,6 +69,21 @@ class SigmoidPoly:
     in_bits: int = 5
     out_bits: int = 47
     max_abs_logit: float = 32.0
+    fit_bound: float = 8.0    # the fit range [-fit_bound, fit_bound]: beyond it the polynomial leaves [0, 1]
+
+    def ring_capacity(self) -> float:
+        """The largest |z| (a multiple of 2^-in_bits) whose polynomial terms, label and truncation offset
+        stay below 2^62, the range `truncate_shares` is exact on. Beyond it residuals silently wrap."""
+        m = [abs(int(v)) for v in self.multipliers().view(np.int64)]
+
+        def fits(units: int) -> bool:
+            return sum(mk * units ** k for k, mk in enumerate(m)) + (1 << self.out_bits) < (1 << 62)
+
+        lo, hi = 0, 1 << 20
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+        return lo / float(1 << self.in_bits)
 
     @property
     def degree(self) -> int:

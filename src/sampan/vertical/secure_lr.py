@@ -3,16 +3,64 @@
 Setting: a label holder (the bank) and one or more feature holders, aligned by PSI so that row i is
 the same customer everywhere. Each party keeps its own columns and its own weights in the clear.
 
-Threat model: semi-honest parties; the coordinator relays sealed envelopes and deals correlated
-randomness (`sampan.vertical.dealer`) and does not collude with any data party. Under it:
+Threat model: semi-honest parties that do not collude with each other or with the coordinator; the
+coordinator relays sealed envelopes (keys signed by each organisation, see `vertical.party`) and deals
+correlated randomness (`sampan.vertical.dealer`). The combined logit z and the residual
+r = sigma~(z) - y exist only as additive shares in Z_2^64 between the bank (holder 0) and one feature
+holder (holder 1, "the helper").
 
-* the label never leaves the bank, and no party's features or partial logits leave it in clear;
-* the combined logit z and the residual r = sigma~(z) - y exist only as additive shares in Z_2^64
-  between the bank (holder 0) and one feature holder (holder 1, "the helper");
-* each party learns exactly its own gradient X_p^T r (and its weights), nothing else; the helper's
-  share of r is uniformly random, so sending it to other feature holders reveals nothing;
-* what is opened is always a value masked by dealer randomness (delta = z - a, c = x + r) and is
-  opened only to the two holders, inside sealed envelopes; the dealer never sees an opening.
+What each role learns
+---------------------
+* **Every party p** learns its own weights and, per training batch, its gradient X_p^T r: that is
+  **d_p linear projections of the batch's residual** (d_p = its number of columns, the bank's
+  intercept column included) and nothing else about r. Because d_p projections determine r when a
+  batch has no more rows than d_p, every training batch has at least ``min_batch_rows`` =
+  max(4 d_max, 64) distinct rows, the batches of an epoch partition the training rows (the short tail
+  is merged into the previous batch), and the holders refuse a schedule that breaks either rule.
+  A feature holder that is neither bank nor helper receives X_p^T r as two pieces X_p^T r_0 and
+  X_p^T r_1; each share r_i is uniform, so the pair tells it no more than their sum.
+* **The bank and the helper** also see the openings delta = z - a and c = x + 2^62 + t (sealed
+  between the two of them), uniform because a and t are dealer masks they do not know.
+* **The coordinator (relay and dealer)** learns the row count, the batch schedule, every party's
+  number of columns and one aggregate per epoch: the validation surrogate Brier score (the mean
+  squared residual of the polynomial sigmoid over all validation rows, opened once per epoch under a
+  pairwise zero-sum pad). It sees no opening: every masked value travels sealed.
+* Nobody sees a label, a feature, a partial logit or a share of r in clear; no share of r is sent to
+  any party except masked by dealer randomness that party does not know.
+
+The gradient step (a matrix Beaver product with re-shared output)
+----------------------------------------------------------------
+For every party p and every holder Q != p (the bank for the helper, the helper for the bank, both for
+any other feature holder) p wants X_p^T r_Q. At setup p seals E = X_p - U to Q, where U is a pad only
+p and the dealer know (drawn from p's dealer stream, one per Q). Per batch, Q draws a fresh mask a
+(from its dealer stream), sends f = r_Q - a and q = E^T a + C_Q, where the dealer gave Q
+C_Q = U^T a - C_p and p draws C_p itself. Then X_p^T f + q + C_p = X_p^T (r_Q - a) + X_p^T a =
+X_p^T r_Q. p never holds U^T a (only the uniform C_p), so it cannot project r on its pad; Q holds E
+(one-time padded) and a, and C_Q, uniform because C_p is.
+
+What a malicious dealer can do (the coordinator, if it deviates)
+-----------------------------------------------------------------
+* **Corrupt**: every dealt value that travels (the helper's halves of the powers of a, of the
+  truncation triple and of the square pair; every C_Q) is arbitrary, so it can add errors of its
+  choice to z's powers, to r and to any party's gradient, and falsify the validation score: training
+  integrity rests on the dealer. It cannot make a party skip a check below.
+* **Learn alone**: nothing directly, as long as the sealed channels hold (finding 5: signed run keys);
+  every opening is sealed between parties. Its one output channel is the opened validation aggregate:
+  with inconsistent power shares it can turn the residual of validation rows into a term it can
+  separate in that sum (a few bits about chosen validation rows per epoch). This is not checked
+  (it would need sacrificed correlations, i.e. a second dealer's material) and is stated in the receipt.
+* **Learn with a party**: the dealer knows every pad U and mask a, so a dealer colluding with a data
+  party opens what that party holds masked (E -> X_p; delta -> z; c -> the residual). Non-collusion is
+  load-bearing; it cannot be checked.
+* **Checked by the parties**: a dealer seed or a protocol instance nonce used twice (reused masks would
+  let the holders subtract openings) is refused; a degenerate mask (every opened delta or c of a batch
+  inside the small range an unmasked value occupies) is refused; batches below ``min_batch_rows``,
+  repeated rows and batches that re-use rows within an epoch are refused.
+
+Protocol instances: every training (the main LR, the scorecard's LR, every resume) gets a fresh
+``instance`` nonce that is part of every pairwise PRG label (``vlr/<instance>/z/<t>``,
+``vlr/<instance>/pad``) and fresh dealer seeds; a party refuses a nonce or seed it has seen on the same
+channels, so no two trainings share a PRG stream.
 
 One minibatch costs four message waves (three with one feature holder):
 
@@ -23,15 +71,12 @@ One minibatch costs four message waves (three with one feature holder):
 2. ``vlr.share`` (only with two or more feature holders) the helper adds the envelopes and opens its
    half of delta to the bank.
 3. ``vlr.poly`` both holders expand shares of z^1..z^5 from delta (`ring.power_shares`), evaluate the
-   sigmoid polynomial, subtract y (bank), and open c = x + 2^62 + r for exact truncation.
-4. ``vlr.trunc`` both get shares of r at 2^-16 and start the gradient: for every party p its gradient
-   helper Q (the bank, or the helper for the bank itself) sends f = r_Q - a and E_p^T r_Q, where
-   E_p = X_p - U_p was sent to Q once at setup (U_p a one-time pad known to p and the dealer); the
-   dealer later adds U_p^T a. The helper sends its share of r to the other feature holders.
+   sigmoid polynomial, subtract y (bank), and open c = x + 2^62 + t for exact truncation.
+4. ``vlr.trunc`` both get shares of r at 2^-16 and send every other party its Beaver pieces (f, q).
 
 Validation (early stopping) runs waves 1-4 without a gradient, then squares r with a dealer square
-pair and opens only the sum of squared residuals (a surrogate Brier score) to the coordinator, under a
-pairwise zero-sum mask.
+pair; each holder accumulates its share of the sum of squares over the epoch's validation batches and
+only the epoch total is opened to the coordinator.
 
 `PlainVerticalLR` (insecure: partial logits and the residual travel in clear) exists only as the
 benchmark baseline for the cost of the cryptography.
@@ -39,6 +84,7 @@ benchmark baseline for the cost of the cryptography.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -47,15 +93,32 @@ import numpy as np
 from sampan.vertical.channel import SealedChannels
 from sampan.vertical.dealer import DealerStream
 from sampan.vertical.model import LocalLinearPart, LocalScaler
-from sampan.vertical.ring import SIGMOID_POLY, TRUNC_OFFSET, decode, encode, poly_shares, truncate_shares
+from sampan.vertical.ring import (
+    SIGMOID_POLY, TRUNC_OFFSET, decode, encode, poly_shares, to_signed, truncate_shares,
+)
 from sampan.wire import Message
 
-__all__ = ["SecureLRParty", "FEATURE_BITS", "RESIDUAL_BITS", "Roles"]
+__all__ = ["SecureLRParty", "FEATURE_BITS", "RESIDUAL_BITS", "Roles", "min_batch_rows", "BatchRuleError"]
 
 FEATURE_BITS = 16
 RESIDUAL_BITS = 16
 POLY = SIGMOID_POLY
 TRUNC_SHIFT = POLY.out_bits - RESIDUAL_BITS
+MIN_BATCH_ROWS = 64
+ROWS_PER_COLUMN = 4
+
+
+def min_batch_rows(max_columns: int) -> int:
+    """The fewest rows a training batch may have when the widest party has `max_columns` columns.
+
+    Why: a party's gradient X_p^T r is d_p linear projections of the batch's residual; with no more
+    rows than d_p it solves for r (and the labels). Four rows per column leaves r underdetermined.
+    """
+    return max(ROWS_PER_COLUMN * int(max_columns), MIN_BATCH_ROWS)
+
+
+class BatchRuleError(ValueError):
+    """A holder refuses a training batch that would let a party solve its gradient for the residual."""
 
 
 @dataclass(frozen=True)
@@ -70,8 +133,13 @@ class Roles:
     def all(self) -> tuple[str, ...]:
         return (self.bank, self.helper, *self.others)
 
-    def gradient_helper(self, party: str) -> str:
-        return self.helper if party == self.bank else self.bank
+    @property
+    def holders(self) -> tuple[str, str]:
+        return (self.bank, self.helper)
+
+    def holders_for(self, party: str) -> list[str]:
+        """The residual holders that send `party` Beaver pieces of X_p^T r_Q (every holder but itself)."""
+        return [q for q in self.holders if q != party]
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> "Roles":
@@ -101,6 +169,7 @@ def _take(inbox: dict[tuple[str, str], np.ndarray], me: str, sender: str, name: 
 @dataclass
 class _TrainState:
     roles: Roles
+    instance: str                     # this protocol instance's nonce: part of every pairwise PRG label
     dealer: DealerStream
     X: np.ndarray                     # standardised training rows (aligned order)
     X_fixed: np.ndarray               # the same at 2^-16, as ring elements
@@ -114,19 +183,26 @@ class _TrainState:
     logit_clip: float
     y_fixed: np.ndarray | None = None     # the label at 2^-47, as subtracted from sigma~(z)
     y_val_fixed: np.ndarray | None = None
-    U: np.ndarray | None = None       # this party's one-time pad over X_fixed
-    E: dict[str, np.ndarray] = field(default_factory=dict)  # masked matrices of the parties I help
+    E: dict[str, np.ndarray] = field(default_factory=dict)  # masked matrices of the parties I serve
+    min_rows: int = MIN_BATCH_ROWS
+    used: np.ndarray | None = None    # holders: training rows already in a batch this epoch
     rows: np.ndarray | None = None    # current batch rows
+    t: int = 0
     val: bool = False
     share_z: np.ndarray | None = None
     delta_half: np.ndarray | None = None
     c_half: np.ndarray | None = None
     r_share: np.ndarray | None = None
+    val_sum: np.ndarray | None = None  # holders: running share of the epoch's validation sum of squares
     pending: tuple[np.ndarray, int] | None = None   # (rows, t) of a batch whose gradient is in flight
     local_grad: np.ndarray | None = None
     best: np.ndarray | None = None
     dealt: dict[str, list[np.ndarray]] = field(default_factory=dict)
     inbox: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+
+    def pad(self, holder: str) -> np.ndarray:
+        """U: this party's one-time pad over X_fixed for the holder `holder` (the dealer knows it too)."""
+        return self.dealer.draw(f"U/{holder}", self.X_fixed.size).reshape(self.X_fixed.shape)
 
 
 class SecureLRParty:
@@ -141,6 +217,8 @@ class SecureLRParty:
         self.state: _TrainState | None = None
         self.part: LocalLinearPart | None = None
         self.scaler: LocalScaler | None = None
+        self._seen: set[str] = set()            # instance nonces and dealer seeds used on these channels
+        self._seen_on: SealedChannels | None = None
 
     def handlers(self) -> dict[str, Callable[[Message], Message]]:
         return {
@@ -152,9 +230,12 @@ class SecureLRParty:
 
     # --- setup ---------------------------------------------------------------------------------
     def setup(self, msg: Message) -> Message:
-        """Split the aligned rows, standardise locally, draw the one-time pad, seal E = X - U."""
+        """Split the aligned rows, standardise locally, seal E = X - U to every residual holder."""
         meta = msg.meta
         roles = Roles.from_meta(meta)
+        instance = str(meta.get("instance") or "")
+        seed = bytes(msg.arrays["dealer_seed"])
+        self._fresh(instance, seed)
         train_rows, val_rows = msg.arrays["train_rows"], msg.arrays["val_rows"]
         X_all = self._X_aligned()
         self.scaler = LocalScaler.fit(X_all[train_rows])
@@ -171,53 +252,78 @@ class SecureLRParty:
             X, X_val = _with_ones(X), _with_ones(X_val)
             rate = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
             weights = np.append(weights, np.log(rate / (1 - rate)))
-        seed = bytes(msg.arrays["dealer_seed"])
         st = _TrainState(
-            roles=roles, dealer=DealerStream(seed), X=X, X_fixed=encode(X, FEATURE_BITS), X_val=X_val,
-            y=y, y_val=y_all[val_rows].astype(np.float64) if y is not None and y_all is not None else None,
+            roles=roles, instance=instance, dealer=DealerStream(seed), X=X, X_fixed=encode(X, FEATURE_BITS),
+            X_val=X_val, y=y, y_val=y_all[val_rows].astype(np.float64) if y is not None and y_all is not None else None,
             weights=weights, l2_mask=_l2_mask(len(weights), y is not None), lr=float(meta["lr"]), l2=float(meta["l2"]),
             logit_clip=float(meta["logit_clip"]),
         )
-        st.U = st.dealer.draw("U", st.X_fixed.size).reshape(st.X_fixed.shape)
         if st.y is not None and st.y_val is not None:
             st.y_fixed, st.y_val_fixed = encode(st.y, POLY.out_bits), encode(st.y_val, POLY.out_bits)
         self.state = st
-        helper = roles.gradient_helper(self.name)
-        envelope = self._channels().seal_arrays(helper, {"E": st.X_fixed - st.U})
-        return msg.reply("vlr.setup", {f"to:{helper}": envelope},
-                         {"n_features": len(self.feature_names), "n_columns": int(st.X_fixed.shape[1]),
-                          "n_train": int(st.X_fixed.shape[0])})
+        ch = self._channels()
+        out = {f"to:{q}": ch.seal_arrays(q, {"E": st.X_fixed - st.pad(q)}) for q in roles.holders_for(self.name)}
+        return msg.reply("vlr.setup", out, {"n_features": len(self.feature_names), "n_columns": int(st.X_fixed.shape[1]),
+                                            "n_train": int(st.X_fixed.shape[0])})
+
+    def _fresh(self, instance: str, seed: bytes) -> None:
+        """Refuse a protocol instance nonce or a dealer seed already used on these channels."""
+        ch = self._channels()
+        if self._seen_on is not ch:
+            self._seen, self._seen_on = set(), ch
+        if len(instance) < 16:
+            raise ValueError(f"party {self.name!r}: secure LR setup without a fresh instance nonce (got {instance!r})")
+        if len(seed) != 32:
+            raise ValueError(f"party {self.name!r}: the dealer seed must be 32 bytes, got {len(seed)}")
+        keys = {f"instance:{instance}", "seed:" + hashlib.sha256(seed).hexdigest()}
+        if keys & self._seen:
+            raise ValueError(f"party {self.name!r}: refusing a secure LR instance that reuses an earlier "
+                             "instance nonce or dealer seed (its masks and PRG streams would repeat)")
+        self._seen |= keys
 
     def masked_features(self, msg: Message) -> Message:
-        """Keep E_p for every party p this party is the gradient helper of."""
+        """Holders keep E_p for every party p they serve; they now know every party's column count."""
         st = self._st()
         receive(msg, self._channels(), st.inbox)
         for (sender, name) in [k for k in st.inbox if k[1] == "E"]:
             st.E[sender] = st.inbox.pop((sender, name))
-        return msg.reply("vlr.ack")
+        if self.name in st.roles.holders:
+            missing = [p for p in st.roles.all if p != self.name and p not in st.E]
+            if missing:
+                raise ValueError(f"party {self.name!r}: no masked features from {missing}")
+            widest = max([st.X_fixed.shape[1], *(e.shape[1] for e in st.E.values())])
+            st.min_rows = min_batch_rows(widest)
+            st.used = np.zeros(st.X_fixed.shape[0], dtype=bool)
+            if st.X_fixed.shape[0] < st.min_rows:
+                raise BatchRuleError(f"party {self.name!r}: {st.X_fixed.shape[0]} training rows are fewer than the "
+                                     f"{st.min_rows} one batch needs (max(4 x {widest} columns, 64))")
+        return msg.reply("vlr.ack", meta={"min_batch_rows": st.min_rows})
 
     # --- one batch -----------------------------------------------------------------------------
     def forward(self, msg: Message) -> Message:
         st = self._st()
         receive(msg, self._channels(), st.inbox)
-        self._apply_gradient(msg.arrays.get("correction"))
+        self._apply_gradient()
         t, roles = int(msg.meta["t"]), st.roles
         st.val = bool(msg.meta.get("validation", False))
-        st.rows = msg.arrays["rows"]
+        st.rows, st.t = np.asarray(msg.arrays["rows"], dtype=np.int64), t
         if not st.val:
+            if self.name in roles.holders:
+                self._check_batch(st.rows)
             st.pending = (st.rows, t)  # its gradient pieces arrive with the next request
         X = st.X_val if st.val else st.X
         z = X[st.rows] @ st.weights
         Z = encode(np.clip(z, -st.logit_clip, st.logit_clip), POLY.in_bits)
         out: dict[str, np.ndarray] = {}
         ch = self._channels()
+        label = f"vlr/{st.instance}/z/{t}"
         if self.name in roles.others:
-            rho = ch.prg(roles.bank, f"z/{t}", len(Z))
+            rho = ch.prg(roles.bank, label, len(Z))
             out[f"to:{roles.helper}"] = ch.seal_arrays(roles.helper, {"z": Z - rho})
             return msg.reply("vlr.forward", out)
         if self.name == roles.bank:
             for other in roles.others:
-                Z = Z + ch.prg(other, f"z/{t}", len(Z))
+                Z = Z + ch.prg(other, label, len(Z))
             st.dealt = {"a": st.dealer.draw_many(f"A/{t}", POLY.degree, len(Z)),
                         "trunc": st.dealer.draw_many(f"T/{t}", 3, len(Z))}
         else:
@@ -227,6 +333,25 @@ class SecureLRParty:
         if self.name == roles.bank or not roles.others:
             return msg.reply("vlr.forward", self._open_delta(msg))
         return msg.reply("vlr.forward")
+
+    def _check_batch(self, rows: np.ndarray) -> None:
+        """Holders: a training batch has enough distinct rows and the batches of an epoch partition the rows."""
+        st = self._st()
+        assert st.used is not None
+        n = st.X_fixed.shape[0]
+        if len(rows) < st.min_rows:
+            raise BatchRuleError(f"party {self.name!r}: refusing a training batch of {len(rows)} rows (at least "
+                                 f"{st.min_rows}: fewer rows let a party solve its gradient for the residual)")
+        if rows.min() < 0 or rows.max() >= n or len(np.unique(rows)) != len(rows):
+            raise BatchRuleError(f"party {self.name!r}: refusing a training batch with repeated or unknown rows")
+        if st.used[rows].any():
+            raise BatchRuleError(f"party {self.name!r}: refusing a training batch that re-uses rows of this epoch")
+        st.used[rows] = True
+        if st.used.all():
+            st.used[:] = False
+        elif n - int(st.used.sum()) < st.min_rows:
+            raise BatchRuleError(f"party {self.name!r}: this batch leaves {n - int(st.used.sum())} rows of the epoch, "
+                                 f"fewer than {st.min_rows} (merge the tail into the last batch)")
 
     def share(self, msg: Message) -> Message:
         """Helper only: add the other feature holders' halves, then open its half of delta."""
@@ -243,10 +368,11 @@ class SecureLRParty:
         return {f"to:{other}": self._channels().seal_arrays(other, {"d": st.delta_half})}
 
     def poly(self, msg: Message) -> Message:
-        """Shares of sigma~(z) - y at 2^-47, then open c = x + 2^62 + r for truncation."""
+        """Shares of sigma~(z) - y at 2^-47, then open c = x + 2^62 + t for truncation."""
         st = self._st()
         receive(msg, self._channels(), st.inbox)
         delta = st.delta_half + _take(st.inbox, self.name, self._other_holder(), "d")
+        self._refuse_unmasked(to_signed(delta), 1 << 12, "delta = z - a")
         holder = self._holder()
         x = poly_shares(delta, st.dealt["a"], POLY.fixed_multipliers, holder=holder)
         if holder == 0:
@@ -257,11 +383,21 @@ class SecureLRParty:
         other = self._other_holder()
         return msg.reply("vlr.poly", {f"to:{other}": self._channels().seal_arrays(other, {"c": st.c_half})})
 
+    def _refuse_unmasked(self, opened: np.ndarray, bound: int, what: str) -> None:
+        """A dealer mask of zero would open the value itself: refuse a batch whose every opening is that small.
+
+        For a uniform mask each opening lands in the range with probability below 2^-12, so four or
+        more rows all inside it mean the mask was not uniform.
+        """
+        if len(opened) >= 4 and bool(np.all(np.abs(opened.astype(np.float64)) < bound)):
+            raise ValueError(f"party {self.name!r}: the opened {what} is not masked (degenerate dealer randomness)")
+
     def trunc(self, msg: Message) -> Message:
-        """Shares of the residual at 2^-16; start every party's gradient (or the validation square)."""
+        """Shares of the residual at 2^-16; send every other party its Beaver pieces (or start the square)."""
         st = self._st()
         receive(msg, self._channels(), st.inbox)
         c = st.c_half + _take(st.inbox, self.name, self._other_holder(), "c")
+        self._refuse_unmasked(to_signed(c - TRUNC_OFFSET), 1 << 50, "c = x + t")
         r = truncate_shares(c, st.dealt["trunc"][1], st.dealt["trunc"][2], TRUNC_SHIFT, holder=self._holder())
         st.r_share = r
         t, roles, ch = int(msg.meta["t"]), st.roles, self._channels()
@@ -273,37 +409,41 @@ class SecureLRParty:
             out[f"to:{other}"] = ch.seal_arrays(other, {"sd": r - sq[0]})
             return msg.reply("vlr.trunc", out)
         st.local_grad = st.X_fixed[st.rows].T @ r
-        helped = [p for p in roles.all if p != self.name and roles.gradient_helper(p) == self.name]
-        for p in helped:
+        for p in roles.all:
+            if p == self.name:
+                continue
+            try:
+                correction = msg.arrays[f"C:{p}"]
+            except KeyError:
+                raise ValueError(f"party {self.name!r}: the dealer's correction for {p!r} is missing") from None
             a = st.dealer.draw(f"a/{p}/{t}", len(r))
-            out[f"to:{p}"] = ch.seal_arrays(p, {"f": r - a, "q": st.E[p][st.rows].T @ r})
-        if self.name == roles.helper:
-            for p in roles.others:
-                out[f"to:{p}"] = ch.seal_arrays(p, {"r": r})
+            out[f"to:{p}"] = ch.seal_arrays(p, {"f": r - a, "q": st.E[p][st.rows].T @ a + correction})
         return msg.reply("vlr.trunc", out)
 
-    def _apply_gradient(self, correction: np.ndarray | None) -> None:
-        """Finish the previous batch: X^T r = X^T r_own + E^T r_Q + U^T f + U^T a; then a step."""
+    def _apply_gradient(self) -> None:
+        """Finish the previous batch: X^T r = [X^T r_own] + sum over holders Q of (X^T f_Q + q_Q + C_Q); then a step."""
         st = self._st()
         if st.pending is None:
             return
-        rows, _ = st.pending
-        roles = st.roles
+        rows, t = st.pending
         total = st.local_grad if st.local_grad is not None else np.zeros(st.X.shape[1], dtype=np.uint64)
-        helper = roles.gradient_helper(self.name)
-        if correction is None:
-            raise ValueError(f"party {self.name!r}: the dealer's correction for the last batch is missing")
-        q, f = _take(st.inbox, self.name, helper, "q"), _take(st.inbox, self.name, helper, "f")
-        total = total + q + st.U[rows].T @ f + correction
-        if self.name in roles.others:
-            total = total + st.X_fixed[rows].T @ _take(st.inbox, self.name, roles.helper, "r")
+        X = st.X_fixed[rows]
+        for q in st.roles.holders_for(self.name):
+            f, piece = _take(st.inbox, self.name, q, "f"), _take(st.inbox, self.name, q, "q")
+            if f.shape != (len(rows),) or piece.shape != (X.shape[1],):
+                raise ValueError(f"party {self.name!r}: gradient pieces from {q!r} have the wrong shape")
+            total = total + X.T @ f + piece + st.dealer.draw(f"C/{q}/{t}", X.shape[1])
         grad = decode(total, FEATURE_BITS + RESIDUAL_BITS) / len(rows)
         st.weights = st.weights - st.lr * (grad + st.l2 * st.l2_mask * st.weights)
         st.pending, st.local_grad = None, None
 
     # --- validation ----------------------------------------------------------------------------
     def square(self, msg: Message) -> Message:
-        """Sum of squared residual shares, masked by a pairwise zero-sum pad, for the coordinator."""
+        """Add this batch's share of the sum of squared residuals; on the epoch's last batch, open the total.
+
+        Only the epoch total leaves, under a pairwise zero-sum pad: the coordinator never sees one
+        batch's (or one row's) squared residual.
+        """
         st = self._st()
         receive(msg, self._channels(), st.inbox)
         r = st.r_share
@@ -311,15 +451,19 @@ class SecureLRParty:
         holder = self._holder()
         a, a2 = st.dealt["square"]
         sq = np.uint64(2) * delta * a + a2 + (delta * delta if holder == 0 else np.uint64(0))
-        total = np.array([sq.sum(dtype=np.uint64)], dtype=np.uint64)
-        pad = self._channels().prg(self._other_holder(), f"pad/{msg.meta['t']}", 1)
-        total = total + pad if holder == 0 else total - pad
+        running = st.val_sum if st.val_sum is not None else np.zeros(1, dtype=np.uint64)
+        st.val_sum = running + np.array([sq.sum(dtype=np.uint64)], dtype=np.uint64)
+        if not msg.meta.get("last"):
+            return msg.reply("vlr.ack")
+        pad = self._channels().prg(self._other_holder(), f"vlr/{st.instance}/pad/{msg.meta['t']}", 1)
+        total = st.val_sum + pad if holder == 0 else st.val_sum - pad
+        st.val_sum = None
         return msg.reply("vlr.square", {"sum_sq": total})
 
     def flush(self, msg: Message) -> Message:
         """Apply the last batch's gradient at the end of an epoch."""
         receive(msg, self._channels(), self._st().inbox)
-        self._apply_gradient(msg.arrays.get("correction"))
+        self._apply_gradient()
         return msg.reply("vlr.ack")
 
     def checkpoint(self, msg: Message) -> Message:

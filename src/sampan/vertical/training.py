@@ -7,6 +7,7 @@ Everything else passes through it as sealed envelopes it cannot open (see `secur
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -17,10 +18,10 @@ import numpy as np
 from sampan.transport import Transport
 from sampan.vertical.dealer import Dealer
 from sampan.vertical.ring import decode
-from sampan.vertical.secure_lr import POLY, RESIDUAL_BITS, TRUNC_SHIFT, Roles
+from sampan.vertical.secure_lr import MIN_BATCH_ROWS, POLY, RESIDUAL_BITS, TRUNC_SHIFT, Roles, min_batch_rows
 from sampan.wire import Message
 
-__all__ = ["VerticalLRConfig", "VerticalLRResult", "train_secure_lr", "Relay"]
+__all__ = ["VerticalLRConfig", "VerticalLRResult", "train_secure_lr", "Relay", "epoch_batches"]
 
 
 @dataclass(frozen=True)
@@ -33,19 +34,69 @@ class VerticalLRConfig:
     l2: float = 1e-4
     patience: int = 5
     min_delta: float = 1e-5
-    logit_clip: float | None = None   # per-party partial-logit bound; default 32 / number of parties
+    logit_clip: float | None = None   # per-party partial-logit bound; default: the sigmoid fit range / parties
 
     def clip_for(self, n_parties: int) -> float:
-        return self.logit_clip if self.logit_clip is not None else POLY.max_abs_logit / n_parties
+        clip = self.logit_clip if self.logit_clip is not None else POLY.fit_bound / n_parties
+        self.check_capacity(n_parties, clip)
+        return clip
+
+    def check_capacity(self, n_parties: int, clip: float | None = None) -> None:
+        """Refuse a logit_clip whose summed partial logits leave the polynomial's fit range or wrap the ring.
+
+        Each party rounds its clipped partial logit to 2^-in_bits, so |z| <= parties x (clip + half a unit).
+        Beyond the fit range the polynomial sigmoid is unbounded (sigma~(32) = 1272): residuals explode and
+        training diverges (validation "Brier" in the millions); beyond `ring_capacity` they wrap silently.
+        """
+        clip = clip if clip is not None else (self.logit_clip if self.logit_clip is not None
+                                              else POLY.fit_bound / n_parties)
+        half_unit = 0.5 / (1 << POLY.in_bits)
+        total = n_parties * (clip + half_unit)
+        capacity = POLY.ring_capacity()
+        if total > capacity:
+            raise ValueError(f"vertical LR: logit_clip {clip:g} x {n_parties} parties can reach |z| = {total:g}, beyond "
+                             f"the fixed-point ring's capacity {capacity:g} (Z_2^64, {POLY.in_bits} input bits, "
+                             f"{POLY.out_bits} output bits): residuals would wrap; use at most "
+                             f"{POLY.fit_bound / n_parties:g}")
+        if total > POLY.fit_bound + n_parties * half_unit:
+            raise ValueError(f"vertical LR: logit_clip {clip:g} x {n_parties} parties can reach |z| = {total:g}, beyond "
+                             f"the sigmoid polynomial's fit range +-{POLY.fit_bound:g} where it leaves [0, 1] and "
+                             f"training can diverge; use at most {POLY.fit_bound / n_parties:g}")
+
+    def check_batches(self, max_columns: int, n_train: int) -> int:
+        """The minimum batch rows for parties whose widest has `max_columns` columns; refuse a smaller batch_size."""
+        need = min_batch_rows(max_columns)
+        if self.batch_size < need:
+            raise ValueError(f"vertical LR: batch_size {self.batch_size} is below the minimum of {need} rows "
+                             f"(max(4 x {max_columns} columns of the widest party, 64)): a party's gradient is one "
+                             "linear projection of the batch's residual per column, and too few rows let it solve "
+                             "for the residual and the labels")
+        if n_train < need:
+            raise ValueError(f"vertical LR: {n_train} training rows are fewer than one batch of {need} rows")
+        return need
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"vertical LR: {name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size < MIN_BATCH_ROWS:
+            raise ValueError(f"vertical LR: batch_size must be >= {MIN_BATCH_ROWS}, got {self.batch_size} (small "
+                             "batches let a party solve its gradient for the residual and the labels)")
         if not self.learning_rate > 0:
             raise ValueError(f"vertical LR: learning_rate must be > 0, got {self.learning_rate}")
         if self.l2 < 0:
             raise ValueError(f"vertical LR: l2 must be >= 0, got {self.l2}")
+        if self.logit_clip is not None and not self.logit_clip > 0:
+            raise ValueError(f"vertical LR: logit_clip must be > 0, got {self.logit_clip}")
+
+
+def epoch_batches(order: np.ndarray, batch_size: int, min_rows: int) -> list[np.ndarray]:
+    """Consecutive batches of `batch_size` rows; a tail shorter than `min_rows` is merged into the last batch."""
+    batches = [order[lo:lo + batch_size] for lo in range(0, len(order), batch_size)]
+    if len(batches) > 1 and len(batches[-1]) < min_rows:
+        tail = batches.pop()
+        batches[-1] = np.concatenate([batches[-1], tail])
+    return batches
 
 
 @dataclass
@@ -93,49 +144,52 @@ def train_secure_lr(
     config: VerticalLRConfig = VerticalLRConfig(), *, seed: int = 0,
     progress: Callable[[dict[str, float]], None] | None = None,
 ) -> VerticalLRResult:
-    """Train; afterwards every party holds its own `LocalLinearPart` (and the coordinator holds nothing)."""
+    """Train; afterwards every party holds its own `LocalLinearPart` (and the coordinator holds nothing).
+
+    Every call is a fresh protocol instance: a new nonce in every pairwise PRG label and new dealer
+    seeds, so two trainings on the same channels (the LR and the scorecard, a resume) share no stream.
+    """
     parties = list(roles.all)
     relay = Relay(run_id)
     dealer = Dealer(parties)
     clip = config.clip_for(len(parties))
     base = {"bank": roles.bank, "helper": roles.helper, "others": list(roles.others),
-            "lr": config.learning_rate, "l2": config.l2, "logit_clip": clip}
+            "lr": config.learning_rate, "l2": config.l2, "logit_clip": clip, "instance": secrets.token_hex(16)}
     setup = relay.wave(transport, (relay.request(p, "vlr.setup", {
         "train_rows": np.asarray(train_rows, dtype=np.int64), "val_rows": np.asarray(val_rows, dtype=np.int64),
         "dealer_seed": np.frombuffer(dealer.seeds[p], dtype=np.uint8)}, base) for p in parties))
     features = {r.sender: int(r.meta["n_features"]) for r in setup}
+    columns = {r.sender: int(r.meta["n_columns"]) for r in setup}
     n_train = len(train_rows)
-    for r in setup:
-        dealer.mask_matrix(r.sender, n_train, int(r.meta["n_columns"]))
+    min_rows = config.check_batches(max(columns.values()), n_train)
+    for p in parties:
+        for q in roles.holders_for(p):
+            dealer.mask_matrix(p, q, n_train, columns[p])
     relay.wave(transport, (relay.request(p, "vlr.masked_features") for p in parties))
 
     rng = np.random.default_rng(seed)
     t = 0
-    pending: tuple[np.ndarray, int] | None = None
     best, best_epoch, bad, history = np.inf, 0, 0, []
     briers, seconds = [], []
     stopped = False
     dealing: list[float] = []
+    val_batches = epoch_batches(np.arange(len(val_rows)), config.batch_size, 1)
     for epoch in range(1, config.epochs + 1):
-        order = rng.permutation(n_train)
-        batches = [(order[lo:lo + config.batch_size], t + k) for k, lo in enumerate(range(0, n_train, config.batch_size))]
+        batches = [(rows, t + k) for k, rows in enumerate(epoch_batches(rng.permutation(n_train), config.batch_size,
+                                                                       min_rows))]
         # Offline phase: the dealer's material for the whole epoch depends on no data, only on the schedule.
         start = time.perf_counter()
         material = {bt: _deal(dealer, roles, rows, bt) for rows, bt in batches}
         dealing.append(time.perf_counter() - start)
         start = time.perf_counter()
         for rows, bt in batches:
-            _batch(transport, relay, dealer, roles, rows, bt, pending, validation=False, material=material)
-            pending = (rows, bt)
+            _batch(transport, relay, dealer, roles, rows, bt, validation=False, material=material[bt])
         t += len(batches)
-        relay.wave(transport, (relay.request(p, "vlr.flush", {"correction": material[pending[1]]["correction"][p]}
-                                             if pending else {}) for p in parties))
-        pending = None
+        relay.wave(transport, (relay.request(p, "vlr.flush") for p in parties))
         seconds.append(time.perf_counter() - start)
         sum_sq = 0.0
-        for lo in range(0, len(val_rows), config.batch_size):
-            rows = np.arange(lo, min(lo + config.batch_size, len(val_rows)))
-            sum_sq += _batch(transport, relay, dealer, roles, rows, t, None, validation=True)
+        for k, rows in enumerate(val_batches):
+            sum_sq += _batch(transport, relay, dealer, roles, rows, t, validation=True, last=k == len(val_batches) - 1)
             t += 1
         brier = sum_sq / max(len(val_rows), 1)
         briers.append(brier)
@@ -159,41 +213,32 @@ def train_secure_lr(
         dealer_seconds=dealing)
 
 
-def _corrections(dealer: Dealer, roles: Roles, party: str,
-                 pending: tuple[np.ndarray, int] | None) -> dict[str, np.ndarray]:
-    """The dealer's U_p^T a term that completes party p's gradient for the batch in flight."""
-    if pending is None:
-        return {}
-    rows, t = pending
-    helper = roles.gradient_helper(party)
-    return {"correction": dealer.cross_correction(party, helper, f"a/{party}/{t}", rows)}
-
-
 def _deal(dealer: Dealer, roles: Roles, rows: np.ndarray, t: int) -> dict[str, object]:
-    """Everything the dealer contributes to batch t: the helper's halves of the powers of a and of the
-    truncation pair, and each party's gradient correction U_p^T a."""
+    """Everything the dealer contributes to training batch t: the helper's halves of the powers of a and
+    of the truncation triple, and each holder's halves C_Q of every other party's gradient product."""
     n = len(rows)
     return {"A": np.stack(dealer.powers(f"A/{t}", n, POLY.degree, seeded=roles.bank)),
             "T": np.stack(dealer.truncation_pair(f"T/{t}", n, TRUNC_SHIFT, seeded=roles.bank)),
-            "correction": {p: dealer.cross_correction(p, roles.gradient_helper(p), f"a/{p}/{t}", rows)
-                           for p in roles.all}}
+            "C": {q: {p: dealer.cross_correction(p, q, t, rows) for p in roles.all if p != q} for q in roles.holders}}
 
 
-def _batch(transport: Transport, relay: Relay, dealer: Dealer, roles: Roles, rows: np.ndarray, t: int,
-           pending: tuple[np.ndarray, int] | None, *, validation: bool,
-           material: dict[int, dict[str, object]] | None = None) -> float:
-    """Waves 1-4 of one batch (plus the square wave for validation). Returns the opened sum of r^2."""
+def _batch(transport: Transport, relay: Relay, dealer: Dealer, roles: Roles, rows: np.ndarray, t: int, *,
+           validation: bool, material: dict[str, object] | None = None, last: bool = False) -> float:
+    """Waves 1-4 of one batch (plus the square wave for validation). Returns the opened sum of r^2
+    (validation: only on the epoch's last validation batch; otherwise 0)."""
     n = len(rows)
     holders = [roles.bank, roles.helper]
     meta = {"t": t, "validation": validation}
-    mine = material[t] if material is not None and t in material else _deal(dealer, roles, rows, t)
+    if validation:
+        mine: dict[str, object] = {
+            "A": np.stack(dealer.powers(f"A/{t}", n, POLY.degree, seeded=roles.bank)),
+            "T": np.stack(dealer.truncation_pair(f"T/{t}", n, TRUNC_SHIFT, seeded=roles.bank))}
+    else:
+        assert material is not None
+        mine = material
 
     def forward_request(p: str) -> Message:
         arrays: dict[str, np.ndarray] = {"rows": rows}
-        if pending is not None:
-            earlier = material[pending[1]] if material is not None and pending[1] in material else None
-            arrays["correction"] = (earlier["correction"][p] if earlier is not None  # type: ignore[index]
-                                    else _corrections(dealer, roles, p, pending)["correction"])
         if p == roles.helper:
             arrays["A"], arrays["T"] = mine["A"], mine["T"]  # type: ignore[assignment]
         return relay.request(p, "vlr.forward", arrays, meta)
@@ -204,14 +249,18 @@ def _batch(transport: Transport, relay: Relay, dealer: Dealer, roles: Roles, row
     relay.wave(transport, (relay.request(p, "vlr.poly", meta=meta) for p in holders))
 
     def trunc_request(p: str) -> Message:
-        arrays = {}
+        arrays: dict[str, np.ndarray] = {}
         if validation and p == roles.helper:
             arrays["S"] = np.stack(dealer.powers(f"S/{t}", n, 2, seeded=roles.bank))
+        if not validation:
+            arrays.update({f"C:{other}": c for other, c in mine["C"][p].items()})  # type: ignore[index]
         return relay.request(p, "vlr.trunc", arrays, meta)
 
     relay.wave(transport, (trunc_request(p) for p in holders))
     if not validation:
         return 0.0
-    replies = relay.wave(transport, (relay.request(p, "vlr.square", meta=meta) for p in holders))
+    replies = relay.wave(transport, (relay.request(p, "vlr.square", meta={**meta, "last": last}) for p in holders))
+    if not last:
+        return 0.0
     total = np.concatenate([reply.arrays["sum_sq"] for reply in replies]).sum(dtype=np.uint64)
     return float(decode(np.array([total], dtype=np.uint64), 2 * RESIDUAL_BITS)[0])
