@@ -56,6 +56,8 @@ def test_secure_federated_fit_spends_the_budget_and_says_how_it_aggregated() -> 
     assert abs(model.n_hat - sum(len(t["y"]) for t in tables.values())) < 6 * sigma
 
 
-def test_secure_aggregation_needs_two_parties() -> None:
-    with pytest.raises(ValueError, match="at least two parties"):
-        fit_federated({"bank": _table(500, 1)}, SCHEMA, SynthConfig(epsilon=1.0), secure_aggregation=True)
+def test_secure_aggregation_needs_three_parties() -> None:
+    for n in (1, 2):
+        tables = {f"bank{i}": _table(500, i) for i in range(n)}
+        with pytest.raises(ValueError, match="at least 3 parties"):
+            fit_federated(tables, SCHEMA, SynthConfig(epsilon=1.0), secure_aggregation=True)

@@ -135,6 +135,9 @@ class SecureAggregationSection(_Strict):
     frac_bits: int = Field(32, ge=8, le=48, description="fixed-point fraction bits of the masked ring Z_2^64")
     max_abs: float = Field(1e4, gt=0, description="every coordinate is clamped to ±max_abs before encoding")
     max_retries: int = Field(2, ge=0, le=20, description="a failed round is retried this often with the survivors")
+    min_contributors: int = Field(
+        3, ge=3, description="never aggregate fewer inputs than this (with two, each contributor reads the other's "
+        "input from the sum); a round left with fewer fails with a clear error")
 
     @field_validator("neighbours")
     @classmethod

@@ -91,19 +91,21 @@ def dp1_moments(X: np.ndarray, settings: Mapping[str, Any]) -> tuple[float, np.n
 class HorizontalParty:
     """Holds one party's train/test data; answers the horizontal workflow's requests."""
 
-    def __init__(self, name: str, train_data: PartyData, test_data: PartyData) -> None:
+    def __init__(self, name: str, train_data: PartyData, test_data: PartyData, *,
+                 secagg: SecAggClient | None = None) -> None:
         if len(train_data) == 0:
             raise ValueError(f"party {name!r} has no training rows")
         self.name, self.train_data, self.test_data = name, train_data, test_data
         self._models: dict[str, Model] = {}
         self._scaled = _ScaledCache()
-        self.secagg = SecAggClient(name)  # master secret from the OS CSPRNG, made when the party starts
+        # master secret from the OS CSPRNG; deployments inject one with the organisation's identity and state dir
+        self.secagg = secagg if secagg is not None else SecAggClient(name)
 
     def handlers(self) -> dict[str, Callable[[Message], Message]]:
         """Message kind -> handler; the runtime mounts these on the party's PartyApp."""
         return {"describe": self.describe, "stats": self.stats, "fit": self.fit, "evaluate": self.evaluate,
                 "secagg_keys": self.secagg_keys, "secagg_share": self.secagg_share,
-                "secagg_unmask": self.secagg_unmask}
+                "secagg_consistency": self.secagg_consistency, "secagg_unmask": self.secagg_unmask}
 
     def _model(self, config: Mapping[str, Any]) -> Model:
         key = json.dumps(config, sort_keys=True)
@@ -189,17 +191,21 @@ class HorizontalParty:
         else:  # FedAvg: sum of n_i/N-weighted updates and of the weights
             head, indicator = update * weight, 0.0
         vector = np.concatenate([head, [indicator, weight * float(loss), weight]])
-        masked = self.secagg.respond_masked(msg.arrays, sa, vector)
+        masked = self.secagg.respond_masked(msg.arrays, sa, vector, run_id=msg.run_id)
         return msg.reply("fit_result", arrays={"masked": masked}, meta={"secagg": sa["label"]})
 
     def secagg_keys(self, msg: Message) -> Message:
-        return msg.reply("secagg_keys", arrays=self.secagg.respond(msg.kind, msg.arrays, msg.meta))
+        return msg.reply("secagg_keys", arrays=self.secagg.respond(msg.kind, msg.arrays, msg.meta, run_id=msg.run_id))
 
     def secagg_share(self, msg: Message) -> Message:
-        return msg.reply("secagg_shares", arrays=self.secagg.respond(msg.kind, msg.arrays, msg.meta))
+        return msg.reply("secagg_shares", arrays=self.secagg.respond(msg.kind, msg.arrays, msg.meta, run_id=msg.run_id))
+
+    def secagg_consistency(self, msg: Message) -> Message:
+        return msg.reply("secagg_consistency",
+                         arrays=self.secagg.respond(msg.kind, msg.arrays, msg.meta, run_id=msg.run_id))
 
     def secagg_unmask(self, msg: Message) -> Message:
-        return msg.reply("secagg_unmask", arrays=self.secagg.respond(msg.kind, msg.arrays, msg.meta))
+        return msg.reply("secagg_unmask", arrays=self.secagg.respond(msg.kind, msg.arrays, msg.meta, run_id=msg.run_id))
 
     def evaluate(self, msg: Message) -> Message:
         model = self._model(msg.meta["model"])

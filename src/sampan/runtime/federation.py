@@ -116,7 +116,9 @@ def build_inprocess_federation(config: RunConfig, seed: int) -> tuple[Transport,
     splits = load_splits(config, seed)
     apps = build_party_apps(splits)
     if config.run.workers > 1:
-        return MultiprocessTransport(apps, workers=config.run.workers), splits
+        # secure aggregation keeps per-label party state (what it revealed): each party in its own worker
+        secure = config.secure_aggregation is not None and config.secure_aggregation.enabled
+        return MultiprocessTransport(apps, workers=config.run.workers, pinned=secure), splits
     return InProcessTransport(apps), splits
 
 

@@ -126,6 +126,8 @@ class HorizontalWorkflow:
         self.privacy = PrivacyControl(config, self._train_config)
         self.secagg = config.secure_aggregation if config.secure_aggregation and config.secure_aggregation.enabled \
             else None
+        self._check_secagg_config()
+        self._secagg_nonce = os.urandom(8).hex()  # fresh per coordinator process: labels never repeat on resume
         self._round_events: list[tuple[str, dict[str, Any]]] = []  # audit events saved with the round
         self._traffic_seen: dict[tuple[str, str, str], tuple[int, int]] = {}
 
@@ -255,6 +257,14 @@ class HorizontalWorkflow:
              "parties": sorted(parties)} for (level, mech, z, q, count), parties in sorted(groups.items(), key=str)]}))
 
     # --- secure aggregation -----------------------------------------------------------------------
+    def _check_secagg_config(self) -> None:
+        """Secure aggregation hides the individual updates a robust aggregator needs: refuse the pair here too,
+        for configs built without validation (the config validator refuses it first)."""
+        if self.secagg is not None and self.config.strategy.aggregator != "mean":
+            raise FederationError(f"strategy.aggregator = {self.config.strategy.aggregator!r} cannot run under "
+                                  "secure_aggregation (it needs the individual updates, which SecAgg hides); "
+                                  "set strategy.aggregator = 'mean' (client-side clipping bounds each update)")
+
     def _secagg_params(self, parties: int) -> SecAggParams:
         assert self.secagg is not None
         k = self.secagg.neighbours
@@ -263,7 +273,25 @@ class HorizontalWorkflow:
         else:
             degree = None if k == "all" else int(k)
         return SecAggParams(threshold=self.secagg.threshold, neighbours=degree, frac_bits=self.secagg.frac_bits,
-                            max_abs=self.secagg.max_abs)
+                            max_abs=self.secagg.max_abs, min_contributors=self.secagg.min_contributors)
+
+    def _secagg_floor(self) -> int:
+        """The least number of parties a secure round may sum (never below min_contributors >= 3)."""
+        assert self.secagg is not None
+        return max(self.secagg.min_contributors, self.config.run.min_parties)
+
+    def _secagg_label(self, what: str, attempt: int) -> str:
+        """`<run>/<what>/attempt-<a>/<nonce>`: the nonce is fresh per coordinator process, so a resumed run
+        never repeats a label (a party masks at most once per label and would refuse the repeat)."""
+        return f"{self.run_id}/{what}/attempt-{attempt}/{self._secagg_nonce}"
+
+    def _secagg_failed(self, what: str, attempts: list[dict[str, Any]], left: int) -> FederationError:
+        floor = self._secagg_floor()
+        tried = "; ".join(a["stage"] + ": " + a["reason"] for a in attempts) or "too few parties selected"
+        return FederationError(
+            f"{what}: secure aggregation failed {len(attempts)} time(s) ({tried}); {left} parties left, at least "
+            f"{floor} needed (secure_aggregation.min_contributors = {self.secagg.min_contributors if self.secagg else '?'}"
+            f", run.min_parties = {self.config.run.min_parties}); nothing was aggregated below that minimum")
 
     def _call_party(self, step: int, kind: str, party: str, arrays: dict[str, np.ndarray],
                     meta: dict[str, Any], failures: dict[str, str]) -> Message | None:
@@ -282,11 +310,11 @@ class HorizontalWorkflow:
         assert self.secagg is not None
         n_params = state.params.size
         rows = self._party_rows(state)
-        floor = max(2, self.config.run.min_parties)
+        floor = self._secagg_floor()
         participants = list(selected)
         attempts: list[dict[str, Any]] = []
-        for attempt in range(self.secagg.max_retries + 1):
-            label = f"{self.run_id}/round-{round_number}/attempt-{attempt}"
+        for attempt in range(self.secagg.max_retries + 1 if len(participants) >= floor else 0):
+            label = self._secagg_label(f"round-{round_number}", attempt)
             params = self._secagg_params(len(participants))
             dp_metas, dp3_settings = self.privacy.fit_meta(round_number, participants,
                                                            rows if self.privacy.enabled else None)
@@ -339,10 +367,7 @@ class HorizontalWorkflow:
             state.ledger_json = self.privacy.ledger_json()
             train_loss = math.nan if self.privacy.enabled or weight <= 0 else float(weighted_loss / weight)
             return new_params, contributors, train_loss  # under DP the loss slot is 0: no loss is released
-        raise FederationError(
-            f"round {round_number}: secure aggregation failed {len(attempts)} time(s) "
-            f"({'; '.join(a['stage'] + ': ' + a['reason'] for a in attempts)}); "
-            f"{len(participants)} parties left, at least {floor} needed")
+        raise self._secagg_failed(f"round {round_number}", attempts, len(participants))
 
     def _traffic_delta(self) -> dict[str, Any] | None:
         """What crossed the wire since the last call, per message kind and direction (sizes in bytes).

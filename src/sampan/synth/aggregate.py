@@ -8,8 +8,9 @@
   the sum alone, which carries N(0, sigma²): the noise of central synthesis. Each party is charged
   sigma, the noise of what is released. Threat model, as for DP3's distributed mode: semi-honest
   parties that add their noise shares, a coordinator that does not collude with a data party, and
-  all K parties completing every round (threshold 1: with fewer, the sum would lack noise shares, so
-  a dropout aborts the fit instead of releasing it). Against a coalition of the coordinator and
+  all K >= 3 parties completing every round (threshold 1: with fewer, the sum would lack noise shares, so
+  a dropout aborts the fit instead of releasing it; with K = 2, each bank would read the other's release
+  from the sum, so secure aggregation refuses fewer than three). Against a coalition of the coordinator and
   K - 1 banks, the last bank has only its own share, sigma/sqrt(K), of protection.
 
 Here the parties run in one process: each release goes through the real protocol (keys, Shamir
@@ -28,7 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from sampan.privacy.randomness import secure_generator
-from sampan.privacy.secagg import SecAggClient, SecAggParams, SecAggServer, decode_vector, run_secagg
+from sampan.privacy.secagg import MIN_CONTRIBUTORS, SecAggClient, SecAggParams, SecAggServer, decode_vector, run_secagg
 
 __all__ = ["PlainSum", "SecureSum"]
 
@@ -69,8 +70,10 @@ class SecureSum:
     rounds: int = 0
 
     def __post_init__(self) -> None:
-        if len(self.parties) < 2:
-            raise ValueError("secure aggregation needs at least two parties")
+        if len(self.parties) < max(MIN_CONTRIBUTORS, self.params.min_contributors):
+            raise ValueError(f"secure aggregation needs at least {max(MIN_CONTRIBUTORS, self.params.min_contributors)} "
+                             f"parties, got {len(self.parties)}: with two, each party reads the other's release from "
+                             "the sum (use plain aggregation, where every release carries its own full noise)")
         self.params.check_capacity(len(self.parties))
         self._clients = {p: SecAggClient(p) for p in self.parties}
 
@@ -87,14 +90,14 @@ class SecureSum:
         vectors: Mapping[str, np.ndarray] = {p: np.ravel(r) for p, r in zip(self.parties, releases)}
         self.rounds += 1
         server = SecAggServer(self.params, list(self.parties), vectors[self.parties[0]].size,
-                              f"synth/{self.run_id}/{self.rounds}", secure_generator())
+                              f"{self.run_id}/synth-{self.rounds}", secure_generator())
 
         def call(kind: str, party: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> dict[str, Any]:
             client = self._clients[party]
             if kind == "fit":
-                reply = {"masked": client.respond_masked(arrays, meta, vectors[party])}
+                reply = {"masked": client.respond_masked(arrays, meta, vectors[party], run_id=self.run_id)}
             else:
-                reply = client.respond(kind, arrays, meta)
+                reply = client.respond(kind, arrays, meta, run_id=self.run_id)
             self.seen.append((kind, party, dict(reply)))
             return reply
 
@@ -104,4 +107,5 @@ class SecureSum:
     def describe(self, parties: int) -> str:
         return (f"SecAgg+ over {parties} parties with distributed noise: each party adds 1/sqrt({parties}) of the "
                 "noise it is charged for and the coordinator sees only the sum, which carries the full noise "
-                "(semi-honest parties, no coordinator-party collusion, every party completes every round)")
+                "(semi-honest parties, no coordinator-party collusion, every party completes every round; keys signed "
+                f"by each party's certificate; never fewer than {self.params.min_contributors} parties)")
