@@ -35,8 +35,15 @@ aborts modes both and label_holder, so then B and the coordinator learn that I i
 shapes abort every mode and the error names both shapes. `align` (star topology) reveals more; see
 `ALIGNMENT_REVEALS`.
 
-Threat model: semi-honest parties that follow the protocol; a coordinator that relays sealed
-envelopes faithfully and does not collude with a party (it sees only sizes, timing and errors).
+Threat model: semi-honest parties that follow the protocol; a coordinator that does not collude with
+a party (it sees only sizes, timing and errors) and may tamper with what it relays. Every PSI payload
+travels inside a `SealedChannels` envelope (AEAD bound to the run, sender and recipient) under keys each
+party derived only from peer keys signed by the peer's certificate (`VerticalParty.peers`,
+`sampan.crypto.identity`). A coordinator that substituted run keys could otherwise play each party's
+peer — send its own blinded guesses H(x)^gamma and learn which guessed ids a party holds — so PSI
+must never run on channels made from unauthenticated keys. What tampering is left: dropping, delaying
+or replaying an authentic envelope within the run; each is refused by the expected-kind and session
+checks or only aborts the alignment (denial of service), and reveals no id.
 Security rests on DDH in Curve25519's prime-order subgroup (clamped scalars are multiples of the
 cofactor 8, so every blinded point lies in that subgroup) and on SHA-512 as a random oracle.
 Hash to curve is try-and-increment: u = SHA-512(domain || counter || NFC id)[:32] with the top bit
