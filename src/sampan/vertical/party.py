@@ -2,6 +2,14 @@
 
 Everything the party knows lives here and never leaves except through the handlers' replies, which
 carry only sealed envelopes, sizes and aggregate metrics.
+
+Run keys (`vertical.hello` / `vertical.peers`): each party makes a fresh X25519 key per run and signs
+(run id, "vertical.channels", its role, its name, the key) with its organisation's certificate key;
+before deriving any sealed channel — and so before PSI, secure LR, WOE, GBDT or scoring exchange
+anything — it checks every peer's signature and certificate against the consortium CA and CRL. A
+coordinator that substitutes, re-signs or replays a key is refused with an error naming the peer.
+What each role learns from this step: every party and the coordinator learn the parties'
+certificates (public within the consortium), protocol roles and per-run public keys; nothing secret.
 """
 
 from __future__ import annotations
