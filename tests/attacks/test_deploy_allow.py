@@ -1,0 +1,105 @@
+"""Finding 21: a party agent refuses any job outside the allow-list in its own party.toml.
+
+On commit 1064fb2 an operator paired a bank's loan book with a payments provider neither had agreed to:
+both agents accepted silently and PSI told each the customers they share. Now each agent checks the
+job at `deploy.open_run` — before any protocol message — against its `[allow]` section (operators,
+workflows, partners, datasets, columns, required protections, minimum noise), refuses with the rule
+and the reason, logs it and records it in its own signed audit log. Without `[allow]` a party joins
+no vertical run (its partners must be listed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sampan.config import ConfigError
+from sampan.deploy.config import load_party_config
+from sampan.runtime.store import Store
+from sampan.transport.grpc_hub import Identity
+from sampan.wire import Message
+
+from _deploy_federation import ThreadFederation, run_config
+
+pytestmark = pytest.mark.slow
+
+
+def _audit(fed: ThreadFederation, party: str, run_id: str) -> list[tuple[str, dict]]:
+    store = Store.open(fed.agents[party].config.store_url)
+    try:
+        assert store.verify_audit(run_id).ok
+        return [(e.kind, dict(e.detail)) for e in store.events(run_id)]
+    finally:
+        store.close()
+
+
+def test_an_operator_cannot_pair_a_bank_with_a_payments_provider_it_never_listed(tmp_path: Path) -> None:
+    allow = {"bank": {"partners": ["delivery"]}, "delivery": {"partners": ["bank"]}}  # payments: no [allow]
+    fed = ThreadFederation(tmp_path, vertical=True, allow=allow)
+    try:
+        run_id = fed.submit({"run": {"name": "unagreed", "seed": 1},
+                             "deploy": {"workflow": "vertical", "dataset": "vertical", "parties": ["bank", "payments"],
+                                        "label_holder": "bank"},
+                             "vertical": {"epochs": 1}})
+        status = fed.wait(run_id)
+        assert status["status"] == "failed" and "refuses this job (partners)" in status["error"], status
+        for party, partner in (("bank", "payments"), ("payments", "bank")):
+            # Nothing but the job's opening reached either agent: no PSI, no key exchange.
+            assert fed.kinds(party, run_id) == ["deploy.open_run"], (party, fed.kinds(party, run_id))
+            entries = _audit(fed, party, run_id)
+            refused = [d for k, d in entries if k == "job_refused"]
+            assert refused and refused[0]["rule"] == "partners" and partner in refused[0]["reason"], entries
+        assert fed.kinds("delivery", run_id) == []
+    finally:
+        fed.close()
+
+
+def test_jobs_without_the_required_protections_or_from_other_operators_are_refused(tmp_path: Path) -> None:
+    allow = {"bank_harbour": {"require": ["secure_aggregation"]},
+             "bank_kowloon": {"require": ["dp"], "min_noise_multiplier": 1.0},
+             "bank_lionrock": {"operators": ["ops"], "workflows": ["horizontal"]}}
+    fed = ThreadFederation(tmp_path, allow=allow)
+    try:
+        plain = fed.submit(run_config("plain"), operator=Identity("mallory", "operator"))
+        assert fed.wait(plain)["status"] == "failed"
+        weak = fed.submit(run_config("weak-noise", privacy={"epsilon": 50.0, "dp3": {"noise_multiplier": 0.3,
+                                                                                    "mode": "distributed"}},
+                                     secure_aggregation={"enabled": True}, data={"standardize": False}))
+        assert fed.wait(weak)["status"] == "failed"
+        expected = {("bank_harbour", plain): "require", ("bank_kowloon", plain): "require",
+                    ("bank_lionrock", plain): "operators", ("bank_kowloon", weak): "min_noise_multiplier"}
+        for (party, run_id), rule in expected.items():
+            refused = [d for k, d in _audit(fed, party, run_id) if k == "job_refused"]
+            assert refused and refused[0]["rule"] == rule, (party, run_id, refused)
+            assert "fit" not in fed.kinds(party, run_id) and "stats" not in fed.kinds(party, run_id)
+        accepted = [k for k, _ in _audit(fed, "bank_harbour", weak)]
+        assert "job_accepted" in accepted  # SecAgg present: bank_harbour accepted, bank_kowloon refused
+    finally:
+        fed.close()
+
+
+def test_a_coordinator_cannot_announce_protections_and_then_drop_them(tmp_path: Path) -> None:
+    """The per-request check: a `fit` without the SecAgg the job promised, or with less noise, is refused."""
+    fed = ThreadFederation(tmp_path, allow={"bank_harbour": {"require": ["secure_aggregation", "dp3"],
+                                                             "min_noise_multiplier": 1.0}}, start=False)
+    agent = fed.agents["bank_harbour"]
+    job = {"operator": "ops", "parties": ["bank_harbour", "bank_kowloon", "bank_lionrock"],
+           "protections": ["dp", "dp3", "secure_aggregation"], "noise_multipliers": {"dp3": 1.5}}
+    opened = agent.handle(Message("r1", 0, "coordinator", "bank_harbour", "deploy.open_run", meta={
+        "workflow": "horizontal", "dataset": "loans", "test_fraction": 0.2, "split_seed": 1, "job": job}))
+    assert not opened.is_error, opened.meta
+    for meta in ({"dp3": {"clip": 1.0, "sum_sigma": 1.5, "mode": "distributed"}},                       # no SecAgg
+                 {"secagg": {}, "dp3": {"clip": 1.0, "sum_sigma": 0.2, "mode": "distributed"}}):  # too little noise
+        reply = agent.handle(Message("r1", 1, "coordinator", "bank_harbour", "fit", meta=meta))
+        assert reply.is_error and "refuses this job" in str(reply.meta.get("error")), reply.meta
+    fed.coordinator.security.close()
+
+
+def test_the_allow_section_is_checked_when_party_toml_is_loaded(tmp_path: Path) -> None:
+    toml = tmp_path / "party.toml"
+    toml.write_text('[party]\nname = "b"\ncoordinator = "h:1"\n[tls]\nca = "a"\ncert = "b"\nkey = "c"\n'
+                    '[data.d]\npath = "x.csv"\n[data.d.schema]\nid = "id"\nfeatures = ["f"]\n'
+                    '[allow]\nrequire = ["secure_aggregation", "magic"]\n')
+    with pytest.raises(ConfigError, match="allow.require"):
+        load_party_config(toml)
