@@ -28,9 +28,12 @@ THREAT_MODEL = (
 SECAGG_THREAT_MODEL = (
     " Secure aggregation (SecAgg+) is on: each update leaves its party masked with pairwise and self masks "
     "in Z_2^64, so the coordinator sees only the sum over the parties that sent a masked input (who they "
-    "are is public) and, under DP3, only the noised sum. Semi-honest coordinator; t of a party's "
-    "neighbours together with the coordinator could unmask it; a malicious coordinator lying about "
-    "dropouts is not ruled out (no consistency round)."
+    "are is public, never fewer than min_contributors >= 3) and, under DP3, only the noised sum. Every "
+    "party signs its per-attempt keys with its organisation's certificate and checks its neighbours' "
+    "signatures against the consortium CA, so a substituted key aborts the round; parties sign the "
+    "survivor set (consistency round) and reveal, per neighbour and attempt, only one kind of share, "
+    "recorded before it leaves, so a coordinator that lies about dropouts or repeats requests is refused. "
+    "t of a party's neighbours together with the coordinator could still unmask it."
 )
 
 
@@ -61,6 +64,7 @@ def _protection(kind: str, privacy: dict[str, Any] | None, noise: dict[str, floa
         return {"secagg_keys": "public: two X25519 public keys and a hash commitment to the self-mask seed",
                 "secagg_shares": "Shamir shares of its mask key and seed, sealed (X25519 + ChaCha20-Poly1305) for "
                                  "each neighbour; the coordinator relays ciphertext it cannot open",
+                "secagg_consistency": "public: its signature over the survivor set of the attempt",
                 "secagg_unmask": "per neighbour one share: of its self-mask seed if it sent its input, of its mask key "
                                  "if it dropped before; never both"}.get(kind, "secure aggregation step")
     if kind == "stats" and privacy and privacy.get("dp1"):
@@ -108,6 +112,7 @@ def build_receipt(store: Store, run_id: str) -> dict[str, Any]:
         "threat_model": THREAT_MODEL + (SECAGG_THREAT_MODEL if secagg else ""),
         "secure_aggregation": ({"protocol": "SecAgg+ (Bell et al. 2020): X25519 pairwise masks, Shamir t-of-n shares "
                                 "of mask keys and self-mask seeds, dropout recovery",
+                                "min_contributors": secagg.get("min_contributors", 3),
                                 **{k: secagg.get(k) for k in ("threshold", "neighbours", "frac_bits", "max_abs")}}
                                if secagg else None),
         "randomness": "partitions, initialisation and minibatch order from the run seed; DP noise, DP-SGD sampling "
