@@ -73,6 +73,7 @@ REVEALS = (
 # pattern ending in "*" matches any suffix; "decoded:<p>" is what the bank computes from a partner's
 # sealed sums and the dealer's sums. Checked by tests/attacks/test_neighbouring_vertical.py.
 VIEWS: tuple[tuple[str, str, str, str], ...] = (
+    ("coordinator", "*", "to:*", "sealed: ciphertext it cannot open; its length shows the sizes inside"),
     ("*", "vgb.setup", "train_rows", "visible: training positions in the aligned order (the coordinator chose them)"),
     ("*", "vgb.setup", "val_rows", "visible: validation positions in the aligned order"),
     ("*", "vgb.setup", "dealer_seed", "public: the party's seed from the dealer"),

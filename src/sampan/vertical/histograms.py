@@ -54,6 +54,7 @@ Sums are exact in Z_2^64 (values at 2^-32 fixed point; per-bin sums via two floa
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -173,7 +174,7 @@ def dealer_level_sums(beta_index: np.ndarray, total: int, draws: np.ndarray, pos
     return out + pads
 
 
-def histogram_privacy(releases: int, sensitivity2: float, sigma: float, delta: float = 1e-5) -> dict[str, float]:
+def histogram_privacy(releases: int, sensitivity2: float, sigma: float, delta: float = 1e-5) -> dict[str, Any]:
     """Account of a partner's noised histogram releases to the bank (Gaussian mechanism, zCDP composition).
 
     `sensitivity2` is the squared L2 sensitivity of one release (all the partner's features, every value
@@ -181,6 +182,10 @@ def histogram_privacy(releases: int, sensitivity2: float, sigma: float, delta: f
     `releases` of them compose by addition, and rho converts to (epsilon, delta)-DP
     (`sampan.privacy.mechanisms.zcdp_epsilon`). The noise multiplier sigma / sens is reported so any
     accountant (dp-accounting's RDP or PLD) can recheck the number.
+
+    Assumption, stated in the account: the partner's bin edges are held fixed. They are quantiles of the
+    partner's own training column, computed and kept at the partner (never sent), but one customer can
+    move an edge and with it other customers between adjacent bins; that influence is not covered.
     """
     if releases < 0 or sensitivity2 <= 0 or sigma <= 0:
         raise ValueError(f"histogram privacy needs releases >= 0, sensitivity^2 > 0 and sigma > 0, got "
@@ -188,7 +193,9 @@ def histogram_privacy(releases: int, sensitivity2: float, sigma: float, delta: f
     rho = releases * sensitivity2 / (2.0 * sigma ** 2)
     return {"releases": float(releases), "sigma": float(sigma), "sensitivity": math.sqrt(sensitivity2),
             "noise_multiplier": sigma / math.sqrt(sensitivity2), "rho": rho,
-            "epsilon": zcdp_epsilon(rho, delta), "delta": delta}
+            "epsilon": zcdp_epsilon(rho, delta), "delta": delta,
+            "assumes": "the partner's bin edges held fixed (quantiles of its own training column, kept at the "
+                       "partner; one customer moving an edge is not covered)"}
 
 
 def histogram_sigma(sensitivity2: float, epsilon: float, delta: float, releases: int = 1) -> float:

@@ -67,6 +67,7 @@ REVEALS = (
 # Every field each role sees, with its protection (vocabulary as in `sampan.vertical.gbdt.VIEWS`);
 # "decoded:<p>" is what the bank computes from a partner's sealed sums and the dealer's sums.
 VIEWS: tuple[tuple[str, str, str, str], ...] = (
+    ("coordinator", "*", "to:*", "sealed: ciphertext it cannot open; its length shows the sizes inside"),
     ("*", "woe.setup", "train_rows", "visible: training positions in the aligned order (the coordinator chose them)"),
     ("*", "woe.setup", "dealer_seed", "public: the party's seed from the dealer"),
     ("*", "woe.setup", "meta:*", "public: run parameters"),
