@@ -117,6 +117,9 @@ def demo(
             _fail(exc)
         return
     if model == "gbdt":
+        if epsilon is not None:  # no DP mechanism exists for horizontal GBDT: never accept a budget silently
+            _fail(ConfigError("--epsilon: horizontal GBDT has no differential privacy (its histograms are exact); "
+                              "drop --epsilon or use --model logistic/mlp"))
         _gbdt_demo(seed, store, report_dir)
         return
     if model not in ("logistic", "mlp"):

@@ -269,3 +269,14 @@ def test_vertical_gbdt_replacing_one_partner_record_moves_the_first_release_by_a
     moved = float(np.linalg.norm(a[root][0] - b[root][0]))
     d = X.shape[1]
     assert moved > np.sqrt(d * (1 + 1 / 16))  # more than the old accounting's sensitivity: it under-charged
+
+
+def test_horizontal_gbdt_offers_no_dp_and_refuses_a_budget(tmp_path: Any) -> None:
+    """Horizontal GBDT has no DP mechanism, so there is no neighbouring test to run: asking for one is refused."""
+    from typer.testing import CliRunner
+
+    from sampan.cli import app
+
+    result = CliRunner().invoke(app, ["demo", "--model", "gbdt", "--epsilon", "1", "--seed", "1",
+                                      "--store", f"sqlite:///{tmp_path / 'runs.db'}", "--report-dir", str(tmp_path)])
+    assert result.exit_code != 0 and "no differential privacy" in result.output

@@ -1,13 +1,16 @@
 """Horizontal GBDT for bank consortia: one tree learner over histogram sums across banks.
 
 Every bank keeps its rows, labels and running scores; per node it sends only its gradient and hessian
-histograms over shared bin edges, the coordinator adds them (a sum that secure aggregation can hide
-when deployed), chooses the split and broadcasts it; each bank routes its own rows. Leaf values come
+histograms over shared bin edges, the coordinator adds them (in the clear: secure aggregation of the
+histograms is not implemented for trees), chooses the split and broadcasts it; each bank routes its own rows. Leaf values come
 from the summed histograms, so the model equals the pooled learner on the same bins.
 
-What the coordinator learns: per-feature quantile cut points of each bank (to agree on bin edges),
-each bank's row count and default count, and the summed histograms per node. Per-bank histograms are
-visible to it unless secure aggregation is on.
+What each role learns. The coordinator: per-feature quantile cut points of each bank (to agree on bin
+edges), each bank's row count and default count, every bank's own gradient/hessian histograms per node
+(this module runs no secure aggregation), the summed histograms, the splits and the leaf values. Each
+bank: the splits and leaf values (the whole model). No differential privacy is offered for horizontal
+GBDT: every release is exact, and `sampan demo --model gbdt --epsilon ...` is refused rather than run
+without the noise it asks for.
 """
 
 from __future__ import annotations

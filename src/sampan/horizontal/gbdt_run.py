@@ -103,8 +103,8 @@ def run_horizontal_gbdt_demo(store: Store, *, seed: int, n_smes: int = 12000, pa
         "baselines": {"pooled data, same learner (simulation only)": pooled}, "alone": alone,
         "federated_by_party": by_bank, "notes": [
             "Horizontal GBDT: each bank sends per-node gradient/hessian histograms over shared bin edges; the "
-            "coordinator sums them (secure aggregation can hide individual banks' histograms when deployed) and "
-            "sees each bank's quantile sketch (to agree on bin edges), row and default counts."]})
+            "coordinator sees each bank's histograms (no secure aggregation and no differential privacy run here), "
+            "sums them, and sees each bank's quantile sketch (to agree on bin edges), row and default counts."]})
     store.set_status(run_id, "completed")
     report = None
     if report_dir is not None:
