@@ -34,7 +34,7 @@ def test_any_generator_passed_in_marks_the_model_reproducible_not_private() -> N
 
 
 def test_tree_choice_under_secure_aggregation_uses_sensitivity_2() -> None:
-    tables = {f"bank{i}": _table(3000, 30 + i) for i in range(2)}
+    tables = {f"bank{i}": _table(3000, 30 + i) for i in range(3)}  # SecAgg sums at least 3 contributors
     model = fit_federated(tables, SCHEMA, SynthConfig(epsilon=8.0, tree=True), secure_aggregation=True)
     selections = [r for p in model.receipt["parties"].values() for r in p["releases"] if r["kind"] == "exponential"]
     assert selections and {r["score_sensitivity"] for r in selections} == {2.0}
