@@ -63,7 +63,7 @@ from sampan.vertical.channel import prg_uint64
 
 __all__ = ["VALUE_BITS", "ring_bincount", "encode_values", "decode_sums", "secret_permutation",
            "node_masks", "partner_sums", "dealer_sums", "flat_index", "tree_masks", "partner_level_sums",
-           "dealer_level_sums", "histogram_privacy", "histogram_sigma"]
+           "dealer_level_sums", "histogram_privacy", "histogram_sigma", "views_receipt"]
 
 VALUE_BITS = 32  # = log2(models.gbdt.GRID): ring sums and float sums of grid gradients agree exactly
 
@@ -211,3 +211,8 @@ def histogram_sigma(sensitivity2: float, epsilon: float, delta: float, releases:
         if hi / lo < 1.0005:
             break
     return math.sqrt(releases * sensitivity2 / (2.0 * lo))
+
+
+def views_receipt(views: tuple[tuple[str, str, str, str], ...]) -> list[dict[str, str]]:
+    """A protocol's VIEWS table (role, message, field, protection) as receipt rows."""
+    return [{"role": r, "message": k, "field": f, "protection": p} for r, k, f, p in views]

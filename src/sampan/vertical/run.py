@@ -29,9 +29,12 @@ from sampan.vertical.session import Splits, VerticalSession, build_inprocess_ver
 from sampan.models.gbdt import GBDTParams
 from sampan.models.scorecard import ScoreScaling, gini
 from sampan.vertical.gbdt import REVEALS as GBDT_REVEALS
+from sampan.vertical.gbdt import VIEWS as GBDT_VIEWS
+from sampan.vertical.histograms import views_receipt
 from sampan.vertical.gbdt import score_vertical_gbdt, train_vertical_gbdt
 from sampan.vertical.training import VerticalLRConfig
 from sampan.vertical.woe import REVEALS as WOE_REVEALS
+from sampan.vertical.woe import VIEWS as WOE_VIEWS
 from sampan.vertical.woe import federated_woe
 
 __all__ = ["VerticalRunOutcome", "run_vertical", "load_parts", "score_with_parts", "score_with_gbdt", "TRAINING_REVEALS"]
@@ -124,6 +127,8 @@ def run_vertical(
         scorecard_rows: list[dict[str, Any]] = []
         iv: dict[str, dict[str, float]] = {}
         extra_reveals: dict[str, str] = {}
+        dp_accounts: dict[str, dict[str, Any]] = {}  # protocol -> party -> its noise account
+        fields_seen: dict[str, list[dict[str, str]]] = {}  # protocol -> every field a role sees, with its protection
         if "scorecard" in models:
             say("stage", {"stage": "federated WOE binning and scorecard"})
             woe = federated_woe(transport, run_id, label_holder, partners, splits.train, dp_epsilon=woe_dp_epsilon)
@@ -145,8 +150,12 @@ def run_vertical(
             extra_reveals["stability"] = (f"Population stability index of the scorecard's test-batch scores against "
                                           f"the validation batch: {card_metrics.get('psi', float('nan')):.4f} "
                                           "(< 0.1 stable, 0.1-0.25 watch, > 0.25 shifted).")
-            extra_reveals["scorecard"] = WOE_REVEALS + (f" DP on the counts: epsilon = {woe['epsilon']}." if woe.get("epsilon")
-                                                       else " No DP on the counts in this run.")
+            extra_reveals["scorecard"] = WOE_REVEALS + (" DP on the counts: " + "; ".join(
+                f"{p} epsilon = {v['epsilon']:.2f} (delta {v['delta']:g}, sigma {v['sigma']:.2f}): {v['protects']}"
+                for p, v in woe["privacy"].items()) + "." if woe.get("privacy") else " No DP on the counts in this run: "
+                "the bank sees exact partner counts.")
+            dp_accounts["scorecard (federated WOE counts)"] = dict(woe.get("privacy") or {})
+            fields_seen["federated WOE"] = views_receipt(WOE_VIEWS)
         if "gbdt" in models:
             say("stage", {"stage": "training vertical GBDT"})
             gb = train_vertical_gbdt(transport, run_id, label_holder, partners, splits.train, splits.val, gbdt_params,
@@ -162,6 +171,8 @@ def run_vertical(
                                                     + "; ".join(f"{p} epsilon = {v['epsilon']:.2f} over {int(v['releases'])} "
                                                                 f"releases (delta {v['delta']:g})" for p, v in gb.privacy.items())
                                                     if gb.privacy else " Partner histograms are not noised in this run.")
+            dp_accounts["vertical GBDT (partner histograms)"] = dict(gb.privacy)
+            fields_seen["vertical GBDT"] = views_receipt(GBDT_VIEWS)
         for m in comparison.values():
             if "auc" in m:
                 m["gini"] = gini(float(m["auc"]))
@@ -177,7 +188,8 @@ def run_vertical(
         store.record_info(run_id, "vertical", {"alignment": alignment, "training": training, "joint": joint,
                                                "bank_only": bank_only, "scored": [s.as_dict() for s in scored],
                                                "comparison": comparison, "scorecard": scorecard_rows, "iv": iv,
-                                               "extra_reveals": extra_reveals,
+                                               "extra_reveals": extra_reveals, "dp_accounts": dp_accounts,
+                                               "fields_seen": fields_seen,
                                                "traffic": transport.traffic.summary()})
         store.set_status(run_id, "completed")
     except BaseException as exc:
@@ -332,6 +344,7 @@ def vertical_receipt(store: Store, run_id: str) -> dict[str, Any]:
         "alignment": {k: v for k, v in info.get("alignment", {}).items() if k != "reveals"},
         "protection": "every party-to-party payload sealed with ChaCha20-Poly1305 under a per-run X25519 "
                       "key agreement; coordinator-visible fields are sizes, party names and aggregate metrics",
-        "differential_privacy": "none in this run (no shared preprocessing statistics)",
+        "differential_privacy": info.get("dp_accounts") or "none in this run",
+        "fields_seen": info.get("fields_seen") or {},
         "messages_sent": sent,
     }
