@@ -169,6 +169,8 @@ class HorizontalParty:
             meta = {k: v for k, v in meta.items() if k not in ("n", "loss")}
             if "dp2" in meta:
                 meta["dp2"] = {k: v for k, v in meta["dp2"].items() if k != "clipped_fraction"}
+            if "dp3" in msg.meta and not msg.meta["dp3"].get("count_sigma"):  # no adaptive clipping: the
+                meta.pop("dp3_indicator", None)  # indicator is unused, and an exact bit would be uncharged
         if "secagg" in msg.meta:
             return self._masked_fit(msg, update, meta, result.mean_loss, len(X))
         return msg.reply("fit_result", arrays={"update": update}, meta=meta)
@@ -187,7 +189,7 @@ class HorizontalParty:
         else:
             weight = float(rows) / float(sa["total_rows"])
         if "dp3" in msg.meta:  # DP3 mean is unweighted; the indicator feeds adaptive clipping
-            head, indicator = update, float(meta["dp3_indicator"])
+            head, indicator = update, float(meta.get("dp3_indicator", 0.0))
         else:  # FedAvg: sum of n_i/N-weighted updates and of the weights
             head, indicator = update * weight, 0.0
         vector = np.concatenate([head, [indicator, weight * float(loss), weight]])

@@ -227,7 +227,7 @@ class HorizontalWorkflow:
             if dp3_settings is not None:  # DP3: unweighted sum of clipped updates, one running sum
                 update = reply.arrays["update"]
                 clipped_sum = update.copy() if clipped_sum is None else clipped_sum + update
-                indicator_sum += float(reply.meta["dp3_indicator"])
+                indicator_sum += float(reply.meta.get("dp3_indicator", 0.0))  # sent only for adaptive clipping
             else:
                 self.aggregator.add(reply.arrays["update"], n)
             if "loss" in reply.meta:

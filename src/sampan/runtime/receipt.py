@@ -14,6 +14,7 @@ from typing import Any
 from sampan.files import atomic_write_json
 from sampan.report import ReportSection
 from sampan.runtime.store import Store
+from sampan.wire.catalogue import PROTECTIONS, Setup, receipt_rows
 
 THREAT_MODEL = (
     "Semi-honest parties and coordinator; the coordinator does not collude with a data party. "
@@ -21,10 +22,19 @@ THREAT_MODEL = (
     "model deltas reach the coordinator unprotected and can leak information about training rows. "
     "DP2 (DP-SGD) protects every update a party sends, against the coordinator and everyone downstream. "
     "DP3 'central' protects the aggregate and the released model but the coordinator sees clipped "
-    "individual updates (it must be trusted); DP3 'distributed' adds each "
-    "party's noise share before sending. DP1, when on, noises the preprocessing statistics; the "
-    "describe message (row counts) and the evaluation histograms of holdout scores are not noised."
+    "individual updates (it must be trusted); DP3 'distributed' (only with secure aggregation) adds each "
+    "party's noise share before sending. Under [privacy] a party sends only outputs of charged mechanisms "
+    "and public values: its training row count once through a Gaussian mechanism (DP1), the "
+    "standardisation statistics through DP1, updates through DP2/DP3; no training loss, positive rate "
+    "or clipping statistics. The unit of privacy is one training row of one party; holdout rows are "
+    "outside it: under [privacy] the released model is evaluated once, at the end, on the holdout rows "
+    "(score histograms by label, loss sums; summed under secure aggregation when it is on), and that "
+    "evaluation is not noised. The catalogue below names every field of every message and its protection."
 )
+EVALUATION_DP = ("Under [privacy]: no per-round evaluation and no training loss are released; the released model "
+                 "is evaluated once, at the end, on holdout rows, which are outside the DP unit (not noised).")
+EVALUATION_PLAIN = "Evaluated every eval_every rounds on holdout rows; training loss reported per round."
+EVALUATION_SECAGG = " Evaluation replies are summed under secure aggregation: no per-party metrics exist."
 SECAGG_THREAT_MODEL = (
     " Secure aggregation (SecAgg+) is on: each update leaves its party masked with pairwise and self masks "
     "in Z_2^64, so the coordinator sees only the sum over the parties that sent a masked input (who they "
@@ -43,7 +53,7 @@ def _secagg(config: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _protection(kind: str, privacy: dict[str, Any] | None, noise: dict[str, float],
-                secagg: dict[str, Any] | None = None) -> str:
+                secagg: dict[str, Any] | None = None, party: str | None = None) -> str:
     if kind == "fit_result":
         parts = []
         if secagg:
@@ -51,8 +61,9 @@ def _protection(kind: str, privacy: dict[str, Any] | None, noise: dict[str, floa
                          "of each neighbourhood); the coordinator sees only the sum")
         if privacy and privacy.get("dp2"):
             dp2 = privacy["dp2"]
-            parts.append(f"DP2: DP-SGD, noise multiplier {noise.get('DP2', 0):.3g}, per-example clip "
-                         f"{dp2.get('max_grad_norm')}, Poisson sampling")
+            z2 = noise.get(f"DP2:{party}", noise.get("DP2", 0)) if party else noise.get("DP2", 0)
+            parts.append(f"DP2: DP-SGD, noise multiplier {z2:.3g} (this party's own), per-example clip "
+                         f"{dp2.get('max_grad_norm')}, Poisson sampling at the rate of its released row count")
         if privacy and privacy.get("dp3"):
             dp3 = privacy["dp3"]
             where = "noise added by the coordinator" if dp3.get("mode", "central") == "central" else \
@@ -70,12 +81,43 @@ def _protection(kind: str, privacy: dict[str, Any] | None, noise: dict[str, floa
     if kind == "stats" and privacy and privacy.get("dp1"):
         return (f"DP1: count, sums and sums of squares clipped to public ranges, one Gaussian mechanism with "
                 f"noise multiplier {privacy['dp1']['noise_multiplier']}")
+    if kind == "describe" and privacy:
+        return (f"DP1: training row count through a Gaussian mechanism (noise multiplier "
+                f"{privacy.get('count_noise_multiplier', 20.0)}, sensitivity 1); holdout row count and feature "
+                "names in clear; no positive rate")
+    if kind == "evaluation" and (privacy or secagg):
+        where = "summed under SecAgg+ (the coordinator sees only the sum)" if secagg else "per party in clear"
+        when = ("once, at the end, on the released model; holdout rows are outside the DP unit, not noised"
+                if privacy else "every evaluation round")
+        return f"score histograms of holdout rows by label, loss and Brier sums, {where}; {when}"
     return {
         "describe": "none: row counts, training positive rate, feature names",
         "stats": "none: per-feature count, sum and sum of squares (for standardisation)",
         "evaluation": "none: per-bin counts of holdout scores by label, loss sums, local metrics",
         "error": "none: error type and message",
     }.get(kind, "none")
+
+
+def stored_traffic(store: Store, run_id: str) -> list[dict[str, Any]] | None:
+    """Traffic per (party, direction, kind) summed over every `traffic` event the run logged.
+
+    A resumed run has a fresh transport whose counters start at zero, so the transport's own summary
+    covers only the last process; the events (saved with each round, and after the final evaluation)
+    cover all of them. None when the run logged no per-party traffic (older runs, other workflows)."""
+    totals: dict[tuple[str, str, str], list[int]] = {}
+    found = False
+    for event in store.events(run_id):
+        if event.kind != "traffic" or "by_party" not in (event.detail or {}):
+            continue
+        found = True
+        for row in event.detail["by_party"]:
+            entry = totals.setdefault((row["party"], row["direction"], row["kind"]), [0, 0])
+            entry[0] += int(row["messages"])
+            entry[1] += int(row["bytes"])
+    if not found:
+        return None
+    return [{"party": p, "direction": d, "kind": k, "messages": m, "bytes": b}
+            for (p, d, k), (m, b) in sorted(totals.items())]
 
 
 def build_receipt(store: Store, run_id: str) -> dict[str, Any]:
@@ -87,16 +129,22 @@ def build_receipt(store: Store, run_id: str) -> dict[str, Any]:
     noise = dict((checkpoint.meta.get("noise") if checkpoint else None) or {})
     ledger = info.get("privacy") or {}
     parties: dict[str, Any] = {}
-    for row in info.get("traffic") or []:
+    traffic = stored_traffic(store, run_id)
+    for row in traffic if traffic is not None else (info.get("traffic") or []):
         if row["direction"] != "sent":
             continue
         entry = parties.setdefault(row["party"], {"sent": []})
         entry["sent"].append({"kind": row["kind"], "messages": row["messages"], "bytes": row["bytes"],
-                              "protection": _protection(row["kind"], privacy_cfg, noise, secagg)})
+                              "protection": _protection(row["kind"], privacy_cfg, noise, secagg, row["party"])})
     for party, summary in (ledger.get("parties") or {}).items():
-        parties.setdefault(party, {"sent": []}).update({
+        entry = parties.setdefault(party, {"sent": []})
+        entry.update({
             "budget": summary["budget"], "epsilon_spent": summary["epsilon_spent"],
             "epsilon_by_level": summary["epsilon_by_level"], "compositions_by_level": summary["compositions_by_level"]})
+        if privacy_cfg and privacy_cfg.get("dp2"):
+            entry["dp2_noise_multiplier"] = noise.get(f"DP2:{party}", noise.get("DP2"))
+    setup = Setup.from_config(run.config or {})
+    evaluation = (EVALUATION_DP if privacy_cfg else EVALUATION_PLAIN) + (EVALUATION_SECAGG if secagg else "")
     return {
         "run_id": run_id,
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -118,6 +166,10 @@ def build_receipt(store: Store, run_id: str) -> dict[str, Any]:
         "randomness": "partitions, initialisation and minibatch order from the run seed; DP noise, DP-SGD sampling "
                       "and masks from the operating system's CSPRNG",
         "parties": parties,
+        "evaluation": evaluation,
+        "holdout_rows_in_dp_unit": False if privacy_cfg else None,
+        "messages": receipt_rows(setup),
+        "protections": PROTECTIONS,
         "note": ledger.get("note"),
         "membership_audit": info.get("membership_audit"),
     }
@@ -143,13 +195,27 @@ def _audit_html(audit: dict[str, Any] | None) -> str:
             f"<th>ε lower bound (95% conservative)</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
+def _catalogue_html(rows: list[dict[str, str]]) -> str:
+    """Every field of every message, with its protection (the catalogue of `sampan.wire.catalogue`)."""
+    if not rows:
+        return ""
+    body = "".join(f"<tr><td>{escape(r['sender'])}</td><td>{escape(r['kind'])}</td><td><code>{escape(r['field'])}</code>"
+                   f"</td><td>{escape(r['description'])}</td></tr>" for r in rows)
+    return ("<p><b>Every message field and its protection</b> (sender: who sends it; the other side reads it):</p>"
+            "<table><thead><tr><th>sender</th><th>message</th><th>field</th><th>protection</th></tr></thead>"
+            f"<tbody>{body}</tbody></table>")
+
+
 def receipt_section(receipt: dict[str, Any]) -> ReportSection:
     rows = []
     for party, entry in sorted(receipt["parties"].items()):
         spent = entry.get("epsilon_spent")
         levels = entry.get("epsilon_by_level") or {}
         budget = entry.get("budget") or {}
-        eps = (f"{spent:.3f} of {budget.get('epsilon')} (DP2 {levels.get('DP2', 0):.3f}, DP3 {levels.get('DP3', 0):.3f})"
+        by_level = ", ".join(f"{lvl} {levels.get(lvl, 0):.3f}" for lvl in ("DP1", "DP2", "DP3"))
+        z2 = entry.get("dp2_noise_multiplier")
+        eps = (f"{spent:.3f} of {budget.get('epsilon')} ({by_level})"
+               + (f"; DP2 noise multiplier {z2:.3g}" if z2 is not None else "")
                if spent is not None else "no DP: not accounted")
         sent = "<br>".join(f"{escape(s['kind'])}: {s['messages']} msgs, {s['bytes']:,} B — {escape(s['protection'])}"
                            for s in entry["sent"])
@@ -163,6 +229,8 @@ def receipt_section(receipt: dict[str, Any]) -> ReportSection:
         + (f"<p><b>Budget stop:</b> {escape(stop)}</p>" if stop else "")
         + "<table><thead><tr><th>party</th><th>ε spent (of budget)</th><th>what it sent, under which protection</th>"
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        + (f"<p><b>Evaluation.</b> {escape(str(receipt['evaluation']))}</p>" if receipt.get("evaluation") else "")
+        + _catalogue_html(receipt.get("messages") or [])
         + _audit_html(receipt.get("membership_audit"))
         + f"<p><b>Threat model.</b> {escape(receipt['threat_model'])}</p>"
         f"<p><b>Randomness.</b> {escape(receipt['randomness'])}</p>"

@@ -14,7 +14,7 @@ from sampan.runtime.horizontal_workflow import HorizontalWorkflow, RunOutcome
 from sampan.runtime.progress import ProgressHook
 from sampan.runtime.reporting import write_run_report
 from sampan.runtime.seeds import fresh_seed
-from sampan.runtime.receipt import build_receipt
+from sampan.runtime.receipt import build_receipt, stored_traffic
 from sampan.runtime.store import Store, StoreError
 
 RESUMABLE = {"created", "running", "interrupted", "failed"}
@@ -64,7 +64,8 @@ def _execute(config: RunConfig, store: Store, run_id: str, seed: int, progress: 
     finally:
         if transport is not None:
             transport.close()
-    return _finish(config, store, outcome, transport.traffic.summary())
+    # every process's traffic (a resumed run's transport only counted its own), from the stored events
+    return _finish(config, store, outcome, stored_traffic(store, run_id) or transport.traffic.summary())
 
 
 def _finish(config: RunConfig, store: Store, outcome: RunOutcome, traffic: list[dict[str, Any]]) -> FinishedRun:

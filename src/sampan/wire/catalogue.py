@@ -1,0 +1,273 @@
+"""Catalogue of the horizontal protocol's messages: every field, and what protects it in a given setup.
+
+The privacy receipt prints this catalogue for a run's configuration, and the neighbouring-dataset
+tests hold the protocol to it: when one training row is added, every field that changes must be
+declared here as the output of a charged mechanism (or computed only from such outputs and public
+values), as secure-aggregation material, or as visible to a named role. A field that is not listed
+is a bug: a new field must be declared before it may travel.
+
+Field names are `arrays.<key>` and `meta.<key>` (nested meta as `meta.a.b`); `sum.<slot>` names the
+slots of a secure-aggregation sum, which is all the coordinator learns of a masked vector. A name
+ending in `.*` covers every key below it.
+
+Ledger tags name the mechanisms the coordinator's ledger charges: `DP1:count` (each party's training
+row count, once at setup), `DP1:stats` (standardisation moments), `DP2` (DP-SGD), `DP3` (clipped
+updates in a noised sum).
+
+Holdout rows are outside the DP unit: the unit is one training row of one party. Under `[privacy]`
+the model is evaluated once, at the end, on the released model; that evaluation is computed from
+charged outputs and holdout rows only, and is declared as such.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping
+
+import numpy as np
+
+Protection = Literal["public", "charged", "derived", "random", "aggregate", "visible"]
+
+# What each protection means, in the receipt's words.
+PROTECTIONS: dict[str, str] = {
+    "public": "public: the same for any data (configuration, names, constants)",
+    "charged": "output of a DP mechanism the ledger charges",
+    "derived": "computed only from charged outputs, public values (and, for evaluation, holdout rows outside "
+               "the DP unit): post-processing, no further charge",
+    "random": "cryptographic material (keys, commitments, sealed shares, masked vectors): independent of the "
+              "data to its reader",
+    "aggregate": "secure-aggregation sum without DP: the coordinator learns the exact sum over the contributors",
+    "visible": "visible in clear to the named role, which must be trusted with it (no DP on this field)",
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    protection: Protection
+    mechanisms: tuple[str, ...] = ()   # ledger tags (charged / derived)
+    role: str | None = None            # who sees it in clear ("visible") or learns the sum ("aggregate")
+    what: str = ""
+
+    def describe(self) -> str:
+        base = {"charged": "charged: " + ", ".join(self.mechanisms),
+                "derived": "derived from " + (", ".join(self.mechanisms) or "public values"),
+                "visible": f"visible to the {self.role} (trusted; no DP on this field)",
+                "aggregate": f"SecAgg sum only, no DP (the {self.role} learns the exact sum)",
+                "random": "random to its reader (secure-aggregation material)",
+                "public": "public"}[self.protection]
+        return f"{self.what}: {base}" if self.what else base
+
+
+@dataclass(frozen=True)
+class MessageSpec:
+    kind: str
+    sender: str      # "party" or "coordinator"
+    fields: tuple[Field, ...]
+
+    def field(self, name: str) -> Field | None:
+        """The declared field that covers `name` (exact, or a `prefix.*` entry)."""
+        for f in self.fields:
+            if f.name == name or (f.name.endswith(".*") and name.startswith(f.name[:-1])):
+                return f
+        return None
+
+
+@dataclass(frozen=True)
+class Setup:
+    """The privacy-relevant shape of a run: which mechanisms are on, and secure aggregation."""
+
+    dp1: bool = False
+    dp2: bool = False
+    dp3: str | None = None          # None, "central" or "distributed"
+    adaptive: bool = False          # DP3 adaptive clipping (the indicator travels)
+    secagg: bool = False
+    standardize: bool = True
+
+    @property
+    def private(self) -> bool:
+        return self.dp1 or self.dp2 or self.dp3 is not None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "Setup":
+        """From a run's stored JSON config (`RunConfig.to_dict()`)."""
+        privacy = config.get("privacy") or {}
+        secagg = config.get("secure_aggregation")
+        dp3 = privacy.get("dp3")
+        return cls(dp1=bool(privacy.get("dp1")), dp2=bool(privacy.get("dp2")),
+                   dp3=(dp3.get("mode", "central") if dp3 else None), adaptive=bool(dp3 and dp3.get("adaptive")),
+                   secagg=bool(secagg and secagg.get("enabled", True)),
+                   standardize=bool((config.get("data") or {}).get("standardize", True)))
+
+
+LABEL = Field("meta.label", "random", what="attempt label (run id and nonce: independent of the data)")
+
+
+def _model_protection(s: Setup) -> tuple[Protection, tuple[str, ...]]:
+    """What protects the global model (and so everything computed from it)."""
+    mechs = tuple(m for m, on in (("DP2", s.dp2), ("DP3", s.dp3 is not None)) if on)
+    if not mechs:
+        return "visible", ()
+    return "derived", (*mechs, *(("DP1:count",) if s.private else ()), *(("DP1:stats",) if s.dp1 else ()))
+
+
+def _clear(name: str, what: str, role: str = "coordinator") -> Field:
+    return Field(name, "visible", role=role, what=what)
+
+
+def horizontal_catalogue(s: Setup) -> dict[str, MessageSpec]:
+    """Every message of a horizontal run in this setup, keyed by `<sender>:<kind>` (plus `:sum` entries)."""
+    count = ("DP1:count",)
+    model_prot, model_mechs = _model_protection(s)
+    specs: list[MessageSpec] = []
+
+    # --- party -> coordinator -------------------------------------------------------------------------
+    describe = [Field("meta.feature_names", "public", what="feature names")]
+    if s.private:
+        describe += [Field("meta.n_train", "charged", count, what="training row count (Gaussian, sensitivity 1)"),
+                     _clear("meta.n_test", "holdout row count (holdout rows are outside the DP unit)")]
+    else:
+        describe += [_clear("meta.n_train", "training row count"), _clear("meta.n_test", "holdout row count"),
+                     _clear("meta.positive_rate", "training positive rate")]
+    specs.append(MessageSpec("describe", "party", tuple(describe)))
+
+    if s.dp1:
+        stats = [Field(f, "charged", ("DP1:stats",), what=w) for f, w in (
+            ("arrays.sum", "sums of clipped, centred features"), ("arrays.sum_sq", "sums of their squares"),
+            ("meta.n", "row count"))] + [Field("meta.dp1", "public", what="marker")]
+    else:
+        stats = [_clear("arrays.sum", "feature sums"), _clear("arrays.sum_sq", "sums of squares"),
+                 _clear("meta.n", "row count")]
+    specs.append(MessageSpec("stats", "party", tuple(stats)))
+
+    if s.dp2:
+        update = Field("arrays.update", "charged", ("DP2", *count), what="DP-SGD model delta")
+    elif s.dp3 == "central":
+        update = _clear("arrays.update", "clipped model delta (central DP3: the coordinator adds the noise)")
+    else:
+        update = _clear("arrays.update", "model delta")
+    indicator = (Field("meta.dp3_indicator", "charged", ("DP2", *count), what="DP3 clip indicator")
+                 if s.dp2 else _clear("meta.dp3_indicator", "DP3 clip indicator (adaptive clipping)"))
+    if s.secagg:
+        specs.append(MessageSpec("fit_result", "party", (
+            Field("arrays.masked", "random", what="masked [update, indicator, weighted loss, weight]"),
+            Field("meta.secagg", "random", what="attempt label (a run nonce)"))))
+        dp3_mechs = ("DP3", *(("DP2",) if s.dp2 else ()), *count)
+        if s.dp3 is not None:
+            sum_update = Field("sum.update", "charged", dp3_mechs, what="sum of clipped, noise-shared deltas")
+        elif s.dp2:
+            sum_update = Field("sum.update", "charged", ("DP2", *count), what="sum of weighted DP-SGD deltas")
+        else:
+            sum_update = Field("sum.update", "aggregate", role="coordinator", what="sum of weighted deltas")
+        sums = [sum_update]
+        if s.dp3 is not None and s.adaptive:
+            sums.append(Field("sum.indicator", "charged", dp3_mechs, what="noised count of unclipped updates"))
+        else:
+            sums.append(Field("sum.indicator", "public", what="0 (no adaptive clipping)"))
+        if s.private:
+            sums += [Field("sum.loss", "public", what="0: no loss is released under DP"),
+                     Field("sum.weight", "derived", count, what="sum of released-count weights")]
+        else:
+            sums += [Field("sum.loss", "aggregate", role="coordinator", what="sum of weighted mean losses"),
+                     Field("sum.weight", "aggregate", role="coordinator", what="sum of weights n/N")]
+        specs.append(MessageSpec("fit_result:sum", "party", tuple(sums)))
+    else:
+        fit = [update]
+        if s.dp3 is not None and s.adaptive:
+            fit.append(indicator)
+        if s.dp2:
+            fit += [Field(f"meta.dp2.{k}", "derived", count, what=w) for k, w in (
+                ("steps", "DP-SGD steps"), ("sampling_rate", "Poisson rate"), ("noise_multiplier", "noise used"))]
+        if not s.private:
+            fit += [_clear("meta.n", "training row count"), _clear("meta.loss", "mean local training loss")]
+        specs.append(MessageSpec("fit_result", "party", tuple(fit)))
+
+    holdout = "holdout rows (outside the DP unit) scored by the released model" if s.private else "holdout rows"
+    eval_fields = ("pos", "neg", "sum_p", "loss_sum", "brier_sum", "n")
+    if s.secagg:
+        specs.append(MessageSpec("evaluation", "party", (
+            Field("arrays.masked", "random", what="masked [score histogram by label, loss, Brier, n]"),
+            Field("meta.secagg", "random", what="attempt label (a run nonce)"))))
+        if model_prot == "derived":
+            sums = [Field(f"sum.{k}", "derived", model_mechs, what=holdout) for k in eval_fields]
+        else:
+            sums = [Field(f"sum.{k}", "aggregate", role="coordinator", what=holdout) for k in eval_fields]
+        specs.append(MessageSpec("evaluation:sum", "party", tuple(sums)))
+    else:
+        names = ["arrays.pos", "arrays.neg", "arrays.sum_p", "meta.n", "meta.loss_sum", "meta.brier_sum",
+                 "meta.metrics.*"]
+        ev = [Field(n, "derived", model_mechs, what=holdout) if model_prot == "derived" else _clear(n, holdout)
+              for n in names]
+        specs.append(MessageSpec("evaluation", "party", (Field("arrays.edges", "public", what="bin edges"), *ev)))
+
+    specs += [
+        MessageSpec("secagg_keys", "party", (Field("arrays.*", "random", what=(
+            "X25519 public keys, a hash commitment to the self-mask seed, their signature and certificate")),)),
+        MessageSpec("secagg_shares", "party", (
+            Field("arrays.*", "random", what="Shamir shares sealed for each neighbour"),)),
+        MessageSpec("secagg_consistency", "party", (
+            Field("arrays.*", "random", what="signature over the survivor set"),)),
+        MessageSpec("secagg_unmask", "party", (
+            Field("arrays.*", "random", what="shares of survivors' self-mask seeds and of dropouts' mask keys"),)),
+        MessageSpec("error", "party", (_clear("meta.*", "error type and message (never a record value)"),)),
+    ]
+
+    # --- coordinator -> party (what each party sees) ---------------------------------------------------
+    if s.dp1:
+        scaler = tuple(Field(f"arrays.{k}", "derived", ("DP1:stats",), what="standardisation") for k in ("mean", "scale"))
+    else:
+        scaler = tuple(Field(f"arrays.{k}", "visible", role="every party", what="pooled exact moments")
+                       for k in ("mean", "scale"))
+    params = (Field("arrays.params", model_prot, model_mechs, what="global model")
+              if model_prot == "derived" else Field("arrays.params", "visible", role="every party",
+                                                    what="global model (no DP)"))
+    dp3_settings = Field("meta.dp3.*", "derived", ("DP3",) if s.adaptive else (), what="DP3 settings (clip adapts)")
+    request_secagg = tuple(Field(f"arrays.{k}", "random", what="secure-aggregation keys, signatures, shares relayed")
+                           for k in ("own.*", "peer.*", "signers.*", "c_pk", "s_pk", "envelopes"))
+    secagg_label = Field("meta.secagg.label", "random", what="attempt label (a run nonce)")
+    secagg_meta = (Field("meta.secagg.*", "derived", count, what="secure-aggregation step (peers, total released rows)")
+                   if s.private else Field("meta.secagg.*", "visible", role="every party",
+                                           what="secure-aggregation step (peers, total of the exact row counts)"))
+    specs += [
+        MessageSpec("describe", "coordinator", (Field("meta.dp_count.*", "public", what="count noise"),)),
+        MessageSpec("stats", "coordinator", (Field("meta.dp1.*", "public", what="DP1 noise and public bounds"),)),
+        MessageSpec("fit", "coordinator", (
+            params, *scaler, *request_secagg, Field("meta.model.*", "public"), Field("meta.train.*", "public"),
+            Field("meta.seed", "public"), Field("meta.dp2.*", "public", what="DP-SGD settings"), dp3_settings,
+            Field("meta.public_rows", "charged", count, what="the party's own released row count"), secagg_label, secagg_meta)),
+        MessageSpec("evaluate", "coordinator", (params, *scaler, *request_secagg, Field("meta.model.*", "public"),
+                                                Field("meta.bins", "public"), secagg_label, secagg_meta)),
+        *(MessageSpec(k, "coordinator", (Field("arrays.*", "random", what="keys, signatures, shares relayed"),
+                                         LABEL, Field("meta.*", "public", what="secure-aggregation step (peers)")))
+          for k in ("secagg_keys", "secagg_share", "secagg_consistency", "secagg_unmask")),
+    ]
+    return {f"{spec.sender}:{spec.kind}": spec for spec in specs}
+
+
+def flatten(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> dict[str, Any]:
+    """A message's fields by catalogue name: `arrays.<key>`, `meta.<key>` (nested dicts dotted)."""
+    out: dict[str, Any] = {f"arrays.{k}": v for k, v in arrays.items()}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, Mapping) and value:
+            for k, v in value.items():
+                walk(f"{prefix}.{k}", v)
+        else:
+            out[prefix] = value
+    for k, v in meta.items():
+        walk(f"meta.{k}", v)
+    return out
+
+
+def receipt_rows(s: Setup) -> list[dict[str, str]]:
+    """The catalogue as receipt rows: who sends which kind, each field and its protection."""
+    rows = []
+    for spec in horizontal_catalogue(s).values():
+        if not s.secagg and (spec.kind.startswith("secagg_") or spec.kind.endswith(":sum")):
+            continue
+        if not s.standardize and spec.kind == "stats":
+            continue
+        for f in spec.fields:
+            rows.append({"sender": spec.sender, "kind": spec.kind, "field": f.name, "protection": f.protection,
+                         "mechanisms": ", ".join(f.mechanisms), "role": f.role or "", "description": f.describe()})
+    return rows
