@@ -112,10 +112,22 @@ class VerticalRunConfig(_Strict):
     vertical: VerticalSection
 
     def lr_config(self) -> VerticalLRConfig:
+        """The secure LR settings, checked against these parties: logit_clip x parties within the ring's
+        capacity and the sigmoid's fit range, batch_size at least max(4 x widest party's columns, 64)."""
         try:
-            return VerticalLRConfig(**self.vertical.lr)
-        except TypeError as exc:
-            raise ConfigError(f"vertical.lr: {exc}") from None
+            config = VerticalLRConfig(**self.vertical.lr)
+            config.check_capacity(len(self.vertical.parties))
+            config.check_batches(max(self._columns(p) for p in self.vertical.parties))
+        except (TypeError, ValueError) as exc:
+            field = next((f for f in ("batch_size", "logit_clip", "learning_rate", "epochs", "patience", "l2")
+                          if f in str(exc)), None)
+            raise ConfigError(f"vertical.lr{'.' + field if field else ''}: {exc}") from None
+        return config
+
+    @staticmethod
+    def _columns(p: VerticalPartyConfig) -> int:
+        """Model columns of a party: one per numeric feature, one per category, plus the bank's intercept."""
+        return sum(len(p.categories[f]) if f in p.categories else 1 for f in p.features) + (p.label is not None)
 
     def gbdt_params(self) -> GBDTParams:
         try:

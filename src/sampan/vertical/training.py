@@ -63,7 +63,7 @@ class VerticalLRConfig:
                              f"the sigmoid polynomial's fit range +-{POLY.fit_bound:g} where it leaves [0, 1] and "
                              f"training can diverge; use at most {POLY.fit_bound / n_parties:g}")
 
-    def check_batches(self, max_columns: int, n_train: int) -> int:
+    def check_batches(self, max_columns: int, n_train: int | None = None) -> int:
         """The minimum batch rows for parties whose widest has `max_columns` columns; refuse a smaller batch_size."""
         need = min_batch_rows(max_columns)
         if self.batch_size < need:
@@ -71,7 +71,7 @@ class VerticalLRConfig:
                              f"(max(4 x {max_columns} columns of the widest party, 64)): a party's gradient is one "
                              "linear projection of the batch's residual per column, and too few rows let it solve "
                              "for the residual and the labels")
-        if n_train < need:
+        if n_train is not None and n_train < need:
             raise ValueError(f"vertical LR: {n_train} training rows are fewer than one batch of {need} rows")
         return need
 
