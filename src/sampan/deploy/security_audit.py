@@ -3,8 +3,10 @@
 Before this, refused peers went only to a plain-text log. Now every connection, every refusal (with the
 peer's address and the reason) and every revocation is an entry of the store's audit chain
 ``security`` (`sampan audit-log show security`, checked by `sampan audit-log verify` like any run's
-chain). A peer that keeps knocking must not be able to flood the log: each peer (by host, not port)
-gets at most `per_peer` entries per `window_s`; the first entry it loses in a window is itself
+chain). A peer that keeps knocking must not be able to flood the log: each unauthenticated peer
+(by host, not port) and each member (by name: the hub keys member events `member:<name>`, so a
+stranger flooding from a member's host cannot crowd out that member's entries) gets at most
+`per_peer` entries per `window_s`; the first entry it loses in a window is itself
 recorded once (`rate_limited`), and the next entry after the window says how many were dropped.
 
 Entries are written by one background thread, in order, so a burst never blocks the gRPC loop.

@@ -301,7 +301,10 @@ class Hub:
         if who:
             self.last_refusal[who.split(" ", 1)[0]] = f"{code}: {reason}"
         security_log.warning("rejected %s from %s (%s): %s", who or "unknown peer", peer or "?", code, reason)
-        self._event("peer_refused", {"who": who, "peer": peer, "code": code, "reason": reason}, peer)
+        # Rate-limit key: a member's own misbehaviour counts against that member, an unauthenticated peer's
+        # against its address, so a stranger flooding from one host cannot crowd out members' entries.
+        self._event("peer_refused", {"who": who, "peer": peer, "code": code, "reason": reason},
+                    f"member:{who}" if who in self._sessions else peer)
 
     def _event(self, kind: str, detail: dict[str, Any], peer: str) -> None:
         if self._on_event is not None:
@@ -334,7 +337,7 @@ class Hub:
         """Close a party's live stream (PERMISSION_DENIED with the reason) and fail its outstanding requests."""
         s = self._sessions[name]
         self._log_rejection(name, s.peer, code, f"live stream cut: {reason}")
-        self._event("stream_cut", {"party": name, "peer": s.peer, "code": code, "reason": reason}, s.peer)
+        self._event("stream_cut", {"party": name, "peer": s.peer, "code": code, "reason": reason}, f"member:{name}")
         self._call(self._cut, s, code, reason)
 
     def _cut(self, s: _Session, code: str, reason: str) -> None:
@@ -410,7 +413,7 @@ class Hub:
         log.info("party %s connected from %s (connection %d, agent %s)", name, peer, s.connections,
                  hello.get("agent", "?"))
         self._event("peer_connected", {"party": name, "peer": peer, "pin": identity.fingerprint,
-                                       "connection": s.connections}, peer)
+                                       "connection": s.connections}, f"member:{name}")
         reader = asyncio.ensure_future(self._read(s, stream_id, identity, request_iterator, queue, peer))
         try:
             while True:
@@ -425,7 +428,7 @@ class Hub:
             if s.stream_id == stream_id:
                 s.queue, s.connected, s.since = None, False, time.monotonic()
                 log.info("party %s disconnected (%d request(s) outstanding)", name, len(s.outstanding))
-                self._event("peer_disconnected", {"party": name, "peer": peer}, peer)
+                self._event("peer_disconnected", {"party": name, "peer": peer}, f"member:{name}")
         if s.stream_id == stream_id and s.cut is not None:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{s.cut[0]}: {s.cut[1]}")
 
