@@ -201,7 +201,7 @@ def test_keys_replayed_from_another_run_are_refused() -> None:
         session.connect()
 
 
-def test_an_honest_run_still_connects_and_parties_hold_each_others_certificates() -> None:
+def test_through_an_honest_relay_the_same_parties_connect() -> None:
     session, _, parties = _inprocess()
     honest = VerticalSession(session.transport.inner, label_holder="bank", partners=["payments"], run_id="honest")
     honest.connect()
