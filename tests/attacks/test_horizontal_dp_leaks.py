@@ -1,0 +1,216 @@
+"""Findings 1, 10, 11 and 20: what a curious coordinator reads from horizontal replies under DP/SecAgg.
+
+The coordinator is the attacker: it reads every reply a party sends (and, under secure aggregation,
+the sums it unmasks). Under `[privacy]` a reply may carry only outputs of charged mechanisms and
+public values, so the attacks below (reading the exact loss, positive rate, clipped share or row
+count; thresholding a reply field to tell D from D plus one row) find nothing to read.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import sampan.privacy.dpsgd
+import sampan.privacy.mechanisms
+from sampan.config import ConfigError, parse_config
+from sampan.data import PartyData
+from sampan.horizontal.party import HorizontalParty
+from sampan.privacy.randomness import seeded_generator
+from sampan.runtime.federation import PartySplit, build_party_apps
+from sampan.runtime.horizontal_workflow import HorizontalWorkflow
+from sampan.runtime.receipt import build_receipt, receipt_section
+from sampan.runtime.runner import resume_run, start_run
+from sampan.runtime.store import Store
+from sampan.transport.inprocess import InProcessTransport
+from sampan.wire import Message
+
+from conftest import Crash, CrashAfterRound, capture_replies
+
+FEATURES = ["x1", "x2", "x3", "x4"]
+DP1 = {"noise_multiplier": 4.0, "bounds": {"*": [-4.0, 4.0]}}
+
+
+def _data(name: str, n: int, rng: np.random.Generator) -> PartyData:
+    X = rng.normal(size=(n, len(FEATURES)))
+    y = (rng.random(n) < 1 / (1 + np.exp(-(X @ np.array([1.5, -1.0, 0.5, 0.0]) - 0.5)))).astype(np.int8)
+    return PartyData(party=name, ids=np.array([f"{name}-{i}" for i in range(n)], dtype=object), X=X, y=y,
+                     feature_names=FEATURES)
+
+
+def _party(extra_row: bool = False) -> HorizontalParty:
+    rng = np.random.default_rng(3)
+    train, test = _data("bank_a", 200, rng), _data("bank_a", 50, rng)
+    if extra_row:  # D + one extreme, mislabelled row: its loss dominates the mean loss
+        train = PartyData(party="bank_a", ids=np.append(train.ids, "x"), X=np.vstack([train.X, [[4, -4, 4, 4]]]),
+                          y=np.append(train.y, np.int8(0)), feature_names=FEATURES)
+    return HorizontalParty("bank_a", train, test)
+
+
+def _fit_request(**privacy: Any) -> Message:
+    return Message("run", 1, "coordinator", "bank_a", "fit", arrays={"params": np.zeros(len(FEATURES) + 1)},
+                   meta={"model": {"kind": "logistic", "n_features": len(FEATURES)},
+                         "train": {"epochs": 1, "batch_size": 16, "learning_rate": 0.2}, "seed": 5,
+                         "public_rows": 200, **privacy})
+
+
+DP2 = {"dp2": {"noise_multiplier": 1.0, "max_grad_norm": 1.0}}
+DP3_CENTRAL = {"dp3": {"clip": 0.5, "mode": "central", "parties": 3, "sum_sigma": 0.5, "count_sigma": None,
+                       "noise_multiplier": 1.0}}
+
+
+@pytest.mark.parametrize("privacy", [DP2, DP3_CENTRAL, {**DP2, **DP3_CENTRAL}], ids=["dp2", "dp3", "dp2+dp3"])
+def test_a_dp_fit_reply_carries_no_exact_training_statistic(privacy: dict) -> None:
+    """The coordinator reads the reply's meta: no loss, no row count, no clipped share, no exact bit."""
+    reply = _party().fit(_fit_request(**privacy))
+    fields = set(reply.meta) | {f"dp2.{k}" for k in reply.meta.get("dp2", {})}
+    assert not fields & {"loss", "n", "dp2.clipped_fraction", "dp3_indicator"}, reply.meta
+    assert set(reply.arrays) == {"update"}
+
+
+def test_thresholding_a_dp_fit_reply_cannot_tell_d_from_d_plus_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the noise fixed, everything but the DP-SGD update is identical for D and D + one row.
+
+    On the old code the exact mean loss moved by ~0.05 with the extreme row: a threshold on it told the
+    two datasets apart at any noise level, while the ledger charged only the DP-SGD release."""
+    replies = []
+    for extra in (False, True):
+        seeds = itertools.count(1)
+        for module in (sampan.privacy.mechanisms, sampan.privacy.dpsgd):
+            monkeypatch.setattr(module, "secure_generator", lambda: seeded_generator(next(seeds)))
+        replies.append(_party(extra).fit(_fit_request(**DP2)))
+    d, d1 = replies
+    assert json.dumps(d.meta, sort_keys=True) == json.dumps(d1.meta, sort_keys=True)  # nothing to threshold
+    assert not np.array_equal(d.arrays["update"], d1.arrays["update"])  # the charged output does move
+
+
+def test_describe_under_dp_releases_a_noised_count_and_no_positive_rate() -> None:
+    party = _party()
+    request = Message("run", 0, "coordinator", "bank_a", "describe", meta={"dp_count": {"noise_multiplier": 20.0}})
+    counts = {party.describe(request).meta["n_train"] for _ in range(8)}
+    reply = party.describe(request)
+    assert "positive_rate" not in reply.meta
+    assert len(counts) > 1  # a fresh Gaussian draw each time: the exact 200 is not what is read
+
+
+def test_the_secagg_vector_under_dp_carries_no_loss_and_only_a_public_weight() -> None:
+    """Under SecAgg the coordinator decodes the sum; its loss slot must be 0 and the weight public."""
+    party = _party()
+    seen: list[np.ndarray] = []
+    party.secagg.respond_masked = lambda arrays, meta, vector, **kw: seen.append(vector) or np.zeros(1, np.uint64)  # type: ignore[method-assign]
+    request = _fit_request(**DP2)
+    request = Message(**{**request.__dict__, "meta": {**request.meta, "secagg": {"label": "l", "total_rows": 800}}})
+    party.fit(request)
+    (vector,) = seen
+    assert vector[-2] == 0.0  # weighted loss slot
+    assert vector[-1] == pytest.approx(200 / 800)  # released row count over the coordinator's total
+
+
+def _config(tmp_path: Path, **extra: Any):
+    return parse_config({"run": {"name": "leak", "rounds": 3, "seed": 4, "report_dir": str(tmp_path / "rep")},
+                         "schema": {"id": "id", "label": "y", "features": FEATURES},
+                         "parties": [{"name": "placeholder", "path": "unused.csv"}],
+                         "training": {"learning_rate": 0.2, "batch_size": 16}, **extra})
+
+
+def _federation() -> InProcessTransport:
+    rng = np.random.default_rng(8)
+    splits = {f"bank_{i}": PartySplit(_data(f"bank_{i}", 90 + 10 * i, rng), _data(f"bank_{i}", 40, rng))
+              for i in range(3)}
+    return InProcessTransport(build_party_apps(splits))
+
+
+def _run(store: Store, config, transport) -> tuple[str, Any]:
+    run_id = store.create_run(name="leak", workflow="horizontal", seed=4, config=config.to_dict(),
+                              total_rounds=config.run.rounds)
+    return run_id, HorizontalWorkflow(transport, store, run_id, config, 4).run()
+
+
+def test_evaluation_under_secagg_reaches_the_coordinator_only_as_a_masked_vector(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
+    transport = _federation()
+    captured = capture_replies(transport)
+    _, outcome = _run(store, _config(tmp_path, secure_aggregation={"threshold": 0.6}), transport)
+    evaluations = [m for m in captured if m.kind == "evaluation"]
+    assert evaluations and all(set(m.arrays) == {"masked"} and m.arrays["masked"].dtype == np.uint64
+                               and set(m.meta) == {"secagg"} for m in evaluations)
+    assert outcome.final_metrics["n"] == 120 and outcome.final_metrics["auc"] > 0.6  # the sum is still exact
+
+
+def test_a_dp_run_evaluates_once_on_the_released_model_and_releases_no_loss(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
+    transport = _federation()
+    captured = capture_replies(transport)
+    privacy = {"epsilon": 20.0, "dp1": DP1, "dp2": {"noise_multiplier": 1.0}}
+    run_id, outcome = _run(store, _config(tmp_path, privacy=privacy), transport)
+    assert [m.step for m in captured if m.kind == "evaluation"] == [3, 3, 3]  # once, after the last round
+    assert all(r.metrics["train_loss"] is None and not r.metrics["global"] for r in store.rounds(run_id) if r.round)
+    assert outcome.final_metrics["auc"] is not None
+    assert not any("loss" in m.meta or "positive_rate" in m.meta for m in captured if m.kind in ("fit_result", "describe"))
+    store.set_status(run_id, "completed", info={"privacy": outcome.privacy})
+    receipt = build_receipt(store, run_id)
+    assert receipt["holdout_rows_in_dp_unit"] is False and "once, at the end" in receipt["evaluation"]
+
+
+def test_distributed_dp3_without_secure_aggregation_is_refused(tmp_path: Path) -> None:
+    privacy = {"epsilon": 1.0, "dp1": DP1, "dp3": {"noise_multiplier": 1.0, "mode": "distributed"}}
+    with pytest.raises(ConfigError, match=r"privacy\.dp3\.mode = 'distributed' needs \[secure_aggregation\]"):
+        _config(tmp_path, privacy=privacy)
+    _config(tmp_path, privacy=privacy, secure_aggregation={})  # with secure aggregation it is the right mode
+
+
+def test_standardisation_under_dp_without_dp1_is_refused(tmp_path: Path) -> None:
+    """Exact feature sums of the training rows would leave every party uncharged."""
+    with pytest.raises(ConfigError, match=r"needs \[privacy\.dp1\]"):
+        _config(tmp_path, privacy={"epsilon": 1.0, "dp2": {"noise_multiplier": 1.0}})
+
+
+@pytest.mark.slow
+def test_receipt_names_every_field_each_party_s_own_dp2_noise_and_dp1_epsilon(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
+    config = parse_config({"run": {"name": "rc", "rounds": 2, "seed": 3, "report_dir": str(tmp_path / "rep")},
+                           "source": {"kind": "consortium", "n_smes": 3000},
+                           "privacy": {"epsilon": 3.0, "dp1": {"noise_multiplier": 10.0, "bounds": {"*": [0, 100]}},
+                                       "dp2": {"noise_multiplier": "auto"}}})
+    finished = start_run(config, store)
+    receipt = build_receipt(store, finished.outcome.run_id)
+    noise = store.latest_checkpoint(finished.outcome.run_id).meta["noise"]
+    for party, entry in receipt["parties"].items():  # each bank's own multiplier, not the largest one
+        assert entry["dp2_noise_multiplier"] == pytest.approx(noise[f"DP2:{party}"])
+        fit = next(s for s in entry["sent"] if s["kind"] == "fit_result")
+        assert f"noise multiplier {noise[f'DP2:{party}']:.3g}" in fit["protection"]
+        assert entry["epsilon_by_level"]["DP1"] > 0
+    assert len({round(v, 6) for k, v in noise.items() if k.startswith("DP2:")}) > 1
+    html = receipt_section(receipt).html
+    assert "DP1 0." in html or "DP1 1." in html
+    declared = {(r["kind"], r["field"]) for r in receipt["messages"] if r["sender"] == "party"}
+    for kind, field in [("fit_result", "arrays.update"), ("describe", "meta.n_train"), ("stats", "arrays.sum"),
+                        ("evaluation", "arrays.pos")]:
+        assert (kind, field) in declared
+    assert all(r["description"] for r in receipt["messages"])
+
+
+def test_receipt_traffic_survives_a_resume(tmp_path: Path) -> None:
+    data = {"run": {"name": "tr", "rounds": 3, "seed": 11, "report_dir": str(tmp_path / "rep")},
+            "source": {"kind": "consortium", "n_smes": 3000}}
+    config = parse_config(data)
+    store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
+    reference = start_run(config, store)
+    run_id = store.create_run(name="tr", workflow="horizontal", seed=11, config=config.to_dict(), total_rounds=3)
+    from sampan.runtime.federation import build_inprocess_federation
+    transport, _ = build_inprocess_federation(config, 11)
+    with pytest.raises(Crash):
+        HorizontalWorkflow(transport, store, run_id, config, 11, CrashAfterRound(2)).run()
+    resume_run(store, run_id)
+
+    def sent(rid: str) -> dict[tuple[str, str], tuple[int, int]]:
+        return {(p, s["kind"]): (s["messages"], s["bytes"]) for p, e in build_receipt(store, rid)["parties"].items()
+                for s in e["sent"]}
+    resumed, uninterrupted = sent(run_id), sent(reference.outcome.run_id)
+    assert resumed[("bank_harbour", "fit_result")][0] == 3  # all three rounds, not only the one after the resume
+    assert resumed == uninterrupted
