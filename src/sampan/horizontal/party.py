@@ -42,6 +42,7 @@ from sampan.models import Model, model_from_config
 from sampan.privacy.dp3 import party_release
 from sampan.privacy.mechanisms import GaussianMechanism
 from sampan.privacy.dpsgd import DPSGDConfig, dp_sgd_train
+from sampan.privacy.party_policy import PartyPrivacyPolicy
 from sampan.privacy.secagg import SecAggClient
 from sampan.wire import Message
 
@@ -91,8 +92,8 @@ def dp1_moments(X: np.ndarray, settings: Mapping[str, Any]) -> tuple[float, np.n
 class HorizontalParty:
     """Holds one party's train/test data; answers the horizontal workflow's requests."""
 
-    def __init__(self, name: str, train_data: PartyData, test_data: PartyData, *,
-                 secagg: SecAggClient | None = None) -> None:
+    def __init__(self, name: str, train_data: PartyData, test_data: PartyData,
+                 policy: PartyPrivacyPolicy | None = None, *, secagg: SecAggClient | None = None) -> None:
         if len(train_data) == 0:
             raise ValueError(f"party {name!r} has no training rows")
         self.name, self.train_data, self.test_data = name, train_data, test_data
@@ -100,6 +101,7 @@ class HorizontalParty:
         self._scaled = _ScaledCache()
         # master secret from the OS CSPRNG; deployments inject one with the organisation's identity and state dir
         self.secagg = secagg if secagg is not None else SecAggClient(name)
+        self.policy = policy or PartyPrivacyPolicy()  # minimum noise + the party's own ledger (write-ahead)
 
     def handlers(self) -> dict[str, Callable[[Message], Message]]:
         """Message kind -> handler; the runtime mounts these on the party's PartyApp."""
@@ -118,6 +120,7 @@ class HorizontalParty:
         return self._models[key]
 
     def describe(self, msg: Message) -> Message:
+        self.policy.admit_describe(self.name, msg.meta)  # the count's noise meets the party's minimum
         if "dp_count" in msg.meta:  # under DP: the row count through a charged Gaussian, no positive rate
             z = float(msg.meta["dp_count"]["noise_multiplier"])
             released = float(GaussianMechanism(1.0, z).release(np.array([float(len(self.train_data))]))[0])
@@ -135,6 +138,7 @@ class HorizontalParty:
         })
 
     def stats(self, msg: Message) -> Message:
+        self.policy.admit_stats(self.name, msg.meta)  # refuses DP1 noise under the party's minimum
         X = self.train_data.X
         if "dp1" in msg.meta:
             total, sums, sums_sq = dp1_moments(X, msg.meta["dp1"])
@@ -143,6 +147,8 @@ class HorizontalParty:
                          meta={"n": len(X)})
 
     def fit(self, msg: Message) -> Message:
+        # the party's own policy first: minimum noise, required levels, its own budget (charged write-ahead)
+        self.policy.admit_fit(self.name, msg.meta, len(self.train_data))
         model = self._model(msg.meta["model"])
         cfg = TrainConfig(**msg.meta["train"])
         X = self._scaled.get("train", self.train_data.X, msg.arrays)

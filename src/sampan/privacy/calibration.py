@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Callable, Mapping, Sequence
 
 from sampan.privacy.ledger import AccountantKind, Budget, BudgetExceeded, Ledger, PrivacyEvent
+from sampan.privacy.party_policy import DEFAULT_MIN_NOISE_MULTIPLIER
 
 
 def fits(events: Sequence[PrivacyEvent], budgets: Mapping[str, Budget], accountant: AccountantKind = "rdp") -> bool:
@@ -25,7 +26,7 @@ def calibrate_noise_multiplier(
     budgets: Mapping[str, Budget],
     *,
     accountant: AccountantKind = "rdp",
-    low: float = 0.3,
+    low: float = DEFAULT_MIN_NOISE_MULTIPLIER,  # parties refuse less by default (party_policy)
     high: float = 200.0,
     rel_tol: float = 0.01,
 ) -> float:

@@ -123,7 +123,7 @@ class HorizontalWorkflow:
         s = config.strategy
         self.aggregator = make_aggregator(s.aggregator, trim_fraction=s.trim_fraction,
                                           byzantine=s.byzantine, multi=s.multi_krum)
-        self.privacy = PrivacyControl(config, self._train_config)
+        self.privacy = PrivacyControl(config, self._train_config, on_charge=self._persist_charge)
         self.secagg = config.secure_aggregation if config.secure_aggregation and config.secure_aggregation.enabled \
             else None
         self._check_secagg_config()
@@ -157,7 +157,7 @@ class HorizontalWorkflow:
         names: list[str] | None = None
         first = None
         if self.privacy.enabled:  # the row counts are released through a charged mechanism (DP1)
-            self.privacy.open(parties)
+            self.privacy.open(parties, self.store.ledger(self.run_id))  # setup re-run after a crash: still charged
         count = self.privacy.count_request(parties) if self.privacy.enabled else None
         for reply in self._request(parties, "describe", 0, meta_for=lambda p: {"dp_count": count} if count else {}):
             info[reply.sender] = {k: reply.meta.get(k) for k in ("n_train", "n_test", "positive_rate")}
@@ -210,7 +210,9 @@ class HorizontalWorkflow:
         self.progress.round_started(round_number, len(selected))
         train_cfg = self._train_config(round_number)
         events = self.privacy.planned_events(self._party_rows(state), selected, round_number)
-        self.privacy.check(events)  # raises BudgetExceeded before any party spends anything
+        # write-ahead: charged durably before any fit request leaves; raises BudgetExceeded instead if it
+        # does not fit the durable ledger (so a crash loop ends in a budget stop, never in free releases)
+        self._charge(events, round_number)
         if self.secagg is not None:
             return self._secure_fit_round(state, round_number, selected, train_cfg, events)
         rows = self._party_rows(state)
@@ -240,15 +242,15 @@ class HorizontalWorkflow:
         else:
             mean_update = self.aggregator.result()
         new_params = self.strategy.apply(state.params, mean_update)
-        self._charge(events, round_number)
         state.ledger_json = self.privacy.ledger_json()
         return new_params, selected, loss_sum / n_sum if n_sum else math.nan
 
     def _charge(self, events: list[PrivacyEvent], round_number: int) -> None:
-        """Record the round's ledger events, and say so in the audit log (grouped: one line per mechanism)."""
-        self.privacy.record(events)
-        if not events:
-            return
+        """Charge a step's ledger events write-ahead (durably, see `_persist_charge`) before its requests."""
+        self.privacy.charge(events)
+
+    def _persist_charge(self, ledger_json: str, events: Any) -> None:
+        """The ledger and its `budget_charged` audit entry (one line per mechanism), in one transaction."""
         groups: dict[tuple[Any, ...], list[str]] = defaultdict(list)
         for e in events:
             groups[(e.level, e.mechanism, e.noise_multiplier, e.sampling_rate, e.count)].append(e.party)
@@ -315,6 +317,8 @@ class HorizontalWorkflow:
         attempts: list[dict[str, Any]] = []
         for attempt in range(self.secagg.max_retries + 1 if len(participants) >= floor else 0):
             label = self._secagg_label(f"round-{round_number}", attempt)
+            if attempt > 0:  # a retry is a fresh release by every participant: charged write-ahead again
+                self._charge(self.privacy.planned_events(rows, participants, round_number), round_number)
             params = self._secagg_params(len(participants))
             dp_metas, dp3_settings = self.privacy.fit_meta(round_number, participants,
                                                            rows if self.privacy.enabled else None)
@@ -362,8 +366,7 @@ class HorizontalWorkflow:
             summary["failed"] = {**summary["failed"], **failures}
             self._round_events.append(("secagg_round", {"round": round_number, "attempt": attempt,
                                                         "contributors": contributors, **summary}))
-            # only parties whose update is in the released sum are charged (those the check covered)
-            self._charge([e for e in events if e.party in set(contributors)], round_number)
+            # every participant was charged before its fit request left (write-ahead, see _fit_round)
             state.ledger_json = self.privacy.ledger_json()
             train_loss = math.nan if self.privacy.enabled or weight <= 0 else float(weighted_loss / weight)
             return new_params, contributors, train_loss  # under DP the loss slot is 0: no loss is released
@@ -509,9 +512,11 @@ class HorizontalWorkflow:
             state = RunState.from_checkpoint(checkpoint.round, checkpoint.arrays, checkpoint.meta)
             self.strategy.load_state_dict(state.strategy_state)
             self.store.log_event(self.run_id, "run_resumed", {"from_round": checkpoint.round})
-        if checkpoint is not None and self.privacy.enabled:  # resumed: ledger, noise and clip from the checkpoint
-            assert state.ledger_json is not None
-            self.privacy.restore(state.ledger_json, state.noise, state.dp3_clip)
+        if checkpoint is not None and self.privacy.enabled:  # resumed: noise and clip from the checkpoint, the
+            durable = self.store.ledger(self.run_id)  # ledger from the write-ahead store (it has every charge,
+            ledger_json = durable if durable is not None else state.ledger_json  # also those after the checkpoint)
+            assert ledger_json is not None
+            self.privacy.restore(ledger_json, state.noise, state.dp3_clip)
         self.store.set_status(self.run_id, "running", info={"parties": state.parties,
                                                             "feature_names": state.feature_names})
         self.progress.run_started(self.run_id, total, state.round)

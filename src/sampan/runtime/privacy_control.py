@@ -2,26 +2,29 @@
 
 Every privacy-relevant decision of the coordinator is here, so the workflow only asks three things:
 what to send with a request, which ledger events a step will cause, and whether they fit. Events are
-checked *before* the step (a privacy filter: the run stops cleanly instead of overspending) and
-recorded after it; the ledger and chosen noise travel in every checkpoint, so a resumed run continues
-from the spent budget with the same noise.
+charged write-ahead: checked (a privacy filter: the run stops cleanly instead of overspending),
+recorded and handed to `on_charge` (the workflow persists the ledger durably) *before* the request
+that causes them is sent. A crash after that point therefore never makes a release free: the resumed
+run starts from the durable ledger, and re-running the step is a fresh release, charged again; a crash
+loop ends in a budget stop. The chosen noise travels in every checkpoint, so a resumed run keeps it.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
 from sampan.config import DP1Section, RunConfig
 from sampan.horizontal.learner import TrainConfig
 from sampan.privacy.calibration import calibrate_noise_multiplier, schedule_factor
-from sampan.privacy.dp3 import DP3Aggregation, DP3Config
+from sampan.privacy.dp3 import DP3Aggregation, DP3Config, settings_noise_multiplier
 from sampan.privacy.dpsgd import DPSGDConfig, planned_steps
 from sampan.privacy.ledger import Budget, Ledger, PrivacyEvent
 
 LEVEL_SECTIONS = ("DP2", "DP3")
+ChargeHook = Callable[[str, Sequence[PrivacyEvent]], None]  # (ledger JSON, events just charged)
 
 
 def dp1_bounds(section: DP1Section, feature_names: Sequence[str]) -> list[list[float]]:
@@ -51,8 +54,10 @@ def combine_dp1_stats(total: float, sums_z: np.ndarray, sums_z_sq: np.ndarray,
 
 
 class PrivacyControl:
-    def __init__(self, config: RunConfig, train_config: Callable[[int], dict[str, Any]]) -> None:
+    def __init__(self, config: RunConfig, train_config: Callable[[int], dict[str, Any]],
+                 on_charge: Optional[ChargeHook] = None) -> None:
         self.config = config
+        self.on_charge = on_charge
         self.privacy = config.privacy
         self.train_config = train_config
         self.ledger: Ledger | None = None
@@ -64,9 +69,13 @@ class PrivacyControl:
         return self.privacy is not None
 
     # --- lifecycle ------------------------------------------------------------------------------
-    def open(self, parties: Sequence[str]) -> None:
-        """A new run: one budget per party."""
+    def open(self, parties: Sequence[str], durable_json: str | None = None) -> None:
+        """A new run: one budget per party; or, when setup is re-run after a crash, the durable ledger
+        (whatever was charged before the crash stays charged)."""
         assert self.privacy is not None
+        if durable_json is not None:
+            self.ledger = Ledger.from_json(durable_json)
+            return
         budget = Budget(self.privacy.epsilon, self.privacy.delta)
         self.ledger = Ledger({p: budget for p in parties}, accountant=self.privacy.accountant)
 
@@ -99,9 +108,7 @@ class PrivacyControl:
         z = float(self.privacy.count_noise_multiplier)
         events = [PrivacyEvent(party=p, level="DP1", mechanism="gaussian", noise_multiplier=z, step=0,
                                note="training row count") for p in parties]
-        self.ledger.check(events)
-        for event in events:
-            self.ledger.record(event)
+        self.charge(events)
         return {"noise_multiplier": z}
 
     def dp1_request(self, feature_names: Sequence[str], parties: Sequence[str]) -> dict[str, Any] | None:
@@ -113,9 +120,7 @@ class PrivacyControl:
         events = [PrivacyEvent(party=p, level="DP1", mechanism="gaussian", noise_multiplier=section.noise_multiplier,
                                step=0, note="count, feature sums and sums of squares for standardisation")
                   for p in parties]
-        self.ledger.check(events)
-        for event in events:
-            self.ledger.record(event)
+        self.charge(events)
         return {"noise_multiplier": section.noise_multiplier, "bounds": dp1_bounds(section, feature_names)}
 
     # --- DP2 / DP3 -------------------------------------------------------------------------------
@@ -140,8 +145,12 @@ class PrivacyControl:
         noise = self.round_noise(noise if noise is not None else self.noise, round_number)
         events = []
         if self.privacy.dp3 is not None:
-            events += [PrivacyEvent(party=p, level="DP3", mechanism="gaussian", noise_multiplier=noise["DP3"],
-                                    step=round_number, note=f"clipped update in a noised {self.privacy.dp3.mode} sum")
+            z3 = noise["DP3"]
+            if self.dp3 is not None:  # charge what the settings sent really give (record-level, see dp3)
+                z3 = settings_noise_multiplier(self.dp3.settings(len(parties), z3))
+            events += [PrivacyEvent(party=p, level="DP3", mechanism="gaussian", noise_multiplier=z3,
+                                    step=round_number, note=f"clipped update and indicator in a noised "
+                                    f"{self.privacy.dp3.mode} sum (record-level: sensitivity 2·clip and 1)")
                        for p in parties]
         dp2 = self.privacy.dp2
         if dp2 is not None:
@@ -179,10 +188,18 @@ class PrivacyControl:
         if self.ledger is not None:
             self.ledger.check(events)  # raises BudgetExceeded before any party spends anything
 
-    def record(self, events: Sequence[PrivacyEvent]) -> None:
-        if self.ledger is not None:
-            for event in events:
-                self.ledger.record(event)
+    def charge(self, events: Sequence[PrivacyEvent]) -> None:
+        """Write-ahead charge: check all `events`, record them, hand the ledger to `on_charge` (durable).
+
+        Call it before the request that releases anything; raises BudgetExceeded, recording nothing,
+        if the events do not fit."""
+        if self.ledger is None or not events:
+            return
+        self.ledger.check(events)
+        for event in events:
+            self.ledger.record(event)
+        if self.on_charge is not None:
+            self.on_charge(self.ledger.to_json(), list(events))
 
     def ledger_json(self) -> str | None:
         return self.ledger.to_json() if self.ledger is not None else None

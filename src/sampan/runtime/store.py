@@ -123,6 +123,15 @@ class AuditKeyRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class LedgerRow(Base):
+    """A run's privacy ledger, written ahead of every charged release (so a crash never makes one free)."""
+
+    __tablename__ = "sampan_ledgers"
+    run_id: Mapped[str] = mapped_column(ForeignKey("sampan_runs.run_id"), primary_key=True)
+    ledger: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class ModelRow(Base):
     __tablename__ = "sampan_models"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -333,6 +342,25 @@ class Store:
     def rounds(self, run_id: str) -> list[RoundRow]:
         with self._session() as s:
             return list(s.scalars(select(RoundRow).where(RoundRow.run_id == run_id).order_by(RoundRow.round)))
+
+    # --- the write-ahead privacy ledger -----------------------------------------------------------
+    def charge_ledger(self, run_id: str, ledger_json: str, detail: Mapping[str, Any]) -> None:
+        """Durably replace the run's ledger and log the charge (`budget_charged`), in one transaction.
+
+        Called before the charged request is sent: once this returns, the charge survives any crash."""
+        with self._session.begin() as s:
+            row = s.get(LedgerRow, run_id)
+            if row is None:
+                s.add(LedgerRow(run_id=run_id, ledger=ledger_json, updated_at=utcnow()))
+            else:
+                row.ledger, row.updated_at = ledger_json, utcnow()
+            self._append_event(s, run_id, "budget_charged", detail)
+
+    def ledger(self, run_id: str) -> str | None:
+        """The run's durable ledger (JSON), or None if nothing was charged yet."""
+        with self._session() as s:
+            row = s.get(LedgerRow, run_id)
+            return row.ledger if row is not None else None
 
     # --- audit events -----------------------------------------------------------------------------
     def log_event(self, run_id: str, kind: str, detail: Mapping[str, Any]) -> None:

@@ -1,0 +1,158 @@
+"""A data owner's own privacy policy: a minimum noise it accepts and its own ledger and budget.
+
+Why: the coordinator chooses the noise and keeps the run's ledger, so a malicious or buggy coordinator
+could ask for noise multiplier 0 (or skip a charge after a crash) and every party would comply. Each
+party therefore checks every DP request against its own policy *before* it trains or releases
+anything, and charges its own ledger write-ahead (persisted first when the ledger has a file), so a
+coordinator restarting a round gets a fresh, charged release or a refusal, never a free one.
+
+Checks (a refusal is a `PolicyRefused` naming the party and the field; the transport carries it to the
+coordinator as that party's error):
+- a requested level (DP1, DP2, DP3) must carry a finite noise multiplier >= `min_noise_multiplier`
+  (0, negative or missing noise is always refused); DP3's is the record-level multiplier computed
+  from the settings themselves (`sampan.privacy.dp3.settings_noise_multiplier`), not the label the
+  coordinator attached;
+- a level in `required_levels` must be present (a coordinator cannot switch DP off by omitting it);
+- with a budget, a request whose events would take the party past it is refused (nothing released).
+
+What the party's ledger counts: every release it made under DP, at the multiplier it was asked for,
+with its own row count and training settings (DP-SGD steps and sampling rate as `planned_steps`
+computes them). It does not count what a coordinator may add on its side (central DP3 noise): the
+party can only hold the coordinator to the settings it was sent.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from sampan.horizontal.learner import TrainConfig
+from sampan.privacy.dp3 import settings_noise_multiplier
+from sampan.privacy.dpsgd import DPSGDConfig, planned_steps
+from sampan.privacy.ledger import AccountantKind, Budget, BudgetExceeded, Ledger, PrivacyEvent
+
+DEFAULT_MIN_NOISE_MULTIPLIER = 0.5
+# A ledger without a budget still accounts; it is bounded by this (never reached in practice).
+_UNBOUNDED_EPSILON = 1e9
+
+
+class PolicyRefused(ValueError):
+    """A party refuses a request that breaks its privacy policy; the message names party and field."""
+
+
+@dataclass
+class PartyPrivacyPolicy:
+    """What one data owner accepts. `epsilon=None`: account without a budget of its own."""
+
+    min_noise_multiplier: float = DEFAULT_MIN_NOISE_MULTIPLIER
+    epsilon: float | None = None
+    delta: float = 1e-5
+    accountant: AccountantKind = "rdp"
+    required_levels: frozenset[str] = frozenset()
+    ledger_path: Path | None = None  # persisted (0600) before each release when set
+    _ledgers: dict[str, Ledger] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.min_noise_multiplier) and self.min_noise_multiplier > 0):
+            raise ValueError(f"party privacy policy: min_noise_multiplier must be > 0, got {self.min_noise_multiplier}")
+
+    # --- the ledger ------------------------------------------------------------------------------
+    def ledger(self, party: str) -> Ledger:
+        """The party's own ledger (loaded from `ledger_path` when it exists)."""
+        if party not in self._ledgers:
+            if self.ledger_path is not None and Path(self.ledger_path).exists():
+                self._ledgers[party] = Ledger.from_json(Path(self.ledger_path).read_text())
+            else:
+                budget = Budget(self.epsilon if self.epsilon is not None else _UNBOUNDED_EPSILON, self.delta)
+                self._ledgers[party] = Ledger({party: budget}, accountant=self.accountant)
+        return self._ledgers[party]
+
+    def _persist(self, ledger: Ledger) -> None:
+        if self.ledger_path is None:
+            return
+        path = Path(self.ledger_path)
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(ledger.to_json())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+    # --- checks ----------------------------------------------------------------------------------
+    def _noise(self, party: str, field_name: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+            raise PolicyRefused(f"party {party!r} refuses {field_name}={value!r}: a DP request needs a finite "
+                                f"noise multiplier >= {self.min_noise_multiplier:g}")
+        if float(value) < self.min_noise_multiplier * (1 - 1e-9):  # float slack only
+            raise PolicyRefused(f"party {party!r} refuses {field_name}={float(value):.4g}: below its minimum noise "
+                                f"multiplier {self.min_noise_multiplier:g}")
+        return float(value)
+
+    def _required(self, party: str, kind: str, meta: Mapping[str, Any], levels: tuple[str, ...]) -> None:
+        for level in sorted(self.required_levels):
+            if level in levels and level.lower() not in meta:
+                raise PolicyRefused(f"party {party!r} refuses {kind!r} without {level.lower()}: its policy "
+                                    f"requires {level}")
+
+    def _charge(self, party: str, events: list[PrivacyEvent]) -> None:
+        """Refuse if over the party's own budget; else record and persist before anything is released."""
+        if not events:
+            return
+        ledger = self.ledger(party)
+        try:
+            ledger.check(events)
+        except BudgetExceeded as exc:
+            raise PolicyRefused(f"party {party!r} refuses: its own budget would be exceeded ({exc})") from None
+        for event in events:
+            ledger.record(event)
+        self._persist(ledger)
+
+    def admit_describe(self, party: str, meta: Mapping[str, Any]) -> None:
+        """The row count released under DP (`dp_count`): check the noise, charge the party's ledger."""
+        if "dp_count" not in meta:
+            return
+        z = self._noise(party, "dp_count.noise_multiplier", (meta["dp_count"] or {}).get("noise_multiplier"))
+        self._charge(party, [PrivacyEvent(party=party, level="DP1", mechanism="gaussian", noise_multiplier=z,
+                                          note="party-side: training row count")])
+
+    def admit_stats(self, party: str, meta: Mapping[str, Any]) -> None:
+        """DP1 statistics: check the noise, charge the party's ledger."""
+        self._required(party, "stats", meta, ("DP1",))
+        if "dp1" not in meta:
+            return
+        z = self._noise(party, "dp1.noise_multiplier", (meta["dp1"] or {}).get("noise_multiplier"))
+        self._charge(party, [PrivacyEvent(party=party, level="DP1", mechanism="gaussian", noise_multiplier=z,
+                                          note="party-side: preprocessing statistics")])
+
+    def admit_fit(self, party: str, meta: Mapping[str, Any], rows: int) -> None:
+        """DP2/DP3 training request: check each level's noise and charge the party's ledger."""
+        self._required(party, "fit", meta, ("DP2", "DP3"))
+        events: list[PrivacyEvent] = []
+        step = meta.get("round") if isinstance(meta.get("round"), int) else None
+        if "dp2" in meta:
+            settings = dict(meta["dp2"] or {})
+            z = self._noise(party, "dp2.noise_multiplier", settings.get("noise_multiplier"))
+            try:
+                dp = DPSGDConfig(**{**settings, "public_rows": meta.get("public_rows")})
+                steps, q = planned_steps(rows, TrainConfig(**meta["train"]), dp)
+            except (TypeError, ValueError) as exc:
+                raise PolicyRefused(f"party {party!r} refuses dp2 settings {settings}: {exc}") from None
+            events.append(PrivacyEvent(party=party, level="DP2", mechanism="subsampled_gaussian", noise_multiplier=z,
+                                       sampling_rate=q, count=max(int(steps), 1), step=step,
+                                       note="party-side: DP-SGD local training"))
+        if "dp3" in meta:
+            settings = dict(meta["dp3"] or {})
+            try:
+                effective = settings_noise_multiplier(settings)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise PolicyRefused(f"party {party!r} refuses dp3 settings without a usable clip and sum_sigma "
+                                    f"({type(exc).__name__}: {exc})") from None
+            z = self._noise(party, "dp3.sum_sigma (record-level noise multiplier)", effective)
+            events.append(PrivacyEvent(party=party, level="DP3", mechanism="gaussian", noise_multiplier=z, step=step,
+                                       note="party-side: clipped update in a noised sum"))
+        self._charge(party, events)
+
