@@ -11,8 +11,9 @@ numeric bounds, even whether a column is numeric, read off the records would pub
 2. **Numeric bounds and integrality**: a noisy histogram over a *public* grid of magnitude cells
    (±[2^k, 2^(k+1)) for k in -16..63, and a cell around 0) plus a noisy count of non-integral values;
    one record moves one cell and that count by one each: L2 sensitivity sqrt(2). Bounds are the
-   edges of the outermost cells above a Bonferroni threshold (the fullest cell if none is); a column
-   is integer when the noisy non-integral count stays below it.
+   edges of the outermost cells above a strict Bonferroni threshold (noise alone clears it in a
+   column with probability 1e-3; the fullest cell if none does); a column is integer when the noisy
+   non-integral count stays below it.
 3. **Categories** (a DP set union for one data owner, as in Korolova et al. / Wilson et al.): noisy
    counts of the values present, sensitivity 1, and only values whose noisy count exceeds
    1 + sigma * Phi^-1(1 - delta_c) are kept. A value held by one record passes with probability at
@@ -48,7 +49,6 @@ from sampan.privacy.ledger import Ledger
 from sampan.privacy.mechanisms import GaussianMechanism
 from sampan.privacy.randomness import secure_generator
 from sampan.synth.budget import gaussian_event, sigma_for_rho
-from sampan.synth.discretize import default_threshold
 from sampan.synth.schema import SchemaError, SynthColumn, SynthSchema, _fmt
 from sampan.synth.table import Table, validate_table
 
@@ -59,6 +59,9 @@ OTHER, MISSING = "(other)", "(missing)"
 K_MIN, K_MAX = -16, 63  # magnitude cells 2^k .. 2^(k+1); |x| < 2^K_MIN falls in the zero cell
 _ID_NAME = re.compile(r"(^|[^a-z])(id|uuid|guid|ssn|iban|key)([^a-z]|$)|_?id$", re.IGNORECASE)
 _MIN_ROWS_FOR_ID_CHECK = 10
+# Chance that pure noise clears the bounds threshold somewhere in one column's empty cells: a spurious
+# outer cell would stretch the bounds by powers of two, so the threshold is strict (about 4.5 sigma).
+_SPURIOUS_CELL = 1e-3
 
 # Relative zCDP weight of one release of each kind within the domain share of the budget.
 _WEIGHTS = {"kind": 0.25, "numeric": 1.0, "categorical": 1.0, "label": 4.0}
@@ -242,7 +245,7 @@ def release_domain(columns: Mapping[str, np.ndarray], *, party: str, ledger: Led
         counts = np.append(np.bincount(_magnitude_cells(x), minlength=n_cells), int((x != np.round(x)).sum()))
         noisy = release(counts, sigma, math.sqrt(2.0), f"domain: bounds of '{name}' (public magnitude grid) and "
                         "non-integral count", name)
-        tau = default_threshold(n_cells) * sigma
+        tau = float(ndtri(1.0 - _SPURIOUS_CELL / n_cells)) * sigma
         above = np.flatnonzero(noisy[:-1] > tau)
         if above.size == 0:
             above = np.array([int(np.argmax(noisy[:-1]))])
