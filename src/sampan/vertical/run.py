@@ -25,6 +25,7 @@ from sampan.runtime.store import Store
 from sampan.vertical.model import LocalLinearPart
 from sampan.vertical.scoring import REVEALS as SCORING_REVEALS
 from sampan.vertical.scoring import ScoreResult
+from sampan.vertical.secure_lr import REVEALS as SECURE_LR_REVEALS
 from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
 from sampan.models.gbdt import GBDTParams
 from sampan.models.scorecard import ScoreScaling, gini
@@ -39,14 +40,7 @@ from sampan.vertical.woe import federated_woe
 
 __all__ = ["VerticalRunOutcome", "run_vertical", "load_parts", "score_with_parts", "score_with_gbdt", "TRAINING_REVEALS"]
 
-TRAINING_REVEALS = (
-    "Secure vertical LR: the label and every party's features, partial logits and residual shares stay "
-    "private (semi-honest parties, coordinator as non-colluding dealer that relays sealed envelopes it "
-    "cannot read). Each party learns its own gradient and weights. The coordinator learns the row count, "
-    "the batch schedule, feature counts and one aggregate per epoch: the validation surrogate Brier score "
-    "(mean squared residual of the polynomial sigmoid), which decides early stopping. Evaluation on held-out "
-    "rows reveals the final scores of those rows to the bank, exactly as scoring them would."
-)
+TRAINING_REVEALS = SECURE_LR_REVEALS  # the receipt text lives next to the protocol (secure_lr.REVEALS)
 
 Progress = Callable[[str, Mapping[str, Any]], None]
 

@@ -98,7 +98,23 @@ from sampan.vertical.ring import (
 )
 from sampan.wire import Message
 
-__all__ = ["SecureLRParty", "FEATURE_BITS", "RESIDUAL_BITS", "Roles", "min_batch_rows", "BatchRuleError"]
+__all__ = ["SecureLRParty", "FEATURE_BITS", "RESIDUAL_BITS", "Roles", "min_batch_rows", "BatchRuleError", "REVEALS"]
+
+REVEALS = (
+    "Secure vertical LR (semi-honest parties; the coordinator relays envelopes sealed under signed run keys "
+    "and deals correlated randomness, and colludes with no data party): the label and every party's features, "
+    "partial logits and residual shares stay private. Each party learns its own weights and, per training "
+    "batch, its gradient X_p^T r: d_p linear projections of that batch's residual (d_p = its number of "
+    "columns, the bank's intercept included) and nothing else; every batch has at least max(4 x widest "
+    "party's columns, 64) distinct rows and an epoch's batches partition the training rows, which the residual "
+    "holders enforce. The coordinator learns the row count, the batch schedule, each party's column count and "
+    "one aggregate per epoch: the validation surrogate Brier score (mean squared residual of the polynomial "
+    "sigmoid over all validation rows), which decides early stopping. A malicious dealer can corrupt training "
+    "and the validation score at will, and can shape that one opened aggregate to learn a few bits about "
+    "chosen validation rows per epoch; reused dealer seeds or protocol nonces and unmasked openings are "
+    "refused. Evaluation on held-out rows reveals the final scores of those rows to the bank, exactly as "
+    "scoring them would."
+)
 
 FEATURE_BITS = 16
 RESIDUAL_BITS = 16
