@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import sampan.synth.aggregate as aggregate_mod
 import sampan.synth.domain as domain_mod
 import sampan.synth.fit as fit_mod
 import sampan.synth.measure as measure_mod
@@ -169,16 +170,31 @@ def test_synth_fit_on_a_neighbour_differs_only_through_charged_releases(coupler,
 
 @pytest.mark.parametrize("secure", [False, True], ids=["plain", "secagg"])
 def test_federated_synthesis_on_a_neighbour_differs_only_through_charged_releases(coupler, banks, tmp_path,
-                                                                                  secure) -> None:
+                                                                                  secure, monkeypatch) -> None:
+    """Each bank's view is its own data plus the public model; the coordinator's decrypted view is the
+    sums (SecAgg) or every bank's noisy release (plain) and the banks' EM-chosen trees: all compared."""
     config = SynthConfig(epsilon=2.0, tree=True)
+    seen: list[list[np.ndarray]] = []  # the coordinator's decrypted view: every sum it obtains, per run
+    real_sum = aggregate_mod.SecureSum.__call__ if secure else aggregate_mod.PlainSum.__call__
+
+    def recording_sum(self, releases):  # type: ignore[no-untyped-def]
+        total = real_sum(self, releases)
+        seen[-1].append(np.array(total))
+        return total
+
+    monkeypatch.setattr(aggregate_mod.SecureSum if secure else aggregate_mod.PlainSum, "__call__", recording_sum)
 
     def fit(plus: bool) -> SynthModel:
+        seen.append([])
         tables = dict(banks)
         if plus:
             tables["bank_harbour"] = _plus_one(tables["bank_harbour"], EXTRA)
         return fit_federated(tables, SCHEMA, config, secure_aggregation=secure)
 
     _run_pair(coupler, fit, tmp_path)
+    coupled_d, coupled_d1 = seen[2], seen[3]  # runs: uncoupled D, D', then coupled D, D'
+    assert len(coupled_d) == len(coupled_d1) > 0
+    assert all(np.array_equal(a, b) for a, b in zip(coupled_d, coupled_d1))
 
 
 def _csv(path: Path, table: dict[str, np.ndarray]) -> Path:
