@@ -23,6 +23,7 @@ import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -159,7 +160,7 @@ class PartyAgent:
             rng = np.random.default_rng(int(meta["split_seed"]))
             train, test = table.train_test_split(float(meta["test_fraction"]), rng)
             app = PartyApp(self.name)
-            for kind, handler in HorizontalParty(self.name, train, test).handlers().items():
+            for kind, handler in HorizontalParty(self.name, train, test, secagg=self._secagg_client()).handlers().items():
                 app.register(kind, handler)
             context = _RunContext(workflow, dataset, app)
         elif workflow == "vertical":
@@ -209,6 +210,17 @@ class PartyAgent:
                 raise ConfigError(f"party {self.name!r}: its certificate {tls.cert} is issued to "
                                   f"{self._identity.name!r}")
         return self._identity, IdentityVerifier.from_files(tls.ca, tls.crl)
+
+    def _secagg_client(self) -> Any:
+        """Secure aggregation signs its keys with the organisation's identity (as the vertical run keys) and keeps
+        its per-label record of what it revealed under the state dir (0600 files), so a restarted agent still
+        refuses a request that conflicts with one it answered before."""
+        from sampan.privacy.secagg import SecAggClient
+        from sampan.privacy.secagg_state import FileStateStore
+
+        identity, verifier = self._vertical_identity()
+        return SecAggClient(self.name, identity=identity, verifier=verifier,
+                            state=FileStateStore(Path(self.config.party.state_dir) / "secagg"))
 
     # --- connection ---------------------------------------------------------------------------------
     def serve(self, stop: threading.Event | None = None) -> None:

@@ -436,13 +436,13 @@ class HorizontalWorkflow:
         survivors); no per-party metrics exist in this mode."""
         assert self.secagg is not None
         bins = DEFAULT_BINS
-        floor = max(2, self.config.run.min_parties)
+        floor = self._secagg_floor()
         participants = sorted(state.parties)
         attempts: list[dict[str, Any]] = []
         for attempt in range(self.secagg.max_retries + 1):
             params = replace(self._secagg_params(len(participants)), frac_bits=EVAL_FRAC_BITS,
                              max_abs=EVAL_MAX_ABS)
-            label = f"{self.run_id}/evaluate-{step}/attempt-{attempt}"
+            label = self._secagg_label(f"evaluate-{step}", attempt)
             failures: dict[str, str] = {}
             server: SecAggServer | None = None
 

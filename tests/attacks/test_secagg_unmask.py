@@ -1,0 +1,160 @@
+"""Finding 3: a coordinator must not be able to unmask one bank's update by asking twice under one label.
+
+The coordinator of these tests is malicious: after an honest attempt it replays the unmasking (and the
+consistency round) naming a survivor v as dropped, restarts parties, asks for a second masked input
+under the same keys, or tells different parties different survivor sets. With both v's self-mask seed
+b_v (from the survivors' view) and its mask key s_v (from the dropped view) it would read v's input.
+Every such request is refused by the parties, also after a restart; the old code answered each one.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sampan.crypto.identity import IdentityError
+from sampan.privacy.secagg import SecAggParams, SecAggRefused, decode_vector, run_secagg
+from sampan.privacy.secagg_state import FileStateStore
+
+from _secagg_coordinator import RUN, Consortium, drive, server
+
+VICTIM = "p4"
+
+
+def _as_dropped(requests: dict, victim: str) -> dict:
+    """The honest unmask requests, rewritten to name `victim` a dropout (so each neighbour would reveal s_victim)."""
+    forged = {}
+    for party, (arrays, meta) in requests.items():
+        if party == victim:
+            continue
+        meta = {**meta, "survivors": [p for p in meta["survivors"] if p != victim]}
+        forged[party] = (dict(arrays), meta)
+    return forged
+
+
+def test_second_unmask_naming_a_survivor_dropped_is_refused(tmp_path: Path) -> None:
+    c = Consortium(5, tmp_path)
+    srv = server(c)
+    sent = drive(srv, c)  # honest attempt: every neighbour reveals its share of b_victim
+    np.testing.assert_array_equal(srv.result(), c.expected(c.names, srv.params))
+    b_shares = [reply for reply in srv.st.shares.values() if f"b.{VICTIM}" in reply]
+    assert len(b_shares) == 4
+    # the attack: the same label again, now "victim dropped": each neighbour should reveal s_victim
+    s_shares = []
+    for party, (arrays, meta) in _as_dropped(sent["secagg_unmask"], VICTIM).items():
+        with pytest.raises(SecAggRefused, match="differs from the one it signed"):
+            s_shares.append(c.call("secagg_unmask", party, arrays, meta))
+    # nor will any of them sign the second survivor set needed to make that request consistent
+    for party, (arrays, meta) in sent["secagg_consistency"].items():
+        if party == VICTIM:
+            continue
+        with pytest.raises(SecAggRefused, match="already signed a different survivor set"):
+            c.call("secagg_consistency", party, arrays, {**meta, "survivors": [p for p in c.names if p != VICTIM]})
+    assert s_shares == []  # the coordinator holds b_victim's shares only: the pairwise masks still hide x_victim
+
+
+def test_a_restarted_party_still_refuses(tmp_path: Path) -> None:
+    c = Consortium(5, tmp_path)
+    srv = server(c)
+    sent = drive(srv, c)
+    srv.result()
+    for party in c.names:  # new processes: same master secret, same state folder, empty memory
+        c.restart(party)
+    for party, (arrays, meta) in _as_dropped(sent["secagg_unmask"], VICTIM).items():
+        with pytest.raises(SecAggRefused):
+            c.call("secagg_unmask", party, arrays, meta)
+    state = FileStateStore(tmp_path / "p0").load(srv.label)
+    assert state is not None and state.revealed == {p: "b" for p in c.names if p != "p0"}
+    for path in (tmp_path / "p0").iterdir():  # the record is private to the party's OS user
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "p0").stat().st_mode) == 0o700
+
+
+def test_masking_a_second_input_under_one_label_is_refused(tmp_path: Path) -> None:
+    """Two masked inputs under the same masks give their difference (e.g. two DP noise draws) in clear."""
+    c = Consortium(4, tmp_path)
+    srv = server(c)
+    sent = drive(srv, c, until="secagg_consistency")
+    arrays, meta = sent["fit"]["p1"]
+    first = srv.st.masked["p1"]
+    np.testing.assert_array_equal(c.call("fit", "p1", arrays, meta)["masked"], first)  # a transport retry: same bytes
+    c.restart("p1")  # the reply cache is gone, the record is not
+    with pytest.raises(SecAggRefused, match="already masked an input"):
+        c.call("fit", "p1", arrays, meta, vector=c.x["p1"] + 1.0)
+
+
+def test_different_survivor_sets_for_different_parties_are_detected(tmp_path: Path) -> None:
+    """Bonawitz et al.'s consistency round: a party reveals nothing unless enough parties signed its survivor set."""
+    c = Consortium(5, tmp_path)
+    srv = server(c)
+    sent = drive(srv, c, until="secagg_consistency")
+    told_dropped = [p for p in c.names if p != VICTIM]
+    split = {"p0": c.names, "p1": c.names, VICTIM: c.names, "p2": told_dropped, "p3": told_dropped}
+    signatures = {}
+    for party, (arrays, meta) in srv.consistency_requests().items():
+        signatures[party] = c.call("secagg_consistency", party, arrays, {**meta, "survivors": split[party]})
+        srv.receive_signature(party, signatures[party])
+    requests = srv.unmask_requests()  # built for the honest U3 (all five), with all five signatures
+    for party in ("p2", "p3"):  # told VICTIM dropped: would reveal s_VICTIM
+        arrays, meta = requests[party]
+        # (a) the coordinator forwards every signature under the forged set: the others signed another set
+        with pytest.raises(IdentityError, match="bad_signature") as caught:
+            c.call("secagg_unmask", party, arrays, {**meta, "survivors": told_dropped})
+        assert caught.value.peer in ("p0", "p1")
+        # (b) it forwards only the signatures over the forged set: two of them, three needed
+        keep = [i for i, p in enumerate(meta["signers"]) if p in ("p2", "p3")]
+        only = _signers(arrays, meta["signers"], keep)
+        with pytest.raises(SecAggRefused, match="only 2 parties signed the survivor set, 3 needed"):
+            c.call("secagg_unmask", party, {**arrays, **only}, {**meta, "survivors": told_dropped, "signers": ["p2", "p3"]})
+        assert FileStateStore(tmp_path / party).load(srv.label).revealed == {}  # nothing left the party
+    assert sent["secagg_keys"]  # (the attack ran on a real attempt)
+
+
+def _signers(arrays: dict, names: list[str], keep: list[int]) -> dict[str, np.ndarray]:
+    def subset(data: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        parts = [data[offsets[i]:offsets[i + 1]] for i in keep]
+        return np.concatenate(parts).astype(np.uint8), np.asarray(lengths)[keep]
+    cert, cert_len = subset(arrays["signers.certificate"], arrays["signers.certificate_len"])
+    sig, sig_len = subset(arrays["signers.signature"], arrays["signers.signature_len"])
+    return {"signers.certificate": cert, "signers.certificate_len": cert_len,
+            "signers.signature": sig, "signers.signature_len": sig_len}
+
+
+def test_a_relabelled_request_is_refused_and_keys_never_repeat_for_a_label(tmp_path: Path) -> None:
+    """A label names its run; the same label asked of a party with lost state (or of a fresh process) gets
+    fresh keys from a fresh nonce, so secrets derived under a repeated label never repeat."""
+    c = Consortium(4, tmp_path)
+    label = f"{RUN}/round-1/attempt-0"
+    first = c.clients["p0"].respond("secagg_keys", {}, {"label": label}, run_id=RUN)
+    again = c.clients["p0"].respond("secagg_keys", {}, {"label": label}, run_id=RUN)
+    np.testing.assert_array_equal(first["c_pk"], again["c_pk"])  # idempotent while the party keeps its record
+    elsewhere = FileStateStore(tmp_path / "other")
+    from sampan.privacy.secagg import SecAggClient
+    other = SecAggClient("p0", c.masters["p0"], identity=c.identities["p0"], verifier=c.verifier, state=elsewhere)
+    fresh = other.respond("secagg_keys", {}, {"label": label}, run_id=RUN)
+    assert bytes(fresh["c_pk"]) != bytes(first["c_pk"]) and bytes(fresh["s_pk"]) != bytes(first["s_pk"])
+    with pytest.raises(SecAggRefused, match="does not belong to run"):
+        c.clients["p0"].respond("secagg_keys", {}, {"label": "another-run/round-1/attempt-0"}, run_id=RUN)
+
+
+def test_honest_attempts_still_sum_exactly_with_dropouts(tmp_path: Path) -> None:
+    c = Consortium(6, tmp_path)
+    srv = server(c)
+
+    def call(kind, party, arrays, meta):  # type: ignore[no-untyped-def]
+        if (party, kind) in {("p1", "fit"), ("p5", "secagg_unmask")}:
+            return None
+        return c.call(kind, party, arrays, meta)
+
+    total = run_secagg(srv, call)
+    in_sum = [p for p in c.names if p != "p1"]
+    np.testing.assert_array_equal(total, c.expected(in_sum, srv.params))
+    np.testing.assert_allclose(decode_vector(total, srv.params), sum(c.x[p] for p in in_sum), atol=1e-8)
+    summary = srv.summary()
+    assert summary["dropped_before_masking"] == ["p1"] and summary["dropped_after_masking"] == ["p5"]
+    assert os.listdir(tmp_path / "p0")
