@@ -12,8 +12,23 @@ own noise already protects it, whoever sees its release). Plan, with rho the zCD
 6. a (feature, parent) 2-way per tree edge, the parent's bins merged to what the noise allows;
 7. estimation (`estimate.py`) -> label distribution + conditional tables -> `SynthModel`.
 
+0. (``fit_undeclared`` only, when no schema is declared) the schema itself, released under DP by
+   `sampan.synth.domain` from ``domain_share`` of rho (and ``domain_delta_share`` of delta);
+
 Every adaptive choice (grid sizes, bins per column, parent coarsening) depends on the data only
 through earlier noisy releases, so it is post-processing.
+
+What each role learns (unit of privacy: one record of one party):
+- a data party: its own records; the public schema; the other parties' noisy releases only as far as
+  the fitter publishes them (the model);
+- the fitter / coordinator: with plain aggregation, every party's noisy release (each carries its
+  party's full charged noise) and each party's EM-chosen tree; with SecAgg+, only the sums (carrying
+  the full noise together) and the trees;
+- whoever reads the model folder or the releasable report: the schema (declared, or DP-released) and
+  post-processing of the releases above, each listed in the receipt with its noise and charge. The
+  confidential report holds exact statistics of the real rows and is for the data owner only.
+A neighbouring-dataset test (`tests/attacks/test_synth_neighbouring.py`) checks that nothing else
+depends on the records.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The fitted synthesiser: public domain facts, noisy-marginal tables, tree structure and its receipt.
 
-A `SynthModel` holds nothing derived from records except through DP releases: encoders (public grids,
+A `SynthModel` holds nothing derived from records except through DP releases: the schema (declared by the
+owner, or released under DP by `sampan.synth.domain`), encoders (public grids,
 DP quantile bins, noisy 1-way weights), the selected tree, the label distribution and conditional
 tables fitted from noisy cliques, and the privacy receipt. It therefore can be shared and sampled from
 any number of times without further privacy cost. It is saved as ``model.json`` (metadata, structure,
