@@ -301,3 +301,49 @@ def test_one_pass_polynomial_shares_equal_the_power_expansion() -> None:
     zs = to_signed(z).astype(object)
     want = [sum(int(m.view(np.int64)[k]) * int(v) ** k for k in range(6)) % 2 ** 64 for v in zs]
     assert got.tolist() == want
+
+
+# --- finding 14: capacity of the fixed-point ring and the polynomial's fit range ----------------------
+def test_logit_clip_beyond_the_ring_or_the_fit_range_is_refused() -> None:
+    with pytest.raises(ValueError, match="beyond the fixed-point ring's capacity"):
+        VerticalLRConfig(logit_clip=32).clip_for(2)  # 1064fb2: residuals silently wrapped
+    with pytest.raises(ValueError, match="beyond the sigmoid polynomial's fit range"):
+        VerticalLRConfig(logit_clip=5).clip_for(2)
+    assert VerticalLRConfig().clip_for(3) == pytest.approx(SIGMOID_POLY.fit_bound / 3)
+    assert VerticalLRConfig(logit_clip=4).clip_for(2) == 4
+    # At the ring's capacity every polynomial term still fits the exact truncation range.
+    capacity = SIGMOID_POLY.ring_capacity()
+    units = capacity * 2 ** SIGMOID_POLY.in_bits
+    terms = [abs(int(m)) * int(units) ** k for k, m in enumerate(SIGMOID_POLY.multipliers().view(np.int64))]
+    assert sum(terms) < 2 ** 62 <= sum(abs(int(m)) * int(units + 1) ** k
+                                       for k, m in enumerate(SIGMOID_POLY.multipliers().view(np.int64))) + 2 ** 47
+
+
+def _correlated_ratios(n: int, seed: int = 0) -> dict[str, PartyData]:
+    """64 heavy-tailed, strongly correlated financial ratios (one latent factor) over 3 parties, ~13% positives:
+    the shape of the unseen bankruptcy data on which 1064fb2 printed validation Brier scores in the millions."""
+    rng = np.random.default_rng(seed)
+    ids = np.array([f"C{i:06d}" for i in range(n)], dtype=object)
+    latent = rng.normal(size=(n, 1))
+    X = np.sinh(latent @ rng.normal(size=(1, 64)) + 0.3 * rng.normal(size=(n, 64)))
+    y = (rng.random(n) < 1 / (1 + np.exp(-(3 * latent[:, 0] - 4)))).astype(np.int8)
+    cols = np.array_split(rng.permutation(64), 3)
+    return {name: PartyData(name, ids, X[:, c], y if name == "bank" else None, [f"r{j}" for j in c])
+            for name, c in zip(("bank", "p1", "p2"), cols)}
+
+
+@pytest.mark.slow
+def test_validation_brier_stays_a_probability_score_on_wide_correlated_ratios() -> None:
+    """1064fb2 let the summed logit reach 32 where the sigmoid polynomial is 1272: with lr 0.2 on 64 correlated
+    columns training overshot past the fit range, residuals exploded and the validation 'Brier' hit 1.2e6 from
+    epoch 4 on this very data (checked on 1064fb2).
+    Now the summed logit stays inside the fit range, so residuals stay within [-1.07, 1.07]."""
+    tables = _correlated_ratios(4000)
+    transport, parties = build_inprocess_vertical(tables)
+    session = VerticalSession(transport, label_holder="bank", partners=["p1", "p2"], run_id="ratios")
+    session.connect()
+    session.align()
+    splits = Splits.random(session.n_aligned or 0, seed=0)
+    result = session.train(splits, VerticalLRConfig(epochs=12, learning_rate=0.2, patience=12), seed=0)
+    assert max(result.val_brier) <= 1.07 ** 2 and min(result.val_brier) < 0.1
+    assert session.evaluate(splits.test)["auc"] > 0.85
