@@ -151,7 +151,8 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
     recorder = TcpRecorder(port)
     files = write_federation(root, bindings, port=port, dial={n: f"127.0.0.1:{recorder.port}" for n in BANKS},
                              spare=("spare",), coordinator={"rejoin_timeout_s": 60, "connect_timeout_s": 60,
-                                                            "audit_key": "state/audit-key.pem"})
+                                                            "audit_key": "state/audit-key.pem"},
+                             allow={n: {"partners": BANKS} for n in BANKS})  # vertical partners must be listed
     tap = root / "coordinator.tap"
     federation = Federation(files, recorder, tap, schemas, paths, None, {}, root)  # type: ignore[arg-type]
     federation.start_coordinator()
@@ -409,10 +410,10 @@ def test_bad_peers_are_refused_with_logged_reasons_while_a_run_goes_on(fed: Fede
     other = init_ca(root / "other-ca")
     _, csr = create_request("bank_harbour", "party", root / "impostor")
     sign_request(csr, other.directory)
-    _, csr = create_request("bank_kowloon", "party", root / "expired")
+    _, csr = create_request("bank_expired", "party", root / "expired")  # the CA issues a name to one key only
     now = dt.datetime.now(dt.timezone.utc)
     sign_request(csr, ca_dir, not_before=now - dt.timedelta(days=10), not_after=now - dt.timedelta(days=1))
-    for folder, name in (("impostor", "bank_harbour"), ("expired", "bank_kowloon")):
+    for folder, name in (("impostor", "bank_harbour"), ("expired", "bank_expired")):
         client = RogueClient(fed, name, root / folder / f"{name}.crt", root / folder / f"{name}.key")
         client.send(b"x")
         _expect_refusal(client, grpc.StatusCode.UNAVAILABLE)
@@ -513,6 +514,21 @@ def test_bad_peers_are_refused_with_logged_reasons_while_a_run_goes_on(fed: Fede
         assert reason in log, f"{reason!r} not logged:\n{log[-4000:]}"
     for name in BANKS:  # the real parties never lost their stream
         assert (fed.files.root / name / "party.log").read_text().count("connected to") == 1
+
+    # The same refusals, with peer address and reason, in the signed audit log (chain "security").
+    store = fed.store()
+    try:
+        refused = [dict(e.detail) for e in store.events("security") if e.kind == "peer_refused"]
+        codes = {d["code"] for d in refused}
+        for code in ("not_a_member", "wrong_role", "wrong_identity", "incompatible_version", "malformed", "replay",
+                     "too_large", "revoked"):
+            assert code in codes, (code, sorted(codes))
+        assert all(d["peer"].startswith("ipv4:127.0.0.1:") for d in refused if d.get("layer") != "tls")
+        tls = {d["code"] for d in refused if d.get("layer") == "tls"}  # gRPC's TLS layer names no peer
+        assert {"unknown_ca", "expired", "not_tls"} <= tls, tls
+        assert store.verify_audit("security").ok
+    finally:
+        store.close()
 
 
 # --- crashes -------------------------------------------------------------------------------------------
