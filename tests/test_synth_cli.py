@@ -86,6 +86,7 @@ def test_errors_name_file_column_or_field(files, tmp_path) -> None:
     assert SynthModel.load(tmp_path / "m3").receipt["domain"]["source"] == "declared"
 
 
+@pytest.mark.slow
 def test_federated_demo(tmp_path) -> None:
     out = _ok(["federated", "--epsilon", "2", "--n-smes", "3000", "--seed", "4", "--out", str(tmp_path / "fm"),
                "--report-dir", str(tmp_path / "rep")])
