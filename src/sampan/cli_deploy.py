@@ -173,7 +173,8 @@ def certs_revoke(
     serial: Optional[str] = typer.Option(None, help="Or its serial number (hex)."),
     ca_dir: Path = typer.Option(Path("ca"), "--ca-dir"),
 ) -> None:
-    """Revoke a certificate: re-signs crl.pem; coordinators re-read it on the next connection."""
+    """Revoke a certificate: re-signs crl.pem and the issuance record; a coordinator given the new files cuts the
+    member's live stream within crl_check_s and refuses it from then on."""
     from sampan.deploy.certs import revoke
 
     try:

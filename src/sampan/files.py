@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 __all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "private_directory",
-           "private_file", "open_private_append", "check_private_mode", "InsecureFileError", "PRIVATE_FILE",
+           "private_file", "private_sqlite", "open_private_append", "check_private_mode", "InsecureFileError", "PRIVATE_FILE",
            "PRIVATE_DIR"]
 
 PRIVATE_FILE = 0o600
@@ -49,6 +49,21 @@ def private_file(path: str | os.PathLike[str]) -> Path:
     finally:
         os.close(fd)
     return target
+
+
+def private_sqlite(url: str) -> None:
+    """A SQLite store at ``url`` (a ``sqlite:///`` path) and its WAL/SHM/journal files are 0600 in a 0700
+    folder: created so, or tightened if an older version left them readable. Other URLs: nothing to do."""
+    if not url.startswith("sqlite:///") or url == "sqlite:///:memory:":
+        return
+    path = Path(url.removeprefix("sqlite:///")).expanduser()
+    if not path.parent.exists():
+        private_directory(path.parent)
+    private_file(path)
+    for suffix in ("-wal", "-shm", "-journal"):
+        extra = path.with_name(path.name + suffix)
+        if extra.exists():
+            os.chmod(extra, PRIVATE_FILE)
 
 
 def open_private_append(path: str | os.PathLike[str]) -> int:

@@ -10,6 +10,7 @@ no vertical run (its partners must be listed).
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,8 @@ def test_an_operator_cannot_pair_a_bank_with_a_payments_provider_it_never_listed
             refused = [d for k, d in entries if k == "job_refused"]
             assert refused and refused[0]["rule"] == "partners" and partner in refused[0]["reason"], entries
         assert fed.kinds("delivery", run_id) == []
+        db = Path(fed.agents["bank"].config.store_url.removeprefix("sqlite:///"))
+        assert stat.S_IMODE(db.stat().st_mode) == 0o600 and stat.S_IMODE(db.parent.stat().st_mode) == 0o700
     finally:
         fed.close()
 

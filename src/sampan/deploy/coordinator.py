@@ -37,7 +37,7 @@ from sampan.deploy.allow import job_description
 from sampan.deploy.config import CoordinatorConfig, RunSpec, parse_run_spec
 from sampan.deploy.keyfiles import KeyFileError, unencrypted_pem
 from sampan.deploy.security_audit import SecurityAudit
-from sampan.files import private_directory, private_file
+from sampan.files import private_directory, private_sqlite
 from sampan.runtime.horizontal_workflow import HorizontalWorkflow
 from sampan.runtime.progress import RoundResult
 from sampan.runtime.runner import RESUMABLE, _finish
@@ -104,21 +104,12 @@ def read_tap(path: str | Path) -> list[tuple[str, str, bytes]]:
     return out
 
 
-def _private_sqlite(url: str) -> None:
-    """A SQLite store (and its WAL/journal, which SQLite creates with the same mode) starts life 0600."""
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        path = Path(url.removeprefix("sqlite:///")).expanduser()
-        if not path.exists():
-            private_directory(path.parent)
-            private_file(path)
-
-
 class Coordinator:
     def __init__(self, config: CoordinatorConfig) -> None:
         self.config = config
         c = config.coordinator
         private_directory(c.state_dir)
-        _private_sqlite(config.store_url)
+        private_sqlite(config.store_url)  # SQLite gives its WAL/journal files the database file's mode
         self.store = Store.open(config.store_url, audit_key=c.audit_key) if c.audit_key else Store.open(config.store_url)
         self.security = SecurityAudit(self.store)
         members = {m.name: m.role for m in config.members}

@@ -35,7 +35,7 @@ from sampan.deploy.allow import JobRefused, check_job, check_request
 from sampan.deploy.certs import probe_coordinator
 from sampan.deploy.config import PartyConfig, split_address
 from sampan.deploy.keyfiles import KeyFileError, unencrypted_pem
-from sampan.files import private_directory, private_file
+from sampan.files import private_directory, private_sqlite
 from sampan.horizontal.party import HorizontalParty
 from sampan.runtime.party import PartyApp
 from sampan.transport.grpc_client import LinkSettings, PartyLink
@@ -113,10 +113,7 @@ class PartyAgent:
         from sampan.runtime.store import Store
 
         try:
-            path = self.config.store_url.removeprefix("sqlite:///")
-            if self.config.store_url.startswith("sqlite:///") and not os.path.exists(path):
-                private_directory(os.path.dirname(path) or ".")
-                private_file(path)
+            private_sqlite(self.config.store_url)
             store = Store.open(self.config.store_url)
             try:
                 store.log_event(run_id or "security", kind, detail)
@@ -188,6 +185,7 @@ class PartyAgent:
             from sampan.runtime.store import Store
 
             arrays, meta = context.vertical.lr.part.to_arrays()
+            private_sqlite(self.config.store_url)
             store = Store.open(self.config.store_url)
             try:  # this party's own store: its part of the model never leaves it
                 saved = store.register_model(f"{model}:{self.name}", message.run_id, arrays, meta)
