@@ -46,8 +46,8 @@ from sampan.transport import Transport
 from sampan.vertical.channel import SealedChannels, prg_uint64
 from sampan.vertical.dealer import Dealer, DealerStream
 from sampan.vertical.histograms import (
-    dealer_level_sums, decode_sums, encode_values, flat_index, histogram_privacy, partner_level_sums, secret_permutation,
-    tree_masks,
+    check_feature_totals, dealer_level_sums, decode_sums, encode_values, flat_index, histogram_privacy, partner_level_sums,
+    secret_permutation, tree_masks,
 )
 from sampan.vertical.secure_lr import receive
 from sampan.vertical.training import Relay
@@ -143,6 +143,7 @@ class _BankState:
     model: GBDTModel | None = None
     masked_tree: int = -1
     index: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
+    hist_noise: float = 0.0
 
 
 class VerticalGBDTParty:
@@ -164,6 +165,7 @@ class VerticalGBDTParty:
         self.thresholds: dict[tuple[int, int], tuple[int, int]] = {}  # this party's own splits
         self.edges: list[np.ndarray] = []
         self._bank_prep: tuple[np.ndarray, np.ndarray, list[FeatureSlot]] | None = None
+        self._hist_noise = 0.0
 
     def handlers(self) -> dict[str, Callable[[Message], Message]]:
         return {"vgb.setup": self.setup, "vgb.start": self.start, "vgb.step": self.step, "vgb.serve": self.serve,
@@ -183,6 +185,7 @@ class VerticalGBDTParty:
         bank = str(msg.meta["bank"])
         if self.name == bank:
             self._bank_prep = (bins, bins_val, slots)
+            self._hist_noise = float(msg.meta.get("hist_noise", 0.0))
             return msg.reply("vgb.setup", meta=meta)
         offsets = np.array([s.offset for s in slots], dtype=np.int64)
         total = int(sum(s.n_bins for s in slots))
@@ -215,7 +218,8 @@ class VerticalGBDTParty:
         sigma = {p: secret_permutation(ch.prg(p, _perm_label(self.name, p), len(train))) for p in partners}
         self.bank = _BankState(gen, None, bins, bins_val, self.edges, slots, partners,
                                bytes(msg.arrays["dealer_seed"]), sigma, len(train),
-                               index=flat_index(bins, np.array([s.offset for s in own_slots], dtype=np.int64)))
+                               index=flat_index(bins, np.array([s.offset for s in own_slots], dtype=np.int64)),
+                               hist_noise=self._hist_noise)
         return msg.reply("vgb.started", meta={"features": {o: len(s) for o, s in slots.items()}})
 
     # --- the bank's loop ------------------------------------------------------------------------------
@@ -281,6 +285,11 @@ class VerticalGBDTParty:
         if isinstance(req, HistRequest):
             out: dict[int, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
             sums = {p: decode_sums(inbox.pop((p, "s")) - arrays[f"dealer:{p}"]) for p in st.partners}
+            for k, (node, rows) in enumerate(req.nodes):
+                expected = np.array([req.g[rows].sum(), req.h[rows].sum()])
+                for p in st.partners:  # the dealer's integrity, as far as the bank can see it
+                    check_feature_totals(sums[p][k], [s.n_bins for s in st.slots[p]], expected, st.hist_noise,
+                                         bank=self.name, partner=p)
             for k, (node, rows) in enumerate(req.nodes):
                 out[node] = {self.name: histogram(st.bins, st.slots[self.name], rows, req.g, req.h, index=st.index)}
                 for p in st.partners:

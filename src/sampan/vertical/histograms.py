@@ -39,7 +39,11 @@ mask seed, the partner's pad seed and returns the per-bin mask sums; it relays o
   channel is derived (`sampan.crypto.identity`), and a substituted key aborts the run.
 * What it can corrupt: the per-bin mask sums it returns. The bank decodes sum(v) + noise + Delta for
   any Delta the dealer chooses and cannot tell: a dishonest dealer can steer the histograms, hence the
-  splits (GBDT) or the WOE bins, undetected. Corruption gains it no party input by itself — the decoded
+  splits (GBDT) or the WOE bins. The bank checks what it can (`check_feature_totals`: each partner
+  feature's bins must add up to the node's own total, which the bank knows — exactly without noise,
+  within 8 noise standard deviations with it), so garbage or a shifted total aborts the run naming the
+  dealer; a corruption that moves mass between bins of one feature keeps every total and passes
+  undetected. Corruption gains it no party input by itself — the decoded
   histograms stay at the bank, and the dealer already sees every node's positions — but the model is
   only as correct as the dealer is honest. An information-theoretic MAC on the sums (an extra masked
   vector r * v under a key r the dealer never sees) would detect it; until then integrity rests on the
@@ -63,7 +67,7 @@ from sampan.vertical.channel import prg_uint64
 
 __all__ = ["VALUE_BITS", "ring_bincount", "encode_values", "decode_sums", "secret_permutation",
            "node_masks", "partner_sums", "dealer_sums", "flat_index", "tree_masks", "partner_level_sums",
-           "dealer_level_sums", "histogram_privacy", "histogram_sigma", "views_receipt"]
+           "dealer_level_sums", "histogram_privacy", "histogram_sigma", "views_receipt", "check_feature_totals"]
 
 VALUE_BITS = 32  # = log2(models.gbdt.GRID): ring sums and float sums of grid gradients agree exactly
 
@@ -216,3 +220,22 @@ def histogram_sigma(sensitivity2: float, epsilon: float, delta: float, releases:
 def views_receipt(views: tuple[tuple[str, str, str, str], ...]) -> list[dict[str, str]]:
     """A protocol's VIEWS table (role, message, field, protection) as receipt rows."""
     return [{"role": r, "message": k, "field": f, "protection": p} for r, k, f, p in views]
+
+
+def check_feature_totals(sums: np.ndarray, n_bins: list[int], expected: np.ndarray, sigma: float, *, bank: str,
+                         partner: str) -> None:
+    """Bank: every partner feature's bins must add up to the node total the bank knows itself.
+
+    `sums` (values, bins over all the partner's features), decoded; `expected` (values,) the bank's own
+    totals over the same rows. With noise of standard deviation `sigma` per bin the check allows 8 standard
+    deviations of the feature's summed noise. Catches a dealer (or partner) returning garbage or shifted
+    sums; a corruption that keeps each feature's total (mass moved between bins) passes.
+    """
+    offsets = np.concatenate([[0], np.cumsum(n_bins)]).astype(np.int64)
+    for j in range(len(n_bins)):
+        got = sums[:, offsets[j]:offsets[j + 1]].sum(axis=1)
+        slack = 1e-6 * (1.0 + np.abs(expected)) + 8.0 * sigma * math.sqrt(n_bins[j])
+        if np.any(np.abs(got - expected) > slack):
+            raise ValueError(f"party {bank!r}: the histogram of {partner!r}'s feature {j} does not add up to the "
+                             f"node total ({got.tolist()} vs {expected.tolist()}): the dealer's sums (coordinator) "
+                             "or the partner's reply is wrong; stopping rather than learning from corrupted sums")

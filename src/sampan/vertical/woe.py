@@ -45,8 +45,8 @@ from sampan.transport import Transport
 from sampan.vertical.channel import SealedChannels
 from sampan.vertical.dealer import Dealer, DealerStream
 from sampan.vertical.histograms import (
-    dealer_sums, decode_sums, encode_values, flat_index, histogram_privacy, histogram_sigma, node_masks, partner_sums,
-    secret_permutation,
+    check_feature_totals, dealer_sums, decode_sums, encode_values, flat_index, histogram_privacy, histogram_sigma, node_masks,
+    partner_sums, secret_permutation,
 )
 from sampan.vertical.secure_lr import receive
 from sampan.vertical.training import Relay
@@ -198,11 +198,15 @@ class VerticalWoeParty:
         ev = np.bincount(idx, weights=np.repeat(y[train].astype(float), d), minlength=own_total)
         tot = np.bincount(idx, minlength=own_total).astype(float)
         counts[self.name] = (ev, tot, self.feature_names, st["edges"])
+        epsilon = msg.meta.get("dp_epsilon")
         for p in partners:  # noised by the partner when DP is on: the bank never holds exact partner counts
             sums = decode_sums(inbox.pop((p, "s")) - msg.arrays[f"dealer:{p}"])
             meta = msg.meta["slots"][p]
+            sigma_p = (histogram_sigma(partner_sensitivity2(len(meta["n_bins"])), float(epsilon), float(msg.meta["dp_delta"]))
+                       if epsilon else 0.0)  # the noise the partner adds, by the same public rule
+            check_feature_totals(sums, list(meta["n_bins"]), np.array([y[train].sum(), len(train)], dtype=float),
+                                 sigma_p, bank=self.name, partner=p)
             counts[p] = (np.rint(sums[0]), np.rint(sums[1]), list(meta["names"]), [])
-        epsilon = msg.meta.get("dp_epsilon")
         privacy: dict[str, Any] = {}
         if epsilon and partners:
             # The labels in the partners' tables: the bank noises the event counts of partner bins (its own
