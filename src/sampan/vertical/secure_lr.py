@@ -98,7 +98,7 @@ from sampan.vertical.ring import (
 )
 from sampan.wire import Message
 
-__all__ = ["SecureLRParty", "FEATURE_BITS", "RESIDUAL_BITS", "Roles", "min_batch_rows", "BatchRuleError", "REVEALS"]
+__all__ = ["SecureLRParty", "FEATURE_BITS", "RESIDUAL_BITS", "Roles", "min_batch_rows", "audit_count", "BatchRuleError", "REVEALS"]
 
 REVEALS = (
     "Secure vertical LR (semi-honest parties; the coordinator relays envelopes sealed under signed run keys "
@@ -122,6 +122,13 @@ POLY = SIGMOID_POLY
 TRUNC_SHIFT = POLY.out_bits - RESIDUAL_BITS
 MIN_BATCH_ROWS = 64
 ROWS_PER_COLUMN = 4
+AUDIT_FRACTION = 0.125   # dealt tuples opened and checked, per batch
+
+
+def audit_count(n: int) -> int:
+    """Extra dealt tuples per batch of n rows that the holders sacrifice to check the dealer (at least 2)."""
+    return max(2, int(np.ceil(AUDIT_FRACTION * n)))
+
 
 
 def min_batch_rows(max_columns: int) -> int:
@@ -214,6 +221,7 @@ class _TrainState:
     local_grad: np.ndarray | None = None
     best: np.ndarray | None = None
     dealt: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    audit: dict[str, np.ndarray] = field(default_factory=dict)   # this holder's halves of the sacrificed tuples
     inbox: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
 
     def pad(self, holder: str) -> np.ndarray:
@@ -337,14 +345,19 @@ class SecureLRParty:
             rho = ch.prg(roles.bank, label, len(Z))
             out[f"to:{roles.helper}"] = ch.seal_arrays(roles.helper, {"z": Z - rho})
             return msg.reply("vlr.forward", out)
+        n_dealt = len(Z) + audit_count(len(Z))
         if self.name == roles.bank:
             for other in roles.others:
                 Z = Z + ch.prg(other, label, len(Z))
-            st.dealt = {"a": st.dealer.draw_many(f"A/{t}", POLY.degree, len(Z)),
-                        "trunc": st.dealer.draw_many(f"T/{t}", 3, len(Z))}
+            dealt = {"a": st.dealer.draw_many(f"A/{t}", POLY.degree, n_dealt),
+                     "trunc": st.dealer.draw_many(f"T/{t}", 3, n_dealt)}
         else:
-            k = POLY.degree
-            st.dealt = {"a": list(msg.arrays["A"].reshape(k, -1)), "trunc": list(msg.arrays["T"].reshape(3, -1))}
+            dealt = {"a": list(msg.arrays["A"].reshape(POLY.degree, -1)), "trunc": list(msg.arrays["T"].reshape(3, -1))}
+            if any(len(v) != n_dealt for v in dealt["a"] + dealt["trunc"]):
+                raise ValueError(f"party {self.name!r}: the dealer sent material for the wrong number of rows")
+        keep, audit = self._audit_split(n_dealt, t)
+        st.dealt = {name: [v[keep] for v in values] for name, values in dealt.items()}
+        st.audit = {name: np.stack([v[audit] for v in values]) for name, values in dealt.items()}
         st.share_z = Z
         if self.name == roles.bank or not roles.others:
             return msg.reply("vlr.forward", self._open_delta(msg))
@@ -378,16 +391,50 @@ class SecureLRParty:
         return msg.reply("vlr.share", self._open_delta(msg))
 
     def _open_delta(self, msg: Message) -> dict[str, np.ndarray]:
+        """Open this holder's half of delta; the bank adds its halves of the sacrificed correlations."""
         st = self._st()
         st.delta_half = st.share_z - st.dealt["a"][0]
         other = self._other_holder()
-        return {f"to:{other}": self._channels().seal_arrays(other, {"d": st.delta_half})}
+        arrays = {"d": st.delta_half}
+        if self.name == st.roles.bank:
+            arrays.update({"audit_a": st.audit["a"], "audit_t": st.audit["trunc"]})
+        return {f"to:{other}": self._channels().seal_arrays(other, arrays)}
+
+    def _audit_split(self, n_dealt: int, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """Which dealt rows this batch uses and which it sacrifices, from the holders' pairwise PRG.
+
+        The dealer deals before it could know the choice (it cannot draw the holders' pairwise stream), so
+        a tuple it corrupts is opened and checked with probability audit_count(n) / n_dealt.
+        """
+        st = self._st()
+        draw = self._channels().prg(self._other_holder(), f"vlr/{st.instance}/audit/{t}", n_dealt)
+        order = np.argsort(draw, kind="stable")
+        n_audit = n_dealt - len(st.rows)  # type: ignore[arg-type]
+        return np.sort(order[n_audit:]), np.sort(order[:n_audit])
+
+    def _check_audit(self, bank_a: np.ndarray, bank_t: np.ndarray) -> None:
+        """Helper: the sacrificed tuples must be powers a, a^2, ..., a^5 and truncation triples (t, t >> s, msb t)."""
+        st = self._st()
+        a = st.audit["a"] + bank_a
+        tr = st.audit["trunc"] + bank_t
+        power, ok = a[0].copy(), True
+        for k in range(1, POLY.degree):
+            power = power * a[0]
+            ok &= bool(np.array_equal(a[k], power))
+        ok &= bool(np.array_equal(tr[1], tr[0] >> np.uint64(TRUNC_SHIFT)))
+        ok &= bool(np.array_equal(tr[2], tr[0] >> np.uint64(63)))
+        if not ok:
+            raise ValueError(f"party {self.name!r}: the dealer's correlated randomness for batch {st.t} failed the "
+                             "audit of sacrificed tuples (inconsistent powers or truncation pairs): refusing to continue")
 
     def poly(self, msg: Message) -> Message:
         """Shares of sigma~(z) - y at 2^-47, then open c = x + 2^62 + t for truncation."""
         st = self._st()
         receive(msg, self._channels(), st.inbox)
         delta = st.delta_half + _take(st.inbox, self.name, self._other_holder(), "d")
+        if self.name == st.roles.helper:
+            self._check_audit(_take(st.inbox, self.name, st.roles.bank, "audit_a"),
+                              _take(st.inbox, self.name, st.roles.bank, "audit_t"))
         self._refuse_unmasked(to_signed(delta), 1 << 12, "delta = z - a")
         holder = self._holder()
         x = poly_shares(delta, st.dealt["a"], POLY.fixed_multipliers, holder=holder)

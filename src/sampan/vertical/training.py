@@ -18,7 +18,9 @@ import numpy as np
 from sampan.transport import Transport
 from sampan.vertical.dealer import Dealer
 from sampan.vertical.ring import decode
-from sampan.vertical.secure_lr import MIN_BATCH_ROWS, POLY, RESIDUAL_BITS, TRUNC_SHIFT, Roles, min_batch_rows
+from sampan.vertical.secure_lr import (
+    MIN_BATCH_ROWS, POLY, RESIDUAL_BITS, TRUNC_SHIFT, Roles, audit_count, min_batch_rows,
+)
 from sampan.wire import Message
 
 __all__ = ["VerticalLRConfig", "VerticalLRResult", "train_secure_lr", "Relay", "epoch_batches"]
@@ -216,7 +218,7 @@ def train_secure_lr(
 def _deal(dealer: Dealer, roles: Roles, rows: np.ndarray, t: int) -> dict[str, object]:
     """Everything the dealer contributes to training batch t: the helper's halves of the powers of a and
     of the truncation triple, and each holder's halves C_Q of every other party's gradient product."""
-    n = len(rows)
+    n = len(rows) + audit_count(len(rows))  # the holders sacrifice the extra tuples to check them
     return {"A": np.stack(dealer.powers(f"A/{t}", n, POLY.degree, seeded=roles.bank)),
             "T": np.stack(dealer.truncation_pair(f"T/{t}", n, TRUNC_SHIFT, seeded=roles.bank)),
             "C": {q: {p: dealer.cross_correction(p, q, t, rows) for p in roles.all if p != q} for q in roles.holders}}
@@ -230,9 +232,10 @@ def _batch(transport: Transport, relay: Relay, dealer: Dealer, roles: Roles, row
     holders = [roles.bank, roles.helper]
     meta = {"t": t, "validation": validation}
     if validation:
+        n_dealt = n + audit_count(n)
         mine: dict[str, object] = {
-            "A": np.stack(dealer.powers(f"A/{t}", n, POLY.degree, seeded=roles.bank)),
-            "T": np.stack(dealer.truncation_pair(f"T/{t}", n, TRUNC_SHIFT, seeded=roles.bank))}
+            "A": np.stack(dealer.powers(f"A/{t}", n_dealt, POLY.degree, seeded=roles.bank)),
+            "T": np.stack(dealer.truncation_pair(f"T/{t}", n_dealt, TRUNC_SHIFT, seeded=roles.bank))}
     else:
         assert material is not None
         mine = material
