@@ -16,7 +16,6 @@ from sampan.privacy.secagg_state import FileStateStore
 from _deploy_federation import ThreadFederation, run_config
 
 
-@pytest.mark.slow
 def test_a_deployed_secure_run_signs_keys_and_persists_party_state(tmp_path: Path) -> None:
     fed = ThreadFederation(tmp_path)
     try:

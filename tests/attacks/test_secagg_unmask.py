@@ -101,10 +101,14 @@ def test_different_survivor_sets_for_different_parties_are_detected(tmp_path: Pa
     requests = srv.unmask_requests()  # built for the honest U3 (all five), with all five signatures
     for party in ("p2", "p3"):  # told VICTIM dropped: would reveal s_VICTIM
         arrays, meta = requests[party]
-        # (a) the coordinator forwards every signature under the forged set: the others signed another set
+        # (a) it forwards the signatures of the forged set's members: p0 and p1 signed another set
+        members = [i for i, p in enumerate(meta["signers"]) if p in told_dropped]
         with pytest.raises(IdentityError, match="bad_signature") as caught:
-            c.call("secagg_unmask", party, arrays, {**meta, "survivors": told_dropped})
+            c.call("secagg_unmask", party, {**arrays, **_signers(arrays, meta["signers"], members)},
+                   {**meta, "survivors": told_dropped, "signers": told_dropped})
         assert caught.value.peer in ("p0", "p1")
+        with pytest.raises(SecAggRefused, match="not survivors"):  # or all five, the victim's included
+            c.call("secagg_unmask", party, arrays, {**meta, "survivors": told_dropped})
         # (b) it forwards only the signatures over the forged set: two of them, three needed
         keep = [i for i, p in enumerate(meta["signers"]) if p in ("p2", "p3")]
         only = _signers(arrays, meta["signers"], keep)

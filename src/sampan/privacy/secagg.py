@@ -562,10 +562,12 @@ class SecAggClient:
         if record.signed is None or record.signed != u3:
             raise self._refuse(label, "the survivor set differs from the one it signed in the consistency round")
         need = max(self.min_contributors, int(min_live))
+        if not set(signatures) <= set(u3):
+            raise self._refuse(label, f"signatures from {sorted(set(signatures) - set(u3))}, who are not survivors")
         valid = 0
-        for signer in sorted(signatures):
-            if signer not in u3:
-                raise self._refuse(label, f"a signature from {signer!r}, who is not a survivor")
+        for signer in sorted(signatures):  # `need` distinct valid signatures prove the set; a bad one aborts
+            if valid >= need:
+                break
             certificate, signature = signatures[signer]
             self.verifier.verify(signer, certificate, _survivor_payload(run_id, label, signer, u3), signature)
             valid += 1
