@@ -89,6 +89,9 @@ def test_a_coordinator_cannot_announce_protections_and_then_drop_them(tmp_path: 
     agent = fed.agents["bank_harbour"]
     job = {"operator": "ops", "parties": ["bank_harbour", "bank_kowloon", "bank_lionrock"],
            "protections": ["dp", "dp3", "secure_aggregation"], "noise_multipliers": {"dp3": 1.5}}
+    silent = agent.handle(Message("r0", 0, "coordinator", "bank_harbour", "deploy.open_run", meta={
+        "workflow": "horizontal", "dataset": "loans", "test_fraction": 0.2, "split_seed": 1}))
+    assert silent.is_error and "no job description" in str(silent.meta.get("error"))  # an undescribed job: refused
     opened = agent.handle(Message("r1", 0, "coordinator", "bank_harbour", "deploy.open_run", meta={
         "workflow": "horizontal", "dataset": "loans", "test_fraction": 0.2, "split_seed": 1, "job": job}))
     assert not opened.is_error, opened.meta

@@ -76,6 +76,9 @@ def check_job(allow: AllowSection | None, party: str, job: Mapping[str, Any], da
               columns: Sequence[str]) -> None:
     """Raise JobRefused unless the job fits this party's allow-list (None: the defaults)."""
     allow = allow or AllowSection()
+    if not isinstance(job.get("parties"), list) or "protections" not in job:
+        raise JobRefused(party, "job", "the coordinator sent no job description (parties, protections); a job "
+                         "this party cannot check is refused (upgrade the coordinator)")
     workflow = str(job.get("workflow"))
     operator = job.get("operator")
     partners = [p for p in job.get("parties") or [] if p != party]
@@ -111,8 +114,7 @@ def check_request(allow: AllowSection | None, party: str, kind: str, meta: Mappi
     if allow is None or kind != "fit" or not (allow.require or allow.min_noise_multiplier):
         return
     present = {"secure_aggregation": "secagg" in meta, "dp2": "dp2" in meta, "dp3": "dp3" in meta}
-    present["dp"] = present["dp2"] or present["dp3"]
-    for need in allow.require:
+    for need in allow.require:  # ("dp" and "dp1" are checked when the job opens: they may not be on `fit`)
         if need in present and not present[need]:
             raise JobRefused(party, "require", f"this fit request carries no {need}")
     floor = allow.min_noise_multiplier
