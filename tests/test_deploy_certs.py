@@ -66,6 +66,12 @@ def test_cli_makes_a_ca_keys_locally_signs_and_revokes(tmp_path: Path) -> None:
     crl = x509.load_pem_x509_crl((ca / "crl.pem").read_bytes())
     assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
     assert crl.is_signature_valid(load_cert(ca / "ca.crt").public_key())  # type: ignore[arg-type]
+    result = runner.invoke(certs_app, ["crl", "--ca-dir", str(ca), "--days", "2"])
+    assert result.exit_code == 0, result.output
+    fresh = x509.load_pem_x509_crl((ca / "crl.pem").read_bytes())
+    assert fresh.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
+    assert fresh.next_update_utc is not None
+    assert dt.timedelta(days=1) < fresh.next_update_utc - dt.datetime.now(dt.timezone.utc) <= dt.timedelta(days=2)
 
 
 def test_requests_and_signing_refuse_bad_input(tmp_path: Path) -> None:
