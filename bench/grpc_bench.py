@@ -212,7 +212,8 @@ def round_trips(waves: int = 300) -> list[dict[str, Any]]:
         names = ["p0", "p1", "p2"]
         files = write_federation(Path(tmp), {n: {} for n in names}, port=free_port())
         members = {n: "party" for n in names}
-        hub = Hub(HubSettings(), CertificateAuthenticator(files.ca_dir / "ca.crt", members=members), members)
+        hub = Hub(HubSettings(), CertificateAuthenticator(files.ca_dir / "ca.crt", members=members,
+                                                              issued=files.ca_dir / "issued.json"), members)
         c = files.root / "coordinator"
         creds = grpc.ssl_server_credentials([((c / "coordinator.key").read_bytes(), (c / "coordinator.crt").read_bytes())],
                                             root_certificates=(files.ca_dir / "ca.crt").read_bytes(),
