@@ -91,3 +91,19 @@ def test_an_honest_dealer_passes_the_audit() -> None:
     splits = Splits.random(session.n_aligned or 0, seed=1)
     result = session.train(splits, VerticalLRConfig(epochs=2, batch_size=64, patience=2), seed=1)
     assert result.epochs_run == 2
+
+
+def test_a_dealer_that_deals_zero_masks_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Consistent but degenerate powers (a = 0) pass the audit yet would open z itself to both holders."""
+
+    class ZeroMaskDealer(Dealer):
+        def powers(self, label: str, n: int, degree: int, seeded: str) -> list[np.ndarray]:
+            out = super().powers(label, n, degree, seeded)
+            mine = self.stream(seeded).draw_many(label, degree, n)
+            return [-m for m in mine] if label.startswith("A/") else out  # the helper's half cancels the bank's
+
+    session, _ = _session()
+    splits = Splits.random(session.n_aligned or 0, seed=1)
+    monkeypatch.setattr(training, "Dealer", ZeroMaskDealer)
+    with pytest.raises(PartyError, match=r"the opened delta = z - a is not masked"):
+        session.train(splits, VerticalLRConfig(epochs=1, batch_size=128, patience=1), seed=1)

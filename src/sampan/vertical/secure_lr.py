@@ -40,22 +40,29 @@ X_p^T r_Q. p never holds U^T a (only the uniform C_p), so it cannot project r on
 
 What a malicious dealer can do (the coordinator, if it deviates)
 -----------------------------------------------------------------
-* **Corrupt**: every dealt value that travels (the helper's halves of the powers of a, of the
-  truncation triple and of the square pair; every C_Q) is arbitrary, so it can add errors of its
-  choice to z's powers, to r and to any party's gradient, and falsify the validation score: training
-  integrity rests on the dealer. It cannot make a party skip a check below.
-* **Learn alone**: nothing directly, as long as the sealed channels hold (finding 5: signed run keys);
-  every opening is sealed between parties. Its one output channel is the opened validation aggregate:
-  with inconsistent power shares it can turn the residual of validation rows into a term it can
-  separate in that sum (a few bits about chosen validation rows per epoch). This is not checked
-  (it would need sacrificed correlations, i.e. a second dealer's material) and is stated in the receipt.
+* **Corrupt**: every dealt value that travels is arbitrary (the helper's halves of the powers of a, of
+  the truncation triples and of the square pairs; every gradient correction C_Q), so it can bias any
+  party's gradient and falsify the validation score: training integrity rests on the dealer. Errors
+  in powers and truncation triples are caught by the audit below; errors in C_Q (a party's gradient)
+  and in the square pair's offset (the reported score) are not detectable without a second dealer.
+* **Learn alone**: it sees no opening (all are sealed between parties under signed run keys, finding
+  5). Its one output is the opened validation aggregate, and inconsistent powers or truncation triples
+  would turn it into a readout of chosen rows (adding e to one row's truncation share makes the sum
+  move by -2 e r_k: that row's residual, label and score). **Checked**: every batch is dealt
+  audit_count(n) ~ n/8 extra tuples; the holders pick which to sacrifice from their pairwise PRG (the
+  dealer cannot compute it), the bank sends its halves of those to the helper, and the helper checks
+  a^k and (t, t >> s, msb t) and aborts the run on any mismatch. A corrupted tuple is caught with
+  probability ~1/9; a dealer that corrupts m tuples of a batch escapes with probability ~(8/9)^m, so
+  it expects to read fewer than ~8 rows before the run stops. The square pair needs no audit: its
+  result is sum r^2 + (B - A^2), an offset independent of the data. Gradient corrections C_Q feed
+  only a party's own weights, hence the score only as an aggregate.
 * **Learn with a party**: the dealer knows every pad U and mask a, so a dealer colluding with a data
   party opens what that party holds masked (E -> X_p; delta -> z; c -> the residual). Non-collusion is
-  load-bearing; it cannot be checked.
-* **Checked by the parties**: a dealer seed or a protocol instance nonce used twice (reused masks would
-  let the holders subtract openings) is refused; a degenerate mask (every opened delta or c of a batch
-  inside the small range an unmasked value occupies) is refused; batches below ``min_batch_rows``,
-  repeated rows and batches that re-use rows within an epoch are refused.
+  load-bearing and cannot be checked.
+* **Also checked by the parties**: a dealer seed or a protocol instance nonce used twice (reused masks
+  would let the holders subtract openings) is refused; a degenerate mask (an opened delta, or every
+  opened c of a batch, inside the small range an unmasked value occupies) is refused; batches below
+  ``min_batch_rows``, repeated rows and batches that re-use rows within an epoch are refused.
 
 Protocol instances: every training (the main LR, the scorecard's LR, every resume) gets a fresh
 ``instance`` nonce that is part of every pairwise PRG label (``vlr/<instance>/z/<t>``,
@@ -109,10 +116,10 @@ REVEALS = (
     "party's columns, 64) distinct rows and an epoch's batches partition the training rows, which the residual "
     "holders enforce. The coordinator learns the row count, the batch schedule, each party's column count and "
     "one aggregate per epoch: the validation surrogate Brier score (mean squared residual of the polynomial "
-    "sigmoid over all validation rows), which decides early stopping. A malicious dealer can corrupt training "
-    "and the validation score at will, and can shape that one opened aggregate to learn a few bits about "
-    "chosen validation rows per epoch; reused dealer seeds or protocol nonces and unmasked openings are "
-    "refused. Evaluation on held-out rows reveals the final scores of those rows to the bank, exactly as "
+    "sigmoid over all validation rows), which decides early stopping. A malicious dealer can bias gradients "
+    "and the reported score; a dealer that corrupts the tuples behind the opened score (to read chosen rows) "
+    "is caught by the holders' audit of 1/8 sacrificed tuples per batch with probability ~1/9 per corrupted "
+    "tuple; reused dealer seeds or protocol nonces and unmasked openings are refused. Evaluation on held-out rows reveals the final scores of those rows to the bank, exactly as "
     "scoring them would."
 )
 
@@ -435,7 +442,7 @@ class SecureLRParty:
         if self.name == st.roles.helper:
             self._check_audit(_take(st.inbox, self.name, st.roles.bank, "audit_a"),
                               _take(st.inbox, self.name, st.roles.bank, "audit_t"))
-        self._refuse_unmasked(to_signed(delta), 1 << 12, "delta = z - a")
+        self._refuse_unmasked(to_signed(delta), 1 << 12, "delta = z - a", per_row=True)
         holder = self._holder()
         x = poly_shares(delta, st.dealt["a"], POLY.fixed_multipliers, holder=holder)
         if holder == 0:
@@ -446,13 +453,15 @@ class SecureLRParty:
         other = self._other_holder()
         return msg.reply("vlr.poly", {f"to:{other}": self._channels().seal_arrays(other, {"c": st.c_half})})
 
-    def _refuse_unmasked(self, opened: np.ndarray, bound: int, what: str) -> None:
-        """A dealer mask of zero would open the value itself: refuse a batch whose every opening is that small.
+    def _refuse_unmasked(self, opened: np.ndarray, bound: int, what: str, *, per_row: bool) -> None:
+        """A dealer mask of zero would open the value itself: refuse openings that small.
 
-        For a uniform mask each opening lands in the range with probability below 2^-12, so four or
-        more rows all inside it mean the mask was not uniform.
+        per_row: any one opening inside +-bound is refused (for delta, bound 2^12, a uniform mask lands
+        there with probability 2^-51); otherwise only a batch of 4+ rows all inside it (for c, whose
+        band is wider: 2^-13 per row).
         """
-        if len(opened) >= 4 and bool(np.all(np.abs(opened.astype(np.float64)) < bound)):
+        small = np.abs(opened.astype(np.float64)) < bound
+        if (per_row and bool(small.any())) or (len(opened) >= 4 and bool(small.all())):
             raise ValueError(f"party {self.name!r}: the opened {what} is not masked (degenerate dealer randomness)")
 
     def trunc(self, msg: Message) -> Message:
@@ -460,7 +469,7 @@ class SecureLRParty:
         st = self._st()
         receive(msg, self._channels(), st.inbox)
         c = st.c_half + _take(st.inbox, self.name, self._other_holder(), "c")
-        self._refuse_unmasked(to_signed(c - TRUNC_OFFSET), 1 << 50, "c = x + t")
+        self._refuse_unmasked(to_signed(c - TRUNC_OFFSET), 1 << 50, "c = x + t", per_row=False)
         r = truncate_shares(c, st.dealt["trunc"][1], st.dealt["trunc"][2], TRUNC_SHIFT, holder=self._holder())
         st.r_share = r
         t, roles, ch = int(msg.meta["t"]), st.roles, self._channels()
