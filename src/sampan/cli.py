@@ -106,6 +106,7 @@ def demo(
     Each bank keeps its SME borrowers; only model updates and aggregate counts travel. The result
     is compared with the same model trained on the pooled data (possible only in a simulation).
     """
+    from sampan.data.consortium import PUBLIC_FEATURE_BOUNDS
     from sampan.runtime.baselines import local_only_baselines, pooled_baseline
 
     if vertical:
@@ -131,7 +132,8 @@ def demo(
                      "l2": 1e-4},
         "strategy": {"name": "fedavg"},
         "source": {"kind": "consortium", "n_smes": 12000},
-        **({"privacy": {"epsilon": epsilon, "delta": 1e-5,
+        **({"privacy": {"epsilon": epsilon, "delta": 1e-5,  # DP1: the standardisation statistics, noised
+                        "dp1": {"noise_multiplier": 10.0, "bounds": PUBLIC_FEATURE_BOUNDS},
                         "dp2": {"noise_multiplier": "auto", "max_grad_norm": 1.0}}} if epsilon else {}),
     }, source="demo")
     console.print("[bold]Sampan demo[/]: three banks train one SME default model with FedAvg; "

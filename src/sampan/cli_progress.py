@@ -42,7 +42,9 @@ class RichProgress:
 
     def round_finished(self, result: RoundResult) -> None:
         auc = result.global_metrics.get("auc")
-        info = f"loss {result.train_loss:.4f}" + (f"  test AUC {auc:.4f}" if auc is not None else "")
+        loss = result.train_loss  # NaN under DP: no training loss is released
+        info = (f"loss {loss:.4f}" if loss == loss else "loss not released (DP)") + \
+            (f"  test AUC {auc:.4f}" if auc is not None else "")
         if self._rounds is not None:
             self.progress.update(self._rounds, advance=1, info=info)
         if self._parties is not None:

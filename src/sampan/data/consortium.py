@@ -73,7 +73,14 @@ import pyarrow.csv as pacsv
 
 from sampan.data.table import ColumnSpec, PartyData, TableSchema
 
-__all__ = ["Consortium", "make_sme_consortium", "SECTORS"]
+__all__ = ["Consortium", "make_sme_consortium", "PUBLIC_FEATURE_BOUNDS", "SECTORS"]
+
+# Public ranges of the banks' features (from the generator's documented design, not from any data):
+# what `[privacy.dp1].bounds` needs so the standardisation statistics can be clipped and noised.
+PUBLIC_FEATURE_BOUNDS: dict[str, tuple[float, float]] = {
+    "log10_annual_revenue_hkd": (5.0, 9.0), "years_in_business": (0.0, 50.0), "employees": (0.0, 100.0),
+    "log10_loan_amount_hkd": (4.0, 8.0), "loan_term_months": (0.0, 120.0), "debt_to_revenue": (0.0, 3.0),
+    "past_delinquencies": (0.0, 10.0), "*": (0.0, 1.0)}
 
 SECTORS: tuple[str, ...] = (
     "retail",

@@ -536,7 +536,7 @@ class HorizontalWorkflow:
             party_metrics: dict[str, dict[str, Any]] = {}
             # under DP, evaluation runs once, at the end, on the released model (holdout rows are outside
             # the DP unit; the receipt says so): no per-round evaluation release, no training loss
-            if not self.privacy.enabled and (round_number % self.config.run.eval_every == 0 or round_number == total):
+            if round_number == total or (not self.privacy.enabled and round_number % self.config.run.eval_every == 0):
                 global_metrics, party_metrics, histogram = self.evaluate(state, round_number)
             seconds = time.perf_counter() - started
             result = RoundResult(round_number, seconds, selected, train_loss,
