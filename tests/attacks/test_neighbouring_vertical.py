@@ -78,8 +78,8 @@ class ViewRecorder(InProcessTransport):
                     fields[f"decoded:{partner}"] = decode_sums(fields[key] - fields[f"dealer:{partner}"])
             self._record(me, message.kind, fields)
             for reply in super().exchange([message]):
-                seen = {f"meta:{k}": v for k, v in reply.meta.items()}
-                seen.update({k: v for k, v in reply.arrays.items()})
+                seen = {f"reply:meta:{k}": v for k, v in reply.meta.items()}
+                seen.update({f"reply:{k}": v for k, v in reply.arrays.items()})
                 self._record("coordinator", message.kind, seen)
                 yield reply
 

@@ -67,24 +67,25 @@ REVEALS = (
     "node's positions in that order, and the validation log-loss after each tree."
 )
 
-# Every field each role sees, with its protection: "masked" (one-time padded by dealer or pairwise
+# Every field each role sees, with its protection; the coordinator's fields are what it receives in replies
+# ("reply:..."), a party's what it receives in requests, sealed envelopes opened. Protections: "masked" (one-time padded by dealer or pairwise
 # randomness: uniform whatever the data), "dp:<party>" (output of a Gaussian mechanism charged to <party>'s
 # account), "visible" (an exact function of data, declared above), "public" (run parameters). A field
 # pattern ending in "*" matches any suffix; "decoded:<p>" is what the bank computes from a partner's
 # sealed sums and the dealer's sums. Checked by tests/attacks/test_neighbouring_vertical.py.
 VIEWS: tuple[tuple[str, str, str, str], ...] = (
-    ("coordinator", "*", "to:*", "sealed: ciphertext it cannot open; its length shows the sizes inside"),
+    ("coordinator", "*", "reply:to:*", "sealed: ciphertext it cannot open; its length shows the sizes inside"),
     ("*", "vgb.setup", "train_rows", "visible: training positions in the aligned order (the coordinator chose them)"),
     ("*", "vgb.setup", "val_rows", "visible: validation positions in the aligned order"),
     ("*", "vgb.setup", "dealer_seed", "public: the party's seed from the dealer"),
     ("*", "vgb.setup", "meta:*", "public: run parameters"),
-    ("coordinator", "vgb.setup", "beta", "visible: the partner's binned records in a secret row order (dealer)"),
-    ("coordinator", "vgb.setup", "reply:*", "visible: each party's feature names and bin counts"),
+    ("coordinator", "vgb.setup", "reply:beta", "visible: the partner's binned records in a secret row order (dealer)"),
+    ("coordinator", "vgb.setup", "reply:meta:*", "visible: each party's feature names and bin counts"),
     ("bank", "vgb.start", "*", "visible: training positions, partners' feature names and bin counts, parameters"),
-    ("coordinator", "vgb.start", "*", "visible: feature counts per party"),
-    ("coordinator", "vgb.step", "dealer:*", "visible: each node's positions in a secret row order, sorted (dealer)"),
-    ("coordinator", "vgb.step", "dealer_sizes:*", "visible: node sizes (dealer)"),
-    ("coordinator", "vgb.step", "meta:*", "visible: request kind, partners involved, tree index, and at the end the "
+    ("coordinator", "vgb.start", "reply:meta:*", "visible: feature counts per party"),
+    ("coordinator", "vgb.step", "reply:dealer:*", "visible: each node's positions in a secret row order, sorted (dealer)"),
+    ("coordinator", "vgb.step", "reply:dealer_sizes:*", "visible: node sizes (dealer)"),
+    ("coordinator", "vgb.step", "reply:meta:*", "visible: request kind, partners involved, tree index, and at the end the "
                                           "number of trees and the validation log-loss after each tree"),
     ("bank", "vgb.step", "dealer:*", "masked: the dealer's per-bin mask sums plus the partner's pad"),
     ("bank", "vgb.step", "from:*/s", "masked: the partner's per-bin sums plus its pad"),
@@ -103,7 +104,6 @@ VIEWS: tuple[tuple[str, str, str, str], ...] = (
     ("partner", "vgb.serve", "from:*/route", "visible: which of the partner's nodes to route"),
     ("partner", "vgb.serve", "from:*/val", "public: validation flag"),
     ("partner", "vgb.serve", "meta:*", "public: protocol step"),
-    ("coordinator", "vgb.serve", "meta:*", "public: protocol step"),
 )
 
 

@@ -67,30 +67,30 @@ REVEALS = (
 # Every field each role sees, with its protection (vocabulary as in `sampan.vertical.gbdt.VIEWS`);
 # "decoded:<p>" is what the bank computes from a partner's sealed sums and the dealer's sums.
 VIEWS: tuple[tuple[str, str, str, str], ...] = (
-    ("coordinator", "*", "to:*", "sealed: ciphertext it cannot open; its length shows the sizes inside"),
+    ("coordinator", "*", "reply:to:*", "sealed: ciphertext it cannot open; its length shows the sizes inside"),
     ("*", "woe.setup", "train_rows", "visible: training positions in the aligned order (the coordinator chose them)"),
     ("*", "woe.setup", "dealer_seed", "public: the party's seed from the dealer"),
     ("*", "woe.setup", "meta:*", "public: run parameters"),
-    ("coordinator", "woe.setup", "beta", "visible: the partner's binned records in a secret row order (dealer)"),
-    ("coordinator", "woe.setup", "reply:*", "visible: each party's feature names and fine-bin counts"),
+    ("coordinator", "woe.setup", "reply:beta", "visible: the partner's binned records in a secret row order (dealer)"),
+    ("coordinator", "woe.setup", "reply:meta:*", "visible: each party's feature names and fine-bin counts"),
     ("*", "woe.mask", "dealer_seed", "public: the bank's seed from the dealer"),
     ("*", "woe.mask", "meta:*", "public: run parameters"),
     ("partner", "woe.sum", "from:*/v", "masked: the bank's (label, 1) per row plus dealer masks"),
     ("*", "woe.sum", "meta:*", "public: run parameters"),
-    ("coordinator", "woe.sum", "reply:privacy", "public: the partner's noise and its account"),
+    ("coordinator", "woe.sum", "reply:meta:privacy", "public: the partner's noise and its account"),
     ("bank", "woe.finish", "from:*/s", "masked: the partner's per-bin sums plus its pad"),
     ("bank", "woe.finish", "dealer:*", "masked: the dealer's per-bin mask sums plus the partner's pad"),
     ("bank", "woe.finish", "decoded:*", "dp:{partner}: per-bin event and row counts of partner features, noised by "
                                         "the partner (exact without DP)"),
     ("*", "woe.finish", "meta:*", "visible: partners' feature names and bin counts; run parameters"),
-    ("coordinator", "woe.finish", "reply:selected", "visible: how many features of each party passed the IV threshold"),
-    ("coordinator", "woe.finish", "reply:*", "public: the requested epsilon and each party's noise account"),
+    ("coordinator", "woe.finish", "reply:meta:selected", "visible: how many features of each party passed the IV threshold"),
+    ("coordinator", "woe.finish", "reply:meta:*", "public: the requested epsilon and each party's noise account"),
     ("partner", "woe.apply", "from:*/woe", "dp:{bank}: WOE per coarse bin of the partner's features (label noise)"),
     ("partner", "woe.apply", "from:*/mapping", "dp:{bank}: fine -> coarse bin mapping (from the noised counts)"),
     ("partner", "woe.apply", "from:*/index", "dp:{bank}: which of its features were selected (from the noised counts)"),
     ("partner", "woe.apply", "from:*/n_coarse", "dp:{bank}: coarse bins per selected feature"),
     ("*", "woe.apply", "meta:*", "public: protocol step"),
-    ("coordinator", "woe.apply", "reply:*", "visible: how many WOE tables each partner keeps"),
+    ("coordinator", "woe.apply", "reply:meta:*", "visible: how many WOE tables each partner keeps"),
 )
 
 
