@@ -148,7 +148,7 @@ class DeploySection(_Strict):
 
 class VerticalSection(_Strict):
     epochs: int = Field(30, ge=1)
-    batch_size: int = Field(512, ge=1)
+    batch_size: int = Field(512, ge=64)  # fewer rows let a party solve its gradient for the labels (secure_lr)
     learning_rate: float = Field(0.5, gt=0)
     l2: float = Field(1e-4, ge=0)
     patience: int = Field(3, ge=1)
