@@ -67,6 +67,7 @@ class PartyAgent:
         self._fault = (fault.split(":")[0], int(fault.split(":")[1])) if ":" in fault else None
         self.link: PartyLink | None = None
         self._identity: Any = None  # PartyIdentity, loaded at the first vertical run
+        self._store: Any = None     # this party's own Store (audit log, model parts), opened at first use
 
     # --- data ---------------------------------------------------------------------------------------
     def table(self, dataset: str | None) -> tuple[str, PartyData]:
@@ -110,17 +111,19 @@ class PartyAgent:
 
     def _audit(self, run_id: str, kind: str, detail: dict[str, Any]) -> None:
         """An entry in this party's own signed audit log (its store), under the run's id."""
-        from sampan.runtime.store import Store
-
         try:
-            private_sqlite(self.config.store_url)
-            store = Store.open(self.config.store_url)
-            try:
-                store.log_event(run_id or "security", kind, detail)
-            finally:
-                store.close()
+            self.store().log_event(run_id or "security", kind, detail)
         except Exception as exc:  # noqa: BLE001 - the refusal itself must not fail; the plain log has it
             log.error("party %s: could not write %s to its audit log: %s", self.name, kind, exc)
+
+    def store(self) -> Any:
+        """This party's own store (0600), opened once: its audit log and its parts of vertical models."""
+        if self._store is None:
+            from sampan.runtime.store import Store
+
+            private_sqlite(self.config.store_url)
+            self._store = Store.open(self.config.store_url)
+        return self._store
 
     def _refused(self, message: Message, exc: JobRefused) -> None:
         log.warning("party %s refused %s of run %s (%s): %s", self.name, message.kind, message.run_id, exc.rule,
@@ -182,15 +185,9 @@ class PartyAgent:
         saved = None
         model = message.meta.get("save_model")
         if context is not None and context.vertical is not None and model and context.vertical.lr.part is not None:
-            from sampan.runtime.store import Store
-
             arrays, meta = context.vertical.lr.part.to_arrays()
-            private_sqlite(self.config.store_url)
-            store = Store.open(self.config.store_url)
-            try:  # this party's own store: its part of the model never leaves it
-                saved = store.register_model(f"{model}:{self.name}", message.run_id, arrays, meta)
-            finally:
-                store.close()
+            # this party's own store: its part of the model never leaves it
+            saved = self.store().register_model(f"{model}:{self.name}", message.run_id, arrays, meta)
         log.info("party %s closed run %s", self.name, message.run_id)
         return message.reply("deploy.closed", meta={"saved_version": saved})
 
