@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sampan.crypto.identity import simulated_consortium
 from sampan.privacy import shamir
 from sampan.privacy.dp3 import party_release
 from sampan.privacy.secagg import (
@@ -83,12 +84,16 @@ class Sim:
     def __init__(self, n: int, d: int = 16, params: SecAggParams | None = None, seed: int = 0) -> None:
         self.params = params or SecAggParams()
         self.names = [f"p{i:02d}" for i in range(n)]
-        self.clients = {p: SecAggClient(p) for p in self.names}
+        self.verifier, self.identities = simulated_consortium(self.names)
+        self.clients = {p: self.client(p) for p in self.names}
         rng = np.random.default_rng(seed)
         self.x = {p: rng.normal(scale=3.0, size=d) for p in self.names}
         self.d = d
         self.drop: dict[str, str] = {}
         self.seen: list[tuple[str, str, dict[str, np.ndarray]]] = []
+
+    def client(self, p: str, **options: Any) -> SecAggClient:
+        return SecAggClient(p, identity=self.identities[p], verifier=self.verifier, **options)
 
     def server(self, label: str = "run/r1/a0") -> SecAggServer:
         return SecAggServer(self.params, self.names, self.d, label, np.random.default_rng(7))
@@ -187,7 +192,7 @@ def test_a_corrupted_share_is_caught_by_the_commitment() -> None:
 
 def test_restarted_party_sits_the_attempt_out_and_replies_are_idempotent(tmp_path) -> None:
     sim = Sim(4)
-    sim.clients["p01"] = SecAggClient("p01", state=FileStateStore(tmp_path / "p01"))
+    sim.clients["p01"] = sim.client("p01", state=FileStateStore(tmp_path / "p01"))
     server = sim.server()
     for party, (arrays, meta) in server.advertise_requests().items():
         server.receive_keys(party, sim.call("secagg_keys", party, arrays, meta))
@@ -197,7 +202,7 @@ def test_restarted_party_sits_the_attempt_out_and_replies_are_idempotent(tmp_pat
     arrays, meta = requests["p00"]
     first = sim.call("fit", "p00", arrays, meta)["masked"]
     np.testing.assert_array_equal(sim.call("fit", "p00", arrays, meta)["masked"], first)  # same answer twice
-    sim.clients["p01"] = SecAggClient("p01", state=FileStateStore(tmp_path / "p01"))  # restarted: new master
+    sim.clients["p01"] = sim.client("p01", state=FileStateStore(tmp_path / "p01"))  # restarted: new master
     with pytest.raises(ChannelError, match="before a restart"):
         sim.call("fit", "p01", *requests["p01"])
 

@@ -12,7 +12,9 @@ from sampan.config import ConfigError, parse_config
 from sampan.data import PartyData
 from sampan.horizontal.party import HorizontalParty
 from sampan.privacy import Ledger
-from sampan.runtime.federation import PartySplit, build_party_apps
+from sampan.crypto.identity import simulated_consortium
+from sampan.privacy.secagg import SecAggClient
+from sampan.runtime.federation import PartySplit
 from sampan.runtime.horizontal_workflow import FederationError, HorizontalWorkflow
 from sampan.runtime.party import PartyApp
 from sampan.runtime.receipt import build_receipt
@@ -54,15 +56,17 @@ def _config(rounds: int = 3, secagg: dict | None = None, privacy: dict | None = 
 class Killable:
     """A party endpoint that can die (ConnectionError / TimeoutError at the transport) and be restarted."""
 
-    def __init__(self, app: PartyApp, split: PartySplit) -> None:
+    def __init__(self, app: PartyApp, split: PartySplit, identity: Any, verifier: Any) -> None:
         self.name, self.app, self.split = app.name, app, split
+        self.identity, self.verifier = identity, verifier  # its certificate outlives a restart
         self.dies: Callable[[Message], type[Exception] | None] = lambda m: None
         self.dead = False
 
     def restart(self) -> None:
-        """A fresh process: new party object, new secure-aggregation master secret."""
+        """A fresh process: new party object, new secure-aggregation master secret and (in-memory) state."""
         app = PartyApp(self.name)
-        for kind, handler in HorizontalParty(self.name, self.split.train, self.split.test).handlers().items():
+        secagg = SecAggClient(self.name, identity=self.identity, verifier=self.verifier)
+        for kind, handler in HorizontalParty(self.name, self.split.train, self.split.test, secagg=secagg).handlers().items():
             app.register(kind, handler)
         self.app, self.dead = app, False
 
@@ -77,7 +81,12 @@ class Killable:
 
 def _federation(n_parties: int) -> tuple[InProcessTransport, dict[str, Killable]]:
     splits = _splits(n_parties)
-    apps = {name: Killable(app, splits[name]) for name, app in build_party_apps(splits).items()}
+    verifier, identities = simulated_consortium(list(splits))
+    apps = {}
+    for name, split in splits.items():
+        party = Killable(PartyApp(name), split, identities[name], verifier)
+        party.restart()
+        apps[name] = party
     return InProcessTransport(apps), apps
 
 

@@ -162,3 +162,23 @@ def test_honest_attempts_still_sum_exactly_with_dropouts(tmp_path: Path) -> None
     summary = srv.summary()
     assert summary["dropped_before_masking"] == ["p1"] and summary["dropped_after_masking"] == ["p5"]
     assert os.listdir(tmp_path / "p0")
+
+
+def test_a_minority_survivor_set_is_refused_even_with_a_lowered_minimum(tmp_path: Path) -> None:
+    """The coordinator splits 7 parties into 4 told U3 and 3 told U3 minus p3, and claims only 3 signatures are
+    needed: each of the 3 holds 2 neighbour signatures over its set, fewer than its own majority threshold (4)."""
+    c = Consortium(7, tmp_path)
+    srv = server(c)
+    drive(srv, c, until="secagg_consistency")
+    minority, forged = ["p4", "p5", "p6"], [p for p in c.names if p != "p3"]
+    for party, (arrays, meta) in srv.consistency_requests().items():
+        srv.receive_signature(party, c.call("secagg_consistency", party, arrays,
+                                            {**meta, "survivors": forged if party in minority else c.names}))
+    requests = srv.unmask_requests()
+    for party in minority:
+        arrays, meta = requests[party]
+        keep = [i for i, p in enumerate(meta["signers"]) if p in minority]
+        with pytest.raises(SecAggRefused, match="only 2 of its neighbours signed the survivor set, 4 needed"):
+            c.call("secagg_unmask", party, {**arrays, **_signers(arrays, meta["signers"], keep)},
+                   {**meta, "survivors": forged, "signers": minority, "min_live": 3})
+        assert FileStateStore(tmp_path / party).load(srv.label).revealed == {}

@@ -23,7 +23,8 @@ coordinator:
    at least t of those it gave shares to;
 3. consistency (Bonawitz et al.'s round 4) — the coordinator sends the survivor set U3 (who sent a
    masked input); each survivor signs (run id, label, U3) and never signs a different U3 for a label;
-4. unmasking — each signer checks that at least m_min members of U3 signed that same U3, then reveals,
+4. unmasking — each signer checks that at least m_min members of U3, among them a majority of its own
+   neighbours, signed that same U3, then reveals,
    per neighbour v, the share of b_v if v is in U3, or the share of s_v if it is not. Never both: which
    kind it revealed for whom is recorded durably (`sampan.privacy.secagg_state`) before the shares
    leave, and a request that would reveal the other kind is refused, also after a restart.
@@ -54,9 +55,12 @@ Threat model:
   label, and reveals at most one kind of share per neighbour per label; this state is written before
   the answer leaves and survives restarts (deployments keep it under the party's state dir).
 - Different survivor sets sent to different parties are caught in the consistency round: a party
-  reveals nothing unless m_min parties signed exactly the U3 it signed. With threshold > 1/2, each
-  party's secrets need a majority of its neighbours' shares, so the coordinator cannot gather t
-  b-shares of v from one group and t s-shares from another.
+  reveals nothing unless at least m_min parties, including a majority (its own t) of its own
+  neighbours, signed exactly the U3 it signed; honest parties sign one U3 per label, so two sets
+  cannot both win (on the complete graph: a majority of everyone; on a sparse SecAgg+ graph: of each
+  neighbourhood, as in Bell et al.). Independently, each party shares its secrets with a majority
+  threshold (t > k/2, checked by the party), so the coordinator cannot gather t b-shares of v from
+  one group and t s-shares from another.
 - Up to t - 1 colluding neighbours of a party learn nothing about its secrets; t of them plus the
   coordinator could unmask it. Dropouts are assumed independent of the data; the set of survivors is
   public. A coordinator can still drop honest parties to shrink the sum, but never below m_min >= 3
@@ -564,15 +568,24 @@ class SecAggClient:
         need = max(self.min_contributors, int(min_live))
         if not set(signatures) <= set(u3):
             raise self._refuse(label, f"signatures from {sorted(set(signatures) - set(u3))}, who are not survivors")
-        valid = 0
-        for signer in sorted(signatures):  # `need` distinct valid signatures prove the set; a bad one aborts
-            if valid >= need:
+        if record.holders is None or record.threshold is None:
+            raise self._refuse(label, "it has not shared its keys under it")
+        # Enough valid signatures over exactly this U3: `need` in all, and a majority (its own threshold t) of
+        # its own neighbours — honest parties sign one U3 per label, so two different survivor sets cannot
+        # both win a majority of one neighbourhood (of everyone, on the complete graph). A bad one aborts.
+        holders = set(record.holders)
+        valid, valid_neighbours = 0, 0
+        for signer in sorted(signatures, key=lambda p: (p not in holders, p)):
+            if valid >= need and valid_neighbours >= record.threshold:
                 break
             certificate, signature = signatures[signer]
             self.verifier.verify(signer, certificate, _survivor_payload(run_id, label, signer, u3), signature)
-            valid += 1
+            valid, valid_neighbours = valid + 1, valid_neighbours + (signer in holders)
         if valid < need:
             raise self._refuse(label, f"only {valid} parties signed the survivor set, {need} needed")
+        if valid_neighbours < record.threshold:
+            raise self._refuse(label, f"only {valid_neighbours} of its neighbours signed the survivor set, "
+                               f"{record.threshold} needed")
         if not len(senders) == len(envelopes) == len(set(senders)) or set(bundles) != set(senders):
             raise ValueError(f"party {self.name!r}: senders, envelopes and keys do not match")
         if record.holders is None or not set(senders) <= set(record.holders):
