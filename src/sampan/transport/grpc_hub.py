@@ -558,7 +558,8 @@ class Hub:
             try:
                 identity = await self._identity(context, "operator")
             except AuthenticationError as exc:
-                await self._refuse(context, "", exc.code, str(exc), grpc.StatusCode.PERMISSION_DENIED)
+                await self._refuse(context, _claimed_name(context), exc.code, str(exc),
+                                   grpc.StatusCode.PERMISSION_DENIED)
                 return b""
             try:
                 frame = parse_frame(raw, self.limits)
