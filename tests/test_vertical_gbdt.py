@@ -181,3 +181,17 @@ def test_noised_partner_histograms_still_learn_and_report_their_epsilon(monkeypa
     ref, _, _, _ = _pooled({k: parties[k] for k in ("bank", "payments")}, splits, PARAMS)
     mine = parties["bank"].gbdt.model
     assert any(a.owner != b.owner or not np.allclose(a.value, b.value) for a, b in zip(mine.trees, ref.trees))
+
+
+def test_histogram_noise_calibration_meets_its_epsilon_and_the_accounts_agree() -> None:
+    from sampan.vertical.gbdt import gbdt_histogram_privacy, histogram_sensitivity2
+    from sampan.vertical.histograms import histogram_privacy, histogram_sigma
+
+    for sens2, eps, releases in ((24.0, 1.0, 1), (6.0, 0.5, 1), (24.0, 3.0, 40)):
+        sigma = histogram_sigma(sens2, eps, 1e-5, releases)
+        got = histogram_privacy(releases, sens2, sigma, 1e-5)["epsilon"]
+        assert eps * 0.995 < got <= eps
+    assert histogram_sensitivity2(12) == 2 * 12 * (1 + 1 / 16)
+    assert gbdt_histogram_privacy(10, 12, 5.0)["rho"] == pytest.approx(10 * 2 * 12 * (17 / 16) / 50)
+    with pytest.raises(ValueError, match="calibrate"):
+        histogram_sigma(4.0, 0.0, 1e-5)
