@@ -53,7 +53,7 @@ What a malicious dealer can do (the coordinator, if it deviates)
   dealer cannot compute it), the bank sends its halves of those to the helper, and the helper checks
   a^k and (t, t >> s, msb t) and aborts the run on any mismatch. A corrupted tuple is caught with
   probability ~1/9; a dealer that corrupts m tuples of a batch escapes with probability ~(8/9)^m, so
-  it expects to read fewer than ~8 rows before the run stops. The square pair needs no audit: its
+  it reads about 8 rows on average before the run stops. The square pair needs no audit: its
   result is sum r^2 + (B - A^2), an offset independent of the data. Gradient corrections C_Q feed
   only a party's own weights, hence the score only as an aggregate.
 * **Learn with a party**: the dealer knows every pad U and mask a, so a dealer colluding with a data
@@ -264,6 +264,7 @@ class SecureLRParty:
         """Split the aligned rows, standardise locally, seal E = X - U to every residual holder."""
         meta = msg.meta
         roles = Roles.from_meta(meta)
+        self._channels().require_role(roles.bank, "label_holder", "vlr.setup")  # not the coordinator's word
         instance = str(meta.get("instance") or "")
         seed = bytes(msg.arrays["dealer_seed"])
         self._fresh(instance, seed)
