@@ -228,7 +228,7 @@ class HorizontalParty:
         brier_sum = float(np.sum((p - y) ** 2))
         if "secagg" in msg.meta:  # one masked vector: the coordinator sees only the sum over parties
             vector = evaluation_vector(histogram, loss_sum, brier_sum, len(y))
-            masked = self.secagg.respond_masked(msg.arrays, msg.meta["secagg"], vector)
+            masked = self.secagg.respond_masked(msg.arrays, msg.meta["secagg"], vector, run_id=msg.run_id)
             return msg.reply("evaluation", arrays={"masked": masked}, meta={"secagg": msg.meta["secagg"]["label"]})
         local: dict[str, float | None] = {}
         if 0 < y.sum() < len(y):
