@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from sampan.crypto.identity import simulated_consortium
 from sampan.privacy.secagg import SecAggClient, SecAggParams, SecAggServer, choose_neighbours, decode_vector, run_secagg
 from sampan.runtime.party import PartyApp
 from sampan.transport import PartyError
@@ -55,15 +56,15 @@ class Timer:
 
 
 class BenchParty:
-    """Answers plain `fit` (its vector in clear) and the four SecAgg+ steps, like a HorizontalParty."""
+    """Answers plain `fit` (its vector in clear) and the five SecAgg+ steps, like a HorizontalParty."""
 
-    def __init__(self, name: str, vector: np.ndarray) -> None:
+    def __init__(self, name: str, vector: np.ndarray, identity: Any, verifier: Any) -> None:
         self.name, self.vector = name, vector
-        self.client = SecAggClient(name)
+        self.client = SecAggClient(name, identity=identity, verifier=verifier)
         self.down_for: str | None = None  # label of the attempt in which this party dies before masking
         self.app = PartyApp(name)
         for kind, fn in (("fit", self.fit), ("secagg_keys", self.keys), ("secagg_share", self.share),
-                         ("secagg_unmask", self.unmask)):
+                         ("secagg_consistency", self.consistency), ("secagg_unmask", self.unmask)):
             self.app.register(kind, fn)
 
     def fit(self, m: Message) -> Message:
@@ -72,16 +73,20 @@ class BenchParty:
         sa = m.meta["secagg"]
         if self.down_for == sa["label"]:
             raise ConnectionError("dropped before masking")
-        return m.reply("fit_result", arrays={"masked": self.client.respond_masked(m.arrays, sa, self.vector)})
+        return m.reply("fit_result", arrays={"masked": self.client.respond_masked(m.arrays, sa, self.vector,
+                                                                                 run_id=m.run_id)})
 
     def keys(self, m: Message) -> Message:
-        return m.reply("secagg_keys", arrays=self.client.respond(m.kind, m.arrays, m.meta))
+        return m.reply("secagg_keys", arrays=self.client.respond(m.kind, m.arrays, m.meta, run_id=m.run_id))
 
     def share(self, m: Message) -> Message:
-        return m.reply("secagg_shares", arrays=self.client.respond(m.kind, m.arrays, m.meta))
+        return m.reply("secagg_shares", arrays=self.client.respond(m.kind, m.arrays, m.meta, run_id=m.run_id))
+
+    def consistency(self, m: Message) -> Message:
+        return m.reply("secagg_consistency", arrays=self.client.respond(m.kind, m.arrays, m.meta, run_id=m.run_id))
 
     def unmask(self, m: Message) -> Message:
-        return m.reply("secagg_unmask", arrays=self.client.respond(m.kind, m.arrays, m.meta))
+        return m.reply("secagg_unmask", arrays=self.client.respond(m.kind, m.arrays, m.meta, run_id=m.run_id))
 
 
 def plain_round(transport: InProcessTransport, names: list[str], timer: Timer) -> np.ndarray:
@@ -97,7 +102,8 @@ def secure_round(transport: InProcessTransport, names: list[str], params: SecAgg
                  timer: Timer) -> tuple[np.ndarray, SecAggServer]:
     server = SecAggServer(params, names, dim, label, np.random.default_rng(0))
     for attr in ("advertise_requests", "receive_keys", "share_requests", "receive_shares", "masked_requests",
-                 "receive_masked", "unmask_requests", "receive_unmask", "result"):
+                 "receive_masked", "consistency_requests", "receive_signature", "unmask_requests", "receive_unmask",
+                 "result"):
         setattr(server, attr, timer.wrap(getattr(server, attr)))
 
     def call(kind: str, party: str, arrays: Any, meta: Any) -> dict[str, np.ndarray] | None:
@@ -122,7 +128,8 @@ def traffic_bytes(transport: InProcessTransport) -> int:
 def measure(n: int, dropout: float, dim: int, repeats: int, neighbours: str) -> dict[str, Any]:
     rng = np.random.default_rng(n)
     names = [f"bank_{i:03d}" for i in range(n)]
-    parties = {p: BenchParty(p, rng.normal(scale=0.01, size=dim)) for p in names}
+    verifier, identities = simulated_consortium(names)
+    parties = {p: BenchParty(p, rng.normal(scale=0.01, size=dim), identities[p], verifier) for p in names}
     transport = InProcessTransport({p: party.app for p, party in parties.items()})
     if neighbours == "auto":
         k = choose_neighbours(n, THRESHOLD, max(dropout, 0.05))
