@@ -1,6 +1,7 @@
 """CLI for DP synthetic data: ``sampan synth fit | sample | report | federated``.
 
-``fit`` reads a CSV under a declared schema and writes a model folder (JSON + npz, atomically);
+``fit`` reads a CSV under a declared schema (without one: every cell as text, and the schema released
+under DP, `sampan.synth.domain`) and writes a model folder (JSON + npz, atomically);
 ``sample`` draws rows from a model, honouring targets and constraints; ``report`` compares a synthetic
 CSV with the real data (HTML + JSON); ``federated`` is the consortium demo: three simulated banks fit
 one synthesiser without pooling records, compared with central synthesis and each bank alone.
@@ -28,7 +29,7 @@ from sampan.synth.model import ModelError, SynthModel
 from sampan.synth.programmable import TargetError, generate
 from sampan.synth.schema import SchemaError, SynthSchema, load_schema
 from sampan.synth.spec import combine, load_spec, parse_target
-from sampan.synth.table import TableError, read_csv_table, write_csv_table
+from sampan.synth.table import TableError, read_csv_table, read_csv_text, write_csv_table
 
 __all__ = ["synth_app"]
 
@@ -80,7 +81,7 @@ def _fit_model(data: Path, schema: Optional[Path], label: Optional[str], categor
     if declared is not None:
         return fit_synthesizer(read_csv_table(data, declared), declared, config, rng=rng)
     declared_cats = _declared_categories(categories)
-    raw = read_csv_table(data, None, text_columns=tuple(categorical) + tuple(declared_cats) + ((label,) if label else ()))
+    raw = read_csv_text(data)  # every cell parsed on its own: no type inferred from the whole file
     model = fit_undeclared(raw, config, label=label, categorical=tuple(categorical), categories=declared_cats,
                            drop_incomplete_rows=drop_incomplete_rows, rng=rng, source=f"file '{data}'")
     console.print(f"[yellow]note:[/] no schema given: column kinds, categories and bounds were released under DP "
@@ -96,8 +97,9 @@ def fit_cmd(
     out: Path = typer.Option(..., "--out", help="Model folder to write (replaced atomically)."),
     delta: float = typer.Option(1e-5, "--delta", help="δ of the (ε, δ) guarantee."),
     schema: Optional[Path] = typer.Option(None, "--schema", help="Schema TOML/JSON: columns, categories, public "
-                                          "bounds (default: <data>.schema.toml beside the CSV, else inferred: not private)."),
-    label: Optional[str] = typer.Option(None, "--label", help="Label column (when the schema is inferred)."),
+                                          "bounds (default: <data>.schema.toml beside the CSV; without one, kinds, "
+                                          "categories and bounds are released under DP from part of the budget)."),
+    label: Optional[str] = typer.Option(None, "--label", help="Label column (when no schema is declared)."),
     categorical: list[str] = typer.Option([], "--categorical", help="Force a column to categorical (repeatable)."),
     categories: list[str] = typer.Option([], "--categories", help="Without a schema: declare a column's public "
                                          "categories, e.g. 'default_12m=0,1' (repeatable); others are released "

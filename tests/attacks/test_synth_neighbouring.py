@@ -9,6 +9,11 @@ every byte through which the extra record could reach them passes through a char
 path around the ledger (a count, a bound, a category, a statistic read off the records) shows up as a
 difference. The uncoupled runs must differ, so the test is able to see the record at all.
 
+A record with a value no other record has adds one noisy count to a DP set union (the released
+categories of an undeclared column). There the coupling is the one of the set-union proof: the shared
+values get the noisy counts they had on D, and the new value's fresh noisy count must fall below the
+threshold (the event of probability 1 - delta_c that the receipt's ``threshold_delta`` pays for).
+
 Unit of privacy: one record (row) of one party; evaluation rows are not inside the DP unit: the
 confidential report is computed on them exactly and is for the data owner only.
 """
@@ -49,11 +54,13 @@ class Coupler:
         self.selections: list[tuple[dict[Any, float], list[Any]]] = []
         self.gaussian_shift = 0.0
         self.score_shift = 0.0
+        self.new_values: list[float] = []  # noisy counts of values only D' holds (set-union releases)
         self._g = self._s = 0
         self._seed = itertools.count()
 
     def start(self, mode: str) -> None:
         self.mode, self._g, self._s, self._seed = mode, 0, 0, itertools.count()
+        self.new_values = []
 
     def generator(self) -> np.random.Generator:
         """The fixed noise: the n-th generator synth asks for is seeded with n, in every run."""
@@ -65,13 +72,28 @@ class Coupler:
         elif self.mode == "replay":
             old_counts, old_noisy, old_sens, old_sigma = self.gaussian[self._g]
             self._g += 1
-            assert old_counts.shape == np.shape(counts) and (old_sens, old_sigma) == (sensitivity, sigma), \
+            assert (old_sens, old_sigma) == (sensitivity, sigma), \
+                "D and D' made different releases: the plan itself depends on the record"
+            if np.ndim(counts) == 1 and np.size(counts) == old_counts.size + 1:
+                return self._set_union(old_counts, old_noisy, np.asarray(counts, float), np.asarray(noisy))
+            assert old_counts.shape == np.shape(counts), \
                 "D and D' made different releases: the plan itself depends on the record"
             shift = float(np.linalg.norm(np.asarray(counts, float) - old_counts))
             assert shift <= sensitivity + 1e-9, f"a release moved by {shift} > its charged sensitivity {sensitivity}"
             self.gaussian_shift = max(self.gaussian_shift, shift)
             return old_noisy.copy()
         return noisy
+
+    def _set_union(self, old_counts: np.ndarray, old_noisy: np.ndarray, counts: np.ndarray,
+                   noisy: np.ndarray) -> np.ndarray:
+        """Counts of the values present, one more on D' (a value only the extra record holds): the shared
+        values keep their noisy counts from D; the new one keeps its own draw, checked by the caller
+        against the released threshold. Which coordinate is new must be unambiguous."""
+        new = [j for j in range(counts.size) if counts[j] == 1 and np.array_equal(np.delete(counts, j), old_counts)]
+        assert len(new) == 1, "a release grew by a cell, but not by one new value held by one record"
+        self.gaussian_shift = max(self.gaussian_shift, 1.0)
+        self.new_values.append(float(noisy[new[0]]))
+        return np.insert(old_noisy, new[0], noisy[new[0]])
 
     def select(self, scores: dict[Any, float], chosen: list[Any]) -> list[Any]:
         if self.mode == "record":
@@ -197,13 +219,16 @@ def test_federated_synthesis_on_a_neighbour_differs_only_through_charged_release
     assert all(np.array_equal(a, b) for a, b in zip(coupled_d, coupled_d1))
 
 
-def _csv(path: Path, table: dict[str, np.ndarray]) -> Path:
-    """The table as CSV text, with '?' missing markers in one numeric column (as in the public bankruptcy data)."""
+def _csv(path: Path, table: dict[str, np.ndarray], spreadsheet_booleans: bool = False) -> Path:
+    """The table as CSV text, with '?' missing markers in one numeric column (as in the public bankruptcy
+    data); ``spreadsheet_booleans``: write 'true'/'false' as TRUE/FALSE (as pandas and spreadsheets do)."""
     names = SCHEMA.names
     lines = [",".join(names)]
     for i in range(len(table["sector"])):
         cells = [str(table[n][i]) if SCHEMA.column(n).kind == "categorical" else repr(float(table[n][i]))
                  for n in names]
+        if spreadsheet_booleans:
+            cells = [{"true": "TRUE", "false": "FALSE"}.get(c, c) for c in cells]
         if i % 17 == 3:
             cells[names.index("debt_to_revenue")] = "?"
         lines.append(",".join(cells))
@@ -231,6 +256,38 @@ def test_synth_fit_cli_without_a_schema_releases_the_same_domain_on_a_neighbour(
     schema = SynthModel.load(tmp_path / "m1").schema
     assert schema.domain_source == "dp" and schema.column("debt_to_revenue").kind == "numeric"
     assert schema.column("debt_to_revenue").bounds[1] < 4321.0  # type: ignore[index]
+
+
+def _fit_cli(data: Path, out: Path) -> SynthModel:
+    result = CliRunner().invoke(synth_app, ["fit", "--data", str(data), "--epsilon", "4", "--out", str(out),
+                                            "--label", "default_12m", "--categories", "default_12m=0,1",
+                                            "--drop-incomplete-rows"])
+    assert result.exit_code == 0, result.output
+    return SynthModel.load(out)
+
+
+def test_a_neighbour_with_new_category_values_is_hidden_by_the_threshold(coupler, banks, tmp_path) -> None:
+    """D' adds one record whose sector and guarantee values no other record has (the guarantee column is
+    written TRUE/FALSE, so its new text value 'unknown' would also flip a whole-file type inference). The
+    set-union coupling of the module doc: the new values' noisy counts stay below the threshold, and then
+    the model folder is byte-identical; in particular the receipt does not count the distinct values of a
+    column, and no other cell is read differently because of the extra record."""
+    table = banks["bank_harbour"]
+    newcomer = dict(EXTRA, sector="zz-salt-works", has_guarantee="unknown")
+    data_d = _csv(tmp_path / "d.csv", table, spreadsheet_booleans=True)
+    data_d1 = _csv(tmp_path / "d1.csv", _plus_one(table, newcomer), spreadsheet_booleans=True)
+    _run_pair(coupler, lambda plus: _fit_cli(data_d1 if plus else data_d, tmp_path / ("m1" if plus else "m0")),
+              tmp_path)
+    assert len(coupler.new_values) == 2, "the extra record's values were not new in two category releases"
+    receipt = SynthModel.load(tmp_path / "m1").receipt["parties"]["data_owner"]["releases"]
+    thresholds = [r["threshold"] for column in ("has_guarantee", "sector") for r in receipt
+                  if r["note"].startswith(f"domain: categories of '{column}'")]
+    assert all(v < t for v, t in zip(coupler.new_values, thresholds)), (coupler.new_values, thresholds)
+    schema = SynthModel.load(tmp_path / "m1").schema
+    assert "zz-salt-works" not in schema.column("sector").categories  # type: ignore[operator]
+    assert {"TRUE", "FALSE"} <= set(schema.column("has_guarantee").categories)  # type: ignore[arg-type]
+    for release in receipt:  # plan-fixed sizes only: a category release's size is the data's distinct count
+        assert release.get("cells") is None or "categories of" not in release["note"], release
 
 
 def test_releasable_report_does_not_depend_on_the_real_table(coupler, banks, tmp_path) -> None:

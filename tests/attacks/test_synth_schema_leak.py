@@ -4,6 +4,11 @@ The attacker is anyone who reads a released model folder (model.json + tables.np
 the schema was read off the records: a '?' missing marker turned a numeric ratio column into a
 categorical one listing every real value, an id column was published whole, a category held by one
 customer appeared verbatim, and numeric bounds were the exact extreme values.
+
+An adversarial review of the DP domain release then found two deterministic leaks, pinned here with
+real (CSPRNG) noise, since they did not depend on the noise at all: the receipt counted the distinct
+values of each categorical column, and the CSV reader inferred each column's type from the whole file,
+so one record's text value changed every released category name of its column.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import pytest
 from typer.testing import CliRunner
 
 from sampan.cli_synth import synth_app
-from sampan.synth import SynthModel
+from sampan.synth import SynthConfig, SynthModel
+from sampan.synth.domain import IdentifierColumnError
+from sampan.synth.fit import fit_undeclared
 
 runner = CliRunner()
 RARE_CITY = "Zzyzx-Springs"  # held by exactly one customer
@@ -111,3 +118,91 @@ def test_fitting_on_an_old_inferred_schema_is_refused(tmp_path) -> None:
     with pytest.raises(SchemaError, match="read off the records"):
         fit_synthesizer(table, schema, SynthConfig(epsilon=1.0))
     assert json.loads(schema.to_json())["domain_source"] == "inferred"
+
+
+def _fit_releasing(csv: Path, out: Path) -> dict:
+    """A real release (CSPRNG noise, no seed) of a table without a declared schema; model.json as a dict."""
+    result = runner.invoke(synth_app, ["fit", "--data", str(csv), "--epsilon", "2", "--out", str(out),
+                                       "--label", "y", "--categories", "y=0,1"])
+    assert result.exit_code == 0, result.output
+    return json.loads((out / "model.json").read_text())
+
+
+def _review_csv(path: Path, extra: tuple[str, ...] | None = None, n: int = 2000) -> Path:
+    rng = np.random.default_rng(0)
+    rows = [(str(rng.integers(0, 2)), f"c{rng.integers(0, 30)}", str(rng.choice(["TRUE", "FALSE"])),
+             f"2020-01-0{rng.integers(1, 4)} 10:00:00", f"{rng.normal():.3f}") for _ in range(n)]
+    rows += [extra] if extra else []
+    path.write_text("y,city,guarantee,opened,x\n" + "".join(",".join(r) + "\n" for r in rows))
+    return path
+
+
+def test_receipt_does_not_count_the_distinct_values_of_a_column(tmp_path) -> None:
+    """On the reviewed code the 'categories of city' release said cells=30 on D and 31 on D' (one more
+    distinct city), whatever the noise."""
+    d = _fit_releasing(_review_csv(tmp_path / "d.csv"), tmp_path / "m0")
+    d1 = _fit_releasing(_review_csv(tmp_path / "d1.csv", ("1", RARE_CITY, "TRUE", "2020-01-01 10:00:00", "0.1")),
+                        tmp_path / "m1")
+
+    def city_release(model: dict) -> dict:
+        releases = model["receipt"]["parties"]["data_owner"]["releases"]
+        return next(r for r in releases if "categories of 'city'" in r["note"])
+
+    assert city_release(d)["cells"] is None and city_release(d1)["cells"] is None
+    assert "data-dependent" in city_release(d)["cells_note"]
+    assert {k: v for k, v in city_release(d).items() if k not in ("threshold", "threshold_delta")} \
+        == {k: v for k, v in city_release(d1).items() if k not in ("threshold", "threshold_delta")}
+
+
+def test_one_record_cannot_change_how_other_cells_of_its_column_are_read(tmp_path) -> None:
+    """On the reviewed code one record's 'unknown' among TRUE/FALSE made the whole column text instead
+    of bool, and the released names went from false/true to FALSE/TRUE, whatever the noise."""
+    d = _fit_releasing(_review_csv(tmp_path / "d.csv"), tmp_path / "m0")
+    d1 = _fit_releasing(_review_csv(tmp_path / "d1.csv", ("1", "c1", "unknown", "soon", "0.1")), tmp_path / "m1")
+
+    def cats(model: dict, column: str) -> list[str]:
+        col = next(c for c in model["schema"]["columns"] if c["name"] == column)
+        return sorted(c for c in col["categories"] if c != "(other)")
+
+    assert cats(d, "guarantee") == cats(d1, "guarantee") == ["FALSE", "TRUE"]  # as written in the file
+    assert cats(d, "opened") == cats(d1, "opened")  # timestamps: each cell's own text
+
+
+def _undeclared(name: str, column: np.ndarray, n: int = 3000) -> SynthModel:
+    rng = np.random.default_rng(5)
+    table = {"y": rng.choice(["0", "1"], n).astype(object), name: column, "x": rng.normal(size=n)}
+    return fit_undeclared(table, SynthConfig(epsilon=8.0), label="y", rng=np.random.default_rng(6))
+
+
+def _id_columns(n: int = 3000) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(4)
+    customers = np.array([f"CUST{i:06d}" for i in rng.integers(0, n // 2.5, n)], dtype=object)  # ~35% distinct
+    accounts = np.array([f"{i}" for i in rng.integers(0, n // 5, n)], dtype=object)  # ~18% distinct, as text
+    rownum = np.arange(n, dtype=float)
+    rownum[5] = rownum[6]  # a row number with one duplicate
+    return {"customer_id": customers, "CustomerId": customers, "accountID": accounts, "IBAN": customers,
+            "row": rownum}
+
+
+@pytest.mark.parametrize("name", list(_id_columns()))
+def test_id_named_columns_with_repeated_values_are_refused(name) -> None:
+    """Transactions tables repeat each customer's id: fewer than half distinct, still an identifier. On the
+    reviewed code text columns skipped the name check, and a row number with one duplicate passed."""
+    with pytest.raises(IdentifierColumnError, match=f"column '{name}' looks like an identifier"):
+        _undeclared(name, _id_columns()[name])
+
+
+def _ordinary_columns(n: int = 3000) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(4)
+    return {"amount_paid": np.round(rng.lognormal(8, 1, n), 2), "paid": rng.integers(0, 10**6, n).astype(float),
+            "humid": rng.uniform(0, 100, n), "valid": rng.choice(["yes", "no"], n).astype(object),
+            "branch_id": rng.choice([f"B{i:02d}" for i in range(20)], n).astype(object),
+            "ideal_score": rng.normal(size=n), "hybrid": rng.normal(size=n)}
+
+
+@pytest.mark.parametrize("name", list(_ordinary_columns()))
+def test_ordinary_columns_whose_names_end_in_id_are_accepted(name) -> None:
+    """'_?id$' matched amount_paid, paid and humid: continuous columns were refused as identifiers. A
+    branch id with 20 values is a category, not an identifier."""
+    model = _undeclared(name, _ordinary_columns()[name])
+    assert name in model.schema.names

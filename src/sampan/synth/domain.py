@@ -26,10 +26,21 @@ Rows are then transformed one by one (values outside the released domain become 
 clipped to the bounds; with ``drop_incomplete_rows`` a row missing a numeric value is left out). A
 per-row map keeps neighbouring tables neighbouring, so what is fitted afterwards stays DP.
 
-Refused before anything is released, with an error naming the column: identifier-like columns (a text
-column whose non-missing values are more than half distinct; an integer column of distinct, dense
-values such as a row number; a column named like an id with mostly distinct values). Drop them or
-declare them.
+Values are parsed cell by cell (``_parse``): whether a cell is missing, a number or text, and its
+text form depend only on that cell, never on the rest of its column (a reader that infers a column's
+type from the whole file lets one record change every released category name, e.g. ``false`` for
+``FALSE``); callers pass text columns as read from the file (``table.read_csv_text``).
+
+Refused before anything is released (nothing is charged), with an error naming the column:
+identifier-like columns (text whose non-missing values are more than half distinct; an integer column
+of almost all distinct, dense values such as a row number; a column named like an id, e.g.
+``customer_id``, ``CustomerId``, ``iban``, with more than a tenth of its values distinct). Drop them or
+declare them. Errors after the releases (a label with fewer than two released classes, missing values
+in a numeric column, no row left) come after the domain releases were charged to the ledger.
+
+The receipt lists each release with fields fixed by the plan only (column, sigma, sensitivity, rho,
+threshold and the number of cells of the public grids); the number of noisy counts in a categories
+release is one per distinct value present, which is data-dependent, so it is not recorded.
 
 What each role learns: the data owner, everything (it runs this); whoever reads the model, only the
 released domain above, which the receipt lists with its noise and its threshold delta.
@@ -57,8 +68,14 @@ __all__ = ["MISSING_MARKERS", "OTHER", "MISSING", "DomainRelease", "IdentifierCo
 MISSING_MARKERS = frozenset({"", "?", "na", "n/a", "nan", "null", "none", "-", "#n/a", "missing"})
 OTHER, MISSING = "(other)", "(missing)"
 K_MIN, K_MAX = -16, 63  # magnitude cells 2^k .. 2^(k+1); |x| < 2^K_MIN falls in the zero cell
-_ID_NAME = re.compile(r"(^|[^a-z])(id|uuid|guid|ssn|iban|key)([^a-z]|$)|_?id$", re.IGNORECASE)
+# Id-like names: a whole word of the lower-cased name (``customer_id``, ``ID``, ``row-key``; not ``paid``,
+# ``humid``, ``amount_paid``), or a camelCase suffix (``customerId``, ``accountID``; case-sensitive).
+_ID_WORD = re.compile(r"(^|[^a-z])(id|ids|uuid|guid|ssn|iban|key)([^a-z]|$)")
+_ID_CAMEL = re.compile(r"[a-z](Id|ID|Ids|IDs|Uuid|Guid|Key)$")
 _MIN_ROWS_FOR_ID_CHECK = 10
+_DISTINCT_SHARE = 0.5  # any column: more than half of its values distinct
+_ID_NAMED_DISTINCT_SHARE = 0.1  # a column named like an id: more than one value in ten distinct
+_ROW_NUMBER_SHARE = 0.95  # integers, this share of them distinct, over a dense range
 # Chance that pure noise clears the bounds threshold somewhere in one column's empty cells: a spurious
 # outer cell would stretch the bounds by powers of two, so the threshold is strict (about 4.5 sigma).
 _SPURIOUS_CELL = 1e-3
@@ -117,28 +134,32 @@ def _parse(raw: np.ndarray) -> _Parsed:
     return _Parsed(missing, numeric, numbers, text)
 
 
+def id_like_name(name: str) -> bool:
+    """Whether a column name reads like an identifier (see ``_ID_WORD`` and ``_ID_CAMEL``)."""
+    return bool(_ID_WORD.search(name.lower()) or _ID_CAMEL.search(name))
+
+
 def _check_identifier(name: str, p: _Parsed, as_text: bool) -> None:
     """Refuse a column that looks like an identifier (before any release; the error goes to the owner)."""
     present = ~p.missing
-    n = int(present.sum())
-    if n < _MIN_ROWS_FOR_ID_CHECK:
+    if int(present.sum()) < _MIN_ROWS_FOR_ID_CHECK:
         return
     hint = (f"column '{name}' looks like an identifier: synthesising it would publish its values. Drop the "
             "column from the file, or declare it in a schema (--schema) if its values are public")
     if as_text:
-        distinct = np.unique(p.text[present].astype(str)).size
-        if distinct > 0.5 * n:
-            raise IdentifierColumnError(f"{hint} (more than half of its values are distinct)")
-        return
-    x = p.numbers[p.numeric]
-    if x.size == 0:
-        return
-    distinct = np.unique(x).size
-    integral = bool(np.all(x == np.round(x)))
-    if integral and distinct == x.size and x.size >= _MIN_ROWS_FOR_ID_CHECK and x.max() - x.min() + 1 <= 2 * x.size:
+        values = p.text[present].astype(str)
+    else:
+        values = p.numbers[p.numeric]
+        if values.size < _MIN_ROWS_FOR_ID_CHECK:
+            return
+    distinct = np.unique(values).size
+    if as_text and distinct > _DISTINCT_SHARE * values.size:
+        raise IdentifierColumnError(f"{hint} (more than half of its values are distinct)")
+    if not as_text and bool(np.all(values == np.round(values))) and distinct >= _ROW_NUMBER_SHARE * values.size \
+            and values.max() - values.min() + 1 <= 2 * values.size:
         raise IdentifierColumnError(f"{hint} (distinct integers over a dense range, like a row number)")
-    if _ID_NAME.search(name) and distinct > 0.5 * x.size:
-        raise IdentifierColumnError(f"{hint} (its name and its mostly distinct values)")
+    if id_like_name(name) and distinct > _ID_NAMED_DISTINCT_SHARE * values.size:
+        raise IdentifierColumnError(f"{hint} (its name, and more than a tenth of its values are distinct)")
 
 
 def _magnitude_cells(x: np.ndarray) -> np.ndarray:
@@ -169,10 +190,16 @@ class _Releaser:
         self.releases: list[dict[str, Any]] = []
 
     def __call__(self, counts: np.ndarray, sigma: float, sensitivity: float, note: str, column: str,
-                 **extra: Any) -> np.ndarray:
+                 cells: int | None, **extra: Any) -> np.ndarray:
+        """``cells``: the size of the public grid the counts live on, fixed by the plan; None where the
+        cells are the values present in the data (their number is data-dependent and never recorded)."""
+        if cells is not None and cells != counts.size:
+            raise AssertionError(f"domain release '{note}': {counts.size} counts on a {cells}-cell public grid")
         self.ledger.record(gaussian_event(self.party, sigma, sensitivity, len(self.releases), note))
-        self.releases.append({"kind": "gaussian", "note": note, "attributes": [column], "cells": int(counts.size),
-                              "sigma": sigma, "sensitivity": sensitivity,
+        entry: dict[str, Any] = {"kind": "gaussian", "note": note, "attributes": [column], "cells": cells}
+        if cells is None:
+            entry["cells_note"] = "one noisy count per value present: data-dependent, not released"
+        self.releases.append({**entry, "sigma": sigma, "sensitivity": sensitivity,
                               "rho": sensitivity**2 / (2.0 * sigma**2), "noise_share": 1.0, **extra})
         gen = self.rng if self.rng is not None else secure_generator()
         return np.asarray(GaussianMechanism(sensitivity, sigma).release(counts.astype(np.float64), gen))
@@ -183,8 +210,12 @@ def release_domain(columns: Mapping[str, np.ndarray], *, party: str, ledger: Led
                    categories: Mapping[str, Sequence[str]] | None = None, drop_incomplete_rows: bool = False, rng: np.random.Generator | None = None,
                    source: str = "table") -> DomainRelease:
     """Release the schema of ``columns`` under DP (zCDP ``rho`` in all, plus ``threshold_delta``); see the
-    module doc. ``categories``: columns whose categories the owner declares (public, not released; values
-    outside them are refused). Errors name the column; nothing is charged if a column is refused."""
+    module doc. ``columns``: raw columns, best as text read cell by cell (numbers and booleans are
+    formatted per cell). ``categories``: columns whose categories the owner declares (public, not
+    released; values outside them are refused). Errors name the column. Unknown, empty and
+    identifier-like columns are refused before any release (nothing charged); the later errors (label
+    classes not released, missing numeric values, no row left) come after the domain releases were
+    charged to ``ledger``."""
     declared = {k: tuple(str(c) for c in v) for k, v in (categories or {}).items()}
     if not columns:
         raise SchemaError(f"{source}: no columns")
@@ -213,7 +244,7 @@ def release_domain(columns: Mapping[str, np.ndarray], *, party: str, ledger: Led
         p = parsed[name]
         counts = np.array([int((~p.numeric & ~p.missing).sum()), int(p.numeric.sum())])
         sigma = sigma_for_rho(unit * weight[(name, "kind")])
-        noisy = release(counts, sigma, 1.0, f"domain: kind of '{name}' (text vs numeric count)", name)
+        noisy = release(counts, sigma, 1.0, f"domain: kind of '{name}' (text vs numeric count)", name, 2)
         kinds[name] = "categorical" if noisy[0] > noisy[1] else "numeric"
 
     n_threshold = sum(1 for n in columns if kinds[n] == "categorical" and n not in declared)
@@ -227,7 +258,7 @@ def release_domain(columns: Mapping[str, np.ndarray], *, party: str, ledger: Led
         if kinds[name] == "categorical":
             values, inverse = np.unique(p.text.astype(str), return_inverse=True)
             noisy = release(np.bincount(inverse, minlength=values.size), sigma, 1.0,
-                            f"domain: categories of '{name}' (thresholded noisy counts)", name,
+                            f"domain: categories of '{name}' (thresholded noisy counts)", name, None,
                             threshold=1.0 + sigma * float(ndtri(1.0 - delta_c)), threshold_delta=delta_c)
             kept = sorted(str(v) for v, c in zip(values.tolist(), noisy.tolist())
                           if c > 1.0 + sigma * float(ndtri(1.0 - delta_c)) and v != OTHER)
@@ -244,7 +275,7 @@ def release_domain(columns: Mapping[str, np.ndarray], *, party: str, ledger: Led
         n_cells = 2 * (K_MAX - K_MIN + 1) + 1
         counts = np.append(np.bincount(_magnitude_cells(x), minlength=n_cells), int((x != np.round(x)).sum()))
         noisy = release(counts, sigma, math.sqrt(2.0), f"domain: bounds of '{name}' (public magnitude grid) and "
-                        "non-integral count", name)
+                        "non-integral count", name, n_cells + 1)
         tau = float(ndtri(1.0 - _SPURIOUS_CELL / n_cells)) * sigma
         above = np.flatnonzero(noisy[:-1] > tau)
         if above.size == 0:

@@ -25,6 +25,7 @@ __all__ = [
     "category_codes",
     "n_rows",
     "read_csv_table",
+    "read_csv_text",
     "table_from_party_data",
     "validate_table",
     "write_csv_table",
@@ -128,6 +129,24 @@ def read_csv_table(path: str | Path, schema: SynthSchema | None = None,
     extra = [n for n in raw if n not in schema.names]
     columns = {n: raw[n] for n in raw if n not in extra}
     return validate_table(columns, schema, f"file '{path}'")
+
+
+def read_csv_text(path: str | Path) -> Table:
+    """Every column of a CSV file as text, cell by cell (missing cells as None).
+
+    For a table without a declared schema: a reader that infers each column's type from the whole file
+    lets one record change how every other cell of its column is read (one ``unknown`` among ``TRUE`` /
+    ``FALSE`` turns booleans into text, and ``false`` into ``FALSE``), so nothing here is inferred; the
+    caller parses each cell on its own (`sampan.synth.domain`)."""
+    try:
+        with pacsv.open_csv(path) as reader:  # the header only: pyarrow's own parsing, so names match
+            names = reader.schema.names
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise TableError(f"file '{path}': cannot read the csv file: {exc}") from None
+    try:
+        return read_columns(path, "synth", format="csv", string_columns=names)
+    except DataValidationError as exc:
+        raise TableError(str(exc).replace("party 'synth', ", "")) from None
 
 
 def write_csv_table(table: Mapping[str, np.ndarray], schema: SynthSchema, path: str | Path) -> Path:
