@@ -21,9 +21,10 @@ What each role learns (also in the run receipt: REVEALS, and field by field VIEW
 * a partner: the row sets of the nodes (to bin them), the split (feature, bin) the bank chose on its own
   features, and the thresholds it keeps; its masked (g, h) are uniformly random to it;
 * the coordinator (dealer): the partner's binned records in a secret row order, each node's positions in
-  that order (node sizes), which partners are involved in each step, and the validation log-loss after
-  each tree (the early-stopping signal); it cannot link a record to a customer. A malicious dealer can
-  corrupt the histograms undetected (see `sampan.vertical.histograms`), not read them.
+  that order (node sizes), which partners are involved in each step, and the training and validation
+  log-loss after each tree (the early-stopping signal); it cannot link a record to a customer. A
+  malicious dealer can corrupt the histograms, not read them; the bank's totals check catches part of
+  it (see `sampan.vertical.histograms`).
 
 The reported epsilon therefore covers the noised histograms only; the partitions and routing bits are
 exact functions of partner data that the bank sees, and no DP claim is made about them.
@@ -64,7 +65,7 @@ REVEALS = (
     "partner feature and each partner's routing bit for every validation and scored row (so the trees and "
     "leaf values). A partner learns the row sets of nodes and holds the thresholds of splits on its own "
     "features. The coordinator (dealer) learns the partner's binned records in a secret row order, every "
-    "node's positions in that order, and the validation log-loss after each tree."
+    "node's positions in that order, and the training and validation log-loss after each tree."
 )
 
 # Every field each role sees, with its protection; the coordinator's fields are what it receives in replies
@@ -86,7 +87,7 @@ VIEWS: tuple[tuple[str, str, str, str], ...] = (
     ("coordinator", "vgb.step", "reply:dealer:*", "visible: each node's positions in a secret row order, sorted (dealer)"),
     ("coordinator", "vgb.step", "reply:dealer_sizes:*", "visible: node sizes (dealer)"),
     ("coordinator", "vgb.step", "reply:meta:*", "visible: request kind, partners involved, tree index, and at the end the "
-                                          "number of trees and the validation log-loss after each tree"),
+                                          "number of trees and the training and validation log-loss after each tree"),
     ("bank", "vgb.step", "dealer:*", "masked: the dealer's per-bin mask sums plus the partner's pad"),
     ("bank", "vgb.step", "from:*/s", "masked: the partner's per-bin sums plus its pad"),
     ("bank", "vgb.step", "decoded:*", "dp:{partner}: per-bin gradient/hessian sums of partner features, noised by "
