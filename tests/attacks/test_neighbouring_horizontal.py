@@ -200,7 +200,6 @@ def differential_check(name: str, d: list, d1: list, ledger: Ledger | None) -> d
     return changed
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_neighbouring_transcripts_differ_only_in_charged_or_declared_fields(
         name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
