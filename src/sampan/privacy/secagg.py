@@ -86,9 +86,11 @@ floating-point side channels of continuous samplers (Mironov 2012) and is not do
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -375,6 +377,16 @@ class _RoundSecrets:
         return hashlib.sha256(self.c_public + self.s_public + self.b_commit).hexdigest()
 
 
+def _serialised(method: Callable[..., Any]) -> Callable[..., Any]:
+    """One state-changing step at a time per party: a check and the record it then writes cannot interleave
+    with another request's (two concurrent masked inputs under one label would both pass the check)."""
+    @functools.wraps(method)
+    def locked(self: "SecAggClient", *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return locked
+
+
 class SecAggClient:
     """A party's side of secure aggregation.
 
@@ -408,6 +420,7 @@ class SecAggClient:
         self._answered: OrderedDict[str, np.ndarray] = OrderedDict()  # label -> masked input (idempotent replies)
         self._channels: OrderedDict[str, SealedChannels] = OrderedDict()  # label -> share channels (a cache)
         self._verified: OrderedDict[str, set[tuple[str, bytes]]] = OrderedDict()  # label -> (peer, bundle digest)
+        self._lock = threading.RLock()
 
     # --- state and secrets -------------------------------------------------------------------------
     def _refuse(self, label: str, why: str) -> SecAggRefused:
@@ -461,6 +474,7 @@ class SecAggClient:
         return channels
 
     # step 0
+    @_serialised
     def advertise(self, run_id: str, label: str) -> dict[str, np.ndarray]:
         """Fresh keys for a new label (nonce drawn and recorded first); the same keys if asked again."""
         if not label.startswith(f"{run_id}/"):
@@ -478,6 +492,7 @@ class SecAggClient:
                 **signed.to_arrays()}
 
     # step 1
+    @_serialised
     def share_keys(self, run_id: str, label: str, own: Mapping[str, np.ndarray], threshold: int,
                    holders: Sequence[str], xs: Sequence[int], bundles: Mapping[str, _Bundle]) -> list[bytes]:
         """Sealed (s-share, b-share) for each holder (its public Shamir index in `xs`), in holder order."""
@@ -502,6 +517,7 @@ class SecAggClient:
                 for p, x in zip(holders, xs)]
 
     # step 2
+    @_serialised
     def masked_input(self, run_id: str, label: str, own: Mapping[str, np.ndarray], vector: np.ndarray,
                      params: SecAggParams, bundles: Mapping[str, _Bundle]) -> np.ndarray:
         """y = encode(x) + PRG(b) + Σ sign·PRG(s_uv) over the neighbours that shared keys; once per label."""
@@ -536,6 +552,7 @@ class SecAggClient:
         return y
 
     # step 3
+    @_serialised
     def sign_survivors(self, run_id: str, label: str, own: Mapping[str, np.ndarray], survivors: Sequence[str]) -> bytes:
         """Consistency round: sign the survivor set U3 — only one per label, and only one this party is in."""
         record, _ = self._record(run_id, label, own)
@@ -554,6 +571,7 @@ class SecAggClient:
         return self.identity.sign(_survivor_payload(run_id, label, self.name, u3))
 
     # step 4
+    @_serialised
     def unmask(self, run_id: str, label: str, own: Mapping[str, np.ndarray], senders: Sequence[str],
                envelopes: Sequence[bytes], bundles: Mapping[str, _Bundle], survivors: Sequence[str],
                signatures: Mapping[str, tuple[bytes, bytes]], min_live: int) -> tuple[list[bytes], list[bytes]]:
