@@ -8,6 +8,14 @@ absorbs, and a round below the threshold is retried with the survivors under fre
 (checkpoint + metrics + audit event); a run killed at any point resumes from its last round and,
 because every random choice is derived from the run seed and the round number, finishes with exactly
 the model an uninterrupted run would have produced.
+
+What the coordinator learns (the catalogue `sampan.wire.catalogue` lists every field): under
+`[privacy]`, each party's training row count once through a charged Gaussian (all weights, DP-SGD
+rates and steps use that released count), DP1 statistics, and updates that are outputs of DP2/DP3
+(clipped un-noised updates only under central DP3, where it is the trusted role) — no training loss,
+positive rate or clipping statistics; the model is evaluated once, at the last round, on holdout rows,
+which are outside the DP unit. With secure aggregation, evaluation replies are summed under SecAgg+
+like updates, so no per-party histogram or metric reaches it.
 """
 
 from __future__ import annotations
