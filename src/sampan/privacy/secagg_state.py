@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from sampan.files import atomic_write_bytes
+from sampan.files import PRIVATE_FILE, atomic_write_bytes, private_directory
 
 __all__ = ["LabelRecord", "SecAggStateStore", "MemoryStateStore", "FileStateStore"]
 
@@ -86,9 +86,7 @@ class FileStateStore:
     """One JSON file per label in `directory` (created 0700; files 0600, written atomically and fsynced)."""
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(self.directory, 0o700)
+        self.directory = private_directory(directory)
         self._lock = threading.Lock()
 
     def _path(self, label: str) -> Path:
@@ -111,4 +109,4 @@ class FileStateStore:
 
     def save(self, record: LabelRecord) -> None:
         with self._lock:
-            atomic_write_bytes(self._path(record.label), record.to_json(), mode=0o600)
+            atomic_write_bytes(self._path(record.label), record.to_json(), mode=PRIVATE_FILE)
