@@ -19,7 +19,9 @@ from cryptography import x509
 from typer.testing import CliRunner
 
 from sampan.cli_deploy import certs_app
-from sampan.deploy.certs import CertError, CertificateAuthenticator, create_request, init_ca, load_cert, sign_request
+from sampan.deploy.certs import (
+    CertError, CertificateAuthenticator, create_request, init_ca, load_cert, sign_request, spki_pin,
+)
 from sampan.deploy.config import load_coordinator_config
 from sampan.deploy.local import write_federation
 from sampan.transport.grpc_hub import AuthenticationError
@@ -63,6 +65,10 @@ def test_an_impostor_signed_first_no_longer_wins_the_pin(tmp_path: Path) -> None
     crl = x509.load_pem_x509_crl(ca.crl.read_bytes())
     assert crl.get_revoked_certificate_by_serial_number(impostor.serial_number) is not None
     assert not (tmp_path / "state" / "pins.json").exists()          # nothing was pinned on first use
+    # A pins.json that an older version filled on first use (with the impostor's key) is not trusted either.
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "pins.json").write_text(json.dumps({"bank_c": spki_pin(impostor)}))
+    assert auth.verify(genuine).name == "bank_c"
 
 
 def test_an_edited_issuance_record_is_refused(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ import datetime as dt
 import hashlib
 import ipaddress
 import json
+import logging
 import re
 import socket
 import ssl
@@ -460,9 +461,17 @@ class IssuedRecord:
 
 
 def _read_pins(path: Path | None) -> dict[str, str]:
+    """Pins set deliberately by `repin` ({"repinned": {...}}). A flat file is a pins.json that older versions
+    filled on first use: exactly what cannot be trusted, so it is ignored (with a warning)."""
     if path is None or not path.exists():
         return {}
-    return {str(k): str(v).lower() for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("repinned"), dict):
+        logging.getLogger("sampan.deploy.security").warning(
+            "ignoring %s: its pins were recorded on first use by an older version; pins now come from members.pin, "
+            "`sampan certs repin` or the CA's issuance record", path)
+        return {}
+    return {str(k): str(v).lower() for k, v in data["repinned"].items()}
 
 
 def repin(pins_file: str | Path, name: str, cert_path: str | Path, ca_cert: str | Path) -> str:
@@ -480,7 +489,7 @@ def repin(pins_file: str | Path, name: str, cert_path: str | Path, ca_cert: str 
     pins = _read_pins(Path(pins_file))
     pins[name] = spki_pin(cert)
     private_directory(Path(pins_file).parent)
-    write_private(Path(pins_file), json.dumps(pins, indent=1, sort_keys=True).encode())
+    write_private(Path(pins_file), json.dumps({"repinned": pins}, indent=1, sort_keys=True).encode())
     return pins[name]
 
 
