@@ -379,11 +379,14 @@ class SecureLRParty:
         if len(rows) < st.min_rows:
             raise BatchRuleError(f"party {self.name!r}: refusing a training batch of {len(rows)} rows (at least "
                                  f"{st.min_rows}: fewer rows let a party solve its gradient for the residual)")
-        if rows.min() < 0 or rows.max() >= n or len(np.unique(rows)) != len(rows):
-            raise BatchRuleError(f"party {self.name!r}: refusing a training batch with repeated or unknown rows")
+        if rows.min() < 0 or rows.max() >= n:
+            raise BatchRuleError(f"party {self.name!r}: refusing a training batch with unknown rows")
         if st.used[rows].any():
             raise BatchRuleError(f"party {self.name!r}: refusing a training batch that re-uses rows of this epoch")
+        before = int(np.count_nonzero(st.used))
         st.used[rows] = True
+        if int(np.count_nonzero(st.used)) - before != len(rows):
+            raise BatchRuleError(f"party {self.name!r}: refusing a training batch with repeated rows")
         if st.used.all():
             st.used[:] = False
         elif n - int(st.used.sum()) < st.min_rows:
