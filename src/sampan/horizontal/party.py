@@ -99,9 +99,21 @@ class HorizontalParty:
         self.name, self.train_data, self.test_data = name, train_data, test_data
         self._models: dict[str, Model] = {}
         self._scaled = _ScaledCache()
-        # master secret from the OS CSPRNG; deployments inject one with the organisation's identity and state dir
-        self.secagg = secagg if secagg is not None else SecAggClient(name)
+        # deployments inject a client with the organisation's identity and state dir, simulations one per party
+        # from the run's simulated consortium; without one the party refuses secure aggregation requests
+        self.secagg = secagg
         self.policy = policy or PartyPrivacyPolicy()  # minimum noise + the party's own ledger (write-ahead)
+
+    @property
+    def secagg(self) -> SecAggClient:
+        if self._secagg is None:
+            raise ValueError(f"party {self.name!r} has no secure aggregation client (its identity and the consortium "
+                             "verifier): it refuses secure aggregation requests")
+        return self._secagg
+
+    @secagg.setter
+    def secagg(self, client: SecAggClient | None) -> None:
+        self._secagg = client
 
     def handlers(self) -> dict[str, Callable[[Message], Message]]:
         """Message kind -> handler; the runtime mounts these on the party's PartyApp."""

@@ -183,7 +183,7 @@ class VerticalGBDTParty:
         bins, bins_val = apply_bins(X[train], self.edges), apply_bins(X[val], self.edges)
         slots = make_slots(self.name, self.feature_names, self.edges)
         meta = {"n_bins": [s.n_bins for s in slots], "names": list(self.feature_names)}
-        bank = str(msg.meta["bank"])
+        bank = self._channels().require_role(str(msg.meta["bank"]), "label_holder", "vgb.setup")
         if self.name == bank:
             self._bank_prep = (bins, bins_val, slots)
             self._hist_noise = float(msg.meta.get("hist_noise", 0.0))
@@ -322,7 +322,7 @@ class VerticalGBDTParty:
         st = self._partner()
         inbox: dict[tuple[str, str], np.ndarray] = {}
         receive(msg, self._channels(), inbox)
-        bank, label = str(msg.meta["bank"]), str(msg.meta["label"])
+        bank, label = self._channels().require_role(str(msg.meta["bank"]), "label_holder", "vgb.serve"), str(msg.meta["label"])
         body = {name: v for (sender, name), v in inbox.items() if sender == bank}
         out: dict[str, np.ndarray] = {}
         if "nodes" in body:
@@ -405,7 +405,7 @@ class VerticalGBDTParty:
         """Partner: its direction at each of its nodes for each queried row (unknown rows flagged)."""
         inbox: dict[tuple[str, str], np.ndarray] = {}
         receive(msg, self._channels(), inbox)
-        bank = str(msg.meta["bank"])
+        bank = self._channels().require_role(str(msg.meta["bank"]), "label_holder", "vgb.score_partial")
         query = {name: v for (sender, name), v in inbox.items() if sender == bank}
         rows, _ = self._query_rows(query)
         keys = sorted(self.thresholds)

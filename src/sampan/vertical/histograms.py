@@ -187,9 +187,13 @@ def histogram_privacy(releases: int, sensitivity2: float, sigma: float, delta: f
     (`sampan.privacy.mechanisms.zcdp_epsilon`). The noise multiplier sigma / sens is reported so any
     accountant (dp-accounting's RDP or PLD) can recheck the number.
 
-    Assumption, stated in the account: the partner's bin edges are held fixed. They are quantiles of the
-    partner's own training column, computed and kept at the partner (never sent), but one customer can
-    move an edge and with it other customers between adjacent bins; that influence is not covered.
+    Unit, stated in the account: one customer's *binned* partner record, the partner's bin edges held
+    fixed. The edges are quantiles of the partner's own training columns, computed and kept at the
+    partner (never sent), but one customer can move an edge and with it other customers between adjacent
+    bins: that influence is not bounded by `sensitivity2` (measured on an 800-row table with 20 bins: one
+    added customer moved the WOE release by up to 2.9x the charged sensitivity). The epsilon is therefore a
+    guarantee about binned records under fixed edges, not about raw values; edges from a DP quantile
+    mechanism (or public edges) would close the gap and are not implemented.
     """
     if releases < 0 or sensitivity2 <= 0 or sigma <= 0:
         raise ValueError(f"histogram privacy needs releases >= 0, sensitivity^2 > 0 and sigma > 0, got "
@@ -198,8 +202,9 @@ def histogram_privacy(releases: int, sensitivity2: float, sigma: float, delta: f
     return {"releases": float(releases), "sigma": float(sigma), "sensitivity": math.sqrt(sensitivity2),
             "noise_multiplier": sigma / math.sqrt(sensitivity2), "rho": rho,
             "epsilon": zcdp_epsilon(rho, delta), "delta": delta,
-            "assumes": "the partner's bin edges held fixed (quantiles of its own training column, kept at the "
-                       "partner; one customer moving an edge is not covered)"}
+            "assumes": "the partner's bin edges held fixed: the unit is one customer's binned record (edges are "
+                       "quantiles of the partner's own training columns, kept at the partner; one customer moving an "
+                       "edge, and so other customers between bins, is not covered)"}
 
 
 def histogram_sigma(sensitivity2: float, epsilon: float, delta: float, releases: int = 1) -> float:

@@ -29,6 +29,8 @@ What each role learns (also in the run receipt: REVEALS, and field by field VIEW
 
 The bank's IV report is computed from the noised partner counts (post-processing). Both noises are
 calibrated to `dp_epsilon` at `dp_delta` by zCDP; each party's account is in the result's "privacy".
+Both treat the partner's fine-bin edges (quantiles of its own training columns) as fixed: one customer
+can move an edge, which the epsilon does not cover (see `histograms.histogram_privacy`).
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ REVEALS = (
     "Federated WOE/IV: the bank learns event and row counts per fine bin of every feature (partner features "
     "through masked histograms: the partner sees no label); with DP on, each partner adds Gaussian noise to "
     "its counts inside the masked sums, so the bank decodes only noised partner counts (epsilon per partner), "
-    "and the bank noises the event counts before deriving the partners' tables (epsilon for the labels). Each "
+    "and the bank noises the event counts before deriving the partners' tables (epsilon for the labels); these "
+    "epsilons treat the partner's quantile bin edges as fixed (one customer can move an edge: not covered). Each "
     "partner learns the WOE table of its own features. The coordinator (dealer) learns every partner's "
     "binned records in a secret row order and how many features of each party were selected."
 )
