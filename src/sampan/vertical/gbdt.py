@@ -26,8 +26,10 @@ What each role learns (also in the run receipt: REVEALS, and field by field VIEW
   malicious dealer can corrupt the histograms, not read them; the bank's totals check catches part of
   it (see `sampan.vertical.histograms`).
 
-The reported epsilon therefore covers the noised histograms only; the partitions and routing bits are
-exact functions of partner data that the bank sees, and no DP claim is made about them.
+The reported epsilon therefore covers the noised histograms only, for one customer's binned record with
+the partner's quantile bin edges held fixed (one customer can move an edge: not covered); the
+partitions and routing bits are exact functions of partner data that the bank sees, and no DP claim is
+made about them.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ __all__ = ["VerticalGBDTParty", "train_vertical_gbdt", "VerticalGBDTResult", "RE
 REVEALS = (
     "Vertical GBDT: gradients, hessians and labels never leave the bank in clear (partners see them masked "
     "by dealer randomness). The bank learns per-bin gradient and hessian sums of partner features at each "
-    "node (noised by the partner when hist_noise is set: the reported epsilon covers these sums only), and, "
+    "node (noised by the partner when hist_noise is set: the reported epsilon covers these sums only, with the "
+    "partner's quantile bin edges held fixed), and, "
     "exactly and outside any DP guarantee, the left/right partition of the node's rows at each split on a "
     "partner feature and each partner's routing bit for every validation and scored row (so the trees and "
     "leaf values). A partner learns the row sets of nodes and holds the thresholds of splits on its own "
