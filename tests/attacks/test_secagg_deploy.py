@@ -9,9 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
 from sampan.config import ConfigError
 from sampan.deploy.config import load_party_config
 from sampan.privacy.secagg_state import FileStateStore
+from sampan.wire import Message
 
 from _deploy_federation import ThreadFederation, run_config
 
@@ -41,3 +46,61 @@ def _labels(files: list[Path]) -> list[str]:
     import json
 
     return [json.loads(f.read_bytes())["label"] for f in files]
+
+
+class SecAggKeySwap:
+    """The deployed coordinator's relay, swapping one party's SecAgg c key (as relayed to its share holders)
+    for a key of its own: with it, it could open the Shamir shares sealed for that party."""
+
+    def __init__(self, inner: Any, victim: str) -> None:
+        self.inner, self.victim, self.traffic = inner, victim, inner.traffic
+        self.swapped = 0
+        self._key = np.frombuffer(bytes(range(1, 33)), dtype=np.uint8)
+
+    @property
+    def parties(self) -> list[str]:
+        return self.inner.parties
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def exchange(self, messages: Iterable[Message]) -> Iterator[Message]:
+        return self.inner.exchange(self._swap(m) for m in messages)
+
+    def _swap(self, m: Message) -> Message:
+        holders = [str(p) for p in m.meta.get("holders") or []]
+        if m.kind != "secagg_share" or self.victim not in holders:
+            return m
+        arrays = dict(m.arrays)
+        arrays["peer.c_pk"] = arrays["peer.c_pk"].copy()
+        arrays["peer.c_pk"][holders.index(self.victim)] = self._key
+        self.swapped += 1
+        return Message(m.run_id, m.step, m.sender, m.recipient, m.kind, arrays, dict(m.meta))
+
+
+def test_a_deployed_coordinator_swapping_a_secagg_key_fails_the_round_naming_the_peer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fed = ThreadFederation(tmp_path, start=False)
+    victim = sorted(fed.agents)[0]
+    relays: list[SecAggKeySwap] = []
+    genuine = fed.coordinator.hub.transport
+
+    def tampering(*args: Any, **kwargs: Any) -> SecAggKeySwap:
+        relays.append(SecAggKeySwap(genuine(*args, **kwargs), victim))
+        return relays[-1]
+
+    monkeypatch.setattr(fed.coordinator.hub, "transport", tampering)
+    fed.start()
+    try:
+        run_id = fed.submit(run_config("mitm", secure_aggregation={}))
+        status = fed.wait(run_id)
+        assert status["status"] == "failed" and "secure aggregation failed" in status["error"], status
+        assert sum(r.swapped for r in relays) > 0
+        failed = [e.detail for e in fed.coordinator.store.events(run_id) if e.kind == "secagg_round_failed"]
+        refusals = [why for attempt in failed for why in attempt["failed"].values()]
+        assert refusals and all(f"peer '{victim}' is not authenticated" in why for why in refusals
+                                if "secagg_share" in why)
+        assert any(f"peer '{victim}' is not authenticated (bad_signature)" in why for why in refusals)
+        assert not [e for e in fed.coordinator.store.events(run_id) if e.kind == "secagg_round"]  # nothing summed
+    finally:
+        fed.close()
