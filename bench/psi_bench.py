@@ -109,7 +109,8 @@ def run_sampan(n: int) -> dict[str, Any]:
     for name, party in parties.items():
         app = PartyApp(name)
         party.register(app)
-        party.channels = SealedChannels(name, keys[name], public, "bench")
+        party.channels = SealedChannels(name, keys[name], public, "bench",
+                                        roles={"bank": "label_holder", "payments": "partner"})
         apps[name] = TimedApp(app, times)
     transport = InProcessTransport(apps)
     rate = machine_rate()

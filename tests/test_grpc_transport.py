@@ -23,8 +23,7 @@ from sampan.transport.grpc_client import LinkSettings, PartyLink
 from sampan.transport.grpc_envelope import Limits
 from sampan.transport.grpc_hub import GrpcTransport, Hub, HubSettings
 from sampan.transport.inprocess import InProcessTransport
-from sampan.vertical.party import VerticalParty
-from sampan.vertical.session import Splits, VerticalSession
+from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
 from sampan.vertical.training import VerticalLRConfig
 from sampan.wire import Message
 
@@ -184,7 +183,7 @@ def test_horizontal_workflow_over_grpc_equals_inprocess(loopback, tmp_path: Path
 
 def test_secure_vertical_lr_over_grpc_equals_the_plaintext_optimiser(loopback) -> None:  # type: ignore[no-untyped-def]
     tables = make_sme_consortium(3000, seed=11).vertical
-    parties = {name: VerticalParty(data) for name, data in tables.items()}
+    parties = build_inprocess_vertical(tables)[1]
     for party in parties.values():
         party.psi.workers = 1  # no fork next to gRPC threads (as in the party agent)
     lb = loopback({name: p.app.handle for name, p in parties.items()})

@@ -45,11 +45,12 @@ def federation(ids: dict[str, list[str]], *, run_id: str = "run-1", workers: int
     parties = {name: PsiParty(name, np.array(v, dtype=object), workers=workers) for name, v in ids.items()}
     keys = {name: PartyKeys.generate() for name in parties}
     public = {name: k.public_bytes for name, k in keys.items()}
+    roles = {name: "label_holder" if name == "bank" else "partner" for name in parties}  # as signed in vertical.peers
     apps: dict[str, object] = {}
     for name, party in parties.items():
         app = PartyApp(name)
         party.register(app)
-        party.channels = SealedChannels(name, keys[name], public, run_id)
+        party.channels = SealedChannels(name, keys[name], public, run_id, roles=roles)
         apps[name] = app if record is None else Recorder(app, record)
     return parties, InProcessTransport(apps)  # type: ignore[arg-type]
 

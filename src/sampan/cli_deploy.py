@@ -77,7 +77,8 @@ def certs_init(
         files = init_ca(directory, name=name, days=days, force=force, passphrase=_new_passphrase(encrypt))
     except _user_errors() as exc:
         _fail(exc)
-    console.print(f"CA created: {files.cert} (key {files.key}, mode 0600; CRL {files.crl}). "
+    console.print(f"CA created: {files.cert} (key {files.key}, mode 0600; CRL {files.crl}: give it to every party "
+                  "and the coordinator, as tls.crl). "
                   f"Key pin {spki_pin(load_cert(files.cert))}.", soft_wrap=True)
 
 
@@ -124,7 +125,8 @@ def certs_sign(
     console.print(f'Pin for coordinator.toml: pin = "{info["pin"]}"', soft_wrap=True)
     if rekey:
         console.print(f"Re-keyed {info['name']}: its other certificates are revoked. Distribute "
-                      f"{ca_dir / 'crl.pem'} and {ca_dir / 'issued.json'} to the coordinator; "
+                      f"{ca_dir / 'crl.pem'} to every party and the coordinator (parties check peers' run keys "
+                      f"against it) and {ca_dir / 'issued.json'} to the coordinator; "
                       f"if it pins {info['name']} explicitly, run `sampan certs repin` there.", soft_wrap=True)
 
 
@@ -141,7 +143,7 @@ def certs_crl(
         crl = refresh_crl(ca_dir, days=days)
     except _user_errors() as exc:
         _fail(exc)
-    console.print(f"CRL {crl} re-signed, valid for {days:g} days; distribute it to the coordinator and parties.")
+    console.print(f"CRL {crl} re-signed, valid for {days:g} days; distribute it to every party and the coordinator.")
 
 
 @certs_app.command("repin")
@@ -181,7 +183,8 @@ def certs_revoke(
         crl = revoke(ca_dir, cert_path=cert, serial=serial)
     except _user_errors() as exc:
         _fail(exc)
-    console.print(f"Revoked; distribute {crl} to the coordinator and parties.")
+    console.print(f"Revoked; distribute {crl} to every party and the coordinator (parties refuse vertical and "
+                  "SecAgg runs without a current one).", soft_wrap=True)
 
 
 @certs_app.command("show")

@@ -236,12 +236,12 @@ def test_bad_certificates_are_refused_naming_the_peer(consortium, case: str, rea
     identity = {
         "another_ca": lambda: SimulatedCA("elsewhere").issue("payments"),
         "expired": lambda: ca.issue("payments", not_before=now - dt.timedelta(days=3),
-                                    not_after=now - dt.timedelta(days=1)),
+                                    not_after=now - dt.timedelta(days=1), reissue=True),
         "not_yet_valid": lambda: ca.issue("payments", not_before=now + dt.timedelta(days=1),
-                                          not_after=now + dt.timedelta(days=3)),
+                                          not_after=now + dt.timedelta(days=3), reissue=True),
         "other_name": lambda: ids["bank"],
-        "coordinator_role": lambda: ca.issue("payments", "coordinator"),
-        "no_signing_usage": lambda: ca.issue("payments", digital_signature=False),
+        "coordinator_role": lambda: ca.issue("payments", "coordinator", reissue=True),
+        "no_signing_usage": lambda: ca.issue("payments", digital_signature=False, reissue=True),
     }[case]()
     with pytest.raises(IdentityError, match=rf"peer 'payments' is not authenticated \({reason}\)") as caught:
         _verify(ca, "payments", identity)

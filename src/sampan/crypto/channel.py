@@ -92,10 +92,17 @@ class PartyKeys:
 
 
 class SealedChannels:
-    """One party's sealed channels to every peer in a run."""
+    """One party's sealed channels to every peer in a run.
 
-    def __init__(self, me: str, keys: PartyKeys, peers: Mapping[str, bytes], run_id: str) -> None:
+    `roles` maps each party (this one included) to the protocol role it proved by signing its run key
+    (`sampan.crypto.identity`); protocols that trust a role ask `require_role`, never a role the
+    coordinator merely names in a request.
+    """
+
+    def __init__(self, me: str, keys: PartyKeys, peers: Mapping[str, bytes], run_id: str, *,
+                 roles: Mapping[str, str] | None = None) -> None:
         self.me, self.run_id = me, run_id
+        self.roles: dict[str, str] = dict(roles or {})
         self._aead: dict[str, ChaCha20Poly1305] = {}
         self._prg_keys: dict[str, bytes] = {}
         for peer, public in peers.items():
@@ -114,6 +121,14 @@ class SealedChannels:
     @property
     def peers(self) -> list[str]:
         return sorted(self._aead)
+
+    def require_role(self, name: str, role: str, what: str) -> str:
+        """`name`, if it proved `role` when these channels were made; ChannelError naming both otherwise."""
+        if self.roles.get(name) != role:
+            proved = sorted(n for n, r in self.roles.items() if r == role)
+            raise ChannelError(f"party {self.me!r} refuses {what}: the request names {name!r} as the {role}, but "
+                               f"{proved or 'no party'} proved that role with a signed run key")
+        return name
 
     def _cipher(self, peer: str) -> ChaCha20Poly1305:
         try:

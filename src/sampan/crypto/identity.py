@@ -20,14 +20,16 @@ What each role learns: every peer and the coordinator learn each party's certifi
 organisation, certificate public key, serial, validity: public within the consortium) and its per-run
 public keys, which are public by design. No secret leaves a party.
 
-Simulated runs (tests, the demo, `sampan run`) use an in-memory CA (`SimulatedCA`,
-`simulated_consortium`), so the same signing and checking code runs everywhere.
+Simulated runs (tests, the demo, `sampan run`) use an in-memory CA made per run
+(`simulated_consortium`): it issues one certificate per member and its key is dropped, so nobody in
+the process — the in-process coordinator included — can mint another member's certificate later.
+There is deliberately no process-wide default identity.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
+import hashlib
 import struct
 import threading
 from dataclasses import dataclass
@@ -43,8 +45,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = [
     "IdentityError", "PartyIdentity", "IdentityVerifier", "SignedKeys", "signed_keys_payload", "sign_keys",
-    "verify_keys", "certificate_identity", "check_certificate", "load_crl", "SimulatedCA", "simulated_consortium",
-    "simulated_identity", "simulated_verifier",
+    "verify_keys", "certificate_identity", "check_certificate", "check_authority", "load_crl", "SimulatedCA",
+    "simulated_consortium",
 ]
 
 _DOMAIN = b"sampan/signed-keys/v1\n"
@@ -55,7 +57,8 @@ class IdentityError(ValueError):
     """A peer's certificate or key signature that must not be trusted; says which peer and why.
 
     `reason` is a short code (unknown_ca, expired, not_yet_valid, revoked, wrong_name, wrong_role,
-    bad_key_usage, bad_certificate, bad_signature, unsigned, bad_crl, stale_crl, bad_key).
+    bad_key_usage, bad_certificate, bad_signature, unsigned, bad_crl, stale_crl, bad_key, bad_ca, ca_expired,
+    ca_not_yet_valid, outlives_ca).
     """
 
     def __init__(self, peer: str | None, reason: str, detail: str) -> None:
@@ -106,10 +109,40 @@ def load_crl(data: bytes, ca: x509.Certificate, *, now: dt.datetime | None = Non
     return crl
 
 
+def check_authority(ca: x509.Certificate, *, now: dt.datetime | None = None, peer: str | None = None) -> None:
+    """The trust anchor itself: a CA certificate (BasicConstraints ca=True, keyCertSign if KeyUsage is
+    present) inside its own validity. An expired CA vouches for nobody, however long its members'
+    certificates claim to run."""
+    _check_is_ca(ca, peer)
+    at = now or _now()
+    if at < ca.not_valid_before_utc:
+        raise IdentityError(peer, "ca_not_yet_valid", f"the consortium CA is valid only from {ca.not_valid_before_utc}")
+    if at > ca.not_valid_after_utc:
+        raise IdentityError(peer, "ca_expired", f"the consortium CA expired at {ca.not_valid_after_utc}; "
+                            "the consortium operator must issue a new CA and certificates")
+
+
+def _check_is_ca(ca: x509.Certificate, peer: str | None = None) -> None:
+    try:
+        basic = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        basic = None
+    if basic is None or not basic.ca:
+        raise IdentityError(peer, "bad_ca", "the trusted consortium certificate is not a CA certificate "
+                            "(BasicConstraints ca=True missing)")
+    try:
+        usage = ca.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    if usage is not None and not usage.key_cert_sign:
+        raise IdentityError(peer, "bad_ca", "the trusted consortium certificate may not sign certificates")
+
+
 def check_certificate(cert: x509.Certificate, ca: x509.Certificate, *, peer: str | None = None,
                       role: str | None = None, revoked: frozenset[int] = frozenset(),
                       now: dt.datetime | None = None, signing: bool = True) -> tuple[str, str]:
-    """The checks every member certificate passes: issued by the CA, in date, not revoked, named, right role.
+    """The checks every member certificate passes: issued by a valid CA (`check_authority`), in date and not
+    outliving the CA, not revoked, named, right role.
 
     `peer` is the name the certificate must carry (CN), `role` the role it must carry (OU). With
     `signing`, the certificate must also allow digital signatures on a P-256 key. Returns (name, role).
@@ -119,6 +152,10 @@ def check_certificate(cert: x509.Certificate, ca: x509.Certificate, *, peer: str
     except (ValueError, TypeError, InvalidSignature):
         raise IdentityError(peer, "unknown_ca", "certificate is not issued by the consortium CA") from None
     at = now or _now()
+    check_authority(ca, now=at, peer=peer)
+    if cert.not_valid_after_utc > ca.not_valid_after_utc:
+        raise IdentityError(peer, "outlives_ca", f"certificate is valid until {cert.not_valid_after_utc}, after its "
+                            f"CA expires ({ca.not_valid_after_utc}); the CA did not vouch for that long")
     if at < cert.not_valid_before_utc:
         raise IdentityError(peer, "not_yet_valid", f"certificate is valid only from {cert.not_valid_before_utc}")
     if at > cert.not_valid_after_utc:
@@ -184,42 +221,63 @@ class PartyIdentity:
 
 
 class IdentityVerifier:
-    """The consortium CA (and optional CRL) a party checks its peers' certificates and key signatures against."""
+    """The consortium CA (and CRL) a party checks its peers' certificates and key signatures against.
+
+    The CRL's nextUpdate is checked at every check, not only when the list is read, so a list that goes
+    stale during a run stops authenticating peers. A CRL file is re-read at every check and re-parsed
+    whenever its bytes change (compared by SHA-256, not by mtime: a copy that keeps the old mtime —
+    `cp -p`, `rsync -t`, `tar x` — still takes effect).
+    """
 
     def __init__(self, ca: x509.Certificate, crl: x509.CertificateRevocationList | None = None, *,
                  crl_path: str | Path | None = None) -> None:
+        _check_is_ca(ca)  # its dates are checked at every check (`check_certificate`): it may expire mid-run
         self.ca = ca
         self._crl_path = Path(crl_path) if crl_path else None
-        self._crl_mtime: float | None = None
+        self._crl_digest: bytes | None = None
         self._lock = threading.Lock()
-        self._revoked = self._serials(load_crl(crl.public_bytes(serialization.Encoding.PEM), ca)) if crl else frozenset()
+        self._revoked: frozenset[int] = frozenset()
+        self._next_update: dt.datetime | None = None
+        self._source = "CRL"
+        if crl is not None:
+            self._load(crl.public_bytes(serialization.Encoding.PEM), "CRL")
+
+    @property
+    def has_crl(self) -> bool:
+        """Whether revocation is checked at all (a verifier without a CRL trusts every unexpired certificate)."""
+        return self._crl_path is not None or self._crl_digest is not None
 
     @classmethod
     def from_files(cls, ca: str | Path, crl: str | Path | None = None) -> "IdentityVerifier":
-        """Deployment: the consortium CA file and, if configured, the CRL file (re-read whenever it changes)."""
+        """Deployment: the consortium CA file and, if configured, the CRL file (re-read at every check)."""
         try:
             ca_cert = x509.load_pem_x509_certificate(Path(ca).read_bytes())
         except (OSError, ValueError) as exc:
             raise IdentityError(None, "bad_certificate", f"consortium CA {str(ca)!r} cannot be read: {exc}") from None
+        check_authority(ca_cert)  # an expired CA is refused at run open, not at the first peer
         verifier = cls(ca_cert, crl_path=crl)
         verifier.revoked_serials()  # a bad or stale CRL is refused now, not at the first peer
         return verifier
 
-    @staticmethod
-    def _serials(crl: x509.CertificateRevocationList) -> frozenset[int]:
-        return frozenset(r.serial_number for r in crl)
+    def _load(self, data: bytes, source: str) -> None:
+        crl = load_crl(data, self.ca, source=source)
+        self._revoked = frozenset(r.serial_number for r in crl)
+        self._next_update = crl.next_update_utc
+        self._crl_digest, self._source = hashlib.sha256(data).digest(), source
 
     def revoked_serials(self) -> frozenset[int]:
+        """The revoked serials, from a CRL signed by the CA and current now (IdentityError otherwise)."""
         with self._lock:
             if self._crl_path is not None:
                 try:
-                    mtime = self._crl_path.stat().st_mtime
-                    if mtime != self._crl_mtime:
-                        self._revoked = self._serials(load_crl(self._crl_path.read_bytes(), self.ca,
-                                                               source=f"CRL {self._crl_path}"))
-                        self._crl_mtime = mtime
+                    data = self._crl_path.read_bytes()
                 except OSError as exc:
                     raise IdentityError(None, "bad_crl", f"CRL {str(self._crl_path)!r} cannot be read: {exc}") from None
+                if hashlib.sha256(data).digest() != self._crl_digest:
+                    self._load(data, f"CRL {self._crl_path}")
+            if self._next_update is not None and _now() > self._next_update:
+                raise IdentityError(None, "stale_crl", f"{self._source} expired at {self._next_update.isoformat()} "
+                                    "(nextUpdate); ask the consortium operator for a current one")
             return self._revoked
 
     def check(self, peer: str, certificate: bytes | x509.Certificate, *, role: str | None = "party") -> x509.Certificate:
@@ -314,12 +372,22 @@ class SimulatedCA:
                                          key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
             .sign(self.key, hashes.SHA256()))
         self._revoked: dict[int, dt.datetime] = {}
+        self._issued: set[str] = set()
         self._lock = threading.Lock()
 
     def issue(self, name: str, role: str = "party", *, not_before: dt.datetime | None = None,
               not_after: dt.datetime | None = None, digital_signature: bool = True,
-              key: ec.EllipticCurvePrivateKey | None = None) -> PartyIdentity:
-        """A member certificate and key (CN = name, OU = role), valid from a minute ago for a day unless told."""
+              key: ec.EllipticCurvePrivateKey | None = None, reissue: bool = False) -> PartyIdentity:
+        """A member certificate and key (CN = name, OU = role), valid from a minute ago for a day unless told.
+
+        One certificate per name: a second one is refused unless `reissue` (a test that deliberately makes
+        a second, e.g. expired, certificate for a member) — as `sampan certs sign` refuses a second key.
+        """
+        with self._lock:
+            if name in self._issued and not reissue:
+                raise ValueError(f"this simulated CA already issued a certificate for {name!r} (reissue=True for a "
+                                 "deliberate second one)")
+            self._issued.add(name)
         key = key or ec.generate_private_key(ec.SECP256R1())
         now = _now()
         usage = ExtendedKeyUsageOID.SERVER_AUTH if role == "coordinator" else ExtendedKeyUsageOID.CLIENT_AUTH
@@ -358,32 +426,18 @@ class SimulatedCA:
 
     def verifier(self) -> IdentityVerifier:
         """A verifier trusting this CA, with the CRL as of now."""
-        return IdentityVerifier(self.certificate, self.crl() if self._revoked else None)
-
-
-@functools.lru_cache(maxsize=1)
-def _process_ca() -> SimulatedCA:
-    """One simulated CA per process (the default for in-process parties built without an identity)."""
-    return SimulatedCA()
+        return IdentityVerifier(self.certificate, self.crl())
 
 
 def simulated_consortium(names: Mapping[str, str] | list[str] | tuple[str, ...], *,
                          ca: SimulatedCA | None = None) -> tuple[IdentityVerifier, dict[str, PartyIdentity]]:
     """A verifier and one identity per member for a simulated run: `names` lists members, or maps name -> role.
 
-    A fresh CA per call unless `ca` is given, so a simulated run trusts only its own members.
+    A fresh CA per call unless `ca` is given, so a simulated run trusts only its own members; its key
+    is dropped on return, so no further certificate can be issued for the run. Give each party only
+    its own identity, and every party the shared verifier.
     """
     authority = ca or SimulatedCA()
     roles = dict(names) if isinstance(names, Mapping) else {n: "party" for n in names}
     identities = {name: authority.issue(name, role) for name, role in roles.items()}
     return authority.verifier(), identities
-
-
-def simulated_identity(name: str, role: str = "party") -> PartyIdentity:
-    """An identity issued by this process's simulated CA (see `simulated_verifier`)."""
-    return _process_ca().issue(name, role)
-
-
-def simulated_verifier() -> IdentityVerifier:
-    """A verifier trusting this process's simulated CA: in-process members built without an identity."""
-    return _process_ca().verifier()

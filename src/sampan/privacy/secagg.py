@@ -102,7 +102,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from sampan.crypto.channel import ChannelError, PartyKeys, SealedChannels, prg_uint64
 from sampan.crypto.identity import (IdentityError, IdentityVerifier, PartyIdentity, SignedKeys, sign_keys,
-                                    signed_keys_payload, simulated_identity, simulated_verifier, verify_keys)
+                                    signed_keys_payload, verify_keys)
 from sampan.privacy import shamir
 from sampan.privacy.secagg_state import LabelRecord, MemoryStateStore, SecAggStateStore
 
@@ -395,25 +395,27 @@ class SecAggClient:
     that label; the nonce, the keys' digest and everything the party revealed under the label are kept
     in `state` (`sampan.privacy.secagg_state`), written before any answer leaves. A restarted party with
     a new master cannot re-derive its keys: it refuses the attempt (a dropout) instead of corrupting the
-    sum. Peers' keys are used only after their signatures verify against `verifier` (the consortium CA);
-    without an identity the party gets one from the process's simulated CA (simulations and tests).
+    sum. Peers' keys are used only after their signatures verify against `verifier` (the consortium CA).
+    `identity` and `verifier` are required: a deployment passes the organisation's certificate and CA, a
+    simulation one identity per party from `simulated_consortium` (there is no process-wide default, which
+    anyone in the process could use to mint a certificate in a victim's name).
 
     `respond(kind, arrays, meta, run_id=...)` answers one step's request (the message-level format the
     coordinator's `SecAggServer` produces); the masked-input step is `respond_masked`.
     """
 
-    def __init__(self, name: str, master: bytes | None = None, *, identity: PartyIdentity | None = None,
-                 verifier: IdentityVerifier | None = None, state: SecAggStateStore | None = None,
+    def __init__(self, name: str, master: bytes | None = None, *, identity: PartyIdentity,
+                 verifier: IdentityVerifier, state: SecAggStateStore | None = None,
                  min_contributors: int = MIN_CONTRIBUTORS) -> None:
-        if (identity is None) != (verifier is None):
-            raise ValueError(f"party {name!r}: give both an identity and a verifier, or neither (simulation)")
-        if identity is not None and identity.name != name:
+        if identity is None or verifier is None:
+            raise ValueError(f"party {name!r}: secure aggregation needs this party's identity and the consortium "
+                             "verifier (a simulation: `simulated_consortium`)")
+        if identity.name != name:
             raise ValueError(f"party {name!r}: its identity certificate names {identity.name!r}")
         if min_contributors < MIN_CONTRIBUTORS:
             raise ValueError(f"party {name!r}: min_contributors must be at least {MIN_CONTRIBUTORS}")
         self.name = name
-        self.identity = identity if identity is not None else simulated_identity(name)
-        self.verifier = verifier if verifier is not None else simulated_verifier()
+        self.identity, self.verifier = identity, verifier
         self.state: SecAggStateStore = state if state is not None else MemoryStateStore()
         self.min_contributors = min_contributors
         self._master = master if master is not None else os.urandom(32)

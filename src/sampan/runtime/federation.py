@@ -12,12 +12,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from sampan.config import RunConfig, SchemaSection
+from sampan.crypto.identity import simulated_consortium
 from sampan.data import (
     ColumnSpec, DataValidationError, PartyData, TableSchema, dirichlet_label_partition, iid_partition,
     load_german_credit, load_south_german_credit, load_table, load_taiwan_default, make_sme_consortium,
     quantity_skew_partition, shared_data_dir,
 )
 from sampan.horizontal.party import HorizontalParty
+from sampan.privacy.secagg import SecAggClient
 from sampan.runtime.party import PartyApp
 from sampan.runtime.seeds import derive_rng, derive_seed
 from sampan.transport import Transport
@@ -94,10 +96,15 @@ def split_parties(tables: dict[str, PartyData], test_fraction: float, seed: int)
 
 
 def build_party_apps(splits: dict[str, PartySplit]) -> dict[str, PartyApp]:
+    """One HorizontalParty per split. Each gets its own certificate from a simulated consortium made for
+    this federation (its CA key dropped once issued) to sign its secure aggregation keys, and the shared
+    verifier to check its peers'; nothing else in the process can mint a member's certificate."""
+    verifier, identities = simulated_consortium(list(splits))
     apps = {}
     for name, split in splits.items():
         app = PartyApp(name)
-        for kind, handler in HorizontalParty(name, split.train, split.test).handlers().items():
+        secagg = SecAggClient(name, identity=identities[name], verifier=verifier)
+        for kind, handler in HorizontalParty(name, split.train, split.test, secagg=secagg).handlers().items():
             app.register(kind, handler)
         apps[name] = app
     return apps

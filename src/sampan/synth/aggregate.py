@@ -28,6 +28,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from sampan.crypto.identity import simulated_consortium
 from sampan.privacy.randomness import secure_generator
 from sampan.privacy.secagg import MIN_CONTRIBUTORS, SecAggClient, SecAggParams, SecAggServer, decode_vector, run_secagg
 
@@ -75,7 +76,9 @@ class SecureSum:
                              f"parties, got {len(self.parties)}: with two, each party reads the other's release from "
                              "the sum (use plain aggregation, where every release carries its own full noise)")
         self.params.check_capacity(len(self.parties))
-        self._clients = {p: SecAggClient(p) for p in self.parties}
+        # one certificate per party from a consortium made for this sum (its CA key dropped once issued)
+        verifier, identities = simulated_consortium(list(self.parties))
+        self._clients = {p: SecAggClient(p, identity=identities[p], verifier=verifier) for p in self.parties}
 
     def noise_share(self, parties: int) -> float:
         return 1.0 / math.sqrt(parties)

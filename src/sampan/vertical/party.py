@@ -8,6 +8,11 @@ Run keys (`vertical.hello` / `vertical.peers`): each party makes a fresh X25519 
 before deriving any sealed channel — and so before PSI, secure LR, WOE, GBDT or scoring exchange
 anything — it checks every peer's signature and certificate against the consortium CA and CRL. A
 coordinator that substitutes, re-signs or replays a key is refused with an error naming the peer.
+The signed role is enforced: a run needs exactly one party proved as label holder (a label holder
+refuses a second), the channels keep the proved roles, and every handler that treats a named party
+as "the bank" checks it against them (`SealedChannels.require_role`), not against coordinator meta.
+Roles are self-asserted by each signer (certificates carry no protocol role): a partner colluding
+with the coordinator can claim to be the label holder only where the real one is absent.
 What each role learns from this step: every party and the coordinator learn the parties'
 certificates (public within the consortium), protocol roles and per-run public keys; nothing secret.
 """
@@ -17,8 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from sampan.crypto.channel import PartyKeys, SealedChannels
-from sampan.crypto.identity import (IdentityVerifier, PartyIdentity, SignedKeys, sign_keys, simulated_identity,
-                                    simulated_verifier, verify_keys)
+from sampan.crypto.identity import IdentityVerifier, PartyIdentity, SignedKeys, sign_keys, verify_keys
 from sampan.data.table import PartyData
 from sampan.runtime.party import PartyApp
 from sampan.vertical.model import LocalLinearPart, LocalScaler
@@ -39,20 +43,20 @@ PROTOCOL_ROLES = ("label_holder", "partner")
 class VerticalParty:
     """A bank or a partner. `data.y` is set only at the label holder.
 
-    `identity` signs this party's run keys and `verifier` (the consortium CA) checks its peers'; a
-    deployment passes the organisation's certificate and CA, an in-process party built without them
-    gets a certificate from this process's simulated CA (`sampan.crypto.identity`), so the same
-    signing and checking runs everywhere.
+    `identity` signs this party's run keys and `verifier` (the consortium CA) checks its peers'; both
+    are required. A deployment passes the organisation's certificate and CA, a simulation one identity
+    per party from the run's `simulated_consortium` (`build_inprocess_vertical`), so the same signing
+    and checking runs everywhere.
     """
 
-    def __init__(self, data: PartyData, *, with_baselines: bool = True, identity: PartyIdentity | None = None,
-                 verifier: IdentityVerifier | None = None) -> None:
+    def __init__(self, data: PartyData, *, identity: PartyIdentity, verifier: IdentityVerifier,
+                 with_baselines: bool = True) -> None:
         self.name = data.party
         self.data = data
-        if (identity is None) != (verifier is None):
-            raise ValueError(f"party {self.name!r}: give both an identity and a verifier, or neither (simulated)")
-        self.identity = identity or simulated_identity(self.name)
-        self.verifier = verifier or simulated_verifier()
+        if identity is None or verifier is None:
+            raise ValueError(f"party {self.name!r}: a vertical party needs its identity and the consortium verifier "
+                             "(a simulation: `simulated_consortium`)")
+        self.identity, self.verifier = identity, verifier
         if self.identity.name != self.name:
             raise ValueError(f"party {self.name!r}: its certificate is issued to {self.identity.name!r}")
         self.keys: PartyKeys | None = None
@@ -104,16 +108,24 @@ class VerticalParty:
                    for k, v in msg.arrays.items() if k.startswith("key:")}
         if publics.get(self.name) not in (None, self.keys.public_bytes):
             raise ValueError(f"party {self.name!r}: the coordinator relayed a key for this party that is not its own")
-        roles = dict(msg.meta.get("roles") or {})
+        claimed = dict(msg.meta.get("roles") or {})
+        roles = {self.name: self.protocol_role}
         for peer, public in publics.items():
             if peer == self.name:
                 continue
-            role = str(roles.get(peer, ""))
+            role = str(claimed.get(peer, ""))
             if role not in PROTOCOL_ROLES:
                 raise ValueError(f"party {self.name!r}: peer {peer!r} has no protocol role (got {role!r})")
             signed = SignedKeys.from_arrays(msg.arrays, peer, prefix=f"{peer}/")
             verify_keys(self.verifier, peer, msg.run_id, CHANNEL_PROTOCOL, role, {"x25519": public}, signed)
-        self.channels = SealedChannels(self.name, self.keys, publics, msg.run_id)
+            roles[peer] = role  # proved: the peer signed its key under this role
+        holders = sorted(n for n, r in roles.items() if r == "label_holder")
+        if len(holders) != 1:
+            why = ("this party holds the labels and " if self.protocol_role == "label_holder" and len(holders) > 1
+                   else "")
+            raise ValueError(f"party {self.name!r}: {why}{holders or 'no party'} signed run keys as label holder; "
+                             "a vertical run needs exactly one")
+        self.channels = SealedChannels(self.name, self.keys, publics, msg.run_id, roles=roles)
         self.psi.channels = self.channels
         return msg.reply("vertical.ack", meta={"peers": self.channels.peers})
 

@@ -307,6 +307,7 @@ class PsiParty:
     def _offer(self, request: Message) -> Message:
         """A, step 1: announce mode, size and id shape; nothing is blinded before B compares formats."""
         peer, mode = str(request.meta["peer"]), self._mode(request)
+        self._channels().require_role(self.name, "label_holder", "to play the label holder's side of PSI")
         _, encoded, shape = self._prepare()
         self._sessions[peer] = _Session(mode=mode, role="a", key=None)
         envelope = self._seal(request, peer, "psi.offer", meta={"mode": mode, "n": len(encoded), "shape": shape})
@@ -315,6 +316,7 @@ class PsiParty:
     def _accept(self, request: Message) -> Message:
         """B, step 2: check formats, then send own shuffled H(b)^beta."""
         peer, mode = str(request.meta["peer"]), self._mode(request)
+        self._channels().require_role(peer, "label_holder", "PSI")
         inner = self._open(request, peer, "psi.offer")
         if inner.meta.get("mode") != mode:
             raise PsiError(f"party {self.name!r}: {peer!r} runs PSI mode {inner.meta.get('mode')!r}, "
@@ -427,7 +429,7 @@ class PsiParty:
 
     def _aligned(self, request: Message) -> Message:
         """Partner: map the label holder's token order onto own rows."""
-        holder = str(request.meta["label_holder"])
+        holder = self._channels().require_role(str(request.meta["label_holder"]), "label_holder", "psi.aligned")
         inner = self._open(request, holder, "psi.align")
         tokens = self._peer_points(inner, "tokens", None, holder)
         if holder not in self._tokens:

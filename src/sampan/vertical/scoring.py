@@ -194,7 +194,8 @@ class ScoringParty:
     def partial(self, msg: Message) -> Message:
         """Partner: partial logits (0 and a flag where the applicant is unknown), masked, sealed to the bank."""
         receive(msg, self.channels(), self._inbox)
-        bank, partners = str(msg.meta["bank"]), list(msg.meta["partners"])
+        bank = self.channels().require_role(str(msg.meta["bank"]), "label_holder", "scoring")
+        partners = list(msg.meta["partners"])
         request_id = str(msg.meta["request_id"])
         if (bank, "aligned") in self._inbox:
             aligned = self.aligned_rows()

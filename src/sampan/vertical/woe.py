@@ -136,7 +136,7 @@ class VerticalWoeParty:
         slots = make_slots(self.name, self.feature_names, edges)
         self._state = {"edges": edges, "bins": bins, "slots": slots, "train": train,
                        "dealer": DealerStream(bytes(msg.arrays["dealer_seed"]))}
-        bank = str(msg.meta["bank"])
+        bank = self._channels().require_role(str(msg.meta["bank"]), "label_holder", "woe.setup")
         meta = {"n_bins": [s.n_bins for s in slots], "names": list(self.feature_names)}
         if self.name == bank:
             return msg.reply("woe.setup", meta=meta)
@@ -166,7 +166,7 @@ class VerticalWoeParty:
         exact counts in the bank's hands."""
         inbox: dict[tuple[str, str], np.ndarray] = {}
         receive(msg, self._channels(), inbox)
-        bank = str(msg.meta["bank"])
+        bank = self._channels().require_role(str(msg.meta["bank"]), "label_holder", "woe.sum")
         st = self._state
         offsets = np.array([s.offset for s in st["slots"]], dtype=np.int64)
         total = int(sum(s.n_bins for s in st["slots"]))
@@ -260,7 +260,7 @@ class VerticalWoeParty:
         """Partner: keep the WOE tables of its selected features."""
         inbox: dict[tuple[str, str], np.ndarray] = {}
         receive(msg, self._channels(), inbox)
-        bank = str(msg.meta["bank"])
+        bank = self._channels().require_role(str(msg.meta["bank"]), "label_holder", "woe.apply")
         index, woe = inbox.pop((bank, "index")), inbox.pop((bank, "woe"))
         n_coarse, mapping = inbox.pop((bank, "n_coarse")), inbox.pop((bank, "mapping"))
         edges = self._state["edges"]
