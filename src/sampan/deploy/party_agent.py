@@ -160,7 +160,11 @@ class PartyAgent:
             rng = np.random.default_rng(int(meta["split_seed"]))
             train, test = table.train_test_split(float(meta["test_fraction"]), rng)
             app = PartyApp(self.name)
-            for kind, handler in HorizontalParty(self.name, train, test, secagg=self._secagg_client()).handlers().items():
+            # with a CRL, always ready for SecAgg; without one only a job that claims none opens (and then the
+            # party has no SecAgg client at all, so a coordinator that lied about it is refused)
+            secagg = (self._secagg_client() if self.config.tls.crl
+                      or "secure_aggregation" in job.get("protections", ()) else None)
+            for kind, handler in HorizontalParty(self.name, train, test, secagg=secagg).handlers().items():
                 app.register(kind, handler)
             context = _RunContext(workflow, dataset, app)
         elif workflow == "vertical":
@@ -193,11 +197,18 @@ class PartyAgent:
 
     def _vertical_identity(self) -> tuple[Any, Any]:
         """This organisation's TLS certificate and key sign its run keys; peers' keys are checked against the
-        consortium CA and the CRL, which is re-read (and must be current) at every run start."""
+        consortium CA and the CRL, which is re-read (and must be current) at every check.
+
+        A vertical or SecAgg run needs `tls.crl`: without it a revoked (e.g. stolen) member certificate
+        would still authenticate the keys a coordinator substitutes, so the run is refused."""
         from sampan.crypto.identity import IdentityVerifier, PartyIdentity
         from sampan.deploy.keyfiles import unencrypted_pem
 
         tls = self.config.tls
+        if not tls.crl:
+            raise ConfigError(f"party {self.name!r}: tls.crl is not set in its party.toml; vertical and secure "
+                              "aggregation runs check peers' certificates against the consortium CRL. Copy the CA's "
+                              "crl.pem here and set tls.crl (see `sampan certs crl`)")
         if self._identity is None:
             self._identity = PartyIdentity.from_pem(_read(tls.cert), unencrypted_pem(
                 tls.key, what=f"{self.name}'s private key"))
