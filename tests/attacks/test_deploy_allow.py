@@ -58,6 +58,35 @@ def test_an_operator_cannot_pair_a_bank_with_a_payments_provider_it_never_listed
         fed.close()
 
 
+def test_a_coordinator_that_announces_other_partners_is_caught_by_the_signed_peer_keys(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The coordinator tells the bank its partner is delivery, then pairs it with payments: the bank accepts
+    the opening (it trusts the description) but refuses payments' signed run keys, before PSI."""
+    import sampan.deploy.coordinator as coordinator_module
+
+    honest = coordinator_module.job_description
+
+    def lying(config, **kw):  # type: ignore[no-untyped-def]
+        job = honest(config, **kw)
+        return {**job, "parties": ["bank", "delivery"]}
+
+    monkeypatch.setattr(coordinator_module, "job_description", lying)
+    allow = {"bank": {"partners": ["delivery"]}, "payments": {"partners": ["bank", "delivery"]}}
+    fed = ThreadFederation(tmp_path, vertical=True, allow=allow)
+    try:
+        run_id = fed.submit({"run": {"name": "switched", "seed": 1},
+                             "deploy": {"workflow": "vertical", "dataset": "vertical", "parties": ["bank", "payments"],
+                                        "label_holder": "bank"},
+                             "vertical": {"epochs": 1}})
+        status = fed.wait(run_id)
+        assert status["status"] == "failed" and "not_allowed" in status["error"], status
+        assert "payments" in status["error"]
+        for party in ("bank", "payments"):
+            assert not [k for k in fed.kinds(party, run_id) if k.startswith("psi")], fed.kinds(party, run_id)
+    finally:
+        fed.close()
+
+
 def test_jobs_without_the_required_protections_or_from_other_operators_are_refused(tmp_path: Path) -> None:
     allow = {"bank_harbour": {"require": ["secure_aggregation"]},
              "bank_kowloon": {"require": ["dp"], "min_noise_multiplier": 1.0},

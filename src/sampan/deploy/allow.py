@@ -11,8 +11,11 @@ so a coordinator cannot announce one job and run another.
 
 What the list can and cannot see: the job description comes from the coordinator. An honest
 coordinator relays the operator's job faithfully, so the list stops operators' mistakes and misuse.
-A coordinator that lies about the partners is caught by the per-run key signatures (each peer signs
-its keys with its certificate, `sampan.crypto.identity`), not by this list.
+A coordinator that announces one set of partners and then pairs the party with another is caught by
+the per-run key signatures: `PeerAllowList` wraps the party's verifier so that a peer's signed keys
+(vertical channels, SecAgg) are accepted only from a partner the job announced and the list allowed,
+before any channel or mask exists. What the coordinator says about protections is re-checked on every
+`fit` request (`check_request`).
 
 Defaults when `[allow]` or a key is absent ("claim less"): any operator, workflow, dataset and column
 of this party's own binding, no required protection and no noise floor — but **no vertical partner**:
@@ -26,7 +29,8 @@ from typing import Any, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["AllowSection", "JobRefused", "PROTECTIONS", "check_job", "check_request", "job_description"]
+__all__ = ["AllowSection", "JobRefused", "PROTECTIONS", "PeerAllowList", "check_job", "check_request",
+           "job_description"]
 
 PROTECTIONS = ("secure_aggregation", "dp", "dp1", "dp2", "dp3")
 
@@ -125,3 +129,36 @@ def check_request(allow: AllowSection | None, party: str, kind: str, meta: Mappi
         if dp3.get("clip") and "sum_sigma" in dp3 and float(dp3["sum_sigma"]) / float(dp3["clip"]) < floor:
             raise JobRefused(party, "min_noise_multiplier",
                              f"DP3 noise multiplier {float(dp3['sum_sigma']) / float(dp3['clip']):.3g} < {floor}")
+
+
+class PeerAllowList:
+    """A peer-identity verifier that also admits only the partners this party accepted for the job.
+
+    Wraps `sampan.crypto.identity.IdentityVerifier` (same `check`/`verify`; everything else delegated):
+    a party peer outside `allowed` is refused with `IdentityError(peer, "not_allowed", ...)` before its
+    certificate or signature is even looked at.
+    """
+
+    def __init__(self, inner: Any, party: str, allowed: Sequence[str]) -> None:
+        self._inner, self._party = inner, party
+        self._allowed = frozenset(allowed) | {party}
+
+    def _admit(self, peer: str, role: str | None) -> None:
+        from sampan.crypto.identity import IdentityError
+
+        if role == "party" and peer not in self._allowed:
+            raise IdentityError(peer, "not_allowed", f"party {self._party!r} accepted this job with "
+                                f"{sorted(self._allowed - {self._party})} only; the coordinator paired it with "
+                                f"{peer!r}")
+
+    def check(self, peer: str, certificate: Any, *, role: str | None = "party") -> Any:
+        self._admit(peer, role)
+        return self._inner.check(peer, certificate, role=role)
+
+    def verify(self, peer: str, certificate_pem: bytes, payload: bytes, signature: bytes, *,
+               role: str | None = "party") -> Any:
+        self._admit(peer, role)
+        return self._inner.verify(peer, certificate_pem, payload, signature, role=role)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)

@@ -31,7 +31,7 @@ import numpy as np
 
 from sampan.config import ConfigError
 from sampan.data import ColumnSpec, PartyData, TableSchema, load_table
-from sampan.deploy.allow import JobRefused, check_job, check_request
+from sampan.deploy.allow import JobRefused, PeerAllowList, check_job, check_request
 from sampan.deploy.certs import probe_coordinator
 from sampan.deploy.config import PartyConfig, split_address
 from sampan.deploy.keyfiles import KeyFileError, unencrypted_pem
@@ -162,7 +162,7 @@ class PartyAgent:
             app = PartyApp(self.name)
             # with a CRL, always ready for SecAgg; without one only a job that claims none opens (and then the
             # party has no SecAgg client at all, so a coordinator that lied about it is refused)
-            secagg = (self._secagg_client() if self.config.tls.crl
+            secagg = (self._secagg_client(job["parties"]) if self.config.tls.crl
                       or "secure_aggregation" in job.get("protections", ()) else None)
             for kind, handler in HorizontalParty(self.name, train, test, secagg=secagg).handlers().items():
                 app.register(kind, handler)
@@ -171,7 +171,8 @@ class PartyAgent:
             from sampan.vertical.party import VerticalParty
 
             identity, verifier = self._vertical_identity()
-            party = VerticalParty(table, identity=identity, verifier=verifier)
+            party = VerticalParty(table, identity=identity,  # peers' keys only from the partners it accepted
+                                  verifier=PeerAllowList(verifier, self.name, job["parties"]))
             # PSI would fork worker processes; a fork while gRPC's threads run can crash the child or
             # corrupt the parent's TLS state, so an agent blinds in its own thread (one core).
             party.psi.workers = 1
@@ -217,7 +218,7 @@ class PartyAgent:
                                   f"{self._identity.name!r}")
         return self._identity, IdentityVerifier.from_files(tls.ca, tls.crl)
 
-    def _secagg_client(self) -> Any:
+    def _secagg_client(self, parties: list[str]) -> Any:
         """Secure aggregation signs its keys with the organisation's identity (as the vertical run keys) and keeps
         its per-label record of what it revealed under the state dir (0600 files), so a restarted agent still
         refuses a request that conflicts with one it answered before."""
@@ -225,7 +226,7 @@ class PartyAgent:
         from sampan.privacy.secagg_state import FileStateStore
 
         identity, verifier = self._vertical_identity()
-        return SecAggClient(self.name, identity=identity, verifier=verifier,
+        return SecAggClient(self.name, identity=identity, verifier=PeerAllowList(verifier, self.name, parties),
                             state=FileStateStore(Path(self.config.party.state_dir) / "secagg"))
 
     # --- connection ---------------------------------------------------------------------------------
