@@ -211,7 +211,6 @@ def test_woe_with_dp_neighbouring_views_differ_only_in_declared_or_charged_field
     assert not np.allclose(decoded, exact_rows)
 
 
-@pytest.mark.slow
 def test_vertical_gbdt_hist_noise_neighbouring_views_differ_only_in_declared_or_charged_fields(
         monkeypatch: pytest.MonkeyPatch) -> None:
     reset = _fixed_randomness(monkeypatch)
@@ -232,7 +231,6 @@ def test_vertical_gbdt_hist_noise_neighbouring_views_differ_only_in_declared_or_
     assert any(f.startswith("bank:vgb.step:decoded:") for f in differing)
 
 
-@pytest.mark.slow
 def test_vertical_gbdt_replacing_one_partner_record_moves_the_first_release_by_at_most_the_charged_sensitivity(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The neighbour the bank-facing epsilon is about: same customers and labels, one partner record replaced

@@ -46,7 +46,6 @@ def _pld_epsilon(noise_multiplier: float, releases: int, delta: float) -> float:
     return float(accountant.get_epsilon(delta))
 
 
-@pytest.mark.slow
 def test_reported_epsilon_is_at_least_the_one_recomputed_from_the_true_sensitivity(monkeypatch: pytest.MonkeyPatch) -> None:
     seeds = iter(range(1, 10**6))
     monkeypatch.setattr(sampan.vertical.gbdt, "secure_generator", lambda: seeded_generator(next(seeds)))
