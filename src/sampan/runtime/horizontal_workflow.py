@@ -262,9 +262,10 @@ class HorizontalWorkflow:
         groups: dict[tuple[Any, ...], list[str]] = defaultdict(list)
         for e in events:
             groups[(e.level, e.mechanism, e.noise_multiplier, e.sampling_rate, e.count)].append(e.party)
-        self._round_events.append(("budget_charged", {"round": round_number, "charges": [
+        steps = sorted({e.step for e in events if e.step is not None})
+        self.store.charge_ledger(self.run_id, ledger_json, {"round": steps[0] if len(steps) == 1 else steps, "charges": [
             {"level": level, "mechanism": mech, "noise_multiplier": z, "sampling_rate": q, "count": count,
-             "parties": sorted(parties)} for (level, mech, z, q, count), parties in sorted(groups.items(), key=str)]}))
+             "parties": sorted(parties)} for (level, mech, z, q, count), parties in sorted(groups.items(), key=str)]})
 
     # --- secure aggregation -----------------------------------------------------------------------
     def _check_secagg_config(self) -> None:
