@@ -20,8 +20,9 @@ its protection, and the privacy receipt prints it):
 With secure aggregation on (`sampan.privacy.secagg`), `fit` instead returns one masked vector in
 Z_2^64 — [update (clipped and noise-shared under DP3, else weighted by n/N), DP3 indicator, weighted
 loss, weight n/N] — which is uniformly random to the coordinator; under `[privacy]` the loss slot is
-0 and the weight uses the released row count. The `secagg_*` steps disclose public keys, sealed Shamir
-shares for neighbours, and, at unmasking, one share per neighbour.
+0 and the weight uses the released row count. The `secagg_*` steps disclose public keys signed with the
+party's certificate, sealed Shamir shares for neighbours, a signature over the survivor set, and, at
+unmasking, one share per neighbour (never both kinds for one neighbour, recorded before they leave).
 
 What each role learns: the coordinator learns exactly the fields above (or, under SecAgg, their sum
 over the round's contributors); other parties learn nothing from these handlers.
