@@ -100,9 +100,15 @@ def test_describe_under_dp_releases_a_noised_count_and_no_positive_rate() -> Non
 
 def test_the_secagg_vector_under_dp_carries_no_loss_and_only_a_public_weight() -> None:
     """Under SecAgg the coordinator decodes the sum; its loss slot must be 0 and the weight public."""
-    party = _party()
     seen: list[np.ndarray] = []
-    party.secagg.respond_masked = lambda arrays, meta, vector, **kw: seen.append(vector) or np.zeros(1, np.uint64)  # type: ignore[method-assign]
+
+    class Recorder:  # stands in for the SecAgg client: records the vector the party would mask
+        def respond_masked(self, arrays: Any, meta: Any, vector: np.ndarray, **kw: Any) -> np.ndarray:
+            seen.append(vector)
+            return np.zeros(1, np.uint64)
+
+    party = _party()
+    party.secagg = Recorder()  # type: ignore[assignment]
     request = _fit_request(**DP2)
     request = Message(**{**request.__dict__, "meta": {**request.meta, "secagg": {"label": "l", "total_rows": 800}}})
     party.fit(request)
