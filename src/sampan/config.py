@@ -92,16 +92,19 @@ class DP2Section(_Strict):
 
 
 class DP3Section(_Strict):
-    """Clipping and Gaussian noise at the aggregator (party-level, hence record-level, DP per round)."""
+    """Clipping and Gaussian noise at the aggregator: record-level DP per round (sensitivity 2·clip, since one
+    record can flip a party's clipped update; see `sampan.privacy.dp3`)."""
 
     noise_multiplier: float | Literal["auto"] = Field(
-        "auto", description="noise std on the sum / clip; 'auto' spends the budget by the last round")
+        "auto", description="record-level noise multiplier of each round's release (the sum's noise std is about "
+        "2·z·clip); 'auto' spends the budget by the last round")
     clip: float = Field(1.0, gt=0, description="L2 clip of each party's update (start value if adaptive)")
     mode: Literal["central", "distributed"] = "central"
     adaptive: bool = False
     target_quantile: float = Field(0.5, gt=0, lt=1)
     clip_learning_rate: float = Field(0.2, gt=0)
-    count_noise: float | None = Field(None, gt=0)
+    count_noise: float | None = Field(None, gt=0, description="noise std σ_b on the adaptive-clipping count; "
+                                      "default max(parties/20, 3·z); must exceed z")
     schedule: list[float] | None = Field(None, min_length=1, description="as privacy.dp2.schedule")
 
 
