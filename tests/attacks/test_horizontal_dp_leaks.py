@@ -91,11 +91,15 @@ def test_thresholding_a_dp_fit_reply_cannot_tell_d_from_d_plus_one(monkeypatch: 
 
 def test_describe_under_dp_releases_a_noised_count_and_no_positive_rate() -> None:
     party = _party()
-    request = Message("run", 0, "coordinator", "bank_a", "describe", meta={"dp_count": {"noise_multiplier": 20.0}})
-    counts = {party.describe(request).meta["n_train"] for _ in range(8)}
-    reply = party.describe(request)
-    assert "positive_rate" not in reply.meta
-    assert len(counts) > 1  # a fresh Gaussian draw each time: the exact 200 is not what is read
+
+    def describe(run_id: str) -> Message:
+        return party.describe(Message(run_id, 0, "coordinator", "bank_a", "describe",
+                                      meta={"dp_count": {"noise_multiplier": 20.0}}))
+    assert "positive_rate" not in describe("run-0").meta
+    counts = {describe(f"run-{i}").meta["n_train"] for i in range(8)}
+    assert len(counts) > 1  # a Gaussian draw per run: the exact 200 is not what is read
+    # a coordinator asking again in one run (to average the noise away) gets the same release
+    assert {describe("run-0").meta["n_train"] for _ in range(5)} == {describe("run-0").meta["n_train"]}
 
 
 def test_the_secagg_vector_under_dp_carries_no_loss_and_only_a_public_weight() -> None:

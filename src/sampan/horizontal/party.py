@@ -100,6 +100,7 @@ class HorizontalParty:
         self.name, self.train_data, self.test_data = name, train_data, test_data
         self._models: dict[str, Model] = {}
         self._scaled = _ScaledCache()
+        self._released_rows: dict[str, int] = {}  # run id -> the row count released under DP (once per run)
         # deployments inject a client with the organisation's identity and state dir, simulations one per party
         # from the run's simulated consortium; without one the party refuses secure aggregation requests
         self.secagg = secagg
@@ -136,9 +137,12 @@ class HorizontalParty:
         self.policy.admit_describe(self.name, msg.meta)  # the count's noise meets the party's minimum
         if "dp_count" in msg.meta:  # under DP: the row count through a charged Gaussian, no positive rate
             z = float(msg.meta["dp_count"]["noise_multiplier"])
-            released = float(GaussianMechanism(1.0, z).release(np.array([float(len(self.train_data))]))[0])
+            # one release per run: asking again (to average the noise away) gets the same answer
+            if msg.run_id not in self._released_rows:
+                noised = float(GaussianMechanism(1.0, z).release(np.array([float(len(self.train_data))]))[0])
+                self._released_rows[msg.run_id] = max(1, int(round(noised)))  # rounding, floor: post-processing
             return msg.reply("describe", meta={
-                "n_train": max(1, int(round(released))),  # rounding and the floor are post-processing
+                "n_train": self._released_rows[msg.run_id],
                 "n_test": len(self.test_data),
                 "feature_names": list(self.train_data.feature_names),
             })
