@@ -124,3 +124,7 @@ def test_ledger_charge_covers_the_true_loss_of_an_adaptive_dp3_run(tmp_path: Pat
         charged = [e.noise_multiplier for e in ledger.events if e.party == party and e.level == "DP3"]
         assert all(c <= t * (1 + 1e-9) for c, t in zip(charged, true)), (charged, true)
         assert ledger.spent(party, "DP3") >= _gaussian_epsilon(true) - 1e-9
+        # a party-level ε may be shown beside the record-level one, labelled, never instead of it
+        assert outcome.privacy["parties"][party]["epsilon_spent"] == pytest.approx(ledger.spent(party))
+        shown = outcome.privacy["dp3_party_level"]
+        assert "party-level" in shown["unit"] and shown["epsilon"][party] < ledger.spent(party, "DP3")

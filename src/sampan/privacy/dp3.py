@@ -102,6 +102,13 @@ def party_level_noise_multiplier(sum_multiplier: float, count_sigma: float | Non
     return inverse_sq**-0.5
 
 
+def party_level_from_record_level(z: float, count_sigma: float | None) -> float:
+    """The party-level multiplier of a release whose record-level multiplier is z (same z_Δ, σ_b)."""
+    if not count_sigma:
+        return SUM_SENSITIVITY * z
+    return party_level_noise_multiplier(update_noise_multiplier(z, count_sigma), count_sigma)
+
+
 def update_noise_multiplier(z: float, count_sigma: float | None) -> float:
     """z_Δ for the update sum so that sum + count together cost exactly record-level multiplier z."""
     if not count_sigma:

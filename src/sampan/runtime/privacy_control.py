@@ -19,7 +19,9 @@ import numpy as np
 from sampan.config import DP1Section, RunConfig
 from sampan.horizontal.learner import TrainConfig
 from sampan.privacy.calibration import calibrate_noise_multiplier, schedule_factor
-from sampan.privacy.dp3 import DP3Aggregation, DP3Config, settings_noise_multiplier
+from sampan.privacy.dp3 import (
+    COUNT_NOISE_FACTOR, DP3Aggregation, DP3Config, party_level_from_record_level, settings_noise_multiplier,
+)
 from sampan.privacy.dpsgd import DPSGDConfig, planned_steps
 from sampan.privacy.ledger import Budget, Ledger, PrivacyEvent
 
@@ -205,7 +207,37 @@ class PrivacyControl:
         return self.ledger.to_json() if self.ledger is not None else None
 
     def summary(self) -> dict[str, Any] | None:
-        return self.ledger.summary() if self.ledger is not None else None
+        """The ledger's account (record-level: what the budget binds), plus DP3's party-level ε beside it."""
+        if self.ledger is None:
+            return None
+        summary = self.ledger.summary()
+        party_level = self._dp3_party_level()
+        if party_level is not None:
+            summary["dp3_party_level"] = party_level
+        return summary
+
+    def _dp3_party_level(self) -> dict[str, Any] | None:
+        """ε of the DP3 events alone for adding/removing a party's whole update (sum sensitivity clip, not
+        2·clip): a weaker unit than the ledger's, reported for comparison with the literature only."""
+        assert self.ledger is not None
+        dp3 = [e for e in self.ledger.events if e.level == "DP3"]
+        if not dp3 or self.privacy is None or self.privacy.dp3 is None:
+            return None
+        section = self.privacy.dp3
+        per_round: dict[Any, int] = {}
+        for e in dp3:
+            per_round[e.step] = per_round.get(e.step, 0) + 1
+        books = Ledger({p: Budget(1e9, self.ledger.budget(p).delta) for p in self.ledger.parties},
+                       accountant=self.ledger.accountant)  # an account, not a budget
+        for e in dp3:
+            z = float(e.noise_multiplier or 0.0)
+            count_sigma = None
+            if section.adaptive:  # the σ_b the round's settings used (DP3Aggregation.settings)
+                count_sigma = section.count_noise or max(per_round[e.step] / 20, COUNT_NOISE_FACTOR * z)
+            books.record(replace(e, noise_multiplier=party_level_from_record_level(z, count_sigma)))
+        return {"unit": "party-level (add or remove one party's whole clipped update), DP3 events only",
+                "note": "not the guarantee: the budget binds the record-level epsilon_spent; shown for comparison",
+                "epsilon": {p: books.spent(p) for p in books.parties}}
 
     # --- calibration -----------------------------------------------------------------------------
     def _choose_noise(self, party_rows: Mapping[str, int], first_round: int) -> dict[str, float]:
