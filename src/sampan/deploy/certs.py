@@ -308,7 +308,7 @@ def sign_request(csr_path: str | Path, ca_directory: str | Path, *, out: str | P
     usage = ExtendedKeyUsageOID.SERVER_AUTH if role == "coordinator" else ExtendedKeyUsageOID.CLIENT_AUTH
     now = _now()
     start = not_before or now - CLOCK_SLACK
-    end = not_after or now + dt.timedelta(days=days)
+    end = min(not_after or now + dt.timedelta(days=days), ca_cert.not_valid_after_utc)  # peers refuse a longer one
     cert = (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(ca_cert.subject)
             .public_key(csr.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(start).not_valid_after(end)
