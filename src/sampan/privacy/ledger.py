@@ -5,8 +5,13 @@ Each party has its own ``Budget``; every DP1 (data-owner release), DP2 (DP-SGD) 
 noise) event that touches a party's records is charged to that party, and all of a party's events across
 levels are composed together with dp-accounting (RDP by default, PLD on request). ``record`` refuses,
 with ``BudgetExceeded``, any event that would push a party past its budget, so a run stops *before* the
-step that would overspend. The ledger persists as JSON (never pickle) in the run store; a resumed run
-replays the recorded events and keeps its spent budget.
+step that would overspend. Every event is charged at the mechanism's sensitivity *at this unit* (e.g. a
+DP3 round at 2·clip, since one record can flip a party's clipped update; see `sampan.privacy.dp3`).
+
+Events are charged write-ahead: the workflow records them and persists the ledger as JSON (never
+pickle) in the run store *before* the request that releases anything is sent, so a crash can never
+make a release free; a resumed run replays the durable ledger, and re-running a step is a fresh,
+charged release. Parties keep a ledger of their own too (`sampan.privacy.party_policy`).
 
 Per-level numbers compose that level's events alone. Composition is sub-additive, so the per-level
 epsilons do not add up to the party's total (the total is usually smaller than their sum); only the total
