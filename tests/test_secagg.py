@@ -228,3 +228,22 @@ def test_distributed_noise_share_is_sized_for_the_least_number_of_survivors() ->
     assert np.std(draws) == pytest.approx(2.0 / math.sqrt(6), rel=0.03)
     six_survivors = draws[:6].sum(axis=0)
     assert np.var(six_survivors) == pytest.approx(4.0, rel=0.15)
+
+
+def test_signers_beyond_the_neighbourhood_come_with_their_certificates() -> None:
+    """On a sparse graph a party's neighbours may be fewer than min_contributors - 1: the coordinator adds other
+    signers' signatures with their certificates, and the party counts them towards the minimum."""
+    sim = Sim(8, params=SecAggParams(neighbours=2, min_contributors=5))
+    sim.clients = {p: sim.client(p, min_contributors=5) for p in sim.names}
+    certified: dict[str, list[str]] = {}
+
+    def call(kind: str, party: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]):  # type: ignore[no-untyped-def]
+        if kind == "secagg_unmask":
+            certified[party] = list(meta["certified"])
+        return sim.call(kind, party, arrays, meta)
+
+    server = sim.server()
+    np.testing.assert_array_equal(run_secagg(server, call), sim.expected(sim.names))
+    assert sorted(certified) == sim.names
+    for party, extra in certified.items():
+        assert len(extra) == 2 and not set(extra) & (server.graph[party] | {party})  # 2 neighbours + 2 others

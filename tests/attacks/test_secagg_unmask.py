@@ -98,35 +98,31 @@ def test_different_survivor_sets_for_different_parties_are_detected(tmp_path: Pa
     for party, (arrays, meta) in srv.consistency_requests().items():
         signatures[party] = c.call("secagg_consistency", party, arrays, {**meta, "survivors": split[party]})
         srv.receive_signature(party, signatures[party])
-    requests = srv.unmask_requests()  # built for the honest U3 (all five), with all five signatures
+    requests = srv.unmask_requests()  # built for the honest U3 (all five), with every neighbour's signature
     for party in ("p2", "p3"):  # told VICTIM dropped: would reveal s_VICTIM
         arrays, meta = requests[party]
-        # (a) it forwards the signatures of the forged set's members: p0 and p1 signed another set
-        members = [i for i, p in enumerate(meta["signers"]) if p in told_dropped]
+        forged = {**meta, "survivors": told_dropped}
+        # (a) it forwards the signatures of the forged set's other members: p0 and p1 signed another set
+        others = [p for p in told_dropped if p != party]
         with pytest.raises(IdentityError, match="bad_signature") as caught:
-            c.call("secagg_unmask", party, {**arrays, **_signers(arrays, meta["signers"], members)},
-                   {**meta, "survivors": told_dropped, "signers": told_dropped})
+            c.call("secagg_unmask", party, {**arrays, **_signers(signatures, others)}, {**forged, "signers": others})
         assert caught.value.peer in ("p0", "p1")
-        with pytest.raises(SecAggRefused, match="not survivors"):  # or all five, the victim's included
-            c.call("secagg_unmask", party, arrays, {**meta, "survivors": told_dropped})
-        # (b) it forwards only the signatures over the forged set: two of them, three needed
-        keep = [i for i, p in enumerate(meta["signers"]) if p in ("p2", "p3")]
-        only = _signers(arrays, meta["signers"], keep)
-        with pytest.raises(SecAggRefused, match="only 2 parties signed the survivor set, 3 needed"):
-            c.call("secagg_unmask", party, {**arrays, **only}, {**meta, "survivors": told_dropped, "signers": ["p2", "p3"]})
+        with pytest.raises(SecAggRefused, match="not other survivors"):  # or every signature, the victim's too
+            c.call("secagg_unmask", party, arrays, forged)
+        # (b) it forwards only the signature over the forged set: one neighbour, three (a majority) needed
+        (mate,) = [p for p in ("p2", "p3") if p != party]
+        with pytest.raises(SecAggRefused, match="only 1 of its neighbours signed the survivor set, 3 needed"):
+            c.call("secagg_unmask", party, {**arrays, **_signers(signatures, [mate])}, {**forged, "signers": [mate]})
         assert FileStateStore(tmp_path / party).load(srv.label).revealed == {}  # nothing left the party
     assert sent["secagg_keys"]  # (the attack ran on a real attempt)
 
 
-def _signers(arrays: dict, names: list[str], keep: list[int]) -> dict[str, np.ndarray]:
-    def subset(data: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
-        parts = [data[offsets[i]:offsets[i + 1]] for i in keep]
-        return np.concatenate(parts).astype(np.uint8), np.asarray(lengths)[keep]
-    cert, cert_len = subset(arrays["signers.certificate"], arrays["signers.certificate_len"])
-    sig, sig_len = subset(arrays["signers.signature"], arrays["signers.signature_len"])
-    return {"signers.certificate": cert, "signers.certificate_len": cert_len,
-            "signers.signature": sig, "signers.signature_len": sig_len}
+def _signers(signatures: dict[str, dict[str, np.ndarray]], names: list[str]) -> dict[str, np.ndarray]:
+    """The unmask request's signature arrays for `names` (neighbours: their certificates travel with their keys)."""
+    rows = [signatures[p]["signature"].tobytes() for p in names]
+    return {"signers.signature": np.frombuffer(b"".join(rows), dtype=np.uint8).copy(),
+            "signers.signature_len": np.array([len(r) for r in rows], dtype=np.int64),
+            "signers.certificate": np.zeros(0, dtype=np.uint8), "signers.certificate_len": np.zeros(0, dtype=np.int64)}
 
 
 def test_a_relabelled_request_is_refused_and_keys_never_repeat_for_a_label(tmp_path: Path) -> None:
@@ -175,10 +171,11 @@ def test_a_minority_survivor_set_is_refused_even_with_a_lowered_minimum(tmp_path
         srv.receive_signature(party, c.call("secagg_consistency", party, arrays,
                                             {**meta, "survivors": forged if party in minority else c.names}))
     requests = srv.unmask_requests()
+    signatures = {p: {"signature": np.frombuffer(srv.st.signatures[p], dtype=np.uint8)} for p in c.names}
     for party in minority:
         arrays, meta = requests[party]
-        keep = [i for i, p in enumerate(meta["signers"]) if p in minority]
+        mates = [p for p in minority if p != party]
         with pytest.raises(SecAggRefused, match="only 2 of its neighbours signed the survivor set, 4 needed"):
-            c.call("secagg_unmask", party, {**arrays, **_signers(arrays, meta["signers"], keep)},
-                   {**meta, "survivors": forged, "signers": minority, "min_live": 3})
+            c.call("secagg_unmask", party, {**arrays, **_signers(signatures, mates)},
+                   {**meta, "survivors": forged, "signers": mates, "certified": [], "min_live": 3})
         assert FileStateStore(tmp_path / party).load(srv.label).revealed == {}

@@ -23,8 +23,8 @@ coordinator:
    at least t of those it gave shares to;
 3. consistency (Bonawitz et al.'s round 4) — the coordinator sends the survivor set U3 (who sent a
    masked input); each survivor signs (run id, label, U3) and never signs a different U3 for a label;
-4. unmasking — each signer checks that at least m_min members of U3, among them a majority of its own
-   neighbours, signed that same U3, then reveals,
+4. unmasking — each signer checks that a majority (its t) of its own neighbours, and at least
+   min_contributors parties with itself, signed that same U3 (and that |U3| >= m_min), then reveals,
    per neighbour v, the share of b_v if v is in U3, or the share of s_v if it is not. Never both: which
    kind it revealed for whom is recorded durably (`sampan.privacy.secagg_state`) before the shares
    leave, and a request that would reveal the other kind is refused, also after a restart.
@@ -55,8 +55,8 @@ Threat model:
   label, and reveals at most one kind of share per neighbour per label; this state is written before
   the answer leaves and survives restarts (deployments keep it under the party's state dir).
 - Different survivor sets sent to different parties are caught in the consistency round: a party
-  reveals nothing unless at least m_min parties, including a majority (its own t) of its own
-  neighbours, signed exactly the U3 it signed; honest parties sign one U3 per label, so two sets
+  reveals nothing unless a majority (its own t) of its own neighbours, and min_contributors parties
+  with itself, signed exactly the U3 it signed; honest parties sign one U3 per label, so two sets
   cannot both win (on the complete graph: a majority of everyone; on a sparse SecAgg+ graph: of each
   neighbourhood, as in Bell et al.). Independently, each party shares its secrets with a majority
   threshold (t > k/2, checked by the party), so the coordinator cannot gather t b-shares of v from
@@ -504,8 +504,6 @@ class SecAggClient:
             raise ValueError(f"party {self.name!r}: share holders, indices and keys do not match")
         if 2 * threshold <= len(holders) or threshold > len(holders):
             raise self._refuse(label, f"a threshold of {threshold} of {len(holders)} share holders is not a majority")
-        if len(holders) + 1 < self.min_contributors:
-            raise self._refuse(label, f"{len(holders)} neighbours; at least {self.min_contributors} parties must take part")
         if record.holders is not None and (sorted(holders) != record.holders or threshold != record.threshold):
             raise self._refuse(label, "it already gave its shares to another set of holders")
         self._verify(run_id, label, bundles)
@@ -585,27 +583,31 @@ class SecAggClient:
         u3 = sorted(set(survivors))
         if record.signed is None or record.signed != u3:
             raise self._refuse(label, "the survivor set differs from the one it signed in the consistency round")
-        need = max(self.min_contributors, int(min_live))
-        if not set(signatures) <= set(u3):
-            raise self._refuse(label, f"signatures from {sorted(set(signatures) - set(u3))}, who are not survivors")
+        if len(u3) < max(self.min_contributors, int(min_live)):
+            raise self._refuse(label, f"{len(u3)} survivors, at least {max(self.min_contributors, int(min_live))} needed")
+        if not set(signatures) <= set(u3) - {self.name}:
+            raise self._refuse(label, f"signatures from {sorted(set(signatures) - (set(u3) - {self.name}))}: "
+                               "not other survivors")
         if record.holders is None or record.threshold is None:
             raise self._refuse(label, "it has not shared its keys under it")
-        # Enough valid signatures over exactly this U3: `need` in all, and a majority (its own threshold t) of
-        # its own neighbours — honest parties sign one U3 per label, so two different survivor sets cannot
-        # both win a majority of one neighbourhood (of everyone, on the complete graph). A bad one aborts.
+        # Valid signatures over exactly this U3 from a majority (its own threshold t) of its own neighbours, and
+        # from min_contributors parties with itself: honest parties sign one U3 per label, so two different
+        # survivor sets cannot both win a majority of one neighbourhood (of everyone, on the complete graph),
+        # as Bonawitz et al.'s t signatures. A bad signature aborts the request.
         holders = set(record.holders)
         valid, valid_neighbours = 0, 0
         for signer in sorted(signatures, key=lambda p: (p not in holders, p)):
-            if valid >= need and valid_neighbours >= record.threshold:
+            if valid_neighbours >= record.threshold and valid + 1 >= self.min_contributors:
                 break
             certificate, signature = signatures[signer]
             self.verifier.verify(signer, certificate, _survivor_payload(run_id, label, signer, u3), signature)
             valid, valid_neighbours = valid + 1, valid_neighbours + (signer in holders)
-        if valid < need:
-            raise self._refuse(label, f"only {valid} parties signed the survivor set, {need} needed")
         if valid_neighbours < record.threshold:
             raise self._refuse(label, f"only {valid_neighbours} of its neighbours signed the survivor set, "
                                f"{record.threshold} needed")
+        if valid + 1 < self.min_contributors:
+            raise self._refuse(label, f"only {valid + 1} parties (itself included) signed the survivor set, "
+                               f"{self.min_contributors} needed")
         if not len(senders) == len(envelopes) == len(set(senders)) or set(bundles) != set(senders):
             raise ValueError(f"party {self.name!r}: senders, envelopes and keys do not match")
         if record.holders is None or not set(senders) <= set(record.holders):
@@ -645,15 +647,20 @@ class SecAggClient:
             return {"signature": _u8(self.sign_survivors(run_id, label, own, [str(p) for p in meta["survivors"]]))}
         if kind == "secagg_unmask":
             senders = [str(p) for p in meta["senders"]]
-            signers = [str(p) for p in meta["signers"]]
-            certificates = _unpack(arrays["signers.certificate"], arrays["signers.certificate_len"], len(signers))
+            signers, certified = [str(p) for p in meta["signers"]], [str(p) for p in meta.get("certified", [])]
+            if len(set(signers)) != len(signers) or not set(certified) <= set(signers):
+                raise self._refuse(label, "the signer lists repeat a name")
             signatures = _unpack(arrays["signers.signature"], arrays["signers.signature_len"], len(signers))
-            if len(set(signers)) != len(signers):
-                raise self._refuse(label, "a signer is listed twice")
-            b, s = self.unmask(run_id, label, own, senders, _rows(arrays["envelopes"], len(senders)),
-                               _bundles_from(arrays, senders), [str(p) for p in meta["survivors"]],
-                               {p: (c, g) for p, c, g in zip(signers, certificates, signatures)},
-                               int(meta["min_live"]))
+            extra = dict(zip(certified, _unpack(arrays["signers.certificate"], arrays["signers.certificate_len"],
+                                                len(certified))))
+            bundles = _bundles_from(arrays, senders)
+            certificates = {p: bundles[p].certificate if p in bundles else extra.get(p) for p in signers}
+            missing = sorted(p for p, c in certificates.items() if c is None)
+            if missing:
+                raise self._refuse(label, f"no certificate for signers {missing}")
+            b, s = self.unmask(run_id, label, own, senders, _rows(arrays["envelopes"], len(senders)), bundles,
+                               [str(p) for p in meta["survivors"]],
+                               {p: (certificates[p], g) for p, g in zip(signers, signatures)}, int(meta["min_live"]))
             return {"b": _stack(b, shamir.SHARE_BYTES), "s": _stack(s, shamir.SHARE_BYTES)}
         raise ValueError(f"not a secure aggregation step: {kind!r}")
 
@@ -811,20 +818,25 @@ class SecAggServer:
         self.signed = sorted(self.st.signatures)
         self._require("consistency", self.signed, self.min_live)
         self._check_recoverable("consistency", set(self.signed), self.signed)
-        cert, cert_len = _pack([self.st.keys[p].certificate for p in self.signed])
-        sig, sig_len = _pack([self.st.signatures[p] for p in self.signed])
-        signers = {"signers.certificate": cert, "signers.certificate_len": cert_len,
-                   "signers.signature": sig, "signers.signature_len": sig_len}
         survivors, dropped = set(self.u3), set(self.u2) - set(self.u3)
         requests = {}
         for u in self.signed:
             senders = sorted(self.graph[u] & set(self.u2))
             self.st.senders[u] = ([v for v in senders if v in survivors], [v for v in senders if v in dropped])
-            requests[u] = ({**self._own(u), **self._peers(senders), **signers,
+            # its neighbours' signatures (their certificates travel in the senders' keys), and others' with
+            # certificates only if it needs them to reach min_contributors signers
+            vouching = [v for v in self.signed if v in self.graph[u]]
+            more = max(0, self.params.min_contributors - 1 - len(vouching))
+            certified = [v for v in self.signed if v != u and v not in self.graph[u]][:more]
+            sig, sig_len = _pack([self.st.signatures[v] for v in vouching + certified])
+            cert, cert_len = _pack([self.st.keys[v].certificate for v in certified])
+            requests[u] = ({**self._own(u), **self._peers(senders),
+                            "signers.signature": sig, "signers.signature_len": sig_len,
+                            "signers.certificate": cert, "signers.certificate_len": cert_len,
                             "envelopes": _stack([self.st.envelopes[v][u] for v in senders],
                                                 len(self.st.envelopes[senders[0]][u]) if senders else 0)},
-                           {"label": self.label, "senders": senders, "survivors": self.u3, "signers": self.signed,
-                            "min_live": self.min_live})
+                           {"label": self.label, "senders": senders, "survivors": self.u3,
+                            "signers": vouching + certified, "certified": certified, "min_live": self.min_live})
         return requests
 
     def receive_unmask(self, party: str, arrays: Mapping[str, np.ndarray]) -> None:
