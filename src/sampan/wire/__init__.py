@@ -1,4 +1,5 @@
-"""Wire format: the Message envelope and its versioned, pickle-free binary codec.
+"""Wire format: the Message envelope, its versioned, pickle-free binary codec, and the catalogue of
+message fields with their protections (`sampan.wire.catalogue`, which the privacy receipt prints).
 
 May import: numpy and the standard library only. Everything that crosses a party boundary is a Message.
 """
