@@ -126,9 +126,12 @@ def check_request(allow: AllowSection | None, party: str, kind: str, meta: Mappi
         dp2, dp3 = meta.get("dp2") or {}, meta.get("dp3") or {}
         if "noise_multiplier" in dp2 and float(dp2["noise_multiplier"]) < floor:
             raise JobRefused(party, "min_noise_multiplier", f"DP-SGD noise multiplier {dp2['noise_multiplier']} < {floor}")
-        if dp3.get("clip") and "sum_sigma" in dp3 and float(dp3["sum_sigma"]) / float(dp3["clip"]) < floor:
-            raise JobRefused(party, "min_noise_multiplier",
-                             f"DP3 noise multiplier {float(dp3['sum_sigma']) / float(dp3['clip']):.3g} < {floor}")
+        if dp3.get("clip") and "sum_sigma" in dp3:  # record-level multiplier, as the ledger charges it
+            from sampan.privacy.dp3 import settings_noise_multiplier
+
+            z3 = settings_noise_multiplier(dp3)
+            if z3 < floor:
+                raise JobRefused(party, "min_noise_multiplier", f"DP3 noise multiplier {z3:.3g} < {floor}")
 
 
 class PeerAllowList:
