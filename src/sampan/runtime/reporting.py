@@ -37,6 +37,10 @@ def build_run_report(store: Store, run_id: str, *, baselines: dict[str, dict[str
     all_notes = list(notes or [])
     if run.error:
         all_notes.append(f"Last error: {run.error}")
+    if (run.config or {}).get("privacy"):
+        all_notes.append("Differential privacy: no training loss and no per-round evaluation are released; the model "
+                         "is evaluated once, after the last round, on holdout rows (outside the DP unit), so the "
+                         "per-round curves hold that single point.")
     if traffic:
         sent = sum(t["bytes"] for t in traffic if t["direction"] == "sent")
         all_notes.append(f"Parties sent {sent:,} bytes in {sum(t['messages'] for t in traffic if t['direction'] == 'sent'):,} "
