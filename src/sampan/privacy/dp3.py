@@ -147,7 +147,8 @@ def party_release(update: np.ndarray, settings: dict[str, Any],
     if settings["mode"] == "distributed":
         m = int(settings.get("noise_parties") or settings["parties"])  # dropout-tolerant share: see module doc
         rng = rng or secure_generator()
-        clipped = GaussianMechanism(settings["clip"], settings["sum_sigma"] / math.sqrt(m)).release(clipped, rng=rng)
+        sensitivity = SUM_SENSITIVITY * float(settings["clip"])  # record-level (see module doc)
+        clipped = GaussianMechanism(sensitivity, settings["sum_sigma"] / math.sqrt(m)).release(clipped, rng=rng)
         if settings.get("count_sigma"):
             indicator = float(GaussianMechanism(1.0, settings["count_sigma"] / math.sqrt(m)).release(indicator, rng=rng))
     return clipped, indicator
@@ -182,7 +183,7 @@ class DP3Aggregation:
         total, count = clipped_updates_sum, indicators_sum
         if self.config.mode == "central":
             rng = rng or secure_generator()
-            total = GaussianMechanism(self.clip, settings["sum_sigma"]).release(total, rng=rng)  # sigma = z_Δ·S
+            total = GaussianMechanism(SUM_SENSITIVITY * self.clip, settings["sum_sigma"]).release(total, rng=rng)
             if settings.get("count_sigma"):
                 count = float(GaussianMechanism(1.0, settings["count_sigma"]).release(count, rng=rng))
         if self.config.adaptive:
