@@ -109,3 +109,19 @@ def test_a_fresh_connection_may_train_again() -> None:
     session.train(splits, VerticalLRConfig(epochs=1, batch_size=128, patience=1), seed=4)
     session.connect()
     session.train(splits, VerticalLRConfig(epochs=1, batch_size=128, patience=1), seed=4)
+
+
+def test_a_repeated_batch_index_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Within one instance the labels are vlr/<instance>/z/<t>: a coordinator replaying t would repeat rho."""
+    session, _ = _session()
+    splits = Splits.random(session.n_aligned or 0, seed=1)
+    original = training._batch
+
+    def replaying(*args, **kwargs):  # type: ignore[no-untyped-def]
+        args = list(args)
+        args[5] = 0  # every training batch claims index 0
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_batch", replaying)
+    with pytest.raises(PartyError, match="refusing batch index 0"):
+        session.train(splits, VerticalLRConfig(epochs=1, batch_size=64, patience=1), seed=4)

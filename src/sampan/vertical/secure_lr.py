@@ -67,7 +67,8 @@ What a malicious dealer can do (the coordinator, if it deviates)
 Protocol instances: every training (the main LR, the scorecard's LR, every resume) gets a fresh
 ``instance`` nonce that is part of every pairwise PRG label (``vlr/<instance>/z/<t>``,
 ``vlr/<instance>/pad``) and fresh dealer seeds; a party refuses a nonce or seed it has seen on the same
-channels, so no two trainings share a PRG stream.
+channels, and a batch index that does not increase within an instance, so no two batches of any two
+trainings share a PRG or dealer stream.
 
 One minibatch costs four message waves (three with one feature holder):
 
@@ -218,6 +219,7 @@ class _TrainState:
     used: np.ndarray | None = None    # holders: training rows already in a batch this epoch
     rows: np.ndarray | None = None    # current batch rows
     t: int = 0
+    last_t: int = -1                  # batch indices strictly increase within an instance
     val: bool = False
     share_z: np.ndarray | None = None
     delta_half: np.ndarray | None = None
@@ -337,6 +339,10 @@ class SecureLRParty:
         receive(msg, self._channels(), st.inbox)
         self._apply_gradient()
         t, roles = int(msg.meta["t"]), st.roles
+        if t <= st.last_t:  # a repeated batch index would repeat every PRG and dealer stream of that batch
+            raise ValueError(f"party {self.name!r}: refusing batch index {t} (not after {st.last_t}): "
+                             "its masks would repeat")
+        st.last_t = t
         st.val = bool(msg.meta.get("validation", False))
         st.rows, st.t = np.asarray(msg.arrays["rows"], dtype=np.int64), t
         if not st.val:
