@@ -61,6 +61,11 @@ Threat model:
   neighbourhood, as in Bell et al.). Independently, each party shares its secrets with a majority
   threshold (t > k/2, checked by the party), so the coordinator cannot gather t b-shares of v from
   one group and t s-shares from another.
+- Not covered: differencing across attempts. Each attempt (label) is one aggregation; a coordinator
+  that completes an attempt, claims it failed and retries with one party fewer (or re-runs a round
+  after a crash with a different set) learns that party's update as the difference of two sums when
+  training is deterministic. Under DP3 each attempt is a charged release, so the difference is noised
+  and accounted; without DP this relies on the coordinator not lying about failures.
 - Up to t - 1 colluding neighbours of a party learn nothing about its secrets; t of them plus the
   coordinator could unmask it. Dropouts are assumed independent of the data; the set of survivors is
   public. A coordinator can still drop honest parties to shrink the sum, but never below m_min >= 3
