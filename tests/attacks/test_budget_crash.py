@@ -63,7 +63,10 @@ DP3 = {"clip": 0.5, "mode": "central", "parties": 3, "count_sigma": None}
     ({"dp3": {**DP3, "sum_sigma": 0.0}}, "dp3.sum_sigma"),
     ({"dp3": {**DP3, "sum_sigma": 0.3}}, "dp3.sum_sigma"),  # record-level z = 0.3 / (2·0.5) = 0.3 < 0.5
     ({"dp3": {**DP3, "sum_sigma": 0.4, "noise_multiplier": 50.0}}, "dp3.sum_sigma"),  # a label cannot lie
-], ids=["dp2-zero", "dp2-negative", "dp2-missing", "dp2-nan", "dp3-zero", "dp3-below-default", "dp3-mislabelled"])
+    # distributed: each party's share is sum_sigma/√noise_parties; a huge m_min would make every share tiny
+    ({"dp3": {**DP3, "mode": "distributed", "sum_sigma": 4.0, "noise_parties": 10**6}}, "dp3.noise_parties"),
+], ids=["dp2-zero", "dp2-negative", "dp2-missing", "dp2-nan", "dp3-zero", "dp3-below-default", "dp3-mislabelled",
+        "dp3-share-diluted"])
 def test_party_refuses_too_little_noise(request_meta: dict, field: str) -> None:
     party = _party()
     with pytest.raises(PolicyRefused, match=rf"party 'bank_a' refuses {field}"):

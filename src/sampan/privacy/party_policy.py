@@ -15,6 +15,10 @@ coordinator as that party's error):
 - a level in `required_levels` must be present (a coordinator cannot switch DP off by omitting it);
 - with a budget, a request whose events would take the party past it is refused (nothing released).
 
+Residual trust (distributed DP3 under secure aggregation): each party adds σ²/m_min of the noise and
+relies on at least m_min contributions being in the sum; it refuses m_min above the round's stated
+party count, but with a sparse SecAgg+ graph it cannot verify that count itself.
+
 What the party's ledger counts: every release it made under DP, at the multiplier it was asked for,
 with its own row count and training settings (DP-SGD steps and sampling rate as `planned_steps`
 computes them). It does not count what a coordinator may add on its side (central DP3 noise): the
@@ -152,6 +156,10 @@ class PartyPrivacyPolicy:
                 raise PolicyRefused(f"party {party!r} refuses dp3 settings without a usable clip and sum_sigma "
                                     f"({type(exc).__name__}: {exc})") from None
             z = self._noise(party, "dp3.sum_sigma (record-level noise multiplier)", effective)
+            shares, parties = settings.get("noise_parties"), settings.get("parties")
+            if shares is not None and (not isinstance(parties, int) or not 1 <= int(shares) <= parties):
+                raise PolicyRefused(f"party {party!r} refuses dp3.noise_parties={shares!r}: its noise share would "
+                                    f"assume more contributors than the round's {parties!r} parties")
             events.append(PrivacyEvent(party=party, level="DP3", mechanism="gaussian", noise_multiplier=z, step=step,
                                        note="party-side: clipped update in a noised sum"))
         self._charge(party, events)
