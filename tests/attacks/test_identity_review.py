@@ -283,3 +283,28 @@ def test_handlers_take_the_bank_from_the_signed_roles_not_from_the_coordinator()
                                                    {"envelope": np.zeros(64, dtype=np.uint8)},
                                                    {"label_holder": "payments"}))
     assert reply.is_error and "proved that role" in str(reply.meta.get("error")), reply.meta
+
+
+# --- minor: SecAgg m_min is fixed when a party shares, not taken from the coordinator at unmasking --------------
+def test_secagg_m_min_recorded_at_sharing_cannot_be_lowered_at_unmasking(tmp_path: Path) -> None:
+    """8 parties share under m_min = 5. The coordinator then names 4 survivors and claims m_min = 3 at
+    unmasking; each party refuses on the count it recorded before anyone dropped (its neighbour-majority
+    signature check is a second, independent line)."""
+    from sampan.privacy.secagg import SecAggRefused
+    from sampan.privacy.secagg_state import FileStateStore
+
+    from _secagg_coordinator import RUN as SECAGG_RUN, Consortium, drive, server
+
+    c = Consortium(8, tmp_path)
+    srv = server(c)
+    drive(srv, c, until="secagg_consistency")
+    assert FileStateStore(tmp_path / "p0").load(srv.label).m_min == 5
+    four = c.names[:4]
+    requests = srv.consistency_requests()
+    for party in four:
+        arrays, meta = requests[party]
+        c.call("secagg_consistency", party, arrays, {**meta, "survivors": four})
+    own = {"c_pk": requests["p0"][0]["own.c_pk"], "s_pk": requests["p0"][0]["own.s_pk"]}
+    with pytest.raises(SecAggRefused, match="4 survivors, at least 5 needed"):
+        c.clients["p0"].unmask(SECAGG_RUN, srv.label, own, [], [], {}, four, {}, 3)
+    assert FileStateStore(tmp_path / "p0").load(srv.label).revealed == {}

@@ -501,8 +501,12 @@ class SecAggClient:
     # step 1
     @_serialised
     def share_keys(self, run_id: str, label: str, own: Mapping[str, np.ndarray], threshold: int,
-                   holders: Sequence[str], xs: Sequence[int], bundles: Mapping[str, _Bundle]) -> list[bytes]:
-        """Sealed (s-share, b-share) for each holder (its public Shamir index in `xs`), in holder order."""
+                   holders: Sequence[str], xs: Sequence[int], bundles: Mapping[str, _Bundle],
+                   min_live: int = 0) -> list[bytes]:
+        """Sealed (s-share, b-share) for each holder (its public Shamir index in `xs`), in holder order.
+
+        `min_live` (m_min) is recorded now, before anyone drops: unmasking later needs that many survivors
+        whatever the coordinator says then, so it cannot lower m_min once it knows who dropped."""
         record, s = self._record(run_id, label, own)
         if self.name in holders or len(set(holders)) != len(holders) or not len(holders) == len(xs) \
                 or set(bundles) != set(holders):
@@ -511,8 +515,11 @@ class SecAggClient:
             raise self._refuse(label, f"a threshold of {threshold} of {len(holders)} share holders is not a majority")
         if record.holders is not None and (sorted(holders) != record.holders or threshold != record.threshold):
             raise self._refuse(label, "it already gave its shares to another set of holders")
+        m_min = max(self.min_contributors, int(min_live))
+        if record.m_min is not None and m_min != record.m_min:
+            raise self._refuse(label, f"it already shared with m_min {record.m_min}, now asked with {m_min}")
         self._verify(run_id, label, bundles)
-        record.holders, record.threshold = sorted(holders), int(threshold)
+        record.holders, record.threshold, record.m_min = sorted(holders), int(threshold), m_min
         self.state.save(record)
         s_shares = shamir.split(s.s_secret, threshold, xs)
         b_shares = shamir.split(s.b_seed, threshold, xs)
@@ -588,8 +595,9 @@ class SecAggClient:
         u3 = sorted(set(survivors))
         if record.signed is None or record.signed != u3:
             raise self._refuse(label, "the survivor set differs from the one it signed in the consistency round")
-        if len(u3) < max(self.min_contributors, int(min_live)):
-            raise self._refuse(label, f"{len(u3)} survivors, at least {max(self.min_contributors, int(min_live))} needed")
+        m_min = max(self.min_contributors, record.m_min or 0, int(min_live))  # the recorded m_min: never lowered
+        if len(u3) < m_min:
+            raise self._refuse(label, f"{len(u3)} survivors, at least {m_min} needed")
         if not set(signatures) <= set(u3) - {self.name}:
             raise self._refuse(label, f"signatures from {sorted(set(signatures) - (set(u3) - {self.name}))}: "
                                "not other survivors")
@@ -645,7 +653,8 @@ class SecAggClient:
         if kind == "secagg_share":
             holders = [str(p) for p in meta["holders"]]
             envelopes = self.share_keys(run_id, label, own, int(meta["threshold"]), holders,
-                                        [int(x) for x in meta["index"]], _bundles_from(arrays, holders))
+                                        [int(x) for x in meta["index"]], _bundles_from(arrays, holders),
+                                        int(meta.get("min_live") or 0))
             width = len(envelopes[0]) if envelopes else 0
             return {"envelopes": _stack(envelopes, width)}
         if kind == "secagg_consistency":
@@ -771,7 +780,7 @@ class SecAggServer:
             self.thresholds[p], self.st.holders[p] = t, holders
             requests[p] = ({**self._own(p), **self._peers(holders)},
                            {"label": self.label, "threshold": t, "holders": holders,
-                            "index": [self.index[q] for q in holders]})
+                            "index": [self.index[q] for q in holders], "min_live": self.min_live})
         return requests
 
     def receive_shares(self, party: str, arrays: Mapping[str, np.ndarray]) -> None:

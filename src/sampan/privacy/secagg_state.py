@@ -41,6 +41,7 @@ class LabelRecord:
     keys: str  # hex SHA-256 of the public keys it advertised
     holders: list[str] | None = None  # who it gave shares to, and how many of them rebuild a secret
     threshold: int | None = None
+    m_min: int | None = None  # the least survivor count it accepts, fixed when it shares (before any dropout)
     masked: bool = False
     signed: list[str] | None = None  # the survivor set U3 it signed
     revealed: dict[str, str] = field(default_factory=dict)  # neighbour -> "b" or "s"
@@ -52,7 +53,7 @@ class LabelRecord:
     def from_json(cls, raw: bytes) -> "LabelRecord":
         data = json.loads(raw)
         return cls(label=str(data["label"]), nonce=str(data["nonce"]), keys=str(data["keys"]),
-                   holders=data.get("holders"), threshold=data.get("threshold"),
+                   holders=data.get("holders"), threshold=data.get("threshold"), m_min=data.get("m_min"),
                    masked=bool(data.get("masked")), signed=data.get("signed"),
                    revealed={str(k): str(v) for k, v in (data.get("revealed") or {}).items()})
 
