@@ -128,3 +128,15 @@ def test_ledger_charge_covers_the_true_loss_of_an_adaptive_dp3_run(tmp_path: Pat
         assert outcome.privacy["parties"][party]["epsilon_spent"] == pytest.approx(ledger.spent(party))
         shown = outcome.privacy["dp3_party_level"]
         assert "party-level" in shown["unit"] and shown["epsilon"][party] < ledger.spent(party, "DP3")
+
+
+def test_a_count_noise_that_leaves_no_room_for_the_sum_is_refused(tmp_path: Path) -> None:
+    """σ_b ≤ z would need infinite noise on the sum: refused with the field named, before any round."""
+    from sampan.runtime.runner import start_run
+
+    config = parse_config({
+        "run": {"name": "dp3", "rounds": 2, "seed": 5, "report_dir": str(tmp_path / "reports")},
+        "source": {"kind": "consortium", "n_smes": 600}, "data": {"standardize": False},
+        "privacy": {"epsilon": 3.0, "dp3": {"noise_multiplier": 4.0, "adaptive": True, "count_noise": 3.0}}})
+    with pytest.raises(ValueError, match=r"privacy.dp3.count_noise = 3 must exceed the DP3 noise multiplier"):
+        start_run(config, Store.open(f"sqlite:///{tmp_path / 'r.db'}"))

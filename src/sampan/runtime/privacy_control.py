@@ -95,6 +95,12 @@ class PrivacyControl:
         if self.privacy is None or self.privacy.dp3 is None:
             return
         settings = {k: v for k, v in self.privacy.dp3.model_dump().items() if k != "schedule"}
+        section = self.privacy.dp3
+        if section.adaptive and section.count_noise is not None:  # the count must leave room for the sum
+            z_max = max(self.round_noise({"DP3": self.noise["DP3"]}, r)["DP3"] for r in range(1, self.config.run.rounds + 1))
+            if section.count_noise <= z_max:
+                raise ValueError(f"privacy.dp3.count_noise = {section.count_noise:g} must exceed the DP3 noise "
+                                 f"multiplier ({z_max:.3g}): the count alone would spend the round's budget")
         self.dp3 = DP3Aggregation(DP3Config(**{**settings, "noise_multiplier": self.noise["DP3"]}), clip=clip)
 
     # --- DP1: the data owners' row counts and preprocessing statistics ----------------------------
