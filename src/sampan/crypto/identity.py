@@ -7,7 +7,9 @@ as dealer, open every masked value. So each party signs its per-run public keys 
 id, the protocol, its protocol role and its name (`signed_keys_payload`) — with its organisation's
 certificate key (ECDSA P-256, the key of its mutual-TLS certificate), and every peer checks that
 signature, and the certificate against the consortium CA (chain, validity dates, revocation, name,
-role, key usage), before it derives any channel or mask from the key.
+role, key usage; the CA itself must be a CA certificate inside its own validity, and no member
+certificate may outlive it), before it derives any channel or mask from the key. The CRL's
+nextUpdate is checked at every check, and a CRL file is re-read at every check.
 
 Threat model: the coordinator and the network may be malicious — drop, replay, reorder or rewrite
 any relayed message — but hold neither a member's certificate key nor the CA key. A substituted key
@@ -241,11 +243,6 @@ class IdentityVerifier:
         self._source = "CRL"
         if crl is not None:
             self._load(crl.public_bytes(serialization.Encoding.PEM), "CRL")
-
-    @property
-    def has_crl(self) -> bool:
-        """Whether revocation is checked at all (a verifier without a CRL trusts every unexpired certificate)."""
-        return self._crl_path is not None or self._crl_digest is not None
 
     @classmethod
     def from_files(cls, ca: str | Path, crl: str | Path | None = None) -> "IdentityVerifier":
