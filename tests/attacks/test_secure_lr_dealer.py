@@ -46,7 +46,7 @@ def _malicious_dealer(validation_dealt: int, every_tuple: bool, targets: list[in
         def truncation_pair(self, label: str, n: int, shift: int, seeded: str) -> list[np.ndarray]:
             out = super().truncation_pair(label, n, shift, seeded)
             if n == validation_dealt:  # the dealer knows the schedule: this is the validation batch
-                k = targets[ShiftingDealer.epoch] if targets else ShiftingDealer.epoch
+                k = targets[ShiftingDealer.epoch] if targets else ShiftingDealer.epoch % n
                 hit = slice(None) if every_tuple else slice(k, k + 1)
                 out[1][hit] += np.uint64(int(SHIFT * 2 ** RESIDUAL_BITS))
                 ShiftingDealer.epoch += 1
