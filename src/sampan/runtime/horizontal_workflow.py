@@ -7,7 +7,11 @@ the parties' updates, weights and losses; parties that fail mid-round are dropou
 absorbs, and a round below the threshold is retried with the survivors under fresh keys. Every round ends with one atomic store write
 (checkpoint + metrics + audit event); a run killed at any point resumes from its last round and,
 because every random choice is derived from the run seed and the round number, finishes with exactly
-the model an uninterrupted run would have produced.
+the model an uninterrupted run would have produced (without DP: DP noise comes from the OS CSPRNG).
+Under `[privacy]` every step's ledger events are charged write-ahead: recorded and persisted
+(`Store.charge_ledger`, with their `budget_charged` audit entry) before its requests leave, and a
+resumed run starts from that durable ledger, so a re-run after a crash is a fresh, charged release
+and a crash loop ends in a budget stop (`sampan.runtime.privacy_control`).
 
 What the coordinator learns (the catalogue `sampan.wire.catalogue` lists every field): under
 `[privacy]`, each party's training row count once through a charged Gaussian (all weights, DP-SGD
