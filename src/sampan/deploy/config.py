@@ -30,7 +30,8 @@ class TLSSection(_Strict):
     ca: str = Field(description="consortium CA certificate (PEM)")
     cert: str = Field(description="this member's certificate (PEM)")
     key: str = Field(description="this member's private key (PEM, 0600; made locally, never sent)")
-    crl: str | None = Field(None, description="certificate revocation list (PEM), re-read when it changes")
+    crl: str | None = Field(None, description="certificate revocation list (PEM), re-read at every check; a "
+                            "party needs it for vertical and secure aggregation runs (it checks peers' run keys)")
     issued: str | None = Field(None, description="coordinator: the CA's signed issuance record (issued.json), "
                                "where members' key pins come from; re-read when it changes")
 
