@@ -19,6 +19,14 @@ Residual trust (distributed DP3 under secure aggregation): each party adds σ²/
 relies on at least m_min contributions being in the sum; it refuses m_min above the round's stated
 party count, but with a sparse SecAgg+ graph it cannot verify that count itself.
 
+Vertical protocols (`admit_histograms`): a party's noised histogram release in federated WOE or
+vertical GBDT (a partner's per-bin sums, the bank's label noise) is checked at its noise multiplier
+sigma / sensitivity against the same minimum, refused without noise when `required_levels` names the
+protocol ("WOE", "GBDT"), refused when its (protocol, instance, release) was already answered (the
+instance is a nonce the party drew itself, so a coordinator cannot replay one instance for fresh
+noise), and charged to the same ledger as a Gaussian release at level DP1 (statistics) before the reply
+leaves. An exact (un-noised) release is not charged: the receipt declares it exact, with no DP claim.
+
 What the party's ledger counts: every release it made under DP, at the multiplier it was asked for,
 with its own row count and training settings (DP-SGD steps and sampling rate as `planned_steps`
 computes them). It does not count what a coordinator may add on its side (central DP3 noise): the
@@ -58,6 +66,7 @@ class PartyPrivacyPolicy:
     required_levels: frozenset[str] = frozenset()
     ledger_path: Path | None = None  # persisted (0600) before each release when set
     _ledgers: dict[str, Ledger] = field(default_factory=dict, repr=False)
+    _answered: set[str] = field(default_factory=set, repr=False)  # vertical releases already answered
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.min_noise_multiplier) and self.min_noise_multiplier > 0):
@@ -164,3 +173,43 @@ class PartyPrivacyPolicy:
                                        note="party-side: clipped update in a noised sum"))
         self._charge(party, events)
 
+    def admit_histograms(self, party: str, protocol: str, *, instance: str, release: str, sigma: float,
+                         sensitivity2: float, count: int = 1) -> float | None:
+        """A vertical histogram release (WOE counts, GBDT sums, WOE label noise): check, refuse replays, charge.
+
+        `sigma` is the Gaussian noise the party adds itself (0: exact); `sensitivity2` the release's squared
+        L2 sensitivity; `count` the number of such releases in this reply (0: check only, at setup, nothing
+        charged or marked). Returns the noise multiplier (None for an exact release). Called before the
+        reply is computed, so a refusal releases nothing and an accepted release is on the (persisted)
+        ledger before it leaves.
+        """
+        key = f"{protocol}/{instance}/{release}"
+        if not instance:
+            raise PolicyRefused(f"party {party!r} refuses a {protocol} release without a protocol instance nonce")
+        if count and key in self._answered:
+            raise PolicyRefused(f"party {party!r} refuses {protocol} release {release!r}: already answered in this "
+                                "protocol instance (a replay would give fresh noise on the same values)")
+        if isinstance(sigma, (int, float)) and sigma < 0:
+            raise PolicyRefused(f"party {party!r} refuses {protocol} noise sigma={sigma!r}: negative")
+        if not sigma:
+            if protocol.upper() in self.required_levels:
+                raise PolicyRefused(f"party {party!r} refuses {protocol} without noise: its policy requires "
+                                    f"DP on {protocol} releases")
+            if count:
+                self._answered.add(key)
+            return None
+        z = self._noise(party, f"{protocol} noise multiplier (sigma / sensitivity)", sigma / math.sqrt(sensitivity2))
+        if not count:
+            return z
+        self._charge(party, [PrivacyEvent(party=party, level="DP1", mechanism="gaussian", noise_multiplier=z,
+                                          count=max(int(count), 1), note=f"party-side: vertical {protocol} histogram")])
+        self._answered.add(key)
+        return z
+
+    def account(self, party: str) -> dict[str, Any]:
+        """This party's own run account: epsilon composed over every release it charged (all protocols)."""
+        ledger = self.ledger(party)
+        budget = ledger.budget(party)
+        return {"epsilon_spent": ledger.spent(party), "delta": budget.delta,
+                "budget": self.epsilon, "events": len([e for e in ledger.events if e.party == party]),
+                "accountant": ledger.accountant}

@@ -29,11 +29,21 @@ What each role learns (also in the run receipt: REVEALS, and field by field VIEW
 The reported epsilon therefore covers the noised histograms only, for one customer's binned record with
 the partner's quantile bin edges held fixed (one customer can move an edge: not covered); the
 partitions and routing bits are exact functions of partner data that the bank sees, and no DP claim is
-made about them.
+made about them: across trees they let the bank recover most training rows' partner bins (a review
+measured 59-92% with 40 trees, depth 3, 8 bins), so the epsilon is conditional on the partitions.
+
+Privacy policy (each party's own, `sampan.privacy.party_policy`): a partner checks `hist_noise` at
+`vgb.setup` (noise multiplier sigma / sensitivity against its minimum; refused without noise when its
+policy requires DP on GBDT) and charges every histogram reply in `vgb.serve` to its own ledger before
+the reply leaves; each setup draws a fresh instance nonce at the partner and a replayed request label
+is refused. The partner states its sigma inside the sealed reply; the bank checks it against the agreed
+`hist_noise` and takes the totals-check tolerance from it alone. Each partner reports its own account
+(`VerticalGBDTResult.privacy`).
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator
@@ -44,13 +54,14 @@ from sampan.models.gbdt import (
     FeatureSlot, GBDTModel, GBDTParams, HistRequest, RouteRequest, SplitRequest, Tree, apply_bins, boost,
     histogram, make_slots, quantile_bin_edges,
 )
+from sampan.privacy.party_policy import PartyPrivacyPolicy
 from sampan.privacy.randomness import secure_generator
 from sampan.transport import Transport
 from sampan.vertical.channel import SealedChannels, prg_uint64
 from sampan.vertical.dealer import Dealer, DealerStream
 from sampan.vertical.histograms import (
-    check_feature_totals, dealer_level_sums, decode_sums, encode_values, flat_index, histogram_privacy, partner_level_sums,
-    secret_permutation, tree_masks,
+    HistogramAccount, check_feature_totals, dealer_level_sums, decode_sums, encode_values, flat_index, histogram_privacy,
+    partner_level_sums, reported_sigma, secret_permutation, tree_masks,
 )
 from sampan.vertical.secure_lr import receive
 from sampan.vertical.training import Relay
@@ -95,6 +106,8 @@ VIEWS: tuple[tuple[str, str, str, str], ...] = (
     ("bank", "vgb.step", "from:*/s", "masked: the partner's per-bin sums plus its pad"),
     ("bank", "vgb.step", "decoded:*", "dp:{partner}: per-bin gradient/hessian sums of partner features, noised by "
                                       "the partner (exact when hist_noise = 0)"),
+    ("bank", "vgb.step", "from:*/sigma", "public: the noise sigma the partner added (the agreed hist_noise)"),
+    ("coordinator", "vgb.serve", "reply:meta:privacy", "public: the partner's noise and its own account"),
     ("bank", "vgb.step", "from:*/left:*", "visible: the partition of a node's rows at a split on a partner feature"),
     ("bank", "vgb.step", "from:*/route", "visible: the partner's direction at its nodes for validation rows"),
     ("bank", "vgb.step", "meta:*", "public: protocol step"),
@@ -127,6 +140,8 @@ class _PartnerState:
     hist_noise: float = 0.0
     index: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
     masked: np.ndarray = field(default_factory=lambda: np.zeros((2, 0), dtype=np.uint64))
+    instance: str = ""  # the partner's own nonce for this protocol instance (drawn at vgb.setup)
+    delta: float = 1e-5
 
 
 @dataclass
@@ -156,8 +171,12 @@ class VerticalGBDTParty:
     def __init__(self, name: str, X_aligned: Callable[[], np.ndarray], y_aligned: Callable[[], np.ndarray | None],
                  feature_names: list[str], channels: Callable[[], SealedChannels], *,
                  ids: np.ndarray | None = None, X_full: np.ndarray | None = None,
-                 aligned_rows: Callable[[], np.ndarray | None] | None = None, y_full: np.ndarray | None = None) -> None:
+                 aligned_rows: Callable[[], np.ndarray | None] | None = None, y_full: np.ndarray | None = None,
+                 policy: PartyPrivacyPolicy | None = None) -> None:
         self.name = name
+        self.policy = policy or PartyPrivacyPolicy()  # min noise, DP required or not, this party's own ledger
+        self._account = HistogramAccount()          # partner: its noised histogram releases over the run
+        self.privacy: dict[str, Any] = {}
         self._ids, self._X_full, self._aligned_rows, self._y_full = ids, X_full, aligned_rows, y_full
         self._index: dict[str, int] | None = None
         self.results: dict[str, list[dict[str, Any]]] = {}
@@ -193,9 +212,16 @@ class VerticalGBDTParty:
             return msg.reply("vgb.setup", meta=meta)
         offsets = np.array([s.offset for s in slots], dtype=np.int64)
         total = int(sum(s.n_bins for s in slots))
+        hist_noise = float(msg.meta.get("hist_noise", 0.0))
+        instance = secrets.token_hex(16)  # this party's nonce: releases of this instance are answered once
+        # the policy at setup (a refusal before the dealer gets beta; count=0: nothing charged yet), and again,
+        # charged, for every release in vgb.serve
+        self.policy.admit_histograms(self.name, "gbdt", instance=instance, release="setup", sigma=hist_noise,
+                                     sensitivity2=histogram_sensitivity2(len(slots)), count=0)
         self.partner = _PartnerState(bins, bins_val, self.edges, offsets, total,
                                      DealerStream(bytes(msg.arrays["dealer_seed"])),
-                                     hist_noise=float(msg.meta.get("hist_noise", 0.0)), index=flat_index(bins, offsets))
+                                     hist_noise=hist_noise, index=flat_index(bins, offsets),
+                                     instance=instance, delta=float(msg.meta.get("dp_delta", 1e-5)))
         sigma = secret_permutation(self._channels().prg(bank, _perm_label(bank, self.name), len(train)))
         beta = np.empty_like(bins)
         beta[sigma] = bins
@@ -288,12 +314,16 @@ class VerticalGBDTParty:
         req = st.request
         if isinstance(req, HistRequest):
             out: dict[int, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+            # the noise each partner says (sealed) it added, checked against the agreed level: the tolerance
+            # of the totals check comes from the partner, never from the coordinator
+            sigmas = {p: reported_sigma({"sigma": inbox.pop((p, "sigma"), np.array([np.nan]))}, st.hist_noise,
+                                        bank=self.name, partner=p) for p in st.partners}
             sums = {p: decode_sums(inbox.pop((p, "s")) - arrays[f"dealer:{p}"]) for p in st.partners}
             for k, (node, rows) in enumerate(req.nodes):
                 expected = np.array([req.g[rows].sum(), req.h[rows].sum()])
                 for p in st.partners:  # the dealer's integrity, as far as the bank can see it
-                    check_feature_totals(sums[p][k], [s.n_bins for s in st.slots[p]], expected, st.hist_noise,
-                                         bank=self.name, partner=p)
+                    check_feature_totals(sums[p][k], [s.n_bins for s in st.slots[p]], expected, sigmas[p],
+                                         bank=self.name, partner=p, node=f"{req.tree_index}/{node}")
             for k, (node, rows) in enumerate(req.nodes):
                 out[node] = {self.name: histogram(st.bins, st.slots[self.name], rows, req.g, req.h, index=st.index)}
                 for p in st.partners:
@@ -328,15 +358,24 @@ class VerticalGBDTParty:
         bank, label = self._channels().require_role(str(msg.meta["bank"]), "label_holder", "vgb.serve"), str(msg.meta["label"])
         body = {name: v for (sender, name), v in inbox.items() if sender == bank}
         out: dict[str, np.ndarray] = {}
+        meta: dict[str, Any] = {}
         if "nodes" in body:
             if "v" in body:
                 st.masked = body["v"]  # this tree's masked (g, h) of every row
             nodes = np.split(body["rows"], np.cumsum(body["sizes"])[:-1])
+            sens2 = histogram_sensitivity2(len(st.offsets))
+            # checked and charged (write-ahead) before the sums exist; a replayed label is refused
+            self.policy.admit_histograms(self.name, "gbdt", instance=st.instance, release=label, sigma=st.hist_noise,
+                                         sensitivity2=sens2, count=len(nodes))
             pads = st.dealer.draw(f"gbr/{label}", 2 * st.total * len(nodes)).reshape(len(nodes), 2, st.total)
             noise = None
             if st.hist_noise > 0:
                 noise = encode_values(secure_generator().normal(0.0, st.hist_noise, (len(nodes), 2, st.total)))
+                self.privacy = {**self._account.add(len(nodes), sens2, st.hist_noise, st.delta),
+                                "ledger": self.policy.account(self.name)}
+                meta = {"privacy": self.privacy}
             out["s"] = partner_level_sums(st.index, st.total, st.masked, nodes, pads, noise)
+            out["sigma"] = np.array([st.hist_noise])  # sealed: the bank's check tolerance comes from this alone
         elif "split" in body:
             tree = int(body["tree"][0])
             for node, f, b in body["split"]:
@@ -349,7 +388,7 @@ class VerticalGBDTParty:
             cols = [bins[rows, self.thresholds[(tree, int(n))][0]] <= self.thresholds[(tree, int(n))][1]
                     for n in body["route"]]
             out["route"] = np.stack(cols, axis=1).astype(np.uint8)
-        return msg.reply("vgb.served", {f"to:{bank}": self._channels().seal_arrays(bank, out)})
+        return msg.reply("vgb.served", {f"to:{bank}": self._channels().seal_arrays(bank, out)}, meta)
 
     # --- persistence: each party stores only its own part ---------------------------------------------
     def part_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -503,6 +542,13 @@ class VerticalGBDTResult:
     privacy: dict[str, dict[str, float]] = field(default_factory=dict)  # partner -> releases, rho, epsilon
 
 
+COVERS = "noised per-bin gradient/hessian sums of partner features, seen by the bank"
+NOT_COVERED = ("exact split partitions and routing bits of partner splits and the leaf values (bank); node row sets "
+               "(partners); node positions and binned records in secret order (coordinator). The epsilon is "
+               "conditional on the exact partitions: across trees they let the bank recover most training rows' "
+               "partner bins (review measurement: 59-92% of rows with 40 trees, depth 3, 8 bins), noise or not")
+
+
 def histogram_sensitivity2(n_features: int) -> float:
     """Squared L2 sensitivity of one node's noised histogram release (G and H over the partner's features).
 
@@ -531,12 +577,13 @@ def gbdt_histogram_privacy(releases: int, n_features: int, sigma: float, delta: 
     routing bit for every validation and scored row (seen by the bank: each is one exact comparison of
     the customer's partner value with a threshold); the leaf values and the trees (computed and kept by the
     bank from those partitions); the row sets of every node (seen by each partner); the per-node positions
-    and the partner's binned records in secret order (seen by the coordinator as dealer).
+    and the partner's binned records in secret order (seen by the coordinator as dealer). The epsilon is
+    therefore conditional on those partitions: across many trees they let the bank reconstruct most
+    training rows' partner bins (an adversarial review measured 59-92% of rows' partner bins recovered
+    with 40 trees, depth 3, 8 bins), whatever the histogram noise.
     """
     return {**histogram_privacy(releases, histogram_sensitivity2(n_features), sigma, delta),
-            "covers": "noised per-bin gradient/hessian sums of partner features, seen by the bank",
-            "not_covered": "exact split partitions and routing bits of partner splits and the leaf values (bank); "
-                           "node row sets (partners); node positions and binned records in secret order (coordinator)"}
+            "covers": COVERS, "not_covered": NOT_COVERED}
 
 
 def train_vertical_gbdt(transport: Transport, run_id: str, bank: str, partners: list[str], train_rows: np.ndarray,
@@ -562,6 +609,7 @@ def train_vertical_gbdt(transport: Transport, run_id: str, bank: str, partners: 
     n_train = len(train_rows)
     draws: dict[tuple[str, Any], np.ndarray] = {}
     releases = {p: 0 for p in partners}
+    accounts: dict[str, dict[str, Any]] = {}  # each partner's own account, as it reports it
     bank_seed = dealer.seeds[bank]
     trees_seen = 0
     while True:
@@ -569,7 +617,8 @@ def train_vertical_gbdt(transport: Transport, run_id: str, bank: str, partners: 
         waves += 1
         extra = {}
         if reply.kind == "vgb.done":
-            privacy = ({p: gbdt_histogram_privacy(releases[p], len(slots[p]["n_bins"]), hist_noise) for p in partners}
+            privacy = ({p: {**gbdt_histogram_privacy(releases[p], len(slots[p]["n_bins"]), hist_noise),
+                            **accounts.get(p, {}), "covers": COVERS, "not_covered": NOT_COVERED} for p in partners}
                        if hist_noise > 0 else {})
             return VerticalGBDTResult(int(reply.meta["trees"]), int(reply.meta["best_iteration"]),
                                       list(reply.meta["history"]), time.perf_counter() - started, waves, privacy)
@@ -589,7 +638,9 @@ def train_vertical_gbdt(transport: Transport, run_id: str, bank: str, partners: 
                 extra[key] = dealer_level_sums(beta[p], totals[p], draws[(p, tree)], groups, pads)
         involved = list(reply.meta["partners"])
         if involved:
-            relay.wave(transport, (relay.request(p, "vgb.serve", meta={"bank": bank, "label": label}) for p in involved))
+            served = relay.wave(transport, (relay.request(p, "vgb.serve", meta={"bank": bank, "label": label})
+                                            for p in involved))
+            accounts.update({r.sender: dict(r.meta["privacy"]) for r in served if "privacy" in r.meta})
             waves += 1
         if reply.meta["kind"] == "RouteRequest" and progress is not None:
             trees_seen += 1

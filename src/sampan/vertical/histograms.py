@@ -41,8 +41,10 @@ mask seed, the partner's pad seed and returns the per-bin mask sums; it relays o
   any Delta the dealer chooses and cannot tell: a dishonest dealer can steer the histograms, hence the
   splits (GBDT) or the WOE bins. The bank checks what it can (`check_feature_totals`: each partner
   feature's bins must add up to the node's own total, which the bank knows — exactly without noise,
-  within 8 noise standard deviations with it), so garbage or a shifted total aborts the run naming the
-  dealer; a corruption that moves mass between bins of one feature keeps every total and passes
+  within 8 standard deviations of the noise the *partner* reports inside its sealed reply, checked
+  against the level the job agreed: the coordinator cannot widen the tolerance), so garbage or a shifted
+  total aborts the run naming the dealer — the error names feature, partner and node only, since it
+  travels through the coordinator; the totals stay in the bank's local log; a corruption that moves mass between bins of one feature keeps every total and passes
   undetected. Corruption gains it no party input by itself — the decoded
   histograms stay at the bank, and the dealer already sees every node's positions — but the model is
   only as correct as the dealer is honest. An information-theoretic MAC on the sums (an extra masked
@@ -57,7 +59,9 @@ Sums are exact in Z_2^64 (values at 2^-32 fixed point; per-bin sums via two floa
 
 from __future__ import annotations
 
+import logging
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -65,9 +69,12 @@ import numpy as np
 from sampan.privacy.mechanisms import zcdp_epsilon
 from sampan.vertical.channel import prg_uint64
 
+log = logging.getLogger(__name__)
+
 __all__ = ["VALUE_BITS", "ring_bincount", "encode_values", "decode_sums", "secret_permutation",
            "node_masks", "partner_sums", "dealer_sums", "flat_index", "tree_masks", "partner_level_sums",
-           "dealer_level_sums", "histogram_privacy", "histogram_sigma", "views_receipt", "check_feature_totals"]
+           "dealer_level_sums", "histogram_privacy", "histogram_sigma", "views_receipt", "check_feature_totals",
+           "reported_sigma", "HistogramAccount"]
 
 VALUE_BITS = 32  # = log2(models.gbdt.GRID): ring sums and float sums of grid gradients agree exactly
 
@@ -228,19 +235,69 @@ def views_receipt(views: tuple[tuple[str, str, str, str], ...]) -> list[dict[str
 
 
 def check_feature_totals(sums: np.ndarray, n_bins: list[int], expected: np.ndarray, sigma: float, *, bank: str,
-                         partner: str) -> None:
+                         partner: str, node: Any = 0) -> None:
     """Bank: every partner feature's bins must add up to the node total the bank knows itself.
 
     `sums` (values, bins over all the partner's features), decoded; `expected` (values,) the bank's own
     totals over the same rows. With noise of standard deviation `sigma` per bin the check allows 8 standard
-    deviations of the feature's summed noise. Catches a dealer (or partner) returning garbage or shifted
-    sums; a corruption that keeps each feature's total (mass moved between bins) passes.
+    deviations of the feature's summed noise; `sigma` must be the noise the partner itself reports inside
+    its sealed reply (`reported_sigma`), never a figure from the coordinator. Catches a dealer (or
+    partner) returning garbage or shifted sums; a corruption that keeps each feature's total (mass moved
+    between bins) passes.
+
+    The error travels to the coordinator (the suspect) as this party's error reply, so it names only the
+    feature, partner and node: the totals themselves (the bank's exact label or gradient sums) and the
+    decoded sums stay in the bank's local log.
     """
     offsets = np.concatenate([[0], np.cumsum(n_bins)]).astype(np.int64)
     for j in range(len(n_bins)):
         got = sums[:, offsets[j]:offsets[j + 1]].sum(axis=1)
         slack = 1e-6 * (1.0 + np.abs(expected)) + 8.0 * sigma * math.sqrt(n_bins[j])
         if np.any(np.abs(got - expected) > slack):
-            raise ValueError(f"party {bank!r}: the histogram of {partner!r}'s feature {j} does not add up to the "
-                             f"node total ({got.tolist()} vs {expected.tolist()}): the dealer's sums (coordinator) "
-                             "or the partner's reply is wrong; stopping rather than learning from corrupted sums")
+            log.error("party %s: feature %d of partner %s failed the totals check at node %s: decoded %s, own totals "
+                      "%s, slack %s (local log only)", bank, j, partner, node, got.tolist(), expected.tolist(),
+                      np.asarray(slack).tolist())
+            raise ValueError(f"party {bank!r}: feature {j} of partner {partner!r} failed the totals check at node "
+                             f"{node}: its histogram does not add up to the node total; the dealer's sums "
+                             "(coordinator) or the partner's reply is wrong; stopping rather than learning from "
+                             "corrupted sums (values in this party's local log)")
+
+
+def reported_sigma(reply: dict[str, np.ndarray], expected: float, *, bank: str, partner: str) -> float:
+    """Bank: the noise sigma a partner says (inside its sealed reply) it added, checked against the agreed level.
+
+    The totals check's tolerance comes from this figure only, so a coordinator cannot widen it by telling
+    the bank "large noise" while telling the partner none; a partner reporting another sigma than the job
+    agreed (`expected`, 0 for exact sums) is refused.
+    """
+    if "sigma" not in reply:
+        raise ValueError(f"party {bank!r}: partner {partner!r}'s sealed reply states no noise level; refusing it")
+    got = float(np.asarray(reply["sigma"], dtype=np.float64).reshape(-1)[0])
+    if not math.isfinite(got) or abs(got - expected) > 1e-9 * max(1.0, abs(expected)):
+        raise ValueError(f"party {bank!r}: partner {partner!r} reports histogram noise sigma={got:.6g} but the job "
+                         f"agreed sigma={expected:.6g}; the coordinator told the two parties different noise levels, "
+                         "refusing")
+    return got
+
+
+@dataclass
+class HistogramAccount:
+    """One party's running account of its noised histogram releases in a run (zCDP: rho adds up).
+
+    Every release goes in, so a repeated protocol instance raises the account instead of overwriting it.
+    """
+
+    delta: float = 1e-5
+    releases: int = 0
+    rho: float = 0.0
+    last: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, count: int, sensitivity2: float, sigma: float, delta: float) -> dict[str, Any]:
+        one = histogram_privacy(1, sensitivity2, sigma, delta)
+        self.delta, self.releases, self.rho = delta, self.releases + int(count), self.rho + int(count) * one["rho"]
+        self.last = one
+        return self.report()
+
+    def report(self) -> dict[str, Any]:
+        return {**self.last, "releases": float(self.releases), "rho": self.rho,
+                "epsilon": zcdp_epsilon(self.rho, self.delta), "delta": self.delta}

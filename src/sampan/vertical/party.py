@@ -24,6 +24,7 @@ import numpy as np
 from sampan.crypto.channel import PartyKeys, SealedChannels
 from sampan.crypto.identity import IdentityVerifier, PartyIdentity, SignedKeys, sign_keys, verify_keys
 from sampan.data.table import PartyData
+from sampan.privacy.party_policy import PartyPrivacyPolicy
 from sampan.runtime.party import PartyApp
 from sampan.vertical.model import LocalLinearPart, LocalScaler
 from sampan.vertical.gbdt import VerticalGBDTParty
@@ -50,7 +51,7 @@ class VerticalParty:
     """
 
     def __init__(self, data: PartyData, *, identity: PartyIdentity, verifier: IdentityVerifier,
-                 with_baselines: bool = True) -> None:
+                 with_baselines: bool = True, policy: PartyPrivacyPolicy | None = None) -> None:
         self.name = data.party
         self.data = data
         if identity is None or verifier is None:
@@ -61,14 +62,16 @@ class VerticalParty:
             raise ValueError(f"party {self.name!r}: its certificate is issued to {self.identity.name!r}")
         self.keys: PartyKeys | None = None
         self.channels: SealedChannels | None = None
+        # this party's own DP policy and ledger, shared by its WOE and GBDT releases (one account per run)
+        self.policy = policy or PartyPrivacyPolicy()
         self.psi = PsiParty(self.name, data.ids)
         self.lr = SecureLRParty(self.name, self._aligned_X, self._aligned_y, list(data.feature_names), self._channels)
         self.scoring = ScoringParty(self.name, data.ids, data.X, self._part, self._channels, self._aligned_rows, y=data.y)
         self.gbdt = VerticalGBDTParty(self.name, self._aligned_X, self._aligned_y, list(data.feature_names),
                                       self._channels, ids=data.ids, X_full=data.X, aligned_rows=self._aligned_rows,
-                                      y_full=data.y)
+                                      y_full=data.y, policy=self.policy)
         self.woe = VerticalWoeParty(self.name, self._aligned_raw_X, self._aligned_y, list(data.feature_names),
-                                    self._channels)
+                                    self._channels, policy=self.policy)
         self.use_woe = False
         self.loaded_part: LocalLinearPart | None = None
         self.app = PartyApp(self.name)

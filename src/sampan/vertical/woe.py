@@ -24,17 +24,25 @@ What each role learns (also in the run receipt: REVEALS, and field by field VIEW
   count per partner feature), so the tables a partner receives are DP with respect to the bank's labels.
 * the coordinator (dealer): every partner's binned records in a secret row order (beta: the joint
   distribution of its binned features, unlinked to customers), each party's feature names and bin counts,
-  and how many features of each party passed the IV threshold. See `sampan.vertical.histograms` for what
+  and how many features of each partner passed the IV threshold (without DP, of the bank's own too; with
+  DP only partners', computed from the noised counts). See `sampan.vertical.histograms` for what
   a malicious dealer could corrupt.
 
 The bank's IV report is computed from the noised partner counts (post-processing). Both noises are
 calibrated to `dp_epsilon` at `dp_delta` by zCDP; each party's account is in the result's "privacy".
+Each party checks the request against its own `PartyPrivacyPolicy` (minimum noise multiplier, DP
+required on WOE, budget) and charges its own ledger before its reply leaves; every `woe.setup` draws a
+fresh instance nonce at the party, and a second `woe.sum` / `woe.finish` of one instance is refused, so
+a coordinator re-running WOE gets a fresh, charged release each time (the party's account adds up over
+the run) or a refusal. The partner states the sigma it used inside its sealed reply; the bank checks it
+against the agreed level and sets its totals-check tolerance from it alone.
 Both treat the partner's fine-bin edges (quantiles of its own training columns) as fixed: one customer
 can move an edge, which the epsilon does not cover (see `histograms.histogram_privacy`).
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -42,13 +50,14 @@ import numpy as np
 
 from sampan.models.gbdt import apply_bins, make_slots, quantile_bin_edges
 from sampan.models.scorecard import WoeTable, monotone_bins, woe_iv
+from sampan.privacy.party_policy import PartyPrivacyPolicy
 from sampan.privacy.randomness import secure_generator
 from sampan.transport import Transport
 from sampan.vertical.channel import SealedChannels
 from sampan.vertical.dealer import Dealer, DealerStream
 from sampan.vertical.histograms import (
-    check_feature_totals, dealer_sums, decode_sums, encode_values, flat_index, histogram_privacy, histogram_sigma, node_masks,
-    partner_sums, secret_permutation,
+    HistogramAccount, check_feature_totals, dealer_sums, decode_sums, encode_values, flat_index, histogram_sigma,
+    node_masks, partner_sums, reported_sigma, secret_permutation,
 )
 from sampan.vertical.secure_lr import receive
 from sampan.vertical.training import Relay
@@ -82,11 +91,14 @@ VIEWS: tuple[tuple[str, str, str, str], ...] = (
     ("*", "woe.sum", "meta:*", "public: run parameters"),
     ("coordinator", "woe.sum", "reply:meta:privacy", "public: the partner's noise and its account"),
     ("bank", "woe.finish", "from:*/s", "masked: the partner's per-bin sums plus its pad"),
+    ("bank", "woe.finish", "from:*/sigma", "public: the noise sigma the partner added (the agreed level)"),
     ("bank", "woe.finish", "dealer:*", "masked: the dealer's per-bin mask sums plus the partner's pad"),
     ("bank", "woe.finish", "decoded:*", "dp:{partner}: per-bin event and row counts of partner features, noised by "
                                         "the partner (exact without DP)"),
     ("*", "woe.finish", "meta:*", "visible: partners' feature names and bin counts; run parameters"),
-    ("coordinator", "woe.finish", "reply:meta:selected", "visible: how many features of each party passed the IV threshold"),
+    ("coordinator", "woe.finish", "reply:meta:selected", "visible: how many features of each partner passed the IV "
+                                                         "threshold (with DP: from the noised counts; the bank's own "
+                                                         "only without DP)"),
     ("coordinator", "woe.finish", "reply:meta:*", "public: the requested epsilon and each party's noise account"),
     ("partner", "woe.apply", "from:*/woe", "dp:{bank}: WOE per coarse bin of the partner's features (label noise)"),
     ("partner", "woe.apply", "from:*/mapping", "dp:{bank}: fine -> coarse bin mapping (from the noised counts)"),
@@ -116,13 +128,16 @@ class WoeOutcome:
 
 class VerticalWoeParty:
     def __init__(self, name: str, X_aligned: Callable[[], np.ndarray], y_aligned: Callable[[], np.ndarray | None],
-                 feature_names: list[str], channels: Callable[[], SealedChannels]) -> None:
+                 feature_names: list[str], channels: Callable[[], SealedChannels],
+                 policy: PartyPrivacyPolicy | None = None) -> None:
         self.name, self._X, self._y, self.feature_names, self._channels = name, X_aligned, y_aligned, feature_names, channels
+        self.policy = policy or PartyPrivacyPolicy()  # min noise, DP required or not, this party's own ledger
+        self._account = HistogramAccount()          # this party's WOE releases over the whole run
         self.tables: list[WoeTable] | None = None   # this party's own features' tables (selected ones)
         self.columns: list[int] = []
         self.report: dict[str, dict[str, Any]] = {}  # bank: IV per party and feature
         self._state: dict[str, Any] = {}
-        self.privacy: dict[str, Any] = {}           # this party's DP account of its last WOE run
+        self.privacy: dict[str, Any] = {}           # this party's DP account of its WOE releases in this run
 
     def handlers(self) -> dict[str, Callable[[Message], Message]]:
         return {"woe.setup": self.setup, "woe.mask": self.mask, "woe.sum": self.sum, "woe.finish": self.finish,
@@ -135,7 +150,8 @@ class VerticalWoeParty:
         bins = apply_bins(X, edges)
         slots = make_slots(self.name, self.feature_names, edges)
         self._state = {"edges": edges, "bins": bins, "slots": slots, "train": train,
-                       "dealer": DealerStream(bytes(msg.arrays["dealer_seed"]))}
+                       "dealer": DealerStream(bytes(msg.arrays["dealer_seed"])),
+                       "instance": secrets.token_hex(16)}  # this party's nonce for this protocol instance
         bank = self._channels().require_role(str(msg.meta["bank"]), "label_holder", "woe.setup")
         meta = {"n_bins": [s.n_bins for s in slots], "names": list(self.feature_names)}
         if self.name == bank:
@@ -173,17 +189,22 @@ class VerticalWoeParty:
         pad = st["dealer"].draw("woe/pad", 2 * total)
         noise, meta = None, {}
         epsilon = msg.meta.get("dp_epsilon")
-        if epsilon:
-            sens2 = partner_sensitivity2(len(st["slots"]))
-            delta = float(msg.meta["dp_delta"])
-            sigma = histogram_sigma(sens2, float(epsilon), delta)
+        sens2 = partner_sensitivity2(len(st["slots"]))
+        delta = float(msg.meta.get("dp_delta") or 1e-5)
+        sigma = histogram_sigma(sens2, float(epsilon), delta) if epsilon else 0.0
+        # the policy first: refused (nothing released) or charged (write-ahead) before the reply exists
+        self.policy.admit_histograms(self.name, "woe", instance=st["instance"], release="sum", sigma=sigma,
+                                     sensitivity2=sens2)
+        if sigma:
             draw = secure_generator().normal(0.0, sigma, (2, total))
             noise = [encode_values(draw[0]), encode_values(draw[1])]
-            self.privacy = {**histogram_privacy(1, sens2, sigma, delta),
-                            "protects": f"{self.name}'s bins from the bank (per-bin event and row counts)"}
+            self.privacy = {**self._account.add(1, sens2, sigma, delta),
+                            "protects": f"{self.name}'s bins from the bank (per-bin event and row counts)",
+                            "ledger": self.policy.account(self.name)}
             meta = {"privacy": self.privacy}
         sums = partner_sums(flat_index(st["bins"], offsets), total, list(inbox.pop((bank, "v"))), pad, noise)
-        return msg.reply("woe.sum", {f"to:{bank}": self._channels().seal_arrays(bank, {"s": sums})}, meta)
+        sealed = {"s": sums, "sigma": np.array([sigma])}  # the bank sets its check's tolerance from this alone
+        return msg.reply("woe.sum", {f"to:{bank}": self._channels().seal_arrays(bank, sealed)}, meta)
 
     def finish(self, msg: Message) -> Message:
         """Bank: counts -> (DP) -> monotone bins -> WOE/IV; seal each partner its own tables."""
@@ -202,24 +223,31 @@ class VerticalWoeParty:
         tot = np.bincount(idx, minlength=own_total).astype(float)
         counts[self.name] = (ev, tot, self.feature_names, st["edges"])
         epsilon = msg.meta.get("dp_epsilon")
+        delta = float(msg.meta.get("dp_delta") or 1e-5)
+        n_partner_features = sum(len(msg.meta["slots"][p]["n_bins"]) for p in partners)
+        label_sens2 = label_sensitivity2(n_partner_features) if partners else 1.0
+        label_sigma = histogram_sigma(label_sens2, float(epsilon), delta) if epsilon and partners else 0.0
+        self.policy.admit_histograms(self.name, "woe", instance=st["instance"], release="finish", sigma=label_sigma,
+                                     sensitivity2=label_sens2)
         for p in partners:  # noised by the partner when DP is on: the bank never holds exact partner counts
-            sums = decode_sums(inbox.pop((p, "s")) - msg.arrays[f"dealer:{p}"])
             meta = msg.meta["slots"][p]
-            sigma_p = (histogram_sigma(partner_sensitivity2(len(meta["n_bins"])), float(epsilon), float(msg.meta["dp_delta"]))
-                       if epsilon else 0.0)  # the noise the partner adds, by the same public rule
+            agreed = (histogram_sigma(partner_sensitivity2(len(meta["n_bins"])), float(epsilon), delta)
+                      if epsilon else 0.0)  # the level the job agreed, by the same public rule
+            sigma_p = reported_sigma({"sigma": inbox.pop((p, "sigma"), np.array([np.nan]))}, agreed,
+                                     bank=self.name, partner=p)  # the partner's own word, sealed
+            sums = decode_sums(inbox.pop((p, "s")) - msg.arrays[f"dealer:{p}"])
             check_feature_totals(sums, list(meta["n_bins"]), np.array([y[train].sum(), len(train)], dtype=float),
-                                 sigma_p, bank=self.name, partner=p)
+                                 sigma_p, bank=self.name, partner=p, node="all training rows")
             counts[p] = (np.rint(sums[0]), np.rint(sums[1]), list(meta["names"]), [])
         privacy: dict[str, Any] = {}
-        if epsilon and partners:
+        if label_sigma:
             # The labels in the partners' tables: the bank noises the event counts of partner bins (its own
-            # bins' tables stay with it, exact).
-            sens2 = label_sensitivity2(sum(len(counts[p][2]) for p in partners))
-            delta = float(msg.meta["dp_delta"])
-            sigma = histogram_sigma(sens2, float(epsilon), delta)
+            # bins' tables stay with it, exact). Charged to the bank's own ledger above, before any table leaves.
+            sigma = label_sigma
             rng = secure_generator()
-            self.privacy = {**histogram_privacy(1, sens2, sigma, delta),
-                            "protects": f"{self.name}'s labels in the WOE tables partners receive"}
+            self.privacy = {**self._account.add(1, label_sens2, sigma, delta),
+                            "protects": f"{self.name}'s labels in the WOE tables partners receive",
+                            "ledger": self.policy.account(self.name)}
             privacy[self.name] = self.privacy
             for p in partners:
                 e, t, names, edges = counts[p]
@@ -252,8 +280,10 @@ class VerticalWoeParty:
                     "woe": np.concatenate([tb["woe"] for tb in chosen]),
                     "n_coarse": np.array([len(tb["woe"]) for tb in chosen], dtype=np.int64),
                     "mapping": np.concatenate([tb["mapping"] for tb in chosen])})
-        return msg.reply("woe.finished", out, {"selected": {p: len([tb for tb in r["tables"] if tb["iv"] >= min_iv])
-                                                           for p, r in self.report.items()},
+        # under DP only partners' counts (IV from noised counts); the bank's own come from its exact labels
+        shown = [p for p in self.report if not (label_sigma and p == self.name)]
+        return msg.reply("woe.finished", out, {"selected": {p: len([tb for tb in self.report[p]["tables"]
+                                                                    if tb["iv"] >= min_iv]) for p in shown},
                                                 "epsilon": epsilon, "privacy": privacy})
 
     def apply(self, msg: Message) -> Message:
