@@ -308,3 +308,28 @@ def test_secagg_m_min_recorded_at_sharing_cannot_be_lowered_at_unmasking(tmp_pat
     with pytest.raises(SecAggRefused, match="4 survivors, at least 5 needed"):
         c.clients["p0"].unmask(SECAGG_RUN, srv.label, own, [], [], {}, four, {}, 3)
     assert FileStateStore(tmp_path / "p0").load(srv.label).revealed == {}
+
+
+def test_the_coordinator_also_reads_a_crl_copied_with_its_old_mtime(tmp_path: Path) -> None:
+    """R1-5 on the coordinator's side: its mTLS check of members must see a revocation in a CRL whose copy kept
+    the old file's mtime (it cut nobody on the reviewed code)."""
+    import shutil
+
+    from sampan.deploy.certs import (CertificateAuthenticator, create_request, init_ca, load_cert, revoke, sign_request,
+                                     spki_pin)
+    from sampan.transport.grpc_hub import AuthenticationError
+
+    ca = init_ca(tmp_path / "ca")
+    _, csr = create_request("bank", "party", tmp_path / "bank")
+    cert_path = sign_request(csr, ca.directory)
+    served = tmp_path / "coordinator" / "crl.pem"
+    served.parent.mkdir()
+    shutil.copy2(ca.crl, served)
+    authenticator = CertificateAuthenticator(ca.cert, crl=served, pins={"bank": spki_pin(load_cert(cert_path))})
+    assert authenticator.verify(load_cert(cert_path)).name == "bank"
+    stamp = served.stat().st_mtime_ns
+    revoke(ca.directory, cert_path=cert_path)
+    shutil.copyfile(ca.crl, served)
+    os.utime(served, ns=(stamp, stamp))  # `cp -p` / `rsync -t` of a list made within the same mtime tick
+    with pytest.raises(AuthenticationError, match="revoked"):
+        authenticator.verify(load_cert(cert_path))

@@ -365,11 +365,12 @@ def read_crl(path: Path, ca: x509.Certificate) -> x509.CertificateRevocationList
 
 
 class _CRLCache:
-    """The CRL, re-read when its file changes; signature checked against the CA; its nextUpdate kept."""
+    """The CRL, re-read when its file's contents change (SHA-256, not mtime: `cp -p`, `rsync -t` and `tar x`
+    keep an old mtime on a new list); signature checked against the CA; its nextUpdate kept."""
 
     def __init__(self, path: Path | None, ca: x509.Certificate) -> None:
         self.path, self.ca = path, ca
-        self._mtime: float | None = None
+        self._digest: bytes | None = None
         self._serials: frozenset[int] = frozenset()
         self.next_update: dt.datetime | None = None
         self.generation = 0  # bumped whenever a new CRL is loaded
@@ -379,15 +380,15 @@ class _CRLCache:
         if self.path is None:
             return False
         try:
-            mtime = self.path.stat().st_mtime_ns
+            digest = hashlib.sha256(self.path.read_bytes()).digest()
         except OSError as exc:
             raise AuthenticationError("bad_crl", f"cannot read the CRL {self.path}: {exc}") from None
-        if mtime == self._mtime:
+        if digest == self._digest:
             return False
         crl = read_crl(self.path, self.ca)
         self._serials = frozenset(r.serial_number for r in crl)
         self.next_update = crl.next_update_utc
-        self._mtime = mtime
+        self._digest = digest
         self.generation += 1
         return True
 
