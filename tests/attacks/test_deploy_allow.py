@@ -138,3 +138,33 @@ def test_the_allow_section_is_checked_when_party_toml_is_loaded(tmp_path: Path) 
                     '[allow]\nrequire = ["secure_aggregation", "magic"]\n')
     with pytest.raises(ConfigError, match="allow.require"):
         load_party_config(toml)
+
+
+def test_the_allow_list_covers_vertical_woe_and_gbdt_noise() -> None:
+    """Review R3: `[allow]` covered only dp1/dp2/dp3, so a deployed partner obeyed a coordinator that sent
+    vertical WOE without `dp_epsilon` or GBDT with `hist_noise = 0`."""
+    from sampan.deploy.allow import AllowSection, JobRefused, check_job, check_request, job_description, privacy_policy
+    from sampan.privacy.party_policy import PolicyRefused
+    from sampan.vertical.gbdt import histogram_sensitivity2
+
+    allow = AllowSection(partners=["bank"], require=["woe_dp", "gbdt_dp"], min_noise_multiplier=1.0)
+    with pytest.raises(JobRefused, match=r"\(require\).*woe_dp"):
+        check_request(allow, "payments", "woe.sum", {"bank": "bank", "dp_epsilon": None})
+    with pytest.raises(JobRefused, match="min_noise_multiplier"):
+        check_request(allow, "payments", "woe.sum", {"bank": "bank", "dp_epsilon": 50.0, "dp_delta": 1e-5})
+    check_request(allow, "payments", "woe.sum", {"bank": "bank", "dp_epsilon": 1.0, "dp_delta": 1e-5})
+    with pytest.raises(JobRefused, match=r"\(require\).*gbdt_dp"):
+        check_request(allow, "payments", "vgb.setup", {"bank": "bank", "hist_noise": 0.0})
+    # the job as announced: WOE epsilon and GBDT noise are protections with noise multipliers
+    job = job_description({"vertical": {"scorecard": {"dp_epsilon": 1.0}, "gbdt_privacy": {"hist_noise": 1.0}}},
+                          workflow="vertical", operator=None, parties=["bank", "payments"], label_holder="bank")
+    assert {"woe_dp", "gbdt_dp", "dp"} <= set(job["protections"]) and job["noise_multipliers"]["woe_dp"] > 1.0
+    with pytest.raises(JobRefused, match="vertical GBDT hist_noise"):  # 1.0 over 6 columns: multiplier 0.28
+        check_job(allow, "payments", {**job, "workflow": "vertical"}, "vertical", [f"c{j}" for j in range(6)])
+    # in the handlers: the party's own policy, built from the same list (GBDT's floor needs its column count)
+    policy = privacy_policy(allow)
+    with pytest.raises(PolicyRefused, match="below its minimum"):
+        policy.admit_histograms("payments", "gbdt", instance="n1", release="1", sigma=0.9 * histogram_sensitivity2(6) ** 0.5,
+                                sensitivity2=histogram_sensitivity2(6))
+    with pytest.raises(PolicyRefused, match="without noise"):
+        policy.admit_histograms("payments", "woe", instance="n2", release="sum", sigma=0.0, sensitivity2=24.0)

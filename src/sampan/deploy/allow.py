@@ -30,9 +30,11 @@ from typing import Any, Literal, Mapping, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["AllowSection", "JobRefused", "PROTECTIONS", "PeerAllowList", "check_job", "check_request",
-           "job_description"]
+           "job_description", "privacy_policy"]
 
-PROTECTIONS = ("secure_aggregation", "dp", "dp1", "dp2", "dp3")
+PROTECTIONS = ("secure_aggregation", "dp", "dp1", "dp2", "dp3", "woe_dp", "gbdt_dp")
+# vertical requests that release a histogram to the bank, and the meta field carrying their noise
+_VERTICAL_NOISE = {"woe.sum": "dp_epsilon", "woe.finish": "dp_epsilon", "vgb.setup": "hist_noise"}
 
 
 class JobRefused(PermissionError):
@@ -52,8 +54,9 @@ class AllowSection(BaseModel):
                                        "horizontal runs, none in vertical runs")
     datasets: list[str] | None = Field(None, description="which [data.<name>] jobs may use; default any")
     columns: list[str] | None = Field(None, description="feature columns a job may use; default any of the binding")
-    require: list[Literal["secure_aggregation", "dp", "dp1", "dp2", "dp3"]] = Field(
-        default_factory=list, description="protections every job must use")
+    require: list[Literal["secure_aggregation", "dp", "dp1", "dp2", "dp3", "woe_dp", "gbdt_dp"]] = Field(
+        default_factory=list, description="protections every job must use (woe_dp: DP on federated WOE counts; "
+        "gbdt_dp: noise on vertical GBDT histograms; 'dp' also demands noise on every vertical histogram release)")
     min_noise_multiplier: float | None = Field(None, gt=0, description="least noise multiplier of every DP "
                                                "mechanism of a job (after its schedule); 'auto' is refused")
 
@@ -70,10 +73,18 @@ def job_description(config: Mapping[str, Any], *, workflow: str, operator: str |
             value = section.get("noise_multiplier", "auto")
             schedule = section.get("schedule") or [1.0]
             noise[name] = value if value == "auto" else float(value) * min(float(f) for f in schedule)
-    protections = sorted({*noise, *(["dp"] if noise else []),
+    vertical = config.get("vertical") or {}
+    woe_epsilon = (vertical.get("scorecard") or {}).get("dp_epsilon")
+    if woe_epsilon:  # the WOE noise multiplier depends on epsilon and delta only (sigma scales with sensitivity)
+        from sampan.vertical.histograms import histogram_sigma
+
+        noise["woe_dp"] = histogram_sigma(1.0, float(woe_epsilon), 1e-5)
+    hist_noise = float((vertical.get("gbdt_privacy") or {}).get("hist_noise") or 0.0)
+    protections = sorted({*noise, *(["gbdt_dp"] if hist_noise > 0 else []), *(["dp"] if noise or hist_noise > 0 else []),
                           *(["secure_aggregation"] if secagg and secagg.get("enabled", True) else [])})
     return {"workflow": workflow, "operator": operator, "parties": list(parties), "label_holder": label_holder,
-            "protections": protections, "noise_multipliers": noise}
+            "protections": protections, "noise_multipliers": noise,
+            **({"gbdt_hist_noise": hist_noise} if hist_noise > 0 else {})}
 
 
 def check_job(allow: AllowSection | None, party: str, job: Mapping[str, Any], dataset: str,
@@ -111,17 +122,63 @@ def check_job(allow: AllowSection | None, party: str, job: Mapping[str, Any], da
             if value == "auto" or float(value) < allow.min_noise_multiplier:
                 raise JobRefused(party, "min_noise_multiplier", f"{name} noise multiplier {value!r} is below this "
                                  f"party's minimum {allow.min_noise_multiplier} ('auto' cannot be checked in advance)")
+        if job.get("gbdt_hist_noise") and columns:  # sigma / sensitivity over this party's own columns
+            from sampan.vertical.gbdt import histogram_sensitivity2
+
+            z = float(job["gbdt_hist_noise"]) / histogram_sensitivity2(len(columns)) ** 0.5
+            if z < allow.min_noise_multiplier:
+                raise JobRefused(party, "min_noise_multiplier", f"vertical GBDT hist_noise {job['gbdt_hist_noise']} "
+                                 f"is a noise multiplier of {z:.3g} over this party's {len(columns)} columns, below "
+                                 f"its minimum {allow.min_noise_multiplier}")
 
 
-def check_request(allow: AllowSection | None, party: str, kind: str, meta: Mapping[str, Any]) -> None:
-    """Each horizontal `fit` request must carry the protections the list requires, at or above its noise floor."""
-    if allow is None or kind != "fit" or not (allow.require or allow.min_noise_multiplier):
+def check_request(allow: AllowSection | None, party: str, kind: str, meta: Mapping[str, Any],
+                  job: Mapping[str, Any] | None = None) -> None:
+    """Each request of a run is checked against the list and against the job this party accepted (`job`,
+    as `check_job` saw it), so a coordinator cannot announce one job and run another:
+
+    - a horizontal job answers only its own request kinds (`describe`, `stats`, `fit`, `evaluate`,
+      `secagg_*`); anything else is refused;
+    - `fit` carries exactly the DP mechanisms (DP2, DP3) the job announced, SecAgg if announced, the
+      protections the list requires, noise at or above its floor, and a DP3 `parties` / `noise_parties`
+      no larger than the job's party count (a larger one would thin each party's distributed noise share);
+    - `evaluate` carries SecAgg when the list requires it; `stats` DP1 when the job announced DP1 or the
+      list requires DP1 or DP; `describe` the DP row count when the job announced DP or the list requires
+      any DP; `secagg_*` steps only in a job that announced SecAgg;
+    - each vertical histogram request (`woe.sum`, `woe.finish`, `vgb.setup`) carries the protections the
+      list requires, at or above its noise floor. Vertical GBDT's floor needs this party's feature count
+      (sigma / sensitivity): it is enforced in the handler by the party's `PartyPrivacyPolicy` built from
+      this list (`privacy_policy`)."""
+    if kind in _VERTICAL_NOISE:
+        if allow is not None and (allow.require or allow.min_noise_multiplier):
+            _check_vertical(allow, party, kind, meta)
         return
-    present = {"secure_aggregation": "secagg" in meta, "dp2": "dp2" in meta, "dp3": "dp3" in meta}
-    for need in allow.require:  # ("dp" and "dp1" are checked when the job opens: they may not be on `fit`)
-        if need in present and not present[need]:
-            raise JobRefused(party, "require", f"this fit request carries no {need}")
-    floor = allow.min_noise_multiplier
+    if job is not None and job.get("workflow") != "horizontal":
+        return
+    if job is not None and kind not in _HORIZONTAL_KINDS:
+        raise JobRefused(party, "request", f"{kind!r} is not a request of the horizontal job this party accepted")
+    announced = set(job.get("protections") or []) if job is not None else set()
+    require = set(allow.require) if allow is not None else set()
+    floor = allow.min_noise_multiplier if allow is not None else None
+    if kind == "fit":
+        _check_fit(party, meta, job, announced, require)
+    elif kind == "evaluate":
+        if "secure_aggregation" in require and "secagg" not in meta:
+            raise JobRefused(party, "require", "this evaluate request carries no secure_aggregation (per-party score "
+                             "histograms would travel in clear)")
+    elif kind == "stats":
+        if "dp1" not in meta and ("dp1" in announced or require & {"dp1", "dp"}):
+            raise JobRefused(party, "require", "this stats request carries no dp1 (exact feature sums)")
+        _floor(party, "DP1", (meta.get("dp1") or {}).get("noise_multiplier"), floor, "dp1" in meta)
+    elif kind == "describe":
+        if "dp_count" not in meta and ("dp" in announced or require & {"dp", "dp1", "dp2", "dp3"}):
+            raise JobRefused(party, "require", "this describe request carries no dp_count (the exact row count)")
+        _floor(party, "DP row count", (meta.get("dp_count") or {}).get("noise_multiplier"), floor, "dp_count" in meta)
+    elif kind.startswith("secagg_"):
+        if job is not None and "secure_aggregation" not in announced:
+            raise JobRefused(party, "request", f"{kind!r}: the job this party accepted announced no secure aggregation")
+    if kind != "fit" or floor is None:
+        return
     if floor is not None:
         dp2, dp3 = meta.get("dp2") or {}, meta.get("dp3") or {}
         if "noise_multiplier" in dp2 and float(dp2["noise_multiplier"]) < floor:
@@ -132,6 +189,41 @@ def check_request(allow: AllowSection | None, party: str, kind: str, meta: Mappi
             z3 = settings_noise_multiplier(dp3)
             if z3 < floor:
                 raise JobRefused(party, "min_noise_multiplier", f"DP3 noise multiplier {z3:.3g} < {floor}")
+
+
+_HORIZONTAL_KINDS = frozenset({"describe", "stats", "fit", "evaluate", "secagg_keys", "secagg_share",
+                               "secagg_consistency", "secagg_unmask"})
+
+
+def _floor(party: str, what: str, value: Any, floor: float | None, present: bool) -> None:
+    if floor is None or not present:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) < floor:
+        raise JobRefused(party, "min_noise_multiplier", f"{what} noise multiplier {value!r} < {floor}")
+
+
+def _check_fit(party: str, meta: Mapping[str, Any], job: Mapping[str, Any] | None, announced: set[str],
+               require: set[str]) -> None:
+    carried = {p for p in ("dp2", "dp3") if p in meta}
+    if job is not None and carried != announced & {"dp2", "dp3"}:
+        raise JobRefused(party, "job", f"this fit request carries DP {sorted(carried)}, but the job this party "
+                         f"accepted announced {sorted(announced & {'dp2', 'dp3'})}")
+    if job is not None and "secure_aggregation" in announced and "secagg" not in meta:
+        raise JobRefused(party, "job", "this fit request carries no secure aggregation, which the job announced")
+    if "dp" in require and not carried and (job is None or announced & {"dp2", "dp3"}):
+        raise JobRefused(party, "require", "this fit request carries no DP mechanism (dp2 or dp3)")
+    present = {"secure_aggregation": "secagg" in meta, "dp2": "dp2" in meta, "dp3": "dp3" in meta}
+    for need in sorted(require):
+        if need in present and not present[need]:
+            raise JobRefused(party, "require", f"this fit request carries no {need}")
+    dp3 = meta.get("dp3") or {}
+    if dp3 and job is not None:  # the distributed noise share is sum_sigma / sqrt(noise_parties or parties)
+        limit = len(job.get("parties") or [])
+        for key in ("parties", "noise_parties"):
+            value = dp3.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit):
+                raise JobRefused(party, "job", f"dp3.{key}={value!r} exceeds the {limit} parties of the job this "
+                                 "party accepted (each party's noise share would shrink accordingly)")
 
 
 class PeerAllowList:
@@ -165,3 +257,32 @@ class PeerAllowList:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
+
+
+def _check_vertical(allow: AllowSection, party: str, kind: str, meta: Mapping[str, Any]) -> None:
+    protocol = "woe_dp" if kind.startswith("woe.") else "gbdt_dp"
+    value = meta.get(_VERTICAL_NOISE[kind])
+    noised = isinstance(value, (int, float)) and not isinstance(value, bool) and float(value) > 0
+    if not noised and (protocol in allow.require or "dp" in allow.require):
+        raise JobRefused(party, "require", f"this {kind} request carries no noise ({_VERTICAL_NOISE[kind]}="
+                         f"{value!r}) but this party requires {protocol if protocol in allow.require else 'dp'}")
+    if noised and protocol == "woe_dp" and allow.min_noise_multiplier is not None:
+        from sampan.vertical.histograms import histogram_sigma
+
+        z = histogram_sigma(1.0, float(value), float(meta.get("dp_delta") or 1e-5))
+        if z < allow.min_noise_multiplier:
+            raise JobRefused(party, "min_noise_multiplier", f"WOE dp_epsilon {value} is a noise multiplier of "
+                             f"{z:.3g}, below this party's minimum {allow.min_noise_multiplier}")
+
+
+def privacy_policy(allow: AllowSection | None, **kwargs: Any) -> Any:
+    """The `PartyPrivacyPolicy` a party's vertical handlers enforce, from its `[allow]` list: its noise floor
+    and, when the list requires DP on vertical histograms ("dp", "woe_dp", "gbdt_dp"), refusal of exact ones."""
+    from sampan.privacy.party_policy import DEFAULT_MIN_NOISE_MULTIPLIER, PartyPrivacyPolicy
+
+    allow = allow or AllowSection()
+    need = set(allow.require)
+    levels = {"WOE"} if need & {"dp", "woe_dp"} else set()
+    levels |= {"GBDT"} if need & {"dp", "gbdt_dp"} else set()
+    return PartyPrivacyPolicy(min_noise_multiplier=allow.min_noise_multiplier or DEFAULT_MIN_NOISE_MULTIPLIER,
+                              required_levels=frozenset(levels), **kwargs)

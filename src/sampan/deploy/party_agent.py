@@ -31,7 +31,7 @@ import numpy as np
 
 from sampan.config import ConfigError
 from sampan.data import ColumnSpec, PartyData, TableSchema, load_table
-from sampan.deploy.allow import JobRefused, PeerAllowList, check_job, check_request
+from sampan.deploy.allow import JobRefused, PeerAllowList, check_job, check_request, privacy_policy
 from sampan.deploy.certs import probe_coordinator
 from sampan.deploy.config import PartyConfig, split_address
 from sampan.deploy.keyfiles import KeyFileError, unencrypted_pem
@@ -172,7 +172,8 @@ class PartyAgent:
 
             identity, verifier = self._vertical_identity()
             party = VerticalParty(table, identity=identity,  # peers' keys only from the partners it accepted
-                                  verifier=PeerAllowList(verifier, self.name, job["parties"]))
+                                  verifier=PeerAllowList(verifier, self.name, job["parties"]),
+                                  policy=privacy_policy(self.config.allow))  # its noise floor on WOE/GBDT releases
             # PSI would fork worker processes; a fork while gRPC's threads run can crash the child or
             # corrupt the parent's TLS state, so an agent blinds in its own thread (one core).
             party.psi.workers = 1
@@ -216,7 +217,9 @@ class PartyAgent:
             if self._identity.name != self.name:
                 raise ConfigError(f"party {self.name!r}: its certificate {tls.cert} is issued to "
                                   f"{self._identity.name!r}")
-        return self._identity, IdentityVerifier.from_files(tls.ca, tls.crl)
+        # the highest CRL number accepted is kept in the state folder: an older CRL put back is refused
+        return self._identity, IdentityVerifier.from_files(
+            tls.ca, tls.crl, state=Path(self.config.party.state_dir) / "revocation_high_water.json")
 
     def _secagg_client(self, parties: list[str]) -> Any:
         """Secure aggregation signs its keys with the organisation's identity (as the vertical run keys) and keeps
