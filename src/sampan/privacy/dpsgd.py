@@ -12,6 +12,11 @@ Sampling and noise both come from the OS CSPRNG unless a test passes seeded gene
 predictable sample would void the amplification-by-sampling argument, and predictable noise could be
 subtracted. L2 regularisation and the optimiser state are functions of the noised gradients and the
 public parameters only, so they cost no privacy.
+
+What each role learns: the coordinator (and, after aggregation, every party) receives only the
+party's noised model delta and the public settings it was trained under (steps, sampling rate computed
+from the party's *released* row count, noise multiplier); never the exact row count, loss, or share of
+clipped gradients. The party itself learns nothing new.
 """
 
 from __future__ import annotations

@@ -13,6 +13,10 @@
   from the sum, so secure aggregation refuses fewer than three). Against a coalition of the coordinator and
   K - 1 banks, the last bank has only its own share, sigma/sqrt(K), of protection.
 
+What each role learns: with ``PlainSum`` the fitter sees each bank's fully noised release (DP on its
+own); with ``SecureSum`` only the sums over at least three banks (each bank's own release is masked)
+plus what SecAgg+ reveals (`sampan.privacy.secagg`). Banks learn nothing of each other's data.
+
 Here the parties run in one process: each release goes through the real protocol (keys, Shamir
 shares, masked vectors, unmasking), and `SecureSum.seen` keeps what the coordinator received, so
 tests can check that no single release reaches it. In a deployment each bank's agent masks before

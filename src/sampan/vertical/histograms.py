@@ -15,7 +15,7 @@ non-colluding dealer and a secret row permutation sigma shared by the bank and t
 4. the bank subtracts: (sum(v + A) + rho) - (sum(A) + rho) = sum(v) per bin; each of the two messages
    on its own is uniformly random to it.
 
-Leakage, stated: the bank learns the per-bin sums (as in SecureBoost) and the partner learns which rows
+What each role learns: the bank learns the per-bin sums (as in SecureBoost) and the partner learns which rows
 are in the node (as in SecureBoost); the dealer learns bin *counts* per node in permuted order. A
 dealer colluding with the bank (who knows sigma) would learn the partner's bins — hence non-collusion.
 Optional DP: the partner adds Gaussian noise to its sums *inside* the masked sum (`partner_sums` /

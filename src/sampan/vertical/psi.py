@@ -20,7 +20,7 @@ as (n, 32) uint8 arrays. Both parties order the intersection by the doubly blind
 order that carries no information about either party's files), so row i of A's ``rows`` and row i of
 B's ``rows`` are the same customer. Each scalar is used for one session and dropped afterwards.
 
-What each mode reveals (|X| = set size, I = the intersection):
+What each role learns, per mode (|X| = set size, I = the intersection):
 
 * ``both``: A learns |B| and which of its rows are in I; B learns |A| and which of its rows are in I.
   The coordinator learns |A|, |B| (envelope sizes) and |I| (A reports it, alignment needs it).

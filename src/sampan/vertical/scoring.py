@@ -13,9 +13,11 @@ Flow (three waves, all party-to-party payloads sealed so the coordinator sees on
    the reason codes to itself; the coordinator receives an acknowledgement only (or, for held-out
    evaluation, aggregate metrics).
 
-What scoring reveals: the bank learns the applicant's final PD, the summed partner contribution and,
+What each role learns: the bank learns the applicant's final PD, the summed partner contribution and,
 per partner, whether that partner knows the applicant (the result must say so). Each partner learns
 the registration number the bank asked about, as with any credit-reference query, and nothing else.
+The coordinator learns that a query happened, how many applicants it carried and the sizes of the
+sealed envelopes, never who applied or any score.
 """
 
 from __future__ import annotations
