@@ -43,6 +43,7 @@ is refused. The partner states its sigma inside the sealed reply; the bank check
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -66,6 +67,8 @@ from sampan.vertical.histograms import (
 from sampan.vertical.secure_lr import receive
 from sampan.vertical.training import Relay
 from sampan.wire import Message
+
+log = logging.getLogger(__name__)
 
 __all__ = ["VerticalGBDTParty", "train_vertical_gbdt", "VerticalGBDTResult", "REVEALS", "VIEWS", "score_vertical_gbdt",
            "gbdt_histogram_privacy", "histogram_sensitivity2"]
@@ -435,10 +438,12 @@ class VerticalGBDTParty:
         query = ({"aligned": msg.arrays["aligned"]} if "aligned" in msg.arrays else
                  {"ids": np.frombuffer("\n".join(msg.meta["applicants"]).encode(), dtype=np.uint8)})
         rows, applicants = self._query_rows(query)
-        if applicants and (rows < 0).any():
+        if applicants and (rows < 0).any():  # neither ids nor positions: the error passes through the coordinator
             missing = [k + 1 for k, r in enumerate(rows) if r < 0]
-            raise ValueError(f"party {self.name!r}: applicant(s) at position {missing[:5]} of {len(rows)} are not "
-                             "in the bank's table; the bank scores applicants it has data on")
+            log.warning("party %s: applicants at positions %s of %d are not in its table (local log only)", self.name,
+                        missing[:20], len(rows))
+            raise ValueError(f"party {self.name!r}: an applicant of this request is not in the bank's table "
+                             "(positions in this party's local log); the bank scores applicants it has data on")
         self._scoring[str(msg.meta["request_id"])] = (rows, applicants, started)
         ch = self._channels()
         return msg.reply("vgb.score_started", {f"to:{p}": ch.seal_arrays(p, query) for p in msg.meta["partners"]})

@@ -137,9 +137,13 @@ class ScoringParty:
             applicants = [str(a) for a in msg.meta["applicants"]]
             rows = self._rows_for(applicants)
             unknown = [k + 1 for k, r in enumerate(rows) if r < 0]
-            if unknown:  # positions, not ids: this error text passes through the coordinator
-                raise ValueError(f"party {self.name!r}: applicant(s) at position {unknown[:5]} of {len(rows)} are not "
-                                 "in the bank's table; the bank scores applicants it has data on")
+            if unknown:  # neither ids nor positions: this error text passes through the coordinator
+                import logging
+
+                logging.getLogger(__name__).warning("party %s: applicants at positions %s of %d are not in its table "
+                                                    "(local log only)", self.name, unknown[:20], len(rows))
+                raise ValueError(f"party {self.name!r}: an applicant of this request is not in the bank's table "
+                                 "(positions in this party's local log); the bank scores applicants it has data on")
             query = {"ids": np.frombuffer("\n".join(applicants).encode(), dtype=np.uint8)}
         X = self.X[rows]
         z_bank = part.partial_logit(X)
