@@ -80,7 +80,9 @@ REVEALS = (
     "partner's quantile bin edges held fixed), and, "
     "exactly and outside any DP guarantee, the left/right partition of the node's rows at each split on a "
     "partner feature and each partner's routing bit for every validation and scored row (so the trees and "
-    "leaf values). A partner learns the row sets of nodes and holds the thresholds of splits on its own "
+    "leaf values); across trees these partitions let the bank recover most training rows' partner bins, so the "
+    "epsilon is conditional on them. Each partner checks the noise against its own minimum and charges every "
+    "noised histogram to its own ledger before it leaves. A partner learns the row sets of nodes and holds the thresholds of splits on its own "
     "features. The coordinator (dealer) learns the partner's binned records in a secret row order, every "
     "node's positions in that order, and the training and validation log-loss after each tree."
 )

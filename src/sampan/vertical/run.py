@@ -164,6 +164,10 @@ def run_vertical(
             extra_reveals["gbdt"] = GBDT_REVEALS + (" Partner histograms noised (sigma = %g in gradient units): " % gbdt_hist_noise
                                                     + "; ".join(f"{p} epsilon = {v['epsilon']:.2f} over {int(v['releases'])} "
                                                                 f"releases (delta {v['delta']:g})" for p, v in gb.privacy.items())
+                                                    + ". These epsilons cover the noised sums only and are conditional on "
+                                                    "the exact split partitions the bank also sees: across trees those let "
+                                                    "it recover most training rows' partner bins (a review measured 59-92% "
+                                                    "with 40 trees, depth 3, 8 bins)."
                                                     if gb.privacy else " Partner histograms are not noised in this run.")
             dp_accounts["vertical GBDT (partner histograms)"] = dict(gb.privacy)
             fields_seen["vertical GBDT"] = views_receipt(GBDT_VIEWS)

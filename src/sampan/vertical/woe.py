@@ -73,7 +73,9 @@ REVEALS = (
     "and the bank noises the event counts before deriving the partners' tables (epsilon for the labels); these "
     "epsilons treat the partner's quantile bin edges as fixed (one customer can move an edge: not covered). Each "
     "partner learns the WOE table of its own features. The coordinator (dealer) learns every partner's "
-    "binned records in a secret row order and how many features of each party were selected."
+    "binned records in a secret row order and how many features of each partner were selected (of the bank's own "
+    "too, without DP only). Every party checks the noise against its own minimum and charges each release to its "
+    "own ledger before it leaves; its account adds up over every WOE run of the run."
 )
 
 # Every field each role sees, with its protection (vocabulary as in `sampan.vertical.gbdt.VIEWS`);
