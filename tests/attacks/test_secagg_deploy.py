@@ -4,6 +4,7 @@ record of what they revealed under their state dir (0600), so it survives an age
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
@@ -15,13 +16,18 @@ import numpy as np
 
 from sampan.config import ConfigError
 from sampan.deploy.config import load_party_config
-from sampan.privacy.secagg_state import FileStateStore
+from sampan.crypto.identity import simulated_consortium
+from sampan.privacy.secagg import SecAggClient, SecAggRefused
+from sampan.privacy.secagg_state import FileStateStore, closed_key
 from sampan.wire import Message
 
-from _deploy_federation import ThreadFederation, run_config
+from _deploy_federation import ThreadFederation, run_config, wait_until
 
 
 def test_a_deployed_secure_run_signs_keys_and_persists_party_state(tmp_path: Path) -> None:
+    """While the run is open each agent keeps its per-label and per-round records under its state dir (0600,
+    folder 0700); when the coordinator closes the completed run they are deleted (the cached input vectors
+    too), and a marker refuses any later secure aggregation request of that run."""
     fed = ThreadFederation(tmp_path)
     try:
         run_id = fed.submit(run_config("secure", secure_aggregation={}))
@@ -31,21 +37,21 @@ def test_a_deployed_secure_run_signs_keys_and_persists_party_state(tmp_path: Pat
             kinds = fed.kinds(name, run_id)
             assert "secagg_consistency" in kinds and "secagg_unmask" in kinds
             folder = Path(load_party_config(path).party.state_dir) / "secagg"
+            assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+            store = FileStateStore(folder)
+            wait_until(lambda: store.load_round(closed_key(run_id)) is not None, 60)  # close follows completion
             files = sorted(folder.iterdir())
             assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
-            assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-            records = [FileStateStore(folder).load(label) for label in _labels(files)]
-            assert records  # every label it answered under is on disk, with what it revealed
+            names = [json.loads(f.read_bytes()).get("label") or json.loads(f.read_bytes())["key"] for f in files]
+            assert names == [closed_key(run_id)]  # every record of the run is gone, the marker stays
+            verifier, identities = simulated_consortium([name])  # the refusal comes before any key is made
+            with pytest.raises(SecAggRefused, match="is closed"):
+                SecAggClient(name, identity=identities[name], verifier=verifier,
+                             state=store).respond("secagg_keys", {}, {"label": f"{run_id}/round-1/x"}, run_id=run_id)
         with pytest.raises(ConfigError, match="robust aggregators"):
             fed.submit(run_config("robust", secure_aggregation={}, strategy={"aggregator": "median"}))
     finally:
         fed.close()
-
-
-def _labels(files: list[Path]) -> list[str]:
-    import json
-
-    return [json.loads(f.read_bytes())["label"] for f in files]
 
 
 class SecAggKeySwap:

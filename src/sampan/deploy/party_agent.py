@@ -194,8 +194,18 @@ class PartyAgent:
             arrays, meta = context.vertical.lr.part.to_arrays()
             # this party's own store: its part of the model never leaves it
             saved = self.store().register_model(f"{model}:{self.name}", message.run_id, arrays, meta)
+        self._forget_secagg(message.run_id)
         log.info("party %s closed run %s", self.name, message.run_id)
         return message.reply("deploy.closed", meta={"saved_version": saved})
+
+    def _forget_secagg(self, run_id: str) -> None:
+        """A closed run is complete (the coordinator resumes only unfinished runs): its secure aggregation state
+        (per-label records, round locks, cached input vectors) is deleted; a marker keeps refusing the run."""
+        folder = Path(self.config.party.state_dir) / "secagg"
+        if folder.is_dir():
+            from sampan.privacy.secagg_state import FileStateStore, close_run
+
+            close_run(FileStateStore(folder), run_id)
 
     def _vertical_identity(self) -> tuple[Any, Any]:
         """This organisation's TLS certificate and key sign its run keys; peers' keys are checked against the

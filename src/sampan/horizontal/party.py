@@ -30,6 +30,7 @@ over the round's contributors); other parties learn nothing from these handlers.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any, Callable, Mapping
 
@@ -216,7 +217,11 @@ class HorizontalParty:
         else:  # FedAvg: sum of n_i/N-weighted updates and of the weights
             head, indicator = update * weight, 0.0
         vector = np.concatenate([head, [indicator, weight * float(loss), weight]])
-        masked = self.secagg.respond_masked(msg.arrays, sa, vector, run_id=msg.run_id)
+        dp3 = msg.meta.get("dp3") or {}
+        # the noise shares its update carries (distributed DP3): unmasking then needs that many signed contributors
+        shares = int(dp3.get("noise_parties") or dp3["parties"]) if dp3.get("mode") == "distributed" else None
+        masked = self.secagg.respond_masked(msg.arrays, sa, vector, run_id=msg.run_id,
+                                            basis=_basis("fit", msg), noise_parties=shares)
         return msg.reply("fit_result", arrays={"masked": masked}, meta={"secagg": sa["label"]})
 
     def secagg_keys(self, msg: Message) -> Message:
@@ -245,7 +250,8 @@ class HorizontalParty:
         brier_sum = float(np.sum((p - y) ** 2))
         if "secagg" in msg.meta:  # one masked vector: the coordinator sees only the sum over parties
             vector = evaluation_vector(histogram, loss_sum, brier_sum, len(y))
-            masked = self.secagg.respond_masked(msg.arrays, msg.meta["secagg"], vector, run_id=msg.run_id)
+            masked = self.secagg.respond_masked(msg.arrays, msg.meta["secagg"], vector, run_id=msg.run_id,
+                                                basis=_basis("evaluate", msg))
             return msg.reply("evaluation", arrays={"masked": masked}, meta={"secagg": msg.meta["secagg"]["label"]})
         local: dict[str, float | None] = {}
         if 0 < y.sum() < len(y):
@@ -256,6 +262,17 @@ class HorizontalParty:
             "brier_sum": brier_sum,
             "metrics": local,
         })
+
+
+def _basis(kind: str, msg: Message) -> str:
+    """Digest of the public inputs a masked vector is computed from (global model, scaler, model config):
+    SecAgg binds every attempt on one model to one survivor set (`SecAggClient.masked_input`)."""
+    digest = hashlib.sha256(json.dumps(msg.meta.get("model"), sort_keys=True).encode())
+    for name in ("params", "mean", "scale"):
+        if name in msg.arrays:
+            array = np.ascontiguousarray(msg.arrays[name])
+            digest.update(f"|{name}|{array.dtype.str}|{array.shape}|".encode() + array.tobytes())
+    return f"{kind}/{digest.hexdigest()}"
 
 
 def _private(meta: Mapping[str, Any]) -> bool:

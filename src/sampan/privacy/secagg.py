@@ -109,7 +109,8 @@ from sampan.crypto.channel import ChannelError, PartyKeys, SealedChannels, prg_u
 from sampan.crypto.identity import (IdentityError, IdentityVerifier, PartyIdentity, SignedKeys, sign_keys,
                                     signed_keys_payload, verify_keys)
 from sampan.privacy import shamir
-from sampan.privacy.secagg_state import LabelRecord, MemoryStateStore, SecAggStateStore
+from sampan.privacy.secagg_state import (LabelRecord, MemoryStateStore, RoundRecord, SecAggStateStore, close_run,
+                                        closed_key)
 
 __all__ = [
     "SecAggAbort", "SecAggRefused", "SecAggParams", "SecAggClient", "SecAggServer", "harary_graph",
@@ -313,10 +314,19 @@ def _keys_protocol(label: str) -> str:
     return f"secagg.keys/{label}"
 
 
-def _survivor_payload(run_id: str, label: str, signer: str, survivors: Sequence[str]) -> bytes:
-    """What a party signs in the consistency round: the survivor set U3 of this run and label."""
+def _survivor_payload(run_id: str, label: str, signer: str, survivors: Sequence[str], round_id: str | None,
+                      basis: str | None) -> bytes:
+    """What a party signs in the consistency round: the survivor set U3 of this run and label, bound to the
+    round the attempt belongs to and the digest of the public inputs (the global model) of the vectors, so
+    the coordinator cannot tell different parties different rounds (or models) for one attempt."""
     return signed_keys_payload(run_id, f"secagg.consistency/{label}", _ROLE, signer,
-                               {"survivors": "\n".join(sorted(survivors)).encode()})
+                               {"survivors": "\n".join(sorted(survivors)).encode(),
+                                "round": (round_id or "").encode(), "basis": (basis or "").encode()})
+
+
+def _round_keys(run_id: str, round_id: str, basis: str | None) -> list[str]:
+    """The RoundRecords an attempt is bound to: its round, and the model its vector was computed on."""
+    return [f"{run_id}/round:{round_id}"] + ([f"{run_id}/basis:{basis}"] if basis else [])
 
 
 @dataclass(frozen=True)
@@ -442,6 +452,7 @@ class SecAggClient:
         """This label's record and secrets; refuses a label it never advertised or whose keys it lost."""
         if not label.startswith(f"{run_id}/"):
             raise self._refuse(label, f"the label does not belong to run {run_id!r}")
+        self._check_open(run_id, label)
         record = self.state.load(label)
         if record is None:
             raise self._refuse(label, "this party never advertised keys under it")
@@ -452,6 +463,22 @@ class SecAggClient:
         if own and (_raw(own["c_pk"]) != s.c_public or _raw(own["s_pk"]) != s.s_public):
             raise self._refuse(label, "the coordinator echoed keys this party did not advertise")
         return record, s
+
+    def _check_open(self, run_id: str, label: str) -> None:
+        closed = self.state.load_round(closed_key(run_id))
+        if closed is not None and closed.closed:
+            raise self._refuse(label, f"run {run_id!r} is closed (its state was deleted; nothing more is answered "
+                               "under it)")
+
+    def close_run(self, run_id: str) -> int:
+        """The run is over: delete its records (labels, rounds, cached vectors) and keep only a marker that
+        refuses any later request of the run (a coordinator that 'closes' a run cannot reset the locks)."""
+        with self._lock:
+            gone = close_run(self.state, run_id)
+            for cache in (self._answered, self._channels, self._verified):
+                for key in [k for k in cache if k.startswith(f"{run_id}/")]:
+                    del cache[key]
+            return gone
 
     def _verify(self, run_id: str, label: str, bundles: Mapping[str, _Bundle]) -> None:
         """Every peer's keys must carry its valid signature for this run and label (IdentityError names it)."""
@@ -486,6 +513,7 @@ class SecAggClient:
         """Fresh keys for a new label (nonce drawn and recorded first); the same keys if asked again."""
         if not label.startswith(f"{run_id}/"):
             raise self._refuse(label, f"the label does not belong to run {run_id!r}")
+        self._check_open(run_id, label)
         record = self.state.load(label)
         if record is None:
             nonce = os.urandom(16).hex()
@@ -531,11 +559,21 @@ class SecAggClient:
     # step 2
     @_serialised
     def masked_input(self, run_id: str, label: str, own: Mapping[str, np.ndarray], vector: np.ndarray,
-                     params: SecAggParams, bundles: Mapping[str, _Bundle]) -> np.ndarray:
-        """y = encode(x) + PRG(b) + Σ sign·PRG(s_uv) over the neighbours that shared keys; once per label."""
+                     params: SecAggParams, bundles: Mapping[str, _Bundle], *, round_id: str | None = None,
+                     basis: str | None = None, noise_parties: int | None = None) -> np.ndarray:
+        """y = encode(x) + PRG(b) + Σ sign·PRG(s_uv) over the neighbours that shared keys; once per label.
+
+        `round_id` (the coordinator's name for the round, signed with U3) and `basis` (the caller's digest of
+        the public inputs x is a function of, e.g. the global model) bind the attempt to its round: every
+        attempt of a round masks the x of the first one (cached, persisted before it leaves), and after this
+        party revealed unmask shares for one survivor set of the round, it reveals none for another.
+        `noise_parties`: the number of noise shares x carries (distributed DP), so that many parties must
+        sign the survivor set before this party helps unmask; it may not exceed the m_min it shared with."""
         if label in self._answered:  # asked twice (a transport retry): the same answer, never a second sample
             return self._answered[label]
         record, s = self._record(run_id, label, own)
+        if not round_id:
+            raise self._refuse(label, "the request names no round (needed to bind retries of one round)")
         if record.masked:
             raise self._refuse(label, "it already masked an input under these keys; a second one would reveal "
                                "the difference of the two")
@@ -545,10 +583,31 @@ class SecAggClient:
             raise self._refuse(label, "asked to mask against parties that hold none of its shares")
         if len(bundles) < record.threshold:
             raise self._refuse(label, f"only {len(bundles)} neighbours to mask against, {record.threshold} needed")
+        if noise_parties is not None and not 1 <= int(noise_parties) <= (record.m_min or 0):
+            raise self._refuse(label, f"its input carries noise shares for {noise_parties} parties, more than the "
+                               f"{record.m_min} contributors the attempt is guaranteed (m_min): the sum would lack "
+                               "noise")
         self._verify(run_id, label, bundles)
-        record.masked = True
+        keys = _round_keys(run_id, round_id, basis)
+        rounds = [self.state.load_round(k) or RoundRecord(key=k) for k in keys]
+        cached = {(r.vector, r.frac_bits, r.noise_parties) for r in rounds if r.vector is not None}
+        if len(cached) > 1:
+            raise self._refuse(label, f"round {round_id!r} and its model were contributed to with different inputs")
+        if cached:  # a retry of the round: the same input, bit for bit, whatever the caller computed now
+            hexed, frac_bits, shares = cached.pop()
+            y = np.frombuffer(bytes.fromhex(hexed), dtype=np.uint64).copy()
+            if y.size != np.size(vector) or frac_bits != params.frac_bits:
+                raise self._refuse(label, f"round {round_id!r} was contributed to with a vector of another shape")
+        else:
+            y, shares = encode_vector(vector, params), noise_parties
+        for r in rounds:
+            if r.vector is None:
+                r.vector, r.frac_bits, r.noise_parties = y.tobytes().hex(), params.frac_bits, shares
+                self.state.save_round(r)  # before the masked input leaves
+        record.masked, record.round, record.basis, record.rounds = True, round_id, basis, keys
+        record.noise_parties = max((x for x in (shares, noise_parties) if x is not None), default=None)
         self.state.save(record)  # before the masked input leaves
-        y = encode_vector(vector, params)
+        y = y.copy()
         n = y.size
         y += prg_uint64(s.b_seed, f"{label}|self", n)
         channels = _mask_channels(self.name, s.s_secret, {p: b.s_pk for p, b in bundles.items()}, label)
@@ -577,10 +636,24 @@ class SecAggClient:
             raise self._refuse(label, f"{len(u3)} survivors, at least {self.min_contributors} needed")
         if record.signed is not None and record.signed != u3:
             raise self._refuse(label, "it already signed a different survivor set")
+        self._check_round_lock(label, record, u3)
         if record.signed is None:
             record.signed = u3
             self.state.save(record)
-        return self.identity.sign(_survivor_payload(run_id, label, self.name, u3))
+        return self.identity.sign(_survivor_payload(run_id, label, self.name, u3, record.round, record.basis))
+
+    def _check_round_lock(self, label: str, record: LabelRecord, u3: list[str]) -> list[RoundRecord]:
+        """The attempt's round records; refuses a U3 other than the one it already revealed shares for."""
+        rounds = []
+        for key in record.rounds:
+            r = self.state.load_round(key)
+            if r is None:
+                raise self._refuse(label, f"its record of {key!r} is missing")
+            if r.survivors is not None and r.survivors != u3:
+                raise self._refuse(label, f"it already revealed unmask shares in round {record.round!r} for another "
+                                   "survivor set (the difference of the two sums would reveal an input)")
+            rounds.append(r)
+        return rounds
 
     # step 4
     @_serialised
@@ -608,19 +681,23 @@ class SecAggClient:
         # survivor sets cannot both win a majority of one neighbourhood (of everyone, on the complete graph),
         # as Bonawitz et al.'s t signatures. A bad signature aborts the request.
         holders = set(record.holders)
+        # distributed DP: as many signers (certified parties, not just names in U3) as its noise assumes
+        needed = max(self.min_contributors, record.noise_parties or 0)
         valid, valid_neighbours = 0, 0
         for signer in sorted(signatures, key=lambda p: (p not in holders, p)):
-            if valid_neighbours >= record.threshold and valid + 1 >= self.min_contributors:
+            if valid_neighbours >= record.threshold and valid + 1 >= needed:
                 break
             certificate, signature = signatures[signer]
-            self.verifier.verify(signer, certificate, _survivor_payload(run_id, label, signer, u3), signature)
+            self.verifier.verify(signer, certificate,
+                                 _survivor_payload(run_id, label, signer, u3, record.round, record.basis), signature)
             valid, valid_neighbours = valid + 1, valid_neighbours + (signer in holders)
         if valid_neighbours < record.threshold:
             raise self._refuse(label, f"only {valid_neighbours} of its neighbours signed the survivor set, "
                                f"{record.threshold} needed")
-        if valid + 1 < self.min_contributors:
+        if valid + 1 < needed:
+            why = "min_contributors" if needed == self.min_contributors else "its input's noise shares"
             raise self._refuse(label, f"only {valid + 1} parties (itself included) signed the survivor set, "
-                               f"{self.min_contributors} needed")
+                               f"{needed} needed ({why})")
         if not len(senders) == len(envelopes) == len(set(senders)) or set(bundles) != set(senders):
             raise ValueError(f"party {self.name!r}: senders, envelopes and keys do not match")
         if record.holders is None or not set(senders) <= set(record.holders):
@@ -634,6 +711,10 @@ class SecAggClient:
         channels = self._share_channels(label, s, {p: bundles[p].c_pk for p in senders})
         opened = {peer: channels.open_arrays(peer, np.frombuffer(envelope, dtype=np.uint8))
                   for peer, envelope in zip(senders, envelopes)}
+        for r in self._check_round_lock(label, record, u3):  # lock the round to this U3 before any share leaves
+            if r.survivors is None:
+                r.survivors = u3
+                self.state.save_round(r)
         record.revealed.update(kinds)
         self.state.save(record)  # before any share leaves
         b_out = [_raw(opened[p]["b"], shamir.SHARE_BYTES) for p in senders if kinds[p] == "b"]
@@ -679,12 +760,17 @@ class SecAggClient:
         raise ValueError(f"not a secure aggregation step: {kind!r}")
 
     def respond_masked(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], vector: np.ndarray, *,
-                       run_id: str) -> np.ndarray:
-        """The masked-input step: `meta` is the request's secure-aggregation part, `vector` this party's input."""
+                       run_id: str, basis: str | None = None, noise_parties: int | None = None) -> np.ndarray:
+        """The masked-input step: `meta` is the request's secure-aggregation part, `vector` this party's input,
+        `basis` the caller's digest of what `vector` is computed from, `noise_parties` the number of noise
+        shares it carries (see `masked_input`)."""
         own = {"c_pk": arrays["own.c_pk"], "s_pk": arrays["own.s_pk"]}
         peers = [str(p) for p in meta["peers"]]
         params = SecAggParams(frac_bits=int(meta["frac_bits"]), max_abs=float(meta["max_abs"]))
-        return self.masked_input(run_id, str(meta["label"]), own, vector, params, _bundles_from(arrays, peers))
+        round_id = meta.get("round")
+        return self.masked_input(run_id, str(meta["label"]), own, vector, params, _bundles_from(arrays, peers),
+                                 round_id=str(round_id) if round_id else None, basis=basis,
+                                 noise_parties=noise_parties)
 
 
 @dataclass
@@ -711,12 +797,14 @@ class SecAggServer:
     """
 
     def __init__(self, params: SecAggParams, parties: Sequence[str], length: int, label: str,
-                 rng: np.random.Generator) -> None:
+                 rng: np.random.Generator, *, round_id: str | None = None) -> None:
         if len(parties) < params.min_contributors:
             raise SecAggAbort("setup", f"{len(parties)} parties selected; secure aggregation never sums fewer than "
                               f"{params.min_contributors} contributors (min_contributors)", parties)
         params.check_capacity(len(parties))
         self.params, self.length, self.label = params, int(length), label
+        # the round this attempt belongs to (every retry of a round names the same one; parties bind it)
+        self.round_id = round_id or label
         self.parties = sorted(parties)
         self.index = {p: i + 1 for i, p in enumerate(self.parties)}
         self._rng = rng
@@ -798,7 +886,8 @@ class SecAggServer:
         for p in self.u2:
             peers = sorted(self.graph[p] & live)
             requests[p] = ({**self._own(p), **self._peers(peers)},
-                           {"label": self.label, "peers": peers, "noise_parties": self.min_live,
+                           {"label": self.label, "round": self.round_id, "peers": peers,
+                            "noise_parties": self.min_live,
                             "frac_bits": self.params.frac_bits, "max_abs": self.params.max_abs})
         return requests
 
@@ -838,9 +927,10 @@ class SecAggServer:
             senders = sorted(self.graph[u] & set(self.u2))
             self.st.senders[u] = ([v for v in senders if v in survivors], [v for v in senders if v in dropped])
             # its neighbours' signatures (their certificates travel in the senders' keys), and others' with
-            # certificates only if it needs them to reach min_contributors signers
+            # certificates only if it needs them to reach min_contributors signers (m_min under distributed DP:
+            # a party whose input carries a 1/m_min noise share wants m_min signers)
             vouching = [v for v in self.signed if v in self.graph[u]]
-            more = max(0, self.params.min_contributors - 1 - len(vouching))
+            more = max(0, max(self.params.min_contributors, self.min_live) - 1 - len(vouching))
             certified = [v for v in self.signed if v != u and v not in self.graph[u]][:more]
             sig, sig_len = _pack([self.st.signatures[v] for v in vouching + certified])
             cert, cert_len = _pack([self.st.keys[v].certificate for v in certified])

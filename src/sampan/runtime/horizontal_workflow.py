@@ -121,6 +121,14 @@ def build_strategy(config: RunConfig) -> Strategy:
     return make_strategy(config.strategy.name, **options)
 
 
+def _retry_set(server: SecAggServer | None, exc: SecAggAbort) -> list[str]:
+    """Who a failed attempt is retried with: the survivors of the step it stopped at, except after unmask
+    shares were revealed — those parties then answer only for the same survivor set U3 in this round."""
+    if server is not None and exc.stage == "unmasking" and server.u3:
+        return list(server.u3)
+    return list(exc.survivors)
+
+
 def _finite(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
@@ -222,6 +230,9 @@ class HorizontalWorkflow:
         self.progress.round_started(round_number, len(selected))
         train_cfg = self._train_config(round_number)
         events = self.privacy.planned_events(self._party_rows(state), selected, round_number)
+        if self.secagg is not None and self._stored_sum("secagg_round_sum", round_number) is not None:
+            # unmasked (and charged) before a crash: applied from the store, nothing is released again
+            return self._secure_fit_round(state, round_number, selected, train_cfg, events)
         # write-ahead: charged durably before any fit request leaves; raises BudgetExceeded instead if it
         # does not fit the durable ledger (so a crash loop ends in a budget stop, never in free releases)
         self._charge(events, round_number)
@@ -328,6 +339,11 @@ class HorizontalWorkflow:
         floor = self._secagg_floor()
         participants = list(selected)
         attempts: list[dict[str, Any]] = []
+        stored = self._stored_sum("secagg_round_sum", round_number)
+        if stored is not None:  # unmasked before a crash: apply it, never ask the parties again (see _store_sum)
+            vector, contributors = np.asarray(stored["sum"], dtype=np.float64), list(stored["contributors"])
+            self._round_events.append(("secagg_round_replayed", {"round": round_number, "contributors": contributors}))
+            return self._apply_secure_sum(state, round_number, vector, contributors, rows)
         for attempt in range(self.secagg.max_retries + 1 if len(participants) >= floor else 0):
             label = self._secagg_label(f"round-{round_number}", attempt)
             if attempt > 0:  # a retry is a fresh release by every participant: charged write-ahead again
@@ -355,35 +371,56 @@ class HorizontalWorkflow:
 
             try:
                 server = SecAggServer(params, participants, n_params + 3, label,
-                                      derive_rng(self.seed, "secagg-graph", round_number, attempt))
+                                      derive_rng(self.seed, "secagg-graph", round_number, attempt),
+                                      round_id=f"round-{round_number}")
                 total = run_secagg(server, call)
             except SecAggAbort as exc:
                 summary = {**(server.summary() if server else {}), "failed": {**(server.dropouts if server else {}),
                                                                                **failures}}
                 attempts.append({"attempt": attempt, "stage": exc.stage, "reason": exc.reason, **summary})
                 self.store.log_event(self.run_id, "secagg_round_failed", {"round": round_number, **attempts[-1]})
-                participants = exc.survivors
+                participants = _retry_set(server, exc)
                 if len(participants) < floor:
                     break
                 continue
             vector = decode_vector(total, params)
-            head, indicator, weighted_loss, weight = vector[:n_params], vector[n_params], vector[-2], vector[-1]
             contributors = server.u3
-            if self.privacy.dp3 is not None and dp3_settings is not None:
-                mean_update = self.privacy.dp3.aggregate(head, indicator, {**dp3_settings, "parties": len(contributors)})
-                state.dp3_clip = self.privacy.dp3.clip
-            else:
-                mean_update = head / weight
-            new_params = self.strategy.apply(state.params, mean_update)
+            self._store_sum("secagg_round_sum", round_number, vector, contributors)
             summary = server.summary()
             summary["failed"] = {**summary["failed"], **failures}
             self._round_events.append(("secagg_round", {"round": round_number, "attempt": attempt,
                                                         "contributors": contributors, **summary}))
-            # every participant was charged before its fit request left (write-ahead, see _fit_round)
-            state.ledger_json = self.privacy.ledger_json()
-            train_loss = math.nan if self.privacy.enabled or weight <= 0 else float(weighted_loss / weight)
-            return new_params, contributors, train_loss  # under DP the loss slot is 0: no loss is released
+            return self._apply_secure_sum(state, round_number, vector, contributors, rows)
         raise self._secagg_failed(f"round {round_number}", attempts, len(participants))
+
+    def _apply_secure_sum(self, state: RunState, round_number: int, vector: np.ndarray, contributors: list[str],
+                          rows: dict[str, int]) -> tuple[np.ndarray, list[str], float]:
+        """The new model from a round's unmasked sum [update, indicator, weighted loss, weight]."""
+        n_params = state.params.size
+        head, indicator, weighted_loss, weight = vector[:n_params], vector[n_params], vector[-2], vector[-1]
+        _, dp3_settings = self.privacy.fit_meta(round_number, contributors, rows if self.privacy.enabled else None)
+        if self.privacy.dp3 is not None and dp3_settings is not None:
+            mean_update = self.privacy.dp3.aggregate(head, indicator, {**dp3_settings, "parties": len(contributors)})
+            state.dp3_clip = self.privacy.dp3.clip
+        else:
+            mean_update = head / weight
+        new_params = self.strategy.apply(state.params, mean_update)
+        # every participant was charged before its fit request left (write-ahead, see _fit_round)
+        state.ledger_json = self.privacy.ledger_json()
+        train_loss = math.nan if self.privacy.enabled or weight <= 0 else float(weighted_loss / weight)
+        return new_params, contributors, train_loss  # under DP the loss slot is 0: no loss is released
+
+    def _store_sum(self, key: str, step: int, vector: np.ndarray, contributors: list[str]) -> None:
+        """Persist an unmasked sum before anything else happens: parties lock a round to the survivor set
+        they revealed unmask shares for, so a crash before the round is saved must not need a second attempt
+        (with whoever is alive then); the resumed coordinator applies the stored sum instead."""
+        self.store.record_info(self.run_id, key, {"round": step, "sum": [float(x) for x in vector],
+                                                  "contributors": list(contributors)})
+
+    def _stored_sum(self, key: str, step: int) -> dict[str, Any] | None:
+        info = self.store.get_run(self.run_id).info or {}
+        stored = info.get(key)
+        return stored if isinstance(stored, dict) and stored.get("round") == step else None
 
     def _traffic_delta(self) -> dict[str, Any] | None:
         """What crossed the wire since the last call, per message kind and direction (sizes in bytes).
@@ -452,6 +489,10 @@ class HorizontalWorkflow:
         floor = self._secagg_floor()
         participants = sorted(state.parties)
         attempts: list[dict[str, Any]] = []
+        stored = self._stored_sum("secagg_evaluation_sum", step)
+        if stored is not None:  # unmasked before a crash (the same model): not asked again
+            histogram, loss_sum, brier_sum, n = evaluation_from_vector(np.asarray(stored["sum"], dtype=np.float64), bins)
+            return histogram, loss_sum, brier_sum, n, {}
         for attempt in range(self.secagg.max_retries + 1):
             params = replace(self._secagg_params(len(participants)), frac_bits=EVAL_FRAC_BITS,
                              max_abs=EVAL_MAX_ABS)
@@ -468,20 +509,23 @@ class HorizontalWorkflow:
 
             try:
                 server = SecAggServer(params, participants, 3 * bins + 3, label,
-                                      derive_rng(self.seed, "secagg-evaluate-graph", step, attempt))
+                                      derive_rng(self.seed, "secagg-evaluate-graph", step, attempt),
+                                      round_id=f"evaluate-{step}")
                 total = run_secagg(server, call)
             except SecAggAbort as exc:
                 failed = {**(server.dropouts if server else {}), **failures}
                 attempts.append({"attempt": attempt, "stage": exc.stage, "reason": exc.reason, "failed": failed})
                 self._round_events.append(("secagg_evaluation_failed", {"round": step, **attempts[-1]}))
-                participants = exc.survivors
+                participants = _retry_set(server, exc)
                 if len(participants) < floor:
                     break
                 continue
             self._round_events.append(("secagg_evaluation", {"round": step, "attempt": attempt,
                                                              "contributors": server.u3,
                                                              "failed": {**server.dropouts, **failures}}))
-            histogram, loss_sum, brier_sum, n = evaluation_from_vector(decode_vector(total, params), bins)
+            vector = decode_vector(total, params)
+            self._store_sum("secagg_evaluation_sum", step, vector, server.u3)
+            histogram, loss_sum, brier_sum, n = evaluation_from_vector(vector, bins)
             return histogram, loss_sum, brier_sum, n, {}
         raise FederationError(
             f"evaluation of round {step}: secure aggregation failed {len(attempts)} time(s) "
