@@ -7,7 +7,10 @@ per-job approvals exist, the party agent checks every job against this list when
 (`deploy.open_run`, before any protocol message) and refuses what falls outside it, with the reason;
 the refusal is logged and recorded in the party's own signed audit log. During a horizontal run,
 every `fit` request is checked again (required protections present, noise at or above the minimum),
-so a coordinator cannot announce one job and run another.
+so a coordinator cannot announce one job and run another; so is every vertical histogram request
+(`woe.sum`, `woe.finish`: WOE epsilon; `vgb.setup`: GBDT `hist_noise`), and the vertical handlers
+enforce the same floor and required DP through the party's `PartyPrivacyPolicy` (`privacy_policy`),
+which also keeps the party's own ledger of those releases.
 
 What the list can and cannot see: the job description comes from the coordinator. An honest
 coordinator relays the operator's job faithfully, so the list stops operators' mistakes and misuse.
