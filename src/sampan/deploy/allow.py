@@ -125,7 +125,7 @@ def check_job(allow: AllowSection | None, party: str, job: Mapping[str, Any], da
             if value == "auto" or float(value) < allow.min_noise_multiplier:
                 raise JobRefused(party, "min_noise_multiplier", f"{name} noise multiplier {value!r} is below this "
                                  f"party's minimum {allow.min_noise_multiplier} ('auto' cannot be checked in advance)")
-        if job.get("gbdt_hist_noise") and columns:  # sigma / sensitivity over this party's own columns
+        if job.get("gbdt_hist_noise") and columns and party != job.get("label_holder"):  # a partner's own columns
             from sampan.vertical.gbdt import histogram_sensitivity2
 
             z = float(job["gbdt_hist_noise"]) / histogram_sensitivity2(len(columns)) ** 0.5
