@@ -1,7 +1,12 @@
 """Atomic writes (a reader sees the old file/folder or the new one, never a half-written one) and private files.
 
 Private files (keys, stores, pin files, logs) are created 0600 in 0700 folders from the start, never
-chmod-ed after the fact, so there is no window in which another local user could open them.
+chmod-ed after the fact, so there is no window in which another local user could open them. They are
+opened with O_NOFOLLOW and refused in a world-writable folder (where another user could
+have planted a link or a file of their own under the name), and a file another user owns is refused.
+
+`HighWater` keeps monotonic counters (CRL number, issuance-record generation) across restarts, so a
+signed but older file put back in place is refused even by a freshly started process.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Iterator
 
 __all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "private_directory",
            "private_file", "private_sqlite", "open_private_append", "check_private_mode", "InsecureFileError", "PRIVATE_FILE",
-           "PRIVATE_DIR"]
+           "PRIVATE_DIR", "HighWater"]
 
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
@@ -39,15 +44,43 @@ def private_directory(path: str | os.PathLike[str]) -> Path:
     return target
 
 
+def _check_parent(target: Path) -> None:
+    """Refuse a folder that any user may write to (/tmp included): they could plant a link or their own file
+    there. (A group-writable folder is left to the operator: user-private groups make it common.)"""
+    parent = target.parent
+    info = parent.stat()
+    if stat.S_IMODE(info.st_mode) & 0o002:
+        raise InsecureFileError(f"folder {str(parent)!r} of the private file {target.name!r} is writable by other "
+                                f"users (mode {stat.S_IMODE(info.st_mode):04o}); use a private folder (chmod 700 "
+                                f"{parent})")
+
+
+def _open_private(target: Path, flags: int) -> int:
+    """Open (creating 0600) without following a link; refuse a file owned by another user."""
+    _check_parent(target)
+    try:
+        fd = os.open(target, flags | os.O_CREAT | os.O_NOFOLLOW, PRIVATE_FILE)
+    except OSError as exc:
+        if target.is_symlink():
+            raise InsecureFileError(f"private file {str(target)!r} is a symbolic link; refusing to follow it") from None
+        raise exc
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.getuid() or not stat.S_ISREG(info.st_mode):
+            raise InsecureFileError(f"private file {str(target)!r} is not a regular file owned by this user")
+        os.fchmod(fd, PRIVATE_FILE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def private_file(path: str | os.PathLike[str]) -> Path:
     """Make sure ``path`` exists and is 0600 before anything (SQLite, a log handler) writes secrets into it."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE)
-    try:
-        os.fchmod(fd, PRIVATE_FILE)
-    finally:
-        os.close(fd)
+    if not target.parent.exists():
+        private_directory(target.parent)
+    os.close(_open_private(target, os.O_WRONLY | os.O_APPEND))
     return target
 
 
@@ -62,15 +95,13 @@ def private_sqlite(url: str) -> None:
     private_file(path)
     for suffix in ("-wal", "-shm", "-journal"):
         extra = path.with_name(path.name + suffix)
-        if extra.exists():
-            os.chmod(extra, PRIVATE_FILE)
+        if extra.exists() or extra.is_symlink():
+            os.close(_open_private(extra, os.O_RDONLY))
 
 
 def open_private_append(path: str | os.PathLike[str]) -> int:
-    """An ``opener`` for ``open()`` / logging handlers: append, created 0600."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE)
-    os.fchmod(fd, PRIVATE_FILE)
-    return fd
+    """An ``opener`` for ``open()`` / logging handlers: append, created 0600, never through a link."""
+    return _open_private(Path(path), os.O_WRONLY | os.O_APPEND)
 
 
 def check_private_mode(path: str | os.PathLike[str], what: str = "private key") -> None:
@@ -152,3 +183,36 @@ def atomic_directory(path: str | os.PathLike[str], replaceable: frozenset[str] =
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+class HighWater:
+    """Named monotonic counters, persisted (0600, atomically) in a JSON file when a path is given.
+
+    Why: a signed CRL or issuance record stays validly signed forever; only its number tells an older one
+    from a newer one. A verifier keeps the highest number it has accepted and refuses a lower one.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path else None
+        self._values: dict[str, int] = {}
+        if self.path is not None and self.path.exists():
+            try:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+                self._values = {str(k): int(v) for k, v in dict(data).items()}
+            except (OSError, ValueError, TypeError) as exc:
+                raise ValueError(f"{self.path}: unreadable high-water file ({exc}); it records the newest CRL and "
+                                 "issuance record accepted, so it is not ignored: restore it or remove it "
+                                 "deliberately") from None
+
+    def get(self, key: str) -> int:
+        return self._values.get(key, -1)
+
+    def advance(self, key: str, value: int) -> None:
+        """Record `value` if it is higher than the one kept (persisted before returning)."""
+        if value <= self.get(key):
+            return
+        self._values[key] = int(value)
+        if self.path is not None:
+            if not self.path.parent.exists():
+                private_directory(self.path.parent)
+            atomic_write_bytes(self.path, json.dumps(self._values, sort_keys=True).encode(), PRIVATE_FILE)

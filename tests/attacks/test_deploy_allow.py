@@ -168,3 +168,116 @@ def test_the_allow_list_covers_vertical_woe_and_gbdt_noise() -> None:
                                 sensitivity2=histogram_sensitivity2(6))
     with pytest.raises(PolicyRefused, match="without noise"):
         policy.admit_histograms("payments", "woe", instance="n2", release="sum", sigma=0.0, sensitivity2=24.0)
+
+
+# --- adversarial review R4: a coordinator downgrades protections mid-run past `[allow]` ----------------------
+# `check_request` re-checks every request of a run against the list and the job the party accepted. Each test
+# builds the request a lying coordinator would send and asserts the party refuses it.
+FLOOR = 1.0
+JOB = {"workflow": "horizontal", "operator": "ops", "parties": ["bank", "other", "third"], "label_holder": None,
+       "protections": ["dp", "dp3", "secure_aggregation"], "noise_multipliers": {"dp3": 2.0}}
+
+
+def _dp3_settings(z: float, parties: int = 3) -> dict:
+    from sampan.config import DP3Section
+    from sampan.privacy.dp3 import DP3Aggregation
+
+    return DP3Aggregation(DP3Section(noise_multiplier=z, mode="distributed")).settings(parties)  # type: ignore[arg-type]
+
+
+def test_dp3_record_level_noise_below_floor_is_refused() -> None:
+    import math
+
+    from sampan.deploy.allow import AllowSection, JobRefused, check_request
+    from sampan.privacy.dp3 import settings_noise_multiplier
+
+    settings = _dp3_settings(0.5)                                    # record-level z = 0.5 < floor 1.0
+    assert math.isclose(settings_noise_multiplier(settings), 0.5, rel_tol=1e-6)
+    with pytest.raises(JobRefused):
+        check_request(AllowSection(min_noise_multiplier=FLOOR), "bank", "fit", {"dp3": settings, "round": 1})
+
+
+def test_dp3_adaptive_count_sigma_drags_record_level_noise_below_floor() -> None:
+    from sampan.deploy.allow import AllowSection, JobRefused, check_request
+    from sampan.privacy.dp3 import settings_noise_multiplier
+
+    settings = {"clip": 1.0, "mode": "central", "parties": 3, "sum_sigma": 2.0, "count_sigma": 0.6}
+    assert settings_noise_multiplier(settings) < 0.6 * FLOOR
+    with pytest.raises(JobRefused):
+        check_request(AllowSection(min_noise_multiplier=FLOOR), "bank", "fit", {"dp3": settings, "round": 1})
+
+
+def test_dp3_noise_share_diluted_by_an_inflated_party_count_is_refused() -> None:
+    """Distributed DP3: each party adds sum_sigma/sqrt(noise_parties or parties). Both come from the coordinator;
+    inflating them to 10**6 removed the noise. A party refuses more than the parties of the job it accepted —
+    in `check_request` and in its own privacy policy."""
+    import math
+
+    from sampan.deploy.allow import AllowSection, JobRefused, check_request
+    from sampan.privacy.party_policy import PartyPrivacyPolicy, PolicyRefused
+
+    settings = _dp3_settings(2.0)                                     # announced z = 2 (passes every check)
+    settings["parties"] = settings["noise_parties"] = 10**6           # each party's share: sigma / 1000
+    assert settings["sum_sigma"] / math.sqrt(settings["parties"]) / settings["clip"] < 0.01
+    meta = {"dp3": settings, "secagg": {"label": "r1"}, "round": 1}
+    with pytest.raises(JobRefused, match="exceeds the 3 parties"):
+        check_request(AllowSection(min_noise_multiplier=FLOOR, require=["dp3", "secure_aggregation"]), "bank",
+                      "fit", meta, JOB)
+    with pytest.raises(JobRefused, match="exceeds the 3 parties"):
+        check_request(None, "bank", "fit", meta, JOB)                 # no [allow] at all: still refused
+    with pytest.raises(PolicyRefused, match="its job has only 3 parties"):
+        PartyPrivacyPolicy(max_parties=3).admit_fit("bank", meta, 100)
+    honest = {"dp3": {**_dp3_settings(2.0), "noise_parties": 3}, "secagg": {"label": "r1"}, "round": 1}
+    check_request(AllowSection(min_noise_multiplier=FLOOR, require=["dp3"]), "bank", "fit", honest, JOB)
+
+
+def test_require_dp_fit_without_any_dp_is_refused() -> None:
+    from sampan.deploy.allow import AllowSection, JobRefused, check_request
+
+    with pytest.raises(JobRefused):
+        check_request(AllowSection(require=["dp"]), "bank", "fit", {"round": 1, "seed": 3})
+
+
+def test_a_fit_must_carry_exactly_the_dp_and_secagg_the_accepted_job_announced() -> None:
+    """Announce DP3 + SecAgg, then send a plain fit (or swap DP3 for DP2): refused even without [allow]."""
+    from sampan.deploy.allow import JobRefused, check_request
+
+    with pytest.raises(JobRefused, match="announced"):
+        check_request(None, "bank", "fit", {"round": 1, "secagg": {"label": "r1"}}, JOB)
+    with pytest.raises(JobRefused, match="announced"):
+        check_request(None, "bank", "fit", {"round": 1, "secagg": {"label": "r1"},
+                                           "dp2": {"noise_multiplier": 1.0}}, JOB)
+    with pytest.raises(JobRefused, match="secure aggregation"):
+        check_request(None, "bank", "fit", {"round": 1, "dp3": {**_dp3_settings(2.0), "noise_parties": 3}}, JOB)
+
+
+def test_evaluate_without_secagg_is_refused_when_required() -> None:
+    from sampan.deploy.allow import AllowSection, JobRefused, check_request
+
+    with pytest.raises(JobRefused):
+        check_request(AllowSection(require=["secure_aggregation"]), "bank", "evaluate", {"model": {}, "bins": 20})
+
+
+def test_stats_and_describe_without_dp_are_refused_when_required() -> None:
+    from sampan.deploy.allow import AllowSection, JobRefused, check_request
+
+    with pytest.raises(JobRefused):
+        check_request(AllowSection(require=["dp1"]), "bank", "stats", {})
+    with pytest.raises(JobRefused):
+        check_request(AllowSection(require=["dp"]), "bank", "describe", {})
+    with pytest.raises(JobRefused):
+        check_request(None, "bank", "describe", {}, JOB)                            # the job announced DP
+    with pytest.raises(JobRefused, match="min_noise_multiplier|<"):
+        check_request(AllowSection(min_noise_multiplier=FLOOR), "bank", "describe",
+                      {"dp_count": {"noise_multiplier": 0.1}})
+
+
+def test_request_kinds_outside_the_horizontal_job_and_secagg_steps_without_secagg_are_refused() -> None:
+    from sampan.deploy.allow import JobRefused, check_request
+
+    with pytest.raises(JobRefused, match="not a request"):
+        check_request(None, "bank", "psi.blind", {}, JOB)
+    plain = {**JOB, "protections": []}
+    with pytest.raises(JobRefused, match="no secure aggregation"):
+        check_request(None, "bank", "secagg_unmask", {}, plain)
+    check_request(None, "bank", "secagg_unmask", {}, JOB)

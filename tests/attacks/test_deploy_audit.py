@@ -88,3 +88,27 @@ def test_a_flood_of_refusals_cannot_flood_the_audit_log(tmp_path: Path) -> None:
     assert entries[-1][1]["dropped_before"] == 995 and entries[5][0] == "rate_limited"
     assert store.verify_audit().ok
     store.close()
+
+
+def test_the_audit_queue_is_bounded_and_counts_what_it_drops() -> None:
+    """Many peers at once (each under its own rate) faster than the store writes: the queue no longer grows
+    without bound; the entries it drops are counted in one `queue_overflow` entry."""
+    import threading
+
+    gate = threading.Event()
+    written: list[tuple[str, dict]] = []
+
+    class SlowStore:
+        def log_event(self, run_id: str, kind: str, detail: dict) -> None:
+            gate.wait(10)
+            written.append((kind, dict(detail)))
+
+    audit = SecurityAudit(SlowStore(), per_peer=5, max_queue=10)  # type: ignore[arg-type]
+    accepted = sum(audit.record("peer_refused", {"code": "x"}, peer=f"ipv4:10.0.{i // 250}.{i % 250}:1")
+                   for i in range(1000))
+    assert accepted <= 11                                             # the queue, plus the one being written
+    gate.set()
+    audit.flush()
+    overflow = [d for k, d in written if k == "queue_overflow"]
+    assert overflow and sum(d["dropped"] for d in overflow) == 1000 - accepted
+    audit.close()

@@ -106,3 +106,37 @@ def test_encrypted_keys_need_their_passphrase(tmp_path: Path, monkeypatch: pytes
     fed.agents["bank_harbour"] = agent
     fed.start()  # every agent connected, bank_harbour with its decrypted-in-memory key
     fed.close()
+
+
+# --- adversarial review R4 (residual): links and shared folders -------------------------------------------
+def test_a_store_or_log_path_planted_as_a_link_is_refused(tmp_path: Path) -> None:
+    """Another user plants `coordinator.db` (or the log) as a link to a file of theirs, or of the victim's:
+    the private file is opened with O_NOFOLLOW and refused, and the link's target is left untouched."""
+    from sampan.files import InsecureFileError, open_private_append, private_file, private_sqlite
+
+    folder = tmp_path / "state"
+    folder.mkdir(mode=0o700)
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("someone else's file")
+    os.chmod(target, 0o644)
+    (folder / "coordinator.db").symlink_to(target)
+    (folder / "coordinator.log").symlink_to(target)
+    with pytest.raises(InsecureFileError, match="symbolic link"):
+        private_sqlite(f"sqlite:///{folder / 'coordinator.db'}")
+    with pytest.raises(InsecureFileError, match="symbolic link"):
+        private_file(folder / "coordinator.log")
+    with pytest.raises(InsecureFileError, match="symbolic link"):
+        open_private_append(folder / "coordinator.log")
+    assert _mode(target) == 0o644 and target.read_text() == "someone else's file"
+
+
+def test_a_private_file_in_a_world_writable_folder_is_refused(tmp_path: Path) -> None:
+    """Anyone can plant or swap names in a world-writable folder: a store, log or pin file there is refused."""
+    from sampan.files import InsecureFileError, private_file
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    with pytest.raises(InsecureFileError, match="writable by other users"):
+        private_file(shared / "coordinator.log")
+    assert not (shared / "coordinator.log").exists()

@@ -112,3 +112,98 @@ def test_a_legitimate_rekey_is_repinned_deliberately(tmp_path: Path) -> None:
     result = runner.invoke(certs_app, ["repin", "bank_c", "--cert", str(foreign), "--config",
                                        str(files.coordinator_config)])
     assert result.exit_code == 2 and "not issued by the consortium CA" in result.output
+
+
+# --- adversarial review R4: names with a trailing newline, and the CA's lock ------------------------------
+def _raw_csr(path: Path, cn: str, ou: str = "party") -> Path:
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([
+        x509.NameAttribute(NameOID.COMMON_NAME, cn), x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ou)]))
+        .sign(key, hashes.SHA256()))
+    path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def test_the_ca_refuses_a_trailing_newline_variant_of_an_issued_name(tmp_path: Path) -> None:
+    """'bank_c\\n' matched a '$'-anchored name pattern and escaped the duplicate-name refusal; names are
+    now checked with fullmatch (CA and every certificate check)."""
+    ca = init_ca(tmp_path / "ca")
+    _, csr = create_request("bank_c", "party", tmp_path / "genuine")
+    sign_request(csr, ca.directory)
+    with pytest.raises(CertError, match="must be 1-64"):
+        sign_request(_raw_csr(tmp_path / "evil.csr", "bank_c\n"), ca.directory)
+
+
+def test_a_certificate_whose_name_has_a_trailing_newline_is_refused_by_peers() -> None:
+    from sampan.crypto.identity import IdentityError, SimulatedCA
+
+    with pytest.raises(IdentityError, match="not a Sampan member name"):
+        SimulatedCA().issue("bank_c\n")  # even the holder's own identity refuses such a certificate
+
+
+def test_a_case_variant_is_a_different_name_and_lookalikes_are_refused(tmp_path: Path) -> None:
+    """'BANK_C' is signed, but names are compared exactly everywhere (members, pins, allow-lists)."""
+    ca = init_ca(tmp_path / "ca")
+    _, csr = create_request("bank_c", "party", tmp_path / "genuine")
+    sign_request(csr, ca.directory)
+    sign_request(_raw_csr(tmp_path / "case.csr", "BANK_C"), ca.directory)
+    with pytest.raises(CertError):
+        sign_request(_raw_csr(tmp_path / "uni.csr", "bank_\u0441"), ca.directory)  # Cyrillic 'с'
+
+
+def test_a_revocation_during_a_signing_is_not_lost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sign_request` read issued.json, then loaded the CA key (a passphrase prompt), then wrote the record
+    back: a `revoke` in between was lost (and the next CRL un-revoked it). The CA key is now loaded first
+    and the record read and written under an exclusive lock on ca/.lock."""
+    import sampan.deploy.certs as certs
+    from sampan.deploy.certs import read_crl, refresh_crl, revoke
+
+    ca = init_ca(tmp_path / "ca")
+    _, csr = create_request("bank_a", "party", tmp_path / "a")
+    stolen = load_cert(sign_request(csr, ca.directory))
+    _, csr_b = create_request("bank_b", "party", tmp_path / "b")
+    real = certs._load_key
+    fired: list[bool] = []
+
+    def slow_key(path, what="CA key"):  # type: ignore[no-untyped-def]
+        if not fired:  # a colleague revokes the stolen key while this signing waits for the key
+            fired.append(True)
+            revoke(ca.directory, serial=format(stolen.serial_number, "x"))
+        return real(path, what)
+
+    monkeypatch.setattr(certs, "_load_key", slow_key)
+    sign_request(csr_b, ca.directory)
+    monkeypatch.setattr(certs, "_load_key", real)
+    refresh_crl(ca.directory)  # routine nextUpdate refresh, from the record
+    assert stolen.serial_number in {r.serial_number for r in read_crl(ca.crl, load_cert(ca.cert))}
+
+
+def test_concurrent_signings_and_revocations_are_all_recorded(tmp_path: Path) -> None:
+    """Threads signing and revoking at once: every issuance and every revocation ends up in the record and CRL."""
+    import threading
+
+    from sampan.deploy.certs import read_crl, revoke
+
+    ca = init_ca(tmp_path / "ca")
+    victims = []
+    for i in range(4):
+        _, csr = create_request(f"old_{i}", "party", tmp_path / f"o{i}")
+        victims.append(load_cert(sign_request(csr, ca.directory)))
+    csrs = [create_request(f"new_{i}", "party", tmp_path / f"n{i}")[1] for i in range(4)]
+    jobs = [threading.Thread(target=sign_request, args=(c, ca.directory)) for c in csrs]
+    jobs += [threading.Thread(target=revoke, args=(ca.directory,), kwargs={"serial": format(v.serial_number, "x")})
+             for v in victims]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join()
+    record = json.loads(ca.index.read_text())
+    names = {e["name"] for e in record["entries"].values()}
+    assert {f"new_{i}" for i in range(4)} <= names
+    revoked = {r.serial_number for r in read_crl(ca.crl, load_cert(ca.cert))}
+    assert {v.serial_number for v in victims} <= revoked
+    assert record["generation"] == 1 + 4 + 4 + 4  # init, 4 + 4 signings, 4 revocations: one step each

@@ -67,3 +67,118 @@ def _status(run_id: str):  # type: ignore[no-untyped-def]
 
     return OPERATOR, Message("", 0, "ops", "coordinator", "s", meta={"run_id": run_id})
 
+
+
+# --- adversarial review R4: the watcher's "changed" signal, and rollback of the CRL / issuance record -------
+def test_revoked_stream_is_cut_even_if_another_member_connected_before_the_watcher_ran(tmp_path: Path) -> None:
+    """Every certificate check re-reads the CRL; the watcher compares load generations, so a connection
+    attempt between publication and the watcher's tick no longer hides the change from it."""
+    import time
+
+    from sampan.deploy.certs import revoke as revoke_cert
+
+    fed = ThreadFederation(tmp_path, coordinator={"crl_check_s": 3600})  # the watcher tick is driven by hand
+    try:
+        assert "bank_lionrock" in fed.coordinator.hub.connected()
+        revoke_cert(fed.files.ca_dir, cert_path=fed.files.root / "bank_lionrock" / "bank_lionrock.crt")
+        other = fed.files.root / "bank_harbour" / "bank_harbour.crt"
+        fed.coordinator.authenticator.authenticate(other.read_bytes(), "ipv4:127.0.0.1:4242")  # loads the new CRL
+        cut = fed.coordinator.check_revocations()
+        time.sleep(1.0)
+        assert "bank_lionrock" in cut and "bank_lionrock" not in fed.coordinator.hub.connected()
+    finally:
+        fed.close()
+
+
+def _member(tmp: Path, ca, name: str, who: str, **kw):  # type: ignore[no-untyped-def]
+    from sampan.deploy.certs import create_request, load_cert, sign_request
+
+    _, csr = create_request(name, "party", tmp / who)
+    return load_cert(sign_request(csr, ca.directory, **kw))
+
+
+def test_an_older_signed_crl_put_back_does_not_unrevoke(tmp_path: Path) -> None:
+    """CRLs carry a CRLNumber; the coordinator keeps the highest accepted (in its state folder, so a restart
+    keeps it too) and refuses a lower one."""
+    from sampan.deploy.certs import CertificateAuthenticator, init_ca, spki_pin
+    from sampan.transport.grpc_hub import AuthenticationError
+
+    ca = init_ca(tmp_path / "ca")
+    cert = _member(tmp_path, ca, "bank_c", "genuine")
+    crl_copy = tmp_path / "coord" / "crl.pem"
+    crl_copy.parent.mkdir(mode=0o700)
+    old = ca.crl.read_bytes()                                          # the empty CRL, signed, valid 30 days
+    crl_copy.write_bytes(old)
+    state = tmp_path / "coord" / "state" / "high.json"
+
+    def authenticator() -> CertificateAuthenticator:
+        return CertificateAuthenticator(ca.cert, crl=crl_copy, members={"bank_c": "party"},
+                                        pins={"bank_c": spki_pin(cert)}, state=state)  # pins isolate the CRL check
+
+    auth = authenticator()
+    assert auth.verify(cert).name == "bank_c"
+    revoke(ca.directory, serial=format(cert.serial_number, "x"))
+    crl_copy.write_bytes(ca.crl.read_bytes())
+    with pytest.raises(AuthenticationError, match="revoked"):
+        auth.verify(cert)                                              # the coordinator has seen the revocation
+    crl_copy.write_bytes(old)                                          # rollback to the older signed CRL
+    with pytest.raises(AuthenticationError, match="below the number"):
+        auth.verify(cert)
+    with pytest.raises(AuthenticationError, match="below the number"):
+        authenticator().verify(cert)                                   # a restarted coordinator refuses it too
+
+
+def test_the_issuance_record_rolled_back_to_before_a_rekey_is_refused(tmp_path: Path) -> None:
+    """issued.json carries a signed, increasing generation: the record (and CRL) from before a `--rekey`,
+    both still validly signed, cannot re-admit the superseded (stolen) key."""
+    import shutil
+
+    from sampan.deploy.certs import CertificateAuthenticator, init_ca
+    from sampan.transport.grpc_hub import AuthenticationError
+
+    ca = init_ca(tmp_path / "ca")
+    old_cert = _member(tmp_path, ca, "bank_c", "old")
+    snap, coord = tmp_path / "snapshot", tmp_path / "coord"
+    snap.mkdir()
+    coord.mkdir()
+    for folder in (snap, coord):
+        shutil.copy(ca.index, folder / "issued.json")
+        shutil.copy(ca.crl, folder / "crl.pem")
+    auth = CertificateAuthenticator(ca.cert, crl=coord / "crl.pem", members={"bank_c": "party"},
+                                    issued=coord / "issued.json")
+    _member(tmp_path, ca, "bank_c", "new", rekey=True)                 # stolen key -> rekey
+    shutil.copy(ca.index, coord / "issued.json")
+    shutil.copy(ca.crl, coord / "crl.pem")
+    auth.refresh()
+    with pytest.raises(AuthenticationError):
+        auth.verify(old_cert)
+    shutil.copy(snap / "issued.json", coord / "issued.json")           # both still validly signed
+    with pytest.raises(AuthenticationError, match="issued_rollback|below the generation"):
+        auth.refresh()
+    shutil.copy(snap / "crl.pem", coord / "crl.pem")
+    with pytest.raises(AuthenticationError):
+        auth.verify(old_cert)
+
+
+def test_a_party_refuses_an_older_crl_for_its_peers_keys(tmp_path: Path) -> None:
+    """The party side (`IdentityVerifier`, used for vertical and SecAgg run keys) keeps the highest CRL number
+    in its state folder and refuses an older list."""
+    from cryptography.hazmat.primitives import serialization
+
+    from sampan.crypto.identity import IdentityError, IdentityVerifier
+    from sampan.deploy.certs import init_ca
+
+    ca = init_ca(tmp_path / "ca")
+    cert = _member(tmp_path, ca, "bank_c", "genuine")
+    crl = tmp_path / "party" / "crl.pem"
+    crl.parent.mkdir(mode=0o700)
+    old = ca.crl.read_bytes()
+    revoke(ca.directory, serial=format(cert.serial_number, "x"))
+    crl.write_bytes(ca.crl.read_bytes())
+    state = tmp_path / "party" / "state" / "high.json"
+    verifier = IdentityVerifier.from_files(ca.cert, crl, state=state)
+    with pytest.raises(IdentityError, match="revoked"):
+        verifier.check("bank_c", cert.public_bytes(serialization.Encoding.PEM))
+    crl.write_bytes(old)
+    with pytest.raises(IdentityError, match="crl_rollback"):
+        IdentityVerifier.from_files(ca.cert, crl, state=state)         # the next run's verifier, same state

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import struct
 import threading
 from dataclasses import dataclass
@@ -48,18 +49,20 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 __all__ = [
     "IdentityError", "PartyIdentity", "IdentityVerifier", "SignedKeys", "signed_keys_payload", "sign_keys",
     "verify_keys", "certificate_identity", "check_certificate", "check_authority", "load_crl", "SimulatedCA",
-    "simulated_consortium",
+    "simulated_consortium", "NAME_RE", "crl_number",
 ]
 
 _DOMAIN = b"sampan/signed-keys/v1\n"
 URI_PREFIX = "urn:sampan:"
+# A member name (CN). Always checked with `fullmatch` ('$' would accept a trailing newline: 'bank\n').
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 class IdentityError(ValueError):
     """A peer's certificate or key signature that must not be trusted; says which peer and why.
 
     `reason` is a short code (unknown_ca, expired, not_yet_valid, revoked, wrong_name, wrong_role,
-    bad_key_usage, bad_certificate, bad_signature, unsigned, bad_crl, stale_crl, bad_key, bad_ca, ca_expired,
+    bad_key_usage, bad_certificate, bad_signature, unsigned, bad_crl, stale_crl, crl_rollback, bad_key, bad_ca, ca_expired,
     ca_not_yet_valid, outlives_ca).
     """
 
@@ -83,7 +86,17 @@ def certificate_identity(cert: x509.Certificate, peer: str | None = None) -> tup
     name, role = _attr(cert.subject, NameOID.COMMON_NAME), _attr(cert.subject, NameOID.ORGANIZATIONAL_UNIT_NAME)
     if not name or not role:
         raise IdentityError(peer, "bad_certificate", "certificate lacks a Sampan name (CN) or role (OU)")
+    if not NAME_RE.fullmatch(name):
+        raise IdentityError(peer, "bad_certificate", f"certificate name (CN) {name!r} is not a Sampan member name")
     return name, role
+
+
+def crl_number(crl: x509.CertificateRevocationList) -> int | None:
+    """The CRL's CRLNumber extension (None without one): orders CRLs, so an older one can be refused."""
+    try:
+        return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
+    except x509.ExtensionNotFound:
+        return None
 
 
 def load_certificate(data: bytes | x509.Certificate, peer: str | None = None) -> x509.Certificate:
@@ -229,12 +242,20 @@ class IdentityVerifier:
     stale during a run stops authenticating peers. A CRL file is re-read at every check and re-parsed
     whenever its bytes change (compared by SHA-256, not by mtime: a copy that keeps the old mtime —
     `cp -p`, `rsync -t`, `tar x` — still takes effect).
+
+    CRLs are ordered by their CRLNumber: the highest number accepted is kept (in `state`, a file of the
+    party's state folder, when given, so it survives restarts) and a CRL with a lower number — an older,
+    still validly signed list put back in place to un-revoke a certificate — is refused (`crl_rollback`).
+    Once a numbered CRL was accepted, one without a number counts as 0 and is refused too.
     """
 
     def __init__(self, ca: x509.Certificate, crl: x509.CertificateRevocationList | None = None, *,
-                 crl_path: str | Path | None = None) -> None:
+                 crl_path: str | Path | None = None, state: str | Path | None = None) -> None:
+        from sampan.files import HighWater
+
         _check_is_ca(ca)  # its dates are checked at every check (`check_certificate`): it may expire mid-run
         self.ca = ca
+        self._high = HighWater(state)
         self._crl_path = Path(crl_path) if crl_path else None
         self._crl_digest: bytes | None = None
         self._lock = threading.Lock()
@@ -245,19 +266,27 @@ class IdentityVerifier:
             self._load(crl.public_bytes(serialization.Encoding.PEM), "CRL")
 
     @classmethod
-    def from_files(cls, ca: str | Path, crl: str | Path | None = None) -> "IdentityVerifier":
-        """Deployment: the consortium CA file and, if configured, the CRL file (re-read at every check)."""
+    def from_files(cls, ca: str | Path, crl: str | Path | None = None, *,
+                   state: str | Path | None = None) -> "IdentityVerifier":
+        """Deployment: the consortium CA file and, if configured, the CRL file (re-read at every check);
+        `state`: where the highest CRL number accepted is kept."""
         try:
             ca_cert = x509.load_pem_x509_certificate(Path(ca).read_bytes())
         except (OSError, ValueError) as exc:
             raise IdentityError(None, "bad_certificate", f"consortium CA {str(ca)!r} cannot be read: {exc}") from None
         check_authority(ca_cert)  # an expired CA is refused at run open, not at the first peer
-        verifier = cls(ca_cert, crl_path=crl)
+        verifier = cls(ca_cert, crl_path=crl, state=state)
         verifier.revoked_serials()  # a bad or stale CRL is refused now, not at the first peer
         return verifier
 
     def _load(self, data: bytes, source: str) -> None:
         crl = load_crl(data, self.ca, source=source)
+        number, highest = crl_number(crl) or 0, self._high.get("crl_number")
+        if number < highest:
+            raise IdentityError(None, "crl_rollback", f"{source} has CRL number {number}, below the number {highest} "
+                                "already accepted: an older list (it could un-revoke a certificate); copy the CA's "
+                                "current crl.pem here")
+        self._high.advance("crl_number", number)
         self._revoked = frozenset(r.serial_number for r in crl)
         self._next_update = crl.next_update_utc
         self._crl_digest, self._source = hashlib.sha256(data).digest(), source
@@ -369,6 +398,7 @@ class SimulatedCA:
                                          key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
             .sign(self.key, hashes.SHA256()))
         self._revoked: dict[int, dt.datetime] = {}
+        self._crl_number = 0
         self._issued: set[str] = set()
         self._lock = threading.Lock()
 
@@ -416,6 +446,8 @@ class SimulatedCA:
         builder = (x509.CertificateRevocationListBuilder().issuer_name(self.certificate.subject)
                    .last_update(now - dt.timedelta(minutes=5)).next_update(now + dt.timedelta(days=1)))
         with self._lock:
+            self._crl_number += 1
+            builder = builder.add_extension(x509.CRLNumber(self._crl_number), critical=False)
             for serial, when in self._revoked.items():
                 builder = builder.add_revoked_certificate(
                     x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build())

@@ -13,6 +13,14 @@ Flow (each step on the machine of whoever owns the key):
    refused unless the operator re-keys deliberately (`rekey=True`), which revokes the old certificates;
 4. `revoke` adds a serial to the CRL, which coordinators and parties re-read when it changes.
 
+Every CA operation that changes the record or the CRL holds an exclusive lock on `ca/.lock` from reading
+the record to writing both (the CA key is loaded, and its passphrase asked, before the lock), so a
+revocation made while another operator signs is never lost. Each CRL carries a CRLNumber one above the
+previous CRL's, and each issuance record a signed `generation` (one above the previous) and `signed_at`:
+verifiers keep the highest number they accepted (persisted in their state folder) and refuse a lower one,
+so an older CRL or record put back in place — both still validly signed — cannot un-revoke a
+certificate or undo a re-key.
+
 Every issuance and revocation is written to the CA's issuance record (`issued.json`, whose entries the
 CA signs). The coordinator takes its members' key pins from that record, never from
 whichever key connects first: an impostor whose certificate was signed by mistake cannot take over a
@@ -26,18 +34,20 @@ fresh: its nextUpdate has not passed), the role, membership, and the pin of the 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import hashlib
+import os
 import ipaddress
 import json
 import logging
-import re
 import socket
 import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -45,11 +55,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from sampan.crypto.identity import IdentityError, certificate_identity, check_certificate
+from sampan.crypto.identity import NAME_RE, IdentityError, certificate_identity, check_certificate, crl_number
 from sampan.deploy.keyfiles import (
     KeyFileError, check_key_mode, is_encrypted, load_private_key, passphrase_for, write_private_key,
 )
-from sampan.files import atomic_write_bytes, private_directory
+from sampan.files import PRIVATE_FILE, HighWater, atomic_write_bytes, private_directory
 from sampan.transport.grpc_hub import AuthenticationError, Identity
 
 __all__ = [
@@ -59,7 +69,6 @@ __all__ = [
 ]
 
 ROLES = ("party", "coordinator", "operator")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 URI_PREFIX = "urn:sampan:"
 CLOCK_SLACK = dt.timedelta(minutes=5)
 
@@ -82,7 +91,7 @@ def write_public(path: Path, data: bytes) -> None:
 
 
 def _check_name(name: str) -> None:
-    if not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise CertError(f"name {name!r} must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit")
 
 
@@ -163,22 +172,55 @@ class CAFiles:
     def index(self) -> Path:
         return self.directory / "issued.json"
 
+    @property
+    def lock(self) -> Path:
+        return self.directory / ".lock"
+
+
+@contextlib.contextmanager
+def _ca_lock(files: CAFiles) -> Iterator[None]:
+    """Exclusive lock on the CA folder from reading the issuance record to writing it and the CRL."""
+    fd = os.open(files.lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, PRIVATE_FILE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def _canonical_entries(entries: Mapping[str, object]) -> bytes:
     return json.dumps(entries, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _read_index(files: CAFiles) -> dict[str, dict[str, object]]:
+def _signed_payload(data: Mapping[str, object]) -> bytes:
+    """What the CA signs in issued.json: entries, generation and signed_at (older records: the entries alone)."""
+    if "generation" not in data:
+        return _canonical_entries(data["entries"])  # type: ignore[arg-type]
+    return _canonical_entries({k: data[k] for k in ("entries", "generation", "signed_at")})
+
+
+def _read_record(files: CAFiles) -> tuple[dict[str, dict[str, object]], int]:
+    """The CA's own issuance record: (entries, generation)."""
     if not files.index.exists():
-        return {}
+        return {}, 0
     data = json.loads(files.index.read_text(encoding="utf-8"))
-    return data["entries"] if "entries" in data and "signature" in data else data  # (older records: unsigned)
+    if "entries" in data and "signature" in data:
+        return data["entries"], int(data.get("generation", 0))
+    return data, 0  # (older records: unsigned)
 
 
-def _write_index(files: CAFiles, index: Mapping[str, object], key: ec.EllipticCurvePrivateKey) -> None:
-    """The issuance record with the CA's signature over its entries, in one file replaced atomically
-    (a coordinator never reads new entries with an old signature)."""
-    signature = key.sign(_canonical_entries(index), ec.ECDSA(hashes.SHA256())).hex()
-    write_public(files.index, json.dumps({"entries": index, "signature": signature}, indent=1, sort_keys=True).encode())
+def _read_index(files: CAFiles) -> dict[str, dict[str, object]]:
+    return _read_record(files)[0]
+
+
+def _write_index(files: CAFiles, index: Mapping[str, object], key: ec.EllipticCurvePrivateKey,
+                 generation: int) -> None:
+    """The issuance record, generation `generation`, signed by the CA together with its entries and the
+    signing time, in one file replaced atomically (a coordinator never reads new entries with an old
+    signature; a verifier refuses a generation below one it has seen)."""
+    data: dict[str, object] = {"entries": index, "generation": int(generation), "signed_at": _now().isoformat()}
+    data["signature"] = key.sign(_signed_payload(data), ec.ECDSA(hashes.SHA256())).hex()
+    write_public(files.index, json.dumps(data, indent=1, sort_keys=True).encode())
 
 
 def init_ca(directory: str | Path, *, name: str = "Sampan consortium CA", days: int = 3650,
@@ -204,16 +246,28 @@ def init_ca(directory: str | Path, *, name: str = "Sampan consortium CA", days: 
             .sign(key, hashes.SHA256()))
     write_private_key(files.key, key, passphrase)
     write_public(files.cert, cert.public_bytes(serialization.Encoding.PEM))
-    _write_index(files, {}, key)
-    _write_crl(files, key, cert, {})
+    with _ca_lock(files):
+        _write_index(files, {}, key, 1)
+        _write_crl(files, key, cert, {}, number=1)
     return files
 
 
+def _next_crl_number(files: CAFiles) -> int:
+    """One above the CA's current CRL's number (1 for the first CRL, or one without a number)."""
+    try:
+        current = x509.load_pem_x509_crl(files.crl.read_bytes())
+    except (OSError, ValueError):
+        return 1
+    return (crl_number(current) or 0) + 1
+
+
 def _write_crl(files: CAFiles, key: ec.EllipticCurvePrivateKey, ca: x509.Certificate,
-               revoked: Mapping[str, dict[str, object]], days: float = 30) -> None:
+               revoked: Mapping[str, dict[str, object]], days: float = 30, *, number: int | None = None) -> None:
+    """Sign and publish a CRL numbered one above the previous (call under `_ca_lock`)."""
     now = _now()
     builder = (x509.CertificateRevocationListBuilder().issuer_name(ca.subject).last_update(now - CLOCK_SLACK)
-               .next_update(now + dt.timedelta(days=days)))
+               .next_update(now + dt.timedelta(days=days))
+               .add_extension(x509.CRLNumber(number or _next_crl_number(files)), critical=False))
     for serial, entry in revoked.items():
         builder = builder.add_revoked_certificate(
             x509.RevokedCertificateBuilder().serial_number(int(serial, 16))
@@ -225,8 +279,10 @@ def _write_crl(files: CAFiles, key: ec.EllipticCurvePrivateKey, ca: x509.Certifi
 def refresh_crl(ca_directory: str | Path, *, days: float = 30) -> Path:
     """Re-sign the CRL with a new nextUpdate (coordinators refuse to start runs on a CRL past it)."""
     files = CAFiles(Path(ca_directory))
-    revoked = {s: e for s, e in _read_index(files).items() if "revoked_at" in e}
-    _write_crl(files, _load_key(files.key), load_cert(files.cert), revoked, days)
+    key = _load_key(files.key)
+    with _ca_lock(files):
+        revoked = {s: e for s, e in _read_index(files).items() if "revoked_at" in e}
+        _write_crl(files, key, load_cert(files.cert), revoked, days)
     return files.crl
 
 
@@ -290,14 +346,23 @@ def sign_request(csr_path: str | Path, ca_directory: str | Path, *, out: str | P
     _check_name(name)
     _check_role(role)
     pin = spki_pin_of_key(csr.public_key())
-    index = _read_index(files)
+    ca_key, ca_cert = _load_key(files.key), load_cert(files.cert)  # (a passphrase prompt: before the lock)
+    with _ca_lock(files):
+        return _sign_locked(files, csr, csr_path, name, role, pin, ca_key, ca_cert, out=out, days=days,
+                            not_before=not_before, not_after=not_after, rekey=rekey)
+
+
+def _sign_locked(files: CAFiles, csr: x509.CertificateSigningRequest, csr_path: str | Path, name: str, role: str,
+                 pin: str, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, *,
+                 out: str | Path | None, days: int, not_before: dt.datetime | None, not_after: dt.datetime | None,
+                 rekey: bool) -> Path:
+    index, generation = _read_record(files)
     clashing = _other_keys(index, name, pin)
     if clashing and not rekey:
         raise CertError(f"{csr_path}: this CA already issued {name!r} to another key (serial "
                         f"{', '.join(clashing)}); a second key for a name is refused. If {name!r} really "
                         "changed its key, re-key deliberately (`sampan certs sign --rekey`): that revokes the "
                         "old certificate")
-    ca_key, ca_cert = _load_key(files.key), load_cert(files.cert)
     try:
         sans = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -327,7 +392,7 @@ def sign_request(csr_path: str | Path, ca_directory: str | Path, *, out: str | P
         index[old]["superseded_by"] = serial
     index[serial] = {"name": name, "role": role, "not_after": end.isoformat(), "pin": pin,
                      "issued_at": now.isoformat()}
-    _write_index(files, index, ca_key)
+    _write_index(files, index, ca_key, generation + 1)
     if clashing:
         _write_crl(files, ca_key, ca_cert, {s: e for s, e in index.items() if "revoked_at" in e})
     write_public(out_path, cert.public_bytes(serialization.Encoding.PEM))
@@ -340,15 +405,16 @@ def revoke(ca_directory: str | Path, *, cert_path: str | Path | None = None, ser
     if (cert_path is None) == (serial is None):
         raise CertError("give either a certificate file or a serial number to revoke")
     key = format(load_cert(cert_path).serial_number, "x") if cert_path is not None else str(serial).lower()
-    index = _read_index(files)
-    entry = index.get(key)
-    if entry is None:
-        raise CertError(f"serial {key} was not issued by this CA (see {files.index})")
-    entry.setdefault("revoked_at", _now().isoformat())
-    ca_key = _load_key(files.key)
-    _write_index(files, index, ca_key)
-    revoked = {s: e for s, e in index.items() if "revoked_at" in e}
-    _write_crl(files, ca_key, load_cert(files.cert), revoked)
+    ca_key = _load_key(files.key)  # (a passphrase prompt: before the lock)
+    with _ca_lock(files):
+        index, generation = _read_record(files)
+        entry = index.get(key)
+        if entry is None:
+            raise CertError(f"serial {key} was not issued by this CA (see {files.index})")
+        entry.setdefault("revoked_at", _now().isoformat())
+        _write_index(files, index, ca_key, generation + 1)
+        revoked = {s: e for s, e in index.items() if "revoked_at" in e}
+        _write_crl(files, ca_key, load_cert(files.cert), revoked)
     return files.crl
 
 
@@ -366,10 +432,14 @@ def read_crl(path: Path, ca: x509.Certificate) -> x509.CertificateRevocationList
 
 class _CRLCache:
     """The CRL, re-read when its file's contents change (SHA-256, not mtime: `cp -p`, `rsync -t` and `tar x`
-    keep an old mtime on a new list); signature checked against the CA; its nextUpdate kept."""
+    keep an old mtime on a new list); signature checked against the CA; its nextUpdate kept.
 
-    def __init__(self, path: Path | None, ca: x509.Certificate) -> None:
+    Its CRLNumber must be present and not below the highest accepted (kept in `high`, persisted by the
+    coordinator in its state folder): an older signed CRL put back would un-revoke certificates."""
+
+    def __init__(self, path: Path | None, ca: x509.Certificate, high: HighWater | None = None) -> None:
         self.path, self.ca = path, ca
+        self.high = high or HighWater()
         self._digest: bytes | None = None
         self._serials: frozenset[int] = frozenset()
         self.next_update: dt.datetime | None = None
@@ -386,6 +456,15 @@ class _CRLCache:
         if digest == self._digest:
             return False
         crl = read_crl(self.path, self.ca)
+        number, highest = crl_number(crl), self.high.get("crl_number")
+        if number is None:
+            raise AuthenticationError("bad_crl", f"the CRL {self.path} has no CRL number (made by an older version): "
+                                      "re-sign it with `sampan certs crl` and copy it here")
+        if number < highest:
+            raise AuthenticationError("crl_rollback", f"the CRL {self.path} has number {number}, below the number "
+                                      f"{highest} already accepted: an older list put back (it would un-revoke "
+                                      "certificates); copy the CA's current crl.pem here")
+        self.high.advance("crl_number", number)
         self._serials = frozenset(r.serial_number for r in crl)
         self.next_update = crl.next_update_utc
         self._digest = digest
@@ -417,30 +496,43 @@ class _CRLCache:
 class IssuedRecord:
     """The CA's signed issuance record (issued.json): which key each name was issued to.
 
-    Re-read when the file changes; a record whose signature does not verify under the CA is refused.
+    Re-read when the file's contents change; a record whose signature does not verify under the CA is
+    refused, and so is one whose signed generation is below the highest accepted (kept in `high`, persisted
+    by the coordinator): an older record put back would undo a re-key or a revocation.
     """
 
-    def __init__(self, path: Path, ca: x509.Certificate) -> None:
+    def __init__(self, path: Path, ca: x509.Certificate, high: HighWater | None = None) -> None:
         self.path, self.ca = Path(path), ca
-        self._stamp: int | None = None
+        self.high = high or HighWater()
+        self._stamp: bytes | None = None
         self.entries: dict[str, dict[str, object]] = {}
+        self.generation = 0  # counts loads (as _CRLCache.generation), not the record's own number
 
     def refresh(self) -> bool:
         try:
-            stamp = self.path.stat().st_mtime_ns
-            data = json.loads(self.path.read_bytes())
+            raw = self.path.read_bytes()
+            stamp = hashlib.sha256(raw).digest()
+            data = json.loads(raw)
         except (OSError, ValueError) as exc:
             raise AuthenticationError("bad_issued", f"cannot read the CA's issuance record: {exc}") from None
         if stamp == self._stamp:
             return False
         try:
             entries = data["entries"]
-            self.ca.public_key().verify(bytes.fromhex(data["signature"]), _canonical_entries(entries),  # type: ignore[call-arg]
+            self.ca.public_key().verify(bytes.fromhex(data["signature"]), _signed_payload(data),  # type: ignore[call-arg]
                                         ec.ECDSA(hashes.SHA256()))  # type: ignore[call-arg]
+            number = int(data.get("generation", 0))
         except (KeyError, ValueError, InvalidSignature, TypeError, AttributeError):
             raise AuthenticationError("bad_issued", f"the issuance record {self.path} is not signed by the "
                                       "consortium CA (an unsigned or edited record: copy the CA's issued.json)") from None
+        highest = self.high.get("issued_generation")
+        if number < highest:
+            raise AuthenticationError("issued_rollback", f"the issuance record {self.path} has generation {number}, "
+                                      f"below the generation {highest} already accepted: an older record put back "
+                                      "(it would undo a re-key or revocation); copy the CA's current issued.json here")
+        self.high.advance("issued_generation", number)
         self.entries, self._stamp = {str(k): dict(v) for k, v in entries.items()}, stamp
+        self.generation += 1
         return True
 
     def check(self, cert: x509.Certificate, name: str, pin: str) -> None:
@@ -503,13 +595,15 @@ class CertificateAuthenticator:
 
     def __init__(self, ca_cert: str | Path, *, crl: str | Path | None = None,
                  members: Mapping[str, str] | None = None, pins: Mapping[str, str] | None = None,
-                 pins_file: str | Path | None = None, issued: str | Path | None = None) -> None:
+                 pins_file: str | Path | None = None, issued: str | Path | None = None,
+                 state: str | Path | None = None) -> None:
         self.ca = load_cert(ca_cert)
-        self.crl = _CRLCache(Path(crl) if crl else None, self.ca)
+        high = HighWater(state)  # highest CRL number and record generation accepted (persisted if `state`)
+        self.crl = _CRLCache(Path(crl) if crl else None, self.ca, high)
         self.members = dict(members or {})
         self.pins = {k: v.lower() for k, v in (pins or {}).items()}
         self.pins_file = Path(pins_file) if pins_file else None
-        self.issued = IssuedRecord(Path(issued), self.ca) if issued else None
+        self.issued = IssuedRecord(Path(issued), self.ca, high) if issued else None
         self._lock = threading.Lock()  # the coordinator checks certificates on several threads
 
     def verify(self, cert: x509.Certificate) -> Identity:
@@ -551,6 +645,14 @@ class CertificateAuthenticator:
             if self.issued is not None:
                 changed = self.issued.refresh() or changed
         return changed
+
+    @property
+    def generation(self) -> tuple[int, int]:
+        """Changes whenever a new CRL or issuance record is loaded, by whichever check loaded it: a watcher
+        compares it with the generation it last acted on (never a one-shot "changed" signal, which the first
+        connection attempt after a revocation would consume)."""
+        with self._lock:
+            return (self.crl.generation, self.issued.generation if self.issued is not None else 0)
 
     def check_fresh(self) -> None:
         """Raise AuthenticationError('crl_expired') if the CRL's nextUpdate has passed."""

@@ -11,8 +11,8 @@ uninterrupted run would have produced. (A vertical run keeps its secret state in
 memory: it is marked failed and can be submitted again.)
 
 Revocation reaches live connections: a watcher re-reads the CRL and the CA's issuance record every
-`crl_check_s` and, when either changed, re-checks every connected party and cuts the streams that no
-longer pass; every run start does the same and refuses to start on a CRL whose nextUpdate has passed.
+`crl_check_s` and, when a newer one was loaded since its last pass (by itself or by any connection's
+certificate check), re-checks every connected party and cuts the streams that no longer pass; every run start does the same and refuses to start on a CRL whose nextUpdate has passed.
 Connections, refusals (peer address and reason) and revocations go to the signed audit log's
 ``security`` chain (`SecurityAudit`, rate-limited per peer). The state folder is 0700, the store, pins
 file and log 0600.
@@ -115,13 +115,15 @@ class Coordinator:
         members = {m.name: m.role for m in config.members}
         self.authenticator = CertificateAuthenticator(
             config.tls.ca, crl=config.tls.crl, members=members, issued=config.tls.issued,
-            pins={m.name: m.pin for m in config.members if m.pin}, pins_file=Path(c.state_dir) / "pins.json")
+            pins={m.name: m.pin for m in config.members if m.pin}, pins_file=Path(c.state_dir) / "pins.json",
+            state=Path(c.state_dir) / "revocation_high_water.json")
         settings = HubSettings(name=c.name, limits=c.limits(), request_timeout_s=c.request_timeout_s,
                                rejoin_timeout_s=c.rejoin_timeout_s)
         tap = _Tap(os.environ[TAP_ENV]) if os.environ.get(TAP_ENV) else None
         self.hub = Hub(settings, self.authenticator, members, control={"Submit": self.submit, "Status": self.status},
                        tap=tap, on_event=self.security.record)
         self._revocation_lock = threading.Lock()
+        self._acted_generation: object = None  # the CRL/record generation the last revalidation used
         self._stale_crl_reported: object = None
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._queued: set[str] = set()
@@ -169,15 +171,21 @@ class Coordinator:
                 log.error("revocation check failed: %s", exc)
 
     def check_revocations(self, *, force: bool = False) -> list[str]:
-        """If the CRL or the issuance record changed (or `force`): re-check every live stream, cut the
-        failing ones, record it. Returns the parties cut."""
+        """If the CRL or the issuance record changed since the last revalidation (or `force`): re-check every
+        live stream, cut the failing ones, record it. Returns the parties cut.
+
+        "Changed" is the authenticator's load generation compared with the one this watcher last acted on,
+        not the return value of `refresh()`: any connection attempt re-reads the files first, and would
+        otherwise consume the change so that the revoked member's live stream was never re-checked."""
         with self._revocation_lock:
             try:
-                changed = self.authenticator.refresh()
+                self.authenticator.refresh()
             except AuthenticationError as exc:
                 log.error("revocation data unusable (%s): %s", exc.code, exc)
                 self.security.record("revocation_data_refused", {"code": exc.code, "reason": str(exc)}, peer="local")
-                changed = False
+                # (the last good lists stay in force; new connections are refused until the files are fixed)
+            generation = self.authenticator.generation
+            changed = generation != self._acted_generation
             crl = self.authenticator.crl
             if changed:
                 self.security.record("revocation_data_loaded", {
@@ -193,6 +201,7 @@ class Coordinator:
             if not (changed or force):
                 return []
             cut = self.hub.revalidate()
+            self._acted_generation = generation
         for name in cut:
             log.warning("party %s: live stream cut (its certificate no longer passes: %s)", name,
                         self.hub.last_refusal.get(name, "?"))

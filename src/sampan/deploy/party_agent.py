@@ -37,6 +37,7 @@ from sampan.deploy.config import PartyConfig, split_address
 from sampan.deploy.keyfiles import KeyFileError, unencrypted_pem
 from sampan.files import private_directory, private_sqlite
 from sampan.horizontal.party import HorizontalParty
+from sampan.privacy.party_policy import PartyPrivacyPolicy
 from sampan.runtime.party import PartyApp
 from sampan.transport.grpc_client import LinkSettings, PartyLink
 from sampan.wire import Message
@@ -54,6 +55,7 @@ class _RunContext:
     dataset: str
     app: PartyApp
     vertical: Any = None
+    job: dict[str, Any] | None = None  # the job description this party accepted (every request is checked against it)
 
 
 class PartyAgent:
@@ -103,7 +105,7 @@ class PartyAgent:
             return message.error_reply(ValueError(
                 f"party {self.name!r} has no open run {message.run_id!r} (deploy.open_run must come first)"))
         try:
-            check_request(self.config.allow, self.name, message.kind, message.meta)
+            check_request(self.config.allow, self.name, message.kind, message.meta, context.job)
         except JobRefused as exc:
             self._refused(message, exc)
             return message.error_reply(exc)
@@ -164,9 +166,11 @@ class PartyAgent:
             # party has no SecAgg client at all, so a coordinator that lied about it is refused)
             secagg = (self._secagg_client(job["parties"]) if self.config.tls.crl
                       or "secure_aggregation" in job.get("protections", ()) else None)
-            for kind, handler in HorizontalParty(self.name, train, test, secagg=secagg).handlers().items():
+            # DP3 shares assume at most the job's party count: a larger `parties` would thin this party's noise
+            policy = PartyPrivacyPolicy(max_parties=len(job["parties"]))
+            for kind, handler in HorizontalParty(self.name, train, test, policy, secagg=secagg).handlers().items():
                 app.register(kind, handler)
-            context = _RunContext(workflow, dataset, app)
+            context = _RunContext(workflow, dataset, app, job=job)
         elif workflow == "vertical":
             from sampan.vertical.party import VerticalParty
 
@@ -177,7 +181,7 @@ class PartyAgent:
             # PSI would fork worker processes; a fork while gRPC's threads run can crash the child or
             # corrupt the parent's TLS state, so an agent blinds in its own thread (one core).
             party.psi.workers = 1
-            context = _RunContext(workflow, dataset, party.app, party)
+            context = _RunContext(workflow, dataset, party.app, party, job=job)
         else:
             raise ValueError(f"unknown workflow {workflow!r}")
         self._runs[message.run_id] = context

@@ -9,7 +9,10 @@ stranger flooding from a member's host cannot crowd out that member's entries) g
 `per_peer` entries per `window_s`; the first entry it loses in a window is itself
 recorded once (`rate_limited`), and the next entry after the window says how many were dropped.
 
-Entries are written by one background thread, in order, so a burst never blocks the gRPC loop.
+Entries are written by one background thread, in order, so a burst never blocks the gRPC loop. The
+queue is bounded (`max_queue`): when many peers knock at once faster than the store writes, further
+entries are dropped and counted, and the writer records one `queue_overflow` entry with the count once
+it has drained the queue, so the log says that (and how much) it missed.
 """
 
 from __future__ import annotations
@@ -39,12 +42,14 @@ def peer_host(peer: str) -> str:
 
 class SecurityAudit:
     def __init__(self, store: _Sink, *, chain: str = SECURITY_CHAIN, per_peer: int = 20, window_s: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, max_queue: int = 10_000) -> None:
         self.store, self.chain = store, chain
         self.per_peer, self.window_s, self.clock = per_peer, window_s, clock
         self._windows: dict[str, list[float]] = {}   # peer -> [window start, entries, dropped]
         self._lock = threading.Lock()
-        self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
+        self._overflow_lock = threading.Lock()
+        self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue(maxsize=max_queue)
+        self.overflowed = 0  # entries dropped because the queue was full (since the last overflow entry)
         self._thread = threading.Thread(target=self._write, name="sampan-security-audit", daemon=True)
         self._thread.start()
 
@@ -64,15 +69,22 @@ class SecurityAudit:
             if window[1] >= self.per_peer:
                 window[2] += 1
                 if window[2] == 1:  # say once per window that this peer is being rate-limited
-                    self._queue.put(("rate_limited", {"peer": key, "per_peer": self.per_peer,
-                                                      "window_s": self.window_s}))
+                    self._put(("rate_limited", {"peer": key, "per_peer": self.per_peer, "window_s": self.window_s}))
                 return False
             window[1] += 1
             if len(self._windows) > 10_000:  # forget old peers, never the current one
                 for old in [k for k, w in self._windows.items() if now - w[0] >= self.window_s and k != key]:
                     del self._windows[old]
-        self._queue.put((kind, entry))
-        return True
+        return self._put((kind, entry))
+
+    def _put(self, item: tuple[str, dict[str, Any]]) -> bool:
+        try:
+            self._queue.put_nowait(item)
+            return True
+        except queue.Full:
+            with self._overflow_lock:
+                self.overflowed += 1
+            return False
 
     def _write(self) -> None:
         while True:
@@ -80,10 +92,17 @@ class SecurityAudit:
             try:
                 if item is None:
                     return
-                try:
-                    self.store.log_event(self.chain, item[0], item[1])
-                except Exception as exc:  # noqa: BLE001 - the plain log keeps it; the agent keeps serving
-                    log.error("could not write %s to the audit log: %s", item[0], exc)
+                entries = [item]
+                if self._queue.empty():  # everything dropped so far is counted now, not at some later entry
+                    with self._overflow_lock:
+                        dropped, self.overflowed = self.overflowed, 0
+                    if dropped:
+                        entries.append(("queue_overflow", {"dropped": dropped, "max_queue": self._queue.maxsize}))
+                for kind, detail in entries:
+                    try:
+                        self.store.log_event(self.chain, kind, detail)
+                    except Exception as exc:  # noqa: BLE001 - the plain log keeps it; the agent keeps serving
+                        log.error("could not write %s to the audit log: %s", kind, exc)
             finally:
                 self._queue.task_done()
 
@@ -92,5 +111,5 @@ class SecurityAudit:
         self._queue.join()
 
     def close(self) -> None:
-        self._queue.put(None)
+        self._queue.put(None)  # (blocks while the queue is full: the writer is draining it)
         self._thread.join(timeout=10)

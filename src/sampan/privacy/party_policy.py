@@ -65,6 +65,7 @@ class PartyPrivacyPolicy:
     accountant: AccountantKind = "rdp"
     required_levels: frozenset[str] = frozenset()
     ledger_path: Path | None = None  # persisted (0600) before each release when set
+    max_parties: int | None = None  # the parties of the job it accepted: DP3 `parties`/`noise_parties` above are refused
     _ledgers: dict[str, Ledger] = field(default_factory=dict, repr=False)
     _answered: set[str] = field(default_factory=set, repr=False)  # vertical releases already answered
 
@@ -166,6 +167,9 @@ class PartyPrivacyPolicy:
                                     f"({type(exc).__name__}: {exc})") from None
             z = self._noise(party, "dp3.sum_sigma (record-level noise multiplier)", effective)
             shares, parties = settings.get("noise_parties"), settings.get("parties")
+            if self.max_parties is not None and isinstance(parties, int) and parties > self.max_parties:
+                raise PolicyRefused(f"party {party!r} refuses dp3.parties={parties}: its job has only "
+                                    f"{self.max_parties} parties (a larger count would thin its noise share)")
             if shares is not None and (not isinstance(parties, int) or not 1 <= int(shares) <= parties):
                 raise PolicyRefused(f"party {party!r} refuses dp3.noise_parties={shares!r}: its noise share would "
                                     f"assume more contributors than the round's {parties!r} parties")

@@ -314,6 +314,10 @@ class Hub:
                 log.error("security event %s not recorded: %s", kind, exc)
 
     # --- revalidation (new CRL, run start) ------------------------------------------------------------
+    def _generation(self) -> object:
+        """The authenticator's revocation-data generation (None if it has none)."""
+        return getattr(self.authenticator, "generation", None)
+
     def revalidate(self) -> list[str]:
         """Re-check every connected party's certificate; cut the streams that fail. Returns the cut names."""
         cut: list[str] = []
@@ -394,6 +398,15 @@ class Hub:
                       else grpc.StatusCode.INVALID_ARGUMENT)
             await self._refuse(context, name, exc.code, str(exc), status)
             return
+        # The certificate was checked before HELLO, which may take seconds; a revocation published meanwhile
+        # is not seen by `revalidate` (the stream is not connected yet). So check again now, and once more
+        # below if a newer CRL or issuance record was loaded while this check ran.
+        generation = self._generation()
+        try:
+            await self._identity(context, "party")
+        except AuthenticationError as exc:
+            await self._refuse(context, name, exc.code, str(exc), grpc.StatusCode.PERMISSION_DENIED)
+            return
         s = self._sessions[name]
         if s.queue is not None:
             log.info("party %s reconnected from %s; closing its previous stream", name, peer)
@@ -404,6 +417,13 @@ class Hub:
         s.queue, s.connected, s.since, s.peer = queue, True, time.monotonic(), peer
         s.cert_pem, s.cut = (context.auth_context().get("x509_pem_cert") or [None])[0], None
         s.connections += 1
+        if self._generation() != generation:  # revocation data changed during the check: re-check this stream
+            try:
+                await self._identity(context, "party")
+            except AuthenticationError as exc:
+                s.queue, s.connected = None, False
+                await self._refuse(context, name, exc.code, str(exc), grpc.StatusCode.PERMISSION_DENIED)
+                return
         welcome = control_frame(FrameKind.WELCOME, sender=self.settings.name, role="coordinator", recipient=name,
                                 detail=hello_detail(max_message_bytes=self.limits.max_message_bytes,
                                                     chunk_bytes=self.limits.chunk_bytes,
