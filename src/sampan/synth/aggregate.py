@@ -10,7 +10,9 @@
   parties that add their noise shares, a coordinator that does not collude with a data party, and
   all K >= 3 parties completing every round (threshold 1: with fewer, the sum would lack noise shares, so
   a dropout aborts the fit instead of releasing it; with K = 2, each bank would read the other's release
-  from the sum, so secure aggregation refuses fewer than three). Against a coalition of the coordinator and
+  from the sum, so secure aggregation refuses fewer than three). Each party records that its release carries
+  a 1/sqrt(K) share and reveals unmask shares only when K certified parties signed the survivor set, so a
+  coordinator cannot release a sum with fewer noise shares. Against a coalition of the coordinator and
   K - 1 banks, the last bank has only its own share, sigma/sqrt(K), of protection.
 
 What each role learns: with ``PlainSum`` the fitter sees each bank's fully noised release (DP on its
@@ -97,12 +99,14 @@ class SecureSum:
         vectors: Mapping[str, np.ndarray] = {p: np.ravel(r) for p, r in zip(self.parties, releases)}
         self.rounds += 1
         server = SecAggServer(self.params, list(self.parties), vectors[self.parties[0]].size,
-                              f"{self.run_id}/synth-{self.rounds}", secure_generator())
+                              f"{self.run_id}/synth-{self.rounds}", secure_generator(), round_id=f"synth-{self.rounds}")
 
         def call(kind: str, party: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> dict[str, Any]:
             client = self._clients[party]
             if kind == "fit":
-                reply = {"masked": client.respond_masked(arrays, meta, vectors[party], run_id=self.run_id)}
+                # each release carries a 1/sqrt(K) noise share: the party helps unmask only a sum that K signed
+                reply = {"masked": client.respond_masked(arrays, meta, vectors[party], run_id=self.run_id,
+                                                         noise_parties=len(self.parties))}
             else:
                 reply = client.respond(kind, arrays, meta, run_id=self.run_id)
             self.seen.append((kind, party, dict(reply)))

@@ -1,0 +1,230 @@
+"""Secure aggregation across attempts of one round, and distributed-DP noise shares (issue 11, finding 3).
+
+The coordinator here is malicious and drives the project's real parties (`HorizontalParty` with its
+`SecAggClient`, as `build_party_apps` makes them) through `SecAggServer`:
+
+- differencing: it completes attempt 1 of a round with survivor set U, claims it failed, and retries the
+  round with U minus the victim (or calls the retry another round, or changes the training seed): the
+  difference of the two unmasked sums would be the victim's update. Each party now remembers, per round and
+  per model, the U3 it revealed unmask shares for and its input vector, and refuses another U3;
+- noise shares: under distributed DP3 each party adds σ²/noise_parties of the noise; a coordinator that
+  claims a huge noise_parties (and pads U3 with names of parties that do not exist) would release a sum
+  carrying a fraction of σ². A party now refuses noise_parties above the m_min it shared with, and helps
+  unmask only when noise_parties certified parties signed U3.
+
+The old code answered every request below (each attempt was a label of its own).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pytest
+
+from sampan.config import parse_config
+from sampan.data import PartyData
+from sampan.privacy.secagg import SecAggAbort, SecAggParams, SecAggServer, decode_vector, run_secagg
+from sampan.runtime.federation import PartySplit, build_party_apps
+from sampan.runtime.horizontal_workflow import HorizontalWorkflow
+from sampan.runtime.store import Store
+from sampan.transport.inprocess import InProcessTransport
+from sampan.wire import Message
+
+FEATURES = ["x1", "x2", "x3"]
+RUN = "run-attempts"
+VICTIM = "bank_2"
+MODEL = {"kind": "logistic", "n_features": len(FEATURES)}
+TRAIN = {"epochs": 1, "batch_size": 16, "learning_rate": 0.3}
+
+
+def _data(name: str, n: int, rng: np.random.Generator) -> PartyData:
+    X = rng.normal(size=(n, len(FEATURES)))
+    y = (rng.random(n) < 1 / (1 + np.exp(-(X @ np.array([1.0, -1.0, 0.5]))))).astype(np.int8)
+    return PartyData(party=name, ids=np.array([f"{name}-{i}" for i in range(n)], dtype=object), X=X, y=y,
+                     feature_names=FEATURES)
+
+
+def _splits(n: int) -> dict[str, PartySplit]:
+    rng = np.random.default_rng(3)
+    return {f"bank_{i}": PartySplit(_data(f"bank_{i}", 60, rng), _data(f"bank_{i}", 20, rng)) for i in range(n)}
+
+
+class Coordinator:
+    """A malicious coordinator that talks to the real party apps directly and chooses every field."""
+
+    def __init__(self, n: int = 5) -> None:
+        self.apps = build_party_apps(_splits(n))
+        self.names = sorted(self.apps)
+        self.params = np.array([0.1, -0.2, 0.3, 0.05])  # the global model it sends (3 weights + bias)
+        self.errors: dict[str, str] = {}
+
+    def attempt(self, parties: list[str], label: str, *, round_id: str | None = "round-1", seed: int = 11,
+                dp3: Mapping[str, Any] | None = None, alter: Any = None) -> np.ndarray:
+        """One SecAgg attempt over `parties` (the training request inside the masked step); returns the sum."""
+        srv = SecAggServer(SecAggParams(), parties, self.params.size + 3, f"{RUN}/{label}", np.random.default_rng(5))
+        self.server = srv
+
+        def call(kind: str, party: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Any:
+            arrays, meta = dict(arrays), dict(meta)
+            meta.pop("round", None)  # the coordinator names the round as it likes (or not at all)
+            if kind == "fit" and round_id is not None:
+                meta["round"] = round_id
+            if alter is not None:
+                alter(kind, party, arrays, meta)
+            if kind == "fit":
+                fit = {"model": MODEL, "train": TRAIN, "seed": seed, "secagg": {**meta, "total_rows": 60 * len(parties)}}
+                if dp3 is not None:
+                    fit["dp3"] = dict(dp3)
+                arrays, meta = {"params": self.params, **arrays}, fit
+            reply = self.apps[party].handle(Message(RUN, 1, "coordinator", party, kind, arrays=arrays, meta=meta))
+            if reply.is_error:
+                self.errors[party] = str(reply.meta["error"])
+                return None
+            return dict(reply.arrays)
+
+        return decode_vector(run_secagg(srv, call), srv.params)
+
+
+def test_a_round_retried_without_the_victim_is_not_unmasked() -> None:
+    c = Coordinator()
+    first = c.attempt(c.names, "round-1/attempt-0/n1")  # completed; the coordinator claims it failed
+    assert np.all(np.isfinite(first))
+    others = [p for p in c.names if p != VICTIM]
+    with pytest.raises(SecAggAbort):
+        c.attempt(others, "round-1/attempt-1/n1")  # first - second would be the victim's weighted update
+    assert set(c.errors) == set(others)
+    assert all("already revealed unmask shares in round 'round-1' for another survivor set" in why
+               for why in c.errors.values())
+
+
+@pytest.mark.parametrize("trick", ["another-round", "no-round"])
+def test_calling_the_retry_another_round_does_not_help(trick: str) -> None:
+    """Relabelled as round 2 on the same model (the parties bind the model's digest too), or with no round."""
+    c = Coordinator()
+    c.attempt(c.names, "round-1/attempt-0/n1")
+    others = [p for p in c.names if p != VICTIM]
+    with pytest.raises(SecAggAbort):
+        c.attempt(others, "round-2/attempt-0/n1", round_id="round-2" if trick == "another-round" else None)
+    expected = "already revealed unmask shares" if trick == "another-round" else "names no round"
+    assert set(c.errors) == set(others) and all(expected in why for why in c.errors.values())
+
+
+def test_an_identical_retry_with_a_fresh_seed_reveals_nothing_new() -> None:
+    """Same survivor set, but a new training seed (another SGD sample): every party masks its first input
+    again, so the second sum is the first one, bit for bit (their difference is zero, not fresh noise)."""
+    c = Coordinator()
+    first = c.attempt(c.names, "round-1/attempt-0/n1", seed=11)
+    second = c.attempt(c.names, "round-1/attempt-1/n1", seed=12)
+    np.testing.assert_array_equal(first, second)
+    assert not c.errors
+
+
+def test_an_honest_retry_after_a_dropout_before_unmasking_still_works() -> None:
+    """No unmask share was revealed in attempt 1 (it stopped at masked input): nobody is locked yet, and the
+    retry with the survivors completes — with the inputs the survivors masked in attempt 1."""
+    c = Coordinator()
+
+    def stop_before_consistency(kind: str, party: str, arrays: Any, meta: Any) -> None:
+        if kind == "secagg_consistency":
+            raise StopIteration  # the coordinator process dies here
+
+    with pytest.raises(StopIteration):
+        c.attempt(c.names, "round-1/attempt-0/n1", alter=stop_before_consistency)
+    others = [p for p in c.names if p != VICTIM]
+    total = c.attempt(others, "round-1/attempt-0/n2")
+    assert c.server.u3 == others and np.all(np.isfinite(total)) and not c.errors
+    assert total[-1] == pytest.approx(4 / 5, abs=1e-6)  # weights n/N of attempt 1 (cached), normalised on use
+
+
+DP3 = {"clip": 0.5, "mode": "distributed", "sum_sigma": 4.0, "count_sigma": None}
+
+
+def test_a_noise_share_for_more_parties_than_the_round_guarantees_is_refused() -> None:
+    """noise_parties = 10^6 with 5 parties: each share would be σ/1000; refused before anything is masked."""
+    c = Coordinator()
+    dp3 = {**DP3, "parties": 10**6, "noise_parties": 10**6}
+
+    def dilute(kind: str, party: str, arrays: Any, meta: dict) -> None:
+        if kind == "fit":
+            meta["noise_parties"] = 10**6
+
+    with pytest.raises(SecAggAbort):
+        c.attempt(c.names, "round-1/attempt-0/n1", dp3=dp3, alter=dilute)
+    assert set(c.errors) == set(c.names)
+    assert all("noise shares for 1000000 parties" in why for why in c.errors.values())
+
+
+def test_a_survivor_set_padded_with_ghosts_is_refused() -> None:
+    """3 real parties, told m_min = noise_parties = 50 and a U3 of 50 names (47 that no CA certified): each
+    party's input carries σ²/50, the sum of 3 would carry 3/50 of σ². No party reveals an unmask share."""
+    c = Coordinator(3)
+    ghosts = [f"ghost_{i:02d}" for i in range(47)]
+    dp3 = {**DP3, "parties": 50, "noise_parties": 50}
+
+    def pad(kind: str, party: str, arrays: Any, meta: dict) -> None:
+        if kind == "secagg_share":
+            meta["min_live"] = 50
+        if kind == "fit":
+            meta["noise_parties"] = 50
+        if kind in ("secagg_consistency", "secagg_unmask"):
+            meta["survivors"] = sorted(c.names + ghosts)
+        if kind == "secagg_unmask":
+            meta["min_live"] = 50
+
+    with pytest.raises(SecAggAbort):
+        c.attempt(c.names, "round-1/attempt-0/n1", dp3=dp3, alter=pad)
+    assert set(c.errors) == set(c.names)
+    assert all("signed the survivor set, 50 needed" in why for why in c.errors.values())
+
+
+# --- the honest coordinator: a crash after unmasking needs no second attempt -----------------------------
+
+class Crash(RuntimeError):
+    pass
+
+
+class CrashOnEvaluate:
+    """The coordinator's transport; the process dies when it first sends an evaluation request of `round`
+    (after that round's training sum was unmasked, before the round was saved)."""
+
+    def __init__(self, apps: dict, round_number: int) -> None:
+        self.inner, self.round_number, self.parties = InProcessTransport(apps), round_number, sorted(apps)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def exchange(self, messages: Any) -> Any:
+        messages = list(messages)
+        if any(m.kind == "secagg_keys" and "/evaluate-" in str(m.meta.get("label")) and m.step == self.round_number
+               for m in messages):
+            raise Crash("coordinator killed")
+        return self.inner.exchange(messages)
+
+
+def test_a_crash_after_unmasking_resumes_from_the_stored_sum(tmp_path: Path) -> None:
+    apps = build_party_apps(_splits(4))
+    fits: list[tuple[str, int]] = []
+    for name, app in apps.items():
+        inner = app.handle
+
+        def handle(message: Message, inner: Any = inner, name: str = name) -> Message:
+            if message.kind == "fit":
+                fits.append((name, message.step))
+            return inner(message)
+
+        app.handle = handle  # type: ignore[method-assign]
+    config = parse_config({"run": {"name": "crash", "rounds": 2, "seed": 4, "eval_every": 1},
+                           "schema": {"id": "id", "label": "y", "features": FEATURES},
+                           "parties": [{"name": "placeholder", "path": "unused.csv"}],
+                           "training": {"learning_rate": 0.2, "batch_size": 16}, "secure_aggregation": {}})
+    store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
+    run_id = store.create_run(name="crash", workflow="horizontal", seed=4, config=config.to_dict(), total_rounds=2)
+    with pytest.raises(Crash):
+        HorizontalWorkflow(CrashOnEvaluate(apps, 1), store, run_id, config, 4).run()
+    assert sorted(fits) == sorted((p, 1) for p in apps)
+    outcome = HorizontalWorkflow(InProcessTransport(apps), store, run_id, config, 4).run()
+    assert outcome.rounds == 2
+    assert sorted(fits) == sorted([(p, 1) for p in apps] + [(p, 2) for p in apps])  # round 1 was not re-run
+    assert [e.detail["round"] for e in store.events(run_id) if e.kind == "secagg_round_replayed"] == [1]
