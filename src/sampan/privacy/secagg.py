@@ -20,14 +20,21 @@ coordinator:
    neighbours, t > k/2) its mask key s_u and its seed b_u, and seals each neighbour's pair of shares
    under a ChaCha20-Poly1305 key agreed with that neighbour's c key; the coordinator relays ciphertext;
 2. masked input — each party sends y_u, masking against the (verified) neighbours that completed step 1,
-   at least t of those it gave shares to;
+   at least t of those it gave shares to. The request names the round the attempt belongs to; the party
+   binds the attempt to that round and to a digest of the public inputs x_u is computed from (the global
+   model: its caller computes it), and masks the x_u of its first attempt of that round (or on that model)
+   if there was one — cached and persisted before the masked input leaves;
 3. consistency (Bonawitz et al.'s round 4) — the coordinator sends the survivor set U3 (who sent a
-   masked input); each survivor signs (run id, label, U3) and never signs a different U3 for a label;
+   masked input); each survivor signs (run id, label, round, model digest, U3) and never signs a
+   different U3 for a label;
 4. unmasking — each signer checks that a majority (its t) of its own neighbours, and at least
-   min_contributors parties with itself, signed that same U3 (and that |U3| >= m_min), then reveals,
-   per neighbour v, the share of b_v if v is in U3, or the share of s_v if it is not. Never both: which
-   kind it revealed for whom is recorded durably (`sampan.privacy.secagg_state`) before the shares
-   leave, and a request that would reveal the other kind is refused, also after a restart.
+   min_contributors parties with itself (noise_parties under distributed DP), signed that same U3 for
+   the same round and model (and that |U3| >= m_min), then reveals, per neighbour v, the share of b_v if
+   v is in U3, or the share of s_v if it is not. Never both: which kind it revealed for whom is recorded
+   durably (`sampan.privacy.secagg_state`) before the shares leave, and a request that would reveal the
+   other kind is refused, also after a restart. Before the shares leave it also locks the round and the
+   model to this U3: in any later attempt of the round (or on the model) it signs and reveals only for
+   the same U3.
 
 The coordinator then removes every survivor's self-mask (b_v rebuilt from t shares) and, for every
 party that dropped before masking, the pairwise masks its neighbours added (s_v rebuilt, s_uv
@@ -61,11 +68,19 @@ Threat model:
   neighbourhood, as in Bell et al.). Independently, each party shares its secrets with a majority
   threshold (t > k/2, checked by the party), so the coordinator cannot gather t b-shares of v from
   one group and t s-shares from another.
-- Not covered: differencing across attempts. Each attempt (label) is one aggregation; a coordinator
-  that completes an attempt, claims it failed and retries with one party fewer (or re-runs a round
-  after a crash with a different set) learns that party's update as the difference of two sums when
-  training is deterministic. Under DP3 each attempt is a charged release, so the difference is noised
-  and accounted; without DP this relies on the coordinator not lying about failures.
+- Differencing across attempts of one round is refused: a coordinator that completes an attempt over
+  U, claims it failed and retries the round over U minus v would read v's input as the difference. Every
+  party that revealed unmask shares for U refuses another U3 in that round and on that model (round and
+  model digest are signed with U3, so the coordinator cannot name them differently to different
+  parties), and unmasking needs a majority of every share holder group, so two attempts with different
+  U3 cannot both be unmasked (two disjoint majorities of one set do not exist). A retry with the same U3
+  sums the same cached inputs (nothing new), a retry after a dropout before anyone revealed works, and
+  the workflow stores an unmasked sum before anything else, so a crash-resume never needs a second set.
+- Not covered (inherent to secure aggregation under a coordinator that picks the model and the
+  participants each round; So et al. 2021, "multi-round privacy leakage"): across *rounds*, a coordinator
+  that sends a slightly different model (a new digest) to all but v can difference two rounds' sums and
+  approximate v's update. Under DP3 every round and every attempt is a charged release, so such a
+  difference is noised and accounted; without DP this relies on the coordinator following the protocol.
 - Up to t - 1 colluding neighbours of a party learn nothing about its secrets; t of them plus the
   coordinator could unmask it. Dropouts are assumed independent of the data; the set of survivors is
   public. A coordinator can still drop honest parties to shrink the sum, but never below m_min >= 3
@@ -75,14 +90,18 @@ What each role learns:
 - Coordinator: each party's certificate and signed public keys, sealed envelopes it cannot open, masked
   vectors (uniform in Z_2^64 to it), who answered each step, the parties' signatures over U3, per party
   at most one of its two secrets (b if it is in U3, s if it is not; the other still hides its input),
-  and the sum over U3 (at least m_min contributors). Under DP3 that sum is already noised.
+  and one sum per round (and per model) over one U3 of at least m_min contributors, however often the
+  round is retried. Under DP3 that sum is already noised.
 - A party: its neighbours' certificates and public keys, one Shamir share of each neighbour's b and s
   (fewer than the t needed), the survivor set U3 and its signatures, and whatever the released model
   reveals about the sum.
 
 DP3 composition: each party adds its share of the Gaussian noise before masking
 (`sampan.privacy.dp3.party_release`), with variance σ²/m_min where m_min is the least number of
-masked inputs for which the round can complete. Any completed round therefore carries noise of
+masked inputs for which the round can complete. The party records that count (noise_parties) with its
+input, refuses one above the m_min it shared with, and helps unmask only when that many *certified*
+parties signed U3 (names in U3 alone prove nothing: a coordinator could pad it with parties that do not
+exist). Any completed round therefore carries noise of
 variance at least σ²; when nobody drops, σ²·m/m_min (the price of tolerating dropouts). The
 coordinator only ever sees the noised sum. The noise is a floating-point Gaussian rounded to the
 2^-f grid (rounding is post-processing); a discrete Gaussian on the grid would also close the
