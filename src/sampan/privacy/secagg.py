@@ -72,8 +72,9 @@ Threat model:
   U, claims it failed and retries the round over U minus v would read v's input as the difference. Every
   party that revealed unmask shares for U refuses another U3 in that round and on that model (round and
   model digest are signed with U3, so the coordinator cannot name them differently to different
-  parties), and unmasking needs a majority of every share holder group, so two attempts with different
-  U3 cannot both be unmasked (two disjoint majorities of one set do not exist). A retry with the same U3
+  parties), and unmasking needs revealers among U3 forming a majority of every share holder group, while
+  the first attempt's revealers refuse the second: for U3 and U3 minus v these would be two disjoint
+  majorities of one set, which do not exist (with t > k/2 on a k-regular graph: each needs > |U3|/2). A retry with the same U3
   sums the same cached inputs (nothing new), a retry after a dropout before anyone revealed works, and
   the workflow stores an unmasked sum before anything else, so a crash-resume never needs a second set.
 - Not covered (inherent to secure aggregation under a coordinator that picks the model and the
