@@ -228,3 +228,33 @@ def test_a_crash_after_unmasking_resumes_from_the_stored_sum(tmp_path: Path) -> 
     assert outcome.rounds == 2
     assert sorted(fits) == sorted([(p, 1) for p in apps] + [(p, 2) for p in apps])  # round 1 was not re-run
     assert [e.detail["round"] for e in store.events(run_id) if e.kind == "secagg_round_replayed"] == [1]
+
+
+def test_an_honest_retry_after_too_few_unmask_replies_uses_the_same_survivor_set(tmp_path: Path) -> None:
+    """Three of five parties fail their first unmask request: attempt 0 aborts at unmasking after two parties
+    revealed shares for U3 = all five. Those two answer only for that U3 again, so the workflow retries with
+    U3 (not with the two that answered), and the round completes on the same cached inputs."""
+    apps = build_party_apps(_splits(5))
+    flaky = {"bank_0", "bank_1", "bank_2"}
+    for name, app in apps.items():
+        inner = app.handle
+
+        def handle(message: Message, inner: Any = inner, name: str = name) -> Message:
+            if message.kind == "secagg_unmask" and name in flaky:
+                flaky.discard(name)
+                return message.error_reply(TimeoutError(f"{name} timed out"))
+            return inner(message)
+
+        app.handle = handle  # type: ignore[method-assign]
+    config = parse_config({"run": {"name": "retry", "rounds": 1, "seed": 4},
+                           "schema": {"id": "id", "label": "y", "features": FEATURES},
+                           "parties": [{"name": "placeholder", "path": "unused.csv"}],
+                           "training": {"learning_rate": 0.2, "batch_size": 16}, "secure_aggregation": {}})
+    store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
+    run_id = store.create_run(name="retry", workflow="horizontal", seed=4, config=config.to_dict(), total_rounds=1)
+    outcome = HorizontalWorkflow(InProcessTransport(apps), store, run_id, config, 4).run()
+    assert outcome.rounds == 1
+    failed = [e.detail for e in store.events(run_id) if e.kind == "secagg_round_failed"]
+    assert [f["stage"] for f in failed] == ["unmasking"]
+    (done,) = [e.detail for e in store.events(run_id) if e.kind == "secagg_round"]
+    assert done["attempt"] == 1 and done["contributors"] == sorted(apps)
