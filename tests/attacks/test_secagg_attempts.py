@@ -258,3 +258,22 @@ def test_an_honest_retry_after_too_few_unmask_replies_uses_the_same_survivor_set
     assert [f["stage"] for f in failed] == ["unmasking"]
     (done,) = [e.detail for e in store.events(run_id) if e.kind == "secagg_round"]
     assert done["attempt"] == 1 and done["contributors"] == sorted(apps)
+
+
+def test_honest_noise_shares_on_a_sparse_graph_still_unmask(tmp_path: Path) -> None:
+    """Control: on a SecAgg+ graph (k = 4 of 9 parties) every input carries a 1/m_min noise share; the
+    coordinator forwards enough certified signatures (m_min - 1), so the honest sum comes out exactly."""
+    from _secagg_coordinator import Consortium
+
+    c = Consortium(9, tmp_path)
+    params = SecAggParams(neighbours=4)
+    srv = SecAggServer(params, c.names, c.d, "run-1/round-1/attempt-0/n", np.random.default_rng(2), round_id="round-1")
+
+    def call(kind: str, party: str, arrays: Any, meta: Any) -> Any:
+        if kind == "fit":
+            assert meta["noise_parties"] == srv.min_live == 6
+            return {"masked": c.clients[party].respond_masked(arrays, meta, c.x[party], run_id="run-1",
+                                                              noise_parties=int(meta["noise_parties"]))}
+        return c.call(kind, party, arrays, meta)
+
+    np.testing.assert_array_equal(run_secagg(srv, call), c.expected(c.names, srv.params))
