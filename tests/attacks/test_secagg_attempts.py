@@ -74,7 +74,8 @@ class Coordinator:
             if alter is not None:
                 alter(kind, party, arrays, meta)
             if kind == "fit":
-                fit = {"model": MODEL, "train": TRAIN, "seed": seed, "secagg": {**meta, "total_rows": 60 * len(parties)}}
+                fit = {"model": MODEL, "train": TRAIN, "seed": seed,
+                       "secagg": {**meta, "total_rows": 60 * len(parties)}}
                 if dp3 is not None:
                     fit["dp3"] = dict(dp3)
                 arrays, meta = {"params": self.params, **arrays}, fit

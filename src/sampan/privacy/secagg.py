@@ -74,9 +74,10 @@ Threat model:
   model digest are signed with U3, so the coordinator cannot name them differently to different
   parties), and unmasking needs revealers among U3 forming a majority of every share holder group, while
   the first attempt's revealers refuse the second: for U3 and U3 minus v these would be two disjoint
-  majorities of one set, which do not exist (with t > k/2 on a k-regular graph: each needs > |U3|/2). A retry with the same U3
-  sums the same cached inputs (nothing new), a retry after a dropout before anyone revealed works, and
-  the workflow stores an unmasked sum before anything else, so a crash-resume never needs a second set.
+  majorities of one set, which do not exist (with t > k/2 on a k-regular graph each needs > |U3|/2).
+  A retry with the same U3 sums the same cached inputs (nothing new), a retry after a dropout before
+  anyone revealed works, and the workflow stores an unmasked sum before anything else, so a crash-resume
+  never needs a second set.
 - Not covered (inherent to secure aggregation under a coordinator that picks the model and the
   participants each round; So et al. 2021, "multi-round privacy leakage"): across *rounds*, a coordinator
   that sends a slightly different model (a new digest) to all but v can difference two rounds' sums and

@@ -491,7 +491,8 @@ class HorizontalWorkflow:
         attempts: list[dict[str, Any]] = []
         stored = self._stored_sum("secagg_evaluation_sum", step)
         if stored is not None:  # unmasked before a crash (the same model): not asked again
-            histogram, loss_sum, brier_sum, n = evaluation_from_vector(np.asarray(stored["sum"], dtype=np.float64), bins)
+            vector = np.asarray(stored["sum"], dtype=np.float64)
+            histogram, loss_sum, brier_sum, n = evaluation_from_vector(vector, bins)
             return histogram, loss_sum, brier_sum, n, {}
         for attempt in range(self.secagg.max_retries + 1):
             params = replace(self._secagg_params(len(participants)), frac_bits=EVAL_FRAC_BITS,
