@@ -110,19 +110,24 @@ def test_no_update_leaves_a_party_un_noised(tmp_path: Path, privacy: dict) -> No
     run_id = store.create_run(name="dp", workflow="horizontal", seed=3, config=config.to_dict(), total_rounds=2)
     HorizontalWorkflow(transport, store, run_id, config, 3).run()
     fits = [m for m in captured if m.kind == "fit_result"]
-    assert fits and all(("dp2" in m.meta) if "dp2" in privacy else np.linalg.norm(m.arrays["update"]) <= 0.5 + 1e-9
-                        for m in fits)  # DP-SGD output, or (central DP3) clipped before it left the party
+    assert fits and all(not set(m.meta) - {"dp3_indicator"} for m in fits)  # the update and nothing else
+    assert all(np.linalg.norm(m.arrays["update"]) <= 0.5 + 1e-9 for m in fits) if "dp3" in privacy else True
+    # (central DP3: clipped before it left the party; DP2: a DP-SGD output)
     # replay one party's last fit request twice: a noised protocol never gives the same update twice
     apps = build_party_apps(load_splits(config, 3))
     party = fits[-1].sender
     request = Message(run_id, 9, "coordinator", party, "fit", arrays={"params": np.zeros(fits[-1].arrays["update"].size)},
                       meta={"model": {"kind": "logistic", "n_features": fits[-1].arrays["update"].size - 1},
                             "train": {"epochs": 1, "batch_size": 64, "learning_rate": 0.1}, "seed": 1,
+                            "public_rows": 500,
                             **({"dp2": {"noise_multiplier": 1.0, "max_grad_norm": 1.0}} if "dp2" in privacy else {}),
                             **({"dp3": {"clip": 0.5, "mode": "distributed", "parties": 3, "sum_sigma": 2.5,
                                         "count_sigma": None}} if "dp3" in privacy else {})})
     first, second = apps[party].handle(request), apps[party].handle(request)
-    assert not np.array_equal(first.arrays["update"], second.arrays["update"])
+    if "dp3" in privacy:  # distributed DP3 in clear would carry only the party's 1/sqrt(m) share: refused
+        assert first.is_error and second.is_error and "without secure aggregation" in str(first.meta)
+    else:
+        assert not np.array_equal(first.arrays["update"], second.arrays["update"])
     plain = Message(**{**request.__dict__, "meta": {k: v for k, v in request.meta.items() if k not in ("dp2", "dp3")}})
     np.testing.assert_array_equal(apps[party].handle(plain).arrays["update"], apps[party].handle(plain).arrays["update"])
 

@@ -49,7 +49,7 @@ def _party(policy: PartyPrivacyPolicy | None = None, n: int = 200) -> Horizontal
 def _fit(**dp: Any) -> Message:
     return Message("run", 1, "coordinator", "bank_a", "fit", arrays={"params": np.zeros(4)},
                    meta={"model": {"kind": "logistic", "n_features": 3}, "seed": 1,
-                         "train": {"epochs": 1, "batch_size": 32, "learning_rate": 0.1}, **dp})
+                         "train": {"epochs": 1, "batch_size": 32, "learning_rate": 0.1}, "public_rows": 200, **dp})
 
 
 DP3 = {"clip": 0.5, "mode": "central", "parties": 3, "count_sigma": None}

@@ -21,6 +21,7 @@ import sampan.privacy.mechanisms
 from sampan.config import ConfigError, parse_config
 from sampan.data import PartyData
 from sampan.horizontal.party import HorizontalParty
+from sampan.privacy.party_policy import PartyPrivacyPolicy, PolicyRefused
 from sampan.privacy.randomness import seeded_generator
 from sampan.runtime.federation import PartySplit, build_party_apps
 from sampan.runtime.horizontal_workflow import HorizontalWorkflow
@@ -226,3 +227,111 @@ def test_receipt_traffic_survives_a_resume(tmp_path: Path) -> None:
     resumed, uninterrupted = sent(run_id), sent(reference.outcome.run_id)
     assert resumed[("bank_harbour", "fit_result")][0] == 3  # all three rounds, not only the one after the resume
     assert resumed == uninterrupted
+
+
+# --- review R5: the party enforces DP itself, whatever the coordinator sends ------------------------------
+# (moved from tests/attacks/review/test_review_r5_horizontal_dp.py; each failed on the reviewed code)
+R5_MODEL = {"kind": "logistic", "n_features": 3}
+R5_TRAIN = {"epochs": 1, "batch_size": 32, "learning_rate": 0.1}
+
+
+def _r5_data(n: int, seed: int = 0) -> PartyData:
+    rng = np.random.default_rng(seed)
+    return PartyData(party="bank_a", ids=np.array([f"r{i}" for i in range(n)], dtype=object),
+                     X=rng.normal(size=(n, 3)), y=(rng.random(n) < 0.3).astype(np.int8), feature_names=["a", "b", "c"])
+
+
+def _r5_neighbours(policy_factory: Any, n: int = 200) -> tuple[HorizontalParty, HorizontalParty]:
+    """D and D plus one training row (same holdout)."""
+    big = _r5_data(n + 1)
+    small = PartyData(party="bank_a", ids=big.ids[:n], X=big.X[:n], y=big.y[:n], feature_names=big.feature_names)
+    test = _r5_data(50, seed=9)
+    return (HorizontalParty("bank_a", small, test, policy_factory()),
+            HorizontalParty("bank_a", big, test, policy_factory()))
+
+
+def _r5_msg(kind: str, step: int = 1, arrays: Any = None, **meta: Any) -> Message:
+    return Message("run", step, "coordinator", "bank_a", kind, arrays=arrays or {}, meta=meta)
+
+
+def _r5_fit(**dp: Any) -> Message:
+    return _r5_msg("fit", arrays={"params": np.zeros(4)}, model=R5_MODEL, seed=1, train=R5_TRAIN, **dp)
+
+
+def _strict() -> PartyPrivacyPolicy:
+    return PartyPrivacyPolicy(min_noise_multiplier=1.0, required_levels=frozenset({"DP2"}))
+
+
+def test_dp2_request_without_public_rows_does_not_reveal_the_exact_row_count() -> None:
+    """A coordinator 'forgets' public_rows: the party must not use (and echo) q = batch / exact n."""
+    d, d1 = _r5_neighbours(_strict)
+    request = _r5_fit(dp2={"noise_multiplier": 1.0, "max_grad_norm": 1.0})
+    with pytest.raises(PolicyRefused, match="refuses dp2 without a released row count"):
+        d.fit(request)
+    assert d.policy.ledger("bank_a").events == ()  # refused before anything was charged or released
+    # with its own released count, the party uses that (not the coordinator's value, not n) and echoes nothing
+    for party in (d, d1):
+        party.describe(_r5_msg("describe", 0, dp_count={"noise_multiplier": 5.0}))
+    a, b = d.fit(_r5_fit(dp2={"noise_multiplier": 1.0, "max_grad_norm": 1.0}, public_rows=3)), \
+        d1.fit(_r5_fit(dp2={"noise_multiplier": 1.0, "max_grad_norm": 1.0}, public_rows=3))
+    assert set(a.meta) == set(b.meta) == set(), (a.meta, b.meta)  # no steps, rate, n, loss or clipped share
+    charged = [e for e in d.policy.ledger("bank_a").events if e.level == "DP2"][0]
+    assert charged.sampling_rate == pytest.approx(min(1.0, 32 / d._released_rows["run"]))
+
+
+def test_describe_without_dp_count_is_refused_by_a_party_whose_policy_requires_dp() -> None:
+    d, d1 = _r5_neighbours(_strict)
+    for party in (d, d1):
+        with pytest.raises(PolicyRefused, match="refuses 'describe' without dp_count"):
+            party.describe(_r5_msg("describe", 0))
+    # a party that already answered DP requests in this run also refuses the exact count (and exact stats)
+    plain = HorizontalParty("bank_a", _r5_data(200), _r5_data(50, 9))
+    reply = plain.describe(_r5_msg("describe", 0, dp_count={"noise_multiplier": 5.0}))
+    assert "positive_rate" not in reply.meta
+    with pytest.raises(PolicyRefused, match="refuses 'describe' without dp_count"):
+        plain.describe(_r5_msg("describe", 0))
+    with pytest.raises(PolicyRefused, match="refuses 'stats' without dp1"):
+        plain.stats(_r5_msg("stats", 0))
+
+
+def test_repeated_dp1_stats_requests_get_one_release_charged_once() -> None:
+    """Asking for the DP1 moments again (to average the noise away) returns the same release, uncharged."""
+    party = HorizontalParty("bank_a", _r5_data(200), _r5_data(50, 9))
+    request = _r5_msg("stats", 0, dp1={"noise_multiplier": 1.0, "bounds": [[-4, 4]] * 3})
+    first, second = party.stats(request), party.stats(request)
+    assert np.array_equal(first.arrays["sum"], second.arrays["sum"]) and first.meta["n"] == second.meta["n"]
+    assert len(party.policy.ledger("bank_a").events) == 1
+
+
+def test_distributed_dp3_without_secagg_and_inflated_parties_is_refused() -> None:
+    """parties = 10**6 with no SecAgg: the party would add sum_sigma/1000 while its ledger charges z = 4."""
+    party = HorizontalParty("bank_a", _r5_data(200), _r5_data(50, 9), PartyPrivacyPolicy(min_noise_multiplier=1.0))
+    dp3 = {"clip": 0.5, "mode": "distributed", "parties": 10**6, "sum_sigma": 4.0, "count_sigma": None}
+    with pytest.raises(PolicyRefused, match="without secure aggregation"):
+        party.fit(_r5_fit(dp3=dp3, public_rows=200))
+    assert party.policy.ledger("bank_a").events == ()
+
+
+def test_a_party_that_does_not_trust_the_coordinator_refuses_central_dp3() -> None:
+    policy = PartyPrivacyPolicy(trust_coordinator_for_central_dp3=False)
+    party = HorizontalParty("bank_a", _r5_data(200), _r5_data(50, 9), policy)
+    dp3 = {"clip": 0.5, "mode": "central", "parties": 3, "sum_sigma": 4.0, "count_sigma": None}
+    with pytest.raises(PolicyRefused, match="refuses dp3.mode='central'"):
+        party.fit(_r5_fit(dp3=dp3, public_rows=200))
+
+
+def test_party_answers_at_most_one_evaluation_per_run_under_dp() -> None:
+    """Crafted models probing one feature each would read every holdout row's feature through the histograms."""
+    party = HorizontalParty("bank_a", _r5_data(200), _r5_data(50, 9), _strict())
+    answered = 0
+    with pytest.raises(PolicyRefused, match="refuses a second evaluation"):
+        for j in range(3):
+            params = np.zeros(4)
+            params[j] = 50.0
+            party.evaluate(_r5_msg("evaluate", 3, arrays={"params": params}, model=R5_MODEL))
+            answered += 1
+    assert answered == 1
+    again = party.evaluate(_r5_msg("evaluate", 3, arrays={"params": np.eye(4)[0] * 50.0}, model=R5_MODEL))
+    assert again.kind == "evaluation"  # a retry of the same request is answered (the same exact answer)
+    with pytest.raises(PolicyRefused, match="refuses 'fit' in run 'run' after its evaluation"):
+        party.fit(_r5_fit(dp2={"noise_multiplier": 1.0, "max_grad_norm": 1.0}, public_rows=200))

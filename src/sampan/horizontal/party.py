@@ -44,7 +44,7 @@ from sampan.models import Model, model_from_config
 from sampan.privacy.dp3 import party_release
 from sampan.privacy.mechanisms import GaussianMechanism
 from sampan.privacy.dpsgd import DPSGDConfig, dp_sgd_train
-from sampan.privacy.party_policy import PartyPrivacyPolicy
+from sampan.privacy.party_policy import PartyPrivacyPolicy, PolicyRefused
 from sampan.privacy.secagg import SecAggClient
 from sampan.wire import Message
 
@@ -102,6 +102,9 @@ class HorizontalParty:
         self._models: dict[str, Model] = {}
         self._scaled = _ScaledCache()
         self._released_rows: dict[str, int] = {}  # run id -> the row count released under DP (once per run)
+        self._released_stats: dict[str, tuple[float, np.ndarray, np.ndarray]] = {}  # run id -> its DP1 release
+        self._dp_runs: set[str] = set()  # runs in which this party answered a DP request
+        self._evaluated: dict[str, str] = {}  # run id -> digest of the one model it evaluated under DP
         # deployments inject a client with the organisation's identity and state dir, simulations one per party
         # from the run's simulated consortium; without one the party refuses secure aggregation requests
         self.secagg = secagg
@@ -134,19 +137,24 @@ class HorizontalParty:
             self._models[key] = model
         return self._models[key]
 
+    def _under_dp(self, run_id: str) -> bool:
+        """This party answers under DP: its policy requires a level, or it already answered a DP request of the run
+        (the coordinator cannot switch DP off half-way)."""
+        return self.policy.requires_dp() or run_id in self._dp_runs
+
     def describe(self, msg: Message) -> Message:
-        self.policy.admit_describe(self.name, msg.meta)  # the count's noise meets the party's minimum
+        # one release per run: asking again (to average the noise away) gets the same answer, charged once
+        if "dp_count" in msg.meta and msg.run_id in self._released_rows:
+            return self._describe_reply(msg)
+        # the count's noise meets the party's minimum; without dp_count refused under a DP policy
+        self.policy.admit_describe(self.name, msg.meta, dp_run=self._under_dp(msg.run_id))
         if "dp_count" in msg.meta:  # under DP: the row count through a charged Gaussian, no positive rate
+            self._dp_runs.add(msg.run_id)
             z = float(msg.meta["dp_count"]["noise_multiplier"])
-            # one release per run: asking again (to average the noise away) gets the same answer
             if msg.run_id not in self._released_rows:
                 noised = float(GaussianMechanism(1.0, z).release(np.array([float(len(self.train_data))]))[0])
                 self._released_rows[msg.run_id] = max(1, int(round(noised)))  # rounding, floor: post-processing
-            return msg.reply("describe", meta={
-                "n_train": self._released_rows[msg.run_id],
-                "n_test": len(self.test_data),
-                "feature_names": list(self.train_data.feature_names),
-            })
+            return self._describe_reply(msg)
         y = self.train_data.y
         return msg.reply("describe", meta={
             "n_train": len(self.train_data),
@@ -155,18 +163,52 @@ class HorizontalParty:
             "feature_names": list(self.train_data.feature_names),
         })
 
+    def _describe_reply(self, msg: Message) -> Message:
+        return msg.reply("describe", meta={
+            "n_train": self._released_rows[msg.run_id],
+            "n_test": len(self.test_data),
+            "feature_names": list(self.train_data.feature_names),
+        })
+
     def stats(self, msg: Message) -> Message:
-        self.policy.admit_stats(self.name, msg.meta)  # refuses DP1 noise under the party's minimum
         X = self.train_data.X
-        if "dp1" in msg.meta:
-            total, sums, sums_sq = dp1_moments(X, msg.meta["dp1"])
-            return msg.reply("stats", arrays={"sum": sums, "sum_sq": sums_sq}, meta={"n": total, "dp1": True})
+        if "dp1" in msg.meta:  # one DP1 release per run, like the count: a repeat gets the same noise, uncharged
+            if msg.run_id not in self._released_stats:
+                self.policy.admit_stats(self.name, msg.meta)  # refuses DP1 noise under the party's minimum
+                self._dp_runs.add(msg.run_id)
+                self._released_stats[msg.run_id] = dp1_moments(X, msg.meta["dp1"])
+            total, sums, sums_sq = self._released_stats[msg.run_id]
+            return msg.reply("stats", arrays={"sum": sums.copy(), "sum_sq": sums_sq.copy()},
+                             meta={"n": total, "dp1": True})
+        self.policy.admit_stats(self.name, msg.meta, dp_run=self._under_dp(msg.run_id))  # exact: refused under DP
         return msg.reply("stats", arrays={"sum": X.sum(axis=0), "sum_sq": np.einsum("ij,ij->j", X, X)},
                          meta={"n": len(X)})
 
+    def _public_rows(self, msg: Message) -> int | None:
+        """The row count a request under DP may depend on: this party's own released count for the run, else the
+        request's `public_rows` (a value the coordinator chose: q and steps from it reveal nothing of n); never
+        the exact n. A DP-SGD request with neither is refused by the policy (q = batch/n would depend on n)."""
+        if msg.run_id in self._released_rows:
+            return self._released_rows[msg.run_id]
+        public = msg.meta.get("public_rows")
+        if public is None:  # the policy refuses DP-SGD without it (after checking the noise)
+            return None
+        if isinstance(public, bool) or not isinstance(public, int) or public < 1:
+            raise PolicyRefused(f"party {self.name!r} refuses public_rows={public!r}: not a positive row count")
+        return public
+
     def fit(self, msg: Message) -> Message:
+        private = _private(msg.meta) or self._under_dp(msg.run_id)
+        if private and msg.run_id in self._evaluated:
+            raise PolicyRefused(f"party {self.name!r} refuses 'fit' in run {msg.run_id!r} after its evaluation: under "
+                                "DP the run's one evaluation is on the released model, after the last round")
+        public_rows = self._public_rows(msg) if private else None
+        request = {**msg.meta, "public_rows": public_rows} if public_rows is not None else dict(msg.meta)
+        attempt = str((msg.meta.get("secagg") or {}).get("label") or "")
         # the party's own policy first: minimum noise, required levels, its own budget (charged write-ahead)
-        self.policy.admit_fit(self.name, msg.meta, len(self.train_data))
+        self.policy.admit_fit(self.name, request, len(self.train_data), step=msg.step, attempt=attempt)
+        if private:
+            self._dp_runs.add(msg.run_id)
         model = self._model(msg.meta["model"])
         cfg = TrainConfig(**msg.meta["train"])
         X = self._scaled.get("train", self.train_data.X, msg.arrays)
@@ -174,10 +216,9 @@ class HorizontalParty:
         assert y is not None
         global_params = msg.arrays["params"]
         anchor = global_params if cfg.proximal_mu else None
-        private = _private(msg.meta)
         meta: dict[str, Any] = {"n": len(X)}
         if "dp2" in msg.meta:  # DP-SGD: sampling and noise from the OS CSPRNG, never from the run seed
-            dp2 = {**msg.meta["dp2"], "public_rows": msg.meta.get("public_rows")}
+            dp2 = {**msg.meta["dp2"], "public_rows": public_rows}
             dp = dp_sgd_train(model, global_params, X, y, cfg, DPSGDConfig(**dp2), anchor=anchor)
             result = dp.result
             meta["dp2"] = {"steps": dp.steps, "sampling_rate": dp.sampling_rate,
@@ -189,26 +230,23 @@ class HorizontalParty:
         if "dp3" in msg.meta:  # clip (and in distributed mode noise) before anything leaves the party
             update, meta["dp3_indicator"] = party_release(update, msg.meta["dp3"])
         meta["loss"] = result.mean_loss
-        if private:  # only outputs of charged mechanisms and public values leave the party (finding 1)
-            meta = {k: v for k, v in meta.items() if k not in ("n", "loss")}
-            if "dp2" in meta:
-                meta["dp2"] = {k: v for k, v in meta["dp2"].items() if k != "clipped_fraction"}
+        if private:  # only outputs of charged mechanisms leave the party (finding 1): no n, no loss, and no
+            # DP-SGD diagnostics (steps and rate are the party's to compute, the clipped fraction is exact)
+            meta = {k: v for k, v in meta.items() if k not in ("n", "loss", "dp2")}
             if "dp3" in msg.meta and not msg.meta["dp3"].get("count_sigma"):  # no adaptive clipping: the
                 meta.pop("dp3_indicator", None)  # indicator is unused, and an exact bit would be uncharged
         if "secagg" in msg.meta:
-            return self._masked_fit(msg, update, meta, result.mean_loss, len(X))
+            return self._masked_fit(msg, update, meta, result.mean_loss, len(X), private, public_rows)
         return msg.reply("fit_result", arrays={"update": update}, meta=meta)
 
     def _masked_fit(self, msg: Message, update: np.ndarray, meta: Mapping[str, Any], loss: float,
-                    rows: int) -> Message:
+                    rows: int, private: bool, public: int | None) -> Message:
         """Secure aggregation: one masked vector, nothing else (no loss, no DP2 diagnostics in clear).
 
         Under `[privacy]` the loss slot is 0 and the weight is public (released row count over the
         coordinator's total), so the sum carries nothing that was not charged."""
         sa = msg.meta["secagg"]
-        private = _private(msg.meta)
-        if private:  # no released count sent (DP3 alone needs none): weight 0, the DP3 mean is unweighted
-            public = msg.meta.get("public_rows")
+        if private:  # no released count (DP3 alone needs none): weight 0, the DP3 mean is unweighted
             weight, loss = (float(public) / float(sa["total_rows"]) if public is not None else 0.0), 0.0
         else:
             weight = float(rows) / float(sa["total_rows"])
@@ -237,7 +275,22 @@ class HorizontalParty:
     def secagg_unmask(self, msg: Message) -> Message:
         return msg.reply("secagg_unmask", arrays=self.secagg.respond(msg.kind, msg.arrays, msg.meta, run_id=msg.run_id))
 
+    def _admit_evaluate(self, msg: Message) -> None:
+        """Under DP a party evaluates ONE model per run (the released one, after the last round): holdout rows are
+        outside the DP unit, so each evaluation is an exact release about them and a coordinator must not probe
+        them with crafted models. Repeats of the same request (transport or SecAgg retries, same model and
+        scaler) are answered; another model is refused. The party cannot check that the model IS the released
+        one (it never receives the aggregate otherwise): it bounds the coordinator to one probe per run."""
+        if not self._under_dp(msg.run_id):
+            return
+        digest = _basis("evaluate", msg)
+        first = self._evaluated.setdefault(msg.run_id, digest)
+        if first != digest:
+            raise PolicyRefused(f"party {self.name!r} refuses a second evaluation in run {msg.run_id!r}: under DP it "
+                                "evaluates one model per run (the released one); this request names another model")
+
     def evaluate(self, msg: Message) -> Message:
+        self._admit_evaluate(msg)
         model = self._model(msg.meta["model"])
         part = "test" if len(self.test_data) else "train"
         data = self.test_data if part == "test" else self.train_data

@@ -66,6 +66,10 @@ class PartyPrivacyPolicy:
     required_levels: frozenset[str] = frozenset()
     ledger_path: Path | None = None  # persisted (0600) before each release when set
     max_parties: int | None = None  # the parties of the job it accepted: DP3 `parties`/`noise_parties` above are refused
+    # central DP3: the coordinator adds all the noise and sees each clipped update in clear. True in the in-process
+    # simulation (the coordinator is the same process as every party); deployed agents take it from party.toml
+    # (`[privacy] trust_coordinator_for_central_dp3`, default false), so a deployed party refuses central DP3
+    trust_coordinator_for_central_dp3: bool = True
     _ledgers: dict[str, Ledger] = field(default_factory=dict, repr=False)
     _answered: set[str] = field(default_factory=set, repr=False)  # vertical releases already answered
 
@@ -125,31 +129,52 @@ class PartyPrivacyPolicy:
             ledger.record(event)
         self._persist(ledger)
 
-    def admit_describe(self, party: str, meta: Mapping[str, Any]) -> None:
-        """The row count released under DP (`dp_count`): check the noise, charge the party's ledger."""
+    def requires_dp(self) -> bool:
+        """A policy that names any required level: nothing leaves the party exactly that a DP level could cover."""
+        return bool(self.required_levels)
+
+    def admit_describe(self, party: str, meta: Mapping[str, Any], *, dp_run: bool = False) -> None:
+        """The row count released under DP (`dp_count`): check the noise, charge the party's ledger.
+
+        Without `dp_count` the exact count and positive rate would leave: refused when the policy requires
+        any DP level or the party already answered a DP request in this run (`dp_run`)."""
         if "dp_count" not in meta:
+            if self.requires_dp() or dp_run:
+                raise PolicyRefused(f"party {party!r} refuses 'describe' without dp_count: its policy requires DP "
+                                    "(the exact row count and positive rate would leave uncharged)")
             return
         z = self._noise(party, "dp_count.noise_multiplier", (meta["dp_count"] or {}).get("noise_multiplier"))
         self._charge(party, [PrivacyEvent(party=party, level="DP1", mechanism="gaussian", noise_multiplier=z,
                                           note="party-side: training row count")])
 
-    def admit_stats(self, party: str, meta: Mapping[str, Any]) -> None:
-        """DP1 statistics: check the noise, charge the party's ledger."""
+    def admit_stats(self, party: str, meta: Mapping[str, Any], *, dp_run: bool = False) -> None:
+        """DP1 statistics: check the noise, charge the party's ledger (exact sums refused under a DP policy)."""
         self._required(party, "stats", meta, ("DP1",))
         if "dp1" not in meta:
+            if self.requires_dp() or dp_run:
+                raise PolicyRefused(f"party {party!r} refuses 'stats' without dp1: its policy requires DP (exact "
+                                    "feature sums would leave uncharged)")
             return
         z = self._noise(party, "dp1.noise_multiplier", (meta["dp1"] or {}).get("noise_multiplier"))
         self._charge(party, [PrivacyEvent(party=party, level="DP1", mechanism="gaussian", noise_multiplier=z,
                                           note="party-side: preprocessing statistics")])
 
-    def admit_fit(self, party: str, meta: Mapping[str, Any], rows: int) -> None:
-        """DP2/DP3 training request: check each level's noise and charge the party's ledger."""
+    def admit_fit(self, party: str, meta: Mapping[str, Any], rows: int, *, step: int | None = None,
+                  attempt: str = "") -> None:
+        """DP2/DP3 training request: check each level's noise and charge the party's ledger.
+
+        `step` (the round) and `attempt` (e.g. the SecAgg label) key each charge: every release is its own event."""
         self._required(party, "fit", meta, ("DP2", "DP3"))
         events: list[PrivacyEvent] = []
-        step = meta.get("round") if isinstance(meta.get("round"), int) else None
+        if step is None:
+            step = meta.get("round") if isinstance(meta.get("round"), int) else None
+        where = f" [round {step}{', ' + attempt if attempt else ''}]" if step is not None else ""
         if "dp2" in meta:
             settings = dict(meta["dp2"] or {})
             z = self._noise(party, "dp2.noise_multiplier", settings.get("noise_multiplier"))
+            if meta.get("public_rows") is None:  # q = batch / n and the steps would be functions of the exact n
+                raise PolicyRefused(f"party {party!r} refuses dp2 without a released row count (public_rows): its "
+                                    "sampling rate and steps would depend on its exact row count")
             try:
                 dp = DPSGDConfig(**{**settings, "public_rows": meta.get("public_rows")})
                 steps, q = planned_steps(rows, TrainConfig(**meta["train"]), dp)
@@ -157,7 +182,7 @@ class PartyPrivacyPolicy:
                 raise PolicyRefused(f"party {party!r} refuses dp2 settings {settings}: {exc}") from None
             events.append(PrivacyEvent(party=party, level="DP2", mechanism="subsampled_gaussian", noise_multiplier=z,
                                        sampling_rate=q, count=max(int(steps), 1), step=step,
-                                       note="party-side: DP-SGD local training"))
+                                       note="party-side: DP-SGD local training" + where))
         if "dp3" in meta:
             settings = dict(meta["dp3"] or {})
             try:
@@ -173,9 +198,35 @@ class PartyPrivacyPolicy:
             if shares is not None and (not isinstance(parties, int) or not 1 <= int(shares) <= parties):
                 raise PolicyRefused(f"party {party!r} refuses dp3.noise_parties={shares!r}: its noise share would "
                                     f"assume more contributors than the round's {parties!r} parties")
+            self._dp3_mode(party, settings, meta.get("secagg"))
             events.append(PrivacyEvent(party=party, level="DP3", mechanism="gaussian", noise_multiplier=z, step=step,
-                                       note="party-side: clipped update in a noised sum"))
+                                       note="party-side: clipped update in a noised sum" + where))
         self._charge(party, events)
+
+    def _dp3_mode(self, party: str, settings: Mapping[str, Any], secagg: Any) -> None:
+        """Whether the noise the ledger charges is really in what leaves the party, given the DP3 mode.
+
+        Central: all the noise is the coordinator's and the clipped update leaves in clear, so the party
+        needs `trust_coordinator_for_central_dp3`. Distributed: the party adds only sum_sigma/√m (m =
+        noise_parties or parties) and the charged z holds only for a sum of at least m such shares, so the
+        request must carry secure aggregation (whose client then refuses m above the m_min it shared with,
+        and unmasks only after m parties signed the survivor set); without it the coordinator would read
+        the update with 1/√m of the noise, whatever `parties` claims."""
+        mode = settings.get("mode", "central")
+        if mode == "central":
+            if not self.trust_coordinator_for_central_dp3:
+                raise PolicyRefused(f"party {party!r} refuses dp3.mode='central': the coordinator would see its "
+                                    "clipped update in clear and add all the noise itself, and this party's policy "
+                                    "does not trust it to (trust_coordinator_for_central_dp3 = false)")
+        elif mode == "distributed":
+            if not isinstance(secagg, Mapping):
+                raise PolicyRefused(f"party {party!r} refuses dp3.mode='distributed' without secure aggregation: its "
+                                    "update would reach the coordinator with only its own 1/sqrt(m) share of the noise")
+            m = settings.get("noise_parties") or settings.get("parties")
+            if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+                raise PolicyRefused(f"party {party!r} refuses dp3.noise_parties/parties={m!r}: not a party count")
+        else:
+            raise PolicyRefused(f"party {party!r} refuses dp3.mode={mode!r}: expected 'central' or 'distributed'")
 
     def admit_histograms(self, party: str, protocol: str, *, instance: str, release: str, sigma: float,
                          sensitivity2: float, count: int = 1) -> float | None:
