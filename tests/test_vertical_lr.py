@@ -270,7 +270,7 @@ def test_unknown_applicant_is_a_clear_error_without_the_id() -> None:
     session.train(Splits.random(session.n_aligned, seed=1), VerticalLRConfig(epochs=1), seed=1)
     with pytest.raises(PartyError) as info:
         session.score(["BR99999999-not-a-customer"])
-    assert "position [1] of 1" in str(info.value) and "BR99999999" not in str(info.value)
+    assert "not in the bank's table" in str(info.value) and "BR99999999" not in str(info.value)
 
 
 def test_session_rejects_bad_party_lists() -> None:

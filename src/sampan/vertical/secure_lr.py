@@ -24,7 +24,13 @@ What each role learns
 * **The coordinator (relay and dealer)** learns the row count, the batch schedule, every party's
   number of columns and one aggregate per epoch: the validation surrogate Brier score (the mean
   squared residual of the polynomial sigmoid over all validation rows, opened once per epoch under a
-  pairwise zero-sum pad). It sees no opening: every masked value travels sealed.
+  pairwise zero-sum pad). Early in training that score is close to p(1 - p) for the validation
+  positive rate p, so it also reveals **the validation positive count, approximately**. The
+  residual holders own validation: they refuse validation rows that overlap the training rows,
+  repeat, or number fewer than ``min_batch_rows``; validation batches follow the training batches'
+  partition rule; the holders decide locally when the pass is complete (every validation row used
+  exactly once) and open only then, at most once per complete training epoch and never before the
+  first. It sees no opening: every masked value travels sealed.
 * Nobody sees a label, a feature, a partial logit or a share of r in clear; no share of r is sent to
   any party except masked by dealer randomness that party does not know.
 
@@ -93,6 +99,7 @@ benchmark baseline for the cost of the cryptography.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -117,7 +124,9 @@ REVEALS = (
     "party's columns, 64) distinct rows and an epoch's batches partition the training rows, which the residual "
     "holders enforce. The coordinator learns the row count, the batch schedule, each party's column count and "
     "one aggregate per epoch: the validation surrogate Brier score (mean squared residual of the polynomial "
-    "sigmoid over all validation rows), which decides early stopping. A malicious dealer can bias gradients "
+    "sigmoid over all validation rows, opened by the residual holders only after a complete training epoch and "
+    "a complete pass over validation rows disjoint from the training rows), which decides early stopping and "
+    "also reveals the validation positive count approximately. A malicious dealer can bias gradients "
     "and the reported score; a dealer that corrupts the tuples behind the opened score (to read chosen rows) "
     "is caught by the holders' audit of 1/8 sacrificed tuples per batch with probability ~1/9 per corrupted "
     "tuple; reused dealer seeds or protocol nonces and unmasked openings are refused. Evaluation on held-out rows reveals the final scores of those rows to the bank, exactly as "
@@ -217,6 +226,10 @@ class _TrainState:
     E: dict[str, np.ndarray] = field(default_factory=dict)  # masked matrices of the parties I serve
     min_rows: int = MIN_BATCH_ROWS
     used: np.ndarray | None = None    # holders: training rows already in a batch this epoch
+    val_used: np.ndarray | None = None  # holders: validation rows already in this validation pass
+    epochs_done: int = 0              # holders: completed training epochs (partitions of the training rows)
+    opened_at: int = 0                # holders: epochs_done when the validation score was last opened
+    nonce: bytes = b""                # holders: this holder's own contribution to the instance nonce
     rows: np.ndarray | None = None    # current batch rows
     t: int = 0
     last_t: int = -1                  # batch indices strictly increase within an instance
@@ -250,8 +263,8 @@ class SecureLRParty:
         self.state: _TrainState | None = None
         self.part: LocalLinearPart | None = None
         self.scaler: LocalScaler | None = None
-        self._seen: set[str] = set()            # instance nonces and dealer seeds used on these channels
-        self._seen_on: SealedChannels | None = None
+        # instance nonces and dealer seeds used, per channel key material (`_channel_fingerprint`)
+        self._seen: dict[str, set[str]] = {}
 
     def handlers(self) -> dict[str, Callable[[Message], Message]]:
         return {
@@ -270,8 +283,8 @@ class SecureLRParty:
         instance = str(meta.get("instance") or "")
         seed = bytes(msg.arrays["dealer_seed"])
         self._fresh(instance, seed)
-        train_rows, val_rows = msg.arrays["train_rows"], msg.arrays["val_rows"]
         X_all = self._X_aligned()
+        train_rows, val_rows = self._check_splits(msg.arrays["train_rows"], msg.arrays["val_rows"], len(X_all))
         self.scaler = LocalScaler.fit(X_all[train_rows])
         X, X_val = self.scaler.transform(X_all[train_rows]), self.scaler.transform(X_all[val_rows])
         y_all = self._y_aligned()
@@ -296,24 +309,57 @@ class SecureLRParty:
             st.y_fixed, st.y_val_fixed = encode(st.y, POLY.out_bits), encode(st.y_val, POLY.out_bits)
         self.state = st
         ch = self._channels()
-        out = {f"to:{q}": ch.seal_arrays(q, {"E": st.X_fixed - st.pad(q)}) for q in roles.holders_for(self.name)}
+        out: dict[str, np.ndarray] = {}
+        if self.name in roles.holders:
+            # This holder's own share of the instance nonce: every pairwise PRG label of the instance depends on
+            # it, so no schedule of coordinator nonces can make this holder's streams repeat.
+            st.nonce = os.urandom(16)
+            for p in roles.all:
+                if p != self.name:
+                    out[f"to:{p}"] = ch.seal_arrays(p, {"nonce": np.frombuffer(st.nonce, dtype=np.uint8)})
+        for q in roles.holders_for(self.name):
+            sealed = {"E": st.X_fixed - st.pad(q)}
+            if self.name in roles.holders:
+                sealed["nonce"] = np.frombuffer(st.nonce, dtype=np.uint8)
+            out[f"to:{q}"] = ch.seal_arrays(q, sealed)
         return msg.reply("vlr.setup", out, {"n_features": len(self.feature_names), "n_columns": int(st.X_fixed.shape[1]),
                                             "n_train": int(st.X_fixed.shape[0])})
 
+    def _check_splits(self, train_rows: np.ndarray, val_rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Training and validation rows are distinct aligned rows, and the two sets do not overlap.
+
+        Why: the coordinator sees one validation aggregate per epoch; validation rows that are training rows
+        (or repeated rows) would let it steer that aggregate onto rows whose gradient it also drives.
+        """
+        train_rows = np.asarray(train_rows, dtype=np.int64)
+        val_rows = np.asarray(val_rows, dtype=np.int64)
+        for what, rows in (("training", train_rows), ("validation", val_rows)):
+            if rows.ndim != 1 or (len(rows) and (rows.min() < 0 or rows.max() >= n)):
+                raise BatchRuleError(f"party {self.name!r}: the {what} rows are not positions of the {n} aligned rows")
+            if len(np.unique(rows)) != len(rows):
+                raise BatchRuleError(f"party {self.name!r}: refusing {what} rows that repeat a row")
+        if np.intersect1d(train_rows, val_rows).size:
+            raise BatchRuleError(f"party {self.name!r}: refusing validation rows that are also training rows")
+        return train_rows, val_rows
+
     def _fresh(self, instance: str, seed: bytes) -> None:
-        """Refuse a protocol instance nonce or a dealer seed already used on these channels."""
+        """Refuse a protocol instance nonce or a dealer seed already used on channels with these keys.
+
+        Keyed on the channels' key material (a fingerprint of the pairwise PRG keys and the run id), not on
+        the channels object: channels rebuilt from the same keys share the PRG streams, so they share the
+        seen-set too.
+        """
         ch = self._channels()
-        if self._seen_on is not ch:
-            self._seen, self._seen_on = set(), ch
+        seen = self._seen.setdefault(_channel_fingerprint(ch), set())
         if len(instance) < 16:
             raise ValueError(f"party {self.name!r}: secure LR setup without a fresh instance nonce (got {instance!r})")
         if len(seed) != 32:
             raise ValueError(f"party {self.name!r}: the dealer seed must be 32 bytes, got {len(seed)}")
         keys = {f"instance:{instance}", "seed:" + hashlib.sha256(seed).hexdigest()}
-        if keys & self._seen:
+        if keys & seen:
             raise ValueError(f"party {self.name!r}: refusing a secure LR instance that reuses an earlier "
                              "instance nonce or dealer seed (its masks and PRG streams would repeat)")
-        self._seen |= keys
+        seen |= keys
 
     def masked_features(self, msg: Message) -> Message:
         """Holders keep E_p for every party p they serve; they now know every party's column count."""
@@ -321,6 +367,15 @@ class SecureLRParty:
         receive(msg, self._channels(), st.inbox)
         for (sender, name) in [k for k in st.inbox if k[1] == "E"]:
             st.E[sender] = st.inbox.pop((sender, name))
+        # The instance nonce: the coordinator's, the bank's and the helper's, each holder's own taken locally
+        # (a repeat needs a holder's cooperation; the coordinator cannot alter a sealed contribution).
+        parts = []
+        for holder in st.roles.holders:
+            nonce = st.nonce if holder == self.name else bytes(_take(st.inbox, self.name, holder, "nonce"))
+            if len(nonce) != 16:
+                raise ValueError(f"party {self.name!r}: the instance nonce from {holder!r} is not 16 bytes")
+            parts.append(nonce)
+        st.instance = hashlib.sha256(b"sampan/vlr/instance|" + st.instance.encode() + b"|" + b"|".join(parts)).hexdigest()
         if self.name in st.roles.holders:
             missing = [p for p in st.roles.all if p != self.name and p not in st.E]
             if missing:
@@ -328,9 +383,13 @@ class SecureLRParty:
             widest = max([st.X_fixed.shape[1], *(e.shape[1] for e in st.E.values())])
             st.min_rows = min_batch_rows(widest)
             st.used = np.zeros(st.X_fixed.shape[0], dtype=bool)
+            st.val_used = np.zeros(st.X_val.shape[0], dtype=bool)
             if st.X_fixed.shape[0] < st.min_rows:
                 raise BatchRuleError(f"party {self.name!r}: {st.X_fixed.shape[0]} training rows are fewer than the "
                                      f"{st.min_rows} one batch needs (max(4 x {widest} columns, 64))")
+            if st.X_val.shape[0] < st.min_rows:
+                raise BatchRuleError(f"party {self.name!r}: {st.X_val.shape[0]} validation rows are fewer than the "
+                                     f"{st.min_rows} one validation batch needs (max(4 x {widest} columns, 64))")
         return msg.reply("vlr.ack", meta={"min_batch_rows": st.min_rows})
 
     # --- one batch -----------------------------------------------------------------------------
@@ -345,6 +404,8 @@ class SecureLRParty:
         st.last_t = t
         st.val = bool(msg.meta.get("validation", False))
         st.rows, st.t = np.asarray(msg.arrays["rows"], dtype=np.int64), t
+        if st.val and self.name in roles.holders:
+            self._check_val_batch(st.rows)
         if not st.val:
             if self.name in roles.holders:
                 self._check_batch(st.rows)
@@ -380,24 +441,24 @@ class SecureLRParty:
     def _check_batch(self, rows: np.ndarray) -> None:
         """Holders: a training batch has enough distinct rows and the batches of an epoch partition the rows."""
         st = self._st()
-        assert st.used is not None
-        n = st.X_fixed.shape[0]
-        if len(rows) < st.min_rows:
-            raise BatchRuleError(f"party {self.name!r}: refusing a training batch of {len(rows)} rows (at least "
-                                 f"{st.min_rows}: fewer rows let a party solve its gradient for the residual)")
-        if rows.min() < 0 or rows.max() >= n:
-            raise BatchRuleError(f"party {self.name!r}: refusing a training batch with unknown rows")
-        if st.used[rows].any():
-            raise BatchRuleError(f"party {self.name!r}: refusing a training batch that re-uses rows of this epoch")
-        before = int(np.count_nonzero(st.used))
-        st.used[rows] = True
-        if int(np.count_nonzero(st.used)) - before != len(rows):
-            raise BatchRuleError(f"party {self.name!r}: refusing a training batch with repeated rows")
-        if st.used.all():
-            st.used[:] = False
-        elif n - int(st.used.sum()) < st.min_rows:
-            raise BatchRuleError(f"party {self.name!r}: this batch leaves {n - int(st.used.sum())} rows of the epoch, "
-                                 f"fewer than {st.min_rows} (merge the tail into the last batch)")
+        assert st.used is not None and st.val_used is not None
+        if st.val_used.any():
+            raise BatchRuleError(f"party {self.name!r}: refusing a training batch in the middle of a validation pass")
+        if _take_partition(self.name, "training", st.used, rows, st.min_rows):
+            st.epochs_done += 1
+
+    def _check_val_batch(self, rows: np.ndarray) -> None:
+        """Holders: validation batches follow the training batches' rules and one pass follows each epoch.
+
+        A pass starts only after a complete training epoch that followed the last opened score, so the
+        coordinator gets at most one validation score per training epoch and none before the first.
+        """
+        st = self._st()
+        assert st.used is not None and st.val_used is not None
+        if not st.val_used.any() and (st.used.any() or st.epochs_done <= st.opened_at):
+            raise BatchRuleError(f"party {self.name!r}: refusing a validation pass that does not follow a complete "
+                                 "training epoch (one validation score per training epoch, none before the first)")
+        _take_partition(self.name, "validation", st.val_used, rows, st.min_rows)
 
     def share(self, msg: Message) -> Message:
         """Helper only: add the other feature holders' halves, then open its half of delta."""
@@ -535,11 +596,14 @@ class SecureLRParty:
         sq = np.uint64(2) * delta * a + a2 + (delta * delta if holder == 0 else np.uint64(0))
         running = st.val_sum if st.val_sum is not None else np.zeros(1, dtype=np.uint64)
         st.val_sum = running + np.array([sq.sum(dtype=np.uint64)], dtype=np.uint64)
-        if not msg.meta.get("last"):
+        assert st.val_used is not None
+        if not st.val_used.all():  # decided here, not by the coordinator: open only a whole pass
             return msg.reply("vlr.ack")
-        pad = self._channels().prg(self._other_holder(), f"vlr/{st.instance}/pad/{msg.meta['t']}", 1)
+        pad = self._channels().prg(self._other_holder(), f"vlr/{st.instance}/pad/{st.t}", 1)
         total = st.val_sum + pad if holder == 0 else st.val_sum - pad
         st.val_sum = None
+        st.val_used[:] = False
+        st.opened_at = st.epochs_done
         return msg.reply("vlr.square", {"sum_sq": total})
 
     def flush(self, msg: Message) -> Message:
@@ -587,6 +651,42 @@ class SecureLRParty:
     def _other_holder(self) -> str:
         roles = self._st().roles
         return roles.helper if self.name == roles.bank else roles.bank
+
+
+def _take_partition(me: str, what: str, used: np.ndarray, rows: np.ndarray, min_rows: int) -> bool:
+    """Mark `rows` used in a pass over `used`; refuse small, unknown, repeated or re-used rows and a tail
+    shorter than `min_rows`. Returns True when the batch completes the pass (and starts a new one)."""
+    n = len(used)
+    if len(rows) < min_rows:
+        raise BatchRuleError(f"party {me!r}: refusing a {what} batch of {len(rows)} rows (at least "
+                             f"{min_rows}: fewer rows let a party solve for the residual)")
+    if rows.min() < 0 or rows.max() >= n:
+        raise BatchRuleError(f"party {me!r}: refusing a {what} batch with unknown rows")
+    if used[rows].any():
+        raise BatchRuleError(f"party {me!r}: refusing a {what} batch that re-uses rows of this pass")
+    before = int(np.count_nonzero(used))
+    used[rows] = True
+    if int(np.count_nonzero(used)) - before != len(rows):
+        raise BatchRuleError(f"party {me!r}: refusing a {what} batch with repeated rows")
+    if used.all():
+        if what == "training":
+            used[:] = False
+        return True
+    if n - int(used.sum()) < min_rows:
+        raise BatchRuleError(f"party {me!r}: this batch leaves {n - int(used.sum())} rows of the {what} pass, "
+                             f"fewer than {min_rows} (merge the tail into the last batch)")
+    return False
+
+
+def _channel_fingerprint(ch: SealedChannels) -> str:
+    """A name for the channels' key material: equal pairwise PRG keys (and run id) give equal names.
+
+    Computed from each peer's PRG stream under a dedicated label, so it reveals nothing about the keys.
+    """
+    h = hashlib.sha256(f"sampan/vlr/channels|{ch.run_id}|{ch.me}".encode())
+    for peer in ch.peers:
+        h.update(peer.encode() + b"|" + ch.prg(peer, "sampan/vlr/channel-fingerprint", 4).tobytes())
+    return h.hexdigest()
 
 
 def _with_ones(X: np.ndarray) -> np.ndarray:

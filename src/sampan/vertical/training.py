@@ -175,7 +175,11 @@ def train_secure_lr(
     briers, seconds = [], []
     stopped = False
     dealing: list[float] = []
-    val_batches = epoch_batches(np.arange(len(val_rows)), config.batch_size, 1)
+    if len(val_rows) < min_rows:
+        raise ValueError(f"vertical LR: {len(val_rows)} validation rows are fewer than one batch of {min_rows} rows")
+    # The residual holders own validation: batches follow the training rule and they open the score only
+    # once every validation row has been used exactly once, once per training epoch.
+    val_batches = epoch_batches(np.arange(len(val_rows)), config.batch_size, min_rows)
     for epoch in range(1, config.epochs + 1):
         batches = [(rows, t + k) for k, rows in enumerate(epoch_batches(rng.permutation(n_train), config.batch_size,
                                                                        min_rows))]
@@ -190,8 +194,8 @@ def train_secure_lr(
         relay.wave(transport, (relay.request(p, "vlr.flush") for p in parties))
         seconds.append(time.perf_counter() - start)
         sum_sq = 0.0
-        for k, rows in enumerate(val_batches):
-            sum_sq += _batch(transport, relay, dealer, roles, rows, t, validation=True, last=k == len(val_batches) - 1)
+        for rows in val_batches:
+            sum_sq += _batch(transport, relay, dealer, roles, rows, t, validation=True)
             t += 1
         brier = sum_sq / max(len(val_rows), 1)
         briers.append(brier)
@@ -225,9 +229,9 @@ def _deal(dealer: Dealer, roles: Roles, rows: np.ndarray, t: int) -> dict[str, o
 
 
 def _batch(transport: Transport, relay: Relay, dealer: Dealer, roles: Roles, rows: np.ndarray, t: int, *,
-           validation: bool, material: dict[str, object] | None = None, last: bool = False) -> float:
+           validation: bool, material: dict[str, object] | None = None) -> float:
     """Waves 1-4 of one batch (plus the square wave for validation). Returns the opened sum of r^2
-    (validation: only on the epoch's last validation batch; otherwise 0)."""
+    (validation: only when the holders open it, after the pass's last batch; otherwise 0)."""
     n = len(rows)
     holders = [roles.bank, roles.helper]
     meta = {"t": t, "validation": validation}
@@ -262,8 +266,8 @@ def _batch(transport: Transport, relay: Relay, dealer: Dealer, roles: Roles, row
     relay.wave(transport, (trunc_request(p) for p in holders))
     if not validation:
         return 0.0
-    replies = relay.wave(transport, (relay.request(p, "vlr.square", meta={**meta, "last": last}) for p in holders))
-    if not last:
+    replies = relay.wave(transport, (relay.request(p, "vlr.square", meta=meta) for p in holders))
+    if not all("sum_sq" in reply.arrays for reply in replies):
         return 0.0
     total = np.concatenate([reply.arrays["sum_sq"] for reply in replies]).sum(dtype=np.uint64)
     return float(decode(np.array([total], dtype=np.uint64), 2 * RESIDUAL_BITS)[0])
