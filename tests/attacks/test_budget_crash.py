@@ -8,18 +8,22 @@ Attacks:
 - a coordinator crashes between dispatching a round's fit requests and saving the round, and is
   resumed, again and again: every dispatched request is a release; the ε of all releases (counted
   from the transcript of what actually left for the parties) never exceeds the budget, and the
-  durable ledger charged at least that much. On the old code each crash made a round free.
+  durable ledger charged at least that much. On the old code each crash made a round free. Crashes
+  also hit the setup (the DP row count) and the final evaluation. The transcript counter is strict: in
+  a DP run a describe/stats/fit request without DP settings (an exact release) counts ε = ∞, and an
+  evaluation counts 0 only where the receipt declares it (the released model, at the end).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import dp_accounting
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sampan.config import parse_config
@@ -133,13 +137,18 @@ def _config(tmp_path: Path, rounds: int) -> Any:
         "privacy": {"epsilon": BUDGET, "delta": DELTA, "dp3": {"noise_multiplier": 8.0, "clip": 0.5}}})
 
 
-def _transcript_epsilon(sent: list[Message]) -> dict[str, float]:
-    """ε per party of every noised release that left for a party, from the requests alone (dp-accounting).
+def _transcript_epsilon(sent: list[Message], dp_run: bool = True) -> dict[str, float]:
+    """ε per party of every release that left for a party, from the requests alone (dp-accounting).
 
     The true record-level multiplier of a DP3 request is computed here from its settings (sum sensitivity
-    2·clip, count sensitivity 1); a describe/stats request under DP releases one Gaussian at its z."""
+    2·clip, count sensitivity 1); a describe/stats request under DP releases one Gaussian at its z. In a DP
+    run (`dp_run`), a describe, stats or fit request that carries NO DP setting asks for an exact release:
+    ε = ∞. An evaluation is a release about holdout rows, outside the DP unit, as the receipt declares only
+    for the evaluation of the released model: it counts 0 when no later fit of a later round went to that
+    party (the end of the run, or a round re-run after a crash), and ∞ otherwise (a per-round evaluation)."""
     accountants: dict[str, Any] = {}
-    for m in sent:
+    infinite: set[str] = set()
+    for i, m in enumerate(sent):
         if m.kind == "fit" and "dp3" in m.meta:
             s = m.meta["dp3"]
             inv = (2 * s["clip"] / s["sum_sigma"]) ** 2 + (1 / s["count_sigma"] ** 2 if s.get("count_sigma") else 0)
@@ -148,17 +157,31 @@ def _transcript_epsilon(sent: list[Message]) -> dict[str, float]:
             z = m.meta["dp_count"]["noise_multiplier"]
         elif m.kind == "stats" and "dp1" in m.meta:
             z = m.meta["dp1"]["noise_multiplier"]
-        else:
-            assert m.kind not in ("fit", "stats") or not ({"dp2", "dp1"} & set(m.meta)), "unaccounted DP level"
+        elif m.kind in ("fit", "describe", "stats"):
+            assert not ({"dp2", "dp1"} & set(m.meta)), "unaccounted DP level"
+            if dp_run:  # an exact release in a DP run
+                infinite.add(m.recipient)
+            continue
+        elif m.kind == "evaluate":
+            later = [f for f in sent[i + 1:] if f.kind == "fit" and f.recipient == m.recipient and f.step > m.step]
+            if dp_run and later:  # an evaluation the receipt does not declare (not of the released model)
+                infinite.add(m.recipient)
+            continue
+        else:  # secure-aggregation steps carry keys, sealed shares and masks: no release of their own
             continue
         accountant = accountants.setdefault(m.recipient, dp_accounting.rdp.RdpAccountant(
             neighboring_relation=dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE))
         accountant.compose(dp_accounting.GaussianDpEvent(z))
-    return {p: a.get_epsilon(DELTA) for p, a in accountants.items()}
+    spent = {p: a.get_epsilon(DELTA) for p, a in accountants.items()}
+    return {**spent, **{p: math.inf for p in infinite}}
 
 
-def _run_with_crashes(tmp_path: Path, rounds: int, crashes: list[tuple[int, str]]) -> tuple[list[Message], Ledger, Any]:
-    """Run, crashing at each (round, phase) in turn, resuming after each crash, until the run ends."""
+# where a crash may hit: the setup (describe), a training round's fit requests, or the final evaluation
+CrashPoint = tuple[str, int, str]  # (request kind, round or -1 for any, "before_dispatch" / "after_dispatch")
+
+
+def _run_with_crashes(tmp_path: Path, rounds: int, crashes: list[CrashPoint]) -> tuple[list[Message], Ledger, Any]:
+    """Run, crashing at each point in turn, resuming after each crash, until the run ends."""
     config = _config(tmp_path, rounds)
     store = Store.open(f"sqlite:///{tmp_path / 'crash.db'}")
     run_id = store.create_run(name="crash", workflow="horizontal", seed=7, config=config.to_dict(), total_rounds=rounds)
@@ -170,9 +193,9 @@ def _run_with_crashes(tmp_path: Path, rounds: int, crashes: list[tuple[int, str]
 
         def exchange(messages, original=original):  # type: ignore[no-untyped-def]
             messages = list(messages)
-            fit_round = next((m.step for m in messages if m.kind == "fit"), None)
-            crash_now = bool(pending) and fit_round == pending[0][0]
-            if crash_now and pending[0][1] == "before_dispatch":
+            crash_now = bool(pending) and any(
+                m.kind == pending[0][0] and pending[0][1] in (-1, m.step) for m in messages)
+            if crash_now and pending[0][2] == "before_dispatch":
                 pending.pop(0)
                 raise Crash()
             sent.extend(messages)  # from here on, these requests have left the coordinator
@@ -193,7 +216,7 @@ def _run_with_crashes(tmp_path: Path, rounds: int, crashes: list[tuple[int, str]
 
 def test_crash_loop_between_dispatch_and_checkpoint_ends_in_a_budget_stop(tmp_path: Path) -> None:
     """Round 2 crashes after dispatch again and again: every retry is charged, the run stops at the budget."""
-    sent, ledger, outcome = _run_with_crashes(tmp_path, rounds=4, crashes=[(2, "after_dispatch")] * 12)
+    sent, ledger, outcome = _run_with_crashes(tmp_path, rounds=4, crashes=[("fit", 2, "after_dispatch")] * 12)
     spent = _transcript_epsilon(sent)
     fits = [m for m in sent if m.kind == "fit" and m.recipient == ledger.parties[0]]
     assert len(fits) > 4  # the crashes really re-released round 2
@@ -203,14 +226,33 @@ def test_crash_loop_between_dispatch_and_checkpoint_ends_in_a_budget_stop(tmp_pa
         assert ledger.spent(party) >= spent[party] - 1e-9  # and the durable ledger charged all of it
 
 
+_POINTS = [("describe", 0), ("fit", 1), ("fit", 2), ("fit", 3), ("evaluate", -1)]
+
+
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(crashes=st.lists(st.tuples(st.integers(1, 3), st.sampled_from(["before_dispatch", "after_dispatch"])),
-                        min_size=1, max_size=8).map(lambda c: sorted(c, key=lambda x: x[0])))
+@given(crashes=st.lists(st.tuples(st.integers(0, len(_POINTS) - 1), st.sampled_from(["before_dispatch", "after_dispatch"])),
+                        min_size=1, max_size=8).map(
+    lambda c: [(*_POINTS[i], phase) for i, phase in sorted(c, key=lambda x: x[0])]))
+@example(crashes=[("describe", 0, "after_dispatch"), ("describe", 0, "before_dispatch"), ("fit", 3, "after_dispatch"),
+                 ("evaluate", -1, "after_dispatch"), ("evaluate", -1, "before_dispatch")])
 def test_property_spent_from_transcripts_never_exceeds_the_budget(tmp_path_factory: pytest.TempPathFactory,
-                                                                  crashes: list[tuple[int, str]]) -> None:
-    """Crashes at random rounds, before or after dispatch, each followed by a resume."""
+                                                                  crashes: list[CrashPoint]) -> None:
+    """Crashes at random points (setup, a round, the final evaluation), before or after dispatch, each resumed."""
     sent, ledger, _ = _run_with_crashes(tmp_path_factory.mktemp("prop"), rounds=3, crashes=crashes)
     spent = _transcript_epsilon(sent)
+    assert any(m.kind == "evaluate" for m in sent)  # the run got to its evaluation
     for party in ledger.parties:
         assert spent.get(party, 0.0) <= BUDGET + 1e-9, (crashes, spent)
         assert ledger.spent(party) >= spent.get(party, 0.0) - 1e-9
+
+
+def test_transcript_counter_treats_an_undeclared_release_as_infinite() -> None:
+    """A resume that dropped [privacy] would send exact releases: the counter must see them as ε = ∞
+    (moved from review R5; on the old counter they cost 0)."""
+    plain_fit = _fit()  # a training request with no dp2/dp3: the party sends its exact update
+    plain_describe = Message("run", 0, "coordinator", "bank_a", "describe")  # exact n_train and positive_rate
+    assert _transcript_epsilon([plain_fit, plain_describe]).get("bank_a", 0.0) == math.inf
+    evaluate = Message("run", 1, "coordinator", "bank_b", "evaluate", arrays={"params": np.zeros(4)})
+    later_fit = Message("run", 2, "coordinator", "bank_b", "fit", meta={"dp3": {**DP3, "sum_sigma": 20.0}})
+    assert _transcript_epsilon([evaluate, later_fit])["bank_b"] == math.inf  # a per-round evaluation under DP
+    assert _transcript_epsilon([later_fit, evaluate])["bank_b"] < 1  # the end-of-run evaluation: declared
