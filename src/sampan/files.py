@@ -215,4 +215,7 @@ class HighWater:
         if self.path is not None:
             if not self.path.parent.exists():
                 private_directory(self.path.parent)
+            on_disk = HighWater(self.path)._values if self.path.exists() else {}  # another verifier's numbers
+            for name, number in on_disk.items():                              # are never lowered
+                self._values[name] = max(self._values.get(name, -1), number)
             atomic_write_bytes(self.path, json.dumps(self._values, sort_keys=True).encode(), PRIVATE_FILE)

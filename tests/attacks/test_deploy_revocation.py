@@ -182,3 +182,49 @@ def test_a_party_refuses_an_older_crl_for_its_peers_keys(tmp_path: Path) -> None
     crl.write_bytes(old)
     with pytest.raises(IdentityError, match="crl_rollback"):
         IdentityVerifier.from_files(ca.cert, crl, state=state)         # the next run's verifier, same state
+
+
+def test_a_revocation_published_between_the_certificate_check_and_hello_is_not_missed(tmp_path: Path) -> None:
+    """The certificate is checked before HELLO; a revocation (and the watcher's pass) landing in between found
+    no live stream to cut, and the stream then went live with the revoked certificate. The hub now checks the
+    certificate again after HELLO."""
+    import threading
+
+    from sampan.deploy.certs import revoke as revoke_cert
+
+    fed = ThreadFederation(tmp_path, start=False, coordinator={"crl_check_s": 3600})  # watcher driven by hand
+    real = fed.coordinator.hub.authenticator
+    fired: list[bool] = []
+    lock = threading.Lock()
+
+    class RevokeAfterFirstCheck:
+        """Passes bank_lionrock's first check, then the CA revokes it and the watcher runs, before HELLO."""
+
+        def authenticate(self, pem, peer):  # type: ignore[no-untyped-def]
+            identity = real.authenticate(pem, peer)
+            with lock:
+                first = identity.name == "bank_lionrock" and not fired
+                fired.append(True) if first else None
+            if first:
+                revoke_cert(fed.files.ca_dir, cert_path=fed.files.root / "bank_lionrock" / "bank_lionrock.crt")
+                fed.coordinator.check_revocations()  # the watcher's tick: nothing live to cut yet
+            return identity
+
+        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+            return getattr(real, name)
+
+    fed.coordinator.hub.authenticator = RevokeAfterFirstCheck()  # type: ignore[assignment]
+    try:
+        fed.coordinator.start()
+        fed.threads.append(threading.Thread(target=fed.coordinator.serve, args=(fed.stop,), daemon=True))
+        for name, agent in fed.agents.items():
+            fed.threads.append(threading.Thread(target=fed._serve, args=(name, agent), daemon=True))
+        for t in fed.threads:
+            t.start()
+        hub = fed.coordinator.hub
+        assert wait_until(lambda: fired and "revoked" in hub.last_refusal.get("bank_lionrock", ""), 30), \
+            hub.last_refusal
+        assert wait_until(lambda: "bank_harbour" in hub.connected(), 30)
+        assert "bank_lionrock" not in hub.connected()
+    finally:
+        fed.close()

@@ -140,7 +140,8 @@ def test_a_party_agent_without_a_crl_refuses_vertical_and_secagg_runs(tmp_path: 
     assert reply.is_error and "tls.crl is not set" in str(reply.meta.get("error")), reply.meta
     assert not open_run(lender, "bank_harbour", "h2", horizontal, []).is_error  # no SecAgg: no CRL needed ...
     reply = lender.handle(Message("h2", 1, "coordinator", "bank_harbour", "secagg_keys", meta={"label": "h2/round-1"}))
-    assert reply.is_error and "no secure aggregation client" in str(reply.meta.get("error"))  # ... and none given
+    assert reply.is_error and "no secure aggregation" in str(reply.meta.get("error"))  # ... and none given (the job
+    # announced none: refused by the job check, before the missing client would be)
 
 
 # --- R1-3: the trust anchor's own validity --------------------------------------------------------------------

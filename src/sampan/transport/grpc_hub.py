@@ -18,7 +18,9 @@ writes them to its signed audit log).
 
 A live stream is not trusted forever: `revalidate` re-checks every connected party's certificate
 (the coordinator calls it whenever a new CRL or issuance record appears and when a run starts) and
-cuts the streams that no longer pass, failing their outstanding requests at once.
+cuts the streams that no longer pass, failing their outstanding requests at once. A new stream's
+certificate is checked again after its HELLO (and once more if the authenticator loaded newer revocation
+data meanwhile), so a revocation published between the first check and HELLO is not missed.
 
 A party that disconnects keeps its outstanding requests: when it reconnects they are sent again with
 the same nonce (the party answers a repeated nonce from its reply cache, so nothing runs twice), and
