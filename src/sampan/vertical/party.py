@@ -103,9 +103,14 @@ class VerticalParty:
         """Derive sealed channels, but only from peer keys signed by the peer's certificate for this run.
 
         A key the coordinator substituted (or replayed from another run) fails here with an
-        IdentityError naming the peer, before any channel or mask exists.
+        IdentityError naming the peer, before any channel or mask exists. One-shot per `hello`: the
+        private key is dropped once the channels are derived, so a replayed `peers` cannot rebuild
+        channels with the same PRG keys (and reset what the protocols remember about them).
         """
         if self.keys is None:
+            if self.channels is not None:
+                raise ValueError(f"party {self.name!r}: refusing a second vertical.peers for this run key (channels "
+                                 "are derived once per vertical.hello; a replay would rebuild the same PRG streams)")
             raise ValueError(f"party {self.name!r}: vertical.hello must come first")
         publics = {k[4:]: np.ascontiguousarray(v, dtype=np.uint8).tobytes()
                    for k, v in msg.arrays.items() if k.startswith("key:")}
@@ -129,6 +134,7 @@ class VerticalParty:
             raise ValueError(f"party {self.name!r}: {why}{holders or 'no party'} signed run keys as label holder; "
                              "a vertical run needs exactly one")
         self.channels = SealedChannels(self.name, self.keys, publics, msg.run_id, roles=roles)
+        self.keys = None  # one-shot: the private key is dropped once the channels exist
         self.psi.channels = self.channels
         return msg.reply("vertical.ack", meta={"peers": self.channels.peers})
 

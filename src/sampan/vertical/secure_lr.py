@@ -65,16 +65,25 @@ What a malicious dealer can do (the coordinator, if it deviates)
 * **Learn with a party**: the dealer knows every pad U and mask a, so a dealer colluding with a data
   party opens what that party holds masked (E -> X_p; delta -> z; c -> the residual). Non-collusion is
   load-bearing and cannot be checked.
-* **Also checked by the parties**: a dealer seed or a protocol instance nonce used twice (reused masks
-  would let the holders subtract openings) is refused; a degenerate mask (an opened delta, or every
+* **Also checked by the parties**: a dealer seed or a coordinator instance nonce used twice on channels with
+  the same keys is refused (and the instance nonce includes each residual holder's own fresh randomness, so
+  pairwise PRG streams never repeat). This does **not** stop a malicious dealer from dealing the same
+  mask values again under fresh seeds (it chooses the non-seeded halves freely): the two holders would
+  then see differences of masked values (e.g. z_1 - z_2 from two deltas). The dealer itself learns them
+  only by colluding with a holder, which already opens everything that holder sees masked. A degenerate mask (an opened delta, or every
   opened c of a batch, inside the small range an unmasked value occupies) is refused; batches below
   ``min_batch_rows``, repeated rows and batches that re-use rows within an epoch are refused.
 
 Protocol instances: every training (the main LR, the scorecard's LR, every resume) gets a fresh
-``instance`` nonce that is part of every pairwise PRG label (``vlr/<instance>/z/<t>``,
-``vlr/<instance>/pad``) and fresh dealer seeds; a party refuses a nonce or seed it has seen on the same
-channels, and a batch index that does not increase within an instance, so no two batches of any two
-trainings share a PRG or dealer stream.
+``instance`` nonce, H(coordinator nonce | bank nonce | helper nonce), where each residual holder draws
+its own contribution at setup and seals it to every other party; the instance is part of every
+pairwise PRG label (``vlr/<instance>/z/<t>``, ``vlr/<instance>/pad``, ``vlr/<instance>/audit``), so a
+repeated stream needs a holder's cooperation. Every training also gets fresh dealer seeds; a party
+refuses a coordinator nonce or seed it has seen on channels with the same key material (the seen-set
+is keyed on a fingerprint of the pairwise PRG keys and the run id, not on the channels object), and
+a batch index that does not increase within an instance. `vertical.peers` is one-shot per
+`vertical.hello` (the private key is dropped once channels are derived), so a replayed key exchange
+cannot rebuild channels with the same PRG keys.
 
 One minibatch costs four message waves (three with one feature holder):
 
@@ -129,7 +138,9 @@ REVEALS = (
     "also reveals the validation positive count approximately. A malicious dealer can bias gradients "
     "and the reported score; a dealer that corrupts the tuples behind the opened score (to read chosen rows) "
     "is caught by the holders' audit of 1/8 sacrificed tuples per batch with probability ~1/9 per corrupted "
-    "tuple; reused dealer seeds or protocol nonces and unmasked openings are refused. Evaluation on held-out rows reveals the final scores of those rows to the bank, exactly as "
+    "tuple; reused dealer seeds or protocol nonces and unmasked openings are refused (a malicious dealer can still "
+    "deal the same mask values under fresh seeds, which shows the two residual holders differences of masked values; "
+    "it learns them itself only by colluding with a holder). Evaluation on held-out rows reveals the final scores of those rows to the bank, exactly as "
     "scoring them would."
 )
 
