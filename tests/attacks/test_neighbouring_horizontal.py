@@ -11,7 +11,9 @@ privacy receipt prints:
 - a field that the catalogue does not declare fails the test, changed or not (a new field must be
   declared, with its protection, before it may travel);
 - a field that changed must not be declared public; if it is declared the output of charged
-  mechanisms (or computed only from them), the ledger must hold those charges for that party;
+  mechanisms, the ledger must hold one charge per release for that party, keyed by the release's round
+  (each attempt of a round is its own release, consuming its own charge) at the noise multiplier the
+  request actually carried; a field computed only from charged outputs needs those charges to exist;
 - a changed field declared visible to a role in clear is allowed only where the configuration names
   that role as trusted (central DP3: the coordinator sees clipped updates) or has no DP on it at all
   (DP1 only protects the preprocessing statistics; SecAgg without DP is the control).
@@ -110,16 +112,26 @@ def _transcript(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, neig
         monkeypatch.setattr(module, "secure_generator", lambda: seeded_generator(next(seeds)))
     config = _config(CONFIGS[name])
     transport = InProcessTransport(build_party_apps(_splits(neighbour)))
-    seen: list[tuple[str, str, str, int, dict[str, Any]]] = []  # (catalogue key, party, kind, step, fields)
+    # (catalogue key, party, kind, step, fields, releases): releases = [(party, step, request meta)] it stands for
+    seen: list[tuple[str, str, str, int, dict[str, Any], list[tuple[str, int, dict[str, Any]]]]] = []
+    requests: dict[tuple[str, str, int], dict[str, Any]] = {}  # (party, kind, step) -> the latest request's meta
+    fits: list[tuple[str, int, dict[str, Any]]] = []  # fit requests of the current SecAgg attempt
     original = transport.exchange
 
     def capturing(messages):  # type: ignore[no-untyped-def]
         messages = list(messages)
         for m in messages:  # each party's view: the requests it receives
-            seen.append((f"coordinator:{m.kind}", m.recipient, m.kind, m.step, flatten(m.arrays, m.meta)))
+            seen.append((f"coordinator:{m.kind}", m.recipient, m.kind, m.step, flatten(m.arrays, m.meta), []))
+            requests[(m.recipient, m.kind, m.step)] = dict(m.meta)
+            if m.kind == "fit":
+                label = (m.meta.get("secagg") or {}).get("label")
+                if fits and (fits[-1][1] != m.step or (fits[-1][2].get("secagg") or {}).get("label") != label):
+                    fits.clear()
+                fits.append((m.recipient, m.step, dict(m.meta)))
         for reply in original(messages):  # the coordinator's view: every reply
+            request = requests.get((reply.sender, _REQUEST.get(reply.kind, reply.kind), reply.step), {})
             seen.append((f"party:{reply.kind}", reply.sender, reply.kind, reply.step,
-                         flatten(reply.arrays, reply.meta)))
+                         flatten(reply.arrays, reply.meta), [(reply.sender, reply.step, request)]))
             yield reply
 
     transport.exchange = capturing  # type: ignore[method-assign]
@@ -131,11 +143,11 @@ def _transcript(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, neig
             b = DEFAULT_BINS
             slots = {"sum.pos": vector[:b], "sum.neg": vector[b:2 * b], "sum.sum_p": vector[2 * b:3 * b],
                      "sum.loss_sum": vector[-3], "sum.brier_sum": vector[-2], "sum.n": vector[-1]}
-            seen.append(("party:evaluation:sum", "*", "evaluation:sum", -1, slots))
+            seen.append(("party:evaluation:sum", "*", "evaluation:sum", -1, slots, []))
         else:
             slots = {"sum.update": vector[:-3], "sum.indicator": vector[-3], "sum.loss": vector[-2],
                      "sum.weight": vector[-1]}
-            seen.append(("party:fit_result:sum", "*", "fit_result:sum", -1, slots))
+            seen.append(("party:fit_result:sum", "*", "fit_result:sum", -1, slots, list(fits)))
         return vector
 
     monkeypatch.setattr(workflow_module, "decode_vector", decoding)
@@ -145,10 +157,10 @@ def _transcript(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, neig
     ledger_json = store.latest_checkpoint(run_id).meta.get("ledger")
     counter: dict[tuple[str, str, str], int] = {}
     out = []
-    for key, party, kind, step, fields in seen:
+    for key, party, kind, step, fields, releases in seen:
         index = counter.setdefault((key, party, kind), 0)
         counter[(key, party, kind)] = index + 1
-        out.append(((key, party, index), key, party, fields))
+        out.append(((key, party, index), key, party, fields, releases))
     return out, (Ledger.from_json(ledger_json) if ledger_json else None)
 
 
@@ -159,12 +171,53 @@ def _differs(a: Any, b: Any) -> bool:
     return a != b
 
 
+_REQUEST = {"fit_result": "fit", "evaluation": "evaluate"}  # reply kind -> request kind
+# the mechanisms a reply kind itself releases (each reply consumes its own charge); others are earlier inputs
+_RELEASED_BY = {"describe": ("DP1:count",), "stats": ("DP1:stats",), "fit_result": ("DP2", "DP3"),
+                "fit_result:sum": ("DP2", "DP3")}
+
+
 def _charged(ledger: Ledger | None, party: str, tag: str) -> bool:
+    """Some charge of this mechanism exists for the party (enough for a field derived from charged outputs)."""
     if ledger is None:
         return False
     level, note = TAGS[tag]
     parties = ledger.parties if party == "*" else (party,)
     return all(any(e.party == p and e.level == level and note in e.note for e in ledger.events) for p in parties)
+
+
+def _requested_z(tag: str, meta: dict[str, Any]) -> float | None:
+    """The noise multiplier a release of `tag` was asked for, read from its request (None: not in it)."""
+    try:
+        if tag == "DP1:count":
+            return float(meta["dp_count"]["noise_multiplier"])
+        if tag == "DP1:stats":
+            return float(meta["dp1"]["noise_multiplier"])
+        if tag == "DP2":
+            return float(meta["dp2"]["noise_multiplier"])
+        if tag == "DP3":
+            return sampan.privacy.dp3.settings_noise_multiplier(meta["dp3"])
+    except (KeyError, TypeError):
+        return None
+    raise AssertionError(tag)
+
+
+def _charge_per_release(ledger: Ledger | None, releases: list[tuple[str, int, dict[str, Any]]], tag: str,
+                        used: set[int]) -> list[str]:
+    """One distinct ledger event per release (party, round, attempt) at the z its request carried; returns what
+    has none. `used` holds the events already matched to other releases (each release consumes its own)."""
+    missing = []
+    level, note = TAGS[tag]
+    for party, step, meta in releases or [("?", -1, {})]:
+        z = _requested_z(tag, meta)
+        match = next((i for i, e in enumerate(ledger.events if ledger else ()) if i not in used and e.party == party
+                      and e.level == level and note in e.note and e.step == step and z is not None
+                      and e.noise_multiplier is not None and abs(e.noise_multiplier - z) <= 1e-9 * max(1.0, z)), None)
+        if match is None:
+            missing.append(f"{tag} for {party} at round {step} (z={z})")
+        else:
+            used.add(match)
+    return missing
 
 
 def differential_check(name: str, d: list, d1: list, ledger: Ledger | None) -> dict[str, set[str]]:
@@ -173,7 +226,10 @@ def differential_check(name: str, d: list, d1: list, ledger: Ledger | None) -> d
     assert [k for k, *_ in d] == [k for k, *_ in d1], "the two runs exchanged different sequences of messages"
     problems: list[str] = []
     changed: dict[str, set[str]] = {}
-    for (_, key, party, fa), (_, _, _, fb) in zip(d, d1):
+    used: set[int] = set()  # ledger events matched to a release already
+    for (_, key, party, fa, *_), (_, _, _, fb, *rest) in zip(d, d1):
+        releases = rest[0] if rest else []
+        consumed: set[str] = set()  # mechanisms whose charge this message's release already matched
         spec = catalogue.get(key)
         for field in sorted(set(fa) | set(fb)):
             declared = spec.field(field) if spec else None
@@ -188,7 +244,18 @@ def differential_check(name: str, d: list, d1: list, ledger: Ledger | None) -> d
             changed.setdefault(declared.protection, set()).add(f"{key} {field}")
             if declared.protection == "public":
                 problems.append(f"{where}: declared public but differs between D and D+1")
-            elif declared.protection in ("charged", "derived"):
+            elif declared.protection == "charged" and key.startswith("party:"):  # a release: its own charge
+                missing = []
+                for m in declared.mechanisms:
+                    if m not in _RELEASED_BY.get(key.split(":", 1)[1], ()):  # an input released earlier
+                        missing += [] if _charged(ledger, party, m) else [m]
+                    elif m not in consumed:
+                        consumed.add(m)
+                        missing += _charge_per_release(ledger, releases, m, used)
+                if not declared.mechanisms or missing:
+                    problems.append(f"{where}: differs; declared charged by {declared.mechanisms} but the ledger holds "
+                                    f"no charge of its own for {missing or 'any mechanism'}")
+            elif declared.protection in ("charged", "derived"):  # derived, or a release relayed back to a party
                 missing = [m for m in declared.mechanisms if not _charged(ledger, party, m)]
                 if not declared.mechanisms or missing:
                     problems.append(f"{where}: differs; declared {declared.protection} by {declared.mechanisms} but the "
@@ -224,3 +291,33 @@ def test_an_undeclared_or_uncharged_field_fails_the_check() -> None:
     describe = [(("party:describe", "bank_0", 0), "party:describe", "bank_0", {"meta.n_train": 80})]
     with pytest.raises(AssertionError, match="n_train.*no charge"):
         differential_check("dp2", describe, [(describe[0][0], describe[0][1], "bank_0", {"meta.n_train": 81})], None)
+
+
+def test_each_release_needs_its_own_charge_at_the_noise_it_used() -> None:
+    """Review R5: any DP2 event of the party used to cover every changed DP2 field. Now one charge per
+    release (round, attempt), at the multiplier the request carried."""
+    from sampan.privacy.ledger import Budget, PrivacyEvent
+
+    def ledger(*events: tuple[int, float]) -> Ledger:
+        book = Ledger({"bank_0": Budget(1e9, 1e-5)})
+        book.record(PrivacyEvent(party="bank_0", level="DP1", mechanism="gaussian", noise_multiplier=20.0, step=0,
+                                 note="training row count"))  # the released count the update's rate depends on
+        for step, z in events:
+            book.record(PrivacyEvent(party="bank_0", level="DP2", mechanism="subsampled_gaussian", noise_multiplier=z,
+                                     sampling_rate=0.1, count=10, step=step, note="DP-SGD local training"))
+        return book
+
+    def reply(step: int, value: float, z: float = 1.0) -> tuple:
+        request = {"dp2": {"noise_multiplier": z, "max_grad_norm": 1.0}}
+        return (("party:fit_result", "bank_0", step), "party:fit_result", "bank_0",
+                {"arrays.update": np.full(2, value)}, [("bank_0", step, request)])
+
+    d, d1 = [reply(1, 0.0), reply(2, 0.0)], [reply(1, 1.0), reply(2, 1.0)]
+    assert differential_check("dp2", d, d1, ledger((1, 1.0), (2, 1.0)))  # one charge per round: accepted
+    with pytest.raises(AssertionError, match="no charge of its own.*round 2"):
+        differential_check("dp2", d, d1, ledger((1, 1.0)))  # the old check accepted one event for both
+    with pytest.raises(AssertionError, match="no charge of its own.*round 1"):
+        differential_check("dp2", d, d1, ledger((1, 0.1), (2, 1.0)))  # charged at a z the request did not use
+    retry = [reply(1, 0.0), reply(1, 0.0)], [reply(1, 1.0), reply(1, 1.0)]  # two attempts of round 1
+    with pytest.raises(AssertionError, match="no charge of its own.*round 1"):
+        differential_check("dp2", retry[0], retry[1], ledger((1, 1.0)))
