@@ -671,7 +671,7 @@ class CertificateAuthenticator:
 
 def probe_coordinator(host: str, port: int, *, ca: Path, cert: Path, key: Path, server_name: str,
                       expected_name: str | None = None, pin: str | None = None, crl: Path | None = None,
-                      timeout: float = 5.0) -> dict[str, str]:
+                      timeout: float = 5.0, state: Path | None = None) -> dict[str, str]:
     """Before dialing gRPC: check the coordinator's certificate (role, name, pin, CRL) with a plain TLS handshake.
 
     Also tells this party, in words, when the coordinator refuses *its* certificate (TLS alert),
@@ -723,6 +723,6 @@ def probe_coordinator(host: str, port: int, *, ca: Path, cert: Path, key: Path, 
     if pin and spki_pin(peer) != pin.lower():
         raise AuthenticationError("pin_mismatch", f"coordinator key {spki_pin(peer)[:19]}… is not the pinned "
                                   f"{pin[:19]}…")
-    if crl is not None and _CRLCache(crl, load_cert(ca)).revoked(peer.serial_number):
+    if crl is not None and _CRLCache(crl, load_cert(ca), HighWater(state)).revoked(peer.serial_number):
         raise AuthenticationError("revoked", f"the coordinator's certificate {peer.serial_number:x} is revoked")
     return describe_cert(peer)

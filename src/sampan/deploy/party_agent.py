@@ -267,7 +267,8 @@ class PartyAgent:
         def preflight() -> None:
             probe_coordinator(host, port, ca=_path(tls.ca), cert=_path(tls.cert), key=_path(tls.key),
                               server_name=server_name, expected_name=p.coordinator_name, pin=p.coordinator_pin,
-                              crl=_path(tls.crl) if tls.crl else None)
+                              crl=_path(tls.crl) if tls.crl else None,
+                              state=Path(p.state_dir) / "revocation_high_water.json")  # older CRLs refused
 
         settings = LinkSettings(name=self.name, address=p.coordinator, coordinator_name=p.coordinator_name,
                                 target_name=server_name, limits=p.limits(), backoff_initial_s=p.backoff_initial_s,
