@@ -6,8 +6,11 @@ the shared customers), or a horizontal run without the protections its policy re
 per-job approvals exist, the party agent checks every job against this list when the job is opened
 (`deploy.open_run`, before any protocol message) and refuses what falls outside it, with the reason;
 the refusal is logged and recorded in the party's own signed audit log. During a horizontal run,
-every `fit` request is checked again (required protections present, noise at or above the minimum),
-so a coordinator cannot announce one job and run another; so is every vertical histogram request
+every request is checked again against the list and the job the party accepted (`check_request`: only
+the horizontal kinds; each `fit` with exactly the DP mechanisms and SecAgg the job announced, noise at
+or above the minimum, a DP3 party count no larger than the job's; `evaluate`, `stats`, `describe` and
+`secagg_*` with their protections), so a coordinator cannot announce one job and run another; so is
+every vertical histogram request
 (`woe.sum`, `woe.finish`: WOE epsilon; `vgb.setup`: GBDT `hist_noise`), and the vertical handlers
 enforce the same floor and required DP through the party's `PartyPrivacyPolicy` (`privacy_policy`),
 which also keeps the party's own ledger of those releases.
@@ -18,7 +21,7 @@ A coordinator that announces one set of partners and then pairs the party with a
 the per-run key signatures: `PeerAllowList` wraps the party's verifier so that a peer's signed keys
 (vertical channels, SecAgg) are accepted only from a partner the job announced and the list allowed,
 before any channel or mask exists. What the coordinator says about protections is re-checked on every
-`fit` request (`check_request`).
+request (`check_request`).
 
 Defaults when `[allow]` or a key is absent ("claim less"): any operator, workflow, dataset and column
 of this party's own binding, no required protection and no noise floor — but **no vertical partner**:
