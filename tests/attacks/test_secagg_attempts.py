@@ -24,6 +24,8 @@ import numpy as np
 import pytest
 
 from sampan.config import parse_config
+from sampan.crypto.identity import IdentityError
+from sampan.privacy.secagg_state import FileStateStore
 from sampan.data import PartyData
 from sampan.privacy.secagg import SecAggAbort, SecAggParams, SecAggServer, decode_vector, run_secagg
 from sampan.runtime.federation import PartySplit, build_party_apps
@@ -278,3 +280,103 @@ def test_honest_noise_shares_on_a_sparse_graph_still_unmask(tmp_path: Path) -> N
         return c.call(kind, party, arrays, meta)
 
     np.testing.assert_array_equal(run_secagg(srv, call), c.expected(c.names, srv.params))
+
+
+# --- the neighbour graph: a coordinator that hands out its own graphs ------------------------------------
+# Two attempts of a round can both be unmasked only by disjoint sets of revealers. With a regular graph and
+# majority thresholds every unmasking needs more than |U3|/2 revealers, so two cannot be disjoint. With hubs
+# (a few parties holding everyone's shares, the others holding few) the revealers could be a small set,
+# and a second attempt could use other hubs: each party checks its graph is regular, signs its digest, and
+# reveals only shares dealt under its own graph.
+
+HUBS = ["p0", "p1"]
+
+
+def _hub_graph(names: list[str]) -> dict[str, set[str]]:
+    graph = {p: set() for p in names}
+    for hub in HUBS:
+        for p in names:
+            if p != hub:
+                graph[hub].add(p)
+                graph[p].add(hub)
+    return graph
+
+
+def test_an_irregular_neighbour_graph_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from _secagg_coordinator import Consortium, drive, server
+
+    c = Consortium(6, tmp_path)
+    monkeypatch.setattr("sampan.privacy.secagg.harary_graph", lambda parties, k, rng: _hub_graph(sorted(parties)))
+    srv = server(c)
+
+    def hubbed(kind: str, party: str, arrays: Any, meta: dict) -> None:
+        if kind == "secagg_share":
+            meta["graph"] = {p: sorted(q) for p, q in _hub_graph(c.names).items()}
+
+    from sampan.privacy.secagg import SecAggRefused
+
+    with pytest.raises(SecAggRefused, match="not regular"):
+        drive(srv, c, until="fit", alter=hubbed)
+
+
+def test_shares_dealt_under_another_graph_are_not_revealed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each party is shown a regular graph, but not the same one: the hubs a complete graph, every other party a
+    triangle with the two hubs (so it deals its shares to the hubs alone, 2 of 2). The hubs reveal nothing:
+    their neighbours signed U3 under other graphs (and shares dealt under another graph are refused too)."""
+    from _secagg_coordinator import Consortium, drive, server
+
+    c = Consortium(6, tmp_path)
+    monkeypatch.setattr("sampan.privacy.secagg.harary_graph", lambda parties, k, rng: _hub_graph(sorted(parties)))
+    srv = server(c)
+    complete = {p: sorted(set(c.names) - {p}) for p in c.names}
+
+    def worlds(kind: str, party: str, arrays: Any, meta: dict) -> None:
+        if kind == "secagg_share":
+            meta["graph"] = complete if party in HUBS else {party: HUBS, "p0": sorted([party, "p1"]),
+                                                             "p1": sorted([party, "p0"])}
+
+    from sampan.privacy.secagg import SecAggRefused
+
+    sent = drive(srv, c, until="secagg_unmask", alter=worlds)
+    assert sent["secagg_consistency"]
+    for hub in HUBS:
+        arrays, meta = srv.unmask_requests()[hub]
+        with pytest.raises((SecAggRefused, IdentityError), match="bad_signature|another neighbour graph"):
+            c.call("secagg_unmask", hub, arrays, meta)
+        # forwarding only the signatures made under the hubs' own graph: too few neighbours vouch
+        (other,) = [h for h in HUBS if h != hub]
+        rows = [srv.st.signatures[other]]
+        alone = {**arrays, "signers.signature": np.frombuffer(b"".join(rows), dtype=np.uint8).copy(),
+                 "signers.signature_len": np.array([len(r) for r in rows], dtype=np.int64),
+                 "signers.certificate": np.zeros(0, dtype=np.uint8),
+                 "signers.certificate_len": np.zeros(0, dtype=np.int64)}
+        with pytest.raises(SecAggRefused, match="only 1 of its neighbours signed the survivor set"):
+            c.call("secagg_unmask", hub, alone, {**meta, "signers": [other], "certified": []})
+        assert FileStateStore(tmp_path / hub).load(srv.label).revealed == {}
+
+
+def test_a_share_dealt_under_another_graph_is_not_revealed(tmp_path: Path) -> None:
+    """p3 is shown a graph with the same neighbours but other content (a second component of parties that do
+    not exist); the others' majorities vouch for their own graph without p3's signature. They still refuse to
+    reveal p3's shares: those were dealt under a graph they did not sign."""
+    from _secagg_coordinator import Consortium, drive, server
+
+    from sampan.privacy.secagg import SecAggRefused
+
+    c = Consortium(4, tmp_path)
+    srv = server(c)
+    ghosts = [f"g{i}" for i in range(4)]
+    other = {**{p: sorted(set(c.names) - {p}) for p in c.names}, **{g: sorted(set(ghosts) - {g}) for g in ghosts}}
+
+    def split(kind: str, party: str, arrays: Any, meta: dict) -> None:
+        if kind == "secagg_share" and party == "p3":
+            meta["graph"] = other
+
+    drive(srv, c, until="secagg_unmask", alter=split)
+    arrays, meta = srv.unmask_requests()["p0"]
+    rows = [srv.st.signatures[p] for p in ("p1", "p2")]
+    vouched = {**arrays, "signers.signature": np.frombuffer(b"".join(rows), dtype=np.uint8).copy(),
+               "signers.signature_len": np.array([len(r) for r in rows], dtype=np.int64)}
+    with pytest.raises(SecAggRefused, match=r"shares of \['p3'\] were dealt under another neighbour graph"):
+        c.call("secagg_unmask", "p0", vouched, {**meta, "signers": ["p1", "p2"], "certified": []})
+    assert FileStateStore(tmp_path / "p0").load(srv.label).revealed == {}

@@ -336,13 +336,34 @@ def _keys_protocol(label: str) -> str:
 
 
 def _survivor_payload(run_id: str, label: str, signer: str, survivors: Sequence[str], round_id: str | None,
-                      basis: str | None) -> bytes:
+                      basis: str | None, graph: str | None) -> bytes:
     """What a party signs in the consistency round: the survivor set U3 of this run and label, bound to the
     round the attempt belongs to and the digest of the public inputs (the global model) of the vectors, so
     the coordinator cannot tell different parties different rounds (or models) for one attempt."""
     return signed_keys_payload(run_id, f"secagg.consistency/{label}", _ROLE, signer,
                                {"survivors": "\n".join(sorted(survivors)).encode(),
-                                "round": (round_id or "").encode(), "basis": (basis or "").encode()})
+                                "round": (round_id or "").encode(), "basis": (basis or "").encode(),
+                                "graph": (graph or "").encode()})
+
+
+def _graph_digest(graph: Mapping[str, Sequence[str]]) -> str:
+    return hashlib.sha256(repr(sorted((str(p), sorted(str(q) for q in graph[p])) for p in graph)).encode()).hexdigest()
+
+
+def _check_graph(graph: Mapping[str, Sequence[str]], me: str, holders: Sequence[str]) -> str | None:
+    """Why the neighbour graph the coordinator sent is unusable (None if fine): it must be symmetric and
+    regular (every party holds shares of exactly k others), with this party's neighbours its share holders.
+    Regularity is what makes a majority threshold t > k/2 mean a majority of the survivors: the revealers of
+    any unmasking then number more than |U3|/2, so two attempts cannot be unmasked by disjoint revealers."""
+    if me not in graph or sorted(graph[me]) != sorted(holders):
+        return "its neighbours in the graph are not its share holders"
+    k = len(holders)
+    for p, neighbours in graph.items():
+        if len(set(neighbours)) != k or p in neighbours:
+            return f"party {p!r} has {len(set(neighbours))} neighbours, not {k} (the graph is not regular)"
+        if any(q not in graph or p not in graph[q] for q in neighbours):
+            return f"the graph is not symmetric at party {p!r}"
+    return None
 
 
 def _round_keys(run_id: str, round_id: str, basis: str | None) -> list[str]:
@@ -389,6 +410,14 @@ def _bundles_from(arrays: Mapping[str, np.ndarray], names: Sequence[str], prefix
     except KeyError as exc:
         raise IdentityError(None, "unsigned", f"peer keys arrived without {exc.args[0]!r}") from None
     return {p: _Bundle(c[i], s[i], b[i], cert[i], sig[i]) for i, p in enumerate(names)}
+
+
+def _graph_meta(value: Any) -> dict[str, list[str]] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(isinstance(v, (list, tuple)) for v in value.values()):
+        raise ValueError("the neighbour graph must map each party to a list of neighbours")
+    return {str(p): [str(q) for q in v] for p, v in value.items()}
 
 
 @dataclass
@@ -551,7 +580,7 @@ class SecAggClient:
     @_serialised
     def share_keys(self, run_id: str, label: str, own: Mapping[str, np.ndarray], threshold: int,
                    holders: Sequence[str], xs: Sequence[int], bundles: Mapping[str, _Bundle],
-                   min_live: int = 0) -> list[bytes]:
+                   min_live: int = 0, graph: Mapping[str, Sequence[str]] | None = None) -> list[bytes]:
         """Sealed (s-share, b-share) for each holder (its public Shamir index in `xs`), in holder order.
 
         `min_live` (m_min) is recorded now, before anyone drops: unmasking later needs that many survivors
@@ -562,19 +591,28 @@ class SecAggClient:
             raise ValueError(f"party {self.name!r}: share holders, indices and keys do not match")
         if 2 * threshold <= len(holders) or threshold > len(holders):
             raise self._refuse(label, f"a threshold of {threshold} of {len(holders)} share holders is not a majority")
-        if record.holders is not None and (sorted(holders) != record.holders or threshold != record.threshold):
+        if graph is None:
+            raise self._refuse(label, "the request does not include the neighbour graph")
+        problem = _check_graph(graph, self.name, holders)
+        if problem:
+            raise self._refuse(label, f"unusable neighbour graph: {problem}")
+        digest = _graph_digest(graph)
+        if record.holders is not None and (sorted(holders) != record.holders or threshold != record.threshold
+                                           or digest != record.graph):
             raise self._refuse(label, "it already gave its shares to another set of holders")
         m_min = max(self.min_contributors, int(min_live))
         if record.m_min is not None and m_min != record.m_min:
             raise self._refuse(label, f"it already shared with m_min {record.m_min}, now asked with {m_min}")
         self._verify(run_id, label, bundles)
-        record.holders, record.threshold, record.m_min = sorted(holders), int(threshold), m_min
+        record.holders, record.threshold, record.m_min, record.graph = sorted(holders), int(threshold), m_min, digest
         self.state.save(record)
         s_shares = shamir.split(s.s_secret, threshold, xs)
         b_shares = shamir.split(s.b_seed, threshold, xs)
         channels = self._share_channels(label, s, {p: bundles[p].c_pk for p in holders})
+        # the graph digest travels sealed with the shares: a holder reveals them only in the same graph
         return [channels.seal_arrays(p, {"s": _u8(shamir.share_to_bytes(s_shares[x])),
-                                         "b": _u8(shamir.share_to_bytes(b_shares[x]))}).tobytes()
+                                         "b": _u8(shamir.share_to_bytes(b_shares[x])),
+                                         "graph": _u8(bytes.fromhex(digest))}).tobytes()
                 for p, x in zip(holders, xs)]
 
     # step 2
@@ -661,7 +699,8 @@ class SecAggClient:
         if record.signed is None:
             record.signed = u3
             self.state.save(record)
-        return self.identity.sign(_survivor_payload(run_id, label, self.name, u3, record.round, record.basis))
+        return self.identity.sign(_survivor_payload(run_id, label, self.name, u3, record.round, record.basis,
+                                                    record.graph))
 
     def _check_round_lock(self, label: str, record: LabelRecord, u3: list[str]) -> list[RoundRecord]:
         """The attempt's round records; refuses a U3 other than the one it already revealed shares for."""
@@ -710,7 +749,8 @@ class SecAggClient:
                 break
             certificate, signature = signatures[signer]
             self.verifier.verify(signer, certificate,
-                                 _survivor_payload(run_id, label, signer, u3, record.round, record.basis), signature)
+                                 _survivor_payload(run_id, label, signer, u3, record.round, record.basis,
+                                                   record.graph), signature)
             valid, valid_neighbours = valid + 1, valid_neighbours + (signer in holders)
         if valid_neighbours < record.threshold:
             raise self._refuse(label, f"only {valid_neighbours} of its neighbours signed the survivor set, "
@@ -732,6 +772,11 @@ class SecAggClient:
         channels = self._share_channels(label, s, {p: bundles[p].c_pk for p in senders})
         opened = {peer: channels.open_arrays(peer, np.frombuffer(envelope, dtype=np.uint8))
                   for peer, envelope in zip(senders, envelopes)}
+        # every share it reveals was dealt under its own (regular) graph: then the revealers of any unmasking
+        # are more than half of U3, whatever graphs the coordinator handed to whom (see the module docstring)
+        foreign = sorted(p for p, o in opened.items() if "graph" not in o or _raw(o["graph"]).hex() != record.graph)
+        if foreign:
+            raise self._refuse(label, f"the shares of {foreign} were dealt under another neighbour graph")
         for r in self._check_round_lock(label, record, u3):  # lock the round to this U3 before any share leaves
             if r.survivors is None:
                 r.survivors = u3
@@ -756,7 +801,7 @@ class SecAggClient:
             holders = [str(p) for p in meta["holders"]]
             envelopes = self.share_keys(run_id, label, own, int(meta["threshold"]), holders,
                                         [int(x) for x in meta["index"]], _bundles_from(arrays, holders),
-                                        int(meta.get("min_live") or 0))
+                                        int(meta.get("min_live") or 0), _graph_meta(meta.get("graph")))
             width = len(envelopes[0]) if envelopes else 0
             return {"envelopes": _stack(envelopes, width)}
         if kind == "secagg_consistency":
@@ -882,6 +927,7 @@ class SecAggServer:
         self.u1 = sorted(self.st.keys)
         self._require("advertise", self.u1, self.params.min_live(len(self.parties)))
         self.graph = harary_graph(self.u1, self.params.neighbours, self._rng)
+        graph = {p: sorted(q) for p, q in self.graph.items()}  # public: every party checks it and signs its digest
         requests = {}
         for p in self.u1:
             holders = sorted(self.graph[p])
@@ -889,7 +935,7 @@ class SecAggServer:
             self.thresholds[p], self.st.holders[p] = t, holders
             requests[p] = ({**self._own(p), **self._peers(holders)},
                            {"label": self.label, "threshold": t, "holders": holders,
-                            "index": [self.index[q] for q in holders], "min_live": self.min_live})
+                            "index": [self.index[q] for q in holders], "min_live": self.min_live, "graph": graph})
         return requests
 
     def receive_shares(self, party: str, arrays: Mapping[str, np.ndarray]) -> None:

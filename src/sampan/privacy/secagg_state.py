@@ -58,6 +58,7 @@ class LabelRecord:
     basis: str | None = None  # digest of the public inputs its vector is a function of (signed with U3)
     rounds: list[str] = field(default_factory=list)  # keys of the RoundRecords this attempt is bound to
     noise_parties: int | None = None  # noise shares its vector assumes: unmask needs that many signers
+    graph: str | None = None  # digest of the (checked regular) neighbour graph it shared under (signed with U3)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -70,7 +71,7 @@ class LabelRecord:
                    masked=bool(data.get("masked")), signed=data.get("signed"),
                    revealed={str(k): str(v) for k, v in (data.get("revealed") or {}).items()},
                    round=data.get("round"), basis=data.get("basis"), rounds=list(data.get("rounds") or []),
-                   noise_parties=data.get("noise_parties"))
+                   noise_parties=data.get("noise_parties"), graph=data.get("graph"))
 
 
 @dataclass
