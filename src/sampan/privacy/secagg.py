@@ -16,21 +16,23 @@ coordinator:
    label, role, name, keys) (`sampan.crypto.identity`). The keys come from the party's master secret
    and a nonce the party draws for this label, so they never repeat, even if a label does;
 1. share keys — each party checks every neighbour's signature against the consortium CA (a key the
-   coordinator substituted is refused with an error naming the peer), Shamir-shares (t of its k
-   neighbours, t > k/2) its mask key s_u and its seed b_u, and seals each neighbour's pair of shares
-   under a ChaCha20-Poly1305 key agreed with that neighbour's c key; the coordinator relays ciphertext;
+   coordinator substituted is refused with an error naming the peer), checks that the neighbour graph
+   the coordinator sends is symmetric and k-regular with its own neighbours as its share holders,
+   Shamir-shares (t of its k neighbours, t > k/2) its mask key s_u and its seed b_u, and seals each
+   neighbour's pair of shares, with the graph's digest, under a ChaCha20-Poly1305 key agreed with that
+   neighbour's c key; the coordinator relays ciphertext;
 2. masked input — each party sends y_u, masking against the (verified) neighbours that completed step 1,
    at least t of those it gave shares to. The request names the round the attempt belongs to; the party
    binds the attempt to that round and to a digest of the public inputs x_u is computed from (the global
    model: its caller computes it), and masks the x_u of its first attempt of that round (or on that model)
    if there was one — cached and persisted before the masked input leaves;
 3. consistency (Bonawitz et al.'s round 4) — the coordinator sends the survivor set U3 (who sent a
-   masked input); each survivor signs (run id, label, round, model digest, U3) and never signs a
-   different U3 for a label;
+   masked input); each survivor signs (run id, label, round, model digest, graph digest, U3) and never
+   signs a different U3 for a label;
 4. unmasking — each signer checks that a majority (its t) of its own neighbours, and at least
    min_contributors parties with itself (noise_parties under distributed DP), signed that same U3 for
    the same round and model (and that |U3| >= m_min), then reveals, per neighbour v, the share of b_v if
-   v is in U3, or the share of s_v if it is not. Never both: which kind it revealed for whom is recorded
+   v is in U3, or the share of s_v if it is not, and only shares dealt under its own graph. Never both: which kind it revealed for whom is recorded
    durably (`sampan.privacy.secagg_state`) before the shares leave, and a request that would reveal the
    other kind is refused, also after a restart. Before the shares leave it also locks the round and the
    model to this U3: in any later attempt of the round (or on the model) it signs and reveals only for
@@ -75,6 +77,11 @@ Threat model:
   parties), and unmasking needs revealers among U3 forming a majority of every share holder group, while
   the first attempt's revealers refuse the second: for U3 and U3 minus v these would be two disjoint
   majorities of one set, which do not exist (with t > k/2 on a k-regular graph each needs > |U3|/2).
+  The graph is the coordinator's to draw, so each party checks that its graph is k-regular, signs its
+  digest with U3 and reveals only shares dealt under the same graph: revealers then reveal at most k
+  shares each for parties needing more than k/2 each, whatever graphs were handed to whom (without
+  these checks a coordinator could make a few "hub" parties hold everyone's shares, unmask with them,
+  and use other hubs in the next attempt).
   A retry with the same U3 sums the same cached inputs (nothing new), a retry after a dropout before
   anyone revealed works, and the workflow stores an unmasked sum before anything else, so a crash-resume
   never needs a second set.

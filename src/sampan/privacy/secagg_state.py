@@ -11,7 +11,8 @@ input. A party therefore keeps, per label (one SecAgg attempt):
 - the survivor set it signed in the consistency round (never a different one);
 - per neighbour, which kind of share it revealed ("b" or "s"; never the other);
 - the round it was told the attempt belongs to, the digest of the public inputs its vector is a function
-  of (the global model), and the number of noise shares its vector assumes (`noise_parties`).
+  of (the global model), the digest of the neighbour graph it shared under, and the number of noise
+  shares its vector assumes (`noise_parties`).
 
 Per round of a run (`RoundRecord`, keyed by the round's identity and, separately, by the model's digest),
 it keeps the input vector it masked for the round (re-used, bit for bit, by every retry) and the survivor
