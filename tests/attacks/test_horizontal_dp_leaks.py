@@ -335,3 +335,50 @@ def test_party_answers_at_most_one_evaluation_per_run_under_dp() -> None:
     assert again.kind == "evaluation"  # a retry of the same request is answered (the same exact answer)
     with pytest.raises(PolicyRefused, match="refuses 'fit' in run 'run' after its evaluation"):
         party.fit(_r5_fit(dp2={"noise_multiplier": 1.0, "max_grad_norm": 1.0}, public_rows=200))
+
+
+def test_a_deployed_party_fixes_its_own_holdout_and_keeps_one_persisted_ledger(tmp_path: Path) -> None:
+    """Review R5 (findings 6, 20): the coordinator chose each run's split seed and holdout share, so across runs it
+    could rotate every row through the (exactly evaluated) holdout; and the agent's policy ignored party.toml and
+    kept its ledger in memory per run. Now the seed is fixed per dataset, the share capped, the ledger persisted."""
+    from sampan.deploy.party_agent import PartyAgent
+    from sampan.deploy.config import load_party_config
+
+    from _deploy_federation import ThreadFederation
+
+    fed = ThreadFederation(tmp_path, start=False)
+    try:
+        name = "bank_harbour"
+        agent = fed.agents[name]
+        job = {"operator": "ops", "parties": ["bank_harbour", "bank_kowloon", "bank_lionrock"],
+               "protections": ["dp", "dp3"], "noise_multipliers": {"dp3": 1.5}}
+
+        def open_run(run: str, seed: int, fraction: float, on: PartyAgent = agent) -> HorizontalParty:
+            reply = on.handle(Message(run, 0, "coordinator", name, "deploy.open_run", meta={
+                "workflow": "horizontal", "dataset": "loans", "test_fraction": fraction, "split_seed": seed,
+                "job": job}))
+            assert not reply.is_error, reply.meta
+            return on._runs[run].app._handlers["describe"].__self__  # the run's HorizontalParty
+
+        first, second = open_run("r1", 1, 0.2), open_run("r2", 999, 0.6)
+        assert list(first.test_data.ids) == list(second.test_data.ids)  # same holdout: seed fixed, share capped
+        n = len(first.train_data) + len(first.test_data)
+        assert len(second.test_data) <= round(0.2 * n) + 2
+        policy = second.policy
+        assert policy.ledger_path is not None and not policy.trust_coordinator_for_central_dp3
+        central = {"clip": 1.0, "sum_sigma": 4.0, "mode": "central", "parties": 3, "count_sigma": None}
+        refused = agent.handle(Message("r1", 1, "coordinator", name, "fit", arrays={"params": np.zeros(3)},
+                                       meta={"dp3": central, "public_rows": 500, "model": {}, "train": {}}))
+        assert refused.is_error and "refuses dp3.mode='central'" in str(refused.meta.get("error")), refused.meta
+        for run in ("r1", "r2"):  # one DP row count per run, on ONE ledger across the runs, persisted 0600
+            reply = agent.handle(Message(run, 0, "coordinator", name, "describe",
+                                         meta={"dp_count": {"noise_multiplier": 20.0}}))
+            assert not reply.is_error, reply.meta
+        assert len(policy.ledger(name).events) == 2
+        assert oct(policy.ledger_path.stat().st_mode & 0o777) == "0o600"
+        restarted = PartyAgent(load_party_config(fed.files.party_configs[name]))
+        third = open_run("r3", 5, 0.2, on=restarted)
+        assert list(third.test_data.ids) == list(first.test_data.ids)
+        assert len(third.policy.ledger(name).events) == 2  # the restarted agent still has both charges
+    finally:
+        fed.coordinator.security.close()

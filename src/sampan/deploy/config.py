@@ -126,10 +126,24 @@ class PartySection(LinkLimits):
     log_file: str | None = None
 
 
+class PartyPrivacySection(_Strict):
+    """[privacy] of party.toml: this party's own privacy policy for horizontal runs (sampan.privacy.party_policy)."""
+
+    epsilon: float | None = Field(None, gt=0, description="this party's own budget over all its runs (its ledger "
+                                  "persists in <state_dir>/privacy-ledger.json); default: accounted, no budget")
+    delta: float = Field(1e-5, gt=0, lt=1)
+    trust_coordinator_for_central_dp3: bool = Field(False, description="accept DP3 mode 'central' (the coordinator "
+                                                    "sees each clipped update in clear and adds all the noise)")
+    max_test_fraction: float = Field(0.2, gt=0, lt=1, description="largest holdout share of a dataset: holdout rows "
+                                     "are outside the DP unit; the split's seed is fixed per dataset at first use")
+
+
 class PartyConfig(_Strict):
     party: PartySection
     tls: TLSSection
     data: dict[str, DatasetSection] = Field(min_length=1, description="[data.<name>]: this party's datasets")
+    privacy: PartyPrivacySection = Field(default_factory=PartyPrivacySection,
+                                         description="[privacy]: this party's own budget, trust and holdout cap")
     allow: AllowSection | None = Field(None, description="[allow]: the jobs this party accepts (see "
                                        "sampan.deploy.allow; without it: no vertical partner)")
 

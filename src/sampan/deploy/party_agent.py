@@ -1,9 +1,13 @@
 """A party agent: one organisation's process. It loads its own data, dials out, answers the coordinator.
 
 The agent holds the party's tables (bound in its own party.toml) and, per run, the handlers of that
-run's workflow: `deploy.open_run` tells it which workflow, which of its datasets, and the seed of its
-own train/test split (derived from the run seed, so a deployed run splits exactly like the simulation
-of the same run). Nothing but `sampan.wire` messages ever leaves: the same handlers as in-process.
+run's workflow: `deploy.open_run` tells it which workflow and which of its datasets. The party fixes its
+own train/holdout split: the seed is pinned per dataset at its first run (the run's seed then, so that
+run splits like its simulation) and persisted in its state dir, the holdout share capped by
+`[privacy] max_test_fraction`, so no coordinator can rotate rows through the exactly-evaluated holdout.
+Horizontal runs enforce the party's own privacy policy (`[allow]` floor and required DP, `[privacy]`
+budget and central-DP3 trust) with one ledger persisted in <state_dir>/privacy-ledger.json.
+Nothing but `sampan.wire` messages ever leaves: the same handlers as in-process.
 
 PSI runs single-threaded in an agent: its fork-based workers are unsafe next to gRPC's threads.
 
@@ -18,6 +22,7 @@ into the party's own signed audit log (its store, under the run's id), as does e
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -35,9 +40,9 @@ from sampan.deploy.allow import JobRefused, PeerAllowList, check_job, check_requ
 from sampan.deploy.certs import probe_coordinator
 from sampan.deploy.config import PartyConfig, split_address
 from sampan.deploy.keyfiles import KeyFileError, unencrypted_pem
-from sampan.files import private_directory, private_sqlite
+from sampan.files import atomic_write_bytes, private_directory, private_sqlite
 from sampan.horizontal.party import HorizontalParty
-from sampan.privacy.party_policy import PartyPrivacyPolicy
+from sampan.privacy.party_policy import DEFAULT_MIN_NOISE_MULTIPLIER, PartyPrivacyPolicy
 from sampan.runtime.party import PartyApp
 from sampan.transport.grpc_client import LinkSettings, PartyLink
 from sampan.wire import Message
@@ -70,6 +75,7 @@ class PartyAgent:
         self.link: PartyLink | None = None
         self._identity: Any = None  # PartyIdentity, loaded at the first vertical run
         self._store: Any = None     # this party's own Store (audit log, model parts), opened at first use
+        self._ledgers: dict[str, Any] = {}  # its privacy ledger, shared by the policies of its horizontal runs
 
     # --- data ---------------------------------------------------------------------------------------
     def table(self, dataset: str | None) -> tuple[str, PartyData]:
@@ -159,15 +165,13 @@ class PartyAgent:
         if workflow == "horizontal":
             if table.y is None:
                 raise ValueError(f"party {self.name!r}: dataset {dataset!r} has no label; horizontal FL needs one")
-            rng = np.random.default_rng(int(meta["split_seed"]))
-            train, test = table.train_test_split(float(meta["test_fraction"]), rng)
+            train, test = self._holdout_split(dataset, table, meta)
             app = PartyApp(self.name)
             # with a CRL, always ready for SecAgg; without one only a job that claims none opens (and then the
             # party has no SecAgg client at all, so a coordinator that lied about it is refused)
             secagg = (self._secagg_client(job["parties"]) if self.config.tls.crl
                       or "secure_aggregation" in job.get("protections", ()) else None)
-            # DP3 shares assume at most the job's party count: a larger `parties` would thin this party's noise
-            policy = PartyPrivacyPolicy(max_parties=len(job["parties"]))
+            policy = self._horizontal_policy(job)
             for kind, handler in HorizontalParty(self.name, train, test, policy, secagg=secagg).handlers().items():
                 app.register(kind, handler)
             context = _RunContext(workflow, dataset, app, job=job)
@@ -189,6 +193,40 @@ class PartyAgent:
             self._runs.popitem(last=False)
         log.info("party %s opened run %s (%s, dataset %s)", self.name, message.run_id, workflow, dataset)
         return message.reply("deploy.opened", meta={"reopened": False})
+
+    def _holdout_split(self, dataset: str, table: PartyData, meta: dict[str, Any]) -> tuple[PartyData, PartyData]:
+        """This party's own train/holdout split: holdout rows are outside the DP unit and evaluated exactly, so a
+        coordinator must not move rows in and out of the holdout from run to run. The split seed is fixed per
+        dataset at its first run (the coordinator's seed then, so a first deployed run splits like its
+        simulation) and persisted in <state_dir>/split-seeds.json; the holdout share is capped by
+        `[privacy] max_test_fraction` (splits of one seed are nested, so no row outside the cap's holdout is
+        ever a holdout row)."""
+        path = private_directory(self.config.party.state_dir) / "split-seeds.json"
+        seeds = json.loads(path.read_text()) if path.exists() else {}
+        if dataset not in seeds:
+            seeds[dataset] = int(meta["split_seed"])
+            atomic_write_bytes(path, json.dumps(seeds, sort_keys=True).encode(), mode=0o600)  # before it is used
+        fraction = min(float(meta["test_fraction"]), self.config.privacy.max_test_fraction)
+        if fraction < float(meta["test_fraction"]):
+            log.warning("party %s: holdout share %s capped at its max_test_fraction %s", self.name,
+                        meta["test_fraction"], fraction)
+        return table.train_test_split(fraction, np.random.default_rng(int(seeds[dataset])))
+
+    def _horizontal_policy(self, job: dict[str, Any]) -> PartyPrivacyPolicy:
+        """The privacy policy of one horizontal run, from party.toml: the `[allow]` noise floor and required DP,
+        the `[privacy]` budget and trust, one ledger for all its runs persisted in <state_dir> (written before
+        each release, reloaded after a restart)."""
+        allow, own = self.config.allow, self.config.privacy
+        need = set(allow.require) if allow is not None else set()
+        levels = {level.upper() for level in need & {"dp1", "dp2", "dp3"}} | ({"DP"} if "dp" in need else set())
+        floor = allow.min_noise_multiplier if allow is not None and allow.min_noise_multiplier else None
+        return PartyPrivacyPolicy(
+            min_noise_multiplier=floor or DEFAULT_MIN_NOISE_MULTIPLIER, epsilon=own.epsilon, delta=own.delta,
+            required_levels=frozenset(levels), ledger_path=Path(self.config.party.state_dir) / "privacy-ledger.json",
+            # DP3 shares assume at most the job's party count: a larger `parties` would thin this party's noise
+            max_parties=len(job["parties"]),
+            trust_coordinator_for_central_dp3=own.trust_coordinator_for_central_dp3,
+        ).sharing_ledgers(self._ledgers)
 
     def _close(self, message: Message) -> Message:
         context = self._runs.pop(message.run_id, None)

@@ -78,6 +78,12 @@ class PartyPrivacyPolicy:
             raise ValueError(f"party privacy policy: min_noise_multiplier must be > 0, got {self.min_noise_multiplier}")
 
     # --- the ledger ------------------------------------------------------------------------------
+    def sharing_ledgers(self, ledgers: dict[str, Ledger]) -> "PartyPrivacyPolicy":
+        """Use `ledgers` (one dict per data owner) as this policy's ledgers: a party agent's concurrent runs,
+        each with its own policy, then charge one ledger (and one persisted file), never stale copies of it."""
+        self._ledgers = ledgers
+        return self
+
     def ledger(self, party: str) -> Ledger:
         """The party's own ledger (loaded from `ledger_path` when it exists)."""
         if party not in self._ledgers:
