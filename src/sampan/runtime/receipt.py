@@ -32,7 +32,10 @@ THREAT_MODEL = (
     "evaluation is not noised. The catalogue below names every field of every message and its protection."
 )
 EVALUATION_DP = ("Under [privacy]: no per-round evaluation and no training loss are released; the released model "
-                 "is evaluated once, at the end, on holdout rows, which are outside the DP unit (not noised).")
+                 "is evaluated once, at the end, on holdout rows, which are outside the DP unit (not noised). "
+                 "Each party enforces this itself: it answers one evaluation (one model) per run and no training "
+                 "request after it; a deployed party fixes its own holdout (split seed pinned per dataset, share "
+                 "capped by its party.toml max_test_fraction), so runs cannot rotate rows through the holdout.")
 EVALUATION_PLAIN = "Evaluated every eval_every rounds on holdout rows; training loss reported per round."
 EVALUATION_SECAGG = " Evaluation replies are summed under secure aggregation: no per-party metrics exist."
 SECAGG_THREAT_MODEL = (
@@ -87,8 +90,8 @@ def _protection(kind: str, privacy: dict[str, Any] | None, noise: dict[str, floa
                 "names in clear; no positive rate")
     if kind == "evaluation" and (privacy or secagg):
         where = "summed under SecAgg+ (the coordinator sees only the sum)" if secagg else "per party in clear"
-        when = ("once, at the end, on the released model; holdout rows are outside the DP unit, not noised"
-                if privacy else "every evaluation round")
+        when = ("once, at the end, on the released model (each party answers one model per run); holdout rows "
+                "are outside the DP unit, not noised" if privacy else "every evaluation round")
         return f"score histograms of holdout rows by label, loss and Brier sums, {where}; {when}"
     return {
         "describe": "none: row counts, training positive rate, feature names",

@@ -16,7 +16,13 @@ updates in a noised sum).
 
 Holdout rows are outside the DP unit: the unit is one training row of one party. Under `[privacy]`
 the model is evaluated once, at the end, on the released model; that evaluation is computed from
-charged outputs and holdout rows only, and is declared as such.
+charged outputs and holdout rows only, and is declared as such. Each party enforces it (one model
+evaluated per run, no training after it); a deployed party fixes its own holdout split.
+
+Under DP a party's `fit_result` carries the update (and, with adaptive DP3, the indicator) and nothing
+else: no row count, loss, clipped share, or DP-SGD steps/rate (the party computes those from its own
+released count, never from its exact n). Central DP3 shows each clipped update to the coordinator; a
+deployed party accepts it only with `trust_coordinator_for_central_dp3`.
 """
 
 from __future__ import annotations
@@ -175,9 +181,6 @@ def horizontal_catalogue(s: Setup) -> dict[str, MessageSpec]:
         fit = [update]
         if s.dp3 is not None and s.adaptive:
             fit.append(indicator)
-        if s.dp2:
-            fit += [Field(f"meta.dp2.{k}", "derived", count, what=w) for k, w in (
-                ("steps", "DP-SGD steps"), ("sampling_rate", "Poisson rate"), ("noise_multiplier", "noise used"))]
         if not s.private:
             fit += [_clear("meta.n", "training row count"), _clear("meta.loss", "mean local training loss")]
         specs.append(MessageSpec("fit_result", "party", tuple(fit)))
