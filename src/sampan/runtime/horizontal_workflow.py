@@ -342,7 +342,7 @@ class HorizontalWorkflow:
         stored = self._stored_sum("secagg_round_sum", round_number)
         if stored is not None:  # unmasked before a crash: apply it, never ask the parties again (see _store_sum)
             vector, contributors = np.asarray(stored["sum"], dtype=np.float64), list(stored["contributors"])
-            self._round_events.append(("secagg_round_replayed", {"round": round_number, "contributors": contributors}))
+            self._round_events.append(("secagg_round", {**stored["event"], "replayed": True}))
             return self._apply_secure_sum(state, round_number, vector, contributors, rows)
         for attempt in range(self.secagg.max_retries + 1 if len(participants) >= floor else 0):
             label = self._secagg_label(f"round-{round_number}", attempt)
@@ -385,11 +385,11 @@ class HorizontalWorkflow:
                 continue
             vector = decode_vector(total, params)
             contributors = server.u3
-            self._store_sum("secagg_round_sum", round_number, vector, contributors)
             summary = server.summary()
             summary["failed"] = {**summary["failed"], **failures}
-            self._round_events.append(("secagg_round", {"round": round_number, "attempt": attempt,
-                                                        "contributors": contributors, **summary}))
+            event = {"round": round_number, "attempt": attempt, "contributors": contributors, **summary}
+            self._store_sum("secagg_round_sum", round_number, vector, contributors, event)
+            self._round_events.append(("secagg_round", event))
             return self._apply_secure_sum(state, round_number, vector, contributors, rows)
         raise self._secagg_failed(f"round {round_number}", attempts, len(participants))
 
@@ -410,12 +410,13 @@ class HorizontalWorkflow:
         train_loss = math.nan if self.privacy.enabled or weight <= 0 else float(weighted_loss / weight)
         return new_params, contributors, train_loss  # under DP the loss slot is 0: no loss is released
 
-    def _store_sum(self, key: str, step: int, vector: np.ndarray, contributors: list[str]) -> None:
+    def _store_sum(self, key: str, step: int, vector: np.ndarray, contributors: list[str],
+                   event: dict[str, Any]) -> None:
         """Persist an unmasked sum before anything else happens: parties lock a round to the survivor set
         they revealed unmask shares for, so a crash before the round is saved must not need a second attempt
         (with whoever is alive then); the resumed coordinator applies the stored sum instead."""
         self.store.record_info(self.run_id, key, {"round": step, "sum": [float(x) for x in vector],
-                                                  "contributors": list(contributors)})
+                                                  "contributors": list(contributors), "event": event})
 
     def _stored_sum(self, key: str, step: int) -> dict[str, Any] | None:
         info = self.store.get_run(self.run_id).info or {}
@@ -491,6 +492,7 @@ class HorizontalWorkflow:
         attempts: list[dict[str, Any]] = []
         stored = self._stored_sum("secagg_evaluation_sum", step)
         if stored is not None:  # unmasked before a crash (the same model): not asked again
+            self._round_events.append(("secagg_evaluation", {**stored["event"], "replayed": True}))
             vector = np.asarray(stored["sum"], dtype=np.float64)
             histogram, loss_sum, brier_sum, n = evaluation_from_vector(vector, bins)
             return histogram, loss_sum, brier_sum, n, {}
@@ -521,11 +523,11 @@ class HorizontalWorkflow:
                 if len(participants) < floor:
                     break
                 continue
-            self._round_events.append(("secagg_evaluation", {"round": step, "attempt": attempt,
-                                                             "contributors": server.u3,
-                                                             "failed": {**server.dropouts, **failures}}))
+            event = {"round": step, "attempt": attempt, "contributors": server.u3,
+                     "failed": {**server.dropouts, **failures}}
             vector = decode_vector(total, params)
-            self._store_sum("secagg_evaluation_sum", step, vector, server.u3)
+            self._store_sum("secagg_evaluation_sum", step, vector, server.u3, event)
+            self._round_events.append(("secagg_evaluation", event))
             histogram, loss_sum, brier_sum, n = evaluation_from_vector(vector, bins)
             return histogram, loss_sum, brier_sum, n, {}
         raise FederationError(
