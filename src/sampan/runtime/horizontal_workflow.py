@@ -4,7 +4,10 @@ The coordinator talks to parties only through a Transport and only ever holds th
 one running aggregate and per-party scalars. With `[secure_aggregation]` on it holds less: each round
 runs the SecAgg+ steps (`sampan.privacy.secagg`) and the coordinator sees only the unmasked sum of
 the parties' updates, weights and losses; parties that fail mid-round are dropouts the protocol
-absorbs, and a round below the threshold is retried with the survivors under fresh keys. Every round ends with one atomic store write
+absorbs, and a round below the threshold is retried with the survivors under fresh keys (after an
+abort at unmasking, with the same survivor set: parties that revealed shares answer for no other). An
+unmasked sum is stored before anything else, so a crash before the round is saved resumes from it
+instead of asking the parties for a second aggregation of the round. Every round ends with one atomic store write
 (checkpoint + metrics + audit event); a run killed at any point resumes from its last round and,
 because every random choice is derived from the run seed and the round number, finishes with exactly
 the model an uninterrupted run would have produced (without DP: DP noise comes from the OS CSPRNG).
