@@ -3,19 +3,28 @@
 What a party discloses, per message kind (the catalogue `sampan.wire.catalogue` lists every field with
 its protection, and the privacy receipt prints it):
 - `describe`: row counts of its train/test split, the training positive rate, its feature names. Under
-  `[privacy]` the request carries `dp_count`: the training row count is then released once through a
-  Gaussian mechanism (sensitivity 1, charged by the coordinator as DP1 before the request) and the
-  positive rate is not sent; the holdout count stays exact (holdout rows are outside the DP unit);
+  `[privacy]` the request carries `dp_count`: the training row count is then released once per run
+  through a Gaussian mechanism (sensitivity 1, charged by the coordinator as DP1 before the request and
+  by the party's own ledger) and the positive rate is not sent; the holdout count stays exact (holdout
+  rows are outside the DP unit);
 - `stats`: per-feature count, sum and sum of squares of its training rows (for standardisation);
-  with DP1 on, clipped to public ranges and released through one Gaussian mechanism (configuration
-  refuses `[privacy]` with standardisation but without DP1);
+  with DP1 on, clipped to public ranges and released once per run through one Gaussian mechanism (a
+  repeated request gets the same release; configuration refuses `[privacy]` with standardisation but
+  without DP1);
 - `fit`: its model delta after local training, the number of training rows and its mean local loss;
-  under `[privacy]` only the delta (the output of DP-SGD and/or DP3 clipping/noise), the DP3
-  indicator and the public DP-SGD settings it used (steps, sampling rate, noise multiplier, all
-  functions of the request and the released row count) — no loss, no row count, no clipped share;
+  under `[privacy]` only the delta (the output of DP-SGD and/or DP3 clipping/noise) and, with adaptive
+  clipping, the DP3 indicator — no loss, no row count, no clipped share, no DP-SGD steps or rate. Its
+  DP-SGD sampling rate comes from its own released count for the run (else the request's
+  `public_rows`), never from its exact n;
 - `evaluation`: counts of test scores per probability bin split by label, loss sums, and its own
   test metrics. Never a row, a label or a score. With secure aggregation, one masked vector of the
-  histogram and sums (no local metrics).
+  histogram and sums (no local metrics). Under DP, one model per run (retries of the same request
+  are answered alike), and no training after it.
+
+The party does not rely on the coordinator for any of this (`PartyPrivacyPolicy`): under a policy with a
+required level, or once it answered a DP request of the run, it refuses `describe`/`stats` without DP;
+it refuses DP below its minimum noise, distributed DP3 without secure aggregation, and central DP3
+unless its policy trusts the coordinator with clipped updates (`trust_coordinator_for_central_dp3`).
 
 With secure aggregation on (`sampan.privacy.secagg`), `fit` instead returns one masked vector in
 Z_2^64 — [update (clipped and noise-shared under DP3, else weighted by n/N), DP3 indicator, weighted

@@ -13,11 +13,19 @@ coordinator as that party's error):
   from the settings themselves (`sampan.privacy.dp3.settings_noise_multiplier`), not the label the
   coordinator attached;
 - a level in `required_levels` must be present (a coordinator cannot switch DP off by omitting it);
+  any required level (also "DP": any DP, no level in particular) makes `describe` without `dp_count`
+  and `stats` without `dp1` refused (`requires_dp`);
+- DP-SGD needs a released row count (`public_rows`): its rate and steps never depend on the exact n;
+- DP3: distributed mode needs secure aggregation in the request (the party adds only 1/√m of the noise;
+  its SecAgg client refuses m above the m_min it shared with and unmasks only after m signers); central
+  mode needs `trust_coordinator_for_central_dp3` (True by default for the in-process simulation, whose
+  coordinator is the same process; deployed agents read it from party.toml, default false);
 - with a budget, a request whose events would take the party past it is refused (nothing released).
 
 Residual trust (distributed DP3 under secure aggregation): each party adds σ²/m_min of the noise and
 relies on at least m_min contributions being in the sum; it refuses m_min above the round's stated
-party count, but with a sparse SecAgg+ graph it cannot verify that count itself.
+party count (and a deployed party above its job's), and its SecAgg client helps unmask only after
+m_min certified parties signed the survivor set.
 
 Vertical protocols (`admit_histograms`): a party's noised histogram release in federated WOE or
 vertical GBDT (a partner's per-bin sums, the bank's label noise) is checked at its noise multiplier
