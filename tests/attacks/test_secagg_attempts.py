@@ -381,3 +381,32 @@ def test_a_share_dealt_under_another_graph_is_not_revealed(tmp_path: Path) -> No
     with pytest.raises(SecAggRefused, match=r"shares of \['p3'\] were dealt under another neighbour graph"):
         c.call("secagg_unmask", "p0", vouched, {**meta, "signers": ["p1", "p2"], "certified": []})
     assert FileStateStore(tmp_path / "p0").load(srv.label).revealed == {}
+
+
+def test_an_honest_retry_after_heavy_dropouts_renoises_for_fewer_contributors(tmp_path: Path) -> None:
+    """Distributed DP: 10 parties, m_min 6; only 5 mask, attempt 0 aborts before anyone reveals. The retry over
+    those 5 guarantees only 3 contributors, so their inputs cached with a 1/6 noise share are not re-used: each
+    masks the fresh input its caller noised for 3 (a new, charged release), and the retry completes."""
+    from _secagg_coordinator import Consortium
+
+    c = Consortium(10, tmp_path)
+    fresh = {p: c.x[p] + 100.0 for p in c.names}  # what each caller computes for the retry (fresh noise)
+
+    def run(parties: list[str], label: str, inputs: dict, drop: set[str]) -> np.ndarray:
+        srv = SecAggServer(SecAggParams(), parties, c.d, f"run-1/{label}", np.random.default_rng(1), round_id="round-1")
+
+        def call(kind: str, party: str, arrays: Any, meta: Any) -> Any:
+            if party in drop and kind == "fit":
+                return None
+            if kind == "fit":
+                return {"masked": c.clients[party].respond_masked(arrays, meta, inputs[party], run_id="run-1",
+                                                                  noise_parties=int(meta["noise_parties"]))}
+            return c.call(kind, party, arrays, meta)
+
+        return decode_vector(run_secagg(srv, call), srv.params)
+
+    with pytest.raises(SecAggAbort, match="masked input: 5 parties left, 6 needed") as caught:
+        run(c.names, "round-1/attempt-0/n", c.x, set(c.names[5:]))
+    survivors = caught.value.survivors
+    total = run(survivors, "round-1/attempt-1/n", fresh, set())
+    np.testing.assert_allclose(total, sum(fresh[p] for p in survivors), atol=1e-6)

@@ -659,7 +659,12 @@ class SecAggClient:
         cached = {(r.vector, r.frac_bits, r.noise_parties) for r in rounds if r.vector is not None}
         if len(cached) > 1:
             raise self._refuse(label, f"round {round_id!r} and its model were contributed to with different inputs")
-        if cached:  # a retry of the round: the same input, bit for bit, whatever the caller computed now
+        # a retry of the round masks the same input, bit for bit, whatever the caller computed now — unless that
+        # input's noise shares assumed more contributors than this attempt guarantees (a retry after dropouts
+        # under distributed DP): then the caller's fresh input (noised for this attempt, and charged) is used;
+        # the survivor-set lock below still allows one unmasked U3 per round
+        cached = {c for c in cached if c[2] is None or (noise_parties is not None and c[2] <= noise_parties)}
+        if cached:
             hexed, frac_bits, shares = cached.pop()
             y = np.frombuffer(bytes.fromhex(hexed), dtype=np.uint64).copy()
             if y.size != np.size(vector) or frac_bits != params.frac_bits:
