@@ -46,7 +46,7 @@ class Dealer:
     def __init__(self, parties: list[str]) -> None:
         self.seeds = {p: os.urandom(32) for p in parties}
         self._own = os.urandom(32)  # the dealer's private randomness (the masks themselves)
-        self._masks: dict[tuple[str, str], np.ndarray] = {}
+        self._masks: dict[tuple[str, str, str], np.ndarray] = {}
 
     def stream(self, party: str) -> DealerStream:
         return DealerStream(self.seeds[party])
@@ -70,11 +70,13 @@ class Dealer:
         mine = self.stream(seeded).draw_many(label, 3, n)
         return [r - mine[0], (r >> np.uint64(shift)) - mine[1], (r >> np.uint64(63)) - mine[2]]
 
-    def mask_matrix(self, party: str, holder: str, n: int, d: int) -> np.ndarray:
-        """U: the one-time pad over party p's fixed-point feature matrix as sent to `holder` (p draws it too)."""
-        if (party, holder) not in self._masks:
-            self._masks[(party, holder)] = self.stream(party).draw(f"U/{holder}", n * d).reshape(n, d)
-        return self._masks[(party, holder)]
+    def mask_matrix(self, party: str, holder: str, n: int, d: int, label: str = "U") -> np.ndarray:
+        """U: the one-time pad over party p's fixed-point feature matrix as sent to `holder` (p draws it too).
+
+        label "U": the training rows; "Uv": the validation rows (shared weights only)."""
+        if (party, holder, label) not in self._masks:
+            self._masks[(party, holder, label)] = self.stream(party).draw(f"{label}/{holder}", n * d).reshape(n, d)
+        return self._masks[(party, holder, label)]
 
     def cross_correction(self, party: str, holder: str, t: int, rows: np.ndarray) -> np.ndarray:
         """The holder's half C_Q = U[rows]^T a - C_p of the Beaver product X_p^T r_Q for batch t.
@@ -82,6 +84,16 @@ class Dealer:
         a is the mask `holder` draws to hide its residual share; C_p is party p's own seeded half, so
         neither p (which never sees U^T a) nor the holder (which never sees U) can use it alone.
         """
-        U = self._masks[(party, holder)]
+        U = self._masks[(party, holder, "U")]
         a = self.stream(holder).draw(f"a/{party}/{t}", len(rows))
         return U[rows].T @ a - self.stream(party).draw(f"C/{holder}/{t}", U.shape[1])
+
+    def logit_correction(self, party: str, holder: str, t: int, rows: np.ndarray, *, validation: bool) -> np.ndarray:
+        """Shared weights: the co-holder's half U[rows] b - D of the product X_p w_p^(h) for batch t.
+
+        b is the mask the co-holder draws to hide its weight share (it sends w^(h) - b to p); D is p's own
+        seeded half, so p (which never sees U b) and the co-holder (which never sees U) cannot use it alone.
+        """
+        U = self._masks[(party, holder, "Uv" if validation else "U")]
+        b = self.stream(holder).draw(f"b/{party}/{t}", U.shape[1])
+        return U[rows] @ b - self.stream(party).draw(f"D/{holder}/{t}", len(rows))

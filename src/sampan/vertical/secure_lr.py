@@ -151,6 +151,13 @@ TRUNC_SHIFT = POLY.out_bits - RESIDUAL_BITS
 MIN_BATCH_ROWS = 64
 ROWS_PER_COLUMN = 4
 AUDIT_FRACTION = 0.125   # dealt tuples opened and checked, per batch
+# shared weights: weights at 2^-24; shared partial logits X w at 2^-40, truncated to the polynomial's 2^-5;
+# the update M g + L w at 2^-56 (M = lr/n at 2^-24, L = lr l2 at 2^-32), truncated to 2^-24
+WEIGHT_BITS = 24
+Z_SHIFT = FEATURE_BITS + WEIGHT_BITS - POLY.in_bits
+STEP_BITS = 24
+DECAY_BITS = 32
+W_SHIFT = FEATURE_BITS + RESIDUAL_BITS + STEP_BITS - WEIGHT_BITS
 
 
 def audit_count(n: int) -> int:
@@ -187,6 +194,10 @@ class Roles:
     @property
     def holders(self) -> tuple[str, str]:
         return (self.bank, self.helper)
+
+    def co_holder(self, party: str) -> str:
+        """Shared weights: the residual holder that holds the other share of `party`'s weights."""
+        return self.helper if party == self.bank else self.bank
 
     def holders_for(self, party: str) -> list[str]:
         """The residual holders that send `party` Beaver pieces of X_p^T r_Q (every holder but itself)."""
@@ -241,6 +252,14 @@ class _TrainState:
     epochs_done: int = 0              # holders: completed training epochs (partitions of the training rows)
     opened_at: int = 0                # holders: epochs_done when the validation score was last opened
     nonce: bytes = b""                # holders: this holder's own contribution to the instance nonce
+    shared: bool = False              # weights kept as additive shares (nobody sees a plaintext gradient)
+    X_val_fixed: np.ndarray | None = None
+    w_own: np.ndarray | None = None   # shared weights: this party's share of its own weights, at 2^-WEIGHT_BITS
+    co_w: dict[str, np.ndarray] = field(default_factory=dict)     # co-holder: its share of each owner's weights
+    E_val: dict[str, np.ndarray] = field(default_factory=dict)    # co-holder: masked validation features of owners
+    g_co: dict[str, np.ndarray] = field(default_factory=dict)     # co-holder: its gradient share per owner
+    w_trunc: dict[str, tuple[np.ndarray, list[np.ndarray], int]] = field(default_factory=dict)
+    best_shared: tuple[np.ndarray, dict[str, np.ndarray]] | None = None
     rows: np.ndarray | None = None    # current batch rows
     t: int = 0
     last_t: int = -1                  # batch indices strictly increase within an instance
@@ -257,9 +276,11 @@ class _TrainState:
     audit: dict[str, np.ndarray] = field(default_factory=dict)   # this holder's halves of the sacrificed tuples
     inbox: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
 
-    def pad(self, holder: str) -> np.ndarray:
-        """U: this party's one-time pad over X_fixed for the holder `holder` (the dealer knows it too)."""
-        return self.dealer.draw(f"U/{holder}", self.X_fixed.size).reshape(self.X_fixed.shape)
+    def pad(self, holder: str, *, validation: bool = False) -> np.ndarray:
+        """U: this party's one-time pad over X_fixed (or X_val_fixed) for `holder` (the dealer knows it too)."""
+        X = self.X_val_fixed if validation else self.X_fixed
+        assert X is not None
+        return self.dealer.draw(f"{'Uv' if validation else 'U'}/{holder}", X.size).reshape(X.shape)
 
 
 class SecureLRParty:
@@ -282,7 +303,8 @@ class SecureLRParty:
             "vlr.setup": self.setup, "vlr.masked_features": self.masked_features,
             "vlr.forward": self.forward, "vlr.share": self.share, "vlr.poly": self.poly,
             "vlr.trunc": self.trunc, "vlr.square": self.square, "vlr.flush": self.flush,
-            "vlr.checkpoint": self.checkpoint,
+            "vlr.checkpoint": self.checkpoint, "vlr.wupdate": self.wupdate, "vlr.wshare": self.wshare,
+            "vlr.ztrunc": self.ztrunc, "vlr.wopen": self.wopen,
         }
 
     # --- setup ---------------------------------------------------------------------------------
@@ -318,6 +340,10 @@ class SecureLRParty:
         )
         if st.y is not None and st.y_val is not None:
             st.y_fixed, st.y_val_fixed = encode(st.y, POLY.out_bits), encode(st.y_val, POLY.out_bits)
+        st.shared = bool(meta.get("shared_weights", False))
+        if st.shared:
+            st.X_val_fixed = encode(X_val, FEATURE_BITS)
+            st.w_own = encode(weights, WEIGHT_BITS)  # the co-holder's share starts at 0
         self.state = st
         ch = self._channels()
         out: dict[str, np.ndarray] = {}
@@ -330,6 +356,8 @@ class SecureLRParty:
                     out[f"to:{p}"] = ch.seal_arrays(p, {"nonce": np.frombuffer(st.nonce, dtype=np.uint8)})
         for q in roles.holders_for(self.name):
             sealed = {"E": st.X_fixed - st.pad(q)}
+            if st.shared and q == roles.co_holder(self.name):
+                sealed["Ev"] = st.X_val_fixed - st.pad(q, validation=True)  # type: ignore[operator]
             if self.name in roles.holders:
                 sealed["nonce"] = np.frombuffer(st.nonce, dtype=np.uint8)
             out[f"to:{q}"] = ch.seal_arrays(q, sealed)
@@ -378,6 +406,14 @@ class SecureLRParty:
         receive(msg, self._channels(), st.inbox)
         for (sender, name) in [k for k in st.inbox if k[1] == "E"]:
             st.E[sender] = st.inbox.pop((sender, name))
+        for (sender, name) in [k for k in st.inbox if k[1] == "Ev"]:
+            st.E_val[sender] = st.inbox.pop((sender, name))
+        if st.shared:
+            owners = [p for p in st.roles.all if p != self.name and st.roles.co_holder(p) == self.name]
+            missing = [p for p in owners if p not in st.E or p not in st.E_val]
+            if missing:
+                raise ValueError(f"party {self.name!r}: no masked features from {missing} for their shared weights")
+            st.co_w = {p: np.zeros(st.E[p].shape[1], dtype=np.uint64) for p in owners}
         # The instance nonce: the coordinator's, the bank's and the helper's, each holder's own taken locally
         # (a repeat needs a holder's cooperation; the coordinator cannot alter a sealed contribution).
         parts = []
@@ -407,7 +443,8 @@ class SecureLRParty:
     def forward(self, msg: Message) -> Message:
         st = self._st()
         receive(msg, self._channels(), st.inbox)
-        self._apply_gradient()
+        if not st.shared:
+            self._apply_gradient()
         t, roles = int(msg.meta["t"]), st.roles
         if t <= st.last_t:  # a repeated batch index would repeat every PRG and dealer stream of that batch
             raise ValueError(f"party {self.name!r}: refusing batch index {t} (not after {st.last_t}): "
@@ -421,9 +458,12 @@ class SecureLRParty:
             if self.name in roles.holders:
                 self._check_batch(st.rows)
             st.pending = (st.rows, t)  # its gradient pieces arrive with the next request
-        X = st.X_val if st.val else st.X
-        z = X[st.rows] @ st.weights
-        Z = encode(np.clip(z, -st.logit_clip, st.logit_clip), POLY.in_bits)
+        if st.shared:
+            Z = self._shared_logit(msg)
+        else:
+            X = st.X_val if st.val else st.X
+            z = X[st.rows] @ st.weights
+            Z = encode(np.clip(z, -st.logit_clip, st.logit_clip), POLY.in_bits)
         out: dict[str, np.ndarray] = {}
         ch = self._channels()
         label = f"vlr/{st.instance}/z/{t}"
@@ -437,17 +477,70 @@ class SecureLRParty:
                 Z = Z + ch.prg(other, label, len(Z))
             dealt = {"a": st.dealer.draw_many(f"A/{t}", POLY.degree, n_dealt),
                      "trunc": st.dealer.draw_many(f"T/{t}", 3, n_dealt)}
+            if st.shared:
+                dealt["ztrunc"] = st.dealer.draw_many(f"TZ/{t}", 3, n_dealt)
         else:
             dealt = {"a": list(msg.arrays["A"].reshape(POLY.degree, -1)), "trunc": list(msg.arrays["T"].reshape(3, -1))}
-            if any(len(v) != n_dealt for v in dealt["a"] + dealt["trunc"]):
+            if st.shared:
+                dealt["ztrunc"] = list(msg.arrays["TZ"].reshape(3, -1))
+            if any(len(v) != n_dealt for vs in dealt.values() for v in vs):
                 raise ValueError(f"party {self.name!r}: the dealer sent material for the wrong number of rows")
         keep, audit = self._audit_split(n_dealt, t)
         st.dealt = {name: [v[keep] for v in values] for name, values in dealt.items()}
         st.audit = {name: np.stack([v[audit] for v in values]) for name, values in dealt.items()}
         st.share_z = Z
         if self.name == roles.bank or not roles.others:
-            return msg.reply("vlr.forward", self._open_delta(msg))
+            return msg.reply("vlr.forward", self._open_first())
         return msg.reply("vlr.forward")
+
+    def _shared_logit(self, msg: Message) -> np.ndarray:
+        """Shared weights: this party's additive share of the batch's partial logits, at 2^-(16+24).
+
+        Owner p: X_p w_p^(p) + U (w_p^(h) - b) + D, from the co-holder's masked share (w_p^(h) - b);
+        co-holder h, for every owner p it serves: E w_p^(h) + (U b - D), the dealer's half. The sum is
+        X_p w_p (E = X_p - U); p never sees b, h never sees U, so neither learns the other's share.
+        """
+        st, roles = self._st(), self._st().roles
+        rows, t = st.rows, st.t
+        assert rows is not None and st.w_own is not None
+        X = st.X_val_fixed if st.val else st.X_fixed
+        assert X is not None
+        h = roles.co_holder(self.name)
+        wb = _take(st.inbox, self.name, h, "wb")
+        if wb.shape != st.w_own.shape:
+            raise ValueError(f"party {self.name!r}: the masked weight share from {h!r} has the wrong shape")
+        U = st.pad(h, validation=st.val)[rows]
+        Z = X[rows] @ st.w_own + U @ wb + st.dealer.draw(f"D/{h}/{t}", len(rows))
+        for p, share in st.co_w.items():
+            E = (st.E_val if st.val else st.E)[p][rows]
+            try:
+                B = msg.arrays[f"B:{p}"]
+            except KeyError:
+                raise ValueError(f"party {self.name!r}: the dealer's logit correction for {p!r} is missing") from None
+            if B.shape != (len(rows),):
+                raise ValueError(f"party {self.name!r}: the dealer's logit correction for {p!r} has the wrong shape")
+            Z = Z + E @ share + B
+        return Z
+
+    def _open_first(self) -> dict[str, np.ndarray]:
+        """The first opening of a batch: delta (plaintext-gradient mode) or the masked logit to truncate (shared)."""
+        st = self._st()
+        if not st.shared:
+            return self._open_delta()
+        offset = TRUNC_OFFSET if self._holder() == 0 else np.uint64(0)  # the truncation's range offset
+        st.c_half = st.share_z + offset + st.dealt["ztrunc"][0]
+        other = self._other_holder()
+        return {f"to:{other}": self._channels().seal_arrays(other, {"cz": st.c_half})}
+
+    def ztrunc(self, msg: Message) -> Message:
+        """Shared weights: shares of z at 2^-5 from the opened c = z + 2^62 + t, then open delta."""
+        st = self._st()
+        receive(msg, self._channels(), st.inbox)
+        c = st.c_half + _take(st.inbox, self.name, self._other_holder(), "cz")
+        self._refuse_unmasked(to_signed(c - TRUNC_OFFSET), 1 << 50, "c = z + t", per_row=False)
+        tz = st.dealt["ztrunc"]
+        st.share_z = truncate_shares(c, tz[1], tz[2], Z_SHIFT, holder=self._holder())
+        return msg.reply("vlr.ztrunc", self._open_delta())
 
     def _check_batch(self, rows: np.ndarray) -> None:
         """Holders: a training batch has enough distinct rows and the batches of an epoch partition the rows."""
@@ -477,9 +570,9 @@ class SecureLRParty:
         receive(msg, self._channels(), st.inbox)
         for other in st.roles.others:
             st.share_z = st.share_z + _take(st.inbox, self.name, other, "z")
-        return msg.reply("vlr.share", self._open_delta(msg))
+        return msg.reply("vlr.share", self._open_first())
 
-    def _open_delta(self, msg: Message) -> dict[str, np.ndarray]:
+    def _open_delta(self) -> dict[str, np.ndarray]:
         """Open this holder's half of delta; the bank adds its halves of the sacrificed correlations."""
         st = self._st()
         st.delta_half = st.share_z - st.dealt["a"][0]
@@ -487,6 +580,8 @@ class SecureLRParty:
         arrays = {"d": st.delta_half}
         if self.name == st.roles.bank:
             arrays.update({"audit_a": st.audit["a"], "audit_t": st.audit["trunc"]})
+            if st.shared:
+                arrays["audit_tz"] = st.audit["ztrunc"]
         return {f"to:{other}": self._channels().seal_arrays(other, arrays)}
 
     def _audit_split(self, n_dealt: int, t: int) -> tuple[np.ndarray, np.ndarray]:
@@ -501,7 +596,7 @@ class SecureLRParty:
         n_audit = n_dealt - len(st.rows)  # type: ignore[arg-type]
         return np.sort(order[n_audit:]), np.sort(order[:n_audit])
 
-    def _check_audit(self, bank_a: np.ndarray, bank_t: np.ndarray) -> None:
+    def _check_audit(self, bank_a: np.ndarray, bank_t: np.ndarray, bank_tz: np.ndarray | None = None) -> None:
         """Helper: the sacrificed tuples must be powers a, a^2, ..., a^5 and truncation triples (t, t >> s, msb t)."""
         st = self._st()
         a = st.audit["a"] + bank_a
@@ -512,6 +607,11 @@ class SecureLRParty:
             ok &= bool(np.array_equal(a[k], power))
         ok &= bool(np.array_equal(tr[1], tr[0] >> np.uint64(TRUNC_SHIFT)))
         ok &= bool(np.array_equal(tr[2], tr[0] >> np.uint64(63)))
+        if st.shared:
+            assert bank_tz is not None
+            tz = st.audit["ztrunc"] + bank_tz
+            ok &= bool(np.array_equal(tz[1], tz[0] >> np.uint64(Z_SHIFT)))
+            ok &= bool(np.array_equal(tz[2], tz[0] >> np.uint64(63)))
         if not ok:
             raise ValueError(f"party {self.name!r}: the dealer's correlated randomness for batch {st.t} failed the "
                              "audit of sacrificed tuples (inconsistent powers or truncation pairs): refusing to continue")
@@ -523,7 +623,8 @@ class SecureLRParty:
         delta = st.delta_half + _take(st.inbox, self.name, self._other_holder(), "d")
         if self.name == st.roles.helper:
             self._check_audit(_take(st.inbox, self.name, st.roles.bank, "audit_a"),
-                              _take(st.inbox, self.name, st.roles.bank, "audit_t"))
+                              _take(st.inbox, self.name, st.roles.bank, "audit_t"),
+                              _take(st.inbox, self.name, st.roles.bank, "audit_tz") if st.shared else None)
         self._refuse_unmasked(to_signed(delta), 1 << 12, "delta = z - a", per_row=True)
         holder = self._holder()
         x = poly_shares(delta, st.dealt["a"], POLY.fixed_multipliers, holder=holder)
@@ -563,6 +664,7 @@ class SecureLRParty:
             out[f"to:{other}"] = ch.seal_arrays(other, {"sd": r - sq[0]})
             return msg.reply("vlr.trunc", out)
         st.local_grad = st.X_fixed[st.rows].T @ r
+        mail: dict[str, dict[str, np.ndarray]] = {p: {} for p in roles.all if p != self.name}
         for p in roles.all:
             if p == self.name:
                 continue
@@ -571,7 +673,15 @@ class SecureLRParty:
             except KeyError:
                 raise ValueError(f"party {self.name!r}: the dealer's correction for {p!r} is missing") from None
             a = st.dealer.draw(f"a/{p}/{t}", len(r))
-            out[f"to:{p}"] = ch.seal_arrays(p, {"f": r - a, "q": st.E[p][st.rows].T @ a + correction})
+            q = st.E[p][st.rows].T @ a + correction
+            mail[p]["f"] = r - a
+            if not st.shared:
+                mail[p]["q"] = q
+            elif roles.co_holder(p) == self.name:
+                st.g_co[p] = q            # this holder's share of p's gradient stays here
+            else:
+                mail[roles.co_holder(p)][f"gq:{p}"] = q   # to p's co-holder, never to p
+        out = {f"to:{p}": ch.seal_arrays(p, arrays) for p, arrays in mail.items() if arrays}
         return msg.reply("vlr.trunc", out)
 
     def _apply_gradient(self) -> None:
@@ -619,13 +729,24 @@ class SecureLRParty:
 
     def flush(self, msg: Message) -> Message:
         """Apply the last batch's gradient at the end of an epoch."""
-        receive(msg, self._channels(), self._st().inbox)
-        self._apply_gradient()
+        st = self._st()
+        receive(msg, self._channels(), st.inbox)
+        if not st.shared:  # shared weights: the pending update runs in the next vlr.wupdate
+            self._apply_gradient()
         return msg.reply("vlr.ack")
 
     def checkpoint(self, msg: Message) -> Message:
         """Remember (or restore) the weights of the best validation epoch — locally, never sent."""
         st = self._st()
+        if st.shared:
+            assert st.w_own is not None
+            if msg.meta.get("restore"):
+                if st.best_shared is not None:
+                    st.w_own = st.best_shared[0].copy()
+                    st.co_w = {p: v.copy() for p, v in st.best_shared[1].items()}
+            else:
+                st.best_shared = (st.w_own.copy(), {p: v.copy() for p, v in st.co_w.items()})
+            return msg.reply("vlr.ack")
         if msg.meta.get("restore"):
             if st.best is not None:
                 st.weights = st.best.copy()
@@ -633,15 +754,94 @@ class SecureLRParty:
             st.best = st.weights.copy()
         return msg.reply("vlr.ack")
 
+    # --- shared weights ------------------------------------------------------------------------
+    def wupdate(self, msg: Message) -> Message:
+        """Shared weights: start w <- w - (lr/n) g - lr l2 w on shares; open c = x + 2^62 + t to the partner.
+
+        The owner's gradient share is X^T r_own + sum_Q (X^T f_Q + C_p); the co-holder's is the sum of the
+        q pieces (E^T a + C_Q). Neither share is the gradient: the owner never sees its plaintext gradient.
+        """
+        st = self._st()
+        receive(msg, self._channels(), st.inbox)
+        if not st.shared:
+            raise ValueError(f"party {self.name!r}: vlr.wupdate in a run without shared weights")
+        if st.pending is None:
+            return msg.reply("vlr.ack")
+        rows, tp = st.pending
+        n, roles, me = len(rows), st.roles, self.name
+        step = np.uint64(int(round(st.lr / n * (1 << STEP_BITS))))
+        decay = np.uint64(int(round(st.lr * st.l2 * (1 << DECAY_BITS))))
+        mail: dict[str, dict[str, np.ndarray]] = {}
+        X = st.X_fixed[rows]
+        grad = st.local_grad if st.local_grad is not None else np.zeros(X.shape[1], dtype=np.uint64)
+        for q in roles.holders_for(me):
+            f = _take(st.inbox, me, q, "f")
+            if f.shape != (n,):
+                raise ValueError(f"party {me!r}: gradient pieces from {q!r} have the wrong shape")
+            grad = grad + X.T @ f + st.dealer.draw(f"C/{q}/{tp}", X.shape[1])
+        assert st.w_own is not None
+        triple = st.dealer.draw_many(f"W/{me}/{tp}", 3, len(st.w_own))
+        x = step * grad + decay * (_l2_mask(len(st.w_own), me == roles.bank).astype(np.uint64) * st.w_own)
+        x = x + TRUNC_OFFSET + triple[0]
+        st.w_trunc[me] = (x, triple, 0)
+        mail.setdefault(roles.co_holder(me), {})[f"wc:{me}"] = x
+        for p, share in st.co_w.items():
+            g = st.g_co.pop(p)
+            if p in roles.others:
+                g = g + _take(st.inbox, me, roles.helper, f"gq:{p}")
+            W = msg.arrays.get(f"W:{p}")
+            if W is None or W.shape != (3, len(share)):
+                raise ValueError(f"party {me!r}: the dealer's update truncation for {p!r} is missing or malformed")
+            triple = list(W)
+            x = step * g + decay * (_l2_mask(len(share), p == roles.bank).astype(np.uint64) * share) + triple[0]
+            st.w_trunc[p] = (x, triple, 1)
+            mail.setdefault(p, {})[f"wc:{p}"] = x
+        st.pending, st.local_grad = None, None
+        ch = self._channels()
+        return msg.reply("vlr.wupdate", {f"to:{q}": ch.seal_arrays(q, arrays) for q, arrays in mail.items()})
+
+    def wshare(self, msg: Message) -> Message:
+        """Shared weights: finish pending updates, then send every owner I co-hold for its masked share w - b."""
+        st = self._st()
+        receive(msg, self._channels(), st.inbox)
+        roles, me = st.roles, self.name
+        for owner, (x, triple, holder) in list(st.w_trunc.items()):
+            partner = roles.co_holder(me) if owner == me else owner
+            c = x + _take(st.inbox, me, partner, f"wc:{owner}")
+            u = truncate_shares(c, triple[1], triple[2], W_SHIFT, holder=holder)
+            if owner == me:
+                st.w_own = st.w_own - u  # type: ignore[operator]
+            else:
+                st.co_w[owner] = st.co_w[owner] - u
+        st.w_trunc.clear()
+        t = int(msg.meta["t"])
+        ch = self._channels()
+        out = {f"to:{p}": ch.seal_arrays(p, {"wb": share - st.dealer.draw(f"b/{p}/{t}", len(share))})
+               for p, share in st.co_w.items()}
+        return msg.reply("vlr.wshare", out)
+
+    def wopen(self, msg: Message) -> Message:
+        """Shared weights, at the end only: each co-holder sends its share of an owner's final weights to the owner."""
+        st = self._st()
+        ch = self._channels()
+        out = {f"to:{p}": ch.seal_arrays(p, {"wfinal": share}) for p, share in st.co_w.items()}
+        return msg.reply("vlr.wopen", out)
+
     def finish(self, msg: Message) -> Message:
         """Freeze this party's model part; only its size is reported."""
         st = self._st()
         assert self.scaler is not None
         is_bank = self.name == st.roles.bank
+        logit_clip = st.logit_clip
+        if st.shared:
+            receive(msg, self._channels(), st.inbox)
+            other = _take(st.inbox, self.name, st.roles.co_holder(self.name), "wfinal")
+            st.weights = decode(st.w_own + other, WEIGHT_BITS)  # type: ignore[operator]
+            logit_clip = POLY.ring_capacity()  # trained unclipped: the clip at scoring only bounds the ring
         self.part = LocalLinearPart(
             party=self.name, feature_names=list(self.feature_names), scaler=self.scaler,
             weights=st.weights[:-1].copy() if is_bank else st.weights.copy(),
-            intercept=float(st.weights[-1]) if is_bank else 0.0, logit_clip=st.logit_clip)
+            intercept=float(st.weights[-1]) if is_bank else 0.0, logit_clip=logit_clip)
         self.state = None
         return msg.reply("vlr.finish", meta={"n_weights": int(len(self.part.weights))})
 

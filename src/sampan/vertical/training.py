@@ -7,6 +7,7 @@ Everything else passes through it as sealed envelopes it cannot open (see `secur
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 from collections import defaultdict
@@ -19,7 +20,7 @@ from sampan.transport import Transport
 from sampan.vertical.dealer import Dealer
 from sampan.vertical.ring import decode
 from sampan.vertical.secure_lr import (
-    MIN_BATCH_ROWS, POLY, RESIDUAL_BITS, TRUNC_SHIFT, Roles, audit_count, min_batch_rows,
+    MIN_BATCH_ROWS, POLY, RESIDUAL_BITS, TRUNC_SHIFT, W_SHIFT, Z_SHIFT, Roles, audit_count, min_batch_rows,
 )
 from sampan.wire import Message
 
@@ -37,6 +38,11 @@ class VerticalLRConfig:
     patience: int = 5
     min_delta: float = 1e-5
     logit_clip: float | None = None   # per-party partial-logit bound; default: the sigmoid fit range / parties
+    # Weights kept as additive shares: no party sees its plaintext gradient (which, over many epochs, gives
+    # a party the residuals and the labels). Partial logits are then not clipped (see secure_lr).
+    shared_weights: bool = False
+    # plaintext-gradient mode only: accept epochs x widest party's columns >= batch_size (labels leak)
+    allow_gradient_label_leakage: bool = False
 
     def clip_for(self, n_parties: int) -> float:
         clip = self.logit_clip if self.logit_clip is not None else POLY.fit_bound / n_parties
@@ -90,6 +96,12 @@ class VerticalLRConfig:
             raise ValueError(f"vertical LR: l2 must be >= 0, got {self.l2}")
         if self.logit_clip is not None and not self.logit_clip > 0:
             raise ValueError(f"vertical LR: logit_clip must be > 0, got {self.logit_clip}")
+        if self.shared_weights and self.learning_rate > 2.0:
+            raise ValueError(f"vertical LR: learning_rate {self.learning_rate} is above 2, the most shared_weights' "
+                             "fixed-point update (lr/n x gradient at 2^-56) holds without wrapping")
+        if self.shared_weights and self.learning_rate * self.l2 > 1 / 64:
+            raise ValueError(f"vertical LR: l2 {self.l2} x learning_rate {self.learning_rate} is above 1/64, the most "
+                             "shared_weights' fixed-point weight decay holds without wrapping")
 
 
 def epoch_batches(order: np.ndarray, batch_size: int, min_rows: int) -> list[np.ndarray]:
@@ -155,8 +167,10 @@ def train_secure_lr(
     relay = Relay(run_id)
     dealer = Dealer(parties)
     clip = config.clip_for(len(parties))
+    shared = config.shared_weights
     base = {"bank": roles.bank, "helper": roles.helper, "others": list(roles.others),
-            "lr": config.learning_rate, "l2": config.l2, "logit_clip": clip, "instance": secrets.token_hex(16)}
+            "lr": config.learning_rate, "l2": config.l2, "logit_clip": clip, "instance": secrets.token_hex(16),
+            "shared_weights": shared}
     setup = relay.wave(transport, (relay.request(p, "vlr.setup", {
         "train_rows": np.asarray(train_rows, dtype=np.int64), "val_rows": np.asarray(val_rows, dtype=np.int64),
         "dealer_seed": np.frombuffer(dealer.seeds[p], dtype=np.uint8)}, base) for p in parties))
@@ -167,7 +181,12 @@ def train_secure_lr(
     for p in parties:
         for q in roles.holders_for(p):
             dealer.mask_matrix(p, q, n_train, columns[p])
+        if shared:
+            dealer.mask_matrix(p, roles.co_holder(p), len(val_rows), columns[p], label="Uv")
     relay.wave(transport, (relay.request(p, "vlr.masked_features") for p in parties))
+    pending: dict[str, int | None] = {"t": None}  # shared weights: the training batch whose update is pending
+    batch = functools.partial(_batch, transport, relay, dealer, roles, shared=shared, pending=pending,
+                              columns=columns)
 
     rng = np.random.default_rng(seed)
     t = 0
@@ -185,19 +204,24 @@ def train_secure_lr(
                                                                        min_rows))]
         # Offline phase: the dealer's material for the whole epoch depends on no data, only on the schedule.
         start = time.perf_counter()
-        material = {bt: _deal(dealer, roles, rows, bt) for rows, bt in batches}
+        material = {bt: _deal(dealer, roles, rows, bt, shared) for rows, bt in batches}
         dealing.append(time.perf_counter() - start)
         start = time.perf_counter()
         for rows, bt in batches:
-            _batch(transport, relay, dealer, roles, rows, bt, validation=False, material=material[bt])
+            batch(rows, bt, validation=False, material=material[bt])
         t += len(batches)
-        relay.wave(transport, (relay.request(p, "vlr.flush") for p in parties))
+        if not shared:  # shared weights: the last update runs before the first validation batch
+            relay.wave(transport, (relay.request(p, "vlr.flush") for p in parties))
         seconds.append(time.perf_counter() - start)
         sum_sq = 0.0
         for rows in val_batches:
-            sum_sq += _batch(transport, relay, dealer, roles, rows, t, validation=True)
+            sum_sq += batch(rows, t, validation=True)
             t += 1
         brier = sum_sq / max(len(val_rows), 1)
+        if shared and not brier <= 1.0:
+            raise ValueError(f"vertical LR (shared weights): the validation score of epoch {epoch} is {brier:.4g}, "
+                             "above 1, which a probability score cannot reach: the shared logits left the sigmoid "
+                             "polynomial's range and training diverged; lower learning_rate or raise l2")
         briers.append(brier)
         record = {"epoch": epoch, "val_brier": brier, "seconds": seconds[-1], "dealer_seconds": dealing[-1]}
         history.append(record)
@@ -212,47 +236,77 @@ def train_secure_lr(
                 stopped = True
                 break
     relay.wave(transport, (relay.request(p, "vlr.checkpoint", meta={"restore": True}) for p in parties))
+    if shared:  # only the final weights are opened, each to its owner
+        relay.wave(transport, (relay.request(p, "vlr.wopen") for p in parties))
     relay.wave(transport, (relay.request(p, "vlr.finish") for p in parties))
     return VerticalLRResult(
         epochs_run=len(briers), best_epoch=best_epoch, val_brier=briers, epoch_seconds=seconds,
-        stopped_early=stopped, features=features, waves_per_batch=4 if roles.others else 3, history=history,
+        stopped_early=stopped, features=features,
+        waves_per_batch=(4 if roles.others else 3) + (3 if shared else 0), history=history,
         dealer_seconds=dealing)
 
 
-def _deal(dealer: Dealer, roles: Roles, rows: np.ndarray, t: int) -> dict[str, object]:
-    """Everything the dealer contributes to training batch t: the helper's halves of the powers of a and
-    of the truncation triple, and each holder's halves C_Q of every other party's gradient product."""
+def _deal(dealer: Dealer, roles: Roles, rows: np.ndarray, t: int, shared: bool = False,
+          validation: bool = False) -> dict[str, object]:
+    """Everything the dealer contributes to batch t: the helper's halves of the powers of a and of the
+    truncation triple, each holder's halves C_Q of every other party's gradient product (training) and,
+    with shared weights, the logit truncation triple and each co-holder's half of X_p w_p^(h)."""
     n = len(rows) + audit_count(len(rows))  # the holders sacrifice the extra tuples to check them
-    return {"A": np.stack(dealer.powers(f"A/{t}", n, POLY.degree, seeded=roles.bank)),
-            "T": np.stack(dealer.truncation_pair(f"T/{t}", n, TRUNC_SHIFT, seeded=roles.bank)),
-            "C": {q: {p: dealer.cross_correction(p, q, t, rows) for p in roles.all if p != q} for q in roles.holders}}
+    out: dict[str, object] = {
+        "A": np.stack(dealer.powers(f"A/{t}", n, POLY.degree, seeded=roles.bank)),
+        "T": np.stack(dealer.truncation_pair(f"T/{t}", n, TRUNC_SHIFT, seeded=roles.bank))}
+    if not validation:
+        out["C"] = {q: {p: dealer.cross_correction(p, q, t, rows) for p in roles.all if p != q} for q in roles.holders}
+    if shared:
+        out["TZ"] = np.stack(dealer.truncation_pair(f"TZ/{t}", n, Z_SHIFT, seeded=roles.bank))
+        out["B"] = {p: dealer.logit_correction(p, roles.co_holder(p), t, rows, validation=validation)
+                    for p in roles.all}
+    return out
 
 
 def _batch(transport: Transport, relay: Relay, dealer: Dealer, roles: Roles, rows: np.ndarray, t: int, *,
-           validation: bool, material: dict[str, object] | None = None) -> float:
+           validation: bool, material: dict[str, object] | None = None, shared: bool = False,
+           pending: dict[str, int | None] | None = None, columns: dict[str, int] | None = None) -> float:
     """Waves 1-4 of one batch (plus the square wave for validation). Returns the opened sum of r^2
     (validation: only when the holders open it, after the pass's last batch; otherwise 0)."""
     n = len(rows)
     holders = [roles.bank, roles.helper]
     meta = {"t": t, "validation": validation}
     if validation:
-        n_dealt = n + audit_count(n)
-        mine: dict[str, object] = {
-            "A": np.stack(dealer.powers(f"A/{t}", n_dealt, POLY.degree, seeded=roles.bank)),
-            "T": np.stack(dealer.truncation_pair(f"T/{t}", n_dealt, TRUNC_SHIFT, seeded=roles.bank))}
+        mine: dict[str, object] = _deal(dealer, roles, rows, t, shared, validation=True)
     else:
         assert material is not None
         mine = material
+    if shared:
+        assert pending is not None and columns is not None
+        tp = pending["t"]
+
+        def update_request(p: str) -> Message:
+            arrays: dict[str, np.ndarray] = {}
+            if tp is not None:  # the co-holder's halves of the owners' update truncation triples
+                arrays = {f"W:{o}": np.stack(dealer.truncation_pair(f"W/{o}/{tp}", columns[o], W_SHIFT, seeded=o))
+                          for o in roles.all if o != p and roles.co_holder(o) == p}
+            return relay.request(p, "vlr.wupdate", arrays, meta)
+
+        relay.wave(transport, (update_request(p) for p in roles.all))
+        relay.wave(transport, (relay.request(p, "vlr.wshare", meta=meta) for p in roles.all))
+        pending["t"] = None if validation else t
 
     def forward_request(p: str) -> Message:
         arrays: dict[str, np.ndarray] = {"rows": rows}
         if p == roles.helper:
             arrays["A"], arrays["T"] = mine["A"], mine["T"]  # type: ignore[assignment]
+            if shared:
+                arrays["TZ"] = mine["TZ"]  # type: ignore[assignment]
+        if shared:
+            arrays.update({f"B:{o}": b for o, b in mine["B"].items() if roles.co_holder(o) == p})  # type: ignore[attr-defined]
         return relay.request(p, "vlr.forward", arrays, meta)
 
     relay.wave(transport, (forward_request(p) for p in roles.all))
     if roles.others:
         relay.wave(transport, [relay.request(roles.helper, "vlr.share", meta=meta)])
+    if shared:
+        relay.wave(transport, (relay.request(p, "vlr.ztrunc", meta=meta) for p in holders))
     relay.wave(transport, (relay.request(p, "vlr.poly", meta=meta) for p in holders))
 
     def trunc_request(p: str) -> Message:
