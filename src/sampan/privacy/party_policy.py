@@ -44,11 +44,11 @@ party can only hold the coordinator to the settings it was sent.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from sampan.files import atomic_write_bytes
 from sampan.horizontal.learner import TrainConfig
 from sampan.privacy.dp3 import settings_noise_multiplier
 from sampan.privacy.dpsgd import DPSGDConfig, planned_steps
@@ -105,14 +105,8 @@ class PartyPrivacyPolicy:
     def _persist(self, ledger: Ledger) -> None:
         if self.ledger_path is None:
             return
-        path = Path(self.ledger_path)
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(ledger.to_json())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        # a unique temporary file per write (two runs may charge at once), fsynced, then renamed over
+        atomic_write_bytes(Path(self.ledger_path), ledger.to_json().encode(), mode=0o600)
 
     # --- checks ----------------------------------------------------------------------------------
     def _noise(self, party: str, field_name: str, value: Any) -> float:
