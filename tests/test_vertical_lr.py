@@ -129,6 +129,7 @@ def _plaintext_reference(parties, splits: Splits, config: VerticalLRConfig, seed
     """The same optimiser on the pooled aligned columns in floating point: the function secure LR computes."""
     names = list(parties)
     clip = config.clip_for(len(names))
+    shared = config.shared_weights  # shared weights: partial logits are neither clipped nor rounded per party
     X, W = {}, {}
     y_all = parties["bank"].data.y[parties["bank"].psi.aligned_rows].astype(float)
     y = y_all[splits.train]
@@ -145,7 +146,8 @@ def _plaintext_reference(parties, splits: Splits, config: VerticalLRConfig, seed
     min_rows = min_batch_rows(max(x.shape[1] for x in X.values()))
     for _ in range(config.epochs):
         for rows in epoch_batches(rng.permutation(len(y)), config.batch_size, min_rows):
-            z = sum(np.rint(np.clip(X[n][rows] @ W[n], -clip, clip) * 32) / 32 for n in names)
+            z = (sum(X[n][rows] @ W[n] for n in names) if shared else
+                 sum(np.rint(np.clip(X[n][rows] @ W[n], -clip, clip) * 32) / 32 for n in names))
             r = SIGMOID_POLY(z) - y[rows]
             for n in names:
                 mask = np.ones_like(W[n])
@@ -155,19 +157,24 @@ def _plaintext_reference(parties, splits: Splits, config: VerticalLRConfig, seed
     return W
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["plaintext-gradient", "shared-weights"])
 @pytest.mark.parametrize("three_parties", [False, True])
-def test_secure_lr_matches_plaintext_lr_on_pooled_columns(three_parties: bool) -> None:
+def test_secure_lr_matches_plaintext_lr_on_pooled_columns(three_parties: bool, shared: bool) -> None:
     session, parties, _ = _session(_vertical_tables(three_parties))
     splits = Splits.random(session.n_aligned, seed=1)
     # min_delta < 0: every epoch counts as the best, so the final weights are the last epoch's.
-    config = VerticalLRConfig(epochs=3, batch_size=128, learning_rate=0.3, l2=1e-3, patience=3, min_delta=-1.0)
+    config = VerticalLRConfig(epochs=3, batch_size=128, learning_rate=0.3, l2=1e-3, patience=3, min_delta=-1.0,
+                              shared_weights=shared)
     result = session.train(splits, config, seed=5)
-    assert result.epochs_run == 3 and result.waves_per_batch == (4 if three_parties else 3)
+    assert result.epochs_run == 3 and result.waves_per_batch == (4 if three_parties else 3) + (3 if shared else 0)
     reference = _plaintext_reference(parties, splits, config, seed=5)
+    # plaintext gradient: a rounding step flipped by a random mask moves a weight ~2e-5; shared weights: the
+    # summed logit is truncated to 2^-5 (one unit either way) where the float reference does not round it
+    atol = 1e-3 if shared else 3e-4
     for name, party in parties.items():
         part = party.lr.part
         got = np.append(part.weights, part.intercept) if name == "bank" else part.weights
-        np.testing.assert_allclose(got, reference[name], atol=3e-4, err_msg=name)  # a rounding step flipped by a random mask moves a weight ~2e-5
+        np.testing.assert_allclose(got, reference[name], atol=atol, err_msg=name)
         assert np.abs(got).max() > 0.05  # it learned something
     metrics = session.evaluate(splits.test)
     # The jointly evaluated AUC is the AUC of the summed partial logits, computed here in the clear.

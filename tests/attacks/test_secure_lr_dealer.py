@@ -66,7 +66,7 @@ def test_without_the_audit_a_shifting_dealer_reads_validation_labels(monkeypatch
     targets = [*np.flatnonzero(y_val == 1)[:3], *np.flatnonzero(y_val == 0)[:3]]  # the rows it chooses to read
     monkeypatch.setattr(training, "Dealer", _malicious_dealer(n_val, every_tuple=False, targets=targets))
     epochs = len(targets)
-    result = session.train(splits, VerticalLRConfig(epochs=epochs, batch_size=512, patience=epochs), seed=1)
+    result = session.train(splits, VerticalLRConfig(shared_weights=False, epochs=epochs, batch_size=512, patience=epochs), seed=1)
     sums = np.array(result.val_brier) * n_val  # what the coordinator is shown
     r_hat = (SHIFT ** 2 - sums) / (2 * SHIFT)
     assert n_val < 512 and len(sums) == epochs
@@ -82,14 +82,14 @@ def test_the_holders_catch_a_dealer_that_corrupts_tuples(monkeypatch: pytest.Mon
     monkeypatch.setattr(training, "Dealer", _malicious_dealer(n_val + secure_lr.audit_count(n_val), every_tuple))
     epochs = 1 if every_tuple else 150  # one tuple a pass escapes a pass with probability ~8/9: 150 passes ~ 2e-8
     with pytest.raises(PartyError, match="party 'payments': the dealer's correlated randomness .* failed the audit"):
-        session.train(splits, VerticalLRConfig(epochs=epochs, batch_size=512, patience=epochs, learning_rate=0.01),
-                      seed=1)
+        session.train(splits, VerticalLRConfig(shared_weights=False, allow_gradient_label_leakage=True, epochs=epochs,
+                                               batch_size=512, patience=epochs, learning_rate=0.01), seed=1)
 
 
 def test_an_honest_dealer_passes_the_audit() -> None:
     session, _ = _session()
     splits = Splits.random(session.n_aligned or 0, seed=1)
-    result = session.train(splits, VerticalLRConfig(epochs=2, batch_size=64, patience=2), seed=1)
+    result = session.train(splits, VerticalLRConfig(shared_weights=False, epochs=2, batch_size=64, patience=2), seed=1)
     assert result.epochs_run == 2
 
 
@@ -106,4 +106,4 @@ def test_a_dealer_that_deals_zero_masks_is_refused(monkeypatch: pytest.MonkeyPat
     splits = Splits.random(session.n_aligned or 0, seed=1)
     monkeypatch.setattr(training, "Dealer", ZeroMaskDealer)
     with pytest.raises(PartyError, match=r"the opened delta = z - a is not masked"):
-        session.train(splits, VerticalLRConfig(epochs=1, batch_size=128, patience=1), seed=1)
+        session.train(splits, VerticalLRConfig(shared_weights=False, epochs=1, batch_size=128, patience=1), seed=1)

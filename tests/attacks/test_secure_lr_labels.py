@@ -105,7 +105,7 @@ def test_the_tail_batch_no_longer_gives_a_partner_the_residual_and_labels() -> N
     tap = ResidualTap({h: CuriousView(parties[h]) for h in ("bank", "payments")})
     d = tables["delivery"].X.shape[1]
     batch_size = _schedule_with_a_short_tail(len(splits.train), d)
-    session.train(splits, VerticalLRConfig(epochs=1, batch_size=batch_size, patience=1), seed=2)
+    session.train(splits, VerticalLRConfig(shared_weights=False, epochs=1, batch_size=batch_size, patience=1), seed=2)
 
     smallest = min(spy.batches, key=lambda b: len(b["rows"]))
     assert len(smallest["rows"]) >= min_batch_rows(16) > d  # the tail was merged (1064fb2: a batch of <= d rows)
@@ -134,7 +134,7 @@ def test_a_partner_cannot_project_the_residual_on_its_own_pad() -> None:
     splits = Splits.random(session.n_aligned or 0, seed=1)
     spies = {p: CuriousView(parties[p]) for p in ("bank", "payments", "delivery")}
     tap = ResidualTap({h: spies[h] for h in ("bank", "payments")})
-    session.train(splits, VerticalLRConfig(epochs=1, batch_size=128, patience=1), seed=3)
+    session.train(splits, VerticalLRConfig(shared_weights=False, epochs=1, batch_size=128, patience=1), seed=3)
     for name, spy in spies.items():
         assert spy.batches
         for batch in spy.batches[:3]:
@@ -180,7 +180,7 @@ def test_the_holders_refuse_a_schedule_that_would_expose_the_residual(monkeypatc
     batch_size = _schedule_with_a_short_tail(len(splits.train), 5)
     monkeypatch.setattr(training, "epoch_batches", schedule)
     with pytest.raises(PartyError, match=r"party '(bank|payments)': (refusing a training batch|this batch leaves)"):
-        session.train(splits, VerticalLRConfig(epochs=1, batch_size=batch_size, patience=1), seed=2)
+        session.train(splits, VerticalLRConfig(shared_weights=False, epochs=1, batch_size=batch_size, patience=1), seed=2)
 
 
 def test_small_batch_settings_are_refused_naming_the_field() -> None:
@@ -194,7 +194,7 @@ def test_small_batch_settings_are_refused_naming_the_field() -> None:
     session, _ = _session(tables)
     splits = Splits.random(session.n_aligned or 0, seed=1)
     with pytest.raises(ValueError, match=r"batch_size 64 is below the minimum of 80 rows"):
-        session.train(splits, VerticalLRConfig(epochs=1, batch_size=64), seed=1)
+        session.train(splits, VerticalLRConfig(shared_weights=False, epochs=1, batch_size=64), seed=1)
 
 
 # --- the deployed path: a coordinator and party agents over gRPC with mutual TLS --------------------------

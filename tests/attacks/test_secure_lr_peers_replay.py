@@ -89,7 +89,7 @@ def test_replaying_peers_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     session, parties, peers = _run()
     sp = Splits.random(session.n_aligned or 0, seed=1)
     monkeypatch.setattr(T.secrets, "token_hex", lambda n=16: "f" * 32)  # the coordinator repeats its nonce
-    config = T.VerticalLRConfig(epochs=1, batch_size=256, patience=1)
+    config = T.VerticalLRConfig(shared_weights=False, epochs=1, batch_size=256, patience=1)
     session.train(sp, config, seed=2)
     with pytest.raises(PartyError, match="refusing a second vertical.peers"):
         peers()
@@ -107,7 +107,7 @@ def test_a_repeated_coordinator_nonce_gives_fresh_streams_even_if_a_party_forgot
     spy = _Spy(parties)
     monkeypatch.setattr(T.secrets, "token_hex", lambda n=16: "f" * 32)
     monkeypatch.setattr(SecureLRParty, "_fresh", lambda self, instance, seed: None)
-    config = T.VerticalLRConfig(epochs=1, batch_size=256, patience=1)
+    config = T.VerticalLRConfig(shared_weights=False, epochs=1, batch_size=256, patience=1)
     session.train(sp, config, seed=2)
     spy.k = 1
     session.train(sp, config, seed=2)

@@ -72,7 +72,7 @@ def test_two_trainings_in_one_run_use_independent_prg_streams() -> None:
     splits = Splits.random(session.n_aligned or 0, seed=1)
     for k, rate in enumerate((0.3, 0.05)):  # the run's LR, then a second model on the same channels
         tap.training = k
-        session.train(splits, VerticalLRConfig(epochs=1, batch_size=64, learning_rate=rate, patience=1), seed=4)
+        session.train(splits, VerticalLRConfig(shared_weights=False, epochs=1, batch_size=64, learning_rate=rate, patience=1), seed=4)
     common = sorted(t for (k, t) in tap.masked if k == 0 and (1, t) in tap.masked and t > 0)
     assert len(common) >= 3
     for t in common:
@@ -88,27 +88,27 @@ def test_a_replayed_instance_nonce_is_refused(monkeypatch: pytest.MonkeyPatch) -
     session, _ = _session()
     splits = Splits.random(session.n_aligned or 0, seed=1)
     monkeypatch.setattr(training.secrets, "token_hex", lambda n=16: "ab" * n)  # a coordinator that repeats itself
-    session.train(splits, VerticalLRConfig(epochs=1, batch_size=128, patience=1), seed=4)
+    session.train(splits, VerticalLRConfig(shared_weights=False, epochs=1, batch_size=128, patience=1), seed=4)
     with pytest.raises(PartyError, match="reuses an earlier instance nonce or dealer seed"):
-        session.train(splits, VerticalLRConfig(epochs=1, batch_size=128, patience=1), seed=4)
+        session.train(splits, VerticalLRConfig(shared_weights=False, epochs=1, batch_size=128, patience=1), seed=4)
 
 
 def test_a_replayed_dealer_seed_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     session, _ = _session()
     splits = Splits.random(session.n_aligned or 0, seed=1)
     monkeypatch.setattr(dealer_module.os, "urandom", lambda n: b"\x07" * n)  # a dealer that deals the same masks
-    session.train(splits, VerticalLRConfig(epochs=1, batch_size=128, patience=1), seed=4)
+    session.train(splits, VerticalLRConfig(shared_weights=False, epochs=1, batch_size=128, patience=1), seed=4)
     with pytest.raises(PartyError, match="reuses an earlier instance nonce or dealer seed"):
-        session.train(splits, VerticalLRConfig(epochs=1, batch_size=128, patience=1), seed=4)
+        session.train(splits, VerticalLRConfig(shared_weights=False, epochs=1, batch_size=128, patience=1), seed=4)
 
 
 def test_a_fresh_connection_may_train_again() -> None:
     """Refusal is per set of channels: after a reconnect (fresh run keys) the same run trains normally."""
     session, _ = _session()
     splits = Splits.random(session.n_aligned or 0, seed=1)
-    session.train(splits, VerticalLRConfig(epochs=1, batch_size=128, patience=1), seed=4)
+    session.train(splits, VerticalLRConfig(shared_weights=False, epochs=1, batch_size=128, patience=1), seed=4)
     session.connect()
-    session.train(splits, VerticalLRConfig(epochs=1, batch_size=128, patience=1), seed=4)
+    session.train(splits, VerticalLRConfig(shared_weights=False, epochs=1, batch_size=128, patience=1), seed=4)
 
 
 def test_a_repeated_batch_index_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,4 +124,4 @@ def test_a_repeated_batch_index_is_refused(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setattr(training, "_batch", replaying)
     with pytest.raises(PartyError, match="refusing batch index 0"):
-        session.train(splits, VerticalLRConfig(epochs=1, batch_size=64, patience=1), seed=4)
+        session.train(splits, VerticalLRConfig(shared_weights=False, epochs=1, batch_size=64, patience=1), seed=4)

@@ -21,6 +21,9 @@ A vertical TOML has a `[vertical]` table instead of the horizontal `[[parties]]`
     categories = {}                # e.g. { sector = ["retail", "trading"] } for one-hot columns
     [vertical.lr]                  # optional: VerticalLRConfig fields
     learning_rate = 0.2
+    shared_weights = true          # the default: no party sees its plaintext gradient (false: it does, and
+                                   # over many epochs can solve for the labels; needs
+                                   # allow_gradient_label_leakage = true once epochs x columns >= batch_size)
     [vertical.gbdt]                # optional: GBDTParams fields
     n_trees = 100
     [vertical.scorecard]
@@ -119,7 +122,8 @@ class VerticalRunConfig(_Strict):
             config.check_capacity(len(self.vertical.parties))
             config.check_batches(max(self._columns(p) for p in self.vertical.parties))
         except (TypeError, ValueError) as exc:
-            field = next((f for f in ("batch_size", "logit_clip", "learning_rate", "epochs", "patience", "l2")
+            field = next((f for f in ("shared_weights", "batch_size", "logit_clip", "learning_rate", "epochs",
+                                      "patience", "l2")
                           if f in str(exc)), None)
             raise ConfigError(f"vertical.lr{'.' + field if field else ''}: {exc}") from None
         return config

@@ -38,9 +38,9 @@ class VerticalLRConfig:
     patience: int = 5
     min_delta: float = 1e-5
     logit_clip: float | None = None   # per-party partial-logit bound; default: the sigmoid fit range / parties
-    # Weights kept as additive shares: no party sees its plaintext gradient (which, over many epochs, gives
-    # a party the residuals and the labels). Partial logits are then not clipped (see secure_lr).
-    shared_weights: bool = False
+    # Weights kept as additive shares (the default): no party sees its plaintext gradient, which over many
+    # epochs gives a party the residuals and the labels. Partial logits are then not clipped (see secure_lr).
+    shared_weights: bool = True
     # plaintext-gradient mode only: accept epochs x widest party's columns >= batch_size (labels leak)
     allow_gradient_label_leakage: bool = False
 
@@ -81,6 +81,12 @@ class VerticalLRConfig:
                              "for the residual and the labels")
         if n_train is not None and n_train < need:
             raise ValueError(f"vertical LR: {n_train} training rows are fewer than one batch of {need} rows")
+        if not self.shared_weights and not self.allow_gradient_label_leakage \
+                and self.epochs * max_columns >= self.batch_size:
+            raise ValueError(f"vertical LR: shared_weights = false with epochs {self.epochs} x {max_columns} columns of "
+                             f"the widest party >= batch_size {self.batch_size}: each party sees its plaintext gradient, "
+                             "and over that many epochs a party can solve for the residuals and hence the labels; use "
+                             "shared_weights = true, or set allow_gradient_label_leakage = true to accept the leak")
         return need
 
     def __post_init__(self) -> None:
