@@ -1,0 +1,71 @@
+"""Finding 22 with shared weights: a malicious dealer shifts one validation row's logit to read its label.
+
+With shared weights the dealer deals, per row, the co-holder's half U b - D of a party's partial logit; it
+cannot be audited without revealing a weight share. A dealer that adds a large shift there at validation
+position k moves that row's residual to ~(1 - y) or ~(-y) and reads the label from the opened score (against
+an uncorrupted epoch). The parties now order validation rows by a permutation derived from the instance nonce
+(which includes the residual holders' own sealed contributions), so position k is a row the coordinator cannot
+name: the reads it gets are labels of unknown rows. Positive control: with the identity order the same dealer
+reads every targeted label.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from test_secure_lr_labels import _session
+
+from sampan.data import make_sme_consortium
+from sampan.vertical import secure_lr, training
+from sampan.vertical.dealer import Dealer
+from sampan.vertical.session import Splits
+from sampan.vertical.training import VerticalLRConfig
+
+SHIFT = np.uint64(6 << 40)  # +6 on the logit (shares at 2^-40)
+
+
+def _targeting_dealer(targets: list[int]) -> type[Dealer]:
+    """Shifts the bank's partial logit at validation position targets[j] in epoch 2j+2 (odd epochs clean)."""
+
+    class Shifting(Dealer):
+        calls = 0
+
+        def logit_correction(self, party, holder, t, rows, *, validation):  # type: ignore[no-untyped-def]
+            out = super().logit_correction(party, holder, t, rows, validation=validation)
+            if validation and party == "bank" and rows[0] == 0:
+                Shifting.calls += 1
+                epoch = Shifting.calls
+                if epoch % 2 == 0 and epoch // 2 - 1 < len(targets):
+                    out = out.copy()
+                    out[targets[epoch // 2 - 1]] += SHIFT
+            return out
+
+    return Shifting
+
+
+def _attack(monkeypatch: pytest.MonkeyPatch, identity_order: bool) -> tuple[int, int]:
+    session, parties = _session(make_sme_consortium(3000, seed=11).vertical)
+    sp = Splits.random(session.n_aligned or 0, seed=1)
+    y_val = parties["bank"].data.y[parties["bank"].psi.aligned_rows][sp.val]
+    targets = [int(k) for k in np.flatnonzero(y_val == 1)[:5]] + [int(k) for k in np.flatnonzero(y_val == 0)[:3]]
+    if identity_order:
+        monkeypatch.setattr(secure_lr, "validation_order", lambda instance, n: np.arange(n))
+    monkeypatch.setattr(training, "Dealer", _targeting_dealer(targets))
+    epochs = 2 * len(targets) + 1
+    result = session.train(sp, VerticalLRConfig(epochs=epochs, batch_size=512, learning_rate=0.002,
+                                                patience=epochs), seed=1)
+    scores = np.array(result.val_brier) * len(sp.val)
+    read = [int(scores[2 * j + 1] - scores[2 * j] < 0) for j in range(len(targets))]  # score fell: y = 1
+    right = sum(int(r == y_val[k]) for r, k in zip(read, targets))
+    return right, len(targets)
+
+
+def test_a_dealer_cannot_aim_a_logit_shift_at_a_named_validation_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    right, n = _attack(monkeypatch, identity_order=False)
+    assert right <= n - 2, f"the dealer read {right} of {n} targeted validation labels"
+
+
+def test_positive_control_with_the_identity_order_the_dealer_reads_the_targets(monkeypatch: pytest.MonkeyPatch) -> None:
+    right, n = _attack(monkeypatch, identity_order=True)
+    assert right == n
