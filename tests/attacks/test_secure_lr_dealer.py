@@ -62,6 +62,9 @@ def test_without_the_audit_a_shifting_dealer_reads_validation_labels(monkeypatch
     n_val = len(splits.val)
     monkeypatch.setattr(secure_lr, "audit_count", lambda n: 0)
     monkeypatch.setattr(training, "audit_count", lambda n: 0)
+    # and with validation rows in their plain order (the secret per-instance order also hides which row a
+    # corrupted position is: tests/attacks/test_secure_lr_shared_dealer.py)
+    monkeypatch.setattr(secure_lr, "validation_order", lambda instance, n: np.arange(n))
     y_val = parties["bank"].data.y[parties["bank"].psi.aligned_rows][splits.val]  # the test's god view
     targets = [*np.flatnonzero(y_val == 1)[:3], *np.flatnonzero(y_val == 0)[:3]]  # the rows it chooses to read
     monkeypatch.setattr(training, "Dealer", _malicious_dealer(n_val, every_tuple=False, targets=targets))
