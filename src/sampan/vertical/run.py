@@ -26,6 +26,7 @@ from sampan.vertical.model import LocalLinearPart
 from sampan.vertical.scoring import REVEALS as SCORING_REVEALS
 from sampan.vertical.scoring import ScoreResult
 from sampan.vertical.secure_lr import REVEALS as SECURE_LR_REVEALS
+from sampan.vertical.secure_lr import reveals as secure_lr_reveals
 from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
 from sampan.models.gbdt import GBDTParams
 from sampan.models.scorecard import ScoreScaling, gini
@@ -40,7 +41,7 @@ from sampan.vertical.woe import federated_woe
 
 __all__ = ["VerticalRunOutcome", "run_vertical", "load_parts", "score_with_parts", "score_with_gbdt", "TRAINING_REVEALS"]
 
-TRAINING_REVEALS = SECURE_LR_REVEALS  # the receipt text lives next to the protocol (secure_lr.REVEALS)
+TRAINING_REVEALS = SECURE_LR_REVEALS  # the default mode's receipt text (secure_lr.reveals); runs record their own
 
 Progress = Callable[[str, Mapping[str, Any]], None]
 
@@ -103,7 +104,8 @@ def run_vertical(
         training = {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
                     "stopped_early": result.stopped_early, "features": result.features,
                     "mean_epoch_seconds": float(np.mean(result.epoch_seconds)),
-                    "waves_per_batch": result.waves_per_batch}
+                    "waves_per_batch": result.waves_per_batch, "shared_weights": bool(config.shared_weights),
+                    "reveals": secure_lr_reveals(config.shared_weights)}
         say("stage", {"stage": "evaluating"})
         joint = session.evaluate(splits.test)
         bank_only = session.bank_only(splits, config, seed=seed)
@@ -282,7 +284,7 @@ def write_vertical_report(store: Store, run_id: str, report_dir: Path) -> Path:
                f"{escape(', '.join(f'{k}: {v:,}' for k, v in (alignment.get('pairwise') or {}).items()))}.</p>"
                if alignment.get("pairwise") else ""))),
         ReportSection("What each party learned", (
-            f"<p>{escape(TRAINING_REVEALS)}</p><p>{escape(SCORING_REVEALS)}</p>"
+            f"<p>{escape(str(training.get('reveals', TRAINING_REVEALS)))}</p><p>{escape(SCORING_REVEALS)}</p>"
             f"<p>Training ran {training.get('epochs_run', 0)} epochs (best: {training.get('best_epoch', 0)}), "
             f"{training.get('waves_per_batch', 0)} message waves per minibatch. Messages each party sent "
             "(every party-to-party payload sealed end to end; the coordinator relays ciphertext):</p>"
@@ -337,7 +339,8 @@ def vertical_receipt(store: Store, run_id: str) -> dict[str, Any]:
         "run_id": run_id, "workflow": "vertical", "status": run.status,
         "threat_model": "Semi-honest parties; the coordinator relays sealed envelopes, deals correlated "
                         "randomness and does not collude with a data party.",
-        "reveals": {"alignment": info.get("alignment", {}).get("reveals"), "training": TRAINING_REVEALS,
+        "reveals": {"alignment": info.get("alignment", {}).get("reveals"),
+                    "training": (info.get("training") or {}).get("reveals", TRAINING_REVEALS),
                     "scoring": SCORING_REVEALS, **(info.get("extra_reveals") or {})},
         "alignment": {k: v for k, v in info.get("alignment", {}).items() if k != "reveals"},
         "protection": "every party-to-party payload sealed with ChaCha20-Poly1305 under a per-run X25519 "

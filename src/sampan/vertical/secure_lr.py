@@ -111,6 +111,16 @@ What a malicious dealer can do (the coordinator, if it deviates)
   it reads about 8 rows on average before the run stops. The square pair needs no audit: its
   result is sum r^2 + (B - A^2), an offset independent of the data. Gradient corrections C_Q feed
   only a party's own weights, hence the score only as an aggregate.
+* **Shared weights add dealt values that are not audited**: the co-holder's logit correction U b - D
+  (per row) and the weight-update truncation triples (per weight). A wrong correction shifts one row's
+  logit; at a validation position that would read a label through the score, so validation rows are
+  processed in a secret order (`validation_order`, derived from the instance nonce with the holders'
+  sealed contributions): the dealer can shift position k but cannot name the row there, so what it
+  reads is the label of an unknown row (`tests/attacks/test_secure_lr_shared_dealer.py`). The same
+  order also hides which row a corrupted truncation tuple hits. A zero (or known) mask in a
+  weight-update truncation shows the co-holder that party's update (its gradient), and a zero mask b
+  shows the owner the co-holder's weight share: gifts to a holder that the dealer itself learns only by
+  colluding with it.
 * **Learn with a party**: the dealer knows every pad U and mask a, so a dealer colluding with a data
   party opens what that party holds masked (E -> X_p; delta -> z; c -> the residual). Non-collusion is
   load-bearing and cannot be checked.
@@ -185,7 +195,7 @@ def reveals(shared_weights: bool) -> str:
         "use shared_weights when labels must stay private. Per training batch the gradient X_p^T r is d_p linear "
         "projections of that batch's residual (d_p = the party's number of columns, the bank's intercept "
         "included); each party learns its own weights. ")
-    return _REVEALS_HEAD + mode + _REVEALS_TAIL
+    return _REVEALS_HEAD + mode + _REVEALS_TAIL + (_REVEALS_SHARED_DEALER if shared_weights else "") + _REVEALS_END
 
 
 _REVEALS_HEAD = (
@@ -203,9 +213,14 @@ _REVEALS_TAIL = (
     "is caught by the holders' audit of 1/8 sacrificed tuples per batch with probability ~1/9 per corrupted "
     "tuple; reused dealer seeds or protocol nonces and unmasked openings are refused (a malicious dealer can still "
     "deal the same mask values under fresh seeds, which shows the two residual holders differences of masked values; "
-    "it learns them itself only by colluding with a holder). Evaluation on held-out rows reveals the final scores of those rows to the bank, exactly as "
-    "scoring them would."
-)
+    "it learns them itself only by colluding with a holder). Validation rows are processed in a per-instance order "
+    "the coordinator cannot compute, so a corrupted dealt value at a validation position hits a row it cannot name")
+_REVEALS_SHARED_DEALER = (
+    " (with shared weights the per-row logit corrections and the weight-update truncations are not audited: a "
+    "malicious dealer can bias training and the score through them, and a zero mask there would show a holder a "
+    "party's update)")
+_REVEALS_END = (
+    ". Evaluation on held-out rows reveals the final scores of those rows to the bank, exactly as scoring them would.")
 REVEALS = reveals(True)  # the default mode
 
 FEATURE_BITS = 16
