@@ -354,3 +354,44 @@ def test_validation_brier_stays_a_probability_score_on_wide_correlated_ratios() 
     result = session.train(splits, VerticalLRConfig(epochs=12, learning_rate=0.2, patience=12), seed=0)
     assert max(result.val_brier) <= 1.07 ** 2 and min(result.val_brier) < 0.1
     assert session.evaluate(splits.test)["auc"] > 0.85
+
+
+# --- shared weights -----------------------------------------------------------------------------------
+def test_shared_weights_that_leave_the_polynomial_range_stop_training_with_a_clear_error() -> None:
+    """Shared logits cannot be clipped: a run whose logits leave the sigmoid polynomial's range (here the bank's
+    intercept share pushed to 30 before validation, as a diverged run would be) drives the opened validation
+    score above 1, and training stops."""
+    from sampan.vertical.ring import encode as ring_encode
+    from sampan.vertical.secure_lr import WEIGHT_BITS
+
+    session, parties, _ = _session(_vertical_tables(False))
+    splits = Splits.random(session.n_aligned, seed=1)
+    bank = parties["bank"]
+    original = bank.app._handlers["vlr.wshare"]
+
+    def push(msg: Message) -> Message:
+        reply = original(msg)
+        if msg.meta.get("validation"):
+            bank.lr.state.w_own[-1] = ring_encode(30.0, WEIGHT_BITS)[()]
+        return reply
+
+    bank.app._handlers["vlr.wshare"] = push
+    with pytest.raises(ValueError, match="above 1, which a probability score cannot reach"):
+        session.train(splits, VerticalLRConfig(epochs=2, batch_size=128), seed=1)
+
+
+def test_shared_weights_settings_in_a_run_file() -> None:
+    from sampan.config import ConfigError
+    from sampan.vertical.config import VerticalRunConfig
+
+    base = {"label_holder": "bank", "id": "ID", "parties": [
+        {"name": "bank", "path": "b.csv", "label": "y", "features": [f"b{i}" for i in range(9)]},
+        {"name": "p", "path": "p.csv", "features": ["x"]}]}
+    assert VerticalRunConfig.model_validate({"vertical": base}).lr_config().shared_weights  # the default
+    leaky = {**base, "lr": {"shared_weights": False, "epochs": 60, "batch_size": 512}}
+    with pytest.raises(ConfigError, match="vertical.lr.shared_weights: .*allow_gradient_label_leakage"):
+        VerticalRunConfig.model_validate({"vertical": leaky}).lr_config()
+    accepted = {**base, "lr": {**leaky["lr"], "allow_gradient_label_leakage": True}}
+    assert not VerticalRunConfig.model_validate({"vertical": accepted}).lr_config().shared_weights
+    with pytest.raises(ConfigError, match="learning_rate"):
+        VerticalRunConfig.model_validate({"vertical": {**base, "lr": {"learning_rate": 3.0}}}).lr_config()
