@@ -137,6 +137,9 @@ def check_authority(ca: x509.Certificate, *, now: dt.datetime | None = None, pee
                             "the consortium operator must issue a new CA and certificates")
 
 
+_ISSUED_CACHE_SIZE = 4096  # certificates per verifier whose CA signature is remembered
+
+
 def _check_is_ca(ca: x509.Certificate, peer: str | None = None) -> None:
     try:
         basic = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
@@ -155,17 +158,21 @@ def _check_is_ca(ca: x509.Certificate, peer: str | None = None) -> None:
 
 def check_certificate(cert: x509.Certificate, ca: x509.Certificate, *, peer: str | None = None,
                       role: str | None = None, revoked: frozenset[int] = frozenset(),
-                      now: dt.datetime | None = None, signing: bool = True) -> tuple[str, str]:
+                      now: dt.datetime | None = None, signing: bool = True,
+                      issuer_checked: bool = False) -> tuple[str, str]:
     """The checks every member certificate passes: issued by a valid CA (`check_authority`), in date and not
     outliving the CA, not revoked, named, right role.
 
     `peer` is the name the certificate must carry (CN), `role` the role it must carry (OU). With
-    `signing`, the certificate must also allow digital signatures on a P-256 key. Returns (name, role).
+    `signing`, the certificate must also allow digital signatures on a P-256 key. `issuer_checked`: the
+    caller has already verified the CA's signature on these exact certificate bytes (a cache); every other
+    check, dates and revocation included, still runs. Returns (name, role).
     """
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature):
-        raise IdentityError(peer, "unknown_ca", "certificate is not issued by the consortium CA") from None
+    if not issuer_checked:
+        try:
+            cert.verify_directly_issued_by(ca)
+        except (ValueError, TypeError, InvalidSignature):
+            raise IdentityError(peer, "unknown_ca", "certificate is not issued by the consortium CA") from None
     at = now or _now()
     check_authority(ca, now=at, peer=peer)
     if cert.not_valid_after_utc > ca.not_valid_after_utc:
@@ -258,6 +265,7 @@ class IdentityVerifier:
         self._high = HighWater(state)
         self._crl_path = Path(crl_path) if crl_path else None
         self._crl_digest: bytes | None = None
+        self._issued: dict[bytes, x509.Certificate] = {}  # certificate bytes whose CA signature verified
         self._lock = threading.Lock()
         self._revoked: frozenset[int] = frozenset()
         self._next_update: dt.datetime | None = None
@@ -308,8 +316,13 @@ class IdentityVerifier:
 
     def check(self, peer: str, certificate: bytes | x509.Certificate, *, role: str | None = "party") -> x509.Certificate:
         """The peer's certificate, checked (CA, dates, CRL, name == peer, role, key usage)."""
-        cert = load_certificate(certificate, peer)
-        check_certificate(cert, self.ca, peer=peer, role=role, revoked=self.revoked_serials())
+        raw = certificate if isinstance(certificate, bytes) else None
+        cached = self._issued.get(raw) if raw is not None else None
+        cert = cached if cached is not None else load_certificate(certificate, peer)
+        check_certificate(cert, self.ca, peer=peer, role=role, revoked=self.revoked_serials(),
+                          issuer_checked=cached is not None)
+        if raw is not None and cached is None and len(self._issued) < _ISSUED_CACHE_SIZE:
+            self._issued[raw] = cert  # parsing and the CA's signature are the costly, immutable part
         return cert
 
     def verify(self, peer: str, certificate_pem: bytes, payload: bytes, signature: bytes, *,
