@@ -110,5 +110,5 @@ def test_a_repeated_coordinator_nonce_gives_fresh_streams_even_if_a_party_forgot
     config = T.VerticalLRConfig(shared_weights=False, epochs=1, batch_size=256, patience=1)
     session.train(sp, config, seed=2)
     spy.k = 1
-    session.train(sp, config, seed=2)
+    session.train(sp, config, seed=3)
     assert not spy.reads_differences(), "the helper read the partner's partial-logit differences"
