@@ -79,7 +79,6 @@ def _auc(y: np.ndarray, score: np.ndarray) -> float:
     return max(auc, 1 - auc)  # the attacker may flip the sign
 
 
-@pytest.mark.slow
 def test_a_partner_cannot_stack_gradients_across_epochs_to_read_labels() -> None:
     session, parties = _session(make_sme_consortium(4000, seed=11).vertical)
     sp = Splits.random(session.n_aligned or 0, seed=1)
@@ -104,7 +103,6 @@ def test_plaintext_gradients_are_refused_at_this_many_epochs() -> None:
         config.check_batches(6)
 
 
-@pytest.mark.slow
 def test_with_the_leak_accepted_the_same_attack_reads_the_labels() -> None:
     """Positive control: the stacking attack is real, and the receipt's warning for this mode is true."""
     session, parties = _session(make_sme_consortium(4000, seed=11).vertical)

@@ -129,8 +129,9 @@ What a malicious dealer can do (the coordinator, if it deviates)
   pairwise PRG streams never repeat). This does **not** stop a malicious dealer from dealing the same
   mask values again under fresh seeds (it chooses the non-seeded halves freely): the two holders would
   then see differences of masked values (e.g. z_1 - z_2 from two deltas). The dealer itself learns them
-  only by colluding with a holder, which already opens everything that holder sees masked. A degenerate mask (an opened delta, or every
-  opened c of a batch, inside the small range an unmasked value occupies) is refused; batches below
+  only by colluding with a holder, which already opens everything that holder sees masked. A degenerate
+  mask (an opened delta, or every opened c of a batch, inside the small range an unmasked value
+  occupies) is refused; batches below
   ``min_batch_rows``, repeated rows and batches that re-use rows within an epoch are refused.
 
 Protocol instances: every training (the main LR, the scorecard's LR, every resume) gets a fresh
@@ -144,7 +145,8 @@ a batch index that does not increase within an instance. `vertical.peers` is one
 `vertical.hello` (the private key is dropped once channels are derived), so a replayed key exchange
 cannot rebuild channels with the same PRG keys.
 
-One minibatch costs four message waves (three with one feature holder):
+In plaintext-gradient mode one minibatch costs four message waves (three with one feature holder);
+shared weights add ``vlr.wupdate`` and ``vlr.wshare`` before and ``vlr.ztrunc`` after the forward wave:
 
 1. ``vlr.forward`` every party computes its clipped partial logit on the batch rows. Other feature
    holders split theirs (bank's half from the pairwise PRG, helper's half in an envelope); the bank
@@ -157,8 +159,8 @@ One minibatch costs four message waves (three with one feature holder):
 4. ``vlr.trunc`` both get shares of r at 2^-16 and send every other party its Beaver pieces (f, q).
 
 Validation (early stopping) runs waves 1-4 without a gradient, then squares r with a dealer square
-pair; each holder accumulates its share of the sum of squares over the epoch's validation batches and
-only the epoch total is opened to the coordinator.
+pair; each holder accumulates its share of the sum of squares over the validation pass and opens the
+total (to the coordinator, under a pairwise zero-sum pad) only when the pass is complete.
 
 `PlainVerticalLR` (insecure: partial logits and the residual travel in clear) exists only as the
 benchmark baseline for the cost of the cryptography.
@@ -204,7 +206,8 @@ _REVEALS_HEAD = (
     "partial logits and residual shares stay private. ")
 _REVEALS_TAIL = (
     "Every batch has at least max(4 x widest party's columns, 64) distinct rows and an epoch's batches partition "
-    "the training rows, which the residual holders enforce. The coordinator learns the row count, the batch schedule, each party's column count and "
+    "the training rows, which the residual holders enforce. The coordinator learns the row count, the batch "
+    "schedule, each party's column count and "
     "one aggregate per epoch: the validation surrogate Brier score (mean squared residual of the polynomial "
     "sigmoid over all validation rows, opened by the residual holders only after a complete training epoch and "
     "a complete pass over validation rows disjoint from the training rows), which decides early stopping and "
@@ -497,7 +500,8 @@ class SecureLRParty:
             if len(nonce) != 16:
                 raise ValueError(f"party {self.name!r}: the instance nonce from {holder!r} is not 16 bytes")
             parts.append(nonce)
-        st.instance = hashlib.sha256(b"sampan/vlr/instance|" + st.instance.encode() + b"|" + b"|".join(parts)).hexdigest()
+        st.instance = hashlib.sha256(b"sampan/vlr/instance|" + st.instance.encode() + b"|"
+                                     + b"|".join(parts)).hexdigest()
         # Validation positions are a permutation of the validation rows that every party derives from the
         # instance and the coordinator (which never sees the holders' nonces) cannot: a dealt value it corrupts
         # at a validation position hits a row it cannot name.

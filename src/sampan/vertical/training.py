@@ -83,9 +83,9 @@ class VerticalLRConfig:
             raise ValueError(f"vertical LR: {n_train} training rows are fewer than one batch of {need} rows")
         if not self.shared_weights and not self.allow_gradient_label_leakage \
                 and self.epochs * max_columns >= self.batch_size:
-            raise ValueError(f"vertical LR: shared_weights = false with epochs {self.epochs} x {max_columns} columns of "
-                             f"the widest party >= batch_size {self.batch_size}: each party sees its plaintext gradient, "
-                             "and over that many epochs a party can solve for the residuals and hence the labels; use "
+            raise ValueError(f"vertical LR: shared_weights = false with epochs {self.epochs} x {max_columns} "
+                             f"columns of the widest party >= batch_size {self.batch_size}: each party sees its "
+                             "plaintext gradient, and over that many epochs a party can solve for the residuals and hence the labels; use "
                              "shared_weights = true, or set allow_gradient_label_leakage = true to accept the leak")
         return need
 
@@ -305,7 +305,8 @@ def _batch(transport: Transport, relay: Relay, dealer: Dealer, roles: Roles, row
             if shared:
                 arrays["TZ"] = mine["TZ"]  # type: ignore[assignment]
         if shared:
-            arrays.update({f"B:{o}": b for o, b in mine["B"].items() if roles.co_holder(o) == p})  # type: ignore[attr-defined]
+            corrections: dict[str, np.ndarray] = mine["B"]  # type: ignore[assignment]
+            arrays.update({f"B:{o}": b for o, b in corrections.items() if roles.co_holder(o) == p})
         return relay.request(p, "vlr.forward", arrays, meta)
 
     relay.wave(transport, (forward_request(p) for p in roles.all))
