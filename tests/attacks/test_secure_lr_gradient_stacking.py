@@ -20,6 +20,7 @@ from test_secure_lr_labels import CuriousView, _session
 
 from sampan.data import make_sme_consortium
 from sampan.metrics import roc_auc
+from sampan.transport import PartyError
 from sampan.vertical import training as T
 from sampan.vertical.party import VerticalParty
 from sampan.vertical.ring import decode
@@ -116,3 +117,20 @@ def test_with_the_leak_accepted_the_same_attack_reads_the_labels() -> None:
     skip = 4 * int(np.ceil(len(spy.batches) / result.epochs_run))
     r_hat = _stack(spy.batches, st.X, spy.gradient_times_n, skip)
     assert _auc(y, -r_hat) > 0.95
+
+
+def test_the_coordinator_cannot_open_the_shared_weights_during_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weights opened after every batch would be plaintext gradients again: the co-holders open them once, and
+    the instance then takes no further step."""
+    session, parties = _session(make_sme_consortium(3000, seed=11).vertical)
+    sp = Splits.random(session.n_aligned or 0, seed=1)
+    original = T._batch
+
+    def open_after_each_batch(transport, relay, dealer, roles, rows, t, **kw):  # type: ignore[no-untyped-def]
+        out = original(transport, relay, dealer, roles, rows, t, **kw)
+        relay.wave(transport, (relay.request(p, "vlr.wopen") for p in roles.all))
+        return out
+
+    monkeypatch.setattr(T, "_batch", open_after_each_batch)
+    with pytest.raises(PartyError, match="this secure LR instance takes no further steps"):
+        session.train(sp, T.VerticalLRConfig(epochs=2, batch_size=128), seed=2)

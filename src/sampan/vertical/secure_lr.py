@@ -72,6 +72,10 @@ Weights live at 2^-24 in Z_2^64 as w_p = w_p^(p) + w_p^(h). Per batch, before th
    X_p^T f + C_p (+ its own X^T r_own), the holder's q = E^T a + C_Q goes to the owner's co-holder
    instead of to the owner.
 
+At the end (``vlr.wopen``) each co-holder sends its shares to their owners, once; the instance then
+refuses every further step, so a coordinator cannot open weights between steps (which would give
+plaintext gradients back).
+
 Range: partial logits are not clipped (they are shares). What keeps the sigmoid polynomial in range is
 that every party's standardised features are clipped to +-8 (`model.FEATURE_CLIP`, public), each step
 moves a weight by at most lr (8 max|r| + l2 |w|), and L2 pulls weights back; this bounds growth per
@@ -342,6 +346,7 @@ class _TrainState:
     g_co: dict[str, np.ndarray] = field(default_factory=dict)     # co-holder: its gradient share per owner
     w_trunc: dict[str, tuple[np.ndarray, list[np.ndarray], int]] = field(default_factory=dict)
     best_shared: tuple[np.ndarray, dict[str, np.ndarray]] | None = None
+    weights_opened: bool = False      # shared weights: the final weights went to their owners; no more training
     rows: np.ndarray | None = None    # current batch rows
     t: int = 0
     last_t: int = -1                  # batch indices strictly increase within an instance
@@ -533,7 +538,7 @@ class SecureLRParty:
 
     # --- one batch -----------------------------------------------------------------------------
     def forward(self, msg: Message) -> Message:
-        st = self._st()
+        st = self._training()
         receive(msg, self._channels(), st.inbox)
         if not st.shared:
             self._apply_gradient()
@@ -831,7 +836,7 @@ class SecureLRParty:
 
     def checkpoint(self, msg: Message) -> Message:
         """Remember (or restore) the weights of the best validation epoch — locally, never sent."""
-        st = self._st()
+        st = self._training()
         if st.shared:
             assert st.w_own is not None
             if msg.meta.get("restore"):
@@ -855,7 +860,7 @@ class SecureLRParty:
         The owner's gradient share is X^T r_own + sum_Q (X^T f_Q + C_p); the co-holder's is the sum of the
         q pieces (E^T a + C_Q). Neither share is the gradient: the owner never sees its plaintext gradient.
         """
-        st = self._st()
+        st = self._training()
         receive(msg, self._channels(), st.inbox)
         if not st.shared:
             raise ValueError(f"party {self.name!r}: vlr.wupdate in a run without shared weights")
@@ -896,7 +901,7 @@ class SecureLRParty:
 
     def wshare(self, msg: Message) -> Message:
         """Shared weights: finish pending updates, then send every owner I co-hold for its masked share w - b."""
-        st = self._st()
+        st = self._training()
         receive(msg, self._channels(), st.inbox)
         roles, me = st.roles, self.name
         for owner, (x, triple, holder) in list(st.w_trunc.items()):
@@ -917,6 +922,9 @@ class SecureLRParty:
     def wopen(self, msg: Message) -> Message:
         """Shared weights, at the end only: each co-holder sends its share of an owner's final weights to the owner."""
         st = self._st()
+        if st.weights_opened:
+            raise ValueError(f"party {self.name!r}: refusing to open the shared weights a second time")
+        st.weights_opened = True  # once opened, this instance trains no further (else weights per step = gradients)
         ch = self._channels()
         out = {f"to:{p}": ch.seal_arrays(p, {"wfinal": share}) for p, share in st.co_w.items()}
         return msg.reply("vlr.wopen", out)
@@ -944,6 +952,14 @@ class SecureLRParty:
         if self.state is None:
             raise ValueError(f"party {self.name!r}: secure LR is not set up (vlr.setup first)")
         return self.state
+
+    def _training(self) -> _TrainState:
+        """The state, for a step that moves or uses the weights: refused once the shared weights were opened."""
+        st = self._st()
+        if st.weights_opened:
+            raise ValueError(f"party {self.name!r}: the shared weights were opened to their owners; this secure LR "
+                             "instance takes no further steps")
+        return st
 
     def _holder(self) -> int:
         roles = self._st().roles
