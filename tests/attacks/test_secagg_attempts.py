@@ -179,7 +179,10 @@ def test_a_survivor_set_padded_with_ghosts_is_refused() -> None:
     with pytest.raises(SecAggAbort):
         c.attempt(c.names, "round-1/attempt-0/n1", dp3=dp3, alter=pad)
     assert set(c.errors) == set(c.names)
-    assert all("signed the survivor set, 50 needed" in why for why in c.errors.values())
+    # refused at consistency (ghosts are not in the neighbour graph); parties that signed would refuse to unmask
+    # with fewer than 50 certified signers
+    assert all("are not in the neighbour graph" in why or "signed the survivor set, 50 needed" in why
+               for why in c.errors.values())
 
 
 # --- the honest coordinator: a crash after unmasking needs no second attempt -----------------------------
@@ -321,9 +324,10 @@ def test_an_irregular_neighbour_graph_is_refused(tmp_path: Path, monkeypatch: py
 
 
 def test_shares_dealt_under_another_graph_are_not_revealed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each party is shown a regular graph, but not the same one: the hubs a complete graph, every other party a
-    triangle with the two hubs (so it deals its shares to the hubs alone, 2 of 2). The hubs reveal nothing:
-    their neighbours signed U3 under other graphs (and shares dealt under another graph are refused too)."""
+    """Each party is shown a regular, connected graph, but not the same one: the hubs a complete graph, every
+    other party a 6-cycle in which its neighbours are the two hubs (so it deals its shares to the hubs alone,
+    2 of 2). The hubs reveal nothing: their neighbours signed U3 under other graphs (and shares dealt under
+    another graph are refused too)."""
     from _secagg_coordinator import Consortium, drive, server
 
     c = Consortium(6, tmp_path)
@@ -333,8 +337,11 @@ def test_shares_dealt_under_another_graph_are_not_revealed(tmp_path: Path, monke
 
     def worlds(kind: str, party: str, arrays: Any, meta: dict) -> None:
         if kind == "secagg_share":
-            meta["graph"] = complete if party in HUBS else {party: HUBS, "p0": sorted([party, "p1"]),
-                                                             "p1": sorted([party, "p0"])}
+            if party in HUBS:
+                meta["graph"] = complete
+            else:  # the cycle party - p0 - a - b - c - p1 - party
+                ring = [party, "p0", *[q for q in c.names if q not in HUBS and q != party], "p1"]
+                meta["graph"] = {q: sorted([ring[i - 1], ring[(i + 1) % 6]]) for i, q in enumerate(ring)}
 
     from sampan.privacy.secagg import SecAggRefused
 
@@ -357,8 +364,8 @@ def test_shares_dealt_under_another_graph_are_not_revealed(tmp_path: Path, monke
 
 
 def test_a_share_dealt_under_another_graph_is_not_revealed(tmp_path: Path) -> None:
-    """p3 is shown a graph with the same neighbours but other content (a second component of parties that do
-    not exist); the others' majorities vouch for their own graph without p3's signature. They still refuse to
+    """p3 is shown a connected 3-regular graph with the same neighbours but other content (parties that do not
+    exist); the others' majorities vouch for their own graph without p3's signature. They still refuse to
     reveal p3's shares: those were dealt under a graph they did not sign."""
     from _secagg_coordinator import Consortium, drive, server
 
@@ -366,8 +373,8 @@ def test_a_share_dealt_under_another_graph_is_not_revealed(tmp_path: Path) -> No
 
     c = Consortium(4, tmp_path)
     srv = server(c)
-    ghosts = [f"g{i}" for i in range(4)]
-    other = {**{p: sorted(set(c.names) - {p}) for p in c.names}, **{g: sorted(set(ghosts) - {g}) for g in ghosts}}
+    other = {"p3": ["p0", "p1", "p2"], "p0": ["g0", "g1", "p3"], "p1": ["g1", "g2", "p3"], "p2": ["g0", "g2", "p3"],
+             "g0": ["g3", "p0", "p2"], "g1": ["g3", "p0", "p1"], "g2": ["g3", "p1", "p2"], "g3": ["g0", "g1", "g2"]}
 
     def split(kind: str, party: str, arrays: Any, meta: dict) -> None:
         if kind == "secagg_share" and party == "p3":

@@ -27,7 +27,7 @@ from _deploy_federation import ThreadFederation, run_config, wait_until
 def test_a_deployed_secure_run_signs_keys_and_persists_party_state(tmp_path: Path) -> None:
     """While the run is open each agent keeps its per-label and per-round records under its state dir (0600,
     folder 0700); when the coordinator closes the completed run they are deleted (the cached input vectors
-    too), and a marker refuses any later secure aggregation request of that run."""
+    too), and a marker refuses any later secure aggregation request of that run. The cross-run input locks stay."""
     fed = ThreadFederation(tmp_path)
     try:
         run_id = fed.submit(run_config("secure", secure_aggregation={}))
@@ -42,8 +42,12 @@ def test_a_deployed_secure_run_signs_keys_and_persists_party_state(tmp_path: Pat
             wait_until(lambda: store.load_round(closed_key(run_id)) is not None, 60)  # close follows completion
             files = sorted(folder.iterdir())
             assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
-            names = [json.loads(f.read_bytes()).get("label") or json.loads(f.read_bytes())["key"] for f in files]
-            assert names == [closed_key(run_id)]  # every record of the run is gone, the marker stays
+            records = [json.loads(f.read_bytes()) for f in files if f.name != "lock.key"]
+            names = [r.get("label") or r["key"] for r in records]
+            # every record of the run is gone, the marker stays; so do the cross-run input locks (an HMAC name and
+            # the survivor set each input was unmasked for, never the input itself)
+            assert [n for n in names if not n.startswith("vector:")] == [closed_key(run_id)]
+            assert any(n.startswith("vector:") for n in names) and all(r.get("vector") is None for r in records)
             verifier, identities = simulated_consortium([name])  # the refusal comes before any key is made
             with pytest.raises(SecAggRefused, match="is closed"):
                 SecAggClient(name, identity=identities[name], verifier=verifier,

@@ -65,6 +65,9 @@ class AllowSection(BaseModel):
         "gbdt_dp: noise on vertical GBDT histograms; 'dp' also demands noise on every vertical histogram release)")
     min_noise_multiplier: float | None = Field(None, gt=0, description="least noise multiplier of every DP "
                                                "mechanism of a job (after its schedule); 'auto' is refused")
+    min_contributors: int | None = Field(None, ge=3, description="least number of contributors a secure "
+                                         "aggregation job may sum (its secure_aggregation.min_contributors); the "
+                                         "party also enforces it itself in every unmasking; default 3")
 
 
 def job_description(config: Mapping[str, Any], *, workflow: str, operator: str | None, parties: Sequence[str],
@@ -88,8 +91,10 @@ def job_description(config: Mapping[str, Any], *, workflow: str, operator: str |
     hist_noise = float((vertical.get("gbdt_privacy") or {}).get("hist_noise") or 0.0)
     protections = sorted({*noise, *(["gbdt_dp"] if hist_noise > 0 else []), *(["dp"] if noise or hist_noise > 0 else []),
                           *(["secure_aggregation"] if secagg and secagg.get("enabled", True) else [])})
+    minimum = {"secagg_min_contributors": int(secagg.get("min_contributors", 3))} if "secure_aggregation" in \
+        protections else {}
     return {"workflow": workflow, "operator": operator, "parties": list(parties), "label_holder": label_holder,
-            "protections": protections, "noise_multipliers": noise,
+            "protections": protections, "noise_multipliers": noise, **minimum,
             **({"gbdt_hist_noise": hist_noise} if hist_noise > 0 else {})}
 
 
@@ -123,6 +128,11 @@ def check_job(allow: AllowSection | None, party: str, job: Mapping[str, Any], da
     missing = [p for p in allow.require if p not in have]
     if missing:
         raise JobRefused(party, "require", f"the job lacks required protection(s) {missing} (it has {sorted(have)})")
+    if allow.min_contributors is not None and "secure_aggregation" in have:
+        announced = job.get("secagg_min_contributors")
+        if not isinstance(announced, int) or isinstance(announced, bool) or announced < allow.min_contributors:
+            raise JobRefused(party, "min_contributors", f"secure aggregation would sum as few as {announced!r} "
+                             f"contributors, below this party's minimum {allow.min_contributors}")
     if allow.min_noise_multiplier is not None:
         for name, value in (job.get("noise_multipliers") or {}).items():
             if value == "auto" or float(value) < allow.min_noise_multiplier:

@@ -169,10 +169,12 @@ class PartyAgent:
             app = PartyApp(self.name)
             # with a CRL, always ready for SecAgg; without one only a job that claims none opens (and then the
             # party has no SecAgg client at all, so a coordinator that lied about it is refused)
-            secagg = (self._secagg_client(job["parties"]) if self.config.tls.crl
+            secagg = (self._secagg_client(job) if self.config.tls.crl
                       or "secure_aggregation" in job.get("protections", ()) else None)
             policy = self._horizontal_policy(job)
-            for kind, handler in HorizontalParty(self.name, train, test, policy, secagg=secagg).handlers().items():
+            horizontal = HorizontalParty(self.name, train, test, policy, secagg=secagg,  # one evaluation per run,
+                                         state_dir=Path(self.config.party.state_dir) / "horizontal")  # persisted
+            for kind, handler in horizontal.handlers().items():
                 app.register(kind, handler)
             context = _RunContext(workflow, dataset, app, job=job)
         elif workflow == "vertical":
@@ -273,16 +275,21 @@ class PartyAgent:
         return self._identity, IdentityVerifier.from_files(
             tls.ca, tls.crl, state=Path(self.config.party.state_dir) / "revocation_high_water.json")
 
-    def _secagg_client(self, parties: list[str]) -> Any:
+    def _secagg_client(self, job: dict[str, Any]) -> Any:
         """Secure aggregation signs its keys with the organisation's identity (as the vertical run keys) and keeps
         its per-label record of what it revealed under the state dir (0600 files), so a restarted agent still
-        refuses a request that conflicts with one it answered before."""
-        from sampan.privacy.secagg import SecAggClient
+        refuses a request that conflicts with one it answered before. Its minimum number of contributors is the
+        job's announced one (never below the `[allow]` minimum: `check_job` refused a lower job), enforced by
+        the party in every unmasking and signed with the survivor set, whatever the coordinator sends later."""
+        from sampan.privacy.secagg import MIN_CONTRIBUTORS, SecAggClient
         from sampan.privacy.secagg_state import FileStateStore
 
         identity, verifier = self._vertical_identity()
-        return SecAggClient(self.name, identity=identity, verifier=PeerAllowList(verifier, self.name, parties),
-                            state=FileStateStore(Path(self.config.party.state_dir) / "secagg"))
+        own = self.config.allow.min_contributors if self.config.allow is not None else None
+        minimum = max(MIN_CONTRIBUTORS, int(job.get("secagg_min_contributors") or MIN_CONTRIBUTORS), own or 0)
+        return SecAggClient(self.name, identity=identity, verifier=PeerAllowList(verifier, self.name, job["parties"]),
+                            state=FileStateStore(Path(self.config.party.state_dir) / "secagg"),
+                            min_contributors=minimum)
 
     # --- connection ---------------------------------------------------------------------------------
     def serve(self, stop: threading.Event | None = None) -> None:

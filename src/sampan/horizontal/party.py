@@ -41,11 +41,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from sampan.data import PartyData
+from sampan.files import PRIVATE_FILE, atomic_write_bytes, private_directory
 from sampan.horizontal.learner import TrainConfig, train
 from sampan.metrics import ScoreHistogram, binary_metrics
 from sampan.metrics.histogram import DEFAULT_BINS
@@ -104,7 +107,8 @@ class HorizontalParty:
     """Holds one party's train/test data; answers the horizontal workflow's requests."""
 
     def __init__(self, name: str, train_data: PartyData, test_data: PartyData,
-                 policy: PartyPrivacyPolicy | None = None, *, secagg: SecAggClient | None = None) -> None:
+                 policy: PartyPrivacyPolicy | None = None, *, secagg: SecAggClient | None = None,
+                 state_dir: str | os.PathLike[str] | None = None) -> None:
         if len(train_data) == 0:
             raise ValueError(f"party {name!r} has no training rows")
         self.name, self.train_data, self.test_data = name, train_data, test_data
@@ -113,7 +117,10 @@ class HorizontalParty:
         self._released_rows: dict[str, int] = {}  # run id -> the row count released under DP (once per run)
         self._released_stats: dict[str, tuple[float, np.ndarray, np.ndarray]] = {}  # run id -> its DP1 release
         self._dp_runs: set[str] = set()  # runs in which this party answered a DP request
-        self._evaluated: dict[str, str] = {}  # run id -> digest of the one model it evaluated under DP
+        # run id -> digest of the one model it evaluated under DP; a deployed party keeps it in its state dir
+        # (`evaluated.json`), so a restarted agent still refuses a second model in the run
+        self._evaluated_path = Path(state_dir) / "evaluated.json" if state_dir is not None else None
+        self._evaluated: dict[str, str] = self._load_evaluated()
         # deployments inject a client with the organisation's identity and state dir, simulations one per party
         # from the run's simulated consortium; without one the party refuses secure aggregation requests
         self.secagg = secagg
@@ -267,8 +274,11 @@ class HorizontalParty:
         dp3 = msg.meta.get("dp3") or {}
         # the noise shares its update carries (distributed DP3): unmasking then needs that many signed contributors
         shares = int(dp3.get("noise_parties") or dp3["parties"]) if dp3.get("mode") == "distributed" else None
+        # the lock content: what the vector holds before the public n/N weighting (a coordinator that changes
+        # total_rows rescales every input exactly; it must not get a second unmasking of the same updates)
+        content = np.concatenate([update, [indicator, float(loss), float(rows)]]).astype(np.float64).tobytes()
         masked = self.secagg.respond_masked(msg.arrays, sa, vector, run_id=msg.run_id,
-                                            basis=_basis("fit", msg), noise_parties=shares)
+                                            basis=_basis("fit", msg), noise_parties=shares, content=content)
         return msg.reply("fit_result", arrays={"masked": masked}, meta={"secagg": sa["label"]})
 
     def secagg_keys(self, msg: Message) -> Message:
@@ -293,10 +303,28 @@ class HorizontalParty:
         if not self._under_dp(msg.run_id):
             return
         digest = _basis("evaluate", msg)
-        first = self._evaluated.setdefault(msg.run_id, digest)
+        if self._evaluated_path is not None and msg.run_id not in self._evaluated:  # re-read: another instance
+            self._evaluated = {**self._load_evaluated(), **self._evaluated}  # of this party may have answered
+        first = self._evaluated.get(msg.run_id)
+        if first is None:
+            first = self._evaluated[msg.run_id] = digest
+            if self._evaluated_path is not None:  # written before the evaluation leaves
+                private_directory(self._evaluated_path.parent)
+                atomic_write_bytes(self._evaluated_path, json.dumps(self._evaluated, sort_keys=True).encode(),
+                                   mode=PRIVATE_FILE)
         if first != digest:
             raise PolicyRefused(f"party {self.name!r} refuses a second evaluation in run {msg.run_id!r}: under DP it "
                                 "evaluates one model per run (the released one); this request names another model")
+
+    def _load_evaluated(self) -> dict[str, str]:
+        if self._evaluated_path is None or not self._evaluated_path.exists():
+            return {}
+        try:
+            data = json.loads(self._evaluated_path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"party {self.name!r}: its record of evaluated models '{self._evaluated_path}' is "
+                             f"unreadable ({exc}); refusing to start (restore it: it bounds evaluations under DP)") from None
+        return {str(k): str(v) for k, v in data.items()}
 
     def evaluate(self, msg: Message) -> Message:
         self._admit_evaluate(msg)
@@ -328,12 +356,22 @@ class HorizontalParty:
 
 def _basis(kind: str, msg: Message) -> str:
     """Digest of the public inputs a masked vector is computed from (global model, scaler, model config):
-    SecAgg binds every attempt on one model to one survivor set (`SecAggClient.masked_input`)."""
-    digest = hashlib.sha256(json.dumps(msg.meta.get("model"), sort_keys=True).encode())
-    for name in ("params", "mean", "scale"):
-        if name in msg.arrays:
-            array = np.ascontiguousarray(msg.arrays[name])
-            digest.update(f"|{name}|{array.dtype.str}|{array.shape}|".encode() + array.tobytes())
+    SecAgg binds every attempt on one model to one survivor set (`SecAggClient.masked_input`), and under DP a
+    party evaluates one model per run. Canonical, so that a request that computes the same thing digests
+    alike (review R7-2): the model config as `model_from_config` rebuilds it, arrays as float64 with -0.0
+    read as 0.0, and an identity scaler (mean 0, scale 1: X unchanged) the same as none."""
+    config = msg.meta.get("model")
+    try:
+        config = model_from_config(config).config()
+    except (TypeError, ValueError, KeyError, AttributeError):
+        pass  # the handler refuses it with a clear error; the digest only needs to be deterministic
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    arrays = {name: np.ascontiguousarray(np.asarray(msg.arrays[name], dtype=np.float64) + 0.0)
+              for name in ("params", "mean", "scale") if name in msg.arrays}
+    if "mean" in arrays and "scale" in arrays and not np.any(arrays["mean"]) and np.all(arrays["scale"] == 1.0):
+        del arrays["mean"], arrays["scale"]
+    for name, array in arrays.items():
+        digest.update(f"|{name}|{array.shape}|".encode() + array.tobytes())
     return f"{kind}/{digest.hexdigest()}"
 
 

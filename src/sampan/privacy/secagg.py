@@ -138,7 +138,7 @@ from sampan.crypto.identity import (IdentityError, IdentityVerifier, PartyIdenti
                                     signed_keys_payload, verify_keys)
 from sampan.privacy import shamir
 from sampan.privacy.secagg_state import (LabelRecord, MemoryStateStore, RoundRecord, SecAggStateStore, close_run,
-                                        closed_key)
+                                        closed_key, prune_vectors, vector_key)
 
 __all__ = [
     "SecAggAbort", "SecAggRefused", "SecAggParams", "SecAggClient", "SecAggServer", "harary_graph",
@@ -255,6 +255,7 @@ def harary_graph(parties: Sequence[str], k: int | None, rng: np.random.Generator
 
 
 def _connected(nodes: set[str], graph: Mapping[str, set[str]]) -> bool:
+    """The coordinator's own check before consistency (parties check for themselves with `_spans`)."""
     if not nodes:
         return True
     start = next(iter(nodes))
@@ -262,6 +263,21 @@ def _connected(nodes: set[str], graph: Mapping[str, set[str]]) -> bool:
     while stack:
         for q in graph[stack.pop()] & nodes:
             if q not in seen:
+                seen.add(q)
+                stack.append(q)
+    return seen == nodes
+
+
+def _spans(nodes: set[str], graph: Mapping[str, Sequence[str]]) -> bool:
+    """A party's check: `nodes` form one connected component of `graph` restricted to them. If not, the masks
+    of each component cancel inside it, and unmasking would reveal each component's sum."""
+    if not nodes or not nodes <= set(graph):
+        return False
+    start = min(nodes)
+    seen, stack = {start}, [start]
+    while stack:
+        for q in graph[stack.pop()]:
+            if q in nodes and q not in seen:
                 seen.add(q)
                 stack.append(q)
     return seen == nodes
@@ -343,14 +359,15 @@ def _keys_protocol(label: str) -> str:
 
 
 def _survivor_payload(run_id: str, label: str, signer: str, survivors: Sequence[str], round_id: str | None,
-                      basis: str | None, graph: str | None) -> bytes:
+                      basis: str | None, graph: str | None, m_min: int | None) -> bytes:
     """What a party signs in the consistency round: the survivor set U3 of this run and label, bound to the
-    round the attempt belongs to and the digest of the public inputs (the global model) of the vectors, so
-    the coordinator cannot tell different parties different rounds (or models) for one attempt."""
+    round the attempt belongs to, the digest of the public inputs (the global model) of the vectors, the
+    neighbour graph and the minimum number of contributors m_min it enforces, so the coordinator cannot tell
+    different parties different rounds, models, graphs or minimums for one attempt."""
     return signed_keys_payload(run_id, f"secagg.consistency/{label}", _ROLE, signer,
                                {"survivors": "\n".join(sorted(survivors)).encode(),
                                 "round": (round_id or "").encode(), "basis": (basis or "").encode(),
-                                "graph": (graph or "").encode()})
+                                "graph": (graph or "").encode(), "m_min": str(m_min or "").encode()})
 
 
 def _graph_digest(graph: Mapping[str, Sequence[str]]) -> str:
@@ -358,10 +375,13 @@ def _graph_digest(graph: Mapping[str, Sequence[str]]) -> str:
 
 
 def _check_graph(graph: Mapping[str, Sequence[str]], me: str, holders: Sequence[str]) -> str | None:
-    """Why the neighbour graph the coordinator sent is unusable (None if fine): it must be symmetric and
-    regular (every party holds shares of exactly k others), with this party's neighbours its share holders.
-    Regularity is what makes a majority threshold t > k/2 mean a majority of the survivors: the revealers of
-    any unmasking then number more than |U3|/2, so two attempts cannot be unmasked by disjoint revealers."""
+    """Why the neighbour graph the coordinator sent is unusable (None if fine): it must be symmetric, regular
+    (every party holds shares of exactly k others) and connected, with this party's neighbours its share
+    holders. Regularity is what makes a majority threshold t > k/2 mean a majority of the survivors: the
+    revealers of any unmasking then number more than |U3|/2, so two attempts cannot be unmasked by disjoint
+    revealers. Connectivity: in a graph of several components each component's masks cancel inside it, so
+    one unmasking would reveal every component's sum, and re-drawn components over the same U3 would
+    isolate single inputs (two triangles of six parties, four times: review R7-1)."""
     if me not in graph or sorted(graph[me]) != sorted(holders):
         return "its neighbours in the graph are not its share holders"
     k = len(holders)
@@ -370,6 +390,8 @@ def _check_graph(graph: Mapping[str, Sequence[str]], me: str, holders: Sequence[
             return f"party {p!r} has {len(set(neighbours))} neighbours, not {k} (the graph is not regular)"
         if any(q not in graph or p not in graph[q] for q in neighbours):
             return f"the graph is not symmetric at party {p!r}"
+    if not _spans(set(graph), graph):
+        return "the graph is disconnected (each component's sum would be unmasked on its own)"
     return None
 
 
@@ -612,6 +634,7 @@ class SecAggClient:
             raise self._refuse(label, f"it already shared with m_min {record.m_min}, now asked with {m_min}")
         self._verify(run_id, label, bundles)
         record.holders, record.threshold, record.m_min, record.graph = sorted(holders), int(threshold), m_min, digest
+        record.edges = {str(p): sorted(str(q) for q in graph[p]) for p in graph}
         self.state.save(record)
         s_shares = shamir.split(s.s_secret, threshold, xs)
         b_shares = shamir.split(s.b_seed, threshold, xs)
@@ -626,7 +649,8 @@ class SecAggClient:
     @_serialised
     def masked_input(self, run_id: str, label: str, own: Mapping[str, np.ndarray], vector: np.ndarray,
                      params: SecAggParams, bundles: Mapping[str, _Bundle], *, round_id: str | None = None,
-                     basis: str | None = None, noise_parties: int | None = None) -> np.ndarray:
+                     basis: str | None = None, noise_parties: int | None = None,
+                     content: bytes | None = None) -> np.ndarray:
         """y = encode(x) + PRG(b) + Σ sign·PRG(s_uv) over the neighbours that shared keys; once per label.
 
         `round_id` (the coordinator's name for the round, signed with U3) and `basis` (the caller's digest of
@@ -634,7 +658,11 @@ class SecAggClient:
         attempt of a round masks the x of the first one (cached, persisted before it leaves), and after this
         party revealed unmask shares for one survivor set of the round, it reveals none for another.
         `noise_parties`: the number of noise shares x carries (distributed DP), so that many parties must
-        sign the survivor set before this party helps unmask; it may not exceed the m_min it shared with."""
+        sign the survivor set before this party helps unmask; it may not exceed the m_min it shared with.
+        The encoded vector it masks (and `content`, the caller's bytes of what the vector holds before any
+        public scaling, e.g. an update before its n/N weight) is also bound, through `vector:` locks named by
+        an HMAC under the party's lock key, to the first U3 it is unmasked for, in any round, model or run:
+        the same input under a new round name, model digest or run id is not unmasked for another U3."""
         if label in self._answered:  # asked twice (a transport retry): the same answer, never a second sample
             return self._answered[label]
         record, s = self._record(run_id, label, own)
@@ -675,7 +703,17 @@ class SecAggClient:
             if r.vector is None:
                 r.vector, r.frac_bits, r.noise_parties = y.tobytes().hex(), params.frac_bits, shares
                 self.state.save_round(r)  # before the masked input leaves
-        record.masked, record.round, record.basis, record.rounds = True, round_id, basis, keys
+        prune_vectors(self.state, run_id, keys)  # only this round keeps a cached vector (bounded per run)
+        # cross-run locks of this very input (no run prefix, never deleted by close_run): the same vector (or the
+        # same content under another public scaling) is unmasked for one U3 only, whatever it is called
+        locks = [vector_key(self.state, f"encoded/{params.frac_bits}/{y.size}", y.tobytes())]
+        if content is not None:
+            locks.append(vector_key(self.state, "content", bytes(content)))
+        for key in locks:
+            if self.state.load_round(key) is None:
+                self.state.save_round(RoundRecord(key=key))
+        record.masked, record.round, record.basis, record.rounds = True, round_id, basis, keys + locks
+        record.peers = sorted(bundles)
         record.noise_parties = max((x for x in (shares, noise_parties) if x is not None), default=None)
         self.state.save(record)  # before the masked input leaves
         y = y.copy()
@@ -707,23 +745,47 @@ class SecAggClient:
             raise self._refuse(label, f"{len(u3)} survivors, at least {self.min_contributors} needed")
         if record.signed is not None and record.signed != u3:
             raise self._refuse(label, "it already signed a different survivor set")
+        self._check_survivors(label, record, u3)
         self._check_round_lock(label, record, u3)
         if record.signed is None:
             record.signed = u3
             self.state.save(record)
         return self.identity.sign(_survivor_payload(run_id, label, self.name, u3, record.round, record.basis,
-                                                    record.graph))
+                                                    record.graph, record.m_min))
+
+    def _check_survivors(self, label: str, record: LabelRecord, u3: list[str]) -> None:
+        """U3 must be connected inside the graph this party shared under, and it must have masked against every
+        neighbour in U3: otherwise the masks cancel inside parts of U3 and unmasking reveals each part's sum."""
+        if record.edges is None or record.peers is None:
+            raise self._refuse(label, "it has no record of the neighbour graph and the peers it masked against")
+        strangers = sorted(set(u3) - set(record.edges))
+        if strangers:
+            raise self._refuse(label, f"survivors {strangers[:5]}{'...' if len(strangers) > 5 else ''} are not in the "
+                               "neighbour graph it shared under")
+        if not _spans(set(u3), record.edges):
+            raise self._refuse(label, "the survivor set is not connected in the neighbour graph (unmasking would "
+                               "reveal the sums of its parts)")
+        unmasked = sorted((set(record.edges.get(self.name, ())) & set(u3)) - set(record.peers))
+        if unmasked:
+            raise self._refuse(label, f"it did not mask against survivors {unmasked} (its neighbours): unmasking "
+                               "would reveal the sums of parts of the survivor set")
 
     def _check_round_lock(self, label: str, record: LabelRecord, u3: list[str]) -> list[RoundRecord]:
-        """The attempt's round records; refuses a U3 other than the one it already revealed shares for."""
+        """The attempt's round and vector locks; refuses a U3 (or, for a round, a graph) other than the one it
+        already revealed shares for."""
         rounds = []
         for key in record.rounds:
             r = self.state.load_round(key)
             if r is None:
                 raise self._refuse(label, f"its record of {key!r} is missing")
             if r.survivors is not None and r.survivors != u3:
-                raise self._refuse(label, f"it already revealed unmask shares in round {record.round!r} for another "
-                                   "survivor set (the difference of the two sums would reveal an input)")
+                where = ("for this very input" if key.startswith("vector:") else "on this model" if "/basis:" in key
+                         else f"in round {record.round!r}")
+                raise self._refuse(label, f"it already revealed unmask shares {where} for another survivor set (the "
+                                   "difference of the two sums would reveal an input)")
+            if r.survivors is not None and r.graph is not None and r.graph != record.graph:
+                raise self._refuse(label, f"it already revealed unmask shares in round {record.round!r} under another "
+                                   "neighbour graph")
             rounds.append(r)
         return rounds
 
@@ -748,6 +810,7 @@ class SecAggClient:
                                "not other survivors")
         if record.holders is None or record.threshold is None:
             raise self._refuse(label, "it has not shared its keys under it")
+        self._check_survivors(label, record, u3)
         # Valid signatures over exactly this U3 from a majority (its own threshold t) of its own neighbours, and
         # from min_contributors parties with itself: honest parties sign one U3 per label, so two different
         # survivor sets cannot both win a majority of one neighbourhood (of everyone, on the complete graph),
@@ -762,7 +825,7 @@ class SecAggClient:
             certificate, signature = signatures[signer]
             self.verifier.verify(signer, certificate,
                                  _survivor_payload(run_id, label, signer, u3, record.round, record.basis,
-                                                   record.graph), signature)
+                                                   record.graph, record.m_min), signature)
             valid, valid_neighbours = valid + 1, valid_neighbours + (signer in holders)
         if valid_neighbours < record.threshold:
             raise self._refuse(label, f"only {valid_neighbours} of its neighbours signed the survivor set, "
@@ -789,9 +852,10 @@ class SecAggClient:
         foreign = sorted(p for p, o in opened.items() if "graph" not in o or _raw(o["graph"]).hex() != record.graph)
         if foreign:
             raise self._refuse(label, f"the shares of {foreign} were dealt under another neighbour graph")
-        for r in self._check_round_lock(label, record, u3):  # lock the round to this U3 before any share leaves
+        for r in self._check_round_lock(label, record, u3):  # lock round and input to this U3 before a share leaves
             if r.survivors is None:
                 r.survivors = u3
+                r.graph = None if r.key.startswith("vector:") else record.graph  # a round: its graph too
                 self.state.save_round(r)
         record.revealed.update(kinds)
         self.state.save(record)  # before any share leaves
@@ -838,17 +902,18 @@ class SecAggClient:
         raise ValueError(f"not a secure aggregation step: {kind!r}")
 
     def respond_masked(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], vector: np.ndarray, *,
-                       run_id: str, basis: str | None = None, noise_parties: int | None = None) -> np.ndarray:
+                       run_id: str, basis: str | None = None, noise_parties: int | None = None,
+                       content: bytes | None = None) -> np.ndarray:
         """The masked-input step: `meta` is the request's secure-aggregation part, `vector` this party's input,
         `basis` the caller's digest of what `vector` is computed from, `noise_parties` the number of noise
-        shares it carries (see `masked_input`)."""
+        shares it carries, `content` the bytes of what it holds before public scaling (see `masked_input`)."""
         own = {"c_pk": arrays["own.c_pk"], "s_pk": arrays["own.s_pk"]}
         peers = [str(p) for p in meta["peers"]]
         params = SecAggParams(frac_bits=int(meta["frac_bits"]), max_abs=float(meta["max_abs"]))
         round_id = meta.get("round")
         return self.masked_input(run_id, str(meta["label"]), own, vector, params, _bundles_from(arrays, peers),
                                  round_id=str(round_id) if round_id else None, basis=basis,
-                                 noise_parties=noise_parties)
+                                 noise_parties=noise_parties, content=content)
 
 
 @dataclass

@@ -16,9 +16,17 @@ input. A party therefore keeps, per label (one SecAgg attempt):
 
 Per round of a run (`RoundRecord`, keyed by the round's identity and, separately, by the model's digest),
 it keeps the input vector it masked for the round (re-used, bit for bit, by every retry) and the survivor
-set U3 of the first attempt for which it revealed unmask shares: a later attempt of the same round (or
-on the same model) with another U3 gets no unmask shares, so a coordinator cannot unmask the sums over U
-and over U minus v and read v's input as their difference. The lock is written before the shares leave.
+set U3 (with the neighbour graph's digest) of the first attempt for which it revealed unmask shares: a
+later attempt of the same round (or on the same model) with another U3 or another graph gets no unmask
+shares, so a coordinator cannot unmask the sums over U and over U minus v and read v's input as their
+difference. The lock is written before the shares leave.
+
+Across rounds and runs (`vector_key`): a `RoundRecord` keyed `vector:<HMAC>` — an HMAC, under a key
+the store keeps for the party (`lock_key`), of the encoded vector it masked (and of its unweighted
+content) — binds an identical input to the first U3 it was unmasked for, whatever round, model digest or
+run the coordinator names. These records carry no run prefix and `close_run` never deletes them; each
+is an HMAC, a survivor list and nothing else (the vectors themselves are cached per run and deleted
+with it, and only the run's latest round keeps its cached vector: `prune_vectors`).
 
 Each change is written (atomically, 0600, fsynced) *before* the answer that depends on it leaves the
 party, and records are never evicted within a run, so a party restarted mid-run still refuses what it
@@ -29,6 +37,7 @@ refused before. `FileStateStore` is the deployment store (a folder under the par
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import threading
@@ -39,7 +48,7 @@ from typing import Protocol
 from sampan.files import PRIVATE_FILE, atomic_write_bytes, private_directory
 
 __all__ = ["LabelRecord", "RoundRecord", "SecAggStateStore", "MemoryStateStore", "FileStateStore", "close_run",
-           "closed_key"]
+           "closed_key", "vector_key", "prune_vectors"]
 
 
 @dataclass
@@ -60,6 +69,8 @@ class LabelRecord:
     rounds: list[str] = field(default_factory=list)  # keys of the RoundRecords this attempt is bound to
     noise_parties: int | None = None  # noise shares its vector assumes: unmask needs that many signers
     graph: str | None = None  # digest of the (checked regular) neighbour graph it shared under (signed with U3)
+    edges: dict[str, list[str]] | None = None  # that graph itself: U3 must be connected inside it
+    peers: list[str] | None = None  # the neighbours it masked against (every neighbour in U3 must be one)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -67,21 +78,26 @@ class LabelRecord:
     @classmethod
     def from_json(cls, raw: bytes) -> "LabelRecord":
         data = json.loads(raw)
+        edges = data.get("edges")
         return cls(label=str(data["label"]), nonce=str(data["nonce"]), keys=str(data["keys"]),
                    holders=data.get("holders"), threshold=data.get("threshold"), m_min=data.get("m_min"),
                    masked=bool(data.get("masked")), signed=data.get("signed"),
                    revealed={str(k): str(v) for k, v in (data.get("revealed") or {}).items()},
                    round=data.get("round"), basis=data.get("basis"), rounds=list(data.get("rounds") or []),
-                   noise_parties=data.get("noise_parties"), graph=data.get("graph"))
+                   noise_parties=data.get("noise_parties"), graph=data.get("graph"),
+                   edges={str(p): [str(q) for q in v] for p, v in edges.items()} if edges is not None else None,
+                   peers=data.get("peers"))
 
 
 @dataclass
 class RoundRecord:
     """A party's state for one round of a run, across all the attempts (labels) of that round.
 
-    `key` is `<run>/round:<id>` or `<run>/basis:<digest>`; `vector` is the encoded input (hex of the
-    uint64 ring elements) it masked in the first attempt, re-used by every later one; `survivors` the U3
-    it revealed unmask shares for (None until then); `closed` marks a run whose state was deleted."""
+    `key` is `<run>/round:<id>` or `<run>/basis:<digest>` (or `vector:<HMAC>`, across runs: see the module
+    docstring); `vector` is the encoded input (hex of the uint64 ring elements) it masked in the first
+    attempt, re-used by every later one; `survivors` the U3 it revealed unmask shares for (None until
+    then) and `graph` the digest of the neighbour graph of that unmasking (rounds only); `closed` marks a
+    run whose state was deleted."""
 
     key: str
     vector: str | None = None
@@ -89,6 +105,8 @@ class RoundRecord:
     noise_parties: int | None = None
     survivors: list[str] | None = None
     closed: bool = False
+    graph: str | None = None
+    cached: list[str] | None = None  # (the run's `<run>/cached` index only) round records holding a vector
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -98,7 +116,8 @@ class RoundRecord:
         data = json.loads(raw)
         return cls(key=str(data["key"]), vector=data.get("vector"), frac_bits=data.get("frac_bits"),
                    noise_parties=data.get("noise_parties"), survivors=data.get("survivors"),
-                   closed=bool(data.get("closed")))
+                   closed=bool(data.get("closed")), graph=data.get("graph"),
+                   cached=data.get("cached"))
 
 
 class SecAggStateStore(Protocol):
@@ -116,6 +135,10 @@ class SecAggStateStore(Protocol):
         """Delete every record of `run_id` (labels and rounds start with `<run_id>/`); returns how many."""
         ...
 
+    def lock_key(self) -> bytes:
+        """The party's secret key for `vector:` lock names (kept as long as the store: never per run)."""
+        ...
+
 
 class MemoryStateStore:
     """Records in memory: for simulated parties that live exactly as long as the run (never evicted)."""
@@ -123,6 +146,10 @@ class MemoryStateStore:
     def __init__(self) -> None:
         self._records: dict[str, bytes] = {}
         self._lock = threading.Lock()
+        self._key = os.urandom(32)
+
+    def lock_key(self) -> bytes:
+        return self._key
 
     def load(self, label: str) -> LabelRecord | None:
         with self._lock:
@@ -156,6 +183,22 @@ class FileStateStore:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = private_directory(directory)
         self._lock = threading.Lock()
+
+    def lock_key(self) -> bytes:
+        """32 random bytes in `lock.key` (0600), made at first use and kept across runs and restarts."""
+        path = self.directory / "lock.key"
+        with self._lock:
+            try:
+                key = path.read_bytes()
+            except FileNotFoundError:
+                key = b""
+            if len(key) != 32:
+                if key:
+                    raise ValueError(f"secure aggregation lock key '{path}' is damaged; refusing to answer (restore it "
+                                     "from a backup: without it the party forgets which inputs it already unmasked)")
+                key = os.urandom(32)
+                atomic_write_bytes(path, key, mode=PRIVATE_FILE)
+            return key
 
     def _path(self, label: str) -> Path:
         return self.directory / f"{hashlib.sha256(label.encode()).hexdigest()[:40]}.json"
@@ -219,6 +262,29 @@ class FileStateStore:
 
 def closed_key(run_id: str) -> str:
     return f"{run_id}/closed"
+
+
+def vector_key(store: SecAggStateStore, what: str, content: bytes) -> str:
+    """The cross-run lock name of an input: `vector:` + HMAC-SHA256 under the party's lock key (the name
+    reveals nothing of the input to whoever reads the state folder without the key)."""
+    tag = hmac.new(store.lock_key(), what.encode() + b"|" + content, hashlib.sha256).hexdigest()
+    return f"vector:{tag}"
+
+
+def prune_vectors(store: SecAggStateStore, run_id: str, keep: list[str]) -> None:
+    """Bound the per-run cache of masked vectors: only the round being answered keeps its vector. The run's
+    index record (`<run>/cached`) names the round records holding one; those not in `keep` drop it (their
+    survivor-set locks stay). A coordinator going back to an older round then gets a freshly computed
+    input, still bound to that round's U3 (and an identical one to its `vector:` lock)."""
+    index = store.load_round(f"{run_id}/cached") or RoundRecord(key=f"{run_id}/cached")
+    held = [k for k in (index.cached or []) if k not in keep]
+    for key in held:
+        record = store.load_round(key)
+        if record is not None and record.vector is not None:
+            record.vector = None
+            store.save_round(record)
+    index.cached = sorted(set(keep))
+    store.save_round(index)
 
 
 def close_run(store: SecAggStateStore, run_id: str) -> int:

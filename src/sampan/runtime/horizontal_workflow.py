@@ -372,9 +372,10 @@ class HorizontalWorkflow:
                     self.progress.party_done(party)
                 return dict(reply.arrays) if reply is not None else None
 
-            try:
+            try:  # the graph depends on the round and the participants, not the attempt: parties lock a round's
+                # unmasking to one (survivor set, graph), so a retry over the same survivors must draw the same graph
                 server = SecAggServer(params, participants, n_params + 3, label,
-                                      derive_rng(self.seed, "secagg-graph", round_number, attempt),
+                                      derive_rng(self.seed, "secagg-graph", round_number, *participants),
                                       round_id=f"round-{round_number}")
                 total = run_secagg(server, call)
             except SecAggAbort as exc:
@@ -515,7 +516,7 @@ class HorizontalWorkflow:
 
             try:
                 server = SecAggServer(params, participants, 3 * bins + 3, label,
-                                      derive_rng(self.seed, "secagg-evaluate-graph", step, attempt),
+                                      derive_rng(self.seed, "secagg-evaluate-graph", step, *participants),
                                       round_id=f"evaluate-{step}")
                 total = run_secagg(server, call)
             except SecAggAbort as exc:

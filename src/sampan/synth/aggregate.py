@@ -84,7 +84,8 @@ class SecureSum:
         self.params.check_capacity(len(self.parties))
         # one certificate per party from a consortium made for this sum (its CA key dropped once issued)
         verifier, identities = simulated_consortium(list(self.parties))
-        self._clients = {p: SecAggClient(p, identity=identities[p], verifier=verifier) for p in self.parties}
+        self._clients = {p: SecAggClient(p, identity=identities[p], verifier=verifier,
+                                         min_contributors=self.params.min_contributors) for p in self.parties}
 
     def noise_share(self, parties: int) -> float:
         return 1.0 / math.sqrt(parties)
