@@ -51,7 +51,7 @@ from sampan.data import PartyData
 from sampan.files import PRIVATE_FILE, atomic_write_bytes, private_directory
 from sampan.horizontal.learner import TrainConfig, train
 from sampan.metrics import ScoreHistogram, binary_metrics
-from sampan.metrics.histogram import DEFAULT_BINS
+from sampan.metrics.histogram import DEFAULT_BINS, DP_BINS, MAX_BINS
 from sampan.models import Model, model_from_config
 from sampan.privacy.dp3 import party_release
 from sampan.privacy.mechanisms import GaussianMechanism
@@ -108,7 +108,7 @@ class HorizontalParty:
 
     def __init__(self, name: str, train_data: PartyData, test_data: PartyData,
                  policy: PartyPrivacyPolicy | None = None, *, secagg: SecAggClient | None = None,
-                 state_dir: str | os.PathLike[str] | None = None) -> None:
+                 state_dir: str | os.PathLike[str] | None = None, max_evaluations: int | None = None) -> None:
         if len(train_data) == 0:
             raise ValueError(f"party {name!r} has no training rows")
         self.name, self.train_data, self.test_data = name, train_data, test_data
@@ -117,6 +117,8 @@ class HorizontalParty:
         self._released_rows: dict[str, int] = {}  # run id -> the row count released under DP (once per run)
         self._released_stats: dict[str, tuple[float, np.ndarray, np.ndarray]] = {}  # run id -> its DP1 release
         self._dp_runs: set[str] = set()  # runs in which this party answered a DP request
+        self._dp_fit: dict[str, frozenset[str]] = {}  # run id -> the DP training levels of its first DP fit
+        self.max_evaluations = max_evaluations  # most runs it evaluates a model in under DP (None: unbounded)
         # run id -> digest of the one model it evaluated under DP; a deployed party keeps it in its state dir
         # (`evaluated.json`), so a restarted agent still refuses a second model in the run
         self._evaluated_path = Path(state_dir) / "evaluated.json" if state_dir is not None else None
@@ -323,7 +325,8 @@ class HorizontalParty:
             data = json.loads(self._evaluated_path.read_bytes())
         except (OSError, ValueError) as exc:
             raise ValueError(f"party {self.name!r}: its record of evaluated models '{self._evaluated_path}' is "
-                             f"unreadable ({exc}); refusing to start (restore it: it bounds evaluations under DP)") from None
+                             f"unreadable ({exc}); refusing to start (restore it: it bounds evaluations under "
+                             "DP)") from None
         return {str(k): str(v) for k, v in data.items()}
 
     def evaluate(self, msg: Message) -> Message:

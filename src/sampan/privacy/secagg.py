@@ -17,7 +17,8 @@ coordinator:
    and a nonce the party draws for this label, so they never repeat, even if a label does;
 1. share keys — each party checks every neighbour's signature against the consortium CA (a key the
    coordinator substituted is refused with an error naming the peer), checks that the neighbour graph
-   the coordinator sends is symmetric and k-regular with its own neighbours as its share holders,
+   the coordinator sends is symmetric, k-regular and connected with its own neighbours as its share
+   holders (and records the graph itself),
    Shamir-shares (t of its k neighbours, t > k/2) its mask key s_u and its seed b_u, and seals each
    neighbour's pair of shares, with the graph's digest, under a ChaCha20-Poly1305 key agreed with that
    neighbour's c key; the coordinator relays ciphertext;
@@ -27,16 +28,21 @@ coordinator:
    model: its caller computes it), and masks the x_u of its first attempt of that round (or on that model)
    if there was one — cached and persisted before the masked input leaves;
 3. consistency (Bonawitz et al.'s round 4) — the coordinator sends the survivor set U3 (who sent a
-   masked input); each survivor signs (run id, label, round, model digest, graph digest, U3) and never
-   signs a different U3 for a label;
+   masked input); each survivor checks that U3 is connected inside its recorded graph and that it masked
+   against every neighbour in U3 (else the masks would cancel inside parts of U3 and unmasking would
+   reveal each part's sum), then signs (run id, label, round, model digest, graph digest, m_min, U3) and
+   never signs a different U3 for a label;
 4. unmasking — each signer checks that a majority (its t) of its own neighbours, and at least
    min_contributors parties with itself (noise_parties under distributed DP), signed that same U3 for
    the same round and model (and that |U3| >= m_min), then reveals, per neighbour v, the share of b_v if
    v is in U3, or the share of s_v if it is not, and only shares dealt under its own graph. Never both: which kind it revealed for whom is recorded
    durably (`sampan.privacy.secagg_state`) before the shares leave, and a request that would reveal the
-   other kind is refused, also after a restart. Before the shares leave it also locks the round and the
-   model to this U3: in any later attempt of the round (or on the model) it signs and reveals only for
-   the same U3.
+   other kind is refused, also after a restart. Before the shares leave it also locks the round to this
+   (U3, graph) and the model and the input itself to this U3: in any later attempt of the round (or on the
+   model) it signs and reveals only for the same U3 (and, in the round, the same graph); and the same
+   input vector — named by an HMAC under the party's own lock key, of the encoded vector and of its
+   content before public scaling — is unmasked for that U3 only, in any round, under any model digest,
+   in any run (these locks outlive `close_run`).
 
 The coordinator then removes every survivor's self-mask (b_v rebuilt from t shares) and, for every
 party that dropped before masking, the pairwise masks its neighbours added (s_v rebuilt, s_uv
@@ -81,15 +87,31 @@ Threat model:
   digest with U3 and reveals only shares dealt under the same graph: revealers then reveal at most k
   shares each for parties needing more than k/2 each, whatever graphs were handed to whom (without
   these checks a coordinator could make a few "hub" parties hold everyone's shares, unmask with them,
-  and use other hubs in the next attempt).
+  and use other hubs in the next attempt). The graph must also be connected, U3 connected inside it,
+  and each party must have masked against all its neighbours in U3: with two components (or parties
+  told to mask only inside their component) one unmasking reveals each component's sum, and re-drawn
+  components over the same U3 isolate one input (review R7-1). With these checks every unmasking
+  reveals the sum over all of U3 and nothing else, so a retry with the same U3 under another graph
+  would sum the same cached inputs again (nothing new); a round's lock fixes the graph anyway.
   A retry with the same U3 sums the same cached inputs (nothing new), a retry after a dropout before
   anyone revealed works, and the workflow stores an unmasked sum before anything else, so a crash-resume
   never needs a second set.
-- Not covered (inherent to secure aggregation under a coordinator that picks the model and the
-  participants each round; So et al. 2021, "multi-round privacy leakage"): across *rounds*, a coordinator
-  that sends a slightly different model (a new digest) to all but v can difference two rounds' sums and
-  approximate v's update. Under DP3 every round and every attempt is a charged release, so such a
-  difference is noised and accounted; without DP this relies on the coordinator following the protocol.
+- Differencing across rounds, model digests and runs with the *same* inputs is refused: a coordinator
+  that re-sends a model under a digest of its own (an identity scaler, a new round name) or in a new
+  run, over U minus v, would get exactly the same inputs of everyone but v. Parties digest the model
+  canonically, and each input is locked by an HMAC of itself (not of the request) to the first U3 it
+  was unmasked for; its content before the public n/N weighting is locked too, so rescaling every
+  input by a new total_rows does not give a new input.
+- NOT covered — multi-round differencing with perturbed models (inherent to secure aggregation under a
+  coordinator that picks the model and the participants each round; So et al. 2021, "multi-round privacy
+  leakage"): a coordinator that sends a model perturbed by one ulp gets new input vectors (the locks do
+  not apply) whose updates are almost identical to the previous ones; unmasking the sum over U and then
+  over U minus v gives v's update to within that perturbation. **Without DP3, SecAgg does not protect an
+  update from a coordinator that differences rounds with perturbed models**; it protects each update
+  from anyone who sees a single sum, and from the exact replays above. With distributed DP3, every
+  release (every round and every attempt) is noised by the parties and charged to their ledgers, so such
+  a difference is a noised, accounted release. A later fix could be model chaining: parties check that
+  each new model follows from the previous aggregate they helped unmask (not built).
 - Up to t - 1 colluding neighbours of a party learn nothing about its secrets; t of them plus the
   coordinator could unmask it. Dropouts are assumed independent of the data; the set of survivors is
   public. A coordinator can still drop honest parties to shrink the sum, but never below m_min >= 3
@@ -99,8 +121,9 @@ What each role learns:
 - Coordinator: each party's certificate and signed public keys, sealed envelopes it cannot open, masked
   vectors (uniform in Z_2^64 to it), who answered each step, the parties' signatures over U3, per party
   at most one of its two secrets (b if it is in U3, s if it is not; the other still hides its input),
-  and one sum per round (and per model) over one U3 of at least m_min contributors, however often the
-  round is retried. Under DP3 that sum is already noised.
+  and one sum per round (and per model, and per identical input in any run) over one connected U3 of
+  at least m_min contributors, however often the round is retried. Under DP3 that sum is already noised.
+  Without DP3, sums of rounds on models it perturbed can be differenced (see "NOT covered").
 - A party: its neighbours' certificates and public keys, one Shamir share of each neighbour's b and s
   (fewer than the t needed), the survivor set U3 and its signatures, and whatever the released model
   reveals about the sum.

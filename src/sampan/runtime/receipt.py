@@ -46,7 +46,14 @@ SECAGG_THREAT_MODEL = (
     "signatures against the consortium CA, so a substituted key aborts the round; parties sign the "
     "survivor set (consistency round) and reveal, per neighbour and attempt, only one kind of share, "
     "recorded before it leaves, so a coordinator that lies about dropouts or repeats requests is refused. "
-    "t of a party's neighbours together with the coordinator could still unmask it."
+    "Parties accept only a connected neighbour graph, unmask only a survivor set connected in it, lock each "
+    "round to one survivor set and graph, and lock each identical input (in any round, model or run) to the "
+    "first survivor set it was unmasked for, and enforce (and sign) the job's minimum number of contributors. "
+    "t of a party's neighbours together with the coordinator could still unmask it. Not covered: without DP3, "
+    "SecAgg does not protect an update from a coordinator that differences rounds with perturbed models (a "
+    "model changed by one ulp gives new inputs with almost the same updates; the sums over U and over U "
+    "minus one party then reveal that party's update); with distributed DP3 every such release is noised "
+    "and charged to the ledger."
 )
 
 
@@ -61,7 +68,9 @@ def _protection(kind: str, privacy: dict[str, Any] | None, noise: dict[str, floa
         parts = []
         if secagg:
             parts.append(f"SecAgg+: update, weight and loss masked in Z_2^64 (threshold {secagg.get('threshold', 0.6)} "
-                         "of each neighbourhood); the coordinator sees only the sum")
+                         "of each neighbourhood); the coordinator sees only the sum"
+                         + ("" if privacy and privacy.get("dp3") else " (without DP3, not protected from a "
+                            "coordinator that differences rounds with perturbed models)"))
         if privacy and privacy.get("dp2"):
             dp2 = privacy["dp2"]
             z2 = noise.get(f"DP2:{party}", noise.get("DP2", 0)) if party else noise.get("DP2", 0)

@@ -59,7 +59,8 @@ class Field:
         base = {"charged": "charged: " + ", ".join(self.mechanisms),
                 "derived": "derived from " + (", ".join(self.mechanisms) or "public values"),
                 "visible": f"visible to the {self.role} (trusted; no DP on this field)",
-                "aggregate": f"SecAgg sum only, no DP (the {self.role} learns the exact sum)",
+                "aggregate": f"SecAgg sum only, no DP (the {self.role} learns the exact sum; without DP, sums of "
+                             "rounds on models it perturbed can be differenced to approximate one party's value)",
                 "random": "random to its reader (secure-aggregation material)",
                 "public": "public"}[self.protection]
         return f"{self.what}: {base}" if self.what else base
