@@ -19,7 +19,9 @@ its protection, and the privacy receipt prints it):
 - `evaluation`: counts of test scores per probability bin split by label, loss sums, and its own
   test metrics. Never a row, a label or a score. With secure aggregation, one masked vector of the
   histogram and sums (no local metrics). Under DP, one model per run (retries of the same request
-  are answered alike), and no training after it.
+  are answered alike; a deployed party records it in its state dir, so a restart does not reset it),
+  and no training after it. Under SecAgg an identical evaluation vector (the same model on the same
+  holdout, in any round or run) is unmasked for one survivor set only (`sampan.privacy.secagg`).
 
 The party does not rely on the coordinator for any of this (`PartyPrivacyPolicy`): under a policy with a
 required level, or once it answered a DP request of the run, it refuses `describe`/`stats` without DP;
