@@ -62,7 +62,8 @@ class AllowSection(BaseModel):
     columns: list[str] | None = Field(None, description="feature columns a job may use; default any of the binding")
     require: list[Literal["secure_aggregation", "dp", "dp1", "dp2", "dp3", "woe_dp", "gbdt_dp"]] = Field(
         default_factory=list, description="protections every job must use (woe_dp: DP on federated WOE counts; "
-        "gbdt_dp: noise on vertical GBDT histograms; 'dp' also demands noise on every vertical histogram release)")
+        "gbdt_dp: noise on vertical GBDT histograms; 'dp' means DP2 or DP3 for horizontal training and also "
+        "demands noise on every vertical histogram release)")
     min_noise_multiplier: float | None = Field(None, gt=0, description="least noise multiplier of every DP "
                                                "mechanism of a job (after its schedule); 'auto' is refused")
     min_contributors: int | None = Field(None, ge=3, description="least number of contributors a secure "
@@ -128,6 +129,9 @@ def check_job(allow: AllowSection | None, party: str, job: Mapping[str, Any], da
     missing = [p for p in allow.require if p not in have]
     if missing:
         raise JobRefused(party, "require", f"the job lacks required protection(s) {missing} (it has {sorted(have)})")
+    if "dp" in allow.require and workflow == "horizontal" and not have & {"dp2", "dp3"}:  # review R8-4
+        raise JobRefused(party, "require", f"this party requires DP, and the horizontal job trains without DP2 or DP3 "
+                         f"(it has {sorted(have)}): its model updates would leave exactly")
     if allow.min_contributors is not None and "secure_aggregation" in have:
         announced = job.get("secagg_min_contributors")
         if not isinstance(announced, int) or isinstance(announced, bool) or announced < allow.min_contributors:
@@ -158,7 +162,7 @@ def check_request(allow: AllowSection | None, party: str, kind: str, meta: Mappi
     - `fit` carries exactly the DP mechanisms (DP2, DP3) the job announced, SecAgg if announced, the
       protections the list requires, noise at or above its floor, and a DP3 `parties` / `noise_parties`
       no larger than the job's party count (a larger one would thin each party's distributed noise share);
-    - `evaluate` carries SecAgg when the list requires it; `stats` DP1 when the job announced DP1 or the
+    - `evaluate` carries SecAgg when the list requires it; `stats` DP1 when the job announced any DP or the
       list requires DP1 or DP; `describe` the DP row count when the job announced DP or the list requires
       any DP; `secagg_*` steps only in a job that announced SecAgg;
     - each vertical histogram request (`woe.sum`, `woe.finish`, `vgb.setup`) carries the protections the
@@ -183,8 +187,9 @@ def check_request(allow: AllowSection | None, party: str, kind: str, meta: Mappi
             raise JobRefused(party, "require", "this evaluate request carries no secure_aggregation (per-party score "
                              "histograms would travel in clear)")
     elif kind == "stats":
-        if "dp1" not in meta and ("dp1" in announced or require & {"dp1", "dp"}):
-            raise JobRefused(party, "require", "this stats request carries no dp1 (exact feature sums)")
+        if "dp1" not in meta and (announced & {"dp", "dp1"} or require & {"dp1", "dp"}):  # review R8-3
+            raise JobRefused(party, "require", "this stats request carries no dp1 (exact feature sums) in a job "
+                             "announced with DP")
         _floor(party, "DP1", (meta.get("dp1") or {}).get("noise_multiplier"), floor, "dp1" in meta)
     elif kind == "describe":
         if "dp_count" not in meta and ("dp" in announced or require & {"dp", "dp1", "dp2", "dp3"}):
@@ -226,7 +231,7 @@ def _check_fit(party: str, meta: Mapping[str, Any], job: Mapping[str, Any] | Non
                          f"accepted announced {sorted(announced & {'dp2', 'dp3'})}")
     if job is not None and "secure_aggregation" in announced and "secagg" not in meta:
         raise JobRefused(party, "job", "this fit request carries no secure aggregation, which the job announced")
-    if "dp" in require and not carried and (job is None or announced & {"dp2", "dp3"}):
+    if "dp" in require and not carried:  # 'dp' means DP2 or DP3 for training (DP1-only jobs refused at open)
         raise JobRefused(party, "require", "this fit request carries no DP mechanism (dp2 or dp3)")
     present = {"secure_aggregation": "secagg" in meta, "dp2": "dp2" in meta, "dp3": "dp3" in meta}
     for need in sorted(require):
@@ -247,12 +252,26 @@ class PeerAllowList:
 
     Wraps `sampan.crypto.identity.IdentityVerifier` (same `check`/`verify`; everything else delegated):
     a party peer outside `allowed` is refused with `IdentityError(peer, "not_allowed", ...)` before its
-    certificate or signature is even looked at.
+    certificate or signature is even looked at. With the job's `label_holder`, `admit_role` (called by a
+    vertical party for itself and every peer before it checks the signed run keys) admits that party
+    alone in the label-holder role: a partner signing as label holder where the job named another is
+    refused, so a coordinator cannot run a partner as "the bank" (certificates carry no protocol role).
     """
 
-    def __init__(self, inner: Any, party: str, allowed: Sequence[str]) -> None:
+    def __init__(self, inner: Any, party: str, allowed: Sequence[str], label_holder: str | None = None) -> None:
         self._inner, self._party = inner, party
         self._allowed = frozenset(allowed) | {party}
+        self._label_holder = label_holder
+
+    def admit_role(self, peer: str, role: str) -> None:
+        """Only the job's label holder may act as label holder (and it only as such)."""
+        from sampan.crypto.identity import IdentityError
+
+        if self._label_holder is None:
+            return
+        if (role == "label_holder") != (peer == self._label_holder):
+            raise IdentityError(peer, "not_allowed", f"party {self._party!r} accepted this job with "
+                                f"{self._label_holder!r} as label holder; {peer!r} signed its run keys as {role!r}")
 
     def _admit(self, peer: str, role: str | None) -> None:
         from sampan.crypto.identity import IdentityError

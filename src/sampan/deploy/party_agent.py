@@ -2,11 +2,13 @@
 
 The agent holds the party's tables (bound in its own party.toml) and, per run, the handlers of that
 run's workflow: `deploy.open_run` tells it which workflow and which of its datasets. The party fixes its
-own train/holdout split: the seed is pinned per dataset at its first run (the run's seed then, so that
-run splits like its simulation) and persisted in its state dir, the holdout share capped by
-`[privacy] max_test_fraction`, so no coordinator can rotate rows through the exactly-evaluated holdout.
-Horizontal runs enforce the party's own privacy policy (`[allow]` floor and required DP, `[privacy]`
-budget and central-DP3 trust) with one ledger persisted in <state_dir>/privacy-ledger.json.
+own train/holdout split: one keyed-hash Bernoulli draw per row under a secret it drew itself, the
+secret and the holdout fraction pinned per dataset at its first run in its state dir (a run with
+another fraction is refused), so no coordinator can rotate rows through the exactly evaluated holdout
+or read the training count off its size. Horizontal runs enforce the party's own privacy policy
+(`[allow]` floor and required DP, the DP levels the job announced, `[privacy]` budget, central-DP3
+trust and evaluation cap) with one ledger persisted in <state_dir>/privacy-ledger.json; vertical runs
+charge their histogram releases to the same ledger.
 Nothing but `sampan.wire` messages ever leaves: the same handlers as in-process.
 
 PSI runs single-threaded in an agent: its fork-based workers are unsafe next to gRPC's threads.
@@ -22,9 +24,13 @@ into the party's own signed audit log (its store, under the run's id), as does e
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
+import math
 import os
+import secrets
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -173,7 +179,8 @@ class PartyAgent:
                       or "secure_aggregation" in job.get("protections", ()) else None)
             policy = self._horizontal_policy(job)
             horizontal = HorizontalParty(self.name, train, test, policy, secagg=secagg,  # one evaluation per run,
-                                         state_dir=Path(self.config.party.state_dir) / "horizontal")  # persisted
+                                         state_dir=Path(self.config.party.state_dir) / "horizontal",  # persisted,
+                                         max_evaluations=self.config.privacy.max_evaluations)  # capped across runs
             for kind, handler in horizontal.handlers().items():
                 app.register(kind, handler)
             context = _RunContext(workflow, dataset, app, job=job)
@@ -182,8 +189,9 @@ class PartyAgent:
 
             identity, verifier = self._vertical_identity()
             party = VerticalParty(table, identity=identity,  # peers' keys only from the partners it accepted
-                                  verifier=PeerAllowList(verifier, self.name, job["parties"]),
-                                  policy=privacy_policy(self.config.allow))  # its noise floor on WOE/GBDT releases
+                                  verifier=PeerAllowList(verifier, self.name, job["parties"],
+                                                         label_holder=job.get("label_holder")),
+                                  policy=self._vertical_policy())  # its noise floor and ledger on WOE/GBDT releases
             # PSI would fork worker processes; a fork while gRPC's threads run can crash the child or
             # corrupt the parent's TLS state, so an agent blinds in its own thread (one core).
             party.psi.workers = 1
@@ -198,21 +206,36 @@ class PartyAgent:
 
     def _holdout_split(self, dataset: str, table: PartyData, meta: dict[str, Any]) -> tuple[PartyData, PartyData]:
         """This party's own train/holdout split: holdout rows are outside the DP unit and evaluated exactly, so a
-        coordinator must not move rows in and out of the holdout from run to run. The split seed is fixed per
-        dataset at its first run (the coordinator's seed then, so a first deployed run splits like its
-        simulation) and persisted in <state_dir>/split-seeds.json; the holdout share is capped by
-        `[privacy] max_test_fraction` (splits of one seed are nested, so no row outside the cap's holdout is
-        ever a holdout row)."""
+        coordinator must neither move rows in and out of the holdout from run to run nor learn the training
+        row count from the holdout's size (review R8-1: exact holdout counts round(f·n) at several
+        coordinator-chosen fractions pinned n_train and its positives exactly).
+
+        Each row is in the holdout by its own Bernoulli draw: a keyed hash (HMAC-SHA256 under a 32-byte
+        secret the party draws from the OS CSPRNG at the dataset's first run) of the row id, below the
+        fraction. Membership of one row never depends on any other row, so the holdout's size and label
+        counts are Binomial draws that reveal the holdout's composition, not the training count. The secret
+        and the fraction are pinned per dataset in <state_dir>/split-seeds.json (0600, written before first
+        use); a run asking another fraction is refused, as is a first fraction above `[privacy]
+        max_test_fraction`. The coordinator's `split_seed` is not used."""
         path = private_directory(self.config.party.state_dir) / "split-seeds.json"
-        seeds = json.loads(path.read_text()) if path.exists() else {}
-        if dataset not in seeds:
-            seeds[dataset] = int(meta["split_seed"])
-            atomic_write_bytes(path, json.dumps(seeds, sort_keys=True).encode(), mode=0o600)  # before it is used
-        fraction = min(float(meta["test_fraction"]), self.config.privacy.max_test_fraction)
-        if fraction < float(meta["test_fraction"]):
-            log.warning("party %s: holdout share %s capped at its max_test_fraction %s", self.name,
-                        meta["test_fraction"], fraction)
-        return table.train_test_split(fraction, np.random.default_rng(int(seeds[dataset])))
+        pins = json.loads(path.read_text()) if path.exists() else {}
+        asked = float(meta["test_fraction"])
+        pin = pins.get(dataset)
+        if not isinstance(pin, dict):  # first use (an old seed-only pin is replaced once: it was coordinator-known)
+            cap = self.config.privacy.max_test_fraction
+            if not 0.0 < asked <= cap:
+                raise ValueError(f"party {self.name!r} refuses test_fraction={asked} for dataset {dataset!r}: above "
+                                 f"its [privacy] max_test_fraction {cap} (holdout rows are outside the DP unit)")
+            pin = pins[dataset] = {"key": secrets.token_bytes(32).hex(), "test_fraction": asked}
+            atomic_write_bytes(path, json.dumps(pins, sort_keys=True).encode(), mode=0o600)  # before it is used
+        if not math.isclose(asked, float(pin["test_fraction"]), rel_tol=0, abs_tol=1e-12):
+            raise ValueError(f"party {self.name!r} refuses test_fraction={asked} for dataset {dataset!r}: its holdout "
+                             f"is pinned at {pin['test_fraction']} ({path}); another fraction would move rows in "
+                             "or out of the exactly evaluated holdout")
+        holdout = keyed_holdout(table.ids, float(pin["test_fraction"]), bytes.fromhex(pin["key"]), dataset)
+        if holdout.all():
+            raise ValueError(f"party {self.name!r}: dataset {dataset!r} would keep no training row")
+        return table.subset(~holdout), table.subset(holdout)
 
     def _horizontal_policy(self, job: dict[str, Any]) -> PartyPrivacyPolicy:
         """The privacy policy of one horizontal run, from party.toml: the `[allow]` noise floor and required DP,
@@ -221,6 +244,9 @@ class PartyAgent:
         allow, own = self.config.allow, self.config.privacy
         need = set(allow.require) if allow is not None else set()
         levels = {level.upper() for level in need & {"dp1", "dp2", "dp3"}} | ({"DP"} if "dp" in need else set())
+        # a job announced with DP is a DP run from its first message (review R8-3): the levels it announced are
+        # required of every request, so describe/stats/evaluate are under DP before any DP request arrived
+        levels |= {level.upper() for level in set(job.get("protections") or ()) & {"dp1", "dp2", "dp3"}}
         floor = allow.min_noise_multiplier if allow is not None and allow.min_noise_multiplier else None
         return PartyPrivacyPolicy(
             min_noise_multiplier=floor or DEFAULT_MIN_NOISE_MULTIPLIER, epsilon=own.epsilon, delta=own.delta,
@@ -229,6 +255,14 @@ class PartyAgent:
             max_parties=len(job["parties"]),
             trust_coordinator_for_central_dp3=own.trust_coordinator_for_central_dp3,
         ).sharing_ledgers(self._ledgers)
+
+    def _vertical_policy(self) -> PartyPrivacyPolicy:
+        """The policy of one vertical run: the `[allow]` floor and required DP on histograms, charged to the same
+        persisted ledger and budget as its horizontal runs (review R8-5: it used to be an in-memory ledger)."""
+        own = self.config.privacy
+        return privacy_policy(self.config.allow, epsilon=own.epsilon, delta=own.delta,
+                              ledger_path=Path(self.config.party.state_dir) / "privacy-ledger.json",
+                              ).sharing_ledgers(self._ledgers)
 
     def _close(self, message: Message) -> Message:
         context = self._runs.pop(message.run_id, None)
@@ -321,6 +355,17 @@ class PartyAgent:
                                 capabilities=("horizontal", "vertical"), agent="sampan-party/1")
         self.link = PartyLink(settings, self.handle, credentials, preflight=preflight)
         self.link.serve_forever(stop)
+
+
+def keyed_holdout(ids: np.ndarray, fraction: float, key: bytes, dataset: str) -> np.ndarray:
+    """Boolean holdout mask: row i is in the holdout iff HMAC-SHA256(key, dataset, id_i) / 2^64 < fraction.
+
+    A Bernoulli(fraction) draw per row, independent of every other row and of the row count, that only the
+    key's holder can compute."""
+    threshold = int(fraction * 2.0 ** 64)
+    prefix = dataset.encode() + b"\0"
+    return np.fromiter((int.from_bytes(hmac.new(key, prefix + str(i).encode(), hashlib.sha256).digest()[:8], "big")
+                        < threshold for i in ids), dtype=bool, count=len(ids))
 
 
 def _path(value: str | None) -> Any:

@@ -62,8 +62,9 @@ from sampan.vertical.channel import SealedChannels, prg_uint64
 from sampan.vertical.dealer import Dealer, DealerStream
 from sampan.vertical.histograms import (
     HistogramAccount, check_feature_totals, dealer_level_sums, decode_sums, encode_values, flat_index, histogram_privacy,
-    partner_level_sums, reported_sigma, secret_permutation, tree_masks,
+    partner_level_sums, reported_sigma, sealed_nonce, secret_permutation, sigma_label, tree_masks,
 )
+from sampan.vertical.rows import RunRows, check_splits, fingerprint, per_run
 from sampan.vertical.secure_lr import receive
 from sampan.vertical.training import Relay
 from sampan.wire import Message
@@ -129,8 +130,8 @@ VIEWS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-def _perm_label(bank: str, partner: str) -> str:
-    return f"gbdt-sigma/{bank}/{partner}"
+def _perm_label(bank: str, partner: str, nonce: bytes) -> str:
+    return sigma_label("gbdt", bank, partner, nonce)
 
 
 @dataclass
@@ -147,6 +148,7 @@ class _PartnerState:
     masked: np.ndarray = field(default_factory=lambda: np.zeros((2, 0), dtype=np.uint64))
     instance: str = ""  # the partner's own nonce for this protocol instance (drawn at vgb.setup)
     delta: float = 1e-5
+    last_label: int = 0  # the bank's sealed request counter: strictly increasing
 
 
 @dataclass
@@ -177,8 +179,9 @@ class VerticalGBDTParty:
                  feature_names: list[str], channels: Callable[[], SealedChannels], *,
                  ids: np.ndarray | None = None, X_full: np.ndarray | None = None,
                  aligned_rows: Callable[[], np.ndarray | None] | None = None, y_full: np.ndarray | None = None,
-                 policy: PartyPrivacyPolicy | None = None) -> None:
+                 policy: PartyPrivacyPolicy | None = None, run_rows: Callable[[str], RunRows] | None = None) -> None:
         self.name = name
+        self._run_rows = run_rows or per_run(name)  # the run's row rules, shared with the party's other protocols
         self.policy = policy or PartyPrivacyPolicy()  # min noise, DP required or not, this party's own ledger
         self._account = HistogramAccount()          # partner: its noised histogram releases over the run
         self.privacy: dict[str, Any] = {}
@@ -192,7 +195,7 @@ class VerticalGBDTParty:
         self.model: GBDTModel | None = None       # bank: trees, owners, leaves
         self.thresholds: dict[tuple[int, int], tuple[int, int]] = {}  # this party's own splits
         self.edges: list[np.ndarray] = []
-        self._bank_prep: tuple[np.ndarray, np.ndarray, list[FeatureSlot]] | None = None
+        self._bank_prep: tuple[np.ndarray, np.ndarray, list[FeatureSlot], np.ndarray, np.ndarray] | None = None
         self._hist_noise = 0.0
 
     def handlers(self) -> dict[str, Callable[[Message], Message]]:
@@ -203,16 +206,17 @@ class VerticalGBDTParty:
     # --- setup ----------------------------------------------------------------------------------------
     def setup(self, msg: Message) -> Message:
         """Bin own columns on own training rows; a partner gives the dealer its bins in secret order."""
-        train, val = msg.arrays["train_rows"], msg.arrays["val_rows"]
         n_bins = int(msg.meta["n_bins"])
         X = self._X()
+        train, val = check_splits(self.name, msg.arrays["train_rows"], msg.arrays["val_rows"], len(X))
+        bank = self._channels().require_role(str(msg.meta["bank"]), "label_holder", "vgb.setup")
+        self._run_rows(msg.run_id).bind_train("vgb.setup", train)  # beta once per run, for one row set
         self.edges = [quantile_bin_edges(X[train, j], n_bins) for j in range(X.shape[1])]
         bins, bins_val = apply_bins(X[train], self.edges), apply_bins(X[val], self.edges)
         slots = make_slots(self.name, self.feature_names, self.edges)
         meta = {"n_bins": [s.n_bins for s in slots], "names": list(self.feature_names)}
-        bank = self._channels().require_role(str(msg.meta["bank"]), "label_holder", "vgb.setup")
         if self.name == bank:
-            self._bank_prep = (bins, bins_val, slots)
+            self._bank_prep = (bins, bins_val, slots, train, val)
             self._hist_noise = float(msg.meta.get("hist_noise", 0.0))
             return msg.reply("vgb.setup", meta=meta)
         offsets = np.array([s.offset for s in slots], dtype=np.int64)
@@ -227,16 +231,19 @@ class VerticalGBDTParty:
                                      DealerStream(bytes(msg.arrays["dealer_seed"])),
                                      hist_noise=hist_noise, index=flat_index(bins, offsets),
                                      instance=instance, delta=float(msg.meta.get("dp_delta", 1e-5)))
-        sigma = secret_permutation(self._channels().prg(bank, _perm_label(bank, self.name), len(train)))
+        # a fresh secret row order per setup (this partner's nonce, sealed to the bank, is in the PRG label)
+        nonce = secrets.token_bytes(16)
+        sigma = secret_permutation(self._channels().prg(bank, _perm_label(bank, self.name, nonce), len(train)))
         beta = np.empty_like(bins)
         beta[sigma] = bins
-        return msg.reply("vgb.setup", {"beta": beta}, meta)
+        sealed = self._channels().seal_arrays(bank, {"sigma_nonce": np.frombuffer(nonce, dtype=np.uint8)})
+        return msg.reply("vgb.setup", {"beta": beta, f"to:{bank}": sealed}, meta)
 
     def start(self, msg: Message) -> Message:
         """Bank: learn the partners' feature slots, start the learner."""
         if self._bank_prep is None:
             raise ValueError(f"party {self.name!r}: vgb.setup must come before vgb.start")
-        bins, bins_val, own_slots = self._bank_prep
+        bins, bins_val, own_slots, setup_train, setup_val = self._bank_prep
         partners = list(msg.meta["partners"])
         slots = {self.name: own_slots}
         for p in partners:
@@ -247,10 +254,15 @@ class VerticalGBDTParty:
         if y is None:
             raise ValueError(f"party {self.name!r} has no labels: only the label holder runs the learner")
         train, val = msg.arrays["train_rows"], msg.arrays["val_rows"]
+        if not (np.array_equal(train, setup_train) and np.array_equal(val, setup_val)):
+            raise ValueError(f"party {self.name!r}: vgb.start names other training or validation rows than vgb.setup")
         params = GBDTParams(**msg.meta["params"])
         gen = boost(params, y[train].astype(float), slots, y_val=y[val].astype(float) if len(val) else None)
         ch = self._channels()
-        sigma = {p: secret_permutation(ch.prg(p, _perm_label(self.name, p), len(train))) for p in partners}
+        inbox: dict[tuple[str, str], np.ndarray] = {}
+        receive(msg, ch, inbox)
+        sigma = {p: secret_permutation(ch.prg(p, _perm_label(self.name, p, sealed_nonce(inbox, p, self.name, "vgb.start")),
+                                              len(train))) for p in partners}
         self.bank = _BankState(gen, None, bins, bins_val, self.edges, slots, partners,
                                bytes(msg.arrays["dealer_seed"]), sigma, len(train),
                                index=flat_index(bins, np.array([s.offset for s in own_slots], dtype=np.int64)),
@@ -282,7 +294,8 @@ class VerticalGBDTParty:
             if new_tree:
                 g, h = encode_values(req.g), encode_values(req.h)
             for p in st.partners:
-                body: dict[str, np.ndarray] = {"nodes": np.array([n for n, _ in req.nodes], dtype=np.int64),
+                body: dict[str, np.ndarray] = {"label": np.array([st.counter], dtype=np.int64),
+                                               "nodes": np.array([n for n, _ in req.nodes], dtype=np.int64),
                                                "sizes": np.array([len(r) for _, r in req.nodes], dtype=np.int64),
                                                "rows": np.concatenate([r for _, r in req.nodes]).astype(np.int64)}
                 if new_tree:  # (g, h) of every row, masked once for the whole tree
@@ -298,7 +311,8 @@ class VerticalGBDTParty:
             for p in st.partners:
                 mine = [(node, rows, f, b) for node, rows, owner, f, b in req.splits if owner == p]
                 if mine:
-                    body = {"split": np.array([[node, f, b] for node, _, f, b in mine], dtype=np.int64),
+                    body = {"label": np.array([st.counter], dtype=np.int64),
+                            "split": np.array([[node, f, b] for node, _, f, b in mine], dtype=np.int64),
                             "tree": np.array([req.tree_index], dtype=np.int64)}
                     for node, rows, _, _ in mine:
                         body[f"rows:{node}"] = rows.astype(np.int64)
@@ -309,7 +323,7 @@ class VerticalGBDTParty:
                 nodes = req.tree.owned_by(p)
                 if nodes:
                     out[f"to:{p}"] = ch.seal_arrays(p, {
-                        "route": np.array(nodes, dtype=np.int64), "tree": np.array([req.tree_index], dtype=np.int64),
+                        "label": np.array([st.counter], dtype=np.int64), "route": np.array(nodes, dtype=np.int64), "tree": np.array([req.tree_index], dtype=np.int64),
                         "val": np.array([int(req.validation)], dtype=np.int64), "rows": req.rows.astype(np.int64)})
                     involved.append(p)
         return msg.reply("vgb.request", out, {"kind": type(req).__name__, "partners": involved, "label": label,
@@ -360,8 +374,9 @@ class VerticalGBDTParty:
         st = self._partner()
         inbox: dict[tuple[str, str], np.ndarray] = {}
         receive(msg, self._channels(), inbox)
-        bank, label = self._channels().require_role(str(msg.meta["bank"]), "label_holder", "vgb.serve"), str(msg.meta["label"])
+        bank = self._channels().require_role(str(msg.meta["bank"]), "label_holder", "vgb.serve")
         body = {name: v for (sender, name), v in inbox.items() if sender == bank}
+        label = self._sealed_label(st, body, msg)
         out: dict[str, np.ndarray] = {}
         meta: dict[str, Any] = {}
         if "nodes" in body:
@@ -394,6 +409,22 @@ class VerticalGBDTParty:
                     for n in body["route"]]
             out["route"] = np.stack(cols, axis=1).astype(np.uint8)
         return msg.reply("vgb.served", {f"to:{bank}": self._channels().seal_arrays(bank, out)}, meta)
+
+    def _sealed_label(self, st: _PartnerState, body: dict[str, np.ndarray], msg: Message) -> str:
+        """The request's label from the bank's sealed body (a counter it increments), never the coordinator's.
+
+        The replay refusal and the dealer pad are keyed on it: a sealed request re-sent under another clear
+        label, or a replayed one, is refused."""
+        if "label" not in body or np.asarray(body["label"]).size != 1:
+            raise ValueError(f"party {self.name!r}: vgb.serve without the bank's sealed request label")
+        counter = int(np.asarray(body["label"]).ravel()[0])
+        if str(counter) != str(msg.meta.get("label")):
+            raise ValueError(f"party {self.name!r}: vgb.serve: the clear label {msg.meta.get('label')!r} is not the "
+                             f"bank's sealed label {counter}")
+        if counter <= st.last_label:
+            raise ValueError(f"party {self.name!r}: refusing a replayed vgb.serve request (label {counter})")
+        st.last_label = counter
+        return str(counter)
 
     # --- persistence: each party stores only its own part ---------------------------------------------
     def part_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -437,8 +468,13 @@ class VerticalGBDTParty:
         started = time.perf_counter()
         if self.model is None:
             raise ValueError(f"party {self.name!r} holds no trained GBDT")
-        query = ({"aligned": msg.arrays["aligned"]} if "aligned" in msg.arrays else
-                 {"ids": np.frombuffer("\n".join(msg.meta["applicants"]).encode(), dtype=np.uint8)})
+        if "aligned" in msg.arrays:  # held-out evaluation: only the run's test rows, once per model
+            aligned = self._aligned_rows() if self._aligned_rows else None
+            n = 0 if aligned is None else len(aligned)
+            model = "gbdt:" + fingerprint(*self.part_arrays())
+            query = {"aligned": self._run_rows(msg.run_id).admit_evaluation(model, msg.arrays["aligned"], n, self._y)}
+        else:
+            query = {"ids": np.frombuffer("\n".join(msg.meta["applicants"]).encode(), dtype=np.uint8)}
         rows, applicants = self._query_rows(query)
         if applicants and (rows < 0).any():  # neither ids nor positions: the error passes through the coordinator
             missing = [k + 1 for k, r in enumerate(rows) if r < 0]
@@ -502,8 +538,13 @@ class VerticalGBDTParty:
             y = self._y_full[rows] if self._y_full is not None else None
             if y is None:
                 raise ValueError(f"party {self.name!r} has no labels to evaluate with")
-            return msg.reply("vgb.metrics", meta={"n": n, "auc": roc_auc(y, pd), "ks": ks_statistic(y, pd),
-                                                  "brier": brier_score(y, pd)})
+            try:
+                metrics = {"n": n, "auc": roc_auc(y, pd), "ks": ks_statistic(y, pd), "brier": brier_score(y, pd)}
+            except Exception as exc:  # its text may name a class: it stays in the bank's local log
+                log.warning("party %s: held-out metrics failed: %s (local log only)", self.name, exc)
+                raise ValueError(f"party {self.name!r}: the held-out metrics could not be computed (details in "
+                                 "this party's local log)") from None
+            return msg.reply("vgb.metrics", meta=metrics)
         points = ScoreCard().points(pd)
         out = []
         for i, applicant in enumerate(applicants):

@@ -32,7 +32,9 @@ mask seed, the partner's pad seed and returns the per-bin mask sums; it relays o
   sizes, and so which of those unlinked binned records fall on each side of every split, the bank's
   splits included).
 * What it cannot learn alone: which customer a binned record belongs to (sigma comes from the bank-
-  partner channel key), the bank's values v (it knows the masks A, but v + A travels sealed to the
+  partner channel key and a fresh nonce the partner draws at each setup and seals to the bank, so
+  repeated setups never share an order; each party gives the dealer its binned records for one training
+  row set per run, `sampan.vertical.rows.RunRows.bind_train`), the bank's values v (it knows the masks A, but v + A travels sealed to the
   partner), and the decoded sums (the partner's reply travels sealed to the bank). This rests on the
   channels' keys being authentic: a coordinator that substitutes the run keys (finding 5) reads v + A and
   subtracts A — the labels — and learns sigma; parties therefore verify signed run keys before any
@@ -74,7 +76,7 @@ log = logging.getLogger(__name__)
 __all__ = ["VALUE_BITS", "ring_bincount", "encode_values", "decode_sums", "secret_permutation",
            "node_masks", "partner_sums", "dealer_sums", "flat_index", "tree_masks", "partner_level_sums",
            "dealer_level_sums", "histogram_privacy", "histogram_sigma", "views_receipt", "check_feature_totals",
-           "reported_sigma", "HistogramAccount"]
+           "reported_sigma", "HistogramAccount", "sigma_label", "sealed_nonce"]
 
 VALUE_BITS = 32  # = log2(models.gbdt.GRID): ring sums and float sums of grid gradients agree exactly
 
@@ -104,6 +106,24 @@ def secret_permutation(shared_random: np.ndarray) -> np.ndarray:
     sigma = np.empty_like(order)
     sigma[order] = np.arange(len(order))
     return sigma
+
+
+def sigma_label(protocol: str, bank: str, partner: str, nonce: bytes) -> str:
+    """The PRG label of one setup's secret row order: fresh per setup through the partner's nonce.
+
+    The partner draws the nonce at setup and seals it to the bank; the coordinator never sees it, so two
+    setups never share an order (a fixed label gave the same order to every setup of the same length, and
+    swapping two training rows between setups showed the coordinator which binned records they were).
+    """
+    return f"{protocol}-sigma/{bank}/{partner}/{nonce.hex()}"
+
+
+def sealed_nonce(inbox: dict[tuple[str, str], np.ndarray], partner: str, bank: str, step: str) -> bytes:
+    """The bank takes the partner's setup nonce from its sealed envelope (never from the coordinator)."""
+    value = inbox.pop((partner, "sigma_nonce"), None)
+    if value is None or np.asarray(value).size != 16:
+        raise ValueError(f"party {bank!r}: {step}: no sealed row-order nonce from partner {partner!r}")
+    return np.ascontiguousarray(value, dtype=np.uint8).tobytes()
 
 
 def flat_index(bins: np.ndarray, offsets: np.ndarray) -> np.ndarray:

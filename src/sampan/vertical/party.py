@@ -19,6 +19,9 @@ certificates (public within the consortium), protocol roles and per-run public k
 
 from __future__ import annotations
 
+import logging
+from typing import Callable
+
 import numpy as np
 
 from sampan.crypto.channel import PartyKeys, SealedChannels
@@ -30,12 +33,15 @@ from sampan.vertical.model import LocalLinearPart, LocalScaler
 from sampan.vertical.gbdt import VerticalGBDTParty
 from sampan.vertical.plain_lr import PlainVerticalLRParty
 from sampan.vertical.psi import PsiParty
+from sampan.vertical.rows import check_splits, per_run
 from sampan.vertical.scoring import ScoringParty
 from sampan.vertical.secure_lr import SecureLRParty
 from sampan.vertical.woe import VerticalWoeParty
 from sampan.wire import Message
 
 __all__ = ["VerticalParty", "CHANNEL_PROTOCOL", "PROTOCOL_ROLES"]
+
+log = logging.getLogger(__name__)
 
 CHANNEL_PROTOCOL = "vertical.channels"  # domain of the signed channel keys (sampan.crypto.identity)
 PROTOCOL_ROLES = ("label_holder", "partner")
@@ -64,27 +70,40 @@ class VerticalParty:
         self.channels: SealedChannels | None = None
         # this party's own DP policy and ledger, shared by its WOE and GBDT releases (one account per run)
         self.policy = policy or PartyPrivacyPolicy()
+        # the run's row rules (distinct rows, one training row set for the dealer, fixed test rows), shared
+        # by every protocol of this party (`sampan.vertical.rows`)
+        self.run_rows = per_run(self.name)
         self.psi = PsiParty(self.name, data.ids)
         self.lr = SecureLRParty(self.name, self._aligned_X, self._aligned_y, list(data.feature_names), self._channels)
-        self.scoring = ScoringParty(self.name, data.ids, data.X, self._part, self._channels, self._aligned_rows, y=data.y)
+        self.scoring = ScoringParty(self.name, data.ids, data.X, self._part, self._channels, self._aligned_rows, y=data.y,
+                                    run_rows=self.run_rows)
         self.gbdt = VerticalGBDTParty(self.name, self._aligned_X, self._aligned_y, list(data.feature_names),
                                       self._channels, ids=data.ids, X_full=data.X, aligned_rows=self._aligned_rows,
-                                      y_full=data.y, policy=self.policy)
+                                      y_full=data.y, policy=self.policy, run_rows=self.run_rows)
         self.woe = VerticalWoeParty(self.name, self._aligned_raw_X, self._aligned_y, list(data.feature_names),
-                                    self._channels, policy=self.policy)
+                                    self._channels, policy=self.policy, run_rows=self.run_rows)
         self.use_woe = False
         self.loaded_part: LocalLinearPart | None = None
         self.app = PartyApp(self.name)
         self.app.register("vertical.hello", self.hello)
         self.app.register("vertical.peers", self.peers)
-        self.app.register("vertical.local_baseline", self.local_baseline)
+        self.app.register("vertical.local_baseline", self._noting_fit_rows(self.local_baseline))
         self.psi.register(self.app)
         handlers = {**self.lr.handlers(), **self.scoring.handlers(), **self.gbdt.handlers(), **self.woe.handlers(),
                     "vertical.use_woe": self.set_woe, "vlr.finish": self._finish_lr}
         if with_baselines:
             handlers.update(PlainVerticalLRParty(self.name, self._aligned_X, self._aligned_y).handlers())
         for kind, handler in handlers.items():
-            self.app.register(kind, handler)
+            self.app.register(kind, self._noting_fit_rows(handler))
+
+    def _noting_fit_rows(self, handler: Callable[[Message], Message]) -> Callable[[Message], Message]:
+        """Every request naming training/validation rows: they may never be this run's test rows."""
+        def handle(msg: Message) -> Message:
+            for key in ("train_rows", "val_rows"):
+                if key in msg.arrays:
+                    self.run_rows(msg.run_id).note_fit(msg.arrays[key])
+            return handler(msg)
+        return handle
 
     # --- keys ---------------------------------------------------------------------------------------
     @property
@@ -117,6 +136,11 @@ class VerticalParty:
         if publics.get(self.name) not in (None, self.keys.public_bytes):
             raise ValueError(f"party {self.name!r}: the coordinator relayed a key for this party that is not its own")
         claimed = dict(msg.meta.get("roles") or {})
+        # a verifier that knows the job (a deployed agent's `PeerAllowList`) admits only the job's label holder
+        # in that role; a simulation's verifier has no such rule
+        admit_role = getattr(self.verifier, "admit_role", None)
+        if admit_role is not None:
+            admit_role(self.name, self.protocol_role)
         roles = {self.name: self.protocol_role}
         for peer, public in publics.items():
             if peer == self.name:
@@ -125,6 +149,8 @@ class VerticalParty:
             if role not in PROTOCOL_ROLES:
                 raise ValueError(f"party {self.name!r}: peer {peer!r} has no protocol role (got {role!r})")
             signed = SignedKeys.from_arrays(msg.arrays, peer, prefix=f"{peer}/")
+            if admit_role is not None:
+                admit_role(peer, role)
             verify_keys(self.verifier, peer, msg.run_id, CHANNEL_PROTOCOL, role, {"x25519": public}, signed)
             roles[peer] = role  # proved: the peer signed its key under this role
         holders = sorted(n for n, r in roles.items() if r == "label_holder")
@@ -199,7 +225,10 @@ class VerticalParty:
 
         X_all, y_all = self._aligned_X(), self._aligned_y()
         assert y_all is not None
-        tr, va, te = (msg.arrays[k] for k in ("train_rows", "val_rows", "test_rows"))
+        tr, va = check_splits(self.name, msg.arrays["train_rows"], msg.arrays["val_rows"], len(X_all))
+        # the run's fixed test rows only, once (its metrics are aggregates over them; never rows chosen to probe)
+        te = self.run_rows(msg.run_id).admit_evaluation("local_baseline", msg.arrays["test_rows"], len(X_all),
+                                                        lambda: y_all)
         scaler = LocalScaler.fit(X_all[tr])
         w = fit_logistic(scaler.transform(X_all[tr]), y_all[tr], scaler.transform(X_all[va]), y_all[va],
                          lr=float(msg.meta["lr"]), l2=float(msg.meta["l2"]), epochs=int(msg.meta["epochs"]),
@@ -207,8 +236,13 @@ class VerticalParty:
         Xte = np.hstack([scaler.transform(X_all[te]), np.ones((len(te), 1))])
         pd = 1.0 / (1.0 + np.exp(-(Xte @ w)))
         y = y_all[te]
-        return msg.reply("vertical.local_baseline", meta={
-            "auc": roc_auc(y, pd), "ks": ks_statistic(y, pd), "brier": brier_score(y, pd), "n": int(len(y))})
+        try:
+            metrics = {"auc": roc_auc(y, pd), "ks": ks_statistic(y, pd), "brier": brier_score(y, pd), "n": int(len(y))}
+        except Exception as exc:  # its text may name a class: it stays in the bank's local log
+            log.warning("party %s: local baseline metrics failed: %s (local log only)", self.name, exc)
+            raise ValueError(f"party {self.name!r}: the local baseline's metrics could not be computed (details in "
+                             "this party's local log)") from None
+        return msg.reply("vertical.local_baseline", meta=metrics)
 
 
 def fit_logistic(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, *, lr: float, l2: float,

@@ -132,8 +132,9 @@ def run_vertical(
                 session.relay.wave(transport, [session.relay.request(p, "vertical.use_woe", meta={"on": True})])
             session.progress = say  # the run's rounds are the main LR's epochs
             session.train(splits, config, seed=seed)
-            baseline = session.evaluate(splits.val)  # the reference population for stability
-            card_metrics = session.evaluate(splits.test, stability_against=baseline["request_id"])
+            # stability against the secure LR's scores of the same test rows (the bank evaluates only the run's
+            # test rows, each model once: validation rows are never evaluated)
+            card_metrics = session.evaluate(splits.test, stability_against=joint["request_id"])
             comparison["vertical scorecard (WOE + secure LR)"] = card_metrics
             scaling = ScoreScaling()
             for p, party in parties.items():  # simulation: every party's own rows of the table, side by side
@@ -144,7 +145,7 @@ def run_vertical(
             for p in parties:
                 session.relay.wave(transport, [session.relay.request(p, "vertical.use_woe", meta={"on": False})])
             extra_reveals["stability"] = (f"Population stability index of the scorecard's test-batch scores against "
-                                          f"the validation batch: {card_metrics.get('psi', float('nan')):.4f} "
+                                          f"the secure LR's scores of the same test rows: {card_metrics.get('psi', float('nan')):.4f} "
                                           "(< 0.1 stable, 0.1-0.25 watch, > 0.25 shifted).")
             extra_reveals["scorecard"] = WOE_REVEALS + (" DP on the counts: " + "; ".join(
                 f"{p} epsilon = {v['epsilon']:.2f} (delta {v['delta']:g}, sigma {v['sigma']:.2f}): {v['protects']}"

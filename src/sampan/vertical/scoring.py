@@ -22,6 +22,7 @@ sealed envelopes, never who applied or any score.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from sampan.models.scorecard import psi
 from sampan.vertical.channel import SealedChannels
 from sampan.vertical.model import LocalLinearPart
 from sampan.vertical.ring import decode, encode
+from sampan.vertical.rows import RunRows, fingerprint, per_run
 from sampan.vertical.secure_lr import receive
 from sampan.wire import Message
 
@@ -105,12 +107,17 @@ class ScoringParty:
     channels: Callable[[], SealedChannels]
     aligned_rows: Callable[[], np.ndarray | None]
     y: np.ndarray | None = None
+    run_rows: Callable[[str], RunRows] | None = None  # the run's row rules, shared with the party's other protocols
     card: ScoreCard = field(default_factory=ScoreCard)
     results: dict[str, list[ScoreResult]] = field(default_factory=dict)
     evaluated: dict[str, np.ndarray] = field(default_factory=dict)  # bank: PDs of evaluated batches, kept here
     _index: dict[str, int] | None = None
     _pending: dict[str, _Pending] = field(default_factory=dict)
     _inbox: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.run_rows is None:
+            self.run_rows = per_run(self.name)
 
     def handlers(self) -> dict[str, Callable[[Message], Message]]:
         return {"score.start": self.start, "score.partial": self.partial, "score.finish": self.finish}
@@ -131,15 +138,16 @@ class ScoringParty:
             aligned = self.aligned_rows()
             if aligned is None:
                 raise ValueError(f"party {self.name!r}: no aligned rows; run PSI alignment first")
-            positions = msg.arrays["aligned"]
+            assert self.run_rows is not None
+            model = "lr:" + fingerprint(*part.to_arrays())
+            positions = self.run_rows(msg.run_id).admit_evaluation(model, msg.arrays["aligned"], len(aligned),
+                                                              lambda: None if self.y is None else self.y[aligned])
             rows, applicants, query = aligned[positions], [], {"aligned": positions}
         else:
             applicants = [str(a) for a in msg.meta["applicants"]]
             rows = self._rows_for(applicants)
             unknown = [k + 1 for k, r in enumerate(rows) if r < 0]
             if unknown:  # neither ids nor positions: this error text passes through the coordinator
-                import logging
-
                 logging.getLogger(__name__).warning("party %s: applicants at positions %s of %d are not in its table "
                                                     "(local log only)", self.name, unknown[:20], len(rows))
                 raise ValueError(f"party {self.name!r}: an applicant of this request is not in the bank's table "
@@ -171,9 +179,15 @@ class ScoringParty:
             if self.y is None:
                 raise ValueError(f"party {self.name!r} has no labels to evaluate with")
             y = self.y[pending.rows]
-            metrics = {"n": int(len(y)), "auc": roc_auc(y, pd), "ks": ks_statistic(y, pd), "brier": brier_score(y, pd),
-                       "default_rate": float(y.mean()), "mean_pd": float(pd.mean()),
-                       "missing_rate": {p: float(m.mean()) for p, m in missing.items()}}
+            try:
+                metrics = {"n": int(len(y)), "auc": roc_auc(y, pd), "ks": ks_statistic(y, pd),
+                           "brier": brier_score(y, pd), "default_rate": float(y.mean()), "mean_pd": float(pd.mean()),
+                           "missing_rate": {p: float(m.mean()) for p, m in missing.items()}}
+            except Exception as exc:  # its text may name a class: it stays in the bank's local log
+                logging.getLogger(__name__).warning("party %s: held-out metrics failed: %s (local log only)",
+                                                    self.name, exc)
+                raise ValueError(f"party {self.name!r}: the held-out metrics could not be computed (details in "
+                                 "this party's local log)") from None
             reference = msg.meta.get("stability_reference")
             if reference is not None and str(reference) in self.evaluated:
                 # Population stability of this batch's scores against an earlier batch's (bank-local).

@@ -185,6 +185,7 @@ from sampan.vertical.model import LocalLinearPart, LocalScaler
 from sampan.vertical.ring import (
     SIGMOID_POLY, TRUNC_OFFSET, decode, encode, poly_shares, to_signed, truncate_shares,
 )
+from sampan.vertical.rows import check_splits
 from sampan.wire import Message
 
 __all__ = ["SecureLRParty", "FEATURE_BITS", "RESIDUAL_BITS", "WEIGHT_BITS", "Roles", "min_batch_rows", "audit_count",
@@ -450,21 +451,8 @@ class SecureLRParty:
                                             "n_train": int(st.X_fixed.shape[0])})
 
     def _check_splits(self, train_rows: np.ndarray, val_rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Training and validation rows are distinct aligned rows, and the two sets do not overlap.
-
-        Why: the coordinator sees one validation aggregate per epoch; validation rows that are training rows
-        (or repeated rows) would let it steer that aggregate onto rows whose gradient it also drives.
-        """
-        train_rows = np.asarray(train_rows, dtype=np.int64)
-        val_rows = np.asarray(val_rows, dtype=np.int64)
-        for what, rows in (("training", train_rows), ("validation", val_rows)):
-            if rows.ndim != 1 or (len(rows) and (rows.min() < 0 or rows.max() >= n)):
-                raise BatchRuleError(f"party {self.name!r}: the {what} rows are not positions of the {n} aligned rows")
-            if len(np.unique(rows)) != len(rows):
-                raise BatchRuleError(f"party {self.name!r}: refusing {what} rows that repeat a row")
-        if np.intersect1d(train_rows, val_rows).size:
-            raise BatchRuleError(f"party {self.name!r}: refusing validation rows that are also training rows")
-        return train_rows, val_rows
+        """Distinct aligned rows, validation disjoint from training (`sampan.vertical.rows.check_splits`)."""
+        return check_splits(self.name, train_rows, val_rows, n, BatchRuleError)
 
     def _fresh(self, instance: str, seed: bytes) -> None:
         """Refuse a protocol instance nonce or a dealer seed already used on channels with these keys.

@@ -57,8 +57,9 @@ from sampan.vertical.channel import SealedChannels
 from sampan.vertical.dealer import Dealer, DealerStream
 from sampan.vertical.histograms import (
     HistogramAccount, check_feature_totals, dealer_sums, decode_sums, encode_values, flat_index, histogram_sigma,
-    node_masks, partner_sums, reported_sigma, secret_permutation,
+    node_masks, partner_sums, reported_sigma, sealed_nonce, secret_permutation, sigma_label,
 )
+from sampan.vertical.rows import RunRows, check_splits, per_run
 from sampan.vertical.secure_lr import receive
 from sampan.vertical.training import Relay
 from sampan.wire import Message
@@ -131,7 +132,8 @@ class WoeOutcome:
 class VerticalWoeParty:
     def __init__(self, name: str, X_aligned: Callable[[], np.ndarray], y_aligned: Callable[[], np.ndarray | None],
                  feature_names: list[str], channels: Callable[[], SealedChannels],
-                 policy: PartyPrivacyPolicy | None = None) -> None:
+                 policy: PartyPrivacyPolicy | None = None, run_rows: Callable[[str], RunRows] | None = None) -> None:
+        self._run_rows = run_rows or per_run(name)  # the run's row rules, shared with the party's other protocols
         self.name, self._X, self._y, self.feature_names, self._channels = name, X_aligned, y_aligned, feature_names, channels
         self.policy = policy or PartyPrivacyPolicy()  # min noise, DP required or not, this party's own ledger
         self._account = HistogramAccount()          # this party's WOE releases over the whole run
@@ -146,22 +148,28 @@ class VerticalWoeParty:
                 "woe.apply": self.apply}
 
     def setup(self, msg: Message) -> Message:
-        train = msg.arrays["train_rows"]
-        X = self._X()[train]
+        X_all = self._X()
+        train, _ = check_splits(self.name, msg.arrays["train_rows"], np.zeros(0, dtype=np.int64), len(X_all))
+        bank = self._channels().require_role(str(msg.meta["bank"]), "label_holder", "woe.setup")
+        self._run_rows(msg.run_id).bind_train("woe.setup", train)  # beta once per run, for one row set
+        X = X_all[train]
         edges = [quantile_bin_edges(X[:, j], int(msg.meta["fine_bins"])) for j in range(X.shape[1])]
         bins = apply_bins(X, edges)
         slots = make_slots(self.name, self.feature_names, edges)
         self._state = {"edges": edges, "bins": bins, "slots": slots, "train": train,
                        "dealer": DealerStream(bytes(msg.arrays["dealer_seed"])),
                        "instance": secrets.token_hex(16)}  # this party's nonce for this protocol instance
-        bank = self._channels().require_role(str(msg.meta["bank"]), "label_holder", "woe.setup")
         meta = {"n_bins": [s.n_bins for s in slots], "names": list(self.feature_names)}
         if self.name == bank:
             return msg.reply("woe.setup", meta=meta)
-        sigma = secret_permutation(self._channels().prg(bank, f"woe-sigma/{bank}/{self.name}", len(train)))
+        # A fresh secret row order per setup: the partner's nonce, sealed to the bank, is in the PRG label, so no
+        # two setups (whatever rows the coordinator sends) share an order it could line up.
+        nonce = secrets.token_bytes(16)
+        sigma = secret_permutation(self._channels().prg(bank, sigma_label("woe", bank, self.name, nonce), len(train)))
         beta = np.empty_like(bins)
         beta[sigma] = bins
-        return msg.reply("woe.setup", {"beta": beta}, meta)
+        sealed = self._channels().seal_arrays(bank, {"sigma_nonce": np.frombuffer(nonce, dtype=np.uint8)})
+        return msg.reply("woe.setup", {"beta": beta, f"to:{bank}": sealed}, meta)
 
     def mask(self, msg: Message) -> Message:
         """Bank: (y, 1) masked by dealer randomness at each partner's secret row order."""
@@ -171,8 +179,11 @@ class VerticalWoeParty:
         train = self._state["train"]
         values = [encode_values(y[train].astype(float)), encode_values(np.ones(len(train)))]
         seed, ch, out = bytes(msg.arrays["dealer_seed"]), self._channels(), {}
+        inbox: dict[tuple[str, str], np.ndarray] = {}
+        receive(msg, ch, inbox)
         for p in msg.meta["partners"]:
-            sigma = secret_permutation(ch.prg(p, f"woe-sigma/{self.name}/{p}", len(train)))
+            nonce = sealed_nonce(inbox, p, self.name, "woe.mask")
+            sigma = secret_permutation(ch.prg(p, sigma_label("woe", self.name, p, nonce), len(train)))
             _, a = node_masks(seed, f"woe/{p}", sigma, 2)
             out[f"to:{p}"] = ch.seal_arrays(p, {"v": np.stack([values[0] + a[0], values[1] + a[1]])})
         return msg.reply("woe.masked", out)
