@@ -57,6 +57,7 @@ message and are batched).
 
 from __future__ import annotations
 
+import logging
 import os
 import string
 import time
@@ -79,6 +80,8 @@ __all__ = [
     "MODES", "MODE_REVEALS", "ALIGNMENT_REVEALS", "PsiError", "PsiParty", "PsiOutcome",
     "AlignmentOutcome", "run_psi", "align", "id_shape", "hash_to_curve", "blind", "match_tokens",
 ]
+
+log = logging.getLogger(__name__)
 
 MODES: tuple[str, ...] = ("both", "label_holder", "cardinality")
 
@@ -158,7 +161,10 @@ def id_shape(ids: Sequence[str], encoded: Sequence[bytes] | None = None) -> str:
 
 
 def _normalise(ids: Any, party: str) -> tuple[list[str], list[bytes]]:
-    """NFC + strip, then validate: strings, non-empty, encodable, unique. Errors give rows, not values."""
+    """NFC + strip, then validate: strings, non-empty, encodable, unique.
+
+    The error text reaches the coordinator: it names the check that failed, never counts, row numbers or
+    values (those go to this party's local log only)."""
     arr = np.asarray(ids, dtype=object)
     if arr.ndim != 1:
         raise PsiError(f"party {party!r}: ids must be a 1-D array, got shape {arr.shape}")
@@ -170,20 +176,27 @@ def _normalise(ids: Any, party: str) -> tuple[list[str], list[bytes]]:
         norm = [nfc("NFC", s).strip() for s in raw]
     except TypeError:
         row = next(i for i, s in enumerate(raw) if not isinstance(s, str))
-        raise PsiError(f"party {party!r}: id at row {row} is a {type(raw[row]).__name__}, not a string") from None
+        log.warning("party %s: id at row %d is a %s, not a string (local log only)", party, row,
+                    type(raw[row]).__name__)
+        raise PsiError(f"party {party!r}: an id is not a string (row in this party's local log)") from None
     if not all(norm):
         blank = [i for i, s in enumerate(norm) if not s]
-        raise PsiError(f"party {party!r}: {len(blank)} empty ids (first at row {blank[0]})")
+        log.warning("party %s: %d empty ids, first at row %d (local log only)", party, len(blank), blank[0])
+        raise PsiError(f"party {party!r}: empty customer ids (rows in this party's local log)")
     try:
         encoded = [s.encode() for s in norm]
     except UnicodeEncodeError:
         row = next(i for i, s in enumerate(norm) if not _encodable(s))
-        raise PsiError(f"party {party!r}: id at row {row} is not valid Unicode (lone surrogate)") from None
+        log.warning("party %s: id at row %d is not valid Unicode (local log only)", party, row)
+        raise PsiError(f"party {party!r}: an id is not valid Unicode (lone surrogate; row in this party's local "
+                       "log)") from None
     if len(set(encoded)) != len(encoded):
         seen: set[bytes] = set()
         repeats = [i for i, b in enumerate(encoded) if b in seen or seen.add(b)]  # type: ignore[func-returns-value]
-        raise PsiError(f"party {party!r}: {len(repeats)} duplicate customer ids after normalisation "
-                       f"(first repeat at row {repeats[0]}); PSI needs unique ids")
+        log.warning("party %s: %d duplicate customer ids after normalisation, first repeat at row %d (local log "
+                    "only)", party, len(repeats), repeats[0])
+        raise PsiError(f"party {party!r}: duplicate customer ids after normalisation (rows in this party's local "
+                       "log); PSI needs unique ids")
     return norm, encoded
 
 
@@ -436,8 +449,10 @@ class PsiParty:
             raise PsiError(f"party {self.name!r}: no mode-'both' PSI result with {holder!r} to align on")
         ix, iy = match_tokens(tokens, self._tokens[holder])
         if len(ix) != len(tokens):
-            raise PsiError(f"party {self.name!r}: {len(tokens) - len(ix)} aligned customers from {holder!r} "
-                           f"are not in our intersection")
+            log.warning("party %s: %d aligned customers from %s are not in its intersection (local log only)",
+                        self.name, len(tokens) - len(ix), holder)
+            raise PsiError(f"party {self.name!r}: aligned customers from {holder!r} are not in its intersection "
+                           "(count in this party's local log)")
         where = np.empty(len(tokens), dtype=np.int64)
         where[ix] = iy
         self.aligned_rows = self.rows[holder][where]
