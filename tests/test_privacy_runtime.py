@@ -50,8 +50,10 @@ def test_auto_noise_spends_the_budget_without_exceeding_it(tmp_path: Path) -> No
     assert len(per_party) == 3 and max(per_party.values()) == pytest.approx(noise["DP2"])
     assert min(per_party.values()) < noise["DP2"]  # larger banks need less noise for the same budget
     assert finished.outcome.rounds == 4 and finished.outcome.budget_stop is None
-    # unstandardised features and the charged row-count release cost accuracy at this small budget
-    assert finished.outcome.final_metrics["auc"] > 0.55
+    # unstandardised features and the charged row-count release cost accuracy at this small budget; under DP the
+    # parties bin scores into 100 bins (review R8-2), which merge this weak model's scores: binned AUC ~0.54
+    # where the exact holdout AUC is ~0.60 (2000 bins read ~0.595)
+    assert finished.outcome.final_metrics["auc"] > 0.52
     run = store.get_run(finished.outcome.run_id)
     assert run.info["privacy"]["parties"].keys() == spent.keys()
 
@@ -128,7 +130,9 @@ def test_no_update_leaves_a_party_un_noised(tmp_path: Path, privacy: dict) -> No
         assert first.is_error and second.is_error and "without secure aggregation" in str(first.meta)
     else:
         assert not np.array_equal(first.arrays["update"], second.arrays["update"])
-    plain = Message(**{**request.__dict__, "meta": {k: v for k, v in request.meta.items() if k not in ("dp2", "dp3")}})
+    # control in another run: within the DP run a fit without its DP level is refused (review R8-4)
+    plain = Message(**{**request.__dict__, "run_id": f"{run_id}-plain",
+                       "meta": {k: v for k, v in request.meta.items() if k not in ("dp2", "dp3")}})
     np.testing.assert_array_equal(apps[party].handle(plain).arrays["update"], apps[party].handle(plain).arrays["update"])
 
 

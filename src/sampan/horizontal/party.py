@@ -226,9 +226,16 @@ class HorizontalParty:
         request = {**msg.meta, "public_rows": public_rows} if public_rows is not None else dict(msg.meta)
         attempt = str((msg.meta.get("secagg") or {}).get("label") or "")
         # the party's own policy first: minimum noise, required levels, its own budget (charged write-ahead)
+        levels = frozenset(k for k in ("dp2", "dp3") if k in msg.meta)
+        first = self._dp_fit.get(msg.run_id)
+        if first is not None and levels != first:  # DP training cannot be switched off (or changed) half-way
+            raise PolicyRefused(f"party {self.name!r} refuses 'fit' with DP {sorted(levels)} in run {msg.run_id!r}: "
+                                f"its earlier rounds of the run were trained under {sorted(first)}")
         self.policy.admit_fit(self.name, request, len(self.train_data), step=msg.step, attempt=attempt)
         if private:
             self._dp_runs.add(msg.run_id)
+        if levels:
+            self._dp_fit.setdefault(msg.run_id, levels)
         model = self._model(msg.meta["model"])
         cfg = TrainConfig(**msg.meta["train"])
         X = self._scaled.get("train", self.train_data.X, msg.arrays)
@@ -310,6 +317,10 @@ class HorizontalParty:
         if self._evaluated_path is not None and msg.run_id not in self._evaluated:  # re-read: another instance
             self._evaluated = {**self._load_evaluated(), **self._evaluated}  # of this party may have answered
         first = self._evaluated.get(msg.run_id)
+        if first is None and self.max_evaluations is not None and len(self._evaluated) >= self.max_evaluations:
+            raise PolicyRefused(f"party {self.name!r} refuses an evaluation in run {msg.run_id!r}: it already evaluated "
+                                f"models in {len(self._evaluated)} runs under DP, its maximum (max_evaluations): each "
+                                "is an exact release about its holdout rows, which are outside the DP unit")
         if first is None:
             first = self._evaluated[msg.run_id] = digest
             if self._evaluated_path is not None:  # written before the evaluation leaves
@@ -331,7 +342,22 @@ class HorizontalParty:
                              "DP)") from None
         return {str(k): str(v) for k, v in data.items()}
 
+    def _bins(self, msg: Message, dp: bool) -> int:
+        """The score bins of an evaluation: at most `MAX_BINS`, and exactly `DP_BINS` under DP (a coordinator that
+        picks the model and a fine binning reads each holdout row's score, i.e. a feature, and its label)."""
+        bins = msg.meta.get("bins", DP_BINS if dp else DEFAULT_BINS)
+        limit = DP_BINS if dp else MAX_BINS
+        if isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= limit or (dp and bins != DP_BINS):
+            raise PolicyRefused(f"party {self.name!r} refuses bins={bins!r}: it bins evaluation scores into at most "
+                                f"{MAX_BINS} bins, and into exactly {DP_BINS} under DP")
+        return bins
+
     def evaluate(self, msg: Message) -> Message:
+        dp = self._under_dp(msg.run_id)
+        bins = self._bins(msg, dp)
+        if dp and not len(self.test_data):  # the training rows are the DP unit: never evaluated exactly
+            raise PolicyRefused(f"party {self.name!r} refuses 'evaluate' under DP without a holdout: it would score its "
+                                "training rows exactly")
         self._admit_evaluate(msg)
         model = self._model(msg.meta["model"])
         part = "test" if len(self.test_data) else "train"
@@ -339,17 +365,23 @@ class HorizontalParty:
         X, y = self._scaled.get(part, data.X, msg.arrays), data.y
         assert y is not None
         p = model.predict_proba(msg.arrays["params"], X)
-        p_clip = np.clip(p, 1e-12, 1 - 1e-12)
-        histogram = ScoreHistogram.from_scores(y, p, int(msg.meta.get("bins", DEFAULT_BINS)))
-        loss_sum = float(-np.sum(y * np.log(p_clip) + (1 - y) * np.log(1 - p_clip)))
-        brier_sum = float(np.sum((p - y) ** 2))
+        histogram = ScoreHistogram.from_scores(y, p, bins)
+        if dp:  # every field a function of the per-bin label counts: no score beyond its bin leaves (review R8-2)
+            histogram = histogram.centred()
+            mid = np.clip((histogram.edges[:-1] + histogram.edges[1:]) / 2, 1e-12, 1 - 1e-12)
+            loss_sum = float(-(histogram.pos @ np.log(mid) + histogram.neg @ np.log(1 - mid)))
+            brier_sum = float(histogram.pos @ (1 - mid) ** 2 + histogram.neg @ mid ** 2)
+        else:
+            p_clip = np.clip(p, 1e-12, 1 - 1e-12)
+            loss_sum = float(-np.sum(y * np.log(p_clip) + (1 - y) * np.log(1 - p_clip)))
+            brier_sum = float(np.sum((p - y) ** 2))
         if "secagg" in msg.meta:  # one masked vector: the coordinator sees only the sum over parties
             vector = evaluation_vector(histogram, loss_sum, brier_sum, len(y))
             masked = self.secagg.respond_masked(msg.arrays, msg.meta["secagg"], vector, run_id=msg.run_id,
                                                 basis=_basis("evaluate", msg))
             return msg.reply("evaluation", arrays={"masked": masked}, meta={"secagg": msg.meta["secagg"]["label"]})
         local: dict[str, float | None] = {}
-        if 0 < y.sum() < len(y):
+        if 0 < y.sum() < len(y) and not dp:  # under DP no local metrics (exact functions of every score)
             local = {k: (None if not np.isfinite(v) else float(v)) for k, v in binary_metrics(y, p).items()}
         return msg.reply("evaluation", arrays=histogram.to_arrays(), meta={
             "n": len(y),

@@ -13,7 +13,11 @@ Bin i holds the scores with floor(p·n_bins) = i (score 1.0 joins the last bin),
 arithmetic so that every party bins identically.
 
 What it reveals: the score distribution of positives and of negatives at the bin resolution — the
-same information as a fine ROC curve. Add DP noise to the counts upstream if that is too much.
+same information as a fine ROC curve — and, through `sum_p`, the mean score in each bin. To whoever
+chooses the model and the bin count, that is each scored row's label and its score to bin resolution
+(a model that is one feature's weight makes the score that feature): a party therefore caps the bins
+(`MAX_BINS`, and `DP_BINS` under DP, where it also sends `centred()` sums). Add DP noise to the counts
+upstream if that is too much.
 """
 
 from __future__ import annotations
@@ -38,9 +42,11 @@ from sampan.metrics.classification import (
     uniform_bin_index,
 )
 
-__all__ = ["DEFAULT_BINS", "ScoreHistogram"]
+__all__ = ["DEFAULT_BINS", "DP_BINS", "MAX_BINS", "ScoreHistogram"]
 
 DEFAULT_BINS = 2000
+MAX_BINS = DEFAULT_BINS  # the most bins a party builds for anyone (bins=1e9 would allocate tens of GB)
+DP_BINS = 100  # the most (and the default) under DP: each holdout row's score is then known to 1/100 at best
 _ARRAY_KEYS = ("edges", "pos", "neg", "sum_p")
 
 
@@ -87,6 +93,12 @@ class ScoreHistogram:
         total = np.bincount(idx, minlength=n_bins).astype(np.int64)
         sum_p = np.bincount(idx, weights=probs, minlength=n_bins)
         return cls(edges, pos, total - pos, sum_p)
+
+    def centred(self) -> ScoreHistogram:
+        """The same counts with each bin's score sum at its midpoint (count × midpoint): a function of the
+        counts alone, so it reveals no score beyond its bin."""
+        mid = (self.edges[:-1] + self.edges[1:]) / 2
+        return ScoreHistogram(self.edges, self.pos, self.neg, (self.pos + self.neg) * mid)
 
     @property
     def n_bins(self) -> int:

@@ -14,7 +14,8 @@ coordinator as that party's error):
   coordinator attached;
 - a level in `required_levels` must be present (a coordinator cannot switch DP off by omitting it);
   any required level (also "DP": any DP, no level in particular) makes `describe` without `dp_count`
-  and `stats` without `dp1` refused (`requires_dp`);
+  and `stats` without `dp1` refused (`requires_dp`); "DP" also makes `fit` without dp2 or dp3 refused
+  (DP1 alone protects only the statistics: the update would leave exactly);
 - DP-SGD needs a released row count (`public_rows`): its rate and steps never depend on the exact n;
 - DP3: distributed mode needs secure aggregation in the request (the party adds only 1/√m of the noise;
   its SecAgg client refuses m above the m_min it shared with and unmasks only after m signers); central
@@ -173,6 +174,9 @@ class PartyPrivacyPolicy:
 
         `step` (the round) and `attempt` (e.g. the SecAgg label) key each charge: every release is its own event."""
         self._required(party, "fit", meta, ("DP2", "DP3"))
+        if "DP" in self.required_levels and "dp2" not in meta and "dp3" not in meta:  # review R8-4
+            raise PolicyRefused(f"party {party!r} refuses 'fit' without dp2 or dp3: its policy requires DP, and an "
+                                "update trained without DP-SGD or DP3 would leave exactly, uncharged")
         events: list[PrivacyEvent] = []
         if step is None:
             step = meta.get("round") if isinstance(meta.get("round"), int) else None

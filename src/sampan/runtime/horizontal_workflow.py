@@ -42,7 +42,7 @@ from sampan.horizontal.aggregators import make_aggregator
 from sampan.horizontal.strategies import Strategy, make_strategy
 from sampan.horizontal.party import evaluation_from_vector
 from sampan.metrics import ScoreHistogram
-from sampan.metrics.histogram import DEFAULT_BINS
+from sampan.metrics.histogram import DEFAULT_BINS, DP_BINS
 from sampan.models import Model, model_from_config
 from sampan.privacy.ledger import BudgetExceeded, PrivacyEvent
 from sampan.privacy.secagg import SecAggAbort, SecAggParams, SecAggServer, choose_neighbours, decode_vector, run_secagg
@@ -490,7 +490,7 @@ class HorizontalWorkflow:
         Same protocol and dropout handling as a training round (a failed attempt is retried with the
         survivors); no per-party metrics exist in this mode."""
         assert self.secagg is not None
-        bins = DEFAULT_BINS
+        bins = DP_BINS if self.privacy.enabled else DEFAULT_BINS  # parties bin into exactly DP_BINS under DP
         floor = self._secagg_floor()
         participants = sorted(state.parties)
         attempts: list[dict[str, Any]] = []

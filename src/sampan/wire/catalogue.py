@@ -186,7 +186,9 @@ def horizontal_catalogue(s: Setup) -> dict[str, MessageSpec]:
             fit += [_clear("meta.n", "training row count"), _clear("meta.loss", "mean local training loss")]
         specs.append(MessageSpec("fit_result", "party", tuple(fit)))
 
-    holdout = "holdout rows (outside the DP unit) scored by the released model" if s.private else "holdout rows"
+    holdout = ("holdout rows (outside the DP unit) scored by the released model: exact label counts in 100 score "
+               "bins (sums at bin midpoints), i.e. the holdout's composition, not the training count"
+               if s.private else "holdout rows")
     eval_fields = ("pos", "neg", "sum_p", "loss_sum", "brier_sum", "n")
     if s.secagg:
         specs.append(MessageSpec("evaluation", "party", (
@@ -198,10 +200,12 @@ def horizontal_catalogue(s: Setup) -> dict[str, MessageSpec]:
             sums = [Field(f"sum.{k}", "aggregate", role="coordinator", what=holdout) for k in eval_fields]
         specs.append(MessageSpec("evaluation:sum", "party", tuple(sums)))
     else:
-        names = ["arrays.pos", "arrays.neg", "arrays.sum_p", "meta.n", "meta.loss_sum", "meta.brier_sum",
-                 "meta.metrics.*"]
+        names = ["arrays.pos", "arrays.neg", "arrays.sum_p", "meta.n", "meta.loss_sum", "meta.brier_sum"]
+        names += [] if s.private else ["meta.metrics.*"]
         ev = [Field(n, "derived", model_mechs, what=holdout) if model_prot == "derived" else _clear(n, holdout)
               for n in names]
+        if s.private:  # review R8-2: 100 bins; sums and local metrics are functions of the counts (or absent)
+            ev.append(Field("meta.metrics", "public", what="{}: no local metrics under DP"))
         specs.append(MessageSpec("evaluation", "party", (Field("arrays.edges", "public", what="bin edges"), *ev)))
 
     specs += [
