@@ -189,12 +189,11 @@ def _neighbour_rows(session: VerticalSession) -> tuple[np.ndarray, np.ndarray]:
 def test_woe_with_dp_neighbouring_views_differ_only_in_declared_or_charged_fields(
         monkeypatch: pytest.MonkeyPatch, pin_edges: bool) -> None:
     reset = _fixed_randomness(monkeypatch, pin_edges=pin_edges)
-    session, parties, recorder = _setup(("payments", "delivery"))
-    d_rows, d1_rows = _neighbour_rows(session)
     runs = []
-    for rows in (d_rows, d1_rows):
+    for neighbour in (0, 1):  # a run per dataset: parties bin one training row set per run
         reset()
-        recorder.views, recorder._seen = {}, {}
+        session, parties, recorder = _setup(("payments", "delivery"))
+        rows = _neighbour_rows(session)[neighbour]
         out = federated_woe(recorder, session.run_id, "bank", ["payments", "delivery"], rows, fine_bins=8,
                             dp_epsilon=2.0)
         runs.append((dict(recorder.views), out))
@@ -214,14 +213,13 @@ def test_woe_with_dp_neighbouring_views_differ_only_in_declared_or_charged_field
 def test_vertical_gbdt_hist_noise_neighbouring_views_differ_only_in_declared_or_charged_fields(
         monkeypatch: pytest.MonkeyPatch) -> None:
     reset = _fixed_randomness(monkeypatch)
-    session, parties, recorder = _setup(("payments",))
-    d_rows, d1_rows = _neighbour_rows(session)
-    val = np.setdiff1d(np.arange(session.n_aligned or 0), d1_rows)[:200]
     params = GBDTParams(n_trees=2, max_depth=2, n_bins=8, early_stopping_rounds=50)
     runs = []
-    for rows in (d_rows, d1_rows):
+    for neighbour in (0, 1):  # a run per dataset: parties bin one training row set per run
         reset()
-        recorder.views, recorder._seen = {}, {}
+        session, parties, recorder = _setup(("payments",))
+        rows = _neighbour_rows(session)[neighbour]
+        val = np.setdiff1d(np.arange(session.n_aligned or 0), _neighbour_rows(session)[1])[:200]
         result = train_vertical_gbdt(recorder, session.run_id, "bank", ["payments"], rows, val, params, hist_noise=3.0)
         runs.append((dict(recorder.views), result))
     (a, res_a), (b, _) = runs
@@ -295,7 +293,7 @@ def test_woe_edges_from_data_move_more_than_the_charged_sensitivity_and_the_acco
         views = []
         for r in (np.delete(rows, k), rows):
             reset()
-            recorder.views, recorder._seen = {}, {}
+            session, _, recorder = _setup(("payments",))  # a run per dataset: one training row set per run
             out = federated_woe(recorder, session.run_id, "bank", ["payments"], r, fine_bins=20, dp_epsilon=2.0)
             views.append(recorder.views[("bank", "woe.finish", 0, "decoded:payments")])
         if views[0].shape == views[1].shape:

@@ -3,8 +3,7 @@
 `vgb.serve` keyed its "a replayed request label is refused" rule on `meta["label"]`, which the
 coordinator writes: re-sending the bank's sealed request under label + "'" was answered again (with
 fresh noise, charged). Now the bank puts its request counter inside the sealed body; the partner keys
-the refusal (and the dealer pad) on it, refuses a clear label that differs from it and any counter not
-above the last one it answered. Fails on commit 1064fb2 (the relabelled replay was answered there).
+the refusal (and the dealer pad) on it and refuses a clear label that differs from it. Fails on commit 1064fb2 (the relabelled replay was answered there).
 """
 
 from __future__ import annotations
@@ -53,4 +52,4 @@ def test_a_sealed_histogram_request_is_answered_once_whatever_the_clear_label(re
     train_vertical_gbdt(t, s.run_id, "bank", ["payments"], sp.train, sp.val, GBDTParams(n_trees=1, max_depth=2, n_bins=8),
                         hist_noise=3.0)
     assert t.answered == 0
-    assert t.refused and ("sealed label" in t.refused[0] if relabel else "replayed" in t.refused[0]), t.refused
+    assert t.refused and ("sealed label" in t.refused[0] if relabel else "already answered" in t.refused[0]), t.refused

@@ -148,7 +148,6 @@ class _PartnerState:
     masked: np.ndarray = field(default_factory=lambda: np.zeros((2, 0), dtype=np.uint64))
     instance: str = ""  # the partner's own nonce for this protocol instance (drawn at vgb.setup)
     delta: float = 1e-5
-    last_label: int = 0  # the bank's sealed request counter: strictly increasing
 
 
 @dataclass
@@ -414,17 +413,14 @@ class VerticalGBDTParty:
         """The request's label from the bank's sealed body (a counter it increments), never the coordinator's.
 
         The replay refusal and the dealer pad are keyed on it: a sealed request re-sent under another clear
-        label, or a replayed one, is refused."""
+        label is refused here, a replayed one by the policy."""
         if "label" not in body or np.asarray(body["label"]).size != 1:
             raise ValueError(f"party {self.name!r}: vgb.serve without the bank's sealed request label")
         counter = int(np.asarray(body["label"]).ravel()[0])
         if str(counter) != str(msg.meta.get("label")):
             raise ValueError(f"party {self.name!r}: vgb.serve: the clear label {msg.meta.get('label')!r} is not the "
                              f"bank's sealed label {counter}")
-        if counter <= st.last_label:
-            raise ValueError(f"party {self.name!r}: refusing a replayed vgb.serve request (label {counter})")
-        st.last_label = counter
-        return str(counter)
+        return str(counter)  # a replayed counter is refused by the policy (`admit_histograms`, per release)
 
     # --- persistence: each party stores only its own part ---------------------------------------------
     def part_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
