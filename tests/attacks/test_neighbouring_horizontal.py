@@ -37,7 +37,7 @@ import sampan.privacy.mechanisms
 import sampan.runtime.horizontal_workflow as workflow_module
 from sampan.config import parse_config
 from sampan.data import PartyData
-from sampan.metrics.histogram import DEFAULT_BINS
+from sampan.metrics.histogram import DEFAULT_BINS, DP_BINS
 from sampan.privacy import Ledger
 from sampan.privacy.randomness import seeded_generator
 from sampan.runtime.federation import PartySplit, build_party_apps
@@ -139,8 +139,8 @@ def _transcript(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, neig
 
     def decoding(total, params):  # type: ignore[no-untyped-def]
         vector = decode(total, params)  # the coordinator's decrypted view under secure aggregation
-        if vector.size == 3 * DEFAULT_BINS + 3:
-            b = DEFAULT_BINS
+        if vector.size in (3 * DEFAULT_BINS + 3, 3 * DP_BINS + 3):  # evaluation: 100 bins under DP (review R8-2)
+            b = (vector.size - 3) // 3
             slots = {"sum.pos": vector[:b], "sum.neg": vector[b:2 * b], "sum.sum_p": vector[2 * b:3 * b],
                      "sum.loss_sum": vector[-3], "sum.brier_sum": vector[-2], "sum.n": vector[-1]}
             seen.append(("party:evaluation:sum", "*", "evaluation:sum", -1, slots, []))
