@@ -21,6 +21,8 @@ from sampan.runtime.store import Store
 from sampan.transport.grpc_hub import Identity
 from sampan.wire import Message
 
+from _deployed_reference import agents_splits
+
 OPERATOR = Identity("ops", "operator")
 
 
@@ -41,6 +43,7 @@ class InProcessFederation:
         self.coordinator.start()
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self.coordinator.serve, args=(self.stop,), daemon=True)]
+        self.files = files
         self.agents = [PartyAgent(load_party_config(p)) for p in files.party_configs.values()]
         self.threads += [threading.Thread(target=a.serve, args=(self.stop,), daemon=True) for a in self.agents]
         for t in self.threads:
@@ -86,7 +89,8 @@ def _reference(fed: InProcessFederation, tmp_path: Path) -> np.ndarray:
             "parties": [{"name": n, "path": str(p)} for n, p in fed.paths.items()]}
     store = Store.open(f"sqlite:///{tmp_path / 'ref.db'}")
     try:
-        return start_run(parse_config(data), store).outcome.params
+        with agents_splits(fed.files.party_configs, "loans"):  # each agent's own keyed holdout (review R8-1)
+            return start_run(parse_config(data), store).outcome.params
     finally:
         store.close()
 

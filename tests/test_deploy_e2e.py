@@ -44,6 +44,8 @@ from sampan.vertical.session import Splits, VerticalSession, build_inprocess_ver
 from sampan.vertical.training import VerticalLRConfig
 from sampan.wire import PROTOCOL_VERSION, Message
 
+from _deployed_reference import agents_splits
+
 pytestmark = pytest.mark.slow
 
 BANKS = ["bank_harbour", "bank_kowloon", "bank_lionrock"]
@@ -184,7 +186,8 @@ def _inprocess_params(fed: Federation, run: dict[str, Any]) -> np.ndarray:
     data["parties"] = [{"name": n, "path": str(fed.paths[n]["loans"])} for n in BANKS]
     store = Store.open(f"sqlite:///{fed.tmp / 'reference.db'}")
     try:
-        return start_run(parse_config(data), store).outcome.params
+        with agents_splits(fed.files.party_configs, "loans"):  # each agent's own keyed holdout (review R8-1)
+            return start_run(parse_config(data), store).outcome.params
     finally:
         store.close()
 

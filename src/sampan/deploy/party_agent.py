@@ -232,10 +232,7 @@ class PartyAgent:
             raise ValueError(f"party {self.name!r} refuses test_fraction={asked} for dataset {dataset!r}: its holdout "
                              f"is pinned at {pin['test_fraction']} ({path}); another fraction would move rows in "
                              "or out of the exactly evaluated holdout")
-        holdout = keyed_holdout(table.ids, float(pin["test_fraction"]), bytes.fromhex(pin["key"]), dataset)
-        if holdout.all():
-            raise ValueError(f"party {self.name!r}: dataset {dataset!r} would keep no training row")
-        return table.subset(~holdout), table.subset(holdout)
+        return pinned_split(table, pin, dataset)
 
     def _horizontal_policy(self, job: dict[str, Any]) -> PartyPrivacyPolicy:
         """The privacy policy of one horizontal run, from party.toml: the `[allow]` noise floor and required DP,
@@ -355,6 +352,14 @@ class PartyAgent:
                                 capabilities=("horizontal", "vertical"), agent="sampan-party/1")
         self.link = PartyLink(settings, self.handle, credentials, preflight=preflight)
         self.link.serve_forever(stop)
+
+
+def pinned_split(table: PartyData, pin: dict[str, Any], dataset: str) -> tuple[PartyData, PartyData]:
+    """(train, holdout) of `table` under a dataset's pin from split-seeds.json ({"key": hex, "test_fraction": f})."""
+    holdout = keyed_holdout(table.ids, float(pin["test_fraction"]), bytes.fromhex(pin["key"]), dataset)
+    if holdout.all():
+        raise ValueError(f"party {table.party!r}: dataset {dataset!r} would keep no training row")
+    return table.subset(~holdout), table.subset(holdout)
 
 
 def keyed_holdout(ids: np.ndarray, fraction: float, key: bytes, dataset: str) -> np.ndarray:
