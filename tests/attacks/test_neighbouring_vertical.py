@@ -141,6 +141,7 @@ def _setup(partners: tuple[str, ...] = ("payments",)) -> tuple[VerticalSession, 
     session = VerticalSession(transport, label_holder="bank", partners=list(partners), run_id="nb")
     session.connect()
     session.align()
+    transport.views, transport._seen = {}, {}  # the views of the protocol under test, not of the run's set-up
     return session, parties, transport
 
 

@@ -85,7 +85,7 @@ def test_training_rows_and_small_or_one_class_sets_are_refused_without_label_inf
     y = parties["bank"]._aligned_y()
     splits = Splits.random(s.n_aligned or 0, seed=1)
     negatives = np.nonzero(y == 0)[0]
-    with pytest.raises(Exception) as one_class:  # 200 negatives: refused, with no class named
+    with pytest.raises(Exception) as one_class:  # 200 negatives (one class): refused, with no class named
         s.evaluate(negatives[:200])
     _no_label_word(one_class.value)
     with pytest.raises(Exception, match="other rows than the test rows"):  # fixed by the refused request

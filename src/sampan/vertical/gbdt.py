@@ -20,8 +20,9 @@ What each role learns (also in the run receipt: REVEALS, and field by field VIEW
   scored row, hence the trees and leaf values it computes;
 * a partner: the row sets of the nodes (to bin them), the split (feature, bin) the bank chose on its own
   features, and the thresholds it keeps; its masked (g, h) are uniformly random to it;
-* the coordinator (dealer): the partner's binned records in a secret row order, each node's positions in
-  that order (node sizes), which partners are involved in each step, and the training and validation
+* the coordinator (dealer): the partner's binned records in a secret row order (fresh per setup from a
+  nonce the partner seals to the bank; one training row set per run, no repeated rows:
+  `sampan.vertical.rows`), each node's positions in that order (node sizes), which partners are involved in each step, and the training and validation
   log-loss after each tree (the early-stopping signal); it cannot link a record to a customer. A
   malicious dealer can corrupt the histograms, not read them; the bank's totals check catches part of
   it (see `sampan.vertical.histograms`).
@@ -35,8 +36,11 @@ measured 59-92% with 40 trees, depth 3, 8 bins), so the epsilon is conditional o
 Privacy policy (each party's own, `sampan.privacy.party_policy`): a partner checks `hist_noise` at
 `vgb.setup` (noise multiplier sigma / sensitivity against its minimum; refused without noise when its
 policy requires DP on GBDT) and charges every histogram reply in `vgb.serve` to its own ledger before
-the reply leaves; each setup draws a fresh instance nonce at the partner and a replayed request label
-is refused. The partner states its sigma inside the sealed reply; the bank checks it against the agreed
+the reply leaves; each setup draws a fresh instance nonce at the partner, and the request label is the
+bank's counter inside its sealed body (a clear label that differs is refused, a replayed one too).
+The histogram epsilon assumes the bank follows the protocol: a malicious bank choosing arbitrary node
+row sets or split queries reads partner bins exactly. Held-out evaluation (`vgb.score_start` with
+aligned rows) follows `sampan.vertical.rows`: the run's fixed test rows, each model once. The partner states its sigma inside the sealed reply; the bank checks it against the agreed
 `hist_noise` and takes the totals-check tolerance from it alone. Each partner reports its own account
 (`VerticalGBDTResult.privacy`).
 """
@@ -118,6 +122,7 @@ VIEWS: tuple[tuple[str, str, str, str], ...] = (
     ("bank", "vgb.step", "from:*/route", "visible: the partner's direction at its nodes for validation rows"),
     ("bank", "vgb.step", "meta:*", "public: protocol step"),
     ("partner", "vgb.serve", "from:*/v", "masked: the bank's (g, h) of every row plus dealer masks"),
+    ("partner", "vgb.serve", "from:*/label", "public: the bank's request counter (protocol step)"),
     ("partner", "vgb.serve", "from:*/nodes", "visible: node numbers of the request"),
     ("partner", "vgb.serve", "from:*/sizes", "visible: node sizes"),
     ("partner", "vgb.serve", "from:*/rows", "visible: the row sets of nodes (and of validation rows to route)"),

@@ -11,8 +11,12 @@ coordinator that substitutes, re-signs or replays a key is refused with an error
 The signed role is enforced: a run needs exactly one party proved as label holder (a label holder
 refuses a second), the channels keep the proved roles, and every handler that treats a named party
 as "the bank" checks it against them (`SealedChannels.require_role`), not against coordinator meta.
-Roles are self-asserted by each signer (certificates carry no protocol role): a partner colluding
-with the coordinator can claim to be the label holder only where the real one is absent.
+Roles are self-asserted by each signer (certificates carry no protocol role); a deployed party's
+verifier (`sampan.deploy.allow.PeerAllowList`) knows the job's label holder and admits only it in that
+role, so there a partner colluding with the coordinator cannot pose as the bank. In a simulation such a
+partner can claim to be the label holder only where the real one is absent.
+Every request naming training/validation rows is checked against the run's test rows, and held-out
+evaluation follows `sampan.vertical.rows` (the run's fixed test rows, each model once).
 What each role learns from this step: every party and the coordinator learn the parties'
 certificates (public within the consortium), protocol roles and per-run public keys; nothing secret.
 """
@@ -20,6 +24,7 @@ certificates (public within the consortium), protocol roles and per-run public k
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -35,6 +40,7 @@ from sampan.vertical.plain_lr import PlainVerticalLRParty
 from sampan.vertical.psi import PsiParty
 from sampan.vertical.rows import check_splits, per_run
 from sampan.vertical.scoring import ScoringParty
+from sampan.vertical.lr_runs import DEFAULT_MAX_INSTANCES, LRRuns
 from sampan.vertical.secure_lr import SecureLRParty
 from sampan.vertical.woe import VerticalWoeParty
 from sampan.wire import Message
@@ -57,7 +63,8 @@ class VerticalParty:
     """
 
     def __init__(self, data: PartyData, *, identity: PartyIdentity, verifier: IdentityVerifier,
-                 with_baselines: bool = True, policy: PartyPrivacyPolicy | None = None) -> None:
+                 with_baselines: bool = True, policy: PartyPrivacyPolicy | None = None,
+                 lr_state: str | Path | None = None, max_lr_instances: int = DEFAULT_MAX_INSTANCES) -> None:
         self.name = data.party
         self.data = data
         if identity is None or verifier is None:
@@ -74,7 +81,10 @@ class VerticalParty:
         # by every protocol of this party (`sampan.vertical.rows`)
         self.run_rows = per_run(self.name)
         self.psi = PsiParty(self.name, data.ids)
-        self.lr = SecureLRParty(self.name, self._aligned_X, self._aligned_y, list(data.feature_names), self._channels)
+        # secure-LR instances per run (capped), seeds seen, failed audits: persisted in `lr_state` when deployed
+        self.lr = SecureLRParty(self.name, self._aligned_X, self._aligned_y, list(data.feature_names), self._channels,
+                                runs=LRRuns(self.name, lr_state, max_lr_instances))
+        self._hello_runs: set[str] = set()  # one vertical.hello per run
         self.scoring = ScoringParty(self.name, data.ids, data.X, self._part, self._channels, self._aligned_rows, y=data.y,
                                     run_rows=self.run_rows)
         self.gbdt = VerticalGBDTParty(self.name, self._aligned_X, self._aligned_y, list(data.feature_names),
@@ -111,7 +121,16 @@ class VerticalParty:
         return "label_holder" if self.data.y is not None else "partner"
 
     def hello(self, msg: Message) -> Message:
-        """A fresh key pair for this run; the public half goes out signed with this organisation's certificate."""
+        """A fresh key pair for this run; the public half goes out signed with this organisation's certificate.
+
+        Once per run: a second hello would give new channels on which a coordinator could start over what the
+        protocols remember per channel. A restarted party is a new object and answers again; its peers then
+        refuse, so the run fails with this error and is started again under a new run id.
+        """
+        if msg.run_id in self._hello_runs:
+            raise ValueError(f"party {self.name!r}: refusing a second vertical.hello in run {msg.run_id!r} (run keys "
+                             "are made once per run; start a new run to reconnect)")
+        self._hello_runs.add(msg.run_id)
         self.keys = PartyKeys.generate()
         role = self.protocol_role
         signed = sign_keys(self.identity, msg.run_id, CHANNEL_PROTOCOL, role, {"x25519": self.keys.public_bytes})

@@ -36,7 +36,7 @@ __all__ = ["MIN_EVALUATION_PER_CLASS", "MIN_EVALUATION_ROWS", "RowRuleError", "R
 
 log = logging.getLogger(__name__)
 
-MIN_EVALUATION_PER_CLASS = 5  # per class: no degenerate metrics (the fixed test set stops differencing)
+MIN_EVALUATION_PER_CLASS = 1  # both classes present (defined metrics); the fixed test set stops differencing
 MIN_EVALUATION_ROWS = 50       # distinct rows, checked before any label is looked at
 
 

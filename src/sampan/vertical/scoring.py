@@ -17,7 +17,9 @@ What each role learns: the bank learns the applicant's final PD, the summed part
 per partner, whether that partner knows the applicant (the result must say so). Each partner learns
 the registration number the bank asked about, as with any credit-reference query, and nothing else.
 The coordinator learns that a query happened, how many applicants it carried and the sizes of the
-sealed envelopes, never who applied or any score.
+sealed envelopes, never who applied or any score. Held-out evaluation returns aggregate metrics (AUC,
+KS, Brier, default rate, mean PD, missing rates) over the run's test rows only, each model once
+(`sampan.vertical.rows`: the bank checks the rows itself; metric errors stay in its local log).
 """
 
 from __future__ import annotations

@@ -117,6 +117,9 @@ class VerticalSession:
     def evaluate(self, rows: np.ndarray, *, stability_against: str | None = None) -> dict[str, Any]:
         """Joint scoring of held-out aligned rows; the bank returns aggregate metrics only.
 
+        The bank evaluates only the run's test rows (fixed by the first evaluation, disjoint from every
+        training and validation row), each model once (`sampan.vertical.rows`).
+
         `stability_against` names an earlier evaluation (its `request_id` in the result): the bank adds
         the population stability index of this batch's scores against that one's.
         """

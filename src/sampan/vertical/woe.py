@@ -23,7 +23,9 @@ What each role learns (also in the run receipt: REVEALS, and field by field VIEW
   accounted to the bank with sensitivity^2 = sum of partners' d (one customer's label moves one event
   count per partner feature), so the tables a partner receives are DP with respect to the bank's labels.
 * the coordinator (dealer): every partner's binned records in a secret row order (beta: the joint
-  distribution of its binned features, unlinked to customers), each party's feature names and bin counts,
+  distribution of its binned features, unlinked to customers; the order is fresh per setup, from a
+  nonce the partner seals to the bank, and each party bins one training row set per run, refusing
+  repeated rows: `sampan.vertical.rows`), each party's feature names and bin counts,
   and how many features of each partner passed the IV threshold (without DP, of the bank's own too; with
   DP only partners', computed from the noised counts). See `sampan.vertical.histograms` for what
   a malicious dealer could corrupt.
@@ -89,6 +91,7 @@ VIEWS: tuple[tuple[str, str, str, str], ...] = (
     ("coordinator", "woe.setup", "reply:beta", "visible: the partner's binned records in a secret row order (dealer)"),
     ("coordinator", "woe.setup", "reply:meta:*", "visible: each party's feature names and fine-bin counts"),
     ("*", "woe.mask", "dealer_seed", "public: the bank's seed from the dealer"),
+    ("bank", "woe.mask", "from:*/sigma_nonce", "masked: the partner's fresh random nonce for this setup's row order"),
     ("*", "woe.mask", "meta:*", "public: run parameters"),
     ("partner", "woe.sum", "from:*/v", "masked: the bank's (label, 1) per row plus dealer masks"),
     ("*", "woe.sum", "meta:*", "public: run parameters"),
