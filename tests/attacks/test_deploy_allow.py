@@ -281,3 +281,41 @@ def test_request_kinds_outside_the_horizontal_job_and_secagg_steps_without_secag
     with pytest.raises(JobRefused, match="no secure aggregation"):
         check_request(None, "bank", "secagg_unmask", {}, plain)
     check_request(None, "bank", "secagg_unmask", {}, JOB)
+
+
+def test_require_dp_refuses_a_dp1_only_horizontal_job_and_stats_without_dp1_in_a_dp_job() -> None:
+    """Review R8-3/R8-4: `require = ["dp"]` accepted a DP1-only job, whose fits carry exact updates; and in a job
+    announced with DP (DP2 here), `stats` without dp1 returned exact sums. Both refused now."""
+    from sampan.deploy.allow import AllowSection, JobRefused, check_job, check_request
+
+    dp1_only = {**JOB, "protections": ["dp", "dp1"], "noise_multipliers": {"dp1": 2.0}}
+    with pytest.raises(JobRefused, match="without DP2 or DP3"):
+        check_job(AllowSection(require=["dp"]), "bank", dp1_only, "loans", ["x"])
+    check_job(AllowSection(require=["dp1"]), "bank", dp1_only, "loans", ["x"])  # asked for DP1 only: accepted
+    with pytest.raises(JobRefused, match="carries no DP mechanism"):
+        check_request(AllowSection(require=["dp"]), "bank", "fit", {"round": 1}, dp1_only)
+    dp2_job = {**JOB, "protections": ["dp", "dp2"], "noise_multipliers": {"dp2": 2.0}}
+    with pytest.raises(JobRefused, match="no dp1"):
+        check_request(None, "bank", "stats", {}, dp2_job)
+
+
+def test_vertical_releases_are_charged_to_the_party_s_persisted_ledger(tmp_path: Path) -> None:
+    """Review R8-5: a vertical run's policy had no ledger file and no budget (in-memory, reset every run). Now a
+    vertical histogram release is charged to the same persisted ledger (and budget) as the horizontal runs."""
+    from sampan.deploy.party_agent import PartyAgent
+
+    fed = ThreadFederation(tmp_path, start=False)
+    try:
+        name = "bank_harbour"
+        agent = PartyAgent(load_party_config(fed.files.party_configs[name]))
+        policy = agent._vertical_policy()
+        assert policy.ledger_path is not None
+        policy.admit_histograms(name, "WOE", instance="nonce-1", release="counts", sigma=4.0, sensitivity2=1.0)
+        assert policy.ledger_path.exists() and oct(policy.ledger_path.stat().st_mode & 0o777) == "0o600"
+        restarted = PartyAgent(load_party_config(fed.files.party_configs[name]))
+        events = restarted._vertical_policy().ledger(name).events
+        assert [e.note for e in events] == ["party-side: vertical WOE histogram"]
+        assert restarted._vertical_policy().ledger(name) is restarted._horizontal_policy(
+            {"parties": [name], "protections": []}).ledger(name)  # one ledger for both workflows
+    finally:
+        fed.coordinator.security.close()

@@ -9,6 +9,7 @@ count; thresholding a reply field to tell D from D plus one row) find nothing to
 from __future__ import annotations
 
 import itertools
+import math
 import json
 from pathlib import Path
 from typing import Any
@@ -360,10 +361,11 @@ def test_a_deployed_party_fixes_its_own_holdout_and_keeps_one_persisted_ledger(t
             assert not reply.is_error, reply.meta
             return on._runs[run].app._handlers["describe"].__self__  # the run's HorizontalParty
 
-        first, second = open_run("r1", 1, 0.2), open_run("r2", 999, 0.6)
-        assert list(first.test_data.ids) == list(second.test_data.ids)  # same holdout: seed fixed, share capped
-        n = len(first.train_data) + len(first.test_data)
-        assert len(second.test_data) <= round(0.2 * n) + 2
+        first, second = open_run("r1", 1, 0.2), open_run("r2", 999, 0.2)
+        assert list(first.test_data.ids) == list(second.test_data.ids)  # same holdout: the party's own keyed split
+        moved = agent.handle(Message("r2b", 0, "coordinator", name, "deploy.open_run", meta={
+            "workflow": "horizontal", "dataset": "loans", "test_fraction": 0.6, "split_seed": 1, "job": job}))
+        assert moved.is_error and "pinned at 0.2" in str(moved.meta)  # another share is refused, not capped
         policy = second.policy
         assert policy.ledger_path is not None and not policy.trust_coordinator_for_central_dp3
         central = {"clip": 1.0, "sum_sigma": 4.0, "mode": "central", "parties": 3, "count_sigma": None}
@@ -382,3 +384,182 @@ def test_a_deployed_party_fixes_its_own_holdout_and_keeps_one_persisted_ledger(t
         assert len(third.policy.ledger(name).events) == 2  # the restarted agent still has both charges
     finally:
         fed.coordinator.security.close()
+
+
+
+# --- review R8: the party's own defences against a malicious coordinator -----------------------------------------
+R8_JOB = {"operator": "ops", "protections": ["dp", "dp2"], "noise_multipliers": {"dp2": 1.0}}
+
+
+@pytest.fixture(scope="module")
+def r8_fed(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from _deploy_federation import ThreadFederation
+
+    # bank_harbour requires DP2 (under DP from the start); the others have no [allow]
+    fed = ThreadFederation(tmp_path_factory.mktemp("r8"), allow={"bank_harbour": {"require": ["dp2"]}}, start=False)
+    yield fed
+    fed.coordinator.security.close()
+
+
+def _r8_agent(fed: Any, name: str) -> Any:
+    from sampan.deploy.config import load_party_config
+    from sampan.deploy.party_agent import PartyAgent
+
+    return PartyAgent(load_party_config(fed.files.party_configs[name]))
+
+
+def _r8(agent: Any, rid: str, kind: str, meta: dict, arrays: dict | None = None) -> Message:
+    return agent.handle(Message(rid, 0, "coordinator", agent.name, kind, arrays=arrays or {}, meta=meta))
+
+
+def _r8_open(agent: Any, fed: Any, rid: str, fraction: float = 0.2) -> Message:
+    return _r8(agent, rid, "deploy.open_run", {"workflow": "horizontal", "dataset": "loans", "test_fraction": fraction,
+                                               "split_seed": 12345, "job": {**R8_JOB, "parties": list(fed.agents)}})
+
+
+def _r8_model(agent: Any) -> dict:
+    return {"kind": "logistic", "n_features": len(agent.table("loans")[1].feature_names)}
+
+
+@pytest.mark.slow
+def test_holdout_counts_at_coordinator_chosen_fractions_do_not_pin_the_training_count(r8_fed: Any) -> None:
+    """Review R8-1: exact holdout label counts round(f·n_class) at several fractions (each under the cap, one
+    evaluation per run, no epsilon charged) gave the exact n_train and training positives. Now the fraction is
+    pinned with the party's secret key (other fractions refused) and each row is in the holdout by its own keyed
+    Bernoulli draw, so the holdout's size is a Binomial draw that the training count does not determine."""
+    from sampan.deploy.party_agent import keyed_holdout
+
+    agent = _r8_agent(r8_fed, "bank_harbour")
+    model = _r8_model(agent)
+    observed, refused = {}, []
+    for i, fraction in enumerate([0.2, 0.19, 0.17, 0.13, 0.11, 0.07]):
+        opened = _r8_open(agent, r8_fed, f"count-{i}", fraction)
+        if opened.kind != "deploy.opened":
+            assert "pinned at 0.2" in str(opened.meta), opened.meta
+            refused.append(fraction)
+            continue
+        reply = _r8(agent, f"count-{i}", "evaluate", {"model": model}, {"params": np.zeros(model["n_features"] + 1)})
+        assert reply.kind == "evaluation", reply.meta
+        observed[fraction] = (int(reply.arrays["pos"].sum()), int(reply.arrays["neg"].sum()))
+    assert refused == [0.19, 0.17, 0.13, 0.11, 0.07]
+    totals = [[n for n in range(5000) if all(round(f * n) == observed[f][c] for f in observed)] for c in (0, 1)]
+    run = agent._runs["count-0"].app._handlers["describe"].__self__
+    recovered = (len(totals[0]) == 1 and len(totals[1]) == 1
+                 and totals[0][0] + totals[1][0] - sum(observed[0.2]) == len(run.train_data))
+    assert not recovered, f"exact n_train {len(run.train_data)} recovered from holdout counts {observed}"
+    # membership is per row: removing a row leaves every other row where it was (no dependence on the count)
+    table = agent.table("loans")[1]
+    key = bytes.fromhex("11" * 32)
+    mask = keyed_holdout(table.ids, 0.2, key, "loans")
+    np.testing.assert_array_equal(keyed_holdout(table.ids[1:], 0.2, key, "loans"), mask[1:])
+
+
+@pytest.mark.slow
+def test_one_crafted_evaluation_does_not_reveal_each_holdout_row_and_label(r8_fed: Any) -> None:
+    """Review R8-2: with the model w = scale·e_j and 10^6 bins, sum_p/count per bin gave every holdout row's feature
+    j and label exactly. Now the party refuses more than its bins (exactly 100 under DP) and sends score sums at
+    bin midpoints (a function of the counts)."""
+    agent = _r8_agent(r8_fed, "bank_harbour")
+    assert _r8_open(agent, r8_fed, "rows").kind == "deploy.opened"
+    test = agent._runs["rows"].app._handlers["describe"].__self__.test_data
+    model, j = _r8_model(agent), 0
+    mid = float(np.median(test.X[:, j]))
+    scale = 4.0 / (np.abs(test.X[:, j] - mid).max() + 1e-9)
+    params = np.zeros(model["n_features"] + 1)
+    params[j], params[-1] = scale, -scale * mid
+    fine = _r8(agent, "rows", "evaluate", {"model": model, "bins": 1_000_000}, {"params": params})
+    assert fine.kind == "error" and "bins=1000000" in str(fine.meta), fine.meta
+    reply = _r8(agent, "rows", "evaluate", {"model": model, "bins": 100}, {"params": params})
+    assert reply.kind == "evaluation", reply.meta
+    pos, neg, sum_p, edges = (reply.arrays[k] for k in ("pos", "neg", "sum_p", "edges"))
+    np.testing.assert_allclose(sum_p, (pos + neg) * (edges[:-1] + edges[1:]) / 2)  # nothing beyond the counts
+    assert reply.meta["metrics"] == {}
+    rows = []
+    for b in np.flatnonzero(pos + neg):
+        p = np.clip(sum_p[b] / (pos[b] + neg[b]), 1e-9, 1 - 1e-9)
+        x = round((math.log(p / (1 - p)) + scale * mid) / scale, 4)
+        rows += [(x, 1)] * int(pos[b]) + [(x, 0)] * int(neg[b])
+    truth = sorted((round(float(v), 4), int(label)) for v, label in zip(test.X[:, j], test.y))
+    assert sorted(rows) != truth, "every holdout row's feature value and label recovered from one evaluation"
+
+
+def test_a_party_refuses_fine_bins_and_caps_its_dp_evaluations_across_runs(tmp_path: Path) -> None:
+    """Review R8-2: bins=10^9 made a party allocate tens of GB; and probes across new run ids were unbounded. The
+    party refuses bins above MAX_BINS, and under DP evaluates models in at most `max_evaluations` runs, counted in
+    its state dir (a restarted party still refuses)."""
+    plain = HorizontalParty("bank_a", _r5_data(200), _r5_data(50, 9))
+    with pytest.raises(PolicyRefused, match="bins=1000000000"):
+        plain.evaluate(_r5_msg("evaluate", 3, arrays={"params": np.zeros(4)}, model=R5_MODEL, bins=10**9))
+    make = lambda: HorizontalParty("bank_a", _r5_data(200), _r5_data(50, 9), _strict(),  # noqa: E731
+                                   state_dir=tmp_path, max_evaluations=2)
+    party = make()
+    for run in ("r1", "r2"):
+        reply = party.evaluate(Message(run, 3, "coordinator", "bank_a", "evaluate", arrays={"params": np.zeros(4)},
+                                       meta={"model": R5_MODEL}))
+        assert reply.kind == "evaluation"
+    for again in (party, make()):
+        with pytest.raises(PolicyRefused, match="max_evaluations"):
+            again.evaluate(Message("r3", 3, "coordinator", "bank_a", "evaluate", arrays={"params": np.zeros(4)},
+                                   meta={"model": R5_MODEL}))
+
+
+# R8 found this broken on the code it reviewed (in-memory record); fixed by the persisted record (evaluated.json):
+# kept as a regression test.
+@pytest.mark.slow
+def test_second_model_in_one_run_is_refused_after_reopening(r8_fed: Any) -> None:
+    agent = _r8_agent(r8_fed, "bank_harbour")
+    model = _r8_model(agent)
+    first, second = np.zeros(model["n_features"] + 1), np.full(model["n_features"] + 1, 0.1)
+    assert _r8_open(agent, r8_fed, "one-run").kind == "deploy.opened"
+    assert _r8(agent, "one-run", "evaluate", {"model": model}, {"params": first}).kind == "evaluation"
+    assert _r8(agent, "one-run", "evaluate", {"model": model}, {"params": second}).kind == "error"
+    _r8(agent, "one-run", "deploy.close_run", {})
+    assert _r8_open(agent, r8_fed, "one-run").kind == "deploy.opened"
+    assert _r8(agent, "one-run", "evaluate", {"model": model}, {"params": second}).kind == "error"
+
+
+@pytest.mark.slow
+def test_a_job_announced_with_dp_is_under_dp_from_its_first_request(r8_fed: Any) -> None:
+    """Review R8-3: a party without [allow] require was under DP only after its first DP request: before it, any
+    number of models were evaluated and `stats` without dp1 returned exact sums. Now the job's announced DP levels
+    are required from open_run."""
+    agent = _r8_agent(r8_fed, "bank_lionrock")
+    model = _r8_model(agent)
+    assert _r8_open(agent, r8_fed, "dp-job").kind == "deploy.opened"
+    kinds = [_r8(agent, "dp-job", "evaluate", {"model": model},
+                 {"params": np.full(model["n_features"] + 1, 0.01 * k)}).kind for k in range(3)]
+    stats = _r8(agent, "dp-job", "stats", {})
+    assert kinds == ["evaluation", "error", "error"] and stats.kind == "error", (kinds, dict(stats.meta))
+    assert "dp1" in str(stats.meta)
+
+
+def test_fit_without_dp_is_refused_under_a_dp_policy_and_dp_cannot_be_switched_off() -> None:
+    """Review R8-4: under a policy requiring generic 'DP', a fit without dp2/dp3 released the exact, uncharged
+    update (`_required` checked only DP2/DP3). Also: after a DP2 fit in a run, a fit without dp2 is refused."""
+    from sampan.horizontal.learner import TrainConfig, train
+    from sampan.models import model_from_config
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(400, 3)), (rng.random(400) < 0.3).astype(float)
+    names = ["a", "b", "c"]
+
+    def party(policy: PartyPrivacyPolicy) -> HorizontalParty:
+        return HorizontalParty("p", PartyData("p", np.arange(400), X, y, names),
+                               PartyData("p", np.arange(50) + 1000, X[:50], y[:50], names), policy)
+
+    model = {"kind": "logistic", "n_features": 3}
+    meta = {"model": model, "train": {"epochs": 1, "batch_size": 32}, "seed": 5, "public_rows": 400}
+    request = Message("r", 1, "c", "p", "fit", arrays={"params": np.zeros(4)}, meta=meta)
+    try:
+        reply = party(PartyPrivacyPolicy(required_levels=frozenset({"DP"}))).fit(request)
+    except PolicyRefused as exc:
+        assert "without dp2 or dp3" in str(exc)
+    else:  # the attack: the reply is the exact update of a plain local training
+        exact = train(model_from_config(model), np.zeros(4), X, y, TrainConfig(epochs=1, batch_size=32),
+                      np.random.default_rng(5)).params
+        assert not np.array_equal(reply.arrays["update"], exact), "exact, uncharged update released under DP"
+    p = party(PartyPrivacyPolicy())
+    dp2 = {"noise_multiplier": 1.0, "max_grad_norm": 1.0}
+    assert p.fit(Message("r", 1, "c", "p", "fit", arrays={"params": np.zeros(4)}, meta={**meta, "dp2": dp2})).kind
+    with pytest.raises(PolicyRefused, match="trained under"):
+        p.fit(Message("r", 2, "c", "p", "fit", arrays={"params": np.zeros(4)}, meta=meta))
