@@ -16,15 +16,28 @@ its protection, and the privacy receipt prints it):
   clipping, the DP3 indicator — no loss, no row count, no clipped share, no DP-SGD steps or rate. Its
   DP-SGD sampling rate comes from its own released count for the run (else the request's
   `public_rows`), never from its exact n;
-- `evaluation`: counts of test scores per probability bin split by label, loss sums, and its own
-  test metrics. Never a row, a label or a score. With secure aggregation, one masked vector of the
-  histogram and sums (no local metrics). Under DP, one model per run (retries of the same request
-  are answered alike; a deployed party records it in its state dir, so a restart does not reset it),
-  and no training after it. Under SecAgg an identical evaluation vector (the same model on the same
-  holdout, in any round or run) is unmasked for one survivor set only (`sampan.privacy.secagg`).
+- `evaluation`: counts of holdout scores per probability bin split by label, score/loss/Brier sums, and
+  its own holdout metrics. The coordinator chooses the model and the bins, so this is a release about
+  holdout rows (outside the DP unit), not an aggregate that hides them: a model that is one feature's
+  weight makes each score that feature, and the reply then gives each holdout row's label and its
+  feature to the bin resolution (at most `MAX_BINS` = 2000 bins; bigger requests are refused). Under
+  DP (review R8-2) the bins are exactly `DP_BINS` = 100, the sums are computed at bin midpoints and
+  no local metrics are sent, so the reply is a function of the 2×100 label counts (each holdout row's
+  label and its score to 1/100); one model per run (retries of the same request are answered alike;
+  a deployed party records it in its state dir, so a restart does not reset it), no training after
+  it, no evaluation without a holdout, and models evaluated in at most `max_evaluations` runs over
+  the party's life (deployed: `[privacy] max_evaluations`, counted in its state dir). The exact
+  counts reveal the holdout's size and label composition; a deployed party draws its holdout per
+  row by a keyed hash (`sampan.deploy.party_agent`), so they do not reveal the training count. With
+  secure aggregation, one masked vector of the histogram and sums (no local metrics); an identical
+  evaluation vector (the same model on the same holdout, in any round or run) is unmasked for one
+  survivor set only (`sampan.privacy.secagg`).
 
 The party does not rely on the coordinator for any of this (`PartyPrivacyPolicy`): under a policy with a
-required level, or once it answered a DP request of the run, it refuses `describe`/`stats` without DP;
+required level (a deployed party adds the DP levels its accepted job announced, from `open_run`), or
+once it answered a DP request of the run, it refuses `describe`/`stats` without DP; under a policy
+requiring "DP" it refuses `fit` without dp2 or dp3, and after a DP2/DP3 fit in a run it refuses a fit
+of the run with other DP levels (DP cannot be switched off half-way);
 it refuses DP below its minimum noise, distributed DP3 without secure aggregation, and central DP3
 unless its policy trusts the coordinator with clipped updates (`trust_coordinator_for_central_dp3`).
 
