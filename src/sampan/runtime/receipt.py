@@ -34,8 +34,14 @@ THREAT_MODEL = (
 EVALUATION_DP = ("Under [privacy]: no per-round evaluation and no training loss are released; the released model "
                  "is evaluated once, at the end, on holdout rows, which are outside the DP unit (not noised). "
                  "Each party enforces this itself: it answers one evaluation (one model) per run and no training "
-                 "request after it; a deployed party fixes its own holdout (split seed pinned per dataset, share "
-                 "capped by its party.toml max_test_fraction), so runs cannot rotate rows through the holdout.")
+                 "request after it, in at most max_evaluations runs over its life (party.toml [privacy], counted "
+                 "in its state dir), in exactly 100 score bins with sums at bin midpoints and no local metrics. "
+                 "The coordinator chooses the evaluated model, so that evaluation can give each holdout row's "
+                 "label and one chosen feature to 1/100 of its range; its exact counts give the holdout's size "
+                 "and label composition. A deployed party draws its holdout itself, each row by a keyed hash "
+                 "under its own secret, with the fraction pinned per dataset (another fraction is refused): "
+                 "runs cannot rotate rows through the holdout, and its size is a Binomial draw that does not "
+                 "reveal the training row count.")
 EVALUATION_PLAIN = "Evaluated every eval_every rounds on holdout rows; training loss reported per round."
 EVALUATION_SECAGG = " Evaluation replies are summed under secure aggregation: no per-party metrics exist."
 SECAGG_THREAT_MODEL = (
@@ -99,13 +105,17 @@ def _protection(kind: str, privacy: dict[str, Any] | None, noise: dict[str, floa
                 "names in clear; no positive rate")
     if kind == "evaluation" and (privacy or secagg):
         where = "summed under SecAgg+ (the coordinator sees only the sum)" if secagg else "per party in clear"
-        when = ("once, at the end, on the released model (each party answers one model per run); holdout rows "
-                "are outside the DP unit, not noised" if privacy else "every evaluation round")
+        when = ("once, at the end, on the released model (each party answers one model per run, in at most "
+                "max_evaluations runs); holdout rows are outside the DP unit, not noised: exact label counts in 100 "
+                "bins (each holdout row's label and score to 1/100 for a model the coordinator picks), sums at bin "
+                "midpoints" if privacy else "every evaluation round")
         return f"score histograms of holdout rows by label, loss and Brier sums, {where}; {when}"
     return {
         "describe": "none: row counts, training positive rate, feature names",
         "stats": "none: per-feature count, sum and sum of squares (for standardisation)",
-        "evaluation": "none: per-bin counts of holdout scores by label, loss sums, local metrics",
+        "evaluation": "none: per-bin counts of holdout scores by label (up to 2000 bins: to a coordinator that "
+                      "picks the model, each holdout row's label and a feature to the bin), score and loss sums, "
+                      "local metrics",
         "error": "none: error type and message",
     }.get(kind, "none")
 
