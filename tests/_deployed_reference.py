@@ -26,7 +26,8 @@ def agents_splits(party_configs: Mapping[str, str | Path], dataset: str) -> Iter
         pins[name] = json.loads((state / "split-seeds.json").read_text())[dataset]
 
     def split(tables, test_fraction, seed):  # type: ignore[no-untyped-def]
-        return {name: federation.PartySplit(*pinned_split(table, pins[name], dataset)) for name, table in tables.items()}
+        return {name: federation.PartySplit(*pinned_split(table, pins[name], dataset))
+                for name, table in tables.items()}
 
     original = federation.split_parties
     federation.split_parties = split  # type: ignore[assignment]

@@ -331,7 +331,7 @@ class HorizontalParty:
             self._evaluated = {**self._load_evaluated(), **self._evaluated}  # of this party may have answered
         first = self._evaluated.get(msg.run_id)
         if first is None and self.max_evaluations is not None and len(self._evaluated) >= self.max_evaluations:
-            raise PolicyRefused(f"party {self.name!r} refuses an evaluation in run {msg.run_id!r}: it already evaluated "
+            raise PolicyRefused(f"party {self.name!r} refuses an evaluation in run {msg.run_id!r}: it evaluated "
                                 f"models in {len(self._evaluated)} runs under DP, its maximum (max_evaluations): each "
                                 "is an exact release about its holdout rows, which are outside the DP unit")
         if first is None:
@@ -369,8 +369,8 @@ class HorizontalParty:
         dp = self._under_dp(msg.run_id)
         bins = self._bins(msg, dp)
         if dp and not len(self.test_data):  # the training rows are the DP unit: never evaluated exactly
-            raise PolicyRefused(f"party {self.name!r} refuses 'evaluate' under DP without a holdout: it would score its "
-                                "training rows exactly")
+            raise PolicyRefused(f"party {self.name!r} refuses 'evaluate' under DP without a holdout: it would score "
+                                "its training rows exactly")
         self._admit_evaluate(msg)
         model = self._model(msg.meta["model"])
         part = "test" if len(self.test_data) else "train"
