@@ -100,7 +100,7 @@ def plain_round(transport: InProcessTransport, names: list[str], timer: Timer) -
 
 def secure_round(transport: InProcessTransport, names: list[str], params: SecAggParams, dim: int, label: str,
                  timer: Timer) -> tuple[np.ndarray, SecAggServer]:
-    server = SecAggServer(params, names, dim, label, np.random.default_rng(0))
+    server = SecAggServer(params, names, dim, label, np.random.default_rng(0), round_id=label)
     for attr in ("advertise_requests", "receive_keys", "share_requests", "receive_shares", "masked_requests",
                  "receive_masked", "consistency_requests", "receive_signature", "unmask_requests", "receive_unmask",
                  "result"):
@@ -141,6 +141,10 @@ def measure(n: int, dropout: float, dim: int, repeats: int, neighbours: str) -> 
     plain_wall, secure_wall = [], []
     errors = []
     for rep in range(repeats):
+        # Each repeat is a new round with new updates: a party refuses to have one input unmasked over two
+        # different survivor sets (the cross-round lock of `sampan.privacy.secagg`).
+        for p in names:
+            parties[p].vector = rng.normal(scale=0.01, size=dim)
         order = ("plain", "secure") if rep % 2 == 0 else ("secure", "plain")
         for which in order:
             timer = Timer()
