@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterable, Iterator
 
-import numpy as np
 import pytest
 
 from sampan.data import make_sme_consortium
