@@ -108,3 +108,11 @@ def test_gbdt_held_out_evaluation_follows_the_same_rules() -> None:
     assert metrics["n"] == len(splits.test)
     with pytest.raises(Exception, match="second held-out evaluation"):
         score_vertical_gbdt(transport, s.relay, "bank", ["payments"], "again", aligned=splits.test)
+
+
+def test_gbdt_refuses_a_validation_set_too_small_for_the_per_tree_loss_the_coordinator_sees() -> None:
+    s, transport, parties = _session("r9-a3-gbdt-val")
+    splits = Splits.random(s.n_aligned or 0, seed=1)
+    with pytest.raises(Exception, match="validation rows"):
+        train_vertical_gbdt(transport, s.run_id, "bank", ["payments"], splits.train, splits.val[:1],
+                            GBDTParams(n_trees=1, max_depth=1, n_bins=8))

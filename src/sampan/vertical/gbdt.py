@@ -68,7 +68,7 @@ from sampan.vertical.histograms import (
     HistogramAccount, check_feature_totals, dealer_level_sums, decode_sums, encode_values, flat_index, histogram_privacy,
     partner_level_sums, reported_sigma, sealed_nonce, secret_permutation, sigma_label, tree_masks,
 )
-from sampan.vertical.rows import RunRows, check_splits, fingerprint, per_run
+from sampan.vertical.rows import MIN_EVALUATION_ROWS, RunRows, check_splits, fingerprint, per_run
 from sampan.vertical.secure_lr import receive
 from sampan.vertical.training import Relay
 from sampan.wire import Message
@@ -260,6 +260,9 @@ class VerticalGBDTParty:
         train, val = msg.arrays["train_rows"], msg.arrays["val_rows"]
         if not (np.array_equal(train, setup_train) and np.array_equal(val, setup_val)):
             raise ValueError(f"party {self.name!r}: vgb.start names other training or validation rows than vgb.setup")
+        if 0 < len(val) < MIN_EVALUATION_ROWS:  # the coordinator sees the validation log-loss after every tree
+            raise ValueError(f"party {self.name!r}: refusing {len(val)} validation rows; the per-tree validation loss "
+                             f"the coordinator sees needs at least {MIN_EVALUATION_ROWS} rows (or none)")
         params = GBDTParams(**msg.meta["params"])
         gen = boost(params, y[train].astype(float), slots, y_val=y[val].astype(float) if len(val) else None)
         ch = self._channels()
