@@ -52,6 +52,9 @@ def _split_columns(data: PartyData, groups: dict[str, list[str]], label_holder: 
 
 def _session(tables: dict[str, PartyData], *, align: bool = True, pinned: bool = False):  # type: ignore[no-untyped-def]
     transport, parties = build_inprocess_vertical(tables)
+    for party in parties.values():  # timing runs many one-epoch trainings in one run (parties cap it at 2 by default)
+        if hasattr(party.lr, "runs"):
+            party.lr.runs.max_instances = 1000
     if pinned:  # every party in its own process, as separate organisations would be
         transport = MultiprocessTransport({n: p.app for n, p in parties.items()}, pinned=True)
     session = VerticalSession(transport, label_holder="bank", partners=[p for p in tables if p != "bank"])

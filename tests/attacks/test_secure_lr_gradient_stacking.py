@@ -132,5 +132,6 @@ def test_the_coordinator_cannot_open_the_shared_weights_during_training(monkeypa
         return out
 
     monkeypatch.setattr(T, "_batch", open_after_each_batch)
-    with pytest.raises(PartyError, match="this secure LR instance takes no further steps"):
+    # refused at once: weights open only at an epoch-boundary checkpoint (after one they would refuse every step)
+    with pytest.raises(PartyError, match="refusing to open the shared weights before a complete training epoch"):
         session.train(sp, T.VerticalLRConfig(epochs=2, batch_size=128), seed=2)

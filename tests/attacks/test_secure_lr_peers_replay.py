@@ -6,8 +6,8 @@ new SealedChannels with the SAME pairwise PRG keys, `SecureLRParty` reset its se
 object, and a replayed instance nonce was accepted, so the helper subtracted two envelopes of batch t and read
 the partner's partial-logit differences row by row (checked by running this attack there).
 
-Now `peers` is one-shot per `hello` (the private key is dropped once channels exist), the seen-set is keyed on
-the channels' key material, and the instance nonce is H(coordinator nonce | bank nonce | helper nonce) with each
+Now `peers` is one-shot per `hello` (the private key is dropped once channels exist), the seen-set is kept per
+run (`sampan.vertical.lr_runs`, not per channels), and the instance nonce is H(coordinator nonce | bank nonce | helper nonce) with each
 residual holder's own fresh contribution, so a repeat needs a holder's cooperation even if a party forgot.
 """
 
@@ -106,7 +106,7 @@ def test_a_repeated_coordinator_nonce_gives_fresh_streams_even_if_a_party_forgot
     sp = Splits.random(session.n_aligned or 0, seed=1)
     spy = _Spy(parties)
     monkeypatch.setattr(T.secrets, "token_hex", lambda n=16: "f" * 32)
-    monkeypatch.setattr(SecureLRParty, "_fresh", lambda self, instance, seed: None)
+    monkeypatch.setattr(SecureLRParty, "_fresh", lambda self, run_id, instance, seed: None)
     config = T.VerticalLRConfig(shared_weights=False, epochs=1, batch_size=256, patience=1)
     session.train(sp, config, seed=2)
     spy.k = 1

@@ -6,7 +6,7 @@ for every training, so when the run trained twice (the LR, then the scorecard's 
 channels and the same batch schedule) the helper subtracted the two envelopes of batch t and read
 Z_1 - Z_2 row by row: the partner's partial-logit differences (checked by running this attack on
 1064fb2; see the report). Now every training is a protocol instance with its own nonce in every PRG
-label and its own dealer seeds, and a party refuses a nonce or a seed it has seen on these channels.
+label and its own dealer seeds, and a party refuses a nonce or a seed it has seen in this run.
 """
 
 from __future__ import annotations
@@ -102,13 +102,15 @@ def test_a_replayed_dealer_seed_is_refused(monkeypatch: pytest.MonkeyPatch) -> N
         session.train(splits, VerticalLRConfig(shared_weights=False, epochs=1, batch_size=128, patience=1), seed=4)
 
 
-def test_a_fresh_connection_may_train_again() -> None:
-    """Refusal is per set of channels: after a reconnect (fresh run keys) the same run trains normally."""
+def test_a_reconnect_within_a_run_is_refused_with_a_clear_error() -> None:
+    """Run keys are made once per run (review R10-A4: a second hello used to reset what parties remembered per
+    channels); the run's second training still works on its first channels."""
     session, _ = _session()
     splits = Splits.random(session.n_aligned or 0, seed=1)
     session.train(splits, VerticalLRConfig(shared_weights=False, epochs=1, batch_size=128, patience=1), seed=4)
-    session.connect()
-    session.train(splits, VerticalLRConfig(shared_weights=False, epochs=1, batch_size=128, patience=1), seed=4)
+    with pytest.raises(PartyError, match="refusing a second vertical.hello in run 'prg'"):
+        session.connect()
+    session.train(splits, VerticalLRConfig(shared_weights=False, epochs=1, batch_size=128, patience=1), seed=5)
 
 
 def test_a_repeated_batch_index_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

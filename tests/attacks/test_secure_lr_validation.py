@@ -47,15 +47,16 @@ def _setup(val_rows: np.ndarray, train_rows: np.ndarray) -> tuple[Any, _LastEver
     setup = relay.wave(session.transport, (relay.request(p, "vlr.setup", {
         "train_rows": train_rows, "val_rows": val_rows,
         "dealer_seed": np.frombuffer(dealer.seeds[p], dtype=np.uint8)}, base) for p in roles.all))
+    columns = T.bind_dealer(dealer, setup)
     for p in roles.all:
         for q in roles.holders_for(p):
-            dealer.mask_matrix(p, q, len(train_rows), int(next(r for r in setup if r.sender == p).meta["n_columns"]))
+            dealer.mask_matrix(p, q, len(train_rows), columns[p])
     relay.wave(session.transport, (relay.request(p, "vlr.masked_features") for p in roles.all))
     return session, relay, dealer, parties
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _consortium() -> None:
+@pytest.fixture(autouse=True)
+def _consortium() -> None:  # per test: each party joins at most 2 secure-LR instances per run
     _setup.session = _session(make_sme_consortium(3000, seed=11).vertical)  # type: ignore[attr-defined]
 
 

@@ -191,7 +191,8 @@ class PartyAgent:
             party = VerticalParty(table, identity=identity,  # peers' keys only from the partners it accepted
                                   verifier=PeerAllowList(verifier, self.name, job["parties"],
                                                          label_holder=job.get("label_holder")),
-                                  policy=self._vertical_policy())  # its noise floor and ledger on WOE/GBDT releases
+                                  policy=self._vertical_policy(),  # its noise floor and ledger on WOE/GBDT releases
+                                  lr_state=Path(self.config.party.state_dir) / "vertical-lr")  # LR instances per run
             # PSI would fork worker processes; a fork while gRPC's threads run can crash the child or
             # corrupt the parent's TLS state, so an agent blinds in its own thread (one core).
             party.psi.workers = 1

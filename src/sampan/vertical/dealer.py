@@ -12,18 +12,26 @@ seed that holder received at setup (`DealerStream`), and only the other holder's
 Trust: the dealer knows every mask it deals, so it must not collude with a data party, and a
 malicious dealer can corrupt results at will (it cannot be caught without a second source of
 correlations). What it can and cannot learn is written down in `secure_lr` ("What a malicious dealer
-can do"). Seeds are fresh per protocol instance; parties refuse a seed they have seen before.
+can do"). Seeds are fresh per protocol instance; parties refuse a seed they have seen before. Secure LR
+also mixes each party's own fresh nonce into its seed (`bind_seed`, the nonce returned at setup), so a
+dealer that repeats a seed still gets fresh streams: no seeded pad or mask repeats without the party.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import numpy as np
 
 from sampan.vertical.channel import prg_uint64
 
-__all__ = ["Dealer", "DealerStream"]
+__all__ = ["Dealer", "DealerStream", "bind_seed"]
+
+
+def bind_seed(seed: bytes, party_nonce: bytes) -> bytes:
+    """The seed a party's stream really uses: H(dealer seed | the party's own fresh nonce)."""
+    return hashlib.sha256(b"sampan/dealer/bound-seed|" + seed + b"|" + party_nonce).digest()
 
 
 class DealerStream:
@@ -47,9 +55,14 @@ class Dealer:
         self.seeds = {p: os.urandom(32) for p in parties}
         self._own = os.urandom(32)  # the dealer's private randomness (the masks themselves)
         self._masks: dict[tuple[str, str, str], np.ndarray] = {}
+        self._bound: dict[str, bytes] = {}
+
+    def bind(self, party: str, party_nonce: bytes) -> None:
+        """Use the seed bound to `party`'s own nonce (returned in its setup reply) for everything dealt after."""
+        self._bound[party] = bind_seed(self.seeds[party], party_nonce)
 
     def stream(self, party: str) -> DealerStream:
-        return DealerStream(self.seeds[party])
+        return DealerStream(self._bound.get(party, self.seeds[party]))
 
     def _secret(self, label: str, n: int) -> np.ndarray:
         return prg_uint64(self._own, label, n)

@@ -24,6 +24,7 @@ certificates (public within the consortium), protocol roles and per-run public k
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -39,6 +40,7 @@ from sampan.vertical.plain_lr import PlainVerticalLRParty
 from sampan.vertical.psi import PsiParty
 from sampan.vertical.rows import check_splits, per_run
 from sampan.vertical.scoring import ScoringParty
+from sampan.vertical.lr_runs import DEFAULT_MAX_INSTANCES, LRRuns
 from sampan.vertical.secure_lr import SecureLRParty
 from sampan.vertical.woe import VerticalWoeParty
 from sampan.wire import Message
@@ -61,7 +63,8 @@ class VerticalParty:
     """
 
     def __init__(self, data: PartyData, *, identity: PartyIdentity, verifier: IdentityVerifier,
-                 with_baselines: bool = True, policy: PartyPrivacyPolicy | None = None) -> None:
+                 with_baselines: bool = True, policy: PartyPrivacyPolicy | None = None,
+                 lr_state: str | Path | None = None, max_lr_instances: int = DEFAULT_MAX_INSTANCES) -> None:
         self.name = data.party
         self.data = data
         if identity is None or verifier is None:
@@ -78,7 +81,10 @@ class VerticalParty:
         # by every protocol of this party (`sampan.vertical.rows`)
         self.run_rows = per_run(self.name)
         self.psi = PsiParty(self.name, data.ids)
-        self.lr = SecureLRParty(self.name, self._aligned_X, self._aligned_y, list(data.feature_names), self._channels)
+        # secure-LR instances per run (capped), seeds seen, failed audits: persisted in `lr_state` when deployed
+        self.lr = SecureLRParty(self.name, self._aligned_X, self._aligned_y, list(data.feature_names), self._channels,
+                                runs=LRRuns(self.name, lr_state, max_lr_instances))
+        self._hello_runs: set[str] = set()  # one vertical.hello per run
         self.scoring = ScoringParty(self.name, data.ids, data.X, self._part, self._channels, self._aligned_rows, y=data.y,
                                     run_rows=self.run_rows)
         self.gbdt = VerticalGBDTParty(self.name, self._aligned_X, self._aligned_y, list(data.feature_names),
@@ -115,7 +121,16 @@ class VerticalParty:
         return "label_holder" if self.data.y is not None else "partner"
 
     def hello(self, msg: Message) -> Message:
-        """A fresh key pair for this run; the public half goes out signed with this organisation's certificate."""
+        """A fresh key pair for this run; the public half goes out signed with this organisation's certificate.
+
+        Once per run: a second hello would give new channels on which a coordinator could start over what the
+        protocols remember per channel. A restarted party is a new object and answers again; its peers then
+        refuse, so the run fails with this error and is started again under a new run id.
+        """
+        if msg.run_id in self._hello_runs:
+            raise ValueError(f"party {self.name!r}: refusing a second vertical.hello in run {msg.run_id!r} (run keys "
+                             "are made once per run; start a new run to reconnect)")
+        self._hello_runs.add(msg.run_id)
         self.keys = PartyKeys.generate()
         role = self.protocol_role
         signed = sign_keys(self.identity, msg.run_id, CHANNEL_PROTOCOL, role, {"x25519": self.keys.public_bytes})

@@ -21,8 +21,14 @@ holder (holder 1, "the helper").
 
 What each role learns
 ---------------------
-* **Every party p, shared weights**: its own final weights (opened to it once, at the end) and
-  nothing per batch: its weight share, its gradient share (X_p^T f + C_p, uniform because C_p is a
+* **Every party p, shared weights**: its own final weights, opened to it once, at the end, and only
+  from a checkpoint taken at an epoch boundary (at least one complete training epoch, no update
+  pending: the co-holders refuse anything else, since weights opened after one batch are -lr g / n,
+  the plaintext gradient). **Each secure-LR instance opens one more weight vector**, and two
+  instances on row sets that differ tell a party how its trained weights differ; so each party joins
+  at most ``max_lr_instances`` instances per run (default 2: the LR and the scorecard's LR; counted
+  per run, persisted by a deployed party, not per channels). Per batch it learns
+  nothing: its weight share, its gradient share (X_p^T f + C_p, uniform because C_p is a
   dealer mask the other side's share cancels), the masked residual f = r_Q - a and the co-holder's
   masked weight share w^(h) - b are all uniform. The co-holder's side of the same products (E, the
   dealer's U b - D and the q pieces) is one-time padded. Stacking its view across epochs tells a
@@ -60,7 +66,8 @@ Weights live at 2^-24 in Z_2^64 as w_p = w_p^(p) + w_p^(h). Per batch, before th
 
 1. ``vlr.wupdate`` applies the previous batch's step on shares: x = (lr/n) G + lr l2 w (at 2^-56,
    L2 not on the intercept) from each side's gradient share G, and opens x + 2^62 + t between owner and
-   co-holder for the exact dealer-assisted truncation to 2^-24 (`ring.truncate_shares`).
+   co-holder for the exact dealer-assisted truncation to 2^-24 (`ring.truncate_shares`); of the d + k
+   dealt triples the pair's PRG picks which serve which weight and which k the co-holder audits.
 2. ``vlr.wshare`` finishes the truncation; the co-holder sends the owner w^(h) - b (b fresh per batch,
    from its dealer stream).
 3. ``vlr.forward``: the owner's share of X_p w_p is X_p w^(p) + U (w^(h) - b) + D and the co-holder's
@@ -72,17 +79,21 @@ Weights live at 2^-24 in Z_2^64 as w_p = w_p^(p) + w_p^(h). Per batch, before th
    X_p^T f + C_p (+ its own X^T r_own), the holder's q = E^T a + C_Q goes to the owner's co-holder
    instead of to the owner.
 
-At the end (``vlr.wopen``) each co-holder sends its shares to their owners, once; the instance then
-refuses every further step, so a coordinator cannot open weights between steps (which would give
-plaintext gradients back).
+At the end (``vlr.wopen``) each co-holder sends its shares of the checkpointed weights to their
+owners, once; checkpoints are taken only at an epoch boundary (after at least one complete training
+epoch, no update pending) and the instance then refuses every further step, so a coordinator cannot
+open weights between steps (which would give plaintext gradients back).
 
 Range: partial logits are not clipped (they are shares). What keeps the sigmoid polynomial in range is
 that every party's standardised features are clipped to +-8 (`model.FEATURE_CLIP`, public), each step
 moves a weight by at most lr (8 max|r| + l2 |w|), and L2 pulls weights back; this bounds growth per
 step but does not prove |z| <= 8 (the fit range) for every row. A summed logit beyond the ring's
 capacity (|z| ~ 60) makes residuals wrap; beyond the fit range the polynomial leaves [0, 1]. Either
-drives the opened validation score above 1, which no probability score reaches: training then stops
-with an error (lower learning_rate or raise l2). learning_rate <= 2 and lr x l2 <= 1/64 keep the update
+drives the opened validation score outside [0, 1] (a wrapped sum decodes negative), which no
+probability score reaches: training then stops with an error (lower learning_rate or raise l2)
+instead of keeping a wrapped epoch as the best. The parties cannot range-check z themselves (they
+see it only masked); this is an integrity check, not a privacy one.
+learning_rate <= 2 and lr x l2 <= 1/64 keep the update
 itself inside the truncation's exact range. Three extra waves per batch (six, or seven with other
 feature holders); measured on Taiwan default (2 parties, batch 512): 1.9-2.4x the epoch time of the
 plaintext-gradient mode, AUC within 0.003 of pooled plaintext LR.
@@ -100,37 +111,53 @@ X_p^T r_Q. p never holds U^T a (only the uniform C_p), so it cannot project r on
 What a malicious dealer can do (the coordinator, if it deviates)
 -----------------------------------------------------------------
 * **Corrupt**: every dealt value that travels is arbitrary (the helper's halves of the powers of a, of
-  the truncation triples and of the square pairs; every gradient correction C_Q), so it can bias any
-  party's gradient and falsify the validation score: training integrity rests on the dealer. Errors
-  in powers and truncation triples are caught by the audit below; errors in C_Q (a party's gradient)
-  and in the square pair's offset (the reported score) are not detectable without a second dealer.
+  the truncation triples and of the square pairs; every gradient correction C_Q; with shared weights
+  the co-holders' halves of the weight-update triples and the logit corrections U b - D), so it can
+  bias any party's gradient and falsify the validation score: training integrity rests on the
+  dealer. Errors in powers and in every truncation triple (residual, logit and weight update) are
+  caught by the audits below; errors in C_Q (a party's gradient), in U b - D and in the square pair's
+  offset (the reported score) are not detectable without a second dealer.
 * **Learn alone**: it sees no opening (all are sealed between parties under signed run keys, finding
   5). Its one output is the opened validation aggregate, and inconsistent powers or truncation triples
   would turn it into a readout of chosen rows (adding e to one row's truncation share makes the sum
   move by -2 e r_k: that row's residual, label and score). **Checked**: every batch is dealt
   audit_count(n) ~ n/8 extra tuples; the holders pick which to sacrifice from their pairwise PRG (the
   dealer cannot compute it), the bank sends its halves of those to the helper, and the helper checks
-  a^k and (t, t >> s, msb t) and aborts the run on any mismatch. A corrupted tuple is caught with
-  probability ~1/9; a dealer that corrupts m tuples of a batch escapes with probability ~(8/9)^m, so
-  it reads about 8 rows on average before the run stops. The square pair needs no audit: its
-  result is sum r^2 + (B - A^2), an offset independent of the data. Gradient corrections C_Q feed
-  only a party's own weights, hence the score only as an aggregate.
-* **Shared weights add dealt values that are not audited**: the co-holder's logit correction U b - D
-  (per row) and the weight-update truncation triples (per weight). A wrong correction shifts one row's
-  logit; at a validation position that would read a label through the score, so validation rows are
+  a^k and (t, t >> s, msb t) and aborts on any mismatch. Which dealt tuple serves which row is drawn
+  from the same PRG, and validation rows are processed in a secret order, so a corrupted tuple never
+  lands on a row the dealer can name. Each corrupted tuple is caught with probability ~1/9 (escapes
+  with ~8/9; m of them with ~(8/9)^m); an escaped one can shift the epoch's one opened score by the
+  residual of an unnamed row. **A failed audit is sticky**: the auditing holder records it (persisted
+  by a deployed party, logged) and refuses every later secure-LR instance of the run, so a dealer
+  gets about 8 corrupted tuples through on average in the whole run, not per instance. The square
+  pair needs no audit: its result is sum r^2 + (B - A^2), an offset independent of the data.
+  Gradient corrections C_Q feed only a party's own weights, hence the score only as an aggregate.
+* **Weight-update truncations (shared weights), checked**: a lying msb in the triple of one weight
+  turns its truncation into a comparison of the secret update (for the bank's intercept: the
+  batch's residual sum) that shows in the score. So every owner and batch is dealt d + k triples
+  (k = audit_count(d)); the owner and its co-holder assign them to weights and pick the k to
+  sacrifice from their pairwise PRG (the dealer can aim at no weight, the intercept included), and
+  the co-holder checks the owner's and its own halves of the sacrificed ones before any truncation
+  is used; a failure is sticky as above.
+* **Shared weights add one dealt value that is not audited**: the co-holder's logit correction
+  U b - D (per row). A wrong correction shifts one row's logit; at a validation position that would
+  read a label through the score, so validation rows are
   processed in a secret order (`validation_order`, derived from the instance nonce with the holders'
   sealed contributions): the dealer can shift position k but cannot name the row there, so what it
-  reads is the label of an unknown row (`tests/attacks/test_secure_lr_shared_dealer.py`). The same
-  order also hides which row a corrupted truncation tuple hits. A zero (or known) mask in a
-  weight-update truncation shows the co-holder that party's update (its gradient), and a zero mask b
-  shows the owner the co-holder's weight share: gifts to a holder that the dealer itself learns only by
-  colluding with it.
+  reads is the label of an unknown row (`tests/attacks/test_secure_lr_shared_dealer.py`). A zero (or
+  known) mask in a weight-update truncation shows the co-holder that party's update (its gradient),
+  and a zero mask b shows the owner the co-holder's weight share: gifts to a holder that the dealer
+  itself learns only by colluding with it.
 * **Learn with a party**: the dealer knows every pad U and mask a, so a dealer colluding with a data
   party opens what that party holds masked (E -> X_p; delta -> z; c -> the residual). Non-collusion is
   load-bearing and cannot be checked.
-* **Also checked by the parties**: a dealer seed or a coordinator instance nonce used twice on channels with
-  the same keys is refused (and the instance nonce includes each residual holder's own fresh randomness, so
-  pairwise PRG streams never repeat). This does **not** stop a malicious dealer from dealing the same
+* **Also checked by the parties**: a dealer seed or a coordinator instance nonce used twice in a run is
+  refused (per run, whatever the channels; persisted by a deployed party), a second ``vertical.hello``
+  in a run is refused (`vertical.party`), every party mixes its own fresh nonce into its dealer seed
+  (its streams use H(seed | party nonce), the nonce returned at setup for the dealer to bind), so
+  no seeded pad or mask repeats even under a repeated seed, and the instance nonce includes each
+  residual holder's own fresh randomness, so pairwise PRG streams never repeat.
+  This does **not** stop a malicious dealer from dealing the same
   mask values again under fresh seeds (it chooses the non-seeded halves freely): the two holders would
   then see differences of masked values (e.g. z_1 - z_2 from two deltas). The dealer itself learns them
   only by colluding with a holder, which already opens everything that holder sees masked. A degenerate
@@ -141,10 +168,11 @@ What a malicious dealer can do (the coordinator, if it deviates)
 Protocol instances: every training (the main LR, the scorecard's LR, every resume) gets a fresh
 ``instance`` nonce, H(coordinator nonce | bank nonce | helper nonce), where each residual holder draws
 its own contribution at setup and seals it to every other party; the instance is part of every
-pairwise PRG label (``vlr/<instance>/z/<t>``, ``vlr/<instance>/pad``, ``vlr/<instance>/audit``), so a
-repeated stream needs a holder's cooperation. Every training also gets fresh dealer seeds; a party
-refuses a coordinator nonce or seed it has seen on channels with the same key material (the seen-set
-is keyed on a fingerprint of the pairwise PRG keys and the run id, not on the channels object), and
+pairwise PRG label (``vlr/<instance>/z/<t>``, ``vlr/<instance>/pad``, ``vlr/<instance>/audit``,
+``vlr/<instance>/waudit``), so a repeated stream needs a holder's cooperation. Every training also
+gets fresh dealer seeds, each bound to the party's own fresh nonce; a party refuses a coordinator
+nonce or seed it has seen in the run (`sampan.vertical.lr_runs`: per run id, not per channels;
+persisted by a deployed party), instances beyond its cap, every instance after a failed audit, and
 a batch index that does not increase within an instance. `vertical.peers` is one-shot per
 `vertical.hello` (the private key is dropped once channels are derived), so a replayed key exchange
 cannot rebuild channels with the same PRG keys.
@@ -180,7 +208,8 @@ from typing import Any, Callable
 import numpy as np
 
 from sampan.vertical.channel import SealedChannels, prg_uint64
-from sampan.vertical.dealer import DealerStream
+from sampan.vertical.dealer import DealerStream, bind_seed
+from sampan.vertical.lr_runs import LRRuns
 from sampan.vertical.model import LocalLinearPart, LocalScaler
 from sampan.vertical.ring import (
     SIGMOID_POLY, TRUNC_OFFSET, decode, encode, poly_shares, to_signed, truncate_shares,
@@ -189,13 +218,16 @@ from sampan.vertical.rows import check_splits
 from sampan.wire import Message
 
 __all__ = ["SecureLRParty", "FEATURE_BITS", "RESIDUAL_BITS", "WEIGHT_BITS", "Roles", "min_batch_rows", "audit_count",
-           "BatchRuleError", "REVEALS", "reveals"]
+           "BatchRuleError", "REVEALS", "reveals", "weight_triples"]
 
 def reveals(shared_weights: bool) -> str:
     """The receipt text for secure vertical LR in the given mode (what each role learns)."""
     mode = (
         "Weights are kept secret-shared (shared_weights): no party sees a plaintext gradient or its weights during "
-        "training; each party learns only its own final weights, opened to it at the end. "
+        "training; each party learns only its own final weights, opened to it at the end from a checkpoint taken "
+        "after a complete training epoch (never mid-epoch). Each secure-LR instance opens one more weight vector "
+        "to each party, so each party joins at most 2 instances per run by default (the LR and the scorecard's "
+        "LR). "
         if shared_weights else
         "Plaintext-gradient mode (shared_weights = false): each party sees its plaintext gradient; over many epochs "
         "a party can solve for the residuals and hence the labels (demonstrated once epochs x d_p >~ batch size); "
@@ -219,14 +251,17 @@ _REVEALS_TAIL = (
     "also reveals the validation positive count approximately. A malicious dealer can bias gradients "
     "and the reported score; a dealer that corrupts the tuples behind the opened score (to read chosen rows) "
     "is caught by the holders' audit of 1/8 sacrificed tuples per batch with probability ~1/9 per corrupted "
-    "tuple; reused dealer seeds or protocol nonces and unmasked openings are refused (a malicious dealer can still "
+    "tuple, and a failed audit ends secure LR for the rest of the run (every later instance is refused); reused "
+    "dealer seeds or protocol nonces within a run and unmasked openings are refused, and each party mixes its own "
+    "fresh nonce into its dealer seed, so no seeded pad repeats (a malicious dealer can still "
     "deal the same mask values under fresh seeds, which shows the two residual holders differences of masked values; "
     "it learns them itself only by colluding with a holder). Validation rows are processed in a per-instance order "
     "the coordinator cannot compute, so a corrupted dealt value at a validation position hits a row it cannot name")
 _REVEALS_SHARED_DEALER = (
-    " (with shared weights the per-row logit corrections and the weight-update truncations are not audited: a "
-    "malicious dealer can bias training and the score through them, and a zero mask there would show a holder a "
-    "party's update)")
+    " (with shared weights the weight-update truncations are audited the same way, assigned to weights by each "
+    "owner and co-holder so the dealer cannot aim at one; the per-row logit corrections are not audited: a "
+    "malicious dealer can bias training and the score through them at validation positions it cannot link to a "
+    "row)")
 _REVEALS_END = (
     ". Evaluation on held-out rows reveals the final scores of those rows to the bank, exactly as scoring them would.")
 REVEALS = reveals(True)  # the default mode
@@ -250,6 +285,11 @@ W_SHIFT = FEATURE_BITS + RESIDUAL_BITS + STEP_BITS - WEIGHT_BITS
 def audit_count(n: int) -> int:
     """Extra dealt tuples per batch of n rows that the holders sacrifice to check the dealer (at least 2)."""
     return max(2, int(np.ceil(AUDIT_FRACTION * n)))
+
+
+def weight_triples(d: int) -> int:
+    """Weight-update truncation triples dealt per owner and batch: one per weight plus audit_count(d) to sacrifice."""
+    return d + audit_count(d)
 
 
 
@@ -319,6 +359,7 @@ def _take(inbox: dict[tuple[str, str], np.ndarray], me: str, sender: str, name: 
 class _TrainState:
     roles: Roles
     instance: str                     # this protocol instance's nonce: part of every pairwise PRG label
+    run_id: str = field(default="", init=False)
     dealer: DealerStream
     X: np.ndarray                     # standardised training rows (aligned order)
     X_fixed: np.ndarray               # the same at 2^-16, as ring elements
@@ -346,6 +387,7 @@ class _TrainState:
     E_val: dict[str, np.ndarray] = field(default_factory=dict)    # co-holder: masked validation features of owners
     g_co: dict[str, np.ndarray] = field(default_factory=dict)     # co-holder: its gradient share per owner
     w_trunc: dict[str, tuple[np.ndarray, list[np.ndarray], int]] = field(default_factory=dict)
+    w_audit: dict[str, np.ndarray] = field(default_factory=dict)  # co-holder: its halves of owners' sacrificed triples
     best_shared: tuple[np.ndarray, dict[str, np.ndarray]] | None = None
     weights_opened: bool = False      # shared weights: the final weights went to their owners; no more training
     rows: np.ndarray | None = None    # current batch rows
@@ -375,7 +417,7 @@ class SecureLRParty:
     """Party-side handlers of secure vertical LR. `aligned` gives this party's rows in agreed order."""
 
     def __init__(self, name: str, X_aligned: Callable[[], np.ndarray], y_aligned: Callable[[], np.ndarray | None],
-                 feature_names: list[str], channels: Callable[[], SealedChannels]) -> None:
+                 feature_names: list[str], channels: Callable[[], SealedChannels], runs: LRRuns | None = None) -> None:
         self.name = name
         self._X_aligned, self._y_aligned = X_aligned, y_aligned
         self.feature_names = feature_names
@@ -383,8 +425,8 @@ class SecureLRParty:
         self.state: _TrainState | None = None
         self.part: LocalLinearPart | None = None
         self.scaler: LocalScaler | None = None
-        # instance nonces and dealer seeds used, per channel key material (`_channel_fingerprint`)
-        self._seen: dict[str, set[str]] = {}
+        # per run: instances joined (capped), nonces and seeds seen, a failed audit (sticky); persisted if deployed
+        self.runs = runs or LRRuns(name)
 
     def handlers(self) -> dict[str, Callable[[Message], Message]]:
         return {
@@ -403,9 +445,16 @@ class SecureLRParty:
         self._channels().require_role(roles.bank, "label_holder", "vlr.setup")  # not the coordinator's word
         instance = str(meta.get("instance") or "")
         seed = bytes(msg.arrays["dealer_seed"])
-        self._fresh(instance, seed)
+        if len(instance) < 16:
+            raise ValueError(f"party {self.name!r}: secure LR setup without a fresh instance nonce (got {instance!r})")
+        if len(seed) != 32:
+            raise ValueError(f"party {self.name!r}: the dealer seed must be 32 bytes, got {len(seed)}")
+        self.runs.check_open(msg.run_id)
         X_all = self._X_aligned()
         train_rows, val_rows = self._check_splits(msg.arrays["train_rows"], msg.arrays["val_rows"], len(X_all))
+        self._fresh(msg.run_id, instance, seed)
+        # This party's own nonce, mixed into its dealer seed: a repeated seed still gives fresh pads and masks.
+        dealer_nonce = os.urandom(16)
         self.scaler = LocalScaler.fit(X_all[train_rows])
         X, X_val = self.scaler.transform(X_all[train_rows]), self.scaler.transform(X_all[val_rows])
         y_all = self._y_aligned()
@@ -421,7 +470,8 @@ class SecureLRParty:
             rate = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
             weights = np.append(weights, np.log(rate / (1 - rate)))
         st = _TrainState(
-            roles=roles, instance=instance, dealer=DealerStream(seed), X=X, X_fixed=encode(X, FEATURE_BITS),
+            roles=roles, instance=instance, dealer=DealerStream(bind_seed(seed, dealer_nonce)), X=X,
+            X_fixed=encode(X, FEATURE_BITS),
             X_val=X_val, y=y, y_val=y_all[val_rows].astype(np.float64) if y is not None and y_all is not None else None,
             weights=weights, l2_mask=_l2_mask(len(weights), y is not None), lr=float(meta["lr"]), l2=float(meta["l2"]),
             logit_clip=float(meta["logit_clip"]),
@@ -429,6 +479,7 @@ class SecureLRParty:
         if st.y is not None and st.y_val is not None:
             st.y_fixed, st.y_val_fixed = encode(st.y, POLY.out_bits), encode(st.y_val, POLY.out_bits)
         st.shared = bool(meta.get("shared_weights", False))
+        st.run_id = msg.run_id
         if st.shared:
             st.X_val_fixed = encode(X_val, FEATURE_BITS)
             st.w_own = encode(weights, WEIGHT_BITS)  # the co-holder's share starts at 0
@@ -447,6 +498,7 @@ class SecureLRParty:
             if self.name in roles.holders:
                 sealed["nonce"] = np.frombuffer(st.nonce, dtype=np.uint8)
             out[f"to:{q}"] = ch.seal_arrays(q, sealed)
+        out["dealer_nonce"] = np.frombuffer(dealer_nonce, dtype=np.uint8)  # the dealer binds this party's seed to it
         return msg.reply("vlr.setup", out, {"n_features": len(self.feature_names), "n_columns": int(st.X_fixed.shape[1]),
                                             "n_train": int(st.X_fixed.shape[0])})
 
@@ -454,24 +506,13 @@ class SecureLRParty:
         """Distinct aligned rows, validation disjoint from training (`sampan.vertical.rows.check_splits`)."""
         return check_splits(self.name, train_rows, val_rows, n, BatchRuleError)
 
-    def _fresh(self, instance: str, seed: bytes) -> None:
-        """Refuse a protocol instance nonce or a dealer seed already used on channels with these keys.
+    def _fresh(self, run_id: str, instance: str, seed: bytes) -> None:
+        """Admit a new instance of the run: refuse a reused nonce or seed and instances beyond this party's cap.
 
-        Keyed on the channels' key material (a fingerprint of the pairwise PRG keys and the run id), not on
-        the channels object: channels rebuilt from the same keys share the PRG streams, so they share the
-        seen-set too.
+        Keyed on the run id, not on channels (a new `vertical.hello` must not reset it), and persisted by a
+        deployed party (`LRRuns`) before any material leaves.
         """
-        ch = self._channels()
-        seen = self._seen.setdefault(_channel_fingerprint(ch), set())
-        if len(instance) < 16:
-            raise ValueError(f"party {self.name!r}: secure LR setup without a fresh instance nonce (got {instance!r})")
-        if len(seed) != 32:
-            raise ValueError(f"party {self.name!r}: the dealer seed must be 32 bytes, got {len(seed)}")
-        keys = {f"instance:{instance}", "seed:" + hashlib.sha256(seed).hexdigest()}
-        if keys & seen:
-            raise ValueError(f"party {self.name!r}: refusing a secure LR instance that reuses an earlier "
-                             "instance nonce or dealer seed (its masks and PRG streams would repeat)")
-        seen |= keys
+        self.runs.admit(run_id, instance, seed)
 
     def masked_features(self, msg: Message) -> Message:
         """Holders keep E_p for every party p they serve; they now know every party's column count."""
@@ -700,8 +741,28 @@ class SecureLRParty:
             ok &= bool(np.array_equal(tz[1], tz[0] >> np.uint64(Z_SHIFT)))
             ok &= bool(np.array_equal(tz[2], tz[0] >> np.uint64(63)))
         if not ok:
-            raise ValueError(f"party {self.name!r}: the dealer's correlated randomness for batch {st.t} failed the "
-                             "audit of sacrificed tuples (inconsistent powers or truncation pairs): refusing to continue")
+            self._audit_failed(f"the dealer's correlated randomness for batch {st.t} failed the audit of sacrificed "
+                               "tuples (inconsistent powers or truncation pairs)")
+
+    def _audit_failed(self, why: str) -> None:
+        """A failed audit is sticky: recorded (persisted when deployed) and logged, and every later secure-LR
+        step or instance of the run is refused by this party."""
+        st = self._st()
+        self.runs.fail(st.run_id, why)
+        self.state = None
+        raise ValueError(f"party {self.name!r}: {why}: refusing to continue (and every later secure LR of this run)")
+
+    def _weight_audit_split(self, owner: str, t: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+        """Which of the d + k dealt update triples of `owner` serves which weight and which k are sacrificed.
+
+        Drawn from the pairwise PRG of the owner and its co-holder, which the dealer cannot compute: it can
+        neither aim a corrupted triple at one weight (the intercept) nor know which triples are checked.
+        """
+        st = self._st()
+        partner = st.roles.co_holder(owner) if owner == self.name else owner
+        n = weight_triples(d)
+        order = np.argsort(self._channels().prg(partner, f"vlr/{st.instance}/waudit/{owner}/{t}", n), kind="stable")
+        return order[n - d:], np.sort(order[:n - d])
 
     def poly(self, msg: Message) -> Message:
         """Shares of sigma~(z) - y at 2^-47, then open c = x + 2^62 + t for truncation."""
@@ -832,6 +893,8 @@ class SecureLRParty:
                     st.w_own = st.best_shared[0].copy()
                     st.co_w = {p: v.copy() for p, v in st.best_shared[1].items()}
             else:
+                if self.name in st.roles.holders:
+                    self._require_epoch_boundary("checkpoint the shared weights")
                 st.best_shared = (st.w_own.copy(), {p: v.copy() for p, v in st.co_w.items()})
             return msg.reply("vlr.ack")
         if msg.meta.get("restore"):
@@ -867,19 +930,25 @@ class SecureLRParty:
                 raise ValueError(f"party {me!r}: gradient pieces from {q!r} have the wrong shape")
             grad = grad + X.T @ f + st.dealer.draw(f"C/{q}/{tp}", X.shape[1])
         assert st.w_own is not None
-        triple = st.dealer.draw_many(f"W/{me}/{tp}", 3, len(st.w_own))
+        dealt = st.dealer.draw_many(f"W/{me}/{tp}", 3, weight_triples(len(st.w_own)))
+        use, audit = self._weight_audit_split(me, tp, len(st.w_own))
+        triple = [v[use] for v in dealt]
         x = step * grad + decay * (_l2_mask(len(st.w_own), me == roles.bank).astype(np.uint64) * st.w_own)
         x = x + TRUNC_OFFSET + triple[0]
         st.w_trunc[me] = (x, triple, 0)
-        mail.setdefault(roles.co_holder(me), {})[f"wc:{me}"] = x
+        # this owner's halves of the sacrificed triples: the co-holder checks them before any truncation is used
+        mail.setdefault(roles.co_holder(me), {}).update({f"wc:{me}": x,
+                                                          f"wa:{me}": np.stack([v[audit] for v in dealt])})
         for p, share in st.co_w.items():
             g = st.g_co.pop(p)
             if p in roles.others:
                 g = g + _take(st.inbox, me, roles.helper, f"gq:{p}")
             W = msg.arrays.get(f"W:{p}")
-            if W is None or W.shape != (3, len(share)):
+            if W is None or W.shape != (3, weight_triples(len(share))):
                 raise ValueError(f"party {me!r}: the dealer's update truncation for {p!r} is missing or malformed")
-            triple = list(W)
+            use, audit = self._weight_audit_split(p, tp, len(share))
+            triple = [v[use] for v in W]
+            st.w_audit[p] = W[:, audit]
             x = step * g + decay * (_l2_mask(len(share), p == roles.bank).astype(np.uint64) * share) + triple[0]
             st.w_trunc[p] = (x, triple, 1)
             mail.setdefault(p, {})[f"wc:{p}"] = x
@@ -892,6 +961,14 @@ class SecureLRParty:
         st = self._training()
         receive(msg, self._channels(), st.inbox)
         roles, me = st.roles, self.name
+        for owner, mine in list(st.w_audit.items()):  # co-holder: audit the owner's sacrificed triples first
+            tr = mine + _take(st.inbox, me, owner, f"wa:{owner}")
+            ok = bool(np.array_equal(tr[1], tr[0] >> np.uint64(W_SHIFT))) and \
+                bool(np.array_equal(tr[2], tr[0] >> np.uint64(63)))
+            if not ok:
+                self._audit_failed(f"the weight-update truncation triples of {owner!r} after batch "
+                                   f"{st.pending[1] if st.pending else st.t} failed the audit of sacrificed triples")
+        st.w_audit.clear()
         for owner, (x, triple, holder) in list(st.w_trunc.items()):
             partner = roles.co_holder(me) if owner == me else owner
             c = x + _take(st.inbox, me, partner, f"wc:{owner}")
@@ -908,14 +985,32 @@ class SecureLRParty:
         return msg.reply("vlr.wshare", out)
 
     def wopen(self, msg: Message) -> Message:
-        """Shared weights, at the end only: each co-holder sends its share of an owner's final weights to the owner."""
+        """Shared weights, at the end only: each co-holder sends its share of an owner's checkpointed weights.
+
+        Only weights of an epoch-boundary checkpoint open (after at least one complete training epoch, no update
+        pending), once: weights opened after one batch would be -lr g / n, the owner's plaintext gradient.
+        """
         st = self._st()
         if st.weights_opened:
             raise ValueError(f"party {self.name!r}: refusing to open the shared weights a second time")
+        if self.name in st.roles.holders:
+            self._require_epoch_boundary("open the shared weights")
+            if st.best_shared is None:
+                raise ValueError(f"party {self.name!r}: refusing to open the shared weights: no checkpoint was taken "
+                                 "at the end of a complete training epoch")
         st.weights_opened = True  # once opened, this instance trains no further (else weights per step = gradients)
+        shares = st.best_shared[1] if st.best_shared is not None else st.co_w
         ch = self._channels()
-        out = {f"to:{p}": ch.seal_arrays(p, {"wfinal": share}) for p, share in st.co_w.items()}
+        out = {f"to:{p}": ch.seal_arrays(p, {"wfinal": share}) for p, share in shares.items()}
         return msg.reply("vlr.wopen", out)
+
+    def _require_epoch_boundary(self, what: str) -> None:
+        """Holders, shared weights: at least one complete training epoch, none half done, no update pending."""
+        st = self._st()
+        assert st.used is not None and st.val_used is not None
+        if st.epochs_done < 1 or st.used.any() or st.val_used.any() or st.pending is not None or st.w_trunc:
+            raise ValueError(f"party {self.name!r}: refusing to {what} before a complete training epoch or with an "
+                             "update pending (weights between steps give a party its plaintext gradient)")
 
     def finish(self, msg: Message) -> Message:
         """Freeze this party's model part; only its size is reported."""
@@ -926,7 +1021,8 @@ class SecureLRParty:
         if st.shared:
             receive(msg, self._channels(), st.inbox)
             other = _take(st.inbox, self.name, st.roles.co_holder(self.name), "wfinal")
-            st.weights = decode(st.w_own + other, WEIGHT_BITS)  # type: ignore[operator]
+            own = st.best_shared[0] if st.best_shared is not None else st.w_own  # the co-holder opens the checkpoint
+            st.weights = decode(own + other, WEIGHT_BITS)  # type: ignore[operator]
             logit_clip = POLY.ring_capacity()  # trained unclipped: the clip at scoring only bounds the ring
         self.part = LocalLinearPart(
             party=self.name, feature_names=list(self.feature_names), scaler=self.scaler,
@@ -991,17 +1087,6 @@ def _take_partition(me: str, what: str, used: np.ndarray, rows: np.ndarray, min_
         raise BatchRuleError(f"party {me!r}: this batch leaves {n - int(used.sum())} rows of the {what} pass, "
                              f"fewer than {min_rows} (merge the tail into the last batch)")
     return False
-
-
-def _channel_fingerprint(ch: SealedChannels) -> str:
-    """A name for the channels' key material: equal pairwise PRG keys (and run id) give equal names.
-
-    Computed from each peer's PRG stream under a dedicated label, so it reveals nothing about the keys.
-    """
-    h = hashlib.sha256(f"sampan/vlr/channels|{ch.run_id}|{ch.me}".encode())
-    for peer in ch.peers:
-        h.update(peer.encode() + b"|" + ch.prg(peer, "sampan/vlr/channel-fingerprint", 4).tobytes())
-    return h.hexdigest()
 
 
 def _with_ones(X: np.ndarray) -> np.ndarray:

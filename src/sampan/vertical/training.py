@@ -21,10 +21,11 @@ from sampan.vertical.dealer import Dealer
 from sampan.vertical.ring import decode
 from sampan.vertical.secure_lr import (
     MIN_BATCH_ROWS, POLY, RESIDUAL_BITS, TRUNC_SHIFT, W_SHIFT, Z_SHIFT, Roles, audit_count, min_batch_rows,
+    weight_triples,
 )
 from sampan.wire import Message
 
-__all__ = ["VerticalLRConfig", "VerticalLRResult", "train_secure_lr", "Relay", "epoch_batches"]
+__all__ = ["VerticalLRConfig", "VerticalLRResult", "train_secure_lr", "Relay", "epoch_batches", "bind_dealer"]
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,7 @@ def train_secure_lr(
         "train_rows": np.asarray(train_rows, dtype=np.int64), "val_rows": np.asarray(val_rows, dtype=np.int64),
         "dealer_seed": np.frombuffer(dealer.seeds[p], dtype=np.uint8)}, base) for p in parties))
     features = {r.sender: int(r.meta["n_features"]) for r in setup}
-    columns = {r.sender: int(r.meta["n_columns"]) for r in setup}
+    columns = bind_dealer(dealer, setup)
     n_train = len(train_rows)
     min_rows = config.check_batches(max(columns.values()), n_train)
     for p in parties:
@@ -224,10 +225,12 @@ def train_secure_lr(
             sum_sq += batch(rows, t, validation=True)
             t += 1
         brier = sum_sq / max(len(val_rows), 1)
-        if shared and not brier <= 1.0:
-            raise ValueError(f"vertical LR (shared weights): the validation score of epoch {epoch} is {brier:.4g}, "
-                             "above 1, which a probability score cannot reach: the shared logits left the sigmoid "
-                             "polynomial's range and training diverged; lower learning_rate or raise l2")
+        # a sum that wrapped the ring decodes negative: it must never become the "best" epoch (restored and opened)
+        if not brier >= 0.0 or (shared and not brier <= 1.0):
+            raise ValueError(f"vertical LR: the validation score of epoch {epoch} is {brier:.4g}, "
+                             f"{'below 0' if brier < 0 else 'above 1'}, which a probability score cannot reach: the "
+                             "logits left the sigmoid polynomial's range (or wrapped the ring) and training diverged; "
+                             "lower learning_rate or raise l2")
         briers.append(brier)
         record = {"epoch": epoch, "val_brier": brier, "seconds": seconds[-1], "dealer_seconds": dealing[-1]}
         history.append(record)
@@ -250,6 +253,19 @@ def train_secure_lr(
         stopped_early=stopped, features=features,
         waves_per_batch=(4 if roles.others else 3) + (3 if shared else 0), history=history,
         dealer_seconds=dealing)
+
+
+def bind_dealer(dealer: Dealer, setup: list[Message]) -> dict[str, int]:
+    """Bind each party's dealer stream to the nonce it returned at setup; returns each party's column count.
+
+    Every party mixes its own fresh nonce into its seed, so even a repeated seed gives fresh pads and masks.
+    """
+    for reply in setup:
+        nonce = reply.arrays.get("dealer_nonce")
+        if nonce is None or len(nonce) != 16:
+            raise ValueError(f"vertical LR: party {reply.sender!r} returned no 16-byte dealer nonce at setup")
+        dealer.bind(reply.sender, np.ascontiguousarray(nonce, dtype=np.uint8).tobytes())
+    return {r.sender: int(r.meta["n_columns"]) for r in setup}
 
 
 def _deal(dealer: Dealer, roles: Roles, rows: np.ndarray, t: int, shared: bool = False,
@@ -290,7 +306,8 @@ def _batch(transport: Transport, relay: Relay, dealer: Dealer, roles: Roles, row
         def update_request(p: str) -> Message:
             arrays: dict[str, np.ndarray] = {}
             if tp is not None:  # the co-holder's halves of the owners' update truncation triples
-                arrays = {f"W:{o}": np.stack(dealer.truncation_pair(f"W/{o}/{tp}", columns[o], W_SHIFT, seeded=o))
+                arrays = {f"W:{o}": np.stack(dealer.truncation_pair(f"W/{o}/{tp}", weight_triples(columns[o]), W_SHIFT,
+                                                                     seeded=o))
                           for o in roles.all if o != p and roles.co_holder(o) == p}
             return relay.request(p, "vlr.wupdate", arrays, meta)
 
