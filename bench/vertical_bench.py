@@ -51,7 +51,7 @@ def _split_columns(data: PartyData, groups: dict[str, list[str]], label_holder: 
 
 
 def _session(tables: dict[str, PartyData], *, align: bool = True, pinned: bool = False):  # type: ignore[no-untyped-def]
-    transport, parties = build_inprocess_vertical(tables)
+    transport, parties = build_inprocess_vertical(tables, with_baselines=True)  # prices plr.* (insecure baseline)
     for party in parties.values():  # timing runs many one-epoch trainings in one run (parties cap it at 2 by default)
         if hasattr(party.lr, "runs"):
             party.lr.runs.max_instances = 1000

@@ -116,7 +116,7 @@ def _vertical_tables(n_features_partner2: bool = True) -> dict[str, PartyData]:
 
 
 def _session(tables: dict[str, PartyData], recording: bool = False):  # type: ignore[no-untyped-def]
-    _, parties = build_inprocess_vertical(tables)
+    _, parties = build_inprocess_vertical(tables, with_baselines=True)  # one test drives the plaintext baseline
     apps = {n: p.app for n, p in parties.items()}
     transport = RecordingTransport(apps) if recording else InProcessTransport(apps)
     session = VerticalSession(transport, label_holder="bank", partners=[p for p in tables if p != "bank"], run_id="t1")

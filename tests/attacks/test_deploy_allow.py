@@ -147,7 +147,8 @@ def test_the_allow_list_covers_vertical_woe_and_gbdt_noise() -> None:
     from sampan.privacy.party_policy import PolicyRefused
     from sampan.vertical.gbdt import histogram_sensitivity2
 
-    allow = AllowSection(partners=["bank"], require=["woe_dp", "gbdt_dp"], min_noise_multiplier=1.0)
+    allow = AllowSection(partners=["bank"], label_holders=["bank"], require=["woe_dp", "gbdt_dp"],
+                         min_noise_multiplier=1.0)
     with pytest.raises(JobRefused, match=r"\(require\).*woe_dp"):
         check_request(allow, "payments", "woe.sum", {"bank": "bank", "dp_epsilon": None})
     with pytest.raises(JobRefused, match="min_noise_multiplier"):

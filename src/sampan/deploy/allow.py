@@ -26,7 +26,9 @@ request (`check_request`).
 Defaults when `[allow]` or a key is absent ("claim less"): any operator, workflow, dataset and column
 of this party's own binding, no required protection and no noise floor — but **no vertical partner**:
 a vertical run names its partners to each other through PSI, so a party joins one only with partners
-it lists in `allow.partners`.
+it lists in `allow.partners`, and **no other bank**: a vertical job must name its label holder, which
+must be in `allow.label_holders` (default: the party itself), so a partner the list accepts as a
+partner cannot act as the bank and read the others' contributions.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["AllowSection", "JobRefused", "PROTECTIONS", "PeerAllowList", "check_job", "check_request",
+__all__ = ["AllowSection", "JobRefused", "PROTECTIONS", "PeerAllowList", "VERTICAL_KINDS", "check_job", "check_request",
            "job_description", "privacy_policy"]
 
 PROTECTIONS = ("secure_aggregation", "dp", "dp1", "dp2", "dp3", "woe_dp", "gbdt_dp")
@@ -58,6 +60,8 @@ class AllowSection(BaseModel):
     workflows: list[Literal["horizontal", "vertical"]] | None = Field(None, description="default any")
     partners: list[str] | None = Field(None, description="parties this one may train with; default: any in "
                                        "horizontal runs, none in vertical runs")
+    label_holders: list[str] | None = Field(None, description="parties this one accepts as the label holder (the "
+                                            "bank) of a vertical run; default: itself only")
     datasets: list[str] | None = Field(None, description="which [data.<name>] jobs may use; default any")
     columns: list[str] | None = Field(None, description="feature columns a job may use; default any of the binding")
     require: list[Literal["secure_aggregation", "dp", "dp1", "dp2", "dp3", "woe_dp", "gbdt_dp"]] = Field(
@@ -119,6 +123,16 @@ def check_job(allow: AllowSection | None, party: str, job: Mapping[str, Any], da
         if unlisted:
             default = " (a vertical run needs its partners listed in allow.partners)" if allow.partners is None else ""
             raise JobRefused(party, "partners", f"partners {unlisted} are not in allow.partners {listed}{default}")
+    if workflow == "vertical":  # review R12-2: the job must name its bank, and this party must accept it as such
+        holder = job.get("label_holder")
+        holders = allow.label_holders if allow.label_holders is not None else [party]
+        if not isinstance(holder, str) or not holder or holder not in (job.get("parties") or []):
+            raise JobRefused(party, "label_holders", f"the vertical job names no label holder among its parties "
+                             f"(got {holder!r}); a partner would otherwise be free to act as the bank")
+        if holder not in holders:
+            default = " (default: this party only)" if allow.label_holders is None else ""
+            raise JobRefused(party, "label_holders", f"label holder {holder!r} is not in allow.label_holders "
+                             f"{holders}{default}")
     if allow.datasets is not None and dataset not in allow.datasets:
         raise JobRefused(party, "datasets", f"dataset {dataset!r} is not one of {allow.datasets}")
     if allow.columns is not None:
@@ -165,10 +179,13 @@ def check_request(allow: AllowSection | None, party: str, kind: str, meta: Mappi
     - `evaluate` carries SecAgg when the list requires it; `stats` DP1 when the job announced any DP or the
       list requires DP1 or DP; `describe` the DP row count when the job announced DP or the list requires
       any DP; `secagg_*` steps only in a job that announced SecAgg;
+    - a vertical job answers only `VERTICAL_KINDS` (never the insecure benchmark baseline `plr.*`);
     - each vertical histogram request (`woe.sum`, `woe.finish`, `vgb.setup`) carries the protections the
       list requires, at or above its noise floor. Vertical GBDT's floor needs this party's feature count
       (sigma / sensitivity): it is enforced in the handler by the party's `PartyPrivacyPolicy` built from
       this list (`privacy_policy`)."""
+    if job is not None and job.get("workflow") == "vertical" and kind not in VERTICAL_KINDS:
+        raise JobRefused(party, "request", f"{kind!r} is not a request of the vertical workflow this party accepted")
     if kind in _VERTICAL_NOISE:
         if allow is not None and (allow.require or allow.min_noise_multiplier):
             _check_vertical(allow, party, kind, meta)
@@ -212,6 +229,17 @@ def check_request(allow: AllowSection | None, party: str, kind: str, meta: Mappi
                 raise JobRefused(party, "min_noise_multiplier", f"DP3 noise multiplier {z3:.3g} < {floor}")
 
 
+# the request kinds of the vertical workflow (keys, PSI, secure LR, WOE, GBDT, scoring, the bank's own baseline);
+# anything else (e.g. the insecure benchmark baseline `plr.*`, which hands out exact residuals) is refused
+VERTICAL_KINDS = frozenset({
+    "vertical.hello", "vertical.peers", "vertical.splits", "vertical.local_baseline", "vertical.use_woe",
+    "psi.offer", "psi.accept", "psi.blind", "psi.respond", "psi.finish", "psi.align", "psi.aligned",
+    "vlr.setup", "vlr.share", "vlr.masked_features", "vlr.forward", "vlr.square", "vlr.poly", "vlr.trunc",
+    "vlr.ztrunc", "vlr.wshare", "vlr.wupdate", "vlr.wopen", "vlr.checkpoint", "vlr.flush", "vlr.finish",
+    "woe.setup", "woe.mask", "woe.sum", "woe.finish", "woe.apply",
+    "vgb.setup", "vgb.start", "vgb.step", "vgb.serve", "vgb.score_start", "vgb.score_partial", "vgb.score_finish",
+    "score.start", "score.partial", "score.finish"})
+
 _HORIZONTAL_KINDS = frozenset({"describe", "stats", "fit", "evaluate", "secagg_keys", "secagg_share",
                                "secagg_consistency", "secagg_unmask"})
 
@@ -254,7 +282,7 @@ class PeerAllowList:
     a party peer outside `allowed` is refused with `IdentityError(peer, "not_allowed", ...)` before its
     certificate or signature is even looked at. With the job's `label_holder`, `admit_role` (called by a
     vertical party for itself and every peer before it checks the signed run keys) admits that party
-    alone in the label-holder role: a partner signing as label holder where the job named another is
+    alone in the label-holder role (a job naming none admits no label holder at all): a partner signing as label holder where the job named another is
     refused, so a coordinator cannot run a partner as "the bank" (certificates carry no protocol role).
     """
 
@@ -267,7 +295,10 @@ class PeerAllowList:
         """Only the job's label holder may act as label holder (and it only as such)."""
         from sampan.crypto.identity import IdentityError
 
-        if self._label_holder is None:
+        if self._label_holder is None:  # a job that names no bank admits no party as one (review R12-2)
+            if role == "label_holder":
+                raise IdentityError(peer, "not_allowed", f"party {self._party!r} accepted a job that names no label "
+                                    f"holder; {peer!r} signed its run keys as label holder")
             return
         if (role == "label_holder") != (peer == self._label_holder):
             raise IdentityError(peer, "not_allowed", f"party {self._party!r} accepted this job with "

@@ -344,7 +344,7 @@ class Coordinator:
 
     def _vertical(self, transport: GrpcTransport, run_id: str, spec: RunSpec, seed: int) -> None:
         from sampan.vertical.run import TRAINING_REVEALS
-        from sampan.vertical.session import Splits, VerticalSession
+        from sampan.vertical.session import VerticalSession
         from sampan.vertical.training import VerticalLRConfig
 
         v = spec.vertical
@@ -360,8 +360,8 @@ class Coordinator:
                       "pairwise": dict(alignment.cardinalities), "seconds": float(alignment.seconds)}
         self.store.log_event(run_id, "aligned", align_info)
         log.info("run %s: %d customers aligned by PSI in %.1f s", run_id, session.n_aligned, alignment.seconds)
-        splits = Splits.random(session.n_aligned or 0, test_fraction=v.test_fraction, val_fraction=v.val_fraction,
-                               seed=seed)
+        # the parties pin one train/validation/test partition of their customers per dataset across runs
+        splits = session.splits(test_fraction=v.test_fraction, val_fraction=v.val_fraction, seed=seed)
 
         def on_epoch(stage: str, info: Any) -> None:
             if stage == "epoch":

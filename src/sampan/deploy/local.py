@@ -91,6 +91,14 @@ def toml_dumps(data: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _with_label_holders(section: Mapping[str, Any], labelled: list[str]) -> dict[str, Any]:
+    """A test federation's `[allow]`: vertical partners listed and no label holders named -> its labelled parties."""
+    out = dict(section)
+    if "partners" in out and "label_holders" not in out:
+        out["label_holders"] = labelled
+    return out
+
+
 def write_federation(root: str | Path, parties: Mapping[str, Mapping[str, Binding]], *, port: int | None = None,
                      operators: Sequence[str] = ("ops",), coordinator: Mapping[str, Any] | None = None,
                      party: Mapping[str, Any] | None = None, dial: Mapping[str, str] | None = None,
@@ -99,7 +107,8 @@ def write_federation(root: str | Path, parties: Mapping[str, Mapping[str, Bindin
 
     `dial` overrides the address a party dials (e.g. a `TcpRecorder`); `spare` names extra party
     members that get a certificate but no agent (for tests that speak the protocol by hand); `allow`
-    gives a party's `[allow]` section (without one, it joins no vertical run). The coordinator takes
+    gives a party's `[allow]` section (without one, it joins no vertical run; one that lists vertical
+    partners but no `label_holders` gets this federation's labelled parties). The coordinator takes
     its members' pins from the CA's signed issuance record (`tls.issued`).
     """
     root = Path(root)
@@ -117,6 +126,7 @@ def write_federation(root: str | Path, parties: Mapping[str, Mapping[str, Bindin
     }
     (folder / "coordinator.toml").write_text(toml_dumps(coordinator_toml))
     configs: dict[str, Path] = {}
+    labelled = sorted(n for n, ds in parties.items() if any(b.schema.get("label") for b in ds.values()))
     for name, datasets in parties.items():
         pf = root / name
         _, csr = create_request(name, "party", pf)
@@ -130,7 +140,7 @@ def write_federation(root: str | Path, parties: Mapping[str, Mapping[str, Bindin
                       **(party or {})},
             "tls": {"ca": "../ca/ca.crt", "cert": f"{name}.crt", "key": f"{name}.key", "crl": "../ca/crl.pem"},
             "data": data,
-            **({"allow": dict(allow[name])} if allow and name in allow else {}),
+            **({"allow": _with_label_holders(allow[name], labelled)} if allow and name in allow else {}),
         }
         configs[name] = pf / "party.toml"
         configs[name].write_text(toml_dumps(party_toml))

@@ -40,7 +40,7 @@ the reply leaves; each setup draws a fresh instance nonce at the partner, and th
 bank's counter inside its sealed body (a clear label that differs is refused, a replayed one too).
 The histogram epsilon assumes the bank follows the protocol: a malicious bank choosing arbitrary node
 row sets or split queries reads partner bins exactly. Held-out evaluation (`vgb.score_start` with
-aligned rows) follows `sampan.vertical.rows`: the run's fixed test rows, each model once. The partner states its sigma inside the sealed reply; the bank checks it against the agreed
+aligned rows) follows `sampan.vertical.rows`: the dataset's fixed test rows, each model once. The per-tree training and validation log-loss the coordinator sees are over the dataset's pinned training and validation customers (one set each, across runs: review R12-1). The partner states its sigma inside the sealed reply; the bank checks it against the agreed
 `hist_noise` and takes the totals-check tolerance from it alone. Each partner reports its own account
 (`VerticalGBDTResult.privacy`).
 """
@@ -214,7 +214,9 @@ class VerticalGBDTParty:
         X = self._X()
         train, val = check_splits(self.name, msg.arrays["train_rows"], msg.arrays["val_rows"], len(X))
         bank = self._channels().require_role(str(msg.meta["bank"]), "label_holder", "vgb.setup")
-        self._run_rows(msg.run_id).bind_train("vgb.setup", train)  # beta once per run, for one row set
+        # beta once per run, for one row set; training and validation customers (whose per-tree log-loss the
+        # coordinator sees) pinned per dataset (review R12-1)
+        self._run_rows(msg.run_id).bind_splits("vgb.setup", train, val)
         self.edges = [quantile_bin_edges(X[train, j], n_bins) for j in range(X.shape[1])]
         bins, bins_val = apply_bins(X[train], self.edges), apply_bins(X[val], self.edges)
         slots = make_slots(self.name, self.feature_names, self.edges)
@@ -472,7 +474,7 @@ class VerticalGBDTParty:
         started = time.perf_counter()
         if self.model is None:
             raise ValueError(f"party {self.name!r} holds no trained GBDT")
-        if "aligned" in msg.arrays:  # held-out evaluation: only the run's test rows, once per model
+        if "aligned" in msg.arrays:  # held-out evaluation: only the dataset's test rows, once per model
             aligned = self._aligned_rows() if self._aligned_rows else None
             n = 0 if aligned is None else len(aligned)
             model = "gbdt:" + fingerprint(*self.part_arrays())

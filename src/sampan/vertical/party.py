@@ -15,8 +15,9 @@ Roles are self-asserted by each signer (certificates carry no protocol role); a 
 verifier (`sampan.deploy.allow.PeerAllowList`) knows the job's label holder and admits only it in that
 role, so there a partner colluding with the coordinator cannot pose as the bank. In a simulation such a
 partner can claim to be the label holder only where the real one is absent.
-Every request naming training/validation rows is checked against the run's test rows, and held-out
-evaluation follows `sampan.vertical.rows` (the run's fixed test rows, each model once).
+Every request naming training/validation rows is checked against the dataset's test rows, and held-out
+evaluation follows `sampan.vertical.rows` (one training/validation/test partition of the customers per
+dataset, fixed at first use across runs, each model evaluated once, at most `max_evaluations` models).
 What each role learns from this step: every party and the coordinator learn the parties'
 certificates (public within the consortium), protocol roles and per-run public keys; nothing secret.
 """
@@ -38,7 +39,7 @@ from sampan.vertical.model import LocalLinearPart, LocalScaler
 from sampan.vertical.gbdt import VerticalGBDTParty
 from sampan.vertical.plain_lr import PlainVerticalLRParty
 from sampan.vertical.psi import PsiParty
-from sampan.vertical.rows import check_splits, per_run
+from sampan.vertical.rows import DEFAULT_MAX_EVALUATIONS, RowBook, RowRuleError, check_splits, per_run
 from sampan.vertical.scoring import ScoringParty
 from sampan.vertical.lr_runs import DEFAULT_MAX_INSTANCES, LRRuns
 from sampan.vertical.secure_lr import SecureLRParty
@@ -46,6 +47,8 @@ from sampan.vertical.woe import VerticalWoeParty
 from sampan.wire import Message
 
 __all__ = ["VerticalParty", "CHANNEL_PROTOCOL", "PROTOCOL_ROLES"]
+
+_SPLIT_SETUPS = frozenset({"vlr.setup", "vertical.local_baseline"})
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +63,17 @@ class VerticalParty:
     are required. A deployment passes the organisation's certificate and CA, a simulation one identity
     per party from the run's `simulated_consortium` (`build_inprocess_vertical`), so the same signing
     and checking runs everywhere.
+
+    `with_baselines=True` also registers the INSECURE plaintext LR baseline (`plr.*`, which returns exact
+    residuals sigmoid(z) - y for any coordinator-chosen z, i.e. every label): for benchmarks pricing the
+    cryptography only, never on real data; a deployed agent never sets it.
     """
 
     def __init__(self, data: PartyData, *, identity: PartyIdentity, verifier: IdentityVerifier,
-                 with_baselines: bool = True, policy: PartyPrivacyPolicy | None = None,
-                 lr_state: str | Path | None = None, max_lr_instances: int = DEFAULT_MAX_INSTANCES) -> None:
+                 with_baselines: bool = False, policy: PartyPrivacyPolicy | None = None,
+                 lr_state: str | Path | None = None, max_lr_instances: int = DEFAULT_MAX_INSTANCES,
+                 rows_state: str | Path | None = None, max_evaluations: int = DEFAULT_MAX_EVALUATIONS,
+                 row_book: RowBook | None = None) -> None:
         self.name = data.party
         self.data = data
         if identity is None or verifier is None:
@@ -77,9 +86,11 @@ class VerticalParty:
         self.channels: SealedChannels | None = None
         # this party's own DP policy and ledger, shared by its WOE and GBDT releases (one account per run)
         self.policy = policy or PartyPrivacyPolicy()
-        # the run's row rules (distinct rows, one training row set for the dealer, fixed test rows), shared
-        # by every protocol of this party (`sampan.vertical.rows`)
-        self.run_rows = per_run(self.name)
+        # the row rules (distinct rows; one training, validation and test set of customers per dataset, fixed
+        # at first use across runs and persisted in `rows_state` when deployed; an evaluation cap), shared by
+        # every protocol of this party (`sampan.vertical.rows`)
+        self.row_book = row_book or RowBook(self.name, path=rows_state, max_evaluations=max_evaluations)
+        self.run_rows = per_run(self.name, self.row_book, self._ids_of)
         self.psi = PsiParty(self.name, data.ids)
         # secure-LR instances per run (capped), seeds seen, failed audits: persisted in `lr_state` when deployed
         self.lr = SecureLRParty(self.name, self._aligned_X, self._aligned_y, list(data.feature_names), self._channels,
@@ -97,18 +108,26 @@ class VerticalParty:
         self.app = PartyApp(self.name)
         self.app.register("vertical.hello", self.hello)
         self.app.register("vertical.peers", self.peers)
-        self.app.register("vertical.local_baseline", self._noting_fit_rows(self.local_baseline))
+        self.app.register("vertical.splits", self.pinned_splits)
+        self.app.register("vertical.local_baseline", self._noting_fit_rows(self.local_baseline,
+                                                                           "vertical.local_baseline"))
         self.psi.register(self.app)
         handlers = {**self.lr.handlers(), **self.scoring.handlers(), **self.gbdt.handlers(), **self.woe.handlers(),
                     "vertical.use_woe": self.set_woe, "vlr.finish": self._finish_lr}
         if with_baselines:
             handlers.update(PlainVerticalLRParty(self.name, self._aligned_X, self._aligned_y).handlers())
         for kind, handler in handlers.items():
-            self.app.register(kind, self._noting_fit_rows(handler))
+            self.app.register(kind, self._noting_fit_rows(handler, kind))
 
-    def _noting_fit_rows(self, handler: Callable[[Message], Message]) -> Callable[[Message], Message]:
-        """Every request naming training/validation rows: they may never be this run's test rows."""
+    def _noting_fit_rows(self, handler: Callable[[Message], Message], kind: str = "") -> Callable[[Message], Message]:
+        """Every request naming training/validation rows: they may never be test rows. The setups of protocols
+        that report aggregates over their training and validation rows (secure LR's validation score, the
+        bank's baseline; GBDT binds its own) use the dataset's pinned (training, validation) customers."""
         def handle(msg: Message) -> Message:
+            if kind in _SPLIT_SETUPS and "train_rows" in msg.arrays and "val_rows" in msg.arrays:
+                n = len(self._aligned_rows() if self._aligned_rows() is not None else [])
+                train, val = check_splits(self.name, msg.arrays["train_rows"], msg.arrays["val_rows"], n)
+                self.run_rows(msg.run_id).bind_splits(kind, train, val, dealer=False)
             for key in ("train_rows", "val_rows"):
                 if key in msg.arrays:
                     self.run_rows(msg.run_id).note_fit(msg.arrays[key])
@@ -183,6 +202,20 @@ class VerticalParty:
         self.psi.channels = self.channels
         return msg.reply("vertical.ack", meta={"peers": self.channels.peers})
 
+    def pinned_splits(self, msg: Message) -> Message:
+        """Label holder: the positions of this dataset's pinned training/validation/test customers in this run's
+        alignment (`sampan.vertical.rows`), so an honest coordinator's later runs name the same customers.
+        The coordinator chose these rows itself in the first run; the positions of a fresh random order
+        tell it nothing about who the customers are."""
+        if self.data.y is None:
+            raise ValueError(f"party {self.name!r} has no labels: only the label holder answers vertical.splits")
+        rows = self._aligned_rows()
+        if rows is None:
+            raise ValueError(f"party {self.name!r}: no aligned rows; run PSI alignment first")
+        pinned = self.run_rows(msg.run_id).pinned_positions(len(rows))
+        arrays = {k: v for k, v in pinned.items() if v is not None}
+        return msg.reply("vertical.splits", arrays, {"pinned": sorted(arrays)})
+
     def _channels(self) -> SealedChannels:
         if self.channels is None:
             raise ValueError(f"party {self.name!r}: no channels yet (vertical.hello/peers first)")
@@ -191,6 +224,16 @@ class VerticalParty:
     # --- data views ---------------------------------------------------------------------------------
     def _aligned_rows(self) -> np.ndarray | None:
         return self.psi.aligned_rows
+
+    def _ids_of(self, positions: np.ndarray) -> np.ndarray:
+        """This party's own ids of aligned positions: the row book pins customers, not positions."""
+        rows = self.psi.aligned_rows
+        if rows is None:
+            raise RowRuleError(f"party {self.name!r}: no aligned rows; run PSI alignment first")
+        positions = np.asarray(positions, dtype=np.int64)
+        if len(positions) and (positions.min() < 0 or positions.max() >= len(rows)):
+            raise RowRuleError(f"party {self.name!r}: rows are not positions of the {len(rows)} aligned rows")
+        return np.asarray(self.data.ids)[rows[positions]]
 
     def _aligned_raw_X(self) -> np.ndarray:
         rows = self.psi.aligned_rows
@@ -245,7 +288,7 @@ class VerticalParty:
         X_all, y_all = self._aligned_X(), self._aligned_y()
         assert y_all is not None
         tr, va = check_splits(self.name, msg.arrays["train_rows"], msg.arrays["val_rows"], len(X_all))
-        # the run's fixed test rows only, once (its metrics are aggregates over them; never rows chosen to probe)
+        # the dataset's fixed test rows only, once (its metrics are aggregates over them; never rows chosen to probe)
         te = self.run_rows(msg.run_id).admit_evaluation("local_baseline", msg.arrays["test_rows"], len(X_all),
                                                         lambda: y_all)
         scaler = LocalScaler.fit(X_all[tr])

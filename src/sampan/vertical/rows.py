@@ -6,20 +6,26 @@ protocols return, so each party checks the row sets itself instead of trusting t
 * training and validation rows (`check_splits`, every protocol's setup, at every party): 1-D positions
   of the aligned rows, no row repeated (a customer repeated m times moves every count by m, not 1, and
   defeats the noise calibrated to one customer), validation disjoint from training;
-* binned records for the dealer (`RunRows.bind_train`, WOE and GBDT setups): a party gives the dealer
-  its binned training records once per run; a second setup in the run must name exactly the same
-  training rows. Each setup's secret row order is fresh, so identical rows reveal nothing new, while
-  two setups on row sets differing by one customer would show that customer's binned record as the
-  difference of the two multisets;
-* held-out evaluation (`RunRows.admit_evaluation`, at the label holder): the first evaluation request of
-  the run fixes the test rows; it needs at least `MIN_EVALUATION_ROWS` distinct rows that are
-  neither training nor validation rows of any setup so far (and later setups may not use them); after
-  that only exactly those rows are evaluated, each model once. Only then does the bank look at labels:
-  fewer than `MIN_EVALUATION_PER_CLASS` rows of either class is refused with a generic message, and the
-  test rows stay fixed (so the refusal is one bit about the whole set, asked once per run).
+* one partition per dataset (`RowBook`, shared by all runs of a party and, in a deployed agent, persisted
+  in its state dir): the first setup ever fixes the training customers (`bind_train`: WOE, GBDT, secure
+  LR, the bank's baseline) and the first one with validation rows the validation customers
+  (`bind_splits`: GBDT, secure LR, the bank's baseline); later setups, in this run or any later one, must
+  name exactly those customers (by id, not position: a fresh alignment cannot re-fix them). Why: the
+  coordinator sees exact aggregates over them (GBDT's per-tree training and validation log-loss, secure
+  LR's validation Brier), and two runs on sets differing by one customer would difference its label
+  (review R12-1/R12-3); the dealer would likewise see that customer's binned record. Within a run the
+  training rows must also come in the same order (each setup's secret row order is fresh, so identical
+  rows reveal nothing new);
+* held-out evaluation (`RunRows.admit_evaluation`, at the label holder): the first evaluation request
+  ever fixes the test customers; it needs at least `MIN_EVALUATION_ROWS` distinct rows that are
+  neither training nor validation rows (and later setups may not use them); after that only exactly
+  those customers are evaluated, each model once, and at most `max_evaluations` models over all runs.
+  Only then does the bank look at labels: fewer than `MIN_EVALUATION_PER_CLASS` rows of either class is
+  refused with a generic message, and the test rows stay fixed (so the refusal is one bit about the
+  whole set, asked once).
 
 What each role learns from these checks: the coordinator learns whether its row sets were accepted, and
-at most once per run whether the fixed test rows hold `MIN_EVALUATION_PER_CLASS` rows of each class;
+at most once per dataset whether the fixed test rows hold `MIN_EVALUATION_PER_CLASS` rows of each class;
 errors that leave the bank carry no label information (details stay in the bank's local log).
 """
 
@@ -28,16 +34,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["MIN_EVALUATION_PER_CLASS", "MIN_EVALUATION_ROWS", "RowRuleError", "RunRows", "check_splits", "fingerprint", "per_run"]
+__all__ = ["DEFAULT_MAX_EVALUATIONS", "MIN_EVALUATION_PER_CLASS", "MIN_EVALUATION_ROWS", "RowBook", "RowRuleError",
+           "RunRows", "check_splits", "fingerprint", "per_run"]
 
 log = logging.getLogger(__name__)
 
 MIN_EVALUATION_PER_CLASS = 1  # both classes present (defined metrics); the fixed test set stops differencing
 MIN_EVALUATION_ROWS = 50       # distinct rows, checked before any label is looked at
+DEFAULT_MAX_EVALUATIONS = 20   # models evaluated on the fixed test rows over all runs (as horizontal's cap)
 
 
 class RowRuleError(ValueError):
@@ -77,16 +87,111 @@ def fingerprint(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-class RunRows:
-    """One party's row bookkeeping for one run (see the module docstring for the rules)."""
+class RowBook:
+    """One party's partition of one dataset into training, validation and test customers, across runs.
 
-    def __init__(self, party: str) -> None:
+    Customers are named by this party's own row ids (each run maps its aligned positions to them), so a
+    new run or a new alignment cannot re-fix a set. With `path` the book is persisted (JSON, this party's
+    private state dir, written before the rows are used), so a restarted agent keeps it; an agent shares
+    one book per dataset among its open runs.
+    """
+
+    def __init__(self, party: str, *, path: str | Path | None = None,
+                 max_evaluations: int = DEFAULT_MAX_EVALUATIONS) -> None:
+        self.party, self.max_evaluations = party, int(max_evaluations)
+        self.lock = threading.RLock()
+        self._path = Path(path) if path is not None else None
+        state: dict[str, Any] = {}
+        if self._path is not None and self._path.exists():
+            state = json.loads(self._path.read_text())
+        self._train: set[str] | None = set(state["train"]) if state.get("train") is not None else None
+        self._val: set[str] | None = set(state["val"]) if state.get("val") is not None else None
+        self._test: set[str] | None = set(state["test"]) if state.get("test") is not None else None
+        self._fit: set[str] = set(state.get("fit") or [])
+        self._test_ok = bool(state.get("test_ok", False))
+        self._evaluated: list[str] = list(state.get("evaluated") or [])
+
+    def _save(self) -> None:
+        if self._path is None:
+            return
+        from sampan.files import atomic_write_bytes, private_directory
+
+        private_directory(self._path.parent)
+        state = {"train": sorted(self._train) if self._train is not None else None,
+                 "val": sorted(self._val) if self._val is not None else None,
+                 "test": sorted(self._test) if self._test is not None else None, "fit": sorted(self._fit),
+                 "test_ok": self._test_ok, "evaluated": self._evaluated}
+        atomic_write_bytes(self._path, json.dumps(state).encode(), mode=0o600)
+
+    def pin(self, protocol: str, what: str, ids: set[str]) -> None:
+        """The first `what` ("train"/"val") set fixes it for good; any other is refused."""
+        current = self._train if what == "train" else self._val
+        if current is None:
+            if self._test is not None and ids & self._test:
+                raise RowRuleError(f"party {self.party!r}: refusing {protocol}: its {what} rows include test rows")
+            if what == "train":
+                self._train = ids
+            else:
+                self._val = ids
+            self._fit |= ids
+            self._save()
+        elif ids != current:
+            label = "training" if what == "train" else "validation"
+            raise RowRuleError(f"party {self.party!r}: refusing {protocol} with other {label} rows than those fixed "
+                               f"for this dataset by its first setup (aggregates over two {label} sets differing by "
+                               "one customer would give that customer's label)")
+
+    def note_fit(self, ids: set[str]) -> None:
+        if self._test is not None and ids & self._test:
+            raise RowRuleError(f"party {self.party!r}: refusing training or validation rows that are test rows")
+        if not ids <= self._fit:
+            self._fit |= ids
+            self._save()
+
+    def admit_evaluation(self, model: str, rows: np.ndarray, ids: set[str],
+                         labels: Callable[[], np.ndarray | None]) -> None:
+        if self._test is None:
+            if len(rows) < MIN_EVALUATION_ROWS:
+                raise RowRuleError(f"party {self.party!r}: refusing held-out evaluation of {len(rows)} rows; it needs "
+                                   f"at least {MIN_EVALUATION_ROWS} distinct test rows ({MIN_EVALUATION_PER_CLASS} of "
+                                   "each class)")
+            if ids & self._fit:
+                raise RowRuleError(f"party {self.party!r}: refusing held-out evaluation of training or validation "
+                                   "rows")
+            self._test = ids  # fixed now, whatever the labels say: one bit per dataset at most
+            y = labels()
+            self._test_ok = False
+            if y is not None:
+                counts = np.bincount(np.asarray(y)[np.asarray(rows, dtype=np.int64)].astype(np.int64), minlength=2)
+                self._test_ok = len(counts) == 2 and int(counts.min()) >= MIN_EVALUATION_PER_CLASS
+                if not self._test_ok:
+                    log.warning("party %s: test rows hold %s rows per class (local log only)", self.party,
+                                counts.tolist())
+            self._save()
+        elif ids != self._test:
+            raise RowRuleError(f"party {self.party!r}: refusing held-out evaluation of other rows than the test rows "
+                               "fixed by this dataset's first evaluation")
+        if not self._test_ok:
+            raise RowRuleError(f"party {self.party!r}: refusing held-out evaluation: the fixed test rows do not "
+                               f"hold {MIN_EVALUATION_PER_CLASS} rows of each class (or have no labels here)")
+        if model in self._evaluated:
+            raise RowRuleError(f"party {self.party!r}: refusing a second held-out evaluation of the same model")
+        if len(self._evaluated) >= self.max_evaluations:
+            raise RowRuleError(f"party {self.party!r}: refusing held-out evaluation: its cap of {self.max_evaluations} "
+                               "evaluated models on the fixed test rows is reached")
+        self._evaluated.append(model)
+        self._save()
+
+
+class RunRows:
+    """One party's row bookkeeping for one run, over the dataset's `RowBook` (see the module docstring)."""
+
+    def __init__(self, party: str, book: RowBook | None = None,
+                 ids_of: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.party = party
-        self._train_digest: str | None = None   # the training rows whose binned records went to the dealer
-        self._fit = np.zeros(0, dtype=np.int64)  # every training and validation row of the run so far
-        self._test: np.ndarray | None = None     # the test rows, fixed by the first evaluation request
-        self._test_ok = False
-        self._evaluated: set[str] = set()        # models evaluated on the test rows
+        self.book = book or RowBook(party)
+        self._ids_of = ids_of or (lambda rows: rows)  # no ids: positions stand for customers
+        self._train_digest: str | None = None   # the training rows (in order) whose binned records went to the dealer
 
     def bind_train(self, protocol: str, train_rows: np.ndarray) -> None:
         digest = hashlib.sha256(np.ascontiguousarray(train_rows, dtype=np.int64).tobytes()).hexdigest()
@@ -94,56 +199,68 @@ class RunRows:
             raise RowRuleError(f"party {self.party!r}: refusing {protocol} with other training rows than an earlier "
                                "setup of this run (two row sets would show the dealer the binned records by which "
                                "they differ)")
+        with self.book.lock:
+            self.book.pin(protocol, "train", self._ids(train_rows))
         self._train_digest = digest
+
+    def bind_splits(self, protocol: str, train_rows: np.ndarray, val_rows: np.ndarray, *, dealer: bool = True) -> None:
+        """A protocol that reports aggregates over its training and validation rows: both pinned per dataset
+        (`dealer`: it also gives the dealer binned training records, so their order is pinned for the run)."""
+        if dealer:
+            self.bind_train(protocol, train_rows)
+        else:
+            with self.book.lock:
+                self.book.pin(protocol, "train", self._ids(train_rows))
+        if len(val_rows):
+            with self.book.lock:
+                self.book.pin(protocol, "val", self._ids(val_rows))
 
     def note_fit(self, rows: np.ndarray) -> None:
         """Rows some protocol trains or validates on: never test rows."""
-        rows = np.asarray(rows, dtype=np.int64).ravel()
-        if self._test is not None and np.intersect1d(rows, self._test).size:
-            raise RowRuleError(f"party {self.party!r}: refusing training or validation rows that are test rows of "
-                               "this run")
-        self._fit = np.union1d(self._fit, rows)
+        with self.book.lock:
+            self.book.note_fit(self._ids(np.asarray(rows, dtype=np.int64).ravel()))
 
     def admit_evaluation(self, model: str, rows: np.ndarray, n: int,
                          labels: Callable[[], np.ndarray | None]) -> np.ndarray:
         """The label holder's check before it scores held-out rows for aggregate metrics."""
         rows = np.asarray(rows, dtype=np.int64)
         _check_positions(self.party, "evaluation", rows, n, RowRuleError)
-        if self._test is None:
-            if len(rows) < MIN_EVALUATION_ROWS:
-                raise RowRuleError(f"party {self.party!r}: refusing held-out evaluation of {len(rows)} rows; it needs "
-                                   f"at least {MIN_EVALUATION_ROWS} distinct test rows ({MIN_EVALUATION_PER_CLASS} of "
-                                   "each class)")
-            if np.intersect1d(rows, self._fit).size:
-                raise RowRuleError(f"party {self.party!r}: refusing held-out evaluation of training or validation "
-                                   "rows")
-            self._test = np.sort(rows)  # fixed now, whatever the labels say: one bit per run at most
-            y = labels()
-            if y is not None:
-                counts = np.bincount(np.asarray(y)[rows].astype(np.int64), minlength=2)
-                self._test_ok = len(counts) == 2 and int(counts.min()) >= MIN_EVALUATION_PER_CLASS
-                if not self._test_ok:
-                    log.warning("party %s: test rows hold %s rows per class (local log only)", self.party,
-                                counts.tolist())
-        elif not np.array_equal(np.sort(rows), self._test):
-            raise RowRuleError(f"party {self.party!r}: refusing held-out evaluation of other rows than the test rows "
-                               "fixed by this run's first evaluation")
-        if not self._test_ok:
-            raise RowRuleError(f"party {self.party!r}: refusing held-out evaluation: the test rows of this run do not "
-                               f"hold {MIN_EVALUATION_PER_CLASS} rows of each class (or have no labels here)")
-        if model in self._evaluated:
-            raise RowRuleError(f"party {self.party!r}: refusing a second held-out evaluation of the same model")
-        self._evaluated.add(model)
+        with self.book.lock:
+            self.book.admit_evaluation(model, rows, self._ids(rows), labels)
         return rows
 
+    def pinned_positions(self, n: int) -> dict[str, np.ndarray | None]:
+        """Where the dataset's pinned training, validation and test customers sit in this run's aligned order
+        (None: not pinned yet), so an honest coordinator can name them in a fresh alignment."""
+        ids = np.array([str(i) for i in np.asarray(self._ids_of(np.arange(n, dtype=np.int64))).ravel()])
+        out: dict[str, np.ndarray | None] = {}
+        with self.book.lock:
+            for what, pinned in (("train", self.book._train), ("val", self.book._val), ("test", self.book._test)):
+                if pinned is None:
+                    out[what] = None
+                    continue
+                positions = np.flatnonzero(np.isin(ids, sorted(pinned))).astype(np.int64)
+                if len(positions) != len(pinned):
+                    raise RowRuleError(f"party {self.party!r}: {len(pinned) - len(positions)} of this dataset's pinned "
+                                       f"{what} customers are not in this run's alignment (the partition is fixed "
+                                       "by the dataset's first run; another set would difference labels)")
+                out[what] = positions
+        return out
 
-def per_run(party: str) -> Callable[[str], RunRows]:
-    """`run_id -> RunRows` for one party, kept for the party's life (one object shared by its protocols)."""
+    def _ids(self, rows: np.ndarray) -> set[str]:
+        return {str(i) for i in np.asarray(self._ids_of(np.asarray(rows, dtype=np.int64))).ravel()}
+
+
+def per_run(party: str, book: RowBook | None = None,
+            ids_of: Callable[[np.ndarray], np.ndarray] | None = None) -> Callable[[str], RunRows]:
+    """`run_id -> RunRows` for one party, kept for the party's life (one object shared by its protocols), all
+    over one `RowBook` (the dataset's fixed partition)."""
     runs: dict[str, RunRows] = {}
+    book = book or RowBook(party)
 
     def get(run_id: str) -> RunRows:
         if run_id not in runs:
-            runs[run_id] = RunRows(party)
+            runs[run_id] = RunRows(party, book, ids_of)
         return runs[run_id]
 
     return get

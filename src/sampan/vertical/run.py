@@ -27,7 +27,7 @@ from sampan.vertical.scoring import REVEALS as SCORING_REVEALS
 from sampan.vertical.scoring import ScoreResult
 from sampan.vertical.secure_lr import REVEALS as SECURE_LR_REVEALS
 from sampan.vertical.secure_lr import reveals as secure_lr_reveals
-from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
+from sampan.vertical.session import VerticalSession, build_inprocess_vertical
 from sampan.models.gbdt import GBDTParams
 from sampan.models.scorecard import ScoreScaling, gini
 from sampan.vertical.gbdt import REVEALS as GBDT_REVEALS
@@ -90,7 +90,7 @@ def run_vertical(
         outcome = session.align()
         alignment = _alignment_info(outcome)
         store.log_event(run_id, "aligned", {k: v for k, v in alignment.items() if k != "reveals"})
-        splits = Splits.random(session.n_aligned or 0, seed=seed)
+        splits = session.splits(seed=seed)  # the dataset's pinned partition where the parties have one
         say("stage", {"stage": "training secure vertical LR", "epochs": config.epochs})
 
         def on_epoch(stage: str, info: Mapping[str, Any]) -> None:

@@ -43,14 +43,17 @@ class Splits:
         return cls(np.sort(order[n_test + n_val:]), np.sort(order[n_test:n_test + n_val]), np.sort(order[:n_test]))
 
 
-def build_inprocess_vertical(datasets: Mapping[str, PartyData]) -> tuple[InProcessTransport, dict[str, VerticalParty]]:
+def build_inprocess_vertical(datasets: Mapping[str, PartyData], *, with_baselines: bool = False
+                             ) -> tuple[InProcessTransport, dict[str, VerticalParty]]:
     """One VerticalParty per table, wired through the in-process transport.
+
+    `with_baselines=True` adds the INSECURE plaintext LR baseline handlers (benchmarks only; see VerticalParty).
 
     Each party gets its own certificate from a fresh simulated consortium CA, so the simulation signs
     and checks run keys exactly as a deployment does.
     """
     verifier, identities = simulated_consortium(list(datasets))
-    parties = {name: VerticalParty(data, identity=identities[name], verifier=verifier)
+    parties = {name: VerticalParty(data, identity=identities[name], verifier=verifier, with_baselines=with_baselines)
                for name, data in datasets.items()}
     return InProcessTransport({n: p.app for n, p in parties.items()}), parties
 
@@ -101,6 +104,18 @@ class VerticalSession:
         self.n_aligned = int(self.alignment.n_aligned)
         self.progress("aligned", {"n_aligned": self.n_aligned, "seconds": time.perf_counter() - start})
         return self.alignment
+
+    def splits(self, *, test_fraction: float = 0.2, val_fraction: float = 0.15, seed: int = 0) -> Splits:
+        """The run's splits: the parties pin one partition of their customers per dataset (`sampan.vertical.rows`),
+        so the label holder reports where the pinned sets sit in this alignment; the rest is drawn at random."""
+        n = self.n_aligned or 0
+        fresh = Splits.random(n, test_fraction=test_fraction, val_fraction=val_fraction, seed=seed)
+        reply = self.relay.wave(self.transport, [self.relay.request(self.label_holder, "vertical.splits")])[0]
+        pinned = {k: np.sort(np.asarray(reply.arrays[k], dtype=np.int64)) for k in ("train", "val", "test")
+                  if k in reply.arrays}
+        taken = np.concatenate([np.zeros(0, dtype=np.int64), *pinned.values()])
+        parts = {k: pinned.get(k, np.setdiff1d(getattr(fresh, k), taken)) for k in ("train", "val", "test")}
+        return Splits(parts["train"], parts["val"], parts["test"])
 
     def train(self, splits: Splits, config: VerticalLRConfig = VerticalLRConfig(), *, seed: int = 0) -> VerticalLRResult:
         return train_secure_lr(self.transport, self.run_id, self.roles, splits.train, splits.val, config, seed=seed,
