@@ -31,6 +31,7 @@ from sampan.crypto.channel import prg_uint64
 from sampan.crypto.identity import simulated_consortium
 from sampan.horizontal.party import HorizontalParty, evaluation_vector
 from sampan.metrics import ScoreHistogram
+from sampan.metrics.histogram import DEFAULT_BINS, DP_BINS
 from sampan.privacy.party_policy import PartyPrivacyPolicy, PolicyRefused
 from sampan.privacy.secagg import SecAggAbort, SecAggClient, SecAggParams, SecAggRefused, SecAggServer, decode_vector
 from sampan.runtime.party import PartyApp
@@ -167,18 +168,20 @@ class Coordinator:
         self.errors: dict[str, str] = {}
 
     def attempt(self, parties: list[str], label: str, *, run: str = "run-A", round_id: str = "round-1",
-                extra: Mapping[str, np.ndarray] | None = None, kind: str = "fit", total_rows: int = 300) -> np.ndarray:
+                extra: Mapping[str, np.ndarray] | None = None, kind: str = "fit", total_rows: int = 300,
+                train: Mapping[str, Any] | None = None, bins: int = DEFAULT_BINS) -> np.ndarray:
         sa = SecAggParams(frac_bits=32 if kind == "fit" else 16, max_abs=1e4 if kind == "fit" else 1e6)
-        length = PARAMS.size + 3 if kind == "fit" else 3 * 20 + 3
+        length = PARAMS.size + 3 if kind == "fit" else 3 * bins + 3
         srv = SecAggServer(sa, parties, length, f"{run}/{label}", np.random.default_rng(5), round_id=round_id)
 
         def call(step: str, party: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Any:
             arrays, meta = dict(arrays), dict(meta)
             if step == "fit":
                 if kind == "fit":
-                    fit = {"model": MODEL, "train": TRAIN, "seed": 11, "secagg": {**meta, "total_rows": total_rows}}
+                    fit = {"model": MODEL, "train": dict(train or TRAIN), "seed": 11,
+                           "secagg": {**meta, "total_rows": total_rows}}
                 else:
-                    step, fit = "evaluate", {"model": MODEL, "bins": 20, "secagg": meta}
+                    step, fit = "evaluate", {"model": MODEL, "bins": bins, "secagg": meta}
                 arrays, meta = {"params": PARAMS, **(extra or {}), **arrays}, fit
             reply = self.apps[party].handle(Message(run, 1, "coordinator", party, step, arrays=arrays, meta=meta))
             if reply.is_error:
@@ -197,7 +200,7 @@ def _victim_alone(kind: str) -> np.ndarray:
         r = app.handle(Message("ref", 1, "coordinator", VICTIM, "fit", arrays={"params": PARAMS}, meta=meta))
         return np.concatenate([r.arrays["update"] * 0.2, [0.0, 0.2 * r.meta["loss"], 0.2]])
     r = app.handle(Message("ref", 1, "coordinator", VICTIM, "evaluate", arrays={"params": PARAMS},
-                           meta={"model": MODEL, "bins": 20}))
+                           meta={"model": MODEL, "bins": DEFAULT_BINS}))
     return evaluation_vector(ScoreHistogram.from_arrays(dict(r.arrays)), r.meta["loss_sum"], r.meta["brier_sum"],
                              r.meta["n"])
 
@@ -256,6 +259,97 @@ def test_an_honest_rerun_over_the_same_parties_still_completes() -> None:
     assert not c.errors
 
 
+# --- R11: the same model under other settings (inputs that are known linear maps of the first ones) ----------
+
+ONE_STEP = {"epochs": 1, "batch_size": 1000, "learning_rate": 0.3}  # one full-batch step (60 rows per party)
+
+
+def test_a_halved_learning_rate_in_a_new_run_does_not_isolate_an_update() -> None:
+    """Review R11-1: the learning rate is not part of the model. Run A: one full-batch step at lr 0.3 over all five
+    parties; run B: the same model at lr 0.15 over the four others. A one-step update is -lr·grad, so 2 × run B's
+    update slots are the others' run-A updates to the 2^-32 grid (new bytes, so the input locks did not apply),
+    and run A minus that is the victim's update, exactly. Parties now lock the model itself."""
+    c = Coordinator()
+    others = [p for p in c.names if p != VICTIM]
+    total = c.attempt(c.names, "round-1/attempt-0/n", run="run-A", train=ONE_STEP)
+    try:
+        half = c.attempt(others, "round-1/attempt-0/n", run="run-B", train={**ONE_STEP, "learning_rate": 0.15})
+    except SecAggAbort:
+        _refused_by_the_others(c, "on this very global model")
+        return
+    rest = half.copy()
+    rest[:PARAMS.size] *= 2.0
+    victim = (total - rest)[:PARAMS.size]
+    ref = Coordinator().apps[VICTIM].handle(Message("ref", 1, "coordinator", VICTIM, "fit", arrays={"params": PARAMS},
+                                                    meta={"model": MODEL, "train": ONE_STEP, "seed": 11}))
+    np.testing.assert_allclose(victim, ref.arrays["update"] * 0.2, atol=1e-8)
+    pytest.fail(f"the victim's update was read exactly across runs by rescaling the learning rate: {victim}")
+
+
+def _merge_pairs(fine: np.ndarray, bins: int) -> np.ndarray:
+    """A (2·bins)-bin evaluation vector merged into the bins-bin one (floor(2k·p)//2 == floor(k·p))."""
+    parts = [fine[i * 2 * bins:(i + 1) * 2 * bins].reshape(bins, 2).sum(1) for i in range(3)]
+    return np.concatenate(parts + [fine[6 * bins:]])
+
+
+def test_coarser_bins_in_a_new_run_do_not_isolate_an_evaluation() -> None:
+    """Review R11-2: run A evaluates the model at 40 bins over the four others, run B at 20 bins over all five;
+    merging run A's bins pairwise is exact, so run B minus it is the victim's 20-bin holdout histogram (labels
+    per bin) and sums. Parties now bin at exactly one value under secure aggregation (and lock the model)."""
+    c = Coordinator()
+    others = [p for p in c.names if p != VICTIM]
+    try:
+        fine = c.attempt(others, "evaluate-1/attempt-0/n", run="run-A", kind="evaluate", bins=40)
+        coarse = c.attempt(c.names, "evaluate-1/attempt-0/n", run="run-B", kind="evaluate", bins=20)
+    except SecAggAbort:
+        assert c.errors and all("refuses bins=" in e or "on this very global model" in e
+                                for e in c.errors.values()), c.errors
+        return
+    victim = coarse - _merge_pairs(fine, 20)
+    pytest.fail(f"the victim's 20-bin holdout histogram was read exactly across runs: {np.rint(victim[:40])}")
+
+
+def test_a_party_bins_at_exactly_one_value_under_secure_aggregation() -> None:
+    """Under secure aggregation a party refuses any bins but the default (DEFAULT_BINS without DP)."""
+    split = _splits(3)[VICTIM]
+    party = HorizontalParty(VICTIM, split.train, split.test)
+    with pytest.raises(PolicyRefused, match="refuses bins=40"):
+        party.evaluate(Message("run-A", 1, "coordinator", VICTIM, "evaluate", arrays={"params": PARAMS},
+                               meta={"model": MODEL, "bins": 40, "secagg": {"label": "x"}}))
+
+
+def test_the_same_model_evaluated_under_dp_in_a_new_run_does_not_isolate_an_evaluation() -> None:
+    """The model lock, not the binning rule, stops this one: run A evaluates the model without DP (2000 bins) over
+    the four others; run B asks all five under DP (a `describe` with dp_count first), where parties bin into 100
+    bins and send midpoint sums — functions of the 2000-bin counts merged by 20. Run B minus merged run A would be
+    the victim's 100-bin label counts; every input differs in bytes, the model does not."""
+    c = Coordinator()
+    others = [p for p in c.names if p != VICTIM]
+    fine = c.attempt(others, "evaluate-1/attempt-0/n", run="run-A", kind="evaluate")
+    for name in c.names:
+        reply = c.apps[name].handle(Message("run-B", 0, "coordinator", name, "describe",
+                                            meta={"dp_count": {"noise_multiplier": 10.0}}))
+        assert not reply.is_error, reply.meta
+    try:
+        coarse = c.attempt(c.names, "evaluate-1/attempt-0/n", run="run-B", kind="evaluate", bins=DP_BINS)
+    except SecAggAbort:
+        _refused_by_the_others(c, "on this very global model")
+        return
+    group = DEFAULT_BINS // DP_BINS
+    pos = coarse[:DP_BINS] - fine[:DEFAULT_BINS].reshape(DP_BINS, group).sum(1)
+    pytest.fail(f"the victim's 100-bin holdout label counts were read exactly across runs: {np.rint(pos)}")
+
+
+def test_an_honest_run_from_a_seed_drawn_start_over_another_party_set_completes() -> None:
+    """Control: the lock binds a model, not a party; a second run over another party set from another model (as the
+    workflow draws each run's start from its seed under secure aggregation) completes."""
+    c = Coordinator()
+    others = [p for p in c.names if p != VICTIM]
+    c.attempt(c.names, "round-1/attempt-0/n", run="run-A", train=ONE_STEP)
+    c.attempt(others, "round-1/attempt-0/n", run="run-B", train=ONE_STEP, extra={"params": PARAMS + 1e-3})
+    assert not c.errors
+
+
 def test_a_restarted_party_still_evaluates_one_model_per_run_under_dp(tmp_path: Path) -> None:
     """Under DP a party evaluates one model per run; a deployed party keeps that record in its state dir, so a
     restarted party (a new instance) refuses a second model in the same run."""
@@ -264,7 +358,7 @@ def test_a_restarted_party_still_evaluates_one_model_per_run_under_dp(tmp_path: 
 
     def evaluate(party: HorizontalParty, params: np.ndarray) -> Message:
         return party.evaluate(Message("run-dp", 5, "coordinator", VICTIM, "evaluate", arrays={"params": params},
-                                      meta={"model": MODEL, "bins": 20}))
+                                      meta={"model": MODEL, "bins": DP_BINS}))
 
     first = HorizontalParty(VICTIM, split.train, split.test, policy, state_dir=tmp_path)
     evaluate(first, PARAMS)

@@ -137,9 +137,9 @@ class PartyPrivacySection(_Strict):
     max_test_fraction: float = Field(0.2, gt=0, lt=1, description="largest holdout share of a dataset: holdout rows "
                                      "are outside the DP unit; the fraction and the split's secret key are fixed "
                                      "per dataset at first use (another fraction is then refused)")
-    max_evaluations: int = Field(20, ge=1, description="most DP runs this party evaluates a model in, over all its "
-                                 "runs and datasets (persisted): each evaluation is an exact release about the "
-                                 "holdout rows, which are outside the DP unit")
+    max_evaluations: int = Field(20, ge=1, description="most runs this party evaluates a model in, with or "
+                                 "without DP, over all its runs and datasets (persisted): each evaluation is an "
+                                 "exact release about the holdout rows, which are outside the DP unit")
 
 
 class PartyConfig(_Strict):

@@ -19,19 +19,22 @@ its protection, and the privacy receipt prints it):
 - `evaluation`: counts of holdout scores per probability bin split by label, score/loss/Brier sums, and
   its own holdout metrics. The coordinator chooses the model and the bins, so this is a release about
   holdout rows (outside the DP unit), not an aggregate that hides them: a model that is one feature's
-  weight makes each score that feature, and the reply then gives each holdout row's label and its
-  feature to the bin resolution (at most `MAX_BINS` = 2000 bins; bigger requests are refused). Under
-  DP (review R8-2) the bins are exactly `DP_BINS` = 100, the sums are computed at bin midpoints and
-  no local metrics are sent, so the reply is a function of the 2×100 label counts (each holdout row's
-  label and its score to 1/100); one model per run (retries of the same request are answered alike;
-  a deployed party records it in its state dir, so a restart does not reset it), no training after
+  weight makes each score that feature, and the reply then gives each holdout row's label and any
+  coordinator-chosen function of the row to the bin resolution (at most `MAX_BINS` = 2000 bins;
+  bigger requests are refused). Under DP (review R8-2) the bins are exactly `DP_BINS` = 100, the sums
+  are computed at bin midpoints and no local metrics are sent, so the reply is a function of the
+  2×100 label counts (each holdout row's label and any coordinator-chosen function of the row, to 100
+  levels, per evaluation); one model per run (retries of the same request are answered alike; a
+  deployed party records it in its state dir, so a restart does not reset it), no training after
   it, no evaluation without a holdout, and models evaluated in at most `max_evaluations` runs over
-  the party's life (deployed: `[privacy] max_evaluations`, counted in its state dir). The exact
+  the party's life, DP or not (deployed: `[privacy] max_evaluations`, counted in its state dir; without
+  DP a run may evaluate one model per request, so the cap bounds runs, not models). The exact
   counts reveal the holdout's size and label composition; a deployed party draws its holdout per
   row by a keyed hash (`sampan.deploy.party_agent`), so they do not reveal the training count. With
-  secure aggregation, one masked vector of the histogram and sums (no local metrics); an identical
-  evaluation vector (the same model on the same holdout, in any round or run) is unmasked for one
-  survivor set only (`sampan.privacy.secagg`).
+  secure aggregation, one masked vector of the histogram and sums (no local metrics), at exactly the
+  default bins (`DP_BINS` under DP, else `DEFAULT_BINS`); an identical evaluation vector, and any
+  evaluation of the same model (any bins, any round or run), is unmasked for one survivor set only
+  (`sampan.privacy.secagg`).
 
 The party does not rely on the coordinator for any of this (`PartyPrivacyPolicy`): under a policy with a
 required level (a deployed party adds the DP levels its accepted job announced, from `open_run`), or
@@ -133,7 +136,7 @@ class HorizontalParty:
         self._released_stats: dict[str, tuple[float, np.ndarray, np.ndarray]] = {}  # run id -> its DP1 release
         self._dp_runs: set[str] = set()  # runs in which this party answered a DP request
         self._dp_fit: dict[str, frozenset[str]] = {}  # run id -> the DP training levels of its first DP fit
-        self.max_evaluations = max_evaluations  # most runs it evaluates a model in under DP (None: unbounded)
+        self.max_evaluations = max_evaluations  # most runs it evaluates a model in, DP or not (None: unbounded)
         # run id -> digest of the one model it evaluated under DP; a deployed party keeps it in its state dir
         # (`evaluated.json`), so a restarted agent still refuses a second model in the run
         self._evaluated_path = Path(state_dir) / "evaluated.json" if state_dir is not None else None
@@ -319,28 +322,31 @@ class HorizontalParty:
         return msg.reply("secagg_unmask", arrays=self.secagg.respond(msg.kind, msg.arrays, msg.meta, run_id=msg.run_id))
 
     def _admit_evaluate(self, msg: Message) -> None:
-        """Under DP a party evaluates ONE model per run (the released one, after the last round): holdout rows are
-        outside the DP unit, so each evaluation is an exact release about them and a coordinator must not probe
-        them with crafted models. Repeats of the same request (transport or SecAgg retries, same model and
-        scaler) are answered; another model is refused. The party cannot check that the model IS the released
-        one (it never receives the aggregate otherwise): it bounds the coordinator to one probe per run."""
-        if not self._under_dp(msg.run_id):
-            return
+        """Every run that evaluates the party's holdout counts against `max_evaluations` (review R11-5: with or
+        without DP, each evaluation is an exact release about the same holdout rows). Under DP a party also
+        evaluates ONE model per run (the released one, after the last round): holdout rows are outside the DP
+        unit, so a coordinator must not probe them with crafted models. Repeats of the same request (transport
+        or SecAgg retries, same model and scaler) are answered; another model is refused. The party cannot check
+        that the model IS the released one (it never receives the aggregate otherwise): it bounds the coordinator
+        to one probe per run. Without DP a run evaluates a model per request (one per round, in honest runs):
+        the cap then bounds the runs, not the models probed inside one."""
+        dp = self._under_dp(msg.run_id)
         digest = _basis("evaluate", msg)
         if self._evaluated_path is not None and msg.run_id not in self._evaluated:  # re-read: another instance
             self._evaluated = {**self._load_evaluated(), **self._evaluated}  # of this party may have answered
         first = self._evaluated.get(msg.run_id)
         if first is None and self.max_evaluations is not None and len(self._evaluated) >= self.max_evaluations:
             raise PolicyRefused(f"party {self.name!r} refuses an evaluation in run {msg.run_id!r}: it evaluated "
-                                f"models in {len(self._evaluated)} runs under DP, its maximum (max_evaluations): each "
-                                "is an exact release about its holdout rows, which are outside the DP unit")
+                                f"models in {len(self._evaluated)} runs (with or without DP), its maximum "
+                                "(max_evaluations): each is an exact release about its holdout rows, which are "
+                                "outside the DP unit")
         if first is None:
             first = self._evaluated[msg.run_id] = digest
             if self._evaluated_path is not None:  # written before the evaluation leaves
                 private_directory(self._evaluated_path.parent)
                 atomic_write_bytes(self._evaluated_path, json.dumps(self._evaluated, sort_keys=True).encode(),
                                    mode=PRIVATE_FILE)
-        if first != digest:
+        if dp and first != digest:
             raise PolicyRefused(f"party {self.name!r} refuses a second evaluation in run {msg.run_id!r}: under DP it "
                                 "evaluates one model per run (the released one); this request names another model")
 
@@ -357,12 +363,18 @@ class HorizontalParty:
 
     def _bins(self, msg: Message, dp: bool) -> int:
         """The score bins of an evaluation: at most `MAX_BINS`, and exactly `DP_BINS` under DP (a coordinator that
-        picks the model and a fine binning reads each holdout row's score, i.e. a feature, and its label)."""
-        bins = msg.meta.get("bins", DP_BINS if dp else DEFAULT_BINS)
+        picks the model and a fine binning reads each holdout row's score, i.e. a feature, and its label). Under
+        secure aggregation exactly the default (`DP_BINS` under DP, else `DEFAULT_BINS`): a 2k-bin histogram
+        merges into the k-bin one, so two binnings of one model over U minus v and over U would give v's
+        histogram (review R11-2; the model lock in `sampan.privacy.secagg` refuses that too)."""
+        default = DP_BINS if dp else DEFAULT_BINS
+        bins = msg.meta.get("bins", default)
         limit = DP_BINS if dp else MAX_BINS
-        if isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= limit or (dp and bins != DP_BINS):
+        fixed = dp or "secagg" in msg.meta
+        if isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= limit or (fixed and bins != default):
             raise PolicyRefused(f"party {self.name!r} refuses bins={bins!r}: it bins evaluation scores into at most "
-                                f"{MAX_BINS} bins, and into exactly {DP_BINS} under DP")
+                                f"{MAX_BINS} bins, into exactly {DP_BINS} under DP, and into exactly {default} under "
+                                "secure aggregation")
         return bins
 
     def evaluate(self, msg: Message) -> Message:

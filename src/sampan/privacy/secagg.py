@@ -42,7 +42,8 @@ coordinator:
    model) it signs and reveals only for the same U3 (and, in the round, the same graph); and the same
    input vector — named by an HMAC under the party's own lock key, of the encoded vector and of its
    content before public scaling — is unmasked for that U3 only, in any round, under any model digest,
-   in any run (these locks outlive `close_run`).
+   in any run, and so is the model itself (its canonical digest, whatever the training or evaluation
+   settings: these locks outlive `close_run`).
 
 The coordinator then removes every survivor's self-mask (b_v rebuilt from t shares) and, for every
 party that dropped before masking, the pairwise masks its neighbours added (s_v rebuilt, s_uv
@@ -102,6 +103,18 @@ Threat model:
   canonically, and each input is locked by an HMAC of itself (not of the request) to the first U3 it
   was unmasked for; its content before the public n/N weighting is locked too, so rescaling every
   input by a new total_rows does not give a new input.
+- Differencing across runs with the same model under other settings is refused (review R11): inputs
+  computed from one model under another learning rate (one full-batch step at lr/2 is exactly half the
+  update) or another binning (a 40-bin histogram merges into the 20-bin one) are known linear maps of
+  the first ones, with new bytes. The caller's canonical model digest (`basis`: global model, scaler,
+  model config and the input's kind — no training or evaluation settings, no run, no weights) is locked
+  too (`model:<HMAC>`, never deleted by `close_run`): one model is unmasked for one survivor set only,
+  in any run, under any settings. This holds under distributed DP3 as well, although each of its
+  attempts is freshly noised and charged (a difference would be a charged release): the lock costs
+  honest runs nothing (the workflow starts each run under secure aggregation from a model drawn from
+  its seed, so distinct runs aggregate distinct models) and it keeps the claim "one sum per model"
+  independent of the noise. A second run from the same start over another party set is refused with an
+  error that says to use another seed.
 - NOT covered — multi-round differencing with perturbed models (inherent to secure aggregation under a
   coordinator that picks the model and the participants each round; So et al. 2021, "multi-round privacy
   leakage"): a coordinator that sends a model perturbed by one ulp gets new input vectors (the locks do
@@ -121,7 +134,7 @@ What each role learns:
 - Coordinator: each party's certificate and signed public keys, sealed envelopes it cannot open, masked
   vectors (uniform in Z_2^64 to it), who answered each step, the parties' signatures over U3, per party
   at most one of its two secrets (b if it is in U3, s if it is not; the other still hides its input),
-  and one sum per round (and per model, and per identical input in any run) over one connected U3 of
+  and one sum per round (and per model under any settings, and per identical input, in any run) over one connected U3 of
   at least m_min contributors, however often the round is retried. Under DP3 that sum is already noised.
   Without DP3, sums of rounds on models it perturbed can be differenced (see "NOT covered").
 - A party: its neighbours' certificates and public keys, one Shamir share of each neighbour's b and s
@@ -161,7 +174,7 @@ from sampan.crypto.identity import (IdentityError, IdentityVerifier, PartyIdenti
                                     signed_keys_payload, verify_keys)
 from sampan.privacy import shamir
 from sampan.privacy.secagg_state import (LabelRecord, MemoryStateStore, RoundRecord, SecAggStateStore, close_run,
-                                        closed_key, prune_vectors, vector_key)
+                                        closed_key, model_key, prune_vectors, vector_key)
 
 __all__ = [
     "SecAggAbort", "SecAggRefused", "SecAggParams", "SecAggClient", "SecAggServer", "harary_graph",
@@ -732,6 +745,9 @@ class SecAggClient:
         locks = [vector_key(self.state, f"encoded/{params.frac_bits}/{y.size}", y.tobytes())]
         if content is not None:
             locks.append(vector_key(self.state, "content", bytes(content)))
+        if basis:  # and the public model itself, whatever else the request says (review R11): inputs computed from
+            # one model under other settings (learning rate, bins, ...) can be known linear maps of each other
+            locks.append(model_key(self.state, basis))
         for key in locks:
             if self.state.load_round(key) is None:
                 self.state.save_round(RoundRecord(key=key))
@@ -802,6 +818,12 @@ class SecAggClient:
             if r is None:
                 raise self._refuse(label, f"its record of {key!r} is missing")
             if r.survivors is not None and r.survivors != u3:
+                if key.startswith("model:"):
+                    raise self._refuse(label, "it already revealed unmask shares for another survivor set on this very "
+                                       "global model (in this or an earlier run, under any training or evaluation "
+                                       "settings): the difference of the two sums would reveal an input. A model is "
+                                       "aggregated over one survivor set only; start a new run from another model "
+                                       "(a new seed draws a new initial model)")
                 where = ("for this very input" if key.startswith("vector:") else "on this model" if "/basis:" in key
                          else f"in round {record.round!r}")
                 raise self._refuse(label, f"it already revealed unmask shares {where} for another survivor set (the "
@@ -878,7 +900,7 @@ class SecAggClient:
         for r in self._check_round_lock(label, record, u3):  # lock round and input to this U3 before a share leaves
             if r.survivors is None:
                 r.survivors = u3
-                r.graph = None if r.key.startswith("vector:") else record.graph  # a round: its graph too
+                r.graph = None if r.key.startswith(("vector:", "model:")) else record.graph  # a round: its graph too
                 self.state.save_round(r)
         record.revealed.update(kinds)
         self.state.save(record)  # before any share leaves

@@ -26,7 +26,10 @@ the store keeps for the party (`lock_key`), of the encoded vector it masked (and
 content) — binds an identical input to the first U3 it was unmasked for, whatever round, model digest or
 run the coordinator names. These records carry no run prefix and `close_run` never deletes them; each
 is an HMAC, a survivor list and nothing else (the vectors themselves are cached per run and deleted
-with it, and only the run's latest round keeps its cached vector: `prune_vectors`).
+with it, and only the run's latest round keeps its cached vector: `prune_vectors`). Likewise a record keyed
+`model:<HMAC>` (`model_key`) binds the public model an input is computed from to the first U3 any input on
+it was unmasked for, under any settings, in any run (review R11: a learning rate or a binning rescales or
+coarsens every input by a known map, so locking the bytes alone is not enough).
 
 Each change is written (atomically, 0600, fsynced) *before* the answer that depends on it leaves the
 party, and records are never evicted within a run, so a party restarted mid-run still refuses what it
@@ -269,6 +272,17 @@ def vector_key(store: SecAggStateStore, what: str, content: bytes) -> str:
     reveals nothing of the input to whoever reads the state folder without the key)."""
     tag = hmac.new(store.lock_key(), what.encode() + b"|" + content, hashlib.sha256).hexdigest()
     return f"vector:{tag}"
+
+
+def model_key(store: SecAggStateStore, basis: str) -> str:
+    """The cross-run lock name of a public model (review R11): `model:` + HMAC-SHA256, under the party's lock
+    key, of the caller's canonical digest of what its input is computed from (the global model, scaler and
+    model config, with the kind of input: fit or evaluate), and of nothing else — not the training or
+    evaluation settings, the run or the public weights. Inputs computed from one model under different
+    settings can be known linear maps of each other (one step at lr/2 is half the update; a 40-bin histogram
+    merges into the 20-bin one), so the model, not the input bytes, is what is bound to one survivor set."""
+    tag = hmac.new(store.lock_key(), b"model|" + basis.encode(), hashlib.sha256).hexdigest()
+    return f"model:{tag}"
 
 
 def prune_vectors(store: SecAggStateStore, run_id: str, keep: list[str]) -> None:

@@ -22,7 +22,9 @@ rates and steps use that released count), DP1 statistics, and updates that are o
 (clipped un-noised updates only under central DP3, where it is the trusted role) — no training loss,
 positive rate or clipping statistics; the model is evaluated once, at the last round, on holdout rows,
 which are outside the DP unit. With secure aggregation, evaluation replies are summed under SecAgg+
-like updates, so no per-party histogram or metric reaches it.
+like updates, so no per-party histogram or metric reaches it; each run then starts from a model drawn
+from its seed (`INIT_JITTER`, drawn in every run), since a party unmasks one model for one survivor set
+only, in any run.
 """
 
 from __future__ import annotations
@@ -58,6 +60,10 @@ FAULT_ENV = "SAMPAN_FAULT_KILL_AFTER_ROUND"  # test hook: SIGKILL this process a
 # What a dead or unreachable party looks like to a workflow: an error reply, or the transport giving up.
 # Evaluation sums (counts up to millions, score and loss sums) need a wider integer part than updates.
 EVAL_FRAC_BITS, EVAL_MAX_ABS = 12, 2.0**36
+# The initial model is the model-family start plus N(0, INIT_JITTER^2) per parameter, drawn from the run seed:
+# under secure aggregation parties unmask one model for one survivor set only, in any run (review R11), so two
+# runs (another party set) must not start from the same model (logistic regression's start is all zeros).
+INIT_JITTER = 1e-3
 DROPOUT_ERRORS: tuple[type[BaseException], ...] = (PartyError, TimeoutError, ConnectionError)
 
 
@@ -215,6 +221,10 @@ class HorizontalWorkflow:
             model_config["hidden"] = list(m.hidden)
         model = model_from_config(model_config)
         params = model.init_params(derive_rng(self.seed, "init"))
+        # under SecAgg parties unmask one model for one survivor set only, in any run (review R11): a start drawn
+        # from the seed (tiny: logistic regression would start at zeros) keeps runs apart. Drawn with or without
+        # SecAgg, so that a secure run trains exactly the model a plain run with the same seed trains.
+        params = params + derive_rng(self.seed, "init", "jitter").normal(0.0, INIT_JITTER, params.size)
         return RunState(0, params, scaler, {}, info, model_config, names)
 
     # --- rounds -----------------------------------------------------------------------------------

@@ -34,11 +34,11 @@ THREAT_MODEL = (
 EVALUATION_DP = ("Under [privacy]: no per-round evaluation and no training loss are released; the released model "
                  "is evaluated once, at the end, on holdout rows, which are outside the DP unit (not noised). "
                  "Each party enforces this itself: it answers one evaluation (one model) per run and no training "
-                 "request after it, in at most max_evaluations runs over its life (party.toml [privacy], counted "
-                 "in its state dir), in exactly 100 score bins with sums at bin midpoints and no local metrics. "
-                 "The coordinator chooses the evaluated model, so that evaluation can give each holdout row's "
-                 "label and one chosen feature to 1/100 of its range; its exact counts give the holdout's size "
-                 "and label composition. A deployed party draws its holdout itself, each row by a keyed hash "
+                 "request after it, in at most max_evaluations runs over its life, with or without DP (party.toml "
+                 "[privacy], counted in its state dir), in exactly 100 score bins with sums at bin midpoints and no "
+                 "local metrics. The coordinator chooses the evaluated model, so that evaluation can give each "
+                 "holdout row's label and any coordinator-chosen function of the row, to 100 levels, per "
+                 "evaluation; its exact counts give the holdout's size and label composition. A deployed party draws its holdout itself, each row by a keyed hash "
                  "under its own secret, with the fraction pinned per dataset (another fraction is refused): "
                  "runs cannot rotate rows through the holdout, and its size is a Binomial draw that does not "
                  "reveal the training row count.")
@@ -106,8 +106,9 @@ def _protection(kind: str, privacy: dict[str, Any] | None, noise: dict[str, floa
     if kind == "evaluation" and (privacy or secagg):
         where = "summed under SecAgg+ (the coordinator sees only the sum)" if secagg else "per party in clear"
         when = ("once, at the end, on the released model (each party answers one model per run, in at most "
-                "max_evaluations runs); holdout rows are outside the DP unit, not noised: exact label counts in 100 "
-                "bins (each holdout row's label and score to 1/100 for a model the coordinator picks), sums at bin "
+                "max_evaluations runs, DP or not); holdout rows are outside the DP unit, not noised: exact label "
+                "counts in 100 bins (each holdout row's label and any coordinator-chosen function of the row, to 100 levels, "
+                "per evaluation), sums at bin "
                 "midpoints" if privacy else "every evaluation round")
         return f"score histograms of holdout rows by label, loss and Brier sums, {where}; {when}"
     return {

@@ -187,7 +187,8 @@ def horizontal_catalogue(s: Setup) -> dict[str, MessageSpec]:
         specs.append(MessageSpec("fit_result", "party", tuple(fit)))
 
     holdout = ("holdout rows (outside the DP unit) scored by the released model: exact label counts in 100 score "
-               "bins (sums at bin midpoints), i.e. the holdout's composition, not the training count"
+               "bins (sums at bin midpoints): the holdout's composition, not the training count, and each holdout "
+               "row's label and any coordinator-chosen function of the row, to 100 levels, per evaluation"
                if s.private else "holdout rows")
     eval_fields = ("pos", "neg", "sum_p", "loss_sum", "brier_sum", "n")
     if s.secagg:
