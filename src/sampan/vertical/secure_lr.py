@@ -405,12 +405,16 @@ class _TrainState:
     dealt: dict[str, list[np.ndarray]] = field(default_factory=dict)
     audit: dict[str, np.ndarray] = field(default_factory=dict)   # this holder's halves of the sacrificed tuples
     inbox: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    pads: dict[tuple[str, bool], np.ndarray] = field(default_factory=dict)  # owner: U per co-holder, drawn once
 
     def pad(self, holder: str, *, validation: bool = False) -> np.ndarray:
         """U: this party's one-time pad over X_fixed (or X_val_fixed) for `holder` (the dealer knows it too)."""
-        X = self.X_val_fixed if validation else self.X_fixed
-        assert X is not None
-        return self.dealer.draw(f"{'Uv' if validation else 'U'}/{holder}", X.size).reshape(X.shape)
+        key = (holder, validation)
+        if key not in self.pads:  # one PRG draw per instance, not per batch (the same stream every time)
+            X = self.X_val_fixed if validation else self.X_fixed
+            assert X is not None
+            self.pads[key] = self.dealer.draw(f"{'Uv' if validation else 'U'}/{holder}", X.size).reshape(X.shape)
+        return self.pads[key]
 
 
 class SecureLRParty:
