@@ -237,3 +237,20 @@ def test_secure_aggregation_on_worker_processes_gives_the_same_model(tmp_path: P
     one = start_run(parse_config(base), store).outcome.params
     two = start_run(parse_config({**base, "run": {**base["run"], "workers": 2}}), store).outcome.params
     np.testing.assert_array_equal(one, two)
+
+
+def test_a_second_run_over_another_party_set_needs_another_start(tmp_path: Path) -> None:
+    """Review R11: a party unmasks one model for one survivor set, in any run. Each run starts from a model drawn
+    from its seed, so a run with another seed over fewer parties completes; the same seed (the same start, no
+    standardisation) over another party set is refused at round 1 with the party's reason and what to do."""
+    store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
+    transport, apps = _federation(5)
+    config = parse_config({**_config(rounds=1, secagg={}).to_dict(), "data": {"standardize": False}})
+    _run(store, config, transport)
+    apps["bank_2"].dies = lambda m: ConnectionError if m.kind == "secagg_keys" else None  # drops out of rounds
+    with pytest.raises(FederationError, match="it unmasked this very .* for another survivor set .use a new seed"):
+        _run(store, config, transport)
+    apps["bank_2"].dead = False
+    run_id = store.create_run(name="sa", workflow="horizontal", seed=5, config=config.to_dict(), total_rounds=1)
+    outcome = HorizontalWorkflow(transport, store, run_id, config, 5).run()
+    assert np.all(np.isfinite(outcome.params))

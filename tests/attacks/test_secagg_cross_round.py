@@ -13,7 +13,11 @@ runtime mounts it) and tries to unmask two sums whose difference is one party's 
   U3 it was unmasked for, in any round, model or run;
 - R7-3: a new run on the same model: those input locks are not per run and `close_run` keeps them;
 - R7-4: a deployed party now enforces the job's minimum number of contributors (and its own `[allow]`
-  minimum, refusing a job below it) and signs it with U3.
+  minimum, refusing a job below it) and signs it with U3;
+- R11-1/2: the same model under other settings (half the learning rate, coarser bins, DP evaluation after a
+  plain one) gives inputs that are known linear maps of the first ones, with new bytes: parties now lock the
+  model itself (`model:` HMAC of its canonical digest, any run, any settings) and bin at one value under
+  secure aggregation; the workflow draws each run's start from its seed so honest runs never collide.
 
 Every test here succeeded as an attack (or crashed on a missing feature) on the code before these fixes.
 """
@@ -236,7 +240,7 @@ def test_a_new_run_on_the_same_model_cannot_be_differenced(close: bool) -> None:
     others = [p for p in c.names if p != VICTIM]
     with pytest.raises(SecAggAbort):
         c.attempt(others, "round-1/attempt-0/n", run="run-B")
-    _refused_by_the_others(c, "already revealed unmask shares for this very input")
+    _refused_by_the_others(c, "it unmasked this very input for another survivor set")
 
 
 def test_rescaled_weights_in_a_new_run_do_not_unmask_the_same_updates_again() -> None:
@@ -248,7 +252,7 @@ def test_rescaled_weights_in_a_new_run_do_not_unmask_the_same_updates_again() ->
     others = [p for p in c.names if p != VICTIM]
     with pytest.raises(SecAggAbort):
         c.attempt(others, "round-1/attempt-0/n", run="run-B", total_rows=240)
-    _refused_by_the_others(c, "already revealed unmask shares for this very input")
+    _refused_by_the_others(c, "it unmasked this very input for another survivor set")
 
 
 def test_an_honest_rerun_over_the_same_parties_still_completes() -> None:
@@ -275,7 +279,7 @@ def test_a_halved_learning_rate_in_a_new_run_does_not_isolate_an_update() -> Non
     try:
         half = c.attempt(others, "round-1/attempt-0/n", run="run-B", train={**ONE_STEP, "learning_rate": 0.15})
     except SecAggAbort:
-        _refused_by_the_others(c, "on this very global model")
+        _refused_by_the_others(c, "it unmasked this very global model")
         return
     rest = half.copy()
     rest[:PARAMS.size] *= 2.0
@@ -302,7 +306,7 @@ def test_coarser_bins_in_a_new_run_do_not_isolate_an_evaluation() -> None:
         fine = c.attempt(others, "evaluate-1/attempt-0/n", run="run-A", kind="evaluate", bins=40)
         coarse = c.attempt(c.names, "evaluate-1/attempt-0/n", run="run-B", kind="evaluate", bins=20)
     except SecAggAbort:
-        assert c.errors and all("refuses bins=" in e or "on this very global model" in e
+        assert c.errors and all("refuses bins=" in e or "it unmasked this very global model" in e
                                 for e in c.errors.values()), c.errors
         return
     victim = coarse - _merge_pairs(fine, 20)
@@ -333,7 +337,7 @@ def test_the_same_model_evaluated_under_dp_in_a_new_run_does_not_isolate_an_eval
     try:
         coarse = c.attempt(c.names, "evaluate-1/attempt-0/n", run="run-B", kind="evaluate", bins=DP_BINS)
     except SecAggAbort:
-        _refused_by_the_others(c, "on this very global model")
+        _refused_by_the_others(c, "it unmasked this very global model")
         return
     group = DEFAULT_BINS // DP_BINS
     pos = coarse[:DP_BINS] - fine[:DEFAULT_BINS].reshape(DP_BINS, group).sum(1)

@@ -818,14 +818,12 @@ class SecAggClient:
             if r is None:
                 raise self._refuse(label, f"its record of {key!r} is missing")
             if r.survivors is not None and r.survivors != u3:
-                if key.startswith("model:"):
-                    raise self._refuse(label, "it already revealed unmask shares for another survivor set on this very "
-                                       "global model (in this or an earlier run, under any training or evaluation "
-                                       "settings): the difference of the two sums would reveal an input. A model is "
-                                       "aggregated over one survivor set only; start a new run from another model "
-                                       "(a new seed draws a new initial model)")
-                where = ("for this very input" if key.startswith("vector:") else "on this model" if "/basis:" in key
-                         else f"in round {record.round!r}")
+                if key.startswith(("model:", "vector:")):
+                    what = "this very global model" if key.startswith("model:") else "this very input"
+                    raise self._refuse(label, f"it unmasked {what} for another survivor set (use a new seed: a model "
+                                       "is aggregated over one survivor set only, in any run, under any settings; "
+                                       "the difference of two sums would reveal an input)")
+                where = "on this model" if "/basis:" in key else f"in round {record.round!r}"
                 raise self._refuse(label, f"it already revealed unmask shares {where} for another survivor set (the "
                                    "difference of the two sums would reveal an input)")
             if r.survivors is not None and r.graph is not None and r.graph != record.graph:

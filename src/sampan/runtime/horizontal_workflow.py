@@ -327,6 +327,8 @@ class HorizontalWorkflow:
     def _secagg_failed(self, what: str, attempts: list[dict[str, Any]], left: int) -> FederationError:
         floor = self._secagg_floor()
         tried = "; ".join(a["stage"] + ": " + a["reason"] for a in attempts) or "too few parties selected"
+        refused = sorted((attempts[-1].get("failed") or {}).items())[:1] if attempts else []  # a party's own
+        tried += "".join(f"; party {p!r}: {why}" for p, why in refused)  # reason (one model for one set, ...)
         return FederationError(
             f"{what}: secure aggregation failed {len(attempts)} time(s) ({tried}); {left} parties left, at least "
             f"{floor} needed (secure_aggregation.min_contributors = {self.secagg.min_contributors if self.secagg else '?'}"
