@@ -195,7 +195,7 @@ class PartyAgent:
                                   lr_state=Path(self.config.party.state_dir) / "vertical-lr",  # LR instances per run
                                   # one train/validation/test partition of the customers per dataset and an
                                   # evaluation cap, persisted across runs (review R12-1/R12-3)
-                                  row_book=self._vertical_rows(dataset),
+                                  row_book=self._vertical_rows(dataset, str(job.get("label_holder"))),
                                   with_baselines=False)  # never the insecure plaintext benchmark baseline (plr.*)
             # PSI would fork worker processes; a fork while gRPC's threads run can crash the child or
             # corrupt the parent's TLS state, so an agent blinds in its own thread (one core).
@@ -209,17 +209,20 @@ class PartyAgent:
         log.info("party %s opened run %s (%s, dataset %s)", self.name, message.run_id, workflow, dataset)
         return message.reply("deploy.opened", meta={"reopened": False})
 
-    def _vertical_rows(self, dataset: str) -> Any:
-        """One vertical row book per dataset (its fixed train/validation/test customers and evaluation cap),
-        shared by this agent's open runs and persisted in <state_dir>/vertical-rows/ (review R12-1/R12-3)."""
+    def _vertical_rows(self, dataset: str, label_holder: str) -> Any:
+        """One vertical row book per (dataset, label holder): its fixed train/validation/test customers and
+        evaluation cap, shared by this agent's open runs and persisted in <state_dir>/vertical-rows/ (review
+        R12-1/R12-3). Keyed by the label holder too, so a partner can serve several banks (each reads
+        aggregates over its own labels only)."""
         from sampan.vertical.rows import RowBook
 
         books = self.__dict__.setdefault("_row_books", {})
-        if dataset not in books:
-            name = hashlib.sha256(dataset.encode()).hexdigest()[:16]
-            books[dataset] = RowBook(self.name, path=Path(self.config.party.state_dir) / "vertical-rows" /
-                                     f"{name}.json", max_evaluations=self.config.privacy.max_evaluations)
-        return books[dataset]
+        key = (dataset, label_holder)
+        if key not in books:
+            name = hashlib.sha256(f"{dataset}\0{label_holder}".encode()).hexdigest()[:16]
+            books[key] = RowBook(self.name, path=Path(self.config.party.state_dir) / "vertical-rows" /
+                                 f"{name}.json", max_evaluations=self.config.privacy.max_evaluations)
+        return books[key]
 
     def _holdout_split(self, dataset: str, table: PartyData, meta: dict[str, Any]) -> tuple[PartyData, PartyData]:
         """This party's own train/holdout split: holdout rows are outside the DP unit and evaluated exactly, so a
