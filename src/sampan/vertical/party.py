@@ -13,7 +13,8 @@ refuses a second), the channels keep the proved roles, and every handler that tr
 as "the bank" checks it against them (`SealedChannels.require_role`), not against coordinator meta.
 Roles are self-asserted by each signer (certificates carry no protocol role); a deployed party's
 verifier (`sampan.deploy.allow.PeerAllowList`) knows the job's label holder and admits only it in that
-role, so there a partner colluding with the coordinator cannot pose as the bank. In a simulation such a
+role (a job naming none admits no label holder), and the party joins only jobs whose label holder its
+`[allow] label_holders` lists, so there a partner colluding with the coordinator cannot pose as the bank. In a simulation such a
 partner can claim to be the label holder only where the real one is absent.
 Every request naming training/validation rows is checked against the dataset's test rows, and held-out
 evaluation follows `sampan.vertical.rows` (one training/validation/test partition of the customers per
