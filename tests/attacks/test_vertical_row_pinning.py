@@ -140,3 +140,27 @@ def test_the_row_book_persists_and_caps_evaluations(tmp_path: Any) -> None:
     restarted.admit_evaluation("m2", rows, test, lambda: labels)
     with pytest.raises(ValueError, match="cap of 2"):
         restarted.admit_evaluation("m3", rows, test, lambda: labels)
+
+
+@pytest.mark.slow
+def test_deployed_agents_keep_the_partition_across_runs(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deployed: each agent persists its row book, so a second run (fresh PSI order, new run id) on the honest
+    coordinator's `session.splits` completes, while a coordinator drawing fresh splits is refused."""
+    from _deploy_federation import ThreadFederation
+
+    parties = ["bank", "payments"]
+    fed = ThreadFederation(tmp_path, vertical=True, n=1500,
+                           allow={p: {"partners": [q for q in parties if q != p]} for p in parties})
+    try:
+        run = {"run": {"name": "vlr", "seed": 3},
+               "deploy": {"workflow": "vertical", "dataset": "vertical", "parties": parties, "label_holder": "bank"},
+               "vertical": {"epochs": 1, "batch_size": 128}}
+        for seed in (3, 4):  # the honest coordinator: the pinned partition, wherever PSI puts it
+            done = fed.wait(fed.submit({**run, "run": {"name": "vlr", "seed": seed}}), timeout=120)
+            assert done["status"] == "completed", done
+        monkeypatch.setattr(VerticalSession, "splits", lambda self, **kw: Splits.random(self.n_aligned or 0, seed=9))
+        refused = fed.wait(fed.submit({**run, "run": {"name": "vlr", "seed": 5}}), timeout=120)
+        assert refused["status"] == "failed"
+        assert "fixed for this dataset" in str(fed.coordinator.store.get_run(refused["run_id"]).error)
+    finally:
+        fed.close()
