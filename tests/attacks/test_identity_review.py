@@ -128,6 +128,8 @@ def test_a_party_agent_without_a_crl_refuses_vertical_and_secagg_runs(tmp_path: 
 
     def open_run(agent: PartyAgent, party: str, run_id: str, meta: dict[str, Any], protections: list[str]) -> Message:
         job = {"operator": "ops", "parties": [party, "x", "y"], "protections": protections, "noise_multipliers": {}}
+        if meta.get("workflow") == "vertical":
+            job["label_holder"] = party  # a vertical job names its label holder (allow-list check before the CRL)
         return agent.handle(Message(run_id, 0, "coordinator", party, "deploy.open_run", meta={**meta, "job": job}))
 
     bank = agent_without_crl("vertical", "bank", allow={"bank": {"partners": ["x", "y"]}})
