@@ -38,7 +38,20 @@ def _ledger(store: Store, run_id: str) -> Ledger:
     return Ledger.from_json(store.latest_checkpoint(run_id).meta["ledger"])
 
 
-def test_auto_noise_spends_the_budget_without_exceeding_it(tmp_path: Path) -> None:
+def test_auto_noise_spends_the_budget_without_exceeding_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import itertools
+
+    import sampan.privacy.dpsgd
+    import sampan.privacy.mechanisms
+    from sampan.privacy.randomness import seeded_generator
+
+    # The AUC floor below is a property of one seeded run, not a bound over all noise draws: over CSPRNG draws
+    # this small run's binned AUC spreads 0.52-0.55 (22 draws: mean 0.539, sd 0.009, min 0.523), so about 1 in
+    # 50 landed under 0.52. The seeded draw (0.549) sits near the median; the budget assertions do not
+    # depend on the noise.
+    seeds = itertools.count(21)
+    for module in (sampan.privacy.mechanisms, sampan.privacy.dpsgd):
+        monkeypatch.setattr(module, "secure_generator", lambda: seeded_generator(next(seeds)))
     store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
     finished = start_run(parse_config(_config(tmp_path, {"epsilon": 2.0, "dp2": {"max_grad_norm": 1.0}})), store)
     ledger = _ledger(store, finished.outcome.run_id)
