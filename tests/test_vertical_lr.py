@@ -344,14 +344,20 @@ def test_validation_brier_stays_a_probability_score_on_wide_correlated_ratios() 
     """1064fb2 let the summed logit reach 32 where the sigmoid polynomial is 1272: with lr 0.2 on 64 correlated
     columns training overshot past the fit range, residuals exploded and the validation 'Brier' hit 1.2e6 from
     epoch 4 on this very data (checked on 1064fb2).
-    Now the summed logit stays inside the fit range, so residuals stay within [-1.07, 1.07]."""
+    Now the summed logit stays inside the fit range, so residuals stay within [-1.07, 1.07].
+    That bound comes from clipping each partial logit to logit_clip, which only the plaintext-gradient mode
+    does: shared weights (the default since) cannot clip their shared logits and instead stop with an error
+    when a run leaves the range (pinned below). Run under the default, this test failed in ~1 of 30 runs
+    (the aligned order, hence the split, is a fresh CSPRNG draw each run; some splits diverge at lr 0.2), so
+    it names the mode whose guarantee it checks."""
     tables = _correlated_ratios(4000)
     transport, parties = build_inprocess_vertical(tables)
     session = VerticalSession(transport, label_holder="bank", partners=["p1", "p2"], run_id="ratios")
     session.connect()
     session.align()
     splits = Splits.random(session.n_aligned or 0, seed=0)
-    result = session.train(splits, VerticalLRConfig(epochs=12, learning_rate=0.2, patience=12), seed=0)
+    result = session.train(splits, VerticalLRConfig(epochs=12, learning_rate=0.2, patience=12, shared_weights=False),
+                           seed=0)
     assert max(result.val_brier) <= 1.07 ** 2 and min(result.val_brier) < 0.1
     assert session.evaluate(splits.test)["auc"] > 0.85
 
