@@ -159,7 +159,15 @@ def _plaintext_reference(parties, splits: Splits, config: VerticalLRConfig, seed
 
 @pytest.mark.parametrize("shared", [False, True], ids=["plaintext-gradient", "shared-weights"])
 @pytest.mark.parametrize("three_parties", [False, True])
-def test_secure_lr_matches_plaintext_lr_on_pooled_columns(three_parties: bool, shared: bool) -> None:
+def test_secure_lr_matches_plaintext_lr_on_pooled_columns(three_parties: bool, shared: bool,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import sampan.vertical.psi
+    from sampan.privacy.randomness import seeded_generator
+
+    # "It learned something" (each party's largest |weight| > 0.05) is shown on one seeded alignment order:
+    # over CSPRNG orders (hence splits) the smallest party's largest weight spread 0.06-0.15 with three parties
+    # (20 draws each mode, mean ~0.11, sd ~0.02: a few in a thousand runs under 0.05).
+    monkeypatch.setattr(sampan.vertical.psi, "_secure_permutation", lambda n: seeded_generator(1).permutation(n))
     session, parties, _ = _session(_vertical_tables(three_parties))
     splits = Splits.random(session.n_aligned, seed=1)
     # min_delta < 0: every epoch counts as the best, so the final weights are the last epoch's.
