@@ -49,9 +49,21 @@ def test_refusals_connections_and_revocations_are_signed_audit_entries(tmp_path:
             assert code == grpc.StatusCode.PERMISSION_DENIED
         revoke(fed.files.ca_dir, cert_path=root / "bank_kowloon" / "bank_kowloon.crt")
         assert wait_until(lambda: "bank_kowloon" not in fed.coordinator.hub.connected())
+        # `revoke` writes the issuance record, then the CRL. A watcher tick between the two writes records the
+        # reload (CRL serials without kowloon) and cuts the stream, its re-check reading the new files; the CRL
+        # load is recorded at the next tick (crl_check_s later). Reading the log right after the cut missed it
+        # in ~1 of 18 runs: wait for the watcher to have recorded the revoked serial.
+        serial = format(load_cert(root / "bank_kowloon" / "bank_kowloon.crt").serial_number, "x")
+        store = fed.coordinator.store
+
+        def crl_load_recorded() -> bool:
+            fed.coordinator.security.flush()
+            return any(serial in e.detail["revoked_serials"] for e in store.events("security")
+                       if e.kind == "revocation_data_loaded")
+
+        assert wait_until(crl_load_recorded)
         fed.coordinator.security.flush()
 
-        store = fed.coordinator.store
         entries = [(e.kind, dict(e.detail)) for e in store.events("security")]
         connected = {d["party"] for k, d in entries if k == "peer_connected"}
         assert connected == {"bank_harbour", "bank_kowloon", "bank_lionrock"}
@@ -63,7 +75,6 @@ def test_refusals_connections_and_revocations_are_signed_audit_entries(tmp_path:
         cut = [d for k, d in entries if k == "stream_cut"]
         assert [d["party"] for d in cut] == ["bank_kowloon"] and cut[0]["code"] == "revoked"
         loaded = [d for k, d in entries if k == "revocation_data_loaded"]
-        serial = format(load_cert(root / "bank_kowloon" / "bank_kowloon.crt").serial_number, "x")
         assert any(serial in d["revoked_serials"] for d in loaded)
         assert store.verify_audit("security").ok
     finally:
