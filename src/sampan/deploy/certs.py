@@ -412,9 +412,11 @@ def revoke(ca_directory: str | Path, *, cert_path: str | Path | None = None, ser
         if entry is None:
             raise CertError(f"serial {key} was not issued by this CA (see {files.index})")
         entry.setdefault("revoked_at", _now().isoformat())
-        _write_index(files, index, ca_key, generation + 1)
         revoked = {s: e for s, e in index.items() if "revoked_at" in e}
+        # The CRL first: a watcher that notices the change between the two writes then cuts the member on
+        # the CRL it records in the audit log, never on the issuance record alone with the old CRL logged.
         _write_crl(files, ca_key, load_cert(files.cert), revoked)
+        _write_index(files, index, ca_key, generation + 1)
     return files.crl
 
 
