@@ -181,7 +181,13 @@ def test_horizontal_workflow_over_grpc_equals_inprocess(loopback, tmp_path: Path
     np.testing.assert_array_equal(results[0], results[1])
 
 
-def test_secure_vertical_lr_over_grpc_equals_the_plaintext_optimiser(loopback) -> None:  # type: ignore[no-untyped-def]
+def test_secure_vertical_lr_over_grpc_equals_the_plaintext_optimiser(loopback, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import sampan.vertical.psi
+    from sampan.privacy.randomness import seeded_generator
+
+    # One seeded alignment order: the bank evaluates only test rows holding both classes (5% default rate:
+    # a CSPRNG order leaves ~110 test rows without a default about once in 400 runs).
+    monkeypatch.setattr(sampan.vertical.psi, "_secure_permutation", lambda n: seeded_generator(1).permutation(n))
     tables = make_sme_consortium(3000, seed=11).vertical
     parties = build_inprocess_vertical(tables)[1]
     for party in parties.values():

@@ -198,7 +198,13 @@ def _windows(array: np.ndarray, width: int = 4) -> list[bytes]:
     return [flat[i:i + width].tobytes() for i in range(0, max(len(flat) - width, 1), max(len(flat) // 25, 1))]
 
 
-def test_captured_messages_hold_no_features_labels_or_partial_logits() -> None:
+def test_captured_messages_hold_no_features_labels_or_partial_logits(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sampan.vertical.psi
+    from sampan.privacy.randomness import seeded_generator
+
+    # One seeded alignment order: the bank refuses a held-out evaluation whose pinned test rows hold no
+    # default (5% default rate), which some CSPRNG orders produce for this small table's split.
+    monkeypatch.setattr(sampan.vertical.psi, "_secure_permutation", lambda n: seeded_generator(1).permutation(n))
     session, parties, transport = _session(_vertical_tables(), recording=True)
     splits = Splits.random(session.n_aligned, seed=1)
     session.train(splits, VerticalLRConfig(epochs=2, batch_size=256), seed=3)
