@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from sampan.crypto.identity import simulated_consortium
+from sampan.crypto.simulated_ca import simulated_consortium
 from sampan.privacy.secagg import SecAggClient, SecAggParams, SecAggServer, choose_neighbours, decode_vector, run_secagg
 from sampan.runtime.party import PartyApp
 from sampan.transport import PartyError

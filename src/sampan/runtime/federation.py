@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sampan.config import RunConfig, SchemaSection
-from sampan.crypto.identity import simulated_consortium
+from sampan.crypto.simulated_ca import simulated_consortium
 from sampan.data import (
     ColumnSpec, DataValidationError, PartyData, TableSchema, dirichlet_label_partition, iid_partition,
     load_german_credit, load_south_german_credit, load_table, load_taiwan_default, make_sme_consortium,

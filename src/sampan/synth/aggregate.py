@@ -34,7 +34,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from sampan.crypto.identity import simulated_consortium
+from sampan.crypto.simulated_ca import simulated_consortium
 from sampan.privacy.randomness import secure_generator
 from sampan.privacy.secagg import MIN_CONTRIBUTORS, SecAggClient, SecAggParams, SecAggServer, decode_vector, run_secagg
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from sampan.crypto.identity import simulated_consortium
+from sampan.crypto.simulated_ca import simulated_consortium
 from sampan.data.table import PartyData
 from sampan.transport import Transport
 from sampan.transport.inprocess import InProcessTransport
