@@ -34,7 +34,7 @@ import pytest
 import sampan.privacy.dp3
 import sampan.privacy.dpsgd
 import sampan.privacy.mechanisms
-import sampan.runtime.horizontal_workflow as workflow_module
+import sampan.runtime.secure_rounds as secure_rounds_module
 from sampan.config import parse_config
 from sampan.data import PartyData
 from sampan.metrics.histogram import DEFAULT_BINS, DP_BINS
@@ -135,7 +135,7 @@ def _transcript(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, neig
             yield reply
 
     transport.exchange = capturing  # type: ignore[method-assign]
-    decode = workflow_module.decode_vector
+    decode = secure_rounds_module.decode_vector
 
     def decoding(total, params):  # type: ignore[no-untyped-def]
         vector = decode(total, params)  # the coordinator's decrypted view under secure aggregation
@@ -150,7 +150,7 @@ def _transcript(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, neig
             seen.append(("party:fit_result:sum", "*", "fit_result:sum", -1, slots, list(fits)))
         return vector
 
-    monkeypatch.setattr(workflow_module, "decode_vector", decoding)
+    monkeypatch.setattr(secure_rounds_module, "decode_vector", decoding)
     store = Store.open(f"sqlite:///{tmp_path / f'{name}-{neighbour}.db'}")
     run_id = store.create_run(name="nb", workflow="horizontal", seed=7, config=config.to_dict(), total_rounds=2)
     HorizontalWorkflow(transport, store, run_id, config, 7).run()

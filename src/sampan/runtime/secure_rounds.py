@@ -1,0 +1,245 @@
+"""Secure-aggregation (SecAgg+) rounds of the horizontal workflow: training and evaluation sums, retries, replay.
+A mixin of `HorizontalWorkflow` (`sampan.runtime.horizontal_workflow`), split out to keep that module small."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sampan.horizontal.party import evaluation_from_vector
+from sampan.metrics import ScoreHistogram
+from sampan.metrics.histogram import DEFAULT_BINS, DP_BINS
+from sampan.privacy.ledger import PrivacyEvent
+from sampan.privacy.secagg import SecAggAbort, SecAggParams, SecAggServer, choose_neighbours, decode_vector, run_secagg
+from sampan.runtime.seeds import derive_rng, derive_seed
+from sampan.transport import PartyError
+from sampan.wire import Message
+
+if TYPE_CHECKING:
+    from sampan.runtime.horizontal_workflow import RunState
+
+
+COORDINATOR = "coordinator"
+# Evaluation sums (counts up to millions, score and loss sums) need a wider integer part than updates.
+EVAL_FRAC_BITS, EVAL_MAX_ABS = 12, 2.0**36
+# What a dead or unreachable party looks like to a workflow: an error reply, or the transport giving up.
+DROPOUT_ERRORS: tuple[type[BaseException], ...] = (PartyError, TimeoutError, ConnectionError)
+
+
+class FederationError(RuntimeError):
+    """The parties cannot train together (e.g. they disagree on the feature schema)."""
+
+
+def _retry_set(server: SecAggServer | None, exc: SecAggAbort) -> list[str]:
+    """Who a failed attempt is retried with: the survivors of the step it stopped at, except after unmask
+    shares were revealed — those parties then answer only for the same survivor set U3 in this round."""
+    if server is not None and exc.stage == "unmasking" and server.u3:
+        return list(server.u3)
+    return list(exc.survivors)
+
+
+class SecureRounds:
+    """The SecAgg+ methods of `HorizontalWorkflow`; they use its transport, store, config, privacy control,
+    strategy and round events."""
+
+    def _check_secagg_config(self) -> None:
+        """Secure aggregation hides the individual updates a robust aggregator needs: refuse the pair here too,
+        for configs built without validation (the config validator refuses it first)."""
+        if self.secagg is not None and self.config.strategy.aggregator != "mean":
+            raise FederationError(f"strategy.aggregator = {self.config.strategy.aggregator!r} cannot run under "
+                                  "secure_aggregation (it needs the individual updates, which SecAgg hides); "
+                                  "set strategy.aggregator = 'mean' (client-side clipping bounds each update)")
+
+    def _secagg_params(self, parties: int) -> SecAggParams:
+        assert self.secagg is not None
+        k = self.secagg.neighbours
+        if k == "auto":
+            degree = choose_neighbours(parties, self.secagg.threshold, self.secagg.expected_dropout)
+        else:
+            degree = None if k == "all" else int(k)
+        return SecAggParams(threshold=self.secagg.threshold, neighbours=degree, frac_bits=self.secagg.frac_bits,
+                            max_abs=self.secagg.max_abs, min_contributors=self.secagg.min_contributors)
+
+    def _secagg_floor(self) -> int:
+        """The least number of parties a secure round may sum (never below min_contributors >= 3)."""
+        assert self.secagg is not None
+        return max(self.secagg.min_contributors, self.config.run.min_parties)
+
+    def _secagg_label(self, what: str, attempt: int) -> str:
+        """`<run>/<what>/attempt-<a>/<nonce>`: the nonce is fresh per coordinator process, so a resumed run
+        never repeats a label (a party masks at most once per label and would refuse the repeat)."""
+        return f"{self.run_id}/{what}/attempt-{attempt}/{self._secagg_nonce}"
+
+    def _secagg_failed(self, what: str, attempts: list[dict[str, Any]], left: int) -> FederationError:
+        floor = self._secagg_floor()
+        tried = "; ".join(a["stage"] + ": " + a["reason"] for a in attempts) or "too few parties selected"
+        refused = sorted((attempts[-1].get("failed") or {}).items())[:1] if attempts else []  # a party's own
+        tried += "".join(f"; party {p!r}: {why}" for p, why in refused)  # reason (one model for one set, ...)
+        return FederationError(
+            f"{what}: secure aggregation failed {len(attempts)} time(s) ({tried}); {left} parties left, at least "
+            f"{floor} needed (secure_aggregation.min_contributors = {self.secagg.min_contributors if self.secagg else '?'}"
+            f", run.min_parties = {self.config.run.min_parties}); nothing was aggregated below that minimum")
+
+    def _call_party(self, step: int, kind: str, party: str, arrays: dict[str, np.ndarray],
+                    meta: dict[str, Any], failures: dict[str, str]) -> Message | None:
+        """One request to one party; a party that errs or cannot be reached is a dropout (None)."""
+        try:
+            for reply in self.transport.exchange([Message(self.run_id, step, COORDINATOR, party, kind,
+                                                          arrays=arrays, meta=meta)]):
+                return reply
+        except DROPOUT_ERRORS as exc:
+            failures[party] = f"{kind}: {type(exc).__name__}: {exc}"[:300]
+        return None
+
+    def _secure_fit_round(self, state: RunState, round_number: int, selected: list[str],
+                          train_cfg: dict[str, Any], events: list[PrivacyEvent]) -> tuple[np.ndarray, list[str], float]:
+        """One training round under SecAgg+: retried with the survivors while enough parties are left."""
+        assert self.secagg is not None
+        n_params = state.params.size
+        rows = self._party_rows(state)
+        floor = self._secagg_floor()
+        participants = list(selected)
+        attempts: list[dict[str, Any]] = []
+        stored = self._stored_sum("secagg_round_sum", round_number)
+        if stored is not None:  # unmasked before a crash: apply it, never ask the parties again (see _store_sum)
+            vector, contributors = np.asarray(stored["sum"], dtype=np.float64), list(stored["contributors"])
+            self._round_events.append(("secagg_round", {**stored["event"], "replayed": True}))
+            return self._apply_secure_sum(state, round_number, vector, contributors, rows)
+        for attempt in range(self.secagg.max_retries + 1 if len(participants) >= floor else 0):
+            label = self._secagg_label(f"round-{round_number}", attempt)
+            if attempt > 0:  # a retry is a fresh release by every participant: charged write-ahead again
+                self._charge(self.privacy.planned_events(rows, participants, round_number), round_number)
+            params = self._secagg_params(len(participants))
+            dp_metas, dp3_settings = self.privacy.fit_meta(round_number, participants,
+                                                           rows if self.privacy.enabled else None)
+            total_rows = sum(rows[p] for p in participants)
+            failures: dict[str, str] = {}
+            server: SecAggServer | None = None
+
+            def call(kind: str, party: str, arrays: Any, meta: Any) -> dict[str, np.ndarray] | None:
+                if kind == "fit":  # the masked-input step carries the training request
+                    sa_meta = {**meta, "total_rows": total_rows}
+                    fit_meta = {"model": state.model_config, "train": train_cfg, **dp_metas[party],
+                                "seed": derive_seed(self.seed, "fit", round_number, party), "secagg": sa_meta}
+                    if dp3_settings is not None:
+                        fit_meta["dp3"] = {**dp3_settings, "noise_parties": int(meta["noise_parties"])}
+                    arrays = {"params": state.params, **state.scaler, **arrays}
+                    meta = fit_meta
+                reply = self._call_party(round_number, kind, party, dict(arrays), dict(meta), failures)
+                if reply is not None and kind == "fit":
+                    self.progress.party_done(party)
+                return dict(reply.arrays) if reply is not None else None
+
+            try:  # the graph depends on the round and the participants, not the attempt: parties lock a round's
+                # unmasking to one (survivor set, graph), so a retry over the same survivors must draw the same graph
+                server = SecAggServer(params, participants, n_params + 3, label,
+                                      derive_rng(self.seed, "secagg-graph", round_number, *participants),
+                                      round_id=f"round-{round_number}")
+                total = run_secagg(server, call)
+            except SecAggAbort as exc:
+                summary = {**(server.summary() if server else {}), "failed": {**(server.dropouts if server else {}),
+                                                                               **failures}}
+                attempts.append({"attempt": attempt, "stage": exc.stage, "reason": exc.reason, **summary})
+                self.store.log_event(self.run_id, "secagg_round_failed", {"round": round_number, **attempts[-1]})
+                participants = _retry_set(server, exc)
+                if len(participants) < floor:
+                    break
+                continue
+            vector = decode_vector(total, params)
+            contributors = server.u3
+            summary = server.summary()
+            summary["failed"] = {**summary["failed"], **failures}
+            event = {"round": round_number, "attempt": attempt, "contributors": contributors, **summary}
+            self._store_sum("secagg_round_sum", round_number, vector, contributors, event)
+            self._round_events.append(("secagg_round", event))
+            return self._apply_secure_sum(state, round_number, vector, contributors, rows)
+        raise self._secagg_failed(f"round {round_number}", attempts, len(participants))
+
+    def _apply_secure_sum(self, state: RunState, round_number: int, vector: np.ndarray, contributors: list[str],
+                          rows: dict[str, int]) -> tuple[np.ndarray, list[str], float]:
+        """The new model from a round's unmasked sum [update, indicator, weighted loss, weight]."""
+        n_params = state.params.size
+        head, indicator, weighted_loss, weight = vector[:n_params], vector[n_params], vector[-2], vector[-1]
+        _, dp3_settings = self.privacy.fit_meta(round_number, contributors, rows if self.privacy.enabled else None)
+        if self.privacy.dp3 is not None and dp3_settings is not None:
+            mean_update = self.privacy.dp3.aggregate(head, indicator, {**dp3_settings, "parties": len(contributors)})
+            state.dp3_clip = self.privacy.dp3.clip
+        else:
+            mean_update = head / weight
+        new_params = self.strategy.apply(state.params, mean_update)
+        # every participant was charged before its fit request left (write-ahead, see _fit_round)
+        state.ledger_json = self.privacy.ledger_json()
+        train_loss = math.nan if self.privacy.enabled or weight <= 0 else float(weighted_loss / weight)
+        return new_params, contributors, train_loss  # under DP the loss slot is 0: no loss is released
+
+    def _store_sum(self, key: str, step: int, vector: np.ndarray, contributors: list[str],
+                   event: dict[str, Any]) -> None:
+        """Persist an unmasked sum before anything else happens: parties lock a round to the survivor set
+        they revealed unmask shares for, so a crash before the round is saved must not need a second attempt
+        (with whoever is alive then); the resumed coordinator applies the stored sum instead."""
+        self.store.record_info(self.run_id, key, {"round": step, "sum": [float(x) for x in vector],
+                                                  "contributors": list(contributors), "event": event})
+
+    def _stored_sum(self, key: str, step: int) -> dict[str, Any] | None:
+        info = self.store.get_run(self.run_id).info or {}
+        stored = info.get(key)
+        return stored if isinstance(stored, dict) and stored.get("round") == step else None
+
+    def _evaluate_secure(self, state: RunState, step: int, arrays: dict[str, np.ndarray],
+                         ) -> tuple[ScoreHistogram, float, float, int, dict[str, dict[str, Any]]]:
+        """Evaluation under SecAgg+: each party masks [histogram, loss sum, Brier sum, n]; only the sum is seen.
+
+        Same protocol and dropout handling as a training round (a failed attempt is retried with the
+        survivors); no per-party metrics exist in this mode."""
+        assert self.secagg is not None
+        bins = DP_BINS if self.privacy.enabled else DEFAULT_BINS  # parties bin into exactly DP_BINS under DP
+        floor = self._secagg_floor()
+        participants = sorted(state.parties)
+        attempts: list[dict[str, Any]] = []
+        stored = self._stored_sum("secagg_evaluation_sum", step)
+        if stored is not None:  # unmasked before a crash (the same model): not asked again
+            self._round_events.append(("secagg_evaluation", {**stored["event"], "replayed": True}))
+            vector = np.asarray(stored["sum"], dtype=np.float64)
+            histogram, loss_sum, brier_sum, n = evaluation_from_vector(vector, bins)
+            return histogram, loss_sum, brier_sum, n, {}
+        for attempt in range(self.secagg.max_retries + 1):
+            params = replace(self._secagg_params(len(participants)), frac_bits=EVAL_FRAC_BITS,
+                             max_abs=EVAL_MAX_ABS)
+            label = self._secagg_label(f"evaluate-{step}", attempt)
+            failures: dict[str, str] = {}
+            server: SecAggServer | None = None
+
+            def call(kind: str, party: str, req: Any, meta: Any) -> dict[str, np.ndarray] | None:
+                if kind == "fit":  # the masked-input step carries the evaluation request
+                    kind, req, meta = "evaluate", {**arrays, **req}, {"model": state.model_config, "bins": bins,
+                                                                      "secagg": dict(meta)}
+                reply = self._call_party(step, kind, party, dict(req), dict(meta), failures)
+                return dict(reply.arrays) if reply is not None else None
+
+            try:
+                server = SecAggServer(params, participants, 3 * bins + 3, label,
+                                      derive_rng(self.seed, "secagg-evaluate-graph", step, *participants),
+                                      round_id=f"evaluate-{step}")
+                total = run_secagg(server, call)
+            except SecAggAbort as exc:
+                failed = {**(server.dropouts if server else {}), **failures}
+                attempts.append({"attempt": attempt, "stage": exc.stage, "reason": exc.reason, "failed": failed})
+                self._round_events.append(("secagg_evaluation_failed", {"round": step, **attempts[-1]}))
+                participants = _retry_set(server, exc)
+                if len(participants) < floor:
+                    break
+                continue
+            event = {"round": step, "attempt": attempt, "contributors": server.u3,
+                     "failed": {**server.dropouts, **failures}}
+            vector = decode_vector(total, params)
+            self._store_sum("secagg_evaluation_sum", step, vector, server.u3, event)
+            self._round_events.append(("secagg_evaluation", event))
+            histogram, loss_sum, brier_sum, n = evaluation_from_vector(vector, bins)
+            return histogram, loss_sum, brier_sum, n, {}
+        raise FederationError(
+            f"evaluation of round {step}: secure aggregation failed {len(attempts)} time(s) "
+            f"({'; '.join(a['stage'] + ': ' + a['reason'] for a in attempts)}); "
+            f"{len(participants)} parties left, at least {floor} needed")
