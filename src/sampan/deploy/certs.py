@@ -27,7 +27,7 @@ whichever key connects first: an impostor whose certificate was signed by mistak
 name, and a legitimate re-key (`sign --rekey`) moves the pin with it. A pin fixed in coordinator.toml
 or by `repin` (the coordinator's own pins file) overrides the record and must be moved deliberately.
 
-`CertificateAuthenticator` is what the coordinator applies to every stream after gRPC's TLS layer
+`CertificateAuthenticator` (in `cert_checks`, re-exported here) is what the coordinator applies to every stream after gRPC's TLS layer
 has verified the chain: the CA signature again, the validity period, the CRL (and that it is still
 fresh: its nextUpdate has not passed), the role, membership, and the pin of the member's public key.
 """
