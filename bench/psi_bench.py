@@ -95,7 +95,7 @@ def machine_rate(n: int = 20_000) -> float:
 
 
 def run_sampan(n: int) -> dict[str, Any]:
-    from sampan.runtime.party import PartyApp
+    from sampan.core.party import PartyApp
     from sampan.transport.inprocess import InProcessTransport
     from sampan.vertical.channel import PartyKeys, SealedChannels
     from sampan.vertical.psi import PsiParty, run_psi

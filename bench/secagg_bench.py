@@ -32,7 +32,7 @@ import numpy as np
 
 from sampan.crypto.simulated_ca import simulated_consortium
 from sampan.privacy.secagg import SecAggClient, SecAggParams, SecAggServer, choose_neighbours, decode_vector, run_secagg
-from sampan.runtime.party import PartyApp
+from sampan.core.party import PartyApp
 from sampan.transport import PartyError
 from sampan.transport.inprocess import InProcessTransport
 from sampan.wire import Message
@@ -202,7 +202,7 @@ def main() -> None:
                         help="for each setting where 'auto' picked a sparse graph, also measure the complete graph")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "secagg.json")
     args = parser.parse_args()
-    logging.getLogger("sampan.runtime.party").setLevel(logging.ERROR)  # the simulated dropouts are expected
+    logging.getLogger("sampan.core.party").setLevel(logging.ERROR)  # the simulated dropouts are expected
 
     rows = []
     print("CPU ms of the whole federation (parties + coordinator, one process) per aggregation; medians")

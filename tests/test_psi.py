@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from sampan.runtime.party import PartyApp
-from sampan.transport.base import PartyError
+from sampan.core.party import PartyApp
+from sampan.core.transport import PartyError
 from sampan.transport.inprocess import InProcessTransport
 from sampan.vertical import psi
 from sampan.vertical._parallel import ParallelError, map_ranges, map_records

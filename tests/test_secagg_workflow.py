@@ -16,7 +16,7 @@ from sampan.crypto.identity import simulated_consortium
 from sampan.privacy.secagg import SecAggClient
 from sampan.runtime.federation import PartySplit
 from sampan.runtime.horizontal_workflow import FederationError, HorizontalWorkflow
-from sampan.runtime.party import PartyApp
+from sampan.core.party import PartyApp
 from sampan.runtime.receipt import build_receipt
 from sampan.runtime.store import Store
 from sampan.transport.inprocess import InProcessTransport

@@ -15,7 +15,7 @@ from sampan.vertical import training as T
 from sampan.vertical.dealer import Dealer
 from sampan.vertical.secure_lr import W_SHIFT, weight_triples
 from sampan.vertical.session import VerticalSession, build_inprocess_vertical
-from sampan.vertical.training import Relay
+from sampan.core.relay import Relay
 
 LR = 0.2
 

@@ -36,7 +36,7 @@ from sampan.runtime.horizontal_workflow import HorizontalWorkflow
 from sampan.runtime.store import Store
 from sampan.transport import PartyError
 from sampan.transport.inprocess import InProcessTransport
-from sampan.runtime.party import PartyApp
+from sampan.core.party import PartyApp
 from sampan.wire import Message
 
 BUDGET, DELTA = 2.0, 1e-5

@@ -38,7 +38,7 @@ from sampan.metrics import ScoreHistogram
 from sampan.metrics.histogram import DEFAULT_BINS, DP_BINS
 from sampan.privacy.party_policy import PartyPrivacyPolicy, PolicyRefused
 from sampan.privacy.secagg import SecAggAbort, SecAggClient, SecAggParams, SecAggRefused, SecAggServer, decode_vector
-from sampan.runtime.party import PartyApp
+from sampan.core.party import PartyApp
 from sampan.wire import Message
 
 from _secagg_coordinator import RUN, Consortium, drive

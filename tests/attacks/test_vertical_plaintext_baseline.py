@@ -15,7 +15,7 @@ import pytest
 
 from sampan.data import make_sme_consortium
 from sampan.deploy.allow import VERTICAL_KINDS, AllowSection, JobRefused, check_request
-from sampan.transport.base import PartyError
+from sampan.core.transport import PartyError
 from sampan.vertical.session import VerticalSession, build_inprocess_vertical
 from sampan.vertical.training import Relay
 

@@ -24,7 +24,7 @@ import pytest
 
 from sampan.data import make_sme_consortium
 from sampan.models.gbdt import GBDTParams
-from sampan.transport.base import PartyError
+from sampan.core.transport import PartyError
 from sampan.vertical.gbdt import train_vertical_gbdt
 from sampan.vertical.model import LocalLinearPart, LocalScaler
 from sampan.vertical.rows import RowBook

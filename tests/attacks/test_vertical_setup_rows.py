@@ -22,7 +22,7 @@ from sampan.data import make_sme_consortium
 from sampan.models.gbdt import apply_bins, quantile_bin_edges
 from sampan.vertical.dealer import Dealer
 from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
-from sampan.vertical.training import Relay
+from sampan.core.relay import Relay
 
 
 def _session(run_id: str) -> tuple[VerticalSession, Any, dict[str, Any]]:

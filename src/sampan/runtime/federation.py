@@ -20,7 +20,7 @@ from sampan.data import (
 )
 from sampan.horizontal.party import HorizontalParty
 from sampan.privacy.secagg import SecAggClient
-from sampan.runtime.party import PartyApp
+from sampan.core.party import PartyApp
 from sampan.runtime.seeds import derive_rng, derive_seed
 from sampan.transport import Transport
 from sampan.transport.inprocess import InProcessTransport

@@ -3,6 +3,6 @@
 May import: sampan.wire. Nothing above a transport knows which one it has.
 """
 
-from sampan.transport.base import Endpoint, PartyError, TrafficLog, Transport, raise_for_error
+from sampan.core.transport import Endpoint, PartyError, TrafficLog, Transport, raise_for_error
 
 __all__ = ["Endpoint", "PartyError", "TrafficLog", "Transport", "raise_for_error"]

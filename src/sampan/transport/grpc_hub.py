@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequenc
 import grpc
 import grpc.aio
 
-from sampan.transport.base import PartyError, TrafficLog, Transport, raise_for_error, take_requests
+from sampan.core.transport import PartyError, TrafficLog, Transport, raise_for_error, take_requests
 from sampan.transport.grpc_envelope import (
     DEPLOY_PROTOCOL_VERSION, Assembler, EnvelopeError, Frame, FrameKind, Limits, ReplayGuard, SERVICE, control_frame,
     frames_for, hello_detail, open_envelope, parse_detail, parse_frame,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator, Mapping
 
-from sampan.transport.base import Endpoint, TrafficLog, Transport, raise_for_error
+from sampan.core.transport import Endpoint, TrafficLog, Transport, raise_for_error
 from sampan.wire import Message, decode, encode
 
 

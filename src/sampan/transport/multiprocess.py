@@ -24,7 +24,7 @@ from collections import deque
 from multiprocessing.connection import Connection, wait
 from typing import Iterable, Iterator, Mapping
 
-from sampan.transport.base import Endpoint, PartyError, TrafficLog, Transport, raise_for_error, take_requests
+from sampan.core.transport import Endpoint, PartyError, TrafficLog, Transport, raise_for_error, take_requests
 from sampan.wire import Message, WireError, decode, encode
 
 _STOP = b""

@@ -70,7 +70,7 @@ from sampan.vertical.histograms import (
 )
 from sampan.vertical.rows import MIN_EVALUATION_ROWS, RunRows, check_splits, fingerprint, per_run
 from sampan.vertical.secure_lr import receive
-from sampan.vertical.training import Relay
+from sampan.core.relay import Relay
 from sampan.wire import Message
 
 log = logging.getLogger(__name__)

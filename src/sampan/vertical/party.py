@@ -35,7 +35,7 @@ from sampan.crypto.channel import PartyKeys, SealedChannels
 from sampan.crypto.identity import IdentityVerifier, PartyIdentity, SignedKeys, sign_keys, verify_keys
 from sampan.data.table import PartyData
 from sampan.privacy.party_policy import PartyPrivacyPolicy
-from sampan.runtime.party import PartyApp
+from sampan.core.party import PartyApp
 from sampan.vertical.model import LocalLinearPart, LocalScaler
 from sampan.vertical.gbdt import VerticalGBDTParty
 from sampan.vertical.plain_lr import PlainVerticalLRParty

@@ -16,7 +16,8 @@ import numpy as np
 from sampan.transport import Transport
 from sampan.vertical.model import LocalScaler
 from sampan.vertical.secure_lr import MIN_BATCH_ROWS, Roles
-from sampan.vertical.training import Relay, VerticalLRConfig, epoch_batches
+from sampan.core.relay import Relay
+from sampan.vertical.training import VerticalLRConfig, epoch_batches
 from sampan.wire import Message
 
 __all__ = ["PlainVerticalLRParty", "train_plain_vertical_lr"]

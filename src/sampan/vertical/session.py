@@ -21,7 +21,8 @@ from sampan.transport.inprocess import InProcessTransport
 from sampan.vertical.party import VerticalParty
 from sampan.vertical.psi import align
 from sampan.vertical.secure_lr import Roles
-from sampan.vertical.training import Relay, VerticalLRConfig, VerticalLRResult, train_secure_lr
+from sampan.core.relay import Relay
+from sampan.vertical.training import VerticalLRConfig, VerticalLRResult, train_secure_lr
 
 __all__ = ["VerticalSession", "Splits", "build_inprocess_vertical"]
 

@@ -16,6 +16,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from sampan.core.relay import Relay
 from sampan.transport import Transport
 from sampan.vertical.dealer import Dealer
 from sampan.vertical.ring import decode
@@ -131,33 +132,6 @@ class VerticalLRResult:
     waves_per_batch: int
     history: list[dict[str, float]] = field(default_factory=list)
     dealer_seconds: list[float] = field(default_factory=list)  # offline dealing per epoch (not in epoch_seconds)
-
-
-class Relay:
-    """Holds sealed envelopes between waves and hands each party its mail with its next request."""
-
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
-        self._mail: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
-        self.step = 0
-
-    def collect(self, reply: Message) -> None:
-        for key, value in reply.arrays.items():
-            if key.startswith("to:"):
-                box = self._mail[key[3:]]
-                box[f"from:{reply.sender}:{len(box)}"] = value
-
-    def request(self, party: str, kind: str, arrays: dict[str, np.ndarray] | None = None,
-                meta: dict | None = None) -> Message:
-        mail = self._mail.pop(party, {})
-        return Message(self.run_id, self.step, "coordinator", party, kind, {**mail, **(arrays or {})}, meta or {})
-
-    def wave(self, transport: Transport, messages: Iterable[Message]) -> list[Message]:
-        replies = list(transport.exchange(messages))
-        for reply in replies:
-            self.collect(reply)
-        self.step += 1
-        return replies
 
 
 def train_secure_lr(

@@ -63,7 +63,7 @@ from sampan.vertical.histograms import (
 )
 from sampan.vertical.rows import RunRows, check_splits, per_run
 from sampan.vertical.secure_lr import receive
-from sampan.vertical.training import Relay
+from sampan.core.relay import Relay
 from sampan.wire import Message
 
 __all__ = ["VerticalWoeParty", "federated_woe", "WoeOutcome", "REVEALS", "VIEWS", "partner_sensitivity2",
