@@ -97,7 +97,7 @@ def machine_rate(n: int = 20_000) -> float:
 def run_sampan(n: int) -> dict[str, Any]:
     from sampan.core.party import PartyApp
     from sampan.transport.inprocess import InProcessTransport
-    from sampan.vertical.channel import PartyKeys, SealedChannels
+    from sampan.crypto.channel import PartyKeys, SealedChannels
     from sampan.vertical.psi import PsiParty, run_psi
 
     a_ids, b_ids = ids(n, 0), ids(n, n // 2)

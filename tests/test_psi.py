@@ -18,7 +18,7 @@ from sampan.core.transport import PartyError
 from sampan.transport.inprocess import InProcessTransport
 from sampan.vertical import psi
 from sampan.vertical._parallel import ParallelError, map_ranges, map_records
-from sampan.vertical.channel import PartyKeys, SealedChannels
+from sampan.crypto.channel import PartyKeys, SealedChannels
 from sampan.vertical.psi import (
     MODE_REVEALS, MODES, PsiError, PsiParty, align, blind, hash_to_curve, id_shape, match_tokens, run_psi,
 )

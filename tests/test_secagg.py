@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sampan.crypto.identity import simulated_consortium
-from sampan.privacy import shamir
+from sampan.crypto import shamir
 from sampan.privacy.dp3 import party_release
 from sampan.privacy.secagg import (
     SecAggAbort, SecAggClient, SecAggParams, SecAggServer, choose_neighbours, decode_vector, encode_vector,
@@ -19,7 +19,7 @@ from sampan.privacy.secagg import (
 )
 from sampan.privacy.randomness import seeded_generator
 from sampan.privacy.secagg_state import FileStateStore
-from sampan.vertical.channel import ChannelError
+from sampan.crypto.channel import ChannelError
 
 
 # --- Shamir --------------------------------------------------------------------------------------------

@@ -12,10 +12,10 @@ from sampan.data import make_sme_consortium
 from sampan.data.table import PartyData
 from sampan.transport import PartyError
 from sampan.transport.inprocess import InProcessTransport
-from sampan.vertical.channel import ChannelError, PartyKeys, SealedChannels
+from sampan.crypto.channel import ChannelError, PartyKeys, SealedChannels
 from sampan.vertical.model import LocalScaler
 from sampan.vertical.plain_lr import train_plain_vertical_lr
-from sampan.vertical.ring import (
+from sampan.crypto.ring import (
     SIGMOID_POLY, TRUNC_OFFSET, decode, encode, power_shares, to_signed, truncate_shares, uniform,
 )
 from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
@@ -307,7 +307,7 @@ def test_session_rejects_bad_party_lists() -> None:
 
 
 def test_one_pass_polynomial_shares_equal_the_power_expansion() -> None:
-    from sampan.vertical.ring import poly_shares
+    from sampan.crypto.ring import poly_shares
 
     z = RNG.integers(-2 ** 10, 2 ** 10, 500).view(np.uint64)
     a = uniform(RNG, z.shape)
@@ -381,7 +381,7 @@ def test_shared_weights_that_leave_the_polynomial_range_stop_training_with_a_cle
     """Shared logits cannot be clipped: a run whose logits leave the sigmoid polynomial's range (here the bank's
     intercept share pushed to 30 before validation, as a diverged run would be) drives the opened validation
     score above 1, and training stops."""
-    from sampan.vertical.ring import encode as ring_encode
+    from sampan.crypto.ring import encode as ring_encode
     from sampan.vertical.secure_lr import WEIGHT_BITS
 
     session, parties, _ = _session(_vertical_tables(False))

@@ -12,7 +12,7 @@ import numpy as np
 
 from sampan.data import make_sme_consortium
 from sampan.vertical import training as T
-from sampan.vertical.dealer import Dealer
+from sampan.crypto.dealer import Dealer
 from sampan.vertical.secure_lr import W_SHIFT, weight_triples
 from sampan.vertical.session import VerticalSession, build_inprocess_vertical
 from sampan.core.relay import Relay

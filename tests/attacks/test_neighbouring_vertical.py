@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import pytest
 
-import sampan.vertical.dealer
+import sampan.crypto.dealer
 import sampan.vertical.gbdt
 import sampan.vertical.psi
 import sampan.vertical.woe
@@ -124,7 +124,7 @@ def _fixed_randomness(monkeypatch: pytest.MonkeyPatch, *, pin_edges: bool = Fals
     def generator() -> np.random.Generator:
         return seeded_generator(1000 + next(state["noise"]))
 
-    monkeypatch.setattr(sampan.vertical.dealer, "os", types.SimpleNamespace(urandom=urandom))
+    monkeypatch.setattr(sampan.crypto.dealer, "os", types.SimpleNamespace(urandom=urandom))
     monkeypatch.setattr(sampan.vertical.woe, "secure_generator", generator)
     monkeypatch.setattr(sampan.vertical.gbdt, "secure_generator", generator)
     monkeypatch.setattr(sampan.vertical.psi, "_secure_permutation", lambda n: seeded_generator(7).permutation(n))

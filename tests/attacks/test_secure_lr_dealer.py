@@ -20,7 +20,7 @@ import pytest
 from sampan.data import make_sme_consortium
 from sampan.transport import PartyError
 from sampan.vertical import secure_lr, training
-from sampan.vertical.dealer import Dealer
+from sampan.crypto.dealer import Dealer
 from sampan.vertical.secure_lr import RESIDUAL_BITS
 from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
 from sampan.vertical.training import VerticalLRConfig

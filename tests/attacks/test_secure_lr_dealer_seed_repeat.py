@@ -14,7 +14,7 @@ import pytest
 from _secure_lr_coordinator import session, setup
 
 from sampan.transport import PartyError
-from sampan.vertical.ring import decode
+from sampan.crypto.ring import decode
 from sampan.vertical.session import Splits
 
 

@@ -23,7 +23,7 @@ from sampan.metrics import roc_auc
 from sampan.transport import PartyError
 from sampan.vertical import training as T
 from sampan.vertical.party import VerticalParty
-from sampan.vertical.ring import decode
+from sampan.crypto.ring import decode
 from sampan.vertical.secure_lr import WEIGHT_BITS
 from sampan.vertical.session import Splits
 

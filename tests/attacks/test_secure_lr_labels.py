@@ -23,7 +23,7 @@ from sampan.data import make_sme_consortium
 from sampan.transport import PartyError
 from sampan.vertical import training
 from sampan.vertical.party import VerticalParty
-from sampan.vertical.ring import decode
+from sampan.crypto.ring import decode
 from sampan.vertical.secure_lr import RESIDUAL_BITS, min_batch_rows
 from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
 from sampan.vertical.training import VerticalLRConfig

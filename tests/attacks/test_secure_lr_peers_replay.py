@@ -21,7 +21,7 @@ import pytest
 from sampan.data import make_sme_consortium
 from sampan.transport import PartyError
 from sampan.vertical import training as T
-from sampan.vertical.ring import encode, to_signed
+from sampan.crypto.ring import encode, to_signed
 from sampan.vertical.secure_lr import POLY, SecureLRParty
 from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
 

@@ -18,10 +18,10 @@ import pytest
 
 from sampan.data import make_sme_consortium
 from sampan.transport import PartyError
-from sampan.vertical import dealer as dealer_module
+from sampan.crypto import dealer as dealer_module
 from sampan.vertical import training
 from sampan.vertical.party import VerticalParty
-from sampan.vertical.ring import encode, to_signed
+from sampan.crypto.ring import encode, to_signed
 from sampan.vertical.secure_lr import POLY
 from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
 from sampan.vertical.training import VerticalLRConfig

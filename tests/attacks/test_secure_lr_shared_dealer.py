@@ -18,7 +18,7 @@ from test_secure_lr_labels import _session
 
 from sampan.data import make_sme_consortium
 from sampan.vertical import secure_lr, training
-from sampan.vertical.dealer import Dealer
+from sampan.crypto.dealer import Dealer
 from sampan.vertical.session import Splits
 from sampan.vertical.training import VerticalLRConfig
 

@@ -24,7 +24,7 @@ from test_secure_lr_labels import _session
 from sampan.data import make_sme_consortium
 from sampan.transport import PartyError
 from sampan.vertical import training as T
-from sampan.vertical.dealer import Dealer
+from sampan.crypto.dealer import Dealer
 from sampan.vertical.session import Splits
 
 

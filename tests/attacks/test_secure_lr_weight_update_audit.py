@@ -17,7 +17,7 @@ import pytest
 from _secure_lr_coordinator import LR, session, setup, train_batch
 
 from sampan.transport import PartyError
-from sampan.vertical.dealer import Dealer
+from sampan.crypto.dealer import Dealer
 from sampan.vertical.lr_runs import LRRuns
 from sampan.vertical.secure_lr import FEATURE_BITS, RESIDUAL_BITS, STEP_BITS
 from sampan.vertical.session import Splits

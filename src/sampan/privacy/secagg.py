@@ -172,7 +172,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sampan.crypto.channel import ChannelError, PartyKeys, SealedChannels, prg_uint64
 from sampan.crypto.identity import (IdentityError, IdentityVerifier, PartyIdentity, SignedKeys, sign_keys,
                                     signed_keys_payload, verify_keys)
-from sampan.privacy import shamir
+from sampan.crypto import shamir
 from sampan.privacy.secagg_state import (LabelRecord, MemoryStateStore, RoundRecord, SecAggStateStore, close_run,
                                         closed_key, model_key, prune_vectors, vector_key)
 

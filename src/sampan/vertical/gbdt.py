@@ -62,8 +62,8 @@ from sampan.models.gbdt import (
 from sampan.privacy.party_policy import PartyPrivacyPolicy
 from sampan.privacy.randomness import secure_generator
 from sampan.transport import Transport
-from sampan.vertical.channel import SealedChannels, prg_uint64
-from sampan.vertical.dealer import Dealer, DealerStream
+from sampan.crypto.channel import SealedChannels, prg_uint64
+from sampan.crypto.dealer import Dealer, DealerStream
 from sampan.vertical.histograms import (
     HistogramAccount, check_feature_totals, dealer_level_sums, decode_sums, encode_values, flat_index, histogram_privacy,
     partner_level_sums, reported_sigma, sealed_nonce, secret_permutation, sigma_label, tree_masks,

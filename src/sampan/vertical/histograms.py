@@ -69,7 +69,7 @@ from typing import Any
 import numpy as np
 
 from sampan.privacy.mechanisms import zcdp_epsilon
-from sampan.vertical.channel import prg_uint64
+from sampan.crypto.channel import prg_uint64
 
 log = logging.getLogger(__name__)
 

@@ -70,7 +70,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from sampan.vertical._parallel import ParallelError
-from sampan.vertical.channel import SealedChannels
+from sampan.crypto.channel import SealedChannels
 from sampan.vertical.psi_points import (  # noqa: F401  (re-exported: PSI's public API and tests)
     _DOMAIN, POINT_BYTES, PsiError, _check_points, _hash_and_blind, _points, blind, hash_to_curve, match_tokens,
 )

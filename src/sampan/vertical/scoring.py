@@ -35,9 +35,9 @@ import numpy as np
 from sampan.metrics import ks_statistic, roc_auc
 from sampan.metrics import brier_score
 from sampan.models.scorecard import psi
-from sampan.vertical.channel import SealedChannels
+from sampan.crypto.channel import SealedChannels
 from sampan.vertical.model import LocalLinearPart
-from sampan.vertical.ring import decode, encode
+from sampan.crypto.ring import decode, encode
 from sampan.vertical.rows import RunRows, fingerprint, per_run
 from sampan.vertical.secure_lr import receive
 from sampan.wire import Message

@@ -15,7 +15,7 @@ the same customer everywhere. Each party keeps its own columns. Two modes:
 
 Threat model: semi-honest parties that do not collude with each other or with the coordinator; the
 coordinator relays sealed envelopes (keys signed by each organisation, see `vertical.party`) and deals
-correlated randomness (`sampan.vertical.dealer`). The combined logit z and the residual
+correlated randomness (`sampan.crypto.dealer`). The combined logit z and the residual
 r = sigma~(z) - y exist only as additive shares in Z_2^64 between the bank (holder 0) and one feature
 holder (holder 1, "the helper").
 
@@ -207,11 +207,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from sampan.vertical.channel import SealedChannels, prg_uint64
-from sampan.vertical.dealer import DealerStream, bind_seed
+from sampan.crypto.channel import SealedChannels, prg_uint64
+from sampan.crypto.dealer import DealerStream, bind_seed
 from sampan.vertical.lr_runs import LRRuns
 from sampan.vertical.model import LocalLinearPart, LocalScaler
-from sampan.vertical.ring import (
+from sampan.crypto.ring import (
     SIGMOID_POLY, TRUNC_OFFSET, decode, encode, poly_shares, to_signed, truncate_shares,
 )
 from sampan.vertical.rows import check_splits

@@ -18,8 +18,8 @@ import numpy as np
 
 from sampan.core.relay import Relay
 from sampan.transport import Transport
-from sampan.vertical.dealer import Dealer
-from sampan.vertical.ring import decode
+from sampan.crypto.dealer import Dealer
+from sampan.crypto.ring import decode
 from sampan.vertical.secure_lr import (
     MIN_BATCH_ROWS, POLY, RESIDUAL_BITS, TRUNC_SHIFT, W_SHIFT, Z_SHIFT, Roles, audit_count, min_batch_rows,
     weight_triples,

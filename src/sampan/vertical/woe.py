@@ -55,8 +55,8 @@ from sampan.models.scorecard import WoeTable, monotone_bins, woe_iv
 from sampan.privacy.party_policy import PartyPrivacyPolicy
 from sampan.privacy.randomness import secure_generator
 from sampan.transport import Transport
-from sampan.vertical.channel import SealedChannels
-from sampan.vertical.dealer import Dealer, DealerStream
+from sampan.crypto.channel import SealedChannels
+from sampan.crypto.dealer import Dealer, DealerStream
 from sampan.vertical.histograms import (
     HistogramAccount, check_feature_totals, dealer_sums, decode_sums, encode_values, flat_index, histogram_sigma,
     node_masks, partner_sums, reported_sigma, sealed_nonce, secret_permutation, sigma_label,

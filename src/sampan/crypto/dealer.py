@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-from sampan.vertical.channel import prg_uint64
+from sampan.crypto.channel import prg_uint64
 
 __all__ = ["Dealer", "DealerStream", "bind_seed"]
 
