@@ -85,7 +85,7 @@ def source_fingerprint() -> dict[str, str]:
     import hashlib
 
     files = ["src/sampan/privacy/dpsgd.py", "src/sampan/models/base.py", "src/sampan/models/logistic.py",
-             "src/sampan/models/mlp.py", "src/sampan/horizontal/learner.py", "src/sampan/privacy/ledger.py",
+             "src/sampan/models/mlp.py", "src/sampan/models/local_training.py", "src/sampan/privacy/ledger.py",
              "src/sampan/privacy/calibration.py", "src/sampan/privacy/dp3.py"]
     return {f: hashlib.sha256((ROOT / f).read_bytes()).hexdigest()[:12] for f in files if (ROOT / f).exists()}
 
@@ -282,7 +282,7 @@ def make_model(kind: str) -> Any:
 def step_breakdown(kind: str, X: np.ndarray, y: np.ndarray, batch: int) -> dict[str, float]:
     """Microseconds per step for each piece of the current sampan.privacy.dp_sgd_train, timed in isolation,
     next to the non-private step it replaces."""
-    from sampan.horizontal.learner import LocalOptimizer
+    from sampan.models.local_training import LocalOptimizer
     from sampan.privacy.dpsgd import poisson_sample  # the current implementation's pieces
 
     model = make_model(kind)

@@ -536,7 +536,7 @@ def test_a_job_announced_with_dp_is_under_dp_from_its_first_request(r8_fed: Any)
 def test_fit_without_dp_is_refused_under_a_dp_policy_and_dp_cannot_be_switched_off() -> None:
     """Review R8-4: under a policy requiring generic 'DP', a fit without dp2/dp3 released the exact, uncharged
     update (`_required` checked only DP2/DP3). Also: after a DP2 fit in a run, a fit without dp2 is refused."""
-    from sampan.horizontal.learner import TrainConfig, train
+    from sampan.models.local_training import TrainConfig, train
     from sampan.models import model_from_config
 
     rng = np.random.default_rng(0)

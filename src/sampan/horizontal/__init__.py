@@ -6,7 +6,7 @@ May import: models, privacy, wire, metrics. Knows nothing about transports.
 from sampan.horizontal.aggregators import (
     Aggregator, CoordinateMedian, Krum, TrimmedMean, WeightedMean, make_aggregator,
 )
-from sampan.horizontal.learner import TrainConfig, TrainResult, train
+from sampan.models.local_training import TrainConfig, TrainResult, train
 from sampan.horizontal.strategies import FedAdam, FedAvg, FedProx, Strategy, make_strategy
 
 __all__ = [

@@ -67,7 +67,7 @@ import numpy as np
 
 from sampan.data import PartyData
 from sampan.files import PRIVATE_FILE, atomic_write_bytes, private_directory
-from sampan.horizontal.learner import TrainConfig, train
+from sampan.models.local_training import TrainConfig, train
 from sampan.metrics import ScoreHistogram, binary_metrics
 from sampan.metrics.histogram import DEFAULT_BINS, DP_BINS, MAX_BINS
 from sampan.models import Model, model_from_config

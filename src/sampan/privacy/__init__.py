@@ -1,6 +1,6 @@
 """Differential privacy: mechanisms, DP-SGD (DP2), aggregator noise (DP3), the privacy ledger.
 
-May import: numpy, scipy, dp-accounting, sampan.models and sampan.horizontal.learner. Knows nothing about transports.
+May import: numpy, scipy, dp-accounting, sampan.models (local training: sampan.models.local_training). Knows nothing about transports.
 """
 
 from sampan.privacy.dp3 import DP3Aggregation, DP3Config, clip_update, party_release

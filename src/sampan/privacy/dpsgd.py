@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sampan.horizontal.learner import LocalOptimizer, TrainConfig, TrainResult
+from sampan.models.local_training import LocalOptimizer, TrainConfig, TrainResult
 from sampan.models.base import Model
 from sampan.privacy.mechanisms import GaussianMechanism
 from sampan.privacy.randomness import secure_generator

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from sampan.horizontal.learner import TrainConfig, TrainResult
+from sampan.models.local_training import TrainConfig, TrainResult
 from sampan.privacy.dpsgd import DPSGDConfig, DPSGDResult, planned_steps
 
 

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from sampan.files import atomic_write_bytes
-from sampan.horizontal.learner import TrainConfig
+from sampan.models.local_training import TrainConfig
 from sampan.privacy.dp3 import settings_noise_multiplier
 from sampan.privacy.dpsgd import DPSGDConfig, planned_steps
 from sampan.privacy.ledger import AccountantKind, Budget, BudgetExceeded, Ledger, PrivacyEvent

@@ -17,7 +17,7 @@ import numpy as np
 
 from sampan.audit import audit_membership, true_label_confidence
 from sampan.config import RunConfig, parse_config
-from sampan.horizontal.learner import TrainConfig, train
+from sampan.models.local_training import TrainConfig, train
 from sampan.models import Model, model_from_config
 from sampan.privacy.dpsgd import DPSGDConfig, dp_sgd_train
 from sampan.runtime.federation import load_splits, pooled

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from sampan.config import RunConfig
-from sampan.horizontal.learner import TrainConfig, train
+from sampan.models.local_training import TrainConfig, train
 from sampan.metrics import binary_metrics
 from sampan.models import LogisticRegression, MLP, Model
 from sampan.runtime.federation import PartySplit, load_splits, pooled

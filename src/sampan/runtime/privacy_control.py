@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import numpy as np
 
 from sampan.config import DP1Section, RunConfig
-from sampan.horizontal.learner import TrainConfig
+from sampan.models.local_training import TrainConfig
 from sampan.privacy.calibration import calibrate_noise_multiplier, schedule_factor
 from sampan.privacy.dp3 import (
     COUNT_NOISE_FACTOR, DP3Aggregation, DP3Config, party_level_from_record_level, settings_noise_multiplier,
