@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import delete, select, update
 from typer.testing import CliRunner
 
-from sampan.cli_registry import audit_log_app
+from sampan.cli.registry import audit_log_app
 from sampan.runtime.store import (
     AuditHeadRow, AuditKeyRow, AuditSigner, EventRow, Store, _event_message, _head_message, _signed_event_hash,
 )

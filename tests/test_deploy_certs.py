@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from typer.testing import CliRunner
 
-from sampan.cli_deploy import certs_app
+from sampan.cli.deploy import certs_app
 from sampan.config import ConfigError
 from sampan.deploy.certs import (
     CertError, CertificateAuthenticator, create_request, init_ca, load_cert, probe_coordinator, revoke, sign_request,

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from sampan.cli_deploy import deploy_app
+from sampan.cli.deploy import deploy_app
 from sampan.config import parse_config
 from sampan.data import PartyData, TableSchema, load_table, make_sme_consortium
 from sampan.deploy.certs import create_request, init_ca, revoke, sign_request

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from sampan.cli_registry import models_app
+from sampan.cli.registry import models_app
 from sampan.config import parse_config
 from sampan.runtime.receipt import build_receipt
 from sampan.runtime.runner import start_run

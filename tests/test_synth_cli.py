@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from sampan.cli_synth import synth_app
+from sampan.cli.synth import synth_app
 from sampan.synth import SynthModel, read_csv_table
 from sampan.synth.demo import SME_SYNTH_SCHEMA, consortium_tables
 from sampan.synth.table import write_csv_table

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sampan.cli_deploy import certs_app
+from sampan.cli.deploy import certs_app
 from sampan.config import ConfigError
 from sampan.deploy.certs import create_request, sign_request
 from sampan.deploy.config import load_coordinator_config, load_party_config

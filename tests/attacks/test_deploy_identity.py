@@ -18,7 +18,7 @@ import pytest
 from cryptography import x509
 from typer.testing import CliRunner
 
-from sampan.cli_deploy import certs_app
+from sampan.cli.deploy import certs_app
 from sampan.deploy.certs import (
     CertError, CertificateAuthenticator, create_request, init_ca, load_cert, sign_request, spki_pin,
 )

@@ -33,7 +33,7 @@ import sampan.synth.aggregate as aggregate_mod
 import sampan.synth.domain as domain_mod
 import sampan.synth.fit as fit_mod
 import sampan.synth.measure as measure_mod
-from sampan.cli_synth import synth_app
+from sampan.cli.synth import synth_app
 from sampan.privacy.mechanisms import GaussianMechanism
 from sampan.privacy.randomness import seeded_generator
 from sampan.synth import SynthConfig, SynthModel, fit_federated, fit_synthesizer, generate

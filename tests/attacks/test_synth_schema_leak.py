@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from sampan.cli_synth import synth_app
+from sampan.cli.synth import synth_app
 from sampan.synth import SynthConfig, SynthModel
 from sampan.synth.domain import IdentifierColumnError
 from sampan.synth.fit import fit_undeclared

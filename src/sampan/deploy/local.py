@@ -2,7 +2,7 @@
 
 For trying a deployment, for tests and for benchmarks. Every organisation gets its own folder with
 its own key (made in that folder), certificate and config, exactly as it would on its own machine;
-the agents are separate processes (`python -m sampan.cli_deploy ...`).
+the agents are separate processes (`python -m sampan.cli.deploy ...`).
 """
 
 from __future__ import annotations
@@ -157,13 +157,13 @@ def write_federation(root: str | Path, parties: Mapping[str, Mapping[str, Bindin
 
 
 class Agent:
-    """One agent process (`python -m sampan.cli_deploy coordinator|party serve --config ...`)."""
+    """One agent process (`python -m sampan.cli.deploy coordinator|party serve --config ...`)."""
 
     def __init__(self, role: str, config: Path, *, env: Mapping[str, str] | None = None,
                  stdout: Path | None = None) -> None:
         self.role, self.config = role, Path(config)
         self.out = Path(stdout) if stdout else self.config.parent / f"{role}.out"
-        cmd = [sys.executable, "-m", "sampan.cli_deploy", role, "serve", "--config", str(self.config)]
+        cmd = [sys.executable, "-m", "sampan.cli.deploy", role, "serve", "--config", str(self.config)]
         full_env = {**os.environ, **(env or {})}
         self._fh = open(self.out, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self._fh, stderr=subprocess.STDOUT, env=full_env,

@@ -19,10 +19,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from sampan.cli_progress import RichProgress
-from sampan.cli_deploy import certs_app, coordinator_app, party_app, submit
-from sampan.cli_registry import audit_log_app, models_app
-from sampan.cli_synth import synth_app
+from sampan.cli.progress import RichProgress
+from sampan.cli.deploy import certs_app, coordinator_app, party_app, submit
+from sampan.cli.registry import audit_log_app, models_app
+from sampan.cli.synth import synth_app
 from sampan.config import ConfigError, RunConfig, load_config, parse_config
 from sampan.data import DataValidationError
 from sampan.runtime.horizontal_workflow import FederationError
@@ -110,7 +110,7 @@ def demo(
     from sampan.runtime.baselines import local_only_baselines, pooled_baseline
 
     if vertical:
-        from sampan.cli_vertical import vertical_demo
+        from sampan.cli.vertical import vertical_demo
 
         try:
             vertical_demo(console, _store(store), seed=seed, report_dir=report_dir)
@@ -212,7 +212,7 @@ def run(
     from sampan.vertical.config import is_vertical_config
 
     if config_path is not None and is_vertical_config(config_path):
-        from sampan.cli_vertical import run_vertical_config
+        from sampan.cli.vertical import run_vertical_config
 
         try:
             run_vertical_config(console, config_path, store)
@@ -292,7 +292,7 @@ def score(
     summed under masks, so the bank sees the PD, the score, its own top reasons and one aggregated
     partner contribution.
     """
-    from sampan.cli_vertical import results_table, score_applicants
+    from sampan.cli.vertical import results_table, score_applicants
 
     try:
         run_store = _store(store)

@@ -1,6 +1,6 @@
 """CLI for deployments: `sampan certs ...`, `sampan coordinator serve`, `sampan party serve`, `sampan submit`.
 
-Sub-apps for the main CLI; `python -m sampan.cli_deploy` runs them on their own (the agents' entry
+Sub-apps for the main CLI; `python -m sampan.cli.deploy` runs them on their own (the agents' entry
 point in tests and containers).
 """
 
