@@ -18,7 +18,7 @@ from sampan.privacy.secagg import (
     harary_graph, run_secagg,
 )
 from sampan.privacy.randomness import seeded_generator
-from sampan.privacy.secagg_state import FileStateStore
+from sampan.privacy.secagg.state import FileStateStore
 from sampan.crypto.channel import ChannelError
 
 

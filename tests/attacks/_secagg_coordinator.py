@@ -11,7 +11,7 @@ import numpy as np
 
 from sampan.crypto.identity import IdentityVerifier, PartyIdentity, simulated_consortium
 from sampan.privacy.secagg import SecAggClient, SecAggParams, SecAggServer, encode_vector
-from sampan.privacy.secagg_state import FileStateStore
+from sampan.privacy.secagg.state import FileStateStore
 
 RUN = "run-1"
 Requests = dict[str, tuple[dict[str, np.ndarray], dict[str, Any]]]

@@ -294,7 +294,7 @@ def test_secagg_m_min_recorded_at_sharing_cannot_be_lowered_at_unmasking(tmp_pat
     unmasking; each party refuses on the count it recorded before anyone dropped (its neighbour-majority
     signature check is a second, independent line)."""
     from sampan.privacy.secagg import SecAggRefused
-    from sampan.privacy.secagg_state import FileStateStore
+    from sampan.privacy.secagg.state import FileStateStore
 
     from _secagg_coordinator import RUN as SECAGG_RUN, Consortium, drive, server
 

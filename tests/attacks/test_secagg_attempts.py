@@ -25,7 +25,7 @@ import pytest
 
 from sampan.config import parse_config
 from sampan.crypto.identity import IdentityError
-from sampan.privacy.secagg_state import FileStateStore
+from sampan.privacy.secagg.state import FileStateStore
 from sampan.data import PartyData
 from sampan.privacy.secagg import SecAggAbort, SecAggParams, SecAggServer, decode_vector, run_secagg
 from sampan.runtime.federation import PartySplit, build_party_apps
@@ -310,7 +310,7 @@ def test_an_irregular_neighbour_graph_is_refused(tmp_path: Path, monkeypatch: py
     from _secagg_coordinator import Consortium, drive, server
 
     c = Consortium(6, tmp_path)
-    monkeypatch.setattr("sampan.privacy.secagg.harary_graph", lambda parties, k, rng: _hub_graph(sorted(parties)))
+    monkeypatch.setattr("sampan.privacy.secagg.server.harary_graph", lambda parties, k, rng: _hub_graph(sorted(parties)))
     srv = server(c)
 
     def hubbed(kind: str, party: str, arrays: Any, meta: dict) -> None:
@@ -331,7 +331,7 @@ def test_shares_dealt_under_another_graph_are_not_revealed(tmp_path: Path, monke
     from _secagg_coordinator import Consortium, drive, server
 
     c = Consortium(6, tmp_path)
-    monkeypatch.setattr("sampan.privacy.secagg.harary_graph", lambda parties, k, rng: _hub_graph(sorted(parties)))
+    monkeypatch.setattr("sampan.privacy.secagg.server.harary_graph", lambda parties, k, rng: _hub_graph(sorted(parties)))
     srv = server(c)
     complete = {p: sorted(set(c.names) - {p}) for p in c.names}
 

@@ -30,7 +30,7 @@ from typing import Any, Mapping
 import numpy as np
 import pytest
 
-import sampan.privacy.secagg as secagg_mod
+import sampan.privacy.secagg.server as secagg_mod
 from sampan.crypto.channel import prg_uint64
 from sampan.crypto.identity import simulated_consortium
 from sampan.horizontal.party import HorizontalParty, evaluation_vector

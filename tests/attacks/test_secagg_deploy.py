@@ -18,7 +18,7 @@ from sampan.config import ConfigError
 from sampan.deploy.config import load_party_config
 from sampan.crypto.identity import simulated_consortium
 from sampan.privacy.secagg import SecAggClient, SecAggRefused
-from sampan.privacy.secagg_state import FileStateStore, closed_key
+from sampan.privacy.secagg.state import FileStateStore, closed_key
 from sampan.wire import Message
 
 from _deploy_federation import ThreadFederation, run_config, wait_until

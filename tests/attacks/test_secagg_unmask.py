@@ -18,7 +18,7 @@ import pytest
 
 from sampan.crypto.identity import IdentityError
 from sampan.privacy.secagg import SecAggParams, SecAggRefused, decode_vector, run_secagg
-from sampan.privacy.secagg_state import FileStateStore
+from sampan.privacy.secagg.state import FileStateStore
 
 from _secagg_coordinator import RUN, Consortium, drive, server
 

@@ -298,7 +298,7 @@ class PartyAgent:
         (per-label records, round locks, cached input vectors) is deleted; a marker keeps refusing the run."""
         folder = Path(self.config.party.state_dir) / "secagg"
         if folder.is_dir():
-            from sampan.privacy.secagg_state import FileStateStore, close_run
+            from sampan.privacy.secagg.state import FileStateStore, close_run
 
             close_run(FileStateStore(folder), run_id)
 
@@ -333,7 +333,7 @@ class PartyAgent:
         job's announced one (never below the `[allow]` minimum: `check_job` refused a lower job), enforced by
         the party in every unmasking and signed with the survivor set, whatever the coordinator sends later."""
         from sampan.privacy.secagg import MIN_CONTRIBUTORS, SecAggClient
-        from sampan.privacy.secagg_state import FileStateStore
+        from sampan.privacy.secagg.state import FileStateStore
 
         identity, verifier = self._vertical_identity()
         own = self.config.allow.min_contributors if self.config.allow is not None else None
