@@ -2,6 +2,14 @@
 
 Built only from what the store recorded (traffic log, ledger summary, chosen noise, config), so it
 can be regenerated at any time and audited against the hash-chained event log.
+
+`build_receipt` serves every workflow. Horizontal runs get the detailed receipt below (DP levels,
+SecAgg+, evaluation rules, every catalogued field). Any other workflow states its own terms in its
+result's info under ``"receipt"`` (stored with the run by the runner): ``threat_model`` (text),
+``reveals`` ({protocol step: what each role learns}), ``protections`` ({message kind: protection of
+what a party sends in it}), optionally ``messages`` (catalogue rows), ``randomness``, ``unit_of_privacy``;
+its ledger summary goes under ``"privacy"`` as for horizontal runs. Per-party traffic always comes
+from the stored traffic events (or the final traffic summary).
 """
 
 from __future__ import annotations
@@ -9,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from sampan.files import atomic_write_json
 from sampan.report import ReportSection
@@ -144,6 +152,69 @@ def stored_traffic(store: Store, run_id: str) -> list[dict[str, Any]] | None:
 
 
 def build_receipt(store: Store, run_id: str) -> dict[str, Any]:
+    """The run's receipt, whatever its workflow (see the module docstring for what a workflow supplies)."""
+    if store.get_run(run_id).workflow != "horizontal":
+        return _workflow_receipt(store, run_id)
+    return _horizontal_receipt(store, run_id)
+
+
+def _sent_by_party(store: Store, run_id: str, info: dict[str, Any],
+                   protection: Callable[[str, str], str]) -> dict[str, dict[str, Any]]:
+    """Per party: every message kind it sent (count, bytes) with its protection."""
+    parties: dict[str, dict[str, Any]] = {}
+    traffic = stored_traffic(store, run_id)
+    for row in traffic if traffic is not None else (info.get("traffic") or []):
+        if row["direction"] != "sent":
+            continue
+        entry = parties.setdefault(row["party"], {"sent": []})
+        entry["sent"].append({"kind": row["kind"], "messages": row["messages"], "bytes": row["bytes"],
+                              "protection": protection(row["kind"], row["party"])})
+    return parties
+
+
+_RECEIPT_TERMS = {"threat_model", "reveals", "protections", "messages", "randomness", "unit_of_privacy",
+                  "noise_multipliers"}
+
+
+def _workflow_receipt(store: Store, run_id: str) -> dict[str, Any]:
+    """A non-horizontal run's receipt from its stored info (``info["receipt"]``, ``info["privacy"]``)."""
+    run = store.get_run(run_id)
+    info = run.info or {}
+    terms = info.get("receipt") or {}
+    protections = terms.get("protections") or {}
+    ledger = info.get("privacy") or {}
+    parties = _sent_by_party(store, run_id, info, lambda kind, party: str(protections.get(
+        kind, "see the workflow's threat model: no raw records, only the catalogued message fields")))
+    for party, summary in (ledger.get("parties") or {}).items():
+        parties.setdefault(party, {"sent": []}).update({
+            k: summary.get(k) for k in ("budget", "epsilon_spent", "epsilon_by_level", "compositions_by_level")})
+    return {
+        "run_id": run_id,
+        "workflow": run.workflow,
+        "status": run.status,
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "differential_privacy": bool(ledger),
+        "unit_of_privacy": terms.get("unit_of_privacy", ledger.get("unit_of_privacy", "record-level within each party")),
+        "neighbouring_relation": ledger.get("neighbouring_relation", "add_or_remove_one"),
+        "accountant": ledger.get("accountant"),
+        "delta": ((run.config or {}).get("privacy") or {}).get("delta"),
+        "noise_multipliers": dict(terms.get("noise_multipliers") or {}),
+        "budget_stop": info.get("budget_stop"),
+        "threat_model": str(terms.get("threat_model") or (
+            "Semi-honest parties and coordinator; the coordinator does not collude with a data party. Raw "
+            "records never leave their owner: only the wire messages listed here do.")),
+        "reveals": dict(terms.get("reveals") or {}),
+        "randomness": str(terms.get("randomness") or (
+            "splits and orders from the run seed; keys, masks and DP noise from the operating system's CSPRNG")),
+        "parties": parties,
+        "messages": list(terms.get("messages") or []),
+        "protections": PROTECTIONS,
+        "note": ledger.get("note"),
+        **{k: v for k, v in terms.items() if k not in _RECEIPT_TERMS},
+    }
+
+
+def _horizontal_receipt(store: Store, run_id: str) -> dict[str, Any]:
     run = store.get_run(run_id)
     info = run.info or {}
     privacy_cfg = (run.config or {}).get("privacy")
@@ -151,14 +222,8 @@ def build_receipt(store: Store, run_id: str) -> dict[str, Any]:
     checkpoint = store.latest_checkpoint(run_id)
     noise = dict((checkpoint.meta.get("noise") if checkpoint else None) or {})
     ledger = info.get("privacy") or {}
-    parties: dict[str, Any] = {}
-    traffic = stored_traffic(store, run_id)
-    for row in traffic if traffic is not None else (info.get("traffic") or []):
-        if row["direction"] != "sent":
-            continue
-        entry = parties.setdefault(row["party"], {"sent": []})
-        entry["sent"].append({"kind": row["kind"], "messages": row["messages"], "bytes": row["bytes"],
-                              "protection": _protection(row["kind"], privacy_cfg, noise, secagg, row["party"])})
+    parties = _sent_by_party(store, run_id, info,
+                             lambda kind, party: _protection(kind, privacy_cfg, noise, secagg, party))
     for party, summary in (ledger.get("parties") or {}).items():
         entry = parties.setdefault(party, {"sent": []})
         entry.update({
@@ -248,13 +313,15 @@ def receipt_section(receipt: dict[str, Any]) -> ReportSection:
         f"<p><b>Unit of privacy:</b> {escape(str(receipt['unit_of_privacy']))} "
         f"({escape(str(receipt['neighbouring_relation']))}); <b>accountant:</b> {escape(str(receipt['accountant']))}; "
         f"<b>δ:</b> {escape(str(receipt['delta']))}; <b>noise multipliers:</b> "
-        f"{escape(', '.join(f'{k} {v:.3g}' for k, v in receipt['noise_multipliers'].items()) or 'none')}.</p>"
+        f"{escape(', '.join(f'{k} {v:.3g}' for k, v in (receipt.get('noise_multipliers') or {}).items()) or 'none')}.</p>"
         + (f"<p><b>Budget stop:</b> {escape(stop)}</p>" if stop else "")
         + "<table><thead><tr><th>party</th><th>ε spent (of budget)</th><th>what it sent, under which protection</th>"
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
         + (f"<p><b>Evaluation.</b> {escape(str(receipt['evaluation']))}</p>" if receipt.get("evaluation") else "")
         + _catalogue_html(receipt.get("messages") or [])
         + _audit_html(receipt.get("membership_audit"))
+        + "".join(f"<p><b>What is revealed ({escape(str(step))}).</b> {escape(str(text))}</p>"
+                  for step, text in (receipt.get("reveals") or {}).items())
         + f"<p><b>Threat model.</b> {escape(receipt['threat_model'])}</p>"
         f"<p><b>Randomness.</b> {escape(receipt['randomness'])}</p>"
     )

@@ -1,15 +1,31 @@
-"""Turn what the store holds about a run into its HTML report (regenerable at any time)."""
+"""Turn what the store holds about a run into its HTML report (regenerable at any time).
+
+One entry point for every workflow: `write_run_report` picks the report builder registered for the
+run's workflow in `REPORT_BUILDERS` (a ``"module:function"`` string, imported lazily so the runtime
+never imports a protocol package), else the generic `build_run_report`, which works from any run's
+stored info. A builder takes ``(store, run_id)`` and returns a `RunReport` (or a list of extra
+`ReportSection`s for the generic report); the privacy receipt is added to every report here.
+"""
 
 from __future__ import annotations
 
+import importlib
+import logging
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from sampan.metrics import CalibrationCurve
 from sampan.report import PartySummary, ReportSection, RoundRecord, RunReport, write_report
 from sampan.runtime.receipt import build_receipt, receipt_section, write_receipt
 from sampan.runtime.store import Store
+
+log = logging.getLogger(__name__)
+
+# workflow name -> "module:function(store, run_id) -> RunReport | list[ReportSection]"
+REPORT_BUILDERS: dict[str, str] = {
+    "vertical": "sampan.runtime.reports_vertical:build_vertical_report",
+}
 
 
 def build_run_report(store: Store, run_id: str, *, baselines: dict[str, dict[str, float]] | None = None,
@@ -17,8 +33,8 @@ def build_run_report(store: Store, run_id: str, *, baselines: dict[str, dict[str
     run = store.get_run(run_id)
     info: dict[str, Any] = run.info or {}
     parties = [
-        PartySummary(name, int(p["n_train"]), int(p["n_test"]), p.get("positive_rate"))
-        for name, p in sorted((info.get("parties") or {}).items())
+        PartySummary(name, int(p.get("n_train") or 0), int(p.get("n_test") or 0), p.get("positive_rate"))
+        for name, p in sorted((info.get("parties") or {}).items()) if isinstance(p, dict)
     ]
     rounds = [
         RoundRecord(round=r.round, global_metrics={**r.metrics.get("global", {}), "train_loss": r.metrics.get("train_loss")},
@@ -37,7 +53,7 @@ def build_run_report(store: Store, run_id: str, *, baselines: dict[str, dict[str
     all_notes = list(notes or [])
     if run.error:
         all_notes.append(f"Last error: {run.error}")
-    if (run.config or {}).get("privacy"):
+    if (run.config or {}).get("privacy") and run.workflow == "horizontal":
         all_notes.append("Differential privacy: no training loss and no per-round evaluation are released; the model "
                          "is evaluated once, after the last round, on holdout rows (outside the DP unit), so the "
                          "per-round curves hold that single point.")
@@ -78,9 +94,38 @@ def per_party_section(federated: dict[str, dict[str, Any]], alone: dict[str, dic
     return ReportSection("Each party alone vs the consortium", html)
 
 
+def report_builder(workflow: str) -> Callable[[Store, str], RunReport | list[ReportSection]] | None:
+    """The builder registered for ``workflow``, or None (the generic report)."""
+    target = REPORT_BUILDERS.get(workflow)
+    if target is None:
+        return None
+    module_name, _, attribute = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not module_name.startswith(exc.name):
+            raise  # the builder's own dependency is missing: say so
+        log.warning("no report builder module %s for workflow %r; writing the generic report", module_name, workflow)
+        return None
+    builder = getattr(module, attribute, None)
+    if builder is None:
+        raise AttributeError(f"report builder {target!r} for workflow {workflow!r}: {module_name} has no {attribute!r}")
+    return builder  # type: ignore[no-any-return]
+
+
 def write_run_report(store: Store, run_id: str, report_dir: Path, **extra: Any) -> Path:
-    """Write the HTML report and, beside it, the run's privacy receipt (JSON); both from the store."""
+    """Write the HTML report and, beside it, the run's privacy receipt (JSON); both from the store.
+
+    ``extra`` (baselines, notes, sections) goes to the generic report; a workflow's own builder gets
+    ``sections`` appended to what it returns."""
     receipt = build_receipt(store, run_id)
     write_receipt(receipt, Path(report_dir) / f"{run_id}.receipt.json")
-    extra["sections"] = [receipt_section(receipt), *(extra.get("sections") or [])]
-    return write_report(build_run_report(store, run_id, **extra), Path(report_dir) / f"{run_id}.html")
+    builder = report_builder(store.get_run(run_id).workflow)
+    built = builder(store, run_id) if builder is not None else None
+    if isinstance(built, RunReport):
+        built.sections = [receipt_section(receipt), *built.sections, *(extra.get("sections") or [])]
+        report = built
+    else:
+        extra["sections"] = [receipt_section(receipt), *(built or []), *(extra.get("sections") or [])]
+        report = build_run_report(store, run_id, **extra)
+    return write_report(report, Path(report_dir) / f"{run_id}.html")

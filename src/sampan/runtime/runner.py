@@ -1,60 +1,140 @@
-"""Run lifecycle: start a run from a config, resume it by id, finish it (model registry + report)."""
+"""The one runner: every workflow's run life, in simulation and in deployment alike.
+
+`start_run` / `resume_run` own what is the same for every capability: create the run in the store,
+mark it running, build an in-process federation when no transport is given (the capability's
+``simulate`` + ``party_app``), hand the workflow a `RunContext` (transport, a `StoreRecorder`,
+progress, cancel check), then register the models it returns, store its report material, attach
+the privacy receipt and write the report. Nothing here knows a capability: the workflow name in
+the config (``run.workflow``) picks one from `sampan.runtime.capabilities`, and the deployed
+coordinator calls these same functions with its gRPC transport.
+
+Terminal states: completed (also after a budget stop, which the info notes), cancelled (the
+workflow raised `RunCancelled` after ``cancelled()`` turned true), interrupted (Ctrl-C), failed
+(any other error, recorded with its message). Each is re-raised to the caller except completed.
+A transport the runner built is closed by it; one passed in (a deployment's) belongs to the caller.
+
+Progress: a workflow reports through ``ctx.progress(stage, info)``. A `ProgressHook` object (the
+CLI's progress bars) is adapted by `hook_progress`, which understands these stages:
+``run_started`` {run_id, total_rounds, resumed_from}, ``round_started`` {round, parties},
+``party_done`` {party}, ``round`` {round, seconds, parties, train_loss, global, party}; others are
+ignored by the hook.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import Any, Callable, Mapping
 
 from sampan.config import RunConfig, parse_config
-from sampan.runtime.federation import build_inprocess_federation
-from sampan.runtime.horizontal_workflow import HorizontalWorkflow, RunOutcome
-from sampan.runtime.progress import ProgressHook
+from sampan.core.capability import Capability
+from sampan.core.transport import Transport
+from sampan.core.workflow import Progress, RunCancelled, RunContext, Workflow, WorkflowResult
+from sampan.runtime.capabilities import get_capability
+from sampan.runtime.progress import ProgressHook, RoundResult
+from sampan.runtime.receipt import build_receipt, stored_traffic
+from sampan.runtime.recorder import StoreRecorder
 from sampan.runtime.reporting import write_run_report
 from sampan.runtime.seeds import fresh_seed
-from sampan.runtime.receipt import build_receipt, stored_traffic
 from sampan.runtime.store import Store, StoreError
 
-RESUMABLE = {"created", "running", "interrupted", "failed"}
+__all__ = ["RESUMABLE", "FinishedRun", "build_transport", "hook_progress", "resume_run", "start_run",
+           "workflow_name"]
+
+RESUMABLE = frozenset({"created", "running", "interrupted", "failed"})
+DEFAULT_WORKFLOW = "horizontal"
 
 
 @dataclass(frozen=True)
 class FinishedRun:
-    outcome: RunOutcome
-    report_path: Path
-    model_name: str
-    model_version: int
+    """A completed run. ``result`` is the workflow's `WorkflowResult`; ``outcome`` is its typed outcome
+    for Python callers (e.g. the horizontal `RunOutcome` with params and run_id) when it gave one, else
+    the result itself. ``model_version`` is None when the coordinator registered no model (vertical
+    model parts stay at their parties)."""
+
+    run_id: str
+    result: WorkflowResult
+    report_path: Path | None
+    model_name: str | None
+    model_version: int | None
+
+    @property
+    def outcome(self) -> Any:
+        return self.result.outcome if self.result.outcome is not None else self.result
+
+    @property
+    def final_metrics(self) -> dict[str, Any]:
+        return self.result.final_metrics
 
 
-def _downsample(xs: np.ndarray, ys: np.ndarray, limit: int = 400) -> tuple[list[float], list[float]]:
-    if len(xs) > limit:
-        idx = np.unique(np.linspace(0, len(xs) - 1, limit).round().astype(int))
-        xs, ys = xs[idx], ys[idx]
-    return [round(float(x), 6) for x in xs], [round(float(y), 6) for y in ys]
+def workflow_name(config: Any) -> str:
+    """``run.workflow`` of the config (horizontal when the config does not name one)."""
+    return str(getattr(config.run, "workflow", None) or DEFAULT_WORKFLOW)
 
 
-def start_run(config: RunConfig, store: Store, progress: ProgressHook | None = None) -> FinishedRun:
+def start_run(config: RunConfig, store: Store, progress: ProgressHook | Progress | None = None, *,
+              transport: Transport | None = None, cancelled: Callable[[], bool] | None = None) -> FinishedRun:
+    """Create a run for ``config`` and drive it to its end (see the module docstring for terminal states)."""
+    name = workflow_name(config)
+    capability = get_capability(name)  # an unknown workflow fails here, before any run row exists
+    workflow = capability.workflow(config)
     seed = config.run.seed if config.run.seed is not None else fresh_seed()
-    run_id = store.create_run(name=config.run.name, workflow="horizontal", seed=seed,
-                              config=config.to_dict(), total_rounds=config.run.rounds)
-    return _execute(config, store, run_id, seed, progress)
+    run_id = store.create_run(name=config.run.name, workflow=name, seed=seed, config=config.to_dict(),
+                              total_rounds=workflow.total_rounds(config))
+    return _execute(config, store, run_id, seed, capability, workflow, progress, transport, cancelled)
 
 
-def resume_run(store: Store, run_id: str, progress: ProgressHook | None = None) -> FinishedRun:
+def resume_run(store: Store, run_id: str, progress: ProgressHook | Progress | None = None, *,
+               transport: Transport | None = None, cancelled: Callable[[], bool] | None = None,
+               config: Any = None) -> FinishedRun:
+    """Continue a run from its last checkpoint (a `created` run starts from the beginning). ``config``: the
+    run's parsed config when the caller parses the stored one itself (a coordinator: deployed RunSpec)."""
     row = store.get_run(run_id)
     if row.status not in RESUMABLE:
-        raise StoreError(f"run {run_id!r} is {row.status}; only {sorted(RESUMABLE)} runs can be resumed")
-    config = parse_config(row.config, source=f"stored config of run {run_id}")
-    return _execute(config, store, run_id, int(row.seed), progress)
+        raise StoreError(f"run {run_id!r} is {row.status}; only runs that are {', '.join(sorted(RESUMABLE))} "
+                         "can be resumed")
+    if config is None:
+        config = parse_config(row.config, source=f"stored config of run {run_id}")
+    capability = get_capability(row.workflow)
+    return _execute(config, store, run_id, int(row.seed), capability, capability.workflow(config), progress,
+                    transport, cancelled)
 
 
-def _execute(config: RunConfig, store: Store, run_id: str, seed: int, progress: ProgressHook | None) -> FinishedRun:
-    transport = None
+def build_transport(capability: Capability, config: Any, seed: int) -> Transport:
+    """Simulation: every party's app from its setup, in this process or on ``run.workers`` processes.
+
+    With workers, each party gets its own process (pinned): parties keep protocol state between requests.
+    """
+    from sampan.transport.inprocess import InProcessTransport  # the transports are only needed in simulation
+    from sampan.transport.multiprocess import MultiprocessTransport
+
+    setups = capability.simulate(config, seed)
+    apps = {name: capability.party_app(setup) for name, setup in setups.items()}
+    workers = int(getattr(config.run, "workers", 1) or 1)
+    if workers > 1:
+        return MultiprocessTransport(apps, workers=workers, pinned=True)
+    return InProcessTransport(apps)
+
+
+def _execute(config: Any, store: Store, run_id: str, seed: int, capability: Capability, workflow: Workflow,
+             progress: ProgressHook | Progress | None, transport: Transport | None,
+             cancelled: Callable[[], bool] | None) -> FinishedRun:
+    owned = transport is None
     try:
-        transport, _ = build_inprocess_federation(config, seed)
-        outcome = HorizontalWorkflow(transport, store, run_id, config, seed, progress).run()
+        store.set_status(run_id, "running")
+        if transport is None:
+            transport = build_transport(capability, config, seed)
+        ctx = RunContext(run_id=run_id, seed=seed, config=config, transport=transport,
+                         recorder=StoreRecorder(store, run_id), progress=hook_progress(progress),
+                         cancelled=cancelled or (lambda: False))
+        result = workflow.run(ctx)
+        # every process's traffic (a resumed run's transport only counted its own), from the stored events
+        traffic = stored_traffic(store, run_id) or transport.traffic.summary()
+        return _finish(config, store, run_id, result, traffic)
+    except RunCancelled as exc:
+        store.set_status(run_id, "cancelled", error=str(exc) or "cancelled by the operator")
+        raise
     except KeyboardInterrupt:
         store.set_status(run_id, "interrupted", error="interrupted by user; resume with `sampan run --resume`")
         raise
@@ -62,27 +142,53 @@ def _execute(config: RunConfig, store: Store, run_id: str, seed: int, progress: 
         store.set_status(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
     finally:
-        if transport is not None:
+        if owned and transport is not None:
             transport.close()
-    # every process's traffic (a resumed run's transport only counted its own), from the stored events
-    return _finish(config, store, outcome, stored_traffic(store, run_id) or transport.traffic.summary())
 
 
-def _finish(config: RunConfig, store: Store, outcome: RunOutcome, traffic: list[dict[str, Any]]) -> FinishedRun:
-    info: dict[str, Any] = {"final_metrics": outcome.final_metrics, "traffic": traffic,
-                            "privacy": outcome.privacy, "budget_stop": outcome.budget_stop}
-    if outcome.histogram is not None and 0 < outcome.histogram.positive_rate < 1:
-        fpr, tpr, _ = outcome.histogram.roc_curve()
-        info["roc"] = _downsample(np.asarray(fpr), np.asarray(tpr))
-        cal = outcome.histogram.calibration(10)
-        info["calibration"] = [list(map(float, cal.mean_predicted)), list(map(float, cal.fraction_positive)),
-                               list(map(int, cal.counts))]
-    arrays = {"params": outcome.params, **{f"scaler.{k}": v for k, v in outcome.scaler.items()}}
-    meta = {"model": outcome.model.config(), "metrics": outcome.final_metrics,
-            "feature_names": store.get_run(outcome.run_id).info.get("feature_names", [])}
-    version = store.register_model(config.run.name, outcome.run_id, arrays, meta)
-    info["model"] = {"name": config.run.name, "version": version}
-    store.set_status(outcome.run_id, "completed", info=info)
-    store.attach_receipt(config.run.name, version, build_receipt(store, outcome.run_id))
-    report_path = write_run_report(store, outcome.run_id, Path(config.run.report_dir))
-    return FinishedRun(outcome, report_path, config.run.name, version)
+def _finish(config: Any, store: Store, run_id: str, result: WorkflowResult,
+            traffic: list[dict[str, Any]]) -> FinishedRun:
+    """Register the workflow's models, store its info, mark it completed, attach receipt, write report."""
+    registered = [(artifact.name, store.register_model(artifact.name, run_id, artifact.arrays, artifact.meta))
+                  for artifact in result.models]
+    info: dict[str, Any] = {**result.info, "final_metrics": result.final_metrics, "traffic": traffic,
+                            "budget_stop": result.budget_stop}
+    if registered:
+        info["model"] = {"name": registered[0][0], "version": registered[0][1]}
+        if len(registered) > 1:
+            info["models"] = [{"name": n, "version": v} for n, v in registered]
+    store.set_status(run_id, "completed", info=info)
+    if registered:
+        receipt = build_receipt(store, run_id)
+        for model, version in registered:
+            store.attach_receipt(model, version, receipt)
+    report_dir = getattr(config.run, "report_dir", None)
+    report_path = write_run_report(store, run_id, Path(report_dir)) if report_dir else None
+    name, version = registered[0] if registered else (None, None)
+    return FinishedRun(run_id, result, report_path, name, version)
+
+
+def hook_progress(progress: ProgressHook | Progress | None) -> Progress:
+    """The workflow-side `Progress` callable for a CLI `ProgressHook` (or a callable, passed through)."""
+    if progress is None:
+        return lambda stage, info: None
+    if not hasattr(progress, "round_finished"):
+        return progress  # type: ignore[return-value]
+    hook: ProgressHook = progress  # type: ignore[assignment]
+
+    def forward(stage: str, info: Mapping[str, Any]) -> None:
+        if stage == "run_started":
+            hook.run_started(str(info.get("run_id", "")), int(info.get("total_rounds", 0)),
+                             int(info.get("resumed_from", 0)))
+        elif stage == "round_started":
+            parties = info.get("parties", 0)
+            hook.round_started(int(info["round"]), len(parties) if isinstance(parties, (list, tuple)) else int(parties))
+        elif stage == "party_done":
+            hook.party_done(str(info["party"]))
+        elif stage == "round":
+            loss = info.get("train_loss")
+            hook.round_finished(RoundResult(
+                round=int(info["round"]), seconds=float(info.get("seconds", 0.0)),
+                parties=list(info.get("parties") or []), train_loss=math.nan if loss is None else float(loss),
+                global_metrics=dict(info.get("global") or {}), party_metrics=dict(info.get("party") or {})))
+    return forward
