@@ -10,6 +10,10 @@ a small cache keyed by the request nonce: the coordinator re-sends whatever was 
 request seen before is answered from the cache instead of being run twice. A coordinator refusal that
 cannot heal by retrying (incompatible version, not a member, revoked certificate) stops the agent
 with `FatalRejection` and the coordinator's reason.
+
+While connected, a party sends a HEARTBEAT frame every `heartbeat_s` the coordinator's WELCOME asks
+for, from its own thread, so a party busy with a long request is still seen alive and a hung or
+vanished one is named by the coordinator within seconds.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from typing import Any, Callable, Iterator
 import grpc
 
 from sampan.transport.grpc_envelope import (
-    CONNECT, DEPLOY_PROTOCOL_VERSION, Assembler, EnvelopeError, Frame, FrameKind, Limits, ReplayGuard, STATUS, SUBMIT,
+    CANCEL, CONNECT, DEPLOY_PROTOCOL_VERSION, Assembler, EnvelopeError, Frame, FrameKind, Limits, ReplayGuard, STATUS,
+    SUBMIT,
     control_frame, frames_for, hello_detail, open_envelope, parse_detail, parse_frame,
 )
 from sampan.wire import PROTOCOL_VERSION, Message, WireError, encode
@@ -131,7 +136,8 @@ class PartyLink:
         outbound: queue.Queue[bytes | None] = queue.Queue()
         hello = control_frame(FrameKind.HELLO, sender=s.name, role="party", recipient=s.coordinator_name,
                               detail=hello_detail(protocol=DEPLOY_PROTOCOL_VERSION, wire_version=PROTOCOL_VERSION,
-                                                  capabilities=list(s.capabilities), agent=s.agent))
+                                                  capabilities=list(s.capabilities), agent=s.agent,
+                                                  heartbeat=True))
 
         def requests() -> Iterator[bytes]:
             yield hello
@@ -148,6 +154,7 @@ class PartyLink:
         self._call, self._outbound = call, outbound
         self.sessions += 1
         welcomed = False
+        beating = threading.Event()  # set when this session ends: stops its heartbeat thread
         assembler = Assembler(self.limits)
         violations, skip = 0, b""
         try:
@@ -160,7 +167,9 @@ class PartyLink:
                     if frame.kind == FrameKind.WELCOME:
                         welcomed = True
                         self.connected.set()
-                        log.info("%s: connected to %s (%s)", s.name, s.address, parse_detail(frame))
+                        detail = parse_detail(frame)
+                        log.info("%s: connected to %s (%s)", s.name, s.address, detail)
+                        self._start_heartbeats(detail.get("heartbeat_s"), outbound, beating)
                         continue
                     if frame.kind == FrameKind.REJECT:
                         log.warning("%s: coordinator refused a frame (%s): %s", s.name, frame.code, frame.detail)
@@ -201,11 +210,26 @@ class PartyLink:
             if not stop.is_set() and code != grpc.StatusCode.CANCELLED:
                 raise ConnectionError(f"{code.name if code else 'error'}: {details}") from None
         finally:
+            beating.set()
             outbound.put(None)
             call.cancel()
             channel.close()
             self._call = None
         return welcomed
+
+    def _start_heartbeats(self, interval: Any, outbound: queue.Queue[bytes | None], done: threading.Event) -> None:
+        """Every `interval` seconds a HEARTBEAT frame, until `done`: the coordinator's proof this party lives
+        (sent from this thread, so a long-running handler does not silence it)."""
+        if not isinstance(interval, (int, float)) or not 0.05 <= interval <= 3600:
+            return  # an older coordinator asks for none
+        s = self.settings
+
+        def beat() -> None:
+            while not done.wait(float(interval)):
+                outbound.put(control_frame(FrameKind.HEARTBEAT, sender=s.name, role="party",
+                                           recipient=s.coordinator_name))
+
+        threading.Thread(target=beat, name=f"sampan-heartbeat-{s.name}", daemon=True).start()
 
     def _check_origin(self, frame: Frame) -> None:
         s = self.settings
@@ -261,9 +285,9 @@ def _describe(exc: BaseException) -> str:
 
 def operator_call(address: str, credentials: grpc.ChannelCredentials, method: str, message: Message, *,
                   target_name: str | None = None, limits: Limits | None = None, timeout: float = 30.0) -> Message:
-    """One Submit/Status call as an operator; returns the coordinator's reply message."""
+    """One Submit/Status/Cancel call as an operator; returns the coordinator's reply message."""
     limits = limits or Limits()
-    path = {"Submit": SUBMIT, "Status": STATUS}[method]
+    path = {"Submit": SUBMIT, "Status": STATUS, "Cancel": CANCEL}[method]
     _, frames = frames_for(message, kind=FrameKind.REQUEST, role="operator", limits=limits)
     if len(frames) != 1:
         raise ValueError(f"{method} request is larger than one chunk ({limits.chunk_bytes} bytes)")

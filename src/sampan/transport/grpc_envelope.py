@@ -29,7 +29,7 @@ from sampan.wire import Message, WireError, decode, encode
 __all__ = [
     "DEPLOY_PROTOCOL_VERSION", "CHUNK_BYTES", "DEFAULT_MAX_MESSAGE_BYTES", "FrameKind", "Frame", "Envelope",
     "EnvelopeError", "Limits", "Assembler", "ReplayGuard", "parse_frame", "frames_for", "open_envelope",
-    "control_frame", "new_nonce", "SERVICE", "CONNECT", "SUBMIT", "STATUS",
+    "control_frame", "new_nonce", "SERVICE", "CONNECT", "SUBMIT", "STATUS", "CANCEL",
 ]
 
 DEPLOY_PROTOCOL_VERSION = 1
@@ -44,6 +44,7 @@ SERVICE = "sampan.deploy.v1.Federation"
 CONNECT = f"/{SERVICE}/Connect"
 SUBMIT = f"/{SERVICE}/Submit"
 STATUS = f"/{SERVICE}/Status"
+CANCEL = f"/{SERVICE}/Cancel"
 
 
 class FrameKind:
@@ -53,8 +54,9 @@ class FrameKind:
     REQUEST = 3
     REPLY = 4
     REJECT = 5
+    HEARTBEAT = 6  # party -> coordinator, every `heartbeat_s` the WELCOME asked for: "still here" (no payload)
 
-    NAMES = {0: "UNSPECIFIED", 1: "HELLO", 2: "WELCOME", 3: "REQUEST", 4: "REPLY", 5: "REJECT"}
+    NAMES = {0: "UNSPECIFIED", 1: "HELLO", 2: "WELCOME", 3: "REQUEST", 4: "REPLY", 5: "REJECT", 6: "HEARTBEAT"}
 
 
 def _build_frame_class() -> Any:

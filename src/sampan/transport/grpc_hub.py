@@ -22,6 +22,11 @@ cuts the streams that no longer pass, failing their outstanding requests at once
 certificate is checked again after its HELLO (and once more if the authenticator loaded newer revocation
 data meanwhile), so a revocation published between the first check and HELLO is not missed.
 
+Liveness: parties send a HEARTBEAT frame every `heartbeat_s` (asked in WELCOME) from a thread of their
+own; a connected party silent for `silent_after_s` is named in the log and the audit log at once, and
+the requests waiting on it fail with a PartyError naming it (`Unresponsive`). `health()` is what an
+operator's `sampan runs status` shows per party.
+
 A party that disconnects keeps its outstanding requests: when it reconnects they are sent again with
 the same nonce (the party answers a repeated nonce from its reply cache, so nothing runs twice), and
 a party that stays away longer than `rejoin_timeout_s` fails the request with a PartyError.
@@ -34,21 +39,24 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections import OrderedDict, defaultdict, deque
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
+from collections import defaultdict, deque
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import grpc
 import grpc.aio
 
-from sampan.core.transport import PartyError, TrafficLog, Transport, raise_for_error, take_requests
-from sampan.transport.grpc_envelope import (
-    DEPLOY_PROTOCOL_VERSION, Assembler, EnvelopeError, Frame, FrameKind, Limits, ReplayGuard, SERVICE, control_frame,
-    frames_for, hello_detail, open_envelope, parse_detail, parse_frame,
+from sampan.core.transport import PartyError
+from sampan.transport.grpc_envelope import SERVICE, EnvelopeError, FrameKind, ReplayGuard, frames_for, open_envelope
+from sampan.transport.grpc_operator import OPERATOR_METHODS, operator_unary
+from sampan.transport.grpc_session import (
+    AuthenticationError, Authenticator, HubSettings, Identity, PartySession, PendingRequest, server_options,
 )
-from sampan.wire import PROTOCOL_VERSION, Message, encode
+from sampan.transport.grpc_streams import PartyStreams
+from sampan.transport.grpc_transport import GrpcTransport
+from sampan.wire import Message, encode
 
-__all__ = ["Identity", "AuthenticationError", "Authenticator", "HubSettings", "Hub", "GrpcTransport", "server_options"]
+__all__ = ["Identity", "AuthenticationError", "Authenticator", "HubSettings", "Hub", "GrpcTransport", "server_options",
+           "PartyError"]
 
 security_log = logging.getLogger("sampan.deploy.security")
 log = logging.getLogger("sampan.deploy.hub")
@@ -58,82 +66,7 @@ EventSink = Callable[..., Any]   # (kind, detail, peer=...) -> None
 ControlHandler = Callable[["Identity", Message], Message]
 
 
-@dataclass(frozen=True)
-class Identity:
-    """Who is on the other end of a stream, as established by its mutual-TLS certificate."""
-
-    name: str
-    role: str
-    fingerprint: str = ""
-
-
-class AuthenticationError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class Authenticator(Protocol):
-    def authenticate(self, pem_cert: bytes | None, peer: str) -> Identity:
-        """Map a verified peer certificate to an identity, or raise AuthenticationError."""
-
-
-@dataclass(frozen=True)
-class HubSettings:
-    name: str = "coordinator"
-    limits: Limits = field(default_factory=Limits)
-    hello_timeout_s: float = 10.0
-    request_timeout_s: float = 3600.0
-    rejoin_timeout_s: float = 120.0
-    max_violations: int = 5
-    max_in_flight: int | None = None
-
-
-def server_options(limits: Limits) -> list[tuple[str, Any]]:
-    """gRPC's own cap is twice the frame limit: a frame a little too large reaches `parse_frame`, which
-    refuses it with a logged reason; only grossly oversized ones are cut off by gRPC itself."""
-    return [
-        ("grpc.max_receive_message_length", 2 * limits.max_frame_bytes),
-        ("grpc.max_send_message_length", limits.max_frame_bytes),
-        ("grpc.so_reuseport", 0),
-        ("grpc.keepalive_time_ms", 20_000),
-        ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
-        ("grpc.http2.max_ping_strikes", 0),
-    ]
-
-
-class _Pending:
-    """One request in flight: its frames (kept for re-sending) and the future its reply lands in."""
-
-    __slots__ = ("nonce", "party", "kind", "run_id", "step", "frames", "size", "future", "internal")
-
-    def __init__(self, message: Message, nonce: bytes, frames: list[bytes], size: int, internal: bool = False) -> None:
-        self.nonce, self.frames, self.size, self.internal = nonce, frames, size, internal
-        self.party, self.kind, self.run_id, self.step = message.recipient, message.kind, message.run_id, message.step
-        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-
-
-class _Session:
-    """A party's state across its connections (lives on the hub's loop)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.stream_id = 0
-        self.connected = False
-        self.since = time.monotonic()
-        self.queue: asyncio.Queue[bytes | None] | None = None
-        self.outstanding: OrderedDict[bytes, _Pending] = OrderedDict()
-        self.abandoned: OrderedDict[bytes, None] = OrderedDict()
-        self.guard = ReplayGuard()
-        self.peer = ""
-        self.connections = 0
-        self.cert_pem: bytes | None = None
-        self.cut: tuple[str, str] | None = None   # (code, reason) when the hub cut this party's stream
-
-
-class Hub:
+class Hub(PartyStreams):
     """The coordinator's gRPC server and the per-party sessions behind `GrpcTransport`."""
 
     def __init__(self, settings: HubSettings, authenticator: Authenticator, members: Mapping[str, str], *,
@@ -144,9 +77,8 @@ class Hub:
         self.authenticator = authenticator
         self.members = dict(members)
         self.party_names = sorted(n for n, role in self.members.items() if role == "party")
-        self._sessions = {n: _Session(n) for n in self.party_names}
-        for s in self._sessions.values():
-            s.guard = ReplayGuard(self.limits.replay_window_s)
+        self._sessions = {n: PartySession(n, self.limits.replay_window_s) for n in self.party_names}
+        self._named_silent: set[str] = set()
         self._control = dict(control or {})
         self._operator_guard = ReplayGuard(self.limits.replay_window_s)
         self._tap = tap
@@ -181,15 +113,32 @@ class Hub:
     async def _serve(self, address: str, credentials: grpc.ServerCredentials) -> int:
         server = grpc.aio.server(options=server_options(self.limits))
         handlers = {"Connect": grpc.stream_stream_rpc_method_handler(self._connect),
-                    "Submit": grpc.unary_unary_rpc_method_handler(self._unary("Submit")),
-                    "Status": grpc.unary_unary_rpc_method_handler(self._unary("Status"))}
+                    **{m: grpc.unary_unary_rpc_method_handler(operator_unary(self, m)) for m in OPERATOR_METHODS}}
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
         port = server.add_secure_port(address, credentials)
         if port == 0:
             raise OSError(f"cannot listen on {address}")
         await server.start()
         self._server = server
+        asyncio.ensure_future(self._watch_liveness())
         return port
+
+    async def _watch_liveness(self) -> None:
+        """Name a party the moment it falls silent (or comes back): operators see who is missing within seconds."""
+        while self._server is not None:
+            await asyncio.sleep(min(1.0, self.settings.heartbeat_s))
+            now = time.monotonic()
+            for name, s in self._sessions.items():
+                silent = s.silent_for(now)
+                if silent > self.settings.silent_after_s and name not in self._named_silent:
+                    self._named_silent.add(name)
+                    log.warning("party %s is silent: no frame for %.1f s on its live stream (%d request(s) waiting "
+                                "on it fail)", name, silent, len(s.outstanding))
+                    self._event("peer_silent", {"party": name, "peer": s.peer, "seconds": round(silent, 1)},
+                                f"member:{name}")
+                elif name in self._named_silent and silent <= self.settings.silent_after_s:
+                    self._named_silent.discard(name)
+                    log.info("party %s is %s again", name, "heard from" if s.connected else "gone (disconnected)")
 
     def stop(self, grace: float = 1.0) -> None:
         if self._loop is None:
@@ -208,6 +157,11 @@ class Hub:
     def connected(self) -> list[str]:
         return sorted(n for n, s in self._sessions.items() if s.connected)
 
+    def health(self, parties: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Per party: connected / silent / disconnected, since how many seconds, requests outstanding."""
+        names = list(parties) if parties is not None else self.party_names
+        return [self._sessions[n].health(self.settings.silent_after_s) for n in names if n in self._sessions]
+
     def wait_for(self, parties: Iterable[str], timeout: float) -> list[str]:
         """Wait until every named party is connected; returns those still missing at the timeout."""
         deadline = time.monotonic() + timeout
@@ -225,23 +179,23 @@ class Hub:
             else:
                 self._preambles[key] = make
 
-    def transport(self, parties: Sequence[str] | None = None) -> "GrpcTransport":
+    def transport(self, parties: Sequence[str] | None = None) -> GrpcTransport:
         return GrpcTransport(self, parties)
 
-    def send(self, message: Message) -> _Pending:
+    def send(self, message: Message) -> PendingRequest:
         if message.recipient not in self._sessions:
             raise KeyError(f"no party named {message.recipient!r}; known: {self.party_names}")
         data = encode(message)
         nonce, frames = frames_for(message, kind=FrameKind.REQUEST, role="coordinator", limits=self.limits, data=data)
-        pending = _Pending(message, nonce, frames, len(data))
+        pending = PendingRequest(message, nonce, frames, len(data))
         self._call(self._enqueue, pending)
         return pending
 
-    def abandon(self, pending: _Pending) -> None:
+    def abandon(self, pending: PendingRequest) -> None:
         if not pending.future.done():
             self._call(self._abandon, pending)
 
-    def wait(self, pending: _Pending) -> Message:
+    def wait(self, pending: PendingRequest) -> Message:
         """Block until the reply arrives; decode and check its binding (in the caller's thread)."""
         s = self._sessions[pending.party]
         deadline = time.monotonic() + self.settings.request_timeout_s
@@ -256,6 +210,12 @@ class Hub:
                     self.abandon(pending)
                     raise PartyError(pending.party, pending.kind, "Refused", f"{s.cut[0]}: {s.cut[1]}") from None
                 now = time.monotonic()
+                silent = s.silent_for(now)
+                if silent > self.settings.silent_after_s:
+                    self.abandon(pending)
+                    raise PartyError(pending.party, pending.kind, "Unresponsive",
+                                     f"party is connected but sent nothing (not even a heartbeat) for {silent:.0f} s; "
+                                     "its agent is hung or its host overloaded") from None
                 if not s.connected and now - s.since > self.settings.rejoin_timeout_s:
                     self.abandon(pending)
                     raise PartyError(pending.party, pending.kind, "Disconnected",
@@ -284,14 +244,14 @@ class Hub:
         self._loop.call_soon_threadsafe(fn, *args)
 
     # --- loop side ----------------------------------------------------------------------------------
-    def _enqueue(self, pending: _Pending) -> None:
+    def _enqueue(self, pending: PendingRequest) -> None:
         s = self._sessions[pending.party]
         s.outstanding[pending.nonce] = pending
         if s.queue is not None:
             for frame in pending.frames:
                 s.queue.put_nowait(frame)
 
-    def _abandon(self, pending: _Pending) -> None:
+    def _abandon(self, pending: PendingRequest) -> None:
         s = self._sessions[pending.party]
         if s.outstanding.pop(pending.nonce, None) is not None:
             s.abandoned[pending.nonce] = None
@@ -346,7 +306,7 @@ class Hub:
         self._event("stream_cut", {"party": name, "peer": s.peer, "code": code, "reason": reason}, f"member:{name}")
         self._call(self._cut, s, code, reason)
 
-    def _cut(self, s: _Session, code: str, reason: str) -> None:
+    def _cut(self, s: PartySession, code: str, reason: str) -> None:
         s.cut = (code, reason)
         if s.queue is not None:
             s.queue.put_nowait(None)
@@ -377,298 +337,3 @@ class Hub:
                       status: grpc.StatusCode) -> None:
         self._log_rejection(who, context.peer(), code, reason)
         await context.abort(status, f"{code}: {reason}")
-
-    async def _connect(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
-        peer = context.peer()
-        try:
-            identity = await self._identity(context, "party")
-        except AuthenticationError as exc:
-            await self._refuse(context, _claimed_name(context), exc.code, str(exc), grpc.StatusCode.PERMISSION_DENIED)
-            return
-        name = identity.name
-        try:
-            raw = await asyncio.wait_for(request_iterator.__anext__(), self.settings.hello_timeout_s)
-            frame = parse_frame(raw, self.limits)
-            hello = self._check_hello(frame, identity)
-        except (StopAsyncIteration, asyncio.TimeoutError):
-            await self._refuse(context, name, "no_hello", "no HELLO frame within "
-                               f"{self.settings.hello_timeout_s:.0f} s", grpc.StatusCode.DEADLINE_EXCEEDED)
-            return
-        except EnvelopeError as exc:
-            status = (grpc.StatusCode.FAILED_PRECONDITION if exc.code == "incompatible_version"
-                      else grpc.StatusCode.PERMISSION_DENIED if exc.code in ("wrong_identity", "wrong_role")
-                      else grpc.StatusCode.INVALID_ARGUMENT)
-            await self._refuse(context, name, exc.code, str(exc), status)
-            return
-        # The certificate was checked before HELLO, which may take seconds; a revocation published meanwhile
-        # is not seen by `revalidate` (the stream is not connected yet). So check again now, and once more
-        # below if a newer CRL or issuance record was loaded while this check ran.
-        generation = self._generation()
-        try:
-            await self._identity(context, "party")
-        except AuthenticationError as exc:
-            await self._refuse(context, name, exc.code, str(exc), grpc.StatusCode.PERMISSION_DENIED)
-            return
-        s = self._sessions[name]
-        if s.queue is not None:
-            log.info("party %s reconnected from %s; closing its previous stream", name, peer)
-            s.queue.put_nowait(None)
-        s.stream_id += 1
-        stream_id = s.stream_id
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        s.queue, s.connected, s.since, s.peer = queue, True, time.monotonic(), peer
-        s.cert_pem, s.cut = (context.auth_context().get("x509_pem_cert") or [None])[0], None
-        s.connections += 1
-        if self._generation() != generation:  # revocation data changed during the check: re-check this stream
-            try:
-                await self._identity(context, "party")
-            except AuthenticationError as exc:
-                s.queue, s.connected = None, False
-                await self._refuse(context, name, exc.code, str(exc), grpc.StatusCode.PERMISSION_DENIED)
-                return
-        welcome = control_frame(FrameKind.WELCOME, sender=self.settings.name, role="coordinator", recipient=name,
-                                detail=hello_detail(max_message_bytes=self.limits.max_message_bytes,
-                                                    chunk_bytes=self.limits.chunk_bytes,
-                                                    protocol=DEPLOY_PROTOCOL_VERSION))
-        await self._write(context, name, welcome)
-        self._resend(s, queue)
-        log.info("party %s connected from %s (connection %d, agent %s)", name, peer, s.connections,
-                 hello.get("agent", "?"))
-        self._event("peer_connected", {"party": name, "peer": peer, "pin": identity.fingerprint,
-                                       "connection": s.connections}, f"member:{name}")
-        reader = asyncio.ensure_future(self._read(s, stream_id, identity, request_iterator, queue, peer))
-        try:
-            while True:
-                item = await queue.get()
-                if item is None:
-                    break
-                await self._write(context, name, item)
-        except Exception as exc:  # noqa: BLE001 - a broken stream ends this party's connection only
-            log.info("stream to %s ended: %s", name, exc)
-        finally:
-            reader.cancel()
-            if s.stream_id == stream_id:
-                s.queue, s.connected, s.since = None, False, time.monotonic()
-                log.info("party %s disconnected (%d request(s) outstanding)", name, len(s.outstanding))
-                self._event("peer_disconnected", {"party": name, "peer": peer}, f"member:{name}")
-        if s.stream_id == stream_id and s.cut is not None:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{s.cut[0]}: {s.cut[1]}")
-
-    async def _write(self, context: grpc.aio.ServicerContext, party: str, frame: bytes) -> None:
-        self.frame_bytes[(party, "to_party")] += len(frame)
-        if self._tap is not None:
-            self._tap(party, "to_party", frame)
-        await context.write(frame)
-
-    def _check_hello(self, frame: Frame, identity: Identity) -> dict[str, Any]:
-        if frame.kind != FrameKind.HELLO:
-            raise EnvelopeError("malformed", f"the first frame must be HELLO, got {frame.kind_name}")
-        hello = parse_detail(frame)
-        if frame.sender != identity.name:
-            raise EnvelopeError("wrong_identity", f"HELLO claims to be {frame.sender!r} but the certificate is "
-                                f"{identity.name!r}")
-        if frame.role != "party":
-            raise EnvelopeError("wrong_role", f"HELLO claims role {frame.role!r}; only parties connect")
-        wire = hello.get("wire_version")
-        if wire != PROTOCOL_VERSION:
-            raise EnvelopeError("incompatible_version",
-                                f"party {identity.name!r} speaks wire format {wire!r}; this coordinator speaks "
-                                f"wire format {PROTOCOL_VERSION} (deployment protocol {DEPLOY_PROTOCOL_VERSION}). "
-                                "Upgrade the older side so both run the same Sampan release line.")
-        return hello
-
-    def _resend(self, s: _Session, queue: asyncio.Queue[bytes | None]) -> None:
-        """On (re)connect: the run preambles first, then every request still waiting for a reply."""
-        for nonce in [n for n, p in s.outstanding.items() if p.internal]:
-            del s.outstanding[nonce]
-        with self._lock:
-            makers = list(self._preambles.values())
-        preamble: list[_Pending] = []
-        for make in makers:
-            message = make(s.name)
-            if message is None:
-                continue
-            nonce, frames = frames_for(message, kind=FrameKind.REQUEST, role="coordinator", limits=self.limits)
-            pending = _Pending(message, nonce, frames, sum(map(len, frames)), internal=True)
-            pending.future.add_done_callback(self._preamble_done(s.name, message.kind))
-            preamble.append(pending)
-        waiting = list(s.outstanding.values())
-        for pending in preamble:
-            s.outstanding[pending.nonce] = pending
-        if waiting:
-            log.info("re-sending %d outstanding request(s) to %s", len(waiting), s.name)
-        for pending in [*preamble, *waiting]:
-            for frame in pending.frames:
-                queue.put_nowait(frame)
-
-    def _preamble_done(self, party: str, kind: str) -> Callable[[concurrent.futures.Future[Any]], None]:
-        def done(future: concurrent.futures.Future[Any]) -> None:
-            try:
-                reply = open_envelope(future.result(), self.limits)
-                if reply.is_error:
-                    log.warning("party %s failed on %s after reconnecting: %s", party, kind, reply.meta.get("error"))
-            except Exception as exc:  # noqa: BLE001 - logged; the run's next request will fail clearly
-                log.warning("party %s: bad reply to %s after reconnecting: %s", party, kind, exc)
-        return done
-
-    async def _read(self, s: _Session, stream_id: int, identity: Identity, request_iterator: Any,
-                    queue: asyncio.Queue[bytes | None], peer: str) -> None:
-        assembler = Assembler(self.limits)
-        violations, skip = 0, b""
-        try:
-            async for raw in request_iterator:
-                self.frame_bytes[(s.name, "from_party")] += len(raw)
-                if self._tap is not None:
-                    self._tap(s.name, "from_party", raw)
-                frame: Frame | None = None
-                try:
-                    frame = parse_frame(raw, self.limits)
-                    if skip and frame.nonce == skip:
-                        continue
-                    skip = b""
-                    envelope = self._accept(s, identity, frame, assembler)
-                except EnvelopeError as exc:
-                    violations += 1
-                    assembler.reset()
-                    skip = frame.nonce if frame is not None else b""
-                    self._log_rejection(s.name, peer, exc.code, str(exc))
-                    queue.put_nowait(control_frame(FrameKind.REJECT, sender=self.settings.name, role="coordinator",
-                                                   recipient=s.name, code=exc.code, detail=str(exc),
-                                                   in_reply_to=frame.nonce if frame is not None else b""))
-                    if violations >= self.settings.max_violations:
-                        self._log_rejection(s.name, peer, "closed", f"{violations} refused frames; closing the stream")
-                        break
-                    continue
-                if envelope is None:
-                    continue
-                s.guard.add(envelope.head.nonce)
-                pending = s.outstanding.pop(envelope.head.in_reply_to, None)
-                if pending is not None:
-                    pending.future.set_result(envelope)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - e.g. a frame over gRPC's size limit ends the stream
-            self._log_rejection(s.name, peer, "stream_error", f"stream ended by gRPC: {exc}")
-        finally:
-            if s.stream_id == stream_id:
-                queue.put_nowait(None)
-
-    def _accept(self, s: _Session, identity: Identity, frame: Frame, assembler: Assembler) -> Any:
-        if frame.sender != identity.name:
-            raise EnvelopeError("wrong_identity", f"frame claims sender {frame.sender!r} on {identity.name!r}'s stream")
-        if frame.role != "party":
-            raise EnvelopeError("wrong_role", f"frame claims role {frame.role!r}; a party stream carries party frames")
-        if frame.kind == FrameKind.REJECT:
-            log.warning("party %s refused a frame (%s): %s", s.name, frame.code, frame.detail)
-            pending = s.outstanding.pop(frame.in_reply_to, None)
-            if pending is not None:  # the request it refused fails now, not at the timeout
-                pending.future.set_exception(PartyError(s.name, pending.kind, "Refused", f"{frame.code}: {frame.detail}"))
-            return None
-        if frame.kind != FrameKind.REPLY:
-            raise EnvelopeError("wrong_role", f"a party may only send REPLY frames, not {frame.kind_name}")
-        if frame.recipient != self.settings.name:
-            raise EnvelopeError("binding", f"frame is addressed to {frame.recipient!r}, not {self.settings.name!r}")
-        if frame.chunk_index == 0:
-            s.guard.check(frame.nonce, frame.sent_at_ms)
-            if frame.in_reply_to not in s.outstanding and frame.in_reply_to not in s.abandoned:
-                raise EnvelopeError("replay", "reply to a request that is not outstanding (replayed or unsolicited)")
-        return assembler.feed(frame)  # a reply to an abandoned request is assembled, then dropped
-
-    # --- operator calls (Submit, Status) ------------------------------------------------------------
-    def _unary(self, method: str) -> Callable[[bytes, grpc.aio.ServicerContext], Any]:
-        async def call(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
-            try:
-                identity = await self._identity(context, "operator")
-            except AuthenticationError as exc:
-                await self._refuse(context, _claimed_name(context), exc.code, str(exc),
-                                   grpc.StatusCode.PERMISSION_DENIED)
-                return b""
-            try:
-                frame = parse_frame(raw, self.limits)
-                if frame.kind != FrameKind.REQUEST or frame.role != "operator" or frame.sender != identity.name:
-                    raise EnvelopeError("wrong_role", f"{method} takes one REQUEST frame from the operator's own name")
-                if frame.chunk_count != 1:
-                    raise EnvelopeError("too_large", f"{method} requests must fit in one chunk")
-                self._operator_guard.check(frame.nonce, frame.sent_at_ms)
-                envelope = Assembler(self.limits).feed(frame)
-                assert envelope is not None
-                self._operator_guard.add(frame.nonce)
-                message = open_envelope(envelope, self.limits)
-            except EnvelopeError as exc:
-                await self._refuse(context, identity.name, exc.code, str(exc), grpc.StatusCode.INVALID_ARGUMENT)
-                return b""
-            handler = self._control.get(method)
-            if handler is None:
-                await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not served here")
-                return b""
-            loop = asyncio.get_running_loop()
-            try:
-                reply = await loop.run_in_executor(None, handler, identity, message)
-            except Exception as exc:  # noqa: BLE001 - reported to the operator
-                reply = message.error_reply(exc)
-            _, frames = frames_for(reply, kind=FrameKind.REPLY, role="coordinator", limits=self.limits,
-                                   in_reply_to=frame.nonce)
-            if len(frames) != 1:
-                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{method} reply too large")
-            return frames[0]
-        return call
-
-
-def _claimed_name(context: grpc.aio.ServicerContext) -> str:
-    """The CN a refused peer's certificate claims (unverified: for the log and audit entry only)."""
-    try:
-        from cryptography import x509
-        from cryptography.x509.oid import NameOID
-
-        pem = (context.auth_context().get("x509_pem_cert") or [None])[0]
-        if not pem:
-            return ""
-        names = x509.load_pem_x509_certificate(pem).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        return f"{names[0].value} (claimed)" if names else ""
-    except Exception:  # noqa: BLE001 - best effort
-        return ""
-
-
-class GrpcTransport(Transport):
-    """`Transport` over the hub's party streams: same contract as the in-process transport.
-
-    Requests are read lazily and kept in flight up to a window (default: two per party), so the
-    parties work concurrently; replies are yielded in request order.
-    """
-
-    def __init__(self, hub: Hub, parties: Sequence[str] | None = None) -> None:
-        self._hub = hub
-        self._parties = list(parties) if parties is not None else list(hub.party_names)
-        unknown = [p for p in self._parties if p not in hub.party_names]
-        if unknown:
-            raise ValueError(f"parties {unknown} are not members of this federation ({hub.party_names})")
-        self._known = frozenset(self._parties)
-        self.traffic = TrafficLog()
-
-    @property
-    def parties(self) -> list[str]:
-        return list(self._parties)
-
-    def exchange(self, messages: Iterable[Message]) -> Iterator[Message]:
-        window: deque[_Pending] = deque()
-        limit = self._hub.settings.max_in_flight or max(8, 2 * len(self._parties))
-        source = iter(messages)
-        exhausted = False
-        try:
-            while True:
-                batch: list[Message] = []
-                if not exhausted:
-                    batch, exhausted = take_requests(source, self._known, limit - len(window))
-                for message in batch:
-                    pending = self._hub.send(message)
-                    self.traffic.record(message.recipient, "received", message.kind, pending.size)
-                    window.append(pending)
-                if not window:
-                    return
-                pending = window.popleft()
-                reply = self._hub.wait(pending)
-                self.traffic.record(pending.party, "sent", reply.kind, pending.future.result().head.total_bytes)
-                yield raise_for_error(reply)
-        finally:
-            for pending in window:
-                self._hub.abandon(pending)
