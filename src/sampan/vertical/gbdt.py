@@ -642,8 +642,13 @@ def gbdt_histogram_privacy(releases: int, n_features: int, sigma: float, delta: 
 
 def train_vertical_gbdt(transport: Transport, run_id: str, bank: str, partners: list[str], train_rows: np.ndarray,
                         val_rows: np.ndarray, params: GBDTParams = GBDTParams(), *, hist_noise: float = 0.0,
-                        progress: Callable[[dict[str, Any]], None] | None = None) -> VerticalGBDTResult:
-    """Coordinator: relay the bank's requests, deal the masks' histograms, until the learner finishes."""
+                        progress: Callable[[dict[str, Any]], None] | None = None,
+                        before_release: Callable[[dict[str, dict[str, Any]]], None] | None = None
+                        ) -> VerticalGBDTResult:
+    """Coordinator: relay the bank's requests, deal the masks' histograms, until the learner finishes.
+
+    `before_release(slots)` runs once every party's bin counts are known and before the bank starts (so
+    before any partner histogram is served): where a workflow charges the releases write-ahead."""
     started = time.perf_counter()
     relay = Relay(run_id)
     parties = [bank, *partners]
@@ -656,6 +661,8 @@ def train_vertical_gbdt(transport: Transport, run_id: str, bank: str, partners: 
     offsets = {p: np.concatenate([[0], np.cumsum(slots[p]["n_bins"])[:-1]]).astype(np.int64) for p in partners}
     beta = {r.sender: flat_index(r.arrays["beta"], offsets[r.sender]) for r in setup if r.sender != bank}
     totals = {p: int(sum(slots[p]["n_bins"])) for p in partners}
+    if before_release is not None:
+        before_release(slots)
     relay.wave(transport, [relay.request(bank, "vgb.start", {
         **rows, "dealer_seed": np.frombuffer(dealer.seeds[bank], dtype=np.uint8)},
         {"partners": partners, "slots": {p: slots[p] for p in partners}, "params": params.__dict__})])

@@ -41,6 +41,7 @@ from sampan.vertical.gbdt import VerticalGBDTParty
 from sampan.vertical.plain_lr import PlainVerticalLRParty
 from sampan.vertical.psi import PsiParty
 from sampan.vertical.rows import DEFAULT_MAX_EVALUATIONS, RowBook, RowRuleError, check_splits, per_run
+from sampan.vertical.party_parts import PartRecords
 from sampan.vertical.scoring import ScoringParty
 from sampan.vertical.lr_runs import DEFAULT_MAX_INSTANCES, LRRuns
 from sampan.vertical.secure_lr import SecureLRParty
@@ -74,7 +75,7 @@ class VerticalParty:
                  with_baselines: bool = False, policy: PartyPrivacyPolicy | None = None,
                  lr_state: str | Path | None = None, max_lr_instances: int = DEFAULT_MAX_INSTANCES,
                  rows_state: str | Path | None = None, max_evaluations: int = DEFAULT_MAX_EVALUATIONS,
-                 row_book: RowBook | None = None) -> None:
+                 row_book: RowBook | None = None, registry: object = None) -> None:
         self.name = data.party
         self.data = data
         if identity is None or verifier is None:
@@ -106,6 +107,9 @@ class VerticalParty:
                                     self._channels, policy=self.policy, run_rows=self.run_rows)
         self.use_woe = False
         self.loaded_part: LocalLinearPart | None = None
+        self.channel_run: str | None = None  # the run whose channels this party holds
+        # its stages per run, finished parts, and what it releases for the report (`party_parts`)
+        self.records = PartRecords(self, registry)
         self.app = PartyApp(self.name)
         self.app.register("vertical.hello", self.hello)
         self.app.register("vertical.peers", self.peers)
@@ -114,7 +118,7 @@ class VerticalParty:
                                                                            "vertical.local_baseline"))
         self.psi.register(self.app)
         handlers = {**self.lr.handlers(), **self.scoring.handlers(), **self.gbdt.handlers(), **self.woe.handlers(),
-                    "vertical.use_woe": self.set_woe, "vlr.finish": self._finish_lr}
+                    **self.records.handlers(), "vertical.use_woe": self.set_woe, "vlr.finish": self._finish_lr}
         if with_baselines:
             handlers.update(PlainVerticalLRParty(self.name, self._aligned_X, self._aligned_y).handlers())
         for kind, handler in handlers.items():
@@ -137,6 +141,10 @@ class VerticalParty:
 
     # --- keys ---------------------------------------------------------------------------------------
     @property
+    def is_label_holder(self) -> bool:
+        return self.data.y is not None
+
+    @property
     def protocol_role(self) -> str:
         return "label_holder" if self.data.y is not None else "partner"
 
@@ -155,7 +163,8 @@ class VerticalParty:
         role = self.protocol_role
         signed = sign_keys(self.identity, msg.run_id, CHANNEL_PROTOCOL, role, {"x25519": self.keys.public_bytes})
         return msg.reply("vertical.hello", {"public_key": np.frombuffer(self.keys.public_bytes, dtype=np.uint8),
-                                            **signed.to_arrays()}, {"role": role})
+                                            **signed.to_arrays()},
+                         {"role": role, "n_features": len(self.data.feature_names)})
 
     def peers(self, msg: Message) -> Message:
         """Derive sealed channels, but only from peer keys signed by the peer's certificate for this run.
@@ -201,6 +210,7 @@ class VerticalParty:
         self.channels = SealedChannels(self.name, self.keys, publics, msg.run_id, roles=roles)
         self.keys = None  # one-shot: the private key is dropped once the channels exist
         self.psi.channels = self.channels
+        self.channel_run = msg.run_id
         return msg.reply("vertical.ack", meta={"peers": self.channels.peers})
 
     def pinned_splits(self, msg: Message) -> Message:
@@ -261,6 +271,8 @@ class VerticalParty:
         reply = self.lr.finish(msg)
         if self.use_woe and self.lr.part is not None:
             self.lr.part.woe, self.lr.part.columns = list(self.woe.tables or []), list(self.woe.columns)
+        if self.lr.part is not None and not reply.is_error:
+            self.records.keep_part(msg.run_id, "scorecard" if self.use_woe else "lr", self.lr.part)
         return reply
 
     def _aligned_y(self) -> np.ndarray | None:

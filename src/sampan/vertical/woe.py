@@ -327,8 +327,12 @@ class VerticalWoeParty:
 
 def federated_woe(transport: Transport, run_id: str, bank: str, partners: list[str], train_rows: np.ndarray, *,
                   fine_bins: int = 20, max_bins: int = 6, min_iv: float = 0.02, dp_epsilon: float | None = None,
-                  dp_delta: float = 1e-5) -> dict[str, Any]:
-    """Coordinator: setup, masked counts, dealer sums, bank's binning, tables to partners."""
+                  dp_delta: float = 1e-5, before_release: Callable[[dict[str, dict[str, Any]]], None] | None = None
+                  ) -> dict[str, Any]:
+    """Coordinator: setup, masked counts, dealer sums, bank's binning, tables to partners.
+
+    `before_release(slots)` runs once every party's bin counts are known and before any noised count is
+    requested: where a workflow charges the release to the run's ledger, write-ahead."""
     relay = Relay(run_id)
     parties = [bank, *partners]
     dealer = Dealer(parties)
@@ -338,6 +342,8 @@ def federated_woe(transport: Transport, run_id: str, bank: str, partners: list[s
         {"fine_bins": fine_bins, "bank": bank}) for p in parties))
     slots = {r.sender: dict(r.meta) for r in setup}
     beta = {r.sender: r.arrays["beta"] for r in setup if r.sender != bank}
+    if before_release is not None:
+        before_release(slots)
     relay.wave(transport, [relay.request(bank, "woe.mask", {"dealer_seed": np.frombuffer(dealer.seeds[bank], dtype=np.uint8)},
                                          {"partners": partners})])
     sums = relay.wave(transport, (relay.request(p, "woe.sum", meta={"bank": bank, "dp_epsilon": dp_epsilon,

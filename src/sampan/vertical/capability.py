@@ -1,0 +1,179 @@
+"""The vertical capabilities: VERTICAL (align, train, compare) and SCORING (score applications jointly).
+
+Both use the same party side (`VerticalParty`), built from a `sampan.core.PartySetup` by
+`vertical_party` in the simulation and in a deployed agent alike. The `PartySetup` fields used:
+
+* ``data``      the party's table (`sampan.data.PartyData`); ``data.y`` only at the label holder.
+* ``identity``  its `PartyIdentity` (signs its run keys). Required.
+* ``verifier``  the consortium CA verifier; an agent passes it narrowed to the job's partners and label
+                holder (`sampan.deploy.allow.PeerAllowList`). Required.
+* ``policy``    its `PartyPrivacyPolicy` (noise floor, DP required on WOE/GBDT, its own ledger); default
+                a permissive in-memory policy (simulation).
+* ``state_dir`` where secure-LR instances persist (``<state_dir>/vertical-lr``) and, without an
+                ``options["row_book"]``, the row book (``<state_dir>/vertical-rows.json``); None: memory.
+* ``registry``  where the party registers its own model parts and the bank its scoring results (a
+                `sampan.runtime.store.Store`, or anything with register_model / models_for_run). A
+                simulation may pass the run's store (names ``<model>:<party>`` keep parts apart).
+* ``deployed``  an agent: the insecure plaintext baselines are refused whatever the options say.
+* ``options``   ``row_book`` (a shared `RowBook`: an agent keeps one per dataset and label holder),
+                ``max_evaluations``, ``psi_workers`` (1 in an agent: no fork beside gRPC threads) and
+                ``with_baselines`` (simulation benchmarks only: the INSECURE ``plr.*`` handlers).
+
+Party state for a run (channels, alignment, parts) lives in the `VerticalParty` the agent keeps for
+that run id, so it survives a coordinator restart but not a party restart (see `VerticalWorkflow`).
+
+What each role learns: as in `sampan.vertical.workflow` (training) and `ScoringWorkflow` below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from sampan.core.capability import PartySetup
+from sampan.core.party import PartyApp
+from sampan.core.workflow import RunContext, Workflow, WorkflowResult
+from sampan.vertical.gbdt import score_vertical_gbdt
+from sampan.vertical.job import job_of, load_tables
+from sampan.vertical.party import VerticalParty
+from sampan.vertical.party_parts import scores_name
+from sampan.vertical.session import VerticalSession
+from sampan.vertical.workflow import VerticalWorkflow
+
+__all__ = ["VERTICAL", "SCORING", "ScoringJob", "ScoringWorkflow", "vertical_party", "simulate_vertical"]
+
+
+def vertical_party(setup: PartySetup) -> VerticalParty:
+    """One party's side of a vertical or scoring job, from its setup (see the module docstring)."""
+    options = dict(setup.options)
+    if setup.deployed and options.get("with_baselines"):
+        raise ValueError(f"party {setup.name!r}: a deployed party never serves the insecure plaintext baselines")
+    state = Path(setup.state_dir) if setup.state_dir is not None else None
+    kwargs: dict[str, Any] = {}
+    if "max_evaluations" in options:
+        kwargs["max_evaluations"] = int(options["max_evaluations"])
+    party = VerticalParty(setup.data, identity=setup.identity, verifier=setup.verifier, policy=setup.policy,
+                          with_baselines=bool(options.get("with_baselines", False)),
+                          lr_state=state / "vertical-lr" if state else None,
+                          rows_state=state / "vertical-rows.json" if state and "row_book" not in options else None,
+                          row_book=options.get("row_book"), registry=setup.registry, **kwargs)
+    if "psi_workers" in options:
+        party.psi.workers = int(options["psi_workers"])
+    return party
+
+
+def simulate_vertical(config: Any, seed: int, *, registry: Any = None, with_baselines: bool = False
+                      ) -> dict[str, PartySetup]:
+    """Every party's setup of a simulated vertical (or scoring) run: its own table, one certificate each from a
+    fresh simulated consortium CA, memory-only state. `registry`: the store each party registers its parts in
+    (the runner passes its store). The seed plays no part: splits are pinned by the parties' row books."""
+    from sampan.crypto.simulated_ca import simulated_consortium
+
+    tables = load_tables(config)
+    job = job_of(config)
+    verifier, identities = simulated_consortium(list(tables))
+    described = {"workflow": "vertical", "parties": job.parties, "label_holder": job.label_holder}
+    return {name: PartySetup(name, data, described, identity=identities[name], verifier=verifier, registry=registry,
+                             options={"with_baselines": with_baselines} if with_baselines else {})
+            for name, data in tables.items()}
+
+
+@dataclass(frozen=True)
+class _VerticalCapability:
+    name: str = "vertical"
+
+    def workflow(self, config: Any) -> Workflow:
+        return VerticalWorkflow()
+
+    def party_app(self, setup: PartySetup) -> PartyApp:
+        return vertical_party(setup).app
+
+    def simulate(self, config: Any, seed: int) -> dict[str, PartySetup]:
+        return simulate_vertical(config, seed)
+
+
+# --- joint scoring -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ScoringJob:
+    """Score applications with a finished vertical run's model: each party loads its own registered part."""
+
+    model_run: str                  # the vertical run whose parts score
+    label_holder: str
+    partners: tuple[str, ...]
+    applicants: tuple[str, ...]
+    kind: str = "lr"                # "lr", "scorecard" or "gbdt"
+    name: str = "scoring"
+    training: Mapping[str, Any] | None = None  # the trained run's stored config (its data binding, in simulation)
+
+    @property
+    def parties(self) -> list[str]:
+        return [self.label_holder, *self.partners]
+
+
+def scoring_job_of(config: Any) -> ScoringJob:
+    if isinstance(config, ScoringJob):
+        return config
+    if isinstance(config, Mapping) and "scoring_job" in config:
+        d = dict(config["scoring_job"])
+        return ScoringJob(str(d["model_run"]), str(d["label_holder"]), tuple(d["partners"]), tuple(d["applicants"]),
+                          str(d.get("kind", "lr")), str(d.get("name", "scoring")), d.get("training"))
+    raise ValueError("a scoring run needs a ScoringJob (the trained vertical run, its parties and the applicants)")
+
+
+class ScoringWorkflow(Workflow):
+    """Fresh run keys, each party loads its own part, one joint scoring request; the bank keeps the scores.
+
+    What each role learns: the coordinator learns the parties, the request id and how many applications
+    were scored (never a score or a PD); the bank learns each applicant's score and reasons (kept in its
+    registry as ``<name>-scores:<bank>``); a partner learns which of its customers were asked about
+    (`sampan.vertical.scoring`, GBDT: `sampan.vertical.gbdt`)."""
+
+    name = "scoring"
+
+    def run(self, ctx: RunContext) -> WorkflowResult:
+        job = scoring_job_of(ctx.config)
+        if not job.applicants:
+            raise ValueError("no applicants to score")
+        session = VerticalSession(ctx.transport, label_holder=job.label_holder, partners=list(job.partners),
+                                  run_id=ctx.run_id)
+        ctx.progress("stage", {"stage": "connecting (signed run keys)"})
+        session.connect()
+        relay = session.relay
+        relay.wave(ctx.transport, (relay.request(p, "vertical.load_model", meta={
+            "model_run": job.model_run, "kind": job.kind}) for p in job.parties))
+        ctx.check_cancelled()
+        ctx.progress("stage", {"stage": f"scoring {len(job.applicants)} applications"})
+        if job.kind == "gbdt":
+            request = f"{ctx.run_id}/score"
+            score_vertical_gbdt(ctx.transport, relay, job.label_holder, list(job.partners), request,
+                                applicants=list(job.applicants))
+        else:
+            request = session.score(list(job.applicants))
+        reply = relay.wave(ctx.transport, [relay.request(job.label_holder, "score.save", meta={
+            "requests": [request], "name": job.name})])[0]
+        scored = {"request_id": request, "n": int(reply.meta["n"]), "kept_by": job.label_holder,
+                  "record": scores_name(job.name, job.label_holder), "model_run": job.model_run, "kind": job.kind}
+        return WorkflowResult(final_metrics={"scored": scored["n"]}, info={"scoring": scored}, outcome=scored)
+
+
+@dataclass(frozen=True)
+class _ScoringCapability:
+    name: str = "scoring"
+
+    def workflow(self, config: Any) -> Workflow:
+        return ScoringWorkflow()
+
+    def party_app(self, setup: PartySetup) -> PartyApp:
+        return vertical_party(setup).app
+
+    def simulate(self, config: Any, seed: int) -> dict[str, PartySetup]:
+        job = scoring_job_of(config)
+        if job.training is None:
+            raise ValueError(f"scoring run {job.name!r}: the trained run's config (its data binding) is needed to "
+                             "rebuild the simulated parties")
+        return simulate_vertical(job.training, seed)
+
+
+VERTICAL = _VerticalCapability()
+SCORING = _ScoringCapability()

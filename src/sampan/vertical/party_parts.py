@@ -1,0 +1,147 @@
+"""A vertical party's own records of a run: which stages it holds, its model parts, its releases to the report.
+
+These handlers exist so the coordinator never reads a party's memory: everything a run report shows
+comes out of a party in a reply it chose to send, and every model part is written by the party that
+owns it into its own registry (`PartySetup.registry`, a `sampan.runtime.store.Store` or anything with
+its `register_model` / `get_model`), never by the coordinator.
+
+What each role learns from these messages:
+
+* ``vertical.state``: the coordinator learns which stages of this run the party still holds (a party
+  that restarted holds none, so the run starts again from alignment).
+* ``vertical.summary``: the coordinator learns, from the bank, the information value of every feature
+  (the bank's IV report, computed from the possibly noised partner counts) and the bank's own scorecard
+  rows; from each partner only its own scorecard rows (points per WOE bin of its own features). That is
+  what the run report shows; nothing else of a party's model leaves.
+* ``vertical.save_model`` / ``vertical.load_model``: the coordinator learns the names and versions of
+  what each party registered in its own registry, never the arrays.
+* ``score.save``: the coordinator learns how many scored applications the bank kept; the scores stay
+  in the bank's registry (``<name>-scores:<bank>``), which only the bank (the CLI acting as the bank) reads.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from sampan.models.scorecard import ScoreScaling
+from sampan.vertical.model import LocalLinearPart
+from sampan.wire import Message
+
+if TYPE_CHECKING:
+    from sampan.vertical.party import VerticalParty
+
+__all__ = ["PartRecords", "MODEL_SUFFIX", "part_name", "scores_name", "STAGES"]
+
+STAGES = ("aligned", "lr", "scorecard", "gbdt")
+MODEL_SUFFIX = {"lr": "", "scorecard": "-scorecard", "gbdt": "-gbdt"}
+
+
+def part_name(model: str, kind: str, party: str) -> str:
+    """The registry name of one party's part of a run's model: ``<model>[-scorecard|-gbdt]:<party>``."""
+    return f"{model}{MODEL_SUFFIX[kind]}:{party}"
+
+
+def scores_name(name: str, party: str) -> str:
+    """The bank's own record of a scoring request's results in its registry."""
+    return f"{name}-scores:{party}"
+
+
+class PartRecords:
+    """The run-level handlers of one `VerticalParty` (see the module docstring for what each reveals)."""
+
+    def __init__(self, party: "VerticalParty", registry: Any = None) -> None:
+        self.party = party
+        self.registry = registry
+        self.stages: dict[str, set[str]] = {}                       # run id -> stages this party holds
+        self.parts: dict[tuple[str, str], LocalLinearPart] = {}     # (run id, "lr"|"scorecard") -> finished part
+
+    def handlers(self) -> dict[str, Callable[[Message], Message]]:
+        return {"vertical.state": self.state, "vertical.stage_done": self.stage_done,
+                "vertical.summary": self.summary, "vertical.save_model": self.save_model,
+                "vertical.load_model": self.load_model, "score.save": self.save_scores}
+
+    def keep_part(self, run_id: str, kind: str, part: LocalLinearPart) -> None:
+        self.parts[(run_id, kind)] = part
+
+    def state(self, msg: Message) -> Message:
+        """The stages of this run this party still holds (its channels must be this run's)."""
+        held = self.stages.get(msg.run_id, set()) if self.party.channel_run == msg.run_id else set()
+        return msg.reply("vertical.state", meta={"stages": sorted(held)})
+
+    def stage_done(self, msg: Message) -> Message:
+        stage = str(msg.meta["stage"])
+        if stage not in STAGES:
+            raise ValueError(f"party {self.party.name!r}: unknown vertical stage {stage!r} (known: {STAGES})")
+        if self.party.channel_run != msg.run_id:
+            raise ValueError(f"party {self.party.name!r}: holds no channels of run {msg.run_id!r}")
+        self.stages.setdefault(msg.run_id, set()).add(stage)
+        return msg.reply("vertical.ack")
+
+    def summary(self, msg: Message) -> Message:
+        """Release this party's scorecard rows (and, at the bank, its IV report) for the run report."""
+        rows: list[dict[str, Any]] = []
+        card = self.parts.get((msg.run_id, "scorecard"))
+        if card is not None:
+            rows = card.scorecard_rows(ScoreScaling(), label_holder=self.party.is_label_holder)
+        iv: dict[str, dict[str, float]] = {}
+        if self.party.is_label_holder:
+            iv = {p: {f: float(v) for f, v in dict(r["iv"]).items()} for p, r in self.party.woe.report.items()}
+        return msg.reply("vertical.summary", meta={"scorecard": rows, "iv": iv})
+
+    def _registry(self) -> Any:
+        if self.registry is None:
+            raise ValueError(f"party {self.party.name!r} has no model registry (PartySetup.registry) to keep its part in")
+        return self.registry
+
+    def save_model(self, msg: Message) -> Message:
+        """Register this party's own part of each named model kind in its own registry."""
+        registry, name = self._registry(), str(msg.meta["name"])
+        saved: dict[str, int] = {}
+        for kind in msg.meta["kinds"]:
+            if kind == "gbdt":
+                arrays, meta = self.party.gbdt.part_arrays()
+            else:
+                part = self.parts.get((msg.run_id, str(kind)))
+                if part is None:
+                    raise ValueError(f"party {self.party.name!r}: no finished {kind!r} part in run {msg.run_id!r}")
+                arrays, meta = part.to_arrays()
+            saved[str(kind)] = int(registry.register_model(part_name(name, str(kind), self.party.name), msg.run_id,
+                                                           arrays, meta))
+        return msg.reply("vertical.saved", meta={"saved": saved})
+
+    def load_model(self, msg: Message) -> Message:
+        """Load this party's own registered part (by run and model kind) to score with."""
+        registry, kind = self._registry(), str(msg.meta["kind"])
+        found = [m for m in registry.models_for_run(str(msg.meta["model_run"]))
+                 if m.name.endswith(f":{self.party.name}") and not m.name.rsplit(":", 1)[0].endswith("-scores")
+                 and _kind_of(m.name) == kind]
+        if not found:
+            raise ValueError(f"party {self.party.name!r}: no registered {kind!r} part of run {msg.meta['model_run']!r} "
+                             "in its registry (did that run finish, with this model among its models?)")
+        model = found[-1]
+        if kind == "gbdt":
+            self.party.gbdt.load_part(model.arrays, model.meta)
+        else:
+            self.party.loaded_part = LocalLinearPart.from_arrays(model.arrays, model.meta)
+        return msg.reply("vertical.ack", meta={"name": model.name, "version": model.version})
+
+    def save_scores(self, msg: Message) -> Message:
+        """Bank: keep the results of scoring requests in its own registry; only their count leaves."""
+        if not self.party.is_label_holder:
+            raise ValueError(f"party {self.party.name!r}: only the label holder keeps scoring results")
+        results: list[dict[str, Any]] = []
+        for request in msg.meta["requests"]:
+            if request in self.party.scoring.results:
+                results += [r.as_dict() for r in self.party.scoring.results[request]]
+            elif request in self.party.gbdt.results:
+                results += [dict(r) for r in self.party.gbdt.results[request]]
+            else:
+                raise ValueError(f"party {self.party.name!r}: no scoring results for request {request!r}")
+        self._registry().register_model(scores_name(str(msg.meta["name"]), self.party.name), msg.run_id, {},
+                                        {"results": results, "requests": list(msg.meta["requests"])})
+        return msg.reply("score.saved", meta={"n": len(results)})
+
+
+def _kind_of(registered: str) -> str:
+    base = registered.rsplit(":", 1)[0]
+    return "scorecard" if base.endswith("-scorecard") else "gbdt" if base.endswith("-gbdt") else "lr"
