@@ -119,6 +119,7 @@ def vertical_demo(console: Console, store: Store, *, seed: int | None, report_di
 def run_vertical_config(console: Console, path: Path, store_url: str | None) -> None:
     """`sampan run vertical.toml`: load each party's table, then the same pipeline as the demo."""
     import os
+    import secrets
 
     from sampan.vertical.config import load_vertical_config, load_vertical_parties
 
@@ -127,16 +128,17 @@ def run_vertical_config(console: Console, path: Path, store_url: str | None) -> 
     store = Store.open(store_url or os.environ.get("SAMPAN_STORE") or config.run.store)
     section = config.vertical
     console.print(f"[bold]Vertical run[/] {config.run.name}: label holder {section.label_holder}, partners "
-                  + ", ".join(p.name for p in section.parties if p.name != section.label_holder)
+                  + ", ".join(p.name for p in config.parties if p.name != section.label_holder)
                   + f"; models {', '.join(section.models)}.")
     ordered = {section.label_holder: datasets[section.label_holder],
                **{k: v for k, v in datasets.items() if k != section.label_holder}}
     outcome = run_vertical(ordered, label_holder=section.label_holder, store=store, name=config.run.name,
-                           config=config.lr_config(), seed=config.run.seed, applicants=list(section.applicants) or None,
+                           config=section.to_lr_config(),
+                           seed=config.run.seed if config.run.seed is not None else secrets.randbelow(2**31), applicants=list(section.applicants) or None,
                            report_dir=Path(config.run.report_dir), models=tuple(section.models),
-                           gbdt_params=config.gbdt_params(), woe_dp_epsilon=section.scorecard.dp_epsilon,
+                           gbdt_params=section.gbdt_params(), woe_dp_epsilon=section.scorecard.dp_epsilon,
                            gbdt_hist_noise=section.gbdt_privacy.hist_noise,
-                           run_config=config.model_dump(mode="json"),
+                           run_config=config.to_dict(),
                            progress=lambda kind, info: console.print(
                                f"  {info['stage']}" if kind == "stage" else
                                f"  epoch {info['epoch']}: validation Brier {info['val_brier']:.4f}" if kind == "epoch"
@@ -157,14 +159,15 @@ def score_applicants(store: Store, run_id: str, applicants: list[str], model: st
     vertical = config["vertical"]
     if source.get("kind") == "consortium":
         datasets = _consortium(int(source["n_smes"]), int(source["seed"]))
-    elif vertical.get("parties"):  # a `sampan run` config: every party reloads its own table
-        from sampan.vertical.config import VerticalRunConfig, load_vertical_parties
+    elif vertical.get("parties") or config.get("parties"):  # a `sampan run` config: each party reloads its table
+        from sampan.vertical.config import load_vertical_parties
 
-        datasets = load_vertical_parties(VerticalRunConfig.model_validate(config))
+        datasets = load_vertical_parties(config)
     else:
         raise ValueError(f"run {run_id!r} recorded no data binding; score it through the Python API")
     holder = vertical["label_holder"]
-    partners = vertical.get("partners") or [p["name"] for p in vertical["parties"] if p["name"] != holder]
+    partners = vertical.get("partners") or [p["name"] for p in vertical.get("parties") or config["parties"]
+                                          if p["name"] != holder]
     datasets = {holder: datasets[holder], **{p: datasets[p] for p in partners}}
     if model == "gbdt":
         return [ScoreResult(applicant=r["applicant"], probability_of_default=r["probability_of_default"], score=r["score"],

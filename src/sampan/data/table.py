@@ -1,20 +1,16 @@
-"""A party's table: its declared schema, the validated arrays a learner uses, and the error for bad data.
+"""A party's table: the validated arrays a learner uses, and the error for bad data.
 
-The schema is declared up front (not inferred) so that every party of a federation encodes the same
-columns in the same order; a mismatch is caught at load time, inside the party, not in round 7.
+Its declared schema is `sampan.data.schema.TableSchema` (re-exported here: the one schema class).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
-
 import numpy as np
 
-__all__ = ["ColumnSpec", "TableSchema", "PartyData", "DataValidationError"]
+from sampan.data.schema import ColumnKind, ColumnSpec, TableSchema
 
-ColumnKind = Literal["float", "int", "bool", "category"]
-_KINDS: frozenset[str] = frozenset({"float", "int", "bool", "category"})
+__all__ = ["ColumnKind", "ColumnSpec", "TableSchema", "PartyData", "DataValidationError"]
 
 
 class DataValidationError(ValueError):
@@ -45,80 +41,6 @@ class DataValidationError(ValueError):
         if self.path is not None:
             where += f", file '{self.path}'"
         super().__init__(f"{where}: {message}")
-
-
-@dataclass(frozen=True)
-class ColumnSpec:
-    """One declared feature column; categories fix the one-hot order across parties."""
-
-    name: str
-    kind: ColumnKind = "float"
-    categories: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise ValueError("ColumnSpec.name must be a non-empty string")
-        if self.kind not in _KINDS:
-            raise ValueError(f"column '{self.name}': kind must be one of {sorted(_KINDS)}, got {self.kind!r}")
-        if self.kind == "category":
-            if not self.categories:
-                raise ValueError(f"column '{self.name}': a category column needs its categories declared")
-            cats = tuple(str(c) for c in self.categories)
-            if len(set(cats)) != len(cats):
-                raise ValueError(f"column '{self.name}': categories must be unique, got {cats}")
-            object.__setattr__(self, "categories", cats)
-        elif self.categories is not None:
-            raise ValueError(f"column '{self.name}': only a category column takes categories")
-
-    @property
-    def width(self) -> int:
-        """Number of model columns this feature becomes (one per category for one-hot)."""
-        return len(self.categories) if self.categories is not None else 1
-
-    def encoded_names(self) -> list[str]:
-        """Model column names, e.g. ``sector=retail`` for each category."""
-        if self.categories is None:
-            return [self.name]
-        return [f"{self.name}={c}" for c in self.categories]
-
-
-@dataclass(frozen=True)
-class TableSchema:
-    """Which columns a party's table must have: an id, an optional label and the declared features."""
-
-    id_column: str
-    label_column: str | None
-    features: tuple[ColumnSpec, ...]
-
-    def __post_init__(self) -> None:
-        feats = tuple(self.features)
-        object.__setattr__(self, "features", feats)
-        names = [f.name for f in feats]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"feature columns declared twice: {dupes}")
-        if self.id_column in names:
-            raise ValueError(f"id column '{self.id_column}' must not also be a feature")
-        if self.label_column is not None:
-            if self.label_column == self.id_column:
-                raise ValueError("the label column and the id column must differ")
-            if self.label_column in names:
-                raise ValueError(f"label column '{self.label_column}' must not also be a feature")
-
-    def columns(self) -> list[str]:
-        """Every column the table must contain, in declared order: id, label (if any), features."""
-        cols = [self.id_column]
-        if self.label_column is not None:
-            cols.append(self.label_column)
-        cols.extend(f.name for f in self.features)
-        return cols
-
-    def feature_names(self) -> list[str]:
-        """Names of the model columns after one-hot encoding, e.g. ``sector=retail``."""
-        out: list[str] = []
-        for spec in self.features:
-            out.extend(spec.encoded_names())
-        return out
 
 
 @dataclass

@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sampan.config import ColumnSection, ConfigError, RunConfig, parse_config
+from sampan.config import ConfigError, problems, RunConfig, VerticalSection, Workflow, parse_config
+from sampan.data.schema import TableSchema
 from sampan.deploy.allow import AllowSection
 from sampan.transport.grpc_envelope import Limits
 
@@ -91,23 +92,13 @@ class CoordinatorConfig(_Strict):
         return self.coordinator.store or f"sqlite:///{Path(self.coordinator.state_dir) / 'coordinator.db'}"
 
 
-class DataSchema(_Strict):
-    id: str
-    label: str | None = Field(None, description="absent at vertical partners, which hold no label")
-    features: list[ColumnSection]
-
-    @model_validator(mode="before")
-    @classmethod
-    def _plain_names(cls, value: Any) -> Any:
-        if isinstance(value, dict) and isinstance(value.get("features"), list):
-            value = {**value, "features": [{"name": f} if isinstance(f, str) else f for f in value["features"]]}
-        return value
+DataSchema = TableSchema  # earlier name of [data.<name>.schema]: the one table schema class, same object
 
 
 class DatasetSection(_Strict):
     path: str
     format: Literal["csv", "parquet"] | None = None
-    schema_: DataSchema = Field(alias="schema")
+    schema_: TableSchema = Field(alias="schema")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -157,27 +148,23 @@ class PartyConfig(_Strict):
 
 
 class DeploySection(_Strict):
-    workflow: Literal["horizontal", "vertical"] = "horizontal"
-    parties: list[str] | None = Field(None, description="default: every party member of the federation")
+    """[deploy] of a submitted run: which members take part and which of their datasets they use.
+
+    `workflow` and `label_holder` are the earlier spellings of `run.workflow` and `vertical.label_holder`:
+    still accepted (they must agree), and filled in from the config so `spec.deploy.workflow` stays true."""
+
+    parties: list[str] | None = Field(None, description="default: every party member of the federation "
+                                      "(or the names of [[parties]])")
     dataset: str | None = Field(None, description="which [data.<name>] each party uses; default its only one")
-    label_holder: str | None = Field(None, description="vertical: the party holding the label")
+    workflow: Workflow | None = Field(None, description="earlier spelling of run.workflow")
+    label_holder: str | None = Field(None, description="earlier spelling of vertical.label_holder")
     submitted_by: str | None = Field(None, description="set by the coordinator to the operator who submitted "
                                      "the run (a value in the submitted file is overwritten)")
 
 
-class VerticalSection(_Strict):
-    epochs: int = Field(30, ge=1)
-    batch_size: int = Field(512, ge=64)  # fewer rows let a party solve its gradient for the labels (secure_lr)
-    learning_rate: float = Field(0.5, gt=0)
-    l2: float = Field(1e-4, ge=0)
-    patience: int = Field(3, ge=1)
-    min_delta: float = 1e-5
-    test_fraction: float = Field(0.2, gt=0, lt=1)
-    val_fraction: float = Field(0.15, gt=0, lt=1)
-
-
-def _problems(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors())
+def _problems(exc: ValidationError, prefix: str = "") -> str:
+    text = problems(exc)
+    return "; ".join(f"{prefix}.{p}" for p in text.split("; ")) if prefix else text
 
 
 def _resolve(base: Path, value: str | None) -> str | None:
@@ -256,42 +243,81 @@ def split_address(address: str) -> tuple[str, int]:
 
 
 # --- runs submitted to a coordinator -------------------------------------------------------------------
-_PLACEHOLDER_BINDING = {"parties": [{"name": "agent", "path": "held-by-each-party-agent"}],
-                        "schema": {"id": "id", "label": "label", "features": []}}
-
-
 @dataclass(frozen=True)
 class RunSpec:
-    """A deployment run: the run sections every workflow reads, plus who takes part and how."""
+    """A deployment run: the submitted file IS a `RunConfig` (parties without paths) plus [deploy]."""
 
-    config: RunConfig              # for the horizontal workflow (data binding: a placeholder, never read)
+    config: RunConfig
     deploy: DeploySection
-    vertical: VerticalSection | None
-    stored: dict[str, Any]         # what the store keeps (no placeholder binding)
+    stored: dict[str, Any]         # what the store keeps; parses back to an equal spec (resume)
+
+    @property
+    def workflow(self) -> str:
+        return self.config.workflow
+
+    @property
+    def vertical(self) -> VerticalSection | None:
+        """`config.vertical`: the same [vertical] class as in a simulation."""
+        return self.config.vertical
+
+    @property
+    def party_names(self) -> list[str] | None:
+        """The parties named by [deploy] parties or [[parties]]; None = every party member."""
+        return list(self.deploy.parties) if self.deploy.parties else None
+
+
+_FLAT_LR = ("epochs", "batch_size", "learning_rate", "l2", "patience", "min_delta")  # earlier [vertical] spelling
+
+
+def _merge_legacy(data: dict[str, Any], deploy: dict[str, Any], source: str) -> dict[str, Any]:
+    """Move [deploy] workflow/label_holder (the earlier dialect) to run.workflow/vertical.label_holder."""
+    workflow, holder = deploy.get("workflow"), deploy.get("label_holder")
+    run = data.get("run") if data.get("run") is not None else {}
+    if workflow is not None and isinstance(run, dict):
+        if run.get("workflow") not in (None, workflow):
+            raise ConfigError(f"{source}: deploy.workflow {workflow!r} differs from run.workflow "
+                              f"{run['workflow']!r} (give run.workflow only)")
+        data["run"] = {**run, "workflow": workflow}
+    vertical = data.get("vertical")
+    if holder is not None and (isinstance(vertical, dict) or (vertical is None and workflow in ("vertical", "scoring"))):
+        vertical = dict(vertical or {})
+        if vertical.get("label_holder") not in (None, holder):
+            raise ConfigError(f"{source}: deploy.label_holder {holder!r} differs from vertical.label_holder "
+                              f"{vertical['label_holder']!r} (give vertical.label_holder only)")
+        data["vertical"] = {**vertical, "label_holder": holder}
+    vertical = data.get("vertical")
+    flat = [k for k in _FLAT_LR if isinstance(vertical, dict) and k in vertical]
+    if flat and isinstance(vertical, dict) and isinstance(vertical.get("lr", {}), dict):
+        data["vertical"] = {**{k: v for k, v in vertical.items() if k not in flat},
+                            "lr": {**vertical.get("lr", {}), **{k: vertical[k] for k in flat}}}
+    return data
 
 
 def parse_run_spec(data: dict[str, Any], *, source: str = "<run>") -> RunSpec:
+    """A run submitted to a coordinator: a `RunConfig` whose parties have no paths (each agent binds its
+    own data) plus [deploy]. A simulated config is accepted once its `path`/`format` lines are removed."""
     data = dict(data)
-    bound = [k for k in ("source", "parties", "schema") if k in data]
-    if bound:
-        raise ConfigError(f"{source}: a run submitted to a coordinator has no data binding ({', '.join(bound)}); "
-                          "each party's data is bound in its own party.toml")
+    raw_deploy = data.pop("deploy", None) or {}
+    if isinstance(raw_deploy, dict):
+        data = _merge_legacy(data, dict(raw_deploy), source)
+    if isinstance(data.get("run"), dict) and data["run"].get("workflow") == "vertical" and "vertical" not in data:
+        raise ConfigError(f"{source}: a vertical run needs [vertical] with label_holder (the party holding the label)")
     try:
-        deploy = DeploySection.model_validate(data.pop("deploy", {}) or {})
-        vertical_raw = data.pop("vertical", None)
-        vertical = VerticalSection.model_validate(vertical_raw or {}) if deploy.workflow == "vertical" else None
+        deploy = DeploySection.model_validate(raw_deploy)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {_problems(exc)}") from None
-    if vertical_raw is not None and deploy.workflow != "vertical":
-        raise ConfigError(f"{source}: [vertical] is set but deploy.workflow is {deploy.workflow!r}")
-    if deploy.workflow == "vertical" and not deploy.label_holder:
-        raise ConfigError(f"{source}: a vertical run needs deploy.label_holder")
-    config = parse_config({**data, **_PLACEHOLDER_BINDING}, source=source)
-    stored = {k: v for k, v in config.to_dict().items() if k not in _PLACEHOLDER_BINDING}
+        raise ConfigError(f"{source}: {_problems(exc, 'deploy')}") from None
+    config = parse_config(data, source=source, deployment=True)
+    named = [p.name for p in config.parties]
+    if deploy.parties and named and sorted(deploy.parties) != sorted(named):
+        raise ConfigError(f"{source}: deploy.parties {deploy.parties} differ from the [[parties]] names {named}")
+    holder = config.vertical.label_holder if config.vertical is not None else None
+    parties = deploy.parties or named or None
+    if holder is not None and parties and holder not in parties:
+        raise ConfigError(f"{source}: vertical.label_holder {holder!r} is not among the run's parties {parties}")
+    deploy = deploy.model_copy(update={"workflow": config.workflow, "label_holder": holder, "parties": parties})
+    stored = config.to_dict()
     stored["deploy"] = deploy.model_dump(mode="json", exclude_none=True)
-    if vertical is not None:
-        stored["vertical"] = vertical.model_dump(mode="json")
-    return RunSpec(config, deploy, vertical, stored)
+    return RunSpec(config, deploy, stored)
 
 
 def load_run_spec(path: str | Path) -> RunSpec:

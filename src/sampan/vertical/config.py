@@ -1,37 +1,37 @@
-"""Run descriptions for vertical runs (`sampan run vertical.toml`): parties, label holder, models.
+"""Vertical runs from TOML: load the one-dialect `RunConfig`, and each party's table as that party would.
 
-A vertical TOML has a `[vertical]` table instead of the horizontal `[[parties]]`/`[model]` sections::
+A vertical run is a `sampan.config.RunConfig` with a `[vertical]` section (see examples/taiwan_vertical.toml)::
 
     [run]
     name = "taiwan-vertical"
     seed = 1
+    [schema]                       # THE table schema: shared id, the label, every party's features
+    id = "ID"
+    label = "default"
+    features = ["LIMIT_BAL", "PAY_0", "BILL_AMT1", "PAY_AMT1"]   # or {name, kind, categories} tables
     [vertical]
     label_holder = "bank"
-    id = "ID"                      # the registration number column every party shares
     models = ["lr", "scorecard", "gbdt"]
-    [[vertical.parties]]
-    name = "bank"
-    path = "bank.csv"
-    label = "default"              # only at the label holder
-    features = ["LIMIT_BAL", "PAY_0"]
-    [[vertical.parties]]
-    name = "card_issuer"
-    path = "partner.csv"
-    features = ["BILL_AMT1", "PAY_AMT1"]
-    categories = {}                # e.g. { sector = ["retail", "trading"] } for one-hot columns
-    [vertical.lr]                  # optional: VerticalLRConfig fields
+    [vertical.lr]                  # VerticalLRConfig fields (shared_weights = true is the default)
     learning_rate = 0.2
-    shared_weights = true          # the default: no party sees its plaintext gradient (false: it does, and
-                                   # over many epochs can solve for the labels; needs
-                                   # allow_gradient_label_leakage = true once epochs x columns >= batch_size)
-    [vertical.gbdt]                # optional: GBDTParams fields
+    [vertical.gbdt]                # GBDTParams fields
     n_trees = 100
     [vertical.scorecard]
     dp_epsilon = 1.0               # optional DP on the WOE counts
     [vertical.gbdt_privacy]
-    hist_noise = 5.0               # optional Gaussian noise on partner histograms (epsilon reported)
+    hist_noise = 5.0               # optional Gaussian noise on partner histograms
+    [[parties]]
+    name = "bank"                  # the label holder also loads the label column
+    path = "bank.csv"              # simulation only: a config submitted to a coordinator has no paths
+    features = ["LIMIT_BAL", "PAY_0"]
+    [[parties]]
+    name = "card_issuer"
+    path = "partner.csv"
+    features = ["BILL_AMT1", "PAY_AMT1"]
 
-Every field is checked by pydantic; errors name the field (e.g. ``vertical.parties.1.path``).
+The earlier dialect (`[[vertical.parties]]` with label/features/categories, `[vertical] id`, an untyped
+`[vertical.lr]`) is still read: `load_vertical_config` converts it (`legacy_to_run_dict`), and
+`VerticalRunConfig` remains its validator. Errors name the field (e.g. ``parties.1.features``).
 """
 
 from __future__ import annotations
@@ -42,13 +42,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sampan.config import ConfigError, read_run_toml
+from sampan.config import ConfigError, RunConfig, parse_config, read_run_toml
 from sampan.data.loaders import load_table
 from sampan.data.table import ColumnSpec, PartyData, TableSchema
 from sampan.models.gbdt import GBDTParams
 from sampan.vertical.training import VerticalLRConfig
 
-__all__ = ["VerticalRunConfig", "load_vertical_config", "is_vertical_config", "load_vertical_parties"]
+__all__ = ["VerticalRunConfig", "load_vertical_config", "is_vertical_config", "load_vertical_parties",
+           "legacy_to_run_dict"]
 
 
 class _Strict(BaseModel):
@@ -141,36 +142,59 @@ class VerticalRunConfig(_Strict):
 
 
 def is_vertical_config(path: str | Path) -> bool:
+    """Whether a run TOML describes a vertical run ([vertical], or run.workflow = 'vertical')."""
     try:
-        return "vertical" in tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError):
         return False
+    run = data.get("run") if isinstance(data.get("run"), dict) else {}
+    return "vertical" in data if run.get("workflow") is None else run.get("workflow") == "vertical"
 
 
-def load_vertical_config(path: str | Path) -> VerticalRunConfig:
-    path = Path(path)
-    data = read_run_toml(path, lambda d: (d.get("vertical") or {}).get("parties", []))
+def legacy_to_run_dict(data: dict[str, Any], source: str = "<config>") -> dict[str, Any]:
+    """The earlier vertical dialect (`[[vertical.parties]]`) as the one dialect's dict; other dicts unchanged."""
+    vertical = data.get("vertical")
+    if not (isinstance(vertical, dict) and "parties" in vertical):
+        return data
     try:
-        config = VerticalRunConfig.model_validate(data)
-        config.lr_config(), config.gbdt_params()
+        old = VerticalRunConfig.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        raise ConfigError(f"{path}: {where}: {first['msg']}") from None
-    except ValueError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    return config
-
-
-def load_vertical_parties(config: VerticalRunConfig) -> dict[str, PartyData]:
-    """Each party's table, loaded and validated as that party would (errors name party, file, column)."""
-    out = {}
-    for p in config.vertical.parties:
+        raise ConfigError(f"{source}: {'.'.join(str(x) for x in first['loc'])}: {first['msg']}") from None
+    v = old.vertical
+    features: list[dict[str, Any]] = []
+    for p in v.parties:
         unknown = sorted(set(p.categories) - set(p.features))
         if unknown:
-            raise ConfigError(f"vertical.parties ({p.name}): categories given for undeclared features {unknown}")
-        schema = TableSchema(id_column=config.vertical.id, label_column=p.label, features=tuple(
-            ColumnSpec(f, "category", tuple(p.categories[f])) if f in p.categories else ColumnSpec(f)
-            for f in p.features))
-        out[p.name] = load_table(p.path, schema, p.name, p.format)
+            raise ConfigError(f"{source}: vertical.parties ({p.name}): categories given for undeclared features {unknown}")
+        features += [{"name": f, "kind": "category", "categories": list(p.categories[f])} if f in p.categories
+                     else {"name": f} for f in p.features]
+    label = next(p.label for p in v.parties if p.name == v.label_holder)
+    section = {k: val for k, val in vertical.items() if k not in ("parties", "id")}
+    return {"run": {**old.run.model_dump(exclude_none=True), "workflow": "vertical"},
+            "schema": {"id": v.id, "label": label, "features": features},
+            "vertical": section,
+            "parties": [{"name": p.name, "path": p.path, **({"format": p.format} if p.format else {}),
+                         "features": list(p.features)} for p in v.parties]}
+
+
+def load_vertical_config(path: str | Path) -> RunConfig:
+    """A vertical run TOML (either dialect) as a `RunConfig`; relative paths resolve against the file."""
+    data = legacy_to_run_dict(read_run_toml(path), str(path))
+    return parse_config(data, source=str(path))
+
+
+def load_vertical_parties(config: RunConfig | VerticalRunConfig | dict[str, Any]) -> dict[str, PartyData]:
+    """Each party's table, loaded and validated as that party would (errors name party, file, column).
+
+    Takes a `RunConfig`, or a stored config dict of a run (either dialect), e.g. to rescore a run."""
+    if isinstance(config, VerticalRunConfig):
+        config = config.model_dump(mode="json")
+    if isinstance(config, dict):
+        config = parse_config(legacy_to_run_dict(config), source="stored run config")
+    out = {}
+    for p in config.parties:
+        if p.path is None:
+            raise ConfigError(f"party {p.name!r} has no path: its table is bound by its own agent")
+        out[p.name] = load_table(p.path, config.party_schema(p.name), p.name, p.format)
     return out

@@ -1,0 +1,131 @@
+"""Sections every workflow reads: [run], [model], [training], [strategy], [data], [[parties]], [source].
+
+The table schema (`[schema]`) is `sampan.data.schema.TableSchema`, the one schema class; `SchemaSection`
+and `ColumnSection` are its earlier names here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
+
+from sampan.config.base import Strict
+from sampan.data.schema import ColumnSpec, TableSchema
+
+if TYPE_CHECKING:
+    from sampan.models.gbdt import GBDTParams
+
+__all__ = ["WORKFLOWS", "Workflow", "RunSection", "GBDTSection", "ModelSection", "TrainingSection",
+           "StrategySection", "DataSection", "PartySection", "SourceSection", "SchemaSection", "ColumnSection"]
+
+SchemaSection = TableSchema     # earlier name of [schema]'s class: the same object
+ColumnSection = ColumnSpec      # earlier name of a [schema] feature's class: the same object
+
+Workflow = Literal["horizontal", "vertical", "scoring", "evaluation", "synthesis"]
+WORKFLOWS: tuple[str, ...] = ("horizontal", "vertical", "scoring", "evaluation", "synthesis")
+
+
+class RunSection(Strict):
+    name: str = "sampan-run"
+    workflow: Workflow | None = Field(
+        None, description="which workflow runs; default: 'vertical' if [vertical] is present, 'synthesis' if "
+        "[synthesis] is, 'scoring' if [scoring] is, else 'horizontal' (filled in when the config is read)")
+    rounds: int = Field(20, ge=1, le=100_000)
+    seed: int | None = Field(None, ge=0, lt=2**62, description="fixes partitions, init and shuffling; drawn at random if absent")
+    store: str | None = Field(None, description="SQLAlchemy URL of the run store; default sqlite:///sampan-runs/sampan.db")
+    report_dir: str = "sampan-reports"
+    eval_every: int = Field(1, ge=1)
+    fraction_fit: float = Field(1.0, gt=0, le=1)
+    min_parties: int = Field(1, ge=1)
+    workers: int = Field(1, ge=1, le=256, description="simulation only: processes that host the parties")
+
+
+class GBDTSection(Strict):
+    """Gradient-boosted trees: the fields of `sampan.models.gbdt.GBDTParams`, with its defaults and bounds."""
+
+    n_trees: int = Field(100, ge=1)
+    max_depth: int = Field(4, ge=1)
+    learning_rate: float = Field(0.1, gt=0, le=1)
+    n_bins: int = Field(32, ge=2, le=256)
+    l2: float = Field(1.0, ge=0)
+    min_child_weight: float = Field(1.0, ge=0)
+    min_split_gain: float = Field(0.0, ge=0)
+    early_stopping_rounds: int = Field(10, ge=1)
+
+    def gbdt_params(self) -> GBDTParams:
+        from sampan.models.gbdt import GBDTParams  # lazily: keeps `import sampan.config` light
+
+        return GBDTParams(**{name: getattr(self, name) for name in GBDTSection.model_fields})
+
+
+_GBDT_FIELDS = frozenset(GBDTSection.model_fields)
+
+
+class ModelSection(GBDTSection):
+    """[model] of horizontal and evaluation runs: kind, MLP `hidden`, and the GBDT fields for kind 'gbdt'."""
+
+    kind: Literal["logistic", "mlp", "gbdt"] = "logistic"
+    hidden: list[int] = Field(default_factory=lambda: [32], description="mlp only: hidden layer widths")
+
+    @model_validator(mode="after")
+    def _fields_of_kind(self) -> "ModelSection":
+        set_here = set(self.model_fields_set)
+        stray = sorted(set_here & _GBDT_FIELDS) if self.kind != "gbdt" else []
+        if stray:
+            raise ValueError(f"model.{stray[0]} applies to kind = 'gbdt' only (kind is {self.kind!r})")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _only_fields_of_kind(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Stored configs hold the GBDT fields only for kind 'gbdt' (so they parse back)."""
+        out = handler(self)
+        return out if self.kind == "gbdt" else {k: v for k, v in out.items() if k not in _GBDT_FIELDS}
+
+
+class TrainingSection(Strict):
+    local_epochs: int = Field(1, ge=1)
+    local_steps: int | None = Field(None, ge=1, description="minibatches per round; overrides local_epochs")
+    batch_size: int = Field(64, ge=1)
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    learning_rate: float = Field(0.1, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    l2: float = Field(1e-4, ge=0)
+
+
+class StrategySection(Strict):
+    name: Literal["fedavg", "fedprox", "fedadam"] = "fedavg"
+    server_learning_rate: float | None = Field(None, gt=0)
+    server_momentum: float = Field(0.0, ge=0, lt=1, description="FedAvgM velocity (fedavg/fedprox only)")
+    proximal_mu: float = Field(0.01, gt=0)
+    aggregator: Literal["mean", "median", "trimmed_mean", "krum"] = "mean"
+    trim_fraction: float = Field(0.1, ge=0, lt=0.5)
+    byzantine: int = Field(1, ge=0)
+    multi_krum: int = Field(1, ge=1)
+
+
+class DataSection(Strict):
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    standardize: bool = True
+
+
+class PartySection(Strict):
+    """One party. `path`/`format` say where its table is in a simulation; a config submitted to a
+    coordinator leaves them out (each party's agent binds its data in its own party.toml). `features`:
+    in a vertical run, the [schema] features this party holds."""
+
+    name: str = Field(min_length=1, max_length=100)
+    path: str | None = Field(None, description="simulation only: the party's CSV/Parquet file")
+    format: Literal["csv", "parquet"] | None = Field(None, description="simulation only; default: from the suffix")
+    features: tuple[str, ...] | None = Field(None, min_length=1, description="vertical: this party's columns")
+
+
+class SourceSection(Strict):
+    """A simulated federation: the built-in consortium or a public dataset split across parties."""
+
+    kind: Literal["consortium", "taiwan", "german", "south_german"]
+    path: str | None = Field(None, description="dataset file or folder (public datasets only)")
+    n_parties: int = Field(5, ge=1, le=100_000)
+    partition: Literal["iid", "dirichlet", "quantity"] = "iid"
+    alpha: float = Field(0.5, gt=0)
+    n_smes: int = Field(12_000, ge=300)

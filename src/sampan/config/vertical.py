@@ -1,0 +1,119 @@
+"""[vertical], [scoring] and [synthesis]: the sections of the other workflows, one dialect for run and submit.
+
+Defaults are those `sampan run` always had (`VerticalLRConfig`'s: learning_rate 0.2, patience 5); the
+submit dialect's other defaults (learning_rate 0.5, patience 3) are gone with it. Vertical noise releases
+live here, next to the model they protect: `[vertical.scorecard] dp_epsilon` (WOE counts) and
+`[vertical.gbdt_privacy] hist_noise` (partner histograms); `[privacy]` is the horizontal run's budget.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from sampan.config.base import Strict
+from sampan.config.sections import GBDTSection
+
+if TYPE_CHECKING:
+    from sampan.models.gbdt import GBDTParams
+    from sampan.vertical.training import VerticalLRConfig
+
+__all__ = ["VerticalLRSection", "ScorecardSection", "GBDTPrivacySection", "VerticalSection", "ScoringSection",
+           "SynthesisSection"]
+
+
+class VerticalLRSection(Strict):
+    """[vertical.lr]: the fields of `sampan.vertical.training.VerticalLRConfig`, with its defaults."""
+
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(512, ge=64, description="at least max(4 x widest party's columns, 64): fewer rows let "
+                            "a party solve its gradient for the labels")
+    learning_rate: float = Field(0.2, gt=0)
+    l2: float = Field(1e-4, ge=0)
+    patience: int = Field(5, ge=1)
+    min_delta: float = Field(1e-5, ge=0)
+    logit_clip: float | None = Field(None, gt=0, description="per-party partial-logit bound; default: the "
+                                     "sigmoid's fit range / parties")
+    shared_weights: bool = Field(True, description="weights kept as additive shares: no party sees its plaintext "
+                                 "gradient (false: it does, and over many epochs can solve for the labels)")
+    allow_gradient_label_leakage: bool = Field(False, description="plaintext-gradient mode only: accept epochs x "
+                                               "widest party's columns >= batch_size (labels leak)")
+
+    def to_lr_config(self) -> VerticalLRConfig:
+        from sampan.vertical.training import VerticalLRConfig  # lazily: vertical sits below config
+
+        return VerticalLRConfig(**{name: getattr(self, name) for name in VerticalLRSection.model_fields})
+
+
+class ScorecardSection(Strict):
+    dp_epsilon: float | None = Field(None, gt=0, description="DP on the WOE counts (epsilon of that release)")
+
+
+class GBDTPrivacySection(Strict):
+    hist_noise: float = Field(0.0, ge=0, description="Gaussian sigma on partner histograms (gradient units)")
+
+
+class VerticalSection(Strict):
+    """[vertical]: who holds the label, which models, how the aligned rows are split, whom to score."""
+
+    label_holder: str = Field(min_length=1)
+    id: str | None = Field(None, description="the shared id column (PSI key); default: [schema] id (a deployed "
+                           "party's own schema in its party.toml)")
+    models: tuple[Literal["lr", "scorecard", "gbdt"], ...] = ("lr",)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    val_fraction: float = Field(0.15, gt=0, lt=1)
+    applicants: tuple[str, ...] = Field((), description="ids of new applications to score jointly after training")
+    lr: VerticalLRSection = Field(default_factory=VerticalLRSection)
+    gbdt: GBDTSection = Field(default_factory=GBDTSection)
+    scorecard: ScorecardSection = Field(default_factory=ScorecardSection)
+    gbdt_privacy: GBDTPrivacySection = Field(default_factory=GBDTPrivacySection)
+
+    @field_validator("models")
+    @classmethod
+    def _lr_first(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "lr" not in value:
+            raise ValueError("models must include 'lr' (the secure LR is the run's main model)")
+        if len(set(value)) != len(value):
+            raise ValueError(f"models listed twice: {list(value)}")
+        return value
+
+    @model_validator(mode="after")
+    def _fractions(self) -> "VerticalSection":
+        if self.test_fraction + self.val_fraction >= 1:
+            raise ValueError("test_fraction + val_fraction must leave training rows (sum < 1)")
+        return self
+
+    def to_lr_config(self) -> VerticalLRConfig:
+        return self.lr.to_lr_config()
+
+    def gbdt_params(self) -> GBDTParams:
+        return self.gbdt.gbdt_params()
+
+    # the earlier submit dialect's flat names ([vertical] epochs = ...), still read by deployed code
+    epochs = property(lambda self: self.lr.epochs)
+    batch_size = property(lambda self: self.lr.batch_size)
+    learning_rate = property(lambda self: self.lr.learning_rate)
+    l2 = property(lambda self: self.lr.l2)
+    patience = property(lambda self: self.lr.patience)
+    min_delta = property(lambda self: self.lr.min_delta)
+
+
+class ScoringSection(Strict):
+    """[scoring]: score new applications with a trained model, each party contributing only its share."""
+
+    model: str = Field(min_length=1, description="the trained run id or registered model name")
+    applicants: tuple[str, ...] = Field(min_length=1, description="ids of the applications to score")
+
+
+class SynthesisSection(Strict):
+    """[synthesis]: a federated DP synthesiser over [schema] (numeric features need public `bounds`)."""
+
+    epsilon: float = Field(gt=0, description="each party's budget for the synthesiser")
+    delta: float = Field(1e-5, gt=0, lt=1)
+    secure_sum: bool = Field(True, description="sum the parties' noisy marginals under secure aggregation, so the "
+                             "coordinator sees only the consortium's totals")
+    n_rows: int | None = Field(None, ge=1, description="rows to sample; default: the noisy row count")
+    max_bins: int = Field(32, ge=2, le=256)
+    tree: bool | None = Field(None, description="model (feature, parent) dependences; default: when the signal allows")
+    out: str | None = Field(None, description="model folder to write; default: <report_dir>/<run>/synth-model")
