@@ -1,8 +1,11 @@
-"""CLI for vertical runs: ``sampan demo --vertical`` and ``sampan score``.
+"""CLI for vertical runs: ``sampan demo --vertical``, ``sampan run <vertical config>`` and ``sampan score``.
 
-The demo simulates the three organisations in one process on the built-in consortium; ``score``
-rebuilds the same simulated organisations from the run's recorded seed, loads each party's own model
-part from the store and scores applications jointly.
+Every run goes through the one runner (`sampan.runtime.runner.start_run`) with the "vertical" or
+"scoring" workflow (`sampan.vertical.capability`). The demo simulates the three organisations in one
+process on the built-in consortium; ``score`` rebuilds the same simulated organisations from the
+trained run's stored config, each loads its own model part from its registry (here: the shared store)
+and they score jointly. The scores stay with the bank: this module reads them as the bank would, from
+the bank's own record in its registry (``<name>-scores:<bank>``), never from the coordinator's run.
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from sampan.data import make_sme_consortium
+from sampan.runtime.runner import FinishedRun, start_run
 from sampan.runtime.store import Store
-from sampan.vertical.run import load_parts, run_vertical, score_with_gbdt, score_with_parts
+from sampan.vertical.capability import ScoringJob
+from sampan.vertical.job import VerticalJob, job_of
+from sampan.vertical.party_parts import scores_name
 from sampan.vertical.scoring import ScoreResult
 from sampan.vertical.training import VerticalLRConfig
 
-__all__ = ["vertical_demo", "score_applicants"]
+__all__ = ["vertical_demo", "run_vertical_config", "score_applicants", "bank_scores", "demo_job"]
 
 DEMO_SMES = 20000
 LABEL_HOLDER = "bank"
@@ -43,6 +49,33 @@ def _demo_applicants(datasets: Mapping[str, Any], k: int = 5) -> list[str]:
     everywhere = [i for i in bank if all(i in s for s in known.values())]
     somewhere_missing = [i for i in bank if not all(i in s for s in known.values())]
     return everywhere[-(k - 2):] + somewhere_missing[-2:]
+
+
+def demo_job(n_smes: int, seed: int, report_dir: Path | None, *, models: tuple[str, ...] = ("lr", "scorecard", "gbdt"),
+             lr: VerticalLRConfig = VerticalLRConfig(), applicants: tuple[str, ...] = ()) -> VerticalJob:
+    """The demo's run: the built-in consortium's bank and its two partners."""
+    return VerticalJob(name="demo-vertical-sme", label_holder=LABEL_HOLDER, partners=("payments", "delivery"),
+                       models=models, lr=lr, applicants=applicants, seed=seed,
+                       source={"kind": "consortium", "view": "vertical", "n_smes": n_smes, "seed": seed},
+                       report_dir=str(report_dir) if report_dir is not None else None)
+
+
+def bank_scores(store: Store, name: str, bank: str, requests: list[str] | None = None) -> list[ScoreResult]:
+    """The bank's own record of its scoring results (its registry), as the bank reads it."""
+    record = store.get_model(scores_name(name, bank))
+    wanted = set(requests) if requests else None
+    if wanted is not None and not wanted & set(record.meta.get("requests") or []):
+        raise ValueError(f"the bank's latest record {record.name!r} does not hold requests {sorted(wanted)}")
+    return [_score_result(r) for r in record.meta.get("results") or []]
+
+
+def _score_result(r: Mapping[str, Any]) -> ScoreResult:
+    if "bank_contribution" in r:
+        return ScoreResult(**{k: r[k] for k in ScoreResult.__dataclass_fields__ if k in r})
+    return ScoreResult(applicant=r["applicant"], probability_of_default=r["probability_of_default"], score=r["score"],
+                       logit=r["logit"], bank_contribution=float("nan"), partner_contribution=sum(
+                           x["logit_contribution"] for x in r["reasons"] if x["source"] != "bank"),
+                       missing_at=r["missing_at"], reasons=r["reasons"], seconds=r["seconds"])
 
 
 def results_table(results: list[ScoreResult], title: str) -> Table:
@@ -68,8 +101,23 @@ def comparison_table(comparison: Mapping[str, Mapping[str, Any]], title: str) ->
     return table
 
 
+def _progress_bar(bar: Progress, epochs_total: int) -> Any:
+    stage = bar.add_task("starting", total=None, info="")
+    epochs = bar.add_task("secure training", total=epochs_total, info="", visible=False)
+
+    def on_progress(kind: str, info: Mapping[str, Any]) -> None:
+        if kind == "stage":
+            bar.update(stage, description=str(info["stage"]))
+        elif kind == "aligned":
+            bar.update(stage, info=f"{info['n_aligned']:,} common customers in {info['seconds']:.1f} s")
+        elif kind == "epoch":
+            bar.update(epochs, visible=True, completed=int(info["epoch"]),
+                       info=f"validation Brier {info['val_brier']:.4f}")
+    return stage, on_progress
+
+
 def vertical_demo(console: Console, store: Store, *, seed: int | None, report_dir: Path,
-                  n_smes: int = DEMO_SMES) -> None:
+                  n_smes: int = DEMO_SMES) -> FinishedRun:
     seed = seed if seed is not None else secrets.randbits(31)
     datasets = _consortium(n_smes, seed)
     console.print("[bold]Sampan vertical demo[/]: a bank, a payment provider and a delivery platform score SME "
@@ -78,102 +126,79 @@ def vertical_demo(console: Console, store: Store, *, seed: int | None, report_di
     for name, d in datasets.items():
         console.print(f"  {name}: {len(d):,} SMEs, {d.X.shape[1]} features"
                       + (" + the default label" if d.y is not None else ""))
-    config = VerticalLRConfig()
     applicants = _demo_applicants(datasets)
+    job = demo_job(n_smes, seed, report_dir, applicants=tuple(applicants))
     started = time.perf_counter()
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as bar:
-        stage = bar.add_task("starting", total=None, info="")
-        epochs = bar.add_task("secure training", total=config.epochs, info="", visible=False)
-
-        def on_progress(kind: str, info: Mapping[str, Any]) -> None:
-            if kind == "stage":
-                bar.update(stage, description=str(info["stage"]))
-            elif kind == "aligned":
-                bar.update(stage, info=f"{info['n_aligned']:,} common customers in {info['seconds']:.1f} s")
-            elif kind == "epoch":
-                bar.update(epochs, visible=True, completed=int(info["epoch"]),
-                           info=f"validation Brier {info['val_brier']:.4f}")
-
-        outcome = run_vertical(datasets, label_holder=LABEL_HOLDER, store=store, name="demo-vertical-sme",
-                               config=config, seed=seed, applicants=applicants, report_dir=report_dir,
-                               models=("lr", "scorecard", "gbdt"),
-                               progress=on_progress, run_config={
-                                   "vertical": {"label_holder": LABEL_HOLDER,
-                                                "partners": [p for p in datasets if p != LABEL_HOLDER],
-                                                "training": config.__dict__},
-                                   "source": {"kind": "consortium", "view": "vertical", "n_smes": n_smes,
-                                              "seed": seed}})
+        stage, on_progress = _progress_bar(bar, job.lr.epochs)
+        finished = start_run(job, store, on_progress)
         bar.update(stage, description="done", total=1, completed=1)
-    console.print(comparison_table(outcome.comparison, f"Held-out SMEs known to every party ({outcome.joint['n']:,} rows)"))
+    outcome = finished.result.outcome
+    joint, bank_only = outcome["joint"], outcome["bank_only"]
+    console.print(comparison_table(outcome["comparison"], f"Held-out SMEs known to every party ({joint['n']:,} rows)"))
     console.print(f"Gain from the partners' data (secure vertical LR over the bank's own LR): AUC "
-                  f"{outcome.joint['auc'] - outcome.bank_only['auc']:+.4f}.")
-    console.print(results_table(outcome.scored, "New applications, as the bank sees them"))
-    console.print(f"Model parts registered as [bold]{outcome.model_name}:<party>[/]; run id [bold]{outcome.run_id}[/] "
-                  f"({time.perf_counter() - started:.1f} s). Score another: "
-                  f"[bold]sampan score {applicants[0]} --run {outcome.run_id}[/]")
-    if outcome.report:
-        console.print(f"Report: [bold]{outcome.report.resolve()}[/]")
+                  f"{joint['auc'] - bank_only['auc']:+.4f}.")
+    scored = outcome.get("scored") or {}
+    if scored.get("n"):
+        console.print(results_table(bank_scores(store, job.name, LABEL_HOLDER, scored["requests"]),
+                                    "New applications, as the bank sees them (read from the bank's own registry)"))
+    console.print(f"Model parts registered by each party as [bold]{job.name}:<party>[/]; run id "
+                  f"[bold]{finished.run_id}[/] ({time.perf_counter() - started:.1f} s). Score another: "
+                  f"[bold]sampan score {applicants[0]} --run {finished.run_id}[/]")
+    if finished.report_path:
+        console.print(f"Report: [bold]{finished.report_path.resolve()}[/]")
+    return finished
 
 
-def run_vertical_config(console: Console, path: Path, store_url: str | None) -> None:
-    """`sampan run vertical.toml`: load each party's table, then the same pipeline as the demo."""
+def _load_run_config(path: Path) -> Any:
+    """The unified run config (`sampan.config.load_config`)."""
+    from sampan.config import load_config
+
+    return load_config(path)
+
+
+def run_vertical_config(console: Console, path: Path, store_url: str | None) -> FinishedRun:
+    """`sampan run vertical.toml`: each party loads its own table, then the same workflow as the demo."""
     import os
-    import secrets
 
-    from sampan.vertical.config import load_vertical_config, load_vertical_parties
-
-    config = load_vertical_config(path)
-    datasets = load_vertical_parties(config)
+    config = _load_run_config(path)
+    job = job_of(config)
     store = Store.open(store_url or os.environ.get("SAMPAN_STORE") or config.run.store)
-    section = config.vertical
-    console.print(f"[bold]Vertical run[/] {config.run.name}: label holder {section.label_holder}, partners "
-                  + ", ".join(p.name for p in config.parties if p.name != section.label_holder)
-                  + f"; models {', '.join(section.models)}.")
-    ordered = {section.label_holder: datasets[section.label_holder],
-               **{k: v for k, v in datasets.items() if k != section.label_holder}}
-    outcome = run_vertical(ordered, label_holder=section.label_holder, store=store, name=config.run.name,
-                           config=section.to_lr_config(),
-                           seed=config.run.seed if config.run.seed is not None else secrets.randbelow(2**31), applicants=list(section.applicants) or None,
-                           report_dir=Path(config.run.report_dir), models=tuple(section.models),
-                           gbdt_params=section.gbdt_params(), woe_dp_epsilon=section.scorecard.dp_epsilon,
-                           gbdt_hist_noise=section.gbdt_privacy.hist_noise,
-                           run_config=config.to_dict(),
-                           progress=lambda kind, info: console.print(
-                               f"  {info['stage']}" if kind == "stage" else
-                               f"  epoch {info['epoch']}: validation Brier {info['val_brier']:.4f}" if kind == "epoch"
-                               else f"  {info.get('n_aligned', 0):,} common customers" if kind == "aligned" else ""))
-    console.print(comparison_table(outcome.comparison, f"Held-out rows known to every party ({outcome.joint['n']:,})"))
-    if outcome.scored:
-        console.print(results_table(outcome.scored, "Applications, as the bank sees them"))
-    console.print(f"Run [bold]{outcome.run_id}[/] completed. Report: [bold]{outcome.report.resolve() if outcome.report else '-'}[/]")
+    console.print(f"[bold]Vertical run[/] {job.name}: label holder {job.label_holder}, partners "
+                  f"{', '.join(job.partners)}; models {', '.join(job.models)}.")
+
+    def on_progress(kind: str, info: Mapping[str, Any]) -> None:
+        line = (f"  {info['stage']}" if kind == "stage" else
+                f"  epoch {info['epoch']}: validation Brier {info['val_brier']:.4f}" if kind == "epoch"
+                else f"  {info.get('n_aligned', 0):,} common customers" if kind == "aligned" else "")
+        if line:
+            console.print(line)
+
+    finished = start_run(config, store, on_progress)
+    outcome = finished.result.outcome
+    console.print(comparison_table(outcome["comparison"], f"Held-out rows known to every party "
+                                                          f"({outcome['joint']['n']:,})"))
+    scored = outcome.get("scored") or {}
+    if scored.get("n"):
+        console.print(results_table(bank_scores(store, job.name, job.label_holder, scored["requests"]),
+                                    "Applications, as the bank sees them"))
+    console.print(f"Run [bold]{finished.run_id}[/] completed. Report: "
+                  f"[bold]{finished.report_path.resolve() if finished.report_path else '-'}[/]")
+    return finished
 
 
 def score_applicants(store: Store, run_id: str, applicants: list[str], model: str = "lr") -> list[ScoreResult]:
-    """Rebuild the run's simulated organisations, load each one's part, score jointly."""
+    """A scoring run over the trained run's parties: each loads its own part; the bank keeps the scores,
+    which this function then reads as the bank (simulation: the bank's registry is the shared store)."""
     run = store.get_run(run_id)
     if run.workflow != "vertical":
         raise ValueError(f"run {run_id!r} is a {run.workflow!r} run; `sampan score` needs a vertical run")
-    config = run.config or {}
-    source = config.get("source") or {}
-    vertical = config["vertical"]
-    if source.get("kind") == "consortium":
-        datasets = _consortium(int(source["n_smes"]), int(source["seed"]))
-    elif vertical.get("parties") or config.get("parties"):  # a `sampan run` config: each party reloads its table
-        from sampan.vertical.config import load_vertical_parties
-
-        datasets = load_vertical_parties(config)
-    else:
-        raise ValueError(f"run {run_id!r} recorded no data binding; score it through the Python API")
-    holder = vertical["label_holder"]
-    partners = vertical.get("partners") or [p["name"] for p in vertical.get("parties") or config["parties"]
-                                          if p["name"] != holder]
-    datasets = {holder: datasets[holder], **{p: datasets[p] for p in partners}}
-    if model == "gbdt":
-        return [ScoreResult(applicant=r["applicant"], probability_of_default=r["probability_of_default"], score=r["score"],
-                            logit=r["logit"], bank_contribution=float("nan"), partner_contribution=sum(
-                                x["logit_contribution"] for x in r["reasons"] if x["source"] != "bank"),
-                            missing_at=r["missing_at"], reasons=r["reasons"], seconds=r["seconds"])
-                for r in score_with_gbdt(store, run_id, datasets, label_holder=holder, applicants=applicants)]
-    parts = load_parts(store, run_id, [holder, *partners], scorecard=(model == "scorecard"))
-    return score_with_parts(datasets, parts, label_holder=vertical["label_holder"], applicants=applicants)
+    trained = job_of(run.config or {})
+    if model not in trained.models:
+        raise ValueError(f"run {run_id!r} trained {list(trained.models)}, not {model!r}")
+    job = ScoringJob(model_run=run_id, label_holder=trained.label_holder, partners=trained.partners,
+                     applicants=tuple(str(a) for a in applicants), kind=model, name=f"{run.name}-score",
+                     training=dict(run.config or {}))
+    finished = start_run(job, store)  # type: ignore[arg-type]
+    return bank_scores(store, job.name, job.label_holder, [finished.result.outcome["request_id"]])

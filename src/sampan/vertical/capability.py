@@ -41,7 +41,8 @@ from sampan.vertical.party_parts import scores_name
 from sampan.vertical.session import VerticalSession
 from sampan.vertical.workflow import VerticalWorkflow
 
-__all__ = ["VERTICAL", "SCORING", "ScoringJob", "ScoringWorkflow", "vertical_party", "simulate_vertical"]
+__all__ = ["VERTICAL", "SCORING", "ScoringJob", "ScoringWorkflow", "scoring_job_of", "vertical_party",
+           "simulate_vertical"]
 
 
 def vertical_party(setup: PartySetup) -> VerticalParty:
@@ -109,6 +110,18 @@ class ScoringJob:
     @property
     def parties(self) -> list[str]:
         return [self.label_holder, *self.partners]
+
+    @property
+    def run(self) -> Any:
+        """The `[run]` view the runner reads: a scoring run writes no report (its results are the bank's)."""
+        from types import SimpleNamespace
+
+        return SimpleNamespace(name=self.name, seed=0, workflow="scoring", report_dir=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in ("model_run", "label_holder", "kind", "name")}
+        return {"scoring_job": {**d, "partners": list(self.partners), "applicants": list(self.applicants),
+                                "training": dict(self.training) if self.training else None}}
 
 
 def scoring_job_of(config: Any) -> ScoringJob:
