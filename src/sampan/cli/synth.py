@@ -24,7 +24,8 @@ from sampan.privacy.ledger import BudgetExceeded
 from sampan.privacy.randomness import seeded_generator
 from sampan.files import atomic_write_text
 from sampan.synth.constraints import ConstraintError, parse_constraint
-from sampan.synth.fit import SynthConfig, fit_federated, fit_synthesizer, fit_undeclared
+from sampan.synth.fit import SynthConfig, fit_synthesizer, fit_undeclared
+from sampan.synth.workflow import fit_federated
 from sampan.synth.model import ModelError, SynthModel
 from sampan.synth.programmable import TargetError, generate
 from sampan.synth.schema import SchemaError, SynthSchema, load_schema

@@ -19,10 +19,12 @@ What each role learns: with ``PlainSum`` the fitter sees each bank's fully noise
 own); with ``SecureSum`` only the sums over at least three banks (each bank's own release is masked)
 plus what SecAgg+ reveals (`sampan.privacy.secagg`). Banks learn nothing of each other's data.
 
-Here the parties run in one process: each release goes through the real protocol (keys, Shamir
-shares, masked vectors, unmasking), and `SecureSum.seen` keeps what the coordinator received, so
-tests can check that no single release reaches it. In a deployment each bank's agent masks before
-sending.
+Both are strategies over the coordinator's exchanges (`sampan.synth.coordinator.SynthesisChannel`):
+every party of a stage is asked in ONE exchange. ``PlainSum`` asks each party for its release and adds
+them; ``SecureSum`` runs the five SecAgg+ steps (keys, shares, masked release, consistency, unmask)
+with the release request riding on the masked-input step, so the party masks its release before it
+leaves and the coordinator never receives one in the clear. ``PlainSum`` also sums arrays already in
+hand (central synthesis: one data owner, no transport).
 """
 
 from __future__ import annotations
@@ -30,19 +32,65 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from sampan.crypto.simulated_ca import simulated_consortium
 from sampan.privacy.randomness import secure_generator
-from sampan.privacy.secagg import MIN_CONTRIBUTORS, SecAggClient, SecAggParams, SecAggServer, decode_vector, run_secagg
+from sampan.privacy.secagg import MIN_CONTRIBUTORS, SecAggParams, SecAggServer, decode_vector
+from sampan.wire import Message
 
-__all__ = ["PlainSum", "SecureSum"]
+__all__ = ["MASKED_KIND", "PlainSum", "ReleaseRequest", "SecureSum"]
+
+MASKED_KIND = "synth.release"  # the SecAgg+ masked-input step is the release request itself
+
+
+@dataclass
+class ReleaseRequest:
+    """What the fitter asks one party to release (built by a coordinator-side measurer, charged before it
+    exists): the request's meta and arrays, the release's public shape, and the measurer that keeps the
+    party's release record for the receipt."""
+
+    party: str
+    meta: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+    shape: tuple[int, ...]
+    measurer: Any
+
+
+class Channel(Protocol):
+    """The coordinator's side of the transport, as the sums need it."""
+
+    run_id: str
+
+    def exchange(self, kind: str, requests: Mapping[str, tuple[Mapping[str, np.ndarray], Mapping[str, Any]]],
+                 ) -> dict[str, Message]: ...
+
+
+def _arrays(releases: Sequence[Any]) -> list[np.ndarray] | None:
+    """The releases as arrays when they are in hand (central synthesis), else None (requests to send)."""
+    if all(isinstance(r, ReleaseRequest) for r in releases):
+        return None
+    if any(isinstance(r, ReleaseRequest) for r in releases):
+        raise TypeError("a sum mixes arrays in hand and release requests")
+    return [np.asarray(r) for r in releases]
+
+
+def _record(request: ReleaseRequest, reply: Message) -> None:
+    """Keep the party's own description of what it released (noise, charge), for the receipt."""
+    record = reply.meta.get("release")
+    if not isinstance(record, dict):
+        raise ValueError(f"party {reply.sender!r} did not describe its release")
+    request.measurer.releases.append(dict(record))
+
+
 
 
 class PlainSum:
     """Sum releases the fitter can see one by one (each carries its party's full noise)."""
+
+    def __init__(self, channel: Channel | None = None) -> None:
+        self.channel = channel
 
     def noise_share(self, parties: int) -> float:
         """The fraction of the charged sigma each party adds itself."""
@@ -52,8 +100,25 @@ class PlainSum:
         """Noise std of the sum, in units of the sigma each party is charged."""
         return math.sqrt(parties)
 
-    def __call__(self, releases: Sequence[np.ndarray]) -> np.ndarray:
-        return np.sum(releases, axis=0)
+    def __call__(self, releases: Sequence[Any]) -> np.ndarray:
+        arrays = _arrays(releases)
+        if arrays is None:
+            arrays = self._ask(releases)
+        return np.sum(arrays, axis=0)
+
+    def _ask(self, requests: Sequence[ReleaseRequest]) -> list[np.ndarray]:
+        if self.channel is None:
+            raise RuntimeError("PlainSum got release requests but has no channel to the parties")
+        replies = self.channel.exchange(MASKED_KIND, {r.party: (r.arrays, r.meta) for r in requests})
+        out = []
+        for request in requests:
+            reply = replies[request.party]
+            release = np.asarray(reply.arrays.get("release"), dtype=np.float64)
+            if release.shape != request.shape:
+                raise ValueError(f"party {request.party!r} released shape {release.shape}, expected {request.shape}")
+            _record(request, reply)
+            out.append(release)
+        return out
 
     def describe(self, parties: int) -> str:
         if parties == 1:
@@ -66,26 +131,34 @@ class PlainSum:
 _COUNT_PARAMS = SecAggParams(threshold=1.0, frac_bits=16, max_abs=float(2**30))
 
 
+def secure_sum_floor(parties: Sequence[str], params: SecAggParams = _COUNT_PARAMS) -> None:
+    """Refuse secure aggregation among fewer than three parties, saying why."""
+    floor = max(MIN_CONTRIBUTORS, params.min_contributors)
+    if len(parties) < floor:
+        raise ValueError(f"secure aggregation needs at least {floor} parties, got {len(parties)}: with two, each "
+                         "party reads the other's release from the sum (use plain aggregation, where every release "
+                         "carries its own full noise)")
+    params.check_capacity(len(parties))
+
+
 @dataclass
 class SecureSum:
-    """Sum releases with SecAgg+ among ``parties``, each of which added a 1/sqrt(K) share of the noise."""
+    """Sum releases with SecAgg+ among ``parties``, each of which added a 1/sqrt(K) share of the noise.
+
+    Each sum is one SecAgg+ attempt over five exchanges; the release request rides on the masked-input
+    step, so the party computes its noisy release and masks it in the same handler. Every party must
+    complete every step (threshold 1): a missing party fails the fit rather than release a sum that lacks
+    its noise share.
+    """
 
     parties: Sequence[str]
+    channel: Channel | None = None
     params: SecAggParams = field(default_factory=lambda: _COUNT_PARAMS)
-    run_id: str = field(default_factory=lambda: os.urandom(8).hex())
-    seen: list[tuple[str, str, dict[str, np.ndarray]]] = field(default_factory=list)
+    nonce: str = field(default_factory=lambda: os.urandom(8).hex())
     rounds: int = 0
 
     def __post_init__(self) -> None:
-        if len(self.parties) < max(MIN_CONTRIBUTORS, self.params.min_contributors):
-            raise ValueError(f"secure aggregation needs at least {max(MIN_CONTRIBUTORS, self.params.min_contributors)} "
-                             f"parties, got {len(self.parties)}: with two, each party reads the other's release from "
-                             "the sum (use plain aggregation, where every release carries its own full noise)")
-        self.params.check_capacity(len(self.parties))
-        # one certificate per party from a consortium made for this sum (its CA key dropped once issued)
-        verifier, identities = simulated_consortium(list(self.parties))
-        self._clients = {p: SecAggClient(p, identity=identities[p], verifier=verifier,
-                                         min_contributors=self.params.min_contributors) for p in self.parties}
+        secure_sum_floor(self.parties, self.params)
 
     def noise_share(self, parties: int) -> float:
         return 1.0 / math.sqrt(parties)
@@ -93,28 +166,37 @@ class SecureSum:
     def sum_noise(self, parties: int) -> float:
         return 1.0
 
-    def __call__(self, releases: Sequence[np.ndarray]) -> np.ndarray:
-        if len(releases) != len(self.parties):
-            raise ValueError(f"expected {len(self.parties)} releases, got {len(releases)}")
-        shape = np.shape(releases[0])
-        vectors: Mapping[str, np.ndarray] = {p: np.ravel(r) for p, r in zip(self.parties, releases)}
+    def __call__(self, releases: Sequence[Any]) -> np.ndarray:
+        if _arrays(releases) is not None or self.channel is None:
+            raise TypeError("SecureSum sums release requests over a channel to the parties (arrays in hand would "
+                            "already be in the clear)")
+        requests = {r.party: r for r in releases}
+        if sorted(requests) != sorted(self.parties):
+            raise ValueError(f"expected releases of {sorted(self.parties)}, got {sorted(requests)}")
+        shape = releases[0].shape
         self.rounds += 1
-        server = SecAggServer(self.params, list(self.parties), vectors[self.parties[0]].size,
-                              f"{self.run_id}/synth-{self.rounds}", secure_generator(), round_id=f"synth-{self.rounds}")
-
-        def call(kind: str, party: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> dict[str, Any]:
-            client = self._clients[party]
-            if kind == "fit":
-                # each release carries a 1/sqrt(K) noise share: the party helps unmask only a sum that K signed
-                reply = {"masked": client.respond_masked(arrays, meta, vectors[party], run_id=self.run_id,
-                                                         noise_parties=len(self.parties))}
-            else:
-                reply = client.respond(kind, arrays, meta, run_id=self.run_id)
-            self.seen.append((kind, party, dict(reply)))
-            return reply
-
-        total = run_secagg(server, call)
-        return decode_vector(total, self.params).reshape(shape)
+        round_id = f"synth-{self.rounds}"
+        server = SecAggServer(self.params, list(self.parties), int(np.prod(shape)),
+                              f"{self.channel.run_id}/{round_id}/{self.nonce}", secure_generator(), round_id=round_id)
+        steps = ((server.advertise_requests, "secagg_keys", server.receive_keys),
+                 (server.share_requests, "secagg_share", server.receive_shares),
+                 (server.masked_requests, MASKED_KIND, None),
+                 (server.consistency_requests, "secagg_consistency", server.receive_signature),
+                 (server.unmask_requests, "secagg_unmask", server.receive_unmask))
+        for make, kind, receive in steps:
+            asked = make()
+            if receive is None:  # the masked step carries each party's release request
+                asked = {p: ({**requests[p].arrays, **arrays}, {**requests[p].meta, "secagg": dict(meta)})
+                         for p, (arrays, meta) in asked.items()}
+            replies = self.channel.exchange(kind, asked)
+            for party in asked:
+                reply = replies[party]
+                if receive is None:
+                    server.receive_masked(party, reply.arrays["masked"])
+                    _record(requests[party], reply)
+                else:
+                    receive(party, reply.arrays)
+        return decode_vector(server.result(), self.params).reshape(shape)
 
     def describe(self, parties: int) -> str:
         return (f"SecAgg+ over {parties} parties with distributed noise: each party adds 1/sqrt({parties}) of the "

@@ -54,7 +54,7 @@ from sampan.synth.model import SynthModel
 from sampan.synth.schema import SchemaError, SynthColumn, SynthSchema
 from sampan.synth.select import baseline_tables, combine_trees
 
-__all__ = ["SynthConfig", "fit_federated", "fit_synthesizer", "fit_undeclared"]
+__all__ = ["SynthConfig", "fit_synthesizer", "fit_undeclared"]  # federated: sampan.synth.workflow
 
 METHOD = ("sampan tree-augmented naive Bayes (MST/PrivBayes family): noisy 1-ways with DP quantile bins, "
           "Gaussian-noised (label, feature) and EM-selected (feature, parent) 2-ways, consistent estimation")
@@ -393,27 +393,6 @@ def fit_synthesizer(table: Mapping[str, np.ndarray], schema: SynthSchema, config
     """
     book = _ledger([party], config, ledger)
     return _fit({party: PartyMeasurer(party, table, schema, book, rng)}, schema, config, book, rng, PlainSum())
-
-
-def fit_federated(tables: Mapping[str, Mapping[str, np.ndarray]], schema: SynthSchema, config: SynthConfig, *,
-                  secure_aggregation: bool = False, ledger: Ledger | None = None,
-                  rng: np.random.Generator | None = None) -> SynthModel:
-    """One synthesiser for a consortium: every party measures the same marginals on its own records under
-    its own (epsilon, delta) budget; only noisy histograms (and each party's chosen tree) leave a party.
-
-    ``secure_aggregation``: sum the histograms with SecAgg+ and distributed noise, so the consortium
-    model is as accurate as a central one at the same epsilon (see `sampan.synth.aggregate` for what
-    that assumes); otherwise every release is DP on its own and the sum is sqrt(K) times noisier.
-    """
-    if len(tables) < 1:
-        raise ValueError("federated synthesis needs at least one party")
-    if secure_aggregation and len(tables) < 3:  # SecureSum says why (each of two reads the other from the sum)
-        SecureSum(list(tables))
-    book = _ledger(list(tables), config, ledger)
-    aggregator: PlainSum | SecureSum = SecureSum(list(tables)) if secure_aggregation else PlainSum()
-    share = aggregator.noise_share(len(tables))
-    measurers = {name: PartyMeasurer(name, t, schema, book, rng, share) for name, t in tables.items()}
-    return _fit(measurers, schema, config, book, rng, aggregator)
 
 
 def fit_undeclared(columns: Mapping[str, np.ndarray], config: SynthConfig, *, label: str | None = None,

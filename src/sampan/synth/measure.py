@@ -28,10 +28,29 @@ from sampan.synth.schema import SynthSchema
 from sampan.synth.select import em_spanning_tree, independence_scores
 from sampan.synth.table import category_codes, n_rows, validate_table
 
-__all__ = ["Axis", "PartyMeasurer"]
+__all__ = ["Axis", "PartyMeasurer", "clique_note", "label_note", "one_way_note"]
 
 Axis = tuple[str, np.ndarray | None]
 """A clique axis: column name and an optional map from the column's model bins to coarser groups."""
+
+
+# The notes name each release in both ledgers (the party's and the run's): the coordinator charges the
+# run's ledger with the same words before it asks (`sampan.synth.coordinator`), so the two agree.
+def label_note(schema: SynthSchema) -> str:
+    return f"1-way {schema.label or 'row count'}"
+
+
+def one_way_note(schema: SynthSchema, column: str, grid: FineGrid | None) -> str:
+    spec = schema.column(column)
+    if spec.kind == "categorical":
+        return f"1-way {column} ({spec.size} categories)"
+    cells = grid.n_cells if grid is not None else 0
+    return f"1-way {column} (DP quantiles: {cells}-cell fine histogram)"
+
+
+def clique_note(schema: SynthSchema, names: Sequence[str], cells: int) -> str:
+    named = [n or (schema.label or "row count") for n in names]
+    return f"{len(names)}-way ({', '.join(named)}): {cells} cells"
 
 
 class PartyMeasurer:
@@ -85,8 +104,7 @@ class PartyMeasurer:
         """Noisy histogram of the label classes (or of the row count if the table has no label)."""
         codes, size = self._label_codes()
         counts = np.bincount(codes, minlength=size)
-        what = self._schema.label or "row count"
-        noisy = self._release(counts, sigma, f"1-way {what}", [self._schema.label] if self._schema.label else [])
+        noisy = self._release(counts, sigma, label_note(self._schema), [self._schema.label] if self._schema.label else [])
         self.noisy_rows = max(float(np.maximum(noisy, 0).sum()), 1.0)
         return noisy
 
@@ -96,13 +114,11 @@ class PartyMeasurer:
         values = self._table[column]
         if spec.kind == "categorical":
             counts = np.bincount(category_codes(values, spec), minlength=spec.size)
-            note = f"1-way {column} ({spec.size} categories)"
         else:
             if grid is None:
                 raise ValueError(f"column '{column}' is numeric: a public fine grid is needed")
             counts = np.bincount(grid.encode(values), minlength=grid.n_cells)
-            note = f"1-way {column} (DP quantiles: {grid.n_cells}-cell fine histogram)"
-        return self._release(counts, sigma, note, [column])
+        return self._release(counts, sigma, one_way_note(self._schema, column, grid), [column])
 
     def set_encoders(self, encoders: Mapping[str, Encoder]) -> None:
         """Receive the public bin definitions and encode this party's records with them (locally)."""
@@ -158,6 +174,5 @@ class PartyMeasurer:
             index = index * size + codes
             shape.append(size)
         counts = np.bincount(index, minlength=int(np.prod(shape))).reshape(shape)
-        named = [n or (self._schema.label or "row count") for n, _ in axes]
-        note = f"{len(axes)}-way ({', '.join(named)}): {counts.size} cells"
+        note = clique_note(self._schema, [n for n, _ in axes], int(counts.size))
         return self._release(counts, sigma, note, [n for n, _ in axes if n]).reshape(shape)

@@ -1,0 +1,78 @@
+"""The federated-synthesis messages: their kinds and how the public things they carry become arrays + JSON.
+
+Both sides use these codecs, so what the coordinator sends is exactly what a party decodes. Everything
+here is public (the schema, fine grids, bin definitions, coarsening maps, baseline tables) or a noisy
+release; no codec takes a record.
+
+Kinds (request -> reply):
+- ``synth.open``: the schema and the aggregation mode -> nothing (the party builds its measurer);
+- ``synth.release``: one release (``op`` label / one_way / clique, its sigma from the charged plan) ->
+  ``release`` (plain) or ``masked`` (its SecAgg+ masked-input step), with the party's record of it;
+- ``synth.select_tree``: features, baselines, EM epsilon per round -> the chosen edges and the records;
+- ``secagg_keys`` / ``secagg_share`` / ``secagg_consistency`` / ``secagg_unmask``: the SecAgg+ steps, the
+  same kinds as in horizontal training (`sampan.privacy.secagg`).
+Any ``synth.*`` request may carry the bin definitions (``encoders``) set since the party's last request.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from sampan.synth.discretize import FineGrid
+from sampan.synth.encoders import Encoder, encoder_from_state, encoder_state
+from sampan.synth.measure import Axis
+from sampan.synth.schema import SynthSchema
+
+__all__ = ["OPEN", "RELEASE", "SELECT_TREE", "decode_axes", "decode_baselines", "decode_encoders", "decode_grid",
+           "encode_axes", "encode_baselines", "encode_encoders", "encode_grid"]
+
+OPEN, RELEASE, SELECT_TREE = "synth.open", "synth.release", "synth.select_tree"
+
+
+def encode_grid(grid: FineGrid) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    return grid.to_dict(), {"grid.edges": np.asarray(grid.edges, np.float64)}
+
+
+def decode_grid(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> FineGrid:
+    return FineGrid(float(meta["lo"]), float(meta["hi"]), bool(meta["integer"]), bool(meta["values_mode"]),
+                    np.asarray(arrays["grid.edges"], np.float64), int(meta["zero_index"]))
+
+
+def encode_encoders(encoders: Mapping[str, Encoder]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    meta: dict[str, Any] = {}
+    arrays: dict[str, np.ndarray] = {}
+    for name, encoder in encoders.items():
+        meta[name], own = encoder_state(encoder)
+        arrays.update({f"enc/{name}/{k}": np.asarray(v) for k, v in own.items()})
+    return meta, arrays
+
+
+def decode_encoders(schema: SynthSchema, meta: Mapping[str, Any],
+                    arrays: Mapping[str, np.ndarray]) -> dict[str, Encoder]:
+    out = {}
+    for name, state in meta.items():
+        prefix = f"enc/{name}/"
+        out[name] = encoder_from_state(schema.column(name), state,
+                                       {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+    return out
+
+
+def encode_axes(axes: Sequence[Axis]) -> tuple[list[str], dict[str, np.ndarray]]:
+    names = [name for name, _ in axes]
+    return names, {f"coarsen.{i}": np.asarray(c, np.int64) for i, (_, c) in enumerate(axes) if c is not None}
+
+
+def decode_axes(names: Sequence[str], arrays: Mapping[str, np.ndarray]) -> list[Axis]:
+    return [(str(n), np.asarray(arrays[f"coarsen.{i}"], np.int64) if f"coarsen.{i}" in arrays else None)
+            for i, n in enumerate(names)]
+
+
+def encode_baselines(baselines: Mapping[tuple[str, str], np.ndarray]) -> tuple[list[list[str]], dict[str, np.ndarray]]:
+    keys = list(baselines)
+    return [list(k) for k in keys], {f"baseline.{i}": np.asarray(baselines[k], np.float64) for i, k in enumerate(keys)}
+
+
+def decode_baselines(keys: Sequence[Sequence[str]], arrays: Mapping[str, np.ndarray]) -> dict[tuple[str, str], np.ndarray]:
+    return {(str(a), str(b)): np.asarray(arrays[f"baseline.{i}"], np.float64) for i, (a, b) in enumerate(keys)}
