@@ -26,6 +26,9 @@ PROTOCOL_MODULES = [
     "sampan.synth.fit",
     "sampan.synth.domain",
     "sampan.synth.aggregate",
+    "sampan.synth.coordinator",
+    "sampan.synth.party",
+    "sampan.synth.workflow",
 ]
 
 
