@@ -63,8 +63,11 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
-    """Relative `path`s of [[parties]] and [source] against the config file's folder."""
+    """Relative `path`s of [[parties]] and [source] (and the earlier [[vertical.parties]]) against the file's folder."""
     tables = list(data.get("parties") or []) if isinstance(data.get("parties"), list) else []
+    vertical = data.get("vertical")
+    if isinstance(vertical, dict) and isinstance(vertical.get("parties"), list):
+        tables += vertical["parties"]
     tables.append(data.get("source"))
     for table in tables:
         if isinstance(table, dict) and isinstance(table.get("path"), str):

@@ -154,8 +154,9 @@ def _check_workflow(config: RunConfig, deployment: bool) -> None:
 def _check_vertical(config: RunConfig, deployment: bool) -> None:
     vertical, schema = config.vertical, config.schema_
     assert vertical is not None
-    if config.source is not None:
-        raise ValueError("a vertical run reads [[parties]] (one table per party), not [source]")
+    if config.source is not None and config.source.kind != "consortium":
+        raise ValueError(f"source.kind {config.source.kind!r} is split by rows; a vertical run reads [[parties]] "
+                         "(one table per party) or the consortium's vertical view (source.kind = 'consortium')")
     if config.privacy is not None or config.secure_aggregation is not None:
         raise ValueError("[privacy] and [secure_aggregation] are a horizontal run's; vertical noise is set in "
                          "[vertical.scorecard] dp_epsilon and [vertical.gbdt_privacy] hist_noise")
@@ -164,8 +165,8 @@ def _check_vertical(config: RunConfig, deployment: bool) -> None:
     names = config.party_names
     if names and vertical.label_holder not in names:
         raise ValueError(f"vertical.label_holder {vertical.label_holder!r} is not one of the parties {names}")
-    if deployment and not config.parties:
-        return
+    if (deployment and not config.parties) or config.source is not None:
+        return  # agents bind the data / the simulated consortium's bank, payments and delivery tables
     if len(names) < 2:
         raise ValueError("a vertical run needs at least two [[parties]]")
     if schema is None:

@@ -17,6 +17,7 @@ from sampan.config.sections import GBDTSection
 
 if TYPE_CHECKING:
     from sampan.models.gbdt import GBDTParams
+    from sampan.synth.fit import SynthConfig
     from sampan.vertical.training import VerticalLRConfig
 
 __all__ = ["VerticalLRSection", "ScorecardSection", "GBDTPrivacySection", "VerticalSection", "ScoringSection",
@@ -117,3 +118,9 @@ class SynthesisSection(Strict):
     max_bins: int = Field(32, ge=2, le=256)
     tree: bool | None = Field(None, description="model (feature, parent) dependences; default: when the signal allows")
     out: str | None = Field(None, description="model folder to write; default: <report_dir>/<run>/synth-model")
+
+    def to_synth_config(self) -> SynthConfig:
+        """The fitter's settings (`sampan.synth.fit.SynthConfig`); the domain is `SynthSchema.from_table([schema])`."""
+        from sampan.synth.fit import SynthConfig  # lazily: synth sits below config
+
+        return SynthConfig(epsilon=self.epsilon, delta=self.delta, max_bins=self.max_bins, tree=self.tree)

@@ -1,5 +1,10 @@
 """The synthesiser's view of a table: which columns, of which kind, over which *public* domain.
 
+What a user declares is the one table schema, `sampan.data.schema.TableSchema` (a run's [schema], with
+public `bounds` on float/int features); `SynthSchema.from_table` derives this view from it (float/int ->
+numeric, bool/category/label -> categorical). `SynthSchema` stays as the synthesiser's *domain*: it can
+also come from a DP release (``domain_source = "dp"``), which a declared schema never does.
+
 DP protects records, not the domain: category lists and numeric bounds must be known without looking
 at the data (documentation, regulation, a data dictionary), or they leak. A schema is therefore
 declared (TOML/JSON), or released under DP by `sampan.synth.domain` (``domain_source = "dp"``); it is
@@ -17,6 +22,8 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 import numpy as np
+
+from sampan.data.schema import TableSchema
 
 __all__ = ["SchemaError", "SynthColumn", "SynthSchema", "load_schema"]
 
@@ -177,10 +184,43 @@ class SynthSchema:
         }
 
     @classmethod
+    def from_table(cls, schema: TableSchema, where: str = "") -> SynthSchema:
+        """The synthesiser's domain of a declared table schema (the id column is never synthesised).
+
+        float/int features need public `bounds`; bool becomes categorical false/true; the label, 0/1."""
+        prefix = f"{where}: " if where else ""
+        columns: list[SynthColumn] = []
+        if schema.label is not None:
+            columns.append(SynthColumn(schema.label, "categorical", ("0", "1")))
+        for spec in schema.features:
+            try:
+                if spec.kind == "category":
+                    columns.append(SynthColumn(spec.name, "categorical", spec.categories))
+                elif spec.kind == "bool":
+                    columns.append(SynthColumn(spec.name, "categorical", ("false", "true")))
+                else:
+                    if spec.bounds is None:
+                        raise SchemaError(f"column '{spec.name}': a {spec.kind} feature needs public 'bounds' = "
+                                          "[low, high] for synthesis (never read off the data)")
+                    columns.append(SynthColumn(spec.name, "numeric", bounds=spec.bounds, integer=spec.kind == "int"))
+            except SchemaError as exc:
+                raise SchemaError(f"{prefix}schema.features: {exc}") from None
+        return cls(tuple(columns), label=schema.label, positive="1" if schema.label is not None else None)
+
+    @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "") -> SynthSchema:
         prefix = f"{where}: " if where else ""
         if not isinstance(data, Mapping):
             raise SchemaError(f"{prefix}a schema must be a table/object")
+        if "features" in data and "columns" not in data:  # the one table-schema dialect (id, label, features)
+            from pydantic import ValidationError
+
+            try:
+                return cls.from_table(TableSchema.model_validate(dict(data)), where)
+            except ValidationError as exc:
+                raise SchemaError(prefix + "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'schema'}: "
+                                                     f"{str(e['msg']).removeprefix('Value error, ')}"
+                                                     for e in exc.errors())) from None
         unknown = set(data) - _SCHEMA_KEYS
         if unknown:
             raise SchemaError(f"{prefix}unknown schema field(s) {sorted(unknown)} (known: {sorted(_SCHEMA_KEYS)})")
