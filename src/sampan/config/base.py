@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from sampan.errors import ConfigError  # one class for every config problem (a ValueError, exit code 2)
+
 __all__ = ["ConfigError", "Strict", "problems"]
-
-
-class ConfigError(ValueError):
-    """A run description that cannot be used; the message names the file and the dotted field."""
 
 
 class Strict(BaseModel):

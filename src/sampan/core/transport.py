@@ -12,6 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Protocol
 
+from sampan.errors import PartyError as PartyFailure
 from sampan.wire import Message
 
 
@@ -23,7 +24,7 @@ class Endpoint(Protocol):
     def handle(self, message: Message) -> Message: ...
 
 
-class PartyError(RuntimeError):
+class PartyError(PartyFailure):
     """A party answered with an error; names the party and the step that failed."""
 
     def __init__(self, party: str, kind: str, error_type: str, error: str) -> None:

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 import numpy as np
 
 from sampan.core.transport import Transport
+from sampan.errors import CancelledError
 
 __all__ = ["RunCancelled", "Checkpoint", "ModelArtifact", "Progress", "RunContext", "RunRecorder", "Workflow", "WorkflowResult"]
 
@@ -28,7 +29,7 @@ __all__ = ["RunCancelled", "Checkpoint", "ModelArtifact", "Progress", "RunContex
 Progress = Callable[[str, Mapping[str, Any]], None]
 
 
-class RunCancelled(Exception):
+class RunCancelled(CancelledError):
     """Raised by a workflow when ``ctx.cancelled()`` turned true; the runner records the run as cancelled."""
 
 

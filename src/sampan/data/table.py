@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sampan.data.schema import ColumnKind, ColumnSpec, TableSchema
+from sampan.errors import DataError
 
 __all__ = ["ColumnKind", "ColumnSpec", "TableSchema", "PartyData", "DataValidationError"]
 
 
-class DataValidationError(ValueError):
+class DataValidationError(DataError):
     """Names the party, the file, the column and how many rows are affected.
 
     The message is prefixed with ``party '<p>'`` and, when known, ``file '<path>'`` so that an operator

@@ -39,6 +39,7 @@ from typing import Any, Literal, Mapping, Sequence, get_args
 import dp_accounting
 from dp_accounting.rdp import rdp_privacy_accountant as _rdp
 
+from sampan.errors import BudgetError
 from sampan.privacy.composition import _base_dp_event, _PldState, _RdpState, _State
 
 __all__ = [
@@ -226,7 +227,7 @@ def _fmt_delta(delta: float) -> str:
     return text
 
 
-class BudgetExceeded(RuntimeError):
+class BudgetExceeded(BudgetError):
     """The next event would take a party past its budget; nothing was recorded and the run must stop."""
 
     def __init__(

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
+from sampan.errors import StoreError  # a store that cannot be opened, a run/model not there, an unusable key
 
-class StoreError(RuntimeError):
-    """A store that cannot be opened, a run or model that is not there, an unusable audit key."""
+__all__ = ["StoreError"]
