@@ -1,6 +1,6 @@
 """Interfaces only: Message handling (PartyApp, Handler, Mod), Transport, Relay, Workflow, RunRecorder, Capability.
 
-May import: sampan.wire (and numpy). Everything else in Sampan builds on these; they know no store,
+May import: sampan.wire, sampan.errors (and numpy). Everything else in Sampan builds on these; they know no store,
 no CLI, no concrete transport and no protocol.
 """
 

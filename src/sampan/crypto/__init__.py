@@ -1,4 +1,4 @@
-"""Cryptographic building blocks shared by the protocols: party identities and signed run keys, sealed channels, PRG.
+"""Cryptographic primitives shared by PSI, SecAgg and secure LR: identities and signed run keys, sealed channels + PRG, fixed-point ring, Shamir, dealer.
 
-May import only the standard library, numpy, `cryptography`, `sampan.wire`, privacy and models — never transports, runtime, deploy or the CLI.
+May import: sampan.wire, sampan.errors, sampan.files (and numpy, `cryptography`); never a protocol, privacy, transport or store.
 """

@@ -1,6 +1,6 @@
 """Party-side tables: CSV/Parquet loaders with schema checks, public datasets, partitioners, consortium generator.
 
-May import: numpy, pyarrow. Data never leaves the party that loaded it.
+May import: sampan.errors, sampan.files (and numpy, pyarrow). Data never leaves the party that loaded it.
 """
 
 from sampan.data.consortium import Consortium, make_sme_consortium

@@ -1,4 +1,4 @@
-"""Deployment across organisations: certificates, coordinator and party agents, their configs.
+"""Deployment across organisations: certificates, coordinator and party agents (over the one runner), their configs.
 
-May import: sampan.transport (gRPC), sampan.runtime, sampan.vertical, sampan.horizontal, sampan.data, sampan.wire.
+May import: anything below it (sampan.runtime, the capability packages, sampan.config, sampan.transport for gRPC, ...).
 """

@@ -1,6 +1,7 @@
-"""Horizontal FL: strategies, aggregators and party-side learners.
+"""Horizontal FL: the training workflow, party handlers, strategies, aggregators and party-side learners.
 
-May import: models, privacy, wire, metrics. Knows nothing about transports.
+May import: sampan.config, sampan.privacy, sampan.report, sampan.models, sampan.metrics, sampan.data, sampan.crypto,
+sampan.core, sampan.wire, sampan.errors, sampan.files. No transport, runtime or store: parties are reached via `ctx.transport`.
 """
 
 from sampan.horizontal.aggregators import (

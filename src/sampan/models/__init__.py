@@ -1,6 +1,6 @@
-"""NumPy models with per-example gradients: logistic regression, MLP.
+"""NumPy models with per-example gradients (logistic regression, MLP, GBDT), local training, model kinds.
 
-May import: numpy/scipy only.
+May import: sampan.errors (and numpy/scipy only).
 """
 
 from sampan.models.base import Model, sigmoid

@@ -1,6 +1,7 @@
-"""Differential privacy: mechanisms, DP-SGD (DP2), aggregator noise (DP3), the privacy ledger.
+"""Differential privacy and secure aggregation: mechanisms, DP-SGD (DP2), DP3, the ledger and composition, SecAgg+, privacy mods.
 
-May import: numpy, scipy, dp-accounting, sampan.models (local training: sampan.models.local_training). Knows nothing about transports.
+May import: sampan.models, sampan.metrics, sampan.data, sampan.crypto, sampan.core, sampan.wire, sampan.errors, sampan.files
+(and numpy, scipy, dp-accounting). Knows nothing about transports, protocols or the store.
 """
 
 from sampan.privacy.dp3 import DP3Aggregation, DP3Config, clip_update, party_release

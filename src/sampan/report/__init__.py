@@ -1,6 +1,6 @@
 """Self-contained HTML run reports with SVG plots.
 
-May import: metrics and the standard library.
+May import: sampan.metrics, sampan.errors, sampan.files (and the standard library).
 """
 
 from sampan.report.content import PartySummary, ReportSection, RoundRecord, RunReport

@@ -1,4 +1,4 @@
-"""Coordinator and party agents, run lifecycle, checkpoints, run store and audit events.
+"""The one runner: run lifecycle (create, checkpoint, resume, register, receipt, report), the run store, the audit log.
 
-May import: wire, transport, models, metrics, data, horizontal, report.
+May import: anything below it (the capability packages, sampan.config, the libraries, sampan.transport, sampan.core).
 """

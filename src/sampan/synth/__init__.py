@@ -1,6 +1,7 @@
 """Differentially private synthetic tables (central and federated), programmable statistics, evaluation.
 
-May import: numpy, scipy, pyarrow, sampan.privacy, sampan.data, sampan.metrics, sampan.report. No JAX/torch.
+May import: sampan.config, sampan.privacy, sampan.report, sampan.data, sampan.metrics, sampan.models, sampan.crypto,
+sampan.core, sampan.wire, sampan.errors, sampan.files (and numpy, scipy, pyarrow; no JAX/torch). No transport or store.
 """
 
 from sampan.synth.budget import BudgetWeights

@@ -1,4 +1,5 @@
-"""Vertical FL: PSI alignment, sealed party channels, secret sharing with a dealer, secure LR, GBDT, WOE, scoring.
+"""Vertical FL: PSI alignment, secure LR, GBDT, WOE scorecards and joint scoring, as workflows and party handlers.
 
-May import: privacy, models, wire.
+May import: sampan.config, sampan.privacy, sampan.report, sampan.models, sampan.metrics, sampan.data, sampan.crypto,
+sampan.core, sampan.wire, sampan.errors, sampan.files. No transport, runtime or store: parties are reached via `ctx.transport`.
 """
