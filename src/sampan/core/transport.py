@@ -24,7 +24,7 @@ class Endpoint(Protocol):
     def handle(self, message: Message) -> Message: ...
 
 
-class PartyError(PartyFailure):
+class PartyError(PartyFailure, RuntimeError):
     """A party answered with an error; names the party and the step that failed."""
 
     def __init__(self, party: str, kind: str, error_type: str, error: str) -> None:

@@ -227,7 +227,7 @@ def _fmt_delta(delta: float) -> str:
     return text
 
 
-class BudgetExceeded(BudgetError):
+class BudgetExceeded(BudgetError, RuntimeError):
     """The next event would take a party past its budget; nothing was recorded and the run must stop."""
 
     def __init__(
