@@ -254,3 +254,26 @@ def test_party_refuses_releases_beyond_the_budget_it_accepted(tables) -> None:
     with pytest.raises(PartyError, match="bank_a"):
         fit_over_transport(transport, "run-3", SCHEMA, SynthConfig(epsilon=50.0), parties=list(PARTIES),
                            secure=False, ledger=book)
+
+
+def test_party_charges_its_policy_ledger_and_refuses_a_second_fit_beyond_it(tables) -> None:
+    """An agent's own policy ledger is charged per release; a coordinator with a fresh run ledger cannot spend
+    a party's budget twice."""
+    from sampan.privacy.party_policy import PartyPrivacyPolicy
+
+    setups = simulated_setups(tables, epsilon=1.0, delta=1e-5, secure=False)
+    policies = {p: PartyPrivacyPolicy(epsilon=1.0, delta=1e-5) for p in PARTIES}
+    for p in PARTIES:
+        setups[p].policy = policies[p]
+    transport = InProcessTransport({p: synthesis_party_app(s) for p, s in setups.items()})
+    config = SynthConfig(epsilon=1.0)
+
+    def fit(run_id: str) -> SynthModel:
+        return fit_over_transport(transport, run_id, SCHEMA, config, parties=list(PARTIES), secure=False,
+                                  ledger=fit_mod._ledger(list(PARTIES), config, None))
+
+    model = fit("run-a")
+    for p in PARTIES:
+        assert policies[p].ledger(p).spent(p) == pytest.approx(model.receipt["parties"][p]["epsilon_spent"])
+    with pytest.raises(PartyError, match="own budget"):
+        fit("run-b")

@@ -30,6 +30,7 @@ from sampan.privacy.secagg import SecAggClient
 from sampan.synth import protocol
 from sampan.synth.measure import PartyMeasurer
 from sampan.synth.schema import SchemaError, SynthSchema
+from sampan.synth.table import table_from_party_data
 from sampan.wire import Message
 
 __all__ = ["SECAGG_KINDS", "SynthesisParty", "synthesis_party_app"]
@@ -44,13 +45,18 @@ class _PolicyLedger:
         self._policy, self._party = policy, party
 
     def record(self, event: PrivacyEvent) -> None:
-        self._policy._charge(self._party, [event])  # refuses over the party's own budget, persists first
+        # the party's noise floor (an EM step counts by its Gaussian-equivalent multiplier 2/epsilon), then its
+        # own budget: refused, or recorded and persisted before the release is computed
+        self._policy._noise(self._party, "noise multiplier", event.noise_multiplier)
+        self._policy._charge(self._party, [event])
 
 
 def job_settings(job: Mapping[str, Any]) -> dict[str, Any]:
     """The synthesis part of the job the party accepted (``job["synthesis"]``), with its parties."""
     section = dict(job.get("synthesis") or {})
     section.setdefault("parties", list(job.get("parties") or []))
+    if "secure_aggregation" not in section and "protections" in job:  # a deployed job announces its protections
+        section["secure_aggregation"] = "secure_aggregation" in (job.get("protections") or ())
     return section
 
 
@@ -58,11 +64,8 @@ class SynthesisParty:
     """One bank's handlers; its table never leaves this object."""
 
     def __init__(self, setup: PartySetup) -> None:
-        if not isinstance(setup.data, Mapping):
-            raise TypeError(f"party {setup.name!r}: synthesis needs the party's table as named columns "
-                            f"(sampan.synth.table), got {type(setup.data).__name__}")
         self.name = setup.name
-        self._table: Mapping[str, np.ndarray] = setup.data
+        self._data = setup.data
         self._job = job_settings(setup.job)
         self._policy = setup.policy
         self._setup = setup
@@ -97,9 +100,22 @@ class SynthesisParty:
         return self._ledger
 
     def _client(self) -> SecAggClient:
-        if self._secagg is None:
-            self._secagg = SecAggClient(self.name, identity=self._setup.identity, verifier=self._setup.verifier)
+        if self._secagg is None:  # an agent's own client (its state folder) when it made one, else one per job
+            given = self._setup.options.get("secagg")
+            self._secagg = given if given is not None else SecAggClient(
+                self.name, identity=self._setup.identity, verifier=self._setup.verifier)
         return self._secagg
+
+    def _table(self, schema: SynthSchema) -> Mapping[str, np.ndarray]:
+        """The party's records as named columns: a synth table, or a loaded `PartyData` decoded with the
+        table schema the agent passes in ``options["table_schema"]``."""
+        if isinstance(self._data, Mapping):
+            return self._data
+        table_schema = self._setup.options.get("table_schema")
+        if table_schema is None:
+            raise TypeError(f"party {self.name!r}: synthesis needs the party's table as named columns, or its "
+                            f"table schema to decode a {type(self._data).__name__} (options['table_schema'])")
+        return table_from_party_data(self._data, table_schema, schema.label)
 
     # -- handlers ----------------------------------------------------------------------------------------------
 
@@ -114,7 +130,7 @@ class SynthesisParty:
         if self.parties and sorted(map(str, message.meta.get("parties", []))) != sorted(self.parties):
             raise ValueError(f"party {self.name!r}: the request names parties {message.meta.get('parties')}, the "
                              f"job {self.parties}")
-        self._measurers[message.run_id] = PartyMeasurer(self.name, self._table, schema, self._ledger_for_run(),
+        self._measurers[message.run_id] = PartyMeasurer(self.name, self._table(schema), schema, self._ledger_for_run(),
                                                         self._rng, self._noise_share())
         return message.reply(message.kind)
 
