@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from sampan.core.transport import PartyError
 from sampan.data import make_sme_consortium
 from sampan.runtime.runner import FinishedRun, start_run
 from sampan.runtime.store import Store
@@ -152,10 +153,10 @@ def vertical_demo(console: Console, store: Store, *, seed: int | None, report_di
 
 
 def _load_run_config(path: Path) -> Any:
-    """The unified run config (`sampan.config.load_config`)."""
-    from sampan.config import load_config
+    """The unified run config (the earlier `[[vertical.parties]]` dialect converted: `sampan.vertical.config`)."""
+    from sampan.vertical.config import load_vertical_config
 
-    return load_config(path)
+    return load_vertical_config(path)
 
 
 def run_vertical_config(console: Console, path: Path, store_url: str | None) -> FinishedRun:
@@ -200,5 +201,10 @@ def score_applicants(store: Store, run_id: str, applicants: list[str], model: st
     job = ScoringJob(model_run=run_id, label_holder=trained.label_holder, partners=trained.partners,
                      applicants=tuple(str(a) for a in applicants), kind=model, name=f"{run.name}-score",
                      training=dict(run.config or {}))
-    finished = start_run(job, store)  # type: ignore[arg-type]
+    try:
+        finished = start_run(job, store)  # type: ignore[arg-type]
+    except PartyError as exc:
+        if exc.error_type == "ValueError":  # a party refused the request itself (e.g. an unknown applicant)
+            raise ValueError(exc.error) from None
+        raise
     return bank_scores(store, job.name, job.label_holder, [finished.result.outcome["request_id"]])

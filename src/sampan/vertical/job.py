@@ -132,15 +132,7 @@ def load_tables(config: Any) -> dict[str, PartyData]:
         from sampan.data import make_sme_consortium
 
         tables = dict(make_sme_consortium(int(job.source["n_smes"]), seed=int(job.source.get("seed", 0))).vertical)
-    elif hasattr(config, "party_schema"):  # the unified dialect: [schema] + each party's columns of it
-        from sampan.data.loaders import load_table
-
-        tables = {}
-        for p in _section_parties(config):
-            if p.path is None:
-                raise ValueError(f"party {p.name!r}: no path to its table (a simulation needs parties.path)")
-            tables[p.name] = load_table(p.path, config.party_schema(p.name), p.name, p.format)
-    elif hasattr(config, "vertical") and hasattr(config, "lr_config"):  # the older [vertical] parties dialect
+    elif hasattr(config, "vertical"):  # a run config: each party's table from its path and columns
         from sampan.vertical.config import load_vertical_parties
 
         tables = load_vertical_parties(config)
