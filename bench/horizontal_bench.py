@@ -29,8 +29,11 @@ from sampan.config import RunConfig, parse_config
 from sampan.metrics import binary_metrics, roc_auc
 from sampan.models import model_from_config
 from sampan.runtime.baselines import train_pooled
-from sampan.runtime.federation import build_inprocess_federation, load_splits, pooled
-from sampan.runtime.horizontal_workflow import HorizontalWorkflow
+from sampan.horizontal.simulation import load_splits, pooled
+from sampan.runtime.federation import build_inprocess_federation
+from sampan.core.workflow import RunContext
+from sampan.horizontal.workflow import HorizontalWorkflow
+from sampan.runtime.recorder import StoreRecorder
 from sampan.runtime.seeds import derive_rng
 from sampan.runtime.store import Store
 
@@ -76,7 +79,8 @@ def federated_run(config: RunConfig, store_dir: Path) -> tuple[float, np.ndarray
                               total_rounds=config.run.rounds)
     started = time.perf_counter()
     try:
-        outcome = HorizontalWorkflow(transport, store, run_id, config, SEED).run()
+        ctx = RunContext(run_id, SEED, config, transport, StoreRecorder(store, run_id))
+        outcome = HorizontalWorkflow(config).run(ctx).outcome
         seconds = time.perf_counter() - started
     finally:
         transport.close()
@@ -164,7 +168,9 @@ import json, resource, sys, time, tracemalloc
 import numpy as np
 from sampan.config import parse_config
 from sampan.runtime.federation import build_inprocess_federation
-from sampan.runtime.horizontal_workflow import HorizontalWorkflow
+from sampan.core.workflow import RunContext
+from sampan.horizontal.workflow import HorizontalWorkflow
+from sampan.runtime.recorder import StoreRecorder
 from sampan.runtime.store import Store
 n_parties, hidden, store_path = int(sys.argv[1]), [int(h) for h in sys.argv[2].split(",")], sys.argv[3]
 trace, workers = sys.argv[4] == "trace", int(sys.argv[5])
@@ -177,12 +183,13 @@ transport, splits = build_inprocess_federation(config, 3)
 setup_s = time.perf_counter() - t0
 store = Store.open(f"sqlite:///{store_path}")
 run_id = store.create_run(name="scale", workflow="horizontal", seed=3, config=config.to_dict(), total_rounds=1)
-wf = HorizontalWorkflow(transport, store, run_id, config, 3)
+wf = HorizontalWorkflow(config)
+ctx = RunContext(run_id, 3, config, transport, StoreRecorder(store, run_id))
 if trace:
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
 t0 = time.perf_counter()
-out = wf.run()
+out = wf.run(ctx).outcome
 round_s = time.perf_counter() - t0
 transport.close()
 peak = tracemalloc.get_traced_memory()[1] - base if trace else None

@@ -31,7 +31,7 @@ from sampan.deploy.coordinator import TAP_ENV, read_tap
 from sampan.deploy.local import Agent, Binding, FederationFiles, TcpRecorder, wait_for_log, write_federation
 from sampan.deploy.party_agent import FAULT_PARTY_ENV
 from sampan.metrics import roc_auc
-from sampan.runtime.horizontal_workflow import FAULT_ENV
+from sampan.horizontal.workflow import FAULT_ENV
 from sampan.runtime.runner import start_run
 from sampan.runtime.store import Store
 from sampan.transport.grpc_client import channel_options, operator_call

@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from sampan.config import parse_config
 from sampan.privacy import Ledger
-from sampan.runtime.federation import build_inprocess_federation, build_party_apps, load_splits
-from sampan.runtime.horizontal_workflow import HorizontalWorkflow
+from sampan.horizontal.simulation import load_splits
+from sampan.runtime.federation import build_inprocess_federation, build_party_apps
+from _horizontal_run import run_workflow
 from sampan.runtime.runner import resume_run, start_run
 from sampan.runtime.store import Store
 from sampan.wire import Message
@@ -123,7 +124,7 @@ def test_no_update_leaves_a_party_un_noised(tmp_path: Path, privacy: dict) -> No
     transport, _ = build_inprocess_federation(config, 3)
     captured = capture_replies(transport)
     run_id = store.create_run(name="dp", workflow="horizontal", seed=3, config=config.to_dict(), total_rounds=2)
-    HorizontalWorkflow(transport, store, run_id, config, 3).run()
+    run_workflow(transport, store, run_id, config, 3)
     fits = [m for m in captured if m.kind == "fit_result"]
     assert fits and all(not set(m.meta) - {"dp3_indicator"} for m in fits)  # the update and nothing else
     assert all(np.linalg.norm(m.arrays["update"]) <= 0.5 + 1e-9 for m in fits) if "dp3" in privacy else True
@@ -156,7 +157,7 @@ def test_resumed_run_continues_from_the_spent_budget(tmp_path: Path) -> None:
     run_id = store.create_run(name="dp", workflow="horizontal", seed=3, config=config.to_dict(), total_rounds=4)
     transport, _ = build_inprocess_federation(config, 3)
     with pytest.raises(Crash):
-        HorizontalWorkflow(transport, store, run_id, config, 3, CrashAfterRound(2)).run()
+        run_workflow(transport, store, run_id, config, 3, CrashAfterRound(2))
     at_crash = _ledger(store, run_id)
     assert all(at_crash.spent(p) > 0 for p in at_crash.parties)
     resume_run(store, run_id)

@@ -14,8 +14,9 @@ from sampan.horizontal.party import HorizontalParty
 from sampan.privacy import Ledger
 from sampan.crypto.identity import simulated_consortium
 from sampan.privacy.secagg import SecAggClient
-from sampan.runtime.federation import PartySplit
-from sampan.runtime.horizontal_workflow import FederationError, HorizontalWorkflow
+from sampan.horizontal.simulation import PartySplit
+from sampan.horizontal.workflow import FederationError
+from _horizontal_run import run_workflow
 from sampan.core.party import PartyApp
 from sampan.runtime.receipt import build_receipt
 from sampan.runtime.store import Store
@@ -92,7 +93,7 @@ def _federation(n_parties: int) -> tuple[InProcessTransport, dict[str, Killable]
 
 def _run(store: Store, config, transport) -> tuple[str, Any]:
     run_id = store.create_run(name="sa", workflow="horizontal", seed=4, config=config.to_dict(), total_rounds=config.run.rounds)
-    return run_id, HorizontalWorkflow(transport, store, run_id, config, 4).run()
+    return run_id, run_workflow(transport, store, run_id, config, 4)
 
 
 def _events(store: Store, run_id: str, kind: str) -> list[dict]:
@@ -252,5 +253,5 @@ def test_a_second_run_over_another_party_set_needs_another_start(tmp_path: Path)
         _run(store, config, transport)
     apps["bank_2"].dead = False
     run_id = store.create_run(name="sa", workflow="horizontal", seed=5, config=config.to_dict(), total_rounds=1)
-    outcome = HorizontalWorkflow(transport, store, run_id, config, 5).run()
+    outcome = run_workflow(transport, store, run_id, config, 5)
     assert np.all(np.isfinite(outcome.params))

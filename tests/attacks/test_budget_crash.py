@@ -32,7 +32,7 @@ from sampan.horizontal.party import HorizontalParty
 from sampan.privacy import Ledger
 from sampan.privacy.party_policy import PartyPrivacyPolicy, PolicyRefused
 from sampan.runtime.federation import build_inprocess_federation
-from sampan.runtime.horizontal_workflow import HorizontalWorkflow
+from _horizontal_run import run_workflow
 from sampan.runtime.store import Store
 from sampan.transport import PartyError
 from sampan.transport.inprocess import InProcessTransport
@@ -207,7 +207,7 @@ def _run_with_crashes(tmp_path: Path, rounds: int, crashes: list[CrashPoint]) ->
 
         transport.exchange = exchange  # type: ignore[method-assign]
         try:
-            outcome = HorizontalWorkflow(transport, store, run_id, config, 7).run()
+            outcome = run_workflow(transport, store, run_id, config, 7)
         except Crash:
             continue
         return sent, Ledger.from_json(store.ledger(run_id)), outcome

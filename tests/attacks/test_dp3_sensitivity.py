@@ -23,7 +23,7 @@ from sampan.horizontal.party import HorizontalParty
 from sampan.privacy import Ledger
 from sampan.privacy.dp3 import DP3Aggregation, DP3Config, party_release
 from sampan.runtime.federation import build_inprocess_federation
-from sampan.runtime.horizontal_workflow import HorizontalWorkflow
+from _horizontal_run import run_workflow
 from sampan.runtime.store import Store
 from sampan.wire import Message
 
@@ -114,7 +114,7 @@ def test_ledger_charge_covers_the_true_loss_of_an_adaptive_dp3_run(tmp_path: Pat
 
     transport.exchange = recording  # type: ignore[method-assign]
     run_id = store.create_run(name="dp3", workflow="horizontal", seed=5, config=config.to_dict(), total_rounds=3)
-    outcome = HorizontalWorkflow(transport, store, run_id, config, 5).run()
+    outcome = run_workflow(transport, store, run_id, config, 5)
     assert outcome.rounds == 3
     ledger = Ledger.from_json(store.latest_checkpoint(run_id).meta["ledger"])
     for party in ledger.parties:

@@ -24,8 +24,9 @@ from sampan.data import PartyData
 from sampan.horizontal.party import HorizontalParty
 from sampan.privacy.party_policy import PartyPrivacyPolicy, PolicyRefused
 from sampan.privacy.randomness import seeded_generator
-from sampan.runtime.federation import PartySplit, build_party_apps
-from sampan.runtime.horizontal_workflow import HorizontalWorkflow
+from sampan.horizontal.simulation import PartySplit
+from sampan.runtime.federation import build_party_apps
+from _horizontal_run import run_workflow
 from sampan.runtime.receipt import build_receipt, receipt_section
 from sampan.runtime.runner import resume_run, start_run
 from sampan.runtime.store import Store
@@ -140,7 +141,7 @@ def _federation() -> InProcessTransport:
 def _run(store: Store, config, transport) -> tuple[str, Any]:
     run_id = store.create_run(name="leak", workflow="horizontal", seed=4, config=config.to_dict(),
                               total_rounds=config.run.rounds)
-    return run_id, HorizontalWorkflow(transport, store, run_id, config, 4).run()
+    return run_id, run_workflow(transport, store, run_id, config, 4)
 
 
 def test_evaluation_under_secagg_reaches_the_coordinator_only_as_a_masked_vector(tmp_path: Path) -> None:
@@ -219,7 +220,7 @@ def test_receipt_traffic_survives_a_resume(tmp_path: Path) -> None:
     from sampan.runtime.federation import build_inprocess_federation
     transport, _ = build_inprocess_federation(config, 11)
     with pytest.raises(Crash):
-        HorizontalWorkflow(transport, store, run_id, config, 11, CrashAfterRound(2)).run()
+        run_workflow(transport, store, run_id, config, 11, CrashAfterRound(2))
     resume_run(store, run_id)
 
     def sent(rid: str) -> dict[tuple[str, str], tuple[int, int]]:

@@ -29,8 +29,10 @@ from sampan.crypto.identity import (IdentityError, IdentityVerifier, PartyIdenti
                                     simulated_consortium, verify_keys)
 from sampan.data import PartyData, make_sme_consortium
 from sampan.privacy.secagg import SecAggClient
-from sampan.runtime.federation import PartySplit, build_party_apps
-from sampan.runtime.horizontal_workflow import FederationError, HorizontalWorkflow
+from sampan.horizontal.simulation import PartySplit
+from sampan.runtime.federation import build_party_apps
+from sampan.horizontal.workflow import FederationError
+from _horizontal_run import run_workflow
 from sampan.runtime.store import Store
 from sampan.transport.inprocess import InProcessTransport
 from sampan.vertical.session import VerticalSession, build_inprocess_vertical
@@ -86,7 +88,7 @@ def test_an_inprocess_federation_refuses_secagg_keys_signed_by_a_certificate_min
     store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
     run_id = store.create_run(name="mint", workflow="horizontal", seed=1, config=config.to_dict(), total_rounds=1)
     with pytest.raises(FederationError, match="secure aggregation failed"):
-        HorizontalWorkflow(transport, store, run_id, config, 1).run()
+        run_workflow(transport, store, run_id, config, 1)
     failed = [e.detail for e in store.events(run_id) if e.kind == "secagg_round_failed"]
     assert failed and "peer 'bank_2' is not authenticated (unknown_ca)" in failed[0]["failed"]["bank_0"], failed
     assert not [e for e in store.events(run_id) if e.kind == "secagg_round"]  # nothing was aggregated

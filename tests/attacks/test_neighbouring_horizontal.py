@@ -34,14 +34,15 @@ import pytest
 import sampan.privacy.dp3
 import sampan.privacy.dpsgd
 import sampan.privacy.mechanisms
-import sampan.runtime.secure_rounds as secure_rounds_module
+import sampan.horizontal.secure_rounds as secure_rounds_module
 from sampan.config import parse_config
 from sampan.data import PartyData
 from sampan.metrics.histogram import DEFAULT_BINS, DP_BINS
 from sampan.privacy import Ledger
 from sampan.privacy.randomness import seeded_generator
-from sampan.runtime.federation import PartySplit, build_party_apps
-from sampan.runtime.horizontal_workflow import HorizontalWorkflow
+from sampan.horizontal.simulation import PartySplit
+from sampan.runtime.federation import build_party_apps
+from _horizontal_run import run_workflow
 from sampan.runtime.store import Store
 from sampan.transport.inprocess import InProcessTransport
 from sampan.wire.catalogue import Setup, flatten, horizontal_catalogue
@@ -153,7 +154,7 @@ def _transcript(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, neig
     monkeypatch.setattr(secure_rounds_module, "decode_vector", decoding)
     store = Store.open(f"sqlite:///{tmp_path / f'{name}-{neighbour}.db'}")
     run_id = store.create_run(name="nb", workflow="horizontal", seed=7, config=config.to_dict(), total_rounds=2)
-    HorizontalWorkflow(transport, store, run_id, config, 7).run()
+    run_workflow(transport, store, run_id, config, 7)
     ledger_json = store.latest_checkpoint(run_id).meta.get("ledger")
     counter: dict[tuple[str, str, str], int] = {}
     out = []

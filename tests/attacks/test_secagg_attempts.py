@@ -28,8 +28,9 @@ from sampan.crypto.identity import IdentityError
 from sampan.privacy.secagg.state import FileStateStore
 from sampan.data import PartyData
 from sampan.privacy.secagg import SecAggAbort, SecAggParams, SecAggServer, decode_vector, run_secagg
-from sampan.runtime.federation import PartySplit, build_party_apps
-from sampan.runtime.horizontal_workflow import HorizontalWorkflow
+from sampan.horizontal.simulation import PartySplit
+from sampan.runtime.federation import build_party_apps
+from _horizontal_run import run_workflow
 from sampan.runtime.store import Store
 from sampan.transport.inprocess import InProcessTransport
 from sampan.wire import Message
@@ -228,9 +229,9 @@ def test_a_crash_after_unmasking_resumes_from_the_stored_sum(tmp_path: Path) -> 
     store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
     run_id = store.create_run(name="crash", workflow="horizontal", seed=4, config=config.to_dict(), total_rounds=2)
     with pytest.raises(Crash):
-        HorizontalWorkflow(CrashOnEvaluate(apps, 1), store, run_id, config, 4).run()
+        run_workflow(CrashOnEvaluate(apps, 1), store, run_id, config, 4)
     assert sorted(fits) == sorted((p, 1) for p in apps)
-    outcome = HorizontalWorkflow(InProcessTransport(apps), store, run_id, config, 4).run()
+    outcome = run_workflow(InProcessTransport(apps), store, run_id, config, 4)
     assert outcome.rounds == 2
     assert sorted(fits) == sorted([(p, 1) for p in apps] + [(p, 2) for p in apps])  # round 1 was not re-run
     rounds = [e.detail for e in store.events(run_id) if e.kind == "secagg_round"]
@@ -259,7 +260,7 @@ def test_an_honest_retry_after_too_few_unmask_replies_uses_the_same_survivor_set
                            "training": {"learning_rate": 0.2, "batch_size": 16}, "secure_aggregation": {}})
     store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
     run_id = store.create_run(name="retry", workflow="horizontal", seed=4, config=config.to_dict(), total_rounds=1)
-    outcome = HorizontalWorkflow(InProcessTransport(apps), store, run_id, config, 4).run()
+    outcome = run_workflow(InProcessTransport(apps), store, run_id, config, 4)
     assert outcome.rounds == 1
     failed = [e.detail for e in store.events(run_id) if e.kind == "secagg_round_failed"]
     assert [f["stage"] for f in failed] == ["unmasking"]

@@ -21,8 +21,10 @@ from sampan.config import parse_config
 from sampan.crypto.identity import IdentityError, SimulatedCA, sign_keys
 from sampan.data import PartyData
 from sampan.privacy.secagg import run_secagg
-from sampan.runtime.federation import PartySplit, build_party_apps
-from sampan.runtime.horizontal_workflow import FederationError, HorizontalWorkflow
+from sampan.horizontal.simulation import PartySplit
+from sampan.runtime.federation import build_party_apps
+from sampan.horizontal.workflow import FederationError
+from _horizontal_run import run_workflow
 from sampan.runtime.store import Store
 from sampan.transport.inprocess import InProcessTransport
 from sampan.wire import Message
@@ -165,7 +167,7 @@ def test_substitution_in_a_training_run_fails_the_round_naming_the_peer(tmp_path
     store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
     run_id = store.create_run(name="mitm", workflow="horizontal", seed=1, config=config.to_dict(), total_rounds=1)
     with pytest.raises(FederationError, match="secure aggregation failed"):
-        HorizontalWorkflow(transport, store, run_id, config, 1).run()
+        run_workflow(transport, store, run_id, config, 1)
     failed = [e.detail for e in store.events(run_id) if e.kind == "secagg_round_failed"]
     assert failed and "peer 'bank_2' is not authenticated" in failed[0]["failed"]["bank_0"]
     assert not [e for e in store.events(run_id) if e.kind == "secagg_round"]  # nothing was aggregated

@@ -19,8 +19,10 @@ import pytest
 from sampan.config import ConfigError, parse_config
 from sampan.data import PartyData
 from sampan.privacy.secagg import SecAggParams, SecAggRefused
-from sampan.runtime.federation import PartySplit, build_party_apps
-from sampan.runtime.horizontal_workflow import FederationError, HorizontalWorkflow
+from sampan.horizontal.simulation import PartySplit
+from sampan.runtime.federation import build_party_apps
+from sampan.horizontal.workflow import FederationError
+from _horizontal_run import run_workflow
 from sampan.runtime.receipt import build_receipt
 from sampan.runtime.store import Store
 from sampan.transport.inprocess import InProcessTransport
@@ -66,7 +68,7 @@ def _create(store: Store, config: Any) -> str:
 
 def _run(store: Store, transport: InProcessTransport, config: Any) -> tuple[str, Any]:
     run_id = _create(store, config)
-    return run_id, HorizontalWorkflow(transport, store, run_id, config, 2).run()
+    return run_id, run_workflow(transport, store, run_id, config, 2)
 
 
 def test_a_dropout_that_leaves_two_fails_the_round_instead_of_summing_two(tmp_path: Path) -> None:
@@ -76,7 +78,7 @@ def test_a_dropout_that_leaves_two_fails_the_round_instead_of_summing_two(tmp_pa
     run_id = _create(store, config)
     with pytest.raises(FederationError, match=r"2 parties left, at least 3 needed \(secure_aggregation.min_contributors"
                                               r" = 3.*nothing was aggregated below that minimum"):
-        HorizontalWorkflow(transport, store, run_id, config, 2).run()
+        run_workflow(transport, store, run_id, config, 2)
     events = {e.kind: e.detail for e in store.events(run_id)}
     assert "secagg_round" not in events  # no sum of two was ever formed
     failed = events["secagg_round_failed"]

@@ -17,8 +17,9 @@ import pytest
 
 from sampan.config import parse_config
 from sampan.data import PartyData
-from sampan.runtime.federation import PartySplit, build_party_apps
-from sampan.runtime.horizontal_workflow import HorizontalWorkflow
+from sampan.horizontal.simulation import PartySplit
+from sampan.runtime.federation import build_party_apps
+from _horizontal_run import run_workflow
 from sampan.runtime.progress import NullProgress
 from sampan.runtime.store import Store
 from sampan.transport.inprocess import InProcessTransport
@@ -74,9 +75,9 @@ def test_a_resumed_run_never_repeats_a_label_or_a_key(tmp_path: Path) -> None:
     store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
     run_id = store.create_run(name="resume", workflow="horizontal", seed=4, config=config.to_dict(), total_rounds=3)
     with pytest.raises(Crash):
-        HorizontalWorkflow(InProcessTransport(apps), store, run_id, config, 4, progress=CrashInRound(2)).run()
+        run_workflow(InProcessTransport(apps), store, run_id, config, 4, progress=CrashInRound(2))
     before = len(seen)
-    outcome = HorizontalWorkflow(InProcessTransport(apps), store, run_id, config, 4).run()  # resumes round 2
+    outcome = run_workflow(InProcessTransport(apps), store, run_id, config, 4)  # resumes round 2
     assert outcome.rounds == 3
     labels = [label for _, label, _ in seen]
     assert len(seen) > before and all(label.startswith(f"{run_id}/") for label in labels)

@@ -16,7 +16,7 @@ import pytest
 
 from sampan.config import ConfigError, parse_config
 from sampan.deploy.config import parse_run_spec
-from sampan.runtime.horizontal_workflow import FederationError, HorizontalWorkflow
+from sampan.horizontal.workflow import FederationError, HorizontalWorkflow
 
 ROBUST = ["median", "trimmed_mean", "krum"]
 BASE: dict[str, Any] = {"run": {"name": "robust", "rounds": 1, "seed": 1},
@@ -44,4 +44,4 @@ def test_the_workflow_refuses_an_unvalidated_config(aggregator: str) -> None:
     valid = parse_config({**BASE, "secure_aggregation": {}})
     forged = valid.model_copy(update={"strategy": valid.strategy.model_copy(update={"aggregator": aggregator})})
     with pytest.raises(FederationError, match=f"{aggregator!r} cannot run under secure_aggregation"):
-        HorizontalWorkflow(None, None, "run", forged, 1)  # type: ignore[arg-type]
+        HorizontalWorkflow(forged)

@@ -102,3 +102,32 @@ def take_requests(source: Iterator[Message], known: frozenset[str], room: int) -
             raise KeyError(f"no party named {message.recipient!r}; known: {sorted(known)}")
         taken.append(message)
     return taken, False
+
+
+# What a dead or unreachable party looks like to a coordinator: an error reply, or the transport giving up.
+DROPOUT_ERRORS: tuple[type[BaseException], ...] = (PartyError, TimeoutError, ConnectionError)
+
+
+def exchange_settled(transport: Transport, messages: Iterable[Message]) -> dict[str, Message | BaseException]:
+    """One fan-out (at most one message per party) in which a failing party does not stop the others:
+    recipient -> its reply, or the error that stands for it (a dropout). Protocols that absorb dropouts
+    (SecAgg+ stages) use it so a stage costs one `exchange` whatever the number of parties.
+
+    A transport may offer its own ``exchange_settled`` (every reply of one concurrent fan-out); otherwise
+    the requests after a failed one are sent again in a further exchange (only when a party failed)."""
+    native = getattr(transport, "exchange_settled", None)
+    if callable(native):
+        return dict(native(messages))
+    pending = list(messages)
+    results: dict[str, Message | BaseException] = {}
+    while pending:
+        try:
+            for reply in transport.exchange(pending):
+                results[reply.sender] = reply
+            break
+        except DROPOUT_ERRORS as exc:
+            unanswered = [m.recipient for m in pending if m.recipient not in results]
+            failed = getattr(exc, "party", None)
+            results[failed if failed in unanswered else unanswered[0]] = exc
+            pending = [m for m in pending if m.recipient not in results]
+    return results

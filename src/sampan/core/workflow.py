@@ -52,7 +52,10 @@ class RunRecorder(Protocol):
     run_id: str
 
     def checkpoint(self, round_number: int, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any],
-                   metrics: Mapping[str, Any], seconds: float) -> None: ...
+                   metrics: Mapping[str, Any], seconds: float,
+                   events: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> None:
+        """``events``: the round's own audit entries (traffic, secure-aggregation summaries), written in the
+        same transaction, so a crash never leaves them without their round (or the round without them)."""
 
     def last_checkpoint(self) -> Checkpoint | None: ...
 

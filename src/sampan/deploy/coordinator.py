@@ -38,9 +38,8 @@ from sampan.deploy.config import CoordinatorConfig, RunSpec, parse_run_spec
 from sampan.deploy.keyfiles import KeyFileError, unencrypted_pem
 from sampan.deploy.security_audit import SecurityAudit
 from sampan.files import private_directory, private_sqlite
-from sampan.runtime.horizontal_workflow import HorizontalWorkflow
 from sampan.runtime.progress import RoundResult
-from sampan.runtime.runner import RESUMABLE, _finish
+from sampan.runtime.runner import RESUMABLE, resume_run
 from sampan.runtime.seeds import derive_seed, fresh_seed
 from sampan.runtime.store import Store, StoreError
 from sampan.transport.grpc_hub import AuthenticationError, GrpcTransport, Hub, HubSettings, Identity
@@ -305,11 +304,10 @@ class Coordinator:
             transport = self.hub.transport(parties)
             self._open(transport, run_id, spec, seed)
             if spec.deploy.workflow == "horizontal":
-                outcome = HorizontalWorkflow(transport, self.store, run_id, spec.config, seed,
-                                             _LogProgress(run_id)).run()
-                finished = _finish(spec.config, self.store, outcome, transport.traffic.summary())
-                log.info("run %s completed: %s v%d, %s", run_id, finished.model_name, finished.model_version,
-                         {k: round(v, 4) for k, v in outcome.final_metrics.items() if isinstance(v, float)})
+                finished = resume_run(self.store, run_id, _LogProgress(run_id), transport=transport,
+                                      config=spec.config)  # the one runner, with this hub's transport
+                log.info("run %s completed: %s v%s, %s", run_id, finished.model_name, finished.model_version,
+                         {k: round(v, 4) for k, v in finished.final_metrics.items() if isinstance(v, float)})
                 self._close(transport, run_id, None)
             else:
                 self._vertical(transport, run_id, spec, seed)

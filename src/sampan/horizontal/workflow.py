@@ -1,4 +1,9 @@
-"""The coordinator's program for horizontal training: setup, rounds, checkpoints, final model.
+"""The coordinator's program for horizontal training (`HorizontalWorkflow`): setup, rounds, checkpoints, model.
+
+One round loop for every mode: the parties' `fit` replies are folded into an aggregation, which privacy
+wraps (`sampan.privacy.wrappers`: SecAgg+ collection, central DP3 noise) instead of a second round method.
+Progress events (``ctx.progress``): "run_started" {run_id, total_rounds, resumed_from}, "round_started"
+{round, parties}, "party_done" {party}, "round" {round, seconds, parties, train_loss, global, party}.
 
 The coordinator talks to parties only through a Transport and only ever holds the global model,
 one running aggregate and per-party scalars. With `[secure_aggregation]` on it holds less: each round
@@ -12,9 +17,9 @@ instead of asking the parties for a second aggregation of the round. Every round
 because every random choice is derived from the run seed and the round number, finishes with exactly
 the model an uninterrupted run would have produced (without DP: DP noise comes from the OS CSPRNG).
 Under `[privacy]` every step's ledger events are charged write-ahead: recorded and persisted
-(`Store.charge_ledger`, with their `budget_charged` audit entry) before its requests leave, and a
+(`RunRecorder.charge`, with their `budget_charged` audit entry) before its requests leave, and a
 resumed run starts from that durable ledger, so a re-run after a crash is a fresh, charged release
-and a crash loop ends in a budget stop (`sampan.runtime.privacy_control`).
+and a crash loop ends in a budget stop (`sampan.horizontal.privacy_control`).
 
 What the coordinator learns (the catalogue `sampan.wire.catalogue` lists every field): under
 `[privacy]`, each party's training row count once through a charged Gaussian (all weights, DP-SGD
@@ -40,18 +45,20 @@ from typing import Any, Iterator
 import numpy as np
 
 from sampan.config import RunConfig
-from sampan.horizontal.aggregators import make_aggregator
+from sampan.core.seeds import derive_rng, derive_seed
+from sampan.core.workflow import ModelArtifact, RunContext, Workflow, WorkflowResult
+from sampan.horizontal.aggregators import Aggregator, make_aggregator
+from sampan.horizontal.privacy_control import PrivacyControl, combine_dp1_stats
+from sampan.horizontal.secure_rounds import COORDINATOR, FederationError, SecureRounds  # FederationError: re-exported
 from sampan.horizontal.strategies import Strategy, make_strategy
 from sampan.metrics import ScoreHistogram
 from sampan.models import Model, model_from_config
-from sampan.privacy.ledger import BudgetExceeded, PrivacyEvent
-from sampan.runtime.privacy_control import PrivacyControl, combine_dp1_stats
-from sampan.runtime.progress import NullProgress, ProgressHook, RoundResult
-from sampan.runtime.secure_rounds import COORDINATOR, FederationError, SecureRounds  # FederationError: re-exported
-from sampan.runtime.seeds import derive_rng, derive_seed
-from sampan.runtime.store import Store
-from sampan.transport import Transport
+from sampan.privacy.ledger import BudgetExceeded
+from sampan.privacy.wrappers import CentralDP3, UpdateAggregation, UpdateSum
 from sampan.wire import Message
+
+__all__ = ["FAULT_ENV", "FederationError", "HorizontalWorkflow", "INIT_JITTER", "RunOutcome", "RunState",
+           "build_strategy", "result_info"]
 
 FAULT_ENV = "SAMPAN_FAULT_KILL_AFTER_ROUND"  # test hook: SIGKILL this process after saving round N
 # The initial model is the model-family start plus N(0, INIT_JITTER^2) per parameter, drawn from the run seed:
@@ -95,6 +102,8 @@ class RunState:
 
 @dataclass(frozen=True)
 class RunOutcome:
+    """The typed outcome for Python callers (`WorkflowResult.outcome`)."""
+
     run_id: str
     rounds: int
     final_metrics: dict[str, float]
@@ -119,28 +128,69 @@ def build_strategy(config: RunConfig) -> Strategy:
     return make_strategy(config.strategy.name, **options)
 
 
-
 def _finite(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
-class HorizontalWorkflow(SecureRounds):
-    def __init__(self, transport: Transport, store: Store, run_id: str, config: RunConfig, seed: int,
-                 progress: ProgressHook | None = None) -> None:
-        self.transport, self.store, self.run_id = transport, store, run_id
-        self.config, self.seed = config, seed
-        self.progress = progress or NullProgress()
+def _downsample(xs: np.ndarray, ys: np.ndarray, limit: int = 400) -> tuple[list[float], list[float]]:
+    if len(xs) > limit:
+        idx = np.unique(np.linspace(0, len(xs) - 1, limit).round().astype(int))
+        xs, ys = xs[idx], ys[idx]
+    return [round(float(x), 6) for x in xs], [round(float(y), 6) for y in ys]
+
+
+def result_info(histogram: ScoreHistogram | None) -> dict[str, Any]:
+    """The report's ROC curve and calibration table from merged score histograms (when both labels occur)."""
+    info: dict[str, Any] = {}
+    if histogram is not None and 0 < histogram.positive_rate < 1:
+        fpr, tpr, _ = histogram.roc_curve()
+        info["roc"] = _downsample(np.asarray(fpr), np.asarray(tpr))
+        cal = histogram.calibration(10)
+        info["calibration"] = [list(map(float, cal.mean_predicted)), list(map(float, cal.fraction_positive)),
+                               list(map(int, cal.counts))]
+    return info
+
+
+class StrategyAggregation:
+    """The strategy's own aggregation (weighted mean or a robust aggregator) behind `UpdateAggregation`."""
+
+    def __init__(self, aggregator: Aggregator) -> None:
+        self.aggregator = aggregator
+        self.aggregator.reset()
+        self._sum: UpdateSum | None = None
+
+    def add(self, update: np.ndarray, weight: float, indicator: float) -> None:
+        self.aggregator.add(update, weight)
+
+    def add_sum(self, total: UpdateSum) -> None:  # SecAgg: Σ (n_i/N)·Δ_i and Σ n_i/N (mean aggregator only)
+        self._sum = total
+
+    def result(self) -> np.ndarray:
+        if self._sum is not None:
+            return self._sum.head / self._sum.weight
+        return self.aggregator.result()
+
+
+class HorizontalWorkflow(SecureRounds, Workflow):
+    """Horizontal training (logistic regression, MLP) over ``ctx.transport``; see the module docstring."""
+
+    name = "horizontal"
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
         self.strategy = build_strategy(config)
         s = config.strategy
         self.aggregator = make_aggregator(s.aggregator, trim_fraction=s.trim_fraction,
                                           byzantine=s.byzantine, multi=s.multi_krum)
-        self.privacy = PrivacyControl(config, self._train_config, on_charge=self._persist_charge)
         self.secagg = config.secure_aggregation if config.secure_aggregation and config.secure_aggregation.enabled \
             else None
         self._check_secagg_config()
         self._secagg_nonce = os.urandom(8).hex()  # fresh per coordinator process: labels never repeat on resume
         self._round_events: list[tuple[str, dict[str, Any]]] = []  # audit events saved with the round
         self._traffic_seen: dict[tuple[str, str, str], tuple[int, int]] = {}
+
+    def total_rounds(self, config: Any) -> int:
+        return int(config.run.rounds)
 
     def _train_config(self, round_number: int) -> dict[str, Any]:
         t = self.config.training
@@ -150,6 +200,11 @@ class HorizontalWorkflow(SecureRounds):
 
     def _party_rows(self, state: RunState) -> dict[str, int]:
         return {p: int(info["n_train"]) for p, info in state.parties.items()}
+
+    def _bind(self, ctx: RunContext) -> None:
+        self.ctx, self.transport, self.recorder = ctx, ctx.transport, ctx.recorder
+        self.run_id, self.seed = ctx.run_id, ctx.seed
+        self.privacy = PrivacyControl(self.config, self._train_config, on_charge=self._persist_charge)
 
     # --- messaging helpers ------------------------------------------------------------------------
     def _request(self, parties: list[str], kind: str, step: int, arrays: dict[str, np.ndarray] | None = None,
@@ -168,7 +223,7 @@ class HorizontalWorkflow(SecureRounds):
         names: list[str] | None = None
         first = None
         if self.privacy.enabled:  # the row counts are released through a charged mechanism (DP1)
-            self.privacy.open(parties, self.store.ledger(self.run_id))  # setup re-run after a crash: still charged
+            self.privacy.open(parties, self.recorder.ledger())  # setup re-run after a crash: still charged
         count = self.privacy.count_request(parties) if self.privacy.enabled else None
         for reply in self._request(parties, "describe", 0, meta_for=lambda p: {"dp_count": count} if count else {}):
             info[reply.sender] = {k: reply.meta.get(k) for k in ("n_train", "n_test", "positive_rate")}
@@ -180,7 +235,7 @@ class HorizontalWorkflow(SecureRounds):
                 raise FederationError(
                     f"party {reply.sender!r} has features that differ from party {first!r}: {diff}")
         assert names is not None
-        self.store.log_event(self.run_id, "parties_joined", {
+        self.recorder.event("parties_joined", {
             "parties": {p: {"n_train": info[p]["n_train"], "n_test": info[p]["n_test"]} for p in sorted(info)},
             "features": len(names), "secure_aggregation": self.secagg is not None})
         scaler: dict[str, np.ndarray] = {}
@@ -198,7 +253,7 @@ class HorizontalWorkflow(SecureRounds):
                 scale = np.sqrt(np.maximum(sum_sq / total - mean**2, 0.0))
                 scaler = {"mean": mean, "scale": np.where(scale > 1e-12, scale, 1.0)}
         m = self.config.model
-        model_config = {"kind": m.kind, "n_features": len(names)}
+        model_config: dict[str, Any] = {"kind": m.kind, "n_features": len(names)}
         if m.kind == "mlp":
             model_config["hidden"] = list(m.hidden)
         model = model_from_config(model_config)
@@ -220,23 +275,46 @@ class HorizontalWorkflow(SecureRounds):
         chosen = derive_rng(self.seed, "select", round_number).choice(len(parties), size=k, replace=False)
         return [parties[i] for i in sorted(chosen)]
 
+    def _aggregation(self, round_number: int, parties: list[str], rows: dict[str, int]) -> UpdateAggregation:
+        """The strategy's aggregation, wrapped by central/distributed DP3 when the run has it."""
+        _, dp3_settings = self.privacy.fit_meta(round_number, parties, rows if self.privacy.enabled else None)
+        if self.privacy.dp3 is not None and dp3_settings is not None:
+            return CentralDP3(self.privacy.dp3, dp3_settings)
+        return StrategyAggregation(self.aggregator)
+
     def _fit_round(self, state: RunState, round_number: int) -> tuple[np.ndarray, list[str], float]:
+        """One round: charge (write-ahead), collect the updates (in clear or under SecAgg), aggregate, apply."""
         selected = self._select(round_number, sorted(state.parties))
-        self.progress.round_started(round_number, len(selected))
+        self.ctx.progress("round_started", {"round": round_number, "parties": len(selected)})
         train_cfg = self._train_config(round_number)
-        events = self.privacy.planned_events(self._party_rows(state), selected, round_number)
-        if self.secagg is not None and self._stored_sum("secagg_round_sum", round_number) is not None:
-            # unmasked (and charged) before a crash: applied from the store, nothing is released again
-            return self._secure_fit_round(state, round_number, selected, train_cfg, events)
-        # write-ahead: charged durably before any fit request leaves; raises BudgetExceeded instead if it
-        # does not fit the durable ledger (so a crash loop ends in a budget stop, never in free releases)
-        self._charge(events, round_number)
-        if self.secagg is not None:
-            return self._secure_fit_round(state, round_number, selected, train_cfg, events)
         rows = self._party_rows(state)
-        dp_metas, dp3_settings = self.privacy.fit_meta(round_number, selected, rows if self.privacy.enabled else None)
-        self.aggregator.reset()
-        loss_sum, n_sum, clipped_sum, indicator_sum = 0.0, 0, None, 0.0
+        replay = self._stored_sum("secagg_round_sum", round_number) if self.secagg is not None else None
+        if replay is None:  # (a replayed sum was unmasked, and charged, before a crash: nothing leaves again)
+            # write-ahead: charged durably before any fit request leaves; raises BudgetExceeded instead if it
+            # does not fit the durable ledger (so a crash loop ends in a budget stop, never in free releases)
+            self.privacy.charge(self.privacy.planned_events(rows, selected, round_number))
+        if self.secagg is not None:
+            total = self._secure_round_sum(state, round_number, selected, train_cfg, replay)
+            contributors = total.contributors
+            aggregation = self._aggregation(round_number, contributors, rows)
+            aggregation.add_sum(total)
+            private_loss = self.privacy.enabled or total.weight <= 0  # under DP the loss slot is 0
+            train_loss = math.nan if private_loss else float(total.weighted_loss / total.weight)
+        else:
+            contributors = selected
+            aggregation = self._aggregation(round_number, selected, rows)
+            train_loss = self._collect_in_clear(state, round_number, selected, train_cfg, rows, aggregation)
+        mean_update = aggregation.result()
+        if isinstance(aggregation, CentralDP3):
+            state.dp3_clip = aggregation.dp3.clip
+        state.ledger_json = self.privacy.ledger_json()
+        return self.strategy.apply(state.params, mean_update), contributors, train_loss
+
+    def _collect_in_clear(self, state: RunState, round_number: int, selected: list[str], train_cfg: dict[str, Any],
+                          rows: dict[str, int], aggregation: UpdateAggregation) -> float:
+        """Every selected party's `fit` reply, folded into ``aggregation`` as it arrives (one fan-out)."""
+        dp_metas, _ = self.privacy.fit_meta(round_number, selected, rows if self.privacy.enabled else None)
+        loss_sum, n_sum = 0.0, 0
         replies = self._request(
             selected, "fit", round_number, arrays={"params": state.params, **state.scaler},
             meta_for=lambda p: {"model": state.model_config, "train": train_cfg, **dp_metas[p],
@@ -244,28 +322,12 @@ class HorizontalWorkflow(SecureRounds):
         for reply in replies:
             # under DP a reply carries no row count and no loss: weights use the released counts
             n = int(reply.meta["n"]) if "n" in reply.meta else rows[reply.sender]
-            if dp3_settings is not None:  # DP3: unweighted sum of clipped updates, one running sum
-                update = reply.arrays["update"]
-                clipped_sum = update.copy() if clipped_sum is None else clipped_sum + update
-                indicator_sum += float(reply.meta.get("dp3_indicator", 0.0))  # sent only for adaptive clipping
-            else:
-                self.aggregator.add(reply.arrays["update"], n)
+            aggregation.add(reply.arrays["update"], n, float(reply.meta.get("dp3_indicator", 0.0)))
             if "loss" in reply.meta:
                 loss_sum += float(reply.meta["loss"]) * n
                 n_sum += n
-            self.progress.party_done(reply.sender)
-        if self.privacy.dp3 is not None and dp3_settings is not None and clipped_sum is not None:
-            mean_update = self.privacy.dp3.aggregate(clipped_sum, indicator_sum, dp3_settings)
-            state.dp3_clip = self.privacy.dp3.clip
-        else:
-            mean_update = self.aggregator.result()
-        new_params = self.strategy.apply(state.params, mean_update)
-        state.ledger_json = self.privacy.ledger_json()
-        return new_params, selected, loss_sum / n_sum if n_sum else math.nan
-
-    def _charge(self, events: list[PrivacyEvent], round_number: int) -> None:
-        """Charge a step's ledger events write-ahead (durably, see `_persist_charge`) before its requests."""
-        self.privacy.charge(events)
+            self.ctx.progress("party_done", {"party": reply.sender})
+        return loss_sum / n_sum if n_sum else math.nan
 
     def _persist_charge(self, ledger_json: str, events: Any) -> None:
         """The ledger and its `budget_charged` audit entry (one line per mechanism), in one transaction."""
@@ -273,7 +335,7 @@ class HorizontalWorkflow(SecureRounds):
         for e in events:
             groups[(e.level, e.mechanism, e.noise_multiplier, e.sampling_rate, e.count)].append(e.party)
         steps = sorted({e.step for e in events if e.step is not None})
-        self.store.charge_ledger(self.run_id, ledger_json, {"round": steps[0] if len(steps) == 1 else steps, "charges": [
+        self.recorder.charge(ledger_json, {"round": steps[0] if len(steps) == 1 else steps, "charges": [
             {"level": level, "mechanism": mech, "noise_multiplier": z, "sampling_rate": q, "count": count,
              "parties": sorted(parties)} for (level, mech, z, q, count), parties in sorted(groups.items(), key=str)]})
 
@@ -303,18 +365,13 @@ class HorizontalWorkflow(SecureRounds):
                              "bytes": size - seen[1]})
         return {"parties": len(parties), "messages_bytes": delta, "by_party": by_party}
 
-    def _traffic_event(self, round_number: int) -> None:
-        """Traffic since the last round, saved with the round (one atomic write)."""
+    def _take_round_events(self, round_number: int) -> list[tuple[str, dict[str, Any]]]:
+        """The round's audit events, traffic since the last round included (saved with the round)."""
         delta = self._traffic_delta()
         if delta is not None:
             self._round_events.append(("traffic", {"round": round_number, **delta}))
-
-    def _flush_events(self, round_number: int) -> None:
-        """Events of work done outside a saved round (the final evaluation): traffic included, logged now."""
-        self._traffic_event(round_number)
         events, self._round_events = self._round_events, []
-        for kind, detail in events:
-            self.store.log_event(self.run_id, kind, detail)
+        return events
 
     def _evaluate_in_clear(self, state: RunState, step: int, arrays: dict[str, np.ndarray],
                            ) -> tuple[ScoreHistogram, float, float, int, dict[str, dict[str, Any]]]:
@@ -343,51 +400,50 @@ class HorizontalWorkflow(SecureRounds):
             histogram, loss_sum, brier_sum, n, per_party = self._evaluate_secure(state, step, arrays)
         else:
             histogram, loss_sum, brier_sum, n, per_party = self._evaluate_in_clear(state, step, arrays)
-        metrics: dict[str, Any] = {"log_loss": loss_sum / max(n, 1), "brier": brier_sum / max(n, 1), "n": n,
-                                   "positive_rate": histogram.positive_rate}
-        if 0 < histogram.positive_rate < 1:
-            metrics.update(auc=histogram.auc(), pr_auc=histogram.pr_auc(), ks=histogram.ks(),
-                           ece=histogram.expected_calibration_error())
-        return {k: _finite(v) for k, v in metrics.items()}, per_party, histogram
+        return histogram_metrics(histogram, loss_sum, brier_sum, n), per_party, histogram
 
     # --- lifecycle --------------------------------------------------------------------------------
-    def run(self) -> RunOutcome:
-        total = self.config.run.rounds
-        checkpoint = self.store.latest_checkpoint(self.run_id)
+    def _start(self) -> RunState:
+        """A fresh run's setup and round 0, or the state of the last saved round (ledger and noise included)."""
+        checkpoint = self.recorder.last_checkpoint()
         if checkpoint is None:
             state = self._setup()
             if self.privacy.enabled:  # noise is chosen before round 0 is saved, after DP1 was charged
                 self.privacy.finish_setup(self._party_rows(state), first_round=1)
                 state.noise, state.ledger_json = dict(self.privacy.noise), self.privacy.ledger_json()
                 state.dp3_clip = self.privacy.dp3.clip if self.privacy.dp3 is not None else None
-                self.store.log_event(self.run_id, "noise_chosen", dict(state.noise))
+                self.recorder.event("noise_chosen", dict(state.noise))
             arrays, meta = state.to_checkpoint()
-            self._traffic_event(0)
-            round_events, self._round_events = self._round_events, []
-            self.store.save_round(self.run_id, 0, state_arrays=arrays, state_meta=meta, metrics={}, seconds=0.0,
-                                  events=round_events)
-        else:
-            state = RunState.from_checkpoint(checkpoint.round, checkpoint.arrays, checkpoint.meta)
-            self.strategy.load_state_dict(state.strategy_state)
-            self.store.log_event(self.run_id, "run_resumed", {"from_round": checkpoint.round})
-        if checkpoint is not None and self.privacy.enabled:  # resumed: noise and clip from the checkpoint, the
-            durable = self.store.ledger(self.run_id)  # ledger from the write-ahead store (it has every charge,
-            ledger_json = durable if durable is not None else state.ledger_json  # also those after the checkpoint)
+            self.recorder.checkpoint(0, arrays, meta, {}, 0.0, events=self._take_round_events(0))
+            return state
+        state = RunState.from_checkpoint(checkpoint.round, checkpoint.arrays, checkpoint.meta)
+        self.strategy.load_state_dict(state.strategy_state)
+        self.recorder.event("run_resumed", {"from_round": checkpoint.round})
+        if self.privacy.enabled:  # resumed: noise and clip from the checkpoint, the ledger from the write-ahead
+            durable = self.recorder.ledger()  # store (it has every charge, also those after the checkpoint)
+            ledger_json = durable if durable is not None else state.ledger_json
             assert ledger_json is not None
             self.privacy.restore(ledger_json, state.noise, state.dp3_clip)
-        self.store.set_status(self.run_id, "running", info={"parties": state.parties,
-                                                            "feature_names": state.feature_names})
-        self.progress.run_started(self.run_id, total, state.round)
+        return state
+
+    def run(self, ctx: RunContext) -> WorkflowResult:
+        self._bind(ctx)
+        total = self.config.run.rounds
+        state = self._start()
+        self.recorder.info("parties", state.parties)
+        self.recorder.info("feature_names", state.feature_names)
+        ctx.progress("run_started", {"run_id": self.run_id, "total_rounds": total, "resumed_from": state.round})
         fault_round = int(os.environ.get(FAULT_ENV, "0") or 0)
         histogram: ScoreHistogram | None = None
-        global_metrics: dict[str, float] = {}
+        global_metrics: dict[str, Any] = {}
         for round_number in range(state.round + 1, total + 1):
+            ctx.check_cancelled()
             started = time.perf_counter()
             try:
                 state.params, selected, train_loss = self._fit_round(state, round_number)
             except BudgetExceeded as exc:  # a clean stop: the model of the last affordable round stands
                 state.budget_stop = str(exc)
-                self.store.log_event(self.run_id, "budget_stop", {"round": round_number, "reason": str(exc)})
+                self.recorder.event("budget_stop", {"round": round_number, "reason": str(exc)})
                 break
             state.strategy_state = self.strategy.state_dict()
             state.round = round_number
@@ -397,22 +453,39 @@ class HorizontalWorkflow(SecureRounds):
             if round_number == total or (not self.privacy.enabled and round_number % self.config.run.eval_every == 0):
                 global_metrics, party_metrics, histogram = self.evaluate(state, round_number)
             seconds = time.perf_counter() - started
-            result = RoundResult(round_number, seconds, selected, train_loss,
-                                 global_metrics if party_metrics else {}, party_metrics)
+            shown = global_metrics if party_metrics else {}
             arrays, meta = state.to_checkpoint()
-            self._traffic_event(round_number)
-            round_events, self._round_events = self._round_events, []
-            self.store.save_round(self.run_id, round_number, state_arrays=arrays, state_meta=meta, seconds=seconds,
-                                  metrics={"train_loss": _finite(train_loss), "parties": selected,
-                                           "global": result.global_metrics, "party": party_metrics},
-                                  events=round_events)
-            self.progress.round_finished(result)
+            self.recorder.checkpoint(round_number, arrays, meta,
+                                     {"train_loss": _finite(train_loss), "parties": selected, "global": shown,
+                                      "party": party_metrics}, seconds, events=self._take_round_events(round_number))
+            ctx.progress("round", {"round": round_number, "seconds": seconds, "parties": selected,
+                                   "train_loss": train_loss, "global": shown, "party": party_metrics})
             if fault_round == round_number:
                 os.kill(os.getpid(), signal.SIGKILL)
         if histogram is None:  # DP, resumed after the last round, or stopped by the budget: evaluate once more
             global_metrics, _, histogram = self.evaluate(state, state.round)
-            self._flush_events(state.round)
+            for kind, detail in self._take_round_events(state.round):
+                self.recorder.event(kind, detail)
+        return self._result(state, global_metrics, histogram)
+
+    def _result(self, state: RunState, global_metrics: dict[str, Any], histogram: ScoreHistogram) -> WorkflowResult:
         model = model_from_config(state.model_config)
         privacy = self.privacy.summary()
-        return RunOutcome(self.run_id, state.round, global_metrics, state.params, state.scaler, model, histogram,
-                          privacy, state.budget_stop)
+        outcome = RunOutcome(self.run_id, state.round, global_metrics, state.params, state.scaler, model, histogram,
+                             privacy, state.budget_stop)
+        arrays = {"params": state.params, **{f"scaler.{k}": v for k, v in state.scaler.items()}}
+        meta = {"model": model.config(), "metrics": global_metrics, "feature_names": list(state.feature_names)}
+        info = {"final_metrics": global_metrics, "privacy": privacy, "budget_stop": state.budget_stop,
+                **result_info(histogram)}
+        return WorkflowResult(final_metrics=global_metrics, models=[ModelArtifact(self.config.run.name, arrays, meta)],
+                              info=info, budget_stop=state.budget_stop, outcome=outcome)
+
+
+def histogram_metrics(histogram: ScoreHistogram, loss_sum: float, brier_sum: float, n: int) -> dict[str, Any]:
+    """Global metrics from merged holdout histograms and sums (what a federated evaluation reports)."""
+    metrics: dict[str, Any] = {"log_loss": loss_sum / max(n, 1), "brier": brier_sum / max(n, 1), "n": n,
+                               "positive_rate": histogram.positive_rate}
+    if 0 < histogram.positive_rate < 1:
+        metrics.update(auc=histogram.auc(), pr_auc=histogram.pr_auc(), ks=histogram.ks(),
+                       ece=histogram.expected_calibration_error())
+    return {k: _finite(v) for k, v in metrics.items()}

@@ -1,32 +1,40 @@
-"""Secure-aggregation (SecAgg+) rounds of the horizontal workflow: training and evaluation sums, retries, replay.
-A mixin of `HorizontalWorkflow` (`sampan.runtime.horizontal_workflow`), split out to keep that module small."""
+"""Secure-aggregation (SecAgg+) collection of the horizontal workflow: training and evaluation sums, retries, replay.
+
+A mixin of `HorizontalWorkflow` (`sampan.horizontal.workflow`). Each attempt is driven by the SecAgg
+wrapper (`sampan.privacy.wrappers.run_secagg_stages`); every stage goes to all of the attempt's parties
+in ONE fan-out (`sampan.core.transport.exchange_settled`), so a round costs a constant number of
+exchanges whatever the number of parties (5 per secure sum). A party that errs or cannot be reached is
+a dropout the protocol absorbs; an attempt below the threshold is retried with the survivors.
+
+What each role learns: the coordinator learns only the unmasked sum over the round's contributors (and
+who contributed or dropped out); parties learn their neighbours' signed public keys and the shares
+sealed to them (`sampan.privacy.secagg`).
+"""
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
+from sampan.core.seeds import derive_rng, derive_seed
+from sampan.core.transport import DROPOUT_ERRORS, exchange_settled
 from sampan.horizontal.party import evaluation_from_vector
 from sampan.metrics import ScoreHistogram
 from sampan.metrics.histogram import DEFAULT_BINS, DP_BINS
-from sampan.privacy.ledger import PrivacyEvent
-from sampan.privacy.secagg import SecAggAbort, SecAggParams, SecAggServer, choose_neighbours, decode_vector, run_secagg
-from sampan.runtime.seeds import derive_rng, derive_seed
-from sampan.transport import PartyError
+from sampan.privacy.secagg import SecAggAbort, SecAggParams, SecAggServer, choose_neighbours, decode_vector
+from sampan.privacy.wrappers import SecAggCollection, StageCall, UpdateSum
 from sampan.wire import Message
 
 if TYPE_CHECKING:
-    from sampan.runtime.horizontal_workflow import RunState
+    from sampan.horizontal.workflow import RunState
 
+__all__ = ["COORDINATOR", "DROPOUT_ERRORS", "EVAL_FRAC_BITS", "EVAL_MAX_ABS", "FederationError", "SecureRounds"]
 
 COORDINATOR = "coordinator"
 # Evaluation sums (counts up to millions, score and loss sums) need a wider integer part than updates.
 EVAL_FRAC_BITS, EVAL_MAX_ABS = 12, 2.0**36
-# What a dead or unreachable party looks like to a workflow: an error reply, or the transport giving up.
-DROPOUT_ERRORS: tuple[type[BaseException], ...] = (PartyError, TimeoutError, ConnectionError)
 
 
 class FederationError(RuntimeError):
@@ -42,8 +50,8 @@ def _retry_set(server: SecAggServer | None, exc: SecAggAbort) -> list[str]:
 
 
 class SecureRounds:
-    """The SecAgg+ methods of `HorizontalWorkflow`; they use its transport, store, config, privacy control,
-    strategy and round events."""
+    """The SecAgg+ methods of `HorizontalWorkflow`; they use its transport, recorder, config, privacy control,
+    progress and round events."""
 
     def _check_secagg_config(self) -> None:
         """Secure aggregation hides the individual updates a robust aggregator needs: refuse the pair here too,
@@ -83,35 +91,42 @@ class SecureRounds:
             f"{floor} needed (secure_aggregation.min_contributors = {self.secagg.min_contributors if self.secagg else '?'}"
             f", run.min_parties = {self.config.run.min_parties}); nothing was aggregated below that minimum")
 
-    def _call_party(self, step: int, kind: str, party: str, arrays: dict[str, np.ndarray],
-                    meta: dict[str, Any], failures: dict[str, str]) -> Message | None:
-        """One request to one party; a party that errs or cannot be reached is a dropout (None)."""
-        try:
-            for reply in self.transport.exchange([Message(self.run_id, step, COORDINATOR, party, kind,
-                                                          arrays=arrays, meta=meta)]):
-                return reply
-        except DROPOUT_ERRORS as exc:
-            failures[party] = f"{kind}: {type(exc).__name__}: {exc}"[:300]
-        return None
+    def _stage(self, step: int, build: Any, failures: dict[str, str]) -> StageCall:
+        """A SecAgg stage as one fan-out: ``build(kind, party, arrays, meta)`` makes each request's (kind,
+        arrays, meta); a party that errs or cannot be reached is a dropout (missing from the replies)."""
+        def stage(kind: str, requests: Mapping[str, tuple[dict[str, np.ndarray], dict[str, Any]]],
+                  ) -> dict[str, dict[str, np.ndarray] | None]:
+            messages = []
+            for party, (arrays, meta) in requests.items():
+                sent_kind, sent_arrays, sent_meta = build(kind, party, arrays, meta)
+                messages.append(Message(self.run_id, step, COORDINATOR, party, sent_kind, arrays=dict(sent_arrays),
+                                        meta=dict(sent_meta)))
+            replies: dict[str, dict[str, np.ndarray] | None] = {}
+            for party, reply in exchange_settled(self.transport, messages).items():
+                if isinstance(reply, BaseException):
+                    failures[party] = f"{kind}: {type(reply).__name__}: {reply}"[:300]
+                    replies[party] = None
+                else:
+                    replies[party] = dict(reply.arrays)
+            return replies
+        return stage
 
-    def _secure_fit_round(self, state: RunState, round_number: int, selected: list[str],
-                          train_cfg: dict[str, Any], events: list[PrivacyEvent]) -> tuple[np.ndarray, list[str], float]:
-        """One training round under SecAgg+: retried with the survivors while enough parties are left."""
+    def _secure_round_sum(self, state: RunState, round_number: int, selected: list[str], train_cfg: dict[str, Any],
+                          replay: dict[str, Any] | None) -> UpdateSum:
+        """A training round's unmasked sum under SecAgg+: retried with the survivors while enough are left."""
         assert self.secagg is not None
         n_params = state.params.size
         rows = self._party_rows(state)
         floor = self._secagg_floor()
         participants = list(selected)
         attempts: list[dict[str, Any]] = []
-        stored = self._stored_sum("secagg_round_sum", round_number)
-        if stored is not None:  # unmasked before a crash: apply it, never ask the parties again (see _store_sum)
-            vector, contributors = np.asarray(stored["sum"], dtype=np.float64), list(stored["contributors"])
-            self._round_events.append(("secagg_round", {**stored["event"], "replayed": True}))
-            return self._apply_secure_sum(state, round_number, vector, contributors, rows)
+        if replay is not None:  # unmasked before a crash: apply it, never ask the parties again (see _store_sum)
+            self._round_events.append(("secagg_round", {**replay["event"], "replayed": True}))
+            return _update_sum(np.asarray(replay["sum"], dtype=np.float64), n_params, list(replay["contributors"]))
         for attempt in range(self.secagg.max_retries + 1 if len(participants) >= floor else 0):
             label = self._secagg_label(f"round-{round_number}", attempt)
             if attempt > 0:  # a retry is a fresh release by every participant: charged write-ahead again
-                self._charge(self.privacy.planned_events(rows, participants, round_number), round_number)
+                self.privacy.charge(self.privacy.planned_events(rows, participants, round_number))
             params = self._secagg_params(len(participants))
             dp_metas, dp3_settings = self.privacy.fit_meta(round_number, participants,
                                                            rows if self.privacy.enabled else None)
@@ -119,73 +134,53 @@ class SecureRounds:
             failures: dict[str, str] = {}
             server: SecAggServer | None = None
 
-            def call(kind: str, party: str, arrays: Any, meta: Any) -> dict[str, np.ndarray] | None:
-                if kind == "fit":  # the masked-input step carries the training request
-                    sa_meta = {**meta, "total_rows": total_rows}
-                    fit_meta = {"model": state.model_config, "train": train_cfg, **dp_metas[party],
-                                "seed": derive_seed(self.seed, "fit", round_number, party), "secagg": sa_meta}
-                    if dp3_settings is not None:
-                        fit_meta["dp3"] = {**dp3_settings, "noise_parties": int(meta["noise_parties"])}
-                    arrays = {"params": state.params, **state.scaler, **arrays}
-                    meta = fit_meta
-                reply = self._call_party(round_number, kind, party, dict(arrays), dict(meta), failures)
-                if reply is not None and kind == "fit":
-                    self.progress.party_done(party)
-                return dict(reply.arrays) if reply is not None else None
+            def build(kind: str, party: str, arrays: Any, meta: Any) -> tuple[str, Any, Any]:
+                if kind != "fit":
+                    return kind, arrays, meta
+                # the masked-input step carries the training request
+                fit_meta = {"model": state.model_config, "train": train_cfg, **dp_metas[party],
+                            "seed": derive_seed(self.seed, "fit", round_number, party),
+                            "secagg": {**meta, "total_rows": total_rows}}
+                if dp3_settings is not None:
+                    fit_meta["dp3"] = {**dp3_settings, "noise_parties": int(meta["noise_parties"])}
+                return kind, {"params": state.params, **state.scaler, **arrays}, fit_meta
 
             try:  # the graph depends on the round and the participants, not the attempt: parties lock a round's
                 # unmasking to one (survivor set, graph), so a retry over the same survivors must draw the same graph
                 server = SecAggServer(params, participants, n_params + 3, label,
                                       derive_rng(self.seed, "secagg-graph", round_number, *participants),
                                       round_id=f"round-{round_number}")
-                total = run_secagg(server, call)
+                total = SecAggCollection(server, "fit").collect(self._stage(round_number, build, failures))
             except SecAggAbort as exc:
                 summary = {**(server.summary() if server else {}), "failed": {**(server.dropouts if server else {}),
                                                                                **failures}}
                 attempts.append({"attempt": attempt, "stage": exc.stage, "reason": exc.reason, **summary})
-                self.store.log_event(self.run_id, "secagg_round_failed", {"round": round_number, **attempts[-1]})
+                self.recorder.event("secagg_round_failed", {"round": round_number, **attempts[-1]})
                 participants = _retry_set(server, exc)
                 if len(participants) < floor:
                     break
                 continue
+            for party in server.u3:
+                self.ctx.progress("party_done", {"party": party})
             vector = decode_vector(total, params)
-            contributors = server.u3
             summary = server.summary()
             summary["failed"] = {**summary["failed"], **failures}
-            event = {"round": round_number, "attempt": attempt, "contributors": contributors, **summary}
-            self._store_sum("secagg_round_sum", round_number, vector, contributors, event)
+            event = {"round": round_number, "attempt": attempt, "contributors": server.u3, **summary}
+            self._store_sum("secagg_round_sum", round_number, vector, server.u3, event)
             self._round_events.append(("secagg_round", event))
-            return self._apply_secure_sum(state, round_number, vector, contributors, rows)
+            return _update_sum(vector, n_params, list(server.u3))
         raise self._secagg_failed(f"round {round_number}", attempts, len(participants))
-
-    def _apply_secure_sum(self, state: RunState, round_number: int, vector: np.ndarray, contributors: list[str],
-                          rows: dict[str, int]) -> tuple[np.ndarray, list[str], float]:
-        """The new model from a round's unmasked sum [update, indicator, weighted loss, weight]."""
-        n_params = state.params.size
-        head, indicator, weighted_loss, weight = vector[:n_params], vector[n_params], vector[-2], vector[-1]
-        _, dp3_settings = self.privacy.fit_meta(round_number, contributors, rows if self.privacy.enabled else None)
-        if self.privacy.dp3 is not None and dp3_settings is not None:
-            mean_update = self.privacy.dp3.aggregate(head, indicator, {**dp3_settings, "parties": len(contributors)})
-            state.dp3_clip = self.privacy.dp3.clip
-        else:
-            mean_update = head / weight
-        new_params = self.strategy.apply(state.params, mean_update)
-        # every participant was charged before its fit request left (write-ahead, see _fit_round)
-        state.ledger_json = self.privacy.ledger_json()
-        train_loss = math.nan if self.privacy.enabled or weight <= 0 else float(weighted_loss / weight)
-        return new_params, contributors, train_loss  # under DP the loss slot is 0: no loss is released
 
     def _store_sum(self, key: str, step: int, vector: np.ndarray, contributors: list[str],
                    event: dict[str, Any]) -> None:
         """Persist an unmasked sum before anything else happens: parties lock a round to the survivor set
         they revealed unmask shares for, so a crash before the round is saved must not need a second attempt
         (with whoever is alive then); the resumed coordinator applies the stored sum instead."""
-        self.store.record_info(self.run_id, key, {"round": step, "sum": [float(x) for x in vector],
-                                                  "contributors": list(contributors), "event": event})
+        self.recorder.info(key, {"round": step, "sum": [float(x) for x in vector],
+                                 "contributors": list(contributors), "event": event})
 
     def _stored_sum(self, key: str, step: int) -> dict[str, Any] | None:
-        info = self.store.get_run(self.run_id).info or {}
-        stored = info.get(key)
+        stored = self.recorder.stored_info().get(key)
         return stored if isinstance(stored, dict) and stored.get("round") == step else None
 
     def _evaluate_secure(self, state: RunState, step: int, arrays: dict[str, np.ndarray],
@@ -212,18 +207,17 @@ class SecureRounds:
             failures: dict[str, str] = {}
             server: SecAggServer | None = None
 
-            def call(kind: str, party: str, req: Any, meta: Any) -> dict[str, np.ndarray] | None:
-                if kind == "fit":  # the masked-input step carries the evaluation request
-                    kind, req, meta = "evaluate", {**arrays, **req}, {"model": state.model_config, "bins": bins,
-                                                                      "secagg": dict(meta)}
-                reply = self._call_party(step, kind, party, dict(req), dict(meta), failures)
-                return dict(reply.arrays) if reply is not None else None
+            def build(kind: str, party: str, req: Any, meta: Any) -> tuple[str, Any, Any]:
+                if kind != "evaluate":
+                    return kind, req, meta
+                # the masked-input step carries the evaluation request
+                return kind, {**arrays, **req}, {"model": state.model_config, "bins": bins, "secagg": dict(meta)}
 
             try:
                 server = SecAggServer(params, participants, 3 * bins + 3, label,
                                       derive_rng(self.seed, "secagg-evaluate-graph", step, *participants),
                                       round_id=f"evaluate-{step}")
-                total = run_secagg(server, call)
+                total = SecAggCollection(server, "evaluate").collect(self._stage(step, build, failures))
             except SecAggAbort as exc:
                 failed = {**(server.dropouts if server else {}), **failures}
                 attempts.append({"attempt": attempt, "stage": exc.stage, "reason": exc.reason, "failed": failed})
@@ -243,3 +237,8 @@ class SecureRounds:
             f"evaluation of round {step}: secure aggregation failed {len(attempts)} time(s) "
             f"({'; '.join(a['stage'] + ': ' + a['reason'] for a in attempts)}); "
             f"{len(participants)} parties left, at least {floor} needed")
+
+
+def _update_sum(vector: np.ndarray, n_params: int, contributors: list[str]) -> UpdateSum:
+    """A round's unmasked sum [update, indicator, weighted loss, weight] as an `UpdateSum`."""
+    return UpdateSum(vector[:n_params], float(vector[n_params]), float(vector[-2]), float(vector[-1]), contributors)

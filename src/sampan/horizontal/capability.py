@@ -1,0 +1,148 @@
+"""The horizontal capabilities: `HORIZONTAL` (training) and `EVALUATION` (federated evaluation of a model).
+
+Both are looked up by name in `sampan.runtime.capabilities`; the same `party_app` serves the in-process
+simulation (`simulate` builds every party's setup from the run config) and a deployed party agent.
+
+What a `PartySetup` must hold for these capabilities (a deployed agent fills it the same way):
+- ``data``: ``(train, test)``, two `sampan.data.PartyData` with the same columns: the split the party
+  computed itself (a deployed agent draws its holdout per row by a keyed hash); ``test`` may be empty.
+- ``policy``: the party's `PartyPrivacyPolicy` (minimum noise, required levels, its own ledger), or None
+  (simulation: the permissive default; a party still refuses what its handlers refuse by themselves).
+- ``identity`` and ``verifier``: sign and check secure-aggregation keys; with them the party gets a
+  `SecAggClient`. ``options["secagg"]`` overrides it (an agent's client with its state dir, or None to
+  refuse secure aggregation outright).
+- ``state_dir``: where the party records the models it evaluated (one per DP run, across restarts).
+- ``options["max_evaluations"]``: how many runs may evaluate its holdout, over the party's life.
+
+What each role learns: see `sampan.horizontal.party` (per message kind) and `sampan.horizontal.workflow`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sampan.core.capability import PartySetup
+from sampan.core.party import PartyApp
+from sampan.core.workflow import ModelArtifact, RunContext, Workflow, WorkflowResult
+from sampan.crypto.simulated_ca import simulated_consortium
+from sampan.horizontal.party import HorizontalParty
+from sampan.horizontal.secure_rounds import COORDINATOR
+from sampan.horizontal.simulation import load_splits
+from sampan.horizontal.workflow import HorizontalWorkflow, histogram_metrics, result_info
+from sampan.metrics import ScoreHistogram
+from sampan.privacy.secagg import SecAggClient
+from sampan.wire import Message
+
+__all__ = ["EVALUATION", "HORIZONTAL", "EvaluationWorkflow", "HorizontalCapability", "EvaluationCapability"]
+
+_NOT_GIVEN = object()
+
+
+def horizontal_party(setup: PartySetup) -> HorizontalParty:
+    """The party's handler object for one job, from its setup (see the module docstring)."""
+    train, test = setup.data
+    secagg = setup.options.get("secagg", _NOT_GIVEN)
+    if secagg is _NOT_GIVEN:
+        secagg = (SecAggClient(setup.name, identity=setup.identity, verifier=setup.verifier)
+                  if setup.identity is not None else None)
+    return HorizontalParty(setup.name, train, test, setup.policy, secagg=secagg, state_dir=setup.state_dir,
+                           max_evaluations=setup.options.get("max_evaluations"))
+
+
+def simulated_setups(config: Any, seed: int, workflow: str) -> dict[str, PartySetup]:
+    """Every party's setup from the config's [source]/[[parties]]: its table split at the party (from the seed),
+    and a certificate from a simulated consortium CA made for this run (its CA key dropped once issued)."""
+    splits = load_splits(config, seed)
+    verifier, identities = simulated_consortium(list(splits))
+    return {name: PartySetup(name, (split.train, split.test), {"workflow": workflow}, identity=identities[name],
+                             verifier=verifier) for name, split in splits.items()}
+
+
+class HorizontalCapability:
+    """Horizontal training: logistic regression and MLP (`HorizontalWorkflow`)."""
+
+    name = "horizontal"
+
+    def workflow(self, config: Any) -> Workflow:
+        if getattr(config.model, "kind", None) == "gbdt":
+            raise ValueError("model.kind = 'gbdt' is not yet a horizontal workflow of the runner (sampan demo "
+                             "--model gbdt runs it); use 'logistic' or 'mlp'")
+        return HorizontalWorkflow(config)
+
+    def party_app(self, setup: PartySetup) -> PartyApp:
+        app = PartyApp(setup.name)
+        for kind, handler in horizontal_party(setup).handlers().items():
+            app.register(kind, handler)
+        return app
+
+    def simulate(self, config: Any, seed: int) -> dict[str, PartySetup]:
+        return simulated_setups(config, seed, self.name)
+
+
+class EvaluationWorkflow(Workflow):
+    """Evaluate one given model on every party's holdout through the parties' `evaluate` handler.
+
+    One fan-out; the result is the merged-histogram metrics, each party's own metrics (as it reports them)
+    and the ROC/calibration material. No model is registered. What each role learns: the coordinator
+    learns each party's evaluation reply (`sampan.horizontal.party`, kind `evaluation`)."""
+
+    name = "evaluation"
+
+    def __init__(self, model: ModelArtifact) -> None:
+        if "params" not in model.arrays or "model" not in model.meta:
+            raise ValueError(f"model {model.name!r}: a horizontal model needs 'params' and meta 'model'")
+        self.model = model
+
+    def run(self, ctx: RunContext) -> WorkflowResult:
+        ctx.check_cancelled()
+        arrays = {k.removeprefix("scaler."): v for k, v in self.model.arrays.items()}
+        model_config = dict(self.model.meta["model"])
+        messages = (Message(ctx.run_id, 1, COORDINATOR, party, "evaluate", arrays=arrays,
+                            meta={"model": model_config}) for party in sorted(ctx.transport.parties))
+        histogram: ScoreHistogram | None = None
+        n, loss_sum, brier_sum, per_party = 0, 0.0, 0.0, {}
+        for reply in ctx.transport.exchange(messages):
+            part = ScoreHistogram.from_arrays(dict(reply.arrays))
+            histogram = part if histogram is None else histogram + part
+            n += int(reply.meta["n"])
+            loss_sum += float(reply.meta["loss_sum"])
+            brier_sum += float(reply.meta["brier_sum"])
+            per_party[reply.sender] = dict(reply.meta.get("metrics") or {})
+        if histogram is None:
+            raise ValueError("evaluation: no party answered")
+        metrics = histogram_metrics(histogram, loss_sum, brier_sum, n)
+        ctx.recorder.checkpoint(1, {}, {}, {"global": metrics, "party": per_party}, 0.0)
+        info = {"evaluated_model": {"name": self.model.name, "meta": _json(self.model.meta)}, "party_metrics": per_party,
+                **result_info(histogram)}
+        return WorkflowResult(final_metrics=metrics, models=(), info=info)
+
+
+def _json(meta: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in meta.items()}
+
+
+class EvaluationCapability:
+    """Federated evaluation of a registered model. The config's ``evaluation.model`` must hold the resolved
+    `ModelArtifact` (the runner or the caller reads it from the registry: workflows never open a store)."""
+
+    name = "evaluation"
+
+    def workflow(self, config: Any) -> Workflow:
+        section = getattr(config, "evaluation", None)
+        model = getattr(section, "model", None) if section is not None else None
+        if not isinstance(model, ModelArtifact):
+            raise ValueError("evaluation: the config names no resolved model (evaluation.model must be the "
+                             "registered model's arrays and metadata, a sampan.core.ModelArtifact)")
+        return EvaluationWorkflow(model)
+
+    def party_app(self, setup: PartySetup) -> PartyApp:
+        return HORIZONTAL.party_app(setup)
+
+    def simulate(self, config: Any, seed: int) -> dict[str, PartySetup]:
+        return simulated_setups(config, seed, self.name)
+
+
+HORIZONTAL = HorizontalCapability()
+EVALUATION = EvaluationCapability()
