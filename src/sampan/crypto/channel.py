@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from sampan.errors import ProtocolError
 from sampan.wire import Message, decode, encode
 
 __all__ = ["ChannelError", "PartyKeys", "SealedChannels", "prg_bytes", "prg_uint64", "new_seed"]
@@ -44,7 +45,7 @@ _CODES = {dt: code for code, dt in _DTYPES.items()}
 _MAX_ARRAYS = 64
 
 
-class ChannelError(ValueError):
+class ChannelError(ProtocolError, ValueError):
     """A sealed envelope that does not open: wrong peer, tampered bytes or an unknown party."""
 
 

@@ -46,6 +46,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from sampan.errors import ProtocolError
+
 __all__ = [
     "IdentityError", "PartyIdentity", "IdentityVerifier", "SignedKeys", "signed_keys_payload", "sign_keys",
     "verify_keys", "certificate_identity", "check_certificate", "check_authority", "load_crl",
@@ -58,7 +60,7 @@ URI_PREFIX = "urn:sampan:"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
-class IdentityError(ValueError):
+class IdentityError(ProtocolError, ValueError):
     """A peer's certificate or key signature that must not be trusted; says which peer and why.
 
     `reason` is a short code (unknown_ca, expired, not_yet_valid, revoked, wrong_name, wrong_role,

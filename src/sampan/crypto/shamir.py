@@ -15,6 +15,8 @@ import secrets
 from functools import lru_cache
 from typing import Mapping, Sequence
 
+from sampan.errors import ProtocolError
+
 __all__ = ["PRIME", "SHARE_BYTES", "ShamirError", "split", "combine", "lagrange_at_zero",
            "share_to_bytes", "share_from_bytes"]
 
@@ -23,7 +25,7 @@ SHARE_BYTES = 66  # ceil(521 / 8)
 SECRET_BYTES = 32
 
 
-class ShamirError(ValueError):
+class ShamirError(ProtocolError, ValueError):
     """Too few shares, duplicate or out-of-range indices, or a malformed share."""
 
 

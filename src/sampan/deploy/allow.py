@@ -37,6 +37,8 @@ from typing import Any, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sampan.errors import PartyError
+
 __all__ = ["AllowSection", "JobRefused", "PROTECTIONS", "PeerAllowList", "VERTICAL_KINDS", "check_job", "check_request",
            "job_description", "privacy_policy"]
 
@@ -45,7 +47,7 @@ PROTECTIONS = ("secure_aggregation", "dp", "dp1", "dp2", "dp3", "woe_dp", "gbdt_
 _VERTICAL_NOISE = {"woe.sum": "dp_epsilon", "woe.finish": "dp_epsilon", "vgb.setup": "hist_noise"}
 
 
-class JobRefused(PermissionError):
+class JobRefused(PartyError, PermissionError):
     """This party's allow-list refuses the job; the message names the rule and the value."""
 
     def __init__(self, party: str, rule: str, reason: str) -> None:

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from sampan.crypto.identity import IdentityError, certificate_identity, check_certificate, crl_number
 from sampan.deploy.keyfiles import KeyFileError, check_key_mode, is_encrypted, passphrase_for
+from sampan.errors import ConfigError
 from sampan.files import HighWater
 from sampan.transport.grpc_hub import AuthenticationError, Identity
 
@@ -29,7 +30,7 @@ __all__ = [
     "CertificateAuthenticator", "probe_coordinator",
 ]
 
-class CertError(ValueError):
+class CertError(ConfigError):
     """A certificate file or request that cannot be used; the message says which and why."""
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
+from sampan.errors import ConfigError
 from sampan.files import InsecureFileError, atomic_write_bytes, check_private_mode
 
 __all__ = ["KeyFileError", "PASSPHRASE_ENV", "INSECURE_ENV", "key_pem", "write_private_key", "load_private_key",
@@ -29,7 +30,7 @@ PASSPHRASE_ENV = "SAMPAN_KEY_PASSPHRASE"
 INSECURE_ENV = "SAMPAN_INSECURE_KEY_MODE"
 
 
-class KeyFileError(ValueError):
+class KeyFileError(ConfigError):
     """A private key file that cannot be used: missing, readable by others, wrong passphrase, not a key."""
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from sampan.core.seeds import derive_rng, derive_seed
 from sampan.core.transport import DROPOUT_ERRORS, exchange_settled
+from sampan.errors import ConfigError
 from sampan.horizontal.party import evaluation_from_vector
 from sampan.metrics import ScoreHistogram
 from sampan.metrics.histogram import DEFAULT_BINS, DP_BINS
@@ -37,7 +38,7 @@ COORDINATOR = "coordinator"
 EVAL_FRAC_BITS, EVAL_MAX_ABS = 12, 2.0**36
 
 
-class FederationError(RuntimeError):
+class FederationError(ConfigError, RuntimeError):
     """The parties cannot train together (e.g. they disagree on the feature schema)."""
 
 

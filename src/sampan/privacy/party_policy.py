@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from sampan.errors import PartyError
 from sampan.files import atomic_write_bytes
 from sampan.models.local_training import TrainConfig
 from sampan.privacy.dp3 import settings_noise_multiplier
@@ -60,7 +61,7 @@ DEFAULT_MIN_NOISE_MULTIPLIER = 0.5
 _UNBOUNDED_EPSILON = 1e9
 
 
-class PolicyRefused(ValueError):
+class PolicyRefused(PartyError, ValueError):
     """A party refuses a request that breaks its privacy policy; the message names party and field."""
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from sampan.audit import audit_membership, true_label_confidence
 from sampan.config import RunConfig, parse_config
+from sampan.errors import ConfigError
 from sampan.models.local_training import TrainConfig, train
 from sampan.models import Model, model_from_config
 from sampan.privacy.dpsgd import DPSGDConfig, dp_sgd_train
@@ -25,7 +26,7 @@ from sampan.runtime.seeds import derive_rng
 from sampan.runtime.store import Store, StoreError
 
 
-class AuditError(RuntimeError):
+class AuditError(ConfigError, RuntimeError):
     """The run cannot be audited here (and why)."""
 
 

@@ -12,6 +12,7 @@ import importlib
 from typing import Any
 
 from sampan.core.capability import Capability
+from sampan.errors import ConfigError
 
 __all__ = ["CAPABILITIES", "CapabilityError", "capability_names", "get_capability"]
 
@@ -24,7 +25,7 @@ CAPABILITIES: dict[str, str] = {
 }
 
 
-class CapabilityError(LookupError):
+class CapabilityError(ConfigError, LookupError):
     """No capability of that name, or its module cannot provide it; the message names both."""
 
 

@@ -15,12 +15,13 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from sampan.errors import ConfigError
 from sampan.synth.schema import SynthSchema
 
 __all__ = ["Constraint", "ConstraintError", "parse_constraint"]
 
 
-class ConstraintError(ValueError):
+class ConstraintError(ConfigError):
     """A constraint that cannot be parsed or evaluated; the message quotes it."""
 
 

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from sampan.errors import DataError
 from sampan.files import atomic_directory
 from sampan.synth.encoders import CategoryGroups, Encoder, encoder_from_state, encoder_state
 from sampan.synth.schema import SynthSchema
@@ -30,7 +31,7 @@ MODEL_VERSION = 1
 _JSON, _NPZ = "model.json", "tables.npz"
 
 
-class ModelError(ValueError):
+class ModelError(DataError):
     """A model folder that cannot be read; names the folder and what is wrong."""
 
 

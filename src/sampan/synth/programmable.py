@@ -26,6 +26,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from sampan.errors import ConfigError
 from sampan.privacy.randomness import secure_generator
 from sampan.synth.constraints import Constraint
 from sampan.synth.model import SynthModel
@@ -35,7 +36,7 @@ from sampan.synth.table import Table, category_codes
 __all__ = ["SampleReport", "TargetError", "TargetMarginal", "generate", "quotas"]
 
 
-class TargetError(ValueError):
+class TargetError(ConfigError):
     """A target marginal that cannot be used; names the column and the offending category."""
 
 

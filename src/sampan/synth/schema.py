@@ -24,6 +24,7 @@ from typing import Any, Literal, Mapping
 import numpy as np
 
 from sampan.data.schema import TableSchema
+from sampan.errors import ConfigError
 
 __all__ = ["SchemaError", "SynthColumn", "SynthSchema", "load_schema"]
 
@@ -33,7 +34,7 @@ _COLUMN_KEYS = {"name", "kind", "categories", "bounds", "integer"}
 _SCHEMA_KEYS = {"columns", "label", "positive", "domain_source"}
 
 
-class SchemaError(ValueError):
+class SchemaError(ConfigError):
     """A schema that cannot be used; the message names the file (if any), column and field."""
 
 

@@ -16,6 +16,7 @@ import pyarrow.csv as pacsv
 
 from sampan.data import DataValidationError, PartyData, TableSchema
 from sampan.data.loaders import read_columns
+from sampan.errors import DataError
 from sampan.files import atomic_write_bytes
 from sampan.synth.schema import SynthColumn, SynthSchema, _as_text
 
@@ -34,7 +35,7 @@ __all__ = [
 Table = dict[str, np.ndarray]
 
 
-class TableError(ValueError):
+class TableError(DataError):
     """A table that does not fit its schema; names the source, column and how many rows."""
 
 

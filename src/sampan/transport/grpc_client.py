@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator
 
 import grpc
 
+from sampan.errors import PartyError
 from sampan.transport.grpc_envelope import (
     CANCEL, CONNECT, DEPLOY_PROTOCOL_VERSION, Assembler, EnvelopeError, Frame, FrameKind, Limits, ReplayGuard, STATUS,
     SUBMIT,
@@ -47,7 +48,7 @@ FATAL_CODES = {"incompatible_version", "not_a_member", "wrong_role", "wrong_iden
 Handler = Callable[[Message], Message]
 
 
-class FatalRejection(RuntimeError):
+class FatalRejection(PartyError, RuntimeError):
     """The coordinator refused this party for a reason retrying cannot fix."""
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
+from sampan.errors import ProtocolError
 from sampan.wire import Message, WireError, decode, encode
 
 __all__ = [
@@ -89,7 +90,7 @@ FIELDS: tuple[tuple[str, int, int], ...] = (
 ProtoFrame = _build_frame_class()
 
 
-class EnvelopeError(ValueError):
+class EnvelopeError(ProtocolError, ValueError):
     """A frame or reassembled message that must be refused; `code` says why in one word."""
 
     def __init__(self, code: str, message: str) -> None:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import grpc
 import grpc.aio
 
+from sampan.errors import ProtocolError
 from sampan.transport.grpc_envelope import Limits, ReplayGuard
 from sampan.wire import Message
 
@@ -37,7 +38,7 @@ class Identity:
     fingerprint: str = ""
 
 
-class AuthenticationError(Exception):
+class AuthenticationError(ProtocolError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code

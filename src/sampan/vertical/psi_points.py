@@ -15,10 +15,11 @@ import gmpy2
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from sampan.errors import ProtocolError
 from sampan.vertical._parallel import ParallelError, map_ranges
 
 
-class PsiError(ValueError):
+class PsiError(ProtocolError, ValueError):
     """A PSI input or protocol problem. Its text crosses the party boundary: it names parties, never ids."""
 
 

@@ -40,6 +40,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from sampan.errors import PartyError
+
 __all__ = ["DEFAULT_MAX_EVALUATIONS", "MIN_EVALUATION_PER_CLASS", "MIN_EVALUATION_ROWS", "RowBook", "RowRuleError",
            "RunRows", "check_splits", "fingerprint", "per_run"]
 
@@ -50,7 +52,7 @@ MIN_EVALUATION_ROWS = 50       # distinct rows, checked before any label is look
 DEFAULT_MAX_EVALUATIONS = 20   # models evaluated on the fixed test rows over all runs (as horizontal's cap)
 
 
-class RowRuleError(ValueError):
+class RowRuleError(PartyError, ValueError):
     """A party refuses a row set the coordinator chose."""
 
 

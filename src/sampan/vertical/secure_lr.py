@@ -209,6 +209,7 @@ import numpy as np
 
 from sampan.crypto.channel import SealedChannels, prg_uint64
 from sampan.crypto.dealer import DealerStream, bind_seed
+from sampan.errors import PartyError
 from sampan.vertical.lr_runs import LRRuns
 from sampan.vertical.model import LocalLinearPart, LocalScaler
 from sampan.crypto.ring import (
@@ -302,7 +303,7 @@ def min_batch_rows(max_columns: int) -> int:
     return max(ROWS_PER_COLUMN * int(max_columns), MIN_BATCH_ROWS)
 
 
-class BatchRuleError(ValueError):
+class BatchRuleError(PartyError, ValueError):
     """A holder refuses a training batch that would let a party solve its gradient for the residual."""
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from sampan.errors import ProtocolError
 from sampan.wire.message import Message
 
 MAGIC = b"SMPN"
@@ -47,7 +48,7 @@ ALLOWED_DTYPES: dict[str, np.dtype] = {
 }
 
 
-class WireError(ValueError):
+class WireError(ProtocolError, ValueError):
     """Bytes that are not a valid Sampan message, or a message that cannot be encoded."""
 
 

@@ -12,6 +12,7 @@ from typing import Iterable
 import numpy as np
 
 from sampan.crypto.channel import ChannelError
+from sampan.errors import ProtocolError
 
 KEY_BYTES = 32
 MIN_CONTRIBUTORS = 3  # with two contributors, each reads the other's input from the sum
@@ -21,7 +22,7 @@ _ROLE = "client"  # the signer's role in the protocol (signed with its keys)
 STEP_KINDS = ("secagg_keys", "secagg_share", "fit", "secagg_consistency", "secagg_unmask")
 
 
-class SecAggAbort(RuntimeError):
+class SecAggAbort(ProtocolError, RuntimeError):
     """Too few parties at some step (or an inconsistent reconstruction): the round must be retried.
 
     `survivors` are the parties that answered the step at which the round stopped — the natural set
