@@ -41,7 +41,7 @@ from sampan.metrics import roc_auc
 from sampan.models import model_from_config
 from sampan.privacy import DPSGDConfig, GaussianMechanism, dp_sgd_train, secure_generator
 from sampan.report.svg import line_chart
-from sampan.runtime.federation import load_splits, pooled
+from sampan.horizontal.simulation import load_splits, pooled
 from sampan.runtime.runner import start_run
 from sampan.runtime.store import Store
 

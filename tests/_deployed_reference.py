@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping
 
-import sampan.runtime.federation as federation
+import sampan.horizontal.simulation as federation
 from sampan.deploy.config import load_party_config
 from sampan.deploy.party_agent import pinned_split
 

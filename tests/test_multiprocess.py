@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from sampan.config import parse_config
-from sampan.runtime.federation import build_party_apps, load_splits
+from sampan.horizontal.simulation import load_splits
+from sampan.runtime.federation import build_party_apps
 from sampan.runtime.runner import start_run
 from sampan.runtime.store import Store
 from sampan.transport import PartyError

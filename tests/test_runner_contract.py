@@ -77,12 +77,14 @@ class ToyCapability:
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, int]] = []
+        self.registries: list[Any] = []
 
     def workflow(self, config: Any) -> Workflow:
         return ToyWorkflow(config)
 
     def party_app(self, setup: PartySetup) -> PartyApp:
         app = PartyApp(setup.name)
+        self.registries.append(setup.registry)
         value = float(setup.data)
 
         def add(message: Message) -> Message:
@@ -167,6 +169,7 @@ def test_run_is_created_completed_registered_with_receipt_and_report(tmp_path: P
     assert finished.report_path is not None and finished.report_path.exists()
     assert (finished.report_path.parent / f"{finished.run_id}.receipt.json").exists()
     assert [s for s, _ in seen].count("round") == 3
+    assert toy.registries == [store] * 3  # simulated parties register their own parts in the run's store
     kinds = [e.kind for e in store.events(finished.run_id)]
     assert kinds[0] == "run_created" and "run_running" in kinds and "run_completed" in kinds
     assert "model_registered" in kinds and "model_receipt_attached" in kinds
@@ -229,7 +232,7 @@ def test_passed_in_transport_is_not_closed_a_built_one_is(tmp_path: Path, store:
 
     built: list[TrackingTransport] = []
 
-    def build(capability: Any, config: Any, seed: int) -> TrackingTransport:
+    def build(capability: Any, config: Any, seed: int, **_: Any) -> TrackingTransport:
         built.append(TrackingTransport(apps))
         return built[-1]
     monkeypatch.setattr(runner, "build_transport", build)

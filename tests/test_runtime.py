@@ -12,8 +12,9 @@ import pytest
 
 from sampan.config import parse_config
 from sampan.data import PartyData
-from sampan.runtime.federation import build_inprocess_federation, build_party_apps, PartySplit
-from sampan.runtime.horizontal_workflow import FAULT_ENV, FederationError, HorizontalWorkflow
+from sampan.horizontal.simulation import PartySplit
+from sampan.horizontal.workflow import FAULT_ENV, FederationError
+from sampan.runtime.federation import build_inprocess_federation, build_party_apps
 from sampan.runtime.runner import resume_run, start_run
 from sampan.runtime.store import Store
 from sampan.transport import PartyError
@@ -115,7 +116,8 @@ def test_parties_with_different_features_are_rejected_by_name(tmp_path: Path) ->
     config = parse_config(_config(tmp_path))
     run_id = store.create_run(name="t", workflow="horizontal", seed=1, config=config.to_dict(), total_rounds=1)
     with pytest.raises(FederationError, match=r"party 'b' has features that differ from party 'a': \['y', 'z'\]"):
-        HorizontalWorkflow(InProcessTransport(build_party_apps(splits)), store, run_id, config, 1).run()
+        resume_run(store, run_id, transport=InProcessTransport(build_party_apps(splits)))
+    assert store.get_run(run_id).status == "failed"
 
 
 def test_party_failure_names_the_party(tmp_path: Path) -> None:
@@ -134,11 +136,8 @@ def test_run_and_resume_on_postgresql(tmp_path: Path, postgres_url: str) -> None
     config = parse_config(_config(tmp_path, rounds=3))
     reference = start_run(config, store).outcome.params
     run_id = store.create_run(name="t", workflow="horizontal", seed=11, config=config.to_dict(), total_rounds=3)
-    transport, _ = build_inprocess_federation(config, 11)
-
-
     with pytest.raises(Crash):
-        HorizontalWorkflow(transport, store, run_id, config, 11, CrashAfterRound(2)).run()
+        resume_run(store, run_id, CrashAfterRound(2))
     assert store.latest_checkpoint(run_id).round == 2
     resumed = resume_run(store, run_id)
     np.testing.assert_array_equal(resumed.outcome.params, reference)

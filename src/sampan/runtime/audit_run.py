@@ -21,7 +21,7 @@ from sampan.errors import ConfigError
 from sampan.models.local_training import TrainConfig, train
 from sampan.models import Model, model_from_config
 from sampan.privacy.dpsgd import DPSGDConfig, dp_sgd_train
-from sampan.runtime.federation import load_splits, pooled
+from sampan.horizontal.simulation import load_splits, pooled
 from sampan.runtime.seeds import derive_rng
 from sampan.runtime.store import Store, StoreError
 

@@ -1,19 +1,26 @@
-"""Pooled-data baselines: the yardstick federation is measured against in simulations.
+"""Pooled-data baselines: the yardstick horizontal federation is measured against in simulations.
 
 Pooling is exactly what Sampan exists to avoid; these functions run only where every party's data
-is already in one process (simulation, benchmarks, the demo) and say so in their names.
+is already in one process (simulation, benchmarks, the demo) and say so in their names. Parties'
+rows come from the horizontal capability's own simulation (looked up by name, so the runtime does
+not import the horizontal package): each party's ``(train, test)`` split, as its run sees it.
 """
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import numpy as np
 
 from sampan.config import RunConfig
-from sampan.models.local_training import TrainConfig, train
+from sampan.data import PartyData
 from sampan.metrics import binary_metrics
 from sampan.models import LogisticRegression, MLP, Model
-from sampan.runtime.federation import PartySplit, load_splits, pooled
+from sampan.models.local_training import TrainConfig, train
+from sampan.runtime.capabilities import get_capability
 from sampan.runtime.seeds import derive_rng
+
+__all__ = ["local_only_baselines", "pooled_baseline", "simulated_splits", "train_pooled"]
 
 
 def _model(config: RunConfig, n_features: int) -> Model:
@@ -22,13 +29,29 @@ def _model(config: RunConfig, n_features: int) -> Model:
     return LogisticRegression(n_features)
 
 
-def train_pooled(config: RunConfig, splits: dict[str, PartySplit], seed: int) -> tuple[Model, np.ndarray, np.ndarray, np.ndarray]:
+def _parts(split: Any) -> tuple[PartyData, PartyData]:
+    """A party's (train, test): a tuple, or anything with ``train`` and ``test`` (a PartySplit)."""
+    return split if isinstance(split, tuple) else (split.train, split.test)
+
+
+def simulated_splits(config: RunConfig, seed: int) -> dict[str, tuple[PartyData, PartyData]]:
+    """Every party's (train, test) exactly as the run's simulated parties hold them."""
+    setups = get_capability("horizontal").simulate(config, seed)
+    return {name: _parts(setup.data) for name, setup in setups.items()}
+
+
+def _pooled(splits: Mapping[str, Any], part: int) -> tuple[np.ndarray, np.ndarray]:
+    tables = [_parts(s)[part] for s in splits.values()]
+    return np.vstack([t.X for t in tables]), np.concatenate([t.y for t in tables])
+
+
+def train_pooled(config: RunConfig, splits: Mapping[str, Any], seed: int) -> tuple[Model, np.ndarray, np.ndarray, np.ndarray]:
     """Train the run's model on all parties' training rows with the same training budget.
 
     With `local_epochs`, the budget is rounds x local epochs passes over the pooled rows; with
     `local_steps`, it is the same total number of minibatches the parties ran (rounds x parties x K).
     """
-    X, y = pooled(splits, "train")
+    X, y = _pooled(splits, 0)
     mean, scale = X.mean(axis=0), X.std(axis=0)
     scale = np.where(scale > 1e-12, scale, 1.0)
     model = _model(config, X.shape[1])
@@ -47,20 +70,19 @@ def local_only_baselines(config: RunConfig, seed: int) -> dict[str, dict[str, fl
     This is what a bank gets without the consortium; the federated model's per-party metrics are
     compared against it.
     """
-    splits = load_splits(config, seed)
     results: dict[str, dict[str, float]] = {}
-    for name, split in splits.items():
-        model, params, mean, scale = train_pooled(config, {name: split}, seed)
-        y = split.test.y
+    for name, (train_rows, test_rows) in simulated_splits(config, seed).items():
+        model, params, mean, scale = train_pooled(config, {name: (train_rows, test_rows)}, seed)
+        y = test_rows.y
         if y is None or not 0 < y.sum() < len(y):
             continue  # a one-class test split has no AUC
-        results[name] = binary_metrics(y, model.predict_proba(params, (split.test.X - mean) / scale))
+        results[name] = binary_metrics(y, model.predict_proba(params, (test_rows.X - mean) / scale))
     return results
 
 
 def pooled_baseline(config: RunConfig, seed: int) -> dict[str, float]:
     """Test metrics of the pooled model on every party's holdout rows."""
-    splits = load_splits(config, seed)
+    splits = simulated_splits(config, seed)
     model, params, mean, scale = train_pooled(config, splits, seed)
-    X_test, y_test = pooled(splits, "test")
+    X_test, y_test = _pooled(splits, 1)
     return binary_metrics(y_test, model.predict_proba(params, (X_test - mean) / scale))

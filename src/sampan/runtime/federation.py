@@ -1,135 +1,72 @@
-"""Build an in-process federation from a run config: load each party's data at that party.
+"""A simulated federation: every party of a run on this machine, built by the run's capability.
 
-Each party's table is loaded and validated before any training starts, so bad data fails fast
-with an error naming the party, file and column. Everything is derived from the run seed, so a
-resumed run rebuilds the same partitions and splits.
+Generic over capabilities: `capability.simulate(config, seed)` loads and validates each party's
+table at that party (bad data fails fast, naming party, file and column) and derives splits from
+the seed, so a resumed run rebuilds the same parties; `capability.party_app(setup)` builds each
+party's handlers exactly as a deployed agent does. Here they are only wired to a transport: in this
+process, or one forked process per party (``run.workers > 1``; parties keep protocol state between
+requests, so each is pinned to its own process). Nothing here runs in a deployment.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any, Mapping
 
-import numpy as np
-
-from sampan.config import RunConfig, SchemaSection
-from sampan.crypto.simulated_ca import simulated_consortium
-from sampan.data import (
-    ColumnSpec, DataValidationError, PartyData, TableSchema, dirichlet_label_partition, iid_partition,
-    load_german_credit, load_south_german_credit, load_table, load_taiwan_default, make_sme_consortium,
-    quantity_skew_partition, shared_data_dir,
-)
-from sampan.horizontal.party import HorizontalParty
-from sampan.privacy.secagg import SecAggClient
+from sampan.core.capability import Capability, PartySetup
 from sampan.core.party import PartyApp
-from sampan.runtime.seeds import derive_rng, derive_seed
-from sampan.transport import Transport
-from sampan.transport.inprocess import InProcessTransport
-from sampan.transport.multiprocess import MultiprocessTransport
+from sampan.core.transport import Transport
+from sampan.crypto.simulated_ca import simulated_consortium
+from sampan.runtime.capabilities import get_capability
+
+__all__ = ["build_inprocess_federation", "build_party_apps", "build_transport", "simulated_party_apps"]
 
 
-@dataclass(frozen=True)
-class PartySplit:
-    train: PartyData
-    test: PartyData
+def build_transport(capability: Capability, config: Any, seed: int, *, registry: Any = None) -> Transport:
+    """Every party's app from its simulated setup, behind an in-process or multiprocess transport.
+
+    ``registry`` (the run's `Store`) is where simulated parties register their own model parts when
+    their setup names no registry of its own. The caller owns the transport and must `close()` it."""
+    return _simulate(capability, config, seed, registry)[0]
 
 
-def table_schema(section: SchemaSection) -> TableSchema:
-    return TableSchema(
-        id_column=section.id,
-        label_column=section.label,
-        features=tuple(ColumnSpec(c.name, c.kind, tuple(c.categories) if c.categories else None)
-                       for c in section.features),
-    )
+def build_inprocess_federation(config: Any, seed: int, workflow: str | None = None, *, registry: Any = None
+                               ) -> tuple[Transport, dict[str, PartySetup]]:
+    """The run's parties behind a transport, and their setups (tests and benchmarks inspect them).
+
+    ``workflow`` defaults to the config's ``run.workflow`` (horizontal when it names none)."""
+    return _simulate(get_capability(workflow or str(getattr(config.run, "workflow", None) or "horizontal")),
+                     config, seed, registry)
 
 
-def _public_dataset(kind: str, path: str | None) -> PartyData:
-    loaders = {"taiwan": (load_taiwan_default, "taiwan_default"),
-               "german": (load_german_credit, "german_credit"),
-               "south_german": (load_south_german_credit, "south_german_credit")}
-    loader, folder = loaders[kind]
-    if path is None:
-        root = shared_data_dir()
-        if root is None:
-            raise FileNotFoundError(
-                f"dataset {kind!r}: no path given and no shared/data folder found; set source.path or SAMPAN_SHARED_DATA")
-        path = str(root / folder)
-    return loader(path)
+def _simulate(capability: Capability, config: Any, seed: int,
+              registry: Any) -> tuple[Transport, dict[str, PartySetup]]:
+    from sampan.transport.inprocess import InProcessTransport  # transports load only when simulating
+    from sampan.transport.multiprocess import MultiprocessTransport
+
+    setups = capability.simulate(config, seed)
+    for setup in setups.values():
+        if setup.registry is None:
+            setup.registry = registry
+    apps = {name: capability.party_app(setup) for name, setup in setups.items()}
+    workers = int(getattr(config.run, "workers", 1) or 1)
+    if workers > 1:
+        return MultiprocessTransport(apps, workers=workers, pinned=True), setups
+    return InProcessTransport(apps), setups
 
 
-def _partition(config: RunConfig, data: PartyData, seed: int) -> dict[str, PartyData]:
-    source = config.source
-    assert source is not None
-    rng = derive_rng(seed, "partition")
-    n = len(data)
-    if source.partition == "iid":
-        parts = iid_partition(n, source.n_parties, rng)
-    elif source.partition == "dirichlet":
-        assert data.y is not None
-        parts = dirichlet_label_partition(data.y, source.n_parties, source.alpha, rng)
-    else:
-        parts = quantity_skew_partition(n, source.n_parties, rng, alpha=source.alpha)
-    width = len(str(source.n_parties))
-    return {f"party_{i + 1:0{width}d}": data.subset(idx) for i, idx in enumerate(parts)}
+def simulated_party_apps(workflow: str, data: Mapping[str, Any], job: Mapping[str, Any] | None = None,
+                         **options: Any) -> dict[str, PartyApp]:
+    """Apps for parties whose data is already in hand (tests, benchmarks): ``data[name]`` becomes that
+    party's ``PartySetup.data`` (its shape is the capability's: see its docstring), and each party gets
+    a certificate from a simulated consortium CA made for this call (its CA key dropped once issued)."""
+    capability = get_capability(workflow)
+    verifier, identities = simulated_consortium(list(data))
+    return {name: capability.party_app(PartySetup(name, value, dict(job or {"workflow": workflow}),
+                                                  identity=identities[name], verifier=verifier, options=dict(options)))
+            for name, value in data.items()}
 
 
-def load_party_tables(config: RunConfig, seed: int) -> dict[str, PartyData]:
-    """Each party's full table (in a deployment, each agent does this for itself alone)."""
-    if config.source is None:
-        assert config.schema_ is not None
-        schema = table_schema(config.schema_)
-        return {p.name: load_table(p.path, schema, p.name, p.format) for p in config.parties}
-    if config.source.kind == "consortium":
-        consortium = make_sme_consortium(n_smes=config.source.n_smes, seed=derive_seed(seed, "consortium"))
-        return dict(consortium.horizontal)
-    return _partition(config, _public_dataset(config.source.kind, config.source.path), seed)
-
-
-def split_parties(tables: dict[str, PartyData], test_fraction: float, seed: int) -> dict[str, PartySplit]:
-    splits = {}
-    for name, table in tables.items():
-        if table.y is None:
-            raise DataValidationError(f"party {name!r} has no label column; horizontal FL needs labels at every party",
-                                      party=name)
-        train, test = table.train_test_split(test_fraction, derive_rng(seed, "split", name))
-        splits[name] = PartySplit(train, test)
-    return splits
-
-
-def build_party_apps(splits: dict[str, PartySplit]) -> dict[str, PartyApp]:
-    """One HorizontalParty per split. Each gets its own certificate from a simulated consortium made for
-    this federation (its CA key dropped once issued) to sign its secure aggregation keys, and the shared
-    verifier to check its peers'; nothing else in the process can mint a member's certificate."""
-    verifier, identities = simulated_consortium(list(splits))
-    apps = {}
-    for name, split in splits.items():
-        app = PartyApp(name)
-        secagg = SecAggClient(name, identity=identities[name], verifier=verifier)
-        for kind, handler in HorizontalParty(name, split.train, split.test, secagg=secagg).handlers().items():
-            app.register(kind, handler)
-        apps[name] = app
-    return apps
-
-
-def load_splits(config: RunConfig, seed: int) -> dict[str, PartySplit]:
-    """Every party's train/test split, exactly as the run's parties see them (simulation only)."""
-    return split_parties(load_party_tables(config, seed), config.data.test_fraction, seed)
-
-
-def build_inprocess_federation(config: RunConfig, seed: int) -> tuple[Transport, dict[str, PartySplit]]:
-    """Parties in this machine: sequentially in this process, or on `run.workers` forked processes.
-
-    The caller owns the transport and must `close()` it (worker processes).
-    """
-    splits = load_splits(config, seed)
-    apps = build_party_apps(splits)
-    if config.run.workers > 1:
-        # secure aggregation keeps per-label party state (what it revealed): each party in its own worker
-        secure = config.secure_aggregation is not None and config.secure_aggregation.enabled
-        return MultiprocessTransport(apps, workers=config.run.workers, pinned=secure), splits
-    return InProcessTransport(apps), splits
-
-
-def pooled(splits: dict[str, PartySplit], part: str = "train") -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate every party's rows — only for simulation baselines, never in a deployment."""
-    tables = [getattr(s, part) for s in splits.values()]
-    return np.vstack([t.X for t in tables]), np.concatenate([t.y for t in tables])
+def build_party_apps(splits: Mapping[str, Any]) -> dict[str, PartyApp]:
+    """Horizontal parties from ready-made splits (anything with ``train`` and ``test``), as the simulation
+    builds them: a shorthand of `simulated_party_apps("horizontal", ...)` kept for tests and benchmarks."""
+    return simulated_party_apps("horizontal", {name: (split.train, split.test) for name, split in splits.items()})

@@ -32,6 +32,7 @@ from sampan.core.capability import Capability
 from sampan.core.transport import Transport
 from sampan.core.workflow import Progress, RunCancelled, RunContext, Workflow, WorkflowResult
 from sampan.runtime.capabilities import get_capability
+from sampan.runtime.federation import build_transport
 from sampan.runtime.progress import ProgressHook, RoundResult
 from sampan.runtime.receipt import build_receipt, stored_traffic
 from sampan.runtime.recorder import StoreRecorder
@@ -39,7 +40,7 @@ from sampan.runtime.reporting import write_run_report
 from sampan.runtime.seeds import fresh_seed
 from sampan.runtime.store import Store, StoreError
 
-__all__ = ["RESUMABLE", "FinishedRun", "build_transport", "hook_progress", "resume_run", "start_run",
+__all__ = ["RESUMABLE", "FinishedRun", "hook_progress", "resume_run", "start_run",
            "workflow_name"]
 
 RESUMABLE = frozenset({"created", "running", "interrupted", "failed"})
@@ -101,22 +102,6 @@ def resume_run(store: Store, run_id: str, progress: ProgressHook | Progress | No
                     transport, cancelled)
 
 
-def build_transport(capability: Capability, config: Any, seed: int) -> Transport:
-    """Simulation: every party's app from its setup, in this process or on ``run.workers`` processes.
-
-    With workers, each party gets its own process (pinned): parties keep protocol state between requests.
-    """
-    from sampan.transport.inprocess import InProcessTransport  # the transports are only needed in simulation
-    from sampan.transport.multiprocess import MultiprocessTransport
-
-    setups = capability.simulate(config, seed)
-    apps = {name: capability.party_app(setup) for name, setup in setups.items()}
-    workers = int(getattr(config.run, "workers", 1) or 1)
-    if workers > 1:
-        return MultiprocessTransport(apps, workers=workers, pinned=True)
-    return InProcessTransport(apps)
-
-
 def _execute(config: Any, store: Store, run_id: str, seed: int, capability: Capability, workflow: Workflow,
              progress: ProgressHook | Progress | None, transport: Transport | None,
              cancelled: Callable[[], bool] | None) -> FinishedRun:
@@ -124,7 +109,7 @@ def _execute(config: Any, store: Store, run_id: str, seed: int, capability: Capa
     try:
         store.set_status(run_id, "running")
         if transport is None:
-            transport = build_transport(capability, config, seed)
+            transport = build_transport(capability, config, seed, registry=store)
         ctx = RunContext(run_id=run_id, seed=seed, config=config, transport=transport,
                          recorder=StoreRecorder(store, run_id), progress=hook_progress(progress),
                          cancelled=cancelled or (lambda: False))
