@@ -1,19 +1,20 @@
 """SYNTHESIS: federated DP synthesis as a capability (workflow + party app + simulation setups).
 
 Note for the run config (helper F, issue 12): ``run.workflow = "synthesis"`` and a ``[synthesis]``
-section, read by `sampan.synth.settings.SynthesisSettings.from_section`; these fields:
+section, read by `sampan.synth.settings.SynthesisSettings.from_config`. Fields it reads (the run
+config's `SynthesisSection` names first, this module's aliases in brackets):
 
     [synthesis]
-    schema = "sme"              # required: "sme" | "taiwan" | "german" (built in) or a schema TOML/JSON path
     epsilon = 1.0               # required: each party's budget for this fit (record level, > 0)
     delta = 1e-5                # (0, 1)
-    secure_aggregation = true   # SecAgg+ with distributed noise (>= 3 parties), else each release DP on its own
+    secure_sum = true           # [secure_aggregation] SecAgg+ with distributed noise (>= 3 parties)
     tree = true                 # optional bool; absent = decided from the noisy row count
-    rows = 5000                 # optional: synthetic rows to sample (default: the noisy row count)
-    output = "synthetic.csv"    # optional: where the coordinator writes the synthetic table
-    model_name = "synthesis"    # name of the registered model
-    parties = ["a", "b", "c"]   # optional: the data parties (default: every party of the run)
-    reproducible = false        # seed the noise from run.seed: tests/demos only, NOT private
+    max_bins = 32
+    n_rows = 5000               # [rows] synthetic rows to sample (default: the noisy row count)
+    out = "models/synth"        # [model_dir] model folder (default <run.report_dir>/<run>/synth-model)
+    # also read when present: schema (built-in name, file or dict; default: [schema] via
+    # SynthSchema.from_table, or "sme" for [source] kind = "consortium"), output (synthetic CSV; default
+    # synthetic.csv beside the model folder), model_name, parties, reproducible (tests/demos: NOT private)
 
 Parties come from the run config's usual bindings: ``[[parties]]`` (name, path: a CSV read under the
 schema at that party) or ``[source] kind = "consortium"`` (the built-in SME banks, ``n_smes``). A

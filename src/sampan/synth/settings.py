@@ -1,8 +1,10 @@
 """What a federated synthesis run needs from its config, read from the one run config's ``[synthesis]``.
 
-Accepted sources, so the workflow runs before and after the run config grows its section: a
-`SynthesisSettings`, a run config with a ``synthesis`` attribute (pydantic model or mapping), or a
-mapping with a ``synthesis`` table (the TOML as read). Errors name the field (``synthesis.<field>``).
+Accepted sources: a `SynthesisSettings`; the run config (`sampan.config.RunConfig`: its ``[synthesis]``
+section, the domain from its ``[schema]`` via `SynthSchema.from_table`, or the built-in SME schema for
+``[source] kind = "consortium"``); or a mapping with a ``synthesis`` table (the TOML as read, which may
+name its ``schema`` itself). The run config's names (``secure_sum``, ``n_rows``, ``out``) and this
+module's (``secure_aggregation``, ``rows``, ``model_dir``) are both read. Errors name the field.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ __all__ = ["BUILTIN_SCHEMAS", "SynthesisSettings", "resolve_schema"]
 
 BUILTIN_SCHEMAS = ("sme", "taiwan", "german")
 _FIELDS = {"schema", "epsilon", "delta", "secure_aggregation", "tree", "rows", "output", "model_name", "parties",
-           "reproducible"}
+           "reproducible", "max_bins", "model_dir"}
+_ALIASES = {"secure_sum": "secure_aggregation", "n_rows": "rows", "out": "model_dir"}  # the run config's names
 
 
 def resolve_schema(value: Any, where: str = "synthesis.schema") -> SynthSchema:
@@ -40,7 +43,8 @@ def resolve_schema(value: Any, where: str = "synthesis.schema") -> SynthSchema:
 class SynthesisSettings:
     """``secure_aggregation``: SecAgg+ with distributed noise (needs >= 3 parties), else each release DP on its
     own; ``rows``: synthetic rows to sample (default: the noisy row count); ``output``: CSV path for them;
-    ``reproducible``: seed the noise from the run seed (tests/demos only: NOT private)."""
+    ``model_dir``: where the coordinator saves the model folder; ``output``: the synthetic CSV (default: beside
+    the model folder); ``reproducible``: seed the noise from the run seed (tests/demos only: NOT private)."""
 
     schema: SynthSchema
     epsilon: float
@@ -49,6 +53,8 @@ class SynthesisSettings:
     tree: bool | None = None
     rows: int | None = None
     output: str | None = None
+    model_dir: str | None = None
+    max_bins: int = 32
     model_name: str = "synthesis"
     parties: tuple[str, ...] = ()
     reproducible: bool = False
@@ -60,7 +66,8 @@ class SynthesisSettings:
 
     def synth_config(self) -> SynthConfig:
         try:
-            return SynthConfig(epsilon=float(self.epsilon), delta=float(self.delta), tree=self.tree)
+            return SynthConfig(epsilon=float(self.epsilon), delta=float(self.delta), tree=self.tree,
+                               max_bins=int(self.max_bins))
         except ValueError as exc:
             raise ValueError(f"synthesis: {exc}") from None
 
@@ -70,7 +77,10 @@ class SynthesisSettings:
                 "schema": self.schema.to_dict()}
 
     @classmethod
-    def from_section(cls, section: Mapping[str, Any]) -> "SynthesisSettings":
+    def from_section(cls, section: Mapping[str, Any], schema: Any = None) -> "SynthesisSettings":
+        section = {_ALIASES.get(k, k): v for k, v in section.items()}
+        if section.get("schema") is None and schema is not None:
+            section["schema"] = schema
         unknown = set(section) - _FIELDS
         if unknown:
             raise ValueError(f"synthesis: unknown field(s) {sorted(unknown)} (known: {sorted(_FIELDS)})")
@@ -92,4 +102,15 @@ class SynthesisSettings:
             raise ValueError("run.workflow = 'synthesis' needs a [synthesis] section (schema, epsilon, ...)")
         if hasattr(section, "model_dump"):
             section = section.model_dump()
-        return cls.from_section(dict(section))
+        return cls.from_section(dict(section), _config_schema(config))
+
+
+def _config_schema(config: Any) -> Any:
+    """The run config's domain: [schema] (a TableSchema; numeric features with public bounds), or the built-in
+    SME schema when the parties are the built-in consortium; None when neither applies."""
+    table_schema = getattr(config, "schema_", None) if not isinstance(config, Mapping) else None
+    if table_schema is not None:
+        return SynthSchema.from_table(table_schema, "schema")
+    source = config.get("source") if isinstance(config, Mapping) else getattr(config, "source", None)
+    kind = source.get("kind") if isinstance(source, Mapping) else getattr(source, "kind", None)
+    return "sme" if kind == "consortium" else None

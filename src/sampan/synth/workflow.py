@@ -114,7 +114,10 @@ class SynthesisWorkflow(Workflow):
         rows = settings.rows or max(int(round(model.n_hat)), 1)
         sample_rng = seeded_generator(ctx.seed + 1) if settings.reproducible else None
         synthetic, report = generate(model, rows, rng=sample_rng)
-        output = write_csv_table(synthetic, model.schema, settings.output) if settings.output else None
+        model_dir, output = _paths(settings, ctx)
+        if model_dir is not None:
+            model.save(model_dir)
+        output = write_csv_table(synthetic, model.schema, output) if output is not None else None
         seconds = time.perf_counter() - started
         return WorkflowResult(
             final_metrics=_metrics(model, rows, seconds),
@@ -122,6 +125,19 @@ class SynthesisWorkflow(Workflow):
             info={"synthesis": _info(model, report.to_dict(), output)},
             outcome=SynthesisOutcome(model, synthetic, output),
         )
+
+
+def _paths(settings: SynthesisSettings, ctx: RunContext) -> tuple[Path | None, Path | None]:
+    """The model folder (``model_dir``, default ``<run.report_dir>/<run>/synth-model`` for a run config) and
+    the synthetic CSV (``output``, default ``synthetic.csv`` beside the model folder)."""
+    model_dir = Path(settings.model_dir) if settings.model_dir else None
+    report_dir = getattr(getattr(ctx.config, "run", None), "report_dir", None)
+    if model_dir is None and report_dir:
+        model_dir = Path(report_dir) / ctx.run_id / "synth-model"
+    output = Path(settings.output) if settings.output else None
+    if output is None and model_dir is not None:
+        output = model_dir.parent / "synthetic.csv"
+    return model_dir, output
 
 
 def _metrics(model: SynthModel, rows: int, seconds: float) -> dict[str, Any]:
@@ -138,7 +154,7 @@ def _info(model: SynthModel, sample_report: Mapping[str, Any], output: Path | No
         "parties": {name: {"epsilon_spent": p["epsilon_spent"], "releases": len(p["releases"])}
                     for name, p in receipt["parties"].items()},
         "sample_report": dict(sample_report),
-        "output": str(output) if output is not None else None,
+        "output": str(output) if output is not None else None,  # the synthetic CSV, if written
         "evaluation": ("fidelity, utility (TSTR) and privacy evaluation need the real records: they run at a "
                        "data owner (`sampan synth report`) or in simulation (`sampan synth federated`), not here"),
     }
