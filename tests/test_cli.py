@@ -214,4 +214,4 @@ def test_vertical_config_errors_name_the_field(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "label_holder 'nobody' is not one of the parties" in result.output
     bad.write_text(text.replace('label_holder = "nobody"', 'label_holder = "bank"').replace("n_trees = 5", "n_trees = 0"))
     result = runner.invoke(app, ["run", str(bad)])
-    assert result.exit_code == 2 and "n_trees must be >= 1" in result.output
+    assert result.exit_code == 2 and "vertical.gbdt.n_trees" in result.output

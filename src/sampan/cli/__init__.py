@@ -1,5 +1,90 @@
-"""The `sampan` command line: one module per command group (run, deploy, registry, synth, vertical)."""
+"""The `sampan` command line: one module per command group, one shared error path.
 
-from sampan.cli.run import app, main
+    run.py       demo, run, audit, score, runs list|show|report   (training in this process, the run store)
+    registry.py  models, audit-log                                (the model registry, the signed audit log)
+    deploy.py    certs, coordinator, party, submit                (deployments: certificates, agents, runs)
+    synth.py     synth                                            (DP synthetic tables)
+    vertical.py  the vertical demo, run and joint scoring behind `demo --vertical`, `run`, `score`
+    error_path.py  every command's errors -> one line + exit code (`sampan.errors.ExitCode`)
+    lazy.py      subcommands imported on first use, so `sampan --help` imports no numpy/pydantic/sqlalchemy
+
+May import anything in Sampan, but only inside commands: this module imports typer and sampan.errors only.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from sampan.cli.lazy import LazyCommand, LazyGroup
 
 __all__ = ["app", "main"]
+
+_RUN = "sampan.cli.run"
+_DEPLOY = "sampan.cli.deploy"
+_REGISTRY = "sampan.cli.registry"
+
+
+class SampanGroup(LazyGroup):
+    """`sampan`: each command's module is imported when the command runs; `help` is the --help listing line."""
+
+    lazy_commands = {
+        "demo": LazyCommand(_RUN, "app", "Train an SME default model across three simulated Hong Kong banks "
+                            "(built-in consortium, FedAvg).", command="demo"),
+        "run": LazyCommand(_RUN, "app", "Run a federated training described by a TOML file, or resume one by id.",
+                           command="run"),
+        "audit": LazyCommand(_RUN, "app", "Attack a finished run's model with membership inference (loss "
+                             "threshold and LiRA).", command="audit"),
+        "score": LazyCommand(_RUN, "app", "Score loan applications jointly with a trained vertical model; only "
+                             "the bank sees the result.", command="score"),
+        "runs": LazyCommand(_RUN, "runs_app", "Inspect runs in the run store: list, show, report."),
+        "models": LazyCommand(_REGISTRY, "models_app", "The model registry: list, show and export registered "
+                              "models."),
+        "audit-log": LazyCommand(_REGISTRY, "audit_log_app", "The signed, hash-chained audit log: verify it, show "
+                                 "a run's entries."),
+        "synth": LazyCommand("sampan.cli.synth", "synth_app", "Differentially private synthetic tables: fit, "
+                             "sample, report, federated demo."),
+        "certs": LazyCommand(_DEPLOY, "certs_app", "Consortium certificates: CA, keys and CSRs made locally, "
+                             "signing, revocation."),
+        "coordinator": LazyCommand(_DEPLOY, "coordinator_app", "The coordinator agent (serves parties' streams "
+                                   "and operators' runs)."),
+        "party": LazyCommand(_DEPLOY, "party_app", "A party agent (dials out to the coordinator; its data stays "
+                             "here)."),
+        "submit": LazyCommand(_DEPLOY, "deploy_app", "Submit a run to a coordinator (as an operator, over mutual "
+                              "TLS) and follow it.", command="submit"),
+    }
+
+
+app = typer.Typer(cls=SampanGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Sampan: federated credit models across institutions; records never leave their owner.\n\n"
+                       "Errors end in one line and an exit code (2 fix the input, 3 a party, 4 privacy budget, "
+                       "5 protocol check, 130 cancelled); SAMPAN_DEBUG=1 shows the traceback.")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from sampan import __version__
+
+        typer.echo(f"sampan {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Optional[bool] = typer.Option(None, "--version", callback=_print_version, is_eager=True,
+                                                 help="Print Sampan's version and exit.")) -> None:
+    pass  # options of `sampan` itself; the help text is the app's
+
+
+def main() -> None:  # pragma: no cover - the console script
+    """The `sampan` console script (and `python -m sampan.cli`)."""
+    from sampan.cli.error_path import quiet_broken_pipe
+
+    try:
+        app()
+    except BrokenPipeError:  # while printing the root --help, before any command ran
+        try:
+            quiet_broken_pipe()
+        except typer.Exit as stop:
+            sys.exit(stop.exit_code)

@@ -1,66 +1,52 @@
-"""Command-line interface: `sampan demo | run | runs | score | audit | audit-log | models | certs | coordinator | party
-| submit | synth`.
+"""`sampan demo | run | audit | score | runs ...`: training runs in this process, and the run store.
 
 Every command reads the run store from --store, else $SAMPAN_STORE, else the run config, else
-sqlite:///sampan-runs/sampan.db in the current folder.
+sqlite:///sampan-runs/sampan.db in the current folder. Heavy modules (numpy, pydantic, the store,
+the workflows) are imported inside the commands, so `sampan --help` stays fast; errors go through
+the CLI's one error path (`sampan.cli.error_path`).
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from sampan.cli.progress import RichProgress
-from sampan.cli.deploy import certs_app, coordinator_app, party_app, submit
-from sampan.cli.registry import audit_log_app, models_app
-from sampan.cli.synth import synth_app
-from sampan.config import ConfigError, RunConfig, load_config, parse_config
-from sampan.data import DataValidationError
-from sampan.runtime.horizontal_workflow import FederationError
-from sampan.runtime.reporting import write_run_report
-from sampan.runtime.runner import FinishedRun, resume_run, start_run
-from sampan.runtime.store import DEFAULT_STORE_URL, Store, StoreError
-from sampan.transport import PartyError
+from sampan.cli.error_path import fail, treat_as_usage
 
-logging.getLogger("absl").setLevel(logging.ERROR)  # dp-accounting's numerical chatter, not user-facing
+if TYPE_CHECKING:
+    from rich.table import Table
 
-app = typer.Typer(help="Sampan: federated credit models across institutions; records never leave their owner.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-runs_app = typer.Typer(help="Inspect runs in the run store: list, show, report.", no_args_is_help=True)
-app.add_typer(runs_app, name="runs")
-app.add_typer(audit_log_app, name="audit-log")
-app.add_typer(models_app, name="models")
-app.add_typer(certs_app, name="certs")
-app.add_typer(coordinator_app, name="coordinator")
-app.add_typer(party_app, name="party")
-app.command("submit")(submit)
-app.add_typer(synth_app, name="synth")
-console = Console()
+    from sampan.config import RunConfig
+    from sampan.runtime.runner import FinishedRun
+    from sampan.runtime.store import Store
 
-USER_ERRORS = (ConfigError, DataValidationError, StoreError, FederationError, PartyError, FileNotFoundError)
+app = typer.Typer(help="Training runs in this process: demo, run, audit, score.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+runs_app = typer.Typer(help="Inspect runs: list, show, report (run store); status, cancel, attach (coordinator).",
+                        no_args_is_help=True)
+
+DEFAULT_STORE_URL = "sqlite:///sampan-runs/sampan.db"  # = sampan.runtime.store.DEFAULT_STORE_URL (a test checks)
 StoreOption = typer.Option(None, "--store", help="SQLAlchemy URL of the run store (default: $SAMPAN_STORE or "
                            f"{DEFAULT_STORE_URL}).")
 
 
+console = Console()
+
+
 def _store(url: str | None, config: RunConfig | None = None) -> Store:
+    from sampan.runtime.store import Store
+
     return Store.open(url or os.environ.get("SAMPAN_STORE") or (config.run.store if config else None))
 
 
-def _fail(exc: BaseException) -> None:
-    console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
-    raise typer.Exit(2)
-
-
 def _result_table(finished: FinishedRun, baselines: dict[str, dict[str, float]]) -> Table:
+    from rich.table import Table
+
     table = Table(title="Test-set results (all parties' holdout rows)")
     table.add_column("model")
     for metric in ("auc", "pr_auc", "ks", "brier", "log_loss"):
@@ -74,6 +60,8 @@ def _result_table(finished: FinishedRun, baselines: dict[str, dict[str, float]])
 
 def _per_party_table(federated: dict[str, dict[str, float]], alone: dict[str, dict[str, float]],
                      private: bool = False) -> Table:
+    from rich.table import Table
+
     title = "Each bank on its own holdout rows: consortium model vs the bank's own model"
     table = Table(title=title + (" (the bank's own model is non-private)" if private else ""))
     for col in ("bank", "AUC alone", "AUC federated", "gain", "KS alone", "KS federated"):
@@ -106,25 +94,28 @@ def demo(
     Each bank keeps its SME borrowers; only model updates and aggregate counts travel. The result
     is compared with the same model trained on the pooled data (possible only in a simulation).
     """
-    from sampan.data.consortium import PUBLIC_FEATURE_BOUNDS
-    from sampan.runtime.baselines import local_only_baselines, pooled_baseline
+    from sampan.errors import ConfigError
 
     if vertical:
         from sampan.cli.vertical import vertical_demo
 
-        try:
-            vertical_demo(console, _store(store), seed=seed, report_dir=report_dir)
-        except USER_ERRORS as exc:
-            _fail(exc)
+        vertical_demo(console, _store(store), seed=seed, report_dir=report_dir)
         return
     if model == "gbdt":
         if epsilon is not None:  # no DP mechanism exists for horizontal GBDT: never accept a budget silently
-            _fail(ConfigError("--epsilon: horizontal GBDT has no differential privacy (its histograms are exact); "
+            fail(ConfigError("--epsilon: horizontal GBDT has no differential privacy (its histograms are exact); "
                               "drop --epsilon or use --model logistic/mlp"))
         _gbdt_demo(seed, store, report_dir)
         return
     if model not in ("logistic", "mlp"):
-        _fail(ConfigError(f"--model must be 'logistic', 'mlp' or 'gbdt', got {model!r}"))
+        fail(ConfigError(f"--model must be 'logistic', 'mlp' or 'gbdt', got {model!r}"))
+    from sampan.cli.progress import RichProgress
+    from sampan.config import parse_config
+    from sampan.data.consortium import PUBLIC_FEATURE_BOUNDS
+    from sampan.runtime.baselines import local_only_baselines, pooled_baseline
+    from sampan.runtime.reporting import write_run_report
+    from sampan.runtime.runner import start_run
+
     config = parse_config({
         "run": {"name": "demo-sme-consortium", "rounds": rounds, "seed": seed, "report_dir": str(report_dir)},
         "model": {"kind": model, "hidden": [32]},
@@ -139,16 +130,13 @@ def demo(
     console.print("[bold]Sampan demo[/]: three banks train one SME default model with FedAvg; "
                   "no bank shares a record.")
     started = time.perf_counter()
-    try:
-        run_store = _store(store, config)
-        with RichProgress(console) as progress:
-            finished = start_run(config, run_store, progress)
-        run = run_store.get_run(finished.outcome.run_id)
-        baseline = pooled_baseline(parse_config(run.config), int(run.seed))
-        alone = local_only_baselines(parse_config(run.config), int(run.seed))
-        final_party = run_store.rounds(run.run_id)[-1].metrics.get("party", {})
-    except USER_ERRORS as exc:
-        _fail(exc)
+    run_store = _store(store, config)
+    with RichProgress(console) as progress:
+        finished = start_run(config, run_store, progress)
+    run = run_store.get_run(finished.outcome.run_id)
+    baseline = pooled_baseline(parse_config(run.config), int(run.seed))
+    alone = local_only_baselines(parse_config(run.config), int(run.seed))
+    final_party = run_store.rounds(run.run_id)[-1].metrics.get("party", {})
     run_store.record_info(finished.outcome.run_id, "comparisons", {  # kept, so regenerated reports show them
         "baselines": {"pooled data (simulation only)": baseline},
         "alone": alone, "federated_by_party": final_party,
@@ -183,6 +171,8 @@ def _gbdt_demo(seed: int | None, store: str | None, report_dir: Path) -> None:
                                            report_dir=report_dir,
                                            progress=lambda r: status.update(f"tree {r['tree']}: validation log loss "
                                                                             f"{r.get('val_logloss', float('nan')):.4f}"))
+    from rich.table import Table
+
     table = Table(title="Test-set results (all banks' holdout rows)")
     for col in ("model", "AUC", "KS", "Brier"):
         table.add_column(col, justify="right" if col != "model" else "left")
@@ -207,26 +197,28 @@ def run(
     A run checkpoints every round; after a crash, `sampan run --resume RUN_ID` finishes it with the
     same final model an uninterrupted run would have produced (same seed).
     """
+    from sampan.errors import ConfigError
+
     if (config_path is None) == (resume is None):
-        _fail(ConfigError("give either a CONFIG file or --resume RUN_ID"))
+        fail(ConfigError("give either a CONFIG file or --resume RUN_ID"))
     from sampan.vertical.config import is_vertical_config
 
     if config_path is not None and is_vertical_config(config_path):
         from sampan.cli.vertical import run_vertical_config
 
-        try:
+        with treat_as_usage(ValueError):  # a model's parameter check (e.g. n_trees >= 1) is the user's to fix
             run_vertical_config(console, config_path, store)
-        except (*USER_ERRORS, ValueError) as exc:
-            _fail(exc)
         return
+    from sampan.cli.progress import RichProgress
+    from sampan.config import load_config
+    from sampan.runtime.runner import resume_run, start_run
+
     run_store: Store | None = None
     try:
         config = load_config(config_path) if config_path else None
         run_store = _store(store, config)
         with RichProgress(console) as progress:
             finished = start_run(config, run_store, progress) if config else resume_run(run_store, resume, progress)
-    except USER_ERRORS as exc:
-        _fail(exc)
     except KeyboardInterrupt:
         runs = run_store.list_runs(1) if run_store is not None else []
         latest = resume or (runs[0].run_id if runs else "RUN_ID")
@@ -250,15 +242,16 @@ def audit(
     Reports AUC, TPR at 1% and 0.1% FPR and an empirical ε lower bound with a 95% interval, and
     checks it against the ε the run claims. Results go into the run's receipt and report.
     """
-    from sampan.runtime.audit_run import AuditError, audit_run
+    from rich.table import Table
 
-    try:
+    from sampan.runtime.audit_run import AuditError, audit_run
+    from sampan.runtime.reporting import write_run_report
+
+    with treat_as_usage(AuditError):  # e.g. a run without a model, or not horizontal
         run_store = _store(store)
         with console.status(f"training {shadows} shadow models and attacking run {run_id}..."):
             report = audit_run(run_store, run_id, n_shadow=shadows)
         path = write_run_report(run_store, run_id, report_dir)
-    except (*USER_ERRORS, AuditError) as exc:
-        _fail(exc)
     table = Table(title=f"Membership inference against run {run_id}")
     for col in ("attack", "AUC", "TPR @ 1% FPR", "TPR @ 0.1% FPR", "ε lower bound", "95% interval"):
         table.add_column(col, justify="right" if col != "attack" else "left")
@@ -293,8 +286,9 @@ def score(
     partner contribution.
     """
     from sampan.cli.vertical import results_table, score_applicants
+    from sampan.errors import ConfigError, StoreError
 
-    try:
+    with treat_as_usage(ValueError):  # an applicant the bank does not have
         run_store = _store(store)
         if run_id is None:
             vertical_runs = [r for r in run_store.list_runs(200) if r.workflow == "vertical" and r.status == "completed"]
@@ -305,8 +299,6 @@ def score(
         if model not in ("lr", "scorecard", "gbdt"):
             raise ConfigError(f"--model must be lr, scorecard or gbdt, got {model!r}")
         results = score_applicants(run_store, run_id, list(applicants), model)
-    except (*USER_ERRORS, ValueError) as exc:
-        _fail(exc)
     console.print(results_table(results, f"Joint score (run {run_id}), as the bank sees it"))
     console.print(f"{len(results)} application(s) in {time.perf_counter() - started:.2f} s including setup; "
                   f"joint scoring itself {max(r.seconds for r in results) * 1000:.1f} ms.")
@@ -315,10 +307,9 @@ def score(
 @runs_app.command("list")
 def runs_list(store: Optional[str] = StoreOption, limit: int = typer.Option(50, help="Newest runs shown.")) -> None:
     """List runs, newest first, with status and progress."""
-    try:
-        rows = _store(store).list_runs(limit)
-    except USER_ERRORS as exc:
-        _fail(exc)
+    from rich.table import Table
+
+    rows = _store(store).list_runs(limit)
     table = Table(title="Runs")
     for col in ("run id", "name", "workflow", "status", "round", "AUC", "created"):
         table.add_column(col)
@@ -332,13 +323,12 @@ def runs_list(store: Optional[str] = StoreOption, limit: int = typer.Option(50, 
 @runs_app.command("show")
 def runs_show(run_id: str, store: Optional[str] = StoreOption) -> None:
     """Show one run: status, config, per-round metrics and its audit-log integrity."""
-    try:
-        s = _store(store)
-        r = s.get_run(run_id)
-        rounds = s.rounds(run_id)
-        chain_ok = s.verify_events(run_id)
-    except USER_ERRORS as exc:
-        _fail(exc)
+    from rich.table import Table
+
+    s = _store(store)
+    r = s.get_run(run_id)
+    rounds = s.rounds(run_id)
+    chain_ok = s.verify_events(run_id)
     console.print(f"[bold]{r.run_id}[/] {r.name} — {r.workflow}, status [bold]{r.status}[/], "
                   f"round {r.current_round}/{r.total_rounds}, seed {r.seed}")
     if r.error:
@@ -359,16 +349,14 @@ def runs_show(run_id: str, store: Optional[str] = StoreOption) -> None:
 def runs_report(run_id: str, out: Path = typer.Option(Path("sampan-reports"), help="Folder for the HTML file."),
                 store: Optional[str] = StoreOption) -> None:
     """(Re)write a run's self-contained HTML report from the store."""
-    try:
-        path = write_run_report(_store(store), run_id, out)
-    except USER_ERRORS as exc:
-        _fail(exc)
+    from sampan.runtime.reporting import write_run_report
+
+    path = write_run_report(_store(store), run_id, out)
     console.print(f"Report: [bold]{path.resolve()}[/]")
 
 
-def main() -> None:  # pragma: no cover - console entry
-    app()
 
+# `sampan runs status|cancel|attach --coordinator ...`: the same run ids, asked of a running coordinator
+from sampan.cli.operator import register_operator_commands  # noqa: E402 - after runs_app exists
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+register_operator_commands(runs_app)
