@@ -47,7 +47,7 @@ def test_protocols_share_one_implementation() -> None:
     import sampan.crypto.ring as ring
     import sampan.privacy.secagg.client as secagg_client
     import sampan.vertical.psi as psi
-    import sampan.vertical.secure_lr as secure_lr
+    import sampan.vertical.secure_lr_party as secure_lr
 
     assert psi.SealedChannels is channel.SealedChannels
     assert secure_lr.SealedChannels is channel.SealedChannels and secure_lr.DealerStream is dealer.DealerStream

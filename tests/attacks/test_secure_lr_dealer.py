@@ -19,7 +19,7 @@ import pytest
 
 from sampan.data import make_sme_consortium
 from sampan.transport import PartyError
-from sampan.vertical import secure_lr, training
+from sampan.vertical import secure_lr, secure_lr_batch, secure_lr_party, training
 from sampan.crypto.dealer import Dealer
 from sampan.vertical.secure_lr import RESIDUAL_BITS
 from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
@@ -60,11 +60,11 @@ def test_without_the_audit_a_shifting_dealer_reads_validation_labels(monkeypatch
     session, parties = _session()
     splits = Splits.random(session.n_aligned or 0, seed=1)
     n_val = len(splits.val)
-    monkeypatch.setattr(secure_lr, "audit_count", lambda n: 0)
+    monkeypatch.setattr(secure_lr_batch, "audit_count", lambda n: 0)
     monkeypatch.setattr(training, "audit_count", lambda n: 0)
     # and with validation rows in their plain order (the secret per-instance order also hides which row a
     # corrupted position is: tests/attacks/test_secure_lr_shared_dealer.py)
-    monkeypatch.setattr(secure_lr, "validation_order", lambda instance, n: np.arange(n))
+    monkeypatch.setattr(secure_lr_party, "validation_order", lambda instance, n: np.arange(n))
     y_val = parties["bank"].data.y[parties["bank"].psi.aligned_rows][splits.val]  # the test's god view
     targets = [*np.flatnonzero(y_val == 1)[:3], *np.flatnonzero(y_val == 0)[:3]]  # the rows it chooses to read
     monkeypatch.setattr(training, "Dealer", _malicious_dealer(n_val, every_tuple=False, targets=targets))

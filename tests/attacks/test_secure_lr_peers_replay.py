@@ -22,7 +22,8 @@ from sampan.data import make_sme_consortium
 from sampan.transport import PartyError
 from sampan.vertical import training as T
 from sampan.crypto.ring import encode, to_signed
-from sampan.vertical.secure_lr import POLY, SecureLRParty
+from sampan.vertical.secure_lr import POLY
+from sampan.vertical.secure_lr_party import SecureLRParty
 from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
 
 

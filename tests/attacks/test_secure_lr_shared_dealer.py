@@ -17,7 +17,7 @@ import pytest
 from test_secure_lr_labels import _session
 
 from sampan.data import make_sme_consortium
-from sampan.vertical import secure_lr, training
+from sampan.vertical import secure_lr_party, training
 from sampan.crypto.dealer import Dealer
 from sampan.vertical.session import Splits
 from sampan.vertical.training import VerticalLRConfig
@@ -51,14 +51,14 @@ def _attack(monkeypatch: pytest.MonkeyPatch, identity_order: bool) -> tuple[int,
     y_val = parties["bank"].data.y[parties["bank"].psi.aligned_rows][sp.val]
     targets = [int(k) for k in np.flatnonzero(y_val == 1)[:5]] + [int(k) for k in np.flatnonzero(y_val == 0)[:3]]
     orders: list[np.ndarray] = []
-    real_order = secure_lr.validation_order
+    real_order = secure_lr_party.validation_order
 
     def recording_order(instance: str, n: int) -> np.ndarray:
         order = np.arange(n) if identity_order else real_order(instance, n)
         orders.append(order)
         return order
 
-    monkeypatch.setattr(secure_lr, "validation_order", recording_order)
+    monkeypatch.setattr(secure_lr_party, "validation_order", recording_order)
     monkeypatch.setattr(training, "Dealer", _targeting_dealer(targets))
     epochs = 2 * len(targets) + 1
     result = session.train(sp, VerticalLRConfig(epochs=epochs, batch_size=512, learning_rate=0.002,

@@ -44,7 +44,7 @@ from sampan.vertical.rows import DEFAULT_MAX_EVALUATIONS, RowBook, RowRuleError,
 from sampan.vertical.party_parts import PartRecords
 from sampan.vertical.scoring import ScoringParty
 from sampan.vertical.lr_runs import DEFAULT_MAX_INSTANCES, LRRuns
-from sampan.vertical.secure_lr import SecureLRParty
+from sampan.vertical.secure_lr_party import SecureLRParty
 from sampan.vertical.woe import VerticalWoeParty
 from sampan.wire import Message
 

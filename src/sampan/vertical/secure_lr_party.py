@@ -1,0 +1,288 @@
+"""Secure vertical LR, a party's handlers: setup, masked features, the shared-weight steps and finish.
+
+Why apart: this is the class a party app registers (`SecureLRParty.handlers`); the per-batch waves are in
+`secure_lr_batch`, the state and checks in `secure_lr_base`, the protocol's statement in `secure_lr`.
+
+What each role learns: exactly what `sampan.vertical.secure_lr` states (its module docstring and `reveals`); this
+module only implements part of a party's side of that protocol and opens nothing beyond it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Callable
+
+import numpy as np
+
+from sampan.crypto.dealer import DealerStream, bind_seed
+from sampan.crypto.ring import TRUNC_OFFSET, decode, encode, truncate_shares
+from sampan.vertical.model import LocalLinearPart, LocalScaler
+from sampan.vertical.rows import check_splits
+from sampan.vertical.secure_lr import (DECAY_BITS, FEATURE_BITS, POLY, STEP_BITS, W_SHIFT, WEIGHT_BITS,
+                                       BatchRuleError, Roles, min_batch_rows, receive, weight_triples, _take)
+from sampan.vertical.secure_lr_base import _TrainState, _l2_mask, _with_ones, validation_order
+from sampan.vertical.secure_lr_batch import BatchSteps
+from sampan.wire import Message
+
+
+class SecureLRParty(BatchSteps):
+    """Party-side handlers of secure vertical LR. `aligned` gives this party's rows in agreed order."""
+
+    def handlers(self) -> dict[str, Callable[[Message], Message]]:
+        return {
+            "vlr.setup": self.setup, "vlr.masked_features": self.masked_features,
+            "vlr.forward": self.forward, "vlr.share": self.share, "vlr.poly": self.poly,
+            "vlr.trunc": self.trunc, "vlr.square": self.square, "vlr.flush": self.flush,
+            "vlr.checkpoint": self.checkpoint, "vlr.wupdate": self.wupdate, "vlr.wshare": self.wshare,
+            "vlr.ztrunc": self.ztrunc, "vlr.wopen": self.wopen,
+        }
+
+    # --- setup ---------------------------------------------------------------------------------
+    def setup(self, msg: Message) -> Message:
+        """Split the aligned rows, standardise locally, seal E = X - U to every residual holder."""
+        meta = msg.meta
+        roles = Roles.from_meta(meta)
+        self._channels().require_role(roles.bank, "label_holder", "vlr.setup")  # not the coordinator's word
+        instance = str(meta.get("instance") or "")
+        seed = bytes(msg.arrays["dealer_seed"])
+        if len(instance) < 16:
+            raise ValueError(f"party {self.name!r}: secure LR setup without a fresh instance nonce (got {instance!r})")
+        if len(seed) != 32:
+            raise ValueError(f"party {self.name!r}: the dealer seed must be 32 bytes, got {len(seed)}")
+        self.runs.check_open(msg.run_id)
+        X_all = self._X_aligned()
+        train_rows, val_rows = self._check_splits(msg.arrays["train_rows"], msg.arrays["val_rows"], len(X_all))
+        self._fresh(msg.run_id, instance, seed)
+        # This party's own nonce, mixed into its dealer seed: a repeated seed still gives fresh pads and masks.
+        dealer_nonce = os.urandom(16)
+        self.scaler = LocalScaler.fit(X_all[train_rows])
+        X, X_val = self.scaler.transform(X_all[train_rows]), self.scaler.transform(X_all[val_rows])
+        y_all = self._y_aligned()
+        is_bank = self.name == roles.bank
+        if is_bank and y_all is None:
+            raise ValueError(f"party {self.name!r} is the label holder but has no label column")
+        y = y_all[train_rows].astype(np.float64) if is_bank and y_all is not None else None
+        weights = np.zeros(X.shape[1])
+        if y is not None:
+            # The bank's intercept is the weight of a ones column: its gradient then flows through
+            # the same protocol as every other weight. It starts at the base-rate log-odds.
+            X, X_val = _with_ones(X), _with_ones(X_val)
+            rate = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
+            weights = np.append(weights, np.log(rate / (1 - rate)))
+        st = _TrainState(
+            roles=roles, instance=instance, dealer=DealerStream(bind_seed(seed, dealer_nonce)), X=X,
+            X_fixed=encode(X, FEATURE_BITS),
+            X_val=X_val, y=y, y_val=y_all[val_rows].astype(np.float64) if y is not None and y_all is not None else None,
+            weights=weights, l2_mask=_l2_mask(len(weights), y is not None), lr=float(meta["lr"]), l2=float(meta["l2"]),
+            logit_clip=float(meta["logit_clip"]),
+        )
+        if st.y is not None and st.y_val is not None:
+            st.y_fixed, st.y_val_fixed = encode(st.y, POLY.out_bits), encode(st.y_val, POLY.out_bits)
+        st.shared = bool(meta.get("shared_weights", False))
+        st.run_id = msg.run_id
+        if st.shared:
+            st.X_val_fixed = encode(X_val, FEATURE_BITS)
+            st.w_own = encode(weights, WEIGHT_BITS)  # the co-holder's share starts at 0
+        self.state = st
+        ch = self._channels()
+        out: dict[str, np.ndarray] = {}
+        if self.name in roles.holders:
+            # This holder's own share of the instance nonce: every pairwise PRG label of the instance depends on
+            # it, so no schedule of coordinator nonces can make this holder's streams repeat.
+            st.nonce = os.urandom(16)
+            for p in roles.all:
+                if p != self.name:
+                    out[f"to:{p}"] = ch.seal_arrays(p, {"nonce": np.frombuffer(st.nonce, dtype=np.uint8)})
+        for q in roles.holders_for(self.name):
+            sealed = {"E": st.X_fixed - st.pad(q)}
+            if self.name in roles.holders:
+                sealed["nonce"] = np.frombuffer(st.nonce, dtype=np.uint8)
+            out[f"to:{q}"] = ch.seal_arrays(q, sealed)
+        out["dealer_nonce"] = np.frombuffer(dealer_nonce, dtype=np.uint8)  # the dealer binds this party's seed to it
+        return msg.reply("vlr.setup", out, {"n_features": len(self.feature_names), "n_columns": int(st.X_fixed.shape[1]),
+                                            "n_train": int(st.X_fixed.shape[0])})
+
+    def _check_splits(self, train_rows: np.ndarray, val_rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct aligned rows, validation disjoint from training (`sampan.vertical.rows.check_splits`)."""
+        return check_splits(self.name, train_rows, val_rows, n, BatchRuleError)
+
+    def _fresh(self, run_id: str, instance: str, seed: bytes) -> None:
+        """Admit a new instance of the run: refuse a reused nonce or seed and instances beyond this party's cap.
+
+        Keyed on the run id, not on channels (a new `vertical.hello` must not reset it), and persisted by a
+        deployed party (`LRRuns`) before any material leaves.
+        """
+        self.runs.admit(run_id, instance, seed)
+
+    def masked_features(self, msg: Message) -> Message:
+        """Holders keep E_p for every party p they serve; they now know every party's column count."""
+        st = self._st()
+        receive(msg, self._channels(), st.inbox)
+        for (sender, name) in [k for k in st.inbox if k[1] == "E"]:
+            st.E[sender] = st.inbox.pop((sender, name))
+        if st.shared:
+            owners = [p for p in st.roles.all if p != self.name and st.roles.co_holder(p) == self.name]
+            missing = [p for p in owners if p not in st.E]
+            if missing:
+                raise ValueError(f"party {self.name!r}: no masked features from {missing} for their shared weights")
+            st.co_w = {p: np.zeros(st.E[p].shape[1], dtype=np.uint64) for p in owners}
+        # The instance nonce: the coordinator's, the bank's and the helper's, each holder's own taken locally
+        # (a repeat needs a holder's cooperation; the coordinator cannot alter a sealed contribution).
+        parts = []
+        for holder in st.roles.holders:
+            nonce = st.nonce if holder == self.name else bytes(_take(st.inbox, self.name, holder, "nonce"))
+            if len(nonce) != 16:
+                raise ValueError(f"party {self.name!r}: the instance nonce from {holder!r} is not 16 bytes")
+            parts.append(nonce)
+        st.instance = hashlib.sha256(b"sampan/vlr/instance|" + st.instance.encode() + b"|"
+                                     + b"|".join(parts)).hexdigest()
+        # Validation positions are a permutation of the validation rows that every party derives from the
+        # instance and the coordinator (which never sees the holders' nonces) cannot: a dealt value it corrupts
+        # at a validation position hits a row it cannot name.
+        order = validation_order(st.instance, st.X_val.shape[0])
+        st.X_val = st.X_val[order]
+        if st.y_val is not None and st.y_val_fixed is not None:
+            st.y_val, st.y_val_fixed = st.y_val[order], st.y_val_fixed[order]
+        out: dict[str, np.ndarray] = {}
+        if st.shared:
+            assert st.X_val_fixed is not None
+            st.X_val_fixed = st.X_val_fixed[order]
+            h = st.roles.co_holder(self.name)  # the validation pad, in position order as the dealer deals it
+            out[f"to:{h}"] = self._channels().seal_arrays(h, {"Ev": st.X_val_fixed - st.pad(h, validation=True)})
+        if self.name in st.roles.holders:
+            missing = [p for p in st.roles.all if p != self.name and p not in st.E]
+            if missing:
+                raise ValueError(f"party {self.name!r}: no masked features from {missing}")
+            widest = max([st.X_fixed.shape[1], *(e.shape[1] for e in st.E.values())])
+            st.min_rows = min_batch_rows(widest)
+            st.used = np.zeros(st.X_fixed.shape[0], dtype=bool)
+            st.val_used = np.zeros(st.X_val.shape[0], dtype=bool)
+            if st.X_fixed.shape[0] < st.min_rows:
+                raise BatchRuleError(f"party {self.name!r}: {st.X_fixed.shape[0]} training rows are fewer than the "
+                                     f"{st.min_rows} one batch needs (max(4 x {widest} columns, 64))")
+            if st.X_val.shape[0] < st.min_rows:
+                raise BatchRuleError(f"party {self.name!r}: {st.X_val.shape[0]} validation rows are fewer than the "
+                                     f"{st.min_rows} one validation batch needs (max(4 x {widest} columns, 64))")
+        return msg.reply("vlr.masked_features", out, meta={"min_batch_rows": st.min_rows})
+
+    # --- shared weights ------------------------------------------------------------------------
+    def wupdate(self, msg: Message) -> Message:
+        """Shared weights: start w <- w - (lr/n) g - lr l2 w on shares; open c = x + 2^62 + t to the partner.
+
+        The owner's gradient share is X^T r_own + sum_Q (X^T f_Q + C_p); the co-holder's is the sum of the
+        q pieces (E^T a + C_Q). Neither share is the gradient: the owner never sees its plaintext gradient.
+        """
+        st = self._training()
+        receive(msg, self._channels(), st.inbox)
+        if not st.shared:
+            raise ValueError(f"party {self.name!r}: vlr.wupdate in a run without shared weights")
+        if st.pending is None:
+            return msg.reply("vlr.ack")
+        rows, tp = st.pending
+        n, roles, me = len(rows), st.roles, self.name
+        step = np.uint64(int(round(st.lr / n * (1 << STEP_BITS))))
+        decay = np.uint64(int(round(st.lr * st.l2 * (1 << DECAY_BITS))))
+        mail: dict[str, dict[str, np.ndarray]] = {}
+        X = st.X_fixed[rows]
+        grad = st.local_grad if st.local_grad is not None else np.zeros(X.shape[1], dtype=np.uint64)
+        for q in roles.holders_for(me):
+            f = _take(st.inbox, me, q, "f")
+            if f.shape != (n,):
+                raise ValueError(f"party {me!r}: gradient pieces from {q!r} have the wrong shape")
+            grad = grad + X.T @ f + st.dealer.draw(f"C/{q}/{tp}", X.shape[1])
+        assert st.w_own is not None
+        dealt = st.dealer.draw_many(f"W/{me}/{tp}", 3, weight_triples(len(st.w_own)))
+        use, audit = self._weight_audit_split(me, tp, len(st.w_own))
+        triple = [v[use] for v in dealt]
+        x = step * grad + decay * (_l2_mask(len(st.w_own), me == roles.bank).astype(np.uint64) * st.w_own)
+        x = x + TRUNC_OFFSET + triple[0]
+        st.w_trunc[me] = (x, triple, 0)
+        # this owner's halves of the sacrificed triples: the co-holder checks them before any truncation is used
+        mail.setdefault(roles.co_holder(me), {}).update({f"wc:{me}": x,
+                                                          f"wa:{me}": np.stack([v[audit] for v in dealt])})
+        for p, share in st.co_w.items():
+            g = st.g_co.pop(p)
+            if p in roles.others:
+                g = g + _take(st.inbox, me, roles.helper, f"gq:{p}")
+            W = msg.arrays.get(f"W:{p}")
+            if W is None or W.shape != (3, weight_triples(len(share))):
+                raise ValueError(f"party {me!r}: the dealer's update truncation for {p!r} is missing or malformed")
+            use, audit = self._weight_audit_split(p, tp, len(share))
+            triple = [v[use] for v in W]
+            st.w_audit[p] = W[:, audit]
+            x = step * g + decay * (_l2_mask(len(share), p == roles.bank).astype(np.uint64) * share) + triple[0]
+            st.w_trunc[p] = (x, triple, 1)
+            mail.setdefault(p, {})[f"wc:{p}"] = x
+        st.pending, st.local_grad = None, None
+        ch = self._channels()
+        return msg.reply("vlr.wupdate", {f"to:{q}": ch.seal_arrays(q, arrays) for q, arrays in mail.items()})
+
+    def wshare(self, msg: Message) -> Message:
+        """Shared weights: finish pending updates, then send every owner I co-hold for its masked share w - b."""
+        st = self._training()
+        receive(msg, self._channels(), st.inbox)
+        roles, me = st.roles, self.name
+        for owner, mine in list(st.w_audit.items()):  # co-holder: audit the owner's sacrificed triples first
+            tr = mine + _take(st.inbox, me, owner, f"wa:{owner}")
+            ok = bool(np.array_equal(tr[1], tr[0] >> np.uint64(W_SHIFT))) and \
+                bool(np.array_equal(tr[2], tr[0] >> np.uint64(63)))
+            if not ok:
+                self._audit_failed(f"the weight-update truncation triples of {owner!r} after batch "
+                                   f"{st.pending[1] if st.pending else st.t} failed the audit of sacrificed triples")
+        st.w_audit.clear()
+        for owner, (x, triple, holder) in list(st.w_trunc.items()):
+            partner = roles.co_holder(me) if owner == me else owner
+            c = x + _take(st.inbox, me, partner, f"wc:{owner}")
+            u = truncate_shares(c, triple[1], triple[2], W_SHIFT, holder=holder)
+            if owner == me:
+                st.w_own = st.w_own - u  # type: ignore[operator]
+            else:
+                st.co_w[owner] = st.co_w[owner] - u
+        st.w_trunc.clear()
+        t = int(msg.meta["t"])
+        ch = self._channels()
+        out = {f"to:{p}": ch.seal_arrays(p, {"wb": share - st.dealer.draw(f"b/{p}/{t}", len(share))})
+               for p, share in st.co_w.items()}
+        return msg.reply("vlr.wshare", out)
+
+    def wopen(self, msg: Message) -> Message:
+        """Shared weights, at the end only: each co-holder sends its share of an owner's checkpointed weights.
+
+        Only weights of an epoch-boundary checkpoint open (after at least one complete training epoch, no update
+        pending), once: weights opened after one batch would be -lr g / n, the owner's plaintext gradient.
+        """
+        st = self._st()
+        if st.weights_opened:
+            raise ValueError(f"party {self.name!r}: refusing to open the shared weights a second time")
+        if self.name in st.roles.holders:
+            self._require_epoch_boundary("open the shared weights")
+            if st.best_shared is None:
+                raise ValueError(f"party {self.name!r}: refusing to open the shared weights: no checkpoint was taken "
+                                 "at the end of a complete training epoch")
+        st.weights_opened = True  # once opened, this instance trains no further (else weights per step = gradients)
+        shares = st.best_shared[1] if st.best_shared is not None else st.co_w
+        ch = self._channels()
+        out = {f"to:{p}": ch.seal_arrays(p, {"wfinal": share}) for p, share in shares.items()}
+        return msg.reply("vlr.wopen", out)
+
+
+    def finish(self, msg: Message) -> Message:
+        """Freeze this party's model part; only its size is reported."""
+        st = self._st()
+        assert self.scaler is not None
+        is_bank = self.name == st.roles.bank
+        logit_clip = st.logit_clip
+        if st.shared:
+            receive(msg, self._channels(), st.inbox)
+            other = _take(st.inbox, self.name, st.roles.co_holder(self.name), "wfinal")
+            own = st.best_shared[0] if st.best_shared is not None else st.w_own  # the co-holder opens the checkpoint
+            st.weights = decode(own + other, WEIGHT_BITS)  # type: ignore[operator]
+            logit_clip = POLY.ring_capacity()  # trained unclipped: the clip at scoring only bounds the ring
+        self.part = LocalLinearPart(
+            party=self.name, feature_names=list(self.feature_names), scaler=self.scaler,
+            weights=st.weights[:-1].copy() if is_bank else st.weights.copy(),
+            intercept=float(st.weights[-1]) if is_bank else 0.0, logit_clip=logit_clip)
+        self.state = None
+        return msg.reply("vlr.finish", meta={"n_weights": int(len(self.part.weights))})
+
