@@ -298,3 +298,10 @@ def test_the_runner_runs_synthesis_from_the_one_run_config(tmp_path: Path) -> No
     run_dirs = list((tmp_path / "reports").glob("*/synth-model"))
     assert len(run_dirs) == 1 and SynthModel.load(run_dirs[0]).n_hat > 0
     assert (run_dirs[0].parent / "synthetic.csv").read_text().count("\n") == 301
+    from sampan.runtime.receipt import build_receipt
+
+    receipt = build_receipt(store, finished.run_id)
+    assert receipt["differential_privacy"] and receipt["accountant"] == "rdp"
+    for party in receipt["parties"].values():
+        assert 1.99 <= party["epsilon_spent"] <= 2.0
+        assert any(s["kind"] == "synth.release" and "SecAgg+" in s["protection"] for s in party["sent"])

@@ -122,7 +122,8 @@ class SynthesisWorkflow(Workflow):
         return WorkflowResult(
             final_metrics=_metrics(model, rows, seconds),
             models=[ModelArtifact(settings.model_name, model.arrays(), model.to_dict())],
-            info={"synthesis": _info(model, report.to_dict(), output)},
+            info={"synthesis": _info(model, report.to_dict(), output), "privacy": ledger.summary(),
+                  "receipt": _receipt_terms(model, settings)},
             outcome=SynthesisOutcome(model, synthetic, output),
         )
 
@@ -145,6 +146,33 @@ def _metrics(model: SynthModel, rows: int, seconds: float) -> dict[str, Any]:
     spent = [p["epsilon_spent"] for p in model.receipt["parties"].values()]
     return {"n_hat": float(model.n_hat), "synthetic_rows": rows, "edges": len(model.edges),
             "epsilon_spent_max": float(max(spent)) if spent else 0.0, "seconds": round(seconds, 3)}
+
+
+def _receipt_terms(model: SynthModel, settings: SynthesisSettings) -> dict[str, Any]:
+    """The run receipt's terms for synthesis (`sampan.runtime.receipt`): what each message carries, under what."""
+    secure = settings.secure_aggregation
+    release = ("a noisy histogram (Gaussian, charged to the party's and the run's ledger before it is computed)"
+               + (", masked by SecAgg+ with a 1/sqrt(K) noise share: the coordinator sees only the sum" if secure
+                  else ", in the clear: each release carries its party's full noise"))
+    protections = {"synth.open": "an empty acknowledgement", "synth.release": release,
+                   "synth.select_tree": "tree edges chosen by the exponential mechanism (charged), and the party's "
+                                        "record of its releases (noise, charge)"}
+    if secure:
+        protections.update({"secagg_keys": "signed public keys", "secagg_share": "Shamir shares sealed to peers",
+                            "secagg_consistency": "a signature over the survivor set",
+                            "secagg_unmask": "shares of mask seeds for the survivors' sum only"})
+    return {
+        "threat_model": model.receipt["aggregation"],
+        "reveals": {"fit (coordinator)": ("the sums of the banks' noisy releases only" if secure else
+                                          "every bank's noisy release") + ", and each bank's EM-chosen tree",
+                    "fit (bank)": "the public schema, grids, bins, baselines and coarsening maps",
+                    "model and synthetic table": "post-processing of the charged releases"},
+        "protections": protections,
+        "noise_multipliers": {k: v for k, v in model.info["sigma"].items() if v is not None},
+        "randomness": ("DP noise, keys and masks from the operating system's CSPRNG" if not settings.reproducible
+                       else "noise seeded from the run seed: reproducible, NOT private (tests/demos only)"),
+        "unit_of_privacy": model.receipt["unit_of_privacy"],
+    }
 
 
 def _info(model: SynthModel, sample_report: Mapping[str, Any], output: Path | None) -> dict[str, Any]:
