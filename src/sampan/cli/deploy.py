@@ -10,7 +10,6 @@ import logging
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -292,18 +291,6 @@ def party_serve(config: Path = typer.Option(..., "--config", help="party.toml"))
 
 
 # --- operators -----------------------------------------------------------------------------------------
-def _operator_credentials(ca: Path, cert: Path, key: Path):  # type: ignore[no-untyped-def]
-    import grpc
-
-    from sampan.deploy.keyfiles import KeyFileError, unencrypted_pem
-
-    try:
-        return grpc.ssl_channel_credentials(ca.read_bytes(), unencrypted_pem(key, what="operator's private key"),
-                                            cert.read_bytes())
-    except (OSError, KeyFileError) as exc:
-        _fail(exc)
-
-
 def submit(
     config: Optional[Path] = typer.Argument(None, metavar="RUN_TOML", help="Run description (no data binding)."),
     coordinator: str = typer.Option(..., "--coordinator", envvar="SAMPAN_COORDINATOR", help="host:port"),
@@ -316,19 +303,16 @@ def submit(
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Follow the run until it ends."),
     timeout: float = typer.Option(3600.0, help="Give up waiting after this many seconds."),
 ) -> None:
-    """Submit a run to a coordinator (as an operator, over mutual TLS) and follow it."""
+    """Submit a run to a coordinator (as an operator, over mutual TLS) and follow it (`sampan runs attach`
+    follows it again later, also after a coordinator restart)."""
     import tomllib
 
-    import grpc
-
-    from sampan.deploy.config import parse_run_spec, split_address
-    from sampan.transport.grpc_client import operator_call
-    from sampan.wire import Message
+    from sampan.cli.operator import OperatorClient, finish, follow
+    from sampan.deploy.config import parse_run_spec
 
     if (config is None) == (resume is None):
         _fail("give either a RUN_TOML or --resume RUN_ID")
     try:
-        host, _ = split_address(coordinator)
         meta: dict[str, object] = {"resume": resume}
         if config is not None:
             data = tomllib.loads(config.read_text(encoding="utf-8"))
@@ -336,44 +320,12 @@ def submit(
             meta = {"config": data}
     except (*_user_errors(), tomllib.TOMLDecodeError) as exc:
         _fail(exc)
-    credentials = _operator_credentials(ca, cert, key)
-    from sampan.deploy.certs import cert_identity, load_cert
-
-    operator = cert_identity(load_cert(cert))[0]
-    target = server_name or host
-
-    def call(method: str, meta: dict[str, object]) -> Message:
-        request = Message("", 0, operator, "coordinator", f"deploy.{method.lower()}", meta=meta)
-        try:
-            reply = operator_call(coordinator, credentials, method, request, target_name=target)
-        except grpc.RpcError as exc:
-            _fail(f"coordinator {coordinator}: {exc.code().name}: {exc.details()}")  # type: ignore[attr-defined]
-        if reply.is_error:
-            _fail(f"coordinator refused: {reply.meta.get('error_type')}: {reply.meta.get('error')}")
-        return reply
-
-    reply = call("Submit", meta)
-    run_id = str(reply.meta["run_id"])
-    console.print(f"Run [bold]{run_id}[/] {'resumed' if reply.meta.get('resumed') else 'submitted'} to {coordinator}.")
-    if not wait:
-        return
-    deadline, last = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        status = call("Status", {"run_id": run_id}).meta
-        line = (status["status"], status["round"])
-        if line != last:
-            console.print(f"  {status['status']}: round {status['round']}/{status['total_rounds']}")
-            last = line
-        if status["status"] in ("completed", "failed"):
-            if status["status"] == "failed":
-                _fail(f"run {run_id} failed: {status['error']}", code=1)
-            metrics = status.get("final_metrics") or {}
-            shown = ", ".join(f"{k.upper()} {metrics[k]:.4f}" for k in ("auc", "ks", "brier")
-                              if isinstance(metrics.get(k), float))
-            console.print(f"Run [bold]{run_id}[/] completed{': ' + shown if shown else ''}.")
-            return
-        time.sleep(0.5)
-    _fail(f"run {run_id} still running after {timeout:.0f} s", code=1)
+    client = OperatorClient.open(coordinator, ca, cert, key, server_name)
+    reply = client.call("Submit", meta)
+    run_id = str(reply["run_id"])
+    console.print(f"Run [bold]{run_id}[/] {'resumed' if reply.get('resumed') else 'submitted'} to {coordinator}.")
+    if wait:
+        finish(run_id, follow(client, run_id, timeout))
 
 
 deploy_app = typer.Typer(help="Sampan deployment: certificates, agents, run submission.", no_args_is_help=True,

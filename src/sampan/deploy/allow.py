@@ -59,7 +59,8 @@ class AllowSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     operators: list[str] | None = Field(None, description="operators whose jobs are accepted; default any")
-    workflows: list[Literal["horizontal", "vertical"]] | None = Field(None, description="default any")
+    workflows: list[Literal["horizontal", "vertical", "scoring", "evaluation", "synthesis"]] | None = Field(
+        None, description="default any")
     partners: list[str] | None = Field(None, description="parties this one may train with; default: any in "
                                        "horizontal runs, none in vertical runs")
     label_holders: list[str] | None = Field(None, description="parties this one accepts as the label holder (the "
@@ -119,13 +120,13 @@ def check_job(allow: AllowSection | None, party: str, job: Mapping[str, Any], da
         raise JobRefused(party, "operators", f"submitted by {operator!r}, not one of {allow.operators}")
     if allow.workflows is not None and workflow not in allow.workflows:
         raise JobRefused(party, "workflows", f"workflow {workflow!r} is not one of {allow.workflows}")
-    listed = allow.partners if allow.partners is not None else (None if workflow == "horizontal" else [])
+    listed = allow.partners if allow.partners is not None else ([] if workflow in _VERTICAL_JOBS else None)
     if listed is not None:
         unlisted = sorted(p for p in partners if p not in listed)
         if unlisted:
             default = " (a vertical run needs its partners listed in allow.partners)" if allow.partners is None else ""
             raise JobRefused(party, "partners", f"partners {unlisted} are not in allow.partners {listed}{default}")
-    if workflow == "vertical":  # review R12-2: the job must name its bank, and this party must accept it as such
+    if workflow in _VERTICAL_JOBS:  # review R12-2: the job must name its bank, and this party must accept it as such
         holder = job.get("label_holder")
         holders = allow.label_holders if allow.label_holders is not None else [party]
         if not isinstance(holder, str) or not holder or holder not in (job.get("parties") or []):
@@ -186,13 +187,13 @@ def check_request(allow: AllowSection | None, party: str, kind: str, meta: Mappi
       list requires, at or above its noise floor. Vertical GBDT's floor needs this party's feature count
       (sigma / sensitivity): it is enforced in the handler by the party's `PartyPrivacyPolicy` built from
       this list (`privacy_policy`)."""
-    if job is not None and job.get("workflow") == "vertical" and kind not in VERTICAL_KINDS:
+    if job is not None and job.get("workflow") in _VERTICAL_JOBS and kind not in VERTICAL_KINDS:
         raise JobRefused(party, "request", f"{kind!r} is not a request of the vertical workflow this party accepted")
     if kind in _VERTICAL_NOISE:
         if allow is not None and (allow.require or allow.min_noise_multiplier):
             _check_vertical(allow, party, kind, meta)
         return
-    if job is not None and job.get("workflow") != "horizontal":
+    if job is not None and job.get("workflow") not in _HORIZONTAL_JOBS:
         return
     if job is not None and kind not in _HORIZONTAL_KINDS:
         raise JobRefused(party, "request", f"{kind!r} is not a request of the horizontal job this party accepted")
@@ -240,7 +241,13 @@ VERTICAL_KINDS = frozenset({
     "vlr.ztrunc", "vlr.wshare", "vlr.wupdate", "vlr.wopen", "vlr.checkpoint", "vlr.flush", "vlr.finish",
     "woe.setup", "woe.mask", "woe.sum", "woe.finish", "woe.apply",
     "vgb.setup", "vgb.start", "vgb.step", "vgb.serve", "vgb.score_start", "vgb.score_partial", "vgb.score_finish",
-    "score.start", "score.partial", "score.finish"})
+    "score.start", "score.partial", "score.finish",
+    # the one vertical workflow: stage bookkeeping, released summaries, each party's own model parts
+    "vertical.state", "vertical.stage_done", "vertical.summary", "vertical.save_model", "vertical.load_model",
+    "score.save"})
+# workflows whose requests are checked as vertical (resp. horizontal) ones
+_VERTICAL_JOBS = frozenset({"vertical", "scoring"})
+_HORIZONTAL_JOBS = frozenset({"horizontal", "evaluation"})
 
 _HORIZONTAL_KINDS = frozenset({"describe", "stats", "fit", "evaluate", "secagg_keys", "secagg_share",
                                "secagg_consistency", "secagg_unmask"})

@@ -56,8 +56,13 @@ class CoordinatorSection(LinkLimits):
     audit_key: str | None = Field(None, description="the run store's audit-signing key (Ed25519 PEM, 0600); "
                                   "default: $SAMPAN_AUDIT_KEY, else next to a SQLite store")
     request_timeout_s: float = Field(3600, gt=0)
-    rejoin_timeout_s: float = Field(300, gt=0, description="how long a disconnected party may take to rejoin")
-    connect_timeout_s: float = Field(300, gt=0, description="how long a run waits for its parties to connect")
+    rejoin_timeout_s: float = Field(30, gt=0, description="how long a disconnected party may take to rejoin before "
+                                    "the requests waiting on it fail, naming it (a restarted agent rejoins in seconds)")
+    connect_timeout_s: float = Field(120, gt=0, description="how long a run waits for its parties to connect (the "
+                                     "missing ones are named in the log and in `sampan runs status` meanwhile)")
+    heartbeat_s: float = Field(1.0, ge=0.05, le=60, description="how often parties send a heartbeat")
+    silent_after_s: float = Field(6.0, gt=0, description="a connected party silent this long is named and the "
+                                  "requests waiting on it fail (a hung agent)")
     crl_check_s: float = Field(2.0, gt=0, le=3600, description="how often the CRL and issuance record are "
                                "checked for changes (live streams of revoked members are then cut)")
     log_file: str | None = None

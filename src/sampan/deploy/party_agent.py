@@ -1,36 +1,37 @@
 """A party agent: one organisation's process. It loads its own data, dials out, answers the coordinator.
 
-The agent holds the party's tables (bound in its own party.toml) and, per run, the handlers of that
-run's workflow: `deploy.open_run` tells it which workflow and which of its datasets. The party fixes its
-own train/holdout split: one keyed-hash Bernoulli draw per row under a secret it drew itself, the
-secret and the holdout fraction pinned per dataset at its first run in its state dir (a run with
-another fraction is refused), so no coordinator can rotate rows through the exactly evaluated holdout
-or read the training count off its size. Horizontal runs enforce the party's own privacy policy
-(`[allow]` floor and required DP, the DP levels the job announced, `[privacy]` budget, central-DP3
-trust and evaluation cap) with one ledger persisted in <state_dir>/privacy-ledger.json; vertical runs
-charge their histogram releases to the same ledger.
-Nothing but `sampan.wire` messages ever leaves: the same handlers as in-process.
+The agent holds the party's tables (bound in its own party.toml) and, per run, that run's handlers:
+`deploy.open_run` names the workflow and which of its datasets; the agent checks the job against its
+`[allow]` list, logs who submitted it, what it trains, on which columns, with whom, under which
+protections and what leaves the bank (`sampan.deploy.job_log`), then builds a `sampan.core.PartySetup`
+(its data, the job, its certificate identity, a verifier narrowed to the accepted partners, its privacy
+policy, state folder and own model store) and asks the workflow's capability for the party app
+(`get_capability(workflow).party_app(setup)`): the very handlers the simulation runs.
+
+The only per-workflow work here is data preparation that is the agent's own: horizontal training and
+evaluation get the party's keyed holdout split (`sampan.deploy.holdout`: one keyed-hash Bernoulli draw
+per row under a secret it drew itself, pinned per dataset), so no coordinator can rotate rows through
+the exactly evaluated holdout or read the training count off its size. Its privacy policy (`[allow]`
+floor and required DP, the DP levels the job announced, `[privacy]` budget, central-DP3 trust and
+evaluation cap) keeps one ledger persisted in <state_dir>/privacy-ledger.json for every workflow.
+Nothing but `sampan.wire` messages ever leaves.
 
 PSI runs single-threaded in an agent: its fork-based workers are unsafe next to gRPC's threads.
 
 A restarted agent rejoins: it reconnects, the coordinator re-sends the open runs' setup and any
 outstanding request, and horizontal training carries on (its handlers keep no state that matters).
-Vertical protocols keep keys and shares in memory, so a vertical run cannot survive a restarted party.
+Vertical protocols keep keys and shares in this process's memory for the run: they survive a restarted
+coordinator (the run resumes from its last stage) but not a restarted party (the run starts over).
 
-The agent refuses any job outside its `[allow]` list (`sampan.deploy.allow`) before running anything
-of it: the refusal goes back to the coordinator as an error naming the rule, into the agent's log, and
-into the party's own signed audit log (its store, under the run's id), as does every job it accepts.
+A refused job goes back to the coordinator as an error naming the rule, into the agent's log, and into
+the party's own signed audit log (its store, under the run's id), as does every job it accepts.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
-import json
 import logging
-import math
 import os
-import secrets
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -38,26 +39,34 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import numpy as np
 
 from sampan.config import ConfigError
-from sampan.data import ColumnSpec, PartyData, TableSchema, load_table
+from sampan.data import PartyData, load_table
+from sampan.core.capability import PartySetup
+from sampan.core.party import PartyApp
 from sampan.deploy.allow import JobRefused, PeerAllowList, check_job, check_request, privacy_policy
 from sampan.deploy.certs import probe_coordinator
 from sampan.deploy.config import PartyConfig, split_address
+from sampan.deploy.holdout import holdout_split, keyed_holdout, pinned_split
+from sampan.deploy.job_log import job_line, job_record
 from sampan.deploy.keyfiles import KeyFileError, unencrypted_pem
-from sampan.files import atomic_write_bytes, private_directory, private_sqlite
-from sampan.horizontal.party import HorizontalParty
+from sampan.files import private_directory, private_sqlite
 from sampan.privacy.party_policy import DEFAULT_MIN_NOISE_MULTIPLIER, PartyPrivacyPolicy
-from sampan.runtime.party import PartyApp
+from sampan.runtime.capabilities import capability_names, get_capability
 from sampan.transport.grpc_client import LinkSettings, PartyLink
 from sampan.wire import Message
 
-__all__ = ["PartyAgent", "FAULT_PARTY_ENV"]
+__all__ = ["PartyAgent", "FAULT_PARTY_ENV", "keyed_holdout", "pinned_split"]
 
 log = logging.getLogger("sampan.deploy.party")
 FAULT_PARTY_ENV = "SAMPAN_FAULT_PARTY_EXIT_ON"  # test hook: "fit:3" = exit hard on receiving the 3rd fit request
 MAX_OPEN_RUNS = 8
+# Data preparation that is the agent's own, per workflow: these get (train, holdout) by its keyed split.
+HOLDOUT_WORKFLOWS = frozenset({"horizontal", "evaluation"})
+# these always sign run keys with the organisation's certificate (and so need tls.crl)
+KEYED_WORKFLOWS = frozenset({"vertical", "scoring"})
+# a capability's state folder under the agent's state_dir (the horizontal one predates the others)
+STATE_FOLDERS = {"horizontal": "horizontal", "evaluation": "horizontal"}
 
 
 @dataclass
@@ -65,7 +74,6 @@ class _RunContext:
     workflow: str
     dataset: str
     app: PartyApp
-    vertical: Any = None
     job: dict[str, Any] | None = None  # the job description this party accepted (every request is checked against it)
 
 
@@ -95,10 +103,7 @@ class PartyAgent:
         if binding is None:
             raise ValueError(f"party {self.name!r} has no dataset {dataset!r} (has {sorted(datasets)})")
         if dataset not in self._tables:
-            s = binding.schema_
-            schema = TableSchema(s.id, s.label, tuple(
-                ColumnSpec(c.name, c.kind, tuple(c.categories) if c.categories else None) for c in s.features))
-            self._tables[dataset] = load_table(binding.path, schema, self.name, binding.format)
+            self._tables[dataset] = load_table(binding.path, binding.schema_, self.name, binding.format)
         return dataset, self._tables[dataset]
 
     # --- requests -----------------------------------------------------------------------------------
@@ -161,53 +166,52 @@ class PartyAgent:
             return message.reply("deploy.opened", meta={"reopened": True})
         job = {**dict(meta.get("job") or {}), "workflow": workflow}
         dataset, table = self.table(meta.get("dataset"))
+        columns = [c.name for c in self.config.data[dataset].schema_.features]
         try:
-            check_job(self.config.allow, self.name, job, dataset,
-                      [c.name for c in self.config.data[dataset].schema_.features])
+            check_job(self.config.allow, self.name, job, dataset, columns)
         except JobRefused as exc:
             self._refused(message, exc)
             raise
-        self._audit(message.run_id, "job_accepted", {"job": job, "dataset": dataset})
-        if workflow == "horizontal":
-            if table.y is None:
-                raise ValueError(f"party {self.name!r}: dataset {dataset!r} has no label; horizontal FL needs one")
-            train, test = self._holdout_split(dataset, table, meta)
-            app = PartyApp(self.name)
-            # with a CRL, always ready for SecAgg; without one only a job that claims none opens (and then the
-            # party has no SecAgg client at all, so a coordinator that lied about it is refused)
-            secagg = (self._secagg_client(job) if self.config.tls.crl
-                      or "secure_aggregation" in job.get("protections", ()) else None)
-            policy = self._horizontal_policy(job)
-            horizontal = HorizontalParty(self.name, train, test, policy, secagg=secagg,  # one evaluation per run,
-                                         state_dir=Path(self.config.party.state_dir) / "horizontal",  # persisted,
-                                         max_evaluations=self.config.privacy.max_evaluations)  # capped across runs
-            for kind, handler in horizontal.handlers().items():
-                app.register(kind, handler)
-            context = _RunContext(workflow, dataset, app, job=job)
-        elif workflow == "vertical":
-            from sampan.vertical.party import VerticalParty
-
-            identity, verifier = self._vertical_identity()
-            party = VerticalParty(table, identity=identity,  # peers' keys only from the partners it accepted
-                                  verifier=PeerAllowList(verifier, self.name, job["parties"],
-                                                         label_holder=job.get("label_holder")),
-                                  policy=self._vertical_policy(),  # its noise floor and ledger on WOE/GBDT releases
-                                  lr_state=Path(self.config.party.state_dir) / "vertical-lr",  # LR instances per run
-                                  # one train/validation/test partition of the customers per dataset and an
-                                  # evaluation cap, persisted across runs (review R12-1/R12-3)
-                                  row_book=self._vertical_rows(dataset, str(job.get("label_holder"))),
-                                  with_baselines=False)  # never the insecure plaintext benchmark baseline (plr.*)
-            # PSI would fork worker processes; a fork while gRPC's threads run can crash the child or
-            # corrupt the parent's TLS state, so an agent blinds in its own thread (one core).
-            party.psi.workers = 1
-            context = _RunContext(workflow, dataset, party.app, party, job=job)
-        else:
-            raise ValueError(f"unknown workflow {workflow!r}")
-        self._runs[message.run_id] = context
+        record = job_record(self.name, job, dataset, columns)
+        self._audit(message.run_id, "job_accepted", {"job": job, **record})
+        log.info("party %s accepted run %s: %s", self.name, message.run_id, job_line(record))
+        app = get_capability(workflow).party_app(self._setup(workflow, dataset, table, job, meta))
+        self._runs[message.run_id] = _RunContext(workflow, dataset, app, job=job)
         while len(self._runs) > MAX_OPEN_RUNS:
             self._runs.popitem(last=False)
         log.info("party %s opened run %s (%s, dataset %s)", self.name, message.run_id, workflow, dataset)
         return message.reply("deploy.opened", meta={"reopened": False})
+
+    def _setup(self, workflow: str, dataset: str, table: PartyData, job: dict[str, Any],
+               meta: dict[str, Any]) -> PartySetup:
+        """What the capability's `party_app` builds this party's side from (`sampan.core.PartySetup`): the same
+        fields a simulation fills, from this organisation's own files, state folder and policy."""
+        state = Path(self.config.party.state_dir)
+        protections = set(job.get("protections") or ())
+        # run keys (vertical channels, SecAgg) are signed by the organisation's certificate and checked against
+        # the CA and CRL; a job that needs them without a CRL is refused (`_keys`)
+        keyed = bool(self.config.tls.crl) or workflow in KEYED_WORKFLOWS or "secure_aggregation" in protections
+        identity, verifier = self._keys() if keyed else (None, None)
+        if verifier is not None:  # peers' keys only from the partners (and bank) this party accepted
+            verifier = PeerAllowList(verifier, self.name, job["parties"], label_holder=job.get("label_holder"))
+        options: dict[str, Any] = {"max_evaluations": self.config.privacy.max_evaluations,
+                                   # PSI would fork workers; a fork beside gRPC's threads can crash the child or
+                                   # corrupt the parent's TLS state, so an agent blinds in its own thread
+                                   "psi_workers": 1}
+        if job.get("label_holder"):  # one partition of the customers per (dataset, bank), pinned across runs
+            options["row_book"] = self._vertical_rows(dataset, str(job["label_holder"]))
+        if workflow in HOLDOUT_WORKFLOWS:  # data preparation that is the agent's own: its keyed holdout split
+            data: Any = holdout_split(self.name, state, dataset, table, float(meta["test_fraction"]),
+                                      self.config.privacy.max_test_fraction)
+            # with a CRL always ready for SecAgg; without one only a job that claims none opens (and then the
+            # party has no SecAgg client at all, so a coordinator that lied about it is refused)
+            options["secagg"] = self._secagg_client(job, identity, verifier) if identity is not None else None
+            policy = self._horizontal_policy(job)
+        else:
+            data, policy = table, self._vertical_policy()
+        return PartySetup(self.name, data, job, identity=identity, verifier=verifier, policy=policy,
+                          state_dir=state / STATE_FOLDERS.get(workflow, ""), registry=self.store(), deployed=True,
+                          options=options)
 
     def _vertical_rows(self, dataset: str, label_holder: str) -> Any:
         """One vertical row book per (dataset, label holder): its fixed train/validation/test customers and
@@ -223,36 +227,6 @@ class PartyAgent:
             books[key] = RowBook(self.name, path=Path(self.config.party.state_dir) / "vertical-rows" /
                                  f"{name}.json", max_evaluations=self.config.privacy.max_evaluations)
         return books[key]
-
-    def _holdout_split(self, dataset: str, table: PartyData, meta: dict[str, Any]) -> tuple[PartyData, PartyData]:
-        """This party's own train/holdout split: holdout rows are outside the DP unit and evaluated exactly, so a
-        coordinator must neither move rows in and out of the holdout from run to run nor learn the training
-        row count from the holdout's size (review R8-1: exact holdout counts round(f·n) at several
-        coordinator-chosen fractions pinned n_train and its positives exactly).
-
-        Each row is in the holdout by its own Bernoulli draw: a keyed hash (HMAC-SHA256 under a 32-byte
-        secret the party draws from the OS CSPRNG at the dataset's first run) of the row id, below the
-        fraction. Membership of one row never depends on any other row, so the holdout's size and label
-        counts are Binomial draws that reveal the holdout's composition, not the training count. The secret
-        and the fraction are pinned per dataset in <state_dir>/split-seeds.json (0600, written before first
-        use); a run asking another fraction is refused, as is a first fraction above `[privacy]
-        max_test_fraction`. The coordinator's `split_seed` is not used."""
-        path = private_directory(self.config.party.state_dir) / "split-seeds.json"
-        pins = json.loads(path.read_text()) if path.exists() else {}
-        asked = float(meta["test_fraction"])
-        pin = pins.get(dataset)
-        if not isinstance(pin, dict):  # first use (an old seed-only pin is replaced once: it was coordinator-known)
-            cap = self.config.privacy.max_test_fraction
-            if not 0.0 < asked <= cap:
-                raise ValueError(f"party {self.name!r} refuses test_fraction={asked} for dataset {dataset!r}: above "
-                                 f"its [privacy] max_test_fraction {cap} (holdout rows are outside the DP unit)")
-            pin = pins[dataset] = {"key": secrets.token_bytes(32).hex(), "test_fraction": asked}
-            atomic_write_bytes(path, json.dumps(pins, sort_keys=True).encode(), mode=0o600)  # before it is used
-        if not math.isclose(asked, float(pin["test_fraction"]), rel_tol=0, abs_tol=1e-12):
-            raise ValueError(f"party {self.name!r} refuses test_fraction={asked} for dataset {dataset!r}: its holdout "
-                             f"is pinned at {pin['test_fraction']} ({path}); another fraction would move rows in "
-                             "or out of the exactly evaluated holdout")
-        return pinned_split(table, pin, dataset)
 
     def _horizontal_policy(self, job: dict[str, Any]) -> PartyPrivacyPolicy:
         """The privacy policy of one horizontal run, from party.toml: the `[allow]` noise floor and required DP,
@@ -282,16 +256,12 @@ class PartyAgent:
                               ).sharing_ledgers(self._ledgers)
 
     def _close(self, message: Message) -> Message:
-        context = self._runs.pop(message.run_id, None)
-        saved = None
-        model = message.meta.get("save_model")
-        if context is not None and context.vertical is not None and model and context.vertical.lr.part is not None:
-            arrays, meta = context.vertical.lr.part.to_arrays()
-            # this party's own store: its part of the model never leaves it
-            saved = self.store().register_model(f"{model}:{self.name}", message.run_id, arrays, meta)
+        """The run ended (completed or cancelled): drop its handlers and its secure-aggregation state. Model
+        parts were registered by the workflow's own save request, into this party's store."""
+        self._runs.pop(message.run_id, None)
         self._forget_secagg(message.run_id)
         log.info("party %s closed run %s", self.name, message.run_id)
-        return message.reply("deploy.closed", meta={"saved_version": saved})
+        return message.reply("deploy.closed", meta={})
 
     def _forget_secagg(self, run_id: str) -> None:
         """A closed run is complete (the coordinator resumes only unfinished runs): its secure aggregation state
@@ -302,7 +272,7 @@ class PartyAgent:
 
             close_run(FileStateStore(folder), run_id)
 
-    def _vertical_identity(self) -> tuple[Any, Any]:
+    def _keys(self) -> tuple[Any, Any]:
         """This organisation's TLS certificate and key sign its run keys; peers' keys are checked against the
         consortium CA and the CRL, which is re-read (and must be current) at every check.
 
@@ -326,7 +296,7 @@ class PartyAgent:
         return self._identity, IdentityVerifier.from_files(
             tls.ca, tls.crl, state=Path(self.config.party.state_dir) / "revocation_high_water.json")
 
-    def _secagg_client(self, job: dict[str, Any]) -> Any:
+    def _secagg_client(self, job: dict[str, Any], identity: Any, verifier: Any) -> Any:
         """Secure aggregation signs its keys with the organisation's identity (as the vertical run keys) and keeps
         its per-label record of what it revealed under the state dir (0600 files), so a restarted agent still
         refuses a request that conflicts with one it answered before. Its minimum number of contributors is the
@@ -335,10 +305,9 @@ class PartyAgent:
         from sampan.privacy.secagg import MIN_CONTRIBUTORS, SecAggClient
         from sampan.privacy.secagg.state import FileStateStore
 
-        identity, verifier = self._vertical_identity()
         own = self.config.allow.min_contributors if self.config.allow is not None else None
         minimum = max(MIN_CONTRIBUTORS, int(job.get("secagg_min_contributors") or MIN_CONTRIBUTORS), own or 0)
-        return SecAggClient(self.name, identity=identity, verifier=PeerAllowList(verifier, self.name, job["parties"]),
+        return SecAggClient(self.name, identity=identity, verifier=verifier,
                             state=FileStateStore(Path(self.config.party.state_dir) / "secagg"),
                             min_contributors=minimum)
 
@@ -369,28 +338,9 @@ class PartyAgent:
         settings = LinkSettings(name=self.name, address=p.coordinator, coordinator_name=p.coordinator_name,
                                 target_name=server_name, limits=p.limits(), backoff_initial_s=p.backoff_initial_s,
                                 backoff_max_s=p.backoff_max_s,
-                                capabilities=("horizontal", "vertical"), agent="sampan-party/1")
+                                capabilities=tuple(capability_names()), agent="sampan-party/1")
         self.link = PartyLink(settings, self.handle, credentials, preflight=preflight)
         self.link.serve_forever(stop)
-
-
-def pinned_split(table: PartyData, pin: dict[str, Any], dataset: str) -> tuple[PartyData, PartyData]:
-    """(train, holdout) of `table` under a dataset's pin from split-seeds.json ({"key": hex, "test_fraction": f})."""
-    holdout = keyed_holdout(table.ids, float(pin["test_fraction"]), bytes.fromhex(pin["key"]), dataset)
-    if holdout.all():
-        raise ValueError(f"party {table.party!r}: dataset {dataset!r} would keep no training row")
-    return table.subset(~holdout), table.subset(holdout)
-
-
-def keyed_holdout(ids: np.ndarray, fraction: float, key: bytes, dataset: str) -> np.ndarray:
-    """Boolean holdout mask: row i is in the holdout iff HMAC-SHA256(key, dataset, id_i) / 2^64 < fraction.
-
-    A Bernoulli(fraction) draw per row, independent of every other row and of the row count, that only the
-    key's holder can compute."""
-    threshold = int(fraction * 2.0 ** 64)
-    prefix = dataset.encode() + b"\0"
-    return np.fromiter((int.from_bytes(hmac.new(key, prefix + str(i).encode(), hashlib.sha256).digest()[:8], "big")
-                        < threshold for i in ids), dtype=bool, count=len(ids))
 
 
 def _path(value: str | None) -> Any:

@@ -141,8 +141,10 @@ class Hub(PartyStreams):
                     log.info("party %s is %s again", name, "heard from" if s.connected else "gone (disconnected)")
 
     def stop(self, grace: float = 1.0) -> None:
+        """Close every stream and fail every request still waiting (so a run in progress ends at once)."""
         if self._loop is None:
             return
+        self._loop.call_soon_threadsafe(self._fail_all, "Stopped", "the coordinator is stopping")
         if self._server is not None:
             try:
                 asyncio.run_coroutine_threadsafe(self._server.stop(grace), self._loop).result(timeout=grace + 5)
@@ -250,6 +252,13 @@ class Hub(PartyStreams):
         if s.queue is not None:
             for frame in pending.frames:
                 s.queue.put_nowait(frame)
+
+    def _fail_all(self, code: str, reason: str) -> None:
+        for s in self._sessions.values():
+            for pending in s.outstanding.values():
+                if not pending.future.done():
+                    pending.future.set_exception(PartyError(s.name, pending.kind, code, reason))
+            s.outstanding.clear()
 
     def _abandon(self, pending: PendingRequest) -> None:
         s = self._sessions[pending.party]
