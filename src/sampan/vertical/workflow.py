@@ -8,7 +8,7 @@ from reply messages; each party registers its own model parts in its own registr
 (``vertical.save_model``), so the result carries no model.
 
 Stages and resuming. Each stage (aligned, lr, scorecard, gbdt) ends with ``ctx.recorder.checkpoint``
-(round 1..4) holding the public splits and the reported metrics. On resume the workflow asks every
+(the next round number) holding the stages done, the public splits and the reported metrics. On resume the workflow asks every
 party which stages of this run it still holds (``vertical.state``): a deployed agent keeps a run's
 channels, alignment and parts across a *coordinator* restart, so completed stages are skipped. A party
 that restarted holds nothing (its keys, shares and parts were in memory), and then the run restarts from
@@ -45,13 +45,11 @@ from sampan.vertical.secure_lr import reveals as secure_lr_reveals
 from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.woe import REVEALS as WOE_REVEALS, VIEWS as WOE_VIEWS, federated_woe
 
-__all__ = ["VerticalWorkflow", "STAGE_ROUND"]
+__all__ = ["VerticalWorkflow"]
 
 SUMMARY_REVEALS = ("Run summary: the coordinator learns, from the bank, the information value of every feature "
                    "and the bank's own scorecard rows; from each partner only its own scorecard rows (points per WOE "
                    "bin of its own features). Scores of applications stay with the bank (only their count leaves).")
-
-STAGE_ROUND = {stage: i + 1 for i, stage in enumerate(STAGES)}  # checkpoint round of each stage
 
 
 class VerticalWorkflow(Workflow):
@@ -172,8 +170,9 @@ class VerticalWorkflow(Workflow):
     # --- plumbing -------------------------------------------------------------------------------------
     def _resume(self, ctx: RunContext, session: VerticalSession) -> tuple[dict[str, Any], Splits | None]:
         """Completed stages the parties still hold are skipped; otherwise the run restarts from alignment."""
-        fresh: dict[str, Any] = {"done": [], "requests": 0}
         cp = ctx.recorder.last_checkpoint()
+        # checkpoint rounds only grow: a restart from alignment writes after the earlier attempt's
+        fresh: dict[str, Any] = {"done": [], "requests": 0, "round": cp.round if cp is not None else 0}
         if cp is None or not cp.meta.get("done"):
             return fresh, None
         state = dict(cp.meta)
@@ -196,8 +195,9 @@ class VerticalWorkflow(Workflow):
         self._broadcast(ctx, session, "vertical.stage_done", {"stage": stage})
         state["done"] = [*state["done"], stage]
         state["requests"] = session._requests
+        state["round"] = int(state.get("round", 0)) + 1
         metrics = {k: state[k]["auc"] for k in ("joint",) if k in state and "auc" in state[k]}
-        ctx.recorder.checkpoint(STAGE_ROUND[stage], {"train": splits.train, "val": splits.val, "test": splits.test},
+        ctx.recorder.checkpoint(state["round"], {"train": splits.train, "val": splits.val, "test": splits.test},
                                 _jsonable(state), {"global": metrics}, time.perf_counter() - started)
         ctx.progress("stage_done", {"stage": stage})
 
