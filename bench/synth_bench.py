@@ -61,6 +61,7 @@ from sampan.synth.demo import GERMAN_SYNTH_SCHEMA, TAIWAN_SYNTH_SCHEMA, german_t
 from sampan.synth.fidelity import fidelity  # noqa: E402
 from sampan.synth.table import Table, category_codes  # noqa: E402
 from sampan.synth.tstr import train_and_score  # noqa: E402
+from sampan.transport.inprocess import InProcessTransport
 
 DELTA = 1e-5
 BASELINE_BINS = 16
@@ -286,7 +287,8 @@ def run_federated(name: str, epsilons: list[float], repeats: int, data_dir: Path
 
     def federated(banks: dict[str, Table], eps: float, secure: bool) -> dict[str, float]:
         t0 = time.perf_counter()
-        model = fit_federated(banks, schema, SynthConfig(epsilon=eps, delta=DELTA), secure_aggregation=secure)
+        model = fit_federated(banks, schema, SynthConfig(epsilon=eps, delta=DELTA), transport=InProcessTransport,
+                              secure_aggregation=secure)
         rows, _ = generate(model, n)
         seconds = time.perf_counter() - t0
         return {"tstr_auc": train_and_score(rows, holdout, schema), "fidelity": fidelity(train, rows, schema)["score"],

@@ -61,8 +61,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
     # transport; horizontal/gbdt.py takes `Transport` from sampan.transport (import it from sampan.core).
     ("horizontal", "runtime"): "horizontal/gbdt_run.py (to be deleted)",
     ("horizontal", "transport"): "horizontal/gbdt.py, horizontal/gbdt_run.py",
-    # TODO(2026-12-07, helper S): synth/workflow.py builds an InProcessTransport (the runner's job).
-    ("synth", "transport"): "synth/workflow.py",
     # TODO(2026-12-07, helper F): config/vertical.py builds VerticalLRConfig and SynthConfig (lazily), but
     # horizontal/vertical/synth import sampan.config: a cycle. Config is the lower one (workflows read it);
     # let vertical/ and synth/ turn their config section into their own settings class.

@@ -11,6 +11,7 @@ from sampan.synth import SchemaError, SynthConfig, SynthSchema, fit_federated, f
 from sampan.synth.bias import model_group_stats
 from sampan.synth.evaluate import evaluate
 from sampan.synth.model import ModelError, SynthModel
+from sampan.transport.inprocess import InProcessTransport
 
 
 def test_saving_a_model_never_replaces_a_folder_of_other_files(tmp_path) -> None:
@@ -35,10 +36,11 @@ def test_any_generator_passed_in_marks_the_model_reproducible_not_private() -> N
 
 def test_tree_choice_under_secure_aggregation_uses_sensitivity_2() -> None:
     tables = {f"bank{i}": _table(3000, 30 + i) for i in range(3)}  # SecAgg sums at least 3 contributors
-    model = fit_federated(tables, SCHEMA, SynthConfig(epsilon=8.0, tree=True), secure_aggregation=True)
+    model = fit_federated(tables, SCHEMA, SynthConfig(epsilon=8.0, tree=True), transport=InProcessTransport,
+                          secure_aggregation=True)
     selections = [r for p in model.receipt["parties"].values() for r in p["releases"] if r["kind"] == "exponential"]
     assert selections and {r["score_sensitivity"] for r in selections} == {2.0}
-    plain = fit_federated(tables, SCHEMA, SynthConfig(epsilon=8.0, tree=True))
+    plain = fit_federated(tables, SCHEMA, SynthConfig(epsilon=8.0, tree=True), transport=InProcessTransport)
     assert {r["score_sensitivity"] for p in plain.receipt["parties"].values() for r in p["releases"]
             if r["kind"] == "exponential"} == {1.0}
 

@@ -13,6 +13,7 @@ from sampan.privacy.ledger import DEFAULT_RDP_ORDERS, Budget, BudgetExceeded, Le
 from sampan.privacy.randomness import seeded_generator
 from sampan.synth import SynthColumn, SynthConfig, SynthSchema, fit_federated, fit_synthesizer
 from sampan.synth.budget import rho_for_budget
+from sampan.transport.inprocess import InProcessTransport
 
 SCHEMA = SynthSchema(
     columns=(
@@ -105,7 +106,8 @@ def test_pld_ledger_is_refused() -> None:
 
 def test_federated_charges_each_bank_its_own_budget() -> None:
     tables = {f"bank{i}": _table(800 + 300 * i, 10 + i) for i in range(3)}
-    model = fit_federated(tables, SCHEMA, SynthConfig(epsilon=2.0), rng=seeded_generator(5))
+    model = fit_federated(tables, SCHEMA, SynthConfig(epsilon=2.0), transport=InProcessTransport,
+                          rng=seeded_generator(5))
     parties = model.receipt["parties"]
     assert set(parties) == set(tables)
     for name, party in parties.items():

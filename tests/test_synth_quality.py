@@ -7,6 +7,7 @@ import numpy as np
 from sampan.privacy.randomness import seeded_generator
 from sampan.synth import SynthColumn, SynthConfig, SynthSchema, fit_federated, fit_synthesizer, generate
 from sampan.synth.tstr import train_and_score
+from sampan.transport.inprocess import InProcessTransport
 
 LETTERS = tuple("ABCDEF")
 SCHEMA = SynthSchema(
@@ -71,7 +72,8 @@ def test_federated_synthesis_recovers_what_central_does() -> None:
     real = _planted(6000, 2)
     parts = np.array_split(np.random.default_rng(3).permutation(6000), 3)
     banks = {f"bank{i}": {k: v[idx] for k, v in real.items()} for i, idx in enumerate(parts)}
-    model = fit_federated(banks, SCHEMA, SynthConfig(epsilon=4.0), rng=seeded_generator(13))
+    model = fit_federated(banks, SCHEMA, SynthConfig(epsilon=4.0), transport=InProcessTransport,
+                          rng=seeded_generator(13))
     assert frozenset({"a", "b"}) in {frozenset(e) for e in model.edges}
     synth, _ = generate(model, 6000, rng=seeded_generator(14))
     assert (synth["a"] == synth["b"]).mean() > 0.75

@@ -14,6 +14,7 @@ from sampan.synth import SynthConfig, fit_federated
 from sampan.synth.aggregate import SecureSum
 from sampan.synth.discretize import fine_grid
 from sampan.synth.measure import PartyMeasurer
+from sampan.transport.inprocess import InProcessTransport
 
 
 def test_secure_sum_never_sums_releases_already_in_the_clear() -> None:
@@ -38,7 +39,8 @@ def test_each_party_adds_its_share_of_the_noise_and_is_charged_the_full_sigma() 
 
 def test_secure_federated_fit_spends_the_budget_and_says_how_it_aggregated() -> None:
     tables = {f"bank{i}": _table(900 + 200 * i, 20 + i) for i in range(4)}
-    model = fit_federated(tables, SCHEMA, SynthConfig(epsilon=1.0), secure_aggregation=True, rng=seeded_generator(3))
+    model = fit_federated(tables, SCHEMA, SynthConfig(epsilon=1.0), transport=InProcessTransport,
+                          secure_aggregation=True, rng=seeded_generator(3))
     receipt = model.receipt
     assert "SecAgg+" in receipt["aggregation"]
     for party in receipt["parties"].values():
@@ -55,4 +57,5 @@ def test_secure_aggregation_needs_three_parties() -> None:
     for n in (1, 2):
         tables = {f"bank{i}": _table(500, i) for i in range(n)}
         with pytest.raises(ValueError, match="at least 3 parties"):
-            fit_federated(tables, SCHEMA, SynthConfig(epsilon=1.0), secure_aggregation=True)
+            fit_federated(tables, SCHEMA, SynthConfig(epsilon=1.0), transport=InProcessTransport,
+                          secure_aggregation=True)

@@ -176,7 +176,8 @@ class _Recorder:
     def event(self, kind: str, detail: Mapping[str, Any]) -> None: ...
     def info(self, key: str, value: Any) -> None: self.infos[key] = value
     def stored_info(self) -> dict[str, Any]: return dict(self.infos)
-    def charge(self, ledger_json: str, detail: Mapping[str, Any]) -> None: self.charges.append((ledger_json, dict(detail)))
+    def charge(self, ledger_json: str, detail: Mapping[str, Any]) -> None:
+        self.charges.append((ledger_json, dict(detail)))
     def ledger(self) -> str | None: return self.charges[-1][0] if self.charges else None
 
 
@@ -210,7 +211,7 @@ def test_workflow_charges_write_ahead_and_returns_model_and_table(tables, tmp_pa
     assert artifact.name == "synthesis" and all(a.dtype != object for a in artifact.arrays.values())
     assert result.final_metrics["synthetic_rows"] == 500
     assert (tmp_path / "synthetic.csv").read_text().count("\n") == 501
-    assert "party-local" in result.info["synthesis"]["evaluation"] or "data owner" in result.info["synthesis"]["evaluation"]
+    assert "data owner" in result.info["synthesis"]["evaluation"]
 
 
 def test_capability_simulates_parties_and_runs_over_in_process_transport(tables, tmp_path: Path) -> None:

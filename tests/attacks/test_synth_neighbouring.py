@@ -41,6 +41,7 @@ from sampan.synth.demo import SME_SYNTH_SCHEMA, consortium_tables
 from sampan.synth.evaluate import evaluate
 from sampan.synth.report import write_evaluation
 from sampan.synth.select import em_spanning_tree
+from sampan.transport.inprocess import InProcessTransport
 
 SCHEMA = SME_SYNTH_SCHEMA
 
@@ -211,7 +212,7 @@ def test_federated_synthesis_on_a_neighbour_differs_only_through_charged_release
         tables = dict(banks)
         if plus:
             tables["bank_harbour"] = _plus_one(tables["bank_harbour"], EXTRA)
-        return fit_federated(tables, SCHEMA, config, secure_aggregation=secure)
+        return fit_federated(tables, SCHEMA, config, transport=InProcessTransport, secure_aggregation=secure)
 
     _run_pair(coupler, fit, tmp_path)
     coupled_d, coupled_d1 = seen[2], seen[3]  # runs: uncoupled D, D', then coupled D, D'

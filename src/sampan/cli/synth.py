@@ -31,6 +31,7 @@ from sampan.synth.programmable import TargetError, generate
 from sampan.synth.schema import SchemaError, SynthSchema, load_schema
 from sampan.synth.spec import combine, load_spec, parse_target
 from sampan.synth.table import TableError, read_csv_table, read_csv_text, write_csv_table
+from sampan.transport.inprocess import InProcessTransport
 
 __all__ = ["synth_app"]
 
@@ -238,7 +239,8 @@ def federated_cmd(
                   f"each; only noisy marginals leave a bank ({how}).")
     try:
         started = time.perf_counter()
-        model = fit_federated(trains, schema, config, secure_aggregation=secure, rng=_rng(seed, 2))
+        model = fit_federated(trains, schema, config, transport=InProcessTransport,
+                              secure_aggregation=secure, rng=_rng(seed, 2))
         n_rows = sum(len(t[schema.label]) for t in trains.values())  # type: ignore[index]
         synthetic, report = generate(model, n_rows, rng=_rng(seed, 3))
         seconds = time.perf_counter() - started

@@ -104,7 +104,8 @@ class PartyMeasurer:
         """Noisy histogram of the label classes (or of the row count if the table has no label)."""
         codes, size = self._label_codes()
         counts = np.bincount(codes, minlength=size)
-        noisy = self._release(counts, sigma, label_note(self._schema), [self._schema.label] if self._schema.label else [])
+        attributes = [self._schema.label] if self._schema.label else []
+        noisy = self._release(counts, sigma, label_note(self._schema), attributes)
         self.noisy_rows = max(float(np.maximum(noisy, 0).sum()), 1.0)
         return noisy
 

@@ -164,7 +164,8 @@ class SynthesisParty:
             raise ValueError(f"party {self.name!r}: unknown release {op!r}")
         record = measurer.releases[-1]
         if not masked:
-            return message.reply(message.kind, arrays={"release": np.asarray(noisy, np.float64)}, meta={"release": record})
+            return message.reply(message.kind, arrays={"release": np.asarray(noisy, np.float64)},
+                                 meta={"release": record})
         vector = np.ravel(np.asarray(noisy, np.float64))
         out = self._client().respond_masked(arrays, meta["secagg"], vector, run_id=message.run_id,
                                             noise_parties=len(self.parties))
@@ -176,7 +177,8 @@ class SynthesisParty:
         baselines = protocol.decode_baselines(message.meta["baselines"], message.arrays)
         edges = measurer.select_tree([str(f) for f in message.meta["features"]], baselines,
                                      float(message.meta["epsilon"]))
-        return message.reply(message.kind, meta={"edges": [list(e) for e in edges], "releases": measurer.releases[before:]})
+        return message.reply(message.kind, meta={"edges": [list(e) for e in edges],
+                                                 "releases": measurer.releases[before:]})
 
     def secagg(self, message: Message) -> Message:
         if not self.secure:

@@ -74,5 +74,6 @@ def encode_baselines(baselines: Mapping[tuple[str, str], np.ndarray]) -> tuple[l
     return [list(k) for k in keys], {f"baseline.{i}": np.asarray(baselines[k], np.float64) for i, k in enumerate(keys)}
 
 
-def decode_baselines(keys: Sequence[Sequence[str]], arrays: Mapping[str, np.ndarray]) -> dict[tuple[str, str], np.ndarray]:
+def decode_baselines(keys: Sequence[Sequence[str]],
+                     arrays: Mapping[str, np.ndarray]) -> dict[tuple[str, str], np.ndarray]:
     return {(str(a), str(b)): np.asarray(arrays[f"baseline.{i}"], np.float64) for i, (a, b) in enumerate(keys)}

@@ -24,11 +24,12 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from sampan.core.capability import PartySetup
+from sampan.core.party import PartyApp
 from sampan.core.transport import Transport
 from sampan.core.workflow import ModelArtifact, RunContext, Workflow, WorkflowResult
 from sampan.privacy.ledger import Ledger
@@ -188,7 +189,7 @@ def _info(model: SynthModel, sample_report: Mapping[str, Any], output: Path | No
     }
 
 
-# -- in process: the same workflow path, parties behind an in-process transport ---------------------------------
+# -- simulation: the same workflow path, parties behind a transport the caller picks ---------------------------------
 
 def simulated_setups(tables: Mapping[str, Mapping[str, np.ndarray]], *, epsilon: float, delta: float,
                      secure: bool, noise_seeds: Mapping[str, int] | None = None,
@@ -207,16 +208,15 @@ def simulated_setups(tables: Mapping[str, Mapping[str, np.ndarray]], *, epsilon:
 
 
 def fit_federated(tables: Mapping[str, Mapping[str, np.ndarray]], schema: SynthSchema, config: SynthConfig, *,
-                  secure_aggregation: bool = False, ledger: Ledger | None = None,
-                  rng: np.random.Generator | None = None) -> SynthModel:
-    """One synthesiser for a consortium, each bank behind an in-process transport (simulation, tests, demos).
-
-    Every message is encoded and decoded as over gRPC; the same handlers and coordinator code run in a
-    deployment. ``rng``: seeds each bank's noise and the coordinator's tree vote (reproducible, NOT private).
-    ``secure_aggregation``: SecAgg+ with distributed noise (`sampan.synth.aggregate`).
+                  transport: Callable[[dict[str, PartyApp]], Transport], secure_aggregation: bool = False,
+                  ledger: Ledger | None = None, rng: np.random.Generator | None = None) -> SynthModel:
+    """One synthesiser for a simulated consortium: each bank's handlers behind ``transport(apps)`` (the caller
+    picks it, e.g. `sampan.transport.inprocess.InProcessTransport`, which encodes every message as gRPC would);
+    the same handlers and coordinator code run in a deployment. ``rng``: seeds each bank's noise and the
+    coordinator's tree vote (reproducible, NOT private). ``secure_aggregation``: SecAgg+ with distributed noise
+    (`sampan.synth.aggregate`). A run with a store, receipt and report goes through the runner instead.
     """
     from sampan.synth.party import synthesis_party_app
-    from sampan.transport.inprocess import InProcessTransport
 
     parties = list(tables)
     if not parties:
@@ -226,8 +226,9 @@ def fit_federated(tables: Mapping[str, Mapping[str, np.ndarray]], schema: SynthS
     seeds = {p: int(rng.integers(2**62)) for p in parties} if rng is not None else None
     setups = simulated_setups(tables, epsilon=config.epsilon, delta=config.delta, secure=secure_aggregation,
                               noise_seeds=seeds)
-    transport = InProcessTransport({p: synthesis_party_app(s) for p, s in setups.items()})
-    book = fit_mod._ledger(parties, config, ledger)
-    return fit_over_transport(transport, f"synth-{os.urandom(8).hex()}", schema, config,
-                              parties=parties, secure=secure_aggregation, ledger=book, rng=rng)
-
+    channel = transport({p: synthesis_party_app(s) for p, s in setups.items()})
+    try:
+        return fit_over_transport(channel, f"synth-{os.urandom(8).hex()}", schema, config, parties=parties,
+                                  secure=secure_aggregation, ledger=fit_mod._ledger(parties, config, ledger), rng=rng)
+    finally:
+        channel.close()
