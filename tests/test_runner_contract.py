@@ -18,7 +18,8 @@ import sampan.runtime.runner as runner
 from sampan.core import (
     ModelArtifact, PartyApp, PartySetup, RunCancelled, RunContext, Workflow, WorkflowResult, raise_for_error,
 )
-from sampan.runtime import capabilities
+from sampan.report import ReportSection
+from sampan.runtime import capabilities, reporting
 from sampan.runtime.capabilities import CapabilityError, get_capability
 from sampan.runtime.receipt import build_receipt
 from sampan.runtime.store import Store, StoreError
@@ -265,3 +266,20 @@ def test_hook_progress_adapts_a_progress_hook() -> None:
     progress("epoch", {"epoch": 1})
     assert [c[0] for c in calls] == ["run_started", "round_started", "party_done", "round_finished"]
     assert calls[1][1] == (2, 2) and calls[3][1][0] == 2 and calls[3][1][1] != calls[3][1][1]  # NaN loss
+
+
+def toy_report(store: Store, run_id: str) -> list[ReportSection]:
+    return [ReportSection("Toy sums", f"<p>total {store.get_run(run_id).info['final_metrics']['total']}</p>")]
+
+
+def test_report_builder_is_picked_by_workflow_name(tmp_path: Path, store: Store, toy: ToyCapability,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(reporting.REPORT_BUILDERS, "toy", f"{__name__}:toy_report")
+    finished = runner.start_run(toy_config(tmp_path), store)
+    assert finished.report_path is not None
+    html = finished.report_path.read_text()
+    assert "Toy sums" in html and "total 21.0" in html and "Privacy receipt" in html
+
+    monkeypatch.setitem(reporting.REPORT_BUILDERS, "toy", "sampan.no_such_reports:build")  # not there: generic
+    path = reporting.write_run_report(store, finished.run_id, tmp_path / "again")
+    assert "Toy sums" not in path.read_text() and "Privacy receipt" in path.read_text()

@@ -66,3 +66,37 @@ def test_unknown_run_and_bad_url_are_clear(sqlite_url: str) -> None:
         store.get_run("nope")
     with pytest.raises(StoreError, match="cannot open run store"):
         Store.open("notadialect://x")
+
+
+def test_store_recorder_is_the_workflows_durable_view_of_one_run(store: Store) -> None:
+    """Everything a workflow records through `StoreRecorder` lands in the store, bound to its run."""
+    from sampan.core import Checkpoint, RunRecorder
+    from sampan.runtime.recorder import StoreRecorder
+
+    run_id = store.create_run(name="r", workflow="toy", seed=1, config={}, total_rounds=2)
+    other = store.create_run(name="o", workflow="toy", seed=1, config={}, total_rounds=2)
+    recorder: RunRecorder = StoreRecorder(store, run_id)
+    assert recorder.last_checkpoint() is None and recorder.ledger() is None
+    recorder.checkpoint(1, {"w": np.ones(2)}, {"stage": "a"}, {"loss": 0.5}, 0.1,
+                        events=[("traffic", {"round": 1, "by_party": []})])
+    last = recorder.last_checkpoint()
+    assert isinstance(last, Checkpoint) and last.round == 1 and last.meta == {"stage": "a"}
+    recorder.charge('{"events": []}', {"round": 1, "charges": []})
+    recorder.event("stage_done", {"stage": "a"})
+    recorder.info("summary", {"n": 3})
+    assert recorder.ledger() == '{"events": []}' and store.ledger(other) is None
+    assert recorder.stored_info() == {"summary": {"n": 3}}
+    kinds = [e.kind for e in store.events(run_id)]
+    assert kinds == ["run_created", "traffic", "round_saved", "budget_charged", "stage_done", "summary_recorded"]
+    assert [r.metrics for r in store.rounds(run_id)] == [{"loss": 0.5}] and store.verify_events(run_id)
+    assert [e.kind for e in store.events(other)] == ["run_created"]
+
+
+def test_store_split_keeps_every_old_name_importable() -> None:
+    """`sampan.runtime.store` re-exports what moved to store_schema / store_registry."""
+    import sampan.runtime.store as store_module
+
+    for name in ("Store", "StoreError", "DEFAULT_STORE_URL", "KEEP_CHECKPOINTS", "RunRow", "CheckpointRow", "EventRow",
+                 "AuditHeadRow", "AuditKeyRow", "ModelRow", "RegisteredModel", "ModelSummary", "Checkpoint",
+                 "AuditSigner", "load_public_key", "_canonical_sha256", "_event_hash", "new_run_id"):
+        assert hasattr(store_module, name), name
