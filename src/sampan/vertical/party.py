@@ -40,7 +40,7 @@ from sampan.vertical.model import LocalLinearPart, LocalScaler
 from sampan.vertical.gbdt import VerticalGBDTParty
 from sampan.vertical.plain_lr import PlainVerticalLRParty
 from sampan.vertical.psi import PsiParty
-from sampan.vertical.rows import DEFAULT_MAX_EVALUATIONS, RowBook, RowRuleError, check_splits, per_run
+from sampan.vertical.rows import DEFAULT_MAX_EVALUATIONS, RowBook, RowRuleError, check_splits, fingerprint, per_run
 from sampan.vertical.party_parts import PartRecords
 from sampan.vertical.scoring import ScoringParty
 from sampan.vertical.lr_runs import DEFAULT_MAX_INSTANCES, LRRuns
@@ -301,13 +301,14 @@ class VerticalParty:
         X_all, y_all = self._aligned_X(), self._aligned_y()
         assert y_all is not None
         tr, va = check_splits(self.name, msg.arrays["train_rows"], msg.arrays["val_rows"], len(X_all))
-        # the dataset's fixed test rows only, once (its metrics are aggregates over them; never rows chosen to probe)
-        te = self.run_rows(msg.run_id).admit_evaluation("local_baseline", msg.arrays["test_rows"], len(X_all),
-                                                        lambda: y_all)
         scaler = LocalScaler.fit(X_all[tr])
         w = fit_logistic(scaler.transform(X_all[tr]), y_all[tr], scaler.transform(X_all[va]), y_all[va],
                          lr=float(msg.meta["lr"]), l2=float(msg.meta["l2"]), epochs=int(msg.meta["epochs"]),
                          batch_size=int(msg.meta["batch_size"]), seed=int(msg.meta.get("seed", 0)))
+        # the dataset's fixed test rows only, each fitted model once (its metrics are aggregates over them; never
+        # rows chosen to probe): a later run's baseline is admitted only if it is another model (and under the cap)
+        model = "local_baseline:" + fingerprint({"w": w, "mean": scaler.mean, "scale": scaler.scale}, {})
+        te = self.run_rows(msg.run_id).admit_evaluation(model, msg.arrays["test_rows"], len(X_all), lambda: y_all)
         Xte = np.hstack([scaler.transform(X_all[te]), np.ones((len(te), 1))])
         pd = 1.0 / (1.0 + np.exp(-(Xte @ w)))
         y = y_all[te]
