@@ -306,3 +306,5 @@ def test_the_runner_runs_synthesis_from_the_one_run_config(tmp_path: Path) -> No
     for party in receipt["parties"].values():
         assert 1.99 <= party["epsilon_spent"] <= 2.0
         assert any(s["kind"] == "synth.release" and "SecAgg+" in s["protection"] for s in party["sent"])
+    rows = [r for r in receipt["messages"] if r["kind"] == "synth.release" and r["sender"] == "party"]
+    assert {r["field"] for r in rows} == {"arrays.masked", "meta.release"}  # never a release in the clear

@@ -24,8 +24,9 @@ from sampan.synth.discretize import FineGrid
 from sampan.synth.encoders import Encoder, encoder_from_state, encoder_state
 from sampan.synth.measure import Axis
 from sampan.synth.schema import SynthSchema
+from sampan.wire.catalogue import Field, MessageSpec
 
-__all__ = ["OPEN", "RELEASE", "SELECT_TREE", "decode_axes", "decode_baselines", "decode_encoders", "decode_grid",
+__all__ = ["OPEN", "RELEASE", "SELECT_TREE", "catalogue", "receipt_rows", "decode_axes", "decode_baselines", "decode_encoders", "decode_grid",
            "encode_axes", "encode_baselines", "encode_encoders", "encode_grid"]
 
 OPEN, RELEASE, SELECT_TREE = "synth.open", "synth.release", "synth.select_tree"
@@ -77,3 +78,30 @@ def encode_baselines(baselines: Mapping[tuple[str, str], np.ndarray]) -> tuple[l
 def decode_baselines(keys: Sequence[Sequence[str]],
                      arrays: Mapping[str, np.ndarray]) -> dict[tuple[str, str], np.ndarray]:
     return {(str(a), str(b)): np.asarray(arrays[f"baseline.{i}"], np.float64) for i, (a, b) in enumerate(keys)}
+
+
+def catalogue(secure: bool) -> list[MessageSpec]:
+    """Every synthesis message and field with its protection (the receipt lists these rows)."""
+    public = Field("meta.*", "public", what="schema, plan (op, sigma, column, axes), grids, bins, baselines")
+    record = Field("meta.release", "public", what="the party's record of its release (noise, charge, cells)")
+    if secure:
+        release = (Field("arrays.masked", "random", what="the noisy histogram masked by SecAgg+ (1/sqrt(K) noise "
+                                                         "share); the coordinator learns only the charged sum"), record)
+    else:
+        release = (Field("arrays.release", "charged", ("gaussian",), what="noisy histogram (full noise)"), record)
+    specs = [MessageSpec(OPEN, "coordinator", (public,)), MessageSpec(RELEASE, "coordinator", (public,)),
+             MessageSpec(RELEASE, "party", release),
+             MessageSpec(SELECT_TREE, "party", (Field("meta.edges", "charged", ("exponential",),
+                                                      what="spanning-tree edges chosen round by round"),
+                                                Field("meta.releases", "public", what="the party's EM records")))]
+    if secure:
+        specs += [MessageSpec(kind, "party", (Field("arrays.*", "random", what="secure-aggregation keys, "
+                                                    "signatures, sealed shares, unmask shares"),))
+                  for kind in ("secagg_keys", "secagg_share", "secagg_consistency", "secagg_unmask")]
+    return specs
+
+
+def receipt_rows(secure: bool) -> list[dict[str, str]]:
+    return [{"sender": spec.sender, "kind": spec.kind, "field": f.name, "protection": f.protection,
+             "mechanisms": ", ".join(f.mechanisms), "role": f.role or "", "description": f.describe()}
+            for spec in catalogue(secure) for f in spec.fields]

@@ -169,6 +169,7 @@ def _receipt_terms(model: SynthModel, settings: SynthesisSettings) -> dict[str, 
                     "fit (bank)": "the public schema, grids, bins, baselines and coarsening maps",
                     "model and synthetic table": "post-processing of the charged releases"},
         "protections": protections,
+        "messages": protocol.receipt_rows(secure),
         "noise_multipliers": {k: v for k, v in model.info["sigma"].items() if v is not None},
         "randomness": ("DP noise, keys and masks from the operating system's CSPRNG" if not settings.reproducible
                        else "noise seeded from the run seed: reproducible, NOT private (tests/demos only)"),
