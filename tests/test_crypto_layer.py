@@ -47,10 +47,11 @@ def test_protocols_share_one_implementation() -> None:
     import sampan.crypto.ring as ring
     import sampan.privacy.secagg.client as secagg_client
     import sampan.vertical.psi as psi
+    import sampan.vertical.secure_lr_base as secure_lr_base
     import sampan.vertical.secure_lr_party as secure_lr
 
     assert psi.SealedChannels is channel.SealedChannels
-    assert secure_lr.SealedChannels is channel.SealedChannels and secure_lr.DealerStream is dealer.DealerStream
+    assert secure_lr_base.SealedChannels is channel.SealedChannels and secure_lr.DealerStream is dealer.DealerStream
     assert secure_lr.encode is ring.encode
     assert secagg_client.prg_uint64 is channel.prg_uint64
 
