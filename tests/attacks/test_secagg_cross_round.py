@@ -390,7 +390,7 @@ def test_a_deployed_party_enforces_the_job_minimum_and_its_own(tmp_path: Path) -
     refused = open_run("run-low", 3)  # below the party's [allow] min_contributors = 5
     assert refused.is_error and "below this party's minimum 5" in str(refused.meta["error"])
     assert not open_run("run-high", 6).is_error
-    client = agent._runs["run-high"].app._handlers["secagg_keys"].__self__.secagg  # the run's SecAgg client
+    client = agent._runs["run-high"].app._handlers["secagg_keys"].secagg_client()  # the run's SecAgg client
     assert client.min_contributors == 6  # the job's minimum (above the party's own 5), whatever min_live says
 
 

@@ -72,8 +72,9 @@ class HorizontalCapability:
         return HorizontalWorkflow(config)
 
     def party_app(self, setup: PartySetup) -> PartyApp:
-        app = PartyApp(setup.name)
-        for kind, handler in horizontal_party(setup).handlers().items():
+        party = horizontal_party(setup)
+        app = PartyApp(setup.name, mods=party.mods)  # privacy composed around the exact handlers
+        for kind, handler in party.core_handlers().items():
             app.register(kind, handler)
         return app
 

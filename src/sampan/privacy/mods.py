@@ -1,0 +1,378 @@
+"""Party-side privacy as `Mod`s around a party's handlers (DESIGN: "privacy is composed, not sprinkled").
+
+A party's protocol handlers (e.g. `sampan.horizontal.party`) compute exact answers on local rows and
+never call a noise function or read a privacy flag. The mods below sit between the transport and those
+handlers and decide, per request, what may leave the party and in which form:
+
+- `policy_mod`: the party's own admission rules (`PartyPrivacyPolicy`: minimum noise, required levels, its
+  own ledger charged write-ahead, trust in the coordinator for central DP3), DP cannot be switched off (or
+  changed) half-way through a run, one evaluated model per DP run and at most ``max_evaluations`` runs
+  evaluating its holdout (recorded in its state dir before the evaluation leaves), evaluation bins.
+- `dp1_mod`: the training row count (`describe` with ``dp_count``) and the clipped standardisation moments
+  (`stats` with ``dp1``) through one Gaussian release each per run; a repeated request gets the same release.
+- `dp2_mod`: DP-SGD replaces the handler's local training (`fit` with ``dp2``), sampling rate from the
+  released row count, noise and sampling from the OS CSPRNG.
+- `dp3_mod`: the client side of DP3: the update is clipped (and noise-shared in distributed mode).
+- `release_mod`: under DP only outputs of charged mechanisms leave a `fit` (no row count, no loss, no
+  DP-SGD diagnostics, no exact indicator bit unless adaptive clipping charges it).
+- `dp_evaluation_mod`: under DP an evaluation is a function of the per-bin label counts only.
+- `secagg_mod`: the SecAgg+ client: a `fit`/`evaluate` reply becomes one masked vector
+  (`sampan.privacy.secagg`); `secagg_handlers` answer the protocol's own stages.
+
+What each role learns: the coordinator learns only what these mods let through (listed per message
+kind in the protocol's docstring and in `sampan.wire.catalogue`); other parties learn nothing from them.
+Order matters and is fixed by `privacy_mods`: admission first, then the release filter, SecAgg masking,
+DP evaluation, DP3, DP2, DP1 next to the handler.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from sampan.core.party import Handler, Mod
+from sampan.files import PRIVATE_FILE, atomic_write_bytes, private_directory
+from sampan.metrics import ScoreHistogram
+from sampan.metrics.histogram import DEFAULT_BINS, DP_BINS, MAX_BINS
+from sampan.models import model_from_config
+from sampan.privacy.dp3 import party_release
+from sampan.privacy.dpsgd import DPSGDConfig, dp_sgd_train
+from sampan.privacy.mechanisms import GaussianMechanism
+from sampan.privacy.party_policy import PartyPrivacyPolicy, PolicyRefused
+from sampan.wire import Message
+
+__all__ = ["PartyDPState", "dp1_moments", "hidden_indicator", "privacy_mods", "request_digest", "secagg_handlers"]
+
+# trainer(model, params, X, y, cfg, anchor) -> (TrainResult, extra reply meta): how DP2 replaces local training
+FitWith = Callable[[Message, Callable[..., tuple[Any, dict[str, Any]]]], Message]
+# vectorize(kind, request, reply, private, public_rows) -> (vector, lock content or None, noise shares or None)
+Vectorize = Callable[[str, Message, Message, bool, "int | None"], tuple[np.ndarray, "bytes | None", "int | None"]]
+
+
+@dataclass
+class PartyDPState:
+    """What a party remembers about DP across its requests; shared by its mods (never sent anywhere)."""
+
+    name: str
+    policy: PartyPrivacyPolicy
+    train_rows: int
+    test_rows: int
+    evaluated_path: Path | None = None
+    max_evaluations: int | None = None  # most runs it evaluates a model in, DP or not (None: unbounded)
+    released_rows: dict[str, int] = field(default_factory=dict)  # run id -> count released under DP (once)
+    released_stats: dict[str, tuple[float, np.ndarray, np.ndarray]] = field(default_factory=dict)  # run -> DP1
+    dp_runs: set[str] = field(default_factory=set)  # runs in which this party answered a DP request
+    dp_fit: dict[str, frozenset[str]] = field(default_factory=dict)  # run -> DP levels of its first DP fit
+    evaluated: dict[str, str] = field(default_factory=dict)  # run -> digest of the model it evaluated
+
+    def __post_init__(self) -> None:
+        self.evaluated = self.load_evaluated()
+
+    def under_dp(self, run_id: str) -> bool:
+        """Its policy requires a level, or it already answered a DP request of the run (no switching DP off)."""
+        return self.policy.requires_dp() or run_id in self.dp_runs
+
+    def private(self, msg: Message) -> bool:
+        return _private(msg.meta) or self.under_dp(msg.run_id)
+
+    def public_rows(self, msg: Message) -> int | None:
+        """The row count a request under DP may depend on: this party's own released count for the run, else
+        the request's `public_rows` (a value the coordinator chose: q and steps from it reveal nothing of n);
+        never the exact n. DP-SGD without either is refused by the policy (q = batch/n would depend on n)."""
+        if msg.run_id in self.released_rows:
+            return self.released_rows[msg.run_id]
+        public = msg.meta.get("public_rows")
+        if public is None:
+            return None
+        if isinstance(public, bool) or not isinstance(public, int) or public < 1:
+            raise PolicyRefused(f"party {self.name!r} refuses public_rows={public!r}: not a positive row count")
+        return public
+
+    def load_evaluated(self) -> dict[str, str]:
+        if self.evaluated_path is None or not self.evaluated_path.exists():
+            return {}
+        try:
+            data = json.loads(self.evaluated_path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"party {self.name!r}: its record of evaluated models '{self.evaluated_path}' is "
+                             f"unreadable ({exc}); refusing to start (restore it: it bounds evaluations under "
+                             "DP)") from None
+        return {str(k): str(v) for k, v in data.items()}
+
+
+def _private(meta: Mapping[str, Any]) -> bool:
+    """A request made under `[privacy]` (any level): the coordinator sends the released row count."""
+    return "public_rows" in meta or "dp2" in meta or "dp3" in meta
+
+
+def _with_meta(msg: Message, meta: Mapping[str, Any]) -> Message:
+    return Message(msg.run_id, msg.step, msg.sender, msg.recipient, msg.kind, dict(msg.arrays), dict(meta))
+
+
+def request_digest(kind: str, msg: Message) -> str:
+    """Digest of the public inputs a reply is computed from (global model, scaler, model config): SecAgg binds
+    every attempt on one model to one survivor set (`SecAggClient.masked_input`), and under DP a party
+    evaluates one model per run. Canonical, so that a request that computes the same thing digests alike
+    (review R7-2): the model config as `model_from_config` rebuilds it, arrays as float64 with -0.0 read as
+    0.0, and an identity scaler (mean 0, scale 1: X unchanged) the same as none."""
+    config = msg.meta.get("model")
+    try:
+        config = model_from_config(config).config()
+    except (TypeError, ValueError, KeyError, AttributeError):
+        pass  # the handler refuses it with a clear error; the digest only needs to be deterministic
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    arrays = {name: np.ascontiguousarray(np.asarray(msg.arrays[name], dtype=np.float64) + 0.0)
+              for name in ("params", "mean", "scale") if name in msg.arrays}
+    if "mean" in arrays and "scale" in arrays and not np.any(arrays["mean"]) and np.all(arrays["scale"] == 1.0):
+        del arrays["mean"], arrays["scale"]
+    for name, array in arrays.items():
+        digest.update(f"|{name}|{array.shape}|".encode() + array.tobytes())
+    return f"{kind}/{digest.hexdigest()}"
+
+
+# --- admission -------------------------------------------------------------------------------------
+def policy_mod(state: PartyDPState) -> Mod:
+    """The party's own rules, checked before any handler computes anything."""
+    def mod(msg: Message, inner: Handler) -> Message:
+        if msg.kind == "describe":
+            if "dp_count" in msg.meta and msg.run_id in state.released_rows:  # a repeat: the same release
+                return inner(msg)
+            state.policy.admit_describe(state.name, msg.meta, dp_run=state.under_dp(msg.run_id))
+            if "dp_count" in msg.meta:
+                state.dp_runs.add(msg.run_id)
+        elif msg.kind == "stats":
+            if "dp1" in msg.meta:
+                if msg.run_id not in state.released_stats:
+                    state.policy.admit_stats(state.name, msg.meta)  # refuses DP1 noise under the minimum
+                    state.dp_runs.add(msg.run_id)
+            else:  # exact statistics: refused under DP
+                state.policy.admit_stats(state.name, msg.meta, dp_run=state.under_dp(msg.run_id))
+        elif msg.kind == "fit":
+            _admit_fit(state, msg)
+        elif msg.kind == "evaluate":
+            msg = _with_meta(msg, {**msg.meta, "bins": _admit_evaluate(state, msg)})
+        return inner(msg)
+    return mod
+
+
+def _admit_fit(state: PartyDPState, msg: Message) -> None:
+    private = state.private(msg)
+    if private and msg.run_id in state.evaluated:
+        raise PolicyRefused(f"party {state.name!r} refuses 'fit' in run {msg.run_id!r} after its evaluation: under "
+                            "DP the run's one evaluation is on the released model, after the last round")
+    public_rows = state.public_rows(msg) if private else None
+    request = {**msg.meta, "public_rows": public_rows} if public_rows is not None else dict(msg.meta)
+    attempt = str((msg.meta.get("secagg") or {}).get("label") or "")
+    levels = frozenset(k for k in ("dp2", "dp3") if k in msg.meta)
+    first = state.dp_fit.get(msg.run_id)
+    if first is not None and levels != first:  # DP training cannot be switched off (or changed) half-way
+        raise PolicyRefused(f"party {state.name!r} refuses 'fit' with DP {sorted(levels)} in run {msg.run_id!r}: "
+                            f"its earlier rounds of the run were trained under {sorted(first)}")
+    # minimum noise, required levels, its own budget (charged write-ahead)
+    state.policy.admit_fit(state.name, request, state.train_rows, step=msg.step, attempt=attempt)
+    if private:
+        state.dp_runs.add(msg.run_id)
+    if levels:
+        state.dp_fit.setdefault(msg.run_id, levels)
+
+
+def _admit_evaluate(state: PartyDPState, msg: Message) -> int:
+    """The bins it evaluates into, after its evaluation rules. At most `MAX_BINS`, exactly `DP_BINS` under DP (a
+    coordinator that picks the model and a fine binning reads each holdout row's score, i.e. a feature, and its
+    label), exactly the default under SecAgg (a 2k-bin histogram merges into the k-bin one, so two binnings of
+    one model over U minus v and over U would give v's histogram: review R11-2). Every run that evaluates the
+    holdout counts against `max_evaluations` (review R11-5: each evaluation is an exact release about the same
+    holdout rows); under DP a party evaluates ONE model per run (the released one; repeats of the same request
+    are answered). Without DP a run evaluates a model per request: the cap then bounds runs, not models."""
+    dp = state.under_dp(msg.run_id)
+    default = DP_BINS if dp else DEFAULT_BINS
+    bins = msg.meta.get("bins", default)
+    limit = DP_BINS if dp else MAX_BINS
+    fixed = dp or "secagg" in msg.meta
+    if isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= limit or (fixed and bins != default):
+        raise PolicyRefused(f"party {state.name!r} refuses bins={bins!r}: it bins evaluation scores into at most "
+                            f"{MAX_BINS} bins, into exactly {DP_BINS} under DP, and into exactly {default} under "
+                            "secure aggregation")
+    if dp and not state.test_rows:  # the training rows are the DP unit: never evaluated exactly
+        raise PolicyRefused(f"party {state.name!r} refuses 'evaluate' under DP without a holdout: it would score "
+                            "its training rows exactly")
+    digest = request_digest("evaluate", msg)
+    if state.evaluated_path is not None and msg.run_id not in state.evaluated:  # re-read: another instance
+        state.evaluated = {**state.load_evaluated(), **state.evaluated}  # of this party may have answered
+    first = state.evaluated.get(msg.run_id)
+    if first is None and state.max_evaluations is not None and len(state.evaluated) >= state.max_evaluations:
+        raise PolicyRefused(f"party {state.name!r} refuses an evaluation in run {msg.run_id!r}: it evaluated "
+                            f"models in {len(state.evaluated)} runs (with or without DP), its maximum "
+                            "(max_evaluations): each is an exact release about its holdout rows, which are "
+                            "outside the DP unit")
+    if first is None:
+        first = state.evaluated[msg.run_id] = digest
+        if state.evaluated_path is not None:  # written before the evaluation leaves
+            private_directory(state.evaluated_path.parent)
+            atomic_write_bytes(state.evaluated_path, json.dumps(state.evaluated, sort_keys=True).encode(),
+                               mode=PRIVATE_FILE)
+    if dp and first != digest:
+        raise PolicyRefused(f"party {state.name!r} refuses a second evaluation in run {msg.run_id!r}: under DP it "
+                            "evaluates one model per run (the released one); this request names another model")
+    return int(bins)
+
+
+# --- DP1 -------------------------------------------------------------------------------------------
+def dp1_noise(count: float, sums_z: np.ndarray, sums_z_sq: np.ndarray, noise_multiplier: float,
+              ) -> tuple[float, np.ndarray, np.ndarray]:
+    """One Gaussian release of [count, Σz, Σz²] over features clipped to [−1, 1]: one row adds at most 1 to
+    each entry, so the (1 + 2d)-vector has L2 sensitivity sqrt(1 + 2d) under add/remove-one-row."""
+    vector = np.concatenate([[count], sums_z, sums_z_sq])
+    sensitivity = float(np.sqrt(vector.size))
+    noised = GaussianMechanism(sensitivity, float(noise_multiplier) * sensitivity).release(vector)
+    d = len(sums_z)
+    return float(noised[0]), noised[1:1 + d], noised[1 + d:]
+
+
+def clipped_moments(X: np.ndarray, bounds: Any) -> tuple[float, np.ndarray, np.ndarray]:
+    """Count and Σz, Σz² of z = (clip(x) − mid)/half-width in [−1, 1] (centring first avoids the cancellation
+    of E[x²] − E[x]² far from zero); the coordinator maps them back with the same public ranges."""
+    b = np.asarray(bounds, dtype=float)
+    mid, half = b.mean(axis=1), (b[:, 1] - b[:, 0]) / 2
+    Z = (np.clip(X, b[:, 0], b[:, 1]) - mid) / half
+    return float(len(Z)), Z.sum(axis=0), np.einsum("ij,ij->j", Z, Z)
+
+
+def dp1_moments(X: np.ndarray, settings: Mapping[str, Any]) -> tuple[float, np.ndarray, np.ndarray]:
+    """DP1: count and the first two moments of every clipped feature under one Gaussian mechanism."""
+    return dp1_noise(*clipped_moments(X, settings["bounds"]), float(settings["noise_multiplier"]))
+
+
+def dp1_mod(state: PartyDPState) -> Mod:
+    """DP1 at the data owner: the row count and the standardisation moments, each released once per run."""
+    def mod(msg: Message, inner: Handler) -> Message:
+        if msg.kind == "describe" and "dp_count" in msg.meta:
+            exact = inner(_with_meta(msg, {k: v for k, v in msg.meta.items() if k != "dp_count"}))
+            if msg.run_id not in state.released_rows:
+                z = float(msg.meta["dp_count"]["noise_multiplier"])
+                noised = float(GaussianMechanism(1.0, z).release(np.array([float(exact.meta["n_train"])]))[0])
+                state.released_rows[msg.run_id] = max(1, int(round(noised)))  # rounding, floor: post-processing
+            return msg.reply("describe", meta={"n_train": state.released_rows[msg.run_id],
+                                               "n_test": exact.meta["n_test"],
+                                               "feature_names": exact.meta["feature_names"]})
+        if msg.kind == "stats" and "dp1" in msg.meta:  # a repeat gets the same noise, uncharged
+            settings = msg.meta["dp1"]
+            if msg.run_id not in state.released_stats:
+                exact = inner(_with_meta(msg, {"clip_bounds": settings["bounds"]}))
+                state.released_stats[msg.run_id] = dp1_noise(float(exact.meta["n"]), exact.arrays["sum"],
+                                                             exact.arrays["sum_sq"], settings["noise_multiplier"])
+            total, sums, sums_sq = state.released_stats[msg.run_id]
+            return msg.reply("stats", arrays={"sum": sums.copy(), "sum_sq": sums_sq.copy()},
+                             meta={"n": total, "dp1": True})
+        return inner(msg)
+    return mod
+
+
+# --- DP2, DP3 and the release filter ----------------------------------------------------------------
+def dp2_mod(state: PartyDPState, fit_with: FitWith) -> Mod:
+    """DP2: the `fit` handler trains with DP-SGD instead of its own optimiser loop (``fit_with``)."""
+    def mod(msg: Message, inner: Handler) -> Message:
+        if msg.kind != "fit" or "dp2" not in msg.meta:
+            return inner(msg)
+        settings = DPSGDConfig(**{**msg.meta["dp2"], "public_rows": state.public_rows(msg)})
+
+        def trainer(model: Any, params: np.ndarray, X: np.ndarray, y: np.ndarray, cfg: Any,
+                    anchor: np.ndarray | None) -> tuple[Any, dict[str, Any]]:
+            dp = dp_sgd_train(model, params, X, y, cfg, settings, anchor=anchor)  # sampling and noise: CSPRNG
+            return dp.result, {"dp2": {"steps": dp.steps, "sampling_rate": dp.sampling_rate,
+                                       "noise_multiplier": dp.noise_multiplier,
+                                       "clipped_fraction": dp.clipped_fraction}}
+        return fit_with(msg, trainer)
+    return mod
+
+
+def dp3_mod() -> Mod:
+    """DP3, client side: clip the update (and add this party's noise share in distributed mode)."""
+    def mod(msg: Message, inner: Handler) -> Message:
+        reply = inner(msg)
+        if msg.kind != "fit" or "dp3" not in msg.meta or reply.is_error:
+            return reply
+        update, indicator = party_release(reply.arrays["update"], msg.meta["dp3"])
+        return msg.reply(reply.kind, arrays={**reply.arrays, "update": update},
+                         meta={**reply.meta, "dp3_indicator": indicator})
+    return mod
+
+
+def hidden_indicator(msg: Message, private: bool) -> bool:
+    """Under DP without adaptive clipping the DP3 indicator is unused, and an exact bit would be uncharged."""
+    return private and "dp3" in msg.meta and not msg.meta["dp3"].get("count_sigma")
+
+
+def release_mod(state: PartyDPState) -> Mod:
+    """Under DP only outputs of charged mechanisms leave a `fit` (finding 1): no n, no loss, no DP-SGD
+    diagnostics (steps and rate are the party's to compute, the clipped fraction is exact)."""
+    def mod(msg: Message, inner: Handler) -> Message:
+        reply = inner(msg)
+        if msg.kind != "fit" or reply.is_error or not state.private(msg):
+            return reply
+        drop = {"n", "loss", "dp2"} | ({"dp3_indicator"} if hidden_indicator(msg, True) else set())
+        return msg.reply(reply.kind, arrays=dict(reply.arrays), meta={k: v for k, v in reply.meta.items()
+                                                                       if k not in drop})
+    return mod
+
+
+def dp_evaluation_mod(state: PartyDPState) -> Mod:
+    """Under DP (review R8-2) every field of an evaluation is a function of the per-bin label counts: sums at
+    bin midpoints, no local metrics, no score beyond its bin."""
+    def mod(msg: Message, inner: Handler) -> Message:
+        reply = inner(msg)
+        if msg.kind != "evaluate" or reply.is_error or not state.under_dp(msg.run_id):
+            return reply
+        histogram = ScoreHistogram.from_arrays(dict(reply.arrays)).centred()
+        mid = np.clip((histogram.edges[:-1] + histogram.edges[1:]) / 2, 1e-12, 1 - 1e-12)
+        loss_sum = float(-(histogram.pos @ np.log(mid) + histogram.neg @ np.log(1 - mid)))
+        brier_sum = float(histogram.pos @ (1 - mid) ** 2 + histogram.neg @ mid ** 2)
+        return msg.reply(reply.kind, arrays=histogram.to_arrays(), meta={
+            "n": reply.meta["n"], "loss_sum": loss_sum, "brier_sum": brier_sum, "metrics": {}})
+    return mod
+
+
+# --- secure aggregation (client) --------------------------------------------------------------------
+def secagg_mod(state: PartyDPState, client: Callable[[], Any], vectorize: Vectorize) -> Mod:
+    """SecAgg+ client: a `fit`/`evaluate` request that carries ``secagg`` is answered with one masked vector
+    (uniformly random to the coordinator); ``vectorize`` says what the protocol sums from the handler's reply."""
+    def mod(msg: Message, inner: Handler) -> Message:
+        if msg.kind not in ("fit", "evaluate") or "secagg" not in msg.meta:
+            return inner(msg)
+        secagg = client()  # a party without a client refuses before computing anything
+        reply = inner(msg)
+        if reply.is_error:
+            return reply
+        private = state.private(msg)
+        public = state.public_rows(msg) if private and msg.kind == "fit" else None
+        vector, content, shares = vectorize(msg.kind, msg, reply, private, public)
+        masked = secagg.respond_masked(msg.arrays, msg.meta["secagg"], vector, run_id=msg.run_id,
+                                       basis=request_digest(msg.kind, msg), noise_parties=shares, content=content)
+        return msg.reply(reply.kind, arrays={"masked": masked}, meta={"secagg": msg.meta["secagg"]["label"]})
+    return mod
+
+
+SECAGG_REPLIES = {"secagg_keys": "secagg_keys", "secagg_share": "secagg_shares",
+                  "secagg_consistency": "secagg_consistency", "secagg_unmask": "secagg_unmask"}
+
+
+def secagg_handlers(client: Callable[[], Any]) -> dict[str, Handler]:
+    """The SecAgg+ stages a party answers (keys, shares, consistency signature, unmask shares)."""
+    def handler(reply_kind: str) -> Handler:
+        def answer(msg: Message) -> Message:
+            return msg.reply(reply_kind, arrays=client().respond(msg.kind, msg.arrays, msg.meta, run_id=msg.run_id))
+        answer.secagg_client = client  # type: ignore[attr-defined]  # which client answers (inspection, tests)
+        return answer
+    return {kind: handler(reply) for kind, reply in SECAGG_REPLIES.items()}
+
+
+def privacy_mods(state: PartyDPState, *, fit_with: FitWith, secagg_client: Callable[[], Any],
+                 vectorize: Vectorize) -> list[Mod]:
+    """Every party-side privacy mod, outermost first (the order is part of the guarantee)."""
+    return [policy_mod(state), release_mod(state), secagg_mod(state, secagg_client, vectorize),
+            dp_evaluation_mod(state), dp3_mod(), dp2_mod(state, fit_with), dp1_mod(state)]
