@@ -252,3 +252,17 @@ def test_errors_name_the_file_and_are_never_a_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in text and "pydantic" not in text
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_to_dict_round_trips_every_workflow() -> None:
+    configs = [
+        parse_config(VERTICAL),
+        parse_config({**VERTICAL, "run": {"workflow": "scoring"}, "scoring": {"model": "m", "applicants": ["a"]}}),
+        parse_config({"source": {"kind": "consortium"}, "model": {"kind": "mlp", "hidden": [8, 4]},
+                      "privacy": {"epsilon": 2.0, "dp2": {}}, "data": {"standardize": False}}),
+        parse_config({"source": {"kind": "consortium"}, "synthesis": {"epsilon": 1.0, "tree": False}}),
+    ]
+    for config in configs:
+        assert parse_config(config.to_dict()) == config
+    promoted = parse_config(_without_paths(VERTICAL), deployment=True)  # no [deploy] needed: defaults
+    assert parse_config(promoted.to_dict(), deployment=True) == promoted
