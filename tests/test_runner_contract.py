@@ -283,3 +283,14 @@ def test_report_builder_is_picked_by_workflow_name(tmp_path: Path, store: Store,
     monkeypatch.setitem(reporting.REPORT_BUILDERS, "toy", "sampan.no_such_reports:build")  # not there: generic
     path = reporting.write_run_report(store, finished.run_id, tmp_path / "again")
     assert "Toy sums" not in path.read_text() and "Privacy receipt" in path.read_text()
+
+
+def test_a_report_that_cannot_be_written_leaves_the_run_completed(tmp_path: Path, store: Store, toy: ToyCapability,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_disk(*args: Any, **kwargs: Any) -> Path:
+        raise PermissionError("report folder is read-only")
+    monkeypatch.setattr(runner, "write_run_report", no_disk)
+    with pytest.raises(PermissionError):
+        runner.start_run(toy_config(tmp_path), store)
+    run = store.list_runs()[0]
+    assert run.status == "completed" and store.get_model("toy-model").receipt is not None

@@ -11,6 +11,8 @@ coordinator calls these same functions with its gRPC transport.
 Terminal states: completed (also after a budget stop, which the info notes), cancelled (the
 workflow raised `RunCancelled` after ``cancelled()`` turned true), interrupted (Ctrl-C), failed
 (any other error, recorded with its message). Each is re-raised to the caller except completed.
+Completed is final: a receipt or report that cannot be written afterwards raises, but does not turn
+the run (whose models are registered) into a failed one; both can be regenerated from the store.
 A transport the runner built is closed by it; one passed in (a deployment's) belongs to the caller.
 
 Progress: a workflow reports through ``ctx.progress(stage, info)``. A `ProgressHook` object (the
@@ -115,8 +117,9 @@ def _execute(config: Any, store: Store, run_id: str, seed: int, capability: Capa
                          cancelled=cancelled or (lambda: False))
         result = workflow.run(ctx)
         # every process's traffic (a resumed run's transport only counted its own), from the stored events
-        traffic = stored_traffic(store, run_id) or transport.traffic.summary()
-        return _finish(config, store, run_id, result, traffic)
+        traffic_log = getattr(transport, "traffic", None)
+        traffic = stored_traffic(store, run_id) or (traffic_log.summary() if traffic_log is not None else [])
+        registered = _complete(store, run_id, result, traffic)
     except RunCancelled as exc:
         store.set_status(run_id, "cancelled", error=str(exc) or "cancelled by the operator")
         raise
@@ -129,11 +132,13 @@ def _execute(config: Any, store: Store, run_id: str, seed: int, capability: Capa
     finally:
         if owned and transport is not None:
             transport.close()
+    # the run is completed from here on: a receipt or report that cannot be written raises, but leaves it so
+    return _publish(config, store, run_id, result, registered)
 
 
-def _finish(config: Any, store: Store, run_id: str, result: WorkflowResult,
-            traffic: list[dict[str, Any]]) -> FinishedRun:
-    """Register the workflow's models, store its info, mark it completed, attach receipt, write report."""
+def _complete(store: Store, run_id: str, result: WorkflowResult,
+              traffic: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """Register the workflow's models, store its info and mark the run completed; (name, version) per model."""
     registered = [(artifact.name, store.register_model(artifact.name, run_id, artifact.arrays, artifact.meta))
                   for artifact in result.models]
     info: dict[str, Any] = {**result.info, "final_metrics": result.final_metrics, "traffic": traffic,
@@ -143,6 +148,12 @@ def _finish(config: Any, store: Store, run_id: str, result: WorkflowResult,
         if len(registered) > 1:
             info["models"] = [{"name": n, "version": v} for n, v in registered]
     store.set_status(run_id, "completed", info=info)
+    return registered
+
+
+def _publish(config: Any, store: Store, run_id: str, result: WorkflowResult,
+             registered: list[tuple[str, int]]) -> FinishedRun:
+    """Attach the privacy receipt to each registered model; write the report and receipt files."""
     if registered:
         receipt = build_receipt(store, run_id)
         for model, version in registered:
