@@ -215,3 +215,79 @@ def test_vertical_config_errors_name_the_field(tmp_path: Path) -> None:
     bad.write_text(text.replace('label_holder = "nobody"', 'label_holder = "bank"').replace("n_trees = 5", "n_trees = 0"))
     result = runner.invoke(app, ["run", str(bad)])
     assert result.exit_code == 2 and "vertical.gbdt.n_trees" in result.output
+
+
+# --- one error path, --version, a fast --help (issue 12, item 6) -----------------------------------------
+
+def _one_error_line(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in output, output
+    return lines[0]
+
+
+def test_an_exceeded_budget_is_one_line_and_exit_4(tmp_path: Path) -> None:
+    """Was a 50-line traceback: BudgetExceeded from the ledger before the first round."""
+    paths, _ = _write_parties(tmp_path)
+    config = _toml(tmp_path, paths, f"sqlite:///{tmp_path / 'runs.db'}",
+                   '[data]\nstandardize = false\n[privacy]\nepsilon = 0.05\ndelta = 1e-5\n'
+                   '[privacy.dp2]\nnoise_multiplier = 0.5\nmax_grad_norm = 1.0\n')
+    result = runner.invoke(app, ["run", str(config)])
+    assert result.exit_code == 4, result.output
+    line = _one_error_line(result.output)
+    assert "party '" in line and "budget" in line
+
+
+def test_a_category_column_without_categories_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """Was a 50-line traceback; now the config names the column before any party loads data."""
+    import re
+
+    paths, _ = _write_parties(tmp_path)
+    config = _toml(tmp_path, paths, f"sqlite:///{tmp_path / 'runs.db'}")
+    config.write_text(re.sub(r", categories = \[[^\]]*\]", "", config.read_text(), count=1))
+    result = runner.invoke(app, ["run", str(config)])
+    assert result.exit_code == 2, result.output
+    assert "'sector'" in _one_error_line(result.output) and "categories" in result.output
+
+
+def test_version() -> None:
+    import sampan
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"sampan {sampan.__version__}"
+
+
+HEAVY = ("numpy", "pydantic", "sqlalchemy", "grpc", "pyarrow", "pandas", "cryptography", "dp_accounting", "scipy",
+         "sampan.config", "sampan.runtime", "sampan.data", "sampan.models")
+
+
+def test_help_imports_no_heavy_module() -> None:
+    """`sampan --help` lists every command from stored lines: no numpy, pydantic, sqlalchemy, grpc ..."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom sampan.cli import app\n"
+            "result = CliRunner().invoke(app, ['--help'])\nassert result.exit_code == 0, result.output\n"
+            "assert 'synth' in result.output and 'submit' in result.output\n"
+            f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "", f"`sampan --help` imported {out.stdout.strip()}"
+
+
+def test_stored_help_lines_match_the_commands() -> None:
+    """The root --help shows stored lines (so it imports nothing): they must say what each command says."""
+    from sampan.cli import SampanGroup
+    from sampan.cli.lazy import load
+
+    for name, entry in SampanGroup.lazy_commands.items():
+        command = load(entry, name)
+        own = (command.help or "").strip().split("\n\n")[0].replace("\n", " ")
+        assert own.startswith(entry.help.rstrip(".")), (name, own, entry.help)  # the same line (or its start)
+        assert runner.invoke(app, [name, "--help"]).exit_code == 0, name
+
+
+def test_default_store_url_in_help_is_the_stores() -> None:
+    from sampan.cli.run import DEFAULT_STORE_URL
+    from sampan.runtime.store import DEFAULT_STORE_URL as STORE_DEFAULT
+
+    assert DEFAULT_STORE_URL == STORE_DEFAULT

@@ -39,7 +39,8 @@ class SampanGroup(LazyGroup):
                              "threshold and LiRA).", command="audit"),
         "score": LazyCommand(_RUN, "app", "Score loan applications jointly with a trained vertical model; only "
                              "the bank sees the result.", command="score"),
-        "runs": LazyCommand(_RUN, "runs_app", "Inspect runs in the run store: list, show, report."),
+        "runs": LazyCommand(_RUN, "runs_app", "Inspect runs: list, show, report (run store); status, cancel, "
+                            "attach (coordinator)."),
         "models": LazyCommand(_REGISTRY, "models_app", "The model registry: list, show and export registered "
                               "models."),
         "audit-log": LazyCommand(_REGISTRY, "audit_log_app", "The signed, hash-chained audit log: verify it, show "
