@@ -98,7 +98,8 @@ def run_sampan(n: int) -> dict[str, Any]:
     from sampan.core.party import PartyApp
     from sampan.transport.inprocess import InProcessTransport
     from sampan.crypto.channel import PartyKeys, SealedChannels
-    from sampan.vertical.psi import PsiParty, run_psi
+    from sampan.vertical.psi import run_psi
+    from sampan.vertical.psi_party import PsiParty
 
     a_ids, b_ids = ids(n, 0), ids(n, n // 2)
     parties = {"bank": PsiParty("bank", a_ids), "payments": PsiParty("payments", b_ids)}

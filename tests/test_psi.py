@@ -16,12 +16,14 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from sampan.core.party import PartyApp
 from sampan.core.transport import PartyError
 from sampan.transport.inprocess import InProcessTransport
-from sampan.vertical import psi
+from sampan.vertical import psi, psi_party, psi_points
 from sampan.vertical._parallel import ParallelError, map_ranges, map_records
 from sampan.crypto.channel import PartyKeys, SealedChannels
 from sampan.vertical.psi import (
-    MODE_REVEALS, MODES, PsiError, PsiParty, align, blind, hash_to_curve, id_shape, match_tokens, run_psi,
+    MODE_REVEALS, MODES, PsiError, align, blind, hash_to_curve, match_tokens, run_psi,
 )
+from sampan.vertical.psi_ids import id_shape
+from sampan.vertical.psi_party import PsiParty
 from sampan.wire import Message, encode
 
 P = 2**255 - 19
@@ -94,7 +96,7 @@ def test_hash_to_curve_lands_on_the_curve_and_is_deterministic() -> None:
 def test_try_and_increment_follows_the_documented_construction() -> None:
     idb = "BR00000042".encode()
     for counter in range(256):
-        digest = hashlib.sha512(psi._DOMAIN + bytes([counter]) + idb).digest()
+        digest = hashlib.sha512(psi_points._DOMAIN + bytes([counter]) + idb).digest()
         u = int.from_bytes(digest[:32], "little") & ((1 << 255) - 1)
         if u < P and gmpy2.legendre((u**3 + 486662 * u**2 + u) % P, P) == 1:
             break
@@ -103,7 +105,7 @@ def test_try_and_increment_follows_the_documented_construction() -> None:
 
 def test_blinding_commutes_and_matches_the_public_api() -> None:
     h = hash_to_curve([f"c{i}".encode() for i in range(50)])
-    ka, kb = psi._new_scalar(), psi._new_scalar()
+    ka, kb = psi_party._new_scalar(), psi_party._new_scalar()
     ab, ba = blind(blind(h, ka), kb), blind(blind(h, kb), ka)
     assert np.array_equal(ab, ba)
     reference = [ka.exchange(X25519PublicKey.from_public_bytes(bytes(p))) for p in h]
@@ -112,7 +114,7 @@ def test_blinding_commutes_and_matches_the_public_api() -> None:
 
 def test_blind_rejects_low_order_points() -> None:
     with pytest.raises(ValueError):
-        blind(np.zeros((3, 32), np.uint8), psi._new_scalar())
+        blind(np.zeros((3, 32), np.uint8), psi_party._new_scalar())
 
 
 def test_match_tokens_canonical_order_and_prefix_collision_fallback() -> None:
@@ -158,9 +160,9 @@ def test_parallel_map_equals_inline(workers: int) -> None:
 
 def test_parallel_blinding_equals_inline() -> None:
     ids = [f"客户{i:06d}".encode() for i in range(2500)]
-    key = psi._new_scalar()
-    fast, _ = psi._hash_and_blind(ids, key, workers=2)
-    slow, _ = psi._hash_and_blind(ids, key, workers=1)
+    key = psi_party._new_scalar()
+    fast, _ = psi_points._hash_and_blind(ids, key, workers=2)
+    slow, _ = psi_points._hash_and_blind(ids, key, workers=1)
     assert np.array_equal(fast, slow)
     assert np.array_equal(blind(fast, key, workers=3), blind(fast, key, workers=1))
 
@@ -337,4 +339,4 @@ def test_mode_reveals_cover_every_mode() -> None:
 
 
 def test_private_scalars_are_valid_x25519_keys() -> None:
-    assert isinstance(psi._new_scalar(), X25519PrivateKey)
+    assert isinstance(psi_party._new_scalar(), X25519PrivateKey)

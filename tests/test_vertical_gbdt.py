@@ -163,13 +163,13 @@ def test_monotone_bins_and_stability_index() -> None:
 
 def test_noised_partner_histograms_still_learn_and_report_their_epsilon(monkeypatch: pytest.MonkeyPatch) -> None:
     import sampan.vertical.gbdt
-    import sampan.vertical.psi
+    import sampan.vertical.psi_party
 
     # "Still learns" is shown on one seeded draw of the alignment order and the histogram noise (over all
     # draws, about 1 in 150 of this small table's runs lands at or below chance).
     seeds = iter(range(1, 10**6))
     monkeypatch.setattr(sampan.vertical.gbdt, "secure_generator", lambda: seeded_generator(next(seeds)))
-    monkeypatch.setattr(sampan.vertical.psi, "_secure_permutation", lambda n: seeded_generator(1).permutation(n))
+    monkeypatch.setattr(sampan.vertical.psi_party, "_secure_permutation", lambda n: seeded_generator(1).permutation(n))
     session, parties, transport = _session(_vertical_tables(False))
     splits = Splits.random(session.n_aligned, seed=1)
     noisy = train_vertical_gbdt(transport, session.run_id, "bank", ["payments"], splits.train, splits.val, PARAMS,

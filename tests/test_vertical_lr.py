@@ -161,13 +161,13 @@ def _plaintext_reference(parties, splits: Splits, config: VerticalLRConfig, seed
 @pytest.mark.parametrize("three_parties", [False, True])
 def test_secure_lr_matches_plaintext_lr_on_pooled_columns(three_parties: bool, shared: bool,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    import sampan.vertical.psi
+    import sampan.vertical.psi_party
     from sampan.privacy.randomness import seeded_generator
 
     # "It learned something" (each party's largest |weight| > 0.05) is shown on one seeded alignment order:
     # over CSPRNG orders (hence splits) the smallest party's largest weight spread 0.06-0.15 with three parties
     # (20 draws each mode, mean ~0.11, sd ~0.02: a few in a thousand runs under 0.05).
-    monkeypatch.setattr(sampan.vertical.psi, "_secure_permutation", lambda n: seeded_generator(1).permutation(n))
+    monkeypatch.setattr(sampan.vertical.psi_party, "_secure_permutation", lambda n: seeded_generator(1).permutation(n))
     session, parties, _ = _session(_vertical_tables(three_parties))
     splits = Splits.random(session.n_aligned, seed=1)
     # min_delta < 0: every epoch counts as the best, so the final weights are the last epoch's.
@@ -199,12 +199,12 @@ def _windows(array: np.ndarray, width: int = 4) -> list[bytes]:
 
 
 def test_captured_messages_hold_no_features_labels_or_partial_logits(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sampan.vertical.psi
+    import sampan.vertical.psi_party
     from sampan.privacy.randomness import seeded_generator
 
     # One seeded alignment order: the bank refuses a held-out evaluation whose pinned test rows hold no
     # default (5% default rate), which some CSPRNG orders produce for this small table's split.
-    monkeypatch.setattr(sampan.vertical.psi, "_secure_permutation", lambda n: seeded_generator(1).permutation(n))
+    monkeypatch.setattr(sampan.vertical.psi_party, "_secure_permutation", lambda n: seeded_generator(1).permutation(n))
     session, parties, transport = _session(_vertical_tables(), recording=True)
     splits = Splits.random(session.n_aligned, seed=1)
     session.train(splits, VerticalLRConfig(epochs=2, batch_size=256), seed=3)

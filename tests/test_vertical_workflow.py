@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-import sampan.vertical.psi
+import sampan.vertical.psi_party
 from sampan.core.workflow import RunCancelled
 from sampan.privacy.randomness import seeded_generator
 from sampan.runtime.runner import resume_run, start_run
@@ -29,7 +29,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "sampan"
 @pytest.fixture(autouse=True)
 def _seeded_alignment(monkeypatch: pytest.MonkeyPatch) -> None:
     """A fixed alignment order, so pinned test rows hold defaults and runs compare row for row."""
-    monkeypatch.setattr(sampan.vertical.psi, "_secure_permutation", lambda n: seeded_generator(7).permutation(n))
+    monkeypatch.setattr(sampan.vertical.psi_party, "_secure_permutation", lambda n: seeded_generator(7).permutation(n))
 
 
 class _CoordinatorCrash(RuntimeError):

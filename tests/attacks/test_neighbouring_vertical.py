@@ -25,7 +25,7 @@ import pytest
 
 import sampan.crypto.dealer
 import sampan.vertical.gbdt
-import sampan.vertical.psi
+import sampan.vertical.psi_party
 import sampan.vertical.woe
 from sampan.data import make_sme_consortium
 from sampan.models.gbdt import GBDTParams, quantile_bin_edges
@@ -127,7 +127,7 @@ def _fixed_randomness(monkeypatch: pytest.MonkeyPatch, *, pin_edges: bool = Fals
     monkeypatch.setattr(sampan.crypto.dealer, "os", types.SimpleNamespace(urandom=urandom))
     monkeypatch.setattr(sampan.vertical.woe, "secure_generator", generator)
     monkeypatch.setattr(sampan.vertical.gbdt, "secure_generator", generator)
-    monkeypatch.setattr(sampan.vertical.psi, "_secure_permutation", lambda n: seeded_generator(7).permutation(n))
+    monkeypatch.setattr(sampan.vertical.psi_party, "_secure_permutation", lambda n: seeded_generator(7).permutation(n))
 
     def reset() -> None:
         state.update(bytes=itertools.count(), noise=itertools.count(1), edges=itertools.count())

@@ -18,6 +18,7 @@ PROTOCOL_MODULES = [
     "sampan.crypto.identity",
     "sampan.vertical.party",
     "sampan.vertical.psi",
+    "sampan.vertical.psi_party",
     "sampan.vertical.secure_lr",
     "sampan.vertical.secure_lr_base",
     "sampan.vertical.secure_lr_batch",

@@ -57,12 +57,12 @@ def test_coordinator_cannot_read_a_label_through_held_out_evaluation() -> None:
 
 
 def test_only_the_fixed_test_rows_are_evaluated_each_model_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sampan.vertical.psi
+    import sampan.vertical.psi_party
     from sampan.privacy.randomness import seeded_generator
 
     # One seeded alignment order: the bank evaluates only test rows holding both classes (5% default rate:
     # a CSPRNG order leaves ~110 test rows without a default about once in 400 runs).
-    monkeypatch.setattr(sampan.vertical.psi, "_secure_permutation", lambda n: seeded_generator(1).permutation(n))
+    monkeypatch.setattr(sampan.vertical.psi_party, "_secure_permutation", lambda n: seeded_generator(1).permutation(n))
     s, transport, parties = _session("r9-a3-fixed", n=3000)
     splits = Splits.random(s.n_aligned or 0, seed=1)
     y = parties["bank"]._aligned_y()

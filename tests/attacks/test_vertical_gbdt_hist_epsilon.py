@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import sampan.vertical.gbdt
-import sampan.vertical.psi
+import sampan.vertical.psi_party
 from sampan.data import make_sme_consortium
 from sampan.models.gbdt import GBDTParams, FeatureSlot, histogram
 from sampan.privacy.randomness import seeded_generator
@@ -49,7 +49,7 @@ def _pld_epsilon(noise_multiplier: float, releases: int, delta: float) -> float:
 def test_reported_epsilon_is_at_least_the_one_recomputed_from_the_true_sensitivity(monkeypatch: pytest.MonkeyPatch) -> None:
     seeds = iter(range(1, 10**6))
     monkeypatch.setattr(sampan.vertical.gbdt, "secure_generator", lambda: seeded_generator(next(seeds)))
-    monkeypatch.setattr(sampan.vertical.psi, "_secure_permutation", lambda n: seeded_generator(1).permutation(n))
+    monkeypatch.setattr(sampan.vertical.psi_party, "_secure_permutation", lambda n: seeded_generator(1).permutation(n))
     tables = {k: v for k, v in make_sme_consortium(2000, seed=11).vertical.items() if k in ("bank", "payments")}
     _, parties = build_inprocess_vertical(tables)
     from sampan.transport.inprocess import InProcessTransport

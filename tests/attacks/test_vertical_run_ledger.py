@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator
 
 import pytest
 
-import sampan.vertical.psi
+import sampan.vertical.psi_party
 from sampan.privacy.ledger import BudgetExceeded, Ledger
 from sampan.privacy.randomness import seeded_generator
 from sampan.runtime.runner import start_run
@@ -30,7 +30,7 @@ RELEASES = {"woe.sum", "woe.finish", "vgb.serve"}  # the requests that make a pa
 
 @pytest.fixture(autouse=True)
 def _seeded_alignment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sampan.vertical.psi, "_secure_permutation", lambda n: seeded_generator(7).permutation(n))
+    monkeypatch.setattr(sampan.vertical.psi_party, "_secure_permutation", lambda n: seeded_generator(7).permutation(n))
 
 
 class _Timeline(InProcessTransport):

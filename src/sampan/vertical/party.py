@@ -39,7 +39,7 @@ from sampan.core.party import PartyApp
 from sampan.vertical.model import LocalLinearPart, LocalScaler
 from sampan.vertical.gbdt import VerticalGBDTParty
 from sampan.vertical.plain_lr import PlainVerticalLRParty
-from sampan.vertical.psi import PsiParty
+from sampan.vertical.psi_party import PsiParty
 from sampan.vertical.rows import DEFAULT_MAX_EVALUATIONS, RowBook, RowRuleError, check_splits, fingerprint, per_run
 from sampan.vertical.party_parts import PartRecords
 from sampan.vertical.scoring import ScoringParty

@@ -1,0 +1,290 @@
+"""Entity alignment by PSI, a party's side: the handlers that blind, exchange and match points, and align rows.
+
+Why apart: this is what runs inside each party (registered on its PartyApp); the coordinator's side and
+the protocol's statement are in `sampan.vertical.psi`, the curve arithmetic in `psi_points`.
+
+What each role learns: exactly what `sampan.vertical.psi` states (`MODE_REVEALS`, `ALIGNMENT_REVEALS`); this
+module is the party's side of that protocol: its ids stay here, only blinded points leave, sealed to the peer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from sampan.crypto.channel import SealedChannels
+from sampan.vertical._parallel import ParallelError
+from sampan.vertical.psi import MODES
+from sampan.vertical.psi_ids import id_shape, normalise_ids
+from sampan.vertical.psi_points import PsiError, _check_points, _hash_and_blind, blind, match_tokens
+from sampan.wire import Message
+
+__all__ = ["PsiParty"]
+
+log = logging.getLogger("sampan.vertical.psi")
+
+
+def _new_scalar() -> X25519PrivateKey:
+    """A fresh per-session secret (32 bytes of OS randomness); lives only in this object."""
+    return X25519PrivateKey.from_private_bytes(os.urandom(32))
+
+
+def _secure_permutation(n: int) -> np.ndarray:
+    """A uniformly random permutation from the OS CSPRNG (sort 64-bit random keys)."""
+    return np.argsort(np.frombuffer(os.urandom(8 * n), dtype=np.uint64), kind="stable")
+
+
+
+class _Registry(Protocol):
+    """What `PsiParty.register` needs of a PartyApp."""
+
+    def register(self, kind: str, handler: Callable[[Message], Message]) -> None: ...
+
+
+@dataclass
+class _Session:
+    """One PSI run with one peer: the scalar lives here until its last multiplication."""
+
+    mode: str
+    role: str  # "a" (label holder) or "b" (partner)
+    key: X25519PrivateKey | None
+    perm: np.ndarray | None = None  # sent position -> own row
+    doubled_peer: np.ndarray | None = None  # A: H(b)^(beta alpha) in B's sent order
+    peer_n: int = 0
+
+
+class PsiParty:
+    """One party's side of PSI: its ids stay here; only blinded points leave, sealed to the peer."""
+
+    def __init__(self, name: str, ids: Any, *, workers: int | None = None) -> None:
+        self.name = name
+        self.ids = np.asarray(ids, dtype=object)
+        self.workers = workers
+        self.channels: SealedChannels | None = None
+        self.rows: dict[str, np.ndarray] = {}
+        self.cardinality: dict[str, int] = {}
+        self.peer_sizes: dict[str, int] = {}
+        self.aligned_rows: np.ndarray | None = None
+        self._tokens: dict[str, np.ndarray] = {}  # peer -> doubly blinded tokens, aligned with rows[peer]
+        self._sessions: dict[str, _Session] = {}
+        self._prepared: tuple[list[str], list[bytes], str] | None = None
+
+    def register(self, app: _Registry) -> "PsiParty":
+        for kind, handler in (("psi.offer", self._offer), ("psi.accept", self._accept),
+                              ("psi.blind", self._blind), ("psi.respond", self._respond),
+                              ("psi.finish", self._finish), ("psi.align", self._align),
+                              ("psi.aligned", self._aligned)):
+            app.register(kind, handler)
+        return self
+
+    # helpers
+    def _prepare(self) -> tuple[list[str], list[bytes], str]:
+        if self._prepared is None:
+            norm, encoded = normalise_ids(self.ids, self.name)
+            self._prepared = (norm, encoded, id_shape(norm, encoded))
+        return self._prepared
+
+    def _channels(self) -> SealedChannels:
+        if self.channels is None:
+            raise PsiError(f"party {self.name!r}: no sealed channels set up for this run")
+        return self.channels
+
+    def _seal(self, request: Message, peer: str, kind: str, arrays: dict[str, np.ndarray] | None = None,
+              meta: dict[str, Any] | None = None) -> np.ndarray:
+        inner = Message(request.run_id, request.step, self.name, peer, kind, arrays or {}, meta or {})
+        return self._channels().seal(peer, inner)
+
+    def _open(self, request: Message, peer: str, kind: str) -> Message:
+        if "envelope" not in request.arrays:
+            raise PsiError(f"party {self.name!r}: {request.kind} carries no envelope from {peer!r}")
+        inner = self._channels().open(peer, request.arrays["envelope"])
+        if inner.kind != kind:
+            raise PsiError(f"party {self.name!r}: expected {kind!r} from {peer!r}, got {inner.kind!r}")
+        return inner
+
+    def _session(self, peer: str, role: str) -> _Session:
+        session = self._sessions.get(peer)
+        if session is None or session.role != role:
+            raise PsiError(f"party {self.name!r}: no PSI session with {peer!r} in progress")
+        return session
+
+    def _peer_points(self, inner: Message, name: str, n: int | None, peer: str) -> np.ndarray:
+        try:
+            points = _check_points(inner.arrays[name])
+        except (KeyError, ValueError) as exc:
+            raise PsiError(f"party {self.name!r}: malformed points from {peer!r}: {exc}") from None
+        if n is not None and len(points) != n:
+            raise PsiError(f"party {self.name!r}: {peer!r} sent {len(points)} points, expected {n}")
+        return points
+
+    def _blind_peer(self, points: np.ndarray, key: X25519PrivateKey, peer: str) -> np.ndarray:
+        try:
+            return blind(points, key, workers=self.workers)
+        except ValueError:
+            raise PsiError(f"party {self.name!r}: {peer!r} sent a point that is not a valid curve point") from None
+
+    def _check_shapes(self, peer: str, peer_shape: str, a: str, b: str, check: bool) -> None:
+        mine = self._prepare()[2]
+        if check and peer_shape != mine:
+            shapes = {self.name: mine, peer: peer_shape}
+            raise PsiError(
+                f"party {self.name!r}: customer id formats differ between {a!r} and {b!r}: {a!r} ids look "
+                f"like {shapes[a]!r}, {b!r} ids look like {shapes[b]!r}; normalise the id column at both "
+                f"parties (or run with check_format=False)")
+
+    def _mode(self, request: Message) -> str:
+        mode = str(request.meta.get("mode", ""))
+        if mode not in MODES:
+            raise PsiError(f"party {self.name!r}: unknown PSI mode {mode!r}; expected one of {list(MODES)}")
+        return mode
+
+    def _no_overlap(self, a: str, b: str) -> PsiError:
+        return PsiError(f"party {self.name!r}: no common customers between {a!r} and {b!r}")
+
+    # handlers (A: label holder, B: partner)
+    def _offer(self, request: Message) -> Message:
+        """A, step 1: announce mode, size and id shape; nothing is blinded before B compares formats."""
+        peer, mode = str(request.meta["peer"]), self._mode(request)
+        self._channels().require_role(self.name, "label_holder", "to play the label holder's side of PSI")
+        _, encoded, shape = self._prepare()
+        self._sessions[peer] = _Session(mode=mode, role="a", key=None)
+        envelope = self._seal(request, peer, "psi.offer", meta={"mode": mode, "n": len(encoded), "shape": shape})
+        return request.reply("psi.offer", {"envelope": envelope}, {"n": len(encoded)})
+
+    def _accept(self, request: Message) -> Message:
+        """B, step 2: check formats, then send own shuffled H(b)^beta."""
+        peer, mode = str(request.meta["peer"]), self._mode(request)
+        self._channels().require_role(peer, "label_holder", "PSI")
+        inner = self._open(request, peer, "psi.offer")
+        if inner.meta.get("mode") != mode:
+            raise PsiError(f"party {self.name!r}: {peer!r} runs PSI mode {inner.meta.get('mode')!r}, "
+                           f"the coordinator asked for {mode!r}")
+        _, encoded, shape = self._prepare()
+        self._check_shapes(peer, str(inner.meta.get("shape")), peer, self.name,
+                           bool(request.meta.get("check_format", True)))
+        session = _Session(mode=mode, role="b", key=_new_scalar(), peer_n=int(inner.meta["n"]))
+        assert session.key is not None
+        self.peer_sizes[peer] = session.peer_n
+        session.perm = _secure_permutation(len(encoded))
+        mine = _hash_and_blind(encoded, session.key, self.workers)[0][session.perm]
+        self._sessions[peer] = session
+        envelope = self._seal(request, peer, "psi.accept", {"points": mine}, {"n": len(encoded), "shape": shape})
+        return request.reply("psi.accept", {"envelope": envelope}, {"n": len(encoded)})
+
+    def _blind(self, request: Message) -> Message:
+        """A, step 3: send own shuffled H(a)^alpha; raise B's points to alpha (sent to B in mode both)."""
+        peer = str(request.meta["peer"])
+        session = self._session(peer, "a")
+        inner = self._open(request, peer, "psi.accept")
+        self._check_shapes(peer, str(inner.meta.get("shape")), self.name, peer,
+                           bool(request.meta.get("check_format", True)))
+        session.peer_n = int(inner.meta["n"])
+        self.peer_sizes[peer] = session.peer_n
+        theirs = self._peer_points(inner, "points", session.peer_n, peer)
+        _, encoded, _ = self._prepare()
+        key = _new_scalar()
+        session.perm = _secure_permutation(len(encoded))
+        try:
+            mine, session.doubled_peer = _hash_and_blind(encoded, key, self.workers, theirs)
+        except (ValueError, ParallelError) as exc:
+            raise PsiError(f"party {self.name!r}: blinding failed ({exc}); {peer!r} may have sent a point "
+                           f"that is not on the curve") from None
+        del key  # alpha is not needed again: both multiplications are done
+        mine = mine[session.perm]
+        arrays = {"points": mine}
+        if session.mode == "both":
+            arrays["peer_points"] = session.doubled_peer
+        envelope = self._seal(request, peer, "psi.blind", arrays, {"n": len(encoded)})
+        return request.reply("psi.blind", {"envelope": envelope})
+
+    def _respond(self, request: Message) -> Message:
+        """B, step 4: raise A's points to beta and return them (reshuffled in mode cardinality)."""
+        peer = str(request.meta["peer"])
+        session = self._session(peer, "b")
+        inner = self._open(request, peer, "psi.blind")
+        assert session.key is not None and session.perm is not None
+        theirs = self._peer_points(inner, "points", session.peer_n, peer)
+        doubled = self._blind_peer(theirs, session.key, peer)
+        session.key = None
+        if session.mode == "both":
+            mine = self._peer_points(inner, "peer_points", len(session.perm), peer)
+            ix, iy = match_tokens(doubled, mine)
+            if len(ix) == 0:
+                del self._sessions[peer]
+                raise self._no_overlap(peer, self.name)
+            self.rows[peer] = session.perm[iy]
+            self._tokens[peer] = doubled[ix]
+            self.cardinality[peer] = len(ix)
+        elif session.mode == "cardinality":
+            doubled = doubled[_secure_permutation(len(doubled))]
+        del self._sessions[peer]
+        envelope = self._seal(request, peer, "psi.respond", {"points": doubled})
+        return request.reply("psi.respond", {"envelope": envelope})
+
+    def _finish(self, request: Message) -> Message:
+        """A, step 5: match; report the cardinality to the coordinator only in mode both."""
+        peer = str(request.meta["peer"])
+        session = self._session(peer, "a")
+        inner = self._open(request, peer, "psi.respond")
+        assert session.perm is not None and session.doubled_peer is not None
+        doubled = self._peer_points(inner, "points", len(session.perm), peer)
+        del self._sessions[peer]
+        ix, _ = match_tokens(doubled, session.doubled_peer)
+        self.cardinality[peer] = len(ix)
+        if session.mode == "cardinality":
+            self.rows.pop(peer, None)
+            return request.reply("psi.finish")
+        if len(ix) == 0:
+            raise self._no_overlap(self.name, peer)
+        self.rows[peer] = session.perm[ix]
+        self._tokens[peer] = doubled[ix]
+        meta = {"cardinality": len(ix)} if session.mode == "both" else {}
+        return request.reply("psi.finish", meta=meta)
+
+    def _align(self, request: Message) -> Message:
+        """Label holder: keep the customers every partner has, in a random order; tell each partner its tokens."""
+        partners = [str(p) for p in request.meta["partners"]]
+        n = len(self._prepare()[0])
+        common = np.ones(n, dtype=bool)
+        for p in partners:
+            if p not in self.rows or p not in self._tokens:
+                raise PsiError(f"party {self.name!r}: no mode-'both' PSI result with {p!r} to align on")
+            present = np.zeros(n, dtype=bool)
+            present[self.rows[p]] = True
+            common &= present
+        rows = np.flatnonzero(common)
+        if len(rows) == 0:
+            raise PsiError(f"party {self.name!r}: no customer is common to all of "
+                           f"{', '.join(repr(x) for x in [self.name, *partners])}")
+        rows = rows[_secure_permutation(len(rows))]
+        arrays: dict[str, np.ndarray] = {}
+        for k, p in enumerate(partners):
+            position = np.full(n, -1, dtype=np.int64)
+            position[self.rows[p]] = np.arange(len(self.rows[p]))
+            arrays[f"envelope{k}"] = self._seal(request, p, "psi.align", {"tokens": self._tokens[p][position[rows]]})
+        self.aligned_rows = rows
+        return request.reply("psi.align", arrays, {"n_aligned": len(rows)})
+
+    def _aligned(self, request: Message) -> Message:
+        """Partner: map the label holder's token order onto own rows."""
+        holder = self._channels().require_role(str(request.meta["label_holder"]), "label_holder", "psi.aligned")
+        inner = self._open(request, holder, "psi.align")
+        tokens = self._peer_points(inner, "tokens", None, holder)
+        if holder not in self._tokens:
+            raise PsiError(f"party {self.name!r}: no mode-'both' PSI result with {holder!r} to align on")
+        ix, iy = match_tokens(tokens, self._tokens[holder])
+        if len(ix) != len(tokens):
+            log.warning("party %s: %d aligned customers from %s are not in its intersection (local log only)",
+                        self.name, len(tokens) - len(ix), holder)
+            raise PsiError(f"party {self.name!r}: aligned customers from {holder!r} are not in its intersection "
+                           "(count in this party's local log)")
+        where = np.empty(len(tokens), dtype=np.int64)
+        where[ix] = iy
+        self.aligned_rows = self.rows[holder][where]
+        return request.reply("psi.aligned", meta={"n_aligned": len(tokens)})
+
