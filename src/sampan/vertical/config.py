@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from sampan.config import ConfigError, RunConfig, parse_config, read_run_toml
 from sampan.data.loaders import load_table
-from sampan.data.table import ColumnSpec, PartyData, TableSchema
+from sampan.data.table import PartyData
 from sampan.models.gbdt import GBDTParams
 from sampan.vertical.training import VerticalLRConfig
 
