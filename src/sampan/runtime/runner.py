@@ -160,8 +160,9 @@ def _publish(config: Any, store: Store, run_id: str, result: WorkflowResult,
             store.attach_receipt(model, version, receipt)
     report_dir = getattr(config.run, "report_dir", None)
     report_path = write_run_report(store, run_id, Path(report_dir)) if report_dir else None
-    name, version = registered[0] if registered else (None, None)
-    return FinishedRun(run_id, result, report_path, name, version)
+    if not registered:
+        return FinishedRun(run_id, result, report_path, None, None)
+    return FinishedRun(run_id, result, report_path, *registered[0])
 
 
 def hook_progress(progress: ProgressHook | Progress | None) -> Progress:

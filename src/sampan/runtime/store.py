@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence, cast
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import create_engine, insert, select
+from sqlalchemy import Table, create_engine, insert, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -207,7 +207,7 @@ class Store(ModelRegistry):
     def _register_key(self, s: Session | Connection, signer: AuditSigner) -> None:
         if signer.key_id in self._registered_keys:
             return
-        keys = AuditKeyRow.__table__
+        keys = cast(Table, AuditKeyRow.__table__)
         if s.execute(select(keys.c.key_id).where(keys.c.key_id == signer.key_id)).first() is None:
             s.execute(insert(keys).values(key_id=signer.key_id, public_key=signer.public_raw.hex(), created_at=utcnow()))
         self._registered_keys.add(signer.key_id)

@@ -12,11 +12,11 @@ import math
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 import numpy as np
 from sqlalchemy import (
-    JSON, BigInteger, DateTime, ForeignKey, Integer, LargeBinary, String, Text, bindparam, delete, event, func,
+    JSON, BigInteger, DateTime, ForeignKey, Integer, LargeBinary, String, Table, Text, bindparam, delete, event, func,
     insert, inspect, select, text, update,
 )
 from sqlalchemy.engine import Engine
@@ -134,9 +134,9 @@ _ADDED_COLUMNS = {
     "sampan_models": {"lineage": "JSON", "receipt": "JSON"},
 }
 
-_runs, _checkpoints, _rounds, _events = (RunRow.__table__, CheckpointRow.__table__, RoundRow.__table__,
-                                         EventRow.__table__)
-_heads = AuditHeadRow.__table__
+_runs, _checkpoints, _rounds, _events = (cast(Table, RunRow.__table__), cast(Table, CheckpointRow.__table__),
+                                         cast(Table, RoundRow.__table__), cast(Table, EventRow.__table__))
+_heads = cast(Table, AuditHeadRow.__table__)
 _UPDATE_PROGRESS = (update(_runs).where(_runs.c.run_id == bindparam("rid"))
                     .values(current_round=bindparam("rnd"), updated_at=bindparam("now")))
 _INSERT_CHECKPOINT = insert(_checkpoints)
