@@ -21,7 +21,7 @@ from sampan.errors import ConfigError
 from sampan.models.local_training import TrainConfig, train
 from sampan.models import Model, model_from_config
 from sampan.privacy.dpsgd import DPSGDConfig, dp_sgd_train
-from sampan.horizontal.simulation import load_splits, pooled
+from sampan.runtime.baselines import pooled, simulated_splits
 from sampan.runtime.seeds import derive_rng
 from sampan.runtime.store import Store, StoreError
 
@@ -62,7 +62,7 @@ def audit_run(store: Store, run_id: str, *, n_shadow: int = 8, seed: int = 0) ->
     registered = models[-1]
     model = model_from_config(registered.meta["model"])
     mean, scale = registered.arrays.get("scaler.mean"), registered.arrays.get("scaler.scale")
-    splits = load_splits(config, int(run.seed))
+    splits = simulated_splits(config, int(run.seed))
     X_train, y_train = pooled(splits, "train")
     X_test, y_test = pooled(splits, "test")
     X = np.vstack([X_train, X_test])

@@ -20,7 +20,7 @@ from sampan.models.local_training import TrainConfig, train
 from sampan.runtime.capabilities import get_capability
 from sampan.runtime.seeds import derive_rng
 
-__all__ = ["local_only_baselines", "pooled_baseline", "simulated_splits", "train_pooled"]
+__all__ = ["local_only_baselines", "pooled", "pooled_baseline", "simulated_splits", "train_pooled"]
 
 
 def _model(config: RunConfig, n_features: int) -> Model:
@@ -40,8 +40,10 @@ def simulated_splits(config: RunConfig, seed: int) -> dict[str, tuple[PartyData,
     return {name: _parts(setup.data) for name, setup in setups.items()}
 
 
-def _pooled(splits: Mapping[str, Any], part: int) -> tuple[np.ndarray, np.ndarray]:
-    tables = [_parts(s)[part] for s in splits.values()]
+def pooled(splits: Mapping[str, Any], part: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """Every party's ``part`` rows ("train" or "test") in one array: simulation only, never in a deployment."""
+    index = {"train": 0, "test": 1}[part]
+    tables = [_parts(s)[index] for s in splits.values()]
     return np.vstack([t.X for t in tables]), np.concatenate([t.y for t in tables])
 
 
@@ -51,7 +53,7 @@ def train_pooled(config: RunConfig, splits: Mapping[str, Any], seed: int) -> tup
     With `local_epochs`, the budget is rounds x local epochs passes over the pooled rows; with
     `local_steps`, it is the same total number of minibatches the parties ran (rounds x parties x K).
     """
-    X, y = _pooled(splits, 0)
+    X, y = pooled(splits, "train")
     mean, scale = X.mean(axis=0), X.std(axis=0)
     scale = np.where(scale > 1e-12, scale, 1.0)
     model = _model(config, X.shape[1])
@@ -84,5 +86,5 @@ def pooled_baseline(config: RunConfig, seed: int) -> dict[str, float]:
     """Test metrics of the pooled model on every party's holdout rows."""
     splits = simulated_splits(config, seed)
     model, params, mean, scale = train_pooled(config, splits, seed)
-    X_test, y_test = _pooled(splits, 1)
+    X_test, y_test = pooled(splits, "test")
     return binary_metrics(y_test, model.predict_proba(params, (X_test - mean) / scale))
