@@ -1,0 +1,161 @@
+"""Operating a deployment (issue 12, item 8), with a coordinator and three agents as processes on loopback
+with mutual TLS: every vertical model deployed, cancel, a hung party named within seconds, a completed
+run that stays completed when a party vanishes at close, SIGTERM + restart resuming a vertical run from
+its last stage, and the operator commands (`sampan runs status|cancel|attach`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from typer.testing import CliRunner
+
+from sampan.deploy.local import Agent, wait_for_log
+from sampan.deploy.party_agent import FAULT_PARTY_ENV
+from sampan.runtime.store import Store
+
+from test_deploy_e2e import BANKS, Federation, _run, start_federation, stop_federation
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    federation = start_federation(tmp_path_factory.mktemp("operations"),
+                                  coordinator={"silent_after_s": 3, "heartbeat_s": 0.5, "rejoin_timeout_s": 20})
+    try:
+        yield federation
+    finally:
+        stop_federation(federation)
+
+
+def _vertical(name: str, models: list[str], epochs: int = 3, trees: int = 3) -> dict[str, Any]:
+    return {"run": {"name": name, "seed": 5, "workflow": "vertical"},
+            "deploy": {"dataset": "vertical", "parties": BANKS},
+            "vertical": {"label_holder": "bank_harbour", "test_fraction": 0.3, "models": models,
+                         "lr": {"epochs": epochs, "batch_size": 128, "learning_rate": 0.3, "patience": 10},
+                         "gbdt": {"n_trees": trees, "max_depth": 2}}}
+
+
+def _cli(fed: Federation, *args: str) -> Any:
+    from sampan.cli import app
+
+    return CliRunner().invoke(app, [*args, *fed.operator_args()])
+
+
+def _wait_status(fed: Federation, run_id: str, statuses: set[str], timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status = fed.status(run_id)
+            if status["status"] in statuses:
+                return status
+        except Exception:  # noqa: BLE001 - the coordinator is restarting
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} never reached {statuses}:\n{fed.log.read_text()[-4000:]}")
+
+
+def test_a_vertical_run_with_every_model_deploys_and_each_party_keeps_its_parts(ops: Federation) -> None:
+    run_id = ops.submit(_vertical("ops-v", ["lr", "scorecard", "gbdt"]))
+    status = ops.wait_done(run_id, 300)
+    assert status["status"] == "completed", status
+    store = ops.store()
+    row = store.get_run(run_id)
+    store.close()
+    assert row.workflow == "vertical" and row.info["final_metrics"]["auc"] > 0.6
+    for name in BANKS:  # each party registered its own parts, in its own store; the coordinator has none
+        own = Store.open(f"sqlite:///{ops.files.root / name / 'state' / 'party.db'}")
+        parts = {m.name for m in own.models_for_run(run_id)}
+        own.close()
+        assert parts, f"{name} registered no model part"
+    # the party's log says who asked for what, with whom, under which protections and what leaves
+    text = (ops.files.root / "bank_kowloon" / "party.log").read_text()
+    assert f"accepted run {run_id}: job from ops: vertical on dataset vertical" in text
+    assert "with bank_harbour, bank_lionrock, label holder bank_harbour" in text and "leaves this party:" in text
+
+
+def test_runs_status_cancel_and_attach_against_the_coordinator(ops: Federation) -> None:
+    run_id = ops.submit(_run("ops-cancel", run={"rounds": 200}), wait=False)
+    _wait_status(ops, run_id, {"running"})
+    assert wait_for_log(ops.log, f"run {run_id}: round 1 done", 60)
+    shown = _cli(ops, "runs", "status", run_id)
+    assert shown.exit_code == 0, shown.output
+    assert "running" in shown.output and "bank_kowloon: connected" in shown.output
+    cancelled = _cli(ops, "runs", "cancel", run_id)
+    assert cancelled.exit_code == 0, cancelled.output
+    status = _wait_status(ops, run_id, {"cancelled", "completed", "failed"})
+    assert status["status"] == "cancelled" and status["round"] < 200, status
+    for name in BANKS:  # the parties were told the run is over
+        assert wait_for_log(ops.files.root / name / "party.log", f"closed run {run_id}", 20)
+    attached = _cli(ops, "runs", "attach", run_id)
+    assert attached.exit_code == 1 and "was cancelled" in attached.output
+    again = _cli(ops, "runs", "cancel", run_id)
+    assert again.exit_code != 0 and "already cancelled" in again.output
+
+
+def test_a_hung_party_is_named_within_seconds_and_the_run_fails_naming_it(ops: Federation) -> None:
+    name = "bank_lionrock"
+    run_id = ops.submit(_run("ops-hung", run={"rounds": 200}), wait=False)
+    assert wait_for_log(ops.log, f"run {run_id}: round 1 done", 60)
+    pid = ops.parties[name].pid
+    os.kill(pid, signal.SIGSTOP)  # alive, stream open, silent: as a hung agent or a frozen host
+    stopped = time.monotonic()
+    try:
+        status = _wait_status(ops, run_id, {"failed", "completed", "cancelled"}, timeout=60)
+        named_after = time.monotonic() - stopped
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert status["status"] == "failed" and f"party {name!r}" in status["error"] and "Unresponsive" in status["error"]
+    assert named_after < 15, f"named after {named_after:.1f} s"
+    assert f"party {name} is silent" in ops.log.read_text()
+    # it comes back and the federation works again
+    assert ops.wait_done(ops.submit(_run("ops-after-hung"), wait=False), 120)["status"] == "completed"
+
+
+def test_a_party_that_vanishes_at_close_leaves_the_run_completed(ops: Federation) -> None:
+    name = "bank_kowloon"
+    ops.parties[name].stop()
+    ops.parties[name] = Agent("party", ops.files.party_configs[name], env={FAULT_PARTY_ENV: "deploy.close_run:1"})
+    party_log = ops.files.root / name / "party.log"
+    assert wait_for_log(party_log, "connected to", 60, count=party_log.read_text().count("connected to") + 1)
+    run_id = ops.submit(_run("ops-close", run={"rounds": 2}), wait=False)
+    assert ops.parties[name].wait(120) == 17  # exited hard on its close_run
+    assert wait_for_log(ops.log, f"run {run_id}: closing it at the parties", 60) or \
+        wait_for_log(ops.log, f"run {run_id}: {name} not connected at close", 1)
+    assert ops.wait_done(run_id)["status"] == "completed"
+    ops.parties[name] = Agent("party", ops.files.party_configs[name])
+    assert wait_for_log(party_log, "connected to", 60, count=party_log.read_text().count("connected to") + 1)
+
+
+def test_sigterm_interrupts_a_vertical_run_and_the_restarted_coordinator_resumes_it(ops: Federation) -> None:
+    # (another GBDT than the first test's: the bank evaluates one model on its pinned test rows only once)
+    run_id = ops.submit(_vertical("ops-resume", ["lr", "scorecard", "gbdt"], epochs=6, trees=4), wait=False)
+    assert wait_for_log(ops.log, f"run {run_id}: federated WOE binning", 240), ops.log.read_text()[-3000:]
+    ops.coordinator.stop()  # SIGTERM: a clean stop
+    assert ops.coordinator.proc.returncode == 0
+    store = ops.store()
+    assert store.get_run(run_id).status == "interrupted"
+    store.close()
+    connections = ops.log.read_text().count("connected from")
+    ops.start_coordinator()
+    assert wait_for_log(ops.log, f"run {run_id} (vertical) was interrupted when the coordinator stopped", 60)
+    status = ops.wait_done(run_id, 300)
+    assert status["status"] == "completed", status
+    assert ops.log.read_text().count("connected from") >= connections + 3
+    store = ops.store()
+    events = [e for e in store.events(run_id) if e.kind in ("vertical_resumed", "vertical_restart_from_alignment")]
+    store.close()
+    assert [e.kind for e in events] == ["vertical_resumed"], events  # alignment and LR were not redone
+    assert "aligned" in events[0].detail["skipping"] and "lr" in events[0].detail["skipping"]
+
+
+def test_the_coordinator_config_names_liveness_settings(ops: Federation) -> None:
+    from sampan.deploy.config import load_coordinator_config
+
+    section = load_coordinator_config(Path(ops.files.coordinator_config)).coordinator
+    assert section.heartbeat_s == 0.5 and section.silent_after_s == 3
