@@ -294,3 +294,18 @@ def test_a_report_that_cannot_be_written_leaves_the_run_completed(tmp_path: Path
         runner.start_run(toy_config(tmp_path), store)
     run = store.list_runs()[0]
     assert run.status == "completed" and store.get_model("toy-model").receipt is not None
+
+
+def test_the_runtime_reaches_capabilities_only_through_the_table() -> None:
+    """No module of sampan.runtime imports a capability package; they are found by name (importlib strings)."""
+    import ast
+
+    runtime = Path(runner.__file__).parent
+    offenders = []
+    for path in sorted(runtime.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.name}: {n}" for n in names
+                          if n.split(".")[:2] in (["sampan", "horizontal"], ["sampan", "vertical"], ["sampan", "synth"])]
+    assert offenders == []
