@@ -1,6 +1,6 @@
 """`sampan audit-log verify|show` and `sampan models list|show|export`.
 
-Mounted by `sampan.cli` as sub-apps. The store comes from --store, else $SAMPAN_STORE, else the default
+Mounted by `sampan.cli` as sub-apps (errors through `sampan.cli.error_path`, also when run on their own). The store comes from --store, else $SAMPAN_STORE, else the default
 SQLite file; the audit signing key from --audit-key, else $SAMPAN_AUDIT_KEY, else next to the store.
 """
 
@@ -19,14 +19,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from sampan.cli.error_path import ErrorHandlingGroup, fail
 from sampan.files import atomic_write_bytes, atomic_write_json
 from sampan.runtime.store import DEFAULT_STORE_URL, Store, StoreError, load_public_key
 
 console = Console()
 
 audit_log_app = typer.Typer(help="The signed, hash-chained audit log: verify it, show a run's entries.",
-                            no_args_is_help=True)
-models_app = typer.Typer(help="The model registry: list, show and export registered models.", no_args_is_help=True)
+                            no_args_is_help=True, cls=ErrorHandlingGroup)
+models_app = typer.Typer(help="The model registry: list, show and export registered models.", no_args_is_help=True,
+                         cls=ErrorHandlingGroup)
 
 StoreOption = typer.Option(None, "--store", help=f"SQLAlchemy URL of the run store (default: $SAMPAN_STORE or "
                            f"{DEFAULT_STORE_URL}).")
@@ -35,16 +37,7 @@ AuditKeyOption = typer.Option(None, "--audit-key", help="The coordinator's audit
 
 
 def _open(url: str | None, audit_key: Path | None = None) -> Store:
-    try:
-        return Store.open(url or os.environ.get("SAMPAN_STORE") or DEFAULT_STORE_URL, audit_key=audit_key)
-    except StoreError as exc:
-        _fail(exc)
-        raise  # unreachable
-
-
-def _fail(exc: BaseException, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
-    raise typer.Exit(code)
+    return Store.open(url or os.environ.get("SAMPAN_STORE") or DEFAULT_STORE_URL, audit_key=audit_key)
 
 
 def _write_json(path: Path, value: Any) -> None:
@@ -74,10 +67,10 @@ def audit_verify(
             try:
                 anchored = json.loads(anchor.read_text())["heads"]
             except (OSError, ValueError, KeyError) as exc:
-                _fail(StoreError(f"cannot read anchor {str(anchor)!r}: {exc}"))
+                fail(StoreError(f"cannot read anchor {str(anchor)!r}: {exc}"))
         report = s.verify_audit(run_id, public_keys=keys, anchor=anchored)
     except StoreError as exc:
-        _fail(exc)
+        fail(exc)
         return
     finally:
         s.close()
@@ -110,7 +103,7 @@ def audit_show(run_id: str, store: Optional[str] = StoreOption,
     finally:
         s.close()
     if not rows:
-        _fail(StoreError(f"no audit entries for run {run_id!r}"))
+        fail(StoreError(f"no audit entries for run {run_id!r}"))
     table = Table(title=f"Audit log of run {run_id}")
     for col in ("#", "at (UTC)", "kind", "signed by", "detail"):
         table.add_column(col)
@@ -159,7 +152,7 @@ def models_show(name: str, version: Optional[int] = typer.Option(None, help="Def
     try:
         model = s.get_model(name, version)
     except StoreError as exc:
-        _fail(exc)
+        fail(exc)
         return
     finally:
         s.close()
@@ -192,7 +185,7 @@ def models_export(name: str, out: Path = typer.Option(Path("sampan-models"), hel
             except StoreError:
                 receipt = None
     except StoreError as exc:
-        _fail(exc)
+        fail(exc)
         return
     finally:
         s.close()
