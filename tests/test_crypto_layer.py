@@ -46,7 +46,7 @@ def test_protocols_share_one_implementation() -> None:
     import sampan.crypto.dealer as dealer
     import sampan.crypto.ring as ring
     import sampan.privacy.secagg.client as secagg_client
-    import sampan.vertical.psi as psi
+    import sampan.vertical.psi_party as psi
     import sampan.vertical.secure_lr_base as secure_lr_base
     import sampan.vertical.secure_lr_party as secure_lr
 
