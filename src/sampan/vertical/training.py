@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from sampan.core.relay import Relay
-from sampan.transport import Transport
+from sampan.core.transport import Transport
 from sampan.crypto.dealer import Dealer
 from sampan.crypto.ring import decode
 from sampan.vertical.secure_lr import (
