@@ -13,6 +13,8 @@ What a `PartySetup` must hold for these capabilities (a deployed agent fills it 
   refuse secure aggregation outright).
 - ``state_dir``: where the party records the models it evaluated (one per DP run, across restarts).
 - ``options["max_evaluations"]``: how many runs may evaluate its holdout, over the party's life.
+- ``job["model"]``: the job's ``model.kind``; only a ``"gbdt"`` job mounts the tree handlers (``hgb.*``),
+  and a party whose policy requires DP refuses it (tree histograms are exact).
 
 What each role learns: see `sampan.horizontal.party` (per message kind) and `sampan.horizontal.workflow`.
 """
@@ -27,17 +29,22 @@ from sampan.core.capability import PartySetup
 from sampan.core.party import PartyApp
 from sampan.core.workflow import ModelArtifact, RunContext, Workflow, WorkflowResult
 from sampan.crypto.simulated_ca import simulated_consortium
+from sampan.core.seeds import derive_seed
+from sampan.horizontal.gbdt import GBDT_KIND, HorizontalGBDTParty
+from sampan.horizontal.gbdt_workflow import HorizontalGBDTWorkflow
 from sampan.horizontal.party import HorizontalParty
 from sampan.horizontal.secure_rounds import COORDINATOR
 from sampan.horizontal.simulation import load_splits
 from sampan.horizontal.workflow import HorizontalWorkflow, histogram_metrics, result_info
 from sampan.metrics import ScoreHistogram
+from sampan.privacy.party_policy import PolicyRefused
 from sampan.privacy.secagg import SecAggClient
 from sampan.wire import Message
 
 __all__ = ["EVALUATION", "HORIZONTAL", "EvaluationWorkflow", "HorizontalCapability", "EvaluationCapability"]
 
 _NOT_GIVEN = object()
+GBDT_VALIDATION_FRACTION = 0.15  # of a bank's training rows, held out at the bank for early stopping
 
 
 def horizontal_party(setup: PartySetup) -> HorizontalParty:
@@ -56,7 +63,8 @@ def simulated_setups(config: Any, seed: int, workflow: str) -> dict[str, PartySe
     and a certificate from a simulated consortium CA made for this run (its CA key dropped once issued)."""
     splits = load_splits(config, seed)
     verifier, identities = simulated_consortium(list(splits))
-    return {name: PartySetup(name, (split.train, split.test), {"workflow": workflow}, identity=identities[name],
+    job = {"workflow": workflow, "model": str(getattr(config.model, "kind", "logistic"))}
+    return {name: PartySetup(name, (split.train, split.test), dict(job), identity=identities[name],
                              verifier=verifier) for name, split in splits.items()}
 
 
@@ -66,9 +74,8 @@ class HorizontalCapability:
     name = "horizontal"
 
     def workflow(self, config: Any) -> Workflow:
-        if getattr(config.model, "kind", None) == "gbdt":
-            raise ValueError("model.kind = 'gbdt' is not yet a horizontal workflow of the runner (sampan demo "
-                             "--model gbdt runs it); use 'logistic' or 'mlp'")
+        if getattr(config.model, "kind", None) == GBDT_KIND:
+            return HorizontalGBDTWorkflow(config)
         return HorizontalWorkflow(config)
 
     def party_app(self, setup: PartySetup) -> PartyApp:
@@ -76,6 +83,14 @@ class HorizontalCapability:
         app = PartyApp(setup.name, mods=party.mods)  # privacy composed around the exact handlers
         for kind, handler in party.core_handlers().items():
             app.register(kind, handler)
+        if setup.job.get("model") == GBDT_KIND:  # tree jobs only: their histograms are exact (no DP for trees)
+            if setup.policy is not None and setup.policy.requires_dp():
+                raise PolicyRefused(f"party {setup.name!r} requires differential privacy; horizontal GBDT has none")
+            train, _ = setup.data
+            rng = np.random.default_rng(derive_seed(0, "gbdt-validation", setup.name))
+            fit_rows, validation = train.train_test_split(GBDT_VALIDATION_FRACTION, rng)  # early stopping only
+            for kind, handler in HorizontalGBDTParty(setup.name, fit_rows, validation).handlers().items():
+                app.register(kind, handler)
         return app
 
     def simulate(self, config: Any, seed: int) -> dict[str, PartySetup]:

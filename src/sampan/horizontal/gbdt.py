@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 from scipy.special import expit
@@ -29,7 +29,10 @@ from sampan.models.gbdt import (
 from sampan.transport import Transport
 from sampan.wire import Message
 
-__all__ = ["HorizontalGBDTParty", "train_horizontal_gbdt", "merge_edges", "HorizontalGBDTResult"]
+__all__ = ["GBDT_KIND", "HorizontalGBDTParty", "HorizontalGBDTResult", "gbdt_model_payload", "merge_edges",
+           "predict_gbdt_payload", "train_horizontal_gbdt"]
+
+GBDT_KIND = "gbdt"  # model.kind, and the "kind" of a registered horizontal GBDT model
 
 
 class HorizontalGBDTParty:
@@ -208,3 +211,32 @@ def predict_horizontal(result: HorizontalGBDTResult, X: np.ndarray) -> np.ndarra
         raw += tree.predict({"all": dec}, len(X))
     return raw
 
+
+def gbdt_model_payload(result: HorizontalGBDTResult, feature_names: list[str]) -> tuple[dict[str, np.ndarray],
+                                                                                          dict[str, Any]]:
+    """The model as arrays (bin edges, flat, with per-feature counts) and a JSON model config."""
+    arrays = {"edges": np.concatenate(result.edges) if result.edges else np.zeros(0),
+              "edge_counts": np.array([len(e) for e in result.edges], dtype=np.int64)}
+    model = {"kind": GBDT_KIND, "n_features": len(feature_names), "base_score": float(result.model.base_score),
+             "trees": [t.to_dict() for t in result.model.trees],
+             "splits": [[t, node, int(f), int(b)] for (t, node), (f, b) in sorted(result.thresholds.items())]}
+    return arrays, model
+
+
+def predict_gbdt_payload(model: Mapping[str, Any], arrays: Mapping[str, np.ndarray], X: np.ndarray) -> np.ndarray:
+    """Probabilities of rows under a `gbdt_model_payload` model (any bank scores its own rows with it)."""
+    counts = np.asarray(arrays["edge_counts"], dtype=np.int64)
+    if len(counts) != X.shape[1]:
+        raise ValueError(f"gbdt model has {len(counts)} features, the rows have {X.shape[1]}")
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    flat = np.asarray(arrays["edges"], dtype=np.float64)
+    bins = apply_bins(X, [flat[bounds[j]:bounds[j + 1]] for j in range(len(counts))])
+    splits = {(int(t), int(n)): (int(f), int(b)) for t, n, f, b in model["splits"]}
+    raw = np.full(len(X), float(model["base_score"]))
+    for t, spec in enumerate(model["trees"]):
+        tree = Tree.from_dict(spec)
+        nodes = tree.owned_by("all")
+        dec = np.stack([bins[:, splits[(t, n)][0]] <= splits[(t, n)][1] for n in nodes], axis=1) \
+            if nodes else np.zeros((len(X), 0), dtype=bool)
+        raw += tree.predict({"all": dec}, len(X))
+    return 1.0 / (1.0 + np.exp(-raw))

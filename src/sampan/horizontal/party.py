@@ -68,6 +68,7 @@ import numpy as np
 
 from sampan.core.party import Handler, Mod
 from sampan.data import PartyData
+from sampan.horizontal.gbdt import GBDT_KIND, predict_gbdt_payload
 from sampan.metrics import ScoreHistogram, binary_metrics
 from sampan.metrics.histogram import DEFAULT_BINS, MAX_BINS
 from sampan.models import Model, model_from_config
@@ -221,12 +222,14 @@ class HorizontalParty:
         bins = msg.meta.get("bins", DEFAULT_BINS)
         if isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= MAX_BINS:
             raise ValueError(f"party {self.name!r} refuses bins={bins!r}: at most {MAX_BINS} bins")
-        model = self._model(msg.meta["model"])
         part = "test" if len(self.test_data) else "train"
         data = self.test_data if part == "test" else self.train_data
         X, y = self._scaled.get(part, data.X, msg.arrays), data.y
         assert y is not None
-        p = model.predict_proba(msg.arrays["params"], X)
+        if (msg.meta.get("model") or {}).get("kind") == GBDT_KIND:  # trees: bin edges + JSON (no scaler)
+            p = predict_gbdt_payload(msg.meta["model"], msg.arrays, data.X)
+        else:
+            p = self._model(msg.meta["model"]).predict_proba(msg.arrays["params"], X)
         histogram = ScoreHistogram.from_scores(y, p, bins)
         p_clip = np.clip(p, 1e-12, 1 - 1e-12)
         local: dict[str, float | None] = {}
