@@ -15,23 +15,23 @@ from typing import Callable, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+
+from sampan.cli.error_path import ErrorHandlingGroup, fail
 
 __all__ = ["certs_app", "coordinator_app", "party_app", "submit", "deploy_app"]
 
 console = Console()
 certs_app = typer.Typer(help="Consortium certificates: CA, keys and CSRs made locally, signing, revocation.",
-                        no_args_is_help=True)
+                        no_args_is_help=True, cls=ErrorHandlingGroup)
 coordinator_app = typer.Typer(help="The coordinator agent (serves parties' streams and operators' runs).",
-                              no_args_is_help=True)
+                              no_args_is_help=True, cls=ErrorHandlingGroup)
 party_app = typer.Typer(help="A party agent (dials out to the coordinator; its data stays here).",
-                        no_args_is_help=True)
+                        no_args_is_help=True, cls=ErrorHandlingGroup)
 
 
 def _fail(exc: BaseException | str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
-    raise typer.Exit(code)
+    fail(exc, code)  # the CLI's one error path; deploy errors keep exit code 2 unless a caller says otherwise
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -329,7 +329,7 @@ def submit(
 
 
 deploy_app = typer.Typer(help="Sampan deployment: certificates, agents, run submission.", no_args_is_help=True,
-                         add_completion=False, pretty_exceptions_enable=False)
+                         add_completion=False, pretty_exceptions_enable=False, cls=ErrorHandlingGroup)
 deploy_app.add_typer(certs_app, name="certs")
 deploy_app.add_typer(coordinator_app, name="coordinator")
 deploy_app.add_typer(party_app, name="party")

@@ -63,12 +63,15 @@ def report(exc: BaseException) -> int:
 
 
 def fail(exc: BaseException | str, code: int | None = None) -> NoReturn:
-    """Stop a command with one error line: an exception (its category's exit code) or a text (usage, 2)."""
+    """Stop a command with one error line for something the user must fix: an exception (exit code of its
+    category; 2 for one outside the hierarchy, e.g. a ValueError from a parameter check) or a text (2)."""
     if isinstance(exc, str):
-        _print_error(exc)
-        raise typer.Exit(ExitCode.USAGE if code is None else code)
-    exit_code = report(exc)
-    raise typer.Exit(exit_code if code is None else code) from None
+        text, category = exc, int(ExitCode.USAGE)
+    else:
+        text, category = user_message(exc), exit_code_for(exc)
+    _print_error(text)
+    default = ExitCode.USAGE if category == ExitCode.INTERNAL else category
+    raise typer.Exit(default if code is None else code)
 
 
 @contextmanager

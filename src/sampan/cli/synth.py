@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table as RichTable
 
+from sampan.cli.error_path import ErrorHandlingGroup, fail
 from sampan.privacy.ledger import BudgetExceeded
 from sampan.privacy.randomness import seeded_generator
 from sampan.files import atomic_write_text
@@ -36,15 +37,15 @@ from sampan.transport.inprocess import InProcessTransport
 __all__ = ["synth_app"]
 
 synth_app = typer.Typer(help="Differentially private synthetic tables: fit, sample, report, federated demo.",
-                        no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                        no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                        cls=ErrorHandlingGroup)
 console = Console()
 USER_ERRORS = (SchemaError, TableError, ModelError, ConstraintError, TargetError, BudgetExceeded, OSError)
 SEED_HELP = "Seed all randomness (tests/demos only: the receipt marks the model reproducible, NOT private)."
 
 
 def _fail(exc: BaseException) -> None:
-    console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
-    raise typer.Exit(2)
+    fail(exc)  # the CLI's one error path: exit 2 for input to fix, 4 for an exhausted budget
 
 
 def _rng(seed: Optional[int], offset: int = 0) -> Optional[np.random.Generator]:
