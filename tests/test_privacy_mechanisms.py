@@ -15,15 +15,17 @@ import numpy as np
 import pytest
 from scipy import optimize, stats
 
-from sampan.privacy.mechanisms import (
-    MAX_DENOMINATOR,
+from sampan.privacy.discrete_mechanisms import (
     DiscreteGaussianMechanism,
     DiscreteLaplaceMechanism,
+    _bernoulli_exp_neg,
+    _GeneratorBits,
+)
+from sampan.privacy.mechanisms import (
+    MAX_DENOMINATOR,
     GaussianMechanism,
     LaplaceMechanism,
     NoiseMechanism,
-    _bernoulli_exp_neg,
-    _GeneratorBits,
     classic_gaussian_sigma,
     zcdp_epsilon,
 )

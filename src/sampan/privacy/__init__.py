@@ -7,9 +7,8 @@ May import: sampan.models, sampan.metrics, sampan.data, sampan.crypto, sampan.co
 from sampan.privacy.dp3 import DP3Aggregation, DP3Config, clip_update, party_release
 from sampan.privacy.dpsgd import DPSGDConfig, DPSGDResult, dp_sgd_train, planned_steps
 from sampan.privacy.ledger import Budget, BudgetExceeded, Ledger, PrivacyEvent
-from sampan.privacy.mechanisms import (
-    DiscreteGaussianMechanism, DiscreteLaplaceMechanism, GaussianMechanism, LaplaceMechanism,
-)
+from sampan.privacy.discrete_mechanisms import DiscreteGaussianMechanism, DiscreteLaplaceMechanism
+from sampan.privacy.mechanisms import GaussianMechanism, LaplaceMechanism
 from sampan.privacy.randomness import secure_generator, seeded_generator
 
 __all__ = [
