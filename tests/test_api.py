@@ -132,6 +132,24 @@ def test_errors_are_sampan_errors(tmp_path: Path) -> None:
         sampan.run(42)  # type: ignore[arg-type]
 
 
+def test_a_horizontal_gbdt_model_scores_too(tmp_path: Path) -> None:
+    config, paths, schema = _config(tmp_path)
+    config["run"]["name"] = "api-gbdt"
+    config["model"] = {"kind": "gbdt", "n_trees": 3, "max_depth": 2}
+    config.pop("training")
+    finished = sampan.run(config)
+    model = sampan.load_model("api-gbdt", store=config["run"]["store"])
+    party = next(iter(paths))
+    data = load_table(paths[party], schema, party)
+    from sampan.horizontal.gbdt import predict_gbdt_payload
+    from sampan.runtime.store import Store
+
+    entry = Store.open(config["run"]["store"]).get_model("api-gbdt")
+    expected = predict_gbdt_payload(entry.meta["model"], entry.arrays, data.X)
+    np.testing.assert_allclose(model.predict_proba(_arrow_table(paths[party], schema))[:, 1], expected, atol=1e-12)
+    assert finished.model_name == "api-gbdt"
+
+
 def test_run_accepts_a_runconfig(tmp_path: Path) -> None:
     config, _, _ = _config(tmp_path)
     finished = sampan.run(sampan.RunConfig.model_validate(config))

@@ -91,8 +91,15 @@ def load_model(name: str, version: int | None = None, store: str | Store | None 
     """A registered model (latest version unless ``version``) as a `Predictor`:
     ``predict_proba(frame)`` takes a pandas DataFrame, a pyarrow Table or a dict of columns, checks the
     columns by name against the model's features and applies the federation's scaler."""
+    from functools import partial
+
     from sampan.models.predictor import Predictor
 
     registered = _open_store(store).get_model(name, version)
+    scorer = None
+    if (registered.meta.get("model") or {}).get("kind") == "gbdt":  # horizontal GBDT: bin edges + trees
+        from sampan.horizontal.gbdt import predict_gbdt_payload
+
+        scorer = partial(predict_gbdt_payload, registered.meta["model"], registered.arrays)
     return Predictor.from_registered(registered.arrays, registered.meta, name=registered.name,
-                                     version=registered.version, run_id=registered.run_id)
+                                     version=registered.version, run_id=registered.run_id, scorer=scorer)

@@ -94,10 +94,12 @@ def _one_hot(name: str, values: np.ndarray, categories: tuple[str, ...]) -> np.n
 
 @dataclass
 class Predictor:
-    """A model from the registry, ready to score rows: ``predict_proba(frame)`` -> (n, 2) like scikit-learn."""
+    """A model from the registry, ready to score rows: ``predict_proba(frame)`` -> (n, 2) like scikit-learn.
 
-    model: Model
-    params: np.ndarray
+    ``scorer`` maps the encoded, standardised matrix to P(default); `from_registered` builds it for the
+    parametric models (`model_from_config`: logistic, MLP) or takes one (e.g. a tree model's)."""
+
+    scorer: Callable[[np.ndarray], np.ndarray]
     feature_names: list[str]
     scaler: dict[str, np.ndarray] = field(default_factory=dict)
     name: str = ""
@@ -108,20 +110,23 @@ class Predictor:
 
     @classmethod
     def from_registered(cls, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], *, name: str = "",
-                        version: int | None = None, run_id: str | None = None) -> Predictor:
+                        version: int | None = None, run_id: str | None = None,
+                        scorer: Callable[[np.ndarray], np.ndarray] | None = None) -> Predictor:
         """Build from a registry entry (``params``, ``scaler.*`` arrays; ``model`` and ``feature_names`` meta)."""
         label = f"model {name!r}" + (f" v{version}" if version is not None else "")
-        if "model" not in meta or "params" not in arrays or "feature_names" not in meta:
+        if "model" not in meta or "feature_names" not in meta or (scorer is None and "params" not in arrays):
             raise ConfigError(f"{label} is not a scoring model (it has no model config, params and feature names; "
                               "vertical model parts stay with their parties: use `sampan score`)")
-        try:
-            model = model_from_config(meta["model"])
-        except (ValueError, KeyError) as exc:
-            raise ConfigError(f"{label}: {exc}") from None
+        if scorer is None:
+            try:
+                model: Model = model_from_config(meta["model"])
+                params = model.check_params(arrays["params"])
+            except (ValueError, KeyError) as exc:
+                raise ConfigError(f"{label}: {exc}") from None
+            scorer = lambda X: model.predict_proba(params, X)  # noqa: E731 - bound to this model's params
         scaler = {k.removeprefix("scaler."): np.asarray(v, dtype=np.float64)
                   for k, v in arrays.items() if k.startswith("scaler.")}
-        return cls(model, model.check_params(arrays["params"]), [str(n) for n in meta["feature_names"]], scaler,
-                   name, version, run_id, dict(meta))
+        return cls(scorer, [str(n) for n in meta["feature_names"]], scaler, name, version, run_id, dict(meta))
 
     @property
     def columns(self) -> list[str]:
@@ -157,7 +162,7 @@ class Predictor:
 
     def default_probability(self, frame: Any) -> np.ndarray:
         """P(default) per row, shape (n,)."""
-        return self.model.predict_proba(self.params, self.encode(frame))
+        return np.asarray(self.scorer(self.encode(frame)), dtype=np.float64)
 
     def predict_proba(self, frame: Any) -> np.ndarray:
         """[P(no default), P(default)] per row, shape (n, 2) (scikit-learn's convention; classes_ = [0, 1])."""
