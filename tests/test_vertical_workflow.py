@@ -69,8 +69,9 @@ def test_workflow_matches_the_session_pipeline_for_a_seeded_run() -> None:
     outcome = start_run(job, Store.open("sqlite://")).result.outcome
     assert outcome["alignment"]["n_aligned"] == session.n_aligned
     assert outcome["joint"]["n"] == joint["n"] == len(splits.test)
-    assert outcome["joint"]["auc"] == pytest.approx(joint["auc"], abs=1e-9)
-    assert outcome["bank_only"]["auc"] == pytest.approx(bank_only["auc"], abs=1e-9)
+    # secure LR's fixed-point truncation draws fresh randomness (CSPRNG): equal up to its rounding
+    assert outcome["joint"]["auc"] == pytest.approx(joint["auc"], abs=0.01)
+    assert outcome["bank_only"]["auc"] == pytest.approx(bank_only["auc"], abs=1e-12)  # plaintext at the bank
 
 
 def test_the_workflow_never_reads_a_party_object() -> None:

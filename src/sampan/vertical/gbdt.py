@@ -56,26 +56,29 @@ from typing import Any, Callable, Generator
 import numpy as np
 
 from sampan.models.gbdt import (
-    FeatureSlot, GBDTModel, GBDTParams, HistRequest, RouteRequest, SplitRequest, Tree, apply_bins, boost,
+    FeatureSlot, GBDTModel, GBDTParams, HistRequest, RouteRequest, SplitRequest, apply_bins, boost,
     histogram, make_slots, quantile_bin_edges,
 )
 from sampan.privacy.party_policy import PartyPrivacyPolicy
 from sampan.privacy.randomness import secure_generator
-from sampan.transport import Transport
-from sampan.crypto.channel import SealedChannels, prg_uint64
-from sampan.crypto.dealer import Dealer, DealerStream
+from sampan.crypto.channel import SealedChannels
+from sampan.crypto.dealer import DealerStream
 from sampan.vertical.histograms import (
-    HistogramAccount, check_feature_totals, dealer_level_sums, decode_sums, encode_values, flat_index, histogram_privacy,
-    partner_level_sums, reported_sigma, sealed_nonce, secret_permutation, sigma_label, tree_masks,
+    HistogramAccount, check_feature_totals, decode_sums, encode_values, flat_index, partner_level_sums, reported_sigma,
+    sealed_nonce, secret_permutation, sigma_label, tree_masks,
 )
-from sampan.vertical.rows import MIN_EVALUATION_ROWS, RunRows, check_splits, fingerprint, per_run
+from sampan.vertical.rows import MIN_EVALUATION_ROWS, RunRows, check_splits, per_run
+from sampan.vertical.gbdt_coordinator import (
+    COVERS, NOT_COVERED, VerticalGBDTResult, gbdt_histogram_privacy, histogram_sensitivity2, score_vertical_gbdt,
+    train_vertical_gbdt,
+)
+from sampan.vertical.gbdt_scoring import GBDTScoring
 from sampan.vertical.secure_lr import receive
-from sampan.core.relay import Relay
 from sampan.wire import Message
 
 log = logging.getLogger(__name__)
 
-__all__ = ["VerticalGBDTParty", "train_vertical_gbdt", "VerticalGBDTResult", "REVEALS", "VIEWS", "score_vertical_gbdt",
+__all__ = ["VerticalGBDTParty", "train_vertical_gbdt", "COVERS", "NOT_COVERED", "VerticalGBDTResult", "REVEALS", "VIEWS", "score_vertical_gbdt",
            "gbdt_histogram_privacy", "histogram_sensitivity2"]
 
 REVEALS = (
@@ -176,7 +179,7 @@ class _BankState:
     hist_noise: float = 0.0
 
 
-class VerticalGBDTParty:
+class VerticalGBDTParty(GBDTScoring):
     """Handlers for both roles; `aligned` gives the party's aligned rows (after PSI)."""
 
     def __init__(self, name: str, X_aligned: Callable[[], np.ndarray], y_aligned: Callable[[], np.ndarray | None],
@@ -433,148 +436,6 @@ class VerticalGBDTParty:
         return str(counter)  # a replayed counter is refused by the policy (`admit_histograms`, per release)
 
     # --- persistence: each party stores only its own part ---------------------------------------------
-    def part_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """This party's part of the trained GBDT: its bin edges and thresholds (+ trees at the bank)."""
-        keys = sorted(self.thresholds)
-        arrays = {"edges": np.concatenate(self.edges) if self.edges else np.zeros(0),
-                  "edge_counts": np.array([len(e) for e in self.edges], dtype=np.int64),
-                  "thresholds": np.array([[t, n, f, b] for (t, n), (f, b) in ((k, self.thresholds[k]) for k in keys)],
-                                         dtype=np.int64).reshape(-1, 4)}
-        meta: dict[str, Any] = {"party": self.name, "kind": "vertical-gbdt", "feature_names": list(self.feature_names)}
-        if self.model is not None:
-            meta.update({"base_score": self.model.base_score, "trees": [t.to_dict() for t in self.model.trees],
-                         "params": self.model.params.__dict__})
-        return arrays, meta
-
-    def load_part(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        counts = np.asarray(arrays["edge_counts"], dtype=np.int64)
-        bounds = np.concatenate([[0], np.cumsum(counts)])
-        self.edges = [np.asarray(arrays["edges"][bounds[j]:bounds[j + 1]], dtype=float) for j in range(len(counts))]
-        self.thresholds = {(int(t), int(n)): (int(f), int(b)) for t, n, f, b in np.asarray(arrays["thresholds"]).tolist()}
-        if "trees" in meta:
-            self.model = GBDTModel(float(meta["base_score"]), [Tree.from_dict(t) for t in meta["trees"]],
-                                   GBDTParams(**meta["params"]), best_iteration=len(meta["trees"]))
-
-    # --- joint prediction and scoring -----------------------------------------------------------------
-    def _query_rows(self, query: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str]]:
-        """Full-table rows for aligned positions or registration numbers (-1 = not known here)."""
-        if "aligned" in query:
-            aligned = self._aligned_rows() if self._aligned_rows else None
-            if aligned is None:
-                raise ValueError(f"party {self.name!r}: no aligned rows; run PSI alignment first")
-            return aligned[query["aligned"]], []
-        text = query["ids"].tobytes().decode()
-        applicants = text.split("\n") if text else []
-        if self._index is None:
-            self._index = {str(i).strip(): r for r, i in enumerate(self._ids if self._ids is not None else [])}
-        return np.array([self._index.get(a.strip(), -1) for a in applicants], dtype=np.int64), applicants
-
-    def score_start(self, msg: Message) -> Message:
-        """Bank: note the query, seal it to every partner (the coordinator never sees who applied)."""
-        started = time.perf_counter()
-        if self.model is None:
-            raise ValueError(f"party {self.name!r} holds no trained GBDT")
-        if "aligned" in msg.arrays:  # held-out evaluation: only the dataset's test rows, once per model
-            aligned = self._aligned_rows() if self._aligned_rows else None
-            n = 0 if aligned is None else len(aligned)
-            model = "gbdt:" + fingerprint(*self.part_arrays())
-            query = {"aligned": self._run_rows(msg.run_id).admit_evaluation(model, msg.arrays["aligned"], n, self._y)}
-        else:
-            query = {"ids": np.frombuffer("\n".join(msg.meta["applicants"]).encode(), dtype=np.uint8)}
-        rows, applicants = self._query_rows(query)
-        if applicants and (rows < 0).any():  # neither ids nor positions: the error passes through the coordinator
-            missing = [k + 1 for k, r in enumerate(rows) if r < 0]
-            log.warning("party %s: applicants at positions %s of %d are not in its table (local log only)", self.name,
-                        missing[:20], len(rows))
-            raise ValueError(f"party {self.name!r}: an applicant of this request is not in the bank's table "
-                             "(positions in this party's local log); the bank scores applicants it has data on")
-        self._scoring[str(msg.meta["request_id"])] = (rows, applicants, started)
-        ch = self._channels()
-        return msg.reply("vgb.score_started", {f"to:{p}": ch.seal_arrays(p, query) for p in msg.meta["partners"]})
-
-    def score_partial(self, msg: Message) -> Message:
-        """Partner: its direction at each of its nodes for each queried row (unknown rows flagged)."""
-        inbox: dict[tuple[str, str], np.ndarray] = {}
-        receive(msg, self._channels(), inbox)
-        bank = self._channels().require_role(str(msg.meta["bank"]), "label_holder", "vgb.score_partial")
-        query = {name: v for (sender, name), v in inbox.items() if sender == bank}
-        rows, _ = self._query_rows(query)
-        keys = sorted(self.thresholds)
-        known = rows >= 0
-        bits = np.zeros((len(rows), len(keys)), dtype=np.uint8)
-        if known.any() and keys:
-            bits[known] = self.decisions_for(self._X_full[rows[known]], keys)
-        return msg.reply("vgb.score_partial", {f"to:{bank}": self._channels().seal_arrays(bank, {
-            "bits": bits, "keys": np.array(keys, dtype=np.int64).reshape(-1, 2), "missing": (~known).astype(np.uint8)})})
-
-    def score_finish(self, msg: Message) -> Message:
-        """Bank: walk the trees; PDs stay here; held-out evaluation returns aggregate metrics only."""
-        from sampan.metrics import brier_score, ks_statistic, roc_auc
-        from sampan.vertical.scoring import ScoreCard
-
-        inbox: dict[tuple[str, str], np.ndarray] = {}
-        receive(msg, self._channels(), inbox)
-        model = self.model
-        assert model is not None
-        rows, applicants, started = self._scoring.pop(str(msg.meta["request_id"]))
-        partners = list(msg.meta["partners"])
-        bins = apply_bins(self._X_full[rows], self.edges)
-        partner_bits = {p: (inbox.pop((p, "bits")), {tuple(k): c for c, k in enumerate(inbox.pop((p, "keys")).tolist())},
-                            inbox.pop((p, "missing")).astype(bool)) for p in partners}
-        n = len(rows)
-        raw = np.full(n, model.base_score)
-        per_tree = []
-        for t, tree in enumerate(model.trees):
-            decisions = {}
-            for owner in set(o for o in tree.owner if o):
-                nodes = tree.owned_by(owner)
-                if owner == self.name:
-                    decisions[owner] = np.stack([bins[:, self.thresholds[(t, nd)][0]] <= self.thresholds[(t, nd)][1]
-                                                 for nd in nodes], axis=1)
-                else:
-                    b, cols, miss = partner_bits[owner]
-                    m = np.stack([b[:, cols[(t, nd)]].astype(bool) for nd in nodes], axis=1)
-                    default = np.array([tree.default_left[nd] for nd in nodes])
-                    m[miss] = default
-                    decisions[owner] = m
-            raw += tree.predict(decisions, n)
-            per_tree.append(decisions)
-        pd = 1.0 / (1.0 + np.exp(-raw))
-        if not applicants:
-            y = self._y_full[rows] if self._y_full is not None else None
-            if y is None:
-                raise ValueError(f"party {self.name!r} has no labels to evaluate with")
-            try:
-                metrics = {"n": n, "auc": roc_auc(y, pd), "ks": ks_statistic(y, pd), "brier": brier_score(y, pd)}
-            except Exception as exc:  # its text may name a class: it stays in the bank's local log
-                log.warning("party %s: held-out metrics failed: %s (local log only)", self.name, exc)
-                raise ValueError(f"party {self.name!r}: the held-out metrics could not be computed (details in "
-                                 "this party's local log)") from None
-            return msg.reply("vgb.metrics", meta=metrics)
-        points = ScoreCard().points(pd)
-        out = []
-        for i, applicant in enumerate(applicants):
-            contrib: dict[str, float] = {}
-            for t, tree in enumerate(model.trees):
-                for node, owner, delta in tree.path_contributions(per_tree[t], i):
-                    key = (self.feature_names[self.thresholds[(t, node)][0]] if owner == self.name
-                           else "partner data")
-                    contrib[key] = contrib.get(key, 0.0) + delta
-            reasons = sorted(({"source": "bank" if k != "partner data" else "partners (aggregated)", "feature": k,
-                               "logit_contribution": float(v)} for k, v in contrib.items()),
-                             key=lambda r: -r["logit_contribution"])
-            out.append({"applicant": applicant, "probability_of_default": float(pd[i]), "score": float(points[i]),
-                        "logit": float(raw[i]), "missing_at": [p for p in partners if partner_bits[p][2][i]],
-                        "reasons": reasons[:5], "seconds": time.perf_counter() - started})
-        self.results[str(msg.meta["request_id"])] = out
-        return msg.reply("vgb.scored", meta={"n": len(out)})
-
-    def decisions_for(self, X_raw: np.ndarray, nodes: list[tuple[int, int]]) -> np.ndarray:
-        """Directions at this party's nodes (tree, node) for raw feature rows — used by joint scoring."""
-        bins = apply_bins(X_raw, self.edges)
-        cols = [bins[:, self.thresholds[key][0]] <= self.thresholds[key][1] for key in nodes]
-        return np.stack(cols, axis=1) if cols else np.zeros((len(X_raw), 0), dtype=bool)
-
     def _bank(self) -> _BankState:
         if self.bank is None:
             raise ValueError(f"party {self.name!r}: vertical GBDT not started (vgb.setup/vgb.start first)")
@@ -584,136 +445,3 @@ class VerticalGBDTParty:
         if self.partner is None:
             raise ValueError(f"party {self.name!r}: vertical GBDT not set up as a partner (vgb.setup first)")
         return self.partner
-
-
-@dataclass
-class VerticalGBDTResult:
-    trees: int
-    best_iteration: int
-    history: list[dict[str, float]]
-    seconds: float
-    waves: int
-    privacy: dict[str, dict[str, float]] = field(default_factory=dict)  # partner -> releases, rho, epsilon
-
-
-COVERS = "noised per-bin gradient/hessian sums of partner features, seen by the bank"
-NOT_COVERED = ("exact split partitions and routing bits of partner splits and the leaf values (bank); node row sets "
-               "(partners); node positions and binned records in secret order (coordinator). The epsilon is "
-               "conditional on the exact partitions: across trees they let the bank recover most training rows' "
-               "partner bins (review measurement: 59-92% of rows with 40 trees, depth 3, 8 bins), noise or not")
-
-
-def histogram_sensitivity2(n_features: int) -> float:
-    """Squared L2 sensitivity of one node's noised histogram release (G and H over the partner's features).
-
-    Derivation. The bank knows every customer's gradient g and hessian h (its own labels and scores);
-    what the noise protects is the partner's values. Neighbouring datasets: one customer's partner
-    record replaced (the bank already knows from PSI that the customer is in the run; adding or removing
-    a customer moves less, see below). For each of the partner's d features the customer's bin changes
-    from b to b', so G[b] and G[b'] each move by |g| <= 1 (g = p - y, p in [0, 1]) and H[b], H[b'] each by
-    h = p (1 - p) <= 1/4. Per feature the squared change is 2 g^2 + 2 h^2 <= 2 (1 + 1/16); over the d
-    features (disjoint coordinates of one release): sens^2 = 2 d (1 + 1/16). Adding or removing one
-    customer moves one bin per feature, d (1 + 1/16): the replace bound covers both.
-    """
-    return 2.0 * n_features * (1.0 + 1.0 / 16.0)
-
-
-def gbdt_histogram_privacy(releases: int, n_features: int, sigma: float, delta: float = 1e-5) -> dict[str, Any]:
-    """Privacy of a partner's noised histograms against the bank (`histograms.histogram_privacy`).
-
-    Each requested node is one release at `histogram_sensitivity2`; the larger child's histogram is the
-    parent's minus the smaller's (post-processing), so only requested nodes count. Counting every node as
-    its own release (no parallel composition across a level's disjoint nodes) is conservative.
-
-    What this epsilon covers: the noised per-bin gradient/hessian sums the bank decodes, nothing else.
-    It does NOT cover (all outside any DP mechanism, declared in REVEALS/VIEWS):
-    the exact left/right partition of a node's rows at every split on a partner feature and the partner's
-    routing bit for every validation and scored row (seen by the bank: each is one exact comparison of
-    the customer's partner value with a threshold); the leaf values and the trees (computed and kept by the
-    bank from those partitions); the row sets of every node (seen by each partner); the per-node positions
-    and the partner's binned records in secret order (seen by the coordinator as dealer). The epsilon is
-    therefore conditional on those partitions: across many trees they let the bank reconstruct most
-    training rows' partner bins (an adversarial review measured 59-92% of rows' partner bins recovered
-    with 40 trees, depth 3, 8 bins), whatever the histogram noise.
-    """
-    return {**histogram_privacy(releases, histogram_sensitivity2(n_features), sigma, delta),
-            "covers": COVERS, "not_covered": NOT_COVERED}
-
-
-def train_vertical_gbdt(transport: Transport, run_id: str, bank: str, partners: list[str], train_rows: np.ndarray,
-                        val_rows: np.ndarray, params: GBDTParams = GBDTParams(), *, hist_noise: float = 0.0,
-                        progress: Callable[[dict[str, Any]], None] | None = None,
-                        before_release: Callable[[dict[str, dict[str, Any]]], None] | None = None
-                        ) -> VerticalGBDTResult:
-    """Coordinator: relay the bank's requests, deal the masks' histograms, until the learner finishes.
-
-    `before_release(slots)` runs once every party's bin counts are known and before the bank starts (so
-    before any partner histogram is served): where a workflow charges the releases write-ahead."""
-    started = time.perf_counter()
-    relay = Relay(run_id)
-    parties = [bank, *partners]
-    dealer = Dealer(parties)
-    rows = {"train_rows": np.asarray(train_rows, dtype=np.int64), "val_rows": np.asarray(val_rows, dtype=np.int64)}
-    setup = relay.wave(transport, (relay.request(p, "vgb.setup", {
-        **rows, "dealer_seed": np.frombuffer(dealer.seeds[p], dtype=np.uint8)},
-        {"n_bins": params.n_bins, "bank": bank, "hist_noise": hist_noise}) for p in parties))
-    slots = {r.sender: dict(r.meta) for r in setup}
-    offsets = {p: np.concatenate([[0], np.cumsum(slots[p]["n_bins"])[:-1]]).astype(np.int64) for p in partners}
-    beta = {r.sender: flat_index(r.arrays["beta"], offsets[r.sender]) for r in setup if r.sender != bank}
-    totals = {p: int(sum(slots[p]["n_bins"])) for p in partners}
-    if before_release is not None:
-        before_release(slots)
-    relay.wave(transport, [relay.request(bank, "vgb.start", {
-        **rows, "dealer_seed": np.frombuffer(dealer.seeds[bank], dtype=np.uint8)},
-        {"partners": partners, "slots": {p: slots[p] for p in partners}, "params": params.__dict__})])
-    waves, extra = 2, {}
-    n_train = len(train_rows)
-    draws: dict[tuple[str, Any], np.ndarray] = {}
-    releases = {p: 0 for p in partners}
-    accounts: dict[str, dict[str, Any]] = {}  # each partner's own account, as it reports it
-    bank_seed = dealer.seeds[bank]
-    trees_seen = 0
-    while True:
-        reply = relay.wave(transport, [relay.request(bank, "vgb.step", extra)])[0]
-        waves += 1
-        extra = {}
-        if reply.kind == "vgb.done":
-            privacy = ({p: {**gbdt_histogram_privacy(releases[p], len(slots[p]["n_bins"]), hist_noise),
-                            **accounts.get(p, {}), "covers": COVERS, "not_covered": NOT_COVERED} for p in partners}
-                       if hist_noise > 0 else {})
-            return VerticalGBDTResult(int(reply.meta["trees"]), int(reply.meta["best_iteration"]),
-                                      list(reply.meta["history"]), time.perf_counter() - started, waves, privacy)
-        label = str(reply.meta["label"])
-        tree = reply.meta.get("tree")
-        for key, positions in reply.arrays.items():
-            if key.startswith("dealer:"):
-                p = key.split(":")[1]
-                sizes = reply.arrays[f"dealer_sizes:{p}"]
-                groups = np.split(positions, np.cumsum(sizes)[:-1])
-                releases[p] += len(groups)
-                if (p, tree) not in draws:  # the tree's draws in position space, as the bank derived them
-                    if len(draws) > 4 * len(partners):
-                        draws.clear()
-                    draws[(p, tree)] = prg_uint64(bank_seed, f"gbh/{p}/{tree}", 2 * n_train).reshape(2, n_train)
-                pads = dealer.stream(p).draw(f"gbr/{label}", 2 * totals[p] * len(groups)).reshape(len(groups), 2, totals[p])
-                extra[key] = dealer_level_sums(beta[p], totals[p], draws[(p, tree)], groups, pads)
-        involved = list(reply.meta["partners"])
-        if involved:
-            served = relay.wave(transport, (relay.request(p, "vgb.serve", meta={"bank": bank, "label": label})
-                                            for p in involved))
-            accounts.update({r.sender: dict(r.meta["privacy"]) for r in served if "privacy" in r.meta})
-            waves += 1
-        if reply.meta["kind"] == "RouteRequest" and progress is not None:
-            trees_seen += 1
-            progress({"stage": "tree", "routes": trees_seen, "seconds": time.perf_counter() - started})
-
-
-def score_vertical_gbdt(transport: Transport, relay: Relay, bank: str, partners: list[str], request_id: str, *,
-                        aligned: np.ndarray | None = None, applicants: list[str] | None = None) -> Message:
-    """Three waves: bank seals the query to partners, partners answer with directions, bank finishes."""
-    base = {"request_id": request_id, "partners": partners, "bank": bank}
-    arrays = {"aligned": np.asarray(aligned, dtype=np.int64)} if aligned is not None else {}
-    meta = {**base, **({"applicants": list(applicants)} if applicants is not None else {})}
-    relay.wave(transport, [relay.request(bank, "vgb.score_start", arrays, meta)])
-    relay.wave(transport, (relay.request(p, "vgb.score_partial", meta=base) for p in partners))
-    return relay.wave(transport, [relay.request(bank, "vgb.score_finish", meta=base)])[0]
