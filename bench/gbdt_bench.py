@@ -25,7 +25,8 @@ import numpy as np
 
 from sampan.data.table import PartyData
 from sampan.metrics import roc_auc
-from sampan.models.gbdt import GBDTParams, apply_bins, fit_local, make_slots, predict_local, quantile_bin_edges
+from sampan.models.gbdt import GBDTParams, apply_bins, make_slots, quantile_bin_edges
+from sampan.models.gbdt_local import fit_local, predict_local
 from sampan.vertical.gbdt import score_vertical_gbdt, train_vertical_gbdt
 from sampan.vertical.session import Splits
 from vertical_bench import _session, taiwan_tables  # same folder: shared set-up of a vertical federation

@@ -7,7 +7,8 @@ import numpy as np
 from sampan.data import make_sme_consortium
 from sampan.horizontal.gbdt import HorizontalGBDTParty, predict_horizontal, train_horizontal_gbdt
 from sampan.metrics import roc_auc
-from sampan.models.gbdt import GBDTParams, apply_bins, fit_local, make_slots, predict_local
+from sampan.models.gbdt import GBDTParams, apply_bins, make_slots
+from sampan.models.gbdt_local import fit_local, predict_local
 from sampan.core.party import PartyApp
 from sampan.transport.inprocess import InProcessTransport
 

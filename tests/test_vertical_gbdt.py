@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from test_vertical_lr import _session, _vertical_tables, _windows
 
-from sampan.models.gbdt import GBDTParams, apply_bins, fit_local, make_slots, predict_local, quantile_bin_edges
+from sampan.models.gbdt import GBDTParams, apply_bins, make_slots, quantile_bin_edges
+from sampan.models.gbdt_local import fit_local, predict_local
 from sampan.models.scorecard import ScoreScaling, monotone_bins, psi, woe_iv
 from sampan.privacy.randomness import seeded_generator
 from sampan.vertical.gbdt import score_vertical_gbdt, train_vertical_gbdt

@@ -17,7 +17,8 @@ from sampan.data import make_sme_consortium
 from sampan.data.table import PartyData
 from sampan.horizontal.gbdt import HorizontalGBDTParty, predict_horizontal, train_horizontal_gbdt
 from sampan.metrics import brier_score, ks_statistic, roc_auc
-from sampan.models.gbdt import GBDTParams, apply_bins, fit_local, make_slots, predict_local, quantile_bin_edges
+from sampan.models.gbdt import GBDTParams, apply_bins, make_slots, quantile_bin_edges
+from sampan.models.gbdt_local import fit_local, predict_local
 from sampan.report import write_report
 from sampan.runtime.party import PartyApp
 from sampan.runtime.reporting import build_run_report

@@ -25,8 +25,7 @@ from scipy.special import expit
 
 __all__ = [
     "GBDTParams", "FeatureSlot", "Tree", "GBDTModel", "HistRequest", "SplitRequest", "RouteRequest",
-    "quantile_bin_edges", "apply_bins", "best_splits", "boost", "fit_local", "histogram", "LocalProvider",
-    "make_slots", "predict_local", "EarlyStopping",
+    "quantile_bin_edges", "apply_bins", "best_splits", "boost", "histogram", "make_slots", "EarlyStopping",
 ]
 
 
@@ -366,64 +365,3 @@ class EarlyStopping:
 
 def _logloss(y: np.ndarray, raw: np.ndarray) -> float:
     return float(np.mean(np.logaddexp(0.0, raw) - y * raw))
-
-
-class LocalProvider:
-    """Answers the learner's requests from binned matrices held in one place (pooled or per-party local)."""
-
-    def __init__(self, bins: Mapping[str, np.ndarray], slots: Mapping[str, list[FeatureSlot]],
-                 val_bins: Mapping[str, np.ndarray] | None = None) -> None:
-        self.bins, self.slots, self.val_bins = dict(bins), dict(slots), dict(val_bins or {})
-        self.index = {o: flat_index(b, self.slots[o]) for o, b in self.bins.items()}
-        self.thresholds: dict[tuple[int, int], tuple[int, int]] = {}  # (tree, node) -> (feature, bin)
-
-    def answer(self, request: Any) -> Answer:
-        if isinstance(request, HistRequest):
-            return {node: {o: histogram(self.bins[o], self.slots[o], rows, request.g, request.h, index=self.index[o])
-                           for o in self.bins}
-                    for node, rows in request.nodes}
-        if isinstance(request, SplitRequest):
-            out = {}
-            for node, rows, owner, feature, b in request.splits:
-                self.thresholds[(request.tree_index, node)] = (feature, b)
-                out[node] = self.bins[owner][rows, feature] <= b
-            return out
-        if isinstance(request, RouteRequest):
-            source = self.val_bins if request.validation else self.bins
-            return self.route(request.tree, request.tree_index, source, request.rows)
-        raise TypeError(f"unknown request {type(request).__name__}")
-
-    def route(self, tree: Tree, tree_index: int, bins: Mapping[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
-        out = {}
-        for owner in bins:
-            nodes = tree.owned_by(owner)
-            m = np.zeros((len(rows), len(nodes)), dtype=bool)
-            for k, node in enumerate(nodes):
-                feature, b = self.thresholds[(tree_index, node)]
-                m[:, k] = bins[owner][rows, feature] <= b
-            out[owner] = m
-        return out
-
-
-def fit_local(params: GBDTParams, bins: Mapping[str, np.ndarray], slots: Mapping[str, list[FeatureSlot]],
-              y: np.ndarray, *, val_bins: Mapping[str, np.ndarray] | None = None,
-              y_val: np.ndarray | None = None) -> tuple[GBDTModel, LocalProvider]:
-    """Plaintext boosting over binned matrices (the pooled reference of the vertical learner)."""
-    provider = LocalProvider(bins, slots, val_bins)
-    gen = boost(params, y, slots, y_val=y_val)
-    answer = None
-    try:
-        while True:
-            request = gen.send(answer)
-            answer = provider.answer(request)
-    except StopIteration as stop:
-        return stop.value, provider
-
-
-def predict_local(model: GBDTModel, provider: LocalProvider, bins: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Raw scores (log-odds) of rows binned like the training rows."""
-    n = len(next(iter(bins.values())))
-    raw = np.full(n, model.base_score)
-    for t, tree in enumerate(model.trees):
-        raw += tree.predict(provider.route(tree, t, bins, np.arange(n)), n)
-    return raw

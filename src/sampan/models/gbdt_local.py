@@ -1,0 +1,77 @@
+"""GBDT in one place: the plaintext provider that answers the learner's requests, `fit_local` and `predict_local`.
+
+Why apart from `sampan.models.gbdt`: the federated drivers answer the same requests over messages; this is the
+pooled (or single-party) reference they are tested against, and the local baseline a run reports.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from sampan.models.gbdt import (Answer, FeatureSlot, GBDTModel, GBDTParams, HistRequest, RouteRequest, SplitRequest,
+                                Tree, boost, flat_index, histogram)
+
+__all__ = ["LocalProvider", "fit_local", "predict_local"]
+
+
+class LocalProvider:
+    """Answers the learner's requests from binned matrices held in one place (pooled or per-party local)."""
+
+    def __init__(self, bins: Mapping[str, np.ndarray], slots: Mapping[str, list[FeatureSlot]],
+                 val_bins: Mapping[str, np.ndarray] | None = None) -> None:
+        self.bins, self.slots, self.val_bins = dict(bins), dict(slots), dict(val_bins or {})
+        self.index = {o: flat_index(b, self.slots[o]) for o, b in self.bins.items()}
+        self.thresholds: dict[tuple[int, int], tuple[int, int]] = {}  # (tree, node) -> (feature, bin)
+
+    def answer(self, request: Any) -> Answer:
+        if isinstance(request, HistRequest):
+            return {node: {o: histogram(self.bins[o], self.slots[o], rows, request.g, request.h, index=self.index[o])
+                           for o in self.bins}
+                    for node, rows in request.nodes}
+        if isinstance(request, SplitRequest):
+            out = {}
+            for node, rows, owner, feature, b in request.splits:
+                self.thresholds[(request.tree_index, node)] = (feature, b)
+                out[node] = self.bins[owner][rows, feature] <= b
+            return out
+        if isinstance(request, RouteRequest):
+            source = self.val_bins if request.validation else self.bins
+            return self.route(request.tree, request.tree_index, source, request.rows)
+        raise TypeError(f"unknown request {type(request).__name__}")
+
+    def route(self, tree: Tree, tree_index: int, bins: Mapping[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+        out = {}
+        for owner in bins:
+            nodes = tree.owned_by(owner)
+            m = np.zeros((len(rows), len(nodes)), dtype=bool)
+            for k, node in enumerate(nodes):
+                feature, b = self.thresholds[(tree_index, node)]
+                m[:, k] = bins[owner][rows, feature] <= b
+            out[owner] = m
+        return out
+
+
+def fit_local(params: GBDTParams, bins: Mapping[str, np.ndarray], slots: Mapping[str, list[FeatureSlot]],
+              y: np.ndarray, *, val_bins: Mapping[str, np.ndarray] | None = None,
+              y_val: np.ndarray | None = None) -> tuple[GBDTModel, LocalProvider]:
+    """Plaintext boosting over binned matrices (the pooled reference of the vertical learner)."""
+    provider = LocalProvider(bins, slots, val_bins)
+    gen = boost(params, y, slots, y_val=y_val)
+    answer = None
+    try:
+        while True:
+            request = gen.send(answer)
+            answer = provider.answer(request)
+    except StopIteration as stop:
+        return stop.value, provider
+
+
+def predict_local(model: GBDTModel, provider: LocalProvider, bins: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Raw scores (log-odds) of rows binned like the training rows."""
+    n = len(next(iter(bins.values())))
+    raw = np.full(n, model.base_score)
+    for t, tree in enumerate(model.trees):
+        raw += tree.predict(provider.route(tree, t, bins, np.arange(n)), n)
+    return raw
