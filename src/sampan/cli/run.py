@@ -51,7 +51,7 @@ def _result_table(finished: FinishedRun, baselines: dict[str, dict[str, float]])
     table.add_column("model")
     for metric in ("auc", "pr_auc", "ks", "brier", "log_loss"):
         table.add_column(metric.upper().replace("_", "-"), justify="right")
-    rows = {"federated (Sampan)": finished.outcome.final_metrics, **baselines}
+    rows = {"federated (Sampan)": finished.final_metrics, **baselines}
     for name, metrics in rows.items():
         table.add_row(name, *(f"{metrics[m]:.4f}" if metrics.get(m) is not None else "–"
                               for m in ("auc", "pr_auc", "ks", "brier", "log_loss")))
@@ -226,8 +226,9 @@ def run(
                       f"`sampan run --resume {latest}`", soft_wrap=True)
         raise typer.Exit(130) from None
     console.print(_result_table(finished, {}))
-    console.print(f"Run [bold]{finished.outcome.run_id}[/] completed; model {finished.model_name} "
-                  f"v{finished.model_version}. Report: [bold]{finished.report_path.resolve()}[/]")
+    model = f"model {finished.model_name} v{finished.model_version}" if finished.model_version else "no central model"
+    report = f" Report: [bold]{finished.report_path.resolve()}[/]" if finished.report_path else ""
+    console.print(f"Run [bold]{finished.run_id}[/] completed; {model}.{report}")
 
 
 @app.command()
