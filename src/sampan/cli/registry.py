@@ -1,6 +1,7 @@
 """`sampan audit-log verify|show` and `sampan models list|show|export`.
 
-Mounted by `sampan.cli` as sub-apps (errors through `sampan.cli.error_path`, also when run on their own). The store comes from --store, else $SAMPAN_STORE, else the default
+Mounted by `sampan.cli` as sub-apps (errors go through `sampan.cli.error_path`, also when run on
+their own). The store comes from --store, else $SAMPAN_STORE, else the default
 SQLite file; the audit signing key from --audit-key, else $SAMPAN_AUDIT_KEY, else next to the store.
 """
 
