@@ -11,6 +11,8 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from sampan.privacy.wrappers import UpdateSum
+
 
 class Aggregator(ABC):
     name: str
@@ -148,3 +150,23 @@ def make_aggregator(name: str, *, trim_fraction: float = 0.1, byzantine: int = 1
     if name == "krum":
         return Krum(byzantine, multi)
     raise ValueError(f"unknown aggregator {name!r}; expected mean, median, trimmed_mean or krum")
+
+
+class StrategyAggregation:
+    """The strategy's own aggregation (weighted mean or a robust aggregator) behind `UpdateAggregation`."""
+
+    def __init__(self, aggregator: Aggregator) -> None:
+        self.aggregator = aggregator
+        self.aggregator.reset()
+        self._sum: UpdateSum | None = None
+
+    def add(self, update: np.ndarray, weight: float, indicator: float) -> None:
+        self.aggregator.add(update, weight)
+
+    def add_sum(self, total: UpdateSum) -> None:  # SecAgg: Σ (n_i/N)·Δ_i and Σ n_i/N (mean aggregator only)
+        self._sum = total
+
+    def result(self) -> np.ndarray:
+        if self._sum is not None:
+            return self._sum.head / self._sum.weight
+        return self.aggregator.result()

@@ -47,18 +47,19 @@ import numpy as np
 from sampan.config import RunConfig
 from sampan.core.seeds import derive_rng, derive_seed
 from sampan.core.workflow import ModelArtifact, RunContext, Workflow, WorkflowResult
-from sampan.horizontal.aggregators import Aggregator, make_aggregator
+from sampan.horizontal.aggregators import StrategyAggregation, make_aggregator
 from sampan.horizontal.privacy_control import PrivacyControl, combine_dp1_stats
 from sampan.horizontal.secure_rounds import COORDINATOR, FederationError, SecureRounds  # FederationError: re-exported
 from sampan.horizontal.strategies import Strategy, make_strategy
 from sampan.metrics import ScoreHistogram
-from sampan.models import Model, model_from_config
+from sampan.models import model_from_config
 from sampan.privacy.ledger import BudgetExceeded
-from sampan.privacy.wrappers import CentralDP3, UpdateAggregation, UpdateSum
+from sampan.horizontal.results import RunOutcome, TrafficMeter, histogram_metrics, result_info
+from sampan.privacy.wrappers import CentralDP3, UpdateAggregation
 from sampan.wire import Message
 
 __all__ = ["FAULT_ENV", "FederationError", "HorizontalWorkflow", "INIT_JITTER", "RunOutcome", "RunState",
-           "build_strategy", "result_info"]
+           "build_strategy", "histogram_metrics", "result_info"]
 
 FAULT_ENV = "SAMPAN_FAULT_KILL_AFTER_ROUND"  # test hook: SIGKILL this process after saving round N
 # The initial model is the model-family start plus N(0, INIT_JITTER^2) per parameter, drawn from the run seed:
@@ -100,21 +101,6 @@ class RunState:
                    noise=dict(meta.get("noise") or {}))
 
 
-@dataclass(frozen=True)
-class RunOutcome:
-    """The typed outcome for Python callers (`WorkflowResult.outcome`)."""
-
-    run_id: str
-    rounds: int
-    final_metrics: dict[str, float]
-    params: np.ndarray
-    scaler: dict[str, np.ndarray]
-    model: Model
-    histogram: ScoreHistogram | None
-    privacy: dict[str, Any] | None = None
-    budget_stop: str | None = None
-
-
 def build_strategy(config: RunConfig) -> Strategy:
     options: dict[str, float] = {}
     if config.strategy.server_learning_rate is not None:
@@ -130,45 +116,6 @@ def build_strategy(config: RunConfig) -> Strategy:
 
 def _finite(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
-
-
-def _downsample(xs: np.ndarray, ys: np.ndarray, limit: int = 400) -> tuple[list[float], list[float]]:
-    if len(xs) > limit:
-        idx = np.unique(np.linspace(0, len(xs) - 1, limit).round().astype(int))
-        xs, ys = xs[idx], ys[idx]
-    return [round(float(x), 6) for x in xs], [round(float(y), 6) for y in ys]
-
-
-def result_info(histogram: ScoreHistogram | None) -> dict[str, Any]:
-    """The report's ROC curve and calibration table from merged score histograms (when both labels occur)."""
-    info: dict[str, Any] = {}
-    if histogram is not None and 0 < histogram.positive_rate < 1:
-        fpr, tpr, _ = histogram.roc_curve()
-        info["roc"] = _downsample(np.asarray(fpr), np.asarray(tpr))
-        cal = histogram.calibration(10)
-        info["calibration"] = [list(map(float, cal.mean_predicted)), list(map(float, cal.fraction_positive)),
-                               list(map(int, cal.counts))]
-    return info
-
-
-class StrategyAggregation:
-    """The strategy's own aggregation (weighted mean or a robust aggregator) behind `UpdateAggregation`."""
-
-    def __init__(self, aggregator: Aggregator) -> None:
-        self.aggregator = aggregator
-        self.aggregator.reset()
-        self._sum: UpdateSum | None = None
-
-    def add(self, update: np.ndarray, weight: float, indicator: float) -> None:
-        self.aggregator.add(update, weight)
-
-    def add_sum(self, total: UpdateSum) -> None:  # SecAgg: Σ (n_i/N)·Δ_i and Σ n_i/N (mean aggregator only)
-        self._sum = total
-
-    def result(self) -> np.ndarray:
-        if self._sum is not None:
-            return self._sum.head / self._sum.weight
-        return self.aggregator.result()
 
 
 class HorizontalWorkflow(SecureRounds, Workflow):
@@ -187,7 +134,7 @@ class HorizontalWorkflow(SecureRounds, Workflow):
         self._check_secagg_config()
         self._secagg_nonce = os.urandom(8).hex()  # fresh per coordinator process: labels never repeat on resume
         self._round_events: list[tuple[str, dict[str, Any]]] = []  # audit events saved with the round
-        self._traffic_seen: dict[tuple[str, str, str], tuple[int, int]] = {}
+        self._traffic = TrafficMeter()
 
     def total_rounds(self, config: Any) -> int:
         return int(config.run.rounds)
@@ -339,35 +286,9 @@ class HorizontalWorkflow(SecureRounds, Workflow):
             {"level": level, "mechanism": mech, "noise_multiplier": z, "sampling_rate": q, "count": count,
              "parties": sorted(parties)} for (level, mech, z, q, count), parties in sorted(groups.items(), key=str)]})
 
-    def _traffic_delta(self) -> dict[str, Any] | None:
-        """What crossed the wire since the last call, per message kind and direction (sizes in bytes).
-
-        `messages_bytes` sums over parties; `by_party` keeps each party's rows, so the receipt can be
-        rebuilt from the store alone, across resumes (a resumed coordinator has a fresh transport)."""
-        traffic = getattr(self.transport, "traffic", None)
-        if traffic is None:
-            return None
-        delta: dict[str, dict[str, list[int]]] = {}
-        by_party: list[dict[str, Any]] = []
-        parties: set[str] = set()
-        for row in traffic.summary():
-            key = (str(row["party"]), str(row["direction"]), str(row["kind"]))
-            msgs, size = int(row["messages"]), int(row["bytes"])
-            seen = self._traffic_seen.get(key, (0, 0))
-            if (msgs, size) == seen:
-                continue
-            self._traffic_seen[key] = (msgs, size)
-            parties.add(key[0])
-            entry = delta.setdefault(key[1], {}).setdefault(key[2], [0, 0])
-            entry[0] += msgs - seen[0]
-            entry[1] += size - seen[1]
-            by_party.append({"party": key[0], "direction": key[1], "kind": key[2], "messages": msgs - seen[0],
-                             "bytes": size - seen[1]})
-        return {"parties": len(parties), "messages_bytes": delta, "by_party": by_party}
-
     def _take_round_events(self, round_number: int) -> list[tuple[str, dict[str, Any]]]:
         """The round's audit events, traffic since the last round included (saved with the round)."""
-        delta = self._traffic_delta()
+        delta = self._traffic.delta(self.transport)
         if delta is not None:
             self._round_events.append(("traffic", {"round": round_number, **delta}))
         events, self._round_events = self._round_events, []
@@ -479,13 +400,3 @@ class HorizontalWorkflow(SecureRounds, Workflow):
                 **result_info(histogram)}
         return WorkflowResult(final_metrics=global_metrics, models=[ModelArtifact(self.config.run.name, arrays, meta)],
                               info=info, budget_stop=state.budget_stop, outcome=outcome)
-
-
-def histogram_metrics(histogram: ScoreHistogram, loss_sum: float, brier_sum: float, n: int) -> dict[str, Any]:
-    """Global metrics from merged holdout histograms and sums (what a federated evaluation reports)."""
-    metrics: dict[str, Any] = {"log_loss": loss_sum / max(n, 1), "brier": brier_sum / max(n, 1), "n": n,
-                               "positive_rate": histogram.positive_rate}
-    if 0 < histogram.positive_rate < 1:
-        metrics.update(auc=histogram.auc(), pr_auc=histogram.pr_auc(), ks=histogram.ks(),
-                       ece=histogram.expected_calibration_error())
-    return {k: _finite(v) for k, v in metrics.items()}
