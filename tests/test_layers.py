@@ -52,11 +52,9 @@ LAYERS: list[tuple[str, ...]] = [
 # entry as soon as its import is gone (test_no_stale_exceptions fails on an entry nobody needs).
 # End state: empty.
 KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    # TODO(2026-12-07, helper D): vertical/run.py drives runs itself; deleted when vertical/workflow.py lands.
-    ("vertical", "runtime"): "vertical/run.py (to be deleted)",
-    # TODO(2026-12-07, helper D): vertical/{gbdt,plain_lr,session,woe}.py take `Transport` from sampan.transport
+    # TODO(2026-12-07, helper D): vertical/{gbdt_coordinator,plain_lr,session,woe}.py take `Transport` from sampan.transport
     # (import it from sampan.core) and session.py builds an InProcessTransport (the runner's job).
-    ("vertical", "transport"): "vertical/{gbdt,plain_lr,session,woe}.py",
+    ("vertical", "transport"): "vertical/{gbdt_coordinator,plain_lr,session,woe}.py",
     # TODO(2026-12-07, helper B): horizontal/gbdt_run.py (to be deleted) uses the runtime and an in-process
     # transport; horizontal/gbdt.py takes `Transport` from sampan.transport (import it from sampan.core).
     ("horizontal", "runtime"): "horizontal/gbdt_run.py (to be deleted)",
