@@ -12,7 +12,7 @@ from scipy.optimize import minimize
 from scipy.stats import rankdata
 
 from sampan.data import Consortium, PartyData, load_table, make_sme_consortium
-from sampan.data.consortium import SECTORS
+from sampan.data.sme_population import SECTORS
 
 
 @pytest.fixture(scope="module")
