@@ -122,7 +122,7 @@ def test_target_errors_name_the_problem(model) -> None:
 
 def test_joint_quotas_meet_both_margins_exactly() -> None:
     """Controlled rounding: a merged (column, label) target never leaves a margin one unit off."""
-    from sampan.synth.programmable import joint_quotas, quotas
+    from sampan.synth.quotas import joint_quotas, quotas
 
     rng = np.random.default_rng(0)
     for _ in range(500):
