@@ -55,10 +55,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
     # TODO(2026-12-07, helper D): vertical/{gbdt_coordinator,plain_lr,session,woe}.py take `Transport` from sampan.transport
     # (import it from sampan.core) and session.py builds an InProcessTransport (the runner's job).
     ("vertical", "transport"): "vertical/{gbdt_coordinator,plain_lr,session,woe}.py",
-    # TODO(2026-12-07, helper B): horizontal/gbdt_run.py (to be deleted) uses the runtime and an in-process
-    # transport; horizontal/gbdt.py takes `Transport` from sampan.transport (import it from sampan.core).
-    ("horizontal", "runtime"): "horizontal/gbdt_run.py (to be deleted)",
-    ("horizontal", "transport"): "horizontal/gbdt.py, horizontal/gbdt_run.py",
     # TODO(2026-12-07, helper F): config/vertical.py builds VerticalLRConfig and SynthConfig (lazily), but
     # horizontal/vertical/synth import sampan.config: a cycle. Config is the lower one (workflows read it);
     # let vertical/ and synth/ turn their config section into their own settings class.

@@ -162,15 +162,21 @@ def _gbdt_demo(seed: int | None, store: str | None, report_dir: Path) -> None:
     """Horizontal GBDT across the three banks: summed histograms, compared with each bank alone and pooled."""
     import secrets
 
-    from sampan.horizontal.gbdt_run import run_horizontal_gbdt_demo
+    import time
+
+    from sampan.horizontal.gbdt_demo import gbdt_demo_config, gbdt_demo_outcome
+    from sampan.runtime.runner import start_run
 
     console.print("[bold]Sampan demo[/]: three banks grow one gradient-boosted tree model from summed histograms; "
                   "no bank shares a record.")
+    seed = seed if seed is not None else secrets.randbits(31)
+    config, started = gbdt_demo_config(seed, report_dir), time.perf_counter()
     with console.status("growing trees") as status:
-        outcome = run_horizontal_gbdt_demo(_store(store), seed=seed if seed is not None else secrets.randbits(31),
-                                           report_dir=report_dir,
-                                           progress=lambda r: status.update(f"tree {r['tree']}: validation log loss "
-                                                                            f"{r.get('val_logloss', float('nan')):.4f}"))
+        finished = start_run(config, _store(store), progress=lambda stage, r: status.update(
+            f"tree {r['round']}: validation log loss {(r['global'].get('val_logloss') or float('nan')):.4f}")
+            if stage == "round" else None)
+        outcome = gbdt_demo_outcome(config, seed, finished.run_id, finished.result, finished.report_path,
+                                    time.perf_counter() - started)
     from rich.table import Table
 
     table = Table(title="Test-set results (all banks' holdout rows)")

@@ -26,7 +26,7 @@ from sampan.data.table import PartyData
 from sampan.models.gbdt import (
     EarlyStopping, GBDTModel, GBDTParams, Tree, apply_bins, best_splits, histogram, make_slots,
 )
-from sampan.transport import Transport
+from sampan.core.transport import Transport
 from sampan.wire import Message
 
 __all__ = ["GBDT_KIND", "HorizontalGBDTParty", "HorizontalGBDTResult", "gbdt_model_payload", "merge_edges",
