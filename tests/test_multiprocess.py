@@ -66,3 +66,32 @@ def test_abandoned_exchange_is_drained(tmp_path: Path) -> None:
         assert [(r.sender, r.step, r.kind) for r in again] == [(p, 1, "describe") for p in parties]
     finally:
         transport.close()
+
+
+class _Sleeper:
+    """A party that takes `delay` seconds per request (stands in for local training)."""
+
+    def __init__(self, name: str, delay: float) -> None:
+        self.name, self.delay = name, delay
+
+    def handle(self, message: Message) -> Message:
+        import time
+
+        time.sleep(self.delay)
+        return message.reply("done", meta={"who": self.name})
+
+
+def test_pinned_parties_answer_one_exchange_concurrently() -> None:
+    """One exchange reaches every party at once (one round trip for N parties), in request order."""
+    import time
+
+    names = [f"p{i}" for i in range(4)]
+    transport = MultiprocessTransport({n: _Sleeper(n, 0.4) for n in names}, pinned=True)
+    try:
+        started = time.monotonic()
+        replies = list(transport.exchange(Message("r", 1, "coordinator", n, "k") for n in names))
+        took = time.monotonic() - started
+    finally:
+        transport.close()
+    assert [r.meta["who"] for r in replies] == names
+    assert took < 1.2, f"4 parties x 0.4 s took {took:.2f} s: not concurrent"

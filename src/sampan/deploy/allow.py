@@ -79,8 +79,9 @@ class AllowSection(BaseModel):
 
 
 def job_description(config: Mapping[str, Any], *, workflow: str, operator: str | None, parties: Sequence[str],
-                    label_holder: str | None) -> dict[str, Any]:
-    """What the coordinator tells a party about a job (from the stored run config), to check against its list."""
+                    label_holder: str | None, parsed: Any = None) -> dict[str, Any]:
+    """What the coordinator tells a party about a job (from the stored run config; ``parsed``: the same config
+    as a RunConfig, for settings only it resolves), to check against its list."""
     privacy = config.get("privacy") or {}
     secagg = config.get("secure_aggregation") or {}
     noise: dict[str, Any] = {}
@@ -99,10 +100,17 @@ def job_description(config: Mapping[str, Any], *, workflow: str, operator: str |
     hist_noise = float((vertical.get("gbdt_privacy") or {}).get("hist_noise") or 0.0)
     protections = sorted({*noise, *(["gbdt_dp"] if hist_noise > 0 else []), *(["dp"] if noise or hist_noise > 0 else []),
                           *(["secure_aggregation"] if secagg and secagg.get("enabled", True) else [])})
+    extra: dict[str, Any] = {}
+    if workflow == "synthesis" and config.get("synthesis"):  # what each bank checks every synthesis request against
+        from sampan.synth.settings import SynthesisSettings
+
+        extra["synthesis"] = SynthesisSettings.from_config(parsed if parsed is not None else config).job()
+        protections = sorted({*[p for p in protections if p != "secure_aggregation"], "dp",
+                              *(["secure_aggregation"] if extra["synthesis"]["secure_aggregation"] else [])})
     minimum = {"secagg_min_contributors": int(secagg.get("min_contributors", 3))} if "secure_aggregation" in \
         protections else {}
     return {"workflow": workflow, "operator": operator, "parties": list(parties), "label_holder": label_holder,
-            "protections": protections, "noise_multipliers": noise, **minimum,
+            "protections": protections, "noise_multipliers": noise, **minimum, **extra,
             **({"gbdt_hist_noise": hist_noise} if hist_noise > 0 else {})}
 
 

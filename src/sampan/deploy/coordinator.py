@@ -296,7 +296,8 @@ class Coordinator(OperatorCalls):
         """Tell every party which workflow and dataset, with the job it checks; re-sent to a party that
         reconnects mid-run (a restarted agent)."""
         job = job_description(spec.stored, workflow=spec.workflow, operator=spec.deploy.submitted_by,
-                              parties=transport.parties, label_holder=spec.deploy.label_holder)
+                              parties=transport.parties, label_holder=spec.deploy.label_holder,
+                              parsed=_with_parties(spec, transport.parties, run_id))
         data = getattr(spec.config, "data", None)
         test_fraction = getattr(data, "test_fraction", None)
 

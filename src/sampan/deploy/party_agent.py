@@ -197,7 +197,9 @@ class PartyAgent:
         options: dict[str, Any] = {"max_evaluations": self.config.privacy.max_evaluations,
                                    # PSI would fork workers; a fork beside gRPC's threads can crash the child or
                                    # corrupt the parent's TLS state, so an agent blinds in its own thread
-                                   "psi_workers": 1}
+                                   "psi_workers": 1,
+                                   # how its table's columns decode (workflows that read named columns: synthesis)
+                                   "table_schema": self.config.data[dataset].schema_}
         if job.get("label_holder"):  # one partition of the customers per (dataset, bank), pinned across runs
             options["row_book"] = self._vertical_rows(dataset, str(job["label_holder"]))
         if workflow in HOLDOUT_WORKFLOWS:  # data preparation that is the agent's own: its keyed holdout split
