@@ -29,8 +29,7 @@ from sampan.core.capability import PartySetup
 from sampan.core.party import PartyApp
 from sampan.core.workflow import ModelArtifact, RunContext, Workflow, WorkflowResult
 from sampan.crypto.simulated_ca import simulated_consortium
-from sampan.core.seeds import derive_seed
-from sampan.horizontal.gbdt import GBDT_KIND, HorizontalGBDTParty
+from sampan.horizontal.gbdt import GBDT_KIND, HorizontalGBDTParty, validation_split
 from sampan.horizontal.gbdt_workflow import HorizontalGBDTWorkflow
 from sampan.horizontal.party import HorizontalParty
 from sampan.horizontal.secure_rounds import COORDINATOR
@@ -44,7 +43,6 @@ from sampan.wire import Message
 __all__ = ["EVALUATION", "HORIZONTAL", "EvaluationWorkflow", "HorizontalCapability", "EvaluationCapability"]
 
 _NOT_GIVEN = object()
-GBDT_VALIDATION_FRACTION = 0.15  # of a bank's training rows, held out at the bank for early stopping
 
 
 def horizontal_party(setup: PartySetup) -> HorizontalParty:
@@ -86,9 +84,7 @@ class HorizontalCapability:
         if setup.job.get("model") == GBDT_KIND:  # tree jobs only: their histograms are exact (no DP for trees)
             if setup.policy is not None and setup.policy.requires_dp():
                 raise PolicyRefused(f"party {setup.name!r} requires differential privacy; horizontal GBDT has none")
-            train, _ = setup.data
-            rng = np.random.default_rng(derive_seed(0, "gbdt-validation", setup.name))
-            fit_rows, validation = train.train_test_split(GBDT_VALIDATION_FRACTION, rng)  # early stopping only
+            fit_rows, validation = validation_split(setup.name, setup.data[0])  # validation: early stopping only
             for kind, handler in HorizontalGBDTParty(setup.name, fit_rows, validation).handlers().items():
                 app.register(kind, handler)
         return app

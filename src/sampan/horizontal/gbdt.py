@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from scipy.special import expit
 
+from sampan.core.seeds import derive_seed
 from sampan.data.table import PartyData
 from sampan.models.gbdt import (
     EarlyStopping, GBDTModel, GBDTParams, Tree, apply_bins, best_splits, histogram, make_slots,
@@ -29,10 +30,16 @@ from sampan.models.gbdt import (
 from sampan.core.transport import Transport
 from sampan.wire import Message
 
-__all__ = ["GBDT_KIND", "HorizontalGBDTParty", "HorizontalGBDTResult", "gbdt_model_payload", "merge_edges",
+__all__ = ["GBDT_KIND", "GBDT_VALIDATION_FRACTION", "validation_split", "HorizontalGBDTParty", "HorizontalGBDTResult", "gbdt_model_payload", "merge_edges",
            "predict_gbdt_payload", "train_horizontal_gbdt"]
 
 GBDT_KIND = "gbdt"  # model.kind, and the "kind" of a registered horizontal GBDT model
+GBDT_VALIDATION_FRACTION = 0.15  # of a bank's training rows, held out at the bank for early stopping
+
+
+def validation_split(name: str, train: PartyData) -> tuple[PartyData, PartyData]:
+    """A bank's (fit rows, early-stopping rows): a fixed split of its training rows, drawn at the bank."""
+    return train.train_test_split(GBDT_VALIDATION_FRACTION, np.random.default_rng(derive_seed(0, "gbdt-validation", name)))
 
 
 class HorizontalGBDTParty:

@@ -16,6 +16,7 @@ import numpy as np
 
 from sampan.config import parse_config
 from sampan.core.workflow import WorkflowResult
+from sampan.horizontal.gbdt import predict_gbdt_payload, validation_split
 from sampan.horizontal.simulation import load_splits
 from sampan.metrics import brier_score, ks_statistic, roc_auc
 from sampan.models.gbdt import apply_bins, make_slots, quantile_bin_edges
@@ -52,35 +53,36 @@ def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     return {"auc": roc_auc(y, p), "ks": ks_statistic(y, p), "brier": brier_score(y, p)}
 
 
-def _baselines(config: Any, seed: int) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """The pooled learner and each bank alone, with the demo's GBDT settings, on the banks' holdout rows."""
-    params = config.model.gbdt_params()
-    splits = load_splits(config, seed)
-    names = list(next(iter(splits.values())).train.feature_names)
-    alone = {}
-    for bank, split in splits.items():
-        edges = [quantile_bin_edges(split.train.X[:, j], params.n_bins) for j in range(split.train.X.shape[1])]
-        slots = {"own": make_slots("own", names, edges)}
-        model, prov = fit_local(params, {"own": apply_bins(split.train.X, edges)}, slots, split.train.y.astype(float))
-        raw = predict_local(model, prov, {"own": apply_bins(split.test.X, edges)})
-        alone[bank] = _metrics(split.test.y.astype(float), 1 / (1 + np.exp(-raw)))
-    X = np.vstack([s.train.X for s in splits.values()])
-    y = np.concatenate([s.train.y for s in splits.values()]).astype(float)
-    edges = [quantile_bin_edges(X[:, j], params.n_bins) for j in range(X.shape[1])]
-    slots = {"all": make_slots("all", names, edges)}
-    model, prov = fit_local(params, {"all": apply_bins(X, edges)}, slots, y)
-    test_X = np.vstack([s.test.X for s in splits.values()])
-    test_y = np.concatenate([s.test.y for s in splits.values()]).astype(float)
-    raw = predict_local(model, prov, {"all": apply_bins(test_X, edges)})
-    return _metrics(test_y, 1 / (1 + np.exp(-raw))), alone
-
-
 def gbdt_demo_outcome(config: Any, seed: int, run_id: str, result: WorkflowResult, report: Path | None,
                       seconds: float) -> HorizontalGBDTOutcome:
-    """The demo's tables: the federated model (from the run) beside the simulation-only baselines."""
-    pooled, alone = _baselines(config, seed)
-    by_bank = {bank: {k: v for k, v in m.items() if k in ("auc", "ks", "brier")}
-               for bank, m in (result.info.get("party_metrics") or {}).items()}
-    federated = {k: result.final_metrics.get(k) for k in ("auc", "ks", "brier")}
+    """The demo's tables (simulation only: it scores every bank's holdout rows here, in one process): the
+    registered federated model, each bank's own GBDT and the pooled learner on the federation's bin edges,
+    each fit on the same rows and early-stopped on the same validation rows as in the run."""
+    params = config.model.gbdt_params()
+    artifact = result.models[0]
+    splits = load_splits(config, seed)
+    names = list(next(iter(splits.values())).train.feature_names)
+    parts = {bank: (*validation_split(bank, s.train), s.test) for bank, s in splits.items()}
+    by_bank = {bank: _metrics(te.y.astype(float), predict_gbdt_payload(artifact.meta["model"], artifact.arrays, te.X))
+               for bank, (_, _, te) in parts.items()}
+    alone = {}
+    for bank, (tr, va, te) in parts.items():
+        edges = [quantile_bin_edges(tr.X[:, j], params.n_bins) for j in range(tr.X.shape[1])]
+        slots = {"own": make_slots("own", names, edges)}
+        model, prov = fit_local(params, {"own": apply_bins(tr.X, edges)}, slots, tr.y.astype(float),
+                                val_bins={"own": apply_bins(va.X, edges)}, y_val=va.y.astype(float))
+        raw = predict_local(model, prov, {"own": apply_bins(te.X, edges)})
+        alone[bank] = _metrics(te.y.astype(float), 1 / (1 + np.exp(-raw)))
+    stack = [np.vstack([p[k].X for p in parts.values()]) for k in range(3)]
+    labels = [np.concatenate([p[k].y for p in parts.values()]).astype(float) for k in range(3)]
+    counts = np.asarray(artifact.arrays["edge_counts"], dtype=np.int64)
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    edges = [np.asarray(artifact.arrays["edges"])[bounds[j]:bounds[j + 1]] for j in range(len(counts))]
+    slots = {"all": make_slots("all", names, edges)}
+    model, prov = fit_local(params, {"all": apply_bins(stack[0], edges)}, slots, labels[0],
+                            val_bins={"all": apply_bins(stack[1], edges)}, y_val=labels[1])
+    raw = predict_local(model, prov, {"all": apply_bins(stack[2], edges)})
+    pooled = _metrics(labels[2], 1 / (1 + np.exp(-raw)))
+    federated = _metrics(labels[2], predict_gbdt_payload(artifact.meta["model"], artifact.arrays, stack[2]))
     return HorizontalGBDTOutcome(run_id, federated, pooled, alone, by_bank, int(result.info.get("trees", 0)),
                                  seconds, report)
