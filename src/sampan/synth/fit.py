@@ -46,12 +46,13 @@ from sampan.privacy.randomness import secure_generator
 from sampan.synth.aggregate import PlainSum, SecureSum
 from sampan.synth.budget import BudgetWeights, em_event, gaussian_event, rho_for_budget, sigma_for_rho
 from sampan.synth.domain import DomainRelease, release_domain
-from sampan.synth.discretize import NumericBins, build_bins, fine_grid, quantile_starts
-from sampan.synth.encoders import CategoryGroups, Encoder, build_groups
+from sampan.synth.discretize import build_bins, fine_grid
+from sampan.synth.encoders import Encoder, build_groups
 from sampan.synth.estimate import PairMeasurement, estimate_tables, fit_label_margins
+from sampan.synth.fit_columns import _coarsen_map, _identity_encoder, _is_direct, _orient, _pool_direct, _pow2_clip
 from sampan.synth.measure import Axis, PartyMeasurer
 from sampan.synth.model import SynthModel
-from sampan.synth.schema import SchemaError, SynthColumn, SynthSchema
+from sampan.synth.schema import SchemaError, SynthSchema
 from sampan.synth.select import baseline_tables, combine_trees
 
 __all__ = ["SynthConfig", "fit_synthesizer", "fit_undeclared"]  # federated: sampan.synth.workflow
@@ -102,80 +103,6 @@ class SynthConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _pow2_clip(x: float, lo: int, hi: int) -> int:
-    return int(min(max(2 ** round(math.log2(max(x, 1.0))), lo), hi))
-
-
-def _coarsen_map(encoder: Encoder, mass: np.ndarray, groups: int) -> np.ndarray:
-    """Parent bins -> at most ``groups`` groups: equal-mass runs of ordered bins, or top categories + rest."""
-    k = encoder.n_bins
-    if groups >= k:
-        return np.arange(k, dtype=np.int64)
-    if isinstance(encoder, NumericBins):
-        starts = quantile_starts(np.maximum(mass, 0.0), groups)
-        return (np.searchsorted(starts, np.arange(k), side="right") - 1).astype(np.int64)
-    order = np.argsort(-mass, kind="stable")
-    out = np.full(k, groups - 1, dtype=np.int64)
-    out[order[: groups - 1]] = np.arange(groups - 1)
-    return out
-
-
-DIRECT_MAX_VALUES = 12
-
-
-def _is_direct(spec: SynthColumn) -> bool:
-    """Categorical, or integer with few public values: modelled value by value, no quantile bins needed."""
-    if spec.kind == "categorical":
-        return True
-    lo, hi = spec.bounds  # type: ignore[misc]
-    return spec.integer and hi - lo + 1 <= DIRECT_MAX_VALUES
-
-
-def _identity_encoder(spec: SynthColumn) -> Encoder:
-    if spec.kind == "categorical":
-        return CategoryGroups(spec, np.arange(spec.size, dtype=np.int64), np.ones(spec.size))
-    grid = fine_grid(spec, 2)
-    return NumericBins(grid, np.arange(grid.n_cells + 1, dtype=np.int64), np.ones(grid.n_cells))
-
-
-def _pool_direct(spec: SynthColumn, table: np.ndarray, noise: float,
-                 config: SynthConfig) -> tuple[Encoder, np.ndarray, np.ndarray]:
-    """Encoder of a direct column from its noisy (L, values) table; rare categories pooled (post-processing)."""
-    counts = table.sum(0)
-    L = table.shape[0]
-    if spec.kind == "numeric":
-        grid = fine_grid(spec, 2)
-        enc = NumericBins(grid, np.arange(grid.n_cells + 1, dtype=np.int64), np.maximum(counts, 0.0))
-        return enc, table, np.full(table.shape[1], noise**2)
-    groups = build_groups(spec, counts, noise * math.sqrt(L), config.category_threshold)
-    onehot = np.zeros((spec.size, groups.n_bins))
-    onehot[np.arange(spec.size), groups.group_of] = 1.0
-    return groups, table @ onehot, onehot.sum(0) * noise**2
-
-
-def _orient(features: list[str], edges: list[tuple[str, str]]) -> tuple[list[str], dict[str, str | None]]:
-    """BFS order and parents; each component is rooted at its first feature in schema order."""
-    adj: dict[str, list[str]] = {f: [] for f in features}
-    for a, b in edges:
-        adj[a].append(b)
-        adj[b].append(a)
-    order: list[str] = []
-    parents: dict[str, str | None] = {}
-    for root in features:
-        if root in parents:
-            continue
-        parents[root] = None
-        queue = [root]
-        while queue:
-            u = queue.pop(0)
-            order.append(u)
-            for v in sorted(adj[u], key=features.index):
-                if v not in parents:
-                    parents[v] = u
-                    queue.append(v)
-    return order, parents
 
 
 def _fit(measurers: Mapping[str, PartyMeasurer], schema: SynthSchema, config: SynthConfig, ledger: Ledger,
