@@ -30,9 +30,20 @@ from sampan.wire import Message
 if TYPE_CHECKING:
     from sampan.vertical.party import VerticalParty
 
-__all__ = ["PartRecords", "MODEL_SUFFIX", "part_name", "scores_name", "STAGES"]
+__all__ = ["PartRecords", "MODEL_SUFFIX", "part_name", "scores_name", "STAGES", "VIEWS"]
 
 STAGES = ("aligned", "lr", "scorecard", "gbdt")
+
+# every field the coordinator sees in these replies (role, message, field, protection), for the run receipt
+VIEWS: tuple[tuple[str, str, str, str], ...] = (
+    ("coordinator", "vertical.state", "reply:meta:stages", "public: the stages of this run the party holds"),
+    ("coordinator", "vertical.summary", "reply:meta:iv", "released by the bank: IV per feature of every party "
+     "(from noised partner counts when DP is on)"),
+    ("coordinator", "vertical.summary", "reply:meta:scorecard", "released by each party: points and WOE per bin "
+     "of its own features only"),
+    ("coordinator", "vertical.save_model", "reply:meta:saved", "public: registry versions, never the arrays"),
+    ("coordinator", "score.save", "reply:meta:n", "public: how many scored applications the bank kept"),
+)
 MODEL_SUFFIX = {"lr": "", "scorecard": "-scorecard", "gbdt": "-gbdt"}
 
 

@@ -39,7 +39,7 @@ from sampan.vertical.gbdt import REVEALS as GBDT_REVEALS, VIEWS as GBDT_VIEWS, s
 from sampan.vertical.histograms import views_receipt
 from sampan.vertical.job import VerticalJob, job_of
 from sampan.vertical.noise_plan import RunNoiseLedger, gbdt_events, woe_events
-from sampan.vertical.party_parts import STAGES
+from sampan.vertical.party_parts import STAGES, VIEWS as SUMMARY_VIEWS
 from sampan.vertical.scoring import REVEALS as SCORING_REVEALS
 from sampan.vertical.secure_lr import reveals as secure_lr_reveals
 from sampan.vertical.session import Splits, VerticalSession
@@ -131,6 +131,7 @@ class VerticalWorkflow(Workflow):
         by_party = {r.sender: r.meta for r in summaries}
         state["scorecard"] = [row for p in session.parties for row in by_party[p].get("scorecard", [])]
         state["iv"] = dict(by_party[job.label_holder].get("iv") or {})
+        state.setdefault("fields_seen", {})["run summary"] = views_receipt(SUMMARY_VIEWS)
         state.setdefault("extra_reveals", {})["stability"] = (
             "Population stability index of the scorecard's test-batch scores against the secure LR's scores of the "
             f"same test rows: {card.get('psi', float('nan')):.4f} (< 0.1 stable, 0.1-0.25 watch, > 0.25 shifted).")
