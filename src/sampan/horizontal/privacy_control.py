@@ -1,4 +1,4 @@
-"""Coordinator-side privacy of a horizontal run: the ledger, DP1 settings, noise choice and schedule.
+"""Coordinator-side privacy of a horizontal run: the ledger, DP1 settings, noise choice and schedule, DP3 wrapper.
 
 Every privacy-relevant decision of the coordinator is here, so the workflow only asks three things:
 what to send with a request, which ledger events a step will cause, and whether they fit. Events are
@@ -23,7 +23,9 @@ from sampan.privacy.dp3 import (
     COUNT_NOISE_FACTOR, DP3Aggregation, DP3Config, party_level_from_record_level, settings_noise_multiplier,
 )
 from sampan.privacy.dpsgd import DPSGDConfig, planned_steps
+from sampan.metrics.histogram import DEFAULT_BINS, DP_BINS
 from sampan.privacy.ledger import Budget, Ledger, PrivacyEvent
+from sampan.privacy.wrappers import CentralDP3
 
 LEVEL_SECTIONS = ("DP2", "DP3")
 ChargeHook = Callable[[str, Sequence[PrivacyEvent]], None]  # (ledger JSON, events just charged)
@@ -70,11 +72,51 @@ class PrivacyControl:
     def enabled(self) -> bool:
         return self.privacy is not None
 
+    # --- what the workflow asks instead of reading privacy flags ------------------------------------
+    @property
+    def evaluates_every_round(self) -> bool:
+        """Under DP the model is evaluated once, at the end, on the released model (holdout rows are outside
+        the DP unit; the receipt says so): no per-round evaluation release."""
+        return self.privacy is None
+
+    @property
+    def releases_training_loss(self) -> bool:
+        """Under DP no training loss leaves a party (it is no output of a charged mechanism)."""
+        return self.privacy is None
+
+    @property
+    def evaluation_bins(self) -> int:
+        """The bins parties evaluate into under secure aggregation: exactly `DP_BINS` under DP."""
+        return DP_BINS if self.privacy is not None else DEFAULT_BINS
+
+    def released_rows(self, party_rows: Mapping[str, int]) -> Mapping[str, int] | None:
+        """The row counts requests may depend on: the released counts under DP, none otherwise."""
+        return party_rows if self.privacy is not None else None
+
+    def dp3_clip(self) -> float | None:
+        return self.dp3.clip if self.dp3 is not None else None
+
+    def aggregation(self, round_number: int, parties: Sequence[str], party_rows: Mapping[str, int]) -> Any:
+        """The DP3 wrapper around this round's aggregation (`CentralDP3`), or None without DP3."""
+        _, settings = self.fit_meta(round_number, parties, self.released_rows(party_rows))
+        return CentralDP3(self.dp3, settings) if self.dp3 is not None and settings is not None else None
+
+    def resume(self, durable_json: str | None, checkpoint_json: str | None, noise: Mapping[str, float],
+               dp3_clip: float | None) -> None:
+        """A resumed run: noise and clip from the checkpoint, the ledger from the write-ahead store (it has
+        every charge, also those after the checkpoint). Nothing to do without `[privacy]`."""
+        if self.privacy is None:
+            return
+        ledger_json = durable_json if durable_json is not None else checkpoint_json
+        assert ledger_json is not None
+        self.restore(ledger_json, noise, dp3_clip)
+
     # --- lifecycle ------------------------------------------------------------------------------
     def open(self, parties: Sequence[str], durable_json: str | None = None) -> None:
         """A new run: one budget per party; or, when setup is re-run after a crash, the durable ledger
         (whatever was charged before the crash stays charged)."""
-        assert self.privacy is not None
+        if self.privacy is None:
+            return
         if durable_json is not None:
             self.ledger = Ledger.from_json(durable_json)
             return
@@ -86,10 +128,14 @@ class PrivacyControl:
         self.noise = dict(noise)
         self._build_dp3(dp3_clip)
 
-    def finish_setup(self, party_rows: Mapping[str, int], first_round: int) -> None:
-        """Choose the noise for the rest of the run (after DP1 has been charged) and set up DP3."""
+    def finish_setup(self, party_rows: Mapping[str, int], first_round: int) -> dict[str, float] | None:
+        """Choose the noise for the rest of the run (after DP1 has been charged) and set up DP3; the chosen
+        multipliers (None without `[privacy]`)."""
+        if self.privacy is None:
+            return None
         self.noise = self._choose_noise(party_rows, first_round)
         self._build_dp3(None)
+        return dict(self.noise)
 
     def _build_dp3(self, clip: float | None) -> None:
         if self.privacy is None or self.privacy.dp3 is None:

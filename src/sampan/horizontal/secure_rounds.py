@@ -23,7 +23,6 @@ from sampan.core.transport import DROPOUT_ERRORS, exchange_settled
 from sampan.errors import ConfigError
 from sampan.horizontal.party import evaluation_from_vector
 from sampan.metrics import ScoreHistogram
-from sampan.metrics.histogram import DEFAULT_BINS, DP_BINS
 from sampan.privacy.secagg import SecAggAbort, SecAggParams, SecAggServer, choose_neighbours, decode_vector
 from sampan.privacy.wrappers import SecAggCollection, StageCall, UpdateSum
 from sampan.wire import Message
@@ -129,8 +128,7 @@ class SecureRounds:
             if attempt > 0:  # a retry is a fresh release by every participant: charged write-ahead again
                 self.privacy.charge(self.privacy.planned_events(rows, participants, round_number))
             params = self._secagg_params(len(participants))
-            dp_metas, dp3_settings = self.privacy.fit_meta(round_number, participants,
-                                                           rows if self.privacy.enabled else None)
+            dp_metas, dp3_settings = self.privacy.fit_meta(round_number, participants, self.privacy.released_rows(rows))
             total_rows = sum(rows[p] for p in participants)
             failures: dict[str, str] = {}
             server: SecAggServer | None = None
@@ -191,7 +189,7 @@ class SecureRounds:
         Same protocol and dropout handling as a training round (a failed attempt is retried with the
         survivors); no per-party metrics exist in this mode."""
         assert self.secagg is not None
-        bins = DP_BINS if self.privacy.enabled else DEFAULT_BINS  # parties bin into exactly DP_BINS under DP
+        bins = self.privacy.evaluation_bins  # parties bin into exactly DP_BINS under DP
         floor = self._secagg_floor()
         participants = sorted(state.parties)
         attempts: list[dict[str, Any]] = []

@@ -169,9 +169,9 @@ class HorizontalWorkflow(SecureRounds, Workflow):
         info: dict[str, dict[str, Any]] = {}
         names: list[str] | None = None
         first = None
-        if self.privacy.enabled:  # the row counts are released through a charged mechanism (DP1)
-            self.privacy.open(parties, self.recorder.ledger())  # setup re-run after a crash: still charged
-        count = self.privacy.count_request(parties) if self.privacy.enabled else None
+        # under [privacy] the row counts are released through a charged mechanism (DP1); a setup re-run after a
+        self.privacy.open(parties, self.recorder.ledger())  # crash starts from the durable ledger: still charged
+        count = self.privacy.count_request(parties)  # None without [privacy]
         for reply in self._request(parties, "describe", 0, meta_for=lambda p: {"dp_count": count} if count else {}):
             info[reply.sender] = {k: reply.meta.get(k) for k in ("n_train", "n_test", "positive_rate")}
             if names is None:
@@ -187,7 +187,7 @@ class HorizontalWorkflow(SecureRounds, Workflow):
             "features": len(names), "secure_aggregation": self.secagg is not None})
         scaler: dict[str, np.ndarray] = {}
         if self.config.data.standardize:
-            dp1 = self.privacy.dp1_request(names, parties) if self.privacy.enabled else None
+            dp1 = self.privacy.dp1_request(names, parties)  # None without DP1
             total, sum_, sum_sq = 0.0, np.zeros(len(names)), np.zeros(len(names))
             for reply in self._request(parties, "stats", 0, meta_for=lambda p: {"dp1": dp1} if dp1 else {}):
                 total += float(reply.meta["n"])
@@ -224,10 +224,7 @@ class HorizontalWorkflow(SecureRounds, Workflow):
 
     def _aggregation(self, round_number: int, parties: list[str], rows: dict[str, int]) -> UpdateAggregation:
         """The strategy's aggregation, wrapped by central/distributed DP3 when the run has it."""
-        _, dp3_settings = self.privacy.fit_meta(round_number, parties, rows if self.privacy.enabled else None)
-        if self.privacy.dp3 is not None and dp3_settings is not None:
-            return CentralDP3(self.privacy.dp3, dp3_settings)
-        return StrategyAggregation(self.aggregator)
+        return self.privacy.aggregation(round_number, parties, rows) or StrategyAggregation(self.aggregator)
 
     def _fit_round(self, state: RunState, round_number: int) -> tuple[np.ndarray, list[str], float]:
         """One round: charge (write-ahead), collect the updates (in clear or under SecAgg), aggregate, apply."""
@@ -245,8 +242,8 @@ class HorizontalWorkflow(SecureRounds, Workflow):
             contributors = total.contributors
             aggregation = self._aggregation(round_number, contributors, rows)
             aggregation.add_sum(total)
-            private_loss = self.privacy.enabled or total.weight <= 0  # under DP the loss slot is 0
-            train_loss = math.nan if private_loss else float(total.weighted_loss / total.weight)
+            released = self.privacy.releases_training_loss and total.weight > 0  # under DP the loss slot is 0
+            train_loss = float(total.weighted_loss / total.weight) if released else math.nan
         else:
             contributors = selected
             aggregation = self._aggregation(round_number, selected, rows)
@@ -260,7 +257,7 @@ class HorizontalWorkflow(SecureRounds, Workflow):
     def _collect_in_clear(self, state: RunState, round_number: int, selected: list[str], train_cfg: dict[str, Any],
                           rows: dict[str, int], aggregation: UpdateAggregation) -> float:
         """Every selected party's `fit` reply, folded into ``aggregation`` as it arrives (one fan-out)."""
-        dp_metas, _ = self.privacy.fit_meta(round_number, selected, rows if self.privacy.enabled else None)
+        dp_metas, _ = self.privacy.fit_meta(round_number, selected, self.privacy.released_rows(rows))
         loss_sum, n_sum = 0.0, 0
         replies = self._request(
             selected, "fit", round_number, arrays={"params": state.params, **state.scaler},
@@ -329,22 +326,18 @@ class HorizontalWorkflow(SecureRounds, Workflow):
         checkpoint = self.recorder.last_checkpoint()
         if checkpoint is None:
             state = self._setup()
-            if self.privacy.enabled:  # noise is chosen before round 0 is saved, after DP1 was charged
-                self.privacy.finish_setup(self._party_rows(state), first_round=1)
-                state.noise, state.ledger_json = dict(self.privacy.noise), self.privacy.ledger_json()
-                state.dp3_clip = self.privacy.dp3.clip if self.privacy.dp3 is not None else None
-                self.recorder.event("noise_chosen", dict(state.noise))
+            chosen = self.privacy.finish_setup(self._party_rows(state), first_round=1)  # before round 0 is saved,
+            state.noise, state.ledger_json = dict(self.privacy.noise), self.privacy.ledger_json()  # after DP1's charge
+            state.dp3_clip = self.privacy.dp3_clip()
+            if chosen is not None:
+                self.recorder.event("noise_chosen", chosen)
             arrays, meta = state.to_checkpoint()
             self.recorder.checkpoint(0, arrays, meta, {}, 0.0, events=self._take_round_events(0))
             return state
         state = RunState.from_checkpoint(checkpoint.round, checkpoint.arrays, checkpoint.meta)
         self.strategy.load_state_dict(state.strategy_state)
         self.recorder.event("run_resumed", {"from_round": checkpoint.round})
-        if self.privacy.enabled:  # resumed: noise and clip from the checkpoint, the ledger from the write-ahead
-            durable = self.recorder.ledger()  # store (it has every charge, also those after the checkpoint)
-            ledger_json = durable if durable is not None else state.ledger_json
-            assert ledger_json is not None
-            self.privacy.restore(ledger_json, state.noise, state.dp3_clip)
+        self.privacy.resume(self.recorder.ledger(), state.ledger_json, state.noise, state.dp3_clip)
         return state
 
     def run(self, ctx: RunContext) -> WorkflowResult:
@@ -371,7 +364,8 @@ class HorizontalWorkflow(SecureRounds, Workflow):
             party_metrics: dict[str, dict[str, Any]] = {}
             # under DP, evaluation runs once, at the end, on the released model (holdout rows are outside
             # the DP unit; the receipt says so): no per-round evaluation release, no training loss
-            if round_number == total or (not self.privacy.enabled and round_number % self.config.run.eval_every == 0):
+            if round_number == total or (self.privacy.evaluates_every_round
+                                         and round_number % self.config.run.eval_every == 0):
                 global_metrics, party_metrics, histogram = self.evaluate(state, round_number)
             seconds = time.perf_counter() - started
             shown = global_metrics if party_metrics else {}
