@@ -24,10 +24,9 @@ from sampan.data import make_sme_consortium
 from sampan.runtime.runner import FinishedRun, start_run
 from sampan.runtime.store import Store
 from sampan.vertical.capability import ScoringJob
-from sampan.vertical.job import VerticalJob, job_of
+from sampan.vertical.job import job_of
 from sampan.vertical.party_parts import scores_name
 from sampan.vertical.scoring import ScoreResult
-from sampan.vertical.training import VerticalLRConfig
 
 __all__ = ["vertical_demo", "run_vertical_config", "score_applicants", "bank_scores", "demo_job"]
 
@@ -53,12 +52,18 @@ def _demo_applicants(datasets: Mapping[str, Any], k: int = 5) -> list[str]:
 
 
 def demo_job(n_smes: int, seed: int, report_dir: Path | None, *, models: tuple[str, ...] = ("lr", "scorecard", "gbdt"),
-             lr: VerticalLRConfig = VerticalLRConfig(), applicants: tuple[str, ...] = ()) -> VerticalJob:
-    """The demo's run: the built-in consortium's bank and its two partners."""
-    return VerticalJob(name="demo-vertical-sme", label_holder=LABEL_HOLDER, partners=("payments", "delivery"),
-                       models=models, lr=lr, applicants=applicants, seed=seed,
-                       source={"kind": "consortium", "view": "vertical", "n_smes": n_smes, "seed": seed},
-                       report_dir=str(report_dir) if report_dir is not None else None)
+             lr: Mapping[str, Any] | None = None, applicants: tuple[str, ...] = ()) -> Any:
+    """The demo's run config: the built-in consortium's bank and its two partners (a `sampan.config.RunConfig`,
+    so the stored run resumes like any other)."""
+    from sampan.config import parse_config
+
+    return parse_config({
+        "run": {"name": "demo-vertical-sme", "workflow": "vertical", "seed": seed,
+                **({"report_dir": str(report_dir)} if report_dir is not None else {})},
+        "source": {"kind": "consortium", "n_smes": n_smes},
+        "vertical": {"label_holder": LABEL_HOLDER, "models": list(models), "applicants": list(applicants),
+                     "gbdt": {"n_trees": 60, "max_depth": 3},  # the demo's trees, as before the runner
+                     **({"lr": dict(lr)} if lr else {})}}, source="the vertical demo")
 
 
 def bank_scores(store: Store, name: str, bank: str, requests: list[str] | None = None) -> list[ScoreResult]:
@@ -128,12 +133,13 @@ def vertical_demo(console: Console, store: Store, *, seed: int | None, report_di
         console.print(f"  {name}: {len(d):,} SMEs, {d.X.shape[1]} features"
                       + (" + the default label" if d.y is not None else ""))
     applicants = _demo_applicants(datasets)
-    job = demo_job(n_smes, seed, report_dir, applicants=tuple(applicants))
+    config = demo_job(n_smes, seed, report_dir, applicants=tuple(applicants))
+    job = job_of(config)
     started = time.perf_counter()
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as bar:
         stage, on_progress = _progress_bar(bar, job.lr.epochs)
-        finished = start_run(job, store, on_progress)
+        finished = start_run(config, store, on_progress)
         bar.update(stage, description="done", total=1, completed=1)
     outcome = finished.result.outcome
     joint, bank_only = outcome["joint"], outcome["bank_only"]

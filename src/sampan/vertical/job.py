@@ -15,9 +15,11 @@ from sampan.data.table import PartyData
 from sampan.models.gbdt import GBDTParams
 from sampan.vertical.training import VerticalLRConfig
 
-__all__ = ["VerticalJob", "job_of", "load_tables", "MODELS"]
+__all__ = ["VerticalJob", "job_of", "load_tables", "MODELS", "CONSORTIUM_PARTIES"]
 
 MODELS = ("lr", "scorecard", "gbdt")
+# the built-in consortium's vertical view (`sampan.data.make_sme_consortium(...).vertical`), label holder first
+CONSORTIUM_PARTIES = ("bank", "payments", "delivery")
 
 
 @dataclass(frozen=True)
@@ -108,10 +110,12 @@ def job_of(config: Any) -> VerticalJob:
         raise ValueError(f"run {config.run.name!r} has no [vertical] section")
     holder = str(section.label_holder)
     names = [str(p.name) for p in _section_parties(config)]
+    source = getattr(config, "source", None)
+    if not names and getattr(source, "kind", None) == "consortium":
+        names = list(CONSORTIUM_PARTIES)
     lr = section.to_lr_config() if hasattr(section, "to_lr_config") else config.lr_config()
     gbdt = section.gbdt_params() if hasattr(section, "gbdt_params") else config.gbdt_params()
     scorecard, gbdt_privacy = getattr(section, "scorecard", None), getattr(section, "gbdt_privacy", None)
-    source = getattr(config, "source", None)
     binding = source.model_dump(mode="json") if hasattr(source, "model_dump") else {}
     if binding:
         binding.setdefault("seed", int(getattr(config.run, "seed", 0) or 0))
