@@ -173,3 +173,24 @@ def test_party_setup_fields_build_a_party(tmp_path: Path) -> None:
     setup.options = {"with_baselines": True}
     with pytest.raises(ValueError, match="insecure plaintext baselines"):
         SCORING.party_app(setup)
+
+
+def test_a_stored_vertical_run_config_resumes_through_the_runner(tmp_path: Path) -> None:
+    """`sampan run --resume`: the runner rebuilds the run from its stored config (fresh parties, so from alignment)."""
+    from sampan.cli.vertical import demo_job
+
+    config = demo_job(N_SMES, DATA_SEED, tmp_path / "reports", models=("lr",), lr={"epochs": 3})
+    store = Store.open(f"sqlite:///{tmp_path / 'runs.db'}")
+
+    def crash(kind: str, info: Any) -> None:
+        if kind == "stage_done":
+            raise _CoordinatorCrash("the coordinator died after alignment")
+
+    with pytest.raises(_CoordinatorCrash):
+        start_run(config, store, crash)
+    run_id = store.list_runs(1)[0].run_id
+    finished = resume_run(store, run_id)
+    assert store.get_run(run_id).status == "completed" and finished.report_path is not None
+    assert finished.final_metrics["auc"] > 0.5
+    assert {m.name for m in store.models_for_run(run_id)} == {f"demo-vertical-sme:{p}" for p in
+                                                               ("bank", "payments", "delivery")}
