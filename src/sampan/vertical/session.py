@@ -76,7 +76,7 @@ class VerticalSession:
         self.relay = Relay(self.run_id)
         self.alignment: Any = None
         self.n_aligned: int | None = None
-        self._requests = 0
+        self.requests_made = 0  # scoring request ids are <run id>/<n>; a resumed workflow continues the count
 
     @property
     def parties(self) -> list[str]:
@@ -151,8 +151,8 @@ class VerticalSession:
         return request_id
 
     def _score(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> tuple[Any, str]:
-        self._requests += 1
-        request_id = f"{self.run_id}/{self._requests}"
+        self.requests_made += 1
+        request_id = f"{self.run_id}/{self.requests_made}"
         base = {"request_id": request_id, "partners": self.partners, "bank": self.label_holder}
         relay, bank = self.relay, self.label_holder
         relay.wave(self.transport, [relay.request(bank, "score.start", arrays, {**base, **meta})])

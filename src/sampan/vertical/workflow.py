@@ -186,7 +186,7 @@ class VerticalWorkflow(Workflow):
             ctx.progress("stage", {"stage": "parties lost this run's state: restarting from alignment"})
             return fresh, None
         ctx.recorder.event("vertical_resumed", {"skipping": list(state["done"])})
-        session._requests = int(state.get("requests", 0))
+        session.requests_made = int(state.get("requests", 0))
         splits = Splits(*(np.asarray(cp.arrays[k], dtype=np.int64) for k in ("train", "val", "test")))
         return state, splits
 
@@ -195,7 +195,7 @@ class VerticalWorkflow(Workflow):
         """Every party notes it holds the stage, then one durable checkpoint of the public state."""
         self._broadcast(ctx, session, "vertical.stage_done", {"stage": stage})
         state["done"] = [*state["done"], stage]
-        state["requests"] = session._requests
+        state["requests"] = session.requests_made
         state["round"] = int(state.get("round", 0)) + 1
         metrics = {k: state[k]["auc"] for k in ("joint",) if k in state and "auc" in state[k]}
         ctx.recorder.checkpoint(state["round"], {"train": splits.train, "val": splits.val, "test": splits.test},
