@@ -131,7 +131,15 @@ def scoring_job_of(config: Any) -> ScoringJob:
         d = dict(config["scoring_job"])
         return ScoringJob(str(d["model_run"]), str(d["label_holder"]), tuple(d["partners"]), tuple(d["applicants"]),
                           str(d.get("kind", "lr")), str(d.get("name", "scoring")), d.get("training"))
-    raise ValueError("a scoring run needs a ScoringJob (the trained vertical run, its parties and the applicants)")
+    section = getattr(config, "scoring", None)
+    if section is not None:  # a run config with [scoring] (the trained run) and [vertical] / [[parties]] (who)
+        trained = job_of(config)
+        return ScoringJob(model_run=str(section.model), label_holder=trained.label_holder, partners=trained.partners,
+                          applicants=tuple(str(a) for a in section.applicants),
+                          kind=str(getattr(section, "kind", "lr") or "lr"), name=str(config.run.name),
+                          training=config.to_dict() if hasattr(config, "to_dict") else None)
+    raise ValueError("a scoring run needs a [scoring] section (the trained vertical run and the applicants) and the "
+                     "parties ([vertical] label_holder, [[parties]])")
 
 
 class ScoringWorkflow(Workflow):
