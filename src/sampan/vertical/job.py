@@ -65,7 +65,8 @@ class VerticalJob:
         """JSON for the run store: a resumed run rebuilds the same job with `job_of`."""
         out = asdict(self)
         out["lr"], out["gbdt"] = dict(self.lr.__dict__), dict(self.gbdt.__dict__)
-        out["partners"], out["models"], out["applicants"] = list(self.partners), list(self.models), list(self.applicants)
+        out["partners"], out["models"] = list(self.partners), list(self.models)
+        out["applicants"] = list(self.applicants)
         out["budget"] = list(self.budget) if self.budget else None
         return {"vertical_job": out, **({"source": dict(self.source)} if self.source else {})}
 

@@ -101,7 +101,8 @@ class PartRecords:
 
     def _registry(self) -> Any:
         if self.registry is None:
-            raise ValueError(f"party {self.party.name!r} has no model registry (PartySetup.registry) to keep its part in")
+            raise ValueError(f"party {self.party.name!r} has no model registry (PartySetup.registry) to keep its "
+                             "part in")
         return self.registry
 
     def save_model(self, msg: Message) -> Message:

@@ -8,12 +8,14 @@ from reply messages; each party registers its own model parts in its own registr
 (``vertical.save_model``), so the result carries no model.
 
 Stages and resuming. Each stage (aligned, lr, scorecard, gbdt) ends with ``ctx.recorder.checkpoint``
-(the next round number) holding the stages done, the public splits and the reported metrics. On resume the workflow asks every
-party which stages of this run it still holds (``vertical.state``): a deployed agent keeps a run's
-channels, alignment and parts across a *coordinator* restart, so completed stages are skipped. A party
-that restarted holds nothing (its keys, shares and parts were in memory), and then the run restarts from
-alignment under the same run id, every stage redone; a deployed party's row book still counts the
-evaluations the first attempt made, so a redone evaluation may be refused (start a new run then).
+(the next round number) holding the stages done, the public splits and the reported metrics. On resume
+the workflow asks every party which stages of this run it still holds (``vertical.state``): a deployed
+agent keeps a run's channels, alignment and parts across a *coordinator* restart, so completed stages
+are skipped. A party that restarted holds nothing (its keys, shares and parts were in memory), and then
+the run restarts from alignment under the same run id, every stage redone. Its row book (persisted by a
+deployed party) still counts the evaluations the first attempt made: a redone evaluation of the same
+model (the bank's baseline with the same seed and rows) is refused, and every other one counts against
+the evaluation cap; start a new run then. A stage interrupted half-way is redone from its start.
 
 What each role learns (in the receipt as "reveals"; protocol by protocol in their own modules):
 
@@ -164,7 +166,8 @@ class VerticalWorkflow(Workflow):
                 for p, v in gb.privacy.items())
             + ". These epsilons cover the noised sums only and are conditional on the exact split partitions the "
             "bank also sees: across trees those let it recover most training rows' partner bins (a review measured "
-            "59-92% with 40 trees, depth 3, 8 bins)." if gb.privacy else " Partner histograms are not noised in this run.")
+            "59-92% with 40 trees, depth 3, 8 bins)." if gb.privacy
+            else " Partner histograms are not noised in this run.")
         state.setdefault("dp_accounts", {})["vertical GBDT (partner histograms)"] = dict(gb.privacy)
         state.setdefault("fields_seen", {})["vertical GBDT"] = views_receipt(GBDT_VIEWS)
 
@@ -237,7 +240,8 @@ class VerticalWorkflow(Workflow):
             "vertical": {"alignment": state["alignment"], "training": state["training"], "joint": joint,
                          "bank_only": bank_only, "scored": state.get("scored") or {}, "comparison": comparison,
                          "scorecard": state.get("scorecard") or [], "iv": state.get("iv") or {},
-                         "extra_reveals": state.get("extra_reveals") or {}, "dp_accounts": state.get("dp_accounts") or {},
+                         "extra_reveals": state.get("extra_reveals") or {},
+                         "dp_accounts": state.get("dp_accounts") or {},
                          "fields_seen": state.get("fields_seen") or {}, "model_name": job.name,
                          "registered": registered, "label_holder": job.label_holder,
                          "partners": list(job.partners), "run_ledger": ledger.summary(),
