@@ -8,6 +8,13 @@ import pytest
 
 PROTOCOL_MODULES = [
     "sampan.horizontal.party",
+    "sampan.horizontal.workflow",
+    "sampan.horizontal.secure_rounds",
+    "sampan.horizontal.secure_inputs",
+    "sampan.horizontal.gbdt_workflow",
+    "sampan.horizontal.capability",
+    "sampan.privacy.mods",
+    "sampan.privacy.wrappers",
     "sampan.privacy.dp3",
     "sampan.privacy.dpsgd",
     "sampan.privacy.secagg",

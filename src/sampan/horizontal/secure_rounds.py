@@ -21,7 +21,7 @@ import numpy as np
 from sampan.core.seeds import derive_rng, derive_seed
 from sampan.core.transport import DROPOUT_ERRORS, exchange_settled
 from sampan.errors import ConfigError
-from sampan.horizontal.party import evaluation_from_vector
+from sampan.horizontal.secure_inputs import evaluation_from_vector
 from sampan.metrics import ScoreHistogram
 from sampan.privacy.secagg import SecAggAbort, SecAggParams, SecAggServer, choose_neighbours, decode_vector
 from sampan.privacy.wrappers import SecAggCollection, StageCall, UpdateSum

@@ -21,7 +21,8 @@ Under `[privacy]` every step's ledger events are charged write-ahead: recorded a
 resumed run starts from that durable ledger, so a re-run after a crash is a fresh, charged release
 and a crash loop ends in a budget stop (`sampan.horizontal.privacy_control`).
 
-What the coordinator learns (the catalogue `sampan.wire.catalogue` lists every field): under
+What each role learns (the catalogue `sampan.wire.catalogue` lists every field): parties learn the global
+models they are sent; the coordinator learns, under
 `[privacy]`, each party's training row count once through a charged Gaussian (all weights, DP-SGD
 rates and steps use that released count), DP1 statistics, and updates that are outputs of DP2/DP3
 (clipped un-noised updates only under central DP3, where it is the trusted role) — no training loss,
