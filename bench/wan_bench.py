@@ -17,7 +17,8 @@ Usage::
     .venv/bin/python bench/wan_bench.py                    # 3 and 10 parties, plain and SecAgg+
     .venv/bin/python bench/wan_bench.py --parties 3 --rounds 3 --delay-ms 20
 
-Writes bench/results/wan.json.
+Writes bench/results/wan.json (wan-<delay>ms.json for another delay; ``--delay-ms 0`` separates the
+round's compute from its waiting on the network).
 """
 
 from __future__ import annotations
@@ -211,7 +212,7 @@ def bench(n_parties: int, rounds: int, delay_ms: float, secure: bool, n_smes: in
         median = statistics.median(seconds)
         return {"parties": n_parties, "secure_aggregation": secure, "rounds": rounds, "delay_ms_each_way": delay_ms,
                 "round_seconds": [round(s, 4) for s in seconds], "median_round_s": round(median, 4),
-                "round_trips_by_time": round(median / (2 * delay_ms / 1000.0), 1),
+                "round_trips_by_time": round(median / (2 * delay_ms / 1000.0), 1) if delay_ms else None,
                 "exchanges_per_round": round(per_round, 2), "run_wall_s": round(wall, 2)}
 
 
@@ -228,8 +229,10 @@ def main() -> None:
         for secure in (False, True):
             result = bench(n, args.rounds, args.delay_ms, secure, args.n_smes)
             results.append(result)
+            trips = (f"  (= {result['round_trips_by_time']:4.1f} round trips of {2 * args.delay_ms:.0f} ms)"
+                     if args.delay_ms else "  (no added delay)")
             print(f"{n:>3} parties  {'SecAgg+' if secure else 'plain  '}  median round {result['median_round_s'] * 1000:7.1f} ms"
-                  f"  (= {result['round_trips_by_time']:4.1f} round trips of {2 * args.delay_ms:.0f} ms)"
+                  f"{trips}"
                   f"  exchanges/round {result['exchanges_per_round']:.1f}  rounds {result['round_seconds']}", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = {"machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
@@ -237,8 +240,9 @@ def main() -> None:
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "command": " ".join(["bench/wan_bench.py", *sys.argv[1:]]), "network": "loopback + asyncio delay relay",
            "results": results}
-    (RESULTS / "wan.json").write_text(json.dumps(out, indent=2))
-    print(f"wrote {RESULTS / 'wan.json'}")
+    path = RESULTS / ("wan.json" if args.delay_ms == 20 else f"wan-{args.delay_ms:g}ms.json")
+    path.write_text(json.dumps(out, indent=2))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
