@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -77,6 +78,41 @@ def test_a_vertical_run_with_every_model_deploys_and_each_party_keeps_its_parts(
     text = (ops.files.root / "bank_kowloon" / "party.log").read_text()
     assert f"accepted run {run_id}: job from ops: vertical on dataset vertical" in text
     assert "with bank_harbour, bank_lionrock, label holder bank_harbour" in text and "leaves this party:" in text
+
+
+@pytest.mark.parametrize("model", [{"kind": "logistic"}, {"kind": "gbdt", "n_trees": 3, "max_depth": 2}],
+                         ids=["logistic", "gbdt"])
+def test_horizontal_models_deploy_and_equal_the_simulation(ops: Federation, model: dict[str, Any]) -> None:
+    """The same runner and capability in process (each agent's own split) and deployed: the same model."""
+    from sampan.config import parse_config
+    from sampan.runtime.runner import start_run
+
+    from _deployed_reference import agents_splits
+    from test_deploy_e2e import _schema_dict
+
+    run = _run(f"ops-h-{model['kind']}", run={"rounds": 2})
+    run["model"] = model
+    deployed_id = ops.submit(run)
+    assert ops.wait_done(deployed_id)["status"] == "completed"
+    store = ops.store()
+    deployed = {m.name: m.arrays for m in store.models_for_run(deployed_id)}
+    store.close()
+    data = {k: v for k, v in run.items() if k != "deploy"}
+    data["run"] = {**run["run"], "report_dir": str(ops.tmp / "reference-reports")}
+    data["schema"] = _schema_dict(ops.schemas["bank_harbour:loans"])
+    data["parties"] = [{"name": n, "path": str(ops.paths[n]["loans"])} for n in BANKS]
+    reference_store = Store.open(f"sqlite:///{ops.tmp / 'reference.db'}")
+    try:
+        with agents_splits(ops.files.party_configs, "loans"):
+            finished = start_run(parse_config(data), reference_store)
+        reference = {m.name: m.arrays for m in reference_store.models_for_run(finished.run_id)}
+    finally:
+        reference_store.close()
+    assert sorted(deployed) == sorted(reference) and deployed
+    for name, arrays in reference.items():
+        assert sorted(arrays) == sorted(deployed[name])
+        for key, value in arrays.items():
+            np.testing.assert_array_equal(deployed[name][key], value, err_msg=f"{name}:{key}")
 
 
 def test_runs_status_cancel_and_attach_against_the_coordinator(ops: Federation) -> None:

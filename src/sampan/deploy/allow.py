@@ -109,6 +109,8 @@ def job_description(config: Mapping[str, Any], *, workflow: str, operator: str |
                               *(["secure_aggregation"] if extra["synthesis"]["secure_aggregation"] else [])})
     minimum = {"secagg_min_contributors": int(secagg.get("min_contributors", 3))} if "secure_aggregation" in \
         protections else {}
+    if workflow in _HORIZONTAL_JOBS:  # the party mounts the tree handlers only for a gbdt job
+        extra["model"] = (config.get("model") or {}).get("kind", "logistic")
     return {"workflow": workflow, "operator": operator, "parties": list(parties), "label_holder": label_holder,
             "protections": protections, "noise_multipliers": noise, **minimum, **extra,
             **({"gbdt_hist_noise": hist_noise} if hist_noise > 0 else {})}
@@ -203,6 +205,8 @@ def check_request(allow: AllowSection | None, party: str, kind: str, meta: Mappi
         return
     if job is not None and job.get("workflow") not in _HORIZONTAL_JOBS:
         return
+    if job is not None and kind in _HGB_KINDS and job.get("model") == "gbdt":
+        return  # the tree handlers exist only in a gbdt job; the party's policy refused it if it requires DP
     if job is not None and kind not in _HORIZONTAL_KINDS:
         raise JobRefused(party, "request", f"{kind!r} is not a request of the horizontal job this party accepted")
     announced = set(job.get("protections") or []) if job is not None else set()
@@ -259,6 +263,8 @@ _HORIZONTAL_JOBS = frozenset({"horizontal", "evaluation"})
 
 _HORIZONTAL_KINDS = frozenset({"describe", "stats", "fit", "evaluate", "secagg_keys", "secagg_share",
                                "secagg_consistency", "secagg_unmask"})
+# horizontal GBDT (exact histograms, no DP): answered only in a job that announced model "gbdt"
+_HGB_KINDS = frozenset({"hgb.sketch", "hgb.setup", "hgb.hist", "hgb.split", "hgb.leaves"})
 
 
 def _floor(party: str, what: str, value: Any, floor: float | None, present: bool) -> None:
