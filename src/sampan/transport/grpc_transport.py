@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
-from sampan.core.transport import DROPOUT_ERRORS, TrafficLog, Transport, raise_for_error, take_requests
+from sampan.core.transport import TrafficLog, Transport, raise_for_error, take_requests
 from sampan.transport.grpc_session import PendingRequest
 from sampan.wire import Message
 
@@ -63,24 +63,3 @@ class GrpcTransport(Transport):
         finally:
             for pending in window:
                 self._hub.abandon(pending)
-
-    def exchange_settled(self, messages: Iterable[Message]) -> dict[str, Message | BaseException]:
-        """One concurrent fan-out (at most one message per party) in which a failing party does not stop the
-        others: recipient -> its reply, or the error standing for it (`sampan.core.transport.exchange_settled`).
-        Every request is in flight at once, so a dropout costs no extra round trip."""
-        sent: list[PendingRequest] = []
-        for message in messages:
-            if message.recipient not in self._known:
-                raise KeyError(f"no party named {message.recipient!r}; known: {sorted(self._known)}")
-            pending = self._hub.send(message)
-            self.traffic.record(message.recipient, "received", message.kind, pending.size)
-            sent.append(pending)
-        results: dict[str, Message | BaseException] = {}
-        for pending in sent:
-            try:
-                reply = self._hub.wait(pending)
-                self.traffic.record(pending.party, "sent", reply.kind, pending.future.result().head.total_bytes)
-                results[pending.party] = raise_for_error(reply)
-            except DROPOUT_ERRORS as exc:
-                results[pending.party] = exc
-        return results
