@@ -158,8 +158,7 @@ def violations() -> dict[tuple[str, str], list[str]]:
 
 def test_every_package_and_top_level_module_has_a_layer() -> None:
     placed = {p for layer in LAYERS for p in layer}
-    unplaced = sorted(set(_packages()) | set(_top_modules()) - placed)
-    unplaced = [p for p in unplaced if p not in placed]
+    unplaced = sorted((set(_packages()) | set(_top_modules())) - placed)
     assert not unplaced, f"add {unplaced} to LAYERS in tests/test_layers.py (where in the stack does it belong?)"
 
 
