@@ -1,0 +1,76 @@
+"""Review (issue 12, vertical): a deployed vertical party's request gate is not bound to the job it accepted.
+
+`deploy.party_agent.PartyAgent.handle` checks every request with `deploy.allow.check_request(allow, party,
+kind, meta, job)` and the vertical handlers enforce `deploy.allow.privacy_policy(allow)` (the agent's
+`_vertical_policy`). Both read only the party's `[allow]` list, never the job the party accepted:
+
+* R12-VER-1: the job announces DP on the federated WOE counts (`woe_dp`, a noise multiplier) and noise on
+  the GBDT histograms (`gbdt_hist_noise`); the party accepts it at `deploy.open_run`. A coordinator that then
+  sends `woe.sum` with `dp_epsilon = None` (exact per-bin counts to the bank) or `vgb.setup` with
+  `hist_noise = 0` is answered by any partner whose list does not itself *require* DP: the job it agreed to
+  (and whose receipt shows "dp") is silently downgraded. The horizontal side binds the announced levels
+  (`_horizontal_policy`, review R8-3); the synthesis side has the same hole (R12-SYN-3).
+* R12-VER-2: the job description carries no vertical `models`, so a partner that accepted an LR-only job
+  answers `woe.*` (its binned columns to the dealer, counts to the bank) and `vgb.*` (per-node histograms and
+  split partitions to the bank) requests the job never announced.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from sampan.deploy.allow import AllowSection, JobRefused, check_job, check_request, job_description, privacy_policy
+from sampan.privacy.party_policy import PolicyRefused
+from sampan.vertical.woe import partner_sensitivity2
+
+# a partner that lists its bank but does not itself require DP (the job is what promises it)
+ALLOW = AllowSection(partners=["bank"], label_holders=["bank"])
+COLUMNS = [f"c{j}" for j in range(4)]
+
+
+def _accepted(vertical: dict) -> dict:
+    job = job_description({"vertical": vertical}, workflow="vertical", operator=None, parties=["bank", "payments"],
+                          label_holder="bank")
+    job = {**job, "workflow": "vertical"}
+    check_job(ALLOW, "payments", job, "vertical", COLUMNS)  # the partner accepts the job as announced
+    return job
+
+
+@pytest.mark.xfail(strict=True, reason="R12-VER-1: deployed partner answers exact WOE/GBDT histogram requests in a "
+                                       "job that announced woe_dp / gbdt_dp (gate and policy ignore the job)")
+def test_a_job_announcing_vertical_dp_cannot_be_downgraded_to_exact_histograms() -> None:
+    job = _accepted({"scorecard": {"dp_epsilon": 1.0}, "gbdt_privacy": {"hist_noise": 4.0}})
+    assert {"woe_dp", "gbdt_dp", "dp"} <= set(job["protections"])
+    policy = privacy_policy(ALLOW)  # what `PartyAgent._vertical_policy` builds for every vertical run
+    downgraded = []
+    for kind, meta in (("woe.sum", {"bank": "bank", "dp_epsilon": None}),
+                       ("woe.finish", {"partners": ["payments"], "dp_epsilon": None}),
+                       ("vgb.setup", {"bank": "bank", "hist_noise": 0.0})):
+        try:
+            check_request(ALLOW, "payments", kind, meta, job)
+        except JobRefused:
+            continue
+        downgraded.append(kind)
+    # and the handlers' own policy lets the exact release out
+    try:
+        policy.admit_histograms("payments", "woe", instance="n1", release="sum", sigma=0.0,
+                                sensitivity2=partner_sensitivity2(len(COLUMNS)))
+        downgraded.append("policy: exact WOE counts")
+    except PolicyRefused:
+        pass
+    assert not downgraded, f"accepted without the announced noise: {downgraded}"
+
+
+@pytest.mark.xfail(strict=True, reason="R12-VER-2: deployed partner answers WOE and GBDT requests in a vertical job "
+                                       "that announced only the LR model (the job description carries no models)")
+def test_an_lr_only_job_gets_no_woe_or_gbdt_releases() -> None:
+    job = _accepted({"models": ["lr"]})
+    answered = []
+    for kind, meta in (("woe.setup", {"bank": "bank"}), ("woe.sum", {"bank": "bank", "dp_epsilon": None}),
+                       ("vgb.setup", {"bank": "bank", "hist_noise": 0.0}), ("vgb.step", {})):
+        try:
+            check_request(ALLOW, "payments", kind, meta, job)
+        except JobRefused:
+            continue
+        answered.append(kind)
+    assert not answered, f"requests of models the job never announced were accepted: {answered}"
