@@ -21,8 +21,9 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any
 
 import numpy as np
 from cryptography.exceptions import InvalidTag
@@ -40,7 +41,9 @@ __all__ = ["ChannelError", "PartyKeys", "SealedChannels", "prg_bytes", "prg_uint
 _NONCE = 12
 _ARRAYS_MAGIC = b"SMPA"
 # Compact framing for sealed arrays (the hot path of secure training): code -> dtype.
-_DTYPES = {1: np.dtype("<u8"), 2: np.dtype("<i8"), 3: np.dtype("<f8"), 4: np.dtype("u1"), 5: np.dtype("<i4")}
+_DTYPES: dict[int, np.dtype[Any]] = {
+    1: np.dtype("<u8"), 2: np.dtype("<i8"), 3: np.dtype("<f8"), 4: np.dtype("u1"), 5: np.dtype("<i4"),
+}
 _CODES = {dt: code for code, dt in _DTYPES.items()}
 _MAX_ARRAYS = 64
 
@@ -81,7 +84,7 @@ class PartyKeys:
     private: X25519PrivateKey
 
     @classmethod
-    def generate(cls) -> "PartyKeys":
+    def generate(cls) -> PartyKeys:
         return cls(X25519PrivateKey.generate())
 
     @property
@@ -167,7 +170,8 @@ class SealedChannels:
             code = _CODES.get(array.dtype.newbyteorder("<") if array.dtype.byteorder == "=" else array.dtype)
             raw = name.encode()
             if code is None or not 0 < len(raw) < 256 or array.ndim > 4 or len(arrays) > _MAX_ARRAYS:
-                raise ChannelError(f"party {self.me!r}: array {name!r} ({array.dtype}, {array.ndim}-d) cannot be sealed")
+                raise ChannelError(
+                    f"party {self.me!r}: array {name!r} ({array.dtype}, {array.ndim}-d) cannot be sealed")
             parts += [struct.pack("<B", len(raw)), raw, struct.pack("<BB", code, array.ndim),
                       struct.pack(f"<{array.ndim}Q", *array.shape), array.astype(_DTYPES[code], copy=False).tobytes()]
         nonce = os.urandom(_NONCE)

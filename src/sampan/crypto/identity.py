@@ -35,9 +35,9 @@ import hashlib
 import re
 import struct
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 from cryptography import x509
@@ -64,8 +64,8 @@ class IdentityError(ProtocolError, ValueError):
     """A peer's certificate or key signature that must not be trusted; says which peer and why.
 
     `reason` is a short code (unknown_ca, expired, not_yet_valid, revoked, wrong_name, wrong_role,
-    bad_key_usage, bad_certificate, bad_signature, unsigned, bad_crl, stale_crl, crl_rollback, bad_key, bad_ca, ca_expired,
-    ca_not_yet_valid, outlives_ca).
+    bad_key_usage, bad_certificate, bad_signature, unsigned, bad_crl, stale_crl, crl_rollback, bad_key, bad_ca,
+    ca_expired, ca_not_yet_valid, outlives_ca).
     """
 
     def __init__(self, peer: str | None, reason: str, detail: str) -> None:
@@ -75,7 +75,7 @@ class IdentityError(ProtocolError, ValueError):
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _attr(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
@@ -112,7 +112,10 @@ def load_certificate(data: bytes | x509.Certificate, peer: str | None = None) ->
 
 def load_crl(data: bytes, ca: x509.Certificate, *, now: dt.datetime | None = None,
              source: str = "CRL") -> x509.CertificateRevocationList:
-    """A CRL, checked: signed by the consortium CA and not past its nextUpdate (a stale list could hide a revocation)."""
+    """A CRL, checked: signed by the consortium CA and not past its nextUpdate.
+
+    A stale list could hide a revocation.
+    """
     try:
         crl = x509.load_pem_x509_crl(bytes(data))
     except ValueError as exc:
@@ -223,7 +226,7 @@ class PartyIdentity:
             raise IdentityError(self.name, "bad_key", "the private key does not belong to the certificate")
 
     @classmethod
-    def from_pem(cls, certificate_pem: bytes, key_pem: bytes, *, password: bytes | None = None) -> "PartyIdentity":
+    def from_pem(cls, certificate_pem: bytes, key_pem: bytes, *, password: bytes | None = None) -> PartyIdentity:
         """From a member's TLS certificate and key (deployment: the party agent's own files)."""
         cert = load_certificate(certificate_pem)
         try:
@@ -277,7 +280,7 @@ class IdentityVerifier:
 
     @classmethod
     def from_files(cls, ca: str | Path, crl: str | Path | None = None, *,
-                   state: str | Path | None = None) -> "IdentityVerifier":
+                   state: str | Path | None = None) -> IdentityVerifier:
         """Deployment: the consortium CA file and, if configured, the CRL file (re-read at every check);
         `state`: where the highest CRL number accepted is kept."""
         try:
@@ -316,7 +319,9 @@ class IdentityVerifier:
                                     "(nextUpdate); ask the consortium operator for a current one")
             return self._revoked
 
-    def check(self, peer: str, certificate: bytes | x509.Certificate, *, role: str | None = "party") -> x509.Certificate:
+    def check(
+        self, peer: str, certificate: bytes | x509.Certificate, *, role: str | None = "party"
+    ) -> x509.Certificate:
         """The peer's certificate, checked (CA, dates, CRL, name == peer, role, key usage)."""
         raw = certificate if isinstance(certificate, bytes) else None
         cached = self._issued.get(raw) if raw is not None else None
@@ -373,7 +378,7 @@ class SignedKeys:
                 f"{prefix}signature": np.frombuffer(self.signature, dtype=np.uint8)}
 
     @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray], peer: str, prefix: str = "") -> "SignedKeys":
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], peer: str, prefix: str = "") -> SignedKeys:
         try:
             cert, sig = arrays[f"{prefix}certificate"], arrays[f"{prefix}signature"]
         except KeyError:

@@ -12,8 +12,8 @@ Shares travel as 66-byte big-endian field elements; their x is implicit (the hol
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import Mapping, Sequence
 
 from sampan.errors import ProtocolError
 
@@ -72,7 +72,7 @@ def combine(shares: Mapping[int, int], threshold: int) -> bytes:
     if len(shares) < threshold:
         raise ShamirError(f"need {threshold} shares to reconstruct, have {len(shares)}")
     xs = tuple(sorted(shares)[:threshold])
-    value = sum(l * shares[x] for l, x in zip(lagrange_at_zero(xs), xs)) % PRIME
+    value = sum(coef * shares[x] for coef, x in zip(lagrange_at_zero(xs), xs, strict=True)) % PRIME
     if value >= 1 << (8 * SECRET_BYTES):
         raise ShamirError("shares are inconsistent: the reconstructed value is not a 32-byte secret")
     return value.to_bytes(SECRET_BYTES, "big")
