@@ -27,8 +27,9 @@ deployed party accepts it only with `trust_coordinator_for_central_dp3`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import numpy as np
 
@@ -96,7 +97,7 @@ class Setup:
         return self.dp1 or self.dp2 or self.dp3 is not None
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "Setup":
+    def from_config(cls, config: Mapping[str, Any]) -> Setup:
         """From a run's stored JSON config (`RunConfig.to_dict()`)."""
         privacy = config.get("privacy") or {}
         secagg = config.get("secure_aggregation")
@@ -223,7 +224,8 @@ def horizontal_catalogue(s: Setup) -> dict[str, MessageSpec]:
 
     # --- coordinator -> party (what each party sees) ---------------------------------------------------
     if s.dp1:
-        scaler = tuple(Field(f"arrays.{k}", "derived", ("DP1:stats",), what="standardisation") for k in ("mean", "scale"))
+        scaler = tuple(Field(f"arrays.{k}", "derived", ("DP1:stats",), what="standardisation")
+                       for k in ("mean", "scale"))
     else:
         scaler = tuple(Field(f"arrays.{k}", "visible", role="every party", what="pooled exact moments")
                        for k in ("mean", "scale"))
@@ -243,7 +245,8 @@ def horizontal_catalogue(s: Setup) -> dict[str, MessageSpec]:
         MessageSpec("fit", "coordinator", (
             params, *scaler, *request_secagg, Field("meta.model.*", "public"), Field("meta.train.*", "public"),
             Field("meta.seed", "public"), Field("meta.dp2.*", "public", what="DP-SGD settings"), dp3_settings,
-            Field("meta.public_rows", "charged", count, what="the party's own released row count"), secagg_label, secagg_meta)),
+            Field("meta.public_rows", "charged", count, what="the party's own released row count"), secagg_label,
+            secagg_meta)),
         MessageSpec("evaluate", "coordinator", (params, *scaler, *request_secagg, Field("meta.model.*", "public"),
                                                 Field("meta.bins", "public"), secagg_label, secagg_meta)),
         *(MessageSpec(k, "coordinator", (Field("arrays.*", "random", what="keys, signatures, shares relayed"),

@@ -85,7 +85,7 @@ def encode(message: Message) -> bytes:
             raise WireError(f"array {name!r} has {array.ndim} dimensions; the limit is {MAX_NDIM}")
         little = np.ascontiguousarray(array, dtype=ALLOWED_DTYPES[dtype_name])
         manifest.append({"name": name, "dtype": dtype_name, "shape": list(array.shape)})
-        chunks.append(memoryview(little).cast("B") if little.size else b"")
+        chunks.append(little.data.cast("B") if little.size else b"")
         payload_len += little.nbytes
     header = {
         "run_id": message.run_id,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ class Message:
         kind: str,
         arrays: Mapping[str, np.ndarray] | None = None,
         meta: Mapping[str, Any] | None = None,
-    ) -> "Message":
+    ) -> Message:
         """A message back to this one's sender, in the same run and step."""
         return Message(
             run_id=self.run_id,
@@ -44,7 +45,7 @@ class Message:
             meta=dict(meta or {}),
         )
 
-    def error_reply(self, exc: BaseException) -> "Message":
+    def error_reply(self, exc: BaseException) -> Message:
         """Report a party-side failure without leaking a traceback (which may quote data)."""
         return self.reply(
             ERROR_KIND,
