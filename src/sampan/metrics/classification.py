@@ -147,8 +147,8 @@ def _calibration(
     else:
         raise ValueError(f"strategy must be 'uniform' or 'quantile', got {strategy!r}")
     counts = np.bincount(idx, minlength=n_bins).astype(np.int64)
-    sum_p = np.bincount(idx, weights=probs, minlength=n_bins)
-    sum_y = np.bincount(idx, weights=labels, minlength=n_bins)
+    sum_p = np.bincount(idx, weights=probs, minlength=n_bins).astype(np.float64, copy=False)
+    sum_y = np.bincount(idx, weights=labels, minlength=n_bins).astype(np.float64, copy=False)
     return calibration_from_sums(counts, sum_p, sum_y)
 
 

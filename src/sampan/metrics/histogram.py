@@ -91,7 +91,7 @@ class ScoreHistogram:
         idx = uniform_bin_index(probs, n_bins)
         pos = np.bincount(idx, weights=labels, minlength=n_bins).astype(np.int64)
         total = np.bincount(idx, minlength=n_bins).astype(np.int64)
-        sum_p = np.bincount(idx, weights=probs, minlength=n_bins)
+        sum_p = np.bincount(idx, weights=probs, minlength=n_bins).astype(np.float64, copy=False)
         return cls(edges, pos, total - pos, sum_p)
 
     def centred(self) -> ScoreHistogram:
@@ -197,9 +197,9 @@ class ScoreHistogram:
             raise ValueError("calibration is undefined for an empty histogram")
         midpoints = (self.edges[:-1] + self.edges[1:]) / 2.0
         coarse = uniform_bin_index(midpoints, n_bins)
-        counts = np.bincount(coarse, weights=self.pos + self.neg, minlength=n_bins)
-        sum_p = np.bincount(coarse, weights=self.sum_p, minlength=n_bins)
-        sum_y = np.bincount(coarse, weights=self.pos, minlength=n_bins)
+        counts = np.bincount(coarse, weights=self.pos + self.neg, minlength=n_bins).astype(np.float64, copy=False)
+        sum_p = np.bincount(coarse, weights=self.sum_p, minlength=n_bins).astype(np.float64, copy=False)
+        sum_y = np.bincount(coarse, weights=self.pos, minlength=n_bins).astype(np.float64, copy=False)
         return calibration_from_sums(np.rint(counts).astype(np.int64), sum_p, sum_y)
 
     def expected_calibration_error(self, n_bins: int = 10) -> float:
