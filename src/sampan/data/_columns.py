@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -111,7 +111,7 @@ def to_float(a: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, np.ndarray
             parsed = np.empty(vals.size, dtype=np.float64)
             for j, v in enumerate(vals):
                 try:
-                    parsed[j] = float(v.strip() if isinstance(v, str) else v)  # type: ignore[arg-type]
+                    parsed[j] = float(v.strip() if isinstance(v, str) else v)
                 except (TypeError, ValueError):
                     parsed[j] = np.nan
                     bad_idx = np.flatnonzero(present)[j]

@@ -70,8 +70,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from sampan.data.sme_population import (_DLV_COVER, _PAY_COVER, SECTORS, TRUE_COEFFICIENTS, _delivery_features,
-                                        _payments_features, _population, _registration_ids)
+from sampan.data.sme_population import (
+    _DLV_COVER,
+    _PAY_COVER,
+    SECTORS,
+    TRUE_COEFFICIENTS,
+    _delivery_features,
+    _payments_features,
+    _population,
+    _registration_ids,
+)
 from sampan.data.table import ColumnSpec, PartyData, TableSchema
 
 # The generating process (sectors, parameters, the true model): `sampan.data.sme_population`.

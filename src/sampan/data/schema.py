@@ -13,7 +13,8 @@ earlier dataclasses: ``ColumnSpec("sector", "category", ("a", "b"))``, ``TableSc
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Literal
+from collections.abc import Iterable
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -49,7 +50,7 @@ class ColumnSpec(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ColumnSpec":
+    def _consistent(self) -> ColumnSpec:
         where = f"column '{self.name}'"
         if self.kind == "category":
             if not self.categories:
@@ -111,7 +112,7 @@ class TableSchema(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _distinct(self) -> "TableSchema":
+    def _distinct(self) -> TableSchema:
         names = [f.name for f in self.features]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -158,7 +159,7 @@ class TableSchema(BaseModel):
                 return spec
         raise KeyError(f"no feature column '{name}' in the schema (features: {[f.name for f in self.features]})")
 
-    def for_party(self, features: Iterable[str], *, with_label: bool) -> "TableSchema":
+    def for_party(self, features: Iterable[str], *, with_label: bool) -> TableSchema:
         """A vertical party's own schema: the shared id, the features it holds (declared here), and the
         label only at the label holder. Unknown names raise KeyError naming them."""
         wanted = list(features)

@@ -6,6 +6,7 @@ Its declared schema is `sampan.data.schema.TableSchema` (re-exported here: the o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
 import numpy as np
 
 from sampan.data.schema import ColumnKind, ColumnSpec, TableSchema
