@@ -9,11 +9,18 @@ from sampan.core.party import Handler, Mod, PartyApp
 from sampan.core.relay import Relay
 from sampan.core.transport import Endpoint, PartyError, TrafficLog, Transport, raise_for_error
 from sampan.core.workflow import (
-    Checkpoint, ModelArtifact, Progress, RunCancelled, RunContext, RunRecorder, Workflow, WorkflowResult,
+    Checkpoint,
+    ModelArtifact,
+    Progress,
+    RunCancelled,
+    RunContext,
+    RunRecorder,
+    Workflow,
+    WorkflowResult,
 )
 
 __all__ = [
     "Capability", "Checkpoint", "Endpoint", "Handler", "Mod", "ModelArtifact", "PartyApp", "PartyError",
-    "PartySetup", "Progress", "Relay", "RunCancelled", "RunContext", "RunRecorder", "TrafficLog", "Transport", "Workflow",
-    "WorkflowResult", "raise_for_error",
+    "PartySetup", "Progress", "Relay", "RunCancelled", "RunContext", "RunRecorder", "TrafficLog", "Transport",
+    "Workflow", "WorkflowResult", "raise_for_error",
 ]

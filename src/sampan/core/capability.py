@@ -8,9 +8,10 @@ certificate, its state directory and its `[allow]`/`[privacy]` policy).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 from sampan.core.party import PartyApp
 from sampan.core.workflow import Workflow

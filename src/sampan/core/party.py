@@ -8,7 +8,7 @@ free of privacy plumbing (the Flower "mod" idea).
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from sampan.wire import Message
 

@@ -8,7 +8,7 @@ mail with its next request. The coordinator only ever holds ciphertext (`sampan.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

@@ -15,15 +15,19 @@ cryptographic keys/masks, which come from the OS CSPRNG.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
 from sampan.core.transport import Transport
 from sampan.errors import CancelledError
 
-__all__ = ["RunCancelled", "Checkpoint", "ModelArtifact", "Progress", "RunContext", "RunRecorder", "Workflow", "WorkflowResult"]
+__all__ = [
+    "RunCancelled", "Checkpoint", "ModelArtifact", "Progress", "RunContext", "RunRecorder", "Workflow",
+    "WorkflowResult",
+]
 
 # progress(stage, info): "stage" {"stage": text}, "round" {...metrics}, "epoch" {...}, free-form otherwise
 Progress = Callable[[str, Mapping[str, Any]], None]
