@@ -136,7 +136,7 @@ def _results(report: RunReport) -> str:
         if direction is not None and len(present) > 1:
             best = max(present) if direction else min(present)
         row = [esc(metric_name(key))]
-        for (_, values), number in zip(columns, numbers):
+        for (_, values), number in zip(columns, numbers, strict=True):
             text = esc(fmt_metric(key, values.get(key)))
             row.append(f'<td class="num best">{text}</td>' if best is not None and number == best else text)
         rows.append(row)
@@ -161,7 +161,7 @@ def _roc_and_calibration(report: RunReport) -> str:
         rows = [
             [str(i + 1), fmt_metric("mean_predicted", m), fmt_metric("fraction_positive", f), _signed(f, m),
              fmt_metric("count", c)]
-            for i, (m, f, c) in enumerate(zip(mean_p, frac, counts))
+            for i, (m, f, c) in enumerate(zip(mean_p, frac, counts, strict=True))
         ]
         table = _table(["Bin", "Mean predicted", "Observed rate", "Gap", "Count"], rows)
         cal_table = f"<h3>Calibration by bin</h3>{table}"

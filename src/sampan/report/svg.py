@@ -178,7 +178,7 @@ def roc_chart(
     for name, (fpr, tpr) in curves.items():
         if len(fpr) != len(tpr):
             raise ValueError(f"ROC curve {name!r}: fpr and tpr have different lengths ({len(fpr)} != {len(tpr)})")
-        series[str(name)] = list(zip(fpr, tpr))
+        series[str(name)] = list(zip(fpr, tpr, strict=True))
     labels = {}
     for name in series:
         auc = (aucs or {}).get(name)
@@ -282,7 +282,7 @@ def calibration_chart(
         raise ValueError("mean_predicted, fraction_positive and counts must have the same length")
     bins = [
         (float(m), float(f), max(float(c), 0.0))
-        for m, f, c in zip(mean_predicted, fraction_positive, counts)
+        for m, f, c in zip(mean_predicted, fraction_positive, counts, strict=True)
         if math.isfinite(float(m)) and math.isfinite(float(f)) and math.isfinite(float(c))
     ]
     if not bins:
