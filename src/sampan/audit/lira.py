@@ -12,8 +12,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from sampan.audit.membership import (_MAX_SCORE, _MIN_STD, _PROB_EPS, AttackResult, ScoreFn, TrainFn,
-                                     _result_from_scores)
+from sampan.audit.membership import _MAX_SCORE, _MIN_STD, _PROB_EPS, AttackResult, ScoreFn, TrainFn, _result_from_scores
 
 __all__ = ["ShadowScores", "lira_attack", "lira_from_shadows", "logit_confidence", "train_shadow_models",
            "true_label_confidence"]

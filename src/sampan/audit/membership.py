@@ -57,8 +57,9 @@ May import: numpy, scipy, sampan.metrics. Never transports: the caller's train_f
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from scipy import stats

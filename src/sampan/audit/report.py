@@ -10,8 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from sampan.audit.lira import (_check_mask, _check_pool, _checked_confidence, lira_from_shadows, logit_confidence,
-                               train_shadow_models)
+from sampan.audit.lira import (
+    _check_mask,
+    _check_pool,
+    _checked_confidence,
+    lira_from_shadows,
+    logit_confidence,
+    train_shadow_models,
+)
 from sampan.audit.membership import DEFAULT_FPRS, ScoreFn, TrainFn, loss_threshold_attack
 
 __all__ = ["audit_membership"]
