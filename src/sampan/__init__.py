@@ -18,11 +18,19 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from sampan.errors import (
-    BudgetError, CancelledError, ConfigError, DataError, PartyError, ProtocolError, SampanError, StoreError,
+    BudgetError,
+    CancelledError,
+    ConfigError,
+    DataError,
+    PartyError,
+    ProtocolError,
+    SampanError,
+    StoreError,
 )
 
 if TYPE_CHECKING:

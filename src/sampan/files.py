@@ -16,13 +16,13 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Iterator
 
 __all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "private_directory",
-           "private_file", "private_sqlite", "open_private_append", "check_private_mode", "InsecureFileError", "PRIVATE_FILE",
-           "PRIVATE_DIR", "HighWater"]
+           "private_file", "private_sqlite", "open_private_append", "check_private_mode", "InsecureFileError",
+           "PRIVATE_FILE", "PRIVATE_DIR", "HighWater"]
 
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
