@@ -7,7 +7,7 @@ covers anything the plan did not foresee.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from sampan.privacy.ledger import AccountantKind, Budget, BudgetExceeded, Ledger, PrivacyEvent
 from sampan.privacy.party_policy import DEFAULT_MIN_NOISE_MULTIPLIER

@@ -7,8 +7,9 @@ arithmetic. States are immutable values: composing candidate events never mutate
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import dp_accounting
 import numpy as np

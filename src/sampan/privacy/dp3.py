@@ -148,9 +148,11 @@ def party_release(update: np.ndarray, settings: dict[str, Any],
         m = int(settings.get("noise_parties") or settings["parties"])  # dropout-tolerant share: see module doc
         rng = rng or secure_generator()
         sensitivity = SUM_SENSITIVITY * float(settings["clip"])  # record-level (see module doc)
-        clipped = GaussianMechanism(sensitivity, settings["sum_sigma"] / math.sqrt(m)).release(clipped, rng=rng)
+        sum_noise = GaussianMechanism(sensitivity, settings["sum_sigma"] / math.sqrt(m))
+        clipped = np.asarray(sum_noise.release(clipped, rng=rng))
         if settings.get("count_sigma"):
-            indicator = float(GaussianMechanism(1.0, settings["count_sigma"] / math.sqrt(m)).release(indicator, rng=rng))
+            count_noise = GaussianMechanism(1.0, settings["count_sigma"] / math.sqrt(m))
+            indicator = float(count_noise.release(indicator, rng=rng))
     return clipped, indicator
 
 
@@ -183,7 +185,8 @@ class DP3Aggregation:
         total, count = clipped_updates_sum, indicators_sum
         if self.config.mode == "central":
             rng = rng or secure_generator()
-            total = GaussianMechanism(SUM_SENSITIVITY * self.clip, settings["sum_sigma"]).release(total, rng=rng)
+            sum_noise = GaussianMechanism(SUM_SENSITIVITY * self.clip, settings["sum_sigma"])
+            total = np.asarray(sum_noise.release(total, rng=rng))
             if settings.get("count_sigma"):
                 count = float(GaussianMechanism(1.0, settings["count_sigma"]).release(count, rng=rng))
         if self.config.adaptive:

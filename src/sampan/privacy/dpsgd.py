@@ -2,11 +2,11 @@
 
 Each step draws a Poisson sample (every row independently with probability q), computes exact
 per-example gradient norms (ghost clipping: from activations and output gradients, vectorised, no
-Python loop over examples), clips each gradient to L2 norm `max_grad_norm`, sums them, adds Gaussian noise of standard deviation noise_multiplier ·
-max_grad_norm, and divides by the expected batch size q·n. Under add/remove-one-record adjacency
-the noised sum of one step is a Gaussian mechanism of sensitivity max_grad_norm, subsampled with
-probability q; `steps` such steps compose into the `PrivacyEvent` this module reports, which the
-ledger accounts (record-level DP within the training party).
+Python loop over examples), clips each gradient to L2 norm `max_grad_norm`, sums them, adds Gaussian
+noise of standard deviation noise_multiplier · max_grad_norm, and divides by the expected batch size
+q·n. Under add/remove-one-record adjacency the noised sum of one step is a Gaussian mechanism of
+sensitivity max_grad_norm, subsampled with probability q; `steps` such steps compose into the
+`PrivacyEvent` this module reports, which the ledger accounts (record-level DP within the training party).
 
 Sampling and noise both come from the OS CSPRNG unless a test passes seeded generators: a
 predictable sample would void the amplification-by-sampling argument, and predictable noise could be
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sampan.models.local_training import LocalOptimizer, TrainConfig, TrainResult
 from sampan.models.base import Model
+from sampan.models.local_training import LocalOptimizer, TrainConfig, TrainResult
 from sampan.privacy.mechanisms import GaussianMechanism
 from sampan.privacy.randomness import secure_generator
 

@@ -1,4 +1,5 @@
-"""Differential-privacy noise mechanisms: with `sampan.privacy.discrete_mechanisms`, the only place in Sampan that draws DP noise.
+"""Differential-privacy noise mechanisms: with `sampan.privacy.discrete_mechanisms`, the only place in Sampan
+that draws DP noise.
 
 DP1 (party statistics), DP2 (DP-SGD) and DP3 (aggregator noise) wrap these; protocols never call a
 noise function directly. Every mechanism:
@@ -22,9 +23,10 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from scipy.special import log_ndtr
@@ -100,7 +102,7 @@ def _non_negative_real(value: Any, name: str) -> float:
 
 
 def _shape_tuple(shape: Shape) -> tuple[int, ...]:
-    dims = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
+    dims = (shape,) if isinstance(shape, int | numbers.Integral) else tuple(shape)
     if any(isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 0 for d in dims):
         raise ValueError(f"shape must be a non-negative int or a tuple of them, got {shape!r}")
     return tuple(int(d) for d in dims)

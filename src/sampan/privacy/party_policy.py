@@ -45,9 +45,10 @@ party can only hold the coordinator to the settings it was sent.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from sampan.errors import PartyError
 from sampan.files import atomic_write_bytes
@@ -75,7 +76,8 @@ class PartyPrivacyPolicy:
     accountant: AccountantKind = "rdp"
     required_levels: frozenset[str] = frozenset()
     ledger_path: Path | None = None  # persisted (0600) before each release when set
-    max_parties: int | None = None  # the parties of the job it accepted: DP3 `parties`/`noise_parties` above are refused
+    # the parties of the job it accepted: DP3 `parties`/`noise_parties` above are refused
+    max_parties: int | None = None
     # central DP3: the coordinator adds all the noise and sees each clipped update in clear. True in the in-process
     # simulation (the coordinator is the same process as every party); deployed agents take it from party.toml
     # (`[privacy] trust_coordinator_for_central_dp3`, default false), so a deployed party refuses central DP3
@@ -88,7 +90,7 @@ class PartyPrivacyPolicy:
             raise ValueError(f"party privacy policy: min_noise_multiplier must be > 0, got {self.min_noise_multiplier}")
 
     # --- the ledger ------------------------------------------------------------------------------
-    def sharing_ledgers(self, ledgers: dict[str, Ledger]) -> "PartyPrivacyPolicy":
+    def sharing_ledgers(self, ledgers: dict[str, Ledger]) -> PartyPrivacyPolicy:
         """Use `ledgers` (one dict per data owner) as this policy's ledgers: a party agent's concurrent runs,
         each with its own policy, then charge one ledger (and one persisted file), never stale copies of it."""
         self._ledgers = ledgers

@@ -32,9 +32,20 @@ UnknownPartyError, with their messages), `book` (the Ledger itself). Import ever
 """
 
 from sampan.privacy.ledger.book import Ledger
-from sampan.privacy.ledger.events import (ACCOUNTANTS, DEFAULT_PLD_VALUE_DISCRETIZATION_INTERVAL, DEFAULT_RDP_ORDERS,
-                                          LEVELS, MECHANISMS, NEIGHBOURING_RELATION, UNIT_OF_PRIVACY, AccountantKind,
-                                          Budget, Level, Mechanism, PrivacyEvent)
+from sampan.privacy.ledger.events import (
+                                          ACCOUNTANTS,
+                                          DEFAULT_PLD_VALUE_DISCRETIZATION_INTERVAL,
+                                          DEFAULT_RDP_ORDERS,
+                                          LEVELS,
+                                          MECHANISMS,
+                                          NEIGHBOURING_RELATION,
+                                          UNIT_OF_PRIVACY,
+                                          AccountantKind,
+                                          Budget,
+                                          Level,
+                                          Mechanism,
+                                          PrivacyEvent,
+)
 from sampan.privacy.ledger.exceeded import BudgetExceeded, UnknownPartyError
 
 __all__ = [

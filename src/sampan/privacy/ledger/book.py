@@ -9,12 +9,23 @@ from __future__ import annotations
 import json
 import math
 import threading
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sampan.privacy.composition import _PldState, _RdpState, _State
-from sampan.privacy.ledger.events import (ACCOUNTANTS, DEFAULT_PLD_VALUE_DISCRETIZATION_INTERVAL, DEFAULT_RDP_ORDERS,
-                                          LEVELS, NEIGHBOURING_RELATION, UNIT_OF_PRIVACY, AccountantKind, Budget,
-                                          Level, PrivacyEvent, _positive_finite)
+from sampan.privacy.ledger.events import (
+    ACCOUNTANTS,
+    DEFAULT_PLD_VALUE_DISCRETIZATION_INTERVAL,
+    DEFAULT_RDP_ORDERS,
+    LEVELS,
+    NEIGHBOURING_RELATION,
+    UNIT_OF_PRIVACY,
+    AccountantKind,
+    Budget,
+    Level,
+    PrivacyEvent,
+    _positive_finite,
+)
 from sampan.privacy.ledger.exceeded import BudgetExceeded, UnknownPartyError
 
 _FORMAT = "sampan.privacy.ledger"

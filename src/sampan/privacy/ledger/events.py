@@ -7,8 +7,9 @@ ledger's composition machinery; they are plain, validated, JSON-able data.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal, Mapping, get_args
+from typing import Any, Literal, get_args
 
 import dp_accounting
 from dp_accounting.rdp import rdp_privacy_accountant as _rdp

@@ -6,11 +6,10 @@ decimals that the '>' is visible) are kept next to the errors, away from the acc
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from sampan.errors import BudgetError
 from sampan.privacy.ledger.events import Budget, Level
-
 
 
 class UnknownPartyError(KeyError):
