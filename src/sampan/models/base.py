@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 
+
 def sigmoid(z: np.ndarray) -> np.ndarray:
     """Numerically stable logistic function (SciPy's vectorised expit)."""
     return expit(np.asarray(z, dtype=np.float64))

@@ -17,8 +17,9 @@ Requests (yielded) and answers (sent back):
 
 from __future__ import annotations
 
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generator, Mapping
+from typing import Any
 
 import numpy as np
 from scipy.special import expit
@@ -80,7 +81,7 @@ def apply_bins(X: np.ndarray, edges: list[np.ndarray]) -> np.ndarray:
 
 def make_slots(owner: str, names: list[str], edges: list[np.ndarray]) -> list[FeatureSlot]:
     slots, offset = [], 0
-    for j, (name, e) in enumerate(zip(names, edges)):
+    for j, (name, e) in enumerate(zip(names, edges, strict=True)):
         slots.append(FeatureSlot(owner, j, name, len(e) + 1, offset))
         offset += len(e) + 1
     return slots
@@ -176,9 +177,12 @@ class Tree:
     node_value: list[float] = field(default_factory=list)   # the value each node would have as a leaf
 
     def add(self) -> int:
-        for lst, v in ((self.left, -1), (self.right, -1), (self.owner, ""), (self.value, 0.0), (self.default_left, True),
-                       (self.node_value, 0.0)):
-            lst.append(v)  # type: ignore[attr-defined]
+        self.left.append(-1)
+        self.right.append(-1)
+        self.owner.append("")
+        self.value.append(0.0)
+        self.default_left.append(True)
+        self.node_value.append(0.0)
         return len(self.left) - 1
 
     def owned_by(self, owner: str) -> list[int]:
@@ -208,7 +212,7 @@ class Tree:
                 "node_value": [float(v) for v in self.node_value]}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Tree":
+    def from_dict(cls, d: Mapping[str, Any]) -> Tree:
         return cls(list(d["left"]), list(d["right"]), list(d["owner"]), [float(v) for v in d["value"]],
                    [bool(v) for v in d["default_left"]], [float(v) for v in d.get("node_value", d["value"])])
 
@@ -299,11 +303,12 @@ def boost(params: GBDTParams, y: np.ndarray, slots: Mapping[str, list[FeatureSlo
         hists = yield HistRequest([(root, all_rows)], g, h, t)
         level = [(root, all_rows, hists[root])]
         for depth in range(params.max_depth + 1):
-            splits, leaves = [], []
+            splits: list[tuple[int, np.ndarray, dict, Any]] = []
+            leaves: list[tuple[int, np.ndarray, dict, Any]] = []
             for node, rows, hist in level:
                 cand = best_splits(hist, slots, params) if depth < params.max_depth else None
                 (splits if cand is not None else leaves).append((node, rows, hist, cand))
-            for node, rows, hist, _ in leaves:
+            for node, rows, _hist, _ in leaves:
                 G, H = g[rows].sum(), h[rows].sum()
                 tree.value[node] = tree.node_value[node] = -params.learning_rate * G / (H + params.l2)
                 raw[rows] += tree.value[node]  # training rows' leaves are known from the partitions

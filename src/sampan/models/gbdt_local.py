@@ -6,12 +6,24 @@ pooled (or single-party) reference they are tested against, and the local baseli
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
-from sampan.models.gbdt import (Answer, FeatureSlot, GBDTModel, GBDTParams, HistRequest, RouteRequest, SplitRequest,
-                                Tree, boost, flat_index, histogram)
+from sampan.models.gbdt import (
+    Answer,
+    FeatureSlot,
+    GBDTModel,
+    GBDTParams,
+    HistRequest,
+    RouteRequest,
+    SplitRequest,
+    Tree,
+    boost,
+    flat_index,
+    histogram,
+)
 
 __all__ = ["LocalProvider", "fit_local", "predict_local"]
 
@@ -41,7 +53,9 @@ class LocalProvider:
             return self.route(request.tree, request.tree_index, source, request.rows)
         raise TypeError(f"unknown request {type(request).__name__}")
 
-    def route(self, tree: Tree, tree_index: int, bins: Mapping[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    def route(
+        self, tree: Tree, tree_index: int, bins: Mapping[str, np.ndarray], rows: np.ndarray
+    ) -> dict[str, np.ndarray]:
         out = {}
         for owner in bins:
             nodes = tree.owned_by(owner)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,12 +40,12 @@ class MLP(Model):
     def _layers(self, params: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         return [
             (params[ws].reshape(w_shape), params[bs])
-            for (ws, bs), (w_shape, _) in zip(self._slices, self._shapes)
+            for (ws, bs), (w_shape, _) in zip(self._slices, self._shapes, strict=True)
         ]
 
     def init_params(self, rng: np.random.Generator) -> np.ndarray:
         params = np.zeros(self.n_params)
-        for (ws, _), (w_shape, _) in zip(self._slices, self._shapes):
+        for (ws, _), (w_shape, _) in zip(self._slices, self._shapes, strict=True):
             fan_in = w_shape[0]
             params[ws] = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=w_shape[0] * w_shape[1])  # He init
         return params
@@ -62,7 +63,9 @@ class MLP(Model):
     def logits(self, params: np.ndarray, X: np.ndarray) -> np.ndarray:
         return self._forward(params, X)[1]
 
-    def _backward(self, params: np.ndarray, X: np.ndarray, y: np.ndarray, per_example: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _backward(
+        self, params: np.ndarray, X: np.ndarray, y: np.ndarray, per_example: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
         activations, z = self._forward(params, X)
         n = len(y)
         delta = (sigmoid(z) - y)[:, None]  # dLoss_i/dz_i, shape (n, 1)
@@ -102,7 +105,7 @@ class MLP(Model):
             norm_sq += np.einsum("ij,ij->i", a, a) * d_sq + d_sq
         factors = np.minimum(1.0, max_norm / np.maximum(np.sqrt(norm_sq), 1e-12))
         out = np.empty(self.n_params)
-        for layer, (a, d) in zip(range(len(layers) - 1, -1, -1), signals):
+        for layer, (a, d) in zip(range(len(layers) - 1, -1, -1), signals, strict=True):
             ws, bs = self._slices[layer]
             scaled = d * factors[:, None]
             out[ws] = (a.T @ scaled).ravel()

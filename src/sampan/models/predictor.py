@@ -11,8 +11,9 @@ for each category of a category column (`sampan.data.schema.ColumnSpec.encoded_n
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -105,7 +105,7 @@ class WoeTable:
                 "woe": self.woe.tolist(), "iv": self.iv}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "WoeTable":
+    def from_dict(cls, d: dict[str, Any]) -> WoeTable:
         return cls(d["feature"], np.asarray(d["edges"], dtype=float), np.asarray(d["mapping"], dtype=np.int64),
                    np.asarray(d["woe"], dtype=float), float(d["iv"]))
 
