@@ -10,6 +10,8 @@ kind, meta, job)` and the vertical handlers enforce `deploy.allow.privacy_policy
   `hist_noise = 0` is answered by any partner whose list does not itself *require* DP: the job it agreed to
   (and whose receipt shows "dp") is silently downgraded. The horizontal side binds the announced levels
   (`_horizontal_policy`, review R8-3); the synthesis side has the same hole (R12-SYN-3).
+* R12-VER-9: a "scoring" job (a separate `[allow] workflows` entry) answers every `VERTICAL_KINDS` request: PSI,
+  secure LR, WOE, GBDT, the bank baseline, though scoring needs only keys, `vertical.load_model` and `score.*`.
 * R12-VER-2: the job description carries no vertical `models`, so a partner that accepted an LR-only job
   answers `woe.*` (its binned columns to the dealer, counts to the bank) and `vgb.*` (per-node histograms and
   split partitions to the bank) requests the job never announced.
@@ -74,3 +76,24 @@ def test_an_lr_only_job_gets_no_woe_or_gbdt_releases() -> None:
             continue
         answered.append(kind)
     assert not answered, f"requests of models the job never announced were accepted: {answered}"
+
+
+@pytest.mark.xfail(strict=True, reason="R12-VER-9: a partner whose [allow] workflows admits only 'scoring' answers "
+                                       "PSI, secure LR, WOE, GBDT and the bank baseline in a scoring job")
+def test_a_scoring_job_gets_no_alignment_or_training() -> None:
+    allow = AllowSection(partners=["bank"], label_holders=["bank"], workflows=["scoring"])
+    job = {**job_description({}, workflow="scoring", operator=None, parties=["bank", "payments"],
+                             label_holder="bank"), "workflow": "scoring"}
+    check_job(allow, "payments", job, "vertical", COLUMNS)  # accepted: scoring an existing model is allowed
+    with pytest.raises(JobRefused):
+        check_job(allow, "payments", {**job, "workflow": "vertical"}, "vertical", COLUMNS)  # training is not
+    answered = []
+    for kind, meta in (("psi.offer", {}), ("psi.align", {}), ("vlr.setup", {}), ("woe.setup", {"bank": "bank"}),
+                       ("woe.sum", {"bank": "bank", "dp_epsilon": None}), ("vgb.setup", {"bank": "bank"}),
+                       ("vertical.local_baseline", {}), ("vertical.splits", {})):
+        try:
+            check_request(allow, "payments", kind, meta, job)
+        except JobRefused:
+            continue
+        answered.append(kind)
+    assert not answered, f"a scoring job answered training/alignment requests: {answered}"
