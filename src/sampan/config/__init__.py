@@ -14,8 +14,9 @@ Sections: [run] (name, workflow, seed, rounds...), [model], [training], [strateg
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -23,11 +24,26 @@ from sampan.config.base import ConfigError, Strict, problems
 from sampan.config.privacy import DP1Section, DP2Section, DP3Section, PrivacySection, SecureAggregationSection
 from sampan.config.run_config import RunConfig, infer_workflow
 from sampan.config.sections import (
-    WORKFLOWS, ColumnSection, DataSection, GBDTSection, ModelSection, PartySection, RunSection, SchemaSection,
-    SourceSection, StrategySection, TrainingSection, Workflow,
+    WORKFLOWS,
+    ColumnSection,
+    DataSection,
+    GBDTSection,
+    ModelSection,
+    PartySection,
+    RunSection,
+    SchemaSection,
+    SourceSection,
+    StrategySection,
+    TrainingSection,
+    Workflow,
 )
 from sampan.config.vertical import (
-    GBDTPrivacySection, ScorecardSection, ScoringSection, SynthesisSection, VerticalLRSection, VerticalSection,
+    GBDTPrivacySection,
+    ScorecardSection,
+    ScoringSection,
+    SynthesisSection,
+    VerticalLRSection,
+    VerticalSection,
 )
 from sampan.data.schema import ColumnSpec, TableSchema
 

@@ -22,7 +22,7 @@ class DP1Section(Strict):
         description="public clipping range per feature name; 'sector=*' covers one-hot columns, '*' all others")
 
     @model_validator(mode="after")
-    def _ranges(self) -> "DP1Section":
+    def _ranges(self) -> DP1Section:
         bad = [k for k, (lo, hi) in self.bounds.items() if not lo < hi]
         if bad:
             raise ValueError(f"privacy.dp1.bounds need low < high; bad: {bad}")
@@ -33,11 +33,11 @@ class DP2Section(Strict):
     """DP-SGD inside each party's local training (record-level DP within that party)."""
 
     noise_multiplier: float | Literal["auto"] = Field(
-        "auto", description="Gaussian noise std / max_grad_norm; 'auto' spends the budget by the last round")
-    max_grad_norm: float = Field(1.0, gt=0, description="per-example L2 clipping bound")
-    sampling_rate: float | None = Field(None, gt=0, le=1, description="Poisson q; default batch_size / rows")
+        default="auto", description="Gaussian noise std / max_grad_norm; 'auto' spends the budget by the last round")
+    max_grad_norm: float = Field(default=1.0, gt=0, description="per-example L2 clipping bound")
+    sampling_rate: float | None = Field(default=None, gt=0, le=1, description="Poisson q; default batch_size / rows")
     schedule: list[float] | None = Field(
-        None, min_length=1, description="noise factors for equal segments of the rounds, fixed before the run, "
+        default=None, min_length=1, description="noise factors for equal segments of the rounds, fixed before the run, "
         "e.g. [1.2, 1.0, 0.8] (decaying noise)")
 
 
@@ -46,27 +46,29 @@ class DP3Section(Strict):
     record can flip a party's clipped update; see `sampan.privacy.dp3`)."""
 
     noise_multiplier: float | Literal["auto"] = Field(
-        "auto", description="record-level noise multiplier of each round's release (the sum's noise std is about "
+        default="auto",
+        description="record-level noise multiplier of each round's release (the sum's noise std is about "
         "2·z·clip); 'auto' spends the budget by the last round")
-    clip: float = Field(1.0, gt=0, description="L2 clip of each party's update (start value if adaptive)")
+    clip: float = Field(default=1.0, gt=0, description="L2 clip of each party's update (start value if adaptive)")
     mode: Literal["central", "distributed"] = "central"
     adaptive: bool = False
-    target_quantile: float = Field(0.5, gt=0, lt=1)
-    clip_learning_rate: float = Field(0.2, gt=0)
-    count_noise: float | None = Field(None, gt=0, description="noise std σ_b on the adaptive-clipping count; "
+    target_quantile: float = Field(default=0.5, gt=0, lt=1)
+    clip_learning_rate: float = Field(default=0.2, gt=0)
+    count_noise: float | None = Field(default=None, gt=0, description="noise std σ_b on the adaptive-clipping count; "
                                       "default max(parties/20, 3·z); must exceed z")
-    schedule: list[float] | None = Field(None, min_length=1, description="as privacy.dp2.schedule")
+    schedule: list[float] | None = Field(default=None, min_length=1, description="as privacy.dp2.schedule")
 
 
 class PrivacySection(Strict):
     """Per-party privacy budget and the mechanisms that spend it (one ledger per run)."""
 
     epsilon: float = Field(gt=0, description="budget per party, record-level")
-    delta: float = Field(1e-5, gt=0, lt=1)
+    delta: float = Field(default=1e-5, gt=0, lt=1)
     accountant: Literal["rdp", "pld"] = "rdp"
-    per_party_noise: bool = Field(True, description="'auto' DP2 noise calibrated to each party's own budget")
+    per_party_noise: bool = Field(default=True, description="'auto' DP2 noise calibrated to each party's own budget")
     count_noise_multiplier: float = Field(
-        20.0, gt=0, description="each party's training row count is released once, at setup, through a Gaussian "
+        default=20.0, gt=0,
+        description="each party's training row count is released once, at setup, through a Gaussian "
         "mechanism with this noise multiplier (sensitivity 1, charged as DP1); weights, DP-SGD sampling rates and "
         "steps use the released count, never the exact one")
     dp1: DP1Section | None = None
@@ -79,17 +81,24 @@ class SecureAggregationSection(Strict):
 
     enabled: bool = True
     threshold: float = Field(
-        0.6, gt=0.5, le=1, description="share of each party's share holders needed to rebuild its masks (t of n on a "
+        default=0.6, gt=0.5, le=1,
+        description="share of each party's share holders needed to rebuild its masks (t of n on a "
         "complete graph), and the least share of parties whose masked input must arrive; fewer fail the round")
     neighbours: int | Literal["auto", "all"] = Field(
-        "auto", description="degree k of the neighbour graph (even); 'all' = complete graph; 'auto' = the least k "
+        default="auto",
+        description="degree k of the neighbour graph (even); 'all' = complete graph; 'auto' = the least k "
         "that keeps the round failure probability under 1e-4 at expected_dropout")
-    expected_dropout: float = Field(0.1, ge=0, lt=0.5, description="per-round dropout rate used to size 'auto' graphs")
-    frac_bits: int = Field(32, ge=8, le=48, description="fixed-point fraction bits of the masked ring Z_2^64")
-    max_abs: float = Field(1e4, gt=0, description="every coordinate is clamped to ±max_abs before encoding")
-    max_retries: int = Field(2, ge=0, le=20, description="a failed round is retried this often with the survivors")
+    expected_dropout: float = Field(
+        default=0.1, ge=0, lt=0.5,
+        description="per-round dropout rate used to size 'auto' graphs")
+    frac_bits: int = Field(default=32, ge=8, le=48, description="fixed-point fraction bits of the masked ring Z_2^64")
+    max_abs: float = Field(default=1e4, gt=0, description="every coordinate is clamped to ±max_abs before encoding")
+    max_retries: int = Field(
+        default=2, ge=0, le=20,
+        description="a failed round is retried this often with the survivors")
     min_contributors: int = Field(
-        3, ge=3, description="never aggregate fewer inputs than this (with two, each contributor reads the other's "
+        default=3, ge=3,
+        description="never aggregate fewer inputs than this (with two, each contributor reads the other's "
         "input from the sum); a round left with fewer fails with a clear error")
 
     @field_validator("neighbours")

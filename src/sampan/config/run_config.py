@@ -16,7 +16,14 @@ from pydantic import Field, ValidationInfo, model_validator
 from sampan.config.base import Strict
 from sampan.config.privacy import PrivacySection, SecureAggregationSection
 from sampan.config.sections import (
-    DataSection, ModelSection, PartySection, RunSection, SourceSection, StrategySection, TrainingSection, Workflow,
+    DataSection,
+    ModelSection,
+    PartySection,
+    RunSection,
+    SourceSection,
+    StrategySection,
+    TrainingSection,
+    Workflow,
 )
 from sampan.config.vertical import ScoringSection, SynthesisSection, VerticalSection
 from sampan.data.schema import TableSchema
@@ -28,7 +35,7 @@ def infer_workflow(data: dict[str, Any]) -> Workflow:
     """The workflow a config without `run.workflow` means: the section that only that workflow reads."""
     for section in ("vertical", "synthesis", "scoring"):
         if section in data:
-            return section  # type: ignore[return-value]
+            return section
     return "horizontal"
 
 
@@ -38,7 +45,7 @@ class RunConfig(Strict):
     training: TrainingSection = Field(default_factory=TrainingSection)
     strategy: StrategySection = Field(default_factory=StrategySection)
     data: DataSection = Field(default_factory=DataSection)
-    schema_: TableSchema | None = Field(None, alias="schema")
+    schema_: TableSchema | None = Field(default=None, alias="schema")
     parties: list[PartySection] = Field(default_factory=list)
     source: SourceSection | None = None
     privacy: PrivacySection | None = None
@@ -94,7 +101,7 @@ class RunConfig(Strict):
 
     # --- checks across sections -----------------------------------------------------------------------
     @model_validator(mode="after")
-    def _coherent(self, info: ValidationInfo) -> "RunConfig":
+    def _coherent(self, info: ValidationInfo) -> RunConfig:
         deployment = bool((info.context or {}).get("deployment"))
         _check_parties(self, deployment)
         _check_workflow(self, deployment)
@@ -210,7 +217,8 @@ def _check_lr_capacity(config: RunConfig) -> None:
 def _check_privacy(config: RunConfig) -> None:
     privacy, secagg = config.privacy, config.secure_aggregation
     if privacy is not None and not (privacy.dp1 or privacy.dp2 or privacy.dp3):
-        raise ValueError("[privacy] sets a budget but no mechanism: add [privacy.dp1], [privacy.dp2] and/or [privacy.dp3]")
+        raise ValueError(
+            "[privacy] sets a budget but no mechanism: add [privacy.dp1], [privacy.dp2] and/or [privacy.dp3]")
     for name in ("dp2", "dp3"):
         section = getattr(privacy, name, None) if privacy else None
         if section is not None and section.noise_multiplier != "auto" and section.noise_multiplier <= 0:

@@ -29,29 +29,33 @@ WORKFLOWS: tuple[str, ...] = ("horizontal", "vertical", "scoring", "evaluation",
 class RunSection(Strict):
     name: str = "sampan-run"
     workflow: Workflow | None = Field(
-        None, description="which workflow runs; default: 'vertical' if [vertical] is present, 'synthesis' if "
+        default=None, description="which workflow runs; default: 'vertical' if [vertical] is present, 'synthesis' if "
         "[synthesis] is, 'scoring' if [scoring] is, else 'horizontal' (filled in when the config is read)")
-    rounds: int = Field(20, ge=1, le=100_000)
-    seed: int | None = Field(None, ge=0, lt=2**62, description="fixes partitions, init and shuffling; drawn at random if absent")
-    store: str | None = Field(None, description="SQLAlchemy URL of the run store; default sqlite:///sampan-runs/sampan.db")
+    rounds: int = Field(default=20, ge=1, le=100_000)
+    seed: int | None = Field(
+        default=None, ge=0, lt=2**62,
+        description="fixes partitions, init and shuffling; drawn at random if absent")
+    store: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the run store; default sqlite:///sampan-runs/sampan.db")
     report_dir: str = "sampan-reports"
-    eval_every: int = Field(1, ge=1)
-    fraction_fit: float = Field(1.0, gt=0, le=1)
-    min_parties: int = Field(1, ge=1)
-    workers: int = Field(1, ge=1, le=256, description="simulation only: processes that host the parties")
+    eval_every: int = Field(default=1, ge=1)
+    fraction_fit: float = Field(default=1.0, gt=0, le=1)
+    min_parties: int = Field(default=1, ge=1)
+    workers: int = Field(default=1, ge=1, le=256, description="simulation only: processes that host the parties")
 
 
 class GBDTSection(Strict):
     """Gradient-boosted trees: the fields of `sampan.models.gbdt.GBDTParams`, with its defaults and bounds."""
 
-    n_trees: int = Field(100, ge=1)
-    max_depth: int = Field(4, ge=1)
-    learning_rate: float = Field(0.1, gt=0, le=1)
-    n_bins: int = Field(32, ge=2, le=256)
-    l2: float = Field(1.0, ge=0)
-    min_child_weight: float = Field(1.0, ge=0)
-    min_split_gain: float = Field(0.0, ge=0)
-    early_stopping_rounds: int = Field(10, ge=1)
+    n_trees: int = Field(default=100, ge=1)
+    max_depth: int = Field(default=4, ge=1)
+    learning_rate: float = Field(default=0.1, gt=0, le=1)
+    n_bins: int = Field(default=32, ge=2, le=256)
+    l2: float = Field(default=1.0, ge=0)
+    min_child_weight: float = Field(default=1.0, ge=0)
+    min_split_gain: float = Field(default=0.0, ge=0)
+    early_stopping_rounds: int = Field(default=10, ge=1)
 
     def gbdt_params(self) -> GBDTParams:
         from sampan.models.gbdt import GBDTParams  # lazily: keeps `import sampan.config` light
@@ -69,7 +73,7 @@ class ModelSection(GBDTSection):
     hidden: list[int] = Field(default_factory=lambda: [32], description="mlp only: hidden layer widths")
 
     @model_validator(mode="after")
-    def _fields_of_kind(self) -> "ModelSection":
+    def _fields_of_kind(self) -> ModelSection:
         set_here = set(self.model_fields_set)
         stray = sorted(set_here & _GBDT_FIELDS) if self.kind != "gbdt" else []
         if stray:
@@ -84,28 +88,28 @@ class ModelSection(GBDTSection):
 
 
 class TrainingSection(Strict):
-    local_epochs: int = Field(1, ge=1)
-    local_steps: int | None = Field(None, ge=1, description="minibatches per round; overrides local_epochs")
-    batch_size: int = Field(64, ge=1)
+    local_epochs: int = Field(default=1, ge=1)
+    local_steps: int | None = Field(default=None, ge=1, description="minibatches per round; overrides local_epochs")
+    batch_size: int = Field(default=64, ge=1)
     optimizer: Literal["sgd", "adam"] = "sgd"
-    learning_rate: float = Field(0.1, gt=0)
-    momentum: float = Field(0.0, ge=0, lt=1)
-    l2: float = Field(1e-4, ge=0)
+    learning_rate: float = Field(default=0.1, gt=0)
+    momentum: float = Field(default=0.0, ge=0, lt=1)
+    l2: float = Field(default=1e-4, ge=0)
 
 
 class StrategySection(Strict):
     name: Literal["fedavg", "fedprox", "fedadam"] = "fedavg"
-    server_learning_rate: float | None = Field(None, gt=0)
-    server_momentum: float = Field(0.0, ge=0, lt=1, description="FedAvgM velocity (fedavg/fedprox only)")
-    proximal_mu: float = Field(0.01, gt=0)
+    server_learning_rate: float | None = Field(default=None, gt=0)
+    server_momentum: float = Field(default=0.0, ge=0, lt=1, description="FedAvgM velocity (fedavg/fedprox only)")
+    proximal_mu: float = Field(default=0.01, gt=0)
     aggregator: Literal["mean", "median", "trimmed_mean", "krum"] = "mean"
-    trim_fraction: float = Field(0.1, ge=0, lt=0.5)
-    byzantine: int = Field(1, ge=0)
-    multi_krum: int = Field(1, ge=1)
+    trim_fraction: float = Field(default=0.1, ge=0, lt=0.5)
+    byzantine: int = Field(default=1, ge=0)
+    multi_krum: int = Field(default=1, ge=1)
 
 
 class DataSection(Strict):
-    test_fraction: float = Field(0.2, gt=0, lt=1)
+    test_fraction: float = Field(default=0.2, gt=0, lt=1)
     standardize: bool = True
 
 
@@ -115,17 +119,19 @@ class PartySection(Strict):
     in a vertical run, the [schema] features this party holds."""
 
     name: str = Field(min_length=1, max_length=100)
-    path: str | None = Field(None, description="simulation only: the party's CSV/Parquet file")
-    format: Literal["csv", "parquet"] | None = Field(None, description="simulation only; default: from the suffix")
-    features: tuple[str, ...] | None = Field(None, min_length=1, description="vertical: this party's columns")
+    path: str | None = Field(default=None, description="simulation only: the party's CSV/Parquet file")
+    format: Literal["csv", "parquet"] | None = Field(
+        default=None,
+        description="simulation only; default: from the suffix")
+    features: tuple[str, ...] | None = Field(default=None, min_length=1, description="vertical: this party's columns")
 
 
 class SourceSection(Strict):
     """A simulated federation: the built-in consortium or a public dataset split across parties."""
 
     kind: Literal["consortium", "taiwan", "german", "south_german"]
-    path: str | None = Field(None, description="dataset file or folder (public datasets only)")
-    n_parties: int = Field(5, ge=1, le=100_000)
+    path: str | None = Field(default=None, description="dataset file or folder (public datasets only)")
+    n_parties: int = Field(default=5, ge=1, le=100_000)
     partition: Literal["iid", "dirichlet", "quantity"] = "iid"
-    alpha: float = Field(0.5, gt=0)
-    n_smes: int = Field(12_000, ge=300)
+    alpha: float = Field(default=0.5, gt=0)
+    n_smes: int = Field(default=12_000, ge=300)

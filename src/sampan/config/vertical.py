@@ -27,19 +27,25 @@ __all__ = ["VerticalLRSection", "ScorecardSection", "GBDTPrivacySection", "Verti
 class VerticalLRSection(Strict):
     """[vertical.lr]: the fields of `sampan.vertical.training.VerticalLRConfig`, with its defaults."""
 
-    epochs: int = Field(30, ge=1)
-    batch_size: int = Field(512, ge=64, description="at least max(4 x widest party's columns, 64): fewer rows let "
-                            "a party solve its gradient for the labels")
-    learning_rate: float = Field(0.2, gt=0)
-    l2: float = Field(1e-4, ge=0)
-    patience: int = Field(5, ge=1)
-    min_delta: float = Field(1e-5, ge=0)
-    logit_clip: float | None = Field(None, gt=0, description="per-party partial-logit bound; default: the "
+    epochs: int = Field(default=30, ge=1)
+    batch_size: int = Field(
+        default=512, ge=64,
+        description="at least max(4 x widest party's columns, 64): fewer rows let "
+        "a party solve its gradient for the labels")
+    learning_rate: float = Field(default=0.2, gt=0)
+    l2: float = Field(default=1e-4, ge=0)
+    patience: int = Field(default=5, ge=1)
+    min_delta: float = Field(default=1e-5, ge=0)
+    logit_clip: float | None = Field(default=None, gt=0, description="per-party partial-logit bound; default: the "
                                      "sigmoid's fit range / parties")
-    shared_weights: bool = Field(True, description="weights kept as additive shares: no party sees its plaintext "
-                                 "gradient (false: it does, and over many epochs can solve for the labels)")
-    allow_gradient_label_leakage: bool = Field(False, description="plaintext-gradient mode only: accept epochs x "
-                                               "widest party's columns >= batch_size (labels leak)")
+    shared_weights: bool = Field(
+        default=True,
+        description="weights kept as additive shares: no party sees its plaintext "
+        "gradient (false: it does, and over many epochs can solve for the labels)")
+    allow_gradient_label_leakage: bool = Field(
+        default=False,
+        description="plaintext-gradient mode only: accept epochs x "
+        "widest party's columns >= batch_size (labels leak)")
 
     def to_lr_config(self) -> VerticalLRConfig:
         from sampan.vertical.training import VerticalLRConfig  # lazily: vertical sits below config
@@ -48,23 +54,25 @@ class VerticalLRSection(Strict):
 
 
 class ScorecardSection(Strict):
-    dp_epsilon: float | None = Field(None, gt=0, description="DP on the WOE counts (epsilon of that release)")
+    dp_epsilon: float | None = Field(default=None, gt=0, description="DP on the WOE counts (epsilon of that release)")
 
 
 class GBDTPrivacySection(Strict):
-    hist_noise: float = Field(0.0, ge=0, description="Gaussian sigma on partner histograms (gradient units)")
+    hist_noise: float = Field(default=0.0, ge=0, description="Gaussian sigma on partner histograms (gradient units)")
 
 
 class VerticalSection(Strict):
     """[vertical]: who holds the label, which models, how the aligned rows are split, whom to score."""
 
     label_holder: str = Field(min_length=1)
-    id: str | None = Field(None, description="the shared id column (PSI key); default: [schema] id (a deployed "
+    id: str | None = Field(default=None, description="the shared id column (PSI key); default: [schema] id (a deployed "
                            "party's own schema in its party.toml)")
     models: tuple[Literal["lr", "scorecard", "gbdt"], ...] = ("lr",)
-    test_fraction: float = Field(0.2, gt=0, lt=1)
-    val_fraction: float = Field(0.15, gt=0, lt=1)
-    applicants: tuple[str, ...] = Field((), description="ids of new applications to score jointly after training")
+    test_fraction: float = Field(default=0.2, gt=0, lt=1)
+    val_fraction: float = Field(default=0.15, gt=0, lt=1)
+    applicants: tuple[str, ...] = Field(
+        default=(),
+        description="ids of new applications to score jointly after training")
     lr: VerticalLRSection = Field(default_factory=VerticalLRSection)
     gbdt: GBDTSection = Field(default_factory=GBDTSection)
     scorecard: ScorecardSection = Field(default_factory=ScorecardSection)
@@ -80,7 +88,7 @@ class VerticalSection(Strict):
         return value
 
     @model_validator(mode="after")
-    def _fractions(self) -> "VerticalSection":
+    def _fractions(self) -> VerticalSection:
         if self.test_fraction + self.val_fraction >= 1:
             raise ValueError("test_fraction + val_fraction must leave training rows (sum < 1)")
         return self
@@ -111,13 +119,17 @@ class SynthesisSection(Strict):
     """[synthesis]: a federated DP synthesiser over [schema] (numeric features need public `bounds`)."""
 
     epsilon: float = Field(gt=0, description="each party's budget for the synthesiser")
-    delta: float = Field(1e-5, gt=0, lt=1)
-    secure_sum: bool = Field(True, description="sum the parties' noisy marginals under secure aggregation, so the "
-                             "coordinator sees only the consortium's totals")
-    n_rows: int | None = Field(None, ge=1, description="rows to sample; default: the noisy row count")
-    max_bins: int = Field(32, ge=2, le=256)
-    tree: bool | None = Field(None, description="model (feature, parent) dependences; default: when the signal allows")
-    out: str | None = Field(None, description="model folder to write; default: <report_dir>/<run>/synth-model")
+    delta: float = Field(default=1e-5, gt=0, lt=1)
+    secure_sum: bool = Field(
+        default=True,
+        description="sum the parties' noisy marginals under secure aggregation, so the "
+        "coordinator sees only the consortium's totals")
+    n_rows: int | None = Field(default=None, ge=1, description="rows to sample; default: the noisy row count")
+    max_bins: int = Field(default=32, ge=2, le=256)
+    tree: bool | None = Field(
+        default=None,
+        description="model (feature, parent) dependences; default: when the signal allows")
+    out: str | None = Field(default=None, description="model folder to write; default: <report_dir>/<run>/synth-model")
 
     def to_synth_config(self) -> SynthConfig:
         """The fitter's settings (`sampan.synth.fit.SynthConfig`); the domain is `SynthSchema.from_table([schema])`."""
