@@ -215,6 +215,8 @@ class Hub(PartyStreams):
                 silent = s.silent_for(now)
                 if silent > self.settings.silent_after_s:
                     self.abandon(pending)
+                    log.warning("party %s is silent: no frame for %.1f s on its live stream; its %s request fails",
+                                pending.party, silent, pending.kind)
                     raise PartyError(pending.party, pending.kind, "Unresponsive",
                                      f"party is connected but sent nothing (not even a heartbeat) for {silent:.0f} s; "
                                      "its agent is hung or its host overloaded") from None
