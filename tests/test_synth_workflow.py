@@ -62,7 +62,7 @@ class Recording(Transport):
 
 
 def _transport(tables: Mapping[str, Any], secure: bool, epsilon: float = 2.0, **kw: Any) -> Recording:
-    setups = simulated_setups(tables, epsilon=epsilon, delta=1e-5, secure=secure, noise_seeds=SEEDS)
+    setups = simulated_setups(tables, epsilon=epsilon, delta=1e-5, secure=secure, schema=SCHEMA, noise_seeds=SEEDS)
     return Recording(InProcessTransport({p: synthesis_party_app(s) for p, s in setups.items()}), **kw)
 
 
@@ -235,7 +235,7 @@ def _csv(folder: Path, name: str, table: Mapping[str, np.ndarray]) -> Path:
 
 
 def test_party_refuses_a_plain_release_when_the_job_sums_securely(tables) -> None:
-    setups = simulated_setups(tables, epsilon=1.0, delta=1e-5, secure=True)
+    setups = simulated_setups(tables, epsilon=1.0, delta=1e-5, secure=True, schema=SCHEMA)
     app = synthesis_party_app(setups["bank_a"])
     opened = app.handle(Message("r", 0, "coordinator", "bank_a", "synth.open",
                                 meta={"schema": SCHEMA.to_dict(), "secure": True, "parties": list(PARTIES)}))
@@ -249,7 +249,7 @@ def test_party_refuses_a_plain_release_when_the_job_sums_securely(tables) -> Non
 
 def test_party_refuses_releases_beyond_the_budget_it_accepted(tables) -> None:
     """A coordinator asking for less noise than the plan the party accepted runs into the party's own ledger."""
-    setups = simulated_setups(tables, epsilon=0.5, delta=1e-5, secure=False)
+    setups = simulated_setups(tables, epsilon=0.5, delta=1e-5, secure=False, schema=SCHEMA)
     transport = InProcessTransport({p: synthesis_party_app(s) for p, s in setups.items()})
     book = fit_mod._ledger(list(PARTIES), SynthConfig(epsilon=50.0), None)  # a coordinator that claims more
     with pytest.raises(PartyError, match="bank_a"):
@@ -262,7 +262,7 @@ def test_party_charges_its_policy_ledger_and_refuses_a_second_fit_beyond_it(tabl
     a party's budget twice."""
     from sampan.privacy.party_policy import PartyPrivacyPolicy
 
-    setups = simulated_setups(tables, epsilon=1.0, delta=1e-5, secure=False)
+    setups = simulated_setups(tables, epsilon=1.0, delta=1e-5, secure=False, schema=SCHEMA)
     policies = {p: PartyPrivacyPolicy(epsilon=1.0, delta=1e-5) for p in PARTIES}
     for p in PARTIES:
         setups[p].policy = policies[p]

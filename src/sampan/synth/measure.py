@@ -2,10 +2,13 @@
 
 `PartyMeasurer` holds one party's validated table and answers the fitter's requests with noisy
 counts only: a histogram of the label (or the row count), 1-way histograms over public grids, an
-exponential-mechanism choice of tree edges, and histograms of the selected cliques. Each release is
-charged to the party's ledger *before* it is computed (``Ledger.record`` refuses an over-budget
-release and nothing is released). In a deployment this object lives in the party's agent; the fitter
-only ever receives what these methods return.
+exponential-mechanism choice of tree edges, and histograms of the selected cliques. Every structure a
+request brings that will index the records (fine grids, bin definitions, coarsening maps, baselines) is
+checked against the public schema first (`sampan.synth.request_checks`), then the release is charged to the
+party's ledger (``Ledger.record`` refuses an over-budget release and nothing is released), and only then
+are the records read. So a refusal depends on the request alone, and a failure after the charge is
+reported in the same words whatever the records (details stay in the party's own log). In a deployment
+this object lives in the party's agent; the fitter only ever receives what these methods return.
 
 Sensitivity: every histogram here partitions the rows (one cell per row), so adding or removing one
 record changes one cell by one: L2 sensitivity 1. A selection score is an L1 distance between a
@@ -14,7 +17,8 @@ histogram and a fixed (already public) table, so it also moves by at most 1 per 
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+import logging
+from typing import Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -24,11 +28,16 @@ from sampan.privacy.randomness import secure_generator
 from sampan.synth.budget import em_event, gaussian_event
 from sampan.synth.discretize import FineGrid
 from sampan.synth.encoders import Encoder
+from sampan.synth.request_checks import (MAX_CLIQUE_CELLS, RequestRefused, check_baselines, check_coarsen,
+                                         check_encoder, public_grid)
 from sampan.synth.schema import SynthSchema
 from sampan.synth.select import em_spanning_tree, independence_scores
 from sampan.synth.table import category_codes, n_rows, validate_table
 
-__all__ = ["Axis", "PartyMeasurer", "clique_note", "label_note", "one_way_note"]
+__all__ = ["Axis", "MeasurementFailed", "PartyMeasurer", "clique_note", "label_note", "one_way_note"]
+
+log = logging.getLogger("sampan.synth.measure")
+T = TypeVar("T")
 
 Axis = tuple[str, np.ndarray | None]
 """A clique axis: column name and an optional map from the column's model bins to coarser groups."""
@@ -53,6 +62,10 @@ def clique_note(schema: SynthSchema, names: Sequence[str], cells: int) -> str:
     return f"{len(names)}-way ({', '.join(named)}): {cells} cells"
 
 
+class MeasurementFailed(RuntimeError):
+    """A charged release that failed: the same words whatever the records (the details are logged locally)."""
+
+
 class PartyMeasurer:
     """One party's records behind a narrow, ledger-charged, noise-only interface."""
 
@@ -71,8 +84,9 @@ class PartyMeasurer:
         self._ledger = ledger
         self._rng = rng
         self._step = 0
-        self._bins: dict[str, np.ndarray] = {}
-        self._sizes: dict[str, int] = {}
+        self._encoders: dict[str, Encoder] = {}  # checked public bin definitions, by column
+        self._bins: dict[str, np.ndarray] = {}  # the records' bin codes, computed after a charge
+        self._sizes: dict[str, int] = {"": self._label_size()}
         self.releases: list[dict[str, object]] = []
 
     # -- helpers -------------------------------------------------------------------------------------------
@@ -80,16 +94,43 @@ class PartyMeasurer:
     def _generator(self) -> np.random.Generator:
         return self._rng if self._rng is not None else secure_generator()
 
-    def _release(self, counts: np.ndarray, sigma: float, note: str, attributes: Sequence[str]) -> np.ndarray:
-        """Charge the ledger for noise ``sigma``, then add Gaussian noise (sensitivity 1) to a histogram:
-        all of it, or this party's share of it when the sum is secure-aggregated."""
+    def _label_size(self) -> int:
+        label = self._schema.label
+        return self._schema.column(label).size if label is not None else 1
+
+    def _charge(self, sigma: float, note: str, attributes: Sequence[str], cells: int) -> None:
+        """Charge the ledger for one Gaussian release of ``cells`` public cells (refused: nothing recorded)."""
         self._ledger.record(gaussian_event(self.party, sigma, 1.0, self._step, note))
         self._step += 1
         self.releases.append({"kind": "gaussian", "note": note, "attributes": list(attributes),
-                              "cells": int(counts.size), "sigma": sigma, "sensitivity": 1.0,
+                              "cells": int(cells), "sigma": sigma, "sensitivity": 1.0,
                               "rho": 1.0 / (2.0 * sigma**2), "noise_share": self.noise_share})
+
+    def _after_charge(self, what: str, compute: Callable[[], T]) -> T:
+        """Run a computation on the records once the release is charged; a failure says the same whatever
+        the records (the coordinator learns only that it failed; the details go to this party's log)."""
+        try:
+            return compute()
+        except Exception:  # noqa: BLE001 - any data-dependent failure must read the same
+            log.exception("party %s: %s failed after it was charged", self.party, what)
+            raise MeasurementFailed(f"party '{self.party}': the {what} failed after it was charged "
+                                    "(details in the party's log)") from None
+
+    def _release(self, counts: Callable[[], np.ndarray], shape: tuple[int, ...], sigma: float, note: str,
+                 attributes: Sequence[str]) -> np.ndarray:
+        """Charge the ledger for noise ``sigma``, then count and add Gaussian noise (sensitivity 1) to the
+        histogram of public ``shape``: all of it, or this party's share of it when the sum is secure-aggregated."""
+        cells = int(np.prod(shape))
+        self._charge(sigma, note, attributes, cells)
         mechanism = GaussianMechanism(1.0, sigma * self.noise_share)
-        return np.asarray(mechanism.release(counts.astype(np.float64), self._generator()))
+
+        def noisy() -> np.ndarray:
+            exact = np.asarray(counts(), np.float64)
+            if exact.size != cells:  # cannot happen once the request is checked; never release another shape
+                raise AssertionError(f"histogram of {exact.size} cells, {cells} planned")
+            return np.asarray(mechanism.release(exact.reshape(shape), self._generator()))
+
+        return self._after_charge(note, noisy)
 
     def _label_codes(self) -> tuple[np.ndarray, int]:
         label = self._schema.label
@@ -98,40 +139,58 @@ class PartyMeasurer:
         spec = self._schema.column(label)
         return category_codes(self._table[label], spec), spec.size
 
+    def _codes(self, name: str) -> np.ndarray:
+        """The records' bin codes on an axis (``""`` = the label): computed only after a charge."""
+        if name not in self._bins:
+            self._bins[name] = self._label_codes()[0] if name == "" else self._encoders[name].encode(self._table[name])
+        return self._bins[name]
+
+    def _axis_size(self, name: str, where: str) -> int:
+        if name not in self._sizes:
+            raise RequestRefused(f"party '{self.party}': {where}: axis '{name}' has no bin definitions yet")
+        return self._sizes[name]
+
     # -- releases ------------------------------------------------------------------------------------------
 
     def label_counts(self, sigma: float) -> np.ndarray:
         """Noisy histogram of the label classes (or of the row count if the table has no label)."""
-        codes, size = self._label_codes()
-        counts = np.bincount(codes, minlength=size)
+        size = self._sizes[""]
         attributes = [self._schema.label] if self._schema.label else []
-        noisy = self._release(counts, sigma, label_note(self._schema), attributes)
+        noisy = self._release(lambda: np.bincount(self._codes(""), minlength=size), (size,), sigma,
+                              label_note(self._schema), attributes)
         self.noisy_rows = max(float(np.maximum(noisy, 0).sum()), 1.0)
         return noisy
 
     def one_way(self, column: str, sigma: float, grid: FineGrid | None = None) -> np.ndarray:
-        """Noisy histogram of a categorical column, or of a numeric column over a public fine grid."""
+        """Noisy histogram of a categorical column, or of a numeric column over the public fine grid (the
+        request's grid is checked against the one the party rebuilds from the schema, and that one is used)."""
         spec = self._schema.column(column)
-        values = self._table[column]
         if spec.kind == "categorical":
-            counts = np.bincount(category_codes(values, spec), minlength=spec.size)
+            size = spec.size
+
+            def counts() -> np.ndarray:
+                return np.bincount(category_codes(self._table[column], spec), minlength=size)
         else:
             if grid is None:
-                raise ValueError(f"column '{column}' is numeric: a public fine grid is needed")
-            counts = np.bincount(grid.encode(values), minlength=grid.n_cells)
-        return self._release(counts, sigma, one_way_note(self._schema, column, grid), [column])
+                raise RequestRefused(f"column '{column}' is numeric: a public fine grid is needed")
+            own = public_grid(spec, grid, f"party '{self.party}': one_way {column}")
+            size = own.n_cells
+
+            def counts() -> np.ndarray:
+                return np.bincount(own.encode(self._table[column]), minlength=size)
+            grid = own
+        return self._release(counts, (size,), sigma, one_way_note(self._schema, column, grid), [column])
 
     def set_encoders(self, encoders: Mapping[str, Encoder]) -> None:
-        """Receive the public bin definitions and encode this party's records with them (locally)."""
+        """Receive the public bin definitions, checked against the schema (nothing is encoded yet: the records
+        are binned only for a charged release)."""
         label = self._schema.label
-        for name, encoder in encoders.items():
-            if name == label:
-                continue
-            self._bins[name] = encoder.encode(self._table[name])
+        checked = {name: check_encoder(self._schema.column(name), encoder, f"party '{self.party}': bins of '{name}'")
+                   for name, encoder in encoders.items() if name != label}
+        for name, encoder in checked.items():
+            self._encoders[name] = encoder
             self._sizes[name] = encoder.n_bins
-        codes, size = self._label_codes()
-        self._bins[""] = codes
-        self._sizes[""] = size
+            self._bins.pop(name, None)
 
     def select_tree(self, features: Sequence[str], baselines: Mapping[tuple[str, str], np.ndarray],
                     epsilon_per_round: float) -> list[tuple[str, str]]:
@@ -139,10 +198,19 @@ class PartyMeasurer:
 
         Score of a pair: L1 distance between its 2-way histogram and a public baseline table built from
         earlier noisy releases, scaled to this party's own noisy row count (its earlier release, so
-        post-processing). One EM release per round.
+        post-processing). One EM release per round, all charged before the records are read.
         """
+        where = f"party '{self.party}': select_tree"
         if self.noisy_rows is None:
             raise RuntimeError(f"party '{self.party}': release the label counts before selecting a tree")
+        features = [str(f) for f in features]
+        if len(set(features)) != len(features) or "" in features:
+            raise RequestRefused(f"{where}: features must be distinct columns")
+        sizes = {f: self._axis_size(f, where) for f in features}
+        baselines = check_baselines(features, sizes, baselines, where)
+        if not (isinstance(epsilon_per_round, (int, float)) and np.isfinite(epsilon_per_round)
+                and epsilon_per_round > 0):
+            raise RequestRefused(f"{where}: epsilon per round must be positive and finite")
         if self.noise_share < 1.0:
             # Under secure aggregation this party's own noisy count was never released on its own (it holds
             # only a share of the noise), so it may not steer a public choice: use the exact count, which
@@ -150,30 +218,44 @@ class PartyMeasurer:
             scale, sensitivity = float(self._n), 2.0
         else:
             scale, sensitivity = self.noisy_rows, 1.0
-        scores = independence_scores(
-            {f: self._bins[f] for f in features}, {f: self._sizes[f] for f in features}, baselines, scale,
-        )
         rounds = len(features) - 1
         for r in range(rounds):
             self._ledger.record(em_event(self.party, epsilon_per_round, self._step,
                                          f"select tree edge {r + 1}/{rounds}"))
             self._step += 1
             self.releases.append({"kind": "exponential", "note": f"select tree edge {r + 1}/{rounds}",
-                                  "attributes": [], "candidates": len(scores), "epsilon": epsilon_per_round,
+                                  "attributes": [], "candidates": len(baselines), "epsilon": epsilon_per_round,
                                   "score_sensitivity": sensitivity, "rho": epsilon_per_round**2 / 8.0})
-        return em_spanning_tree(features, scores, epsilon_per_round / sensitivity, self._generator())
+
+        def tree() -> list[tuple[str, str]]:
+            scores = independence_scores({f: self._codes(f) for f in features}, sizes, baselines, scale)
+            return em_spanning_tree(features, scores, epsilon_per_round / sensitivity, self._generator())
+
+        return self._after_charge("tree selection", tree)
 
     def clique(self, axes: Sequence[Axis], sigma: float) -> np.ndarray:
-        """Noisy joint histogram over the label axis (name ``""``) and feature axes, optionally coarsened."""
-        index = np.zeros(self._n, dtype=np.int64)
-        shape = []
-        for name, coarsen in axes:
-            codes = self._bins[name]
-            size = self._sizes[name]
+        """Noisy joint histogram over the label axis (name ``""``) and feature axes, optionally coarsened
+        (each map checked: one group in 0..size-1 for every bin of its axis)."""
+        where = f"party '{self.party}': clique"
+        checked: list[tuple[str, np.ndarray | None, int]] = []
+        for i, (name, coarsen) in enumerate(axes):
+            size = self._axis_size(str(name), where)
             if coarsen is not None:
-                codes, size = coarsen[codes], int(coarsen.max()) + 1
-            index = index * size + codes
-            shape.append(size)
-        counts = np.bincount(index, minlength=int(np.prod(shape))).reshape(shape)
-        note = clique_note(self._schema, [n for n, _ in axes], int(counts.size))
-        return self._release(counts, sigma, note, [n for n, _ in axes if n]).reshape(shape)
+                coarsen = check_coarsen(coarsen, size, f"{where} coarsening map of axis {i} ('{name}')")
+                size = int(coarsen.max()) + 1
+            checked.append((str(name), coarsen, size))
+        if not checked:
+            raise RequestRefused(f"{where}: no axes")
+        shape = tuple(size for _, _, size in checked)
+        if int(np.prod([float(s) for s in shape])) > MAX_CLIQUE_CELLS:
+            raise RequestRefused(f"{where}: {shape} has more than {MAX_CLIQUE_CELLS} cells")
+
+        def counts() -> np.ndarray:
+            index = np.zeros(self._n, dtype=np.int64)
+            for name, coarsen, size in checked:
+                codes = self._codes(name)
+                index = index * size + (coarsen[codes] if coarsen is not None else codes)
+            return np.bincount(index, minlength=int(np.prod(shape)))
+
+        note = clique_note(self._schema, [n for n, _, _ in checked], int(np.prod(shape)))
+        return self._release(counts, shape, sigma, note, [n for n, _, _ in checked if n])

@@ -12,6 +12,10 @@ Kinds (request -> reply):
 - ``secagg_keys`` / ``secagg_share`` / ``secagg_consistency`` / ``secagg_unmask``: the SecAgg+ steps, the
   same kinds as in horizontal training (`sampan.privacy.secagg`).
 Any ``synth.*`` request may carry the bin definitions (``encoders``) set since the party's last request.
+
+Decoding only rebuilds the objects; the party checks each of them against the public schema before it
+touches a record (`sampan.synth.request_checks`): it rebuilds a fine grid from the schema and refuses one
+that differs, and refuses bins, coarsening maps and baselines that do not cover their public domain exactly.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ def encode_grid(grid: FineGrid) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
 
 
 def decode_grid(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> FineGrid:
+    """The grid as sent; a party uses it only through `sampan.synth.request_checks.public_grid` (its own rebuild)."""
     return FineGrid(float(meta["lo"]), float(meta["hi"]), bool(meta["integer"]), bool(meta["values_mode"]),
                     np.asarray(arrays["grid.edges"], np.float64), int(meta["zero_index"]))
 

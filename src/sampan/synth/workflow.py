@@ -193,15 +193,17 @@ def _info(model: SynthModel, sample_report: Mapping[str, Any], output: Path | No
 # -- simulation: the same workflow path, parties behind a transport the caller picks ---------------------------------
 
 def simulated_setups(tables: Mapping[str, Mapping[str, np.ndarray]], *, epsilon: float, delta: float,
-                     secure: bool, noise_seeds: Mapping[str, int] | None = None,
-                     schema: SynthSchema | None = None) -> dict[str, PartySetup]:
-    """Each simulated bank's setup: its table, the job it accepted, and (SecAgg) a simulated CA identity."""
+                     secure: bool, schema: SynthSchema,
+                     noise_seeds: Mapping[str, int] | None = None) -> dict[str, PartySetup]:
+    """Each simulated bank's setup: its table, the job it accepted (budget, mode and the agreed schema, as a
+    deployed job carries them: a bank refuses a synthesis job without a schema), and (SecAgg) a simulated CA
+    identity."""
     from sampan.crypto.simulated_ca import simulated_consortium
 
     parties = list(tables)
     job: dict[str, Any] = {"workflow": "synthesis", "parties": parties,
                            "synthesis": {"epsilon": epsilon, "delta": delta, "secure_aggregation": secure,
-                                         **({"schema": schema.to_dict()} if schema is not None else {})}}
+                                         "schema": schema.to_dict()}}
     verifier, identities = simulated_consortium(parties) if secure and len(parties) >= 3 else (None, {})
     return {p: PartySetup(p, data=tables[p], job=job, identity=identities.get(p), verifier=verifier,
                           options={"noise_seed": noise_seeds[p]} if noise_seeds else {})
@@ -226,7 +228,7 @@ def fit_federated(tables: Mapping[str, Mapping[str, np.ndarray]], schema: SynthS
         secure_sum_floor(parties)
     seeds = {p: int(rng.integers(2**62)) for p in parties} if rng is not None else None
     setups = simulated_setups(tables, epsilon=config.epsilon, delta=config.delta, secure=secure_aggregation,
-                              noise_seeds=seeds)
+                              schema=schema, noise_seeds=seeds)
     channel = transport({p: synthesis_party_app(s) for p, s in setups.items()})
     try:
         return fit_over_transport(channel, f"synth-{os.urandom(8).hex()}", schema, config, parties=parties,
