@@ -5,20 +5,23 @@ Kept separate from rendering so other outputs (JSON export, the web dashboard) c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
 class CalibrationLike(Protocol):
-    """Anything shaped like `sampan.metrics.CalibrationCurve` (one entry per non-empty bin)."""
+    """Anything shaped like `sampan.metrics.CalibrationCurve` (one entry per non-empty bin).
+
+    Iterable, not Sequence: the curve holds numpy arrays, and the renderer only lists them.
+    """
 
     @property
-    def mean_predicted(self) -> Sequence[float]: ...
+    def mean_predicted(self) -> Iterable[float]: ...
     @property
-    def fraction_positive(self) -> Sequence[float]: ...
+    def fraction_positive(self) -> Iterable[float]: ...
     @property
-    def counts(self) -> Sequence[float]: ...
+    def counts(self) -> Iterable[float]: ...
 
 
 @dataclass
@@ -36,7 +39,7 @@ class RoundRecord:
     """Metrics after one training round: the aggregated model and each party's local view."""
 
     round: int
-    global_metrics: dict[str, float] = field(default_factory=dict)
+    global_metrics: dict[str, float | None] = field(default_factory=dict)  # None: not measured that round
     party_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     seconds: float | None = None
 

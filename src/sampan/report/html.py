@@ -207,7 +207,8 @@ def _progress(report: RunReport) -> str:
     charts = [svg.line_chart(_metric_series(report, "auc", global_name), title="AUC per round",
                              x_label="Round", y_label="AUC", highlight=global_name, integer_x=True,
                              width=520, height=380)]
-    present = {k for r in report.rounds for m in [r.global_metrics, *r.party_metrics.values()] for k in m}
+    present = {k for r in report.rounds for k in r.global_metrics}
+    present |= {k for r in report.rounds for m in r.party_metrics.values() for k in m}
     loss_key = next((k for k in _LOSS_KEYS if k in present), None)
     if loss_key is not None:
         charts.append(svg.line_chart(_metric_series(report, loss_key, global_name),

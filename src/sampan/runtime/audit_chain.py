@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -38,10 +39,16 @@ class _Entry(Protocol):
 
 
 class _Head(Protocol):
-    seq: int
-    hash: str
-    key_id: str | None
-    signature: str | None
+    """Read-only view of a stored head (read-only so a row typed `str` satisfies `str | None`)."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def hash(self) -> str: ...
+    @property
+    def key_id(self) -> str | None: ...
+    @property
+    def signature(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -88,7 +95,7 @@ class AuditSigner:
         self.key_id = key_id(self.public_raw)
 
     @classmethod
-    def load_or_create(cls, path: Path) -> "AuditSigner":
+    def load_or_create(cls, path: Path) -> AuditSigner:
         path = Path(path).expanduser()
         if path.exists():
             return cls(_load_private_key(path), path)
@@ -159,8 +166,8 @@ def _canonical(value: Any) -> bytes:
 
 def _iso_utc(at: datetime) -> str:
     if at.tzinfo is None:  # SQLite hands back naive datetimes; they were written in UTC
-        at = at.replace(tzinfo=timezone.utc)
-    return at.astimezone(timezone.utc).isoformat(timespec="microseconds")
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _signed_event_hash(run_id: str, seq: int, at: datetime, prev: str, kind: str, detail: Any) -> str:
@@ -178,7 +185,7 @@ def _head_message(run_id: str, seq: int, digest: str) -> bytes:
 
 def _check_signature(keys: Mapping[str, bytes], key: str | None, signature: str | None, message: bytes) -> str | None:
     """None if `signature` verifies under the trusted key `key`, else why not."""
-    if key not in keys:
+    if key is None or key not in keys:
         return f"signed by key {key!r}, which is not trusted"
     try:
         Ed25519PublicKey.from_public_bytes(keys[key]).verify(bytes.fromhex(signature or ""), message)
@@ -190,9 +197,11 @@ def _check_signature(keys: Mapping[str, bytes], key: str | None, signature: str 
 def _verify_chain(run_id: str, rows: Sequence[_Entry], head: _Head | None,
                   keys: Mapping[str, bytes]) -> tuple[AuditProblem | None, int, list[str]]:
     """(first problem, signed entries, the chain's hashes) for one run's entries in storage order."""
-    prev, signed, seen_signed, chain = GENESIS, 0, False, []
+    prev, signed, seen_signed = GENESIS, 0, False
+    chain: list[str] = []
     for position, row in enumerate(rows, start=1):
-        def bad(reason: str) -> tuple[AuditProblem, int, list[str]]:
+        def bad(reason: str, position: int = position, row: _Entry = row,
+                signed: int = signed) -> tuple[AuditProblem, int, list[str]]:
             return AuditProblem(run_id, position, row.id, row.kind, reason), signed, chain
         if row.prev_hash != prev:
             return bad("does not follow the entry before it (an entry was deleted, inserted or reordered)")

@@ -11,15 +11,16 @@ consortia each bank audits its own rows (not yet provided).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from sampan.audit import audit_membership, true_label_confidence
 from sampan.config import RunConfig, parse_config
 from sampan.errors import ConfigError
-from sampan.models.local_training import TrainConfig, train
 from sampan.models import Model, model_from_config
+from sampan.models.local_training import TrainConfig, train
 from sampan.privacy.dpsgd import DPSGDConfig, dp_sgd_train
 from sampan.runtime.baselines import pooled, simulated_splits
 from sampan.runtime.seeds import derive_rng

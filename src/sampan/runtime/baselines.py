@@ -8,14 +8,15 @@ not import the horizontal package): each party's ``(train, test)`` split, as its
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from sampan.config import RunConfig
 from sampan.data import PartyData
 from sampan.metrics import binary_metrics
-from sampan.models import LogisticRegression, MLP, Model
+from sampan.models import MLP, LogisticRegression, Model
 from sampan.models.local_training import TrainConfig, train
 from sampan.runtime.capabilities import get_capability
 from sampan.runtime.seeds import derive_rng
@@ -47,7 +48,9 @@ def pooled(splits: Mapping[str, Any], part: str = "train") -> tuple[np.ndarray, 
     return np.vstack([t.X for t in tables]), np.concatenate([t.y for t in tables])
 
 
-def train_pooled(config: RunConfig, splits: Mapping[str, Any], seed: int) -> tuple[Model, np.ndarray, np.ndarray, np.ndarray]:
+def train_pooled(
+    config: RunConfig, splits: Mapping[str, Any], seed: int
+) -> tuple[Model, np.ndarray, np.ndarray, np.ndarray]:
     """Train the run's model on all parties' training rows with the same training budget.
 
     With `local_epochs`, the budget is rounds x local epochs passes over the pooled rows; with

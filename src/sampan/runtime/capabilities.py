@@ -49,4 +49,4 @@ def get_capability(name: str) -> Capability:
     capability: Any = getattr(module, attribute, None)
     if capability is None:
         raise CapabilityError(f"workflow {name!r}: {module_name!r} has no {attribute!r}")
-    return capability  # type: ignore[no-any-return]
+    return capability

@@ -10,7 +10,8 @@ requests, so each is pinned to its own process). Nothing here runs in a deployme
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from sampan.core.capability import Capability, PartySetup
 from sampan.core.party import PartyApp

@@ -14,10 +14,11 @@ from the stored traffic events (or the final traffic summary).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sampan.files import atomic_write_json
 from sampan.report import ReportSection
@@ -46,7 +47,8 @@ EVALUATION_DP = ("Under [privacy]: no per-round evaluation and no training loss 
                  "[privacy], counted in its state dir), in exactly 100 score bins with sums at bin midpoints and no "
                  "local metrics. The coordinator chooses the evaluated model, so that evaluation can give each "
                  "holdout row's label and any coordinator-chosen function of the row, to 100 levels, per "
-                 "evaluation; its exact counts give the holdout's size and label composition. A deployed party draws its holdout itself, each row by a keyed hash "
+                 "evaluation; its exact counts give the holdout's size and label composition. A deployed party "
+                 "draws its holdout itself, each row by a keyed hash "
                  "under its own secret, with the fraction pinned per dataset (another fraction is refused): "
                  "runs cannot rotate rows through the holdout, and its size is a Binomial draw that does not "
                  "reveal the training row count.")
@@ -115,7 +117,8 @@ def _protection(kind: str, privacy: dict[str, Any] | None, noise: dict[str, floa
         where = "summed under SecAgg+ (the coordinator sees only the sum)" if secagg else "per party in clear"
         when = ("once, at the end, on the released model (each party answers one model per run, in at most "
                 "max_evaluations runs, DP or not); holdout rows are outside the DP unit, not noised: exact label "
-                "counts in 100 bins (each holdout row's label and any coordinator-chosen function of the row, to 100 levels, "
+                "counts in 100 bins (each holdout row's label and any coordinator-chosen function of the row, "
+                "to 100 levels, "
                 "per evaluation), sums at bin "
                 "midpoints" if privacy else "every evaluation round")
         return f"score histograms of holdout rows by label, loss and Brier sums, {where}; {when}"
@@ -192,9 +195,10 @@ def _workflow_receipt(store: Store, run_id: str) -> dict[str, Any]:
         "run_id": run_id,
         "workflow": run.workflow,
         "status": run.status,
-        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "differential_privacy": bool(ledger),
-        "unit_of_privacy": terms.get("unit_of_privacy", ledger.get("unit_of_privacy", "record-level within each party")),
+        "unit_of_privacy": terms.get("unit_of_privacy",
+                                     ledger.get("unit_of_privacy", "record-level within each party")),
         "neighbouring_relation": ledger.get("neighbouring_relation", "add_or_remove_one"),
         "accountant": ledger.get("accountant"),
         "delta": ((run.config or {}).get("privacy") or {}).get("delta"),
@@ -235,7 +239,7 @@ def _horizontal_receipt(store: Store, run_id: str) -> dict[str, Any]:
     evaluation = (EVALUATION_DP if privacy_cfg else EVALUATION_PLAIN) + (EVALUATION_SECAGG if secagg else "")
     return {
         "run_id": run_id,
-        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "differential_privacy": bool(privacy_cfg),
         "unit_of_privacy": ledger.get("unit_of_privacy", "record-level within each party"),
         "neighbouring_relation": ledger.get("neighbouring_relation", "add_or_remove_one"),
@@ -273,12 +277,13 @@ def _audit_html(audit: dict[str, Any] | None) -> str:
         return "<p><b>Membership audit:</b> not run (<code>sampan audit RUN_ID</code>).</p>"
     rows = "".join(
         f"<tr><td>{escape(a['name'])}</td><td>{a['auc']:.3f}</td><td>{float(a['tpr_at_fpr'].get('0.01', 0)):.4f}</td>"
-        f"<td>{float(a['tpr_at_fpr'].get('0.001', 0)):.4f}</td><td>{escape(str(a['epsilon_lower_bound_ci95'][0]))[:6]}</td></tr>"
+        f"<td>{float(a['tpr_at_fpr'].get('0.001', 0)):.4f}</td>"
+        f"<td>{escape(str(a['epsilon_lower_bound_ci95'][0]))[:6]}</td></tr>"
         for a in audit["attacks"])
     target = audit.get("target", {})
     claimed = target.get("claimed_epsilon")
     return ("<p><b>Membership audit</b> (members: training rows, non-members: holdout rows; "
-            f"claimed ε {'%.3f' % claimed if claimed is not None else 'none (no DP)'}):</p>"
+            f"claimed ε {format(claimed, '.3f') if claimed is not None else 'none (no DP)'}):</p>"
             "<table><thead><tr><th>attack</th><th>AUC</th><th>TPR @ 1% FPR</th><th>TPR @ 0.1% FPR</th>"
             f"<th>ε lower bound (95% conservative)</th></tr></thead><tbody>{rows}</tbody></table>")
 
@@ -287,7 +292,8 @@ def _catalogue_html(rows: list[dict[str, str]]) -> str:
     """Every field of every message, with its protection (the catalogue of `sampan.wire.catalogue`)."""
     if not rows:
         return ""
-    body = "".join(f"<tr><td>{escape(r['sender'])}</td><td>{escape(r['kind'])}</td><td><code>{escape(r['field'])}</code>"
+    body = "".join(f"<tr><td>{escape(r['sender'])}</td><td>{escape(r['kind'])}</td>"
+                   f"<td><code>{escape(r['field'])}</code>"
                    f"</td><td>{escape(r['description'])}</td></tr>" for r in rows)
     return ("<p><b>Every message field and its protection</b> (sender: who sends it; the other side reads it):</p>"
             "<table><thead><tr><th>sender</th><th>message</th><th>field</th><th>protection</th></tr></thead>"
@@ -295,6 +301,7 @@ def _catalogue_html(rows: list[dict[str, str]]) -> str:
 
 
 def receipt_section(receipt: dict[str, Any]) -> ReportSection:
+    multipliers = receipt.get("noise_multipliers") or {}
     rows = []
     for party, entry in sorted(receipt["parties"].items()):
         spent = entry.get("epsilon_spent")
@@ -313,7 +320,7 @@ def receipt_section(receipt: dict[str, Any]) -> ReportSection:
         f"<p><b>Unit of privacy:</b> {escape(str(receipt['unit_of_privacy']))} "
         f"({escape(str(receipt['neighbouring_relation']))}); <b>accountant:</b> {escape(str(receipt['accountant']))}; "
         f"<b>δ:</b> {escape(str(receipt['delta']))}; <b>noise multipliers:</b> "
-        f"{escape(', '.join(f'{k} {v:.3g}' for k, v in (receipt.get('noise_multipliers') or {}).items()) or 'none')}.</p>"
+        f"{escape(', '.join(f'{k} {v:.3g}' for k, v in multipliers.items()) or 'none')}.</p>"
         + (f"<p><b>Budget stop:</b> {escape(stop)}</p>" if stop else "")
         + "<table><thead><tr><th>party</th><th>ε spent (of budget)</th><th>what it sent, under which protection</th>"
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"

@@ -8,7 +8,8 @@ persisted with its `budget_charged` entry before the release it pays for leaves 
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

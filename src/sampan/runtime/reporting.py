@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable
 from html import escape
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sampan.metrics import CalibrationCurve
 from sampan.report import PartySummary, ReportSection, RoundRecord, RunReport, write_report
@@ -37,7 +38,8 @@ def build_run_report(store: Store, run_id: str, *, baselines: dict[str, dict[str
         for name, p in sorted((info.get("parties") or {}).items()) if isinstance(p, dict)
     ]
     rounds = [
-        RoundRecord(round=r.round, global_metrics={**r.metrics.get("global", {}), "train_loss": r.metrics.get("train_loss")},
+        RoundRecord(round=r.round,
+                    global_metrics={**r.metrics.get("global", {}), "train_loss": r.metrics.get("train_loss")},
                     party_metrics=r.metrics.get("party", {}), seconds=r.seconds)
         for r in store.rounds(run_id)
     ]
@@ -59,7 +61,8 @@ def build_run_report(store: Store, run_id: str, *, baselines: dict[str, dict[str
                          "per-round curves hold that single point.")
     if traffic:
         sent = sum(t["bytes"] for t in traffic if t["direction"] == "sent")
-        all_notes.append(f"Parties sent {sent:,} bytes in {sum(t['messages'] for t in traffic if t['direction'] == 'sent'):,} "
+        messages = sum(t["messages"] for t in traffic if t["direction"] == "sent")
+        all_notes.append(f"Parties sent {sent:,} bytes in {messages:,} "
                          "wire messages (model updates, counts and score histograms only; no records).")
     return RunReport(
         run_id=run.run_id,
@@ -110,7 +113,7 @@ def report_builder(workflow: str) -> Callable[[Store, str], RunReport | list[Rep
     builder = getattr(module, attribute, None)
     if builder is None:
         raise AttributeError(f"report builder {target!r} for workflow {workflow!r}: {module_name} has no {attribute!r}")
-    return builder  # type: ignore[no-any-return]
+    return builder
 
 
 def write_run_report(store: Store, run_id: str, report_dir: Path, **extra: Any) -> Path:

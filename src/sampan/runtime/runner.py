@@ -25,9 +25,10 @@ ignored by the hook.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from sampan.config import RunConfig, parse_config
 from sampan.core.capability import Capability
@@ -170,7 +171,7 @@ def hook_progress(progress: ProgressHook | Progress | None) -> Progress:
     if progress is None:
         return lambda stage, info: None
     if not hasattr(progress, "round_finished"):
-        return progress  # type: ignore[return-value]
+        return progress
     hook: ProgressHook = progress  # type: ignore[assignment]
 
     def forward(stage: str, info: Mapping[str, Any]) -> None:

@@ -19,8 +19,9 @@ before signing existed (no position, no signature) still verify as unsigned lega
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence, cast
+from typing import Any, cast
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -30,17 +31,57 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sampan.runtime.audit_chain import (  # noqa: F401  (re-exported: the store's public audit API)
-    GENESIS, AuditProblem, AuditReport, AuditSigner, _canonical, _check_signature, _event_hash, _event_message,
-    _head_message, _signed_event_hash, _verify_chain, default_audit_key_path, key_id, load_public_key,
+    GENESIS,
+    AuditProblem,
+    AuditReport,
+    AuditSigner,
+    _canonical,
+    _check_signature,
+    _event_hash,
+    _event_message,
+    _head_message,
+    _signed_event_hash,
+    _verify_chain,
+    default_audit_key_path,
+    key_id,
+    load_public_key,
 )
 from sampan.runtime.errors import StoreError
 from sampan.runtime.store_registry import ModelRegistry
 from sampan.runtime.store_schema import (  # noqa: F401  (re-exported: importers use sampan.runtime.store)
-    _ADDED_COLUMNS, _COUNT_EVENTS, _HEAD, _INSERT_CHECKPOINT, _INSERT_EVENT, _INSERT_HEAD, _INSERT_ROUND,
-    _LAST_EVENT_HASH, _PRUNE_CHECKPOINTS, _UPDATE_HEAD, _UPDATE_PROGRESS, DEFAULT_STORE_URL, KEEP_CHECKPOINTS,
-    AuditHeadRow, AuditKeyRow, Base, Checkpoint, CheckpointRow, EventRow, LedgerRow, ModelRow, ModelSummary,
-    RegisteredModel, RoundRow, RunRow, _canonical_sha256, _json_safe, _migrate, _pack, _sqlite_pragmas, _unpack,
-    new_run_id, utcnow,
+    _ADDED_COLUMNS,
+    _COUNT_EVENTS,
+    _HEAD,
+    _INSERT_CHECKPOINT,
+    _INSERT_EVENT,
+    _INSERT_HEAD,
+    _INSERT_ROUND,
+    _LAST_EVENT_HASH,
+    _PRUNE_CHECKPOINTS,
+    _UPDATE_HEAD,
+    _UPDATE_PROGRESS,
+    DEFAULT_STORE_URL,
+    KEEP_CHECKPOINTS,
+    AuditHeadRow,
+    AuditKeyRow,
+    Base,
+    Checkpoint,
+    CheckpointRow,
+    EventRow,
+    LedgerRow,
+    ModelRow,
+    ModelSummary,
+    RegisteredModel,
+    RoundRow,
+    RunRow,
+    _canonical_sha256,
+    _json_safe,
+    _migrate,
+    _pack,
+    _sqlite_pragmas,
+    _unpack,
+    new_run_id,
+    utcnow,
 )
 
 
@@ -56,7 +97,7 @@ class Store(ModelRegistry):
         self._registered_keys: set[str] = set()
 
     @classmethod
-    def open(cls, url: str | None = None, *, audit_key: str | Path | None = None) -> "Store":
+    def open(cls, url: str | None = None, *, audit_key: str | Path | None = None) -> Store:
         url = url or DEFAULT_STORE_URL
         try:
             if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
@@ -209,7 +250,8 @@ class Store(ModelRegistry):
             return
         keys = cast(Table, AuditKeyRow.__table__)
         if s.execute(select(keys.c.key_id).where(keys.c.key_id == signer.key_id)).first() is None:
-            s.execute(insert(keys).values(key_id=signer.key_id, public_key=signer.public_raw.hex(), created_at=utcnow()))
+            s.execute(insert(keys).values(key_id=signer.key_id, public_key=signer.public_raw.hex(),
+                                          created_at=utcnow()))
         self._registered_keys.add(signer.key_id)
 
     def _append_event(self, s: Session | Connection, run_id: str, kind: str, detail: Mapping[str, Any]) -> None:
@@ -279,7 +321,8 @@ class Store(ModelRegistry):
             if problem is None and anchor and rid in anchor:
                 pos, digest = int(anchor[rid][0]), str(anchor[rid][1])
                 if pos > len(chain) or chain[pos - 1] != digest:
-                    problem = AuditProblem(rid, pos, None, None, f"the anchored entry {pos} ({digest[:12]}…) is no longer "
+                    problem = AuditProblem(rid, pos, None, None,
+                                           f"the anchored entry {pos} ({digest[:12]}…) is no longer "
                                            "in the chain: rolled back, truncated or rewritten since anchoring")
             if problem is not None:
                 problems.append(problem)

@@ -7,7 +7,8 @@ split out to keep modules small. Every registration is one transaction with its 
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import select
@@ -15,7 +16,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sampan.runtime.errors import StoreError
 from sampan.runtime.store_schema import (
-    ModelRow, ModelSummary, RegisteredModel, RunRow, _canonical_sha256, _json_safe, _pack, _unpack,
+    ModelRow,
+    ModelSummary,
+    RegisteredModel,
+    RunRow,
+    _canonical_sha256,
+    _json_safe,
+    _pack,
+    _unpack,
 )
 
 

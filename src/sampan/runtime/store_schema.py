@@ -10,14 +10,31 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Mapping, cast
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import (
-    JSON, BigInteger, DateTime, ForeignKey, Integer, LargeBinary, String, Table, Text, bindparam, delete, event, func,
-    insert, inspect, select, text, update,
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    bindparam,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -31,7 +48,7 @@ KEEP_CHECKPOINTS = 2  # older round checkpoints are pruned; metrics keep the ful
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
