@@ -39,8 +39,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sampan.errors import PartyError
 
-__all__ = ["AllowSection", "JobRefused", "PROTECTIONS", "PeerAllowList", "VERTICAL_KINDS", "check_job", "check_request",
-           "job_description", "privacy_policy"]
+__all__ = ["AllowSection", "JobRefused", "PROTECTIONS", "PeerAllowList", "SCORING_KINDS", "VERTICAL_KINDS", "check_job",
+           "check_request", "job_description", "privacy_policy"]
 
 PROTECTIONS = ("secure_aggregation", "dp", "dp1", "dp2", "dp3", "woe_dp", "gbdt_dp")
 # vertical requests that release a histogram to the bank, and the meta field carrying their noise
@@ -111,9 +111,20 @@ def job_description(config: Mapping[str, Any], *, workflow: str, operator: str |
         protections else {}
     if workflow in _HORIZONTAL_JOBS:  # the party mounts the tree handlers only for a gbdt job
         extra["model"] = (config.get("model") or {}).get("kind", "logistic")
+    if workflow == "vertical":  # review R12-VER-2/7b: the models and their shape each partner checks requests against
+        extra["vertical"] = _vertical_job(vertical, woe_epsilon)
     return {"workflow": workflow, "operator": operator, "parties": list(parties), "label_holder": label_holder,
             "protections": protections, "noise_multipliers": noise, **minimum, **extra,
             **({"gbdt_hist_noise": hist_noise} if hist_noise > 0 else {})}
+
+
+def _vertical_job(vertical: Mapping[str, Any], woe_epsilon: Any) -> dict[str, Any]:
+    """The vertical training job as each party checks it: models, the GBDT shape (bounds its node releases) and
+    the WOE noise (the epsilon every WOE count release must meet or undercut)."""
+    gbdt = vertical.get("gbdt") or {}
+    return {"models": [str(m) for m in (vertical.get("models") or ["lr"])],
+            "gbdt": {"n_trees": int(gbdt.get("n_trees", 100)), "max_depth": int(gbdt.get("max_depth", 4))},
+            "woe": {"dp_epsilon": float(woe_epsilon) if woe_epsilon else None, "dp_delta": 1e-5}}
 
 
 def check_job(allow: AllowSection | None, party: str, job: Mapping[str, Any], dataset: str,
@@ -192,13 +203,17 @@ def check_request(allow: AllowSection | None, party: str, kind: str, meta: Mappi
     - `evaluate` carries SecAgg when the list requires it; `stats` DP1 when the job announced any DP or the
       list requires DP1 or DP; `describe` the DP row count when the job announced DP or the list requires
       any DP; `secagg_*` steps only in a job that announced SecAgg;
-    - a vertical job answers only `VERTICAL_KINDS` (never the insecure benchmark baseline `plr.*`);
+    - a vertical job answers only `VERTICAL_KINDS` (never the insecure benchmark baseline `plr.*`), and of
+      those the WOE / GBDT training requests only when the job announced that model; a scoring job only
+      `SCORING_KINDS` (keys, its parts, joint scoring);
+    - a job that announced DP on WOE counts (`woe_dp`) or GBDT histograms (`gbdt_dp`) answers `woe.sum` /
+      `woe.finish` only at its epsilon or less and `vgb.setup` only at its `gbdt_hist_noise` or more;
     - each vertical histogram request (`woe.sum`, `woe.finish`, `vgb.setup`) carries the protections the
       list requires, at or above its noise floor. Vertical GBDT's floor needs this party's feature count
       (sigma / sensitivity): it is enforced in the handler by the party's `PartyPrivacyPolicy` built from
       this list (`privacy_policy`)."""
-    if job is not None and job.get("workflow") in _VERTICAL_JOBS and kind not in VERTICAL_KINDS:
-        raise JobRefused(party, "request", f"{kind!r} is not a request of the vertical workflow this party accepted")
+    if job is not None and job.get("workflow") in _VERTICAL_JOBS:
+        _check_vertical_job(party, kind, meta, job)
     if kind in _VERTICAL_NOISE:
         if allow is not None and (allow.require or allow.min_noise_multiplier):
             _check_vertical(allow, party, kind, meta)
@@ -257,6 +272,12 @@ VERTICAL_KINDS = frozenset({
     # the one vertical workflow: stage bookkeeping, released summaries, each party's own model parts
     "vertical.state", "vertical.stage_done", "vertical.summary", "vertical.save_model", "vertical.load_model",
     "score.save"})
+# a scoring job (review R12-VER-9): keys, the stored parts and joint scoring only; no alignment, no training
+SCORING_KINDS = frozenset({
+    "vertical.hello", "vertical.peers", "vertical.load_model", "score.start", "score.partial", "score.finish",
+    "vgb.score_start", "vgb.score_partial", "vgb.score_finish", "score.save"})
+# the training requests of each optional vertical model (review R12-VER-2): refused unless the job announced it
+_MODEL_PREFIXES = {"scorecard": ("woe.",), "gbdt": ("vgb.setup", "vgb.start", "vgb.step", "vgb.serve")}
 # workflows whose requests are checked as vertical (resp. horizontal) ones
 _VERTICAL_JOBS = frozenset({"vertical", "scoring"})
 _HORIZONTAL_JOBS = frozenset({"horizontal", "evaluation"})
@@ -348,6 +369,44 @@ class PeerAllowList:
         return getattr(self._inner, name)
 
 
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _check_vertical_job(party: str, kind: str, meta: Mapping[str, Any], job: Mapping[str, Any]) -> None:
+    """A vertical request against the job this party accepted: only the workflow's kinds (a scoring job only
+    scoring's), only the models it announced, and each histogram release with at least the noise it announced
+    (review R12-VER-1/2/9)."""
+    workflow = job.get("workflow")
+    if kind not in (SCORING_KINDS if workflow == "scoring" else VERTICAL_KINDS):
+        raise JobRefused(party, "request", f"{kind!r} is not a request of the {workflow} workflow this party accepted")
+    if workflow != "vertical":
+        return
+    models = set((job.get("vertical") or {}).get("models") or ["lr"])
+    for model, prefixes in _MODEL_PREFIXES.items():
+        if model not in models and kind.startswith(prefixes):
+            raise JobRefused(party, "request", f"{kind!r} trains the {model} model, which the job this party "
+                             f"accepted did not announce (models {sorted(models)})")
+    announced = set(job.get("protections") or ())
+    if kind in ("woe.sum", "woe.finish") and "woe_dp" in announced:
+        woe = (job.get("vertical") or {}).get("woe") or {}
+        limit = _number(woe.get("dp_epsilon"))
+        value = _number(meta.get("dp_epsilon"))
+        if value is None or value <= 0 or limit is None or value > limit * (1 + 1e-9):
+            raise JobRefused(party, "job", f"this {kind} request carries dp_epsilon={meta.get('dp_epsilon')!r}; the "
+                             f"job this party accepted announced DP on the WOE counts at epsilon {limit!r} or less")
+        delta = _number(meta.get("dp_delta"))
+        if meta.get("dp_delta") is not None and (delta is None or delta > float(woe.get("dp_delta") or 1e-5)):
+            raise JobRefused(party, "job", f"this {kind} request carries dp_delta={meta.get('dp_delta')!r}, above "
+                             f"the job's {woe.get('dp_delta', 1e-5)!r}")
+    if kind == "vgb.setup" and "gbdt_dp" in announced:
+        floor = _number(job.get("gbdt_hist_noise")) or 0.0
+        value = _number(meta.get("hist_noise"))
+        if value is None or value < floor * (1 - 1e-9) or value <= 0:
+            raise JobRefused(party, "job", f"this vgb.setup request carries hist_noise={meta.get('hist_noise')!r}, "
+                             f"below the {floor} the job this party accepted announced")
+
+
 def _check_vertical(allow: AllowSection, party: str, kind: str, meta: Mapping[str, Any]) -> None:
     protocol = "woe_dp" if kind.startswith("woe.") else "gbdt_dp"
     value = meta.get(_VERTICAL_NOISE[kind])
@@ -364,13 +423,16 @@ def _check_vertical(allow: AllowSection, party: str, kind: str, meta: Mapping[st
                              f"{z:.3g}, below this party's minimum {allow.min_noise_multiplier}")
 
 
-def privacy_policy(allow: AllowSection | None, **kwargs: Any) -> Any:
-    """The `PartyPrivacyPolicy` a party's vertical handlers enforce, from its `[allow]` list: its noise floor
-    and, when the list requires DP on vertical histograms ("dp", "woe_dp", "gbdt_dp"), refusal of exact ones."""
+def privacy_policy(allow: AllowSection | None, job: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+    """The `PartyPrivacyPolicy` a party's vertical handlers enforce, from its `[allow]` list and the job it
+    accepted: its noise floor and refusal of exact histograms when the list requires DP on them ("dp",
+    "woe_dp", "gbdt_dp") or the job announced it (review R12-VER-1: a job announced with DP cannot be run
+    exactly). A policy bound to no job refuses exact WOE and GBDT releases: nothing says they were agreed."""
     from sampan.privacy.party_policy import DEFAULT_MIN_NOISE_MULTIPLIER, PartyPrivacyPolicy
 
     allow = allow or AllowSection()
-    need = set(allow.require)
+    announced = set(job.get("protections") or ()) & {"woe_dp", "gbdt_dp"} if job is not None else {"woe_dp", "gbdt_dp"}
+    need = set(allow.require) | announced
     levels = {"WOE"} if need & {"dp", "woe_dp"} else set()
     levels |= {"GBDT"} if need & {"dp", "gbdt_dp"} else set()
     return PartyPrivacyPolicy(min_noise_multiplier=allow.min_noise_multiplier or DEFAULT_MIN_NOISE_MULTIPLIER,

@@ -210,7 +210,7 @@ class PartyAgent:
             options["secagg"] = self._secagg_client(job, identity, verifier) if identity is not None else None
             policy = self._horizontal_policy(job)
         else:
-            data, policy = table, self._vertical_policy()
+            data, policy = table, self._vertical_policy(job)
         return PartySetup(self.name, data, job, identity=identity, verifier=verifier, policy=policy,
                           state_dir=state / STATE_FOLDERS.get(workflow, ""), registry=self.store(), deployed=True,
                           options=options)
@@ -249,11 +249,12 @@ class PartyAgent:
             trust_coordinator_for_central_dp3=own.trust_coordinator_for_central_dp3,
         ).sharing_ledgers(self._ledgers)
 
-    def _vertical_policy(self) -> PartyPrivacyPolicy:
-        """The policy of one vertical run: the `[allow]` floor and required DP on histograms, charged to the same
-        persisted ledger and budget as its horizontal runs (review R8-5: it used to be an in-memory ledger)."""
+    def _vertical_policy(self, job: dict[str, Any] | None = None) -> PartyPrivacyPolicy:
+        """The policy of one vertical run: the `[allow]` floor and required DP on histograms (also those the job
+        announced, review R12-VER-1), charged to the same persisted ledger and budget as its horizontal runs
+        (review R8-5: it used to be an in-memory ledger)."""
         own = self.config.privacy
-        return privacy_policy(self.config.allow, epsilon=own.epsilon, delta=own.delta,
+        return privacy_policy(self.config.allow, job, epsilon=own.epsilon, delta=own.delta,
                               ledger_path=Path(self.config.party.state_dir) / "privacy-ledger.json",
                               ).sharing_ledgers(self._ledgers)
 

@@ -1,4 +1,4 @@
-"""Review (issue 12, vertical): a deployed vertical party's request gate is not bound to the job it accepted.
+"""Review (issue 12, vertical; fixed): a deployed vertical party's request gate is bound to the job it accepted.
 
 `deploy.party_agent.PartyAgent.handle` checks every request with `deploy.allow.check_request(allow, party,
 kind, meta, job)` and the vertical handlers enforce `deploy.allow.privacy_policy(allow)` (the agent's
@@ -38,8 +38,6 @@ def _accepted(vertical: dict) -> dict:
     return job
 
 
-@pytest.mark.xfail(strict=True, reason="R12-VER-1: deployed partner answers exact WOE/GBDT histogram requests in a "
-                                       "job that announced woe_dp / gbdt_dp (gate and policy ignore the job)")
 def test_a_job_announcing_vertical_dp_cannot_be_downgraded_to_exact_histograms() -> None:
     job = _accepted({"scorecard": {"dp_epsilon": 1.0}, "gbdt_privacy": {"hist_noise": 4.0}})
     assert {"woe_dp", "gbdt_dp", "dp"} <= set(job["protections"])
@@ -63,8 +61,6 @@ def test_a_job_announcing_vertical_dp_cannot_be_downgraded_to_exact_histograms()
     assert not downgraded, f"accepted without the announced noise: {downgraded}"
 
 
-@pytest.mark.xfail(strict=True, reason="R12-VER-2: deployed partner answers WOE and GBDT requests in a vertical job "
-                                       "that announced only the LR model (the job description carries no models)")
 def test_an_lr_only_job_gets_no_woe_or_gbdt_releases() -> None:
     job = _accepted({"models": ["lr"]})
     answered = []
@@ -78,8 +74,6 @@ def test_an_lr_only_job_gets_no_woe_or_gbdt_releases() -> None:
     assert not answered, f"requests of models the job never announced were accepted: {answered}"
 
 
-@pytest.mark.xfail(strict=True, reason="R12-VER-9: a partner whose [allow] workflows admits only 'scoring' answers "
-                                       "PSI, secure LR, WOE, GBDT and the bank baseline in a scoring job")
 def test_a_scoring_job_gets_no_alignment_or_training() -> None:
     allow = AllowSection(partners=["bank"], label_holders=["bank"], workflows=["scoring"])
     job = {**job_description({}, workflow="scoring", operator=None, parties=["bank", "payments"],
