@@ -14,7 +14,6 @@ May import anything in Sampan, but only inside commands: this module imports typ
 from __future__ import annotations
 
 import sys
-from typing import Optional
 
 import typer
 
@@ -73,7 +72,7 @@ def _print_version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: Optional[bool] = typer.Option(None, "--version", callback=_print_version, is_eager=True,
+def _root(version: bool | None = typer.Option(None, "--version", callback=_print_version, is_eager=True,
                                                  help="Print Sampan's version and exit.")) -> None:
     pass  # options of `sampan` itself; the help text is the app's
 

@@ -10,8 +10,8 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import typer
 from rich.console import Console
@@ -88,7 +88,7 @@ def certs_request(
     directory: Path = typer.Option(Path("."), "--dir", help="Where NAME.key (0600) and NAME.csr are written."),
     dns: list[str] = typer.Option([], "--dns", help="Coordinator only: DNS name parties dial (repeatable)."),
     ip: list[str] = typer.Option([], "--ip", help="Coordinator only: IP address parties dial (repeatable)."),
-    organisation: Optional[str] = typer.Option(None, help="Organisation name on the certificate."),
+    organisation: str | None = typer.Option(None, help="Organisation name on the certificate."),
     encrypt: bool = typer.Option(False, "--encrypt", help="Encrypt the key with a passphrase ($SAMPAN_KEY_PASSPHRASE, "
                                  "else prompted); agents then read it from $SAMPAN_KEY_PASSPHRASE or a prompt."),
 ) -> None:
@@ -98,7 +98,7 @@ def certs_request(
     try:
         key, csr = create_request(name, role, directory, dns=dns, ips=ip, organisation=organisation,
                                   passphrase=_new_passphrase(encrypt))
-    except (*_user_errors(), ValueError) as exc:
+    except _user_errors() + (ValueError,) as exc:
         _fail(exc)
     console.print(f"Key {key} (mode 0600, keep it here). Send {csr} to the consortium CA operator.")
 
@@ -108,7 +108,7 @@ def certs_sign(
     csr: Path = typer.Argument(..., help="A member's CSR."),
     ca_dir: Path = typer.Option(Path("ca"), "--ca-dir", help="The CA folder made by `certs init`."),
     days: int = typer.Option(365, min=1, help="Certificate validity."),
-    out: Optional[Path] = typer.Option(None, help="Certificate path (default: next to the CSR, .crt)."),
+    out: Path | None = typer.Option(None, help="Certificate path (default: next to the CSR, .crt)."),
     rekey: bool = typer.Option(False, "--rekey", help="The member really changed its key: sign the new one and revoke "
                                "every other certificate of that name (else a second key for a name is refused)."),
 ) -> None:
@@ -170,8 +170,8 @@ def certs_repin(
 
 @certs_app.command("revoke")
 def certs_revoke(
-    cert: Optional[Path] = typer.Argument(None, help="Certificate to revoke."),
-    serial: Optional[str] = typer.Option(None, help="Or its serial number (hex)."),
+    cert: Path | None = typer.Argument(None, help="Certificate to revoke."),
+    serial: str | None = typer.Option(None, help="Or its serial number (hex)."),
     ca_dir: Path = typer.Option(Path("ca"), "--ca-dir"),
 ) -> None:
     """Revoke a certificate: re-signs crl.pem and the issuance record; a coordinator given the new files cuts the
@@ -205,7 +205,7 @@ def certs_show(cert: Path = typer.Argument(..., help="A certificate file.")) -> 
 
 # --- agents ------------------------------------------------------------------------------------------
 def _setup_logging(log_file: str | None, capture_grpc: bool,
-                   on_refusal: "Callable[[str, str], None] | None" = None) -> None:
+                   on_refusal: Callable[[str, str], None] | None = None) -> None:
     stream = sys.stderr
     if capture_grpc:
         from sampan.deploy.grpclog import capture_grpc_core_log
@@ -255,7 +255,7 @@ def coordinator_serve(config: Path = typer.Option(..., "--config", help="coordin
         coordinator = Coordinator(cfg)
         audit.append(coordinator.security.record)
         coordinator.start()
-    except (*_user_errors(), OSError) as exc:
+    except _user_errors() + (OSError,) as exc:
         _fail(exc)
     coordinator.serve(stop)
 
@@ -292,14 +292,14 @@ def party_serve(config: Path = typer.Option(..., "--config", help="party.toml"))
 
 # --- operators -----------------------------------------------------------------------------------------
 def submit(
-    config: Optional[Path] = typer.Argument(None, metavar="RUN_TOML", help="Run description (no data binding)."),
+    config: Path | None = typer.Argument(None, metavar="RUN_TOML", help="Run description (no data binding)."),
     coordinator: str = typer.Option(..., "--coordinator", envvar="SAMPAN_COORDINATOR", help="host:port"),
     ca: Path = typer.Option(..., "--ca", envvar="SAMPAN_CA", help="Consortium CA certificate."),
     cert: Path = typer.Option(..., "--cert", envvar="SAMPAN_CERT", help="Operator certificate."),
     key: Path = typer.Option(..., "--key", envvar="SAMPAN_KEY", help="Operator key."),
-    server_name: Optional[str] = typer.Option(None, help="TLS name on the coordinator's certificate "
+    server_name: str | None = typer.Option(None, help="TLS name on the coordinator's certificate "
                                               "(default: the host of --coordinator)."),
-    resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN_ID", help="Resume a failed/interrupted run."),
+    resume: str | None = typer.Option(None, "--resume", metavar="RUN_ID", help="Resume a failed/interrupted run."),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Follow the run until it ends."),
     timeout: float = typer.Option(3600.0, help="Give up waiting after this many seconds."),
 ) -> None:
@@ -318,7 +318,7 @@ def submit(
             data = tomllib.loads(config.read_text(encoding="utf-8"))
             parse_run_spec(dict(data), source=str(config))  # fail here, not at the coordinator
             meta = {"config": data}
-    except (*_user_errors(), tomllib.TOMLDecodeError) as exc:
+    except _user_errors() + (tomllib.TOMLDecodeError,) as exc:
         _fail(exc)
     client = OperatorClient.open(coordinator, ca, cert, key, server_name)
     reply = client.call("Submit", meta)

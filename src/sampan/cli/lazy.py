@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import typer
+
 from sampan.cli.error_path import ErrorHandlingGroup
 
 __all__ = ["LazyCommand", "LazyGroup", "load"]

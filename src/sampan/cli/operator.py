@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -38,7 +38,7 @@ class OperatorClient:
     target: str
 
     @classmethod
-    def open(cls, coordinator: str, ca: Path, cert: Path, key: Path, server_name: str | None) -> "OperatorClient":
+    def open(cls, coordinator: str, ca: Path, cert: Path, key: Path, server_name: str | None) -> OperatorClient:
         import grpc
 
         from sampan.deploy.certs import cert_identity, load_cert
@@ -69,11 +69,11 @@ class OperatorClient:
                 reply = operator_call(self.coordinator, self.credentials, method, request, target_name=self.target)
                 break
             except grpc.RpcError as exc:
-                code = exc.code()  # type: ignore[attr-defined]
+                code = exc.code()
                 if code == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline:
                     time.sleep(1.0)  # the coordinator restarts: ask again
                     continue
-                _fail(f"coordinator {self.coordinator}: {code.name}: {exc.details()}")  # type: ignore[attr-defined]
+                _fail(f"coordinator {self.coordinator}: {code.name}: {exc.details()}")
         if reply.is_error:
             _fail(f"coordinator refused: {reply.meta.get('error_type')}: {reply.meta.get('error')}")
         return reply.meta
@@ -115,7 +115,8 @@ def finish(run_id: str, status: dict[str, Any]) -> None:
     if status["status"] == "cancelled":
         _fail(f"run {run_id} was cancelled: {status['error']}", code=1)
     metrics = status.get("final_metrics") or {}
-    shown = ", ".join(f"{k.upper()} {metrics[k]:.4f}" for k in ("auc", "ks", "brier") if isinstance(metrics.get(k), float))
+    shown = ", ".join(f"{k.upper()} {metrics[k]:.4f}" for k in ("auc", "ks", "brier")
+                      if isinstance(metrics.get(k), float))
     console.print(f"Run [bold]{run_id}[/] completed{': ' + shown if shown else ''}.")
 
 
@@ -127,7 +128,7 @@ _SERVER = typer.Option(None, help="TLS name on the coordinator's certificate (de
 
 
 def runs_status(run_id: str = typer.Argument(..., help="The run's id."), coordinator: str = _COORDINATOR,
-                ca: Path = _CA, cert: Path = _CERT, key: Path = _KEY, server_name: Optional[str] = _SERVER) -> None:
+                ca: Path = _CA, cert: Path = _CERT, key: Path = _KEY, server_name: str | None = _SERVER) -> None:
     """A run's state at a coordinator, with each of its parties' liveness."""
     status = OperatorClient.open(coordinator, ca, cert, key, server_name).call("Status", {"run_id": run_id})
     console.print(f"Run [bold]{escape(run_id)}[/] ({escape(str(status['workflow']))}, {escape(str(status['name']))}): "
@@ -147,20 +148,21 @@ def runs_status(run_id: str = typer.Argument(..., help="The run's id."), coordin
 
 
 def runs_cancel(run_id: str = typer.Argument(..., help="The run's id."), coordinator: str = _COORDINATOR,
-                ca: Path = _CA, cert: Path = _CERT, key: Path = _KEY, server_name: Optional[str] = _SERVER,
+                ca: Path = _CA, cert: Path = _CERT, key: Path = _KEY, server_name: str | None = _SERVER,
                 wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until the run has stopped."),
                 timeout: float = typer.Option(600.0, help="Give up waiting after this many seconds.")) -> None:
     """Cancel a queued or running run: it stops at its next round or stage and ends "cancelled"."""
     client = OperatorClient.open(coordinator, ca, cert, key, server_name)
     reply = client.call("Cancel", {"run_id": run_id})
-    console.print(f"Run [bold]{escape(run_id)}[/]: cancel {'requested (it stops at its next check)' if reply['running'] else 'done'}.")
+    outcome = "requested (it stops at its next check)" if reply["running"] else "done"
+    console.print(f"Run [bold]{escape(run_id)}[/]: cancel {outcome}.")
     if wait:
         status = follow(client, run_id, timeout)
         console.print(f"Run [bold]{escape(run_id)}[/] is {status['status']}.")
 
 
 def runs_attach(run_id: str = typer.Argument(..., help="The run's id."), coordinator: str = _COORDINATOR,
-                ca: Path = _CA, cert: Path = _CERT, key: Path = _KEY, server_name: Optional[str] = _SERVER,
+                ca: Path = _CA, cert: Path = _CERT, key: Path = _KEY, server_name: str | None = _SERVER,
                 timeout: float = typer.Option(86400.0, help="Give up after this many seconds.")) -> None:
     """Follow a run at a coordinator until it ends (also across a coordinator restart)."""
     client = OperatorClient.open(coordinator, ca, cert, key, server_name)

@@ -20,7 +20,7 @@ class RichProgress:
         self._rounds: TaskID | None = None
         self._parties: TaskID | None = None
 
-    def __enter__(self) -> "RichProgress":
+    def __enter__(self) -> RichProgress:
         self.progress.start()
         return self
 

@@ -12,7 +12,7 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import typer
@@ -49,14 +49,14 @@ def _write_json(path: Path, value: Any) -> None:
 # --- audit log --------------------------------------------------------------------------------------
 @audit_log_app.command("verify")
 def audit_verify(
-    run_id: Optional[str] = typer.Argument(None, help="Verify one run's chain (default: every run in the store)."),
-    store: Optional[str] = StoreOption,
-    audit_key: Optional[Path] = AuditKeyOption,
-    public_key: Optional[list[str]] = typer.Option(
+    run_id: str | None = typer.Argument(None, help="Verify one run's chain (default: every run in the store)."),
+    store: str | None = StoreOption,
+    audit_key: Path | None = AuditKeyOption,
+    public_key: list[str] | None = typer.Option(
         None, "--public-key", help="Trust only this Ed25519 public key (64 hex characters or a PEM file); repeatable."),
-    anchor: Optional[Path] = typer.Option(None, "--anchor", help="Heads recorded earlier by --write-anchor: each must "
+    anchor: Path | None = typer.Option(None, "--anchor", help="Heads recorded earlier by --write-anchor: each must "
                                           "still be in its chain (catches rollbacks and deleted runs)."),
-    write_anchor: Optional[Path] = typer.Option(None, "--write-anchor", help="After a clean check, record the heads "
+    write_anchor: Path | None = typer.Option(None, "--write-anchor", help="After a clean check, record the heads "
                                                 "here; keep the file outside the database's reach."),
 ) -> None:
     """Recompute every hash, position and Ed25519 signature; name the first bad entry (exit code 1)."""
@@ -95,7 +95,7 @@ def audit_verify(
 
 
 @audit_log_app.command("show")
-def audit_show(run_id: str, store: Optional[str] = StoreOption,
+def audit_show(run_id: str, store: str | None = StoreOption,
                limit: int = typer.Option(200, help="Entries shown (the newest are cut).")) -> None:
     """A run's audit entries: position, time, kind, signer and a short detail."""
     s = _open(store)
@@ -117,8 +117,8 @@ def audit_show(run_id: str, store: Optional[str] = StoreOption,
 
 # --- model registry ---------------------------------------------------------------------------------
 @models_app.command("list")
-def models_list(name: Optional[str] = typer.Option(None, help="Only versions of this model."),
-                store: Optional[str] = StoreOption,
+def models_list(name: str | None = typer.Option(None, help="Only versions of this model."),
+                store: str | None = StoreOption,
                 limit: int = typer.Option(200, help="Newest entries shown.")) -> None:
     """Registered models, newest first, with the run and config each came from."""
     s = _open(store)
@@ -142,12 +142,13 @@ def models_list(name: Optional[str] = typer.Option(None, help="Only versions of 
 
 def _arrays_manifest(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     return {k: {"dtype": str(v.dtype), "shape": list(v.shape),
-                "sha256": hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest()} for k, v in sorted(arrays.items())}
+                "sha256": hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest()}
+            for k, v in sorted(arrays.items())}
 
 
 @models_app.command("show")
-def models_show(name: str, version: Optional[int] = typer.Option(None, help="Default: the latest."),
-                store: Optional[str] = StoreOption) -> None:
+def models_show(name: str, version: int | None = typer.Option(None, help="Default: the latest."),
+                store: str | None = StoreOption) -> None:
     """One model: metadata, lineage, arrays and the protection it was trained under."""
     s = _open(store)
     try:
@@ -171,8 +172,8 @@ def models_show(name: str, version: Optional[int] = typer.Option(None, help="Def
 
 @models_app.command("export")
 def models_export(name: str, out: Path = typer.Option(Path("sampan-models"), help="Folder to write into."),
-                  version: Optional[int] = typer.Option(None, help="Default: the latest."),
-                  store: Optional[str] = StoreOption) -> None:
+                  version: int | None = typer.Option(None, help="Default: the latest."),
+                  store: str | None = StoreOption) -> None:
     """Write NAME-vN.npz (arrays), NAME-vN.json (metadata + lineage) and NAME-vN.receipt.json. Never pickle."""
     from sampan.runtime.receipt import build_receipt
 
@@ -194,7 +195,9 @@ def models_export(name: str, out: Path = typer.Option(Path("sampan-models"), hel
     out.mkdir(parents=True, exist_ok=True)
     npz = out / f"{stem}.npz"
     buffer = io.BytesIO()
-    np.savez(buffer, **{k: np.ascontiguousarray(v) for k, v in model.arrays.items()})  # numeric arrays: no pickle
+    # Any: numpy's stub types **kwds as if they could fill savez's own `allow_pickle: bool`
+    arrays: dict[str, Any] = {k: np.ascontiguousarray(v) for k, v in model.arrays.items()}
+    np.savez(buffer, **arrays)  # numeric arrays: no pickle
     atomic_write_bytes(npz, buffer.getvalue())
     npz_sha = hashlib.sha256(npz.read_bytes()).hexdigest()
     _write_json(out / f"{stem}.json", {

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -79,10 +79,10 @@ def _per_party_table(federated: dict[str, dict[str, float]], alone: dict[str, di
 def demo(
     rounds: int = typer.Option(15, min=1, help="Federated rounds."),
     model: str = typer.Option("logistic", help="logistic, mlp or gbdt (histogram gradient-boosted trees)."),
-    seed: Optional[int] = typer.Option(None, help="Fix all randomness of the run (reproducible)."),
-    store: Optional[str] = StoreOption,
+    seed: int | None = typer.Option(None, help="Fix all randomness of the run (reproducible)."),
+    store: str | None = StoreOption,
     report_dir: Path = typer.Option(Path("sampan-reports"), help="Where the HTML report is written."),
-    epsilon: Optional[float] = typer.Option(
+    epsilon: float | None = typer.Option(
         None, min=0.01, help="Turn on DP-SGD in every bank with this per-bank budget (record-level, δ = 1e-5); "
         "noise is calibrated to spend it by the last round."),
     vertical: bool = typer.Option(
@@ -161,7 +161,6 @@ def demo(
 def _gbdt_demo(seed: int | None, store: str | None, report_dir: Path) -> None:
     """Horizontal GBDT across the three banks: summed histograms, compared with each bank alone and pooled."""
     import secrets
-
     import time
 
     from sampan.horizontal.gbdt_demo import gbdt_demo_config, gbdt_demo_outcome
@@ -193,10 +192,10 @@ def _gbdt_demo(seed: int | None, store: str | None, report_dir: Path) -> None:
 
 @app.command()
 def run(
-    config_path: Optional[Path] = typer.Argument(None, metavar="CONFIG", help="Run description (TOML)."),
-    resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN_ID",
+    config_path: Path | None = typer.Argument(None, metavar="CONFIG", help="Run description (TOML)."),
+    resume: str | None = typer.Option(None, "--resume", metavar="RUN_ID",
                                          help="Continue an interrupted or failed run from its last checkpoint."),
-    store: Optional[str] = StoreOption,
+    store: str | None = StoreOption,
 ) -> None:
     """Run a federated training described by a TOML file, or resume one by id.
 
@@ -224,7 +223,11 @@ def run(
         config = load_config(config_path) if config_path else None
         run_store = _store(store, config)
         with RichProgress(console) as progress:
-            finished = start_run(config, run_store, progress) if config else resume_run(run_store, resume, progress)
+            if config is not None:
+                finished = start_run(config, run_store, progress)
+            else:
+                assert resume is not None  # checked above: exactly one of CONFIG and --resume
+                finished = resume_run(run_store, resume, progress)
     except KeyboardInterrupt:
         runs = run_store.list_runs(1) if run_store is not None else []
         latest = resume or (runs[0].run_id if runs else "RUN_ID")
@@ -241,7 +244,7 @@ def run(
 def audit(
     run_id: str,
     shadows: int = typer.Option(8, min=2, help="Shadow models for the likelihood-ratio attack (LiRA)."),
-    store: Optional[str] = StoreOption,
+    store: str | None = StoreOption,
     report_dir: Path = typer.Option(Path("sampan-reports"), help="Where the updated report and receipt go."),
 ) -> None:
     """Attack a finished run's model with membership inference (loss threshold and LiRA).
@@ -282,9 +285,9 @@ def audit(
 @app.command()
 def score(
     applicants: list[str] = typer.Argument(..., help="Registration number(s) of the SME(s) applying."),
-    run_id: Optional[str] = typer.Option(None, "--run", help="The vertical run whose model scores (default: newest)."),
+    run_id: str | None = typer.Option(None, "--run", help="The vertical run whose model scores (default: newest)."),
     model: str = typer.Option("lr", "--model", help="Which of the run's models: lr, scorecard or gbdt."),
-    store: Optional[str] = StoreOption,
+    store: str | None = StoreOption,
 ) -> None:
     """Score loan applications jointly with a trained vertical model; only the bank sees the result.
 
@@ -298,7 +301,8 @@ def score(
     with treat_as_usage(ValueError):  # an applicant the bank does not have
         run_store = _store(store)
         if run_id is None:
-            vertical_runs = [r for r in run_store.list_runs(200) if r.workflow == "vertical" and r.status == "completed"]
+            vertical_runs = [r for r in run_store.list_runs(200)
+                             if r.workflow == "vertical" and r.status == "completed"]
             if not vertical_runs:
                 raise StoreError("no completed vertical run in the store; run `sampan demo --vertical` first")
             run_id = vertical_runs[0].run_id
@@ -312,7 +316,7 @@ def score(
 
 
 @runs_app.command("list")
-def runs_list(store: Optional[str] = StoreOption, limit: int = typer.Option(50, help="Newest runs shown.")) -> None:
+def runs_list(store: str | None = StoreOption, limit: int = typer.Option(50, help="Newest runs shown.")) -> None:
     """List runs, newest first, with status and progress."""
     from rich.table import Table
 
@@ -328,7 +332,7 @@ def runs_list(store: Optional[str] = StoreOption, limit: int = typer.Option(50, 
 
 
 @runs_app.command("show")
-def runs_show(run_id: str, store: Optional[str] = StoreOption) -> None:
+def runs_show(run_id: str, store: str | None = StoreOption) -> None:
     """Show one run: status, config, per-round metrics and its audit-log integrity."""
     from rich.table import Table
 
@@ -354,7 +358,7 @@ def runs_show(run_id: str, store: Optional[str] = StoreOption) -> None:
 
 @runs_app.command("report")
 def runs_report(run_id: str, out: Path = typer.Option(Path("sampan-reports"), help="Folder for the HTML file."),
-                store: Optional[str] = StoreOption) -> None:
+                store: str | None = StoreOption) -> None:
     """(Re)write a run's self-contained HTML report from the store."""
     from sampan.runtime.reporting import write_run_report
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Optional
+from typing import cast
 
 import numpy as np
 import typer
@@ -21,17 +21,17 @@ from rich.markup import escape
 from rich.table import Table as RichTable
 
 from sampan.cli.error_path import ErrorHandlingGroup, fail
+from sampan.files import atomic_write_text
 from sampan.privacy.ledger import BudgetExceeded
 from sampan.privacy.randomness import seeded_generator
-from sampan.files import atomic_write_text
 from sampan.synth.constraints import ConstraintError, parse_constraint
 from sampan.synth.fit import SynthConfig, fit_synthesizer, fit_undeclared
-from sampan.synth.workflow import fit_federated
 from sampan.synth.model import ModelError, SynthModel
 from sampan.synth.programmable import TargetError, generate
 from sampan.synth.schema import SchemaError, SynthSchema, load_schema
 from sampan.synth.spec import combine, load_spec, parse_target
 from sampan.synth.table import TableError, read_csv_table, read_csv_text, write_csv_table
+from sampan.synth.workflow import fit_federated
 from sampan.transport.inprocess import InProcessTransport
 
 __all__ = ["synth_app"]
@@ -48,7 +48,7 @@ def _fail(exc: BaseException) -> None:
     fail(exc)  # the CLI's one error path: exit 2 for input to fix, 4 for an exhausted budget
 
 
-def _rng(seed: Optional[int], offset: int = 0) -> Optional[np.random.Generator]:
+def _rng(seed: int | None, offset: int = 0) -> np.random.Generator | None:
     """A seeded generator (warned about once per command) or None for CSPRNG noise."""
     if seed is None:
         return None
@@ -57,7 +57,7 @@ def _rng(seed: Optional[int], offset: int = 0) -> Optional[np.random.Generator]:
     return seeded_generator(seed + offset)
 
 
-def _declared_schema(data: Path, schema: Optional[Path]) -> Optional[SynthSchema]:
+def _declared_schema(data: Path, schema: Path | None) -> SynthSchema | None:
     """The declared schema: --schema, or <data>.schema.toml/.json beside the CSV; None if there is none."""
     if schema is None:
         schema = next((c for c in (data.with_suffix(".schema.toml"), data.with_suffix(".schema.json")) if c.is_file()),
@@ -77,8 +77,9 @@ def _declared_categories(items: list[str]) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def _fit_model(data: Path, schema: Optional[Path], label: Optional[str], categorical: list[str],
-               categories: list[str], drop_incomplete_rows: bool, config: SynthConfig, rng: Optional[np.random.Generator]) -> SynthModel:
+def _fit_model(data: Path, schema: Path | None, label: str | None, categorical: list[str],
+               categories: list[str], drop_incomplete_rows: bool, config: SynthConfig,
+               rng: np.random.Generator | None) -> SynthModel:
     """Fit under the declared schema, or release the schema under DP first (never read it off the records)."""
     declared = _declared_schema(data, schema)
     if declared is not None:
@@ -99,17 +100,17 @@ def fit_cmd(
     epsilon: float = typer.Option(..., "--epsilon", min=0.001, help="Privacy budget ε of the whole synthesiser."),
     out: Path = typer.Option(..., "--out", help="Model folder to write (replaced atomically)."),
     delta: float = typer.Option(1e-5, "--delta", help="δ of the (ε, δ) guarantee."),
-    schema: Optional[Path] = typer.Option(None, "--schema", help="Schema TOML/JSON: columns, categories, public "
+    schema: Path | None = typer.Option(None, "--schema", help="Schema TOML/JSON: columns, categories, public "
                                           "bounds (default: <data>.schema.toml beside the CSV; without one, kinds, "
                                           "categories and bounds are released under DP from part of the budget)."),
-    label: Optional[str] = typer.Option(None, "--label", help="Label column (when no schema is declared)."),
+    label: str | None = typer.Option(None, "--label", help="Label column (when no schema is declared)."),
     categorical: list[str] = typer.Option([], "--categorical", help="Force a column to categorical (repeatable)."),
     categories: list[str] = typer.Option([], "--categories", help="Without a schema: declare a column's public "
                                          "categories, e.g. 'default_12m=0,1' (repeatable); others are released "
                                          "under DP."),
     drop_incomplete_rows: bool = typer.Option(False, "--drop-incomplete-rows", help="Without a schema: leave out "
                                               "rows with a missing value ('?', NA, empty) in a numeric column."),
-    seed: Optional[int] = typer.Option(None, "--seed", help=SEED_HELP),
+    seed: int | None = typer.Option(None, "--seed", help=SEED_HELP),
 ) -> None:
     """Fit a DP synthesiser on one table; every measurement (and an undeclared schema) is charged to the ledger."""
     try:
@@ -131,11 +132,11 @@ def fit_cmd(
 def sample_cmd(
     model_dir: Path = typer.Option(..., "--model", help="Model folder written by 'sampan synth fit'."),
     out: Path = typer.Option(..., "--out", help="CSV to write (atomically); the sampling report goes beside it."),
-    rows: Optional[int] = typer.Option(None, "--rows", min=1, help="Rows to draw (default: the noisy row count)."),
+    rows: int | None = typer.Option(None, "--rows", min=1, help="Rows to draw (default: the noisy row count)."),
     target: list[str] = typer.Option([], "--target", help="'COL=uniform' or 'COL: A=0.3, B=0.7' (repeatable)."),
     constraint: list[str] = typer.Option([], "--constraint", help="Row constraint, e.g. 'loan <= 10 * revenue'."),
-    spec: Optional[Path] = typer.Option(None, "--spec", help="TOML with rows, [[targets]] and constraints."),
-    seed: Optional[int] = typer.Option(None, "--seed", help=SEED_HELP),
+    spec: Path | None = typer.Option(None, "--spec", help="TOML with rows, [[targets]] and constraints."),
+    seed: int | None = typer.Option(None, "--seed", help=SEED_HELP),
 ) -> None:
     """Draw synthetic rows (no privacy cost: the model holds only noisy marginals)."""
     try:
@@ -167,12 +168,12 @@ def report_cmd(
     real: Path = typer.Option(..., "--real", help="The real CSV the model was fitted on."),
     out: Path = typer.Option(..., "--out", help="Folder for report.releasable.{html,json} and the confidential "
                              "report.confidential.{html,json} (exact statistics of the real table)."),
-    model_dir: Optional[Path] = typer.Option(None, "--model", help="Model folder (schema, receipt, bias 'before')."),
-    schema: Optional[Path] = typer.Option(None, "--schema", help="Schema file (if no --model)."),
-    holdout: Optional[Path] = typer.Option(None, "--holdout", help="Real rows NOT used for fitting (utility, privacy)."),
+    model_dir: Path | None = typer.Option(None, "--model", help="Model folder (schema, receipt, bias 'before')."),
+    schema: Path | None = typer.Option(None, "--schema", help="Schema file (if no --model)."),
+    holdout: Path | None = typer.Option(None, "--holdout", help="Real rows NOT used for fitting (utility, privacy)."),
     constraint: list[str] = typer.Option([], "--constraint", help="Constraint to count violations of (repeatable)."),
     group: list[str] = typer.Option([], "--group", help="Categorical column for the bias report (repeatable)."),
-    sampling: Optional[Path] = typer.Option(None, "--sampling", help="The .sampling.json written by 'sample'."),
+    sampling: Path | None = typer.Option(None, "--sampling", help="The .sampling.json written by 'sample'."),
 ) -> None:
     """Evaluate a synthetic table: fidelity, utility (TSTR), privacy (DCR, MIA), constraints, bias."""
     from sampan.synth.evaluate import evaluate, headline
@@ -213,7 +214,7 @@ def federated_cmd(
     report_dir: Path = typer.Option(Path("sampan-reports/synth-federated"), "--report-dir", help="Evaluation report."),
     n_smes: int = typer.Option(12000, "--n-smes", min=300, help="SMEs in the simulated consortium."),
     delta: float = typer.Option(1e-5, "--delta"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed the simulated data and all noise (demo only)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed the simulated data and all noise (demo only)."),
     secure: bool = typer.Option(True, "--secure-aggregation/--plain-aggregation",
                                 help="Sum the banks' marginals by SecAgg+ with distributed noise (central accuracy), "
                                      "or in the clear with each bank's release DP on its own (noisier)."),
@@ -225,7 +226,8 @@ def federated_cmd(
     from sampan.synth.tstr import train_and_score
 
     schema = SME_SYNTH_SCHEMA
-    data_seed = seed if seed is not None else int(np.random.SeedSequence().entropy % 2**31)
+    # cast: entropy is an int when SeedSequence draws it itself (the stub also allows a given sequence or None)
+    data_seed = seed if seed is not None else int(cast(int, np.random.SeedSequence().entropy) % 2**31)
     banks = consortium_tables(n_smes, data_seed)
     split_rng = np.random.default_rng(data_seed + 1)  # simulation only: which rows each bank holds out
     trains, holdouts = {}, {}
@@ -242,32 +244,36 @@ def federated_cmd(
         started = time.perf_counter()
         model = fit_federated(trains, schema, config, transport=InProcessTransport,
                               secure_aggregation=secure, rng=_rng(seed, 2))
-        n_rows = sum(len(t[schema.label]) for t in trains.values())  # type: ignore[index]
+        n_rows = sum(len(t[schema.label]) for t in trains.values())
         synthetic, report = generate(model, n_rows, rng=_rng(seed, 3))
         seconds = time.perf_counter() - started
         model.save(out)
         central = fit_synthesizer(pooled_train, schema, config, party="pooled (simulation)", rng=_rng(seed, 4))
         central_rows, _ = generate(central, n_rows, rng=_rng(seed, 5))
         rows = [("federated synthesis (Sampan)", train_and_score(synthetic, pooled_holdout, schema)),
-                ("central synthesis, pooled data (simulation only)", train_and_score(central_rows, pooled_holdout, schema)),
-                ("real pooled data, no synthesis (simulation only)", train_and_score(pooled_train, pooled_holdout, schema))]
+                ("central synthesis, pooled data (simulation only)",
+                 train_and_score(central_rows, pooled_holdout, schema)),
+                ("real pooled data, no synthesis (simulation only)",
+                 train_and_score(pooled_train, pooled_holdout, schema))]
         for name in banks:
             alone = fit_synthesizer(trains[name], schema, config, party=name, rng=_rng(seed, 6))
             alone_rows, _ = generate(alone, n_rows, rng=_rng(seed, 7))
-            rows.append((f"{name} alone (synthesis on its own rows)", train_and_score(alone_rows, pooled_holdout, schema)))
+            rows.append((f"{name} alone (synthesis on its own rows)",
+                         train_and_score(alone_rows, pooled_holdout, schema)))
         doc = evaluate(schema, synthetic, real_train=pooled_train, holdout=pooled_holdout, model=model,
                        groups=["sector"], sample_report=report.to_dict())
         paths = write_evaluation(doc, report_dir, title="Federated synthesis: SME consortium")
     except (*USER_ERRORS, ValueError) as exc:
         _fail(exc)
-    table = RichTable(title="TSTR AUC on all banks' holdout rows (logistic regression)")
-    table.add_column("training data")
-    table.add_column("AUC", justify="right")
+    tstr_table = RichTable(title="TSTR AUC on all banks' holdout rows (logistic regression)")
+    tstr_table.add_column("training data")
+    tstr_table.add_column("AUC", justify="right")
     for name, auc in rows:
-        table.add_row(name, f"{auc:.4f}")
-    console.print(table)
+        tstr_table.add_row(name, f"{auc:.4f}")
+    console.print(tstr_table)
     for name, party in model.receipt["parties"].items():
-        console.print(f"  {name}: ε spent {party['epsilon_spent']:.4f} of {epsilon:g} ({len(party['releases'])} releases)")
+        releases = len(party["releases"])
+        console.print(f"  {name}: ε spent {party['epsilon_spent']:.4f} of {epsilon:g} ({releases} releases)")
     console.print(f"Fit + sample: {seconds:.2f} s. Model: {escape(str(out))}. Reports: "
                   f"{escape(str(paths['releasable_html']))} (releasable) and {escape(str(paths['confidential_html']))} "
                   "(confidential: exact statistics of the simulated real tables)")
