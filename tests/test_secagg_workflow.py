@@ -115,9 +115,10 @@ def test_secure_aggregation_trains_the_same_model_as_plain_fedavg(tmp_path: Path
     assert [r["round"] for r in rounds] == [1, 2, 3] and all(r["masked"] == 5 for r in rounds)
     assert store.verify_events(run_id)
     traffic = _events(store, run_id, "traffic")
-    # one SecAgg attempt for the updates and one for the evaluation sums, each with one share message per party
-    assert traffic[1]["messages_bytes"]["sent"]["secagg_shares"][0] == 10
-    assert traffic[1]["messages_bytes"]["sent"]["secagg_consistency"][0] == 10
+    # one SecAgg attempt per round (the update and the evaluation of the round's incoming model in one vector,
+    # issue 12), with one share message per party
+    assert traffic[1]["messages_bytes"]["sent"]["secagg_shares"][0] == 5
+    assert traffic[1]["messages_bytes"]["sent"]["secagg_consistency"][0] == 5
 
 
 def test_party_killed_mid_round_completes_via_threshold_and_rejoins_later(store: Store) -> None:

@@ -45,6 +45,7 @@ from sampan.runtime.federation import build_party_apps
 from _horizontal_run import run_workflow
 from sampan.runtime.store import Store
 from sampan.transport.inprocess import InProcessTransport
+from sampan.privacy.mods import evaluation_scale
 from sampan.wire.catalogue import Setup, flatten, horizontal_catalogue
 
 FEATURES = ["x1", "x2", "x3", "x4"]
@@ -138,17 +139,25 @@ def _transcript(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, neig
     transport.exchange = capturing  # type: ignore[method-assign]
     decode = secure_rounds_module.decode_vector
 
+    def evaluation_sum(vector: Any) -> None:
+        b = (vector.size - 3) // 3
+        slots = {"sum.pos": vector[:b], "sum.neg": vector[b:2 * b], "sum.sum_p": vector[2 * b:3 * b],
+                 "sum.loss_sum": vector[-3], "sum.brier_sum": vector[-2], "sum.n": vector[-1]}
+        seen.append(("party:evaluation:sum", "*", "evaluation:sum", -1, slots, []))
+
     def decoding(total, params):  # type: ignore[no-untyped-def]
         vector = decode(total, params)  # the coordinator's decrypted view under secure aggregation
         if vector.size in (3 * DEFAULT_BINS + 3, 3 * DP_BINS + 3):  # evaluation: 100 bins under DP (review R8-2)
-            b = (vector.size - 3) // 3
-            slots = {"sum.pos": vector[:b], "sum.neg": vector[b:2 * b], "sum.sum_p": vector[2 * b:3 * b],
-                     "sum.loss_sum": vector[-3], "sum.brier_sum": vector[-2], "sum.n": vector[-1]}
-            seen.append(("party:evaluation:sum", "*", "evaluation:sum", -1, slots, []))
-        else:
-            slots = {"sum.update": vector[:-3], "sum.indicator": vector[-3], "sum.loss": vector[-2],
-                     "sum.weight": vector[-1]}
-            seen.append(("party:fit_result:sum", "*", "fit_result:sum", -1, slots, list(fits)))
+            evaluation_sum(vector)
+            return vector
+        fit = vector
+        # [fit | evaluation of the round's incoming model] (issue 12): the fit request carried `evaluate`
+        bins = int(fits[-1][2]["evaluate"]["bins"]) if fits and "evaluate" in fits[-1][2] else 0
+        if bins and vector.size > 3 * bins + 3:
+            fit = vector[:-(3 * bins + 3)]
+            evaluation_sum(vector[-(3 * bins + 3):] / evaluation_scale(params.frac_bits))
+        slots = {"sum.update": fit[:-3], "sum.indicator": fit[-3], "sum.loss": fit[-2], "sum.weight": fit[-1]}
+        seen.append(("party:fit_result:sum", "*", "fit_result:sum", -1, slots, list(fits)))
         return vector
 
     monkeypatch.setattr(secure_rounds_module, "decode_vector", decoding)

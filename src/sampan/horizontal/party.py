@@ -136,7 +136,7 @@ class HorizontalParty:
         # from the run's simulated consortium; without one the party refuses secure aggregation requests
         self.secagg = secagg
         self.mods: list[Mod] = privacy_mods(self.dp, fit_with=self._fit_with, secagg_client=lambda: self.secagg,
-                                            vectorize=secagg_vector)
+                                            vectorize=secagg_vector, evaluate_with=self._evaluate)
         composed = self.handlers()
         self.describe, self.stats = composed["describe"], composed["stats"]
         self.fit, self.evaluate = composed["fit"], composed["evaluate"]

@@ -2,13 +2,21 @@
 
 A mixin of `HorizontalWorkflow` (`sampan.horizontal.workflow`). Each attempt is driven by the SecAgg
 wrapper (`sampan.privacy.wrappers.run_secagg_stages`); every stage goes to all of the attempt's parties
-in ONE fan-out (`sampan.core.transport.exchange_settled`), so a round costs a constant number of
-exchanges whatever the number of parties (5 per secure sum). A party that errs or cannot be reached is
-a dropout the protocol absorbs; an attempt below the threshold is retried with the survivors.
+in ONE fan-out (`sampan.core.transport.exchange_settled`), so a secure sum costs 5 exchanges (advertise
+keys, share keys, masked input, consistency, unmask) whatever the number of parties. Without DP a round
+that evaluates carries the evaluation of the model it STARTS from in the same masked vector as its fit
+([update, indicator, loss, weight | histogram, loss sum, Brier sum, n]): one SecAgg instance, 5 exchanges
+per round; the final model (which no fit starts from) is evaluated by its own instance once per run. Under
+DP only the final model is evaluated, once, at DP_BINS, by that one evaluation-only instance. A party that
+errs or cannot be reached is a dropout the protocol absorbs; an attempt below the threshold is retried with
+the survivors.
 
 What each role learns: the coordinator learns only the unmasked sum over the round's contributors (and
-who contributed or dropped out); parties learn their neighbours' signed public keys and the shares
-sealed to them (`sampan.privacy.secagg`).
+who contributed or dropped out): the summed update and, on evaluated rounds, the summed evaluation of the
+round's incoming model, both over the SAME survivor set (one vector, one unmasking: parties lock the model
+digest of the fit and of the evaluation it carries, so neither part is unmasked for another set, in a
+retry, a replayed request or a separate `evaluate` of that model); parties learn their neighbours' signed
+public keys and the shares sealed to them (`sampan.privacy.secagg`).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from sampan.core.transport import DROPOUT_ERRORS, exchange_settled
 from sampan.errors import ConfigError
 from sampan.horizontal.secure_inputs import evaluation_from_vector
 from sampan.metrics import ScoreHistogram
+from sampan.privacy.mods import EVALUATION_FRAC_BITS, evaluation_scale
 from sampan.privacy.secagg import SecAggAbort, SecAggParams, SecAggServer, choose_neighbours, decode_vector
 from sampan.privacy.wrappers import SecAggCollection, StageCall, UpdateSum
 from sampan.wire import Message
@@ -34,7 +43,9 @@ __all__ = ["COORDINATOR", "DROPOUT_ERRORS", "EVAL_FRAC_BITS", "EVAL_MAX_ABS", "F
 
 COORDINATOR = "coordinator"
 # Evaluation sums (counts up to millions, score and loss sums) need a wider integer part than updates.
-EVAL_FRAC_BITS, EVAL_MAX_ABS = 12, 2.0**36
+EVAL_FRAC_BITS, EVAL_MAX_ABS = EVALUATION_FRAC_BITS, 2.0**36
+# An evaluation carried in a fit vector: (the round whose model it evaluated, histogram, loss sum, Brier sum, n).
+CarriedEvaluation = tuple[int, ScoreHistogram, float, float, int]
 
 
 class FederationError(ConfigError, RuntimeError):
@@ -112,17 +123,25 @@ class SecureRounds:
         return stage
 
     def _secure_round_sum(self, state: RunState, round_number: int, selected: list[str], train_cfg: dict[str, Any],
-                          replay: dict[str, Any] | None) -> UpdateSum:
-        """A training round's unmasked sum under SecAgg+: retried with the survivors while enough are left."""
+                          replay: dict[str, Any] | None, evaluate_bins: int | None = None,
+                          ) -> tuple[UpdateSum, CarriedEvaluation | None]:
+        """A training round's unmasked sum under SecAgg+: retried with the survivors while enough are left.
+
+        With `evaluate_bins` every party also evaluates the model it is sent (the one the round starts from)
+        and masks [fit | evaluation] as ONE vector: both parts are unmasked for one survivor set, in 5 exchanges."""
         assert self.secagg is not None
         n_params = state.params.size
+        length = n_params + 3 + (3 * evaluate_bins + 3 if evaluate_bins else 0)
         rows = self._party_rows(state)
         floor = self._secagg_floor()
         participants = list(selected)
         attempts: list[dict[str, Any]] = []
         if replay is not None:  # unmasked before a crash: apply it, never ask the parties again (see _store_sum)
             self._round_events.append(("secagg_round", {**replay["event"], "replayed": True}))
-            return _update_sum(np.asarray(replay["sum"], dtype=np.float64), n_params, list(replay["contributors"]))
+            vector = np.asarray(replay["sum"], dtype=np.float64)
+            carried = evaluate_bins if "evaluated_round" in replay["event"] else None  # as it was unmasked
+            frac_bits = int(replay["event"].get("frac_bits", self.secagg.frac_bits))
+            return _split_sum(vector, n_params, list(replay["contributors"]), round_number, carried, frac_bits)
         for attempt in range(self.secagg.max_retries + 1 if len(participants) >= floor else 0):
             label = self._secagg_label(f"round-{round_number}", attempt)
             if attempt > 0:  # a retry is a fresh release by every participant: charged write-ahead again
@@ -140,13 +159,15 @@ class SecureRounds:
                 fit_meta = {"model": state.model_config, "train": train_cfg, **dp_metas[party],
                             "seed": derive_seed(self.seed, "fit", round_number, party),
                             "secagg": {**meta, "total_rows": total_rows}}
+                if evaluate_bins:  # and the evaluation of the model it is sent, in the same vector
+                    fit_meta["evaluate"] = {"bins": evaluate_bins}
                 if dp3_settings is not None:
                     fit_meta["dp3"] = {**dp3_settings, "noise_parties": int(meta["noise_parties"])}
                 return kind, {"params": state.params, **state.scaler, **arrays}, fit_meta
 
             try:  # the graph depends on the round and the participants, not the attempt: parties lock a round's
                 # unmasking to one (survivor set, graph), so a retry over the same survivors must draw the same graph
-                server = SecAggServer(params, participants, n_params + 3, label,
+                server = SecAggServer(params, participants, length, label,
                                       derive_rng(self.seed, "secagg-graph", round_number, *participants),
                                       round_id=f"round-{round_number}")
                 total = SecAggCollection(server, "fit").collect(self._stage(round_number, build, failures))
@@ -165,9 +186,11 @@ class SecureRounds:
             summary = server.summary()
             summary["failed"] = {**summary["failed"], **failures}
             event = {"round": round_number, "attempt": attempt, "contributors": server.u3, **summary}
+            if evaluate_bins:
+                event.update(evaluated_round=round_number - 1, frac_bits=params.frac_bits)
             self._store_sum("secagg_round_sum", round_number, vector, server.u3, event)
             self._round_events.append(("secagg_round", event))
-            return _update_sum(vector, n_params, list(server.u3))
+            return _split_sum(vector, n_params, list(server.u3), round_number, evaluate_bins, params.frac_bits)
         raise self._secagg_failed(f"round {round_number}", attempts, len(participants))
 
     def _store_sum(self, key: str, step: int, vector: np.ndarray, contributors: list[str],
@@ -241,3 +264,14 @@ class SecureRounds:
 def _update_sum(vector: np.ndarray, n_params: int, contributors: list[str]) -> UpdateSum:
     """A round's unmasked sum [update, indicator, weighted loss, weight] as an `UpdateSum`."""
     return UpdateSum(vector[:n_params], float(vector[n_params]), float(vector[-2]), float(vector[-1]), contributors)
+
+
+def _split_sum(vector: np.ndarray, n_params: int, contributors: list[str], round_number: int,
+               evaluate_bins: int | None, frac_bits: int) -> tuple[UpdateSum, CarriedEvaluation | None]:
+    """A round's sum split into its fit part and, when it carried one, the evaluation of its incoming model."""
+    fit = _update_sum(vector[:n_params + 3], n_params, contributors)
+    if not evaluate_bins:
+        return fit, None
+    carried = vector[n_params + 3:] / evaluation_scale(frac_bits)
+    histogram, loss_sum, brier_sum, n = evaluation_from_vector(carried, evaluate_bins)
+    return fit, (round_number - 1, histogram, loss_sum, brier_sum, n)

@@ -239,7 +239,13 @@ class HorizontalWorkflow(SecureRounds, Workflow):
             # does not fit the durable ledger (so a crash loop ends in a budget stop, never in free releases)
             self.privacy.charge(self.privacy.planned_events(rows, selected, round_number))
         if self.secagg is not None:
-            total = self._secure_round_sum(state, round_number, selected, train_cfg, replay)
+            bins = self.privacy.evaluation_bins if self._carries_evaluation(round_number) else None
+            total, carried = self._secure_round_sum(state, round_number, selected, train_cfg, replay, bins)
+            if carried is not None:  # the evaluation of the model this round started from, same survivor set
+                evaluated, histogram, loss_sum, brier_sum, n = carried
+                self._round_events.append(("secagg_evaluation", {
+                    "round": evaluated, "carried_by_round": round_number, "contributors": total.contributors,
+                    "metrics": histogram_metrics(histogram, loss_sum, brier_sum, n)}))
             contributors = total.contributors
             aggregation = self._aggregation(round_number, contributors, rows)
             aggregation.add_sum(total)
@@ -254,6 +260,14 @@ class HorizontalWorkflow(SecureRounds, Workflow):
             state.dp3_clip = aggregation.dp3.clip
         state.ledger_json = self.privacy.ledger_json()
         return self.strategy.apply(state.params, mean_update), contributors, train_loss
+
+    def _carries_evaluation(self, round_number: int) -> bool:
+        """Under SecAgg without DP, round r's fit vector carries the evaluation of model r-1 when that model is
+        due one (every `eval_every` rounds): one SecAgg instance per round instead of two. The final model is
+        evaluated by its own instance after the last round; under DP only that one evaluation happens."""
+        previous = round_number - 1
+        return (self.secagg is not None and self.privacy.evaluates_every_round and previous >= 1
+                and previous % self.config.run.eval_every == 0)
 
     def _collect_in_clear(self, state: RunState, round_number: int, selected: list[str], train_cfg: dict[str, Any],
                           rows: dict[str, int], aggregation: UpdateAggregation) -> float:
@@ -365,7 +379,8 @@ class HorizontalWorkflow(SecureRounds, Workflow):
             party_metrics: dict[str, dict[str, Any]] = {}
             # under DP, evaluation runs once, at the end, on the released model (holdout rows are outside
             # the DP unit; the receipt says so): no per-round evaluation release, no training loss
-            if round_number == total or (self.privacy.evaluates_every_round
+            # under SecAgg a due evaluation rides on the next round's fit vector (`_carries_evaluation`)
+            if round_number == total or (self.privacy.evaluates_every_round and self.secagg is None
                                          and round_number % self.config.run.eval_every == 0):
                 global_metrics, party_metrics, histogram = self.evaluate(state, round_number)
             seconds = time.perf_counter() - started

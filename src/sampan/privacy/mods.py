@@ -17,7 +17,10 @@ handlers and decide, per request, what may leave the party and in which form:
   DP-SGD diagnostics, no exact indicator bit unless adaptive clipping charges it).
 - `dp_evaluation_mod`: under DP an evaluation is a function of the per-bin label counts only.
 - `secagg_mod`: the SecAgg+ client: a `fit`/`evaluate` reply becomes one masked vector
-  (`sampan.privacy.secagg`); `secagg_handlers` answer the protocol's own stages.
+  (`sampan.privacy.secagg`); `secagg_handlers` answer the protocol's own stages. A secure `fit` that carries
+  ``evaluate`` (no DP only) also evaluates the model it receives, before training, and masks both in ONE
+  vector [fit | evaluation]: one SecAgg instance per round, and the evaluation is admitted, digested and
+  locked exactly as a separate `evaluate` of that model would be (`evaluation_request`).
 
 What each role learns: the coordinator learns only what these mods let through (listed per message
 kind in the protocol's docstring and in `sampan.wire.catalogue`); other parties learn nothing from them.
@@ -46,7 +49,12 @@ from sampan.privacy.mechanisms import GaussianMechanism
 from sampan.privacy.party_policy import PartyPrivacyPolicy, PolicyRefused
 from sampan.wire import Message
 
-__all__ = ["PartyDPState", "dp1_moments", "hidden_indicator", "privacy_mods", "request_digest", "secagg_handlers"]
+__all__ = ["EVALUATION_FRAC_BITS", "PartyDPState", "dp1_moments", "evaluation_request", "evaluation_scale",
+           "hidden_indicator", "privacy_mods", "request_digest", "secagg_handlers"]
+
+# The evaluation part of a [fit | evaluation] vector keeps this many fraction bits whatever the fit's frac_bits
+# (counts up to millions need a wide integer part): it is scaled by `evaluation_scale` before encoding.
+EVALUATION_FRAC_BITS = 12
 
 # trainer(model, params, X, y, cfg, anchor) -> (TrainResult, extra reply meta): how DP2 replaces local training
 FitWith = Callable[[Message, Callable[..., tuple[Any, dict[str, Any]]]], Message]
@@ -154,6 +162,8 @@ def policy_mod(state: PartyDPState) -> Mod:
                 state.policy.admit_stats(state.name, msg.meta, dp_run=state.under_dp(msg.run_id))
         elif msg.kind == "fit":
             _admit_fit(state, msg)
+            if "evaluate" in msg.meta:  # the evaluation it carries: the rules of a separate `evaluate`
+                msg = _with_meta(msg, {**msg.meta, "evaluate": {"bins": _admit_carried_evaluation(state, msg)}})
         elif msg.kind == "evaluate":
             msg = _with_meta(msg, {**msg.meta, "bins": _admit_evaluate(state, msg)})
         return inner(msg)
@@ -179,6 +189,31 @@ def _admit_fit(state: PartyDPState, msg: Message) -> None:
         state.dp_runs.add(msg.run_id)
     if levels:
         state.dp_fit.setdefault(msg.run_id, levels)
+
+
+def evaluation_request(msg: Message) -> Message:
+    """The `evaluate` request a `fit` with ``evaluate`` carries: same model, scaler, model config and SecAgg
+    attempt, so it digests (and is locked) exactly like a separate evaluation of that model."""
+    arrays = {k: v for k, v in msg.arrays.items() if k in ("params", "mean", "scale")}
+    meta = {"model": msg.meta.get("model"), "bins": (msg.meta.get("evaluate") or {}).get("bins", DEFAULT_BINS),
+            "secagg": msg.meta.get("secagg")}
+    return Message(msg.run_id, msg.step, msg.sender, msg.recipient, "evaluate", arrays=arrays, meta=meta)
+
+
+def evaluation_scale(frac_bits: int) -> float:
+    """The factor on the evaluation part of a [fit | evaluation] vector (`EVALUATION_FRAC_BITS` kept)."""
+    return 2.0 ** (EVALUATION_FRAC_BITS - int(frac_bits))
+
+
+def _admit_carried_evaluation(state: PartyDPState, msg: Message) -> int:
+    """A `fit` may carry the evaluation of its model only under SecAgg and without DP: under DP the run's one
+    evaluation is of the released model, after the last round, in its own request (and exact evaluations in
+    clear gain nothing from riding on a fit)."""
+    if "secagg" not in msg.meta or state.private(msg) or state.under_dp(msg.run_id):
+        raise PolicyRefused(f"party {state.name!r} refuses a 'fit' that carries an evaluation in run {msg.run_id!r}"
+                            ": only a secure (SecAgg) fit without DP may; under DP the one evaluation is of the "
+                            "released model, in its own request")
+    return _admit_evaluate(state, evaluation_request(msg))
 
 
 def _admit_evaluate(state: PartyDPState, msg: Message) -> int:
@@ -338,9 +373,11 @@ def dp_evaluation_mod(state: PartyDPState) -> Mod:
 
 
 # --- secure aggregation (client) --------------------------------------------------------------------
-def secagg_mod(state: PartyDPState, client: Callable[[], Any], vectorize: Vectorize) -> Mod:
+def secagg_mod(state: PartyDPState, client: Callable[[], Any], vectorize: Vectorize,
+               evaluate: Handler | None = None) -> Mod:
     """SecAgg+ client: a `fit`/`evaluate` request that carries ``secagg`` is answered with one masked vector
-    (uniformly random to the coordinator); ``vectorize`` says what the protocol sums from the handler's reply."""
+    (uniformly random to the coordinator); ``vectorize`` says what the protocol sums from the handler's reply,
+    ``evaluate`` (the party's evaluation, inner mods included) answers the evaluation a `fit` may carry."""
     def mod(msg: Message, inner: Handler) -> Message:
         if msg.kind not in ("fit", "evaluate") or "secagg" not in msg.meta:
             return inner(msg)
@@ -351,8 +388,24 @@ def secagg_mod(state: PartyDPState, client: Callable[[], Any], vectorize: Vector
         private = state.private(msg)
         public = state.public_rows(msg) if private and msg.kind == "fit" else None
         vector, content, shares = vectorize(msg.kind, msg, reply, private, public)
+        bases, contents = [request_digest(msg.kind, msg)], [content] if content is not None else []
+        if msg.kind == "fit" and "evaluate" in msg.meta:  # admitted by policy_mod (SecAgg, no DP)
+            if evaluate is None:
+                raise PolicyRefused(f"party {state.name!r} cannot evaluate inside a 'fit' (no evaluation handler)")
+            evaluation = evaluation_request(msg)  # the model it received, evaluated on its holdout
+            answer = evaluate(evaluation)
+            if answer.is_error:
+                return answer
+            part, part_content, _ = vectorize("evaluate", evaluation, answer, False, None)
+            part_content = part_content if part_content is not None else np.asarray(part, np.float64).tobytes()
+            vector = np.concatenate([vector, np.asarray(part, np.float64)
+                                     * evaluation_scale(msg.meta["secagg"]["frac_bits"])])
+            # the evaluation is locked as a separate `evaluate` of this model would be: its model digest and its
+            # content are bound to this U3 too, so neither part is unmasked for another survivor set
+            bases.append(request_digest("evaluate", evaluation))
+            contents.append(b"evaluation|" + part_content)
         masked = secagg.respond_masked(msg.arrays, msg.meta["secagg"], vector, run_id=msg.run_id,
-                                       basis=request_digest(msg.kind, msg), noise_parties=shares, content=content)
+                                       basis=bases, noise_parties=shares, content=contents)
         return msg.reply(reply.kind, arrays={"masked": masked}, meta={"secagg": msg.meta["secagg"]["label"]})
     return mod
 
@@ -372,7 +425,17 @@ def secagg_handlers(client: Callable[[], Any]) -> dict[str, Handler]:
 
 
 def privacy_mods(state: PartyDPState, *, fit_with: FitWith, secagg_client: Callable[[], Any],
-                 vectorize: Vectorize) -> list[Mod]:
-    """Every party-side privacy mod, outermost first (the order is part of the guarantee)."""
-    return [policy_mod(state), release_mod(state), secagg_mod(state, secagg_client, vectorize),
-            dp_evaluation_mod(state), dp3_mod(), dp2_mod(state, fit_with), dp1_mod(state)]
+                 vectorize: Vectorize, evaluate_with: Handler | None = None) -> list[Mod]:
+    """Every party-side privacy mod, outermost first (the order is part of the guarantee). ``evaluate_with``:
+    the party's exact `evaluate` handler, for the evaluation a secure `fit` carries (wrapped here in the mods
+    inside SecAgg, as a separate `evaluate` would be; admission is `policy_mod`'s, on the `fit`)."""
+    inside = [dp_evaluation_mod(state), dp3_mod(), dp2_mod(state, fit_with), dp1_mod(state)]
+    evaluate = _composed(inside, evaluate_with) if evaluate_with is not None else None
+    return [policy_mod(state), release_mod(state), secagg_mod(state, secagg_client, vectorize, evaluate), *inside]
+
+
+def _composed(mods: list[Mod], handler: Handler) -> Handler:
+    """``handler`` with ``mods`` around it, the first outermost."""
+    for mod in reversed(mods):
+        handler = (lambda m, h: lambda msg: m(msg, h))(mod, handler)
+    return handler

@@ -158,7 +158,8 @@ def horizontal_catalogue(s: Setup) -> dict[str, MessageSpec]:
                  if s.dp2 else _clear("meta.dp3_indicator", "DP3 clip indicator (adaptive clipping)"))
     if s.secagg:
         specs.append(MessageSpec("fit_result", "party", (
-            Field("arrays.masked", "random", what="masked [update, indicator, weighted loss, weight]"),
+            Field("arrays.masked", "random", what="masked [update, indicator, weighted loss, weight] (and, on "
+                  "evaluated rounds without DP, the evaluation of the round's incoming model: see 'evaluation')"),
             Field("meta.secagg", "random", what="attempt label (a run nonce)"))))
         dp3_mechs = ("DP3", *(("DP2",) if s.dp2 else ()), *count)
         if s.dp3 is not None:
@@ -246,7 +247,7 @@ def horizontal_catalogue(s: Setup) -> dict[str, MessageSpec]:
             params, *scaler, *request_secagg, Field("meta.model.*", "public"), Field("meta.train.*", "public"),
             Field("meta.seed", "public"), Field("meta.dp2.*", "public", what="DP-SGD settings"), dp3_settings,
             Field("meta.public_rows", "charged", count, what="the party's own released row count"), secagg_label,
-            secagg_meta)),
+            secagg_meta, Field("meta.evaluate.*", "public", what="bins of the evaluation a secure fit carries"))),
         MessageSpec("evaluate", "coordinator", (params, *scaler, *request_secagg, Field("meta.model.*", "public"),
                                                 Field("meta.bins", "public"), secagg_label, secagg_meta)),
         *(MessageSpec(k, "coordinator", (Field("arrays.*", "random", what="keys, signatures, shares relayed"),

@@ -108,8 +108,8 @@ class SecAggClient(UnmaskingSteps):
     @_serialised
     def masked_input(self, run_id: str, label: str, own: Mapping[str, np.ndarray], vector: np.ndarray,
                      params: SecAggParams, bundles: Mapping[str, _Bundle], *, round_id: str | None = None,
-                     basis: str | None = None, noise_parties: int | None = None,
-                     content: bytes | None = None) -> np.ndarray:
+                     basis: str | Sequence[str] | None = None, noise_parties: int | None = None,
+                     content: bytes | Sequence[bytes] | None = None) -> np.ndarray:
         """y = encode(x) + PRG(b) + Σ sign·PRG(s_uv) over the neighbours that shared keys; once per label.
 
         `round_id` (the coordinator's name for the round, signed with U3) and `basis` (the caller's digest of
@@ -121,7 +121,9 @@ class SecAggClient(UnmaskingSteps):
         The encoded vector it masks (and `content`, the caller's bytes of what the vector holds before any
         public scaling, e.g. an update before its n/N weight) is also bound, through `vector:` locks named by
         an HMAC under the party's lock key, to the first U3 it is unmasked for, in any round, model or run:
-        the same input under a new round name, model digest or run id is not unmasked for another U3."""
+        the same input under a new round name, model digest or run id is not unmasked for another U3.
+        A vector that carries several inputs (a fit and the evaluation of the model it starts from) passes one
+        `basis` and one `content` per input: each is locked, so no part is unmasked for a second U3 on its own."""
         if label in self._answered:  # asked twice (a transport retry): the same answer, never a second sample
             return self._answered[label]
         record, s = self._record(run_id, label, own)
@@ -141,7 +143,9 @@ class SecAggClient(UnmaskingSteps):
                                f"{record.m_min} contributors the attempt is guaranteed (m_min): the sum would lack "
                                "noise")
         self._verify(run_id, label, bundles)
-        keys = _round_keys(run_id, round_id, basis)
+        bases = [basis] if isinstance(basis, str) else [str(b) for b in basis or []]
+        contents = [content] if isinstance(content, bytes) else [bytes(c) for c in content or []]
+        keys = _round_keys(run_id, round_id, None) + [k for b in bases for k in _round_keys(run_id, round_id, b)[1:]]
         rounds = [self.state.load_round(k) or RoundRecord(key=k) for k in keys]
         cached = {(r.vector, r.frac_bits, r.noise_parties) for r in rounds if r.vector is not None}
         if len(cached) > 1:
@@ -166,15 +170,15 @@ class SecAggClient(UnmaskingSteps):
         # cross-run locks of this very input (no run prefix, never deleted by close_run): the same vector (or the
         # same content under another public scaling) is unmasked for one U3 only, whatever it is called
         locks = [vector_key(self.state, f"encoded/{params.frac_bits}/{y.size}", y.tobytes())]
-        if content is not None:
-            locks.append(vector_key(self.state, "content", bytes(content)))
-        if basis:  # and the public model itself, whatever else the request says (review R11): inputs computed from
-            # one model under other settings (learning rate, bins, ...) can be known linear maps of each other
-            locks.append(model_key(self.state, basis))
+        locks += [vector_key(self.state, "content", c) for c in contents]
+        # and the public model itself, whatever else the request says (review R11): inputs computed from one
+        # model under other settings (learning rate, bins, ...) can be known linear maps of each other
+        locks += [model_key(self.state, b) for b in bases if b]
         for key in locks:
             if self.state.load_round(key) is None:
                 self.state.save_round(RoundRecord(key=key))
-        record.masked, record.round, record.basis, record.rounds = True, round_id, basis, keys + locks
+        record.masked, record.round, record.rounds = True, round_id, keys + locks
+        record.basis = "+".join(b for b in bases if b) or None  # signed with U3
         record.peers = sorted(bundles)
         record.noise_parties = max((x for x in (shares, noise_parties) if x is not None), default=None)
         self.state.save(record)  # before the masked input leaves
@@ -233,8 +237,8 @@ class SecAggClient(UnmaskingSteps):
         raise ValueError(f"not a secure aggregation step: {kind!r}")
 
     def respond_masked(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], vector: np.ndarray, *,
-                       run_id: str, basis: str | None = None, noise_parties: int | None = None,
-                       content: bytes | None = None) -> np.ndarray:
+                       run_id: str, basis: str | Sequence[str] | None = None, noise_parties: int | None = None,
+                       content: bytes | Sequence[bytes] | None = None) -> np.ndarray:
         """The masked-input step: `meta` is the request's secure-aggregation part, `vector` this party's input,
         `basis` the caller's digest of what `vector` is computed from, `noise_parties` the number of noise
         shares it carries, `content` the bytes of what it holds before public scaling (see `masked_input`)."""
