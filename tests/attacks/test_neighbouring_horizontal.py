@@ -45,7 +45,7 @@ from sampan.runtime.federation import build_party_apps
 from _horizontal_run import run_workflow
 from sampan.runtime.store import Store
 from sampan.transport.inprocess import InProcessTransport
-from sampan.privacy.mods import evaluation_scale
+from sampan.privacy.fit_evaluation import evaluation_scale
 from sampan.wire.catalogue import Setup, flatten, horizontal_catalogue
 
 FEATURES = ["x1", "x2", "x3", "x4"]

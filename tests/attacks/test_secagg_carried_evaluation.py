@@ -24,7 +24,7 @@ import pytest
 
 import sampan.privacy.secagg.server as secagg_server
 from sampan.metrics.histogram import DEFAULT_BINS
-from sampan.privacy.mods import evaluation_scale
+from sampan.privacy.fit_evaluation import evaluation_scale
 from sampan.privacy.secagg import SecAggAbort, SecAggParams, SecAggServer, decode_vector
 from sampan.wire import Message
 

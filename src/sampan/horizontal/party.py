@@ -52,9 +52,17 @@ loss, weight n/N] — which is uniformly random to the coordinator; under `[priv
 0 and the weight uses the released row count. The `secagg_*` steps disclose public keys signed with the
 party's certificate, sealed Shamir shares for neighbours, a signature over the survivor set, and, at
 unmasking, one share per neighbour (never both kinds for one neighbour, recorded before they leave).
+Without DP, a secure `fit` may carry ``evaluate``: the party first evaluates the model it was sent (the
+one the round starts from) on its holdout and masks [fit vector | evaluation vector] as ONE input, so a
+round is one SecAgg instance; the evaluation is admitted exactly like a separate `evaluate` of that model
+(default bins only, counted against `max_evaluations`), and the party locks BOTH model digests (fit and
+evaluate) of the vector to its first survivor set: neither part is unmasked for another set, by a retry,
+a replayed fit or a separate evaluation. Under DP a fit that carries an evaluation is refused (the one
+evaluation is of the released model, in its own request).
 
 What each role learns: the coordinator learns exactly the fields above (or, under SecAgg, their sum
-over the round's contributors); other parties learn nothing from these handlers.
+over the round's contributors: the summed update and, when the fit carried one, the summed evaluation of
+the round's incoming model, over the same survivor set); other parties learn nothing from these handlers.
 """
 
 from __future__ import annotations

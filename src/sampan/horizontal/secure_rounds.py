@@ -31,7 +31,7 @@ from sampan.core.transport import DROPOUT_ERRORS, exchange_settled
 from sampan.errors import ConfigError
 from sampan.horizontal.secure_inputs import evaluation_from_vector
 from sampan.metrics import ScoreHistogram
-from sampan.privacy.mods import EVALUATION_FRAC_BITS, evaluation_scale
+from sampan.privacy.fit_evaluation import EVALUATION_FRAC_BITS, evaluation_scale
 from sampan.privacy.secagg import SecAggAbort, SecAggParams, SecAggServer, choose_neighbours, decode_vector
 from sampan.privacy.wrappers import SecAggCollection, StageCall, UpdateSum
 from sampan.wire import Message

@@ -8,7 +8,12 @@ Progress events (``ctx.progress``): "run_started" {run_id, total_rounds, resumed
 The coordinator talks to parties only through a Transport and only ever holds the global model,
 one running aggregate and per-party scalars. With `[secure_aggregation]` on it holds less: each round
 runs the SecAgg+ steps (`sampan.privacy.secagg`) and the coordinator sees only the unmasked sum of
-the parties' updates, weights and losses; parties that fail mid-round are dropouts the protocol
+the parties' updates, weights and losses. A round is ONE SecAgg instance (5 exchanges, whatever the number
+of parties): without DP, a round whose incoming model is due an evaluation (every `eval_every` rounds)
+carries it in the same masked vector as the fit (`SecureRounds._secure_round_sum`), so round r reports
+the evaluation of model r-1 (audit event "secagg_evaluation" with "carried_by_round"); the final model,
+which no fit starts from, is evaluated by its own instance once per run (5 more). Under DP only that final
+evaluation happens, at DP_BINS; parties that fail mid-round are dropouts the protocol
 absorbs, and a round below the threshold is retried with the survivors under fresh keys (after an
 abort at unmasking, with the same survivor set: parties that revealed shares answer for no other). An
 unmasked sum is stored before anything else, so a crash before the round is saved resumes from it
@@ -28,9 +33,10 @@ rates and steps use that released count), DP1 statistics, and updates that are o
 (clipped un-noised updates only under central DP3, where it is the trusted role) — no training loss,
 positive rate or clipping statistics; the model is evaluated once, at the last round, on holdout rows,
 which are outside the DP unit. With secure aggregation, evaluation replies are summed under SecAgg+
-like updates, so no per-party histogram or metric reaches it; each run then starts from a model drawn
-from its seed (`INIT_JITTER`, drawn in every run), since a party unmasks one model for one survivor set
-only, in any run.
+like updates (inside the next round's fit vector, or, for the final model, on their own), so no per-party
+histogram or metric reaches it, and a model's update and evaluation are unmasked over the same survivor
+set only; each run then starts from a model drawn from its seed (`INIT_JITTER`, drawn in every run), since
+a party unmasks one model for one survivor set only, in any run.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ handlers and decide, per request, what may leave the party and in which form:
   (`sampan.privacy.secagg`); `secagg_handlers` answer the protocol's own stages. A secure `fit` that carries
   ``evaluate`` (no DP only) also evaluates the model it receives, before training, and masks both in ONE
   vector [fit | evaluation]: one SecAgg instance per round, and the evaluation is admitted, digested and
-  locked exactly as a separate `evaluate` of that model would be (`evaluation_request`).
+  locked exactly as a separate `evaluate` of that model would be (`sampan.privacy.fit_evaluation`).
 
 What each role learns: the coordinator learns only what these mods let through (listed per message
 kind in the protocol's docstring and in `sampan.wire.catalogue`); other parties learn nothing from them.
@@ -44,17 +44,13 @@ from sampan.metrics import ScoreHistogram
 from sampan.metrics.histogram import DEFAULT_BINS, DP_BINS, MAX_BINS
 from sampan.models import model_from_config
 from sampan.privacy.dp3 import party_release
+from sampan.privacy.fit_evaluation import evaluation_request, evaluation_scale
 from sampan.privacy.dpsgd import DPSGDConfig, dp_sgd_train
 from sampan.privacy.mechanisms import GaussianMechanism
 from sampan.privacy.party_policy import PartyPrivacyPolicy, PolicyRefused
 from sampan.wire import Message
 
-__all__ = ["EVALUATION_FRAC_BITS", "PartyDPState", "dp1_moments", "evaluation_request", "evaluation_scale",
-           "hidden_indicator", "privacy_mods", "request_digest", "secagg_handlers"]
-
-# The evaluation part of a [fit | evaluation] vector keeps this many fraction bits whatever the fit's frac_bits
-# (counts up to millions need a wide integer part): it is scaled by `evaluation_scale` before encoding.
-EVALUATION_FRAC_BITS = 12
+__all__ = ["PartyDPState", "dp1_moments", "hidden_indicator", "privacy_mods", "request_digest", "secagg_handlers"]
 
 # trainer(model, params, X, y, cfg, anchor) -> (TrainResult, extra reply meta): how DP2 replaces local training
 FitWith = Callable[[Message, Callable[..., tuple[Any, dict[str, Any]]]], Message]
@@ -161,9 +157,12 @@ def policy_mod(state: PartyDPState) -> Mod:
             else:  # exact statistics: refused under DP
                 state.policy.admit_stats(state.name, msg.meta, dp_run=state.under_dp(msg.run_id))
         elif msg.kind == "fit":
+            if "evaluate" in msg.meta:  # refused before the fit's admission charges anything (DP)
+                _check_carried_evaluation(state, msg)
             _admit_fit(state, msg)
             if "evaluate" in msg.meta:  # the evaluation it carries: the rules of a separate `evaluate`
-                msg = _with_meta(msg, {**msg.meta, "evaluate": {"bins": _admit_carried_evaluation(state, msg)}})
+                bins = _admit_evaluate(state, evaluation_request(msg))
+                msg = _with_meta(msg, {**msg.meta, "evaluate": {"bins": bins}})
         elif msg.kind == "evaluate":
             msg = _with_meta(msg, {**msg.meta, "bins": _admit_evaluate(state, msg)})
         return inner(msg)
@@ -191,21 +190,7 @@ def _admit_fit(state: PartyDPState, msg: Message) -> None:
         state.dp_fit.setdefault(msg.run_id, levels)
 
 
-def evaluation_request(msg: Message) -> Message:
-    """The `evaluate` request a `fit` with ``evaluate`` carries: same model, scaler, model config and SecAgg
-    attempt, so it digests (and is locked) exactly like a separate evaluation of that model."""
-    arrays = {k: v for k, v in msg.arrays.items() if k in ("params", "mean", "scale")}
-    meta = {"model": msg.meta.get("model"), "bins": (msg.meta.get("evaluate") or {}).get("bins", DEFAULT_BINS),
-            "secagg": msg.meta.get("secagg")}
-    return Message(msg.run_id, msg.step, msg.sender, msg.recipient, "evaluate", arrays=arrays, meta=meta)
-
-
-def evaluation_scale(frac_bits: int) -> float:
-    """The factor on the evaluation part of a [fit | evaluation] vector (`EVALUATION_FRAC_BITS` kept)."""
-    return 2.0 ** (EVALUATION_FRAC_BITS - int(frac_bits))
-
-
-def _admit_carried_evaluation(state: PartyDPState, msg: Message) -> int:
+def _check_carried_evaluation(state: PartyDPState, msg: Message) -> None:
     """A `fit` may carry the evaluation of its model only under SecAgg and without DP: under DP the run's one
     evaluation is of the released model, after the last round, in its own request (and exact evaluations in
     clear gain nothing from riding on a fit)."""
@@ -213,7 +198,6 @@ def _admit_carried_evaluation(state: PartyDPState, msg: Message) -> int:
         raise PolicyRefused(f"party {state.name!r} refuses a 'fit' that carries an evaluation in run {msg.run_id!r}"
                             ": only a secure (SecAgg) fit without DP may; under DP the one evaluation is of the "
                             "released model, in its own request")
-    return _admit_evaluate(state, evaluation_request(msg))
 
 
 def _admit_evaluate(state: PartyDPState, msg: Message) -> int:
