@@ -38,7 +38,9 @@ def test_a_vertical_party_does_not_hand_out_plaintext_residuals() -> None:
 
 @pytest.mark.parametrize("kind", ["plr.setup", "plr.forward", "plr.residual", "fit", "vertical.debug"])
 def test_a_deployed_party_refuses_kinds_outside_the_vertical_workflow(kind: str) -> None:
-    job = {"workflow": "vertical", "parties": ["bank", "payments"], "label_holder": "bank", "protections": []}
+    job = {"workflow": "vertical", "parties": ["bank", "payments"], "label_holder": "bank", "protections": [],
+           # every model announced (R12-VER-2: WOE/GBDT requests are answered only when the job announced them)
+           "vertical": {"models": ["lr", "scorecard", "gbdt"]}}
     with pytest.raises(JobRefused, match="not a request of the vertical workflow"):
         check_request(AllowSection(partners=["payments"]), "bank", kind, {}, job)
     for allowed in sorted(VERTICAL_KINDS):
