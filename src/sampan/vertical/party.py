@@ -26,24 +26,24 @@ certificates (public within the consortium), protocol roles and per-run public k
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
+from sampan.core.party import PartyApp
 from sampan.crypto.channel import PartyKeys, SealedChannels
 from sampan.crypto.identity import IdentityVerifier, PartyIdentity, SignedKeys, sign_keys, verify_keys
 from sampan.data.table import PartyData
 from sampan.privacy.party_policy import PartyPrivacyPolicy
-from sampan.core.party import PartyApp
-from sampan.vertical.model import LocalLinearPart, LocalScaler
 from sampan.vertical.gbdt import VerticalGBDTParty
+from sampan.vertical.lr_runs import DEFAULT_MAX_INSTANCES, LRRuns
+from sampan.vertical.model import LocalLinearPart, LocalScaler
+from sampan.vertical.party_parts import PartRecords
 from sampan.vertical.plain_lr import PlainVerticalLRParty
 from sampan.vertical.psi_party import PsiParty
 from sampan.vertical.rows import DEFAULT_MAX_EVALUATIONS, RowBook, RowRuleError, check_splits, fingerprint, per_run
-from sampan.vertical.party_parts import PartRecords
 from sampan.vertical.scoring import ScoringParty
-from sampan.vertical.lr_runs import DEFAULT_MAX_INSTANCES, LRRuns
 from sampan.vertical.secure_lr_party import SecureLRParty
 from sampan.vertical.woe import VerticalWoeParty
 from sampan.wire import Message
@@ -106,6 +106,8 @@ class VerticalParty:
         self.woe = VerticalWoeParty(self.name, self._aligned_raw_X, self._aligned_y, list(data.feature_names),
                                     self._channels, policy=self.policy, run_rows=self.run_rows)
         self.use_woe = False
+        # the WOE/raw choice of the open secure-LR instance, fixed at its vlr.setup (review R12-VER-3); None: none open
+        self.lr_woe: bool | None = None
         self.loaded_part: LocalLinearPart | None = None
         self.channel_run: str | None = None  # the run whose channels this party holds
         # its stages per run, finished parts, and what it releases for the report (`party_parts`)
@@ -118,7 +120,8 @@ class VerticalParty:
                                                                            "vertical.local_baseline"))
         self.psi.register(self.app)
         handlers = {**self.lr.handlers(), **self.scoring.handlers(), **self.gbdt.handlers(), **self.woe.handlers(),
-                    **self.records.handlers(), "vertical.use_woe": self.set_woe, "vlr.finish": self._finish_lr}
+                    **self.records.handlers(), "vertical.use_woe": self.set_woe, "vlr.setup": self._setup_lr,
+                    "vlr.finish": self._finish_lr}
         if with_baselines:
             handlers.update(PlainVerticalLRParty(self.name, self._aligned_X, self._aligned_y).handlers())
         for kind, handler in handlers.items():
@@ -130,7 +133,8 @@ class VerticalParty:
         bank's baseline; GBDT binds its own) use the dataset's pinned (training, validation) customers."""
         def handle(msg: Message) -> Message:
             if kind in _SPLIT_SETUPS and "train_rows" in msg.arrays and "val_rows" in msg.arrays:
-                n = len(self._aligned_rows() if self._aligned_rows() is not None else [])
+                aligned = self._aligned_rows()
+                n = len(aligned if aligned is not None else [])
                 train, val = check_splits(self.name, msg.arrays["train_rows"], msg.arrays["val_rows"], n)
                 self.run_rows(msg.run_id).bind_splits(kind, train, val, dealer=False)
             for key in ("train_rows", "val_rows"):
@@ -258,21 +262,39 @@ class VerticalParty:
         return self.woe.transform(X) if self.use_woe else X
 
     def set_woe(self, msg: Message) -> Message:
-        """Switch the secure LR's inputs between raw columns and this party's WOE-coded columns."""
-        self.use_woe = bool(msg.meta["on"])
-        if self.use_woe and self.woe.tables is None:
+        """Switch the secure LR's inputs between raw columns and this party's WOE-coded columns. Refused while a
+        secure-LR instance is open (review R12-VER-3): a part trained on raw columns filed as a scorecard would
+        let `vertical.summary` open its raw weights, so the choice is fixed at that instance's vlr.setup."""
+        on = bool(msg.meta["on"])
+        if self.lr_woe is not None and on != self.lr_woe:
+            raise ValueError(f"party {self.name!r}: refuses vertical.use_woe={on} while a secure-LR instance set up "
+                             f"with use_woe={self.lr_woe} is open (the choice is fixed at vlr.setup)")
+        if on and self.woe.tables is None:
             raise ValueError(f"party {self.name!r}: no WOE tables yet (run federated WOE binning first)")
+        self.use_woe = on
         self.lr.feature_names = ([t.feature for t in self.woe.tables or []] if self.use_woe
                                  else list(self.data.feature_names))
         return msg.reply("vertical.ack", meta={"features": len(self.lr.feature_names)})
 
+    def _setup_lr(self, msg: Message) -> Message:
+        """vlr.setup, fixing this instance's WOE/raw choice (its inputs are read here, once)."""
+        reply = self.lr.setup(msg)
+        if not reply.is_error:
+            self.lr_woe = self.use_woe
+        return reply
+
     def _finish_lr(self, msg: Message) -> Message:
-        """vlr.finish, plus the WOE coding when the part is a scorecard (it scores raw rows later)."""
+        """vlr.finish, plus the WOE coding when the part is a scorecard (it scores raw rows later). Filed as a
+        scorecard only when the instance was set up on WOE columns (the choice made at its vlr.setup)."""
+        with_woe = bool(self.lr_woe)
         reply = self.lr.finish(msg)
-        if self.use_woe and self.lr.part is not None:
+        if reply.is_error:
+            return reply
+        self.lr_woe = None
+        if with_woe and self.lr.part is not None:
             self.lr.part.woe, self.lr.part.columns = list(self.woe.tables or []), list(self.woe.columns)
-        if self.lr.part is not None and not reply.is_error:
-            self.records.keep_part(msg.run_id, "scorecard" if self.use_woe else "lr", self.lr.part)
+        if self.lr.part is not None:
+            self.records.keep_part(msg.run_id, "scorecard" if with_woe else "lr", self.lr.part)
         return reply
 
     def _aligned_y(self) -> np.ndarray | None:
