@@ -1,6 +1,7 @@
 """The `sampan` command line: one module per command group, one shared error path.
 
-    run.py       demo, run, audit, score, runs list|show|report   (training in this process, the run store)
+    run.py       demo, run, audit, score, runs list|show|report|status|cancel|attach
+                 (training in this process, the run store; a coordinator's runs)
     registry.py  models, audit-log                                (the model registry, the signed audit log)
     deploy.py    certs, coordinator, party, submit                (deployments: certificates, agents, runs)
     synth.py     synth                                            (DP synthetic tables)
