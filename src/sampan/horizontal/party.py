@@ -91,11 +91,32 @@ __all__ = ["HorizontalParty", "dp1_moments", "evaluation_from_vector", "evaluati
            "standardize"]
 
 
+def check_scaler(arrays: Mapping[str, np.ndarray], width: int) -> None:
+    """The scaler a request carries must be finite with a positive scale, one entry per feature (review
+    R12-HOR-6): a coordinator-chosen ``scale = 1e-308`` turns large feature values into ±inf. What the party
+    accepts: any such scaler, DP or not; it cannot check a scaler against the pooled DP1 release (the
+    coordinator derives it from every party's noised moments), so its DP guarantee does not rest on the scaler:
+    DP-SGD and DP3 map a non-finite per-example gradient or update to zero (`sampan.privacy.dpsgd.clipped_sum`,
+    `sampan.privacy.dp3.clip_update`). The check depends on the request only, never on the rows."""
+    if ("mean" in arrays) != ("scale" in arrays):
+        raise ValueError("the scaler needs both 'mean' and 'scale'")
+    if "mean" not in arrays:
+        return
+    mean, scale = np.asarray(arrays["mean"], dtype=np.float64), np.asarray(arrays["scale"], dtype=np.float64)
+    if mean.shape != (width,) or scale.shape != (width,):
+        raise ValueError(f"the scaler has shapes {mean.shape}/{scale.shape}; the rows have {width} features")
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
+        raise ValueError("the scaler must be finite with scale > 0 (a non-finite or non-positive scale would make "
+                         "features infinite)")
+
+
 def standardize(X: np.ndarray, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Apply the federation's scaler (sent by the coordinator) to local rows."""
+    """Apply the federation's scaler (sent by the coordinator, checked by `check_scaler`) to local rows."""
+    check_scaler(arrays, X.shape[1])
     if "mean" not in arrays:
         return X
-    return (X - arrays["mean"]) / arrays["scale"]
+    with np.errstate(over="ignore"):  # a tiny finite scale may still overflow a value: the DP paths zero it
+        return (X - arrays["mean"]) / arrays["scale"]
 
 
 class _ScaledCache:

@@ -59,11 +59,43 @@ class DPSGDResult:
 
 
 def clip_rows(grads: np.ndarray, max_norm: float) -> tuple[np.ndarray, int]:
-    """Scale each row to L2 norm <= max_norm (in place); returns the array and how many were clipped."""
-    norms = np.sqrt(np.einsum("ij,ij->i", grads, grads))
+    """Scale each row to L2 norm <= max_norm (in place); returns the array and how many were clipped.
+
+    A row with a non-finite entry (a NaN or infinite gradient, e.g. from an infinite feature) becomes zero and
+    counts as clipped (review R12-HOR-6): NaN cannot be clipped, and a NaN that survived into the noised sum would
+    tell whether such a row exists. Zero is inside the clipping ball, so the sensitivity stays max_norm. A finite
+    row whose norm overflows is scaled by its largest entry first, so it is clipped, not zeroed by inf."""
+    bad = ~np.all(np.isfinite(grads), axis=1)
+    grads[bad] = 0.0
+    peak = np.max(np.abs(grads), axis=1) if grads.size else np.zeros(len(grads))
+    safe = np.where(peak > 0, peak, 1.0)
+    unit = grads / safe[:, None]
+    norms = safe * np.sqrt(np.einsum("ij,ij->i", unit, unit))
     factors = np.minimum(1.0, max_norm / np.maximum(norms, 1e-12))
     grads *= factors[:, None]
-    return grads, int(np.count_nonzero(factors < 1.0))
+    return grads, int(np.count_nonzero(factors < 1.0) + np.count_nonzero(bad))  # a zeroed row has factor 1
+
+
+def clipped_sum(model: Model, params: np.ndarray, X: np.ndarray, y: np.ndarray,
+                max_norm: float) -> tuple[np.ndarray, int, float]:
+    """Σ of per-example gradients clipped to `max_norm`, each non-finite one mapped to zero (review R12-HOR-6).
+
+    The model's ghost clipping gives Σ_i clip(g_i) in one pass. A NaN or infinite example (a coordinator-chosen
+    scaler or global model can make features or logits infinite) makes that sum non-finite; then each example
+    is clipped on its own by the same ghost computation and a non-finite one contributes zero (counted as
+    clipped). Every example's contribution is thus a fixed function of that example alone, inside the
+    max_norm ball, whichever path ran: the sensitivity stays max_norm, and no NaN tells that such a row exists."""
+    with np.errstate(all="ignore"):
+        summed, clipped, loss = model.clipped_grad_sum(params, X, y, max_norm)
+        if np.all(np.isfinite(summed)):
+            return summed, clipped, loss
+        summed, clipped = np.zeros_like(summed), 0
+        for i in range(len(X)):  # only a batch holding a non-finite example gets here
+            part, k, _ = model.clipped_grad_sum(params, X[i:i + 1], y[i:i + 1], max_norm)
+            finite = bool(np.all(np.isfinite(part)))
+            summed += part if finite else 0.0
+            clipped += k if finite else 1
+    return summed, clipped, loss  # the loss never leaves under DP (`release_mod`)
 
 
 def poisson_sample(rng: np.random.Generator, n: int, q: float, size: int | None = None) -> np.ndarray:
@@ -123,7 +155,7 @@ def dp_sgd_train(
     for step in range(steps):
         idx = poisson_sample(sampling_rng, n, q, size=int(sizes[step]))
         if idx.size:
-            summed, k, batch_loss = model.clipped_grad_sum(params, X[idx], y[idx], dp.max_grad_norm)
+            summed, k, batch_loss = clipped_sum(model, params, X[idx], y[idx], dp.max_grad_norm)
             clipped += k
             sampled += idx.size
             loss_sum += batch_loss

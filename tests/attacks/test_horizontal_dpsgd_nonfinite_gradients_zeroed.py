@@ -41,8 +41,6 @@ def _fit(X: np.ndarray, y: np.ndarray, run: str) -> Message:
                                     "dp2": {"noise_multiplier": 1.0, "max_grad_norm": 1.0}}))
 
 
-@pytest.mark.xfail(strict=True, reason="R12-HOR-6: coordinator scaler makes a row's features inf; DP-SGD output is "
-                                       "NaN iff such a row exists (clipping does not bound NaN): uncharged bit")
 def test_dp_sgd_release_does_not_reveal_one_record() -> None:
     rng = np.random.default_rng(4)
     X = rng.uniform(-1.5, 1.5, size=(50, 3))
@@ -52,3 +50,33 @@ def test_dp_sgd_release_does_not_reveal_one_record() -> None:
     assert not base.is_error and not neighbour.is_error, (base.meta, neighbour.meta)
     finite = bool(np.all(np.isfinite(base.arrays["update"]))), bool(np.all(np.isfinite(neighbour.arrays["update"])))
     assert finite[0] == finite[1], f"DP-SGD output finite for D: {finite[0]}, for D + one record: {finite[1]}"
+
+
+def test_clipped_sum_zeroes_each_non_finite_example_alone() -> None:
+    """Each example's contribution is a function of that example only: a NaN example adds zero (counted as
+    clipped), the others are clipped exactly as the one-pass ghost clipping clips them."""
+    from sampan.models import model_from_config
+    from sampan.privacy.dpsgd import clip_rows, clipped_sum
+
+    model = model_from_config({"kind": "logistic", "n_features": 3})
+    rng = np.random.default_rng(0)
+    X, y, params = rng.normal(size=(20, 3)) * 5, (rng.random(20) < .5).astype(float), rng.normal(size=4)
+    clean, k_clean, _ = clipped_sum(model, params, X, y, 1.0)
+    dirty, k_dirty, _ = clipped_sum(model, params, np.vstack([X, [[np.inf, 0, 0]]]), np.r_[y, 1.0], 1.0)
+    assert np.all(np.isfinite(dirty)) and np.allclose(clean, dirty) and k_dirty == k_clean + 1
+    rows, clipped = clip_rows(np.array([[np.nan, 1.0], [3.0, 4.0], [1e300, 1e300], [0.1, 0.0]]), 1.0)
+    assert np.all(np.isfinite(rows)) and np.all(np.linalg.norm(rows, axis=1) <= 1.0 + 1e-12) and clipped == 3
+
+
+def test_party_refuses_a_non_finite_or_non_positive_scaler() -> None:
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(30, 3)), (rng.random(30) < .5).astype(np.int8)
+    data = PartyData(party="bank", ids=np.array([f"r{i}" for i in range(30)], dtype=object), X=X, y=y,
+                     feature_names=FEATURES)
+    app = HORIZONTAL.party_app(PartySetup("bank", (data, data), {"workflow": "horizontal", "model": "logistic"}))
+    for scale in (np.zeros(3), np.full(3, -1.0), np.full(3, np.inf), np.full(3, np.nan)):
+        reply = app.handle(Message("run-s", 1, "coordinator", "bank", "fit",
+                                   arrays={"params": np.zeros(4), "mean": np.zeros(3), "scale": scale},
+                                   meta={"model": {"kind": "logistic", "n_features": 3}, "seed": 0,
+                                         "train": {"epochs": 1, "batch_size": 8, "learning_rate": 0.1}}))
+        assert reply.is_error and "scaler" in str(reply.meta), (scale, reply.meta)
