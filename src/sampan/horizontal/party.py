@@ -80,7 +80,7 @@ from sampan.horizontal.gbdt import GBDT_KIND, predict_gbdt_payload
 from sampan.metrics import ScoreHistogram, binary_metrics
 from sampan.metrics.histogram import DEFAULT_BINS, MAX_BINS
 from sampan.models import Model, model_from_config
-from sampan.models.local_training import TrainConfig, train
+from sampan.models.local_training import TrainConfig, checked_train_config, train
 from sampan.horizontal.secure_inputs import evaluation_from_vector, evaluation_vector, secagg_vector
 from sampan.privacy.mods import PartyDPState, clipped_moments, dp1_moments, privacy_mods, secagg_handlers
 from sampan.privacy.party_policy import PartyPrivacyPolicy
@@ -230,7 +230,7 @@ class HorizontalParty:
     def _fit_with(self, msg: Message, trainer: Callable[..., tuple[Any, dict[str, Any]]]) -> Message:
         """Local training of the global model by ``trainer``; the reply holds the delta, n and the mean loss."""
         model = self._model(msg.meta["model"])
-        cfg = TrainConfig(**msg.meta["train"])
+        cfg = checked_train_config(msg.meta["train"])
         X = self._scaled.get("train", self.train_data.X, msg.arrays)
         y = self.train_data.y
         assert y is not None

@@ -6,8 +6,10 @@ comparison measures federation, not two different optimisers.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Mapping
 
 import numpy as np
 
@@ -26,6 +28,14 @@ class TrainConfig:
     max_steps: int | None = None  # FedAvg's K: stop after this many minibatches (less client drift)
 
     def __post_init__(self) -> None:
+        reals = {"learning_rate": self.learning_rate, "momentum": self.momentum, "l2": self.l2,
+                 "proximal_mu": self.proximal_mu}
+        for name, value in reals.items():  # a NaN passes every comparison below
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number (got {value!r})")
+        for name, count in (("epochs", self.epochs), ("batch_size", self.batch_size), ("max_steps", self.max_steps)):
+            if count is not None and (isinstance(count, bool) or not isinstance(count, numbers.Integral)):
+                raise ValueError(f"{name} must be an integer (got {count!r})")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1 (got {self.epochs}, {self.batch_size})")
         if self.learning_rate <= 0:
@@ -36,6 +46,33 @@ class TrainConfig:
             raise ValueError(f"max_steps must be >= 1 when set (got {self.max_steps})")
         if self.l2 < 0 or self.proximal_mu < 0 or not 0 <= self.momentum < 1:
             raise ValueError("l2 and proximal_mu must be >= 0 and momentum in [0, 1)")
+
+
+# What a party trains with at a coordinator's request (`checked_train_config`): far above any useful setting,
+# far below what makes an exact update overflow on standardised rows (review R12-HOR-5).
+MAX_LEARNING_RATE = 100.0
+MAX_EPOCHS = 1000
+MAX_STEPS = 1_000_000
+MAX_PENALTY = 1e4  # l2, proximal_mu
+
+
+def checked_train_config(settings: Mapping[str, Any]) -> TrainConfig:
+    """The `TrainConfig` of a training request, refused (ValueError) when a setting is malformed, non-finite or
+    absurd. Checked from the request alone, before any row is touched: whether a party trains never depends on
+    its data (a learning rate of 1e308 would make the exact update overflow iff its gradient is large)."""
+    if not isinstance(settings, Mapping):
+        raise ValueError(f"training settings must be a table (got {type(settings).__name__})")
+    try:
+        config = TrainConfig(**settings)
+    except TypeError as exc:
+        raise ValueError(f"training settings {dict(settings)}: {exc}") from None
+    limits = [("learning_rate", config.learning_rate, MAX_LEARNING_RATE), ("epochs", config.epochs, MAX_EPOCHS),
+              ("max_steps", config.max_steps or 0, MAX_STEPS), ("l2", config.l2, MAX_PENALTY),
+              ("proximal_mu", config.proximal_mu, MAX_PENALTY)]
+    for name, value, limit in limits:
+        if value > limit:
+            raise ValueError(f"{name}={value!r} is above the {limit:g} a party trains with")
+    return config
 
 
 @dataclass(frozen=True)

@@ -129,11 +129,22 @@ def settings_noise_multiplier(settings: dict[str, Any]) -> float:
 
 
 def clip_update(update: np.ndarray, clip: float) -> tuple[np.ndarray, bool]:
-    """Party side: scale the delta to L2 norm <= clip; also say whether it was already within."""
-    norm = float(np.linalg.norm(update))
+    """Party side: scale the delta to L2 norm <= clip; also say whether it was already within.
+
+    A non-finite delta (the exact local update overflowed: a coordinator-chosen learning rate or scaler can make
+    that a function of the party's rows) becomes zero, counted as clipped (review R12-HOR-5): zero is inside the
+    clip ball, so the sum's sensitivity stays 2·clip, and no NaN reaches the noise, the SecAgg encoder or the
+    coordinator to tell the two cases apart. A finite delta whose norm overflows is scaled by its peak first."""
+    update = np.asarray(update, dtype=np.float64)
+    if not np.all(np.isfinite(update)):
+        return np.zeros_like(update), False
+    peak = float(np.max(np.abs(update))) if update.size else 0.0
+    if peak == 0.0:
+        return update, True
+    norm = peak * float(np.linalg.norm(update / peak))
     if norm <= clip:
         return update, True
-    return update * (clip / norm), False
+    return (update / peak) * (clip / (norm / peak)), False
 
 
 def party_release(update: np.ndarray, settings: dict[str, Any],

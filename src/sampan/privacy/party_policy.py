@@ -17,6 +17,9 @@ coordinator as that party's error):
   and `stats` without `dp1` refused (`requires_dp`); "DP" also makes `fit` without dp2 or dp3 refused
   (DP1 alone protects only the statistics: the update would leave exactly);
 - DP-SGD needs a released row count (`public_rows`): its rate and steps never depend on the exact n;
+- every `fit`'s training settings must be well-formed, finite and within `checked_train_config`'s bounds
+  (learning rate, epochs, steps): refused from the request alone, before any row is touched (review
+  R12-HOR-5: at a learning rate of 1e308 whether the exact update overflows is a function of the rows);
 - DP3: distributed mode needs secure aggregation in the request (the party adds only 1/√m of the noise;
   its SecAgg client refuses m above the m_min it shared with and unmasks only after m signers); central
   mode needs `trust_coordinator_for_central_dp3` (True by default for the in-process simulation, whose
@@ -52,7 +55,7 @@ from typing import Any
 
 from sampan.errors import PartyError
 from sampan.files import atomic_write_bytes
-from sampan.models.local_training import TrainConfig
+from sampan.models.local_training import checked_train_config
 from sampan.privacy.dp3 import settings_noise_multiplier
 from sampan.privacy.dpsgd import DPSGDConfig, planned_steps
 from sampan.privacy.ledger import AccountantKind, Budget, BudgetExceeded, Ledger, PrivacyEvent
@@ -177,6 +180,10 @@ class PartyPrivacyPolicy:
 
         `step` (the round) and `attempt` (e.g. the SecAgg label) key each charge: every release is its own event."""
         self._required(party, "fit", meta, ("DP2", "DP3"))
+        try:  # review R12-HOR-5: malformed, non-finite or absurd settings refused from the request alone
+            train = checked_train_config(meta.get("train") or {})
+        except ValueError as exc:
+            raise PolicyRefused(f"party {party!r} refuses 'fit' training settings: {exc}") from None
         if "DP" in self.required_levels and "dp2" not in meta and "dp3" not in meta:  # review R8-4
             raise PolicyRefused(f"party {party!r} refuses 'fit' without dp2 or dp3: its policy requires DP, and an "
                                 "update trained without DP-SGD or DP3 would leave exactly, uncharged")
@@ -192,7 +199,7 @@ class PartyPrivacyPolicy:
                                     "sampling rate and steps would depend on its exact row count")
             try:
                 dp = DPSGDConfig(**{**settings, "public_rows": meta.get("public_rows")})
-                steps, q = planned_steps(rows, TrainConfig(**meta["train"]), dp)
+                steps, q = planned_steps(rows, train, dp)
             except (TypeError, ValueError) as exc:
                 raise PolicyRefused(f"party {party!r} refuses dp2 settings {settings}: {exc}") from None
             events.append(PrivacyEvent(party=party, level="DP2", mechanism="subsampled_gaussian", noise_multiplier=z,

@@ -71,8 +71,6 @@ def _round(victim_rows: tuple[np.ndarray, np.ndarray], label: str) -> dict[str, 
     return dict(server.dropouts)
 
 
-@pytest.mark.xfail(strict=True, reason="R12-HOR-5: distributed DP3 leaks whether a party's exact local update "
-                                       "overflowed (NaN after clipping -> SecAgg error): an uncharged bit")
 def test_dp3_outcome_does_not_depend_on_one_record() -> None:
     rng = np.random.default_rng(9)
     X, y = rng.normal(size=(60, 3)), (rng.random(60) < .5).astype(np.int8)
@@ -81,3 +79,30 @@ def test_dp3_outcome_does_not_depend_on_one_record() -> None:
     with_row = _round(outlier, "run-b/round-1/attempt-0/x")
     assert ("bank_0" in without) == ("bank_0" in with_row), (
         f"neighbouring datasets told apart: dropouts {without} vs {with_row}")
+
+
+def test_dp3_release_of_a_non_finite_update_is_zero_counted_as_clipped() -> None:
+    """Whatever made the exact update overflow (a scaler, a learning rate within bounds, a huge row), the DP3
+    release is the clip of zero: finite, inside the clip ball, indicator 'clipped', in both modes."""
+    from sampan.privacy.dp3 import clip_update, party_release
+
+    for bad in (np.array([np.nan, 1.0, 0.0]), np.array([np.inf, -np.inf, 0.0])):
+        clipped, within = clip_update(bad, 1.0)
+        assert not within and np.all(clipped == 0.0)
+        for mode in ("central", "distributed"):
+            settings = {"clip": 1.0, "mode": mode, "parties": 3, "sum_sigma": 2.0, "count_sigma": 3.0}
+            update, indicator = party_release(bad, settings)
+            assert np.all(np.isfinite(update)) and np.isfinite(indicator)
+    clipped, within = clip_update(np.array([1e300, 1e300]), 1.0)  # a finite update whose norm overflows
+    assert not within and np.isclose(np.linalg.norm(clipped), 1.0)
+
+
+@pytest.mark.parametrize("train", [{"epochs": 1, "batch_size": 10, "learning_rate": 1e308},
+                                   {"epochs": 1, "batch_size": 10, "learning_rate": float("nan")},
+                                   {"epochs": 10**9, "batch_size": 10, "learning_rate": 0.1}])
+def test_absurd_training_settings_are_refused_before_any_row_is_touched(train) -> None:
+    from sampan.privacy.party_policy import PartyPrivacyPolicy, PolicyRefused
+
+    with pytest.raises(PolicyRefused, match="training settings"):
+        PartyPrivacyPolicy().admit_fit("bank_0", {"train": train, "dp3": {**DP3, "noise_parties": 3},
+                                                  "secagg": {}}, 60)
