@@ -53,7 +53,8 @@ def horizontal_party(setup: PartySetup) -> HorizontalParty:
         secagg = (SecAggClient(setup.name, identity=setup.identity, verifier=setup.verifier)
                   if setup.identity is not None else None)
     return HorizontalParty(setup.name, train, test, setup.policy, secagg=secagg, state_dir=setup.state_dir,
-                           max_evaluations=setup.options.get("max_evaluations"))
+                           max_evaluations=setup.options.get("max_evaluations"),
+                           trees=setup.job.get("model") == GBDT_KIND)
 
 
 def simulated_setups(config: Any, seed: int, workflow: str) -> dict[str, PartySetup]:

@@ -150,10 +150,12 @@ class HorizontalParty:
 
     def __init__(self, name: str, train_data: PartyData, test_data: PartyData,
                  policy: PartyPrivacyPolicy | None = None, *, secagg: SecAggClient | None = None,
-                 state_dir: str | os.PathLike[str] | None = None, max_evaluations: int | None = None) -> None:
+                 state_dir: str | os.PathLike[str] | None = None, max_evaluations: int | None = None,
+                 trees: bool = False) -> None:
         if len(train_data) == 0:
             raise ValueError(f"party {name!r} has no training rows")
         self.name, self.train_data, self.test_data = name, train_data, test_data
+        self.trees = trees  # a gbdt job: only then does `evaluate` score tree payloads (review R12-HOR-1)
         self._models: dict[str, Model] = {}
         self._scaled = _ScaledCache()
         # its DP memory: released counts and statistics, DP runs, the models it evaluated (a deployed party keeps
@@ -257,6 +259,9 @@ class HorizontalParty:
         X, y = self._scaled.get(part, data.X, msg.arrays), data.y
         assert y is not None
         if (msg.meta.get("model") or {}).get("kind") == GBDT_KIND:  # trees: bin edges + JSON (no scaler)
+            if not self.trees:
+                raise ValueError(f"party {self.name!r} refuses a gbdt evaluation outside a gbdt job (the job it "
+                                 "accepted trains no trees)")
             p = predict_gbdt_payload(msg.meta["model"], msg.arrays, data.X)
         else:
             p = self._model(msg.meta["model"]).predict_proba(msg.arrays["params"], X)

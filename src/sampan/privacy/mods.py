@@ -118,8 +118,14 @@ def _with_meta(msg: Message, meta: Mapping[str, Any]) -> Message:
     return Message(msg.run_id, msg.step, msg.sender, msg.recipient, msg.kind, dict(msg.arrays), dict(meta))
 
 
+# Every array a `fit`/`evaluate` handler computes from (review R12-HOR-1: a GBDT payload's split thresholds are in
+# ``edges``/``edge_counts``; outside the digest, a DP run's "one model" could be re-evaluated at any threshold).
+MODEL_ARRAYS = ("params", "mean", "scale", "edges", "edge_counts")
+
+
 def request_digest(kind: str, msg: Message) -> str:
-    """Digest of the public inputs a reply is computed from (global model, scaler, model config): SecAgg binds
+    """Digest of the public inputs a reply is computed from (global model, scaler, tree payload, model config:
+    `MODEL_ARRAYS`): SecAgg binds
     every attempt on one model to one survivor set (`SecAggClient.masked_input`), and under DP a party
     evaluates one model per run. Canonical, so that a request that computes the same thing digests alike
     (review R7-2): the model config as `model_from_config` rebuilds it, arrays as float64 with -0.0 read as
@@ -131,7 +137,7 @@ def request_digest(kind: str, msg: Message) -> str:
         pass  # the handler refuses it with a clear error; the digest only needs to be deterministic
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     arrays = {name: np.ascontiguousarray(np.asarray(msg.arrays[name], dtype=np.float64) + 0.0)
-              for name in ("params", "mean", "scale") if name in msg.arrays}
+              for name in MODEL_ARRAYS if name in msg.arrays}
     if "mean" in arrays and "scale" in arrays and not np.any(arrays["mean"]) and np.all(arrays["scale"] == 1.0):
         del arrays["mean"], arrays["scale"]
     for name, array in arrays.items():

@@ -14,7 +14,6 @@ Fix: digest every array of the request (or every array the handler reads), not a
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from sampan.core.capability import PartySetup
 from sampan.data import PartyData
@@ -42,22 +41,49 @@ def _stump(threshold: float) -> tuple[dict, dict]:
     return model, arrays
 
 
-@pytest.mark.xfail(strict=True, reason="R12-HOR-1: GBDT edges are outside request_digest: a DP party evaluates "
-                                       "many models (thresholds) in one DP run")
+def _evaluate_thresholds(app, run: str) -> list[int]:
+    below = []
+    for threshold in (-1.0, 0.0, 1.0):
+        model, arrays = _stump(threshold)
+        reply = app.handle(Message(run, 1, "coordinator", "bank", "evaluate", arrays=arrays, meta={"model": model}))
+        if reply.is_error:
+            break
+        h = ScoreHistogram.from_arrays(dict(reply.arrays))
+        below.append(int(h.pos[:50].sum() + h.neg[:50].sum()))  # rows scored ~0: x_0 <= threshold
+    return below
+
+
 def test_dp_party_evaluates_one_model_per_run_even_for_tree_payloads() -> None:
+    """In a gbdt job whose run is under DP (a DP row count was released), the second tree model (other edges)
+    of the run is refused: ``edges``/``edge_counts`` are in the digest."""
+    rng = np.random.default_rng(0)
+    train, test = _data("bank", 80, rng), _data("bank", 40, rng)
+    app = HORIZONTAL.party_app(PartySetup("bank", (train, test), {"workflow": "horizontal", "model": "gbdt"},
+                                          policy=PartyPrivacyPolicy()))
+    described = app.handle(Message("dp-run", 0, "coordinator", "bank", "describe",
+                                   meta={"dp_count": {"noise_multiplier": 1.0}}))
+    assert not described.is_error, described.meta
+    below = _evaluate_thresholds(app, "dp-run")
+    assert len(below) == 1, f"DP run answered {len(below)} distinct tree models: rows x_0<=t per t = {below}"
+
+
+def test_tree_payload_refused_outside_a_gbdt_job() -> None:
+    """The review's scenario: a DP party in a logistic job answers no tree payload at all."""
     rng = np.random.default_rng(0)
     train, test = _data("bank", 80, rng), _data("bank", 40, rng)
     policy = PartyPrivacyPolicy(required_levels=frozenset({"DP"}))
     app = HORIZONTAL.party_app(PartySetup("bank", (train, test), {"workflow": "horizontal", "model": "logistic"},
                                           policy=policy))
-    below = []
-    for threshold in (-1.0, 0.0, 1.0):
+    assert _evaluate_thresholds(app, "dp-run") == []
+
+
+def test_request_digest_covers_every_array_the_evaluation_reads() -> None:
+    from sampan.privacy.mods import request_digest
+
+    digests = set()
+    for threshold, counts in ((-1.0, [1, 1, 1]), (0.0, [1, 1, 1]), (0.0, [2, 1, 0])):
         model, arrays = _stump(threshold)
-        reply = app.handle(Message("dp-run", 1, "coordinator", "bank", "evaluate", arrays=arrays,
-                                   meta={"model": model}))
-        if reply.is_error:
-            break
-        h = ScoreHistogram.from_arrays(dict(reply.arrays))
-        below.append(int(h.pos[:50].sum() + h.neg[:50].sum()))  # rows scored ~0: x_0 <= threshold
-    # the defence: the second model (other edges) of the DP run is refused
-    assert len(below) == 1, f"DP run answered {len(below)} distinct tree models: rows x_0<=t per t = {below}"
+        arrays["edge_counts"] = np.array(counts, dtype=np.int64)
+        digests.add(request_digest("evaluate", Message("r", 1, "coordinator", "bank", "evaluate", arrays=arrays,
+                                                       meta={"model": model})))
+    assert len(digests) == 3
