@@ -11,8 +11,10 @@ keeps checking and charging its own ledger as well: the run ledger is the consor
 is its own.
 
 GBDT releases are charged as an upper bound fixed before training: every node of every tree
-(``n_trees x (2^max_depth - 1)``), which is never less than the nodes the bank will request. The
-parties' own accounts report the releases that actually happened.
+(``n_trees x (2^max_depth - 1)``), which is never less than the nodes the bank will request (the learner,
+`sampan.models.gbdt.boost`, requests the root and the smaller child of each split above the last level:
+at most ``2^(max_depth - 1)`` per tree; review R12-VER-7a). The parties' own accounts report the releases
+that actually happened.
 
 What each role learns from this module: nothing new (the plan uses only the job's settings and the
 parties' feature counts, which the job already declares).
@@ -21,7 +23,8 @@ parties' feature counts, which the job already declares).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from sampan.models.gbdt import GBDTParams
 from sampan.privacy.ledger import Budget, Ledger, PrivacyEvent
