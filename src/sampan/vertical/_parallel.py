@@ -22,7 +22,7 @@ import selectors
 import signal
 import struct
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["ParallelError", "default_workers", "map_ranges", "map_records", "INLINE_BELOW"]
 
@@ -165,9 +165,9 @@ def _collect(fds: list[int]) -> dict[int, bytes]:
         open_fds = len(fds)
         while open_fds:
             for key, _ in selector.select():
-                chunk = os.read(key.fd, _READ)  # type: ignore[arg-type]
+                chunk = os.read(key.fd, _READ)
                 if chunk:
-                    chunks[key.fd].append(chunk)  # type: ignore[index]
+                    chunks[key.fd].append(chunk)
                 else:
                     selector.unregister(key.fd)
                     open_fds -= 1

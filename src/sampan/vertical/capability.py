@@ -27,9 +27,10 @@ What each role learns: as in `sampan.vertical.workflow` (training) and `ScoringW
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from sampan.core.capability import PartySetup
 from sampan.core.party import PartyApp

@@ -99,7 +99,7 @@ class VerticalSection(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _label_holder(self) -> "VerticalSection":
+    def _label_holder(self) -> VerticalSection:
         names = [p.name for p in self.parties]
         if len(set(names)) != len(names):
             raise ValueError(f"party names must be unique, got {names}")
@@ -147,7 +147,8 @@ def is_vertical_config(path: str | Path) -> bool:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError):
         return False
-    run = data.get("run") if isinstance(data.get("run"), dict) else {}
+    run_section = data.get("run")
+    run = run_section if isinstance(run_section, dict) else {}
     return "vertical" in data if run.get("workflow") is None else run.get("workflow") == "vertical"
 
 

@@ -49,30 +49,53 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generator
+from typing import Any
 
 import numpy as np
 
+from sampan.crypto.channel import SealedChannels
+from sampan.crypto.dealer import DealerStream
 from sampan.models.gbdt import (
-    FeatureSlot, GBDTModel, GBDTParams, HistRequest, RouteRequest, SplitRequest, apply_bins, boost,
-    histogram, make_slots, quantile_bin_edges,
+    FeatureSlot,
+    GBDTModel,
+    GBDTParams,
+    HistRequest,
+    RouteRequest,
+    SplitRequest,
+    apply_bins,
+    boost,
+    histogram,
+    make_slots,
+    quantile_bin_edges,
 )
 from sampan.privacy.party_policy import PartyPrivacyPolicy
 from sampan.privacy.randomness import secure_generator
-from sampan.crypto.channel import SealedChannels
-from sampan.crypto.dealer import DealerStream
-from sampan.vertical.histograms import (
-    HistogramAccount, check_feature_totals, decode_sums, encode_values, flat_index, partner_level_sums, reported_sigma,
-    sealed_nonce, secret_permutation, sigma_label, tree_masks,
-)
-from sampan.vertical.rows import MIN_EVALUATION_ROWS, RunRows, check_splits, per_run
 from sampan.vertical.gbdt_coordinator import (
-    COVERS, NOT_COVERED, VerticalGBDTResult, gbdt_histogram_privacy, histogram_sensitivity2, score_vertical_gbdt,
+    COVERS,
+    NOT_COVERED,
+    VerticalGBDTResult,
+    gbdt_histogram_privacy,
+    histogram_sensitivity2,
+    score_vertical_gbdt,
     train_vertical_gbdt,
 )
 from sampan.vertical.gbdt_scoring import GBDTScoring
+from sampan.vertical.histograms import (
+    HistogramAccount,
+    check_feature_totals,
+    decode_sums,
+    encode_values,
+    flat_index,
+    partner_level_sums,
+    reported_sigma,
+    sealed_nonce,
+    secret_permutation,
+    sigma_label,
+    tree_masks,
+)
+from sampan.vertical.rows import MIN_EVALUATION_ROWS, RunRows, check_splits, per_run
 from sampan.vertical.secure_lr import receive
 from sampan.wire import Message
 
@@ -341,7 +364,8 @@ class VerticalGBDTParty(GBDTScoring):
         return msg.reply("vgb.request", out, {"kind": type(req).__name__, "partners": involved, "label": label,
                                               "tree": getattr(req, "tree_index", None)})
 
-    def _collect(self, st: _BankState, inbox: dict[tuple[str, str], np.ndarray], arrays: dict[str, np.ndarray]) -> Any:
+    def _collect(self, st: _BankState, inbox: dict[tuple[str, str], np.ndarray],
+                 arrays: Mapping[str, np.ndarray]) -> Any:
         req = st.request
         if isinstance(req, HistRequest):
             out: dict[int, dict[str, tuple[np.ndarray, np.ndarray]]] = {}

@@ -13,8 +13,9 @@ schedule, never a label, gradient or split.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -110,7 +111,8 @@ def train_vertical_gbdt(transport: Transport, run_id: str, bank: str, partners: 
     relay.wave(transport, [relay.request(bank, "vgb.start", {
         **rows, "dealer_seed": np.frombuffer(dealer.seeds[bank], dtype=np.uint8)},
         {"partners": partners, "slots": {p: slots[p] for p in partners}, "params": params.__dict__})])
-    waves, extra = 2, {}
+    waves = 2
+    extra: dict[str, np.ndarray] = {}
     n_train = len(train_rows)
     draws: dict[tuple[str, Any], np.ndarray] = {}
     releases = {p: 0 for p in partners}

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +41,18 @@ class GBDTScoring:
     _aligned_rows: Callable[[], np.ndarray | None] | None
     _run_rows: Callable[[str], Any]
     _y: Callable[[], np.ndarray | None]
+    feature_names: list[str]
+    _ids: np.ndarray | None
+    _X_full: np.ndarray | None
+    _y_full: np.ndarray | None
+    _index: dict[str, int] | None
+    _scoring: dict[str, tuple[np.ndarray, list[str], float]]
+
+    def _full_table(self) -> np.ndarray:
+        """The party's whole feature table (scoring reaches rows outside the aligned training set)."""
+        if self._X_full is None:
+            raise ValueError(f"party {self.name!r}: no full feature table to score applicants from")
+        return self._X_full
 
     def part_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """This party's part of the trained GBDT: its bin edges and thresholds (+ trees at the bank)."""
@@ -111,7 +124,7 @@ class GBDTScoring:
         known = rows >= 0
         bits = np.zeros((len(rows), len(keys)), dtype=np.uint8)
         if known.any() and keys:
-            bits[known] = self.decisions_for(self._X_full[rows[known]], keys)
+            bits[known] = self.decisions_for(self._full_table()[rows[known]], keys)
         return msg.reply("vgb.score_partial", {f"to:{bank}": self._channels().seal_arrays(bank, {
             "bits": bits, "keys": np.array(keys, dtype=np.int64).reshape(-1, 2), "missing": (~known).astype(np.uint8)})})
 
@@ -126,7 +139,7 @@ class GBDTScoring:
         assert model is not None
         rows, applicants, started = self._scoring.pop(str(msg.meta["request_id"]))
         partners = list(msg.meta["partners"])
-        bins = apply_bins(self._X_full[rows], self.edges)
+        bins = apply_bins(self._full_table()[rows], self.edges)
         partner_bits = {p: (inbox.pop((p, "bits")), {tuple(k): c for c, k in enumerate(inbox.pop((p, "keys")).tolist())},
                             inbox.pop((p, "missing")).astype(bool)) for p in partners}
         n = len(rows)
@@ -170,7 +183,7 @@ class GBDTScoring:
                     contrib[key] = contrib.get(key, 0.0) + delta
             reasons = sorted(({"source": "bank" if k != "partner data" else "partners (aggregated)", "feature": k,
                                "logit_contribution": float(v)} for k, v in contrib.items()),
-                             key=lambda r: -r["logit_contribution"])
+                             key=lambda r: -float(r["logit_contribution"]))
             out.append({"applicant": applicant, "probability_of_default": float(pd[i]), "score": float(points[i]),
                         "logit": float(raw[i]), "missing_at": [p for p in partners if partner_bits[p][2][i]],
                         "reasons": reasons[:5], "seconds": time.perf_counter() - started})

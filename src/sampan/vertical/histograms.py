@@ -68,8 +68,8 @@ from typing import Any
 
 import numpy as np
 
-from sampan.privacy.mechanisms import zcdp_epsilon
 from sampan.crypto.channel import prg_uint64
+from sampan.privacy.mechanisms import zcdp_epsilon
 
 log = logging.getLogger(__name__)
 

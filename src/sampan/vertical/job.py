@@ -8,8 +8,9 @@ rebuilds from its stored config (`VerticalJob.to_dict` / `job_of(mapping)`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from sampan.data.table import PartyData
 from sampan.models.gbdt import GBDTParams
@@ -40,6 +41,8 @@ class VerticalJob:
     source: dict[str, Any] = field(default_factory=dict)  # data binding of a simulation (e.g. the consortium)
     seed: int | None = None                  # the run's seed (None: a fresh one)
     report_dir: str | None = None            # where the runner writes the report (None: none)
+    test_fraction: float = 0.2               # [vertical] test_fraction / val_fraction: the aligned rows' split
+    val_fraction: float = 0.15               # (the first run on a dataset pins it in the parties' row books)
 
     @property
     def run(self) -> Any:
@@ -71,15 +74,16 @@ class VerticalJob:
         return {"vertical_job": out, **({"source": dict(self.source)} if self.source else {})}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "VerticalJob":
+    def from_dict(cls, data: Mapping[str, Any]) -> VerticalJob:
         d = dict(data["vertical_job"])
         return cls(name=str(d["name"]), label_holder=str(d["label_holder"]), partners=tuple(d["partners"]),
                    models=tuple(d["models"]), lr=VerticalLRConfig(**d["lr"]), gbdt=GBDTParams(**d["gbdt"]),
                    woe_dp_epsilon=d.get("woe_dp_epsilon"), woe_dp_delta=float(d.get("woe_dp_delta", 1e-5)),
                    gbdt_hist_noise=float(d.get("gbdt_hist_noise", 0.0)), applicants=tuple(d.get("applicants") or ()),
-                   budget=tuple(d["budget"]) if d.get("budget") else None,  # type: ignore[arg-type]
+                   budget=tuple(d["budget"]) if d.get("budget") else None,
                    source=dict(data.get("source") or d.get("source") or {}), seed=d.get("seed"),
-                   report_dir=d.get("report_dir"))
+                   report_dir=d.get("report_dir"), test_fraction=float(d.get("test_fraction", 0.2)),
+                   val_fraction=float(d.get("val_fraction", 0.15)))
 
 
 def _parsed(config: Mapping[str, Any]) -> Any:
@@ -117,7 +121,7 @@ def job_of(config: Any) -> VerticalJob:
     lr = section.to_lr_config() if hasattr(section, "to_lr_config") else config.lr_config()
     gbdt = section.gbdt_params() if hasattr(section, "gbdt_params") else config.gbdt_params()
     scorecard, gbdt_privacy = getattr(section, "scorecard", None), getattr(section, "gbdt_privacy", None)
-    binding = source.model_dump(mode="json") if hasattr(source, "model_dump") else {}
+    binding = source.model_dump(mode="json") if source is not None and hasattr(source, "model_dump") else {}
     if binding:
         binding.setdefault("seed", int(getattr(config.run, "seed", 0) or 0))
     return VerticalJob(
@@ -125,7 +129,8 @@ def job_of(config: Any) -> VerticalJob:
         models=tuple(section.models), lr=lr, gbdt=gbdt, woe_dp_epsilon=getattr(scorecard, "dp_epsilon", None),
         gbdt_hist_noise=float(getattr(gbdt_privacy, "hist_noise", 0.0) or 0.0),
         applicants=tuple(str(a) for a in getattr(section, "applicants", ()) or ()),
-        source=binding)
+        source=binding, test_fraction=float(getattr(section, "test_fraction", 0.2)),
+        val_fraction=float(getattr(section, "val_fraction", 0.15)))
 
 
 def load_tables(config: Any) -> dict[str, PartyData]:

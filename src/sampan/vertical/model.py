@@ -7,8 +7,9 @@ is all it ever contributes to a score, so this class is everything a party needs
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ class LocalScaler:
     scale: np.ndarray
 
     @classmethod
-    def fit(cls, X: np.ndarray) -> "LocalScaler":
+    def fit(cls, X: np.ndarray) -> LocalScaler:
         X = np.asarray(X, dtype=np.float64)
         mean = X.mean(axis=0) if len(X) else np.zeros(X.shape[1])
         scale = X.std(axis=0) if len(X) else np.ones(X.shape[1])
@@ -62,7 +63,7 @@ class LocalLinearPart:
         X_raw = np.atleast_2d(np.asarray(X_raw, dtype=np.float64))
         if self.woe is None or self.columns is None:
             return X_raw
-        return np.stack([t.transform(X_raw[:, j]) for t, j in zip(self.woe, self.columns)], axis=1)
+        return np.stack([t.transform(X_raw[:, j]) for t, j in zip(self.woe, self.columns, strict=False)], axis=1)
 
     def partial_logit(self, X_raw: np.ndarray) -> np.ndarray:
         """This party's additive contribution to the logit, clipped so the sum stays in range."""
@@ -91,8 +92,8 @@ class LocalLinearPart:
             share = 0.0
         else:
             share = constant / max(len(self.woe), 1)
-        for table, b in zip(self.woe, beta):
-            for label, w in zip(table.bin_labels(), table.woe):
+        for table, b in zip(self.woe, beta, strict=False):
+            for label, w in zip(table.bin_labels(), table.woe, strict=False):
                 rows.append({"party": self.party, "feature": table.feature, "bin": label, "woe": float(w),
                              "points": float(-scaling.factor * b * w + share)})
         return rows
@@ -107,14 +108,15 @@ class LocalLinearPart:
         return arrays, meta
 
     @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray], meta: Mapping[str, object]) -> "LocalLinearPart":
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> LocalLinearPart:
+        """Rebuild from `to_arrays`; `meta` is decoded JSON, hence Any."""
         extra = {k: v for k, v in meta.items()
                  if k not in ("party", "feature_names", "intercept", "logit_clip", "woe", "columns")}
-        woe = [WoeTable.from_dict(d) for d in meta["woe"]] if meta.get("woe") else None  # type: ignore[union-attr]
+        woe = [WoeTable.from_dict(d) for d in meta["woe"]] if meta.get("woe") else None
         return cls(
-            party=str(meta["party"]), feature_names=list(meta["feature_names"]),  # type: ignore[arg-type]
+            party=str(meta["party"]), feature_names=list(meta["feature_names"]),
             scaler=LocalScaler(np.asarray(arrays["mean"]), np.asarray(arrays["scale"])),
             weights=np.asarray(arrays["weights"], dtype=np.float64),
-            intercept=float(meta["intercept"]), logit_clip=float(meta["logit_clip"]),  # type: ignore[arg-type]
-            meta=extra, woe=woe, columns=list(meta["columns"]) if meta.get("columns") is not None else None,  # type: ignore[arg-type]
+            intercept=float(meta["intercept"]), logit_clip=float(meta["logit_clip"]),
+            meta=extra, woe=woe, columns=list(meta["columns"]) if meta.get("columns") is not None else None,
         )

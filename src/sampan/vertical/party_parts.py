@@ -14,14 +14,17 @@ What each role learns from these messages:
   rows; from each partner only its own scorecard rows (points per WOE bin of its own features). That is
   what the run report shows; nothing else of a party's model leaves.
 * ``vertical.save_model`` / ``vertical.load_model``: the coordinator learns the names and versions of
-  what each party registered in its own registry, never the arrays.
+  what each party registered in its own registry, never the arrays. Each part records the run's proved
+  label holder and parties; a part is loaded only in a run whose proved label holder is the same (review
+  R12-VER-5: a partner serving several banks never scores for one with its part of another's model).
 * ``score.save``: the coordinator learns how many scored applications the bank kept; the scores stay
   in the bank's registry (``<name>-scores:<bank>``), which only the bank (the CLI acting as the bank) reads.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from sampan.models.scorecard import ScoreScaling
 from sampan.vertical.model import LocalLinearPart
@@ -60,7 +63,7 @@ def scores_name(name: str, party: str) -> str:
 class PartRecords:
     """The run-level handlers of one `VerticalParty` (see the module docstring for what each reveals)."""
 
-    def __init__(self, party: "VerticalParty", registry: Any = None) -> None:
+    def __init__(self, party: VerticalParty, registry: Any = None) -> None:
         self.party = party
         self.registry = registry
         self.stages: dict[str, set[str]] = {}                       # run id -> stages this party holds
@@ -105,9 +108,22 @@ class PartRecords:
                              "part in")
         return self.registry
 
+    def _proved(self, run_id: str, what: str) -> tuple[str, list[str]]:
+        """This run's label holder and parties as the signed run keys proved them (never the coordinator's word)."""
+        channels = self.party.channels
+        if channels is None or self.party.channel_run != run_id:
+            raise ValueError(f"party {self.party.name!r}: {what} needs this run's channels (vertical.hello/peers of "
+                             f"run {run_id!r} first)")
+        holders = sorted(n for n, r in channels.roles.items() if r == "label_holder")
+        if len(holders) != 1:
+            raise ValueError(f"party {self.party.name!r}: {what}: run {run_id!r} has no single proved label holder")
+        return holders[0], sorted(channels.roles)
+
     def save_model(self, msg: Message) -> Message:
-        """Register this party's own part of each named model kind in its own registry."""
+        """Register this party's own part of each named model kind in its own registry, with the run's proved
+        label holder and parties (what `load_model` checks a later run against)."""
         registry, name = self._registry(), str(msg.meta["name"])
+        holder, parties = self._proved(msg.run_id, "vertical.save_model")
         saved: dict[str, int] = {}
         for kind in msg.meta["kinds"]:
             if kind == "gbdt":
@@ -117,6 +133,7 @@ class PartRecords:
                 if part is None:
                     raise ValueError(f"party {self.party.name!r}: no finished {kind!r} part in run {msg.run_id!r}")
                 arrays, meta = part.to_arrays()
+            meta = {**meta, "label_holder": holder, "run_parties": parties}
             saved[str(kind)] = int(registry.register_model(part_name(name, str(kind), self.party.name), msg.run_id,
                                                            arrays, meta))
         return msg.reply("vertical.saved", meta={"saved": saved})
@@ -131,6 +148,12 @@ class PartRecords:
             raise ValueError(f"party {self.party.name!r}: no registered {kind!r} part of run {msg.meta['model_run']!r} "
                              "in its registry (did that run finish, with this model among its models?)")
         model = found[-1]
+        holder, _ = self._proved(msg.run_id, "vertical.load_model")
+        trained_with = (model.meta or {}).get("label_holder")
+        if trained_with != holder:
+            raise ValueError(f"party {self.party.name!r}: refuses to load {model.name!r} (run {msg.meta['model_run']!r}) "
+                             f"in run {msg.run_id!r}: that part was trained with label holder {trained_with!r}, this "
+                             f"run's proved label holder is {holder!r}")
         if kind == "gbdt":
             self.party.gbdt.load_part(model.arrays, model.meta)
         else:

@@ -9,14 +9,14 @@ partners. Never use it on real data; `sampan.vertical` exposes it under this nam
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
+from sampan.core.relay import Relay
 from sampan.transport import Transport
 from sampan.vertical.model import LocalScaler
 from sampan.vertical.secure_lr import MIN_BATCH_ROWS, Roles
-from sampan.core.relay import Relay
 from sampan.vertical.training import VerticalLRConfig, epoch_batches
 from sampan.wire import Message
 
@@ -29,6 +29,7 @@ class PlainVerticalLRParty:
         self._X, self._y = X_aligned, y_aligned
         self.weights: np.ndarray | None = None
         self._pending: np.ndarray | None = None
+        self.y: np.ndarray | None = None
 
     def handlers(self) -> dict[str, Callable[[Message], Message]]:
         return {"plr.setup": self.setup, "plr.forward": self.forward, "plr.residual": self.residual}
@@ -40,13 +41,18 @@ class PlainVerticalLRParty:
         self.y = None
         if msg.meta["bank"] == self.name:
             self.X = np.hstack([self.X, np.ones((len(self.X), 1))])
-            self.y = self._y()[rows].astype(np.float64)
+            labels = self._y()
+            if labels is None:
+                raise ValueError(f"party {self.name!r}: named the bank but holds no labels")
+            self.y = labels[rows].astype(np.float64)
         self.weights = np.zeros(self.X.shape[1])
         self.lr, self.l2 = float(msg.meta["lr"]), float(msg.meta["l2"])
         return msg.reply("plr.ack")
 
     def _update(self, residual: np.ndarray | None) -> None:
         if residual is not None and self._pending is not None:
+            if self.weights is None:
+                raise ValueError(f"party {self.name!r}: plr.forward before plr.setup")
             X = self.X[self._pending]
             self.weights = self.weights - self.lr * (X.T @ residual / len(residual) + self.l2 * self.weights)
 
@@ -58,6 +64,8 @@ class PlainVerticalLRParty:
     def residual(self, msg: Message) -> Message:
         """Bank only: exact sigmoid of the summed logits minus the label, sent back in clear."""
         z = msg.arrays["z_total"]
+        if self.y is None:
+            raise ValueError(f"party {self.name!r}: plr.residual is the bank's; this party holds no labels")
         r = 1.0 / (1.0 + np.exp(-z)) - self.y[self._pending]
         return msg.reply("plr.r", {"r": r})
 
@@ -75,7 +83,7 @@ def train_plain_vertical_lr(transport: Transport, run_id: str, roles: Roles, tra
     for _ in range(epochs):
         start = time.perf_counter()
         for rows in epoch_batches(rng.permutation(len(train_rows)), config.batch_size, MIN_BATCH_ROWS):
-            extra = {"r": r} if r is not None else {}
+            extra: dict[str, np.ndarray] = {"r": r} if r is not None else {}
             replies = relay.wave(transport, (relay.request(p, "plr.forward", {"rows": rows, **extra}) for p in parties))
             z_total = np.sum([rep.arrays["z"] for rep in replies], axis=0)
             r = relay.wave(transport, [relay.request(roles.bank, "plr.residual", {"z_total": z_total})])[0].arrays["r"]

@@ -10,7 +10,8 @@ import logging
 import string
 import unicodedata
 from collections import Counter
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ def id_shape(ids: Sequence[str], encoded: Sequence[bytes] | None = None) -> str:
     if not ids:
         return ""
     encoded = [s.encode() for s in ids] if encoded is None else encoded
-    shape, _ = Counter([_shape_of(b, s) for b, s in zip(encoded, ids)]).most_common(1)[0]
+    shape, _ = Counter([_shape_of(b, s) for b, s in zip(encoded, ids, strict=False)]).most_common(1)[0]
     text = shape.decode()
     if "A" not in text and "9" not in text:
         text = "?" * len(text)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -74,7 +75,7 @@ class PsiParty:
         self._sessions: dict[str, _Session] = {}
         self._prepared: tuple[list[str], list[bytes], str] | None = None
 
-    def register(self, app: _Registry) -> "PsiParty":
+    def register(self, app: _Registry) -> PsiParty:
         for kind, handler in (("psi.offer", self._offer), ("psi.accept", self._accept),
                               ("psi.blind", self._blind), ("psi.respond", self._respond),
                               ("psi.finish", self._finish), ("psi.align", self._align),

@@ -9,7 +9,8 @@ on the curve and not its twist. The protocol that uses these (who blinds what, w
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import gmpy2
 import numpy as np
@@ -45,7 +46,7 @@ def _fast_from_public_bytes() -> Callable[[bytes], X25519PublicKey]:
 
         fast = rust_openssl.x25519.from_public_bytes
         if backend.x25519_supported() and callable(fast):
-            return fast  # type: ignore[no-any-return]
+            return fast
     except (ImportError, AttributeError):  # pragma: no cover - other cryptography versions
         pass
     return X25519PublicKey.from_public_bytes  # pragma: no cover

@@ -27,17 +27,17 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from sampan.metrics import ks_statistic, roc_auc
-from sampan.metrics import brier_score
-from sampan.models.scorecard import psi
 from sampan.crypto.channel import SealedChannels
-from sampan.vertical.model import LocalLinearPart
 from sampan.crypto.ring import decode, encode
+from sampan.metrics import brier_score, ks_statistic, roc_auc
+from sampan.models.scorecard import psi
+from sampan.vertical.model import LocalLinearPart
 from sampan.vertical.rows import RunRows, fingerprint, per_run
 from sampan.vertical.secure_lr import receive
 from sampan.wire import Message

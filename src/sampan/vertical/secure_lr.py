@@ -201,6 +201,7 @@ benchmark baseline for the cost of the cryptography.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -327,7 +328,7 @@ class Roles:
         return [q for q in self.holders if q != party]
 
     @classmethod
-    def from_meta(cls, meta: dict[str, Any]) -> "Roles":
+    def from_meta(cls, meta: Mapping[str, Any]) -> Roles:
         return cls(meta["bank"], meta["helper"], tuple(meta["others"]))
 
 

@@ -10,8 +10,8 @@ module only implements part of a party's side of that protocol and opens nothing
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -19,8 +19,7 @@ from sampan.crypto.channel import SealedChannels, prg_uint64
 from sampan.crypto.dealer import DealerStream
 from sampan.vertical.lr_runs import LRRuns
 from sampan.vertical.model import LocalLinearPart, LocalScaler
-from sampan.vertical.secure_lr import (MIN_BATCH_ROWS, POLY, TRUNC_SHIFT, Z_SHIFT, BatchRuleError, Roles,
-                                       weight_triples)
+from sampan.vertical.secure_lr import MIN_BATCH_ROWS, POLY, TRUNC_SHIFT, Z_SHIFT, BatchRuleError, Roles, weight_triples
 
 
 @dataclass

@@ -12,8 +12,16 @@ from __future__ import annotations
 import numpy as np
 
 from sampan.crypto.ring import TRUNC_OFFSET, decode, encode, poly_shares, to_signed, truncate_shares
-from sampan.vertical.secure_lr import (FEATURE_BITS, POLY, RESIDUAL_BITS, TRUNC_SHIFT, Z_SHIFT,
-                                       audit_count, receive, _take)
+from sampan.vertical.secure_lr import (
+    FEATURE_BITS,
+    POLY,
+    RESIDUAL_BITS,
+    TRUNC_SHIFT,
+    Z_SHIFT,
+    _take,
+    audit_count,
+    receive,
+)
 from sampan.vertical.secure_lr_base import SecureLRBase
 from sampan.wire import Message
 
@@ -112,6 +120,7 @@ class BatchSteps(SecureLRBase):
         if not st.shared:
             return self._open_delta()
         offset = TRUNC_OFFSET if self._holder() == 0 else np.uint64(0)  # the truncation's range offset
+        assert st.share_z is not None  # set by the batch's first opening
         st.c_half = st.share_z + offset + st.dealt["ztrunc"][0]
         other = self._other_holder()
         return {f"to:{other}": self._channels().seal_arrays(other, {"cz": st.c_half})}

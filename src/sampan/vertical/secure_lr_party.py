@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -19,9 +19,21 @@ from sampan.crypto.dealer import DealerStream, bind_seed
 from sampan.crypto.ring import TRUNC_OFFSET, decode, encode, truncate_shares
 from sampan.vertical.model import LocalLinearPart, LocalScaler
 from sampan.vertical.rows import check_splits
-from sampan.vertical.secure_lr import (DECAY_BITS, FEATURE_BITS, POLY, STEP_BITS, W_SHIFT, WEIGHT_BITS,
-                                       BatchRuleError, Roles, min_batch_rows, receive, weight_triples, _take)
-from sampan.vertical.secure_lr_base import _TrainState, _l2_mask, _with_ones, validation_order
+from sampan.vertical.secure_lr import (
+    DECAY_BITS,
+    FEATURE_BITS,
+    POLY,
+    STEP_BITS,
+    W_SHIFT,
+    WEIGHT_BITS,
+    BatchRuleError,
+    Roles,
+    _take,
+    min_batch_rows,
+    receive,
+    weight_triples,
+)
+from sampan.vertical.secure_lr_base import _l2_mask, _TrainState, _with_ones, validation_order
 from sampan.vertical.secure_lr_batch import BatchSteps
 from sampan.wire import Message
 
@@ -236,7 +248,7 @@ class SecureLRParty(BatchSteps):
             c = x + _take(st.inbox, me, partner, f"wc:{owner}")
             u = truncate_shares(c, triple[1], triple[2], W_SHIFT, holder=holder)
             if owner == me:
-                st.w_own = st.w_own - u  # type: ignore[operator]
+                st.w_own = st.w_own - u
             else:
                 st.co_w[owner] = st.co_w[owner] - u
         st.w_trunc.clear()
@@ -277,7 +289,7 @@ class SecureLRParty(BatchSteps):
             receive(msg, self._channels(), st.inbox)
             other = _take(st.inbox, self.name, st.roles.co_holder(self.name), "wfinal")
             own = st.best_shared[0] if st.best_shared is not None else st.w_own  # the co-holder opens the checkpoint
-            st.weights = decode(own + other, WEIGHT_BITS)  # type: ignore[operator]
+            st.weights = decode(own + other, WEIGHT_BITS)
             logit_clip = POLY.ring_capacity()  # trained unclipped: the clip at scoring only bounds the ring
         self.part = LocalLinearPart(
             party=self.name, feature_names=list(self.feature_names), scaler=self.scaler,

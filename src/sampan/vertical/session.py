@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
+from sampan.core.relay import Relay
 from sampan.crypto.simulated_ca import simulated_consortium
 from sampan.data.table import PartyData
 from sampan.transport import Transport
@@ -21,7 +23,6 @@ from sampan.transport.inprocess import InProcessTransport
 from sampan.vertical.party import VerticalParty
 from sampan.vertical.psi import align
 from sampan.vertical.secure_lr import Roles
-from sampan.core.relay import Relay
 from sampan.vertical.training import VerticalLRConfig, VerticalLRResult, train_secure_lr
 
 __all__ = ["VerticalSession", "Splits", "build_inprocess_vertical"]
@@ -36,7 +37,7 @@ class Splits:
     test: np.ndarray
 
     @classmethod
-    def random(cls, n: int, *, test_fraction: float = 0.2, val_fraction: float = 0.15, seed: int = 0) -> "Splits":
+    def random(cls, n: int, *, test_fraction: float = 0.2, val_fraction: float = 0.15, seed: int = 0) -> Splits:
         if n < 10:
             raise ValueError(f"only {n} aligned rows: too few to split into train/validation/test")
         order = np.random.default_rng(seed).permutation(n)

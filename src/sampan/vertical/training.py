@@ -10,9 +10,8 @@ from __future__ import annotations
 import functools
 import secrets
 import time
-from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -21,7 +20,15 @@ from sampan.core.transport import Transport
 from sampan.crypto.dealer import Dealer
 from sampan.crypto.ring import decode
 from sampan.vertical.secure_lr import (
-    MIN_BATCH_ROWS, POLY, RESIDUAL_BITS, TRUNC_SHIFT, W_SHIFT, Z_SHIFT, Roles, audit_count, min_batch_rows,
+    MIN_BATCH_ROWS,
+    POLY,
+    RESIDUAL_BITS,
+    TRUNC_SHIFT,
+    W_SHIFT,
+    Z_SHIFT,
+    Roles,
+    audit_count,
+    min_batch_rows,
     weight_triples,
 )
 from sampan.wire import Message

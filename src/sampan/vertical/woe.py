@@ -45,25 +45,37 @@ can move an edge, which the epsilon does not cover (see `histograms.histogram_pr
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from sampan.core.relay import Relay
+from sampan.crypto.channel import SealedChannels
+from sampan.crypto.dealer import Dealer, DealerStream
 from sampan.models.gbdt import apply_bins, make_slots, quantile_bin_edges
 from sampan.models.scorecard import WoeTable, monotone_bins, woe_iv
 from sampan.privacy.party_policy import PartyPrivacyPolicy
 from sampan.privacy.randomness import secure_generator
 from sampan.transport import Transport
-from sampan.crypto.channel import SealedChannels
-from sampan.crypto.dealer import Dealer, DealerStream
 from sampan.vertical.histograms import (
-    HistogramAccount, check_feature_totals, dealer_sums, decode_sums, encode_values, flat_index, histogram_sigma,
-    node_masks, partner_sums, reported_sigma, sealed_nonce, secret_permutation, sigma_label,
+    HistogramAccount,
+    check_feature_totals,
+    dealer_sums,
+    decode_sums,
+    encode_values,
+    flat_index,
+    histogram_sigma,
+    node_masks,
+    partner_sums,
+    reported_sigma,
+    sealed_nonce,
+    secret_permutation,
+    sigma_label,
 )
 from sampan.vertical.rows import RunRows, check_splits, per_run
 from sampan.vertical.secure_lr import receive
-from sampan.core.relay import Relay
 from sampan.wire import Message
 
 __all__ = ["VerticalWoeParty", "federated_woe", "WoeOutcome", "REVEALS", "VIEWS", "partner_sensitivity2",
@@ -311,7 +323,7 @@ class VerticalWoeParty:
         n_coarse, mapping = inbox.pop((bank, "n_coarse")), inbox.pop((bank, "mapping"))
         edges = self._state["edges"]
         tables, w0, m0 = [], 0, 0
-        for j, k in zip(index.tolist(), n_coarse.tolist()):
+        for j, k in zip(index.tolist(), n_coarse.tolist(), strict=False):
             nf = len(edges[j]) + 1
             tables.append(WoeTable(self.feature_names[j], edges[j], mapping[m0:m0 + nf], woe[w0:w0 + k], float("nan")))
             w0, m0 = w0 + k, m0 + nf
@@ -322,7 +334,7 @@ class VerticalWoeParty:
         """This party's columns as WOE values of its selected features."""
         if self.tables is None:
             raise ValueError(f"party {self.name!r} has no WOE tables (run federated WOE first)")
-        return np.stack([t.transform(X_raw[:, j]) for t, j in zip(self.tables, self.columns)], axis=1)
+        return np.stack([t.transform(X_raw[:, j]) for t, j in zip(self.tables, self.columns, strict=True)], axis=1)
 
 
 def federated_woe(transport: Transport, run_id: str, bank: str, partners: list[str], train_rows: np.ndarray, *,

@@ -31,21 +31,27 @@ What each role learns (in the receipt as "reveals"; protocol by protocol in thei
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from sampan.core.workflow import RunContext, Workflow, WorkflowResult
 from sampan.models.scorecard import gini
-from sampan.vertical.gbdt import REVEALS as GBDT_REVEALS, VIEWS as GBDT_VIEWS, score_vertical_gbdt, train_vertical_gbdt
+from sampan.vertical.gbdt import REVEALS as GBDT_REVEALS
+from sampan.vertical.gbdt import VIEWS as GBDT_VIEWS
+from sampan.vertical.gbdt import score_vertical_gbdt, train_vertical_gbdt
 from sampan.vertical.histograms import views_receipt
 from sampan.vertical.job import VerticalJob, job_of
 from sampan.vertical.noise_plan import RunNoiseLedger, gbdt_events, woe_events
-from sampan.vertical.party_parts import STAGES, VIEWS as SUMMARY_VIEWS
+from sampan.vertical.party_parts import STAGES
+from sampan.vertical.party_parts import VIEWS as SUMMARY_VIEWS
 from sampan.vertical.scoring import REVEALS as SCORING_REVEALS
 from sampan.vertical.secure_lr import reveals as secure_lr_reveals
 from sampan.vertical.session import Splits, VerticalSession
-from sampan.vertical.woe import REVEALS as WOE_REVEALS, VIEWS as WOE_VIEWS, federated_woe
+from sampan.vertical.woe import REVEALS as WOE_REVEALS
+from sampan.vertical.woe import VIEWS as WOE_VIEWS
+from sampan.vertical.woe import federated_woe
 
 __all__ = ["VerticalWorkflow"]
 
@@ -76,7 +82,8 @@ class VerticalWorkflow(Workflow):
                                   "pairwise": dict(outcome.cardinalities), "seconds": float(outcome.seconds),
                                   "reveals": str(outcome.reveals)}
             ctx.recorder.event("aligned", {k: v for k, v in state["alignment"].items() if k != "reveals"})
-            splits = session.splits(seed=ctx.seed)  # the dataset's pinned partition where the parties have one
+            # the dataset's pinned partition where the parties have one; else [vertical] test/val fractions
+            splits = session.splits(test_fraction=job.test_fraction, val_fraction=job.val_fraction, seed=ctx.seed)
             self._done(ctx, session, state, "aligned", splits, started)
         assert splits is not None
         session.n_aligned = int(state["alignment"]["n_aligned"])
@@ -161,7 +168,7 @@ class VerticalWorkflow(Workflow):
         metrics["trees"] = gb.trees
         state["comparison"]["vertical GBDT"] = metrics
         state.setdefault("extra_reveals", {})["gbdt"] = GBDT_REVEALS + (
-            " Partner histograms noised (sigma = %g in gradient units): " % sigma + "; ".join(
+            f" Partner histograms noised (sigma = {sigma:g} in gradient units): " + "; ".join(
                 f"{p} epsilon = {v['epsilon']:.2f} over {int(v['releases'])} releases (delta {v['delta']:g})"
                 for p, v in gb.privacy.items())
             + ". These epsilons cover the noised sums only and are conditional on the exact split partitions the "
