@@ -167,6 +167,9 @@ def check_job(allow: AllowSection | None, party: str, job: Mapping[str, Any], da
     missing = [p for p in allow.require if p not in have]
     if missing:
         raise JobRefused(party, "require", f"the job lacks required protection(s) {missing} (it has {sorted(have)})")
+    if workflow == "horizontal" and job.get("model") == "gbdt" and "secure_aggregation" in {*allow.require, *have}:
+        raise JobRefused(party, "require", "horizontal GBDT sends each bank's exact tree histograms (no secure "
+                         "aggregation exists for trees): a gbdt job cannot announce or meet secure_aggregation")
     if "dp" in allow.require and workflow == "horizontal" and not have & {"dp2", "dp3"}:  # review R8-4
         raise JobRefused(party, "require", f"this party requires DP, and the horizontal job trains without DP2 or DP3 "
                          f"(it has {sorted(have)}): its model updates would leave exactly")
@@ -196,13 +199,14 @@ def check_request(allow: AllowSection | None, party: str, kind: str, meta: Mappi
     as `check_job` saw it), so a coordinator cannot announce one job and run another:
 
     - a horizontal job answers only its own request kinds (`describe`, `stats`, `fit`, `evaluate`,
-      `secagg_*`); anything else is refused;
+      `secagg_*`; `hgb.*` in a gbdt job, never where SecAgg is required or announced); an evaluation job only
+      `evaluate` (and `secagg_*` if it announced SecAgg); anything else is refused;
     - `fit` carries exactly the DP mechanisms (DP2, DP3) the job announced, SecAgg if announced, the
       protections the list requires, noise at or above its floor, and a DP3 `parties` / `noise_parties`
       no larger than the job's party count (a larger one would thin each party's distributed noise share);
-    - `evaluate` carries SecAgg when the list requires it; `stats` DP1 when the job announced any DP or the
-      list requires DP1 or DP; `describe` the DP row count when the job announced DP or the list requires
-      any DP; `secagg_*` steps only in a job that announced SecAgg;
+    - `evaluate` carries SecAgg when the list requires it or the job announced it; `stats` DP1 when the job
+      announced any DP or the list requires DP1 or DP; `describe` the DP row count when the job announced DP
+      or the list requires any DP; `secagg_*` steps only in a job that announced SecAgg;
     - a vertical job answers only `VERTICAL_KINDS` (never the insecure benchmark baseline `plr.*`), and of
       those the WOE / GBDT training requests only when the job announced that model; a scoring job only
       `SCORING_KINDS` (keys, its parts, joint scoring);
@@ -220,12 +224,19 @@ def check_request(allow: AllowSection | None, party: str, kind: str, meta: Mappi
         return
     if job is not None and job.get("workflow") not in _HORIZONTAL_JOBS:
         return
-    if job is not None and kind in _HGB_KINDS and job.get("model") == "gbdt":
-        return  # the tree handlers exist only in a gbdt job; the party's policy refused it if it requires DP
-    if job is not None and kind not in _HORIZONTAL_KINDS:
-        raise JobRefused(party, "request", f"{kind!r} is not a request of the horizontal job this party accepted")
     announced = set(job.get("protections") or []) if job is not None else set()
     require = set(allow.require) if allow is not None else set()
+    if job is not None and kind in _HGB_KINDS and job.get("model") == "gbdt" and job.get("workflow") == "horizontal":
+        if "secure_aggregation" in require | announced:  # review R12-HOR-2: tree histograms are exact, per bank
+            raise JobRefused(party, "require", f"{kind!r}: horizontal GBDT has no secure aggregation, which this "
+                             "party requires or the job announced")
+        return  # the tree handlers exist only in a gbdt job; the party's policy refused it if it requires DP
+    if job is not None and job.get("workflow") == "evaluation":  # review R12-HOR-4: evaluate (and its SecAgg) only
+        if kind != "evaluate" and not (kind.startswith("secagg_") and "secure_aggregation" in announced):
+            raise JobRefused(party, "request", f"{kind!r} is not a request of the evaluation job this party accepted "
+                             "(it evaluates one model on its holdout)")
+    if job is not None and kind not in _HORIZONTAL_KINDS:
+        raise JobRefused(party, "request", f"{kind!r} is not a request of the horizontal job this party accepted")
     floor = allow.min_noise_multiplier if allow is not None else None
     if kind == "fit":
         _check_fit(party, meta, job, announced, require)
@@ -233,6 +244,9 @@ def check_request(allow: AllowSection | None, party: str, kind: str, meta: Mappi
         if "secure_aggregation" in require and "secagg" not in meta:
             raise JobRefused(party, "require", "this evaluate request carries no secure_aggregation (per-party score "
                              "histograms would travel in clear)")
+        if "secure_aggregation" in announced and "secagg" not in meta:  # review R12-HOR-3, as `_check_fit`
+            raise JobRefused(party, "job", "this evaluate request carries no secure aggregation, which the job "
+                             "announced (per-party score histograms and metrics would travel in clear)")
     elif kind == "stats":
         if "dp1" not in meta and (announced & {"dp", "dp1"} or require & {"dp1", "dp"}):  # review R8-3
             raise JobRefused(party, "require", "this stats request carries no dp1 (exact feature sums) in a job "

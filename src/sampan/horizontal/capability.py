@@ -13,8 +13,11 @@ What a `PartySetup` must hold for these capabilities (a deployed agent fills it 
   refuse secure aggregation outright).
 - ``state_dir``: where the party records the models it evaluated (one per DP run, across restarts).
 - ``options["max_evaluations"]``: how many runs may evaluate its holdout, over the party's life.
-- ``job["model"]``: the job's ``model.kind``; only a ``"gbdt"`` job mounts the tree handlers (``hgb.*``),
-  and a party whose policy requires DP refuses it (tree histograms are exact).
+- ``job["model"]``: the job's ``model.kind``; only a ``"gbdt"`` job mounts the tree handlers (``hgb.*``) and
+  scores tree payloads, and a party whose policy requires DP, or whose job announces secure aggregation,
+  refuses it (tree histograms are exact, per bank).
+- ``job["protections"]``: with ``"secure_aggregation"`` the party answers `fit`/`evaluate` only under SecAgg.
+  An ``"evaluation"`` job mounts `evaluate` only (and the SecAgg stages when it announced them).
 
 What each role learns: see `sampan.horizontal.party` (per message kind) and `sampan.horizontal.workflow`.
 """
@@ -26,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from sampan.core.capability import PartySetup
-from sampan.core.party import PartyApp
+from sampan.core.party import Handler, Mod, PartyApp
 from sampan.core.workflow import ModelArtifact, RunContext, Workflow, WorkflowResult
 from sampan.crypto.simulated_ca import simulated_consortium
 from sampan.horizontal.gbdt import GBDT_KIND, HorizontalGBDTParty, validation_split
@@ -79,12 +82,15 @@ class HorizontalCapability:
 
     def party_app(self, setup: PartySetup) -> PartyApp:
         party = horizontal_party(setup)
-        app = PartyApp(setup.name, mods=party.mods)  # privacy composed around the exact handlers
+        app = PartyApp(setup.name, mods=[announced_secagg_mod(setup), *party.mods])  # privacy around exact handlers
         for kind, handler in party.core_handlers().items():
             app.register(kind, handler)
         if setup.job.get("model") == GBDT_KIND:  # tree jobs only: their histograms are exact (no DP for trees)
             if setup.policy is not None and setup.policy.requires_dp():
                 raise PolicyRefused(f"party {setup.name!r} requires differential privacy; horizontal GBDT has none")
+            if "secure_aggregation" in _announced(setup):  # review R12-HOR-2: trees have no secure aggregation
+                raise PolicyRefused(f"party {setup.name!r} refuses a gbdt job that announces secure aggregation: "
+                                    "horizontal GBDT sends each bank's exact histograms, none is masked")
             fit_rows, validation = validation_split(setup.name, setup.data[0])  # validation: early stopping only
             for kind, handler in HorizontalGBDTParty(setup.name, fit_rows, validation).handlers().items():
                 app.register(kind, handler)
@@ -92,6 +98,24 @@ class HorizontalCapability:
 
     def simulate(self, config: Any, seed: int) -> dict[str, PartySetup]:
         return simulated_setups(config, seed, self.name)
+
+
+def _announced(setup: PartySetup) -> set[str]:
+    return set(setup.job.get("protections") or ())
+
+
+def announced_secagg_mod(setup: PartySetup) -> Mod:
+    """A job that announced secure aggregation gets no `fit`/`evaluate` answered in clear (review R12-HOR-3): its
+    announcement (and the receipt built from it) promised sums over several banks. The deploy gate checks the
+    same (`sampan.deploy.allow.check_request`); this is the party's own copy of the rule."""
+    secure = "secure_aggregation" in _announced(setup)
+
+    def mod(msg: Message, inner: Handler) -> Message:
+        if secure and msg.kind in ("fit", "evaluate") and "secagg" not in msg.meta:
+            raise PolicyRefused(f"party {setup.name!r} refuses {msg.kind!r} without secure aggregation: the job it "
+                                "accepted announced secure aggregation")
+        return inner(msg)
+    return mod
 
 
 class EvaluationWorkflow(Workflow):
@@ -151,7 +175,15 @@ class EvaluationCapability:
         return EvaluationWorkflow(model)
 
     def party_app(self, setup: PartySetup) -> PartyApp:
-        return HORIZONTAL.party_app(setup)
+        """`evaluate` only, and the SecAgg stages when the job announced secure aggregation (review R12-HOR-4): a
+        bank that lends its holdout to score a model answers no `fit`, `describe` or `stats` about its rows."""
+        party = horizontal_party(setup)
+        app = PartyApp(setup.name, mods=[announced_secagg_mod(setup), *party.mods])
+        secure = "secure_aggregation" in _announced(setup)
+        for kind, handler in party.core_handlers().items():
+            if kind == "evaluate" or (secure and kind.startswith("secagg_")):
+                app.register(kind, handler)
+        return app
 
     def simulate(self, config: Any, seed: int) -> dict[str, PartySetup]:
         return simulated_setups(config, seed, self.name)

@@ -36,8 +36,6 @@ def _data(n: int, rng: np.random.Generator) -> PartyData:
                      X=rng.normal(size=(n, 3)), y=(rng.random(n) < 0.4).astype(np.int8), feature_names=FEATURES)
 
 
-@pytest.mark.xfail(strict=True, reason="R12-HOR-4: a party that accepted only an evaluation job answers fit/describe/"
-                                       "stats (exact training-row gradients, counts, sums)")
 def test_evaluation_job_answers_evaluate_only(tmp_path) -> None:
     allow = AllowSection(workflows=["evaluation"])
     job = {"workflow": "evaluation", "operator": None, "parties": ["bank_a", "bank_b"], "label_holder": None,
@@ -65,3 +63,18 @@ def test_evaluation_job_answers_evaluate_only(tmp_path) -> None:
         if not reply.is_error:
             answered.append((request.kind, dict(reply.meta)))
     assert not answered, f"an evaluation job got training-row releases: {answered}"
+
+
+@pytest.mark.parametrize("protections", [[], ["secure_aggregation"]])
+def test_evaluation_app_mounts_evaluate_and_announced_secagg_only(tmp_path, protections) -> None:
+    rng = np.random.default_rng(3)
+    job = {"workflow": "evaluation", "parties": ["bank_a", "bank_b"], "protections": protections,
+           "model": "logistic"}
+    app = EVALUATION.party_app(PartySetup("bank_a", (_data(50, rng), _data(10, rng)), job, state_dir=tmp_path,
+                                          options={"secagg": None}))
+    secagg = sorted(k for k in app.kinds if k.startswith("secagg_"))
+    assert [k for k in app.kinds if not k.startswith("secagg_")] == ["evaluate"]
+    assert bool(secagg) == bool(protections)
+    for kind in ("fit", "describe", "stats", "hgb.sketch", *(["secagg_keys"] if not protections else [])):
+        with pytest.raises(JobRefused, match="evaluation job"):
+            check_request(AllowSection(), "bank_a", kind, {}, job)

@@ -36,8 +36,6 @@ def _data(n: int, rng: np.random.Generator) -> PartyData:
                      X=rng.normal(size=(n, 3)), y=(rng.random(n) < 0.4).astype(np.int8), feature_names=FEATURES)
 
 
-@pytest.mark.xfail(strict=True, reason="R12-HOR-3: in a job announcing secure_aggregation, a clear evaluate "
-                                       "(2000 bins + local metrics) passes the deployed gate")
 def test_announced_secagg_binds_evaluate(tmp_path) -> None:
     allow = AllowSection()  # the party relies on the job it accepted, as it does for fit
     job = {"workflow": "horizontal", "operator": None, "parties": ["bank_a", "bank_b", "bank_c"],
@@ -66,3 +64,23 @@ def test_announced_secagg_binds_evaluate(tmp_path) -> None:
         pass
     assert answered is None, (f"one bank's evaluation left in clear in a SecAgg job: {len(answered.arrays['pos'])} "
                               f"bins, metrics {sorted(answered.meta['metrics'])}")
+
+
+def test_party_itself_refuses_clear_evaluate_and_fit_in_a_secagg_job(tmp_path) -> None:
+    """Without the deploy gate, the party's own app (built from the job it accepted) refuses them too."""
+    job = {"workflow": "horizontal", "operator": None, "parties": ["bank_a", "bank_b", "bank_c"],
+           "label_holder": None, "protections": ["secure_aggregation"], "noise_multipliers": {},
+           "secagg_min_contributors": 3, "model": "logistic"}
+    rng = np.random.default_rng(2)
+    train, test = _data(120, rng), _data(60, rng)
+    app = HORIZONTAL.party_app(PartySetup("bank_a", (train, test), job, state_dir=tmp_path,
+                                          options={"secagg": None, "max_evaluations": 20}))
+    model = {"kind": "logistic", "n_features": 3}
+    for request in (Message("run-1", 1, "coordinator", "bank_a", "evaluate", arrays={"params": np.zeros(4)},
+                            meta={"model": model}),
+                    Message("run-1", 1, "coordinator", "bank_a", "fit", arrays={"params": np.zeros(4)},
+                            meta={"model": model, "train": {"epochs": 1}, "seed": 0})):
+        reply = app.handle(request)
+        assert reply.is_error and "secure aggregation" in str(reply.meta), (request.kind, reply.meta)
+    with pytest.raises(JobRefused, match="secure aggregation"):
+        check_request(AllowSection(), "bank_a", "evaluate", {"model": model}, job)

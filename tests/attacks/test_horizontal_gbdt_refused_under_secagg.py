@@ -38,8 +38,6 @@ def _data(n: int, rng: np.random.Generator) -> PartyData:
                      X=rng.normal(size=(n, 3)), y=(rng.random(n) < 0.3).astype(np.int8), feature_names=FEATURES)
 
 
-@pytest.mark.xfail(strict=True, reason="R12-HOR-2: a party requiring secure_aggregation answers exact hgb.* "
-                                       "histograms in a gbdt job that claims secure_aggregation")
 def test_party_requiring_secagg_refuses_exact_tree_histograms(tmp_path) -> None:
     allow = AllowSection(require=["secure_aggregation"])
     job = {"workflow": "horizontal", "operator": None, "parties": ["bank_a", "bank_b", "bank_c"],
@@ -65,3 +63,22 @@ def test_party_requiring_secagg_refuses_exact_tree_histograms(tmp_path) -> None:
     assert answered is None, (f"exact per-party tree statistics left a party that requires secure aggregation: "
                               f"n={answered.meta['n']}, positives={answered.meta['events']}, quantiles of "
                               f"shape {answered.arrays['quantiles'].shape}")
+
+
+def test_each_layer_refuses_trees_under_secure_aggregation(tmp_path) -> None:
+    """The gate at open, the gate per request and the party's own app refuse, each without the others."""
+    rng = np.random.default_rng(1)
+    train, test = _data(90, rng), _data(10, rng)
+    job = {"workflow": "horizontal", "operator": None, "parties": ["bank_a", "bank_b", "bank_c"],
+           "label_holder": None, "protections": ["secure_aggregation"], "noise_multipliers": {},
+           "secagg_min_contributors": 3, "model": "gbdt"}
+    with pytest.raises(JobRefused, match="GBDT"):
+        check_job(AllowSection(), "bank_a", job, "loans", FEATURES)  # a job claiming SecAgg for trees
+    with pytest.raises(JobRefused, match="secure_aggregation"):  # a party requiring SecAgg, a job without it
+        check_job(AllowSection(require=["secure_aggregation"]), "bank_a", {**job, "protections": []}, "loans", FEATURES)
+    for allow, claimed in ((AllowSection(), job), (AllowSection(require=["secure_aggregation"]),
+                                                   {**job, "protections": []})):
+        with pytest.raises(JobRefused, match="secure aggregation"):
+            check_request(allow, "bank_a", "hgb.hist", {}, claimed)
+    with pytest.raises(PolicyRefused, match="secure aggregation"):
+        HORIZONTAL.party_app(PartySetup("bank_a", (train, test), job, state_dir=tmp_path, options={"secagg": None}))
