@@ -167,7 +167,8 @@ def legacy_to_run_dict(data: dict[str, Any], source: str = "<config>") -> dict[s
     for p in v.parties:
         unknown = sorted(set(p.categories) - set(p.features))
         if unknown:
-            raise ConfigError(f"{source}: vertical.parties ({p.name}): categories given for undeclared features {unknown}")
+            raise ConfigError(
+                f"{source}: vertical.parties ({p.name}): categories given for undeclared features {unknown}")
         features += [{"name": f, "kind": "category", "categories": list(p.categories[f])} if f in p.categories
                      else {"name": f} for f in p.features]
     label = next(p.label for p in v.parties if p.name == v.label_holder)

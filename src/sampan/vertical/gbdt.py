@@ -22,7 +22,8 @@ What each role learns (also in the run receipt: REVEALS, and field by field VIEW
   features, and the thresholds it keeps; its masked (g, h) are uniformly random to it;
 * the coordinator (dealer): the partner's binned records in a secret row order (fresh per setup from a
   nonce the partner seals to the bank; one training row set per run, no repeated rows:
-  `sampan.vertical.rows`), each node's positions in that order (node sizes), which partners are involved in each step, and the training and validation
+  `sampan.vertical.rows`), each node's positions in that order (node sizes), which partners are involved in each step,
+  and the training and validation
   log-loss after each tree (the early-stopping signal); it cannot link a record to a customer. A
   malicious dealer can corrupt the histograms, not read them; the bank's totals check catches part of
   it (see `sampan.vertical.histograms`).
@@ -40,7 +41,9 @@ the reply leaves; each setup draws a fresh instance nonce at the partner, and th
 bank's counter inside its sealed body (a clear label that differs is refused, a replayed one too).
 The histogram epsilon assumes the bank follows the protocol: a malicious bank choosing arbitrary node
 row sets or split queries reads partner bins exactly. Held-out evaluation (`vgb.score_start` with
-aligned rows) follows `sampan.vertical.rows`: the dataset's fixed test rows, each model once. The per-tree training and validation log-loss the coordinator sees are over the dataset's pinned training and validation customers (one set each, across runs: review R12-1). The partner states its sigma inside the sealed reply; the bank checks it against the agreed
+aligned rows) follows `sampan.vertical.rows`: the dataset's fixed test rows, each model once. The per-tree training and
+validation log-loss the coordinator sees are over the dataset's pinned training and validation customers (one set each,
+across runs: review R12-1). The partner states its sigma inside the sealed reply; the bank checks it against the agreed
 `hist_noise` and takes the totals-check tolerance from it alone. Each partner reports its own account
 (`VerticalGBDTResult.privacy`).
 """
@@ -101,8 +104,8 @@ from sampan.wire import Message
 
 log = logging.getLogger(__name__)
 
-__all__ = ["VerticalGBDTParty", "train_vertical_gbdt", "COVERS", "NOT_COVERED", "VerticalGBDTResult", "REVEALS", "VIEWS", "score_vertical_gbdt",
-           "gbdt_histogram_privacy", "histogram_sensitivity2"]
+__all__ = ["VerticalGBDTParty", "train_vertical_gbdt", "COVERS", "NOT_COVERED", "VerticalGBDTResult", "REVEALS",
+           "VIEWS", "score_vertical_gbdt", "gbdt_histogram_privacy", "histogram_sensitivity2"]
 
 REVEALS = (
     "Vertical GBDT: gradients, hessians and labels never leave the bank in clear (partners see them masked "
@@ -113,13 +116,15 @@ REVEALS = (
     "partner feature and each partner's routing bit for every validation and scored row (so the trees and "
     "leaf values); across trees these partitions let the bank recover most training rows' partner bins, so the "
     "epsilon is conditional on them. Each partner checks the noise against its own minimum and charges every "
-    "noised histogram to its own ledger before it leaves. A partner learns the row sets of nodes and holds the thresholds of splits on its own "
+    "noised histogram to its own ledger before it leaves. A partner learns the row sets of nodes and holds the "
+    "thresholds of splits on its own "
     "features. The coordinator (dealer) learns the partner's binned records in a secret row order, every "
     "node's positions in that order, and the training and validation log-loss after each tree."
 )
 
 # Every field each role sees, with its protection; the coordinator's fields are what it receives in replies
-# ("reply:..."), a party's what it receives in requests, sealed envelopes opened. Protections: "masked" (one-time padded by dealer or pairwise
+# ("reply:..."), a party's what it receives in requests, sealed envelopes opened. Protections: "masked" (one-time padded
+# by dealer or pairwise
 # randomness: uniform whatever the data), "dp:<party>" (output of a Gaussian mechanism charged to <party>'s
 # account), "visible" (an exact function of data, declared above), "public" (run parameters). A field
 # pattern ending in "*" matches any suffix; "decoded:<p>" is what the bank computes from a partner's
@@ -134,10 +139,12 @@ VIEWS: tuple[tuple[str, str, str, str], ...] = (
     ("coordinator", "vgb.setup", "reply:meta:*", "visible: each party's feature names and bin counts"),
     ("bank", "vgb.start", "*", "visible: training positions, partners' feature names and bin counts, parameters"),
     ("coordinator", "vgb.start", "reply:meta:*", "visible: feature counts per party"),
-    ("coordinator", "vgb.step", "reply:dealer:*", "visible: each node's positions in a secret row order, sorted (dealer)"),
+    ("coordinator", "vgb.step", "reply:dealer:*",
+     "visible: each node's positions in a secret row order, sorted (dealer)"),
     ("coordinator", "vgb.step", "reply:dealer_sizes:*", "visible: node sizes (dealer)"),
-    ("coordinator", "vgb.step", "reply:meta:*", "visible: request kind, partners involved, tree index, and at the end the "
-                                          "number of trees and the training and validation log-loss after each tree"),
+    ("coordinator", "vgb.step", "reply:meta:*",
+     "visible: request kind, partners involved, tree index, and at the end the "
+     "number of trees and the training and validation log-loss after each tree"),
     ("bank", "vgb.step", "dealer:*", "masked: the dealer's per-bin mask sums plus the partner's pad"),
     ("bank", "vgb.step", "from:*/s", "masked: the partner's per-bin sums plus its pad"),
     ("bank", "vgb.step", "decoded:*", "dp:{partner}: per-bin gradient/hessian sums of partner features, noised by "
@@ -153,7 +160,8 @@ VIEWS: tuple[tuple[str, str, str, str], ...] = (
     ("partner", "vgb.serve", "from:*/sizes", "visible: node sizes"),
     ("partner", "vgb.serve", "from:*/rows", "visible: the row sets of nodes (and of validation rows to route)"),
     ("partner", "vgb.serve", "from:*/rows:*", "visible: the rows of a node split on the partner's feature"),
-    ("partner", "vgb.serve", "from:*/split", "visible: the bank's chosen split (node, feature, bin) on the partner's feature"),
+    ("partner", "vgb.serve", "from:*/split",
+     "visible: the bank's chosen split (node, feature, bin) on the partner's feature"),
     ("partner", "vgb.serve", "from:*/tree", "visible: tree index"),
     ("partner", "vgb.serve", "from:*/route", "visible: which of the partner's nodes to route"),
     ("partner", "vgb.serve", "from:*/val", "public: validation flag"),
@@ -296,8 +304,9 @@ class VerticalGBDTParty(GBDTScoring):
         ch = self._channels()
         inbox: dict[tuple[str, str], np.ndarray] = {}
         receive(msg, ch, inbox)
-        sigma = {p: secret_permutation(ch.prg(p, _perm_label(self.name, p, sealed_nonce(inbox, p, self.name, "vgb.start")),
-                                              len(train))) for p in partners}
+        sigma = {p: secret_permutation(
+                     ch.prg(p, _perm_label(self.name, p, sealed_nonce(inbox, p, self.name, "vgb.start")), len(train)))
+                 for p in partners}
         self.bank = _BankState(gen, None, bins, bins_val, self.edges, slots, partners,
                                bytes(msg.arrays["dealer_seed"]), sigma, len(train),
                                index=flat_index(bins, np.array([s.offset for s in own_slots], dtype=np.int64)),
@@ -315,7 +324,8 @@ class VerticalGBDTParty(GBDTScoring):
             st.request = st.gen.send(answer)
         except StopIteration as stop:
             st.model, self.model, self.thresholds = stop.value, stop.value, st.thresholds
-            return msg.reply("vgb.done", meta={"trees": len(stop.value.trees), "best_iteration": stop.value.best_iteration,
+            return msg.reply("vgb.done", meta={"trees": len(stop.value.trees),
+                                               "best_iteration": stop.value.best_iteration,
                                                "history": stop.value.history})
         st.counter += 1
         return self._dispatch(st, msg)
@@ -358,7 +368,8 @@ class VerticalGBDTParty(GBDTScoring):
                 nodes = req.tree.owned_by(p)
                 if nodes:
                     out[f"to:{p}"] = ch.seal_arrays(p, {
-                        "label": np.array([st.counter], dtype=np.int64), "route": np.array(nodes, dtype=np.int64), "tree": np.array([req.tree_index], dtype=np.int64),
+                        "label": np.array([st.counter], dtype=np.int64), "route": np.array(nodes, dtype=np.int64),
+                        "tree": np.array([req.tree_index], dtype=np.int64),
                         "val": np.array([int(req.validation)], dtype=np.int64), "rows": req.rows.astype(np.int64)})
                     involved.append(p)
         return msg.reply("vgb.request", out, {"kind": type(req).__name__, "partners": involved, "label": label,

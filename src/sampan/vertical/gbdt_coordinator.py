@@ -141,7 +141,8 @@ def train_vertical_gbdt(transport: Transport, run_id: str, bank: str, partners: 
                     if len(draws) > 4 * len(partners):
                         draws.clear()
                     draws[(p, tree)] = prg_uint64(bank_seed, f"gbh/{p}/{tree}", 2 * n_train).reshape(2, n_train)
-                pads = dealer.stream(p).draw(f"gbr/{label}", 2 * totals[p] * len(groups)).reshape(len(groups), 2, totals[p])
+                pads = dealer.stream(p).draw(f"gbr/{label}", 2 * totals[p] * len(groups))
+                pads = pads.reshape(len(groups), 2, totals[p])
                 extra[key] = dealer_level_sums(beta[p], totals[p], draws[(p, tree)], groups, pads)
         involved = list(reply.meta["partners"])
         if involved:

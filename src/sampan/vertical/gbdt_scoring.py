@@ -71,7 +71,8 @@ class GBDTScoring:
         counts = np.asarray(arrays["edge_counts"], dtype=np.int64)
         bounds = np.concatenate([[0], np.cumsum(counts)])
         self.edges = [np.asarray(arrays["edges"][bounds[j]:bounds[j + 1]], dtype=float) for j in range(len(counts))]
-        self.thresholds = {(int(t), int(n)): (int(f), int(b)) for t, n, f, b in np.asarray(arrays["thresholds"]).tolist()}
+        self.thresholds = {(int(t), int(n)): (int(f), int(b))
+                           for t, n, f, b in np.asarray(arrays["thresholds"]).tolist()}
         if "trees" in meta:
             self.model = GBDTModel(float(meta["base_score"]), [Tree.from_dict(t) for t in meta["trees"]],
                                    GBDTParams(**meta["params"]), best_iteration=len(meta["trees"]))
@@ -126,7 +127,8 @@ class GBDTScoring:
         if known.any() and keys:
             bits[known] = self.decisions_for(self._full_table()[rows[known]], keys)
         return msg.reply("vgb.score_partial", {f"to:{bank}": self._channels().seal_arrays(bank, {
-            "bits": bits, "keys": np.array(keys, dtype=np.int64).reshape(-1, 2), "missing": (~known).astype(np.uint8)})})
+            "bits": bits, "keys": np.array(keys, dtype=np.int64).reshape(-1, 2),
+            "missing": (~known).astype(np.uint8)})})
 
     def score_finish(self, msg: Message) -> Message:
         """Bank: walk the trees; PDs stay here; held-out evaluation returns aggregate metrics only."""
@@ -140,7 +142,8 @@ class GBDTScoring:
         rows, applicants, started = self._scoring.pop(str(msg.meta["request_id"]))
         partners = list(msg.meta["partners"])
         bins = apply_bins(self._full_table()[rows], self.edges)
-        partner_bits = {p: (inbox.pop((p, "bits")), {tuple(k): c for c, k in enumerate(inbox.pop((p, "keys")).tolist())},
+        partner_bits = {p: (inbox.pop((p, "bits")),
+                            {tuple(k): c for c, k in enumerate(inbox.pop((p, "keys")).tolist())},
                             inbox.pop((p, "missing")).astype(bool)) for p in partners}
         n = len(rows)
         raw = np.full(n, model.base_score)

@@ -34,7 +34,8 @@ mask seed, the partner's pad seed and returns the per-bin mask sums; it relays o
 * What it cannot learn alone: which customer a binned record belongs to (sigma comes from the bank-
   partner channel key and a fresh nonce the partner draws at each setup and seals to the bank, so
   repeated setups never share an order; each party gives the dealer its binned records for one training
-  row set per run, `sampan.vertical.rows.RunRows.bind_train`), the bank's values v (it knows the masks A, but v + A travels sealed to the
+  row set per run, `sampan.vertical.rows.RunRows.bind_train`), the bank's values v (it knows the masks A, but v + A
+  travels sealed to the
   partner), and the decoded sums (the partner's reply travels sealed to the bank). This rests on the
   channels' keys being authentic: a coordinator that substitutes the run keys (finding 5) reads v + A and
   subtracts A — the labels — and learns sigma; parties therefore verify signed run keys before any
@@ -46,7 +47,8 @@ mask seed, the partner's pad seed and returns the per-bin mask sums; it relays o
   within 8 standard deviations of the noise the *partner* reports inside its sealed reply, checked
   against the level the job agreed: the coordinator cannot widen the tolerance), so garbage or a shifted
   total aborts the run naming the dealer — the error names feature, partner and node only, since it
-  travels through the coordinator; the totals stay in the bank's local log; a corruption that moves mass between bins of one feature keeps every total and passes
+  travels through the coordinator; the totals stay in the bank's local log; a corruption that moves mass between bins of
+  one feature keeps every total and passes
   undetected. Corruption gains it no party input by itself — the decoded
   histograms stay at the bank, and the dealer already sees every node's positions — but the model is
   only as correct as the dealer is honest. An information-theoretic MAC on the sums (an extra masked

@@ -14,7 +14,8 @@ as "the bank" checks it against them (`SealedChannels.require_role`), not agains
 Roles are self-asserted by each signer (certificates carry no protocol role); a deployed party's
 verifier (`sampan.deploy.allow.PeerAllowList`) knows the job's label holder and admits only it in that
 role (a job naming none admits no label holder), and the party joins only jobs whose label holder its
-`[allow] label_holders` lists, so there a partner colluding with the coordinator cannot pose as the bank. In a simulation such a
+`[allow] label_holders` lists, so there a partner colluding with the coordinator cannot pose as the bank. In a
+simulation such a
 partner can claim to be the label holder only where the real one is absent.
 Every request naming training/validation rows is checked against the dataset's test rows, and held-out
 evaluation follows `sampan.vertical.rows` (one training/validation/test partition of the customers per
@@ -98,8 +99,8 @@ class VerticalParty:
         self.lr = SecureLRParty(self.name, self._aligned_X, self._aligned_y, list(data.feature_names), self._channels,
                                 runs=LRRuns(self.name, lr_state, max_lr_instances))
         self._hello_runs: set[str] = set()  # one vertical.hello per run
-        self.scoring = ScoringParty(self.name, data.ids, data.X, self._part, self._channels, self._aligned_rows, y=data.y,
-                                    run_rows=self.run_rows)
+        self.scoring = ScoringParty(self.name, data.ids, data.X, self._part, self._channels, self._aligned_rows,
+                                    y=data.y, run_rows=self.run_rows)
         self.gbdt = VerticalGBDTParty(self.name, self._aligned_X, self._aligned_y, list(data.feature_names),
                                       self._channels, ids=data.ids, X_full=data.X, aligned_rows=self._aligned_rows,
                                       y_full=data.y, policy=self.policy, run_rows=self.run_rows)

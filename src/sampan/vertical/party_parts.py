@@ -151,9 +151,9 @@ class PartRecords:
         holder, _ = self._proved(msg.run_id, "vertical.load_model")
         trained_with = (model.meta or {}).get("label_holder")
         if trained_with != holder:
-            raise ValueError(f"party {self.party.name!r}: refuses to load {model.name!r} (run {msg.meta['model_run']!r}) "
-                             f"in run {msg.run_id!r}: that part was trained with label holder {trained_with!r}, this "
-                             f"run's proved label holder is {holder!r}")
+            raise ValueError(f"party {self.party.name!r}: refuses to load {model.name!r} "
+                             f"(run {msg.meta['model_run']!r}) in run {msg.run_id!r}: that part was trained with "
+                             f"label holder {trained_with!r}, this run's proved label holder is {holder!r}")
         if kind == "gbdt":
             self.party.gbdt.load_part(model.arrays, model.meta)
         else:

@@ -24,7 +24,8 @@ __all__ = ["PlainVerticalLRParty", "train_plain_vertical_lr"]
 
 
 class PlainVerticalLRParty:
-    def __init__(self, name: str, X_aligned: Callable[[], np.ndarray], y_aligned: Callable[[], np.ndarray | None]) -> None:
+    def __init__(self, name: str, X_aligned: Callable[[], np.ndarray],
+                 y_aligned: Callable[[], np.ndarray | None]) -> None:
         self.name = name
         self._X, self._y = X_aligned, y_aligned
         self.weights: np.ndarray | None = None

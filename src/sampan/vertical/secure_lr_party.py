@@ -112,7 +112,8 @@ class SecureLRParty(BatchSteps):
                 sealed["nonce"] = np.frombuffer(st.nonce, dtype=np.uint8)
             out[f"to:{q}"] = ch.seal_arrays(q, sealed)
         out["dealer_nonce"] = np.frombuffer(dealer_nonce, dtype=np.uint8)  # the dealer binds this party's seed to it
-        return msg.reply("vlr.setup", out, {"n_features": len(self.feature_names), "n_columns": int(st.X_fixed.shape[1]),
+        return msg.reply("vlr.setup", out, {"n_features": len(self.feature_names),
+                                            "n_columns": int(st.X_fixed.shape[1]),
                                             "n_train": int(st.X_fixed.shape[0])})
 
     def _check_splits(self, train_rows: np.ndarray, val_rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

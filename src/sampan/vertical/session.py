@@ -119,11 +119,13 @@ class VerticalSession:
         parts = {k: pinned.get(k, np.setdiff1d(getattr(fresh, k), taken)) for k in ("train", "val", "test")}
         return Splits(parts["train"], parts["val"], parts["test"])
 
-    def train(self, splits: Splits, config: VerticalLRConfig = VerticalLRConfig(), *, seed: int = 0) -> VerticalLRResult:
+    def train(self, splits: Splits, config: VerticalLRConfig = VerticalLRConfig(), *,
+              seed: int = 0) -> VerticalLRResult:
         return train_secure_lr(self.transport, self.run_id, self.roles, splits.train, splits.val, config, seed=seed,
                                progress=lambda rec: self.progress("epoch", rec))
 
-    def bank_only(self, splits: Splits, config: VerticalLRConfig = VerticalLRConfig(), *, seed: int = 0) -> dict[str, Any]:
+    def bank_only(self, splits: Splits, config: VerticalLRConfig = VerticalLRConfig(), *,
+                  seed: int = 0) -> dict[str, Any]:
         """The label holder's own-columns model on the same rows: the baseline partners must beat."""
         reply = self.relay.wave(self.transport, [self.relay.request(self.label_holder, "vertical.local_baseline", {
             "train_rows": splits.train, "val_rows": splits.val, "test_rows": splits.test},

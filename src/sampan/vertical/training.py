@@ -71,14 +71,14 @@ class VerticalLRConfig:
         total = n_parties * (clip + half_unit)
         capacity = POLY.ring_capacity()
         if total > capacity:
-            raise ValueError(f"vertical LR: logit_clip {clip:g} x {n_parties} parties can reach |z| = {total:g}, beyond "
-                             f"the fixed-point ring's capacity {capacity:g} (Z_2^64, {POLY.in_bits} input bits, "
+            raise ValueError(f"vertical LR: logit_clip {clip:g} x {n_parties} parties can reach |z| = {total:g}, "
+                             f"beyond the fixed-point ring's capacity {capacity:g} (Z_2^64, {POLY.in_bits} input bits, "
                              f"{POLY.out_bits} output bits): residuals would wrap; use at most "
                              f"{POLY.fit_bound / n_parties:g}")
         if total > POLY.fit_bound + n_parties * half_unit:
-            raise ValueError(f"vertical LR: logit_clip {clip:g} x {n_parties} parties can reach |z| = {total:g}, beyond "
-                             f"the sigmoid polynomial's fit range +-{POLY.fit_bound:g} where it leaves [0, 1] and "
-                             f"training can diverge; use at most {POLY.fit_bound / n_parties:g}")
+            raise ValueError(f"vertical LR: logit_clip {clip:g} x {n_parties} parties can reach |z| = {total:g}, "
+                             f"beyond the sigmoid polynomial's fit range +-{POLY.fit_bound:g} where it leaves [0, 1] "
+                             f"and training can diverge; use at most {POLY.fit_bound / n_parties:g}")
 
     def check_batches(self, max_columns: int, n_train: int | None = None) -> int:
         """The minimum batch rows for parties whose widest has `max_columns` columns; refuse a smaller batch_size."""
@@ -94,7 +94,8 @@ class VerticalLRConfig:
                 and self.epochs * max_columns >= self.batch_size:
             raise ValueError(f"vertical LR: shared_weights = false with epochs {self.epochs} x {max_columns} "
                              f"columns of the widest party >= batch_size {self.batch_size}: each party sees its "
-                             "plaintext gradient, and over that many epochs a party can solve for the residuals and hence the labels; use "
+                             "plaintext gradient, and over that many epochs a party can solve for the residuals and "
+                             "hence the labels; use "
                              "shared_weights = true, or set allow_gradient_label_leakage = true to accept the leak")
         return need
 

@@ -149,7 +149,8 @@ class VerticalWoeParty:
                  feature_names: list[str], channels: Callable[[], SealedChannels],
                  policy: PartyPrivacyPolicy | None = None, run_rows: Callable[[str], RunRows] | None = None) -> None:
         self._run_rows = run_rows or per_run(name)  # the run's row rules, shared with the party's other protocols
-        self.name, self._X, self._y, self.feature_names, self._channels = name, X_aligned, y_aligned, feature_names, channels
+        self.name, self._X, self._y = name, X_aligned, y_aligned
+        self.feature_names, self._channels = feature_names, channels
         self.policy = policy or PartyPrivacyPolicy()  # min noise, DP required or not, this party's own ledger
         self._account = HistogramAccount()          # this party's WOE releases over the whole run
         self.tables: list[WoeTable] | None = None   # this party's own features' tables (selected ones)
@@ -356,8 +357,8 @@ def federated_woe(transport: Transport, run_id: str, bank: str, partners: list[s
     beta = {r.sender: r.arrays["beta"] for r in setup if r.sender != bank}
     if before_release is not None:
         before_release(slots)
-    relay.wave(transport, [relay.request(bank, "woe.mask", {"dealer_seed": np.frombuffer(dealer.seeds[bank], dtype=np.uint8)},
-                                         {"partners": partners})])
+    dealer_seed = np.frombuffer(dealer.seeds[bank], dtype=np.uint8)
+    relay.wave(transport, [relay.request(bank, "woe.mask", {"dealer_seed": dealer_seed}, {"partners": partners})])
     sums = relay.wave(transport, (relay.request(p, "woe.sum", meta={"bank": bank, "dp_epsilon": dp_epsilon,
                                                                     "dp_delta": dp_delta}) for p in partners))
     accounts = {r.sender: dict(r.meta["privacy"]) for r in sums if "privacy" in r.meta}
