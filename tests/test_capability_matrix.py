@@ -24,10 +24,9 @@ Small data (a few hundred rows), two rounds / two trees / two epochs; the multip
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import pytest
