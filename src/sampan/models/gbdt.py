@@ -331,8 +331,7 @@ def boost(params: GBDTParams, y: np.ndarray, slots: Mapping[str, list[FeatureSlo
                 pending.append((hist, small, large))
             if depth + 1 >= params.max_depth:  # the children are leaves: their histograms would never be read,
                 # so none is requested (a vertical partner's release it would charge for nothing, review R12-VER-7a)
-                nxt = [child for _, small, large in pending for child in ((*small, {}), (*large, {}))]
-                level = nxt
+                level = [(node, node_rows, {}) for _, small, large in pending for node, node_rows in (small, large)]
                 continue
             small_hists = yield HistRequest(small_requests, g, h, t)
             for hist, (sn, srows), (bn, brows) in pending:
