@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -73,6 +74,8 @@ class PartyDPState:
     dp_runs: set[str] = field(default_factory=set)  # runs in which this party answered a DP request
     dp_fit: dict[str, frozenset[str]] = field(default_factory=dict)  # run -> DP levels of its first DP fit
     evaluated: dict[str, str] = field(default_factory=dict)  # run -> digest of the model it evaluated
+    # admission (`policy_mod`) is check-then-record: concurrent requests of a party take turns through it
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.evaluated = self.load_evaluated()
@@ -147,32 +150,44 @@ def request_digest(kind: str, msg: Message) -> str:
 
 # --- admission -------------------------------------------------------------------------------------
 def policy_mod(state: PartyDPState) -> Mod:
-    """The party's own rules, checked before any handler computes anything."""
+    """The party's own rules, checked before any handler computes anything. Admission runs under the state's
+    lock, so two concurrent requests cannot both pass a check that the other's admission would fail (two
+    models evaluated in one DP run, a fit after the run's evaluation); `describe`/`stats` are answered under
+    it too, so a run's DP1 release is drawn (and charged) once."""
     def mod(msg: Message, inner: Handler) -> Message:
-        if msg.kind == "describe":
-            if "dp_count" in msg.meta and msg.run_id in state.released_rows:  # a repeat: the same release
+        with state.lock:
+            msg = _admitted(state, msg)
+            if msg.kind in ("describe", "stats"):
                 return inner(msg)
-            state.policy.admit_describe(state.name, msg.meta, dp_run=state.under_dp(msg.run_id))
-            if "dp_count" in msg.meta:
-                state.dp_runs.add(msg.run_id)
-        elif msg.kind == "stats":
-            if "dp1" in msg.meta:
-                if msg.run_id not in state.released_stats:
-                    state.policy.admit_stats(state.name, msg.meta)  # refuses DP1 noise under the minimum
-                    state.dp_runs.add(msg.run_id)
-            else:  # exact statistics: refused under DP
-                state.policy.admit_stats(state.name, msg.meta, dp_run=state.under_dp(msg.run_id))
-        elif msg.kind == "fit":
-            if "evaluate" in msg.meta:  # refused before the fit's admission charges anything (DP)
-                _check_carried_evaluation(state, msg)
-            _admit_fit(state, msg)
-            if "evaluate" in msg.meta:  # the evaluation it carries: the rules of a separate `evaluate`
-                bins = _admit_evaluate(state, evaluation_request(msg))
-                msg = _with_meta(msg, {**msg.meta, "evaluate": {"bins": bins}})
-        elif msg.kind == "evaluate":
-            msg = _with_meta(msg, {**msg.meta, "bins": _admit_evaluate(state, msg)})
         return inner(msg)
     return mod
+
+
+def _admitted(state: PartyDPState, msg: Message) -> Message:
+    """The request after the party's admission rules (a refusal raises `PolicyRefused`); call under the lock."""
+    if msg.kind == "describe":
+        if "dp_count" in msg.meta and msg.run_id in state.released_rows:  # a repeat: the same release
+            return msg
+        state.policy.admit_describe(state.name, msg.meta, dp_run=state.under_dp(msg.run_id))
+        if "dp_count" in msg.meta:
+            state.dp_runs.add(msg.run_id)
+    elif msg.kind == "stats":
+        if "dp1" in msg.meta:
+            if msg.run_id not in state.released_stats:
+                state.policy.admit_stats(state.name, msg.meta)  # refuses DP1 noise under the minimum
+                state.dp_runs.add(msg.run_id)
+        else:  # exact statistics: refused under DP
+            state.policy.admit_stats(state.name, msg.meta, dp_run=state.under_dp(msg.run_id))
+    elif msg.kind == "fit":
+        if "evaluate" in msg.meta:  # refused before the fit's admission charges anything (DP)
+            _check_carried_evaluation(state, msg)
+        _admit_fit(state, msg)
+        if "evaluate" in msg.meta:  # the evaluation it carries: the rules of a separate `evaluate`
+            bins = _admit_evaluate(state, evaluation_request(msg))
+            msg = _with_meta(msg, {**msg.meta, "evaluate": {"bins": bins}})
+    elif msg.kind == "evaluate":
+        msg = _with_meta(msg, {**msg.meta, "bins": _admit_evaluate(state, msg)})
+    return msg
 
 
 def _admit_fit(state: PartyDPState, msg: Message) -> None:
