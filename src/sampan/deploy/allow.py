@@ -113,6 +113,8 @@ def job_description(config: Mapping[str, Any], *, workflow: str, operator: str |
         extra["model"] = (config.get("model") or {}).get("kind", "logistic")
     if workflow == "vertical":  # review R12-VER-2/7b: the models and their shape each partner checks requests against
         extra["vertical"] = _vertical_job(vertical, woe_epsilon)
+    if workflow == "scoring" and (config.get("scoring") or {}).get("model"):  # review R12-VER-5: the one model run
+        extra["model_run"] = str(config["scoring"]["model"])
     return {"workflow": workflow, "operator": operator, "parties": list(parties), "label_holder": label_holder,
             "protections": protections, "noise_multipliers": noise, **minimum, **extra,
             **({"gbdt_hist_noise": hist_noise} if hist_noise > 0 else {})}
@@ -394,6 +396,10 @@ def _check_vertical_job(party: str, kind: str, meta: Mapping[str, Any], job: Map
     workflow = job.get("workflow")
     if kind not in (SCORING_KINDS if workflow == "scoring" else VERTICAL_KINDS):
         raise JobRefused(party, "request", f"{kind!r} is not a request of the {workflow} workflow this party accepted")
+    if workflow == "scoring" and kind == "vertical.load_model" and job.get("model_run") is not None \
+            and str(meta.get("model_run")) != str(job["model_run"]):
+        raise JobRefused(party, "request", f"vertical.load_model names model run {meta.get('model_run')!r}; the "
+                         f"scoring job this party accepted announced {job['model_run']!r}")
     if workflow != "vertical":
         return
     models = set((job.get("vertical") or {}).get("models") or ["lr"])

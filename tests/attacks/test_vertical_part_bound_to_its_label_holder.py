@@ -1,4 +1,4 @@
-"""Review (issue 12, vertical) R12-VER-5: a partner loads, for bank B, a model part trained on bank A's labels.
+"""Review (issue 12, vertical) R12-VER-5 (fixed): a partner never loads, for bank B, a model part trained on bank A's labels.
 
 A partner may serve several banks: the agent keeps one row book per (dataset, label holder) "so a partner
 can serve several banks (each reads aggregates over its own labels only)" (`PartyAgent._vertical_rows`),
@@ -29,8 +29,6 @@ from sampan.vertical.session import VerticalSession
 from sampan.vertical.training import VerticalLRConfig
 
 
-@pytest.mark.xfail(strict=True, reason="R12-VER-5: vertical.load_model loads a part trained with another label "
-                                       "holder (nothing binds the part or the scoring job to the bank)")
 def test_a_partner_never_scores_for_bank_b_with_bank_a_s_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sampan.vertical.psi_party, "_secure_permutation", lambda n: seeded_generator(7).permutation(n))
     job = VerticalJob(name="bank-a-model", label_holder="bank", partners=("payments",), models=("lr",),
