@@ -10,7 +10,6 @@ import pytest
 from sampan.metrics import roc_auc
 from sampan.data import make_sme_consortium
 from sampan.data.table import PartyData
-from sampan.transport import PartyError
 from sampan.transport.inprocess import InProcessTransport
 from sampan.crypto.channel import ChannelError, PartyKeys, SealedChannels
 from sampan.vertical.model import LocalScaler
@@ -286,12 +285,14 @@ def test_joint_score_is_the_sum_of_partial_scores_and_flags_missing_partners() -
     assert sum(len(v) for v in transport.captured.values()) - before <= 2 * (1 + 2 + 1)  # three waves
 
 
-def test_unknown_applicant_is_a_clear_error_without_the_id() -> None:
+def test_unknown_applicant_is_answered_alike_and_flagged_only_at_the_bank() -> None:
+    # review R12-VER-8: an error here told the coordinator who is not a bank customer; the bank now scores the
+    # applicant with its own part neutral and keeps the flag in its own result
     session, parties, _ = _session(_vertical_tables(False))
     session.train(Splits.random(session.n_aligned, seed=1), VerticalLRConfig(epochs=1), seed=1)
-    with pytest.raises(PartyError) as info:
-        session.score(["BR99999999-not-a-customer"])
-    assert "not in the bank's table" in str(info.value) and "BR99999999" not in str(info.value)
+    request = session.score(["BR99999999-not-a-customer"])
+    [result] = parties["bank"].scoring.results[request]
+    assert result.unknown_at_bank and result.applicant == "BR99999999-not-a-customer"
 
 
 def test_session_rejects_bad_party_lists() -> None:

@@ -82,7 +82,8 @@ def _score_result(r: Mapping[str, Any]) -> ScoreResult:
     return ScoreResult(applicant=r["applicant"], probability_of_default=r["probability_of_default"], score=r["score"],
                        logit=r["logit"], bank_contribution=float("nan"), partner_contribution=sum(
                            x["logit_contribution"] for x in r["reasons"] if x["source"] != "bank"),
-                       missing_at=r["missing_at"], reasons=r["reasons"], seconds=r["seconds"])
+                       missing_at=r["missing_at"], reasons=r["reasons"], seconds=r["seconds"],
+                       unknown_at_bank=bool(r.get("unknown_at_bank", False)))
 
 
 def results_table(results: list[ScoreResult], title: str) -> Table:
@@ -214,4 +215,8 @@ def score_applicants(store: Store, run_id: str, applicants: list[str], model: st
         if exc.error_type == "ValueError":  # a party refused the request itself (e.g. an unknown applicant)
             raise ValueError(exc.error) from None
         raise
-    return bank_scores(store, job.name, job.label_holder, [finished.result.outcome["request_id"]])
+    results = bank_scores(store, job.name, job.label_holder, [finished.result.outcome["request_id"]])
+    if any(r.unknown_at_bank for r in results):  # the bank's own flag (R12-VER-8): the coordinator saw no difference
+        raise ValueError("an applicant of this request is not in the bank's table; the bank scores applicants it has "
+                         "data on")
+    return results

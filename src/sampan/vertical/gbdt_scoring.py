@@ -104,12 +104,11 @@ class GBDTScoring:
         else:
             query = {"ids": np.frombuffer("\n".join(msg.meta["applicants"]).encode(), dtype=np.uint8)}
         rows, applicants = self._query_rows(query)
-        if applicants and (rows < 0).any():  # neither ids nor positions: the error passes through the coordinator
+        if applicants and (rows < 0).any():  # review R12-VER-8: answered like a known one (its nodes take the
+            # default direction, as a partner's unknown id does), so the coordinator cannot test bank membership
             missing = [k + 1 for k, r in enumerate(rows) if r < 0]
-            log.warning("party %s: applicants at positions %s of %d are not in its table (local log only)", self.name,
-                        missing[:20], len(rows))
-            raise ValueError(f"party {self.name!r}: an applicant of this request is not in the bank's table "
-                             "(positions in this party's local log); the bank scores applicants it has data on")
+            log.warning("party %s: applicants at positions %s of %d are not in its table; its nodes take the default "
+                        "direction (local log only)", self.name, missing[:20], len(rows))
         self._scoring[str(msg.meta["request_id"])] = (rows, applicants, started)
         ch = self._channels()
         return msg.reply("vgb.score_started", {f"to:{p}": ch.seal_arrays(p, query) for p in msg.meta["partners"]})
@@ -141,7 +140,8 @@ class GBDTScoring:
         assert model is not None
         rows, applicants, started = self._scoring.pop(str(msg.meta["request_id"]))
         partners = list(msg.meta["partners"])
-        bins = apply_bins(self._full_table()[rows], self.edges)
+        own_missing = rows < 0  # applicants the bank does not hold (R12-VER-8): its nodes take the default direction
+        bins = apply_bins(self._full_table()[np.where(own_missing, 0, rows)], self.edges)
         partner_bits = {p: (inbox.pop((p, "bits")),
                             {tuple(k): c for c, k in enumerate(inbox.pop((p, "keys")).tolist())},
                             inbox.pop((p, "missing")).astype(bool)) for p in partners}
@@ -153,8 +153,10 @@ class GBDTScoring:
             for owner in set(o for o in tree.owner if o):
                 nodes = tree.owned_by(owner)
                 if owner == self.name:
-                    decisions[owner] = np.stack([bins[:, self.thresholds[(t, nd)][0]] <= self.thresholds[(t, nd)][1]
-                                                 for nd in nodes], axis=1)
+                    own = np.stack([bins[:, self.thresholds[(t, nd)][0]] <= self.thresholds[(t, nd)][1]
+                                    for nd in nodes], axis=1)
+                    own[own_missing] = np.array([tree.default_left[nd] for nd in nodes])
+                    decisions[owner] = own
                 else:
                     b, cols, miss = partner_bits[owner]
                     m = np.stack([b[:, cols[(t, nd)]].astype(bool) for nd in nodes], axis=1)
@@ -189,7 +191,8 @@ class GBDTScoring:
                              key=lambda r: -float(r["logit_contribution"]))
             out.append({"applicant": applicant, "probability_of_default": float(pd[i]), "score": float(points[i]),
                         "logit": float(raw[i]), "missing_at": [p for p in partners if partner_bits[p][2][i]],
-                        "reasons": reasons[:5], "seconds": time.perf_counter() - started})
+                        "reasons": reasons[:5], "seconds": time.perf_counter() - started,
+                        "unknown_at_bank": bool(own_missing[i])})
         self.results[str(msg.meta["request_id"])] = out
         return msg.reply("vgb.scored", meta={"n": len(out)})
 

@@ -13,6 +13,10 @@ Flow (three waves, all party-to-party payloads sealed so the coordinator sees on
    the reason codes to itself; the coordinator receives an acknowledgement only (or, for held-out
    evaluation, aggregate metrics).
 
+An applicant the bank does not hold is scored like one it holds, with the bank's part neutral (as a
+partner treats an id it does not know), and flagged ``unknown_at_bank`` in the bank's own result: the
+coordinator's view is identical either way, so it cannot test bank membership of ids it chooses.
+
 What each role learns: the bank learns the applicant's final PD, the summed partner contribution and,
 per partner, whether that partner knows the applicant (the result must say so). Each partner learns
 the registration number the bank asked about, as with any credit-reference query, and nothing else.
@@ -83,6 +87,7 @@ class ScoreResult:
     missing_at: list[str]
     reasons: list[dict[str, Any]]
     seconds: float = 0.0
+    unknown_at_bank: bool = False  # the bank holds no record of the applicant (its part was neutral)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -148,16 +153,23 @@ class ScoringParty:
         else:
             applicants = [str(a) for a in msg.meta["applicants"]]
             rows = self._rows_for(applicants)
+            # review R12-VER-8: an applicant the bank does not hold is answered like one it holds (its own part
+            # neutral, as a partner treats an unknown id), so the coordinator cannot read bank membership from
+            # the reply; only the bank's result records it (`unknown_at_bank`)
             unknown = [k + 1 for k, r in enumerate(rows) if r < 0]
-            if unknown:  # neither ids nor positions: this error text passes through the coordinator
-                logging.getLogger(__name__).warning("party %s: applicants at positions %s of %d are not in its table "
-                                                    "(local log only)", self.name, unknown[:20], len(rows))
-                raise ValueError(f"party {self.name!r}: an applicant of this request is not in the bank's table "
-                                 "(positions in this party's local log); the bank scores applicants it has data on")
+            if unknown:
+                logging.getLogger(__name__).warning("party %s: applicants at positions %s of %d are not in its table; "
+                                                    "scored with its part neutral (local log only)", self.name,
+                                                    unknown[:20], len(rows))
             query = {"ids": np.frombuffer("\n".join(applicants).encode(), dtype=np.uint8)}
-        X = self.X[rows]
+        known = rows >= 0
+        X = self.X[np.where(known, rows, 0)] if len(self.X) else self.X[rows]
         z_bank = part.partial_logit(X)
         contributions = None if "aligned" in msg.arrays else part.scaler.transform(part.features(X)) * part.weights
+        if not known.all():  # neutral: the standardised training mean (contributions 0), the intercept only
+            z_bank = np.where(known, z_bank, np.clip(part.intercept, -part.logit_clip, part.logit_clip))
+            if contributions is not None:
+                contributions[~known] = 0.0
         self._pending[request_id] = _Pending(request_id, applicants, rows, z_bank, contributions, started)
         ch = self.channels()
         out = {f"to:{p}": ch.seal_arrays(p, query) for p in partners}
@@ -208,7 +220,7 @@ class ScoringParty:
                 partner_contribution=float(partner_z[i]),
                 missing_at=[p for p in partners if missing[p][i]],
                 reasons=reason_codes(part.feature_names, pending.contributions[i], float(partner_z[i])),
-                seconds=seconds))
+                seconds=seconds, unknown_at_bank=bool(pending.rows is not None and pending.rows[i] < 0)))
         self.results[request_id] = results
         return msg.reply("score.done", meta={"n": len(results)})
 

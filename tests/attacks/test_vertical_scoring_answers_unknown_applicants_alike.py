@@ -1,4 +1,4 @@
-"""Review (issue 12, vertical) R12-VER-8: scoring is a bank-membership oracle for the coordinator.
+"""Review (issue 12, vertical) R12-VER-8 (fixed): scoring is no bank-membership oracle for the coordinator.
 
 `sampan.vertical.scoring` says "The coordinator never learns who applied", and PSI shows the coordinator only
 intersection sizes, never whether a given id is a bank customer. But in the restructured flow the applicants
@@ -12,7 +12,6 @@ registration number it likes, whether it is the bank's customer; no cap or rate 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from sampan.core.transport import PartyError
 from sampan.data import make_sme_consortium
@@ -20,8 +19,6 @@ from sampan.vertical.model import LocalLinearPart, LocalScaler
 from sampan.vertical.session import VerticalSession, build_inprocess_vertical
 
 
-@pytest.mark.xfail(strict=True, reason="R12-VER-8: score.start refuses ids the bank does not hold, so one-applicant "
-                                       "scoring requests reveal bank membership of coordinator-chosen ids")
 def test_scoring_does_not_tell_the_coordinator_who_is_a_bank_customer() -> None:
     tables = {k: v for k, v in make_sme_consortium(1500, seed=9).vertical.items() if k in ("bank", "payments")}
     transport, parties = build_inprocess_vertical(tables)
