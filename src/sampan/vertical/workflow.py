@@ -11,8 +11,12 @@ Stages and resuming. Each stage (aligned, lr, scorecard, gbdt) ends with ``ctx.r
 (the next round number) holding the stages done, the public splits and the reported metrics. On resume
 the workflow asks every party which stages of this run it still holds (``vertical.state``): a deployed
 agent keeps a run's channels, alignment and parts across a *coordinator* restart, so completed stages
-are skipped. A party that restarted holds nothing (its keys, shares and parts were in memory), and then
-the run restarts from alignment under the same run id, every stage redone. Its row book (persisted by a
+are skipped. A party that restarted holds nothing (its keys, shares and parts were in memory). When every
+party restarted, the run restarts from alignment under the same run id, every stage redone. When only some
+did, the others still hold this run's keys and refuse a second ``vertical.hello`` (run keys are made once
+per run, so a coordinator cannot reset what the protocols remember per channel): the resume then fails
+with an error saying so, and the run must be started again under a new run id (review R12-VER-4; keys per
+(run, attempt) would lift this). Its row book (persisted by a
 deployed party) still counts the evaluations the first attempt made: a redone evaluation of the same
 model (the bank's baseline with the same seed and rows) is refused, and every other one counts against
 the evaluation cap; start a new run then. A stage interrupted half-way is redone from its start.
@@ -191,6 +195,13 @@ class VerticalWorkflow(Workflow):
                                                      for p in session.parties))
         held = {r.sender: set(r.meta.get("stages") or ()) for r in replies}
         missing = {p: sorted(set(state["done"]) - h) for p, h in held.items() if set(state["done"]) - h}
+        if missing and any(held.values()):  # review R12-VER-4: some parties restarted, others did not
+            kept = sorted(p for p, h in held.items() if h)
+            ctx.recorder.event("vertical_restart_refused", {"parties_missing_stages": missing, "parties_holding": kept})
+            raise RuntimeError(
+                f"vertical run {ctx.run_id}: {sorted(missing)} lost this run's state (restarted) while {kept} still "
+                "hold it; run keys are made once per run (a second vertical.hello is refused), so this run cannot "
+                "restart from alignment: start a new run")
         if missing:
             ctx.recorder.event("vertical_restart_from_alignment", {"parties_missing_stages": missing})
             ctx.progress("stage", {"stage": "parties lost this run's state: restarting from alignment"})
