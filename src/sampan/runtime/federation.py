@@ -6,6 +6,12 @@ the seed, so a resumed run rebuilds the same parties; `capability.party_app(setu
 party's handlers exactly as a deployed agent does. Here they are only wired to a transport: in this
 process, or one forked process per party (``run.workers > 1``; parties keep protocol state between
 requests, so each is pinned to its own process). Nothing here runs in a deployment.
+
+Simulation only, not a deployment's separation (review R12-VER-6, open): a simulated party whose setup
+names no registry of its own registers into the run's store, so a vertical simulation's bank scores
+(``<name>-scores:<bank>``) and every partner's model part sit in the same store as the coordinator's run
+record; `sampan score` relies on that to act as the bank. "The scores stay with the bank" holds per
+party only in a deployment (each agent's own store).
 """
 
 from __future__ import annotations
