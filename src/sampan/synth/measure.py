@@ -147,7 +147,7 @@ class PartyMeasurer:
 
     def _axis_size(self, name: str, where: str) -> int:
         if name not in self._sizes:
-            raise RequestRefused(f"party '{self.party}': {where}: axis '{name}' has no bin definitions yet")
+            raise RequestRefused(f"{where}: axis '{name}' has no bin definitions yet")
         return self._sizes[name]
 
     # -- releases ------------------------------------------------------------------------------------------
