@@ -36,6 +36,10 @@ its protection, and the privacy receipt prints it):
   evaluation of the same model (any bins, any round or run), is unmasked for one survivor set only
   (`sampan.privacy.secagg`).
 
+Every request's scaler must be finite with scale > 0 (`check_scaler`; under DP the guarantee does not rest
+on it: a non-finite per-example gradient or update contributes zero), every `fit`'s training settings
+finite and bounded (`checked_train_config`), and a tree (gbdt) payload is evaluated only in a gbdt job.
+
 The party does not rely on the coordinator for any of this: its handlers here compute exact answers only,
 and the privacy mods composed around them (`sampan.privacy.mods`, by `sampan.horizontal.capability`)
 release, noise, mask and refuse (`PartyPrivacyPolicy`): under a policy with a
