@@ -91,3 +91,13 @@ def test_a_scoring_job_gets_no_alignment_or_training() -> None:
             continue
         answered.append(kind)
     assert not answered, f"a scoring job answered training/alignment requests: {answered}"
+
+
+def test_the_bank_grows_no_more_or_deeper_trees_than_the_job_announced() -> None:
+    """R12-VER-7b (the bank's side): `vgb.start` params are checked against the job's GBDT shape, which bounds
+    the node releases the run charged (the partner-side cap per instance is still open, see the review test)."""
+    job = _accepted({"models": ["lr", "gbdt"], "gbdt": {"n_trees": 2, "max_depth": 2}})
+    check_request(ALLOW, "bank", "vgb.start", {"params": {"n_trees": 2, "max_depth": 2}}, job)
+    for params in ({"n_trees": 4, "max_depth": 2}, {"n_trees": 2, "max_depth": 3}, {}):
+        with pytest.raises(JobRefused, match="vgb.start"):
+            check_request(ALLOW, "bank", "vgb.start", {"params": params}, job)

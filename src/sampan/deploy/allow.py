@@ -419,6 +419,14 @@ def _check_vertical_job(party: str, kind: str, meta: Mapping[str, Any], job: Map
         if meta.get("dp_delta") is not None and (delta is None or delta > float(woe.get("dp_delta") or 1e-5)):
             raise JobRefused(party, "job", f"this {kind} request carries dp_delta={meta.get('dp_delta')!r}, above "
                              f"the job's {woe.get('dp_delta', 1e-5)!r}")
+    if kind == "vgb.start":  # review R12-VER-7b: the bank grows no more or deeper trees than the job announced
+        shape = (job.get("vertical") or {}).get("gbdt") or {}
+        params = meta.get("params") or {}
+        for key in ("n_trees", "max_depth"):
+            value, limit = params.get(key), shape.get(key)
+            if limit is None or isinstance(value, bool) or not isinstance(value, int) or value > int(limit):
+                raise JobRefused(party, "job", f"this vgb.start request asks for {key}={value!r}; the job this party "
+                                 f"accepted announced {key}={limit!r} (the run's charge bounds that many node releases)")
     if kind == "vgb.setup" and "gbdt_dp" in announced:
         floor = _number(job.get("gbdt_hist_noise")) or 0.0
         value = _number(meta.get("hist_noise"))
