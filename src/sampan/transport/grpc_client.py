@@ -23,16 +23,31 @@ import queue
 import random
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import grpc
 
 from sampan.errors import PartyError
 from sampan.transport.grpc_envelope import (
-    CANCEL, CONNECT, DEPLOY_PROTOCOL_VERSION, Assembler, EnvelopeError, Frame, FrameKind, Limits, ReplayGuard, STATUS,
+    CANCEL,
+    CONNECT,
+    DEPLOY_PROTOCOL_VERSION,
+    STATUS,
     SUBMIT,
-    control_frame, frames_for, hello_detail, open_envelope, parse_detail, parse_frame,
+    Assembler,
+    EnvelopeError,
+    Frame,
+    FrameKind,
+    Limits,
+    ReplayGuard,
+    control_frame,
+    frames_for,
+    hello_detail,
+    open_envelope,
+    parse_detail,
+    parse_frame,
 )
 from sampan.wire import PROTOCOL_VERSION, Message, WireError, encode
 
@@ -197,7 +212,8 @@ class PartyLink:
                                                recipient=s.coordinator_name, detail=str(exc),
                                                in_reply_to=frame.nonce if frame is not None else b""))
                     if violations >= self.settings.max_violations:
-                        raise ConnectionError(f"{violations} refused frames from the coordinator; reconnecting")
+                        raise ConnectionError(
+                            f"{violations} refused frames from the coordinator; reconnecting") from exc
                     continue
                 if envelope is None:
                     continue

@@ -232,7 +232,8 @@ def frames_for(message: Message, *, kind: int, role: str, limits: Limits, nonce:
     frames = [
         _serialize(version=DEPLOY_PROTOCOL_VERSION, kind=kind, run_id=message.run_id, step=message.step, nonce=nonce,
                    sender=message.sender, recipient=message.recipient, role=role, in_reply_to=in_reply_to,
-                   chunk_index=i, chunk_count=count, total_bytes=len(data), payload=bytes(view[i * size:(i + 1) * size]),
+                   chunk_index=i, chunk_count=count, total_bytes=len(data),
+                   payload=bytes(view[i * size:(i + 1) * size]),
                    digest=digest if i == 0 else b"", sent_at_ms=sent)
         for i in range(count)
     ]

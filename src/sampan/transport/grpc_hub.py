@@ -40,7 +40,8 @@ import logging
 import threading
 import time
 from collections import defaultdict, deque
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -49,7 +50,13 @@ from sampan.core.transport import PartyError
 from sampan.transport.grpc_envelope import SERVICE, EnvelopeError, FrameKind, ReplayGuard, frames_for, open_envelope
 from sampan.transport.grpc_operator import OPERATOR_METHODS, operator_unary
 from sampan.transport.grpc_session import (
-    AuthenticationError, Authenticator, HubSettings, Identity, PartySession, PendingRequest, server_options,
+    AuthenticationError,
+    Authenticator,
+    HubSettings,
+    Identity,
+    PartySession,
+    PendingRequest,
+    server_options,
 )
 from sampan.transport.grpc_streams import PartyStreams
 from sampan.transport.grpc_transport import GrpcTransport

@@ -8,7 +8,8 @@ handler runs off the event loop, so a slow store never stalls the party streams.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
@@ -24,7 +25,7 @@ __all__ = ["OPERATOR_METHODS", "operator_unary"]
 OPERATOR_METHODS = ("Submit", "Status", "Cancel")
 
 
-def operator_unary(hub: "Hub", method: str) -> Callable[[bytes, grpc.aio.ServicerContext], Any]:
+def operator_unary(hub: Hub, method: str) -> Callable[[bytes, grpc.aio.ServicerContext], Any]:
     """The gRPC unary handler of one operator method, served by ``hub``'s control handlers."""
     async def call(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         try:

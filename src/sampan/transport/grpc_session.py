@@ -134,6 +134,6 @@ def claimed_name(context: grpc.aio.ServicerContext) -> str:
         if not pem:
             return ""
         names = x509.load_pem_x509_certificate(pem).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        return f"{names[0].value} (claimed)" if names else ""
+        return f"{names[0].value!s} (claimed)" if names else ""
     except Exception:  # noqa: BLE001 - best effort
         return ""

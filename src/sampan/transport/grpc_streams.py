@@ -9,19 +9,38 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
 
-from sampan.transport.grpc_envelope import (
-    DEPLOY_PROTOCOL_VERSION, Assembler, EnvelopeError, Frame, FrameKind, control_frame, frames_for, hello_detail,
-    open_envelope, parse_detail, parse_frame,
-)
-from sampan.transport.grpc_session import AuthenticationError, Identity, PartySession, PendingRequest, claimed_name
 from sampan.core.transport import PartyError
-from sampan.wire import PROTOCOL_VERSION
+from sampan.transport.grpc_envelope import (
+    DEPLOY_PROTOCOL_VERSION,
+    Assembler,
+    EnvelopeError,
+    Frame,
+    FrameKind,
+    Limits,
+    control_frame,
+    frames_for,
+    hello_detail,
+    open_envelope,
+    parse_detail,
+    parse_frame,
+)
+from sampan.transport.grpc_session import (
+    AuthenticationError,
+    HubSettings,
+    Identity,
+    PartySession,
+    PendingRequest,
+    claimed_name,
+)
+from sampan.wire import PROTOCOL_VERSION, Message
 
 __all__ = ["PartyStreams"]
 
@@ -31,6 +50,22 @@ log = logging.getLogger("sampan.deploy.hub")
 class PartyStreams:
     """`Connect` for party agents; needs the hub's `_sessions`, `settings`, `limits`, `_identity`, `_refuse`,
     `_event`, `_log_rejection`, `_generation`, `_preambles`, `_lock`, `_tap` and `frame_bytes`."""
+
+    if TYPE_CHECKING:  # what the mixin needs from Hub, declared for the type checker only
+        settings: HubSettings
+        limits: Limits
+        _sessions: dict[str, PartySession]
+        _tap: Callable[[str, str, bytes], None] | None
+        _preambles: dict[str, Callable[[str], Message | None]]
+        _lock: threading.Lock
+        frame_bytes: dict[tuple[str, str], int]
+
+        async def _identity(self, context: grpc.aio.ServicerContext, role: str) -> Identity: ...
+        async def _refuse(self, context: grpc.aio.ServicerContext, who: str, code: str, reason: str,
+                          status: grpc.StatusCode) -> None: ...
+        def _event(self, kind: str, detail: dict[str, Any], peer: str) -> None: ...
+        def _log_rejection(self, who: str, peer: str, code: str, reason: str) -> None: ...
+        def _generation(self) -> object: ...
 
     async def _connect(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
         peer = context.peer()
@@ -44,7 +79,7 @@ class PartyStreams:
             raw = await asyncio.wait_for(request_iterator.__anext__(), self.settings.hello_timeout_s)
             frame = parse_frame(raw, self.limits)
             hello = self._check_hello(frame, identity)
-        except (StopAsyncIteration, asyncio.TimeoutError):
+        except (TimeoutError, StopAsyncIteration):
             await self._refuse(context, name, "no_hello", "no HELLO frame within "
                                f"{self.settings.hello_timeout_s:.0f} s", grpc.StatusCode.DEADLINE_EXCEEDED)
             return
@@ -222,7 +257,8 @@ class PartyStreams:
             log.warning("party %s refused a frame (%s): %s", s.name, frame.code, frame.detail)
             pending = s.outstanding.pop(frame.in_reply_to, None)
             if pending is not None:  # the request it refused fails now, not at the timeout
-                pending.future.set_exception(PartyError(s.name, pending.kind, "Refused", f"{frame.code}: {frame.detail}"))
+                pending.future.set_exception(
+                    PartyError(s.name, pending.kind, "Refused", f"{frame.code}: {frame.detail}"))
             return None
         if frame.kind != FrameKind.REPLY:
             raise EnvelopeError("wrong_role", f"a party may only send REPLY frames, not {frame.kind_name}")

@@ -8,7 +8,8 @@ yielded in request order, so aggregation sums in the same order as in process (b
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from sampan.core.transport import TrafficLog, Transport, raise_for_error, take_requests
 from sampan.transport.grpc_session import PendingRequest

@@ -6,7 +6,7 @@ so a handler can never receive (or return) anything a real deployment could not 
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 from sampan.core.transport import Endpoint, TrafficLog, Transport, raise_for_error
 from sampan.wire import Message, decode, encode

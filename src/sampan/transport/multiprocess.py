@@ -21,8 +21,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
 from multiprocessing.connection import Connection, wait
-from typing import Iterable, Iterator, Mapping
 
 from sampan.core.transport import Endpoint, PartyError, TrafficLog, Transport, raise_for_error, take_requests
 from sampan.wire import Message, WireError, decode, encode
@@ -121,11 +121,11 @@ class MultiprocessTransport(Transport):
                 if exhausted and not waiting:
                     return
                 continue
-            for conn in wait([self._conns[w] for w in busy]):
-                worker = self._conns.index(conn)
+            for ready in wait([self._conns[w] for w in busy]):
+                worker = next(w for w in busy if self._conns[w] is ready)
                 index, request = busy.pop(worker)
                 try:
-                    frame = conn.recv_bytes()
+                    frame = self._conns[worker].recv_bytes()
                 except EOFError:
                     raise PartyError(request.recipient, request.kind, "WorkerDied",
                                      f"worker process {worker} exited while handling the request") from None
