@@ -266,3 +266,46 @@ def test_to_dict_round_trips_every_workflow() -> None:
         assert parse_config(config.to_dict()) == config
     promoted = parse_config(_without_paths(VERTICAL), deployment=True)  # no [deploy] needed: defaults
     assert parse_config(promoted.to_dict(), deployment=True) == promoted
+
+
+def test_evaluation_section_names_a_registered_model_and_infers_its_workflow() -> None:
+    evaluation = parse_config({"source": {"kind": "consortium"}, "evaluation": {"model": "pd-model"}})
+    assert evaluation.workflow == "evaluation" and evaluation.evaluation is not None
+    assert (evaluation.evaluation.model, evaluation.evaluation.version, evaluation.evaluation.bins) == (
+        "pd-model", None, None)
+    pinned = parse_config({"schema": SCHEMA, "parties": [{"name": "b1", "path": "b1.csv"}],
+                           "evaluation": {"model": "pd-model", "version": 3, "bins": 50}})
+    assert pinned.evaluation is not None and (pinned.evaluation.version, pinned.evaluation.bins) == (3, 50)
+    assert parse_config(pinned.to_dict()) == pinned
+    deployed = parse_config({"parties": [{"name": "b1"}, {"name": "b2"}], "evaluation": {"model": "m"}},
+                            deployment=True)
+    assert deployed.workflow == "evaluation"
+    for data, needle in [
+        ({"evaluation": {"model": "m"}}, "give either [[parties]]"),  # a data binding, as for a horizontal run
+        ({"source": {"kind": "consortium"}, "evaluation": {"model": ""}}, "evaluation.model"),
+        ({"source": {"kind": "consortium"}, "evaluation": {"model": "m", "version": 0}}, "evaluation.version"),
+        ({"source": {"kind": "consortium"}, "evaluation": {"model": "m", "bins": 2001}}, "evaluation.bins"),
+        ({"source": {"kind": "consortium"}, "evaluation": {"model": "m", "typo": 1}}, "evaluation.typo"),
+        ({"source": {"kind": "consortium"}, "run": {"workflow": "horizontal"}, "evaluation": {"model": "m"}},
+         "[evaluation] is set but run.workflow is 'horizontal'"),
+        ({"source": {"kind": "consortium"}, "evaluation": {"model": "m", "bins": 50},
+          "privacy": {"epsilon": 2.0, "dp2": {}}, "data": {"standardize": False}}, "exactly 100"),
+        ({"source": {"kind": "consortium"}, "evaluation": {"model": "m", "bins": 50},
+          "secure_aggregation": {}}, "exactly 2000"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(needle)):
+            parse_config(data)
+
+
+def test_scoring_kind_chooses_the_model_and_reaches_the_scoring_job() -> None:
+    from sampan.vertical.capability import scoring_job_of
+
+    def scoring(**extra: object) -> object:
+        return parse_config({**VERTICAL, "run": {"workflow": "scoring"},
+                             "scoring": {"model": "run-1", "applicants": ["a"], **extra}})
+    assert scoring().scoring.kind == "lr" and scoring_job_of(scoring()).kind == "lr"  # type: ignore[attr-defined]
+    for kind in ("scorecard", "gbdt"):
+        config = scoring(kind=kind)
+        assert scoring_job_of(config).kind == kind and parse_config(config.to_dict()) == config  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="scoring.kind"):
+        scoring(kind="forest")

@@ -8,7 +8,7 @@ every error names the file and the dotted field path; nothing here raises a trac
 
 Sections: [run] (name, workflow, seed, rounds...), [model], [training], [strategy], [data], [schema]
 (`sampan.data.schema.TableSchema`, the one table schema), [[parties]], [source], [privacy],
-[secure_aggregation], [vertical] (+ .lr, .gbdt, .scorecard, .gbdt_privacy), [scoring], [synthesis].
+[secure_aggregation], [vertical] (+ .lr, .gbdt, .scorecard, .gbdt_privacy), [scoring], [synthesis], [evaluation].
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from sampan.config.sections import (
     WORKFLOWS,
     ColumnSection,
     DataSection,
+    EvaluationSection,
     GBDTSection,
     ModelSection,
     PartySection,
@@ -52,7 +53,7 @@ __all__ = [
     "WORKFLOWS", "Workflow", "RunSection", "ModelSection", "GBDTSection", "TrainingSection", "StrategySection",
     "DataSection", "PartySection", "SourceSection", "DP1Section", "DP2Section", "DP3Section", "PrivacySection",
     "SecureAggregationSection", "VerticalSection", "VerticalLRSection", "ScorecardSection", "GBDTPrivacySection",
-    "ScoringSection", "SynthesisSection", "TableSchema", "ColumnSpec", "SchemaSection", "ColumnSection", "Strict",
+    "ScoringSection", "SynthesisSection", "EvaluationSection", "TableSchema", "ColumnSpec", "SchemaSection", "ColumnSection", "Strict",
 ]
 
 

@@ -17,6 +17,7 @@ from sampan.config.base import Strict
 from sampan.config.privacy import PrivacySection, SecureAggregationSection
 from sampan.config.sections import (
     DataSection,
+    EvaluationSection,
     ModelSection,
     PartySection,
     RunSection,
@@ -33,7 +34,7 @@ __all__ = ["RunConfig", "infer_workflow"]
 
 def infer_workflow(data: dict[str, Any]) -> Workflow:
     """The workflow a config without `run.workflow` means: the section that only that workflow reads."""
-    for section in ("vertical", "synthesis", "scoring"):
+    for section in ("vertical", "synthesis", "scoring", "evaluation"):
         if section in data:
             return section
     return "horizontal"
@@ -53,6 +54,7 @@ class RunConfig(Strict):
     vertical: VerticalSection | None = None
     scoring: ScoringSection | None = None
     synthesis: SynthesisSection | None = None
+    evaluation: EvaluationSection | None = None
 
     model_config = Strict.model_config | {"populate_by_name": True}
 
@@ -137,13 +139,17 @@ def _check_parties(config: RunConfig, deployment: bool) -> None:
 
 def _check_workflow(config: RunConfig, deployment: bool) -> None:
     workflow = config.workflow
-    for section in ("vertical", "scoring", "synthesis"):
+    for section in ("vertical", "scoring", "synthesis"):  # [evaluation]: a Python caller may pass the model itself
         if getattr(config, section) is None and workflow == section:
             raise ValueError(f"run.workflow = {workflow!r} needs a [{section}] section")
     if config.vertical is not None and workflow not in ("vertical", "scoring"):
         raise ValueError(f"[vertical] is set but run.workflow is {workflow!r}")
     if config.synthesis is not None and workflow != "synthesis":
         raise ValueError(f"[synthesis] is set but run.workflow is {workflow!r}")
+    if config.evaluation is not None and workflow != "evaluation":
+        raise ValueError(f"[evaluation] is set but run.workflow is {workflow!r}")
+    if config.evaluation is not None:
+        _check_evaluation(config)
     if config.model.kind == "gbdt" and workflow == "vertical":
         raise ValueError("a vertical run chooses its models in vertical.models, not model.kind")
     featured = [p.name for p in config.parties if p.features is not None]
@@ -156,6 +162,24 @@ def _check_workflow(config: RunConfig, deployment: bool) -> None:
             raise ValueError("schema.label: a horizontal run needs the label column")
         return
     _check_vertical(config, deployment)
+
+
+def _check_evaluation(config: RunConfig) -> None:
+    """An evaluation run is horizontal (every party holds all of [schema]) and asks for bins its parties accept."""
+    from sampan.metrics.histogram import DEFAULT_BINS, DP_BINS
+
+    evaluation = config.evaluation
+    assert evaluation is not None
+    if config.vertical is not None:
+        raise ValueError("[evaluation] evaluates a horizontal model on each party's holdout; it has no [vertical]")
+    bins = evaluation.bins
+    if bins is not None and config.privacy is not None and bins != DP_BINS:
+        raise ValueError(f"evaluation.bins: under [privacy] a party bins evaluation scores into exactly {DP_BINS} "
+                         f"(got {bins}); leave bins out")
+    secagg = config.secure_aggregation
+    if bins is not None and secagg is not None and secagg.enabled and bins != DEFAULT_BINS:
+        raise ValueError(f"evaluation.bins: under [secure_aggregation] a party bins evaluation scores into exactly "
+                         f"{DEFAULT_BINS} (got {bins}); leave bins out")
 
 
 def _check_vertical(config: RunConfig, deployment: bool) -> None:

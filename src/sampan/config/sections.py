@@ -12,12 +12,14 @@ from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, mod
 
 from sampan.config.base import Strict
 from sampan.data.schema import ColumnSpec, TableSchema
+from sampan.metrics.histogram import DEFAULT_BINS, DP_BINS, MAX_BINS
 
 if TYPE_CHECKING:
     from sampan.models.gbdt import GBDTParams
 
 __all__ = ["WORKFLOWS", "Workflow", "RunSection", "GBDTSection", "ModelSection", "TrainingSection",
-           "StrategySection", "DataSection", "PartySection", "SourceSection", "SchemaSection", "ColumnSection"]
+           "StrategySection", "DataSection", "PartySection", "SourceSection", "SchemaSection", "ColumnSection",
+           "EvaluationSection"]
 
 SchemaSection = TableSchema     # earlier name of [schema]'s class: the same object
 ColumnSection = ColumnSpec      # earlier name of a [schema] feature's class: the same object
@@ -30,7 +32,8 @@ class RunSection(Strict):
     name: str = "sampan-run"
     workflow: Workflow | None = Field(
         default=None, description="which workflow runs; default: 'vertical' if [vertical] is present, 'synthesis' if "
-        "[synthesis] is, 'scoring' if [scoring] is, else 'horizontal' (filled in when the config is read)")
+        "[synthesis] is, 'scoring' if [scoring] is, 'evaluation' if [evaluation] is, else 'horizontal' (filled in "
+        "when the config is read)")
     rounds: int = Field(default=20, ge=1, le=100_000)
     seed: int | None = Field(
         default=None, ge=0, lt=2**62,
@@ -135,3 +138,16 @@ class SourceSection(Strict):
     partition: Literal["iid", "dirichlet", "quantity"] = "iid"
     alpha: float = Field(default=0.5, gt=0)
     n_smes: int = Field(default=12_000, ge=300)
+
+
+class EvaluationSection(Strict):
+    """[evaluation]: evaluate a model from the coordinator's registry on every party's holdout (no training).
+
+    The workflow resolves the name at run time (`RunRecorder.registered_model`), so a stored config names
+    the model, never its arrays. ``bins``: the parties' rules apply (at most `MAX_BINS`; exactly `DP_BINS` under
+    [privacy]; exactly the default under secure aggregation), and a party refuses any other."""
+
+    model: str = Field(min_length=1, description="the registered model's name in the coordinator's registry")
+    version: int | None = Field(default=None, ge=1, description="registry version; default: the latest")
+    bins: int | None = Field(default=None, ge=1, le=MAX_BINS, description="score-histogram bins; default: the "
+                             f"parties' default ({DEFAULT_BINS}, {DP_BINS} under DP)")

@@ -113,6 +113,8 @@ class ScoringSection(Strict):
 
     model: str = Field(min_length=1, description="the trained run id or registered model name")
     applicants: tuple[str, ...] = Field(min_length=1, description="ids of the applications to score")
+    kind: Literal["lr", "scorecard", "gbdt"] = Field(
+        default="lr", description="which of the trained run's models scores (as `sampan score --model`)")
 
 
 class SynthesisSection(Strict):

@@ -3,8 +3,9 @@
 A `Workflow` is the coordinator's program for one kind of run (horizontal training, vertical
 alignment and training, joint scoring, federated evaluation, federated synthesis). It reaches
 parties only through ``ctx.transport`` and records everything through ``ctx.recorder``; it never
-opens a store, never builds parties and never knows whether the transport is in-process, a pool of
-processes or gRPC with mutual TLS. The runner (`sampan.runtime.runner`) owns the run's life around
+opens a store (a registered model it needs comes from ``ctx.recorder.registered_model``), never
+builds parties and never knows whether the transport is in-process, a pool of processes or gRPC
+with mutual TLS. The runner (`sampan.runtime.runner`) owns the run's life around
 it: create, resume, status, model registration, receipt and report.
 
 Resuming: a workflow reads ``ctx.recorder.last_checkpoint()`` at its start and continues after it.
@@ -76,6 +77,10 @@ class RunRecorder(Protocol):
 
     def ledger(self) -> str | None:
         """The run's persisted ledger (JSON), if any: a resumed run starts from it."""
+
+    def registered_model(self, name: str, version: int | None = None) -> ModelArtifact:
+        """A model from the coordinator's own registry (latest version when ``version`` is None), so a workflow
+        that evaluates or scores a registered model resolves it at run time without opening a store."""
 
 
 @dataclass

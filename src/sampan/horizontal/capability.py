@@ -119,25 +119,37 @@ def announced_secagg_mod(setup: PartySetup) -> Mod:
 
 
 class EvaluationWorkflow(Workflow):
-    """Evaluate one given model on every party's holdout through the parties' `evaluate` handler.
+    """Evaluate one model on every party's holdout through the parties' `evaluate` handler.
 
-    One fan-out; the result is the merged-histogram metrics, each party's own metrics (as it reports them)
-    and the ROC/calibration material. No model is registered. What each role learns: the coordinator
-    learns each party's evaluation reply (`sampan.horizontal.party`, kind `evaluation`)."""
+    The model is either given (a `ModelArtifact`, for Python callers) or named: a registered model of the
+    coordinator's own registry, resolved at run time through ``ctx.recorder.registered_model`` (the workflow
+    never opens a store). One fan-out; the result is the merged-histogram metrics, each party's own metrics (as
+    it reports them) and the ROC/calibration material. No model is registered. What each role learns: the
+    coordinator learns each party's evaluation reply (`sampan.horizontal.party`, kind `evaluation`); a party
+    learns the evaluated model (as in any horizontal round)."""
 
     name = "evaluation"
 
-    def __init__(self, model: ModelArtifact) -> None:
-        if "params" not in model.arrays or "model" not in model.meta:
-            raise ValueError(f"model {model.name!r}: a horizontal model needs 'params' and meta 'model'")
-        self.model = model
+    def __init__(self, model: ModelArtifact | str, version: int | None = None, bins: int | None = None) -> None:
+        if isinstance(model, ModelArtifact):
+            _check_model(model)
+        self.model, self.version, self.bins = model, version, bins
+
+    def resolve(self, ctx: RunContext) -> ModelArtifact:
+        """The model to evaluate: the given artifact, or the named one from the coordinator's registry."""
+        if isinstance(self.model, ModelArtifact):
+            return self.model
+        return _check_model(ctx.recorder.registered_model(self.model, self.version))
 
     def run(self, ctx: RunContext) -> WorkflowResult:
         ctx.check_cancelled()
-        arrays = {k.removeprefix("scaler."): v for k, v in self.model.arrays.items()}
-        model_config = dict(self.model.meta["model"])
-        messages = (Message(ctx.run_id, 1, COORDINATOR, party, "evaluate", arrays=arrays,
-                            meta={"model": model_config}) for party in sorted(ctx.transport.parties))
+        model = self.resolve(ctx)
+        arrays = {k.removeprefix("scaler."): v for k, v in model.arrays.items()}
+        meta: dict[str, Any] = {"model": dict(model.meta["model"])}
+        if self.bins is not None:  # else each party's default (its own rules decide under DP / SecAgg)
+            meta["bins"] = int(self.bins)
+        messages = (Message(ctx.run_id, 1, COORDINATOR, party, "evaluate", arrays=arrays, meta=dict(meta))
+                    for party in sorted(ctx.transport.parties))
         histogram: ScoreHistogram | None = None
         n, loss_sum, brier_sum, per_party = 0, 0.0, 0.0, {}
         for reply in ctx.transport.exchange(messages):
@@ -151,9 +163,17 @@ class EvaluationWorkflow(Workflow):
             raise ValueError("evaluation: no party answered")
         metrics = histogram_metrics(histogram, loss_sum, brier_sum, n)
         ctx.recorder.checkpoint(1, {}, {}, {"global": metrics, "party": per_party}, 0.0)
-        info = {"evaluated_model": {"name": self.model.name, "meta": _json(self.model.meta)}, "party_metrics": per_party,
-                **result_info(histogram)}
+        evaluated = {"name": model.name, "meta": _json(model.meta)}
+        if not isinstance(self.model, ModelArtifact):
+            evaluated["version"] = self.version
+        info = {"evaluated_model": evaluated, "party_metrics": per_party, **result_info(histogram)}
         return WorkflowResult(final_metrics=metrics, models=(), info=info)
+
+
+def _check_model(model: ModelArtifact) -> ModelArtifact:
+    if "params" not in model.arrays or "model" not in model.meta:
+        raise ValueError(f"model {model.name!r}: a horizontal model needs 'params' and meta 'model'")
+    return model
 
 
 def _json(meta: dict[str, Any]) -> dict[str, Any]:
@@ -161,18 +181,18 @@ def _json(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 class EvaluationCapability:
-    """Federated evaluation of a registered model. The config's ``evaluation.model`` must hold the resolved
-    `ModelArtifact` (the runner or the caller reads it from the registry: workflows never open a store)."""
+    """Federated evaluation of a registered model. The config's ``[evaluation] model`` names it in the
+    coordinator's registry (resolved when the run starts); a Python caller may put the `ModelArtifact` there."""
 
     name = "evaluation"
 
     def workflow(self, config: Any) -> Workflow:
         section = getattr(config, "evaluation", None)
         model = getattr(section, "model", None) if section is not None else None
-        if not isinstance(model, ModelArtifact):
-            raise ValueError("evaluation: the config names no resolved model (evaluation.model must be the "
-                             "registered model's arrays and metadata, a sampan.core.ModelArtifact)")
-        return EvaluationWorkflow(model)
+        if not isinstance(model, (ModelArtifact, str)) or not model:
+            raise ValueError("evaluation: no resolved model and no registered name: give [evaluation] model = a "
+                             "registered model's name (or, from Python, a resolved sampan.core.ModelArtifact)")
+        return EvaluationWorkflow(model, getattr(section, "version", None), getattr(section, "bins", None))
 
     def party_app(self, setup: PartySetup) -> PartyApp:
         """`evaluate` only, and the SecAgg stages when the job announced secure aggregation (review R12-HOR-4): a

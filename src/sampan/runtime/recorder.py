@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from sampan.core.workflow import Checkpoint
+from sampan.core.workflow import Checkpoint, ModelArtifact
 from sampan.runtime.store import Store
 
 __all__ = ["StoreRecorder"]
@@ -50,3 +50,8 @@ class StoreRecorder:
 
     def ledger(self) -> str | None:
         return self.store.ledger(self.run_id)
+
+    def registered_model(self, name: str, version: int | None = None) -> ModelArtifact:
+        """The coordinator's own registered model; `StoreError` names the model (and version) when absent."""
+        record = self.store.get_model(name, version)
+        return ModelArtifact(record.name, dict(record.arrays), dict(record.meta))
