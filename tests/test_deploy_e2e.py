@@ -424,6 +424,33 @@ def test_deployed_scoring_with_the_deployed_vertical_model_keeps_scores_at_the_b
     np.testing.assert_allclose([r["logit"] for r in results], expected, atol=1e-3)  # fixed-point sum of the parts
 
 
+def test_deployed_evaluation_of_a_registered_model_equals_its_training_runs_final_evaluation(
+        fed: Federation) -> None:
+    """`sampan submit` of an [evaluation] run: the coordinator resolves the model from its own registry, each
+    agent evaluates it on its keyed holdout (the same rows as in training) and answers `evaluate` only; the
+    metrics equal the training run's last evaluation of the same model, and nothing new is registered."""
+    trained_id = fed.submit(_run("dep-ev-model", run={"rounds": 2}))
+    assert fed.wait_done(trained_id, 120)["status"] == "completed"
+    run = {"run": {"name": "dep-ev", "seed": SEED}, "model": {"kind": "mlp", "hidden": [8]},
+           "deploy": {"dataset": "loans", "parties": BANKS}, "evaluation": {"model": "dep-ev-model"}}
+    run_id = fed.submit(run)
+    status = fed.wait_done(run_id, 120)
+    assert status["status"] == "completed", status
+
+    store = fed.store()
+    try:
+        trained, row = store.get_run(trained_id), store.get_run(run_id)
+        assert row.workflow == "evaluation" and not list(store.models_for_run(run_id))
+        assert row.config["evaluation"] == {"model": "dep-ev-model"}  # the name, never the arrays
+        assert row.info["final_metrics"] == trained.info["final_metrics"]
+        assert set(row.info["party_metrics"]) == set(BANKS)
+        kinds = {t["kind"] for t in row.info["traffic"] if t["direction"] == "sent"}
+        assert kinds == {"deploy.opened", "evaluation"}  # no fit, describe or stats in an evaluation job
+        assert store.verify_events(run_id), store.verify_audit(run_id).problems
+    finally:
+        store.close()
+
+
 def _bounded_schema(fed: Federation) -> dict[str, Any]:
     """The loans schema with public bounds on every numeric column (what a synthesis [schema] must declare):
     wide round bounds around the consortium's data, as a consortium would publish them."""
