@@ -7,7 +7,8 @@ synthetic table that was produced (with any fixed marginals applied).
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -51,12 +52,12 @@ def model_group_stats(model: SynthModel, column: str) -> dict[str, dict[str, flo
     out: dict[str, dict[str, float]] = {}
     pos = None
     if schema.label is not None:
-        pos = (schema.column(schema.label).categories or ()).index(schema.positive)  # type: ignore[arg-type]
+        pos = (schema.column(schema.label).categories or ()).index(schema.positive)
     for code, cat in enumerate(encoder.spec.categories or ()):
         b = encoder.group_of[code]
         members = np.flatnonzero(encoder.group_of == b)
         w = encoder.weights[members]
-        within = (w[list(members).index(code)] / w.sum()) if w.sum() > 0 else 1.0 / members.size
+        within = (w[members.tolist().index(code)] / w.sum()) if w.sum() > 0 else 1.0 / members.size
         joint = joint_bins[:, b] * within
         entry = {"share": float(joint.sum())}
         if pos is not None:

@@ -16,11 +16,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sampan.privacy.ledger import Budget, BudgetExceeded, Ledger, PrivacyEvent
+from sampan.privacy.ledger import Budget, BudgetExceeded, Ledger, Level, PrivacyEvent
 
 __all__ = ["BudgetWeights", "em_event", "gaussian_event", "rho_for_budget", "sigma_for_rho"]
 
-LEVEL = "DP1"  # releases by the data owner of statistics of its own records
+LEVEL: Level = "DP1"  # releases by the data owner of statistics of its own records
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ and ``job["parties"]``: the party checks every request against them (`sampan.syn
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +81,8 @@ class SynthesisCapability:
         seeds = None
         if settings.reproducible:  # tests/demos only: every party's noise from the run seed
             children = np.random.SeedSequence(seed).spawn(len(tables))
-            seeds = {p: int(c.generate_state(1, np.uint64)[0] >> np.uint64(2)) for p, c in zip(tables, children)}
+            seeds = {p: int(c.generate_state(1, np.uint64)[0] >> np.uint64(2))
+                     for p, c in zip(tables, children, strict=False)}
         return simulated_setups(tables, epsilon=settings.epsilon, delta=settings.delta,
                                 secure=settings.secure_aggregation, noise_seeds=seeds, schema=settings.schema)
 

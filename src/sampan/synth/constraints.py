@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import ast
 import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -125,7 +126,7 @@ class _Evaluator(ast.NodeVisitor):
     def visit_Compare(self, node: ast.Compare) -> Any:
         left_node, left = node.left, self.visit(node.left)
         result = None
-        for op, right_node in zip(node.ops, node.comparators):
+        for op, right_node in zip(node.ops, node.comparators, strict=False):
             if isinstance(op, (ast.In, ast.NotIn)):
                 items = self._literal_list(right_node)
                 arr = np.asarray(left)

@@ -14,7 +14,8 @@ bins, baselines and coarsening maps, all post-processing of earlier noisy sums.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -63,8 +64,8 @@ class SynthesisChannel:
         meta, arrays = protocol.encode_encoders(encoders)
         self._deliver[party] = ({"encoders": meta}, arrays)
 
-    def tree(self, measurer: "RemoteMeasurer", features: Sequence[str], baselines: Mapping[tuple[str, str], np.ndarray],
-             epsilon_per_round: float, measurers: Sequence["RemoteMeasurer"]) -> list[tuple[str, str]]:
+    def tree(self, measurer: RemoteMeasurer, features: Sequence[str], baselines: Mapping[tuple[str, str], np.ndarray],
+             epsilon_per_round: float, measurers: Sequence[RemoteMeasurer]) -> list[tuple[str, str]]:
         """The party's EM-chosen tree; the first party's call asks all of them (each charged first)."""
         if measurer.party not in self._trees:
             for m in measurers:
@@ -83,7 +84,7 @@ class RemoteMeasurer:
     """One bank as the fitter sees it: the run's ledger is charged here, the records stay at the bank."""
 
     def __init__(self, party: str, channel: SynthesisChannel, schema: SynthSchema, ledger: Ledger,
-                 persist: Callable[[Mapping[str, Any]], None], siblings: list["RemoteMeasurer"]) -> None:
+                 persist: Callable[[Mapping[str, Any]], None], siblings: list[RemoteMeasurer]) -> None:
         self.party, self.channel, self._schema, self._ledger, self._persist = party, channel, schema, ledger, persist
         self._siblings = siblings  # every measurer of this fit, in party order (tree selection asks them all)
         self._step = 0

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from sampan.data import load_german_credit, load_taiwan_default, make_sme_consortium
-from sampan.data.sme_population import SECTORS
 from sampan.data.public import GERMAN_SCHEMA, TAIWAN_SCHEMA
+from sampan.data.sme_population import SECTORS
 from sampan.synth.schema import SynthColumn, SynthSchema
 from sampan.synth.table import Table, table_from_party_data
 

@@ -50,8 +50,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.special import ndtri
@@ -112,7 +113,8 @@ def _parse(raw: np.ndarray) -> _Parsed:
     if values.dtype.kind in "fiu":
         x = values.astype(np.float64)
         ok = np.isfinite(x)
-        text = np.array([_fmt(v) if f else MISSING for v, f in zip(x.tolist(), ok.tolist())], dtype=object)
+        text = np.array([_fmt(v) if f else MISSING for v, f in zip(x.tolist(), ok.tolist(), strict=False)],
+                        dtype=object)
         return _Parsed(~ok, ok, np.where(ok, x, np.nan), text)
     if values.dtype.kind == "b":
         text = np.array(["true" if v else "false" for v in values.tolist()], dtype=object)
@@ -207,8 +209,8 @@ class _Releaser:
 
 def release_domain(columns: Mapping[str, np.ndarray], *, party: str, ledger: Ledger, rho: float,
                    threshold_delta: float, label: str | None = None, categorical: Sequence[str] = (),
-                   categories: Mapping[str, Sequence[str]] | None = None, drop_incomplete_rows: bool = False, rng: np.random.Generator | None = None,
-                   source: str = "table") -> DomainRelease:
+                   categories: Mapping[str, Sequence[str]] | None = None, drop_incomplete_rows: bool = False,
+                   rng: np.random.Generator | None = None, source: str = "table") -> DomainRelease:
     """Release the schema of ``columns`` under DP (zCDP ``rho`` in all, plus ``threshold_delta``); see the
     module doc. ``columns``: raw columns, best as text read cell by cell (numbers and booleans are
     formatted per cell). ``categories``: columns whose categories the owner declares (public, not
@@ -260,7 +262,7 @@ def release_domain(columns: Mapping[str, np.ndarray], *, party: str, ledger: Led
             noisy = release(np.bincount(inverse, minlength=values.size), sigma, 1.0,
                             f"domain: categories of '{name}' (thresholded noisy counts)", name, None,
                             threshold=1.0 + sigma * float(ndtri(1.0 - delta_c)), threshold_delta=delta_c)
-            kept = sorted(str(v) for v, c in zip(values.tolist(), noisy.tolist())
+            kept = sorted(str(v) for v, c in zip(values.tolist(), noisy.tolist(), strict=False)
                           if c > 1.0 + sigma * float(ndtri(1.0 - delta_c)) and v != OTHER)
             if name == label:
                 if len(kept) < 2:

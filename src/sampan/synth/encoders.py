@@ -9,8 +9,9 @@ arrays (no pickle).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Union
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +65,7 @@ class CategoryGroups:
         return ["|".join(cats[i] for i in np.flatnonzero(self.group_of == b)) for b in range(self.n_bins)]
 
 
-Encoder = Union[CategoryGroups, NumericBins]
+Encoder = CategoryGroups | NumericBins
 
 
 def build_groups(spec: SynthColumn, noisy: np.ndarray, sigma: float, threshold: float = 3.0,

@@ -22,8 +22,8 @@ convergence, every ``(j, p')`` margin.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -122,7 +122,7 @@ def _shrink(table: np.ndarray, variance: float) -> tuple[np.ndarray, float]:
 def _combine(estimates: Sequence[tuple[np.ndarray, np.ndarray | float]]) -> np.ndarray:
     """Inverse-variance weighted average of estimates of the same vector (per-cell variances allowed)."""
     weights = [1.0 / np.maximum(np.asarray(v, np.float64), 1e-12) for _, v in estimates]
-    return sum(w * e for w, (e, _) in zip(weights, estimates)) / sum(weights)
+    return sum(w * e for w, (e, _) in zip(weights, estimates, strict=False)) / sum(weights)
 
 
 def max_entropy_3way(yj: np.ndarray, yp: np.ndarray, jp: np.ndarray, iters: int = _IPF_ITERS) -> np.ndarray:

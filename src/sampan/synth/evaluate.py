@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,8 @@ def _constraint_report(constraints: Sequence[Constraint], synthetic: Mapping[str
     out = []
     for c in constraints:
         bad = ~c.holds(synthetic)
-        entry: dict[str, Any] = {"constraint": c.text, "violations": int(bad.sum()), "violation_rate": float(bad.mean())}
+        entry: dict[str, Any] = {"constraint": c.text, "violations": int(bad.sum()),
+                                 "violation_rate": float(bad.mean())}
         if real is not None:
             entry["real_violation_rate"] = float((~c.holds(real)).mean())
         out.append(entry)

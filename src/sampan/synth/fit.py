@@ -36,8 +36,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -45,12 +46,12 @@ from sampan.privacy.ledger import UNIT_OF_PRIVACY, Budget, Ledger
 from sampan.privacy.randomness import secure_generator
 from sampan.synth.aggregate import PlainSum, SecureSum
 from sampan.synth.budget import BudgetWeights, em_event, gaussian_event, rho_for_budget, sigma_for_rho
-from sampan.synth.domain import DomainRelease, release_domain
 from sampan.synth.discretize import build_bins, fine_grid
+from sampan.synth.domain import DomainRelease, release_domain
 from sampan.synth.encoders import Encoder, build_groups
 from sampan.synth.estimate import PairMeasurement, estimate_tables, fit_label_margins
 from sampan.synth.fit_columns import _coarsen_map, _identity_encoder, _is_direct, _orient, _pool_direct, _pow2_clip
-from sampan.synth.measure import Axis, PartyMeasurer
+from sampan.synth.measure import Axis, Measurer, PartyMeasurer
 from sampan.synth.model import SynthModel
 from sampan.synth.schema import SchemaError, SynthSchema
 from sampan.synth.select import baseline_tables, combine_trees
@@ -105,7 +106,7 @@ class SynthConfig:
         return asdict(self)
 
 
-def _fit(measurers: Mapping[str, PartyMeasurer], schema: SynthSchema, config: SynthConfig, ledger: Ledger,
+def _fit(measurers: Mapping[str, Measurer], schema: SynthSchema, config: SynthConfig, ledger: Ledger,
          rng: np.random.Generator | None, aggregate: PlainSum | SecureSum, rho: float | None = None,
          domain: DomainRelease | None = None) -> SynthModel:
     """``rho``: the zCDP left for the measurements (default: the whole budget); ``domain``: the DP release
@@ -257,7 +258,7 @@ def _fit(measurers: Mapping[str, PartyMeasurer], schema: SynthSchema, config: Sy
     )
 
 
-def _receipt(measurers: Mapping[str, PartyMeasurer], schema: SynthSchema, config: SynthConfig, ledger: Ledger,
+def _receipt(measurers: Mapping[str, Measurer], schema: SynthSchema, config: SynthConfig, ledger: Ledger,
              rho: float, rng: np.random.Generator | None, aggregation: str,
              domain: DomainRelease | None = None) -> dict[str, Any]:
     threshold_delta = domain.threshold_delta if domain is not None else 0.0
@@ -276,7 +277,7 @@ def _receipt(measurers: Mapping[str, PartyMeasurer], schema: SynthSchema, config
         parties[name] = {
             "epsilon_spent": ledger.spent(name),
             "delta": ledger.budget(name).delta + threshold_delta,
-            "rho_spent": float(sum(r["rho"] for r in releases)),  # type: ignore[misc]
+            "rho_spent": float(sum(r["rho"] for r in releases)),
             "releases": releases,
         }
     return {

@@ -18,7 +18,8 @@ histogram and a fixed (already public) table, so it also moves by at most 1 per 
 from __future__ import annotations
 
 import logging
-from typing import Callable, Mapping, Sequence, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 
@@ -28,13 +29,22 @@ from sampan.privacy.randomness import secure_generator
 from sampan.synth.budget import em_event, gaussian_event
 from sampan.synth.discretize import FineGrid
 from sampan.synth.encoders import Encoder
-from sampan.synth.request_checks import (MAX_CLIQUE_CELLS, RequestRefused, check_baselines, check_coarsen,
-                                         check_encoder, public_grid)
+from sampan.synth.request_checks import (
+    MAX_CLIQUE_CELLS,
+    RequestRefused,
+    check_baselines,
+    check_coarsen,
+    check_encoder,
+    public_grid,
+)
 from sampan.synth.schema import SynthSchema
 from sampan.synth.select import em_spanning_tree, independence_scores
 from sampan.synth.table import category_codes, n_rows, validate_table
 
-__all__ = ["Axis", "MeasurementFailed", "PartyMeasurer", "clique_note", "label_note", "one_way_note"]
+if TYPE_CHECKING:
+    from sampan.synth.aggregate import ReleaseRequest
+
+__all__ = ["Axis", "MeasurementFailed", "Measurer", "PartyMeasurer", "clique_note", "label_note", "one_way_note"]
 
 log = logging.getLogger("sampan.synth.measure")
 T = TypeVar("T")
@@ -64,6 +74,25 @@ def clique_note(schema: SynthSchema, names: Sequence[str], cells: int) -> str:
 
 class MeasurementFailed(RuntimeError):
     """A charged release that failed: the same words whatever the records (the details are logged locally)."""
+
+
+class Measurer(Protocol):
+    """What the fitter asks of one party: a local `PartyMeasurer` answers with noisy arrays, the coordinator's
+    `RemoteMeasurer` with `ReleaseRequest`s that the aggregator resolves; the fitter runs the same plan on both."""
+
+    party: str
+    releases: list[dict[str, object]]
+
+    def label_counts(self, sigma: float) -> np.ndarray | ReleaseRequest: ...
+
+    def one_way(self, column: str, sigma: float, grid: FineGrid | None = None) -> np.ndarray | ReleaseRequest: ...
+
+    def set_encoders(self, encoders: Mapping[str, Encoder]) -> None: ...
+
+    def select_tree(self, features: Sequence[str], baselines: Mapping[tuple[str, str], np.ndarray],
+                    epsilon_per_round: float) -> list[tuple[str, str]]: ...
+
+    def clique(self, axes: Sequence[Axis], sigma: float) -> np.ndarray | ReleaseRequest: ...
 
 
 class PartyMeasurer:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -70,7 +71,9 @@ class SynthModel:
                 out[name] = cond[:, 0, :]
                 continue
             groups = np.zeros((cond.shape[0], cond.shape[1]))
-            np.add.at(groups.T, self.coarsen[name], out[parent].T)  # type: ignore[index]
+            coarsen = self.coarsen[name]
+            assert coarsen is not None, f"child node '{name}' has no coarsening map"
+            np.add.at(groups.T, coarsen, out[parent].T)
             out[name] = np.einsum("lg,lgk->lk", groups, cond)
         return out
 
@@ -118,7 +121,7 @@ class SynthModel:
             if value.dtype == object:
                 raise ModelError(f"array '{key}' has dtype object; models hold numbers only")
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
+        np.savez_compressed(buffer, allow_pickle=False, **arrays)
         text = json.dumps(meta, indent=1, allow_nan=False)
         with atomic_directory(path, replaceable=frozenset({_JSON, _NPZ})) as staging:
             (staging / _JSON).write_text(text, encoding="utf-8")

@@ -15,7 +15,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -71,7 +72,7 @@ def _row_keys(table: Mapping[str, np.ndarray], schema: SynthSchema) -> set[tuple
     for spec in schema.columns:
         values = np.asarray(table[spec.name])
         cols.append([f"{float(v):.9g}" for v in values] if spec.kind == "numeric" else [str(v) for v in values])
-    return set(zip(*cols))
+    return set(zip(*cols, strict=False))
 
 
 def _subsample(table: Mapping[str, np.ndarray], k: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -96,7 +97,7 @@ def privacy(real_train: Mapping[str, np.ndarray], synthetic: Mapping[str, np.nda
     train_keys, holdout_keys = _row_keys(real_train, schema), _row_keys(holdout, schema)
     synth_keys_all = list(zip(*[
         [f"{float(v):.9g}" for v in np.asarray(synthetic[s.name])] if s.kind == "numeric"
-        else [str(v) for v in np.asarray(synthetic[s.name])] for s in schema.columns]))
+        else [str(v) for v in np.asarray(synthetic[s.name])] for s in schema.columns], strict=False))
     copies_train = sum(k in train_keys for k in synth_keys_all)
     copies_holdout = sum(k in holdout_keys for k in synth_keys_all)
     n_train, n_holdout = len(next(iter(real_train.values()))), len(next(iter(holdout.values())))

@@ -21,8 +21,9 @@ All of this reads model tables only.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -101,7 +102,7 @@ def _check_target(model: SynthModel, target: TargetMarginal) -> _Cells:
         spec = schema.column(c)
         if spec.kind != "categorical":
             raise TargetError(f"target on {cols}: column '{c}' is numeric; targets need categorical columns")
-    ordered = ([feature] if feature else []) + ([label] if with_label else [])
+    ordered = ([feature] if feature else []) + ([label] if with_label and label is not None else [])
     perm = [cols.index(c) for c in ordered]
     sizes = [len(schema.column(c).categories or ()) for c in ordered]
     cats = [list(schema.column(c).categories or ()) for c in ordered]
@@ -110,12 +111,12 @@ def _check_target(model: SynthModel, target: TargetMarginal) -> _Cells:
         if len(key) != len(cols):
             raise TargetError(f"target on {cols}: cell {'|'.join(key)!r} needs {len(cols)} value(s) joined by '|'")
         key = tuple(key[i] for i in perm)
-        for c, v, options in zip(ordered, key, cats):
+        for c, v, options in zip(ordered, key, cats, strict=False):
             if v not in options:
                 raise TargetError(f"target on {cols}: {v!r} is not a category of column '{c}' ({options})")
         if not (math.isfinite(p) and p >= 0):
             raise TargetError(f"target on {cols}: share of {'|'.join(key)!r} must be >= 0, got {p}")
-        grid[tuple(o.index(v) for o, v in zip(cats, key))] = p
+        grid[tuple(o.index(v) for o, v in zip(cats, key, strict=False))] = p
     total = grid.sum()
     if abs(total - 1.0) > 1e-6:
         raise TargetError(f"target on {cols}: shares sum to {total:.6g}, not 1")
@@ -213,9 +214,9 @@ def _draw_cell(model: SynthModel, cell: _Cells | None, code: tuple[int, ...] | N
     if cell is None or code is None:
         label, bins = sample_bins(model, n, rng)
         return decode_rows(model, label, bins, rng)
-    label = np.full(n, code[-1], dtype=np.int64) if cell.with_label else None
-    if cell.with_label and model.label_encoder is not None:
-        label = model.label_encoder.group_of[label]  # label is never pooled, but map through the encoder
+    given: np.ndarray | None = np.full(n, code[-1], dtype=np.int64) if cell.with_label else None
+    if given is not None and model.label_encoder is not None:
+        given = model.label_encoder.group_of[given]  # label is never pooled, but map through the encoder
     fixed: dict[str, np.ndarray] = {}
     evidence = None
     if cell.feature is not None:
@@ -223,7 +224,7 @@ def _draw_cell(model: SynthModel, cell: _Cells | None, code: tuple[int, ...] | N
         encoder = model.encoders[cell.feature]
         evidence = (cell.feature, encoder.codes_to_bins(cat))  # type: ignore[union-attr]
         fixed[cell.feature] = cat
-    label, bins = sample_bins(model, n, rng, label=label, evidence=evidence)
+    label, bins = sample_bins(model, n, rng, label=given, evidence=evidence)
     return decode_rows(model, label, bins, rng, fixed)
 
 
@@ -272,7 +273,7 @@ def generate(
     chosen: list[Table] = []
     pools: list[tuple[Table, int]] = []  # valid pool rows per exact cell, and the cell's quota
     short_total = 0
-    for code, q in zip(codes, wanted):
+    for code, q in zip(codes, wanted, strict=False):
         q = int(q)
         if q == 0:
             continue
@@ -304,7 +305,7 @@ def generate(
         raked = [first, *rest] if first is not None else rest
         w = _rake(np.ones(sum(sizes)), [_cell_index(full, model, c) for c in raked], [c.probs for c in raked])
         start = 0
-        for (pool, q), size in zip(pools, sizes):
+        for (pool, q), size in zip(pools, sizes, strict=False):
             wi = w[start: start + size]
             start += size
             chosen.append(_take(pool, _pps_systematic(wi, q, rng)))
@@ -320,15 +321,15 @@ def generate(
         names = _cell_names(model, c)
         report.targets.append({
             "columns": list(c.target.columns),
-            "requested": dict(zip(names, c.probs.round(6).tolist())),
-            "achieved": dict(zip(names, achieved.round(6).tolist())),
+            "requested": dict(zip(names, c.probs.round(6).tolist(), strict=False)),
+            "achieved": dict(zip(names, achieved.round(6).tolist(), strict=False)),
             "max_abs_difference": float(np.abs(achieved - c.probs).max()),
             "total_variation": float(0.5 * np.abs(achieved - c.probs).sum()),
             "method": "raking (approximate)" if c in rest else "exact (conditional sampling with quotas)",
         })
     if constraints:
         ok, masks = _violations(table, constraints)
-        for con, m in zip(constraints, masks):
+        for con, m in zip(constraints, masks, strict=False):
             report.constraints.append({"constraint": con.text, "violations": int((~m).sum()),
                                        "violation_rate": float((~m).mean())})
         if short_total:

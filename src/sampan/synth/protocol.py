@@ -20,7 +20,8 @@ that differs, and refuses bins, coarsening maps and baselines that do not cover 
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -30,8 +31,8 @@ from sampan.synth.measure import Axis
 from sampan.synth.schema import SynthSchema
 from sampan.wire.catalogue import Field, MessageSpec
 
-__all__ = ["OPEN", "RELEASE", "SELECT_TREE", "catalogue", "receipt_rows", "decode_axes", "decode_baselines", "decode_encoders", "decode_grid",
-           "encode_axes", "encode_baselines", "encode_encoders", "encode_grid"]
+__all__ = ["OPEN", "RELEASE", "SELECT_TREE", "catalogue", "receipt_rows", "decode_axes", "decode_baselines",
+           "decode_encoders", "decode_grid", "encode_axes", "encode_baselines", "encode_encoders", "encode_grid"]
 
 OPEN, RELEASE, SELECT_TREE = "synth.open", "synth.release", "synth.select_tree"
 

@@ -6,7 +6,7 @@ independent of the model and the constraints that `sampan.synth.programmable` ho
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -60,23 +60,23 @@ def joint_quotas(joint: np.ndarray, n: int, row_probs: np.ndarray, col_probs: np
                     queue.append(node)
         if end is None:  # cannot happen for margins that sum to n; guard against an endless loop
             raise RuntimeError("controlled rounding found no augmenting path")
-        node: tuple[str, int] | None = end
-        while parent[node] is not None:  # type: ignore[index]
-            prev = parent[node]  # type: ignore[index]
-            if node[0] == "c":  # type: ignore[index]
-                extra[prev[1], node[1]] = 1  # type: ignore[index]
+        node = end
+        while (prev := parent[node]) is not None:
+            if node[0] == "c":
+                extra[prev[1], node[1]] = 1
             else:
-                extra[node[1], prev[1]] = 0  # type: ignore[index]
+                extra[node[1], prev[1]] = 0
             node = prev
         need_r[start] -= 1
         need_c[end[1]] -= 1
     return (base + extra).reshape(-1)
 
 
-def _rake(weights: np.ndarray, indices: Sequence[np.ndarray], targets: Sequence[np.ndarray], iters: int = 30) -> np.ndarray:
+def _rake(weights: np.ndarray, indices: Sequence[np.ndarray], targets: Sequence[np.ndarray],
+          iters: int = 30) -> np.ndarray:
     w = weights.copy()
     for _ in range(iters):
-        for idx, p in zip(indices, targets):
+        for idx, p in zip(indices, targets, strict=False):
             current = np.bincount(idx, weights=w, minlength=p.size)
             factor = np.divide(p * w.sum(), current, out=np.zeros_like(p), where=current > 0)
             w *= factor[idx]

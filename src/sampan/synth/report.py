@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from sampan import __version__
 from sampan.files import atomic_write_text
@@ -62,7 +63,8 @@ def _section(title: str, body: str, lede: str = "") -> str:
 
 
 def _cards(numbers: Mapping[str, float]) -> str:
-    names = {"fidelity_score": ("Fidelity score", "higher is better"), "tstr_auc": ("TSTR AUC", "train synthetic, test real"),
+    names = {"fidelity_score": ("Fidelity score", "higher is better"),
+             "tstr_auc": ("TSTR AUC", "train synthetic, test real"),
              "trtr_auc": ("TRTR AUC", "train real, test real"), "mia_auc": ("Membership attack AUC", "0.5 = chance"),
              "share_closer_to_train": ("Closer to train", "≈ 0.5 without copying"),
              "exact_copies_count": ("Exact copies", "of training rows"),
@@ -83,7 +85,8 @@ def _fidelity(doc: Mapping[str, Any]) -> str:
             + _table(["Column", "TVD", "KS", "Mean (real)", "Mean (synthetic)"], rows)
             + "<h3>Pairs with the largest contingency distance</h3>"
             + _table(["Pair", "TVD"], [[k, v] for k, v in worst])
-            + _table(["Summary", "Value"], [["Overall score", fid["score"]], ["Mean column TVD", fid["mean_column_tvd"]],
+            + _table(["Summary", "Value"], [["Overall score", fid["score"]],
+                                            ["Mean column TVD", fid["mean_column_tvd"]],
                                             ["Mean pair TVD", fid["mean_pair_tvd"]],
                                             ["Mean correlation difference", fid["mean_correlation_difference"]],
                                             ["Pairs evaluated", fid["pairs_evaluated"]]]))
@@ -106,15 +109,18 @@ def _privacy(doc: Mapping[str, Any]) -> str:
             ["DCR median to holdout rows", p["dcr"]["median_to_holdout"]],
             ["Share of synthetic rows closer to training than holdout", p["dcr"]["share_closer_to_train"]],
             ["Exact copies of training rows", p["exact_copies"]["of_training_rows"]],
-            ["Exact copies of holdout rows (baseline, scaled)", p["exact_copies"]["holdout_baseline_scaled_to_train_size"]],
+            ["Exact copies of holdout rows (baseline, scaled)",
+             p["exact_copies"]["holdout_baseline_scaled_to_train_size"]],
             ["Membership attack AUC", p["membership_inference"]["auc"]],
             *[[f"Membership attack TPR at FPR {f}", v] for f, v in p["membership_inference"]["tpr_at_fpr"].items()]]
     return _section("Privacy", _table(["Check", "Value"], rows),
-                    "Empirical checks: they can reveal a leak, not prove its absence. The guarantee is the receipt below.")
+                    "Empirical checks: they can reveal a leak, not prove its absence. "
+                    "The guarantee is the receipt below.")
 
 
 def _constraints(doc: Mapping[str, Any]) -> str:
-    rows = [[c["constraint"], c["violations"], c["violation_rate"], c.get("real_violation_rate")] for c in doc["constraints"]]
+    rows = [[c["constraint"], c["violations"], c["violation_rate"], c.get("real_violation_rate")]
+            for c in doc["constraints"]]
     return _section("Constraints", _table(["Constraint", "Violations", "Rate", "Rate in real data"], rows))
 
 
@@ -123,11 +129,14 @@ def _bias(doc: Mapping[str, Any]) -> str:
     for column, entry in doc["bias"].items():
         sources = [s for s in ("before_model", "real", "after_synthetic") if s in entry]
         cats = list(entry[sources[0]])
-        headers = ["Group"] + [f"{s.replace('_', ' ')} share" for s in sources] + [f"{s.replace('_', ' ')} label rate" for s in sources]
-        rows = [[c] + [entry[s][c]["share"] for s in sources] + [entry[s][c].get("label_rate") for s in sources] for c in cats]
+        headers = (["Group"] + [f"{s.replace('_', ' ')} share" for s in sources]
+                   + [f"{s.replace('_', ' ')} label rate" for s in sources])
+        rows = [[c] + [entry[s][c]["share"] for s in sources] + [entry[s][c].get("label_rate") for s in sources]
+                for c in cats]
         parts.append(f"<h3>{_esc(column)}</h3>" + _table(headers, rows))
     return _section("Bias report", "".join(parts), "Group representation and label rate: what the model implied "
-                    "before any target (from its DP tables), the real table (data owner only), and the synthetic table.")
+                    "before any target (from its DP tables), the real table (data owner only), "
+                    "and the synthetic table.")
 
 
 def _receipt(doc: Mapping[str, Any]) -> str:
@@ -135,7 +144,8 @@ def _receipt(doc: Mapping[str, Any]) -> str:
     rows = [["epsilon", r["epsilon"]], ["delta", r["delta"]], ["rho (zCDP)", r["rho"]], ["accountant", r["accountant"]],
             ["domain", r["domain"]["note"] if r.get("domain") else "—"],
             ["reproducible, not private (seeded)", r["reproducible_not_private"]]]
-    rows += [[f"party {p}: epsilon spent ({v['releases']} releases)", v["epsilon_spent"]] for p, v in r["parties"].items()]
+    rows += [[f"party {p}: epsilon spent ({v['releases']} releases)", v["epsilon_spent"]]
+             for p, v in r["parties"].items()]
     return _section("Privacy receipt", _table(["Item", "Value"], rows))
 
 
@@ -150,7 +160,8 @@ def render_html(doc: Mapping[str, Any], title: str = "Synthetic data evaluation"
               _BANNER.format(c="#c00", bg="#fff0f0", text=_esc(CONFIDENTIAL_NOTICE.upper())))
     part = "releasable part" if releasable else "CONFIDENTIAL: data owner only"
     body = [banner,
-            f'<header class="top"><div><p class="brand">Sampan · Synthetic data · {_esc(part)}</p><h1>{_esc(title)}</h1>'
+            f'<header class="top"><div><p class="brand">Sampan · Synthetic data · {_esc(part)}</p>'
+            f'<h1>{_esc(title)}</h1>'
             f'<p class="meta"><span>{doc["rows"]["synthetic"]:,} synthetic rows</span></p></div></header>',
             _cards(headline(doc))]
     for key, render in (("fidelity", _fidelity), ("utility", _utility), ("privacy", _privacy),
@@ -179,7 +190,8 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def write_evaluation(doc: Mapping[str, Any], folder: str | Path, title: str = "Synthetic data evaluation") -> dict[str, Path]:
+def write_evaluation(doc: Mapping[str, Any], folder: str | Path,
+                     title: str = "Synthetic data evaluation") -> dict[str, Path]:
     """Write the releasable and the confidential part, JSON + HTML each, into ``folder`` (each atomically).
     Keys of the result: ``releasable_json``, ``releasable_html``, ``confidential_json``, ``confidential_html``."""
     out = Path(folder)

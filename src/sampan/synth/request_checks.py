@@ -11,7 +11,7 @@ Grids are not trusted at all: the party rebuilds the fine grid from the schema a
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

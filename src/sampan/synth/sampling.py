@@ -13,7 +13,7 @@ Only model tables are read here; the sampler has no access to records.
 from __future__ import annotations
 
 from collections import deque
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -43,7 +43,8 @@ def _neighbours(model: SynthModel) -> dict[str, list[str]]:
 def _order_from(model: SynthModel, root: str) -> list[tuple[str, str | None]]:
     """(node, new parent) in BFS order of root's component, then the other components as fitted."""
     adj = _neighbours(model)
-    seen, out, queue = {root}, [(root, None)], deque([root])
+    seen, queue = {root}, deque([root])
+    out: list[tuple[str, str | None]] = [(root, None)]
     while queue:
         u = queue.popleft()
         for v in adj[u]:

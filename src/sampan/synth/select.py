@@ -4,7 +4,8 @@ Each pair's score is how far its true 2-way histogram is from a public baseline 
 earlier noisy releases: ``|| X_ab - B_ab ||_1``. With a label, B_ab = n sum_y P(y) P(a|y) P(b|y), so
 the tree captures what the label does not already explain (as in tree-augmented naive Bayes); without
 one, B_ab = n p_a p_b^T as in MST. A record moves one cell of X_ab by one and B_ab does not depend on
-the records, so each score has sensitivity 1. Kruskal's algorithm picks one edge per round among those joining two components, with
+the records, so each score has sensitivity 1. Kruskal's algorithm picks one edge per round among those
+joining two components, with
 the exponential mechanism (Gumbel-max: argmax of eps/2 * score + Gumbel noise, which is exactly the
 EM distribution for a non-monotone score of sensitivity 1).
 
@@ -14,8 +15,8 @@ combined by vote, and the vote count is post-processing of DP outputs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from itertools import combinations
-from typing import Mapping, Sequence
 
 import numpy as np
 

@@ -9,9 +9,10 @@ module's (``secure_aggregation``, ``rows``, ``model_dir``) are both read. Errors
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from sampan.synth.fit import SynthConfig
 from sampan.synth.schema import SchemaError, SynthSchema, load_schema
@@ -77,7 +78,7 @@ class SynthesisSettings:
                 "schema": self.schema.to_dict()}
 
     @classmethod
-    def from_section(cls, section: Mapping[str, Any], schema: Any = None) -> "SynthesisSettings":
+    def from_section(cls, section: Mapping[str, Any], schema: Any = None) -> SynthesisSettings:
         section = {_ALIASES.get(k, k): v for k, v in section.items()}
         if section.get("schema") is None and schema is not None:
             section["schema"] = schema
@@ -94,7 +95,7 @@ class SynthesisSettings:
         return cls(**values)
 
     @classmethod
-    def from_config(cls, config: Any) -> "SynthesisSettings":
+    def from_config(cls, config: Any) -> SynthesisSettings:
         if isinstance(config, SynthesisSettings):
             return config
         section = config.get("synthesis") if isinstance(config, Mapping) else getattr(config, "synthesis", None)

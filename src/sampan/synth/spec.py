@@ -16,9 +16,10 @@ target with the label is ``COLUMN,LABEL: A|1=0.05, A|0=0.45, ...``. A TOML spec 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from sampan.synth.constraints import Constraint, parse_constraint
 from sampan.synth.model import SynthModel
@@ -97,7 +98,8 @@ def load_spec(path: str | Path, model: SynthModel) -> SampleSpec:
     return SampleSpec(rows, targets, constraints)
 
 
-def combine(spec: SampleSpec | None, targets: Sequence[TargetMarginal], constraints: Sequence[Constraint]) -> SampleSpec:
+def combine(spec: SampleSpec | None, targets: Sequence[TargetMarginal],
+            constraints: Sequence[Constraint]) -> SampleSpec:
     """A spec file's entries followed by those given on the command line."""
     base = spec or SampleSpec()
     return SampleSpec(base.rows, [*base.targets, *targets], [*base.constraints, *constraints])

@@ -7,8 +7,8 @@ what bounds the sensitivity; values outside are a property of the data owner's t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import pyarrow as pa

@@ -8,8 +8,8 @@ training table of each run (synthetic for TSTR), never on the test rows.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 from scipy.optimize import minimize
