@@ -25,7 +25,6 @@ Small data (a few hundred rows), two rounds / two trees / two epochs; the multip
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np
@@ -140,29 +139,25 @@ def test_horizontal(kind: str, model: dict[str, Any], tmp_path: Path, reference_
     _assert_same_models(*_compare(f"h-{model['kind']}", kind, _models_of(config), tmp_path))
 
 
-class _WithModel:
-    """A run config whose `evaluation.model` holds the resolved artifact (as the CLI passes it)."""
-
-    def __init__(self, config: Any, artifact: Any) -> None:
-        self._config, self.evaluation = config, SimpleNamespace(model=artifact)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._config, name)
-
-
 @pytest.mark.parametrize("kind", TRANSPORTS)
 def test_evaluation(kind: str, tmp_path: Path, reference_root: Path) -> None:
-    """Bit-identical metrics of the same registered model on every party's holdout."""
+    """Bit-identical metrics of the same registered model on every party's holdout: the config's [evaluation]
+    names the model, which the workflow resolves from the cell's own registry when the run starts."""
     trained = parse_config({"run": {"name": "m-eval-model", "rounds": 2, "seed": SEED},
                             "source": {"kind": "consortium", "n_smes": 600}})
     if "eval-model" not in _cache:
         _cache["eval-model"] = _run("inprocess", trained, reference_root / "eval-model")[0].result.models[0]
     data = trained.to_dict()
-    config = _WithModel(parse_config({**data, "run": {**data["run"], "name": "m-eval", "workflow": "evaluation"}}),
-                        _cache["eval-model"])
+    config = parse_config({**data, "run": {**data["run"], "name": "m-eval", "workflow": "evaluation"},
+                           "evaluation": {"model": "m-eval-model"}})
+    assert config.workflow == "evaluation"
 
     def run(kind: str, root: Path) -> Any:
-        finished, store = _run(kind, config, root)
+        store = Store.open(f"sqlite:///{root / f'{kind}.db'}")
+        model = _cache["eval-model"]
+        origin = store.create_run(name="m-eval-model", workflow="horizontal", seed=SEED, config=data, total_rounds=2)
+        store.register_model("m-eval-model", origin, model.arrays, model.meta)  # as the training run left it
+        finished, store = _run(kind, config, root, store=store)
         store.close()
         return finished.result
 
