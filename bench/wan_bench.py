@@ -9,7 +9,8 @@ TLS, exactly as deployed (`sampan.deploy.local`).
 
 Per run: seconds per round from the run store (the workflow times each round), and requests per party
 per round from the coordinator's wire tap (each exchange sends one request to every party, so this is
-the number of exchanges, i.e. round trips, a round costs). A round's time over 40 ms gives its
+the number of exchanges, i.e. round trips, a round costs): the median over the rounds' steps, with what
+the run adds once (the final model's evaluation) reported apart as ``exchanges_once_per_run``. A round's time over 40 ms gives its
 round-trip count as the network sees it.
 
 Usage::
@@ -133,21 +134,25 @@ def _party_files(root: Path, n_parties: int, n_smes: int) -> tuple[dict[str, Pat
     return out, schema
 
 
-def _requests_per_round(tap: Path, run_id: str, party: str, rounds: int) -> float:
-    """Requests the coordinator sent `party` during the run's rounds, per round (its setup excluded)."""
+def _requests_by_step(tap: Path, run_id: str, party: str) -> dict[int, int]:
+    """Requests the coordinator sent `party` during the run, by step (step 0, open/close of the run, left out).
+
+    A step is a round number: round r's SecAgg+ instance (fit, with model r-1's evaluation carried in its
+    vector) is sent under step r; the final model's own evaluation, once per run, lands on a step of its
+    own or on the last round's, which is why a round's count is the median over the steps, not the mean.
+    """
     from sampan.deploy.coordinator import read_tap
     from sampan.transport.grpc_envelope import FrameKind, Limits, parse_frame
 
     limits = Limits()
-    steps: list[int] = []
+    counts: dict[int, int] = {}
     for who, direction, raw in read_tap(tap):
         if who != party or direction != "to_party":
             continue
         frame = parse_frame(raw, limits)
-        if frame.kind == FrameKind.REQUEST and frame.chunk_index == 0 and frame.run_id == run_id:
-            steps.append(frame.step)
-    in_rounds = [s for s in steps if s >= 1]  # step 0: deploy.open_run / close_run
-    return len(in_rounds) / max(1, rounds)
+        if frame.kind == FrameKind.REQUEST and frame.chunk_index == 0 and frame.run_id == run_id and frame.step >= 1:
+            counts[frame.step] = counts.get(frame.step, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def bench(n_parties: int, rounds: int, delay_ms: float, secure: bool, n_smes: int) -> dict[str, Any]:
@@ -208,12 +213,15 @@ def bench(n_parties: int, rounds: int, delay_ms: float, secure: bool, n_smes: in
                 agent.stop()
             for relay in relays.values():
                 relay.close()
-        per_round = _requests_per_round(tap, run_id, next(iter(paths)), rounds)
+        by_step = _requests_by_step(tap, run_id, next(iter(paths)))
+        per_round = statistics.median([by_step.get(step, 0) for step in range(1, rounds + 1)])
+        total = sum(by_step.values())
         median = statistics.median(seconds)
         return {"parties": n_parties, "secure_aggregation": secure, "rounds": rounds, "delay_ms_each_way": delay_ms,
                 "round_seconds": [round(s, 4) for s in seconds], "median_round_s": round(median, 4),
                 "round_trips_by_time": round(median / (2 * delay_ms / 1000.0), 1) if delay_ms else None,
-                "exchanges_per_round": round(per_round, 2), "run_wall_s": round(wall, 2)}
+                "exchanges_per_round": round(per_round, 2), "exchanges_by_step": by_step,
+                "exchanges_once_per_run": total - int(per_round) * rounds, "run_wall_s": round(wall, 2)}
 
 
 def main() -> None:
@@ -233,7 +241,8 @@ def main() -> None:
                      if args.delay_ms else "  (no added delay)")
             print(f"{n:>3} parties  {'SecAgg+' if secure else 'plain  '}  median round {result['median_round_s'] * 1000:7.1f} ms"
                   f"{trips}"
-                  f"  exchanges/round {result['exchanges_per_round']:.1f}  rounds {result['round_seconds']}", flush=True)
+                  f"  exchanges/round {result['exchanges_per_round']:.1f} (+{result['exchanges_once_per_run']} once per run)"
+                  f"  rounds {result['round_seconds']}", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = {"machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
                       f"{__import__('os').cpu_count()} cores, Python {platform.python_version()}",
