@@ -31,7 +31,7 @@ from sampan.core.transport import DROPOUT_ERRORS, exchange_settled
 from sampan.errors import ConfigError
 from sampan.horizontal.secure_inputs import evaluation_from_vector
 from sampan.metrics import ScoreHistogram
-from sampan.privacy.fit_evaluation import EVALUATION_FRAC_BITS, evaluation_scale
+from sampan.privacy.fit_evaluation import EVAL_MAX_ABS, EVALUATION_FRAC_BITS, evaluation_scale
 from sampan.privacy.secagg import SecAggAbort, SecAggParams, SecAggServer, choose_neighbours, decode_vector
 from sampan.privacy.wrappers import SecAggCollection, StageCall, UpdateSum
 from sampan.wire import Message
@@ -43,7 +43,7 @@ __all__ = ["COORDINATOR", "DROPOUT_ERRORS", "EVAL_FRAC_BITS", "EVAL_MAX_ABS", "F
 
 COORDINATOR = "coordinator"
 # Evaluation sums (counts up to millions, score and loss sums) need a wider integer part than updates.
-EVAL_FRAC_BITS, EVAL_MAX_ABS = EVALUATION_FRAC_BITS, 2.0**36
+EVAL_FRAC_BITS = EVALUATION_FRAC_BITS
 # An evaluation carried in a fit vector: (the round whose model it evaluated, histogram, loss sum, Brier sum, n).
 CarriedEvaluation = tuple[int, ScoreHistogram, float, float, int]
 

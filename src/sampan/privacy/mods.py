@@ -45,7 +45,9 @@ from sampan.metrics import ScoreHistogram
 from sampan.metrics.histogram import DEFAULT_BINS, DP_BINS, MAX_BINS
 from sampan.models import model_from_config
 from sampan.privacy.dp3 import party_release
-from sampan.privacy.fit_evaluation import evaluation_request, evaluation_scale
+from sampan.privacy.model_digest import canonical_arrays
+from sampan.privacy.fit_evaluation import (empty_evaluation, evaluation_lock, evaluation_max_abs,
+                                           evaluation_request, evaluation_scale)
 from sampan.privacy.dpsgd import DPSGDConfig, dp_sgd_train
 from sampan.privacy.mechanisms import GaussianMechanism
 from sampan.privacy.party_policy import PartyPrivacyPolicy, PolicyRefused
@@ -121,29 +123,23 @@ def _with_meta(msg: Message, meta: Mapping[str, Any]) -> Message:
     return Message(msg.run_id, msg.step, msg.sender, msg.recipient, msg.kind, dict(msg.arrays), dict(meta))
 
 
-# Every array a `fit`/`evaluate` handler computes from (review R12-HOR-1: a GBDT payload's split thresholds are in
-# ``edges``/``edge_counts``; outside the digest, a DP run's "one model" could be re-evaluated at any threshold).
-MODEL_ARRAYS = ("params", "mean", "scale", "edges", "edge_counts")
 
 
 def request_digest(kind: str, msg: Message) -> str:
     """Digest of the public inputs a reply is computed from (global model, scaler, tree payload, model config:
     `MODEL_ARRAYS`): SecAgg binds
     every attempt on one model to one survivor set (`SecAggClient.masked_input`), and under DP a party
-    evaluates one model per run. Canonical, so that a request that computes the same thing digests alike
-    (review R7-2): the model config as `model_from_config` rebuilds it, arrays as float64 with -0.0 read as
-    0.0, and an identity scaler (mean 0, scale 1: X unchanged) the same as none."""
+    evaluates one model per run. Canonical by what the model COMPUTES (reviews R7-2, R12-SAC-1/3): the model
+    config as `model_from_config` rebuilds it; the scaler folded into the first layer (`canonical_arrays`), so a
+    scaler that does not change the function (identity, mean 1e-300, or params pre-multiplied by the scale) does
+    not change the digest; a tree payload's edges are in raw units (its scaler is unused and not digested)."""
     config = msg.meta.get("model")
     try:
         config = model_from_config(config).config()
     except (TypeError, ValueError, KeyError, AttributeError):
         pass  # the handler refuses it with a clear error; the digest only needs to be deterministic
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
-    arrays = {name: np.ascontiguousarray(np.asarray(msg.arrays[name], dtype=np.float64) + 0.0)
-              for name in MODEL_ARRAYS if name in msg.arrays}
-    if "mean" in arrays and "scale" in arrays and not np.any(arrays["mean"]) and np.all(arrays["scale"] == 1.0):
-        del arrays["mean"], arrays["scale"]
-    for name, array in arrays.items():
+    for name, array in canonical_arrays(config, msg.arrays).items():
         digest.update(f"|{name}|{array.shape}|".encode() + array.tobytes())
     return f"{kind}/{digest.hexdigest()}"
 
@@ -183,8 +179,11 @@ def _admitted(state: PartyDPState, msg: Message) -> Message:
             _check_carried_evaluation(state, msg)
         _admit_fit(state, msg)
         if "evaluate" in msg.meta:  # the evaluation it carries: the rules of a separate `evaluate`
-            bins = _admit_evaluate(state, evaluation_request(msg))
-            msg = _with_meta(msg, {**msg.meta, "evaluate": {"bins": bins}})
+            try:
+                carried: dict[str, Any] = {"bins": _admit_evaluate(state, evaluation_request(msg))}
+            except EvaluationCapReached:  # it still trains; its evaluation part is empty (R12-SAC-4)
+                carried = {"bins": evaluation_request(msg).meta["bins"], "empty": True}
+            msg = _with_meta(msg, {**msg.meta, "evaluate": carried})
     elif msg.kind == "evaluate":
         msg = _with_meta(msg, {**msg.meta, "bins": _admit_evaluate(state, msg)})
     return msg
@@ -221,6 +220,10 @@ def _check_carried_evaluation(state: PartyDPState, msg: Message) -> None:
                             "released model, in its own request")
 
 
+class EvaluationCapReached(PolicyRefused):
+    """The party's `max_evaluations` is spent: a separate `evaluate` is refused, a carried one is sent empty."""
+
+
 def _admit_evaluate(state: PartyDPState, msg: Message) -> int:
     """The bins it evaluates into, after its evaluation rules. At most `MAX_BINS`, exactly `DP_BINS` under DP (a
     coordinator that picks the model and a fine binning reads each holdout row's score, i.e. a feature, and its
@@ -246,7 +249,7 @@ def _admit_evaluate(state: PartyDPState, msg: Message) -> int:
         state.evaluated = {**state.load_evaluated(), **state.evaluated}  # of this party may have answered
     first = state.evaluated.get(msg.run_id)
     if first is None and state.max_evaluations is not None and len(state.evaluated) >= state.max_evaluations:
-        raise PolicyRefused(f"party {state.name!r} refuses an evaluation in run {msg.run_id!r}: it evaluated "
+        raise EvaluationCapReached(f"party {state.name!r} refuses an evaluation in run {msg.run_id!r}: it evaluated "
                             f"models in {len(state.evaluated)} runs (with or without DP), its maximum "
                             "(max_evaluations): each is an exact release about its holdout rows, which are "
                             "outside the DP unit")
@@ -394,23 +397,29 @@ def secagg_mod(state: PartyDPState, client: Callable[[], Any], vectorize: Vector
         public = state.public_rows(msg) if private and msg.kind == "fit" else None
         vector, content, shares = vectorize(msg.kind, msg, reply, private, public)
         bases, contents = [request_digest(msg.kind, msg)], [content] if content is not None else []
+        segments = None
+        if msg.kind == "evaluate":  # every evaluation's content lock: its exact integer counts (R12-SAC-2)
+            contents.append(evaluation_lock(reply))
         if msg.kind == "fit" and "evaluate" in msg.meta:  # admitted by policy_mod (SecAgg, no DP)
             if evaluate is None:
                 raise PolicyRefused(f"party {state.name!r} cannot evaluate inside a 'fit' (no evaluation handler)")
             evaluation = evaluation_request(msg)  # the model it received, evaluated on its holdout
-            answer = evaluate(evaluation)
+            carried = msg.meta["evaluate"]
+            empty = bool(carried.get("empty"))  # its max_evaluations is spent: zeros, n = 0, no evaluation
+            answer = empty_evaluation(evaluation, int(carried["bins"])) if empty else evaluate(evaluation)
             if answer.is_error:
                 return answer
-            part, part_content, _ = vectorize("evaluate", evaluation, answer, False, None)
-            part_content = part_content if part_content is not None else np.asarray(part, np.float64).tobytes()
-            vector = np.concatenate([vector, np.asarray(part, np.float64)
-                                     * evaluation_scale(msg.meta["secagg"]["frac_bits"])])
-            # the evaluation is locked as a separate `evaluate` of this model would be: its model digest and its
-            # content are bound to this U3 too, so neither part is unmasked for another survivor set
-            bases.append(request_digest("evaluate", evaluation))
-            contents.append(b"evaluation|" + part_content)
+            part, _, _ = vectorize("evaluate", evaluation, answer, False, None)
+            frac_bits = int(msg.meta["secagg"]["frac_bits"])
+            segments = [(int(np.size(vector)), float(msg.meta["secagg"]["max_abs"])),
+                        (int(np.size(part)), evaluation_max_abs(frac_bits))]  # its own clamp (R12-SAC-5)
+            vector = np.concatenate([vector, np.asarray(part, np.float64) * evaluation_scale(frac_bits)])
+            if not empty:  # locked as a separate `evaluate` of this model is: the same model digest and the
+                # same content lock (its integer counts), so neither part is unmasked for another survivor set
+                bases.append(request_digest("evaluate", evaluation))
+                contents.append(evaluation_lock(answer))
         masked = secagg.respond_masked(msg.arrays, msg.meta["secagg"], vector, run_id=msg.run_id,
-                                       basis=bases, noise_parties=shares, content=contents)
+                                       basis=bases, noise_parties=shares, content=contents, segments=segments)
         return msg.reply(reply.kind, arrays={"masked": masked}, meta={"secagg": msg.meta["secagg"]["label"]})
     return mod
 

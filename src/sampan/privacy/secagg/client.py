@@ -109,7 +109,8 @@ class SecAggClient(UnmaskingSteps):
     def masked_input(self, run_id: str, label: str, own: Mapping[str, np.ndarray], vector: np.ndarray,
                      params: SecAggParams, bundles: Mapping[str, _Bundle], *, round_id: str | None = None,
                      basis: str | Sequence[str] | None = None, noise_parties: int | None = None,
-                     content: bytes | Sequence[bytes] | None = None) -> np.ndarray:
+                     content: bytes | Sequence[bytes] | None = None,
+                     segments: Sequence[tuple[int, float]] | None = None) -> np.ndarray:
         """y = encode(x) + PRG(b) + Σ sign·PRG(s_uv) over the neighbours that shared keys; once per label.
 
         `round_id` (the coordinator's name for the round, signed with U3) and `basis` (the caller's digest of
@@ -123,7 +124,9 @@ class SecAggClient(UnmaskingSteps):
         an HMAC under the party's lock key, to the first U3 it is unmasked for, in any round, model or run:
         the same input under a new round name, model digest or run id is not unmasked for another U3.
         A vector that carries several inputs (a fit and the evaluation of the model it starts from) passes one
-        `basis` and one `content` per input: each is locked, so no part is unmasked for a second U3 on its own."""
+        `basis` and one `content` per input: each is locked, so no part is unmasked for a second U3 on its own,
+        and may pass `segments` ((size, max_abs) covering the vector): each part is clamped at its own bound
+        (an evaluation's counts are not clamped at a fit's max_abs: review R12-SAC-5)."""
         if label in self._answered:  # asked twice (a transport retry): the same answer, never a second sample
             return self._answered[label]
         record, s = self._record(run_id, label, own)
@@ -161,7 +164,7 @@ class SecAggClient(UnmaskingSteps):
             if y.size != np.size(vector) or frac_bits != params.frac_bits:
                 raise self._refuse(label, f"round {round_id!r} was contributed to with a vector of another shape")
         else:
-            y, shares = encode_vector(vector, params), noise_parties
+            y, shares = _encoded(vector, params, segments), noise_parties
         for r in rounds:
             if r.vector is None:
                 r.vector, r.frac_bits, r.noise_parties = y.tobytes().hex(), params.frac_bits, shares
@@ -238,7 +241,8 @@ class SecAggClient(UnmaskingSteps):
 
     def respond_masked(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], vector: np.ndarray, *,
                        run_id: str, basis: str | Sequence[str] | None = None, noise_parties: int | None = None,
-                       content: bytes | Sequence[bytes] | None = None) -> np.ndarray:
+                       content: bytes | Sequence[bytes] | None = None,
+                       segments: Sequence[tuple[int, float]] | None = None) -> np.ndarray:
         """The masked-input step: `meta` is the request's secure-aggregation part, `vector` this party's input,
         `basis` the caller's digest of what `vector` is computed from, `noise_parties` the number of noise
         shares it carries, `content` the bytes of what it holds before public scaling (see `masked_input`)."""
@@ -248,4 +252,19 @@ class SecAggClient(UnmaskingSteps):
         round_id = meta.get("round")
         return self.masked_input(run_id, str(meta["label"]), own, vector, params, _bundles_from(arrays, peers),
                                  round_id=str(round_id) if round_id else None, basis=basis,
-                                 noise_parties=noise_parties, content=content)
+                                 noise_parties=noise_parties, content=content, segments=segments)
+
+
+def _encoded(vector: np.ndarray, params: SecAggParams, segments: Sequence[tuple[int, float]] | None) -> np.ndarray:
+    """`encode_vector`, each segment (size, max_abs) clamped at its own bound (one frac_bits: one decoding)."""
+    if not segments:
+        return encode_vector(vector, params)
+    x = np.asarray(vector, dtype=np.float64)
+    if sum(int(n) for n, _ in segments) != x.size:
+        raise ValueError(f"secure aggregation segments {list(segments)} do not cover a vector of {x.size}")
+    parts, start = [], 0
+    for size, bound in segments:
+        parts.append(encode_vector(x[start:start + int(size)], SecAggParams(frac_bits=params.frac_bits,
+                                                                             max_abs=float(bound))))
+        start += int(size)
+    return np.concatenate(parts)
