@@ -1,4 +1,4 @@
-"""Review (issue 12, SecAgg carried evaluation) R12-SAC-1: the carried evaluation and a separate `evaluate` of
+"""Pins the fix of review R12-SAC-1 (issue 12; was tests/attacks/review/test_secagg_carried_evaluation_scaler_digest.py): the carried evaluation and a separate `evaluate` of
 the same model share NO lock but the exact model digest, which a near-identity scaler changes.
 
 Claim (SECURITY.md, `sampan.horizontal.secure_rounds`, `sampan.privacy.fit_evaluation`): the evaluation a
@@ -18,7 +18,8 @@ then a separate secure `evaluate` of the same model with the near-identity scale
 reverse order). Both complete; the difference of the evaluation parts is the victim's holdout histogram, loss
 and Brier sums and row count, exactly.
 
-Suggested fix: lock the carried evaluation's content with the same bytes (and key) as a separate evaluation's
+Fix (in place): every evaluation, carried or separate, has ONE content lock, its exact integer counts and n
+(`sampan.privacy.fit_evaluation.evaluation_lock`), and `request_digest` folds the scaler into the model. Was: lock the carried evaluation's content with the same bytes (and key) as a separate evaluation's
 and give separate evaluations a content lock (the pre-bin per-row score vector, or the histogram counts before
 any scaling), so any request whose evaluation is bit-identical is bound to the first survivor set whatever the
 digest says; and/or canonicalise the scaler by its effect (refuse |mean| below the features' ulp, or
@@ -33,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[0]))
 
 from test_secagg_carried_evaluation import FIT, FRAC_BITS, CarryingCoordinator  # noqa: E402
 from test_secagg_cross_round import VICTIM, _victim_alone  # noqa: E402
@@ -49,8 +50,6 @@ def _others(c: CarryingCoordinator) -> list[str]:
     return [p for p in c.names if p != VICTIM]
 
 
-@pytest.mark.xfail(strict=True, reason="R12-SAC-1: carried evaluation and a separate evaluate share no content "
-                   "lock; a near-identity scaler (mean 1e-300) evades the model-digest lock")
 @pytest.mark.parametrize("order", ["carried_first", "separate_first"])
 def test_carried_and_separate_evaluation_of_one_model_are_not_unmasked_for_two_survivor_sets(order: str) -> None:
     c = CarryingCoordinator()
