@@ -1,4 +1,4 @@
-"""Review (issue 12, SecAgg evaluation admission) R12-SAC-2 (pre-existing, found while reviewing the carried
+"""Pins the fix of review R12-SAC-2 (issue 12; was tests/attacks/review/test_secagg_evaluate_scaler_digest.py) (pre-existing, found while reviewing the carried
 evaluation): two separate secure `evaluate`s of the same model are bound to one survivor set only by the exact
 model digest and by the `encoded/<frac_bits>/<size>` lock; `secagg_vector` gives an evaluation no content lock.
 
@@ -9,7 +9,8 @@ others, and the difference is the victim's holdout histogram (counts exact), los
 SECURITY.md: "a party unmasks one model for one survivor set only, in any run"; `request_digest`: "a request that
 computes the same thing digests alike (review R7-2)".
 
-Suggested fix: a content lock for evaluations (the exact evaluation vector before encoding, as a fit's update
+Fix (in place): `evaluation_lock` (exact integer counts and n, independent of frac_bits and scaler) on every
+secure evaluation, and the scaler folded into the model digest. Was: a content lock for evaluations (the exact evaluation vector before encoding, as a fit's update
 is locked before its n/N weight), the same bytes a carried evaluation locks (see R12-SAC-1); and a scaler
 canonicalisation by effect (or refusal of a scaler that is a no-op on the features yet not exactly the identity).
 """
@@ -23,7 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 import pytest
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[2])]
+sys.path[:0] = [str(Path(__file__).resolve().parents[0]), str(Path(__file__).resolve().parents[1])]
 
 import sampan.privacy.secagg.server as secagg_server  # noqa: E402
 from sampan.metrics.histogram import DEFAULT_BINS  # noqa: E402
@@ -54,8 +55,6 @@ def _evaluate(c: Coordinator, parties: list[str], label: str, frac_bits: int,
     return decode_vector(secagg_server.run_secagg(srv, call), srv.params)
 
 
-@pytest.mark.xfail(strict=True, reason="R12-SAC-2: a separate secure evaluate has no content lock; a near-identity "
-                   "scaler and another frac_bits unmask one model's evaluation for a second survivor set")
 def test_one_models_evaluation_is_not_unmasked_for_two_survivor_sets_under_a_near_identity_scaler() -> None:
     c = Coordinator()
     others = [p for p in c.names if p != VICTIM]
