@@ -1,4 +1,4 @@
-"""Review (issue 12, SecAgg carried evaluation) R12-SAC-3: the fit part of a round's combined vector is unmasked
+"""Pins the fix of review R12-SAC-3 (issue 12; was tests/attacks/review/test_secagg_carried_fit_scaler_digest.py): the fit part of a round's combined vector is unmasked
 again for another survivor set by a plain `fit` of the same model under a near-identity scaler at half the
 learning rate (review R11-1 again, past the model lock).
 
@@ -15,7 +15,8 @@ Attack (malicious coordinator, public party apps): the round's [fit | evaluation
 plain secure fit of the same model (near-identity scaler) at lr 0.15 over the four others. sum_U - 2 * sum_{U-v}
 is the victim's weighted update, i.e. its full-batch gradient on its training rows, exactly.
 
-Suggested fix: canonicalise the scaler by its effect on the features (or refuse one whose mean/scale is a no-op
+Fix (in place): `request_digest` is canonical by what the model computes (scaler folded into the first layer,
+`sampan.privacy.mods.canonical_arrays`), so the model lock sees one model. Was: canonicalise the scaler by its effect on the features (or refuse one whose mean/scale is a no-op
 short of the exact identity), so the model lock sees one model; more robustly, bind the model lock to the
 standardised inputs' hash and the parameters rather than to the request bytes.
 """
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[2])]
+sys.path[:0] = [str(Path(__file__).resolve().parents[0]), str(Path(__file__).resolve().parents[1])]
 
 from sampan.privacy.secagg import SecAggAbort  # noqa: E402
 from sampan.wire import Message  # noqa: E402
@@ -41,8 +42,6 @@ FULL_BATCH = {"epochs": 1, "batch_size": 1000, "learning_rate": 0.3}
 HALF_RATE = {**FULL_BATCH, "learning_rate": 0.15}
 
 
-@pytest.mark.xfail(strict=True, reason="R12-SAC-3: a plain fit of the round's model under a near-identity scaler "
-                   "at half the learning rate unmasks the fit part for a second survivor set")
 def test_the_fit_part_is_not_unmasked_again_under_a_near_identity_scaler_and_half_the_rate() -> None:
     c = CarryingCoordinator()
     others = [p for p in c.names if p != VICTIM]
@@ -60,3 +59,28 @@ def test_the_fit_part_is_not_unmasked_again_under_a_near_identity_scaler_and_hal
         meta={"model": MODEL, "train": FULL_BATCH, "seed": 11}))
     np.testing.assert_allclose(leaked, reference.arrays["update"] * 60 / 300, atol=1e-8)  # weight n/N = 60/300
     pytest.fail("the victim's update (its full-batch gradient) was isolated")
+
+
+def test_the_model_digest_is_the_function_the_model_computes() -> None:
+    """Scalers that leave the function unchanged digest alike; a changed function does not (logistic, MLP)."""
+    from sampan.privacy.mods import request_digest
+
+    def digest(config: dict, params: np.ndarray, **scaler: np.ndarray) -> str:
+        return request_digest("fit", Message("r", 1, "coordinator", "p", "fit", arrays={"params": params, **scaler},
+                                             meta={"model": config}))
+    rng = np.random.default_rng(3)
+    for config, size in (({"kind": "logistic", "n_features": 3}, 4), ({"kind": "mlp", "n_features": 3,
+                                                                        "hidden": [4]}, 3 * 4 + 4 + 4 + 1)):
+        params = rng.normal(size=size)
+        plain = digest(config, params)
+        assert digest(config, params, **NEAR_IDENTITY) == plain
+        assert digest(config, params, mean=np.zeros(3), scale=np.ones(3)) == plain
+        if config["kind"] == "logistic":  # the first layer's weights x2 under scale 2: the same function
+            scaled = np.concatenate([params[:3] * 2.0, params[3:]])
+        else:
+            scaled = np.concatenate([(params[:12].reshape(3, 4) * 2.0).ravel(), params[12:]])
+        assert digest(config, scaled, mean=np.zeros(3), scale=np.full(3, 2.0)) == plain
+        moved = params.copy()
+        moved[0] += 1e-6 * abs(params).max()
+        assert digest(config, moved) != plain  # a model that computes something else is another model
+        assert digest(config, params, mean=np.full(3, 0.5), scale=np.ones(3)) != plain
