@@ -290,8 +290,8 @@ def test_evaluation_section_names_a_registered_model_and_infers_its_workflow() -
          "[evaluation] is set but run.workflow is 'horizontal'"),
         ({"source": {"kind": "consortium"}, "evaluation": {"model": "m", "bins": 50},
           "privacy": {"epsilon": 2.0, "dp2": {}}, "data": {"standardize": False}}, "exactly 100"),
-        ({"source": {"kind": "consortium"}, "evaluation": {"model": "m", "bins": 50},
-          "secure_aggregation": {}}, "exactly 2000"),
+        ({"source": {"kind": "consortium"}, "evaluation": {"model": "m"}, "secure_aggregation": {}},
+         "remove [secure_aggregation]"),
     ]:
         with pytest.raises(ConfigError, match=re.escape(needle)):
             parse_config(data)

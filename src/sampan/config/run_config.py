@@ -165,8 +165,9 @@ def _check_workflow(config: RunConfig, deployment: bool) -> None:
 
 
 def _check_evaluation(config: RunConfig) -> None:
-    """An evaluation run is horizontal (every party holds all of [schema]) and asks for bins its parties accept."""
-    from sampan.metrics.histogram import DEFAULT_BINS, DP_BINS
+    """An evaluation run is horizontal (every party holds all of [schema]), asks for bins its parties accept and
+    promises no secure aggregation it does not run."""
+    from sampan.metrics.histogram import DP_BINS
 
     evaluation = config.evaluation
     assert evaluation is not None
@@ -177,9 +178,10 @@ def _check_evaluation(config: RunConfig) -> None:
         raise ValueError(f"evaluation.bins: under [privacy] a party bins evaluation scores into exactly {DP_BINS} "
                          f"(got {bins}); leave bins out")
     secagg = config.secure_aggregation
-    if bins is not None and secagg is not None and secagg.enabled and bins != DEFAULT_BINS:
-        raise ValueError(f"evaluation.bins: under [secure_aggregation] a party bins evaluation scores into exactly "
-                         f"{DEFAULT_BINS} (got {bins}); leave bins out")
+    if secagg is not None and secagg.enabled:  # the receipt would promise sums; each party's reply is in clear
+        raise ValueError("[secure_aggregation]: an evaluation run gathers each party's evaluation reply (its "
+                         "histogram and metrics) in clear, and a party that accepted a job announcing secure "
+                         "aggregation refuses a clear 'evaluate'; remove [secure_aggregation]")
 
 
 def _check_vertical(config: RunConfig, deployment: bool) -> None:
