@@ -32,9 +32,10 @@ its protection, and the privacy receipt prints it):
   counts reveal the holdout's size and label composition; a deployed party draws its holdout per
   row by a keyed hash (`sampan.deploy.party_agent`), so they do not reveal the training count. With
   secure aggregation, one masked vector of the histogram and sums (no local metrics), at exactly the
-  default bins (`DP_BINS` under DP, else `DEFAULT_BINS`); an identical evaluation vector, and any
-  evaluation of the same model (any bins, any round or run), is unmasked for one survivor set only
-  (`sampan.privacy.secagg`).
+  default bins (`DP_BINS` under DP, else `DEFAULT_BINS`); an evaluation with the same integer counts and n
+  (carried or separate, any frac_bits or scaler), and any evaluation of the same model (digested by what it
+  computes: the scaler folded into the first layer; any bins, any round or run), is unmasked for one
+  survivor set only (`sampan.privacy.secagg`, `sampan.privacy.fit_evaluation.evaluation_lock`).
 
 Every request's scaler must be finite with scale > 0 (`check_scaler`; under DP the guarantee does not rest
 on it: a non-finite per-example gradient or update contributes zero), every `fit`'s training settings
@@ -59,7 +60,9 @@ unmasking, one share per neighbour (never both kinds for one neighbour, recorded
 Without DP, a secure `fit` may carry ``evaluate``: the party first evaluates the model it was sent (the
 one the round starts from) on its holdout and masks [fit vector | evaluation vector] as ONE input, so a
 round is one SecAgg instance; the evaluation is admitted exactly like a separate `evaluate` of that model
-(default bins only, counted against `max_evaluations`), and the party locks BOTH model digests (fit and
+(default bins only, counted against `max_evaluations`; at its cap the party still trains and sends an
+empty evaluation part, zeros and n = 0, the coordinator learning only the summed n; the part is clamped at
+`EVAL_MAX_ABS`, not the fit's max_abs), and the party locks BOTH model digests (fit and
 evaluate) of the vector to its first survivor set: neither part is unmasked for another set, by a retry,
 a replayed fit or a separate evaluation. Under DP a fit that carries an evaluation is refused (the one
 evaluation is of the released model, in its own request).
