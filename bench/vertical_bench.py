@@ -36,7 +36,8 @@ from sampan.transport.multiprocess import MultiprocessTransport
 from sampan.vertical.model import LocalScaler
 from sampan.vertical.party import fit_logistic
 from sampan.vertical.plain_lr import train_plain_vertical_lr
-from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
+from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.training import VerticalLRConfig
 
 RESULTS = Path(__file__).parent / "results"

@@ -40,7 +40,8 @@ from sampan.transport.grpc_envelope import (
     hello_detail, parse_frame,
 )
 from sampan.vertical.model import LocalLinearPart
-from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
+from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.training import VerticalLRConfig
 from sampan.wire import PROTOCOL_VERSION, Message
 

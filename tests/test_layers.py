@@ -52,9 +52,6 @@ LAYERS: list[tuple[str, ...]] = [
 # entry as soon as its import is gone (test_no_stale_exceptions fails on an entry nobody needs).
 # End state: empty.
 KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    # TODO(2026-12-07, helper D): vertical/{gbdt_coordinator,plain_lr,session,woe}.py take `Transport` from sampan.transport
-    # (import it from sampan.core) and session.py builds an InProcessTransport (the runner's job).
-    ("vertical", "transport"): "vertical/{gbdt_coordinator,plain_lr,session,woe}.py",
     # TODO(2026-12-07, helper F): config/vertical.py builds VerticalLRConfig and SynthConfig (lazily), but
     # horizontal/vertical/synth import sampan.config: a cycle. Config is the lower one (workflows read it);
     # let vertical/ and synth/ turn their config section into their own settings class.

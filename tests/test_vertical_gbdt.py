@@ -81,7 +81,8 @@ def test_gbdt_scoring_of_applications_flags_missing_partners() -> None:
 
 def test_partner_messages_carry_no_gradients_hessians_or_labels_in_clear() -> None:
     from test_vertical_lr import RecordingTransport
-    from sampan.vertical.session import VerticalSession, build_inprocess_vertical
+    from sampan.runtime.federation import build_inprocess_vertical
+    from sampan.vertical.session import VerticalSession
 
     tables = _vertical_tables(False)
     _, parties = build_inprocess_vertical(tables)

@@ -17,7 +17,8 @@ from sampan.vertical.plain_lr import train_plain_vertical_lr
 from sampan.crypto.ring import (
     SIGMOID_POLY, TRUNC_OFFSET, decode, encode, power_shares, to_signed, truncate_shares, uniform,
 )
-from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
+from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.secure_lr import min_batch_rows
 from sampan.vertical.training import VerticalLRConfig, epoch_batches
 from sampan.wire import Message, encode as wire_encode

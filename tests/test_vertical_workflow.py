@@ -18,7 +18,8 @@ from sampan.runtime.store import Store
 from sampan.transport.inprocess import InProcessTransport
 from sampan.vertical.capability import SCORING, VERTICAL, ScoringJob, simulate_vertical, vertical_party
 from sampan.vertical.job import VerticalJob, job_of
-from sampan.vertical.session import VerticalSession, build_inprocess_vertical
+from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical.session import VerticalSession
 from sampan.vertical.training import VerticalLRConfig
 from sampan.vertical.job import load_tables
 

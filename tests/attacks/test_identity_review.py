@@ -35,7 +35,8 @@ from sampan.horizontal.workflow import FederationError
 from _horizontal_run import run_workflow
 from sampan.runtime.store import Store
 from sampan.transport.inprocess import InProcessTransport
-from sampan.vertical.session import VerticalSession, build_inprocess_vertical
+from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical.session import VerticalSession
 from sampan.wire import Message
 
 RUN = "r1"

@@ -111,7 +111,7 @@ def _tables(n: int = 1500) -> dict:
 
 
 def _inprocess(resign: Resign | None = None) -> tuple[VerticalSession, KeySubstitutingRelay, dict[str, VerticalParty]]:
-    from sampan.vertical.session import build_inprocess_vertical
+    from sampan.runtime.federation import build_inprocess_vertical
 
     transport, parties = build_inprocess_vertical(_tables())
     for party in parties.values():

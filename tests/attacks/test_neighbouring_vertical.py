@@ -34,7 +34,8 @@ from sampan.transport.inprocess import InProcessTransport
 from sampan.vertical.gbdt import VIEWS as GBDT_VIEWS
 from sampan.vertical.gbdt import train_vertical_gbdt
 from sampan.vertical.histograms import decode_sums
-from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
+from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.woe import VIEWS as WOE_VIEWS
 from sampan.vertical.woe import federated_woe
 from sampan.wire import Message

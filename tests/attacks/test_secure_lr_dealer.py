@@ -22,7 +22,8 @@ from sampan.transport import PartyError
 from sampan.vertical import secure_lr, secure_lr_batch, secure_lr_party, training
 from sampan.crypto.dealer import Dealer
 from sampan.vertical.secure_lr import RESIDUAL_BITS
-from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
+from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.training import VerticalLRConfig
 
 SHIFT = 2.0 ** 13  # e, in residual units: large enough that -2 e r_k dominates the sum of squares

@@ -25,7 +25,8 @@ from sampan.vertical import training
 from sampan.vertical.party import VerticalParty
 from sampan.crypto.ring import decode
 from sampan.vertical.secure_lr import RESIDUAL_BITS, min_batch_rows
-from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
+from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.training import VerticalLRConfig
 
 class CuriousView:

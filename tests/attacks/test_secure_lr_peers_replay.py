@@ -24,7 +24,8 @@ from sampan.vertical import training as T
 from sampan.crypto.ring import encode, to_signed
 from sampan.vertical.secure_lr import POLY
 from sampan.vertical.secure_lr_party import SecureLRParty
-from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
+from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical.session import Splits, VerticalSession
 
 
 def _signed_keys(session: VerticalSession) -> Callable[[], Any]:

@@ -23,7 +23,8 @@ from sampan.vertical import training
 from sampan.vertical.party import VerticalParty
 from sampan.crypto.ring import encode, to_signed
 from sampan.vertical.secure_lr import POLY
-from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
+from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.training import VerticalLRConfig
 
 

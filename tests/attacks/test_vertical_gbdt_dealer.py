@@ -22,7 +22,8 @@ from sampan.models.gbdt import GBDTParams
 from sampan.transport.inprocess import InProcessTransport
 from sampan.vertical.gbdt import train_vertical_gbdt
 from sampan.vertical.histograms import encode_values
-from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
+from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.woe import federated_woe
 from sampan.wire import Message
 

@@ -19,7 +19,8 @@ from sampan.data import make_sme_consortium
 from sampan.models.gbdt import GBDTParams, FeatureSlot, histogram
 from sampan.privacy.randomness import seeded_generator
 from sampan.vertical.gbdt import REVEALS, train_vertical_gbdt
-from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
+from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical.session import Splits, VerticalSession
 
 
 def _true_sensitivity2(d: int, n_bins: int = 4) -> float:

@@ -17,7 +17,8 @@ from sampan.data import make_sme_consortium
 from sampan.models.gbdt import GBDTParams
 from sampan.transport.inprocess import InProcessTransport
 from sampan.vertical.gbdt import train_vertical_gbdt
-from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
+from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical.session import Splits, VerticalSession
 from sampan.wire import Message
 
 

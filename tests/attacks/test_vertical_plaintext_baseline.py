@@ -16,7 +16,8 @@ import pytest
 from sampan.data import make_sme_consortium
 from sampan.deploy.allow import VERTICAL_KINDS, AllowSection, JobRefused, check_request
 from sampan.core.transport import PartyError
-from sampan.vertical.session import VerticalSession, build_inprocess_vertical
+from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical.session import VerticalSession
 from sampan.vertical.training import Relay
 
 

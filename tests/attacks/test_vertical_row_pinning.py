@@ -28,7 +28,8 @@ from sampan.core.transport import PartyError
 from sampan.vertical.gbdt import train_vertical_gbdt
 from sampan.vertical.model import LocalLinearPart, LocalScaler
 from sampan.vertical.rows import RowBook
-from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
+from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.training import VerticalLRConfig
 
 _CONSTANT = GBDTParams(n_trees=1, max_depth=1, learning_rate=1e-9, min_split_gain=1e12, n_bins=4)

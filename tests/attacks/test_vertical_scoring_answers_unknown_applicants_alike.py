@@ -16,7 +16,8 @@ import numpy as np
 from sampan.core.transport import PartyError
 from sampan.data import make_sme_consortium
 from sampan.vertical.model import LocalLinearPart, LocalScaler
-from sampan.vertical.session import VerticalSession, build_inprocess_vertical
+from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical.session import VerticalSession
 
 
 def test_scoring_does_not_tell_the_coordinator_who_is_a_bank_customer() -> None:

@@ -21,7 +21,8 @@ import pytest
 from sampan.data import make_sme_consortium
 from sampan.models.gbdt import apply_bins, quantile_bin_edges
 from sampan.crypto.dealer import Dealer
-from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
+from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical.session import Splits, VerticalSession
 from sampan.core.relay import Relay
 
 

@@ -23,7 +23,8 @@ import pytest
 from sampan.core.transport import PartyError, Transport
 from sampan.data import make_sme_consortium
 from sampan.models.scorecard import ScoreScaling
-from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
+from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.training import VerticalLRConfig
 from sampan.vertical.woe import federated_woe
 from sampan.wire import Message

@@ -17,7 +17,8 @@ import pytest
 from sampan.data import make_sme_consortium
 from sampan.transport.inprocess import InProcessTransport
 from sampan.vertical.histograms import decode_sums, histogram_privacy
-from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
+from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.woe import federated_woe, partner_sensitivity2
 from sampan.wire import Message
 

@@ -18,7 +18,8 @@ import pytest
 from sampan.data import make_sme_consortium
 from sampan.privacy.party_policy import PartyPrivacyPolicy
 from sampan.transport.inprocess import InProcessTransport
-from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
+from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.woe import federated_woe
 from sampan.wire import Message
 

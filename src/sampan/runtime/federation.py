@@ -17,7 +17,7 @@ party only in a deployment (each agent's own store).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sampan.core.capability import Capability, PartySetup
 from sampan.core.party import PartyApp
@@ -25,7 +25,13 @@ from sampan.core.transport import Transport
 from sampan.crypto.simulated_ca import simulated_consortium
 from sampan.runtime.capabilities import get_capability
 
-__all__ = ["build_inprocess_federation", "build_party_apps", "build_transport", "simulated_party_apps"]
+if TYPE_CHECKING:
+    from sampan.data.table import PartyData
+    from sampan.transport.inprocess import InProcessTransport
+    from sampan.vertical.party import VerticalParty
+
+__all__ = ["build_inprocess_federation", "build_inprocess_vertical", "build_party_apps", "build_transport",
+           "simulated_party_apps"]
 
 
 def build_transport(capability: Capability, config: Any, seed: int, *, registry: Any = None) -> Transport:
@@ -77,3 +83,22 @@ def build_party_apps(splits: Mapping[str, Any]) -> dict[str, PartyApp]:
     """Horizontal parties from ready-made splits (anything with ``train`` and ``test``), as the simulation
     builds them: a shorthand of `simulated_party_apps("horizontal", ...)` kept for tests and benchmarks."""
     return simulated_party_apps("horizontal", {name: (split.train, split.test) for name, split in splits.items()})
+
+
+def build_inprocess_vertical(datasets: Mapping[str, PartyData], *, with_baselines: bool = False
+                             ) -> tuple[InProcessTransport, dict[str, VerticalParty]]:
+    """One VerticalParty per table, wired through the in-process transport (tests and benchmarks drive a
+    `VerticalSession` over it and inspect the party objects; the workflow itself never sees them).
+
+    `with_baselines=True` adds the INSECURE plaintext LR baseline handlers (benchmarks only; see VerticalParty).
+
+    Each party gets its own certificate from a fresh simulated consortium CA, so the simulation signs
+    and checks run keys exactly as a deployment does.
+    """
+    from sampan.transport.inprocess import InProcessTransport  # transports load only when simulating
+    from sampan.vertical.party import VerticalParty
+
+    verifier, identities = simulated_consortium(list(datasets))
+    parties = {name: VerticalParty(data, identity=identities[name], verifier=verifier, with_baselines=with_baselines)
+               for name, data in datasets.items()}
+    return InProcessTransport({n: p.app for n, p in parties.items()}), parties

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from sampan.core.relay import Relay
+from sampan.core.transport import Transport
 from sampan.crypto.channel import prg_uint64
 from sampan.crypto.dealer import Dealer
 from sampan.models.gbdt import GBDTParams
-from sampan.transport import Transport
 from sampan.vertical.histograms import dealer_level_sums, flat_index, histogram_privacy
 from sampan.wire import Message
 

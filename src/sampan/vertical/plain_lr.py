@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from sampan.core.relay import Relay
-from sampan.transport import Transport
+from sampan.core.transport import Transport
 from sampan.vertical.model import LocalScaler
 from sampan.vertical.secure_lr import MIN_BATCH_ROWS, Roles
 from sampan.vertical.training import VerticalLRConfig, epoch_batches

@@ -9,23 +9,19 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from sampan.core.relay import Relay
-from sampan.crypto.simulated_ca import simulated_consortium
-from sampan.data.table import PartyData
-from sampan.transport import Transport
-from sampan.transport.inprocess import InProcessTransport
-from sampan.vertical.party import VerticalParty
+from sampan.core.transport import Transport
 from sampan.vertical.psi import align
 from sampan.vertical.secure_lr import Roles
 from sampan.vertical.training import VerticalLRConfig, VerticalLRResult, train_secure_lr
 
-__all__ = ["VerticalSession", "Splits", "build_inprocess_vertical"]
+__all__ = ["VerticalSession", "Splits"]
 
 
 @dataclass(frozen=True)
@@ -43,21 +39,6 @@ class Splits:
         order = np.random.default_rng(seed).permutation(n)
         n_test, n_val = int(round(n * test_fraction)), int(round(n * val_fraction))
         return cls(np.sort(order[n_test + n_val:]), np.sort(order[n_test:n_test + n_val]), np.sort(order[:n_test]))
-
-
-def build_inprocess_vertical(datasets: Mapping[str, PartyData], *, with_baselines: bool = False
-                             ) -> tuple[InProcessTransport, dict[str, VerticalParty]]:
-    """One VerticalParty per table, wired through the in-process transport.
-
-    `with_baselines=True` adds the INSECURE plaintext LR baseline handlers (benchmarks only; see VerticalParty).
-
-    Each party gets its own certificate from a fresh simulated consortium CA, so the simulation signs
-    and checks run keys exactly as a deployment does.
-    """
-    verifier, identities = simulated_consortium(list(datasets))
-    parties = {name: VerticalParty(data, identity=identities[name], verifier=verifier, with_baselines=with_baselines)
-               for name, data in datasets.items()}
-    return InProcessTransport({n: p.app for n, p in parties.items()}), parties
 
 
 class VerticalSession:

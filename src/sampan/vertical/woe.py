@@ -52,13 +52,13 @@ from typing import Any
 import numpy as np
 
 from sampan.core.relay import Relay
+from sampan.core.transport import Transport
 from sampan.crypto.channel import SealedChannels
 from sampan.crypto.dealer import Dealer, DealerStream
 from sampan.models.gbdt import apply_bins, make_slots, quantile_bin_edges
 from sampan.models.scorecard import WoeTable, monotone_bins, woe_iv
 from sampan.privacy.party_policy import PartyPrivacyPolicy
 from sampan.privacy.randomness import secure_generator
-from sampan.transport import Transport
 from sampan.vertical.histograms import (
     HistogramAccount,
     check_feature_totals,

@@ -27,7 +27,8 @@ from sampan.models.gbdt import GBDTParams
 from sampan.privacy.randomness import seeded_generator
 from sampan.vertical.gbdt import train_vertical_gbdt
 from sampan.vertical.noise_plan import gbdt_events
-from sampan.vertical.session import Splits, VerticalSession, build_inprocess_vertical
+from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical.session import Splits, VerticalSession
 
 
 def _session() -> tuple:
