@@ -13,7 +13,7 @@ import argparse
 import json
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sampan.config import parse_config
@@ -64,7 +64,7 @@ def main() -> None:
                           f"claimed {claimed}", flush=True)
     out = ROOT / "bench" / "results" / "audit.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    out.write_text(json.dumps({"date": datetime.now(UTC).isoformat(timespec="seconds"),
                                "shadows": args.shadows, "rows": rows}, indent=2))
     print(f"wrote {out}")
 

@@ -229,7 +229,7 @@ def run_flower(
         "seconds_rounds": ends[-1] - first_work,
         "seconds_startup": first_work - t0_wall,
         "seconds_stage": seconds_stage,
-        "round_seconds": [e - s for s, e in zip([first_work, *ends[:-1]], ends)],
+        "round_seconds": [e - s for s, e in zip([first_work, *ends[:-1]], ends, strict=False)],
         "flwr_version": flwr.__version__,
         "ray_version": ray.__version__,
         "api": API,

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from vertical_bench import _session, taiwan_tables  # same folder: shared set-up of a vertical federation
 
 from sampan.data.table import PartyData
 from sampan.metrics import roc_auc
@@ -29,7 +30,6 @@ from sampan.models.gbdt import GBDTParams, apply_bins, make_slots, quantile_bin_
 from sampan.models.gbdt_local import fit_local, predict_local
 from sampan.vertical.gbdt import score_vertical_gbdt, train_vertical_gbdt
 from sampan.vertical.session import Splits
-from vertical_bench import _session, taiwan_tables  # same folder: shared set-up of a vertical federation
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -18,21 +18,20 @@ import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sampan.config import RunConfig, parse_config
+from sampan.core.workflow import RunContext
+from sampan.horizontal.simulation import load_splits, pooled
+from sampan.horizontal.workflow import HorizontalWorkflow
 from sampan.metrics import binary_metrics, roc_auc
 from sampan.models import model_from_config
 from sampan.runtime.baselines import train_pooled
-from sampan.horizontal.simulation import load_splits, pooled
 from sampan.runtime.federation import build_inprocess_federation
-from sampan.core.workflow import RunContext
-from sampan.horizontal.workflow import HorizontalWorkflow
 from sampan.runtime.recorder import StoreRecorder
 from sampan.runtime.seeds import derive_rng
 from sampan.runtime.store import Store
@@ -227,7 +226,7 @@ def main() -> None:
     parser.add_argument("--skip-flower", action="store_true")
     parser.add_argument("--only", choices=["accuracy", "flower", "scale"], default=None)
     args = parser.parse_args()
-    results: dict[str, Any] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
                                "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
                                           f"Python {platform.python_version()}, numpy {np.__version__}"}
     with tempfile.TemporaryDirectory() as tmp:

@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import timeit
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +37,11 @@ import numpy as np
 
 from sampan.config import RunConfig, parse_config
 from sampan.horizontal import TrainConfig, train
+from sampan.horizontal.simulation import load_splits, pooled
 from sampan.metrics import roc_auc
 from sampan.models import model_from_config
 from sampan.privacy import DPSGDConfig, GaussianMechanism, dp_sgd_train, secure_generator
 from sampan.report.svg import line_chart
-from sampan.horizontal.simulation import load_splits, pooled
 from sampan.runtime.runner import start_run
 from sampan.runtime.store import Store
 
@@ -526,7 +526,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None, help="private runs per setting (default 5)")
     args = parser.parse_args()
     logging.getLogger("absl").setLevel(logging.ERROR)  # dp-accounting's per-order convergence chatter
-    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    date = datetime.now(UTC).isoformat(timespec="seconds")
     results: dict[str, Any] = {"date": date, "machine": machine(), "quick": args.quick,
                                "source_sha256": source_fingerprint()}
     started = time.perf_counter()

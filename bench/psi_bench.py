@@ -27,7 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +96,8 @@ def machine_rate(n: int = 20_000) -> float:
 
 def run_sampan(n: int) -> dict[str, Any]:
     from sampan.core.party import PartyApp
-    from sampan.transport.inprocess import InProcessTransport
     from sampan.crypto.channel import PartyKeys, SealedChannels
+    from sampan.transport.inprocess import InProcessTransport
     from sampan.vertical.psi import run_psi
     from sampan.vertical.psi_party import PsiParty
 
@@ -169,7 +169,7 @@ def main() -> None:
     from sampan.vertical._parallel import default_workers
 
     report: dict[str, Any] = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "workers": default_workers(), "python": platform.python_version(),
                     "platform": platform.platform(), "processor": platform.processor()},
         "overlap": 0.5, "mode": "both", "sampan": {}, "openmined_psi": {}, "speedup": {},

@@ -24,15 +24,16 @@ import os
 import platform
 import statistics
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from sampan.core.party import PartyApp
 from sampan.crypto.simulated_ca import simulated_consortium
 from sampan.privacy.secagg import SecAggClient, SecAggParams, SecAggServer, choose_neighbours, decode_vector, run_secagg
-from sampan.core.party import PartyApp
 from sampan.transport import PartyError
 from sampan.transport.inprocess import InProcessTransport
 from sampan.wire import Message
@@ -224,7 +225,7 @@ def main() -> None:
                       f"{1e3 * r['plain_server_s']:>9.2f} {1e3 * r['secure_server_s']:>9.1f} {r['server_ratio']:>6.0f}x | "
                       f"{1e3 * r['party_secure_s']:>8.1f} | {r['bytes_ratio']:>6.2f}x | {r['max_abs_error']:>8.1e}",
                       flush=True)
-    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "python": platform.python_version(),
+    result = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "python": platform.python_version(),
               "load_average_at_end": list(os.getloadavg()), "clock": "process_time (CPU seconds)",
               "numpy": np.__version__, "machine": platform.processor() or platform.machine(),
               "threshold": THRESHOLD, "rows": rows}

@@ -45,9 +45,10 @@ _SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_
                   "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
 for _key, _value in _SINGLE_THREAD.items():
     os.environ.setdefault(_key, _value)
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -364,7 +365,7 @@ def main() -> None:
     if data_dir is None:
         sys.exit("the shared datasets are not on this machine (set SAMPAN_SHARED_DATA)")
     if args.federated_only:
-        report = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        report = {"started": datetime.now(UTC).isoformat(timespec="seconds"),
                   "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                               "platform": platform.platform(), "loadavg_before": os.getloadavg()},
                   "federated": {name: run_federated(name, args.epsilons, args.sampan_repeats, data_dir)
@@ -388,7 +389,7 @@ def main() -> None:
         methods["mst"] = (args.repeats, None)
         if not args.skip_aim:
             methods["aim"] = (args.aim_repeats, args.aim_timeout)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     report: dict[str, Any] = {
         "started": started.isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
@@ -403,7 +404,7 @@ def main() -> None:
     if not args.skip_federated:
         report["federated"] = {name: run_federated(name, args.epsilons, args.sampan_repeats, data_dir)
                                for name in args.datasets}
-    report["seconds_total"] = (datetime.now(timezone.utc) - started).total_seconds()
+    report["seconds_total"] = (datetime.now(UTC) - started).total_seconds()
     _print_table(report["central"])
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / ("synth_quick.json" if args.quick else "synth.json")

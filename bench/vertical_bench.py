@@ -15,9 +15,8 @@ Prints ratios measured side by side in one run; writes bench/results/vertical.js
 
 from __future__ import annotations
 
-import dataclasses
-
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -32,11 +31,11 @@ from sampan.data import make_sme_consortium
 from sampan.data.public import load_taiwan_default, shared_data_dir
 from sampan.data.table import PartyData
 from sampan.metrics import roc_auc
+from sampan.runtime.federation import build_inprocess_vertical
 from sampan.transport.multiprocess import MultiprocessTransport
 from sampan.vertical.model import LocalScaler
 from sampan.vertical.party import fit_logistic
 from sampan.vertical.plain_lr import train_plain_vertical_lr
-from sampan.runtime.federation import build_inprocess_vertical
 from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.training import VerticalLRConfig
 

@@ -8,9 +8,9 @@ the simulation's seeded split by each agent's pinned one while the reference run
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import sampan.horizontal.simulation as federation
 from sampan.deploy.config import load_party_config

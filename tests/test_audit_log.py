@@ -14,7 +14,14 @@ from typer.testing import CliRunner
 
 from sampan.cli.registry import audit_log_app
 from sampan.runtime.store import (
-    AuditHeadRow, AuditKeyRow, AuditSigner, EventRow, Store, _event_message, _head_message, _signed_event_hash,
+    AuditHeadRow,
+    AuditKeyRow,
+    AuditSigner,
+    EventRow,
+    Store,
+    _event_message,
+    _head_message,
+    _signed_event_hash,
 )
 
 

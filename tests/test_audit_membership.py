@@ -11,8 +11,16 @@ import pytest
 from scipy import stats
 
 from sampan.audit import (
-    AttackResult, ShadowScores, audit_membership, empirical_epsilon, lira_attack, lira_from_shadows,
-    loss_threshold_attack, roc_from_scores, train_shadow_models, true_label_confidence,
+    AttackResult,
+    ShadowScores,
+    audit_membership,
+    empirical_epsilon,
+    lira_attack,
+    lira_from_shadows,
+    loss_threshold_attack,
+    roc_from_scores,
+    train_shadow_models,
+    true_label_confidence,
 )
 from sampan.horizontal import TrainConfig, train
 from sampan.models import LogisticRegression

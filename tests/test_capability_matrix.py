@@ -24,11 +24,13 @@ Small data (a few hundred rows), two rounds / two trees / two epochs; the multip
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
+from _grpc_loopback import Loopback
 
 from sampan.config import parse_config
 from sampan.core.capability import PartySetup
@@ -37,8 +39,6 @@ from sampan.runtime.runner import FinishedRun, start_run
 from sampan.runtime.store import Store
 from sampan.transport.inprocess import InProcessTransport
 from sampan.transport.multiprocess import MultiprocessTransport
-
-from _grpc_loopback import Loopback
 
 TRANSPORTS = ["inprocess", pytest.param("multiprocess", marks=pytest.mark.slow),
               pytest.param("grpc", marks=pytest.mark.slow)]

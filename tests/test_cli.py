@@ -63,7 +63,8 @@ def test_run_from_csv_parties_then_inspect(tmp_path: Path) -> None:
 
 def test_parquet_party_works(tmp_path: Path) -> None:
     pa = pytest.importorskip("pyarrow")
-    from pyarrow import csv as pacsv, parquet as pq
+    from pyarrow import csv as pacsv
+    from pyarrow import parquet as pq
 
     paths, _ = _write_parties(tmp_path)
     name = next(iter(paths))

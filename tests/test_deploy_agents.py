@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
+from _deployed_reference import agents_splits
 
 from sampan.config import parse_config
 from sampan.data import make_sme_consortium
@@ -20,8 +21,6 @@ from sampan.runtime.runner import start_run
 from sampan.runtime.store import Store
 from sampan.transport.grpc_hub import Identity
 from sampan.wire import Message
-
-from _deployed_reference import agents_splits
 
 OPERATOR = Identity("ops", "operator")
 

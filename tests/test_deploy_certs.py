@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import stat
 from pathlib import Path
 
@@ -16,7 +15,14 @@ from typer.testing import CliRunner
 from sampan.cli.deploy import certs_app
 from sampan.config import ConfigError
 from sampan.deploy.certs import (
-    CertError, CertificateAuthenticator, create_request, init_ca, load_cert, probe_coordinator, revoke, sign_request,
+    CertError,
+    CertificateAuthenticator,
+    create_request,
+    init_ca,
+    load_cert,
+    probe_coordinator,
+    revoke,
+    sign_request,
     spki_pin,
 )
 from sampan.deploy.config import load_coordinator_config, load_party_config, load_run_spec, parse_run_spec
@@ -71,7 +77,7 @@ def test_cli_makes_a_ca_keys_locally_signs_and_revokes(tmp_path: Path) -> None:
     fresh = x509.load_pem_x509_crl((ca / "crl.pem").read_bytes())
     assert fresh.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
     assert fresh.next_update_utc is not None
-    assert dt.timedelta(days=1) < fresh.next_update_utc - dt.datetime.now(dt.timezone.utc) <= dt.timedelta(days=2)
+    assert dt.timedelta(days=1) < fresh.next_update_utc - dt.datetime.now(dt.UTC) <= dt.timedelta(days=2)
 
 
 def test_requests_and_signing_refuse_bad_input(tmp_path: Path) -> None:
@@ -109,7 +115,7 @@ def test_the_authenticator_checks_ca_validity_revocation_role_membership_and_pin
     assert auth.verify(good).name == "bank_a" and auth.verify(good).role == "party"
     assert not (tmp_path / "pins.json").exists()  # pins come from the CA's record, nothing is trusted on first use
 
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cases = {
         "unknown_ca": _issue(tmp_path, other.directory, "bank_b"),
         "expired": _issue(tmp_path, ca.directory, "bank_b", not_before=now - dt.timedelta(days=9),
@@ -158,7 +164,7 @@ def test_a_party_probes_the_coordinator_and_learns_why_it_is_refused(tmp_path: P
         with pytest.raises(AuthenticationError, match="expected 'hub'"):
             probe_coordinator("127.0.0.1", port, ca=ca.cert, cert=cert, key=key, server_name="localhost",
                               expected_name="hub")
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         old = sign_request(csr, ca.directory, out=tmp_path / "a" / "old.crt", not_before=now - dt.timedelta(days=9),
                            not_after=now - dt.timedelta(days=1))
         with pytest.raises(AuthenticationError, match="this party's certificate is valid only"):

@@ -14,13 +14,15 @@ import queue
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import grpc
 import numpy as np
 import pytest
+from _deployed_reference import agents_splits
 from typer.testing import CliRunner
 
 from sampan.cli.deploy import deploy_app
@@ -30,22 +32,29 @@ from sampan.deploy.certs import create_request, init_ca, revoke, sign_request
 from sampan.deploy.coordinator import TAP_ENV, read_tap
 from sampan.deploy.local import Agent, Binding, FederationFiles, TcpRecorder, wait_for_log, write_federation
 from sampan.deploy.party_agent import FAULT_PARTY_ENV
-from sampan.metrics import roc_auc
 from sampan.horizontal.workflow import FAULT_ENV
+from sampan.metrics import roc_auc
+from sampan.runtime.federation import build_inprocess_vertical
 from sampan.runtime.runner import start_run
 from sampan.runtime.store import Store
 from sampan.transport.grpc_client import channel_options, operator_call
 from sampan.transport.grpc_envelope import (
-    CONNECT, DEPLOY_PROTOCOL_VERSION, SUBMIT, Assembler, FrameKind, Limits, ProtoFrame, control_frame, frames_for,
-    hello_detail, parse_frame,
+    CONNECT,
+    DEPLOY_PROTOCOL_VERSION,
+    SUBMIT,
+    Assembler,
+    FrameKind,
+    Limits,
+    ProtoFrame,
+    control_frame,
+    frames_for,
+    hello_detail,
+    parse_frame,
 )
 from sampan.vertical.model import LocalLinearPart
-from sampan.runtime.federation import build_inprocess_vertical
 from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.training import VerticalLRConfig
 from sampan.wire import PROTOCOL_VERSION, Message
-
-from _deployed_reference import agents_splits
 
 pytestmark = pytest.mark.slow
 
@@ -581,7 +590,7 @@ def test_bad_peers_are_refused_with_logged_reasons_while_a_run_goes_on(fed: Fede
     _, csr = create_request("bank_harbour", "party", root / "impostor")
     sign_request(csr, other.directory)
     _, csr = create_request("bank_expired", "party", root / "expired")  # the CA issues a name to one key only
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     sign_request(csr, ca_dir, not_before=now - dt.timedelta(days=10), not_after=now - dt.timedelta(days=1))
     for folder, name in (("impostor", "bank_harbour"), ("expired", "bank_expired")):
         client = RogueClient(fed, name, root / folder / f"{name}.crt", root / folder / f"{name}.key")

@@ -8,18 +8,18 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
+from test_deploy_e2e import BANKS, Federation, _run, start_federation, stop_federation
 from typer.testing import CliRunner
 
 from sampan.deploy.local import Agent, wait_for_log
 from sampan.deploy.party_agent import FAULT_PARTY_ENV
 from sampan.runtime.store import Store
-
-from test_deploy_e2e import BANKS, Federation, _run, start_federation, stop_federation
 
 pytestmark = pytest.mark.slow
 
@@ -84,11 +84,11 @@ def test_a_vertical_run_with_every_model_deploys_and_each_party_keeps_its_parts(
                          ids=["logistic", "gbdt"])
 def test_horizontal_models_deploy_and_equal_the_simulation(ops: Federation, model: dict[str, Any]) -> None:
     """The same runner and capability in process (each agent's own split) and deployed: the same model."""
-    from sampan.config import parse_config
-    from sampan.runtime.runner import start_run
-
     from _deployed_reference import agents_splits
     from test_deploy_e2e import _schema_dict
+
+    from sampan.config import parse_config
+    from sampan.runtime.runner import start_run
 
     run = _run(f"ops-h-{model['kind']}", run={"rounds": 2})
     run["model"] = model

@@ -29,8 +29,17 @@ import numpy as np
 import pytest
 
 from sampan.transport.grpc_envelope import (
-    DEPLOY_PROTOCOL_VERSION, FIELDS, Assembler, EnvelopeError, FrameKind, Limits, ProtoFrame, ReplayGuard,
-    frames_for, open_envelope, parse_frame,
+    DEPLOY_PROTOCOL_VERSION,
+    FIELDS,
+    Assembler,
+    EnvelopeError,
+    FrameKind,
+    Limits,
+    ProtoFrame,
+    ReplayGuard,
+    frames_for,
+    open_envelope,
+    parse_frame,
 )
 from sampan.wire import Message
 
@@ -148,7 +157,8 @@ def test_replay_guard_refuses_repeats_and_stale_frames_within_bounded_memory() -
 
 # --- fuzzing -----------------------------------------------------------------------------------------
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st
 
 _VALID = [f for m in (_message(0), _message(60), _message(3), _message(300, note="x" * 50))
           for f in frames_for(m, kind=FrameKind.REQUEST, role="coordinator", limits=SMALL)[1]]

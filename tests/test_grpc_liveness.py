@@ -8,11 +8,10 @@ import time
 
 import numpy as np
 import pytest
+from _grpc_loopback import echo, loopback  # noqa: F401 - the fixture
 
 from sampan.transport import PartyError
 from sampan.wire import Message
-
-from _grpc_loopback import echo, loopback  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.slow
 

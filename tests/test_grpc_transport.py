@@ -8,17 +8,15 @@ import threading
 import time
 from pathlib import Path
 
-import grpc
 import numpy as np
 import pytest
+from _grpc_loopback import echo, loopback  # noqa: F401 - the fixture
 
 from sampan.config import parse_config
 from sampan.runtime.store import Store
 from sampan.transport import PartyError
 from sampan.transport.grpc_envelope import Limits
 from sampan.wire import Message
-
-from _grpc_loopback import echo, loopback  # noqa: F401 - the fixture
 
 
 def test_replies_in_request_order_errors_name_the_party_and_unknown_parties_fail(loopback) -> None:  # type: ignore[no-untyped-def]

@@ -9,8 +9,17 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from sampan.horizontal import (
-    CoordinateMedian, FedAdam, FedAvg, FedProx, Krum, TrainConfig, TrimmedMean, WeightedMean, make_aggregator,
-    make_strategy, train,
+    CoordinateMedian,
+    FedAdam,
+    FedAvg,
+    FedProx,
+    Krum,
+    TrainConfig,
+    TrimmedMean,
+    WeightedMean,
+    make_aggregator,
+    make_strategy,
+    train,
 )
 from sampan.metrics import roc_auc
 from sampan.models import MLP, LogisticRegression
@@ -19,7 +28,7 @@ from sampan.models.base import sigmoid
 
 def _feed(agg, updates, weights):
     agg.reset()
-    for u, w in zip(updates, weights):
+    for u, w in zip(updates, weights, strict=False):
         agg.add(u, w)
     return agg.result()
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from sampan.core.party import PartyApp
 from sampan.data import make_sme_consortium
 from sampan.horizontal.gbdt import HorizontalGBDTParty, predict_horizontal, train_horizontal_gbdt
 from sampan.metrics import roc_auc
 from sampan.models.gbdt import GBDTParams, apply_bins, make_slots
 from sampan.models.gbdt_local import fit_local, predict_local
-from sampan.core.party import PartyApp
 from sampan.transport.inprocess import InProcessTransport
 
 
@@ -36,7 +36,7 @@ def test_horizontal_gbdt_equals_the_pooled_learner_on_the_shared_bins() -> None:
     ref, provider = fit_local(params, {"all": apply_bins(X, result.edges)}, slots, y,
                               val_bins={"all": apply_bins(Xv, result.edges)}, y_val=yv)
     assert len(result.model.trees) == len(ref.trees)
-    for mine, theirs in zip(result.model.trees, ref.trees):
+    for mine, theirs in zip(result.model.trees, ref.trees, strict=False):
         assert mine.left == theirs.left
         np.testing.assert_allclose(mine.value, theirs.value, atol=1e-9)
     np.testing.assert_allclose(predict_horizontal(result, Xv), predict_local(ref, provider, {"all": apply_bins(Xv, result.edges)}),

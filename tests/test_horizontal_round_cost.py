@@ -3,22 +3,22 @@ a constant number of `Transport.exchange` calls whatever the number of parties."
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
+from _horizontal_run import run_workflow
 
 from sampan.config import parse_config
+from sampan.core.capability import PartySetup
 from sampan.core.transport import Transport
+from sampan.crypto.simulated_ca import simulated_consortium
 from sampan.data import PartyData
 from sampan.horizontal.capability import HORIZONTAL
-from sampan.core.capability import PartySetup
-from sampan.crypto.simulated_ca import simulated_consortium
 from sampan.runtime.store import Store
 from sampan.transport.inprocess import InProcessTransport
 from sampan.wire import Message
-
-from _horizontal_run import run_workflow
 
 FEATURES = ["x1", "x2", "x3"]
 
@@ -73,7 +73,7 @@ def _exchanges_per_round(n_parties: int, tmp_path: Any, rounds: int = 2) -> list
             round_marks.append(len(transport.calls))
 
     run_workflow(transport, store, run_id, config, 2, progress)
-    return [end - start for start, end in zip(round_marks[::2], round_marks[1::2])]
+    return [end - start for start, end in zip(round_marks[::2], round_marks[1::2], strict=False)]
 
 
 @pytest.mark.parametrize("n_parties", [3, 10])

@@ -28,8 +28,8 @@ from sampan.metrics import (
 
 def slow_auc(y: list[int], p: list[float]) -> float:
     """O(n²) pairwise definition: P(pos > neg) + ½ P(pos == neg)."""
-    pos = [s for s, t in zip(p, y) if t == 1]
-    neg = [s for s, t in zip(p, y) if t == 0]
+    pos = [s for s, t in zip(p, y, strict=False) if t == 1]
+    neg = [s for s, t in zip(p, y, strict=False) if t == 0]
     wins = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in pos for b in neg)
     return wins / (len(pos) * len(neg))
 
@@ -39,8 +39,8 @@ def slow_average_precision(y: list[int], p: list[float]) -> float:
     n_pos = sum(y)
     total, prev_recall = 0.0, 0.0
     for t in sorted(set(p), reverse=True):
-        tp = sum(1 for s, lab in zip(p, y) if s >= t and lab == 1)
-        fp = sum(1 for s, lab in zip(p, y) if s >= t and lab == 0)
+        tp = sum(1 for s, lab in zip(p, y, strict=False) if s >= t and lab == 1)
+        fp = sum(1 for s, lab in zip(p, y, strict=False) if s >= t and lab == 0)
         recall = tp / n_pos
         total += (recall - prev_recall) * tp / (tp + fp)
         prev_recall = recall
@@ -51,8 +51,8 @@ def slow_ks(y: list[int], p: list[float]) -> float:
     n_pos, n_neg = sum(y), len(y) - sum(y)
     best = 0.0
     for t in set(p):
-        tpr = sum(1 for s, lab in zip(p, y) if s >= t and lab == 1) / n_pos
-        fpr = sum(1 for s, lab in zip(p, y) if s >= t and lab == 0) / n_neg
+        tpr = sum(1 for s, lab in zip(p, y, strict=False) if s >= t and lab == 1) / n_pos
+        fpr = sum(1 for s, lab in zip(p, y, strict=False) if s >= t and lab == 0) / n_neg
         best = max(best, abs(tpr - fpr))
     return best
 

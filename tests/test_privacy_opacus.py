@@ -15,7 +15,7 @@ from sampan.privacy import DPSGDConfig  # noqa: E402
 from sampan.privacy.opacus_dp2 import module_to_vector, opacus_dp_sgd_train, vector_to_module  # noqa: E402
 
 
-def _mlp() -> "torch.nn.Module":
+def _mlp() -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
 
 

@@ -6,20 +6,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _horizontal_run import run_workflow
+from conftest import Crash, CrashAfterRound, capture_replies
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sampan.config import parse_config
-from sampan.privacy import Ledger
 from sampan.horizontal.simulation import load_splits
+from sampan.privacy import Ledger
 from sampan.runtime.federation import build_inprocess_federation, build_party_apps
-from _horizontal_run import run_workflow
 from sampan.runtime.runner import resume_run, start_run
 from sampan.runtime.store import Store
 from sampan.wire import Message
-
-from conftest import Crash, CrashAfterRound, capture_replies
-
 
 BOUNDS = {"log10_annual_revenue_hkd": [5, 9], "years_in_business": [0, 50], "employees": [0, 100],
           "log10_loan_amount_hkd": [4, 8], "loan_term_months": [0, 120], "debt_to_revenue": [0, 3],

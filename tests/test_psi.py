@@ -15,12 +15,18 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 
 from sampan.core.party import PartyApp
 from sampan.core.transport import PartyError
-from sampan.transport.inprocess import InProcessTransport
-from sampan.vertical import psi, psi_party, psi_points
-from sampan.vertical._parallel import ParallelError, map_ranges, map_records
 from sampan.crypto.channel import PartyKeys, SealedChannels
+from sampan.transport.inprocess import InProcessTransport
+from sampan.vertical import psi_party, psi_points
+from sampan.vertical._parallel import ParallelError, map_ranges, map_records
 from sampan.vertical.psi import (
-    MODE_REVEALS, MODES, PsiError, align, blind, hash_to_curve, match_tokens, run_psi,
+    MODE_REVEALS,
+    MODES,
+    align,
+    blind,
+    hash_to_curve,
+    match_tokens,
+    run_psi,
 )
 from sampan.vertical.psi_ids import id_shape
 from sampan.vertical.psi_party import PsiParty
@@ -94,7 +100,7 @@ def test_hash_to_curve_lands_on_the_curve_and_is_deterministic() -> None:
 
 
 def test_try_and_increment_follows_the_documented_construction() -> None:
-    idb = "BR00000042".encode()
+    idb = b"BR00000042"
     for counter in range(256):
         digest = hashlib.sha512(psi_points._DOMAIN + bytes([counter]) + idb).digest()
         u = int.from_bytes(digest[:32], "little") & ((1 << 255) - 1)

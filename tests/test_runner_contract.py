@@ -16,7 +16,14 @@ import pytest
 
 import sampan.runtime.runner as runner
 from sampan.core import (
-    ModelArtifact, PartyApp, PartySetup, RunCancelled, RunContext, Workflow, WorkflowResult, raise_for_error,
+    ModelArtifact,
+    PartyApp,
+    PartySetup,
+    RunCancelled,
+    RunContext,
+    Workflow,
+    WorkflowResult,
+    raise_for_error,
 )
 from sampan.report import ReportSection
 from sampan.runtime import capabilities, reporting

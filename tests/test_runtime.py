@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import Crash, CrashAfterRound
 
 from sampan.config import parse_config
 from sampan.data import PartyData
@@ -19,8 +20,6 @@ from sampan.runtime.runner import resume_run, start_run
 from sampan.runtime.store import Store
 from sampan.transport import PartyError
 from sampan.transport.inprocess import InProcessTransport
-
-from conftest import Crash, CrashAfterRound
 
 
 def _config(tmp_path: Path, **run) -> dict:

@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sampan.crypto.identity import simulated_consortium
 from sampan.crypto import shamir
-from sampan.privacy.dp3 import party_release
-from sampan.privacy.secagg import (
-    SecAggAbort, SecAggClient, SecAggParams, SecAggServer, choose_neighbours, decode_vector, encode_vector,
-    harary_graph, run_secagg,
-)
-from sampan.privacy.randomness import seeded_generator
-from sampan.privacy.secagg.state import FileStateStore
 from sampan.crypto.channel import ChannelError
+from sampan.crypto.identity import simulated_consortium
+from sampan.privacy.dp3 import party_release
+from sampan.privacy.randomness import seeded_generator
+from sampan.privacy.secagg import (
+    SecAggAbort,
+    SecAggClient,
+    SecAggParams,
+    SecAggServer,
+    choose_neighbours,
+    decode_vector,
+    encode_vector,
+    harary_graph,
+    run_secagg,
+)
+from sampan.privacy.secagg.state import FileStateStore
 
 
 # --- Shamir --------------------------------------------------------------------------------------------

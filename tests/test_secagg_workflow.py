@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
+from _horizontal_run import run_workflow
+from conftest import capture_replies
 
 from sampan.config import ConfigError, parse_config
+from sampan.core.party import PartyApp
+from sampan.crypto.identity import simulated_consortium
 from sampan.data import PartyData
 from sampan.horizontal.party import HorizontalParty
-from sampan.privacy import Ledger
-from sampan.crypto.identity import simulated_consortium
-from sampan.privacy.secagg import SecAggClient
 from sampan.horizontal.simulation import PartySplit
 from sampan.horizontal.workflow import FederationError
-from _horizontal_run import run_workflow
-from sampan.core.party import PartyApp
+from sampan.privacy import Ledger
+from sampan.privacy.secagg import SecAggClient
 from sampan.runtime.receipt import build_receipt
 from sampan.runtime.store import Store
 from sampan.transport.inprocess import InProcessTransport
 from sampan.wire import Message
-
-from conftest import capture_replies
 
 FEATURES = ["x1", "x2", "x3", "x4"]
 

@@ -26,8 +26,9 @@ def test_run_lifecycle_and_checkpoints(store: Store) -> None:
 
 
 def test_old_checkpoints_are_pruned(store: Store) -> None:
-    from sampan.runtime.store import CheckpointRow
     from sqlalchemy import select
+
+    from sampan.runtime.store import CheckpointRow
 
     run_id = store.create_run(name="r", workflow="h", seed=1, config={}, total_rounds=9)
     for rnd in range(9):

@@ -131,7 +131,7 @@ def test_fine_grid_encodes_and_draws_inside_cells() -> None:
     assert cells[2] == grid.zero_index and np.all(np.diff(cells) >= 0)
     drawn = grid.draw(cells, seeded_generator(0))
     assert drawn[2] == 0.0
-    for c, v in zip(cells, drawn):
+    for c, v in zip(cells, drawn, strict=False):
         lo, hi = grid.cell_range(int(c))
         assert lo <= v <= hi
     small = fine_grid(SynthColumn("k", "numeric", bounds=(0, 9), integer=True), 64)

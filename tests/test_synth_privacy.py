@@ -54,7 +54,7 @@ def test_ledger_equals_composition_of_measurements(epsilon: float) -> None:
     releases = model.receipt["parties"]["bank"]["releases"]
     # one ledger event per release, in order, with the release's noise multiplier
     assert len(ledger.events) == len(releases)
-    for event, release in zip(ledger.events, releases):
+    for event, release in zip(ledger.events, releases, strict=False):
         expected = release["sigma"] if release["kind"] == "gaussian" else 2.0 / release["epsilon"]
         assert event.level == "DP1" and event.mechanism == "gaussian"
         assert event.noise_multiplier == pytest.approx(expected, rel=1e-12)

@@ -7,7 +7,14 @@ import pytest
 
 from sampan.privacy.randomness import seeded_generator
 from sampan.synth import (
-    ConstraintError, SynthColumn, SynthConfig, SynthSchema, TargetError, TargetMarginal, fit_synthesizer, generate,
+    ConstraintError,
+    SynthColumn,
+    SynthConfig,
+    SynthSchema,
+    TargetError,
+    TargetMarginal,
+    fit_synthesizer,
+    generate,
     parse_constraint,
 )
 from sampan.synth.bias import bias_report

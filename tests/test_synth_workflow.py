@@ -4,8 +4,9 @@ fixed, write-ahead charging, what the coordinator receives under SecAgg+, and th
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import pytest
@@ -118,7 +119,7 @@ def test_workflow_sums_equal_the_function_call_path_with_fixed_noise(tables, sec
     assert len(sums) == len(old_sums) > 0
     # SecAgg+ sums in fixed point (2^-16 per party); plain sums are the same floats in the same order
     tol = 0.0 if not secure else len(PARTIES) * 2.0**-16
-    for a, b in zip(old_sums, sums):
+    for a, b in zip(old_sums, sums, strict=False):
         assert a.shape == b.shape
         np.testing.assert_allclose(b, a, rtol=0, atol=tol)
     assert new.edges == old.edges and new.order == old.order

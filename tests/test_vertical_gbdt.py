@@ -36,7 +36,7 @@ def test_ring_bincount_is_exact_modulo_2_64() -> None:
     rng = np.random.default_rng(3)
     idx = rng.integers(0, 7, 5000)
     vals = rng.integers(0, 2 ** 64, 5000, dtype=np.uint64)
-    expected = [sum(int(v) for v, i in zip(vals, idx) if i == b) % 2 ** 64 for b in range(7)]
+    expected = [sum(int(v) for v, i in zip(vals, idx, strict=False) if i == b) % 2 ** 64 for b in range(7)]
     assert ring_bincount(idx, vals, 7).tolist() == expected
 
 
@@ -48,7 +48,7 @@ def test_vertical_gbdt_grows_the_pooled_trees_and_scores_like_them() -> None:
     model = parties["bank"].gbdt.model
     ref, provider, test_bins, y = _pooled(parties, splits, PARAMS)
     assert result.trees == len(ref.trees) and model.best_iteration == ref.best_iteration
-    for mine, theirs in zip(model.trees, ref.trees):
+    for mine, theirs in zip(model.trees, ref.trees, strict=False):
         assert mine.owner == theirs.owner and mine.left == theirs.left
         np.testing.assert_allclose(mine.value, theirs.value, atol=1e-7)
     assert {o for t in model.trees for o in t.owner if o} - {"bank"}  # partners' features are used
@@ -81,6 +81,7 @@ def test_gbdt_scoring_of_applications_flags_missing_partners() -> None:
 
 def test_partner_messages_carry_no_gradients_hessians_or_labels_in_clear() -> None:
     from test_vertical_lr import RecordingTransport
+
     from sampan.runtime.federation import build_inprocess_vertical
     from sampan.vertical.session import VerticalSession
 
@@ -143,7 +144,7 @@ def test_federated_woe_matches_the_central_computation_and_scorecard_points_add_
         if not len(hit):
             continue
         part = party.lr.part
-        for table, j in zip(part.woe, part.columns):
+        for table, j in zip(part.woe, part.columns, strict=False):
             coarse = table.mapping[np.searchsorted(table.edges, party.data.X[hit[0], j])]
             total += [r for r in rows[name] if r["feature"] == table.feature][coarse]["points"]
     missing_share = sum(r["points"] for n in result.missing_at for r in rows[n]) * 0  # missing partners add 0 logit
@@ -182,7 +183,7 @@ def test_noised_partner_histograms_still_learn_and_report_their_epsilon(monkeypa
     assert auc > 0.5  # a small table and heavy noise: better than chance is what can be promised
     ref, _, _, _ = _pooled({k: parties[k] for k in ("bank", "payments")}, splits, PARAMS)
     mine = parties["bank"].gbdt.model
-    assert any(a.owner != b.owner or not np.allclose(a.value, b.value) for a, b in zip(mine.trees, ref.trees))
+    assert any(a.owner != b.owner or not np.allclose(a.value, b.value) for a, b in zip(mine.trees, ref.trees, strict=False))
 
 
 def test_histogram_noise_calibration_meets_its_epsilon_and_the_accounts_agree() -> None:

@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pytest
 
-from sampan.metrics import roc_auc
+from sampan.crypto.channel import ChannelError, PartyKeys, SealedChannels
+from sampan.crypto.ring import (
+    SIGMOID_POLY,
+    TRUNC_OFFSET,
+    decode,
+    encode,
+    power_shares,
+    to_signed,
+    truncate_shares,
+    uniform,
+)
 from sampan.data import make_sme_consortium
 from sampan.data.table import PartyData
+from sampan.metrics import roc_auc
+from sampan.runtime.federation import build_inprocess_vertical
 from sampan.transport.inprocess import InProcessTransport
-from sampan.crypto.channel import ChannelError, PartyKeys, SealedChannels
 from sampan.vertical.model import LocalScaler
 from sampan.vertical.plain_lr import train_plain_vertical_lr
-from sampan.crypto.ring import (
-    SIGMOID_POLY, TRUNC_OFFSET, decode, encode, power_shares, to_signed, truncate_shares, uniform,
-)
-from sampan.runtime.federation import build_inprocess_vertical
-from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.secure_lr import min_batch_rows
+from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.training import VerticalLRConfig, epoch_batches
-from sampan.wire import Message, encode as wire_encode
+from sampan.wire import Message
+from sampan.wire import encode as wire_encode
 
 RNG = np.random.default_rng(12)
 
@@ -352,7 +360,7 @@ def _correlated_ratios(n: int, seed: int = 0) -> dict[str, PartyData]:
     y = (rng.random(n) < 1 / (1 + np.exp(-(3 * latent[:, 0] - 4)))).astype(np.int8)
     cols = np.array_split(rng.permutation(64), 3)
     return {name: PartyData(name, ids, X[:, c], y if name == "bank" else None, [f"r{j}" for j in c])
-            for name, c in zip(("bank", "p1", "p2"), cols)}
+            for name, c in zip(("bank", "p1", "p2"), cols, strict=False)}
 
 
 @pytest.mark.slow

@@ -13,15 +13,14 @@ import pytest
 import sampan.vertical.psi_party
 from sampan.core.workflow import RunCancelled
 from sampan.privacy.randomness import seeded_generator
+from sampan.runtime.federation import build_inprocess_vertical
 from sampan.runtime.runner import resume_run, start_run
 from sampan.runtime.store import Store
 from sampan.transport.inprocess import InProcessTransport
 from sampan.vertical.capability import SCORING, VERTICAL, ScoringJob, simulate_vertical, vertical_party
-from sampan.vertical.job import VerticalJob, job_of
-from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical.job import VerticalJob, job_of, load_tables
 from sampan.vertical.session import VerticalSession
 from sampan.vertical.training import VerticalLRConfig
-from sampan.vertical.job import load_tables
 
 N_SMES, DATA_SEED = 4000, 4
 SRC = Path(__file__).resolve().parents[1] / "src" / "sampan"

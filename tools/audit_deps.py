@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
@@ -83,7 +83,7 @@ def main(locks: list[str]) -> int:
                 findings.append(f"{name}=={raw}: {adv['id']} ({', '.join(adv['aliases'])}) {adv['summary'][:120]}")
     age = ""
     if snapshot.get("date"):
-        days = (datetime.now(timezone.utc) - datetime.fromisoformat(snapshot["date"])).days
+        days = (datetime.now(UTC) - datetime.fromisoformat(snapshot["date"])).days
         age = f", {days} days old" + (" (STALE: refresh with tools/advisory_snapshot.py)" if days > STALE_DAYS else "")
     print(f"audit: {len(pins)} locked packages checked against {len(snapshot['advisories'])} advisories "
           f"(PyPA advisory database at {str(snapshot.get('commit'))[:12]}, {snapshot.get('date')}{age})")

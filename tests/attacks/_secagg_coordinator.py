@@ -4,8 +4,9 @@ repeat requests (the public `SecAggServer` for the honest steps). Shared by test
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 

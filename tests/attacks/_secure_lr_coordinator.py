@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from sampan.data import make_sme_consortium
-from sampan.vertical import training as T
-from sampan.crypto.dealer import Dealer
-from sampan.vertical.secure_lr import W_SHIFT, weight_triples
-from sampan.runtime.federation import build_inprocess_vertical
-from sampan.vertical.session import VerticalSession
 from sampan.core.relay import Relay
+from sampan.crypto.dealer import Dealer
+from sampan.data import make_sme_consortium
+from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical import training as T
+from sampan.vertical.secure_lr import W_SHIFT, weight_triples
+from sampan.vertical.session import VerticalSession
 
 LR = 0.2
 

@@ -23,20 +23,20 @@ from typing import Any
 import dp_accounting
 import numpy as np
 import pytest
+from _horizontal_run import run_workflow
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sampan.config import parse_config
+from sampan.core.party import PartyApp
 from sampan.data import PartyData
 from sampan.horizontal.party import HorizontalParty
 from sampan.privacy import Ledger
 from sampan.privacy.party_policy import PartyPrivacyPolicy, PolicyRefused
 from sampan.runtime.federation import build_inprocess_federation
-from _horizontal_run import run_workflow
 from sampan.runtime.store import Store
 from sampan.transport import PartyError
 from sampan.transport.inprocess import InProcessTransport
-from sampan.core.party import PartyApp
 from sampan.wire import Message
 
 BUDGET, DELTA = 2.0, 1e-5

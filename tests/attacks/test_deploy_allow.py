@@ -14,14 +14,13 @@ import stat
 from pathlib import Path
 
 import pytest
+from _deploy_federation import ThreadFederation, run_config
 
 from sampan.config import ConfigError
 from sampan.deploy.config import load_party_config
 from sampan.runtime.store import Store
 from sampan.transport.grpc_hub import Identity
 from sampan.wire import Message
-
-from _deploy_federation import ThreadFederation, run_config
 
 pytestmark = pytest.mark.slow
 

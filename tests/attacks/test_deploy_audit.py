@@ -14,6 +14,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from _deploy_federation import ThreadFederation, wait_until
 from typer.testing import CliRunner
 
 from sampan.cli import app
@@ -22,8 +23,6 @@ from sampan.deploy.security_audit import SecurityAudit
 from sampan.runtime.store import Store
 from sampan.transport.grpc_client import channel_options
 from sampan.transport.grpc_envelope import CONNECT, Limits
-
-from _deploy_federation import ThreadFederation, wait_until
 
 pytestmark = pytest.mark.slow
 

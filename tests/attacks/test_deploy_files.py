@@ -14,6 +14,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from _deploy_federation import ThreadFederation
 from typer.testing import CliRunner
 
 from sampan.cli.deploy import certs_app
@@ -21,10 +22,8 @@ from sampan.config import ConfigError
 from sampan.deploy.certs import create_request, sign_request
 from sampan.deploy.config import load_coordinator_config, load_party_config
 from sampan.deploy.coordinator import Coordinator
-from sampan.deploy.local import Agent, write_federation, wait_for_log
+from sampan.deploy.local import Agent, wait_for_log, write_federation
 from sampan.deploy.party_agent import PartyAgent
-
-from _deploy_federation import ThreadFederation
 
 runner = CliRunner()
 

@@ -20,7 +20,13 @@ from typer.testing import CliRunner
 
 from sampan.cli.deploy import certs_app
 from sampan.deploy.certs import (
-    CertError, CertificateAuthenticator, create_request, init_ca, load_cert, sign_request, spki_pin,
+    CertError,
+    CertificateAuthenticator,
+    create_request,
+    init_ca,
+    load_cert,
+    sign_request,
+    spki_pin,
 )
 from sampan.deploy.config import load_coordinator_config
 from sampan.deploy.local import write_federation

@@ -12,10 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _deploy_federation import ThreadFederation, run_config, wait_until
 
 from sampan.deploy.certs import refresh_crl, revoke
-
-from _deploy_federation import ThreadFederation, run_config, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -63,6 +62,7 @@ def test_a_run_does_not_start_on_an_expired_crl(tmp_path: Path) -> None:
 
 def _status(run_id: str):  # type: ignore[no-untyped-def]
     from _deploy_federation import OPERATOR
+
     from sampan.wire import Message
 
     return OPERATOR, Message("", 0, "ops", "coordinator", "s", meta={"run_id": run_id})

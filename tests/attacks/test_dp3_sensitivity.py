@@ -16,6 +16,7 @@ from pathlib import Path
 import dp_accounting
 import numpy as np
 import pytest
+from _horizontal_run import run_workflow
 
 from sampan.config import parse_config
 from sampan.data import PartyData
@@ -23,7 +24,6 @@ from sampan.horizontal.party import HorizontalParty
 from sampan.privacy import Ledger
 from sampan.privacy.dp3 import DP3Aggregation, DP3Config, party_release
 from sampan.runtime.federation import build_inprocess_federation
-from _horizontal_run import run_workflow
 from sampan.runtime.store import Store
 from sampan.wire import Message
 
@@ -122,7 +122,7 @@ def test_ledger_charge_covers_the_true_loss_of_an_adaptive_dp3_run(tmp_path: Pat
         assert len(rounds) == 3 and all(r.get("count_sigma") for r in rounds)
         true = [_worst_case(dp3) for dp3 in rounds]
         charged = [e.noise_multiplier for e in ledger.events if e.party == party and e.level == "DP3"]
-        assert all(c <= t * (1 + 1e-9) for c, t in zip(charged, true)), (charged, true)
+        assert all(c <= t * (1 + 1e-9) for c, t in zip(charged, true, strict=False)), (charged, true)
         assert ledger.spent(party, "DP3") >= _gaussian_epsilon(true) - 1e-9
         # a party-level ε may be shown beside the record-level one, labelled, never instead of it
         assert outcome.privacy["parties"][party]["epsilon_spent"] == pytest.approx(ledger.spent(party))

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_secagg_attempts import MODEL, _splits
 
 from sampan.horizontal.party import HorizontalParty
 from sampan.privacy.party_policy import PartyPrivacyPolicy, PolicyRefused
 from sampan.wire import Message
-
-from test_secagg_attempts import MODEL, _splits
 
 
 def _evaluate(state: Path, run: str, policy: PartyPrivacyPolicy, k: int) -> Message:

@@ -9,31 +9,30 @@ count; thresholding a reply field to tell D from D plus one row) find nothing to
 from __future__ import annotations
 
 import itertools
-import math
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from _horizontal_run import run_workflow
+from conftest import Crash, CrashAfterRound, capture_replies
 
 import sampan.privacy.dpsgd
 import sampan.privacy.mechanisms
 from sampan.config import ConfigError, parse_config
 from sampan.data import PartyData
 from sampan.horizontal.party import HorizontalParty
+from sampan.horizontal.simulation import PartySplit
 from sampan.privacy.party_policy import PartyPrivacyPolicy, PolicyRefused
 from sampan.privacy.randomness import seeded_generator
-from sampan.horizontal.simulation import PartySplit
 from sampan.runtime.federation import build_party_apps
-from _horizontal_run import run_workflow
 from sampan.runtime.receipt import build_receipt, receipt_section
 from sampan.runtime.runner import resume_run, start_run
 from sampan.runtime.store import Store
 from sampan.transport.inprocess import InProcessTransport
 from sampan.wire import Message
-
-from conftest import Crash, CrashAfterRound, capture_replies
 
 FEATURES = ["x1", "x2", "x3", "x4"]
 DP1 = {"noise_multiplier": 4.0, "bounds": {"*": [-4.0, 4.0]}}
@@ -343,10 +342,10 @@ def test_a_deployed_party_fixes_its_own_holdout_and_keeps_one_persisted_ledger(t
     """Review R5 (findings 6, 20): the coordinator chose each run's split seed and holdout share, so across runs it
     could rotate every row through the (exactly evaluated) holdout; and the agent's policy ignored party.toml and
     kept its ledger in memory per run. Now the seed is fixed per dataset, the share capped, the ledger persisted."""
-    from sampan.deploy.party_agent import PartyAgent
-    from sampan.deploy.config import load_party_config
-
     from _deploy_federation import ThreadFederation
+
+    from sampan.deploy.config import load_party_config
+    from sampan.deploy.party_agent import PartyAgent
 
     fed = ThreadFederation(tmp_path, start=False)
     try:
@@ -480,7 +479,7 @@ def test_one_crafted_evaluation_does_not_reveal_each_holdout_row_and_label(r8_fe
         p = np.clip(sum_p[b] / (pos[b] + neg[b]), 1e-9, 1 - 1e-9)
         x = round((math.log(p / (1 - p)) + scale * mid) / scale, 4)
         rows += [(x, 1)] * int(pos[b]) + [(x, 0)] * int(neg[b])
-    truth = sorted((round(float(v), 4), int(label)) for v, label in zip(test.X[:, j], test.y))
+    truth = sorted((round(float(v), 4), int(label)) for v, label in zip(test.X[:, j], test.y, strict=False))
     assert sorted(rows) != truth, "every holdout row's feature value and label recovered from one evaluation"
 
 
@@ -537,8 +536,8 @@ def test_a_job_announced_with_dp_is_under_dp_from_its_first_request(r8_fed: Any)
 def test_fit_without_dp_is_refused_under_a_dp_policy_and_dp_cannot_be_switched_off() -> None:
     """Review R8-4: under a policy requiring generic 'DP', a fit without dp2/dp3 released the exact, uncharged
     update (`_required` checked only DP2/DP3). Also: after a DP2 fit in a run, a fit without dp2 is refused."""
-    from sampan.models.local_training import TrainConfig, train
     from sampan.models import model_from_config
+    from sampan.models.local_training import TrainConfig, train
 
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(400, 3)), (rng.random(400) < 0.3).astype(float)

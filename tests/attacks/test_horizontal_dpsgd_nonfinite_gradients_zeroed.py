@@ -16,7 +16,6 @@ and the party should refuse a scaler that is not finite and positive (or, under 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from sampan.core.capability import PartySetup
 from sampan.data import PartyData

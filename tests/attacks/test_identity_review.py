@@ -14,28 +14,35 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
+from _horizontal_run import run_workflow
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 import sampan.crypto.identity as identity_module
 from sampan.config import parse_config
 from sampan.crypto.channel import PartyKeys
-from sampan.crypto.identity import (IdentityError, IdentityVerifier, PartyIdentity, SimulatedCA, sign_keys,
-                                    simulated_consortium, verify_keys)
+from sampan.crypto.identity import (
+    IdentityError,
+    IdentityVerifier,
+    PartyIdentity,
+    SimulatedCA,
+    sign_keys,
+    simulated_consortium,
+    verify_keys,
+)
 from sampan.data import PartyData, make_sme_consortium
-from sampan.privacy.secagg import SecAggClient
 from sampan.horizontal.simulation import PartySplit
-from sampan.runtime.federation import build_party_apps
 from sampan.horizontal.workflow import FederationError
-from _horizontal_run import run_workflow
+from sampan.privacy.secagg import SecAggClient
+from sampan.runtime.federation import build_inprocess_vertical, build_party_apps
 from sampan.runtime.store import Store
 from sampan.transport.inprocess import InProcessTransport
-from sampan.runtime.federation import build_inprocess_vertical
 from sampan.vertical.session import VerticalSession
 from sampan.wire import Message
 
@@ -114,11 +121,11 @@ def test_there_is_no_default_identity_and_a_simulated_ca_issues_one_certificate_
 def test_a_party_agent_without_a_crl_refuses_vertical_and_secagg_runs(tmp_path: Path) -> None:
     """Without `tls.crl` the agent would accept the keys of a revoked (stolen) member certificate that the
     coordinator re-signs with; it now refuses to open such a run, naming the missing setting."""
+    from _deploy_federation import schema_dict
+
     from sampan.deploy.config import load_party_config
     from sampan.deploy.local import Binding, write_federation
     from sampan.deploy.party_agent import PartyAgent
-
-    from _deploy_federation import schema_dict
 
     def agent_without_crl(view: str, party: str, allow: dict[str, Any] | None = None) -> PartyAgent:
         consortium = make_sme_consortium(300, seed=4)
@@ -152,7 +159,7 @@ def test_a_party_agent_without_a_crl_refuses_vertical_and_secagg_runs(tmp_path: 
 # --- R1-3: the trust anchor's own validity --------------------------------------------------------------------
 def _expired_ca() -> SimulatedCA:
     ca = SimulatedCA()
-    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
     ca.certificate = (x509.CertificateBuilder().subject_name(ca.certificate.subject)
                       .issuer_name(ca.certificate.subject).public_key(ca.key.public_key())
                       .serial_number(x509.random_serial_number()).not_valid_before(past - dt.timedelta(days=30))
@@ -195,7 +202,7 @@ def test_a_member_certificate_outliving_its_ca_and_a_non_ca_anchor_are_refused()
 
 # --- R1-4 / R1-5: the CRL, checked at every check -------------------------------------------------------------
 def _crl(ca: SimulatedCA, revoked: list[int], next_update: dt.datetime) -> bytes:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     builder = (x509.CertificateRevocationListBuilder().issuer_name(ca.certificate.subject)
                .last_update(now - dt.timedelta(minutes=5)).next_update(next_update))
     for serial in revoked:
@@ -208,7 +215,7 @@ def test_a_crl_that_goes_stale_during_a_run_stops_authenticating(tmp_path: Path)
     ca = SimulatedCA()
     member = ca.issue("bank")
     crl = tmp_path / "crl.pem"
-    crl.write_bytes(_crl(ca, [], dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1.5)))
+    crl.write_bytes(_crl(ca, [], dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1.5)))
     verifier = IdentityVerifier.from_files(_ca_file(tmp_path, ca), crl)  # one verifier per run (party_agent)
     keys, signed = _signed(member)
     verify_keys(verifier, "bank", RUN, "vertical.channels", "label_holder", keys, signed)  # current: accepted
@@ -222,7 +229,7 @@ def test_a_revocation_in_a_crl_copied_with_its_old_mtime_takes_effect(tmp_path: 
     ca = SimulatedCA()
     member = ca.issue("bank")
     crl = tmp_path / "crl.pem"
-    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
     crl.write_bytes(_crl(ca, [], later))
     stamp = crl.stat().st_mtime_ns
     verifier = IdentityVerifier.from_files(_ca_file(tmp_path, ca), crl)
@@ -296,10 +303,11 @@ def test_secagg_m_min_recorded_at_sharing_cannot_be_lowered_at_unmasking(tmp_pat
     """8 parties share under m_min = 5. The coordinator then names 4 survivors and claims m_min = 3 at
     unmasking; each party refuses on the count it recorded before anyone dropped (its neighbour-majority
     signature check is a second, independent line)."""
+    from _secagg_coordinator import RUN as SECAGG_RUN
+    from _secagg_coordinator import Consortium, drive, server
+
     from sampan.privacy.secagg import SecAggRefused
     from sampan.privacy.secagg.state import FileStateStore
-
-    from _secagg_coordinator import RUN as SECAGG_RUN, Consortium, drive, server
 
     c = Consortium(8, tmp_path)
     srv = server(c)
@@ -321,8 +329,15 @@ def test_the_coordinator_also_reads_a_crl_copied_with_its_old_mtime(tmp_path: Pa
     the old file's mtime (it cut nobody on the reviewed code)."""
     import shutil
 
-    from sampan.deploy.certs import (CertificateAuthenticator, create_request, init_ca, load_cert, revoke, sign_request,
-                                     spki_pin)
+    from sampan.deploy.certs import (
+        CertificateAuthenticator,
+        create_request,
+        init_ca,
+        load_cert,
+        revoke,
+        sign_request,
+        spki_pin,
+    )
     from sampan.transport.grpc_hub import AuthenticationError
 
     ca = init_ca(tmp_path / "ca")

@@ -12,15 +12,21 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pytest
 
 from sampan.crypto.channel import ChannelError, PartyKeys, SealedChannels
-from sampan.crypto.identity import (IdentityError, PartyIdentity, SimulatedCA, sign_keys, simulated_consortium,
-                                    verify_keys)
+from sampan.crypto.identity import (
+    IdentityError,
+    PartyIdentity,
+    SimulatedCA,
+    sign_keys,
+    simulated_consortium,
+    verify_keys,
+)
 from sampan.data import make_sme_consortium
 from sampan.transport import PartyError, Transport
 from sampan.transport.inprocess import InProcessTransport
@@ -232,7 +238,7 @@ def test_a_valid_member_signature_verifies(consortium) -> None:  # type: ignore[
 ])
 def test_bad_certificates_are_refused_naming_the_peer(consortium, case: str, reason: str) -> None:  # type: ignore[no-untyped-def]
     ca, ids = consortium
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     identity = {
         "another_ca": lambda: SimulatedCA("elsewhere").issue("payments"),
         "expired": lambda: ca.issue("payments", not_before=now - dt.timedelta(days=3),
@@ -268,7 +274,7 @@ def test_a_stale_or_foreign_crl_is_refused(tmp_path: Path) -> None:
     (tmp_path / "rogue.pem").write_bytes(rogue.crl().public_bytes(serialization.Encoding.PEM))
     with pytest.raises(IdentityError, match="bad_crl"):
         IdentityVerifier.from_files(tmp_path / "ca.pem", tmp_path / "rogue.pem")
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     stale = (x509.CertificateRevocationListBuilder().issuer_name(ca.certificate.subject)
              .last_update(now - dt.timedelta(days=3)).next_update(now - dt.timedelta(days=1))
              .sign(ca.key, hashes.SHA256()))

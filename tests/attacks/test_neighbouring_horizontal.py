@@ -30,22 +30,22 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _horizontal_run import run_workflow
 
+import sampan.horizontal.secure_rounds as secure_rounds_module
 import sampan.privacy.dp3
 import sampan.privacy.dpsgd
 import sampan.privacy.mechanisms
-import sampan.horizontal.secure_rounds as secure_rounds_module
 from sampan.config import parse_config
 from sampan.data import PartyData
+from sampan.horizontal.simulation import PartySplit
 from sampan.metrics.histogram import DEFAULT_BINS, DP_BINS
 from sampan.privacy import Ledger
+from sampan.privacy.fit_evaluation import evaluation_scale
 from sampan.privacy.randomness import seeded_generator
-from sampan.horizontal.simulation import PartySplit
 from sampan.runtime.federation import build_party_apps
-from _horizontal_run import run_workflow
 from sampan.runtime.store import Store
 from sampan.transport.inprocess import InProcessTransport
-from sampan.privacy.fit_evaluation import evaluation_scale
 from sampan.wire.catalogue import Setup, flatten, horizontal_catalogue
 
 FEATURES = ["x1", "x2", "x3", "x4"]
@@ -237,7 +237,7 @@ def differential_check(name: str, d: list, d1: list, ledger: Ledger | None) -> d
     problems: list[str] = []
     changed: dict[str, set[str]] = {}
     used: set[int] = set()  # ledger events matched to a release already
-    for (_, key, party, fa, *_), (_, _, _, fb, *rest) in zip(d, d1):
+    for (_, key, party, fa, *_), (_, _, _, fb, *rest) in zip(d, d1, strict=False):
         releases = rest[0] if rest else []
         consumed: set[str] = set()  # mechanisms whose charge this message's release already matched
         spec = catalogue.get(key)

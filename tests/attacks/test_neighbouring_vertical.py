@@ -18,7 +18,8 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import types
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -30,11 +31,11 @@ import sampan.vertical.woe
 from sampan.data import make_sme_consortium
 from sampan.models.gbdt import GBDTParams, quantile_bin_edges
 from sampan.privacy.randomness import seeded_generator
+from sampan.runtime.federation import build_inprocess_vertical
 from sampan.transport.inprocess import InProcessTransport
 from sampan.vertical.gbdt import VIEWS as GBDT_VIEWS
 from sampan.vertical.gbdt import train_vertical_gbdt
 from sampan.vertical.histograms import decode_sums
-from sampan.runtime.federation import build_inprocess_vertical
 from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.woe import VIEWS as WOE_VIEWS
 from sampan.vertical.woe import federated_woe

@@ -17,20 +17,21 @@ The old code answered every request below (each attempt was a label of its own).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pytest
+from _horizontal_run import run_workflow
 
 from sampan.config import parse_config
 from sampan.crypto.identity import IdentityError
-from sampan.privacy.secagg.state import FileStateStore
 from sampan.data import PartyData
-from sampan.privacy.secagg import SecAggAbort, SecAggParams, SecAggServer, decode_vector, run_secagg
 from sampan.horizontal.simulation import PartySplit
+from sampan.privacy.secagg import SecAggAbort, SecAggParams, SecAggServer, decode_vector, run_secagg
+from sampan.privacy.secagg.state import FileStateStore
 from sampan.runtime.federation import build_party_apps
-from _horizontal_run import run_workflow
 from sampan.runtime.store import Store
 from sampan.transport.inprocess import InProcessTransport
 from sampan.wire import Message

@@ -20,8 +20,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
-
 sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
 
 from _horizontal_run import run_workflow  # noqa: E402

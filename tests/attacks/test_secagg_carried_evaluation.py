@@ -17,19 +17,19 @@ separate secure evaluation of the same model (run on a fresh consortium).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pytest
+from test_secagg_attempts import MODEL, TRAIN
+from test_secagg_cross_round import PARAMS, VICTIM, Coordinator
 
 import sampan.privacy.secagg.server as secagg_server
 from sampan.metrics.histogram import DEFAULT_BINS
 from sampan.privacy.fit_evaluation import evaluation_scale
 from sampan.privacy.secagg import SecAggAbort, SecAggParams, SecAggServer, decode_vector
 from sampan.wire import Message
-
-from test_secagg_attempts import MODEL, TRAIN
-from test_secagg_cross_round import PARAMS, VICTIM, Coordinator
 
 FIT = PARAMS.size + 3
 EVAL = 3 * DEFAULT_BINS + 3

@@ -19,8 +19,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
-
 sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
 
 from test_secagg_workflow import _config, _events, _federation, _run, _splits  # noqa: E402

@@ -24,13 +24,17 @@ Every test here succeeded as an attack (or crashed on a missing feature) on the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pytest
+from _secagg_coordinator import RUN, Consortium, drive
+from test_secagg_attempts import MODEL, TRAIN, _splits
 
 import sampan.privacy.secagg.server as secagg_mod
+from sampan.core.party import PartyApp
 from sampan.crypto.channel import prg_uint64
 from sampan.crypto.identity import simulated_consortium
 from sampan.horizontal.party import HorizontalParty, evaluation_vector
@@ -38,12 +42,7 @@ from sampan.metrics import ScoreHistogram
 from sampan.metrics.histogram import DEFAULT_BINS, DP_BINS
 from sampan.privacy.party_policy import PartyPrivacyPolicy, PolicyRefused
 from sampan.privacy.secagg import SecAggAbort, SecAggClient, SecAggParams, SecAggRefused, SecAggServer, decode_vector
-from sampan.core.party import PartyApp
 from sampan.wire import Message
-
-from _secagg_coordinator import RUN, Consortium, drive
-from test_secagg_attempts import MODEL, TRAIN, _splits
-
 
 # --- R7-1: the neighbour graph ------------------------------------------------------------------------------
 

@@ -6,22 +6,20 @@ from __future__ import annotations
 
 import json
 import stat
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-
-import pytest
-
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
+import pytest
+from _deploy_federation import ThreadFederation, run_config, wait_until
 
 from sampan.config import ConfigError
-from sampan.deploy.config import load_party_config
 from sampan.crypto.identity import simulated_consortium
+from sampan.deploy.config import load_party_config
 from sampan.privacy.secagg import SecAggClient, SecAggRefused
 from sampan.privacy.secagg.state import FileStateStore, closed_key
 from sampan.wire import Message
-
-from _deploy_federation import ThreadFederation, run_config, wait_until
 
 
 def test_a_deployed_secure_run_signs_keys_and_persists_party_state(tmp_path: Path) -> None:

@@ -18,20 +18,22 @@ canonicalisation by effect (or refusal of a scaler that is a no-op on the featur
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pytest
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[0]), str(Path(__file__).resolve().parents[1])]
 
+from test_secagg_attempts import MODEL  # noqa: E402
+from test_secagg_cross_round import PARAMS, VICTIM, Coordinator, _victim_alone  # noqa: E402
+
 import sampan.privacy.secagg.server as secagg_server  # noqa: E402
 from sampan.metrics.histogram import DEFAULT_BINS  # noqa: E402
 from sampan.privacy.secagg import SecAggAbort, SecAggParams, SecAggServer, decode_vector  # noqa: E402
 from sampan.wire import Message  # noqa: E402
-from test_secagg_attempts import MODEL  # noqa: E402
-from test_secagg_cross_round import PARAMS, VICTIM, Coordinator, _victim_alone  # noqa: E402
 
 NEAR_IDENTITY = {"mean": np.full(3, 1e-300), "scale": np.ones(3)}
 

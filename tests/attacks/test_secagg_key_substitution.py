@@ -14,22 +14,21 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _horizontal_run import run_workflow
+from _secagg_coordinator import RUN, Consortium, drive, server
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from sampan.config import parse_config
 from sampan.crypto.identity import IdentityError, SimulatedCA, sign_keys
 from sampan.data import PartyData
-from sampan.privacy.secagg import run_secagg
 from sampan.horizontal.simulation import PartySplit
-from sampan.runtime.federation import build_party_apps
 from sampan.horizontal.workflow import FederationError
-from _horizontal_run import run_workflow
+from sampan.privacy.secagg import run_secagg
+from sampan.runtime.federation import build_party_apps
 from sampan.runtime.store import Store
 from sampan.transport.inprocess import InProcessTransport
 from sampan.wire import Message
-
-from _secagg_coordinator import RUN, Consortium, drive, server
 
 VICTIM = "p2"
 

@@ -10,25 +10,25 @@ refuses by itself to sign or unmask a survivor set below it (against a coordinat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
+from _horizontal_run import run_workflow
+from _secagg_coordinator import Consortium, drive, server
 
 from sampan.config import ConfigError, parse_config
 from sampan.data import PartyData
-from sampan.privacy.secagg import SecAggParams, SecAggRefused
 from sampan.horizontal.simulation import PartySplit
-from sampan.runtime.federation import build_party_apps
 from sampan.horizontal.workflow import FederationError
-from _horizontal_run import run_workflow
+from sampan.privacy.secagg import SecAggParams, SecAggRefused
+from sampan.runtime.federation import build_party_apps
 from sampan.runtime.receipt import build_receipt
 from sampan.runtime.store import Store
 from sampan.transport.inprocess import InProcessTransport
 from sampan.wire import Message
-
-from _secagg_coordinator import Consortium, drive, server
 
 FEATURES = ["a", "b", "c"]
 

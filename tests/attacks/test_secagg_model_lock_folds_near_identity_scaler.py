@@ -31,11 +31,12 @@ import pytest
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[0]), str(Path(__file__).resolve().parents[1])]
 
-from sampan.privacy.secagg import SecAggAbort  # noqa: E402
-from sampan.wire import Message  # noqa: E402
 from test_secagg_attempts import MODEL  # noqa: E402
 from test_secagg_carried_evaluation import FIT, CarryingCoordinator  # noqa: E402
 from test_secagg_cross_round import PARAMS, VICTIM  # noqa: E402
+
+from sampan.privacy.secagg import SecAggAbort  # noqa: E402
+from sampan.wire import Message  # noqa: E402
 
 NEAR_IDENTITY = {"mean": np.full(3, 1e-300), "scale": np.ones(3)}
 FULL_BATCH = {"epochs": 1, "batch_size": 1000, "learning_rate": 0.3}

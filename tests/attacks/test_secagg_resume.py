@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _horizontal_run import run_workflow
 
 from sampan.config import parse_config
 from sampan.data import PartyData
 from sampan.horizontal.simulation import PartySplit
 from sampan.runtime.federation import build_party_apps
-from _horizontal_run import run_workflow
 from sampan.runtime.progress import NullProgress
 from sampan.runtime.store import Store
 from sampan.transport.inprocess import InProcessTransport

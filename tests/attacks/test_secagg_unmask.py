@@ -15,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _secagg_coordinator import RUN, Consortium, drive, server
 
 from sampan.crypto.identity import IdentityError
-from sampan.privacy.secagg import SecAggParams, SecAggRefused, decode_vector, run_secagg
+from sampan.privacy.secagg import SecAggRefused, decode_vector, run_secagg
 from sampan.privacy.secagg.state import FileStateStore
-
-from _secagg_coordinator import RUN, Consortium, drive, server
 
 VICTIM = "p4"
 

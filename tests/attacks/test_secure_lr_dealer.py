@@ -17,12 +17,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from sampan.crypto.dealer import Dealer
 from sampan.data import make_sme_consortium
+from sampan.runtime.federation import build_inprocess_vertical
 from sampan.transport import PartyError
 from sampan.vertical import secure_lr, secure_lr_batch, secure_lr_party, training
-from sampan.crypto.dealer import Dealer
 from sampan.vertical.secure_lr import RESIDUAL_BITS
-from sampan.runtime.federation import build_inprocess_vertical
 from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.training import VerticalLRConfig
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from _secure_lr_coordinator import session, setup
 
-from sampan.transport import PartyError
 from sampan.crypto.ring import decode
+from sampan.transport import PartyError
 from sampan.vertical.session import Splits
 
 

@@ -15,15 +15,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from test_secure_lr_labels import CuriousView, _session
 
+from sampan.crypto.ring import decode
 from sampan.data import make_sme_consortium
 from sampan.metrics import roc_auc
 from sampan.transport import PartyError
 from sampan.vertical import training as T
 from sampan.vertical.party import VerticalParty
-from sampan.crypto.ring import decode
 from sampan.vertical.secure_lr import WEIGHT_BITS
 from sampan.vertical.session import Splits
 

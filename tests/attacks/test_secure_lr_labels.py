@@ -13,21 +13,23 @@ when the coordinator sends it — in process and through a deployed coordinator 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
 
+from sampan.crypto.ring import decode
 from sampan.data import make_sme_consortium
+from sampan.runtime.federation import build_inprocess_vertical
 from sampan.transport import PartyError
 from sampan.vertical import training
 from sampan.vertical.party import VerticalParty
-from sampan.crypto.ring import decode
 from sampan.vertical.secure_lr import RESIDUAL_BITS, min_batch_rows
-from sampan.runtime.federation import build_inprocess_vertical
 from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.training import VerticalLRConfig
+
 
 class CuriousView:
     """Everything a party's secure-LR handler receives for each training batch, kept as a curious party would."""

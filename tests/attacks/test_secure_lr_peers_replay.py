@@ -13,18 +13,19 @@ residual holder's own fresh contribution, so a repeat needs a holder's cooperati
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
 
+from sampan.crypto.ring import encode, to_signed
 from sampan.data import make_sme_consortium
+from sampan.runtime.federation import build_inprocess_vertical
 from sampan.transport import PartyError
 from sampan.vertical import training as T
-from sampan.crypto.ring import encode, to_signed
 from sampan.vertical.secure_lr import POLY
 from sampan.vertical.secure_lr_party import SecureLRParty
-from sampan.runtime.federation import build_inprocess_vertical
 from sampan.vertical.session import Splits, VerticalSession
 
 

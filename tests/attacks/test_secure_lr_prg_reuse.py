@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sampan.data import make_sme_consortium
-from sampan.transport import PartyError
 from sampan.crypto import dealer as dealer_module
+from sampan.crypto.ring import encode, to_signed
+from sampan.data import make_sme_consortium
+from sampan.runtime.federation import build_inprocess_vertical
+from sampan.transport import PartyError
 from sampan.vertical import training
 from sampan.vertical.party import VerticalParty
-from sampan.crypto.ring import encode, to_signed
 from sampan.vertical.secure_lr import POLY
-from sampan.runtime.federation import build_inprocess_vertical
 from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.training import VerticalLRConfig
 

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from test_secure_lr_labels import _session
 
+from sampan.crypto.dealer import Dealer
 from sampan.data import make_sme_consortium
 from sampan.vertical import secure_lr_party, training
-from sampan.crypto.dealer import Dealer
 from sampan.vertical.session import Splits
 from sampan.vertical.training import VerticalLRConfig
 
@@ -65,7 +64,7 @@ def _attack(monkeypatch: pytest.MonkeyPatch, identity_order: bool) -> tuple[int,
                                                 patience=epochs), seed=1)
     scores = np.array(result.val_brier) * len(sp.val)
     read = [int(scores[2 * j + 1] - scores[2 * j] < 0) for j in range(len(targets))]  # score fell: y = 1
-    right = sum(int(r == y_val[k]) for r, k in zip(read, targets))
+    right = sum(int(r == y_val[k]) for r, k in zip(read, targets, strict=False))
     assert orders, "the parties never ordered the validation rows"
     hit = [int(orders[-1][k]) for k in targets]  # position -> row: the row the shifted position holds
     return right, len(targets), targets, hit
@@ -76,7 +75,7 @@ def test_a_dealer_cannot_aim_a_logit_shift_at_a_named_validation_row(monkeypatch
     # (Counting right guesses instead would be flaky: with a 5% default rate most rows it hits are
     # negatives, like most rows it names.) A fixed point of a random order has probability 1/|val|.
     _, n, targets, hit = _attack(monkeypatch, identity_order=False)
-    named = sum(int(h == k) for h, k in zip(hit, targets))
+    named = sum(int(h == k) for h, k in zip(hit, targets, strict=False))
     assert named <= 1, f"the dealer's shift hit {named} of the {n} rows it named"
 
 

@@ -18,13 +18,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from test_secure_lr_labels import _session
 
+from sampan.crypto.dealer import Dealer
 from sampan.data import make_sme_consortium
 from sampan.transport import PartyError
 from sampan.vertical import training as T
-from sampan.crypto.dealer import Dealer
 from sampan.vertical.session import Splits
 
 

@@ -12,8 +12,6 @@ whatever either refuses.
 
 from __future__ import annotations
 
-import numpy as np
-
 from sampan.core.capability import PartySetup
 from sampan.privacy.party_policy import PartyPrivacyPolicy
 from sampan.synth import protocol

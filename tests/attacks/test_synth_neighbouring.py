@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -217,7 +218,7 @@ def test_federated_synthesis_on_a_neighbour_differs_only_through_charged_release
     _run_pair(coupler, fit, tmp_path)
     coupled_d, coupled_d1 = seen[2], seen[3]  # runs: uncoupled D, D', then coupled D, D'
     assert len(coupled_d) == len(coupled_d1) > 0
-    assert all(np.array_equal(a, b) for a, b in zip(coupled_d, coupled_d1))
+    assert all(np.array_equal(a, b) for a, b in zip(coupled_d, coupled_d1, strict=False))
 
 
 def _csv(path: Path, table: dict[str, np.ndarray], spreadsheet_booleans: bool = False) -> Path:
@@ -283,7 +284,7 @@ def test_a_neighbour_with_new_category_values_is_hidden_by_the_threshold(coupler
     receipt = SynthModel.load(tmp_path / "m1").receipt["parties"]["data_owner"]["releases"]
     thresholds = [r["threshold"] for column in ("has_guarantee", "sector") for r in receipt
                   if r["note"].startswith(f"domain: categories of '{column}'")]
-    assert all(v < t for v, t in zip(coupler.new_values, thresholds)), (coupler.new_values, thresholds)
+    assert all(v < t for v, t in zip(coupler.new_values, thresholds, strict=False)), (coupler.new_values, thresholds)
     schema = SynthModel.load(tmp_path / "m1").schema
     assert "zz-salt-works" not in schema.column("sector").categories  # type: ignore[operator]
     assert {"TRUE", "FALSE"} <= set(schema.column("has_guarantee").categories)  # type: ignore[arg-type]

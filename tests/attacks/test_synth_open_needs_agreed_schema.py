@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import pytest
 
 from sampan.core.capability import PartySetup
 from sampan.privacy.party_policy import PartyPrivacyPolicy

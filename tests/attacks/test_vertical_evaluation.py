@@ -19,10 +19,10 @@ import pytest
 
 from sampan.data import make_sme_consortium
 from sampan.models.gbdt import GBDTParams
+from sampan.runtime.federation import build_inprocess_vertical
 from sampan.vertical.gbdt import score_vertical_gbdt, train_vertical_gbdt
 from sampan.vertical.model import LocalLinearPart, LocalScaler
 from sampan.vertical.rows import MIN_EVALUATION_PER_CLASS
-from sampan.runtime.federation import build_inprocess_vertical
 from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.training import VerticalLRConfig
 from sampan.vertical.woe import federated_woe

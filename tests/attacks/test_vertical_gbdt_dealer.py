@@ -12,17 +12,18 @@ in `sampan.vertical.histograms`.)
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 
 from sampan.data import make_sme_consortium
 from sampan.models.gbdt import GBDTParams
+from sampan.runtime.federation import build_inprocess_vertical
 from sampan.transport.inprocess import InProcessTransport
 from sampan.vertical.gbdt import train_vertical_gbdt
 from sampan.vertical.histograms import encode_values
-from sampan.runtime.federation import build_inprocess_vertical
 from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.woe import federated_woe
 from sampan.wire import Message

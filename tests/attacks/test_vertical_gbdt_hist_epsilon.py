@@ -16,10 +16,10 @@ import pytest
 import sampan.vertical.gbdt
 import sampan.vertical.psi_party
 from sampan.data import make_sme_consortium
-from sampan.models.gbdt import GBDTParams, FeatureSlot, histogram
+from sampan.models.gbdt import FeatureSlot, GBDTParams, histogram
 from sampan.privacy.randomness import seeded_generator
-from sampan.vertical.gbdt import REVEALS, train_vertical_gbdt
 from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical.gbdt import REVEALS, train_vertical_gbdt
 from sampan.vertical.session import Splits, VerticalSession
 
 

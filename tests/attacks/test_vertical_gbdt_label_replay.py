@@ -9,15 +9,16 @@ the refusal (and the dealer pad) on it and refuses a clear label that differs fr
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import pytest
 
 from sampan.data import make_sme_consortium
 from sampan.models.gbdt import GBDTParams
+from sampan.runtime.federation import build_inprocess_vertical
 from sampan.transport.inprocess import InProcessTransport
 from sampan.vertical.gbdt import train_vertical_gbdt
-from sampan.runtime.federation import build_inprocess_vertical
 from sampan.vertical.session import Splits, VerticalSession
 from sampan.wire import Message
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from sampan.core.transport import PartyError
 from sampan.data import make_sme_consortium
 from sampan.deploy.allow import VERTICAL_KINDS, AllowSection, JobRefused, check_request
-from sampan.core.transport import PartyError
 from sampan.runtime.federation import build_inprocess_vertical
 from sampan.vertical.session import VerticalSession
 from sampan.vertical.training import Relay

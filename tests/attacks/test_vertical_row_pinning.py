@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from sampan.core.transport import PartyError
 from sampan.data import make_sme_consortium
 from sampan.models.gbdt import GBDTParams
-from sampan.core.transport import PartyError
+from sampan.runtime.federation import build_inprocess_vertical
 from sampan.vertical.gbdt import train_vertical_gbdt
 from sampan.vertical.model import LocalLinearPart, LocalScaler
 from sampan.vertical.rows import RowBook
-from sampan.runtime.federation import build_inprocess_vertical
 from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.training import VerticalLRConfig
 

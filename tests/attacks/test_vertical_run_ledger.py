@@ -9,11 +9,13 @@ exceed stops the run with nothing released. The parties' own ledgers keep chargi
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import pytest
 
 import sampan.vertical.psi_party
+from sampan.models.gbdt import GBDTParams
 from sampan.privacy.ledger import BudgetExceeded, Ledger
 from sampan.privacy.randomness import seeded_generator
 from sampan.runtime.runner import start_run
@@ -22,7 +24,6 @@ from sampan.transport.inprocess import InProcessTransport
 from sampan.vertical.capability import VERTICAL, simulate_vertical
 from sampan.vertical.job import VerticalJob
 from sampan.vertical.training import VerticalLRConfig
-from sampan.models.gbdt import GBDTParams
 from sampan.wire import Message
 
 RELEASES = {"woe.sum", "woe.finish", "vgb.serve"}  # the requests that make a party release noised sums

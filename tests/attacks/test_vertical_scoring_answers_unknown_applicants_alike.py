@@ -15,8 +15,8 @@ import numpy as np
 
 from sampan.core.transport import PartyError
 from sampan.data import make_sme_consortium
-from sampan.vertical.model import LocalLinearPart, LocalScaler
 from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical.model import LocalLinearPart, LocalScaler
 from sampan.vertical.session import VerticalSession
 
 

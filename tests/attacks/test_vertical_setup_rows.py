@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from sampan.core.relay import Relay
+from sampan.crypto.dealer import Dealer
 from sampan.data import make_sme_consortium
 from sampan.models.gbdt import apply_bins, quantile_bin_edges
-from sampan.crypto.dealer import Dealer
 from sampan.runtime.federation import build_inprocess_vertical
 from sampan.vertical.session import Splits, VerticalSession
-from sampan.core.relay import Relay
 
 
 def _session(run_id: str) -> tuple[VerticalSession, Any, dict[str, Any]]:

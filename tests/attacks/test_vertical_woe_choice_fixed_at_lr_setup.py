@@ -15,10 +15,9 @@ kinds in a vertical job).
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
-import pytest
 
 from sampan.core.transport import PartyError, Transport
 from sampan.data import make_sme_consortium

@@ -9,15 +9,16 @@ partner's account charges.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 
 from sampan.data import make_sme_consortium
+from sampan.runtime.federation import build_inprocess_vertical
 from sampan.transport.inprocess import InProcessTransport
 from sampan.vertical.histograms import decode_sums, histogram_privacy
-from sampan.runtime.federation import build_inprocess_vertical
 from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.woe import federated_woe, partner_sensitivity2
 from sampan.wire import Message

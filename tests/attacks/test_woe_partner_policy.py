@@ -10,15 +10,16 @@ instance carries the party's own nonce, and a replayed release is refused.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 
 from sampan.data import make_sme_consortium
 from sampan.privacy.party_policy import PartyPrivacyPolicy
-from sampan.transport.inprocess import InProcessTransport
 from sampan.runtime.federation import build_inprocess_vertical
+from sampan.transport.inprocess import InProcessTransport
 from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.woe import federated_woe
 from sampan.wire import Message
