@@ -166,6 +166,7 @@ def test_model_kind_gbdt_with_its_params() -> None:
 
 def test_scoring_and_synthesis_sections() -> None:
     from sampan.synth.schema import SynthSchema
+    from sampan.synth.settings import synth_config_of
 
     scoring = parse_config({**VERTICAL, "run": {"workflow": "scoring"},
                             "scoring": {"model": "run-123", "applicants": ["BR1", "BR2"]}})
@@ -177,7 +178,8 @@ def test_scoring_and_synthesis_sections() -> None:
     synth = parse_config({"schema": schema, "parties": [{"name": "b1", "path": "b1.csv"}],
                           "synthesis": {"epsilon": 2.0, "n_rows": 500}})
     assert synth.workflow == "synthesis" and synth.synthesis is not None
-    assert synth.synthesis.to_synth_config().epsilon == 2.0 and synth.synthesis.secure_sum
+    assert synth_config_of(synth.synthesis).epsilon == 2.0
+    assert synth.synthesis.secure_sum
     assert synth.schema_ is not None and synth.schema_.features[0].bounds == (0.0, 10.0)
     with pytest.raises(ValueError, match="'c'.*needs public 'bounds'"):
         SynthSchema.from_table(synth.schema_)

@@ -17,7 +17,6 @@ from sampan.config.sections import GBDTSection
 
 if TYPE_CHECKING:
     from sampan.models.gbdt import GBDTParams
-    from sampan.synth.fit import SynthConfig
     from sampan.vertical.training import VerticalLRConfig
 
 __all__ = ["VerticalLRSection", "ScorecardSection", "GBDTPrivacySection", "VerticalSection", "ScoringSection",
@@ -132,9 +131,3 @@ class SynthesisSection(Strict):
         default=None,
         description="model (feature, parent) dependences; default: when the signal allows")
     out: str | None = Field(default=None, description="model folder to write; default: <report_dir>/<run>/synth-model")
-
-    def to_synth_config(self) -> SynthConfig:
-        """The fitter's settings (`sampan.synth.fit.SynthConfig`); the domain is `SynthSchema.from_table([schema])`."""
-        from sampan.synth.fit import SynthConfig  # lazily: synth sits below config
-
-        return SynthConfig(epsilon=self.epsilon, delta=self.delta, max_bins=self.max_bins, tree=self.tree)

@@ -12,12 +12,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sampan.synth.fit import SynthConfig
 from sampan.synth.schema import SchemaError, SynthSchema, load_schema
 
-__all__ = ["BUILTIN_SCHEMAS", "SynthesisSettings", "resolve_schema"]
+if TYPE_CHECKING:
+    from sampan.config import SynthesisSection
+
+__all__ = ["BUILTIN_SCHEMAS", "SynthesisSettings", "resolve_schema", "synth_config_of"]
 
 BUILTIN_SCHEMAS = ("sme", "taiwan", "german")
 _FIELDS = {"schema", "epsilon", "delta", "secure_aggregation", "tree", "rows", "output", "model_name", "parties",
@@ -38,6 +41,12 @@ def resolve_schema(value: Any, where: str = "synthesis.schema") -> SynthSchema:
         return {"sme": demo.SME_SYNTH_SCHEMA, "taiwan": demo.TAIWAN_SYNTH_SCHEMA,
                 "german": demo.GERMAN_SYNTH_SCHEMA}[str(value)]
     return load_schema(value)
+
+
+def synth_config_of(section: SynthesisSection) -> SynthConfig:
+    """The fitter's settings from the run config's ``[synthesis]`` section; the domain is
+    `SynthSchema.from_table([schema])`. Here rather than on the section: config sits below synth."""
+    return SynthConfig(epsilon=section.epsilon, delta=section.delta, max_bins=section.max_bins, tree=section.tree)
 
 
 @dataclass(frozen=True)
