@@ -60,7 +60,7 @@ print(json.dumps({"seconds": seconds, "cardinality": len(found), "version": psi.
 def ids(n: int, offset: int) -> Any:
     import numpy as np
 
-    return np.array(["BR%08d" % i for i in range(offset, offset + n)], dtype=object)
+    return np.array([f"BR{i:08d}" for i in range(offset, offset + n)], dtype=object)
 
 
 class TimedApp:

@@ -45,12 +45,12 @@ _SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_
                   "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
 for _key, _value in _SINGLE_THREAD.items():
     os.environ.setdefault(_key, _value)
-from collections.abc import Callable
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable  # noqa: E402 - imported after the single-thread environment is set
+from datetime import UTC, datetime  # noqa: E402 - imported after the single-thread environment is set
+from pathlib import Path  # noqa: E402 - imported after the single-thread environment is set
+from typing import Any  # noqa: E402 - imported after the single-thread environment is set
 
-import numpy as np
+import numpy as np  # noqa: E402 - imported after the single-thread environment is set
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -62,7 +62,7 @@ from sampan.synth.demo import GERMAN_SYNTH_SCHEMA, TAIWAN_SYNTH_SCHEMA, german_t
 from sampan.synth.fidelity import fidelity  # noqa: E402
 from sampan.synth.table import Table, category_codes  # noqa: E402
 from sampan.synth.tstr import train_and_score  # noqa: E402
-from sampan.transport.inprocess import InProcessTransport
+from sampan.transport.inprocess import InProcessTransport  # noqa: E402 - imported after the single-thread environment is set
 
 DELTA = 1e-5
 BASELINE_BINS = 16

@@ -157,8 +157,8 @@ def test_replay_guard_refuses_repeats_and_stale_frames_within_bounded_memory() -
 
 # --- fuzzing -----------------------------------------------------------------------------------------
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings  # noqa: E402 - only once importorskip found it
+from hypothesis import strategies as st  # noqa: E402 - likewise
 
 _VALID = [f for m in (_message(0), _message(60), _message(3), _message(300, note="x" * 50))
           for f in frames_for(m, kind=FrameKind.REQUEST, role="coordinator", limits=SMALL)[1]]

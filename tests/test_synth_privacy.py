@@ -110,7 +110,7 @@ def test_federated_charges_each_bank_its_own_budget() -> None:
                           rng=seeded_generator(5))
     parties = model.receipt["parties"]
     assert set(parties) == set(tables)
-    for name, party in parties.items():
+    for party in parties.values():
         assert 2.0 * 0.999 <= party["epsilon_spent"] <= 2.0
         assert party["epsilon_spent"] == pytest.approx(_independent_epsilon(party["releases"], 1e-5), rel=1e-9)
     assert model.receipt["federated"] is True

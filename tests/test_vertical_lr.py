@@ -277,7 +277,7 @@ def test_joint_score_is_the_sum_of_partial_scores_and_flags_missing_partners() -
     expected = []
     for applicant in (everywhere, no_delivery):
         z = 0.0
-        for name, party in parties.items():
+        for party in parties.values():
             hit = np.flatnonzero(party.data.ids == applicant)
             if len(hit):
                 z += float(party.lr.part.partial_logit(party.data.X[hit])[0])

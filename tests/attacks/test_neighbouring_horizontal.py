@@ -167,7 +167,7 @@ def _transcript(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, neig
     ledger_json = store.latest_checkpoint(run_id).meta.get("ledger")
     counter: dict[tuple[str, str, str], int] = {}
     out = []
-    for key, party, kind, step, fields, releases in seen:
+    for key, party, kind, _step, fields, releases in seen:
         index = counter.setdefault((key, party, kind), 0)
         counter[(key, party, kind)] = index + 1
         out.append(((key, party, index), key, party, fields, releases))
