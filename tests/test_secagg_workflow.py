@@ -194,7 +194,7 @@ def test_dp3_noise_shares_under_secure_aggregation(tmp_path: Path) -> None:
     requests: list[Message] = []
     for app in apps.values():
         inner = app.handle
-        app.handle = (lambda inner: lambda m: (requests.append(m), inner(m))[1])(inner)  # type: ignore[method-assign]
+        app.handle = (lambda handle: lambda m: (requests.append(m), handle(m))[1])(inner)  # type: ignore[method-assign]
     apps["bank_4"].dies = lambda m: ConnectionError if (m.step, m.kind) == (2, "fit") else None
     privacy = {"epsilon": 8.0, "dp3": {"noise_multiplier": 1.0, "clip": 0.5, "mode": "distributed"}}
     run_id, outcome = _run(store, _config(rounds=2, secagg={"threshold": 0.6}, privacy=privacy), transport)

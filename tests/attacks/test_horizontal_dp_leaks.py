@@ -84,7 +84,7 @@ def test_thresholding_a_dp_fit_reply_cannot_tell_d_from_d_plus_one(monkeypatch: 
     for extra in (False, True):
         seeds = itertools.count(1)
         for module in (sampan.privacy.mechanisms, sampan.privacy.dpsgd):
-            monkeypatch.setattr(module, "secure_generator", lambda: seeded_generator(next(seeds)))
+            monkeypatch.setattr(module, "secure_generator", lambda seeds=seeds: seeded_generator(next(seeds)))
         replies.append(_party(extra).fit(_fit_request(**DP2)))
     d, d1 = replies
     assert json.dumps(d.meta, sort_keys=True) == json.dumps(d1.meta, sort_keys=True)  # nothing to threshold

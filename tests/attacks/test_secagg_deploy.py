@@ -37,7 +37,7 @@ def test_a_deployed_secure_run_signs_keys_and_persists_party_state(tmp_path: Pat
             folder = Path(load_party_config(path).party.state_dir) / "secagg"
             assert stat.S_IMODE(folder.stat().st_mode) == 0o700
             store = FileStateStore(folder)
-            wait_until(lambda: store.load_round(closed_key(run_id)) is not None, 60)  # close follows completion
+            wait_until(lambda store=store: store.load_round(closed_key(run_id)) is not None, 60)  # close follows completion
             files = sorted(folder.iterdir())
             assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
             records = [json.loads(f.read_bytes()) for f in files if f.name != "lock.key"]
