@@ -28,7 +28,6 @@ from sampan.runtime.capabilities import get_capability
 if TYPE_CHECKING:
     from sampan.data.table import PartyData
     from sampan.transport.inprocess import InProcessTransport
-    from sampan.vertical.party import VerticalParty
 
 __all__ = ["build_inprocess_federation", "build_inprocess_vertical", "build_party_apps", "build_transport",
            "simulated_party_apps"]
@@ -86,7 +85,7 @@ def build_party_apps(splits: Mapping[str, Any]) -> dict[str, PartyApp]:
 
 
 def build_inprocess_vertical(datasets: Mapping[str, PartyData], *, with_baselines: bool = False
-                             ) -> tuple[InProcessTransport, dict[str, VerticalParty]]:
+                             ) -> tuple[InProcessTransport, dict[str, Any]]:
     """One VerticalParty per table, wired through the in-process transport (tests and benchmarks drive a
     `VerticalSession` over it and inspect the party objects; the workflow itself never sees them).
 
@@ -96,9 +95,11 @@ def build_inprocess_vertical(datasets: Mapping[str, PartyData], *, with_baseline
     and checks run keys exactly as a deployment does.
     """
     from sampan.transport.inprocess import InProcessTransport  # transports load only when simulating
-    from sampan.vertical.party import VerticalParty
 
+    vertical = get_capability("vertical")  # by name, like every capability the runtime reaches
     verifier, identities = simulated_consortium(list(datasets))
-    parties = {name: VerticalParty(data, identity=identities[name], verifier=verifier, with_baselines=with_baselines)
+    options = {"with_baselines": True} if with_baselines else {}
+    parties = {name: vertical.party(PartySetup(name, data, {"workflow": "vertical"}, identity=identities[name],  # type: ignore[attr-defined]  # the vertical capability's own helper
+                                               verifier=verifier, options=dict(options)))
                for name, data in datasets.items()}
     return InProcessTransport({n: p.app for n, p in parties.items()}), parties

@@ -91,6 +91,10 @@ class _VerticalCapability:
     def party_app(self, setup: PartySetup) -> PartyApp:
         return vertical_party(setup).app
 
+    def party(self, setup: PartySetup) -> VerticalParty:
+        """The party object itself (simulation helpers and tests inspect it; a workflow never does)."""
+        return vertical_party(setup)
+
     def simulate(self, config: Any, seed: int) -> dict[str, PartySetup]:
         return simulate_vertical(config, seed)
 
