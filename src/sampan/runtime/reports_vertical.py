@@ -26,8 +26,9 @@ def _traffic_rows(traffic: list[dict[str, Any]]) -> str:
             f"<tbody>{rows}</tbody></table>")
 
 
-def vertical_sections(info: dict[str, Any], reveals: dict[str, Any]) -> list[ReportSection]:
-    """Alignment, what each party learned, the model comparison, the scorecard, the scoring count."""
+def vertical_sections(info: dict[str, Any], reveals: dict[str, Any], *, deployed: bool = False) -> list[ReportSection]:
+    """Alignment, what each party learned, the model comparison, the scorecard, the scoring count. `deployed`:
+    parties were agents with their own stores (a simulation's parties all register in the run store)."""
     alignment, training = info.get("alignment") or {}, info.get("training") or {}
     pairwise = alignment.get("pairwise") or {}
     sections = [
@@ -70,7 +71,10 @@ def vertical_sections(info: dict[str, Any], reveals: dict[str, Any]) -> list[Rep
         sections.append(ReportSection("Scored applications", (
             f"<p>{int(scored['n'])} applications were scored jointly. The scores stay with "
             f"{escape(str(scored.get('kept_by', 'the bank')))} (in its own registry); the coordinator never sees "
-            "them.</p>")))
+            "them.</p>" + ("" if deployed else
+                           "<p>This was a simulation: one process played every party, and every party's registry was "
+                           "this run store, so the bank's scores and each party's model part are stored here side "
+                           "by side. In a deployment each organisation registers them in its own store.</p>"))))
     return sections
 
 
@@ -79,7 +83,8 @@ def build_vertical_report(store: Store, run_id: str) -> RunReport:
     run = store.get_run(run_id)
     info = run.info or {}
     vertical = info.get("vertical") or {}
+    deployed = "deploy" in (run.config or {})  # a submitted run's stored config carries its [deploy] section
     report = build_run_report(store, run_id, sections=vertical_sections(
-        vertical, dict((info.get("receipt") or {}).get("reveals") or {})))
+        vertical, dict((info.get("receipt") or {}).get("reveals") or {}), deployed=deployed))
     report.title = f"{run.name} — secure vertical federated learning"
     return report
