@@ -25,7 +25,8 @@ from sampan.vertical.job import VerticalJob, load_tables
 from sampan.vertical.training import VerticalLRConfig
 
 
-@pytest.mark.xfail(strict=True, reason="R12-VER-6 (known, documented in the simulation report and runtime.federation): a simulated run registers the bank's scores and partners' parts "
+@pytest.mark.xfail(strict=True, reason="R12-VER-6 (known, documented in the simulation report and runtime.federation): "
+                                       "a simulated run registers the bank's scores and partners' parts "
                                        "in the coordinator's run store, contrary to the report and receipt")
 def test_a_simulated_run_keeps_scores_and_partner_parts_out_of_the_run_store(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sampan.vertical.psi_party, "_secure_permutation", lambda n: seeded_generator(7).permutation(n))
