@@ -11,8 +11,8 @@ import logging
 import socket
 import ssl
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -35,7 +35,7 @@ class CertError(ConfigError):
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def load_cert(path: str | Path) -> x509.Certificate:
@@ -190,17 +190,22 @@ class IssuedRecord:
             return False
         try:
             entries = data["entries"]
-            self.ca.public_key().verify(bytes.fromhex(data["signature"]), _signed_payload(data),  # type: ignore[call-arg]
-                                        ec.ECDSA(hashes.SHA256()))  # type: ignore[call-arg]
+            ca_key = self.ca.public_key()
+            if not isinstance(ca_key, ec.EllipticCurvePublicKey):  # the CA signs with ECDSA; anything else: refused
+                raise TypeError(f"the CA key is {type(ca_key).__name__}, not an EC key")
+            ca_key.verify(bytes.fromhex(data["signature"]), _signed_payload(data), ec.ECDSA(hashes.SHA256()))
             number = int(data.get("generation", 0))
         except (KeyError, ValueError, InvalidSignature, TypeError, AttributeError):
-            raise AuthenticationError("bad_issued", f"the issuance record {self.path} is not signed by the "
-                                      "consortium CA (an unsigned or edited record: copy the CA's issued.json)") from None
+            raise AuthenticationError("bad_issued", f"the issuance record {self.path} is not signed by the consortium "
+                                      "CA (an unsigned or edited record: copy the CA's issued.json)") from None
         highest = self.high.get("issued_generation")
         if number < highest:
-            raise AuthenticationError("issued_rollback", f"the issuance record {self.path} has generation {number}, "
-                                      f"below the generation {highest} already accepted: an older record put back "
-                                      "(it would undo a re-key or revocation); copy the CA's current issued.json here")
+            raise AuthenticationError(
+                "issued_rollback",
+                f"the issuance record {self.path} has generation {number}, "
+                f"below the generation {highest} already accepted: an older record put back "
+                "(it would undo a re-key or revocation); copy the CA's current issued.json here",
+            )
         self.high.advance("issued_generation", number)
         self.entries, self._stamp = {str(k): dict(v) for k, v in entries.items()}, stamp
         self.generation += 1
@@ -211,17 +216,29 @@ class IssuedRecord:
         self.refresh()
         entry = self.entries.get(format(cert.serial_number, "x"))
         if entry is None or entry.get("name") != name or entry.get("pin") != pin:
-            raise AuthenticationError("not_issued", f"certificate {cert.serial_number:x} of {name!r} is not in the "
-                                      "CA's issuance record (copy the CA's current issued.json here)")
+            raise AuthenticationError(
+                "not_issued",
+                f"certificate {cert.serial_number:x} of {name!r} is not in the "
+                "CA's issuance record (copy the CA's current issued.json here)",
+            )
         if "revoked_at" in entry:
-            raise AuthenticationError("revoked", f"certificate {cert.serial_number:x} of {name!r} was revoked at "
-                                      f"{entry['revoked_at']} (issuance record)")
+            raise AuthenticationError(
+                "revoked",
+                f"certificate {cert.serial_number:x} of {name!r} was revoked at "
+                f"{entry['revoked_at']} (issuance record)",
+            )
         now = _now().isoformat()
-        current = {str(e.get("pin")) for e in self.entries.values()
-                   if e.get("name") == name and "revoked_at" not in e and str(e.get("not_after", now)) >= now}
+        current = {
+            str(e.get("pin"))
+            for e in self.entries.values()
+            if e.get("name") == name and "revoked_at" not in e and str(e.get("not_after", now)) >= now
+        }
         if current != {pin}:
-            raise AuthenticationError("ambiguous_name", f"the CA issued {name!r} to {len(current)} different keys; "
-                                      "none is accepted until the CA re-keys it (`sampan certs sign --rekey`)")
+            raise AuthenticationError(
+                "ambiguous_name",
+                f"the CA issued {name!r} to {len(current)} different keys; "
+                "none is accepted until the CA re-keys it (`sampan certs sign --rekey`)",
+            )
 
 
 def _read_pins(path: Path | None) -> dict[str, str]:
@@ -233,7 +250,9 @@ def _read_pins(path: Path | None) -> dict[str, str]:
     if not isinstance(data, dict) or not isinstance(data.get("repinned"), dict):
         logging.getLogger("sampan.deploy.security").warning(
             "ignoring %s: its pins were recorded on first use by an older version; pins now come from members.pin, "
-            "`sampan certs repin` or the CA's issuance record", path)
+            "`sampan certs repin` or the CA's issuance record",
+            path,
+        )
         return {}
     return {str(k): str(v).lower() for k, v in data["repinned"].items()}
 
@@ -245,10 +264,17 @@ class CertificateAuthenticator:
     issuance record. With none of them a member is refused: a key is never trusted because it came first.
     """
 
-    def __init__(self, ca_cert: str | Path, *, crl: str | Path | None = None,
-                 members: Mapping[str, str] | None = None, pins: Mapping[str, str] | None = None,
-                 pins_file: str | Path | None = None, issued: str | Path | None = None,
-                 state: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        ca_cert: str | Path,
+        *,
+        crl: str | Path | None = None,
+        members: Mapping[str, str] | None = None,
+        pins: Mapping[str, str] | None = None,
+        pins_file: str | Path | None = None,
+        issued: str | Path | None = None,
+        state: str | Path | None = None,
+    ) -> None:
         self.ca = load_cert(ca_cert)
         high = HighWater(state)  # highest CRL number and record generation accepted (persisted if `state`)
         self.crl = _CRLCache(Path(crl) if crl else None, self.ca, high)
@@ -269,9 +295,12 @@ class CertificateAuthenticator:
             raise AuthenticationError("revoked", f"certificate {cert.serial_number:x} of {name!r} is revoked")
         if self.members and self.members.get(name) != role:
             known = self.members.get(name)
-            raise AuthenticationError("not_a_member" if known is None else "wrong_role",
-                                      f"{name!r} is not a member of this federation" if known is None else
-                                      f"{name!r} is a {known} here but its certificate says {role}")
+            raise AuthenticationError(
+                "not_a_member" if known is None else "wrong_role",
+                f"{name!r} is not a member of this federation"
+                if known is None
+                else f"{name!r} is a {known} here but its certificate says {role}",
+            )
         pin = spki_pin(cert)
         with self._lock:
             self._check_pin(cert, name, pin)
@@ -281,13 +310,19 @@ class CertificateAuthenticator:
         expected = self.pins.get(name) or _read_pins(self.pins_file).get(name)
         if expected is not None:
             if expected != pin:
-                raise AuthenticationError("pin_mismatch", f"{name!r} presented key {pin[:19]}…, but {expected[:19]}… "
-                                          "is pinned for that name (if the member re-keyed legitimately: "
-                                          f"`sampan certs repin {name}`)")
+                raise AuthenticationError(
+                    "pin_mismatch",
+                    f"{name!r} presented key {pin[:19]}…, but {expected[:19]}… "
+                    "is pinned for that name (if the member re-keyed legitimately: "
+                    f"`sampan certs repin {name}`)",
+                )
             return
         if self.issued is None:
-            raise AuthenticationError("no_pin", f"no pin for {name!r}: set members.pin in coordinator.toml, or point "
-                                      "tls.issued at the CA's issuance record (keys are never trusted on first use)")
+            raise AuthenticationError(
+                "no_pin",
+                f"no pin for {name!r}: set members.pin in coordinator.toml, or point "
+                "tls.issued at the CA's issuance record (keys are never trusted on first use)",
+            )
         self.issued.check(cert, name, pin)
 
     def refresh(self) -> bool:
@@ -321,9 +356,20 @@ class CertificateAuthenticator:
         return self.verify(cert)
 
 
-def probe_coordinator(host: str, port: int, *, ca: Path, cert: Path, key: Path, server_name: str,
-                      expected_name: str | None = None, pin: str | None = None, crl: Path | None = None,
-                      timeout: float = 5.0, state: Path | None = None) -> dict[str, str]:
+def probe_coordinator(
+    host: str,
+    port: int,
+    *,
+    ca: Path,
+    cert: Path,
+    key: Path,
+    server_name: str,
+    expected_name: str | None = None,
+    pin: str | None = None,
+    crl: Path | None = None,
+    timeout: float = 5.0,
+    state: Path | None = None,
+) -> dict[str, str]:
     """Before dialing gRPC: check the coordinator's certificate (role, name, pin, CRL) with a plain TLS handshake.
 
     Also tells this party, in words, when the coordinator refuses *its* certificate (TLS alert),
@@ -332,8 +378,11 @@ def probe_coordinator(host: str, port: int, *, ca: Path, cert: Path, key: Path, 
     own = load_cert(cert)
     now = _now()
     if not own.not_valid_before_utc <= now <= own.not_valid_after_utc:
-        raise AuthenticationError("expired", f"this party's certificate is valid only from {own.not_valid_before_utc} "
-                                  f"to {own.not_valid_after_utc}; ask the consortium CA for a new one")
+        raise AuthenticationError(
+            "expired",
+            f"this party's certificate is valid only from {own.not_valid_before_utc} "
+            f"to {own.not_valid_after_utc}; ask the consortium CA for a new one",
+        )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.load_verify_locations(cafile=str(ca))
     try:
@@ -341,8 +390,9 @@ def probe_coordinator(host: str, port: int, *, ca: Path, cert: Path, key: Path, 
     except KeyFileError as exc:
         raise CertError(str(exc)) from None
     encrypted = is_encrypted(Path(key).read_bytes())
-    context.load_cert_chain(certfile=str(cert), keyfile=str(key),
-                            password=(lambda: passphrase_for(Path(key))) if encrypted else None)
+    context.load_cert_chain(
+        certfile=str(cert), keyfile=str(key), password=(lambda: passphrase_for(Path(key))) if encrypted else None
+    )
     context.set_alpn_protocols(["h2"])
     with socket.create_connection((host, port), timeout=timeout) as raw:
         try:
@@ -352,19 +402,24 @@ def probe_coordinator(host: str, port: int, *, ca: Path, cert: Path, key: Path, 
                 try:
                     data = tls.recv(1)  # TLS 1.3: a refused client certificate arrives as an alert after the handshake
                 except ssl.SSLError as exc:
-                    raise AuthenticationError("refused_by_coordinator",
-                                              f"the coordinator refused this party's certificate: {exc.reason}") from None
-                except (socket.timeout, TimeoutError):
+                    raise AuthenticationError(
+                        "refused_by_coordinator", f"the coordinator refused this party's certificate: {exc.reason}"
+                    ) from None
+                except TimeoutError:
                     data = None
                 except OSError:  # reset right after the handshake
                     data = b""
                 if data == b"":
-                    raise AuthenticationError("refused_by_coordinator", "the coordinator closed the connection right "
-                                              "after the TLS handshake: it refused this party's certificate (another "
-                                              "CA, or not accepted there); its log says why")
+                    raise AuthenticationError(
+                        "refused_by_coordinator",
+                        "the coordinator closed the connection right "
+                        "after the TLS handshake: it refused this party's certificate (another "
+                        "CA, or not accepted there); its log says why",
+                    )
         except ssl.SSLCertVerificationError as exc:
-            raise AuthenticationError("coordinator_untrusted",
-                                      f"coordinator certificate not trusted: {exc.verify_message}") from None
+            raise AuthenticationError(
+                "coordinator_untrusted", f"coordinator certificate not trusted: {exc.verify_message}"
+            ) from None
     assert der is not None
     peer = x509.load_der_x509_certificate(der)
     name, role = cert_identity(peer)
@@ -373,8 +428,9 @@ def probe_coordinator(host: str, port: int, *, ca: Path, cert: Path, key: Path, 
     if expected_name and name != expected_name:
         raise AuthenticationError("wrong_identity", f"{host}:{port} is {name!r}, expected {expected_name!r}")
     if pin and spki_pin(peer) != pin.lower():
-        raise AuthenticationError("pin_mismatch", f"coordinator key {spki_pin(peer)[:19]}… is not the pinned "
-                                  f"{pin[:19]}…")
+        raise AuthenticationError(
+            "pin_mismatch", f"coordinator key {spki_pin(peer)[:19]}… is not the pinned {pin[:19]}…"
+        )
     if crl is not None and _CRLCache(crl, load_cert(ca), HighWater(state)).revoked(peer.serial_number):
         raise AuthenticationError("revoked", f"the coordinator's certificate {peer.serial_number:x} is revoked")
     return describe_cert(peer)

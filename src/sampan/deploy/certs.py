@@ -27,7 +27,8 @@ whichever key connects first: an impostor whose certificate was signed by mistak
 name, and a legitimate re-key (`sign --rekey`) moves the pin with it. A pin fixed in coordinator.toml
 or by `repin` (the coordinator's own pins file) overrides the record and must be moved deliberately.
 
-`CertificateAuthenticator` (in `cert_checks`, re-exported here) is what the coordinator applies to every stream after gRPC's TLS layer
+`CertificateAuthenticator` (in `cert_checks`, re-exported here) is what the coordinator applies to every stream after
+gRPC's TLS layer
 has verified the chain: the CA signature again, the validity period, the CRL (and that it is still
 fresh: its nextUpdate has not passed), the role, membership, and the pin of the member's public key.
 """
@@ -37,12 +38,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
-import os
 import ipaddress
 import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -51,18 +52,46 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from sampan.crypto.identity import NAME_RE, crl_number
+
 # The coordinator- and party-side checks live in cert_checks; re-exported here so existing imports keep working.
 from sampan.deploy.cert_checks import (
-    CertError, CertificateAuthenticator, IssuedRecord, _attr, _now, _read_pins, _signed_payload, cert_identity,
-    describe_cert, load_cert, probe_coordinator, read_crl, spki_pin, spki_pin_of_key,
+    CertError,
+    CertificateAuthenticator,
+    IssuedRecord,
+    _attr,
+    _now,
+    _read_pins,
+    _signed_payload,
+    cert_identity,
+    describe_cert,
+    load_cert,
+    probe_coordinator,
+    read_crl,
+    spki_pin,
+    spki_pin_of_key,
 )
 from sampan.deploy.keyfiles import KeyFileError, load_private_key, write_private_key
 from sampan.files import PRIVATE_FILE, atomic_write_bytes, private_directory
 
 __all__ = [
-    "ROLES", "CertError", "CAFiles", "init_ca", "create_request", "sign_request", "revoke", "spki_pin", "load_cert",
-    "cert_identity", "CertificateAuthenticator", "probe_coordinator", "write_private", "describe_cert",
-    "IssuedRecord", "refresh_crl", "repin", "read_crl",
+    "ROLES",
+    "CertError",
+    "CAFiles",
+    "init_ca",
+    "create_request",
+    "sign_request",
+    "revoke",
+    "spki_pin",
+    "load_cert",
+    "cert_identity",
+    "CertificateAuthenticator",
+    "probe_coordinator",
+    "write_private",
+    "describe_cert",
+    "IssuedRecord",
+    "refresh_crl",
+    "repin",
+    "read_crl",
 ]
 
 ROLES = ("party", "coordinator", "operator")
@@ -151,8 +180,7 @@ def _read_index(files: CAFiles) -> dict[str, dict[str, object]]:
     return _read_record(files)[0]
 
 
-def _write_index(files: CAFiles, index: Mapping[str, object], key: ec.EllipticCurvePrivateKey,
-                 generation: int) -> None:
+def _write_index(files: CAFiles, index: Mapping[str, object], key: ec.EllipticCurvePrivateKey, generation: int) -> None:
     """The issuance record, generation `generation`, signed by the CA together with its entries and the
     signing time, in one file replaced atomically (a coordinator never reads new entries with an old
     signature; a verifier refuses a generation below one it has seen)."""
@@ -161,8 +189,14 @@ def _write_index(files: CAFiles, index: Mapping[str, object], key: ec.EllipticCu
     write_public(files.index, json.dumps(data, indent=1, sort_keys=True).encode())
 
 
-def init_ca(directory: str | Path, *, name: str = "Sampan consortium CA", days: int = 3650,
-            force: bool = False, passphrase: bytes | None = None) -> CAFiles:
+def init_ca(
+    directory: str | Path,
+    *,
+    name: str = "Sampan consortium CA",
+    days: int = 3650,
+    force: bool = False,
+    passphrase: bytes | None = None,
+) -> CAFiles:
     """Create the consortium CA: key (0600, encrypted if a passphrase is given), self-signed certificate,
     empty CRL and empty signed issuance record, in a 0700 folder."""
     files = CAFiles(Path(directory))
@@ -170,18 +204,36 @@ def init_ca(directory: str | Path, *, name: str = "Sampan consortium CA", days: 
         raise CertError(f"{files.key} exists; refusing to overwrite a CA key (use force to replace it)")
     private_directory(files.directory)
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name),
-                         x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "ca")])
+    subject = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, name), x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "ca")]
+    )
     now = _now()
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - CLOCK_SLACK)
-            .not_valid_after(now + dt.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - CLOCK_SLACK)
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
     write_private_key(files.key, key, passphrase)
     write_public(files.cert, cert.public_bytes(serialization.Encoding.PEM))
     with _ca_lock(files):
@@ -199,17 +251,31 @@ def _next_crl_number(files: CAFiles) -> int:
     return (crl_number(current) or 0) + 1
 
 
-def _write_crl(files: CAFiles, key: ec.EllipticCurvePrivateKey, ca: x509.Certificate,
-               revoked: Mapping[str, dict[str, object]], days: float = 30, *, number: int | None = None) -> None:
+def _write_crl(
+    files: CAFiles,
+    key: ec.EllipticCurvePrivateKey,
+    ca: x509.Certificate,
+    revoked: Mapping[str, dict[str, object]],
+    days: float = 30,
+    *,
+    number: int | None = None,
+) -> None:
     """Sign and publish a CRL numbered one above the previous (call under `_ca_lock`)."""
     now = _now()
-    builder = (x509.CertificateRevocationListBuilder().issuer_name(ca.subject).last_update(now - CLOCK_SLACK)
-               .next_update(now + dt.timedelta(days=days))
-               .add_extension(x509.CRLNumber(number or _next_crl_number(files)), critical=False))
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.subject)
+        .last_update(now - CLOCK_SLACK)
+        .next_update(now + dt.timedelta(days=days))
+        .add_extension(x509.CRLNumber(number or _next_crl_number(files)), critical=False)
+    )
     for serial, entry in revoked.items():
         builder = builder.add_revoked_certificate(
-            x509.RevokedCertificateBuilder().serial_number(int(serial, 16))
-            .revocation_date(dt.datetime.fromisoformat(str(entry["revoked_at"]))).build())
+            x509.RevokedCertificateBuilder()
+            .serial_number(int(serial, 16))
+            .revocation_date(dt.datetime.fromisoformat(str(entry["revoked_at"])))
+            .build()
+        )
     crl = builder.sign(key, hashes.SHA256())
     write_public(files.crl, crl.public_bytes(serialization.Encoding.PEM))
 
@@ -224,9 +290,16 @@ def refresh_crl(ca_directory: str | Path, *, days: float = 30) -> Path:
     return files.crl
 
 
-def create_request(name: str, role: str, directory: str | Path, *, dns: Iterable[str] = (),
-                   ips: Iterable[str] = (), organisation: str | None = None,
-                   passphrase: bytes | None = None) -> tuple[Path, Path]:
+def create_request(
+    name: str,
+    role: str,
+    directory: str | Path,
+    *,
+    dns: Iterable[str] = (),
+    ips: Iterable[str] = (),
+    organisation: str | None = None,
+    passphrase: bytes | None = None,
+) -> tuple[Path, Path]:
     """A member makes its own key (never leaves this machine; 0600 in a 0700 folder, encrypted if a
     passphrase is given) and a CSR for the CA."""
     _check_name(name)
@@ -245,8 +318,12 @@ def create_request(name: str, role: str, directory: str | Path, *, dns: Iterable
         sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
     except ValueError as exc:
         raise CertError(str(exc)) from None
-    csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attrs))
-           .add_extension(x509.SubjectAlternativeName(sans), critical=False).sign(key, hashes.SHA256()))
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name(attrs))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .sign(key, hashes.SHA256())
+    )
     private_directory(out)
     write_private_key(key_path, key, passphrase)
     write_public(csr_path, csr.public_bytes(serialization.Encoding.PEM))
@@ -255,13 +332,21 @@ def create_request(name: str, role: str, directory: str | Path, *, dns: Iterable
 
 def _other_keys(index: Mapping[str, Mapping[str, object]], name: str, pin: str) -> list[str]:
     """Serials of unrevoked certificates the CA issued for `name` to a key other than `pin`."""
-    return sorted(serial for serial, e in index.items()
-                  if e.get("name") == name and e.get("pin") != pin and "revoked_at" not in e)
+    return sorted(
+        serial for serial, e in index.items() if e.get("name") == name and e.get("pin") != pin and "revoked_at" not in e
+    )
 
 
-def sign_request(csr_path: str | Path, ca_directory: str | Path, *, out: str | Path | None = None, days: int = 365,
-                 not_before: dt.datetime | None = None, not_after: dt.datetime | None = None,
-                 rekey: bool = False) -> Path:
+def sign_request(
+    csr_path: str | Path,
+    ca_directory: str | Path,
+    *,
+    out: str | Path | None = None,
+    days: int = 365,
+    not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
+    rekey: bool = False,
+) -> Path:
     """The CA signs a member's CSR after checking its signature, name and role.
 
     A name belongs to one key: a CSR for a name already issued to another (unrevoked) key is refused
@@ -286,21 +371,48 @@ def sign_request(csr_path: str | Path, ca_directory: str | Path, *, out: str | P
     pin = spki_pin_of_key(csr.public_key())
     ca_key, ca_cert = _load_key(files.key), load_cert(files.cert)  # (a passphrase prompt: before the lock)
     with _ca_lock(files):
-        return _sign_locked(files, csr, csr_path, name, role, pin, ca_key, ca_cert, out=out, days=days,
-                            not_before=not_before, not_after=not_after, rekey=rekey)
+        return _sign_locked(
+            files,
+            csr,
+            csr_path,
+            name,
+            role,
+            pin,
+            ca_key,
+            ca_cert,
+            out=out,
+            days=days,
+            not_before=not_before,
+            not_after=not_after,
+            rekey=rekey,
+        )
 
 
-def _sign_locked(files: CAFiles, csr: x509.CertificateSigningRequest, csr_path: str | Path, name: str, role: str,
-                 pin: str, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, *,
-                 out: str | Path | None, days: int, not_before: dt.datetime | None, not_after: dt.datetime | None,
-                 rekey: bool) -> Path:
+def _sign_locked(
+    files: CAFiles,
+    csr: x509.CertificateSigningRequest,
+    csr_path: str | Path,
+    name: str,
+    role: str,
+    pin: str,
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_cert: x509.Certificate,
+    *,
+    out: str | Path | None,
+    days: int,
+    not_before: dt.datetime | None,
+    not_after: dt.datetime | None,
+    rekey: bool,
+) -> Path:
     index, generation = _read_record(files)
     clashing = _other_keys(index, name, pin)
     if clashing and not rekey:
-        raise CertError(f"{csr_path}: this CA already issued {name!r} to another key (serial "
-                        f"{', '.join(clashing)}); a second key for a name is refused. If {name!r} really "
-                        "changed its key, re-key deliberately (`sampan certs sign --rekey`): that revokes the "
-                        "old certificate")
+        raise CertError(
+            f"{csr_path}: this CA already issued {name!r} to another key (serial "
+            f"{', '.join(clashing)}); a second key for a name is refused. If {name!r} really "
+            "changed its key, re-key deliberately (`sampan certs sign --rekey`): that revokes the "
+            "old certificate"
+        )
     try:
         sans = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -312,24 +424,40 @@ def _sign_locked(files: CAFiles, csr: x509.CertificateSigningRequest, csr_path: 
     now = _now()
     start = not_before or now - CLOCK_SLACK
     end = min(not_after or now + dt.timedelta(days=days), ca_cert.not_valid_after_utc)  # peers refuse a longer one
-    cert = (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(ca_cert.subject)
-            .public_key(csr.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(start).not_valid_after(end)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=False, crl_sign=False,
-                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(csr.subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(csr.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=False,
+                crl_sign=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     out_path = Path(out) if out else Path(csr_path).with_suffix(".crt")
     serial = format(cert.serial_number, "x")
     for old in clashing:  # rekey: the old keys stop being valid in the same step
         index[old]["revoked_at"] = now.isoformat()
         index[old]["superseded_by"] = serial
-    index[serial] = {"name": name, "role": role, "not_after": end.isoformat(), "pin": pin,
-                     "issued_at": now.isoformat()}
+    index[serial] = {"name": name, "role": role, "not_after": end.isoformat(), "pin": pin, "issued_at": now.isoformat()}
     _write_index(files, index, ca_key, generation + 1)
     if clashing:
         _write_crl(files, ca_key, ca_cert, {s: e for s, e in index.items() if "revoked_at" in e})
@@ -375,5 +503,3 @@ def repin(pins_file: str | Path, name: str, cert_path: str | Path, ca_cert: str 
     private_directory(Path(pins_file).parent)
     write_private(Path(pins_file), json.dumps({"repinned": pins}, indent=1, sort_keys=True).encode())
     return pins[name]
-
-

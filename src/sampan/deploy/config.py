@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sampan.config import ConfigError, problems, RunConfig, VerticalSection, Workflow, parse_config
+from sampan.config import ConfigError, RunConfig, VerticalSection, Workflow, parse_config, problems
 from sampan.data.schema import TableSchema
 from sampan.deploy.allow import AllowSection
 from sampan.transport.grpc_envelope import Limits
@@ -78,12 +78,12 @@ class MemberSection(_Strict):
 
 
 class CoordinatorConfig(_Strict):
-    coordinator: CoordinatorSection = Field(default_factory=CoordinatorSection)
+    coordinator: CoordinatorSection = Field(default_factory=lambda: CoordinatorSection.model_validate({}))
     tls: TLSSection
     members: list[MemberSection] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _unique(self) -> "CoordinatorConfig":
+    def _unique(self) -> CoordinatorConfig:
         names = [m.name for m in self.members]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
@@ -142,7 +142,7 @@ class PartyConfig(_Strict):
     party: PartySection
     tls: TLSSection
     data: dict[str, DatasetSection] = Field(min_length=1, description="[data.<name>]: this party's datasets")
-    privacy: PartyPrivacySection = Field(default_factory=PartyPrivacySection,
+    privacy: PartyPrivacySection = Field(default_factory=lambda: PartyPrivacySection.model_validate({}),
                                          description="[privacy]: this party's own budget, trust and holdout cap")
     allow: AllowSection | None = Field(None, description="[allow]: the jobs this party accepts (see "
                                        "sampan.deploy.allow; without it: no vertical partner)")
@@ -284,17 +284,22 @@ def _merge_legacy(data: dict[str, Any], deploy: dict[str, Any], source: str) -> 
                               f"{run['workflow']!r} (give run.workflow only)")
         data["run"] = {**run, "workflow": workflow}
     vertical = data.get("vertical")
-    if holder is not None and (isinstance(vertical, dict) or (vertical is None and workflow in ("vertical", "scoring"))):
+    needs_vertical = vertical is None and workflow in ("vertical", "scoring")
+    if holder is not None and (isinstance(vertical, dict) or needs_vertical):
         vertical = dict(vertical or {})
         if vertical.get("label_holder") not in (None, holder):
-            raise ConfigError(f"{source}: deploy.label_holder {holder!r} differs from vertical.label_holder "
-                              f"{vertical['label_holder']!r} (give vertical.label_holder only)")
+            raise ConfigError(
+                f"{source}: deploy.label_holder {holder!r} differs from vertical.label_holder "
+                f"{vertical['label_holder']!r} (give vertical.label_holder only)"
+            )
         data["vertical"] = {**vertical, "label_holder": holder}
     vertical = data.get("vertical")
     flat = [k for k in _FLAT_LR if isinstance(vertical, dict) and k in vertical]
     if flat and isinstance(vertical, dict) and isinstance(vertical.get("lr", {}), dict):
-        data["vertical"] = {**{k: v for k, v in vertical.items() if k not in flat},
-                            "lr": {**vertical.get("lr", {}), **{k: vertical[k] for k in flat}}}
+        data["vertical"] = {
+            **{k: v for k, v in vertical.items() if k not in flat},
+            "lr": {**vertical.get("lr", {}), **{k: vertical[k] for k in flat}},
+        }
     return data
 
 

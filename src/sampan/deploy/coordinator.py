@@ -37,8 +37,9 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import grpc
 
@@ -95,19 +96,37 @@ class Coordinator(OperatorCalls):
         c = config.coordinator
         private_directory(c.state_dir)
         private_sqlite(config.store_url)  # SQLite gives its WAL/journal files the database file's mode
-        self.store = Store.open(config.store_url, audit_key=c.audit_key) if c.audit_key else Store.open(config.store_url)
+        self.store = (
+            Store.open(config.store_url, audit_key=c.audit_key) if c.audit_key else Store.open(config.store_url)
+        )
         self.security = SecurityAudit(self.store)
         members = {m.name: m.role for m in config.members}
         self.authenticator = CertificateAuthenticator(
-            config.tls.ca, crl=config.tls.crl, members=members, issued=config.tls.issued,
-            pins={m.name: m.pin for m in config.members if m.pin}, pins_file=Path(c.state_dir) / "pins.json",
-            state=Path(c.state_dir) / "revocation_high_water.json")
-        settings = HubSettings(name=c.name, limits=c.limits(), request_timeout_s=c.request_timeout_s,
-                               rejoin_timeout_s=c.rejoin_timeout_s, heartbeat_s=c.heartbeat_s,
-                               silent_after_s=max(c.silent_after_s, 3 * c.heartbeat_s))
+            config.tls.ca,
+            crl=config.tls.crl,
+            members=members,
+            issued=config.tls.issued,
+            pins={m.name: m.pin for m in config.members if m.pin},
+            pins_file=Path(c.state_dir) / "pins.json",
+            state=Path(c.state_dir) / "revocation_high_water.json",
+        )
+        settings = HubSettings(
+            name=c.name,
+            limits=c.limits(),
+            request_timeout_s=c.request_timeout_s,
+            rejoin_timeout_s=c.rejoin_timeout_s,
+            heartbeat_s=c.heartbeat_s,
+            silent_after_s=max(c.silent_after_s, 3 * c.heartbeat_s),
+        )
         tap = WireTap(os.environ[TAP_ENV]) if os.environ.get(TAP_ENV) else None
-        self.hub = Hub(settings, self.authenticator, members, tap=tap, on_event=self.security.record,
-                       control={"Submit": self.submit, "Status": self.status, "Cancel": self.cancel})
+        self.hub = Hub(
+            settings,
+            self.authenticator,
+            members,
+            tap=tap,
+            on_event=self.security.record,
+            control={"Submit": self.submit, "Status": self.status, "Cancel": self.cancel},
+        )
         self._revocation_lock = threading.Lock()
         self._acted_generation: object = None  # the CRL/record generation the last revalidation used
         self._stale_crl_reported: object = None
@@ -126,16 +145,22 @@ class Coordinator(OperatorCalls):
         try:
             credentials = grpc.ssl_server_credentials(
                 [(unencrypted_pem(tls.key, what="coordinator's private key"), Path(tls.cert).read_bytes())],
-                root_certificates=Path(tls.ca).read_bytes(), require_client_auth=True)
+                root_certificates=Path(tls.ca).read_bytes(),
+                require_client_auth=True,
+            )
         except OSError as exc:
             raise ConfigError(f"coordinator: cannot read TLS files: {exc}") from None
         except KeyFileError as exc:
             raise ConfigError(f"coordinator: {exc}") from None
         self.check_revocations()
         self.port = self.hub.start(self.config.coordinator.listen, credentials)
-        log.info("coordinator %s listening on port %d (store %s); members: %s", self.config.coordinator.name,
-                 self.port, self.store.engine.url.render_as_string(),
-                 ", ".join(f"{m.name} ({m.role})" for m in self.config.members))
+        log.info(
+            "coordinator %s listening on port %d (store %s); members: %s",
+            self.config.coordinator.name,
+            self.port,
+            self.store.engine.url.render_as_string(),
+            ", ".join(f"{m.name} ({m.role})" for m in self.config.members),
+        )
         self._requeue_unfinished()
         return self.port
 
@@ -179,9 +204,15 @@ class Coordinator(OperatorCalls):
             changed = generation != self._acted_generation
             crl = self.authenticator.crl
             if changed:
-                self.security.record("revocation_data_loaded", {
-                    "crl": str(crl.path) if crl.path else None, "revoked_serials": sorted(f"{n:x}" for n in crl.serials),
-                    "next_update": crl.next_update.isoformat() if crl.next_update else None}, peer="local")
+                self.security.record(
+                    "revocation_data_loaded",
+                    {
+                        "crl": str(crl.path) if crl.path else None,
+                        "revoked_serials": sorted(f"{n:x}" for n in crl.serials),
+                        "next_update": crl.next_update.isoformat() if crl.next_update else None,
+                    },
+                    peer="local",
+                )
             try:
                 self.authenticator.check_fresh()
             except AuthenticationError as exc:
@@ -194,8 +225,11 @@ class Coordinator(OperatorCalls):
             cut = self.hub.revalidate()
             self._acted_generation = generation
         for name in cut:
-            log.warning("party %s: live stream cut (its certificate no longer passes: %s)", name,
-                        self.hub.last_refusal.get(name, "?"))
+            log.warning(
+                "party %s: live stream cut (its certificate no longer passes: %s)",
+                name,
+                self.hub.last_refusal.get(name, "?"),
+            )
         return cut
 
     def _requeue_unfinished(self) -> None:
@@ -203,8 +237,12 @@ class Coordinator(OperatorCalls):
         for row in reversed(self.store.list_runs(1000)):
             if row.status not in AUTO_RESUME or "deploy" not in (row.config or {}):
                 continue
-            log.info("run %s (%s) was %s when the coordinator stopped: queued to resume", row.run_id, row.workflow,
-                     row.status)
+            log.info(
+                "run %s (%s) was %s when the coordinator stopped: queued to resume",
+                row.run_id,
+                row.workflow,
+                row.status,
+            )
             self._enqueue(row.run_id)
 
     def _enqueue(self, run_id: str) -> None:
@@ -244,12 +282,21 @@ class Coordinator(OperatorCalls):
             self._wait_for_parties(run_id, parties)
             transport = self.hub.transport(parties)
             self._open(transport, run_id, spec, int(row.seed))
-            finished = resume_run(self.store, run_id, _log_progress(run_id), transport=transport,
-                                  cancelled=lambda: self.is_cancelled(run_id) or self._stopping.is_set(),
-                                  config=_with_parties(spec, parties, run_id))
+            finished = resume_run(
+                self.store,
+                run_id,
+                _log_progress(run_id),
+                transport=transport,
+                cancelled=lambda: self.is_cancelled(run_id) or self._stopping.is_set(),
+                config=_with_parties(spec, parties, run_id),
+            )
             model = f", model {finished.model_name} v{finished.model_version}" if finished.model_name else ""
-            log.info("run %s completed%s: %s", run_id, model, {k: round(v, 4) for k, v in
-                                                                finished.final_metrics.items() if isinstance(v, float)})
+            log.info(
+                "run %s completed%s: %s",
+                run_id,
+                model,
+                {k: round(v, 4) for k, v in finished.final_metrics.items() if isinstance(v, float)},
+            )
             self._close(transport, run_id)
         except RunCancelled:
             if self._stopping.is_set() and not self.is_cancelled(run_id):
@@ -285,28 +332,50 @@ class Coordinator(OperatorCalls):
             if self.is_cancelled(run_id) or self._stopping.is_set():
                 raise RunCancelled(f"run {run_id} cancelled while waiting for {missing}")
             if time.monotonic() >= deadline:
-                why = "; ".join(f"{p}: last refused ({self.hub.last_refusal[p]})" for p in missing
-                                if p in self.hub.last_refusal)
-                raise ConnectionError(f"parties {missing} did not connect within {timeout:.0f} s"
-                                      + (f" — {why}" if why else ""))
-            log.warning("run %s waits for %s (not connected; gives up in %.0f s)", run_id, ", ".join(missing),
-                        deadline - time.monotonic())
+                why = "; ".join(
+                    f"{p}: last refused ({self.hub.last_refusal[p]})" for p in missing if p in self.hub.last_refusal
+                )
+                raise ConnectionError(
+                    f"parties {missing} did not connect within {timeout:.0f} s" + (f" — {why}" if why else "")
+                )
+            log.warning(
+                "run %s waits for %s (not connected; gives up in %.0f s)",
+                run_id,
+                ", ".join(missing),
+                deadline - time.monotonic(),
+            )
 
     def _open(self, transport: GrpcTransport, run_id: str, spec: RunSpec, seed: int) -> None:
         """Tell every party which workflow and dataset, with the job it checks; re-sent to a party that
         reconnects mid-run (a restarted agent)."""
-        job = job_description(spec.stored, workflow=spec.workflow, operator=spec.deploy.submitted_by,
-                              parties=transport.parties, label_holder=spec.deploy.label_holder,
-                              parsed=_with_parties(spec, transport.parties, run_id))
+        job = job_description(
+            spec.stored,
+            workflow=spec.workflow,
+            operator=spec.deploy.submitted_by,
+            parties=transport.parties,
+            label_holder=spec.deploy.label_holder,
+            parsed=_with_parties(spec, transport.parties, run_id),
+        )
         data = getattr(spec.config, "data", None)
         test_fraction = getattr(data, "test_fraction", None)
 
         def opening(party: str) -> Message | None:
             if party not in transport.parties:
                 return None
-            return Message(run_id, 0, self.config.coordinator.name, party, "deploy.open_run", meta={
-                "workflow": spec.workflow, "dataset": spec.deploy.dataset, "test_fraction": test_fraction,
-                "split_seed": derive_seed(seed, "split", party), "job": job})
+            return Message(
+                run_id,
+                0,
+                self.config.coordinator.name,
+                party,
+                "deploy.open_run",
+                meta={
+                    "workflow": spec.workflow,
+                    "dataset": spec.deploy.dataset,
+                    "test_fraction": test_fraction,
+                    "split_seed": derive_seed(seed, "split", party),
+                    "job": job,
+                },
+            )
 
         self.hub.set_preamble(run_id, opening)
         for _ in transport.exchange(m for m in map(opening, transport.parties) if m is not None):
@@ -319,12 +388,18 @@ class Coordinator(OperatorCalls):
         parties = [p for p in transport.parties if p in connected]
         gone = sorted(set(transport.parties) - connected)
         if gone:
-            log.warning("run %s: %s not connected at close; they drop the run when they next restart", run_id,
-                        ", ".join(gone))
+            log.warning(
+                "run %s: %s not connected at close; they drop the run when they next restart", run_id, ", ".join(gone)
+            )
         try:
-            for _ in transport.exchange(Message(run_id, 0, self.config.coordinator.name, p, "deploy.close_run")
-                                        for p in parties):
+            for _ in transport.exchange(
+                Message(run_id, 0, self.config.coordinator.name, p, "deploy.close_run") for p in parties
+            ):
                 pass
         except (PartyError, RuntimeError) as exc:
-            log.warning("run %s: closing it at the parties: %s (the run stays %s)", run_id, exc,
-                        self.store.get_run(run_id).status)
+            log.warning(
+                "run %s: closing it at the parties: %s (the run stays %s)",
+                run_id,
+                exc,
+                self.store.get_run(run_id).status,
+            )

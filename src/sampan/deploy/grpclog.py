@@ -15,7 +15,8 @@ import logging
 import os
 import re
 import threading
-from typing import Callable, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 __all__ = ["capture_grpc_core_log", "handshake_reason"]
 

@@ -7,7 +7,8 @@ sections, so a bank's operator can read in its own log what the run sends out be
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 __all__ = ["job_record", "job_line"]
 
@@ -27,9 +28,14 @@ def job_record(party: str, job: Mapping[str, Any], dataset: str, columns: Sequen
     """The accepted job as this party states it (audit log detail)."""
     workflow = str(job.get("workflow"))
     return {
-        "submitted_by": job.get("operator"), "workflow": workflow, "dataset": dataset, "columns": list(columns),
-        "partners": [p for p in job.get("parties") or [] if p != party], "label_holder": job.get("label_holder"),
-        "protections": list(job.get("protections") or []), "noise_multipliers": dict(job.get("noise_multipliers") or {}),
+        "submitted_by": job.get("operator"),
+        "workflow": workflow,
+        "dataset": dataset,
+        "columns": list(columns),
+        "partners": [p for p in job.get("parties") or [] if p != party],
+        "label_holder": job.get("label_holder"),
+        "protections": list(job.get("protections") or []),
+        "noise_multipliers": dict(job.get("noise_multipliers") or {}),
         "leaves": _LEAVES.get(workflow, "protocol messages of this workflow; never rows"),
     }
 
@@ -38,6 +44,8 @@ def job_line(record: Mapping[str, Any]) -> str:
     """One human-readable log line."""
     protections = ", ".join(record["protections"]) or "none"
     holder = f", label holder {record['label_holder']}" if record.get("label_holder") else ""
-    return (f"job from {record['submitted_by'] or '?'}: {record['workflow']} on dataset {record['dataset']} "
-            f"(columns {', '.join(record['columns'])}) with {', '.join(record['partners']) or 'no other party'}"
-            f"{holder}; protections: {protections}; leaves this party: {record['leaves']}")
+    return (
+        f"job from {record['submitted_by'] or '?'}: {record['workflow']} on dataset {record['dataset']} "
+        f"(columns {', '.join(record['columns'])}) with {', '.join(record['partners']) or 'no other party'}"
+        f"{holder}; protections: {protections}; leaves this party: {record['leaves']}"
+    )

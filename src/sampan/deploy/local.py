@@ -14,13 +14,23 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from sampan.deploy.certs import create_request, init_ca, sign_request
 
-__all__ = ["Binding", "FederationFiles", "write_federation", "free_port", "Agent", "toml_dumps", "wait_for_log", "TcpRecorder"]
+__all__ = [
+    "Binding",
+    "FederationFiles",
+    "write_federation",
+    "free_port",
+    "Agent",
+    "toml_dumps",
+    "wait_for_log",
+    "TcpRecorder",
+]
 
 
 @dataclass(frozen=True)
@@ -39,7 +49,7 @@ class FederationFiles:
     coordinator_config: Path
     party_configs: dict[str, Path]
     ca_dir: Path
-    operator: dict[str, Path] = field(default_factory=dict)   # ca, cert, key of the operator
+    operator: dict[str, Path] = field(default_factory=dict)  # ca, cert, key of the operator
 
     @property
     def address(self) -> str:
@@ -71,12 +81,18 @@ def toml_dumps(data: Mapping[str, Any]) -> str:
     lines: list[str] = []
 
     def table(prefix: str, body: Mapping[str, Any]) -> None:
-        scalars = {k: v for k, v in body.items() if not isinstance(v, Mapping)
-                   and not (isinstance(v, list) and v and all(isinstance(i, Mapping) for i in v))}
+        scalars = {
+            k: v
+            for k, v in body.items()
+            if not isinstance(v, Mapping) and not (isinstance(v, list) and v and all(isinstance(i, Mapping) for i in v))
+        }
         if prefix:
             lines.append(f"[{prefix}]")
-        lines.extend(f"{json.dumps(k) if not k.replace('_', '').isalnum() else k} = {_toml_value(v)}"
-                     for k, v in scalars.items() if v is not None)
+        lines.extend(
+            f"{json.dumps(k) if not k.replace('_', '').isalnum() else k} = {_toml_value(v)}"
+            for k, v in scalars.items()
+            if v is not None
+        )
         lines.append("")
         for k, v in body.items():
             if isinstance(v, Mapping):
@@ -99,10 +115,18 @@ def _with_label_holders(section: Mapping[str, Any], labelled: list[str]) -> dict
     return out
 
 
-def write_federation(root: str | Path, parties: Mapping[str, Mapping[str, Binding]], *, port: int | None = None,
-                     operators: Sequence[str] = ("ops",), coordinator: Mapping[str, Any] | None = None,
-                     party: Mapping[str, Any] | None = None, dial: Mapping[str, str] | None = None,
-                     spare: Sequence[str] = (), allow: Mapping[str, Mapping[str, Any]] | None = None) -> FederationFiles:
+def write_federation(
+    root: str | Path,
+    parties: Mapping[str, Mapping[str, Binding]],
+    *,
+    port: int | None = None,
+    operators: Sequence[str] = ("ops",),
+    coordinator: Mapping[str, Any] | None = None,
+    party: Mapping[str, Any] | None = None,
+    dial: Mapping[str, str] | None = None,
+    spare: Sequence[str] = (),
+    allow: Mapping[str, Mapping[str, Any]] | None = None,
+) -> FederationFiles:
     """CA, every member's key/CSR/certificate in its own folder, coordinator.toml and one party.toml each.
 
     `dial` overrides the address a party dials (e.g. a `TcpRecorder`); `spare` names extra party
@@ -118,11 +142,23 @@ def write_federation(root: str | Path, parties: Mapping[str, Mapping[str, Bindin
     _, csr = create_request("coordinator", "coordinator", folder, dns=["localhost"], ips=["127.0.0.1"])
     sign_request(csr, ca.directory)
     coordinator_toml = {
-        "coordinator": {"name": "coordinator", "listen": f"127.0.0.1:{port}", "state_dir": "state",
-                        "report_dir": "reports", "log_file": "coordinator.log", **(coordinator or {})},
-        "tls": {"ca": "../ca/ca.crt", "cert": "coordinator.crt", "key": "coordinator.key", "crl": "../ca/crl.pem",
-                "issued": "../ca/issued.json"},
-        "members": [{"name": n, "role": "party"} for n in [*parties, *spare]] + [{"name": o, "role": "operator"} for o in operators],
+        "coordinator": {
+            "name": "coordinator",
+            "listen": f"127.0.0.1:{port}",
+            "state_dir": "state",
+            "report_dir": "reports",
+            "log_file": "coordinator.log",
+            **(coordinator or {}),
+        },
+        "tls": {
+            "ca": "../ca/ca.crt",
+            "cert": "coordinator.crt",
+            "key": "coordinator.key",
+            "crl": "../ca/crl.pem",
+            "issued": "../ca/issued.json",
+        },
+        "members": [{"name": n, "role": "party"} for n in [*parties, *spare]]
+        + [{"name": o, "role": "operator"} for o in operators],
     }
     (folder / "coordinator.toml").write_text(toml_dumps(coordinator_toml))
     configs: dict[str, Path] = {}
@@ -131,13 +167,25 @@ def write_federation(root: str | Path, parties: Mapping[str, Mapping[str, Bindin
         pf = root / name
         _, csr = create_request(name, "party", pf)
         sign_request(csr, ca.directory)
-        data = {ds: {"path": str(Path(b.path).resolve()), **({"format": b.format} if b.format else {}),
-                     "schema": dict(b.schema)} for ds, b in datasets.items()}
+        data = {
+            ds: {
+                "path": str(Path(b.path).resolve()),
+                **({"format": b.format} if b.format else {}),
+                "schema": dict(b.schema),
+            }
+            for ds, b in datasets.items()
+        }
         party_toml = {
-            "party": {"name": name, "coordinator": (dial or {}).get(name, f"127.0.0.1:{port}"),
-                      "server_name": "localhost",
-                      "state_dir": "state", "log_file": "party.log", "backoff_initial_s": 0.2, "backoff_max_s": 2.0,
-                      **(party or {})},
+            "party": {
+                "name": name,
+                "coordinator": (dial or {}).get(name, f"127.0.0.1:{port}"),
+                "server_name": "localhost",
+                "state_dir": "state",
+                "log_file": "party.log",
+                "backoff_initial_s": 0.2,
+                "backoff_max_s": 2.0,
+                **(party or {}),
+            },
             "tls": {"ca": "../ca/ca.crt", "cert": f"{name}.crt", "key": f"{name}.key", "crl": "../ca/crl.pem"},
             "data": data,
             **({"allow": _with_label_holders(allow[name], labelled)} if allow and name in allow else {}),
@@ -159,15 +207,17 @@ def write_federation(root: str | Path, parties: Mapping[str, Mapping[str, Bindin
 class Agent:
     """One agent process (`python -m sampan.cli.deploy coordinator|party serve --config ...`)."""
 
-    def __init__(self, role: str, config: Path, *, env: Mapping[str, str] | None = None,
-                 stdout: Path | None = None) -> None:
+    def __init__(
+        self, role: str, config: Path, *, env: Mapping[str, str] | None = None, stdout: Path | None = None
+    ) -> None:
         self.role, self.config = role, Path(config)
         self.out = Path(stdout) if stdout else self.config.parent / f"{role}.out"
         cmd = [sys.executable, "-m", "sampan.cli.deploy", role, "serve", "--config", str(self.config)]
         full_env = {**os.environ, **(env or {})}
         self._fh = open(self.out, "ab")
-        self.proc = subprocess.Popen(cmd, stdout=self._fh, stderr=subprocess.STDOUT, env=full_env,
-                                     cwd=self.config.parent)
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._fh, stderr=subprocess.STDOUT, env=full_env, cwd=self.config.parent
+        )
 
     @property
     def pid(self) -> int:

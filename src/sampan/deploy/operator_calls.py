@@ -21,7 +21,9 @@ from sampan.transport.grpc_hub import Identity
 from sampan.wire import Message
 
 if TYPE_CHECKING:
-    from sampan.deploy.coordinator import Coordinator
+    from sampan.deploy.config import CoordinatorConfig
+    from sampan.runtime.store import Store
+    from sampan.transport.grpc_hub import Hub
 
 __all__ = ["OperatorCalls", "TERMINAL"]
 
@@ -34,7 +36,17 @@ class OperatorCalls:
 
     _cancel_lock = threading.Lock()
 
-    def submit(self: "Coordinator", identity: Identity, message: Message) -> Message:
+    if TYPE_CHECKING:  # what the host class (`Coordinator`) sets; declared here for the type checker only
+        config: CoordinatorConfig
+        store: Store
+        hub: Hub
+        waiting: dict[str, list[str]]
+        current: str | None
+        _cancelled: set[str]
+
+        def _enqueue(self, run_id: str) -> None: ...
+
+    def submit(self, identity: Identity, message: Message) -> Message:
         resume = message.meta.get("resume")
         if resume:
             row = self.store.get_run(str(resume))
@@ -63,7 +75,7 @@ class OperatorCalls:
         self._enqueue(run_id)
         return message.reply("deploy.submitted", meta={"run_id": run_id, "resumed": False})
 
-    def status(self: "Coordinator", identity: Identity, message: Message) -> Message:
+    def status(self, identity: Identity, message: Message) -> Message:
         row = self.store.get_run(str(message.meta.get("run_id")))
         info = row.info or {}
         parties = list(((row.config or {}).get("deploy") or {}).get("parties") or self.hub.party_names)
@@ -76,7 +88,7 @@ class OperatorCalls:
             "waiting_for": waiting, "current": self.current == row.run_id,
             "cancel_requested": row.run_id in self._cancelled})
 
-    def cancel(self: "Coordinator", identity: Identity, message: Message) -> Message:
+    def cancel(self, identity: Identity, message: Message) -> Message:
         run_id = str(message.meta.get("run_id"))
         row = self.store.get_run(run_id)
         if row.status in TERMINAL:
@@ -90,7 +102,7 @@ class OperatorCalls:
             self.store.set_status(run_id, "cancelled", error=f"cancelled by {identity.name} before it ran")
         return message.reply("deploy.cancelled", meta={"run_id": run_id, "running": running})
 
-    def _parties(self: "Coordinator", spec: RunSpec) -> list[str]:
+    def _parties(self, spec: RunSpec) -> list[str]:
         members = self.hub.party_names
         parties = list(spec.deploy.parties) if spec.deploy.parties else list(members)
         unknown = [p for p in parties if p not in members]
@@ -100,7 +112,7 @@ class OperatorCalls:
             raise ConfigError(f"label holder {spec.deploy.label_holder!r} is not among the run's parties {parties}")
         return parties
 
-    def is_cancelled(self: "Coordinator", run_id: str) -> bool:
+    def is_cancelled(self, run_id: str) -> bool:
         """The runner's `cancelled` callback for a running run."""
         return run_id in self._cancelled
 

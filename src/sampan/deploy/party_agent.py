@@ -34,6 +34,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,9 @@ from typing import Any
 import grpc
 
 from sampan.config import ConfigError
-from sampan.data import PartyData, load_table
 from sampan.core.capability import PartySetup
 from sampan.core.party import PartyApp
+from sampan.data import PartyData, load_table
 from sampan.deploy.allow import JobRefused, PeerAllowList, check_job, check_request, privacy_policy
 from sampan.deploy.certs import probe_coordinator
 from sampan.deploy.config import PartyConfig, split_address
@@ -183,7 +184,7 @@ class PartyAgent:
         return message.reply("deploy.opened", meta={"reopened": False})
 
     def _setup(self, workflow: str, dataset: str, table: PartyData, job: dict[str, Any],
-               meta: dict[str, Any]) -> PartySetup:
+               meta: Mapping[str, Any]) -> PartySetup:
         """What the capability's `party_app` builds this party's side from (`sampan.core.PartySetup`): the same
         fields a simulation fills, from this organisation's own files, state folder and policy."""
         state = Path(self.config.party.state_dir)
@@ -324,8 +325,10 @@ class PartyAgent:
             self.table(name)
         try:
             credentials = grpc.ssl_channel_credentials(
-                root_certificates=_read(tls.ca), private_key=unencrypted_pem(tls.key, what=f"{self.name}'s private key"),
-                certificate_chain=_read(tls.cert))
+                root_certificates=_read(tls.ca),
+                private_key=unencrypted_pem(tls.key, what=f"{self.name}'s private key"),
+                certificate_chain=_read(tls.cert),
+            )
         except OSError as exc:
             raise ConfigError(f"party {self.name!r}: cannot read TLS files: {exc}") from None
         except KeyFileError as exc:
@@ -333,15 +336,30 @@ class PartyAgent:
         private_directory(p.state_dir)
 
         def preflight() -> None:
-            probe_coordinator(host, port, ca=_path(tls.ca), cert=_path(tls.cert), key=_path(tls.key),
-                              server_name=server_name, expected_name=p.coordinator_name, pin=p.coordinator_pin,
-                              crl=_path(tls.crl) if tls.crl else None,
-                              state=Path(p.state_dir) / "revocation_high_water.json")  # older CRLs refused
+            probe_coordinator(
+                host,
+                port,
+                ca=_path(tls.ca),
+                cert=_path(tls.cert),
+                key=_path(tls.key),
+                server_name=server_name,
+                expected_name=p.coordinator_name,
+                pin=p.coordinator_pin,
+                crl=_path(tls.crl) if tls.crl else None,
+                state=Path(p.state_dir) / "revocation_high_water.json",
+            )  # older CRLs refused
 
-        settings = LinkSettings(name=self.name, address=p.coordinator, coordinator_name=p.coordinator_name,
-                                target_name=server_name, limits=p.limits(), backoff_initial_s=p.backoff_initial_s,
-                                backoff_max_s=p.backoff_max_s,
-                                capabilities=tuple(capability_names()), agent="sampan-party/1")
+        settings = LinkSettings(
+            name=self.name,
+            address=p.coordinator,
+            coordinator_name=p.coordinator_name,
+            target_name=server_name,
+            limits=p.limits(),
+            backoff_initial_s=p.backoff_initial_s,
+            backoff_max_s=p.backoff_max_s,
+            capabilities=tuple(capability_names()),
+            agent="sampan-party/1",
+        )
         self.link = PartyLink(settings, self.handle, credentials, preflight=preflight)
         self.link.serve_forever(stop)
 

@@ -22,7 +22,8 @@ import queue
 import re
 import threading
 import time
-from typing import Any, Callable, Mapping, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 __all__ = ["SecurityAudit", "SECURITY_CHAIN", "peer_host"]
 
