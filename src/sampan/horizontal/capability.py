@@ -163,7 +163,7 @@ class EvaluationWorkflow(Workflow):
             raise ValueError("evaluation: no party answered")
         metrics = histogram_metrics(histogram, loss_sum, brier_sum, n)
         ctx.recorder.checkpoint(1, {}, {}, {"global": metrics, "party": per_party}, 0.0)
-        evaluated = {"name": model.name, "meta": _json(model.meta)}
+        evaluated: dict[str, Any] = {"name": model.name, "meta": _json(model.meta)}
         if not isinstance(self.model, ModelArtifact):
             evaluated["version"] = self.version
         info = {"evaluated_model": evaluated, "party_metrics": per_party, **result_info(histogram)}

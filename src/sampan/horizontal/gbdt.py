@@ -2,7 +2,8 @@
 
 Every bank keeps its rows, labels and running scores; per node it sends only its gradient and hessian
 histograms over shared bin edges, the coordinator adds them (in the clear: secure aggregation of the
-histograms is not implemented for trees), chooses the split and broadcasts it; each bank routes its own rows. Leaf values come
+histograms is not implemented for trees), chooses the split and broadcasts it; each bank routes its own rows. Leaf
+values come
 from the summed histograms, so the model equals the pooled learner on the same bins.
 
 What each role learns. The coordinator: per-feature quantile cut points of each bank (to agree on bin
@@ -16,22 +17,39 @@ without the noise it asks for.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 from scipy.special import expit
 
 from sampan.core.seeds import derive_seed
+from sampan.core.transport import Transport
 from sampan.data.table import PartyData
 from sampan.models.gbdt import (
-    EarlyStopping, GBDTModel, GBDTParams, Tree, apply_bins, best_splits, histogram, make_slots,
+    EarlyStopping,
+    GBDTModel,
+    GBDTParams,
+    Tree,
+    apply_bins,
+    best_splits,
+    histogram,
+    make_slots,
 )
-from sampan.core.transport import Transport
 from sampan.wire import Message
 
-__all__ = ["GBDT_KIND", "GBDT_VALIDATION_FRACTION", "validation_split", "HorizontalGBDTParty", "HorizontalGBDTResult", "gbdt_model_payload", "merge_edges",
-           "predict_gbdt_payload", "train_horizontal_gbdt"]
+__all__ = [
+    "GBDT_KIND",
+    "GBDT_VALIDATION_FRACTION",
+    "validation_split",
+    "HorizontalGBDTParty",
+    "HorizontalGBDTResult",
+    "gbdt_model_payload",
+    "merge_edges",
+    "predict_gbdt_payload",
+    "train_horizontal_gbdt",
+]
 
 GBDT_KIND = "gbdt"  # model.kind, and the "kind" of a registered horizontal GBDT model
 GBDT_VALIDATION_FRACTION = 0.15  # of a bank's training rows, held out at the bank for early stopping
@@ -39,7 +57,9 @@ GBDT_VALIDATION_FRACTION = 0.15  # of a bank's training rows, held out at the ba
 
 def validation_split(name: str, train: PartyData) -> tuple[PartyData, PartyData]:
     """A bank's (fit rows, early-stopping rows): a fixed split of its training rows, drawn at the bank."""
-    return train.train_test_split(GBDT_VALIDATION_FRACTION, np.random.default_rng(derive_seed(0, "gbdt-validation", name)))
+    return train.train_test_split(
+        GBDT_VALIDATION_FRACTION, np.random.default_rng(derive_seed(0, "gbdt-validation", name))
+    )
 
 
 class HorizontalGBDTParty:
@@ -49,8 +69,13 @@ class HorizontalGBDTParty:
         self.name, self.train, self.val = name, train, val
 
     def handlers(self) -> dict[str, Callable[[Message], Message]]:
-        return {"hgb.sketch": self.sketch, "hgb.setup": self.setup, "hgb.hist": self.hist, "hgb.split": self.split,
-                "hgb.leaves": self.leaves}
+        return {
+            "hgb.sketch": self.sketch,
+            "hgb.setup": self.setup,
+            "hgb.hist": self.hist,
+            "hgb.split": self.split,
+            "hgb.leaves": self.leaves,
+        }
 
     def sketch(self, msg: Message) -> Message:
         """Local quantile cut points per feature, the row count and the default count."""
@@ -64,15 +89,23 @@ class HorizontalGBDTParty:
         d = self.train.X.shape[1]
         flat, counts = msg.arrays["edges"], msg.arrays["counts"]
         bounds = np.concatenate([[0], np.cumsum(counts)])
-        self.edges = [flat[bounds[j]:bounds[j + 1]] for j in range(d)]
+        self.edges = [flat[bounds[j] : bounds[j + 1]] for j in range(d)]
         self.bins = apply_bins(self.train.X, self.edges)
         self.slots = make_slots(self.name, list(self.train.feature_names), self.edges)
         base = float(msg.meta["base_score"])
         self.raw = np.full(len(self.train), base)
+        assert self.train.y is not None, f"bank {self.name!r}: training rows carry no labels"
         self.y = self.train.y.astype(float)
+        self.val_bins: np.ndarray | None
+        self.val_raw: np.ndarray | None
+        self.y_val: np.ndarray | None
         if self.val is not None and len(self.val):
-            self.val_bins, self.val_raw, self.y_val = apply_bins(self.val.X, self.edges), np.full(len(self.val), base), \
-                self.val.y.astype(float)
+            assert self.val.y is not None, f"bank {self.name!r}: validation rows carry no labels"
+            self.val_bins, self.val_raw, self.y_val = (
+                apply_bins(self.val.X, self.edges),
+                np.full(len(self.val), base),
+                self.val.y.astype(float),
+            )
         else:
             self.val_bins, self.val_raw, self.y_val = None, None, None
         return msg.reply("hgb.ack")
@@ -107,9 +140,12 @@ class HorizontalGBDTParty:
         values = msg.arrays["values"]
         self.raw += values[self.node]
         out: dict[str, Any] = {"n_val": 0, "val_loss": 0.0}
-        if self.val_raw is not None and self.val_node is not None:
+        if self.val_raw is not None and self.val_node is not None and self.y_val is not None:
             self.val_raw += values[self.val_node]
-            out = {"n_val": len(self.y_val), "val_loss": float(np.sum(np.logaddexp(0, self.val_raw) - self.y_val * self.val_raw))}
+            out = {
+                "n_val": len(self.y_val),
+                "val_loss": float(np.sum(np.logaddexp(0, self.val_raw) - self.y_val * self.val_raw)),
+            }
         return msg.reply("hgb.leaves", meta=out)
 
 
@@ -128,14 +164,22 @@ class HorizontalGBDTResult:
     seconds: float
 
 
-def train_horizontal_gbdt(transport: Transport, run_id: str, banks: list[str], params: GBDTParams,
-                          feature_names: list[str], *, progress: Callable[[dict[str, Any]], None] | None = None
-                          ) -> HorizontalGBDTResult:
+def train_horizontal_gbdt(
+    transport: Transport,
+    run_id: str,
+    banks: list[str],
+    params: GBDTParams,
+    feature_names: list[str],
+    *,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> HorizontalGBDTResult:
     """Coordinator: agree on bins, then grow trees level by level on summed histograms."""
     started = time.perf_counter()
     step = [0]
 
-    def wave(kind: str, arrays: dict | None = None, meta: dict | None = None, to: list[str] | None = None) -> list[Message]:
+    def wave(
+        kind: str, arrays: dict | None = None, meta: dict | None = None, to: list[str] | None = None
+    ) -> list[Message]:
         step[0] += 1
         msgs = (Message(run_id, step[0], "coordinator", b, kind, arrays or {}, meta or {}) for b in (to or banks))
         return list(transport.exchange(msgs))
@@ -145,14 +189,19 @@ def train_horizontal_gbdt(transport: Transport, run_id: str, banks: list[str], p
     n_total, events = sum(int(r.meta["n"]) for r in sk), sum(float(r.meta["events"]) for r in sk)
     rate = float(np.clip(events / n_total, 1e-6, 1 - 1e-6))
     base = float(np.log(rate / (1 - rate)))
-    wave("hgb.setup", {"edges": np.concatenate(edges), "counts": np.array([len(e) for e in edges])}, {"base_score": base})
+    wave(
+        "hgb.setup", {"edges": np.concatenate(edges), "counts": np.array([len(e) for e in edges])}, {"base_score": base}
+    )
     slots = {"all": make_slots("all", feature_names, edges)}
     model = GBDTModel(base, [], params)
     thresholds: dict[tuple[int, int], tuple[int, int]] = {}
     stopper = EarlyStopping(params.early_stopping_rounds)
 
     def summed(replies: list[Message], node: int) -> tuple[np.ndarray, np.ndarray]:
-        return (np.sum([r.arrays[f"G:{node}"] for r in replies], axis=0), np.sum([r.arrays[f"H:{node}"] for r in replies], axis=0))
+        return (
+            np.sum([r.arrays[f"G:{node}"] for r in replies], axis=0),
+            np.sum([r.arrays[f"H:{node}"] for r in replies], axis=0),
+        )
 
     for t in range(params.n_trees):
         tree = Tree()
@@ -162,7 +211,7 @@ def train_horizontal_gbdt(transport: Transport, run_id: str, banks: list[str], p
         for depth in range(params.max_depth + 1):
             splits = []
             for node, hist in level:
-                G, H = hist["all"][0][:slots["all"][0].n_bins].sum(), hist["all"][1][:slots["all"][0].n_bins].sum()
+                G, H = hist["all"][0][: slots["all"][0].n_bins].sum(), hist["all"][1][: slots["all"][0].n_bins].sum()
                 tree.node_value[node] = -params.learning_rate * G / (H + params.l2)
                 cand = best_splits(hist, slots, params) if depth < params.max_depth else None
                 if cand is None:
@@ -192,7 +241,7 @@ def train_horizontal_gbdt(transport: Transport, run_id: str, banks: list[str], p
         model.trees.append(tree)
         replies = wave("hgb.leaves", {"values": values})
         n_val = sum(int(r.meta["n_val"]) for r in replies)
-        record = {"tree": t + 1}
+        record: dict[str, float] = {"tree": t + 1}
         stop = False
         if n_val:
             record["val_logloss"] = sum(float(r.meta["val_loss"]) for r in replies) / n_val
@@ -203,7 +252,7 @@ def train_horizontal_gbdt(transport: Transport, run_id: str, banks: list[str], p
         if stop:
             break
     model.best_iteration = stopper.best_iteration or len(model.trees)
-    model.trees = model.trees[:model.best_iteration]
+    model.trees = model.trees[: model.best_iteration]
     return HorizontalGBDTResult(model, edges, thresholds, time.perf_counter() - started)
 
 
@@ -213,20 +262,30 @@ def predict_horizontal(result: HorizontalGBDTResult, X: np.ndarray) -> np.ndarra
     raw = np.full(len(X), result.model.base_score)
     for t, tree in enumerate(result.model.trees):
         nodes = tree.owned_by("all")
-        dec = np.stack([bins[:, result.thresholds[(t, n)][0]] <= result.thresholds[(t, n)][1] for n in nodes], axis=1) \
-            if nodes else np.zeros((len(X), 0), dtype=bool)
+        dec = (
+            np.stack([bins[:, result.thresholds[(t, n)][0]] <= result.thresholds[(t, n)][1] for n in nodes], axis=1)
+            if nodes
+            else np.zeros((len(X), 0), dtype=bool)
+        )
         raw += tree.predict({"all": dec}, len(X))
     return raw
 
 
-def gbdt_model_payload(result: HorizontalGBDTResult, feature_names: list[str]) -> tuple[dict[str, np.ndarray],
-                                                                                          dict[str, Any]]:
+def gbdt_model_payload(
+    result: HorizontalGBDTResult, feature_names: list[str]
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The model as arrays (bin edges, flat, with per-feature counts) and a JSON model config."""
-    arrays = {"edges": np.concatenate(result.edges) if result.edges else np.zeros(0),
-              "edge_counts": np.array([len(e) for e in result.edges], dtype=np.int64)}
-    model = {"kind": GBDT_KIND, "n_features": len(feature_names), "base_score": float(result.model.base_score),
-             "trees": [t.to_dict() for t in result.model.trees],
-             "splits": [[t, node, int(f), int(b)] for (t, node), (f, b) in sorted(result.thresholds.items())]}
+    arrays = {
+        "edges": np.concatenate(result.edges) if result.edges else np.zeros(0),
+        "edge_counts": np.array([len(e) for e in result.edges], dtype=np.int64),
+    }
+    model = {
+        "kind": GBDT_KIND,
+        "n_features": len(feature_names),
+        "base_score": float(result.model.base_score),
+        "trees": [t.to_dict() for t in result.model.trees],
+        "splits": [[t, node, int(f), int(b)] for (t, node), (f, b) in sorted(result.thresholds.items())],
+    }
     return arrays, model
 
 
@@ -237,13 +296,16 @@ def predict_gbdt_payload(model: Mapping[str, Any], arrays: Mapping[str, np.ndarr
         raise ValueError(f"gbdt model has {len(counts)} features, the rows have {X.shape[1]}")
     bounds = np.concatenate([[0], np.cumsum(counts)])
     flat = np.asarray(arrays["edges"], dtype=np.float64)
-    bins = apply_bins(X, [flat[bounds[j]:bounds[j + 1]] for j in range(len(counts))])
+    bins = apply_bins(X, [flat[bounds[j] : bounds[j + 1]] for j in range(len(counts))])
     splits = {(int(t), int(n)): (int(f), int(b)) for t, n, f, b in model["splits"]}
     raw = np.full(len(X), float(model["base_score"]))
     for t, spec in enumerate(model["trees"]):
         tree = Tree.from_dict(spec)
         nodes = tree.owned_by("all")
-        dec = np.stack([bins[:, splits[(t, n)][0]] <= splits[(t, n)][1] for n in nodes], axis=1) \
-            if nodes else np.zeros((len(X), 0), dtype=bool)
+        dec = (
+            np.stack([bins[:, splits[(t, n)][0]] <= splits[(t, n)][1] for n in nodes], axis=1)
+            if nodes
+            else np.zeros((len(X), 0), dtype=bool)
+        )
         raw += tree.predict({"all": dec}, len(X))
     return 1.0 / (1.0 + np.exp(-raw))

@@ -16,6 +16,7 @@ import numpy as np
 
 from sampan.config import parse_config
 from sampan.core.workflow import WorkflowResult
+from sampan.data import PartyData
 from sampan.horizontal.gbdt import predict_gbdt_payload, validation_split
 from sampan.horizontal.simulation import load_splits
 from sampan.metrics import brier_score, ks_statistic, roc_auc
@@ -49,6 +50,12 @@ def gbdt_demo_config(seed: int, report_dir: Path | None, n_smes: int = 12000) ->
                          "source": {"kind": "consortium", "n_smes": n_smes}})
 
 
+def _labels(data: PartyData) -> np.ndarray:
+    """The demo's tables are labelled (the consortium generator writes a target); float for the learners."""
+    assert data.y is not None, f"bank {data.party!r}: the demo table has no labels"
+    return data.y.astype(float)
+
+
 def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     return {"auc": roc_auc(y, p), "ks": ks_statistic(y, p), "brier": brier_score(y, p)}
 
@@ -63,16 +70,16 @@ def gbdt_demo_outcome(config: Any, seed: int, run_id: str, result: WorkflowResul
     splits = load_splits(config, seed)
     names = list(next(iter(splits.values())).train.feature_names)
     parts = {bank: (*validation_split(bank, s.train), s.test) for bank, s in splits.items()}
-    by_bank = {bank: _metrics(te.y.astype(float), predict_gbdt_payload(artifact.meta["model"], artifact.arrays, te.X))
+    by_bank = {bank: _metrics(_labels(te), predict_gbdt_payload(artifact.meta["model"], artifact.arrays, te.X))
                for bank, (_, _, te) in parts.items()}
     alone = {}
     for bank, (tr, va, te) in parts.items():
         edges = [quantile_bin_edges(tr.X[:, j], params.n_bins) for j in range(tr.X.shape[1])]
         slots = {"own": make_slots("own", names, edges)}
-        model, prov = fit_local(params, {"own": apply_bins(tr.X, edges)}, slots, tr.y.astype(float),
-                                val_bins={"own": apply_bins(va.X, edges)}, y_val=va.y.astype(float))
+        model, prov = fit_local(params, {"own": apply_bins(tr.X, edges)}, slots, _labels(tr),
+                                val_bins={"own": apply_bins(va.X, edges)}, y_val=_labels(va))
         raw = predict_local(model, prov, {"own": apply_bins(te.X, edges)})
-        alone[bank] = _metrics(te.y.astype(float), 1 / (1 + np.exp(-raw)))
+        alone[bank] = _metrics(_labels(te), 1 / (1 + np.exp(-raw)))
     stack = [np.vstack([p[k].X for p in parts.values()]) for k in range(3)]
     labels = [np.concatenate([p[k].y for p in parts.values()]).astype(float) for k in range(3)]
     counts = np.asarray(artifact.arrays["edge_counts"], dtype=np.int64)

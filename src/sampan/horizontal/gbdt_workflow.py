@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from sampan.core.workflow import ModelArtifact, RunContext, Workflow, WorkflowResult
-from sampan.horizontal.gbdt import GBDT_KIND, gbdt_model_payload, train_horizontal_gbdt
+from sampan.horizontal.gbdt import gbdt_model_payload, train_horizontal_gbdt
 from sampan.horizontal.secure_rounds import COORDINATOR, FederationError
 from sampan.horizontal.workflow import histogram_metrics, result_info
 from sampan.metrics import ScoreHistogram

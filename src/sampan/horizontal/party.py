@@ -76,19 +76,20 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
 from sampan.core.party import Handler, Mod
 from sampan.data import PartyData
 from sampan.horizontal.gbdt import GBDT_KIND, predict_gbdt_payload
+from sampan.horizontal.secure_inputs import evaluation_from_vector, evaluation_vector, secagg_vector
 from sampan.metrics import ScoreHistogram, binary_metrics
 from sampan.metrics.histogram import DEFAULT_BINS, MAX_BINS
 from sampan.models import Model, model_from_config
 from sampan.models.local_training import TrainConfig, checked_train_config, train
-from sampan.horizontal.secure_inputs import evaluation_from_vector, evaluation_vector, secagg_vector
 from sampan.privacy.mods import PartyDPState, clipped_moments, dp1_moments, privacy_mods, secagg_handlers
 from sampan.privacy.party_policy import PartyPrivacyPolicy
 from sampan.privacy.secagg import SecAggClient
@@ -212,8 +213,9 @@ class HorizontalParty:
         if key not in self._models:
             model = model_from_config(config)
             width = self.train_data.X.shape[1]
-            if getattr(model, "n_features", width) != width:
-                raise ValueError(f"party {self.name!r} has {width} features but the model expects {model.n_features}")
+            expected = getattr(model, "n_features", width)
+            if expected != width:
+                raise ValueError(f"party {self.name!r} has {width} features but the model expects {expected}")
             self._models[key] = model
         return self._models[key]
 

@@ -11,19 +11,24 @@ loop ends in a budget stop. The chosen noise travels in every checkpoint, so a r
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
 from sampan.config import DP1Section, RunConfig
+from sampan.metrics.histogram import DEFAULT_BINS, DP_BINS
 from sampan.models.local_training import TrainConfig
 from sampan.privacy.calibration import calibrate_noise_multiplier, schedule_factor
 from sampan.privacy.dp3 import (
-    COUNT_NOISE_FACTOR, DP3Aggregation, DP3Config, party_level_from_record_level, settings_noise_multiplier,
+    COUNT_NOISE_FACTOR,
+    DP3Aggregation,
+    DP3Config,
+    party_level_from_record_level,
+    settings_noise_multiplier,
 )
 from sampan.privacy.dpsgd import DPSGDConfig, planned_steps
-from sampan.metrics.histogram import DEFAULT_BINS, DP_BINS
 from sampan.privacy.ledger import Budget, Ledger, PrivacyEvent
 from sampan.privacy.wrappers import CentralDP3
 
@@ -59,7 +64,7 @@ def combine_dp1_stats(total: float, sums_z: np.ndarray, sums_z_sq: np.ndarray,
 
 class PrivacyControl:
     def __init__(self, config: RunConfig, train_config: Callable[[int], dict[str, Any]],
-                 on_charge: Optional[ChargeHook] = None) -> None:
+                 on_charge: ChargeHook | None = None) -> None:
         self.config = config
         self.on_charge = on_charge
         self.privacy = config.privacy
@@ -143,10 +148,13 @@ class PrivacyControl:
         settings = {k: v for k, v in self.privacy.dp3.model_dump().items() if k != "schedule"}
         section = self.privacy.dp3
         if section.adaptive and section.count_noise is not None:  # the count must leave room for the sum
-            z_max = max(self.round_noise({"DP3": self.noise["DP3"]}, r)["DP3"] for r in range(1, self.config.run.rounds + 1))
+            z_max = max(self.round_noise({"DP3": self.noise["DP3"]}, r)["DP3"]
+                        for r in range(1, self.config.run.rounds + 1))
             if section.count_noise <= z_max:
-                raise ValueError(f"privacy.dp3.count_noise = {section.count_noise:g} must exceed the DP3 noise "
-                                 f"multiplier ({z_max:.3g}): the count alone would spend the round's budget")
+                raise ValueError(
+                    f"privacy.dp3.count_noise = {section.count_noise:g} must exceed the DP3 noise "
+                    f"multiplier ({z_max:.3g}): the count alone would spend the round's budget"
+                )
         self.dp3 = DP3Aggregation(DP3Config(**{**settings, "noise_multiplier": self.noise["DP3"]}), clip=clip)
 
     # --- DP1: the data owners' row counts and preprocessing statistics ----------------------------
@@ -160,8 +168,12 @@ class PrivacyControl:
             return None
         assert self.ledger is not None
         z = float(self.privacy.count_noise_multiplier)
-        events = [PrivacyEvent(party=p, level="DP1", mechanism="gaussian", noise_multiplier=z, step=0,
-                               note="training row count") for p in parties]
+        events = [
+            PrivacyEvent(
+                party=p, level="DP1", mechanism="gaussian", noise_multiplier=z, step=0, note="training row count"
+            )
+            for p in parties
+        ]
         self.charge(events)
         return {"noise_multiplier": z}
 
@@ -171,9 +183,17 @@ class PrivacyControl:
         if section is None:
             return None
         assert self.ledger is not None
-        events = [PrivacyEvent(party=p, level="DP1", mechanism="gaussian", noise_multiplier=section.noise_multiplier,
-                               step=0, note="count, feature sums and sums of squares for standardisation")
-                  for p in parties]
+        events = [
+            PrivacyEvent(
+                party=p,
+                level="DP1",
+                mechanism="gaussian",
+                noise_multiplier=section.noise_multiplier,
+                step=0,
+                note="count, feature sums and sums of squares for standardisation",
+            )
+            for p in parties
+        ]
         self.charge(events)
         return {"noise_multiplier": section.noise_multiplier, "bounds": dp1_bounds(section, feature_names)}
 
@@ -184,15 +204,25 @@ class PrivacyControl:
         Keys are a level ("DP2", "DP3") or a level and a party ("DP2:bank_a": that party's own DP-SGD
         noise, when calibrated per party)."""
         sections = {"DP2": self.privacy.dp2, "DP3": self.privacy.dp3} if self.privacy else {}
-        return {key: z * schedule_factor(getattr(sections.get(key.split(":")[0]), "schedule", None), round_number,
-                                         self.config.run.rounds) for key, z in noise.items()}
+        return {
+            key: z
+            * schedule_factor(
+                getattr(sections.get(key.split(":")[0]), "schedule", None), round_number, self.config.run.rounds
+            )
+            for key, z in noise.items()
+        }
 
     @staticmethod
     def _dp2_noise(noise: Mapping[str, float], party: str) -> float:
         return noise.get(f"DP2:{party}", noise["DP2"])
 
-    def planned_events(self, party_rows: Mapping[str, int], parties: Sequence[str], round_number: int,
-                       noise: Mapping[str, float] | None = None) -> list[PrivacyEvent]:
+    def planned_events(
+        self,
+        party_rows: Mapping[str, int],
+        parties: Sequence[str],
+        round_number: int,
+        noise: Mapping[str, float] | None = None,
+    ) -> list[PrivacyEvent]:
         """Every ledger event a training round will cause, known before any party trains."""
         if self.privacy is None:
             return []
@@ -202,23 +232,44 @@ class PrivacyControl:
             z3 = noise["DP3"]
             if self.dp3 is not None:  # charge what the settings sent really give (record-level, see dp3)
                 z3 = settings_noise_multiplier(self.dp3.settings(len(parties), z3))
-            events += [PrivacyEvent(party=p, level="DP3", mechanism="gaussian", noise_multiplier=z3,
-                                    step=round_number, note=f"clipped update and indicator in a noised "
-                                    f"{self.privacy.dp3.mode} sum (record-level: sensitivity 2·clip and 1)")
-                       for p in parties]
+            events += [
+                PrivacyEvent(
+                    party=p,
+                    level="DP3",
+                    mechanism="gaussian",
+                    noise_multiplier=z3,
+                    step=round_number,
+                    note=f"clipped update and indicator in a noised "
+                    f"{self.privacy.dp3.mode} sum (record-level: sensitivity 2·clip and 1)",
+                )
+                for p in parties
+            ]
         dp2 = self.privacy.dp2
         if dp2 is not None:
             cfg = TrainConfig(**self.train_config(round_number))
             for party in parties:
                 dp = DPSGDConfig(self._dp2_noise(noise, party), dp2.max_grad_norm, dp2.sampling_rate)
                 steps, q = planned_steps(int(party_rows[party]), cfg, dp)
-                events.append(PrivacyEvent(party=party, level="DP2", mechanism="subsampled_gaussian",
-                                           noise_multiplier=dp.noise_multiplier, sampling_rate=q, count=steps,
-                                           step=round_number, note="DP-SGD local training"))
+                events.append(
+                    PrivacyEvent(
+                        party=party,
+                        level="DP2",
+                        mechanism="subsampled_gaussian",
+                        noise_multiplier=dp.noise_multiplier,
+                        sampling_rate=q,
+                        count=steps,
+                        step=round_number,
+                        note="DP-SGD local training",
+                    )
+                )
         return events
 
-    def fit_meta(self, round_number: int, selected: Sequence[str], party_rows: Mapping[str, int] | None = None,
-                 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
+    def fit_meta(
+        self,
+        round_number: int,
+        selected: Sequence[str],
+        party_rows: Mapping[str, int] | None = None,
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
         """What each selected party gets with its `fit` request (DP2, DP3 settings) at this round's noise.
 
         `party_rows` are the released row counts: each party gets its own as `public_rows`, which its
@@ -279,25 +330,32 @@ class PrivacyControl:
         per_round: dict[Any, int] = {}
         for e in dp3:
             per_round[e.step] = per_round.get(e.step, 0) + 1
-        books = Ledger({p: Budget(1e9, self.ledger.budget(p).delta) for p in self.ledger.parties},
-                       accountant=self.ledger.accountant)  # an account, not a budget
+        books = Ledger(
+            {p: Budget(1e9, self.ledger.budget(p).delta) for p in self.ledger.parties},
+            accountant=self.ledger.accountant,
+        )  # an account, not a budget
         for e in dp3:
             z = float(e.noise_multiplier or 0.0)
             count_sigma = None
             if section.adaptive:  # the σ_b the round's settings used (DP3Aggregation.settings)
                 count_sigma = section.count_noise or max(per_round[e.step] / 20, COUNT_NOISE_FACTOR * z)
             books.record(replace(e, noise_multiplier=party_level_from_record_level(z, count_sigma)))
-        return {"unit": "party-level (add or remove one party's whole clipped update), DP3 events only",
-                "note": "not the guarantee: the budget binds the record-level epsilon_spent; shown for comparison",
-                "epsilon": {p: books.spent(p) for p in books.parties}}
+        return {
+            "unit": "party-level (add or remove one party's whole clipped update), DP3 events only",
+            "note": "not the guarantee: the budget binds the record-level epsilon_spent; shown for comparison",
+            "epsilon": {p: books.spent(p) for p in books.parties},
+        }
 
     # --- calibration -----------------------------------------------------------------------------
     def _choose_noise(self, party_rows: Mapping[str, int], first_round: int) -> dict[str, float]:
         """Fixed noise as configured; 'auto' levels get the smallest z whose whole remaining run fits."""
         assert self.privacy is not None and self.ledger is not None
         sections = {"DP2": self.privacy.dp2, "DP3": self.privacy.dp3}
-        fixed = {lvl: float(s.noise_multiplier) for lvl, s in sections.items()
-                 if s is not None and s.noise_multiplier != "auto"}
+        fixed = {
+            lvl: float(s.noise_multiplier)
+            for lvl, s in sections.items()
+            if s is not None and s.noise_multiplier != "auto"
+        }
         auto = [lvl for lvl, s in sections.items() if s is not None and s.noise_multiplier == "auto"]
         if not auto:
             return fixed
@@ -323,8 +381,13 @@ class PrivacyControl:
             chosen.update(self._per_party_dp2(party_rows, by_factors, chosen, spent))
         return chosen
 
-    def _per_party_dp2(self, party_rows: Mapping[str, int], by_factors: Mapping[Any, list[int]],
-                       chosen: Mapping[str, float], spent: Sequence[PrivacyEvent]) -> dict[str, float]:
+    def _per_party_dp2(
+        self,
+        party_rows: Mapping[str, int],
+        by_factors: Mapping[Any, list[int]],
+        chosen: Mapping[str, float],
+        spent: Sequence[PrivacyEvent],
+    ) -> dict[str, float]:
         """Each party's own DP-SGD noise: the least that fits *its* budget (other levels held fixed).
 
         DP2 noise stays inside a party and its cost is charged to that party alone, so a bank with
@@ -334,6 +397,7 @@ class PrivacyControl:
         assert self.privacy is not None and self.ledger is not None
         per_party = {}
         for party in sorted(party_rows):
+
             def plan(z: float, party: str = party) -> list[PrivacyEvent]:
                 noise = {**chosen, f"DP2:{party}": z}
                 events = [e for e in spent if e.party == party]
@@ -343,5 +407,6 @@ class PrivacyControl:
                 return events
 
             per_party[f"DP2:{party}"] = calibrate_noise_multiplier(
-                plan, {party: self.ledger.budget(party)}, accountant=self.privacy.accountant)
+                plan, {party: self.ledger.budget(party)}, accountant=self.privacy.accountant
+            )
         return per_party

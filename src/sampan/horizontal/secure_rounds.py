@@ -21,8 +21,9 @@ public keys and the shares sealed to them (`sampan.privacy.secagg`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -37,6 +38,11 @@ from sampan.privacy.wrappers import SecAggCollection, StageCall, UpdateSum
 from sampan.wire import Message
 
 if TYPE_CHECKING:
+    from sampan.config import RunConfig
+    from sampan.config.privacy import SecureAggregationSection
+    from sampan.core.transport import Transport
+    from sampan.core.workflow import RunContext, RunRecorder
+    from sampan.horizontal.privacy_control import PrivacyControl
     from sampan.horizontal.workflow import RunState
 
 __all__ = ["COORDINATOR", "DROPOUT_ERRORS", "EVAL_FRAC_BITS", "EVAL_MAX_ABS", "FederationError", "SecureRounds"]
@@ -63,6 +69,20 @@ def _retry_set(server: SecAggServer | None, exc: SecAggAbort) -> list[str]:
 class SecureRounds:
     """The SecAgg+ methods of `HorizontalWorkflow`; they use its transport, recorder, config, privacy control,
     progress and round events."""
+
+    if TYPE_CHECKING:  # what the host class (`HorizontalWorkflow`) sets; declared here for the type checker only
+        config: RunConfig
+        secagg: SecureAggregationSection | None
+        ctx: RunContext
+        transport: Transport
+        recorder: RunRecorder
+        run_id: str
+        seed: int
+        privacy: PrivacyControl
+        _secagg_nonce: str
+        _round_events: list[tuple[str, dict[str, Any]]]
+
+        def _party_rows(self, state: RunState) -> dict[str, int]: ...
 
     def _check_secagg_config(self) -> None:
         """Secure aggregation hides the individual updates a robust aggregator needs: refuse the pair here too,
@@ -94,24 +114,32 @@ class SecureRounds:
 
     def _secagg_failed(self, what: str, attempts: list[dict[str, Any]], left: int) -> FederationError:
         floor = self._secagg_floor()
+        min_contributors = self.secagg.min_contributors if self.secagg else "?"
         tried = "; ".join(a["stage"] + ": " + a["reason"] for a in attempts) or "too few parties selected"
         refused = sorted((attempts[-1].get("failed") or {}).items())[:1] if attempts else []  # a party's own
         tried += "".join(f"; party {p!r}: {why}" for p, why in refused)  # reason (one model for one set, ...)
         return FederationError(
             f"{what}: secure aggregation failed {len(attempts)} time(s) ({tried}); {left} parties left, at least "
-            f"{floor} needed (secure_aggregation.min_contributors = {self.secagg.min_contributors if self.secagg else '?'}"
-            f", run.min_parties = {self.config.run.min_parties}); nothing was aggregated below that minimum")
+            f"{floor} needed (secure_aggregation.min_contributors = {min_contributors}"
+            f", run.min_parties = {self.config.run.min_parties}); nothing was aggregated below that minimum"
+        )
 
     def _stage(self, step: int, build: Any, failures: dict[str, str]) -> StageCall:
         """A SecAgg stage as one fan-out: ``build(kind, party, arrays, meta)`` makes each request's (kind,
         arrays, meta); a party that errs or cannot be reached is a dropout (missing from the replies)."""
-        def stage(kind: str, requests: Mapping[str, tuple[dict[str, np.ndarray], dict[str, Any]]],
-                  ) -> dict[str, dict[str, np.ndarray] | None]:
+
+        def stage(
+            kind: str,
+            requests: Mapping[str, tuple[dict[str, np.ndarray], dict[str, Any]]],
+        ) -> dict[str, dict[str, np.ndarray] | None]:
             messages = []
             for party, (arrays, meta) in requests.items():
                 sent_kind, sent_arrays, sent_meta = build(kind, party, arrays, meta)
-                messages.append(Message(self.run_id, step, COORDINATOR, party, sent_kind, arrays=dict(sent_arrays),
-                                        meta=dict(sent_meta)))
+                messages.append(
+                    Message(
+                        self.run_id, step, COORDINATOR, party, sent_kind, arrays=dict(sent_arrays), meta=dict(sent_meta)
+                    )
+                )
             replies: dict[str, dict[str, np.ndarray] | None] = {}
             for party, reply in exchange_settled(self.transport, messages).items():
                 if isinstance(reply, BaseException):
@@ -120,11 +148,18 @@ class SecureRounds:
                 else:
                     replies[party] = dict(reply.arrays)
             return replies
+
         return stage
 
-    def _secure_round_sum(self, state: RunState, round_number: int, selected: list[str], train_cfg: dict[str, Any],
-                          replay: dict[str, Any] | None, evaluate_bins: int | None = None,
-                          ) -> tuple[UpdateSum, CarriedEvaluation | None]:
+    def _secure_round_sum(
+        self,
+        state: RunState,
+        round_number: int,
+        selected: list[str],
+        train_cfg: dict[str, Any],
+        replay: dict[str, Any] | None,
+        evaluate_bins: int | None = None,
+    ) -> tuple[UpdateSum, CarriedEvaluation | None]:
         """A training round's unmasked sum under SecAgg+: retried with the survivors while enough are left.
 
         With `evaluate_bins` every party also evaluates the model it is sent (the one the round starts from)
@@ -152,13 +187,26 @@ class SecureRounds:
             failures: dict[str, str] = {}
             server: SecAggServer | None = None
 
-            def build(kind: str, party: str, arrays: Any, meta: Any) -> tuple[str, Any, Any]:
+            def build(
+                kind: str,
+                party: str,
+                arrays: Any,
+                meta: Any,
+                dp_metas: dict[str, Any] = dp_metas,
+                total_rows: int = total_rows,
+                dp3_settings: Any = dp3_settings,
+            ) -> tuple[str, Any, Any]:
+                # this attempt's values bound at definition (ruff B023); it is only called within the attempt
                 if kind != "fit":
                     return kind, arrays, meta
                 # the masked-input step carries the training request
-                fit_meta = {"model": state.model_config, "train": train_cfg, **dp_metas[party],
-                            "seed": derive_seed(self.seed, "fit", round_number, party),
-                            "secagg": {**meta, "total_rows": total_rows}}
+                fit_meta = {
+                    "model": state.model_config,
+                    "train": train_cfg,
+                    **dp_metas[party],
+                    "seed": derive_seed(self.seed, "fit", round_number, party),
+                    "secagg": {**meta, "total_rows": total_rows},
+                }
                 if evaluate_bins:  # and the evaluation of the model it is sent, in the same vector
                     fit_meta["evaluate"] = {"bins": evaluate_bins}
                 if dp3_settings is not None:
@@ -167,13 +215,20 @@ class SecureRounds:
 
             try:  # the graph depends on the round and the participants, not the attempt: parties lock a round's
                 # unmasking to one (survivor set, graph), so a retry over the same survivors must draw the same graph
-                server = SecAggServer(params, participants, length, label,
-                                      derive_rng(self.seed, "secagg-graph", round_number, *participants),
-                                      round_id=f"round-{round_number}")
+                server = SecAggServer(
+                    params,
+                    participants,
+                    length,
+                    label,
+                    derive_rng(self.seed, "secagg-graph", round_number, *participants),
+                    round_id=f"round-{round_number}",
+                )
                 total = SecAggCollection(server, "fit").collect(self._stage(round_number, build, failures))
             except SecAggAbort as exc:
-                summary = {**(server.summary() if server else {}), "failed": {**(server.dropouts if server else {}),
-                                                                               **failures}}
+                summary = {
+                    **(server.summary() if server else {}),
+                    "failed": {**(server.dropouts if server else {}), **failures},
+                }
                 attempts.append({"attempt": attempt, "stage": exc.stage, "reason": exc.reason, **summary})
                 self.recorder.event("secagg_round_failed", {"round": round_number, **attempts[-1]})
                 participants = _retry_set(server, exc)
@@ -184,7 +239,8 @@ class SecureRounds:
                 self.ctx.progress("party_done", {"party": party})
             vector = decode_vector(total, params)
             summary = server.summary()
-            summary["failed"] = {**summary["failed"], **failures}
+            # SecAggServer.summary's "failed" is the {party: stage} dict of its dropouts
+            summary["failed"] = {**cast(dict[str, str], summary["failed"]), **failures}
             event = {"round": round_number, "attempt": attempt, "contributors": server.u3, **summary}
             if evaluate_bins:
                 event.update(evaluated_round=round_number - 1, frac_bits=params.frac_bits)
@@ -193,20 +249,26 @@ class SecureRounds:
             return _split_sum(vector, n_params, list(server.u3), round_number, evaluate_bins, params.frac_bits)
         raise self._secagg_failed(f"round {round_number}", attempts, len(participants))
 
-    def _store_sum(self, key: str, step: int, vector: np.ndarray, contributors: list[str],
-                   event: dict[str, Any]) -> None:
+    def _store_sum(
+        self, key: str, step: int, vector: np.ndarray, contributors: list[str], event: dict[str, Any]
+    ) -> None:
         """Persist an unmasked sum before anything else happens: parties lock a round to the survivor set
         they revealed unmask shares for, so a crash before the round is saved must not need a second attempt
         (with whoever is alive then); the resumed coordinator applies the stored sum instead."""
-        self.recorder.info(key, {"round": step, "sum": [float(x) for x in vector],
-                                 "contributors": list(contributors), "event": event})
+        self.recorder.info(
+            key, {"round": step, "sum": [float(x) for x in vector], "contributors": list(contributors), "event": event}
+        )
 
     def _stored_sum(self, key: str, step: int) -> dict[str, Any] | None:
         stored = self.recorder.stored_info().get(key)
         return stored if isinstance(stored, dict) and stored.get("round") == step else None
 
-    def _evaluate_secure(self, state: RunState, step: int, arrays: dict[str, np.ndarray],
-                         ) -> tuple[ScoreHistogram, float, float, int, dict[str, dict[str, Any]]]:
+    def _evaluate_secure(
+        self,
+        state: RunState,
+        step: int,
+        arrays: dict[str, np.ndarray],
+    ) -> tuple[ScoreHistogram, float, float, int, dict[str, dict[str, Any]]]:
         """Evaluation under SecAgg+: each party masks [histogram, loss sum, Brier sum, n]; only the sum is seen.
 
         Same protocol and dropout handling as a training round (a failed attempt is retried with the
@@ -223,8 +285,7 @@ class SecureRounds:
             histogram, loss_sum, brier_sum, n = evaluation_from_vector(vector, bins)
             return histogram, loss_sum, brier_sum, n, {}
         for attempt in range(self.secagg.max_retries + 1):
-            params = replace(self._secagg_params(len(participants)), frac_bits=EVAL_FRAC_BITS,
-                             max_abs=EVAL_MAX_ABS)
+            params = replace(self._secagg_params(len(participants)), frac_bits=EVAL_FRAC_BITS, max_abs=EVAL_MAX_ABS)
             label = self._secagg_label(f"evaluate-{step}", attempt)
             failures: dict[str, str] = {}
             server: SecAggServer | None = None
@@ -236,9 +297,14 @@ class SecureRounds:
                 return kind, {**arrays, **req}, {"model": state.model_config, "bins": bins, "secagg": dict(meta)}
 
             try:
-                server = SecAggServer(params, participants, 3 * bins + 3, label,
-                                      derive_rng(self.seed, "secagg-evaluate-graph", step, *participants),
-                                      round_id=f"evaluate-{step}")
+                server = SecAggServer(
+                    params,
+                    participants,
+                    3 * bins + 3,
+                    label,
+                    derive_rng(self.seed, "secagg-evaluate-graph", step, *participants),
+                    round_id=f"evaluate-{step}",
+                )
                 total = SecAggCollection(server, "evaluate").collect(self._stage(step, build, failures))
             except SecAggAbort as exc:
                 failed = {**(server.dropouts if server else {}), **failures}
@@ -248,8 +314,12 @@ class SecureRounds:
                 if len(participants) < floor:
                     break
                 continue
-            event = {"round": step, "attempt": attempt, "contributors": server.u3,
-                     "failed": {**server.dropouts, **failures}}
+            event = {
+                "round": step,
+                "attempt": attempt,
+                "contributors": server.u3,
+                "failed": {**server.dropouts, **failures},
+            }
             vector = decode_vector(total, params)
             self._store_sum("secagg_evaluation_sum", step, vector, server.u3, event)
             self._round_events.append(("secagg_evaluation", event))
@@ -258,7 +328,8 @@ class SecureRounds:
         raise FederationError(
             f"evaluation of round {step}: secure aggregation failed {len(attempts)} time(s) "
             f"({'; '.join(a['stage'] + ': ' + a['reason'] for a in attempts)}); "
-            f"{len(participants)} parties left, at least {floor} needed")
+            f"{len(participants)} parties left, at least {floor} needed"
+        )
 
 
 def _update_sum(vector: np.ndarray, n_params: int, contributors: list[str]) -> UpdateSum:
@@ -266,12 +337,18 @@ def _update_sum(vector: np.ndarray, n_params: int, contributors: list[str]) -> U
     return UpdateSum(vector[:n_params], float(vector[n_params]), float(vector[-2]), float(vector[-1]), contributors)
 
 
-def _split_sum(vector: np.ndarray, n_params: int, contributors: list[str], round_number: int,
-               evaluate_bins: int | None, frac_bits: int) -> tuple[UpdateSum, CarriedEvaluation | None]:
+def _split_sum(
+    vector: np.ndarray,
+    n_params: int,
+    contributors: list[str],
+    round_number: int,
+    evaluate_bins: int | None,
+    frac_bits: int,
+) -> tuple[UpdateSum, CarriedEvaluation | None]:
     """A round's sum split into its fit part and, when it carried one, the evaluation of its incoming model."""
-    fit = _update_sum(vector[:n_params + 3], n_params, contributors)
+    fit = _update_sum(vector[: n_params + 3], n_params, contributors)
     if not evaluate_bins:
         return fit, None
-    carried = vector[n_params + 3:] / evaluation_scale(frac_bits)
+    carried = vector[n_params + 3 :] / evaluation_scale(frac_bits)
     histogram, loss_sum, brier_sum, n = evaluation_from_vector(carried, evaluate_bins)
     return fit, (round_number - 1, histogram, loss_sum, brier_sum, n)

@@ -15,9 +15,19 @@ import numpy as np
 from sampan.config import RunConfig, SchemaSection
 from sampan.core.seeds import derive_rng, derive_seed
 from sampan.data import (
-    ColumnSpec, DataValidationError, PartyData, TableSchema, dirichlet_label_partition, iid_partition,
-    load_german_credit, load_south_german_credit, load_table, load_taiwan_default, make_sme_consortium,
-    quantity_skew_partition, shared_data_dir,
+    ColumnSpec,
+    DataValidationError,
+    PartyData,
+    TableSchema,
+    dirichlet_label_partition,
+    iid_partition,
+    load_german_credit,
+    load_south_german_credit,
+    load_table,
+    load_taiwan_default,
+    make_sme_consortium,
+    quantity_skew_partition,
+    shared_data_dir,
 )
 
 __all__ = ["PartySplit", "load_party_tables", "load_splits", "pooled", "split_parties", "table_schema"]
@@ -47,7 +57,9 @@ def _public_dataset(kind: str, path: str | None) -> PartyData:
         root = shared_data_dir()
         if root is None:
             raise FileNotFoundError(
-                f"dataset {kind!r}: no path given and no shared/data folder found; set source.path or SAMPAN_SHARED_DATA")
+                f"dataset {kind!r}: no path given and no shared/data folder found; "
+                "set source.path or SAMPAN_SHARED_DATA"
+            )
         path = str(root / folder)
     return loader(path)
 
@@ -73,7 +85,11 @@ def load_party_tables(config: RunConfig, seed: int) -> dict[str, PartyData]:
     if config.source is None:
         assert config.schema_ is not None
         schema = table_schema(config.schema_)
-        return {p.name: load_table(p.path, schema, p.name, p.format) for p in config.parties}
+        tables = {}
+        for p in config.parties:
+            assert p.path is not None, f"party {p.name!r}: a simulation run names each party's data path"
+            tables[p.name] = load_table(p.path, schema, p.name, p.format)
+        return tables
     if config.source.kind == "consortium":
         consortium = make_sme_consortium(n_smes=config.source.n_smes, seed=derive_seed(seed, "consortium"))
         return dict(consortium.horizontal)
@@ -84,8 +100,9 @@ def split_parties(tables: dict[str, PartyData], test_fraction: float, seed: int)
     splits = {}
     for name, table in tables.items():
         if table.y is None:
-            raise DataValidationError(f"party {name!r} has no label column; horizontal FL needs labels at every party",
-                                      party=name)
+            raise DataValidationError(
+                f"party {name!r} has no label column; horizontal FL needs labels at every party", party=name
+            )
         train, test = table.train_test_split(test_fraction, derive_rng(seed, "split", name))
         splits[name] = PartySplit(train, test)
     return splits
@@ -94,7 +111,6 @@ def split_parties(tables: dict[str, PartyData], test_fraction: float, seed: int)
 def load_splits(config: RunConfig, seed: int) -> dict[str, PartySplit]:
     """Every party's train/test split, exactly as the run's parties see them (simulation only)."""
     return split_parties(load_party_tables(config, seed), config.data.test_fraction, seed)
-
 
 
 def pooled(splits: dict[str, PartySplit], part: str = "train") -> tuple[np.ndarray, np.ndarray]:

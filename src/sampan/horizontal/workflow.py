@@ -46,8 +46,9 @@ import os
 import signal
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -56,12 +57,12 @@ from sampan.core.seeds import derive_rng, derive_seed
 from sampan.core.workflow import ModelArtifact, RunContext, Workflow, WorkflowResult
 from sampan.horizontal.aggregators import StrategyAggregation, make_aggregator
 from sampan.horizontal.privacy_control import PrivacyControl, combine_dp1_stats
+from sampan.horizontal.results import RunOutcome, TrafficMeter, histogram_metrics, result_info
 from sampan.horizontal.secure_rounds import COORDINATOR, FederationError, SecureRounds  # FederationError: re-exported
 from sampan.horizontal.strategies import Strategy, make_strategy
 from sampan.metrics import ScoreHistogram
 from sampan.models import model_from_config
 from sampan.privacy.ledger import BudgetExceeded
-from sampan.horizontal.results import RunOutcome, TrafficMeter, histogram_metrics, result_info
 from sampan.privacy.wrappers import CentralDP3, UpdateAggregation
 from sampan.wire import Message
 
@@ -98,7 +99,7 @@ class RunState:
         return arrays, meta
 
     @classmethod
-    def from_checkpoint(cls, round_number: int, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> "RunState":
+    def from_checkpoint(cls, round_number: int, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> RunState:
         def prefixed(prefix: str) -> dict[str, np.ndarray]:
             return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
         return cls(round=round_number, params=arrays["params"], scaler=prefixed("scaler."),
@@ -329,7 +330,8 @@ class HorizontalWorkflow(SecureRounds, Workflow):
         assert histogram is not None
         return histogram, loss_sum, brier_sum, n, per_party
 
-    def evaluate(self, state: RunState, step: int) -> tuple[dict[str, float], dict[str, dict[str, Any]], ScoreHistogram]:
+    def evaluate(self, state: RunState, step: int
+                 ) -> tuple[dict[str, float], dict[str, dict[str, Any]], ScoreHistogram]:
         """Global metrics from merged score histograms; per-party metrics as each party reports them.
 
         With secure aggregation the histograms and sums are summed under SecAgg+ (no per-party
@@ -386,17 +388,34 @@ class HorizontalWorkflow(SecureRounds, Workflow):
             # under DP, evaluation runs once, at the end, on the released model (holdout rows are outside
             # the DP unit; the receipt says so): no per-round evaluation release, no training loss
             # under SecAgg a due evaluation rides on the next round's fit vector (`_carries_evaluation`)
-            if round_number == total or (self.privacy.evaluates_every_round and self.secagg is None
-                                         and round_number % self.config.run.eval_every == 0):
+            if round_number == total or (
+                self.privacy.evaluates_every_round
+                and self.secagg is None
+                and round_number % self.config.run.eval_every == 0
+            ):
                 global_metrics, party_metrics, histogram = self.evaluate(state, round_number)
             seconds = time.perf_counter() - started
             shown = global_metrics if party_metrics else {}
             arrays, meta = state.to_checkpoint()
-            self.recorder.checkpoint(round_number, arrays, meta,
-                                     {"train_loss": _finite(train_loss), "parties": selected, "global": shown,
-                                      "party": party_metrics}, seconds, events=self._take_round_events(round_number))
-            ctx.progress("round", {"round": round_number, "seconds": seconds, "parties": selected,
-                                   "train_loss": train_loss, "global": shown, "party": party_metrics})
+            self.recorder.checkpoint(
+                round_number,
+                arrays,
+                meta,
+                {"train_loss": _finite(train_loss), "parties": selected, "global": shown, "party": party_metrics},
+                seconds,
+                events=self._take_round_events(round_number),
+            )
+            ctx.progress(
+                "round",
+                {
+                    "round": round_number,
+                    "seconds": seconds,
+                    "parties": selected,
+                    "train_loss": train_loss,
+                    "global": shown,
+                    "party": party_metrics,
+                },
+            )
             if fault_round == round_number:
                 os.kill(os.getpid(), signal.SIGKILL)
         if histogram is None:  # DP, resumed after the last round, or stopped by the budget: evaluate once more
@@ -408,11 +427,29 @@ class HorizontalWorkflow(SecureRounds, Workflow):
     def _result(self, state: RunState, global_metrics: dict[str, Any], histogram: ScoreHistogram) -> WorkflowResult:
         model = model_from_config(state.model_config)
         privacy = self.privacy.summary()
-        outcome = RunOutcome(self.run_id, state.round, global_metrics, state.params, state.scaler, model, histogram,
-                             privacy, state.budget_stop)
+        outcome = RunOutcome(
+            self.run_id,
+            state.round,
+            global_metrics,
+            state.params,
+            state.scaler,
+            model,
+            histogram,
+            privacy,
+            state.budget_stop,
+        )
         arrays = {"params": state.params, **{f"scaler.{k}": v for k, v in state.scaler.items()}}
         meta = {"model": model.config(), "metrics": global_metrics, "feature_names": list(state.feature_names)}
-        info = {"final_metrics": global_metrics, "privacy": privacy, "budget_stop": state.budget_stop,
-                **result_info(histogram)}
-        return WorkflowResult(final_metrics=global_metrics, models=[ModelArtifact(self.config.run.name, arrays, meta)],
-                              info=info, budget_stop=state.budget_stop, outcome=outcome)
+        info = {
+            "final_metrics": global_metrics,
+            "privacy": privacy,
+            "budget_stop": state.budget_stop,
+            **result_info(histogram),
+        }
+        return WorkflowResult(
+            final_metrics=global_metrics,
+            models=[ModelArtifact(self.config.run.name, arrays, meta)],
+            info=info,
+            budget_stop=state.budget_stop,
+            outcome=outcome,
+        )
