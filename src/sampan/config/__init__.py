@@ -53,7 +53,8 @@ __all__ = [
     "WORKFLOWS", "Workflow", "RunSection", "ModelSection", "GBDTSection", "TrainingSection", "StrategySection",
     "DataSection", "PartySection", "SourceSection", "DP1Section", "DP2Section", "DP3Section", "PrivacySection",
     "SecureAggregationSection", "VerticalSection", "VerticalLRSection", "ScorecardSection", "GBDTPrivacySection",
-    "ScoringSection", "SynthesisSection", "EvaluationSection", "TableSchema", "ColumnSpec", "SchemaSection", "ColumnSection", "Strict",
+    "ScoringSection", "SynthesisSection", "EvaluationSection", "TableSchema", "ColumnSpec", "SchemaSection",
+    "ColumnSection", "Strict",
 ]
 
 

@@ -10,7 +10,8 @@ What each role learns: nothing; this runs inside a party on the request it recei
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

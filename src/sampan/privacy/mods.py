@@ -33,9 +33,10 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -45,11 +46,16 @@ from sampan.metrics import ScoreHistogram
 from sampan.metrics.histogram import DEFAULT_BINS, DP_BINS, MAX_BINS
 from sampan.models import model_from_config
 from sampan.privacy.dp3 import party_release
-from sampan.privacy.model_digest import canonical_arrays
-from sampan.privacy.fit_evaluation import (empty_evaluation, evaluation_lock, evaluation_max_abs,
-                                           evaluation_request, evaluation_scale)
 from sampan.privacy.dpsgd import DPSGDConfig, dp_sgd_train
+from sampan.privacy.fit_evaluation import (
+    empty_evaluation,
+    evaluation_lock,
+    evaluation_max_abs,
+    evaluation_request,
+    evaluation_scale,
+)
 from sampan.privacy.mechanisms import GaussianMechanism
+from sampan.privacy.model_digest import canonical_arrays
 from sampan.privacy.party_policy import PartyPrivacyPolicy, PolicyRefused
 from sampan.wire import Message
 
@@ -135,7 +141,8 @@ def request_digest(kind: str, msg: Message) -> str:
     not change the digest; a tree payload's edges are in raw units (its scaler is unused and not digested)."""
     config = msg.meta.get("model")
     try:
-        config = model_from_config(config).config()
+        if isinstance(config, Mapping):  # anything else cannot be rebuilt: digest it as sent
+            config = model_from_config(config).config()
     except (TypeError, ValueError, KeyError, AttributeError):
         pass  # the handler refuses it with a clear error; the digest only needs to be deterministic
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
@@ -272,7 +279,7 @@ def dp1_noise(count: float, sums_z: np.ndarray, sums_z_sq: np.ndarray, noise_mul
     each entry, so the (1 + 2d)-vector has L2 sensitivity sqrt(1 + 2d) under add/remove-one-row."""
     vector = np.concatenate([[count], sums_z, sums_z_sq])
     sensitivity = float(np.sqrt(vector.size))
-    noised = GaussianMechanism(sensitivity, float(noise_multiplier) * sensitivity).release(vector)
+    noised = np.asarray(GaussianMechanism(sensitivity, float(noise_multiplier) * sensitivity).release(vector))
     d = len(sums_z)
     return float(noised[0]), noised[1:1 + d], noised[1 + d:]
 
@@ -298,51 +305,72 @@ def dp1_mod(state: PartyDPState) -> Mod:
             exact = inner(_with_meta(msg, {k: v for k, v in msg.meta.items() if k != "dp_count"}))
             if msg.run_id not in state.released_rows:
                 z = float(msg.meta["dp_count"]["noise_multiplier"])
-                noised = float(GaussianMechanism(1.0, z).release(np.array([float(exact.meta["n_train"])]))[0])
+                released = GaussianMechanism(1.0, z).release(np.array([float(exact.meta["n_train"])]))
+                noised = float(np.asarray(released)[0])
                 state.released_rows[msg.run_id] = max(1, int(round(noised)))  # rounding, floor: post-processing
-            return msg.reply("describe", meta={"n_train": state.released_rows[msg.run_id],
-                                               "n_test": exact.meta["n_test"],
-                                               "feature_names": exact.meta["feature_names"]})
+            return msg.reply(
+                "describe",
+                meta={
+                    "n_train": state.released_rows[msg.run_id],
+                    "n_test": exact.meta["n_test"],
+                    "feature_names": exact.meta["feature_names"],
+                },
+            )
         if msg.kind == "stats" and "dp1" in msg.meta:  # a repeat gets the same noise, uncharged
             settings = msg.meta["dp1"]
             if msg.run_id not in state.released_stats:
                 exact = inner(_with_meta(msg, {"clip_bounds": settings["bounds"]}))
-                state.released_stats[msg.run_id] = dp1_noise(float(exact.meta["n"]), exact.arrays["sum"],
-                                                             exact.arrays["sum_sq"], settings["noise_multiplier"])
+                state.released_stats[msg.run_id] = dp1_noise(
+                    float(exact.meta["n"]), exact.arrays["sum"], exact.arrays["sum_sq"], settings["noise_multiplier"]
+                )
             total, sums, sums_sq = state.released_stats[msg.run_id]
-            return msg.reply("stats", arrays={"sum": sums.copy(), "sum_sq": sums_sq.copy()},
-                             meta={"n": total, "dp1": True})
+            return msg.reply(
+                "stats", arrays={"sum": sums.copy(), "sum_sq": sums_sq.copy()}, meta={"n": total, "dp1": True}
+            )
         return inner(msg)
+
     return mod
 
 
 # --- DP2, DP3 and the release filter ----------------------------------------------------------------
 def dp2_mod(state: PartyDPState, fit_with: FitWith) -> Mod:
     """DP2: the `fit` handler trains with DP-SGD instead of its own optimiser loop (``fit_with``)."""
+
     def mod(msg: Message, inner: Handler) -> Message:
         if msg.kind != "fit" or "dp2" not in msg.meta:
             return inner(msg)
         settings = DPSGDConfig(**{**msg.meta["dp2"], "public_rows": state.public_rows(msg)})
 
-        def trainer(model: Any, params: np.ndarray, X: np.ndarray, y: np.ndarray, cfg: Any,
-                    anchor: np.ndarray | None) -> tuple[Any, dict[str, Any]]:
+        def trainer(
+            model: Any, params: np.ndarray, X: np.ndarray, y: np.ndarray, cfg: Any, anchor: np.ndarray | None
+        ) -> tuple[Any, dict[str, Any]]:
             dp = dp_sgd_train(model, params, X, y, cfg, settings, anchor=anchor)  # sampling and noise: CSPRNG
-            return dp.result, {"dp2": {"steps": dp.steps, "sampling_rate": dp.sampling_rate,
-                                       "noise_multiplier": dp.noise_multiplier,
-                                       "clipped_fraction": dp.clipped_fraction}}
+            return dp.result, {
+                "dp2": {
+                    "steps": dp.steps,
+                    "sampling_rate": dp.sampling_rate,
+                    "noise_multiplier": dp.noise_multiplier,
+                    "clipped_fraction": dp.clipped_fraction,
+                }
+            }
+
         return fit_with(msg, trainer)
+
     return mod
 
 
 def dp3_mod() -> Mod:
     """DP3, client side: clip the update (and add this party's noise share in distributed mode)."""
+
     def mod(msg: Message, inner: Handler) -> Message:
         reply = inner(msg)
         if msg.kind != "fit" or "dp3" not in msg.meta or reply.is_error:
             return reply
         update, indicator = party_release(reply.arrays["update"], msg.meta["dp3"])
-        return msg.reply(reply.kind, arrays={**reply.arrays, "update": update},
-                         meta={**reply.meta, "dp3_indicator": indicator})
+        return msg.reply(
+            reply.kind, arrays={**reply.arrays, "update": update}, meta={**reply.meta, "dp3_indicator": indicator}
+        )
+
     return mod
 
 
@@ -354,19 +382,23 @@ def hidden_indicator(msg: Message, private: bool) -> bool:
 def release_mod(state: PartyDPState) -> Mod:
     """Under DP only outputs of charged mechanisms leave a `fit` (finding 1): no n, no loss, no DP-SGD
     diagnostics (steps and rate are the party's to compute, the clipped fraction is exact)."""
+
     def mod(msg: Message, inner: Handler) -> Message:
         reply = inner(msg)
         if msg.kind != "fit" or reply.is_error or not state.private(msg):
             return reply
         drop = {"n", "loss", "dp2"} | ({"dp3_indicator"} if hidden_indicator(msg, True) else set())
-        return msg.reply(reply.kind, arrays=dict(reply.arrays), meta={k: v for k, v in reply.meta.items()
-                                                                       if k not in drop})
+        return msg.reply(
+            reply.kind, arrays=dict(reply.arrays), meta={k: v for k, v in reply.meta.items() if k not in drop}
+        )
+
     return mod
 
 
 def dp_evaluation_mod(state: PartyDPState) -> Mod:
     """Under DP (review R8-2) every field of an evaluation is a function of the per-bin label counts: sums at
     bin midpoints, no local metrics, no score beyond its bin."""
+
     def mod(msg: Message, inner: Handler) -> Message:
         reply = inner(msg)
         if msg.kind != "evaluate" or reply.is_error or not state.under_dp(msg.run_id):
@@ -374,18 +406,24 @@ def dp_evaluation_mod(state: PartyDPState) -> Mod:
         histogram = ScoreHistogram.from_arrays(dict(reply.arrays)).centred()
         mid = np.clip((histogram.edges[:-1] + histogram.edges[1:]) / 2, 1e-12, 1 - 1e-12)
         loss_sum = float(-(histogram.pos @ np.log(mid) + histogram.neg @ np.log(1 - mid)))
-        brier_sum = float(histogram.pos @ (1 - mid) ** 2 + histogram.neg @ mid ** 2)
-        return msg.reply(reply.kind, arrays=histogram.to_arrays(), meta={
-            "n": reply.meta["n"], "loss_sum": loss_sum, "brier_sum": brier_sum, "metrics": {}})
+        brier_sum = float(histogram.pos @ (1 - mid) ** 2 + histogram.neg @ mid**2)
+        return msg.reply(
+            reply.kind,
+            arrays=histogram.to_arrays(),
+            meta={"n": reply.meta["n"], "loss_sum": loss_sum, "brier_sum": brier_sum, "metrics": {}},
+        )
+
     return mod
 
 
 # --- secure aggregation (client) --------------------------------------------------------------------
-def secagg_mod(state: PartyDPState, client: Callable[[], Any], vectorize: Vectorize,
-               evaluate: Handler | None = None) -> Mod:
+def secagg_mod(
+    state: PartyDPState, client: Callable[[], Any], vectorize: Vectorize, evaluate: Handler | None = None
+) -> Mod:
     """SecAgg+ client: a `fit`/`evaluate` request that carries ``secagg`` is answered with one masked vector
     (uniformly random to the coordinator); ``vectorize`` says what the protocol sums from the handler's reply,
     ``evaluate`` (the party's evaluation, inner mods included) answers the evaluation a `fit` may carry."""
+
     def mod(msg: Message, inner: Handler) -> Message:
         if msg.kind not in ("fit", "evaluate") or "secagg" not in msg.meta:
             return inner(msg)
@@ -411,35 +449,59 @@ def secagg_mod(state: PartyDPState, client: Callable[[], Any], vectorize: Vector
                 return answer
             part, _, _ = vectorize("evaluate", evaluation, answer, False, None)
             frac_bits = int(msg.meta["secagg"]["frac_bits"])
-            segments = [(int(np.size(vector)), float(msg.meta["secagg"]["max_abs"])),
-                        (int(np.size(part)), evaluation_max_abs(frac_bits))]  # its own clamp (R12-SAC-5)
+            segments = [
+                (int(np.size(vector)), float(msg.meta["secagg"]["max_abs"])),
+                (int(np.size(part)), evaluation_max_abs(frac_bits)),
+            ]  # its own clamp (R12-SAC-5)
             vector = np.concatenate([vector, np.asarray(part, np.float64) * evaluation_scale(frac_bits)])
             if not empty:  # locked as a separate `evaluate` of this model is: the same model digest and the
                 # same content lock (its integer counts), so neither part is unmasked for another survivor set
                 bases.append(request_digest("evaluate", evaluation))
                 contents.append(evaluation_lock(answer))
-        masked = secagg.respond_masked(msg.arrays, msg.meta["secagg"], vector, run_id=msg.run_id,
-                                       basis=bases, noise_parties=shares, content=contents, segments=segments)
+        masked = secagg.respond_masked(
+            msg.arrays,
+            msg.meta["secagg"],
+            vector,
+            run_id=msg.run_id,
+            basis=bases,
+            noise_parties=shares,
+            content=contents,
+            segments=segments,
+        )
         return msg.reply(reply.kind, arrays={"masked": masked}, meta={"secagg": msg.meta["secagg"]["label"]})
+
     return mod
 
 
-SECAGG_REPLIES = {"secagg_keys": "secagg_keys", "secagg_share": "secagg_shares",
-                  "secagg_consistency": "secagg_consistency", "secagg_unmask": "secagg_unmask"}
+SECAGG_REPLIES = {
+    "secagg_keys": "secagg_keys",
+    "secagg_share": "secagg_shares",
+    "secagg_consistency": "secagg_consistency",
+    "secagg_unmask": "secagg_unmask",
+}
 
 
 def secagg_handlers(client: Callable[[], Any]) -> dict[str, Handler]:
     """The SecAgg+ stages a party answers (keys, shares, consistency signature, unmask shares)."""
+
     def handler(reply_kind: str) -> Handler:
         def answer(msg: Message) -> Message:
             return msg.reply(reply_kind, arrays=client().respond(msg.kind, msg.arrays, msg.meta, run_id=msg.run_id))
+
         answer.secagg_client = client  # type: ignore[attr-defined]  # which client answers (inspection, tests)
         return answer
+
     return {kind: handler(reply) for kind, reply in SECAGG_REPLIES.items()}
 
 
-def privacy_mods(state: PartyDPState, *, fit_with: FitWith, secagg_client: Callable[[], Any],
-                 vectorize: Vectorize, evaluate_with: Handler | None = None) -> list[Mod]:
+def privacy_mods(
+    state: PartyDPState,
+    *,
+    fit_with: FitWith,
+    secagg_client: Callable[[], Any],
+    vectorize: Vectorize,
+    evaluate_with: Handler | None = None,
+) -> list[Mod]:
     """Every party-side privacy mod, outermost first (the order is part of the guarantee). ``evaluate_with``:
     the party's exact `evaluate` handler, for the evaluation a secure `fit` carries (wrapped here in the mods
     inside SecAgg, as a separate `evaluate` would be; admission is `policy_mod`'s, on the `fit`)."""

@@ -35,7 +35,8 @@ coordinator:
 4. unmasking — each signer checks that a majority (its t) of its own neighbours, and at least
    min_contributors parties with itself (noise_parties under distributed DP), signed that same U3 for
    the same round and model (and that |U3| >= m_min), then reveals, per neighbour v, the share of b_v if
-   v is in U3, or the share of s_v if it is not, and only shares dealt under its own graph. Never both: which kind it revealed for whom is recorded
+   v is in U3, or the share of s_v if it is not, and only shares dealt under its own graph. Never both: which kind it
+   revealed for whom is recorded
    durably (`sampan.privacy.secagg.state`) before the shares leave, and a request that would reveal the
    other kind is refused, also after a restart. Before the shares leave it also locks the round to this
    (U3, graph) and the model and the input itself to this U3: in any later attempt of the round (or on the
@@ -153,16 +154,32 @@ coordinator only ever sees the noised sum. The noise is a floating-point Gaussia
 floating-point side channels of continuous samplers (Mironov 2012) and is not done here.
 """
 
-
 from sampan.privacy.secagg.client import SecAggClient
 from sampan.privacy.secagg.graph import choose_neighbours, harary_graph
-from sampan.privacy.secagg.params import (KEY_BYTES, MIN_CONTRIBUTORS, STEP_KINDS, SecAggAbort, SecAggParams,
-                                          SecAggRefused, decode_vector, encode_vector)
+from sampan.privacy.secagg.params import (
+    KEY_BYTES,
+    MIN_CONTRIBUTORS,
+    STEP_KINDS,
+    SecAggAbort,
+    SecAggParams,
+    SecAggRefused,
+    decode_vector,
+    encode_vector,
+)
 from sampan.privacy.secagg.server import SecAggServer, run_secagg
 
-
 __all__ = [
-    "SecAggAbort", "SecAggRefused", "SecAggParams", "SecAggClient", "SecAggServer", "harary_graph",
-    "choose_neighbours", "encode_vector", "decode_vector", "KEY_BYTES", "STEP_KINDS", "MIN_CONTRIBUTORS",
+    "SecAggAbort",
+    "SecAggRefused",
+    "SecAggParams",
+    "SecAggClient",
+    "SecAggServer",
+    "harary_graph",
+    "choose_neighbours",
+    "encode_vector",
+    "decode_vector",
+    "KEY_BYTES",
+    "STEP_KINDS",
+    "MIN_CONTRIBUTORS",
     "run_secagg",
 ]

@@ -12,7 +12,8 @@ each neighbour's secrets.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -20,8 +21,20 @@ from sampan.crypto import shamir
 from sampan.crypto.channel import prg_uint64
 from sampan.crypto.identity import sign_keys
 from sampan.privacy.secagg.client_base import _serialised
-from sampan.privacy.secagg.codec import (_MASK_LABEL, _ROLE, _Bundle, _bundles_from, _keys_protocol, _mask_channels,
-                                         _round_keys, _rows, _sign, _stack, _u8, _unpack)
+from sampan.privacy.secagg.codec import (
+    _MASK_LABEL,
+    _ROLE,
+    _Bundle,
+    _bundles_from,
+    _keys_protocol,
+    _mask_channels,
+    _round_keys,
+    _rows,
+    _sign,
+    _stack,
+    _u8,
+    _unpack,
+)
 from sampan.privacy.secagg.graph import _check_graph, _graph_digest, _graph_meta
 from sampan.privacy.secagg.params import SecAggParams, encode_vector
 from sampan.privacy.secagg.state import LabelRecord, RoundRecord, model_key, prune_vectors, vector_key
@@ -102,7 +115,7 @@ class SecAggClient(UnmaskingSteps):
         return [channels.seal_arrays(p, {"s": _u8(shamir.share_to_bytes(s_shares[x])),
                                          "b": _u8(shamir.share_to_bytes(b_shares[x])),
                                          "graph": _u8(bytes.fromhex(digest))}).tobytes()
-                for p, x in zip(holders, xs)]
+                for p, x in zip(holders, xs, strict=False)]
 
     # step 2
     @_serialised
@@ -227,7 +240,7 @@ class SecAggClient(UnmaskingSteps):
                 raise self._refuse(label, "the signer lists repeat a name")
             signatures = _unpack(arrays["signers.signature"], arrays["signers.signature_len"], len(signers))
             extra = dict(zip(certified, _unpack(arrays["signers.certificate"], arrays["signers.certificate_len"],
-                                                len(certified))))
+                                                len(certified)), strict=False))
             bundles = _bundles_from(arrays, senders)
             certificates = {p: bundles[p].certificate if p in bundles else extra.get(p) for p in signers}
             missing = sorted(p for p, c in certificates.items() if c is None)
@@ -235,14 +248,23 @@ class SecAggClient(UnmaskingSteps):
                 raise self._refuse(label, f"no certificate for signers {missing}")
             b, s = self.unmask(run_id, label, own, senders, _rows(arrays["envelopes"], len(senders)), bundles,
                                [str(p) for p in meta["survivors"]],
-                               {p: (certificates[p], g) for p, g in zip(signers, signatures)}, int(meta["min_live"]))
+                               {p: (certificates[p], g) for p, g in zip(signers, signatures, strict=False)},
+                               int(meta["min_live"]))
             return {"b": _stack(b, shamir.SHARE_BYTES), "s": _stack(s, shamir.SHARE_BYTES)}
         raise ValueError(f"not a secure aggregation step: {kind!r}")
 
-    def respond_masked(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], vector: np.ndarray, *,
-                       run_id: str, basis: str | Sequence[str] | None = None, noise_parties: int | None = None,
-                       content: bytes | Sequence[bytes] | None = None,
-                       segments: Sequence[tuple[int, float]] | None = None) -> np.ndarray:
+    def respond_masked(
+        self,
+        arrays: Mapping[str, np.ndarray],
+        meta: Mapping[str, Any],
+        vector: np.ndarray,
+        *,
+        run_id: str,
+        basis: str | Sequence[str] | None = None,
+        noise_parties: int | None = None,
+        content: bytes | Sequence[bytes] | None = None,
+        segments: Sequence[tuple[int, float]] | None = None,
+    ) -> np.ndarray:
         """The masked-input step: `meta` is the request's secure-aggregation part, `vector` this party's input,
         `basis` the caller's digest of what `vector` is computed from, `noise_parties` the number of noise
         shares it carries, `content` the bytes of what it holds before public scaling (see `masked_input`)."""
@@ -250,9 +272,19 @@ class SecAggClient(UnmaskingSteps):
         peers = [str(p) for p in meta["peers"]]
         params = SecAggParams(frac_bits=int(meta["frac_bits"]), max_abs=float(meta["max_abs"]))
         round_id = meta.get("round")
-        return self.masked_input(run_id, str(meta["label"]), own, vector, params, _bundles_from(arrays, peers),
-                                 round_id=str(round_id) if round_id else None, basis=basis,
-                                 noise_parties=noise_parties, content=content, segments=segments)
+        return self.masked_input(
+            run_id,
+            str(meta["label"]),
+            own,
+            vector,
+            params,
+            _bundles_from(arrays, peers),
+            round_id=str(round_id) if round_id else None,
+            basis=basis,
+            noise_parties=noise_parties,
+            content=content,
+            segments=segments,
+        )
 
 
 def _encoded(vector: np.ndarray, params: SecAggParams, segments: Sequence[tuple[int, float]] | None) -> np.ndarray:
@@ -264,7 +296,8 @@ def _encoded(vector: np.ndarray, params: SecAggParams, segments: Sequence[tuple[
         raise ValueError(f"secure aggregation segments {list(segments)} do not cover a vector of {x.size}")
     parts, start = [], 0
     for size, bound in segments:
-        parts.append(encode_vector(x[start:start + int(size)], SecAggParams(frac_bits=params.frac_bits,
-                                                                             max_abs=float(bound))))
+        parts.append(
+            encode_vector(x[start : start + int(size)], SecAggParams(frac_bits=params.frac_bits, max_abs=float(bound)))
+        )
         start += int(size)
     return np.concatenate(parts)

@@ -16,7 +16,8 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives import hashes
@@ -34,7 +35,7 @@ def _serialised(method: Callable[..., Any]) -> Callable[..., Any]:
     """One state-changing step at a time per party: a check and the record it then writes cannot interleave
     with another request's (two concurrent masked inputs under one label would both pass the check)."""
     @functools.wraps(method)
-    def locked(self: "ClientBase", *args: Any, **kwargs: Any) -> Any:
+    def locked(self: ClientBase, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
             return method(self, *args, **kwargs)
     return locked

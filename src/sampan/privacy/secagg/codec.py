@@ -1,4 +1,5 @@
-"""How SecAgg+ values travel and what is signed: byte arrays, signed key bundles, survivor payloads, per-attempt secrets.
+"""How SecAgg+ values travel and what is signed: byte arrays, signed key bundles, survivor payloads, per-attempt
+secrets.
 
 Why apart: the client and the coordinator must encode these identically; nothing here holds state.
 """
@@ -6,8 +7,8 @@ Why apart: the client and the coordinator must encode these identically; nothing
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 from cryptography.hazmat.primitives import serialization
@@ -43,8 +44,9 @@ def _sign(me: str, peer: str) -> int:
 def _mask_channels(owner: str, owner_secret: bytes, peers: Mapping[str, bytes], label: str) -> SealedChannels:
     """Pairwise mask keys s_uv of `owner` with each peer: both ends (and the coordinator, once it rebuilt a
     dropped party's key) derive the same PRG key from the X25519 agreement."""
-    return SealedChannels(owner, PartyKeys(X25519PrivateKey.from_private_bytes(owner_secret)), dict(peers),
-                          run_id=f"{label}|mask")
+    return SealedChannels(
+        owner, PartyKeys(X25519PrivateKey.from_private_bytes(owner_secret)), dict(peers), run_id=f"{label}|mask"
+    )
 
 
 def _stack(rows: Sequence[bytes], width: int) -> np.ndarray:
@@ -75,7 +77,7 @@ def _unpack(data: np.ndarray, lengths: np.ndarray, count: int) -> list[bytes]:
         raise ValueError(f"expected {count} packed byte strings")
     out, at = [], 0
     for size in sizes:
-        out.append(raw[at:at + size])
+        out.append(raw[at : at + size])
         at += size
     return out
 
@@ -84,16 +86,33 @@ def _keys_protocol(label: str) -> str:
     return f"secagg.keys/{label}"
 
 
-def _survivor_payload(run_id: str, label: str, signer: str, survivors: Sequence[str], round_id: str | None,
-                      basis: str | None, graph: str | None, m_min: int | None) -> bytes:
+def _survivor_payload(
+    run_id: str,
+    label: str,
+    signer: str,
+    survivors: Sequence[str],
+    round_id: str | None,
+    basis: str | None,
+    graph: str | None,
+    m_min: int | None,
+) -> bytes:
     """What a party signs in the consistency round: the survivor set U3 of this run and label, bound to the
     round the attempt belongs to, the digest of the public inputs (the global model) of the vectors, the
     neighbour graph and the minimum number of contributors m_min it enforces, so the coordinator cannot tell
     different parties different rounds, models, graphs or minimums for one attempt."""
-    return signed_keys_payload(run_id, f"secagg.consistency/{label}", _ROLE, signer,
-                               {"survivors": "\n".join(sorted(survivors)).encode(),
-                                "round": (round_id or "").encode(), "basis": (basis or "").encode(),
-                                "graph": (graph or "").encode(), "m_min": str(m_min or "").encode()})
+    return signed_keys_payload(
+        run_id,
+        f"secagg.consistency/{label}",
+        _ROLE,
+        signer,
+        {
+            "survivors": "\n".join(sorted(survivors)).encode(),
+            "round": (round_id or "").encode(),
+            "basis": (basis or "").encode(),
+            "graph": (graph or "").encode(),
+            "m_min": str(m_min or "").encode(),
+        },
+    )
 
 
 def _round_keys(run_id: str, round_id: str, basis: str | None) -> list[str]:
@@ -115,18 +134,23 @@ class _Bundle:
         return {"c_pk": self.c_pk, "s_pk": self.s_pk, "b_commit": self.b_commit}
 
     def digest(self) -> bytes:
-        return hashlib.sha256(b"|".join([self.c_pk, self.s_pk, self.b_commit, self.certificate,
-                                         self.signature])).digest()
+        return hashlib.sha256(
+            b"|".join([self.c_pk, self.s_pk, self.b_commit, self.certificate, self.signature])
+        ).digest()
 
 
 def _bundle_arrays(bundles: Sequence[_Bundle], prefix: str = "peer.") -> dict[str, np.ndarray]:
     cert, cert_len = _pack([b.certificate for b in bundles])
     sig, sig_len = _pack([b.signature for b in bundles])
-    return {f"{prefix}c_pk": _stack([b.c_pk for b in bundles], KEY_BYTES),
-            f"{prefix}s_pk": _stack([b.s_pk for b in bundles], KEY_BYTES),
-            f"{prefix}b_commit": _stack([b.b_commit for b in bundles], 32),
-            f"{prefix}certificate": cert, f"{prefix}certificate_len": cert_len,
-            f"{prefix}signature": sig, f"{prefix}signature_len": sig_len}
+    return {
+        f"{prefix}c_pk": _stack([b.c_pk for b in bundles], KEY_BYTES),
+        f"{prefix}s_pk": _stack([b.s_pk for b in bundles], KEY_BYTES),
+        f"{prefix}b_commit": _stack([b.b_commit for b in bundles], 32),
+        f"{prefix}certificate": cert,
+        f"{prefix}certificate_len": cert_len,
+        f"{prefix}signature": sig,
+        f"{prefix}signature_len": sig_len,
+    }
 
 
 def _bundles_from(arrays: Mapping[str, np.ndarray], names: Sequence[str], prefix: str = "peer.") -> dict[str, _Bundle]:
@@ -140,7 +164,6 @@ def _bundles_from(arrays: Mapping[str, np.ndarray], names: Sequence[str], prefix
     except KeyError as exc:
         raise IdentityError(None, "unsigned", f"peer keys arrived without {exc.args[0]!r}") from None
     return {p: _Bundle(c[i], s[i], b[i], cert[i], sig[i]) for i, p in enumerate(names)}
-
 
 
 @dataclass

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
+
 
 def choose_neighbours(parties: int, threshold: float, expected_dropout: float, target: float = 1e-4) -> int | None:
     """Smallest even degree k whose round fails with probability <= target under iid dropouts.

@@ -6,8 +6,8 @@ Why apart: every party and the coordinator agree on these before any key is made
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 

@@ -12,8 +12,9 @@ each neighbour's secrets.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -21,8 +22,19 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sampan.crypto import shamir
 from sampan.crypto.channel import prg_uint64
 from sampan.crypto.identity import SignedKeys
-from sampan.privacy.secagg.codec import (_MASK_LABEL, _Bundle, _bundle_arrays, _mask_channels, _pack, _public, _raw,
-                                         _rows, _sign, _stack, _u8)
+from sampan.privacy.secagg.codec import (
+    _MASK_LABEL,
+    _Bundle,
+    _bundle_arrays,
+    _mask_channels,
+    _pack,
+    _public,
+    _raw,
+    _rows,
+    _sign,
+    _stack,
+    _u8,
+)
 from sampan.privacy.secagg.graph import _connected, harary_graph
 from sampan.privacy.secagg.params import KEY_BYTES, SecAggAbort, SecAggParams
 
@@ -129,7 +141,7 @@ class SecAggServer:
     def receive_shares(self, party: str, arrays: Mapping[str, np.ndarray]) -> None:
         holders = self.st.holders[party]
         envelopes = _rows(arrays["envelopes"], len(holders))
-        self.st.envelopes[party] = dict(zip(holders, envelopes))
+        self.st.envelopes[party] = dict(zip(holders, envelopes, strict=False))
 
     # --- step 2: masked input ----------------------------------------------------------------------
     def masked_requests(self) -> Requests:
@@ -202,19 +214,24 @@ class SecAggServer:
         b_of, s_of = self.st.senders[party]
         b = _rows(arrays["b"], len(b_of), shamir.SHARE_BYTES)
         s = _rows(arrays["s"], len(s_of), shamir.SHARE_BYTES)
-        self.st.shares[party] = {**{f"b.{v}": x for v, x in zip(b_of, b)}, **{f"s.{v}": x for v, x in zip(s_of, s)}}
+        self.st.shares[party] = {**{f"b.{v}": x for v, x in zip(b_of, b, strict=False)},
+                                 **{f"s.{v}": x for v, x in zip(s_of, s, strict=False)}}
 
     def _rebuild(self, which: str, v: str) -> bytes:
-        collected = {self.index[h]: shamir.share_from_bytes(self.st.shares[h][f"{which}.{v}"])
-                     for h in self.u4 if f"{which}.{v}" in self.st.shares[h]}
+        collected = {
+            self.index[h]: shamir.share_from_bytes(self.st.shares[h][f"{which}.{v}"])
+            for h in self.u4
+            if f"{which}.{v}" in self.st.shares[h]
+        }
         t = self.thresholds[v]
         if len(collected) < t:
             raise SecAggAbort("unmasking", f"{len(collected)} shares of party {v!r}'s {which}, {t} needed", self.u4)
         secret = shamir.combine(collected, t)
         bundle = self.st.keys[v]
         expected = bundle.b_commit if which == "b" else bundle.s_pk
-        actual = hashlib.sha256(secret).digest() if which == "b" else \
-            _public(X25519PrivateKey.from_private_bytes(secret))
+        actual = (
+            hashlib.sha256(secret).digest() if which == "b" else _public(X25519PrivateKey.from_private_bytes(secret))
+        )
         if actual != expected:
             raise SecAggAbort("unmasking", f"party {v!r}'s rebuilt {which} does not match its commitment", self.u4)
         return secret
@@ -232,8 +249,9 @@ class SecAggServer:
         survivors = set(self.u3)
         for v in sorted(set(self.u2) - survivors):
             neighbours = sorted(self.graph[v] & survivors)
-            channels = _mask_channels(v, self._rebuild("s", v), {u: self.st.keys[u].s_pk for u in neighbours},
-                                      self.label)
+            channels = _mask_channels(
+                v, self._rebuild("s", v), {u: self.st.keys[u].s_pk for u in neighbours}, self.label
+            )
             for u in neighbours:
                 mask = channels.prg(u, _MASK_LABEL, self.length)
                 if _sign(u, v) > 0:  # u added +mask; take it out again
@@ -250,17 +268,25 @@ class SecAggServer:
         """
         degree = None if not self.graph else min(len(n) for n in self.graph.values())
         unmasked = self.reached == "result"
-        return {"label": self.label, "selected": len(self.parties), "advertised": len(self.u1),
-                "shared": len(self.u2), "masked": len(self.u3), "signed": len(self.signed),
-                "unmasked": len(self.u4) if unmasked else None, "reached": self.reached,
-                "dropped_before_masking": sorted(set(self.u2) - set(self.u3))
-                if self.reached in ("consistency", "unmasking", "result") else [],
-                "dropped_after_masking": sorted(set(self.u3) - set(self.u4)) if unmasked else [],
-                "failed": dict(sorted(self.dropouts.items())),
-                "neighbours": degree, "complete_graph": self.params.neighbours is None or
-                (degree is not None and degree >= len(self.u1) - 1),
-                "min_contributors": self.params.min_contributors,
-                "min_live": self.min_live if self.u1 else None}
+        return {
+            "label": self.label,
+            "selected": len(self.parties),
+            "advertised": len(self.u1),
+            "shared": len(self.u2),
+            "masked": len(self.u3),
+            "signed": len(self.signed),
+            "unmasked": len(self.u4) if unmasked else None,
+            "reached": self.reached,
+            "dropped_before_masking": sorted(set(self.u2) - set(self.u3))
+            if self.reached in ("consistency", "unmasking", "result")
+            else [],
+            "dropped_after_masking": sorted(set(self.u3) - set(self.u4)) if unmasked else [],
+            "failed": dict(sorted(self.dropouts.items())),
+            "neighbours": degree,
+            "complete_graph": self.params.neighbours is None or (degree is not None and degree >= len(self.u1) - 1),
+            "min_contributors": self.params.min_contributors,
+            "min_live": self.min_live if self.u1 else None,
+        }
 
 
 Call = Callable[[str, str, Mapping[str, np.ndarray], Mapping[str, Any]], "Mapping[str, np.ndarray] | None"]
@@ -273,11 +299,13 @@ def run_secagg(server: SecAggServer, call: Call, masked_kind: str = "fit") -> np
 
     Returns the unmasked sum in Z_2^64; raises SecAggAbort below the threshold or min_contributors.
     """
-    steps = ((server.advertise_requests, "secagg_keys", server.receive_keys),
-             (server.share_requests, "secagg_share", server.receive_shares),
-             (server.masked_requests, masked_kind, lambda p, a: server.receive_masked(p, a["masked"])),
-             (server.consistency_requests, "secagg_consistency", server.receive_signature),
-             (server.unmask_requests, "secagg_unmask", server.receive_unmask))
+    steps = (
+        (server.advertise_requests, "secagg_keys", server.receive_keys),
+        (server.share_requests, "secagg_share", server.receive_shares),
+        (server.masked_requests, masked_kind, lambda p, a: server.receive_masked(p, a["masked"])),
+        (server.consistency_requests, "secagg_consistency", server.receive_signature),
+        (server.unmask_requests, "secagg_unmask", server.receive_unmask),
+    )
     for make, kind, receive in steps:
         for party, (arrays, meta) in make().items():
             reply = call(kind, party, arrays, meta)

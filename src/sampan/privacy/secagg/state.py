@@ -79,7 +79,7 @@ class LabelRecord:
         return json.dumps(asdict(self), sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, raw: bytes) -> "LabelRecord":
+    def from_json(cls, raw: bytes) -> LabelRecord:
         data = json.loads(raw)
         edges = data.get("edges")
         return cls(label=str(data["label"]), nonce=str(data["nonce"]), keys=str(data["keys"]),
@@ -115,7 +115,7 @@ class RoundRecord:
         return json.dumps(asdict(self), sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, raw: bytes) -> "RoundRecord":
+    def from_json(cls, raw: bytes) -> RoundRecord:
         data = json.loads(raw)
         return cls(key=str(data["key"]), vector=data.get("vector"), frac_bits=data.get("frac_bits"),
                    noise_parties=data.get("noise_parties"), survivors=data.get("survivors"),

@@ -11,7 +11,7 @@ each neighbour's secrets.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -144,7 +144,7 @@ class UnmaskingSteps(ClientBase):
                                "unmask their input)")
         channels = self._share_channels(label, s, {p: bundles[p].c_pk for p in senders})
         opened = {peer: channels.open_arrays(peer, np.frombuffer(envelope, dtype=np.uint8))
-                  for peer, envelope in zip(senders, envelopes)}
+                  for peer, envelope in zip(senders, envelopes, strict=False)}
         # every share it reveals was dealt under its own (regular) graph: then the revealers of any unmasking
         # are more than half of U3, whatever graphs the coordinator handed to whom (see the module docstring)
         foreign = sorted(p for p, o in opened.items() if "graph" not in o or _raw(o["graph"]).hex() != record.graph)
