@@ -43,7 +43,8 @@ def taiwan(params: GBDTParams, seed: int) -> dict[str, float]:
     t0 = time.perf_counter()
     result = train_vertical_gbdt(transport, session.run_id, "bank", ["partner"], splits.train, empty, params)
     vertical_s = time.perf_counter() - t0
-    vertical_auc = score_vertical_gbdt(transport, session.relay, "bank", ["partner"], "eval", aligned=splits.test).meta["auc"]
+    vertical_auc = score_vertical_gbdt(transport, session.relay, "bank", ["partner"], "eval",
+                                       aligned=splits.test).meta["auc"]
     # Pooled columns in the aligned order (simulation only).
     X = np.hstack([tables[p].X[parties[p].psi.aligned_rows] for p in ("bank", "partner")])
     y = tables["bank"].y[parties["bank"].psi.aligned_rows].astype(float)
@@ -54,7 +55,8 @@ def taiwan(params: GBDTParams, seed: int) -> dict[str, float]:
     model, provider = fit_local(params, {"all": apply_bins(X[splits.train], edges)}, slots, y[splits.train])
     pooled_s = time.perf_counter() - t0
     pooled_auc = roc_auc(y[splits.test], predict_local(model, provider, {"all": apply_bins(X[splits.test], edges)}))
-    out = {"rows_train": len(splits.train), "trees": result.trees, "vertical_auc": vertical_auc, "vertical_seconds": vertical_s,
+    out = {"rows_train": len(splits.train), "trees": result.trees, "vertical_auc": vertical_auc,
+           "vertical_seconds": vertical_s,
            "pooled_sampan_auc": pooled_auc, "pooled_sampan_seconds": pooled_s, "waves": result.waves}
     try:
         import lightgbm as lgb
@@ -62,7 +64,8 @@ def taiwan(params: GBDTParams, seed: int) -> dict[str, float]:
         out["lightgbm"] = "not installed: pip install -r bench/requirements-gbdt.txt"
         return out
     lgb_params = {"objective": "binary", "max_depth": params.max_depth, "num_leaves": 2 ** params.max_depth,
-                  "learning_rate": params.learning_rate, "lambda_l2": params.l2, "min_sum_hessian_in_leaf": params.min_child_weight,
+                  "learning_rate": params.learning_rate, "lambda_l2": params.l2,
+                  "min_sum_hessian_in_leaf": params.min_child_weight,
                   "min_data_in_leaf": 1, "max_bin": params.n_bins, "min_gain_to_split": 0.0, "verbose": -1,
                   "num_threads": 2, "seed": seed, "deterministic": True}
     # LightGBM's threads are hurt most by other load on a shared 2-core machine: time 1 and 2 threads.
@@ -71,12 +74,14 @@ def taiwan(params: GBDTParams, seed: int) -> dict[str, float]:
         for _ in range(3):
             t0 = time.perf_counter()
             booster = lgb.train({**lgb_params, "num_threads": threads},
-                                lgb.Dataset(X[splits.train], y[splits.train], params={"max_bin": params.n_bins, "verbose": -1}),
+                                lgb.Dataset(X[splits.train], y[splits.train],
+                                            params={"max_bin": params.n_bins, "verbose": -1}),
                                 num_boost_round=params.n_trees)
             times.append(time.perf_counter() - t0)
         out[f"lightgbm_seconds_{threads}_thread"] = min(times)
         out[f"time_ratio_vertical_over_lightgbm_{threads}_thread"] = vertical_s / min(times)
-    out.update({"lightgbm_auc": roc_auc(y[splits.test], booster.predict(X[splits.test])), "lightgbm_version": lgb.__version__})
+    out.update({"lightgbm_auc": roc_auc(y[splits.test], booster.predict(X[splits.test])),
+                "lightgbm_version": lgb.__version__})
     out["vertical_minus_lightgbm_auc"] = vertical_auc - out["lightgbm_auc"]
     out["load_average"] = os.getloadavg()[0]
     return out
@@ -107,7 +112,8 @@ def main() -> None:
     params = GBDTParams(n_trees=30 if args.quick else 100, max_depth=4, learning_rate=0.1, n_bins=32, l2=1.0,
                         min_child_weight=1.0, early_stopping_rounds=10 ** 6)
     report: dict[str, object] = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}",
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                   f"Python {sys.version.split()[0]}",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "params": params.__dict__}
     print("1. Taiwan, vertical GBDT vs pooled", flush=True)
     report["taiwan"] = taiwan(params, args.seed)

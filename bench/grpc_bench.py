@@ -56,7 +56,8 @@ def _cpu_seconds(pid: int) -> float:
 # --- shared helpers ------------------------------------------------------------------------------------
 def _schema_dict(schema: Any) -> dict[str, Any]:
     return {"id": schema.id_column, **({"label": schema.label_column} if schema.label_column else {}),
-            "features": [{"name": f.name, "kind": f.kind, **({"categories": list(f.categories)} if f.categories else {})}
+            "features": [{"name": f.name, "kind": f.kind,
+                          **({"categories": list(f.categories)} if f.categories else {})}
                          for f in schema.features]}
 
 
@@ -80,7 +81,8 @@ def _submit_and_wait(files: Any, run: dict[str, Any], timeout: float = 1800) -> 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = operator_call(files.address, creds, "Status", Message("", 0, "ops", "coordinator", "deploy.status",
-                                                                        meta={"run_id": run_id}), target_name="localhost")
+                                                                        meta={"run_id": run_id}),
+                               target_name="localhost")
         if status.meta["status"] in ("completed", "failed"):
             if status.meta["status"] == "failed":
                 raise RuntimeError(f"run {run_id} failed: {status.meta['error']}")
@@ -107,7 +109,8 @@ MODELS = {
 }
 
 
-def overhead(rounds: int, n_smes: int, reps: int, models: list[str], party_blas_threads: int | None) -> list[dict[str, Any]]:
+def overhead(rounds: int, n_smes: int, reps: int, models: list[str],
+             party_blas_threads: int | None) -> list[dict[str, Any]]:
     from sampan.config import parse_config
     from sampan.data import make_sme_consortium
     from sampan.deploy.local import Agent, Binding, TcpRecorder, free_port, wait_for_log, write_federation
@@ -190,7 +193,8 @@ def _serve_echo(root: str, name: str, address: str) -> None:
     from sampan.transport.grpc_client import LinkSettings, PartyLink
 
     folder, ca = Path(root) / name, (Path(root) / "ca" / "ca.crt").read_bytes()
-    creds = grpc.ssl_channel_credentials(ca, (folder / f"{name}.key").read_bytes(), (folder / f"{name}.crt").read_bytes())
+    creds = grpc.ssl_channel_credentials(ca, (folder / f"{name}.key").read_bytes(),
+                                         (folder / f"{name}.crt").read_bytes())
     link = PartyLink(LinkSettings(name=name, address=address, target_name="localhost"),
                      lambda m: m.reply("echo", dict(m.arrays)), creds)
     stop = threading.Event()
@@ -215,7 +219,8 @@ def round_trips(waves: int = 300) -> list[dict[str, Any]]:
         hub = Hub(HubSettings(), CertificateAuthenticator(files.ca_dir / "ca.crt", members=members,
                                                               issued=files.ca_dir / "issued.json"), members)
         c = files.root / "coordinator"
-        creds = grpc.ssl_server_credentials([((c / "coordinator.key").read_bytes(), (c / "coordinator.crt").read_bytes())],
+        creds = grpc.ssl_server_credentials([((c / "coordinator.key").read_bytes(),
+                                              (c / "coordinator.crt").read_bytes())],
                                             root_certificates=(files.ca_dir / "ca.crt").read_bytes(),
                                             require_client_auth=True)
         hub.start(files.address, creds)

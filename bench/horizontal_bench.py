@@ -157,7 +157,8 @@ def flower_comparison(model: str, rounds: int, store_dir: Path) -> dict[str, Any
             "speedup_rounds_only": (flower["seconds_rounds"] / sampan_s) if flower.get("seconds_rounds") else None,
             "sampan_seconds_2_workers": parallel_s,
             "speedup_2_workers_total": flower["seconds"] / parallel_s,
-            "speedup_2_workers_rounds_only": (flower["seconds_rounds"] / parallel_s) if flower.get("seconds_rounds") else None,
+            "speedup_2_workers_rounds_only": (flower["seconds_rounds"] / parallel_s) if flower.get("seconds_rounds")
+            else None,
             "sampan_auc": test_auc(config, sampan_params, scaler["mean"], scaler["scale"]),
             "flower_auc": test_auc(config, flower["params"], mean, scale)}
 
@@ -173,7 +174,8 @@ from sampan.runtime.recorder import StoreRecorder
 from sampan.runtime.store import Store
 n_parties, hidden, store_path = int(sys.argv[1]), [int(h) for h in sys.argv[2].split(",")], sys.argv[3]
 trace, workers = sys.argv[4] == "trace", int(sys.argv[5])
-config = parse_config({"run": {"rounds": 1, "seed": 3, "eval_every": 1, "workers": workers}, "model": {"kind": "mlp", "hidden": hidden},
+config = parse_config({"run": {"rounds": 1, "seed": 3, "eval_every": 1, "workers": workers},
+                       "model": {"kind": "mlp", "hidden": hidden},
                        "training": {"batch_size": 16, "learning_rate": 0.05},
                        "data": {"test_fraction": 0.25},
                        "source": {"kind": "taiwan", "n_parties": n_parties, "partition": "iid"}})
@@ -236,7 +238,8 @@ def main() -> None:
             for r in results["accuracy_and_time"]:
                 print(f"{r['model']:15s} AUC federated {r['federated_auc']:.4f}  pooled {r['pooled_auc']:.4f}  "
                       f"gap {r['auc_gap']:+.4f}  time {r['federated_seconds']:.2f}s vs {r['pooled_seconds']:.2f}s "
-                      f"(ratio {r['time_ratio']:.2f}; with per-round evaluation {r['time_ratio_with_eval_every_round']:.2f}; "
+                      f"(ratio {r['time_ratio']:.2f}; "
+                      f"with per-round evaluation {r['time_ratio_with_eval_every_round']:.2f}; "
                       f"2 workers {r['time_ratio_2_workers']:.2f})",
                       flush=True)
         if args.only in (None, "flower") and not args.skip_flower:
@@ -245,15 +248,18 @@ def main() -> None:
                 print(f"{r['model']:8s} Sampan {r['sampan_seconds']:.2f}s AUC {r['sampan_auc']:.4f} | Flower "
                       f"{r['flwr_version']} {r['flower_seconds']:.2f}s AUC {r['flower_auc']:.4f} | speed-up "
                       f"{r['speedup_total']:.1f}x total, {r['speedup_rounds_only'] or float('nan'):.1f}x rounds only; "
-                      f"Sampan on 2 workers {r['sampan_seconds_2_workers']:.2f}s: {r['speedup_2_workers_total']:.1f}x / "
+                      f"Sampan on 2 workers {r['sampan_seconds_2_workers']:.2f}s: "
+                      f"{r['speedup_2_workers_total']:.1f}x / "
                       f"{r['speedup_2_workers_rounds_only'] or float('nan'):.1f}x",
                       flush=True)
         if args.only in (None, "scale"):
             results["scale"] = [scale_test(n, h, store_dir, w)
                                 for n, h, w in ((100, "256,256", 1), (1000, "256,256", 1), (1000, "256,256", 2))]
             for r in results["scale"]:
-                print(f"{r['parties']:5d} parties on {r['workers']} worker(s), MLP {r['model_params']:,} params ({r['model_bytes'] / 1e6:.1f} MB): "
-                      f"round {r['round_seconds']:.2f}s, traced peak during round {r['traced_peak_bytes_during_round'] / 1e6:.1f} MB, "
+                print(f"{r['parties']:5d} parties on {r['workers']} worker(s), "
+                      f"MLP {r['model_params']:,} params ({r['model_bytes'] / 1e6:.1f} MB): "
+                      f"round {r['round_seconds']:.2f}s, "
+                      f"traced peak during round {r['traced_peak_bytes_during_round'] / 1e6:.1f} MB, "
                       f"process peak RSS {r['peak_rss_bytes'] / 1e9:.2f} GB", flush=True)
     out = ROOT / "bench" / "results" / "horizontal.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -476,7 +476,8 @@ def opacus_python() -> tuple[str | None, str]:
         probe = subprocess.run([python, "-c", "import torch, opacus, sampan"], capture_output=True, text=True)
         if probe.returncode == 0:
             return python, ""
-        reasons.append(f"{python}: {probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else 'import failed'}")
+        last_line = probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else "import failed"
+        reasons.append(f"{python}: {last_line}")
     return None, "; ".join(reasons)
 
 

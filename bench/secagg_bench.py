@@ -8,7 +8,8 @@ message encoded and decoded as on the wire), all parties and the coordinator in 
 "total" is the compute of the whole federation for one round; "server" is the coordinator's share of
 it (its SecAggServer work; message encoding is counted in the total only). Times are CPU seconds of
 this process (time.process_time), which other users of a shared machine disturb far less than wall
-time; wall time is recorded in the JSON too. The plain sum is the same parties sending their float64 vector in clear. Repeats are interleaved
+time; wall time is recorded in the JSON too. The plain sum is the same parties sending their float64 vector in clear.
+Repeats are interleaved
 (plain, secure, plain, secure, ...) and the medians are compared side by side; dropped parties fail
 at the masked-input step (they advertised keys and sent shares, then vanished: the coordinator must
 rebuild their mask keys, the expensive case). No training: the update is a fixed random vector.
@@ -221,8 +222,10 @@ def main() -> None:
                 r["graph"] = variant
                 rows.append(r)
                 print(f"{n:>4} {dropout:>5.0%} {r['neighbours']:>4} {r['share_threshold']:>3} | "
-                      f"{1e3 * r['plain_total_s']:>9.1f} {1e3 * r['secure_total_s']:>10.1f} {r['total_ratio']:>6.1f}x | "
-                      f"{1e3 * r['plain_server_s']:>9.2f} {1e3 * r['secure_server_s']:>9.1f} {r['server_ratio']:>6.0f}x | "
+                      f"{1e3 * r['plain_total_s']:>9.1f} {1e3 * r['secure_total_s']:>10.1f} "
+                      f"{r['total_ratio']:>6.1f}x | "
+                      f"{1e3 * r['plain_server_s']:>9.2f} {1e3 * r['secure_server_s']:>9.1f} "
+                      f"{r['server_ratio']:>6.0f}x | "
                       f"{1e3 * r['party_secure_s']:>8.1f} | {r['bytes_ratio']:>6.2f}x | {r['max_abs_error']:>8.1e}",
                       flush=True)
     result = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "python": platform.python_version(),

@@ -200,7 +200,8 @@ def smartnoise_synth(kind: str, stock: bool = False) -> Synth:
 
 # ------------------------------------------------------------------------------------------------ runs
 
-def _measure(fn: Synth, train: Table, holdout: Table, schema: SynthSchema, epsilon: float, rep: int) -> dict[str, float]:
+def _measure(fn: Synth, train: Table, holdout: Table, schema: SynthSchema, epsilon: float,
+             rep: int) -> dict[str, float]:
     started = time.perf_counter()
     rows = fn(train, schema, epsilon, rep)
     seconds = time.perf_counter() - started
@@ -247,7 +248,8 @@ def run_central(name: str, epsilons: list[float], methods: dict[str, tuple[int, 
                 data_dir: Path, aim_datasets: list[str]) -> dict[str, Any]:
     loader, schema = DATASETS[name]
     train, holdout = _split(loader(data_dir))
-    out: dict[str, Any] = {"rows_train": len(next(iter(train.values()))), "rows_holdout": len(next(iter(holdout.values()))),
+    out: dict[str, Any] = {"rows_train": len(next(iter(train.values()))),
+                           "rows_holdout": len(next(iter(holdout.values()))),
                            "trtr_auc": train_and_score(train, holdout, schema), "epsilons": {}}
     print(f"\n== {name}: {out['rows_train']} training rows, {out['rows_holdout']} holdout; "
           f"TRTR AUC {out['trtr_auc']:.4f}", flush=True)
@@ -345,7 +347,8 @@ def main() -> None:
     ap.add_argument("--aim-datasets", nargs="+", default=["german"], choices=sorted(DATASETS),
                     help="datasets AIM runs on (on Taiwan it did not finish within 1800 s on one core)")
     ap.add_argument("--stock-mbi", action="store_true",
-                    help="sample MST/AIM with mbi 1.1.0's default sampler (has the bugs described in _repair_mbi_sampling)")
+                    help="sample MST/AIM with mbi 1.1.0's default sampler "
+                         "(has the bugs described in _repair_mbi_sampling)")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     ap.add_argument("--skip-smartnoise", action="store_true")
     ap.add_argument("--skip-aim", action="store_true")
@@ -397,7 +400,8 @@ def main() -> None:
         "versions": versions, "delta": DELTA, "epsilons": args.epsilons, "threads": _SINGLE_THREAD,
         "aim_timeout_seconds": args.aim_timeout,
         "aim_datasets": args.aim_datasets,
-        "mbi_sampler": "stock mbi 1.1.0 'round'" if args.stock_mbi else "repaired: junction-tree cliques, i.i.d. sampling",
+        "mbi_sampler": ("stock mbi 1.1.0 'round'" if args.stock_mbi
+                        else "repaired: junction-tree cliques, i.i.d. sampling"),
         "central": {name: run_central(name, args.epsilons, methods, data_dir, args.aim_datasets)
                     for name in args.datasets},
     }

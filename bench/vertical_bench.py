@@ -98,7 +98,8 @@ def taiwan_accuracy(config: VerticalLRConfig, seed: int) -> dict[str, float]:
     w = fit_logistic(scaler.transform(X[splits.train]), y[splits.train], scaler.transform(X[splits.val]),
                      y[splits.val], lr=config.learning_rate, l2=config.l2, epochs=config.epochs,
                      batch_size=config.batch_size, seed=seed, patience=config.patience)
-    pooled_auc = roc_auc(y[splits.test], np.hstack([scaler.transform(X[splits.test]), np.ones((len(splits.test), 1))]) @ w)
+    pooled_auc = roc_auc(y[splits.test],
+                         np.hstack([scaler.transform(X[splits.test]), np.ones((len(splits.test), 1))]) @ w)
     return {"n_aligned": session.n_aligned, "psi_seconds": session.alignment.seconds,
             "secure_auc": secure["auc"], "pooled_auc": pooled_auc, "bank_only_auc": bank_only["auc"],
             "secure_minus_pooled": secure["auc"] - pooled_auc, "gain_over_bank_only": secure["auc"] - bank_only["auc"],
@@ -138,7 +139,8 @@ def epoch_ratio(config: VerticalLRConfig, repeats: int, seed: int, *, pinned: bo
             res_ = 1 / (1 + np.exp(-(Xs[i] @ w))) - y[i]
             w -= config.learning_rate * (Xs[i].T @ res_ / len(i) + config.l2 * w)
         times["centralised"].append(time.perf_counter() - t0)
-    out = {f"{k}_min_s": min(v) for k, v in times.items()} | {f"{k}_median_s": statistics.median(v) for k, v in times.items()}
+    out = {f"{k}_min_s": min(v) for k, v in times.items()} | {f"{k}_median_s": statistics.median(v)
+                                                              for k, v in times.items()}
     out["secure_over_plain_vertical"] = out["secure_min_s"] / out["plain_vertical_min_s"]
     out["secure_with_dealing_over_plain_vertical"] = out["secure_with_dealing_min_s"] / out["plain_vertical_min_s"]
     out["secure_over_centralised"] = out["secure_min_s"] / out["centralised_min_s"]
@@ -196,7 +198,8 @@ def scoring_latency(n: int, seed: int) -> dict[str, float]:
         t0 = time.perf_counter()
         session.score([applicant])
         walls.append(time.perf_counter() - t0)
-    return {"applications": n, "median_ms": 1000 * statistics.median(walls), "p95_ms": 1000 * float(np.percentile(walls, 95)),
+    return {"applications": n, "median_ms": 1000 * statistics.median(walls),
+            "p95_ms": 1000 * float(np.percentile(walls, 95)),
             "max_ms": 1000 * max(walls), "parties": len(tables)}
 
 
@@ -208,7 +211,8 @@ def main() -> None:
     args = ap.parse_args()
     config = VerticalLRConfig()
     report: dict[str, object] = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}",
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                   f"Python {sys.version.split()[0]}",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "config": config.__dict__}
     print("1. Taiwan, vertical split: accuracy", flush=True)
     report["taiwan"] = taiwan_accuracy(config, args.seed)

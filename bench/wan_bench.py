@@ -10,7 +10,8 @@ TLS, exactly as deployed (`sampan.deploy.local`).
 Per run: seconds per round from the run store (the workflow times each round), and requests per party
 per round from the coordinator's wire tap (each exchange sends one request to every party, so this is
 the number of exchanges, i.e. round trips, a round costs): the median over the rounds' steps, with what
-the run adds once (the final model's evaluation) reported apart as ``exchanges_once_per_run``. A round's time over 40 ms gives its
+the run adds once (the final model's evaluation) reported apart as ``exchanges_once_per_run``. A round's time over 40 ms
+gives its
 round-trip count as the network sees it.
 
 Usage::
@@ -102,7 +103,8 @@ class DelayRelay:
 
 def _schema_dict(schema: Any) -> dict[str, Any]:
     return {"id": schema.id_column, **({"label": schema.label_column} if schema.label_column else {}),
-            "features": [{"name": f.name, "kind": f.kind, **({"categories": list(f.categories)} if f.categories else {})}
+            "features": [{"name": f.name, "kind": f.kind,
+                          **({"categories": list(f.categories)} if f.categories else {})}
                          for f in schema.features]}
 
 
@@ -183,7 +185,8 @@ def bench(n_parties: int, rounds: int, delay_ms: float, secure: bool, n_smes: in
             creds = grpc.ssl_channel_credentials(op["ca"].read_bytes(), op["key"].read_bytes(), op["cert"].read_bytes())
 
             def call(method: str, meta: dict[str, Any]) -> dict[str, Any]:
-                reply = operator_call(files.address, creds, method, Message("", 0, "ops", "coordinator", "x", meta=meta),
+                reply = operator_call(files.address, creds, method, Message("", 0, "ops", "coordinator", "x",
+                                                                            meta=meta),
                                       target_name="localhost", timeout=60)
                 if reply.is_error:
                     raise RuntimeError(reply.meta.get("error"))
@@ -239,9 +242,11 @@ def main() -> None:
             results.append(result)
             trips = (f"  (= {result['round_trips_by_time']:4.1f} round trips of {2 * args.delay_ms:.0f} ms)"
                      if args.delay_ms else "  (no added delay)")
-            print(f"{n:>3} parties  {'SecAgg+' if secure else 'plain  '}  median round {result['median_round_s'] * 1000:7.1f} ms"
+            print(f"{n:>3} parties  {'SecAgg+' if secure else 'plain  '}  "
+                  f"median round {result['median_round_s'] * 1000:7.1f} ms"
                   f"{trips}"
-                  f"  exchanges/round {result['exchanges_per_round']:.1f} (+{result['exchanges_once_per_run']} once per run)"
+                  f"  exchanges/round {result['exchanges_per_round']:.1f} "
+                  f"(+{result['exchanges_once_per_run']} once per run)"
                   f"  rounds {result['round_seconds']}", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = {"machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
