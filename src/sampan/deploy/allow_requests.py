@@ -1,0 +1,342 @@
+"""Per-request checks of a party's `[allow]` list: every request of a run against the list and the job the
+party accepted, so a coordinator cannot announce one job and run another.
+
+Threat model: a coordinator (or an operator driving it) opens a job the party agreed to (`sampan.deploy.allow.
+check_job`) and then sends requests of another job — a fit without the announced DP or SecAgg, noise below the
+party's floor, a DP3 party count that thins each party's noise share, a vertical model the job never
+announced, or the insecure benchmark baseline. `check_request` refuses each such request, naming the rule.
+What it cannot see: the coordinator's own intentions beyond the request's metadata; peer identities are
+checked by `sampan.deploy.allow.PeerAllowList`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from sampan.deploy.allow_section import _HORIZONTAL_JOBS, _VERTICAL_JOBS, AllowSection, JobRefused
+
+__all__ = ["SCORING_KINDS", "VERTICAL_KINDS", "check_request"]
+
+# vertical requests that release a histogram to the bank, and the meta field carrying their noise
+_VERTICAL_NOISE = {"woe.sum": "dp_epsilon", "woe.finish": "dp_epsilon", "vgb.setup": "hist_noise"}
+
+
+def check_request(
+    allow: AllowSection | None, party: str, kind: str, meta: Mapping[str, Any], job: Mapping[str, Any] | None = None
+) -> None:
+    """Each request of a run is checked against the list and against the job this party accepted (`job`,
+    as `check_job` saw it), so a coordinator cannot announce one job and run another:
+
+    - a horizontal job answers only its own request kinds (`describe`, `stats`, `fit`, `evaluate`,
+      `secagg_*`; `hgb.*` in a gbdt job, never where SecAgg is required or announced); an evaluation job only
+      `evaluate` (and `secagg_*` if it announced SecAgg); anything else is refused;
+    - `fit` carries exactly the DP mechanisms (DP2, DP3) the job announced, SecAgg if announced, the
+      protections the list requires, noise at or above its floor, and a DP3 `parties` / `noise_parties`
+      no larger than the job's party count (a larger one would thin each party's distributed noise share);
+    - `evaluate` carries SecAgg when the list requires it or the job announced it; `stats` DP1 when the job
+      announced any DP or the list requires DP1 or DP; `describe` the DP row count when the job announced DP
+      or the list requires any DP; `secagg_*` steps only in a job that announced SecAgg;
+    - a vertical job answers only `VERTICAL_KINDS` (never the insecure benchmark baseline `plr.*`), and of
+      those the WOE / GBDT training requests only when the job announced that model; a scoring job only
+      `SCORING_KINDS` (keys, its parts, joint scoring);
+    - a job that announced DP on WOE counts (`woe_dp`) or GBDT histograms (`gbdt_dp`) answers `woe.sum` /
+      `woe.finish` only at its epsilon or less and `vgb.setup` only at its `gbdt_hist_noise` or more;
+    - each vertical histogram request (`woe.sum`, `woe.finish`, `vgb.setup`) carries the protections the
+      list requires, at or above its noise floor. Vertical GBDT's floor needs this party's feature count
+      (sigma / sensitivity): it is enforced in the handler by the party's `PartyPrivacyPolicy` built from
+      this list (`privacy_policy`)."""
+    if job is not None and job.get("workflow") in _VERTICAL_JOBS:
+        _check_vertical_job(party, kind, meta, job)
+    if kind in _VERTICAL_NOISE:
+        if allow is not None and (allow.require or allow.min_noise_multiplier):
+            _check_vertical(allow, party, kind, meta)
+        return
+    if job is not None and job.get("workflow") not in _HORIZONTAL_JOBS:
+        return
+    announced = set(job.get("protections") or []) if job is not None else set()
+    require = set(allow.require) if allow is not None else set()
+    if job is not None and kind in _HGB_KINDS and job.get("model") == "gbdt" and job.get("workflow") == "horizontal":
+        if "secure_aggregation" in require | announced:  # review R12-HOR-2: tree histograms are exact, per bank
+            raise JobRefused(
+                party,
+                "require",
+                f"{kind!r}: horizontal GBDT has no secure aggregation, which this party requires or the job announced",
+            )
+        return  # the tree handlers exist only in a gbdt job; the party's policy refused it if it requires DP
+    if job is not None and job.get("workflow") == "evaluation":  # review R12-HOR-4: evaluate (and its SecAgg) only
+        if kind != "evaluate" and not (kind.startswith("secagg_") and "secure_aggregation" in announced):
+            raise JobRefused(
+                party,
+                "request",
+                f"{kind!r} is not a request of the evaluation job this party accepted "
+                "(it evaluates one model on its holdout)",
+            )
+    if job is not None and kind not in _HORIZONTAL_KINDS:
+        raise JobRefused(party, "request", f"{kind!r} is not a request of the horizontal job this party accepted")
+    floor = allow.min_noise_multiplier if allow is not None else None
+    if kind == "fit":
+        _check_fit(party, meta, job, announced, require)
+    elif kind == "evaluate":
+        if "secure_aggregation" in require and "secagg" not in meta:
+            raise JobRefused(
+                party,
+                "require",
+                "this evaluate request carries no secure_aggregation (per-party score "
+                "histograms would travel in clear)",
+            )
+        if "secure_aggregation" in announced and "secagg" not in meta:  # review R12-HOR-3, as `_check_fit`
+            raise JobRefused(
+                party,
+                "job",
+                "this evaluate request carries no secure aggregation, which the job "
+                "announced (per-party score histograms and metrics would travel in clear)",
+            )
+    elif kind == "stats":
+        if "dp1" not in meta and (announced & {"dp", "dp1"} or require & {"dp1", "dp"}):  # review R8-3
+            raise JobRefused(
+                party, "require", "this stats request carries no dp1 (exact feature sums) in a job announced with DP"
+            )
+        _floor(party, "DP1", (meta.get("dp1") or {}).get("noise_multiplier"), floor, "dp1" in meta)
+    elif kind == "describe":
+        if "dp_count" not in meta and ("dp" in announced or require & {"dp", "dp1", "dp2", "dp3"}):
+            raise JobRefused(party, "require", "this describe request carries no dp_count (the exact row count)")
+        _floor(party, "DP row count", (meta.get("dp_count") or {}).get("noise_multiplier"), floor, "dp_count" in meta)
+    elif kind.startswith("secagg_"):
+        if job is not None and "secure_aggregation" not in announced:
+            raise JobRefused(party, "request", f"{kind!r}: the job this party accepted announced no secure aggregation")
+    if kind != "fit" or floor is None:
+        return
+    if floor is not None:
+        dp2, dp3 = meta.get("dp2") or {}, meta.get("dp3") or {}
+        if "noise_multiplier" in dp2 and float(dp2["noise_multiplier"]) < floor:
+            raise JobRefused(
+                party, "min_noise_multiplier", f"DP-SGD noise multiplier {dp2['noise_multiplier']} < {floor}"
+            )
+        if dp3.get("clip") and "sum_sigma" in dp3:  # record-level multiplier, as the ledger charges it
+            from sampan.privacy.dp3 import settings_noise_multiplier
+
+            z3 = settings_noise_multiplier(dp3)
+            if z3 < floor:
+                raise JobRefused(party, "min_noise_multiplier", f"DP3 noise multiplier {z3:.3g} < {floor}")
+
+
+# the request kinds of the vertical workflow (keys, PSI, secure LR, WOE, GBDT, scoring, the bank's own baseline);
+# anything else (e.g. the insecure benchmark baseline `plr.*`, which hands out exact residuals) is refused
+VERTICAL_KINDS = frozenset(
+    {
+        "vertical.hello",
+        "vertical.peers",
+        "vertical.splits",
+        "vertical.local_baseline",
+        "vertical.use_woe",
+        "psi.offer",
+        "psi.accept",
+        "psi.blind",
+        "psi.respond",
+        "psi.finish",
+        "psi.align",
+        "psi.aligned",
+        "vlr.setup",
+        "vlr.share",
+        "vlr.masked_features",
+        "vlr.forward",
+        "vlr.square",
+        "vlr.poly",
+        "vlr.trunc",
+        "vlr.ztrunc",
+        "vlr.wshare",
+        "vlr.wupdate",
+        "vlr.wopen",
+        "vlr.checkpoint",
+        "vlr.flush",
+        "vlr.finish",
+        "woe.setup",
+        "woe.mask",
+        "woe.sum",
+        "woe.finish",
+        "woe.apply",
+        "vgb.setup",
+        "vgb.start",
+        "vgb.step",
+        "vgb.serve",
+        "vgb.score_start",
+        "vgb.score_partial",
+        "vgb.score_finish",
+        "score.start",
+        "score.partial",
+        "score.finish",
+        # the one vertical workflow: stage bookkeeping, released summaries, each party's own model parts
+        "vertical.state",
+        "vertical.stage_done",
+        "vertical.summary",
+        "vertical.save_model",
+        "vertical.load_model",
+        "score.save",
+    }
+)
+# a scoring job (review R12-VER-9): keys, the stored parts and joint scoring only; no alignment, no training
+SCORING_KINDS = frozenset(
+    {
+        "vertical.hello",
+        "vertical.peers",
+        "vertical.load_model",
+        "score.start",
+        "score.partial",
+        "score.finish",
+        "vgb.score_start",
+        "vgb.score_partial",
+        "vgb.score_finish",
+        "score.save",
+    }
+)
+# the training requests of each optional vertical model (review R12-VER-2): refused unless the job announced it
+_MODEL_PREFIXES = {"scorecard": ("woe.",), "gbdt": ("vgb.setup", "vgb.start", "vgb.step", "vgb.serve")}
+
+_HORIZONTAL_KINDS = frozenset(
+    {"describe", "stats", "fit", "evaluate", "secagg_keys", "secagg_share", "secagg_consistency", "secagg_unmask"}
+)
+# horizontal GBDT (exact histograms, no DP): answered only in a job that announced model "gbdt"
+_HGB_KINDS = frozenset({"hgb.sketch", "hgb.setup", "hgb.hist", "hgb.split", "hgb.leaves"})
+
+def _floor(party: str, what: str, value: Any, floor: float | None, present: bool) -> None:
+    if floor is None or not present:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) < floor:
+        raise JobRefused(party, "min_noise_multiplier", f"{what} noise multiplier {value!r} < {floor}")
+
+
+def _check_fit(
+    party: str, meta: Mapping[str, Any], job: Mapping[str, Any] | None, announced: set[str], require: Collection[str]
+) -> None:
+    carried = {p for p in ("dp2", "dp3") if p in meta}
+    if job is not None and carried != announced & {"dp2", "dp3"}:
+        raise JobRefused(
+            party,
+            "job",
+            f"this fit request carries DP {sorted(carried)}, but the job this party "
+            f"accepted announced {sorted(announced & {'dp2', 'dp3'})}",
+        )
+    if job is not None and "secure_aggregation" in announced and "secagg" not in meta:
+        raise JobRefused(party, "job", "this fit request carries no secure aggregation, which the job announced")
+    if "dp" in require and not carried:  # 'dp' means DP2 or DP3 for training (DP1-only jobs refused at open)
+        raise JobRefused(party, "require", "this fit request carries no DP mechanism (dp2 or dp3)")
+    present = {"secure_aggregation": "secagg" in meta, "dp2": "dp2" in meta, "dp3": "dp3" in meta}
+    for need in sorted(require):
+        if need in present and not present[need]:
+            raise JobRefused(party, "require", f"this fit request carries no {need}")
+    dp3 = meta.get("dp3") or {}
+    if dp3 and job is not None:  # the distributed noise share is sum_sigma / sqrt(noise_parties or parties)
+        limit = len(job.get("parties") or [])
+        for key in ("parties", "noise_parties"):
+            value = dp3.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit):
+                raise JobRefused(
+                    party,
+                    "job",
+                    f"dp3.{key}={value!r} exceeds the {limit} parties of the job this "
+                    "party accepted (each party's noise share would shrink accordingly)",
+                )
+
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _check_vertical_job(party: str, kind: str, meta: Mapping[str, Any], job: Mapping[str, Any]) -> None:
+    """A vertical request against the job this party accepted: only the workflow's kinds (a scoring job only
+    scoring's), only the models it announced, and each histogram release with at least the noise it announced
+    (review R12-VER-1/2/9)."""
+    workflow = job.get("workflow")
+    if kind not in (SCORING_KINDS if workflow == "scoring" else VERTICAL_KINDS):
+        raise JobRefused(party, "request", f"{kind!r} is not a request of the {workflow} workflow this party accepted")
+    if (
+        workflow == "scoring"
+        and kind == "vertical.load_model"
+        and job.get("model_run") is not None
+        and str(meta.get("model_run")) != str(job["model_run"])
+    ):
+        raise JobRefused(
+            party,
+            "request",
+            f"vertical.load_model names model run {meta.get('model_run')!r}; the "
+            f"scoring job this party accepted announced {job['model_run']!r}",
+        )
+    if workflow != "vertical":
+        return
+    models = set((job.get("vertical") or {}).get("models") or ["lr"])
+    for model, prefixes in _MODEL_PREFIXES.items():
+        if model not in models and kind.startswith(prefixes):
+            raise JobRefused(
+                party,
+                "request",
+                f"{kind!r} trains the {model} model, which the job this party "
+                f"accepted did not announce (models {sorted(models)})",
+            )
+    announced = set(job.get("protections") or ())
+    if kind in ("woe.sum", "woe.finish") and "woe_dp" in announced:
+        woe = (job.get("vertical") or {}).get("woe") or {}
+        limit = _number(woe.get("dp_epsilon"))
+        value = _number(meta.get("dp_epsilon"))
+        if value is None or value <= 0 or limit is None or value > limit * (1 + 1e-9):
+            raise JobRefused(
+                party,
+                "job",
+                f"this {kind} request carries dp_epsilon={meta.get('dp_epsilon')!r}; the "
+                f"job this party accepted announced DP on the WOE counts at epsilon {limit!r} or less",
+            )
+        delta = _number(meta.get("dp_delta"))
+        if meta.get("dp_delta") is not None and (delta is None or delta > float(woe.get("dp_delta") or 1e-5)):
+            raise JobRefused(
+                party,
+                "job",
+                f"this {kind} request carries dp_delta={meta.get('dp_delta')!r}, above "
+                f"the job's {woe.get('dp_delta', 1e-5)!r}",
+            )
+    if kind == "vgb.start":  # review R12-VER-7b: the bank grows no more or deeper trees than the job announced
+        shape = (job.get("vertical") or {}).get("gbdt") or {}
+        params = meta.get("params") or {}
+        for key in ("n_trees", "max_depth"):
+            value, limit = params.get(key), shape.get(key)
+            if limit is None or isinstance(value, bool) or not isinstance(value, int) or value > int(limit):
+                raise JobRefused(
+                    party,
+                    "job",
+                    f"this vgb.start request asks for {key}={value!r}; the job this party "
+                    f"accepted announced {key}={limit!r} (the run's charge bounds that many node releases)",
+                )
+    if kind == "vgb.setup" and "gbdt_dp" in announced:
+        floor = _number(job.get("gbdt_hist_noise")) or 0.0
+        value = _number(meta.get("hist_noise"))
+        if value is None or value < floor * (1 - 1e-9) or value <= 0:
+            raise JobRefused(
+                party,
+                "job",
+                f"this vgb.setup request carries hist_noise={meta.get('hist_noise')!r}, "
+                f"below the {floor} the job this party accepted announced",
+            )
+
+
+def _check_vertical(allow: AllowSection, party: str, kind: str, meta: Mapping[str, Any]) -> None:
+    protocol = "woe_dp" if kind.startswith("woe.") else "gbdt_dp"
+    value = meta.get(_VERTICAL_NOISE[kind])
+    noised = isinstance(value, (int, float)) and not isinstance(value, bool) and float(value) > 0
+    if not noised and (protocol in allow.require or "dp" in allow.require):
+        raise JobRefused(
+            party,
+            "require",
+            f"this {kind} request carries no noise ({_VERTICAL_NOISE[kind]}="
+            f"{value!r}) but this party requires {protocol if protocol in allow.require else 'dp'}",
+        )
+    if noised and value is not None and protocol == "woe_dp" and allow.min_noise_multiplier is not None:
+        from sampan.vertical.histograms import histogram_sigma
+
+        z = histogram_sigma(1.0, float(value), float(meta.get("dp_delta") or 1e-5))
+        if z < allow.min_noise_multiplier:
+            raise JobRefused(
+                party,
+                "min_noise_multiplier",
+                f"WOE dp_epsilon {value} is a noise multiplier of "
+                f"{z:.3g}, below this party's minimum {allow.min_noise_multiplier}",
+            )

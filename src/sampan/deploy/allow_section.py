@@ -1,0 +1,52 @@
+"""The `[allow]` section of party.toml (`AllowSection`) and the refusal it raises (`JobRefused`).
+
+Shared by the job checks (`sampan.deploy.allow`: checked once, when a job is opened) and the per-request
+checks (`sampan.deploy.allow_requests`: every request of a run, against the job the party accepted); the
+threat model and the defaults are described in `sampan.deploy.allow`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sampan.errors import PartyError
+
+__all__ = ["AllowSection", "JobRefused", "PROTECTIONS"]
+
+PROTECTIONS = ("secure_aggregation", "dp", "dp1", "dp2", "dp3", "woe_dp", "gbdt_dp")
+# workflows whose requests are checked as vertical (resp. horizontal) ones
+_VERTICAL_JOBS = frozenset({"vertical", "scoring"})
+_HORIZONTAL_JOBS = frozenset({"horizontal", "evaluation"})
+
+
+class JobRefused(PartyError, PermissionError):
+    """This party's allow-list refuses the job; the message names the rule and the value."""
+
+    def __init__(self, party: str, rule: str, reason: str) -> None:
+        super().__init__(f"party {party!r} refuses this job ({rule}): {reason}")
+        self.party, self.rule, self.reason = party, rule, reason
+
+
+class AllowSection(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    operators: list[str] | None = Field(None, description="operators whose jobs are accepted; default any")
+    workflows: list[Literal["horizontal", "vertical", "scoring", "evaluation", "synthesis"]] | None = Field(
+        None, description="default any")
+    partners: list[str] | None = Field(None, description="parties this one may train with; default: any in "
+                                       "horizontal runs, none in vertical runs")
+    label_holders: list[str] | None = Field(None, description="parties this one accepts as the label holder (the "
+                                            "bank) of a vertical run; default: itself only")
+    datasets: list[str] | None = Field(None, description="which [data.<name>] jobs may use; default any")
+    columns: list[str] | None = Field(None, description="feature columns a job may use; default any of the binding")
+    require: list[Literal["secure_aggregation", "dp", "dp1", "dp2", "dp3", "woe_dp", "gbdt_dp"]] = Field(
+        default_factory=list, description="protections every job must use (woe_dp: DP on federated WOE counts; "
+        "gbdt_dp: noise on vertical GBDT histograms; 'dp' means DP2 or DP3 for horizontal training and also "
+        "demands noise on every vertical histogram release)")
+    min_noise_multiplier: float | None = Field(None, gt=0, description="least noise multiplier of every DP "
+                                               "mechanism of a job (after its schedule); 'auto' is refused")
+    min_contributors: int | None = Field(None, ge=3, description="least number of contributors a secure "
+                                         "aggregation job may sum (its secure_aggregation.min_contributors); the "
+                                         "party also enforces it itself in every unmasking; default 3")
