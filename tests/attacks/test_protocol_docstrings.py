@@ -14,6 +14,7 @@ PROTOCOL_MODULES = [
     "sampan.horizontal.gbdt_workflow",
     "sampan.horizontal.capability",
     "sampan.privacy.mods",
+    "sampan.privacy.admission",
     "sampan.privacy.wrappers",
     "sampan.privacy.dp3",
     "sampan.privacy.dpsgd",
