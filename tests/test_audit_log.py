@@ -140,7 +140,8 @@ def test_cli_verify_names_the_first_bad_entry(store: Store) -> None:
     _set(store, target.id, kind="something_else")
     broken = runner.invoke(audit_log_app, ["verify", run_id, "--store", url])
     assert broken.exit_code == 1
-    assert f"first bad entry: run {run_id}: entry 4 (id {target.id}, something_else)" in broken.output.replace("\n", " ")
+    expected = f"first bad entry: run {run_id}: entry 4 (id {target.id}, something_else)"
+    assert expected in broken.output.replace("\n", " ")
     shown = runner.invoke(audit_log_app, ["show", run_id, "--store", url])
     assert shown.exit_code == 0 and "run_created" in shown.output
 
@@ -157,6 +158,7 @@ def test_anchor_catches_a_rollback_the_database_cannot(tmp_path: Path) -> None:
         s.execute(delete(EventRow).where(EventRow.run_id == run_id))
         s.execute(delete(AuditHeadRow).where(AuditHeadRow.run_id == run_id))
         from sampan.runtime.store import RunRow
+
         s.execute(delete(RunRow).where(RunRow.run_id == run_id))
     assert store.verify_audit().ok  # nothing left in the database to contradict
     result = runner.invoke(audit_log_app, ["verify", "--store", url, "--anchor", str(anchor)])
@@ -192,8 +194,10 @@ def test_legacy_store_is_migrated_and_its_unsigned_prefix_still_verifies(tmp_pat
     for i in range(3):
         detail = {"i": i}
         digest = _event_hash(prev, "old", detail)
-        con.execute("INSERT INTO sampan_events (run_id, at, kind, detail, prev_hash, hash) VALUES (?,?,?,?,?,?)",
-                    ("legacy", "2025-01-01 00:00:00.000000", "old", json.dumps(detail), prev, digest))
+        con.execute(
+            "INSERT INTO sampan_events (run_id, at, kind, detail, prev_hash, hash) VALUES (?,?,?,?,?,?)",
+            ("legacy", "2025-01-01 00:00:00.000000", "old", json.dumps(detail), prev, digest),
+        )
         prev = digest
     con.commit()
     con.close()

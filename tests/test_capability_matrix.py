@@ -194,7 +194,8 @@ def fixed_alignment_order(monkeypatch: pytest.MonkeyPatch) -> None:
 SECURE_LR_ARRAYS = {"weights", "bias", "intercept"}  # trained on secret shares: fixed-point truncation differs
 VERTICAL = {"run": {"name": "m-vertical", "seed": SEED, "workflow": "vertical"},
             "source": {"kind": "consortium", "n_smes": 2500},
-            "vertical": {"label_holder": "bank", "models": ["lr", "scorecard", "gbdt"], "test_fraction": 0.2, "val_fraction": 0.2,
+            "vertical": {"label_holder": "bank", "models": ["lr", "scorecard", "gbdt"], "test_fraction": 0.2,
+                         "val_fraction": 0.2,
                          "lr": {"epochs": 2, "batch_size": 64, "learning_rate": 0.3},
                          "gbdt": {"n_trees": 2, "max_depth": 2}}}
 

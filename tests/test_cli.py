@@ -26,20 +26,32 @@ def _toml(tmp_path: Path, paths: dict[str, Path], store: str, extra: str = "") -
     schema = consortium.schema_for(next(iter(paths)))
     features = ", ".join(
         f'{{ name = "{c.name}", kind = "{c.kind}"'
-        + (f', categories = [{", ".join(repr(x).replace(chr(39), chr(34)) for x in c.categories)}]' if c.categories else "")
-        + " }" for c in schema.features)
+        + (
+            f", categories = [{', '.join(repr(x).replace(chr(39), chr(34)) for x in c.categories)}]"
+            if c.categories
+            else ""
+        )
+        + " }"
+        for c in schema.features
+    )
     parties = "".join(f'[[parties]]\nname = "{name}"\npath = "{path.name}"\n' for name, path in paths.items())
     config = tmp_path / "run.toml"
     config.write_text(
         f'[run]\nname = "cli-test"\nrounds = 3\nseed = 1\nstore = "{store}"\nreport_dir = "{tmp_path / "reports"}"\n'
         f'[schema]\nid = "{schema.id_column}"\nlabel = "{schema.label_column}"\nfeatures = [{features}]\n'
-        f"{parties}{extra}")
+        f"{parties}{extra}"
+    )
     return config
 
 
 def test_help_for_every_command_is_useful() -> None:
-    for args, phrase in ((["--help"], "demo"), (["demo", "--help"], "three"), (["run", "--help"], "--resume"),
-                         (["runs", "--help"], "list"), (["runs", "report", "--help"], "HTML")):
+    for args, phrase in (
+        (["--help"], "demo"),
+        (["demo", "--help"], "three"),
+        (["run", "--help"], "--resume"),
+        (["runs", "--help"], "list"),
+        (["runs", "report", "--help"], "HTML"),
+    ):
         result = runner.invoke(app, args)
         assert result.exit_code == 0 and phrase in result.output, (args, result.output)
 
@@ -54,6 +66,7 @@ def test_run_from_csv_parties_then_inspect(tmp_path: Path) -> None:
     assert "cli-test" in listing.output and "completed" in listing.output
     run_id = listing.output.split("│")[1].strip() if "│" in listing.output else None
     from sampan.runtime.store import Store
+
     run_id = Store.open(store).list_runs()[0].run_id
     shown = runner.invoke(app, ["runs", "show", run_id, "--store", store])
     assert shown.exit_code == 0 and "intact" in shown.output and "3/3" in shown.output
@@ -69,8 +82,10 @@ def test_parquet_party_works(tmp_path: Path) -> None:
     paths, _ = _write_parties(tmp_path)
     name = next(iter(paths))
     parquet = paths[name].with_suffix(".parquet")
-    pq.write_table(pacsv.read_csv(paths[name], convert_options=pacsv.ConvertOptions(
-        column_types={"br_number": pa.string()})), parquet)
+    pq.write_table(
+        pacsv.read_csv(paths[name], convert_options=pacsv.ConvertOptions(column_types={"br_number": pa.string()})),
+        parquet,
+    )
     paths[name] = parquet
     result = runner.invoke(app, ["run", str(_toml(tmp_path, paths, f"sqlite:///{tmp_path / 'r.db'}"))])
     assert result.exit_code == 0, result.output
@@ -123,12 +138,17 @@ def test_demo_with_epsilon_spends_within_budget_and_audit_runs(tmp_path: Path, m
     assert result.exit_code == 0, result.output
     assert "Privacy spent per bank" in result.output
     import json
+
     [receipt_path] = list((tmp_path / "sampan-reports").glob("*.receipt.json"))
     receipt = json.loads(receipt_path.read_text())
     assert receipt["differential_privacy"] and receipt["noise_multipliers"]["DP2"] > 0
     assert all(p["epsilon_spent"] <= 1.0 for p in receipt["parties"].values())
-    assert all("DP2: DP-SGD" in s["protection"] for p in receipt["parties"].values()
-               for s in p["sent"] if s["kind"] == "fit_result")
+    assert all(
+        "DP2: DP-SGD" in s["protection"]
+        for p in receipt["parties"].values()
+        for s in p["sent"]
+        if s["kind"] == "fit_result"
+    )
     run_id = receipt["run_id"]
     audited = runner.invoke(app, ["audit", run_id, "--shadows", "4"])
     assert audited.exit_code == 0, audited.output
@@ -178,17 +198,25 @@ def _vertical_toml(tmp_path: Path, extra_bank: str = "") -> Path:
     for name, path in paths.items():
         schema = consortium.schema_for(name)
         names = [f'"{c.name}"' for c in schema.features]
-        cats = ", ".join(f'{c.name} = [{", ".join(chr(34) + x + chr(34) for x in c.categories)}]'
-                         for c in schema.features if c.categories)
+        cats = ", ".join(
+            f"{c.name} = [{', '.join(chr(34) + x + chr(34) for x in c.categories)}]"
+            for c in schema.features
+            if c.categories
+        )
         label = f'label = "{schema.label_column}"\n' if name == "bank" else ""
-        parties.append(f'[[vertical.parties]]\nname = "{name}"\npath = "data/{path.name}"\n{label}'
-                       f'features = [{", ".join(names)}]\ncategories = {{ {cats} }}\n{extra_bank if name == "bank" else ""}')
+        parties.append(
+            f'[[vertical.parties]]\nname = "{name}"\npath = "data/{path.name}"\n{label}'
+            f"features = [{', '.join(names)}]\ncategories = {{ {cats} }}\n{extra_bank if name == 'bank' else ''}"
+        )
     schema = consortium.schema_for("bank")
     toml = tmp_path / "vertical.toml"
     toml.write_text(
-        f'[run]\nname = "v-cli"\nseed = 2\nstore = "sqlite:///{tmp_path / "runs.db"}"\nreport_dir = "{tmp_path / "reports"}"\n'
+        f'[run]\nname = "v-cli"\nseed = 2\nstore = "sqlite:///{tmp_path / "runs.db"}"\n'
+        f'report_dir = "{tmp_path / "reports"}"\n'
         f'[vertical]\nlabel_holder = "bank"\nid = "{schema.id_column}"\nmodels = ["lr", "gbdt"]\n'
-        + "".join(parties) + '[vertical.lr]\nepochs = 3\n[vertical.gbdt]\nn_trees = 5\nmax_depth = 2\n')
+        + "".join(parties)
+        + "[vertical.lr]\nepochs = 3\n[vertical.gbdt]\nn_trees = 5\nmax_depth = 2\n"
+    )
     return toml
 
 
@@ -202,7 +230,9 @@ def test_sampan_run_with_a_vertical_config_then_score(tmp_path: Path, monkeypatc
     scored = runner.invoke(app, ["score", str(applicant), "--store", f"sqlite:///{tmp_path / 'runs.db'}"])
     assert scored.exit_code == 0, scored.output
     assert str(applicant) in scored.output
-    trees = runner.invoke(app, ["score", str(applicant), "--model", "gbdt", "--store", f"sqlite:///{tmp_path / 'runs.db'}"])
+    trees = runner.invoke(
+        app, ["score", str(applicant), "--model", "gbdt", "--store", f"sqlite:///{tmp_path / 'runs.db'}"]
+    )
     assert trees.exit_code == 0, trees.output
     assert str(applicant) in trees.output and "joint scoring itself" in trees.output
 
@@ -213,12 +243,15 @@ def test_vertical_config_errors_name_the_field(tmp_path: Path) -> None:
     bad.write_text(text)
     result = runner.invoke(app, ["run", str(bad)])
     assert result.exit_code == 2 and "label_holder 'nobody' is not one of the parties" in result.output
-    bad.write_text(text.replace('label_holder = "nobody"', 'label_holder = "bank"').replace("n_trees = 5", "n_trees = 0"))
+    bad.write_text(
+        text.replace('label_holder = "nobody"', 'label_holder = "bank"').replace("n_trees = 5", "n_trees = 0")
+    )
     result = runner.invoke(app, ["run", str(bad)])
     assert result.exit_code == 2 and "vertical.gbdt.n_trees" in result.output
 
 
 # --- one error path, --version, a fast --help (issue 12, item 6) -----------------------------------------
+
 
 def _one_error_line(output: str) -> str:
     lines = [line for line in output.splitlines() if line.strip()]
@@ -229,9 +262,13 @@ def _one_error_line(output: str) -> str:
 def test_an_exceeded_budget_is_one_line_and_exit_4(tmp_path: Path) -> None:
     """Was a 50-line traceback: BudgetExceeded from the ledger before the first round."""
     paths, _ = _write_parties(tmp_path)
-    config = _toml(tmp_path, paths, f"sqlite:///{tmp_path / 'runs.db'}",
-                   '[data]\nstandardize = false\n[privacy]\nepsilon = 0.05\ndelta = 1e-5\n'
-                   '[privacy.dp2]\nnoise_multiplier = 0.5\nmax_grad_norm = 1.0\n')
+    config = _toml(
+        tmp_path,
+        paths,
+        f"sqlite:///{tmp_path / 'runs.db'}",
+        "[data]\nstandardize = false\n[privacy]\nepsilon = 0.05\ndelta = 1e-5\n"
+        "[privacy.dp2]\nnoise_multiplier = 0.5\nmax_grad_norm = 1.0\n",
+    )
     result = runner.invoke(app, ["run", str(config)])
     assert result.exit_code == 4, result.output
     line = _one_error_line(result.output)
@@ -257,8 +294,21 @@ def test_version() -> None:
     assert result.exit_code == 0 and result.output.strip() == f"sampan {sampan.__version__}"
 
 
-HEAVY = ("numpy", "pydantic", "sqlalchemy", "grpc", "pyarrow", "pandas", "cryptography", "dp_accounting", "scipy",
-         "sampan.config", "sampan.runtime", "sampan.data", "sampan.models")
+HEAVY = (
+    "numpy",
+    "pydantic",
+    "sqlalchemy",
+    "grpc",
+    "pyarrow",
+    "pandas",
+    "cryptography",
+    "dp_accounting",
+    "scipy",
+    "sampan.config",
+    "sampan.runtime",
+    "sampan.data",
+    "sampan.models",
+)
 
 
 def test_help_imports_no_heavy_module() -> None:
@@ -266,10 +316,12 @@ def test_help_imports_no_heavy_module() -> None:
     import subprocess
     import sys
 
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom sampan.cli import app\n"
-            "result = CliRunner().invoke(app, ['--help'])\nassert result.exit_code == 0, result.output\n"
-            "assert 'synth' in result.output and 'submit' in result.output\n"
-            f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom sampan.cli import app\n"
+        "result = CliRunner().invoke(app, ['--help'])\nassert result.exit_code == 0, result.output\n"
+        "assert 'synth' in result.output and 'submit' in result.output\n"
+        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"`sampan --help` imported {out.stdout.strip()}"

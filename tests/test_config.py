@@ -170,13 +170,18 @@ def test_scoring_and_synthesis_sections() -> None:
 
     scoring = parse_config({**VERTICAL, "run": {"workflow": "scoring"},
                             "scoring": {"model": "run-123", "applicants": ["BR1", "BR2"]}})
-    assert scoring.workflow == "scoring" and scoring.scoring is not None and scoring.scoring.applicants == ("BR1", "BR2")
+    assert scoring.workflow == "scoring" and scoring.scoring is not None
+    assert scoring.scoring.applicants == ("BR1", "BR2")
     with pytest.raises(ConfigError, match="scoring.applicants"):
         parse_config({"source": {"kind": "consortium"}, "scoring": {"model": "m", "applicants": []}})
-    schema = {"id": "id", "label": "y", "features": [{"name": "a", "bounds": [0, 10]},
-                                                     {"name": "n", "kind": "int", "bounds": [1, 99]}, "c"]}
-    synth = parse_config({"schema": schema, "parties": [{"name": "b1", "path": "b1.csv"}],
-                          "synthesis": {"epsilon": 2.0, "n_rows": 500}})
+    schema = {
+        "id": "id",
+        "label": "y",
+        "features": [{"name": "a", "bounds": [0, 10]}, {"name": "n", "kind": "int", "bounds": [1, 99]}, "c"],
+    }
+    synth = parse_config(
+        {"schema": schema, "parties": [{"name": "b1", "path": "b1.csv"}], "synthesis": {"epsilon": 2.0, "n_rows": 500}}
+    )
     assert synth.workflow == "synthesis" and synth.synthesis is not None
     assert synth_config_of(synth.synthesis).epsilon == 2.0
     assert synth.synthesis.secure_sum
@@ -201,8 +206,12 @@ def test_deployment_refuses_paths_and_sources_and_keeps_the_earlier_submit_diale
         parse_run_spec({"source": {"kind": "consortium"}})
     with pytest.raises(ConfigError, match="differ from the"):
         parse_run_spec({**_without_paths(VERTICAL), "deploy": {"parties": ["bank", "other"]}})
-    earlier = parse_run_spec({"deploy": {"workflow": "vertical", "label_holder": "bank", "dataset": "d"},
-                              "vertical": {"epochs": 3, "learning_rate": 0.5}})  # a stored run of the earlier dialect
+    earlier = parse_run_spec(
+        {
+            "deploy": {"workflow": "vertical", "label_holder": "bank", "dataset": "d"},
+            "vertical": {"epochs": 3, "learning_rate": 0.5},
+        }
+    )  # a stored run of the earlier dialect
     assert earlier.config.workflow == "vertical" and earlier.vertical is not None
     assert earlier.vertical.lr.epochs == 3 and earlier.vertical.epochs == 3 and earlier.vertical.learning_rate == 0.5
     with pytest.raises(ConfigError, match="deploy.workflow 'vertical' differs from run.workflow"):
@@ -213,10 +222,12 @@ def test_the_earlier_vertical_run_dialect_is_converted(tmp_path: Path) -> None:
     from sampan.vertical.config import load_vertical_config
 
     path = tmp_path / "old.toml"
-    path.write_text('[run]\nname = "old"\n[vertical]\nlabel_holder = "bank"\nid = "id"\n'
-                    '[[vertical.parties]]\nname = "bank"\npath = "b.csv"\nlabel = "y"\nfeatures = ["a"]\n'
-                    '[[vertical.parties]]\nname = "shop"\npath = "s.csv"\nfeatures = ["s"]\n'
-                    'categories = { s = ["x", "z"] }\n[vertical.lr]\nepochs = 4\n')
+    path.write_text(
+        '[run]\nname = "old"\n[vertical]\nlabel_holder = "bank"\nid = "id"\n'
+        '[[vertical.parties]]\nname = "bank"\npath = "b.csv"\nlabel = "y"\nfeatures = ["a"]\n'
+        '[[vertical.parties]]\nname = "shop"\npath = "s.csv"\nfeatures = ["s"]\n'
+        'categories = { s = ["x", "z"] }\n[vertical.lr]\nepochs = 4\n'
+    )
     config = load_vertical_config(path)
     assert config.workflow == "vertical" and config.run.seed == 0 and config.vertical is not None
     assert config.vertical.lr.epochs == 4 and config.parties[1].path == str(tmp_path / "s.csv")
@@ -236,8 +247,9 @@ def test_one_table_schema_class() -> None:
     assert config_module.RunConfig.model_fields["schema_"].annotation == TableSchema | None
     # the earlier dataclass's spellings still build the same object
     old = TableSchema("id", "y", (ColumnSpec("a"), ColumnSpec("s", "category", ["x"])))
-    new = TableSchema.model_validate({"id": "id", "label": "y",
-                                      "features": ["a", {"name": "s", "kind": "category", "categories": ["x"]}]})
+    new = TableSchema.model_validate(
+        {"id": "id", "label": "y", "features": ["a", {"name": "s", "kind": "category", "categories": ["x"]}]}
+    )
     assert old == new and old.id_column == "id" and old.label_column == "y" and hash(old) == hash(new)
     assert TableSchema(id_column="id", label_column=None, features=()).label is None
     with pytest.raises(ValueError, match="bounds are for float and int"):
@@ -260,8 +272,14 @@ def test_to_dict_round_trips_every_workflow() -> None:
     configs = [
         parse_config(VERTICAL),
         parse_config({**VERTICAL, "run": {"workflow": "scoring"}, "scoring": {"model": "m", "applicants": ["a"]}}),
-        parse_config({"source": {"kind": "consortium"}, "model": {"kind": "mlp", "hidden": [8, 4]},
-                      "privacy": {"epsilon": 2.0, "dp2": {}}, "data": {"standardize": False}}),
+        parse_config(
+            {
+                "source": {"kind": "consortium"},
+                "model": {"kind": "mlp", "hidden": [8, 4]},
+                "privacy": {"epsilon": 2.0, "dp2": {}},
+                "data": {"standardize": False},
+            }
+        ),
         parse_config({"source": {"kind": "consortium"}, "synthesis": {"epsilon": 1.0, "tree": False}}),
     ]
     for config in configs:
@@ -274,13 +292,22 @@ def test_evaluation_section_names_a_registered_model_and_infers_its_workflow() -
     evaluation = parse_config({"source": {"kind": "consortium"}, "evaluation": {"model": "pd-model"}})
     assert evaluation.workflow == "evaluation" and evaluation.evaluation is not None
     assert (evaluation.evaluation.model, evaluation.evaluation.version, evaluation.evaluation.bins) == (
-        "pd-model", None, None)
-    pinned = parse_config({"schema": SCHEMA, "parties": [{"name": "b1", "path": "b1.csv"}],
-                           "evaluation": {"model": "pd-model", "version": 3, "bins": 50}})
+        "pd-model",
+        None,
+        None,
+    )
+    pinned = parse_config(
+        {
+            "schema": SCHEMA,
+            "parties": [{"name": "b1", "path": "b1.csv"}],
+            "evaluation": {"model": "pd-model", "version": 3, "bins": 50},
+        }
+    )
     assert pinned.evaluation is not None and (pinned.evaluation.version, pinned.evaluation.bins) == (3, 50)
     assert parse_config(pinned.to_dict()) == pinned
-    deployed = parse_config({"parties": [{"name": "b1"}, {"name": "b2"}], "evaluation": {"model": "m"}},
-                            deployment=True)
+    deployed = parse_config(
+        {"parties": [{"name": "b1"}, {"name": "b2"}], "evaluation": {"model": "m"}}, deployment=True
+    )
     assert deployed.workflow == "evaluation"
     for data, needle in [
         ({"evaluation": {"model": "m"}}, "give either [[parties]]"),  # a data binding, as for a horizontal run
@@ -288,12 +315,23 @@ def test_evaluation_section_names_a_registered_model_and_infers_its_workflow() -
         ({"source": {"kind": "consortium"}, "evaluation": {"model": "m", "version": 0}}, "evaluation.version"),
         ({"source": {"kind": "consortium"}, "evaluation": {"model": "m", "bins": 2001}}, "evaluation.bins"),
         ({"source": {"kind": "consortium"}, "evaluation": {"model": "m", "typo": 1}}, "evaluation.typo"),
-        ({"source": {"kind": "consortium"}, "run": {"workflow": "horizontal"}, "evaluation": {"model": "m"}},
-         "[evaluation] is set but run.workflow is 'horizontal'"),
-        ({"source": {"kind": "consortium"}, "evaluation": {"model": "m", "bins": 50},
-          "privacy": {"epsilon": 2.0, "dp2": {}}, "data": {"standardize": False}}, "exactly 100"),
-        ({"source": {"kind": "consortium"}, "evaluation": {"model": "m"}, "secure_aggregation": {}},
-         "remove [secure_aggregation]"),
+        (
+            {"source": {"kind": "consortium"}, "run": {"workflow": "horizontal"}, "evaluation": {"model": "m"}},
+            "[evaluation] is set but run.workflow is 'horizontal'",
+        ),
+        (
+            {
+                "source": {"kind": "consortium"},
+                "evaluation": {"model": "m", "bins": 50},
+                "privacy": {"epsilon": 2.0, "dp2": {}},
+                "data": {"standardize": False},
+            },
+            "exactly 100",
+        ),
+        (
+            {"source": {"kind": "consortium"}, "evaluation": {"model": "m"}, "secure_aggregation": {}},
+            "remove [secure_aggregation]",
+        ),
     ]:
         with pytest.raises(ConfigError, match=re.escape(needle)):
             parse_config(data)
@@ -303,8 +341,10 @@ def test_scoring_kind_chooses_the_model_and_reaches_the_scoring_job() -> None:
     from sampan.vertical.capability import scoring_job_of
 
     def scoring(**extra: object) -> object:
-        return parse_config({**VERTICAL, "run": {"workflow": "scoring"},
-                             "scoring": {"model": "run-1", "applicants": ["a"], **extra}})
+        return parse_config(
+            {**VERTICAL, "run": {"workflow": "scoring"}, "scoring": {"model": "run-1", "applicants": ["a"], **extra}}
+        )
+
     assert scoring().scoring.kind == "lr" and scoring_job_of(scoring()).kind == "lr"  # type: ignore[attr-defined]
     for kind in ("scorecard", "gbdt"):
         config = scoring(kind=kind)

@@ -26,9 +26,14 @@ OPERATOR = Identity("ops", "operator")
 
 
 def _schema(schema) -> dict:  # type: ignore[no-untyped-def]
-    return {"id": schema.id_column, "label": schema.label_column,
-            "features": [{"name": f.name, "kind": f.kind, **({"categories": list(f.categories)} if f.categories else {})}
-                         for f in schema.features]}
+    return {
+        "id": schema.id_column,
+        "label": schema.label_column,
+        "features": [
+            {"name": f.name, "kind": f.kind, **({"categories": list(f.categories)} if f.categories else {})}
+            for f in schema.features
+        ],
+    }
 
 
 class InProcessFederation:
@@ -36,8 +41,11 @@ class InProcessFederation:
         consortium = make_sme_consortium(2000, seed=4)
         self.paths = consortium.write_csv(root / "data")
         self.schema = _schema(consortium.schema_for(next(iter(self.paths))))
-        files = write_federation(root / "fed", {n: {"loans": Binding(str(p), self.schema)} for n, p in self.paths.items()},
-                                 coordinator={"store": store_url} if store_url else None)
+        files = write_federation(
+            root / "fed",
+            {n: {"loans": Binding(str(p), self.schema)} for n, p in self.paths.items()},
+            coordinator={"store": store_url} if store_url else None,
+        )
         self.coordinator = Coordinator(load_coordinator_config(files.coordinator_config))
         self.coordinator.start()
         self.stop = threading.Event()
@@ -50,15 +58,17 @@ class InProcessFederation:
         assert self.coordinator.hub.wait_for(list(self.paths), 30) == []
 
     def submit(self, run: dict) -> str:
-        reply = self.coordinator.submit(OPERATOR, Message("", 0, "ops", "coordinator", "deploy.submit",
-                                                          meta={"config": run}))
+        reply = self.coordinator.submit(
+            OPERATOR, Message("", 0, "ops", "coordinator", "deploy.submit", meta={"config": run})
+        )
         return str(reply.meta["run_id"])
 
     def wait(self, run_id: str, timeout: float = 60) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            meta = self.coordinator.status(OPERATOR, Message("", 0, "ops", "coordinator", "s",
-                                                             meta={"run_id": run_id})).meta
+            meta = self.coordinator.status(
+                OPERATOR, Message("", 0, "ops", "coordinator", "s", meta={"run_id": run_id})
+            ).meta
             if meta["status"] in ("completed", "failed"):
                 return dict(meta)
             time.sleep(0.1)
@@ -84,8 +94,11 @@ RUN = {"run": {"name": "agents", "rounds": 2, "seed": 9}, "deploy": {"dataset": 
 
 
 def _reference(fed: InProcessFederation, tmp_path: Path) -> np.ndarray:
-    data = {"run": {**RUN["run"], "report_dir": str(tmp_path / "ref")}, "schema": fed.schema,
-            "parties": [{"name": n, "path": str(p)} for n, p in fed.paths.items()]}
+    data = {
+        "run": {**RUN["run"], "report_dir": str(tmp_path / "ref")},
+        "schema": fed.schema,
+        "parties": [{"name": n, "path": str(p)} for n, p in fed.paths.items()],
+    }
     store = Store.open(f"sqlite:///{tmp_path / 'ref.db'}")
     try:
         with agents_splits(fed.files.party_configs, "loans"):  # each agent's own keyed holdout (review R8-1)
@@ -111,8 +124,9 @@ def test_the_coordinator_store_can_be_postgresql(tmp_path: Path, postgres_url: s
         fed.close()
 
 
-def test_bad_runs_fail_with_the_reason_and_the_federation_keeps_working(federation: InProcessFederation,
-                                                                        tmp_path: Path) -> None:
+def test_bad_runs_fail_with_the_reason_and_the_federation_keeps_working(
+    federation: InProcessFederation, tmp_path: Path
+) -> None:
     with pytest.raises(Exception, match="not members"):
         federation.submit({**RUN, "deploy": {"parties": ["bank_nowhere"]}})
     run_id = federation.submit({**RUN, "deploy": {"dataset": "no_such_dataset"}})
@@ -123,5 +137,6 @@ def test_bad_runs_fail_with_the_reason_and_the_federation_keeps_working(federati
     store = federation.coordinator.store
     np.testing.assert_array_equal(store.get_model("agents").arrays["params"], _reference(federation, tmp_path))
     with pytest.raises(Exception, match="only deployed runs"):
-        federation.coordinator.submit(OPERATOR, Message("", 0, "ops", "coordinator", "deploy.submit",
-                                                        meta={"resume": run_id}))
+        federation.coordinator.submit(
+            OPERATOR, Message("", 0, "ops", "coordinator", "deploy.submit", meta={"resume": run_id})
+        )

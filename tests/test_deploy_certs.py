@@ -193,7 +193,8 @@ def test_example_configs_load_and_run_files_keep_data_bindings_out(tmp_path: Pat
     party = load_party_config(EXAMPLES / "party.toml")
     assert party.data["sme_loans"].schema_.features[-1].categories
     assert Path(party.data["sme_loans"].path).is_absolute()
-    horizontal, vertical = load_run_spec(EXAMPLES / "run-horizontal.toml"), load_run_spec(EXAMPLES / "run-vertical.toml")
+    horizontal = load_run_spec(EXAMPLES / "run-horizontal.toml")
+    vertical = load_run_spec(EXAMPLES / "run-vertical.toml")
     assert horizontal.config.run.rounds == 20 and "parties" not in horizontal.stored
     assert vertical.vertical is not None and vertical.deploy.label_holder == "bank"
     with pytest.raises(ConfigError, match="no data binding"):

@@ -65,7 +65,8 @@ SEED = 5
 
 def _schema_dict(schema: TableSchema) -> dict[str, Any]:
     return {"id": schema.id_column, **({"label": schema.label_column} if schema.label_column else {}),
-            "features": [{"name": f.name, "kind": f.kind, **({"categories": list(f.categories)} if f.categories else {})}
+            "features": [{"name": f.name, "kind": f.kind,
+                          **({"categories": list(f.categories)} if f.categories else {})}
                          for f in schema.features]}
 
 
@@ -135,7 +136,8 @@ class Federation:
         raise AssertionError(f"run {run_id} not finished after {timeout} s:\n{self.log.read_text()[-3000:]}")
 
     def start_coordinator(self, env: dict[str, str] | None = None) -> None:
-        self.coordinator = Agent("coordinator", self.files.coordinator_config, env={TAP_ENV: str(self.tap), **(env or {})})
+        self.coordinator = Agent("coordinator", self.files.coordinator_config, env={TAP_ENV: str(self.tap),
+                                                                                    **(env or {})})
 
     def model_params(self, name: str) -> np.ndarray:
         store = self.store()

@@ -253,17 +253,25 @@ def _random_case(rng: random.Random) -> list[bytes]:
                     buf = buf[:i] + bytearray(rng.choice(_VALID)[i:])
             frames.append(bytes(buf))
         return frames
-    fields = {"version": rng.choice([0, 1, 1, 1, 2]), "kind": rng.randrange(0, 7), "nonce": rng.randbytes(rng.choice([16, 16, 3])),
-              "chunk_index": rng.choice([0, 0, 1, rng.randrange(2**32)]),
-              "chunk_count": rng.choice([1, 1, 2, rng.randrange(2**32)]), "total_bytes": rng.randrange(0, 1 << rng.randrange(1, 64)),
-              "payload": rng.randbytes(rng.randrange(0, 300)), "digest": rng.randbytes(rng.choice([32, 32, 0, 7])),
-              "step": rng.randrange(0, 1 << rng.randrange(1, 64)), "run_id": rng.choice(["", "r", "x" * 300]),
-              "sent_at_ms": rng.choice([int(time.time() * 1000), rng.randrange(2**64)])}
+    fields = {
+        "version": rng.choice([0, 1, 1, 1, 2]),
+        "kind": rng.randrange(0, 7),
+        "nonce": rng.randbytes(rng.choice([16, 16, 3])),
+        "chunk_index": rng.choice([0, 0, 1, rng.randrange(2**32)]),
+        "chunk_count": rng.choice([1, 1, 2, rng.randrange(2**32)]),
+        "total_bytes": rng.randrange(0, 1 << rng.randrange(1, 64)),
+        "payload": rng.randbytes(rng.randrange(0, 300)),
+        "digest": rng.randbytes(rng.choice([32, 32, 0, 7])),
+        "step": rng.randrange(0, 1 << rng.randrange(1, 64)),
+        "run_id": rng.choice(["", "r", "x" * 300]),
+        "sent_at_ms": rng.choice([int(time.time() * 1000), rng.randrange(2**64)]),
+    }
     return [ProtoFrame(**{k: v for k, v in fields.items() if rng.random() < 0.85}).SerializeToString()]
 
 
-@settings(max_examples=BULK_EXAMPLES, deadline=5000, database=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=BULK_EXAMPLES, deadline=5000, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 @given(st.integers(0, 2**63))
 def test_fuzz_bulk_120k_cases(seed: int) -> None:
     """Hypothesis draws the seeds; each seeds 60 cheap cases (120k in all), reported by seed on failure."""
@@ -279,8 +287,12 @@ def test_fuzz_bulk_120k_cases(seed: int) -> None:
 def test_atheris_finds_no_crash_in_100k_runs() -> None:
     pytest.importorskip("atheris")
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, __file__, "-atheris_runs=100000", "-max_len=512", "-seed=1"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, __file__, "-atheris_runs=100000", "-max_len=512", "-seed=1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Done 100000 in" in result.stderr, result.stderr[-2000:]
     assert time.perf_counter() - started < 300

@@ -6,13 +6,15 @@ from __future__ import annotations
 import threading
 import time
 
+import _grpc_loopback
 import numpy as np
 import pytest
-from _grpc_loopback import echo, loopback  # noqa: F401 - the fixture
+from _grpc_loopback import echo
 
 from sampan.transport import PartyError
 from sampan.wire import Message
 
+loopback = _grpc_loopback.loopback  # the fixture, registered here: only these gRPC modules load grpc
 pytestmark = pytest.mark.slow
 
 

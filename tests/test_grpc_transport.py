@@ -8,9 +8,10 @@ import threading
 import time
 from pathlib import Path
 
+import _grpc_loopback
 import numpy as np
 import pytest
-from _grpc_loopback import echo, loopback  # noqa: F401 - the fixture
+from _grpc_loopback import echo
 
 from sampan.config import parse_config
 from sampan.runtime.store import Store
@@ -18,6 +19,7 @@ from sampan.transport import PartyError
 from sampan.transport.grpc_envelope import Limits
 from sampan.wire import Message
 
+loopback = _grpc_loopback.loopback  # the fixture, registered here: only these gRPC modules load grpc
 
 def test_replies_in_request_order_errors_name_the_party_and_unknown_parties_fail(loopback) -> None:  # type: ignore[no-untyped-def]
     lb = loopback({"a": echo("a", 0.02), "b": echo("b"), "c": echo("c")})
@@ -66,7 +68,9 @@ def test_a_dropped_stream_is_re_sent_and_answered_from_the_reply_cache(loopback)
     lb = loopback({"a": slow})
     transport = lb.transport()
     result: list[Message] = []
-    worker = threading.Thread(target=lambda: result.extend(transport.exchange([Message("r", 1, "coordinator", "a", "k")])))
+    worker = threading.Thread(
+        target=lambda: result.extend(transport.exchange([Message("r", 1, "coordinator", "a", "k")]))
+    )
     worker.start()
     time.sleep(0.3)
     lb.links["a"].close()  # the stream breaks while the party works; the link reconnects
@@ -98,14 +102,20 @@ def _registered(store: Store, finished) -> dict[str, np.ndarray]:  # type: ignor
     return store.get_model(finished.model_name, finished.model_version).arrays
 
 
-@pytest.mark.parametrize("model", [{"kind": "mlp", "hidden": [8]}, {"kind": "gbdt", "n_trees": 3, "max_depth": 2}],
-                         ids=["mlp", "gbdt"])
+@pytest.mark.parametrize(
+    "model", [{"kind": "mlp", "hidden": [8]}, {"kind": "gbdt", "n_trees": 3, "max_depth": 2}], ids=["mlp", "gbdt"]
+)
 def test_horizontal_run_over_grpc_equals_inprocess(loopback, tmp_path: Path, model: dict) -> None:  # type: ignore[no-untyped-def]
     """The same runner and capability over gRPC + mTLS (parties on threads) and in process: same model."""
     from sampan.runtime.runner import start_run
 
-    config = parse_config({"run": {"name": "g", "rounds": 2, "seed": 3, "report_dir": str(tmp_path)},
-                           "model": model, "source": {"kind": "consortium", "n_smes": 1500}})
+    config = parse_config(
+        {
+            "run": {"name": "g", "rounds": 2, "seed": 3, "report_dir": str(tmp_path)},
+            "model": model,
+            "source": {"kind": "consortium", "n_smes": 1500},
+        }
+    )
     capability = _capability_or_skip("horizontal")
     apps = {name: capability.party_app(setup) for name, setup in capability.simulate(config, 3).items()}
     lb = loopback({name: app.handle for name, app in apps.items()})

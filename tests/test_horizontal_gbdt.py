@@ -39,8 +39,9 @@ def test_horizontal_gbdt_equals_the_pooled_learner_on_the_shared_bins() -> None:
     for mine, theirs in zip(result.model.trees, ref.trees, strict=False):
         assert mine.left == theirs.left
         np.testing.assert_allclose(mine.value, theirs.value, atol=1e-9)
-    np.testing.assert_allclose(predict_horizontal(result, Xv), predict_local(ref, provider, {"all": apply_bins(Xv, result.edges)}),
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        predict_horizontal(result, Xv), predict_local(ref, provider, {"all": apply_bins(Xv, result.edges)}), atol=1e-9
+    )
     assert roc_auc(yv, predict_horizontal(result, Xv)) > 0.7
 
 
@@ -49,8 +50,21 @@ def test_gbdt_demo_runs_and_matches_the_pooled_learner(tmp_path) -> None:  # typ
 
     from sampan.cli import app
 
-    result = CliRunner().invoke(app, ["demo", "--model", "gbdt", "--seed", "4", "--store", f"sqlite:///{tmp_path / 'r.db'}",
-                                      "--report-dir", str(tmp_path / "rep")], env={"COLUMNS": "200"})
+    result = CliRunner().invoke(
+        app,
+        [
+            "demo",
+            "--model",
+            "gbdt",
+            "--seed",
+            "4",
+            "--store",
+            f"sqlite:///{tmp_path / 'r.db'}",
+            "--report-dir",
+            str(tmp_path / "rep"),
+        ],
+        env={"COLUMNS": "200"},
+    )
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if "federated GBDT" in line or "pooled data" in line]
     assert len(lines) == 2 and lines[0].split("│")[2] == lines[1].split("│")[2]  # same AUC

@@ -49,5 +49,7 @@ def test_the_capability_composes_the_privacy_mods_onto_the_party_app() -> None:
                                    meta={"dp_count": {"noise_multiplier": 50.0}})) for i in range(8)]
     assert all("positive_rate" not in r.meta for r in released)
     assert len({r.meta["n_train"] for r in released}) > 1  # noised per run
-    again = app.handle(Message("run-0", 0, "coordinator", "bank", "describe", meta={"dp_count": {"noise_multiplier": 50.0}}))
+    again = app.handle(
+        Message("run-0", 0, "coordinator", "bank", "describe", meta={"dp_count": {"noise_multiplier": 50.0}})
+    )
     assert again.meta["n_train"] == released[0].meta["n_train"]  # one release per run

@@ -29,7 +29,9 @@ MNIST_STEPS = math.ceil(60 * 60000 / 256)  # 14063
 
 
 def dpsgd(party: str = "a", *, z: float = 1.1, q: float = MNIST_Q, steps: int = MNIST_STEPS, step: int | None = None):
-    return PrivacyEvent(party, "DP2", "subsampled_gaussian", noise_multiplier=z, sampling_rate=q, count=steps, step=step)
+    return PrivacyEvent(
+        party, "DP2", "subsampled_gaussian", noise_multiplier=z, sampling_rate=q, count=steps, step=step
+    )
 
 
 def big(epsilon: float = 1e6) -> Budget:
@@ -144,7 +146,9 @@ def test_rdp_and_pld_agree_on_dpsgd_and_pld_is_tighter() -> None:
 
 def test_budget_stop_names_party_level_and_numbers_and_records_nothing() -> None:
     ledger = Ledger({"bank_a": Budget(1.0, DELTA), "bank_b": Budget(2.0, DELTA)})
-    ledger.record(PrivacyEvent("bank_b", "DP2", "subsampled_gaussian", noise_multiplier=1.0, sampling_rate=0.01, count=100))
+    ledger.record(
+        PrivacyEvent("bank_b", "DP2", "subsampled_gaussian", noise_multiplier=1.0, sampling_rate=0.01, count=100)
+    )
     b_before = ledger.spent("bank_b")
     ledger.record(PrivacyEvent("bank_a", "DP1", "laplace", epsilon=0.1, note="feature means"))
     ledger.record(PrivacyEvent("bank_a", "DP3", "gaussian", noise_multiplier=30.0, step=0))

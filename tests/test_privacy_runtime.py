@@ -130,22 +130,42 @@ def test_no_update_leaves_a_party_un_noised(tmp_path: Path, privacy: dict) -> No
     # replay one party's last fit request twice: a noised protocol never gives the same update twice
     apps = build_party_apps(load_splits(config, 3))
     party = fits[-1].sender
-    request = Message(run_id, 9, "coordinator", party, "fit", arrays={"params": np.zeros(fits[-1].arrays["update"].size)},
-                      meta={"model": {"kind": "logistic", "n_features": fits[-1].arrays["update"].size - 1},
-                            "train": {"epochs": 1, "batch_size": 64, "learning_rate": 0.1}, "seed": 1,
-                            "public_rows": 500,
-                            **({"dp2": {"noise_multiplier": 1.0, "max_grad_norm": 1.0}} if "dp2" in privacy else {}),
-                            **({"dp3": {"clip": 0.5, "mode": "distributed", "parties": 3, "sum_sigma": 2.5,
-                                        "count_sigma": None}} if "dp3" in privacy else {})})
+    request = Message(
+        run_id,
+        9,
+        "coordinator",
+        party,
+        "fit",
+        arrays={"params": np.zeros(fits[-1].arrays["update"].size)},
+        meta={
+            "model": {"kind": "logistic", "n_features": fits[-1].arrays["update"].size - 1},
+            "train": {"epochs": 1, "batch_size": 64, "learning_rate": 0.1},
+            "seed": 1,
+            "public_rows": 500,
+            **({"dp2": {"noise_multiplier": 1.0, "max_grad_norm": 1.0}} if "dp2" in privacy else {}),
+            **(
+                {"dp3": {"clip": 0.5, "mode": "distributed", "parties": 3, "sum_sigma": 2.5, "count_sigma": None}}
+                if "dp3" in privacy
+                else {}
+            ),
+        },
+    )
     first, second = apps[party].handle(request), apps[party].handle(request)
     if "dp3" in privacy:  # distributed DP3 in clear would carry only the party's 1/sqrt(m) share: refused
         assert first.is_error and second.is_error and "without secure aggregation" in str(first.meta)
     else:
         assert not np.array_equal(first.arrays["update"], second.arrays["update"])
     # control in another run: within the DP run a fit without its DP level is refused (review R8-4)
-    plain = Message(**{**request.__dict__, "run_id": f"{run_id}-plain",
-                       "meta": {k: v for k, v in request.meta.items() if k not in ("dp2", "dp3")}})
-    np.testing.assert_array_equal(apps[party].handle(plain).arrays["update"], apps[party].handle(plain).arrays["update"])
+    plain = Message(
+        **{
+            **request.__dict__,
+            "run_id": f"{run_id}-plain",
+            "meta": {k: v for k, v in request.meta.items() if k not in ("dp2", "dp3")},
+        }
+    )
+    np.testing.assert_array_equal(
+        apps[party].handle(plain).arrays["update"], apps[party].handle(plain).arrays["update"]
+    )
 
 
 def test_resumed_run_continues_from_the_spent_budget(tmp_path: Path) -> None:
@@ -161,7 +181,7 @@ def test_resumed_run_continues_from_the_spent_budget(tmp_path: Path) -> None:
     resume_run(store, run_id)
     resumed = _ledger(store, run_id)
     per_round = [e for e in at_crash.events if e.step == 1]
-    assert resumed.events[:len(at_crash.events)] == at_crash.events  # nothing forgotten
+    assert resumed.events[: len(at_crash.events)] == at_crash.events  # nothing forgotten
     assert len(resumed.events) == len(at_crash.events) + 2 * len(per_round)  # rounds 3 and 4, once each
     for party in resumed.parties:
         assert at_crash.spent(party) < resumed.spent(party) <= 2.0
@@ -181,8 +201,9 @@ def test_noise_schedule_is_fixed_in_advance_and_accounted_per_round(tmp_path: Pa
     assert all(0.9 * 2.0 < ledger.spent(p) <= 2.0 for p in ledger.parties)
 
 
-def test_dp1_noises_preprocessing_statistics_and_charges_the_ledger(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dp1_noises_preprocessing_statistics_and_charges_the_ledger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import itertools
 
     import sampan.privacy.dpsgd
@@ -199,9 +220,16 @@ def test_dp1_noises_preprocessing_statistics_and_charges_the_ledger(tmp_path: Pa
     np.testing.assert_allclose(draws.mean(0), exact, rtol=0.05, atol=2.0)
     np.testing.assert_allclose(draws.std(0), 2.0 * np.sqrt(7), rtol=0.12)  # z·Δ on every coordinate
 
-    bounds = {"log10_annual_revenue_hkd": [5, 9], "years_in_business": [0, 50], "employees": [0, 100],
-              "log10_loan_amount_hkd": [4, 8], "loan_term_months": [0, 120], "debt_to_revenue": [0, 3],
-              "past_delinquencies": [0, 10], "*": [0, 1]}
+    bounds = {
+        "log10_annual_revenue_hkd": [5, 9],
+        "years_in_business": [0, 50],
+        "employees": [0, 100],
+        "log10_loan_amount_hkd": [4, 8],
+        "loan_term_months": [0, 120],
+        "debt_to_revenue": [0, 3],
+        "past_delinquencies": [0, 10],
+        "*": [0, 1],
+    }
     privacy = {"epsilon": 4.0, "dp1": {"noise_multiplier": 10.0, "bounds": bounds}, "dp2": {"noise_multiplier": "auto"}}
     store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
     config = _config(tmp_path, privacy, rounds=4)
@@ -217,5 +245,12 @@ def test_dp1_noises_preprocessing_statistics_and_charges_the_ledger(tmp_path: Pa
         assert ledger.spent(party, "DP1") > 0 and ledger.spent(party) <= 4.0
     assert finished.outcome.final_metrics["auc"] > 0.65, finished.outcome.final_metrics
     with pytest.raises(Exception, match="no range for feature"):
-        start_run(parse_config(_config(tmp_path, {"epsilon": 2.0, "dp1": {"noise_multiplier": 4.0,
-                                                                           "bounds": {"years_in_business": [0, 50]}}})), store)
+        start_run(
+            parse_config(
+                _config(
+                    tmp_path,
+                    {"epsilon": 2.0, "dp1": {"noise_multiplier": 4.0, "bounds": {"years_in_business": [0, 50]}}},
+                )
+            ),
+            store,
+        )

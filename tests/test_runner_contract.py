@@ -263,7 +263,8 @@ def test_hook_progress_adapts_a_progress_hook() -> None:
         def run_started(self, *a: Any) -> None: calls.append(("run_started", a))
         def round_started(self, *a: Any) -> None: calls.append(("round_started", a))
         def party_done(self, *a: Any) -> None: calls.append(("party_done", a))
-        def round_finished(self, result: Any) -> None: calls.append(("round_finished", (result.round, result.train_loss)))
+        def round_finished(self, result: Any) -> None:
+            calls.append(("round_finished", (result.round, result.train_loss)))
 
     progress = runner.hook_progress(Hook())
     progress("run_started", {"run_id": "r", "total_rounds": 3, "resumed_from": 1})
@@ -279,8 +280,9 @@ def toy_report(store: Store, run_id: str) -> list[ReportSection]:
     return [ReportSection("Toy sums", f"<p>total {store.get_run(run_id).info['final_metrics']['total']}</p>")]
 
 
-def test_report_builder_is_picked_by_workflow_name(tmp_path: Path, store: Store, toy: ToyCapability,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_report_builder_is_picked_by_workflow_name(
+    tmp_path: Path, store: Store, toy: ToyCapability, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(reporting.REPORT_BUILDERS, "toy", f"{__name__}:toy_report")
     finished = runner.start_run(toy_config(tmp_path), store)
     assert finished.report_path is not None
@@ -292,10 +294,12 @@ def test_report_builder_is_picked_by_workflow_name(tmp_path: Path, store: Store,
     assert "Toy sums" not in path.read_text() and "Privacy receipt" in path.read_text()
 
 
-def test_a_report_that_cannot_be_written_leaves_the_run_completed(tmp_path: Path, store: Store, toy: ToyCapability,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_report_that_cannot_be_written_leaves_the_run_completed(
+    tmp_path: Path, store: Store, toy: ToyCapability, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def no_disk(*args: Any, **kwargs: Any) -> Path:
         raise PermissionError("report folder is read-only")
+
     monkeypatch.setattr(runner, "write_run_report", no_disk)
     with pytest.raises(PermissionError):
         runner.start_run(toy_config(tmp_path), store)
@@ -311,8 +315,16 @@ def test_the_runtime_reaches_capabilities_only_through_the_table() -> None:
     offenders = []
     for path in sorted(runtime.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            offenders += [f"{path.name}: {n}" for n in names
-                          if n.split(".")[:2] in (["sampan", "horizontal"], ["sampan", "vertical"], ["sampan", "synth"])]
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            offenders += [
+                f"{path.name}: {n}"
+                for n in names
+                if n.split(".")[:2] in (["sampan", "horizontal"], ["sampan", "vertical"], ["sampan", "synth"])
+            ]
     assert offenders == []

@@ -28,8 +28,13 @@ def test_scoring_kind_reaches_the_scoring_workflow_and_picks_that_model(tmp_path
 
     def score(**section: Any) -> list[dict[str, Any]]:
         name = f"kind-score-{section.get('kind', 'default')}"
-        config = parse_config({**parse_config(vertical).to_dict(), "run": {"name": name, "seed": SEED, "workflow": "scoring"},
-                               "scoring": {"model": trained.run_id, "applicants": applicants, **section}})
+        config = parse_config(
+            {
+                **parse_config(vertical).to_dict(),
+                "run": {"name": name, "seed": SEED, "workflow": "scoring"},
+                "scoring": {"model": trained.run_id, "applicants": applicants, **section},
+            }
+        )
         assert config.workflow == "scoring"
         finished = start_run(config, store)
         assert finished.result.info["scoring"]["kind"] == section.get("kind", "lr")

@@ -67,7 +67,9 @@ class Killable:
         """A fresh process: new party object, new secure-aggregation master secret and (in-memory) state."""
         app = PartyApp(self.name)
         secagg = SecAggClient(self.name, identity=self.identity, verifier=self.verifier)
-        for kind, handler in HorizontalParty(self.name, self.split.train, self.split.test, secagg=secagg).handlers().items():
+        for kind, handler in (
+            HorizontalParty(self.name, self.split.train, self.split.test, secagg=secagg).handlers().items()
+        ):
             app.register(kind, handler)
         self.app, self.dead = app, False
 
@@ -92,7 +94,9 @@ def _federation(n_parties: int) -> tuple[InProcessTransport, dict[str, Killable]
 
 
 def _run(store: Store, config, transport) -> tuple[str, Any]:
-    run_id = store.create_run(name="sa", workflow="horizontal", seed=4, config=config.to_dict(), total_rounds=config.run.rounds)
+    run_id = store.create_run(
+        name="sa", workflow="horizontal", seed=4, config=config.to_dict(), total_rounds=config.run.rounds
+    )
     return run_id, run_workflow(transport, store, run_id, config, 4)
 
 
@@ -165,8 +169,9 @@ def test_below_threshold_the_round_is_retried_with_the_survivors(tmp_path: Path)
     transport, apps = _federation(6)
     for name in ("bank_0", "bank_1", "bank_2"):  # 3 of 6 mask: below 4 (threshold 0.6); they come back next round
         apps[name].dies = lambda m: ConnectionError if (m.step, m.kind) == (1, "fit") else None
-        apps[name].handle = (lambda a: lambda m: (a.restart() if m.step > 1 and a.dead else None) or
-                             Killable.handle(a, m))(apps[name])
+        apps[name].handle = (
+            lambda a: lambda m: (a.restart() if m.step > 1 and a.dead else None) or Killable.handle(a, m)
+        )(apps[name])
     run_id, outcome = _run(store, _config(rounds=2, secagg={}), transport)
     (failed,) = _events(store, run_id, "secagg_round_failed")
     assert failed["round"] == 1 and failed["stage"] == "masked input" and "3 parties left, 4 needed" in failed["reason"]
@@ -234,8 +239,11 @@ def test_secure_aggregation_on_worker_processes_gives_the_same_model(tmp_path: P
     from sampan.runtime.runner import start_run
 
     store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
-    base = {"run": {"name": "mp", "rounds": 2, "seed": 2, "report_dir": str(tmp_path / "rep")},
-            "source": {"kind": "consortium", "n_smes": 1200}, "secure_aggregation": {}}
+    base = {
+        "run": {"name": "mp", "rounds": 2, "seed": 2, "report_dir": str(tmp_path / "rep")},
+        "source": {"kind": "consortium", "n_smes": 1200},
+        "secure_aggregation": {},
+    }
     one = start_run(parse_config(base), store).outcome.params
     two = start_run(parse_config({**base, "run": {**base["run"], "workers": 2}}), store).outcome.params
     np.testing.assert_array_equal(one, two)

@@ -57,10 +57,13 @@ def test_vertical_gbdt_grows_the_pooled_trees_and_scores_like_them() -> None:
     reply = score_vertical_gbdt(transport, session.relay, "bank", ["payments", "delivery"], "eval", aligned=splits.test)
     from sampan.metrics import roc_auc
 
-    assert reply.meta["auc"] == pytest.approx(roc_auc(y[splits.test], predict_local(ref, provider, test_bins)), abs=1e-12)
+    assert reply.meta["auc"] == pytest.approx(
+        roc_auc(y[splits.test], predict_local(ref, provider, test_bins)), abs=1e-12
+    )
     # A partner keeps its thresholds; the bank's trees only say who owns a node.
     assert parties["payments"].gbdt.thresholds and not set(parties["payments"].gbdt.thresholds) & set(
-        parties["bank"].gbdt.thresholds)
+        parties["bank"].gbdt.thresholds
+    )
 
 
 def test_gbdt_scoring_of_applications_flags_missing_partners() -> None:
@@ -92,8 +95,15 @@ def test_partner_messages_carry_no_gradients_hessians_or_labels_in_clear() -> No
     session.connect()
     session.align()
     splits = Splits.random(session.n_aligned, seed=1)
-    train_vertical_gbdt(transport, "g1", "bank", ["payments"], splits.train, splits.val,
-                        GBDTParams(n_trees=3, max_depth=2, n_bins=8, early_stopping_rounds=50))
+    train_vertical_gbdt(
+        transport,
+        "g1",
+        "bank",
+        ["payments"],
+        splits.train,
+        splits.val,
+        GBDTParams(n_trees=3, max_depth=2, n_bins=8, early_stopping_rounds=50),
+    )
     wire = b"".join(b for blobs in transport.captured.values() for b in blobs)
     y = parties["bank"].data.y[parties["bank"].psi.aligned_rows][splits.train].astype(float)
     rate = y.mean()
@@ -104,7 +114,7 @@ def test_partner_messages_carry_no_gradients_hessians_or_labels_in_clear() -> No
     # Runs of a few zero labels look like any zero padding: test windows long enough to be distinctive.
     windows = [w for arr in (y, g, h, encode_values(g), encode_values(h)) for w in _windows(arr, 8)]
     windows = [w for w in windows if len(set(w)) > 2]
-    windows += [w for w in (y[i:i + 64].astype(np.int8).tobytes() for i in range(0, len(y) - 64, 97)) if 1 in w]
+    windows += [w for w in (y[i : i + 64].astype(np.int8).tobytes() for i in range(0, len(y) - 64, 97)) if 1 in w]
     assert len(windows) > 20 and not [w for w in windows if w in wire]
 
 
@@ -175,15 +185,18 @@ def test_noised_partner_histograms_still_learn_and_report_their_epsilon(monkeypa
     monkeypatch.setattr(sampan.vertical.psi_party, "_secure_permutation", lambda n: seeded_generator(1).permutation(n))
     session, parties, transport = _session(_vertical_tables(False))
     splits = Splits.random(session.n_aligned, seed=1)
-    noisy = train_vertical_gbdt(transport, session.run_id, "bank", ["payments"], splits.train, splits.val, PARAMS,
-                                hist_noise=2.0)
+    noisy = train_vertical_gbdt(
+        transport, session.run_id, "bank", ["payments"], splits.train, splits.val, PARAMS, hist_noise=2.0
+    )
     info = noisy.privacy["payments"]
     assert info["releases"] > PARAMS.n_trees and 0 < info["epsilon"] < float("inf")
     auc = score_vertical_gbdt(transport, session.relay, "bank", ["payments"], "n", aligned=splits.test).meta["auc"]
     assert auc > 0.5  # a small table and heavy noise: better than chance is what can be promised
     ref, _, _, _ = _pooled({k: parties[k] for k in ("bank", "payments")}, splits, PARAMS)
     mine = parties["bank"].gbdt.model
-    assert any(a.owner != b.owner or not np.allclose(a.value, b.value) for a, b in zip(mine.trees, ref.trees, strict=False))
+    assert any(
+        a.owner != b.owner or not np.allclose(a.value, b.value) for a, b in zip(mine.trees, ref.trees, strict=False)
+    )
 
 
 def test_histogram_noise_calibration_meets_its_epsilon_and_the_accounts_agree() -> None:

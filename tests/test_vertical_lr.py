@@ -65,7 +65,9 @@ def test_truncation_is_exact_to_one_unit_for_the_whole_range(shift: int) -> None
     r = uniform(RNG, x.shape)
     c = sum(_share(x.view(np.uint64))) + TRUNC_OFFSET + r  # the opened value
     rt, msb = _share(r >> np.uint64(shift)), _share(r >> np.uint64(63))
-    got = to_signed(truncate_shares(c, rt[0], msb[0], shift, holder=0) + truncate_shares(c, rt[1], msb[1], shift, holder=1))
+    got = to_signed(
+        truncate_shares(c, rt[0], msb[0], shift, holder=0) + truncate_shares(c, rt[1], msb[1], shift, holder=1)
+    )
     err = got - (x >> shift)
     assert set(np.unique(err)) <= {0, 1}
 
@@ -75,8 +77,8 @@ def test_sigmoid_polynomial_is_close_in_range_and_restoring_outside() -> None:
     assert np.abs(SIGMOID_POLY(z) - 1 / (1 + np.exp(-z))).max() < 0.07
     assert SIGMOID_POLY.coef[-1] > 0  # beyond the fit range it pushes logits back, never runs away
     assert SIGMOID_POLY(12.0) > 1 and SIGMOID_POLY(-12.0) < 0
-    terms = np.abs(SIGMOID_POLY.multipliers().view(np.int64).astype(float)) * (32 * 2 ** 5) ** np.arange(6)
-    assert terms.sum() < 2 ** 62  # every |z| <= 32 stays inside the exact truncation range
+    terms = np.abs(SIGMOID_POLY.multipliers().view(np.int64).astype(float)) * (32 * 2**5) ** np.arange(6)
+    assert terms.sum() < 2**62  # every |z| <= 32 stays inside the exact truncation range
 
 
 # --- sealed channels --------------------------------------------------------------------------------
@@ -154,8 +156,11 @@ def _plaintext_reference(parties, splits: Splits, config: VerticalLRConfig, seed
     min_rows = min_batch_rows(max(x.shape[1] for x in X.values()))
     for _ in range(config.epochs):
         for rows in epoch_batches(rng.permutation(len(y)), config.batch_size, min_rows):
-            z = (sum(X[n][rows] @ W[n] for n in names) if shared else
-                 sum(np.rint(np.clip(X[n][rows] @ W[n], -clip, clip) * 32) / 32 for n in names))
+            z = (
+                sum(X[n][rows] @ W[n] for n in names)
+                if shared
+                else sum(np.rint(np.clip(X[n][rows] @ W[n], -clip, clip) * 32) / 32 for n in names)
+            )
             r = SIGMOID_POLY(z) - y[rows]
             for n in names:
                 mask = np.ones_like(W[n])
@@ -167,8 +172,9 @@ def _plaintext_reference(parties, splits: Splits, config: VerticalLRConfig, seed
 
 @pytest.mark.parametrize("shared", [False, True], ids=["plaintext-gradient", "shared-weights"])
 @pytest.mark.parametrize("three_parties", [False, True])
-def test_secure_lr_matches_plaintext_lr_on_pooled_columns(three_parties: bool, shared: bool,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secure_lr_matches_plaintext_lr_on_pooled_columns(
+    three_parties: bool, shared: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import sampan.vertical.psi_party
     from sampan.privacy.randomness import seeded_generator
 
@@ -179,8 +185,9 @@ def test_secure_lr_matches_plaintext_lr_on_pooled_columns(three_parties: bool, s
     session, parties, _ = _session(_vertical_tables(three_parties))
     splits = Splits.random(session.n_aligned, seed=1)
     # min_delta < 0: every epoch counts as the best, so the final weights are the last epoch's.
-    config = VerticalLRConfig(epochs=3, batch_size=128, learning_rate=0.3, l2=1e-3, patience=3, min_delta=-1.0,
-                              shared_weights=shared)
+    config = VerticalLRConfig(
+        epochs=3, batch_size=128, learning_rate=0.3, l2=1e-3, patience=3, min_delta=-1.0, shared_weights=shared
+    )
     result = session.train(splits, config, seed=5)
     assert result.epochs_run == 3 and result.waves_per_batch == (4 if three_parties else 3) + (3 if shared else 0)
     reference = _plaintext_reference(parties, splits, config, seed=5)
@@ -203,7 +210,7 @@ def test_secure_lr_matches_plaintext_lr_on_pooled_columns(three_parties: bool, s
 def _windows(array: np.ndarray, width: int = 4) -> list[bytes]:
     """Byte patterns of `width` consecutive values, as they would appear if the array were sent in clear."""
     flat = np.ascontiguousarray(array).reshape(-1)
-    return [flat[i:i + width].tobytes() for i in range(0, max(len(flat) - width, 1), max(len(flat) // 25, 1))]
+    return [flat[i : i + width].tobytes() for i in range(0, max(len(flat) - width, 1), max(len(flat) // 25, 1))]
 
 
 def test_captured_messages_hold_no_features_labels_or_partial_logits(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -227,8 +234,11 @@ def test_captured_messages_hold_no_features_labels_or_partial_logits(monkeypatch
         secrets_in_clear += _windows(Xs) + _windows(encode(Xs, 16)) + _windows(Xs @ party.lr.part.weights)
         if party.data.y is not None:
             y = party.data.y[rows]
-            secrets_in_clear += [y[:64].tobytes(), y[splits.train][:64].tobytes(),
-                                 y[splits.train][:16].astype(np.float64).tobytes()]
+            secrets_in_clear += [
+                y[:64].tobytes(),
+                y[splits.train][:64].tobytes(),
+                y[splits.train][:16].astype(np.float64).tobytes(),
+            ]
         leaked = [w for w in secrets_in_clear if w in wire]
         assert not leaked, f"{name}: {len(leaked)} windows of private data found on the wire"
 
@@ -254,8 +264,9 @@ def decode_message(blob: bytes) -> Message:
 def test_early_stopping_restores_the_best_epoch() -> None:
     session, parties, _ = _session(_vertical_tables(False))
     splits = Splits.random(session.n_aligned, seed=2)
-    result = session.train(splits, VerticalLRConfig(epochs=40, patience=2, learning_rate=1.5, batch_size=64,
-                                                     min_delta=0.0), seed=1)
+    result = session.train(
+        splits, VerticalLRConfig(epochs=40, patience=2, learning_rate=1.5, batch_size=64, min_delta=0.0), seed=1
+    )
     assert result.stopped_early and result.epochs_run < 40
     assert result.best_epoch == int(np.argmin(result.val_brier)) + 1
 
@@ -286,7 +297,10 @@ def test_joint_score_is_the_sum_of_partial_scores_and_flags_missing_partners() -
     np.testing.assert_allclose([r.logit for r in results], expected, atol=1e-3)
     assert results[0].missing_at == [] and results[1].missing_at == ["delivery"]
     assert all(0 < r.probability_of_default < 1 and 300 < r.score < 900 for r in results)
-    assert results[0].reasons and results[0].reasons[-1]["logit_contribution"] <= results[0].reasons[0]["logit_contribution"]
+    assert (
+        results[0].reasons
+        and results[0].reasons[-1]["logit_contribution"] <= results[0].reasons[0]["logit_contribution"]
+    )
     # Nothing the coordinator saw during scoring names the applicant or carries the PD.
     scoring_wire = b"".join(b for blobs in transport.captured.values() for b in blobs[-3:])
     assert everywhere.encode() not in scoring_wire and no_delivery.encode() not in scoring_wire
@@ -319,7 +333,7 @@ def test_session_rejects_bad_party_lists() -> None:
 def test_one_pass_polynomial_shares_equal_the_power_expansion() -> None:
     from sampan.crypto.ring import poly_shares
 
-    z = RNG.integers(-2 ** 10, 2 ** 10, 500).view(np.uint64)
+    z = RNG.integers(-(2**10), 2**10, 500).view(np.uint64)
     a = uniform(RNG, z.shape)
     pows, p = [], a.copy()
     for _ in range(5):
@@ -328,9 +342,11 @@ def test_one_pass_polynomial_shares_equal_the_power_expansion() -> None:
     shares = [_share(x) for x in pows]
     delta = sum(_share(z)) - a
     m = SIGMOID_POLY.fixed_multipliers
-    got = poly_shares(delta, [s[0] for s in shares], m, holder=0) + poly_shares(delta, [s[1] for s in shares], m, holder=1)
+    got = poly_shares(delta, [s[0] for s in shares], m, holder=0) + poly_shares(
+        delta, [s[1] for s in shares], m, holder=1
+    )
     zs = to_signed(z).astype(object)
-    want = [sum(int(m.view(np.int64)[k]) * int(v) ** k for k in range(6)) % 2 ** 64 for v in zs]
+    want = [sum(int(m.view(np.int64)[k]) * int(v) ** k for k in range(6)) % 2**64 for v in zs]
     assert got.tolist() == want
 
 
@@ -344,10 +360,14 @@ def test_logit_clip_beyond_the_ring_or_the_fit_range_is_refused() -> None:
     assert VerticalLRConfig(logit_clip=4).clip_for(2) == 4
     # At the ring's capacity every polynomial term still fits the exact truncation range.
     capacity = SIGMOID_POLY.ring_capacity()
-    units = capacity * 2 ** SIGMOID_POLY.in_bits
+    units = capacity * 2**SIGMOID_POLY.in_bits
     terms = [abs(int(m)) * int(units) ** k for k, m in enumerate(SIGMOID_POLY.multipliers().view(np.int64))]
-    assert sum(terms) < 2 ** 62 <= sum(abs(int(m)) * int(units + 1) ** k
-                                       for k, m in enumerate(SIGMOID_POLY.multipliers().view(np.int64))) + 2 ** 47
+    assert (
+        sum(terms)
+        < 2**62
+        <= sum(abs(int(m)) * int(units + 1) ** k for k, m in enumerate(SIGMOID_POLY.multipliers().view(np.int64)))
+        + 2**47
+    )
 
 
 def _correlated_ratios(n: int, seed: int = 0) -> dict[str, PartyData]:
@@ -359,8 +379,10 @@ def _correlated_ratios(n: int, seed: int = 0) -> dict[str, PartyData]:
     X = np.sinh(latent @ rng.normal(size=(1, 64)) + 0.3 * rng.normal(size=(n, 64)))
     y = (rng.random(n) < 1 / (1 + np.exp(-(3 * latent[:, 0] - 4)))).astype(np.int8)
     cols = np.array_split(rng.permutation(64), 3)
-    return {name: PartyData(name, ids, X[:, c], y if name == "bank" else None, [f"r{j}" for j in c])
-            for name, c in zip(("bank", "p1", "p2"), cols, strict=False)}
+    return {
+        name: PartyData(name, ids, X[:, c], y if name == "bank" else None, [f"r{j}" for j in c])
+        for name, c in zip(("bank", "p1", "p2"), cols, strict=False)
+    }
 
 
 @pytest.mark.slow
@@ -380,9 +402,10 @@ def test_validation_brier_stays_a_probability_score_on_wide_correlated_ratios() 
     session.connect()
     session.align()
     splits = Splits.random(session.n_aligned or 0, seed=0)
-    result = session.train(splits, VerticalLRConfig(epochs=12, learning_rate=0.2, patience=12, shared_weights=False),
-                           seed=0)
-    assert max(result.val_brier) <= 1.07 ** 2 and min(result.val_brier) < 0.1
+    result = session.train(
+        splits, VerticalLRConfig(epochs=12, learning_rate=0.2, patience=12, shared_weights=False), seed=0
+    )
+    assert max(result.val_brier) <= 1.07**2 and min(result.val_brier) < 0.1
     assert session.evaluate(splits.test)["auc"] > 0.85
 
 
@@ -415,9 +438,14 @@ def test_shared_weights_settings_in_a_run_file() -> None:
     from sampan.config import ConfigError
     from sampan.vertical.config import VerticalRunConfig
 
-    base = {"label_holder": "bank", "id": "ID", "parties": [
-        {"name": "bank", "path": "b.csv", "label": "y", "features": [f"b{i}" for i in range(9)]},
-        {"name": "p", "path": "p.csv", "features": ["x"]}]}
+    base = {
+        "label_holder": "bank",
+        "id": "ID",
+        "parties": [
+            {"name": "bank", "path": "b.csv", "label": "y", "features": [f"b{i}" for i in range(9)]},
+            {"name": "p", "path": "p.csv", "features": ["x"]},
+        ],
+    }
     assert VerticalRunConfig.model_validate({"vertical": base}).lr_config().shared_weights  # the default
     leaky = {**base, "lr": {"shared_weights": False, "epochs": 60, "batch_size": 512}}
     with pytest.raises(ConfigError, match="vertical.lr.shared_weights: .*allow_gradient_label_leakage"):

@@ -15,8 +15,18 @@ from sampan.wire.codec import ALLOWED_DTYPES, PREFIX_SIZE
 
 dtypes = st.sampled_from(sorted(ALLOWED_DTYPES)).map(np.dtype)
 arrays = dtypes.flatmap(lambda dt: hnp.arrays(dt, hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=5)))
-json_scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20)
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=20)
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
 names = st.text(min_size=1, max_size=30)
 
 messages = st.builds(
@@ -88,21 +98,25 @@ def _forge(header: bytes, payload: bytes = b"") -> bytes:
 
 
 def test_wrong_dtype_in_manifest_rejected() -> None:
-    header = (b'{"run_id":"r","step":0,"sender":"a","recipient":"b","kind":"k","meta":{},'
-              b'"arrays":[{"name":"x","dtype":"object","shape":[1]}]}')
+    header = (
+        b'{"run_id":"r","step":0,"sender":"a","recipient":"b","kind":"k","meta":{},'
+        b'"arrays":[{"name":"x","dtype":"object","shape":[1]}]}'
+    )
     with pytest.raises(WireError, match="dtype"):
         decode(_forge(header, b"\0" * 8))
 
 
 def test_manifest_claiming_huge_array_rejected_without_allocating() -> None:
-    header = (b'{"run_id":"r","step":0,"sender":"a","recipient":"b","kind":"k","meta":{},'
-              b'"arrays":[{"name":"x","dtype":"float64","shape":[1099511627775,1099511627775]}]}')
+    header = (
+        b'{"run_id":"r","step":0,"sender":"a","recipient":"b","kind":"k","meta":{},'
+        b'"arrays":[{"name":"x","dtype":"float64","shape":[1099511627775,1099511627775]}]}'
+    )
     with pytest.raises(WireError, match="past the end"):
         decode(_forge(header, b"\0" * 8))
 
 
 def test_trailing_bytes_and_nan_header_rejected() -> None:
-    good = (b'{"run_id":"r","step":0,"sender":"a","recipient":"b","kind":"k","meta":{},"arrays":[]}')
+    good = b'{"run_id":"r","step":0,"sender":"a","recipient":"b","kind":"k","meta":{},"arrays":[]}'
     with pytest.raises(WireError, match="unclaimed"):
         decode(_forge(good, b"xx"))
     nan = good.replace(b'"meta":{}', b'"meta":{"x":NaN}')

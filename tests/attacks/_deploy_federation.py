@@ -23,25 +23,43 @@ VERTICAL = ("bank", "payments", "delivery")
 
 
 def schema_dict(schema: Any) -> dict[str, Any]:
-    return {"id": schema.id_column, **({"label": schema.label_column} if schema.label_column else {}),
-            "features": [{"name": f.name, "kind": f.kind, **({"categories": list(f.categories)} if f.categories else {})}
-                         for f in schema.features]}
+    return {
+        "id": schema.id_column,
+        **({"label": schema.label_column} if schema.label_column else {}),
+        "features": [
+            {"name": f.name, "kind": f.kind, **({"categories": list(f.categories)} if f.categories else {})}
+            for f in schema.features
+        ],
+    }
 
 
 class ThreadFederation:
     """`parties` maps each party to one dataset binding ("loans": horizontal, "vertical": the vertical view)."""
 
-    def __init__(self, root: Path, *, vertical: bool = False, allow: Mapping[str, Mapping[str, Any]] | None = None,
-                 coordinator: Mapping[str, Any] | None = None, n: int = 1500, start: bool = True) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        vertical: bool = False,
+        allow: Mapping[str, Mapping[str, Any]] | None = None,
+        coordinator: Mapping[str, Any] | None = None,
+        n: int = 1500,
+        start: bool = True,
+    ) -> None:
         consortium = make_sme_consortium(n, seed=4)
         view = "vertical" if vertical else "horizontal"
         self.paths = consortium.write_csv(root / "data", view)
         self.dataset = "vertical" if vertical else "loans"
-        bindings = {name: {self.dataset: Binding(str(path), schema_dict(consortium.schema_for(name)))}
-                    for name, path in self.paths.items()}
+        bindings = {
+            name: {self.dataset: Binding(str(path), schema_dict(consortium.schema_for(name)))}
+            for name, path in self.paths.items()
+        }
         self.files: FederationFiles = write_federation(
-            root / "fed", bindings, allow=allow,
-            coordinator={"connect_timeout_s": 20, "crl_check_s": 0.2, **(coordinator or {})})
+            root / "fed",
+            bindings,
+            allow=allow,
+            coordinator={"connect_timeout_s": 20, "crl_check_s": 0.2, **(coordinator or {})},
+        )
         self.coordinator = Coordinator(load_coordinator_config(self.files.coordinator_config))
         self.stop = threading.Event()
         self.agents = {name: PartyAgent(load_party_config(p)) for name, p in self.files.party_configs.items()}
@@ -78,15 +96,17 @@ class ThreadFederation:
             self.fatal[name] = str(exc)
 
     def submit(self, run: Mapping[str, Any], operator: Identity = OPERATOR) -> str:
-        reply = self.coordinator.submit(operator, Message("", 0, operator.name, "coordinator", "deploy.submit",
-                                                          meta={"config": dict(run)}))
+        reply = self.coordinator.submit(
+            operator, Message("", 0, operator.name, "coordinator", "deploy.submit", meta={"config": dict(run)})
+        )
         return str(reply.meta["run_id"])
 
     def wait(self, run_id: str, timeout: float = 90) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            meta = self.coordinator.status(OPERATOR, Message("", 0, "ops", "coordinator", "s",
-                                                             meta={"run_id": run_id})).meta
+            meta = self.coordinator.status(
+                OPERATOR, Message("", 0, "ops", "coordinator", "s", meta={"run_id": run_id})
+            ).meta
             if meta["status"] in ("completed", "failed"):
                 return dict(meta)
             time.sleep(0.1)
@@ -106,8 +126,7 @@ class ThreadFederation:
 
 
 def run_config(name: str, *, deploy: Mapping[str, Any] | None = None, **sections: Any) -> dict[str, Any]:
-    return {"run": {"name": name, "rounds": 2, "seed": 3}, "deploy": {"dataset": "loans", **(deploy or {})},
-            **sections}
+    return {"run": {"name": name, "rounds": 2, "seed": 3}, "deploy": {"dataset": "loans", **(deploy or {})}, **sections}
 
 
 def wait_until(predicate: Any, timeout: float = 30.0) -> bool:

@@ -63,17 +63,23 @@ def server(consortium: Consortium, label: str = f"{RUN}/round-1/attempt-0",
     return SecAggServer(params or SecAggParams(), consortium.names, consortium.d, label, np.random.default_rng(7))
 
 
-def drive(srv: SecAggServer, consortium: Consortium, until: str = "result",
-          alter: Callable[[str, str, dict[str, np.ndarray], dict[str, Any]], None] | None = None) -> dict[str, Requests]:
+def drive(
+    srv: SecAggServer,
+    consortium: Consortium,
+    until: str = "result",
+    alter: Callable[[str, str, dict[str, np.ndarray], dict[str, Any]], None] | None = None,
+) -> dict[str, Requests]:
     """Run the honest steps up to (not including) `until`; returns every step's requests so they can be replayed.
 
     `alter(kind, party, arrays, meta)` may change a request in place before it is delivered (a malicious relay).
     """
-    steps = (("secagg_keys", srv.advertise_requests, srv.receive_keys),
-             ("secagg_share", srv.share_requests, srv.receive_shares),
-             ("fit", srv.masked_requests, lambda p, a: srv.receive_masked(p, a["masked"])),
-             ("secagg_consistency", srv.consistency_requests, srv.receive_signature),
-             ("secagg_unmask", srv.unmask_requests, srv.receive_unmask))
+    steps = (
+        ("secagg_keys", srv.advertise_requests, srv.receive_keys),
+        ("secagg_share", srv.share_requests, srv.receive_shares),
+        ("fit", srv.masked_requests, lambda p, a: srv.receive_masked(p, a["masked"])),
+        ("secagg_consistency", srv.consistency_requests, srv.receive_signature),
+        ("secagg_unmask", srv.unmask_requests, srv.receive_unmask),
+    )
     sent: dict[str, Requests] = {}
     for kind, make, receive in steps:
         if kind == until:

@@ -86,11 +86,15 @@ def test_party_minimum_is_its_own_and_the_refusal_reaches_the_coordinator() -> N
         app.register(kind, handler)
     transport = InProcessTransport({"bank_a": app})
     request = _fit(dp2={"noise_multiplier": 1.5, "max_grad_norm": 1.0})
-    with pytest.raises(PartyError, match=r"party 'bank_a' failed on 'fit'.*dp2.noise_multiplier=1.5.*minimum noise multiplier 2"):
+    with pytest.raises(
+        PartyError, match=r"party 'bank_a' failed on 'fit'.*dp2.noise_multiplier=1.5.*minimum noise multiplier 2"
+    ):
         list(transport.exchange([request]))
     assert _party().fit(request).arrays["update"].shape == (4,)  # the default policy accepts it
-    for kind, meta in [("stats", {"dp1": {"noise_multiplier": 0.0, "bounds": [[0, 1]] * 3}}),
-                       ("describe", {"dp_count": {"noise_multiplier": 0.0}})]:
+    for kind, meta in [
+        ("stats", {"dp1": {"noise_multiplier": 0.0, "bounds": [[0, 1]] * 3}}),
+        ("describe", {"dp_count": {"noise_multiplier": 0.0}}),
+    ]:
         with pytest.raises(PartyError, match=r"party 'bank_a' failed on .*refuses dp"):
             list(transport.exchange([Message("run", 0, "coordinator", "bank_a", kind, meta=meta)]))
 
@@ -130,11 +134,15 @@ class Crash(Exception):
 
 
 def _config(tmp_path: Path, rounds: int) -> Any:
-    return parse_config({
-        "run": {"name": "crash", "rounds": rounds, "seed": 7, "report_dir": str(tmp_path / "reports")},
-        "training": {"learning_rate": 0.1}, "source": {"kind": "consortium", "n_smes": 600},
-        "data": {"standardize": False},
-        "privacy": {"epsilon": BUDGET, "delta": DELTA, "dp3": {"noise_multiplier": 8.0, "clip": 0.5}}})
+    return parse_config(
+        {
+            "run": {"name": "crash", "rounds": rounds, "seed": 7, "report_dir": str(tmp_path / "reports")},
+            "training": {"learning_rate": 0.1},
+            "source": {"kind": "consortium", "n_smes": 600},
+            "data": {"standardize": False},
+            "privacy": {"epsilon": BUDGET, "delta": DELTA, "dp3": {"noise_multiplier": 8.0, "clip": 0.5}},
+        }
+    )
 
 
 def _transcript_epsilon(sent: list[Message], dp_run: bool = True) -> dict[str, float]:
@@ -152,7 +160,7 @@ def _transcript_epsilon(sent: list[Message], dp_run: bool = True) -> dict[str, f
         if m.kind == "fit" and "dp3" in m.meta:
             s = m.meta["dp3"]
             inv = (2 * s["clip"] / s["sum_sigma"]) ** 2 + (1 / s["count_sigma"] ** 2 if s.get("count_sigma") else 0)
-            z = inv ** -0.5
+            z = inv**-0.5
         elif m.kind == "describe" and "dp_count" in m.meta:
             z = m.meta["dp_count"]["noise_multiplier"]
         elif m.kind == "stats" and "dp1" in m.meta:
@@ -163,14 +171,16 @@ def _transcript_epsilon(sent: list[Message], dp_run: bool = True) -> dict[str, f
                 infinite.add(m.recipient)
             continue
         elif m.kind == "evaluate":
-            later = [f for f in sent[i + 1:] if f.kind == "fit" and f.recipient == m.recipient and f.step > m.step]
+            later = [f for f in sent[i + 1 :] if f.kind == "fit" and f.recipient == m.recipient and f.step > m.step]
             if dp_run and later:  # an evaluation the receipt does not declare (not of the released model)
                 infinite.add(m.recipient)
             continue
         else:  # secure-aggregation steps carry keys, sealed shares and masks: no release of their own
             continue
-        accountant = accountants.setdefault(m.recipient, dp_accounting.rdp.RdpAccountant(
-            neighboring_relation=dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE))
+        accountant = accountants.setdefault(
+            m.recipient,
+            dp_accounting.rdp.RdpAccountant(neighboring_relation=dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE),
+        )
         accountant.compose(dp_accounting.GaussianDpEvent(z))
     spent = {p: a.get_epsilon(DELTA) for p, a in accountants.items()}
     return {**spent, **{p: math.inf for p in infinite}}
@@ -194,7 +204,8 @@ def _run_with_crashes(tmp_path: Path, rounds: int, crashes: list[CrashPoint]) ->
         def exchange(messages, original=original):  # type: ignore[no-untyped-def]
             messages = list(messages)
             crash_now = bool(pending) and any(
-                m.kind == pending[0][0] and pending[0][1] in (-1, m.step) for m in messages)
+                m.kind == pending[0][0] and pending[0][1] in (-1, m.step) for m in messages
+            )
             if crash_now and pending[0][2] == "before_dispatch":
                 pending.pop(0)
                 raise Crash()
@@ -230,13 +241,25 @@ _POINTS = [("describe", 0), ("fit", 1), ("fit", 2), ("fit", 3), ("evaluate", -1)
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(crashes=st.lists(st.tuples(st.integers(0, len(_POINTS) - 1), st.sampled_from(["before_dispatch", "after_dispatch"])),
-                        min_size=1, max_size=8).map(
-    lambda c: [(*_POINTS[i], phase) for i, phase in sorted(c, key=lambda x: x[0])]))
-@example(crashes=[("describe", 0, "after_dispatch"), ("describe", 0, "before_dispatch"), ("fit", 3, "after_dispatch"),
-                 ("evaluate", -1, "after_dispatch"), ("evaluate", -1, "before_dispatch")])
-def test_property_spent_from_transcripts_never_exceeds_the_budget(tmp_path_factory: pytest.TempPathFactory,
-                                                                  crashes: list[CrashPoint]) -> None:
+@given(
+    crashes=st.lists(
+        st.tuples(st.integers(0, len(_POINTS) - 1), st.sampled_from(["before_dispatch", "after_dispatch"])),
+        min_size=1,
+        max_size=8,
+    ).map(lambda c: [(*_POINTS[i], phase) for i, phase in sorted(c, key=lambda x: x[0])])
+)
+@example(
+    crashes=[
+        ("describe", 0, "after_dispatch"),
+        ("describe", 0, "before_dispatch"),
+        ("fit", 3, "after_dispatch"),
+        ("evaluate", -1, "after_dispatch"),
+        ("evaluate", -1, "before_dispatch"),
+    ]
+)
+def test_property_spent_from_transcripts_never_exceeds_the_budget(
+    tmp_path_factory: pytest.TempPathFactory, crashes: list[CrashPoint]
+) -> None:
     """Crashes at random points (setup, a round, the final evaluation), before or after dispatch, each resumed."""
     sent, ledger, _ = _run_with_crashes(tmp_path_factory.mktemp("prop"), rounds=3, crashes=crashes)
     spent = _transcript_epsilon(sent)

@@ -164,8 +164,14 @@ def test_the_allow_list_covers_vertical_woe_and_gbdt_noise() -> None:
     # in the handlers: the party's own policy, built from the same list (GBDT's floor needs its column count)
     policy = privacy_policy(allow)
     with pytest.raises(PolicyRefused, match="below its minimum"):
-        policy.admit_histograms("payments", "gbdt", instance="n1", release="1", sigma=0.9 * histogram_sensitivity2(6) ** 0.5,
-                                sensitivity2=histogram_sensitivity2(6))
+        policy.admit_histograms(
+            "payments",
+            "gbdt",
+            instance="n1",
+            release="1",
+            sigma=0.9 * histogram_sensitivity2(6) ** 0.5,
+            sensitivity2=histogram_sensitivity2(6),
+        )
     with pytest.raises(PolicyRefused, match="without noise"):
         policy.admit_histograms("payments", "woe", instance="n2", release="sum", sigma=0.0, sensitivity2=24.0)
 
@@ -174,8 +180,14 @@ def test_the_allow_list_covers_vertical_woe_and_gbdt_noise() -> None:
 # `check_request` re-checks every request of a run against the list and the job the party accepted. Each test
 # builds the request a lying coordinator would send and asserts the party refuses it.
 FLOOR = 1.0
-JOB = {"workflow": "horizontal", "operator": "ops", "parties": ["bank", "other", "third"], "label_holder": None,
-       "protections": ["dp", "dp3", "secure_aggregation"], "noise_multipliers": {"dp3": 2.0}}
+JOB = {
+    "workflow": "horizontal",
+    "operator": "ops",
+    "parties": ["bank", "other", "third"],
+    "label_holder": None,
+    "protections": ["dp", "dp3", "secure_aggregation"],
+    "noise_multipliers": {"dp3": 2.0},
+}
 
 
 def _dp3_settings(z: float, parties: int = 3) -> dict:
@@ -191,7 +203,7 @@ def test_dp3_record_level_noise_below_floor_is_refused() -> None:
     from sampan.deploy.allow import AllowSection, JobRefused, check_request
     from sampan.privacy.dp3 import settings_noise_multiplier
 
-    settings = _dp3_settings(0.5)                                    # record-level z = 0.5 < floor 1.0
+    settings = _dp3_settings(0.5)  # record-level z = 0.5 < floor 1.0
     assert math.isclose(settings_noise_multiplier(settings), 0.5, rel_tol=1e-6)
     with pytest.raises(JobRefused):
         check_request(AllowSection(min_noise_multiplier=FLOOR), "bank", "fit", {"dp3": settings, "round": 1})
@@ -216,15 +228,16 @@ def test_dp3_noise_share_diluted_by_an_inflated_party_count_is_refused() -> None
     from sampan.deploy.allow import AllowSection, JobRefused, check_request
     from sampan.privacy.party_policy import PartyPrivacyPolicy, PolicyRefused
 
-    settings = _dp3_settings(2.0)                                     # announced z = 2 (passes every check)
-    settings["parties"] = settings["noise_parties"] = 10**6           # each party's share: sigma / 1000
+    settings = _dp3_settings(2.0)  # announced z = 2 (passes every check)
+    settings["parties"] = settings["noise_parties"] = 10**6  # each party's share: sigma / 1000
     assert settings["sum_sigma"] / math.sqrt(settings["parties"]) / settings["clip"] < 0.01
     meta = {"dp3": settings, "secagg": {"label": "r1"}, "round": 1}
     with pytest.raises(JobRefused, match="exceeds the 3 parties"):
-        check_request(AllowSection(min_noise_multiplier=FLOOR, require=["dp3", "secure_aggregation"]), "bank",
-                      "fit", meta, JOB)
+        check_request(
+            AllowSection(min_noise_multiplier=FLOOR, require=["dp3", "secure_aggregation"]), "bank", "fit", meta, JOB
+        )
     with pytest.raises(JobRefused, match="exceeds the 3 parties"):
-        check_request(None, "bank", "fit", meta, JOB)                 # no [allow] at all: still refused
+        check_request(None, "bank", "fit", meta, JOB)  # no [allow] at all: still refused
     with pytest.raises(PolicyRefused, match="its job has only 3 parties"):
         PartyPrivacyPolicy(max_parties=3).admit_fit("bank", meta, 100)
     honest = {"dp3": {**_dp3_settings(2.0), "noise_parties": 3}, "secagg": {"label": "r1"}, "round": 1}
@@ -245,8 +258,9 @@ def test_a_fit_must_carry_exactly_the_dp_and_secagg_the_accepted_job_announced()
     with pytest.raises(JobRefused, match="announced"):
         check_request(None, "bank", "fit", {"round": 1, "secagg": {"label": "r1"}}, JOB)
     with pytest.raises(JobRefused, match="announced"):
-        check_request(None, "bank", "fit", {"round": 1, "secagg": {"label": "r1"},
-                                           "dp2": {"noise_multiplier": 1.0}}, JOB)
+        check_request(
+            None, "bank", "fit", {"round": 1, "secagg": {"label": "r1"}, "dp2": {"noise_multiplier": 1.0}}, JOB
+        )
     with pytest.raises(JobRefused, match="secure aggregation"):
         check_request(None, "bank", "fit", {"round": 1, "dp3": {**_dp3_settings(2.0), "noise_parties": 3}}, JOB)
 
@@ -266,10 +280,11 @@ def test_stats_and_describe_without_dp_are_refused_when_required() -> None:
     with pytest.raises(JobRefused):
         check_request(AllowSection(require=["dp"]), "bank", "describe", {})
     with pytest.raises(JobRefused):
-        check_request(None, "bank", "describe", {}, JOB)                            # the job announced DP
+        check_request(None, "bank", "describe", {}, JOB)  # the job announced DP
     with pytest.raises(JobRefused, match="min_noise_multiplier|<"):
-        check_request(AllowSection(min_noise_multiplier=FLOOR), "bank", "describe",
-                      {"dp_count": {"noise_multiplier": 0.1}})
+        check_request(
+            AllowSection(min_noise_multiplier=FLOOR), "bank", "describe", {"dp_count": {"noise_multiplier": 0.1}}
+        )
 
 
 def test_request_kinds_outside_the_horizontal_job_and_secagg_steps_without_secagg_are_refused() -> None:
@@ -316,6 +331,7 @@ def test_vertical_releases_are_charged_to_the_party_s_persisted_ledger(tmp_path:
         events = restarted._vertical_policy().ledger(name).events
         assert [e.note for e in events] == ["party-side: vertical WOE histogram"]
         assert restarted._vertical_policy().ledger(name) is restarted._horizontal_policy(
-            {"parties": [name], "protections": []}).ledger(name)  # one ledger for both workflows
+            {"parties": [name], "protections": []}
+        ).ledger(name)  # one ledger for both workflows
     finally:
         fed.coordinator.security.close()

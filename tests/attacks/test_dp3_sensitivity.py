@@ -75,7 +75,9 @@ def _worst_case(dp3: dict) -> float:
 
 
 def _gaussian_epsilon(multipliers: list[float]) -> float:
-    accountant = dp_accounting.rdp.RdpAccountant(neighboring_relation=dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE)
+    accountant = dp_accounting.rdp.RdpAccountant(
+        neighboring_relation=dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE
+    )
     for z in multipliers:
         accountant.compose(dp_accounting.GaussianDpEvent(z))
     return accountant.get_epsilon(DELTA)
@@ -86,8 +88,8 @@ def test_one_record_moves_the_clipped_sum_by_2S_and_the_charge_covers_it() -> No
     config = DP3Config(noise_multiplier=2.0, clip=0.3, adaptive=True)
     settings = DP3Aggregation(config).settings(parties=5)
     u = np.array([0.6, 0.8])
-    within = party_release(0.3 * u, settings)          # norm exactly S: unclipped, bit 1
-    flipped = party_release(-10.0 * u, settings)       # clipped to −S·u, bit 0
+    within = party_release(0.3 * u, settings)  # norm exactly S: unclipped, bit 1
+    flipped = party_release(-10.0 * u, settings)  # clipped to −S·u, bit 0
     assert np.linalg.norm(within[0] - flipped[0]) == pytest.approx(0.6) and within[1] - flipped[1] == 1.0
     true_z = _true_multiplier(within, flipped, settings)
     assert settings["noise_multiplier"] <= true_z * (1 + 1e-9)  # charged at most the true multiplier
@@ -96,12 +98,18 @@ def test_one_record_moves_the_clipped_sum_by_2S_and_the_charge_covers_it() -> No
 
 def test_ledger_charge_covers_the_true_loss_of_an_adaptive_dp3_run(tmp_path: Path) -> None:
     """A real run (central, adaptive): per round, the attack's true multiplier from the settings sent."""
-    config = parse_config({
-        "run": {"name": "dp3", "rounds": 3, "seed": 5, "report_dir": str(tmp_path / "reports")},
-        "training": {"learning_rate": 0.1}, "source": {"kind": "consortium", "n_smes": 900},
-        "data": {"standardize": False},
-        "privacy": {"epsilon": 3.0, "dp3": {"noise_multiplier": "auto", "clip": 0.1, "adaptive": True,
-                                            "mode": "central"}}})
+    config = parse_config(
+        {
+            "run": {"name": "dp3", "rounds": 3, "seed": 5, "report_dir": str(tmp_path / "reports")},
+            "training": {"learning_rate": 0.1},
+            "source": {"kind": "consortium", "n_smes": 900},
+            "data": {"standardize": False},
+            "privacy": {
+                "epsilon": 3.0,
+                "dp3": {"noise_multiplier": "auto", "clip": 0.1, "adaptive": True, "mode": "central"},
+            },
+        }
+    )
     store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
     transport, _ = build_inprocess_federation(config, 5)
     sent: list[Message] = []
@@ -134,9 +142,13 @@ def test_a_count_noise_that_leaves_no_room_for_the_sum_is_refused(tmp_path: Path
     """σ_b ≤ z would need infinite noise on the sum: refused with the field named, before any round."""
     from sampan.runtime.runner import start_run
 
-    config = parse_config({
-        "run": {"name": "dp3", "rounds": 2, "seed": 5, "report_dir": str(tmp_path / "reports")},
-        "source": {"kind": "consortium", "n_smes": 600}, "data": {"standardize": False},
-        "privacy": {"epsilon": 3.0, "dp3": {"noise_multiplier": 4.0, "adaptive": True, "count_noise": 3.0}}})
+    config = parse_config(
+        {
+            "run": {"name": "dp3", "rounds": 2, "seed": 5, "report_dir": str(tmp_path / "reports")},
+            "source": {"kind": "consortium", "n_smes": 600},
+            "data": {"standardize": False},
+            "privacy": {"epsilon": 3.0, "dp3": {"noise_multiplier": 4.0, "adaptive": True, "count_noise": 3.0}},
+        }
+    )
     with pytest.raises(ValueError, match=r"privacy.dp3.count_noise = 3 must exceed the DP3 noise multiplier"):
         start_run(config, Store.open(f"sqlite:///{tmp_path / 'r.db'}"))

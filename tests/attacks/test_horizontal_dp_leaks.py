@@ -165,7 +165,8 @@ def test_a_dp_run_evaluates_once_on_the_released_model_and_releases_no_loss(tmp_
     assert all(r.metrics["train_loss"] is None for r in rounds)  # no training loss is released under DP
     assert [bool(r.metrics["global"]) for r in rounds] == [False, False, True]  # metrics of the released model only
     assert outcome.final_metrics["auc"] is not None
-    assert not any("loss" in m.meta or "positive_rate" in m.meta for m in captured if m.kind in ("fit_result", "describe"))
+    assert not any("loss" in m.meta or "positive_rate" in m.meta
+                   for m in captured if m.kind in ("fit_result", "describe"))
     store.set_status(run_id, "completed", info={"privacy": outcome.privacy})
     receipt = build_receipt(store, run_id)
     assert receipt["holdout_rows_in_dp_unit"] is False and "once, at the end" in receipt["evaluation"]
@@ -187,10 +188,17 @@ def test_standardisation_under_dp_without_dp1_is_refused(tmp_path: Path) -> None
 @pytest.mark.slow
 def test_receipt_names_every_field_each_party_s_own_dp2_noise_and_dp1_epsilon(tmp_path: Path) -> None:
     store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
-    config = parse_config({"run": {"name": "rc", "rounds": 2, "seed": 3, "report_dir": str(tmp_path / "rep")},
-                           "source": {"kind": "consortium", "n_smes": 3000},
-                           "privacy": {"epsilon": 3.0, "dp1": {"noise_multiplier": 10.0, "bounds": {"*": [0, 100]}},
-                                       "dp2": {"noise_multiplier": "auto"}}})
+    config = parse_config(
+        {
+            "run": {"name": "rc", "rounds": 2, "seed": 3, "report_dir": str(tmp_path / "rep")},
+            "source": {"kind": "consortium", "n_smes": 3000},
+            "privacy": {
+                "epsilon": 3.0,
+                "dp1": {"noise_multiplier": 10.0, "bounds": {"*": [0, 100]}},
+                "dp2": {"noise_multiplier": "auto"},
+            },
+        }
+    )
     finished = start_run(config, store)
     receipt = build_receipt(store, finished.outcome.run_id)
     noise = store.latest_checkpoint(finished.outcome.run_id).meta["noise"]
@@ -203,28 +211,39 @@ def test_receipt_names_every_field_each_party_s_own_dp2_noise_and_dp1_epsilon(tm
     html = receipt_section(receipt).html
     assert "DP1 0." in html or "DP1 1." in html
     declared = {(r["kind"], r["field"]) for r in receipt["messages"] if r["sender"] == "party"}
-    for kind, field in [("fit_result", "arrays.update"), ("describe", "meta.n_train"), ("stats", "arrays.sum"),
-                        ("evaluation", "arrays.pos")]:
+    for kind, field in [
+        ("fit_result", "arrays.update"),
+        ("describe", "meta.n_train"),
+        ("stats", "arrays.sum"),
+        ("evaluation", "arrays.pos"),
+    ]:
         assert (kind, field) in declared
     assert all(r["description"] for r in receipt["messages"])
 
 
 def test_receipt_traffic_survives_a_resume(tmp_path: Path) -> None:
-    data = {"run": {"name": "tr", "rounds": 3, "seed": 11, "report_dir": str(tmp_path / "rep")},
-            "source": {"kind": "consortium", "n_smes": 3000}}
+    data = {
+        "run": {"name": "tr", "rounds": 3, "seed": 11, "report_dir": str(tmp_path / "rep")},
+        "source": {"kind": "consortium", "n_smes": 3000},
+    }
     config = parse_config(data)
     store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
     reference = start_run(config, store)
     run_id = store.create_run(name="tr", workflow="horizontal", seed=11, config=config.to_dict(), total_rounds=3)
     from sampan.runtime.federation import build_inprocess_federation
+
     transport, _ = build_inprocess_federation(config, 11)
     with pytest.raises(Crash):
         run_workflow(transport, store, run_id, config, 11, CrashAfterRound(2))
     resume_run(store, run_id)
 
     def sent(rid: str) -> dict[tuple[str, str], tuple[int, int]]:
-        return {(p, s["kind"]): (s["messages"], s["bytes"]) for p, e in build_receipt(store, rid)["parties"].items()
-                for s in e["sent"]}
+        return {
+            (p, s["kind"]): (s["messages"], s["bytes"])
+            for p, e in build_receipt(store, rid)["parties"].items()
+            for s in e["sent"]
+        }
+
     resumed, uninterrupted = sent(run_id), sent(reference.outcome.run_id)
     assert resumed[("bank_harbour", "fit_result")][0] == 3  # all three rounds, not only the one after the resume
     assert resumed == uninterrupted
@@ -238,8 +257,13 @@ R5_TRAIN = {"epochs": 1, "batch_size": 32, "learning_rate": 0.1}
 
 def _r5_data(n: int, seed: int = 0) -> PartyData:
     rng = np.random.default_rng(seed)
-    return PartyData(party="bank_a", ids=np.array([f"r{i}" for i in range(n)], dtype=object),
-                     X=rng.normal(size=(n, 3)), y=(rng.random(n) < 0.3).astype(np.int8), feature_names=["a", "b", "c"])
+    return PartyData(
+        party="bank_a",
+        ids=np.array([f"r{i}" for i in range(n)], dtype=object),
+        X=rng.normal(size=(n, 3)),
+        y=(rng.random(n) < 0.3).astype(np.int8),
+        feature_names=["a", "b", "c"],
+    )
 
 
 def _r5_neighbours(policy_factory: Any, n: int = 200) -> tuple[HorizontalParty, HorizontalParty]:
@@ -247,8 +271,10 @@ def _r5_neighbours(policy_factory: Any, n: int = 200) -> tuple[HorizontalParty, 
     big = _r5_data(n + 1)
     small = PartyData(party="bank_a", ids=big.ids[:n], X=big.X[:n], y=big.y[:n], feature_names=big.feature_names)
     test = _r5_data(50, seed=9)
-    return (HorizontalParty("bank_a", small, test, policy_factory()),
-            HorizontalParty("bank_a", big, test, policy_factory()))
+    return (
+        HorizontalParty("bank_a", small, test, policy_factory()),
+        HorizontalParty("bank_a", big, test, policy_factory()),
+    )
 
 
 def _r5_msg(kind: str, step: int = 1, arrays: Any = None, **meta: Any) -> Message:
@@ -273,8 +299,10 @@ def test_dp2_request_without_public_rows_does_not_reveal_the_exact_row_count() -
     # with its own released count, the party uses that (not the coordinator's value, not n) and echoes nothing
     for party in (d, d1):
         party.describe(_r5_msg("describe", 0, dp_count={"noise_multiplier": 5.0}))
-    a, b = d.fit(_r5_fit(dp2={"noise_multiplier": 1.0, "max_grad_norm": 1.0}, public_rows=3)), \
-        d1.fit(_r5_fit(dp2={"noise_multiplier": 1.0, "max_grad_norm": 1.0}, public_rows=3))
+    a, b = (
+        d.fit(_r5_fit(dp2={"noise_multiplier": 1.0, "max_grad_norm": 1.0}, public_rows=3)),
+        d1.fit(_r5_fit(dp2={"noise_multiplier": 1.0, "max_grad_norm": 1.0}, public_rows=3)),
+    )
     assert set(a.meta) == set(b.meta) == set(), (a.meta, b.meta)  # no steps, rate, n, loss or clipped share
     charged = [e for e in d.policy.ledger("bank_a").events if e.level == "DP2"][0]
     assert charged.sampling_rate == pytest.approx(min(1.0, 32 / d._released_rows["run"]))
@@ -351,30 +379,65 @@ def test_a_deployed_party_fixes_its_own_holdout_and_keeps_one_persisted_ledger(t
     try:
         name = "bank_harbour"
         agent = fed.agents[name]
-        job = {"operator": "ops", "parties": ["bank_harbour", "bank_kowloon", "bank_lionrock"],
-               "protections": ["dp", "dp3"], "noise_multipliers": {"dp3": 1.5}}
+        job = {
+            "operator": "ops",
+            "parties": ["bank_harbour", "bank_kowloon", "bank_lionrock"],
+            "protections": ["dp", "dp3"],
+            "noise_multipliers": {"dp3": 1.5},
+        }
 
         def open_run(run: str, seed: int, fraction: float, on: PartyAgent = agent) -> HorizontalParty:
-            reply = on.handle(Message(run, 0, "coordinator", name, "deploy.open_run", meta={
-                "workflow": "horizontal", "dataset": "loans", "test_fraction": fraction, "split_seed": seed,
-                "job": job}))
+            reply = on.handle(
+                Message(
+                    run,
+                    0,
+                    "coordinator",
+                    name,
+                    "deploy.open_run",
+                    meta={
+                        "workflow": "horizontal",
+                        "dataset": "loans",
+                        "test_fraction": fraction,
+                        "split_seed": seed,
+                        "job": job,
+                    },
+                )
+            )
             assert not reply.is_error, reply.meta
             return on._runs[run].app._handlers["describe"].__self__  # the run's HorizontalParty
 
         first, second = open_run("r1", 1, 0.2), open_run("r2", 999, 0.2)
         assert list(first.test_data.ids) == list(second.test_data.ids)  # same holdout: the party's own keyed split
-        moved = agent.handle(Message("r2b", 0, "coordinator", name, "deploy.open_run", meta={
-            "workflow": "horizontal", "dataset": "loans", "test_fraction": 0.6, "split_seed": 1, "job": job}))
+        moved = agent.handle(
+            Message(
+                "r2b",
+                0,
+                "coordinator",
+                name,
+                "deploy.open_run",
+                meta={"workflow": "horizontal", "dataset": "loans", "test_fraction": 0.6, "split_seed": 1, "job": job},
+            )
+        )
         assert moved.is_error and "pinned at 0.2" in str(moved.meta)  # another share is refused, not capped
         policy = second.policy
         assert policy.ledger_path is not None and not policy.trust_coordinator_for_central_dp3
         central = {"clip": 1.0, "sum_sigma": 4.0, "mode": "central", "parties": 3, "count_sigma": None}
-        refused = agent.handle(Message("r1", 1, "coordinator", name, "fit", arrays={"params": np.zeros(3)},
-                                       meta={"dp3": central, "public_rows": 500, "model": {}, "train": {}}))
+        refused = agent.handle(
+            Message(
+                "r1",
+                1,
+                "coordinator",
+                name,
+                "fit",
+                arrays={"params": np.zeros(3)},
+                meta={"dp3": central, "public_rows": 500, "model": {}, "train": {}},
+            )
+        )
         assert refused.is_error and "refuses dp3.mode='central'" in str(refused.meta.get("error")), refused.meta
         for run in ("r1", "r2"):  # one DP row count per run, on ONE ledger across the runs, persisted 0600
-            reply = agent.handle(Message(run, 0, "coordinator", name, "describe",
-                                         meta={"dp_count": {"noise_multiplier": 20.0}}))
+            reply = agent.handle(
+                Message(run, 0, "coordinator", name, "describe", meta={"dp_count": {"noise_multiplier": 20.0}})
+            )
             assert not reply.is_error, reply.meta
         assert len(policy.ledger(name).events) == 2
         assert oct(policy.ledger_path.stat().st_mode & 0o777) == "0o600"
@@ -384,7 +447,6 @@ def test_a_deployed_party_fixes_its_own_holdout_and_keeps_one_persisted_ledger(t
         assert len(third.policy.ledger(name).events) == 2  # the restarted agent still has both charges
     finally:
         fed.coordinator.security.close()
-
 
 
 # --- review R8: the party's own defences against a malicious coordinator -----------------------------------------
@@ -413,8 +475,18 @@ def _r8(agent: Any, rid: str, kind: str, meta: dict, arrays: dict | None = None)
 
 
 def _r8_open(agent: Any, fed: Any, rid: str, fraction: float = 0.2) -> Message:
-    return _r8(agent, rid, "deploy.open_run", {"workflow": "horizontal", "dataset": "loans", "test_fraction": fraction,
-                                               "split_seed": 12345, "job": {**R8_JOB, "parties": list(fed.agents)}})
+    return _r8(
+        agent,
+        rid,
+        "deploy.open_run",
+        {
+            "workflow": "horizontal",
+            "dataset": "loans",
+            "test_fraction": fraction,
+            "split_seed": 12345,
+            "job": {**R8_JOB, "parties": list(fed.agents)},
+        },
+    )
 
 
 def _r8_model(agent: Any) -> dict:
@@ -444,8 +516,11 @@ def test_holdout_counts_at_coordinator_chosen_fractions_do_not_pin_the_training_
     assert refused == [0.19, 0.17, 0.13, 0.11, 0.07]
     totals = [[n for n in range(5000) if all(round(f * n) == observed[f][c] for f in observed)] for c in (0, 1)]
     run = agent._runs["count-0"].app._handlers["describe"].__self__
-    recovered = (len(totals[0]) == 1 and len(totals[1]) == 1
-                 and totals[0][0] + totals[1][0] - sum(observed[0.2]) == len(run.train_data))
+    recovered = (
+        len(totals[0]) == 1
+        and len(totals[1]) == 1
+        and totals[0][0] + totals[1][0] - sum(observed[0.2]) == len(run.train_data)
+    )
     assert not recovered, f"exact n_train {len(run.train_data)} recovered from holdout counts {observed}"
     # membership is per row: removing a row leaves every other row where it was (no dependence on the count)
     table = agent.table("loans")[1]
@@ -490,17 +565,31 @@ def test_a_party_refuses_fine_bins_and_caps_its_dp_evaluations_across_runs(tmp_p
     plain = HorizontalParty("bank_a", _r5_data(200), _r5_data(50, 9))
     with pytest.raises(PolicyRefused, match="bins=1000000000"):
         plain.evaluate(_r5_msg("evaluate", 3, arrays={"params": np.zeros(4)}, model=R5_MODEL, bins=10**9))
-    make = lambda: HorizontalParty("bank_a", _r5_data(200), _r5_data(50, 9), _strict(),  # noqa: E731
-                                   state_dir=tmp_path, max_evaluations=2)
+    def make() -> HorizontalParty:
+        return HorizontalParty("bank_a", _r5_data(200), _r5_data(50, 9), _strict(), state_dir=tmp_path,
+                               max_evaluations=2)
+
     party = make()
     for run in ("r1", "r2"):
-        reply = party.evaluate(Message(run, 3, "coordinator", "bank_a", "evaluate", arrays={"params": np.zeros(4)},
-                                       meta={"model": R5_MODEL}))
+        reply = party.evaluate(
+            Message(
+                run, 3, "coordinator", "bank_a", "evaluate", arrays={"params": np.zeros(4)}, meta={"model": R5_MODEL}
+            )
+        )
         assert reply.kind == "evaluation"
     for again in (party, make()):
         with pytest.raises(PolicyRefused, match="max_evaluations"):
-            again.evaluate(Message("r3", 3, "coordinator", "bank_a", "evaluate", arrays={"params": np.zeros(4)},
-                                   meta={"model": R5_MODEL}))
+            again.evaluate(
+                Message(
+                    "r3",
+                    3,
+                    "coordinator",
+                    "bank_a",
+                    "evaluate",
+                    arrays={"params": np.zeros(4)},
+                    meta={"model": R5_MODEL},
+                )
+            )
 
 
 # R8 found this broken on the code it reviewed (in-memory record); fixed by the persisted record (evaluated.json):
@@ -526,8 +615,10 @@ def test_a_job_announced_with_dp_is_under_dp_from_its_first_request(r8_fed: Any)
     agent = _r8_agent(r8_fed, "bank_lionrock")
     model = _r8_model(agent)
     assert _r8_open(agent, r8_fed, "dp-job").kind == "deploy.opened"
-    kinds = [_r8(agent, "dp-job", "evaluate", {"model": model},
-                 {"params": np.full(model["n_features"] + 1, 0.01 * k)}).kind for k in range(3)]
+    kinds = [
+        _r8(agent, "dp-job", "evaluate", {"model": model}, {"params": np.full(model["n_features"] + 1, 0.01 * k)}).kind
+        for k in range(3)
+    ]
     stats = _r8(agent, "dp-job", "stats", {})
     assert kinds == ["evaluation", "error", "error"] and stats.kind == "error", (kinds, dict(stats.meta))
     assert "dp1" in str(stats.meta)
@@ -544,8 +635,12 @@ def test_fit_without_dp_is_refused_under_a_dp_policy_and_dp_cannot_be_switched_o
     names = ["a", "b", "c"]
 
     def party(policy: PartyPrivacyPolicy) -> HorizontalParty:
-        return HorizontalParty("p", PartyData("p", np.arange(400), X, y, names),
-                               PartyData("p", np.arange(50) + 1000, X[:50], y[:50], names), policy)
+        return HorizontalParty(
+            "p",
+            PartyData("p", np.arange(400), X, y, names),
+            PartyData("p", np.arange(50) + 1000, X[:50], y[:50], names),
+            policy,
+        )
 
     model = {"kind": "logistic", "n_features": 3}
     meta = {"model": model, "train": {"epochs": 1, "batch_size": 32}, "seed": 5, "public_rows": 400}
@@ -555,8 +650,9 @@ def test_fit_without_dp_is_refused_under_a_dp_policy_and_dp_cannot_be_switched_o
     except PolicyRefused as exc:
         assert "without dp2 or dp3" in str(exc)
     else:  # the attack: the reply is the exact update of a plain local training
-        exact = train(model_from_config(model), np.zeros(4), X, y, TrainConfig(epochs=1, batch_size=32),
-                      np.random.default_rng(5)).params
+        exact = train(
+            model_from_config(model), np.zeros(4), X, y, TrainConfig(epochs=1, batch_size=32), np.random.default_rng(5)
+        ).params
         assert not np.array_equal(reply.arrays["update"], exact), "exact, uncharged update released under DP"
     p = party(PartyPrivacyPolicy())
     dp2 = {"noise_multiplier": 1.0, "max_grad_norm": 1.0}

@@ -266,7 +266,8 @@ def test_a_partner_signing_its_key_as_label_holder_is_refused_by_the_bank_and_th
     setup, rid = _peers_with_forged_label_holder("payments")
     party = setup["parties"][victim]
     with pytest.raises(ValueError, match="signed run keys as label holder"):
-        party.peers(Message(rid, 1, "coordinator", victim, "vertical.peers", setup["arrays"], {"roles": setup["roles"]}))
+        party.peers(Message(rid, 1, "coordinator", victim, "vertical.peers", setup["arrays"],
+                            {"roles": setup["roles"]}))
     assert party.channels is None
 
 
@@ -285,16 +286,33 @@ def test_handlers_take_the_bank_from_the_signed_roles_not_from_the_coordinator()
     forged = {
         "woe.setup": ({"train_rows": train, "dealer_seed": seed}, {"bank": "payments", "fine_bins": 8}),
         "vgb.setup": ({"train_rows": train, "val_rows": val, "dealer_seed": seed}, {"bank": "payments", "n_bins": 8}),
-        "vlr.setup": ({"train_rows": train, "val_rows": val, "dealer_seed": seed},
-                      {"bank": "payments", "helper": "delivery", "others": [], "instance": "x", "lr": 0.1,
-                       "l2": 0.0, "logit_clip": 8.0}),
+        "vlr.setup": (
+            {"train_rows": train, "val_rows": val, "dealer_seed": seed},
+            {
+                "bank": "payments",
+                "helper": "delivery",
+                "others": [],
+                "instance": "x",
+                "lr": 0.1,
+                "l2": 0.0,
+                "logit_clip": 8.0,
+            },
+        ),
     }
     for kind, (arrays, meta) in forged.items():
         reply = parties["payments"].app.handle(Message("roles-2", 9, "coordinator", "payments", kind, arrays, meta))
         assert reply.is_error and "proved that role" in str(reply.meta.get("error")), (kind, reply.meta)
-    reply = parties["delivery"].app.handle(Message("roles-2", 9, "coordinator", "delivery", "psi.aligned",
-                                                   {"envelope": np.zeros(64, dtype=np.uint8)},
-                                                   {"label_holder": "payments"}))
+    reply = parties["delivery"].app.handle(
+        Message(
+            "roles-2",
+            9,
+            "coordinator",
+            "delivery",
+            "psi.aligned",
+            {"envelope": np.zeros(64, dtype=np.uint8)},
+            {"label_holder": "payments"},
+        )
+    )
     assert reply.is_error and "proved that role" in str(reply.meta.get("error")), reply.meta
 
 

@@ -285,9 +285,14 @@ def test_a_stale_or_foreign_crl_is_refused(tmp_path: Path) -> None:
 
 # --- the deployed path: coordinator and party agents over gRPC with mutual TLS ----------------------
 def _schema_dict(schema) -> dict:  # type: ignore[no-untyped-def]
-    return {"id": schema.id_column, **({"label": schema.label_column} if schema.label_column else {}),
-            "features": [{"name": f.name, "kind": f.kind, **({"categories": list(f.categories)} if f.categories else {})}
-                         for f in schema.features]}
+    return {
+        "id": schema.id_column,
+        **({"label": schema.label_column} if schema.label_column else {}),
+        "features": [
+            {"name": f.name, "kind": f.kind, **({"categories": list(f.categories)} if f.categories else {})}
+            for f in schema.features
+        ],
+    }
 
 
 class _HonestRelay(KeySubstitutingRelay):
@@ -297,15 +302,17 @@ class _HonestRelay(KeySubstitutingRelay):
         for reply in self.inner.exchange(messages):
             self.kinds.append(reply.kind)
             if reply.kind == "vertical.hello":
-                self.certificates[reply.sender] = np.ascontiguousarray(reply.arrays["certificate"],
-                                                                       dtype=np.uint8).tobytes()
+                self.certificates[reply.sender] = np.ascontiguousarray(
+                    reply.arrays["certificate"], dtype=np.uint8
+                ).tobytes()
             yield reply
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("tamper", [True, False], ids=["substituting", "honest"])
 def test_key_substitution_by_a_deployed_coordinator_fails_the_run_naming_the_peer(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tamper: bool) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tamper: bool
+) -> None:
     """Agents sign with their own TLS certificate; the coordinator's tampering relay is caught at vertical.peers,
     while the same run through an honest relay completes (the agents' real certificates verify)."""
     from sampan.deploy.config import load_coordinator_config, load_party_config
@@ -318,8 +325,9 @@ def test_key_substitution_by_a_deployed_coordinator_fails_the_run_naming_the_pee
     paths = consortium.write_csv(tmp_path / "data", "vertical")
     names = ("bank", "payments")
     bindings = {n: {"vertical": Binding(str(paths[n]), _schema_dict(consortium.schema_for(n)))} for n in names}
-    files = write_federation(tmp_path / "fed", bindings, allow={"bank": {"partners": ["payments"]},
-                                                                "payments": {"partners": ["bank"]}})
+    files = write_federation(
+        tmp_path / "fed", bindings, allow={"bank": {"partners": ["payments"]}, "payments": {"partners": ["bank"]}}
+    )
     coordinator = Coordinator(load_coordinator_config(files.coordinator_config))
     coordinator.start()
     relays: list[KeySubstitutingRelay] = []
@@ -339,14 +347,21 @@ def test_key_substitution_by_a_deployed_coordinator_fails_the_run_naming_the_pee
     operator = Identity("ops", "operator")
     try:
         assert coordinator.hub.wait_for(list(names), 30) == []
-        run = {"run": {"name": "mitm", "seed": 3},
-               "deploy": {"workflow": "vertical", "dataset": "vertical", "parties": list(names), "label_holder": "bank"},
-               "vertical": {"epochs": 1, "batch_size": 256}}
-        run_id = str(coordinator.submit(operator, Message("", 0, "ops", "coordinator", "deploy.submit",
-                                                          meta={"config": run})).meta["run_id"])
+        run = {
+            "run": {"name": "mitm", "seed": 3},
+            "deploy": {"workflow": "vertical", "dataset": "vertical", "parties": list(names), "label_holder": "bank"},
+            "vertical": {"epochs": 1, "batch_size": 256},
+        }
+        run_id = str(
+            coordinator.submit(
+                operator, Message("", 0, "ops", "coordinator", "deploy.submit", meta={"config": run})
+            ).meta["run_id"]
+        )
         deadline, status = time.monotonic() + 120, {}
         while time.monotonic() < deadline:
-            status = coordinator.status(operator, Message("", 0, "ops", "coordinator", "s", meta={"run_id": run_id})).meta
+            status = coordinator.status(
+                operator, Message("", 0, "ops", "coordinator", "s", meta={"run_id": run_id})
+            ).meta
             if status["status"] in ("completed", "failed"):
                 break
             time.sleep(0.1)
@@ -359,8 +374,10 @@ def test_key_substitution_by_a_deployed_coordinator_fails_the_run_naming_the_pee
             return
         assert status["status"] == "failed", status
         assert "vertical.peers" in status["error"] and "IdentityError" in status["error"]
-        assert "peer 'bank' is not authenticated" in status["error"] or \
-            "peer 'payments' is not authenticated" in status["error"]
+        assert (
+            "peer 'bank' is not authenticated" in status["error"]
+            or "peer 'payments' is not authenticated" in status["error"]
+        )
         assert relay.opened == []
     finally:
         stop.set()

@@ -268,18 +268,23 @@ def differential_check(name: str, d: list, d1: list, ledger: Ledger | None) -> d
             elif declared.protection in ("charged", "derived"):  # derived, or a release relayed back to a party
                 missing = [m for m in declared.mechanisms if not _charged(ledger, party, m)]
                 if not declared.mechanisms or missing:
-                    problems.append(f"{where}: differs; declared {declared.protection} by {declared.mechanisms} but the "
-                                    f"ledger holds no charge for {missing or 'any mechanism'}")
+                    problems.append(
+                        f"{where}: differs; declared {declared.protection} by {declared.mechanisms} but the "
+                        f"ledger holds no charge for {missing or 'any mechanism'}"
+                    )
             elif declared.role not in TRUSTED[name]:
-                problems.append(f"{where}: differs and is {declared.protection} to the {declared.role}, which this "
-                                "configuration does not name as trusted")
+                problems.append(
+                    f"{where}: differs and is {declared.protection} to the {declared.role}, which this "
+                    "configuration does not name as trusted"
+                )
     assert not problems, "\n".join(problems)
     return changed
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_neighbouring_transcripts_differ_only_in_charged_or_declared_fields(
-        name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     d, ledger = _transcript(tmp_path, monkeypatch, name, neighbour=False)
     d1, ledger1 = _transcript(tmp_path, monkeypatch, name, neighbour=True)
     changed = differential_check(name, d, d1, ledger1)
@@ -294,8 +299,14 @@ def test_neighbouring_transcripts_differ_only_in_charged_or_declared_fields(
 def test_an_undeclared_or_uncharged_field_fails_the_check() -> None:
     """The checker itself: a reply field nobody declared, or a count the ledger never charged, is caught."""
     base = [(("party:fit_result", "bank_0", 0), "party:fit_result", "bank_0", {"arrays.update": np.zeros(2)})]
-    leaky = [(("party:fit_result", "bank_0", 0), "party:fit_result", "bank_0",
-              {"arrays.update": np.ones(2), "meta.loss": 0.7})]
+    leaky = [
+        (
+            ("party:fit_result", "bank_0", 0),
+            "party:fit_result",
+            "bank_0",
+            {"arrays.update": np.ones(2), "meta.loss": 0.7},
+        )
+    ]
     with pytest.raises(AssertionError, match="meta.loss.*not declared"):
         differential_check("dp2", base, leaky, None)
     describe = [(("party:describe", "bank_0", 0), "party:describe", "bank_0", {"meta.n_train": 80})]
@@ -310,17 +321,40 @@ def test_each_release_needs_its_own_charge_at_the_noise_it_used() -> None:
 
     def ledger(*events: tuple[int, float]) -> Ledger:
         book = Ledger({"bank_0": Budget(1e9, 1e-5)})
-        book.record(PrivacyEvent(party="bank_0", level="DP1", mechanism="gaussian", noise_multiplier=20.0, step=0,
-                                 note="training row count"))  # the released count the update's rate depends on
+        book.record(
+            PrivacyEvent(
+                party="bank_0",
+                level="DP1",
+                mechanism="gaussian",
+                noise_multiplier=20.0,
+                step=0,
+                note="training row count",
+            )
+        )  # the released count the update's rate depends on
         for step, z in events:
-            book.record(PrivacyEvent(party="bank_0", level="DP2", mechanism="subsampled_gaussian", noise_multiplier=z,
-                                     sampling_rate=0.1, count=10, step=step, note="DP-SGD local training"))
+            book.record(
+                PrivacyEvent(
+                    party="bank_0",
+                    level="DP2",
+                    mechanism="subsampled_gaussian",
+                    noise_multiplier=z,
+                    sampling_rate=0.1,
+                    count=10,
+                    step=step,
+                    note="DP-SGD local training",
+                )
+            )
         return book
 
     def reply(step: int, value: float, z: float = 1.0) -> tuple:
         request = {"dp2": {"noise_multiplier": z, "max_grad_norm": 1.0}}
-        return (("party:fit_result", "bank_0", step), "party:fit_result", "bank_0",
-                {"arrays.update": np.full(2, value)}, [("bank_0", step, request)])
+        return (
+            ("party:fit_result", "bank_0", step),
+            "party:fit_result",
+            "bank_0",
+            {"arrays.update": np.full(2, value)},
+            [("bank_0", step, request)],
+        )
 
     d, d1 = [reply(1, 0.0), reply(2, 0.0)], [reply(1, 1.0), reply(2, 1.0)]
     assert differential_check("dp2", d, d1, ledger((1, 1.0), (2, 1.0)))  # one charge per round: accepted

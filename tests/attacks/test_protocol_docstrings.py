@@ -33,6 +33,7 @@ PROTOCOL_MODULES = [
     "sampan.vertical.secure_lr_party",
     "sampan.vertical.histograms",
     "sampan.vertical.gbdt",
+    "sampan.vertical.gbdt_views",
     "sampan.vertical.woe",
     "sampan.vertical.scoring",
     "sampan.synth.fit",

@@ -315,7 +315,8 @@ def test_an_irregular_neighbour_graph_is_refused(tmp_path: Path, monkeypatch: py
     from _secagg_coordinator import Consortium, drive, server
 
     c = Consortium(6, tmp_path)
-    monkeypatch.setattr("sampan.privacy.secagg.server.harary_graph", lambda parties, k, rng: _hub_graph(sorted(parties)))
+    monkeypatch.setattr("sampan.privacy.secagg.server.harary_graph",
+                        lambda parties, k, rng: _hub_graph(sorted(parties)))
     srv = server(c)
 
     def hubbed(kind: str, party: str, arrays: Any, meta: dict) -> None:
@@ -336,7 +337,9 @@ def test_shares_dealt_under_another_graph_are_not_revealed(tmp_path: Path, monke
     from _secagg_coordinator import Consortium, drive, server
 
     c = Consortium(6, tmp_path)
-    monkeypatch.setattr("sampan.privacy.secagg.server.harary_graph", lambda parties, k, rng: _hub_graph(sorted(parties)))
+    monkeypatch.setattr(
+        "sampan.privacy.secagg.server.harary_graph", lambda parties, k, rng: _hub_graph(sorted(parties))
+    )
     srv = server(c)
     complete = {p: sorted(set(c.names) - {p}) for p in c.names}
 
@@ -359,10 +362,13 @@ def test_shares_dealt_under_another_graph_are_not_revealed(tmp_path: Path, monke
         # forwarding only the signatures made under the hubs' own graph: too few neighbours vouch
         (other,) = [h for h in HUBS if h != hub]
         rows = [srv.st.signatures[other]]
-        alone = {**arrays, "signers.signature": np.frombuffer(b"".join(rows), dtype=np.uint8).copy(),
-                 "signers.signature_len": np.array([len(r) for r in rows], dtype=np.int64),
-                 "signers.certificate": np.zeros(0, dtype=np.uint8),
-                 "signers.certificate_len": np.zeros(0, dtype=np.int64)}
+        alone = {
+            **arrays,
+            "signers.signature": np.frombuffer(b"".join(rows), dtype=np.uint8).copy(),
+            "signers.signature_len": np.array([len(r) for r in rows], dtype=np.int64),
+            "signers.certificate": np.zeros(0, dtype=np.uint8),
+            "signers.certificate_len": np.zeros(0, dtype=np.int64),
+        }
         with pytest.raises(SecAggRefused, match="only 1 of its neighbours signed the survivor set"):
             c.call("secagg_unmask", hub, alone, {**meta, "signers": [other], "certified": []})
         assert FileStateStore(tmp_path / hub).load(srv.label).revealed == {}
@@ -378,8 +384,16 @@ def test_a_share_dealt_under_another_graph_is_not_revealed(tmp_path: Path) -> No
 
     c = Consortium(4, tmp_path)
     srv = server(c)
-    other = {"p3": ["p0", "p1", "p2"], "p0": ["g0", "g1", "p3"], "p1": ["g1", "g2", "p3"], "p2": ["g0", "g2", "p3"],
-             "g0": ["g3", "p0", "p2"], "g1": ["g3", "p0", "p1"], "g2": ["g3", "p1", "p2"], "g3": ["g0", "g1", "g2"]}
+    other = {
+        "p3": ["p0", "p1", "p2"],
+        "p0": ["g0", "g1", "p3"],
+        "p1": ["g1", "g2", "p3"],
+        "p2": ["g0", "g2", "p3"],
+        "g0": ["g3", "p0", "p2"],
+        "g1": ["g3", "p0", "p1"],
+        "g2": ["g3", "p1", "p2"],
+        "g3": ["g0", "g1", "g2"],
+    }
 
     def split(kind: str, party: str, arrays: Any, meta: dict) -> None:
         if kind == "secagg_share" and party == "p3":
@@ -388,8 +402,11 @@ def test_a_share_dealt_under_another_graph_is_not_revealed(tmp_path: Path) -> No
     drive(srv, c, until="secagg_unmask", alter=split)
     arrays, meta = srv.unmask_requests()["p0"]
     rows = [srv.st.signatures[p] for p in ("p1", "p2")]
-    vouched = {**arrays, "signers.signature": np.frombuffer(b"".join(rows), dtype=np.uint8).copy(),
-               "signers.signature_len": np.array([len(r) for r in rows], dtype=np.int64)}
+    vouched = {
+        **arrays,
+        "signers.signature": np.frombuffer(b"".join(rows), dtype=np.uint8).copy(),
+        "signers.signature_len": np.array([len(r) for r in rows], dtype=np.int64),
+    }
     with pytest.raises(SecAggRefused, match=r"shares of \['p3'\] were dealt under another neighbour graph"):
         c.call("secagg_unmask", "p0", vouched, {**meta, "signers": ["p1", "p2"], "certified": []})
     assert FileStateStore(tmp_path / "p0").load(srv.label).revealed == {}
@@ -411,8 +428,11 @@ def test_an_honest_retry_after_heavy_dropouts_renoises_for_fewer_contributors(tm
             if party in drop and kind == "fit":
                 return None
             if kind == "fit":
-                return {"masked": c.clients[party].respond_masked(arrays, meta, inputs[party], run_id="run-1",
-                                                                  noise_parties=int(meta["noise_parties"]))}
+                return {
+                    "masked": c.clients[party].respond_masked(
+                        arrays, meta, inputs[party], run_id="run-1", noise_parties=int(meta["noise_parties"])
+                    )
+                }
             return c.call(kind, party, arrays, meta)
 
         return decode_vector(run_secagg(srv, call), srv.params)

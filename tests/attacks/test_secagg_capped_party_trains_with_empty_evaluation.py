@@ -1,4 +1,5 @@
-"""Pins the fix of review R12-SAC-4 (issue 12; was tests/attacks/review/test_secagg_carried_evaluation_capped_party.py) (low, availability): a party whose evaluation cap is
+"""Pins the fix of review R12-SAC-4 (issue 12; was tests/attacks/review/test_secagg_carried_evaluation_capped_party.py)
+(low, availability): a party whose evaluation cap is
 spent (`max_evaluations`, e.g. 0: "never evaluate my holdout") is now dropped from the TRAINING of every round
 that carries an evaluation, not only from the evaluations.
 
@@ -10,7 +11,8 @@ simply stop contributing, which the docs (workflow "a party that errs ... is a d
 against `max_evaluations`") do not announce as a consequence of its evaluation cap.
 
 Fix (in place): a capped party answers the fit with an empty evaluation part (zeros, n = 0); the cap holds
-(it records no evaluation); the coordinator learns only the summed n. Was: let the party answer a carried fit with its fit part and a refused (e.g. zero, n = 0) evaluation
+(it records no evaluation); the coordinator learns only the summed n. Was: let the party answer a carried fit with its
+fit part and a refused (e.g. zero, n = 0) evaluation
 part when only the evaluation is refused (n = 0 is then visible only in the sum), or let the party announce
 "no evaluation" at job acceptance so the workflow sends it a plain fit.
 """
@@ -42,8 +44,9 @@ def test_a_party_that_never_evaluates_still_trains_in_every_secure_round(tmp_pat
     for name, split in splits.items():
         app = PartyApp(name)
         client = SecAggClient(name, identity=identities[name], verifier=verifier)
-        party = HorizontalParty(name, split.train, split.test, secagg=client,
-                                max_evaluations=0 if name == CAPPED else None)
+        party = HorizontalParty(
+            name, split.train, split.test, secagg=client, max_evaluations=0 if name == CAPPED else None
+        )
         for kind, handler in party.handlers().items():
             app.register(kind, handler)
         apps[name], parties[name] = app, party

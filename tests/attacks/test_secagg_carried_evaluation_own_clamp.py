@@ -1,4 +1,5 @@
-"""Pins the fix of review R12-SAC-5 (issue 12; was tests/attacks/review/test_secagg_carried_evaluation_clamped.py) (low, correctness of released metrics): the evaluation a
+"""Pins the fix of review R12-SAC-5 (issue 12; was tests/attacks/review/test_secagg_carried_evaluation_clamped.py) (low,
+correctness of released metrics): the evaluation a
 fit carries is encoded with the FIT's `max_abs`, so an honest run with a valid `[secure_aggregation]` setting
 (frac_bits = 16, max_abs = 1.0: updates clamped at 1) silently clamps every party's holdout counts, loss and Brier
 sums at max_abs * 2^(frac_bits - 12) = 16, and the run reports metrics of a truncated histogram.
@@ -9,7 +10,8 @@ are reported as n = 80 (5 x 16) and log loss exactly 1.0 ("secagg_evaluation" au
 released metrics differ from what the parties' data gives and from the separate instance's.
 
 Fix (in place): the evaluation part is clamped at its own bound (`EVAL_MAX_ABS` after scaling, as a separate
-evaluation), via per-segment encoding in `SecAggClient.masked_input`. Was: check at run start that max_abs * 2^(frac_bits - 12) bounds the evaluation part (the party's holdout
+evaluation), via per-segment encoding in `SecAggClient.masked_input`. Was: check at run start that max_abs *
+2^(frac_bits - 12) bounds the evaluation part (the party's holdout
 count is unknown to the coordinator: require it >= EVAL_MAX_ABS, or carry the evaluation at its own scale in a
 second segment with its own clamp), or refuse the config combination.
 """

@@ -37,7 +37,9 @@ def test_a_deployed_secure_run_signs_keys_and_persists_party_state(tmp_path: Pat
             folder = Path(load_party_config(path).party.state_dir) / "secagg"
             assert stat.S_IMODE(folder.stat().st_mode) == 0o700
             store = FileStateStore(folder)
-            wait_until(lambda store=store: store.load_round(closed_key(run_id)) is not None, 60)  # close follows completion
+            wait_until(
+                lambda store=store: store.load_round(closed_key(run_id)) is not None, 60
+            )  # close follows completion
             files = sorted(folder.iterdir())
             assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
             records = [json.loads(f.read_bytes()) for f in files if f.name != "lock.key"]
@@ -48,8 +50,9 @@ def test_a_deployed_secure_run_signs_keys_and_persists_party_state(tmp_path: Pat
             assert any(n.startswith("vector:") for n in names) and all(r.get("vector") is None for r in records)
             verifier, identities = simulated_consortium([name])  # the refusal comes before any key is made
             with pytest.raises(SecAggRefused, match="is closed"):
-                SecAggClient(name, identity=identities[name], verifier=verifier,
-                             state=store).respond("secagg_keys", {}, {"label": f"{run_id}/round-1/x"}, run_id=run_id)
+                SecAggClient(name, identity=identities[name], verifier=verifier, state=store).respond(
+                    "secagg_keys", {}, {"label": f"{run_id}/round-1/x"}, run_id=run_id
+                )
         with pytest.raises(ConfigError, match="robust aggregators"):
             fed.submit(run_config("robust", secure_aggregation={}, strategy={"aggregator": "median"}))
     finally:
@@ -87,7 +90,8 @@ class SecAggKeySwap:
 
 
 def test_a_deployed_coordinator_swapping_a_secagg_key_fails_the_round_naming_the_peer(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fed = ThreadFederation(tmp_path, start=False)
     victim = sorted(fed.agents)[0]
     relays: list[SecAggKeySwap] = []
@@ -106,8 +110,9 @@ def test_a_deployed_coordinator_swapping_a_secagg_key_fails_the_round_naming_the
         assert sum(r.swapped for r in relays) > 0
         failed = [e.detail for e in fed.coordinator.store.events(run_id) if e.kind == "secagg_round_failed"]
         refusals = [why for attempt in failed for why in attempt["failed"].values()]
-        assert refusals and all(f"peer '{victim}' is not authenticated" in why for why in refusals
-                                if "secagg_share" in why)
+        assert refusals and all(
+            f"peer '{victim}' is not authenticated" in why for why in refusals if "secagg_share" in why
+        )
         assert any(f"peer '{victim}' is not authenticated (bad_signature)" in why for why in refusals)
         assert not [e for e in fed.coordinator.store.events(run_id) if e.kind == "secagg_round"]  # nothing summed
     finally:

@@ -1,4 +1,5 @@
-"""Pins the fix of review R12-SAC-2 (issue 12; was tests/attacks/review/test_secagg_evaluate_scaler_digest.py) (pre-existing, found while reviewing the carried
+"""Pins the fix of review R12-SAC-2 (issue 12; was tests/attacks/review/test_secagg_evaluate_scaler_digest.py)
+(pre-existing, found while reviewing the carried
 evaluation): two separate secure `evaluate`s of the same model are bound to one survivor set only by the exact
 model digest and by the `encoded/<frac_bits>/<size>` lock; `secagg_vector` gives an evaluation no content lock.
 
@@ -10,7 +11,8 @@ SECURITY.md: "a party unmasks one model for one survivor set only, in any run"; 
 computes the same thing digests alike (review R7-2)".
 
 Fix (in place): `evaluation_lock` (exact integer counts and n, independent of frac_bits and scaler) on every
-secure evaluation, and the scaler folded into the model digest. Was: a content lock for evaluations (the exact evaluation vector before encoding, as a fit's update
+secure evaluation, and the scaler folded into the model digest. Was: a content lock for evaluations (the exact
+evaluation vector before encoding, as a fit's update
 is locked before its n/N weight), the same bytes a carried evaluation locks (see R12-SAC-1); and a scaler
 canonicalisation by effect (or refusal of a scaler that is a no-op on the features yet not exactly the identity).
 """
@@ -38,10 +40,17 @@ from sampan.wire import Message  # noqa: E402
 NEAR_IDENTITY = {"mean": np.full(3, 1e-300), "scale": np.ones(3)}
 
 
-def _evaluate(c: Coordinator, parties: list[str], label: str, frac_bits: int,
-              extra: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
-    srv = SecAggServer(SecAggParams(frac_bits=frac_bits, max_abs=1e6), parties, 3 * DEFAULT_BINS + 3,
-                       f"run-A/{label}", np.random.default_rng(5), round_id=label.split("/")[0])
+def _evaluate(
+    c: Coordinator, parties: list[str], label: str, frac_bits: int, extra: Mapping[str, np.ndarray] | None = None
+) -> np.ndarray:
+    srv = SecAggServer(
+        SecAggParams(frac_bits=frac_bits, max_abs=1e6),
+        parties,
+        3 * DEFAULT_BINS + 3,
+        f"run-A/{label}",
+        np.random.default_rng(5),
+        round_id=label.split("/")[0],
+    )
 
     def call(step: str, party: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Any:
         arrays, meta = dict(arrays), dict(meta)
@@ -67,7 +76,7 @@ def test_one_models_evaluation_is_not_unmasked_for_two_survivor_sets_under_a_nea
         assert set(c.errors) == set(others), c.errors
         return
     leaked, truth = with_victim - without, _victim_alone("evaluate")
-    np.testing.assert_array_equal(np.rint(leaked[:2 * DEFAULT_BINS]), truth[:2 * DEFAULT_BINS])
+    np.testing.assert_array_equal(np.rint(leaked[: 2 * DEFAULT_BINS]), truth[: 2 * DEFAULT_BINS])
     assert round(leaked[-1]) == truth[-1] == 20
     np.testing.assert_allclose(leaked[-3:-1], truth[-3:-1], atol=1e-2)
     pytest.fail("the victim's holdout evaluation was isolated (counts exact, loss and Brier sums)")

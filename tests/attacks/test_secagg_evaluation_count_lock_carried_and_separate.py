@@ -1,4 +1,6 @@
-"""Pins the fix of review R12-SAC-1 (issue 12; was tests/attacks/review/test_secagg_carried_evaluation_scaler_digest.py): the carried evaluation and a separate `evaluate` of
+"""Pins the fix of review R12-SAC-1 (issue 12; was
+tests/attacks/review/test_secagg_carried_evaluation_scaler_digest.py): the carried evaluation and a separate `evaluate`
+of
 the same model share NO lock but the exact model digest, which a near-identity scaler changes.
 
 Claim (SECURITY.md, `sampan.horizontal.secure_rounds`, `sampan.privacy.fit_evaluation`): the evaluation a
@@ -19,7 +21,8 @@ reverse order). Both complete; the difference of the evaluation parts is the vic
 and Brier sums and row count, exactly.
 
 Fix (in place): every evaluation, carried or separate, has ONE content lock, its exact integer counts and n
-(`sampan.privacy.fit_evaluation.evaluation_lock`), and `request_digest` folds the scaler into the model. Was: lock the carried evaluation's content with the same bytes (and key) as a separate evaluation's
+(`sampan.privacy.fit_evaluation.evaluation_lock`), and `request_digest` folds the scaler into the model. Was: lock the
+carried evaluation's content with the same bytes (and key) as a separate evaluation's
 and give separate evaluations a content lock (the pre-bin per-row score vector, or the histogram counts before
 any scaling), so any request whose evaluation is bit-identical is bound to the first survivor set whatever the
 digest says; and/or canonicalise the scaler by its effect (refuse |mean| below the features' ulp, or
@@ -58,12 +61,14 @@ def test_carried_and_separate_evaluation_of_one_model_are_not_unmasked_for_two_s
         if order == "carried_first":
             combined = c.attempt(everyone, "round-2/attempt-0/n", round_id="round-2", kind="fit+evaluate")
             with_victim = combined[FIT:] / evaluation_scale(FRAC_BITS)
-            without = c.attempt(others, "evaluate-1/attempt-0/n", round_id="evaluate-1", kind="evaluate",
-                                extra=NEAR_IDENTITY)
+            without = c.attempt(
+                others, "evaluate-1/attempt-0/n", round_id="evaluate-1", kind="evaluate", extra=NEAR_IDENTITY
+            )
         else:
             with_victim = c.attempt(everyone, "evaluate-1/attempt-0/n", round_id="evaluate-1", kind="evaluate")
-            combined = c.attempt(others, "round-2/attempt-0/n", round_id="round-2", kind="fit+evaluate",
-                                 extra=NEAR_IDENTITY)
+            combined = c.attempt(
+                others, "round-2/attempt-0/n", round_id="round-2", kind="fit+evaluate", extra=NEAR_IDENTITY
+            )
             without = combined[FIT:] / evaluation_scale(FRAC_BITS)
     except SecAggAbort:  # the defence: every other party refuses the second unmasking of the model's evaluation
         assert set(c.errors) == set(others), c.errors
@@ -73,7 +78,7 @@ def test_carried_and_separate_evaluation_of_one_model_are_not_unmasked_for_two_s
     truth = _victim_alone("evaluate")
     n_bins = (truth.size - 3) // 3
     # the victim's exact per-bin positive/negative counts and row count, its loss and Brier sums
-    np.testing.assert_array_equal(np.rint(leaked[:2 * n_bins]), truth[:2 * n_bins])
+    np.testing.assert_array_equal(np.rint(leaked[: 2 * n_bins]), truth[: 2 * n_bins])
     assert round(leaked[-1]) == truth[-1] == 20
     np.testing.assert_allclose(leaked[-3:-1], truth[-3:-1], atol=1e-2)
     pytest.fail("the victim's holdout evaluation was isolated (counts exact, loss and Brier sums)")

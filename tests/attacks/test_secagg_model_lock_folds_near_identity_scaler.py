@@ -1,4 +1,5 @@
-"""Pins the fix of review R12-SAC-3 (issue 12; was tests/attacks/review/test_secagg_carried_fit_scaler_digest.py): the fit part of a round's combined vector is unmasked
+"""Pins the fix of review R12-SAC-3 (issue 12; was tests/attacks/review/test_secagg_carried_fit_scaler_digest.py): the
+fit part of a round's combined vector is unmasked
 again for another survivor set by a plain `fit` of the same model under a near-identity scaler at half the
 learning rate (review R11-1 again, past the model lock).
 
@@ -16,7 +17,8 @@ plain secure fit of the same model (near-identity scaler) at lr 0.15 over the fo
 is the victim's weighted update, i.e. its full-batch gradient on its training rows, exactly.
 
 Fix (in place): `request_digest` is canonical by what the model computes (scaler folded into the first layer,
-`sampan.privacy.mods.canonical_arrays`), so the model lock sees one model. Was: canonicalise the scaler by its effect on the features (or refuse one whose mean/scale is a no-op
+`sampan.privacy.mods.canonical_arrays`), so the model lock sees one model. Was: canonicalise the scaler by its effect on
+the features (or refuse one whose mean/scale is a no-op
 short of the exact identity), so the model lock sees one model; more robustly, bind the model lock to the
 standardised inputs' hash and the parameters rather than to the request bytes.
 """
@@ -48,16 +50,29 @@ def test_the_fit_part_is_not_unmasked_again_under_a_near_identity_scaler_and_hal
     others = [p for p in c.names if p != VICTIM]
     combined = c.attempt(c.names, "round-2/attempt-0/n", round_id="round-2", kind="fit+evaluate", train=FULL_BATCH)
     try:
-        alone = c.attempt(others, "round-3/attempt-0/n", round_id="round-3", kind="fit", train=HALF_RATE,
-                          extra=NEAR_IDENTITY)
+        alone = c.attempt(
+            others, "round-3/attempt-0/n", round_id="round-3", kind="fit", train=HALF_RATE, extra=NEAR_IDENTITY
+        )
     except SecAggAbort:  # the defence: every other party refuses a second unmasking of the model's fit
         assert set(c.errors) == set(others), c.errors
         return
     n_params = FIT - 3
     leaked = combined[:n_params] - 2 * alone[:n_params]
-    reference = CarryingCoordinator().apps[VICTIM].handle(Message(
-        "ref", 1, "coordinator", VICTIM, "fit", arrays={"params": PARAMS},
-        meta={"model": MODEL, "train": FULL_BATCH, "seed": 11}))
+    reference = (
+        CarryingCoordinator()
+        .apps[VICTIM]
+        .handle(
+            Message(
+                "ref",
+                1,
+                "coordinator",
+                VICTIM,
+                "fit",
+                arrays={"params": PARAMS},
+                meta={"model": MODEL, "train": FULL_BATCH, "seed": 11},
+            )
+        )
+    )
     np.testing.assert_allclose(leaked, reference.arrays["update"] * 60 / 300, atol=1e-8)  # weight n/N = 60/300
     pytest.fail("the victim's update (its full-batch gradient) was isolated")
 
@@ -67,11 +82,16 @@ def test_the_model_digest_is_the_function_the_model_computes() -> None:
     from sampan.privacy.mods import request_digest
 
     def digest(config: dict, params: np.ndarray, **scaler: np.ndarray) -> str:
-        return request_digest("fit", Message("r", 1, "coordinator", "p", "fit", arrays={"params": params, **scaler},
-                                             meta={"model": config}))
+        return request_digest(
+            "fit",
+            Message("r", 1, "coordinator", "p", "fit", arrays={"params": params, **scaler}, meta={"model": config}),
+        )
+
     rng = np.random.default_rng(3)
-    for config, size in (({"kind": "logistic", "n_features": 3}, 4), ({"kind": "mlp", "n_features": 3,
-                                                                        "hidden": [4]}, 3 * 4 + 4 + 4 + 1)):
+    for config, size in (
+        ({"kind": "logistic", "n_features": 3}, 4),
+        ({"kind": "mlp", "n_features": 3, "hidden": [4]}, 3 * 4 + 4 + 4 + 1),
+    ):
         params = rng.normal(size=size)
         plain = digest(config, params)
         assert digest(config, params, **NEAR_IDENTITY) == plain

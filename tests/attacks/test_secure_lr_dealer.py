@@ -70,9 +70,11 @@ def test_without_the_audit_a_shifting_dealer_reads_validation_labels(monkeypatch
     targets = [*np.flatnonzero(y_val == 1)[:3], *np.flatnonzero(y_val == 0)[:3]]  # the rows it chooses to read
     monkeypatch.setattr(training, "Dealer", _malicious_dealer(n_val, every_tuple=False, targets=targets))
     epochs = len(targets)
-    result = session.train(splits, VerticalLRConfig(shared_weights=False, epochs=epochs, batch_size=512, patience=epochs), seed=1)
+    result = session.train(
+        splits, VerticalLRConfig(shared_weights=False, epochs=epochs, batch_size=512, patience=epochs), seed=1
+    )
     sums = np.array(result.val_brier) * n_val  # what the coordinator is shown
-    r_hat = (SHIFT ** 2 - sums) / (2 * SHIFT)
+    r_hat = (SHIFT**2 - sums) / (2 * SHIFT)
     assert n_val < 512 and len(sums) == epochs
     assert np.array_equal((r_hat < 0).astype(int), y_val[targets])  # the labels it targeted
     assert np.all(np.abs(r_hat) < 1.1)  # and sigma(z) = r + y: each row's joint score
@@ -86,8 +88,18 @@ def test_the_holders_catch_a_dealer_that_corrupts_tuples(monkeypatch: pytest.Mon
     monkeypatch.setattr(training, "Dealer", _malicious_dealer(n_val + secure_lr.audit_count(n_val), every_tuple))
     epochs = 1 if every_tuple else 150  # one tuple a pass escapes a pass with probability ~8/9: 150 passes ~ 2e-8
     with pytest.raises(PartyError, match="party 'payments': the dealer's correlated randomness .* failed the audit"):
-        session.train(splits, VerticalLRConfig(shared_weights=False, allow_gradient_label_leakage=True, epochs=epochs,
-                                               batch_size=512, patience=epochs, learning_rate=0.01), seed=1)
+        session.train(
+            splits,
+            VerticalLRConfig(
+                shared_weights=False,
+                allow_gradient_label_leakage=True,
+                epochs=epochs,
+                batch_size=512,
+                patience=epochs,
+                learning_rate=0.01,
+            ),
+            seed=1,
+        )
 
 
 def test_an_honest_dealer_passes_the_audit() -> None:

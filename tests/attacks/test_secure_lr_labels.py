@@ -167,23 +167,27 @@ def _unmerged(order: np.ndarray, batch_size: int, min_rows: int) -> list[np.ndar
 
 def _repeating(order: np.ndarray, batch_size: int, min_rows: int) -> list[np.ndarray]:
     """A malicious coordinator's schedule: a 'full' batch made of a few rows repeated."""
-    return [np.tile(order[:4], batch_size // 4)] + [order[lo:lo + batch_size] for lo in range(4, len(order), batch_size)]
+    return [np.tile(order[:4], batch_size // 4)] + [order[lo:lo + batch_size]
+                                                    for lo in range(4, len(order), batch_size)]
 
 
 def _overlapping(order: np.ndarray, batch_size: int, min_rows: int) -> list[np.ndarray]:
     """A malicious coordinator's schedule: batches that share rows, to stack projections of one residual."""
-    return [order[:batch_size], order[batch_size - 8:2 * batch_size - 8]]
+    return [order[:batch_size], order[batch_size - 8 : 2 * batch_size - 8]]
 
 
 @pytest.mark.parametrize("schedule", [_unmerged, _repeating, _overlapping], ids=["short-tail", "repeated", "overlap"])
-def test_the_holders_refuse_a_schedule_that_would_expose_the_residual(monkeypatch: pytest.MonkeyPatch,
-                                                                      schedule: Callable[..., Any]) -> None:
+def test_the_holders_refuse_a_schedule_that_would_expose_the_residual(
+    monkeypatch: pytest.MonkeyPatch, schedule: Callable[..., Any]
+) -> None:
     session, parties = _session(make_sme_consortium(3000, seed=11).vertical)
     splits = Splits.random(session.n_aligned or 0, seed=1)
     batch_size = _schedule_with_a_short_tail(len(splits.train), 5)
     monkeypatch.setattr(training, "epoch_batches", schedule)
     with pytest.raises(PartyError, match=r"party '(bank|payments)': (refusing a training batch|this batch leaves)"):
-        session.train(splits, VerticalLRConfig(shared_weights=False, epochs=1, batch_size=batch_size, patience=1), seed=2)
+        session.train(
+            splits, VerticalLRConfig(shared_weights=False, epochs=1, batch_size=batch_size, patience=1), seed=2
+        )
 
 
 def test_small_batch_settings_are_refused_naming_the_field() -> None:
@@ -203,17 +207,24 @@ def test_small_batch_settings_are_refused_naming_the_field() -> None:
 # --- the deployed path: a coordinator and party agents over gRPC with mutual TLS --------------------------
 @pytest.mark.slow
 def test_deployed_agents_refuse_a_short_tail_and_train_on_an_honest_schedule(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from _deploy_federation import ThreadFederation
 
     parties = ["bank", "payments", "delivery"]
     allow = {p: {"partners": [q for q in parties if q != p]} for p in parties}
     fed = ThreadFederation(tmp_path, vertical=True, n=2500, allow=allow)
     try:
-        run = {"run": {"name": "vlr", "seed": 3},
-               "deploy": {"workflow": "vertical", "dataset": "vertical", "parties": ["bank", "payments", "delivery"],
-                          "label_holder": "bank"},
-               "vertical": {"epochs": 1, "batch_size": 64}}
+        run = {
+            "run": {"name": "vlr", "seed": 3},
+            "deploy": {
+                "workflow": "vertical",
+                "dataset": "vertical",
+                "parties": ["bank", "payments", "delivery"],
+                "label_holder": "bank",
+            },
+            "vertical": {"epochs": 1, "batch_size": 64},
+        }
         honest = fed.wait(fed.submit(run), timeout=120)
         assert honest["status"] == "completed", honest
         monkeypatch.setattr(training, "epoch_batches", _unmerged)  # the coordinator turns malicious

@@ -7,7 +7,8 @@ object, and a replayed instance nonce was accepted, so the helper subtracted two
 the partner's partial-logit differences row by row (checked by running this attack there).
 
 Now `peers` is one-shot per `hello` (the private key is dropped once channels exist), the seen-set is kept per
-run (`sampan.vertical.lr_runs`, not per channels), and the instance nonce is H(coordinator nonce | bank nonce | helper nonce) with each
+run (`sampan.vertical.lr_runs`, not per channels), and the instance nonce is H(coordinator nonce | bank nonce | helper
+nonce) with each
 residual holder's own fresh contribution, so a repeat needs a holder's cooperation even if a party forgot.
 """
 
@@ -37,9 +38,9 @@ def _signed_keys(session: VerticalSession) -> Callable[[], Any]:
         keys[f"key:{r.sender}"] = r.arrays["public_key"]
         keys.update({f"{r.sender}/{k}": r.arrays[k] for k in ("certificate", "signature") if k in r.arrays})
         roles[r.sender] = str(r.meta.get("role", ""))
-    return lambda: session.relay.wave(session.transport, (session.relay.request(p, "vertical.peers", keys,
-                                                                                {"roles": roles})
-                                                          for p in session.parties))
+    return lambda: session.relay.wave(
+        session.transport, (session.relay.request(p, "vertical.peers", keys, {"roles": roles}) for p in session.parties)
+    )
 
 
 class _Spy:
@@ -101,7 +102,8 @@ def test_replaying_peers_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_repeated_coordinator_nonce_gives_fresh_streams_even_if_a_party_forgot_it(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Every party forgets the nonces it has seen (a restart, or the reviewed object-identity reset) and the
     coordinator repeats its nonce and the schedule: the residual holders' own contributions still make every
     PRG label new, so the helper's two envelopes of batch t differ by noise, not by Z_1 - Z_2."""

@@ -73,7 +73,11 @@ def test_two_trainings_in_one_run_use_independent_prg_streams() -> None:
     splits = Splits.random(session.n_aligned or 0, seed=1)
     for k, rate in enumerate((0.3, 0.05)):  # the run's LR, then a second model on the same channels
         tap.training = k
-        session.train(splits, VerticalLRConfig(shared_weights=False, epochs=1, batch_size=64, learning_rate=rate, patience=1), seed=4)
+        session.train(
+            splits,
+            VerticalLRConfig(shared_weights=False, epochs=1, batch_size=64, learning_rate=rate, patience=1),
+            seed=4,
+        )
     common = sorted(t for (k, t) in tap.masked if k == 0 and (1, t) in tap.masked and t > 0)
     assert len(common) >= 3
     for t in common:
@@ -82,7 +86,7 @@ def test_two_trainings_in_one_run_use_independent_prg_streams() -> None:
         # The helper's attack: subtract the envelopes of batch t of the two trainings.
         guess = to_signed(tap.masked[(0, t)] - tap.masked[(1, t)])
         assert np.mean(guess == truth) < 0.01  # 1064fb2: every row equal (the same rho cancelled)
-        assert np.mean(np.abs(guess.astype(np.float64)) < 2 ** 40) < 0.01  # uniform, not a small difference
+        assert np.mean(np.abs(guess.astype(np.float64)) < 2**40) < 0.01  # uniform, not a small difference
 
 
 def test_a_replayed_instance_nonce_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from sampan.core.transport import PartyError
 from sampan.data import make_sme_consortium
 from sampan.models.gbdt import GBDTParams
 from sampan.runtime.federation import build_inprocess_vertical
@@ -53,7 +54,7 @@ def test_coordinator_cannot_read_a_label_through_held_out_evaluation() -> None:
     with pytest.raises(Exception) as single:
         s.evaluate(np.array([pos]))
     _no_label_word(single.value)
-    with pytest.raises(Exception):
+    with pytest.raises(PartyError, match="refusing held-out evaluation"):  # the bank's documented row-rule refusal
         s.evaluate(np.array([2, pos, neg]))
 
 

@@ -42,7 +42,9 @@ class CorruptingDealer(InProcessTransport):
                 bad = np.array(m.arrays["dealer:payments"], copy=True)
                 flat = bad.reshape(-1)
                 flat[3:4] += encode_values(np.array([self.shift]))  # in the ring: wraps, as the dealer's sums do
-                m = Message(m.run_id, m.step, m.sender, m.recipient, m.kind, {**m.arrays, "dealer:payments": bad}, m.meta)
+                m = Message(
+                    m.run_id, m.step, m.sender, m.recipient, m.kind, {**m.arrays, "dealer:payments": bad}, m.meta
+                )
                 self.corrupted += 1
             yield from super().exchange([m])
 
@@ -62,8 +64,16 @@ def test_bank_stops_when_the_dealer_shifts_a_gbdt_histogram(hist_noise: float) -
     session, transport = _session("vgb.step", shift=-200.0 if hist_noise == 0 else -2000.0)
     splits = Splits.random(session.n_aligned or 0, seed=1)
     with pytest.raises(Exception, match="does not add up.*dealer"):
-        train_vertical_gbdt(transport, session.run_id, "bank", ["payments"], splits.train, splits.val,
-                            GBDTParams(n_trees=2, max_depth=2, n_bins=8), hist_noise=hist_noise)
+        train_vertical_gbdt(
+            transport,
+            session.run_id,
+            "bank",
+            ["payments"],
+            splits.train,
+            splits.val,
+            GBDTParams(n_trees=2, max_depth=2, n_bins=8),
+            hist_noise=hist_noise,
+        )
     assert transport.corrupted >= 1
 
 
@@ -81,8 +91,15 @@ class LyingDealer(CorruptingDealer):
     for GBDT `hist_noise` (bank told `bank_noise`, partner told 0), for WOE `dp_epsilon` (bank told
     `bank_epsilon`, a far larger sigma than the partner's)."""
 
-    def __init__(self, apps: dict[str, Any], kind: str, shift: float, *, bank_noise: float | None = None,
-                 bank_epsilon: float | None = None) -> None:
+    def __init__(
+        self,
+        apps: dict[str, Any],
+        kind: str,
+        shift: float,
+        *,
+        bank_noise: float | None = None,
+        bank_epsilon: float | None = None,
+    ) -> None:
         super().__init__(apps, kind, shift)
         self.bank_noise, self.bank_epsilon = bank_noise, bank_epsilon
 
@@ -116,11 +133,20 @@ def test_a_corrupting_dealer_reads_none_of_the_banks_totals_from_its_error(kind:
         if kind == "woe.finish":
             federated_woe(transport, session.run_id, "bank", ["payments"], splits.train, dp_epsilon=1.0)
         else:
-            train_vertical_gbdt(transport, session.run_id, "bank", ["payments"], splits.train, splits.val,
-                                GBDTParams(n_trees=2, max_depth=2, n_bins=8), hist_noise=2.0)
+            train_vertical_gbdt(
+                transport,
+                session.run_id,
+                "bank",
+                ["payments"],
+                splits.train,
+                splits.val,
+                GBDTParams(n_trees=2, max_depth=2, n_bins=8),
+                hist_noise=2.0,
+            )
     text = str(info.value)
-    where = re.search(r"feature \d+ of partner 'payments' failed the totals check at node (all training rows|\d+/\d+):",
-                      text)
+    where = re.search(
+        r"feature \d+ of partner 'payments' failed the totals check at node (all training rows|\d+/\d+):", text
+    )
     assert where is not None, text
     # Beyond naming feature and node, not one digit reaches the coordinator (old code: "[23.0, 356.0]")
     rest = text.replace(where.group(0), "")
@@ -133,8 +159,16 @@ def test_the_coordinator_cannot_widen_the_banks_gbdt_check_by_claiming_noise() -
     session, transport, _ = _lying_session("vgb.step", shift=-200.0, bank_noise=1e4)
     splits = Splits.random(session.n_aligned or 0, seed=1)
     with pytest.raises(Exception, match="reports histogram noise sigma=0 but the job agreed"):
-        train_vertical_gbdt(transport, session.run_id, "bank", ["payments"], splits.train, splits.val,
-                            GBDTParams(n_trees=2, max_depth=2, n_bins=8), hist_noise=0.0)
+        train_vertical_gbdt(
+            transport,
+            session.run_id,
+            "bank",
+            ["payments"],
+            splits.train,
+            splits.val,
+            GBDTParams(n_trees=2, max_depth=2, n_bins=8),
+            hist_noise=0.0,
+        )
 
 
 def test_the_coordinator_cannot_widen_the_banks_woe_check_by_claiming_a_smaller_epsilon() -> None:

@@ -47,7 +47,9 @@ def _pld_epsilon(noise_multiplier: float, releases: int, delta: float) -> float:
     return float(accountant.get_epsilon(delta))
 
 
-def test_reported_epsilon_is_at_least_the_one_recomputed_from_the_true_sensitivity(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reported_epsilon_is_at_least_the_one_recomputed_from_the_true_sensitivity(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     seeds = iter(range(1, 10**6))
     monkeypatch.setattr(sampan.vertical.gbdt, "secure_generator", lambda: seeded_generator(next(seeds)))
     monkeypatch.setattr(sampan.vertical.psi_party, "_secure_permutation", lambda n: seeded_generator(1).permutation(n))
@@ -61,8 +63,16 @@ def test_reported_epsilon_is_at_least_the_one_recomputed_from_the_true_sensitivi
     session.align()
     splits = Splits.random(session.n_aligned or 0, seed=1)
     sigma = 4.0
-    result = train_vertical_gbdt(transport, session.run_id, "bank", ["payments"], splits.train, splits.val,
-                                 GBDTParams(n_trees=4, max_depth=2, n_bins=8, early_stopping_rounds=50), hist_noise=sigma)
+    result = train_vertical_gbdt(
+        transport,
+        session.run_id,
+        "bank",
+        ["payments"],
+        splits.train,
+        splits.val,
+        GBDTParams(n_trees=4, max_depth=2, n_bins=8, early_stopping_rounds=50),
+        hist_noise=sigma,
+    )
     info = result.privacy["payments"]
     d = len(tables["payments"].feature_names)
     sens2 = _true_sensitivity2(d)

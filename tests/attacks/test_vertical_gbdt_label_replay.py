@@ -3,7 +3,8 @@
 `vgb.serve` keyed its "a replayed request label is refused" rule on `meta["label"]`, which the
 coordinator writes: re-sending the bank's sealed request under label + "'" was answered again (with
 fresh noise, charged). Now the bank puts its request counter inside the sealed body; the partner keys
-the refusal (and the dealer pad) on it and refuses a clear label that differs from it. Fails on commit 1064fb2 (the relabelled replay was answered there).
+the refusal (and the dealer pad) on it and refuses a clear label that differs from it. Fails on commit 1064fb2 (the
+relabelled replay was answered there).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ class _Replaying(InProcessTransport):
         for m in messages:
             yield from super().exchange([m])
             if m.kind == "vgb.serve" and not self.refused:
-                again = dataclasses.replace(m, meta={**m.meta, "label": str(m.meta["label"]) + "'"}) if self.relabel else m
+                again = (
+                    dataclasses.replace(m, meta={**m.meta, "label": str(m.meta["label"]) + "'"}) if self.relabel else m
+                )
                 try:
                     self.answered += len(list(super().exchange([again])))
                 except Exception as exc:
@@ -50,7 +53,15 @@ def test_a_sealed_histogram_request_is_answered_once_whatever_the_clear_label(re
     s.connect()
     s.align()
     sp = Splits.random(s.n_aligned or 0, seed=1)
-    train_vertical_gbdt(t, s.run_id, "bank", ["payments"], sp.train, sp.val, GBDTParams(n_trees=1, max_depth=2, n_bins=8),
-                        hist_noise=3.0)
+    train_vertical_gbdt(
+        t,
+        s.run_id,
+        "bank",
+        ["payments"],
+        sp.train,
+        sp.val,
+        GBDTParams(n_trees=1, max_depth=2, n_bins=8),
+        hist_noise=3.0,
+    )
     assert t.answered == 0
     assert t.refused and ("sealed label" in t.refused[0] if relabel else "already answered" in t.refused[0]), t.refused

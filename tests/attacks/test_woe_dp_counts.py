@@ -75,7 +75,9 @@ def test_bank_decodes_only_noised_partner_counts_at_the_charged_scale() -> None:
         assert np.mean(np.isclose(seen, exact, atol=0.5)) < 0.2, f"the bank decoded {partner}'s exact counts"
         account = out["privacy"][partner]
         d = len(parties[partner].data.feature_names)
-        assert account["sensitivity"] ** 2 == pytest.approx(partner_sensitivity2(d)) and partner_sensitivity2(d) == 4 * d
+        assert (
+            account["sensitivity"] ** 2 == pytest.approx(partner_sensitivity2(d)) and partner_sensitivity2(d) == 4 * d
+        )
         recomputed = histogram_privacy(1, 4 * d, account["sigma"], account["delta"])
         assert recomputed["epsilon"] <= 1.0 + 1e-9  # the noise the partner added meets the requested epsilon
         residuals.append((seen - exact) / account["sigma"])

@@ -25,9 +25,9 @@ from sampan.data import make_sme_consortium
 from sampan.deploy.allow import job_description
 from sampan.models.gbdt import GBDTParams
 from sampan.privacy.randomness import seeded_generator
+from sampan.runtime.federation import build_inprocess_vertical
 from sampan.vertical.gbdt import train_vertical_gbdt
 from sampan.vertical.noise_plan import gbdt_events
-from sampan.runtime.federation import build_inprocess_vertical
 from sampan.vertical.session import Splits, VerticalSession
 
 
