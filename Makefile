@@ -16,7 +16,7 @@ COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(TOOLS)/bin/pip-compile -q --gene
 demo: $(VENV)/.core
 	$(BIN)/sampan demo
 
-test: $(VENV)/.test
+test: lint
 	$(BIN)/python -m pytest
 
 $(VENV)/bin/python:
@@ -33,10 +33,10 @@ $(VENV)/.test: $(VENV)/.core pyproject.toml requirements/lock-test.txt
 	$(SELF)
 	@touch $@
 
-# Static checks (ruff, mypy; configured in pyproject.toml). Not yet part of `make test`.
+# Static checks (ruff, mypy; configured in pyproject.toml), run by `make test` after the install, before pytest.
 lint: $(VENV)/.test
 	$(BIN)/ruff check src tests bench tools
-	$(BIN)/mypy src
+	$(BIN)/mypy
 
 # Release/supply-chain tools live in their own venv, never in the project's.
 $(TOOLS)/.installed: requirements/lock-tools.txt
