@@ -31,18 +31,17 @@ or by `repin` (the coordinator's own pins file) overrides the record and must be
 gRPC's TLS layer
 has verified the chain: the CA signature again, the validity period, the CRL (and that it is still
 fresh: its nextUpdate has not passed), the role, membership, and the pin of the member's public key.
+
+The CA folder, its lock and the signed issuance record are in `ca_store`; the CRL, `revoke` and `refresh_crl`
+in `ca_revocation` (re-exported here). This module issues: `init_ca`, `create_request`, `sign_request`, `repin`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import fcntl
 import ipaddress
 import json
-import os
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from cryptography import x509
@@ -51,7 +50,21 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from sampan.crypto.identity import NAME_RE, crl_number
+from sampan.deploy.ca_revocation import _write_crl, refresh_crl, revoke
+from sampan.deploy.ca_store import (
+    CLOCK_SLACK,
+    ROLES,
+    URI_PREFIX,
+    CAFiles,
+    _ca_lock,
+    _check_name,
+    _check_role,
+    _load_key,
+    _read_record,
+    _write_index,
+    write_private,
+    write_public,
+)
 
 # The coordinator- and party-side checks live in cert_checks; re-exported here so existing imports keep working.
 from sampan.deploy.cert_checks import (
@@ -61,7 +74,6 @@ from sampan.deploy.cert_checks import (
     _attr,
     _now,
     _read_pins,
-    _signed_payload,
     cert_identity,
     describe_cert,
     load_cert,
@@ -70,8 +82,8 @@ from sampan.deploy.cert_checks import (
     spki_pin,
     spki_pin_of_key,
 )
-from sampan.deploy.keyfiles import KeyFileError, load_private_key, write_private_key
-from sampan.files import PRIVATE_FILE, atomic_write_bytes, private_directory
+from sampan.deploy.keyfiles import write_private_key
+from sampan.files import private_directory
 
 __all__ = [
     "ROLES",
@@ -93,101 +105,6 @@ __all__ = [
     "repin",
     "read_crl",
 ]
-
-ROLES = ("party", "coordinator", "operator")
-URI_PREFIX = "urn:sampan:"
-CLOCK_SLACK = dt.timedelta(minutes=5)
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Private keys: written atomically, readable by the owner only."""
-    atomic_write_bytes(path, data, 0o600)
-
-
-def write_public(path: Path, data: bytes) -> None:
-    atomic_write_bytes(path, data, 0o644)
-
-
-def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise CertError(f"name {name!r} must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit")
-
-
-def _check_role(role: str) -> None:
-    if role not in ROLES:
-        raise CertError(f"role {role!r} must be one of {', '.join(ROLES)}")
-
-
-def _load_key(path: Path, what: str = "CA key") -> ec.EllipticCurvePrivateKey:
-    """A private key, refused if others can read it; decrypted with the passphrase if encrypted."""
-    try:
-        key = load_private_key(path, what=what)
-    except KeyFileError as exc:
-        raise CertError(str(exc)) from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise CertError(f"{path}: expected an ECDSA key")
-    return key
-
-
-# --- the CA ------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CAFiles:
-    directory: Path
-
-    @property
-    def key(self) -> Path:
-        return self.directory / "ca.key"
-
-    @property
-    def cert(self) -> Path:
-        return self.directory / "ca.crt"
-
-    @property
-    def crl(self) -> Path:
-        return self.directory / "crl.pem"
-
-    @property
-    def index(self) -> Path:
-        return self.directory / "issued.json"
-
-    @property
-    def lock(self) -> Path:
-        return self.directory / ".lock"
-
-
-@contextlib.contextmanager
-def _ca_lock(files: CAFiles) -> Iterator[None]:
-    """Exclusive lock on the CA folder from reading the issuance record to writing it and the CRL."""
-    fd = os.open(files.lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, PRIVATE_FILE)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def _read_record(files: CAFiles) -> tuple[dict[str, dict[str, object]], int]:
-    """The CA's own issuance record: (entries, generation)."""
-    if not files.index.exists():
-        return {}, 0
-    data = json.loads(files.index.read_text(encoding="utf-8"))
-    if "entries" in data and "signature" in data:
-        return data["entries"], int(data.get("generation", 0))
-    return data, 0  # (older records: unsigned)
-
-
-def _read_index(files: CAFiles) -> dict[str, dict[str, object]]:
-    return _read_record(files)[0]
-
-
-def _write_index(files: CAFiles, index: Mapping[str, object], key: ec.EllipticCurvePrivateKey, generation: int) -> None:
-    """The issuance record, generation `generation`, signed by the CA together with its entries and the
-    signing time, in one file replaced atomically (a coordinator never reads new entries with an old
-    signature; a verifier refuses a generation below one it has seen)."""
-    data: dict[str, object] = {"entries": index, "generation": int(generation), "signed_at": _now().isoformat()}
-    data["signature"] = key.sign(_signed_payload(data), ec.ECDSA(hashes.SHA256())).hex()
-    write_public(files.index, json.dumps(data, indent=1, sort_keys=True).encode())
-
 
 def init_ca(
     directory: str | Path,
@@ -240,54 +157,6 @@ def init_ca(
         _write_index(files, {}, key, 1)
         _write_crl(files, key, cert, {}, number=1)
     return files
-
-
-def _next_crl_number(files: CAFiles) -> int:
-    """One above the CA's current CRL's number (1 for the first CRL, or one without a number)."""
-    try:
-        current = x509.load_pem_x509_crl(files.crl.read_bytes())
-    except (OSError, ValueError):
-        return 1
-    return (crl_number(current) or 0) + 1
-
-
-def _write_crl(
-    files: CAFiles,
-    key: ec.EllipticCurvePrivateKey,
-    ca: x509.Certificate,
-    revoked: Mapping[str, dict[str, object]],
-    days: float = 30,
-    *,
-    number: int | None = None,
-) -> None:
-    """Sign and publish a CRL numbered one above the previous (call under `_ca_lock`)."""
-    now = _now()
-    builder = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(ca.subject)
-        .last_update(now - CLOCK_SLACK)
-        .next_update(now + dt.timedelta(days=days))
-        .add_extension(x509.CRLNumber(number or _next_crl_number(files)), critical=False)
-    )
-    for serial, entry in revoked.items():
-        builder = builder.add_revoked_certificate(
-            x509.RevokedCertificateBuilder()
-            .serial_number(int(serial, 16))
-            .revocation_date(dt.datetime.fromisoformat(str(entry["revoked_at"])))
-            .build()
-        )
-    crl = builder.sign(key, hashes.SHA256())
-    write_public(files.crl, crl.public_bytes(serialization.Encoding.PEM))
-
-
-def refresh_crl(ca_directory: str | Path, *, days: float = 30) -> Path:
-    """Re-sign the CRL with a new nextUpdate (coordinators refuse to start runs on a CRL past it)."""
-    files = CAFiles(Path(ca_directory))
-    key = _load_key(files.key)
-    with _ca_lock(files):
-        revoked = {s: e for s, e in _read_index(files).items() if "revoked_at" in e}
-        _write_crl(files, key, load_cert(files.cert), revoked, days)
-    return files.crl
 
 
 def create_request(
@@ -463,27 +332,6 @@ def _sign_locked(
         _write_crl(files, ca_key, ca_cert, {s: e for s, e in index.items() if "revoked_at" in e})
     write_public(out_path, cert.public_bytes(serialization.Encoding.PEM))
     return out_path
-
-
-def revoke(ca_directory: str | Path, *, cert_path: str | Path | None = None, serial: str | None = None) -> Path:
-    """Add a certificate (by file or hex serial) to the CRL and re-sign it."""
-    files = CAFiles(Path(ca_directory))
-    if (cert_path is None) == (serial is None):
-        raise CertError("give either a certificate file or a serial number to revoke")
-    key = format(load_cert(cert_path).serial_number, "x") if cert_path is not None else str(serial).lower()
-    ca_key = _load_key(files.key)  # (a passphrase prompt: before the lock)
-    with _ca_lock(files):
-        index, generation = _read_record(files)
-        entry = index.get(key)
-        if entry is None:
-            raise CertError(f"serial {key} was not issued by this CA (see {files.index})")
-        entry.setdefault("revoked_at", _now().isoformat())
-        revoked = {s: e for s, e in index.items() if "revoked_at" in e}
-        # The CRL first: a watcher that notices the change between the two writes then cuts the member on
-        # the CRL it records in the audit log, never on the issuance record alone with the old CRL logged.
-        _write_crl(files, ca_key, load_cert(files.cert), revoked)
-        _write_index(files, index, ca_key, generation + 1)
-    return files.crl
 
 
 def repin(pins_file: str | Path, name: str, cert_path: str | Path, ca_cert: str | Path) -> str:
