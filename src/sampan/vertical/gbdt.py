@@ -10,7 +10,7 @@ travels in sealed envelopes and is answered by the partners and the dealer (the 
 * prediction asks each partner for its directions at its nodes; scoring a new application sends the
   registration number (sealed) and gets back one bit per partner node.
 
-What each role learns (also in the run receipt: REVEALS, and field by field VIEWS):
+What each role learns (also in the run receipt: REVEALS, and field by field VIEWS, in `gbdt_views`):
 
 * the bank (label holder): per-bin gradient/hessian sums of partner features at each requested node —
   exact, or with `hist_noise` Gaussian noise the *partner* adds inside the masked sum (so the bank never
@@ -85,6 +85,7 @@ from sampan.vertical.gbdt_coordinator import (
     train_vertical_gbdt,
 )
 from sampan.vertical.gbdt_scoring import GBDTScoring
+from sampan.vertical.gbdt_views import REVEALS, VIEWS
 from sampan.vertical.histograms import (
     HistogramAccount,
     check_feature_totals,
@@ -106,67 +107,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["VerticalGBDTParty", "train_vertical_gbdt", "COVERS", "NOT_COVERED", "VerticalGBDTResult", "REVEALS",
            "VIEWS", "score_vertical_gbdt", "gbdt_histogram_privacy", "histogram_sensitivity2"]
-
-REVEALS = (
-    "Vertical GBDT: gradients, hessians and labels never leave the bank in clear (partners see them masked "
-    "by dealer randomness). The bank learns per-bin gradient and hessian sums of partner features at each "
-    "node (noised by the partner when hist_noise is set: the reported epsilon covers these sums only, with the "
-    "partner's quantile bin edges held fixed), and, "
-    "exactly and outside any DP guarantee, the left/right partition of the node's rows at each split on a "
-    "partner feature and each partner's routing bit for every validation and scored row (so the trees and "
-    "leaf values); across trees these partitions let the bank recover most training rows' partner bins, so the "
-    "epsilon is conditional on them. Each partner checks the noise against its own minimum and charges every "
-    "noised histogram to its own ledger before it leaves. A partner learns the row sets of nodes and holds the "
-    "thresholds of splits on its own "
-    "features. The coordinator (dealer) learns the partner's binned records in a secret row order, every "
-    "node's positions in that order, and the training and validation log-loss after each tree."
-)
-
-# Every field each role sees, with its protection; the coordinator's fields are what it receives in replies
-# ("reply:..."), a party's what it receives in requests, sealed envelopes opened. Protections: "masked" (one-time padded
-# by dealer or pairwise
-# randomness: uniform whatever the data), "dp:<party>" (output of a Gaussian mechanism charged to <party>'s
-# account), "visible" (an exact function of data, declared above), "public" (run parameters). A field
-# pattern ending in "*" matches any suffix; "decoded:<p>" is what the bank computes from a partner's
-# sealed sums and the dealer's sums. Checked by tests/attacks/test_neighbouring_vertical.py.
-VIEWS: tuple[tuple[str, str, str, str], ...] = (
-    ("coordinator", "*", "reply:to:*", "sealed: ciphertext it cannot open; its length shows the sizes inside"),
-    ("*", "vgb.setup", "train_rows", "visible: training positions in the aligned order (the coordinator chose them)"),
-    ("*", "vgb.setup", "val_rows", "visible: validation positions in the aligned order"),
-    ("*", "vgb.setup", "dealer_seed", "public: the party's seed from the dealer"),
-    ("*", "vgb.setup", "meta:*", "public: run parameters"),
-    ("coordinator", "vgb.setup", "reply:beta", "visible: the partner's binned records in a secret row order (dealer)"),
-    ("coordinator", "vgb.setup", "reply:meta:*", "visible: each party's feature names and bin counts"),
-    ("bank", "vgb.start", "*", "visible: training positions, partners' feature names and bin counts, parameters"),
-    ("coordinator", "vgb.start", "reply:meta:*", "visible: feature counts per party"),
-    ("coordinator", "vgb.step", "reply:dealer:*",
-     "visible: each node's positions in a secret row order, sorted (dealer)"),
-    ("coordinator", "vgb.step", "reply:dealer_sizes:*", "visible: node sizes (dealer)"),
-    ("coordinator", "vgb.step", "reply:meta:*",
-     "visible: request kind, partners involved, tree index, and at the end the "
-     "number of trees and the training and validation log-loss after each tree"),
-    ("bank", "vgb.step", "dealer:*", "masked: the dealer's per-bin mask sums plus the partner's pad"),
-    ("bank", "vgb.step", "from:*/s", "masked: the partner's per-bin sums plus its pad"),
-    ("bank", "vgb.step", "decoded:*", "dp:{partner}: per-bin gradient/hessian sums of partner features, noised by "
-                                      "the partner (exact when hist_noise = 0)"),
-    ("bank", "vgb.step", "from:*/sigma", "public: the noise sigma the partner added (the agreed hist_noise)"),
-    ("coordinator", "vgb.serve", "reply:meta:privacy", "public: the partner's noise and its own account"),
-    ("bank", "vgb.step", "from:*/left:*", "visible: the partition of a node's rows at a split on a partner feature"),
-    ("bank", "vgb.step", "from:*/route", "visible: the partner's direction at its nodes for validation rows"),
-    ("bank", "vgb.step", "meta:*", "public: protocol step"),
-    ("partner", "vgb.serve", "from:*/v", "masked: the bank's (g, h) of every row plus dealer masks"),
-    ("partner", "vgb.serve", "from:*/label", "public: the bank's request counter (protocol step)"),
-    ("partner", "vgb.serve", "from:*/nodes", "visible: node numbers of the request"),
-    ("partner", "vgb.serve", "from:*/sizes", "visible: node sizes"),
-    ("partner", "vgb.serve", "from:*/rows", "visible: the row sets of nodes (and of validation rows to route)"),
-    ("partner", "vgb.serve", "from:*/rows:*", "visible: the rows of a node split on the partner's feature"),
-    ("partner", "vgb.serve", "from:*/split",
-     "visible: the bank's chosen split (node, feature, bin) on the partner's feature"),
-    ("partner", "vgb.serve", "from:*/tree", "visible: tree index"),
-    ("partner", "vgb.serve", "from:*/route", "visible: which of the partner's nodes to route"),
-    ("partner", "vgb.serve", "from:*/val", "public: validation flag"),
-    ("partner", "vgb.serve", "meta:*", "public: protocol step"),
-)
 
 
 def _perm_label(bank: str, partner: str, nonce: bytes) -> str:
