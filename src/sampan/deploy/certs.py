@@ -77,11 +77,11 @@ from sampan.deploy.cert_checks import (
     cert_identity,
     describe_cert,
     load_cert,
-    probe_coordinator,
     read_crl,
     spki_pin,
     spki_pin_of_key,
 )
+from sampan.deploy.coordinator_probe import probe_coordinator
 from sampan.deploy.keyfiles import write_private_key
 from sampan.files import private_directory
 
