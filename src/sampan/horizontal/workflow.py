@@ -55,7 +55,8 @@ from sampan.config import RunConfig
 from sampan.core.seeds import derive_rng, derive_seed
 from sampan.core.workflow import ModelArtifact, RunContext, Workflow, WorkflowResult
 from sampan.horizontal.aggregators import StrategyAggregation, make_aggregator
-from sampan.horizontal.privacy_control import PrivacyControl, combine_dp1_stats
+from sampan.horizontal.dp1_scaler import combine_dp1_stats
+from sampan.horizontal.privacy_control import PrivacyControl
 from sampan.horizontal.results import RunOutcome, TrafficMeter, histogram_metrics, result_info
 from sampan.horizontal.run_state import RunState, build_strategy
 from sampan.horizontal.secure_rounds import COORDINATOR, FederationError, SecureRounds  # FederationError: re-exported
