@@ -21,7 +21,7 @@ from sampan.errors import ConfigError, DataError
 from sampan.models.base import Model
 from sampan.models.registry import model_from_config
 
-__all__ = ["Predictor"]
+__all__ = ["Predictor", "input_blocks", "imputation_values", "MISSING_MARKERS"]
 
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
@@ -62,35 +62,78 @@ def _column_source(frame: Any) -> tuple[list[str], Callable[[str], np.ndarray]]:
                     f"values, got {type(frame).__name__}")
 
 
-def _numbers(name: str, values: np.ndarray) -> np.ndarray:
+MISSING_MARKERS = frozenset({"", "?", "na", "n/a", "nan", "null", "none"})  # case-insensitive, trimmed
+
+
+def _row_list(rows: np.ndarray, first_row: int) -> str:
+    """``row 4`` / ``rows 4, 9, 17 (+2 more)``; positions counted from ``first_row``."""
+    shown = ", ".join(str(int(r) + first_row) for r in rows[:5])
+    more = f" (+{rows.size - 5} more)" if rows.size > 5 else ""
+    return f"{'row' if rows.size == 1 else 'rows'} {shown}{more}"
+
+
+def _numbers(name: str, values: np.ndarray, first_row: int = 0) -> np.ndarray:
+    """Floats with NaN where the value is missing (None, NaN or a marker such as '', '?', 'NA')."""
     if values.dtype.kind in "biuf":
-        out = values.astype(np.float64)
-    else:
-        text = np.array([str(v).strip().lower() for v in values], dtype=object)
-        if text.size and all(t in _TRUE | _FALSE for t in text):
-            out = np.array([1.0 if t in _TRUE else 0.0 for t in text])
-        else:
+        return values.astype(np.float64)
+    text = np.array(["" if v is None else str(v).strip().lower() for v in values], dtype=object)
+    missing = np.array([t in MISSING_MARKERS for t in text], dtype=bool)
+    out = np.full(len(text), np.nan)
+    if (~missing).any() and all(t in _TRUE | _FALSE for t in text[~missing]):
+        out[~missing] = [1.0 if t in _TRUE else 0.0 for t in text[~missing]]
+        return out
+    try:
+        out[~missing] = np.asarray(text[~missing].astype(str), dtype=np.float64)
+    except ValueError:
+        bad = []
+        for k in np.flatnonzero(~missing):
             try:
-                out = np.array([float(v) if v is not None else np.nan for v in values], dtype=np.float64)
-            except (TypeError, ValueError) as exc:
-                raise DataError(f"column {name!r}: values must be numbers ({exc})") from None
-    bad = np.flatnonzero(~np.isfinite(out))
-    if bad.size:
-        raise DataError(f"column {name!r}: {bad.size} missing or non-finite value(s) (first at row {int(bad[0])})")
+                out[k] = float(text[k])
+            except ValueError:
+                bad.append(k)
+        rows = np.asarray(bad)
+        raise DataError(f"column {name!r}: {rows.size} value(s) are not numbers ({_row_list(rows, first_row)}; "
+                        f"e.g. {values[rows[0]]!r})") from None
     return out
 
 
-def _one_hot(name: str, values: np.ndarray, categories: tuple[str, ...]) -> np.ndarray:
+def _one_hot(name: str, values: np.ndarray, categories: tuple[str, ...], first_row: int = 0,
+             fill: str | None = None) -> np.ndarray:
     index = {c: i for i, c in enumerate(categories)}
-    codes = np.array([index.get(str(v), -1) if v is not None else -1 for v in values], dtype=np.int64)
+    text = ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values]
+    if fill is not None:  # the model's training imputed missing categories with this one
+        text = [fill if t.strip().lower() in MISSING_MARKERS else t for t in text]
+    codes = np.array([index.get(t, -1) for t in text], dtype=np.int64)
     bad = np.flatnonzero(codes < 0)
     if bad.size:
-        unknown = sorted({str(values[i]) for i in bad[:50]})[:3]
+        unknown = sorted({text[i] for i in bad[:50]})[:3]
         raise DataError(f"column {name!r}: {bad.size} row(s) with a category the model does not know "
-                        f"(e.g. {', '.join(repr(u) for u in unknown)}; known: {', '.join(categories)})")
+                        f"({_row_list(bad, first_row)}; e.g. {', '.join(repr(u) for u in unknown)}; "
+                        f"known: {', '.join(categories)})")
     block = np.zeros((values.shape[0], len(categories)))
     block[np.arange(values.shape[0]), codes] = 1.0
     return block
+
+
+def input_blocks(feature_names: Sequence[str]) -> list[tuple[str, list[int]]]:
+    """Each input column and the positions of the encoded model columns it fills."""
+    blocks, start = [], 0
+    for item in _inputs(feature_names):
+        width = len(item.categories) if item.categories is not None else 1
+        blocks.append((item.name, list(range(start, start + width))))
+        start += width
+    return blocks
+
+
+def imputation_values(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """Column -> the value training imputed a missing entry with (``meta["imputation"]``; see
+    docs/model_format.md): a number, a category, or ``{"value": ...}``."""
+    out: dict[str, Any] = {}
+    for column, spec in dict(meta.get("imputation") or {}).items():
+        value = spec.get("value") if isinstance(spec, Mapping) else spec
+        if value is not None:
+            out[str(column)] = value
+    return out
 
 
 @dataclass
@@ -98,7 +141,9 @@ class Predictor:
     """A model from the registry, ready to score rows: ``predict_proba(frame)`` -> (n, 2) like scikit-learn.
 
     ``scorer`` maps the encoded, standardised matrix to P(default); `from_registered` builds it for the
-    parametric models (`model_from_config`: logistic, MLP) or takes one (e.g. a tree model's)."""
+    parametric models (`model_from_config`: logistic, MLP) or takes one (e.g. a tree model's). Missing
+    values are imputed with the training's values (``meta["imputation"]``), kept as NaN for a model that
+    routes them itself (``native_missing``: GBDT), else refused naming the column and rows."""
 
     scorer: Callable[[np.ndarray], np.ndarray]
     feature_names: list[str]
@@ -108,6 +153,7 @@ class Predictor:
     run_id: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     classes_: np.ndarray = field(default_factory=lambda: np.array([0, 1]))
+    native_missing: bool = False
 
     @classmethod
     def from_registered(cls, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], *, name: str = "",
@@ -127,39 +173,83 @@ class Predictor:
             scorer = lambda X: model.predict_proba(params, X)  # noqa: E731 - bound to this model's params
         scaler = {k.removeprefix("scaler."): np.asarray(v, dtype=np.float64)
                   for k, v in arrays.items() if k.startswith("scaler.")}
-        return cls(scorer, [str(n) for n in meta["feature_names"]], scaler, name, version, run_id, dict(meta))
+        native = (meta.get("model") or {}).get("kind") == "gbdt"
+        return cls(scorer, [str(n) for n in meta["feature_names"]], scaler, name, version, run_id, dict(meta),
+                   native_missing=native)
 
     @property
     def columns(self) -> list[str]:
         """The input columns a frame must have (any others are ignored)."""
-        return [i.name for i in _inputs(self.feature_names)]
+        return [i.name for i in self._inputs(None)]
 
-    def encode(self, frame: Any) -> np.ndarray:
-        """The model matrix for ``frame``: columns picked by name, categories one-hot, then standardised."""
-        names, get = _column_source(frame)
-        present = set(names)
+    def _inputs(self, present: set[str] | None) -> list[_Input]:
         inputs = []
         for item in _inputs(self.feature_names):  # a numeric column named "a=b" is read whole when present
             whole = f"{item.name}={item.categories[0]}" if item.categories and len(item.categories) == 1 else None
-            inputs.append(_Input(whole) if whole in present else item)
-        missing = [i.name for i in inputs if i.name not in present]
+            inputs.append(_Input(whole) if present is not None and whole in present else item)
+        return inputs
+
+    def input_blocks(self) -> list[tuple[str, list[int]]]:
+        """Each input column and the positions of the model columns it fills (reason codes sum over a block)."""
+        return input_blocks(self.feature_names)
+
+    def encode(self, frame: Any, *, where: str = "", first_row: int = 0) -> np.ndarray:
+        """The model matrix for ``frame``: columns picked by name, missing values imputed, categories one-hot,
+        then standardised. ``where`` (e.g. "file 'a.csv': ") and ``first_row`` place errors in the source."""
+        try:
+            return self._encode(frame, first_row)
+        except DataError as exc:
+            if not where:
+                raise
+            raise DataError(f"{where}{exc}") from None
+
+    def _encode(self, frame: Any, first_row: int) -> np.ndarray:
+        names, get = _column_source(frame)
+        present = set(names)
+        inputs = self._inputs(present)
+        derived = {i.name for i in inputs if i.name.endswith("_missing") and i.name not in present
+                   and i.name.removesuffix("_missing") in present}  # missing-indicator columns, from their column
+        missing = [i.name for i in inputs if i.name not in present and i.name not in derived]
         if missing:
             raise DataError(f"model {self.name!r}: missing column(s) {', '.join(repr(m) for m in missing)} "
                             f"(it needs {', '.join(self.columns)})")
+        fills = imputation_values(self.meta)
         blocks, rows = [], None
         for item in inputs:
-            values = get(item.name)
+            source = item.name.removesuffix("_missing") if item.name in derived else item.name
+            values = get(source)
             if values.ndim != 1:
-                raise DataError(f"column {item.name!r} must be 1-D, got shape {values.shape}")
+                raise DataError(f"column {source!r} must be 1-D, got shape {values.shape}")
             if rows is not None and values.shape[0] != rows:
-                raise DataError(f"column {item.name!r} has {values.shape[0]} rows, the others {rows}")
+                raise DataError(f"column {source!r} has {values.shape[0]} rows, the others {rows}")
             rows = values.shape[0]
-            blocks.append(_numbers(item.name, values)[:, None] if item.categories is None
-                          else _one_hot(item.name, values, item.categories))
+            if item.categories is not None:
+                fill = fills.get(item.name)
+                blocks.append(_one_hot(item.name, values, item.categories, first_row,
+                                       None if fill is None else str(fill)))
+                continue
+            x = _numbers(source, values, first_row)
+            if item.name in derived:
+                blocks.append(np.isnan(x).astype(np.float64)[:, None])
+                continue
+            blocks.append(self._fill(item.name, x, fills, first_row)[:, None])
         X = np.hstack(blocks) if blocks else np.empty((0, 0))
         if "mean" in self.scaler:
             X = (X - self.scaler["mean"]) / self.scaler["scale"]
         return X
+
+    def _fill(self, name: str, x: np.ndarray, fills: Mapping[str, Any], first_row: int) -> np.ndarray:
+        """Missing entries: the training's imputation value, NaN for a tree model, else a clear error."""
+        gaps = np.flatnonzero(~np.isfinite(x))
+        if not gaps.size:
+            return x
+        if name in fills:
+            return np.where(np.isnan(x), float(fills[name]), x)
+        if self.native_missing and not np.isinf(x).any():
+            return x
+        raise DataError(f"column {name!r}: {gaps.size} missing or non-finite value(s) ({_row_list(gaps, first_row)}) "
+                        "and the model has no imputation value for it (train with impute = median/mean/"
+                        "indicator for this column, or fill the values)")
 
     def default_probability(self, frame: Any) -> np.ndarray:
         """P(default) per row, shape (n,)."""

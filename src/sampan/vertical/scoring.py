@@ -29,7 +29,6 @@ KS, Brier, default rate, mean PD, missing rates) over the run's test rows only, 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ import numpy as np
 from sampan.crypto.channel import SealedChannels
 from sampan.crypto.ring import decode, encode
 from sampan.metrics import brier_score, ks_statistic, roc_auc
+from sampan.models.explain import ScoreCard
 from sampan.models.scorecard import psi
 from sampan.vertical.model import LocalLinearPart
 from sampan.vertical.rows import RunRows, fingerprint, per_run
@@ -54,20 +54,6 @@ REVEALS = (
     "number queried; the coordinator learns neither (ids and partial scores travel sealed)."
 )
 _BITS = 16
-
-
-@dataclass(frozen=True)
-class ScoreCard:
-    """Points scaling: `base` points at odds `base_odds`:1 good:bad, `pdo` points to double the odds."""
-
-    base: float = 600.0
-    base_odds: float = 50.0
-    pdo: float = 20.0
-
-    def points(self, pd: np.ndarray) -> np.ndarray:
-        pd = np.clip(np.asarray(pd, dtype=np.float64), 1e-9, 1 - 1e-9)
-        factor = self.pdo / math.log(2)
-        return self.base + factor * (np.log((1 - pd) / pd) - math.log(self.base_odds))
 
 
 def score_points(pd: np.ndarray, card: ScoreCard = ScoreCard()) -> np.ndarray:
