@@ -135,7 +135,8 @@ def test_missing_values_counted_with_row_numbers() -> None:
         cols["revenue"][row - 1] = None if row != 9 else float("nan")
     err = error_of(cols)
     msg = str(err)
-    assert msg == "party 'bank_b', file 'b.csv': column 'revenue' has 3 missing/NaN values (rows 4, 9, 17)"
+    assert msg.startswith("party 'bank_b', file 'b.csv': column 'revenue' has 3 missing/NaN values (rows 4, 9, 17); "
+                          'to accept them, declare in its [schema] feature missing = ["?", ""] and impute = ')
     assert (err.party, err.column, err.rows, err.path) == ("bank_b", "revenue", 3, "b.csv")
 
 

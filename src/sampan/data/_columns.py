@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from sampan.data.missing import HOW_TO_FIX
+
 MAX_SHOWN = 5
 
 _TRUE = frozenset({"1", "true", "t", "yes", "y"})
@@ -86,14 +88,47 @@ def _label(column: str, role: str | None) -> str:
     return f"column '{column}'" + (f" ({role})" if role else "")
 
 
-def missing_problem(column: str, missing: np.ndarray, role: str | None = None) -> Problem | None:
-    """Report null/NaN/empty cells; ``None`` if there are none."""
+def missing_problem(column: str, missing: np.ndarray, role: str | None = None,
+                    allow: bool = False) -> Problem | None:
+    """Report null/NaN/empty cells, with how to fix it; ``None`` if there are none (or ``allow``: a policy
+    takes them)."""
     k = int(missing.sum())
-    if k == 0:
+    if k == 0 or allow:
         return None
+    if role == "label":
+        fix = "a label may never be missing: drop those rows (or label them) before the run"
+    elif role == "id":
+        fix = "every row needs its id"
+    else:
+        fix = HOW_TO_FIX
     return Problem(
-        column, k, f"{_label(column, role)} has {plural(k, 'missing/NaN value')} ({row_list(missing)})"
+        column, k, f"{_label(column, role)} has {plural(k, 'missing/NaN value')} ({row_list(missing)}); {fix}"
     )
+
+
+def apply_markers(a: np.ndarray, markers: Iterable[str] | None) -> np.ndarray:
+    """``a`` with every cell whose text is a declared missing marker (e.g. "?", "NA") set to None; a numeric
+    marker (e.g. "-999") also matches numeric cells equal to it. Unchanged without markers."""
+    texts = {m.strip() for m in markers or ()}
+    if not texts:
+        return a
+    numbers = set()
+    for m in texts:
+        try:
+            numbers.add(float(m))
+        except ValueError:
+            pass
+    out = np.asarray(a, dtype=object).copy()
+    for i, v in enumerate(out):
+        if v is None:
+            continue
+        if isinstance(v, str | bytes):
+            text = v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+            if text.strip() in texts:
+                out[i] = None
+        elif isinstance(v, int | float | np.integer | np.floating) and float(v) in numbers:
+            out[i] = None
+    return out
 
 
 def to_float(a: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -124,14 +159,15 @@ def to_float(a: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def check_numeric(
-    column: str, a: np.ndarray, kind: str
+    column: str, a: np.ndarray, kind: str, allow_missing: bool = False
 ) -> tuple[np.ndarray, list[Problem]]:
-    """Float or int feature: missing cells, non-numeric text, infinities, non-integers for ``int``."""
+    """Float or int feature: missing cells (NaN when ``allow_missing``), non-numeric text, infinities,
+    non-integers for ``int``."""
     missing = missing_mask(a)
     values, bad = to_float(a, missing)
     # Text such as "nan" parses to NaN: it is a missing value, not a type error.
     missing = missing | (~bad & np.isnan(values))
-    problems = [p for p in (missing_problem(column, missing),) if p is not None]
+    problems = [p for p in (missing_problem(column, missing, allow=allow_missing),) if p is not None]
     if bad.any():
         k = int(bad.sum())
         problems.append(
@@ -139,7 +175,7 @@ def check_numeric(
                 column,
                 k,
                 f"column '{column}' is declared {kind} but has {plural(k, 'non-numeric value')} "
-                f"({row_list(bad)}; e.g. {examples(a[bad])})",
+                f"({row_list(bad)}; e.g. {examples(a[bad])}); if they mark missing values, {HOW_TO_FIX}",
             )
         )
     if kind == "int":
@@ -191,11 +227,12 @@ def _bool_from(
 
 
 def _check_binary(column: str, a: np.ndarray, ones: Any, zeros: Any, role: str | None,
-                  describe_bad: Callable[[int, np.ndarray], str]) -> tuple[np.ndarray, list[Problem]]:
+                  describe_bad: Callable[[int, np.ndarray], str], allow_missing: bool = False,
+                  ) -> tuple[np.ndarray, list[Problem]]:
     """Shared path of bool features and labels: parse, then report missing and unparseable cells."""
     missing = missing_mask(a)
     values, bad = _bool_from(a, missing, ones, zeros)
-    missing_report = missing_problem(column, missing, role) if role else missing_problem(column, missing)
+    missing_report = missing_problem(column, missing, role, allow=allow_missing)
     problems = [p for p in (missing_report,) if p is not None]
     if bad.any():
         k = int(bad.sum())
@@ -203,11 +240,11 @@ def _check_binary(column: str, a: np.ndarray, ones: Any, zeros: Any, role: str |
     return values, problems
 
 
-def check_bool(column: str, a: np.ndarray) -> tuple[np.ndarray, list[Problem]]:
-    """Boolean feature: true/false, 1/0, yes/no (any case)."""
+def check_bool(column: str, a: np.ndarray, allow_missing: bool = False) -> tuple[np.ndarray, list[Problem]]:
+    """Boolean feature: true/false, 1/0, yes/no (any case); NaN where missing when ``allow_missing``."""
     return _check_binary(column, a, _TRUE, _FALSE, None, lambda k, bad: (
         f"column '{column}' is declared bool but has {plural(k, 'value')} other than "
-        f"true/false, yes/no or 1/0 ({row_list(bad)}; e.g. {examples(a[bad])})"))
+        f"true/false, yes/no or 1/0 ({row_list(bad)}; e.g. {examples(a[bad])})"), allow_missing)
 
 
 def check_label(column: str, a: np.ndarray) -> tuple[np.ndarray, list[Problem]]:
@@ -238,14 +275,17 @@ def as_text(a: np.ndarray, missing: np.ndarray) -> np.ndarray:
 
 
 def check_category(
-    column: str, a: np.ndarray, categories: tuple[str, ...]
+    column: str, a: np.ndarray, categories: tuple[str, ...], allow_missing: bool = False
 ) -> tuple[np.ndarray, list[Problem]]:
-    """Category codes (index into ``categories``, -1 where missing or undeclared)."""
+    """Category codes (index into ``categories``, -1 where undeclared; ``len(categories)`` where missing and
+    ``allow_missing``: missing is its own category)."""
     missing = missing_mask(a)
     text = as_text(a, missing)
     lookup = {c: i for i, c in enumerate(categories)}
     codes = np.fromiter((lookup.get(t, -1) for t in text), dtype=np.int64, count=text.size)
-    problems = [p for p in (missing_problem(column, missing),) if p is not None]
+    problems = [p for p in (missing_problem(column, missing, allow=allow_missing),) if p is not None]
+    if allow_missing:
+        codes[missing] = len(categories)
     unknown = ~missing & (codes < 0)
     if unknown.any():
         k = int(unknown.sum())

@@ -18,12 +18,14 @@ import pyarrow.parquet as pq
 
 from sampan.data._columns import (
     Problem,
+    apply_markers,
     check_bool,
     check_category,
     check_ids,
     check_label,
     check_numeric,
 )
+from sampan.data.missing import missing_columns
 from sampan.data.table import DataValidationError, PartyData, TableSchema
 
 __all__ = ["load_table", "from_columns", "read_columns"]
@@ -189,20 +191,23 @@ def from_columns(
     X = np.empty((n, len(names)), dtype=np.float64)
     j = 0
     for spec in schema.features:
-        a = arrays[spec.name]
+        a = apply_markers(arrays[spec.name], spec.missing)
+        allow = spec.policy != "error"  # a declared policy takes missing cells (NaN until imputed)
         if spec.kind == "category":
             assert spec.categories is not None
-            codes, found = check_category(spec.name, a, spec.categories)
+            codes, found = check_category(spec.name, a, spec.categories, allow_missing=allow)
             block = X[:, j : j + spec.width]
             block[:] = 0.0
             ok = codes >= 0
             block[np.flatnonzero(ok), codes[ok]] = 1.0
         else:
             if spec.kind == "bool":
-                values, found = check_bool(spec.name, a)
+                values, found = check_bool(spec.name, a, allow_missing=allow)
             else:
-                values, found = check_numeric(spec.name, a, spec.kind)
+                values, found = check_numeric(spec.name, a, spec.kind, allow_missing=allow)
             X[:, j] = values
+            if spec.policy == "indicator":  # the 0/1 `<name>_missing` column, computed here, inside the party
+                X[:, j + 1] = np.isnan(values).astype(np.float64)
         problems += found
         j += spec.width
     _raise(problems, party, path)
@@ -212,4 +217,5 @@ def from_columns(
         X=X,
         y=None if y is None else y.astype(np.int8),
         feature_names=names,
+        missing_columns=missing_columns(schema),
     )

@@ -6,6 +6,13 @@ columns). It is declared up front, never inferred, so every party encodes the sa
 order and a mismatch is caught at load time inside the party, not in round 7. Categories and bounds are
 public domain knowledge: reading them off the records would leak.
 
+Missing values (`sampan.data.missing`): a column may declare its ``missing`` markers (strings such as "?",
+"NA", ""; NaN is always missing in a numeric column) and an ``impute`` policy; the table may declare defaults
+for both. A table default fills in every column that does not set its own (a category column takes
+``category`` for any default other than ``error``), so each `ColumnSpec` of a validated schema is complete.
+Both are public: they fix the encoded width (``indicator`` adds ``<name>_missing``, ``category`` adds
+``<name>=(missing)``) before any record is read.
+
 Both models are pydantic (frozen, unknown keys refused), and also accept the positional form of the
 earlier dataclasses: ``ColumnSpec("sector", "category", ("a", "b"))``, ``TableSchema("id", "y", (...))``.
 """
@@ -18,9 +25,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["ColumnKind", "ColumnSpec", "TableSchema"]
+__all__ = ["ColumnKind", "ColumnSpec", "ImputePolicy", "INDICATOR_SUFFIX", "MISSING_CATEGORY", "TableSchema"]
 
 ColumnKind = Literal["float", "int", "bool", "category"]
+# error: refuse missing cells (the default); median/mean: federated statistic (vertical: the party's own);
+# indicator: the mean plus a 0/1 `<name>_missing` column; native: NaN stays (trees only);
+# category: missing is its own category (category columns)
+ImputePolicy = Literal["error", "median", "mean", "indicator", "native", "category"]
+INDICATOR_SUFFIX = "_missing"
+MISSING_CATEGORY = "(missing)"
+_NUMERIC_POLICIES = ("error", "median", "mean", "indicator", "native")
 
 
 class ColumnSpec(BaseModel):
@@ -33,6 +47,10 @@ class ColumnSpec(BaseModel):
     categories: tuple[str, ...] | None = Field(None, description="category columns: the public categories, in order")
     bounds: tuple[float, float] | None = Field(
         None, description="float/int columns: public [low, high] range (synthesis and clipping; never read off data)")
+    missing: tuple[str, ...] | None = Field(
+        None, description='cell texts that mean "missing", e.g. ["?", "NA", ""] (NaN always does in a numeric column)')
+    impute: ImputePolicy | None = Field(
+        None, description="what to do with missing cells: error (default), median, mean, indicator, native, category")
 
     def __init__(self, name: Any = None, kind: Any = None, categories: Any = None, /, **data: Any) -> None:
         for key, value in (("name", name), ("kind", kind), ("categories", categories)):
@@ -41,6 +59,11 @@ class ColumnSpec(BaseModel):
                     raise TypeError(f"ColumnSpec got {key!r} both by position and by keyword")
                 data[key] = value
         super().__init__(**data)
+
+    @field_validator("missing", mode="before")
+    @classmethod
+    def _one_marker(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else cls._as_text(value)
 
     @field_validator("categories", mode="before")
     @classmethod
@@ -65,18 +88,33 @@ class ColumnSpec(BaseModel):
                 raise ValueError(f"{where}: bounds are for float and int columns only")
             if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
                 raise ValueError(f"{where}: bounds must be finite with low < high, got {[lo, hi]}")
+        if self.impute is not None:
+            allowed = ("error", "category", "indicator") if self.kind == "category" else _NUMERIC_POLICIES
+            if self.impute not in allowed:
+                raise ValueError(f"{where}: impute = {self.impute!r} does not apply to a {self.kind} column "
+                                 f"(use one of {', '.join(allowed)})")
         return self
 
     @property
+    def policy(self) -> str:
+        """The effective missing-value policy (`indicator` on a category column means `category`)."""
+        if self.kind == "category" and self.impute == "indicator":
+            return "category"
+        return self.impute or "error"
+
+    @property
     def width(self) -> int:
-        """Number of model columns this feature becomes (one per category for one-hot)."""
-        return len(self.categories) if self.categories is not None else 1
+        """Number of model columns this feature becomes (one per category for one-hot; +1 for a missing
+        indicator or a missing category)."""
+        extra = 1 if self.policy in ("indicator", "category") else 0
+        return (len(self.categories) if self.categories is not None else 1) + extra
 
     def encoded_names(self) -> list[str]:
-        """Model column names, e.g. ``sector=retail`` for each category."""
+        """Model column names, e.g. ``sector=retail`` for each category, ``income_missing`` for an indicator."""
         if self.categories is None:
-            return [self.name]
-        return [f"{self.name}={c}" for c in self.categories]
+            return [self.name] + ([self.name + INDICATOR_SUFFIX] if self.policy == "indicator" else [])
+        names = [f"{self.name}={c}" for c in self.categories]
+        return names + ([f"{self.name}={MISSING_CATEGORY}"] if self.policy == "category" else [])
 
 
 class TableSchema(BaseModel):
@@ -90,6 +128,8 @@ class TableSchema(BaseModel):
     id: str = Field(min_length=1, description="the record id column (PSI key in vertical runs; never a feature)")
     label: str | None = Field(None, description="the 0/1 label column; absent at vertical partners")
     features: tuple[ColumnSpec, ...] = ()
+    missing: tuple[str, ...] | None = Field(None, description="default missing markers of every feature column")
+    impute: ImputePolicy | None = Field(None, description="default missing-value policy of every feature column")
 
     def __init__(self, id: Any = None, label: Any = None, features: Any = None, /, **data: Any) -> None:
         # the earlier dataclass spelled the first two `id_column` and `label_column`
@@ -111,6 +151,29 @@ class TableSchema(BaseModel):
             return tuple({"name": v} if isinstance(v, str) else v for v in value)
         return value
 
+    @field_validator("missing", mode="before")
+    @classmethod
+    def _markers(cls, value: Any) -> Any:
+        return ColumnSpec._one_marker(value)
+
+    @model_validator(mode="after")
+    def _defaults(self) -> TableSchema:
+        """Table defaults fill in every column that sets none (public: they fix the encoded width)."""
+        if self.missing is None and self.impute in (None, "error"):
+            return self
+        if self.impute == "category":
+            raise ValueError("schema.impute = 'category' is a category column's policy; set it on those columns")
+        filled = []
+        for spec in self.features:
+            update: dict[str, Any] = {}
+            if spec.missing is None and self.missing is not None:
+                update["missing"] = self.missing
+            if spec.impute is None and self.impute not in (None, "error"):
+                update["impute"] = "category" if spec.kind == "category" else self.impute
+            filled.append(spec.model_copy(update=update) if update else spec)
+        object.__setattr__(self, "features", tuple(filled))
+        return self
+
     @model_validator(mode="after")
     def _distinct(self) -> TableSchema:
         names = [f.name for f in self.features]
@@ -119,6 +182,11 @@ class TableSchema(BaseModel):
             raise ValueError(f"feature columns declared twice: {dupes}")
         if self.id in names:
             raise ValueError(f"id column '{self.id}' must not also be a feature")
+        encoded = self.feature_names()
+        clashes = sorted({n for n in encoded if encoded.count(n) > 1})
+        if clashes:
+            raise ValueError(f"model columns named twice: {clashes} (a missing indicator '<name>_missing' clashes "
+                             "with a declared feature: rename one)")
         if self.label is not None:
             if self.label == self.id:
                 raise ValueError("the label column and the id column must differ")

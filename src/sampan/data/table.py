@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sampan.data.missing import MissingColumn
 from sampan.data.schema import ColumnKind, ColumnSpec, TableSchema
 from sampan.errors import DataError
 
@@ -54,6 +55,10 @@ class PartyData:
     X: np.ndarray
     y: np.ndarray | None
     feature_names: list[str] = field(default_factory=list)
+    # encoded columns that may hold NaN until imputed (from the schema: public), and the values a local
+    # imputation filled them with (vertical parties; `sampan.data.missing.impute_locally`)
+    missing_columns: tuple[MissingColumn, ...] = ()
+    fill_values: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         ids = np.asarray(self.ids)
@@ -91,6 +96,8 @@ class PartyData:
             X=self.X[sel],
             y=None if self.y is None else self.y[sel],
             feature_names=list(self.feature_names),
+            missing_columns=self.missing_columns,
+            fill_values=self.fill_values,
         )
 
     def train_test_split(

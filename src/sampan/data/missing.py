@@ -1,0 +1,138 @@
+"""Missing values inside a party: which encoded columns are imputed how, and filling them with agreed values.
+
+The policy is declared in the schema (`ColumnSpec.missing` markers, `ColumnSpec.impute`); the loader keeps a
+missing cell as NaN in every column whose policy is not ``error`` and fills the indicator / missing-category
+columns itself. What fills the NaN is decided elsewhere and applied here:
+- horizontal runs: federated statistics (`sampan.horizontal.imputation`), sent back by the coordinator in every
+  request as the ``impute`` array (one value per model column, NaN where nothing is filled) and stored with the
+  model, so scoring imputes exactly as training did;
+- vertical runs: each party's own statistics over its own rows (`impute_locally`): nothing leaves the party.
+``native`` columns keep NaN (tree models learn a default direction); linear models and MLPs refuse them.
+
+Nothing here sends anything: these functions run on one party's rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from sampan.data.schema import TableSchema
+
+__all__ = ["FILL_POLICIES", "MissingColumn", "check_fill_values", "fill_missing", "impute_locally",
+           "local_fill_values", "median_from_histogram", "missing_columns", "refuse_native", "HOW_TO_FIX"]
+
+FILL_POLICIES = ("median", "mean", "indicator")  # policies that need a fill value (indicator fills the mean)
+HOW_TO_FIX = ('to accept them, declare in its [schema] feature missing = ["?", ""] and impute = '
+              '"median" | "mean" | "indicator" | "native" ("category" for a category column)')
+
+
+@dataclass(frozen=True)
+class MissingColumn:
+    """One encoded model column whose missing cells are NaN until filled (public: derived from the schema)."""
+
+    index: int
+    name: str
+    policy: str
+    bounds: tuple[float, float] | None = None
+
+    @property
+    def statistic(self) -> str | None:
+        """The statistic that fills it: "median", "mean", or None (native: NaN stays)."""
+        if self.policy == "median":
+            return "median"
+        return "mean" if self.policy in ("mean", "indicator") else None
+
+
+def missing_columns(schema: TableSchema) -> tuple[MissingColumn, ...]:
+    """The encoded columns of ``schema`` that may hold NaN after loading (numeric/bool columns whose policy is
+    median, mean, indicator or native), in model-column order."""
+    out, j = [], 0
+    for spec in schema.features:
+        if spec.kind != "category" and spec.policy in (*FILL_POLICIES, "native"):
+            out.append(MissingColumn(j, spec.name, spec.policy, spec.bounds))
+        j += spec.width
+    return tuple(out)
+
+
+def check_fill_values(values: Any, width: int) -> np.ndarray:
+    """The ``impute`` array a request carries: one float per model column, finite or NaN (nothing to fill);
+    an infinite value or a wrong shape is refused (it would make features infinite)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.shape != (width,):
+        raise ValueError(f"the imputation values have shape {v.shape}; the rows have {width} features")
+    if np.isinf(v).any():
+        raise ValueError("the imputation values must be finite (or NaN: nothing to fill)")
+    return v
+
+
+def fill_missing(X: np.ndarray, values: Any, columns: Sequence[MissingColumn] = ()) -> np.ndarray:
+    """``X`` with NaN cells replaced by ``values`` (a copy when anything is filled). A NaN left in a column that is
+    not ``native`` means the request carried no value for it: refused with the column's name."""
+    v = check_fill_values(values, X.shape[1])
+    holes = np.isnan(X)
+    if not holes.any():
+        return X
+    fill = holes & ~np.isnan(v)[None, :]
+    out = np.where(fill, v[None, :], X) if fill.any() else X
+    native = {c.index for c in columns if c.policy == "native"}
+    left = [j for j in np.flatnonzero(np.isnan(out).any(axis=0)) if int(j) not in native]
+    if left:
+        names = [c.name for c in columns if c.index in left] or [f"column {j}" for j in left]
+        raise ValueError(f"missing values in {names} and no imputation value for them in the request")
+    return out
+
+
+def median_from_histogram(counts: np.ndarray, low: float, high: float) -> float:
+    """The median of a histogram over equal public bins of [low, high] (negative noised counts count as 0),
+    interpolated within its bin; the middle of the range when the histogram is empty."""
+    c = np.clip(np.asarray(counts, dtype=np.float64), 0.0, None)
+    total = float(c.sum())
+    if total <= 0:
+        return (low + high) / 2
+    cum = np.cumsum(c)
+    k = int(np.searchsorted(cum, total / 2))
+    before = float(cum[k - 1]) if k else 0.0
+    within = (total / 2 - before) / c[k] if c[k] > 0 else 0.5
+    width = (high - low) / c.size
+    return float(low + width * (k + min(max(within, 0.0), 1.0)))
+
+
+def local_fill_values(X: np.ndarray, columns: Iterable[MissingColumn]) -> np.ndarray:
+    """Fill values from these rows alone (a vertical party's own columns): the exact median or mean of the
+    present cells; 0 for a column with no present cell; NaN for columns not filled (native, not listed)."""
+    values = np.full(X.shape[1], np.nan)
+    for c in columns:
+        if c.statistic is None:
+            continue
+        present = X[:, c.index][~np.isnan(X[:, c.index])]
+        if present.size == 0:
+            values[c.index] = 0.0
+        else:
+            values[c.index] = float(np.median(present) if c.statistic == "median" else present.mean())
+    return values
+
+
+def impute_locally(data: Any) -> Any:
+    """A vertical party's table with its own missing cells filled from its own rows (`local_fill_values`);
+    the values are kept on the table (``fill_values``) so its model part can record them. Native columns
+    keep NaN. Nothing leaves the party."""
+    columns = getattr(data, "missing_columns", ())
+    if not columns or not np.isnan(data.X).any():
+        return data
+    values = local_fill_values(data.X, columns)
+    return replace(data, X=fill_missing(data.X, values, columns), fill_values=values)
+
+
+def refuse_native(schemas: Mapping[str, TableSchema] | TableSchema, model: str) -> None:
+    """``native`` keeps NaN for tree models; a linear model or an MLP cannot use it: a clear error naming the
+    columns and the fix."""
+    items = schemas.items() if isinstance(schemas, Mapping) else [("schema", schemas)]
+    native = sorted({f.name for _, s in items for f in s.features if f.policy == "native"})
+    if native:
+        raise ValueError(f"columns {native} declare impute = \"native\" (missing values stay NaN for tree models), "
+                         f"but the {model} model cannot use NaN: choose impute = \"median\", \"mean\" or "
+                         "\"indicator\" for them, or train a gbdt model")
