@@ -10,23 +10,49 @@ Requests (yielded) and answers (sent back):
 
 * `HistRequest(nodes)` -> {node_id: {owner: (G, H)}} flat per-owner histograms (bins of all the owner's
   features, concatenated in `FeatureSlot.offset` order);
-* `SplitRequest(splits)` -> {node_id: bool mask over that node's rows, True = goes left};
+* `SplitRequest(splits)` -> {node_id: bool mask over that node's rows, True = goes left}; a node in its
+  `missing_left` sends the feature's missing bin left (`goes_left`);
 * `RouteRequest(tree, rows)` -> {owner: bool matrix (len(rows), n_owner_nodes)} the direction at every
   node of `tree` the owner holds, for validation or scoring rows.
+
+Missing values (LightGBM/XGBoost style). A slot made with `missing=True` has one extra bin, its last,
+holding the rows whose value is NaN (`apply_bins(..., missing=True)`). Every split search tries the
+missing bin on both sides of each cut (and "every value left, missing right") and keeps the better; the
+direction is stored per split (`Tree.missing_left`) and routing applies it (`goes_left`). One record still
+sits in exactly one bin per feature, so histogram sensitivities are unchanged by the extra bin.
+
+Class weights. `GBDTParams.pos_weight` multiplies the logloss gradient and hessian of positive rows. The
+learner works with the weights divided by their largest (so |g| <= 1, h <= 1/4 per record, the bound
+every DP sensitivity here rests on) and divides l2, min_child_weight and min_split_gain by the same
+factor: leaf values and split choices are exactly those of the unscaled weighted objective.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from scipy.special import expit
 
+from sampan.models.gbdt_tree import (
+    FeatureSlot,
+    Tree,
+    apply_bins,
+    flat_index,
+    gain_importance,
+    goes_left,
+    make_slots,
+    named_importance,
+    quantile_bin_edges,
+)
+
 __all__ = [
     "GBDTParams", "FeatureSlot", "Tree", "GBDTModel", "HistRequest", "SplitRequest", "RouteRequest",
     "quantile_bin_edges", "apply_bins", "best_splits", "boost", "histogram", "make_slots", "EarlyStopping",
+    "goes_left", "gain_importance", "named_importance", "weight_scale", "unit_params", "grid_gradients", "base_score",
+    "flat_index",
 ]
 
 
@@ -40,6 +66,7 @@ class GBDTParams:
     min_child_weight: float = 1.0
     min_split_gain: float = 0.0
     early_stopping_rounds: int = 10
+    pos_weight: float = 1.0  # weight of positive (default) rows in the logloss: class weights for rare defaults
 
     def __post_init__(self) -> None:
         for name in ("n_trees", "max_depth", "early_stopping_rounds"):
@@ -51,46 +78,8 @@ class GBDTParams:
             raise ValueError(f"GBDT: learning_rate must be in (0, 1], got {self.learning_rate}")
         if self.l2 < 0 or self.min_child_weight < 0:
             raise ValueError("GBDT: l2 and min_child_weight must be >= 0")
-
-
-@dataclass(frozen=True)
-class FeatureSlot:
-    """One feature as the learner sees it: who holds it, its bins, where it sits in the owner's histogram."""
-
-    owner: str
-    index: int          # the feature's position among its owner's features
-    name: str
-    n_bins: int
-    offset: int
-
-
-def quantile_bin_edges(x: np.ndarray, n_bins: int) -> np.ndarray:
-    """Interior cut points at the column's quantiles (duplicates removed): bin b is edges[b-1] < x <= edges[b]."""
-    x = np.asarray(x, dtype=np.float64)
-    qs = np.quantile(x, np.linspace(0, 1, n_bins + 1)[1:-1]) if len(x) else np.array([])
-    return np.unique(qs)
-
-
-def apply_bins(X: np.ndarray, edges: list[np.ndarray]) -> np.ndarray:
-    """Bin index of every value (uint8): the number of edges strictly below it."""
-    out = np.empty(X.shape, dtype=np.uint8)
-    for j, e in enumerate(edges):
-        out[:, j] = np.searchsorted(e, X[:, j], side="left")
-    return out
-
-
-def make_slots(owner: str, names: list[str], edges: list[np.ndarray]) -> list[FeatureSlot]:
-    slots, offset = [], 0
-    for j, (name, e) in enumerate(zip(names, edges, strict=True)):
-        slots.append(FeatureSlot(owner, j, name, len(e) + 1, offset))
-        offset += len(e) + 1
-    return slots
-
-
-def flat_index(bins: np.ndarray, slots: list[FeatureSlot]) -> np.ndarray:
-    """bins + each feature's offset, as one int64 matrix: computed once, gathered per node."""
-    offsets = np.array([s.offset for s in slots], dtype=np.int64)
-    return bins.astype(np.int64) + offsets
+        if not (np.isfinite(self.pos_weight) and self.pos_weight > 0):
+            raise ValueError(f"GBDT: pos_weight must be a finite number > 0, got {self.pos_weight}")
 
 
 def histogram(bins: np.ndarray, slots: list[FeatureSlot], rows: np.ndarray, g: np.ndarray,
@@ -113,8 +102,9 @@ class _Candidate:
     owner: str
     feature: int
     bin: int
-    G_left: float
+    G_left: float        # the left child's sums, the missing bin included when it goes left
     H_left: float
+    missing_left: bool = False
 
 
 _GATHER: dict[tuple[tuple[int, int], ...], tuple[np.ndarray, np.ndarray]] = {}
@@ -139,7 +129,9 @@ def best_splits(hists: Mapping[str, tuple[np.ndarray, np.ndarray]], slots: Mappi
     """The highest-gain split over every owner's features (ties: first owner, feature, bin).
 
     Vectorised per owner: histograms gathered into a (features x bins) matrix, cumulative sums along
-    bins give every left child at once.
+    bins give every left child at once. A feature's missing bin is tried on each side of every cut (on
+    equal gain, right); "all values left, missing right" is a cut too. Where the node has no missing mass
+    the direction is the heavier child's (where unseen missing values most plausibly belong).
     """
     best: _Candidate | None = None
     lam, mcw = params.l2, params.min_child_weight
@@ -150,82 +142,37 @@ def best_splits(hists: Mapping[str, tuple[np.ndarray, np.ndarray]], slots: Mappi
         idx, valid = _gather(slots[owner])
         g_mat, h_mat = G[idx], H[idx]
         width = idx.shape[1]
-        real = np.arange(width)[None, :] < np.array([s.n_bins for s in slots[owner]])[:, None]
+        value_bins = np.array([s.value_bins for s in slots[owner]])[:, None]
+        miss_col = np.array([s.n_bins - 1 if s.missing else width for s in slots[owner]])[:, None]
+        at_missing = np.arange(width)[None, :] == miss_col
+        Gm = np.where(at_missing, g_mat, 0.0).sum(axis=1, keepdims=True)
+        Hm = np.where(at_missing, h_mat, 0.0).sum(axis=1, keepdims=True)
+        real = np.arange(width)[None, :] < value_bins
         g_mat, h_mat = np.where(real, g_mat, 0.0), np.where(real, h_mat, 0.0)
         GL, HL = np.cumsum(g_mat, axis=1), np.cumsum(h_mat, axis=1)
-        Gt, Ht = GL[:, -1:], HL[:, -1:]
-        GR, HR = Gt - GL, Ht - HL
-        with np.errstate(divide="ignore", invalid="ignore"):
-            gain = 0.5 * (GL ** 2 / (HL + lam) + GR ** 2 / (HR + lam) - Gt ** 2 / (Ht + lam)) - params.min_split_gain
-        gain = np.where(valid & (HL >= mcw) & (HR >= mcw), gain, -np.inf)
+        Gt, Ht = GL[:, -1:] + Gm, HL[:, -1:] + Hm
+        gain_r = _gain(GL, HL, Gt, Ht, lam, mcw, params.min_split_gain, valid)
+        valid_l = valid & (np.arange(width)[None, :] < value_bins - 1)  # "missing left, nothing right" is no split
+        gain_l = _gain(GL + Gm, HL + Hm, Gt, Ht, lam, mcw, params.min_split_gain, valid_l)
+        left = np.where(Hm != 0, gain_l > gain_r, (HL + Hm >= Ht - HL - Hm) & valid_l)
+        gain = np.where(left, gain_l, gain_r)
         flat = int(np.argmax(gain))
         k, b = divmod(flat, width)
         if np.isfinite(gain[k, b]) and gain[k, b] > 0 and (best is None or gain[k, b] > best.gain + 1e-12):
-            best = _Candidate(float(gain[k, b]), owner, slots[owner][k].index, b, float(GL[k, b]), float(HL[k, b]))
+            ml = bool(left[k, b])
+            best = _Candidate(float(gain[k, b]), owner, slots[owner][k].index, b,
+                              float(GL[k, b] + (Gm[k, 0] if ml else 0.0)), float(HL[k, b] + (Hm[k, 0] if ml else 0.0)),
+                              ml)
     return best
 
 
-@dataclass
-class Tree:
-    """Array form. A split node says who holds it; its threshold bin is stored only by that owner."""
-
-    left: list[int] = field(default_factory=list)
-    right: list[int] = field(default_factory=list)
-    owner: list[str] = field(default_factory=list)     # "" for leaves
-    value: list[float] = field(default_factory=list)   # leaf values (already shrunk)
-    default_left: list[bool] = field(default_factory=list)  # where rows unknown to the owner go
-    node_value: list[float] = field(default_factory=list)   # the value each node would have as a leaf
-
-    def add(self) -> int:
-        self.left.append(-1)
-        self.right.append(-1)
-        self.owner.append("")
-        self.value.append(0.0)
-        self.default_left.append(True)
-        self.node_value.append(0.0)
-        return len(self.left) - 1
-
-    def owned_by(self, owner: str) -> list[int]:
-        return [i for i, o in enumerate(self.owner) if o == owner]
-
-    def predict(self, decisions: Mapping[str, np.ndarray], n: int) -> np.ndarray:
-        """Leaf values given each owner's per-node directions (columns in `owned_by` order)."""
-        cols = {o: {node: k for k, node in enumerate(self.owned_by(o))} for o in decisions}
-        node = np.zeros(n, dtype=np.int64)
-        out = np.zeros(n)
-        active = np.ones(n, dtype=bool)
-        while active.any():
-            idx = np.flatnonzero(active)
-            for nd in np.unique(node[idx]):
-                at = idx[node[idx] == nd]
-                if self.left[nd] < 0:
-                    out[at] = self.value[nd]
-                    active[at] = False
-                    continue
-                go_left = decisions[self.owner[nd]][at, cols[self.owner[nd]][nd]]
-                node[at] = np.where(go_left, self.left[nd], self.right[nd])
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"left": [int(v) for v in self.left], "right": [int(v) for v in self.right], "owner": list(self.owner),
-                "value": [float(v) for v in self.value], "default_left": [bool(v) for v in self.default_left],
-                "node_value": [float(v) for v in self.node_value]}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Tree:
-        return cls(list(d["left"]), list(d["right"]), list(d["owner"]), [float(v) for v in d["value"]],
-                   [bool(v) for v in d["default_left"]], [float(v) for v in d.get("node_value", d["value"])])
-
-    def path_contributions(self, decisions: Mapping[str, np.ndarray], row: int) -> list[tuple[int, str, float]]:
-        """(node, owner, value change) along one row's path: Saabas attribution of the tree's output."""
-        cols = {o: {node: k for k, node in enumerate(self.owned_by(o))} for o in decisions}
-        out, node = [], 0
-        while self.left[node] >= 0:
-            owner = self.owner[node]
-            nxt = self.left[node] if decisions[owner][row, cols[owner][node]] else self.right[node]
-            out.append((node, owner, self.node_value[nxt] - self.node_value[node]))
-            node = nxt
-        return out
+def _gain(GL: np.ndarray, HL: np.ndarray, Gt: np.ndarray, Ht: np.ndarray, lam: float, mcw: float,
+          min_split_gain: float, valid: np.ndarray) -> np.ndarray:
+    """Split gain of every (feature, cut) given its left sums; -inf where the cut is not allowed."""
+    GR, HR = Gt - GL, Ht - HL
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gain = 0.5 * (GL ** 2 / (HL + lam) + GR ** 2 / (HR + lam) - Gt ** 2 / (Ht + lam)) - min_split_gain
+    return np.where(valid & (HL >= mcw) & (HR >= mcw), gain, -np.inf)
 
 
 @dataclass
@@ -251,6 +198,7 @@ class HistRequest:
 class SplitRequest:
     splits: list[tuple[int, np.ndarray, str, int, int]]  # (node id, rows, owner, feature, bin)
     tree_index: int = 0
+    missing_left: dict[int, bool] = field(default_factory=dict)  # node id -> its missing bin goes left
 
 
 @dataclass
@@ -267,17 +215,44 @@ Answer = Any
 GRID = float(1 << 32)
 
 
-def grid_gradients(p: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Logistic-loss gradients and hessians on a 2^-32 grid.
+def weight_scale(pos_weight: float) -> float:
+    """The largest class weight: the learner divides every weight (and l2, min_child_weight,
+    min_split_gain) by it, so per-record |g| <= 1 and h <= 1/4 whatever `pos_weight`."""
+    return max(float(pos_weight), 1.0)
+
+
+def unit_params(params: GBDTParams) -> GBDTParams:
+    """`params` in the learner's units (weights divided by `weight_scale`): the same trees and leaves."""
+    s = weight_scale(params.pos_weight)
+    if s == 1.0:
+        return params
+    return replace(params, l2=params.l2 / s, min_child_weight=params.min_child_weight / s,
+                   min_split_gain=params.min_split_gain / s)
+
+
+def grid_gradients(p: np.ndarray, y: np.ndarray, pos_weight: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Logistic-loss gradients and hessians on a 2^-32 grid, positives weighted by `pos_weight` and every
+    weight divided by `weight_scale` (|g| <= 1, h <= 1/4 per record).
 
     On the grid, any float64 sum of up to 2^20 rows is exact, so a histogram summed in floating point
     (pooled, horizontal, the bank's own features) and one summed in Z_2^64 (a partner's, in the vertical
     protocol) are bit-identical whatever the row order: every driver grows the same trees, with no
     near-tie split decided by rounding.
     """
-    g = np.rint((p - y) * GRID) / GRID
-    h = np.maximum(np.rint(p * (1 - p) * GRID), 1.0) / GRID
+    if pos_weight == 1.0:
+        g = np.rint((p - y) * GRID) / GRID
+        h = np.maximum(np.rint(p * (1 - p) * GRID), 1.0) / GRID
+        return g, h
+    w = np.where(y > 0.5, pos_weight, 1.0) / weight_scale(pos_weight)
+    g = np.rint(w * (p - y) * GRID) / GRID
+    h = np.maximum(np.rint(w * p * (1 - p) * GRID), 1.0) / GRID
     return g, h
+
+
+def base_score(y: np.ndarray, pos_weight: float = 1.0) -> float:
+    """The constant log-odds minimising the (weighted) logloss: log(pos_weight * rate / (1 - rate))."""
+    rate = float(np.clip(np.mean(y), 1e-6, 1 - 1e-6))
+    return float(np.log(pos_weight * rate / (1 - rate)))
 
 
 def boost(params: GBDTParams, y: np.ndarray, slots: Mapping[str, list[FeatureSlot]], *,
@@ -289,14 +264,14 @@ def boost(params: GBDTParams, y: np.ndarray, slots: Mapping[str, list[FeatureSlo
     most 2^(max_depth-1) node histograms per tree. Early stopping watches validation log loss.
     """
     y = np.asarray(y, dtype=np.float64)
-    rate = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
-    base = float(np.log(rate / (1 - rate)))
+    pw, scale, unit = params.pos_weight, weight_scale(params.pos_weight), unit_params(params)
+    base = base_score(y, pw)
     raw = np.full(len(y), base)
     raw_val = np.full(len(y_val), base) if y_val is not None else None
     model = GBDTModel(base, [], params)
     stopper = EarlyStopping(params.early_stopping_rounds)
     for t in range(params.n_trees):
-        g, h = grid_gradients(expit(raw), y)
+        g, h = grid_gradients(expit(raw), y, pw)
         tree = Tree()
         root = tree.add()
         all_rows = np.arange(len(y))
@@ -307,18 +282,21 @@ def boost(params: GBDTParams, y: np.ndarray, slots: Mapping[str, list[FeatureSlo
             splits: list[tuple[int, np.ndarray, dict, Any]] = []
             leaves: list[tuple[int, np.ndarray, dict, Any]] = []
             for node, rows, hist in level:
-                cand = best_splits(hist, slots, params) if depth < params.max_depth else None
+                cand = best_splits(hist, slots, unit) if depth < params.max_depth else None
                 (splits if cand is not None else leaves).append((node, rows, hist, cand))
             for node, rows, _hist, _ in leaves:
                 G, H = g[rows].sum(), h[rows].sum()
-                tree.value[node] = tree.node_value[node] = -params.learning_rate * G / (H + params.l2)
+                tree.value[node] = tree.node_value[node] = -params.learning_rate * G / (H + unit.l2)
                 raw[rows] += tree.value[node]  # training rows' leaves are known from the partitions
             if not splits:
                 break
-            masks = yield SplitRequest([(node, rows, c.owner, c.feature, c.bin) for node, rows, _, c in splits], t)
+            masks = yield SplitRequest([(node, rows, c.owner, c.feature, c.bin) for node, rows, _, c in splits], t,
+                                       {node: c.missing_left for node, _, _, c in splits})
             nxt, small_requests, pending = [], [], []
             for node, rows, hist, cand in splits:
-                tree.node_value[node] = -params.learning_rate * g[rows].sum() / (h[rows].sum() + params.l2)
+                tree.node_value[node] = -params.learning_rate * g[rows].sum() / (h[rows].sum() + unit.l2)
+                tree.missing_left[node], tree.feature[node] = cand.missing_left, cand.feature
+                tree.gain[node] = cand.gain * scale  # in the weighted objective's units
                 left_mask = masks[node]
                 lrows, rrows = rows[left_mask], rows[~left_mask]
                 ln, rn = tree.add(), tree.add()
@@ -340,12 +318,12 @@ def boost(params: GBDTParams, y: np.ndarray, slots: Mapping[str, list[FeatureSlo
                 nxt += [(sn, srows, sh), (bn, brows, big)]
             level = nxt
         model.trees.append(tree)
-        record = {"tree": t + 1, "train_logloss": _logloss(y, raw)}
+        record = {"tree": t + 1, "train_logloss": _logloss(y, raw, pw)}
         stop = False
         if y_val is not None and raw_val is not None:
             route_val = yield RouteRequest(tree, t, np.arange(len(y_val)), validation=True)
             raw_val += tree.predict(route_val, len(y_val))
-            record["val_logloss"] = _logloss(y_val, raw_val)
+            record["val_logloss"] = _logloss(y_val, raw_val, pw)
             stop = stopper.update(record["val_logloss"], t + 1)
         model.history.append(record)
         if stop:
@@ -373,5 +351,10 @@ class EarlyStopping:
         return self.since >= self.patience
 
 
-def _logloss(y: np.ndarray, raw: np.ndarray) -> float:
-    return float(np.mean(np.logaddexp(0.0, raw) - y * raw))
+def _logloss(y: np.ndarray, raw: np.ndarray, pos_weight: float = 1.0) -> float:
+    """Mean logloss, positives weighted by `pos_weight` (the objective early stopping watches)."""
+    loss = np.logaddexp(0.0, raw) - y * raw
+    if pos_weight == 1.0:
+        return float(np.mean(loss))
+    w = np.where(y > 0.5, pos_weight, 1.0)
+    return float(np.sum(w * loss) / np.sum(w))

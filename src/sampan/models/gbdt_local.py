@@ -22,6 +22,7 @@ from sampan.models.gbdt import (
     Tree,
     boost,
     flat_index,
+    goes_left,
     histogram,
 )
 
@@ -36,6 +37,7 @@ class LocalProvider:
         self.bins, self.slots, self.val_bins = dict(bins), dict(slots), dict(val_bins or {})
         self.index = {o: flat_index(b, self.slots[o]) for o, b in self.bins.items()}
         self.thresholds: dict[tuple[int, int], tuple[int, int]] = {}  # (tree, node) -> (feature, bin)
+        self.missing_left: dict[tuple[int, int], bool] = {}  # (tree, node) -> the missing bin goes left
 
     def answer(self, request: Any) -> Answer:
         if isinstance(request, HistRequest):
@@ -45,8 +47,10 @@ class LocalProvider:
         if isinstance(request, SplitRequest):
             out = {}
             for node, rows, owner, feature, b in request.splits:
-                self.thresholds[(request.tree_index, node)] = (feature, b)
-                out[node] = self.bins[owner][rows, feature] <= b
+                key = (request.tree_index, node)
+                self.thresholds[key] = (feature, b)
+                self.missing_left[key] = request.missing_left.get(node, False)
+                out[node] = self._left(owner, key, self.bins[owner][rows, feature])
             return out
         if isinstance(request, RouteRequest):
             source = self.val_bins if request.validation else self.bins
@@ -61,10 +65,14 @@ class LocalProvider:
             nodes = tree.owned_by(owner)
             m = np.zeros((len(rows), len(nodes)), dtype=bool)
             for k, node in enumerate(nodes):
-                feature, b = self.thresholds[(tree_index, node)]
-                m[:, k] = bins[owner][rows, feature] <= b
+                key = (tree_index, node)
+                m[:, k] = self._left(owner, key, bins[owner][rows, self.thresholds[key][0]])
             out[owner] = m
         return out
+
+    def _left(self, owner: str, key: tuple[int, int], column: np.ndarray) -> np.ndarray:
+        feature, b = self.thresholds[key]
+        return goes_left(column, b, self.missing_left.get(key, False), self.slots[owner][feature].value_bins)
 
 
 def fit_local(params: GBDTParams, bins: Mapping[str, np.ndarray], slots: Mapping[str, list[FeatureSlot]],

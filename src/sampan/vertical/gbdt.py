@@ -84,7 +84,7 @@ from sampan.vertical.gbdt_coordinator import (
     score_vertical_gbdt,
     train_vertical_gbdt,
 )
-from sampan.vertical.gbdt_scoring import GBDTScoring
+from sampan.vertical.gbdt_scoring import GBDTScoring, split_directions
 from sampan.vertical.gbdt_views import REVEALS, VIEWS
 from sampan.vertical.histograms import (
     HistogramAccount,
@@ -121,7 +121,7 @@ class _PartnerState:
     offsets: np.ndarray
     total: int
     dealer: DealerStream
-    thresholds: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+    thresholds: dict[tuple[int, int], tuple[int, int, bool]] = field(default_factory=dict)
     hist_noise: float = 0.0
     index: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
     masked: np.ndarray = field(default_factory=lambda: np.zeros((2, 0), dtype=np.uint64))
@@ -141,7 +141,7 @@ class _BankState:
     dealer_seed: bytes
     sigma: dict[str, np.ndarray]
     n_train: int
-    thresholds: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+    thresholds: dict[tuple[int, int], tuple[int, int, bool]] = field(default_factory=dict)
     counter: int = 0
     pending: dict[str, Any] = field(default_factory=dict)
     model: GBDTModel | None = None
@@ -171,7 +171,7 @@ class VerticalGBDTParty(GBDTScoring):
         self.bank: _BankState | None = None
         self.partner: _PartnerState | None = None
         self.model: GBDTModel | None = None       # bank: trees, owners, leaves
-        self.thresholds: dict[tuple[int, int], tuple[int, int]] = {}  # this party's own splits
+        self.thresholds: dict[tuple[int, int], tuple[int, int, bool]] = {}  # own splits: (feature, bin, missing left)
         self.edges: list[np.ndarray] = []
         self._bank_prep: tuple[np.ndarray, np.ndarray, list[FeatureSlot], np.ndarray, np.ndarray] | None = None
         self._hist_noise = 0.0
@@ -192,9 +192,10 @@ class VerticalGBDTParty(GBDTScoring):
         # coordinator sees) pinned per dataset (review R12-1)
         self._run_rows(msg.run_id).bind_splits("vgb.setup", train, val)
         self.edges = [quantile_bin_edges(X[train, j], n_bins) for j in range(X.shape[1])]
-        bins, bins_val = apply_bins(X[train], self.edges), apply_bins(X[val], self.edges)
-        slots = make_slots(self.name, self.feature_names, self.edges)
-        meta = {"n_bins": [s.n_bins for s in slots], "names": list(self.feature_names)}
+        # every feature gets a missing bin (NaN), used or not: its presence reveals nothing about the data
+        bins, bins_val = apply_bins(X[train], self.edges, missing=True), apply_bins(X[val], self.edges, missing=True)
+        slots = make_slots(self.name, self.feature_names, self.edges, missing=True)
+        meta = {"n_bins": [s.n_bins for s in slots], "names": list(self.feature_names), "missing_bin": True}
         if self.name == bank:
             self._bank_prep = (bins, bins_val, slots, train, val)
             self._hist_noise = float(msg.meta.get("hist_noise", 0.0))
@@ -228,8 +229,9 @@ class VerticalGBDTParty(GBDTScoring):
         slots = {self.name: own_slots}
         for p in partners:
             names, nb = msg.meta["slots"][p]["names"], msg.meta["slots"][p]["n_bins"]
+            missing = bool(msg.meta["slots"][p].get("missing_bin", False))
             offs = np.concatenate([[0], np.cumsum(nb)[:-1]]).astype(int)
-            slots[p] = [FeatureSlot(p, j, names[j], int(nb[j]), int(offs[j])) for j in range(len(nb))]
+            slots[p] = [FeatureSlot(p, j, names[j], int(nb[j]), int(offs[j]), missing) for j in range(len(nb))]
         y = self._y()
         if y is None:
             raise ValueError(f"party {self.name!r} has no labels: only the label holder runs the learner")
@@ -297,7 +299,8 @@ class VerticalGBDTParty(GBDTScoring):
                 mine = [(node, rows, f, b) for node, rows, owner, f, b in req.splits if owner == p]
                 if mine:
                     body = {"label": np.array([st.counter], dtype=np.int64),
-                            "split": np.array([[node, f, b] for node, _, f, b in mine], dtype=np.int64),
+                            "split": np.array([[node, f, b, int(req.missing_left.get(node, False))]
+                                               for node, _, f, b in mine], dtype=np.int64),
                             "tree": np.array([req.tree_index], dtype=np.int64)}
                     for node, rows, _, _ in mine:
                         body[f"rows:{node}"] = rows.astype(np.int64)
@@ -339,17 +342,16 @@ class VerticalGBDTParty(GBDTScoring):
             masks = {}
             for node, rows, owner, f, b in req.splits:
                 if owner == self.name:
-                    st.thresholds[(req.tree_index, node)] = (f, b)
-                    masks[node] = st.bins[rows, f] <= b
+                    key = (req.tree_index, node)
+                    st.thresholds[key] = (f, b, req.missing_left.get(node, False))
+                    masks[node] = split_directions(st.bins[rows], st.thresholds, self.edges, [key])[:, 0]
                 else:
                     masks[node] = inbox.pop((owner, f"left:{node}")).astype(bool)
             return masks
         if isinstance(req, RouteRequest):
             bins = st.bins_val if req.validation else st.bins
-            own = req.tree.owned_by(self.name)
-            decisions = {self.name: np.stack([bins[req.rows, st.thresholds[(req.tree_index, n)][0]]
-                                              <= st.thresholds[(req.tree_index, n)][1] for n in own], axis=1)
-                         if own else np.zeros((len(req.rows), 0), dtype=bool)}
+            own = [(req.tree_index, n) for n in req.tree.owned_by(self.name)]
+            decisions = {self.name: split_directions(bins[req.rows], st.thresholds, self.edges, own)}
             for p in st.partners:
                 decisions[p] = inbox.pop((p, "route"), np.zeros((len(req.rows), 0), dtype=np.uint8)).astype(bool)
             return decisions
@@ -385,16 +387,16 @@ class VerticalGBDTParty(GBDTScoring):
             out["sigma"] = np.array([st.hist_noise])  # sealed: the bank's check tolerance comes from this alone
         elif "split" in body:
             tree = int(body["tree"][0])
-            for node, f, b in body["split"]:
-                self.thresholds[(tree, int(node))] = (int(f), int(b))
-                out[f"left:{int(node)}"] = (st.bins[body[f"rows:{int(node)}"], int(f)] <= int(b)).astype(np.uint8)
+            for node, f, b, missing_left in body["split"]:
+                key = (tree, int(node))
+                self.thresholds[key] = (int(f), int(b), bool(missing_left))
+                left = split_directions(st.bins[body[f"rows:{int(node)}"]], self.thresholds, st.edges, [key])
+                out[f"left:{int(node)}"] = left[:, 0].astype(np.uint8)
         elif "route" in body:
             tree = int(body["tree"][0])
             bins = st.bins_val if int(body["val"][0]) else st.bins
-            rows = body["rows"]
-            cols = [bins[rows, self.thresholds[(tree, int(n))][0]] <= self.thresholds[(tree, int(n))][1]
-                    for n in body["route"]]
-            out["route"] = np.stack(cols, axis=1).astype(np.uint8)
+            keys = [(tree, int(n)) for n in body["route"]]
+            out["route"] = split_directions(bins[body["rows"]], self.thresholds, st.edges, keys).astype(np.uint8)
         return msg.reply("vgb.served", {f"to:{bank}": self._channels().seal_arrays(bank, out)}, meta)
 
     def _sealed_label(self, st: _PartnerState, body: dict[str, np.ndarray], msg: Message) -> str:

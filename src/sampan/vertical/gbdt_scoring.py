@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
-from sampan.models.gbdt import GBDTModel, GBDTParams, Tree, apply_bins
+from sampan.models.gbdt import GBDTModel, GBDTParams, Tree, apply_bins, goes_left
 from sampan.vertical.rows import fingerprint
 from sampan.vertical.secure_lr import receive
 from sampan.wire import Message
@@ -34,7 +34,7 @@ class GBDTScoring:
 
     name: str
     model: GBDTModel | None
-    thresholds: dict[tuple[int, int], tuple[int, int]]
+    thresholds: dict[tuple[int, int], tuple[int, int, bool]]
     edges: list[np.ndarray]
     results: dict[str, list[dict[str, Any]]]
     _channels: Callable[[], Any]
@@ -59,8 +59,8 @@ class GBDTScoring:
         keys = sorted(self.thresholds)
         arrays = {"edges": np.concatenate(self.edges) if self.edges else np.zeros(0),
                   "edge_counts": np.array([len(e) for e in self.edges], dtype=np.int64),
-                  "thresholds": np.array([[t, n, f, b] for (t, n), (f, b) in ((k, self.thresholds[k]) for k in keys)],
-                                         dtype=np.int64).reshape(-1, 4)}
+                  "thresholds": np.array([[t, n, f, b, int(m)] for (t, n), (f, b, m) in
+                                          ((k, self.thresholds[k]) for k in keys)], dtype=np.int64).reshape(-1, 5)}
         meta: dict[str, Any] = {"party": self.name, "kind": "vertical-gbdt", "feature_names": list(self.feature_names)}
         if self.model is not None:
             meta.update({"base_score": self.model.base_score, "trees": [t.to_dict() for t in self.model.trees],
@@ -71,8 +71,10 @@ class GBDTScoring:
         counts = np.asarray(arrays["edge_counts"], dtype=np.int64)
         bounds = np.concatenate([[0], np.cumsum(counts)])
         self.edges = [np.asarray(arrays["edges"][bounds[j]:bounds[j + 1]], dtype=float) for j in range(len(counts))]
-        self.thresholds = {(int(t), int(n)): (int(f), int(b))
-                           for t, n, f, b in np.asarray(arrays["thresholds"]).tolist()}
+        rows = np.asarray(arrays["thresholds"], dtype=np.int64)
+        if rows.shape[1:] == (4,):  # a part saved before missing bins: missing values go right
+            rows = np.hstack([rows, np.zeros((len(rows), 1), dtype=np.int64)])
+        self.thresholds = {(int(t), int(n)): (int(f), int(b), bool(m)) for t, n, f, b, m in rows.tolist()}
         if "trees" in meta:
             self.model = GBDTModel(float(meta["base_score"]), [Tree.from_dict(t) for t in meta["trees"]],
                                    GBDTParams(**meta["params"]), best_iteration=len(meta["trees"]))
@@ -141,7 +143,7 @@ class GBDTScoring:
         rows, applicants, started = self._scoring.pop(str(msg.meta["request_id"]))
         partners = list(msg.meta["partners"])
         own_missing = rows < 0  # applicants the bank does not hold (R12-VER-8): its nodes take the default direction
-        bins = apply_bins(self._full_table()[np.where(own_missing, 0, rows)], self.edges)
+        bins = apply_bins(self._full_table()[np.where(own_missing, 0, rows)], self.edges, missing=True)
         partner_bits = {p: (inbox.pop((p, "bits")),
                             {tuple(k): c for c, k in enumerate(inbox.pop((p, "keys")).tolist())},
                             inbox.pop((p, "missing")).astype(bool)) for p in partners}
@@ -153,8 +155,7 @@ class GBDTScoring:
             for owner in set(o for o in tree.owner if o):
                 nodes = tree.owned_by(owner)
                 if owner == self.name:
-                    own = np.stack([bins[:, self.thresholds[(t, nd)][0]] <= self.thresholds[(t, nd)][1]
-                                    for nd in nodes], axis=1)
+                    own = split_directions(bins, self.thresholds, self.edges, [(t, nd) for nd in nodes])
                     own[own_missing] = np.array([tree.default_left[nd] for nd in nodes])
                     decisions[owner] = own
                 else:
@@ -198,6 +199,12 @@ class GBDTScoring:
 
     def decisions_for(self, X_raw: np.ndarray, nodes: list[tuple[int, int]]) -> np.ndarray:
         """Directions at this party's nodes (tree, node) for raw feature rows — used by joint scoring."""
-        bins = apply_bins(X_raw, self.edges)
-        cols = [bins[:, self.thresholds[key][0]] <= self.thresholds[key][1] for key in nodes]
-        return np.stack(cols, axis=1) if cols else np.zeros((len(X_raw), 0), dtype=bool)
+        return split_directions(apply_bins(X_raw, self.edges, missing=True), self.thresholds, self.edges, nodes)
+
+
+def split_directions(bins: np.ndarray, thresholds: Mapping[tuple[int, int], tuple[int, int, bool]],
+                     edges: list[np.ndarray], keys: list[tuple[int, int]]) -> np.ndarray:
+    """Left (True) or right at each of the party's split nodes `keys` (tree, node), for binned rows: a value by its
+    bin, a missing value (its feature's missing bin) by the split's learned direction."""
+    cols = [goes_left(bins[:, f], b, m, len(edges[f]) + 1) for f, b, m in (thresholds[k] for k in keys)]
+    return np.stack(cols, axis=1) if cols else np.zeros((len(bins), 0), dtype=bool)
