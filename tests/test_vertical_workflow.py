@@ -96,7 +96,8 @@ def test_each_party_registers_its_own_parts_in_its_own_registry() -> None:
     assert finished.model_version is None and not list(coordinator.models_for_run(finished.run_id))
     for party, registry in registries.items():
         names = sorted(m.name for m in registry.models_for_run(finished.run_id))
-        assert names == [f"wf-scorecard:{party}", f"wf:{party}"]
+        held_out = [f"wf-holdout:{party}"] if party == job.label_holder else []  # the bank's record of its test ids
+        assert names == sorted([*held_out, f"wf-scorecard:{party}", f"wf:{party}"])
     info = coordinator.get_run(finished.run_id).info
     # the report's scorecard rows are what each party released, and a partner releases only its own
     assert {r["party"] for r in info["vertical"]["scorecard"]} == set(job.parties)
@@ -193,4 +194,5 @@ def test_a_stored_vertical_run_config_resumes_through_the_runner(tmp_path: Path)
     assert store.get_run(run_id).status == "completed" and finished.report_path is not None
     assert finished.final_metrics["auc"] > 0.5
     assert {m.name for m in store.models_for_run(run_id)} == {f"demo-vertical-sme:{p}" for p in
-                                                               ("bank", "payments", "delivery")}
+                                                               ("bank", "payments", "delivery")} | {
+        "demo-vertical-sme-holdout:bank"}  # the bank's record of its held-out ids (a simulation: the run store)

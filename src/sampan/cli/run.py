@@ -1,4 +1,4 @@
-"""`sampan demo | run | audit | score | runs ...`: training runs in this process, and the run store.
+"""`sampan demo | run | audit | runs ...`: training runs in this process, and the run store (`score`: cli/score.py).
 
 Every command reads the run store from --store, else $SAMPAN_STORE, else the run config, else
 sqlite:///sampan-runs/sampan.db in the current folder. Heavy modules (numpy, pydantic, the store,
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from sampan.runtime.runner import FinishedRun
     from sampan.runtime.store import Store
 
-app = typer.Typer(help="Training runs in this process: demo, run, audit, score.", no_args_is_help=True,
+app = typer.Typer(help="Training runs in this process: demo, run, audit.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
 runs_app = typer.Typer(help="Inspect runs: list, show, report (run store); status, cancel, attach (coordinator).",
                         no_args_is_help=True)
@@ -282,39 +282,6 @@ def audit(
     console.print(f"Report and receipt updated: [bold]{path.resolve()}[/]")
 
 
-@app.command()
-def score(
-    applicants: list[str] = typer.Argument(..., help="Registration number(s) of the SME(s) applying."),
-    run_id: str | None = typer.Option(None, "--run", help="The vertical run whose model scores (default: newest)."),
-    model: str = typer.Option("lr", "--model", help="Which of the run's models: lr, scorecard or gbdt."),
-    store: str | None = StoreOption,
-) -> None:
-    """Score loan applications jointly with a trained vertical model; only the bank sees the result.
-
-    Each party computes its partial score for the applicant from its own data; the partners' parts are
-    summed under masks, so the bank sees the PD, the score, its own top reasons and one aggregated
-    partner contribution.
-    """
-    from sampan.cli.vertical import results_table, score_applicants
-    from sampan.errors import ConfigError, StoreError
-
-    with treat_as_usage(ValueError):  # an applicant the bank does not have
-        run_store = _store(store)
-        if run_id is None:
-            vertical_runs = [r for r in run_store.list_runs(200)
-                             if r.workflow == "vertical" and r.status == "completed"]
-            if not vertical_runs:
-                raise StoreError("no completed vertical run in the store; run `sampan demo --vertical` first")
-            run_id = vertical_runs[0].run_id
-        started = time.perf_counter()
-        if model not in ("lr", "scorecard", "gbdt"):
-            raise ConfigError(f"--model must be lr, scorecard or gbdt, got {model!r}")
-        results = score_applicants(run_store, run_id, list(applicants), model)
-    console.print(results_table(results, f"Joint score (run {run_id}), as the bank sees it"))
-    console.print(f"{len(results)} application(s) in {time.perf_counter() - started:.2f} s including setup; "
-                  f"joint scoring itself {max(r.seconds for r in results) * 1000:.1f} ms.")
-
-
 @runs_app.command("list")
 def runs_list(store: str | None = StoreOption, limit: int = typer.Option(50, help="Newest runs shown.")) -> None:
     """List runs, newest first, with status and progress."""
@@ -364,6 +331,20 @@ def runs_report(run_id: str, out: Path = typer.Option(Path("sampan-reports"), he
 
     path = write_run_report(_store(store), run_id, out)
     console.print(f"Report: [bold]{path.resolve()}[/]")
+
+
+@runs_app.command("holdout")
+def runs_holdout(run_id: str, out: Path = typer.Option(..., "--out", help="CSV file for the held-out ids."),
+                 store: str | None = StoreOption) -> None:
+    """Export a run's held-out (test) customer ids, from the bank's own registry (run it at the bank)."""
+    from sampan.files import atomic_write_bytes
+
+    records = [m for m in _store(store).models_for_run(run_id) if m.name.rsplit(":", 1)[0].endswith("-holdout")]
+    if not records:
+        fail(f"run {run_id!r} has no held-out ids in this store (run this at the bank, whose registry keeps them)")
+    ids = [str(i) for i in (records[-1].meta or {}).get("ids") or []]
+    atomic_write_bytes(out, ("id\n" + "".join(f"{i}\n" for i in ids)).encode())
+    console.print(f"{len(ids)} held-out ids of run {run_id} ({records[-1].name}): [bold]{out.resolve()}[/]")
 
 
 

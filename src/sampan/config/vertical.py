@@ -69,6 +69,8 @@ class VerticalSection(Strict):
     models: tuple[Literal["lr", "scorecard", "gbdt"], ...] = ("lr",)
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     val_fraction: float = Field(default=0.15, gt=0, lt=1)
+    test_ids: str | None = Field(default=None, description="the label holder's explicit test customers: a CSV of ids "
+                                 "(one per line, optional header) read at the bank; default: hash(seed, id)")
     applicants: tuple[str, ...] = Field(
         default=(),
         description="ids of new applications to score jointly after training")

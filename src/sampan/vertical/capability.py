@@ -17,7 +17,8 @@ Both use the same party side (`VerticalParty`), built from a `sampan.core.PartyS
 * ``deployed``  an agent: the insecure plaintext baselines are refused whatever the options say.
 * ``options``   ``row_book`` (a shared `RowBook`: an agent keeps one per dataset and label holder),
                 ``max_evaluations``, ``psi_workers`` (1 in an agent: no fork beside gRPC threads) and
-                ``with_baselines`` (simulation benchmarks only: the INSECURE ``plr.*`` handlers).
+                ``with_baselines`` (simulation benchmarks only: the INSECURE ``plr.*`` handlers) and, at the
+                label holder, ``test_ids`` (a CSV of its explicit test customers, read here at the bank).
 
 Party state for a run (channels, alignment, parts) lives in the `VerticalParty` the agent keeps for
 that run id, so it survives a coordinator restart but not a party restart (see `VerticalWorkflow`).
@@ -38,7 +39,7 @@ from sampan.core.workflow import RunContext, Workflow, WorkflowResult
 from sampan.vertical.gbdt import score_vertical_gbdt
 from sampan.vertical.job import job_of, load_tables
 from sampan.vertical.party import VerticalParty
-from sampan.vertical.party_parts import scores_name
+from sampan.vertical.party_parts import read_test_ids, scores_name
 from sampan.vertical.session import VerticalSession
 from sampan.vertical.workflow import VerticalWorkflow
 
@@ -59,7 +60,9 @@ def vertical_party(setup: PartySetup) -> VerticalParty:
                           with_baselines=bool(options.get("with_baselines", False)),
                           lr_state=state / "vertical-lr" if state else None,
                           rows_state=state / "vertical-rows.json" if state and "row_book" not in options else None,
-                          row_book=options.get("row_book"), registry=setup.registry, **kwargs)
+                          row_book=options.get("row_book"), registry=setup.registry,
+                          test_ids=read_test_ids(setup.name, options["test_ids"]) if options.get("test_ids") else None,
+                          **kwargs)
     if "psi_workers" in options:
         party.psi.workers = int(options["psi_workers"])
     return party
@@ -76,8 +79,14 @@ def simulate_vertical(config: Any, seed: int, *, registry: Any = None, with_base
     job = job_of(config)
     verifier, identities = simulated_consortium(list(tables))
     described = {"workflow": "vertical", "parties": job.parties, "label_holder": job.label_holder}
+    def options(name: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"with_baselines": with_baselines} if with_baselines else {}
+        if job.test_ids and name == job.label_holder:
+            out["test_ids"] = job.test_ids
+        return out
+
     return {name: PartySetup(name, data, described, identity=identities[name], verifier=verifier, registry=registry,
-                             options={"with_baselines": with_baselines} if with_baselines else {})
+                             options=options(name))
             for name, data in tables.items()}
 
 

@@ -43,7 +43,15 @@ from sampan.vertical.model import LocalLinearPart, LocalScaler
 from sampan.vertical.party_parts import PartRecords
 from sampan.vertical.plain_lr import PlainVerticalLRParty
 from sampan.vertical.psi_party import PsiParty
-from sampan.vertical.rows import DEFAULT_MAX_EVALUATIONS, RowBook, RowRuleError, check_splits, fingerprint, per_run
+from sampan.vertical.rows import (
+    DEFAULT_MAX_EVALUATIONS,
+    RowBook,
+    RowRuleError,
+    check_splits,
+    fingerprint,
+    per_run,
+    seeded_split,
+)
 from sampan.vertical.scoring import ScoringParty
 from sampan.vertical.secure_lr_party import SecureLRParty
 from sampan.vertical.woe import VerticalWoeParty
@@ -76,8 +84,9 @@ class VerticalParty:
                  with_baselines: bool = False, policy: PartyPrivacyPolicy | None = None,
                  lr_state: str | Path | None = None, max_lr_instances: int = DEFAULT_MAX_INSTANCES,
                  rows_state: str | Path | None = None, max_evaluations: int = DEFAULT_MAX_EVALUATIONS,
-                 row_book: RowBook | None = None, registry: object = None) -> None:
+                 row_book: RowBook | None = None, registry: object = None, test_ids: set[str] | None = None) -> None:
         self.name = data.party
+        self.test_ids = test_ids  # the bank's explicit test customers ([vertical] test_ids); None: by seed
         self.data = data
         if identity is None or verifier is None:
             raise ValueError(f"party {self.name!r}: a vertical party needs its identity and the consortium verifier "
@@ -230,7 +239,13 @@ class VerticalParty:
             raise ValueError(f"party {self.name!r}: no aligned rows; run PSI alignment first")
         pinned = self.run_rows(msg.run_id).pinned_positions(len(rows))
         arrays = {k: v for k, v in pinned.items() if v is not None}
-        return msg.reply("vertical.splits", arrays, {"pinned": sorted(arrays)})
+        if "seed" in msg.meta:  # the rest from hash(seed, id): same files and seed, same customers in each set
+            drawn = seeded_split(self._ids_of(np.arange(len(rows))), int(msg.meta["seed"]),
+                                 test_fraction=float(msg.meta["test_fraction"]),
+                                 val_fraction=float(msg.meta["val_fraction"]), test_ids=self.test_ids)
+            taken = np.concatenate([np.zeros(0, dtype=np.int64), *arrays.values()])
+            arrays = {k: arrays[k] if k in arrays else np.setdiff1d(drawn[k], taken) for k in drawn}
+        return msg.reply("vertical.splits", arrays, {"pinned": sorted(k for k, v in pinned.items() if v is not None)})
 
     def _channels(self) -> SealedChannels:
         if self.channels is None:

@@ -19,13 +19,18 @@ What each role learns from these messages:
   R12-VER-5: a partner serving several banks never scores for one with its part of another's model).
 * ``score.save``: the coordinator learns how many scored applications the bank kept; the scores stay
   in the bank's registry (``<name>-scores:<bank>``), which only the bank (the CLI acting as the bank) reads.
+* the bank also keeps the run's held-out customers (its own ids) in its registry (``<name>-holdout:<bank>``,
+  `sampan runs holdout RUN --out ids.csv` at the bank); the coordinator learns only that it was kept.
 """
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sampan.errors import DataError
 from sampan.models.scorecard import ScoreScaling
 from sampan.vertical.model import LocalLinearPart
 from sampan.wire import Message
@@ -33,7 +38,8 @@ from sampan.wire import Message
 if TYPE_CHECKING:
     from sampan.vertical.party import VerticalParty
 
-__all__ = ["PartRecords", "MODEL_SUFFIX", "part_name", "scores_name", "STAGES", "VIEWS"]
+__all__ = ["PartRecords", "MODEL_SUFFIX", "part_name", "scores_name", "holdout_name", "read_test_ids", "STAGES",
+           "VIEWS"]
 
 STAGES = ("aligned", "lr", "scorecard", "gbdt")
 
@@ -46,7 +52,12 @@ VIEWS: tuple[tuple[str, str, str, str], ...] = (
      "of its own features only"),
     ("coordinator", "vertical.save_model", "reply:meta:saved", "public: registry versions, never the arrays"),
     ("coordinator", "score.save", "reply:meta:n", "public: how many scored applications the bank kept"),
+    ("coordinator", "score.metrics", "reply:meta:curves", "released by the bank: per model, counts of defaults and "
+     "non-defaults and the summed PD in fixed PD bands of the held-out rows (ROC and calibration curves; no "
+     "DP: the test rows are outside the DP unit, each model evaluated once on the fixed test rows)"),
+    ("coordinator", "vertical.saved", "reply:meta:holdout", "public: that the bank kept the held-out ids (how many)"),
 )
+_RECORD_SUFFIXES = ("-scores", "-holdout")  # the bank's own records in its registry, not model parts
 MODEL_SUFFIX = {"lr": "", "scorecard": "-scorecard", "gbdt": "-gbdt"}
 
 
@@ -58,6 +69,26 @@ def part_name(model: str, kind: str, party: str) -> str:
 def scores_name(name: str, party: str) -> str:
     """The bank's own record of a scoring request's results in its registry."""
     return f"{name}-scores:{party}"
+
+
+def holdout_name(name: str, party: str) -> str:
+    """The bank's record of a run's held-out customers (its own ids) in its own registry."""
+    return f"{name}-holdout:{party}"
+
+
+def read_test_ids(party: str, path: str | Path) -> set[str]:
+    """The bank's explicit test customers: a CSV with one id per line (a header line naming no customer is skipped
+    by the caller's check that every id is aligned). A clear error names the party and the file."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            ids = {row[0].strip() for row in csv.reader(handle) if row and row[0].strip()}
+    except OSError as exc:
+        raise DataError(f"party {party!r}: cannot read the test ids file {str(path)!r} ([vertical] test_ids): "
+                        f"{exc.strerror or exc}") from None
+    ids.discard("id")
+    if not ids:
+        raise DataError(f"party {party!r}: the test ids file {str(path)!r} ([vertical] test_ids) names no customer")
+    return ids
 
 
 class PartRecords:
@@ -136,13 +167,19 @@ class PartRecords:
             meta = {**meta, "label_holder": holder, "run_parties": parties}
             saved[str(kind)] = int(registry.register_model(part_name(name, str(kind), self.party.name), msg.run_id,
                                                            arrays, meta))
-        return msg.reply("vertical.saved", meta={"saved": saved})
+        out: dict[str, Any] = {"saved": saved}
+        test = self.party.row_book.test_customers if self.party.is_label_holder else []
+        if test:  # the bank's own record of who was held out (`sampan runs holdout`); only the count leaves
+            registry.register_model(holdout_name(name, self.party.name), msg.run_id, {},
+                                    {"ids": test, "kind": "holdout"})
+            out["holdout"] = len(test)
+        return msg.reply("vertical.saved", meta=out)
 
     def load_model(self, msg: Message) -> Message:
         """Load this party's own registered part (by run and model kind) to score with."""
         registry, kind = self._registry(), str(msg.meta["kind"])
         found = [m for m in registry.models_for_run(str(msg.meta["model_run"]))
-                 if m.name.endswith(f":{self.party.name}") and not m.name.rsplit(":", 1)[0].endswith("-scores")
+                 if m.name.endswith(f":{self.party.name}") and not m.name.rsplit(":", 1)[0].endswith(_RECORD_SUFFIXES)
                  and _kind_of(m.name) == kind]
         if not found:
             raise ValueError(f"party {self.party.name!r}: no registered {kind!r} part of run {msg.meta['model_run']!r} "
