@@ -32,7 +32,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "sampan"
 # plot them) are ordinary downward imports instead of exceptions; likewise wire sits above errors | files.
 LAYERS: list[tuple[str, ...]] = [
     ("cli",),
-    ("web",),
+    ("web", "serve"),
     ("verify",),
     ("deploy",),
     ("runtime",),

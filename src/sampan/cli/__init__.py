@@ -1,7 +1,8 @@
 """The `sampan` command line: one module per command group, one shared error path.
 
-    run.py       demo, run, audit, score, runs list|show|report|status|cancel|attach
+    run.py       demo, run, audit, runs list|show|report|status|cancel|attach
                  (training in this process, the run store; a coordinator's runs)
+    score.py     score (new applicants from a file: horizontal models at the bank, vertical jointly)
     registry.py  models, audit-log                                (the model registry, the signed audit log)
     deploy.py    certs, coordinator, party, submit                (deployments: certificates, agents, runs)
     synth.py     synth                                            (DP synthetic tables)
@@ -37,8 +38,8 @@ class SampanGroup(LazyGroup):
                            command="run"),
         "audit": LazyCommand(_RUN, "app", "Attack a finished run's model with membership inference (loss "
                              "threshold and LiRA).", command="audit"),
-        "score": LazyCommand(_RUN, "app", "Score loan applications jointly with a trained vertical model; only "
-                             "the bank sees the result.", command="score"),
+        "score": LazyCommand("sampan.cli.score", "score_app", "Score loan applications: new applicants from a "
+                             "file, or vertical demo ids; only the bank sees the result.", command="score"),
         "runs": LazyCommand(_RUN, "runs_app", "Inspect runs: list, show, report (run store); status, cancel, "
                             "attach (coordinator)."),
         "models": LazyCommand(_REGISTRY, "models_app", "The model registry: list, show and export registered "
@@ -55,6 +56,8 @@ class SampanGroup(LazyGroup):
                              "here)."),
         "submit": LazyCommand(_DEPLOY, "deploy_app", "Submit a run to a coordinator (as an operator, over mutual "
                               "TLS) and follow it.", command="submit"),
+        "serve": LazyCommand("sampan.cli.serve", "serve_app", "Serve a model over HTTPS at the bank (OpenAPI; "
+                             "API tokens and/or mTLS clients)."),
     }
 
 

@@ -1,0 +1,82 @@
+"""The typed request and response bodies of the scoring service (they make its OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["Applicant", "ScoreRequest", "Reason", "ScoredApplicant", "ScoreResponse", "Health", "ModelDescription",
+           "Monitoring"]
+
+Value = float | int | str | bool | None
+
+
+class Applicant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(None, max_length=128, description="The applicant's registration number. Required for a "
+                           "vertical model (partners look it up in their own tables); echoed back otherwise.")
+    features: dict[str, Value] = Field(default_factory=dict, description="Input columns by name (horizontal "
+                                       "models): numbers, booleans or category labels; other columns are ignored.")
+
+
+class ScoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    applicants: list[Applicant] = Field(..., min_length=1, max_length=1000,
+                                        description="One applicant or a batch (at most 1000).")
+
+
+class Reason(BaseModel):
+    source: str = Field(..., description="'bank' for the bank's own feature, 'partners (aggregated)' for the "
+                        "partners' summed effect (vertical).")
+    feature: str = Field(..., description="The feature (input column) the reason names.")
+    logit_contribution: float = Field(..., description="Its effect on the log-odds of default (positive raises "
+                                      "the PD).")
+
+
+class ScoredApplicant(BaseModel):
+    applicant: str = Field(..., description="The applicant's id (or its position in the batch when none was given).")
+    probability_of_default: float = Field(..., description="P(default), float64, not rounded.")
+    score: float = Field(..., description="Points: 600 at odds 50:1 good:bad, 20 points to double the odds.")
+    decision: Literal["approve", "decline"] = Field(..., description="'decline' when the PD is at or above the "
+                                                    "model's threshold.")
+    reasons: list[Reason] = Field(..., description="Reason codes, largest risk-raising effect first; never empty.")
+    missing_at: list[str] = Field(default_factory=list, description="Partners that do not know the applicant "
+                                  "(their part was neutral).")
+    unknown_at_bank: bool = Field(False, description="The bank holds no record of the applicant (vertical).")
+
+
+class ScoreResponse(BaseModel):
+    model: str = Field(..., description="The model's name.")
+    version: int | None = Field(None, description="The model's registry version.")
+    results: list[ScoredApplicant] = Field(..., description="One result per applicant, in request order.")
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"] = Field(..., description="'degraded' after a failed vertical exchange.")
+    uptime_s: float = Field(..., description="Seconds since the service started.")
+    model: str = Field(..., description="The model served.")
+
+
+class ModelDescription(BaseModel):
+    name: str = Field(..., description="The registered model's name.")
+    version: int | None = Field(None, description="Its registry version.")
+    format: str = Field(..., description="The model format it was loaded from.")
+    kind: str = Field(..., description="logistic, mlp or gbdt (horizontal); lr, scorecard or gbdt (vertical).")
+    topology: Literal["horizontal", "vertical"] = Field(..., description="Scored at the bank alone, or jointly with "
+                                                        "the partners through the coordinator relay.")
+    threshold: float = Field(..., description="The decision threshold on the PD.")
+    inputs: list[str] = Field(default_factory=list, description="The input columns a horizontal model reads.")
+
+
+class Monitoring(BaseModel):
+    requests: int = Field(..., description="Score requests answered since start (any status).")
+    applicants: int = Field(..., description="Applicants scored.")
+    errors: dict[str, int] = Field(..., description="Failed requests by HTTP status.")
+    latency_ms: dict[str, float] = Field(..., description="p50 and p99 over the last 2000 score requests.")
+    decisions: dict[str, int] = Field(..., description="Decisions made, by decision.")
+    score_bands: dict[str, int] = Field(..., description="Scored applicants by 20-point score band (bank-local).")
+    drift: dict[str, object] | None = Field(None, description="Drift and backtesting from `sampan.monitoring`, "
+                                            "when that module is installed and configured for this model.")

@@ -1,0 +1,221 @@
+"""The long-lived vertical scoring session behind `sampan serve`: one joint-scoring exchange per batch.
+
+Why this shape: parties only dial out, so the bank's service cannot call its partners; whoever holds the
+`Transport` (the coordinator's hub, whose streams the parties opened) drives the waves. The session is
+opened once (signed run keys, each party loads its own registered part, like a scoring job) and then
+loops; each turn is one relay exchange of the existing joint-scoring protocol (`sampan.vertical.scoring`,
+GBDT: `sampan.vertical.gbdt_scoring`), wrapped by the bank's queue:
+
+1. ``serve.next`` (to the bank) — the bank's service waits briefly for HTTP requests and answers the
+   number of applicants in the next batch (0: nothing to do) and a batch token; the ids stay at the bank.
+2. ``serve.start`` (bank) — the bank runs ``score.start`` on that batch: its own partial logits, and the
+   ids sealed to each partner.
+3. ``score.partial`` / ``vgb.score_partial`` (partners) — unchanged: each partner answers from its current
+   feature table, an unknown applicant alike (neutral value and a sealed flag), masked, sealed to the bank.
+4. ``serve.finish`` (bank) — ``score.finish``: the bank adds the masked sum; the results answer the HTTP
+   requests of the batch and never leave the bank.
+
+What each role learns: the coordinator, the batch sizes and timings (as in a scoring job: how many
+applicants each exchange carried; never who applied, whether they are customers, or any score); a
+partner, the registration numbers queried (as any credit-reference query); the bank, what the scoring
+protocol gives it. Batching several HTTP requests into one exchange shows the partners which ids were
+asked about in the same few milliseconds, nothing more.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from sampan.core.transport import Transport
+from sampan.vertical.party import VerticalParty
+from sampan.vertical.session import VerticalSession
+from sampan.wire import Message
+
+__all__ = ["BankQueue", "ServingDriver", "VerticalScoringSession", "REVEALS"]
+
+REVEALS = ("Scoring service: the coordinator learns each exchange's batch size and timing; partners learn the "
+           "registration numbers queried; scores and ids stay at the bank (`sampan.serve.session`).")
+
+Results = list[dict[str, Any]]
+
+
+@dataclass
+class _Batch:
+    token: str
+    applicants: list[str]
+    futures: list[tuple[Future[Results], int, int]]  # (future, start, end) in applicants
+
+
+@dataclass
+class BankQueue:
+    """The bank's side of the session: HTTP requests wait here, and the bank's handlers serve them in batches."""
+
+    party: VerticalParty
+    kind: str = "lr"
+    max_batch: int = 256
+    wait_s: float = 0.05
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+    _waiting: list[tuple[list[str], Future[Results]]] = field(default_factory=list)
+    _batches: dict[str, _Batch] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._score_kinds = ("vgb.score_start", "vgb.score_finish") if self.kind == "gbdt" else (
+            "score.start", "score.finish")
+        for kind, handler in (("serve.next", self.next), ("serve.start", self.start), ("serve.finish", self.finish)):
+            self.party.app.register(kind, handler)
+
+    def submit(self, applicants: list[str]) -> Future[Results]:
+        """Queue one HTTP request's applicants; the future gets the bank's result per applicant, in order."""
+        future: Future[Results] = Future()
+        with self._cond:
+            self._waiting.append((list(applicants), future))
+            self._cond.notify()
+        return future
+
+    def fail_all(self, exc: BaseException) -> None:
+        """The session broke: every waiting request gets the error (the HTTP layer answers 503)."""
+        with self._cond:
+            waiting, self._waiting = self._waiting, []
+            batches, self._batches = list(self._batches.values()), {}
+        for _, future in waiting:
+            future.set_exception(exc)
+        for batch in batches:
+            for future, _, _ in batch.futures:
+                future.set_exception(exc)
+
+    # --- handlers (the driver's requests to the bank) ------------------------------------------------------
+    def next(self, msg: Message) -> Message:
+        """Wait up to ``wait_s`` for requests; answer the batch size and a token (the ids stay here)."""
+        with self._cond:
+            if not self._waiting:
+                self._cond.wait(self.wait_s)
+            applicants: list[str] = []
+            futures: list[tuple[Future[Results], int, int]] = []
+            while self._waiting and (not applicants or len(applicants) + len(self._waiting[0][0]) <= self.max_batch):
+                ids, future = self._waiting.pop(0)
+                futures.append((future, len(applicants), len(applicants) + len(ids)))
+                applicants += ids
+            if not applicants:
+                return msg.reply("serve.batch", meta={"n": 0})
+            token = secrets.token_hex(8)
+            self._batches[token] = _Batch(token, applicants, futures)
+        return msg.reply("serve.batch", meta={"n": len(applicants), "batch": token})
+
+    def start(self, msg: Message) -> Message:
+        """``score.start`` on the batch's applicants (looked up here, by token)."""
+        batch = self._batches[str(msg.meta["batch"])]
+        reply = self._delegate(msg, self._score_kinds[0], {"applicants": batch.applicants})
+        return msg.reply("serve.started", reply.arrays, reply.meta)
+
+    def finish(self, msg: Message) -> Message:
+        """``score.finish``, then each waiting request gets its rows; only the count leaves."""
+        with self._cond:
+            batch = self._batches.pop(str(msg.meta["batch"]))
+        try:
+            self._delegate(msg, self._score_kinds[1], {})
+            request = str(msg.meta["request_id"])
+            if self.kind == "gbdt":
+                results = self.party.gbdt.results.pop(request)
+            else:
+                results = [r.as_dict() for r in self.party.scoring.results.pop(request)]
+        except Exception as exc:
+            for future, _, _ in batch.futures:
+                future.set_exception(exc)
+            raise
+        for future, begin, end in batch.futures:
+            future.set_result(results[begin:end])
+        return msg.reply("serve.done", meta={"n": len(results)})
+
+    def _delegate(self, msg: Message, kind: str, extra: dict[str, Any]) -> Message:
+        inner = Message(msg.run_id, msg.step, msg.sender, msg.recipient, kind, msg.arrays, {**msg.meta, **extra})
+        reply = self.party.app.handle(inner)
+        if reply.is_error:
+            raise ValueError(str(reply.meta.get("error", "scoring failed")))
+        return reply
+
+
+class ServingDriver:
+    """The driver of the session (the coordinator's side, over the parties' own streams): opened once, then
+    one exchange per batch until stopped."""
+
+    def __init__(self, transport: Transport, *, bank: str, partners: list[str], model_run: str, kind: str = "lr",
+                 run_id: str | None = None) -> None:
+        if kind not in ("lr", "scorecard", "gbdt"):
+            raise ValueError(f"a vertical scoring session scores with lr, scorecard or gbdt, not {kind!r}")
+        self.session = VerticalSession(transport, label_holder=bank, partners=partners,
+                                       run_id=run_id or f"serve-{secrets.token_hex(6)}")
+        self.transport, self.bank, self.partners = transport, bank, list(partners)
+        self.model_run, self.kind = model_run, kind
+        self.exchanges = 0
+
+    def open(self) -> None:
+        """Signed run keys, then every party loads its own part of the model (what a scoring job does)."""
+        self.session.connect()
+        relay = self.session.relay
+        relay.wave(self.transport, (relay.request(p, "vertical.load_model", meta={
+            "model_run": self.model_run, "kind": self.kind}) for p in self.session.parties))
+
+    def step(self) -> int:
+        """One turn: ask the bank for a batch and score it. Returns the batch size (0: none was waiting)."""
+        relay = self.session.relay
+        batch = relay.wave(self.transport, [relay.request(self.bank, "serve.next")])[0]
+        n = int(batch.meta["n"])
+        if n == 0:
+            return 0
+        self.exchanges += 1
+        request = f"{self.session.run_id}/{self.exchanges}"
+        base = {"request_id": request, "partners": self.partners, "bank": self.bank, "batch": batch.meta["batch"]}
+        relay.wave(self.transport, [relay.request(self.bank, "serve.start", meta=base)])
+        partial = "vgb.score_partial" if self.kind == "gbdt" else "score.partial"
+        relay.wave(self.transport, (relay.request(p, partial, meta=base) for p in self.partners))
+        relay.wave(self.transport, [relay.request(self.bank, "serve.finish", meta=base)])
+        return n
+
+    def run(self, stop: threading.Event, on_error: Callable[[BaseException], None]) -> None:
+        """Loop until ``stop``; a failed exchange is reported (its requests fail) and the loop goes on."""
+        while not stop.is_set():
+            try:
+                self.step()
+            except Exception as exc:  # one batch failed: its waiting requests get the error, later ones go on
+                on_error(exc)
+                time.sleep(0.01)
+
+
+class VerticalScoringSession:
+    """Bank queue + driver on a thread: what `sampan serve` holds for a vertical model.
+
+    ``bank`` is the bank's own `VerticalParty` (its results are read here, at the bank); ``transport``
+    reaches every party, the bank included, as the coordinator's hub does."""
+
+    def __init__(self, bank: VerticalParty, transport: Transport, *, partners: list[str], model_run: str,
+                 kind: str = "lr", max_batch: int = 256, wait_s: float = 0.05) -> None:
+        self.queue = BankQueue(bank, kind, max_batch, wait_s)
+        self.driver = ServingDriver(transport, bank=bank.name, partners=partners, model_run=model_run, kind=kind)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: BaseException | None = None
+
+    def open(self) -> VerticalScoringSession:
+        self.driver.open()
+        self._thread = threading.Thread(target=self.driver.run, args=(self._stop, self._failed),
+                                        name="sampan-serve-session", daemon=True)
+        self._thread.start()
+        return self
+
+    def _failed(self, exc: BaseException) -> None:
+        self.last_error = exc
+        self.queue.fail_all(exc)
+
+    def score(self, applicants: list[str], timeout_s: float = 30.0) -> Results:
+        return self.queue.submit(applicants).result(timeout_s)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
