@@ -16,6 +16,7 @@ from pydantic import Field, ValidationInfo, model_validator
 from sampan.config.base import Strict
 from sampan.config.privacy import PrivacySection, SecureAggregationSection
 from sampan.config.sections import (
+    BankAloneSection,
     DataSection,
     EvaluationSection,
     ModelSection,
@@ -55,6 +56,7 @@ class RunConfig(Strict):
     scoring: ScoringSection | None = None
     synthesis: SynthesisSection | None = None
     evaluation: EvaluationSection | None = None
+    bank_alone: BankAloneSection | None = None
 
     model_config = Strict.model_config | {"populate_by_name": True}
 
@@ -151,6 +153,9 @@ def _check_workflow(config: RunConfig, deployment: bool) -> None:
     if config.evaluation is not None:
         _check_evaluation(config)
     if config.model.kind == "gbdt" and workflow == "vertical":
+    _check_decision(config)
+    if config.bank_alone is not None:
+        _check_bank_alone(config)
         raise ValueError("a vertical run chooses its models in vertical.models, not model.kind")
     featured = [p.name for p in config.parties if p.features is not None]
     if config.vertical is None:
@@ -165,6 +170,44 @@ def _check_workflow(config: RunConfig, deployment: bool) -> None:
 
 
 def _check_evaluation(config: RunConfig) -> None:
+def _check_bank_alone(config: RunConfig) -> None:
+    """Each bank alone vs the consortium: a horizontal LR/MLP run; under [privacy] the local-only model is a DP-SGD
+    release (charged as DP2), so DP2 settings must exist."""
+    if config.workflow != "horizontal" or config.model.kind == "gbdt":
+        raise ValueError("[bank_alone] compares each bank's local-only model with the consortium's in a horizontal "
+                         "logistic/mlp run (not model.kind = 'gbdt' or another workflow)")
+    if config.privacy is not None and config.privacy.dp2 is None:
+        raise ValueError("bank_alone: under [privacy] the local-only model is trained by DP-SGD and charged as DP2; "
+                         "add [privacy.dp2] (or remove [bank_alone])")
+
+
+def _check_decision(config: RunConfig) -> None:
+    """Class weights and group metrics where they are supported (issue 13 items 3, 8)."""
+    evaluation, training = config.evaluation, config.training
+    weighted = training.class_weight is not None or training.target_positive_rate is not None
+    if weighted and config.privacy is not None and not isinstance(training.class_weight, dict):
+        raise ValueError("training: under [privacy] the training positive rate is not released, so class weights "
+                         "must be explicit: class_weight = {0 = 1.0, 1 = 5.0}")
+    if evaluation is None or not evaluation.groups:
+        return
+    if config.workflow not in ("horizontal", "evaluation") or config.model.kind == "gbdt":
+        raise ValueError("evaluation.groups: fairness by group is computed in horizontal logistic/mlp runs and "
+                         "evaluation runs (vertical: the bank's own group columns are not yet supported)")
+    secagg = config.secure_aggregation
+    if secagg is not None and secagg.enabled:
+        raise ValueError("evaluation.groups: per-group histograms are not yet summed under secure aggregation; "
+                         "remove [secure_aggregation] or evaluation.groups")
+    schema = config.schema_
+    if schema is not None:
+        kinds = {f.name: f.kind for f in schema.features}
+        for column in evaluation.groups:
+            if column not in kinds:
+                raise ValueError(f"evaluation.groups: {column!r} is not a [schema] feature")
+            if kinds[column] != "category" and column not in (evaluation.group_bands or {}):
+                raise ValueError(f"evaluation.groups: numeric column {column!r} needs evaluation.group_bands."
+                                 f"{column} = [cut points]")
+
+
     """An evaluation run is horizontal (every party holds all of [schema]), asks for bins its parties accept and
     promises no secure aggregation it does not run."""
     from sampan.metrics.histogram import DP_BINS

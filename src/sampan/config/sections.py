@@ -151,3 +151,37 @@ class EvaluationSection(Strict):
     version: int | None = Field(default=None, ge=1, description="registry version; default: the latest")
     bins: int | None = Field(default=None, ge=1, le=MAX_BINS, description="score-histogram bins; default: the "
                              f"parties' default ({DEFAULT_BINS}, {DP_BINS} under DP)")
+    threshold_rule: Literal["max_ks", "approval_rate", "cost_ratio"] | None = Field(
+        default=None, description="how the decision threshold is chosen on the pooled validation histogram; "
+        "default 'max_ks'")
+    approval_rate: float | None = Field(default=None, ge=0, le=1, description="threshold_rule = 'approval_rate': "
+                                        "the target (default 0.7)")
+    cost_fn_fp: float | None = Field(default=None, gt=0, description="threshold_rule = 'cost_ratio': cost of a bad "
+                                     "approved over a good declined (default 5)")
+    groups: list[str] | None = Field(default=None, max_length=8, description="[schema] features to report "
+                                     "fairness by (category columns; numeric ones need group_bands)")
+    group_bands: dict[str, list[float]] | None = Field(default=None, description="numeric group column -> "
+                                                       "increasing cut points, e.g. company_age = [2, 5, 10]")
+    min_group_count: int | None = Field(default=None, ge=10, le=100_000, description="groups with fewer pooled "
+                                        "holdout rows are suppressed (default 30; without DP each party also "
+                                        "withholds its cells under 10 rows)")
+
+    @model_validator(mode="after")
+    def _bands_of_groups(self) -> EvaluationSection:
+        stray = sorted(set(self.group_bands or {}) - set(self.groups or []))
+        if stray:
+            raise ValueError(f"evaluation.group_bands: {stray} are not in evaluation.groups")
+        for column, cuts in (self.group_bands or {}).items():
+            if not cuts or len(cuts) > 20 or any(b <= a for a, b in zip(cuts, cuts[1:], strict=False)):
+                raise ValueError(f"evaluation.group_bands.{column}: 1 to 20 strictly increasing cut points")
+        return self
+
+
+class BankAloneSection(Strict):
+    """[bank_alone] (horizontal, logistic/mlp): each bank trains a local-only model on its own training rows and
+    scores it and the consortium model on its own holdout, sending only the two score histograms
+    (`sampan.horizontal.local_comparison`). Under [privacy] the local-only model is trained by DP-SGD at the
+    run's DP2 settings and charged as DP2 (so [privacy.dp2] is required); secure aggregation cannot apply: the
+    figures are per bank by nature, and the receipt says so."""
+
+    epochs: int = Field(default=5, ge=1, le=1000, description="local epochs of the bank's local-only model")

@@ -34,6 +34,7 @@ from sampan.core.workflow import ModelArtifact, RunContext, Workflow, WorkflowRe
 from sampan.crypto.simulated_ca import simulated_consortium
 from sampan.horizontal.gbdt import GBDT_KIND, HorizontalGBDTParty, validation_split
 from sampan.horizontal.gbdt_workflow import HorizontalGBDTWorkflow
+from sampan.horizontal.local_comparison import mount_bank_alone
 from sampan.horizontal.party import HorizontalParty
 from sampan.horizontal.secure_rounds import COORDINATOR
 from sampan.horizontal.simulation import load_splits
@@ -65,7 +66,9 @@ def simulated_setups(config: Any, seed: int, workflow: str) -> dict[str, PartySe
     and a certificate from a simulated consortium CA made for this run (its CA key dropped once issued)."""
     splits = load_splits(config, seed)
     verifier, identities = simulated_consortium(list(splits))
-    job = {"workflow": workflow, "model": str(getattr(config.model, "kind", "logistic"))}
+    job: dict[str, Any] = {"workflow": workflow, "model": str(getattr(config.model, "kind", "logistic"))}
+    if getattr(config, "bank_alone", None) is not None and workflow == "horizontal":
+        job["bank_alone"] = True  # each bank alone vs the consortium (`local_comparison`)
     return {name: PartySetup(name, (split.train, split.test), dict(job), identity=identities[name],
                              verifier=verifier) for name, split in splits.items()}
 
@@ -85,6 +88,8 @@ class HorizontalCapability:
         app = PartyApp(setup.name, mods=[announced_secagg_mod(setup), *party.mods])  # privacy around exact handlers
         for kind, handler in party.core_handlers().items():
             app.register(kind, handler)
+        if setup.job.get("bank_alone"):  # the job asked for each bank alone vs the consortium (issue 13)
+            mount_bank_alone(app, party)
         if setup.job.get("model") == GBDT_KIND:  # tree jobs only: their histograms are exact (no DP for trees)
             if setup.policy is not None and setup.policy.requires_dp():
                 raise PolicyRefused(f"party {setup.name!r} requires differential privacy; horizontal GBDT has none")

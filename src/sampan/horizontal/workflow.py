@@ -376,7 +376,11 @@ class HorizontalWorkflow(SecureRounds, Workflow):
             global_metrics, _, histogram = self.evaluate(state, state.round)
             for kind, detail in self._take_round_events(state.round):
                 self.recorder.event(kind, detail)
-        return self._result(state, global_metrics, histogram)
+        result = self._result(state, global_metrics, histogram)
+        if self.config.bank_alone is not None:  # each bank alone vs the consortium, on its own holdout (issue 13)
+            from sampan.horizontal.local_comparison import compare_banks
+            result.info["bank_alone"] = compare_banks(self, state)
+        return result
 
     def _result(self, state: RunState, global_metrics: dict[str, Any], histogram: ScoreHistogram) -> WorkflowResult:
         model = model_from_config(state.model_config)

@@ -91,6 +91,7 @@ class Setup:
     adaptive: bool = False          # DP3 adaptive clipping (the indicator travels)
     secagg: bool = False
     standardize: bool = True
+    bank_alone: bool = False        # [bank_alone]: each bank's local-only vs consortium histograms (per bank)
 
     @property
     def private(self) -> bool:
@@ -105,7 +106,8 @@ class Setup:
         return cls(dp1=bool(privacy.get("dp1")), dp2=bool(privacy.get("dp2")),
                    dp3=(dp3.get("mode", "central") if dp3 else None), adaptive=bool(dp3 and dp3.get("adaptive")),
                    secagg=bool(secagg and secagg.get("enabled", True)),
-                   standardize=bool((config.get("data") or {}).get("standardize", True)))
+                   standardize=bool((config.get("data") or {}).get("standardize", True)),
+                   bank_alone=config.get("bank_alone") is not None)
 
 
 LABEL = Field("meta.label", "random", what="attempt label (run id and nonce: independent of the data)")
@@ -254,7 +256,33 @@ def horizontal_catalogue(s: Setup) -> dict[str, MessageSpec]:
                                          LABEL, Field("meta.*", "public", what="secure-aggregation step (peers)")))
           for k in ("secagg_keys", "secagg_share", "secagg_consistency", "secagg_unmask")),
     ]
+    if s.bank_alone:
+        specs += _bank_alone_specs(s, params, scaler)
     return {f"{spec.sender}:{spec.kind}": spec for spec in specs}
+
+
+def _bank_alone_specs(s: Setup, params: Field, scaler: tuple[Field, ...]) -> list[MessageSpec]:
+    """Each bank alone vs the consortium (`sampan.horizontal.local_comparison`): per bank by nature, so never
+    under secure aggregation; under DP the local-only model is DP-SGD (DP2, charged to both ledgers)."""
+    model_prot, model_mechs = _model_protection(s)
+    per_bank = ("each bank's own holdout (outside the DP unit), label counts per score bin; per bank by nature: "
+                "secure aggregation cannot apply")
+    if s.private:
+        local = Field("arrays.local.*", "derived", ("DP2", "DP1:count"),
+                      what="local-only DP-SGD model scored on " + per_bank)
+    else:
+        local = _clear("arrays.local.*", "local-only model (the bank's own training rows) scored on " + per_bank)
+    scored = "consortium model scored on " + per_bank
+    consortium = (Field("arrays.consortium.*", "derived", model_mechs, what=scored) if model_prot == "derived"
+                  else _clear("arrays.consortium.*", scored))
+    return [
+        MessageSpec("bank_alone_result", "party", (local, consortium, _clear("meta.n", "holdout row count"))),
+        MessageSpec("bank_alone", "coordinator", (
+            params, *scaler, Field("meta.model.*", "public"), Field("meta.train.*", "public"),
+            Field("meta.seed", "public"), Field("meta.bins", "public"),
+            Field("meta.dp2.*", "public", what="DP-SGD settings of the local-only model"),
+            Field("meta.public_rows", "charged", ("DP1:count",), what="the party's own released row count"))),
+    ]
 
 
 def flatten(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,56 @@
+"""A registered model, by name, as an applicant scorer (`sampan score`, `sampan serve`).
+
+Why here: the registry lives in the run store, and the applicant's id column in the training run's
+config; the scorer itself (`sampan.models.scorer.Scorer`) knows neither. Horizontal models score at
+the bank. A vertical model's parts stay with their parties: ``sampan score --run RUN`` scores jointly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sampan.errors import ConfigError
+from sampan.models.scorer import Scorer
+from sampan.runtime.store import Store
+
+__all__ = ["load_scorer", "parse_model_ref", "training_id_column"]
+
+
+def parse_model_ref(ref: str) -> tuple[str, int | None]:
+    """``NAME`` or ``NAME@VERSION`` -> (name, version or None for the latest)."""
+    name, sep, version = ref.rpartition("@")
+    if not sep:
+        return ref, None
+    if not name or not version.isdigit() or int(version) < 1:
+        raise ConfigError(f"--model {ref!r}: write NAME or NAME@VERSION (a version number from `sampan models list`)")
+    return name, int(version)
+
+
+def training_id_column(store: Store, run_id: str | None) -> str | None:
+    """The id column of the run that trained the model (its ``[schema] id``), if the store still has it."""
+    if not run_id:
+        return None
+    try:
+        config: dict[str, Any] = dict(store.get_run(run_id).config or {})
+    except Exception:  # a model copied into another store: no run record, ids fall back to row numbers
+        return None
+    for section in ("schema", "vertical"):
+        spec = config.get(section)
+        value = (spec.get("id") or spec.get("id_column")) if isinstance(spec, dict) else None
+        if value:
+            return str(value)
+    return None
+
+
+def load_scorer(store: Store, ref: str, *, id_column: str | None = None, reasons: int = 4) -> Scorer:
+    """The registered horizontal model ``NAME[@VERSION]`` as a `Scorer` (ids from ``id_column``, else the
+    training run's id column, else row numbers)."""
+    name, version = parse_model_ref(ref)
+    entry = store.get_model(name, version)
+    if "model" not in (entry.meta or {}):
+        raise ConfigError(f"model {entry.name!r} v{entry.version} is a party's part of a vertical model (its other "
+                          "parts stay with their owners): score it jointly with `sampan score --run RUN_ID --model "
+                          "lr|scorecard|gbdt --data FILE`")
+    return Scorer.from_registered(entry.arrays, entry.meta, name=entry.name, version=entry.version,
+                                  run_id=entry.run_id, id_column=id_column or training_id_column(store, entry.run_id),
+                                  top=reasons)
