@@ -26,7 +26,8 @@ def horizontal_backend(store: Any, model: str, threshold: float | None = None) -
     name, _, version = model.partition("@")
     if version and not version.isdigit():
         raise ConfigError(f"[serve] model: {model!r} is not name or name@version")
-    return HorizontalBackend.from_predictor(sampan.load_model(name, int(version) if version else None, store), threshold)
+    predictor = sampan.load_model(name, int(version) if version else None, store)
+    return HorizontalBackend.from_predictor(predictor, threshold)
 
 
 def vertical_backend(store: Any, run_id: str, kind: str = "lr", threshold: float | None = None, *,
