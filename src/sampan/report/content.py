@@ -5,7 +5,7 @@ Kept separate from rendering so other outputs (JSON export, the web dashboard) c
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -69,3 +69,17 @@ class RunReport:
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     sections: list[ReportSection] = field(default_factory=list)
+
+
+def importance_section(model: str, importance: Mapping[str, float], note: str = "", top: int = 20) -> ReportSection:
+    """Gain feature importance of a tree model: each feature's share of the total split gain, largest first.
+
+    Why gain (not split counts): it weighs each split by how much it reduced the loss, as LightGBM's
+    importance_type="gain" does, so numbers are comparable with a pooled LightGBM's."""
+    from html import escape
+
+    rows = "".join(f"<tr><td>{escape(str(name))}</td><td>{100.0 * float(share):.1f}%</td></tr>"
+                   for name, share in sorted(importance.items(), key=lambda kv: -float(kv[1]))[:top])
+    body = (f"<table><thead><tr><th>feature</th><th>share of gain</th></tr></thead><tbody>{rows}</tbody></table>"
+            if rows else "<p>The model made no split: no feature importance.</p>")
+    return ReportSection(f"Feature importance (gain): {model}", (f"<p>{escape(note)}</p>" if note else "") + body)
