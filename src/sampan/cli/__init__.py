@@ -56,6 +56,8 @@ class SampanGroup(LazyGroup):
                              "here)."),
         "submit": LazyCommand(_DEPLOY, "deploy_app", "Submit a run to a coordinator (as an operator, over mutual "
                               "TLS) and follow it.", command="submit"),
+        "serve": LazyCommand("sampan.cli.serve", "serve_app", "Serve a model over HTTPS at the bank (OpenAPI; "
+                             "API tokens and/or mTLS clients)."),
     }
 
 
