@@ -1,0 +1,170 @@
+"""Each bank alone vs the consortium (issue 13, item 6): computed where the data lives, only histograms travel.
+
+With `[bank_alone]` a horizontal LR/MLP run ends with one more exchange, kind `bank_alone`. Each bank trains a
+local-only model (the run's model family and local settings, `[bank_alone] epochs` epochs, from a start drawn
+from the request's seed) on its OWN training rows, scores it and the consortium's final model on its OWN
+holdout, and replies with two score histograms by label (`local.*`, `consortium.*`) and its holdout count. The
+coordinator turns each into an AUC per bank; the report and `sampan run` print them side by side.
+
+What each role learns: the coordinator learns, per bank, the label counts of its holdout in score bins under
+the local-only model and under the consortium model (so each bank's holdout size and composition, as the final
+evaluation reveals them, and how well a model trained on that bank alone ranks its holdout); nothing about
+another bank. Other parties learn nothing. Secure aggregation cannot apply: the figures are per bank by nature
+(a sum over banks would answer a different question), so even a SecAgg run sends them in clear, and the
+receipt says so. Without DP the local-only histogram is listed as revealed (`sampan.wire.catalogue`). Under
+`[privacy]` the local-only model is trained by DP-SGD at the run's DP2 settings and its release is charged as
+DP2 to the run's ledger (write-ahead, here) and to the bank's own ledger (its mod,
+`sampan.privacy.local_comparison_mod`), the histograms are at `DP_BINS` with sums at bin midpoints (a function
+of the label counts only), the consortium model must be the one the bank evaluated in the run, and a bank
+answers once per run (a repeat gets the same reply). Holdout rows stay outside the DP unit, as for the final
+evaluation. The handler here computes exact answers only; the noise lives in the mod.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sampan.core.party import Handler, PartyApp
+from sampan.core.seeds import derive_seed
+from sampan.metrics import ScoreHistogram
+from sampan.metrics.histogram import DEFAULT_BINS, MAX_BINS
+from sampan.models import Model, model_from_config
+from sampan.models.local_training import TrainConfig, checked_train_config, train
+from sampan.privacy.dpsgd import DPSGDConfig, planned_steps
+from sampan.privacy.ledger import BudgetExceeded, PrivacyEvent
+from sampan.privacy.local_comparison_mod import local_comparison_mod
+from sampan.wire import Message
+
+if TYPE_CHECKING:
+    from sampan.horizontal.party import HorizontalParty
+    from sampan.horizontal.run_state import RunState
+    from sampan.horizontal.workflow import HorizontalWorkflow
+
+__all__ = ["BANK_ALONE", "BANK_ALONE_REPLY", "bank_alone_handler", "compare_banks", "comparison_rows"]
+
+BANK_ALONE = "bank_alone"
+BANK_ALONE_REPLY = "bank_alone_result"
+# trainer(model, start, X, y, cfg, seed) -> local-only parameters (plain SGD here; DP-SGD in the mod)
+Trainer = Callable[[Model, np.ndarray, np.ndarray, np.ndarray, TrainConfig, int], np.ndarray]
+
+
+def plain_trainer(model: Model, start: np.ndarray, X: np.ndarray, y: np.ndarray, cfg: TrainConfig,
+                  seed: int) -> np.ndarray:
+    """The bank's local-only training without DP: the run's local optimiser on its own rows."""
+    return train(model, start, X, y, cfg, np.random.default_rng(seed)).params
+
+
+def compare_with(party: HorizontalParty, msg: Message, trainer: Trainer) -> Message:
+    """Train the local-only model with ``trainer``; both models' holdout histograms by label (exact)."""
+    from sampan.horizontal.party import standardize  # the party module imports nothing from here
+
+    if len(party.test_data) == 0:
+        raise ValueError(f"party {party.name!r} has no holdout rows to compare a local-only model on")
+    bins = msg.meta.get("bins", DEFAULT_BINS)
+    if isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= MAX_BINS:
+        raise ValueError(f"party {party.name!r} refuses bins={bins!r}: at most {MAX_BINS} bins")
+    model = model_from_config(msg.meta["model"])
+    width = party.train_data.X.shape[1]
+    expected = getattr(model, "n_features", width)
+    if expected != width:
+        raise ValueError(f"party {party.name!r} has {width} features but the model expects {expected}")
+    cfg = checked_train_config(msg.meta["train"])
+    seed = int(msg.meta["seed"])
+    X_train, X_test = standardize(party.train_data.X, msg.arrays), standardize(party.test_data.X, msg.arrays)
+    y_train, y_test = party.train_data.y, party.test_data.y
+    assert y_train is not None and y_test is not None
+    local = trainer(model, model.init_params(np.random.default_rng(seed)), X_train, y_train, cfg, seed)
+    arrays: dict[str, np.ndarray] = {}
+    for name, params in (("local", local), ("consortium", msg.arrays["params"])):
+        histogram = ScoreHistogram.from_scores(y_test, model.predict_proba(params, X_test), bins)
+        arrays.update({f"{name}.{k}": v for k, v in histogram.to_arrays().items()})
+    return msg.reply(BANK_ALONE_REPLY, arrays=arrays, meta={"n": len(y_test)})
+
+
+def bank_alone_handler(party: HorizontalParty) -> Handler:
+    """The exact `bank_alone` handler of one party (its privacy mod wraps it)."""
+    def handle(msg: Message) -> Message:
+        return compare_with(party, msg, plain_trainer)
+    return handle
+
+
+def mount_bank_alone(app: PartyApp, party: HorizontalParty) -> None:
+    """Register `bank_alone` on a party's app, with its privacy mod (`sampan.privacy.local_comparison_mod`)."""
+    app.register(BANK_ALONE, bank_alone_handler(party))
+    app.mods.append(local_comparison_mod(party.dp, lambda msg, trainer: compare_with(party, msg, trainer)))
+
+
+def histograms(reply: Message) -> dict[str, ScoreHistogram]:
+    """The two histograms of a `bank_alone_result` reply (validated: they came from another party)."""
+    return {name: ScoreHistogram.from_arrays({k.removeprefix(f"{name}."): v for k, v in reply.arrays.items()
+                                              if k.startswith(f"{name}.")}) for name in ("local", "consortium")}
+
+
+def _auc(histogram: ScoreHistogram) -> float | None:
+    return float(histogram.auc()) if 0 < float(histogram.pos.sum()) < histogram.n else None
+
+
+def _request_meta(workflow: HorizontalWorkflow, state: RunState, parties: list[str]) -> dict[str, dict[str, Any]]:
+    """Per bank: the model, local training settings, seed and (under DP) the DP2 settings and released count."""
+    section = workflow.config.bank_alone
+    assert section is not None
+    train_cfg = {**workflow._train_config(state.round), "epochs": section.epochs, "max_steps": None}
+    dp_metas, _ = workflow.privacy.fit_meta(state.round, parties, workflow.privacy.released_rows(
+        {p: int(info["n_train"]) for p, info in state.parties.items()}))
+    metas = {}
+    for party in parties:
+        dp = {k: v for k, v in dp_metas[party].items() if k in ("dp2", "public_rows")}
+        metas[party] = {"model": state.model_config, "train": train_cfg, **dp,
+                        "seed": derive_seed(workflow.seed, BANK_ALONE, party), "bins": workflow.privacy.evaluation_bins}
+    return metas
+
+
+def planned_charges(metas: dict[str, dict[str, Any]], step: int) -> list[PrivacyEvent]:
+    """The DP2 events of the local-only trainings (none without DP): known before any bank trains."""
+    events = []
+    for party, meta in metas.items():
+        if "dp2" not in meta:
+            continue
+        settings = {k: v for k, v in meta["dp2"].items() if k in ("noise_multiplier", "max_grad_norm",
+                                                                   "sampling_rate")}
+        dp = DPSGDConfig(**settings, public_rows=int(meta["public_rows"]))
+        steps, q = planned_steps(int(meta["public_rows"]), checked_train_config(meta["train"]), dp)
+        events.append(PrivacyEvent(party=party, level="DP2", mechanism="subsampled_gaussian",
+                                   noise_multiplier=dp.noise_multiplier, sampling_rate=q, count=max(int(steps), 1),
+                                   step=step, note="DP-SGD local-only model (each bank alone)"))
+    return events
+
+
+def compare_banks(workflow: HorizontalWorkflow, state: RunState) -> dict[str, Any]:
+    """The coordinator's step: charge (write-ahead), one `bank_alone` exchange, an AUC pair per bank."""
+    parties = sorted(state.parties)
+    step = state.round + 1
+    metas = _request_meta(workflow, state, parties)
+    try:
+        workflow.privacy.charge(planned_charges(metas, step))
+    except BudgetExceeded as exc:
+        workflow.recorder.event("bank_alone_skipped", {"reason": str(exc)})
+        return {"skipped": str(exc)}
+    arrays = {"params": state.params, **state.scaler}
+    banks: dict[str, dict[str, Any]] = {}
+    for reply in workflow._request(parties, BANK_ALONE, step, arrays=arrays, meta_for=lambda p: metas[p]):
+        pair = histograms(reply)
+        local, consortium = _auc(pair["local"]), _auc(pair["consortium"])
+        banks[reply.sender] = {"n_holdout": int(reply.meta["n"]), "local_auc": local, "consortium_auc": consortium,
+                               "gain": None if local is None or consortium is None else consortium - local}
+    summary = {"epochs": metas[parties[0]]["train"]["epochs"], "dp": any("dp2" in m for m in metas.values()),
+               "banks": dict(sorted(banks.items()))}
+    workflow.recorder.event("bank_alone", summary)
+    return summary
+
+
+def comparison_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(bank, holdout rows, alone AUC, consortium AUC, gain) as text, for the CLI and the report."""
+    def fmt(value: Any) -> str:
+        return "n/a (one class)" if value is None else f"{value:.4f}"
+    return [(bank, str(row["n_holdout"]), fmt(row["local_auc"]), fmt(row["consortium_auc"]),
+             "n/a" if row["gain"] is None else f"{row['gain']:+.4f}")
+            for bank, row in (summary.get("banks") or {}).items()]
