@@ -13,6 +13,7 @@ from html import escape
 from typing import Any
 
 from sampan.report import ReportSection, RunReport
+from sampan.report.content import importance_section
 from sampan.runtime.reporting import build_run_report
 from sampan.runtime.store import Store
 
@@ -54,6 +55,11 @@ def vertical_sections(info: dict[str, Any], reveals: dict[str, Any], *, deployed
             "<table><thead><tr><th>model</th><th>AUC</th><th>Gini</th><th>KS</th><th>Brier</th></tr></thead>"
             f"<tbody>{rows}</tbody></table>"
             + "".join(f"<p>{escape(str(t))}</p>" for t in (info.get("extra_reveals") or {}).values()))))
+    if info.get("gbdt_importance"):  # partner features under their names, as the scorecard and IV show them
+        sections.append(importance_section("vertical GBDT", info["gbdt_importance"], (
+            "Each feature's share of the total split gain, computed by the bank from the histograms it decoded "
+            "(noised when partner histograms are noised); partner features appear under their names, as in the "
+            "scorecard.")))
     card = info.get("scorecard") or []
     if card:
         rows = "".join(f"<tr><td>{escape(r['party'])}</td><td>{escape(r['feature'])}</td><td>{escape(r['bin'])}</td>"

@@ -69,8 +69,10 @@ from sampan.models.gbdt import (
     SplitRequest,
     apply_bins,
     boost,
+    gain_importance,
     histogram,
     make_slots,
+    named_importance,
     quantile_bin_edges,
 )
 from sampan.privacy.party_policy import PartyPrivacyPolicy
@@ -266,9 +268,12 @@ class VerticalGBDTParty(GBDTScoring):
             st.request = st.gen.send(answer)
         except StopIteration as stop:
             st.model, self.model, self.thresholds = stop.value, stop.value, st.thresholds
+            names = {o: [s.name for s in slots] for o, slots in st.slots.items()}
             return msg.reply("vgb.done", meta={"trees": len(stop.value.trees),
                                                "best_iteration": stop.value.best_iteration,
-                                               "history": stop.value.history})
+                                               "history": stop.value.history,
+                                               "importance": named_importance(gain_importance(stop.value.trees),
+                                                                              names)})
         st.counter += 1
         return self._dispatch(st, msg)
 

@@ -39,6 +39,7 @@ class VerticalGBDTResult:
     seconds: float
     waves: int
     privacy: dict[str, dict[str, float]] = field(default_factory=dict)  # partner -> releases, rho, epsilon
+    importance: dict[str, float] = field(default_factory=dict)  # "party: feature" -> share of split gain (the bank's)
 
 
 COVERS = "noised per-bin gradient/hessian sums of partner features, seen by the bank"
@@ -59,6 +60,11 @@ def histogram_sensitivity2(n_features: int) -> float:
     h = p (1 - p) <= 1/4. Per feature the squared change is 2 g^2 + 2 h^2 <= 2 (1 + 1/16); over the d
     features (disjoint coordinates of one release): sens^2 = 2 d (1 + 1/16). Adding or removing one
     customer moves one bin per feature, d (1 + 1/16): the replace bound covers both.
+
+    Missing values (issue 13): each feature's missing bin is one more bin of the same release. A customer's
+    value is either observed (one value bin) or missing (the missing bin), never both, so b and b' above may
+    be the missing bin and the bound stands. Class weights (`GBDTParams.pos_weight`) keep it too: the learner
+    divides every weight by the largest (`sampan.models.gbdt.weight_scale`), so a weighted |g| <= 1, h <= 1/4.
     """
     return 2.0 * n_features * (1.0 + 1.0 / 16.0)
 
@@ -128,7 +134,8 @@ def train_vertical_gbdt(transport: Transport, run_id: str, bank: str, partners: 
                             **accounts.get(p, {}), "covers": COVERS, "not_covered": NOT_COVERED} for p in partners}
                        if hist_noise > 0 else {})
             return VerticalGBDTResult(int(reply.meta["trees"]), int(reply.meta["best_iteration"]),
-                                      list(reply.meta["history"]), time.perf_counter() - started, waves, privacy)
+                                      list(reply.meta["history"]), time.perf_counter() - started, waves, privacy,
+                                      {str(k): float(v) for k, v in (reply.meta.get("importance") or {}).items()})
         label = str(reply.meta["label"])
         tree = reply.meta.get("tree")
         for key, positions in reply.arrays.items():

@@ -109,6 +109,7 @@ class VerticalWorkflow(Workflow):
                              "stopped_early": result.stopped_early, "features": result.features,
                              "mean_epoch_seconds": float(np.mean(result.epoch_seconds)),
                              "waves_per_batch": result.waves_per_batch, "shared_weights": bool(job.lr.shared_weights),
+                             "history": result.history,
                              "reveals": secure_lr_reveals(job.lr.shared_weights)}
         ctx.progress("stage", {"stage": "evaluating"})
         state["joint"] = session.evaluate(splits.test)
@@ -131,12 +132,13 @@ class VerticalWorkflow(Workflow):
                               {"stage": "scorecard", "release": "federated WOE counts"})
 
         woe = federated_woe(ctx.transport, ctx.run_id, job.label_holder, list(job.partners), splits.train,
-                            dp_epsilon=epsilon, dp_delta=job.woe_dp_delta, before_release=charge)
-        self._broadcast(ctx, session, "vertical.use_woe", {"on": True})
+                            dp_epsilon=epsilon, dp_delta=job.woe_dp_delta, before_release=charge,
+                            monotone=job.scorecard_monotone)
+        self._broadcast(ctx, session, "vertical.use_woe", {"on": True, "monotone": job.scorecard_monotone})
         session.progress = lambda stage, info: None  # the run's epochs are the main LR's
-        session.train(splits, job.lr, seed=ctx.seed)
-        # stability against the secure LR's scores of the same test rows (each model evaluated once)
-        card = session.evaluate(splits.test, stability_against=state["joint"]["request_id"])
+        fitted = session.train(splits, job.lr, seed=ctx.seed)
+        state["scorecard_training"] = {"history": fitted.history, "best_epoch": fitted.best_epoch}
+        card = session.evaluate(splits.test)  # each model evaluated once, on the fixed test rows
         self._broadcast(ctx, session, "vertical.use_woe", {"on": False})
         state["comparison"]["vertical scorecard (WOE + secure LR)"] = card
         summaries = session.relay.wave(ctx.transport, (session.relay.request(p, "vertical.summary")
@@ -145,10 +147,7 @@ class VerticalWorkflow(Workflow):
         state["scorecard"] = [row for p in session.parties for row in by_party[p].get("scorecard", [])]
         state["iv"] = dict(by_party[job.label_holder].get("iv") or {})
         state.setdefault("fields_seen", {})["run summary"] = views_receipt(SUMMARY_VIEWS)
-        state.setdefault("extra_reveals", {})["stability"] = (
-            "Population stability index of the scorecard's test-batch scores against the secure LR's scores of the "
-            f"same test rows: {card.get('psi', float('nan')):.4f} (< 0.1 stable, 0.1-0.25 watch, > 0.25 shifted).")
-        state["extra_reveals"]["scorecard"] = WOE_REVEALS + (" DP on the counts: " + "; ".join(
+        state.setdefault("extra_reveals", {})["scorecard"] = WOE_REVEALS + (" DP on the counts: " + "; ".join(
             f"{p} epsilon = {v['epsilon']:.2f} (delta {v['delta']:g}, sigma {v['sigma']:.2f}): {v['protects']}"
             for p, v in woe["privacy"].items()) + "." if woe.get("privacy") else " No DP on the counts in this run: "
             "the bank sees exact partner counts.")
@@ -170,7 +169,9 @@ class VerticalWorkflow(Workflow):
         metrics = dict(score_vertical_gbdt(ctx.transport, session.relay, job.label_holder, list(job.partners),
                                            f"{ctx.run_id}/gbdt-eval", aligned=splits.test).meta)
         metrics["trees"] = gb.trees
+        state["gbdt_training"] = {"history": gb.history, "best_iteration": gb.best_iteration}
         state["comparison"]["vertical GBDT"] = metrics
+        state["gbdt_importance"] = dict(gb.importance)  # the bank's gain importance (declared in GBDT_VIEWS)
         state.setdefault("extra_reveals", {})["gbdt"] = GBDT_REVEALS + (
             f" Partner histograms noised (sigma = {sigma:g} in gradient units): " + "; ".join(
                 f"{p} epsilon = {v['epsilon']:.2f} over {int(v['releases'])} releases (delta {v['delta']:g})"
@@ -258,6 +259,7 @@ class VerticalWorkflow(Workflow):
             "vertical": {"alignment": state["alignment"], "training": state["training"], "joint": joint,
                          "bank_only": bank_only, "scored": state.get("scored") or {}, "comparison": comparison,
                          "scorecard": state.get("scorecard") or [], "iv": state.get("iv") or {},
+                         "curves": {k: dict(state[k]) for k in ("scorecard_training", "gbdt_training") if k in state},
                          "extra_reveals": state.get("extra_reveals") or {},
                          "dp_accounts": state.get("dp_accounts") or {},
                          "fields_seen": state.get("fields_seen") or {}, "model_name": job.name,
