@@ -46,7 +46,7 @@ class ServiceStats:
     def scored(self, results: list[dict[str, Any]]) -> None:
         self.applicants += len(results)
         for r in results:
-            self.decisions[r["decision"]] += 1
+            self.decisions[r["decision"] or "none"] += 1
             low = int(r["score"] // 20 * 20)
             self.bands[f"{low}-{low + 20}"] += 1
 

@@ -29,19 +29,22 @@ class ScoreRequest(BaseModel):
 
 
 class Reason(BaseModel):
+    code: str = Field(..., description="R01, R02, ...: rank of the reason for this applicant.")
     source: str = Field(..., description="'bank' for the bank's own feature, 'partners (aggregated)' for the "
                         "partners' summed effect (vertical).")
     feature: str = Field(..., description="The feature (input column) the reason names.")
     logit_contribution: float = Field(..., description="Its effect on the log-odds of default (positive raises "
                                       "the PD).")
+    effect: Literal["raises risk", "lowers risk", "neutral"] = Field(..., description="The sign of the effect.")
 
 
 class ScoredApplicant(BaseModel):
     applicant: str = Field(..., description="The applicant's id (or its position in the batch when none was given).")
     probability_of_default: float = Field(..., description="P(default), float64, not rounded.")
     score: float = Field(..., description="Points: 600 at odds 50:1 good:bad, 20 points to double the odds.")
-    decision: Literal["approve", "decline"] = Field(..., description="'decline' when the PD is at or above the "
-                                                    "model's threshold.")
+    decision: Literal["approve", "decline"] | None = Field(..., description="'decline' when the PD is at or above "
+                                                           "the threshold; null when neither the service nor the "
+                                                           "model sets one.")
     reasons: list[Reason] = Field(..., description="Reason codes, largest risk-raising effect first; never empty.")
     missing_at: list[str] = Field(default_factory=list, description="Partners that do not know the applicant "
                                   "(their part was neutral).")
@@ -67,8 +70,9 @@ class ModelDescription(BaseModel):
     kind: str = Field(..., description="logistic, mlp or gbdt (horizontal); lr, scorecard or gbdt (vertical).")
     topology: Literal["horizontal", "vertical"] = Field(..., description="Scored at the bank alone, or jointly with "
                                                         "the partners through the coordinator relay.")
-    threshold: float = Field(..., description="The decision threshold on the PD.")
+    threshold: float | None = Field(None, description="The decision threshold on the PD (null: no decisions).")
     inputs: list[str] = Field(default_factory=list, description="The input columns a horizontal model reads.")
+    reasons: str = Field("", description="How the reason codes are computed.")
 
 
 class Monitoring(BaseModel):

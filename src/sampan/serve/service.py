@@ -21,13 +21,9 @@ __all__ = ["build_backend", "horizontal_backend", "vertical_backend", "serve"]
 
 def horizontal_backend(store: Any, model: str, threshold: float | None = None) -> HorizontalBackend:
     """A registered horizontal model (``name`` or ``name@version``) scored in this process."""
-    import sampan
+    from sampan.runtime.scorers import load_scorer
 
-    name, _, version = model.partition("@")
-    if version and not version.isdigit():
-        raise ConfigError(f"[serve] model: {model!r} is not name or name@version")
-    predictor = sampan.load_model(name, int(version) if version else None, store)
-    return HorizontalBackend.from_predictor(predictor, threshold)
+    return HorizontalBackend.from_scorer(load_scorer(store, model), threshold)
 
 
 def vertical_backend(store: Any, run_id: str, kind: str = "lr", threshold: float | None = None, *,
@@ -49,8 +45,8 @@ def vertical_backend(store: Any, run_id: str, kind: str = "lr", threshold: float
     transport = InProcessTransport({name: party.app for name, party in parties.items()})
     session = VerticalScoringSession(parties[job.label_holder], transport, partners=list(job.partners),
                                      model_run=run_id, kind=kind, max_batch=max_batch).open()
-    info = ModelInfo(f"{run.name}:{kind}", None, "sampan-vertical-parts", kind, "vertical",
-                     0.5 if threshold is None else threshold)
+    info = ModelInfo(f"{run.name}:{kind}", None, "sampan-vertical-parts", kind, "vertical", threshold, [],
+                     "the bank's features (weight x standardised value) and the partners' summed effect")
     return VerticalBackend(session, info)
 
 
