@@ -259,6 +259,7 @@ class VerticalWorkflow(Workflow):
             "vertical": {"alignment": state["alignment"], "training": state["training"], "joint": joint,
                          "bank_only": bank_only, "scored": state.get("scored") or {}, "comparison": comparison,
                          "scorecard": state.get("scorecard") or [], "iv": state.get("iv") or {},
+                         "gbdt_importance": state.get("gbdt_importance") or {},
                          "curves": {k: dict(state[k]) for k in ("scorecard_training", "gbdt_training") if k in state},
                          "extra_reveals": state.get("extra_reveals") or {},
                          "dp_accounts": state.get("dp_accounts") or {},
