@@ -36,8 +36,8 @@ __all__ = ["RunConfig", "infer_workflow"]
 def infer_workflow(data: dict[str, Any]) -> Workflow:
     """The workflow a config without `run.workflow` means: the section that only that workflow reads."""
     for section in ("vertical", "synthesis", "scoring", "evaluation"):
-        if section in data:
-            return section
+        if section in data and (section != "evaluation" or "model" in (data[section] or {})):
+            return section  # [evaluation] without a model: a training run's threshold and groups
     return "horizontal"
 
 
@@ -148,14 +148,15 @@ def _check_workflow(config: RunConfig, deployment: bool) -> None:
         raise ValueError(f"[vertical] is set but run.workflow is {workflow!r}")
     if config.synthesis is not None and workflow != "synthesis":
         raise ValueError(f"[synthesis] is set but run.workflow is {workflow!r}")
-    if config.evaluation is not None and workflow != "evaluation":
-        raise ValueError(f"[evaluation] is set but run.workflow is {workflow!r}")
-    if config.evaluation is not None:
+    if config.evaluation is not None and config.evaluation.model is not None and workflow != "evaluation":
+        raise ValueError(f"[evaluation] is set but run.workflow is {workflow!r} (evaluation.model names a "
+                         "registered model to evaluate; a training run's [evaluation] takes no model)")
+    if config.evaluation is not None and workflow == "evaluation":
         _check_evaluation(config)
-    if config.model.kind == "gbdt" and workflow == "vertical":
     _check_decision(config)
     if config.bank_alone is not None:
         _check_bank_alone(config)
+    if config.model.kind == "gbdt" and workflow == "vertical":
         raise ValueError("a vertical run chooses its models in vertical.models, not model.kind")
     featured = [p.name for p in config.parties if p.features is not None]
     if config.vertical is None:
@@ -169,7 +170,6 @@ def _check_workflow(config: RunConfig, deployment: bool) -> None:
     _check_vertical(config, deployment)
 
 
-def _check_evaluation(config: RunConfig) -> None:
 def _check_bank_alone(config: RunConfig) -> None:
     """Each bank alone vs the consortium: a horizontal LR/MLP run; under [privacy] the local-only model is a DP-SGD
     release (charged as DP2), so DP2 settings must exist."""
@@ -208,6 +208,7 @@ def _check_decision(config: RunConfig) -> None:
                                  f"{column} = [cut points]")
 
 
+def _check_evaluation(config: RunConfig) -> None:
     """An evaluation run is horizontal (every party holds all of [schema]), asks for bins its parties accept and
     promises no secure aggregation it does not run."""
     from sampan.metrics.histogram import DP_BINS

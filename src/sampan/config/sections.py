@@ -98,6 +98,23 @@ class TrainingSection(Strict):
     learning_rate: float = Field(default=0.1, gt=0)
     momentum: float = Field(default=0.0, ge=0, lt=1)
     l2: float = Field(default=1e-4, ge=0)
+    class_weight: Literal["balanced"] | dict[str, float] | None = Field(
+        default=None, description="imbalanced labels: 'balanced' or {0 = 1.0, 1 = 5.0} (explicit weights only "
+        "under [privacy]); logistic and mlp")
+    target_positive_rate: float | None = Field(
+        default=None, gt=0, lt=1, description="reweight classes so the training positive rate looks like this "
+        "(not under [privacy])")
+
+    @model_validator(mode="after")
+    def _one_weighting(self) -> TrainingSection:
+        weights = self.class_weight
+        if weights is not None and self.target_positive_rate is not None:
+            raise ValueError("training: give class_weight or target_positive_rate, not both")
+        if isinstance(weights, dict):
+            bad = sorted(set(weights) - {"0", "1"})
+            if bad or not weights or not all(0 < w <= 1e4 for w in weights.values()):
+                raise ValueError(f"training.class_weight: keys 0 and 1 with weights in (0, 1e4], got {weights}")
+        return self
 
 
 class StrategySection(Strict):
@@ -147,7 +164,9 @@ class EvaluationSection(Strict):
     the model, never its arrays. ``bins``: the parties' rules apply (at most `MAX_BINS`; exactly `DP_BINS` under
     [privacy]; exactly the default under secure aggregation), and a party refuses any other."""
 
-    model: str = Field(min_length=1, description="the registered model's name in the coordinator's registry")
+    model: str | None = Field(default=None, min_length=1, description="the registered model's name in the "
+                              "coordinator's registry (an evaluation run); without it, [evaluation] sets the decision "
+                              "threshold and the groups of a training run")
     version: int | None = Field(default=None, ge=1, description="registry version; default: the latest")
     bins: int | None = Field(default=None, ge=1, le=MAX_BINS, description="score-histogram bins; default: the "
                              f"parties' default ({DEFAULT_BINS}, {DP_BINS} under DP)")

@@ -89,6 +89,7 @@ from sampan.horizontal.secure_inputs import evaluation_from_vector, evaluation_v
 from sampan.metrics import ScoreHistogram, binary_metrics
 from sampan.metrics.histogram import DEFAULT_BINS, MAX_BINS
 from sampan.models import Model, model_from_config
+from sampan.models.class_weights import ClassWeighted
 from sampan.models.local_training import TrainConfig, checked_train_config, train
 from sampan.privacy.mods import PartyDPState, clipped_moments, dp1_moments, privacy_mods, secagg_handlers
 from sampan.privacy.party_policy import PartyPrivacyPolicy
@@ -242,6 +243,8 @@ class HorizontalParty:
         """Local training of the global model by ``trainer``; the reply holds the delta, n and the mean loss."""
         model = self._model(msg.meta["model"])
         cfg = checked_train_config(msg.meta["train"])
+        if cfg.class_weight is not None:  # weighted before DP-SGD clips each example (sensitivity unchanged)
+            model = ClassWeighted(model, cfg.class_weight)
         X = self._scaled.get("train", self.train_data.X, msg.arrays)
         y = self.train_data.y
         assert y is not None

@@ -55,6 +55,7 @@ from sampan.config import RunConfig
 from sampan.core.seeds import derive_rng, derive_seed
 from sampan.core.workflow import ModelArtifact, RunContext, Workflow, WorkflowResult
 from sampan.horizontal.aggregators import StrategyAggregation, make_aggregator
+from sampan.horizontal.decision import class_weights, decision_info, decision_meta
 from sampan.horizontal.dp1_scaler import combine_dp1_stats
 from sampan.horizontal.privacy_control import PrivacyControl
 from sampan.horizontal.results import RunOutcome, TrafficMeter, histogram_metrics, result_info
@@ -97,6 +98,7 @@ class HorizontalWorkflow(SecureRounds, Workflow):
         self._secagg_nonce = os.urandom(8).hex()  # fresh per coordinator process: labels never repeat on resume
         self._round_events: list[tuple[str, dict[str, Any]]] = []  # audit events saved with the round
         self._traffic = TrafficMeter()
+        self._class_weight = class_weights(config, None) if isinstance(config.training.class_weight, dict) else None
 
     def total_rounds(self, config: Any) -> int:
         return int(config.run.rounds)
@@ -105,7 +107,8 @@ class HorizontalWorkflow(SecureRounds, Workflow):
         t = self.config.training
         return {"epochs": t.local_epochs, "batch_size": t.batch_size, "learning_rate": t.learning_rate,
                 "optimizer": t.optimizer, "momentum": t.momentum, "l2": t.l2, "max_steps": t.local_steps,
-                **self.strategy.fit_config(round_number)}
+                **self.strategy.fit_config(round_number),
+                **({"class_weight": list(self._class_weight)} if self._class_weight else {})}
 
     def _party_rows(self, state: RunState) -> dict[str, int]:
         return {p: int(info["n_train"]) for p, info in state.parties.items()}
@@ -321,6 +324,7 @@ class HorizontalWorkflow(SecureRounds, Workflow):
         self._bind(ctx)
         total = self.config.run.rounds
         state = self._start()
+        self._class_weight = class_weights(self.config, state.parties)  # from describe's pooled positive rate
         self.recorder.info("parties", state.parties)
         self.recorder.info("feature_names", state.feature_names)
         ctx.progress("run_started", {"run_id": self.run_id, "total_rounds": total, "resumed_from": state.round})
@@ -397,13 +401,15 @@ class HorizontalWorkflow(SecureRounds, Workflow):
             state.budget_stop,
         )
         arrays = {"params": state.params, **{f"scaler.{k}": v for k, v in state.scaler.items()}}
-        meta = {"model": model.config(), "metrics": global_metrics, "feature_names": list(state.feature_names)}
         info = {
             "final_metrics": global_metrics,
             "privacy": privacy,
             "budget_stop": state.budget_stop,
             **result_info(histogram),
+            **decision_info(self.config, histogram),
         }
+        meta = {"model": model.config(), "metrics": global_metrics, "feature_names": list(state.feature_names),
+                **decision_meta(info)}
         return WorkflowResult(
             final_metrics=global_metrics,
             models=[ModelArtifact(self.config.run.name, arrays, meta)],

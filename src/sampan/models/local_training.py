@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from sampan.models.base import Model
+from sampan.models.class_weights import ClassWeighted, class_weight_pair
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,10 @@ class TrainConfig:
     l2: float = 1e-4
     proximal_mu: float = 0.0  # FedProx: pull towards the round's global model
     max_steps: int | None = None  # FedAvg's K: stop after this many minibatches (less client drift)
+    class_weight: tuple[float, float] | None = None  # (w0, w1): imbalanced labels (`sampan.models.class_weights`)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "class_weight", class_weight_pair(self.class_weight))  # a JSON list -> tuple
         reals = {"learning_rate": self.learning_rate, "momentum": self.momentum, "l2": self.l2,
                  "proximal_mu": self.proximal_mu}
         for name, value in reals.items():  # a NaN passes every comparison below
@@ -144,6 +147,8 @@ def train(
     if len(X) == 0:
         raise ValueError("cannot train on zero rows")
     params = model.check_params(params).copy()
+    if config.class_weight is not None and not isinstance(model, ClassWeighted):
+        model = ClassWeighted(model, config.class_weight)
     optimizer = LocalOptimizer(params, config, anchor)
     y = y.astype(np.float64, copy=False)
     n, bs = len(X), config.batch_size

@@ -1,4 +1,9 @@
-"""A small multilayer perceptron (ReLU hidden layers, logistic output) with exact per-example gradients."""
+"""A small multilayer perceptron (ReLU hidden layers, logistic output) with exact per-example gradients.
+
+``sample_weight`` (optional, per example) scales each example's output gradient and loss (class weights,
+`sampan.models.class_weights`); ghost clipping then bounds the weighted gradient, so DP-SGD's sensitivity is
+unchanged.
+"""
 
 from __future__ import annotations
 
@@ -64,11 +69,12 @@ class MLP(Model):
         return self._forward(params, X)[1]
 
     def _backward(
-        self, params: np.ndarray, X: np.ndarray, y: np.ndarray, per_example: bool
+        self, params: np.ndarray, X: np.ndarray, y: np.ndarray, per_example: bool,
+        sample_weight: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         activations, z = self._forward(params, X)
         n = len(y)
-        delta = (sigmoid(z) - y)[:, None]  # dLoss_i/dz_i, shape (n, 1)
+        delta = _output_delta(z, y, sample_weight)  # dLoss_i/dz_i, shape (n, 1)
         grads = np.empty((n, self.n_params)) if per_example else np.empty(self.n_params)
         layers = self._layers(params)
         for layer in range(len(layers) - 1, -1, -1):
@@ -85,15 +91,15 @@ class MLP(Model):
                 delta = (delta @ W.T) * (activations[layer] > 0)
         return z, grads
 
-    def clipped_grad_sum(self, params: np.ndarray, X: np.ndarray, y: np.ndarray,
-                         max_norm: float) -> tuple[np.ndarray, int, float]:
+    def clipped_grad_sum(self, params: np.ndarray, X: np.ndarray, y: np.ndarray, max_norm: float,
+                         sample_weight: np.ndarray | None = None) -> tuple[np.ndarray, int, float]:
         """Ghost clipping (Goodfellow 2015; Li et al. 2022): for a dense layer the per-example weight
         gradient is the outer product a_i δ_iᵀ, so its squared norm is |a_i|²·|δ_i|² (plus |δ_i|² for
         the bias). Norms come from activations and output gradients; the clipped sum is one matrix
         product per layer. Memory stays O(batch × width) instead of O(batch × n_params)."""
         activations, z = self._forward(params, X)
         layers = self._layers(params)
-        delta = (sigmoid(z) - y)[:, None]
+        delta = _output_delta(z, y, sample_weight)
         signals: list[tuple[np.ndarray, np.ndarray]] = []
         for layer in range(len(layers) - 1, -1, -1):
             signals.append((activations[layer], delta))
@@ -110,15 +116,27 @@ class MLP(Model):
             scaled = d * factors[:, None]
             out[ws] = (a.T @ scaled).ravel()
             out[bs] = scaled.sum(axis=0)
-        loss = float((np.logaddexp(0.0, z) - y * z).sum())
-        return out, int(np.count_nonzero(factors < 1.0)), loss
+        return out, int(np.count_nonzero(factors < 1.0)), _loss_sum(z, y, sample_weight)
 
-    def loss_and_grad(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-        z, grad = self._backward(params, X, y, per_example=False)
-        return float((np.logaddexp(0.0, z) - y * z).sum()) / len(y), grad
+    def loss_and_grad(self, params: np.ndarray, X: np.ndarray, y: np.ndarray,
+                      sample_weight: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+        z, grad = self._backward(params, X, y, per_example=False, sample_weight=sample_weight)
+        return _loss_sum(z, y, sample_weight) / len(y), grad
 
-    def per_example_grads(self, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return self._backward(params, X, y, per_example=True)[1]
+    def per_example_grads(self, params: np.ndarray, X: np.ndarray, y: np.ndarray,
+                          sample_weight: np.ndarray | None = None) -> np.ndarray:
+        return self._backward(params, X, y, per_example=True, sample_weight=sample_weight)[1]
 
     def config(self) -> dict[str, Any]:
         return {"kind": self.kind, "n_features": self.n_features, "hidden": list(self.hidden)}
+
+
+def _output_delta(z: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None) -> np.ndarray:
+    """dLoss_i/dz_i as a column, scaled by the example's weight when there is one."""
+    residual = sigmoid(z) - y
+    return (residual if sample_weight is None else residual * sample_weight)[:, None]
+
+
+def _loss_sum(z: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None) -> float:
+    losses = np.logaddexp(0.0, z) - y * z
+    return float((losses if sample_weight is None else losses * sample_weight).sum())
