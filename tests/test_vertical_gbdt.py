@@ -24,9 +24,10 @@ def _pooled(parties, splits: Splits, params: GBDTParams):  # type: ignore[no-unt
     for name, party in parties.items():
         X = party.data.X[party.psi.aligned_rows]
         edges = [quantile_bin_edges(X[splits.train, j], params.n_bins) for j in range(X.shape[1])]
-        bins[name], val_bins[name] = apply_bins(X[splits.train], edges), apply_bins(X[splits.val], edges)
-        test_bins[name] = apply_bins(X[splits.test], edges)
-        slots[name] = make_slots(name, list(party.data.feature_names), edges)
+        bins[name] = apply_bins(X[splits.train], edges, missing=True)
+        val_bins[name] = apply_bins(X[splits.val], edges, missing=True)
+        test_bins[name] = apply_bins(X[splits.test], edges, missing=True)
+        slots[name] = make_slots(name, list(party.data.feature_names), edges, missing=True)
     y = parties["bank"].data.y[parties["bank"].psi.aligned_rows].astype(float)
     model, provider = fit_local(params, bins, slots, y[splits.train], val_bins=val_bins, y_val=y[splits.val])
     return model, provider, test_bins, y
