@@ -199,7 +199,9 @@ def score(
             raise ConfigError("give either --data FILE or applicant ids, not both")
         run_store = _store(store)
         started = time.perf_counter()
-        if run_id is not None or (model or "lr") in _VERTICAL_KINDS:
+        if model is None and run_id is None:
+            raise ConfigError("--data: name the model, --model NAME[@VERSION] (or --run RUN_ID for a vertical model)")
+        if run_id is not None or (model in _VERTICAL_KINDS and not _registered(run_store, str(model))):
             kind = model or "lr"
             if kind not in _VERTICAL_KINDS:
                 raise ConfigError(f"--run: --model must be lr, scorecard or gbdt, got {kind!r}")
@@ -234,6 +236,18 @@ def _emit(chunks: Iterator[list[dict[str, Any]]], out: Path | None, reasons: int
                               ", ".join(x["feature"] for x in r["reasons"][:3]))
             n += 1
     return n, table
+
+
+def _registered(run_store: Store, ref: str) -> bool:
+    """Whether a registered model answers to ``ref`` (a model named like a vertical kind wins over the kind)."""
+    from sampan.errors import StoreError
+    from sampan.runtime.scorers import parse_model_ref
+
+    try:
+        run_store.get_model(*parse_model_ref(ref))
+    except StoreError:
+        return False
+    return True
 
 
 def _newest_vertical(run_store: Store) -> str:

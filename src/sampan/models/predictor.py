@@ -21,7 +21,7 @@ from sampan.errors import ConfigError, DataError
 from sampan.models.base import Model
 from sampan.models.registry import model_from_config
 
-__all__ = ["Predictor", "input_blocks", "imputation_values", "MISSING_MARKERS"]
+__all__ = ["Predictor", "input_blocks", "MISSING_MARKERS"]
 
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
@@ -62,6 +62,7 @@ def _column_source(frame: Any) -> tuple[list[str], Callable[[str], np.ndarray]]:
                     f"values, got {type(frame).__name__}")
 
 
+MISSING_CATEGORY = "(missing)"  # = sampan.data.schema.MISSING_CATEGORY (the loader's missing category)
 MISSING_MARKERS = frozenset({"", "?", "na", "n/a", "nan", "null", "none"})  # case-insensitive, trimmed
 
 
@@ -72,12 +73,13 @@ def _row_list(rows: np.ndarray, first_row: int) -> str:
     return f"{'row' if rows.size == 1 else 'rows'} {shown}{more}"
 
 
-def _numbers(name: str, values: np.ndarray, first_row: int = 0) -> np.ndarray:
+def _numbers(name: str, values: np.ndarray, first_row: int = 0, markers: frozenset[str] = MISSING_MARKERS
+             ) -> np.ndarray:
     """Floats with NaN where the value is missing (None, NaN or a marker such as '', '?', 'NA')."""
     if values.dtype.kind in "biuf":
         return values.astype(np.float64)
     text = np.array(["" if v is None else str(v).strip().lower() for v in values], dtype=object)
-    missing = np.array([t in MISSING_MARKERS for t in text], dtype=bool)
+    missing = np.array([t in markers for t in text], dtype=bool)
     out = np.full(len(text), np.nan)
     if (~missing).any() and all(t in _TRUE | _FALSE for t in text[~missing]):
         out[~missing] = [1.0 if t in _TRUE else 0.0 for t in text[~missing]]
@@ -98,11 +100,12 @@ def _numbers(name: str, values: np.ndarray, first_row: int = 0) -> np.ndarray:
 
 
 def _one_hot(name: str, values: np.ndarray, categories: tuple[str, ...], first_row: int = 0,
-             fill: str | None = None) -> np.ndarray:
+             markers: frozenset[str] = MISSING_MARKERS) -> np.ndarray:
+    """One-hot block; a missing cell is the model's ``(missing)`` category when training had one."""
     index = {c: i for i, c in enumerate(categories)}
     text = ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values]
-    if fill is not None:  # the model's training imputed missing categories with this one
-        text = [fill if t.strip().lower() in MISSING_MARKERS else t for t in text]
+    if MISSING_CATEGORY in index:
+        text = [MISSING_CATEGORY if t.strip().lower() in markers else t for t in text]
     codes = np.array([index.get(t, -1) for t in text], dtype=np.int64)
     bad = np.flatnonzero(codes < 0)
     if bad.size:
@@ -125,25 +128,15 @@ def input_blocks(feature_names: Sequence[str]) -> list[tuple[str, list[int]]]:
     return blocks
 
 
-def imputation_values(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """Column -> the value training imputed a missing entry with (``meta["imputation"]``; see
-    docs/model_format.md): a number, a category, or ``{"value": ...}``."""
-    out: dict[str, Any] = {}
-    for column, spec in dict(meta.get("imputation") or {}).items():
-        value = spec.get("value") if isinstance(spec, Mapping) else spec
-        if value is not None:
-            out[str(column)] = value
-    return out
-
-
 @dataclass
 class Predictor:
     """A model from the registry, ready to score rows: ``predict_proba(frame)`` -> (n, 2) like scikit-learn.
 
     ``scorer`` maps the encoded, standardised matrix to P(default); `from_registered` builds it for the
     parametric models (`model_from_config`: logistic, MLP) or takes one (e.g. a tree model's). Missing
-    values are imputed with the training's values (``meta["imputation"]``), kept as NaN for a model that
-    routes them itself (``native_missing``: GBDT), else refused naming the column and rows."""
+    values are filled with the training's values (the ``impute`` array, one per model column, NaN: none;
+    `sampan.data.missing`), kept as NaN for a model that routes them itself (``native_missing``: GBDT),
+    else refused naming the column and rows."""
 
     scorer: Callable[[np.ndarray], np.ndarray]
     feature_names: list[str]
@@ -154,6 +147,7 @@ class Predictor:
     meta: dict[str, Any] = field(default_factory=dict)
     classes_: np.ndarray = field(default_factory=lambda: np.array([0, 1]))
     native_missing: bool = False
+    markers: frozenset[str] = MISSING_MARKERS  # cell texts read as missing (lower case; + the schema's own)
 
     @classmethod
     def from_registered(cls, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], *, name: str = "",
@@ -173,6 +167,8 @@ class Predictor:
             scorer = lambda X: model.predict_proba(params, X)  # noqa: E731 - bound to this model's params
         scaler = {k.removeprefix("scaler."): np.asarray(v, dtype=np.float64)
                   for k, v in arrays.items() if k.startswith("scaler.")}
+        if "impute" in arrays:  # a model without a scaler (trees) carries its fill values on their own
+            scaler["impute"] = np.asarray(arrays["impute"], dtype=np.float64)
         native = (meta.get("model") or {}).get("kind") == "gbdt"
         return cls(scorer, [str(n) for n in meta["feature_names"]], scaler, name, version, run_id, dict(meta),
                    native_missing=native)
@@ -213,7 +209,6 @@ class Predictor:
         if missing:
             raise DataError(f"model {self.name!r}: missing column(s) {', '.join(repr(m) for m in missing)} "
                             f"(it needs {', '.join(self.columns)})")
-        fills = imputation_values(self.meta)
         blocks, rows = [], None
         for item in inputs:
             source = item.name.removesuffix("_missing") if item.name in derived else item.name
@@ -224,32 +219,33 @@ class Predictor:
                 raise DataError(f"column {source!r} has {values.shape[0]} rows, the others {rows}")
             rows = values.shape[0]
             if item.categories is not None:
-                fill = fills.get(item.name)
-                blocks.append(_one_hot(item.name, values, item.categories, first_row,
-                                       None if fill is None else str(fill)))
+                blocks.append(_one_hot(item.name, values, item.categories, first_row, self.markers))
                 continue
-            x = _numbers(source, values, first_row)
-            if item.name in derived:
-                blocks.append(np.isnan(x).astype(np.float64)[:, None])
-                continue
-            blocks.append(self._fill(item.name, x, fills, first_row)[:, None])
+            x = _numbers(source, values, first_row, self.markers)
+            blocks.append((np.isnan(x).astype(np.float64) if item.name in derived else x)[:, None])
         X = np.hstack(blocks) if blocks else np.empty((0, 0))
+        X = self._fill(X, first_row)
         if "mean" in self.scaler:
             X = (X - self.scaler["mean"]) / self.scaler["scale"]
         return X
 
-    def _fill(self, name: str, x: np.ndarray, fills: Mapping[str, Any], first_row: int) -> np.ndarray:
-        """Missing entries: the training's imputation value, NaN for a tree model, else a clear error."""
-        gaps = np.flatnonzero(~np.isfinite(x))
-        if not gaps.size:
-            return x
-        if name in fills:
-            return np.where(np.isnan(x), float(fills[name]), x)
-        if self.native_missing and not np.isinf(x).any():
-            return x
-        raise DataError(f"column {name!r}: {gaps.size} missing or non-finite value(s) ({_row_list(gaps, first_row)}) "
-                        "and the model has no imputation value for it (train with impute = median/mean/"
-                        "indicator for this column, or fill the values)")
+    def _fill(self, X: np.ndarray, first_row: int) -> np.ndarray:
+        """Missing cells: the training's fill value, NaN for a tree model, else a clear error (column, rows)."""
+        holes = ~np.isfinite(X)
+        if not holes.any():
+            return X
+        fill = self.scaler.get("impute")
+        if fill is not None and fill.shape == (X.shape[1],):
+            X = np.where(np.isnan(X) & np.isfinite(fill)[None, :], fill[None, :], X)
+            holes = ~np.isfinite(X)
+        if self.native_missing:
+            holes = np.isinf(X)
+        for j in np.flatnonzero(holes.any(axis=0)):
+            gaps = np.flatnonzero(holes[:, j])
+            raise DataError(f"column {self.feature_names[j]!r}: {gaps.size} missing or non-finite value(s) "
+                            f"({_row_list(gaps, first_row)}) and the model has no imputation value for it (train "
+                            "with impute = median/mean/indicator for this column, or fill the values)")
+        return X
 
     def default_probability(self, frame: Any) -> np.ndarray:
         """P(default) per row, shape (n,)."""

@@ -114,8 +114,9 @@ class Scorer:
     @classmethod
     def from_registered(cls, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], *, name: str = "",
                         version: int | None = None, run_id: str | None = None, id_column: str | None = None,
-                        top: int = DEFAULT_REASONS) -> Scorer:
-        """Build from a registry entry's arrays and meta (horizontal LR, MLP or GBDT)."""
+                        top: int = DEFAULT_REASONS, markers: Sequence[str] = ()) -> Scorer:
+        """Build from a registry entry's arrays and meta (horizontal LR, MLP or GBDT); ``markers``: cell texts
+        that mean missing beyond the usual ones (the training schema's ``missing``)."""
         label = f"model {name!r}" + (f" v{version}" if version is not None else "")
         kind = (meta.get("model") or {}).get("kind")
         if kind not in ("logistic", "mlp", "gbdt"):
@@ -131,6 +132,7 @@ class Scorer:
             return sigmoid(explain(X)[0])
         predictor = Predictor.from_registered(arrays, meta, name=name, version=version, run_id=run_id,
                                               scorer=trees if kind == "gbdt" else None)
+        predictor.markers = predictor.markers | {str(m).strip().lower() for m in markers}
         return cls(predictor, explain, method=method, threshold=model_threshold(meta), id_column=id_column, top=top)
 
     def describe(self) -> dict[str, Any]:

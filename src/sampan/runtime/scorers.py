@@ -13,7 +13,7 @@ from sampan.errors import ConfigError
 from sampan.models.scorer import Scorer
 from sampan.runtime.store import Store
 
-__all__ = ["load_scorer", "parse_model_ref", "training_id_column"]
+__all__ = ["load_scorer", "parse_model_ref", "training_id_column", "training_markers"]
 
 
 def parse_model_ref(ref: str) -> tuple[str, int | None]:
@@ -26,14 +26,30 @@ def parse_model_ref(ref: str) -> tuple[str, int | None]:
     return name, int(version)
 
 
+def _training_config(store: Store, run_id: str | None) -> dict[str, Any]:
+    if not run_id:
+        return {}
+    try:
+        return dict(store.get_run(run_id).config or {})
+    except Exception:  # a model copied into another store: no run record (ids fall back to row numbers)
+        return {}
+
+
+def training_markers(store: Store, run_id: str | None) -> list[str]:
+    """Every missing-value marker the training run's schema declared (table default and per column)."""
+    schema = _training_config(store, run_id).get("schema") or {}
+    if not isinstance(schema, dict):
+        return []
+    markers = list(schema.get("missing") or [])
+    for column in schema.get("features") or []:
+        if isinstance(column, dict):
+            markers += list(column.get("missing") or [])
+    return [str(m) for m in markers]
+
+
 def training_id_column(store: Store, run_id: str | None) -> str | None:
     """The id column of the run that trained the model (its ``[schema] id``), if the store still has it."""
-    if not run_id:
-        return None
-    try:
-        config: dict[str, Any] = dict(store.get_run(run_id).config or {})
-    except Exception:  # a model copied into another store: no run record, ids fall back to row numbers
-        return None
+    config = _training_config(store, run_id)
     for section in ("schema", "vertical"):
         spec = config.get(section)
         value = (spec.get("id") or spec.get("id_column")) if isinstance(spec, dict) else None
@@ -53,4 +69,4 @@ def load_scorer(store: Store, ref: str, *, id_column: str | None = None, reasons
                           "lr|scorecard|gbdt --data FILE`")
     return Scorer.from_registered(entry.arrays, entry.meta, name=entry.name, version=entry.version,
                                   run_id=entry.run_id, id_column=id_column or training_id_column(store, entry.run_id),
-                                  top=reasons)
+                                  top=reasons, markers=training_markers(store, entry.run_id))
