@@ -12,7 +12,7 @@ import pytest
 
 from sampan.config import parse_config
 from sampan.errors import ConfigError
-from sampan.horizontal.local_comparison import comparison_rows
+from sampan.report.bank_alone import bank_alone_rows, bank_alone_section
 from sampan.runtime.recorder import StoreRecorder
 from sampan.runtime.runner import start_run
 from sampan.runtime.store import Store
@@ -55,8 +55,11 @@ def test_each_bank_gets_its_local_only_and_consortium_auc_on_its_own_holdout(tmp
         assert 0.5 < row["local_auc"] <= 1 and 0.5 < row["consortium_auc"] <= 1
         assert row["gain"] == pytest.approx(row["consortium_auc"] - row["local_auc"])
         assert row["n_holdout"] > 0
-    rows = comparison_rows(summary)
+    rows = bank_alone_rows(summary)
     assert [r[0] for r in rows] == ["bank_0", "bank_1", "bank_2"] and all("nan" not in " ".join(r) for r in rows)
+    assert "AUC alone" in bank_alone_section(summary).html
+    report = (tmp_path / "rep" / f"{finished.run_id}.html").read_text()
+    assert "Each bank alone vs the consortium" in report and "bank_alone_result" in report  # table + receipt row
 
 
 def test_the_release_is_declared_per_bank_in_the_catalogue() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -55,6 +55,19 @@ def _result_table(finished: FinishedRun, baselines: dict[str, dict[str, float]])
     for name, metrics in rows.items():
         table.add_row(name, *(f"{metrics[m]:.4f}" if metrics.get(m) is not None else "–"
                               for m in ("auc", "pr_auc", "ks", "brier", "log_loss")))
+    return table
+
+
+def _bank_alone_table(summary: dict[str, Any]) -> Table:
+    from rich.table import Table
+
+    from sampan.report.bank_alone import HEADERS, bank_alone_rows
+
+    table = Table(title="Each bank alone vs the consortium (each bank's own holdout, computed at the bank)")
+    for col in HEADERS:
+        table.add_column(col, justify="right" if col != "bank" else "left")
+    for row in bank_alone_rows(summary):
+        table.add_row(*row)
     return table
 
 
@@ -235,6 +248,8 @@ def run(
                       f"`sampan run --resume {latest}`", soft_wrap=True)
         raise typer.Exit(130) from None
     console.print(_result_table(finished, {}))
+    if (finished.result.info or {}).get("bank_alone"):  # each bank alone vs the consortium (issue 13)
+        console.print(_bank_alone_table(finished.result.info["bank_alone"]))
     model = f"model {finished.model_name} v{finished.model_version}" if finished.model_version else "no central model"
     report = f" Report: [bold]{finished.report_path.resolve()}[/]" if finished.report_path else ""
     console.print(f"Run [bold]{finished.run_id}[/] completed; {model}.{report}")

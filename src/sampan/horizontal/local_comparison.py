@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from sampan.horizontal.run_state import RunState
     from sampan.horizontal.workflow import HorizontalWorkflow
 
-__all__ = ["BANK_ALONE", "BANK_ALONE_REPLY", "bank_alone_handler", "compare_banks", "comparison_rows"]
+__all__ = ["BANK_ALONE", "BANK_ALONE_REPLY", "bank_alone_handler", "compare_banks", "mount_bank_alone"]
 
 BANK_ALONE = "bank_alone"
 BANK_ALONE_REPLY = "bank_alone_result"
@@ -159,12 +159,3 @@ def compare_banks(workflow: HorizontalWorkflow, state: RunState) -> dict[str, An
                "banks": dict(sorted(banks.items()))}
     workflow.recorder.event("bank_alone", summary)
     return summary
-
-
-def comparison_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
-    """(bank, holdout rows, alone AUC, consortium AUC, gain) as text, for the CLI and the report."""
-    def fmt(value: Any) -> str:
-        return "n/a (one class)" if value is None else f"{value:.4f}"
-    return [(bank, str(row["n_holdout"]), fmt(row["local_auc"]), fmt(row["consortium_auc"]),
-             "n/a" if row["gain"] is None else f"{row['gain']:+.4f}")
-            for bank, row in (summary.get("banks") or {}).items()]
