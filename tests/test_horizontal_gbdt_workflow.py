@@ -40,10 +40,13 @@ def test_gbdt_runs_through_the_runner_and_registers_arrays_and_json(tmp_path: Pa
     assert p.shape == (len(test),) and np.all((p > 0) & (p < 1))
 
 
-def test_gbdt_refuses_privacy_and_secure_aggregation_rather_than_run_without() -> None:
-    with pytest.raises(ValueError, match="without differential privacy"):
-        HorizontalGBDTWorkflow(parse_config({**_config().to_dict(), "privacy": {"epsilon": 3.0, "dp2": {}},
-                                             "data": {"standardize": False}}))
+def test_gbdt_refuses_other_dp_levels_and_secure_aggregation_rather_than_run_without() -> None:
+    with pytest.raises(ValueError, match=r"needs \[privacy.gbdt\]"):
+        parse_config({**_config().to_dict(), "privacy": {"epsilon": 3.0, "dp2": {}}, "data": {"standardize": False}})
+    with pytest.raises(ValueError, match="privacy.dp2 does not apply"):
+        parse_config({**_config().to_dict(), "privacy": {"epsilon": 3.0, "dp2": {}, "gbdt": {}}})
+    with pytest.raises(ValueError, match="cannot run under"):
+        HorizontalGBDTWorkflow(parse_config({**_config().to_dict(), "secure_aggregation": {}}))
 
 
 def test_federated_evaluation_of_a_given_model_registers_nothing(tmp_path: Path) -> None:

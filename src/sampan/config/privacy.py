@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from sampan.config.base import Strict
 
-__all__ = ["DP1Section", "DP2Section", "DP3Section", "PrivacySection", "SecureAggregationSection"]
+__all__ = ["DP1Section", "DP2Section", "DP3Section", "GBDTDPSection", "PrivacySection", "SecureAggregationSection"]
 
 
 class DP1Section(Strict):
@@ -59,6 +59,27 @@ class DP3Section(Strict):
     schedule: list[float] | None = Field(default=None, min_length=1, description="as privacy.dp2.schedule")
 
 
+class GBDTDPSection(Strict):
+    """Horizontal GBDT under DP (`model.kind = "gbdt"`): each bank's per-node gradient/hessian histograms through a
+    Gaussian mechanism at the bank, bin edges from public bounds (never from raw quantiles), no early stopping."""
+
+    noise_multiplier: float | Literal["auto"] = Field(
+        default="auto", description="noise std / L2 sensitivity of each histogram release; 'auto' spends the budget "
+        "over every release the tree shape allows (n_trees x (max_depth + 1))")
+    bounds: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="public range per feature name for the equal-width bin edges; "
+        "'sector=*' covers one-hot columns, '*' all others; default: [schema] bounds, one-hot and bool columns 0/1")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> GBDTDPSection:
+        bad = [k for k, (lo, hi) in self.bounds.items() if not lo < hi]
+        if bad:
+            raise ValueError(f"privacy.gbdt.bounds need low < high; bad: {bad}")
+        if self.noise_multiplier != "auto" and not self.noise_multiplier > 0:
+            raise ValueError("privacy.gbdt.noise_multiplier must be > 0 or 'auto'")
+        return self
+
+
 class PrivacySection(Strict):
     """Per-party privacy budget and the mechanisms that spend it (one ledger per run)."""
 
@@ -74,6 +95,7 @@ class PrivacySection(Strict):
     dp1: DP1Section | None = None
     dp2: DP2Section | None = None
     dp3: DP3Section | None = None
+    gbdt: GBDTDPSection | None = None
 
 
 class SecureAggregationSection(Strict):

@@ -284,8 +284,27 @@ def _check_lr_capacity(config: RunConfig) -> None:
             raise ValueError(f"vertical.lr{'.' + field if field else ''}: {exc}") from None
 
 
+def _check_gbdt_privacy(config: RunConfig) -> None:
+    """Horizontal GBDT under DP has one mechanism of its own, [privacy.gbdt] (noised histograms); the LR/MLP levels
+    do not apply to trees, and its histograms are per bank (no secure aggregation for trees)."""
+    privacy = config.privacy
+    assert privacy is not None
+    if config.model.kind != "gbdt":
+        raise ValueError("privacy.gbdt applies to model.kind = 'gbdt' only")
+    if privacy.gbdt is None:
+        raise ValueError("model.kind = 'gbdt' under [privacy] needs [privacy.gbdt] (noised histograms and public bin "
+                         "bounds)")
+    stray = [name for name in ("dp1", "dp2", "dp3") if getattr(privacy, name) is not None]
+    if stray:
+        raise ValueError(f"privacy.{stray[0]} does not apply to model.kind = 'gbdt' (trees are not trained by "
+                         "gradient steps): use [privacy.gbdt] alone")
+
+
 def _check_privacy(config: RunConfig) -> None:
     privacy, secagg = config.privacy, config.secure_aggregation
+    if privacy is not None and (config.model.kind == "gbdt" or privacy.gbdt is not None):
+        _check_gbdt_privacy(config)
+        return
     if privacy is not None and not (privacy.dp1 or privacy.dp2 or privacy.dp3):
         raise ValueError(
             "[privacy] sets a budget but no mechanism: add [privacy.dp1], [privacy.dp2] and/or [privacy.dp3]")

@@ -40,6 +40,7 @@ from sampan.horizontal.secure_rounds import COORDINATOR
 from sampan.horizontal.simulation import load_splits
 from sampan.horizontal.workflow import HorizontalWorkflow, histogram_metrics, result_info
 from sampan.metrics import ScoreHistogram
+from sampan.privacy.gbdt_dp import gbdt_dp_mod
 from sampan.privacy.party_policy import PolicyRefused
 from sampan.privacy.secagg import SecAggClient
 from sampan.wire import Message
@@ -69,7 +70,8 @@ def simulated_setups(config: Any, seed: int, workflow: str) -> dict[str, PartySe
     job: dict[str, Any] = {"workflow": workflow, "model": str(getattr(config.model, "kind", "logistic"))}
     if getattr(config, "bank_alone", None) is not None and workflow == "horizontal":
         job["bank_alone"] = True  # each bank alone vs the consortium (`local_comparison`)
-    return {name: PartySetup(name, (split.train, split.test), dict(job), identity=identities[name],
+    trees: dict[str, Any] = {"gbdt": gbdt_job(config)} if job["model"] == GBDT_KIND else {}
+    return {name: PartySetup(name, (split.train, split.test), {**job, **trees}, identity=identities[name],
                              verifier=verifier) for name, split in splits.items()}
 
 
@@ -90,19 +92,40 @@ class HorizontalCapability:
             app.register(kind, handler)
         if setup.job.get("bank_alone"):  # the job asked for each bank alone vs the consortium (issue 13)
             mount_bank_alone(app, party)
-        if setup.job.get("model") == GBDT_KIND:  # tree jobs only: their histograms are exact (no DP for trees)
-            if setup.policy is not None and setup.policy.requires_dp():
-                raise PolicyRefused(f"party {setup.name!r} requires differential privacy; horizontal GBDT has none")
+        if setup.job.get("model") == GBDT_KIND:  # tree jobs only, with the bank's DP mod around them
             if "secure_aggregation" in _announced(setup):  # review R12-HOR-2: trees have no secure aggregation
                 raise PolicyRefused(f"party {setup.name!r} refuses a gbdt job that announces secure aggregation: "
-                                    "horizontal GBDT sends each bank's exact histograms, none is masked")
-            fit_rows, validation = validation_split(setup.name, setup.data[0])  # validation: early stopping only
-            for kind, handler in HorizontalGBDTParty(setup.name, fit_rows, validation).handlers().items():
-                app.register(kind, handler)
+                                    "horizontal GBDT sends each bank's histograms per bank, none is masked")
+            mount_trees(app, setup, party)
         return app
 
     def simulate(self, config: Any, seed: int) -> dict[str, PartySetup]:
         return simulated_setups(config, seed, self.name)
+
+
+def mount_trees(app: PartyApp, setup: PartySetup, party: HorizontalParty) -> None:
+    """A gbdt job's tree handlers (``hgb.*``) and, outermost, the bank's DP mod (`sampan.privacy.gbdt_dp`). DP is
+    required when the job announced it (``job["gbdt"]["dp"]`` or "gbdt_dp" in its protections) or the bank's policy
+    requires any DP: then no exact tree statistic leaves, and all training rows fit the trees (no validation
+    split: early stopping would need an uncharged validation loss). ``job["gbdt"]`` (n_trees, max_depth) bounds
+    the releases the bank answers."""
+    shape = setup.job.get("gbdt") or None
+    dp = bool(shape and shape.get("dp")) or "gbdt_dp" in _announced(setup) or (
+        setup.policy is not None and setup.policy.requires_dp())
+    train = setup.data[0]
+    fit_rows, validation = (train, None) if dp else validation_split(setup.name, train)
+    app.mods.insert(0, gbdt_dp_mod(party.dp, train.X.shape[1], shape=shape, announced=dp))
+    for kind, handler in HorizontalGBDTParty(setup.name, fit_rows, validation).handlers().items():
+        app.register(kind, handler)
+
+
+def gbdt_job(config: Any) -> dict[str, Any]:
+    """What a gbdt job tells each bank (simulation; a deployed job says the same): its shape and whether its
+    histograms are under DP."""
+    model = config.model
+    privacy = getattr(config, "privacy", None)
+    return {"n_trees": int(model.n_trees), "max_depth": int(model.max_depth),
+            "dp": privacy is not None and getattr(privacy, "gbdt", None) is not None}
 
 
 def _announced(setup: PartySetup) -> set[str]:

@@ -27,8 +27,10 @@ from scipy.special import expit
 from sampan.core.seeds import derive_seed
 from sampan.core.transport import Transport
 from sampan.data.table import PartyData
+from sampan.horizontal.gbdt_privacy import GBDTReleasePlan
 from sampan.models.gbdt import (
     EarlyStopping,
+    FeatureSlot,
     GBDTModel,
     GBDTParams,
     Tree,
@@ -78,12 +80,15 @@ class HorizontalGBDTParty:
         }
 
     def sketch(self, msg: Message) -> Message:
-        """Local quantile cut points per feature, the row count and the default count."""
-        n_bins = int(msg.meta["n_bins"])
+        """Local quantile cut points per feature (not with ``counts_only``), the row count and the default count."""
         X = self.train.X
-        qs = np.stack([np.quantile(X[:, j], np.linspace(0, 1, n_bins + 1)[1:-1]) for j in range(X.shape[1])])
         y = self.train.y if self.train.y is not None else np.zeros(len(X))
-        return msg.reply("hgb.sketch", {"quantiles": qs}, {"n": len(X), "events": float(y.sum())})
+        counts = {"n": len(X), "events": float(y.sum())}
+        if msg.meta.get("counts_only"):
+            return msg.reply("hgb.sketch", meta=counts)
+        n_bins = int(msg.meta["n_bins"])
+        qs = np.stack([np.nanquantile(X[:, j], np.linspace(0, 1, n_bins + 1)[1:-1]) for j in range(X.shape[1])])
+        return msg.reply("hgb.sketch", {"quantiles": qs}, counts)
 
     def setup(self, msg: Message) -> Message:
         d = self.train.X.shape[1]
@@ -111,16 +116,25 @@ class HorizontalGBDTParty:
         return msg.reply("hgb.ack")
 
     def hist(self, msg: Message) -> Message:
-        """Histograms of this bank's rows in each requested node (new tree: fresh gradients, root only)."""
+        """Histograms of this bank's rows in each requested node (new tree: fresh gradients, root only); with
+        ``clip`` = [c_g, c_h] of gradients clipped to [-c_g, c_g] and hessians to [0, c_h] (bounded sensitivity,
+        `sampan.privacy.gbdt_dp`); with ``totals`` only each node's G and H sums."""
         if msg.meta.get("new_tree"):
             p = expit(self.raw)
             self.g, self.h = p - self.y, np.maximum(p * (1 - p), 1e-16)
             self.node = np.zeros(len(self.y), dtype=np.int64)
             self.val_node = np.zeros(len(self.y_val), dtype=np.int64) if self.y_val is not None else None
+        g, h = self.g, self.h
+        if "clip" in msg.meta:
+            c_g, c_h = (float(c) for c in msg.meta["clip"])
+            g, h = np.clip(g, -c_g, c_g), np.clip(h, 0.0, c_h)
         out = {}
         for node in msg.arrays["nodes"].tolist():
             rows = np.flatnonzero(self.node == node)
-            G, H = histogram(self.bins, self.slots, rows, self.g, self.h)
+            if msg.meta.get("totals"):
+                out[f"G:{node}"], out[f"H:{node}"] = np.array([g[rows].sum()]), np.array([h[rows].sum()])
+                continue
+            G, H = histogram(self.bins, self.slots, rows, g, h)
             out[f"G:{node}"], out[f"H:{node}"] = G, H
         return msg.reply("hgb.hist", out)
 
@@ -162,6 +176,21 @@ class HorizontalGBDTResult:
     edges: list[np.ndarray]
     thresholds: dict[tuple[int, int], tuple[int, int]]
     seconds: float
+    budget_stop: str | None = None
+
+
+def _totals(hist: tuple[np.ndarray, np.ndarray], slots: list[FeatureSlot], private: bool) -> tuple[float, float]:
+    """A node's G and H sums: exact from its first feature's bins; under DP the mean over features of each
+    feature's bin sums (independent noise per feature: d times less variance), H floored at 0, or the released
+    totals themselves (a totals-only release)."""
+    G, H = hist
+    if len(G) == 1:
+        return float(G[0]), max(float(H[0]), 0.0)
+    if not private:
+        return float(G[: slots[0].n_bins].sum()), float(H[: slots[0].n_bins].sum())
+    g = np.mean([G[s.offset : s.offset + s.n_bins].sum() for s in slots])
+    h = np.mean([H[s.offset : s.offset + s.n_bins].sum() for s in slots])
+    return float(g), max(float(h), 0.0)
 
 
 def train_horizontal_gbdt(
@@ -172,8 +201,12 @@ def train_horizontal_gbdt(
     feature_names: list[str],
     *,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    privacy: GBDTReleasePlan | None = None,
 ) -> HorizontalGBDTResult:
-    """Coordinator: agree on bins, then grow trees level by level on summed histograms."""
+    """Coordinator: agree on bins, then grow trees level by level on summed histograms. With ``privacy`` every
+    bank release is noised at the bank and charged first (`sampan.horizontal.gbdt_privacy`): edges from public
+    bounds, both children of a split requested (one release per level), totals only for the last level, leaf
+    values from the noised sums, no early stopping (no validation loss leaves a bank)."""
     started = time.perf_counter()
     step = [0]
 
@@ -184,9 +217,15 @@ def train_horizontal_gbdt(
         msgs = (Message(run_id, step[0], "coordinator", b, kind, arrays or {}, meta or {}) for b in (to or banks))
         return list(transport.exchange(msgs))
 
-    sk = wave("hgb.sketch", meta={"n_bins": params.n_bins})
-    edges = merge_edges([(r.arrays["quantiles"], int(r.meta["n"])) for r in sk])
-    n_total, events = sum(int(r.meta["n"]) for r in sk), sum(float(r.meta["events"]) for r in sk)
+    if privacy is None:
+        sk = wave("hgb.sketch", meta={"n_bins": params.n_bins})
+        edges = merge_edges([(r.arrays["quantiles"], int(r.meta["n"])) for r in sk])
+    else:
+        privacy.charge(banks, "row and positive counts", counts=True, step=0)
+        sk = wave("hgb.sketch", meta={"n_bins": params.n_bins, "dp": privacy.counts_request()})
+        edges = privacy.edges
+    n_total = max(sum(float(r.meta["n"]) for r in sk), 1.0)
+    events = float(np.clip(sum(float(r.meta["events"]) for r in sk), 0.0, n_total))
     rate = float(np.clip(events / n_total, 1e-6, 1 - 1e-6))
     base = float(np.log(rate / (1 - rate)))
     wave(
@@ -196,6 +235,7 @@ def train_horizontal_gbdt(
     model = GBDTModel(base, [], params)
     thresholds: dict[tuple[int, int], tuple[int, int]] = {}
     stopper = EarlyStopping(params.early_stopping_rounds)
+    budget_stop: str | None = None
 
     def summed(replies: list[Message], node: int) -> tuple[np.ndarray, np.ndarray]:
         return (
@@ -203,24 +243,33 @@ def train_horizontal_gbdt(
             np.sum([r.arrays[f"H:{node}"] for r in replies], axis=0),
         )
 
+    def histograms(t: int, release: int, nodes: list[int], meta: dict[str, Any], totals: bool) -> list[Message]:
+        if privacy is not None:
+            privacy.charge(banks, f"histograms, tree {t + 1} release {release}", step=t + 1)
+            meta = {**meta, "dp": privacy.request(totals=totals)}
+        return wave("hgb.hist", {"nodes": np.array(nodes)}, meta)
+
     for t in range(params.n_trees):
+        if privacy is not None and (budget_stop := privacy.tree_fits(banks, t)) is not None:
+            break
         tree = Tree()
         root = tree.add()
-        replies = wave("hgb.hist", {"nodes": np.array([root])}, {"new_tree": True})
+        replies = histograms(t, 1, [root], {"new_tree": True}, False)
         level = [(root, {"all": summed(replies, root)})]
         for depth in range(params.max_depth + 1):
             splits = []
             for node, hist in level:
-                G, H = hist["all"][0][: slots["all"][0].n_bins].sum(), hist["all"][1][: slots["all"][0].n_bins].sum()
+                G, H = _totals(hist["all"], slots["all"], privacy is not None)
                 tree.node_value[node] = -params.learning_rate * G / (H + params.l2)
-                cand = best_splits(hist, slots, params) if depth < params.max_depth else None
+                full = len(hist["all"][0]) > 1
+                cand = best_splits(hist, slots, params) if depth < params.max_depth and full else None
                 if cand is None:
                     tree.value[node] = tree.node_value[node]
                 else:
                     splits.append((node, hist, cand, H))
             if not splits:
                 break
-            rows, pending, small_nodes = [], [], []
+            rows, pending, wanted = [], [], []
             for node, hist, cand, H in splits:
                 ln, rn = tree.add(), tree.add()
                 tree.left[node], tree.right[node], tree.owner[node] = ln, rn, "all"
@@ -228,14 +277,19 @@ def train_horizontal_gbdt(
                 thresholds[(t, node)] = (cand.feature, cand.bin)
                 rows.append([node, cand.feature, cand.bin, ln, rn])
                 small = ln if cand.H_left <= H - cand.H_left else rn
-                small_nodes.append(small)
-                pending.append((hist, small, rn if small == ln else ln))
+                big = rn if small == ln else ln
+                wanted += [small] if privacy is None else [small, big]  # DP: no subtraction (noise would add up)
+                pending.append((hist, small, big))
             wave("hgb.split", {"splits": np.array(rows, dtype=np.int64)})
-            replies = wave("hgb.hist", {"nodes": np.array(small_nodes)})
+            replies = histograms(t, depth + 2, wanted, {}, depth + 1 == params.max_depth)
             nxt = []
             for hist, small, big in pending:
                 sh = {"all": summed(replies, small)}
-                nxt += [(small, sh), (big, {"all": (hist["all"][0] - sh["all"][0], hist["all"][1] - sh["all"][1])})]
+                if privacy is None:
+                    bh = {"all": (hist["all"][0] - sh["all"][0], hist["all"][1] - sh["all"][1])}
+                else:
+                    bh = {"all": summed(replies, big)}
+                nxt += [(small, sh), (big, bh)]
             level = nxt
         values = np.array(tree.value)
         model.trees.append(tree)
@@ -253,7 +307,7 @@ def train_horizontal_gbdt(
             break
     model.best_iteration = stopper.best_iteration or len(model.trees)
     model.trees = model.trees[: model.best_iteration]
-    return HorizontalGBDTResult(model, edges, thresholds, time.perf_counter() - started)
+    return HorizontalGBDTResult(model, edges, thresholds, time.perf_counter() - started, budget_stop)
 
 
 def predict_horizontal(result: HorizontalGBDTResult, X: np.ndarray) -> np.ndarray:

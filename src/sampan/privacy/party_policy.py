@@ -251,7 +251,7 @@ class PartyPrivacyPolicy:
             raise PolicyRefused(f"party {party!r} refuses dp3.mode={mode!r}: expected 'central' or 'distributed'")
 
     def admit_histograms(self, party: str, protocol: str, *, instance: str, release: str, sigma: float,
-                         sensitivity2: float, count: int = 1) -> float | None:
+                         sensitivity2: float, count: int = 1, note: str | None = None) -> float | None:
         """A vertical histogram release (WOE counts, GBDT sums, WOE label noise): check, refuse replays, charge.
 
         `sigma` is the Gaussian noise the party adds itself (0: exact); `sensitivity2` the release's squared
@@ -279,7 +279,8 @@ class PartyPrivacyPolicy:
         if not count:
             return z
         self._charge(party, [PrivacyEvent(party=party, level="DP1", mechanism="gaussian", noise_multiplier=z,
-                                          count=max(int(count), 1), note=f"party-side: vertical {protocol} histogram")])
+                                          count=max(int(count), 1),
+                                          note=note or f"party-side: vertical {protocol} histogram")])
         self._answered.add(key)
         return z
 

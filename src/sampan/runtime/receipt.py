@@ -156,7 +156,8 @@ def stored_traffic(store: Store, run_id: str) -> list[dict[str, Any]] | None:
 
 def build_receipt(store: Store, run_id: str) -> dict[str, Any]:
     """The run's receipt, whatever its workflow (see the module docstring for what a workflow supplies)."""
-    if store.get_run(run_id).workflow != "horizontal":
+    run = store.get_run(run_id)
+    if run.workflow != "horizontal" or "receipt" in (run.info or {}):  # horizontal GBDT states its own terms
         return _workflow_receipt(store, run_id)
     return _horizontal_receipt(store, run_id)
 
