@@ -54,6 +54,8 @@ class VerticalLRSection(Strict):
 
 class ScorecardSection(Strict):
     dp_epsilon: float | None = Field(default=None, gt=0, description="DP on the WOE counts (epsilon of that release)")
+    monotone: bool = Field(default=True, description="merge WOE bins until monotone and zero wrong-signed weights "
+                           "(points never rise with risk); false: keep them and flag each violating feature")
 
 
 class GBDTPrivacySection(Strict):

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["woe_iv", "monotone_bins", "WoeTable", "ScoreScaling", "psi", "gini", "iv_strength"]
+__all__ = ["woe_iv", "monotone_bins", "risk_direction", "is_monotone", "WoeTable", "ScoreScaling", "psi", "gini",
+           "iv_strength"]
 
 
 def woe_iv(events: np.ndarray, totals: np.ndarray, smoothing: float = 0.5) -> tuple[np.ndarray, float]:
@@ -34,14 +35,38 @@ def iv_strength(iv: float) -> str:
             "strong" if iv < 0.5 else "suspiciously strong")
 
 
-def monotone_bins(events: np.ndarray, totals: np.ndarray, *, max_bins: int = 6, min_share: float = 0.05) -> np.ndarray:
-    """Group adjacent fine bins: chi-merge until at most `max_bins`, each with `min_share` of the rows, and
-    the event rate monotone (the direction of the overall trend). Returns fine bin -> group index.
+def risk_direction(events: np.ndarray, totals: np.ndarray) -> float:
+    """+1 when the event rate rises with the bin order, -1 when it falls (0: flat): the sign of the row-weighted
+    correlation between bin position and event rate, the direction a feature's WOE must follow."""
+    tot = np.asarray(totals, dtype=np.float64)
+    rate = np.asarray(events, dtype=np.float64) / np.maximum(tot, 1e-12)
+    weight = np.maximum(tot, 0.0)
+    if len(rate) < 2 or weight.sum() <= 0:
+        return 0.0
+    pos = np.arange(len(rate), dtype=np.float64)
+    mp, mr = np.average(pos, weights=weight), np.average(rate, weights=weight)
+    return float(np.sign(np.sum(weight * (pos - mp) * (rate - mr))))
+
+
+def is_monotone(woe: np.ndarray) -> bool:
+    """WOE never rises and never falls both, in bin order (ties allowed): points then follow risk one way."""
+    d = np.diff(np.asarray(woe, dtype=np.float64))
+    return bool(np.all(d <= 1e-12) or np.all(d >= -1e-12))
+
+
+def monotone_bins(events: np.ndarray, totals: np.ndarray, *, max_bins: int = 6, min_share: float = 0.05,
+                  monotone: bool = True) -> np.ndarray:
+    """Group adjacent fine bins: chi-merge until at most `max_bins`, each with `min_share` of the rows, and (with
+    `monotone`) the smoothed WOE monotone in the direction of the feature's correlation with the event rate
+    (`risk_direction`). Returns fine bin -> group index. Works on the counts already released (exact or noised),
+    so it releases nothing new. Why WOE and not the event rate: the scorecard's points follow the smoothed WOE,
+    which can reverse a monotone event rate in small bins.
     """
     ev = list(np.asarray(events, dtype=np.float64))
     tot = list(np.asarray(totals, dtype=np.float64))
     groups = [[i] for i in range(len(ev))]
     n = max(sum(tot), 1.0)
+    direction = risk_direction(np.asarray(ev), np.asarray(tot)) if monotone else 0.0
 
     def merge(i: int) -> None:  # merge group i with i+1
         ev[i] += ev.pop(i + 1)
@@ -54,10 +79,10 @@ def monotone_bins(events: np.ndarray, totals: np.ndarray, *, max_bins: int = 6, 
         return float(np.sum((a - expected) ** 2 / np.maximum(expected, 1e-12)))
 
     while len(groups) > 1:
-        rates = np.array(ev) / np.maximum(np.array(tot), 1e-12)
         small = [i for i in range(len(groups)) if tot[i] < min_share * n]
-        trend = np.sign(np.polyfit(np.arange(len(rates)), rates, 1)[0]) if len(rates) > 1 else 0.0
-        bad = [i for i in range(len(groups) - 1) if trend and np.sign(rates[i + 1] - rates[i]) == -trend]
+        # a higher WOE is a lower risk: WOE must fall along the bins where the risk rises (direction +1)
+        woe = woe_iv(np.array(ev), np.array(tot))[0]
+        bad = [i for i in range(len(groups) - 1) if direction and np.sign(woe[i + 1] - woe[i]) == direction]
         if small:
             i = small[0]
             j = i if i == 0 else (i - 1 if i == len(groups) - 1 or tot[i - 1] <= tot[i + 1] else i)

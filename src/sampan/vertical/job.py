@@ -44,6 +44,7 @@ class VerticalJob:
     test_fraction: float = 0.2               # [vertical] test_fraction / val_fraction: the aligned rows' split
     val_fraction: float = 0.15               # (the first run on a dataset pins it in the parties' row books)
     test_ids: str | None = None              # [vertical] test_ids: the bank's explicit test customers (a CSV)
+    scorecard_monotone: bool = True          # [vertical.scorecard] monotone: monotone WOE bins and the sign rule
 
     @property
     def run(self) -> Any:
@@ -84,7 +85,8 @@ class VerticalJob:
                    budget=tuple(d["budget"]) if d.get("budget") else None,
                    source=dict(data.get("source") or d.get("source") or {}), seed=d.get("seed"),
                    report_dir=d.get("report_dir"), test_fraction=float(d.get("test_fraction", 0.2)),
-                   val_fraction=float(d.get("val_fraction", 0.15)), test_ids=d.get("test_ids"))
+                   val_fraction=float(d.get("val_fraction", 0.15)), test_ids=d.get("test_ids"),
+                   scorecard_monotone=bool(d.get("scorecard_monotone", True)))
 
 
 def _parsed(config: Mapping[str, Any]) -> Any:
@@ -131,7 +133,8 @@ def job_of(config: Any) -> VerticalJob:
         gbdt_hist_noise=float(getattr(gbdt_privacy, "hist_noise", 0.0) or 0.0),
         applicants=tuple(str(a) for a in getattr(section, "applicants", ()) or ()),
         source=binding, test_fraction=float(getattr(section, "test_fraction", 0.2)),
-        val_fraction=float(getattr(section, "val_fraction", 0.15)), test_ids=getattr(section, "test_ids", None))
+        val_fraction=float(getattr(section, "val_fraction", 0.15)), test_ids=getattr(section, "test_ids", None),
+        scorecard_monotone=bool(getattr(scorecard, "monotone", True)))
 
 
 def load_tables(config: Any) -> dict[str, PartyData]:

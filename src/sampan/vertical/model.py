@@ -92,10 +92,12 @@ class LocalLinearPart:
             share = 0.0
         else:
             share = constant / max(len(self.woe), 1)
+        flags = dict(self.meta.get("scorecard_flags") or {})  # type: ignore[call-overload]
         for table, b in zip(self.woe, beta, strict=False):
+            flag = str((flags.get(table.feature) or {}).get("flag", ""))
             for label, w in zip(table.bin_labels(), table.woe, strict=False):
                 rows.append({"party": self.party, "feature": table.feature, "bin": label, "woe": float(w),
-                             "points": float(-scaling.factor * b * w + share)})
+                             "points": float(-scaling.factor * b * w + share), "flag": flag})
         return rows
 
     def to_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, object]]:

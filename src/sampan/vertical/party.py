@@ -52,6 +52,7 @@ from sampan.vertical.rows import (
     per_run,
     seeded_split,
 )
+from sampan.vertical.scorecard_rules import apply_scorecard_rules
 from sampan.vertical.scoring import ScoringParty
 from sampan.vertical.secure_lr_party import SecureLRParty
 from sampan.vertical.woe import VerticalWoeParty
@@ -116,6 +117,7 @@ class VerticalParty:
         self.woe = VerticalWoeParty(self.name, self._aligned_raw_X, self._aligned_y, list(data.feature_names),
                                     self._channels, policy=self.policy, run_rows=self.run_rows)
         self.use_woe = False
+        self.scorecard_monotone = True  # monotone WOE bins and the sign rule (`scorecard_rules`)
         # the WOE/raw choice of the open secure-LR instance, fixed at its vlr.setup (review R12-VER-3); None: none open
         self.lr_woe: bool | None = None
         self.loaded_part: LocalLinearPart | None = None
@@ -288,6 +290,7 @@ class VerticalParty:
         if on and self.woe.tables is None:
             raise ValueError(f"party {self.name!r}: no WOE tables yet (run federated WOE binning first)")
         self.use_woe = on
+        self.scorecard_monotone = bool(msg.meta.get("monotone", True))  # [vertical.scorecard] monotone
         self.lr.feature_names = ([t.feature for t in self.woe.tables or []] if self.use_woe
                                  else list(self.data.feature_names))
         return msg.reply("vertical.ack", meta={"features": len(self.lr.feature_names)})
@@ -308,7 +311,12 @@ class VerticalParty:
             return reply
         self.lr_woe = None
         if with_woe and self.lr.part is not None:
-            self.lr.part.woe, self.lr.part.columns = list(self.woe.tables or []), list(self.woe.columns)
+            part = self.lr.part
+            part.woe, part.columns = list(self.woe.tables or []), list(self.woe.columns)
+            # the validator's rules, on this party's own tables and weights (`scorecard_rules`)
+            part.weights, flags = apply_scorecard_rules(part.weights, part.scaler.scale, part.woe,
+                                                        monotone=self.scorecard_monotone)
+            part.meta["scorecard_flags"] = flags
         if self.lr.part is not None:
             self.records.keep_part(msg.run_id, "scorecard" if with_woe else "lr", self.lr.part)
         return reply

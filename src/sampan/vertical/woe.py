@@ -290,7 +290,8 @@ class VerticalWoeParty:
             tables, report = [], {}
             for j, name in enumerate(names):
                 fe, ft = e[offs[j]:offs[j] + nb[j]], t[offs[j]:offs[j] + nb[j]]
-                mapping = monotone_bins(fe, ft, max_bins=int(msg.meta["max_bins"]))
+                mapping = monotone_bins(fe, ft, max_bins=int(msg.meta["max_bins"]),
+                                        monotone=bool(msg.meta.get("monotone", True)))
                 ce = np.bincount(mapping, weights=fe)
                 ct = np.bincount(mapping, weights=ft)
                 woe, iv = woe_iv(ce, ct)
@@ -340,8 +341,8 @@ class VerticalWoeParty:
 
 def federated_woe(transport: Transport, run_id: str, bank: str, partners: list[str], train_rows: np.ndarray, *,
                   fine_bins: int = 20, max_bins: int = 6, min_iv: float = 0.02, dp_epsilon: float | None = None,
-                  dp_delta: float = 1e-5, before_release: Callable[[dict[str, dict[str, Any]]], None] | None = None
-                  ) -> dict[str, Any]:
+                  dp_delta: float = 1e-5, before_release: Callable[[dict[str, dict[str, Any]]], None] | None = None,
+                  monotone: bool = True) -> dict[str, Any]:
     """Coordinator: setup, masked counts, dealer sums, bank's binning, tables to partners.
 
     `before_release(slots)` runs once every party's bin counts are known and before any noised count is
@@ -373,6 +374,7 @@ def federated_woe(transport: Transport, run_id: str, bank: str, partners: list[s
                                                    everyone, 2, pad)
     finished = relay.wave(transport, [relay.request(bank, "woe.finish", dealer_arrays, {
         "partners": partners, "slots": {p: slots[p] for p in partners}, "max_bins": max_bins, "min_iv": min_iv,
+        "monotone": monotone,
         "dp_epsilon": dp_epsilon, "dp_delta": dp_delta})])[0]
     relay.wave(transport, (relay.request(p, "woe.apply", meta={"bank": bank}) for p in partners))
     out = dict(finished.meta)

@@ -52,6 +52,7 @@ from sampan.vertical.party_parts import STAGES
 from sampan.vertical.party_parts import VIEWS as SUMMARY_VIEWS
 from sampan.vertical.scoring import REVEALS as SCORING_REVEALS
 from sampan.vertical.secure_lr import reveals as secure_lr_reveals
+from sampan.vertical.secure_lr_range import check_metrics
 from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.woe import REVEALS as WOE_REVEALS
 from sampan.vertical.woe import VIEWS as WOE_VIEWS
@@ -116,6 +117,8 @@ class VerticalWorkflow(Workflow):
         state["bank_only"] = session.bank_only(splits, job.lr, seed=ctx.seed)
         state["comparison"] = {f"{job.label_holder} alone (LR, own columns)": state["bank_only"],
                                "vertical LR (secure)": state["joint"]}
+        for model, metrics in state["comparison"].items():  # never report a metric outside its possible range
+            check_metrics(model, metrics)
         if job.applicants:
             ctx.progress("stage", {"stage": f"scoring {len(job.applicants)} new applications"})
             requests = [session.score([a]) for a in job.applicants]
@@ -140,6 +143,7 @@ class VerticalWorkflow(Workflow):
         state["scorecard_training"] = {"history": fitted.history, "best_epoch": fitted.best_epoch}
         card = session.evaluate(splits.test)  # each model evaluated once, on the fixed test rows
         self._broadcast(ctx, session, "vertical.use_woe", {"on": False})
+        check_metrics("vertical scorecard (WOE + secure LR)", card)
         state["comparison"]["vertical scorecard (WOE + secure LR)"] = card
         summaries = session.relay.wave(ctx.transport, (session.relay.request(p, "vertical.summary")
                                                        for p in session.parties))
@@ -170,6 +174,9 @@ class VerticalWorkflow(Workflow):
                                            f"{ctx.run_id}/gbdt-eval", aligned=splits.test).meta)
         metrics["trees"] = gb.trees
         state["gbdt_training"] = {"history": gb.history, "best_iteration": gb.best_iteration}
+        for record in gb.history:  # per-tree log-loss the coordinator opened: finite, or the run stops
+            check_metrics(f"vertical GBDT (tree {record.get('tree')})", record)
+        check_metrics("vertical GBDT", metrics)
         state["comparison"]["vertical GBDT"] = metrics
         state["gbdt_importance"] = dict(gb.importance)  # the bank's gain importance (declared in GBDT_VIEWS)
         state.setdefault("extra_reveals", {})["gbdt"] = GBDT_REVEALS + (
