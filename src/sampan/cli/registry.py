@@ -173,13 +173,20 @@ def models_show(name: str, version: int | None = typer.Option(None, help="Defaul
 @models_app.command("export")
 def models_export(name: str, out: Path = typer.Option(Path("sampan-models"), help="Folder to write into."),
                   version: int | None = typer.Option(None, help="Default: the latest."),
+                  onnx: bool = typer.Option(False, "--onnx", help="Also write NAME-vN.onnx (horizontal LR, MLP, GBDT; "
+                                            "needs the 'onnx' extra)."),
                   store: str | None = StoreOption) -> None:
-    """Write NAME-vN.npz (arrays), NAME-vN.json (metadata + lineage) and NAME-vN.receipt.json. Never pickle."""
+    """Write NAME-vN.npz (arrays), NAME-vN.json (metadata + lineage) and NAME-vN.receipt.json. Never pickle.
+
+    A horizontal LR, MLP or GBDT also gets NAME-vN.model.json, the documented `sampan-model` format
+    (docs/model_format.md) that scores outside Sampan, and with --onnx an ONNX graph of the same model."""
     from sampan.runtime.receipt import build_receipt
+    from sampan.runtime.scorers import scoring_document
 
     s = _open(store)
     try:
         model = s.get_model(name, version)
+        document = scoring_document(s, model)
         receipt = model.receipt
         if receipt is None:
             try:
@@ -208,8 +215,19 @@ def models_export(name: str, out: Path = typer.Option(Path("sampan-models"), hel
         "format": "arrays in .npz (load with numpy.load(..., allow_pickle=False)); metadata JSON"})
     if receipt is not None:
         _write_json(out / f"{stem}.receipt.json", receipt)
+    if document is not None:
+        _write_json(out / f"{stem}.model.json", document)
+        if onnx:
+            from sampan.models.onnx_export import to_onnx
+
+            atomic_write_bytes(out / f"{stem}.onnx", to_onnx(document))
+    else:
+        console.print("no NAME-vN.model.json: not a horizontal scoring model (a vertical model's parts stay with "
+                      "their parties; each exports its own part's arrays)", highlight=False)
     console.print(f"exported {escape(model.name)} v{model.version} to {escape(str(out))}/{stem}.{{npz,json"
-                  f"{',receipt.json' if receipt is not None else ''}}}", highlight=False)
+                  f"{',receipt.json' if receipt is not None else ''}"
+                  f"{',model.json' if document is not None else ''}{',onnx' if document and onnx else ''}}}",
+                  highlight=False)
 
 
 def _safe(name: str) -> str:

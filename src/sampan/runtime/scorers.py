@@ -13,7 +13,7 @@ from sampan.errors import ConfigError
 from sampan.models.scorer import Scorer
 from sampan.runtime.store import Store
 
-__all__ = ["load_scorer", "parse_model_ref", "training_id_column", "training_markers"]
+__all__ = ["load_scorer", "parse_model_ref", "scoring_document", "training_id_column", "training_markers"]
 
 
 def parse_model_ref(ref: str) -> tuple[str, int | None]:
@@ -56,6 +56,18 @@ def training_id_column(store: Store, run_id: str | None) -> str | None:
         if value:
             return str(value)
     return None
+
+
+def scoring_document(store: Store, entry: Any) -> dict[str, Any] | None:
+    """The `sampan-model` export document of a registered horizontal model; None for anything else."""
+    from sampan.models.export import export_document
+    from sampan.models.scorer import model_threshold
+
+    meta = entry.meta or {}
+    if (meta.get("model") or {}).get("kind") not in ("logistic", "mlp", "gbdt") or "feature_names" not in meta:
+        return None
+    return export_document(entry.arrays, meta, name=entry.name, version=entry.version, run_id=entry.run_id,
+                           threshold=model_threshold(meta), extra_markers=training_markers(store, entry.run_id))
 
 
 def load_scorer(store: Store, ref: str, *, id_column: str | None = None, reasons: int = 4) -> Scorer:
