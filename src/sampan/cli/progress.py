@@ -31,6 +31,10 @@ class RichProgress:
         label = f"run {run_id}" + (f" (resumed after round {resumed_from})" if resumed_from else "")
         self._rounds = self.progress.add_task(label, total=total_rounds, completed=resumed_from, info="")
 
+    def warning(self, message: str) -> None:
+        """A run warning (e.g. destructive DP1 noise), printed above the bars."""
+        self.console.print(f"[bold yellow]WARNING:[/] {message}", soft_wrap=True)
+
     def round_started(self, round_number: int, n_parties: int) -> None:
         if self._parties is not None:
             self.progress.remove_task(self._parties)

@@ -17,7 +17,9 @@ __all__ = ["DP1Section", "DP2Section", "DP3Section", "GBDTDPSection", "PrivacySe
 class DP1Section(Strict):
     """Gaussian noise on each party's preprocessing statistics (count, feature sums, sums of squares)."""
 
-    noise_multiplier: float = Field(gt=0, description="noise std / sensitivity of the normalised statistics")
+    noise_multiplier: float | Literal["auto"] = Field(
+        description="noise std / sensitivity of the normalised statistics; 'auto' picks it from the budget share "
+        "and the released row counts (sampan.horizontal.dp1_scaler.auto_dp1_noise)")
     bounds: dict[str, tuple[float, float]] = Field(
         description="public clipping range per feature name; 'sector=*' covers one-hot columns, '*' all others")
 
@@ -26,6 +28,8 @@ class DP1Section(Strict):
         bad = [k for k, (lo, hi) in self.bounds.items() if not lo < hi]
         if bad:
             raise ValueError(f"privacy.dp1.bounds need low < high; bad: {bad}")
+        if self.noise_multiplier != "auto" and not self.noise_multiplier > 0:
+            raise ValueError("privacy.dp1.noise_multiplier must be > 0 or 'auto'")
         return self
 
 
@@ -92,10 +96,21 @@ class PrivacySection(Strict):
         description="each party's training row count is released once, at setup, through a Gaussian "
         "mechanism with this noise multiplier (sensitivity 1, charged as DP1); weights, DP-SGD sampling rates and "
         "steps use the released count, never the exact one")
+    impute_noise_multiplier: float | Literal["auto"] = Field(
+        default="auto", description="noise multiplier of each party's imputation statistics (one DP1 release per "
+        "run, charged); 'auto': the smallest that costs at most 5% of the budget")
     dp1: DP1Section | None = None
     dp2: DP2Section | None = None
     dp3: DP3Section | None = None
+
     gbdt: GBDTDPSection | None = None
+
+    @field_validator("impute_noise_multiplier")
+    @classmethod
+    def _impute_noise(cls, value: Any) -> Any:
+        if value != "auto" and not value > 0:
+            raise ValueError("privacy.impute_noise_multiplier must be > 0 or 'auto'")
+        return value
 
 
 class SecureAggregationSection(Strict):

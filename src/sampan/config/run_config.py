@@ -110,6 +110,7 @@ class RunConfig(Strict):
         _check_parties(self, deployment)
         _check_workflow(self, deployment)
         _check_privacy(self)
+        _check_missing(self)
         return self
 
 
@@ -298,6 +299,14 @@ def _check_gbdt_privacy(config: RunConfig) -> None:
     if stray:
         raise ValueError(f"privacy.{stray[0]} does not apply to model.kind = 'gbdt' (trees are not trained by "
                          "gradient steps): use [privacy.gbdt] alone")
+
+
+def _check_missing(config: RunConfig) -> None:
+    """Declared missing-value policies against the run's models and privacy (`check_run_policies`)."""
+    from sampan.data.missing import check_run_policies
+
+    models = list(config.vertical.models) if config.vertical is not None else [str(config.model.kind)]
+    check_run_policies(config.schema_, workflow=config.workflow, models=models, private=config.privacy is not None)
 
 
 def _check_privacy(config: RunConfig) -> None:

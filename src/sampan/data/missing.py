@@ -136,3 +136,20 @@ def refuse_native(schemas: Mapping[str, TableSchema] | TableSchema, model: str) 
         raise ValueError(f"columns {native} declare impute = \"native\" (missing values stay NaN for tree models), "
                          f"but the {model} model cannot use NaN: choose impute = \"median\", \"mean\" or "
                          "\"indicator\" for them, or train a gbdt model")
+
+
+def check_run_policies(schema: TableSchema | None, *, workflow: str, models: Sequence[str], private: bool) -> None:
+    """Config-time checks of the declared policies against the run (ValueError naming the columns and the fix):
+    ``native`` only where every model is a tree model; under horizontal DP every imputed column needs public
+    ``bounds`` (the clipping range of the mean, the bins of the median sketch; never read off the data)."""
+    if schema is None:
+        return
+    linear = [m for m in models if m not in ("gbdt",)]
+    if linear:
+        refuse_native(schema, "/".join(linear))
+    if workflow == "horizontal" and private:
+        unbounded = [c.name for c in missing_columns(schema) if c.statistic is not None and c.bounds is None]
+        if unbounded:
+            raise ValueError(f"schema: columns {unbounded} are imputed (median/mean/indicator) under [privacy]; "
+                             "give each public bounds = [low, high] in [schema] (the median's quantile-sketch bins "
+                             "and the mean's clipping range: never read off the data)")

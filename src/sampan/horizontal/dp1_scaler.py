@@ -1,17 +1,74 @@
-"""DP1 standardisation on the coordinator: the public clipping range per feature (`dp1_bounds`) and the scaler
+"""DP1 standardisation on the coordinator: the public clipping range per feature (`dp1_bounds`), the scaler
 built from the parties' noised, clipped moments (`combine_dp1_stats`; the parties' side is
-`sampan.privacy.mods.dp1_moments`).
+`sampan.privacy.mods.dp1_moments`), the `auto` noise level and the destructive-noise warning.
+
+`auto` (`auto_dp1_noise`): the noise std of a pooled moment of z = (x − mid)/half-width is
+σ = z_mult·sqrt(1 + 2d)·sqrt(P)/N for P parties, N released rows and d features. It picks the LARGEST
+multiplier that keeps σ ≤ `AUTO_TARGET` (1% of the public half-range: more noise would blur the scaler),
+but never less than the smallest multiplier whose one release costs at most `AUTO_SHARE` (10%) of each
+party's epsilon. Both inputs are public or released (budget, released row counts), so the choice leaks nothing.
+
+The warning (`dp1_warning`), stated rule: DP1 is destructive when, for some feature, σ exceeds 10% of its
+estimated standard deviation (its standardised mean is off by more than a tenth of a std) or 20% of its
+estimated variance (its scale is off by about 10% or more), with the estimates taken from the release itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from sampan.config import DP1Section
+from sampan.config import DP1Section, PrivacySection
+from sampan.privacy.calibration import calibrate_noise_multiplier
+from sampan.privacy.ledger import Budget, PrivacyEvent
 
-__all__ = ["combine_dp1_stats", "dp1_bounds"]
+__all__ = ["AUTO_SHARE", "AUTO_TARGET", "auto_dp1_noise", "combine_dp1_stats", "dp1_bounds", "dp1_moment_noise",
+           "dp1_warning", "emit_warning"]
+
+log = logging.getLogger(__name__)
+
+AUTO_SHARE = 0.1       # 'auto': at most this share of each party's epsilon on the DP1 moments
+AUTO_TARGET = 0.01     # 'auto': noise std of a pooled moment, in units of the public half-range
+MEAN_LIMIT = 0.1       # warning: noise std above 10% of a feature's estimated std ...
+VARIANCE_LIMIT = 0.2   # ... or above 20% of its estimated variance
+
+
+def dp1_moment_noise(noise_multiplier: float, features: int, rows: Mapping[str, int]) -> float:
+    """Noise std of a pooled DP1 moment (Σz/N or Σz²/N) for these released row counts."""
+    total = max(float(sum(rows.values())), 1.0)
+    return float(noise_multiplier * np.sqrt(1 + 2 * features) * np.sqrt(len(rows)) / total)
+
+
+def auto_dp1_noise(privacy: PrivacySection, features: int, rows: Mapping[str, int]) -> float:
+    """The `auto` DP1 noise multiplier (see the module docstring): from the budget share and the data size."""
+    parties = sorted(rows)
+    budgets = {p: Budget(privacy.epsilon * AUTO_SHARE, privacy.delta) for p in parties}
+    floor = calibrate_noise_multiplier(lambda m: [PrivacyEvent(party=p, level="DP1", mechanism="gaussian",
+                                                               noise_multiplier=m) for p in parties],
+                                       budgets, accountant=privacy.accountant)
+    useful = AUTO_TARGET / max(dp1_moment_noise(1.0, features, rows), 1e-300)
+    return float(max(floor, min(useful, 200.0)))
+
+
+def dp1_warning(noise_multiplier: float, scaler: Mapping[str, np.ndarray], bounds: Sequence[Sequence[float]],
+                names: Sequence[str], rows: Mapping[str, int]) -> str | None:
+    """A WARNING when the DP1 noise is destructive at the data's size (rule in the module docstring), else None."""
+    sigma = dp1_moment_noise(noise_multiplier, len(names), rows)
+    lo, hi = np.array(bounds, dtype=float).T
+    std_z = np.asarray(scaler["scale"], dtype=float) / ((hi - lo) / 2)
+    bad = (sigma > MEAN_LIMIT * std_z) | (sigma > VARIANCE_LIMIT * std_z**2)
+    if not bad.any():
+        return None
+    shown = [names[i] for i in np.flatnonzero(bad)[:5]]
+    return (f"DP1 noise is destructive at this data size: with noise_multiplier {noise_multiplier:.3g}, "
+            f"{sum(rows.values())} released rows over {len(rows)} parties and {len(names)} features, the noise std "
+            f"of each standardisation moment is {sigma:.3g} of the public half-range, more than 10% of the "
+            f"estimated std (or 20% of the variance) of {int(bad.sum())} of {len(names)} features (e.g. {shown}): "
+            "the model will be trained on badly scaled features. Set privacy.dp1.noise_multiplier = \"auto\", "
+            "narrow privacy.dp1.bounds to the features' real ranges, or add rows.")
 
 
 def dp1_bounds(section: DP1Section, feature_names: Sequence[str]) -> list[list[float]]:
@@ -38,3 +95,12 @@ def combine_dp1_stats(total: float, sums_z: np.ndarray, sums_z_sq: np.ndarray,
     mean_z = np.clip(sums_z / n, -1.0, 1.0)
     var_z = np.clip(sums_z_sq / n - mean_z**2, 1e-4, 1.0)
     return {"mean": mid + half * mean_z, "scale": half * np.sqrt(var_z)}
+
+
+def emit_warning(ctx: Any, message: str | None) -> None:
+    """A run warning: in the run's audit events, the log, and on the CLI (progress stage "warning")."""
+    if not message:
+        return
+    log.warning("%s", message)
+    ctx.recorder.event("warning", {"message": message})
+    ctx.progress("warning", {"message": message})

@@ -11,6 +11,10 @@ its protection, and the privacy receipt prints it):
   with DP1 on, clipped to public ranges and released once per run through one Gaussian mechanism (a
   repeated request gets the same release; configuration refuses `[privacy]` with standardisation but
   without DP1);
+- `impute_stats` (`sampan.horizontal.imputation`): for the columns its schema imputes, the count and sum of
+  present training cells (mean) or a histogram over public bins (median); without DP and public bounds, its
+  min and max of a median column. Under DP one Gaussian release per run, charged at the party
+  (`sampan.privacy.imputation`); the agreed fill values come back with every request (``arrays.impute``);
 - `fit`: its model delta after local training, the number of training rows and its mean local loss;
   under `[privacy]` only the delta (the output of DP-SGD and/or DP3 clipping/noise) and, with adaptive
   clipping, the DP3 indicator — no loss, no row count, no clipped share, no DP-SGD steps or rate. Its
@@ -84,13 +88,16 @@ import numpy as np
 
 from sampan.core.party import Handler, Mod
 from sampan.data import PartyData
+from sampan.data.missing import MissingColumn
 from sampan.horizontal.gbdt import GBDT_KIND, predict_gbdt_payload
+from sampan.horizontal.imputation import impute_statistics, imputed
 from sampan.horizontal.secure_inputs import evaluation_from_vector, evaluation_vector, secagg_vector
 from sampan.metrics import ScoreHistogram, binary_metrics
 from sampan.metrics.histogram import DEFAULT_BINS, MAX_BINS
 from sampan.models import Model, model_from_config
 from sampan.models.class_weights import ClassWeighted
 from sampan.models.local_training import TrainConfig, checked_train_config, train
+from sampan.privacy.imputation import IMPUTE_KIND, imputation_mod
 from sampan.privacy.mods import PartyDPState, clipped_moments, dp1_moments, privacy_mods, secagg_handlers
 from sampan.privacy.party_policy import PartyPrivacyPolicy
 from sampan.privacy.secagg import SecAggClient
@@ -129,18 +136,19 @@ def standardize(X: np.ndarray, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
 
 
 class _ScaledCache:
-    """Standardised copies of a party's matrices, reused while the scaler is unchanged (every round)."""
+    """Imputed, standardised copies of a party's matrices, reused while the scaler is unchanged (every round)."""
 
-    def __init__(self) -> None:
+    def __init__(self, columns: tuple[MissingColumn, ...] = ()) -> None:
         self._key: bytes | None = None
         self._scaled: dict[str, np.ndarray] = {}
+        self.columns = columns  # its columns that may hold NaN (filled by the request's `impute` values)
 
     def get(self, name: str, X: np.ndarray, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
-        key = b"".join(arrays[k].tobytes() for k in ("mean", "scale") if k in arrays)
+        key = b"".join(np.asarray(arrays[k]).tobytes() for k in ("mean", "scale", "impute") if k in arrays)
         if key != self._key:
             self._key, self._scaled = key, {}
         if name not in self._scaled:
-            self._scaled[name] = standardize(X, arrays)
+            self._scaled[name] = standardize(imputed(X, arrays, self.columns), arrays)
         return self._scaled[name]
 
 
@@ -166,7 +174,7 @@ class HorizontalParty:
         self.name, self.train_data, self.test_data = name, train_data, test_data
         self.trees = trees  # a gbdt job: only then does `evaluate` score tree payloads (review R12-HOR-1)
         self._models: dict[str, Model] = {}
-        self._scaled = _ScaledCache()
+        self._scaled = _ScaledCache(train_data.missing_columns)
         # its DP memory: released counts and statistics, DP runs, the models it evaluated (a deployed party keeps
         # those in its state dir, `evaluated.json`, so a restarted agent still refuses a second model in a run)
         self.dp = PartyDPState(name, policy or PartyPrivacyPolicy(), len(train_data), len(test_data),
@@ -177,6 +185,7 @@ class HorizontalParty:
         self.secagg = secagg
         self.mods: list[Mod] = privacy_mods(self.dp, fit_with=self._fit_with, secagg_client=lambda: self.secagg,
                                             vectorize=secagg_vector, evaluate_with=self._evaluate)
+        self.mods.append(imputation_mod(self.dp))  # DP1 on imputation statistics, next to the handler
         composed = self.handlers()
         self.describe, self.stats = composed["describe"], composed["stats"]
         self.fit, self.evaluate = composed["fit"], composed["evaluate"]
@@ -203,6 +212,7 @@ class HorizontalParty:
     def core_handlers(self) -> dict[str, Handler]:
         """Message kind -> exact handler (no privacy): mount with `mods` around them (`PartyApp(name, mods)`)."""
         return {"describe": self._describe, "stats": self._stats, "fit": self._fit, "evaluate": self._evaluate,
+                IMPUTE_KIND: lambda msg: impute_statistics(self.train_data, msg),
                 **secagg_handlers(lambda: self.secagg)}
 
     def handlers(self) -> dict[str, Callable[[Message], Message]]:
@@ -232,7 +242,7 @@ class HorizontalParty:
     def _stats(self, msg: Message) -> Message:
         """Count, sums and sums of squares of the training rows; with ``clip_bounds``, of the features clipped
         to those public ranges and centred/scaled to [-1, 1] (bounded sensitivity, see `clipped_moments`)."""
-        X = self.train_data.X
+        X = imputed(self.train_data.X, msg.arrays, self.train_data.missing_columns)  # the agreed fill values
         if "clip_bounds" in msg.meta:
             n, sums, sums_sq = clipped_moments(X, msg.meta["clip_bounds"])
             return msg.reply("stats", arrays={"sum": sums, "sum_sq": sums_sq}, meta={"n": n})

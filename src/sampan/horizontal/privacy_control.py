@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from sampan.config import RunConfig
-from sampan.horizontal.dp1_scaler import dp1_bounds
+from sampan.horizontal.dp1_scaler import auto_dp1_noise, dp1_bounds
 from sampan.metrics.histogram import DEFAULT_BINS, DP_BINS
 from sampan.models.local_training import TrainConfig
 from sampan.privacy.calibration import calibrate_noise_multiplier, schedule_factor
@@ -150,25 +150,30 @@ class PrivacyControl:
         self.charge(events)
         return {"noise_multiplier": z}
 
-    def dp1_request(self, feature_names: Sequence[str], parties: Sequence[str]) -> dict[str, Any] | None:
-        """Settings sent with the `stats` request, after charging each party's DP1 event."""
+    def dp1_request(self, feature_names: Sequence[str], parties: Sequence[str],
+                    rows: Mapping[str, int] | None = None) -> dict[str, Any] | None:
+        """Settings sent with the `stats` request, after charging each party's DP1 event; an `auto` noise is
+        chosen from the budget share and the released row counts ``rows`` (`auto_dp1_noise`)."""
         section = self.privacy.dp1 if self.privacy else None
         if section is None:
             return None
-        assert self.ledger is not None
+        assert self.ledger is not None and self.privacy is not None
+        z = section.noise_multiplier
+        if z == "auto":
+            z = auto_dp1_noise(self.privacy, len(feature_names), rows or {p: 1 for p in parties})
         events = [
             PrivacyEvent(
                 party=p,
                 level="DP1",
                 mechanism="gaussian",
-                noise_multiplier=section.noise_multiplier,
+                noise_multiplier=z,
                 step=0,
                 note="count, feature sums and sums of squares for standardisation",
             )
             for p in parties
         ]
         self.charge(events)
-        return {"noise_multiplier": section.noise_multiplier, "bounds": dp1_bounds(section, feature_names)}
+        return {"noise_multiplier": z, "bounds": dp1_bounds(section, feature_names)}
 
     # --- DP2 / DP3 -------------------------------------------------------------------------------
     def round_noise(self, noise: Mapping[str, float], round_number: int) -> dict[str, float]:

@@ -15,7 +15,6 @@ import numpy as np
 from sampan.config import RunConfig, SchemaSection
 from sampan.core.seeds import derive_rng, derive_seed
 from sampan.data import (
-    ColumnSpec,
     DataValidationError,
     PartyData,
     TableSchema,
@@ -40,12 +39,9 @@ class PartySplit:
 
 
 def table_schema(section: SchemaSection) -> TableSchema:
-    return TableSchema(
-        id_column=section.id,
-        label_column=section.label,
-        features=tuple(ColumnSpec(c.name, c.kind, tuple(c.categories) if c.categories else None)
-                       for c in section.features),
-    )
+    """[schema] is the table schema itself (`SchemaSection is TableSchema`): bounds and missing-value policies
+    included."""
+    return section
 
 
 def _public_dataset(kind: str, path: str | None) -> PartyData:

@@ -56,7 +56,8 @@ from sampan.core.seeds import derive_rng, derive_seed
 from sampan.core.workflow import ModelArtifact, RunContext, Workflow, WorkflowResult
 from sampan.horizontal.aggregators import StrategyAggregation, make_aggregator
 from sampan.horizontal.decision import class_weights, decision_info, decision_meta
-from sampan.horizontal.dp1_scaler import combine_dp1_stats
+from sampan.horizontal.dp1_scaler import combine_dp1_stats, dp1_warning, emit_warning
+from sampan.horizontal.imputation import federated_fill_values
 from sampan.horizontal.privacy_control import PrivacyControl
 from sampan.horizontal.results import RunOutcome, TrafficMeter, histogram_metrics, result_info
 from sampan.horizontal.run_state import RunState, build_strategy
@@ -150,20 +151,24 @@ class HorizontalWorkflow(SecureRounds, Workflow):
         self.recorder.event("parties_joined", {
             "parties": {p: {"n_train": info[p]["n_train"], "n_test": info[p]["n_test"]} for p in sorted(info)},
             "features": len(names), "secure_aggregation": self.secagg is not None})
-        scaler: dict[str, np.ndarray] = {}
+        fill = federated_fill_values(self, parties, len(names))  # missing values: None when nothing is imputed
+        scaler: dict[str, np.ndarray] = {} if fill is None else {"impute": fill}  # travels with every request
         if self.config.data.standardize:
-            dp1 = self.privacy.dp1_request(names, parties)  # None without DP1
+            rows = {p: int(info[p]["n_train"]) for p in parties}
+            dp1 = self.privacy.dp1_request(names, parties, rows)  # None without DP1
             total, sum_, sum_sq = 0.0, np.zeros(len(names)), np.zeros(len(names))
-            for reply in self._request(parties, "stats", 0, meta_for=lambda p: {"dp1": dp1} if dp1 else {}):
+            for reply in self._request(parties, "stats", 0, arrays=dict(scaler),
+                                       meta_for=lambda p: {"dp1": dp1} if dp1 else {}):
                 total += float(reply.meta["n"])
                 sum_ += reply.arrays["sum"]
                 sum_sq += reply.arrays["sum_sq"]
             if dp1 is not None:
-                scaler = combine_dp1_stats(total, sum_, sum_sq, dp1["bounds"])
+                scaler.update(combine_dp1_stats(total, sum_, sum_sq, dp1["bounds"]))
+                emit_warning(self.ctx, dp1_warning(dp1["noise_multiplier"], scaler, dp1["bounds"], names, rows))
             else:
                 mean = sum_ / total
                 scale = np.sqrt(np.maximum(sum_sq / total - mean**2, 0.0))
-                scaler = {"mean": mean, "scale": np.where(scale > 1e-12, scale, 1.0)}
+                scaler.update({"mean": mean, "scale": np.where(scale > 1e-12, scale, 1.0)})
         m = self.config.model
         model_config: dict[str, Any] = {"kind": m.kind, "n_features": len(names)}
         if m.kind == "mlp":

@@ -109,6 +109,10 @@ def _protection(kind: str, privacy: dict[str, Any] | None, noise: dict[str, floa
     if kind == "stats" and privacy and privacy.get("dp1"):
         return (f"DP1: count, sums and sums of squares clipped to public ranges, one Gaussian mechanism with "
                 f"noise multiplier {privacy['dp1']['noise_multiplier']}")
+    if kind == "impute_stats" and privacy:
+        return ("DP1: per imputed column, count and clipped sum of present training cells (mean) or a histogram "
+                "over public bins (median), one Gaussian mechanism per run (noise multiplier "
+                f"{privacy.get('impute_noise_multiplier', 'auto')}), charged; released per party, not under SecAgg")
     if kind == "describe" and privacy:
         return (f"DP1: training row count through a Gaussian mechanism (noise multiplier "
                 f"{privacy.get('count_noise_multiplier', 20.0)}, sensitivity 1); holdout row count and feature "
@@ -125,6 +129,9 @@ def _protection(kind: str, privacy: dict[str, Any] | None, noise: dict[str, floa
     return {
         "describe": "none: row counts, training positive rate, feature names",
         "stats": "none: per-feature count, sum and sum of squares (for standardisation)",
+        "impute_stats": "none: per imputed column, count and sum of present training cells (mean) or a histogram "
+                        "over public bins (median), and min/max of a median column without bounds; per party in "
+                        "clear (not under secure aggregation)",
         "evaluation": "none: per-bin counts of holdout scores by label (up to 2000 bins: to a coordinator that "
                       "picks the model, each holdout row's label and a feature to the bin), score and loss sums, "
                       "local metrics",

@@ -183,6 +183,8 @@ def hook_progress(progress: ProgressHook | Progress | None) -> Progress:
             hook.round_started(int(info["round"]), len(parties) if isinstance(parties, (list, tuple)) else int(parties))
         elif stage == "party_done":
             hook.party_done(str(info["party"]))
+        elif stage == "warning" and hasattr(hook, "warning"):  # e.g. destructive DP1 noise (issue 13)
+            hook.warning(str(info.get("message", "")))
         elif stage == "round":
             loss = info.get("train_loss")
             hook.round_finished(RoundResult(

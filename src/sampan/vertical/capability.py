@@ -36,6 +36,7 @@ from typing import Any
 from sampan.core.capability import PartySetup
 from sampan.core.party import PartyApp
 from sampan.core.workflow import RunContext, Workflow, WorkflowResult
+from sampan.data.missing import impute_locally
 from sampan.vertical.gbdt import score_vertical_gbdt
 from sampan.vertical.job import job_of, load_tables
 from sampan.vertical.party import VerticalParty
@@ -56,7 +57,9 @@ def vertical_party(setup: PartySetup) -> VerticalParty:
     kwargs: dict[str, Any] = {}
     if "max_evaluations" in options:
         kwargs["max_evaluations"] = int(options["max_evaluations"])
-    party = VerticalParty(setup.data, identity=setup.identity, verifier=setup.verifier, policy=setup.policy,
+    # missing values: each party fills its own columns from its own rows (nothing leaves; `impute_locally`)
+    party = VerticalParty(impute_locally(setup.data), identity=setup.identity, verifier=setup.verifier,
+                          policy=setup.policy,
                           with_baselines=bool(options.get("with_baselines", False)),
                           lr_state=state / "vertical-lr" if state else None,
                           rows_state=state / "vertical-rows.json" if state and "row_book" not in options else None,

@@ -11,8 +11,8 @@ slots of a secure-aggregation sum, which is all the coordinator learns of a mask
 ending in `.*` covers every key below it.
 
 Ledger tags name the mechanisms the coordinator's ledger charges: `DP1:count` (each party's training
-row count, once at setup), `DP1:stats` (standardisation moments), `DP2` (DP-SGD), `DP3` (clipped
-updates in a noised sum).
+row count, once at setup), `DP1:stats` (standardisation moments), `DP1:impute` (imputation statistics,
+once at setup), `DP2` (DP-SGD), `DP3` (clipped updates in a noised sum).
 
 Holdout rows are outside the DP unit: the unit is one training row of one party. Under `[privacy]`
 the model is evaluated once, at the end, on the released model; that evaluation is computed from
@@ -92,6 +92,7 @@ class Setup:
     secagg: bool = False
     standardize: bool = True
     bank_alone: bool = False        # [bank_alone]: each bank's local-only vs consortium histograms (per bank)
+    impute: bool = False            # [schema] imputes missing values (median/mean/indicator): `impute_stats`
 
     @property
     def private(self) -> bool:
@@ -107,7 +108,14 @@ class Setup:
                    dp3=(dp3.get("mode", "central") if dp3 else None), adaptive=bool(dp3 and dp3.get("adaptive")),
                    secagg=bool(secagg and secagg.get("enabled", True)),
                    standardize=bool((config.get("data") or {}).get("standardize", True)),
-                   bank_alone=config.get("bank_alone") is not None)
+                   bank_alone=config.get("bank_alone") is not None, impute=_imputes(config.get("schema") or {}))
+
+
+def _imputes(schema: Mapping[str, Any]) -> bool:
+    """The stored [schema] imputes some column from federated statistics."""
+    fill = ("median", "mean", "indicator")
+    return schema.get("impute") in fill or any(isinstance(f, Mapping) and f.get("impute") in fill
+                                               and f.get("kind") != "category" for f in schema.get("features") or ())
 
 
 LABEL = Field("meta.label", "random", what="attempt label (run id and nonce: independent of the data)")
@@ -232,6 +240,10 @@ def horizontal_catalogue(s: Setup) -> dict[str, MessageSpec]:
     else:
         scaler = tuple(Field(f"arrays.{k}", "visible", role="every party", what="pooled exact moments")
                        for k in ("mean", "scale"))
+    fill_what = "imputation fill values (pooled median/mean per imputed column)"
+    fill = (Field("arrays.impute", "derived", ("DP1:impute",), what=fill_what) if s.private
+            else Field("arrays.impute", "visible", role="every party", what=fill_what + " from exact statistics"))
+    scaler = (*scaler, fill)
     params = (Field("arrays.params", model_prot, model_mechs, what="global model")
               if model_prot == "derived" else Field("arrays.params", "visible", role="every party",
                                                     what="global model (no DP)"))
@@ -244,7 +256,8 @@ def horizontal_catalogue(s: Setup) -> dict[str, MessageSpec]:
                                            what="secure-aggregation step (peers, total of the exact row counts)"))
     specs += [
         MessageSpec("describe", "coordinator", (Field("meta.dp_count.*", "public", what="count noise"),)),
-        MessageSpec("stats", "coordinator", (Field("meta.dp1.*", "public", what="DP1 noise and public bounds"),)),
+        MessageSpec("stats", "coordinator", (Field("meta.dp1.*", "public", what="DP1 noise and public bounds"),
+                                             fill)),
         MessageSpec("fit", "coordinator", (
             params, *scaler, *request_secagg, Field("meta.model.*", "public"), Field("meta.train.*", "public"),
             Field("meta.seed", "public"), Field("meta.dp2.*", "public", what="DP-SGD settings"), dp3_settings,
@@ -258,6 +271,8 @@ def horizontal_catalogue(s: Setup) -> dict[str, MessageSpec]:
     ]
     if s.bank_alone:
         specs += _bank_alone_specs(s, params, scaler)
+    if s.impute:
+        specs += _imputation_specs(s)
     return {f"{spec.sender}:{spec.kind}": spec for spec in specs}
 
 
@@ -283,6 +298,25 @@ def _bank_alone_specs(s: Setup, params: Field, scaler: tuple[Field, ...]) -> lis
             Field("meta.dp2.*", "public", what="DP-SGD settings of the local-only model"),
             Field("meta.public_rows", "charged", ("DP1:count",), what="the party's own released row count"))),
     ]
+
+
+def _imputation_specs(s: Setup) -> list[MessageSpec]:
+    """`impute_stats` (`sampan.horizontal.imputation`): per-party statistics of the imputed columns, released per
+    party (not under secure aggregation); under DP one Gaussian release per run (`sampan.privacy.imputation`)."""
+    stats = ("arrays.count", "count of present cells (mean columns)"), ("arrays.sum", "sum of clipped values"), \
+        ("arrays.hist", "histogram over public bins (median columns)")
+    if s.private:
+        party = [Field(f, "charged", ("DP1:impute",), what=w) for f, w in stats]
+        party.append(Field("meta.dp", "public", what="marker"))
+    else:
+        party = [_clear(f, w) for f, w in stats]
+        party += [_clear("arrays.low", "minimum of a median column without bounds"),
+                  _clear("arrays.high", "maximum of a median column without bounds")]
+    return [MessageSpec("impute_stats", "party", tuple(party)),
+            MessageSpec("impute_stats", "coordinator", (
+                Field("meta.columns", "public", what="imputed columns, statistic, public bounds and bins"),
+                Field("meta.dp.*", "public", what="imputation noise"),
+                Field("meta.ranges", "public", what="median columns without bounds (no DP only)")))]
 
 
 def flatten(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> dict[str, Any]:

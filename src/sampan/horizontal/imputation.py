@@ -1,0 +1,186 @@
+"""Federated imputation for horizontal runs: the values that fill each party's missing cells.
+
+Which columns are imputed how is public (the run's `[schema]`: `impute` = median / mean / indicator; native
+columns keep NaN for trees). At setup, after `describe` and before the standardisation `stats`, the coordinator
+asks every party for `impute_stats` over its training rows and combines them:
+- mean (and indicator, which fills the mean): Σ count and Σ sum of the present cells, values clipped to the
+  column's public bounds and sent as z = (x − mid)/half-width in [−1, 1] (exact raw sums without bounds, no DP);
+- median: a histogram over equal public bins of the bounds, summed over the parties, the median interpolated
+  in its bin (`MEDIAN_BINS`, `MEDIAN_BINS_DP` under DP). Without DP a column without bounds first costs one
+  exact `ranges` request (each party's min and max of the column).
+Under `[privacy]` each party answers through the DP1 mod `sampan.privacy.imputation` (one Gaussian release per
+run, charged at the party), and the coordinator charges the same release for every party, write-ahead, before
+the request leaves. The statistics are released per party (not under secure aggregation, like the `stats`
+moments); the receipt lists them. The fill values (one per model column, NaN where nothing is filled) then
+travel with the scaler in every `stats`, `fit` and `evaluate` request as ``arrays.impute``, are checkpointed
+with it and stored in the model artifact (``scaler.impute``), so scoring imputes exactly as training did.
+
+What each role learns: the coordinator learns each party's statistics (noised under DP, exact without; and
+without DP and bounds, each party's min and max); every party learns the fill values (derived from them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from sampan.data import PartyData
+from sampan.data.missing import MissingColumn, check_fill_values, fill_missing, median_from_histogram, missing_columns
+from sampan.privacy.calibration import calibrate_noise_multiplier
+from sampan.privacy.imputation import IMPUTE_KIND, MAX_IMPUTE_BINS
+from sampan.privacy.ledger import Budget, PrivacyEvent
+from sampan.wire import Message
+
+__all__ = ["AUTO_SHARE", "IMPUTE_NOTE", "MEDIAN_BINS", "MEDIAN_BINS_DP", "federated_fill_values", "imputed",
+           "impute_statistics"]
+
+MEDIAN_BINS = 1024     # without DP: the median to within 1/1024 of its column's range
+MEDIAN_BINS_DP = 32    # under DP: fewer bins keep the noise summed up to the median small
+AUTO_SHARE = 0.05      # 'auto' imputation noise: the release costs at most this share of each party's epsilon
+IMPUTE_NOTE = "imputation statistics"
+
+
+# --- party side (exact; the DP1 mod noises it) ---------------------------------------------------------
+def _own_columns(data: PartyData, requested: Sequence[Mapping[str, Any]]) -> list[MissingColumn]:
+    """The party's own imputed columns the request names; a column it does not impute is refused."""
+    own = {c.index: c for c in data.missing_columns if c.statistic is not None}
+    out = []
+    for c in requested:
+        index = c.get("index")
+        if isinstance(index, bool) or not isinstance(index, int) or index not in own:
+            raise ValueError(f"party {data.party!r} refuses imputation statistics of column {c.get('name', index)!r}:"
+                             " its schema imputes no such column")
+        out.append(own[index])
+    return out
+
+
+def impute_statistics(data: PartyData, msg: Message) -> Message:
+    """Exact `impute_stats` reply over the party's training rows (see the module docstring)."""
+    X = data.X
+    if "ranges" in msg.meta:
+        cols = _own_columns(data, msg.meta["ranges"])
+        with np.errstate(all="ignore"):
+            low = np.array([np.nanmin(X[:, c.index]) if (~np.isnan(X[:, c.index])).any() else np.nan for c in cols])
+            high = np.array([np.nanmax(X[:, c.index]) if (~np.isnan(X[:, c.index])).any() else np.nan for c in cols])
+        return msg.reply(IMPUTE_KIND, arrays={"low": low, "high": high})
+    requested = list(msg.meta.get("columns") or [])
+    _own_columns(data, requested)
+    count, sums, hist = [], [], []
+    for c in requested:
+        x = X[:, int(c["index"])]
+        x = x[~np.isnan(x)]
+        bounds = c.get("bounds")
+        if c["statistic"] == "mean":
+            count.append(float(x.size))
+            if bounds is None:
+                sums.append(float(x.sum()))
+            else:
+                lo, hi = float(bounds[0]), float(bounds[1])
+                sums.append(float(((np.clip(x, lo, hi) - (lo + hi) / 2) / ((hi - lo) / 2)).sum()))
+        else:
+            lo, hi, bins = float(bounds[0]), float(bounds[1]), int(c["bins"])
+            if not (lo < hi and 1 <= bins <= MAX_IMPUTE_BINS):
+                raise ValueError(f"party {data.party!r} refuses a median sketch over {bounds!r} in {bins!r} bins")
+            hist.append(np.histogram(np.clip(x, lo, hi), bins=bins, range=(lo, hi))[0].astype(np.float64))
+    return msg.reply(IMPUTE_KIND, arrays={"count": np.array(count), "sum": np.array(sums),
+                                          "hist": np.concatenate(hist) if hist else np.zeros(0)})
+
+
+def imputed(X: np.ndarray, arrays: Mapping[str, np.ndarray], columns: Sequence[MissingColumn]) -> np.ndarray:
+    """``X`` with its missing cells filled by the request's ``impute`` values (``X`` itself without missing cells;
+    a NaN left in a column that is not native is refused, naming the column)."""
+    if "impute" not in arrays and not np.isnan(X).any():
+        return X
+    return fill_missing(X, arrays.get("impute", np.full(X.shape[1], np.nan)), columns)
+
+
+# --- coordinator side ----------------------------------------------------------------------------------
+def _noise(privacy: Any, parties: Sequence[str]) -> float:
+    """The imputation release's noise multiplier: as configured, or 'auto': the smallest that costs at most
+    `AUTO_SHARE` of each party's epsilon (data-independent)."""
+    z = privacy.impute_noise_multiplier
+    if z != "auto":
+        return float(z)
+    budgets = {p: Budget(privacy.epsilon * AUTO_SHARE, privacy.delta) for p in parties}
+    return calibrate_noise_multiplier(lambda m: [PrivacyEvent(party=p, level="DP1", mechanism="gaussian",
+                                                              noise_multiplier=m) for p in parties],
+                                      budgets, accountant=privacy.accountant)
+
+
+def _columns(plan: Sequence[MissingColumn], ranges: Mapping[int, tuple[float, float]], dp: bool
+             ) -> list[dict[str, Any]]:
+    out = []
+    for c in plan:
+        bounds = c.bounds if c.bounds is not None else ranges.get(c.index)
+        entry: dict[str, Any] = {"index": c.index, "name": c.name, "statistic": c.statistic,
+                                 "bounds": None if bounds is None else [float(bounds[0]), float(bounds[1])]}
+        if c.statistic == "median":
+            entry["bins"] = MEDIAN_BINS_DP if dp else MEDIAN_BINS
+        out.append(entry)
+    return out
+
+
+def _ranges(workflow: Any, parties: list[str], plan: Sequence[MissingColumn]) -> dict[int, tuple[float, float]]:
+    """Without DP, median columns without public bounds: the pooled range from each party's exact min/max."""
+    wanted = [c for c in plan if c.statistic == "median" and c.bounds is None]
+    if not wanted:
+        return {}
+    asked = [{"index": c.index, "name": c.name} for c in wanted]
+    low, high = np.full(len(wanted), np.inf), np.full(len(wanted), -np.inf)
+    for reply in workflow._request(parties, IMPUTE_KIND, 0, meta_for=lambda p: {"ranges": asked}):
+        low, high = np.fmin(low, reply.arrays["low"]), np.fmax(high, reply.arrays["high"])
+    out = {}
+    for c, lo, hi in zip(wanted, low, high, strict=True):
+        lo, hi = (0.0, 1.0) if not np.isfinite(lo) else (float(lo), float(hi))
+        out[c.index] = (lo, hi) if hi > lo else (lo - 0.5, lo + 0.5)
+    return out
+
+
+def _combine(columns: list[dict[str, Any]], totals: Mapping[str, np.ndarray], width: int) -> np.ndarray:
+    """The fill value of every imputed column from the summed statistics (post-processing)."""
+    fill = np.full(width, np.nan)
+    i_mean = i_hist = 0
+    for c in columns:
+        bounds = c["bounds"]
+        if c["statistic"] == "mean":
+            n, s = float(totals["count"][i_mean]), float(totals["sum"][i_mean])
+            i_mean += 1
+            if bounds is None:
+                fill[c["index"]] = s / n if n > 0 else 0.0
+            else:
+                lo, hi = bounds
+                fill[c["index"]] = (lo + hi) / 2 + (hi - lo) / 2 * (float(np.clip(s / n, -1, 1)) if n >= 1 else 0.0)
+        else:
+            bins = int(c["bins"])
+            fill[c["index"]] = median_from_histogram(totals["hist"][i_hist:i_hist + bins], *bounds)
+            i_hist += bins
+    return check_fill_values(fill, width)
+
+
+def federated_fill_values(workflow: Any, parties: list[str], width: int) -> np.ndarray | None:
+    """The agreed fill values (NaN where nothing is filled), or None when the schema imputes nothing.
+
+    ``workflow`` is the `HorizontalWorkflow` (its config, `_request` and `privacy` control)."""
+    schema = workflow.config.schema_
+    plan = [c for c in missing_columns(schema) if c.statistic is not None] if schema is not None else []
+    if not plan:
+        return None
+    control = workflow.privacy
+    dp = control.enabled
+    columns = _columns(plan, {} if dp else _ranges(workflow, parties, plan), dp)
+    meta: dict[str, Any] = {"columns": columns}
+    if dp:
+        z = _noise(control.privacy, parties)
+        control.charge([PrivacyEvent(party=p, level="DP1", mechanism="gaussian", noise_multiplier=z, step=0,
+                                     note=IMPUTE_NOTE) for p in parties])  # write-ahead, before the request
+        meta["dp"] = {"noise_multiplier": z}
+    totals: dict[str, np.ndarray] = {}
+    for reply in workflow._request(parties, IMPUTE_KIND, 0, meta_for=lambda p: meta):
+        for key in ("count", "sum", "hist"):
+            totals[key] = totals.get(key, 0) + np.asarray(reply.arrays[key], dtype=np.float64)
+    fill = _combine(columns, totals, width)
+    workflow.recorder.event("imputation_agreed", {"columns": [c["name"] for c in columns], "dp": dp,
+                                                  "values": {c["name"]: float(fill[c["index"]]) for c in columns}})
+    return fill
