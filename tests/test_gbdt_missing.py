@@ -152,3 +152,12 @@ def test_vertical_gbdt_with_nan_in_a_partner_column_grows_the_pooled_trees() -> 
     np.testing.assert_array_equal(partner.decisions_for(X_nan, keys), before)
     partner.load_part({**arrays, "thresholds": arrays["thresholds"][:, :4]}, meta)
     assert not any(m for _, _, m in partner.thresholds.values())
+
+
+def test_the_vertical_report_shows_gain_importance_under_each_partys_feature_names() -> None:
+    from sampan.runtime.reports_vertical import vertical_sections
+
+    sections = vertical_sections({"gbdt_importance": {"payments: spend<x>": 0.25, "bank: age": 0.75}}, {})
+    (section,) = [s for s in sections if s.title.startswith("Feature importance (gain)")]
+    assert section.html.index("bank: age") < section.html.index("payments: spend&lt;x&gt;")  # largest first, escaped
+    assert "75.0%" in section.html and "25.0%" in section.html

@@ -52,7 +52,7 @@ __all__ = [
     "GBDTParams", "FeatureSlot", "Tree", "GBDTModel", "HistRequest", "SplitRequest", "RouteRequest",
     "quantile_bin_edges", "apply_bins", "best_splits", "boost", "histogram", "make_slots", "EarlyStopping",
     "goes_left", "gain_importance", "named_importance", "weight_scale", "unit_params", "grid_gradients", "base_score",
-    "flat_index",
+    "flat_index", "record_split",
 ]
 
 
@@ -164,6 +164,12 @@ def best_splits(hists: Mapping[str, tuple[np.ndarray, np.ndarray]], slots: Mappi
                               float(GL[k, b] + (Gm[k, 0] if ml else 0.0)), float(HL[k, b] + (Hm[k, 0] if ml else 0.0)),
                               ml)
     return best
+
+
+def record_split(tree: Tree, node: int, cand: _Candidate, scale: float = 1.0) -> None:
+    """Store what every driver keeps of a chosen split in the tree: its feature, its missing-value direction and
+    its gain (times `scale`, `weight_scale(pos_weight)`, so gains are in the weighted objective's units)."""
+    tree.missing_left[node], tree.feature[node], tree.gain[node] = cand.missing_left, cand.feature, cand.gain * scale
 
 
 def _gain(GL: np.ndarray, HL: np.ndarray, Gt: np.ndarray, Ht: np.ndarray, lam: float, mcw: float,
@@ -295,8 +301,7 @@ def boost(params: GBDTParams, y: np.ndarray, slots: Mapping[str, list[FeatureSlo
             nxt, small_requests, pending = [], [], []
             for node, rows, hist, cand in splits:
                 tree.node_value[node] = -params.learning_rate * g[rows].sum() / (h[rows].sum() + unit.l2)
-                tree.missing_left[node], tree.feature[node] = cand.missing_left, cand.feature
-                tree.gain[node] = cand.gain * scale  # in the weighted objective's units
+                record_split(tree, node, cand, scale)
                 left_mask = masks[node]
                 lrows, rrows = rows[left_mask], rows[~left_mask]
                 ln, rn = tree.add(), tree.add()
