@@ -53,7 +53,9 @@ def gbdt_catalogue(dp: bool) -> dict[str, MessageSpec]:
     evaluation = tuple(Field(f"{n}", "derived" if dp else "visible", model[1], role=None if dp else "coordinator",
                              what=holdout)
                        for n in ("arrays.pos", "arrays.neg", "arrays.sum_p", "meta.n", "meta.loss_sum",
-                                 "meta.brier_sum", "meta.metrics.*"))
+                                 "meta.brier_sum", *(() if dp else ("meta.metrics.*",))))
+    if dp:  # review R8-2: 100 bins, sums at bin midpoints, no local metrics
+        evaluation += (Field("meta.metrics", "public", what="{}: no local metrics under DP"),)
     names = Field("meta.feature_names", "public", what="feature names")
     if dp:
         describe = (names, Field("meta.n_train", "charged", ("DP1:count",), what="training row count (Gaussian, "
@@ -76,8 +78,9 @@ def gbdt_catalogue(dp: bool) -> dict[str, MessageSpec]:
                                                        role="every party", what="bin edges"),
                                                  Field("meta.base_score", "derived" if dp else "visible", COUNTS,
                                                        role="every party", what="log-odds of the positive rate"))),
-        MessageSpec("hgb.hist", "coordinator", (Field("arrays.nodes", "public", what="node ids"),
-                                                Field("meta.*", "public", what="new tree, noise, clip, totals"))),
+        MessageSpec("hgb.hist", "coordinator", (
+            Field("arrays.nodes", model[0], model[1], role="every party", what="node ids (from the tree grown so far)"),
+            Field("meta.*", model[0], model[1], role="every party", what="new tree, noise, clip, totals"))),
         MessageSpec("hgb.split", "coordinator", tree_fields),
         MessageSpec("hgb.leaves", "coordinator", tree_fields),
         MessageSpec("evaluate", "coordinator", (*tree_fields, Field("meta.model.*", model[0], model[1],
