@@ -303,9 +303,10 @@ def _catalogue_html(rows: list[dict[str, str]]) -> str:
     body = "".join(f"<tr><td>{escape(r['sender'])}</td><td>{escape(r['kind'])}</td>"
                    f"<td><code>{escape(r['field'])}</code>"
                    f"</td><td>{escape(r['description'])}</td></tr>" for r in rows)
-    return ("<p><b>Every message field and its protection</b> (sender: who sends it; the other side reads it):</p>"
+    return ("<details><summary>Every message field and its protection</summary>"
+            "<p>Sender: who sends it; the other side reads it.</p>"
             "<table><thead><tr><th>sender</th><th>message</th><th>field</th><th>protection</th></tr></thead>"
-            f"<tbody>{body}</tbody></table>")
+            f"<tbody>{body}</tbody></table></details>")
 
 
 def receipt_section(receipt: dict[str, Any]) -> ReportSection:
@@ -330,8 +331,9 @@ def receipt_section(receipt: dict[str, Any]) -> ReportSection:
         f"<b>δ:</b> {escape(str(receipt['delta']))}; <b>noise multipliers:</b> "
         f"{escape(', '.join(f'{k} {v:.3g}' for k, v in multipliers.items()) or 'none')}.</p>"
         + (f"<p><b>Budget stop:</b> {escape(stop)}</p>" if stop else "")
-        + "<table><thead><tr><th>party</th><th>ε spent (of budget)</th><th>what it sent, under which protection</th>"
-        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        + "<details><summary>What each party sent, message by message, and its ε</summary>"  # folded: raw tables
+        "<table><thead><tr><th>party</th><th>ε spent (of budget)</th><th>what it sent, under which protection</th>"
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table></details>"
         + (f"<p><b>Evaluation.</b> {escape(str(receipt['evaluation']))}</p>" if receipt.get("evaluation") else "")
         + _catalogue_html(receipt.get("messages") or [])
         + _audit_html(receipt.get("membership_audit"))
