@@ -19,7 +19,8 @@ __all__ = ["CANONICAL_BITS", "MODEL_ARRAYS", "canonical_arrays"]
 
 # Every array a `fit`/`evaluate` handler computes from (review R12-HOR-1: a GBDT payload's split thresholds are in
 # ``edges``/``edge_counts``; outside the digest, a DP run's "one model" could be re-evaluated at any threshold).
-MODEL_ARRAYS = ("params", "mean", "scale", "edges", "edge_counts")
+# ``impute``: the fill values of missing cells (issue 13) change what the model computes on the party's rows
+MODEL_ARRAYS = ("params", "mean", "scale", "edges", "edge_counts", "impute")
 
 # relative precision of a digested (folded) parameter: a model perturbed below it computes the same scores up to
 # ~1e-12 and is locked as the same model (conservative: it merges, never splits, one model's digests)
@@ -33,6 +34,8 @@ def canonical_arrays(config: Any, arrays: Mapping[str, np.ndarray]) -> dict[str,
     or arrays that do not fit the config, are digested as sent."""
     out = {name: np.ascontiguousarray(np.asarray(arrays[name], dtype=np.float64) + 0.0)
            for name in MODEL_ARRAYS if name in arrays}
+    if "impute" in out:  # NaN (nothing to fill) in one bit pattern: payload bits must not split one model's digest
+        out["impute"] = np.where(np.isnan(out["impute"]), np.nan, out["impute"])
     kind = config.get("kind") if isinstance(config, dict) else None
     if kind == "gbdt":  # trees split raw feature values: the scaler does not enter the function
         out.pop("mean", None), out.pop("scale", None)
