@@ -3,6 +3,7 @@
     run.py       demo, run, audit, runs list|show|report|status|cancel|attach
                  (training in this process, the run store; a coordinator's runs)
     score.py     score (new applicants from a file: horizontal models at the bank, vertical jointly)
+    validate.py  models pack (validation pack), monitor drift|backtest|challenger
     registry.py  models, audit-log                                (the model registry, the signed audit log)
     deploy.py    certs, coordinator, party, submit                (deployments: certificates, agents, runs)
     synth.py     synth                                            (DP synthetic tables)
@@ -56,6 +57,8 @@ class SampanGroup(LazyGroup):
                              "here)."),
         "submit": LazyCommand(_DEPLOY, "deploy_app", "Submit a run to a coordinator (as an operator, over mutual "
                               "TLS) and follow it.", command="submit"),
+        "monitor": LazyCommand("sampan.cli.validate", "monitor_app", "Monitor a served model at the bank: drift "
+                               "(PSI), backtests when outcomes arrive, a challenger."),
         "serve": LazyCommand("sampan.cli.serve", "serve_app", "Serve a model over HTTPS at the bank (OpenAPI; "
                              "API tokens and/or mTLS clients)."),
     }

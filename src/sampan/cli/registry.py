@@ -232,3 +232,9 @@ def models_export(name: str, out: Path = typer.Option(Path("sampan-models"), hel
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "model"
+
+
+# `sampan models pack NAME --out DIR`: the model-validation pack (HTML and PDF), from the store alone
+from sampan.cli.validate import register_pack_command  # noqa: E402 - after models_app exists
+
+register_pack_command(models_app)
