@@ -79,18 +79,18 @@ def _bands(y: np.ndarray, p: np.ndarray, reference: DriftReference, training: li
     """Bad rate per training score band (edges fixed at training), beside the band's training bad rate."""
     edges = np.asarray(reference.score_edges, float)
     index = np.searchsorted(edges, p, side="right")
-    by_low = {round(float(b["score_low"]), 12): b for b in training}
-    lows = [-math.inf, *edges.tolist()]
+    ordered = sorted(training, key=lambda b: float(b["score_low"]))
+    trained = ordered if len(ordered) == len(edges) + 1 else [None] * (len(edges) + 1)  # bands, lowest PD first
+    lows = [None, *edges.tolist()]
     rows = []
     for band in range(len(edges) + 1):
         mask = index == band
         if not mask.any():
             continue
-        trained = by_low.get(round(lows[band], 12)) if band else None
-        rows.append({"pd_from": None if band == 0 else float(lows[band]),
-                     "pd_to": float(edges[band]) if band < len(edges) else None, "count": int(mask.sum()),
-                     "bads": int(y[mask].sum()), "bad_rate": float(y[mask].mean()),
-                     "training_bad_rate": float(trained["bad_rate"]) if trained else None})
+        then = trained[band]
+        rows.append({"pd_from": lows[band], "pd_to": float(edges[band]) if band < len(edges) else None,
+                     "count": int(mask.sum()), "bads": int(y[mask].sum()), "bad_rate": float(y[mask].mean()),
+                     "training_bad_rate": float(then["bad_rate"]) if then else None})
     return rows
 
 

@@ -88,7 +88,7 @@ class DriftReference:
         if bands:  # riskiest first in the run info; edges ascending here, counts in the same order
             ordered = sorted(bands, key=lambda b: float(b["score_low"]))
             edges = tuple(float(b["score_low"]) for b in ordered[1:])
-            counts = (0.0, *(float(b["count"]) for b in ordered), 0.0)  # below the lowest band, ..., missing
+            counts = (*(float(b["count"]) for b in ordered), 0.0)  # one count per band, then missing PDs
             if all(b > a for a, b in zip(edges, edges[1:], strict=False)):
                 return cls(edges, features, counts)
         return cls(PD_GRID, features, None)
