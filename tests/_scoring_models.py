@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 import sampan
 from sampan.data import make_sme_consortium
@@ -40,9 +43,22 @@ def _with_holes(path: Path, column: str, every: int) -> None:
         writer.writerows(rows)
 
 
-def train_models(tmp: Path) -> dict:
-    """Train "lr", "mlp" and "trees" on three banks' CSVs (with '?' cells); return paths, store and rows."""
+def train_models(factory: pytest.TempPathFactory) -> dict:
+    """Train "lr", "mlp" and "trees" on three banks' CSVs (with '?' cells), once per test process (the three
+    scoring/export test modules share them); return a fresh folder, the store, the applicants and their rows."""
+    shared = factory.getbasetemp() / "scoring-models"
     consortium = make_sme_consortium(n_smes=900, seed=11)
+    schema = consortium.schema_for(sorted(consortium.schemas)[0])
+    if not (shared / "applicants.csv").exists():
+        _train(shared, consortium)
+    with open(shared / "rows.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return {"tmp": factory.mktemp("scoring"), "store": f"sqlite:///{shared / 'runs.db'}",
+            "applicants": shared / "applicants.csv", "rows": rows, "schema": schema}
+
+
+def _train(tmp: Path, consortium: Any) -> None:
+    tmp.mkdir(parents=True, exist_ok=True)
     paths = consortium.write_csv(tmp)
     schema = consortium.schema_for(next(iter(paths)))
     for path in paths.values():
@@ -61,11 +77,11 @@ def train_models(tmp: Path) -> dict:
         if model["kind"] != "gbdt":
             config["training"] = {"local_epochs": 1, "batch_size": 64, "learning_rate": 0.1}
         sampan.run(config)
-    applicants = tmp / "applicants.csv"  # one bank's rows without the label: the "new applicants"
     with open(next(iter(paths.values())), newline="") as handle:
         rows = list(csv.DictReader(handle))
-    with open(applicants, "w", newline="") as handle:
+    (tmp / "rows.csv").write_bytes(next(iter(paths.values())).read_bytes())
+    with open(tmp / "applicants.partial", "w", newline="") as handle:  # one bank's rows without the label
         writer = csv.DictWriter(handle, fieldnames=[k for k in rows[0] if k != schema.label_column])
         writer.writeheader()
         writer.writerows({k: v for k, v in r.items() if k != schema.label_column} for r in rows)
-    return {"tmp": tmp, "store": store, "applicants": applicants, "rows": rows, "schema": schema}
+    (tmp / "applicants.partial").replace(tmp / "applicants.csv")

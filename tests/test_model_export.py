@@ -72,7 +72,7 @@ def reference_pd(doc: dict, rows: list[dict]) -> np.ndarray:
 # --- tests ----------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    return train_models(tmp_path_factory.mktemp("export"))
+    return train_models(tmp_path_factory)
 
 
 def _export(trained: dict, name: str, out: Path, *extra: str) -> dict:

@@ -16,7 +16,7 @@ ort = pytest.importorskip("onnxruntime")
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    return train_models(tmp_path_factory.mktemp("onnx"))
+    return train_models(tmp_path_factory)
 
 
 @pytest.mark.parametrize("name", ["lr", "mlp", "trees"])

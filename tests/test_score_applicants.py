@@ -23,7 +23,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    return train_models(tmp_path_factory.mktemp("score"))
+    return train_models(tmp_path_factory)
 
 
 def _score(trained: dict, *args: str) -> object:
@@ -144,3 +144,52 @@ def test_gbdt_reasons_add_up_to_the_logit(trained: dict) -> None:
                                  for k in trained["rows"][0]})
     np.testing.assert_allclose(predict_gbdt_payload(entry.meta["model"], entry.arrays, X),
                                [r.pd for r in scorer.score(trained["rows"])], rtol=0, atol=1e-12)
+
+
+def _vertical_run(tmp: Path) -> tuple[str, str, object]:
+    """A small vertical run (bank + payments + delivery, secure LR) from files; returns store, run id, consortium."""
+    from sampan.data import make_sme_consortium
+
+    consortium = make_sme_consortium(n_smes=3000, seed=8)
+    paths = consortium.write_csv(tmp / "data", view="vertical")
+    parties = []
+    for name, path in paths.items():
+        schema = consortium.schema_for(name)
+        cats = ", ".join(f"{c.name} = [{', '.join(json.dumps(x) for x in c.categories)}]"
+                         for c in schema.features if c.categories)
+        label = f'label = "{schema.label_column}"\n' if name == "bank" else ""
+        parties.append(f'[[vertical.parties]]\nname = "{name}"\npath = "{path}"\n{label}'
+                       f"features = {json.dumps([c.name for c in schema.features])}\ncategories = {{ {cats} }}\n")
+    store = f"sqlite:///{tmp / 'v.db'}"
+    toml = tmp / "vertical.toml"
+    toml.write_text(f'[run]\nname = "v-score"\nseed = 2\nstore = "{store}"\n[vertical]\nlabel_holder = "bank"\n'
+                    f'id = "{consortium.schema_for("bank").id_column}"\nmodels = ["lr"]\n' + "".join(parties)
+                    + "[vertical.lr]\nepochs = 2\n")
+    result = runner.invoke(app, ["run", str(toml)])
+    assert result.exit_code == 0, result.output
+    run_id = Store.open(store).list_runs(1)[0].run_id
+    return store, run_id, consortium
+
+
+def test_vertical_applicants_from_a_file_and_one_unknown_to_a_partner(tmp_path: Path) -> None:
+    store, run_id, consortium = _vertical_run(tmp_path)
+    bank, payments = consortium.vertical["bank"], consortium.vertical["payments"]
+    known_to_payments = set(map(str, payments.ids))
+    ids = [str(i) for i in bank.ids[:8]]
+    stranger = next(str(i) for i in bank.ids if str(i) not in known_to_payments)
+    id_column = consortium.schema_for("bank").id_column
+    applicants = tmp_path / "applicants.csv"  # the bank's file: ids only, no label
+    applicants.write_text(f"{id_column}\n" + "\n".join([*ids, stranger]) + "\n")
+    out = tmp_path / "scores.json"
+    result = runner.invoke(app, ["score", "--run", run_id, "--data", str(applicants), "--out", str(out),
+                                 "--store", store, "--chunk-rows", "5"])
+    assert result.exit_code == 0, result.output
+    scored = json.loads(out.read_text())
+    assert [r["id"] for r in scored] == [*ids, stranger]
+    assert all(0 < r["pd"] < 1 and any(x["contribution"] != 0 for x in r["reasons"]) for r in scored)
+    assert "payments" in scored[-1]["notes"]["unknown_at"]  # only the bank learns it; the partner answered alike
+    by_id = {r["id"]: r["pd"] for r in scored}
+    from sampan.cli.vertical import score_applicants  # what positional `sampan score ID...` runs
+
+    (again,) = score_applicants(Store.open(store), run_id, [ids[0]])
+    assert again.probability_of_default == pytest.approx(by_id[ids[0]], abs=1e-9)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ScoreCard", "occlusion_contributions", "reason_codes", "DEFAULT_REASONS"]
+__all__ = ["ScoreCard", "occlusion_contributions", "reason_codes", "reason_codes_batch", "DEFAULT_REASONS"]
 
 DEFAULT_REASONS = 4
 
@@ -75,3 +75,22 @@ def reason_codes(columns: Sequence[str], contributions: np.ndarray, top: int = D
         return [{"code": "R00", "feature": "(none)", "contribution": 0.0, "effect": "at the reference point"}]
     return [{"code": f"R{rank:02d}", "feature": columns[k], "contribution": float(values[k]),
              "effect": "raises risk" if values[k] > 0 else "lowers risk"} for rank, k in enumerate(order, start=1)]
+
+
+def reason_codes_batch(columns: Sequence[str], contributions: np.ndarray, top: int = DEFAULT_REASONS
+                       ) -> list[list[dict[str, Any]]]:
+    """`reason_codes` for every row of an (n, columns) matrix at once (one argsort for the batch)."""
+    values = np.asarray(contributions, dtype=np.float64)
+    if values.ndim != 2 or values.shape[1] == 0:
+        return [reason_codes(columns, row, top) for row in values.reshape(len(values), -1)]
+    order = np.argsort(-values, axis=1, kind="stable")[:, :top]
+    picked = np.take_along_axis(values, order, axis=1)
+    out: list[list[dict[str, Any]]] = []
+    for i, (ks, vs) in enumerate(zip(order.tolist(), picked.tolist(), strict=True)):
+        kept = [(k, v) for k, v in zip(ks, vs, strict=True) if v != 0.0]
+        if len(kept) < len(ks):  # zeros in the top: rank this row alone (skips them, fills from the rest)
+            out.append(reason_codes(columns, values[i], top))
+            continue
+        out.append([{"code": f"R{rank:02d}", "feature": columns[k], "contribution": v,
+                     "effect": "raises risk" if v > 0 else "lowers risk"} for rank, (k, v) in enumerate(kept, start=1)])
+    return out

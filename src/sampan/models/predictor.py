@@ -78,8 +78,8 @@ def _numbers(name: str, values: np.ndarray, first_row: int = 0, markers: frozens
     """Floats with NaN where the value is missing (None, NaN or a marker such as '', '?', 'NA')."""
     if values.dtype.kind in "biuf":
         return values.astype(np.float64)
-    text = np.array(["" if v is None else str(v).strip().lower() for v in values], dtype=object)
-    missing = np.array([t in markers for t in text], dtype=bool)
+    text = np.char.lower(np.char.strip(values.astype(str)))  # None -> "none", NaN -> "nan": both markers
+    missing = np.isin(text, list(markers))
     out = np.full(len(text), np.nan)
     if (~missing).any() and all(t in _TRUE | _FALSE for t in text[~missing]):
         out[~missing] = [1.0 if t in _TRUE else 0.0 for t in text[~missing]]

@@ -21,7 +21,7 @@ import numpy as np
 
 from sampan.errors import ConfigError, DataError
 from sampan.models.base import sigmoid
-from sampan.models.explain import DEFAULT_REASONS, ScoreCard, occlusion_contributions, reason_codes
+from sampan.models.explain import DEFAULT_REASONS, ScoreCard, occlusion_contributions, reason_codes_batch
 from sampan.models.predictor import Predictor, input_blocks
 from sampan.models.registry import model_from_config
 from sampan.models.tree_scoring import TreeEnsemble
@@ -158,9 +158,9 @@ class Scorer:
         points = self.card.points(pd)
         if ids is None:
             ids = self._ids(columns, len(pd), first_row)
-        return [ScoreResult(str(ids[i]), float(pd[i]), float(points[i]), self._decision(float(pd[i])),
-                            reason_codes(self.inputs, contributions[i], self.top), float(logits[i]))
-                for i in range(len(pd))]
+        reasons = reason_codes_batch(self.inputs, contributions, self.top)
+        return [ScoreResult(str(ids[i]), p, s, self._decision(p), reasons[i], z)
+                for i, (p, s, z) in enumerate(zip(pd.tolist(), points.tolist(), logits.tolist(), strict=True))]
 
     def _ids(self, columns: Mapping[str, Any], n: int, first_row: int) -> list[str]:
         if self.id_column is not None and self.id_column in columns:
