@@ -107,3 +107,19 @@ def test_a_missing_label_is_a_clear_error(tmp_path: Path) -> None:
     assert "party 'bank'" in text and "bank.csv" in text and "column 'default' (label)" in text
     assert "row 8" in text and "a label may never be missing" in text
     assert "Traceback" not in output
+
+
+def test_a_native_column_is_nan_for_trees_and_the_party_median_for_the_secure_lr(tmp_path: Path) -> None:
+    paths = write_parties(tmp_path)
+    schema = TableSchema(id="id", features=[{"name": "spend", "impute": "native"}])
+    table = load_table(paths["card"], schema, "card")
+    filled = impute_locally(table)
+    holes = np.isnan(table.X[:, 0])
+    assert np.allclose(filled.X[holes, 0], np.nanmedian(table.X[:, 0]))  # what the secure LR and scorecard see
+    assert filled.trees_X is not None and np.array_equal(np.isnan(filled.trees_X[:, 0]), holes)
+    assert np.isnan(filled.subset(np.flatnonzero(holes)[:2]).trees_X).all()
+    text = config_text(tmp_path, paths).replace('impute = "indicator"', 'impute = "native"')
+    text = text.replace('models = ["lr"]', 'models = ["lr", "gbdt"]')
+    text += "\n[vertical.gbdt]\nn_trees = 3\nmax_depth = 2\n"
+    code, output = _run(tmp_path, text)
+    assert code == 0, output

@@ -118,13 +118,22 @@ def local_fill_values(X: np.ndarray, columns: Iterable[MissingColumn]) -> np.nda
 
 def impute_locally(data: Any) -> Any:
     """A vertical party's table with its own missing cells filled from its own rows (`local_fill_values`);
-    the values are kept on the table (``fill_values``) so its model part can record them. Native columns
-    keep NaN. Nothing leaves the party."""
+    the values are kept on the table (``fill_values``) so its model part can record them. A ``native`` column is
+    filled with its median in ``X`` (the secure LR and the scorecard cannot use NaN) and keeps NaN in
+    ``trees_X``, the view the vertical GBDT learns its default directions on. Nothing leaves the party."""
     columns = getattr(data, "missing_columns", ())
     if not columns or not np.isnan(data.X).any():
         return data
-    values = local_fill_values(data.X, columns)
-    return replace(data, X=fill_missing(data.X, values, columns), fill_values=values)
+    linear = [replace(c, policy="median") if c.policy == "native" else c for c in columns]
+    values = local_fill_values(data.X, linear)
+    X = fill_missing(data.X, values, columns)
+    native = [c.index for c in columns if c.policy == "native"]
+    trees = None
+    if native and np.isnan(data.X[:, native]).any():
+        keep = values.copy()
+        keep[native] = np.nan
+        trees = fill_missing(data.X, keep, columns)
+    return replace(data, X=X, fill_values=values, trees_X=trees)
 
 
 def refuse_native(schemas: Mapping[str, TableSchema] | TableSchema, model: str) -> None:
@@ -140,12 +149,13 @@ def refuse_native(schemas: Mapping[str, TableSchema] | TableSchema, model: str) 
 
 def check_run_policies(schema: TableSchema | None, *, workflow: str, models: Sequence[str], private: bool) -> None:
     """Config-time checks of the declared policies against the run (ValueError naming the columns and the fix):
-    ``native`` only where every model is a tree model; under horizontal DP every imputed column needs public
-    ``bounds`` (the clipping range of the mean, the bins of the median sketch; never read off the data)."""
+    ``native`` in a horizontal run only with a tree model (a vertical party fills a native column with its own
+    median for the secure LR and scorecard, `impute_locally`); under horizontal DP every imputed column needs
+    public ``bounds`` (the clipping range of the mean, the bins of the median sketch; never read off the data)."""
     if schema is None:
         return
     linear = [m for m in models if m not in ("gbdt",)]
-    if linear:
+    if linear and workflow != "vertical":  # a vertical party's LR and scorecard see its own median instead
         refuse_native(schema, "/".join(linear))
     if workflow == "horizontal" and private:
         unbounded = [c.name for c in missing_columns(schema) if c.statistic is not None and c.bounds is None]

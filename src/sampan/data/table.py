@@ -59,6 +59,8 @@ class PartyData:
     # imputation filled them with (vertical parties; `sampan.data.missing.impute_locally`)
     missing_columns: tuple[MissingColumn, ...] = ()
     fill_values: np.ndarray | None = None
+    # what tree models see when it differs from X: NaN kept in `native` columns (X has them filled for linear models)
+    trees_X: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         ids = np.asarray(self.ids)
@@ -71,6 +73,8 @@ class PartyData:
         if len(self.feature_names) != self.X.shape[1]:
             raise ValueError(f"{len(self.feature_names)} feature names for {self.X.shape[1]} columns")
         self.feature_names = list(self.feature_names)
+        if self.trees_X is not None and self.trees_X.shape != self.X.shape:
+            raise ValueError(f"trees_X must have X's shape {self.X.shape}; got {self.trees_X.shape}")
         if self.y is not None:
             self.y = np.asarray(self.y, dtype=np.int8)
             if self.y.shape != self.ids.shape:
@@ -98,6 +102,7 @@ class PartyData:
             feature_names=list(self.feature_names),
             missing_columns=self.missing_columns,
             fill_values=self.fill_values,
+            trees_X=None if self.trees_X is None else self.trees_X[sel],
         )
 
     def train_test_split(

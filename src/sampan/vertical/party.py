@@ -111,8 +111,10 @@ class VerticalParty:
         self._hello_runs: set[str] = set()  # one vertical.hello per run
         self.scoring = ScoringParty(self.name, data.ids, data.X, self._part, self._channels, self._aligned_rows,
                                     y=data.y, run_rows=self.run_rows)
-        self.gbdt = VerticalGBDTParty(self.name, self._aligned_X, self._aligned_y, list(data.feature_names),
-                                      self._channels, ids=data.ids, X_full=data.X, aligned_rows=self._aligned_rows,
+        trees_X = data.trees_X if data.trees_X is not None else data.X  # NaN kept in `native` columns (issue 13)
+        self.gbdt = VerticalGBDTParty(self.name, lambda: self._aligned_raw_X(trees_X), self._aligned_y,
+                                      list(data.feature_names),
+                                      self._channels, ids=data.ids, X_full=trees_X, aligned_rows=self._aligned_rows,
                                       y_full=data.y, policy=self.policy, run_rows=self.run_rows)
         self.woe = VerticalWoeParty(self.name, self._aligned_raw_X, self._aligned_y, list(data.feature_names),
                                     self._channels, policy=self.policy, run_rows=self.run_rows)
@@ -268,11 +270,12 @@ class VerticalParty:
             raise RowRuleError(f"party {self.name!r}: rows are not positions of the {len(rows)} aligned rows")
         return np.asarray(self.data.ids)[rows[positions]]
 
-    def _aligned_raw_X(self) -> np.ndarray:
+    def _aligned_raw_X(self, X: np.ndarray | None = None) -> np.ndarray:
+        """The aligned rows of ``X`` (default: the table; GBDT passes its view with NaN in native columns)."""
         rows = self.psi.aligned_rows
         if rows is None:
             raise ValueError(f"party {self.name!r}: no aligned rows; run PSI alignment first")
-        return self.data.X[rows]
+        return (self.data.X if X is None else X)[rows]
 
     def _aligned_X(self) -> np.ndarray:
         """The model's view of the aligned rows: WOE-coded selected columns while a scorecard trains."""
