@@ -109,3 +109,27 @@ def test_a_node_with_one_record_is_noised_at_full_sensitivity_and_charged() -> N
     std = float(np.std(released))
     expected = 1.0 * hist_sensitivity(len(FEATURES)) * 1.0
     assert std == pytest.approx(expected, rel=0.45) and expected > 2  # noise std over twice the max |g|
+
+
+def test_a_deployed_dp_gbdt_job_announces_its_noise_and_shape_and_the_gate_refuses_exact_tree_requests() -> None:
+    """The same rules at the deploy gate (`check_job`, `check_request`), before the bank's own mod sees anything."""
+    from sampan.config import parse_config
+    from sampan.deploy.allow import AllowSection, JobRefused, check_job, check_request, job_description
+
+    config = parse_config({"run": {"name": "d", "rounds": 1}, "source": {"kind": "consortium", "n_smes": 600},
+                           "model": {"kind": "gbdt", "n_trees": 4, "max_depth": 2},
+                           "privacy": {"epsilon": 5.0, "gbdt": {"noise_multiplier": 2.0, "bounds": {"*": [0, 1]}}}})
+    job = job_description(config.to_dict(), workflow="horizontal", operator=None, parties=["a", "b", "c"],
+                          label_holder=None)
+    assert "gbdt_dp" in job["protections"] and job["gbdt"] == {"n_trees": 4, "max_depth": 2, "dp": True}
+    allow = AllowSection(require=["dp"], min_noise_multiplier=1.0)
+    check_job(allow, "a", job, "loans", FEATURES)  # a party requiring DP accepts trees under DP
+    with pytest.raises(JobRefused, match="carries no dp"):
+        check_request(allow, "a", "hgb.hist", {"new_tree": True}, job)
+    with pytest.raises(JobRefused, match="min_noise_multiplier"):
+        check_request(allow, "a", "hgb.hist", {"dp": {**DP, "noise_multiplier": 0.6}}, job)
+    check_request(allow, "a", "hgb.hist", {"dp": {**DP, "noise_multiplier": 2.0}}, job)
+    exact = job_description({**config.to_dict(), "privacy": None}, workflow="horizontal", operator=None,
+                            parties=["a", "b", "c"], label_holder=None)
+    with pytest.raises(JobRefused, match="lacks required protection"):
+        check_job(allow, "a", exact, "loans", FEATURES)

@@ -56,6 +56,9 @@ def job_description(config: Mapping[str, Any], *, workflow: str, operator: str |
             value = section.get("noise_multiplier", "auto")
             schedule = section.get("schedule") or [1.0]
             noise[name] = value if value == "auto" else float(value) * min(float(f) for f in schedule)
+    if privacy.get("gbdt"):  # horizontal GBDT's noised histograms (`sampan.privacy.gbdt_dp`)
+        value = privacy["gbdt"].get("noise_multiplier", "auto")
+        noise["gbdt_dp"] = value if value == "auto" else float(value)
     vertical = config.get("vertical") or {}
     woe_epsilon = (vertical.get("scorecard") or {}).get("dp_epsilon")
     if woe_epsilon:  # the WOE noise multiplier depends on epsilon and delta only (sigma scales with sensitivity)
@@ -90,6 +93,10 @@ def job_description(config: Mapping[str, Any], *, workflow: str, operator: str |
     )
     if workflow in _HORIZONTAL_JOBS:  # the party mounts the tree handlers only for a gbdt job
         extra["model"] = (config.get("model") or {}).get("kind", "logistic")
+    if workflow == "horizontal" and extra.get("model") == "gbdt":  # the shape bounds the bank's tree releases
+        model = config.get("model") or {}
+        extra["gbdt"] = {"n_trees": int(model.get("n_trees", 100)), "max_depth": int(model.get("max_depth", 4)),
+                         "dp": bool(privacy.get("gbdt"))}
     if workflow == "vertical":  # review R12-VER-2/7b: the models and their shape each partner checks requests against
         extra["vertical"] = _vertical_job(vertical, woe_epsilon)
     if workflow == "scoring" and (config.get("scoring") or {}).get("model"):  # review R12-VER-5: the one model run
@@ -175,11 +182,13 @@ def check_job(
             "horizontal GBDT sends each bank's exact tree histograms (no secure "
             "aggregation exists for trees): a gbdt job cannot announce or meet secure_aggregation",
         )
-    if "dp" in allow.require and workflow == "horizontal" and not have & {"dp2", "dp3"}:  # review R8-4
+    trained_under = {"gbdt_dp"} if job.get("model") == "gbdt" else {"dp2", "dp3"}  # trees: noised histograms
+    if "dp" in allow.require and workflow == "horizontal" and not have & trained_under:  # review R8-4
         raise JobRefused(
             party,
             "require",
-            f"this party requires DP, and the horizontal job trains without DP2 or DP3 "
+            f"this party requires DP, and the horizontal job trains without "
+            f"{' or '.join(sorted(t.upper() for t in trained_under))} "
             f"(it has {sorted(have)}): its model updates would leave exactly",
         )
     if allow.min_contributors is not None and "secure_aggregation" in have:

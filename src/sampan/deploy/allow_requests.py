@@ -63,7 +63,13 @@ def check_request(
                 "require",
                 f"{kind!r}: horizontal GBDT has no secure aggregation, which this party requires or the job announced",
             )
-        return  # the tree handlers exist only in a gbdt job; the party's policy refused it if it requires DP
+        needs_dp = "gbdt_dp" in announced or require & {"dp", "gbdt_dp"}
+        if kind in ("hgb.sketch", "hgb.hist") and needs_dp and "dp" not in meta:
+            raise JobRefused(party, "require", f"{kind!r} carries no dp in a horizontal GBDT job under DP (exact "
+                             "tree statistics would leave)")
+        floor = allow.min_noise_multiplier if allow is not None else None
+        _floor(party, "GBDT histogram", (meta.get("dp") or {}).get("noise_multiplier"), floor, "dp" in meta)
+        return  # the tree handlers exist only in a gbdt job; the bank's DP mod enforces the rest (gbdt_dp)
     if job is not None and job.get("workflow") == "evaluation":  # review R12-HOR-4: evaluate (and its SecAgg) only
         if kind != "evaluate" and not (kind.startswith("secagg_") and "secure_aggregation" in announced):
             raise JobRefused(
