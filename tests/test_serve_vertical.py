@@ -71,12 +71,14 @@ def test_served_scores_equal_sampan_score_in_process_and_over_http(trained: tupl
         assert [r["probability_of_default"] for r in results] == [expected[a] for a in known]
         assert all(r["reasons"] and r["decision"] in ("approve", "decline") for r in results)
         assert client.post("/v1/score", json={"applicants": [{"features": {}}]}).status_code == 422  # no id
-        # concurrent requests are batched into shared exchanges; each still gets its own rows, in order
+        # concurrent requests are batched into shared exchanges; each still gets its own rows, in order (a
+        # batch of another size may round the bank's matrix product differently in the last bit)
         with ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(lambda k: session.score([known[k % 6], known[(k + 1) % 6]]), range(24)))
         for k, answer in enumerate(answers):
-            assert [r["probability_of_default"] for r in answer] == [expected[known[k % 6]],
-                                                                   expected[known[(k + 1) % 6]]]
+            assert [r["applicant"] for r in answer] == [known[k % 6], known[(k + 1) % 6]]
+            assert [r["probability_of_default"] for r in answer] == pytest.approx(
+                [expected[known[k % 6]], expected[known[(k + 1) % 6]]], rel=1e-12)
     finally:
         session.close()
 

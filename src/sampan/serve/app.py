@@ -9,7 +9,6 @@ the number of applicants, never an id, a feature or a score.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from sampan.errors import DataError
@@ -27,7 +26,7 @@ from sampan.serve.auth import TokenBook
 from sampan.serve.backends import ScoringBackend
 from sampan.serve.schemas import Health, ModelDescription, Monitoring, ScoreRequest, ScoreResponse
 
-__all__ = ["create_app", "ServiceStats"]
+__all__ = ["AccessLog", "create_app", "ServiceStats"]
 
 access_log = logging.getLogger("sampan.serve.access")
 
@@ -58,6 +57,44 @@ class ServiceStats:
                 for q in (0.5, 0.99)}
 
 
+class AccessLog:
+    """Pure ASGI middleware (cheaper than Starlette's BaseHTTPMiddleware): the access-log line and the score
+    counters, from the status sent and what the route left in ``scope["state"]`` (client, applicants)."""
+
+    def __init__(self, app: Any, stats: ServiceStats) -> None:
+        self.app, self.stats = app, stats
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        begin = time.perf_counter()
+        status = [500]
+
+        async def sending(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            self._record(scope, status[0], (time.perf_counter() - begin) * 1000)
+
+    def _record(self, scope: dict[str, Any], status: int, ms: float) -> None:
+        path = scope.get("path", "")
+        if path == "/v1/score":
+            self.stats.requests += 1
+            self.stats.latencies.append(ms)
+            if status >= 400:
+                self.stats.errors[str(status)] += 1
+        if access_log.isEnabledFor(logging.INFO):
+            state = scope.get("state") or {}
+            access_log.info(json.dumps({"t": round(time.time(), 3), "method": scope.get("method"), "path": path,
+                                        "status": status, "ms": round(ms, 2), "client": state.get("client"),
+                                        "applicants": state.get("applicants")}))
+
+
 def create_app(backend: ScoringBackend, *, tokens: TokenBook | None = None, mtls: bool = False,
                monitoring: Callable[[], dict[str, Any] | None] | None = None) -> FastAPI:
     """The service for ``backend``. ``tokens``: API tokens required (Bearer); ``mtls``: TLS already demanded a
@@ -82,40 +119,23 @@ def create_app(backend: ScoringBackend, *, tokens: TokenBook | None = None, mtls
         request.state.client = name
         return name
 
-    @app.middleware("http")
-    async def log_access(request: Request, call_next: Callable[[Request], Any]) -> Any:
-        begin = time.perf_counter()
-        response = await call_next(request)
-        ms = (time.perf_counter() - begin) * 1000
-        if request.url.path == "/v1/score":
-            stats.requests += 1
-            stats.latencies.append(ms)
-            if response.status_code >= 400:
-                stats.errors[str(response.status_code)] += 1
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info(json.dumps({"t": round(time.time(), 3), "method": request.method,
-                                        "path": request.url.path, "status": response.status_code, "ms": round(ms, 2),
-                                        "client": getattr(request.state, "client", None),
-                                        "applicants": getattr(request.state, "applicants", None)}))
-        return response
-
     @app.exception_handler(DataError)
     async def data_error(request: Request, exc: DataError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
     @app.post("/v1/score", response_model=ScoreResponse, summary="Score one applicant or a batch")
-    async def score(body: ScoreRequest, request: Request, who: str = Depends(client)) -> dict[str, Any]:
+    async def score(body: ScoreRequest, request: Request, who: str = Depends(client)) -> Response:
         rows = [a.model_dump() for a in body.applicants]
         request.state.applicants = len(rows)
         try:
-            results = await asyncio.to_thread(backend.score, rows) if backend.info.topology == "vertical" \
-                else backend.score(rows)
+            results = await backend.score_async(rows)
         except (DataError, ValueError) as exc:
             raise DataError(str(exc)) from None
         except (TimeoutError, ConnectionError, RuntimeError) as exc:
             raise HTTPException(503, f"the scoring session with the partners is not answering ({exc})") from None
         stats.scored(results)
-        return {"model": backend.info.name, "version": backend.info.version, "results": results}
+        answer = {"model": backend.info.name, "version": backend.info.version, "results": results}
+        return Response(json.dumps(answer, allow_nan=False), media_type="application/json")  # no re-validation
 
     @app.get("/v1/health", response_model=Health, summary="Liveness and the model served")
     async def health() -> dict[str, Any]:
@@ -141,4 +161,5 @@ def create_app(backend: ScoringBackend, *, tokens: TokenBook | None = None, mtls
         return {"status": "ok"}
 
     app.state.stats = stats
+    app.add_middleware(AccessLog, stats=stats)
     return app

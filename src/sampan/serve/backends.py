@@ -9,6 +9,7 @@ joint-scoring protocol (the bank's own features, and the partners' summed effect
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -38,6 +39,8 @@ class ScoringBackend(Protocol):
     info: ModelInfo
 
     def score(self, applicants: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]: ...
+
+    async def score_async(self, applicants: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]: ...
 
     def close(self) -> None: ...
 
@@ -78,6 +81,10 @@ class HorizontalBackend:
                  "missing_at": [], "unknown_at_bank": False}
                 for r in self.scorer.score_columns(frame, ids=ids)]
 
+    async def score_async(self, applicants: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Scored on the event loop: one row of numpy work (well under a millisecond) costs less than a thread hop."""
+        return self.score(applicants)
+
     def close(self) -> None:
         return None
 
@@ -90,13 +97,24 @@ class VerticalBackend:
     info: ModelInfo
     timeout_s: float = 30.0
 
-    def score(self, applicants: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    def _ids(self, applicants: Sequence[Mapping[str, Any]]) -> list[str]:
         ids = [str(a.get("id") or "") for a in applicants]
         empty = [i for i, a in enumerate(ids) if not a]
         if empty:
             raise DataError(f"applicants {empty[:10]}: a vertical model scores by registration number ('id')")
+        return ids
+
+    def score(self, applicants: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        return self._shape(self.session.score(self._ids(applicants), self.timeout_s))
+
+    async def score_async(self, applicants: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Waits for the session's batch without holding a thread."""
+        future = self.session.queue.submit(self._ids(applicants))
+        return self._shape(await asyncio.wait_for(asyncio.wrap_future(future), self.timeout_s))
+
+    def _shape(self, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = []
-        for r in self.session.score(ids, self.timeout_s):
+        for r in results:
             pd = float(r["probability_of_default"])
             reasons = [_reason(k, str(x["source"]), str(x["feature"]), float(x["logit_contribution"]))
                        for k, x in enumerate(list(r.get("reasons") or [])[:_TOP + 1], start=1)]

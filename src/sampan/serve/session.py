@@ -37,12 +37,16 @@ from sampan.vertical.party import VerticalParty
 from sampan.vertical.session import VerticalSession
 from sampan.wire import Message
 
-__all__ = ["BankQueue", "ServingDriver", "VerticalScoringSession", "REVEALS"]
+__all__ = ["BankQueue", "ServingDriver", "SessionError", "VerticalScoringSession", "REVEALS"]
 
 REVEALS = ("Scoring service: the coordinator learns each exchange's batch size and timing; partners learn the "
            "registration numbers queried; scores and ids stay at the bank (`sampan.serve.session`).")
 
 Results = list[dict[str, Any]]
+
+
+class SessionError(RuntimeError):
+    """A scoring exchange with the partners failed (the service answers 503; the session goes on)."""
 
 
 @dataclass
@@ -80,6 +84,7 @@ class BankQueue:
 
     def fail_all(self, exc: BaseException) -> None:
         """The session broke: every waiting request gets the error (the HTTP layer answers 503)."""
+        exc = exc if isinstance(exc, SessionError) else SessionError(f"the scoring exchange failed: {exc}")
         with self._cond:
             waiting, self._waiting = self._waiting, []
             batches, self._batches = list(self._batches.values()), {}
@@ -126,7 +131,7 @@ class BankQueue:
                 results = [r.as_dict() for r in self.party.scoring.results.pop(request)]
         except Exception as exc:
             for future, _, _ in batch.futures:
-                future.set_exception(exc)
+                future.set_exception(SessionError(f"the scoring exchange failed: {exc}"))
             raise
         for future, begin, end in batch.futures:
             future.set_result(results[begin:end])
