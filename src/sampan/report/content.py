@@ -53,6 +53,18 @@ class ReportSection:
 
 
 @dataclass
+class ModelCurves:
+    """One trained model's curves in a report that compares several (vertical: LR, scorecard, GBDT)."""
+
+    name: str
+    auc: float | None = None
+    roc: tuple[Sequence[float], Sequence[float]] | None = None
+    calibration: CalibrationLike | None = None
+    progress: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # series -> (step, value)
+    progress_axes: tuple[str, str] = ("Epoch", "Validation score")
+
+
+@dataclass
 class RunReport:
     """Everything one run report shows. Only run_id and title are required."""
 
@@ -69,6 +81,9 @@ class RunReport:
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     sections: list[ReportSection] = field(default_factory=list)
+    # several models, best first: their curves replace the single-model ROC/calibration/progress charts
+    models: list[ModelCurves] = field(default_factory=list)
+    primary_name: str = "This run"  # the Results table's first column
 
 
 def importance_section(model: str, importance: Mapping[str, float], note: str = "", top: int = 20) -> ReportSection:

@@ -27,6 +27,7 @@ from sampan.report.content import (
     RoundRecord,
     RunReport,
 )
+from sampan.report.model_charts import models_performance, models_progress
 
 __all__ = [
     "PartySummary",
@@ -122,7 +123,7 @@ def _signed(observed: Any, predicted: Any) -> str:
 
 
 def _results(report: RunReport) -> str:
-    columns: list[tuple[str, Mapping[str, Any]]] = [("This run", report.final_metrics)]
+    columns: list[tuple[str, Mapping[str, Any]]] = [(report.primary_name, report.final_metrics)]
     columns += [(str(name), values) for name, values in report.baselines.items()]
     keys = ordered_keys(k for _, values in columns for k in values)
     if not keys:
@@ -289,8 +290,8 @@ def render_run_report(report: RunReport) -> str:
         _header(report),
         _cards(report.final_metrics),
         _results(report),
-        _roc_and_calibration(report),
-        _progress(report),
+        *((models_performance(report.models), models_progress(report.models)) if report.models
+          else (_roc_and_calibration(report), _progress(report))),
         _parties(report.parties),
         _config(report.config),
         _notes(report.notes),

@@ -134,6 +134,7 @@ class GBDTScoring:
     def score_finish(self, msg: Message) -> Message:
         """Bank: walk the trees; PDs stay here; held-out evaluation returns aggregate metrics only."""
         from sampan.metrics import brier_score, ks_statistic, roc_auc
+        from sampan.metrics.score_bands import score_bands
         from sampan.vertical.scoring import ScoreCard
 
         inbox: dict[tuple[str, str], np.ndarray] = {}
@@ -172,7 +173,8 @@ class GBDTScoring:
             if y is None:
                 raise ValueError(f"party {self.name!r} has no labels to evaluate with")
             try:
-                metrics = {"n": n, "auc": roc_auc(y, pd), "ks": ks_statistic(y, pd), "brier": brier_score(y, pd)}
+                metrics = {"n": n, "auc": roc_auc(y, pd), "ks": ks_statistic(y, pd), "brier": brier_score(y, pd),
+                           "curves": score_bands(y, pd)}  # ROC and calibration from fixed PD bands
             except Exception as exc:  # its text may name a class: it stays in the bank's local log
                 log.warning("party %s: held-out metrics failed: %s (local log only)", self.name, exc)
                 raise ValueError(f"party {self.name!r}: the held-out metrics could not be computed (details in "

@@ -55,6 +55,8 @@ VIEWS: tuple[tuple[str, str, str, str], ...] = (
     ("coordinator", "score.metrics", "reply:meta:curves", "released by the bank: per model, counts of defaults and "
      "non-defaults and the summed PD in fixed PD bands of the held-out rows (ROC and calibration curves; no "
      "DP: the test rows are outside the DP unit, each model evaluated once on the fixed test rows)"),
+    ("coordinator", "vgb.metrics", "reply:meta:curves", "released by the bank: the same band counts for the vertical "
+     "GBDT's held-out evaluation"),
     ("coordinator", "vertical.saved", "reply:meta:holdout", "public: that the bank kept the held-out ids (how many)"),
 )
 _RECORD_SUFFIXES = ("-scores", "-holdout")  # the bank's own records in its registry, not model parts

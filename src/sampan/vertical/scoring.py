@@ -22,8 +22,9 @@ per partner, whether that partner knows the applicant (the result must say so). 
 the registration number the bank asked about, as with any credit-reference query, and nothing else.
 The coordinator learns that a query happened, how many applicants it carried and the sizes of the
 sealed envelopes, never who applied or any score. Held-out evaluation returns aggregate metrics (AUC,
-KS, Brier, default rate, mean PD, missing rates) over the run's test rows only, each model once
-(`sampan.vertical.rows`: the bank checks the rows itself; metric errors stay in its local log).
+KS, Brier, default rate, mean PD, missing rates, and per fixed PD band the defaults, non-defaults and summed
+PD for the ROC and calibration curves: `sampan.metrics.score_bands`) over the run's test rows only, each model
+once (`sampan.vertical.rows`: the bank checks the rows itself; metric errors stay in its local log).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import numpy as np
 from sampan.crypto.channel import SealedChannels
 from sampan.crypto.ring import decode, encode
 from sampan.metrics import brier_score, ks_statistic, roc_auc
+from sampan.metrics.score_bands import score_bands
 from sampan.models.explain import ScoreCard
 from sampan.models.scorecard import psi
 from sampan.vertical.model import LocalLinearPart
@@ -182,7 +184,8 @@ class ScoringParty:
             try:
                 metrics = {"n": int(len(y)), "auc": roc_auc(y, pd), "ks": ks_statistic(y, pd),
                            "brier": brier_score(y, pd), "default_rate": float(y.mean()), "mean_pd": float(pd.mean()),
-                           "missing_rate": {p: float(m.mean()) for p, m in missing.items()}}
+                           "missing_rate": {p: float(m.mean()) for p, m in missing.items()},
+                           "curves": score_bands(y, pd)}  # ROC and calibration from fixed PD bands
             except Exception as exc:  # its text may name a class: it stays in the bank's local log
                 logging.getLogger(__name__).warning("party %s: held-out metrics failed: %s (local log only)",
                                                     self.name, exc)

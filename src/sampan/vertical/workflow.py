@@ -65,6 +65,12 @@ SUMMARY_REVEALS = ("Run summary: the coordinator learns, from the bank, the info
                    "bin of its own features). Scores of applications stay with the bank (only their count leaves).")
 
 
+EVALUATION_REVEALS = ("Held-out evaluation: for each model, once, on the fixed test rows (at least 50, never training "
+                      "or validation rows; outside the DP unit), the bank releases AUC, KS, Brier, the default rate, "
+                      "the mean PD and, per fixed PD band (public edges), the number of defaults, of non-defaults and "
+                      "the summed PD, from which the report draws each model's ROC and calibration curves.")
+
+
 class VerticalWorkflow(Workflow):
     name = "vertical"
 
@@ -247,6 +253,7 @@ class VerticalWorkflow(Workflow):
         saved = session.relay.wave(ctx.transport, (session.relay.request(
             p, "vertical.save_model", meta={"name": job.name, "kinds": kinds}) for p in session.parties))
         registered = {r.sender: dict(r.meta["saved"]) for r in saved}
+        state.setdefault("fields_seen", {})["run summary"] = views_receipt(SUMMARY_VIEWS)  # every run: its evaluation
         comparison = state["comparison"]
         for m in comparison.values():
             if "auc" in m:
@@ -287,7 +294,8 @@ class VerticalWorkflow(Workflow):
             "threat_model": "Semi-honest parties; the coordinator relays sealed envelopes, deals correlated "
                             "randomness and does not collude with a data party.",
             "reveals": {"alignment": state["alignment"].get("reveals"), "training": state["training"].get("reveals"),
-                        "scoring": SCORING_REVEALS, "summary": SUMMARY_REVEALS, **(state.get("extra_reveals") or {})},
+                        "scoring": SCORING_REVEALS, "evaluation": EVALUATION_REVEALS, "summary": SUMMARY_REVEALS,
+                        **(state.get("extra_reveals") or {})},
             "protections": {"*": "every party-to-party payload sealed with ChaCha20-Poly1305 under a per-run X25519 "
                                  "key agreement; coordinator-visible fields are sizes, party names and aggregate "
                                  "metrics"},
