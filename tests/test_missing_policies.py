@@ -100,7 +100,9 @@ def test_dp1_auto_noise_follows_budget_share_and_data_size() -> None:
 
 def test_dp1_warning_rule() -> None:
     rows = {"a": 500, "b": 500}
-    narrow = {"scale": np.array([0.25, 0.25])}  # std a quarter of the half-range of [0, 1]... in z units 0.5
+    narrow = {"mean": np.array([0.5, 0.5]), "scale": np.array([0.25, 0.25])}  # std: half the half-range
     assert dp1_warning(1.0, narrow, [[0, 1], [0, 1]], ["x", "y"], rows) is None
-    message = dp1_warning(10.0, {"scale": np.array([0.01, 0.25])}, [[0, 1], [0, 1]], ["x", "y"], rows)
+    message = dp1_warning(10.0, {"mean": np.array([0.99, 0.5]), "scale": np.array([0.01, 0.25])}, [[0, 1], [0, 1]],
+                          ["x", "y"], rows)
     assert message is not None and "destructive" in message and "['x']" in message and "auto" in message
+    assert "Features ['x'] sit at an edge of their bounds" in message  # clipped by too narrow bounds

@@ -157,7 +157,7 @@ def check_run_policies(schema: TableSchema | None, *, workflow: str, models: Seq
     linear = [m for m in models if m not in ("gbdt",)]
     if linear and workflow != "vertical":  # a vertical party's LR and scorecard see its own median instead
         refuse_native(schema, "/".join(linear))
-    if workflow == "horizontal" and private:
+    if workflow == "horizontal" and private and "gbdt" not in models:  # trees take missing cells natively
         unbounded = [c.name for c in missing_columns(schema) if c.statistic is not None and c.bounds is None]
         if unbounded:
             raise ValueError(f"schema: columns {unbounded} are imputed (median/mean/indicator) under [privacy]; "

@@ -63,12 +63,16 @@ def dp1_warning(noise_multiplier: float, scaler: Mapping[str, np.ndarray], bound
     if not bad.any():
         return None
     shown = [names[i] for i in np.flatnonzero(bad)[:5]]
+    mean_z = (np.asarray(scaler["mean"], dtype=float) - (lo + hi) / 2) / ((hi - lo) / 2)
+    edge = [names[i] for i in np.flatnonzero(bad & (np.abs(mean_z) > 0.95))[:5]]
+    clipped = (f" Features {edge} sit at an edge of their bounds: the public bounds look narrower than the data "
+               "(values are clipped to them), so fix privacy.dp1.bounds first." if edge else "")
     return (f"DP1 noise is destructive at this data size: with noise_multiplier {noise_multiplier:.3g}, "
             f"{sum(rows.values())} released rows over {len(rows)} parties and {len(names)} features, the noise std "
             f"of each standardisation moment is {sigma:.3g} of the public half-range, more than 10% of the "
             f"estimated std (or 20% of the variance) of {int(bad.sum())} of {len(names)} features (e.g. {shown}): "
-            "the model will be trained on badly scaled features. Set privacy.dp1.noise_multiplier = \"auto\", "
-            "narrow privacy.dp1.bounds to the features' real ranges, or add rows.")
+            "the model will be trained on badly scaled features. Narrow privacy.dp1.bounds to the features' real "
+            "ranges, use privacy.dp1.noise_multiplier = \"auto\" if it is fixed, or add rows." + clipped)
 
 
 def dp1_bounds(section: DP1Section, feature_names: Sequence[str]) -> list[list[float]]:
