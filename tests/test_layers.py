@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("cli",),
     ("web", "serve"),
     ("verify",),
-    ("deploy",),
+    ("deploy", "monitoring"),
     ("runtime",),
     ("horizontal", "vertical", "synth", "audit", "fraud", "watermark", "qr"),
     ("config",),

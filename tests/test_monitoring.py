@@ -124,3 +124,11 @@ def test_bad_outcomes_name_the_file_column_and_rows(trained: tuple[Store, Path],
     result = CliRunner().invoke(app, ["monitor", "backtest", "--model", "champion", "--outcomes", str(bad),
                                       "--store", str(store.engine.url)])
     assert result.exit_code == 2 and "bad.csv" in result.output and "'y'" in result.output and "[3]" in result.output
+
+
+def test_the_service_report_is_what_serve_shows(trained: tuple[Store, Path]) -> None:
+    from sampan.monitoring import service_report
+
+    store, _ = trained
+    report = service_report("champion", store)
+    assert report["model"] == "champion" and set(report) >= {"drift", "backtest", "challenger"}
