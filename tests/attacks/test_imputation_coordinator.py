@@ -105,3 +105,17 @@ def test_the_release_is_noised_at_the_bank() -> None:
     assert exact.arrays["hist"].sum() == 60 - len(range(0, 60, 7))
     assert not np.array_equal(exact.arrays["hist"], noised.arrays["hist"])
     assert not np.array_equal(exact.arrays["count"], noised.arrays["count"])
+
+
+def test_a_deployed_bank_gate_answers_imputation_only_as_its_job_announced() -> None:
+    """The agent's gate (before the bank's own mod): `impute_stats` belongs to a horizontal job; in a job announced
+    with DP it must carry the DP noise, at or above the bank's floor."""
+    from sampan.deploy.allow import AllowSection, JobRefused, check_request
+
+    dp_job = {"workflow": "horizontal", "protections": ["dp", "dp1", "dp2"], "parties": ["bank_a", "bank_b"]}
+    check_request(AllowSection(), "bank_a", "impute_stats", _dp([MEDIAN]), dp_job)
+    with pytest.raises(JobRefused, match="no dp"):
+        check_request(AllowSection(), "bank_a", "impute_stats", {"columns": [MEDIAN]}, dp_job)
+    with pytest.raises(JobRefused, match="noise multiplier"):
+        check_request(AllowSection(min_noise_multiplier=5.0), "bank_a", "impute_stats", _dp([MEDIAN]), dp_job)
+    check_request(AllowSection(), "bank_a", "impute_stats", {"columns": [MEDIAN]}, {"workflow": "horizontal"})

@@ -36,7 +36,8 @@ def check_request(
       no larger than the job's party count (a larger one would thin each party's distributed noise share);
     - `evaluate` carries SecAgg when the list requires it or the job announced it; `stats` DP1 when the job
       announced any DP or the list requires DP1 or DP; `describe` the DP row count when the job announced DP
-      or the list requires any DP; `secagg_*` steps only in a job that announced SecAgg;
+      or the list requires any DP; `impute_stats` its DP noise when the job announced DP (at or above the
+      floor); `secagg_*` steps only in a job that announced SecAgg;
     - a vertical job answers only `VERTICAL_KINDS` (never the insecure benchmark baseline `plr.*`), and of
       those the WOE / GBDT training requests only when the job announced that model; a scoring job only
       `SCORING_KINDS` (keys, its parts, joint scoring);
@@ -104,6 +105,11 @@ def check_request(
                 party, "require", "this stats request carries no dp1 (exact feature sums) in a job announced with DP"
             )
         _floor(party, "DP1", (meta.get("dp1") or {}).get("noise_multiplier"), floor, "dp1" in meta)
+    elif kind == "impute_stats":  # missing values (issue 13): the bank's own mod enforces one release per DP run
+        if "dp" not in meta and (announced & {"dp", "dp1"} or require & {"dp1", "dp"}):
+            raise JobRefused(party, "require", "this impute_stats request carries no dp (exact imputation statistics) "
+                             "in a job announced with DP")
+        _floor(party, "imputation", (meta.get("dp") or {}).get("noise_multiplier"), floor, "dp" in meta)
     elif kind == "describe":
         if "dp_count" not in meta and ("dp" in announced or require & {"dp", "dp1", "dp2", "dp3"}):
             raise JobRefused(party, "require", "this describe request carries no dp_count (the exact row count)")
@@ -200,7 +206,8 @@ SCORING_KINDS = frozenset(
 _MODEL_PREFIXES = {"scorecard": ("woe.",), "gbdt": ("vgb.setup", "vgb.start", "vgb.step", "vgb.serve")}
 
 _HORIZONTAL_KINDS = frozenset(
-    {"describe", "stats", "fit", "evaluate", "secagg_keys", "secagg_share", "secagg_consistency", "secagg_unmask"}
+    {"describe", "stats", "impute_stats", "fit", "evaluate", "secagg_keys", "secagg_share", "secagg_consistency",
+     "secagg_unmask"}
 )
 # horizontal GBDT (exact histograms, no DP): answered only in a job that announced model "gbdt"
 _HGB_KINDS = frozenset({"hgb.sketch", "hgb.setup", "hgb.hist", "hgb.split", "hgb.leaves"})
