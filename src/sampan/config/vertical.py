@@ -115,9 +115,21 @@ class ScoringSection(Strict):
     """[scoring]: score new applications with a trained model, each party contributing only its share."""
 
     model: str = Field(min_length=1, description="the trained run id or registered model name")
-    applicants: tuple[str, ...] = Field(min_length=1, description="ids of the applications to score")
+    applicants: tuple[str, ...] = Field(default=(), description="ids of the applications to score")
+    applicants_file: str | None = Field(
+        default=None, min_length=1, description="instead of applicants: a CSV at the bank (a path on the bank's "
+        "machine) whose id column the bank reads itself, so the coordinator never holds the ids (lr, scorecard)")
+    id_column: str | None = Field(default=None, min_length=1, description="applicants_file's id column (default: "
+                                  "its first column)")
     kind: Literal["lr", "scorecard", "gbdt"] = Field(
         default="lr", description="which of the trained run's models scores (as `sampan score --model`)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ScoringSection:
+        if bool(self.applicants) == bool(self.applicants_file):
+            raise ValueError("give exactly one of scoring.applicants (the ids) and scoring.applicants_file (a CSV at "
+                             "the bank)")
+        return self
 
 
 class SynthesisSection(Strict):

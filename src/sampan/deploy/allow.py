@@ -101,6 +101,9 @@ def job_description(config: Mapping[str, Any], *, workflow: str, operator: str |
         extra["vertical"] = _vertical_job(vertical, woe_epsilon)
     if workflow == "scoring" and (config.get("scoring") or {}).get("model"):  # review R12-VER-5: the one model run
         extra["model_run"] = str(config["scoring"]["model"])
+    if workflow == "scoring" and (config.get("scoring") or {}).get("applicants_file"):  # the one file the bank reads
+        extra["applicants_file"] = str(config["scoring"]["applicants_file"])
+        extra["id_column"] = config["scoring"].get("id_column")
     return {
         "workflow": workflow,
         "operator": operator,

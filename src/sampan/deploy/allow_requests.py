@@ -276,6 +276,16 @@ def _check_vertical_job(party: str, kind: str, meta: Mapping[str, Any], job: Map
             f"vertical.load_model names model run {meta.get('model_run')!r}; the "
             f"scoring job this party accepted announced {job['model_run']!r}",
         )
+    if workflow == "scoring" and kind == "score.start" and "applicants_file" in meta and (
+        (meta.get("applicants_file"), meta.get("id_column")) != (job.get("applicants_file"), job.get("id_column"))
+    ):  # the bank reads only the file (and column) of the job it accepted, never one a coordinator names
+        raise JobRefused(
+            party,
+            "request",
+            f"score.start names applicants file {meta.get('applicants_file')!r} (column {meta.get('id_column')!r}); "
+            f"the scoring job this party accepted announced {job.get('applicants_file')!r} "
+            f"(column {job.get('id_column')!r})",
+        )
     if workflow != "vertical":
         return
     models = set((job.get("vertical") or {}).get("models") or ["lr"])

@@ -123,6 +123,8 @@ class ScoringJob:
     kind: str = "lr"                # "lr", "scorecard" or "gbdt"
     name: str = "scoring"
     training: Mapping[str, Any] | None = None  # the trained run's stored config (its data binding, in simulation)
+    applicants_file: str | None = None  # instead of `applicants`: a CSV at the bank, read by the bank alone
+    id_column: str | None = None        # its id column (default: the file's first column)
 
     @property
     def parties(self) -> list[str]:
@@ -136,7 +138,7 @@ class ScoringJob:
         return SimpleNamespace(name=self.name, seed=0, workflow="scoring", report_dir=None)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in ("model_run", "label_holder", "kind", "name")}
+        d = {k: getattr(self, k) for k in ("model_run", "label_holder", "kind", "name", "applicants_file", "id_column")}
         return {"scoring_job": {**d, "partners": list(self.partners), "applicants": list(self.applicants),
                                 "training": dict(self.training) if self.training else None}}
 
@@ -147,14 +149,17 @@ def scoring_job_of(config: Any) -> ScoringJob:
     if isinstance(config, Mapping) and "scoring_job" in config:
         d = dict(config["scoring_job"])
         return ScoringJob(str(d["model_run"]), str(d["label_holder"]), tuple(d["partners"]), tuple(d["applicants"]),
-                          str(d.get("kind", "lr")), str(d.get("name", "scoring")), d.get("training"))
+                          str(d.get("kind", "lr")), str(d.get("name", "scoring")), d.get("training"),
+                          d.get("applicants_file"), d.get("id_column"))
     section = getattr(config, "scoring", None)
     if section is not None:  # a run config with [scoring] (the trained run) and [vertical] / [[parties]] (who)
         trained = job_of(config)
         return ScoringJob(model_run=str(section.model), label_holder=trained.label_holder, partners=trained.partners,
                           applicants=tuple(str(a) for a in section.applicants),
                           kind=str(getattr(section, "kind", "lr") or "lr"), name=str(config.run.name),
-                          training=config.to_dict() if hasattr(config, "to_dict") else None)
+                          training=config.to_dict() if hasattr(config, "to_dict") else None,
+                          applicants_file=getattr(section, "applicants_file", None),
+                          id_column=getattr(section, "id_column", None))
     raise ValueError("a scoring run needs a [scoring] section (the trained vertical run and the applicants) and the "
                      "parties ([vertical] label_holder, [[parties]])")
 
@@ -171,8 +176,11 @@ class ScoringWorkflow(Workflow):
 
     def run(self, ctx: RunContext) -> WorkflowResult:
         job = scoring_job_of(ctx.config)
-        if not job.applicants:
+        if not job.applicants and not job.applicants_file:
             raise ValueError("no applicants to score")
+        if job.applicants_file and job.kind == "gbdt":
+            raise ValueError("applicants_file: the bank reads applicant ids from its own file for lr and scorecard "
+                             "models; a gbdt scoring job takes its applicant ids in [scoring] applicants")
         session = VerticalSession(ctx.transport, label_holder=job.label_holder, partners=list(job.partners),
                                   run_id=ctx.run_id)
         ctx.progress("stage", {"stage": "connecting (signed run keys)"})
@@ -181,11 +189,14 @@ class ScoringWorkflow(Workflow):
         relay.wave(ctx.transport, (relay.request(p, "vertical.load_model", meta={
             "model_run": job.model_run, "kind": job.kind}) for p in job.parties))
         ctx.check_cancelled()
-        ctx.progress("stage", {"stage": f"scoring {len(job.applicants)} applications"})
+        what = f"{len(job.applicants)} applications" if job.applicants else "the applications in the bank's file"
+        ctx.progress("stage", {"stage": f"scoring {what}"})
         if job.kind == "gbdt":
             request = f"{ctx.run_id}/score"
             score_vertical_gbdt(ctx.transport, relay, job.label_holder, list(job.partners), request,
                                 applicants=list(job.applicants))
+        elif job.applicants_file:  # the bank reads the ids itself: the coordinator never holds them
+            request = session._score({}, {"applicants_file": job.applicants_file, "id_column": job.id_column})[1]
         else:
             request = session.score(list(job.applicants))
         reply = relay.wave(ctx.transport, [relay.request(job.label_holder, "score.save", meta={

@@ -39,6 +39,7 @@ import numpy as np
 
 from sampan.crypto.channel import SealedChannels
 from sampan.crypto.ring import decode, encode
+from sampan.errors import DataError
 from sampan.metrics import brier_score, ks_statistic, roc_auc
 from sampan.metrics.score_bands import score_bands
 from sampan.models.explain import ScoreCard
@@ -139,7 +140,8 @@ class ScoringParty:
                                                               lambda: None if self.y is None else self.y[aligned])
             rows, applicants, query = aligned[positions], [], {"aligned": positions}
         else:
-            applicants = [str(a) for a in msg.meta["applicants"]]
+            applicants = ([str(a) for a in msg.meta["applicants"]] if "applicants_file" not in msg.meta else
+                          read_applicant_ids(self.name, str(msg.meta["applicants_file"]), msg.meta.get("id_column")))
             rows = self._rows_for(applicants)
             # review R12-VER-8: an applicant the bank does not hold is answered like one it holds (its own part
             # neutral, as a partner treats an unknown id), so the coordinator cannot read bank membership from
@@ -240,6 +242,34 @@ class ScoringParty:
                 share = share + pad if self.name < other else share - pad
         envelope = ch.seal_arrays(bank, {"z": share, "missing": (~known).astype(np.uint8)})
         return msg.reply("score.partial", {f"to:{bank}": envelope})
+
+
+def read_applicant_ids(party: str, path: str, id_column: str | None = None) -> list[str]:
+    """The bank's applicants file (a CSV on its own machine): the ids in ``id_column`` (default: the first column).
+
+    Read at the bank only: the coordinator sees the path its job names, never an id. Errors name the party, the
+    file, the column and the rows."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            table = list(csv.reader(handle))
+    except OSError as exc:
+        raise DataError(f"party {party!r}: cannot read the applicants file {path!r}: {exc.strerror or exc}") from None
+    if not table:
+        raise DataError(f"party {party!r}: the applicants file {path!r} is empty")
+    header = [h.strip() for h in table[0]]
+    column = id_column or header[0]
+    if column not in header:
+        raise DataError(f"party {party!r}: the applicants file {path!r} has no column {column!r} (it has "
+                        f"{', '.join(repr(h) for h in header)})")
+    k = header.index(column)
+    ids = [row[k].strip() if k < len(row) else "" for row in table[1:]]
+    empty = [r + 1 for r, v in enumerate(ids) if not v]
+    if empty or not ids:
+        raise DataError(f"party {party!r}: the applicants file {path!r}, column {column!r}: "
+                        + (f"empty id in data row(s) {empty[:5]}" if empty else "no applicants"))
+    return ids
 
 
 def reason_codes(feature_names: list[str], contributions: np.ndarray, partner: float,

@@ -1,0 +1,80 @@
+"""Scoring from the bank's applicants file: a curious coordinator, which relays every message of the request,
+finds no applicant id in anything it handles (meta or arrays); the partners still answer (ids travel sealed
+bank -> partner), and the bank's results equal those of the same ids given in clear."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from sampan.data import make_sme_consortium
+from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical.model import LocalLinearPart, LocalScaler
+from sampan.vertical.session import VerticalSession
+from sampan.wire import Message
+
+
+class RecordingTransport:
+    """The coordinator's view: every message it sends and every reply it receives."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner, self.seen = inner, []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def exchange(self, messages: Iterable[Message]) -> Iterator[Message]:
+        sent = list(messages)
+        self.seen += sent
+        for reply in self.inner.exchange(sent):  # type: ignore[attr-defined]
+            self.seen.append(reply)
+            yield reply
+
+
+def _blob(msg: Message) -> bytes:
+    return repr(msg.meta).encode() + b"".join(np.ascontiguousarray(a).tobytes() for a in msg.arrays.values())
+
+
+def test_the_coordinator_never_holds_the_ids_of_a_file_request(tmp_path: Path) -> None:
+    tables = {k: v for k, v in make_sme_consortium(1500, seed=9).vertical.items() if k in ("bank", "payments")}
+    inner, parties = build_inprocess_vertical(tables)
+    rng = np.random.default_rng(1)
+    for name, p in parties.items():
+        d = p.data.X.shape[1]
+        p.loaded_part = LocalLinearPart(name, list(p.data.feature_names), LocalScaler(np.zeros(d), np.ones(d)),
+                                        rng.normal(size=d))
+    transport = RecordingTransport(inner)
+    session = VerticalSession(transport, label_holder="bank", partners=["payments"], run_id="file-ids")  # type: ignore[arg-type]
+    session.connect()
+    ids = [str(i) for i in tables["bank"].ids[:12]]
+    path = tmp_path / "applicants.csv"
+    path.write_text("reg_no,requested_amount\n" + "".join(f"{i},100000\n" for i in ids))
+    transport.seen.clear()
+    from_file = session._score({}, {"applicants_file": str(path), "id_column": "reg_no"})[1]
+    seen = b"".join(_blob(m) for m in transport.seen)
+    assert not [i for i in ids if i.encode() in seen], "an applicant id crossed the coordinator"
+    in_clear = session.score(ids)
+    bank = parties["bank"].scoring.results
+    assert [r.applicant for r in bank[from_file]] == ids
+    assert [r.probability_of_default for r in bank[from_file]] == [r.probability_of_default for r in bank[in_clear]]
+    assert any(not r.missing_at for r in bank[from_file])  # the partner knew some and answered for them
+
+
+def test_a_deployed_bank_reads_only_the_file_of_the_job_it_accepted() -> None:
+    """A coordinator that names another file (or column) in score.start is refused before the bank reads it."""
+    import pytest
+
+    from sampan.deploy.allow import JobRefused, check_request, job_description
+
+    config = {"scoring": {"model": "run-1", "applicants_file": "/bank/applicants.csv", "id_column": "reg_no"}}
+    job = job_description(config, workflow="scoring", operator="ops", parties=["bank", "payments"],
+                          label_holder="bank")
+    base = {"request_id": "r/1", "partners": ["payments"], "bank": "bank"}
+    check_request(None, "bank", "score.start", {**base, "applicants_file": "/bank/applicants.csv",
+                                                "id_column": "reg_no"}, job)
+    for meta in ({"applicants_file": "/etc/passwd", "id_column": "reg_no"},
+                 {"applicants_file": "/bank/applicants.csv", "id_column": "secret_column"}):
+        with pytest.raises(JobRefused, match="applicants file"):
+            check_request(None, "bank", "score.start", {**base, **meta}, job)
