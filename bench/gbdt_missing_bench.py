@@ -24,9 +24,10 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from vertical_bench import _session, taiwan_tables  # same folder: shared set-up of a vertical federation
+from vertical_bench import _session, _split_columns  # same folder: shared set-up of a vertical federation
 
 from sampan.core.party import PartyApp
 from sampan.data.public import load_taiwan_default, shared_data_dir
@@ -52,8 +53,9 @@ def mask(X: np.ndarray, seed: int) -> np.ndarray:
 
 
 def lightgbm(params: GBDTParams, X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
-             seed: int) -> dict[str, float]:
-    """Pooled LightGBM with the same hyper-parameters: AUC, and the best of 3 fits on 1 thread."""
+             seed: int, names: list[str]) -> dict[str, Any]:
+    """Pooled LightGBM with the same hyper-parameters: AUC, the best of 3 fits on 1 thread, and its top-5 gain
+    importance (normalised, to compare with Sampan's)."""
     import lightgbm as lgb
 
     lgb_params = {"objective": "binary", "max_depth": params.max_depth, "num_leaves": 2 ** params.max_depth,
@@ -67,15 +69,17 @@ def lightgbm(params: GBDTParams, X: np.ndarray, y: np.ndarray, X_test: np.ndarra
         booster = lgb.train(lgb_params, lgb.Dataset(X, y, params={"max_bin": params.n_bins, "verbose": -1}),
                             num_boost_round=params.n_trees)
         times.append(time.perf_counter() - t0)
+    gain = booster.feature_importance(importance_type="gain")
+    top = sorted(zip(names, gain / gain.sum(), strict=True), key=lambda kv: -kv[1])[:5]
     return {"auc": roc_auc(y_test, booster.predict(X_test)), "seconds_1_thread": min(times),
-            "version": lgb.__version__}
+            "importance_top5": {k: float(v) for k, v in top}, "version": lgb.__version__}
 
 
 def pooled_sampan(params: GBDTParams, X: np.ndarray, y: np.ndarray, X_test: np.ndarray,
-                  y_test: np.ndarray) -> dict[str, float]:
-    """Sampan's learner on the pooled rows, its own quantile bins with a missing bin per feature; and, as a
-    diagnostic, without missing bins (NaN in the top value bin, the behaviour before issue 13)."""
-    edges = [quantile_bin_edges(X[:, j], params.n_bins) for j in range(X.shape[1])]
+                  y_test: np.ndarray, edges: list[np.ndarray] | None = None) -> dict[str, float]:
+    """Sampan's learner on the pooled rows, its own quantile bins (or `edges`) with a missing bin per feature;
+    and, as a diagnostic, without missing bins (NaN in the top value bin, the behaviour before issue 13)."""
+    edges = edges or [quantile_bin_edges(X[:, j], params.n_bins) for j in range(X.shape[1])]
     out: dict[str, float] = {}
     for missing in (True, False):
         slots = {"all": make_slots("all", [f"f{j}" for j in range(X.shape[1])], edges, missing=missing)}
@@ -88,20 +92,28 @@ def pooled_sampan(params: GBDTParams, X: np.ndarray, y: np.ndarray, X_test: np.n
     return out
 
 
-def horizontal(params: GBDTParams, seed: int, n_banks: int) -> dict[str, object]:
+def masked_taiwan(seed: int) -> tuple[PartyData, np.ndarray]:
+    """Taiwan with MISSING_FRACTION of its feature values removed (seeded), and the fixed test rows (seeded):
+    the same data and split for the horizontal and the vertical comparison."""
     root = shared_data_dir()
     if root is None:
         raise SystemExit("Taiwan data not found: put ../shared/data beside the checkout or set SAMPAN_SHARED_DATA")
     data = load_taiwan_default(root / "taiwan_default")
-    X, y = mask(data.X, seed + 1), np.asarray(data.y, dtype=float)
-    order = np.random.default_rng(seed + 2).permutation(len(y))
-    test, train = order[:int(TEST_FRACTION * len(y))], order[int(TEST_FRACTION * len(y)):]
+    masked = PartyData(data.party, data.ids, mask(data.X, seed + 1), data.y, list(data.feature_names))
+    test = np.random.default_rng(seed + 2).permutation(len(data))[:int(TEST_FRACTION * len(data))]
+    return masked, np.sort(test)
+
+
+def horizontal(params: GBDTParams, seed: int, n_banks: int) -> dict[str, object]:
+    data, test = masked_taiwan(seed)
+    X, y = data.X, np.asarray(data.y, dtype=float)
+    train = np.setdiff1d(np.arange(len(y)), test)
     bank_of = np.random.default_rng(seed + 3).integers(0, n_banks, len(train))
     banks = [f"bank{k + 1}" for k in range(n_banks)]
     apps = {}
     for k, name in enumerate(banks):
         rows = train[bank_of == k]
-        part = PartyData(name, data.ids[rows], X[rows], data.y[rows], list(data.feature_names))
+        part = PartyData(name, data.ids[rows], X[rows], y[rows].astype(np.int8), list(data.feature_names))
         apps[name] = HorizontalGBDTParty(name, part, None)
     transport = InProcessTransport({n: _app(n, p) for n, p in apps.items()})
     t0 = time.perf_counter()
@@ -109,13 +121,17 @@ def horizontal(params: GBDTParams, seed: int, n_banks: int) -> dict[str, object]
     seconds = time.perf_counter() - t0
     auc = roc_auc(y[test], predict_horizontal(result, X[test]))
     pooled = pooled_sampan(params, X[train], y[train], X[test], y[test])
-    lgb = lightgbm(params, X[train], y[train], X[test], y[test], seed)
+    # the horizontal learner is the pooled learner on the federation's shared bin edges: this separates the
+    # shared (averaged per-bank quantile) edges from the missing-value handling
+    shared = pooled_sampan(params, X[train], y[train], X[test], y[test], list(result.edges))
+    lgb = lightgbm(params, X[train], y[train], X[test], y[test], seed, list(data.feature_names))
     bank = apps[banks[0]]
     return {"missing_bins_in_horizontal": bool(bank.slots and getattr(bank.slots[0], "missing", False)),
             "banks": n_banks, "rows_train": len(train), "rows_test": len(test), "trees": len(result.model.trees),
-            "horizontal_auc": auc, "horizontal_seconds": seconds, "pooled_sampan": pooled, "lightgbm": lgb,
-            "horizontal_minus_lightgbm_auc": auc - lgb["auc"],
-            "time_ratio_horizontal_over_lightgbm": seconds / lgb["seconds_1_thread"]}
+            "horizontal_auc": auc, "horizontal_seconds": seconds, "pooled_sampan": pooled,
+            "pooled_sampan_on_shared_edges": shared, "lightgbm": lgb,
+            "horizontal_minus_lightgbm_auc": auc - float(lgb["auc"]),
+            "time_ratio_horizontal_over_lightgbm": seconds / float(lgb["seconds_1_thread"])}
 
 
 def _app(name: str, party: HorizontalGBDTParty) -> PartyApp:
@@ -127,25 +143,28 @@ def _app(name: str, party: HorizontalGBDTParty) -> PartyApp:
 
 
 def vertical(params: GBDTParams, seed: int) -> dict[str, object]:
-    tables = taiwan_tables()
-    for k, name in enumerate(("bank", "partner")):
-        t = tables[name]
-        tables[name] = PartyData(t.party, t.ids, mask(t.X, seed + 10 + k), t.y, list(t.feature_names))
+    data, test_rows = masked_taiwan(seed)
+    partner_cols = [c for c in data.feature_names if c.startswith(("BILL_AMT", "PAY_AMT"))]
+    tables = _split_columns(data, {"bank": [c for c in data.feature_names if c not in partner_cols],
+                                   "partner": partner_cols}, "bank")
     session, parties, transport = _session(tables)
-    splits = Splits.random(session.n_aligned, val_fraction=0.0, seed=seed)
+    # the aligned order is drawn afresh by PSI: the fixed test customers, found in it by id
+    is_test = np.isin(tables["bank"].ids[parties["bank"].psi.aligned_rows], data.ids[test_rows])
+    splits = Splits(np.flatnonzero(~is_test), np.arange(0), np.flatnonzero(is_test))
     t0 = time.perf_counter()
     result = train_vertical_gbdt(transport, session.run_id, "bank", ["partner"], splits.train, np.arange(0), params)
     seconds = time.perf_counter() - t0
     auc = score_vertical_gbdt(transport, session.relay, "bank", ["partner"], "eval", aligned=splits.test).meta["auc"]
     X = np.hstack([tables[p].X[parties[p].psi.aligned_rows] for p in ("bank", "partner")])  # simulation only
-    y = tables["bank"].y[parties["bank"].psi.aligned_rows].astype(float)
+    y = np.asarray(tables["bank"].y, dtype=float)[parties["bank"].psi.aligned_rows]
     tr, te = splits.train, splits.test
     pooled = pooled_sampan(params, X[tr], y[tr], X[te], y[te])
-    lgb = lightgbm(params, X[tr], y[tr], X[te], y[te], seed)
+    lgb = lightgbm(params, X[tr], y[tr], X[te], y[te], seed, [f"{p}: {c}" for p in ("bank", "partner")
+                                                                for c in tables[p].feature_names])
     return {"rows_train": len(tr), "rows_test": len(te), "trees": result.trees, "vertical_auc": auc,
             "vertical_seconds": seconds, "pooled_sampan": pooled, "lightgbm": lgb,
-            "vertical_minus_lightgbm_auc": auc - lgb["auc"],
-            "time_ratio_vertical_over_lightgbm": seconds / lgb["seconds_1_thread"],
+            "vertical_minus_lightgbm_auc": auc - float(lgb["auc"]),
+            "time_ratio_vertical_over_lightgbm": seconds / float(lgb["seconds_1_thread"]),
             "importance_top5": dict(list(result.importance.items())[:5])}
 
 
