@@ -276,11 +276,16 @@ def reason_codes(feature_names: list[str], contributions: np.ndarray, partner: f
                  top: int = 4) -> list[dict[str, Any]]:
     """The bank's features that raise this applicant's risk most, then the partners' summed effect.
 
-    Contributions are on the logit scale (w_k * standardised x_k): positive raises the PD.
+    Contributions are on the logit scale (w_k * standardised x_k): positive raises the PD. When nothing raises
+    it and the partners' sum is 0 (e.g. no partner knows the applicant), the bank's least favourable features
+    are listed instead, so the reasons are never all zero.
     """
     order = np.argsort(-contributions)
+    adverse = [int(k) for k in order[:top] if contributions[k] > 0]
+    if not adverse and partner == 0.0:  # never all zero: the least favourable of the bank's own features instead
+        adverse = [int(k) for k in order if contributions[k] != 0][:top]
     reasons = [{"source": "bank", "feature": feature_names[k], "logit_contribution": float(contributions[k])}
-               for k in order[:top] if contributions[k] > 0]
+               for k in adverse]
     reasons.append({"source": "partners (aggregated)", "feature": "partner data",
                     "logit_contribution": float(partner)})
     reasons.sort(key=lambda r: -r["logit_contribution"])
