@@ -21,7 +21,8 @@ from sampan.wire.catalogue import Setup, horizontal_catalogue
 FEATURES = ["x1", "x2", "x3"]
 
 
-def write_banks(tmp_path: Path, sizes: tuple[int, ...] = (120, 240, 400), seed: int = 3) -> list[dict[str, Any]]:
+def write_banks(tmp_path: Path, sizes: tuple[int, ...] = (120, 240, 400), seed: int = 3,
+                prefix: str = "b") -> list[dict[str, Any]]:
     """One CSV per bank, same features and label rule, different sizes (the smallest gains most from the rest)."""
     rng = np.random.default_rng(seed)
     parties = []
@@ -30,7 +31,7 @@ def write_banks(tmp_path: Path, sizes: tuple[int, ...] = (120, 240, 400), seed: 
         y = (X @ np.array([1.5, -1.0, 0.5]) + rng.normal(scale=1.0, size=n) > 0).astype(int)
         path = tmp_path / f"bank_{i}.csv"
         lines = ["id," + ",".join(FEATURES) + ",y"]
-        lines += [f"b{i}r{j}," + ",".join(f"{v:.6f}" for v in X[j]) + f",{y[j]}" for j in range(n)]
+        lines += [f"{prefix}{i}r{j}," + ",".join(f"{v:.6f}" for v in X[j]) + f",{y[j]}" for j in range(n)]
         path.write_text("\n".join(lines) + "\n")
         parties.append({"name": f"bank_{i}", "path": str(path)})
     return parties
@@ -98,3 +99,41 @@ def _ledger_events(store: Store, run_id: str) -> list[dict[str, Any]]:
     text = StoreRecorder(store, run_id).ledger()
     assert text is not None
     return list(json.loads(text)["events"])
+
+
+def test_an_explicit_test_file_is_the_holdout_and_the_ids_export(tmp_path: Path, store: Store) -> None:
+    from typer.testing import CliRunner
+
+    from sampan.cli import app
+
+    config = bank_alone_config(tmp_path)
+    (tmp_path / "held").mkdir()
+    held = write_banks(tmp_path / "held", sizes=(30, 30, 30), seed=8, prefix="t")
+    for party, test in zip(config["parties"], held, strict=True):
+        party["test_path"] = test["path"]
+    finished = start_run(parse_config(config), store)
+    assert {row["n_holdout"] for row in finished.result.info["bank_alone"]["banks"].values()} == {30}
+    out = tmp_path / "holdout.csv"
+    result = CliRunner().invoke(app, ["runs", "holdout", finished.run_id, "--out", str(out),
+                                      "--store", str(store.engine.url)])
+    assert result.exit_code == 0, result.output
+    lines = out.read_text().splitlines()
+    assert lines[0] == "party,id" and len(lines) == 91 and lines[1].startswith("bank_0,t0r")
+
+
+def test_a_date_column_holds_out_each_banks_newest_rows(tmp_path: Path) -> None:
+    from sampan.horizontal.simulation import load_splits
+
+    config = bank_alone_config(tmp_path)
+    for party in config["parties"]:
+        path = Path(party["path"])
+        rows = path.read_text().splitlines()
+        dated = [rows[0] + ",month"] + [f"{r},2026-{1 + i % 12:02d}" for i, r in enumerate(rows[1:])]
+        path.write_text("\n".join(dated) + "\n")
+    config["data"] = {"date_column": "month", "test_fraction": 0.25}
+    splits = load_splits(parse_config(config), 5)
+    for split in splits.values():
+        assert split.train.feature_names == FEATURES  # the date is not a feature
+        assert len(split.test) == round(0.25 * (len(split.train) + len(split.test)))
+    with pytest.raises(ConfigError, match="remove path"):  # a submitted config names no file of a bank
+        parse_config({**config, "parties": [{"name": "b", "test_path": "x.csv"}]}, deployment=True)

@@ -354,13 +354,33 @@ def runs_holdout(run_id: str, out: Path = typer.Option(..., "--out", help="CSV f
     """Export a run's held-out (test) customer ids, from the bank's own registry (run it at the bank)."""
     from sampan.files import atomic_write_bytes
 
-    records = [m for m in _store(store).models_for_run(run_id) if m.name.rsplit(":", 1)[0].endswith("-holdout")]
+    run_store = _store(store)
+    records = [m for m in run_store.models_for_run(run_id) if m.name.rsplit(":", 1)[0].endswith("-holdout")]
+    if not records and run_store.get_run(run_id).workflow == "horizontal":  # a simulation: re-split at each party
+        _horizontal_holdout(run_store, run_id, out)
+        return
     if not records:
         fail(f"run {run_id!r} has no held-out ids in this store (run this at the bank, whose registry keeps them)")
     ids = [str(i) for i in (records[-1].meta or {}).get("ids") or []]
     atomic_write_bytes(out, ("id\n" + "".join(f"{i}\n" for i in ids)).encode())
     console.print(f"{len(ids)} held-out ids of run {run_id} ({records[-1].name}): [bold]{out.resolve()}[/]")
 
+
+
+def _horizontal_holdout(run_store: Store, run_id: str, out: Path) -> None:
+    """A simulated horizontal run's held-out ids per party (`party,id`), re-split from its stored config and seed
+    exactly as each party split its own table (test files, out-of-time or seeded)."""
+    from sampan.config import parse_config
+    from sampan.files import atomic_write_bytes
+    from sampan.horizontal.holdout_split import holdout_ids
+    from sampan.horizontal.simulation import load_splits
+
+    run = run_store.get_run(run_id)
+    per_party = holdout_ids(load_splits(parse_config(run.config), run.seed))
+    lines = "".join(f"{party},{i}\n" for party, ids in per_party.items() for i in ids)
+    atomic_write_bytes(out, ("party,id\n" + lines).encode())
+    console.print(f"{sum(map(len, per_party.values()))} held-out ids of run {run_id} ({len(per_party)} parties): "
+                  f"[bold]{out.resolve()}[/]")
 
 
 # `sampan runs status|cancel|attach --coordinator ...`: the same run ids, asked of a running coordinator

@@ -119,7 +119,8 @@ def _check_parties(config: RunConfig, deployment: bool) -> None:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"party names must be unique; repeated: {duplicates}")
-    with_path = [p.name for p in config.parties if p.path is not None or p.format is not None]
+    with_path = [p.name for p in config.parties if p.path is not None or p.format is not None
+                 or p.test_path is not None]
     if deployment:
         if config.source is not None:
             raise ValueError("a run submitted to a coordinator has no data binding (source): [source] simulates a "

@@ -131,6 +131,9 @@ class StrategySection(Strict):
 class DataSection(Strict):
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     standardize: bool = True
+    date_column: str | None = Field(default=None, min_length=1, description="own-data horizontal runs: a date column "
+                                    "of each party's file (not a feature); each party holds out its newest "
+                                    "test_fraction of rows (out-of-time) instead of a random split")
 
 
 class PartySection(Strict):
@@ -140,6 +143,8 @@ class PartySection(Strict):
 
     name: str = Field(min_length=1, max_length=100)
     path: str | None = Field(default=None, description="simulation only: the party's CSV/Parquet file")
+    test_path: str | None = Field(default=None, description="simulation only: the party's explicit held-out file "
+                                  "(same schema); its `path` is then all training rows")
     format: Literal["csv", "parquet"] | None = Field(
         default=None,
         description="simulation only; default: from the suffix")
