@@ -3,8 +3,10 @@
 Flow (three waves, all party-to-party payloads sealed so the coordinator sees only sizes):
 
 1. ``score.start`` — the bank looks up the applicant in its own table, computes its partial logit and
-   per-feature contributions, and seals the registration numbers to each partner. The coordinator
-   never learns who applied.
+   per-feature contributions, and seals the registration numbers to each partner. The ids come in the
+   request, or (``applicants_file``, `read_applicant_ids`) from a CSV on the bank's own machine that the
+   job names: then the coordinator holds only the path, never an id (a deployed bank reads only the file
+   and column of the job it accepted).
 2. ``score.partial`` — each partner computes its partial logit for each applicant it knows; an
    applicant it does not know gets the neutral value 0 (the partner's standardised training mean)
    and a ``missing`` flag. With two or more partners each adds a pairwise zero-sum mask in Z_2^64
