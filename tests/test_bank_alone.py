@@ -137,3 +137,10 @@ def test_a_date_column_holds_out_each_banks_newest_rows(tmp_path: Path) -> None:
         assert len(split.test) == round(0.25 * (len(split.train) + len(split.test)))
     with pytest.raises(ConfigError, match="remove path"):  # a submitted config names no file of a bank
         parse_config({**config, "parties": [{"name": "b", "test_path": "x.csv"}]}, deployment=True)
+
+
+def test_a_submitted_config_with_bank_alone_is_refused_clearly(tmp_path: Path) -> None:
+    config = bank_alone_config(tmp_path)
+    config["parties"] = [{"name": p["name"]} for p in config["parties"]]
+    with pytest.raises(ConfigError, match="simulations"):
+        parse_config(config, deployment=True)
