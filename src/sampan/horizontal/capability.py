@@ -34,6 +34,7 @@ from sampan.core.workflow import ModelArtifact, RunContext, Workflow, WorkflowRe
 from sampan.crypto.simulated_ca import simulated_consortium
 from sampan.horizontal.gbdt import GBDT_KIND, HorizontalGBDTParty, validation_split
 from sampan.horizontal.gbdt_workflow import HorizontalGBDTWorkflow
+from sampan.horizontal.group_evaluation import mount_groups
 from sampan.horizontal.local_comparison import mount_bank_alone
 from sampan.horizontal.party import HorizontalParty
 from sampan.horizontal.secure_rounds import COORDINATOR
@@ -70,6 +71,9 @@ def simulated_setups(config: Any, seed: int, workflow: str) -> dict[str, PartySe
     job: dict[str, Any] = {"workflow": workflow, "model": str(getattr(config.model, "kind", "logistic"))}
     if getattr(config, "bank_alone", None) is not None and workflow == "horizontal":
         job["bank_alone"] = True  # each bank alone vs the consortium (`local_comparison`)
+    evaluation = getattr(config, "evaluation", None)
+    if getattr(evaluation, "groups", None) and workflow == "horizontal":
+        job["groups"] = True  # fairness by group after the final evaluation (`group_evaluation`)
     trees: dict[str, Any] = {"gbdt": gbdt_job(config)} if job["model"] == GBDT_KIND else {}
     return {name: PartySetup(name, (split.train, split.test), {**job, **trees}, identity=identities[name],
                              verifier=verifier) for name, split in splits.items()}
@@ -92,6 +96,8 @@ class HorizontalCapability:
             app.register(kind, handler)
         if setup.job.get("bank_alone"):  # the job asked for each bank alone vs the consortium (issue 13)
             mount_bank_alone(app, party)
+        if setup.job.get("groups"):  # the job asked for per-group histograms (issue 13 item 8)
+            mount_groups(app, party)
         if setup.job.get("model") == GBDT_KIND:  # tree jobs only, with the bank's DP mod around them
             if "secure_aggregation" in _announced(setup):  # review R12-HOR-2: trees have no secure aggregation
                 raise PolicyRefused(f"party {setup.name!r} refuses a gbdt job that announces secure aggregation: "

@@ -389,6 +389,10 @@ class HorizontalWorkflow(SecureRounds, Workflow):
         if self.config.bank_alone is not None:  # each bank alone vs the consortium, on its own holdout (issue 13)
             from sampan.horizontal.local_comparison import compare_banks
             result.info["bank_alone"] = compare_banks(self, state)
+        groups = self.config.evaluation.groups if self.config.evaluation is not None else None
+        if groups and result.info.get("decision"):  # fairness by group at the chosen threshold (issue 13 item 8)
+            from sampan.horizontal.group_evaluation import evaluate_groups
+            result.info["groups"] = evaluate_groups(self, state, float(result.info["decision"]["threshold"]))
         return result
 
     def _result(self, state: RunState, global_metrics: dict[str, Any], histogram: ScoreHistogram) -> WorkflowResult:

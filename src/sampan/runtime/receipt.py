@@ -113,6 +113,15 @@ def _protection(kind: str, privacy: dict[str, Any] | None, noise: dict[str, floa
         return ("DP1: per imputed column, count and clipped sum of present training cells (mean) or a histogram "
                 "over public bins (median), one Gaussian mechanism per run (noise multiplier "
                 f"{privacy.get('impute_noise_multiplier', 'auto')}), charged; released per party, not under SecAgg")
+    if kind == "group_evaluation":  # fairness by group (issue 13 item 8): a release of its own
+        if privacy:
+            return ("DP1: per declared group level and score bin (100), label counts of holdout rows through one "
+                    f"Gaussian mechanism (noise multiplier {privacy.get('count_noise_multiplier', 20.0)}, "
+                    "sensitivity sqrt(group columns)), charged to the run and party ledgers; once per run, on the "
+                    "evaluated model; per party, not under SecAgg")
+        return ("none (revealed): per declared group level and score bin (100), exact label counts of holdout rows, "
+                "per party in clear; levels a party holds fewer than 10 holdout rows of are zeroed and named; once "
+                "per run")
     if kind == "describe" and privacy:
         return (f"DP1: training row count through a Gaussian mechanism (noise multiplier "
                 f"{privacy.get('count_noise_multiplier', 20.0)}, sensitivity 1); holdout row count and feature "

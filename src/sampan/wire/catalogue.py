@@ -12,7 +12,8 @@ ending in `.*` covers every key below it.
 
 Ledger tags name the mechanisms the coordinator's ledger charges: `DP1:count` (each party's training
 row count, once at setup), `DP1:stats` (standardisation moments), `DP1:impute` (imputation statistics,
-once at setup), `DP2` (DP-SGD), `DP3` (clipped updates in a noised sum).
+once at setup), `DP1:groups` (per-group holdout histograms, once after the final evaluation), `DP2`
+(DP-SGD), `DP3` (clipped updates in a noised sum).
 
 Holdout rows are outside the DP unit: the unit is one training row of one party. Under `[privacy]`
 the model is evaluated once, at the end, on the released model; that evaluation is computed from
@@ -93,6 +94,7 @@ class Setup:
     standardize: bool = True
     bank_alone: bool = False        # [bank_alone]: each bank's local-only vs consortium histograms (per bank)
     impute: bool = False            # [schema] imputes missing values (median/mean/indicator): `impute_stats`
+    groups: bool = False            # [evaluation] groups: per-group holdout histograms (`group_evaluation`)
 
     @property
     def private(self) -> bool:
@@ -108,7 +110,8 @@ class Setup:
                    dp3=(dp3.get("mode", "central") if dp3 else None), adaptive=bool(dp3 and dp3.get("adaptive")),
                    secagg=bool(secagg and secagg.get("enabled", True)),
                    standardize=bool((config.get("data") or {}).get("standardize", True)),
-                   bank_alone=config.get("bank_alone") is not None, impute=_imputes(config.get("schema") or {}))
+                   bank_alone=config.get("bank_alone") is not None, impute=_imputes(config.get("schema") or {}),
+                   groups=bool((config.get("evaluation") or {}).get("groups")))
 
 
 def _imputes(schema: Mapping[str, Any]) -> bool:
@@ -273,6 +276,8 @@ def horizontal_catalogue(s: Setup) -> dict[str, MessageSpec]:
         specs += _bank_alone_specs(s, params, scaler)
     if s.impute:
         specs += _imputation_specs(s)
+    if s.groups:
+        specs += _group_specs(s, params, scaler)
     return {f"{spec.sender}:{spec.kind}": spec for spec in specs}
 
 
@@ -297,6 +302,26 @@ def _bank_alone_specs(s: Setup, params: Field, scaler: tuple[Field, ...]) -> lis
             Field("meta.seed", "public"), Field("meta.bins", "public"),
             Field("meta.dp2.*", "public", what="DP-SGD settings of the local-only model"),
             Field("meta.public_rows", "charged", ("DP1:count",), what="the party's own released row count"))),
+    ]
+
+
+def _group_specs(s: Setup, params: Field, scaler: tuple[Field, ...]) -> list[MessageSpec]:
+    """`evaluate_groups` (`sampan.horizontal.group_evaluation`): per group level and score bin, label counts of
+    each party's holdout; under DP one Gaussian release per run (`sampan.privacy.group_release_mod`), charged
+    `DP1:groups`; without DP exact (small levels zeroed and named in ``meta.withheld``)."""
+    what = "label counts per declared group level and score bin of its holdout rows (per party, not under SecAgg)"
+    if s.private:
+        counts = (Field("arrays.pos", "charged", ("DP1:groups",), what=what),
+                  Field("arrays.neg", "charged", ("DP1:groups",), what=what), Field("meta.dp", "public"))
+    else:
+        counts = (_clear("arrays.pos", what), _clear("arrays.neg", what),
+                  _clear("meta.withheld", "levels it holds fewer than 10 holdout rows of (zeroed)"))
+    return [
+        MessageSpec("group_evaluation", "party", counts),
+        MessageSpec("evaluate_groups", "coordinator", (
+            params, *scaler, Field("meta.model.*", "public"), Field("meta.groups", "public",
+                                                                    what="group columns and levels from [schema]"),
+            Field("meta.bins", "public"), Field("meta.group_dp.*", "public", what="noise multiplier"))),
     ]
 
 
