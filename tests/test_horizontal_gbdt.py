@@ -32,15 +32,16 @@ def test_horizontal_gbdt_equals_the_pooled_learner_on_the_shared_bins() -> None:
     y = np.concatenate([train[b].y for b in banks]).astype(float)
     Xv = np.vstack([val[b].X for b in banks])
     yv = np.concatenate([val[b].y for b in banks]).astype(float)
-    slots = {"all": make_slots("all", names, result.edges)}
-    ref, provider = fit_local(params, {"all": apply_bins(X, result.edges)}, slots, y,
-                              val_bins={"all": apply_bins(Xv, result.edges)}, y_val=yv)
+    slots = {"all": make_slots("all", names, result.edges, missing=True)}
+    ref, provider = fit_local(params, {"all": apply_bins(X, result.edges, missing=True)}, slots, y,
+                              val_bins={"all": apply_bins(Xv, result.edges, missing=True)}, y_val=yv)
     assert len(result.model.trees) == len(ref.trees)
     for mine, theirs in zip(result.model.trees, ref.trees, strict=False):
         assert mine.left == theirs.left
         np.testing.assert_allclose(mine.value, theirs.value, atol=1e-9)
     np.testing.assert_allclose(
-        predict_horizontal(result, Xv), predict_local(ref, provider, {"all": apply_bins(Xv, result.edges)}), atol=1e-9
+        predict_horizontal(result, Xv),
+        predict_local(ref, provider, {"all": apply_bins(Xv, result.edges, missing=True)}), atol=1e-9
     )
     assert roc_auc(yv, predict_horizontal(result, Xv)) > 0.7
 

@@ -23,9 +23,11 @@ def write_banks(root: Path, rows: int = 200, seed: int = 11) -> dict[str, Path]:
         income = rng.gamma(4.0, 10.0 + 2 * k, rows)
         debt = rng.gamma(2.0, 8.0, rows)
         age = rng.integers(21, 70, rows)
-        y = (rng.random(rows) < 1 / (1 + np.exp(-(debt / income * 4 - 2)))).astype(int)
+        hidden = rng.random(rows) < 0.2  # a missing debt is itself a risk signal (native: the trees learn where)
+        y = (rng.random(rows) < 1 / (1 + np.exp(-(debt / income * 4 - 2 + 2.5 * hidden)))).astype(int)
         lines = ["id,income,debt,age,default"]
-        lines += [f"{bank}-{i},{income[i]:.3f},{debt[i]:.3f},{age[i]},{y[i]}" for i in range(rows)]
+        lines += [f"{bank}-{i},{income[i]:.3f},{'' if hidden[i] else f'{debt[i]:.3f}'},{age[i]},{y[i]}"
+                  for i in range(rows)]
         paths[bank] = root / f"{bank}.csv"
         paths[bank].write_text("\n".join(lines) + "\n")
     return paths
@@ -33,7 +35,10 @@ def write_banks(root: Path, rows: int = 200, seed: int = 11) -> dict[str, Path]:
 
 def config_toml(root: Path, paths: dict[str, Path], extra: str = "") -> Path:
     parties = "".join(f'\n[[parties]]\nname = "{b}"\npath = "{p}"\n' for b, p in paths.items())
-    features = ", ".join(f'{{ name = "{f}", bounds = [0, {200 if f != "age" else 100}] }}' for f in FEATURES)
+    native = ', missing = [""], impute = "native"'
+    features = ", ".join(
+        f'{{ name = "{f}", bounds = [0, {200 if f != "age" else 100}]{native if f == "debt" else ""} }}'
+        for f in FEATURES)
     text = f"""
 [run]
 name = "own-gbdt"
@@ -73,8 +78,13 @@ def test_sampan_run_trains_gbdt_on_own_csvs_registers_reports_and_scores(tmp_pat
         registered = store.get_model("own-gbdt")
     finally:
         store.close()
-    assert registered.meta["model"]["kind"] == "gbdt"
-    assert list((tmp_path / "reports").glob("*.html"))
+    model = registered.meta["model"]
+    assert model["kind"] == "gbdt" and model["missing_bins"]
+    assert abs(sum(model["importance"].values()) - 1) < 1e-9 and set(model["importance"]) <= set(FEATURES)
+    assert any(any(tree["missing_left"]) for tree in model["trees"])  # NaN debt learned to go the risky way
+    report = next((tmp_path / "reports").glob("*.html")).read_text()
+    assert "Feature importance (gain)" in report
     predictor = sampan.load_model("own-gbdt", store=f"sqlite:///{tmp_path / 'runs.db'}")
-    p = predictor.predict_proba({"income": [20.0, 60.0], "debt": [40.0, 2.0], "age": [30, 50]})[:, 1]
-    assert p.shape == (2,) and p[0] > p[1]  # high debt over income scores riskier
+    p = predictor.predict_proba({"income": [20.0, 60.0, 60.0], "debt": [40.0, 2.0, np.nan], "age": [30, 50, 50]})
+    p = p[:, 1]
+    assert p.shape == (3,) and p[0] > p[1] and p[2] > p[1]  # high debt/income and an unknown debt score riskier

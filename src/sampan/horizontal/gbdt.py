@@ -36,8 +36,15 @@ from sampan.models.gbdt import (
     Tree,
     apply_bins,
     best_splits,
+    gain_importance,
+    goes_left,
+    grid_gradients,
     histogram,
     make_slots,
+    named_importance,
+    record_split,
+    unit_params,
+    weight_scale,
 )
 from sampan.wire import Message
 
@@ -95,8 +102,9 @@ class HorizontalGBDTParty:
         flat, counts = msg.arrays["edges"], msg.arrays["counts"]
         bounds = np.concatenate([[0], np.cumsum(counts)])
         self.edges = [flat[bounds[j] : bounds[j + 1]] for j in range(d)]
-        self.bins = apply_bins(self.train.X, self.edges)
-        self.slots = make_slots(self.name, list(self.train.feature_names), self.edges)
+        self.bins = apply_bins(self.train.X, self.edges, missing=True)  # NaN: each feature's missing bin
+        self.slots = make_slots(self.name, list(self.train.feature_names), self.edges, missing=True)
+        self.pos_weight = float(msg.meta.get("pos_weight", 1.0))
         base = float(msg.meta["base_score"])
         self.raw = np.full(len(self.train), base)
         assert self.train.y is not None, f"bank {self.name!r}: training rows carry no labels"
@@ -107,7 +115,7 @@ class HorizontalGBDTParty:
         if self.val is not None and len(self.val):
             assert self.val.y is not None, f"bank {self.name!r}: validation rows carry no labels"
             self.val_bins, self.val_raw, self.y_val = (
-                apply_bins(self.val.X, self.edges),
+                apply_bins(self.val.X, self.edges, missing=True),
                 np.full(len(self.val), base),
                 self.val.y.astype(float),
             )
@@ -120,8 +128,7 @@ class HorizontalGBDTParty:
         ``clip`` = [c_g, c_h] of gradients clipped to [-c_g, c_g] and hessians to [0, c_h] (bounded sensitivity,
         `sampan.privacy.gbdt_dp`); with ``totals`` only each node's G and H sums."""
         if msg.meta.get("new_tree"):
-            p = expit(self.raw)
-            self.g, self.h = p - self.y, np.maximum(p * (1 - p), 1e-16)
+            self.g, self.h = grid_gradients(expit(self.raw), self.y, self.pos_weight)  # |g| <= 1, h <= 1/4
             self.node = np.zeros(len(self.y), dtype=np.int64)
             self.val_node = np.zeros(len(self.y_val), dtype=np.int64) if self.y_val is not None else None
         g, h = self.g, self.h
@@ -139,13 +146,15 @@ class HorizontalGBDTParty:
         return msg.reply("hgb.hist", out)
 
     def split(self, msg: Message) -> Message:
-        """Route this bank's rows (and validation rows) through the new splits."""
-        for node, feature, b, left, right in msg.arrays["splits"].tolist():
+        """Route this bank's rows (and validation rows) through the new splits: [node, feature, bin, left, right,
+        missing left] (a split without the last column sends missing values right)."""
+        for node, feature, b, left, right, *missing in msg.arrays["splits"].tolist():
+            value_bins = self.slots[feature].value_bins
             for bins, where in ((self.bins, self.node), (self.val_bins, self.val_node)):
                 if bins is None or where is None:
                     continue
                 at = where == node
-                go_left = bins[:, feature] <= b
+                go_left = goes_left(bins[:, feature], b, bool(missing and missing[0]), value_bins)
                 where[at & go_left], where[at & ~go_left] = left, right
         return msg.reply("hgb.ack")
 
@@ -227,11 +236,11 @@ def train_horizontal_gbdt(
     n_total = max(sum(float(r.meta["n"]) for r in sk), 1.0)
     events = float(np.clip(sum(float(r.meta["events"]) for r in sk), 0.0, n_total))
     rate = float(np.clip(events / n_total, 1e-6, 1 - 1e-6))
-    base = float(np.log(rate / (1 - rate)))
-    wave(
-        "hgb.setup", {"edges": np.concatenate(edges), "counts": np.array([len(e) for e in edges])}, {"base_score": base}
-    )
-    slots = {"all": make_slots("all", feature_names, edges)}
+    base = float(np.log(params.pos_weight * rate / (1 - rate)))  # the weighted logloss's constant (`base_score`)
+    wave("hgb.setup", {"edges": np.concatenate(edges), "counts": np.array([len(e) for e in edges])},
+         {"base_score": base, "pos_weight": params.pos_weight})
+    slots = {"all": make_slots("all", feature_names, edges, missing=True)}
+    unit, scale = unit_params(params), weight_scale(params.pos_weight)  # learner units: |g| <= 1, h <= 1/4
     model = GBDTModel(base, [], params)
     thresholds: dict[tuple[int, int], tuple[int, int]] = {}
     stopper = EarlyStopping(params.early_stopping_rounds)
@@ -260,9 +269,9 @@ def train_horizontal_gbdt(
             splits = []
             for node, hist in level:
                 G, H = _totals(hist["all"], slots["all"], privacy is not None)
-                tree.node_value[node] = -params.learning_rate * G / (H + params.l2)
+                tree.node_value[node] = -params.learning_rate * G / (H + unit.l2)
                 full = len(hist["all"][0]) > 1
-                cand = best_splits(hist, slots, params) if depth < params.max_depth and full else None
+                cand = best_splits(hist, slots, unit) if depth < params.max_depth and full else None
                 if cand is None:
                     tree.value[node] = tree.node_value[node]
                 else:
@@ -274,8 +283,9 @@ def train_horizontal_gbdt(
                 ln, rn = tree.add(), tree.add()
                 tree.left[node], tree.right[node], tree.owner[node] = ln, rn, "all"
                 tree.default_left[node] = cand.H_left >= H - cand.H_left
+                record_split(tree, node, cand, scale)  # feature, missing direction, gain (importance)
                 thresholds[(t, node)] = (cand.feature, cand.bin)
-                rows.append([node, cand.feature, cand.bin, ln, rn])
+                rows.append([node, cand.feature, cand.bin, ln, rn, int(cand.missing_left)])
                 small = ln if cand.H_left <= H - cand.H_left else rn
                 big = rn if small == ln else ln
                 wanted += [small] if privacy is None else [small, big]  # DP: no subtraction (noise would add up)
@@ -310,35 +320,47 @@ def train_horizontal_gbdt(
     return HorizontalGBDTResult(model, edges, thresholds, time.perf_counter() - started, budget_stop)
 
 
-def predict_horizontal(result: HorizontalGBDTResult, X: np.ndarray) -> np.ndarray:
-    """Raw scores of rows (any bank can score its own applicants with the shared model)."""
-    bins = apply_bins(X, result.edges)
-    raw = np.full(len(X), result.model.base_score)
-    for t, tree in enumerate(result.model.trees):
+def _raw_scores(base: float, trees: list[Tree], edges: list[np.ndarray],
+                splits: Mapping[tuple[int, int], tuple[int, int]], missing_bins: bool, X: np.ndarray) -> np.ndarray:
+    """Raw scores of rows: each split "bin <= b" of its feature, a missing value by the split's learned direction
+    (models made before missing bins: NaN in the last value bin, as they were trained)."""
+    bins = apply_bins(X, edges, missing=missing_bins)
+    raw = np.full(len(X), base)
+    for t, tree in enumerate(trees):
         nodes = tree.owned_by("all")
-        dec = (
-            np.stack([bins[:, result.thresholds[(t, n)][0]] <= result.thresholds[(t, n)][1] for n in nodes], axis=1)
-            if nodes
-            else np.zeros((len(X), 0), dtype=bool)
-        )
+        columns = []
+        for n in nodes:
+            f, b = splits[(t, n)]
+            columns.append(goes_left(bins[:, f], b, missing_bins and tree.missing_left[n], len(edges[f]) + 1))
+        dec = np.stack(columns, axis=1) if nodes else np.zeros((len(X), 0), dtype=bool)
         raw += tree.predict({"all": dec}, len(X))
     return raw
+
+
+def predict_horizontal(result: HorizontalGBDTResult, X: np.ndarray) -> np.ndarray:
+    """Raw scores of rows (any bank can score its own applicants with the shared model)."""
+    return _raw_scores(result.model.base_score, result.model.trees, result.edges, result.thresholds, True, X)
 
 
 def gbdt_model_payload(
     result: HorizontalGBDTResult, feature_names: list[str]
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The model as arrays (bin edges, flat, with per-feature counts) and a JSON model config."""
+    """The model as arrays (bin edges, flat, with per-feature counts) and a JSON model config: trees, splits
+    [tree, node, feature, bin, missing left], a missing bin per feature, and the gain importance per feature."""
     arrays = {
         "edges": np.concatenate(result.edges) if result.edges else np.zeros(0),
         "edge_counts": np.array([len(e) for e in result.edges], dtype=np.int64),
     }
+    trees = result.model.trees
     model = {
         "kind": GBDT_KIND,
         "n_features": len(feature_names),
         "base_score": float(result.model.base_score),
-        "trees": [t.to_dict() for t in result.model.trees],
-        "splits": [[t, node, int(f), int(b)] for (t, node), (f, b) in sorted(result.thresholds.items())],
+        "trees": [t.to_dict() for t in trees],
+        "splits": [[t, node, int(f), int(b), bool(trees[t].missing_left[node])]
+                   for (t, node), (f, b) in sorted(result.thresholds.items()) if t < len(trees)],
+        "missing_bins": True,
+        "importance": named_importance(gain_importance(trees), {"all": list(feature_names)}),
     }
     return arrays, model
 
@@ -350,16 +372,8 @@ def predict_gbdt_payload(model: Mapping[str, Any], arrays: Mapping[str, np.ndarr
         raise ValueError(f"gbdt model has {len(counts)} features, the rows have {X.shape[1]}")
     bounds = np.concatenate([[0], np.cumsum(counts)])
     flat = np.asarray(arrays["edges"], dtype=np.float64)
-    bins = apply_bins(X, [flat[bounds[j] : bounds[j + 1]] for j in range(len(counts))])
-    splits = {(int(t), int(n)): (int(f), int(b)) for t, n, f, b in model["splits"]}
-    raw = np.full(len(X), float(model["base_score"]))
-    for t, spec in enumerate(model["trees"]):
-        tree = Tree.from_dict(spec)
-        nodes = tree.owned_by("all")
-        dec = (
-            np.stack([bins[:, splits[(t, n)][0]] <= splits[(t, n)][1] for n in nodes], axis=1)
-            if nodes
-            else np.zeros((len(X), 0), dtype=bool)
-        )
-        raw += tree.predict({"all": dec}, len(X))
+    edges = [flat[bounds[j] : bounds[j + 1]] for j in range(len(counts))]
+    splits = {(int(s[0]), int(s[1])): (int(s[2]), int(s[3])) for s in model["splits"]}
+    trees = [Tree.from_dict(spec) for spec in model["trees"]]
+    raw = _raw_scores(float(model["base_score"]), trees, edges, splits, bool(model.get("missing_bins")), X)
     return 1.0 / (1.0 + np.exp(-raw))

@@ -85,10 +85,10 @@ def gbdt_demo_outcome(config: Any, seed: int, run_id: str, result: WorkflowResul
     counts = np.asarray(artifact.arrays["edge_counts"], dtype=np.int64)
     bounds = np.concatenate([[0], np.cumsum(counts)])
     edges = [np.asarray(artifact.arrays["edges"])[bounds[j]:bounds[j + 1]] for j in range(len(counts))]
-    slots = {"all": make_slots("all", names, edges)}
-    model, prov = fit_local(params, {"all": apply_bins(stack[0], edges)}, slots, labels[0],
-                            val_bins={"all": apply_bins(stack[1], edges)}, y_val=labels[1])
-    raw = predict_local(model, prov, {"all": apply_bins(stack[2], edges)})
+    slots = {"all": make_slots("all", names, edges, missing=True)}  # as the banks bin: a missing bin per feature
+    model, prov = fit_local(params, {"all": apply_bins(stack[0], edges, missing=True)}, slots, labels[0],
+                            val_bins={"all": apply_bins(stack[1], edges, missing=True)}, y_val=labels[1])
+    raw = predict_local(model, prov, {"all": apply_bins(stack[2], edges, missing=True)})
     pooled = _metrics(labels[2], 1 / (1 + np.exp(-raw)))
     federated = _metrics(labels[2], predict_gbdt_payload(artifact.meta["model"], artifact.arrays, stack[2]))
     return HorizontalGBDTOutcome(run_id, federated, pooled, alone, by_bank, int(result.info.get("trees", 0)),

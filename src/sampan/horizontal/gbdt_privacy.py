@@ -71,7 +71,7 @@ class GBDTReleasePlan:
     def open(cls, config: Any, parties: Sequence[str], persist: Persist, durable: str | None = None,
              ) -> GBDTReleasePlan:
         """The plan of a new run: one budget per bank, the noise ('auto': calibrated to every release the shape
-        allows) and the clip (|g| <= w, h <= w/4 for logistic loss with example weights <= w)."""
+        allows) and the clip (|g| <= 1, h <= 1/4: logistic loss with example weights scaled to at most 1)."""
         privacy, params = config.privacy, config.model.gbdt_params()
         section = privacy.gbdt
         budget = Budget(privacy.epsilon, privacy.delta)
@@ -90,8 +90,9 @@ class GBDTReleasePlan:
         z = section.noise_multiplier
         if z == "auto":
             z = calibrate_noise_multiplier(plan, {p: budget for p in parties}, accountant=privacy.accountant)
-        weight = max(1.0, float(getattr(params, "pos_weight", 1.0) or 1.0))
-        return cls(ledger, float(z), count_z, per_tree, persist, dict(section.bounds), (weight, weight / 4))
+        # example weights are scaled to at most 1 by the banks (`grid_gradients`), whatever pos_weight: |g| <= 1,
+        # 0 <= h <= 1/4 per row; the banks clip to this anyway
+        return cls(ledger, float(z), count_z, per_tree, persist, dict(section.bounds), (1.0, 0.25))
 
     def set_edges(self, names: Sequence[str], n_bins: int, schema: Any) -> None:
         """The bin edges of the run, from public bounds only (`public_edges`)."""

@@ -104,6 +104,7 @@ class HorizontalGBDTWorkflow(Workflow):
         metrics, per_party, histogram = self._evaluate(ctx, parties, arrays, model)
         meta = {"model": model, "metrics": metrics, "feature_names": names}
         info = {"final_metrics": metrics, "party_metrics": per_party, "trees": len(result.model.trees),
+                "gbdt_importance": dict(model["importance"]),
                 **result_info(histogram), **self._receipt(plan, result.budget_stop)}
         return WorkflowResult(final_metrics=metrics, models=[ModelArtifact(self.config.run.name, arrays, meta)],
                               info=info)

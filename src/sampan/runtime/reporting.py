@@ -19,6 +19,7 @@ from typing import Any
 from sampan.metrics import CalibrationCurve
 from sampan.report import PartySummary, ReportSection, RoundRecord, RunReport, write_report
 from sampan.report.bank_alone import bank_alone_section
+from sampan.report.content import importance_section
 from sampan.report.credit_tables import credit_sections
 from sampan.runtime.receipt import build_receipt, receipt_section, write_receipt
 from sampan.runtime.store import Store
@@ -49,6 +50,8 @@ def build_run_report(store: Store, run_id: str, *, baselines: dict[str, dict[str
     baselines = {**(comparisons.get("baselines") or {}), **(baselines or {})}
     notes = [*(comparisons.get("notes") or []), *(notes or [])]
     sections = [*credit_sections(info), *(sections or [])]  # threshold, score bands, groups (issue 13)
+    if info.get("gbdt_importance"):  # horizontal GBDT: each feature's share of the split gain (issue 13)
+        sections = [*sections, importance_section("horizontal GBDT", info["gbdt_importance"])]
     if info.get("bank_alone"):  # each bank alone vs the consortium, measured at each bank (issue 13)
         sections = [bank_alone_section(info["bank_alone"]), *sections]
     if comparisons.get("alone"):

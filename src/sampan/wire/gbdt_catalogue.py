@@ -77,7 +77,8 @@ def gbdt_catalogue(dp: bool) -> dict[str, MessageSpec]:
         MessageSpec("hgb.setup", "coordinator", (Field("arrays.*", "public" if dp else "visible", (),
                                                        role="every party", what="bin edges"),
                                                  Field("meta.base_score", "derived" if dp else "visible", COUNTS,
-                                                       role="every party", what="log-odds of the positive rate"))),
+                                                       role="every party", what="log-odds of the positive rate"),
+                                                 Field("meta.pos_weight", "public", what="class weight of positives"))),
         MessageSpec("hgb.hist", "coordinator", (
             Field("arrays.nodes", model[0], model[1], role="every party", what="node ids (from the tree grown so far)"),
             Field("meta.*", model[0], model[1], role="every party", what="new tree, noise, clip, totals"))),
