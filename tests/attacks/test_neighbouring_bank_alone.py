@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 from _horizontal_run import run_workflow
+from test_neighbouring_horizontal import FEATURES, _data  # the same tables as the horizontal neighbouring test
 
 import sampan.privacy.dpsgd
 import sampan.privacy.mechanisms
@@ -32,17 +33,9 @@ from sampan.runtime.store import Store
 from sampan.transport.inprocess import InProcessTransport
 from sampan.wire.catalogue import Setup, flatten, horizontal_catalogue
 
-FEATURES = ["x1", "x2", "x3"]
 PARTIES = ("bank_0", "bank_1", "bank_2")
 DP = {"privacy": {"epsilon": 50.0, "dp1": {"noise_multiplier": 4.0, "bounds": {"*": [-4.0, 4.0]}},
                   "dp2": {"noise_multiplier": 1.0, "max_grad_norm": 1.0}}}
-
-
-def _data(name: str, n: int, rng: np.random.Generator) -> PartyData:
-    X = rng.normal(size=(n, len(FEATURES)))
-    y = (rng.random(n) < 1 / (1 + np.exp(-(X @ np.array([1.5, -1.0, 0.5]))))).astype(np.int8)
-    return PartyData(party=name, ids=np.array([f"{name}-{i}" for i in range(n)], dtype=object), X=X, y=y,
-                     feature_names=FEATURES)
 
 
 def _apps(neighbour: bool) -> dict[str, Any]:
@@ -50,8 +43,9 @@ def _apps(neighbour: bool) -> dict[str, Any]:
     tables = {name: (_data(name, 80 + 20 * i, rng), _data(name, 40, rng)) for i, name in enumerate(PARTIES)}
     if neighbour:  # D + one record: an extreme, mislabelled training row at bank_0
         t = tables["bank_0"][0]
-        extra = PartyData(party="bank_0", ids=np.append(t.ids, "bank_0-extra"), X=np.vstack([t.X, [[3.5, -3.5, 3.5]]]),
-                          y=np.append(t.y, np.int8(0)), feature_names=FEATURES)
+        extra = PartyData(party="bank_0", ids=np.append(t.ids, "bank_0-extra"),
+                          X=np.vstack([t.X, [[3.5, -3.5, 3.5, 3.5]]]), y=np.append(t.y, np.int8(0)),
+                          feature_names=FEATURES)
         tables["bank_0"] = (extra, tables["bank_0"][1])
     job = {"workflow": "horizontal", "model": "logistic", "bank_alone": True}
     return {name: HORIZONTAL.party_app(PartySetup(name, data, dict(job))) for name, data in tables.items()}
