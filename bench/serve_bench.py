@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import os
 import tempfile
 import threading
 import time
@@ -173,6 +174,12 @@ async def open_loop(port: int, requests: list[bytes], rate: float, seconds: floa
             "non_200": sum(n for s, n in statuses.items() if s != 200)}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc): the server's cost per request, whatever else runs."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(target: str, models: dict[str, Any], args: argparse.Namespace, root: Path) -> dict[str, dict[str, Any]]:
     """Start the server for ``target``; measure its no-op route and its /v1/score at the same rate."""
     ctx = mp.get_context("spawn")
@@ -190,8 +197,11 @@ def measure(target: str, models: dict[str, Any], args: argparse.Namespace, root:
         score = [_request("POST", "/v1/score", b) for b in bodies]
         noop = [_request("GET", "/v1/noop")]
         asyncio.run(open_loop(port, score, min(args.rate, 200), 1.0, args.connections))  # warm-up
-        out = {"noop": asyncio.run(open_loop(port, noop, args.rate, args.seconds, args.connections))}
-        out[target] = asyncio.run(open_loop(port, score, args.rate, args.seconds, args.connections))
+        out: dict[str, dict[str, Any]] = {}
+        for name, requests in (("noop", noop), (target, score)):
+            before = cpu_seconds(process.pid)  # type: ignore[arg-type]
+            out[name] = asyncio.run(open_loop(port, requests, args.rate, args.seconds, args.connections))
+            out[name]["cpu_ms"] = (cpu_seconds(process.pid) - before) * 1000 / out[name]["sent"]  # type: ignore[arg-type]
         return out
     finally:
         process.terminate()
@@ -215,9 +225,11 @@ def main() -> None:
             "noop (horizontal app)": horizontal["noop"], "horizontal LR": horizontal["horizontal"]}
     print(f"open loop, {args.rate:.0f} req/s offered for {args.seconds:.0f} s, {args.connections} connections, "
           "one applicant per request, loopback")
-    print(f"{'endpoint':34} {'achieved/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'non-200':>8}")
+    print(f"{'endpoint':34} {'achieved/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'non-200':>8} "
+          f"{'server CPU ms/req':>18}")
     for name, r in rows.items():
-        print(f"{name:34} {r['achieved']:11.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['max']:8.2f} {r['non_200']:8d}")
+        print(f"{name:34} {r['achieved']:11.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['max']:8.2f} {r['non_200']:8d} "
+              f"{r['cpu_ms']:18.2f}")
     base = vertical["noop"]
     print(f"vertical/noop: p50 x{vertical['vertical']['p50'] / base['p50']:.2f}, "
           f"p99 x{vertical['vertical']['p99'] / base['p99']:.2f}; horizontal/noop: "

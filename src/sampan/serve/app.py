@@ -107,7 +107,7 @@ def create_app(backend: ScoringBackend, *, tokens: TokenBook | None = None, mtls
     started = time.monotonic()
     bearer = HTTPBearer(auto_error=False)
 
-    def client(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
+    async def client(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
         if tokens is None:
             name = "mtls" if mtls else "anonymous"
         else:
