@@ -13,9 +13,10 @@ What a `PartySetup` must hold for these capabilities (a deployed agent fills it 
   refuse secure aggregation outright).
 - ``state_dir``: where the party records the models it evaluated (one per DP run, across restarts).
 - ``options["max_evaluations"]``: how many runs may evaluate its holdout, over the party's life.
-- ``job["model"]``: the job's ``model.kind``; only a ``"gbdt"`` job mounts the tree handlers (``hgb.*``) and
-  scores tree payloads, and a party whose policy requires DP, or whose job announces secure aggregation,
-  refuses it (tree histograms are exact, per bank).
+- ``job["model"]``: the job's ``model.kind``; only a ``"gbdt"`` job mounts the tree handlers (``hgb.*``, with the
+  bank's DP mod `sampan.privacy.gbdt_dp` around them) and scores tree payloads; ``job["gbdt"]`` gives its shape
+  and whether it runs under DP (then, or when the party's policy requires DP, no exact tree statistic leaves);
+  a party whose job announces secure aggregation refuses it (tree histograms leave per bank).
 - ``job["protections"]``: with ``"secure_aggregation"`` the party answers `fit`/`evaluate` only under SecAgg.
   An ``"evaluation"`` job mounts `evaluate` only (and the SecAgg stages when it announced them).
 

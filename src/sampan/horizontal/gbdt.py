@@ -1,17 +1,18 @@
 """Horizontal GBDT for bank consortia: one tree learner over histogram sums across banks.
 
 Every bank keeps its rows, labels and running scores; per node it sends only its gradient and hessian
-histograms over shared bin edges, the coordinator adds them (in the clear: secure aggregation of the
-histograms is not implemented for trees), chooses the split and broadcasts it; each bank routes its own rows. Leaf
-values come
-from the summed histograms, so the model equals the pooled learner on the same bins.
+histograms over shared bin edges (a missing bin per feature: NaN values of a `native` column), the coordinator
+adds them (no secure aggregation exists for trees), chooses the split (with its learned missing-value
+direction) and broadcasts it; each bank routes its own rows. Leaf values come from the summed histograms, so
+without DP the model equals the pooled learner on the same bins.
 
-What each role learns. The coordinator: per-feature quantile cut points of each bank (to agree on bin
-edges), each bank's row count and default count, every bank's own gradient/hessian histograms per node
-(this module runs no secure aggregation), the summed histograms, the splits and the leaf values. Each
-bank: the splits and leaf values (the whole model). No differential privacy is offered for horizontal
-GBDT: every release is exact, and `sampan demo --model gbdt --epsilon ...` is refused rather than run
-without the noise it asks for.
+What each role learns without DP. The coordinator: per-feature quantile cut points of each bank (to agree on
+bin edges), each bank's row count and default count, every bank's own exact gradient/hessian histograms per
+node, one validation log-loss sum per tree and bank, the splits and the leaf values. Each bank: the whole
+model. Under `[privacy.gbdt]` (a `GBDTReleasePlan`, `sampan.horizontal.gbdt_privacy`) the coordinator sees
+only noised, charged releases (the banks' mod, `sampan.privacy.gbdt_dp`): [rows, positives] once and at most
+max_depth + 1 histogram releases per tree; edges come from public bounds and no validation loss leaves. The
+demo (`sampan demo --model gbdt`) has no DP option and refuses `--epsilon` rather than run without it.
 """
 
 from __future__ import annotations

@@ -42,7 +42,8 @@ class HorizontalGBDTOutcome:
 
 
 def gbdt_demo_config(seed: int, report_dir: Path | None, n_smes: int = 12000) -> Any:
-    """The demo's run config: three banks of the built-in SME consortium, one GBDT, no DP (trees have none)."""
+    """The demo's run config: three banks of the built-in SME consortium, one GBDT, no DP (a run config may set
+    [privacy.gbdt]; the demo compares with the pooled learner, which only the exact run equals)."""
     run: dict[str, Any] = {"name": "demo-horizontal-gbdt", "rounds": 1, "seed": seed}
     if report_dir is not None:
         run["report_dir"] = str(report_dir)
