@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,13 +70,13 @@ from sampan.models.gbdt import (
     apply_bins,
     boost,
     gain_importance,
-    histogram,
     make_slots,
     named_importance,
     quantile_bin_edges,
 )
 from sampan.privacy.party_policy import PartyPrivacyPolicy
 from sampan.privacy.randomness import secure_generator
+from sampan.vertical.gbdt_bank import BankState, collect_answers
 from sampan.vertical.gbdt_coordinator import (
     COVERS,
     NOT_COVERED,
@@ -90,12 +90,9 @@ from sampan.vertical.gbdt_scoring import GBDTScoring, split_directions
 from sampan.vertical.gbdt_views import REVEALS, VIEWS
 from sampan.vertical.histograms import (
     HistogramAccount,
-    check_feature_totals,
-    decode_sums,
     encode_values,
     flat_index,
     partner_level_sums,
-    reported_sigma,
     sealed_nonce,
     secret_permutation,
     sigma_label,
@@ -131,27 +128,6 @@ class _PartnerState:
     delta: float = 1e-5
 
 
-@dataclass
-class _BankState:
-    gen: Generator[Any, Any, GBDTModel]
-    request: Any
-    bins: np.ndarray
-    bins_val: np.ndarray
-    edges: list[np.ndarray]
-    slots: dict[str, list[FeatureSlot]]
-    partners: list[str]
-    dealer_seed: bytes
-    sigma: dict[str, np.ndarray]
-    n_train: int
-    thresholds: dict[tuple[int, int], tuple[int, int, bool]] = field(default_factory=dict)
-    counter: int = 0
-    pending: dict[str, Any] = field(default_factory=dict)
-    model: GBDTModel | None = None
-    masked_tree: int = -1
-    index: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
-    hist_noise: float = 0.0
-
-
 class VerticalGBDTParty(GBDTScoring):
     """Handlers for both roles; `aligned` gives the party's aligned rows (after PSI)."""
 
@@ -170,7 +146,7 @@ class VerticalGBDTParty(GBDTScoring):
         self.results: dict[str, list[dict[str, Any]]] = {}
         self._scoring: dict[str, tuple[np.ndarray, list[str], float]] = {}
         self._X, self._y, self.feature_names, self._channels = X_aligned, y_aligned, feature_names, channels
-        self.bank: _BankState | None = None
+        self.bank: BankState | None = None
         self.partner: _PartnerState | None = None
         self.model: GBDTModel | None = None       # bank: trees, owners, leaves
         self.thresholds: dict[tuple[int, int], tuple[int, int, bool]] = {}  # own splits: (feature, bin, missing left)
@@ -251,7 +227,7 @@ class VerticalGBDTParty(GBDTScoring):
         sigma = {p: secret_permutation(
                      ch.prg(p, _perm_label(self.name, p, sealed_nonce(inbox, p, self.name, "vgb.start")), len(train)))
                  for p in partners}
-        self.bank = _BankState(gen, None, bins, bins_val, self.edges, slots, partners,
+        self.bank = BankState(gen, None, bins, bins_val, self.edges, slots, partners,
                                bytes(msg.arrays["dealer_seed"]), sigma, len(train),
                                index=flat_index(bins, np.array([s.offset for s in own_slots], dtype=np.int64)),
                                hist_noise=self._hist_noise)
@@ -263,7 +239,7 @@ class VerticalGBDTParty(GBDTScoring):
         st = self._bank()
         inbox: dict[tuple[str, str], np.ndarray] = {}
         receive(msg, self._channels(), inbox)
-        answer = None if st.request is None else self._collect(st, inbox, msg.arrays)
+        answer = None if st.request is None else collect_answers(self.name, st, inbox, msg.arrays)
         try:
             st.request = st.gen.send(answer)
         except StopIteration as stop:
@@ -277,7 +253,7 @@ class VerticalGBDTParty(GBDTScoring):
         st.counter += 1
         return self._dispatch(st, msg)
 
-    def _dispatch(self, st: _BankState, msg: Message) -> Message:
+    def _dispatch(self, st: BankState, msg: Message) -> Message:
         ch, req, label = self._channels(), st.request, f"{st.counter}"
         out: dict[str, np.ndarray] = {}
         involved: list[str] = []
@@ -322,45 +298,6 @@ class VerticalGBDTParty(GBDTScoring):
                     involved.append(p)
         return msg.reply("vgb.request", out, {"kind": type(req).__name__, "partners": involved, "label": label,
                                               "tree": getattr(req, "tree_index", None)})
-
-    def _collect(self, st: _BankState, inbox: dict[tuple[str, str], np.ndarray],
-                 arrays: Mapping[str, np.ndarray]) -> Any:
-        req = st.request
-        if isinstance(req, HistRequest):
-            out: dict[int, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
-            # the noise each partner says (sealed) it added, checked against the agreed level: the tolerance
-            # of the totals check comes from the partner, never from the coordinator
-            sigmas = {p: reported_sigma({"sigma": inbox.pop((p, "sigma"), np.array([np.nan]))}, st.hist_noise,
-                                        bank=self.name, partner=p) for p in st.partners}
-            sums = {p: decode_sums(inbox.pop((p, "s")) - arrays[f"dealer:{p}"]) for p in st.partners}
-            for k, (node, rows) in enumerate(req.nodes):
-                expected = np.array([req.g[rows].sum(), req.h[rows].sum()])
-                for p in st.partners:  # the dealer's integrity, as far as the bank can see it
-                    check_feature_totals(sums[p][k], [s.n_bins for s in st.slots[p]], expected, sigmas[p],
-                                         bank=self.name, partner=p, node=f"{req.tree_index}/{node}")
-            for k, (node, rows) in enumerate(req.nodes):
-                out[node] = {self.name: histogram(st.bins, st.slots[self.name], rows, req.g, req.h, index=st.index)}
-                for p in st.partners:
-                    out[node][p] = (sums[p][k, 0], sums[p][k, 1])
-            return out
-        if isinstance(req, SplitRequest):
-            masks = {}
-            for node, rows, owner, f, b in req.splits:
-                if owner == self.name:
-                    key = (req.tree_index, node)
-                    st.thresholds[key] = (f, b, req.missing_left.get(node, False))
-                    masks[node] = split_directions(st.bins[rows], st.thresholds, self.edges, [key])[:, 0]
-                else:
-                    masks[node] = inbox.pop((owner, f"left:{node}")).astype(bool)
-            return masks
-        if isinstance(req, RouteRequest):
-            bins = st.bins_val if req.validation else st.bins
-            own = [(req.tree_index, n) for n in req.tree.owned_by(self.name)]
-            decisions = {self.name: split_directions(bins[req.rows], st.thresholds, self.edges, own)}
-            for p in st.partners:
-                decisions[p] = inbox.pop((p, "route"), np.zeros((len(req.rows), 0), dtype=np.uint8)).astype(bool)
-            return decisions
-        raise TypeError(f"unexpected request {type(req).__name__}")
 
     # --- partners -------------------------------------------------------------------------------------
     def serve(self, msg: Message) -> Message:
@@ -418,7 +355,7 @@ class VerticalGBDTParty(GBDTScoring):
         return str(counter)  # a replayed counter is refused by the policy (`admit_histograms`, per release)
 
     # --- persistence: each party stores only its own part ---------------------------------------------
-    def _bank(self) -> _BankState:
+    def _bank(self) -> BankState:
         if self.bank is None:
             raise ValueError(f"party {self.name!r}: vertical GBDT not started (vgb.setup/vgb.start first)")
         return self.bank
