@@ -135,6 +135,8 @@ def test_vertical_gbdt_with_nan_in_a_partner_column_grows_the_pooled_trees() -> 
     assert any(f == 0 for f, _, _ in partner.thresholds.values())  # the NaN column is used, by the partner
     assert set(result.importance) >= {"payments: " + payments.feature_names[0]}
     assert sum(result.importance.values()) == pytest.approx(1.0)
+    _, bank_meta = parties["bank"].gbdt.part_arrays()  # the bank's saved part carries the importance
+    assert bank_meta["importance"] == result.importance and bank_meta["params"]["pos_weight"] == 1.0
     reply = score_vertical_gbdt(transport, session.relay, "bank", ["payments"], "eval", aligned=splits.test)
     assert reply.meta["auc"] == pytest.approx(roc_auc(y[splits.test], predict_local(ref, provider, test_bins)),
                                               abs=1e-12)

@@ -149,6 +149,7 @@ class VerticalGBDTParty(GBDTScoring):
         self.bank: BankState | None = None
         self.partner: _PartnerState | None = None
         self.model: GBDTModel | None = None       # bank: trees, owners, leaves
+        self.importance: dict[str, float] = {}    # bank: gain importance, "party: feature" (saved with its part)
         self.thresholds: dict[tuple[int, int], tuple[int, int, bool]] = {}  # own splits: (feature, bin, missing left)
         self.edges: list[np.ndarray] = []
         self._bank_prep: tuple[np.ndarray, np.ndarray, list[FeatureSlot], np.ndarray, np.ndarray] | None = None
@@ -245,11 +246,10 @@ class VerticalGBDTParty(GBDTScoring):
         except StopIteration as stop:
             st.model, self.model, self.thresholds = stop.value, stop.value, st.thresholds
             names = {o: [s.name for s in slots] for o, slots in st.slots.items()}
+            self.importance = named_importance(gain_importance(stop.value.trees), names)
             return msg.reply("vgb.done", meta={"trees": len(stop.value.trees),
                                                "best_iteration": stop.value.best_iteration,
-                                               "history": stop.value.history,
-                                               "importance": named_importance(gain_importance(stop.value.trees),
-                                                                              names)})
+                                               "history": stop.value.history, "importance": self.importance})
         st.counter += 1
         return self._dispatch(st, msg)
 

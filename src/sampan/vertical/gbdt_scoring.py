@@ -34,6 +34,7 @@ class GBDTScoring:
 
     name: str
     model: GBDTModel | None
+    importance: dict[str, float]
     thresholds: dict[tuple[int, int], tuple[int, int, bool]]
     edges: list[np.ndarray]
     results: dict[str, list[dict[str, Any]]]
@@ -64,7 +65,7 @@ class GBDTScoring:
         meta: dict[str, Any] = {"party": self.name, "kind": "vertical-gbdt", "feature_names": list(self.feature_names)}
         if self.model is not None:
             meta.update({"base_score": self.model.base_score, "trees": [t.to_dict() for t in self.model.trees],
-                         "params": self.model.params.__dict__})
+                         "params": self.model.params.__dict__, "importance": dict(self.importance)})
         return arrays, meta
 
     def load_part(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
@@ -78,6 +79,7 @@ class GBDTScoring:
         if "trees" in meta:
             self.model = GBDTModel(float(meta["base_score"]), [Tree.from_dict(t) for t in meta["trees"]],
                                    GBDTParams(**meta["params"]), best_iteration=len(meta["trees"]))
+            self.importance = {str(k): float(v) for k, v in (meta.get("importance") or {}).items()}
 
     # --- joint prediction and scoring -----------------------------------------------------------------
     def _query_rows(self, query: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str]]:
