@@ -16,6 +16,7 @@ from sampan.horizontal.workflow import HorizontalWorkflow
 from sampan.metrics import ScoreHistogram
 from sampan.metrics.groups import group_table
 from sampan.models import model_from_config
+from sampan.privacy import Ledger
 from sampan.runtime.federation import simulated_party_apps
 from sampan.runtime.recorder import StoreRecorder
 from sampan.runtime.runner import hook_progress
@@ -91,8 +92,10 @@ def test_under_dp_the_group_release_is_noised_and_charged(tmp_path: Path) -> Non
                "data": {"standardize": False}}
     _, store, run_id, _, info = _run(tmp_path, privacy)
     assert info["groups"]["dp"] and len(info["groups"]["rows"]) == 7
-    ledger = StoreRecorder(store, run_id).ledger()
-    assert ledger is not None and ledger.count("group evaluation histograms") == 3  # one charge per bank
+    ledger_json = StoreRecorder(store, run_id).ledger()
+    assert ledger_json is not None
+    charges = [e for e in Ledger.from_json(ledger_json).events if e.note == "group evaluation histograms"]
+    assert sorted(e.party for e in charges) == ["bank_0", "bank_1", "bank_2"]  # one charge per bank, write-ahead
 
 
 def test_config_refuses_groups_it_cannot_compute() -> None:
