@@ -80,7 +80,8 @@ def _model(root: Path):  # type: ignore[no-untyped-def]
 
 def test_sampan_run_imputes_median_and_indicator_federated_without_dp(tmp_path: Path) -> None:
     paths, pooled_income = write_banks(tmp_path)
-    code, output = _run(tmp_path, config_text(tmp_path, paths, 'impute = "median"', 'impute = "indicator"'))
+    text = config_text(tmp_path, paths, 'impute = "median"', 'impute = "indicator"', "[bank_alone]\nepochs = 1\n")
+    code, output = _run(tmp_path, text)  # each bank alone imputes with the agreed values too
     assert code == 0, output
     model = _model(tmp_path)
     assert model.meta["feature_names"] == ["income", "debt", "debt_missing"]
@@ -89,6 +90,13 @@ def test_sampan_run_imputes_median_and_indicator_federated_without_dp(tmp_path: 
     # the median of the training rows' present values, to 1/1024 of the pooled range (the rows are a 75% split)
     assert abs(fill[0] - np.median(pooled_income)) < 0.1 * np.std(pooled_income)
     assert np.isfinite(model.meta["metrics"]["auc"])
+    store = Store.open(f"sqlite:///{tmp_path / 'runs.db'}")
+    try:
+        (run,) = store.list_runs()
+        banks = run.info["bank_alone"]["banks"]
+    finally:
+        store.close()
+    assert sorted(banks) == list(BANKS)
 
 
 def test_sampan_run_under_dp_charges_the_imputation_release(tmp_path: Path) -> None:

@@ -59,6 +59,7 @@ def plain_trainer(model: Model, start: np.ndarray, X: np.ndarray, y: np.ndarray,
 
 def compare_with(party: HorizontalParty, msg: Message, trainer: Trainer) -> Message:
     """Train the local-only model with ``trainer``; both models' holdout histograms by label (exact)."""
+    from sampan.horizontal.imputation import imputed
     from sampan.horizontal.party import standardize  # the party module imports nothing from here
 
     if len(party.test_data) == 0:
@@ -73,7 +74,9 @@ def compare_with(party: HorizontalParty, msg: Message, trainer: Trainer) -> Mess
         raise ValueError(f"party {party.name!r} has {width} features but the model expects {expected}")
     cfg = checked_train_config(msg.meta["train"])
     seed = int(msg.meta["seed"])
-    X_train, X_test = standardize(party.train_data.X, msg.arrays), standardize(party.test_data.X, msg.arrays)
+    columns = party.train_data.missing_columns  # missing cells: the run's agreed fill values (`arrays.impute`)
+    X_train = standardize(imputed(party.train_data.X, msg.arrays, columns), msg.arrays)
+    X_test = standardize(imputed(party.test_data.X, msg.arrays, columns), msg.arrays)
     y_train, y_test = party.train_data.y, party.test_data.y
     assert y_train is not None and y_test is not None
     local = trainer(model, model.init_params(np.random.default_rng(seed)), X_train, y_train, cfg, seed)
