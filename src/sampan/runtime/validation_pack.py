@@ -215,7 +215,8 @@ def limitations(run: RunRow, receipt: dict[str, Any]) -> list[str]:
 
 def _privacy_section(receipt: dict[str, Any]) -> PackSection:
     parties = receipt.get("parties") or {}
-    ledger = [[p, fmt(v.get("epsilon_spent")), json.dumps(v.get("epsilon_by_level") or {}, sort_keys=True)]
+    ledger = [[p, fmt(v.get("epsilon_spent")), ", ".join(f"{level} {fmt(float(eps), 3)}" for level, eps in
+                                                         sorted((v.get("epsilon_by_level") or {}).items()))]
               for p, v in sorted(parties.items()) if isinstance(v, dict) and v.get("epsilon_spent") is not None]
     fields = [[m["sender"], m["kind"], m["field"], m["protection"]] for m in receipt.get("messages") or []
               if isinstance(m, dict) and "field" in m]
