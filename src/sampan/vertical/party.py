@@ -49,6 +49,7 @@ from sampan.vertical.rows import (
     RowRuleError,
     check_splits,
     fingerprint,
+    in_seeded_order,
     per_run,
     seeded_split,
 )
@@ -244,11 +245,12 @@ class VerticalParty:
         pinned = self.run_rows(msg.run_id).pinned_positions(len(rows))
         arrays = {k: v for k, v in pinned.items() if v is not None}
         if "seed" in msg.meta:  # the rest from hash(seed, id): same files and seed, same customers in each set
-            drawn = seeded_split(self._ids_of(np.arange(len(rows))), int(msg.meta["seed"]),
-                                 test_fraction=float(msg.meta["test_fraction"]),
+            ids, seed = self._ids_of(np.arange(len(rows))), int(msg.meta["seed"])
+            drawn = seeded_split(ids, seed, test_fraction=float(msg.meta["test_fraction"]),
                                  val_fraction=float(msg.meta["val_fraction"]), test_ids=self.test_ids)
             taken = np.concatenate([np.zeros(0, dtype=np.int64), *arrays.values()])
-            arrays = {k: arrays[k] if k in arrays else np.setdiff1d(drawn[k], taken) for k in drawn}
+            arrays = {k: in_seeded_order(arrays[k] if k in arrays else drawn[k][~np.isin(drawn[k], taken)], ids, seed)
+                      for k in drawn}
         return msg.reply("vertical.splits", arrays, {"pinned": sorted(k for k, v in pinned.items() if v is not None)})
 
     def _channels(self) -> SealedChannels:

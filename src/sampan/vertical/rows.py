@@ -44,7 +44,7 @@ import numpy as np
 from sampan.errors import PartyError
 
 __all__ = ["DEFAULT_MAX_EVALUATIONS", "MIN_EVALUATION_PER_CLASS", "MIN_EVALUATION_ROWS", "RowBook", "RowRuleError",
-           "RunRows", "check_splits", "fingerprint", "per_run", "seeded_split"]
+           "RunRows", "check_splits", "fingerprint", "in_seeded_order", "per_run", "seeded_split"]
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,16 @@ def seeded_split(ids: np.ndarray, seed: int, *, test_fraction: float, val_fracti
         test = u < test_fraction
         val = ~test & (u < test_fraction + val_fraction)
     train = ~(test | val)
-    return {k: np.flatnonzero(m).astype(np.int64) for k, m in (("train", train), ("val", val), ("test", test))}
+    return {k: in_seeded_order(np.flatnonzero(m).astype(np.int64), ids, seed)
+            for k, m in (("train", train), ("val", val), ("test", test))}
+
+
+def in_seeded_order(positions: np.ndarray, ids: np.ndarray, seed: int) -> np.ndarray:
+    """`positions` ordered by hash(seed, id) of their customers, not by place in the aligned order (a fresh
+    secret permutation per run): minibatches drawn by index then hold the same customers in every run."""
+    positions = np.asarray(positions, dtype=np.int64)
+    keys = _unit_hash("order", seed, np.asarray([str(i) for i in np.asarray(ids).ravel()])[positions])
+    return positions[np.argsort(keys, kind="stable")]
 
 
 def _check_positions(party: str, what: str, rows: np.ndarray, n: int, error: type[Exception]) -> None:

@@ -99,8 +99,8 @@ class VerticalSession:
         fresh = Splits.random(n, test_fraction=test_fraction, val_fraction=val_fraction, seed=seed)
         reply = self.relay.wave(self.transport, [self.relay.request(self.label_holder, "vertical.splits", meta={
             "seed": int(seed), "test_fraction": float(test_fraction), "val_fraction": float(val_fraction)})])[0]
-        pinned = {k: np.sort(np.asarray(reply.arrays[k], dtype=np.int64)) for k in ("train", "val", "test")
-                  if k in reply.arrays}
+        # in the bank's order (by hash(seed, id)): minibatches drawn by index hold the same customers every run
+        pinned = {k: np.asarray(reply.arrays[k], dtype=np.int64) for k in ("train", "val", "test") if k in reply.arrays}
         taken = np.concatenate([np.zeros(0, dtype=np.int64), *pinned.values()])
         parts = {k: pinned.get(k, np.setdiff1d(getattr(fresh, k), taken)) for k in ("train", "val", "test")}
         return Splits(parts["train"], parts["val"], parts["test"])
