@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -242,6 +242,9 @@ def train_horizontal_gbdt(
          {"base_score": base, "pos_weight": params.pos_weight})
     slots = {"all": make_slots("all", feature_names, edges, missing=True)}
     unit, scale = unit_params(params), weight_scale(params.pos_weight)  # learner units: |g| <= 1, h <= 1/4
+    if privacy is not None:  # children lighter than the noise are never chosen (public values only)
+        floor = privacy.min_child_hessian(len(banks), len(feature_names), max(len(e) for e in edges) + 2)
+        unit = replace(unit, min_child_weight=max(unit.min_child_weight, floor))
     model = GBDTModel(base, [], params)
     thresholds: dict[tuple[int, int], tuple[int, int]] = {}
     stopper = EarlyStopping(params.early_stopping_rounds)
