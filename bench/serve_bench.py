@@ -22,8 +22,8 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
+import socket
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -93,35 +93,53 @@ def _vertical_grpc_backend(store: Any, run_id: str, root: Path) -> Any:
                                               0.5))
 
 
-def serve_process(target: str, models: dict[str, Any], transport: str, root: str, ports: Any) -> None:
+def serve_process(target: str, models: dict[str, Any], transport: str, root: str, port: int, workers: int) -> None:
+    """The server: `sampan serve`'s own path (a bank-serve.toml, its token file, uvicorn workers), or for the
+    gRPC variant the session over the hub built here. Access-log lines go to /dev/null (their cost counts)."""
     import logging
+    import sys
 
     import uvicorn
 
-    from sampan.runtime.store import Store
     from sampan.serve.app import create_app
     from sampan.serve.auth import TokenBook, token_hash
-    from sampan.serve.service import horizontal_backend, vertical_backend
+    from sampan.serve.config import load_serve_config
+    from sampan.serve.service import serve
 
+    sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of this process
     logging.getLogger("sampan").setLevel(logging.ERROR)
-    store = Store.open(models["store"])
-    if target == "horizontal":
-        backend: Any = horizontal_backend(store, models["horizontal"], 0.5)
-    elif transport == "grpc":
-        backend = _vertical_grpc_backend(store, models["vertical_run"], Path(root))
-    else:
-        backend = vertical_backend(store, models["vertical_run"], "lr", 0.5)
-    app = create_app(backend, tokens=TokenBook({"bench": token_hash(TOKEN)}))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", access_log=False,
-                                           backlog=256))
+    folder = Path(root)
+    if target == "vertical" and transport == "grpc":
+        from sampan.runtime.store import Store
 
-    def announce() -> None:
-        while not server.started:
-            time.sleep(0.02)
-        ports.put(server.servers[0].sockets[0].getsockname()[1])
+        app = create_app(_vertical_grpc_backend(Store.open(models["store"]), models["vertical_run"], folder),
+                         tokens=TokenBook({"bench": token_hash(TOKEN)}))
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="error", access_log=False)
+        return
+    (folder / "tokens.txt").write_text(f"bench:{token_hash(TOKEN)}\n")
+    chosen = f'model = "{models["horizontal"]}"' if target == "horizontal" else \
+        f'vertical_run = "{models["vertical_run"]}"'
+    config = folder / f"{target}-serve.toml"
+    config.write_text(f'[serve]\nstore = "{models["store"]}"\n{chosen}\nhost = "127.0.0.1"\nport = {port}\n'
+                      f'threshold = 0.5\nworkers = {workers}\n[serve.auth]\ntokens_file = "tokens.txt"\n')
+    serve(load_serve_config(config))
 
-    threading.Thread(target=announce, daemon=True).start()
-    server.run()
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_listening(port: int, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"the server did not listen on port {port} within {timeout_s:.0f} s")
 
 
 # --- the load generator --------------------------------------------------------------------------------------
@@ -175,20 +193,32 @@ async def open_loop(port: int, requests: list[bytes], rate: float, seconds: floa
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc): the server's cost per request, whatever else runs."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of a process and its descendants (Linux /proc; uvicorn workers are children)."""
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    tree, grew = {pid}, True
+    while grew:
+        more = {p for p, (parent, _) in stats.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return sum(stats[p][1] for p in tree if p in stats)
 
 
 def measure(target: str, models: dict[str, Any], args: argparse.Namespace, root: Path) -> dict[str, dict[str, Any]]:
     """Start the server for ``target``; measure its no-op route and its /v1/score at the same rate."""
     ctx = mp.get_context("spawn")
-    ports = ctx.Queue()
-    process = ctx.Process(target=serve_process, args=(target, models, args.vertical_transport, str(root), ports),
-                          daemon=True)
+    port = _free_port()
+    process = ctx.Process(target=serve_process, args=(target, models, args.vertical_transport, str(root), port,
+                                                      args.workers))
     process.start()
     try:
-        port = int(ports.get(timeout=120))
+        _wait_listening(port)
         if target == "horizontal":
             bodies = [json.dumps({"applicants": [{"id": str(k), "features": r}]}).encode()
                       for k, r in enumerate(models["rows"])]
@@ -214,6 +244,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--vertical-transport", choices=("inprocess", "grpc"), default="inprocess")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (in-process variants)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -224,7 +255,7 @@ def main() -> None:
             f"vertical 3-party ({args.vertical_transport})": vertical["vertical"],
             "noop (horizontal app)": horizontal["noop"], "horizontal LR": horizontal["horizontal"]}
     print(f"open loop, {args.rate:.0f} req/s offered for {args.seconds:.0f} s, {args.connections} connections, "
-          "one applicant per request, loopback")
+          f"one applicant per request, loopback, {args.workers} uvicorn worker(s)")
     print(f"{'endpoint':34} {'achieved/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'non-200':>8} "
           f"{'server CPU ms/req':>18}")
     for name, r in rows.items():

@@ -141,3 +141,27 @@ def test_token_book_and_config_errors(tmp_path: Path, monkeypatch: pytest.Monkey
     config.write_text('[serve]\nmodel = "sme-pd"\n[serve.tls]\ncert = "no.crt"\nkey = "no.key"\n')
     with pytest.raises(ConfigError, match="\\[serve.tls\\] cert: no file at"):
         load_serve_config(config).tls().check()  # type: ignore[union-attr]
+
+
+def test_concurrent_requests_batched_on_the_loop_keep_their_rows_and_errors(tmp_path: Path) -> None:
+    import asyncio
+
+    import httpx
+
+    url = _store(tmp_path)
+    app = create_app(horizontal_backend(Store.open(url), "sme-pd"), mtls=True)
+    bad = {"applicants": [{"features": {"income": 1, "sector": "mining", "late_payments": 0}}]}
+    bodies = [{"applicants": [ROWS[k % 2]]} for k in range(6)] + [bad]
+
+    async def main() -> list[httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bank") as client:
+            return list(await asyncio.gather(*(client.post("/v1/score", json=b) for b in bodies)))
+
+    replies = asyncio.run(main())
+    expected = load_model("sme-pd", store=url).default_probability(
+        {"income": [30.5, 90], "sector": ["food", "retail"], "late_payments": [4, 0]})
+    for k, reply in enumerate(replies[:6]):
+        (result,) = reply.json()["results"]
+        assert result["applicant"] == ROWS[k % 2]["id"]
+        assert result["probability_of_default"] == pytest.approx(float(expected[k % 2]), rel=1e-12)
+    assert replies[6].status_code == 422 and "mining" in replies[6].json()["detail"]

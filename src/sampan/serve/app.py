@@ -9,11 +9,12 @@ the number of applicants, never an id, a feature or a score.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,7 +101,12 @@ def create_app(backend: ScoringBackend, *, tokens: TokenBook | None = None, mtls
     """The service for ``backend``. ``tokens``: API tokens required (Bearer); ``mtls``: TLS already demanded a
     client certificate (recorded in the access log); neither: refused unless the caller meant it (the CLI
     allows that only on loopback)."""
-    app = FastAPI(title="Sampan scoring service", version="1",
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        backend.close()  # the vertical session's driver stops with the server
+
+    app = FastAPI(title="Sampan scoring service", version="1", lifespan=lifespan,
                   description="Scores loan applicants with a federated model held at this bank. Vertical models "
                               "reach the partners through the coordinator relay; scores never leave the bank.")
     stats = ServiceStats()

@@ -61,6 +61,8 @@ class HorizontalBackend:
 
     scorer: Scorer
     info: ModelInfo
+    _pending: list[tuple[Sequence[Mapping[str, Any]], asyncio.Future[list[dict[str, Any]]]]] = field(
+        default_factory=list)
 
     @classmethod
     def from_scorer(cls, scorer: Scorer, threshold: float | None = None) -> HorizontalBackend:
@@ -82,8 +84,31 @@ class HorizontalBackend:
                 for r in self.scorer.score_columns(frame, ids=ids)]
 
     async def score_async(self, applicants: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """Scored on the event loop: one row of numpy work (well under a millisecond) costs less than a thread hop."""
-        return self.score(applicants)
+        """Scored on the event loop, batched with the requests that arrived in the same loop turn: one numpy
+        pass for all of them costs about what one row does (no thread hop either)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[dict[str, Any]]] = loop.create_future()
+        numbered = [{**a, "id": a.get("id") or str(i)} for i, a in enumerate(applicants)]  # positions in this request
+        self._pending.append((numbered, future))
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        try:
+            results = self.score([a for applicants, _ in pending for a in applicants])
+        except Exception:  # one bad request must not fail the others: each alone, with its own error
+            for applicants, future in pending:
+                try:
+                    future.set_result(self.score(applicants))
+                except Exception as exc:
+                    future.set_exception(exc)
+            return
+        begin = 0
+        for applicants, future in pending:
+            future.set_result(results[begin:begin + len(applicants)])
+            begin += len(applicants)
 
     def close(self) -> None:
         return None

@@ -7,7 +7,8 @@
     # kind = "lr"                               # lr | scorecard | gbdt (vertical)
     host = "127.0.0.1"
     port = 8443
-    # threshold = 0.2                           # default: the model's own, else 0.5
+    # threshold = 0.2                           # default: the model's own (none: no decisions)
+    # workers = 2                               # uvicorn worker processes, each with its own backend/session
 
     [serve.auth]
     tokens_file = "scoring-tokens.txt"          # lines client:sha256:<hex> (`sampan serve token CLIENT`)
@@ -57,6 +58,7 @@ class ServeSection(Strict):
     port: int = Field(8443, ge=0, le=65535)
     threshold: float | None = Field(None, gt=0.0, lt=1.0)
     max_batch: int = Field(256, ge=1, le=10000)
+    workers: int = Field(1, ge=1, le=64)
     auth: AuthSection = AuthSection()
     tls: TlsSection | None = None
 
@@ -123,4 +125,4 @@ def load_serve_config(path: Path) -> ServeConfig:
         section = ServeSection.model_validate(data["serve"])
     except ValidationError as exc:
         raise ConfigError(f"{path}: [serve] {problems(exc)}") from None
-    return ServeConfig(section, Path(path).resolve().parent, str(path))
+    return ServeConfig(section, Path(path).resolve().parent, str(Path(path).resolve()))

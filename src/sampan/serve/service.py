@@ -9,7 +9,9 @@ is transport-agnostic and is tested over the gRPC hub); see docs/deploy.md, "Sco
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from sampan.errors import ConfigError
@@ -73,25 +75,43 @@ def _monitoring_hook(model: str) -> Any:
     return (lambda: report(model)) if callable(report) else None
 
 
-def serve(config: ServeConfig) -> None:
-    """Check everything, open the backend, then run uvicorn until interrupted."""
-    import uvicorn
+_CONFIG_ENV = "SAMPAN_SERVE_CONFIG"
 
+
+def build_app(config: ServeConfig) -> Any:
+    """The checked config's app: its backend opened (a vertical session too), tokens and mTLS flag set."""
     from sampan.serve.app import create_app
-    from sampan.serve.auth import uvicorn_tls
 
     tokens, tls = config.tokens(), config.tls()
     config.check_access(tokens, tls)
-    tls_kwargs = uvicorn_tls(tls)
     backend = build_backend(config)
-    handler = logging.StreamHandler(sys.stderr)
+    return create_app(backend, tokens=tokens, mtls=tls is not None and tls.client_ca is not None,
+                      monitoring=_monitoring_hook(backend.info.name))
+
+
+def app_from_environment() -> Any:
+    """uvicorn's factory in each worker process: every worker builds its own backend from the same config."""
+    from sampan.serve.config import load_serve_config
+
+    return build_app(load_serve_config(Path(os.environ[_CONFIG_ENV])))
+
+
+def serve(config: ServeConfig) -> None:
+    """Check everything, open the backend (in each worker), then run uvicorn until interrupted."""
+    import uvicorn
+
+    from sampan.serve.auth import uvicorn_tls
+
+    config.check_access(config.tokens(), config.tls())
+    tls_kwargs = uvicorn_tls(config.tls())
     access = logging.getLogger("sampan.serve.access")
-    access.addHandler(handler)
+    access.addHandler(logging.StreamHandler(sys.stderr))
     access.setLevel(logging.INFO)
-    app = create_app(backend, tokens=tokens, mtls=tls is not None and tls.client_ca is not None,
-                     monitoring=_monitoring_hook(backend.info.name))
-    try:
-        uvicorn.run(app, host=config.section.host, port=config.section.port, log_level="warning", access_log=False,
-                    **tls_kwargs)
-    finally:
-        backend.close()
+    section = config.section
+    common: dict[str, Any] = {"host": section.host, "port": section.port, "log_level": "warning",
+                              "access_log": False, **tls_kwargs}
+    if section.workers > 1:
+        os.environ[_CONFIG_ENV] = config.source
+        uvicorn.run("sampan.serve.service:app_from_environment", factory=True, workers=section.workers, **common)
+    else:
+        uvicorn.run(build_app(config), **common)
