@@ -144,6 +144,9 @@ def test_gbdt_reasons_add_up_to_the_logit(trained: dict) -> None:
                                  for k in trained["rows"][0]})
     np.testing.assert_allclose(predict_gbdt_payload(entry.meta["model"], entry.arrays, X),
                                [r.pd for r in scorer.score(trained["rows"])], rtol=0, atol=1e-12)
+    X[:40:3, 5] = np.nan  # a few rows walk their paths in Python, many node by node: the same bits either way
+    many, few = ensemble.logits_and_contributions(X[:40]), ensemble.logits_and_contributions(X[:10])
+    assert np.array_equal(many[0][:10], few[0]) and np.array_equal(many[1][:10], few[1])
 
 
 def _vertical_run(tmp: Path) -> tuple[str, str, object]:

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 __all__ = ["ThresholdTree", "TreeEnsemble"]
+
+_FEW_ROWS = 16  # up to this many rows, walk each row's paths in Python (no per-node numpy overhead)
 
 
 @dataclass(frozen=True)
@@ -84,10 +87,35 @@ class TreeEnsemble:
                                        np.asarray(spec.get("node_value", spec["value"]), dtype=np.float64)))
         return cls(float(model["base_score"]), int(model.get("n_features", len(counts))), tuple(trees))
 
+    @cached_property
+    def _lists(self) -> list[tuple[list[int], list[float], list[bool], list[int], list[int], list[float], list[float]]]:
+        """Each tree as Python lists: a few rows walk their paths faster in Python than node by node in numpy."""
+        return [(t.feature.tolist(), t.threshold.tolist(), t.missing_left.tolist(), t.left.tolist(), t.right.tolist(),
+                 t.value.tolist(), t.node_value.tolist()) for t in self.trees]
+
+    def _walk_rows(self, X: np.ndarray, contributions: np.ndarray | None) -> np.ndarray:
+        """`_walk` for a few rows (an HTTP request's): one path per row and tree, same decisions and sums."""
+        raw = np.full(len(X), self.base_score)
+        for i, row in enumerate(X.tolist()):
+            total = self.base_score
+            for feature, threshold, missing_left, left, right, value, node_value in self._lists:
+                node = 0
+                while left[node] >= 0:
+                    x = row[feature[node]]
+                    child = left[node] if (missing_left[node] if x != x else x <= threshold[node]) else right[node]
+                    if contributions is not None:
+                        contributions[i, feature[node]] += node_value[child] - node_value[node]
+                    node = child
+                total += value[node]
+            raw[i] = total
+        return raw
+
     def _walk(self, X: np.ndarray, contributions: np.ndarray | None) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(f"gbdt model has {self.n_features} features, the rows have shape {X.shape}")
+        if len(X) <= _FEW_ROWS:
+            return self._walk_rows(X, contributions)
         raw = np.full(len(X), self.base_score)
         missing = np.isnan(X)
         for tree in self.trees:
