@@ -112,3 +112,19 @@ def test_a_run_trains_with_weights_and_registers_its_threshold(tmp_path: Path) -
     assert meta["threshold"] == decision["threshold"] and meta["decision"]["approve_if"] == "pd < threshold"
     report = (tmp_path / "rep" / f"{finished.run_id}.html").read_text()
     assert "Decision threshold" in report and "Score bands" in report
+
+
+def test_trees_take_explicit_class_weights_as_pos_weight_and_register_a_threshold(tmp_path: Path) -> None:
+    from sampan.horizontal.gbdt_workflow import HorizontalGBDTWorkflow
+
+    base = {"run": {"name": "imb-gbdt", "rounds": 1, "seed": 5, "report_dir": str(tmp_path / "rep")},
+            "source": {"kind": "consortium", "n_smes": 600, "n_parties": 3},
+            "model": {"kind": "gbdt", "n_trees": 3, "max_depth": 2}}
+    with pytest.raises(ValueError, match="explicit class_weight"):
+        parse_config({**base, "training": {"class_weight": "balanced"}})
+    config = parse_config({**base, "training": {"class_weight": {"0": 1.0, "1": 4.0}},
+                           "evaluation": {"threshold_rule": "cost_ratio", "cost_fn_fp": 3.0}})
+    assert HorizontalGBDTWorkflow(config).params.pos_weight == pytest.approx(4.0)
+    finished = start_run(config, Store.open(f"sqlite:///{tmp_path / 'runs.db'}"))
+    decision = finished.result.info["decision"]
+    assert decision["rule"] == "cost_ratio" and finished.result.models[0].meta["threshold"] == decision["threshold"]

@@ -193,11 +193,15 @@ def _check_decision(config: RunConfig) -> None:
     if weighted and config.privacy is not None and not isinstance(training.class_weight, dict):
         raise ValueError("training: under [privacy] the training positive rate is not released, so class weights "
                          "must be explicit: class_weight = {0 = 1.0, 1 = 5.0}")
+    if weighted and config.model.kind == "gbdt" and not isinstance(training.class_weight, dict):
+        raise ValueError("training: for model.kind = 'gbdt' give explicit class_weight = {0 = 1.0, 1 = 5.0} (it "
+                         "becomes the trees' pos_weight = w1 / w0)")
     if evaluation is None or not evaluation.groups:
         return
-    if config.workflow not in ("horizontal", "evaluation") or config.model.kind == "gbdt":
-        raise ValueError("evaluation.groups: fairness by group is computed in horizontal logistic/mlp runs and "
-                         "evaluation runs (vertical: the bank's own group columns are not yet supported)")
+    if config.workflow != "horizontal" or config.model.kind == "gbdt":
+        raise ValueError("evaluation.groups: fairness by group is computed in horizontal logistic/mlp training runs "
+                         "(not yet for gbdt, evaluation runs, or vertical runs: there the bank's own group columns "
+                         "are not evaluated yet)")
     secagg = config.secure_aggregation
     if secagg is not None and secagg.enabled:
         raise ValueError("evaluation.groups: per-group histograms are not yet summed under secure aggregation; "

@@ -16,11 +16,13 @@ Secure aggregation of tree histograms does not exist: a config asking for it is 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 
 from sampan.core.workflow import ModelArtifact, RunContext, Workflow, WorkflowResult
+from sampan.horizontal.decision import class_weights, decision_info, decision_meta
 from sampan.horizontal.gbdt import gbdt_model_payload, train_horizontal_gbdt
 from sampan.horizontal.gbdt_privacy import GBDTReleasePlan
 from sampan.horizontal.secure_rounds import COORDINATOR, FederationError
@@ -52,6 +54,9 @@ class HorizontalGBDTWorkflow(Workflow):
         self.private = privacy is not None
         self.config = config
         self.params = config.model.gbdt_params()
+        weights = class_weights(config, None)  # explicit [training] class_weight -> pos_weight (issue 13 item 3)
+        if weights is not None:
+            self.params = dataclasses.replace(self.params, pos_weight=weights[1] / weights[0])
 
     def total_rounds(self, config: Any) -> int:
         return int(config.model.n_trees)
@@ -102,8 +107,9 @@ class HorizontalGBDTWorkflow(Workflow):
                                   "privacy.epsilon or the noise multiplier")
         arrays, model = gbdt_model_payload(result, names)
         metrics, per_party, histogram = self._evaluate(ctx, parties, arrays, model)
-        meta = {"model": model, "metrics": metrics, "feature_names": names}
-        info = {"final_metrics": metrics, "party_metrics": per_party, "trees": len(result.model.trees),
+        decision = decision_info(self.config, histogram)  # threshold and score bands (issue 13 item 3)
+        meta = {"model": model, "metrics": metrics, "feature_names": names, **decision_meta(decision)}
+        info = {"final_metrics": metrics, "party_metrics": per_party, "trees": len(result.model.trees), **decision,
                 "gbdt_importance": dict(model["importance"]),
                 **result_info(histogram), **self._receipt(plan, result.budget_stop)}
         return WorkflowResult(final_metrics=metrics, models=[ModelArtifact(self.config.run.name, arrays, meta)],
