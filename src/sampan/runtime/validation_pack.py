@@ -108,7 +108,7 @@ def _performance_section(info: dict[str, Any]) -> PackSection:
     if baselines:
         tables.append(PackTable(["comparison", "AUC", "KS", "Brier"], [
             [name, fmt(b.get("auc")), fmt(b.get("ks")), fmt(b.get("brier"))] for name, b in baselines.items()]))
-    paragraphs = [f"Evaluated on {fmt(metrics.get('n'))} holdout rows." if metrics.get("n") is not None else
+    paragraphs = [f"Evaluated on {fmt(int(metrics['n']))} holdout rows." if metrics.get("n") is not None else
                   "Evaluated on the parties' holdout rows."]
     for section in credit_sections(info):  # threshold, score bands, groups when the run computed them
         if section.title.startswith("Fairness"):
@@ -187,6 +187,9 @@ def limitations(run: RunRow, receipt: dict[str, Any]) -> list[str]:
     n = metrics.get("n")
     if isinstance(n, (int, float)) and n < SMALL_HOLDOUT:
         out.append(f"Small holdout ({int(n)} rows): AUC and KS carry wide sampling error.")
+    auc = metrics.get("auc")
+    if isinstance(auc, (int, float)) and auc <= 0.55:
+        out.append(f"The model ranks the holdout barely better than chance (AUC {auc:.3f}): do not use it to decide.")
     rate = metrics.get("positive_rate")
     if isinstance(rate, (int, float)) and 0 < rate < RARE_BADS:
         out.append(f"Rare bads ({100 * rate:.1f}% of holdout rows): precision, recall and bad rates by band rest on "
