@@ -165,3 +165,21 @@ def test_concurrent_requests_batched_on_the_loop_keep_their_rows_and_errors(tmp_
         assert result["applicant"] == ROWS[k % 2]["id"]
         assert result["probability_of_default"] == pytest.approx(float(expected[k % 2]), rel=1e-12)
     assert replies[6].status_code == 422 and "mining" in replies[6].json()["detail"]
+
+
+def test_app_from_a_config_file_with_monitoring(tmp_path: Path) -> None:
+    from sampan.serve.service import build_app
+
+    url = _store(tmp_path)
+    token = new_token()
+    (tmp_path / "tokens.txt").write_text(f"desk:{token_hash(token)}\n")
+    config = tmp_path / "bank-serve.toml"
+    config.write_text(f'[serve]\nstore = "{url}"\nmodel = "sme-pd@1"\nthreshold = 0.4\n'
+                      '[serve.auth]\ntokens_file = "tokens.txt"\n')
+    client = TestClient(build_app(load_serve_config(config)))
+    auth = {"Authorization": f"Bearer {token}"}
+    assert client.post("/v1/score", json={"applicants": ROWS}, headers=auth).status_code == 200
+    assert client.get("/v1/model", headers=auth).json()["threshold"] == 0.4
+    monitoring = client.get("/v1/monitoring", headers=auth).json()
+    assert monitoring["applicants"] == 2 and monitoring["latency_ms"]["p99"] >= monitoring["latency_ms"]["p50"] > 0
+    assert monitoring["drift"]["model"] == "sme-pd"  # sampan.monitoring's report for the served model

@@ -97,10 +97,12 @@ class AccessLog:
 
 
 def create_app(backend: ScoringBackend, *, tokens: TokenBook | None = None, mtls: bool = False,
-               monitoring: Callable[[], dict[str, Any] | None] | None = None) -> FastAPI:
+               monitoring: Callable[[], dict[str, Any] | None] | None = None,
+               observe: Callable[[list[float]], None] | None = None) -> FastAPI:
     """The service for ``backend``. ``tokens``: API tokens required (Bearer); ``mtls``: TLS already demanded a
     client certificate (recorded in the access log); neither: refused unless the caller meant it (the CLI
-    allows that only on loopback)."""
+    allows that only on loopback). ``monitoring``: extra /v1/monitoring content (`sampan.monitoring`);
+    ``observe``: gets the PDs of each answered request (bank-local drift counters)."""
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
@@ -140,6 +142,8 @@ def create_app(backend: ScoringBackend, *, tokens: TokenBook | None = None, mtls
         except (TimeoutError, ConnectionError, RuntimeError) as exc:
             raise HTTPException(503, f"the scoring session with the partners is not answering ({exc})") from None
         stats.scored(results)
+        if observe is not None:
+            observe([r["probability_of_default"] for r in results])
         answer = {"model": backend.info.name, "version": backend.info.version, "results": results}
         return Response(json.dumps(answer, allow_nan=False), media_type="application/json")  # no re-validation
 

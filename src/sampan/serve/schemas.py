@@ -82,5 +82,6 @@ class Monitoring(BaseModel):
     latency_ms: dict[str, float] = Field(..., description="p50 and p99 over the last 2000 score requests.")
     decisions: dict[str, int] = Field(..., description="Decisions made, by decision.")
     score_bands: dict[str, int] = Field(..., description="Scored applicants by 20-point score band (bank-local).")
-    drift: dict[str, object] | None = Field(None, description="Drift and backtesting from `sampan.monitoring`, "
-                                            "when that module is installed and configured for this model.")
+    drift: dict[str, object] | None = Field(None, description="From `sampan.monitoring` (horizontal models): the "
+                                            "served PDs binned against the training reference (PSI) and the drift, "
+                                            "backtest and challenger results recorded for the model.")

@@ -52,27 +52,40 @@ def vertical_backend(store: Any, run_id: str, kind: str = "lr", threshold: float
     return VerticalBackend(session, info)
 
 
-def build_backend(config: ServeConfig) -> ScoringBackend:
-    from sampan.runtime.store import Store
-
+def build_backend(config: ServeConfig, store: Any) -> ScoringBackend:
     section = config.section
-    store = Store.open(section.store)
     if section.model is not None:
         return horizontal_backend(store, section.model, section.threshold)
     assert section.vertical_run is not None
     return vertical_backend(store, section.vertical_run, section.kind, section.threshold, max_batch=section.max_batch)
 
 
-def _monitoring_hook(model: str) -> Any:
-    """`sampan.monitoring`'s report for the served model, when that module provides one."""
+def monitoring_hooks(store: Any, backend: ScoringBackend) -> tuple[Any, Any]:
+    """(report, observe) from `sampan.monitoring` for a horizontal model: the served PDs binned against the
+    training reference (bank-local counts) and the drift/backtest/challenger results recorded in the store.
+    (None, None) without that module, or for a vertical model (its parts are not one registered model)."""
     import importlib
 
     try:
         module = importlib.import_module("sampan.monitoring")
     except ImportError:
-        return None
-    report = getattr(module, "service_report", None)
-    return (lambda: report(model)) if callable(report) else None
+        return None, None
+    info = backend.info
+    if info.topology != "horizontal":
+        return None, None
+    ref = info.name if info.version is None else f"{info.name}@{info.version}"
+    try:
+        monitor = module.score_monitor(store, ref)
+    except Exception as exc:  # a model trained before monitoring references existed: counters only
+        logging.getLogger(__name__).warning("model %s: no score-drift reference (%s)", ref, exc)
+        monitor = None
+
+    def report() -> dict[str, Any]:
+        out = dict(module.service_report(ref, store))
+        if monitor is not None:
+            out["served_scores"] = monitor.snapshot()
+        return out
+    return report, (monitor.observe if monitor is not None else None)
 
 
 _CONFIG_ENV = "SAMPAN_SERVE_CONFIG"
@@ -80,13 +93,16 @@ _CONFIG_ENV = "SAMPAN_SERVE_CONFIG"
 
 def build_app(config: ServeConfig) -> Any:
     """The checked config's app: its backend opened (a vertical session too), tokens and mTLS flag set."""
+    from sampan.runtime.store import Store
     from sampan.serve.app import create_app
 
     tokens, tls = config.tokens(), config.tls()
     config.check_access(tokens, tls)
-    backend = build_backend(config)
+    store = Store.open(config.section.store)
+    backend = build_backend(config, store)
+    report, observe = monitoring_hooks(store, backend)
     return create_app(backend, tokens=tokens, mtls=tls is not None and tls.client_ca is not None,
-                      monitoring=_monitoring_hook(backend.info.name))
+                      monitoring=report, observe=observe)
 
 
 def app_from_environment() -> Any:
