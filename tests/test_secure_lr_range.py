@@ -6,10 +6,16 @@ import numpy as np
 import pytest
 
 from sampan.data import make_sme_consortium
-from sampan.errors import DataError
+from sampan.errors import DataError, ProtocolError
 from sampan.runtime.federation import build_inprocess_vertical
 from sampan.vertical import training as T
-from sampan.vertical.secure_lr_range import MetricRangeError, check_feature_range, check_metric, check_metrics
+from sampan.vertical.secure_lr_range import (
+    MetricRangeError,
+    check_feature_range,
+    check_fixed_point,
+    check_metric,
+    check_metrics,
+)
 from sampan.vertical.session import Splits, VerticalSession
 
 
@@ -33,6 +39,12 @@ def test_columns_that_cannot_be_encoded_are_named_with_a_remedy() -> None:
 def test_a_metric_outside_its_range_stops_the_run(name: str, value: float) -> None:
     with pytest.raises(MetricRangeError, match=rf"vertical LR: {name} = .* outside its possible range"):
         check_metrics("vertical LR", {name: value})
+
+
+def test_a_batch_whose_gradient_sum_leaves_the_ring_is_refused_before_training() -> None:
+    check_fixed_point(4096, clip=8.0, feature_bits=16, residual_bits=16)
+    with pytest.raises(ProtocolError, match=r"batch_size 200000000 .* use a batch_size of at most \d+"):
+        check_fixed_point(200_000_000, clip=8.0, feature_bits=16, residual_bits=16)
 
 
 def test_metrics_in_range_pass() -> None:

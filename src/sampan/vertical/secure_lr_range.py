@@ -9,6 +9,10 @@ scores of 178 and 1,219,364. So:
   finite and standardisable in float64, the standardised column (clipped to +-FEATURE_CLIP) representable
   at FEATURE_BITS in the ring; a failing column is named with what to do. Nothing leaves the party but the
   error (which names only the party's own columns);
+* the coordinator checks the public shape against the ring before training (`check_fixed_point`): a batch's
+  gradient sum, at most batch x FEATURE_CLIP x max|residual| at FEATURE_BITS + RESIDUAL_BITS fractional bits,
+  must stay inside the 62 bits truncation is exact on. The weights themselves are secret-shared and unknown
+  before training, so |w.x| cannot be bounded in advance: the opened validation score is that check;
 * each metric the coordinator receives is checked against the range it can take (`check_metric`):
   Brier in [0, 1], AUC and KS in [0, 1], log-loss finite and >= 0; outside it the run stops with an error
   naming the model, the metric and the remedy, instead of reporting it.
@@ -24,7 +28,7 @@ import numpy as np
 
 from sampan.errors import DataError, ProtocolError
 
-__all__ = ["check_feature_range", "check_metric", "check_metrics", "MetricRangeError"]
+__all__ = ["check_feature_range", "check_fixed_point", "check_metric", "check_metrics", "MetricRangeError"]
 
 _RING_BITS = 64
 
@@ -55,6 +59,17 @@ def check_feature_range(party: str, names: Sequence[str], X: np.ndarray, *, clip
     if clip * 2.0 ** frac_bits >= 2.0 ** (_RING_BITS - 2):
         raise DataError(f"party {party!r}: secure LR cannot start: features clipped at +-{clip:g} sd need "
                         f"{frac_bits} fractional bits beyond the {_RING_BITS}-bit ring; lower the feature clip")
+
+
+def check_fixed_point(batch_size: int, *, clip: float, feature_bits: int, residual_bits: int,
+                      max_residual: float = 1.1) -> None:
+    """Refuse a batch whose gradient sum could leave the ring's exact range (`sampan.crypto.ring`: 2^62)."""
+    bound = batch_size * clip * max_residual * 2.0 ** (feature_bits + residual_bits)
+    if bound >= 2.0 ** (_RING_BITS - 2):
+        most = int(2.0 ** (_RING_BITS - 2) / (clip * max_residual * 2.0 ** (feature_bits + residual_bits)))
+        raise ProtocolError(f"vertical LR: batch_size {batch_size} can make a gradient sum reach {bound:.3g} ring "
+                            f"units, beyond the {_RING_BITS - 2}-bit range the fixed-point truncation is exact on; "
+                            f"use a batch_size of at most {most}")
 
 
 def check_metric(model: str, name: str, value: Any) -> None:

@@ -19,7 +19,9 @@ from sampan.core.relay import Relay
 from sampan.core.transport import Transport
 from sampan.crypto.dealer import Dealer
 from sampan.crypto.ring import decode
+from sampan.vertical.model import FEATURE_CLIP
 from sampan.vertical.secure_lr import (
+    FEATURE_BITS,
     MIN_BATCH_ROWS,
     POLY,
     RESIDUAL_BITS,
@@ -31,6 +33,7 @@ from sampan.vertical.secure_lr import (
     min_batch_rows,
     weight_triples,
 )
+from sampan.vertical.secure_lr_range import check_fixed_point
 from sampan.wire import Message
 
 __all__ = ["VerticalLRConfig", "VerticalLRResult", "train_secure_lr", "Relay", "epoch_batches", "bind_dealer"]
@@ -167,6 +170,7 @@ def train_secure_lr(
     columns = bind_dealer(dealer, setup)
     n_train = len(train_rows)
     min_rows = config.check_batches(max(columns.values()), n_train)
+    check_fixed_point(config.batch_size, clip=FEATURE_CLIP, feature_bits=FEATURE_BITS, residual_bits=RESIDUAL_BITS)
     for p in parties:
         for q in roles.holders_for(p):
             dealer.mask_matrix(p, q, n_train, columns[p])
