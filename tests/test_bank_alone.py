@@ -144,3 +144,12 @@ def test_a_submitted_config_with_bank_alone_is_refused_clearly(tmp_path: Path) -
     config["parties"] = [{"name": p["name"]} for p in config["parties"]]
     with pytest.raises(ConfigError, match="simulations"):
         parse_config(config, deployment=True)
+
+
+def test_the_receipt_names_the_per_bank_release(tmp_path: Path, store: Store) -> None:
+    from sampan.runtime.receipt import build_receipt
+
+    finished = start_run(parse_config(bank_alone_config(tmp_path, secure_aggregation={"threshold": 0.6})), store)
+    sent = build_receipt(store, finished.run_id)["parties"]["bank_0"]["sent"]
+    row = next(r for r in sent if r["kind"] == "bank_alone_result")
+    assert "secure aggregation" in row["protection"] and row["protection"].startswith("none (revealed)")

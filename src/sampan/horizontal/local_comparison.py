@@ -161,4 +161,6 @@ def compare_banks(workflow: HorizontalWorkflow, state: RunState) -> dict[str, An
     summary = {"epochs": metas[parties[0]]["train"]["epochs"], "dp": any("dp2" in m for m in metas.values()),
                "banks": dict(sorted(banks.items()))}
     workflow.recorder.event("bank_alone", summary)
+    for kind, detail in workflow._take_round_events(step):  # this exchange's traffic, for the receipt
+        workflow.recorder.event(kind, detail)
     return summary

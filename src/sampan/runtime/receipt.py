@@ -122,6 +122,15 @@ def _protection(kind: str, privacy: dict[str, Any] | None, noise: dict[str, floa
         return ("none (revealed): per declared group level and score bin (100), exact label counts of holdout rows, "
                 "per party in clear; levels a party holds fewer than 10 holdout rows of are zeroed and named; once "
                 "per run")
+    if kind == "bank_alone_result":  # each bank alone vs the consortium (issue 13 item 6): per bank by nature
+        if privacy:
+            return ("DP2: the bank's local-only model trained by DP-SGD (its own noise multiplier, charged to the run "
+                    "and party ledgers); label counts of its holdout rows in 100 score bins under that model and "
+                    "under the released model; once per run, on the model it evaluated; per bank in clear (secure "
+                    "aggregation cannot apply)")
+        return ("none (revealed): label counts of the bank's holdout rows per score bin under its local-only model "
+                "and under the consortium model; per bank in clear, also under secure aggregation (the figures are "
+                "per bank by nature); once per run")
     if kind == "describe" and privacy:
         return (f"DP1: training row count through a Gaussian mechanism (noise multiplier "
                 f"{privacy.get('count_noise_multiplier', 20.0)}, sensitivity 1); holdout row count and feature "
