@@ -181,6 +181,8 @@ def federated_fill_values(workflow: Any, parties: list[str], width: int) -> np.n
         for key in ("count", "sum", "hist"):
             totals[key] = totals.get(key, 0) + np.asarray(reply.arrays[key], dtype=np.float64)
     fill = _combine(columns, totals, width)
-    workflow.recorder.event("imputation_agreed", {"columns": [c["name"] for c in columns], "dp": dp,
-                                                  "values": {c["name"]: float(fill[c["index"]]) for c in columns}})
+    workflow.recorder.event("imputation_agreed", {  # the audit trail: which columns, the noise, the values
+        "columns": [c["name"] for c in columns], "dp": dp,
+        "noise_multiplier": meta.get("dp", {}).get("noise_multiplier"),
+        "values": {c["name"]: float(fill[c["index"]]) for c in columns}})
     return fill
