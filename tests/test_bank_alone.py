@@ -101,7 +101,7 @@ def _ledger_events(store: Store, run_id: str) -> list[dict[str, Any]]:
     return list(json.loads(text)["events"])
 
 
-def test_an_explicit_test_file_is_the_holdout_and_the_ids_export(tmp_path: Path, store: Store) -> None:
+def test_explicit_test_files_are_the_holdouts_and_the_ids_export(tmp_path: Path, store: Store) -> None:
     from typer.testing import CliRunner
 
     from sampan.cli import app
@@ -109,8 +109,8 @@ def test_an_explicit_test_file_is_the_holdout_and_the_ids_export(tmp_path: Path,
     config = bank_alone_config(tmp_path)
     (tmp_path / "held").mkdir()
     held = write_banks(tmp_path / "held", sizes=(30, 30, 30), seed=8, prefix="t")
-    for party, test in zip(config["parties"], held, strict=True):
-        party["test_path"] = test["path"]
+    config["data"] = {"test_path": str(tmp_path / "held" / "{party}.csv")}  # held/bank_0.csv, ...
+    assert [h["path"] for h in held] == [str(tmp_path / "held" / f"bank_{i}.csv") for i in range(3)]
     finished = start_run(parse_config(config), store)
     assert {row["n_holdout"] for row in finished.result.info["bank_alone"]["banks"].values()} == {30}
     out = tmp_path / "holdout.csv"
@@ -137,6 +137,8 @@ def test_a_date_column_holds_out_each_banks_newest_rows(tmp_path: Path) -> None:
         assert len(split.test) == round(0.25 * (len(split.train) + len(split.test)))
     with pytest.raises(ConfigError, match="remove path"):  # a submitted config names no file of a bank
         parse_config({**config, "parties": [{"name": "b", "test_path": "x.csv"}]}, deployment=True)
+    with pytest.raises(ConfigError, match="data.test_path"):  # several parties: one file each, by name
+        parse_config({**config, "data": {"test_path": "held.csv"}})
 
 
 def test_a_submitted_config_with_bank_alone_is_refused_clearly(tmp_path: Path) -> None:

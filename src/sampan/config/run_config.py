@@ -121,6 +121,10 @@ def _check_parties(config: RunConfig, deployment: bool) -> None:
         raise ValueError(f"party names must be unique; repeated: {duplicates}")
     with_path = [p.name for p in config.parties if p.path is not None or p.format is not None
                  or p.test_path is not None]
+    if config.data.test_path is not None and (deployment or config.source is not None or (
+            len(config.parties) > 1 and "{party}" not in config.data.test_path)):
+        raise ValueError("data.test_path: each party's held-out file in a simulation with [[parties]], written with "
+                         "'{party}' for the party's name when there are several (a submitted config names no file)")
     if deployment:
         if config.source is not None:
             raise ValueError("a run submitted to a coordinator has no data binding (source): [source] simulates a "

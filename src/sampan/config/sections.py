@@ -131,6 +131,9 @@ class StrategySection(Strict):
 class DataSection(Strict):
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     standardize: bool = True
+    test_path: str | None = Field(default=None, min_length=1, description="own-data horizontal runs (simulation): "
+                                  "each party's explicit held-out file, '{party}' replaced by its name (e.g. "
+                                  "'held/{party}.csv'); a party's own [[parties]] test_path wins")
     date_column: str | None = Field(default=None, min_length=1, description="own-data horizontal runs: a date column "
                                     "of each party's file (not a feature); each party holds out its newest "
                                     "test_fraction of rows (out-of-time) instead of a random split")

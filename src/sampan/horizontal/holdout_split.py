@@ -1,9 +1,10 @@
 """Held-out rows a bank chooses (issue 13, item 6): an explicit test file, or its newest rows by a date column.
 
-Simulation only, at each party: ``[[parties]] test_path`` makes that file the party's holdout and its ``path``
-all of its training rows; ``[data] date_column`` names a column of each party's file (read, then dropped: it is
-not a feature) and holds out the party's newest ``test_fraction`` of rows, an out-of-time test set. Both are
-computed where the data lives; nothing here is sent anywhere, and the holdout counts leave as they always do
+Simulation only, at each party: ``[[parties]] test_path`` (or ``[data] test_path`` with ``{party}`` in it)
+makes that file the party's holdout and its ``path`` all of its training rows; ``[data] date_column`` names a
+column of each party's file (read, then dropped: it is not a feature) and holds out the party's newest
+``test_fraction`` of rows, an out-of-time test set. Both are computed where the data lives; nothing here is sent
+anywhere, and the holdout counts leave as they always do
 (`describe`). `holdout_ids` gives each party's held-out ids, for the bank to export (`sampan runs holdout`).
 What each role learns: nothing new (the split is local; only the usual holdout counts leave).
 """
@@ -80,9 +81,11 @@ def own_data_splits(config: Any, seed: int) -> dict[str, Any]:
     schema = table_schema(config.schema_)
     splits: dict[str, Any] = {}
     for party in config.parties:
-        if party.test_path is not None:
+        test_path = party.test_path or (config.data.test_path.replace("{party}", party.name)
+                                        if config.data.test_path else None)
+        if test_path is not None:
             splits[party.name] = PartySplit(*explicit_split(
-                party.name, load_table(party.path, schema, party.name, party.format), party.test_path, schema,
+                party.name, load_table(party.path, schema, party.name, party.format), test_path, schema,
                 party.format))
         elif config.data.date_column is not None:
             table, dates = load_dated_table(party.path, schema, party.name, config.data.date_column, party.format)

@@ -106,7 +106,8 @@ def split_parties(tables: dict[str, PartyData], test_fraction: float, seed: int)
 
 def load_splits(config: RunConfig, seed: int) -> dict[str, PartySplit]:
     """Every party's train/test split, exactly as the run's parties see them (simulation only)."""
-    if config.source is None and (config.data.date_column or any(p.test_path for p in config.parties)):
+    explicit = config.data.test_path or config.data.date_column or any(p.test_path for p in config.parties)
+    if config.source is None and explicit:
         from sampan.horizontal.holdout_split import own_data_splits  # explicit test files, out-of-time holdouts
         return own_data_splits(config, seed)
     return split_parties(load_party_tables(config, seed), config.data.test_fraction, seed)
