@@ -14,7 +14,7 @@ their owners: `sampan.vertical.applicants.VerticalScorer` has the same ``score``
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -46,7 +46,9 @@ class ScoreResult:
     notes: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """A JSON-ready dict (shallow: the reasons list is shared, not copied)."""
+        return {"id": self.id, "pd": self.pd, "score": self.score, "decision": self.decision, "reasons": self.reasons,
+                "logit": self.logit, "notes": self.notes}
 
 
 def model_threshold(meta: Mapping[str, Any]) -> float | None:
