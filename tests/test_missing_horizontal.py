@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import sampan
 from sampan.config import parse_config
 from sampan.runtime.store import Store
 
@@ -97,6 +98,10 @@ def test_sampan_run_imputes_median_and_indicator_federated_without_dp(tmp_path: 
     finally:
         store.close()
     assert sorted(banks) == list(BANKS)
+    # scoring imputes as training did: a missing income is the federated median, a missing debt its mean + flag
+    predictor = sampan.load_model("own-missing", store=f"sqlite:///{tmp_path / 'runs.db'}")
+    p = predictor.predict_proba({"income": [float("nan"), fill[0], 30.0], "debt": ["8", "8", "?"]})[:, 1]
+    assert p[0] == pytest.approx(p[1]) and np.all(np.isfinite(p))
 
 
 def test_sampan_run_under_dp_charges_the_imputation_release(tmp_path: Path) -> None:
