@@ -63,7 +63,7 @@ class BankQueue:
     party: VerticalParty
     kind: str = "lr"
     max_batch: int = 256
-    wait_s: float = 0.05
+    wait_s: float = 0.5  # an idle long-poll returns after this; a request wakes it at once
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _waiting: list[tuple[list[str], Future[Results]]] = field(default_factory=list)
     _batches: dict[str, _Batch] = field(default_factory=dict)
@@ -199,7 +199,7 @@ class VerticalScoringSession:
     reaches every party, the bank included, as the coordinator's hub does."""
 
     def __init__(self, bank: VerticalParty, transport: Transport, *, partners: list[str], model_run: str,
-                 kind: str = "lr", max_batch: int = 256, wait_s: float = 0.05) -> None:
+                 kind: str = "lr", max_batch: int = 256, wait_s: float = 0.5) -> None:
         self.queue = BankQueue(bank, kind, max_batch, wait_s)
         self.driver = ServingDriver(transport, bank=bank.name, partners=partners, model_run=model_run, kind=kind)
         self._stop = threading.Event()
