@@ -82,6 +82,11 @@ class BankQueue:
             self._cond.notify()
         return future
 
+    def wake(self) -> None:
+        """End a waiting ``serve.next`` now (the session is closing)."""
+        with self._cond:
+            self._cond.notify_all()
+
     def fail_all(self, exc: BaseException) -> None:
         """The session broke: every waiting request gets the error (the HTTP layer answers 503)."""
         exc = exc if isinstance(exc, SessionError) else SessionError(f"the scoring exchange failed: {exc}")
@@ -222,5 +227,6 @@ class VerticalScoringSession:
 
     def close(self) -> None:
         self._stop.set()
+        self.queue.wake()
         if self._thread is not None:
             self._thread.join(5)
