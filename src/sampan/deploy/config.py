@@ -103,6 +103,8 @@ DataSchema = TableSchema  # earlier name of [data.<name>.schema]: the one table 
 class DatasetSection(_Strict):
     path: str
     format: Literal["csv", "parquet"] | None = None
+    test_ids: str | None = Field(None, description="vertical, at the label holder: a CSV of this dataset's explicit "
+                                 "test customers (one id per line); default: hash(run seed, id)")
     schema_: TableSchema = Field(alias="schema")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
