@@ -21,13 +21,16 @@ from sampan.data import PartyData, TableSchema
 from sampan.data.missing import missing_columns
 from sampan.horizontal.simulation import PartySplit
 
-NAME = "dp2-impute"
+NAME, PLAIN = "dp2-impute", "impute-without-dp"
 SCHEMA = TableSchema(id="id", label="y", features=[
     {"name": "x1", "impute": "median", "bounds": [-4, 4]}, {"name": "x2", "impute": "mean", "bounds": [-4, 4]},
     "x3", "x4"])
 CONFIG = {"schema": SCHEMA.to_dict(),
           "privacy": {"epsilon": 50.0, "dp1": harness.DP1, "dp2": {"noise_multiplier": 1.0},
                       "impute_noise_multiplier": 3.0}}
+# without DP, and a median without bounds (its range from each party's exact min/max): every field revealed
+PLAIN_CONFIG = {"schema": {**SCHEMA.to_dict(), "features": [{"name": "x1", "impute": "median"},
+                                                             *SCHEMA.to_dict()["features"][1:]]}}
 
 
 def _data(name: str, n: int, rng: np.random.Generator) -> PartyData:
@@ -67,6 +70,8 @@ ORIGINAL_Z = harness._requested_z
 def imputing_harness(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(harness.CONFIGS, NAME, CONFIG)
     monkeypatch.setitem(harness.TRUSTED, NAME, set())
+    monkeypatch.setitem(harness.CONFIGS, PLAIN, PLAIN_CONFIG)
+    monkeypatch.setitem(harness.TRUSTED, PLAIN, {"coordinator", "every party"})  # no DP: declared revealed
     monkeypatch.setitem(harness.TAGS, "DP1:impute", ("DP1", "imputation statistics"))
     monkeypatch.setitem(harness._RELEASED_BY, "impute_stats", ("DP1:impute",))
     monkeypatch.setattr(harness, "_requested_z", _requested_z)
@@ -86,6 +91,16 @@ def test_the_imputation_release_differs_only_through_its_charge(tmp_path: Path, 
     charges = [e for e in ledger1.events if "imputation statistics" in e.note]
     assert sorted(e.party for e in charges) == sorted(harness.PARTIES)
     assert all(e.noise_multiplier == 3.0 for e in charges)
+
+
+@pytest.mark.usefixtures("imputing_harness")
+def test_without_dp_every_imputation_field_is_declared_revealed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    d, _ = harness._transcript(tmp_path, monkeypatch, PLAIN, neighbour=False)
+    d1, _ = harness._transcript(tmp_path, monkeypatch, PLAIN, neighbour=True)
+    changed = harness.differential_check(PLAIN, d, d1, None)  # every field declared; changed ones visible
+    assert {"party:impute_stats arrays.hist", "party:impute_stats arrays.high",
+            "coordinator:fit arrays.impute"} <= changed["visible"]
 
 
 @pytest.mark.usefixtures("imputing_harness")

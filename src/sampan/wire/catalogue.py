@@ -339,7 +339,9 @@ def _imputation_specs(s: Setup) -> list[MessageSpec]:
                   _clear("arrays.high", "maximum of a median column without bounds")]
     return [MessageSpec("impute_stats", "party", tuple(party)),
             MessageSpec("impute_stats", "coordinator", (
-                Field("meta.columns", "public", what="imputed columns, statistic, public bounds and bins"),
+                Field("meta.columns", "public", what="imputed columns, statistic, public bounds and bins") if s.private
+                else Field("meta.columns", "visible", role="every party", what="imputed columns, statistic, bins and "
+                           "bounds (for a median without public bounds: the pooled exact min and max)"),
                 Field("meta.dp.*", "public", what="imputation noise"),
                 Field("meta.ranges", "public", what="median columns without bounds (no DP only)")))]
 
