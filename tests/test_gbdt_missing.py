@@ -163,3 +163,13 @@ def test_the_vertical_report_shows_gain_importance_under_each_partys_feature_nam
     (section,) = [s for s in sections if s.title.startswith("Feature importance (gain)")]
     assert section.html.index("bank: age") < section.html.index("payments: spend&lt;x&gt;")  # largest first, escaped
     assert "75.0%" in section.html and "25.0%" in section.html
+
+
+def test_vertical_gbdt_config_takes_a_positive_class_weight() -> None:
+    from sampan.config.vertical import VerticalSection
+
+    section = VerticalSection(label_holder="bank", models=("lr", "gbdt"), gbdt={"n_trees": 5, "pos_weight": 4.0})
+    assert section.gbdt_params() == GBDTParams(n_trees=5, pos_weight=4.0)
+    assert VerticalSection(label_holder="bank").gbdt_params().pos_weight == 1.0
+    with pytest.raises(ValueError, match="pos_weight"):
+        VerticalSection(label_holder="bank", gbdt={"pos_weight": 0})

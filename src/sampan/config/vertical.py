@@ -8,6 +8,7 @@ live here, next to the model they protect: `[vertical.scorecard] dp_epsilon` (WO
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -19,8 +20,8 @@ if TYPE_CHECKING:
     from sampan.models.gbdt import GBDTParams
     from sampan.vertical.training import VerticalLRConfig
 
-__all__ = ["VerticalLRSection", "ScorecardSection", "GBDTPrivacySection", "VerticalSection", "ScoringSection",
-           "SynthesisSection"]
+__all__ = ["VerticalLRSection", "ScorecardSection", "VerticalGBDTSection", "GBDTPrivacySection", "VerticalSection",
+           "ScoringSection", "SynthesisSection"]
 
 
 class VerticalLRSection(Strict):
@@ -58,6 +59,17 @@ class ScorecardSection(Strict):
                            "(points never rise with risk); false: keep them and flag each violating feature")
 
 
+class VerticalGBDTSection(GBDTSection):
+    """[vertical.gbdt]: the GBDT fields plus `pos_weight`, the defaults' class weight (the bank's own labels; the
+    partners' charged histogram sensitivity is unchanged, `sampan.models.gbdt.weight_scale`)."""
+
+    pos_weight: float = Field(default=1.0, gt=0, le=1e4, description="weight of a default (positive) row in the "
+                              "logloss; e.g. non-defaults / defaults for balanced classes")
+
+    def gbdt_params(self) -> GBDTParams:
+        return dataclasses.replace(super().gbdt_params(), pos_weight=self.pos_weight)
+
+
 class GBDTPrivacySection(Strict):
     hist_noise: float = Field(default=0.0, ge=0, description="Gaussian sigma on partner histograms (gradient units)")
 
@@ -77,7 +89,7 @@ class VerticalSection(Strict):
         default=(),
         description="ids of new applications to score jointly after training")
     lr: VerticalLRSection = Field(default_factory=VerticalLRSection)
-    gbdt: GBDTSection = Field(default_factory=GBDTSection)
+    gbdt: VerticalGBDTSection = Field(default_factory=VerticalGBDTSection)
     scorecard: ScorecardSection = Field(default_factory=ScorecardSection)
     gbdt_privacy: GBDTPrivacySection = Field(default_factory=GBDTPrivacySection)
 
