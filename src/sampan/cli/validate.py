@@ -18,7 +18,8 @@ from rich.table import Table
 from sampan.cli.error_path import ErrorHandlingGroup
 
 console = Console()
-monitor_app = typer.Typer(help="Monitor a served model at the bank: drift (PSI), backtests, a challenger.",
+monitor_app = typer.Typer(help="Monitor a served model at the bank: drift (PSI), backtests when outcomes arrive, a "
+                          "challenger.",
                           no_args_is_help=True, cls=ErrorHandlingGroup)
 StoreOption = typer.Option(None, "--store", help="SQLAlchemy URL of the store (default: $SAMPAN_STORE or the "
                            "default SQLite file).")
