@@ -1,6 +1,6 @@
 """The vertical scoring session behind `sampan serve`: same scores as `sampan score`, over the in-process
 transport, over HTTP and over the gRPC hub with the parties' own outbound streams; batching keeps each
-request's rows; an applicant nobody knows looks, to the coordinator, like one everybody knows."""
+request's rows. (The coordinator's view: tests/attacks/test_serve_session_coordinator_view.py.)"""
 
 from __future__ import annotations
 
@@ -81,29 +81,6 @@ def test_served_scores_equal_sampan_score_in_process_and_over_http(trained: tupl
                 [expected[known[k % 6]], expected[known[(k + 1) % 6]]], rel=1e-12)
     finally:
         session.close()
-
-
-def test_unknown_applicant_looks_alike_to_the_coordinator(trained: tuple[Store, str, list[str]]) -> None:
-    store, run_id, known = trained
-    unknown = known[0][:2] + "9" * (len(known[0]) - 2)  # an id of the same length that no party holds
-
-    def first_request(applicant: str) -> tuple[dict[Any, int], dict[str, Any]]:
-        """What the coordinator carried for a fresh session's first request (bytes per party, direction, kind)."""
-        parties = _parties(store, run_id)
-        transport = InProcessTransport({n: p.app for n, p in parties.items()})
-        session = _session(parties, transport, run_id)
-        try:
-            opened = dict(transport.traffic.bytes)
-            (result,) = session.score([applicant])
-        finally:
-            session.close()
-        return {k: v - opened.get(k, 0) for k, v in transport.traffic.bytes.items() if v != opened.get(k, 0)}, result
-
-    seen_known, known_result = first_request(known[0])
-    seen_unknown, unknown_result = first_request(unknown)
-    assert seen_known == seen_unknown  # every (party, direction, kind) carried the same number of bytes
-    assert unknown_result["unknown_at_bank"] and sorted(unknown_result["missing_at"]) == ["delivery", "payments"]
-    assert not known_result["unknown_at_bank"] and known_result["missing_at"] == []
 
 
 def test_session_over_the_grpc_hub_with_outbound_party_streams(trained: tuple[Store, str, list[str]],

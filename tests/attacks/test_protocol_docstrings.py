@@ -36,6 +36,7 @@ PROTOCOL_MODULES = [
     "sampan.vertical.gbdt_views",
     "sampan.vertical.woe",
     "sampan.vertical.scoring",
+    "sampan.serve.session",
     "sampan.synth.fit",
     "sampan.synth.domain",
     "sampan.synth.aggregate",

@@ -143,7 +143,10 @@ class BankQueue:
         return msg.reply("serve.done", meta={"n": len(results)})
 
     def _delegate(self, msg: Message, kind: str, extra: dict[str, Any]) -> Message:
-        inner = Message(msg.run_id, msg.step, msg.sender, msg.recipient, kind, msg.arrays, {**msg.meta, **extra})
+        """The scoring handler on this batch: only relayed mail passes (no ``aligned`` rows: a serving batch
+        is never a held-out evaluation), and the applicants are the bank's own, whatever the meta says."""
+        mail = {k: v for k, v in msg.arrays.items() if k.startswith("from:")}
+        inner = Message(msg.run_id, msg.step, msg.sender, msg.recipient, kind, mail, {**msg.meta, **extra})
         reply = self.party.app.handle(inner)
         if reply.is_error:
             raise ValueError(str(reply.meta.get("error", "scoring failed")))
