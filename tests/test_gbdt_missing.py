@@ -122,7 +122,8 @@ def test_vertical_gbdt_with_nan_in_a_partner_column_grows_the_pooled_trees() -> 
     payments.X[[i for i, id_ in enumerate(payments.ids) if y_by_id.get(id_) == 1][:60], 0] = np.nan
     session, parties, transport = _session(tables)
     splits = Splits.random(session.n_aligned, seed=1)
-    params = GBDTParams(n_trees=6, max_depth=3, learning_rate=0.3, n_bins=16, early_stopping_rounds=50)
+    # class weights travel to the bank's learner (partners see only masked, unit-scaled gradients)
+    params = GBDTParams(n_trees=6, max_depth=3, learning_rate=0.3, n_bins=16, early_stopping_rounds=50, pos_weight=3.0)
     result = train_vertical_gbdt(transport, session.run_id, "bank", ["payments"], splits.train, splits.val, params)
     model = parties["bank"].gbdt.model
     ref, provider, test_bins, y = _pooled({k: parties[k] for k in ("bank", "payments")}, splits, params)
@@ -136,7 +137,7 @@ def test_vertical_gbdt_with_nan_in_a_partner_column_grows_the_pooled_trees() -> 
     assert set(result.importance) >= {"payments: " + payments.feature_names[0]}
     assert sum(result.importance.values()) == pytest.approx(1.0)
     _, bank_meta = parties["bank"].gbdt.part_arrays()  # the bank's saved part carries the importance
-    assert bank_meta["importance"] == result.importance and bank_meta["params"]["pos_weight"] == 1.0
+    assert bank_meta["importance"] == result.importance and bank_meta["params"]["pos_weight"] == 3.0
     reply = score_vertical_gbdt(transport, session.relay, "bank", ["payments"], "eval", aligned=splits.test)
     assert reply.meta["auc"] == pytest.approx(roc_auc(y[splits.test], predict_local(ref, provider, test_bins)),
                                               abs=1e-12)
