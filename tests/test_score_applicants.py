@@ -196,3 +196,13 @@ def test_vertical_applicants_from_a_file_and_one_unknown_to_a_partner(tmp_path: 
 
     (again,) = score_applicants(Store.open(store), run_id, [ids[0]])
     assert again.probability_of_default == pytest.approx(by_id[ids[0]], abs=1e-9)
+
+
+def test_the_decision_follows_the_models_threshold(trained: dict) -> None:
+    entry = Store.open(trained["store"]).get_model("lr")
+    meta = {**entry.meta, "threshold": 0.3, "decision": {"rule": "max_ks", "threshold": 0.3, "approve_if": "pd < 0.3"}}
+    results = Scorer.from_registered(entry.arrays, meta, name="lr").score(trained["rows"][:50])
+    assert {r.decision for r in results} <= {"approve", "decline"}
+    assert all((r.decision == "decline") == (r.pd >= 0.3) for r in results)
+    plain = Scorer.from_registered(entry.arrays, {k: v for k, v in entry.meta.items() if k != "threshold"}, name="lr")
+    assert plain.score(trained["rows"][:2])[0].decision is None
