@@ -106,3 +106,13 @@ def test_dp1_warning_rule() -> None:
                           ["x", "y"], rows)
     assert message is not None and "destructive" in message and "['x']" in message and "auto" in message
     assert "Features ['x'] sit at an edge of their bounds" in message  # clipped by too narrow bounds
+
+
+def test_dp1_bounds_of_a_missing_indicator_default_to_0_1() -> None:
+    from sampan.config import DP1Section
+    from sampan.horizontal.dp1_scaler import dp1_bounds
+
+    section = DP1Section(noise_multiplier=1.0, bounds={"a": (0, 5)})
+    assert dp1_bounds(section, ["a", "a_missing"]) == [[0.0, 5.0], [0.0, 1.0]]
+    with pytest.raises(ValueError, match="b_missing"):  # not the indicator of a column here: no silent default
+        dp1_bounds(section, ["a", "b_missing"])

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from sampan.config import DP1Section, PrivacySection
+from sampan.data.schema import INDICATOR_SUFFIX
 from sampan.privacy.calibration import calibrate_noise_multiplier
 from sampan.privacy.ledger import Budget, PrivacyEvent
 
@@ -84,6 +85,9 @@ def dp1_bounds(section: DP1Section, feature_names: Sequence[str]) -> list[list[f
     bounds = []
     for name in feature_names:
         pair = section.bounds.get(name) or section.bounds.get(name.split("=")[0] + "=*") or section.bounds.get("*")
+        if pair is None and name.endswith(INDICATOR_SUFFIX) and name.removesuffix(INDICATOR_SUFFIX) in feature_names:
+            # a missing-value indicator (its column right before it) is 0/1 by construction
+            pair = (0.0, 1.0)
         if pair is None:
             raise ValueError(f"privacy.dp1.bounds has no range for feature {name!r} (add it, or a '*' default)")
         bounds.append([float(pair[0]), float(pair[1])])
