@@ -192,6 +192,10 @@ def test_vertical_applicants_from_a_file_and_one_unknown_to_a_partner(tmp_path: 
     assert all(0 < r["pd"] < 1 and any(x["contribution"] != 0 for x in r["reasons"]) for r in scored)
     assert "payments" in scored[-1]["notes"]["unknown_at"]  # only the bank learns it; the partner answered alike
     by_id = {r["id"]: r["pd"] for r in scored}
+    not_a_customer = tmp_path / "stranger.csv"
+    not_a_customer.write_text(f"{id_column}\n{ids[0]}\nBR00000000\n")
+    refused = runner.invoke(app, ["score", "--run", run_id, "--data", str(not_a_customer), "--store", store])
+    assert refused.exit_code == 2 and "stranger.csv" in refused.output and "row(s) 2" in refused.output
     from sampan.cli.vertical import score_applicants  # what positional `sampan score ID...` runs
 
     (again,) = score_applicants(Store.open(store), run_id, [ids[0]])

@@ -197,9 +197,11 @@ def run_vertical_config(console: Console, path: Path, store_url: str | None) -> 
     return finished
 
 
-def score_applicants(store: Store, run_id: str, applicants: list[str], model: str = "lr") -> list[ScoreResult]:
+def score_applicants(store: Store, run_id: str, applicants: list[str], model: str = "lr", *,
+                     unknown_at_bank_ok: bool = False) -> list[ScoreResult]:
     """A scoring run over the trained run's parties: each loads its own part; the bank keeps the scores,
-    which this function then reads as the bank (simulation: the bank's registry is the shared store)."""
+    which this function then reads as the bank (simulation: the bank's registry is the shared store).
+    ``unknown_at_bank_ok``: return applicants the bank does not hold (flagged) instead of refusing them."""
     run = store.get_run(run_id)
     if run.workflow != "vertical":
         raise ValueError(f"run {run_id!r} is a {run.workflow!r} run; `sampan score` needs a vertical run")
@@ -216,7 +218,8 @@ def score_applicants(store: Store, run_id: str, applicants: list[str], model: st
             raise ValueError(exc.error) from None
         raise
     results = bank_scores(store, job.name, job.label_holder, [finished.result.outcome["request_id"]])
-    if any(r.unknown_at_bank for r in results):  # the bank's own flag (R12-VER-8): the coordinator saw no difference
+    # the bank's own flag (R12-VER-8): the coordinator saw no difference
+    if not unknown_at_bank_ok and any(r.unknown_at_bank for r in results):
         raise ValueError("an applicant of this request is not in the bank's table; the bank scores applicants it has "
                          "data on")
     return results
