@@ -29,8 +29,9 @@ from sampan.vertical.capability import simulate_vertical, vertical_party  # noqa
 SEED, N = 7, 2500
 CONFIG = {"run": {"name": "serve-vertical", "seed": SEED, "workflow": "vertical"},
           "source": {"kind": "consortium", "n_smes": N},
-          "vertical": {"label_holder": "bank", "models": ["lr"], "test_fraction": 0.2, "val_fraction": 0.2,
-                       "lr": {"epochs": 1, "batch_size": 64, "learning_rate": 0.3}}}
+          "vertical": {"label_holder": "bank", "models": ["lr", "gbdt"], "test_fraction": 0.2, "val_fraction": 0.2,
+                       "lr": {"epochs": 1, "batch_size": 64, "learning_rate": 0.3},
+                       "gbdt": {"n_trees": 3, "max_depth": 2}}}
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +82,19 @@ def test_served_scores_equal_sampan_score_in_process_and_over_http(trained: tupl
                 [expected[known[k % 6]], expected[known[(k + 1) % 6]]], rel=1e-12)
     finally:
         session.close()
+
+
+def test_vertical_gbdt_served_equals_sampan_score(trained: tuple[Store, str, list[str]]) -> None:
+    store, run_id, known = trained
+    expected = [r.probability_of_default for r in score_applicants(store, run_id, known, "gbdt")]
+    parties = _parties(store, run_id)
+    session = _session(parties, InProcessTransport({n: p.app for n, p in parties.items()}), run_id, kind="gbdt")
+    try:
+        served = session.score(known)
+    finally:
+        session.close()
+    assert [r["probability_of_default"] for r in served] == expected
+    assert all(r["reasons"] for r in served)
 
 
 def test_session_over_the_grpc_hub_with_outbound_party_streams(trained: tuple[Store, str, list[str]],
