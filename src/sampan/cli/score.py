@@ -59,12 +59,12 @@ def read_chunks(path: Path, chunk_rows: int) -> Iterator[tuple[int, dict[str, np
             while buffered >= chunk_rows:
                 table = pa.Table.from_batches(pending).combine_chunks()
                 head, rest = table.slice(0, chunk_rows), table.slice(chunk_rows)
-                yield start, columns(head.to_batches()[0]) if head.num_rows else {}
+                yield start, columns(head)
                 start += head.num_rows
                 pending, buffered = rest.to_batches(), rest.num_rows
         if buffered:
             table = pa.Table.from_batches(pending).combine_chunks()
-            yield start, {n: table.column(n).to_numpy(zero_copy_only=False) for n in table.column_names}
+            yield start, columns(table)
     except (OSError, pa.ArrowInvalid) as exc:
         raise DataError(f"file {str(path)!r}: cannot read the applicants ({exc})") from None
 
