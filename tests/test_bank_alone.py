@@ -141,11 +141,10 @@ def test_a_date_column_holds_out_each_banks_newest_rows(tmp_path: Path) -> None:
         parse_config({**config, "data": {"test_path": "held.csv"}})
 
 
-def test_a_submitted_config_with_bank_alone_is_refused_clearly(tmp_path: Path) -> None:
+def test_a_submitted_config_keeps_bank_alone_for_the_job(tmp_path: Path) -> None:
     config = bank_alone_config(tmp_path)
     config["parties"] = [{"name": p["name"]} for p in config["parties"]]
-    with pytest.raises(ConfigError, match="simulations"):
-        parse_config(config, deployment=True)
+    assert parse_config(config, deployment=True).bank_alone is not None  # announced in the job, checked by agents
 
 
 def test_the_receipt_names_the_per_bank_release(tmp_path: Path, store: Store) -> None:

@@ -161,7 +161,7 @@ def _check_workflow(config: RunConfig, deployment: bool) -> None:
         _check_evaluation(config)
     _check_decision(config)
     if config.bank_alone is not None:
-        _check_bank_alone(config, deployment)
+        _check_bank_alone(config)
     if config.model.kind == "gbdt" and workflow == "vertical":
         raise ValueError("a vertical run chooses its models in vertical.models, not model.kind")
     featured = [p.name for p in config.parties if p.features is not None]
@@ -176,12 +176,9 @@ def _check_workflow(config: RunConfig, deployment: bool) -> None:
     _check_vertical(config, deployment)
 
 
-def _check_bank_alone(config: RunConfig, deployment: bool) -> None:
+def _check_bank_alone(config: RunConfig) -> None:
     """Each bank alone vs the consortium: a horizontal LR/MLP run; under [privacy] the local-only model is a DP-SGD
-    release (charged as DP2), so DP2 settings must exist. Simulation only: party agents do not answer it yet."""
-    if deployment:
-        raise ValueError("[bank_alone] runs in simulations (sampan run) only: deployed party agents do not answer "
-                         "the local-only comparison yet; remove [bank_alone] from a submitted config")
+    release (charged as DP2), so DP2 settings must exist. Deployed, the job announces it and each agent checks it."""
     if config.workflow != "horizontal" or config.model.kind == "gbdt":
         raise ValueError("[bank_alone] compares each bank's local-only model with the consortium's in a horizontal "
                          "logistic/mlp run (not model.kind = 'gbdt' or another workflow)")

@@ -31,6 +31,8 @@ def check_request(
     - a horizontal job answers only its own request kinds (`describe`, `stats`, `fit`, `evaluate`,
       `secagg_*`; `hgb.*` in a gbdt job, never where SecAgg is required or announced); an evaluation job only
       `evaluate` (and `secagg_*` if it announced SecAgg); anything else is refused;
+    - `bank_alone` only in a horizontal job that announced it, never where the list requires secure aggregation,
+      with DP-SGD settings (at or above the floor) when the job announced DP or the list requires it;
     - `fit` carries exactly the DP mechanisms (DP2, DP3) the job announced, SecAgg if announced, the
       protections the list requires, noise at or above its floor, and a DP3 `parties` / `noise_parties`
       no larger than the job's party count (a larger one would thin each party's distributed noise share);
@@ -79,6 +81,9 @@ def check_request(
                 f"{kind!r} is not a request of the evaluation job this party accepted "
                 "(it evaluates one model on its holdout)",
             )
+    if kind == "bank_alone":  # each bank alone vs the consortium: per bank in clear (never under SecAgg)
+        _check_bank_alone(allow, party, meta, job, announced, require)
+        return
     if job is not None and kind not in _HORIZONTAL_KINDS:
         raise JobRefused(party, "request", f"{kind!r} is not a request of the horizontal job this party accepted")
     floor = allow.min_noise_multiplier if allow is not None else None
@@ -211,6 +216,23 @@ _HORIZONTAL_KINDS = frozenset(
 )
 # horizontal GBDT (exact histograms, no DP): answered only in a job that announced model "gbdt"
 _HGB_KINDS = frozenset({"hgb.sketch", "hgb.setup", "hgb.hist", "hgb.split", "hgb.leaves"})
+
+def _check_bank_alone(allow: AllowSection | None, party: str, meta: Mapping[str, Any], job: Mapping[str, Any] | None,
+                      announced: set[str], require: Collection[str]) -> None:
+    """`bank_alone` only in a horizontal job that announced it; never where this party requires secure aggregation
+    (the figures travel per bank); DP-SGD for the local-only model when the job announced DP or the list requires
+    it, at the job's DP2 settings and this party's floor."""
+    if job is not None and not job.get("bank_alone"):
+        raise JobRefused(party, "request", "'bank_alone' is not a request of the horizontal job this party accepted "
+                         "(the job did not announce each bank alone vs the consortium)")
+    if "secure_aggregation" in require:
+        raise JobRefused(party, "require", "'bank_alone' sends this party's figures in clear, and it requires secure "
+                         "aggregation")
+    if ("dp" in announced or "dp2" in announced or {"dp", "dp2"} & set(require)) and "dp2" not in meta:
+        raise JobRefused(party, "require", "'bank_alone' under DP must train the local-only model by DP-SGD (dp2)")
+    floor = allow.min_noise_multiplier if allow is not None else None
+    _floor(party, "DP2 (local-only model)", (meta.get("dp2") or {}).get("noise_multiplier"), floor, "dp2" in meta)
+
 
 def _floor(party: str, what: str, value: Any, floor: float | None, present: bool) -> None:
     if floor is None or not present:
