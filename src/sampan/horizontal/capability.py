@@ -17,6 +17,8 @@ What a `PartySetup` must hold for these capabilities (a deployed agent fills it 
   bank's DP mod `sampan.privacy.gbdt_dp` around them) and scores tree payloads; ``job["gbdt"]`` gives its shape
   and whether it runs under DP (then, or when the party's policy requires DP, no exact tree statistic leaves);
   a party whose job announces secure aggregation refuses it (tree histograms leave per bank).
+- ``job["bank_alone"]``: the job announced each bank alone vs the consortium; only then does the party answer
+  `bank_alone` (`sampan.horizontal.local_comparison`, with its privacy mod).
 - ``job["protections"]``: with ``"secure_aggregation"`` the party answers `fit`/`evaluate` only under SecAgg.
   An ``"evaluation"`` job mounts `evaluate` only (and the SecAgg stages when it announced them).
 
