@@ -210,3 +210,16 @@ def test_the_decision_follows_the_models_threshold(trained: dict) -> None:
     assert all((r.decision == "decline") == (r.pd >= 0.3) for r in results)
     plain = Scorer.from_registered(entry.arrays, {k: v for k, v in entry.meta.items() if k != "threshold"}, name="lr")
     assert plain.score(trained["rows"][:2])[0].decision is None
+
+
+def test_a_parquet_applicants_file_scores_like_the_csv(trained: dict, tmp_path: Path) -> None:
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    table = pacsv.read_csv(trained["applicants"]).slice(0, 30)  # typed columns (numbers, booleans, text)
+    pq.write_table(table, tmp_path / "applicants.parquet")
+    out = tmp_path / "p.json"
+    result = _score(trained, "--model", "trees", "--data", str(tmp_path / "applicants.parquet"), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    expected = load_scorer(Store.open(trained["store"]), "trees").score(trained["rows"][:30])
+    assert [r["pd"] for r in json.loads(out.read_text())] == pytest.approx([r.pd for r in expected], abs=1e-12)
