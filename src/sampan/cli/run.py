@@ -115,9 +115,9 @@ def demo(
         vertical_demo(console, _store(store), seed=seed, report_dir=report_dir)
         return
     if model == "gbdt":
-        if epsilon is not None:  # no DP mechanism exists for horizontal GBDT: never accept a budget silently
-            fail(ConfigError("--epsilon: horizontal GBDT has no differential privacy (its histograms are exact); "
-                              "drop --epsilon or use --model logistic/mlp"))
+        if epsilon is not None:  # the tree demo compares with the pooled learner: never accept a budget silently
+            fail(ConfigError("--epsilon: the GBDT demo has no differential privacy option (it compares with the "
+                              "pooled learner); drop --epsilon, or `sampan run` a config with [privacy.gbdt]"))
         _gbdt_demo(seed, store, report_dir)
         return
     if model not in ("logistic", "mlp"):
