@@ -132,3 +132,13 @@ def test_the_service_report_is_what_serve_shows(trained: tuple[Store, Path]) -> 
     store, _ = trained
     report = service_report("champion", store)
     assert report["model"] == "champion" and set(report) >= {"drift", "backtest", "challenger"}
+
+
+def test_the_validation_pack_shows_what_monitoring_recorded(trained: tuple[Store, Path]) -> None:
+    from sampan.runtime.validation_pack import build_validation_pack
+
+    store, _ = trained
+    stability = next(s for s in build_validation_pack(store, "champion").sections if s.title == "Stability")
+    captions = [t.caption for t in stability.tables]
+    assert stability.tables[0].headers[:3] == ["measured", "party", "score PSI"]  # drift, measured at bank_0
+    assert "Backtests" in captions and "Challenger" in captions and not stability.paragraphs

@@ -131,20 +131,36 @@ def _out_of_time_section(config: dict[str, Any]) -> PackSection:
                        "trained on.", paragraphs=[text])
 
 
+def _monitoring_tables(events: list[dict[str, Any]]) -> list[PackTable]:
+    """Backtests and challengers recorded at the bank since training (`sampan monitor backtest|challenger`)."""
+    def auc(block: Any) -> str:
+        return fmt((block or {}).get("auc"))
+    backtests = [[e["at"], fmt(e["detail"].get("rows")), auc(e["detail"].get("now")), auc(e["detail"].get("training"))]
+                 for e in events if e["kind"] == "monitoring_backtest"][-10:]
+    duels = [[e["at"], str(e["detail"].get("challenger")), fmt((e["detail"].get("agreement") or {}).get(
+        "rank_correlation")), fmt((e["detail"].get("agreement") or {}).get("same_decision")),
+              auc((e["detail"].get("metrics") or {}).get("champion")),
+              auc((e["detail"].get("metrics") or {}).get("challenger"))]
+             for e in events if e["kind"] == "monitoring_challenger"][-10:]
+    tables = [PackTable(["measured", "rows", "AUC now", "AUC at training"], backtests, caption="Backtests")]
+    tables += [PackTable(["measured", "challenger", "rank correlation", "same decision", "AUC champion",
+                          "AUC challenger"], duels, caption="Challenger")]
+    return [t for t in tables if t.rows]
+
+
 def _stability_section(events: list[dict[str, Any]]) -> PackSection:
+    why = ("Whether the scored population still looks like the training population (PSI < 0.1 stable, 0.1-0.25 "
+           "watch, > 0.25 investigate), and how the model did once outcomes arrived.")
     drift = [e for e in events if e["kind"] == "monitoring_drift"]
-    if not drift:
-        return PackSection("Stability", "Whether the scored population still looks like the training population.",
-                           paragraphs=["No drift has been measured yet. Training-row scores are not released (they "
-                                       "are the DP unit), so stability is measured at each party against the "
-                                       "training reference kept in the artifact: run `sampan monitor drift`."])
     rows = [[e["at"], str(e["detail"].get("party")), fmt(e["detail"].get("score_psi")),
              str(e["detail"].get("status")), ", ".join(f"{k} {fmt(v, 3)}" for k, v in
                                                         sorted((e["detail"].get("feature_psi") or {}).items()))]
             for e in drift[-20:]]
-    return PackSection("Stability", "Whether the scored population still looks like the training population "
-                       "(PSI < 0.1 stable, 0.1-0.25 watch, > 0.25 investigate).",
-                       tables=[PackTable(["measured", "party", "score PSI", "status", "feature PSI"], rows)])
+    tables = [PackTable(["measured", "party", "score PSI", "status", "feature PSI"], rows)] if rows else []
+    paragraphs = [] if rows else ["No drift has been measured yet. Training-row scores are not released (they are "
+                                  "the DP unit), so stability is measured at each party against the training "
+                                  "reference kept in the artifact: run `sampan monitor drift`."]
+    return PackSection("Stability", why, paragraphs=paragraphs, tables=tables + _monitoring_tables(events))
 
 
 def _calibration_section(info: dict[str, Any]) -> PackSection:
