@@ -128,3 +128,15 @@ def test_trees_take_explicit_class_weights_as_pos_weight_and_register_a_threshol
     finished = start_run(config, Store.open(f"sqlite:///{tmp_path / 'runs.db'}"))
     decision = finished.result.info["decision"]
     assert decision["rule"] == "cost_ratio" and finished.result.models[0].meta["threshold"] == decision["threshold"]
+
+
+def test_the_mlp_starts_as_a_linear_model() -> None:
+    """Looks-linear init: mirrored units make the initial network an exact linear function of its inputs."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 6))
+    design = np.c_[X, np.ones(40)]
+    for hidden in ((32,), (7,), (8, 5)):
+        model = MLP(6, hidden)
+        z = model.logits(model.init_params(np.random.default_rng(1)), X)
+        fit, *_ = np.linalg.lstsq(design, z, rcond=None)
+        assert np.abs(design @ fit - z).max() < 1e-10 and np.std(z) > 0

@@ -49,10 +49,31 @@ class MLP(Model):
         ]
 
     def init_params(self, rng: np.random.Generator) -> np.ndarray:
+        """Looks-linear init (Balduzzi et al. 2017, "The shattered gradients problem"): each layer's units come in
+        mirrored pairs (W, −W), so relu(a) − relu(−a) = a and the network starts as an exact LINEAR model of its
+        inputs: a small random one (first layer std 0.25/sqrt(fan_in), He-scaled output), close to logistic
+        regression's zero start. Why: on small, mostly linear credit tables (German, South German) a He-initialised
+        MLP starts from random ReLU features and ended 0.045 AUC below logistic regression after the default rounds;
+        starting linear it matches LR there and still learns the non-linear part (Taiwan, +0.05).
+        `bench/mlp_defaults_bench.py` measures it. An odd width's unpaired unit gets He weights in, zero out."""
         params = np.zeros(self.n_params)
-        for (ws, _), (w_shape, _) in zip(self._slices, self._shapes, strict=True):
-            fan_in = w_shape[0]
-            params[ws] = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=w_shape[0] * w_shape[1])  # He init
+        last = len(self._slices) - 1
+        for layer, ((ws, _), ((fan_in, fan_out), _)) in enumerate(zip(self._slices, self._shapes, strict=True)):
+            W = np.zeros((fan_in, fan_out))
+            pairs_in, half = fan_in // 2, fan_out // 2
+            if layer == 0:
+                A = rng.normal(0.0, 0.25 / np.sqrt(fan_in), size=(fan_in, half))  # small: near the zero start
+                W[:, :half], W[:, half:2 * half] = A, -A
+            elif layer < last:  # (p, n) -> [B(p − n), −B(p − n)]: still linear in the input
+                B = rng.normal(0.0, np.sqrt(1.0 / max(pairs_in, 1)), size=(pairs_in, half))
+                W[:pairs_in, :half], W[pairs_in:2 * pairs_in, :half] = B, -B
+                W[:pairs_in, half:2 * half], W[pairs_in:2 * pairs_in, half:2 * half] = -B, B
+            else:
+                v = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=pairs_in)
+                W[:pairs_in, 0], W[pairs_in:2 * pairs_in, 0] = v, -v
+            if layer < last and fan_out % 2:
+                W[:, -1] = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=fan_in)
+            params[ws] = W.ravel()
         return params
 
     def _forward(self, params: np.ndarray, X: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
