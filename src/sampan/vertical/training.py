@@ -123,6 +123,19 @@ class VerticalLRConfig:
                              "shared_weights' fixed-point weight decay holds without wrapping")
 
 
+def check_validation_score(epoch: int, brier: float, shared: bool) -> None:
+    """Stop when the opened validation score leaves [0, 1] (the coordinator's own integrity check).
+
+    A sum that wrapped the ring decodes negative: it must never become the "best" epoch (restored and opened).
+    The clipped plaintext-gradient mode stays in the fit range, where the polynomial is within 0.1 of [0, 1].
+    """
+    if not brier >= 0.0 or not brier <= (1.0 if shared else 1.1):
+        raise ValueError(f"vertical LR: the validation score of epoch {epoch} is {brier:.4g}, "
+                         f"{'below 0' if brier < 0 else 'above 1'}, which a probability score cannot reach: the "
+                         "logits left the sigmoid polynomial's range (or wrapped the ring) and training diverged; "
+                         "lower learning_rate or raise l2")
+
+
 def epoch_batches(order: np.ndarray, batch_size: int, min_rows: int) -> list[np.ndarray]:
     """Consecutive batches of `batch_size` rows; a tail shorter than `min_rows` is merged into the last batch."""
     batches = [order[lo:lo + batch_size] for lo in range(0, len(order), batch_size)]
@@ -211,13 +224,7 @@ def train_secure_lr(
             sum_sq += batch(rows, t, validation=True)
             t += 1
         brier = sum_sq / max(len(val_rows), 1)
-        # a sum that wrapped the ring decodes negative: it must never become the "best" epoch (restored and opened);
-        # the clipped plaintext-gradient mode stays in the fit range, where the polynomial is within 0.1 of [0, 1]
-        if not brier >= 0.0 or not brier <= (1.0 if shared else 1.1):
-            raise ValueError(f"vertical LR: the validation score of epoch {epoch} is {brier:.4g}, "
-                             f"{'below 0' if brier < 0 else 'above 1'}, which a probability score cannot reach: the "
-                             "logits left the sigmoid polynomial's range (or wrapped the ring) and training diverged; "
-                             "lower learning_rate or raise l2")
+        check_validation_score(epoch, brier, shared)
         briers.append(brier)
         record = {"epoch": epoch, "val_brier": brier, "seconds": seconds[-1], "dealer_seconds": dealing[-1]}
         history.append(record)
