@@ -113,3 +113,25 @@ def test_under_dp_counts_are_noised_charged_and_not_replayable() -> None:
     replay = _ask(app, EVALUATE_GROUPS, groups=SOLO, bins=GROUP_BINS, group_dp={"noise_multiplier": 2.0})
     assert replay.is_error  # fresh noise on the same counts would average away
     assert sum("groups" in e.note for e in ledger.events) == 1
+
+
+def test_a_deployed_bank_gates_group_requests_by_its_job_and_allow_list() -> None:
+    """The agent's gate (`sampan.deploy.allow_requests.check_request`): no group request outside a job that announced
+    groups, none in clear where the bank requires SecAgg, none un-noised in a DP job, none under its noise floor."""
+    from sampan.deploy.allow import JobRefused
+    from sampan.deploy.allow_requests import check_request
+    from sampan.deploy.allow_section import AllowSection
+
+    meta = {"groups": SOLO, "bins": GROUP_BINS}
+    with pytest.raises(JobRefused, match="did not announce fairness by group"):
+        check_request(None, "bank", EVALUATE_GROUPS, meta, {"workflow": "horizontal"})
+    job = {"workflow": "horizontal", "groups": True}
+    check_request(None, "bank", EVALUATE_GROUPS, meta, job)
+    with pytest.raises(JobRefused, match="requires secure"):
+        check_request(AllowSection(require=["secure_aggregation"]), "bank", EVALUATE_GROUPS, meta, job)
+    dp_job = {**job, "protections": ["dp", "dp2"]}
+    with pytest.raises(JobRefused, match="group_dp"):
+        check_request(None, "bank", EVALUATE_GROUPS, meta, dp_job)
+    with pytest.raises(JobRefused, match="noise multiplier"):
+        check_request(AllowSection(min_noise_multiplier=2.0), "bank", EVALUATE_GROUPS,
+                      {**meta, "group_dp": {"noise_multiplier": 1.0}}, dp_job)

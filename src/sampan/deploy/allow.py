@@ -99,6 +99,8 @@ def job_description(config: Mapping[str, Any], *, workflow: str, operator: str |
                          "dp": bool(privacy.get("gbdt"))}
     if workflow == "horizontal" and config.get("bank_alone") is not None:  # each bank alone vs the consortium
         extra["bank_alone"] = {"epochs": int((config.get("bank_alone") or {}).get("epochs", 5))}
+    if workflow == "horizontal" and ((config.get("evaluation") or {}).get("groups")):  # fairness by group
+        extra["groups"] = True
     if workflow == "vertical":  # review R12-VER-2/7b: the models and their shape each partner checks requests against
         extra["vertical"] = _vertical_job(vertical, woe_epsilon)
     if workflow == "scoring" and (config.get("scoring") or {}).get("model"):  # review R12-VER-5: the one model run
@@ -187,6 +189,9 @@ def check_job(
             "horizontal GBDT sends each bank's exact tree histograms (no secure "
             "aggregation exists for trees): a gbdt job cannot announce or meet secure_aggregation",
         )
+    if job.get("groups") and "secure_aggregation" in allow.require:  # per-bank group counts: refused at open
+        raise JobRefused(party, "require", "the job reports fairness by group, whose counts travel per bank in clear, "
+                         "and this party requires secure aggregation")
     if job.get("bank_alone") and "secure_aggregation" in allow.require:  # refused at open, not after training
         raise JobRefused(party, "require", "the job compares each bank alone with the consortium, whose figures "
                          "travel per bank in clear, and this party requires secure aggregation")
