@@ -286,8 +286,8 @@ def reason_codes(feature_names: list[str], contributions: np.ndarray, partner: f
     adverse = [int(k) for k in order[:top] if contributions[k] > 0]
     if not adverse and partner == 0.0:  # never all zero: the least favourable of the bank's own features instead
         adverse = [int(k) for k in order if contributions[k] != 0][:top]
-    reasons = [{"source": "bank", "feature": feature_names[k], "logit_contribution": float(contributions[k])}
-               for k in adverse]
+    reasons: list[dict[str, Any]] = [
+        {"source": "bank", "feature": feature_names[k], "logit_contribution": float(contributions[k])} for k in adverse]
     reasons.append({"source": "partners (aggregated)", "feature": "partner data",
                     "logit_contribution": float(partner)})
     reasons.sort(key=lambda r: -r["logit_contribution"])
