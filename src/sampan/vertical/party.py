@@ -48,10 +48,9 @@ from sampan.vertical.rows import (
     RowBook,
     RowRuleError,
     check_splits,
+    complete_split,
     fingerprint,
-    in_seeded_order,
     per_run,
-    seeded_split,
 )
 from sampan.vertical.scorecard_rules import apply_scorecard_rules
 from sampan.vertical.scoring import ScoringParty
@@ -245,12 +244,9 @@ class VerticalParty:
         pinned = self.run_rows(msg.run_id).pinned_positions(len(rows))
         arrays = {k: v for k, v in pinned.items() if v is not None}
         if "seed" in msg.meta:  # the rest from hash(seed, id): same files and seed, same customers in each set
-            ids, seed = self._ids_of(np.arange(len(rows))), int(msg.meta["seed"])
-            drawn = seeded_split(ids, seed, test_fraction=float(msg.meta["test_fraction"]),
-                                 val_fraction=float(msg.meta["val_fraction"]), test_ids=self.test_ids)
-            taken = np.concatenate([np.zeros(0, dtype=np.int64), *arrays.values()])
-            arrays = {k: in_seeded_order(arrays[k] if k in arrays else drawn[k][~np.isin(drawn[k], taken)], ids, seed)
-                      for k in drawn}
+            arrays = complete_split(arrays, self._ids_of(np.arange(len(rows))), int(msg.meta["seed"]),
+                                    test_fraction=float(msg.meta["test_fraction"]),
+                                    val_fraction=float(msg.meta["val_fraction"]), test_ids=self.test_ids)
         return msg.reply("vertical.splits", arrays, {"pinned": sorted(k for k, v in pinned.items() if v is not None)})
 
     def _channels(self) -> SealedChannels:

@@ -44,7 +44,8 @@ import numpy as np
 from sampan.errors import PartyError
 
 __all__ = ["DEFAULT_MAX_EVALUATIONS", "MIN_EVALUATION_PER_CLASS", "MIN_EVALUATION_ROWS", "RowBook", "RowRuleError",
-           "RunRows", "check_splits", "fingerprint", "in_seeded_order", "per_run", "seeded_split"]
+           "RunRows", "check_splits", "complete_split", "fingerprint", "in_seeded_order", "per_run",
+           "seeded_split"]
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,15 @@ def seeded_split(ids: np.ndarray, seed: int, *, test_fraction: float, val_fracti
     train = ~(test | val)
     return {k: in_seeded_order(np.flatnonzero(m).astype(np.int64), ids, seed)
             for k, m in (("train", train), ("val", val), ("test", test))}
+
+
+def complete_split(pinned: dict[str, np.ndarray], ids: np.ndarray, seed: int, *, test_fraction: float,
+                   val_fraction: float, test_ids: set[str] | None = None) -> dict[str, np.ndarray]:
+    """The dataset's pinned sets where it has them, the rest by `seeded_split`; every set in seeded order."""
+    drawn = seeded_split(ids, seed, test_fraction=test_fraction, val_fraction=val_fraction, test_ids=test_ids)
+    taken = np.concatenate([np.zeros(0, dtype=np.int64), *pinned.values()])
+    return {k: in_seeded_order(pinned[k] if k in pinned else drawn[k][~np.isin(drawn[k], taken)], ids, seed)
+            for k in drawn}
 
 
 def in_seeded_order(positions: np.ndarray, ids: np.ndarray, seed: int) -> np.ndarray:
