@@ -128,6 +128,15 @@ noise_multiplier = 1.0
     finally:
         store.close()
     assert ledger.count("imputation statistics") == len(BANKS)
+    from sampan.runtime.receipt import build_receipt
+
+    store = Store.open(f"sqlite:///{tmp_path / 'runs.db'}")
+    try:
+        sent = build_receipt(store, run.run_id)["parties"]["bank_a"]["sent"]
+    finally:
+        store.close()
+    (imputation,) = [s for s in sent if s["kind"] == "impute_stats"]
+    assert "noise multiplier 2)" in imputation["protection"] and "charged" in imputation["protection"]
     fill = _model(tmp_path).arrays["scaler.impute"]
     assert 0.0 <= fill[0] <= 200.0 and 0.0 <= fill[1] <= 200.0
 

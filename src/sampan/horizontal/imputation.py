@@ -172,7 +172,7 @@ def federated_fill_values(workflow: Any, parties: list[str], width: int) -> np.n
     columns = _columns(plan, {} if dp else _ranges(workflow, parties, plan), dp)
     meta: dict[str, Any] = {"columns": columns}
     if dp:
-        z = _noise(control.privacy, parties)
+        z = control.setup_noise["DP1:impute"] = _noise(control.privacy, parties)
         control.charge([PrivacyEvent(party=p, level="DP1", mechanism="gaussian", noise_multiplier=z, step=0,
                                      note=IMPUTE_NOTE) for p in parties])  # write-ahead, before the request
         meta["dp"] = {"noise_multiplier": z}

@@ -45,6 +45,8 @@ class PrivacyControl:
         self.ledger: Ledger | None = None
         self.dp3: DP3Aggregation | None = None
         self.noise: dict[str, float] = {}
+        # noise chosen at setup ("DP1:stats", "DP1:impute"): kept with the run's noise (checkpoint, receipt)
+        self.setup_noise: dict[str, float] = {}
 
     @property
     def enabled(self) -> bool:
@@ -111,7 +113,7 @@ class PrivacyControl:
         multipliers (None without `[privacy]`)."""
         if self.privacy is None:
             return None
-        self.noise = self._choose_noise(party_rows, first_round)
+        self.noise = {**self.setup_noise, **self._choose_noise(party_rows, first_round)}
         self._build_dp3(None)
         return dict(self.noise)
 
@@ -161,6 +163,7 @@ class PrivacyControl:
         z = section.noise_multiplier
         if z == "auto":
             z = auto_dp1_noise(self.privacy, len(feature_names), rows or {p: 1 for p in parties})
+        self.setup_noise["DP1:stats"] = float(z)
         events = [
             PrivacyEvent(
                 party=p,

@@ -78,6 +78,11 @@ def _secagg(config: dict[str, Any] | None) -> dict[str, Any] | None:
     return section if section and section.get("enabled", True) else None
 
 
+def _shown(value: Any) -> str:
+    """A noise multiplier as the receipt prints it (a chosen float to 4 digits; 'auto' as is)."""
+    return f"{value:.4g}" if isinstance(value, float | int) and not isinstance(value, bool) else str(value)
+
+
 def _protection(kind: str, privacy: dict[str, Any] | None, noise: dict[str, float],
                 secagg: dict[str, Any] | None = None, party: str | None = None) -> str:
     if kind == "fit_result":
@@ -108,11 +113,12 @@ def _protection(kind: str, privacy: dict[str, Any] | None, noise: dict[str, floa
                                  "if it dropped before; never both"}.get(kind, "secure aggregation step")
     if kind == "stats" and privacy and privacy.get("dp1"):
         return (f"DP1: count, sums and sums of squares clipped to public ranges, one Gaussian mechanism with "
-                f"noise multiplier {privacy['dp1']['noise_multiplier']}")
+                f"noise multiplier {_shown(noise.get('DP1:stats', privacy['dp1']['noise_multiplier']))}")
     if kind == "impute_stats" and privacy:
         return ("DP1: per imputed column, count and clipped sum of present training cells (mean) or a histogram "
                 "over public bins (median), one Gaussian mechanism per run (noise multiplier "
-                f"{privacy.get('impute_noise_multiplier', 'auto')}), charged; released per party, not under SecAgg")
+                f"{_shown(noise.get('DP1:impute', privacy.get('impute_noise_multiplier', 'auto')))}), charged; "
+                "released per party, not under SecAgg")
     if kind == "group_evaluation":  # fairness by group (issue 13 item 8): a release of its own
         if privacy:
             return ("DP1: per declared group level and score bin (100), label counts of holdout rows through one "
