@@ -106,3 +106,22 @@ def test_config_refuses_groups_it_cannot_compute() -> None:
         parse_config({**base, "evaluation": {"groups": ["district"]}})
     with pytest.raises(ValueError, match="secure aggregation"):
         parse_config({**base, "evaluation": {"groups": ["sector"]}, "secure_aggregation": {}})
+
+
+def test_the_report_and_receipt_show_the_group_release(tmp_path: Path) -> None:
+    from sampan.report.credit_tables import credit_sections
+    from sampan.runtime.receipt import _protection
+    from sampan.wire.catalogue import Setup, horizontal_catalogue
+
+    _, _, _, _, info = _run(tmp_path, {})
+    sections = {s.title: s.html for s in credit_sections(info)}
+    assert {"Decision threshold", "Score bands (deciles)", "Fairness by group"} <= set(sections)
+    html = sections["Fairness by group"]
+    assert "suppressed" in html and "nan" not in html and "max/min approval" in html
+    assert "revealed" in _protection("group_evaluation", None, {})
+    assert "charged" in _protection("group_evaluation", {"count_noise_multiplier": 2.0}, {})
+    catalogue = horizontal_catalogue(Setup.from_config({"evaluation": GROUPS}))
+    assert catalogue["party:group_evaluation"].field("arrays.pos").protection == "visible"
+    dp = {"evaluation": GROUPS, "privacy": {"dp2": {"noise_multiplier": 1.0}}}
+    private = horizontal_catalogue(Setup.from_config(dp))
+    assert private["party:group_evaluation"].field("arrays.pos").mechanisms == ("DP1:groups",)

@@ -35,6 +35,7 @@ from sampan.core.capability import PartySetup
 from sampan.core.party import Handler, Mod, PartyApp
 from sampan.core.workflow import ModelArtifact, RunContext, Workflow, WorkflowResult
 from sampan.crypto.simulated_ca import simulated_consortium
+from sampan.horizontal.decision import decision_info
 from sampan.horizontal.gbdt import GBDT_KIND, HorizontalGBDTParty, validation_split
 from sampan.horizontal.gbdt_workflow import HorizontalGBDTWorkflow
 from sampan.horizontal.group_evaluation import mount_groups
@@ -203,7 +204,8 @@ class EvaluationWorkflow(Workflow):
         evaluated: dict[str, Any] = {"name": model.name, "meta": _json(model.meta)}
         if not isinstance(self.model, ModelArtifact):
             evaluated["version"] = self.version
-        info = {"evaluated_model": evaluated, "party_metrics": per_party, **result_info(histogram)}
+        info = {"evaluated_model": evaluated, "party_metrics": per_party, **result_info(histogram),
+                **decision_info(ctx.config, histogram)}  # the threshold this evaluation would choose (issue 13)
         return WorkflowResult(final_metrics=metrics, models=(), info=info)
 
 
