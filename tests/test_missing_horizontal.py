@@ -151,3 +151,12 @@ def test_dp_imputation_needs_public_bounds_and_native_is_refused_for_linear_mode
     with pytest.raises(ValueError, match="native"):
         parse_config(native)
     parse_config({**native, "model": {"kind": "gbdt"}})
+
+
+def test_secure_aggregation_rounds_carry_the_fill_values_into_their_evaluations(tmp_path: Path) -> None:
+    """Under SecAgg round 2's fit carries the evaluation of model 1: that evaluation imputes like the fit."""
+    paths, _ = write_banks(tmp_path)
+    text = config_text(tmp_path, paths, 'impute = "median"', 'impute = "mean"', "[secure_aggregation]\n")
+    code, output = _run(tmp_path, text)
+    assert code == 0, output
+    assert np.isfinite(_model(tmp_path).meta["metrics"]["auc"])

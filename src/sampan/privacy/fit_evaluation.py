@@ -37,7 +37,7 @@ EVAL_MAX_ABS = 2.0**36  # the clamp of every evaluation value (counts, sums), ca
 
 def evaluation_request(msg: Message) -> Message:
     """The `evaluate` request a `fit` with ``evaluate`` carries (digests like a separate one on that model)."""
-    arrays = {k: v for k, v in msg.arrays.items() if k in ("params", "mean", "scale")}
+    arrays = {k: v for k, v in msg.arrays.items() if k in ("params", "mean", "scale", "impute")}  # impute: issue 13
     meta = {"model": msg.meta.get("model"), "bins": (msg.meta.get("evaluate") or {}).get("bins", DEFAULT_BINS),
             "secagg": msg.meta.get("secagg")}
     return Message(msg.run_id, msg.step, msg.sender, msg.recipient, "evaluate", arrays=arrays, meta=meta)
