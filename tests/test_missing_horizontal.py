@@ -115,6 +115,8 @@ noise_multiplier = "auto"
 bounds = { "*" = [0, 1000] }   # five times wider than the data
 [privacy.dp2]
 noise_multiplier = 1.0
+[bank_alone]
+epochs = 1
 """
     text = config_text(tmp_path, paths, 'impute = "median", bounds = [0, 200]', 'impute = "mean", bounds = [0, 200]',
                        privacy)
@@ -128,6 +130,7 @@ noise_multiplier = 1.0
     finally:
         store.close()
     assert ledger.count("imputation statistics") == len(BANKS)
+    assert sorted(run.info["bank_alone"]["banks"]) == list(BANKS)  # the DP local-only comparison: same model digest
     from sampan.runtime.receipt import build_receipt
 
     store = Store.open(f"sqlite:///{tmp_path / 'runs.db'}")

@@ -45,7 +45,7 @@ def _admit(state: PartyDPState, msg: Message, answered: set[str]) -> None:
     if "secagg" in msg.meta:
         raise _refuse(state, "group histograms are not summed under secure aggregation")
     evaluation = Message(msg.run_id, msg.step, msg.sender, msg.recipient, "evaluate",
-                         arrays={k: v for k, v in msg.arrays.items() if k in ("params", "mean", "scale")},
+                         arrays={k: v for k, v in msg.arrays.items() if k in ("params", "mean", "scale", "impute")},
                          meta={"model": msg.meta.get("model")})
     if msg.run_id not in state.evaluated:
         raise _refuse(state, "groups are evaluated only after the run's evaluation (counted by max_evaluations)")

@@ -51,7 +51,7 @@ def _admit_private(state: PartyDPState, msg: Message) -> DPSGDConfig:
     if msg.meta.get("bins") != DP_BINS:
         raise _refuse(state, f"under DP the histograms have exactly {DP_BINS} bins")
     evaluation = Message(msg.run_id, msg.step, msg.sender, msg.recipient, "evaluate",
-                         arrays={k: v for k, v in msg.arrays.items() if k in ("params", "mean", "scale")},
+                         arrays={k: v for k, v in msg.arrays.items() if k in ("params", "mean", "scale", "impute")},
                          meta={"model": msg.meta.get("model")})
     if state.evaluated.get(msg.run_id) != request_digest("evaluate", evaluation):
         raise _refuse(state, "under DP the consortium model must be the one it evaluated in this run")
