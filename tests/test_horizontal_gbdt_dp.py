@@ -108,3 +108,11 @@ def test_edges_come_from_public_bounds_only() -> None:
     np.testing.assert_allclose(edges[2], np.linspace(0, 100, 9)[1:-1])
     with pytest.raises(ValueError, match="no public range for feature 'debt'"):
         public_edges(["debt"], 8, {}, schema)
+
+
+def test_a_feature_without_public_bounds_is_a_config_error(tmp_path: Path) -> None:
+    text = config_toml(tmp_path, write_banks(tmp_path), DP.format(epsilon=5.0, z=1.0)).read_text()
+    path = tmp_path / "unbounded.toml"
+    path.write_text(text.replace('{ name = "age", bounds = [0, 100] }', '{ name = "age" }'))
+    with pytest.raises(ValueError, match=r"no public range for \['age'\]"):
+        load_config(path)

@@ -308,6 +308,12 @@ def _check_gbdt_privacy(config: RunConfig) -> None:
     if stray:
         raise ValueError(f"privacy.{stray[0]} does not apply to model.kind = 'gbdt' (trees are not trained by "
                          "gradient steps): use [privacy.gbdt] alone")
+    bounds = privacy.gbdt.bounds
+    unbounded = [f.name for f in (config.schema_.features if config.schema_ is not None else ())
+                 if f.kind in ("float", "int") and f.bounds is None and f.name not in bounds and "*" not in bounds]
+    if unbounded:
+        raise ValueError(f"privacy.gbdt.bounds has no public range for {unbounded}: add them (or a '*' default) or "
+                         "declare bounds in [schema]; under DP bin edges never come from the banks' rows")
 
 
 def _check_missing(config: RunConfig) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from sampan.errors import ConfigError
 from sampan.privacy.calibration import calibrate_noise_multiplier
 from sampan.privacy.ledger import Budget, Ledger, PrivacyEvent
 
@@ -45,8 +46,9 @@ def public_edges(names: Sequence[str], n_bins: int, bounds: Mapping[str, Sequenc
             edges.append(np.array([0.5]))
             continue
         if pair is None:
-            raise ValueError(f"privacy.gbdt.bounds has no public range for feature {name!r}: add it (or a '*' default) "
-                             "or declare bounds in [schema]; under DP bin edges never come from the banks' rows")
+            raise ConfigError(f"privacy.gbdt.bounds has no public range for feature {name!r}: add it (or a '*' "
+                              "default) or declare bounds in [schema]; under DP bin edges never come from the banks' "
+                              "rows")
         lo, hi = float(pair[0]), float(pair[1])
         if column is not None and column.kind == "int" and hi - lo + 1 <= n_bins:
             edges.append(np.arange(np.floor(lo), np.ceil(hi)) + 0.5)
