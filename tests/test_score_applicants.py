@@ -192,6 +192,23 @@ def test_vertical_applicants_from_a_file_and_one_unknown_to_a_partner(tmp_path: 
     assert all(0 < r["pd"] < 1 and any(x["contribution"] != 0 for x in r["reasons"]) for r in scored)
     assert "payments" in scored[-1]["notes"]["unknown_at"]  # only the bank learns it; the partner answered alike
     by_id = {r["id"]: r["pd"] for r in scored}
+    new_applicants = tmp_path / "new.csv"  # the bank's own columns in the file: a new applicant scores too
+    with open(tmp_path / "data" / "bank.csv", newline="") as handle:
+        bank_rows = [r for r in csv.DictReader(handle)]
+    label = consortium.schema_for("bank").label_column
+    chosen = [{k: v for k, v in r.items() if k != label} for r in bank_rows if r[id_column] in ids[:3]]
+    chosen.append({**chosen[0], id_column: "BR-NEW-0001"})
+    with open(new_applicants, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(chosen[0]))
+        writer.writeheader()
+        writer.writerows(chosen)
+    fresh = runner.invoke(app, ["score", "--run", run_id, "--data", str(new_applicants), "--out",
+                                str(tmp_path / "new.json"), "--store", store])
+    assert fresh.exit_code == 0, fresh.output
+    new_scores = {r["id"]: r for r in json.loads((tmp_path / "new.json").read_text())}
+    assert set(new_scores["BR-NEW-0001"]["notes"]["unknown_at"]) == {"payments", "delivery"}
+    for r in chosen[:3]:  # a known applicant's file row equals its table row: the same PD
+        assert new_scores[r[id_column]]["pd"] == pytest.approx(by_id[r[id_column]], abs=1e-9)
     not_a_customer = tmp_path / "stranger.csv"
     not_a_customer.write_text(f"{id_column}\n{ids[0]}\nBR00000000\n")
     refused = runner.invoke(app, ["score", "--run", run_id, "--data", str(not_a_customer), "--store", store])

@@ -156,12 +156,12 @@ def _vertical(run_store: Store, run_id: str, kind: str, data: Path, id_column: s
         empty = [first + k for k, v in enumerate(ids) if not v]
         if empty:
             raise DataError(f"file {str(data)!r}: column {column!r}: empty id at row(s) {empty[:5]}")
-        results = score_applicants(run_store, run_id, ids, kind, unknown_at_bank_ok=True)
+        results = score_applicants(run_store, run_id, ids, kind, unknown_at_bank_ok=True, applicants_file=str(data))
         unknown = [first + k for k, r in enumerate(results) if r.unknown_at_bank]
         if unknown:  # the bank scores applicants it holds: its part reads them from its own current table
             raise DataError(f"file {str(data)!r}: column {column!r}: {len(unknown)} applicant(s) not in the bank's "
-                            f"table (row(s) {', '.join(map(str, unknown[:5]))}); the bank's part scores from its own "
-                            "current table: add the applicants' rows there first")
+                            f"table (row(s) {', '.join(map(str, unknown[:5]))}); give the bank's own columns for "
+                            "new applicants in the file, or add their rows to the bank's table")
         yield [vertical_row(r) for r in results]
 
 

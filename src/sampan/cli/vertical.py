@@ -198,10 +198,11 @@ def run_vertical_config(console: Console, path: Path, store_url: str | None) -> 
 
 
 def score_applicants(store: Store, run_id: str, applicants: list[str], model: str = "lr", *,
-                     unknown_at_bank_ok: bool = False) -> list[ScoreResult]:
+                     unknown_at_bank_ok: bool = False, applicants_file: str | None = None) -> list[ScoreResult]:
     """A scoring run over the trained run's parties: each loads its own part; the bank keeps the scores,
     which this function then reads as the bank (simulation: the bank's registry is the shared store).
-    ``unknown_at_bank_ok``: return applicants the bank does not hold (flagged) instead of refusing them."""
+    ``unknown_at_bank_ok``: return applicants the bank does not hold (flagged) instead of refusing them;
+    ``applicants_file``: the bank's file, whose rows join the bank's table when it has the bank's columns."""
     run = store.get_run(run_id)
     if run.workflow != "vertical":
         raise ValueError(f"run {run_id!r} is a {run.workflow!r} run; `sampan score` needs a vertical run")
@@ -210,7 +211,7 @@ def score_applicants(store: Store, run_id: str, applicants: list[str], model: st
         raise ValueError(f"run {run_id!r} trained {list(trained.models)}, not {model!r}")
     job = ScoringJob(model_run=run_id, label_holder=trained.label_holder, partners=trained.partners,
                      applicants=tuple(str(a) for a in applicants), kind=model, name=f"{run.name}-score",
-                     training=dict(run.config or {}))
+                     training=dict(run.config or {}), applicants_file=applicants_file)
     try:
         finished = start_run(job, store)  # type: ignore[arg-type]
     except PartyError as exc:

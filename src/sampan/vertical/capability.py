@@ -29,7 +29,7 @@ What each role learns: as in `sampan.vertical.workflow` (training) and `ScoringW
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +178,7 @@ class ScoringWorkflow(Workflow):
         job = scoring_job_of(ctx.config)
         if not job.applicants and not job.applicants_file:
             raise ValueError("no applicants to score")
-        if job.applicants_file and job.kind == "gbdt":
+        if job.applicants_file and not job.applicants and job.kind == "gbdt":
             raise ValueError("applicants_file: the bank reads applicant ids from its own file for lr and scorecard "
                              "models; a gbdt scoring job takes its applicant ids in [scoring] applicants")
         session = VerticalSession(ctx.transport, label_holder=job.label_holder, partners=list(job.partners),
@@ -195,7 +195,7 @@ class ScoringWorkflow(Workflow):
             request = f"{ctx.run_id}/score"
             score_vertical_gbdt(ctx.transport, relay, job.label_holder, list(job.partners), request,
                                 applicants=list(job.applicants))
-        elif job.applicants_file:  # the bank reads the ids itself: the coordinator never holds them
+        elif job.applicants_file and not job.applicants:  # the bank reads the ids; the coordinator holds none
             request = session._score({}, {"applicants_file": job.applicants_file, "id_column": job.id_column})[1]
         else:
             request = session.score(list(job.applicants))
@@ -221,7 +221,53 @@ class _ScoringCapability:
         if job.training is None:
             raise ValueError(f"scoring run {job.name!r}: the trained run's config (its data binding) is needed to "
                              "rebuild the simulated parties")
-        return simulate_vertical(job.training, seed)
+        setups = simulate_vertical(job.training, seed)
+        if job.applicants_file:  # the bank's current table: its training table plus the file's rows, if it has them
+            bank = setups[job.label_holder]
+            schema = _party_schema(job.training, job.label_holder)
+            setups[job.label_holder] = replace(bank, data=with_applicants(bank.data, job.applicants_file, schema,
+                                                                          job.label_holder, job.id_column))
+        return setups
+
+
+def _party_schema(training: Mapping[str, Any], party: str) -> Any:
+    """A party's declared schema in the trained run's stored config (file-bound parties or the built-in data)."""
+    job = job_of(training)
+    if job.source.get("kind") == "consortium":
+        from sampan.data import make_sme_consortium
+
+        return make_sme_consortium(int(job.source["n_smes"]), seed=int(job.source.get("seed", 0))).schema_for(party)
+    from sampan.config import parse_config
+    from sampan.vertical.config import legacy_to_run_dict
+
+    return parse_config(legacy_to_run_dict(dict(training)), source="stored run config").party_schema(party)
+
+
+def with_applicants(data: Any, path: str, schema: Any, party: str, id_column: str | None = None) -> Any:
+    """The bank's table with the applicants file's rows appended, when the file has every one of the bank's
+    feature columns (a new applicant is then scored from the file; a known one from the file's newer values,
+    the later row winning the id lookup); else the table unchanged (the file gives ids only).
+
+    The appended rows carry no label (-1: scoring never reads it) and are filled with the bank's own local
+    imputation values, as its training rows were."""
+    import numpy as np
+
+    from sampan.data import PartyData
+    from sampan.data.loaders import from_columns, read_columns
+
+    features = [c.name for c in schema.features]
+    file_schema = schema.model_copy(update={"label": None, "id": id_column or schema.id})
+    columns = read_columns(path, party, string_columns=[file_schema.id])
+    if not all(name in columns for name in features):
+        return data
+    new = from_columns({k: columns[k] for k in file_schema.columns()}, file_schema, party, path)
+    X = new.X
+    if data.fill_values is not None and np.isnan(X).any():
+        fill = np.asarray(data.fill_values, dtype=np.float64)
+        X = np.where(np.isnan(X) & ~np.isnan(fill)[None, :], fill[None, :], X)
+    return PartyData(party, np.concatenate([data.ids, new.ids]), np.vstack([data.X, X]),
+                     None if data.y is None else np.concatenate([data.y, np.full(len(new.ids), -1)]),
+                     list(data.feature_names), data.missing_columns, data.fill_values)
 
 
 VERTICAL = _VerticalCapability()
