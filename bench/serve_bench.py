@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing as mp
 import os
+import signal
 import socket
 import tempfile
 import time
@@ -95,7 +97,7 @@ def _vertical_grpc_backend(store: Any, run_id: str, root: Path) -> Any:
 
 def serve_process(target: str, models: dict[str, Any], transport: str, root: str, port: int, workers: int) -> None:
     """The server: `sampan serve`'s own path (a bank-serve.toml, its token file, uvicorn workers), or for the
-    gRPC variant the session over the hub built here. Access-log lines go to /dev/null (their cost counts)."""
+    gRPC variant the session over the hub built here. Access-log lines go to a file (their cost counts)."""
     import logging
     import sys
 
@@ -106,7 +108,7 @@ def serve_process(target: str, models: dict[str, Any], transport: str, root: str
     from sampan.serve.config import load_serve_config
     from sampan.serve.service import serve
 
-    sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of this process
+    sys.stderr = open(Path(root) / f"{target}-server.log", "w")  # noqa: SIM115 - for the life of this process
     logging.getLogger("sampan").setLevel(logging.ERROR)
     folder = Path(root)
     if target == "vertical" and transport == "grpc":
@@ -131,7 +133,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _wait_listening(port: int, timeout_s: float = 120.0) -> None:
+def _wait_listening(port: int, timeout_s: float = 300.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -192,8 +194,8 @@ async def open_loop(port: int, requests: list[bytes], rate: float, seconds: floa
             "non_200": sum(n for s, n in statuses.items() if s != 200)}
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its descendants (Linux /proc; uvicorn workers are children)."""
+def _process_tree(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of a process and each of its descendants (Linux /proc)."""
     stats: dict[int, tuple[int, float]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -207,7 +209,12 @@ def cpu_seconds(pid: int) -> float:
         more = {p for p, (parent, _) in stats.items() if parent in tree} - tree
         tree |= more
         grew = bool(more)
-    return sum(stats[p][1] for p in tree if p in stats)
+    return {p: stats[p][1] for p in tree if p in stats}
+
+
+def cpu_seconds(pid: int) -> float:
+    """The server's CPU time, uvicorn workers (its children) included: its cost per request, whatever else runs."""
+    return sum(_process_tree(pid).values())
 
 
 def measure(target: str, models: dict[str, Any], args: argparse.Namespace, root: Path) -> dict[str, dict[str, Any]]:
@@ -218,7 +225,12 @@ def measure(target: str, models: dict[str, Any], args: argparse.Namespace, root:
                                                       args.workers))
     process.start()
     try:
-        _wait_listening(port)
+        try:
+            _wait_listening(port)
+        except TimeoutError:
+            log = root / f"{target}-server.log"
+            print(log.read_text()[-3000:] if log.exists() else "(no server log)")
+            raise
         if target == "horizontal":
             bodies = [json.dumps({"applicants": [{"id": str(k), "features": r}]}).encode()
                       for k, r in enumerate(models["rows"])]
@@ -234,8 +246,12 @@ def measure(target: str, models: dict[str, Any], args: argparse.Namespace, root:
             out[name]["cpu_ms"] = (cpu_seconds(process.pid) - before) * 1000 / out[name]["sent"]  # type: ignore[arg-type]
         return out
     finally:
+        tree = _process_tree(process.pid)  # type: ignore[arg-type]
         process.terminate()
         process.join(10)
+        for pid in tree:  # workers left behind by a master that did not stop them in time
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def main() -> None:
