@@ -110,6 +110,8 @@ def test_a_run_trains_with_weights_and_registers_its_threshold(tmp_path: Path) -
     assert bands[-1]["cumulative_bad_capture"] == pytest.approx(1.0)
     meta = finished.result.models[0].meta
     assert meta["threshold"] == decision["threshold"] and meta["decision"]["approve_if"] == "pd < threshold"
+    from sampan.models.scorer import model_threshold
+    assert model_threshold(meta) == decision["threshold"]  # what `sampan score` and `sampan serve` decide at
     report = (tmp_path / "rep" / f"{finished.run_id}.html").read_text()
     assert "Decision threshold" in report and "Score bands" in report
 
