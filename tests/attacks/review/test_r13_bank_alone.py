@@ -1,0 +1,64 @@
+"""Review (issue 13) of "each bank alone vs the consortium" (`sampan.horizontal.local_comparison`,
+`sampan.privacy.local_comparison_mod`), through a bank's public `PartyApp`, as a curious coordinator.
+
+R13-BA-1: without DP, `bank_alone` is an exact release about the bank's holdout (two histograms of its labels,
+up to 2000 bins, under a model the coordinator chooses), yet it is not counted against the bank's
+`max_evaluations` (review R11-5: "every run that evaluates the holdout counts"; `group_release_mod` requires the
+run's counted evaluation first, `local_comparison_mod` does not). A bank whose cap is spent still answers, in
+any number of fresh runs, with a crafted model that puts each holdout row in its own bin.
+
+(R13-BA-2, the DP model check dropping ``impute`` from the evaluated digest, was fixed in 8d3d44f while
+this review ran.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sampan.core.capability import PartySetup
+from sampan.core.party import PartyApp
+from sampan.data import PartyData
+from sampan.horizontal.capability import HORIZONTAL
+from sampan.metrics.histogram import MAX_BINS
+from sampan.privacy.party_policy import PartyPrivacyPolicy
+from sampan.wire import Message
+
+MODEL = {"kind": "logistic", "n_features": 2}
+TRAIN = {"epochs": 1, "batch_size": 16, "learning_rate": 0.1, "optimizer": "sgd", "momentum": 0.0, "l2": 0.0,
+         "max_steps": None}
+
+
+def _table(n: int, seed: int) -> PartyData:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 2))
+    return PartyData(party="bank", ids=np.array([f"r{i}" for i in range(n)], dtype=object), X=X,
+                     y=(X[:, 0] + rng.normal(scale=0.5, size=n) > 0).astype(np.int8), feature_names=["a", "b"])
+
+
+def _bank(**options: object) -> PartyApp:
+    setup = PartySetup("bank", (_table(200, 1), _table(20, 2)), {"workflow": "horizontal", "bank_alone": True},
+                       policy=PartyPrivacyPolicy(), options=dict(options))
+    return HORIZONTAL.party_app(setup)
+
+
+def _ask(app: PartyApp, run: str, kind: str, arrays: dict[str, np.ndarray], **meta: object) -> Message:
+    return app.handle(Message(run, 1, "coordinator", "bank", kind, arrays=arrays, meta=dict(meta)))
+
+
+@pytest.mark.xfail(strict=True, reason="R13-BA-1: bank_alone (exact holdout histograms, crafted model, 2000 bins) "
+                                       "is answered after the bank's max_evaluations is spent")
+def test_bank_alone_counts_against_max_evaluations() -> None:
+    app = _bank(max_evaluations=1)
+    model = {"params": np.array([1.0, 0.0, 0.0])}
+    assert not _ask(app, "run-1", "evaluate", model, model=MODEL).is_error  # the bank's one evaluation
+    capped = _ask(app, "run-2", "evaluate", model, model=MODEL)
+    assert capped.is_error and "max_evaluations" in capped.meta["error"]  # the cap holds for `evaluate`
+    # the coordinator's crafted "consortium" model: a steep score on feature a, so holdout rows spread over the
+    # 2000 bins (one row per bin for distinct values); the reply gives each bin's label counts
+    crafted = {"params": np.array([40.0, 0.0, 0.0])}
+    reply = _ask(app, "run-2", "bank_alone", crafted, model=MODEL, train=TRAIN, seed=1, bins=MAX_BINS)
+    if not reply.is_error:  # what it leaks today: holdout labels, row by row where bins hold one row
+        pos, neg = reply.arrays["consortium.pos"], reply.arrays["consortium.neg"]
+        assert int(((pos + neg) == 1).sum()) > 0
+    assert reply.is_error, "bank_alone answered after max_evaluations was spent (an uncounted holdout release)"
