@@ -59,6 +59,11 @@ def _charges(policy: PartyPrivacyPolicy) -> int:
 def test_exact_requests_are_refused_in_a_dp_job() -> None:
     policy = PartyPrivacyPolicy()
     app = _bank(policy)
+    stump = {"kind": "gbdt", "n_features": 3, "base_score": 0.0, "splits": [],
+             "trees": [{"left": [-1], "right": [-1], "owner": [""], "value": [0.0], "default_left": [True]}]}
+    early = _ask(app, 0, "evaluate", {"edges": np.zeros(3), "edge_counts": np.ones(3, dtype=np.int64)},
+                 {"model": stump, "bins": 2000})  # before any tree release: already under the DP rules
+    assert early.is_error and "exactly 100 under DP" in str(early.meta), early.meta
     for kind, meta in (("describe", {}), ("hgb.sketch", {"n_bins": 8}), ("hgb.hist", {"new_tree": True})):
         reply = _ask(app, 0, kind, {"nodes": np.array([0])} if kind == "hgb.hist" else {}, meta)
         assert reply.is_error and "without" in str(reply.meta), (kind, reply.meta)

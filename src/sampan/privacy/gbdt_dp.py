@@ -24,7 +24,9 @@ What the bank enforces itself (a curious coordinator cannot get more):
   it; refusing would reveal that the node is small);
 - with the job's tree shape (``gbdt`` in the job: n_trees, max_depth) at most n_trees trees and at most
   max_depth + 1 releases per tree; without it every release is still charged, and the budget bounds them;
-- under DP no validation loss leaves (`hgb.leaves` carries only its tree count): early stopping is off.
+- under DP no validation loss leaves (`hgb.leaves` carries zeros): early stopping is off;
+- a job announced with DP is a DP run from its first message, so its one evaluation follows the DP rules
+  (`sampan.privacy.admission`: one model, exactly 100 bins) even if asked for before any tree release.
 What the coordinator learns: the noised histograms and counts, nothing else computed from the rows.
 """
 
@@ -80,6 +82,9 @@ def gbdt_dp_mod(state: PartyDPState, features: int, *, shape: Mapping[str, Any] 
         return announced or state.under_dp(msg.run_id)
 
     def mod(msg: Message, inner: Handler) -> Message:
+        if announced:  # a DP job is a DP run from its first message: evaluation rules too (one model, 100 bins)
+            with state.lock:
+                state.dp_runs.add(msg.run_id)
         if msg.kind == "describe" and "dp_count" not in msg.meta and required(msg):
             raise PolicyRefused(f"party {state.name!r} refuses 'describe' without dp_count: the job announced DP on "
                                 "its trees (the exact row count and positive rate would leave uncharged)")
