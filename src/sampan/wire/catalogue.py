@@ -1,5 +1,7 @@
 """Catalogue of the horizontal protocol's messages: every field, and what protects it in a given setup.
 
+Horizontal GBDT (`model.kind = "gbdt"`: `hgb.*` kinds) has its own catalogue, `sampan.wire.gbdt_catalogue`.
+
 The privacy receipt prints this catalogue for a run's configuration, and the neighbouring-dataset
 tests hold the protocol to it: when one training row is added, every field that changes must be
 declared here as the output of a charged mechanism (or computed only from such outputs and public
