@@ -88,7 +88,7 @@ def test_group_metrics_equal_the_pooled_computation(tmp_path: Path) -> None:
 
 
 def test_under_dp_the_group_release_is_noised_and_charged(tmp_path: Path) -> None:
-    privacy = {"privacy": {"epsilon": 50.0, "count_noise_multiplier": 2.0, "dp2": {"noise_multiplier": 1.0}},
+    privacy = {"privacy": {"epsilon": 50.0, "group_noise_multiplier": 2.0, "dp2": {"noise_multiplier": 1.0}},
                "data": {"standardize": False}}
     _, store, run_id, _, info = _run(tmp_path, privacy)
     assert info["groups"]["dp"] and len(info["groups"]["rows"]) == 7
@@ -96,6 +96,7 @@ def test_under_dp_the_group_release_is_noised_and_charged(tmp_path: Path) -> Non
     assert ledger_json is not None
     charges = [e for e in Ledger.from_json(ledger_json).events if e.note == "group evaluation histograms"]
     assert sorted(e.party for e in charges) == ["bank_0", "bank_1", "bank_2"]  # one charge per bank, write-ahead
+    assert all(e.noise_multiplier == 2.0 for e in charges)  # privacy.group_noise_multiplier
 
 
 def test_config_refuses_groups_it_cannot_compute() -> None:
@@ -119,7 +120,7 @@ def test_the_report_and_receipt_show_the_group_release(tmp_path: Path) -> None:
     html = sections["Fairness by group"]
     assert "suppressed" in html and "nan" not in html and "max/min approval" in html
     assert "revealed" in _protection("group_evaluation", None, {})
-    assert "charged" in _protection("group_evaluation", {"count_noise_multiplier": 2.0}, {})
+    assert "charged" in _protection("group_evaluation", {"group_noise_multiplier": 2.0}, {})
     catalogue = horizontal_catalogue(Setup.from_config({"evaluation": GROUPS}))
     assert catalogue["party:group_evaluation"].field("arrays.pos").protection == "visible"
     dp = {"evaluation": GROUPS, "privacy": {"dp2": {"noise_multiplier": 1.0}}}

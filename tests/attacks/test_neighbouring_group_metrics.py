@@ -32,7 +32,7 @@ from sampan.wire import Message
 NAME = "dp2-groups"
 GROUPS = {"groups": ["x3"], "group_bands": {"x3": [-0.5, 0.5]}, "min_group_count": 10}
 CONFIG = {"privacy": {"epsilon": 50.0, "dp1": harness.DP1, "dp2": {"noise_multiplier": 1.0},
-                      "count_noise_multiplier": 3.0}, "evaluation": GROUPS}
+                      "group_noise_multiplier": 3.0}, "evaluation": GROUPS}
 
 
 def _requested_z(tag: str, meta: dict[str, Any]) -> float | None:

@@ -99,6 +99,9 @@ class PrivacySection(Strict):
     impute_noise_multiplier: float | Literal["auto"] = Field(
         default="auto", description="noise multiplier of each party's imputation statistics (one DP1 release per "
         "run, charged); 'auto': the smallest that costs at most 5% of the budget")
+    group_noise_multiplier: float = Field(
+        default=4.0, gt=0, le=1000, description="[evaluation] groups under DP: noise std / sensitivity of each bank's "
+        "per-group score-bin counts (one Gaussian release per run, sensitivity sqrt(group columns), charged as DP1)")
     dp1: DP1Section | None = None
     dp2: DP2Section | None = None
     dp3: DP3Section | None = None

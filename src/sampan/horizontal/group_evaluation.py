@@ -152,7 +152,7 @@ def evaluate_groups(workflow: HorizontalWorkflow, state: RunState, threshold: fl
     meta: dict[str, Any] = {"model": state.model_config, "groups": specs, "bins": GROUP_BINS}
     privacy = workflow.config.privacy
     if privacy is not None:
-        z = float(privacy.count_noise_multiplier)
+        z = float(privacy.group_noise_multiplier)
         meta["group_dp"] = {"noise_multiplier": z}
         try:
             workflow.privacy.charge([PrivacyEvent(party=p, level="DP1", mechanism="gaussian", noise_multiplier=z,

@@ -122,7 +122,7 @@ def _protection(kind: str, privacy: dict[str, Any] | None, noise: dict[str, floa
     if kind == "group_evaluation":  # fairness by group (issue 13 item 8): a release of its own
         if privacy:
             return ("DP1: per declared group level and score bin (100), label counts of holdout rows through one "
-                    f"Gaussian mechanism (noise multiplier {privacy.get('count_noise_multiplier', 20.0)}, "
+                    f"Gaussian mechanism (noise multiplier {privacy.get('group_noise_multiplier', 4.0)}, "
                     "sensitivity sqrt(group columns)), charged to the run and party ledgers; once per run, on the "
                     "evaluated model; per party, not under SecAgg")
         return ("none (revealed): per declared group level and score bin (100), exact label counts of holdout rows, "
