@@ -240,3 +240,27 @@ def test_a_parquet_applicants_file_scores_like_the_csv(trained: dict, tmp_path: 
     assert result.exit_code == 0, result.output
     expected = load_scorer(Store.open(trained["store"]), "trees").score(trained["rows"][:30])
     assert [r["pd"] for r in json.loads(out.read_text())] == pytest.approx([r.pd for r in expected], abs=1e-12)
+
+
+def test_the_banks_file_rows_are_filled_with_its_own_training_values(tmp_path: Path) -> None:
+    from sampan.data.loaders import from_columns
+    from sampan.data.missing import impute_locally
+    from sampan.data.schema import ColumnSpec, TableSchema
+    from sampan.vertical.capability import with_applicants
+
+    schema = TableSchema(id="id", label="y", features=(ColumnSpec("a", "float", missing=["?"], impute="median"),
+                                                       ColumnSpec("b", "float", missing=["?"], impute="native")))
+    data = from_columns({"id": ["x1", "x2", "x3", "x4"], "y": [0, 1, 0, 1], "a": ["1", "?", "3", "10"],
+                         "b": ["5", "6", "?", "8"]}, schema, "bank")
+    path = tmp_path / "applicants.csv"
+    path.write_text("id,a,b,requested\nnew1,?,?,5000\nx1,2,5,100\n")
+    merged = with_applicants(data, str(path), schema, "bank")
+    trained = impute_locally(data)
+    assert list(merged.ids) == ["x1", "x2", "x3", "x4", "new1", "x1"] and list(merged.y[-2:]) == [-1, -1]
+    np.testing.assert_array_equal(merged.X[:4], trained.X)  # the training rows as training filled them
+    assert merged.X[4, 0] == trained.fill_values[0] == 3.0  # median of the bank's own rows, applicants excluded
+    assert np.isnan(merged.trees_X[4, 1]) and not np.isnan(merged.X).any()  # native: NaN for trees only
+    assert impute_locally(merged) is merged  # nothing left to fill: the party keeps these values
+    ids_only = tmp_path / "ids.csv"
+    ids_only.write_text("id\nx2\n")
+    assert with_applicants(data, str(ids_only), schema, "bank") is data

@@ -248,11 +248,10 @@ def with_applicants(data: Any, path: str, schema: Any, party: str, id_column: st
     feature columns (a new applicant is then scored from the file; a known one from the file's newer values,
     the later row winning the id lookup); else the table unchanged (the file gives ids only).
 
-    The appended rows carry no label (-1: scoring never reads it) and are filled with the bank's own local
-    imputation values, as its training rows were."""
+    Missing cells of the appended rows are filled with the values the bank's own training rows give (its local
+    imputation, computed before the applicants join, as at training); they carry no label (-1: never read)."""
     import numpy as np
 
-    from sampan.data import PartyData
     from sampan.data.loaders import from_columns, read_columns
 
     features = [c.name for c in schema.features]
@@ -261,13 +260,20 @@ def with_applicants(data: Any, path: str, schema: Any, party: str, id_column: st
     if not all(name in columns for name in features):
         return data
     new = from_columns({k: columns[k] for k in file_schema.columns()}, file_schema, party, path)
-    X = new.X
-    if data.fill_values is not None and np.isnan(X).any():
-        fill = np.asarray(data.fill_values, dtype=np.float64)
+    base = impute_locally(data)  # the bank's own fill values, from its own rows only
+    X, trees = new.X, new.X
+    if base.fill_values is not None:
+        fill = np.asarray(base.fill_values, dtype=np.float64)
+        native = [c.index for c in base.missing_columns if c.policy == "native"]
+        keep = fill.copy()
+        keep[native] = np.nan  # a tree routes a native column's missing value itself
         X = np.where(np.isnan(X) & ~np.isnan(fill)[None, :], fill[None, :], X)
-    return PartyData(party, np.concatenate([data.ids, new.ids]), np.vstack([data.X, X]),
-                     None if data.y is None else np.concatenate([data.y, np.full(len(new.ids), -1)]),
-                     list(data.feature_names), data.missing_columns, data.fill_values)
+        trees = np.where(np.isnan(trees) & ~np.isnan(keep)[None, :], keep[None, :], trees)
+    base_trees = base.trees_X if base.trees_X is not None else base.X
+    needs_trees = base.trees_X is not None or bool(np.isnan(trees).any())
+    return replace(base, ids=np.concatenate([base.ids, new.ids]), X=np.vstack([base.X, X]),
+                   y=None if base.y is None else np.concatenate([base.y, np.full(len(new.ids), -1)]),
+                   trees_X=np.vstack([base_trees, trees]) if needs_trees else None)
 
 
 VERTICAL = _VerticalCapability()
