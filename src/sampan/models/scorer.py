@@ -8,7 +8,8 @@ standardisation) and an explanation a lender can give the applicant (`sampan.mod
     scorer.score([{"id": "A1", "age": 4, "sector": "retail"}])   # -> [ScoreResult(id, pd, score, ...)]
 
 Horizontal models (logistic, MLP, GBDT) score entirely at the bank. A vertical model's parts stay with
-their owners: `sampan.vertical.applicants.VerticalScorer` has the same ``score`` API over a transport.
+their owners: it scores jointly, through a scoring run (`sampan score --run RUN --data FILE`) or the bank's
+long-lived scoring session (`sampan serve`, `sampan.serve.session`).
 """
 
 from __future__ import annotations
