@@ -89,7 +89,8 @@ def test_group_metrics_equal_the_pooled_computation(tmp_path: Path) -> None:
 
 def test_under_dp_the_group_release_is_noised_and_charged(tmp_path: Path) -> None:
     privacy = {"privacy": {"epsilon": 50.0, "group_noise_multiplier": 2.0, "dp2": {"noise_multiplier": 1.0}},
-               "data": {"standardize": False}}
+               "data": {"standardize": False}, "training": {"learning_rate": 0.2, "batch_size": 16,
+                                                        "class_weight": {"0": 1.0, "1": 3.0}}}
     _, store, run_id, _, info = _run(tmp_path, privacy)
     assert info["groups"]["dp"] and len(info["groups"]["rows"]) == 7
     ledger_json = StoreRecorder(store, run_id).ledger()
