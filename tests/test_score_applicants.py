@@ -264,3 +264,12 @@ def test_the_banks_file_rows_are_filled_with_its_own_training_values(tmp_path: P
     ids_only = tmp_path / "ids.csv"
     ids_only.write_text("id\nx2\n")
     assert with_applicants(data, str(ids_only), schema, "bank") is data
+
+
+def test_a_json_applicant_may_omit_a_field_training_imputed(trained: dict) -> None:
+    store = Store.open(trained["store"])
+    row = {k: v for k, v in trained["rows"][0].items() if k != IMPUTED}
+    lr = load_scorer(store, "lr")
+    assert lr.score([row])[0].pd == lr.score([{**row, IMPUTED: "?"}])[0].pd  # omitted = missing = imputed
+    with pytest.raises(sampan.DataError, match="'years_in_business'.*no imputation value"):
+        lr.score([{k: v for k, v in row.items() if k != "years_in_business"}])

@@ -147,10 +147,18 @@ class Scorer:
                 "points": self.card.as_dict(), "reasons": self.method}
 
     def score(self, rows: Sequence[Mapping[str, Any]]) -> list[ScoreResult]:
-        """Score JSON-like rows (column -> value); ids from ``id_column`` when a row has it, else the position."""
+        """Score JSON-like rows (column -> value); ids from ``id_column`` when a row has it, else the position.
+
+        A field no row carries is a missing value in every row (imputed as training did, or refused naming the
+        column), not a missing column: a JSON client omits what it does not know."""
         if not rows:
             return []
-        return self.score_columns(rows_to_columns(rows))
+        columns = rows_to_columns(rows)
+        for name in self.inputs:
+            indicator_of = name.removesuffix("_missing") if name.endswith("_missing") else None
+            if name not in columns and not (indicator_of and indicator_of in columns):
+                columns[name] = np.full(len(rows), None, dtype=object)
+        return self.score_columns(columns)
 
     def score_columns(self, columns: Mapping[str, Any], *, ids: Sequence[str] | None = None, where: str = "",
                       first_row: int = 0) -> list[ScoreResult]:
