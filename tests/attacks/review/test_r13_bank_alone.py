@@ -7,8 +7,12 @@ up to 2000 bins, under a model the coordinator chooses), yet it is not counted a
 run's counted evaluation first, `local_comparison_mod` does not). A bank whose cap is spent still answers, in
 any number of fresh runs, with a crafted model that puts each holdout row in its own bin.
 
-(R13-BA-2, the DP model check dropping ``impute`` from the evaluated digest, was fixed in 8d3d44f while
-this review ran.)
+R13-BA-2: under DP the mod checks the consortium model by its digest, which folds the scaler into the weights
+(`canonical_arrays`), but the local-only model is TRAINED on the request's scaler. So a coordinator may send
+any scaler that folds to the evaluated model: standardising feature a as 1e4 * (a - t) (params pre-divided so
+the consortium function, and digest, are unchanged) turns the DP-SGD local model into a step at a = t, and its
+exact holdout histogram into the label counts of {a > t} and {a <= t}: a second holdout query of the
+coordinator's choosing in a DP run, beyond the one evaluated model per run that `max_evaluations` counts.
 """
 
 from __future__ import annotations
@@ -62,3 +66,32 @@ def test_bank_alone_counts_against_max_evaluations() -> None:
         pos, neg = reply.arrays["consortium.pos"], reply.arrays["consortium.neg"]
         assert int(((pos + neg) == 1).sum()) > 0
     assert reply.is_error, "bank_alone answered after max_evaluations was spent (an uncounted holdout release)"
+
+
+@pytest.mark.xfail(strict=True, reason="R13-BA-2: under DP the local-only model trains on a scaler the coordinator "
+                                       "picks (any scaler folding to the evaluated model): a 2nd, steered holdout "
+                                       "query per DP run")
+def test_under_dp_the_local_only_model_trains_on_the_evaluated_scaler() -> None:
+    from sampan.metrics.histogram import DP_BINS
+
+    app = _bank()
+    run = "run-dp"
+    described = _ask(app, run, "describe", {}, dp_count={"noise_multiplier": 1.0})
+    rows = int(described.meta["n_train"])
+    evaluated = {"params": np.array([1.0, 0.0, 0.0]), "mean": np.zeros(2), "scale": np.ones(2)}
+    assert not _ask(app, run, "evaluate", evaluated, model=MODEL, bins=DP_BINS, public_rows=rows).is_error
+    # the same FUNCTION (the digest folds the scaler), but feature a standardised as 1e4 * (a - t), b as ~0: the
+    # DP-SGD local model becomes a step at a = t, and its holdout histogram the label counts of {a > t}, {a <= t}
+    t = 0.3
+    steered = {"params": np.array([1e-4, 0.0, t]), "mean": np.array([t, 0.0]), "scale": np.array([1e-4, 1e6])}
+    train = {**TRAIN, "learning_rate": 20.0, "epochs": 2}  # a large step: the sign of the first updates decides
+    reply = _ask(app, run, "bank_alone", steered, model=MODEL, train=train, seed=3, bins=DP_BINS,
+                 dp2={"noise_multiplier": 1.0, "max_grad_norm": 1.0}, public_rows=rows)
+    if not reply.is_error:  # today: two bins, the holdout's (pos, neg) counts for a > t and for a <= t
+        holdout = _table(20, 2)
+        above = holdout.X[:, 0] > t
+        truth = {(int(holdout.y[m].sum()), int((1 - holdout.y[m]).sum())) for m in (above, ~above)}
+        pos, neg = reply.arrays["local.pos"], reply.arrays["local.neg"]
+        filled = np.flatnonzero(pos + neg)
+        assert {(int(pos[i]), int(neg[i])) for i in filled} == truth, filled
+    assert reply.is_error, "the local-only model trained on a coordinator-steered scaler"
