@@ -196,7 +196,9 @@ VERTICAL = {"run": {"name": "m-vertical", "seed": SEED, "workflow": "vertical"},
             "source": {"kind": "consortium", "n_smes": 2500},
             "vertical": {"label_holder": "bank", "models": ["lr", "scorecard", "gbdt"], "test_fraction": 0.2,
                          "val_fraction": 0.2,
-                         "lr": {"epochs": 2, "batch_size": 64, "learning_rate": 0.3},
+                         # one epoch: no best-epoch choice for the fixed-point truncation noise to flip (with two,
+                         # their validation scores here are within that noise, ~1e-4, and the restored weights differ)
+                         "lr": {"epochs": 1, "batch_size": 64, "learning_rate": 0.3},
                          "gbdt": {"n_trees": 2, "max_depth": 2}}}
 
 
