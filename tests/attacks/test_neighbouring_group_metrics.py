@@ -36,12 +36,11 @@ CONFIG = {"privacy": {"epsilon": 50.0, "dp1": harness.DP1, "dp2": {"noise_multip
 
 
 def _requested_z(tag: str, meta: dict[str, Any]) -> float | None:
-    if tag == "DP1:groups":
-        try:
-            return float(meta["group_dp"]["noise_multiplier"])
-        except (KeyError, TypeError):
-            return None
-    return ORIGINAL_Z(tag, meta)
+    """The group release's z from its request (`group_dp`); the harness's own lookup for every other tag."""
+    if tag != "DP1:groups":
+        return ORIGINAL_Z(tag, meta)
+    z = (meta.get("group_dp") or {}).get("noise_multiplier")
+    return None if z is None else float(z)
 
 
 ORIGINAL_Z = harness._requested_z
@@ -87,11 +86,12 @@ def test_a_training_row_changes_the_group_release_only_through_its_charge(tmp_pa
 
 @pytest.mark.usefixtures("grouping_harness")
 def test_an_uncharged_group_release_fails_the_check() -> None:
+    """The checker itself: group counts that differ while the ledger holds no DP1:groups charge are caught."""
     key = ("party:group_evaluation", "bank_0", 0)
-    a = [(key, "party:group_evaluation", "bank_0", {"arrays.pos": np.zeros(2)}, [("bank_0", 3, {"group_dp": {}})])]
-    b = [(key, "party:group_evaluation", "bank_0", {"arrays.pos": np.ones(2)}, [("bank_0", 3, {"group_dp": {}})])]
+    release = [("bank_0", 3, {"group_dp": {"noise_multiplier": 3.0}})]
+    d, d1 = ([(key, key[0], "bank_0", {"arrays.pos": counts}, release)] for counts in (np.zeros(2), np.ones(2)))
     with pytest.raises(AssertionError, match="arrays.pos.*no charge"):
-        harness.differential_check(NAME, a, b, None)
+        harness.differential_check(NAME, d, d1, None)
 
 
 def _holdout(extra: bool) -> PartyData:
