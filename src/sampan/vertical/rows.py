@@ -90,19 +90,23 @@ def seeded_split(ids: np.ndarray, seed: int, *, test_fraction: float, val_fracti
 
     Why: the aligned order is a fresh secret permutation every run, so positions drawn from the seed named
     other customers each time (same files and seed, AUC 0.829 then 0.772). A customer's set now depends only on
-    hash(seed, id): the same files and seed give the same test customers, each party can compute it locally,
-    and adding a customer moves no other. `test_ids` (the bank's explicit test file) fixes the test set; the
-    rest is split into validation and training by the same rule.
+    hash(seed, id): the same files and seed give the same test customers, and each party can compute it locally.
+    `test_ids` (the bank's explicit test file) fixes the test set; the rest is split into validation and training
+    by the same rule. Sizes are exact (round(n x fraction)): customers are ranked by their hash, so adding one
+    moves at most one other across each boundary.
     """
     ids = np.asarray([str(i) for i in np.asarray(ids).ravel()])
+    n = len(ids)
+    test, val = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     if test_ids is not None:
         test = np.isin(ids, sorted(test_ids))
+        rest = np.flatnonzero(~test)
         share = val_fraction / max(1.0 - test_fraction, 1e-12)
-        val = ~test & (_unit_hash("val", seed, ids) < share)
-    else:
-        u = _unit_hash("holdout", seed, ids)
-        test = u < test_fraction
-        val = ~test & (u < test_fraction + val_fraction)
+        val[rest[np.argsort(_unit_hash("val", seed, ids[rest]), kind="stable")[:int(round(len(rest) * share))]]] = True
+    else:  # exact sizes, as before: the customers ranked by their hash, the first test_fraction held out
+        order = np.argsort(_unit_hash("holdout", seed, ids), kind="stable")
+        n_test, n_val = int(round(n * test_fraction)), int(round(n * val_fraction))
+        test[order[:n_test]], val[order[n_test:n_test + n_val]] = True, True
     train = ~(test | val)
     return {k: in_seeded_order(np.flatnonzero(m).astype(np.int64), ids, seed)
             for k, m in (("train", train), ("val", val), ("test", test))}
