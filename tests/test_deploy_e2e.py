@@ -436,6 +436,38 @@ def test_deployed_scoring_with_the_deployed_vertical_model_keeps_scores_at_the_b
     np.testing.assert_allclose([r["logit"] for r in results], expected, atol=1e-3)  # fixed-point sum of the parts
 
 
+def test_deployed_scoring_reads_the_applicants_from_the_banks_own_file(fed: Federation) -> None:
+    """[scoring] applicants_file: the bank's agent reads the ids from a file on its own machine; the job the
+    coordinator holds names the path only, and the bank's scores equal those of the same ids given in the job."""
+    model_run = _vertical_model_run(fed)
+    tables = fed.tables("vertical")
+    shared = sorted(set(tables["bank_harbour"].ids) & set(tables["bank_kowloon"].ids)
+                    & set(tables["bank_lionrock"].ids))
+    applicants = [str(i) for i in shared[:6]]
+    path = fed.files.root / "bank_harbour" / "applicants.csv"
+    path.write_text("reg_no,amount\n" + "".join(f"{a},1\n" for a in applicants))
+    scores = {}
+    for name, scoring in (("dep-file", {"applicants_file": str(path), "id_column": "reg_no"}),
+                          ("dep-ids", {"applicants": applicants})):
+        run = {"run": {"name": name, "workflow": "scoring"}, "deploy": {"dataset": "vertical", "parties": BANKS},
+               "vertical": {"label_holder": "bank_harbour"}, "scoring": {"model": model_run, **scoring}}
+        run_id = fed.submit(run)
+        assert fed.wait_done(run_id, 120)["status"] == "completed"
+        store = fed.store()
+        row = store.get_run(run_id)
+        store.close()
+        if name == "dep-file":
+            assert not [a for a in applicants if a in str(row.config) + str(row.info)]  # the coordinator: path only
+        own = Store.open(f"sqlite:///{fed.files.root / 'bank_harbour' / 'state' / 'party.db'}")
+        try:
+            record = next(m for m in own.models_for_run(run_id) if m.name == f"{name}-scores:bank_harbour")
+        finally:
+            own.close()
+        scores[name] = [(r["applicant"], r["logit"]) for r in record.meta["results"]]
+    assert [a for a, _ in scores["dep-file"]] == applicants
+    np.testing.assert_allclose([z for _, z in scores["dep-file"]], [z for _, z in scores["dep-ids"]], atol=1e-9)
+
+
 def test_deployed_evaluation_of_a_registered_model_equals_its_training_runs_final_evaluation(
         fed: Federation) -> None:
     """`sampan submit` of an [evaluation] run: the coordinator resolves the model from its own registry, each
