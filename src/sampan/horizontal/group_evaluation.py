@@ -169,6 +169,8 @@ def evaluate_groups(workflow: HorizontalWorkflow, state: RunState, threshold: fl
         total_neg = neg if total_neg is None else total_neg + neg
         withheld.update(int(row) for row in reply.meta.get("withheld") or [])
     assert total_pos is not None and total_neg is not None
+    for kind, detail in workflow._take_round_events(state.round):  # the exchange's traffic, for the receipt
+        workflow.recorder.event(kind, detail)
     return group_summary(specs, total_pos, total_neg, threshold,
                          int(section.min_group_count or DEFAULT_MIN_GROUP), privacy is not None, withheld)
 
