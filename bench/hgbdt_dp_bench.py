@@ -1,7 +1,7 @@
 """Horizontal GBDT under DP vs without, on Taiwan, through the one runner (issue 13 item 2).
 
     .venv/bin/python bench/hgbdt_dp_bench.py [--trees 20] [--depth 3] [--lr 0.3] [--epsilons 1 4 16 64]
-                                             [--repeats 5] [--seed 7]
+                                             [--repeats 5] [--features-per-tree K] [--seed 7]
 
 Writes bench/results/hgbdt_dp.json. Every row is one `sampan run` of the same config in process (`[source]
 kind = "taiwan"`, 3 banks, iid, each bank's holdout 20%; AUC on every bank's holdout through the banks' own
@@ -49,6 +49,8 @@ def config(args: argparse.Namespace, store: str, epsilon: float | None) -> Any:
                   "early_stopping_rounds": args.trees}}
     if epsilon is not None:
         data["privacy"] = {"epsilon": epsilon, "delta": 1e-5, "gbdt": {"noise_multiplier": "auto", "bounds": BOUNDS}}
+        if args.features_per_tree:
+            data["privacy"]["gbdt"]["features_per_tree"] = args.features_per_tree
     return parse_config(data)
 
 
@@ -75,6 +77,7 @@ def main() -> None:
     parser.add_argument("--min-child-weight", type=float, default=20.0)
     parser.add_argument("--epsilons", type=float, nargs="+", default=[1.0, 4.0, 16.0, 64.0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--features-per-tree", type=int, default=None, help="privacy.gbdt.features_per_tree")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,7 +100,8 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     out = {"rows": rows, "args": {k: v for k, v in vars(args).items() if k != "reports"}, "bounds": BOUNDS,
            "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()}}
-    (RESULTS / "hgbdt_dp.json").write_text(json.dumps(out, indent=2))
+    suffix = f"_k{args.features_per_tree}" if args.features_per_tree else ""
+    (RESULTS / f"hgbdt_dp{suffix}.json").write_text(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

@@ -41,8 +41,10 @@ class _Counting(InProcessTransport):
         return super().exchange(messages)
 
 
-def _dp_run(tmp_path: Path, epsilon: float = 500.0, z: float = 0.8) -> tuple[Any, Store, str, _Counting, dict]:
-    config = load_config(config_toml(tmp_path, write_banks(tmp_path), DP.format(epsilon=epsilon, z=z)))
+def _dp_run(tmp_path: Path, epsilon: float = 500.0, z: float = 0.8, extra_dp: str | None = None,
+            ) -> tuple[Any, Store, str, _Counting, dict]:
+    dp = extra_dp if extra_dp is not None else DP.format(epsilon=epsilon, z=z)
+    config = load_config(config_toml(tmp_path, write_banks(tmp_path), dp))
     setups = HORIZONTAL.simulate(config, 3)
     policies = {name: PartyPrivacyPolicy() for name in setups}
     for name, setup in setups.items():
@@ -116,3 +118,16 @@ def test_a_feature_without_public_bounds_is_a_config_error(tmp_path: Path) -> No
     path.write_text(text.replace('{ name = "age", bounds = [0, 100] }', '{ name = "age" }'))
     with pytest.raises(ValueError, match=r"no public range for \['age'\]"):
         load_config(path)
+
+
+def test_a_feature_subset_per_tree_is_public_and_shrinks_each_release(tmp_path: Path) -> None:
+    """`features_per_tree`: each tree's features come from the run seed; the banks release only their bins."""
+    from sampan.horizontal.gbdt_privacy import GBDTReleasePlan
+
+    plan = GBDTReleasePlan(Ledger({}), 2.0, 20.0, 4, lambda *_: None, {}, features_per_tree=2, seed=5)
+    assert plan.tree_features(0, 3) == plan.tree_features(0, 3) and len(plan.tree_features(0, 3) or []) == 2
+    assert plan.released_features(3) == 2 and plan.request(features=[0, 2])["features"] == [0, 2]
+    extra = DP.format(epsilon=500.0, z=0.8) + "features_per_tree = 2\n"
+    result, *_ = _dp_run(tmp_path, extra_dp=extra)
+    used = {t["feature"][n] for t in result.models[0].meta["model"]["trees"] for n, o in enumerate(t["owner"]) if o}
+    assert used and len(result.models[0].meta["model"]["trees"]) == 5

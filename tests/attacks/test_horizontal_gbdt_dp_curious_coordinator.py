@@ -94,6 +94,9 @@ def test_extra_histograms_are_refused_and_nothing_is_charged_for_them() -> None:
     assert _charges(policy) == 4
     below = _hist(app, 13, [1], noise_multiplier=0.1)
     assert below.is_error and "below its minimum" in str(below.meta)
+    for features in ([0, 0], [3], [], "0"):  # a tree's feature subset: distinct indices of its own features
+        bad = _hist(app, 14, [1], features=features)
+        assert bad.is_error and "dp.features" in str(bad.meta), features
     assert _charges(policy) == 4
 
 

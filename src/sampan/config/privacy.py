@@ -73,6 +73,9 @@ class GBDTDPSection(Strict):
     bounds: dict[str, tuple[float, float]] = Field(
         default_factory=dict, description="public range per feature name for the equal-width bin edges; "
         "'sector=*' covers one-hot columns, '*' all others; default: [schema] bounds, one-hot and bool columns 0/1")
+    features_per_tree: int | None = Field(
+        default=None, ge=1, description="each tree splits on this many features, drawn from the run seed (public): "
+        "each histogram release covers only them (sensitivity sqrt(2k), not sqrt(2d)); default: all")
 
     @model_validator(mode="after")
     def _ranges(self) -> GBDTDPSection:

@@ -136,6 +136,11 @@ class HorizontalGBDTParty:
         if "clip" in msg.meta:
             c_g, c_h = (float(c) for c in msg.meta["clip"])
             g, h = np.clip(g, -c_g, c_g), np.clip(h, 0.0, c_h)
+        kept = None
+        if msg.meta.get("features") is not None:  # a tree's feature subset: the other features' bins stay 0
+            kept = np.zeros(self.slots[-1].offset + self.slots[-1].n_bins, dtype=bool)
+            for j in msg.meta["features"]:
+                kept[self.slots[j].offset : self.slots[j].offset + self.slots[j].n_bins] = True
         out = {}
         for node in msg.arrays["nodes"].tolist():
             rows = np.flatnonzero(self.node == node)
@@ -143,7 +148,8 @@ class HorizontalGBDTParty:
                 out[f"G:{node}"], out[f"H:{node}"] = np.array([g[rows].sum()]), np.array([h[rows].sum()])
                 continue
             G, H = histogram(self.bins, self.slots, rows, g, h)
-            out[f"G:{node}"], out[f"H:{node}"] = G, H
+            out[f"G:{node}"], out[f"H:{node}"] = (G, H) if kept is None else (np.where(kept, G, 0.0),
+                                                                             np.where(kept, H, 0.0))
         return msg.reply("hgb.hist", out)
 
     def split(self, msg: Message) -> Message:
@@ -243,7 +249,8 @@ def train_horizontal_gbdt(
     slots = {"all": make_slots("all", feature_names, edges, missing=True)}
     unit, scale = unit_params(params), weight_scale(params.pos_weight)  # learner units: |g| <= 1, h <= 1/4
     if privacy is not None:  # children lighter than the noise are never chosen (public values only)
-        floor = privacy.min_child_hessian(len(banks), len(feature_names), max(len(e) for e in edges) + 2)
+        floor = privacy.min_child_hessian(len(banks), privacy.released_features(len(feature_names)),
+                                          max(len(e) for e in edges) + 2)
         unit = replace(unit, min_child_weight=max(unit.min_child_weight, floor))
     model = GBDTModel(base, [], params)
     thresholds: dict[tuple[int, int], tuple[int, int]] = {}
@@ -256,10 +263,11 @@ def train_horizontal_gbdt(
             np.sum([r.arrays[f"H:{node}"] for r in replies], axis=0),
         )
 
-    def histograms(t: int, release: int, nodes: list[int], meta: dict[str, Any], totals: bool) -> list[Message]:
+    def histograms(t: int, release: int, nodes: list[int], meta: dict[str, Any], totals: bool,
+                   features: list[int] | None) -> list[Message]:
         if privacy is not None:
             privacy.charge(banks, f"histograms, tree {t + 1} release {release}", step=t + 1)
-            meta = {**meta, "dp": privacy.request(totals=totals)}
+            meta = {**meta, "dp": privacy.request(totals=totals, features=features)}
         return wave("hgb.hist", {"nodes": np.array(nodes)}, meta)
 
     for t in range(params.n_trees):
@@ -267,15 +275,17 @@ def train_horizontal_gbdt(
             break
         tree = Tree()
         root = tree.add()
-        replies = histograms(t, 1, [root], {"new_tree": True}, False)
+        chosen = privacy.tree_features(t, len(feature_names)) if privacy is not None else None
+        tree_slots = {"all": [slots["all"][j] for j in chosen]} if chosen is not None else slots
+        replies = histograms(t, 1, [root], {"new_tree": True}, False, chosen)
         level = [(root, {"all": summed(replies, root)})]
         for depth in range(params.max_depth + 1):
             splits = []
             for node, hist in level:
-                G, H = _totals(hist["all"], slots["all"], privacy is not None)
+                G, H = _totals(hist["all"], tree_slots["all"], privacy is not None)
                 tree.node_value[node] = -params.learning_rate * G / (H + unit.l2)
                 full = len(hist["all"][0]) > 1
-                cand = best_splits(hist, slots, unit) if depth < params.max_depth and full else None
+                cand = best_splits(hist, tree_slots, unit) if depth < params.max_depth and full else None
                 if cand is None:
                     tree.value[node] = tree.node_value[node]
                 else:
@@ -295,7 +305,7 @@ def train_horizontal_gbdt(
                 wanted += [small] if privacy is None else [small, big]  # DP: no subtraction (noise would add up)
                 pending.append((hist, small, big))
             wave("hgb.split", {"splits": np.array(rows, dtype=np.int64)})
-            replies = histograms(t, depth + 2, wanted, {}, depth + 1 == params.max_depth)
+            replies = histograms(t, depth + 2, wanted, {}, depth + 1 == params.max_depth, chosen)
             nxt = []
             for hist, small, big in pending:
                 sh = {"all": summed(replies, small)}

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from sampan.core.seeds import derive_seed
 from sampan.errors import ConfigError
 from sampan.privacy.calibration import calibrate_noise_multiplier
 from sampan.privacy.ledger import Budget, Ledger, PrivacyEvent
@@ -69,10 +70,12 @@ class GBDTReleasePlan:
     bounds: Mapping[str, Sequence[float]]
     clip: tuple[float, float] = (1.0, 0.25)
     edges: list[np.ndarray] = field(default_factory=list)
+    features_per_tree: int | None = None
+    seed: int = 0
 
     @classmethod
     def open(cls, config: Any, parties: Sequence[str], persist: Persist, durable: str | None = None,
-             ) -> GBDTReleasePlan:
+             seed: int = 0) -> GBDTReleasePlan:
         """The plan of a new run: one budget per bank, the noise ('auto': calibrated to every release the shape
         allows) and the clip (|g| <= 1, h <= 1/4: logistic loss with example weights scaled to at most 1)."""
         privacy, params = config.privacy, config.model.gbdt_params()
@@ -95,7 +98,21 @@ class GBDTReleasePlan:
             z = calibrate_noise_multiplier(plan, {p: budget for p in parties}, accountant=privacy.accountant)
         # example weights are scaled to at most 1 by the banks (`grid_gradients`), whatever pos_weight: |g| <= 1,
         # 0 <= h <= 1/4 per row; the banks clip to this anyway
-        return cls(ledger, float(z), count_z, per_tree, persist, dict(section.bounds), (1.0, 0.25))
+        return cls(ledger, float(z), count_z, per_tree, persist, dict(section.bounds), (1.0, 0.25),
+                   features_per_tree=section.features_per_tree, seed=seed)
+
+    def tree_features(self, tree: int, features: int) -> list[int] | None:
+        """The features tree `tree` may split on (None: all): `features_per_tree` of them drawn from the run
+        seed, public and independent of the data; each release then has sensitivity sqrt(2k), not sqrt(2d)."""
+        k = self.features_per_tree
+        if k is None or k >= features:
+            return None
+        rng = np.random.default_rng(derive_seed(self.seed, "hgbdt-features", tree))
+        return sorted(int(j) for j in rng.choice(features, size=k, replace=False))
+
+    def released_features(self, features: int) -> int:
+        """How many features each histogram release covers."""
+        return min(self.features_per_tree or features, features)
 
     def set_edges(self, names: Sequence[str], n_bins: int, schema: Any) -> None:
         """The bin edges of the run, from public bounds only (`public_edges`)."""
@@ -109,9 +126,10 @@ class GBDTReleasePlan:
         sigma_h = self.noise_multiplier * math.sqrt(2.0 * features) * self.clip[1]
         return 3.0 * sigma_h * math.sqrt(banks * bins)
 
-    def request(self, *, totals: bool = False) -> dict[str, Any]:
+    def request(self, *, totals: bool = False, features: list[int] | None = None) -> dict[str, Any]:
         """The ``dp`` settings a histogram request carries (public)."""
-        return {"noise_multiplier": self.noise_multiplier, "clip": list(self.clip), "totals": totals}
+        out: dict[str, Any] = {"noise_multiplier": self.noise_multiplier, "clip": list(self.clip), "totals": totals}
+        return out if features is None else {**out, "features": list(features)}
 
     def counts_request(self) -> dict[str, Any]:
         return {"noise_multiplier": self.count_noise_multiplier}

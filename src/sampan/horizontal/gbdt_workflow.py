@@ -81,7 +81,7 @@ class HorizontalGBDTWorkflow(Workflow):
             raise FederationError(f"run {ctx.run_id}: a horizontal GBDT run cannot resume (the banks keep their "
                                   "running scores in memory); start a new run")
         parties = sorted(ctx.transport.parties)
-        plan = (GBDTReleasePlan.open(self.config, parties, ctx.recorder.charge, ctx.recorder.ledger())
+        plan = (GBDTReleasePlan.open(self.config, parties, ctx.recorder.charge, ctx.recorder.ledger(), ctx.seed)
                 if self.private else None)
         if plan is not None:  # write-ahead: the DP row count of `describe`, before it is asked for
             plan.charge(parties, "training row count", counts=True, step=0)

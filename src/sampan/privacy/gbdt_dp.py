@@ -14,8 +14,9 @@ bank routes each of its rows to exactly ONE node, so a row falls in one node of 
 one bin per feature (a missing value has its own bin, still one per feature). The release is the vector
 [G/c_g, H/c_h] over the requested nodes: one row moves d entries of G/c_g by at most 1 and d entries of
 H/c_h by at most 1, so its L2 sensitivity is sqrt(2d) (sqrt(2) for a ``totals`` request: one G and one H per
-node). Gaussian noise N(0, (z·sqrt(2d))²) per entry, then scaled back: the noise std on G is z·sqrt(2d)·c_g
-and on H z·sqrt(2d)·c_h. The setup counts [n, positives] move by at most 1 each: sensitivity sqrt(2).
+node; sqrt(2k) when the request names k ``features`` of a tree's subset: the handler leaves the other
+features' bins at 0). Gaussian noise N(0, (z·sqrt(2d))²) per entry, then scaled back: the noise std on G is
+z·sqrt(2d)·c_g and on H z·sqrt(2d)·c_h. The setup counts [n, positives] move by at most 1 each: sensitivity sqrt(2).
 
 What the bank enforces itself (a curious coordinator cannot get more):
 - each request is one release, charged at the noise multiplier it carries (>= the policy's minimum);
@@ -146,13 +147,14 @@ def _histograms(state: PartyDPState, run: _RunTrees, shape: Mapping[str, Any] | 
         raise PolicyRefused(f"party {state.name!r} refuses nodes {again}: already released in this tree (fresh "
                             "noise on the same sums would average it away)")
     totals = bool(dp.get("totals"))
-    sensitivity = hist_sensitivity(1 if totals else width)
+    features = _features(state.name, dp.get("features"), width)
+    sensitivity = hist_sensitivity(1 if totals else len(features) if features is not None else width)
     _charge(state, msg, f"tree {trees} release {waves}", z, sensitivity,
             f"party-side: horizontal GBDT histograms, tree {trees} release {waves}")
     run.trees, run.waves, run.released = trees, waves, released | set(nodes)
     state.dp_runs.add(msg.run_id)
     meta = {k: v for k, v in msg.meta.items() if k != "dp"}
-    exact = inner(_with_meta(msg, {**meta, "clip": [c_g, c_h], "totals": totals}))
+    exact = inner(_with_meta(msg, {**meta, "clip": [c_g, c_h], "totals": totals, "features": features}))
     keys = [(f"G:{n}", f"H:{n}") for n in nodes]
     scaled = np.concatenate([np.concatenate([np.asarray(exact.arrays[g]) / c_g, np.asarray(exact.arrays[h]) / c_h])
                              for g, h in keys])
@@ -164,6 +166,19 @@ def _histograms(state: PartyDPState, run: _RunTrees, shape: Mapping[str, Any] | 
         out[h] = noised[at + width:at + 2 * width] * c_h
         at += 2 * width
     return msg.reply("hgb.hist", out, {"dp": True})
+
+
+def _features(party: str, value: Any, width: int) -> list[int] | None:
+    """A tree's feature subset (distinct feature indices): only their bins carry data, so the release's
+    sensitivity is sqrt(2k) for k of them."""
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or not value or any(
+            isinstance(j, bool) or not isinstance(j, int) or not 0 <= j < width for j in value) or len(
+            set(value)) != len(value):
+        raise PolicyRefused(f"party {party!r} refuses gbdt dp.features={value!r}: distinct feature indices below "
+                            f"{width} are needed")
+    return sorted(int(j) for j in value)
 
 
 def _charge(state: PartyDPState, msg: Message, release: str, z: float, sensitivity: float, note: str) -> None:
