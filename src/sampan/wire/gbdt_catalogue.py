@@ -116,8 +116,9 @@ def gbdt_reveals(dp: bool, n_trees: int, max_depth: int) -> dict[str, str]:
         "per tree level": f"at most {max_depth + 1} releases per tree, {n_trees} trees: level 0 the root's "
                           "histograms, each further level the histograms of every child of that level's splits "
                           "(node totals only at the last level), each bank's release clipped (|g| <= c_g, "
-                          "0 <= h <= c_h) and noised at the bank (Gaussian, L2 sensitivity sqrt(2d), sqrt 2 for "
-                          "totals), charged to the bank's and the run's ledger before it leaves",
+                          "0 <= h <= c_h) and noised at the bank (Gaussian, L2 sensitivity sqrt(2d) over d features, "
+                          "sqrt(2k) with features_per_tree = k, sqrt 2 for totals), charged to the bank's and the "
+                          "run's ledger before it leaves",
         "per tree": "nothing else: no validation loss (early stopping is off under DP)",
         "model": "splits, leaf values and bin edges computed from the noised sums and public bounds only",
         "protections": PROTECTIONS["charged"],
