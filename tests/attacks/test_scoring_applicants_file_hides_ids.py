@@ -4,33 +4,16 @@ bank -> partner), and the bank's results equal those of the same ids given in cl
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+from test_serve_session_coordinator_view import CuriousCoordinator  # the coordinator's transcript (T6's attack)
 
 from sampan.data import make_sme_consortium
 from sampan.runtime.federation import build_inprocess_vertical
 from sampan.vertical.model import LocalLinearPart, LocalScaler
 from sampan.vertical.session import VerticalSession
 from sampan.wire import Message
-
-
-class RecordingTransport:
-    """The coordinator's view: every message it sends and every reply it receives."""
-
-    def __init__(self, inner: object) -> None:
-        self.inner, self.seen = inner, []
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.inner, name)
-
-    def exchange(self, messages: Iterable[Message]) -> Iterator[Message]:
-        sent = list(messages)
-        self.seen += sent
-        for reply in self.inner.exchange(sent):  # type: ignore[attr-defined]
-            self.seen.append(reply)
-            yield reply
 
 
 def _blob(msg: Message) -> bytes:
@@ -45,8 +28,8 @@ def test_the_coordinator_never_holds_the_ids_of_a_file_request(tmp_path: Path) -
         d = p.data.X.shape[1]
         p.loaded_part = LocalLinearPart(name, list(p.data.feature_names), LocalScaler(np.zeros(d), np.ones(d)),
                                         rng.normal(size=d))
-    transport = RecordingTransport(inner)
-    session = VerticalSession(transport, label_holder="bank", partners=["payments"], run_id="file-ids")  # type: ignore[arg-type]
+    transport = CuriousCoordinator(inner)
+    session = VerticalSession(transport, label_holder="bank", partners=["payments"], run_id="file-ids")
     session.connect()
     ids = [str(i) for i in tables["bank"].ids[:12]]
     path = tmp_path / "applicants.csv"
