@@ -29,7 +29,7 @@ def test_the_coordinator_never_holds_the_ids_of_a_file_request(tmp_path: Path) -
         p.loaded_part = LocalLinearPart(name, list(p.data.feature_names), LocalScaler(np.zeros(d), np.ones(d)),
                                         rng.normal(size=d))
     transport = CuriousCoordinator(inner)
-    session = VerticalSession(transport, label_holder="bank", partners=["payments"], run_id="file-ids")
+    session = VerticalSession(transport, label_holder="bank", partners=["payments"], run_id="file-ids")  # type: ignore[arg-type]
     session.connect()
     ids = [str(i) for i in tables["bank"].ids[:12]]
     path = tmp_path / "applicants.csv"
