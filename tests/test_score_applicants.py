@@ -120,6 +120,8 @@ def test_errors_name_the_file_column_and_rows(trained: dict, tmp_path: Path) -> 
     assert NATIVE in dict.fromkeys(scorer.inputs)  # the lr run imputed it with the mean: no error
     result = _score(trained, "--model", "nope", "--data", str(holes))
     assert result.exit_code == 2 and "no model 'nope'" in result.output
+    result = _score(trained, "--model", "lr", "--data", str(holes), "--id-column", "reg_no")
+    assert result.exit_code == 2 and "'reg_no' (--id-column)" in result.output
 
 
 def test_a_column_without_imputation_is_refused_with_its_rows(trained: dict) -> None:

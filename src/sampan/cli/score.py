@@ -139,6 +139,11 @@ def _horizontal(run_store: Store, model: str, data: Path, id_column: str | None,
     console.print(f"Scoring with [bold]{scorer.predictor.name}[/] v{scorer.predictor.version} "
                   f"({scorer.describe()['kind']}; reasons: {scorer.method}).", highlight=False)
     for first, columns in read_chunks(data, chunk_rows):
+        if id_column is not None and id_column not in columns:
+            from sampan.errors import DataError
+
+            raise DataError(f"file {str(data)!r}: no column {id_column!r} (--id-column); it has "
+                            f"{', '.join(repr(c) for c in columns)}")
         yield [r.as_dict() for r in scorer.score_columns(columns, where=f"file {str(data)!r}: ", first_row=first)]
 
 
