@@ -1,0 +1,31 @@
+"""Review (issue 13) of missing markers in the loader (`sampan.data.loaders.load_table`, `_columns`).
+
+R13-LOAD-1: missing cells are "declared per column in the schema" (`missing = [...]`; NaN always in a numeric
+column), yet the CSV reader turns the texts Arrow treats as null ("NA", "N/A", "null", "NaN", "nan", "-NaN", ...)
+into missing cells in TEXT columns too (ids, categories: `strings_can_be_null=True` with Arrow's default null
+values). A category column whose declared categories include "NA" (North America, Namibia, "not applicable") and
+whose policy is impute = "category" then files every "NA" row silently under "(missing)": no error, a wrong
+one-hot. Without the policy the same file is refused as "missing/NaN value" though the value is a declared
+category. (data/loaders.py `read_columns`, ConvertOptions.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sampan.data import TableSchema
+from sampan.data.loaders import load_table
+
+
+@pytest.mark.xfail(strict=True, reason="R13-LOAD-1: a declared category 'NA' is read as a missing cell (Arrow's "
+                                       "default null texts), silently one-hot encoded as '(missing)'")
+def test_a_declared_category_na_is_that_category(tmp_path: Path) -> None:
+    path = tmp_path / "bank.csv"
+    path.write_text("id,y,region\n1,0,EU\n2,1,NA\n3,0,EU\n")
+    schema = TableSchema(id="id", label="y", features=[
+        {"name": "region", "kind": "category", "categories": ["EU", "NA"], "impute": "category"}])
+    data = load_table(path, schema, "bank_a")
+    row = dict(zip(data.feature_names, data.X[1], strict=True))
+    assert row["region=NA"] == 1.0 and row["region=(missing)"] == 0.0
