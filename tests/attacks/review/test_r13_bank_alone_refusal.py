@@ -15,13 +15,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _horizontal_run import run_workflow
-from test_neighbouring_horizontal import FEATURES, _data
 
 from sampan.config import parse_config
 from sampan.core.capability import PartySetup
+from sampan.data import PartyData
 from sampan.horizontal.capability import HORIZONTAL
 from sampan.runtime.store import Store
 from sampan.transport.inprocess import InProcessTransport
+
+FEATURES = ["x1", "x2", "x3"]
+
+
+def _data(name: str, n: int, rng: np.random.Generator) -> PartyData:
+    X = rng.normal(size=(n, len(FEATURES)))
+    y = (X @ np.array([1.5, -1.0, 0.5]) + rng.normal(size=n) > 0).astype(np.int8)
+    return PartyData(party=name, ids=np.array([f"{name}-{i}" for i in range(n)], dtype=object), X=X, y=y,
+                     feature_names=FEATURES)
 
 
 @pytest.mark.xfail(strict=True, reason="R13-BA-3: one bank that cannot answer bank_alone (no holdout rows) fails the "
