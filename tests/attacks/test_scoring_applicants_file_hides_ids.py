@@ -57,7 +57,33 @@ def test_a_deployed_bank_reads_only_the_file_of_the_job_it_accepted() -> None:
     base = {"request_id": "r/1", "partners": ["payments"], "bank": "bank"}
     check_request(None, "bank", "score.start", {**base, "applicants_file": "/bank/applicants.csv",
                                                 "id_column": "reg_no"}, job)
-    for meta in ({"applicants_file": "/etc/passwd", "id_column": "reg_no"},
-                 {"applicants_file": "/bank/applicants.csv", "id_column": "secret_column"}):
-        with pytest.raises(JobRefused, match="applicants file"):
-            check_request(None, "bank", "score.start", {**base, **meta}, job)
+    for kind in ("score.start", "vgb.score_start"):
+        for meta in ({"applicants_file": "/etc/passwd", "id_column": "reg_no"},
+                     {"applicants_file": "/bank/applicants.csv", "id_column": "secret_column"}):
+            with pytest.raises(JobRefused, match="applicants file"):
+                check_request(None, "bank", kind, {**base, **meta}, job)
+
+
+def test_a_gbdt_request_from_the_banks_file_hides_the_ids_too(tmp_path: Path) -> None:
+    from test_vertical_lr import _session, _vertical_tables
+
+    from sampan.models.gbdt import GBDTParams
+    from sampan.vertical.gbdt import score_vertical_gbdt, train_vertical_gbdt
+    from sampan.vertical.session import Splits
+
+    session, parties, inner = _session(_vertical_tables(False))
+    splits = Splits.random(session.n_aligned, seed=1)
+    train_vertical_gbdt(inner, session.run_id, "bank", ["payments"], splits.train, splits.val,
+                        GBDTParams(n_trees=3, max_depth=2, n_bins=8, early_stopping_rounds=50))
+    ids = [str(i) for i in parties["bank"].data.ids[:9]]
+    path = tmp_path / "applicants.csv"
+    path.write_text("reg_no\n" + "\n".join(ids) + "\n")
+    transport = CuriousCoordinator(inner)
+    score_vertical_gbdt(transport, session.relay, "bank", ["payments"], "from-file",  # type: ignore[arg-type]
+                        applicants_file={"applicants_file": str(path), "id_column": "reg_no"})
+    seen = b"".join(_blob(m) for m in transport.seen)
+    assert not [i for i in ids if i.encode() in seen], "an applicant id crossed the coordinator"
+    score_vertical_gbdt(inner, session.relay, "bank", ["payments"], "in-clear", applicants=ids)
+    results = parties["bank"].gbdt.results
+    assert [r["applicant"] for r in results["from-file"]] == ids
+    assert [r["logit"] for r in results["from-file"]] == [r["logit"] for r in results["in-clear"]]

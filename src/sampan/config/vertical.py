@@ -130,7 +130,7 @@ class ScoringSection(Strict):
     applicants: tuple[str, ...] = Field(default=(), description="ids of the applications to score")
     applicants_file: str | None = Field(
         default=None, min_length=1, description="instead of applicants: a CSV at the bank (a path on the bank's "
-        "machine) whose id column the bank reads itself, so the coordinator never holds the ids (lr, scorecard)")
+        "machine) whose id column the bank reads itself, so the coordinator never holds the ids")
     id_column: str | None = Field(default=None, min_length=1, description="applicants_file's id column (default: "
                                   "its first column)")
     kind: Literal["lr", "scorecard", "gbdt"] = Field(

@@ -320,13 +320,13 @@ def _check_vertical_job(party: str, kind: str, meta: Mapping[str, Any], job: Map
             f"vertical.load_model names model run {meta.get('model_run')!r}; the "
             f"scoring job this party accepted announced {job['model_run']!r}",
         )
-    if workflow == "scoring" and kind == "score.start" and "applicants_file" in meta and (
+    if workflow == "scoring" and kind in ("score.start", "vgb.score_start") and "applicants_file" in meta and (
         (meta.get("applicants_file"), meta.get("id_column")) != (job.get("applicants_file"), job.get("id_column"))
     ):  # the bank reads only the file (and column) of the job it accepted, never one a coordinator names
         raise JobRefused(
             party,
             "request",
-            f"score.start names applicants file {meta.get('applicants_file')!r} (column {meta.get('id_column')!r}); "
+            f"{kind} names applicants file {meta.get('applicants_file')!r} (column {meta.get('id_column')!r}); "
             f"the scoring job this party accepted announced {job.get('applicants_file')!r} "
             f"(column {job.get('id_column')!r})",
         )

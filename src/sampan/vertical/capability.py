@@ -178,9 +178,6 @@ class ScoringWorkflow(Workflow):
         job = scoring_job_of(ctx.config)
         if not job.applicants and not job.applicants_file:
             raise ValueError("no applicants to score")
-        if job.applicants_file and not job.applicants and job.kind == "gbdt":
-            raise ValueError("applicants_file: the bank reads applicant ids from its own file for lr and scorecard "
-                             "models; a gbdt scoring job takes its applicant ids in [scoring] applicants")
         session = VerticalSession(ctx.transport, label_holder=job.label_holder, partners=list(job.partners),
                                   run_id=ctx.run_id)
         ctx.progress("stage", {"stage": "connecting (signed run keys)"})
@@ -191,12 +188,14 @@ class ScoringWorkflow(Workflow):
         ctx.check_cancelled()
         what = f"{len(job.applicants)} applications" if job.applicants else "the applications in the bank's file"
         ctx.progress("stage", {"stage": f"scoring {what}"})
+        from_file = ({"applicants_file": job.applicants_file, "id_column": job.id_column}
+                     if job.applicants_file and not job.applicants else None)  # the bank reads the ids; none here
         if job.kind == "gbdt":
             request = f"{ctx.run_id}/score"
             score_vertical_gbdt(ctx.transport, relay, job.label_holder, list(job.partners), request,
-                                applicants=list(job.applicants))
-        elif job.applicants_file and not job.applicants:  # the bank reads the ids; the coordinator holds none
-            request = session._score({}, {"applicants_file": job.applicants_file, "id_column": job.id_column})[1]
+                                applicants=None if from_file else list(job.applicants), applicants_file=from_file)
+        elif from_file:
+            request = session._score({}, from_file)[1]
         else:
             request = session.score(list(job.applicants))
         reply = relay.wave(ctx.transport, [relay.request(job.label_holder, "score.save", meta={

@@ -13,7 +13,7 @@ schedule, never a label, gradient or split.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,11 +163,15 @@ def train_vertical_gbdt(transport: Transport, run_id: str, bank: str, partners: 
 
 
 def score_vertical_gbdt(transport: Transport, relay: Relay, bank: str, partners: list[str], request_id: str, *,
-                        aligned: np.ndarray | None = None, applicants: list[str] | None = None) -> Message:
-    """Three waves: bank seals the query to partners, partners answer with directions, bank finishes."""
+                        aligned: np.ndarray | None = None, applicants: list[str] | None = None,
+                        applicants_file: Mapping[str, Any] | None = None) -> Message:
+    """Three waves: bank seals the query to partners, partners answer with directions, bank finishes.
+
+    ``applicants_file`` ({"applicants_file": path, "id_column": name}) instead of ``applicants``: the bank
+    reads the ids from its own file (`sampan.vertical.scoring.read_applicant_ids`); the coordinator holds none."""
     base = {"request_id": request_id, "partners": partners, "bank": bank}
     arrays = {"aligned": np.asarray(aligned, dtype=np.int64)} if aligned is not None else {}
-    meta = {**base, **({"applicants": list(applicants)} if applicants is not None else {})}
+    meta = {**base, **({"applicants": list(applicants)} if applicants is not None else {}), **(applicants_file or {})}
     relay.wave(transport, [relay.request(bank, "vgb.score_start", arrays, meta)])
     relay.wave(transport, (relay.request(p, "vgb.score_partial", meta=base) for p in partners))
     return relay.wave(transport, [relay.request(bank, "vgb.score_finish", meta=base)])[0]

@@ -106,7 +106,11 @@ class GBDTScoring:
             model = "gbdt:" + fingerprint(*self.part_arrays())
             query = {"aligned": self._run_rows(msg.run_id).admit_evaluation(model, msg.arrays["aligned"], n, self._y)}
         else:
-            query = {"ids": np.frombuffer("\n".join(msg.meta["applicants"]).encode(), dtype=np.uint8)}
+            from sampan.vertical.scoring import read_applicant_ids  # the bank's own file, when the job names one
+
+            ids = (read_applicant_ids(self.name, str(msg.meta["applicants_file"]), msg.meta.get("id_column"))
+                   if "applicants_file" in msg.meta else list(msg.meta["applicants"]))
+            query = {"ids": np.frombuffer("\n".join(ids).encode(), dtype=np.uint8)}
         rows, applicants = self._query_rows(query)
         if applicants and (rows < 0).any():  # review R12-VER-8: answered like a known one (its nodes take the
             # default direction, as a partner's unknown id does), so the coordinator cannot test bank membership
