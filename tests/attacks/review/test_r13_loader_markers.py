@@ -29,3 +29,13 @@ def test_a_declared_category_na_is_that_category(tmp_path: Path) -> None:
     data = load_table(path, schema, "bank_a")
     row = dict(zip(data.feature_names, data.X[1], strict=True))
     assert row["region=NA"] == 1.0 and row["region=(missing)"] == 0.0
+
+
+@pytest.mark.xfail(strict=True, reason="R13-LOAD-2: schema bounds whose width overflows pass validation, then fail "
+                                       "at the bank's impute_stats (after the DP charge) without naming the column")
+def test_bounds_whose_width_is_not_finite_are_refused_at_config_time() -> None:
+    """R13-LOAD-2: [schema] bounds are checked finite with low < high, but not that high − low is finite: with
+    bounds = [-1e308, 1.7e308] a DP run is accepted, charged, and every bank fails on `impute_stats` with numpy's
+    "Too many bins for data range" (no column named); a mean column silently gets z = 0 for every value."""
+    with pytest.raises(ValueError, match="income"):
+        TableSchema(id="id", label="y", features=[{"name": "income", "impute": "median", "bounds": [-1e308, 1.7e308]}])
