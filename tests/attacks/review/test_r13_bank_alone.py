@@ -5,7 +5,10 @@ R13-BA-1: without DP, `bank_alone` is an exact release about the bank's holdout 
 up to 2000 bins, under a model the coordinator chooses), yet it is not counted against the bank's
 `max_evaluations` (review R11-5: "every run that evaluates the holdout counts"; `group_release_mod` requires the
 run's counted evaluation first, `local_comparison_mod` does not). A bank whose cap is spent still answers, in
-any number of fresh runs, with a crafted model that puts each holdout row in its own bin.
+any number of fresh runs, with a crafted model that puts each holdout row in its own bin. As for a non-DP
+`evaluate`, each single-row bin's exact ``sum_p`` inverts to the row's score, so with params (1, 0, 0) the
+reply gives 18 of 20 holdout rows' exact feature value (to 1e-10) and label: the cap is the only bound on
+that, and this door skips it.
 
 R13-BA-2: under DP the mod checks the consortium model by its digest, which folds the scaler into the weights
 (`canonical_arrays`), but the local-only model is TRAINED on the request's scaler. So a coordinator may send
