@@ -50,3 +50,18 @@ def test_a_coordinator_cannot_zoom_in_on_one_value_without_dp() -> None:
     except (PolicyRefused, ValueError):
         return  # refused: the defence holds
     assert hi - lo > 1e-3, f"the record's value is pinned to [{lo!r}, {hi!r}]"
+
+
+@pytest.mark.xfail(strict=True, reason="R13-IMP-3b: without DP a bank reveals the exact min and max of a column whose "
+                                       "schema declares public bounds (receipt: only median columns without bounds)")
+def test_exact_ranges_only_for_a_median_column_without_bounds() -> None:
+    """R13-IMP-3b: the receipt lists "min/max of a median column without bounds"; the bank answers `ranges` for any
+    column it imputes, also one with declared public bounds (here income, bounds [0, 100]): the largest and the
+    smallest customer's exact values."""
+    bank = _bank(np.array([41.123456, 3.0, 17.5, 60.0, 88.0, np.nan]))
+    meta = {"ranges": [{"index": 0, "name": "income"}]}
+    try:
+        reply = bank.handlers()["impute_stats"](Message("run-1", 0, "coordinator", "bank_a", "impute_stats", meta=meta))
+    except (PolicyRefused, ValueError):
+        return
+    assert reply.is_error, f"exact extremes released: {reply.arrays['low']}, {reply.arrays['high']}"
