@@ -25,6 +25,8 @@ import multiprocessing as mp
 import os
 import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -95,36 +97,40 @@ def _vertical_grpc_backend(store: Any, run_id: str, root: Path) -> Any:
                                               0.5))
 
 
-def serve_process(target: str, models: dict[str, Any], transport: str, root: str, port: int, workers: int) -> None:
-    """The server: `sampan serve`'s own path (a bank-serve.toml, its token file, uvicorn workers), or for the
-    gRPC variant the session over the hub built here. Access-log lines go to a file (their cost counts)."""
+def grpc_server_process(models: dict[str, Any], root: str, port: int) -> None:
+    """The --vertical-transport grpc server: the session over the hub built here, one uvicorn process."""
     import logging
-    import sys
 
     import uvicorn
 
+    from sampan.runtime.store import Store
     from sampan.serve.app import create_app
     from sampan.serve.auth import TokenBook, token_hash
-    from sampan.serve.config import load_serve_config
-    from sampan.serve.service import serve
 
-    sys.stderr = open(Path(root) / f"{target}-server.log", "w")  # noqa: SIM115 - for the life of this process
     logging.getLogger("sampan").setLevel(logging.ERROR)
-    folder = Path(root)
-    if target == "vertical" and transport == "grpc":
-        from sampan.runtime.store import Store
+    app = create_app(_vertical_grpc_backend(Store.open(models["store"]), models["vertical_run"], Path(root)),
+                     tokens=TokenBook({"bench": token_hash(TOKEN)}))
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="error", access_log=False)
 
-        app = create_app(_vertical_grpc_backend(Store.open(models["store"]), models["vertical_run"], folder),
-                         tokens=TokenBook({"bench": token_hash(TOKEN)}))
-        uvicorn.run(app, host="127.0.0.1", port=port, log_level="error", access_log=False)
-        return
-    (folder / "tokens.txt").write_text(f"bench:{token_hash(TOKEN)}\n")
+
+def start_server(target: str, models: dict[str, Any], args: argparse.Namespace, root: Path, port: int) -> Any:
+    """`sampan serve --config bank-serve.toml` as a bank runs it (its token file, its workers; the access log
+    goes to a file and its cost counts), or for the gRPC variant the hub-backed server in a spawned process."""
+    if target == "vertical" and args.vertical_transport == "grpc":
+        process = mp.get_context("spawn").Process(target=grpc_server_process, args=(models, str(root), port))
+        process.start()
+        return process
+    from sampan.serve.auth import token_hash
+
+    (root / "tokens.txt").write_text(f"bench:{token_hash(TOKEN)}\n")
     chosen = f'model = "{models["horizontal"]}"' if target == "horizontal" else \
         f'vertical_run = "{models["vertical_run"]}"'
-    config = folder / f"{target}-serve.toml"
+    config = root / f"{target}-serve.toml"
     config.write_text(f'[serve]\nstore = "{models["store"]}"\n{chosen}\nhost = "127.0.0.1"\nport = {port}\n'
-                      f'threshold = 0.5\nworkers = {workers}\n[serve.auth]\ntokens_file = "tokens.txt"\n')
-    serve(load_serve_config(config))
+                      f'threshold = 0.5\nworkers = {args.workers}\n[serve.auth]\ntokens_file = "tokens.txt"\n')
+    log = open(root / f"{target}-server.log", "w")  # noqa: SIM115 - the child's stdout/stderr
+    return subprocess.Popen([sys.executable, "-m", "sampan.cli", "serve", "--config", str(config)], stdout=log,
+                            stderr=subprocess.STDOUT)
 
 
 def _free_port() -> int:
@@ -219,11 +225,8 @@ def cpu_seconds(pid: int) -> float:
 
 def measure(target: str, models: dict[str, Any], args: argparse.Namespace, root: Path) -> dict[str, dict[str, Any]]:
     """Start the server for ``target``; measure its no-op route and its /v1/score at the same rate."""
-    ctx = mp.get_context("spawn")
     port = _free_port()
-    process = ctx.Process(target=serve_process, args=(target, models, args.vertical_transport, str(root), port,
-                                                      args.workers))
-    process.start()
+    process = start_server(target, models, args, root, port)
     try:
         try:
             _wait_listening(port)
@@ -248,7 +251,8 @@ def measure(target: str, models: dict[str, Any], args: argparse.Namespace, root:
     finally:
         tree = _process_tree(process.pid)  # type: ignore[arg-type]
         process.terminate()
-        process.join(10)
+        with contextlib.suppress(Exception):
+            process.wait(10) if isinstance(process, subprocess.Popen) else process.join(10)
         for pid in tree:  # workers left behind by a master that did not stop them in time
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
