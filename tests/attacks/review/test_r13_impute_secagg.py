@@ -25,3 +25,21 @@ def test_a_bank_requiring_secagg_refuses_imputation_statistics_in_clear() -> Non
     with pytest.raises(JobRefused):
         check_request(AllowSection(require=["secure_aggregation"]), "bank_a", "impute_stats", {"columns": [MEDIAN]},
                       SECAGG_JOB)
+
+
+DP_JOB = {"workflow": "horizontal", "protections": ["dp", "dp1", "dp2"], "parties": ["bank_a", "bank_b"]}
+
+
+@pytest.mark.xfail(strict=True, reason="R13-IMP-5: a malformed impute_stats meta.dp crashes the bank's request gate "
+                                       "(AttributeError) instead of a refusal")
+@pytest.mark.parametrize("dp", [5, "x", [1.0]])
+def test_a_malformed_dp_field_is_refused_by_the_gate(dp: object) -> None:
+    """R13-IMP-5: `(meta.get("dp") or {}).get(...)` in the gate raises AttributeError on a non-mapping `dp`; the
+    agent (`PartyAgent.handle`) catches only JobRefused around the gate, so the exception escapes the handler (the
+    link's session is torn down) and the request is neither refused nor written to the bank's audit log."""
+    try:
+        check_request(AllowSection(min_noise_multiplier=1.0), "bank_a", "impute_stats",
+                      {"columns": [MEDIAN], "dp": dp}, DP_JOB)
+    except JobRefused:
+        return
+    raise AssertionError("a malformed dp field passed the gate")
