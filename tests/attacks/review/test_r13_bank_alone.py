@@ -16,9 +16,17 @@ any scaler that folds to the evaluated model: standardising feature a as 1e4 * (
 the consortium function, and digest, are unchanged) turns the DP-SGD local model into a step at a = t, and its
 exact holdout histogram into the label counts of {a > t} and {a <= t}: a second holdout query of the
 coordinator's choosing in a DP run, beyond the one evaluated model per run that `max_evaluations` counts.
+
+R13-BA-4: the run's DP flag (`PartyDPState.dp_runs`) and the "once per run" memory live in memory, while the
+evaluated-model record survives a restart. After a bank restarts mid-run (its policy not itself requiring DP),
+a `bank_alone` without ``dp2`` in the same DP run takes the exact path: the local-only model trained WITHOUT
+DP-SGD on the training rows (the run's DP unit), 2000 bins, any consortium model, nothing charged. The
+deployed gate (job announced DP => dp2) covers agents, not the library's PartyApp (same root as R13-GRP-4).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,3 +106,26 @@ def test_under_dp_the_local_only_model_trains_on_the_evaluated_scaler() -> None:
         filled = np.flatnonzero(pos + neg)
         assert {(int(pos[i]), int(neg[i])) for i in filled} == truth, filled
     assert reply.is_error, "the local-only model trained on a coordinator-steered scaler"
+
+
+@pytest.mark.xfail(strict=True, reason="R13-BA-4: after a restart, a DP run's bank_alone is answered without DP-SGD "
+                                       "(local-only model trained exactly on the DP unit, 2000 bins, uncharged)")
+def test_a_restarted_bank_never_answers_a_dp_runs_comparison_without_dp_sgd(tmp_path: Path) -> None:
+    from sampan.metrics.histogram import DP_BINS
+
+    policy = PartyPrivacyPolicy()  # the bank does not itself require DP; the run is a DP run
+
+    def bank() -> PartyApp:
+        setup = PartySetup("bank", (_table(200, 1), _table(20, 2)), {"workflow": "horizontal", "bank_alone": True},
+                           policy=policy, state_dir=tmp_path)
+        return HORIZONTAL.party_app(setup)
+
+    first, run = bank(), "run-dp"
+    rows = int(_ask(first, run, "describe", {}, dp_count={"noise_multiplier": 1.0}).meta["n_train"])
+    model = {"params": np.array([1.0, 0.0, 0.0])}
+    assert not _ask(first, run, "evaluate", model, model=MODEL, bins=DP_BINS, public_rows=rows).is_error
+    before = _ask(first, run, "bank_alone", model, model=MODEL, train=TRAIN, seed=1, bins=MAX_BINS)
+    assert before.is_error and "DP-SGD" in before.meta["error"]  # while it runs: refused
+    restarted = bank()  # the agent restarts; its state dir (evaluated.json) and ledger stay
+    reply = _ask(restarted, run, "bank_alone", model, model=MODEL, train=TRAIN, seed=1, bins=MAX_BINS)
+    assert reply.is_error, "a DP run's comparison answered exactly (non-DP local-only model, fine bins)"
