@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from fractions import Fraction
 
 import numpy as np
@@ -204,15 +203,13 @@ def test_discrete_gaussian_chisquare_rejects_wrong_scale(discrete_gaussian_sampl
     assert chisquare_against(x, gaussian_logpmf(factor * mech.sigma)) < 1e-6
 
 
-def test_discrete_gaussian_with_os_randomness_is_correct_and_fast_enough() -> None:
-    """The production path (secrets): 10^4 exact samples in a few seconds, from the right pmf.
+def test_discrete_gaussian_with_os_randomness_is_correct() -> None:
+    """The production path (secrets): 10^4 exact samples from the right pmf (timings live in bench/).
 
     Not seeded, so the threshold is 1e-6: a correct sampler fails this once in a million runs.
     """
     mech = DiscreteGaussianMechanism(sensitivity=1, sigma=2.5)
-    start = time.perf_counter()
     x = mech.noise(N_DISCRETE_SECURE)
-    assert time.perf_counter() - start < 5.0
     assert chisquare_against(x, gaussian_logpmf(2.5)) > 1e-6
 
 
