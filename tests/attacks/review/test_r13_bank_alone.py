@@ -22,6 +22,11 @@ evaluated-model record survives a restart. After a bank restarts mid-run (its po
 a `bank_alone` without ``dp2`` in the same DP run takes the exact path: the local-only model trained WITHOUT
 DP-SGD on the training rows (the run's DP unit), 2000 bins, any consortium model, nothing charged. The
 deployed gate (job announced DP => dp2) covers agents, not the library's PartyApp (same root as R13-GRP-4).
+
+R13-BA-5: `compare_with` builds the local-only model from the request's ``meta.model`` and calls `init_params`
+before anything bounds its size (only ``n_features`` is checked); unlike `fit`/`evaluate`, no parameters need
+to travel, so a few-byte request ({"kind": "mlp", "hidden": [10**9]}) makes each bank allocate 32 GB (an
+agent OOM). The deployed gate does not check the model of a `bank_alone` against the job's model either.
 """
 
 from __future__ import annotations
@@ -129,3 +134,21 @@ def test_a_restarted_bank_never_answers_a_dp_runs_comparison_without_dp_sgd(tmp_
     restarted = bank()  # the agent restarts; its state dir (evaluated.json) and ledger stay
     reply = _ask(restarted, run, "bank_alone", model, model=MODEL, train=TRAIN, seed=1, bins=MAX_BINS)
     assert reply.is_error, "a DP run's comparison answered exactly (non-DP local-only model, fine bins)"
+
+
+@pytest.mark.xfail(strict=True, reason="R13-BA-5: a bank_alone request's model config alone (no params) makes the bank "
+                                       "allocate an MLP of any size (hidden=[1e9]: 32 GB), unchecked")
+def test_a_huge_model_config_is_refused_before_the_bank_allocates_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sampan.models.mlp
+
+    sizes: list[int] = []
+
+    def recording_init(self: sampan.models.mlp.MLP, rng: np.random.Generator) -> np.ndarray:
+        sizes.append(int(self.n_params))  # never allocate here: the test only records what the bank would build
+        raise MemoryError("the bank would allocate this model")
+
+    monkeypatch.setattr(sampan.models.mlp.MLP, "init_params", recording_init)
+    app = _bank()
+    huge = {"kind": "mlp", "n_features": 2, "hidden": [10**9]}  # the message itself is a few bytes
+    _ask(app, "run-1", "bank_alone", {"params": np.zeros(3)}, model=huge, train=TRAIN, seed=1, bins=10)
+    assert not any(n > 10**7 for n in sizes), f"the bank began allocating a {max(sizes)}-parameter model"
