@@ -25,6 +25,10 @@ R13-GRP-3: the "one group evaluation per run" memory (`answered`) and the run's 
 R13-GRP-4: likewise, in a DP run whose party policy does not itself require DP, a restarted party answers a group
   request without ``group_dp`` with exact, un-noised, uncharged counts (`PartyDPState.dp_runs` is in memory; the
   deployed gate's "job announced DP => group_dp" check covers deployments, not the library's PartyApp).
+R13-GRP-8 (low): `group_evaluation`'s docstring says "Once per run, and only on the model the party evaluated in
+  this run"; the mod checks the model only under DP. Without DP a coordinator picks the model of the group
+  request, so the record R13-GRP-1 isolates gives any one linear projection of its features (score bin), not only
+  its score under the released model.
 """
 
 from __future__ import annotations
@@ -158,3 +162,15 @@ def test_a_restarted_party_never_releases_a_dp_runs_groups_in_clear(tmp_path: Pa
     restarted = _app(policy, state_dir=tmp_path)  # the agent restarts; its state dir (evaluated.json) stays
     reply = _ask(restarted, EVALUATE_GROUPS, groups=AGE, bins=GROUP_BINS)  # no group_dp
     assert reply.is_error or reply.meta.get("dp") is True
+
+
+@pytest.mark.xfail(strict=True, reason="R13-GRP-8: without DP the group request is answered on any model, not only "
+                                       "the one the party evaluated in the run (as group_evaluation's docstring says)")
+def test_groups_are_evaluated_only_on_the_model_the_party_evaluated() -> None:
+    app = _app()
+    assert _ask(app, "evaluate").kind == "evaluation"
+    # a model that scores one feature: the isolated record's score bin (R13-GRP-1) is then its district column
+    probe = np.array([0.0, 0.0, 8.0, -8.0, 0.0, 0.0])
+    reply = app.handle(Message("run-1", 3, "coordinator", "bank", EVALUATE_GROUPS, arrays={"params": probe},
+                               meta={"model": MODEL, "groups": AGE, "bins": GROUP_BINS}))
+    assert reply.is_error
