@@ -1,0 +1,59 @@
+"""Review R13-HGB-1: a malicious coordinator makes a bank's gradients NaN; the noise does not hide which bins hold rows.
+
+`hgb.leaves` adds the coordinator's leaf values to the bank's running scores unchecked (an array over the wire, so
+NaN travels). With a NaN leaf value every row's next gradient is NaN, `np.clip` keeps NaN, and the Gaussian
+mechanism adds noise to NaN: a released bin is NaN exactly when at least one row sits in it, finite otherwise.
+The coordinator then reads bin occupancy of every node exactly, whatever the noise multiplier: here the bin
+"f0 > 5" holds one target row alone, so its membership leaves deterministically (the release is charged as if
+the noise protected it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sampan.core.capability import PartySetup
+from sampan.data import PartyData
+from sampan.horizontal.capability import HORIZONTAL
+from sampan.privacy.party_policy import PartyPrivacyPolicy
+from sampan.wire import Message
+
+FEATURES = ["f0", "f1", "f2"]
+DP = {"noise_multiplier": 4.0, "clip": [1.0, 0.25]}
+
+
+def _bank(with_target: bool) -> object:
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(40, 3))
+    y = (rng.random(40) < 0.4).astype(np.int8)
+    if with_target:
+        X, y = np.vstack([X, [[9.0, 9.0, 9.0]]]), np.append(y, np.int8(1))  # the only row with f0 > 5
+    data = PartyData(party="bank", ids=np.array([f"r{i}" for i in range(len(X))], dtype=object), X=X, y=y,
+                     feature_names=FEATURES)
+    job = {"workflow": "horizontal", "model": "gbdt", "gbdt": {"n_trees": 2, "max_depth": 2, "dp": True}}
+    return HORIZONTAL.party_app(PartySetup("bank", (data, data.subset(np.arange(5))), job,
+                                           policy=PartyPrivacyPolicy()))
+
+
+def _ask(app, step: int, kind: str, arrays: dict, meta: dict) -> Message:
+    return app.handle(Message("run", step, "coordinator", "bank", kind, arrays, meta))
+
+
+def _attack(with_target: bool) -> Message:
+    app = _bank(with_target)
+    _ask(app, 1, "hgb.setup", {"edges": np.array([5.0, 0.0, 0.0]), "counts": np.array([1, 1, 1])},
+         {"base_score": 0.0})
+    _ask(app, 2, "hgb.hist", {"nodes": np.array([0])}, {"new_tree": True, "dp": DP})
+    _ask(app, 3, "hgb.leaves", {"values": np.array([np.nan])}, {})  # every running score becomes NaN
+    return _ask(app, 4, "hgb.hist", {"nodes": np.array([0])}, {"new_tree": True, "dp": DP})
+
+
+@pytest.mark.xfail(strict=True, reason="R13-HGB-1: NaN leaf values make the noised histograms reveal exact bin "
+                                       "occupancy (a target row's membership) despite the charged noise")
+def test_noised_histograms_never_reveal_which_bins_hold_rows() -> None:
+    replies = {flag: _attack(flag) for flag in (False, True)}
+    target_bin = {flag: float(r.arrays["G:0"][1]) for flag, r in replies.items() if not r.is_error}
+    # what should hold: the bank refuses the non-finite leaf values (or the request), or releases finite noised
+    # sums only, so the target's bin is not NaN-if-present / finite-if-absent
+    assert all(np.isfinite(v) for v in target_bin.values()), target_bin
