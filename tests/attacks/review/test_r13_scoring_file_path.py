@@ -1,0 +1,88 @@
+"""Review (issue 13) R13-SCO-1..3: a malicious coordinator's scoring job names any file and column on the bank.
+
+`[scoring] applicants_file` / `id_column` come from the job description, which the coordinator writes; the bank's
+per-request check (`allow_requests._check_vertical_job`) only compares the request with that same job, and the
+bank's `[allow]` list has no rule about which files a job may name (`deploy.allow.check_job`). The bank's
+`read_applicant_ids` then opens whatever path it is given (absolute, `..`, symlink, its own training file, key
+files, /dev/zero) and:
+* R13-SCO-1: the job is accepted whatever path it names (no allow-list rule; claim "the bank reads no other file
+  than the job's" holds only because the coordinator writes the job);
+* R13-SCO-2: the refusal for an unknown column quotes the file's first line back to the coordinator (`it has
+  '...'`), so the coordinator reads the first line of any file the bank agent can read;
+* R13-SCO-3: naming another column (e.g. the label column of the bank's training file) makes the bank seal that
+  column's values, row by row, to every partner as "applicant ids".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sampan.core.transport import PartyError
+from sampan.data import make_sme_consortium
+from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical.model import LocalLinearPart, LocalScaler
+from sampan.vertical.session import VerticalSession
+
+
+def _session() -> tuple[VerticalSession, dict, dict]:
+    tables = {k: v for k, v in make_sme_consortium(300, seed=9).vertical.items() if k in ("bank", "payments")}
+    transport, parties = build_inprocess_vertical(tables)
+    for name, p in parties.items():
+        d = p.data.X.shape[1]
+        p.loaded_part = LocalLinearPart(name, list(p.data.feature_names), LocalScaler(np.zeros(d), np.ones(d)),
+                                        np.zeros(d))
+    session = VerticalSession(transport, label_holder="bank", partners=["payments"], run_id="r13-sco")
+    session.connect()
+    return session, parties, tables
+
+
+@pytest.mark.xfail(strict=True, reason="R13-SCO-1: a scoring job may name any path on the bank's machine "
+                   "(its training file, key files, /dev/zero); the bank's allow-list cannot restrict it")
+def test_a_scoring_job_naming_a_file_outside_the_banks_applicants_is_refused(tmp_path: Path) -> None:
+    from sampan.deploy.allow import AllowSection, JobRefused, check_job, check_request, job_description
+
+    training_file = tmp_path / "bank" / "loans.csv"  # the bank's own training table (or its key, or /dev/zero)
+    config = {"scoring": {"model": "run-1", "applicants_file": str(training_file), "id_column": "defaulted"}}
+    job = job_description(config, workflow="scoring", operator="ops", parties=["bank", "payments"],
+                          label_holder="bank")
+    allow = AllowSection.model_validate({"partners": ["payments"]})
+    check_request(allow, "bank", "score.start", {"request_id": "r/1", "partners": ["payments"], "bank": "bank",
+                                                  "applicants_file": str(training_file), "id_column": "defaulted"}, job)
+    with pytest.raises(JobRefused):  # what should hold: only files the bank itself designated for applicants
+        check_job(allow, "bank", job, "vertical", ["revenue"])
+
+
+@pytest.mark.xfail(strict=True, reason="R13-SCO-2: the bank's error reply quotes the first line of any file the "
+                   "coordinator names (applicants_file + an unknown id_column)")
+def test_the_coordinator_cannot_read_a_file_through_the_banks_error(tmp_path: Path) -> None:
+    session, _, _ = _session()
+    secret = tmp_path / "secret.txt"  # any file the bank agent can read
+    secret.write_text("SECRET-hunter2,other\n1,2\n")
+    with pytest.raises(PartyError) as caught:
+        session._score({}, {"applicants_file": str(secret), "id_column": "no_such_column"})
+    assert "hunter2" not in str(caught.value), str(caught.value)
+
+
+@pytest.mark.xfail(strict=True, reason="R13-SCO-3: a job naming the label column of the bank's training file makes "
+                   "the bank seal every row's label to the partners as 'applicant ids'")
+def test_a_partner_never_receives_another_column_of_a_bank_file(tmp_path: Path) -> None:
+    session, parties, tables = _session()
+    bank = tables["bank"]
+    labels = [str(int(v)) for v in bank.y[:40]]
+    training_file = tmp_path / "loans.csv"  # the bank's training table on its own machine
+    training_file.write_text("reg_no,defaulted\n" + "".join(f"{i},{y}\n" for i, y in zip(bank.ids[:40], labels,
+                                                                                          strict=True)))
+    partner = parties["payments"].scoring
+    seen: list[list[str]] = []
+    lookup = partner._rows_for
+
+    def spy(applicants: list[str]) -> np.ndarray:  # what the partner decrypts from the bank's sealed query
+        seen.append(list(applicants))
+        return lookup(applicants)
+
+    partner._rows_for = spy
+    session._score({}, {"applicants_file": str(training_file), "id_column": "defaulted"})
+    assert labels not in seen, "the partner received the bank's labels, row by row"
