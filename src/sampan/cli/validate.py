@@ -93,8 +93,8 @@ def drift(model: str = ModelOption,
         reference_X=frames["reference"][0], current_X=frames["current"][0], noise_multiplier=noise,
         ledger_path=ledger, budget=Budget(epsilon, 1e-5))
     result = release.as_dict()
-    run_store.log_event(entry.run_id, "monitoring_drift", {k: result[k] for k in (
-        "party", "score_psi", "status", "feature_psi", "noise_multiplier")})
+    run_store.log_event(entry.run_id, "monitoring_drift", {k: result[k] for k in (  # the run's receipt lists it
+        "party", "score_psi", "status", "feature_psi", "noise_multiplier", "charged", "receipt")})
     table = Table(title=f"Drift at {party}: {entry.name} v{entry.version} ({result['status']})")
     for col in ("what", "PSI"):
         table.add_column(col)

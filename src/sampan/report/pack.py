@@ -16,6 +16,7 @@ from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 
+from sampan.errors import ConfigError
 from sampan.files import atomic_write_bytes
 from sampan.report._style import CSS
 from sampan.report.svg import calibration_chart, roc_chart
@@ -161,7 +162,15 @@ def render_pack_html(pack: ValidationPack) -> str:
             f"<nav><h2>Contents</h2><ol>{contents}</ol></nav>{body}</div></body></html>")
 
 
-def write_pack_html(pack: ValidationPack, path: str | os.PathLike[str]) -> Path:
+def write_pack_file(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write one pack file atomically; a folder that cannot be made (a file in its place) is a clear error."""
     target = Path(path)
-    atomic_write_bytes(target, render_pack_html(pack).encode("utf-8"))
-    return target
+    try:
+        return atomic_write_bytes(target, data)
+    except (FileExistsError, NotADirectoryError, PermissionError, IsADirectoryError) as exc:
+        raise ConfigError(f"cannot write the validation pack to '{target}': {exc.strerror or exc} (is --out a "
+                          "folder you may write to?)") from None
+
+
+def write_pack_html(pack: ValidationPack, path: str | os.PathLike[str]) -> Path:
+    return write_pack_file(path, render_pack_html(pack).encode("utf-8"))

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sampan.errors import ConfigError
-from sampan.files import atomic_write_bytes
-from sampan.report.pack import PackChart, PackTable, ValidationPack
+from sampan.report.pack import PackChart, PackTable, ValidationPack, write_pack_file
 
 __all__ = ["write_pack_pdf"]
 
@@ -96,4 +95,4 @@ def write_pack_pdf(pack: ValidationPack, path: str | os.PathLike[str]) -> Path:
     buffer = BytesIO()
     SimpleDocTemplate(buffer, pagesize=A4, title=pack.title, author="Sampan", leftMargin=16 * mm,
                       rightMargin=16 * mm, topMargin=16 * mm, bottomMargin=16 * mm).build(story)
-    return atomic_write_bytes(Path(path), buffer.getvalue())
+    return write_pack_file(path, buffer.getvalue())

@@ -28,6 +28,14 @@ __all__ = ["MONITORING_EVENTS", "backtest", "challenge", "monitoring_summary", "
            "score_monitor"]
 
 MONITORING_EVENTS = ("monitoring_drift", "monitoring_backtest", "monitoring_challenger")
+# the fewest rows an aggregate is logged over: fewer, and a "metric" is one applicant's outcome or PD (R13-MON-1)
+MIN_POPULATION = 50
+
+
+def _check_population(path: Path, rows: int, what: str) -> None:
+    if rows < MIN_POPULATION:
+        raise DataError(f"{path}: {rows} rows; a {what} needs at least {MIN_POPULATION} (its result is logged on the "
+                        "training run and served by /v1/monitoring: over fewer rows it would describe individuals)")
 
 
 def read_columns(path: Path) -> dict[str, np.ndarray]:
@@ -39,6 +47,11 @@ def read_columns(path: Path) -> dict[str, np.ndarray]:
             rows = list(reader)
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); re-export the file as UTF-8 "
+                        "(e.g. `iconv -f latin1 -t utf-8`)") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
     if not header:
         raise DataError(f"{path}: empty file (a header row and at least one row are needed)")
     short = [i + 2 for i, r in enumerate(rows) if len(r) != len(header)]
@@ -101,6 +114,7 @@ def backtest(store: Store, model_ref: str, outcomes: Path, *, label: str | None 
     entry = store.get_model(name, version)
     columns = read_columns(outcomes)
     y = read_labels(outcomes, columns, _label_column(store, entry.run_id, label))
+    _check_population(outcomes, len(y), "backtest")
     p = np.array([r.pd for r in scorer.score_columns(columns, where=str(outcomes))])
     info = store.get_run(entry.run_id).info or {}
     reference = DriftReference.from_model(entry.arrays, entry.meta, info)
@@ -117,6 +131,7 @@ def challenge(store: Store, champion_ref: str, challenger_ref: str, data: Path, 
     """Two models on one population: each one's metrics (when labels are there) and their agreement."""
     champion, challenger = load_scorer(store, champion_ref), load_scorer(store, challenger_ref)
     columns = read_columns(data)
+    _check_population(data, len(next(iter(columns.values()))), "challenger comparison")
     p1 = np.array([r.pd for r in champion.score_columns(columns, where=str(data))])
     p2 = np.array([r.pd for r in challenger.score_columns(columns, where=str(data))])
     t1 = champion.threshold if champion.threshold is not None else 0.5

@@ -20,9 +20,12 @@ bank observes the PDs it served and compares their distribution with the trainin
 
 from __future__ import annotations
 
+import fcntl
 import math
+import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +108,7 @@ class DriftRelease:
     feature_psi: dict[str, float]
     noise_multiplier: float | None = None
     receipt: list[dict[str, str]] = field(default_factory=list)
+    charged: dict[str, Any] | None = None  # under DP: the ledger charged, its epsilon spent after this release
 
     @property
     def status(self) -> str:
@@ -114,7 +118,7 @@ class DriftRelease:
         return {"party": self.party, "score_psi": _finite(self.score_psi), "status": self.status,
                 "feature_psi": {k: _finite(v) for k, v in self.feature_psi.items()},
                 "score_counts": self.score_counts, "feature_counts": self.feature_counts,
-                "noise_multiplier": self.noise_multiplier, "receipt": self.receipt}
+                "noise_multiplier": self.noise_multiplier, "receipt": self.receipt, "charged": self.charged}
 
 
 def _finite(value: float) -> float | None:
@@ -129,15 +133,37 @@ def _receipt(private: bool) -> list[dict[str, str]]:
             {"field": "score_psi, feature_psi", "protection": "computed from the counts above (post-processing)"}]
 
 
+@contextmanager
+def _locked(ledger_path: Path) -> Iterator[None]:
+    """An exclusive lock (`<ledger>.lock`, flock) from reading the ledger to writing it back: two releases that
+    overlap (a scheduler, one per served model) take turns, so neither charge is lost (review R13-DR-2)."""
+    ledger_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(ledger_path.with_name(ledger_path.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _read_ledger(ledger_path: Path) -> Ledger:
+    try:
+        return Ledger.from_json(ledger_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"ledger {str(ledger_path)!r} is unreadable ({type(exc).__name__}: {exc}); nothing was "
+                          "released (restore it from a backup: it holds the party's spent budget)") from None
+
+
 def charge_party(ledger_path: Path, party: str, event: PrivacyEvent, budget: Budget | None = None) -> Ledger:
-    """Write-ahead: check the party's own ledger (a file it keeps), record, persist; BudgetExceeded otherwise."""
-    ledger = (Ledger.from_json(ledger_path.read_text()) if ledger_path.exists()
-              else Ledger({party: budget or Budget(10.0, 1e-5)}))
-    if party not in ledger.parties:
-        raise ConfigError(f"ledger {str(ledger_path)!r} belongs to {list(ledger.parties)}, not party {party!r}")
-    ledger.check([event])
-    ledger.record(event)
-    atomic_write_bytes(ledger_path, ledger.to_json().encode(), mode=0o600)
+    """Write-ahead, under the ledger's lock: read the party's own ledger (a file it keeps), check, record,
+    persist; BudgetExceeded otherwise (nothing recorded, nothing released)."""
+    with _locked(ledger_path):
+        ledger = _read_ledger(ledger_path) if ledger_path.exists() else Ledger({party: budget or Budget(10.0, 1e-5)})
+        if party not in ledger.parties:
+            raise ConfigError(f"ledger {str(ledger_path)!r} belongs to {list(ledger.parties)}, not party {party!r}")
+        ledger.check([event])
+        ledger.record(event)
+        atomic_write_bytes(ledger_path, ledger.to_json().encode(), mode=0o600)
     return ledger
 
 
@@ -153,6 +179,7 @@ def drift_release(party: str, reference: DriftReference, *, reference_scores: Se
                     _bin(np.asarray((current_X or {})[f], float), reference.feature_edges[f])) for f in features]
     sizes = [len(r) for r, _ in histograms]
     vector = np.concatenate([np.concatenate([r for r, _ in histograms]), np.concatenate([c for _, c in histograms])])
+    charged: dict[str, Any] | None = None
     if noise_multiplier is not None:
         if not math.isfinite(noise_multiplier) or noise_multiplier < MIN_NOISE:
             raise ConfigError(f"party {party!r}: drift noise multiplier must be >= {MIN_NOISE}, got {noise_multiplier}")
@@ -160,7 +187,9 @@ def drift_release(party: str, reference: DriftReference, *, reference_scores: Se
             raise ConfigError(f"party {party!r}: a DP drift release needs the party's ledger file (--ledger)")
         event = PrivacyEvent(party=party, level="DP1", mechanism="gaussian", noise_multiplier=float(noise_multiplier),
                              note="monitoring: drift counts (score and features, reference and current)")
-        charge_party(Path(ledger_path), party, event, budget)  # before anything computed from the rows leaves
+        ledger = charge_party(Path(ledger_path), party, event, budget)  # before anything from the rows leaves
+        charged = {"ledger": str(ledger_path), "level": "DP1", "epsilon_spent": float(ledger.spent(party)),
+                   "epsilon_budget": float(ledger.budget(party).epsilon)}
         mechanism = GaussianMechanism.from_noise_multiplier(math.sqrt(len(histograms)), float(noise_multiplier))
         vector = np.asarray(mechanism.release(vector), float)
     half = len(vector) // 2
@@ -171,7 +200,7 @@ def drift_release(party: str, reference: DriftReference, *, reference_scores: Se
               for n, r, c in zip(names, ref_parts, cur_parts, strict=True)}
     return DriftRelease(party, counts.pop("score"), counts, psi(ref_parts[0], cur_parts[0]),
                         {f: psi(r, c) for f, r, c in zip(features, ref_parts[1:], cur_parts[1:], strict=True)},
-                        noise_multiplier, _receipt(noise_multiplier is not None))
+                        noise_multiplier, _receipt(noise_multiplier is not None), charged)
 
 
 class ScoreMonitor:

@@ -189,8 +189,30 @@ def build_receipt(store: Store, run_id: str) -> dict[str, Any]:
     """The run's receipt, whatever its workflow (see the module docstring for what a workflow supplies)."""
     run = store.get_run(run_id)
     if run.workflow != "horizontal" or "receipt" in (run.info or {}):  # horizontal GBDT states its own terms
-        return _workflow_receipt(store, run_id)
-    return _horizontal_receipt(store, run_id)
+        receipt = _workflow_receipt(store, run_id)
+    else:
+        receipt = _horizontal_receipt(store, run_id)
+    receipt["after_training"] = after_training_releases(store, run_id)
+    return receipt
+
+
+def after_training_releases(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """Releases a party made from the model's data after the run (`sampan monitor drift`: counts of its
+    TRAINING rows, the run's DP unit, and its current population), as logged on the run: a reader of the
+    receipt must not take the run's epsilon for the whole privacy loss of those rows (review R13-DR-1)."""
+    releases = []
+    for event in store.events(run_id):
+        if event.kind != "monitoring_drift":
+            continue
+        detail, charged = event.detail, event.detail.get("charged") or {}
+        protection = (f"DP1 Gaussian release (noise multiplier {detail.get('noise_multiplier')}) charged to the "
+                      f"party's ledger {charged.get('ledger')!r} (epsilon spent there: {charged.get('epsilon_spent')}"
+                      f" of {charged.get('epsilon_budget')}); not in the run's ledger above"
+                      if detail.get("noise_multiplier") is not None else
+                      "revealed exactly (no DP): counts of the party's training and current rows per fixed bin")
+        releases.append({"release": "monitoring drift (score and feature counts, PSI)", "party": detail.get("party"),
+                         "at": event.at.isoformat(timespec="seconds"), "protection": protection})
+    return releases
 
 
 def _sent_by_party(store: Store, run_id: str, info: dict[str, Any],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -241,6 +242,8 @@ def _privacy_section(receipt: dict[str, Any]) -> PackSection:
               if isinstance(m, dict) and "field" in m]
     tables = ([PackTable(["party", "epsilon spent", "by level"], ledger)] if ledger else [])
     tables += [PackTable(["sender", "message", "field", "protection"], fields)] if fields else []
+    later = [[r["party"], r["at"], r["release"], r["protection"]] for r in receipt.get("after_training") or []]
+    tables += [PackTable(["party", "at", "released after training", "protection"], later)] if later else []
     dp = "on" if receipt.get("differential_privacy") else "off (every field below is revealed as listed)"
     return PackSection("Privacy receipt", "What each party revealed to build the model, and under which protection.",
                        paragraphs=[f"Differential privacy: {dp}.", str(receipt.get("threat_model") or "")],
@@ -265,11 +268,17 @@ def build_validation_pack(store: Store, name: str, version: int | None = None) -
     return ValidationPack(model.name, model.version, datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), sections)
 
 
+def safe_file_stem(name: str) -> str:
+    """A model name as one file name: a run name is free text (it may hold '/', '..'), a pack stays in --out."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip(".") or "model"
+    return stem[:120]
+
+
 def write_validation_pack(store: Store, name: str, out_dir: str | Path, version: int | None = None,
                           pdf: bool = True) -> list[Path]:
     """Write `<name>-v<version>.html` (and `.pdf`) into ``out_dir``; returns the paths written."""
     pack = build_validation_pack(store, name, version)
-    stem = Path(out_dir) / f"{pack.model.replace(':', '_')}-v{pack.version}"
+    stem = Path(out_dir) / f"{safe_file_stem(pack.model)}-v{pack.version}"
     paths = [write_pack_html(pack, stem.with_suffix(".html"))]
     if pdf:
         from sampan.report.pack_pdf import write_pack_pdf  # reportlab only when a PDF is asked for

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from sampan.config import parse_config
 from sampan.runtime.backtest import backtest, monitoring_summary
 from sampan.runtime.runner import start_run
@@ -22,8 +20,6 @@ from sampan.runtime.store import Store
 FEATURES = ["x1", "x2", "x3"]
 
 
-@pytest.mark.xfail(strict=True, reason="R13-MON-1: a backtest on one applicant logs (and /v1/monitoring serves) that "
-                                       "applicant's outcome")
 def test_a_one_applicant_backtest_does_not_log_the_applicants_outcome(tmp_path: Path) -> None:
     from test_monitoring import write_csv
 

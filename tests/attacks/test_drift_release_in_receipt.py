@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from sampan.cli import app
@@ -24,8 +23,6 @@ from sampan.runtime.store import Store
 FEATURES = ["x1", "x2", "x3"]
 
 
-@pytest.mark.xfail(strict=True, reason="R13-DR-1: a DP drift release on the training rows is logged on the run but "
-                                       "absent from its receipt / the validation pack's privacy section")
 def test_the_pack_privacy_section_lists_the_drift_release(tmp_path: Path) -> None:
     from test_monitoring import write_csv
 

@@ -21,8 +21,6 @@ from sampan.privacy.ledger.book import Ledger as BookLedger
 from sampan.runtime.monitoring import DriftReference, drift_release
 
 
-@pytest.mark.xfail(strict=True, reason="R13-DR-2: overlapping DP drift releases on one ledger file lose a charge "
-                                       "(read-check-write with no lock)")
 def test_two_overlapping_drift_releases_are_both_charged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ledger = tmp_path / "bank_0.ledger.json"
     check = BookLedger.check

@@ -21,8 +21,6 @@ from sampan.runtime.backtest import read_columns
 from sampan.runtime.monitoring import DriftReference, drift_release
 
 
-@pytest.mark.xfail(strict=True, reason="R13-IN-1: a non-UTF-8 CSV to sampan monitor gives an internal "
-                                       "UnicodeDecodeError, not an error naming the file")
 def test_a_latin1_file_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "current.csv"
     path.write_bytes("id,x1\nJos\xe9,0.5\n".encode("latin-1"))
@@ -30,8 +28,6 @@ def test_a_latin1_file_is_a_clear_error(tmp_path: Path) -> None:
         read_columns(path)
 
 
-@pytest.mark.xfail(strict=True, reason="R13-IN-2: a damaged --ledger file gives an internal JSONDecodeError, not an "
-                                       "error naming the ledger file")
 def test_a_damaged_ledger_is_a_clear_error(tmp_path: Path) -> None:
     ledger = tmp_path / "bank_0.ledger.json"
     ledger.write_text('{"parties": {"bank_0"')  # cut short, e.g. a full disk
@@ -41,7 +37,6 @@ def test_a_damaged_ledger_is_a_clear_error(tmp_path: Path) -> None:
                       noise_multiplier=1.0, ledger_path=ledger)
 
 
-@pytest.mark.xfail(strict=True, reason="R13-IN-3: models pack --out naming a file gives an internal FileExistsError")
 def test_pack_out_naming_a_file_is_a_clear_error(tmp_path: Path) -> None:
     from sampan.report.pack import ValidationPack, write_pack_html
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from sampan.config import parse_config
 from sampan.runtime.runner import start_run
 from sampan.runtime.store import Store
@@ -20,7 +18,6 @@ from sampan.runtime.validation_pack import write_validation_pack
 FEATURES = ["x1", "x2", "x3"]
 
 
-@pytest.mark.xfail(strict=True, reason="R13-PACK-1: a model named '../x' makes models pack write outside --out")
 def test_the_pack_stays_in_its_folder(tmp_path: Path) -> None:
     from test_monitoring import write_csv
 
