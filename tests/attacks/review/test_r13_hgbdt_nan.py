@@ -1,8 +1,9 @@
 """Review R13-HGB-1: a malicious coordinator makes a bank's gradients NaN; the noise does not hide which bins hold rows.
 
 `hgb.leaves` adds the coordinator's leaf values to the bank's running scores unchecked (an array over the wire, so
-NaN travels). With a NaN leaf value every row's next gradient is NaN, `np.clip` keeps NaN, and the Gaussian
-mechanism adds noise to NaN: a released bin is NaN exactly when at least one row sits in it, finite otherwise.
+NaN travels); `hgb.setup` takes `float()` of its base_score and pos_weight, so the JSON string "nan" does the
+same. Then every row's next gradient is NaN, `np.clip` keeps NaN, and the Gaussian mechanism adds noise to NaN:
+a released bin is NaN exactly when at least one row sits in it, finite otherwise.
 The coordinator then reads bin occupancy of every node exactly, whatever the noise multiplier: here the bin
 "f0 > 5" holds one target row alone, so its membership leaves deterministically (the release is charged as if
 the noise protected it).
@@ -40,19 +41,23 @@ def _ask(app, step: int, kind: str, arrays: dict, meta: dict) -> Message:
     return app.handle(Message("run", step, "coordinator", "bank", kind, arrays, meta))
 
 
-def _attack(with_target: bool) -> Message:
+def _attack(with_target: bool, route: str) -> Message:
     app = _bank(with_target)
-    _ask(app, 1, "hgb.setup", {"edges": np.array([5.0, 0.0, 0.0]), "counts": np.array([1, 1, 1])},
-         {"base_score": 0.0})
+    setup = {"base_score": 0.0}
+    if route != "leaves":  # a JSON string is JSON-safe and float("nan") accepts it
+        setup[route] = "nan"
+    _ask(app, 1, "hgb.setup", {"edges": np.array([5.0, 0.0, 0.0]), "counts": np.array([1, 1, 1])}, setup)
     _ask(app, 2, "hgb.hist", {"nodes": np.array([0])}, {"new_tree": True, "dp": DP})
-    _ask(app, 3, "hgb.leaves", {"values": np.array([np.nan])}, {})  # every running score becomes NaN
+    if route == "leaves":
+        _ask(app, 3, "hgb.leaves", {"values": np.array([np.nan])}, {})  # every running score becomes NaN
     return _ask(app, 4, "hgb.hist", {"nodes": np.array([0])}, {"new_tree": True, "dp": DP})
 
 
-@pytest.mark.xfail(strict=True, reason="R13-HGB-1: NaN leaf values make the noised histograms reveal exact bin "
+@pytest.mark.xfail(strict=True, reason="R13-HGB-1: NaN leaf values / setup make the noised histograms reveal exact bin "
                                        "occupancy (a target row's membership) despite the charged noise")
-def test_noised_histograms_never_reveal_which_bins_hold_rows() -> None:
-    replies = {flag: _attack(flag) for flag in (False, True)}
+@pytest.mark.parametrize("route", ["leaves", "base_score", "pos_weight"])
+def test_noised_histograms_never_reveal_which_bins_hold_rows(route: str) -> None:
+    replies = {flag: _attack(flag, route) for flag in (False, True)}
     target_bin = {flag: float(r.arrays["G:0"][1]) for flag, r in replies.items() if not r.is_error}
     # what should hold: the bank refuses the non-finite leaf values (or the request), or releases finite noised
     # sums only, so the target's bin is not NaN-if-present / finite-if-absent
