@@ -137,6 +137,9 @@ class DataSection(Strict):
     date_column: str | None = Field(default=None, min_length=1, description="own-data horizontal runs: a date column "
                                     "of each party's file (not a feature); each party holds out its newest "
                                     "test_fraction of rows (out-of-time) instead of a random split")
+    date_format: str | None = Field(default=None, min_length=2, description="with date_column: the dates' strptime "
+                                    "format (e.g. '%d/%m/%Y'); without it only numbers and ISO dates (YYYY-MM-DD, "
+                                    "YYYY-MM, YYYY-MM-DDTHH:MM[:SS]) are accepted")
 
 
 class PartySection(Strict):

@@ -11,6 +11,8 @@ What each role learns: nothing new (the split is local; only the usual holdout c
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,9 @@ from sampan.data import DataValidationError, PartyData, TableSchema, load_table
 from sampan.data.loaders import from_columns, read_columns
 
 __all__ = ["dated_split", "explicit_split", "holdout_ids", "load_dated_table", "own_data_splits"]
+
+_YEAR_MONTH = re.compile(r"\d{4}-\d{2}")
+_ISO = re.compile(r"\d{4}-\d{2}-\d{2}")  # then `datetime.fromisoformat` (a time part may follow)
 
 
 def explicit_split(name: str, train: PartyData, test_path: str, schema: TableSchema,
@@ -48,18 +53,44 @@ def load_dated_table(path: str, schema: TableSchema, party: str, date_column: st
     return from_columns(columns, schema, party, path=str(path)), dates
 
 
-def _order_key(dates: np.ndarray) -> np.ndarray:
-    """Numbers sort as numbers, anything else as text (ISO dates, YYYY-MM, ...)."""
-    try:
-        return np.array([float(v) for v in dates])
-    except ValueError:
-        return np.array([str(v) for v in dates])
+def _parsed(value: str, date_format: str | None) -> datetime:
+    """One date: by ``date_format`` when given, else ISO only (text order would misplace 31/01 after 01/12)."""
+    if date_format is not None:
+        return datetime.strptime(value, date_format)
+    if _YEAR_MONTH.fullmatch(value):
+        return datetime.strptime(value, "%Y-%m")
+    if not _ISO.match(value):
+        raise ValueError(value)
+    return datetime.fromisoformat(value).replace(tzinfo=None)
 
 
-def dated_split(name: str, table: PartyData, dates: np.ndarray, test_fraction: float
-                ) -> tuple[PartyData, PartyData]:
+def _order_key(name: str, dates: np.ndarray, column: str, where: str, date_format: str | None) -> np.ndarray:
+    """Numbers sort as numbers (a day index, YYYYMM); anything else is parsed as a date (ISO, or ``date_format``),
+    never sorted as text; a value that does not parse is an error naming the party, file, column and rows."""
+    if date_format is None:
+        try:
+            return np.array([float(v) for v in dates])
+        except ValueError:
+            pass
+    parsed, bad = [], []
+    for row, value in enumerate(dates):
+        try:
+            parsed.append(_parsed(str(value), date_format).timestamp())
+        except (ValueError, OverflowError):
+            bad.append(row + 2)
+    if bad:
+        how = f"[data] date_format {date_format!r}" if date_format else "an ISO date (YYYY-MM-DD, YYYY-MM)"
+        raise DataValidationError(f"party {name!r}: {where}column {column!r}: rows {bad[:10]} are not {how} (e.g. "
+                                  f"{str(dates[bad[0] - 2])!r}); name the format with [data] date_format "
+                                  "(e.g. '%d/%m/%Y') so the newest rows are held out", party=name)
+    return np.array(parsed)
+
+
+def dated_split(name: str, table: PartyData, dates: np.ndarray, test_fraction: float, *, column: str = "date",
+                path: str | None = None, date_format: str | None = None) -> tuple[PartyData, PartyData]:
     """The newest ``test_fraction`` of rows (at least one) held out; ties by id so the split is deterministic."""
-    order = np.lexsort((np.array([str(i) for i in table.ids]), _order_key(dates)))
+    where = f"file {path!r}, " if path else ""
+    order = np.lexsort((np.array([str(i) for i in table.ids]), _order_key(name, dates, column, where, date_format)))
     n_test = max(1, int(round(test_fraction * len(order))))
     if n_test >= len(order):
         raise DataValidationError(f"party {name!r}: {len(order)} rows are too few for an out-of-time split",
@@ -89,7 +120,9 @@ def own_data_splits(config: Any, seed: int) -> dict[str, Any]:
                 party.format))
         elif config.data.date_column is not None:
             table, dates = load_dated_table(party.path, schema, party.name, config.data.date_column, party.format)
-            splits[party.name] = PartySplit(*dated_split(party.name, table, dates, config.data.test_fraction))
+            splits[party.name] = PartySplit(*dated_split(
+                party.name, table, dates, config.data.test_fraction, column=config.data.date_column,
+                path=str(party.path), date_format=config.data.date_format))
         else:
             splits.update(split_parties({party.name: load_table(party.path, schema, party.name, party.format)},
                                         config.data.test_fraction, seed))

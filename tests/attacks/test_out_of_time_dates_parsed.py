@@ -19,8 +19,6 @@ from sampan.data import DataValidationError, PartyData
 from sampan.horizontal.holdout_split import dated_split
 
 
-@pytest.mark.xfail(strict=True, reason="R13-OOT-1: day-first dates sort as text; the out-of-time holdout is not the "
-                                       "newest rows, silently")
 def test_day_first_dates_hold_out_the_newest_rows_or_are_refused() -> None:
     days = [date(2025, 1, 1) + timedelta(days=7 * i) for i in range(40)]  # 2025-01-01 .. 2025-09-30, in order
     dates = np.array([d.strftime("%d/%m/%Y") for d in days], dtype=object)
@@ -31,3 +29,24 @@ def test_day_first_dates_hold_out_the_newest_rows_or_are_refused() -> None:
     except DataValidationError:
         return  # refusing a date it cannot order is fine
     assert sorted(test.ids) == sorted(f"r{i}" for i in range(30, 40)), sorted(test.ids)
+
+
+def _dated(fmt: str) -> tuple[PartyData, np.ndarray]:
+    days = [date(2025, 1, 1) + timedelta(days=7 * i) for i in range(40)]
+    table = PartyData(party="bank", ids=np.array([f"r{i}" for i in range(40)], dtype=object),
+                      X=np.zeros((40, 1)), y=np.zeros(40, dtype=np.int8), feature_names=["a"])
+    return table, np.array([d.strftime(fmt) for d in days], dtype=object)
+
+
+def test_a_named_date_format_and_iso_dates_hold_out_the_newest_rows() -> None:
+    newest = sorted(f"r{i}" for i in range(30, 40))
+    table, dates = _dated("%d/%m/%Y")
+    assert sorted(dated_split("bank", table, dates, 0.25, date_format="%d/%m/%Y")[1].ids) == newest
+    table, dates = _dated("%Y-%m-%d")
+    assert sorted(dated_split("bank", table, dates, 0.25)[1].ids) == newest
+
+
+def test_an_unparseable_date_names_the_party_file_column_and_rows() -> None:
+    table, dates = _dated("%d/%m/%Y")
+    with pytest.raises(DataValidationError, match=r"party 'bank': file 'b.csv', column 'month': rows \[2, 3"):
+        dated_split("bank", table, dates, 0.25, column="month", path="b.csv")
