@@ -10,7 +10,9 @@ files, /dev/zero) and:
 * R13-SCO-2: the refusal for an unknown column quotes the file's first line back to the coordinator (`it has
   '...'`), so the coordinator reads the first line of any file the bank agent can read;
 * R13-SCO-3: naming another column (e.g. the label column of the bank's training file) makes the bank seal that
-  column's values, row by row, to every partner as "applicant ids".
+  column's values, row by row, to every partner as "applicant ids";
+* R13-SCO-10: naming /dev/zero (or any endless stream) makes `read_applicant_ids` (`list(csv.reader(...))`) read
+  without end, memory growing ~200 MB/s, until the bank agent dies.
 """
 
 from __future__ import annotations
@@ -86,3 +88,19 @@ def test_a_partner_never_receives_another_column_of_a_bank_file(tmp_path: Path) 
     partner._rows_for = spy
     session._score({}, {"applicants_file": str(training_file), "id_column": "defaulted"})
     assert labels not in seen, "the partner received the bank's labels, row by row"
+
+
+@pytest.mark.xfail(strict=True, reason="R13-SCO-10: a job naming /dev/zero makes the bank's read_applicant_ids read "
+                   "without end (memory grows ~200 MB/s): the bank agent is taken down")
+def test_the_bank_refuses_an_endless_applicants_file_quickly() -> None:
+    import subprocess
+    import sys
+
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
+            "from sampan.errors import DataError\nfrom sampan.vertical.scoring import read_applicant_ids\n"
+            "try:\n    read_applicant_ids('bank', '/dev/zero', 'reg_no')\nexcept DataError:\n    print('refused')\n")
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=4)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the bank was still reading /dev/zero after 4 s")
+    assert "refused" in done.stdout, done.stderr[-300:]
