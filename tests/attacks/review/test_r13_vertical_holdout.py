@@ -25,6 +25,11 @@ R13-VSPLIT-3: a `test_ids` file that names no aligned customer is not refused wh
 and only the evaluation fails ("refusing held-out evaluation of 0 rows", the file unnamed). The dataset's
 partition is then pinned without test customers, so the corrected file can never take effect: its customers are
 already training rows.
+
+R13-VSPLIT-4: the test set and the evaluation cap are fixed per row book, which a deployed agent keys by dataset
+name (`PartyAgent._vertical_rows`), not per customer. Two datasets of the same customers give two first
+evaluations; with R13-VSPLIT-2 the coordinator drops a chosen customer from one and reads its label from the
+default rates (`[privacy] max_evaluations` says "over all its runs and datasets").
 """
 
 from __future__ import annotations
@@ -150,3 +155,25 @@ def test_a_test_file_without_aligned_customers_is_refused_before_anything_is_pin
             return  # the property: a clear error naming the file, before any row set is pinned
     s2, _ = _session(tables, "second", test_ids=right, state=tmp_path / "state")  # the bank fixed its file
     assert len(s2.splits(seed=1).test) >= 50, "the corrected test file cannot take effect"
+
+
+@pytest.mark.xfail(strict=True, reason="R13-VSPLIT-4: test rows fixed per dataset, not per customer: two datasets "
+                                       "holding the same customers difference a chosen customer's label")
+def test_two_datasets_of_the_same_customers_do_not_difference_a_label() -> None:
+    """A deployed agent keeps one row book per (dataset, label holder) (`PartyAgent._vertical_rows`): its test set
+    and evaluation cap are per dataset name. A bank serving two datasets over the same customers (a snapshot and
+    its refresh) gives a coordinator two first evaluations. With one seed the bank returns both test sets in the
+    same hash order, so dropping the ground target (R13-VSPLIT-2) from one and not the other differences its
+    label out of the released default rates."""
+    tables, target = _tables(), "BR25860591"
+    seed = _grind(target)
+    counts = []
+    for dataset in ("loans-2025", "loans-2025-refresh"):  # each its own row book, as the agent keys them
+        s, parties = _session(tables, dataset)
+        test = s.splits(seed=seed, test_fraction=0.2).test
+        rows = test[1:] if dataset == "loans-2025" else test  # test[0] is the target (ground seed)
+        m = s.evaluate(rows)
+        counts.append(round(m["default_rate"] * m["n"]))
+    label = int(parties["bank"].data.y[list(map(str, parties["bank"].data.ids)).index(target)])
+    learned = counts[1] - counts[0]
+    assert learned != label, f"the coordinator read the target's label: {learned}"
