@@ -237,6 +237,16 @@ def _check_bank_alone(allow: AllowSection | None, party: str, meta: Mapping[str,
         raise JobRefused(party, "require", "'bank_alone' under DP must train the local-only model by DP-SGD (dp2)")
     floor = allow.min_noise_multiplier if allow is not None else None
     _floor(party, "DP2 (local-only model)", (meta.get("dp2") or {}).get("noise_multiplier"), floor, "dp2" in meta)
+    train, announced_alone = meta.get("train"), (job or {}).get("bank_alone")
+    if isinstance(announced_alone, Mapping) and "train" in meta and (  # review R13-DEP-1
+            not isinstance(train, Mapping) or train.get("epochs") != announced_alone.get("epochs")
+            or train.get("max_steps") is not None):
+        raise JobRefused(party, "job", f"'bank_alone' asks for training {train!r}; the job announced "
+                         f"{announced_alone.get('epochs')} epochs")
+    model = meta.get("model")
+    kind = model.get("kind") if isinstance(model, Mapping) else model
+    if job is not None and job.get("model") is not None and "model" in meta and kind != job["model"]:
+        raise JobRefused(party, "job", f"'bank_alone' names model {kind!r}; the job announced {job['model']!r}")
 
 
 def _check_groups(allow: AllowSection | None, party: str, meta: Mapping[str, Any], job: Mapping[str, Any] | None,

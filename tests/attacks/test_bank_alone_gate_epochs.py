@@ -19,8 +19,6 @@ TRAIN = {"epochs": 300, "batch_size": 16, "learning_rate": 0.1, "optimizer": "sg
          "max_steps": None}
 
 
-@pytest.mark.xfail(strict=True, reason="R13-DEP-1: the gate accepts bank_alone training far longer than the job's "
-                                       "announced epochs (100x the DP2 charge the bank agreed to)")
 def test_the_gate_holds_bank_alone_to_the_announced_epochs() -> None:
     job = job_description({"run": {"name": "j"}, "bank_alone": {"epochs": 3},
                            "privacy": {"dp2": {"noise_multiplier": 1.0}}},
