@@ -72,12 +72,20 @@ def test_a_second_different_release_in_the_run_is_refused(probe: dict) -> None:
     with pytest.raises(PolicyRefused, match="second imputation release"):
         _ask(bank, probe)
     assert _charges(policy) == 1
-    _ask(bank, probe, run="run-2")  # a new run is a new release, charged again
-    assert _charges(policy) == 2
+    if probe["columns"][0] is MEDIAN:  # a new run is a new release, charged again
+        _ask(bank, probe, run="run-2")
+        assert _charges(policy) == 2
+    else:  # other bins or a window: not the bank's own schema, refused in any run, uncharged (review R13-IMP-1/3)
+        with pytest.raises(PolicyRefused, match="bins|declares"):
+            _ask(bank, probe, run="run-2")
+        assert _charges(policy) == 1
 
 
 @pytest.mark.parametrize(("meta", "needle"), [
-    (_dp([{**MEAN, "bounds": None}]), "without public bounds"),
+    (_dp([{**MEAN, "bounds": None}]), "its schema declares"),
+    (_dp([MEDIAN, MEDIAN]), "asked twice"),
+    (_dp([MEDIAN, {**MEDIAN, "statistic": "sketch"}]), "asked twice"),
+    (_dp([{**MEDIAN, "statistic": "mean"}]), "imputes it by the median"),
     ({"ranges": [{"index": 0}], "dp": {"noise_multiplier": 2.0}}, "ranges under DP"),
     (_dp([MEDIAN], z=0.1), "below its minimum noise"),
     (_dp([{**MEDIAN, "bins": 100000}]), "at most"),
@@ -100,10 +108,10 @@ def test_exact_statistics_are_refused_in_a_dp_run_and_under_a_dp_policy() -> Non
 
 def test_the_release_is_noised_at_the_bank() -> None:
     bank = _bank()
-    exact = _ask(bank, {"columns": [MEDIAN, MEAN]}, run="plain")
+    exact = _ask(bank, {"columns": [{**MEDIAN, "bins": 1024}, MEAN]}, run="plain")
     noised = _ask(bank, _dp([MEDIAN, MEAN]), run="dp")
     assert exact.arrays["hist"].sum() == 60 - len(range(0, 60, 7))
-    assert not np.array_equal(exact.arrays["hist"], noised.arrays["hist"])
+    assert exact.arrays["hist"].size == 1024 and noised.arrays["hist"].size == 32
     assert not np.array_equal(exact.arrays["count"], noised.arrays["count"])
 
 
@@ -118,4 +126,5 @@ def test_a_deployed_bank_gate_answers_imputation_only_as_its_job_announced() -> 
         check_request(AllowSection(), "bank_a", "impute_stats", {"columns": [MEDIAN]}, dp_job)
     with pytest.raises(JobRefused, match="noise multiplier"):
         check_request(AllowSection(min_noise_multiplier=5.0), "bank_a", "impute_stats", _dp([MEDIAN]), dp_job)
-    check_request(AllowSection(), "bank_a", "impute_stats", {"columns": [MEDIAN]}, {"workflow": "horizontal"})
+    exact = {"columns": [{**MEDIAN, "bins": 1024}]}  # without DP the median sketch has the exact run's 1024 bins
+    check_request(AllowSection(), "bank_a", "impute_stats", exact, {"workflow": "horizontal"})

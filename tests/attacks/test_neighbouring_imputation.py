@@ -31,6 +31,8 @@ CONFIG = {"schema": SCHEMA.to_dict(),
 # without DP, and a median without bounds (its range from each party's exact min/max): every field revealed
 PLAIN_CONFIG = {"schema": {**SCHEMA.to_dict(), "features": [{"name": "x1", "impute": "median"},
                                                              *SCHEMA.to_dict()["features"][1:]]}}
+# the schema each bank loads its table with (a bank checks every request against its own schema: R13-IMP-1/3)
+PARTY_SCHEMA = {"schema": SCHEMA}
 
 
 def _data(name: str, n: int, rng: np.random.Generator) -> PartyData:
@@ -39,7 +41,7 @@ def _data(name: str, n: int, rng: np.random.Generator) -> PartyData:
     X[rng.random(n) < 0.2, 0] = np.nan
     X[rng.random(n) < 0.2, 1] = np.nan
     return PartyData(name, np.array([f"{name}-{i}" for i in range(n)], dtype=object), X, y,
-                     SCHEMA.feature_names(), missing_columns(SCHEMA))
+                     SCHEMA.feature_names(), missing_columns(PARTY_SCHEMA["schema"]))
 
 
 def _splits(neighbour: bool) -> dict[str, PartySplit]:
@@ -96,6 +98,8 @@ def test_the_imputation_release_differs_only_through_its_charge(tmp_path: Path, 
 @pytest.mark.usefixtures("imputing_harness")
 def test_without_dp_every_imputation_field_is_declared_revealed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                                 ) -> None:
+    monkeypatch.setitem(PARTY_SCHEMA, "schema", TableSchema(id="id", label="y",
+                                                           features=PLAIN_CONFIG["schema"]["features"]))
     d, _ = harness._transcript(tmp_path, monkeypatch, PLAIN, neighbour=False)
     d1, _ = harness._transcript(tmp_path, monkeypatch, PLAIN, neighbour=True)
     changed = harness.differential_check(PLAIN, d, d1, None)  # every field declared; changed ones visible

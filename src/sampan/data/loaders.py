@@ -68,6 +68,9 @@ def _infer_format(path: Path, party: str, format: TableFormat | None) -> TableFo
     return fmt
 
 
+_ARROW_NULLS = frozenset(pacsv.ConvertOptions().null_values)  # "NA", "N/A", "null", "NaN", "", ...
+
+
 def _to_numpy(col: pa.ChunkedArray) -> np.ndarray:
     """A column as NumPy: nulls become NaN (numeric) or None (object)."""
     if pa.types.is_dictionary(col.type):
@@ -102,7 +105,10 @@ def read_columns(
                 read_options=pacsv.ReadOptions(column_names=list(column_names) if column_names else None),
                 parse_options=pacsv.ParseOptions(delimiter=delimiter),
                 convert_options=pacsv.ConvertOptions(
-                    column_types={c: pa.string() for c in string_columns}, strings_can_be_null=True
+                    # text columns keep every text (review R13-LOAD-1: Arrow's default null texts "NA", "null",
+                    # ... would make a declared category "NA" missing); only the schema's declared markers
+                    # (`apply_markers`) and blank cells count as missing there
+                    column_types={c: pa.string() for c in string_columns}, strings_can_be_null=False
                 ),
             )
         else:
@@ -118,7 +124,14 @@ def read_columns(
             column=repeated[0],
             path=str(p),
         )
-    return {name: _to_numpy(table.column(name)) for name in names}
+    columns = {name: _to_numpy(table.column(name)) for name in names}
+    if fmt == "csv":  # a column read as text that is not declared text (a numeric column holding markers): Arrow's
+        # null texts ("NA", "null", ...) stay missing there, as in a numeric column Arrow parsed itself
+        for name in set(names) - set(string_columns):
+            if columns[name].dtype.kind == "O":
+                columns[name] = np.array([None if isinstance(v, str) and v in _ARROW_NULLS else v
+                                          for v in columns[name]], dtype=object)
+    return columns
 
 
 def load_table(

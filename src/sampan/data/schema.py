@@ -88,6 +88,9 @@ class ColumnSpec(BaseModel):
                 raise ValueError(f"{where}: bounds are for float and int columns only")
             if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
                 raise ValueError(f"{where}: bounds must be finite with low < high, got {[lo, hi]}")
+            if not (math.isfinite(hi - lo) and lo < (lo + hi) / 2 < hi):  # reviews R13-LOAD-2, R13-IMP-2
+                raise ValueError(f"{where}: bounds {[lo, hi]} must have a finite width with a midpoint strictly "
+                                 "between them (the clipping range of the mean, the bins of the median)")
         if self.impute is not None:
             allowed = ("error", "category", "indicator") if self.kind == "category" else _NUMERIC_POLICIES
             if self.impute not in allowed:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from sampan.deploy.allow_impute import check_impute_request, noise_field
 from sampan.deploy.allow_section import _HORIZONTAL_JOBS, _VERTICAL_JOBS, AllowSection, JobRefused
 
 __all__ = ["SCORING_KINDS", "VERTICAL_KINDS", "check_request"]
@@ -41,7 +42,8 @@ def check_request(
     - `evaluate` carries SecAgg when the list requires it or the job announced it; `stats` DP1 when the job
       announced any DP or the list requires DP1 or DP; `describe` the DP row count when the job announced DP
       or the list requires any DP; `impute_stats` its DP noise when the job announced DP (at or above the
-      floor); `secagg_*` steps only in a job that announced SecAgg;
+      floor), never where the list requires SecAgg, well-formed (`sampan.deploy.allow_impute`); `secagg_*`
+      steps only in a job that announced SecAgg;
     - a vertical job answers only `VERTICAL_KINDS` (never the insecure benchmark baseline `plr.*`), and of
       those the WOE / GBDT training requests only when the job announced that model; a scoring job only
       `SCORING_KINDS` (keys, its parts, joint scoring);
@@ -73,7 +75,7 @@ def check_request(
             raise JobRefused(party, "require", f"{kind!r} carries no dp in a horizontal GBDT job under DP (exact "
                              "tree statistics would leave)")
         floor = allow.min_noise_multiplier if allow is not None else None
-        _floor(party, "GBDT histogram", (meta.get("dp") or {}).get("noise_multiplier"), floor, "dp" in meta)
+        _floor(party, "GBDT histogram", noise_field(party, meta, "dp"), floor, "dp" in meta)
         return  # the tree handlers exist only in a gbdt job; the bank's DP mod enforces the rest (gbdt_dp)
     if job is not None and job.get("workflow") == "evaluation":  # review R12-HOR-4: evaluate (and its SecAgg) only
         if kind != "evaluate" and not (kind.startswith("secagg_") and "secure_aggregation" in announced):
@@ -114,16 +116,13 @@ def check_request(
             raise JobRefused(
                 party, "require", "this stats request carries no dp1 (exact feature sums) in a job announced with DP"
             )
-        _floor(party, "DP1", (meta.get("dp1") or {}).get("noise_multiplier"), floor, "dp1" in meta)
-    elif kind == "impute_stats":  # missing values (issue 13): the bank's own mod enforces one release per DP run
-        if "dp" not in meta and (announced & {"dp", "dp1"} or require & {"dp1", "dp"}):
-            raise JobRefused(party, "require", "this impute_stats request carries no dp (exact imputation statistics) "
-                             "in a job announced with DP")
-        _floor(party, "imputation", (meta.get("dp") or {}).get("noise_multiplier"), floor, "dp" in meta)
+        _floor(party, "DP1", noise_field(party, meta, "dp1"), floor, "dp1" in meta)
+    elif kind == "impute_stats":  # missing values (issue 13): `sampan.deploy.allow_impute`, then the bank's mod
+        check_impute_request(party, meta, floor, announced, require)
     elif kind == "describe":
         if "dp_count" not in meta and ("dp" in announced or require & {"dp", "dp1", "dp2", "dp3"}):
             raise JobRefused(party, "require", "this describe request carries no dp_count (the exact row count)")
-        _floor(party, "DP row count", (meta.get("dp_count") or {}).get("noise_multiplier"), floor, "dp_count" in meta)
+        _floor(party, "DP row count", noise_field(party, meta, "dp_count"), floor, "dp_count" in meta)
     elif kind.startswith("secagg_"):
         if job is not None and "secure_aggregation" not in announced:
             raise JobRefused(party, "request", f"{kind!r}: the job this party accepted announced no secure aggregation")

@@ -29,61 +29,51 @@ import numpy as np
 from sampan.data import PartyData
 from sampan.data.missing import MissingColumn, check_fill_values, fill_missing, median_from_histogram, missing_columns
 from sampan.privacy.calibration import calibrate_noise_multiplier
-from sampan.privacy.imputation import IMPUTE_KIND, MAX_IMPUTE_BINS
+from sampan.privacy.imputation import IMPUTE_KIND
+from sampan.privacy.imputation_request import MEDIAN_BINS, MEDIAN_BINS_DP, checked_columns, checked_ranges
 from sampan.privacy.ledger import Budget, PrivacyEvent
+from sampan.privacy.party_policy import PolicyRefused
 from sampan.wire import Message
 
 __all__ = ["AUTO_SHARE", "IMPUTE_NOTE", "MEDIAN_BINS", "MEDIAN_BINS_DP", "federated_fill_values", "imputed",
            "impute_statistics"]
 
-MEDIAN_BINS = 1024     # without DP: the median to within 1/1024 of its column's range
-MEDIAN_BINS_DP = 32    # under DP: fewer bins keep the noise summed up to the median small
 AUTO_SHARE = 0.05      # 'auto' imputation noise: the release costs at most this share of each party's epsilon
 IMPUTE_NOTE = "imputation statistics"
 
 
 # --- party side (exact; the DP1 mod noises it) ---------------------------------------------------------
-def _own_columns(data: PartyData, requested: Sequence[Mapping[str, Any]]) -> list[MissingColumn]:
-    """The party's own imputed columns the request names; a column it does not impute is refused."""
-    own = {c.index: c for c in data.missing_columns if c.statistic is not None}
-    out = []
-    for c in requested:
-        index = c.get("index")
-        if isinstance(index, bool) or not isinstance(index, int) or index not in own:
-            raise ValueError(f"party {data.party!r} refuses imputation statistics of column {c.get('name', index)!r}:"
-                             " its schema imputes no such column")
-        out.append(own[index])
-    return out
+def _present(data: PartyData, index: int) -> np.ndarray:
+    x = data.X[:, index]
+    return x[~np.isnan(x)]
 
 
 def impute_statistics(data: PartyData, msg: Message) -> Message:
-    """Exact `impute_stats` reply over the party's training rows (see the module docstring)."""
-    X = data.X
+    """Exact `impute_stats` reply over the party's training rows (see the module docstring), for a request its
+    own schema admits (`checked_columns` / `checked_ranges`: refused naming the column otherwise)."""
     if "ranges" in msg.meta:
-        cols = _own_columns(data, msg.meta["ranges"])
-        with np.errstate(all="ignore"):
-            low = np.array([np.nanmin(X[:, c.index]) if (~np.isnan(X[:, c.index])).any() else np.nan for c in cols])
-            high = np.array([np.nanmax(X[:, c.index]) if (~np.isnan(X[:, c.index])).any() else np.nan for c in cols])
+        cols = checked_ranges(data.party, msg.meta, data.missing_columns)
+        present = [_present(data, c.index) for c in cols]
+        low = np.array([float(x.min()) if x.size else np.nan for x in present])
+        high = np.array([float(x.max()) if x.size else np.nan for x in present])
         return msg.reply(IMPUTE_KIND, arrays={"low": low, "high": high})
-    requested = list(msg.meta.get("columns") or [])
-    _own_columns(data, requested)
     count, sums, hist = [], [], []
-    for c in requested:
-        x = X[:, int(c["index"])]
-        x = x[~np.isnan(x)]
+    for c in checked_columns(data.party, msg.meta, data.missing_columns):
+        x = _present(data, int(c["index"]))
         bounds = c.get("bounds")
         if c["statistic"] == "mean":
             count.append(float(x.size))
             if bounds is None:
                 sums.append(float(x.sum()))
-            else:
+            else:  # z clipped itself: |z| <= 1 per cell even where the rounded midpoint is off (R13-IMP-2)
                 lo, hi = float(bounds[0]), float(bounds[1])
-                sums.append(float(((np.clip(x, lo, hi) - (lo + hi) / 2) / ((hi - lo) / 2)).sum()))
-        else:
-            lo, hi, bins = float(bounds[0]), float(bounds[1]), int(c["bins"])
-            if not (lo < hi and 1 <= bins <= MAX_IMPUTE_BINS):
-                raise ValueError(f"party {data.party!r} refuses a median sketch over {bounds!r} in {bins!r} bins")
-            hist.append(np.histogram(np.clip(x, lo, hi), bins=bins, range=(lo, hi))[0].astype(np.float64))
+                sums.append(float(np.clip((np.clip(x, lo, hi) - (lo + hi) / 2) / ((hi - lo) / 2), -1.0, 1.0).sum()))
+            continue
+        lo, hi, bins = float(c["bounds"][0]), float(c["bounds"][1]), int(c["bins"])
+        if x.size and not lo <= float(x.min()) <= float(x.max()) <= hi:  # a window on part of its values (R13-IMP-3)
+            raise PolicyRefused(f"party {data.party!r} refuses a median sketch of column {c.get('name')!r} over "
+                                f"{[lo, hi]}: the window must hold all its values (declare bounds in [schema])")
+        hist.append(np.histogram(np.clip(x, lo, hi), bins=bins, range=(lo, hi))[0].astype(np.float64))
     return msg.reply(IMPUTE_KIND, arrays={"count": np.array(count), "sum": np.array(sums),
                                           "hist": np.concatenate(hist) if hist else np.zeros(0)})
 

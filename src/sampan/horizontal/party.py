@@ -185,7 +185,8 @@ class HorizontalParty:
         self.secagg = secagg
         self.mods: list[Mod] = privacy_mods(self.dp, fit_with=self._fit_with, secagg_client=lambda: self.secagg,
                                             vectorize=secagg_vector, evaluate_with=self._evaluate)
-        self.mods.append(imputation_mod(self.dp))  # DP1 on imputation statistics, next to the handler
+        # DP1 on imputation statistics, next to the handler; requests checked against its own schema's columns
+        self.mods.append(imputation_mod(self.dp, train_data.missing_columns))
         composed = self.handlers()
         self.describe, self.stats = composed["describe"], composed["stats"]
         self.fit, self.evaluate = composed["fit"], composed["evaluate"]

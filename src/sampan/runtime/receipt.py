@@ -155,7 +155,8 @@ def _protection(kind: str, privacy: dict[str, Any] | None, noise: dict[str, floa
         "stats": "none: per-feature count, sum and sum of squares (for standardisation)",
         "impute_stats": "none: per imputed column, count and sum of present training cells (mean) or a histogram "
                         "over public bins (median), and min/max of a median column without bounds; per party in "
-                        "clear (not under secure aggregation)",
+                        "clear (not under secure aggregation), once per run, over the bounds and bins the party's "
+                        "own schema declares (a median without bounds: a window holding all its values)",
         "evaluation": "none: per-bin counts of holdout scores by label (up to 2000 bins: to a coordinator that "
                       "picks the model, each holdout row's label and a feature to the bin), score and loss sums, "
                       "local metrics",

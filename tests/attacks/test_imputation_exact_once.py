@@ -1,5 +1,5 @@
-"""Review (issue 13) of exact imputation statistics (no DP) through a bank's public `impute_stats` handler, as a
-curious coordinator.
+"""Found in review (issue 13), fixed: exact imputation statistics (no DP) through a bank's public
+`impute_stats` handler, as a curious coordinator.
 
 R13-IMP-3: without DP the receipt lists "a histogram over public bins (median)" per imputed column, but the bank
 answers ANY number of `impute_stats` requests in a run, each over bounds and bins the coordinator picks (it ignores
@@ -7,6 +7,8 @@ the bounds its own [schema] declares for the column, and the run's MEDIAN_BINS).
 read every present value of every imputed column to any precision: the column's whole multiset, not a median
 sketch. Under DP the same bank answers one request per run; without DP nothing bounds it.
 (horizontal/imputation.py `impute_statistics`; privacy/imputation.py `imputation_mod`, the branch without dp.)
+The defence: the bank bins only over the bounds its own schema declares, in the run's bin count, once per run
+(`sampan.privacy.imputation_request`), and answers `ranges` only for median columns without declared bounds.
 """
 
 from __future__ import annotations
@@ -31,9 +33,8 @@ def _bank(values: np.ndarray) -> HorizontalParty:
     return HorizontalParty("bank_a", data, data.subset(np.arange(0)), PartyPrivacyPolicy())
 
 
-@pytest.mark.xfail(strict=True, reason="R13-IMP-3: without DP a bank answers unlimited impute_stats with "
-                                       "coordinator-chosen windows: the exact value of a record is read")
 def test_a_coordinator_cannot_zoom_in_on_one_value_without_dp() -> None:
+    """R13-IMP-3: zooming windows of 1024 bins pin one record's value."""
     secret = 41.123456
     values = np.array([secret, 3.0, 17.5, 60.0, 88.0, np.nan])
     bank = _bank(values)
@@ -52,8 +53,6 @@ def test_a_coordinator_cannot_zoom_in_on_one_value_without_dp() -> None:
     assert hi - lo > 1e-3, f"the record's value is pinned to [{lo!r}, {hi!r}]"
 
 
-@pytest.mark.xfail(strict=True, reason="R13-IMP-3b: without DP a bank reveals the exact min and max of a column whose "
-                                       "schema declares public bounds (receipt: only median columns without bounds)")
 def test_exact_ranges_only_for_a_median_column_without_bounds() -> None:
     """R13-IMP-3b: the receipt lists "min/max of a median column without bounds"; the bank answers `ranges` for any
     column it imputes, also one with declared public bounds (here income, bounds [0, 100]): the largest and the
@@ -65,3 +64,25 @@ def test_exact_ranges_only_for_a_median_column_without_bounds() -> None:
     except (PolicyRefused, ValueError):
         return
     assert reply.is_error, f"exact extremes released: {reply.arrays['low']}, {reply.arrays['high']}"
+
+
+def test_a_window_on_part_of_an_unbounded_column_is_refused() -> None:
+    """R13-IMP-3 for a median column WITHOUT declared bounds (exact runs only): the window the coordinator sends
+    must hold every present value of the bank (it comes from the pooled `ranges`), and is answered once per run."""
+    schema = TableSchema(id="id", label="y", features=[{"name": "income", "impute": "median"}])
+    values = np.array([41.123456, 3.0, 17.5, 60.0, 88.0, np.nan])
+    data = PartyData("bank_a", np.array([f"r{i}" for i in range(6)], dtype=object), values[:, None].copy(),
+                     (np.arange(6) % 3 == 0).astype(np.int8), schema.feature_names(), missing_columns(schema))
+    bank = HorizontalParty("bank_a", data, data.subset(np.arange(0)), PartyPrivacyPolicy())
+    handler = bank.handlers()["impute_stats"]
+
+    def ask(meta: dict) -> Message:
+        return handler(Message("run-1", 0, "coordinator", "bank_a", "impute_stats", meta=meta))
+
+    ranges = ask({"ranges": [{"index": 0, "name": "income"}]})
+    assert (float(ranges.arrays["low"][0]), float(ranges.arrays["high"][0])) == (3.0, 88.0)
+    with pytest.raises(PolicyRefused, match="must hold all its values"):
+        ask({"columns": [{**MEDIAN, "bounds": [40.0, 42.0]}]})
+    ask({"columns": [{**MEDIAN, "bounds": [3.0, 88.0]}]})
+    with pytest.raises(PolicyRefused, match="one per run"):
+        ask({"columns": [{**MEDIAN, "bounds": [2.0, 88.0]}]})
