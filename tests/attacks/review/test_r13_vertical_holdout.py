@@ -30,6 +30,10 @@ R13-VSPLIT-4: the test set and the evaluation cap are fixed per row book, which 
 name (`PartyAgent._vertical_rows`), not per customer. Two datasets of the same customers give two first
 evaluations; with R13-VSPLIT-2 the coordinator drops a chosen customer from one and reads its label from the
 default rates (`[privacy] max_evaluations` says "over all its runs and datasets").
+
+R13-VSPLIT-5: a `test_ids` file the bank adds after the dataset's first evaluation is silently ignored: the
+pinned test rows come back from `vertical.splits` (and `sampan runs holdout` exports them), no word that the
+file was not used.
 """
 
 from __future__ import annotations
@@ -177,3 +181,24 @@ def test_two_datasets_of_the_same_customers_do_not_difference_a_label() -> None:
     label = int(parties["bank"].data.y[list(map(str, parties["bank"].data.ids)).index(target)])
     learned = counts[1] - counts[0]
     assert learned != label, f"the coordinator read the target's label: {learned}"
+
+
+@pytest.mark.xfail(strict=True, reason="R13-VSPLIT-5: a test_ids file added after a dataset's first evaluation is "
+                                       "silently ignored (the earlier test rows are used and exported)")
+def test_a_test_file_the_bank_cannot_honour_is_an_error_naming_it(tmp_path: Path) -> None:
+    tables = _tables(600)
+    s, earlier = _session(tables, "first", state=tmp_path / "state")  # the first run: seeded test rows, evaluated
+    first = s.splits(seed=1, test_fraction=0.3)
+    s.bank_only(first)
+    ids = set(map(str, _aligned_ids(earlier, s)[first.test]))
+    common = sorted(set(map(str, tables["bank"].ids)) & set(map(str, tables["payments"].ids)))
+    path = tmp_path / "test_ids.csv"
+    wanted = [i for i in common if i not in ids][:80]
+    path.write_text("id\n" + "".join(f"{i}\n" for i in wanted))
+    s2, parties = _session(tables, "second", test_ids=path, state=tmp_path / "state")  # the bank now names its own
+    try:
+        test = s2.splits(seed=1).test
+    except PartyError as exc:
+        assert "test_ids.csv" in str(exc)
+        return
+    assert set(map(str, _aligned_ids(parties, s2)[test])) == set(wanted), "the bank's test file was ignored"
