@@ -321,7 +321,11 @@ def _check_missing(config: RunConfig) -> None:
     from sampan.data.missing import check_run_policies
 
     models = list(config.vertical.models) if config.vertical is not None else [str(config.model.kind)]
-    check_run_policies(config.schema_, workflow=config.workflow, models=models, private=config.privacy is not None)
+    private = config.privacy is not None
+    if config.vertical is not None:  # vertical DP: WOE counts or GBDT partner histograms (review R13-VIMP-1)
+        scorecard, trees = getattr(config.vertical, "scorecard", None), getattr(config.vertical, "gbdt_privacy", None)
+        private = bool(getattr(scorecard, "dp_epsilon", None) or getattr(trees, "hist_noise", 0.0))
+    check_run_policies(config.schema_, workflow=config.workflow, models=models, private=private)
 
 
 def _check_privacy(config: RunConfig) -> None:

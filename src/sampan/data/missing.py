@@ -6,7 +6,8 @@ columns itself. What fills the NaN is decided elsewhere and applied here:
 - horizontal runs: federated statistics (`sampan.horizontal.imputation`), sent back by the coordinator in every
   request as the ``impute`` array (one value per model column, NaN where nothing is filled) and stored with the
   model, so scoring imputes exactly as training did;
-- vertical runs: each party's own statistics over its own rows (`impute_locally`): nothing leaves the party.
+- vertical runs: each party's own statistics over its own rows (`impute_locally`): nothing leaves the party;
+  under vertical DP (WOE / GBDT histograms) the midpoint of the column's public bounds instead (review R13-VIMP-1).
 ``native`` columns keep NaN (tree models learn a default direction); linear models and MLPs refuse them.
 
 Nothing here sends anything: these functions run on one party's rows.
@@ -23,7 +24,8 @@ import numpy as np
 from sampan.data.schema import TableSchema
 
 __all__ = ["FILL_POLICIES", "MissingColumn", "check_fill_values", "fill_missing", "impute_locally",
-           "local_fill_values", "median_from_histogram", "missing_columns", "refuse_native", "HOW_TO_FIX"]
+           "local_fill_values", "median_from_histogram", "missing_columns", "public_fill_values", "refuse_native",
+           "HOW_TO_FIX"]
 
 FILL_POLICIES = ("median", "mean", "indicator")  # policies that need a fill value (indicator fills the mean)
 HOW_TO_FIX = ('to accept them, declare in its [schema] feature missing = ["?", ""] and impute = '
@@ -116,16 +118,40 @@ def local_fill_values(X: np.ndarray, columns: Iterable[MissingColumn]) -> np.nda
     return values
 
 
-def impute_locally(data: Any) -> Any:
-    """A vertical party's table with its own missing cells filled from its own rows (`local_fill_values`);
-    the values are kept on the table (``fill_values``) so its model part can record them. A ``native`` column is
-    filled with its median in ``X`` (the secure LR and the scorecard cannot use NaN) and keeps NaN in
+def public_fill_values(party: str, width: int, columns: Iterable[MissingColumn]) -> np.ndarray:
+    """Fill values from public information only: the midpoint of each filled column's declared ``bounds`` (a
+    ``native`` column too: its linear view is filled). Under vertical DP (review R13-VIMP-1) a data-dependent
+    fill (the median of all rows) would let one added customer move the fill, and with it the binned record of
+    every customer with a missing cell: the histogram accounts charge one record. A column without bounds is
+    refused, naming it and the fix."""
+    values = np.full(width, np.nan)
+    unbounded = []
+    for c in columns:
+        if c.bounds is None:
+            unbounded.append(c.name)
+        else:
+            values[c.index] = (float(c.bounds[0]) + float(c.bounds[1])) / 2
+    if unbounded:
+        raise ValueError(f"party {party!r}: columns {unbounded} are imputed in a vertical run with DP (WOE or GBDT "
+                         "histograms); give each public bounds = [low, high] in its [schema] (the missing cells are "
+                         "filled with their midpoint: a fill read off the rows would move other customers' bins)")
+    return values
+
+
+def impute_locally(data: Any, *, public: bool = False) -> Any:
+    """A vertical party's table with its own missing cells filled (`local_fill_values` from its own rows, or
+    `public_fill_values` when ``public``: a run with vertical DP); the values are kept on the table
+    (``fill_values``) so its model part can record them. A ``native`` column is filled in ``X`` (the secure LR and
+    the scorecard cannot use NaN: its median, or its bounds' midpoint when ``public``) and keeps NaN in
     ``trees_X``, the view the vertical GBDT learns its default directions on. Nothing leaves the party."""
     columns = getattr(data, "missing_columns", ())
+    linear = [replace(c, policy="median") if c.policy == "native" else c for c in columns]
+    # under DP: every filled column needs bounds, whether or not this table has a hole in it (a refusal that
+    # depended on the rows would itself tell one customer apart)
+    public_values = public_fill_values(data.party, data.X.shape[1], linear) if public else None
     if not columns or not np.isnan(data.X).any():
         return data
-    linear = [replace(c, policy="median") if c.policy == "native" else c for c in columns]
-    values = local_fill_values(data.X, linear)
+    values = public_values if public_values is not None else local_fill_values(data.X, linear)
     X = fill_missing(data.X, values, columns)
     native = [c.index for c in columns if c.policy == "native"]
     trees = None
@@ -151,12 +177,19 @@ def check_run_policies(schema: TableSchema | None, *, workflow: str, models: Seq
     """Config-time checks of the declared policies against the run (ValueError naming the columns and the fix):
     ``native`` in a horizontal run only with a tree model (a vertical party fills a native column with its own
     median for the secure LR and scorecard, `impute_locally`); under horizontal DP every imputed column needs
-    public ``bounds`` (the clipping range of the mean, the bins of the median sketch; never read off the data)."""
+    public ``bounds`` (the clipping range of the mean, the bins of the median sketch; never read off the data), and
+    under vertical DP too (the fill is the bounds' midpoint, `public_fill_values`)."""
     if schema is None:
         return
     linear = [m for m in models if m not in ("gbdt",)]
     if linear and workflow != "vertical":  # a vertical party's LR and scorecard see its own median instead
         refuse_native(schema, "/".join(linear))
+    if workflow == "vertical" and private:  # R13-VIMP-1: each party fills from its bounds' midpoint (native too)
+        unbounded = [c.name for c in missing_columns(schema) if c.bounds is None]
+        if unbounded:
+            raise ValueError(f"schema: columns {unbounded} are imputed in a vertical run with DP (WOE counts or GBDT "
+                             "histograms); give each public bounds = [low, high] in [schema]: missing cells are filled "
+                             "with their midpoint (a fill read off the rows would move other customers' bins)")
     if workflow == "horizontal" and private and "gbdt" not in models:  # trees take missing cells natively
         unbounded = [c.name for c in missing_columns(schema) if c.statistic is not None and c.bounds is None]
         if unbounded:

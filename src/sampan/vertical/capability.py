@@ -57,9 +57,10 @@ def vertical_party(setup: PartySetup) -> VerticalParty:
     kwargs: dict[str, Any] = {}
     if "max_evaluations" in options:
         kwargs["max_evaluations"] = int(options["max_evaluations"])
-    # missing values: each party fills its own columns from its own rows (nothing leaves; `impute_locally`)
-    party = VerticalParty(impute_locally(setup.data), identity=setup.identity, verifier=setup.verifier,
-                          policy=setup.policy,
+    # missing values: each party fills its own columns from its own rows (nothing leaves; `impute_locally`), from
+    # public bounds only where the job announced vertical DP or its policy requires it (review R13-VIMP-1)
+    party = VerticalParty(impute_locally(setup.data, public=vertical_dp(setup)), identity=setup.identity,
+                          verifier=setup.verifier, policy=setup.policy,
                           with_baselines=bool(options.get("with_baselines", False)),
                           lr_state=state / "vertical-lr" if state else None,
                           rows_state=state / "vertical-rows.json" if state and "row_book" not in options else None,
@@ -69,6 +70,18 @@ def vertical_party(setup: PartySetup) -> VerticalParty:
     if "psi_workers" in options:
         party.psi.workers = int(options["psi_workers"])
     return party
+
+
+def vertical_dp(setup: PartySetup) -> bool:
+    """Whether this party's vertical histograms (WOE counts, GBDT partner histograms) are under DP: the job it
+    accepted announced it, or its own policy requires a DP level. Then its missing cells get public fills."""
+    announced = set(setup.job.get("protections") or ()) & {"dp", "woe_dp", "gbdt_dp"}
+    return bool(announced) or bool(setup.policy is not None and setup.policy.requires_dp())
+
+
+def _protections(job: Any) -> list[str]:
+    """The vertical DP a simulated job announces to its parties (as a deployed job description does)."""
+    return [*(["woe_dp"] if job.woe_dp_epsilon else []), *(["gbdt_dp"] if job.gbdt_hist_noise > 0 else [])]
 
 
 def simulate_vertical(config: Any, seed: int, *, registry: Any = None, with_baselines: bool = False
@@ -81,7 +94,8 @@ def simulate_vertical(config: Any, seed: int, *, registry: Any = None, with_base
     tables = load_tables(config)
     job = job_of(config)
     verifier, identities = simulated_consortium(list(tables))
-    described = {"workflow": "vertical", "parties": job.parties, "label_holder": job.label_holder}
+    described = {"workflow": "vertical", "parties": job.parties, "label_holder": job.label_holder,
+                 "protections": _protections(job)}
     def options(name: str) -> dict[str, Any]:
         out: dict[str, Any] = {"with_baselines": with_baselines} if with_baselines else {}
         if job.test_ids and name == job.label_holder:
@@ -225,7 +239,8 @@ class _ScoringCapability:
             bank = setups[job.label_holder]
             schema = _party_schema(job.training, job.label_holder)
             setups[job.label_holder] = replace(bank, data=with_applicants(bank.data, job.applicants_file, schema,
-                                                                          job.label_holder, job.id_column))
+                                                                          job.label_holder, job.id_column,
+                                                                          public=vertical_dp(bank)))
         return setups
 
 
@@ -242,7 +257,8 @@ def _party_schema(training: Mapping[str, Any], party: str) -> Any:
     return parse_config(legacy_to_run_dict(dict(training)), source="stored run config").party_schema(party)
 
 
-def with_applicants(data: Any, path: str, schema: Any, party: str, id_column: str | None = None) -> Any:
+def with_applicants(data: Any, path: str, schema: Any, party: str, id_column: str | None = None, *,
+                    public: bool = False) -> Any:
     """The bank's table with the applicants file's rows appended, when the file has every one of the bank's
     feature columns (a new applicant is then scored from the file; a known one from the file's newer values,
     the later row winning the id lookup); else the table unchanged (the file gives ids only).
@@ -259,7 +275,7 @@ def with_applicants(data: Any, path: str, schema: Any, party: str, id_column: st
     if not all(name in columns for name in features):
         return data
     new = from_columns({k: columns[k] for k in file_schema.columns()}, file_schema, party, path)
-    base = impute_locally(data)  # the bank's own fill values, from its own rows only
+    base = impute_locally(data, public=public)  # the bank's own fill values, from its own rows (or public bounds)
     X, trees = new.X, new.X
     if base.fill_values is not None:
         fill = np.asarray(base.fill_values, dtype=np.float64)

@@ -296,7 +296,8 @@ class VerticalWorkflow(Workflow):
             "reveals": {"alignment": state["alignment"].get("reveals"), "training": state["training"].get("reveals"),
                         "scoring": SCORING_REVEALS, "evaluation": EVALUATION_REVEALS, "summary": SUMMARY_REVEALS,
                         "missing_values": "nothing: each party fills its own missing cells from its own rows "
-                                          "(sampan.data.missing.impute_locally); no statistic leaves it",
+                                          "(sampan.data.missing.impute_locally; under vertical DP from the "
+                                          "midpoint of the column's public bounds); no statistic leaves it",
                         **(state.get("extra_reveals") or {})},
             "protections": {"*": "every party-to-party payload sealed with ChaCha20-Poly1305 under a per-run X25519 "
                                  "key agreement; coordinator-visible fields are sizes, party names and aggregate "
