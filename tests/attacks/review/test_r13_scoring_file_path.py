@@ -12,7 +12,10 @@ files, /dev/zero) and:
 * R13-SCO-3: naming another column (e.g. the label column of the bank's training file) makes the bank seal that
   column's values, row by row, to every partner as "applicant ids";
 * R13-SCO-10: naming /dev/zero (or any endless stream) makes `read_applicant_ids` (`list(csv.reader(...))`) read
-  without end, memory growing ~200 MB/s, until the bank agent dies.
+  without end, memory growing ~200 MB/s, until the bank agent dies;
+* R13-SCO-13: the file check runs only for `workflow == "scoring"`; a vertical TRAINING job (whose description names
+  no file at all) still answers `score.start` / `vgb.score_start` (`VERTICAL_KINDS`), and the bank's handlers read
+  any `applicants_file` its meta names, so even an honest job description does not bound what the bank reads.
 """
 
 from __future__ import annotations
@@ -104,3 +107,23 @@ def test_the_bank_refuses_an_endless_applicants_file_quickly() -> None:
     except subprocess.TimeoutExpired:
         pytest.fail("the bank was still reading /dev/zero after 4 s")
     assert "refused" in done.stdout, done.stderr[-300:]
+
+
+@pytest.mark.xfail(strict=True, reason="R13-SCO-13: in a vertical TRAINING job (which announces no applicants file) "
+                   "score.start / vgb.score_start naming any applicants_file is accepted unchecked")
+def test_a_training_job_never_makes_the_bank_read_a_file() -> None:
+    from sampan.deploy.allow import AllowSection, JobRefused, check_request, job_description
+
+    config = {"vertical": {"label_holder": "bank", "models": ["lr", "gbdt"]}}
+    job = job_description(config, workflow="vertical", operator="ops", parties=["bank", "payments"],
+                          label_holder="bank")
+    allow = AllowSection.model_validate({"partners": ["payments"]})
+    base = {"request_id": "r/1", "partners": ["payments"], "bank": "bank"}
+    refused = []
+    for kind in ("score.start", "vgb.score_start"):
+        try:
+            check_request(allow, "bank", kind, {**base, "applicants_file": "/bank/state/party.db",
+                                                "id_column": "label"}, job)
+        except JobRefused:
+            refused.append(kind)
+    assert refused == ["score.start", "vgb.score_start"], "the bank would read a file no job announced"
