@@ -86,3 +86,21 @@ def test_a_window_on_part_of_an_unbounded_column_is_refused() -> None:
     ask({"columns": [{**MEDIAN, "bounds": [3.0, 88.0]}]})
     with pytest.raises(PolicyRefused, match="one per run"):
         ask({"columns": [{**MEDIAN, "bounds": [2.0, 88.0]}]})
+
+
+def test_a_party_of_a_dp_job_answers_no_exact_range_even_before_its_first_dp_request() -> None:
+    """Reviewer's note on R13-IMP-3: in a DP run, an exact `ranges` (or exact statistics) asked BEFORE the run's
+    first DP request was answered; the party knows the run is DP from the job it accepted (simulation too)."""
+    from sampan.core.capability import PartySetup
+    from sampan.horizontal.capability import horizontal_party
+
+    schema = TableSchema(id="id", label="y", features=[{"name": "income", "impute": "median"}])
+    values = np.array([41.123456, 3.0, 17.5, 60.0, 88.0, np.nan])
+    data = PartyData("bank_a", np.array([f"r{i}" for i in range(6)], dtype=object), values[:, None].copy(),
+                     (np.arange(6) % 3 == 0).astype(np.int8), schema.feature_names(), missing_columns(schema))
+    setup = PartySetup("bank_a", (data, data.subset(np.arange(0))),
+                       {"workflow": "horizontal", "model": "logistic", "protections": ["dp"]}, options={"secagg": None})
+    handler = horizontal_party(setup).handlers()["impute_stats"]
+    with pytest.raises(PolicyRefused, match="without dp"):
+        handler(Message("run-1", 0, "coordinator", "bank_a", "impute_stats",
+                        meta={"ranges": [{"index": 0, "name": "income"}]}))

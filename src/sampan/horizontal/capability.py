@@ -64,7 +64,8 @@ def horizontal_party(setup: PartySetup) -> HorizontalParty:
                   if setup.identity is not None else None)
     return HorizontalParty(setup.name, train, test, setup.policy, secagg=secagg, state_dir=setup.state_dir,
                            max_evaluations=setup.options.get("max_evaluations"),
-                           trees=setup.job.get("model") == GBDT_KIND)
+                           trees=setup.job.get("model") == GBDT_KIND,
+                           announced_dp=bool(_announced(setup) & {"dp", "dp1", "dp2", "dp3"}))
 
 
 def simulated_setups(config: Any, seed: int, workflow: str) -> dict[str, PartySetup]:
@@ -78,6 +79,8 @@ def simulated_setups(config: Any, seed: int, workflow: str) -> dict[str, PartySe
     evaluation = getattr(config, "evaluation", None)
     if getattr(evaluation, "groups", None) and workflow == "horizontal":
         job["groups"] = True  # fairness by group after the final evaluation (`group_evaluation`)
+    if getattr(config, "privacy", None) is not None:  # a DP run, known to each party at setup (no exact release)
+        job["protections"] = ["dp"]
     trees: dict[str, Any] = {"gbdt": gbdt_job(config)} if job["model"] == GBDT_KIND else {}
     return {name: PartySetup(name, (split.train, split.test), {**job, **trees}, identity=identities[name],
                              verifier=verifier) for name, split in splits.items()}

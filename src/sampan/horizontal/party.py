@@ -168,7 +168,7 @@ class HorizontalParty:
     def __init__(self, name: str, train_data: PartyData, test_data: PartyData,
                  policy: PartyPrivacyPolicy | None = None, *, secagg: SecAggClient | None = None,
                  state_dir: str | os.PathLike[str] | None = None, max_evaluations: int | None = None,
-                 trees: bool = False) -> None:
+                 trees: bool = False, announced_dp: bool = False) -> None:
         if len(train_data) == 0:
             raise ValueError(f"party {name!r} has no training rows")
         self.name, self.train_data, self.test_data = name, train_data, test_data
@@ -186,7 +186,7 @@ class HorizontalParty:
         self.mods: list[Mod] = privacy_mods(self.dp, fit_with=self._fit_with, secagg_client=lambda: self.secagg,
                                             vectorize=secagg_vector, evaluate_with=self._evaluate)
         # DP1 on imputation statistics, next to the handler; requests checked against its own schema's columns
-        self.mods.append(imputation_mod(self.dp, train_data.missing_columns))
+        self.mods.append(imputation_mod(self.dp, train_data.missing_columns, announced_dp=announced_dp))
         composed = self.handlers()
         self.describe, self.stats = composed["describe"], composed["stats"]
         self.fit, self.evaluate = composed["fit"], composed["evaluate"]

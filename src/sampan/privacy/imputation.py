@@ -91,15 +91,17 @@ def _check(state: PartyDPState, msg: Message, columns: Sequence[MissingColumn]) 
         checked_columns(state.name, msg.meta, columns)
 
 
-def imputation_mod(state: PartyDPState, columns: Sequence[MissingColumn] = ()) -> Mod:
+def imputation_mod(state: PartyDPState, columns: Sequence[MissingColumn] = (), *, announced_dp: bool = False) -> Mod:
     """DP1 on `impute_stats` (see the module docstring): one charged, noised release per run under DP; without DP
-    one answer of each kind (`ranges`, statistics) per run. ``columns``: the party's own imputed columns."""
+    one answer of each kind (`ranges`, statistics) per run. ``columns``: the party's own imputed columns;
+    ``announced_dp``: the job it accepted is a DP run, so no exact statistic or range is answered at all (not
+    even before its first DP request)."""
     released: dict[str, tuple[str, dict[str, np.ndarray]]] = {}  # run id -> (request digest, release)
     answered: dict[tuple[str, str], str] = {}  # (run id, "ranges" | "columns") -> digest of the exact request
 
     def exact(msg: Message, inner: Handler) -> Message:
-        if state.under_dp(msg.run_id):
-            raise PolicyRefused(f"party {state.name!r} refuses 'impute_stats' without dp: its policy "
+        if announced_dp or state.under_dp(msg.run_id):
+            raise PolicyRefused(f"party {state.name!r} refuses 'impute_stats' without dp: its policy or its job "
                                 "requires DP (exact imputation statistics would leave uncharged)")
         key = (msg.run_id, "ranges" if "ranges" in msg.meta else "columns")
         if answered.get(key, _digest(msg)) != _digest(msg):
