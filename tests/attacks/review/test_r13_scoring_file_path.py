@@ -15,7 +15,10 @@ files, /dev/zero) and:
   without end, memory growing ~200 MB/s, until the bank agent dies;
 * R13-SCO-13: the file check runs only for `workflow == "scoring"`; a vertical TRAINING job (whose description names
   no file at all) still answers `score.start` / `vgb.score_start` (`VERTICAL_KINDS`), and the bank's handlers read
-  any `applicants_file` its meta names, so even an honest job description does not bound what the bank reads.
+  any `applicants_file` its meta names, so even an honest job description does not bound what the bank reads;
+* R13-SCO-14 (bad input): an id cell holding a newline is joined with "\n" and split again by the partner (and by
+  the bank's GBDT handler): LR fails with "operands could not be broadcast together" (no file, no row), GBDT
+  silently scores one cell as two applicants.
 """
 
 from __future__ import annotations
@@ -127,3 +130,15 @@ def test_a_training_job_never_makes_the_bank_read_a_file() -> None:
         except JobRefused:
             refused.append(kind)
     assert refused == ["score.start", "vgb.score_start"], "the bank would read a file no job announced"
+
+
+@pytest.mark.xfail(strict=True, reason="R13-SCO-14: an applicant id with an embedded newline (a quoted CSV cell) "
+                   "desynchronises bank and partner: 'operands could not be broadcast', naming no file or row")
+def test_an_id_with_a_newline_is_refused_naming_the_file_and_row(tmp_path: Path) -> None:
+    session, _, tables = _session()
+    ids = [str(i) for i in tables["bank"].ids[:3]]
+    path = tmp_path / "applicants.csv"
+    path.write_text(f'reg_no\n"{ids[0]}\n{ids[1]}"\n{ids[2]}\n')
+    with pytest.raises(PartyError) as caught:
+        session._score({}, {"applicants_file": str(path), "id_column": "reg_no"})
+    assert "applicants.csv" in str(caught.value) and "row" in str(caught.value), str(caught.value)
