@@ -6,18 +6,19 @@ from the request's seed) on its OWN training rows, scores it and the consortium'
 holdout, and replies with two score histograms by label (`local.*`, `consortium.*`) and its holdout count. The
 coordinator turns each into an AUC per bank; the report and `sampan run` print them side by side.
 
-What each role learns: the coordinator learns, per bank, the label counts of its holdout in score bins under
-the local-only model and under the consortium model (so each bank's holdout size and composition, as the final
-evaluation reveals them, and how well a model trained on that bank alone ranks its holdout); nothing about
-another bank. Other parties learn nothing. Secure aggregation cannot apply: the figures are per bank by nature
-(a sum over banks would answer a different question), so even a SecAgg run sends them in clear, and the
-receipt says so. Without DP the local-only histogram is listed as revealed (`sampan.wire.catalogue`). Under
-`[privacy]` the local-only model is trained by DP-SGD at the run's DP2 settings and its release is charged as
-DP2 to the run's ledger (write-ahead, here) and to the bank's own ledger (its mod,
-`sampan.privacy.local_comparison_mod`), the histograms are at `DP_BINS` with sums at bin midpoints (a function
-of the label counts only), the consortium model must be the one the bank evaluated in the run, and a bank
-answers once per run (a repeat gets the same reply). Holdout rows stay outside the DP unit, as for the final
-evaluation. The handler here computes exact answers only; the noise lives in the mod.
+What each role learns: the coordinator learns, per bank, the label counts of its holdout in at most `DP_BINS`
+score bins (sums at bin midpoints: no holdout score leaves) under the local-only model and under the consortium
+model (so each bank's holdout size and composition, as the final evaluation reveals them, and how well a model
+trained on that bank alone ranks its holdout); nothing about another bank. Other parties learn nothing. Secure
+aggregation cannot apply: the figures are per bank by nature (a sum over banks would answer a different
+question), so even a SecAgg run sends them in clear, and the receipt says so. Without DP the local-only
+histogram is listed as revealed (`sampan.wire.catalogue`). A bank answers once per run and only in a run whose
+evaluation it answered (counted against its ``max_evaluations``). Under `[privacy]` the local-only model is
+trained by DP-SGD at the run's DP2 settings and its release is charged as DP2 to the run's ledger (write-ahead,
+here) and to the bank's own ledger (its mod, `sampan.privacy.local_comparison_mod`), and the consortium model
+and scaler must be those the bank evaluated in the run. Holdout rows stay outside the DP unit, as for the final
+evaluation. A bank that refuses or fails is reported as not available (with its reason); the run completes.
+The handler here computes exact answers only; the noise lives in the mod.
 """
 
 from __future__ import annotations
@@ -29,8 +30,11 @@ import numpy as np
 
 from sampan.core.party import Handler, PartyApp
 from sampan.core.seeds import derive_seed
+from sampan.core.transport import exchange_settled
+from sampan.errors import PartyError
+from sampan.horizontal.secure_rounds import COORDINATOR
 from sampan.metrics import ScoreHistogram
-from sampan.metrics.histogram import DEFAULT_BINS, MAX_BINS
+from sampan.metrics.histogram import DP_BINS
 from sampan.models import Model, model_from_config
 from sampan.models.local_training import TrainConfig, checked_train_config, train
 from sampan.privacy.dpsgd import DPSGDConfig, planned_steps
@@ -58,16 +62,21 @@ def plain_trainer(model: Model, start: np.ndarray, X: np.ndarray, y: np.ndarray,
 
 
 def compare_with(party: HorizontalParty, msg: Message, trainer: Trainer) -> Message:
-    """Train the local-only model with ``trainer``; both models' holdout histograms by label (exact)."""
+    """Train the local-only model with ``trainer``; both models' holdout histograms by label (at most `DP_BINS`
+    bins, sums at bin midpoints: every field a function of the label counts, no holdout score leaves)."""
     from sampan.horizontal.imputation import imputed
     from sampan.horizontal.party import standardize  # the party module imports nothing from here
 
     if len(party.test_data) == 0:
         raise ValueError(f"party {party.name!r} has no holdout rows to compare a local-only model on")
-    bins = msg.meta.get("bins", DEFAULT_BINS)
-    if isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= MAX_BINS:
-        raise ValueError(f"party {party.name!r} refuses bins={bins!r}: at most {MAX_BINS} bins")
+    bins = msg.meta.get("bins", DP_BINS)
+    if isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= DP_BINS:
+        raise ValueError(f"party {party.name!r} refuses bins={bins!r}: at most {DP_BINS} bins")
     model = model_from_config(msg.meta["model"])
+    consortium = np.asarray(msg.arrays["params"], dtype=float)
+    if int(model.n_params) != consortium.size:  # before any allocation: no larger than what travelled (R13-BA-5)
+        raise ValueError(f"party {party.name!r} refuses 'bank_alone': the model config has {model.n_params} "
+                         f"parameters, the consortium model sent {consortium.size}")
     width = party.train_data.X.shape[1]
     expected = getattr(model, "n_features", width)
     if expected != width:
@@ -81,8 +90,8 @@ def compare_with(party: HorizontalParty, msg: Message, trainer: Trainer) -> Mess
     assert y_train is not None and y_test is not None
     local = trainer(model, model.init_params(np.random.default_rng(seed)), X_train, y_train, cfg, seed)
     arrays: dict[str, np.ndarray] = {}
-    for name, params in (("local", local), ("consortium", msg.arrays["params"])):
-        histogram = ScoreHistogram.from_scores(y_test, model.predict_proba(params, X_test), bins)
+    for name, params in (("local", local), ("consortium", consortium)):
+        histogram = ScoreHistogram.from_scores(y_test, model.predict_proba(params, X_test), bins).centred()
         arrays.update({f"{name}.{k}": v for k, v in histogram.to_arrays().items()})
     return msg.reply(BANK_ALONE_REPLY, arrays=arrays, meta={"n": len(y_test)})
 
@@ -121,7 +130,7 @@ def _request_meta(workflow: HorizontalWorkflow, state: RunState, parties: list[s
     for party in parties:
         dp = {k: v for k, v in dp_metas[party].items() if k in ("dp2", "public_rows")}
         metas[party] = {"model": state.model_config, "train": train_cfg, **dp,
-                        "seed": derive_seed(workflow.seed, BANK_ALONE, party), "bins": workflow.privacy.evaluation_bins}
+                        "seed": derive_seed(workflow.seed, BANK_ALONE, party), "bins": DP_BINS}
     return metas
 
 
@@ -141,8 +150,24 @@ def planned_charges(metas: dict[str, dict[str, Any]], step: int) -> list[Privacy
     return events
 
 
+def _bank_figures(party: str, outcome: Message | BaseException) -> dict[str, Any]:
+    """One bank's AUC pair, or why it is not available: a bank's refusal or failure never fails the run, which
+    is already trained and evaluated (review R13-BA-3)."""
+    try:
+        if isinstance(outcome, BaseException):  # a refusal, an error or a dropout (`DROPOUT_ERRORS`)
+            raise outcome
+        pair = histograms(outcome)
+    except (PartyError, TimeoutError, ConnectionError, ValueError, KeyError, TypeError) as exc:
+        return {"n_holdout": None, "local_auc": None, "consortium_auc": None, "gain": None,
+                "unavailable": f"not available for {party}: {exc}"}
+    local, consortium = _auc(pair["local"]), _auc(pair["consortium"])
+    return {"n_holdout": int(outcome.meta["n"]), "local_auc": local, "consortium_auc": consortium,
+            "gain": None if local is None or consortium is None else consortium - local}
+
+
 def compare_banks(workflow: HorizontalWorkflow, state: RunState) -> dict[str, Any]:
-    """The coordinator's step: charge (write-ahead), one `bank_alone` exchange, an AUC pair per bank."""
+    """The coordinator's step: charge (write-ahead), one `bank_alone` fan-out, an AUC pair per bank (or, for a
+    bank that refused or failed, why it is not available: the run still completes)."""
     parties = sorted(state.parties)
     step = state.round + 1
     metas = _request_meta(workflow, state, parties)
@@ -152,12 +177,10 @@ def compare_banks(workflow: HorizontalWorkflow, state: RunState) -> dict[str, An
         workflow.recorder.event("bank_alone_skipped", {"reason": str(exc)})
         return {"skipped": str(exc)}
     arrays = {"params": state.params, **state.scaler}
-    banks: dict[str, dict[str, Any]] = {}
-    for reply in workflow._request(parties, BANK_ALONE, step, arrays=arrays, meta_for=lambda p: metas[p]):
-        pair = histograms(reply)
-        local, consortium = _auc(pair["local"]), _auc(pair["consortium"])
-        banks[reply.sender] = {"n_holdout": int(reply.meta["n"]), "local_auc": local, "consortium_auc": consortium,
-                               "gain": None if local is None or consortium is None else consortium - local}
+    messages = (Message(workflow.run_id, step, COORDINATOR, p, BANK_ALONE, arrays=arrays, meta=metas[p])
+                for p in parties)
+    banks = {party: _bank_figures(party, outcome)
+             for party, outcome in exchange_settled(workflow.transport, messages).items()}
     summary = {"epochs": metas[parties[0]]["train"]["epochs"], "dp": any("dp2" in m for m in metas.values()),
                "banks": dict(sorted(banks.items()))}
     workflow.recorder.event("bank_alone", summary)

@@ -53,11 +53,21 @@ class PartyDPState:
     dp_runs: set[str] = field(default_factory=set)  # runs in which this party answered a DP request
     dp_fit: dict[str, frozenset[str]] = field(default_factory=dict)  # run -> DP levels of its first DP fit
     evaluated: dict[str, str] = field(default_factory=dict)  # run -> digest of the model it evaluated
+    # run -> digests of every model it evaluated in the run (without DP a run evaluates one per request): the
+    # group release is answered only on one of them (review R13-GRP-8)
+    evaluated_models: dict[str, set[str]] = field(default_factory=dict)
     # admission (`policy_mod`) is check-then-record: concurrent requests of a party take turns through it
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.evaluated = self.load_evaluated()
+        path = self.evaluated_path.with_name("dp-runs.json") if self.evaluated_path is not None else None
+        self.dp_runs = DPRuns(self.name, path, self.dp_runs)
+
+    @property
+    def state_dir(self) -> Path | None:
+        """The party's state folder (that of `evaluated.json`), where its per-run marks persist; None: memory."""
+        return self.evaluated_path.parent if self.evaluated_path is not None else None
 
     def under_dp(self, run_id: str) -> bool:
         """Its policy requires a level, or it already answered a DP request of the run (no switching DP off)."""
@@ -89,6 +99,35 @@ class PartyDPState:
                              f"unreadable ({exc}); refusing to start (restore it: it bounds evaluations under "
                              "DP)") from None
         return {str(k): str(v) for k, v in data.items()}
+
+
+class DPRuns(set[str]):
+    """The runs in which the party answered a DP request, kept in its state dir (`dp-runs.json`, written before
+    the reply leaves): a restarted party still refuses exact answers in a DP run (reviews R13-BA-4, R13-GRP-4)."""
+
+    def __init__(self, party: str, path: Path | None, runs: set[str] | None = None) -> None:
+        super().__init__(runs or ())
+        self.party, self.path = party, path
+        super().update(self._stored())
+
+    def _stored(self) -> set[str]:
+        if self.path is None or not self.path.exists():
+            return set()
+        try:
+            return {str(r) for r in json.loads(self.path.read_bytes())}
+        except (OSError, ValueError, TypeError) as exc:
+            raise ValueError(f"party {self.party!r}: its record of DP runs '{self.path}' is unreadable ({exc}); "
+                             "refusing to go on (restore it: it keeps DP on in the runs it answered under DP)"
+                             ) from None
+
+    def add(self, run_id: str) -> None:
+        if run_id in self:
+            return
+        super().add(run_id)
+        if self.path is not None:  # merged with the file: another instance of the party may have added runs
+            super().update(self._stored())
+            private_directory(self.path.parent)
+            atomic_write_bytes(self.path, json.dumps(sorted(self)).encode(), mode=PRIVATE_FILE)
 
 
 def _private(meta: Mapping[str, Any]) -> bool:
@@ -231,6 +270,7 @@ def _admit_evaluate(state: PartyDPState, msg: Message) -> int:
                             f"models in {len(state.evaluated)} runs (with or without DP), its maximum "
                             "(max_evaluations): each is an exact release about its holdout rows, which are "
                             "outside the DP unit")
+    state.evaluated_models.setdefault(msg.run_id, set()).add(digest)
     if first is None:
         first = state.evaluated[msg.run_id] = digest
         if state.evaluated_path is not None:  # written before the evaluation leaves

@@ -24,7 +24,8 @@ def _fmt(value: Any, signed: bool = False) -> str:
 
 def bank_alone_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     """(bank, holdout rows, AUC alone, AUC consortium, gain) as text; never 'nan'."""
-    return [(bank, str(row["n_holdout"]), _fmt(row["local_auc"]), _fmt(row["consortium_auc"]),
+    return [(bank, "–", str(row["unavailable"]), "–", "n/a") if row.get("unavailable") else
+            (bank, str(row["n_holdout"]), _fmt(row["local_auc"]), _fmt(row["consortium_auc"]),
              _fmt(row["gain"], signed=True) if row["gain"] is not None else "n/a")
             for bank, row in sorted((summary.get("banks") or {}).items())]
 

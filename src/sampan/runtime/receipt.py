@@ -132,11 +132,14 @@ def _protection(kind: str, privacy: dict[str, Any] | None, noise: dict[str, floa
         if privacy:
             return ("DP2: the bank's local-only model trained by DP-SGD (its own noise multiplier, charged to the run "
                     "and party ledgers); label counts of its holdout rows in 100 score bins under that model and "
-                    "under the released model; once per run, on the model it evaluated; per bank in clear (secure "
+                    "under the released model (sums at bin midpoints), and its holdout row count; once per run, on the "
+                    "model and exact scaler it evaluated; per bank in clear (secure "
                     "aggregation cannot apply)")
-        return ("none (revealed): label counts of the bank's holdout rows per score bin under its local-only model "
-                "and under the consortium model; per bank in clear, also under secure aggregation (the figures are "
-                "per bank by nature); once per run")
+        return ("none (revealed): label counts of the bank's holdout rows in at most 100 score bins (score sums at "
+                "bin midpoints, a function of the counts) under its local-only model and under the consortium model, "
+                "and its holdout row count; per bank in clear, also under secure aggregation (the figures are per "
+                "bank by nature); once per run, only in a run whose evaluation it answered (counted against its "
+                "max_evaluations)")
     if kind == "describe" and privacy:
         return (f"DP1: training row count through a Gaussian mechanism (noise multiplier "
                 f"{privacy.get('count_noise_multiplier', 20.0)}, sensitivity 1); holdout row count and feature "

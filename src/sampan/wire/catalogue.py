@@ -287,8 +287,8 @@ def _bank_alone_specs(s: Setup, params: Field, scaler: tuple[Field, ...]) -> lis
     """Each bank alone vs the consortium (`sampan.horizontal.local_comparison`): per bank by nature, so never
     under secure aggregation; under DP the local-only model is DP-SGD (DP2, charged to both ledgers)."""
     model_prot, model_mechs = _model_protection(s)
-    per_bank = ("each bank's own holdout (outside the DP unit), label counts per score bin; per bank by nature: "
-                "secure aggregation cannot apply")
+    per_bank = ("each bank's own holdout (outside the DP unit), label counts in at most 100 score bins (score sums "
+                "at bin midpoints: a function of the counts); per bank by nature: secure aggregation cannot apply")
     if s.private:
         local = Field("arrays.local.*", "derived", ("DP2", "DP1:count"),
                       what="local-only DP-SGD model scored on " + per_bank)

@@ -66,8 +66,6 @@ def _ask(app: PartyApp, run: str, kind: str, arrays: dict[str, np.ndarray], **me
     return app.handle(Message(run, 1, "coordinator", "bank", kind, arrays=arrays, meta=dict(meta)))
 
 
-@pytest.mark.xfail(strict=True, reason="R13-BA-1: bank_alone (exact holdout histograms, crafted model, 2000 bins) "
-                                       "is answered after the bank's max_evaluations is spent")
 def test_bank_alone_counts_against_max_evaluations() -> None:
     app = _bank(max_evaluations=1)
     model = {"params": np.array([1.0, 0.0, 0.0])}
@@ -84,9 +82,6 @@ def test_bank_alone_counts_against_max_evaluations() -> None:
     assert reply.is_error, "bank_alone answered after max_evaluations was spent (an uncounted holdout release)"
 
 
-@pytest.mark.xfail(strict=True, reason="R13-BA-2: under DP the local-only model trains on a scaler the coordinator "
-                                       "picks (any scaler folding to the evaluated model): a 2nd, steered holdout "
-                                       "query per DP run")
 def test_under_dp_the_local_only_model_trains_on_the_evaluated_scaler() -> None:
     from sampan.metrics.histogram import DP_BINS
 
@@ -113,8 +108,6 @@ def test_under_dp_the_local_only_model_trains_on_the_evaluated_scaler() -> None:
     assert reply.is_error, "the local-only model trained on a coordinator-steered scaler"
 
 
-@pytest.mark.xfail(strict=True, reason="R13-BA-4: after a restart, a DP run's bank_alone is answered without DP-SGD "
-                                       "(local-only model trained exactly on the DP unit, 2000 bins, uncharged)")
 def test_a_restarted_bank_never_answers_a_dp_runs_comparison_without_dp_sgd(tmp_path: Path) -> None:
     from sampan.metrics.histogram import DP_BINS
 
@@ -136,8 +129,6 @@ def test_a_restarted_bank_never_answers_a_dp_runs_comparison_without_dp_sgd(tmp_
     assert reply.is_error, "a DP run's comparison answered exactly (non-DP local-only model, fine bins)"
 
 
-@pytest.mark.xfail(strict=True, reason="R13-BA-5: a bank_alone request's model config alone (no params) makes the bank "
-                                       "allocate an MLP of any size (hidden=[1e9]: 32 GB), unchecked")
 def test_a_huge_model_config_is_refused_before_the_bank_allocates_it(monkeypatch: pytest.MonkeyPatch) -> None:
     import sampan.models.mlp
 
