@@ -104,3 +104,17 @@ def test_a_party_of_a_dp_job_answers_no_exact_range_even_before_its_first_dp_req
     with pytest.raises(PolicyRefused, match="without dp"):
         handler(Message("run-1", 0, "coordinator", "bank_a", "impute_stats",
                         meta={"ranges": [{"index": 0, "name": "income"}]}))
+
+
+def test_an_all_missing_column_is_said_to_be_filled_with_a_default(caplog: pytest.LogCaptureFixture) -> None:
+    """Reviewer's note: a column with no present value was filled silently (0 or the bounds' midpoint)."""
+    from sampan.data.missing import local_fill_values
+    from sampan.horizontal.imputation import _empty_columns
+
+    columns = [{"index": 0, "name": "income", "statistic": "median", "bins": 4},
+               {"index": 1, "name": "debt", "statistic": "mean"}]
+    totals = {"count": np.array([3.0]), "sum": np.array([0.5]), "hist": np.zeros(4)}
+    assert _empty_columns(columns, totals) == ["income"]
+    with caplog.at_level("WARNING"):
+        values = local_fill_values(np.full((3, 1), np.nan), missing_columns(SCHEMA))
+    assert values[0] == 0.0 and "no present value" in caplog.text

@@ -15,6 +15,7 @@ Nothing here sends anything: these functions run on one party's rows.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -27,6 +28,7 @@ __all__ = ["FILL_POLICIES", "MissingColumn", "check_fill_values", "fill_missing"
            "local_fill_values", "median_from_histogram", "missing_columns", "public_fill_values", "refuse_native",
            "HOW_TO_FIX"]
 
+log = logging.getLogger(__name__)
 FILL_POLICIES = ("median", "mean", "indicator")  # policies that need a fill value (indicator fills the mean)
 HOW_TO_FIX = ('to accept them, declare in its [schema] feature missing = ["?", ""] and impute = '
               '"median" | "mean" | "indicator" | "native" ("category" for a category column)')
@@ -111,7 +113,8 @@ def local_fill_values(X: np.ndarray, columns: Iterable[MissingColumn]) -> np.nda
         if c.statistic is None:
             continue
         present = X[:, c.index][~np.isnan(X[:, c.index])]
-        if present.size == 0:
+        if present.size == 0:  # inside the party: its log says so (the fill is a default, not a statistic)
+            log.warning("column %r has no present value: its missing cells are filled with 0", c.name)
             values[c.index] = 0.0
         else:
             values[c.index] = float(np.median(present) if c.statistic == "median" else present.mean())

@@ -28,6 +28,7 @@ import numpy as np
 
 from sampan.data import PartyData
 from sampan.data.missing import MissingColumn, check_fill_values, fill_missing, median_from_histogram, missing_columns
+from sampan.horizontal.dp1_scaler import emit_warning
 from sampan.privacy.calibration import calibrate_noise_multiplier
 from sampan.privacy.imputation import IMPUTE_KIND
 from sampan.privacy.imputation_request import MEDIAN_BINS, MEDIAN_BINS_DP, checked_columns, checked_ranges
@@ -149,6 +150,21 @@ def _combine(columns: list[dict[str, Any]], totals: Mapping[str, np.ndarray], wi
     return check_fill_values(fill, width)
 
 
+def _empty_columns(columns: list[dict[str, Any]], totals: Mapping[str, np.ndarray]) -> list[str]:
+    """The columns no party has a present cell of (exact statistics only)."""
+    empty, i_mean, i_hist = [], 0, 0
+    for c in columns:
+        if c["statistic"] == "mean":
+            n = float(totals["count"][i_mean])
+            i_mean += 1
+        else:
+            n = float(np.sum(totals["hist"][i_hist:i_hist + int(c["bins"])]))
+            i_hist += int(c["bins"])
+        if n <= 0:
+            empty.append(str(c["name"]))
+    return empty
+
+
 def federated_fill_values(workflow: Any, parties: list[str], width: int) -> np.ndarray | None:
     """The agreed fill values (NaN where nothing is filled), or None when the schema imputes nothing.
 
@@ -171,6 +187,11 @@ def federated_fill_values(workflow: Any, parties: list[str], width: int) -> np.n
         for key in ("count", "sum", "hist"):
             totals[key] = totals.get(key, 0) + np.asarray(reply.arrays[key], dtype=np.float64)
     fill = _combine(columns, totals, width)
+    if not dp:  # an exact count of 0: the fill is a default (bounds' midpoint, 0), not a statistic; say so
+        empty = _empty_columns(columns, totals)
+        if empty:
+            emit_warning(workflow.ctx, f"imputed columns {empty} have no present value at any party: their missing "
+                         "cells are filled with a default (the bounds' midpoint, else 0), not a statistic of the data")
     workflow.recorder.event("imputation_agreed", {  # the audit trail: which columns, the noise, the values
         "columns": [c["name"] for c in columns], "dp": dp,
         "noise_multiplier": meta.get("dp", {}).get("noise_multiplier"),
