@@ -18,7 +18,11 @@ files, /dev/zero) and:
   any `applicants_file` its meta names, so even an honest job description does not bound what the bank reads;
 * R13-SCO-14 (bad input): an id cell holding a newline is joined with "\n" and split again by the partner (and by
   the bank's GBDT handler): LR fails with "operands could not be broadcast together" (no file, no row), GBDT
-  silently scores one cell as two applicants.
+  silently scores one cell as two applicants;
+* R13-SCO-15: a scoring job's description (`job_description`) holds the model run but not the kind; `check_request`
+  lets the coordinator load and run the GBDT part (`vertical.load_model kind=gbdt`, `vgb.score_*`: the bank learns
+  the partner's routing bit at every split, i.e. intervals of its feature values) in a job announced as LR (the
+  bank learns one summed contribution), and the partner's audit record of the job cannot tell them apart.
 """
 
 from __future__ import annotations
@@ -142,3 +146,18 @@ def test_an_id_with_a_newline_is_refused_naming_the_file_and_row(tmp_path: Path)
     with pytest.raises(PartyError) as caught:
         session._score({}, {"applicants_file": str(path), "id_column": "reg_no"})
     assert "applicants.csv" in str(caught.value) and "row" in str(caught.value), str(caught.value)
+
+
+@pytest.mark.xfail(strict=True, reason="R13-SCO-15: a scoring job's description carries no model kind; a partner "
+                   "that accepted it answers GBDT routing bits (its feature intervals) as readily as an LR sum")
+def test_a_scoring_job_announces_the_model_kind_its_partners_answer_for() -> None:
+    from sampan.deploy.allow import AllowSection, JobRefused, check_request, job_description
+
+    config = {"scoring": {"model": "run-1", "applicants": ["BR1"], "kind": "lr"}}
+    job = job_description(config, workflow="scoring", operator="ops", parties=["bank", "payments"],
+                          label_holder="bank")
+    allow = AllowSection.model_validate({"partners": ["bank"], "label_holders": ["bank"]})
+    base = {"request_id": "r/1", "partners": ["payments"], "bank": "bank"}
+    with pytest.raises(JobRefused):  # the job announced LR: a GBDT part must not be loaded nor answered
+        check_request(allow, "payments", "vertical.load_model", {"model_run": "run-1", "kind": "gbdt"}, job)
+        check_request(allow, "payments", "vgb.score_partial", base, job)
