@@ -17,6 +17,7 @@ from sampan.metrics import ScoreHistogram
 from sampan.metrics.groups import group_table
 from sampan.models import model_from_config
 from sampan.privacy import Ledger
+from sampan.privacy.group_release_mod import withheld_levels
 from sampan.runtime.federation import simulated_party_apps
 from sampan.runtime.recorder import StoreRecorder
 from sampan.runtime.runner import hook_progress
@@ -71,18 +72,25 @@ def test_group_metrics_equal_the_pooled_computation(tmp_path: Path) -> None:
     X = np.vstack([t.X for t in tests])
     y = np.concatenate([t.y for t in tests])
     p = model.predict_proba(outcome.params, (X - outcome.scaler["mean"]) / outcome.scaler["scale"])
+    bank = np.concatenate([np.full(len(t), i) for i, t in enumerate(tests)])
     age = X[:, 4]
-    for k, sector in enumerate(SECTORS):
-        member = X[:, k] == 1
-        pooled["sector"].append((sector, ScoreHistogram.from_scores(y[member], p[member], 100)))
-    for label, member in (("< 3", age < 3), ("[3, 8)", (age >= 3) & (age < 8)), (">= 8", age >= 8)):
-        pooled["age"].append((label, ScoreHistogram.from_scores(y[member], p[member], 100)))
+    levels = {"sector": [(sector, X[:, k] == 1) for k, sector in enumerate(SECTORS)],
+              "age": [("< 3", age < 3), ("[3, 8)", (age >= 3) & (age < 8)), (">= 8", age >= 8)]}
+    for column, members in levels.items():
+        # each bank withholds its small levels and, per column, more until what it hides is 0 or >= 10 rows
+        held = np.array([withheld_levels(np.array([int((m & (bank == b)).sum()) for _, m in members]), 0)
+                         for b in range(len(tests))])
+        for k, (label, member) in enumerate(members):
+            shown = member & ~held[bank, k]
+            pooled[column].append((label, ScoreHistogram.from_scores(y[shown], p[shown], 100) if shown.any()
+                                   else ScoreHistogram.empty(100)))
     expected = [r.to_dict() for r in group_table(pooled, groups["threshold"], 10)]
     assert groups["rows"] == expected
     assert groups["threshold"] == info["decision"]["threshold"]
     rare = next(r for r in groups["rows"] if r["level"] == "rare")
     assert rare["suppressed"] and rare["count"] is None  # one record: withheld by its bank, suppressed
     assert "sector rare" in groups["note"]
+    assert sum(r["count"] or 0 for r in groups["rows"] if r["column"] == "sector") < len(y) - 1  # secondary
     assert set(groups["disparity"]) == {"sector", "age"} and groups["disparity"]["sector"]["groups"] == 3
     assert not groups["dp"]
 

@@ -9,17 +9,22 @@ suppressing groups under ``min_group_count`` pooled rows, plus a max/min approva
 
 What each role learns, and how the party enforces it (`sampan.privacy.group_release_mod`): without DP, the
 exact counts per level and bin of its holdout (listed as revealed in the receipt), except that the party zeroes
-and names every level it holds fewer than `MIN_CELL_ROWS` rows of (so a one-record group reveals nothing but
-that it is small); under DP, the counts through one Gaussian mechanism (L2 sensitivity sqrt(columns): a row
-falls in one level per column), charged write-ahead to the run ledger and the party's own ledger, and no
-suppression (a data-dependent choice would leak). Once per run, and only on the model the party evaluated in
-this run. Not under secure aggregation (refused by configuration: the sum would need its own SecAgg instance).
-Holdout rows only; the group columns must be [schema] features of the model (category or numeric).
+and names every level it holds fewer than `MIN_CELL_ROWS` rows of, and per column more levels until the rows
+derivable from its evaluation minus what it shows are 0 or at least `MIN_CELL_ROWS` (secondary suppression);
+under DP, the counts through one Gaussian mechanism (L2 sensitivity sqrt(columns): a row falls in at most one
+level per column), charged write-ahead to the run ledger and the party's own ledger, and no suppression (a
+data-dependent choice would leak). Once per run (kept in its state dir; an identical repeat gets the same
+answer), and only on a model the party evaluated in this run. The party checks every spec against its own
+columns (`check_specs`): each group column once, a category's levels exactly its one-hot columns, a numeric
+column's bands on that column. Not under secure aggregation (refused by configuration: the sum would need its
+own SecAgg instance). Holdout rows only; the group columns must be [schema] features of the model (category or
+numeric). A deployed bank answers only the specs its job announced (`sampan.deploy.allow_groups`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -74,37 +79,65 @@ def _levels(spec: Mapping[str, Any]) -> list[str]:
 
 
 def _members(X: np.ndarray, names: Sequence[str], spec: Mapping[str, Any]) -> np.ndarray:
-    """(levels, rows) membership from the party's raw (unscaled) columns; a missing value joins no level."""
+    """(levels, rows) membership from the party's raw (unscaled) columns; a missing value joins no level, and a
+    row joins at most one level of a spec by construction (the first), whatever its columns hold (the DP charge
+    counts one level per column: review R13-GRP-2)."""
     index = {name: i for i, name in enumerate(names)}
     if "cuts" in spec:
         x = X[:, index[spec["feature"]]]
         band = np.searchsorted(np.asarray(spec["cuts"], dtype=float), x, side="right")
         return np.stack([(band == k) & ~np.isnan(x) for k in range(len(spec["cuts"]) + 1)])
-    return np.stack([X[:, index[name]] == 1.0 for name in spec["levels"]])
+    onehot = np.stack([X[:, index[name]] == 1.0 for name in spec["levels"]])
+    return onehot & (np.cumsum(onehot, axis=0) == 1)
 
 
-def check_specs(specs: Any, names: Sequence[str], party: str) -> None:
-    """A party's check of the request alone (never of its rows): known columns, bounded levels."""
+def category_columns(names: Sequence[str]) -> dict[str, list[str]]:
+    """Each category column's one-hot model columns (``column=category``, in order) among a party's names."""
+    columns: dict[str, list[str]] = {}
+    for name in names:
+        if "=" in name:
+            columns.setdefault(name.split("=", 1)[0], []).append(name)
+    return columns
+
+
+def _spec_levels(spec: Any, names: Sequence[str], categories: Mapping[str, list[str]]) -> int:
+    """The number of levels of one well-formed spec; 0 if it is not: a numeric band of one numeric column (named
+    as its column, 1 to 20 finite increasing cut points), or exactly the one-hot columns of one category."""
+    if not isinstance(spec, Mapping):
+        return 0
+    column = spec.get("column")
+    if "cuts" in spec:
+        cuts = spec["cuts"]
+        ok = (set(spec) == {"column", "feature", "cuts"} and column == spec["feature"] and column in names
+              and isinstance(column, str) and "=" not in column and isinstance(cuts, list) and 1 <= len(cuts) <= 20
+              and all(isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) for c in cuts)
+              and all(b > a for a, b in zip(cuts, cuts[1:], strict=False)))
+        return len(cuts) + 1 if ok else 0
+    levels = spec.get("levels")
+    ok = set(spec) == {"column", "levels"} and isinstance(column, str) and levels == categories.get(column)
+    return len(levels) if ok and isinstance(levels, list) else 0
+
+
+def check_specs(specs: Any, names: Sequence[str], party: str) -> list[int]:
+    """A party's check of the request alone (never of its rows), returning each group column's level count: 1 to
+    8 group columns, each at most once; a category column's levels exactly its one-hot columns, a numeric
+    column's bands on that column only (review R13-GRP-1/2: two bandings of one column, or one "column" mixing
+    the one-hot columns of two categories, are refused); at most `MAX_LEVELS` levels in all."""
     if not isinstance(specs, list) or not specs or len(specs) > 8:
         raise ValueError(f"party {party!r} refuses groups={specs!r}: 1 to 8 group columns")
-    total = 0
-    for spec in specs:
-        if not isinstance(spec, Mapping):
-            raise ValueError(f"party {party!r} refuses group spec {spec!r}")
-        if "cuts" in spec:
-            cuts = spec["cuts"]
-            ok = (isinstance(cuts, list) and 1 <= len(cuts) <= 20 and all(isinstance(c, (int, float)) for c in cuts)
-                  and all(b > a for a, b in zip(cuts, cuts[1:], strict=False)) and spec.get("feature") in names)
-            total += len(cuts) + 1 if ok else 0
-        else:
-            levels = spec.get("levels")
-            ok = isinstance(levels, list) and bool(levels) and all(level in names for level in levels) \
-                and len(set(levels)) == len(levels)
-            total += len(levels) if ok and isinstance(levels, list) else 0
-        if not ok:
-            raise ValueError(f"party {party!r} refuses group spec {dict(spec)!r}: unknown columns or bad cut points")
-    if total > MAX_LEVELS:
-        raise ValueError(f"party {party!r} refuses {total} group levels: at most {MAX_LEVELS}")
+    categories = category_columns(names)
+    widths = [_spec_levels(spec, names, categories) for spec in specs]
+    for spec, width in zip(specs, widths, strict=True):
+        if not width:
+            raise ValueError(f"party {party!r} refuses group spec {spec!r}: unknown columns or bad cut points (a "
+                             "category's levels must be exactly its one-hot columns, a band's cut points finite and "
+                             "increasing on one numeric column)")
+    columns = [spec["column"] for spec in specs]
+    if len(set(columns)) != len(columns):
+        raise ValueError(f"party {party!r} refuses group columns {columns}: each column at most once per request")
+    if sum(widths) > MAX_LEVELS:
+        raise ValueError(f"party {party!r} refuses {sum(widths)} group levels: at most {MAX_LEVELS}")
+    return widths
 
 
 def group_counts(X: np.ndarray, names: Sequence[str], y: np.ndarray, p: np.ndarray, specs: Sequence[Mapping[str, Any]],
@@ -124,9 +157,7 @@ def _handler(party: HorizontalParty) -> Any:
         """Exact counts per group level and score bin on the holdout (privacy: `group_release_mod`)."""
         data = party.test_data
         names = list(data.feature_names)
-        check_specs(msg.meta.get("groups"), names, party.name)
-        if msg.meta.get("bins") != GROUP_BINS:
-            raise ValueError(f"party {party.name!r} refuses group bins={msg.meta.get('bins')!r}: exactly {GROUP_BINS}")
+        _request_check(party)(msg)
         if not len(data):
             raise ValueError(f"party {party.name!r} has no holdout rows to evaluate groups on")
         assert data.y is not None
@@ -137,10 +168,21 @@ def _handler(party: HorizontalParty) -> Any:
     return handle
 
 
+def _request_check(party: HorizontalParty) -> Callable[[Message], list[int]]:
+    names = list(party.test_data.feature_names)
+
+    def check(msg: Message) -> list[int]:
+        if msg.meta.get("bins") != GROUP_BINS:
+            raise ValueError(f"party {party.name!r} refuses group bins={msg.meta.get('bins')!r}: exactly {GROUP_BINS}")
+        return check_specs(msg.meta.get("groups"), names, party.name)
+    return check
+
+
 def mount_groups(app: PartyApp, party: HorizontalParty) -> None:
-    """Register `evaluate_groups` with its privacy mod (once per run; DP noise or small-cell suppression)."""
+    """Register `evaluate_groups` with its privacy mod (once per run; DP noise or small-cell suppression), which
+    checks the request against the party's own columns before anything is charged or computed."""
     app.register(EVALUATE_GROUPS, _handler(party))
-    app.mods.append(group_release_mod(party.dp, EVALUATE_GROUPS))
+    app.mods.append(group_release_mod(party.dp, _request_check(party), EVALUATE_GROUPS))
 
 
 def evaluate_groups(workflow: HorizontalWorkflow, state: RunState, threshold: float) -> dict[str, Any]:

@@ -1,4 +1,7 @@
-"""Review (issue 13 item 8): a run killed after its group exchange can never finish.
+"""A run killed after its group exchange resumes and finishes (issue 13 review, item 8): each party replays its
+stored answer to an identical repeat of the group request (`group_release_mod`, `AnswerBook`).
+
+The finding it pins:
 
 R13-GRP-7: the horizontal workflow promises "a run killed at any point resumes from its last round and finishes"
 (`sampan.horizontal.workflow` docstring). The group exchange comes after the last checkpoint, and each party
@@ -13,8 +16,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from sampan.config import parse_config
 from sampan.core.workflow import RunContext
 from sampan.horizontal.workflow import HorizontalWorkflow
@@ -25,8 +26,6 @@ from sampan.runtime.store import Store
 from sampan.transport.inprocess import InProcessTransport
 
 
-@pytest.mark.xfail(strict=True, reason="R13-GRP-7: a run killed after its group exchange fails on every resume "
-                                       "(each party answers one group request per run)")
 def test_a_run_killed_after_its_group_exchange_resumes_and_finishes(tmp_path: Path) -> None:
     import test_fairness as fairness  # the fairness test's 3-bank data and schema (tests/ is on the path)
 
