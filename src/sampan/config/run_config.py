@@ -213,6 +213,9 @@ def _check_decision(config: RunConfig) -> None:
         for column in evaluation.groups:
             if column not in kinds:
                 raise ValueError(f"evaluation.groups: {column!r} is not a [schema] feature")
+            if kinds[column] == "category" and column in (evaluation.group_bands or {}):  # review R13-GRP-6
+                raise ValueError(f"evaluation.group_bands.{column}: {column!r} is a category column (its groups are "
+                                 "its categories); remove its bands")
             if kinds[column] != "category" and column not in (evaluation.group_bands or {}):
                 raise ValueError(f"evaluation.groups: numeric column {column!r} needs evaluation.group_bands."
                                  f"{column} = [cut points]")

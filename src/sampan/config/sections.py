@@ -6,6 +6,7 @@ and `ColumnSection` are its earlier names here.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
@@ -202,8 +203,10 @@ class EvaluationSection(Strict):
         if stray:
             raise ValueError(f"evaluation.group_bands: {stray} are not in evaluation.groups")
         for column, cuts in (self.group_bands or {}).items():
-            if not cuts or len(cuts) > 20 or any(b <= a for a, b in zip(cuts, cuts[1:], strict=False)):
-                raise ValueError(f"evaluation.group_bands.{column}: 1 to 20 strictly increasing cut points")
+            if not cuts or len(cuts) > 20 or not all(math.isfinite(c) for c in cuts) or any(
+                    b <= a for a, b in zip(cuts, cuts[1:], strict=False)):  # review R13-GRP-6: NaN compares False
+                raise ValueError(f"evaluation.group_bands.{column}: 1 to 20 finite, strictly increasing cut points "
+                                 f"(got {list(cuts)})")
         return self
 
 

@@ -1,4 +1,6 @@
-"""Review (issue 13 item 8): bad `[evaluation]` group settings are accepted by the config and fail only after training.
+"""Bad `[evaluation]` group settings are refused by the config, naming the field, before anything runs.
+
+The finding it pins (issue 13 review, item 8):
 
 R13-GRP-6: `EvaluationSection._bands_of_groups` tests ``b <= a`` between cut points, which is False for NaN, so
 ``group_bands.age = [nan]`` or ``[1.0, nan, 3.0]`` (TOML has ``nan`` and ``inf``) and ``[inf]`` pass; and bands on a
@@ -26,8 +28,6 @@ def _config(evaluation: dict[str, Any]) -> Any:
                          "parties": [{"name": "p", "path": "unused.csv"}], "evaluation": evaluation})
 
 
-@pytest.mark.xfail(strict=True, reason="R13-GRP-6: NaN/inf cut points and bands on a category column pass the "
-                                       "config and fail after training with an error naming no config field")
 @pytest.mark.parametrize("evaluation", [
     {"groups": ["age"], "group_bands": {"age": [float("nan")]}},
     {"groups": ["age"], "group_bands": {"age": [1.0, float("nan"), 3.0]}},
