@@ -7,6 +7,11 @@ hand the bank, in request 2's `score.finish`, the partner envelope of request 1 
 it without complaint and scores request 2's applicant with request 1's applicant's partner data — a silently
 wrong PD and decision, with no way for the bank to notice. (With two or more partners the coordinator replays all
 of request 1's envelopes; their masks cancel as before.) The same holds for the bank's sealed id query.
+
+R13-SCO-17: the partners of a scoring request are whatever the coordinator's meta lists (`ScoringParty.start` /
+`finish` read ``msg.meta["partners"]``; `check_request` does not compare them with the job's parties): with
+``partners = []`` the bank scores with its own part alone, reports ``missing_at == []`` and a zero partner
+contribution, so its PD and decision are silently wrong and nothing tells it a partner was left out.
 """
 
 from __future__ import annotations
@@ -71,3 +76,27 @@ def test_the_bank_refuses_a_partner_answer_from_another_request() -> None:
         request = session.score([b])
         got = parties["bank"].scoring.results[request][0].partner_contribution
         assert got == truth[b], f"applicant b scored with partner data {got} (a's: {truth[a]}, b's: {truth[b]})"
+
+
+@pytest.mark.xfail(strict=True, reason="R13-SCO-17: a coordinator that names no partners in score.start/finish gets "
+                   "the bank to score with its own part alone, with no partner flagged missing")
+def test_the_bank_never_scores_without_the_models_partners_unflagged() -> None:
+    tables = {k: v for k, v in make_sme_consortium(300, seed=9).vertical.items() if k in ("bank", "payments")}
+    inner, parties = build_inprocess_vertical(tables)
+    rng = np.random.default_rng(3)
+    for name, p in parties.items():
+        d = p.data.X.shape[1]
+        p.loaded_part = LocalLinearPart(name, list(p.data.feature_names), LocalScaler(np.zeros(d), np.ones(d)),
+                                        rng.normal(size=d))
+    known = set(map(str, tables["payments"].ids))
+    a = next(str(i) for i in tables["bank"].ids if str(i) in known)
+    session = VerticalSession(inner, label_holder="bank", partners=["payments"], run_id="dropped")
+    session.connect()
+    full = parties["bank"].scoring.results[session.score([a])][0]
+    session.partners = []  # the coordinator's meta: partners = [] in score.start and score.finish
+    try:
+        alone = parties["bank"].scoring.results[session.score([a])][0]
+    except PartyError:
+        return  # refused: the defence holds
+    assert alone.missing_at == ["payments"] or alone.probability_of_default == full.probability_of_default, (
+        f"PD {alone.probability_of_default} (true {full.probability_of_default}), missing_at {alone.missing_at}")
