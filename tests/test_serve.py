@@ -183,3 +183,26 @@ def test_app_from_a_config_file_with_monitoring(tmp_path: Path) -> None:
     monitoring = client.get("/v1/monitoring", headers=auth).json()
     assert monitoring["applicants"] == 2 and monitoring["latency_ms"]["p99"] >= monitoring["latency_ms"]["p50"] > 0
     assert monitoring["drift"]["model"] == "sme-pd"  # sampan.monitoring's report for the served model
+
+
+def test_cli_serve_errors_are_one_line_and_its_help_imports_no_web_stack(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from sampan.cli import app
+
+    config = tmp_path / "bank-serve.toml"
+    config.write_text('[serve]\nmodel = "sme-pd"\nhost = "0.0.0.0"\n')  # no tokens, no client CA, not loopback
+    result = CliRunner().invoke(app, ["serve", "--config", str(config)])
+    assert result.exit_code == 2 and "anyone could score" in result.output and "Traceback" not in result.output
+    token = CliRunner().invoke(app, ["serve", "token", "desk"])
+    line = token.output.strip().splitlines()[-1].removeprefix("token file line: ")
+    assert TokenBook.parse(line, "line").hashes.keys() == {"desk"}
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom sampan.cli import app\n"
+            "assert CliRunner().invoke(app, ['serve', '--help']).exit_code == 0\n"
+            "print(','.join(m for m in ('fastapi', 'uvicorn', 'numpy', 'starlette') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
