@@ -12,6 +12,12 @@ R13-SCO-17: the partners of a scoring request are whatever the coordinator's met
 `finish` read ``msg.meta["partners"]``; `check_request` does not compare them with the job's parties): with
 ``partners = []`` the bank scores with its own part alone, reports ``missing_at == []`` and a zero partner
 contribution, so its PD and decision are silently wrong and nothing tells it a partner was left out.
+
+R13-SCO-18: the same list decides the masks: a partner adds a pairwise zero-sum mask only toward the other partners
+the coordinator names in its `score.partial` meta (`ScoringParty.partial`), so a coordinator that lists one partner
+alone (to it and to the bank) hands the bank that partner's exact partial logit, where `vertical/scoring.py` says
+"with two or more partners ... the bank learns only the *sum* of partner contributions". (Needs a coordinator
+working for the bank; nothing at the partner, nor `check_request`, compares the list with the job's parties.)
 """
 
 from __future__ import annotations
@@ -100,3 +106,30 @@ def test_the_bank_never_scores_without_the_models_partners_unflagged() -> None:
         return  # refused: the defence holds
     assert alone.missing_at == ["payments"] or alone.probability_of_default == full.probability_of_default, (
         f"PD {alone.probability_of_default} (true {full.probability_of_default}), missing_at {alone.missing_at}")
+
+
+@pytest.mark.xfail(strict=True, reason="R13-SCO-18: a partner adds its pairwise mask only toward the partners the "
+                   "coordinator lists; listing it alone hands the bank that partner's exact partial logit")
+def test_with_two_partners_the_bank_never_sees_one_partners_part() -> None:
+    tables = make_sme_consortium(300, seed=9).vertical
+    inner, parties = build_inprocess_vertical(tables)
+    rng = np.random.default_rng(3)
+    for name, p in parties.items():
+        d = p.data.X.shape[1]
+        p.loaded_part = LocalLinearPart(name, list(p.data.feature_names), LocalScaler(np.zeros(d), np.ones(d)),
+                                        0.1 * rng.normal(size=d))
+    partners = sorted(n for n in parties if n != "bank")
+    assert len(partners) >= 2
+    target = partners[0]
+    known = set(map(str, tables[target].ids))
+    a = next(str(i) for i in tables["bank"].ids if str(i) in known)
+    session = VerticalSession(inner, label_holder="bank", partners=partners, run_id="unmasked")
+    session.connect()
+    session.partners = [target]  # the coordinator's meta to the bank and to the target: no other partner
+    try:
+        seen = parties["bank"].scoring.results[session.score([a])][0].partner_contribution
+    except PartyError:
+        return  # refused: the defence holds
+    scoring = parties[target].scoring
+    exact = float(parties[target].loaded_part.partial_logit(scoring.X[scoring._rows_for([a])])[0])
+    assert abs(seen - exact) > 1e-3, f"the bank read {target}'s own partial logit {exact} (saw {seen})"
