@@ -84,17 +84,10 @@ def _vertical_grpc_backend(store: Any, run_id: str, root: Path) -> Any:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from _grpc_loopback import Loopback
 
-    from sampan.serve.backends import ModelInfo, VerticalBackend
-    from sampan.serve.session import VerticalScoringSession
-    from sampan.vertical.capability import simulate_vertical, vertical_party
+    from sampan.serve.service import vertical_backend
 
-    parties = {n: vertical_party(s) for n, s in simulate_vertical(store.get_run(run_id).config, 0,
-                                                                  registry=store).items()}
-    loopback = Loopback(root / "grpc", {n: p.app.handle for n, p in parties.items()})
-    session = VerticalScoringSession(parties["bank"], loopback.transport(), partners=["payments", "delivery"],
-                                     model_run=run_id).open()
-    return VerticalBackend(session, ModelInfo("bench-vertical:lr", None, "sampan-vertical-parts", "lr", "vertical",
-                                              0.5))
+    return vertical_backend(store, run_id, "lr", 0.5, connect=lambda apps: Loopback(
+        root / "grpc", {n: app.handle for n, app in apps.items()}).transport())
 
 
 def grpc_server_process(models: dict[str, Any], root: str, port: int) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,10 @@ def horizontal_backend(store: Any, model: str, threshold: float | None = None) -
 
 
 def vertical_backend(store: Any, run_id: str, kind: str = "lr", threshold: float | None = None, *,
-                     max_batch: int = 256) -> VerticalBackend:
-    """A vertical run's model, its partners simulated in this process; the session is opened here, once."""
+                     max_batch: int = 256, connect: Callable[[dict[str, Any]], Any] | None = None) -> VerticalBackend:
+    """A vertical run's model, its partners simulated in this process; the session is opened here, once.
+    ``connect`` makes the transport from the parties' apps (default: in-process; the benchmark passes a
+    coordinator hub with party links dialling out)."""
     from sampan.serve.session import VerticalScoringSession
     from sampan.transport.inprocess import InProcessTransport
     from sampan.vertical.capability import simulate_vertical, vertical_party
@@ -44,7 +47,8 @@ def vertical_backend(store: Any, run_id: str, kind: str = "lr", threshold: float
     if kind not in job.models:
         raise ConfigError(f"[serve] kind: run {run_id!r} trained {list(job.models)}, not {kind!r}")
     parties = {name: vertical_party(setup) for name, setup in simulate_vertical(run.config, 0, registry=store).items()}
-    transport = InProcessTransport({name: party.app for name, party in parties.items()})
+    apps = {name: party.app for name, party in parties.items()}
+    transport = connect(apps) if connect is not None else InProcessTransport(apps)
     session = VerticalScoringSession(parties[job.label_holder], transport, partners=list(job.partners),
                                      model_run=run_id, kind=kind, max_batch=max_batch).open()
     info = ModelInfo(f"{run.name}:{kind}", None, "sampan-vertical-parts", kind, "vertical", threshold, [],
