@@ -126,8 +126,9 @@ def _protection(kind: str, privacy: dict[str, Any] | None, noise: dict[str, floa
                     "sensitivity sqrt(group columns)), charged to the run and party ledgers; once per run, on the "
                     "evaluated model; per party, not under SecAgg")
         return ("none (revealed): per declared group level and score bin (100), exact label counts of holdout rows, "
-                "per party in clear; levels a party holds fewer than 10 holdout rows of are zeroed and named; once "
-                "per run")
+                "per party in clear; levels a party holds fewer than 10 holdout rows of are zeroed and named, with "
+                "more per column until the rows derivable from the evaluation are 0 or >= 10; once per run; "
+                "two group columns chosen to nearly coincide can still isolate a few records (use DP)")
     if kind == "bank_alone_result":  # each bank alone vs the consortium (issue 13 item 6): per bank by nature
         if privacy:
             return ("DP2: the bank's local-only model trained by DP-SGD (its own noise multiplier, charged to the run "
