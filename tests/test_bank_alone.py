@@ -89,6 +89,7 @@ def test_under_dp_the_local_only_model_is_dp_sgd_and_charged_to_the_run_ledger(t
     finished = start_run(parse_config(bank_alone_config(tmp_path, privacy=DP)), store)
     summary = finished.result.info["bank_alone"]
     assert summary["dp"] is True and set(summary["banks"]) == {"bank_0", "bank_1", "bank_2"}
+    assert not any(row.get("unavailable") for row in summary["banks"].values()), summary  # exact evaluated scaler
     events = [e for e in _ledger_events(store, finished.run_id) if "local-only" in e["note"]]
     assert sorted(e["party"] for e in events) == ["bank_0", "bank_1", "bank_2"]  # one DP2 release per bank
     assert all(e["level"] == "DP2" and e["noise_multiplier"] == 1.0 and e["count"] >= 3 for e in events)

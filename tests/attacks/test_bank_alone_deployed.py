@@ -29,6 +29,7 @@ def test_a_deployed_run_compares_each_bank_alone_with_the_consortium(tmp_path: P
             assert "bank_alone" in fed.kinds(name, run_id)
         info = fed.coordinator.store.get_run(run_id).info
         assert set(info["bank_alone"]["banks"]) == set(fed.agents)
+        assert not any(row.get("unavailable") for row in info["bank_alone"]["banks"].values()), info["bank_alone"]
     finally:
         fed.close()
 
