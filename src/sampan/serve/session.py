@@ -28,7 +28,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,17 @@ Results = list[dict[str, Any]]
 
 class SessionError(RuntimeError):
     """A scoring exchange with the partners failed (the service answers 503; the session goes on)."""
+
+
+def _settle(future: Future[Results], result: Results | None = None, error: BaseException | None = None) -> None:
+    """Answer a waiting request, unless its HTTP caller already gave up (timed out, disconnected)."""
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result or [])
+    except InvalidStateError:  # cancelled meanwhile: nobody waits for it
+        pass
 
 
 @dataclass
@@ -94,10 +105,10 @@ class BankQueue:
             waiting, self._waiting = self._waiting, []
             batches, self._batches = list(self._batches.values()), {}
         for _, future in waiting:
-            future.set_exception(exc)
+            _settle(future, error=exc)
         for batch in batches:
             for future, _, _ in batch.futures:
-                future.set_exception(exc)
+                _settle(future, error=exc)
 
     # --- handlers (the driver's requests to the bank) ------------------------------------------------------
     def next(self, msg: Message) -> Message:
@@ -119,14 +130,19 @@ class BankQueue:
 
     def start(self, msg: Message) -> Message:
         """``score.start`` on the batch's applicants (looked up here, by token)."""
-        batch = self._batches[str(msg.meta["batch"])]
+        batch = self._batches.get(str(msg.meta.get("batch")))
+        if batch is None:
+            raise ValueError(f"party {self.party.name!r}: no open serving batch {msg.meta.get('batch')!r} (a token "
+                             "serves one exchange)")
         reply = self._delegate(msg, self._score_kinds[0], {"applicants": batch.applicants})
         return msg.reply("serve.started", reply.arrays, reply.meta)
 
     def finish(self, msg: Message) -> Message:
         """``score.finish``, then each waiting request gets its rows; only the count leaves."""
         with self._cond:
-            batch = self._batches.pop(str(msg.meta["batch"]))
+            batch = self._batches.pop(str(msg.meta.get("batch")), None)
+        if batch is None:
+            raise ValueError(f"party {self.party.name!r}: no open serving batch {msg.meta.get('batch')!r}")
         try:
             self._delegate(msg, self._score_kinds[1], {})
             request = str(msg.meta["request_id"])
@@ -136,10 +152,10 @@ class BankQueue:
                 results = [r.as_dict() for r in self.party.scoring.results.pop(request)]
         except Exception as exc:
             for future, _, _ in batch.futures:
-                future.set_exception(SessionError(f"the scoring exchange failed: {exc}"))
+                _settle(future, error=SessionError(f"the scoring exchange failed: {exc}"))
             raise
         for future, begin, end in batch.futures:
-            future.set_result(results[begin:end])
+            _settle(future, results[begin:end])
         return msg.reply("serve.done", meta={"n": len(results)})
 
     def _delegate(self, msg: Message, kind: str, extra: dict[str, Any]) -> Message:
