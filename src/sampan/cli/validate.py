@@ -78,6 +78,10 @@ def drift(model: str = ModelOption,
     from sampan.runtime.scorers import load_scorer, parse_model_ref
 
     run_store = _store(store)
+    if noise is not None and ledger is not None and not ledger.exists():  # review R13-DR-1: say what it does not hold
+        console.print(f"[yellow]New ledger file {ledger} (budget epsilon {epsilon:g}): it does not hold this bank's "
+                      "other releases (its agent's <state_dir>/privacy-ledger.json, the training run's charges); "
+                      "the release is listed in the model run's receipt and validation pack.[/]")
     scorer = load_scorer(run_store, model)
     entry = run_store.get_model(*parse_model_ref(model))
     names = [str(n) for n in entry.meta.get("feature_names") or []]
