@@ -112,3 +112,14 @@ def test_session_over_the_grpc_hub_with_outbound_party_streams(trained: tuple[St
             session.close()
     finally:
         loopback.close()
+
+
+def test_partners_not_answering_is_503_not_a_hang(trained: tuple[Store, str, list[str]]) -> None:
+    store, run_id, known = trained
+    parties = _parties(store, run_id)
+    stalled = VerticalScoringSession(parties["bank"], InProcessTransport({n: p.app for n, p in parties.items()}),
+                                     partners=["payments", "delivery"], model_run=run_id)  # never opened: no driver
+    backend = VerticalBackend(stalled, ModelInfo("v", None, "sampan-vertical-parts", "lr", "vertical", None),
+                              timeout_s=0.2)
+    reply = TestClient(create_app(backend, mtls=True)).post("/v1/score", json={"applicants": [{"id": known[0]}]})
+    assert reply.status_code == 503 and "not answering" in reply.json()["detail"]
