@@ -259,10 +259,11 @@ def test_the_banks_file_rows_are_filled_with_its_own_training_values(tmp_path: P
     merged = with_applicants(data, str(path), schema, "bank")
     trained = impute_locally(data)
     assert list(merged.ids) == ["x1", "x2", "x3", "x4", "new1", "x1"] and list(merged.y[-2:]) == [-1, -1]
-    np.testing.assert_array_equal(merged.X[:4], trained.X)  # the training rows as training filled them
-    assert merged.X[4, 0] == trained.fill_values[0] == 3.0  # median of the bank's own rows, applicants excluded
-    assert np.isnan(merged.trees_X[4, 1]) and not np.isnan(merged.X).any()  # native: NaN for trees only
-    assert impute_locally(merged) is merged  # nothing left to fill: the party keeps these values
+    assert np.isnan(merged.X[4]).all()  # the file's missing cells stay missing until the party fills them
+    filled = impute_locally(merged, values=merged.fill_values)  # as the bank's party does (`vertical_party`)
+    np.testing.assert_array_equal(filled.X[:4], trained.X)  # the training rows as training filled them
+    assert filled.X[4, 0] == trained.fill_values[0] == 3.0  # median of the bank's own rows, applicants excluded
+    assert np.isnan(filled.trees_X[4, 1]) and not np.isnan(filled.X).any()  # native: NaN for trees only
     ids_only = tmp_path / "ids.csv"
     ids_only.write_text("id\nx2\n")
     assert with_applicants(data, str(ids_only), schema, "bank") is data

@@ -68,3 +68,21 @@ def test_a_party_of_a_job_announced_with_vertical_dp_fills_publicly() -> None:
     assert vertical_dp(PartySetup("payments", data, job, policy=PartyPrivacyPolicy(
         required_levels=frozenset({"GBDT"}))))
     assert impute_locally(data, public=True).X[1, 0] == 100.0  # the midpoint of [0, 200]
+
+
+def test_a_loaded_part_refills_the_scoring_table_with_the_values_training_used() -> None:
+    """The reviewer's scoring note: a scoring run rebuilt each party's fill from the table it held then; the part
+    now records the training fill values and loading it re-imputes the scoring views with them."""
+    from types import SimpleNamespace
+
+    from sampan.vertical.fill_record import recorded_fill, refill
+
+    trained = impute_locally(_partner([1.0, 2.0, 3.0, np.nan], UNBOUNDED))  # its median: 2
+    meta = recorded_fill(trained)
+    assert meta == {"fill_values": [2.0]}
+    today = _partner([50.0, 60.0, 70.0, np.nan], UNBOUNDED)  # the table at scoring time: its median 60
+    party = SimpleNamespace(name="payments", data=impute_locally(today), scoring=SimpleNamespace(X=None),
+                            gbdt=SimpleNamespace(_X_full=None))
+    assert party.data.X[3, 0] == 60.0
+    refill(party, today, meta["fill_values"])
+    assert party.data.X[3, 0] == party.scoring.X[3, 0] == party.gbdt._X_full[3, 0] == 2.0

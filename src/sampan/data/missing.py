@@ -26,7 +26,7 @@ from sampan.data.schema import TableSchema
 
 __all__ = ["FILL_POLICIES", "MissingColumn", "check_fill_values", "fill_missing", "impute_locally",
            "local_fill_values", "median_from_histogram", "missing_columns", "public_fill_values", "refuse_native",
-           "HOW_TO_FIX"]
+           "table_fill_values", "HOW_TO_FIX"]
 
 log = logging.getLogger(__name__)
 FILL_POLICIES = ("median", "mean", "indicator")  # policies that need a fill value (indicator fills the mean)
@@ -141,20 +141,30 @@ def public_fill_values(party: str, width: int, columns: Iterable[MissingColumn])
     return values
 
 
-def impute_locally(data: Any, *, public: bool = False) -> Any:
+def table_fill_values(data: Any, *, public: bool = False) -> np.ndarray:
+    """The values a vertical party's table fills its columns with (a ``native`` column's linear view included):
+    its own rows' median / mean, or under DP (``public``) its bounds' midpoint (`public_fill_values`)."""
+    linear = [replace(c, policy="median") if c.policy == "native" else c for c in data.missing_columns]
+    if public:
+        return public_fill_values(data.party, data.X.shape[1], linear)
+    return local_fill_values(data.X, linear)
+
+
+def impute_locally(data: Any, *, public: bool = False, values: np.ndarray | None = None) -> Any:
     """A vertical party's table with its own missing cells filled (`local_fill_values` from its own rows, or
     `public_fill_values` when ``public``: a run with vertical DP); the values are kept on the table
     (``fill_values``) so its model part can record them. A ``native`` column is filled in ``X`` (the secure LR and
     the scorecard cannot use NaN: its median, or its bounds' midpoint when ``public``) and keeps NaN in
-    ``trees_X``, the view the vertical GBDT learns its default directions on. Nothing leaves the party."""
+    ``trees_X``, the view the vertical GBDT learns its default directions on. ``values``: fill with these (the
+    ones a trained model part recorded, or a scoring table's training rows gave) instead. Nothing leaves the
+    party."""
     columns = getattr(data, "missing_columns", ())
-    linear = [replace(c, policy="median") if c.policy == "native" else c for c in columns]
     # under DP: every filled column needs bounds, whether or not this table has a hole in it (a refusal that
     # depended on the rows would itself tell one customer apart)
-    public_values = public_fill_values(data.party, data.X.shape[1], linear) if public else None
+    own = table_fill_values(data, public=public) if public or values is None else None
     if not columns or not np.isnan(data.X).any():
         return data
-    values = public_values if public_values is not None else local_fill_values(data.X, linear)
+    values = check_fill_values(own if values is None else values, data.X.shape[1])
     X = fill_missing(data.X, values, columns)
     native = [c.index for c in columns if c.policy == "native"]
     trees = None

@@ -36,7 +36,7 @@ from typing import Any
 from sampan.core.capability import PartySetup
 from sampan.core.party import PartyApp
 from sampan.core.workflow import RunContext, Workflow, WorkflowResult
-from sampan.data.missing import impute_locally
+from sampan.data.missing import impute_locally, table_fill_values
 from sampan.vertical.gbdt import score_vertical_gbdt
 from sampan.vertical.job import job_of, load_tables
 from sampan.vertical.party import VerticalParty
@@ -59,8 +59,8 @@ def vertical_party(setup: PartySetup) -> VerticalParty:
         kwargs["max_evaluations"] = int(options["max_evaluations"])
     # missing values: each party fills its own columns from its own rows (nothing leaves; `impute_locally`), from
     # public bounds only where the job announced vertical DP or its policy requires it (review R13-VIMP-1)
-    party = VerticalParty(impute_locally(setup.data, public=vertical_dp(setup)), identity=setup.identity,
-                          verifier=setup.verifier, policy=setup.policy,
+    filled = impute_locally(setup.data, public=vertical_dp(setup), values=setup.data.fill_values)
+    party = VerticalParty(filled, identity=setup.identity, verifier=setup.verifier, policy=setup.policy,
                           with_baselines=bool(options.get("with_baselines", False)),
                           lr_state=state / "vertical-lr" if state else None,
                           rows_state=state / "vertical-rows.json" if state and "row_book" not in options else None,
@@ -69,6 +69,7 @@ def vertical_party(setup: PartySetup) -> VerticalParty:
                           **kwargs)
     if "psi_workers" in options:
         party.psi.workers = int(options["psi_workers"])
+    party.records.unfilled = setup.data  # a loaded model part refills from it with its recorded values
     return party
 
 
@@ -263,8 +264,9 @@ def with_applicants(data: Any, path: str, schema: Any, party: str, id_column: st
     feature columns (a new applicant is then scored from the file; a known one from the file's newer values,
     the later row winning the id lookup); else the table unchanged (the file gives ids only).
 
-    Missing cells of the appended rows are filled with the values the bank's own training rows give (its local
-    imputation, computed before the applicants join, as at training); they carry no label (-1: never read)."""
+    Missing cells of the appended rows stay missing: the table carries the fill values the bank's own training rows
+    give (its local imputation, computed before the applicants join, as at training), which the party fills them
+    with, until a loaded model part refills them with the values it recorded; they carry no label (-1)."""
     import numpy as np
 
     from sampan.data.loaders import from_columns, read_columns
@@ -275,20 +277,10 @@ def with_applicants(data: Any, path: str, schema: Any, party: str, id_column: st
     if not all(name in columns for name in features):
         return data
     new = from_columns({k: columns[k] for k in file_schema.columns()}, file_schema, party, path)
-    base = impute_locally(data, public=public)  # the bank's own fill values, from its own rows (or public bounds)
-    X, trees = new.X, new.X
-    if base.fill_values is not None:
-        fill = np.asarray(base.fill_values, dtype=np.float64)
-        native = [c.index for c in base.missing_columns if c.policy == "native"]
-        keep = fill.copy()
-        keep[native] = np.nan  # a tree routes a native column's missing value itself
-        X = np.where(np.isnan(X) & ~np.isnan(fill)[None, :], fill[None, :], X)
-        trees = np.where(np.isnan(trees) & ~np.isnan(keep)[None, :], keep[None, :], trees)
-    base_trees = base.trees_X if base.trees_X is not None else base.X
-    needs_trees = base.trees_X is not None or bool(np.isnan(trees).any())
-    return replace(base, ids=np.concatenate([base.ids, new.ids]), X=np.vstack([base.X, X]),
-                   y=None if base.y is None else np.concatenate([base.y, np.full(len(new.ids), -1)]),
-                   trees_X=np.vstack([base_trees, trees]) if needs_trees else None)
+    fill = table_fill_values(data, public=public)  # the bank's own fill values, from its own rows (or public bounds)
+    return replace(data, ids=np.concatenate([data.ids, new.ids]), X=np.vstack([data.X, new.X]),
+                   y=None if data.y is None else np.concatenate([data.y, np.full(len(new.ids), -1)]),
+                   fill_values=fill, trees_X=None)
 
 
 VERTICAL = _VerticalCapability()

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from sampan.errors import DataError
 from sampan.models.scorecard import ScoreScaling
+from sampan.vertical.fill_record import recorded_fill, refill
 from sampan.vertical.model import LocalLinearPart
 from sampan.wire import Message
 
@@ -99,6 +100,7 @@ class PartRecords:
     def __init__(self, party: VerticalParty, registry: Any = None) -> None:
         self.party = party
         self.registry = registry
+        self.unfilled: Any = None  # the party's table before imputation (`vertical_party`): loaded parts refill it
         self.stages: dict[str, set[str]] = {}                       # run id -> stages this party holds
         self.parts: dict[tuple[str, str], LocalLinearPart] = {}     # (run id, "lr"|"scorecard") -> finished part
 
@@ -166,7 +168,7 @@ class PartRecords:
                 if part is None:
                     raise ValueError(f"party {self.party.name!r}: no finished {kind!r} part in run {msg.run_id!r}")
                 arrays, meta = part.to_arrays()
-            meta = {**meta, "label_holder": holder, "run_parties": parties}
+            meta = {**meta, "label_holder": holder, "run_parties": parties, **recorded_fill(self.party.data)}
             saved[str(kind)] = int(registry.register_model(part_name(name, str(kind), self.party.name), msg.run_id,
                                                            arrays, meta))
         out: dict[str, Any] = {"saved": saved}
@@ -193,6 +195,7 @@ class PartRecords:
             raise ValueError(f"party {self.party.name!r}: refuses to load {model.name!r} "
                              f"(run {msg.meta['model_run']!r}) in run {msg.run_id!r}: that part was trained with "
                              f"label holder {trained_with!r}, this run's proved label holder is {holder!r}")
+        refill(self.party, self.unfilled, (model.meta or {}).get("fill_values"))  # impute as training did
         if kind == "gbdt":
             self.party.gbdt.load_part(model.arrays, model.meta)
         else:
