@@ -129,7 +129,7 @@ def test_a_deployed_dp_gbdt_job_announces_its_noise_and_shape_and_the_gate_refus
                            "privacy": {"epsilon": 5.0, "gbdt": {"noise_multiplier": 2.0, "bounds": {"*": [0, 1]}}}})
     job = job_description(config.to_dict(), workflow="horizontal", operator=None, parties=["a", "b", "c"],
                           label_holder=None)
-    assert "gbdt_dp" in job["protections"] and job["gbdt"] == {"n_trees": 4, "max_depth": 2, "dp": True}
+    assert "gbdt_dp" in job["protections"] and job["gbdt"] == {"n_trees": 4, "max_depth": 2, "n_bins": 32, "dp": True}
     allow = AllowSection(require=["dp"], min_noise_multiplier=1.0)
     check_job(allow, "a", job, "loans", FEATURES)  # a party requiring DP accepts trees under DP
     with pytest.raises(JobRefused, match="carries no dp"):

@@ -14,8 +14,10 @@ What a `PartySetup` must hold for these capabilities (a deployed agent fills it 
 - ``state_dir``: where the party records the models it evaluated (one per DP run, across restarts).
 - ``options["max_evaluations"]``: how many runs may evaluate its holdout, over the party's life.
 - ``job["model"]``: the job's ``model.kind``; only a ``"gbdt"`` job mounts the tree handlers (``hgb.*``, with the
-  bank's DP mod `sampan.privacy.gbdt_dp` around them) and scores tree payloads; ``job["gbdt"]`` gives its shape
-  and whether it runs under DP (then, or when the party's policy requires DP, no exact tree statistic leaves);
+  bank's DP mod `sampan.privacy.gbdt_dp` around them) and scores tree payloads, and it mounts no `fit`, `stats`
+  or `impute_stats` (only `describe` and `evaluate` of the ordinary handlers: review R13-HGB-4); ``job["gbdt"]``
+  gives its shape (n_trees, max_depth, n_bins: the most a quantile sketch is answered at) and whether it runs
+  under DP (then, or when the party's policy requires DP, no exact tree statistic leaves);
   a party whose job announces secure aggregation refuses it (tree histograms leave per bank).
 - ``job["bank_alone"]``: the job announced each bank alone vs the consortium; only then does the party answer
   `bank_alone` (`sampan.horizontal.local_comparison`, with its privacy mod).
@@ -99,8 +101,10 @@ class HorizontalCapability:
     def party_app(self, setup: PartySetup) -> PartyApp:
         party = horizontal_party(setup)
         app = PartyApp(setup.name, mods=[announced_secagg_mod(setup), *party.mods])  # privacy around exact handlers
+        trees = setup.job.get("model") == GBDT_KIND
         for kind, handler in party.core_handlers().items():
-            app.register(kind, handler)
+            if not trees or kind in _TREE_JOB_KINDS:  # review R13-HGB-4: a tree job answers no fit/stats
+                app.register(kind, handler)
         if setup.job.get("bank_alone"):  # the job asked for each bank alone vs the consortium (issue 13)
             mount_bank_alone(app, party)
         if setup.job.get("groups"):  # the job asked for per-group histograms (issue 13 item 8)
@@ -128,7 +132,8 @@ def mount_trees(app: PartyApp, setup: PartySetup, party: HorizontalParty) -> Non
     train = setup.data[0]
     fit_rows, validation = (train, None) if dp else validation_split(setup.name, train)
     app.mods.insert(0, gbdt_dp_mod(party.dp, train.X.shape[1], shape=shape, announced=dp))
-    for kind, handler in HorizontalGBDTParty(setup.name, fit_rows, validation).handlers().items():
+    bank = HorizontalGBDTParty(setup.name, fit_rows, validation, max_bins=(shape or {}).get("n_bins"))
+    for kind, handler in bank.handlers().items():
         app.register(kind, handler)
 
 
@@ -137,8 +142,13 @@ def gbdt_job(config: Any) -> dict[str, Any]:
     histograms are under DP."""
     model = config.model
     privacy = getattr(config, "privacy", None)
-    return {"n_trees": int(model.n_trees), "max_depth": int(model.max_depth),
+    return {"n_trees": int(model.n_trees), "max_depth": int(model.max_depth), "n_bins": int(model.n_bins),
             "dp": privacy is not None and getattr(privacy, "gbdt", None) is not None}
+
+
+# the ordinary handlers a gbdt job mounts next to its tree handlers: the workflow asks for the row count and the
+# one holdout evaluation only; `fit`, `stats`, `impute_stats` would release exact statistics no tree DP covers
+_TREE_JOB_KINDS = frozenset({"describe", "evaluate"})
 
 
 def _announced(setup: PartySetup) -> set[str]:

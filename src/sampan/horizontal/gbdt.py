@@ -18,7 +18,7 @@ demo (`sampan demo --model gbdt`) has no DP option and refuses `--epsilon` rathe
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,8 +26,17 @@ import numpy as np
 from scipy.special import expit
 
 from sampan.core.seeds import derive_seed
-from sampan.core.transport import Transport
+from sampan.core.transport import PartyError, Transport
 from sampan.data.table import PartyData
+from sampan.horizontal.gbdt_checks import (
+    GBDTRequestRefused,
+    TreeShape,
+    checked_edges,
+    finite_number,
+    sketch_bins,
+    sketch_quantiles,
+)
+from sampan.horizontal.gbdt_payload import GBDT_KIND, gbdt_model_payload, predict_gbdt_payload, predict_horizontal
 from sampan.horizontal.gbdt_privacy import GBDTReleasePlan
 from sampan.models.gbdt import (
     EarlyStopping,
@@ -37,16 +46,15 @@ from sampan.models.gbdt import (
     Tree,
     apply_bins,
     best_splits,
-    gain_importance,
     goes_left,
     grid_gradients,
     histogram,
     make_slots,
-    named_importance,
     record_split,
     unit_params,
     weight_scale,
 )
+from sampan.privacy.gbdt_dp import BANK_BUDGET_REFUSAL
 from sampan.wire import Message
 
 __all__ = [
@@ -58,10 +66,10 @@ __all__ = [
     "gbdt_model_payload",
     "merge_edges",
     "predict_gbdt_payload",
+    "predict_horizontal",
     "train_horizontal_gbdt",
 ]
 
-GBDT_KIND = "gbdt"  # model.kind, and the "kind" of a registered horizontal GBDT model
 GBDT_VALIDATION_FRACTION = 0.15  # of a bank's training rows, held out at the bank for early stopping
 
 
@@ -72,11 +80,18 @@ def validation_split(name: str, train: PartyData) -> tuple[PartyData, PartyData]
     )
 
 
+class _BankBudgetStop(Exception):
+    """A bank refused a tree's release on its own budget: the run keeps the trees before it."""
+
+
 class HorizontalGBDTParty:
     """One bank's handlers: edges sketch, histograms of its rows, routing, leaf updates."""
 
-    def __init__(self, name: str, train: PartyData, val: PartyData | None = None) -> None:
+    def __init__(self, name: str, train: PartyData, val: PartyData | None = None, *,
+                 max_bins: int | None = None) -> None:
         self.name, self.train, self.val = name, train, val
+        self.max_bins = max_bins  # the job's announced n_bins: the most a sketch is answered at
+        self.shape = TreeShape()  # node ids the coordinator's own requests created (`gbdt_checks`)
 
     def handlers(self) -> dict[str, Callable[[Message], Message]]:
         return {
@@ -94,19 +109,18 @@ class HorizontalGBDTParty:
         counts = {"n": len(X), "events": float(y.sum())}
         if msg.meta.get("counts_only"):
             return msg.reply("hgb.sketch", meta=counts)
-        n_bins = int(msg.meta["n_bins"])
-        qs = np.stack([np.nanquantile(X[:, j], np.linspace(0, 1, n_bins + 1)[1:-1]) for j in range(X.shape[1])])
-        return msg.reply("hgb.sketch", {"quantiles": qs}, counts)
+        n_bins = sketch_bins(self.name, msg.meta.get("n_bins"), self.max_bins)  # review R13-HGB-3
+        return msg.reply("hgb.sketch", {"quantiles": sketch_quantiles(X, n_bins)}, counts)
 
     def setup(self, msg: Message) -> Message:
+        """Shared bin edges, base score and class weight: checked (finite, well-formed) before any row is binned."""
         d = self.train.X.shape[1]
-        flat, counts = msg.arrays["edges"], msg.arrays["counts"]
-        bounds = np.concatenate([[0], np.cumsum(counts)])
-        self.edges = [flat[bounds[j] : bounds[j + 1]] for j in range(d)]
+        edges = checked_edges(self.name, msg.arrays.get("edges"), msg.arrays.get("counts"), d)
+        pos_weight = finite_number(self.name, "pos_weight", msg.meta.get("pos_weight", 1.0), positive=True)
+        base = finite_number(self.name, "base_score", msg.meta.get("base_score"))
+        self.edges, self.pos_weight, self.shape = edges, pos_weight, TreeShape()
         self.bins = apply_bins(self.train.X, self.edges, missing=True)  # NaN: each feature's missing bin
         self.slots = make_slots(self.name, list(self.train.feature_names), self.edges, missing=True)
-        self.pos_weight = float(msg.meta.get("pos_weight", 1.0))
-        base = float(msg.meta["base_score"])
         self.raw = np.full(len(self.train), base)
         assert self.train.y is not None, f"bank {self.name!r}: training rows carry no labels"
         self.y = self.train.y.astype(float)
@@ -128,10 +142,17 @@ class HorizontalGBDTParty:
         """Histograms of this bank's rows in each requested node (new tree: fresh gradients, root only); with
         ``clip`` = [c_g, c_h] of gradients clipped to [-c_g, c_g] and hessians to [0, c_h] (bounded sensitivity,
         `sampan.privacy.gbdt_dp`); with ``totals`` only each node's G and H sums."""
+        if not hasattr(self, "slots"):
+            raise GBDTRequestRefused(f"bank {self.name!r} refuses hgb.hist before hgb.setup")
         if msg.meta.get("new_tree"):
-            self.g, self.h = grid_gradients(expit(self.raw), self.y, self.pos_weight)  # |g| <= 1, h <= 1/4
+            g, h = grid_gradients(expit(self.raw), self.y, self.pos_weight)  # |g| <= 1, h <= 1/4
+            finite = np.isfinite(g) & np.isfinite(h)  # review R13-HGB-1: a non-finite row contributes 0, so no
+            self.g, self.h = np.where(finite, g, 0.0), np.where(finite, h, 0.0)  # sum is NaN because a row is there
             self.node = np.zeros(len(self.y), dtype=np.int64)
             self.val_node = np.zeros(len(self.y_val), dtype=np.int64) if self.y_val is not None else None
+            self.shape.start()
+        nodes = [int(n) for n in np.asarray(msg.arrays.get("nodes", []), dtype=np.int64).ravel().tolist()]
+        self.shape.check_nodes(self.name, nodes)
         g, h = self.g, self.h
         if "clip" in msg.meta:
             c_g, c_h = (float(c) for c in msg.meta["clip"])
@@ -142,7 +163,7 @@ class HorizontalGBDTParty:
             for j in msg.meta["features"]:
                 kept[self.slots[j].offset : self.slots[j].offset + self.slots[j].n_bins] = True
         out = {}
-        for node in msg.arrays["nodes"].tolist():
+        for node in nodes:
             rows = np.flatnonzero(self.node == node)
             if msg.meta.get("totals"):
                 out[f"G:{node}"], out[f"H:{node}"] = np.array([g[rows].sum()]), np.array([h[rows].sum()])
@@ -154,20 +175,25 @@ class HorizontalGBDTParty:
 
     def split(self, msg: Message) -> Message:
         """Route this bank's rows (and validation rows) through the new splits: [node, feature, bin, left, right,
-        missing left] (a split without the last column sends missing values right)."""
-        for node, feature, b, left, right, *missing in msg.arrays["splits"].tolist():
-            value_bins = self.slots[feature].value_bins
+        missing left] (a split without the last column sends missing values right). Every split is checked
+        against the tree's public shape before any row moves (`gbdt_checks.TreeShape`)."""
+        slots = getattr(self, "slots", [])
+        for node, feature, b, left, right, missing in self.shape.check_splits(self.name, msg.arrays.get("splits"),
+                                                                              slots):
+            value_bins = slots[feature].value_bins
             for bins, where in ((self.bins, self.node), (self.val_bins, self.val_node)):
                 if bins is None or where is None:
                     continue
                 at = where == node
-                go_left = goes_left(bins[:, feature], b, bool(missing and missing[0]), value_bins)
+                go_left = goes_left(bins[:, feature], b, missing, value_bins)
                 where[at & go_left], where[at & ~go_left] = left, right
         return msg.reply("hgb.ack")
 
     def leaves(self, msg: Message) -> Message:
-        """Add the finished tree's leaf values; report the validation log-loss sum (one number)."""
-        values = msg.arrays["values"]
+        """Add the finished tree's leaf values (one finite value per node the coordinator created, checked before
+        any row is read: review R13-HGB-5) and close the tree; report the validation log-loss sum (one number)."""
+        values = self.shape.check_leaves(self.name, msg.arrays.get("values"))
+        self.shape = TreeShape()  # the next request must start a new tree
         self.raw += values[self.node]
         out: dict[str, Any] = {"n_val": 0, "val_loss": 0.0}
         if self.val_raw is not None and self.val_node is not None and self.y_val is not None:
@@ -180,10 +206,14 @@ class HorizontalGBDTParty:
 
 
 def merge_edges(sketches: list[tuple[np.ndarray, int]]) -> list[np.ndarray]:
-    """Shared cut points: each bank's quantiles averaged with row-count weights, then de-duplicated."""
-    total = sum(n for _, n in sketches)
-    avg = sum(q * (n / total) for q, n in sketches)
-    return [np.unique(row) for row in np.atleast_2d(avg)]
+    """Shared cut points: each bank's quantiles averaged with row-count weights, then de-duplicated (a bank's NaN
+    cut points, a column too sparse to sketch there, are left out of that column's average)."""
+    q = np.stack([np.atleast_2d(np.asarray(qs, dtype=np.float64)) for qs, _ in sketches])
+    present = np.isfinite(q)
+    weights = np.where(present, np.array([float(n) for _, n in sketches])[:, None, None], 0.0)
+    total = weights.sum(axis=0)
+    avg = (np.where(present, q, 0.0) * weights).sum(axis=0) / np.where(total > 0, total, 1.0)
+    return [np.unique(row[kept]) for row, kept in zip(avg, total > 0, strict=True)]
 
 
 @dataclass
@@ -268,11 +298,16 @@ def train_horizontal_gbdt(
         if privacy is not None:
             privacy.charge(banks, f"histograms, tree {t + 1} release {release}", step=t + 1)
             meta = {**meta, "dp": privacy.request(totals=totals, features=features)}
-        return wave("hgb.hist", {"nodes": np.array(nodes)}, meta)
+        try:
+            return wave("hgb.hist", {"nodes": np.array(nodes)}, meta)
+        except PartyError as exc:  # review R13-HGB-2: a bank's own budget (all its runs) ran out first
+            if exc.error_type != BANK_BUDGET_REFUSAL:
+                raise
+            raise _BankBudgetStop(f"bank {exc.party!r} refused tree {t + 1} (its own budget: {exc.error}): the "
+                                  f"model keeps the {t} trees before it") from None
 
-    for t in range(params.n_trees):
-        if privacy is not None and (budget_stop := privacy.tree_fits(banks, t)) is not None:
-            break
+    def _grow(t: int) -> Tree:
+        """Tree `t`, level by level (its splits routed at the banks; leaf values not yet sent)."""
         tree = Tree()
         root = tree.add()
         chosen = privacy.tree_features(t, len(feature_names)) if privacy is not None else None
@@ -283,7 +318,7 @@ def train_horizontal_gbdt(
             splits = []
             for node, hist in level:
                 G, H = _totals(hist["all"], tree_slots["all"], privacy is not None)
-                tree.node_value[node] = -params.learning_rate * G / (H + unit.l2)
+                tree.node_value[node] = -params.learning_rate * G / (H + unit.l2) if H + unit.l2 > 0 else 0.0
                 full = len(hist["all"][0]) > 1
                 cand = best_splits(hist, tree_slots, unit) if depth < params.max_depth and full else None
                 if cand is None:
@@ -315,6 +350,16 @@ def train_horizontal_gbdt(
                     bh = {"all": summed(replies, big)}
                 nxt += [(small, sh), (big, bh)]
             level = nxt
+        return tree
+
+    for t in range(params.n_trees):
+        if privacy is not None and (budget_stop := privacy.tree_fits(banks, t)) is not None:
+            break
+        try:
+            tree = _grow(t)
+        except _BankBudgetStop as refused:
+            budget_stop = str(refused)
+            break
         values = np.array(tree.value)
         model.trees.append(tree)
         replies = wave("hgb.leaves", {"values": values})
@@ -332,62 +377,3 @@ def train_horizontal_gbdt(
     model.best_iteration = stopper.best_iteration or len(model.trees)
     model.trees = model.trees[: model.best_iteration]
     return HorizontalGBDTResult(model, edges, thresholds, time.perf_counter() - started, budget_stop)
-
-
-def _raw_scores(base: float, trees: list[Tree], edges: list[np.ndarray],
-                splits: Mapping[tuple[int, int], tuple[int, int]], missing_bins: bool, X: np.ndarray) -> np.ndarray:
-    """Raw scores of rows: each split "bin <= b" of its feature, a missing value by the split's learned direction
-    (models made before missing bins: NaN in the last value bin, as they were trained)."""
-    bins = apply_bins(X, edges, missing=missing_bins)
-    raw = np.full(len(X), base)
-    for t, tree in enumerate(trees):
-        nodes = tree.owned_by("all")
-        columns = []
-        for n in nodes:
-            f, b = splits[(t, n)]
-            columns.append(goes_left(bins[:, f], b, missing_bins and tree.missing_left[n], len(edges[f]) + 1))
-        dec = np.stack(columns, axis=1) if nodes else np.zeros((len(X), 0), dtype=bool)
-        raw += tree.predict({"all": dec}, len(X))
-    return raw
-
-
-def predict_horizontal(result: HorizontalGBDTResult, X: np.ndarray) -> np.ndarray:
-    """Raw scores of rows (any bank can score its own applicants with the shared model)."""
-    return _raw_scores(result.model.base_score, result.model.trees, result.edges, result.thresholds, True, X)
-
-
-def gbdt_model_payload(
-    result: HorizontalGBDTResult, feature_names: list[str]
-) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The model as arrays (bin edges, flat, with per-feature counts) and a JSON model config: trees, splits
-    [tree, node, feature, bin, missing left], a missing bin per feature, and the gain importance per feature."""
-    arrays = {
-        "edges": np.concatenate(result.edges) if result.edges else np.zeros(0),
-        "edge_counts": np.array([len(e) for e in result.edges], dtype=np.int64),
-    }
-    trees = result.model.trees
-    model = {
-        "kind": GBDT_KIND,
-        "n_features": len(feature_names),
-        "base_score": float(result.model.base_score),
-        "trees": [t.to_dict() for t in trees],
-        "splits": [[t, node, int(f), int(b), bool(trees[t].missing_left[node])]
-                   for (t, node), (f, b) in sorted(result.thresholds.items()) if t < len(trees)],
-        "missing_bins": True,
-        "importance": named_importance(gain_importance(trees), {"all": list(feature_names)}),
-    }
-    return arrays, model
-
-
-def predict_gbdt_payload(model: Mapping[str, Any], arrays: Mapping[str, np.ndarray], X: np.ndarray) -> np.ndarray:
-    """Probabilities of rows under a `gbdt_model_payload` model (any bank scores its own rows with it)."""
-    counts = np.asarray(arrays["edge_counts"], dtype=np.int64)
-    if len(counts) != X.shape[1]:
-        raise ValueError(f"gbdt model has {len(counts)} features, the rows have {X.shape[1]}")
-    bounds = np.concatenate([[0], np.cumsum(counts)])
-    flat = np.asarray(arrays["edges"], dtype=np.float64)
-    edges = [flat[bounds[j] : bounds[j + 1]] for j in range(len(counts))]
-    splits = {(int(s[0]), int(s[1])): (int(s[2]), int(s[3])) for s in model["splits"]}
-    trees = [Tree.from_dict(spec) for spec in model["trees"]]
-    raw = _raw_scores(float(model["base_score"]), trees, edges, splits, bool(model.get("missing_bins")), X)
-    return 1.0 / (1.0 + np.exp(-raw))

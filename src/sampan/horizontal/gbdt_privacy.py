@@ -7,8 +7,11 @@ shape: one [row count, positives] release at setup, then per tree at most max_de
 (the root, then one per level: the nodes of a level hold disjoint rows, so a level is ONE release), the last
 of them node totals only (leaf values need G and H, not the bins). 'auto' noise is the smallest multiplier at
 which all n_trees × (max_depth + 1) releases fit every bank's budget; a tree that would not fit is not started
-(the budget stop: the model keeps the trees before it). Bin edges come from public bounds (config or
-[schema]), never from the banks' rows; leaf values and splits are computed from the noised sums only.
+(the budget stop: the model keeps the trees before it). A bank's own ledger (all its runs) may hold less than the
+run's: it then refuses a release of a tree with `BankBudgetRefused` (`sampan.privacy.gbdt_dp`), and the
+coordinator stops there too, keeping the finished trees and recording why (review R13-HGB-2). Bin edges come
+from public bounds (config or [schema]), never from the banks' rows; leaf values and splits are computed from the
+noised sums only.
 """
 
 from __future__ import annotations

@@ -26,6 +26,11 @@ What the bank enforces itself (a curious coordinator cannot get more):
 - with the job's tree shape (``gbdt`` in the job: n_trees, max_depth) at most n_trees trees and at most
   max_depth + 1 releases per tree; without it every release is still charged, and the budget bounds them;
 - under DP no validation loss leaves (`hgb.leaves` carries zeros): early stopping is off;
+- the release is finite by construction: the handler zeroes a row whose gradient or hessian is not finite before
+  clipping, and refuses non-finite setup numbers and leaf values and any split or leaf vector that does not match
+  the tree's public shape before it reads a row (`sampan.horizontal.gbdt_checks`, reviews R13-HGB-1/5), so no
+  reply (NaN, error or not) depends on which nodes or bins hold rows;
+- a release its own budget cannot pay is refused as `BankBudgetRefused`: the coordinator keeps the finished trees;
 - a job announced with DP is a DP run from its first message, so its one evaluation follows the DP rules
   (`sampan.privacy.admission`: one model, exactly 100 bins) even if asked for before any tree release.
 What the coordinator learns: the noised histograms and counts, nothing else computed from the rows.
@@ -42,14 +47,24 @@ import numpy as np
 
 from sampan.core.party import Handler, Mod
 from sampan.privacy.admission import PartyDPState, _with_meta
+from sampan.privacy.ledger import BudgetExceeded
 from sampan.privacy.mechanisms import GaussianMechanism
 from sampan.privacy.party_policy import PolicyRefused
 from sampan.wire import Message
 
-__all__ = ["COUNTS_SENSITIVITY", "GBDT_PROTOCOL", "gbdt_dp_mod", "hist_sensitivity"]
+__all__ = ["BANK_BUDGET_REFUSAL", "COUNTS_SENSITIVITY", "GBDT_PROTOCOL", "BankBudgetRefused", "gbdt_dp_mod",
+           "hist_sensitivity"]
 
 GBDT_PROTOCOL = "HGBDT"  # the policy's protocol name (a policy listing it requires noise on every release)
 COUNTS_SENSITIVITY = math.sqrt(2.0)  # [n, positives] under add/remove one row
+
+
+class BankBudgetRefused(PolicyRefused):
+    """The bank's own budget (one ledger for all its runs) cannot pay this release: the coordinator stops adding
+    trees and keeps those before (review R13-HGB-2), rather than failing the run."""
+
+
+BANK_BUDGET_REFUSAL = BankBudgetRefused.__name__  # the error type a coordinator sees in the refusal reply
 
 
 def hist_sensitivity(features: int) -> float:
@@ -158,6 +173,9 @@ def _histograms(state: PartyDPState, run: _RunTrees, shape: Mapping[str, Any] | 
     keys = [(f"G:{n}", f"H:{n}") for n in nodes]
     scaled = np.concatenate([np.concatenate([np.asarray(exact.arrays[g]) / c_g, np.asarray(exact.arrays[h]) / c_h])
                              for g, h in keys])
+    # finite by construction (the handler zeroes a non-finite row's g and h before clipping, review R13-HGB-1);
+    # kept so that no NaN can mark an occupied bin whatever the handler does
+    scaled = np.nan_to_num(scaled, nan=0.0, posinf=0.0, neginf=0.0)
     noised = np.asarray(GaussianMechanism(sensitivity, z * sensitivity).release(scaled))
     out, at = {}, 0
     for g, h in keys:
@@ -183,5 +201,10 @@ def _features(party: str, value: Any, width: int) -> list[int] | None:
 
 def _charge(state: PartyDPState, msg: Message, release: str, z: float, sensitivity: float, note: str) -> None:
     """Check the noise against the party's minimum and charge its own ledger before anything is computed."""
-    state.policy.admit_histograms(state.name, GBDT_PROTOCOL, instance=msg.run_id, release=release,
-                                  sigma=z * sensitivity, sensitivity2=sensitivity**2, note=note)
+    try:
+        state.policy.admit_histograms(state.name, GBDT_PROTOCOL, instance=msg.run_id, release=release,
+                                      sigma=z * sensitivity, sensitivity2=sensitivity**2, note=note)
+    except PolicyRefused as exc:
+        if isinstance(exc.__context__, BudgetExceeded):  # its own budget, not a rule: a budget stop
+            raise BankBudgetRefused(str(exc)) from None
+        raise

@@ -101,11 +101,15 @@ def gbdt_reveals(dp: bool, n_trees: int, max_depth: int) -> dict[str, str]:
     """What each step reveals, per tree level (the receipt's `reveals`)."""
     if not dp:
         return {
-            "setup": "each bank's per-feature quantile cut points, row count and positive count, exact, to the "
-                     "coordinator",
+            "setup": "each bank's per-feature quantile cut points (order statistics of its columns: at most the "
+                     "job's n_bins - 1 per feature, from at least 10 present values per cut point), row count and "
+                     "positive count, exact, to the coordinator",
             "per tree level": "each bank's exact gradient and hessian sums per bin of every requested node (the "
                               "root, then the smaller child of each split), to the coordinator; no secure "
-                              "aggregation (horizontal GBDT sums histograms in the clear)",
+                              "aggregation (horizontal GBDT sums histograms in the clear). The coordinator chooses "
+                              "the splits that route the rows, so it can isolate a few rows in a node: these exact "
+                              "per-node histograms can then reveal individual records (each feature's bin and the "
+                              "gradient, hence the label, of a row alone in a node)",
             "per tree": "each bank's validation log-loss sum (early stopping), to the coordinator",
             "model": "splits, leaf values and bin edges: the whole model, to every bank",
             "protections": PROTECTIONS["visible"],
@@ -129,7 +133,10 @@ GBDT_THREAT_MODEL = (
     "Semi-honest banks; the coordinator does not collude with a bank and may ask for more than the job's shape. "
     "Raw records never leave their bank: only the wire messages listed here do. Without [privacy] each bank's "
     "quantile cut points, counts and per-node gradient/hessian histograms reach the coordinator exactly (no "
-    "secure aggregation exists for trees), and the model is visible to every bank. Under [privacy.gbdt] each "
+    "secure aggregation exists for trees), so over coordinator-routed rows they can reveal individual records, and "
+    "the model is visible to every bank. Every bank checks what the coordinator sends against the request and the "
+    "tree's public shape before it reads a row (finite numbers, the nodes its splits created, a sketch at most at "
+    "the job's bin count), so a refusal never depends on the rows. Under [privacy.gbdt] each "
     "bank refuses any tree request without noise, releases each tree level's histograms once, through a Gaussian "
     "mechanism whose sensitivity comes from its own clipping, charged to its own ledger before the reply leaves "
     "(and to the run's ledger before the request is sent), refuses repeated nodes and, with the job's shape, "

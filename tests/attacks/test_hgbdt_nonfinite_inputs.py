@@ -1,12 +1,12 @@
-"""Review R13-HGB-1: a malicious coordinator makes a bank's gradients NaN; the noise does not hide which bins hold rows.
+"""R13-HGB-1: a malicious coordinator makes a bank's gradients NaN; the noise must still hide which bins hold rows.
 
-`hgb.leaves` adds the coordinator's leaf values to the bank's running scores unchecked (an array over the wire, so
-NaN travels); `hgb.setup` takes `float()` of its base_score and pos_weight, so the JSON string "nan" does the
-same. Then every row's next gradient is NaN, `np.clip` keeps NaN, and the Gaussian mechanism adds noise to NaN:
-a released bin is NaN exactly when at least one row sits in it, finite otherwise.
-The coordinator then reads bin occupancy of every node exactly, whatever the noise multiplier: here the bin
-"f0 > 5" holds one target row alone, so its membership leaves deterministically (the release is charged as if
-the noise protected it).
+`hgb.leaves` added the coordinator's leaf values to the bank's running scores unchecked (an array over the wire, so
+NaN travels); `hgb.setup` took `float()` of its base_score and pos_weight, so the JSON string "nan" did the
+same. Then every row's next gradient was NaN, `np.clip` keeps NaN, and the Gaussian mechanism adds noise to NaN:
+a released bin was NaN exactly when at least one row sat in it, finite otherwise (here the bin "f0 > 5" holds one
+target row alone, so its membership left deterministically). The bank now refuses non-finite numbers at the
+handler boundary (`sampan.horizontal.gbdt_checks`), and its releases are finite by construction: a row whose
+gradient or hessian is not finite contributes 0 (as DP-SGD's guard, review R12-HOR-6).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pytest
 from sampan.core.capability import PartySetup
 from sampan.data import PartyData
 from sampan.horizontal.capability import HORIZONTAL
+from sampan.horizontal.gbdt import HorizontalGBDTParty
 from sampan.privacy.party_policy import PartyPrivacyPolicy
 from sampan.wire import Message
 
@@ -53,8 +54,6 @@ def _attack(with_target: bool, route: str) -> Message:
     return _ask(app, 4, "hgb.hist", {"nodes": np.array([0])}, {"new_tree": True, "dp": DP})
 
 
-@pytest.mark.xfail(strict=True, reason="R13-HGB-1: NaN leaf values / setup make the noised histograms reveal exact bin "
-                                       "occupancy (a target row's membership) despite the charged noise")
 @pytest.mark.parametrize("route", ["leaves", "base_score", "pos_weight"])
 def test_noised_histograms_never_reveal_which_bins_hold_rows(route: str) -> None:
     replies = {flag: _attack(flag, route) for flag in (False, True)}
@@ -62,3 +61,19 @@ def test_noised_histograms_never_reveal_which_bins_hold_rows(route: str) -> None
     # what should hold: the bank refuses the non-finite leaf values (or the request), or releases finite noised
     # sums only, so the target's bin is not NaN-if-present / finite-if-absent
     assert all(np.isfinite(v) for v in target_bin.values()), target_bin
+
+
+def test_a_non_finite_running_score_contributes_nothing_to_the_histograms() -> None:
+    """Finite by construction, whatever got past the checks: rows whose score is NaN or infinite add 0."""
+    rng = np.random.default_rng(2)
+    X, y = rng.normal(size=(30, 3)), (rng.random(30) < 0.4).astype(np.int8)
+    data = PartyData(party="bank", ids=np.array([f"r{i}" for i in range(30)], dtype=object), X=X, y=y,
+                     feature_names=FEATURES)
+    bank = HorizontalGBDTParty("bank", data)
+    bank.setup(Message("run", 1, "coordinator", "bank", "hgb.setup",
+                       {"edges": np.array([0.0, 0.0, 0.0]), "counts": np.array([1, 1, 1])}, {"base_score": 0.0}))
+    bank.raw[:10], bank.raw[10:12] = np.nan, np.inf
+    reply = bank.hist(Message("run", 2, "coordinator", "bank", "hgb.hist", {"nodes": np.array([0])},
+                              {"new_tree": True, "clip": [1.0, 0.25]}))
+    assert np.all(np.isfinite(reply.arrays["G:0"])) and np.all(np.isfinite(reply.arrays["H:0"]))
+    assert float(reply.arrays["H:0"][:2].sum()) == pytest.approx(18 * 0.25)  # the 18 finite rows at p = 1/2

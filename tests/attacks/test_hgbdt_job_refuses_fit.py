@@ -1,12 +1,12 @@
-"""Review R13-HGB-4: a horizontal GBDT job announced with DP answers a `fit` without any DP: an exact update leaves.
+"""R13-HGB-4: a horizontal GBDT job announced with DP must not answer a `fit` (an exact update would leave).
 
-A gbdt job mounts the bank's ordinary horizontal handlers too (`HorizontalParty.core_handlers`: describe, stats,
-impute_stats, fit, evaluate). The gbdt DP mod marks the run as a DP run, and `stats` / `impute_stats` / `describe`
-without noise are then refused, but `fit` is not: the admission charges nothing and refuses only when the bank's
-policy requires a DP level, and the deploy gate (`_check_fit`) compares the fit's dp2/dp3 with the job's
-announced dp2/dp3 (none in a tree job, whose protections are ['dp', 'gbdt_dp']). So a coordinator asks a bank
-whose allow list requires nothing or only `gbdt_dp` for a logistic `fit` on its training rows, trained without
-DP-SGD, and receives the exact update, uncharged, in a run whose receipt says every release is noised.
+A gbdt job mounted the bank's ordinary horizontal handlers too (`HorizontalParty.core_handlers`: describe, stats,
+impute_stats, fit, evaluate), and the deploy gate (`_check_fit`) compared a fit's dp2/dp3 with the job's announced
+dp2/dp3 (none in a tree job, whose protections are ['dp', 'gbdt_dp']). So a coordinator could ask a bank whose
+allow list requires nothing or only `gbdt_dp` for a logistic `fit` on its training rows, trained without DP-SGD,
+and receive the exact update, uncharged, in a run whose receipt says every release is noised. Now a gbdt job
+mounts only `describe` and `evaluate` next to its tree handlers, and the deploy gate refuses any other request
+kind (fit, stats, impute_stats, secagg_*) in a horizontal gbdt job.
 """
 
 from __future__ import annotations
@@ -34,8 +34,6 @@ def _job() -> dict:
                            label_holder=None)
 
 
-@pytest.mark.xfail(strict=True, reason="R13-HGB-4: a bank in a gbdt job announced with DP answers a fit "
-                                       "without DP (exact, uncharged update of its training rows)")
 def test_a_bank_in_a_dp_tree_job_refuses_a_fit_without_dp() -> None:
     rng = np.random.default_rng(4)
     data = PartyData(party="a", ids=np.array([f"r{i}" for i in range(40)], dtype=object),
@@ -47,10 +45,9 @@ def test_a_bank_in_a_dp_tree_job_refuses_a_fit_without_dp() -> None:
     assert reply.is_error, f"an exact update left: {list(reply.arrays)}"
 
 
-@pytest.mark.xfail(strict=True, reason="R13-HGB-4: the deploy gate passes a fit without DP in a gbdt job "
-                                       "announced with DP")
 def test_the_deploy_gate_refuses_a_fit_without_dp_in_a_dp_tree_job() -> None:
     job = _job()
     assert {"dp", "gbdt_dp"} <= set(job["protections"])
-    with pytest.raises(JobRefused):
-        check_request(AllowSection(require=["gbdt_dp"]), "a", "fit", FIT, job)
+    for kind in ("fit", "stats", "impute_stats"):
+        with pytest.raises(JobRefused):
+            check_request(AllowSection(require=["gbdt_dp"]), "a", kind, FIT, job)
