@@ -96,7 +96,7 @@ def job_description(config: Mapping[str, Any], *, workflow: str, operator: str |
     if workflow == "horizontal" and extra.get("model") == "gbdt":  # the shape bounds the bank's tree releases
         model = config.get("model") or {}
         extra["gbdt"] = {"n_trees": int(model.get("n_trees", 100)), "max_depth": int(model.get("max_depth", 4)),
-                         "dp": bool(privacy.get("gbdt"))}
+                         "n_bins": int(model.get("n_bins", 32)), "dp": bool(privacy.get("gbdt"))}
     if workflow == "horizontal" and config.get("bank_alone") is not None:  # each bank alone vs the consortium
         extra["bank_alone"] = {"epochs": int((config.get("bank_alone") or {}).get("epochs", 5))}
     if workflow == "horizontal" and ((config.get("evaluation") or {}).get("groups")):  # fairness by group

@@ -30,7 +30,8 @@ def check_request(
     as `check_job` saw it), so a coordinator cannot announce one job and run another:
 
     - a horizontal job answers only its own request kinds (`describe`, `stats`, `fit`, `evaluate`,
-      `secagg_*`; `hgb.*` in a gbdt job, never where SecAgg is required or announced); an evaluation job only
+      `secagg_*`; `hgb.*` in a gbdt job, never where SecAgg is required or announced, a sketch only at the job's
+      n_bins; a gbdt job no `fit`, `stats`, `impute_stats` or `secagg_*`); an evaluation job only
       `evaluate` (and `secagg_*` if it announced SecAgg); anything else is refused;
     - `bank_alone` only in a horizontal job that announced it, never where the list requires secure aggregation,
       with DP-SGD settings (at or above the floor) when the job announced DP or the list requires it;
@@ -74,9 +75,17 @@ def check_request(
         if kind in ("hgb.sketch", "hgb.hist") and needs_dp and "dp" not in meta:
             raise JobRefused(party, "require", f"{kind!r} carries no dp in a horizontal GBDT job under DP (exact "
                              "tree statistics would leave)")
+        announced_bins = (job.get("gbdt") or {}).get("n_bins")
+        if kind == "hgb.sketch" and announced_bins is not None and meta.get("n_bins") != announced_bins:
+            raise JobRefused(party, "job", f"'hgb.sketch' asks for n_bins={meta.get('n_bins')!r}; the job announced "
+                             f"{announced_bins} (more cut points would reveal more order statistics)")
         floor = allow.min_noise_multiplier if allow is not None else None
         _floor(party, "GBDT histogram", noise_field(party, meta, "dp"), floor, "dp" in meta)
         return  # the tree handlers exist only in a gbdt job; the bank's DP mod enforces the rest (gbdt_dp)
+    if job is not None and job.get("model") == "gbdt" and job.get("workflow") == "horizontal" and (
+            kind not in _TREE_JOB_KINDS):  # review R13-HGB-4: no exact fit/stats in a tree job (no tree DP covers it)
+        raise JobRefused(party, "request", f"{kind!r} is not a request of the horizontal GBDT job this party accepted "
+                         "(it answers describe, the tree requests and evaluate)")
     if job is not None and job.get("workflow") == "evaluation":  # review R12-HOR-4: evaluate (and its SecAgg) only
         if kind != "evaluate" and not (kind.startswith("secagg_") and "secure_aggregation" in announced):
             raise JobRefused(
@@ -220,6 +229,8 @@ _HORIZONTAL_KINDS = frozenset(
 )
 # horizontal GBDT (exact histograms, no DP): answered only in a job that announced model "gbdt"
 _HGB_KINDS = frozenset({"hgb.sketch", "hgb.setup", "hgb.hist", "hgb.split", "hgb.leaves"})
+# what else a horizontal GBDT job answers: its row count, its one evaluation, and what the job announced
+_TREE_JOB_KINDS = frozenset({"describe", "evaluate", "bank_alone", "evaluate_groups"})
 
 def _check_bank_alone(allow: AllowSection | None, party: str, meta: Mapping[str, Any], job: Mapping[str, Any] | None,
                       announced: set[str], require: Collection[str]) -> None:
