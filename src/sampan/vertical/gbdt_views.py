@@ -14,7 +14,9 @@ and sizes, the per-tree training and validation log-loss, and the model's gain i
 Missing values (issue 13): every feature has a missing bin (NaN), present whether or not the column has
 missing values, so its existence says nothing; its per-node sums are one more bin of the same histogram
 (noised like the others; one customer still sits in one bin per feature, so the charged sensitivity is
-unchanged), and a split names the side its feature's missing values go to — the partner routes them.
+unchanged), and a split names the side its feature's missing values go to — the partner routes them. So the bank learns,
+exactly, which rows miss a partner value on the split's side: a split "all values left, missing right" reveals the
+exact set of the node's customers missing that value (declared in REVEALS and VIEWS; no DP covers it).
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ REVEALS = (
     "leaf values); across trees these partitions let the bank recover most training rows' partner bins, so the "
     "epsilon is conditional on them. Every feature has a missing-value bin (present whatever the data): its sums are "
     "part of the same histograms, and each split the bank chooses names the side missing values go to, so the bank "
-    "also sees, exactly, which side a row with a missing partner value takes. Each partner checks the noise "
+    "also sees, exactly, which side a row with a missing partner value takes: a split 'all values left, missing "
+    "right' (the last value bin) reveals the exact set of the node's customers missing that partner value. Each "
+    "partner checks the noise "
     "against its own minimum and charges every "
     "noised histogram to its own ledger before it leaves. A partner learns the row sets of nodes and holds the "
     "thresholds of splits on its own "
@@ -74,7 +78,9 @@ VIEWS: tuple[tuple[str, str, str, str], ...] = (
     ("bank", "vgb.step", "from:*/sigma", "public: the noise sigma the partner added (the agreed hist_noise)"),
     ("coordinator", "vgb.serve", "reply:meta:privacy", "public: the partner's noise and its own account"),
     ("bank", "vgb.step", "from:*/left:*", "visible: the partition of a node's rows at a split on a partner feature "
-                                         "(rows missing that feature on the split's missing side)"),
+                                         "(rows missing that feature on the split's missing side: an 'all values "
+                                         "left, missing right' split reveals the exact set of customers missing "
+                                         "that value)"),
     ("bank", "vgb.step", "from:*/route", "visible: the partner's direction at its nodes for validation rows"),
     ("bank", "vgb.step", "meta:*", "public: protocol step"),
     ("partner", "vgb.serve", "from:*/v", "masked: the bank's (g, h) of every row plus dealer masks"),
