@@ -77,3 +77,25 @@ def test_a_non_finite_running_score_contributes_nothing_to_the_histograms() -> N
                               {"new_tree": True, "clip": [1.0, 0.25]}))
     assert np.all(np.isfinite(reply.arrays["G:0"])) and np.all(np.isfinite(reply.arrays["H:0"]))
     assert float(reply.arrays["H:0"][:2].sum()) == pytest.approx(18 * 0.25)  # the 18 finite rows at p = 1/2
+
+
+@pytest.mark.parametrize("bad", ["nan_leaf", "cycle"])
+def test_a_crafted_tree_payload_is_refused_before_any_row_is_scored(bad: str) -> None:
+    """The same class in `evaluate`: a NaN leaf (NaN score iff a row reaches it) or a child pointing back (a loop iff a
+    row reaches it) is refused from the payload alone, with or without the rows that would reach it."""
+    from sampan.horizontal.gbdt_payload import predict_gbdt_payload
+    from sampan.models.gbdt import Tree
+
+    tree = Tree()
+    root, left, right = tree.add(), tree.add(), tree.add()
+    tree.left[root], tree.right[root], tree.owner[root] = left, right, "all"
+    if bad == "nan_leaf":
+        tree.value[right] = float("nan")
+    else:
+        tree.left[right], tree.right[right], tree.owner[right] = root, left, "all"
+    model = {"kind": "gbdt", "base_score": 0.0, "trees": [tree.to_dict()], "missing_bins": True,
+             "splits": [[0, root, 0, 0, False], [0, right, 0, 0, False]]}
+    arrays = {"edges": np.array([5.0, 0.0, 0.0]), "edge_counts": np.array([1, 1, 1])}
+    for X in (np.zeros((3, 3)), np.full((3, 3), 9.0)):  # no row / every row past the crafted node
+        with pytest.raises(ValueError, match="gbdt model"):
+            predict_gbdt_payload(model, arrays, X)

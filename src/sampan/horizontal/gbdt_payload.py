@@ -76,5 +76,24 @@ def predict_gbdt_payload(model: Mapping[str, Any], arrays: Mapping[str, np.ndarr
     edges = [flat[bounds[j] : bounds[j + 1]] for j in range(len(counts))]
     splits = {(int(s[0]), int(s[1])): (int(s[2]), int(s[3])) for s in model["splits"]}
     trees = [Tree.from_dict(spec) for spec in model["trees"]]
-    raw = _raw_scores(float(model["base_score"]), trees, edges, splits, bool(model.get("missing_bins")), X)
+    base = float(model["base_score"])
+    _check_payload(base, flat, trees, splits)
+    raw = _raw_scores(base, trees, edges, splits, bool(model.get("missing_bins")), X)
     return 1.0 / (1.0 + np.exp(-raw))
+
+
+def _check_payload(base: float, edges: np.ndarray, trees: list[Tree], splits: Mapping[tuple[int, int], Any]) -> None:
+    """A payload is checked from its content alone before any row is scored (review R13-HGB-1/5's class): finite
+    numbers, and every split node's children numbered after it (no cycle, no index past the tree), so whether scoring
+    fails or loops never depends on which rows reach which node."""
+    if not (np.isfinite(base) and np.all(np.isfinite(edges))):
+        raise ValueError("gbdt model: base score and bin edges must be finite")
+    for t, tree in enumerate(trees):
+        size = len(tree.left)
+        if not np.all(np.isfinite(np.asarray(tree.value, dtype=np.float64))):
+            raise ValueError(f"gbdt model: tree {t} has a non-finite leaf value")
+        for node, (left, right) in enumerate(zip(tree.left, tree.right, strict=True)):
+            if (left, right) != (-1, -1) and not (node < left < size and node < right < size
+                                                  and (t, node) in splits):
+                raise ValueError(f"gbdt model: tree {t} node {node} has children {left}, {right} (each split's "
+                                 "children come after it, within the tree, with its split listed)")
