@@ -128,7 +128,9 @@ def test_a_deployed_bank_gates_group_requests_by_its_job_and_allow_list() -> Non
     meta = {"groups": SOLO, "bins": GROUP_BINS}
     with pytest.raises(JobRefused, match="did not announce fairness by group"):
         check_request(None, "bank", EVALUATE_GROUPS, meta, {"workflow": "horizontal"})
-    job = {"workflow": "horizontal", "groups": True}
+    with pytest.raises(JobRefused, match="did not announce which groups"):
+        check_request(None, "bank", EVALUATE_GROUPS, meta, {"workflow": "horizontal", "groups": True})
+    job = {"workflow": "horizontal", "groups": [{"column": "sector"}]}
     check_request(None, "bank", EVALUATE_GROUPS, meta, job)
     with pytest.raises(JobRefused, match="requires secure"):
         check_request(AllowSection(require=["secure_aggregation"]), "bank", EVALUATE_GROUPS, meta, job)

@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sampan.deploy.allow_groups import announced_groups
 from sampan.deploy.allow_requests import SCORING_KINDS, VERTICAL_KINDS, check_request
 from sampan.deploy.allow_section import _HORIZONTAL_JOBS, _VERTICAL_JOBS, PROTECTIONS, AllowSection, JobRefused
 
@@ -99,8 +100,12 @@ def job_description(config: Mapping[str, Any], *, workflow: str, operator: str |
                          "n_bins": int(model.get("n_bins", 32)), "dp": bool(privacy.get("gbdt"))}
     if workflow == "horizontal" and config.get("bank_alone") is not None:  # each bank alone vs the consortium
         extra["bank_alone"] = {"epochs": int((config.get("bank_alone") or {}).get("epochs", 5))}
-    if workflow == "horizontal" and ((config.get("evaluation") or {}).get("groups")):  # fairness by group
-        extra["groups"] = True
+    if workflow == "horizontal" and announced_groups(config):  # fairness by group: the exact specs (R13-GRP-5)
+        extra["groups"] = announced_groups(config)
+    weighting = {k: v for k, v in (config.get("training") or {}).items()
+                 if k in ("class_weight", "target_positive_rate") and v is not None}
+    if workflow in _HORIZONTAL_JOBS and weighting:  # the loss weighting the bank trains under (its audit record)
+        extra["class_weight"] = weighting
     if workflow == "vertical":  # review R12-VER-2/7b: the models and their shape each partner checks requests against
         extra["vertical"] = _vertical_job(vertical, woe_epsilon)
     if workflow == "scoring" and (config.get("scoring") or {}).get("model"):  # review R12-VER-5: the one model run

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from sampan.deploy.allow_groups import check_groups_request
 from sampan.deploy.allow_impute import check_impute_request, noise_field
 from sampan.deploy.allow_section import _HORIZONTAL_JOBS, _VERTICAL_JOBS, AllowSection, JobRefused
 
@@ -35,7 +36,7 @@ def check_request(
       `evaluate` (and `secagg_*` if it announced SecAgg); anything else is refused;
     - `bank_alone` only in a horizontal job that announced it, never where the list requires secure aggregation,
       with DP-SGD settings (at or above the floor) when the job announced DP or the list requires it;
-    - `evaluate_groups` likewise (a job that announced groups, never where SecAgg is required), noised
+    - `evaluate_groups` likewise (exactly the groups the job announced, never where SecAgg is required), noised
       (`group_dp`, at or above the floor) when the job announced DP or the list requires it;
     - `fit` carries exactly the DP mechanisms (DP2, DP3) the job announced, SecAgg if announced, the
       protections the list requires, noise at or above its floor, and a DP3 `parties` / `noise_parties`
@@ -98,7 +99,7 @@ def check_request(
         _check_bank_alone(allow, party, meta, job, announced, require)
         return
     if kind == "evaluate_groups":  # fairness by group (issue 13): per bank, never under SecAgg
-        _check_groups(allow, party, meta, job, announced, require)
+        check_groups_request(allow, party, meta, job, announced, require)  # `sampan.deploy.allow_groups`
         return
     if job is not None and kind not in _HORIZONTAL_KINDS:
         raise JobRefused(party, "request", f"{kind!r} is not a request of the horizontal job this party accepted")
@@ -257,23 +258,6 @@ def _check_bank_alone(allow: AllowSection | None, party: str, meta: Mapping[str,
     kind = model.get("kind") if isinstance(model, Mapping) else model
     if job is not None and job.get("model") is not None and "model" in meta and kind != job["model"]:
         raise JobRefused(party, "job", f"'bank_alone' names model {kind!r}; the job announced {job['model']!r}")
-
-
-def _check_groups(allow: AllowSection | None, party: str, meta: Mapping[str, Any], job: Mapping[str, Any] | None,
-                  announced: set[str], require: Collection[str]) -> None:
-    """`evaluate_groups` only in a horizontal job that announced groups; never where this party requires secure
-    aggregation (per-bank counts); noised (`group_dp`, at or above the floor) when the job announced DP or the list
-    requires it. The bank's own mod enforces once per run, after its evaluation (`group_release_mod`)."""
-    if job is not None and not job.get("groups"):
-        raise JobRefused(party, "request", "'evaluate_groups' is not a request of the horizontal job this party "
-                         "accepted (the job did not announce fairness by group)")
-    if "secure_aggregation" in require:
-        raise JobRefused(party, "require", "'evaluate_groups' sends this party's group counts in clear, and it "
-                         "requires secure aggregation")
-    if ("dp" in announced or {"dp", "dp1"} & set(require)) and "group_dp" not in meta:
-        raise JobRefused(party, "require", "'evaluate_groups' under DP must noise the group counts (group_dp)")
-    floor = allow.min_noise_multiplier if allow is not None else None
-    _floor(party, "group counts", (meta.get("group_dp") or {}).get("noise_multiplier"), floor, "group_dp" in meta)
 
 
 def _floor(party: str, what: str, value: Any, floor: float | None, present: bool) -> None:

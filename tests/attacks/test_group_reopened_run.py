@@ -1,4 +1,7 @@
-"""Review (issue 13 item 8), deployed: a coordinator re-opens a run to get a second grouping, no restart needed.
+"""Deployed: a coordinator re-opens a run to get a second grouping, and is refused (the bank's once-per-run group
+answer and its DP runs are kept in its state dir, `sampan.privacy.run_marks`, `admission.DPRuns`).
+
+The finding it pins (issue 13 review, item 8):
 
 R13-GRP-9: a party agent keeps at most `MAX_OPEN_RUNS` (8) run contexts (`PartyAgent._runs`, LRU). After the
 coordinator opens 8 other runs, `deploy.open_run` for the first run id again builds a FRESH party app: the group
@@ -17,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 from sampan.deploy.party_agent import MAX_OPEN_RUNS
 from sampan.wire import Message
@@ -26,11 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/attacks: t
 from _deploy_federation import ThreadFederation  # noqa: E402
 
 PARTIES = ["bank_harbour", "bank_kowloon", "bank_lionrock"]
-JOB = {"operator": "ops", "parties": PARTIES, "protections": [], "groups": True}
 
 
-@pytest.mark.xfail(strict=True, reason="R13-GRP-9: re-opening an evicted run id resets the once-per-run group "
-                                       "memory; a second grouping of the same holdout is answered")
+def _job(groups: list[dict[str, Any]]) -> dict[str, Any]:
+    """The job as the coordinator announces it: the exact groups (review R13-GRP-5), here its own new choice."""
+    return {"operator": "ops", "parties": PARTIES, "protections": [],
+            "groups": [{"column": g["column"], "cuts": g["cuts"]} for g in groups]}
+
+
 def test_a_reopened_run_answers_no_second_grouping(tmp_path: Path) -> None:
     fed = ThreadFederation(tmp_path, start=False, n=300)
     try:
@@ -42,19 +47,29 @@ def test_a_reopened_run_answers_no_second_grouping(tmp_path: Path) -> None:
             return agent.handle(Message(run, 3, "coordinator", "bank_harbour", kind, arrays={"params": params},
                                         meta={"model": model, **meta}))
 
-        def open_run(run: str) -> Message:
+        def open_run(run: str, groups: list[dict[str, Any]]) -> Message:
             return agent.handle(Message(run, 0, "coordinator", "bank_harbour", "deploy.open_run", meta={
-                "workflow": "horizontal", "dataset": "loans", "test_fraction": 0.2, "split_seed": 1, "job": JOB}))
+                "workflow": "horizontal", "dataset": "loans", "test_fraction": 0.2, "split_seed": 1,
+                "job": _job(groups)}))
 
-        feature = names[0]
-        assert not open_run("R").is_error and send("R", "evaluate", bins=100).kind == "evaluation"
+        def evict(groups: list[dict[str, Any]]) -> None:  # open (never evaluate in) other runs until R is evicted
+            for i in range(MAX_OPEN_RUNS):
+                assert not open_run(f"filler-{i}", groups).is_error
+
+        feature = next(name for name in names if "=" not in name)  # a numeric column
         first = [{"column": feature, "feature": feature, "cuts": [0.0]}]
         second = [{"column": feature, "feature": feature, "cuts": [1.0]}]
-        assert send("R", "evaluate_groups", groups=first, bins=100).kind == "group_evaluation"
+        assert not open_run("R", first).is_error and send("R", "evaluate", bins=100).kind == "evaluation"
+        answer = send("R", "evaluate_groups", groups=first, bins=100)
+        assert answer.kind == "group_evaluation"
         assert send("R", "evaluate_groups", groups=second, bins=100).is_error  # refused while R is open
-        for i in range(MAX_OPEN_RUNS):  # open (and never evaluate in) other runs until R is evicted
-            assert not open_run(f"filler-{i}").is_error
-        assert not open_run("R").is_error
+        evict(first)
+        assert not open_run("R", second).is_error  # re-opened with a job announcing the other grouping
         assert send("R", "evaluate_groups", groups=second, bins=100).is_error  # must still be refused
+        evict(first)
+        assert not open_run("R", first).is_error
+        again = send("R", "evaluate_groups", groups=first, bins=100)  # the same request: the same answer back
+        assert again.kind == "group_evaluation", again.meta
+        assert all(np.array_equal(again.arrays[k], answer.arrays[k]) for k in ("pos", "neg"))
     finally:
         fed.coordinator.security.close()
