@@ -11,6 +11,7 @@ from test_serve_session_coordinator_view import CuriousCoordinator  # the coordi
 
 from sampan.data import make_sme_consortium
 from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical.applicants import ApplicantsPolicy
 from sampan.vertical.model import LocalLinearPart, LocalScaler
 from sampan.vertical.session import VerticalSession
 from sampan.wire import Message
@@ -34,6 +35,7 @@ def test_the_coordinator_never_holds_the_ids_of_a_file_request(tmp_path: Path) -
     ids = [str(i) for i in tables["bank"].ids[:12]]
     path = tmp_path / "applicants.csv"
     path.write_text("reg_no,requested_amount\n" + "".join(f"{i},100000\n" for i in ids))
+    parties["bank"].scoring.applicants = ApplicantsPolicy(folder=str(tmp_path))  # the bank's applicants folder
     transport.seen.clear()
     from_file = session._score({}, {"applicants_file": str(path), "id_column": "reg_no"})[1]
     seen = b"".join(_blob(m) for m in transport.seen)
@@ -78,6 +80,7 @@ def test_a_gbdt_request_from_the_banks_file_hides_the_ids_too(tmp_path: Path) ->
     ids = [str(i) for i in parties["bank"].data.ids[:9]]
     path = tmp_path / "applicants.csv"
     path.write_text("reg_no\n" + "\n".join(ids) + "\n")
+    parties["bank"].gbdt.applicants = ApplicantsPolicy(folder=str(tmp_path))  # the bank's applicants folder
     transport = CuriousCoordinator(inner)
     score_vertical_gbdt(transport, session.relay, "bank", ["payments"], "from-file",  # type: ignore[arg-type]
                         applicants_file={"applicants_file": str(path), "id_column": "reg_no"})

@@ -46,13 +46,13 @@ def read_chunks(path: Path, chunk_rows: int) -> Iterator[tuple[int, dict[str, np
     def columns(batch: Any) -> dict[str, np.ndarray]:
         return {n: batch.column(i).to_numpy(zero_copy_only=False) for i, n in enumerate(batch.schema.names)}
 
+    start, pending, buffered = 1, [], 0
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             source = pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)
         else:
             source = iter(pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 20),
                                          convert_options=pacsv.ConvertOptions(column_types=_all_text(path))))
-        start, pending, buffered = 1, [], 0
         for batch in source:
             pending.append(batch)
             buffered += batch.num_rows
@@ -65,18 +65,36 @@ def read_chunks(path: Path, chunk_rows: int) -> Iterator[tuple[int, dict[str, np
         if buffered:
             table = pa.Table.from_batches(pending).combine_chunks()
             yield start, columns(table)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"file {str(path)!r}: not UTF-8 text ({exc.reason}); save the file as UTF-8") from None
     except (OSError, pa.ArrowInvalid) as exc:
+        text = str(exc)
+        if "UTF8" in text or "UTF-8" in text or "utf-8" in text:  # the row's bytes stay out of the message
+            raise DataError(f"file {str(path)!r}: data row(s) from {start} on are not UTF-8 text; save the file as "
+                            "UTF-8") from None
         raise DataError(f"file {str(path)!r}: cannot read the applicants ({exc})") from None
 
 
 def _all_text(path: Path) -> dict[str, Any]:
-    """Every column read as text (the scorer parses numbers itself, so a marker like '?' never breaks a chunk)."""
+    """Every column read as text (the scorer parses numbers itself, so a marker like '?' never breaks a chunk).
+
+    The header is read as pyarrow reads it (a UTF-8 byte-order mark dropped, review R13-SCO-12, so a first id
+    column keeps its leading zeros); a column named twice is refused (R13-SCO-5: which copy scores would depend on
+    the column order), and so is a file that is not UTF-8 (R13-SCO-6), naming the file and the line."""
     import csv
 
     import pyarrow as pa
 
-    with open(path, newline="", encoding="utf-8") as handle:
-        header = next(csv.reader(handle), [])
+    from sampan.errors import DataError
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            header = [h.strip() for h in next(csv.reader(handle), [])]
+    except UnicodeDecodeError:
+        raise DataError(f"file {str(path)!r}: line 1 (the header) is not UTF-8 text; save the file as UTF-8") from None
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise DataError(f"file {str(path)!r}: the header names column(s) {twice} more than once")
     return {name: pa.string() for name in header}
 
 
@@ -90,6 +108,10 @@ class ScoreWriter:
             from sampan.errors import ConfigError
 
             raise ConfigError(f"--out {str(path)!r}: name the file .csv, .json or .jsonl")
+        if path.is_dir():  # review R13-SCO-7: refused before anything is written
+            from sampan.errors import ConfigError
+
+            raise ConfigError(f"--out {str(path)!r} is a directory; name a file")
         self.temp = path.with_name(f".{path.name}.partial")
         self.count = 0
 
@@ -125,9 +147,10 @@ class ScoreWriter:
         if self.format == "json" and kind is None:
             self.handle.write("\n]\n")
         self.handle.close()
-        if kind is None:
-            self.temp.replace(self.path)
-        else:
+        try:
+            if kind is None:
+                self.temp.replace(self.path)
+        finally:  # review R13-SCO-7: a failed rename leaves no half-done file either
             self.temp.unlink(missing_ok=True)
 
 
@@ -138,13 +161,36 @@ def _horizontal(run_store: Store, model: str, data: Path, id_column: str | None,
     scorer = load_scorer(run_store, model, id_column=id_column, reasons=reasons)
     console.print(f"Scoring with [bold]{scorer.predictor.name}[/] v{scorer.predictor.version} "
                   f"({scorer.describe()['kind']}; reasons: {scorer.method}).", highlight=False)
+    from sampan.errors import DataError
+
+    seen: dict[str, int] = {}
     for first, columns in read_chunks(data, chunk_rows):
         if id_column is not None and id_column not in columns:
-            from sampan.errors import DataError
-
             raise DataError(f"file {str(data)!r}: no column {id_column!r} (--id-column); it has "
                             f"{', '.join(repr(c) for c in columns)}")
-        yield [r.as_dict() for r in scorer.score_columns(columns, where=f"file {str(data)!r}: ", first_row=first)]
+        rows = [r.as_dict() for r in scorer.score_columns(columns, where=f"file {str(data)!r}: ", first_row=first)]
+        _check_ids(data, [str(r["id"]) for r in rows], first, seen)
+        yield rows
+
+
+def _check_ids(data: Path, ids: list[str], first: int, seen: dict[str, int]) -> None:
+    """Review R13-SCO-8, the same in the horizontal and vertical paths: an empty applicant id is an error (its
+    result could not be attributed), a repeated id a warning (each copy is scored, one output row each); both name
+    the data rows (1 = the first row under the header)."""
+    from sampan.errors import DataError
+
+    empty = [first + k for k, v in enumerate(ids) if not v.strip()]
+    if empty:
+        raise DataError(f"file {str(data)!r}: empty applicant id in data row(s) {empty[:5]}")
+    repeats = []
+    for k, v in enumerate(ids):
+        if v in seen:
+            repeats.append(f"{first + k} (as {seen[v]})")
+        else:
+            seen[v] = first + k
+    if repeats:
+        console.print(f"warning: file {str(data)!r}: {len(repeats)} repeated applicant id(s) in data row(s) "
+                      f"{', '.join(repeats[:5])}; each copy is scored", highlight=False, markup=False)
 
 
 def _vertical(run_store: Store, run_id: str, kind: str, data: Path, id_column: str | None,
@@ -154,13 +200,12 @@ def _vertical(run_store: Store, run_id: str, kind: str, data: Path, id_column: s
     from sampan.runtime.scorers import training_id_column
 
     column = id_column or training_id_column(run_store, run_id) or "id"
+    seen: dict[str, int] = {}
     for first, columns in read_chunks(data, chunk_rows):
         if column not in columns:
             raise DataError(f"file {str(data)!r}: no id column {column!r} (the vertical run's id; pass --id-column)")
         ids = ["" if v is None else str(v).strip() for v in columns[column]]
-        empty = [first + k for k, v in enumerate(ids) if not v]
-        if empty:
-            raise DataError(f"file {str(data)!r}: column {column!r}: empty id at row(s) {empty[:5]}")
+        _check_ids(data, ids, first, seen)
         results = score_applicants(run_store, run_id, ids, kind, unknown_at_bank_ok=True, applicants_file=str(data))
         unknown = [first + k for k, r in enumerate(results) if r.unknown_at_bank]
         if unknown:  # the bank scores applicants it holds: its part reads them from its own current table

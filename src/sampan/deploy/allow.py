@@ -108,8 +108,9 @@ def job_description(config: Mapping[str, Any], *, workflow: str, operator: str |
         extra["class_weight"] = weighting
     if workflow == "vertical":  # review R12-VER-2/7b: the models and their shape each partner checks requests against
         extra["vertical"] = _vertical_job(vertical, woe_epsilon)
-    if workflow == "scoring" and (config.get("scoring") or {}).get("model"):  # review R12-VER-5: the one model run
+    if workflow in ("scoring", "serving") and (config.get("scoring") or {}).get("model"):  # R12-VER-5: the one model
         extra["model_run"] = str(config["scoring"]["model"])
+        extra["model_kind"] = str(config["scoring"].get("kind") or "lr")  # R13-SCO-15: which part partners answer for
     if workflow == "scoring" and (config.get("scoring") or {}).get("applicants_file"):  # the one file the bank reads
         extra["applicants_file"] = str(config["scoring"]["applicants_file"])
         extra["id_column"] = config["scoring"].get("id_column")
@@ -156,6 +157,8 @@ def check_job(
         raise JobRefused(party, "operators", f"submitted by {operator!r}, not one of {allow.operators}")
     if allow.workflows is not None and workflow not in allow.workflows:
         raise JobRefused(party, "workflows", f"workflow {workflow!r} is not one of {allow.workflows}")
+    if workflow == "serving":  # a standing session: consent is explicit, per trained model
+        _check_serving(allow, party, job)
     listed = allow.partners if allow.partners is not None else ([] if workflow in _VERTICAL_JOBS else None)
     if listed is not None:
         unlisted = sorted(p for p in partners if p not in listed)
@@ -177,6 +180,8 @@ def check_job(
             raise JobRefused(
                 party, "label_holders", f"label holder {holder!r} is not in allow.label_holders {holders}{default}"
             )
+    if workflow == "scoring" and job.get("applicants_file"):  # review R13-SCO-1: only files the bank designated
+        _check_applicants(allow, party, job, columns)
     if allow.datasets is not None and dataset not in allow.datasets:
         raise JobRefused(party, "datasets", f"dataset {dataset!r} is not one of {allow.datasets}")
     if allow.columns is not None:
@@ -239,6 +244,37 @@ def check_job(
                     f"is a noise multiplier of {z:.3g} over this party's {len(columns)} columns, below "
                     f"its minimum {allow.min_noise_multiplier}",
                 )
+
+
+def _check_applicants(allow: AllowSection, party: str, job: Mapping[str, Any], columns: Sequence[str]) -> None:
+    """A scoring job's applicants file must lie in this party's `applicants_dir` (symlinks resolved), read by an id
+    column that is not one of its schema columns (and is one it declared, if it declared any)."""
+    import os
+
+    path, column = str(job["applicants_file"]), job.get("id_column")
+    if allow.applicants_dir is None:
+        raise JobRefused(party, "applicants_dir", f"the job names applicants file {path!r}; this party declared no "
+                         "applicants folder ([allow] applicants_dir), so no job makes it read a file")
+    folder = os.path.realpath(allow.applicants_dir).rstrip(os.sep) + os.sep
+    if not os.path.realpath(path).startswith(folder):
+        raise JobRefused(party, "applicants_dir", f"applicants file {path!r} is not inside this party's applicants "
+                         f"folder {allow.applicants_dir!r}")
+    if column is not None and column in columns:
+        raise JobRefused(party, "applicant_id_columns", f"id column {column!r} is one of this party's feature columns")
+    if column is not None and allow.applicant_id_columns is not None and column not in allow.applicant_id_columns:
+        raise JobRefused(party, "applicant_id_columns", f"id column {column!r} is not one of "
+                         f"{allow.applicant_id_columns}")
+
+
+def _check_serving(allow: AllowSection, party: str, job: Mapping[str, Any]) -> None:
+    """A serving job answers for as long as the bank's service runs: only a list naming 'serving' and this model
+    run accepts it."""
+    if allow.workflows is None or "serving" not in allow.workflows:
+        raise JobRefused(party, "workflows", "a serving job (the bank's scoring service) needs 'serving' listed in "
+                         "allow.workflows")
+    if str(job.get("model_run")) not in (allow.serving_models or []):
+        raise JobRefused(party, "serving_models", f"model run {job.get('model_run')!r} is not in "
+                         f"allow.serving_models {allow.serving_models or []}")
 
 
 class PeerAllowList:

@@ -221,6 +221,8 @@ SCORING_KINDS = frozenset(
         "score.save",
     }
 )
+# a serving job (`sampan serve`'s session): a scoring job's requests plus the bank's batch queue
+SERVING_KINDS = SCORING_KINDS - {"score.save"} | {"serve.next", "serve.start", "serve.finish", "serve.abort"}
 # the training requests of each optional vertical model (review R12-VER-2): refused unless the job announced it
 _MODEL_PREFIXES = {"scorecard": ("woe.",), "gbdt": ("vgb.setup", "vgb.start", "vgb.step", "vgb.serve")}
 
@@ -310,10 +312,11 @@ def _check_vertical_job(party: str, kind: str, meta: Mapping[str, Any], job: Map
     scoring's), only the models it announced, and each histogram release with at least the noise it announced
     (review R12-VER-1/2/9)."""
     workflow = job.get("workflow")
-    if kind not in (SCORING_KINDS if workflow == "scoring" else VERTICAL_KINDS):
+    allowed = {"scoring": SCORING_KINDS, "serving": SERVING_KINDS}.get(str(workflow), VERTICAL_KINDS)
+    if kind not in allowed:
         raise JobRefused(party, "request", f"{kind!r} is not a request of the {workflow} workflow this party accepted")
     if (
-        workflow == "scoring"
+        workflow in ("scoring", "serving")
         and kind == "vertical.load_model"
         and job.get("model_run") is not None
         and str(meta.get("model_run")) != str(job["model_run"])
@@ -324,9 +327,9 @@ def _check_vertical_job(party: str, kind: str, meta: Mapping[str, Any], job: Map
             f"vertical.load_model names model run {meta.get('model_run')!r}; the "
             f"scoring job this party accepted announced {job['model_run']!r}",
         )
-    if workflow == "scoring" and kind in ("score.start", "vgb.score_start") and "applicants_file" in meta and (
-        (meta.get("applicants_file"), meta.get("id_column")) != (job.get("applicants_file"), job.get("id_column"))
-    ):  # the bank reads only the file (and column) of the job it accepted, never one a coordinator names
+    if kind in ("score.start", "vgb.score_start") and "applicants_file" in meta and (workflow != "scoring" or (
+        (meta.get("applicants_file"), meta.get("id_column")) != (job.get("applicants_file"), job.get("id_column")))
+    ):  # the bank reads only the file (and column) of the scoring job it accepted (R13-SCO-13: no training job's)
         raise JobRefused(
             party,
             "request",
@@ -334,6 +337,7 @@ def _check_vertical_job(party: str, kind: str, meta: Mapping[str, Any], job: Map
             f"the scoring job this party accepted announced {job.get('applicants_file')!r} "
             f"(column {job.get('id_column')!r})",
         )
+    _check_model_kind(party, kind, meta, job)
     if workflow != "vertical":
         return
     models = set((job.get("vertical") or {}).get("models") or ["lr"])
@@ -387,6 +391,25 @@ def _check_vertical_job(party: str, kind: str, meta: Mapping[str, Any], job: Map
                 f"this vgb.setup request carries hist_noise={meta.get('hist_noise')!r}, "
                 f"below the {floor} the job this party accepted announced",
             )
+
+
+_KIND_REQUESTS = {"gbdt": ("vgb.",), "lr": ("score.start", "score.partial", "score.finish"),
+                  "scorecard": ("score.start", "score.partial", "score.finish")}
+
+
+def _check_model_kind(party: str, kind: str, meta: Mapping[str, Any], job: Mapping[str, Any]) -> None:
+    """Review R13-SCO-15: a scoring job loads and answers for the model kind it announced only (a GBDT part
+    answers routing bits, its feature intervals; a linear part one summed contribution)."""
+    announced = job.get("model_kind")
+    if job.get("workflow") not in ("scoring", "serving") or announced is None:
+        return
+    if kind == "vertical.load_model" and str(meta.get("kind")) != str(announced):
+        raise JobRefused(party, "job", f"vertical.load_model asks for the {meta.get('kind')!r} part; the scoring job "
+                         f"this party accepted announced {announced!r}")
+    scoring = kind.startswith("vgb.") or kind in _KIND_REQUESTS["lr"]
+    if scoring and not kind.startswith(_KIND_REQUESTS.get(str(announced), ())):
+        raise JobRefused(party, "job", f"{kind!r} scores another model kind than the {announced!r} the scoring job "
+                         "this party accepted announced")
 
 
 def _check_vertical(allow: AllowSection, party: str, kind: str, meta: Mapping[str, Any]) -> None:

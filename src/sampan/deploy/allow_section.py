@@ -17,7 +17,7 @@ __all__ = ["AllowSection", "JobRefused", "PROTECTIONS"]
 
 PROTECTIONS = ("secure_aggregation", "dp", "dp1", "dp2", "dp3", "woe_dp", "gbdt_dp")
 # workflows whose requests are checked as vertical (resp. horizontal) ones
-_VERTICAL_JOBS = frozenset({"vertical", "scoring"})
+_VERTICAL_JOBS = frozenset({"vertical", "scoring", "serving"})
 _HORIZONTAL_JOBS = frozenset({"horizontal", "evaluation"})
 
 
@@ -33,8 +33,10 @@ class AllowSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     operators: list[str] | None = Field(None, description="operators whose jobs are accepted; default any")
-    workflows: list[Literal["horizontal", "vertical", "scoring", "evaluation", "synthesis"]] | None = Field(
-        None, description="default any")
+    workflows: list[Literal["horizontal", "vertical", "scoring", "evaluation", "synthesis", "serving"]] | None = Field(
+        None, description="default any (but 'serving', which must be listed, with serving_models)")
+    serving_models: list[str] | None = Field(None, description="the trained vertical runs a serving job (the "
+                                             "bank's `sampan serve` session) may answer for; default none")
     partners: list[str] | None = Field(None, description="parties this one may train with; default: any in "
                                        "horizontal runs, none in vertical runs")
     label_holders: list[str] | None = Field(None, description="parties this one accepts as the label holder (the "
@@ -47,6 +49,11 @@ class AllowSection(BaseModel):
         "demands noise on every vertical histogram release)")
     min_noise_multiplier: float | None = Field(None, gt=0, description="least noise multiplier of every DP "
                                                "mechanism of a job (after its schedule); 'auto' is refused")
+    applicants_dir: str | None = Field(None, min_length=1, description="the folder on this bank's machine whose "
+                                       "files a scoring job may name as its applicants file (symlinks resolved, "
+                                       "regular files only); default none: no job makes it read a file")
+    applicant_id_columns: list[str] | None = Field(None, description="the id columns an applicants file may be read "
+                                                   "by; default any but this party's schema columns")
     min_contributors: int | None = Field(None, ge=3, description="least number of contributors a secure "
                                          "aggregation job may sum (its secure_aggregation.min_contributors); the "
                                          "party also enforces it itself in every unmasking; default 3")

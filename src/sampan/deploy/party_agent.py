@@ -203,6 +203,9 @@ class PartyAgent:
                                    "table_schema": self.config.data[dataset].schema_}
         if job.get("label_holder"):  # one partition of the customers per (dataset, bank), pinned across runs
             options["row_book"] = self._vertical_rows(dataset, str(job["label_holder"]))
+            if job["label_holder"] == self.name and self.config.allow is not None:  # review R13-SCO-1
+                options["applicants_dir"] = self.config.allow.applicants_dir  # the applicants files it reads: only its
+                options["applicants_id_columns"] = self.config.allow.applicant_id_columns  # own folder's
             if job["label_holder"] == self.name and self.config.data[dataset].test_ids:  # its own test file
                 options["test_ids"] = self.config.data[dataset].test_ids
         if workflow in HOLDOUT_WORKFLOWS:  # data preparation that is the agent's own: its keyed holdout split

@@ -279,15 +279,17 @@ class HorizontalParty:
             raise ValueError(f"party {self.name!r} refuses bins={bins!r}: at most {MAX_BINS} bins")
         part = "test" if len(self.test_data) else "train"
         data = self.test_data if part == "test" else self.train_data
-        X, y = self._scaled.get(part, data.X, msg.arrays), data.y
+        y = data.y
         assert y is not None
         if (msg.meta.get("model") or {}).get("kind") == GBDT_KIND:  # trees: bin edges + JSON (no scaler)
             if not self.trees:
                 raise ValueError(f"party {self.name!r} refuses a gbdt evaluation outside a gbdt job (the job it "
                                  "accepted trains no trees)")
+            # trees route a missing cell themselves, as in training (review R13-SCO-11: no fill values, none needed)
             p = predict_gbdt_payload(msg.meta["model"], msg.arrays, data.X)
         else:
-            p = self._model(msg.meta["model"]).predict_proba(msg.arrays["params"], X)
+            p = self._model(msg.meta["model"]).predict_proba(msg.arrays["params"], self._scaled.get(part, data.X,
+                                                                                                    msg.arrays))
         histogram = ScoreHistogram.from_scores(y, p, bins)
         p_clip = np.clip(p, 1e-12, 1 - 1e-12)
         local: dict[str, float | None] = {}

@@ -85,7 +85,8 @@ def _model_part(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> di
 
 def export_document(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], *, name: str, version: int | None,
                     run_id: str | None = None, threshold: float | None = None, card: ScoreCard | None = None,
-                    extra_markers: Sequence[str] = ()) -> dict[str, Any]:
+                    extra_markers: Sequence[str] = (),
+                    column_markers: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
     """The ``sampan-model`` v1 document of a registered horizontal LR, MLP or GBDT (docs/model_format.md)."""
     kind = (meta.get("model") or {}).get("kind")
     if kind not in ("logistic", "mlp", "gbdt") or "feature_names" not in meta:
@@ -93,6 +94,9 @@ def export_document(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], *
                           "vertical model's parts stay with their parties)")
     encoding = _encoding([str(n) for n in meta["feature_names"]], arrays)
     encoding["missing_markers"] = sorted(set(encoding["missing_markers"]) | {m.strip().lower() for m in extra_markers})
+    own = {str(c): sorted({str(m).strip().lower() for m in v}) for c, v in (column_markers or {}).items() if v}
+    if own:  # review R13-SCO-19: a column's own markers, applied to that column only (with the usual ones)
+        encoding["column_missing_markers"] = own
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "name": name, "version": version, "run_id": run_id,
             "encoding": encoding, "model": _model_part(meta, arrays),
             "link": "logistic", "threshold": threshold, "points": (card or ScoreCard()).as_dict(),

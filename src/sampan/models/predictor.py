@@ -148,6 +148,8 @@ class Predictor:
     classes_: np.ndarray = field(default_factory=lambda: np.array([0, 1]))
     native_missing: bool = False
     markers: frozenset[str] = MISSING_MARKERS  # cell texts read as missing (lower case; + the schema's own)
+    column_markers: dict[str, frozenset[str]] = field(default_factory=dict)  # a column's own markers (replace them)
+    native_columns: frozenset[str] | None = None  # trees: the columns trained with a missing policy (None: all)
 
     @classmethod
     def from_registered(cls, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], *, name: str = "",
@@ -219,9 +221,10 @@ class Predictor:
                 raise DataError(f"column {source!r} has {values.shape[0]} rows, the others {rows}")
             rows = values.shape[0]
             if item.categories is not None:
-                blocks.append(_one_hot(item.name, values, item.categories, first_row, self.markers))
+                blocks.append(_one_hot(item.name, values, item.categories, first_row,
+                                       self.column_markers.get(source, self.markers)))
                 continue
-            x = _numbers(source, values, first_row, self.markers)
+            x = _numbers(source, values, first_row, self.column_markers.get(source, self.markers))
             blocks.append((np.isnan(x).astype(np.float64) if item.name in derived else x)[:, None])
         X = np.hstack(blocks) if blocks else np.empty((0, 0))
         X = self._fill(X, first_row)
@@ -238,8 +241,11 @@ class Predictor:
         if fill is not None and fill.shape == (X.shape[1],):
             X = np.where(np.isnan(X) & np.isfinite(fill)[None, :], fill[None, :], X)
             holes = ~np.isfinite(X)
-        if self.native_missing:
-            holes = np.isinf(X)
+        if self.native_missing:  # trees route NaN, in the columns trained with a missing policy (R13-SCO-4)
+            nan, holes = np.isnan(X), np.isinf(X)
+            for name, cols in (input_blocks(self.feature_names) if self.native_columns is not None else []):
+                if name not in self.native_columns:  # type: ignore[operator]
+                    holes[:, cols] |= nan[:, cols]
         for j in np.flatnonzero(holes.any(axis=0)):
             gaps = np.flatnonzero(holes[:, j])
             raise DataError(f"column {self.feature_names[j]!r}: {gaps.size} missing or non-finite value(s) "

@@ -23,7 +23,7 @@ import numpy as np
 from sampan.errors import ConfigError, DataError
 from sampan.models.base import sigmoid
 from sampan.models.explain import DEFAULT_REASONS, ScoreCard, occlusion_contributions, reason_codes_batch
-from sampan.models.predictor import Predictor, input_blocks
+from sampan.models.predictor import MISSING_MARKERS, Predictor, input_blocks
 from sampan.models.registry import model_from_config
 from sampan.models.tree_scoring import TreeEnsemble
 
@@ -117,7 +117,8 @@ class Scorer:
     @classmethod
     def from_registered(cls, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], *, name: str = "",
                         version: int | None = None, run_id: str | None = None, id_column: str | None = None,
-                        top: int = DEFAULT_REASONS, markers: Sequence[str] = ()) -> Scorer:
+                        top: int = DEFAULT_REASONS, markers: Sequence[str] = (),
+                        columns: Mapping[str, tuple[Sequence[str], str]] | None = None) -> Scorer:
         """Build from a registry entry's arrays and meta (horizontal LR, MLP or GBDT); ``markers``: cell texts
         that mean missing beyond the usual ones (the training schema's ``missing``)."""
         label = f"model {name!r}" + (f" v{version}" if version is not None else "")
@@ -136,6 +137,11 @@ class Scorer:
         predictor = Predictor.from_registered(arrays, meta, name=name, version=version, run_id=run_id,
                                               scorer=trees if kind == "gbdt" else None)
         predictor.markers = predictor.markers | {str(m).strip().lower() for m in markers}
+        if columns:  # review R13-SCO-19/SCO-4: each column's own markers; trees route NaN only where trained to
+            predictor.column_markers = {c: MISSING_MARKERS | {str(m).strip().lower() for m in own}
+                                        for c, (own, _) in columns.items() if own}
+            if kind == "gbdt":
+                predictor.native_columns = frozenset(c for c, (_, policy) in columns.items() if policy != "error")
         return cls(predictor, explain, method=method, threshold=model_threshold(meta), id_column=id_column, top=top)
 
     def describe(self) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from sampan.errors import ConfigError
 from sampan.models.scorer import Scorer
 from sampan.runtime.store import Store
 
-__all__ = ["load_scorer", "parse_model_ref", "scoring_document", "training_id_column", "training_markers"]
+__all__ = ["load_scorer", "parse_model_ref", "scoring_document", "training_id_column", "training_markers",
+           "training_missing"]
 
 
 def parse_model_ref(ref: str) -> tuple[str, int | None]:
@@ -36,15 +37,27 @@ def _training_config(store: Store, run_id: str | None) -> dict[str, Any]:
 
 
 def training_markers(store: Store, run_id: str | None) -> list[str]:
-    """Every missing-value marker the training run's schema declared (table default and per column)."""
+    """The training schema's table-wide missing-value markers (`schema.missing`); a column's own markers stay with
+    that column (`training_missing`, review R13-SCO-19: "0" missing in one column is a value in the others)."""
+    schema = _training_config(store, run_id).get("schema") or {}
+    return [str(m) for m in schema.get("missing") or []] if isinstance(schema, dict) else []
+
+
+def training_missing(store: Store, run_id: str | None) -> dict[str, tuple[tuple[str, ...], str]]:
+    """Per feature column of the training schema: its missing markers (its own, else the table's) and its policy
+    (its own ``impute``, else the table's, else "error"); empty when the store no longer has the training run."""
     schema = _training_config(store, run_id).get("schema") or {}
     if not isinstance(schema, dict):
-        return []
-    markers = list(schema.get("missing") or [])
+        return {}
+    markers = tuple(str(m) for m in schema.get("missing") or ())
+    policy = str(schema.get("impute") or "error")
+    out: dict[str, tuple[tuple[str, ...], str]] = {}
     for column in schema.get("features") or []:
-        if isinstance(column, dict):
-            markers += list(column.get("missing") or [])
-    return [str(m) for m in markers]
+        if isinstance(column, dict) and column.get("name"):
+            own = column.get("missing")
+            out[str(column["name"])] = (tuple(str(m) for m in own) if own is not None else markers,
+                                        str(column.get("impute") or policy))
+    return out
 
 
 def training_id_column(store: Store, run_id: str | None) -> str | None:
@@ -67,7 +80,8 @@ def scoring_document(store: Store, entry: Any) -> dict[str, Any] | None:
     if (meta.get("model") or {}).get("kind") not in ("logistic", "mlp", "gbdt") or "feature_names" not in meta:
         return None
     return export_document(entry.arrays, meta, name=entry.name, version=entry.version, run_id=entry.run_id,
-                           threshold=model_threshold(meta), extra_markers=training_markers(store, entry.run_id))
+                           threshold=model_threshold(meta), extra_markers=training_markers(store, entry.run_id),
+                           column_markers={c: m for c, (m, _) in training_missing(store, entry.run_id).items()})
 
 
 def load_scorer(store: Store, ref: str, *, id_column: str | None = None, reasons: int = 4) -> Scorer:
@@ -81,4 +95,5 @@ def load_scorer(store: Store, ref: str, *, id_column: str | None = None, reasons
                           "lr|scorecard|gbdt --data FILE`")
     return Scorer.from_registered(entry.arrays, entry.meta, name=entry.name, version=entry.version,
                                   run_id=entry.run_id, id_column=id_column or training_id_column(store, entry.run_id),
-                                  top=reasons, markers=training_markers(store, entry.run_id))
+                                  top=reasons, markers=training_markers(store, entry.run_id),
+                                  columns=training_missing(store, entry.run_id))

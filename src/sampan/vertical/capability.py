@@ -37,6 +37,7 @@ from sampan.core.capability import PartySetup
 from sampan.core.party import PartyApp
 from sampan.core.workflow import RunContext, Workflow, WorkflowResult
 from sampan.data.missing import impute_locally, table_fill_values
+from sampan.vertical.applicants import ApplicantsPolicy
 from sampan.vertical.gbdt import score_vertical_gbdt
 from sampan.vertical.job import job_of, load_tables
 from sampan.vertical.party import VerticalParty
@@ -70,7 +71,20 @@ def vertical_party(setup: PartySetup) -> VerticalParty:
     if "psi_workers" in options:
         party.psi.workers = int(options["psi_workers"])
     party.records.unfilled = setup.data  # a loaded model part refills from it with its recorded values
+    party.scoring.applicants = party.gbdt.applicants = _applicants_policy(setup, options)
     return party
+
+
+def _applicants_policy(setup: PartySetup, options: dict[str, Any]) -> ApplicantsPolicy:
+    """The applicants files this bank may read (review R13-SCO-1): deployed, inside its `[allow] applicants_dir`
+    (none declared: no file); in a simulation, the one file its own operator named; never its schema columns as ids."""
+    schema = options.get("table_schema")
+    label = getattr(schema, "label", None) or getattr(schema, "label_column", None)
+    protected = (*setup.data.feature_names, *([str(label)] if label else []))
+    columns = options.get("applicants_id_columns")
+    return ApplicantsPolicy(folder=options.get("applicants_dir"), files=tuple(options.get("applicants_files") or ()),
+                            id_columns=tuple(columns) if columns is not None else None, protected=protected)
+
 
 
 def vertical_dp(setup: PartySetup) -> bool:
@@ -217,7 +231,38 @@ class ScoringWorkflow(Workflow):
             "requests": [request], "name": job.name})])[0]
         scored = {"request_id": request, "n": int(reply.meta["n"]), "kept_by": job.label_holder,
                   "record": scores_name(job.name, job.label_holder), "model_run": job.model_run, "kind": job.kind}
-        return WorkflowResult(final_metrics={"scored": scored["n"]}, info={"scoring": scored}, outcome=scored)
+        return WorkflowResult(final_metrics={"scored": scored["n"]}, info={"scoring": scored,
+                                                                           "receipt": scoring_receipt(job)},
+                              outcome=scored)
+
+
+def scoring_receipt(job: ScoringJob) -> dict[str, Any]:
+    """What a scoring run reveals to each role (review R13-SCO-9: in the scoring run's own receipt, not only the
+    training run's): partners learn which registration numbers were queried; the bank the summed partner
+    contribution (LR) or every partner split's routing bit (GBDT); the coordinator counts and sizes."""
+    from sampan.vertical.scoring import REVEALS
+
+    bank = ("the bank learns each applicant's probability of default, score and reasons, which partners know the "
+            + ("applicant, and every partner split's routing bit for the applicant (on which side of each partner "
+               "threshold its values fall: intervals of the partner's feature values)" if job.kind == "gbdt" else
+               "applicant, and the summed partner contribution to the logit (with two or more partners the sum "
+               "only, under pairwise masks; with one partner, that partner's exact contribution)"))
+    return {
+        "threat_model": "Semi-honest parties; the coordinator relays sealed envelopes it cannot open. The bank reads "
+                        "only an applicants file it designated itself ([allow] applicants_dir).",
+        "reveals": {
+            "score.start" if job.kind != "gbdt" else "vgb.score_start":
+                "each partner learns the registration number(s) queried (who applied to the bank), as with a "
+                "credit-reference query" + ("; the coordinator never holds the ids (the bank reads its own file)"
+                                            if job.applicants_file else "; the coordinator relayed them"),
+            "score.finish" if job.kind != "gbdt" else "vgb.score_finish": bank,
+            "coordinator": "the coordinator learns the parties, the request id, how many applicants were scored and "
+                           "the sizes of the sealed envelopes; never a score or a PD",
+            "summary": REVEALS,
+        },
+        "protections": {"score.start": "sealed to each partner (ids)", "score.partial": "sealed to the bank, masked",
+                        "vgb.score_start": "sealed to each partner (ids)", "vgb.score_partial": "sealed to the bank"},
+    }
 
 
 @dataclass(frozen=True)
@@ -241,7 +286,9 @@ class _ScoringCapability:
             schema = _party_schema(job.training, job.label_holder)
             setups[job.label_holder] = replace(bank, data=with_applicants(bank.data, job.applicants_file, schema,
                                                                           job.label_holder, job.id_column,
-                                                                          public=vertical_dp(bank)))
+                                                                          public=vertical_dp(bank)),
+                                               # the one file the bank's own operator named (the whole simulation)
+                                               options={**bank.options, "applicants_files": [job.applicants_file]})
         return setups
 
 

@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 
 from sampan.models.gbdt import GBDTModel, GBDTParams, Tree, apply_bins, goes_left
+from sampan.vertical.applicants import ApplicantsPolicy, applicant_ids
 from sampan.vertical.rows import fingerprint
+from sampan.vertical.scoring import check_tag, request_tag
 from sampan.vertical.secure_lr import receive
 from sampan.wire import Message
 
@@ -47,7 +49,8 @@ class GBDTScoring:
     _X_full: np.ndarray | None
     _y_full: np.ndarray | None
     _index: dict[str, int] | None
-    _scoring: dict[str, tuple[np.ndarray, list[str], float]]
+    _scoring: dict[str, tuple[np.ndarray, list[str], float, np.ndarray]]
+    applicants: ApplicantsPolicy | None = None  # the bank's applicants files (`sampan.vertical.applicants`)
 
     def _full_table(self) -> np.ndarray:
         """The party's whole feature table (scoring reaches rows outside the aligned training set)."""
@@ -106,10 +109,7 @@ class GBDTScoring:
             model = "gbdt:" + fingerprint(*self.part_arrays())
             query = {"aligned": self._run_rows(msg.run_id).admit_evaluation(model, msg.arrays["aligned"], n, self._y)}
         else:
-            from sampan.vertical.scoring import read_applicant_ids  # the bank's own file, when the job names one
-
-            ids = (read_applicant_ids(self.name, str(msg.meta["applicants_file"]), msg.meta.get("id_column"))
-                   if "applicants_file" in msg.meta else list(msg.meta["applicants"]))
+            ids = applicant_ids(self.name, self.applicants, msg.meta)  # the bank's own file only where it declared it
             query = {"ids": np.frombuffer("\n".join(ids).encode(), dtype=np.uint8)}
         rows, applicants = self._query_rows(query)
         if applicants and (rows < 0).any():  # review R12-VER-8: answered like a known one (its nodes take the
@@ -117,9 +117,16 @@ class GBDTScoring:
             missing = [k + 1 for k, r in enumerate(rows) if r < 0]
             log.warning("party %s: applicants at positions %s of %d are not in its table; its nodes take the default "
                         "direction (local log only)", self.name, missing[:20], len(rows))
-        self._scoring[str(msg.meta["request_id"])] = (rows, applicants, started)
+        owners = sorted({o for tree in self.model.trees for o in tree.owner if o and o != self.name})
+        partners = [str(p) for p in msg.meta["partners"]]
+        if sorted(set(partners)) != sorted(set(partners) | set(owners)):  # review R13-SCO-17: no owner left out
+            raise ValueError(f"party {self.name!r} refuses the scoring request: it names partners {sorted(partners)}, "
+                             f"the model's trees have splits of {owners}")
+        tag = request_tag()  # review R13-SCO-16: each answer must carry it back (no replay across requests)
+        self._scoring[str(msg.meta["request_id"])] = (rows, applicants, started, tag)
         ch = self._channels()
-        return msg.reply("vgb.score_started", {f"to:{p}": ch.seal_arrays(p, query) for p in msg.meta["partners"]})
+        return msg.reply("vgb.score_started", {f"to:{p}": ch.seal_arrays(p, {**query, "request": tag})
+                                               for p in partners})
 
     def score_partial(self, msg: Message) -> Message:
         """Partner: its direction at each of its nodes for each queried row (unknown rows flagged)."""
@@ -127,6 +134,9 @@ class GBDTScoring:
         receive(msg, self._channels(), inbox)
         bank = self._channels().require_role(str(msg.meta["bank"]), "label_holder", "vgb.score_partial")
         query = {name: v for (sender, name), v in inbox.items() if sender == bank}
+        tag = query.pop("request", None)
+        if tag is None:
+            raise ValueError(f"party {self.name!r}: the bank's GBDT scoring query carries no request tag")
         rows, _ = self._query_rows(query)
         keys = sorted(self.thresholds)
         known = rows >= 0
@@ -135,7 +145,7 @@ class GBDTScoring:
             bits[known] = self.decisions_for(self._full_table()[rows[known]], keys)
         return msg.reply("vgb.score_partial", {f"to:{bank}": self._channels().seal_arrays(bank, {
             "bits": bits, "keys": np.array(keys, dtype=np.int64).reshape(-1, 2),
-            "missing": (~known).astype(np.uint8)})})
+            "missing": (~known).astype(np.uint8), "request": tag})})
 
     def score_finish(self, msg: Message) -> Message:
         """Bank: walk the trees; PDs stay here; held-out evaluation returns aggregate metrics only."""
@@ -147,8 +157,10 @@ class GBDTScoring:
         receive(msg, self._channels(), inbox)
         model = self.model
         assert model is not None
-        rows, applicants, started = self._scoring.pop(str(msg.meta["request_id"]))
+        rows, applicants, started, tag = self._scoring.pop(str(msg.meta["request_id"]))
         partners = list(msg.meta["partners"])
+        for p in partners:
+            check_tag(self.name, p, inbox.pop((p, "request"), None), tag)
         own_missing = rows < 0  # applicants the bank does not hold (R12-VER-8): its nodes take the default direction
         bins = apply_bins(self._full_table()[np.where(own_missing, 0, rows)], self.edges, missing=True)
         partner_bits = {p: (inbox.pop((p, "bits")),

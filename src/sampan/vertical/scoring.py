@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,17 +41,17 @@ import numpy as np
 
 from sampan.crypto.channel import SealedChannels
 from sampan.crypto.ring import decode, encode
-from sampan.errors import DataError
 from sampan.metrics import brier_score, ks_statistic, roc_auc
 from sampan.metrics.score_bands import score_bands
 from sampan.models.explain import ScoreCard
 from sampan.models.scorecard import psi
+from sampan.vertical.applicants import ApplicantsPolicy, applicant_ids, read_applicant_ids
 from sampan.vertical.model import LocalLinearPart
 from sampan.vertical.rows import RunRows, fingerprint, per_run
 from sampan.vertical.secure_lr import receive
 from sampan.wire import Message
 
-__all__ = ["ScoreCard", "ScoreResult", "ScoringParty", "score_points", "REVEALS"]
+__all__ = ["ScoreCard", "ScoreResult", "ScoringParty", "score_points", "read_applicant_ids", "REVEALS"]
 
 REVEALS = (
     "Joint scoring: the bank learns the applicant's probability of default, the summed partner "
@@ -92,6 +92,7 @@ class _Pending:
     z_bank: np.ndarray
     contributions: np.ndarray | None
     started: float
+    tag: np.ndarray  # the request's random tag, sealed in the query: a partner's answer must carry it back
 
 
 @dataclass
@@ -107,6 +108,7 @@ class ScoringParty:
     y: np.ndarray | None = None
     run_rows: Callable[[str], RunRows] | None = None  # the run's row rules, shared with the party's other protocols
     card: ScoreCard = field(default_factory=ScoreCard)
+    applicants: ApplicantsPolicy | None = None  # the bank's applicants files (`sampan.vertical.applicants`)
     results: dict[str, list[ScoreResult]] = field(default_factory=dict)
     evaluated: dict[str, np.ndarray] = field(default_factory=dict)  # bank: PDs of evaluated batches, kept here
     _index: dict[str, int] | None = None
@@ -129,9 +131,9 @@ class ScoringParty:
     def start(self, msg: Message) -> Message:
         """Bank: own partial logits; seal the query (ids, or aligned held-out rows) to every partner."""
         started = time.perf_counter()
-        partners = list(msg.meta["partners"])
-        request_id = str(msg.meta["request_id"])
         part = self.part()
+        partners = check_partners(self.name, list(msg.meta["partners"]), part.meta, self.channels())
+        request_id = str(msg.meta["request_id"])
         if "aligned" in msg.arrays:
             aligned = self.aligned_rows()
             if aligned is None:
@@ -142,8 +144,7 @@ class ScoringParty:
                                                               lambda: None if self.y is None else self.y[aligned])
             rows, applicants, query = aligned[positions], [], {"aligned": positions}
         else:
-            applicants = ([str(a) for a in msg.meta["applicants"]] if "applicants_file" not in msg.meta else
-                          read_applicant_ids(self.name, str(msg.meta["applicants_file"]), msg.meta.get("id_column")))
+            applicants = applicant_ids(self.name, self.applicants, msg.meta)
             rows = self._rows_for(applicants)
             # review R12-VER-8: an applicant the bank does not hold is answered like one it holds (its own part
             # neutral, as a partner treats an unknown id), so the coordinator cannot read bank membership from
@@ -162,9 +163,10 @@ class ScoringParty:
             z_bank = np.where(known, z_bank, np.clip(part.intercept, -part.logit_clip, part.logit_clip))
             if contributions is not None:
                 contributions[~known] = 0.0
-        self._pending[request_id] = _Pending(request_id, applicants, rows, z_bank, contributions, started)
+        tag = request_tag()
+        self._pending[request_id] = _Pending(request_id, applicants, rows, z_bank, contributions, started, tag)
         ch = self.channels()
-        out = {f"to:{p}": ch.seal_arrays(p, query) for p in partners}
+        out = {f"to:{p}": ch.seal_arrays(p, {**query, "request": tag}) for p in partners}
         return msg.reply("score.started", out)
 
     def finish(self, msg: Message) -> Message:
@@ -172,12 +174,17 @@ class ScoringParty:
         receive(msg, self.channels(), self._inbox)
         request_id = str(msg.meta["request_id"])
         pending = self._pending.pop(request_id)
-        partners = list(msg.meta["partners"])
+        partners = check_partners(self.name, list(msg.meta["partners"]), self.part().meta, self.channels())
+        answers = {p: [self._inbox.pop((p, k), None) for k in ("z", "missing", "request")] for p in partners}
         total = np.zeros(len(pending.z_bank), dtype=np.uint64)
         missing: dict[str, np.ndarray] = {}
-        for p in partners:
-            total = total + self._inbox.pop((p, "z"))
-            missing[p] = self._inbox.pop((p, "missing")).astype(bool)
+        for p, (z, flags, tag) in answers.items():
+            check_tag(self.name, p, tag, pending.tag)
+            if z is None or flags is None or len(z) != len(total):
+                raise ValueError(f"party {self.name!r}: partner {p!r}'s answer to request {request_id!r} is missing "
+                                 "or of another size")
+            total = total + z
+            missing[p] = flags.astype(bool)
         partner_z = decode(total, _BITS)
         logit = pending.z_bank + partner_z
         pd = 1.0 / (1.0 + np.exp(-logit))
@@ -222,8 +229,14 @@ class ScoringParty:
         """Partner: partial logits (0 and a flag where the applicant is unknown), masked, sealed to the bank."""
         receive(msg, self.channels(), self._inbox)
         bank = self.channels().require_role(str(msg.meta["bank"]), "label_holder", "scoring")
-        partners = list(msg.meta["partners"])
+        partners = check_partners(self.name, list(msg.meta["partners"]), self.part().meta, self.channels())
         request_id = str(msg.meta["request_id"])
+        tag = self._inbox.pop((bank, "request"), None)
+        if tag is None:
+            for name in ("aligned", "ids"):
+                self._inbox.pop((bank, name), None)
+            raise ValueError(f"party {self.name!r}: the bank's query for request {request_id!r} carries no request "
+                             "tag (it cannot be bound to its answer)")
         if (bank, "aligned") in self._inbox:
             aligned = self.aligned_rows()
             if aligned is None:
@@ -242,36 +255,43 @@ class ScoringParty:
             if other != self.name:
                 pad = ch.prg(other, f"score/{request_id}", len(rows))
                 share = share + pad if self.name < other else share - pad
-        envelope = ch.seal_arrays(bank, {"z": share, "missing": (~known).astype(np.uint8)})
+        envelope = ch.seal_arrays(bank, {"z": share, "missing": (~known).astype(np.uint8), "request": tag})
         return msg.reply("score.partial", {f"to:{bank}": envelope})
 
 
-def read_applicant_ids(party: str, path: str, id_column: str | None = None) -> list[str]:
-    """The bank's applicants file (a CSV on its own machine): the ids in ``id_column`` (default: the first column).
+def request_tag() -> np.ndarray:
+    """A fresh random tag for one scoring request (review R13-SCO-16): sealed to every partner in the query and
+    sealed back in each answer, so an answer relayed into another request (a replay) is refused."""
+    import os
 
-    Read at the bank only: the coordinator sees the path its job names, never an id. Errors name the party, the
-    file, the column and the rows."""
-    import csv
+    return np.frombuffer(os.urandom(16), dtype=np.uint8).copy()
 
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            table = list(csv.reader(handle))
-    except OSError as exc:
-        raise DataError(f"party {party!r}: cannot read the applicants file {path!r}: {exc.strerror or exc}") from None
-    if not table:
-        raise DataError(f"party {party!r}: the applicants file {path!r} is empty")
-    header = [h.strip() for h in table[0]]
-    column = id_column or header[0]
-    if column not in header:
-        raise DataError(f"party {party!r}: the applicants file {path!r} has no column {column!r} (it has "
-                        f"{', '.join(repr(h) for h in header)})")
-    k = header.index(column)
-    ids = [row[k].strip() if k < len(row) else "" for row in table[1:]]
-    empty = [r + 1 for r, v in enumerate(ids) if not v]
-    if empty or not ids:
-        raise DataError(f"party {party!r}: the applicants file {path!r}, column {column!r}: "
-                        + (f"empty id in data row(s) {empty[:5]}" if empty else "no applicants"))
-    return ids
+
+def check_tag(party: str, partner: str, tag: np.ndarray | None, expected: np.ndarray) -> None:
+    """The bank refuses a partner answer that does not carry this request's tag (another request's answer)."""
+    if tag is None or not np.array_equal(np.asarray(tag, dtype=np.uint8), expected):
+        raise ValueError(f"party {party!r}: partner {partner!r}'s sealed answer belongs to no query of this request "
+                         "(replayed from another request?): refused")
+
+
+def model_partners(party: str, part_meta: Mapping[str, Any], channels: SealedChannels) -> list[str]:
+    """The partners of the model being scored: the parties its part was trained with (its recorded run parties)
+    but the bank; a part with no such record (built in memory): every party of this run's signed keys but the bank."""
+    roles = dict(channels.roles)
+    holder = part_meta.get("label_holder") or next((n for n, r in roles.items() if r == "label_holder"), None)
+    parties = part_meta.get("run_parties") or list(roles) or [party, *channels.peers]
+    return sorted(str(p) for p in parties if p != holder)
+
+
+def check_partners(party: str, named: list[str], part_meta: Mapping[str, Any], channels: SealedChannels) -> list[str]:
+    """The partners a request names must be exactly the model's (review R13-SCO-17/18): the bank never scores
+    with a partner left out, and a partner masks toward every other partner of the model (never hands the bank its
+    own partial logit because the coordinator listed it alone)."""
+    expected = model_partners(party, part_meta, channels)
+    if sorted(set(named)) != expected or len(named) != len(expected):
+        raise ValueError(f"party {party!r} refuses the scoring request: it names partners {sorted(named)}, the "
+                         f"model's partners are {expected}")
+    return named
 
 
 def reason_codes(feature_names: list[str], contributions: np.ndarray, partner: float,

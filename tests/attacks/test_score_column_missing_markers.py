@@ -1,4 +1,4 @@
-"""Review (issue 13) R13-SCO-19: a column's own missing marker is applied to EVERY column at scoring.
+"""R13-SCO-19 (review, issue 13): a column's own missing marker is applied to EVERY column at scoring.
 
 `runtime/scorers.py` `training_markers` gathers the table default AND every column's `missing` list into one set,
 and `Scorer.from_registered` adds it to the predictor's table-wide markers (the export's `encoding.missing_markers`
@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import pytest
 from _scoring_models import _features
 
 import sampan
@@ -23,8 +22,6 @@ from sampan.runtime.scorers import load_scorer
 from sampan.runtime.store import Store
 
 
-@pytest.mark.xfail(strict=True, reason="R13-SCO-19: a per-column missing marker ('0' on one column) makes '0' "
-                   "missing in every column at scoring")
 def test_a_columns_marker_stays_with_its_column(tmp_path: Path) -> None:
     consortium = make_sme_consortium(n_smes=300, seed=11)
     paths = consortium.write_csv(tmp_path)

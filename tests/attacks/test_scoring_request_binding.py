@@ -1,4 +1,4 @@
-"""Review (issue 13) R13-SCO-16: a malicious coordinator swaps a partner's sealed scoring answer between requests.
+"""R13-SCO-16..18 (review, issue 13): a malicious coordinator swaps a partner's sealed scoring answer between requests.
 
 Partner answers (`score.partial`: the partner's masked partial logits and unknown flags, sealed to the bank) are
 sealed under AAD "run_id|sender->recipient|arrays" (`crypto/channel.py` `seal_arrays`): nothing binds an envelope
@@ -59,8 +59,6 @@ class SwappingCoordinator:
         return self.inner.exchange(out)
 
 
-@pytest.mark.xfail(strict=True, reason="R13-SCO-16: a partner's sealed scoring answer is not bound to its request: "
-                   "the coordinator replays it into another request and the bank scores silently with it")
 def test_the_bank_refuses_a_partner_answer_from_another_request() -> None:
     tables = {k: v for k, v in make_sme_consortium(300, seed=9).vertical.items() if k in ("bank", "payments")}
     inner, parties = build_inprocess_vertical(tables)
@@ -84,8 +82,6 @@ def test_the_bank_refuses_a_partner_answer_from_another_request() -> None:
         assert got == truth[b], f"applicant b scored with partner data {got} (a's: {truth[a]}, b's: {truth[b]})"
 
 
-@pytest.mark.xfail(strict=True, reason="R13-SCO-17: a coordinator that names no partners in score.start/finish gets "
-                   "the bank to score with its own part alone, with no partner flagged missing")
 def test_the_bank_never_scores_without_the_models_partners_unflagged() -> None:
     tables = {k: v for k, v in make_sme_consortium(300, seed=9).vertical.items() if k in ("bank", "payments")}
     inner, parties = build_inprocess_vertical(tables)
@@ -108,8 +104,6 @@ def test_the_bank_never_scores_without_the_models_partners_unflagged() -> None:
         f"PD {alone.probability_of_default} (true {full.probability_of_default}), missing_at {alone.missing_at}")
 
 
-@pytest.mark.xfail(strict=True, reason="R13-SCO-18: a partner adds its pairwise mask only toward the partners the "
-                   "coordinator lists; listing it alone hands the bank that partner's exact partial logit")
 def test_with_two_partners_the_bank_never_sees_one_partners_part() -> None:
     tables = make_sme_consortium(300, seed=9).vertical
     inner, parties = build_inprocess_vertical(tables)

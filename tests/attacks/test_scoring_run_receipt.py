@@ -1,4 +1,4 @@
-"""Review (issue 13) R13-SCO-9: a scoring run's own receipt states nothing of what scoring reveals.
+"""R13-SCO-9 (review, issue 13): a scoring run's own receipt states nothing of what scoring reveals.
 
 `sampan.vertical.scoring.REVEALS` ("each partner learns the registration number queried", "the bank learns ... the
 summed partner contribution and which partners know the applicant") and the GBDT scoring terms (the bank learns
@@ -13,11 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 
-
-@pytest.mark.xfail(strict=True, reason="R13-SCO-9: a scoring run's receipt lists no reveals (partners learn the "
-                   "applicants' ids, the bank the summed partner contribution and who knows whom)")
 def test_a_scoring_runs_receipt_states_what_each_party_learns(tmp_path: Path) -> None:
     from test_score_applicants import _vertical_run
 

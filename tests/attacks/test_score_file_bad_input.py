@@ -1,5 +1,5 @@
-"""Review (issue 13) of `sampan score --model NAME --data applicants.csv` on malformed applicants files: a clear
-error naming the file, column and rows, nothing half-written, never a silent score.
+"""R13-SCO-4..8, 12 (review, issue 13): `sampan score --model NAME --data applicants.csv` on malformed applicants
+files: a clear error naming the file, column and rows, nothing half-written, never a silent score.
 
 R13-SCO-4: a GBDT scores a missing cell ('nan', '', '?') in a column trained WITHOUT a missing policy (neither
 native nor imputed) silently, down each split's untrained default direction (`Predictor._fill`: any NaN passes when
@@ -52,8 +52,6 @@ def _write(path: Path, header: list[str], rows: list[list[str]]) -> Path:
     return path
 
 
-@pytest.mark.xfail(strict=True, reason="R13-SCO-4: a GBDT silently routes a missing value of a column trained "
-                   "without a missing policy (the LR refuses it)")
 def test_a_tree_model_refuses_a_gap_in_a_column_without_a_missing_policy(trained: dict) -> None:
     row = dict(trained["rows"][0])
     assert "years_in_business" != NATIVE  # trained with no missing policy: training would refuse a gap here
@@ -63,8 +61,6 @@ def test_a_tree_model_refuses_a_gap_in_a_column_without_a_missing_policy(trained
         load_scorer(Store.open(trained["store"]), "trees").score([{**row, "years_in_business": "nan"}])
 
 
-@pytest.mark.xfail(strict=True, reason="R13-SCO-5: a column named twice in the header is scored silently with "
-                   "one of its two values")
 def test_a_header_naming_a_column_twice_is_refused(trained: dict, tmp_path: Path) -> None:
     header, rows = _rows(trained)
     path = _write(tmp_path / "twice.csv", [*header, "years_in_business"], [[*rows[0], "99999"]])
@@ -75,8 +71,6 @@ def test_a_header_naming_a_column_twice_is_refused(trained: dict, tmp_path: Path
     assert not out.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="R13-SCO-6: a Latin-1 applicants file gives a bare UnicodeDecodeError "
-                   "text naming no file")
 def test_a_latin1_applicants_file_is_an_error_naming_the_file(trained: dict, tmp_path: Path) -> None:
     header, rows = _rows(trained)
     path = tmp_path / "latin1.csv"
@@ -85,7 +79,6 @@ def test_a_latin1_applicants_file_is_an_error_naming_the_file(trained: dict, tmp
     assert result.exit_code == 2 and "latin1.csv" in result.output, result.output
 
 
-@pytest.mark.xfail(strict=True, reason="R13-SCO-7: --out naming a directory leaves the .partial file behind")
 def test_a_failed_rename_leaves_no_partial_file(trained: dict, tmp_path: Path) -> None:
     (tmp_path / "scores.csv").mkdir()
     result = runner.invoke(app, ["score", "--model", "lr", "--data", str(trained["applicants"]), "--out",
@@ -94,7 +87,6 @@ def test_a_failed_rename_leaves_no_partial_file(trained: dict, tmp_path: Path) -
     assert not list(tmp_path.glob(".*partial")), "a half-done output file was left behind"
 
 
-@pytest.mark.xfail(strict=True, reason="R13-SCO-8: duplicate and empty applicant ids are scored silently")
 def test_duplicate_or_empty_ids_are_refused_naming_the_rows(trained: dict, tmp_path: Path) -> None:
     header, rows = _rows(trained)
     id_at = header.index(trained["schema"].id_column)
@@ -108,8 +100,6 @@ def test_duplicate_or_empty_ids_are_refused_naming_the_rows(trained: dict, tmp_p
     assert result.exit_code == 2 and "row" in result.output, (result.output, [r["id"] for r in scored])
 
 
-@pytest.mark.xfail(strict=True, reason="R13-SCO-12: a UTF-8 BOM file silently strips leading zeros from the ids in "
-                   "the first column")
 def test_a_bom_file_keeps_the_ids_as_written(trained: dict, tmp_path: Path) -> None:
     header, rows = _rows(trained)
     assert header[0] == trained["schema"].id_column

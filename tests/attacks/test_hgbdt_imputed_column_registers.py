@@ -1,4 +1,4 @@
-"""Review (issue 13) R13-SCO-11: a horizontal GBDT whose schema imputes a column (mean/median/indicator, the
+"""R13-SCO-11 (review, issue 13): a horizontal GBDT whose schema imputes a column (mean/median/indicator, the
 schema's own policy, accepted by the config) trains every tree and then fails on the final `evaluate` with
 "party ...: ValueError: missing values in [...] and no imputation value for them in the request": the GBDT
 workflow (`horizontal/gbdt_workflow.py`) runs no imputation step and puts no fill values in its payload, so no
@@ -9,15 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from _scoring_models import IMPUTED, _features, _with_holes
 
 import sampan
 from sampan.data import make_sme_consortium
 
 
-@pytest.mark.xfail(strict=True, reason="R13-SCO-11: a horizontal GBDT with an imputed (mean) column fails at its "
-                   "final evaluation; no model is registered")
 def test_a_gbdt_with_a_mean_imputed_column_registers_a_scoring_model(tmp_path: Path) -> None:
     consortium = make_sme_consortium(n_smes=300, seed=11)
     paths = consortium.write_csv(tmp_path)
@@ -31,3 +28,13 @@ def test_a_gbdt_with_a_mean_imputed_column_registers_a_scoring_model(tmp_path: P
               "model": {"kind": "gbdt", "n_trees": 2, "max_depth": 2}}
     finished = sampan.run(config)
     assert finished.model_name == "trees-mean"
+    # the trees route a missing cell of that column at scoring as they did in training (no fill value needed)
+    import csv
+
+    from sampan.runtime.scorers import load_scorer
+    from sampan.runtime.store import Store
+
+    with open(next(iter(paths.values())), newline="") as handle:
+        row = {k: v for k, v in next(csv.DictReader(handle)).items() if k != schema.label_column}
+    (result,) = load_scorer(Store.open(config["run"]["store"]), "trees-mean").score([{**row, IMPUTED: "?"}])
+    assert 0.0 < result.pd < 1.0

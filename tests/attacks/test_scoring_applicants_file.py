@@ -1,4 +1,5 @@
-"""Review (issue 13) R13-SCO-1..3: a malicious coordinator's scoring job names any file and column on the bank.
+"""R13-SCO-1..3, 10, 13..15 (review, issue 13): a malicious coordinator's scoring job names any file and column on
+the bank.
 
 `[scoring] applicants_file` / `id_column` come from the job description, which the coordinator writes; the bank's
 per-request check (`allow_requests._check_vertical_job`) only compares the request with that same job, and the
@@ -35,6 +36,7 @@ import pytest
 from sampan.core.transport import PartyError
 from sampan.data import make_sme_consortium
 from sampan.runtime.federation import build_inprocess_vertical
+from sampan.vertical.applicants import ApplicantsPolicy
 from sampan.vertical.model import LocalLinearPart, LocalScaler
 from sampan.vertical.session import VerticalSession
 
@@ -51,8 +53,6 @@ def _session() -> tuple[VerticalSession, dict, dict]:
     return session, parties, tables
 
 
-@pytest.mark.xfail(strict=True, reason="R13-SCO-1: a scoring job may name any path on the bank's machine "
-                   "(its training file, key files, /dev/zero); the bank's allow-list cannot restrict it")
 def test_a_scoring_job_naming_a_file_outside_the_banks_applicants_is_refused(tmp_path: Path) -> None:
     from sampan.deploy.allow import AllowSection, JobRefused, check_job, check_request, job_description
 
@@ -67,19 +67,16 @@ def test_a_scoring_job_naming_a_file_outside_the_banks_applicants_is_refused(tmp
         check_job(allow, "bank", job, "vertical", ["revenue"])
 
 
-@pytest.mark.xfail(strict=True, reason="R13-SCO-2: the bank's error reply quotes the first line of any file the "
-                   "coordinator names (applicants_file + an unknown id_column)")
 def test_the_coordinator_cannot_read_a_file_through_the_banks_error(tmp_path: Path) -> None:
-    session, _, _ = _session()
     secret = tmp_path / "secret.txt"  # any file the bank agent can read
     secret.write_text("SECRET-hunter2,other\n1,2\n")
+    session, parties, _ = _session()  # worst case: the bank even declared that file as an applicants file
+    parties["bank"].scoring.applicants = ApplicantsPolicy(files=(str(secret),))
     with pytest.raises(PartyError) as caught:
         session._score({}, {"applicants_file": str(secret), "id_column": "no_such_column"})
     assert "hunter2" not in str(caught.value), str(caught.value)
 
 
-@pytest.mark.xfail(strict=True, reason="R13-SCO-3: a job naming the label column of the bank's training file makes "
-                   "the bank seal every row's label to the partners as 'applicant ids'")
 def test_a_partner_never_receives_another_column_of_a_bank_file(tmp_path: Path) -> None:
     session, parties, tables = _session()
     bank = tables["bank"]
@@ -96,12 +93,14 @@ def test_a_partner_never_receives_another_column_of_a_bank_file(tmp_path: Path) 
         return lookup(applicants)
 
     partner._rows_for = spy
-    session._score({}, {"applicants_file": str(training_file), "id_column": "defaulted"})
+    with pytest.raises(PartyError, match="applicants"):  # the bank declared no applicants file: refused
+        session._score({}, {"applicants_file": str(training_file), "id_column": "defaulted"})
+    parties["bank"].scoring.applicants = ApplicantsPolicy(folder=str(tmp_path), protected=("defaulted",))
+    with pytest.raises(PartyError, match="schema columns"):  # declared folder, but its label column is never ids
+        session._score({}, {"applicants_file": str(training_file), "id_column": "defaulted"})
     assert labels not in seen, "the partner received the bank's labels, row by row"
 
 
-@pytest.mark.xfail(strict=True, reason="R13-SCO-10: a job naming /dev/zero makes the bank's read_applicant_ids read "
-                   "without end (memory grows ~200 MB/s): the bank agent is taken down")
 def test_the_bank_refuses_an_endless_applicants_file_quickly() -> None:
     import subprocess
     import sys
@@ -116,8 +115,6 @@ def test_the_bank_refuses_an_endless_applicants_file_quickly() -> None:
     assert "refused" in done.stdout, done.stderr[-300:]
 
 
-@pytest.mark.xfail(strict=True, reason="R13-SCO-13: in a vertical TRAINING job (which announces no applicants file) "
-                   "score.start / vgb.score_start naming any applicants_file is accepted unchecked")
 def test_a_training_job_never_makes_the_bank_read_a_file() -> None:
     from sampan.deploy.allow import AllowSection, JobRefused, check_request, job_description
 
@@ -136,20 +133,17 @@ def test_a_training_job_never_makes_the_bank_read_a_file() -> None:
     assert refused == ["score.start", "vgb.score_start"], "the bank would read a file no job announced"
 
 
-@pytest.mark.xfail(strict=True, reason="R13-SCO-14: an applicant id with an embedded newline (a quoted CSV cell) "
-                   "desynchronises bank and partner: 'operands could not be broadcast', naming no file or row")
 def test_an_id_with_a_newline_is_refused_naming_the_file_and_row(tmp_path: Path) -> None:
-    session, _, tables = _session()
+    session, parties, tables = _session()
     ids = [str(i) for i in tables["bank"].ids[:3]]
     path = tmp_path / "applicants.csv"
+    parties["bank"].scoring.applicants = ApplicantsPolicy(folder=str(tmp_path))
     path.write_text(f'reg_no\n"{ids[0]}\n{ids[1]}"\n{ids[2]}\n')
     with pytest.raises(PartyError) as caught:
         session._score({}, {"applicants_file": str(path), "id_column": "reg_no"})
     assert "applicants.csv" in str(caught.value) and "row" in str(caught.value), str(caught.value)
 
 
-@pytest.mark.xfail(strict=True, reason="R13-SCO-15: a scoring job's description carries no model kind; a partner "
-                   "that accepted it answers GBDT routing bits (its feature intervals) as readily as an LR sum")
 def test_a_scoring_job_announces_the_model_kind_its_partners_answer_for() -> None:
     from sampan.deploy.allow import AllowSection, JobRefused, check_request, job_description
 
