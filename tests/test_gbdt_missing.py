@@ -21,7 +21,6 @@ from sampan.models.gbdt import (
 )
 from sampan.models.gbdt_local import fit_local, predict_local
 from sampan.vertical.gbdt import score_vertical_gbdt, train_vertical_gbdt
-from sampan.vertical.session import Splits
 
 STUMP = GBDTParams(n_trees=1, max_depth=1, learning_rate=0.5, n_bins=16)
 
@@ -121,7 +120,7 @@ def test_vertical_gbdt_with_nan_in_a_partner_column_grows_the_pooled_trees() -> 
     y_by_id = dict(zip(tables["bank"].ids, tables["bank"].y, strict=True))
     payments.X[[i for i, id_ in enumerate(payments.ids) if y_by_id.get(id_) == 1][:60], 0] = np.nan
     session, parties, transport = _session(tables)
-    splits = Splits.random(session.n_aligned, seed=1)
+    splits = session.splits(seed=1)
     # class weights travel to the bank's learner (partners see only masked, unit-scaled gradients)
     params = GBDTParams(n_trees=6, max_depth=3, learning_rate=0.3, n_bins=16, early_stopping_rounds=50, pos_weight=3.0)
     result = train_vertical_gbdt(transport, session.run_id, "bank", ["payments"], splits.train, splits.val, params)

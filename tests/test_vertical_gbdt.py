@@ -43,7 +43,7 @@ def test_ring_bincount_is_exact_modulo_2_64() -> None:
 
 def test_vertical_gbdt_grows_the_pooled_trees_and_scores_like_them() -> None:
     session, parties, transport = _session(_vertical_tables(True))
-    splits = Splits.random(session.n_aligned, seed=1)
+    splits = session.splits(seed=1)
     result = train_vertical_gbdt(transport, session.run_id, "bank", ["payments", "delivery"], splits.train,
                                  splits.val, PARAMS)
     model = parties["bank"].gbdt.model
@@ -70,7 +70,7 @@ def test_vertical_gbdt_grows_the_pooled_trees_and_scores_like_them() -> None:
 def test_gbdt_scoring_of_applications_flags_missing_partners() -> None:
     tables = _vertical_tables(True)
     session, parties, transport = _session(tables)
-    splits = Splits.random(session.n_aligned, seed=1)
+    splits = session.splits(seed=1)
     train_vertical_gbdt(transport, session.run_id, "bank", ["payments", "delivery"], splits.train, splits.val, PARAMS)
     delivery = {str(i) for i in tables["delivery"].ids}
     applicant = next(str(i) for i in tables["bank"].ids if str(i) not in delivery)
@@ -95,7 +95,7 @@ def test_partner_messages_carry_no_gradients_hessians_or_labels_in_clear() -> No
     session = VerticalSession(transport, label_holder="bank", partners=["payments"], run_id="g1")
     session.connect()
     session.align()
-    splits = Splits.random(session.n_aligned, seed=1)
+    splits = session.splits(seed=1)
     train_vertical_gbdt(
         transport,
         "g1",
@@ -122,7 +122,7 @@ def test_partner_messages_carry_no_gradients_hessians_or_labels_in_clear() -> No
 def test_federated_woe_matches_the_central_computation_and_scorecard_points_add_up() -> None:
     tables = _vertical_tables(True)
     session, parties, transport = _session(tables)
-    splits = Splits.random(session.n_aligned, seed=1)
+    splits = session.splits(seed=1)
     federated_woe(transport, session.run_id, "bank", ["payments", "delivery"], splits.train, fine_bins=12)
     report = parties["bank"].woe.report
     y = parties["bank"].data.y[parties["bank"].psi.aligned_rows][splits.train].astype(float)
@@ -185,7 +185,7 @@ def test_noised_partner_histograms_still_learn_and_report_their_epsilon(monkeypa
     monkeypatch.setattr(sampan.vertical.gbdt, "secure_generator", lambda: seeded_generator(next(seeds)))
     monkeypatch.setattr(sampan.vertical.psi_party, "_secure_permutation", lambda n: seeded_generator(1).permutation(n))
     session, parties, transport = _session(_vertical_tables(False))
-    splits = Splits.random(session.n_aligned, seed=1)
+    splits = session.splits(seed=1)
     noisy = train_vertical_gbdt(
         transport, session.run_id, "bank", ["payments"], splits.train, splits.val, PARAMS, hist_noise=2.0
     )

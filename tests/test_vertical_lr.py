@@ -183,7 +183,7 @@ def test_secure_lr_matches_plaintext_lr_on_pooled_columns(
     # (20 draws each mode, mean ~0.11, sd ~0.02: a few in a thousand runs under 0.05).
     monkeypatch.setattr(sampan.vertical.psi_party, "_secure_permutation", lambda n: seeded_generator(1).permutation(n))
     session, parties, _ = _session(_vertical_tables(three_parties))
-    splits = Splits.random(session.n_aligned, seed=1)
+    splits = session.splits(seed=1)
     # min_delta < 0: every epoch counts as the best, so the final weights are the last epoch's.
     config = VerticalLRConfig(
         epochs=3, batch_size=128, learning_rate=0.3, l2=1e-3, patience=3, min_delta=-1.0, shared_weights=shared
@@ -221,7 +221,7 @@ def test_captured_messages_hold_no_features_labels_or_partial_logits(monkeypatch
     # default (5% default rate), which some CSPRNG orders produce for this small table's split.
     monkeypatch.setattr(sampan.vertical.psi_party, "_secure_permutation", lambda n: seeded_generator(1).permutation(n))
     session, parties, transport = _session(_vertical_tables(), recording=True)
-    splits = Splits.random(session.n_aligned, seed=1)
+    splits = session.splits(seed=1)
     session.train(splits, VerticalLRConfig(epochs=2, batch_size=256), seed=3)
     session.evaluate(splits.test)
     session.score([str(parties["bank"].data.ids[0])])
@@ -246,7 +246,7 @@ def test_captured_messages_hold_no_features_labels_or_partial_logits(monkeypatch
 def test_the_leak_check_would_see_data_sent_in_clear() -> None:
     """Sanity check of the test above: an array sent in clear (the insecure baseline's way) is found."""
     session, parties, transport = _session(_vertical_tables(False), recording=True)
-    splits = Splits.random(session.n_aligned, seed=1)
+    splits = session.splits(seed=1)
     train_plain_vertical_lr(transport, "t1", session.roles, splits.train, VerticalLRConfig(batch_size=256), epochs=1)
     wire = b"".join(b for blobs in transport.captured.values() for b in blobs)
     plain_z = [decode_message(b).arrays["z"] for b in transport.captured["payments"] if b"plr.z" in b]
@@ -263,7 +263,7 @@ def decode_message(blob: bytes) -> Message:
 
 def test_early_stopping_restores_the_best_epoch() -> None:
     session, parties, _ = _session(_vertical_tables(False))
-    splits = Splits.random(session.n_aligned, seed=2)
+    splits = session.splits(seed=2)
     result = session.train(
         splits, VerticalLRConfig(epochs=40, patience=2, learning_rate=1.5, batch_size=64, min_delta=0.0), seed=1
     )
@@ -275,7 +275,7 @@ def test_early_stopping_restores_the_best_epoch() -> None:
 def test_joint_score_is_the_sum_of_partial_scores_and_flags_missing_partners() -> None:
     tables = _vertical_tables()
     session, parties, transport = _session(tables, recording=True)
-    splits = Splits.random(session.n_aligned, seed=1)
+    splits = session.splits(seed=1)
     session.train(splits, VerticalLRConfig(epochs=3), seed=1)
     bank_ids = [str(i) for i in tables["bank"].ids]
     delivery_ids = {str(i) for i in tables["delivery"].ids}
@@ -312,7 +312,7 @@ def test_unknown_applicant_is_answered_alike_and_flagged_only_at_the_bank() -> N
     # review R12-VER-8: an error here told the coordinator who is not a bank customer; the bank now scores the
     # applicant with its own part neutral and keeps the flag in its own result
     session, parties, _ = _session(_vertical_tables(False))
-    session.train(Splits.random(session.n_aligned, seed=1), VerticalLRConfig(epochs=1), seed=1)
+    session.train(session.splits(seed=1), VerticalLRConfig(epochs=1), seed=1)
     request = session.score(["BR99999999-not-a-customer"])
     [result] = parties["bank"].scoring.results[request]
     assert result.unknown_at_bank and result.applicant == "BR99999999-not-a-customer"
@@ -401,7 +401,7 @@ def test_validation_brier_stays_a_probability_score_on_wide_correlated_ratios() 
     session = VerticalSession(transport, label_holder="bank", partners=["p1", "p2"], run_id="ratios")
     session.connect()
     session.align()
-    splits = Splits.random(session.n_aligned or 0, seed=0)
+    splits = session.splits(seed=0)
     result = session.train(
         splits, VerticalLRConfig(epochs=12, learning_rate=0.2, patience=12, shared_weights=False), seed=0
     )
@@ -418,7 +418,7 @@ def test_shared_weights_that_leave_the_polynomial_range_stop_training_with_a_cle
     from sampan.vertical.secure_lr import WEIGHT_BITS
 
     session, parties, _ = _session(_vertical_tables(False))
-    splits = Splits.random(session.n_aligned, seed=1)
+    splits = session.splits(seed=1)
     bank = parties["bank"]
     original = bank.app._handlers["vlr.wshare"]
 

@@ -20,7 +20,7 @@ from sampan.metrics.score_bands import BAND_LOGITS
 from sampan.runtime.federation import build_inprocess_vertical
 from sampan.vertical.model import LocalLinearPart, LocalScaler
 from sampan.vertical.rows import MIN_EVALUATION_PER_CLASS
-from sampan.vertical.session import Splits, VerticalSession
+from sampan.vertical.session import VerticalSession
 
 
 def _session(monkeypatch: pytest.MonkeyPatch) -> tuple[VerticalSession, dict[str, Any]]:
@@ -49,7 +49,7 @@ def test_band_counts_leave_only_for_the_fixed_test_rows_once(monkeypatch: pytest
     with pytest.raises(PartyError, match="refusing held-out evaluation") as tiny:  # bands of 3 rows: refused
         s.evaluate(np.array([2, pos, neg]))
     assert "curves" not in str(tiny.value) and "pos" not in str(tiny.value)
-    splits = Splits.random(s.n_aligned or 0, seed=1)
+    splits = s.splits(seed=1)
     assert min(np.bincount(y[splits.test].astype(int))) >= MIN_EVALUATION_PER_CLASS
     metrics = s.evaluate(splits.test)
     bands = metrics["curves"]

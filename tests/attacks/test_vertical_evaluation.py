@@ -66,7 +66,7 @@ def test_only_the_fixed_test_rows_are_evaluated_each_model_once(monkeypatch: pyt
     # a CSPRNG order leaves ~110 test rows without a default about once in 400 runs).
     monkeypatch.setattr(sampan.vertical.psi_party, "_secure_permutation", lambda n: seeded_generator(1).permutation(n))
     s, transport, parties = _session("r9-a3-fixed", n=3000)
-    splits = Splits.random(s.n_aligned or 0, seed=1)
+    splits = s.splits(seed=1)
     y = parties["bank"]._aligned_y()
     assert min(np.bincount(y[splits.test].astype(int))) >= MIN_EVALUATION_PER_CLASS
     metrics = s.evaluate(splits.test)
@@ -86,23 +86,23 @@ def test_only_the_fixed_test_rows_are_evaluated_each_model_once(monkeypatch: pyt
 
 def test_training_rows_and_small_or_one_class_sets_are_refused_without_label_information() -> None:
     s, _, _ = _session("r9-a3-train")
-    splits = Splits.random(s.n_aligned or 0, seed=1)
-    with pytest.raises(Exception, match="training or validation rows"):  # local baseline: test = training rows
+    splits = s.splits(seed=1)
+    # local baseline: test = training rows (not the bank's own test customers, R13-VSPLIT-1)
+    with pytest.raises(Exception, match="refusing held-out evaluation of other rows"):
         s.bank_only(Splits(splits.train, splits.val, splits.train[:200]), VerticalLRConfig(epochs=1))
     s, _, parties = _session("r9-a3-one-class")
     y = parties["bank"]._aligned_y()
-    splits = Splits.random(s.n_aligned or 0, seed=1)
+    splits = s.splits(seed=1)
     negatives = np.nonzero(y == 0)[0]
     with pytest.raises(Exception) as one_class:  # 200 negatives (one class): refused, with no class named
         s.evaluate(negatives[:200])
     _no_label_word(one_class.value)
-    with pytest.raises(Exception, match="other rows than the test rows"):  # fixed by the refused request
-        s.evaluate(splits.test)
+    assert s.evaluate(splits.test)["n"] == len(splits.test)  # only the bank's own test customers are evaluated
 
 
 def test_gbdt_held_out_evaluation_follows_the_same_rules() -> None:
     s, transport, parties = _session("r9-a3-gbdt", n=3000)
-    splits = Splits.random(s.n_aligned or 0, seed=1)
+    splits = s.splits(seed=1)
     train_vertical_gbdt(transport, s.run_id, "bank", ["payments"], splits.train, splits.val,
                         GBDTParams(n_trees=1, max_depth=1, n_bins=8))
     y = parties["bank"]._aligned_y()
@@ -110,7 +110,7 @@ def test_gbdt_held_out_evaluation_follows_the_same_rules() -> None:
     with pytest.raises(Exception) as single:
         score_vertical_gbdt(transport, s.relay, "bank", ["payments"], "one", aligned=splits.test[[pos]])
     _no_label_word(single.value)
-    with pytest.raises(Exception, match="training or validation rows"):
+    with pytest.raises(Exception, match="refusing held-out evaluation of other rows"):
         score_vertical_gbdt(transport, s.relay, "bank", ["payments"], "train", aligned=splits.train[:200])
     metrics = score_vertical_gbdt(transport, s.relay, "bank", ["payments"], "test", aligned=splits.test).meta
     assert metrics["n"] == len(splits.test)
@@ -120,7 +120,7 @@ def test_gbdt_held_out_evaluation_follows_the_same_rules() -> None:
 
 def test_gbdt_refuses_a_validation_set_too_small_for_the_per_tree_loss_the_coordinator_sees() -> None:
     s, transport, parties = _session("r9-a3-gbdt-val")
-    splits = Splits.random(s.n_aligned or 0, seed=1)
+    splits = s.splits(seed=1)
     with pytest.raises(Exception, match="validation rows"):
         train_vertical_gbdt(transport, s.run_id, "bank", ["payments"], splits.train, splits.val[:1],
                             GBDTParams(n_trees=1, max_depth=1, n_bins=8))

@@ -99,7 +99,7 @@ def test_secure_lr_and_the_local_baseline_use_the_pinned_validation_rows() -> No
     s, transport, parties = _session("r12-1c")
     for p in parties.values():
         p.lr.runs.max_instances = 10
-    splits = Splits.random(s.n_aligned or 0, seed=1)
+    splits = s.splits(seed=1)
     config = VerticalLRConfig(epochs=1, batch_size=256)
     s.train(splits, config)
     other = Splits(splits.train, np.append(splits.val[1:], splits.test[0]), splits.test[1:])
@@ -115,12 +115,13 @@ def test_a_new_run_id_does_not_reopen_the_test_rows() -> None:
         d = p.data.X.shape[1]
         p.loaded_part = LocalLinearPart(name, list(p.data.feature_names), LocalScaler(np.zeros(d), np.ones(d)),
                                         np.zeros(d))
-    S = np.arange(300)  # any rows with both classes among them (as the bank requires)
-    s.evaluate(np.append(S, 300))
-    for k, t in enumerate(range(301, 304)):
+    S = s.splits(seed=1).test  # the bank's own test customers (with both classes among them)
+    s.evaluate(S)
+    others = np.setdiff1d(np.arange(s.n_aligned or 0), S)
+    for k, t in enumerate(others[:3]):
         run = _next_run(transport, s, f"r12-3-{k + 1}")
         with pytest.raises(PartyError, match="other rows than the test rows"):
-            run.evaluate(np.append(S, t))
+            run.evaluate(np.append(S[1:], t))
 
 
 def test_the_row_book_persists_and_caps_evaluations(tmp_path: Any) -> None:
@@ -130,7 +131,7 @@ def test_the_row_book_persists_and_caps_evaluations(tmp_path: Any) -> None:
     book.pin("vgb.setup", "train", train)
     labels = np.arange(200) % 2
     rows = np.arange(100, 160)
-    book.admit_evaluation("m1", rows, test, lambda: labels)
+    book.admit_evaluation("m1", rows, test, lambda: labels, test)  # the bank's own test customers
     restarted = RowBook("bank", path=path, max_evaluations=2)  # a restarted agent: same partition, same count
     with pytest.raises(ValueError, match="other training rows"):
         restarted.pin("vgb.setup", "train", train | {"100"})

@@ -362,7 +362,10 @@ def runs_holdout(run_id: str, out: Path = typer.Option(..., "--out", help="CSV f
     if not records:
         fail(f"run {run_id!r} has no held-out ids in this store (run this at the bank, whose registry keeps them)")
     ids = [str(i) for i in (records[-1].meta or {}).get("ids") or []]
-    atomic_write_bytes(out, ("id\n" + "".join(f"{i}\n" for i in ids)).encode())
+    if out.is_dir():
+        fail(f"--out {str(out)!r} is a folder; give the CSV file to write the held-out ids to")
+    # the bank's own customer ids: readable by this user only
+    atomic_write_bytes(out, ("id\n" + "".join(f"{i}\n" for i in ids)).encode(), mode=0o600)
     console.print(f"{len(ids)} held-out ids of run {run_id} ({records[-1].name}): [bold]{out.resolve()}[/]")
 
 

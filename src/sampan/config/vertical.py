@@ -84,7 +84,8 @@ class VerticalSection(Strict):
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     val_fraction: float = Field(default=0.15, gt=0, lt=1)
     test_ids: str | None = Field(default=None, description="the label holder's explicit test customers: a CSV of ids "
-                                 "(one per line, optional header) read at the bank; default: hash(seed, id)")
+                                 "(one per line, optional header) read at the bank; default: a hash of (seed, id) "
+                                 "keyed with the bank's secret split key")
     applicants: tuple[str, ...] = Field(
         default=(),
         description="ids of new applications to score jointly after training")
@@ -138,7 +139,7 @@ class ScoringSection(Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> ScoringSection:
-        if bool(self.applicants) == bool(self.applicants_file):
+        if self.applicants and self.applicants_file:  # neither: a serving job's (run_config._check_scoring)
             raise ValueError("give exactly one of scoring.applicants (the ids) and scoring.applicants_file (a CSV at "
                              "the bank)")
         return self

@@ -104,7 +104,9 @@ class DatasetSection(_Strict):
     path: str
     format: Literal["csv", "parquet"] | None = None
     test_ids: str | None = Field(None, description="vertical, at the label holder: a CSV of this dataset's explicit "
-                                 "test customers (one id per line); default: hash(run seed, id)")
+                                 "test customers (one id per line), checked at first use; default: a hash of "
+                                 "(run seed, id) keyed with the bank's secret split key "
+                                 "(<state_dir>/vertical-split-key)")
     schema_: TableSchema = Field(alias="schema")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -134,7 +136,9 @@ class PartyPrivacySection(_Strict):
                                                     "sees each clipped update in clear and adds all the noise)")
     max_test_fraction: float = Field(0.2, gt=0, lt=1, description="largest holdout share of a dataset: holdout rows "
                                      "are outside the DP unit; the fraction and the split's secret key are fixed "
-                                     "per dataset at first use (another fraction is then refused)")
+                                     "per dataset at first use (another fraction is then refused); vertical, at "
+                                     "the bank: the largest test share a coordinator may ask of the aligned "
+                                     "customers")
     max_evaluations: int = Field(20, ge=1, description="most runs this party evaluates a model in, with or "
                                  "without DP, over all its runs and datasets (persisted): each evaluation is an "
                                  "exact release about the holdout rows, which are outside the DP unit")

@@ -203,11 +203,16 @@ class PartyAgent:
                                    "table_schema": self.config.data[dataset].schema_}
         if job.get("label_holder"):  # one partition of the customers per (dataset, bank), pinned across runs
             options["row_book"] = self._vertical_rows(dataset, str(job["label_holder"]))
-            if job["label_holder"] == self.name and self.config.allow is not None:  # review R13-SCO-1
-                options["applicants_dir"] = self.config.allow.applicants_dir  # the applicants files it reads: only its
-                options["applicants_id_columns"] = self.config.allow.applicant_id_columns  # own folder's
-            if job["label_holder"] == self.name and self.config.data[dataset].test_ids:  # its own test file
-                options["test_ids"] = self.config.data[dataset].test_ids
+            if job["label_holder"] == self.name:  # the bank computes its test customers itself (`bank_splits`)
+                from sampan.vertical.bank_splits import SPLIT_KEY_FILE, load_split_key
+
+                options["split_key"] = lambda: load_split_key(state / SPLIT_KEY_FILE)  # one per bank: all datasets
+                options["max_test_fraction"] = self.config.privacy.max_test_fraction
+                allow = self.config.allow  # the applicants files it reads (review R13-SCO-1): its own folder only
+                options["applicants_dir"] = allow.applicants_dir if allow is not None else None
+                options["applicants_id_columns"] = allow.applicant_id_columns if allow is not None else None
+                if self.config.data[dataset].test_ids:  # its own test file
+                    options["test_ids"] = self.config.data[dataset].test_ids
         if workflow in HOLDOUT_WORKFLOWS:  # data preparation that is the agent's own: its keyed holdout split
             data: Any = holdout_split(self.name, state, dataset, table, float(meta["test_fraction"]),
                                       self.config.privacy.max_test_fraction)
@@ -225,15 +230,22 @@ class PartyAgent:
         """One vertical row book per (dataset, label holder): its fixed train/validation/test customers and
         evaluation cap, shared by this agent's open runs and persisted in <state_dir>/vertical-rows/ (review
         R12-1/R12-3). Keyed by the label holder too, so a partner can serve several banks (each reads
-        aggregates over its own labels only)."""
-        from sampan.vertical.rows import RowBook
+        aggregates over its own labels only). At the bank all its datasets' books share one `BankTests`: the
+        evaluation cap counts over all of them, and their test customers are the same or disjoint (R13-VSPLIT-4)."""
+        from sampan.vertical.rows import BankTests, RowBook
 
         books = self.__dict__.setdefault("_row_books", {})
         key = (dataset, label_holder)
         if key not in books:
             name = hashlib.sha256(f"{dataset}\0{label_holder}".encode()).hexdigest()[:16]
-            books[key] = RowBook(self.name, path=Path(self.config.party.state_dir) / "vertical-rows" /
-                                 f"{name}.json", max_evaluations=self.config.privacy.max_evaluations)
+            folder = Path(self.config.party.state_dir) / "vertical-rows"
+            cap = self.config.privacy.max_evaluations
+            bank = None
+            if label_holder == self.name:
+                bank = self.__dict__.setdefault("_bank_tests", BankTests(self.name, path=folder / "bank-tests.json",
+                                                                         max_evaluations=cap))
+            books[key] = RowBook(self.name, path=folder / f"{name}.json", max_evaluations=cap, bank=bank,
+                                 dataset=name)
         return books[key]
 
     def _horizontal_policy(self, job: dict[str, Any]) -> PartyPrivacyPolicy:

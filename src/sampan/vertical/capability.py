@@ -18,7 +18,9 @@ Both use the same party side (`VerticalParty`), built from a `sampan.core.PartyS
 * ``options``   ``row_book`` (a shared `RowBook`: an agent keeps one per dataset and label holder),
                 ``max_evaluations``, ``psi_workers`` (1 in an agent: no fork beside gRPC threads) and
                 ``with_baselines`` (simulation benchmarks only: the INSECURE ``plr.*`` handlers) and, at the
-                label holder, ``test_ids`` (a CSV of its explicit test customers, read here at the bank).
+                label holder, ``test_ids`` (a CSV of its explicit test customers, read here at the bank),
+                ``split_key`` (the bank's secret split key, one per bank; else ``<state_dir>/vertical-split-key``)
+                and ``max_test_fraction`` (the largest test share a coordinator may ask).
 
 Party state for a run (channels, alignment, parts) lives in the `VerticalParty` the agent keeps for
 that run id, so it survives a coordinator restart but not a party restart (see `VerticalWorkflow`).
@@ -38,6 +40,7 @@ from sampan.core.party import PartyApp
 from sampan.core.workflow import RunContext, Workflow, WorkflowResult
 from sampan.data.missing import impute_locally, table_fill_values
 from sampan.vertical.applicants import ApplicantsPolicy
+from sampan.vertical.bank_splits import SPLIT_KEY_FILE, load_split_key
 from sampan.vertical.gbdt import score_vertical_gbdt
 from sampan.vertical.job import job_of, load_tables
 from sampan.vertical.party import VerticalParty
@@ -58,6 +61,8 @@ def vertical_party(setup: PartySetup) -> VerticalParty:
     kwargs: dict[str, Any] = {}
     if "max_evaluations" in options:
         kwargs["max_evaluations"] = int(options["max_evaluations"])
+    if "max_test_fraction" in options:
+        kwargs["max_test_fraction"] = float(options["max_test_fraction"])
     # missing values: each party fills its own columns from its own rows (nothing leaves; `impute_locally`), from
     # public bounds only where the job announced vertical DP or its policy requires it (review R13-VIMP-1)
     filled = impute_locally(setup.data, public=vertical_dp(setup), values=setup.data.fill_values)
@@ -66,7 +71,8 @@ def vertical_party(setup: PartySetup) -> VerticalParty:
                           lr_state=state / "vertical-lr" if state else None,
                           rows_state=state / "vertical-rows.json" if state and "row_book" not in options else None,
                           row_book=options.get("row_book"), registry=setup.registry,
-                          test_ids=read_test_ids(setup.name, options["test_ids"]) if options.get("test_ids") else None,
+                          test_ids_file=_test_ids_file(setup.name, options.get("test_ids")),
+                          split_key=_split_key(options, state),
                           **kwargs)
     if "psi_workers" in options:
         party.psi.workers = int(options["psi_workers"])
@@ -85,6 +91,21 @@ def _applicants_policy(setup: PartySetup, options: dict[str, Any]) -> Applicants
     return ApplicantsPolicy(folder=options.get("applicants_dir"), files=tuple(options.get("applicants_files") or ()),
                             id_columns=tuple(columns) if columns is not None else None, protected=protected)
 
+
+def _test_ids_file(party: str, path: str | None) -> str | None:
+    """The bank's test file, read once here so a missing or empty one fails at setup (`bank_splits` checks its ids
+    against the aligned customers at first use, before anything is pinned)."""
+    if path:
+        read_test_ids(party, path)
+    return path or None
+
+
+def _split_key(options: dict[str, Any], state: Path | None) -> Any:
+    """The bank's secret split key: the agent's (one per bank, all datasets), else in this party's state folder
+    (made at first use), else None (derived from the bank's own table, `bank_splits`)."""
+    if options.get("split_key") is not None:
+        return options["split_key"]
+    return (lambda: load_split_key(state / SPLIT_KEY_FILE)) if state is not None else None
 
 
 def vertical_dp(setup: PartySetup) -> bool:

@@ -19,7 +19,9 @@ simulation such a
 partner can claim to be the label holder only where the real one is absent.
 Every request naming training/validation rows is checked against the dataset's test rows, and held-out
 evaluation follows `sampan.vertical.rows` (one training/validation/test partition of the customers per
-dataset, fixed at first use across runs, each model evaluated once, at most `max_evaluations` models).
+dataset, fixed at first use across runs, each model evaluated once, at most `max_evaluations` models). The
+bank computes the sets itself (`sampan.vertical.bank_splits`: its test file, or a hash keyed with its secret
+split key) and tells the coordinator positions only; a first evaluation of other rows is refused.
 What each role learns from this step: every party and the coordinator learn the parties'
 certificates (public within the consortium), protocol roles and per-run public keys; nothing secret.
 """
@@ -37,6 +39,7 @@ from sampan.crypto.channel import PartyKeys, SealedChannels
 from sampan.crypto.identity import IdentityVerifier, PartyIdentity, SignedKeys, sign_keys, verify_keys
 from sampan.data.table import PartyData
 from sampan.privacy.party_policy import PartyPrivacyPolicy
+from sampan.vertical.bank_splits import BankSplits
 from sampan.vertical.gbdt import VerticalGBDTParty
 from sampan.vertical.lr_runs import DEFAULT_MAX_INSTANCES, LRRuns
 from sampan.vertical.model import LocalLinearPart, LocalScaler
@@ -45,10 +48,10 @@ from sampan.vertical.plain_lr import PlainVerticalLRParty
 from sampan.vertical.psi_party import PsiParty
 from sampan.vertical.rows import (
     DEFAULT_MAX_EVALUATIONS,
+    DEFAULT_MAX_TEST_FRACTION,
     RowBook,
     RowRuleError,
     check_splits,
-    complete_split,
     fingerprint,
     per_run,
 )
@@ -85,9 +88,10 @@ class VerticalParty:
                  with_baselines: bool = False, policy: PartyPrivacyPolicy | None = None,
                  lr_state: str | Path | None = None, max_lr_instances: int = DEFAULT_MAX_INSTANCES,
                  rows_state: str | Path | None = None, max_evaluations: int = DEFAULT_MAX_EVALUATIONS,
-                 row_book: RowBook | None = None, registry: object = None, test_ids: set[str] | None = None) -> None:
+                 row_book: RowBook | None = None, registry: object = None, test_ids_file: str | Path | None = None,
+                 split_key: bytes | Callable[[], bytes] | None = None,
+                 max_test_fraction: float = DEFAULT_MAX_TEST_FRACTION) -> None:
         self.name = data.party
-        self.test_ids = test_ids  # the bank's explicit test customers ([vertical] test_ids); None: by seed
         self.data = data
         if identity is None or verifier is None:
             raise ValueError(f"party {self.name!r}: a vertical party needs its identity and the consortium verifier "
@@ -126,10 +130,12 @@ class VerticalParty:
         self.channel_run: str | None = None  # the run whose channels this party holds
         # its stages per run, finished parts, and what it releases for the report (`party_parts`)
         self.records = PartRecords(self, registry)
+        # the bank's own training/validation/test customers: its test file or its keyed split (`bank_splits`)
+        self.splits = BankSplits(self, key=split_key, test_ids_file=test_ids_file, max_test_fraction=max_test_fraction)
         self.app = PartyApp(self.name)
         self.app.register("vertical.hello", self.hello)
         self.app.register("vertical.peers", self.peers)
-        self.app.register("vertical.splits", self.pinned_splits)
+        self.app.register("vertical.splits", self.splits.handle)
         self.app.register("vertical.local_baseline", self._noting_fit_rows(self.local_baseline,
                                                                            "vertical.local_baseline"))
         self.psi.register(self.app)
@@ -230,24 +236,6 @@ class VerticalParty:
         self.psi.channels = self.channels
         self.channel_run = msg.run_id
         return msg.reply("vertical.ack", meta={"peers": self.channels.peers})
-
-    def pinned_splits(self, msg: Message) -> Message:
-        """Label holder: the positions of this dataset's pinned training/validation/test customers in this run's
-        alignment (`sampan.vertical.rows`), so an honest coordinator's later runs name the same customers.
-        The coordinator chose these rows itself in the first run; the positions of a fresh random order
-        tell it nothing about who the customers are."""
-        if self.data.y is None:
-            raise ValueError(f"party {self.name!r} has no labels: only the label holder answers vertical.splits")
-        rows = self._aligned_rows()
-        if rows is None:
-            raise ValueError(f"party {self.name!r}: no aligned rows; run PSI alignment first")
-        pinned = self.run_rows(msg.run_id).pinned_positions(len(rows))
-        arrays = {k: v for k, v in pinned.items() if v is not None}
-        if "seed" in msg.meta:  # the rest from hash(seed, id): same files and seed, same customers in each set
-            arrays = complete_split(arrays, self._ids_of(np.arange(len(rows))), int(msg.meta["seed"]),
-                                    test_fraction=float(msg.meta["test_fraction"]),
-                                    val_fraction=float(msg.meta["val_fraction"]), test_ids=self.test_ids)
-        return msg.reply("vertical.splits", arrays, {"pinned": sorted(k for k, v in pinned.items() if v is not None)})
 
     def _channels(self) -> SealedChannels:
         if self.channels is None:

@@ -39,8 +39,8 @@ from sampan.wire import Message
 if TYPE_CHECKING:
     from sampan.vertical.party import VerticalParty
 
-__all__ = ["PartRecords", "MODEL_SUFFIX", "part_name", "scores_name", "holdout_name", "read_test_ids", "STAGES",
-           "VIEWS"]
+__all__ = ["PartRecords", "MODEL_SUFFIX", "part_name", "scores_name", "holdout_name", "read_test_ids",
+           "read_test_id_list", "STAGES", "VIEWS"]
 
 STAGES = ("aligned", "lr", "scorecard", "gbdt")
 
@@ -54,8 +54,9 @@ VIEWS: tuple[tuple[str, str, str, str], ...] = (
     ("coordinator", "vertical.save_model", "reply:meta:saved", "public: registry versions, never the arrays"),
     ("coordinator", "score.save", "reply:meta:n", "public: how many scored applications the bank kept"),
     ("coordinator", "score.metrics", "reply:meta:curves", "released by the bank: per model, counts of defaults and "
-     "non-defaults and the summed PD in fixed PD bands of the held-out rows (ROC and calibration curves; no "
-     "DP: the test rows are outside the DP unit, each model evaluated once on the fixed test rows)"),
+     "non-defaults and the summed PD in fixed PD bands of the held-out rows, adjacent bands merged until each "
+     "released band holds at least 10 rows (ROC and calibration curves; no DP: the test rows are outside the DP "
+     "unit, each model evaluated once on the fixed test rows the bank computed)"),
     ("coordinator", "vgb.metrics", "reply:meta:curves", "released by the bank: the same band counts for the vertical "
      "GBDT's held-out evaluation"),
     ("coordinator", "vertical.saved", "reply:meta:holdout", "public: that the bank kept the held-out ids (how many)"),
@@ -79,19 +80,24 @@ def holdout_name(name: str, party: str) -> str:
     return f"{name}-holdout:{party}"
 
 
-def read_test_ids(party: str, path: str | Path) -> set[str]:
-    """The bank's explicit test customers: a CSV with one id per line (a header line naming no customer is skipped
-    by the caller's check that every id is aligned). A clear error names the party and the file."""
+def read_test_id_list(party: str, path: str | Path) -> list[str]:
+    """The bank's explicit test customers as listed: a CSV with one id per line (an ``id`` header is skipped;
+    `bank_splits` checks repeats and unknown ids). A clear error names the party and the file."""
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            ids = {row[0].strip() for row in csv.reader(handle) if row and row[0].strip()}
-    except OSError as exc:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            ids = [row[0].strip() for row in csv.reader(handle) if row and row[0].strip()]
+    except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"party {party!r}: cannot read the test ids file {str(path)!r} ([vertical] test_ids): "
-                        f"{exc.strerror or exc}") from None
-    ids.discard("id")
+                        f"{getattr(exc, 'strerror', None) or exc}") from None
+    ids = [i for i in ids if i != "id"]
     if not ids:
         raise DataError(f"party {party!r}: the test ids file {str(path)!r} ([vertical] test_ids) names no customer")
     return ids
+
+
+def read_test_ids(party: str, path: str | Path) -> set[str]:
+    """The distinct ids of the bank's test file (`read_test_id_list`)."""
+    return set(read_test_id_list(party, path))
 
 
 class PartRecords:

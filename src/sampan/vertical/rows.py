@@ -16,10 +16,17 @@ protocols return, so each party checks the row sets itself instead of trusting t
   (review R12-1/R12-3); the dealer would likewise see that customer's binned record. Within a run the
   training rows must also come in the same order (each setup's secret row order is fresh, so identical
   rows reveal nothing new);
-* held-out evaluation (`RunRows.admit_evaluation`, at the label holder): the first evaluation request
-  ever fixes the test customers; it needs at least `MIN_EVALUATION_ROWS` distinct rows that are
-  neither training nor validation rows (and later setups may not use them); after that only exactly
-  those customers are evaluated, each model once, and at most `max_evaluations` models over all runs.
+* held-out evaluation (`RunRows.admit_evaluation`, at the label holder): the test customers are the
+  bank's, never the coordinator's: the bank computes them itself when it answers `vertical.splits`
+  (its `[vertical] test_ids` file, or a hash keyed with its own secret split key of the run seed and
+  each id, at most `max_test_fraction` of the aligned customers) and the first evaluation must name
+  exactly those (review R13-VSPLIT-1); it also needs at least `MIN_EVALUATION_ROWS` rows that are
+  neither training nor validation rows (and later setups may not use them). That first evaluation fixes
+  the test customers for the dataset; after that only exactly those customers are evaluated, each model
+  once, and at most `max_evaluations` models. A deployed bank shares one `BankTests` over all its
+  datasets: the cap counts over all of them, and a dataset's test customers may not overlap another
+  dataset's evaluated test customers unless they are the same set (two evaluations over sets differing
+  by one customer would difference its label, review R13-VSPLIT-4).
   Only then does the bank look at labels: fewer than `MIN_EVALUATION_PER_CLASS` rows of either class is
   refused with a generic message, and the test rows stay fixed (so the refusal is one bit about the
   whole set, asked once).
@@ -32,6 +39,7 @@ errors that leave the bank carry no label information (details stay in the bank'
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import threading
@@ -43,7 +51,8 @@ import numpy as np
 
 from sampan.errors import PartyError
 
-__all__ = ["DEFAULT_MAX_EVALUATIONS", "MIN_EVALUATION_PER_CLASS", "MIN_EVALUATION_ROWS", "RowBook", "RowRuleError",
+__all__ = ["BankTests", "DEFAULT_MAX_EVALUATIONS", "DEFAULT_MAX_TEST_FRACTION", "MIN_EVALUATION_PER_CLASS",
+           "MIN_EVALUATION_ROWS", "RowBook", "RowRuleError",
            "RunRows", "check_splits", "complete_split", "fingerprint", "in_seeded_order", "per_run",
            "seeded_split"]
 
@@ -52,6 +61,7 @@ log = logging.getLogger(__name__)
 MIN_EVALUATION_PER_CLASS = 1  # both classes present (defined metrics); the fixed test set stops differencing
 MIN_EVALUATION_ROWS = 50       # distinct rows, checked before any label is looked at
 DEFAULT_MAX_EVALUATIONS = 20   # models evaluated on the fixed test rows over all runs (as horizontal's cap)
+DEFAULT_MAX_TEST_FRACTION = 0.3  # largest test share a coordinator may ask of the aligned customers
 
 
 class RowRuleError(PartyError, ValueError):
@@ -75,22 +85,26 @@ def check_splits(party: str, train_rows: np.ndarray, val_rows: np.ndarray, n: in
     return train_rows, val_rows
 
 
-def _unit_hash(label: str, seed: int, ids: np.ndarray) -> np.ndarray:
-    """A uniform number in [0, 1) per id, from (label, seed, id) alone: any party holding the ids gets the same."""
+def _unit_hash(label: str, seed: int, ids: np.ndarray, key: bytes | None = None) -> np.ndarray:
+    """A uniform number in [0, 1) per id, from (label, seed, id), keyed with the bank's secret split `key`
+    (HMAC-SHA256): without the key no one can predict or grind a seed for it (review R13-VSPLIT-2); the
+    same key, seed and id give the same number. `key=None`: the public hash (tests of the rule only)."""
     out = np.empty(len(ids), dtype=np.float64)
     for i, customer in enumerate(ids):
-        digest = hashlib.sha256(f"sampan/split/{label}/{int(seed)}/{customer}".encode()).digest()
+        text = f"sampan/split/{label}/{int(seed)}/{customer}".encode()
+        digest = hmac.new(key, text, hashlib.sha256).digest() if key is not None else hashlib.sha256(text).digest()
         out[i] = int.from_bytes(digest[:8], "big") / 2.0 ** 64
     return out
 
 
 def seeded_split(ids: np.ndarray, seed: int, *, test_fraction: float, val_fraction: float,
-                 test_ids: set[str] | None = None) -> dict[str, np.ndarray]:
+                 test_ids: set[str] | None = None, key: bytes | None = None) -> dict[str, np.ndarray]:
     """Training, validation and test positions of aligned `ids`, from the run seed and each customer's id only.
 
     Why: the aligned order is a fresh secret permutation every run, so positions drawn from the seed named
     other customers each time (same files and seed, AUC 0.829 then 0.772). A customer's set now depends only on
-    hash(seed, id): the same files and seed give the same test customers, and each party can compute it locally.
+    hash(key, seed, id), keyed with the bank's secret split key: the same bank, files and seed give the same test
+    customers; only the bank computes it (it tells the others positions, never the key).
     `test_ids` (the bank's explicit test file) fixes the test set; the rest is split into validation and training
     by the same rule. Sizes are exact (round(n x fraction)): customers are ranked by their hash, so adding one
     moves at most one other across each boundary.
@@ -102,30 +116,33 @@ def seeded_split(ids: np.ndarray, seed: int, *, test_fraction: float, val_fracti
         test = np.isin(ids, sorted(test_ids))
         rest = np.flatnonzero(~test)
         share = val_fraction / max(1.0 - test_fraction, 1e-12)
-        val[rest[np.argsort(_unit_hash("val", seed, ids[rest]), kind="stable")[:int(round(len(rest) * share))]]] = True
+        ranked = rest[np.argsort(_unit_hash("val", seed, ids[rest], key), kind="stable")]
+        val[ranked[:int(round(len(rest) * share))]] = True
     else:  # exact sizes, as before: the customers ranked by their hash, the first test_fraction held out
-        order = np.argsort(_unit_hash("holdout", seed, ids), kind="stable")
+        order = np.argsort(_unit_hash("holdout", seed, ids, key), kind="stable")
         n_test, n_val = int(round(n * test_fraction)), int(round(n * val_fraction))
         test[order[:n_test]], val[order[n_test:n_test + n_val]] = True, True
     train = ~(test | val)
-    return {k: in_seeded_order(np.flatnonzero(m).astype(np.int64), ids, seed)
+    return {k: in_seeded_order(np.flatnonzero(m).astype(np.int64), ids, seed, key)
             for k, m in (("train", train), ("val", val), ("test", test))}
 
 
 def complete_split(pinned: dict[str, np.ndarray], ids: np.ndarray, seed: int, *, test_fraction: float,
-                   val_fraction: float, test_ids: set[str] | None = None) -> dict[str, np.ndarray]:
+                   val_fraction: float, test_ids: set[str] | None = None, key: bytes | None = None
+                   ) -> dict[str, np.ndarray]:
     """The dataset's pinned sets where it has them, the rest by `seeded_split`; every set in seeded order."""
-    drawn = seeded_split(ids, seed, test_fraction=test_fraction, val_fraction=val_fraction, test_ids=test_ids)
+    drawn = seeded_split(ids, seed, test_fraction=test_fraction, val_fraction=val_fraction, test_ids=test_ids,
+                         key=key)
     taken = np.concatenate([np.zeros(0, dtype=np.int64), *pinned.values()])
-    return {k: in_seeded_order(pinned[k] if k in pinned else drawn[k][~np.isin(drawn[k], taken)], ids, seed)
+    return {k: in_seeded_order(pinned[k] if k in pinned else drawn[k][~np.isin(drawn[k], taken)], ids, seed, key)
             for k in drawn}
 
 
-def in_seeded_order(positions: np.ndarray, ids: np.ndarray, seed: int) -> np.ndarray:
-    """`positions` ordered by hash(seed, id) of their customers, not by place in the aligned order (a fresh
+def in_seeded_order(positions: np.ndarray, ids: np.ndarray, seed: int, key: bytes | None = None) -> np.ndarray:
+    """`positions` ordered by hash(key, seed, id) of their customers, not by place in the aligned order (a fresh
     secret permutation per run): minibatches drawn by index then hold the same customers in every run."""
     positions = np.asarray(positions, dtype=np.int64)
-    keys = _unit_hash("order", seed, np.asarray([str(i) for i in np.asarray(ids).ravel()])[positions])
+    keys = _unit_hash("order", seed, np.asarray([str(i) for i in np.asarray(ids).ravel()])[positions], key)
     return positions[np.argsort(keys, kind="stable")]
 
 
@@ -145,6 +162,53 @@ def fingerprint(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
+class BankTests:
+    """A bank's evaluated test customers over ALL its datasets, and its evaluation cap over them (review
+    R13-VSPLIT-4: one row book per dataset gave each dataset of the same customers its own "first" evaluation).
+
+    A dataset's first evaluation is admitted only if its test customers are the same as, or disjoint from, every
+    other dataset's evaluated test customers: two held-out aggregates over sets that differ by a few customers
+    would difference their labels. With `path` it is persisted (JSON, the bank's private state dir, 0600)."""
+
+    def __init__(self, party: str, *, path: str | Path | None = None,
+                 max_evaluations: int = DEFAULT_MAX_EVALUATIONS) -> None:
+        self.party, self.max_evaluations = party, int(max_evaluations)
+        self.lock = threading.RLock()
+        self._path = Path(path) if path is not None else None
+        state = json.loads(self._path.read_text()) if self._path is not None and self._path.exists() else {}
+        self._tests: dict[str, set[str]] = {k: set(v) for k, v in dict(state.get("tests") or {}).items()}
+        self._evaluated = int(state.get("evaluated", 0))
+
+    def _save(self) -> None:
+        if self._path is not None:
+            from sampan.files import atomic_write_bytes, private_directory
+
+            private_directory(self._path.parent)
+            state = {"tests": {k: sorted(v) for k, v in self._tests.items()}, "evaluated": self._evaluated}
+            atomic_write_bytes(self._path, json.dumps(state).encode(), mode=0o600)
+
+    def fix(self, dataset: str, ids: set[str]) -> None:
+        """Record `dataset`'s test customers, refusing a partial overlap with another dataset's."""
+        with self.lock:
+            for other, earlier in self._tests.items():
+                if other != dataset and earlier & ids and earlier != ids:
+                    raise RowRuleError(f"party {self.party!r}: refusing held-out evaluation: its test customers "
+                                       f"overlap, but differ by {len(earlier ^ ids)} customers from, those already "
+                                       "evaluated in another of this bank's datasets (two evaluations over sets "
+                                       "differing by a few customers give their labels)")
+            self._tests[dataset] = set(ids)
+            self._save()
+
+    def count(self) -> None:
+        """One more evaluated model, over all the bank's datasets; refused once `max_evaluations` is reached."""
+        with self.lock:
+            if self._evaluated >= self.max_evaluations:
+                raise RowRuleError(f"party {self.party!r}: refusing held-out evaluation: its cap of "
+                                   f"{self.max_evaluations} evaluated models over all its runs and datasets is reached")
+            self._evaluated += 1
+            self._save()
+
+
 class RowBook:
     """One party's partition of one dataset into training, validation and test customers, across runs.
 
@@ -155,10 +219,12 @@ class RowBook:
     """
 
     def __init__(self, party: str, *, path: str | Path | None = None,
-                 max_evaluations: int = DEFAULT_MAX_EVALUATIONS) -> None:
+                 max_evaluations: int = DEFAULT_MAX_EVALUATIONS, bank: BankTests | None = None,
+                 dataset: str = "") -> None:
         self.party, self.max_evaluations = party, int(max_evaluations)
         self.lock = threading.RLock()
         self._path = Path(path) if path is not None else None
+        self.bank, self.dataset = bank, dataset or (self._path.stem if self._path is not None else "")
         state: dict[str, Any] = {}
         if self._path is not None and self._path.exists():
             state = json.loads(self._path.read_text())
@@ -212,8 +278,14 @@ class RowBook:
             self._save()
 
     def admit_evaluation(self, model: str, rows: np.ndarray, ids: set[str],
-                         labels: Callable[[], np.ndarray | None]) -> None:
+                         labels: Callable[[], np.ndarray | None], expected: set[str] | None = None) -> None:
+        """`expected`: the test customers the bank computed for this run (`vertical.splits`); the first evaluation
+        must name exactly those, never rows the coordinator picked (review R13-VSPLIT-1)."""
         if self._test is None:
+            if expected is None or ids != expected:
+                raise RowRuleError(f"party {self.party!r}: refusing held-out evaluation of other rows than the test "
+                                   "customers this bank computed for the run (its test_ids file or its keyed split, "
+                                   "announced in vertical.splits)")
             if len(rows) < MIN_EVALUATION_ROWS:
                 raise RowRuleError(f"party {self.party!r}: refusing held-out evaluation of {len(rows)} rows; it needs "
                                    f"at least {MIN_EVALUATION_ROWS} distinct test rows ({MIN_EVALUATION_PER_CLASS} of "
@@ -221,6 +293,8 @@ class RowBook:
             if ids & self._fit:
                 raise RowRuleError(f"party {self.party!r}: refusing held-out evaluation of training or validation "
                                    "rows")
+            if self.bank is not None:  # the same or disjoint test customers across the bank's datasets
+                self.bank.fix(self.dataset, ids)
             self._test = ids  # fixed now, whatever the labels say: one bit per dataset at most
             y = labels()
             self._test_ok = False
@@ -242,6 +316,8 @@ class RowBook:
         if len(self._evaluated) >= self.max_evaluations:
             raise RowRuleError(f"party {self.party!r}: refusing held-out evaluation: its cap of {self.max_evaluations} "
                                "evaluated models on the fixed test rows is reached")
+        if self.bank is not None:
+            self.bank.count()
         self._evaluated.append(model)
         self._save()
 
@@ -255,6 +331,7 @@ class RunRows:
         self.book = book or RowBook(party)
         self._ids_of = ids_of or (lambda rows: rows)  # no ids: positions stand for customers
         self._train_digest: str | None = None   # the training rows (in order) whose binned records went to the dealer
+        self.announced_test: set[str] | None = None  # the test customers the bank computed in vertical.splits
 
     def bind_train(self, protocol: str, train_rows: np.ndarray) -> None:
         digest = hashlib.sha256(np.ascontiguousarray(train_rows, dtype=np.int64).tobytes()).hexdigest()
@@ -289,8 +366,12 @@ class RunRows:
         rows = np.asarray(rows, dtype=np.int64)
         _check_positions(self.party, "evaluation", rows, n, RowRuleError)
         with self.book.lock:
-            self.book.admit_evaluation(model, rows, self._ids(rows), labels)
+            self.book.admit_evaluation(model, rows, self._ids(rows), labels, self.announced_test)
         return rows
+
+    def announce_test(self, rows: np.ndarray) -> None:
+        """The test customers the bank computed for this run (what a first evaluation must name)."""
+        self.announced_test = self._ids(rows)
 
     def pinned_positions(self, n: int) -> dict[str, np.ndarray | None]:
         """Where the dataset's pinned training, validation and test customers sit in this run's aligned order

@@ -24,8 +24,9 @@ per partner, whether that partner knows the applicant (the result must say so). 
 the registration number the bank asked about, as with any credit-reference query, and nothing else.
 The coordinator learns that a query happened, how many applicants it carried and the sizes of the
 sealed envelopes, never who applied or any score. Held-out evaluation returns aggregate metrics (AUC,
-KS, Brier, default rate, mean PD, missing rates, and per fixed PD band the defaults, non-defaults and summed
-PD for the ROC and calibration curves: `sampan.metrics.score_bands`) over the run's test rows only, each model
+KS, Brier, default rate, mean PD, missing rates, and per fixed PD band, merged to at least 10 rows, the defaults,
+non-defaults and summed PD for the ROC and calibration curves: `sampan.metrics.score_bands`) over the run's test
+rows only (the bank's own, announced in `vertical.splits`), each model
 once (`sampan.vertical.rows`: the bank checks the rows itself; metric errors stay in its local log).
 """
 

@@ -90,16 +90,16 @@ class VerticalSession:
 
     def splits(self, *, test_fraction: float = 0.2, val_fraction: float = 0.15, seed: int = 0) -> Splits:
         """The run's splits: the parties pin one partition of their customers per dataset (`sampan.vertical.rows`),
-        so the label holder reports where the pinned sets sit in this alignment, and places the rest by
-        hash(seed, customer id) (`rows.seeded_split`): the aligned order is a fresh secret permutation per run,
-        so positions drawn here would name other customers each run. The coordinator learns positions only."""
+        so the label holder reports where the pinned sets sit in this alignment, and places the rest itself
+        (`bank_splits`: its test file, or hash(seed, customer id) keyed with its secret split key). The bank
+        evaluates only the test customers it announced here. The coordinator learns positions only."""
         n = self.n_aligned or 0
         if n < 10:
             raise ValueError(f"only {n} aligned rows: too few to split into train/validation/test")
         fresh = Splits.random(n, test_fraction=test_fraction, val_fraction=val_fraction, seed=seed)
         reply = self.relay.wave(self.transport, [self.relay.request(self.label_holder, "vertical.splits", meta={
             "seed": int(seed), "test_fraction": float(test_fraction), "val_fraction": float(val_fraction)})])[0]
-        # in the bank's order (by hash(seed, id)): minibatches drawn by index hold the same customers every run
+        # in the bank's order (keyed hash(seed, id)): minibatches drawn by index hold the same customers every run
         pinned = {k: np.asarray(reply.arrays[k], dtype=np.int64) for k in ("train", "val", "test") if k in reply.arrays}
         taken = np.concatenate([np.zeros(0, dtype=np.int64), *pinned.values()])
         parts = {k: pinned.get(k, np.setdiff1d(getattr(fresh, k), taken)) for k in ("train", "val", "test")}

@@ -65,10 +65,12 @@ SUMMARY_REVEALS = ("Run summary: the coordinator learns, from the bank, the info
                    "bin of its own features). Scores of applications stay with the bank (only their count leaves).")
 
 
-EVALUATION_REVEALS = ("Held-out evaluation: for each model, once, on the fixed test rows (at least 50, never training "
-                      "or validation rows; outside the DP unit), the bank releases AUC, KS, Brier, the default rate, "
-                      "the mean PD and, per fixed PD band (public edges), the number of defaults, of non-defaults and "
-                      "the summed PD, from which the report draws each model's ROC and calibration curves.")
+EVALUATION_REVEALS = ("Held-out evaluation: for each model, once, on the fixed test rows the bank computed itself "
+                      "(its test_ids file or its keyed split; at least 50, never training or validation rows; "
+                      "outside the DP unit), the bank releases AUC, KS, Brier, the default rate, the mean PD and, per "
+                      "fixed PD band (public edges; adjacent bands merged until each released band holds at least "
+                      "10 rows), the number of defaults, of non-defaults and the summed PD, from which the report "
+                      "draws each model's ROC and calibration curves.")
 
 
 class VerticalWorkflow(Workflow):

@@ -52,6 +52,7 @@ from sampan.data import make_sme_consortium
 from sampan.runtime.capabilities import get_capability
 from sampan.transport.inprocess import InProcessTransport
 from sampan.vertical.model import LocalLinearPart, LocalScaler
+from sampan.vertical.rows import BankTests, RowBook
 from sampan.vertical.session import VerticalSession
 
 
@@ -60,15 +61,21 @@ def _tables(n: int = 1000) -> dict[str, Any]:
 
 
 def _session(tables: dict[str, Any], run_id: str, *, test_ids: Path | None = None, state: Path | None = None,
-             spread: float = 0.1) -> tuple[VerticalSession, dict[str, Any]]:
-    """Bank and one partner as a deployment builds them (optionally a test file and persisted row books), aligned;
-    each party holds a linear part (any model: the attacks do not depend on it)."""
+             spread: float = 0.1, book: RowBook | None = None) -> tuple[VerticalSession, dict[str, Any]]:
+    """Bank and one partner as a deployment builds them (optionally a test file, persisted row books, the bank's
+    row book of one of its datasets), aligned; each party holds a linear part (any model: the attacks do not
+    depend on it)."""
     vertical = get_capability("vertical")
     verifier, identities = simulated_consortium(list(tables))
+
+    def options(name: str) -> dict[str, Any]:
+        if name != "bank":
+            return {}
+        return {**({"test_ids": str(test_ids)} if test_ids else {}), **({"row_book": book} if book else {})}
+
     parties = {name: vertical.party(PartySetup(  # type: ignore[attr-defined]
         name, data, {"workflow": "vertical"}, identity=identities[name], verifier=verifier,
-        state_dir=state / name if state else None,
-        options={"test_ids": str(test_ids)} if test_ids and name == "bank" else {}))
+        state_dir=state / name if state else None, options=options(name)))
         for name, data in tables.items()}
     s = VerticalSession(InProcessTransport({n: p.app for n, p in parties.items()}), label_holder="bank",
                         partners=["payments"], run_id=run_id)
@@ -86,7 +93,6 @@ def _aligned_ids(parties: dict[str, Any], s: VerticalSession) -> np.ndarray:
     return np.asarray([str(i) for i in parties["bank"]._ids_of(np.arange(s.n_aligned or 0))])
 
 
-@pytest.mark.xfail(strict=True, reason="R13-VCURVE-1: a PD band holding one test row releases its label and exact PD")
 def test_no_band_isolates_one_test_record() -> None:
     s, parties = _session(_tables(), "curves", spread=1.0)
     splits = s.splits(seed=1, test_fraction=0.3)
@@ -107,8 +113,6 @@ def test_no_band_isolates_one_test_record() -> None:
     assert all(c == 0 or c >= 10 for c in count), f"band sizes released: {count.astype(int).tolist()}"
 
 
-@pytest.mark.xfail(strict=True, reason="R13-VSPLIT-1: the bank evaluates any rows the coordinator names first, "
-                                       "ignoring its test_ids file and the hash(seed, id) split, any share")
 def test_the_bank_holds_the_coordinator_to_its_test_customers(tmp_path: Path) -> None:
     tables = _tables()
     common = sorted(set(map(str, tables["bank"].ids)) & set(map(str, tables["payments"].ids)))
@@ -133,8 +137,6 @@ def _grind(target: str, test_cut: float = 0.05, order_cut: float = 2e-4) -> int:
     return next(s for s in range(10 ** 7) if unit("order", s) < order_cut and unit("holdout", s) < test_cut)
 
 
-@pytest.mark.xfail(strict=True, reason="R13-VSPLIT-2: a coordinator-ground seed links a known id to its aligned "
-                                       "position through the seeded order of vertical.splits")
 def test_a_chosen_seed_does_not_reveal_where_a_known_customer_sits() -> None:
     s, parties = _session(_tables(), "grind")
     target = "BR25860591"  # one customer id the coordinator knows (a registration number), nothing else
@@ -142,8 +144,6 @@ def test_a_chosen_seed_does_not_reveal_where_a_known_customer_sits() -> None:
     assert _aligned_ids(parties, s)[splits.test[0]] != target
 
 
-@pytest.mark.xfail(strict=True, reason="R13-VSPLIT-3: a test_ids file naming no aligned customer is not refused "
-                                       "up front; the run pins its partition without test rows for good")
 def test_a_test_file_without_aligned_customers_is_refused_before_anything_is_pinned(tmp_path: Path) -> None:
     tables = _tables(600)
     wrong, right = tmp_path / "wrong.csv", tmp_path / "right.csv"
@@ -161,30 +161,40 @@ def test_a_test_file_without_aligned_customers_is_refused_before_anything_is_pin
     assert len(s2.splits(seed=1).test) >= 50, "the corrected test file cannot take effect"
 
 
-@pytest.mark.xfail(strict=True, reason="R13-VSPLIT-4: test rows fixed per dataset, not per customer: two datasets "
-                                       "holding the same customers difference a chosen customer's label")
 def test_two_datasets_of_the_same_customers_do_not_difference_a_label() -> None:
-    """A deployed agent keeps one row book per (dataset, label holder) (`PartyAgent._vertical_rows`): its test set
-    and evaluation cap are per dataset name. A bank serving two datasets over the same customers (a snapshot and
-    its refresh) gives a coordinator two first evaluations. With one seed the bank returns both test sets in the
-    same hash order, so dropping the ground target (R13-VSPLIT-2) from one and not the other differences its
-    label out of the released default rates."""
+    """A deployed agent keeps one row book per (dataset, label holder) (`PartyAgent._vertical_rows`). A bank serving
+    two datasets over the same customers (a snapshot and its refresh) gave a coordinator two first evaluations:
+    dropping a ground target (R13-VSPLIT-2) from one and not the other differenced its label out of the released
+    default rates. Now the bank evaluates only the test customers it computed (keyed split), and its datasets
+    share one `BankTests`: a second dataset's test set that overlaps the first's but differs (here: one customer
+    more, by asking a slightly larger share) is refused."""
     tables, target = _tables(), "BR25860591"
     seed = _grind(target)
-    counts = []
+    counts: list[int | None] = []
     for dataset in ("loans-2025", "loans-2025-refresh"):  # each its own row book, as the agent keys them
         s, parties = _session(tables, dataset)
         test = s.splits(seed=seed, test_fraction=0.2).test
-        rows = test[1:] if dataset == "loans-2025" else test  # test[0] is the target (ground seed)
-        m = s.evaluate(rows)
-        counts.append(round(m["default_rate"] * m["n"]))
-    label = int(parties["bank"].data.y[list(map(str, parties["bank"].data.ids)).index(target)])
-    learned = counts[1] - counts[0]
-    assert learned != label, f"the coordinator read the target's label: {learned}"
+        rows = test[1:] if dataset == "loans-2025" else test  # the coordinator's hope: test[0] is the target
+        try:
+            m = s.evaluate(rows)
+            counts.append(round(m["default_rate"] * m["n"]))
+        except PartyError as exc:
+            assert "refusing" in str(exc)
+            counts.append(None)
+    assert counts[0] is None  # the bank's own test customers, or nothing
+    shared = BankTests("bank")  # the agent's: one for all the bank's datasets
+    answers = []
+    for dataset, fraction in (("loans-2025", 0.2), ("loans-2025-refresh", 0.2 + 1.5 / 381)):
+        s, parties = _session(tables, dataset, book=RowBook("bank", bank=shared, dataset=dataset))
+        test = s.splits(seed=1, test_fraction=fraction).test
+        try:
+            answers.append(s.evaluate(test)["n"])
+        except PartyError as exc:
+            assert "another of this bank's datasets" in str(exc)
+            answers.append(None)
+    assert answers[0] and answers[1] is None, answers
 
 
-@pytest.mark.xfail(strict=True, reason="R13-VSPLIT-5: a test_ids file added after a dataset's first evaluation is "
-                                       "silently ignored (the earlier test rows are used and exported)")
 def test_a_test_file_the_bank_cannot_honour_is_an_error_naming_it(tmp_path: Path) -> None:
     tables = _tables(600)
     s, earlier = _session(tables, "first", state=tmp_path / "state")  # the first run: seeded test rows, evaluated
