@@ -79,6 +79,9 @@ def test_test_ids_file_and_holdout_export(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     exported = out.read_text().split("\n")[1:-1]
     assert exported and set(exported) <= set(chosen)  # the chosen customers every partner also holds
+    assert out.stat().st_mode & 0o777 == 0o600  # the bank's customer ids: its own user only
+    folder = CliRunner().invoke(app, ["runs", "holdout", finished.run_id, "--out", str(tmp_path), "--store", store_url])
+    assert folder.exit_code != 0 and str(tmp_path) in folder.output and ".tmp" not in folder.output
     missing = CliRunner().invoke(app, ["runs", "holdout", "no-such-run", "--out", str(out), "--store", store_url])
     assert missing.exit_code != 0 and "no-such-run" in missing.output
 

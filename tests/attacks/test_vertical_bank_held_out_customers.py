@@ -166,7 +166,7 @@ def test_two_datasets_of_the_same_customers_do_not_difference_a_label() -> None:
     two datasets over the same customers (a snapshot and its refresh) gave a coordinator two first evaluations:
     dropping a ground target (R13-VSPLIT-2) from one and not the other differenced its label out of the released
     default rates. Now the bank evaluates only the test customers it computed (keyed split), and its datasets
-    share one `BankTests`: a second dataset's test set that overlaps the first's but differs (here: one customer
+    share one `BankTests`: a second dataset's test set that overlaps the first's but differs (here: two customers
     more, by asking a slightly larger share) is refused."""
     tables, target = _tables(), "BR25860591"
     seed = _grind(target)
