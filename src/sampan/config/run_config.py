@@ -145,12 +145,25 @@ def _check_parties(config: RunConfig, deployment: bool) -> None:
         raise ValueError("[[parties]] need a [schema] section naming the id, label and feature columns")
 
 
+def _check_scoring(config: RunConfig) -> None:
+    """A scoring run names its applicants; a serving job (`sampan serve`'s session) names none: they come over
+    HTTP to the bank, never through the coordinator."""
+    scoring = config.scoring
+    if config.workflow == "serving" and (scoring is None or scoring.applicants or scoring.applicants_file):
+        raise ValueError("run.workflow = 'serving' needs [scoring] model (and kind) and no applicants: the "
+                         "applicants reach the bank's `sampan serve` over HTTP")
+    if config.workflow != "serving" and scoring is not None and not (scoring.applicants or scoring.applicants_file):
+        raise ValueError("give exactly one of scoring.applicants (the ids) and scoring.applicants_file (a CSV at "
+                         "the bank)")
+
+
 def _check_workflow(config: RunConfig, deployment: bool) -> None:
     workflow = config.workflow
     for section in ("vertical", "scoring", "synthesis"):  # [evaluation]: a Python caller may pass the model itself
         if getattr(config, section) is None and workflow == section:
             raise ValueError(f"run.workflow = {workflow!r} needs a [{section}] section")
-    if config.vertical is not None and workflow not in ("vertical", "scoring"):
+    _check_scoring(config)
+    if config.vertical is not None and workflow not in ("vertical", "scoring", "serving"):
         raise ValueError(f"[vertical] is set but run.workflow is {workflow!r}")
     if config.synthesis is not None and workflow != "synthesis":
         raise ValueError(f"[synthesis] is set but run.workflow is {workflow!r}")

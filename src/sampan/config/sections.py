@@ -25,8 +25,9 @@ __all__ = ["WORKFLOWS", "Workflow", "RunSection", "GBDTSection", "ModelSection",
 SchemaSection = TableSchema     # earlier name of [schema]'s class: the same object
 ColumnSection = ColumnSpec      # earlier name of a [schema] feature's class: the same object
 
-Workflow = Literal["horizontal", "vertical", "scoring", "evaluation", "synthesis"]
-WORKFLOWS: tuple[str, ...] = ("horizontal", "vertical", "scoring", "evaluation", "synthesis")
+# "serving": the long-lived vertical scoring session behind a deployed `sampan serve` (sampan.serve.deployed)
+Workflow = Literal["horizontal", "vertical", "scoring", "evaluation", "synthesis", "serving"]
+WORKFLOWS: tuple[str, ...] = ("horizontal", "vertical", "scoring", "evaluation", "synthesis", "serving")
 
 
 class RunSection(Strict):

@@ -259,6 +259,10 @@ class Coordinator(OperatorCalls):
             try:
                 if run_id in self._cancelled:
                     continue  # cancelled while queued (Cancel marked it)
+                if self.store.get_run(run_id).workflow == "serving":  # a standing session: beside the queue
+                    threading.Thread(target=self._serve_job, args=(run_id,), name=f"sampan-serving-{run_id}",
+                                     daemon=True).start()
+                    continue
                 self.current = run_id
                 self.execute(run_id)
             except Exception as exc:  # noqa: BLE001 - recorded in the store; the coordinator keeps serving
@@ -266,6 +270,14 @@ class Coordinator(OperatorCalls):
             finally:
                 self.current = None
                 self._queued.discard(run_id)
+
+    def _serve_job(self, run_id: str) -> None:
+        """A serving job (`sampan serve`'s session) stays open as long as the bank's service runs: it runs on its
+        own thread so the run queue goes on (its requests share the parties' streams with the runs)."""
+        try:
+            self.execute(run_id)
+        except Exception as exc:  # noqa: BLE001 - recorded in the store; the coordinator keeps serving
+            log.error("serving run %s ended: %s: %s", run_id, type(exc).__name__, exc)
 
     def execute(self, run_id: str) -> None:
         """Wait for the run's parties, open it at each, run it through the one runner, close it."""

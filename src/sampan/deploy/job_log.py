@@ -20,6 +20,8 @@ _LEAVES = {
                 "WOE/GBDT histograms of its columns (noised if announced), the bank's released metrics; its "
                 "model part stays here; never rows",
     "scoring": "its partial score (shares) for the asked applicants; the bank alone sees scores; never rows",
+    "serving": "while the bank's scoring service runs: its partial score (masked, sealed to the bank) for each "
+               "applicant the bank asks about; the bank alone sees scores; never rows",
     "synthesis": "noisy marginals of its table (DP; summed under secure aggregation if announced); never rows",
 }
 

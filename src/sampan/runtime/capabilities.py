@@ -22,6 +22,7 @@ CAPABILITIES: dict[str, str] = {
     "vertical": "sampan.vertical.capability:VERTICAL",
     "scoring": "sampan.vertical.capability:SCORING",
     "synthesis": "sampan.synth.capability:SYNTHESIS",
+    "serving": "sampan.serve.deployed:SERVING",  # `sampan serve`'s session in a deployment
 }
 
 

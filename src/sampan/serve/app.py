@@ -170,6 +170,6 @@ def create_app(backend: ScoringBackend, *, tokens: TokenBook | None = None, mtls
         """The same stack (auth, access log) without scoring: the benchmark's baseline."""
         return {"status": "ok"}
 
-    app.state.stats = stats
+    app.state.stats, app.state.backend = stats, backend
     app.add_middleware(AccessLog, stats=stats)
     return app

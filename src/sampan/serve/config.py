@@ -5,6 +5,7 @@
     model = "taiwan-fedavg@3"                   # a horizontal model (name[@version]), scored here
     # vertical_run = "20261207-..."             # or a vertical run's model, scored with the partners
     # kind = "lr"                               # lr | scorecard | gbdt (vertical)
+    # agent = "party.toml"                      # deployed vertical: this process is the bank's agent (dials out)
     host = "127.0.0.1"
     port = 8443
     # threshold = 0.2                           # default: the model's own (none: no decisions)
@@ -54,6 +55,7 @@ class ServeSection(Strict):
     model: str | None = None
     vertical_run: str | None = None
     kind: str = "lr"
+    agent: Path | None = None  # the bank's party.toml: serve a deployed vertical run through the coordinator
     host: str = "127.0.0.1"
     port: int = Field(8443, ge=0, le=65535)
     threshold: float | None = Field(None, gt=0.0, lt=1.0)
@@ -66,6 +68,9 @@ class ServeSection(Strict):
     def _one_model(self) -> ServeSection:
         if (self.model is None) == (self.vertical_run is None):
             raise ValueError("set exactly one of model (a horizontal model, name[@version]) and vertical_run")
+        if self.agent is not None and self.vertical_run is None:
+            raise ValueError("agent (the bank's party.toml) serves a deployed vertical_run; a horizontal model is "
+                             "scored here without one")
         if self.kind not in ("lr", "scorecard", "gbdt"):
             raise ValueError(f"kind: lr, scorecard or gbdt, not {self.kind!r}")
         return self
@@ -83,6 +88,9 @@ class ServeConfig:
     def tokens(self) -> TokenBook | None:
         auth = self.section.auth
         return TokenBook.load(self._path(auth.tokens_file), auth.tokens_env)
+
+    def agent(self) -> Path | None:
+        return self._path(self.section.agent)
 
     def tls(self) -> TlsFiles | None:
         tls = self.section.tls

@@ -1,9 +1,10 @@
 """From a `[serve]` config to a running service: the backend (horizontal model or vertical session) + uvicorn.
 
-Vertical models here are served in simulation: the partners are rebuilt in this process from the trained
-run's stored config (as `sampan score` does) and reached through the in-process transport. A deployment
-needs the coordinator to drive the same session over the partners' own streams (`sampan.serve.session`
-is transport-agnostic and is tested over the gRPC hub); see docs/deploy.md, "Scoring service".
+Vertical models: with ``[serve] agent`` (the bank's party.toml) this process is the bank's agent in a
+deployment and the coordinator drives the session over the partners' own streams (`sampan.serve.deployed`;
+the operator submits a ``serving`` job). Without it, a simulation: the partners are rebuilt in this process
+from the trained run's stored config (as `sampan score` does) and reached through the in-process transport.
+See docs/deploy.md, "Scoring service".
 """
 
 from __future__ import annotations
@@ -56,11 +57,27 @@ def vertical_backend(store: Any, run_id: str, kind: str = "lr", threshold: float
     return VerticalBackend(session, info)
 
 
+def deployed_backend(party_toml: Path, run_id: str, kind: str = "lr", threshold: float | None = None, *,
+                     max_batch: int = 256) -> VerticalBackend:
+    """A deployed vertical run's model: the bank's agent starts here and dials out; requests are answered once
+    the operator's ``serving`` job is open (503 until then)."""
+    from sampan.serve.deployed import start_hosted_agent
+
+    session = start_hosted_agent(party_toml, run_id, kind, max_batch)
+    info = ModelInfo(f"{run_id}:{kind}", None, "sampan-vertical-parts", kind, "vertical", threshold, [],
+                     "the bank's features (weight x standardised value) and the partners' summed effect")
+    return VerticalBackend(session, info)  # type: ignore[arg-type]  # (the deployed session's same interface)
+
+
 def build_backend(config: ServeConfig, store: Any) -> ScoringBackend:
     section = config.section
     if section.model is not None:
         return horizontal_backend(store, section.model, section.threshold)
     assert section.vertical_run is not None
+    agent = config.agent()
+    if agent is not None:
+        return deployed_backend(agent, section.vertical_run, section.kind, section.threshold,
+                                max_batch=section.max_batch)
     return vertical_backend(store, section.vertical_run, section.kind, section.threshold, max_batch=section.max_batch)
 
 

@@ -75,6 +75,7 @@ class BankQueue:
     kind: str = "lr"
     max_batch: int = 256
     wait_s: float = 0.5  # an idle long-poll returns after this; a request wakes it at once
+    closing: bool = False  # set by the bank's service when it stops: the next idle ``serve.next`` ends the session
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _waiting: list[tuple[list[str], Future[Results]]] = field(default_factory=list)
     _batches: dict[str, _Batch] = field(default_factory=dict)
@@ -82,7 +83,8 @@ class BankQueue:
     def __post_init__(self) -> None:
         self._score_kinds = ("vgb.score_start", "vgb.score_finish") if self.kind == "gbdt" else (
             "score.start", "score.finish")
-        for kind, handler in (("serve.next", self.next), ("serve.start", self.start), ("serve.finish", self.finish)):
+        for kind, handler in (("serve.next", self.next), ("serve.start", self.start), ("serve.finish", self.finish),
+                              ("serve.abort", self.abort)):
             self.party.app.register(kind, handler)
 
     def submit(self, applicants: list[str]) -> Future[Results]:
@@ -123,7 +125,7 @@ class BankQueue:
                 futures.append((future, len(applicants), len(applicants) + len(ids)))
                 applicants += ids
             if not applicants:
-                return msg.reply("serve.batch", meta={"n": 0})
+                return msg.reply("serve.batch", meta={"n": 0, **({"closed": True} if self.closing else {})})
             token = secrets.token_hex(8)
             self._batches[token] = _Batch(token, applicants, futures)
         return msg.reply("serve.batch", meta={"n": len(applicants), "batch": token})
@@ -158,6 +160,15 @@ class BankQueue:
             _settle(future, results[begin:end])
         return msg.reply("serve.done", meta={"n": len(results)})
 
+    def abort(self, msg: Message) -> Message:
+        """The driver could not finish this batch (a partner failed): its requests get the error now, not at
+        their HTTP timeout."""
+        with self._cond:
+            batch = self._batches.pop(str(msg.meta.get("batch")), None)
+        for future, _, _ in batch.futures if batch is not None else []:
+            _settle(future, error=SessionError(f"the scoring exchange failed: {msg.meta.get('error', '?')}"))
+        return msg.reply("serve.aborted", meta={})
+
     def _delegate(self, msg: Message, kind: str, extra: dict[str, Any]) -> Message:
         """The scoring handler on this batch: only relayed mail passes (no ``aligned`` rows: a serving batch
         is never a held-out evaluation), and the applicants are the bank's own, whatever the meta says."""
@@ -182,6 +193,7 @@ class ServingDriver:
         self.transport, self.bank, self.partners = transport, bank, list(partners)
         self.model_run, self.kind = model_run, kind
         self.exchanges = 0
+        self.closed = False  # the bank's service said it stopped (``serve.next`` answered ``closed``)
 
     def open(self) -> None:
         """Signed run keys, then every party loads its own part of the model (what a scoring job does)."""
@@ -196,13 +208,22 @@ class ServingDriver:
         batch = relay.wave(self.transport, [relay.request(self.bank, "serve.next")])[0]
         n = int(batch.meta["n"])
         if n == 0:
+            self.closed = bool(batch.meta.get("closed"))
             return 0
         self.exchanges += 1
         request = f"{self.session.run_id}/{self.exchanges}"
         base = {"request_id": request, "partners": self.partners, "bank": self.bank, "batch": batch.meta["batch"]}
         relay.wave(self.transport, [relay.request(self.bank, "serve.start", meta=base)])
         partial = "vgb.score_partial" if self.kind == "gbdt" else "score.partial"
-        relay.wave(self.transport, (relay.request(p, partial, meta=base) for p in self.partners))
+        try:
+            relay.wave(self.transport, (relay.request(p, partial, meta=base) for p in self.partners))
+        except Exception as exc:  # the bank's waiting requests get the error now (best effort: it may be gone)
+            try:
+                relay.wave(self.transport, [relay.request(self.bank, "serve.abort", meta={
+                    "batch": base["batch"], "error": str(exc)[:300]})])
+            except Exception:  # noqa: BLE001 - the original failure is what the caller reports
+                pass
+            raise
         relay.wave(self.transport, [relay.request(self.bank, "serve.finish", meta=base)])
         return n
 
