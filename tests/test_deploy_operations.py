@@ -37,7 +37,7 @@ def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
 def _vertical(name: str, models: list[str], epochs: int = 3, trees: int = 3) -> dict[str, Any]:
     return {"run": {"name": name, "seed": 5, "workflow": "vertical"},
             "deploy": {"dataset": "vertical", "parties": BANKS},
-            "vertical": {"label_holder": "bank_harbour", "test_fraction": 0.3, "models": models,
+            "vertical": {"label_holder": "bank_harbour", "test_fraction": 0.2, "models": models,
                          "lr": {"epochs": epochs, "batch_size": 128, "learning_rate": 0.3, "patience": 10},
                          "gbdt": {"n_trees": trees, "max_depth": 2}}}
 
