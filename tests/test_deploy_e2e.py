@@ -171,7 +171,8 @@ def start_federation(root: Path, *, coordinator: dict[str, Any] | None = None) -
     files = write_federation(root, bindings, port=port, dial={n: f"127.0.0.1:{recorder.port}" for n in BANKS},
                              spare=("spare",), coordinator={"rejoin_timeout_s": 60, "connect_timeout_s": 60,
                                                             "audit_key": "state/audit-key.pem", **(coordinator or {})},
-                             allow={n: {"partners": BANKS} for n in BANKS})  # vertical partners must be listed
+                             # vertical partners must be listed; a bank reads applicants files from its own folder only
+                             allow={n: {"partners": BANKS, "applicants_dir": str(root / n)} for n in BANKS})
     tap = root / "coordinator.tap"
     federation = Federation(files, recorder, tap, schemas, paths, None, {}, root)  # type: ignore[arg-type]
     federation.start_coordinator()

@@ -180,7 +180,8 @@ def check_job(
             raise JobRefused(
                 party, "label_holders", f"label holder {holder!r} is not in allow.label_holders {holders}{default}"
             )
-    if workflow == "scoring" and job.get("applicants_file"):  # review R13-SCO-1: only files the bank designated
+    if workflow == "scoring" and job.get("applicants_file") and job.get("label_holder") == party:  # R13-SCO-1:
+        # the bank (which alone reads the file) admits only files inside the folder it designated
         _check_applicants(allow, party, job, columns)
     if allow.datasets is not None and dataset not in allow.datasets:
         raise JobRefused(party, "datasets", f"dataset {dataset!r} is not one of {allow.datasets}")

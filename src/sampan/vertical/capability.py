@@ -266,7 +266,7 @@ def scoring_receipt(job: ScoringJob) -> dict[str, Any]:
     bank = ("the bank learns each applicant's probability of default, score and reasons, which partners know the "
             + ("applicant, and every partner split's routing bit for the applicant (on which side of each partner "
                "threshold its values fall: intervals of the partner's feature values)" if job.kind == "gbdt" else
-               "applicant, and the summed partner contribution to the logit (with two or more partners the sum "
+               "applicant, and the summed partner contribution to its score (with two or more partners the sum "
                "only, under pairwise masks; with one partner, that partner's exact contribution)"))
     return {
         "threat_model": "Semi-honest parties; the coordinator relays sealed envelopes it cannot open. The bank reads "
