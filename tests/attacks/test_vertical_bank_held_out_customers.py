@@ -1,6 +1,10 @@
 """Review (issue 13) of the vertical held-out rules: the hash(seed, id) split, `[vertical] test_ids` and the
 per-model evaluation-curve release (`sampan.metrics.score_bands`), through the parties' public messages, as a
-curious or malicious coordinator.
+curious or malicious coordinator. Each test pins one attack the review found (described below as found) and
+fails if it works again. The fixes: bands merged to at least 10 rows (`score_bands`); the bank computes its own
+test customers (`sampan.vertical.bank_splits`: its checked test file, else a hash keyed with its secret per-bank
+split key, at most `max_test_fraction`) and evaluates no others first; a bank's datasets share one evaluation cap
+and same-or-disjoint test sets (`rows.BankTests`).
 
 R13-VCURVE-1: the 26 fixed PD bands have no small-cell rule. A band that holds one test row releases that
 row's label (``pos``) and its exact PD (``sum_pd``): a record, not an aggregate, for every model evaluated (up to
