@@ -16,8 +16,9 @@ COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(TOOLS)/bin/pip-compile -q --gene
 demo: $(VENV)/.core
 	$(BIN)/sampan demo
 
+# The suite spreads over the machine's cores (pytest-xdist; tests use tmp_path, port 0 and fresh databases).
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist worksteal
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Sampan needs Python 3.11 or newer; set PYTHON=/path/to/python3.11")'
