@@ -155,3 +155,32 @@ def test_a_scoring_job_announces_the_model_kind_its_partners_answer_for() -> Non
     with pytest.raises(JobRefused):  # the job announced LR: a GBDT part must not be loaded nor answered
         check_request(allow, "payments", "vertical.load_model", {"model_run": "run-1", "kind": "gbdt"}, job)
         check_request(allow, "payments", "vgb.score_partial", base, job)
+
+
+def test_the_bank_reads_only_regular_files_inside_its_own_folder(tmp_path: Path) -> None:
+    """R13-SCO-1/10: a symlink out of the bank's applicants folder, a device and a file elsewhere are refused; a
+    file inside is read (a BOM dropped); the job check at the bank admits that file and refuses the others."""
+    from sampan.deploy.allow import AllowSection, JobRefused, check_job, job_description
+    from sampan.errors import DataError
+    from sampan.vertical.applicants import applicant_ids
+
+    folder = tmp_path / "applicants"
+    folder.mkdir()
+    secret = tmp_path / "loans.csv"
+    secret.write_text("reg_no\nS1\n")
+    (folder / "escape.csv").symlink_to(secret)
+    (folder / "today.csv").write_text("\ufeffreg_no\n007\n008\n", encoding="utf-8")
+    policy = ApplicantsPolicy(folder=str(folder))
+    assert applicant_ids("bank", policy, {"applicants_file": str(folder / "today.csv")}) == ["007", "008"]
+    for path in (folder / "escape.csv", secret, Path("/dev/zero"), folder / ".." / "loans.csv"):
+        with pytest.raises(DataError, match="refuses the applicants file"):
+            applicant_ids("bank", policy, {"applicants_file": str(path)})
+    allow = AllowSection.model_validate({"partners": ["payments"], "applicants_dir": str(folder)})
+    for path, ok in ((folder / "today.csv", True), (folder / "escape.csv", False), (secret, False)):
+        job = job_description({"scoring": {"model": "run-1", "applicants_file": str(path)}}, workflow="scoring",
+                              operator="ops", parties=["bank", "payments"], label_holder="bank")
+        if ok:
+            check_job(allow, "bank", job, "vertical", ["revenue"])
+        else:
+            with pytest.raises(JobRefused, match="applicants"):
+                check_job(allow, "bank", job, "vertical", ["revenue"])
