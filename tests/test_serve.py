@@ -71,8 +71,29 @@ def test_score_over_http_equals_the_in_process_model_and_no_token_is_401(served:
     model = client.get("/v1/model", headers={"Authorization": f"Bearer {token}"}).json()
     assert model["threshold"] == 0.3 and model["topology"] == "horizontal"
     assert model["inputs"] == ["income", "sector", "late_payments"]
-    monitoring = client.get("/v1/monitoring", headers={"Authorization": f"Bearer {token}"}).json()
-    assert monitoring["applicants"] == 2 and monitoring["errors"] == {"401": 2}
+    assert client.get("/v1/monitoring", headers={"Authorization": f"Bearer {token}"}).status_code == 403
+    assert client.get("/v1/health").json()["status"] == "ok"
+
+
+def test_monitoring_needs_a_monitor_token_and_shows_bands_only_per_block_of_requests(tmp_path: Path) -> None:
+    """A scoring client reading /v1/monitoring before and after someone's request would learn that applicant's
+    decision and score band: monitoring takes its own tokens, and its bands refresh once per block."""
+    backend = horizontal_backend(Store.open(_store(tmp_path)), "sme-pd", threshold=0.3)
+    desk, ops = new_token(), new_token()
+    client = TestClient(create_app(backend, tokens=TokenBook({"desk": token_hash(desk)}), monitor_every=3,
+                                   monitor_tokens=TokenBook({"ops": token_hash(ops)})))
+    scoring, monitor = {"Authorization": f"Bearer {desk}"}, {"Authorization": f"Bearer {ops}"}
+    assert client.get("/v1/monitoring", headers=scoring).status_code == 403
+    assert client.get("/v1/monitoring").status_code == 401
+    assert client.post("/v1/score", json={"applicants": ROWS[:1]}, headers=monitor).status_code == 401  # no scoring
+    readings = []
+    for _ in range(3):
+        assert client.post("/v1/score", json={"applicants": ROWS[:1]}, headers=scoring).status_code == 200
+        readings.append(client.get("/v1/monitoring", headers=monitor).json())
+    assert [r["published_after"] for r in readings] == [0, 0, 3]
+    assert readings[0]["score_bands"] == readings[1]["score_bands"] == {} == readings[0]["decisions"]
+    assert sum(readings[2]["score_bands"].values()) == 3 and readings[1]["applicants"] == 2
+    assert TestClient(create_app(backend)).get("/v1/monitoring").status_code == 403  # none configured
     assert client.get("/v1/health").json()["status"] == "ok"
 
 
@@ -167,21 +188,24 @@ def test_concurrent_requests_batched_on_the_loop_keep_their_rows_and_errors(tmp_
     assert replies[6].status_code == 422 and "mining" in replies[6].json()["detail"]
 
 
-def test_app_from_a_config_file_with_monitoring(tmp_path: Path) -> None:
+def test_app_from_a_config_file_with_monitoring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from sampan.serve.service import build_app
 
     url = _store(tmp_path)
     token = new_token()
     (tmp_path / "tokens.txt").write_text(f"desk:{token_hash(token)}\n")
     config = tmp_path / "bank-serve.toml"
-    config.write_text(f'[serve]\nstore = "{url}"\nmodel = "sme-pd@1"\nthreshold = 0.4\n'
-                      '[serve.auth]\ntokens_file = "tokens.txt"\n')
+    ops = new_token()
+    config.write_text(f'[serve]\nstore = "{url}"\nmodel = "sme-pd@1"\nthreshold = 0.4\nmonitor_every = 10\n'
+                      f'[serve.auth]\ntokens_file = "tokens.txt"\nmonitor_tokens_env = "T6_MONITOR_TOKENS"\n')
+    monkeypatch.setenv("T6_MONITOR_TOKENS", f"ops:{token_hash(ops)}")
     client = TestClient(build_app(load_serve_config(config)))
     auth = {"Authorization": f"Bearer {token}"}
-    assert client.post("/v1/score", json={"applicants": ROWS}, headers=auth).status_code == 200
+    for _ in range(10):
+        assert client.post("/v1/score", json={"applicants": ROWS}, headers=auth).status_code == 200
     assert client.get("/v1/model", headers=auth).json()["threshold"] == 0.4
-    monitoring = client.get("/v1/monitoring", headers=auth).json()
-    assert monitoring["applicants"] == 2 and monitoring["latency_ms"]["p99"] >= monitoring["latency_ms"]["p50"] > 0
+    monitoring = client.get("/v1/monitoring", headers={"Authorization": f"Bearer {ops}"}).json()
+    assert monitoring["applicants"] == 20 and monitoring["latency_ms"]["p99"] >= monitoring["latency_ms"]["p50"] > 0
     assert monitoring["drift"]["model"] == "sme-pd"  # sampan.monitoring's report for the served model
 
 

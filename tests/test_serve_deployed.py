@@ -164,8 +164,11 @@ def test_sampan_serve_scores_through_the_coordinator_relay_like_sampan_score(dep
             agent.config = agent.config.model_copy(update={"allow": AllowSection.model_validate(deployment.allow(
                 name, workflows=["vertical", "scoring", "serving"], serving_models=[model_run]))})
         serving = deployment.submit(_run("serve", "serving", {"model": model_run}))
-        host = app.state.backend.session.serving
-        assert host.opened.wait(15), deployment.coordinator.store.get_run(serving).error
+        session = app.state.backend.session
+        deadline = time.monotonic() + 15
+        while not session.live() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert session.live(), deployment.coordinator.store.get_run(serving).error
         reply = client.post("/v1/score", json={"applicants": [{"id": a} for a in [*known, "no-such-company"]]})
         assert reply.status_code == 200, reply.text
         results = reply.json()["results"]
@@ -174,10 +177,12 @@ def test_sampan_serve_scores_through_the_coordinator_relay_like_sampan_score(dep
         assert deployment.coordinator.store.get_run(serving).status == "running"
     row = deployment.wait(serving, 10)  # the service stopped: the job completed and was closed at every party
     assert row.status == "completed", row.error
-    assert row.info["serving"]["scored"] == len(known) + 1 and host.closed.is_set()
+    assert row.info["serving"]["scored"] == len(known) + 1 and session.serving.closed.is_set()
     assert not [a for a in known if a in str(row.info) + str(row.config)]  # the coordinator holds no id
-    for name in PARTNERS:
-        assert serving not in deployment.agents[name]._runs
+    deadline = time.monotonic() + 5  # (the coordinator closes the run at the parties after recording it)
+    while any(serving in deployment.agents[n]._runs for n in PARTNERS) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [n for n in PARTNERS if serving in deployment.agents[n]._runs]
 
 
 def _run_done(deployment: Deployment, run_id: str) -> str:

@@ -34,21 +34,36 @@ access_log = logging.getLogger("sampan.serve.access")
 
 @dataclass
 class ServiceStats:
-    """Bank-local counters for /v1/monitoring (nothing here leaves the bank)."""
+    """Bank-local counters for /v1/monitoring (nothing here leaves the bank).
+
+    Decisions, score bands and drift are published once per ``every`` scored requests, not live: a monitoring
+    reader comparing readings taken around one request would otherwise learn that applicant's decision and
+    score band. Request, applicant and error counts and latencies say nothing about an applicant's score."""
 
     requests: int = 0
     applicants: int = 0
+    every: int = 100
     errors: Counter[str] = field(default_factory=Counter)
     decisions: Counter[str] = field(default_factory=Counter)
     bands: Counter[str] = field(default_factory=Counter)
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
+    scored_requests: int = 0
+    published: dict[str, Any] = field(default_factory=lambda: {"published_after": 0, "decisions": {},
+                                                               "score_bands": {}, "drift": None})
 
-    def scored(self, results: list[dict[str, Any]]) -> None:
+    def scored(self, results: list[dict[str, Any]]) -> bool:
+        """Count one answered request; True when a block of ``every`` requests is complete (publish then)."""
         self.applicants += len(results)
         for r in results:
             self.decisions[r["decision"] or "none"] += 1
             low = int(r["score"] // 20 * 20)
             self.bands[f"{low}-{low + 20}"] += 1
+        self.scored_requests += 1
+        return self.scored_requests % self.every == 0
+
+    def publish(self, drift: dict[str, Any] | None) -> None:
+        self.published = {"published_after": self.scored_requests, "decisions": dict(self.decisions),
+                          "score_bands": dict(sorted(self.bands.items())), "drift": drift}
 
     def percentiles(self) -> dict[str, float]:
         ordered = sorted(self.latencies)
@@ -98,11 +113,14 @@ class AccessLog:
 
 def create_app(backend: ScoringBackend, *, tokens: TokenBook | None = None, mtls: bool = False,
                monitoring: Callable[[], dict[str, Any] | None] | None = None,
-               observe: Callable[[list[float]], None] | None = None) -> FastAPI:
+               observe: Callable[[list[float]], None] | None = None, monitor_tokens: TokenBook | None = None,
+               monitor_every: int = 100) -> FastAPI:
     """The service for ``backend``. ``tokens``: API tokens required (Bearer); ``mtls``: TLS already demanded a
     client certificate (recorded in the access log); neither: refused unless the caller meant it (the CLI
     allows that only on loopback). ``monitoring``: extra /v1/monitoring content (`sampan.monitoring`);
-    ``observe``: gets the PDs of each answered request (bank-local drift counters)."""
+    ``observe``: gets the PDs of each answered request (bank-local drift counters). ``monitor_tokens``: the
+    only tokens /v1/monitoring accepts (none: it answers 403); its score counters refresh once per
+    ``monitor_every`` scored requests (`ServiceStats`)."""
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
@@ -111,7 +129,7 @@ def create_app(backend: ScoringBackend, *, tokens: TokenBook | None = None, mtls
     app = FastAPI(title="Sampan scoring service", version="1", lifespan=lifespan,
                   description="Scores loan applicants with a federated model held at this bank. Vertical models "
                               "reach the partners through the coordinator relay; scores never leave the bank.")
-    stats = ServiceStats()
+    stats = ServiceStats(every=monitor_every)
     started = time.monotonic()
     bearer = HTTPBearer(auto_error=False)
 
@@ -127,6 +145,21 @@ def create_app(backend: ScoringBackend, *, tokens: TokenBook | None = None, mtls
         request.state.client = name
         return name
 
+    async def monitor_client(request: Request,
+                             credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
+        if monitor_tokens is None:
+            raise HTTPException(403, "monitoring is read with a monitor token ([serve.auth] monitor_tokens_file or "
+                                "monitor_tokens_env); none is configured")
+        presented = credentials.credentials if credentials is not None else None
+        found = monitor_tokens.check(presented)
+        if found is None:
+            if tokens is not None and tokens.check(presented) is not None:
+                raise HTTPException(403, "a scoring token does not read monitoring (use a monitor token)")
+            raise HTTPException(401, "a valid monitor token is required (Authorization: Bearer <token>)",
+                                headers={"WWW-Authenticate": "Bearer"})
+        request.state.client = found
+        return found
+
     @app.exception_handler(DataError)
     async def data_error(request: Request, exc: DataError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
@@ -141,9 +174,10 @@ def create_app(backend: ScoringBackend, *, tokens: TokenBook | None = None, mtls
             raise DataError(str(exc)) from None
         except (TimeoutError, ConnectionError, RuntimeError) as exc:
             raise HTTPException(503, f"the scoring session with the partners is not answering ({exc})") from None
-        stats.scored(results)
         if observe is not None:
             observe([r["probability_of_default"] for r in results])
+        if stats.scored(results):  # a complete block: decisions, bands and drift become readable
+            stats.publish(monitoring() if monitoring else None)
         answer = {"model": backend.info.name, "version": backend.info.version, "results": results}
         return Response(json.dumps(answer, allow_nan=False), media_type="application/json")  # no re-validation
 
@@ -159,11 +193,11 @@ def create_app(backend: ScoringBackend, *, tokens: TokenBook | None = None, mtls
     async def model(who: str = Depends(client)) -> dict[str, Any]:
         return dict(backend.info.__dict__)
 
-    @app.get("/v1/monitoring", response_model=Monitoring, summary="Service counters, score bands and drift")
-    async def monitor(who: str = Depends(client)) -> dict[str, Any]:
+    @app.get("/v1/monitoring", response_model=Monitoring, summary="Service counters, score bands and drift "
+             "(monitor token)")
+    async def monitor(who: str = Depends(monitor_client)) -> dict[str, Any]:
         return {"requests": stats.requests, "applicants": stats.applicants, "errors": dict(stats.errors),
-                "latency_ms": stats.percentiles(), "decisions": dict(stats.decisions),
-                "score_bands": dict(sorted(stats.bands.items())), "drift": monitoring() if monitoring else None}
+                "latency_ms": stats.percentiles(), **stats.published}
 
     @app.get("/v1/noop", include_in_schema=False)
     async def noop(who: str = Depends(client)) -> dict[str, str]:

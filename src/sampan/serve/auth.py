@@ -73,8 +73,9 @@ class TokenBook:
         return cls(hashes)
 
     @classmethod
-    def load(cls, file: Path | None, env: str | None) -> TokenBook | None:
-        """The hashes from the token file and/or the environment variable; None when neither is configured."""
+    def load(cls, file: Path | None, env: str | None, field: str = "tokens") -> TokenBook | None:
+        """The hashes from the token file and/or the environment variable; None when neither is configured.
+        ``field``: the config keys' prefix (``tokens``, ``monitor_tokens``) the errors name."""
         if file is None and env is None:
             return None
         hashes: dict[str, str] = {}
@@ -82,13 +83,13 @@ class TokenBook:
             try:
                 hashes.update(cls.parse(Path(file).read_text(encoding="utf-8"), f"token file {file}").hashes)
             except OSError as exc:
-                raise ConfigError(f"[serve.auth] tokens_file {file}: cannot be read ({exc.strerror})") from None
+                raise ConfigError(f"[serve.auth] {field}_file {file}: cannot be read ({exc.strerror})") from None
         if env is not None:
             if env not in os.environ:
-                raise ConfigError(f"[serve.auth] tokens_env: environment variable {env} is not set")
+                raise ConfigError(f"[serve.auth] {field}_env: environment variable {env} is not set")
             hashes.update(cls.parse(os.environ[env], f"environment variable {env}").hashes)
         if not hashes:
-            raise ConfigError("[serve.auth]: the token file/variable lists no client")
+            raise ConfigError(f"[serve.auth] {field}: the token file/variable lists no client")
         return cls(hashes)
 
 

@@ -14,6 +14,7 @@
     [serve.auth]
     tokens_file = "scoring-tokens.txt"          # lines client:sha256:<hex> (`sampan serve token CLIENT`)
     # tokens_env = "SAMPAN_SERVE_TOKENS"        # the same entries, comma-separated
+    monitor_tokens_file = "monitor-tokens.txt"  # who may read /v1/monitoring (not the scoring tokens); or _env
 
     [serve.tls]                                 # HTTPS; with client_ca, clients need its certificates (mTLS)
     cert = "serve.crt"
@@ -42,6 +43,8 @@ class AuthSection(Strict):
     tokens_file: Path | None = None
     tokens_env: str | None = None
     allow_unauthenticated: bool = False  # loopback only: no token and no client certificate
+    monitor_tokens_file: Path | None = None  # the only tokens /v1/monitoring accepts (a scoring token may not)
+    monitor_tokens_env: str | None = None
 
 
 class TlsSection(Strict):
@@ -61,6 +64,9 @@ class ServeSection(Strict):
     threshold: float | None = Field(None, gt=0.0, lt=1.0)
     max_batch: int = Field(256, ge=1, le=10000)
     workers: int = Field(1, ge=1, le=64)
+    # /v1/monitoring's decisions, score bands and drift refresh once per this many scored requests (never per
+    # request: a reader comparing two readings around one request would learn that applicant's band)
+    monitor_every: int = Field(100, ge=10)
     auth: AuthSection = AuthSection()
     tls: TlsSection | None = None
 
@@ -88,6 +94,10 @@ class ServeConfig:
     def tokens(self) -> TokenBook | None:
         auth = self.section.auth
         return TokenBook.load(self._path(auth.tokens_file), auth.tokens_env)
+
+    def monitor_tokens(self) -> TokenBook | None:
+        auth = self.section.auth
+        return TokenBook.load(self._path(auth.monitor_tokens_file), auth.monitor_tokens_env, "monitor_tokens")
 
     def agent(self) -> Path | None:
         return self._path(self.section.agent)

@@ -40,6 +40,7 @@ log = logging.getLogger("sampan.serve.deployed")
 REVEALS = ("Serving job: the coordinator learns each exchange's batch size and timing (never an id or a score); "
            "a partner, the registration numbers queried; the bank, the scores (`sampan.serve.deployed`).")
 MAX_FAILURES = 20  # consecutive failed exchanges before the job gives up (a partner gone for good)
+STALE_S = 3.0  # a queue the coordinator has not polled for this long is not served (the job failed or was cut)
 
 _HOSTS: dict[str, ServingHost] = {}
 _HOSTS_LOCK = threading.Lock()
@@ -172,10 +173,15 @@ class DeployedSession:
         self.serving, self.agent, self._stop, self._thread = serving, agent, stop, thread
         self.last_error: BaseException | None = None
 
+    def live(self) -> bool:
+        """The serving job is open AND the coordinator polls the bank's queue (a failed job stops polling)."""
+        queue = self.serving.queue
+        return queue is not None and time.monotonic() - queue.last_poll < STALE_S
+
     @property
     def queue(self) -> BankQueue:
         queue = self.serving.queue
-        if queue is None:
+        if queue is None or not self.live():
             raise SessionError(f"no serving job of {self.serving.model_run!r} is open at {self.serving.bank!r}: the "
                                "operator submits one (run.workflow = 'serving') and every partner's [allow] accepts it")
         return queue

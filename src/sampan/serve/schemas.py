@@ -80,8 +80,11 @@ class Monitoring(BaseModel):
     applicants: int = Field(..., description="Applicants scored.")
     errors: dict[str, int] = Field(..., description="Failed requests by HTTP status.")
     latency_ms: dict[str, float] = Field(..., description="p50 and p99 over the last 2000 score requests.")
-    decisions: dict[str, int] = Field(..., description="Decisions made, by decision.")
-    score_bands: dict[str, int] = Field(..., description="Scored applicants by 20-point score band (bank-local).")
+    published_after: int = Field(..., description="Scored requests counted in decisions, score_bands and drift: "
+                                 "they refresh once per monitor_every requests, never per request.")
+    decisions: dict[str, int] = Field(..., description="Decisions made, by decision (as of published_after).")
+    score_bands: dict[str, int] = Field(..., description="Scored applicants by 20-point score band (bank-local, as "
+                                        "of published_after).")
     drift: dict[str, object] | None = Field(None, description="From `sampan.monitoring` (horizontal models): the "
                                             "served PDs binned against the training reference (PSI) and the drift, "
                                             "backtest and challenger results recorded for the model.")

@@ -123,7 +123,8 @@ def build_app(config: ServeConfig) -> Any:
     backend = build_backend(config, store)
     report, observe = monitoring_hooks(store, backend)
     return create_app(backend, tokens=tokens, mtls=tls is not None and tls.client_ca is not None,
-                      monitoring=report, observe=observe)
+                      monitoring=report, observe=observe, monitor_tokens=config.monitor_tokens(),
+                      monitor_every=config.section.monitor_every)
 
 
 def app_from_environment() -> Any:

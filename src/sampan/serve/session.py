@@ -76,6 +76,7 @@ class BankQueue:
     max_batch: int = 256
     wait_s: float = 0.5  # an idle long-poll returns after this; a request wakes it at once
     closing: bool = False  # set by the bank's service when it stops: the next idle ``serve.next`` ends the session
+    last_poll: float = 0.0  # when the driver last asked ``serve.next`` (a deployed session is live while recent)
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _waiting: list[tuple[list[str], Future[Results]]] = field(default_factory=list)
     _batches: dict[str, _Batch] = field(default_factory=dict)
@@ -116,6 +117,7 @@ class BankQueue:
     def next(self, msg: Message) -> Message:
         """Wait up to ``wait_s`` for requests; answer the batch size and a token (the ids stay here)."""
         with self._cond:
+            self.last_poll = time.monotonic()
             if not self._waiting:
                 self._cond.wait(self.wait_s)
             applicants: list[str] = []
