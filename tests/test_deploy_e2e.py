@@ -720,6 +720,7 @@ def test_bad_peers_are_refused_with_logged_reasons_while_a_run_goes_on(fed: Fede
     assert "revoked" in _expect_refusal(client, grpc.StatusCode.PERMISSION_DENIED)
     client.close()
 
+    assert wait_for_log(fed.log, "(revoked)", 30), "the revoked certificate's refusal was never logged"
     log = fed.log.read_text()
     for reason in ("TLS handshake refused (unknown_ca)", "TLS handshake refused (expired)",
                    "TLS handshake refused (not_tls)", "(not_a_member)", "(wrong_role)", "(wrong_identity)",
@@ -729,13 +730,21 @@ def test_bad_peers_are_refused_with_logged_reasons_while_a_run_goes_on(fed: Fede
     for name in BANKS:  # the real parties never lost their stream
         assert (fed.files.root / name / "party.log").read_text().count("connected to") == 1
 
-    # The same refusals, with peer address and reason, in the signed audit log (chain "security").
+    # The same refusals, with peer address and reason, in the signed audit log (chain "security"). The coordinator
+    # writes that chain from a queue on its own thread (SecurityAudit), so the last refusal may land a moment after
+    # the peer saw it: wait for every code with a deadline, then check them all.
+    expected = {"not_a_member", "wrong_role", "wrong_identity", "incompatible_version", "malformed", "replay",
+                "too_large", "revoked"}
     store = fed.store()
     try:
-        refused = [dict(e.detail) for e in store.events("security") if e.kind == "peer_refused"]
-        codes = {d["code"] for d in refused}
-        for code in ("not_a_member", "wrong_role", "wrong_identity", "incompatible_version", "malformed", "replay",
-                     "too_large", "revoked"):
+        deadline = time.monotonic() + 30
+        while True:
+            refused = [dict(e.detail) for e in store.events("security") if e.kind == "peer_refused"]
+            codes = {d["code"] for d in refused}
+            if expected <= codes or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        for code in sorted(expected):
             assert code in codes, (code, sorted(codes))
         assert all(d["peer"].startswith("ipv4:127.0.0.1:") for d in refused if d.get("layer") != "tls")
         tls = {d["code"] for d in refused if d.get("layer") == "tls"}  # gRPC's TLS layer names no peer
