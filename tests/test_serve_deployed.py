@@ -6,6 +6,7 @@ serving job and closes it at every party."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -183,6 +184,11 @@ def test_sampan_serve_scores_through_the_coordinator_relay_like_sampan_score(dep
     while any(serving in deployment.agents[n]._runs for n in PARTNERS) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not [n for n in PARTNERS if serving in deployment.agents[n]._runs]
+    agent = deployment.agents["payments"]  # a partner's next job reads its table as the file is now
+    _, before = agent.table("vertical")
+    path = Path(agent.config.data["vertical"].path)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert agent.table("vertical")[1] is not before and agent.table("vertical")[1] is agent.table("vertical")[1]
 
 
 def _run_done(deployment: Deployment, run_id: str) -> str:

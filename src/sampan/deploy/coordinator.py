@@ -137,6 +137,7 @@ class Coordinator(OperatorCalls):
         self._worker: threading.Thread | None = None
         self.waiting: dict[str, list[str]] = {}  # run id -> parties it still waits for
         self.current: str | None = None
+        self.serving: set[str] = set()  # serving jobs running beside the queue (`_serve_job`)
         self.port = 0
 
     # --- lifecycle ----------------------------------------------------------------------------------
@@ -260,6 +261,7 @@ class Coordinator(OperatorCalls):
                 if run_id in self._cancelled:
                     continue  # cancelled while queued (Cancel marked it)
                 if self.store.get_run(run_id).workflow == "serving":  # a standing session: beside the queue
+                    self.serving.add(run_id)
                     threading.Thread(target=self._serve_job, args=(run_id,), name=f"sampan-serving-{run_id}",
                                      daemon=True).start()
                     continue
@@ -278,6 +280,8 @@ class Coordinator(OperatorCalls):
             self.execute(run_id)
         except Exception as exc:  # noqa: BLE001 - recorded in the store; the coordinator keeps serving
             log.error("serving run %s ended: %s: %s", run_id, type(exc).__name__, exc)
+        finally:
+            self.serving.discard(run_id)
 
     def execute(self, run_id: str) -> None:
         """Wait for the run's parties, open it at each, run it through the one runner, close it."""

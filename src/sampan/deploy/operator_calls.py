@@ -43,6 +43,7 @@ class OperatorCalls:
         waiting: dict[str, list[str]]
         current: str | None
         _cancelled: set[str]
+        serving: set[str]
 
         def _enqueue(self, run_id: str) -> None: ...
 
@@ -85,7 +86,7 @@ class OperatorCalls:
             "round": row.current_round, "total_rounds": row.total_rounds, "error": row.error,
             "final_metrics": info.get("final_metrics"), "model": info.get("model"),
             "connected": self.hub.connected(), "parties": self.hub.health(parties),
-            "waiting_for": waiting, "current": self.current == row.run_id,
+            "waiting_for": waiting, "current": self.current == row.run_id or row.run_id in self.serving,
             "cancel_requested": row.run_id in self._cancelled})
 
     def cancel(self, identity: Identity, message: Message) -> Message:
@@ -97,7 +98,7 @@ class OperatorCalls:
         log.warning("run %s: cancel requested by %s", run_id, identity.name)
         with self._cancel_lock:
             self._cancelled.add(run_id)
-            running = self.current == run_id
+            running = self.current == run_id or run_id in self.serving
         if not running:  # queued (or interrupted): it ends now, and the worker skips it
             self.store.set_status(run_id, "cancelled", error=f"cancelled by {identity.name} before it ran")
         return message.reply("deploy.cancelled", meta={"run_id": run_id, "running": running})

@@ -83,6 +83,7 @@ class PartyAgent:
         self.config = config
         self.name = config.party.name
         self._tables: dict[str, PartyData] = {}
+        self._stamps: dict[str, tuple[int, int] | None] = {}  # each table file's (mtime, size) when it was read
         self._runs: OrderedDict[str, _RunContext] = OrderedDict()
         self._seen: dict[str, int] = {}
         fault = os.environ.get(FAULT_PARTY_ENV, "")
@@ -103,8 +104,10 @@ class PartyAgent:
         binding = datasets.get(dataset)
         if binding is None:
             raise ValueError(f"party {self.name!r} has no dataset {dataset!r} (has {sorted(datasets)})")
-        if dataset not in self._tables:
+        stamp = _stamp(binding.path)
+        if dataset not in self._tables or self._stamps.get(dataset) != stamp:  # the table as the file is now
             self._tables[dataset] = load_table(binding.path, binding.schema_, self.name, binding.format)
+            self._stamps[dataset] = stamp
         return dataset, self._tables[dataset]
 
     # --- requests -----------------------------------------------------------------------------------
@@ -379,6 +382,16 @@ class PartyAgent:
         )
         self.link = PartyLink(settings, self.handle, credentials, preflight=preflight)
         self.link.serve_forever(stop)
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    """A file's (mtime, size): a job opened after the party replaced its table reads the new one (a scoring or
+    serving job then answers from the party's current features); None for a folder or an unreadable path."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_mtime_ns, info.st_size) if os.path.isfile(path) else None
 
 
 def _path(value: str | None) -> Any:
