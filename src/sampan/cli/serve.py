@@ -28,17 +28,23 @@ def serve(ctx: typer.Context,
         return
     if config is None:
         raise typer.BadParameter("--config bank-serve.toml is required (see docs/deploy.md, 'Scoring service')")
+    from sampan.errors import ConfigError
+
     try:
-        from sampan.serve.config import load_serve_config
+        from pydantic import ValidationError
+
+        from sampan.config.base import problems
+        from sampan.serve.config import ServeSection, load_serve_config
         from sampan.serve.service import serve as run_service
     except ImportError as exc:
-        from sampan.errors import ConfigError
-
         raise ConfigError(f"sampan serve needs the 'serve' extra (pip install 'sampan[serve]'): {exc}") from None
     loaded = load_serve_config(config)
     overrides = {k: v for k, v in (("port", port), ("host", host)) if v is not None}
-    if overrides:
-        loaded.section = loaded.section.model_copy(update=overrides)
+    if overrides:  # validated like the file's values (R13-SRV-9: model_copy would skip the port's bounds)
+        try:
+            loaded.section = ServeSection.model_validate({**loaded.section.model_dump(), **overrides})
+        except ValidationError as exc:
+            raise ConfigError(f"sampan serve --port/--host: {problems(exc)}") from None
     typer.echo(f"sampan serve: {loaded.section.model or loaded.section.vertical_run} on "
                f"{'https' if loaded.section.tls else 'http'}://{loaded.section.host}:{loaded.section.port}", err=True)
     run_service(loaded)

@@ -327,7 +327,8 @@ def _check_vertical_job(party: str, kind: str, meta: Mapping[str, Any], job: Map
             f"vertical.load_model names model run {meta.get('model_run')!r}; the "
             f"scoring job this party accepted announced {job['model_run']!r}",
         )
-    if kind in ("score.start", "vgb.score_start") and "applicants_file" in meta and (workflow != "scoring" or (
+    if kind in ("score.start", "vgb.score_start", "serve.start") and "applicants_file" in meta and (
+        workflow != "scoring" or (
         (meta.get("applicants_file"), meta.get("id_column")) != (job.get("applicants_file"), job.get("id_column")))
     ):  # the bank reads only the file (and column) of the scoring job it accepted (R13-SCO-13: no training job's)
         raise JobRefused(

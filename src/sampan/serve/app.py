@@ -111,16 +111,60 @@ class AccessLog:
                                         "applicants": state.get("applicants")}))
 
 
+class BodyLimit:
+    """Pure ASGI middleware: a request body over ``limit`` bytes is answered 413 before anything parses it
+    (R13-SRV-7); the body is read here (at most ``limit`` bytes held) and replayed to the app."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.limit:
+            await self._refuse(send)
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            body += message.get("body", b"")
+            more = bool(message.get("more_body", False))
+            if len(body) > self.limit:
+                await self._refuse(send)
+                return
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if replayed:
+                return dict(await receive())
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, send: Any) -> None:
+        detail = json.dumps({"detail": f"the request body is larger than {self.limit} bytes ([serve] "
+                                       "max_body_bytes)"}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(detail)).encode())]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": detail})
+
+
 def create_app(backend: ScoringBackend, *, tokens: TokenBook | None = None, mtls: bool = False,
                monitoring: Callable[[], dict[str, Any] | None] | None = None,
                observe: Callable[[list[float]], None] | None = None, monitor_tokens: TokenBook | None = None,
-               monitor_every: int = 100) -> FastAPI:
+               monitor_every: int = 100, max_body_bytes: int = 1 << 20) -> FastAPI:
     """The service for ``backend``. ``tokens``: API tokens required (Bearer); ``mtls``: TLS already demanded a
     client certificate (recorded in the access log); neither: refused unless the caller meant it (the CLI
     allows that only on loopback). ``monitoring``: extra /v1/monitoring content (`sampan.monitoring`);
     ``observe``: gets the PDs of each answered request (bank-local drift counters). ``monitor_tokens``: the
     only tokens /v1/monitoring accepts (none: it answers 403); its score counters refresh once per
-    ``monitor_every`` scored requests (`ServiceStats`)."""
+    ``monitor_every`` scored requests (`ServiceStats`). ``max_body_bytes``: larger request bodies get 413."""
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
@@ -205,5 +249,6 @@ def create_app(backend: ScoringBackend, *, tokens: TokenBook | None = None, mtls
         return {"status": "ok"}
 
     app.state.stats, app.state.backend = stats, backend
-    app.add_middleware(AccessLog, stats=stats)
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    app.add_middleware(AccessLog, stats=stats)  # outermost: a refused body is logged and counted too
     return app

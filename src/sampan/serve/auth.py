@@ -7,7 +7,11 @@ constant time (`hmac.compare_digest`), so neither the timing nor the order of th
 prefix matched.
 
 mTLS: uvicorn's TLS context requires a client certificate (``CERT_REQUIRED``) issued by the bank's CA for
-its scoring clients; a client without one is refused in the TLS handshake, before any HTTP is read.
+its scoring clients; a client without one is refused in the TLS handshake, before any HTTP is read. The CA's
+CRL (``client_crl``, by default ``crl.pem`` beside the CA certificate, as `sampan certs` keeps it) is checked
+for the client's certificate (``VERIFY_CRL_CHECK_LEAF``, review R13-SRV-10): a revoked client is refused in
+the handshake. The CRL is read when the service starts: after `sampan certs revoke` / `sampan certs crl`
+(refresh it before it expires: an expired CRL refuses every client), restart the service.
 """
 
 from __future__ import annotations
@@ -100,18 +104,36 @@ class TlsFiles:
     cert: Path
     key: Path
     client_ca: Path | None = None
+    client_crl: Path | None = None  # default: crl.pem beside client_ca (where `sampan certs` writes it), if there
+
+    def crl(self) -> Path | None:
+        """The client CA's CRL to check, if any."""
+        if self.client_crl is not None or self.client_ca is None:
+            return self.client_crl
+        beside = Path(self.client_ca).parent / "crl.pem"
+        return beside if beside.is_file() else None
 
     def check(self) -> None:
-        for field, path in (("cert", self.cert), ("key", self.key), ("client_ca", self.client_ca)):
+        for field, path in (("cert", self.cert), ("key", self.key), ("client_ca", self.client_ca),
+                            ("client_crl", self.client_crl)):
             if path is not None and not Path(path).is_file():
                 raise ConfigError(f"[serve.tls] {field}: no file at {path}")
         try:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(str(self.cert), str(self.key))
-            if self.client_ca is not None:
-                context.load_verify_locations(str(self.client_ca))
+            self.verify_clients(context)
         except (ssl.SSLError, ValueError) as exc:
-            raise ConfigError(f"[serve.tls]: the certificate, key or client CA cannot be loaded ({exc})") from None
+            raise ConfigError(f"[serve.tls]: the certificate, key, client CA or CRL cannot be loaded ({exc})") from None
+
+    def verify_clients(self, context: ssl.SSLContext) -> ssl.SSLContext:
+        """The client CA, and its CRL checked for every client certificate (a revoked one fails the handshake)."""
+        if self.client_ca is not None:
+            context.load_verify_locations(str(self.client_ca))
+        crl = self.crl()
+        if crl is not None:
+            context.load_verify_locations(str(crl))
+            context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+        return context
 
 
 def uvicorn_tls(tls: TlsFiles | None) -> dict[str, Any]:
@@ -121,5 +143,6 @@ def uvicorn_tls(tls: TlsFiles | None) -> dict[str, Any]:
     tls.check()
     kwargs: dict[str, Any] = {"ssl_certfile": str(tls.cert), "ssl_keyfile": str(tls.key)}
     if tls.client_ca is not None:
-        kwargs.update(ssl_ca_certs=str(tls.client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
+        kwargs.update(ssl_ca_certs=str(tls.client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED,
+                      ssl_context_factory=lambda config, default: tls.verify_clients(default()))
     return kwargs

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from sampan.errors import DataError
 from sampan.models.scorer import Scorer
-from sampan.serve.session import VerticalScoringSession
+from sampan.serve.session import VerticalScoringSession, check_ids
 
 __all__ = ["ModelInfo", "ScoringBackend", "HorizontalBackend", "VerticalBackend", "decide"]
 
@@ -127,6 +127,7 @@ class VerticalBackend:
         empty = [i for i, a in enumerate(ids) if not a]
         if empty:
             raise DataError(f"applicants {empty[:10]}: a vertical model scores by registration number ('id')")
+        check_ids(ids)  # the bank's rules, here: a bad id fails its own request only (R13-SRV-3)
         return ids
 
     def score(self, applicants: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -51,6 +51,7 @@ class TlsSection(Strict):
     cert: Path
     key: Path
     client_ca: Path | None = None
+    client_crl: Path | None = None  # the client CA's CRL (default: crl.pem beside client_ca); restart to reload
 
 
 class ServeSection(Strict):
@@ -63,6 +64,7 @@ class ServeSection(Strict):
     port: int = Field(8443, ge=0, le=65535)
     threshold: float | None = Field(None, gt=0.0, lt=1.0)
     max_batch: int = Field(256, ge=1, le=10000)
+    max_body_bytes: int = Field(1 << 20, ge=1024, le=64 << 20)  # larger request bodies are answered 413
     workers: int = Field(1, ge=1, le=64)
     # /v1/monitoring's decisions, score bands and drift refresh once per this many scored requests (never per
     # request: a reader comparing two readings around one request would learn that applicant's band)
@@ -108,18 +110,22 @@ class ServeConfig:
             return None
         cert, key = self._path(tls.cert), self._path(tls.key)
         assert cert is not None and key is not None
-        return TlsFiles(cert, key, self._path(tls.client_ca))
+        return TlsFiles(cert, key, self._path(tls.client_ca), self._path(tls.client_crl))
 
     def check_access(self, tokens: TokenBook | None, tls: TlsFiles | None) -> None:
-        """Some client authentication, unless explicitly waived on a loopback address."""
-        if tokens is not None or (tls is not None and tls.client_ca is not None):
-            return
+        """Some client authentication, unless explicitly waived on a loopback address; and plain HTTP (API tokens
+        and applicant data in clear) only on a loopback address, e.g. behind a TLS proxy on the same machine."""
         host = self.section.host
         loopback = host == "localhost" or _is_loopback(host)
-        if not (self.section.auth.allow_unauthenticated and loopback):
+        authenticated = tokens is not None or (tls is not None and tls.client_ca is not None)
+        if not authenticated and not (self.section.auth.allow_unauthenticated and loopback):
             raise ConfigError(f"{self.source}: [serve.auth] configures no API tokens and [serve.tls] no client_ca: "
                               "anyone could score. Set tokens_file/tokens_env or client_ca (allow_unauthenticated = "
                               "true is accepted on a loopback host only)")
+        if tls is None and not loopback:
+            raise ConfigError(f"{self.source}: [serve] host {host!r} is not a loopback address and [serve.tls] is not "
+                              "configured: API tokens and applicants would travel in clear. Configure [serve.tls] "
+                              "(cert, key) or serve on 127.0.0.1 behind a TLS-terminating proxy on this machine")
 
 
 def _is_loopback(host: str) -> bool:

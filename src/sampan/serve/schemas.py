@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["Applicant", "ScoreRequest", "Reason", "ScoredApplicant", "ScoreResponse", "Health", "ModelDescription",
            "Monitoring"]
 
 Value = float | int | str | bool | None
+MAX_FEATURES = 500  # input columns per applicant (R13-SRV-7: the body's size is bounded too, `app.BodyLimit`)
+MAX_NAME = 128  # characters of a feature name
+MAX_LABEL = 256  # characters of a category label
+MAX_ABS = 1e15  # a numeric feature's magnitude (R13-SRV-5: 1e308 made an infinite reason contribution, a 500)
 
 
 class Applicant(BaseModel):
@@ -18,7 +22,21 @@ class Applicant(BaseModel):
     id: str | None = Field(None, max_length=128, description="The applicant's registration number. Required for a "
                            "vertical model (partners look it up in their own tables); echoed back otherwise.")
     features: dict[str, Value] = Field(default_factory=dict, description="Input columns by name (horizontal "
-                                       "models): numbers, booleans or category labels; other columns are ignored.")
+                                       "models): numbers, booleans or category labels; other columns are ignored.",
+                                       max_length=MAX_FEATURES)
+
+    @field_validator("features")
+    @classmethod
+    def _bounded(cls, features: dict[str, Value]) -> dict[str, Value]:
+        """Names, labels and magnitudes a model can use; the error names the field."""
+        for name, value in features.items():
+            if len(name) > MAX_NAME:
+                raise ValueError(f"feature name {name[:40]!r}...: longer than {MAX_NAME} characters")
+            if isinstance(value, str) and len(value) > MAX_LABEL:
+                raise ValueError(f"feature {name!r}: a label longer than {MAX_LABEL} characters")
+            if isinstance(value, (int, float)) and not abs(value) <= MAX_ABS:  # NaN and +/-inf fail too
+                raise ValueError(f"feature {name!r}: {value!r} is not a finite number within +/-{MAX_ABS:g}")
+        return features
 
 
 class ScoreRequest(BaseModel):

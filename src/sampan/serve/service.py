@@ -124,7 +124,7 @@ def build_app(config: ServeConfig) -> Any:
     report, observe = monitoring_hooks(store, backend)
     return create_app(backend, tokens=tokens, mtls=tls is not None and tls.client_ca is not None,
                       monitoring=report, observe=observe, monitor_tokens=config.monitor_tokens(),
-                      monitor_every=config.section.monitor_every)
+                      monitor_every=config.section.monitor_every, max_body_bytes=config.section.max_body_bytes)
 
 
 def app_from_environment() -> Any:

@@ -24,6 +24,7 @@ asked about in the same few milliseconds, nothing more.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -33,16 +34,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sampan.core.transport import Transport
+from sampan.errors import DataError
+from sampan.vertical.applicants import id_problem
 from sampan.vertical.party import VerticalParty
 from sampan.vertical.session import VerticalSession
 from sampan.wire import Message
 
-__all__ = ["BankQueue", "ServingDriver", "SessionError", "VerticalScoringSession", "REVEALS"]
+__all__ = ["BankQueue", "ServingDriver", "SessionError", "VerticalScoringSession", "REVEALS", "check_ids"]
 
 REVEALS = ("Scoring service: the coordinator learns each exchange's batch size and timing; partners learn the "
            "registration numbers queried; scores and ids stay at the bank (`sampan.serve.session`).")
 
 Results = list[dict[str, Any]]
+MAX_OPEN_BATCHES = 4  # a driver works one batch at a time; more open tokens are refused (``serve.next`` without start)
+BATCH_TTL_S = 120.0  # a batch not finished by then is failed and its token forgotten
+log = logging.getLogger("sampan.serve.session")
 
 
 class SessionError(RuntimeError):
@@ -65,6 +71,31 @@ class _Batch:
     token: str
     applicants: list[str]
     futures: list[tuple[Future[Results], int, int]]  # (future, start, end) in applicants
+    created: float = field(default_factory=time.monotonic)
+    request_id: str | None = None  # bound by ``serve.start``: ``serve.finish`` must name the same (R13-SRV-1)
+
+
+def check_ids(applicants: list[str]) -> None:
+    """One request's ids, checked before they join a batch (R13-SRV-3: a bad id fails its own request only, and
+    the error names positions in that request, never in the shared batch)."""
+    bad = [k + 1 for k, a in enumerate(applicants) if id_problem(a)]
+    if bad:
+        raise DataError(f"applicants {bad[:10]}: an id must be non-blank, hold no control character (line break, "
+                        "tab) and be at most 64 bytes")
+
+
+def _gather(parts: list[Future[Results]], whole: Future[Results]) -> None:
+    """``whole`` gets the parts' rows in order once all are done (the first error otherwise)."""
+    def done(_: Future[Results]) -> None:
+        if not all(p.done() for p in parts):
+            return
+        errors = [p.exception() for p in parts if not p.cancelled() and p.exception() is not None]
+        if errors:
+            _settle(whole, error=errors[0])
+        else:
+            _settle(whole, [row for p in parts for row in p.result()])
+    for part in parts:
+        part.add_done_callback(done)
 
 
 @dataclass
@@ -89,10 +120,19 @@ class BankQueue:
             self.party.app.register(kind, handler)
 
     def submit(self, applicants: list[str]) -> Future[Results]:
-        """Queue one HTTP request's applicants; the future gets the bank's result per applicant, in order."""
+        """Queue one HTTP request's applicants; the future gets the bank's result per applicant, in order. A request
+        longer than ``max_batch`` is split into exchanges of at most ``max_batch`` (R13-SRV-4)."""
+        ids = [str(a) for a in applicants]
+        check_ids(ids)
         future: Future[Results] = Future()
+        if not ids:
+            future.set_result([])
+            return future
+        chunks = [ids[k:k + self.max_batch] for k in range(0, len(ids), self.max_batch)]
+        parts: list[Future[Results]] = [Future() for _ in chunks]
+        _gather(parts, future)
         with self._cond:
-            self._waiting.append((list(applicants), future))
+            self._waiting.extend(zip(chunks, parts, strict=True))
             self._cond.notify()
         return future
 
@@ -118,6 +158,10 @@ class BankQueue:
         """Wait up to ``wait_s`` for requests; answer the batch size and a token (the ids stay here)."""
         with self._cond:
             self.last_poll = time.monotonic()
+            self._expire()
+            if len(self._batches) >= MAX_OPEN_BATCHES:
+                raise ValueError(f"party {self.party.name!r}: {len(self._batches)} serving batches are open; start "
+                                 "and finish them first")
             if not self._waiting:
                 self._cond.wait(self.wait_s)
             applicants: list[str] = []
@@ -132,28 +176,46 @@ class BankQueue:
             self._batches[token] = _Batch(token, applicants, futures)
         return msg.reply("serve.batch", meta={"n": len(applicants), "batch": token})
 
+    def _expire(self) -> None:
+        """Forget batches not finished in `BATCH_TTL_S` (their requests fail now, not at their HTTP timeout)."""
+        now = time.monotonic()
+        for token in [t for t, b in self._batches.items() if now - b.created > BATCH_TTL_S]:
+            for future, _, _ in self._batches.pop(token).futures:
+                _settle(future, error=SessionError("the scoring exchange did not complete in time"))
+
     def start(self, msg: Message) -> Message:
-        """``score.start`` on the batch's applicants (looked up here, by token)."""
-        batch = self._batches.get(str(msg.meta.get("batch")))
-        if batch is None:
-            raise ValueError(f"party {self.party.name!r}: no open serving batch {msg.meta.get('batch')!r} (a token "
-                             "serves one exchange)")
+        """``score.start`` on the batch's applicants (looked up here, by token), binding the token to the request
+        id: each token starts once, and no two open batches share a request id (R13-SRV-1)."""
+        request = str(msg.meta.get("request_id"))
+        with self._cond:
+            batch = self._batches.get(str(msg.meta.get("batch")))
+            if batch is None or batch.request_id is not None:
+                raise ValueError(f"party {self.party.name!r}: no serving batch {msg.meta.get('batch')!r} waits to "
+                                 "start (a token serves one exchange)")
+            if any(b.request_id == request for b in self._batches.values()):
+                raise ValueError(f"party {self.party.name!r}: request id {request!r} is already in use by a batch")
+            batch.request_id = request
         reply = self._delegate(msg, self._score_kinds[0], {"applicants": batch.applicants})
         return msg.reply("serve.started", reply.arrays, reply.meta)
 
     def finish(self, msg: Message) -> Message:
-        """``score.finish``, then each waiting request gets its rows; only the count leaves."""
+        """``score.finish`` on the batch started with this request id, then each waiting request gets its rows
+        (checked to be this batch's applicants); only the count leaves."""
+        request = str(msg.meta.get("request_id"))
         with self._cond:
-            batch = self._batches.pop(str(msg.meta.get("batch")), None)
-        if batch is None:
-            raise ValueError(f"party {self.party.name!r}: no open serving batch {msg.meta.get('batch')!r}")
+            batch = self._batches.get(str(msg.meta.get("batch")))
+            if batch is None or batch.request_id != request:
+                raise ValueError(f"party {self.party.name!r}: no serving batch {msg.meta.get('batch')!r} was started "
+                                 f"with request id {request!r}")
+            del self._batches[batch.token]
         try:
             self._delegate(msg, self._score_kinds[1], {})
-            request = str(msg.meta["request_id"])
             if self.kind == "gbdt":
                 results = self.party.gbdt.results.pop(request)
             else:
                 results = [r.as_dict() for r in self.party.scoring.results.pop(request)]
+            if [str(r["applicant"]) for r in results] != batch.applicants:
+                raise ValueError("the results are not this batch's applicants")
         except Exception as exc:
             for future, _, _ in batch.futures:
                 _settle(future, error=SessionError(f"the scoring exchange failed: {exc}"))
@@ -167,15 +229,19 @@ class BankQueue:
         their HTTP timeout."""
         with self._cond:
             batch = self._batches.pop(str(msg.meta.get("batch")), None)
+        if batch is not None:  # the coordinator's text goes to the bank's log, never to the HTTP clients
+            log.warning("serving batch aborted by the driver: %s", str(msg.meta.get("error", "?"))[:300])
         for future, _, _ in batch.futures if batch is not None else []:
-            _settle(future, error=SessionError(f"the scoring exchange failed: {msg.meta.get('error', '?')}"))
+            _settle(future, error=SessionError("the scoring exchange with the partners failed"))
         return msg.reply("serve.aborted", meta={})
 
     def _delegate(self, msg: Message, kind: str, extra: dict[str, Any]) -> Message:
         """The scoring handler on this batch: only relayed mail passes (no ``aligned`` rows: a serving batch
-        is never a held-out evaluation), and the applicants are the bank's own, whatever the meta says."""
+        is never a held-out evaluation), and the meta is built here from the batch: of the coordinator's, only
+        the request id, partners and bank pass (never ``applicants_file`` or ``applicants``: R13-SRV-2)."""
         mail = {k: v for k, v in msg.arrays.items() if k.startswith("from:")}
-        inner = Message(msg.run_id, msg.step, msg.sender, msg.recipient, kind, mail, {**msg.meta, **extra})
+        meta = {k: msg.meta[k] for k in ("request_id", "partners", "bank") if k in msg.meta}
+        inner = Message(msg.run_id, msg.step, msg.sender, msg.recipient, kind, mail, {**meta, **extra})
         reply = self.party.app.handle(inner)
         if reply.is_error:
             raise ValueError(str(reply.meta.get("error", "scoring failed")))
@@ -229,11 +295,14 @@ class ServingDriver:
         relay.wave(self.transport, [relay.request(self.bank, "serve.finish", meta=base)])
         return n
 
-    def run(self, stop: threading.Event, on_error: Callable[[BaseException], None]) -> None:
-        """Loop until ``stop``; a failed exchange is reported (its requests fail) and the loop goes on."""
+    def run(self, stop: threading.Event, on_error: Callable[[BaseException], None],
+            on_ok: Callable[[], None] | None = None) -> None:
+        """Loop until ``stop``; a failed exchange is reported (its requests fail) and the loop goes on;
+        ``on_ok`` hears of each exchange that scored (the service's health recovers)."""
         while not stop.is_set():
             try:
-                self.step()
+                if self.step() and on_ok is not None:
+                    on_ok()
             except Exception as exc:  # one batch failed: its waiting requests get the error, later ones go on
                 on_error(exc)
                 time.sleep(0.01)
@@ -255,10 +324,13 @@ class VerticalScoringSession:
 
     def open(self) -> VerticalScoringSession:
         self.driver.open()
-        self._thread = threading.Thread(target=self.driver.run, args=(self._stop, self._failed),
+        self._thread = threading.Thread(target=self.driver.run, args=(self._stop, self._failed, self._ok),
                                         name="sampan-serve-session", daemon=True)
         self._thread.start()
         return self
+
+    def _ok(self) -> None:
+        self.last_error = None
 
     def _failed(self, exc: BaseException) -> None:
         self.last_error = exc

@@ -21,13 +21,45 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from sampan.errors import DataError
 
-__all__ = ["MAX_APPLICANTS_BYTES", "ApplicantsPolicy", "applicant_ids", "read_applicant_ids"]
+__all__ = ["ID_BYTES", "MAX_APPLICANTS_BYTES", "ApplicantsPolicy", "applicant_ids", "id_problem", "pack_ids",
+           "read_applicant_ids", "unpack_ids"]
 
 log = logging.getLogger(__name__)
 
 MAX_APPLICANTS_BYTES = 64 << 20  # 64 MiB: millions of ids; a larger file is refused before it is read
+ID_BYTES = 64  # every sealed id is padded to this many UTF-8 bytes (R13-SRV-11); a longer id is refused
+
+
+def id_problem(applicant: str) -> str | None:
+    """Why ``applicant`` cannot be sent as a registration number (None: it can). The same rule at the bank's
+    scoring handler and at the service's HTTP layer: non-blank, no control character, at most `ID_BYTES`."""
+    if not applicant.strip():
+        return "is empty"
+    if any(ord(c) < 32 or ord(c) == 127 for c in applicant):
+        return "holds a control character (a line break, a tab, ...)"
+    if len(applicant.encode()) > ID_BYTES:
+        return f"is longer than {ID_BYTES} bytes"
+    return None
+
+
+def pack_ids(party: str, applicants: list[str]) -> np.ndarray:
+    """The ids as sealed to the partners: each NUL-padded to `ID_BYTES`, so the envelope's size (which the
+    coordinator relays) depends on the number of ids only, never on their lengths (review R13-SRV-11)."""
+    bad = [k + 1 for k, a in enumerate(applicants) if id_problem(a)]
+    if bad:
+        raise DataError(f"party {party!r}: the applicant ids at positions {bad[:5]} are empty, hold a control "
+                        f"character or are longer than {ID_BYTES} bytes")
+    return np.frombuffer(b"\n".join(a.encode().ljust(ID_BYTES, b"\0") for a in applicants), dtype=np.uint8)
+
+
+def unpack_ids(packed: np.ndarray) -> list[str]:
+    """The ids `pack_ids` sealed (padding removed)."""
+    text = packed.tobytes().decode()
+    return [a.rstrip("\0") for a in text.split("\n")] if text else []
 
 
 @dataclass(frozen=True)
@@ -60,10 +92,10 @@ def applicant_ids(party: str, policy: ApplicantsPolicy | None, meta: Mapping[str
     """The ids of a scoring request: its own list, or the bank's file it names, if the policy admits that file."""
     if "applicants_file" not in meta:
         ids = [str(a) for a in meta["applicants"]]
-        bad = [k + 1 for k, a in enumerate(ids) if not a.strip() or "\n" in a or "\r" in a]
+        bad = [k + 1 for k, a in enumerate(ids) if id_problem(a)]
         if bad:
-            raise DataError(f"party {party!r}: the request's applicant ids at positions {bad[:5]} are empty or hold "
-                            "a line break")
+            raise DataError(f"party {party!r}: the request's applicant ids at positions {bad[:5]} are empty, hold a "
+                            f"control character (a line break) or are longer than {ID_BYTES} bytes")
         return ids
     path, column = str(meta["applicants_file"]), meta.get("id_column")
     real = (policy or ApplicantsPolicy()).admit(party, path, None if column is None else str(column))

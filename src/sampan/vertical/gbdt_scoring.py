@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from sampan.models.gbdt import GBDTModel, GBDTParams, Tree, apply_bins, goes_left
-from sampan.vertical.applicants import ApplicantsPolicy, applicant_ids
+from sampan.vertical.applicants import ApplicantsPolicy, applicant_ids, pack_ids, unpack_ids
 from sampan.vertical.rows import fingerprint
 from sampan.vertical.scoring import check_tag, request_tag
 from sampan.vertical.secure_lr import receive
@@ -92,8 +92,7 @@ class GBDTScoring:
             if aligned is None:
                 raise ValueError(f"party {self.name!r}: no aligned rows; run PSI alignment first")
             return aligned[query["aligned"]], []
-        text = query["ids"].tobytes().decode()
-        applicants = text.split("\n") if text else []
+        applicants = unpack_ids(query["ids"])
         if self._index is None:
             self._index = {str(i).strip(): r for r, i in enumerate(self._ids if self._ids is not None else [])}
         return np.array([self._index.get(a.strip(), -1) for a in applicants], dtype=np.int64), applicants
@@ -110,7 +109,7 @@ class GBDTScoring:
             query = {"aligned": self._run_rows(msg.run_id).admit_evaluation(model, msg.arrays["aligned"], n, self._y)}
         else:
             ids = applicant_ids(self.name, self.applicants, msg.meta)  # the bank's own file only where it declared it
-            query = {"ids": np.frombuffer("\n".join(ids).encode(), dtype=np.uint8)}
+            query = {"ids": pack_ids(self.name, ids)}  # padded (R13-SRV-11)
         rows, applicants = self._query_rows(query)
         if applicants and (rows < 0).any():  # review R12-VER-8: answered like a known one (its nodes take the
             # default direction, as a partner's unknown id does), so the coordinator cannot test bank membership

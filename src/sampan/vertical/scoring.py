@@ -46,7 +46,7 @@ from sampan.metrics import brier_score, ks_statistic, roc_auc
 from sampan.metrics.score_bands import score_bands
 from sampan.models.explain import ScoreCard
 from sampan.models.scorecard import psi
-from sampan.vertical.applicants import ApplicantsPolicy, applicant_ids, read_applicant_ids
+from sampan.vertical.applicants import ApplicantsPolicy, applicant_ids, pack_ids, read_applicant_ids, unpack_ids
 from sampan.vertical.model import LocalLinearPart
 from sampan.vertical.rows import RunRows, fingerprint, per_run
 from sampan.vertical.secure_lr import receive
@@ -155,7 +155,7 @@ class ScoringParty:
                 logging.getLogger(__name__).warning("party %s: applicants at positions %s of %d are not in its table; "
                                                     "scored with its part neutral (local log only)", self.name,
                                                     unknown[:20], len(rows))
-            query = {"ids": np.frombuffer("\n".join(applicants).encode(), dtype=np.uint8)}
+            query = {"ids": pack_ids(self.name, applicants)}  # padded: sizes say nothing of the ids
         known = rows >= 0
         X = self.X[np.where(known, rows, 0)] if len(self.X) else self.X[rows]
         z_bank = part.partial_logit(X)
@@ -244,8 +244,7 @@ class ScoringParty:
                 raise ValueError(f"party {self.name!r}: no aligned rows; run PSI alignment first")
             rows = aligned[self._inbox.pop((bank, "aligned"))]
         else:
-            text = self._inbox.pop((bank, "ids")).tobytes().decode()
-            rows = self._rows_for(text.split("\n") if text else [])
+            rows = self._rows_for(unpack_ids(self._inbox.pop((bank, "ids"))))
         known = rows >= 0
         z = np.zeros(len(rows))
         if known.any():

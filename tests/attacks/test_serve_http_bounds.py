@@ -1,14 +1,17 @@
-"""Review of issue 13's `sampan serve` HTTP side: scoring clients with valid tokens, and the config/CLI checks.
+"""Attacks on `sampan serve`'s HTTP side: scoring clients with valid tokens, and the config/CLI checks (issue 13
+review findings, now fixed).
 
-R13-SRV-5: a finite but extreme feature value (1e308) is a 500 with a traceback (an infinite reason contribution
-fails `json.dumps(allow_nan=False)`), not a 422 naming the field; the applicant is counted as scored meanwhile.
-R13-SRV-6: any client with a token reads /v1/monitoring; reading it before and after another client's request gives
-that client's applicant's 20-point score band and decision.
-R13-SRV-7: no bound on the request body: unknown feature keys and values of any size are parsed on the event loop.
-R13-SRV-8: API tokens (and applicant data) over plain HTTP on a non-loopback host are accepted by the config check.
-R13-SRV-9: `sampan serve --port 70000` is not validated (uvicorn then listens on 70000 - 65536 = 4464).
+R13-SRV-5: a finite but extreme feature value (1e308) made an infinite reason contribution, a 500; the request schema
+now bounds numbers (finite, |x| <= 1e15) and answers 422 naming the feature.
+R13-SRV-6: any client with a token read /v1/monitoring; reading it before and after another client's request gave
+that client's applicant's score band and decision. Now monitoring takes its own monitor tokens (a scoring token gets
+403) and its decisions and bands refresh once per ``monitor_every`` requests.
+R13-SRV-7: no bound on the request body; now [serve] max_body_bytes (1 MiB) answers 413 before parsing, and the
+schema bounds feature counts, names and labels.
+R13-SRV-8: API tokens (and applicant data) over plain HTTP on a non-loopback host passed the config check; now a
+ConfigError unless [serve.tls] is configured or the host is loopback.
+R13-SRV-9: `sampan serve --port 70000` was not validated; overrides are now validated like the file.
 """
-
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,15 +42,42 @@ def _service(tmp_path: Path) -> tuple[TestClient, dict[str, str], dict[str, str]
             {"Authorization": f"Bearer {b}"})
 
 
-@pytest.mark.xfail(strict=True, reason="R13-SRV-5: an extreme finite feature value (1e308) is a 500, not a 422")
 def test_extreme_finite_feature_is_a_clear_422(tmp_path: Path) -> None:
     client, a, _ = _service(tmp_path)
     reply = client.post("/v1/score", json={"applicants": [{"features": {"x": 1e308, "y": 0}}]}, headers=a)
     assert reply.status_code == 422 and "'x'" in reply.text, (reply.status_code, reply.text)
 
 
-@pytest.mark.xfail(strict=True, reason="R13-SRV-6: any token reads /v1/monitoring and differences out another "
-                                       "client's applicant's score band and decision")
+def test_an_oversized_body_is_refused(tmp_path: Path) -> None:
+    client, a, _ = _service(tmp_path)
+    body = {"applicants": [{"features": {"x": 1, "y": 2, "note": "v" * (8 << 20)}}] * 3}  # 3 x 8 MiB
+    status = client.post("/v1/score", json=body, headers=a).status_code
+    assert status in (413, 422), status
+
+
+def test_tokens_without_tls_on_a_public_host_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "tokens.txt").write_text(f"desk:{token_hash(new_token())}\n")
+    config = tmp_path / "bank-serve.toml"
+    config.write_text('[serve]\nmodel = "pd"\nhost = "0.0.0.0"\n[serve.auth]\ntokens_file = "tokens.txt"\n')
+    loaded = load_serve_config(config)
+    with pytest.raises(ConfigError):
+        loaded.check_access(loaded.tokens(), loaded.tls())
+
+
+def test_cli_port_override_is_validated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    import sampan.serve.service as service
+    from sampan.cli import app
+
+    started: list[Any] = []
+    monkeypatch.setattr(service, "serve", lambda config: started.append(config.section.port))  # never listens
+    config = tmp_path / "bank-serve.toml"
+    config.write_text('[serve]\nmodel = "pd"\n[serve.auth]\nallow_unauthenticated = true\n')
+    result = CliRunner().invoke(app, ["serve", "--config", str(config), "--port", "70000"])
+    assert result.exit_code != 0 and not started, (result.exit_code, started)
+
+
 def test_a_client_cannot_read_another_clients_outcome_from_monitoring(tmp_path: Path) -> None:
     client, a, b = _service(tmp_path)
 
@@ -64,37 +94,3 @@ def test_a_client_cannot_read_another_clients_outcome_from_monitoring(tmp_path: 
     decisions = {k: v - before.get("decisions", {}).get(k, 0) for k, v in after.get("decisions", {}).items()}
     assert {k: v for k, v in learned.items() if v} != {f"{band}-{band + 20}": 1}, "B's score band, read by A"
     assert {k: v for k, v in decisions.items() if v} != {result["decision"]: 1}, "B's decision, read by A"
-
-
-@pytest.mark.xfail(strict=True, reason="R13-SRV-7: no request-size bound: a 24 MB body of unknown features is parsed "
-                                       "(and answered 200)")
-def test_an_oversized_body_is_refused(tmp_path: Path) -> None:
-    client, a, _ = _service(tmp_path)
-    body = {"applicants": [{"features": {"x": 1, "y": 2, "note": "v" * (8 << 20)}}] * 3}  # 3 x 8 MiB
-    status = client.post("/v1/score", json=body, headers=a).status_code
-    assert status in (413, 422), status
-
-
-@pytest.mark.xfail(strict=True, reason="R13-SRV-8: tokens over plain HTTP on a non-loopback host pass the check")
-def test_tokens_without_tls_on_a_public_host_are_refused(tmp_path: Path) -> None:
-    (tmp_path / "tokens.txt").write_text(f"desk:{token_hash(new_token())}\n")
-    config = tmp_path / "bank-serve.toml"
-    config.write_text('[serve]\nmodel = "pd"\nhost = "0.0.0.0"\n[serve.auth]\ntokens_file = "tokens.txt"\n')
-    loaded = load_serve_config(config)
-    with pytest.raises(ConfigError):
-        loaded.check_access(loaded.tokens(), loaded.tls())
-
-
-@pytest.mark.xfail(strict=True, reason="R13-SRV-9: `sampan serve --port 70000` is not validated")
-def test_cli_port_override_is_validated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from typer.testing import CliRunner
-
-    import sampan.serve.service as service
-    from sampan.cli import app
-
-    started: list[Any] = []
-    monkeypatch.setattr(service, "serve", lambda config: started.append(config.section.port))  # never listens
-    config = tmp_path / "bank-serve.toml"
-    config.write_text('[serve]\nmodel = "pd"\n[serve.auth]\nallow_unauthenticated = true\n')
-    result = CliRunner().invoke(app, ["serve", "--config", str(config), "--port", "70000"])
-    assert result.exit_code != 0 and not started, (result.exit_code, started)

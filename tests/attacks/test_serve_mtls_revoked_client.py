@@ -1,7 +1,7 @@
-"""Review of issue 13's `sampan serve` mTLS (R13-SRV-10): a scoring client whose certificate the bank revoked
-(`sampan certs revoke` on the scoring-client CA that docs/deploy.md section 8 has the bank make with `sampan certs`)
-still scores. `TlsFiles`/`uvicorn_tls` take no CRL and uvicorn checks none, so revocation has no effect until the
-whole CA is replaced; the consortium's own links refuse revoked members (`sampan.deploy.ca_revocation`)."""
+"""Attack on `sampan serve` mTLS (R13-SRV-10): a scoring client whose certificate the bank revoked (`sampan certs
+revoke` on the scoring-client CA that docs/deploy.md section 8 has the bank make with `sampan certs`) still scored:
+`TlsFiles`/`uvicorn_tls` took no CRL. Fixed: the CA's CRL (``client_crl``, default ``crl.pem`` beside the client CA)
+is loaded into the server's SSL context with ``VERIFY_CRL_CHECK_LEAF``; the revoked client fails the handshake."""
 
 from __future__ import annotations
 
@@ -30,12 +30,11 @@ def _issue(ca_dir: Path, root: Path, name: str, role: str, **kw: object) -> tupl
     return str(sign_request(csr, ca_dir)), str(root / name / f"{name}.key")
 
 
-@pytest.mark.xfail(strict=True, reason="R13-SRV-10: mTLS checks no CRL: a revoked scoring client's certificate "
-                                       "still scores")
 def test_a_revoked_client_certificate_is_refused(tmp_path: Path) -> None:
     ca = init_ca(tmp_path / "bank-ca", name="Bank scoring clients CA")
     server = _issue(ca.directory, tmp_path, "scoring", "coordinator", dns=["localhost"], ips=["127.0.0.1"])
     client = _issue(ca.directory, tmp_path, "old-desk", "party")
+    current = _issue(ca.directory, tmp_path, "new-desk", "party")
     revoke(ca.directory, cert_path=client[0])  # the desk's laptop was lost
     store = Store.open(f"sqlite:///{tmp_path / 'bank.db'}")
     store.register_model("pd", "run-1", {"params": np.array([0.5, -1.0])},
@@ -59,6 +58,11 @@ def test_a_revoked_client_certificate_is_refused(tmp_path: Path) -> None:
         except httpx.TransportError:  # refused in the handshake: the defence
             status = None
         assert status is None, f"a revoked client certificate was answered {status}"
+        context = ssl.create_default_context(cafile=str(ca.cert))
+        context.load_cert_chain(*current)
+        with httpx.Client(verify=context, timeout=10) as valid:  # the CRL check refuses the revoked one only
+            assert valid.post(f"https://127.0.0.1:{port}/v1/score",
+                              json={"applicants": [{"features": {"x": 1.0}}]}).status_code == 200
     finally:
         service.should_exit = True
         thread.join(10)

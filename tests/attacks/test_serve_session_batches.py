@@ -1,5 +1,11 @@
-"""Review of issue 13's vertical scoring session (`sampan.serve.session`): a malicious coordinator (driver) and
-a scoring client with a valid token, against the bank's `BankQueue`.
+"""Attacks on the vertical scoring session (`sampan.serve.session`): a malicious coordinator (driver) and a
+scoring client with a valid token, against the bank's `BankQueue` (issue 13 review findings, now fixed).
+
+Fixed by: the bank binds each batch token to the request id ``serve.start`` gave it, starts it once, finishes it
+only under that id and checks the results are the batch's applicants (SRV-1); it builds the score request's meta
+from its own batch, passing only request id, partners and bank (SRV-2); ids are checked per request before they
+join a batch and health recovers on the next exchange (SRV-3); a request is split into exchanges of at most
+``max_batch`` (SRV-4); each sealed id is padded to 64 bytes (`sampan.vertical.applicants.pack_ids`, SRV-11).
 
 R13-SRV-1: the bank does not bind a batch token to the request id it was started with, so a coordinator that
 finishes batch T1 with the request id of batch T2 hands client A the ids, PDs and reasons of client B's applicants.
@@ -87,8 +93,6 @@ def _meta(token: str, request: str, **extra: Any) -> dict[str, Any]:
     return {"request_id": request, "partners": PARTNERS, "bank": "bank", "batch": token, **extra}
 
 
-@pytest.mark.xfail(strict=True, reason="R13-SRV-1: a coordinator finishing batch T1 with batch T2's request id hands "
-                                       "client A client B's applicants (ids, PDs, reasons)")
 def test_coordinator_cannot_cross_wire_two_clients_batches() -> None:
     relay, parties, known = _federation()
     queue, driver = _driver(relay, parties)
@@ -110,8 +114,6 @@ def test_coordinator_cannot_cross_wire_two_clients_batches() -> None:
     assert not set(got) & set(known[5:7]), f"client A received client B's applicants {got}"
 
 
-@pytest.mark.xfail(strict=True, reason="R13-SRV-2: the coordinator's applicants_file meta on serve.start replaces the "
-                                       "batch's applicants; an HTTP client gets the bank's file applicants' scores")
 def test_serving_batch_scores_only_its_own_applicants(tmp_path: Path) -> None:
     relay, parties, known = _federation()
     (tmp_path / "other-desk.csv").write_text("id\n" + "\n".join(known[10:12]) + "\n")
@@ -134,8 +136,6 @@ def test_serving_batch_scores_only_its_own_applicants(tmp_path: Path) -> None:
     assert not set(got) & set(known[10:12]), f"the HTTP client received the file's applicants {got}"
 
 
-@pytest.mark.xfail(strict=True, reason="R13-SRV-3: one client's blank / line-break id fails every request in its "
-                                       "exchange (503 naming batch positions) and leaves /v1/health degraded")
 def test_one_clients_bad_id_does_not_fail_the_others() -> None:
     relay, parties, known = _federation()
     session = VerticalScoringSession(parties["bank"], relay, partners=PARTNERS, model_run="r", wait_s=0.05)
@@ -161,7 +161,6 @@ def test_one_clients_bad_id_does_not_fail_the_others() -> None:
     assert health == "ok"
 
 
-@pytest.mark.xfail(strict=True, reason="R13-SRV-4: max_batch (applicants per exchange) does not bound one request")
 def test_max_batch_bounds_every_exchange() -> None:
     relay, parties, _ = _federation()
     queue, driver = _driver(relay, parties, max_batch=4)
@@ -174,8 +173,6 @@ def test_max_batch_bounds_every_exchange() -> None:
     assert max(relay.sizes) <= 4, f"exchanges of {relay.sizes} applicants with max_batch = 4"
 
 
-@pytest.mark.xfail(strict=True, reason="R13-SRV-11: the sealed ids are not padded; the coordinator reads the "
-                                       "applicants' id lengths from the envelope sizes")
 def test_envelope_sizes_do_not_depend_on_the_id_length() -> None:
     relay, parties, _ = _federation()
     queue, driver = _driver(relay, parties)
