@@ -181,3 +181,12 @@ def test_envelope_sizes_do_not_depend_on_the_id_length() -> None:
         driver.step()
         future.result(2)
     assert relay.envelopes[0] == relay.envelopes[1], relay.envelopes
+
+
+def test_a_client_is_not_told_which_partner_lacks_the_applicant() -> None:
+    """Review note on R13-SRV: `missing_at` named the partners that do not know the applicant to every HTTP client
+    (whose customer the applicant is not); the service now answers only that some partner data was missing."""
+    backend = VerticalBackend(None, ModelInfo("v", None, "f", "lr", "vertical", None))  # type: ignore[arg-type]
+    row = {"applicant": "BR1", "probability_of_default": 0.1, "score": 640.0, "reasons": [], "missing_at": ["payments"]}
+    (shaped,) = backend._shape([row])
+    assert shaped["missing_at"] == ["partner data"] and "payments" not in str(shaped)

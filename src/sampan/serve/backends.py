@@ -146,7 +146,7 @@ class VerticalBackend:
                        for k, x in enumerate(list(r.get("reasons") or [])[:_TOP + 1], start=1)]
             out.append({"applicant": r["applicant"], "probability_of_default": pd, "score": float(r["score"]),
                         "decision": decide(pd, self.info.threshold), "reasons": reasons,
-                        "missing_at": list(r.get("missing_at") or []),
+                        "missing_at": ["partner data"] if r.get("missing_at") else [],  # never which partner
                         "unknown_at_bank": bool(r.get("unknown_at_bank", False))})
         return out
 

@@ -64,8 +64,10 @@ class ScoredApplicant(BaseModel):
                                                            "the threshold; null when neither the service nor the "
                                                            "model sets one.")
     reasons: list[Reason] = Field(..., description="Reason codes, largest risk-raising effect first; never empty.")
-    missing_at: list[str] = Field(default_factory=list, description="Partners that do not know the applicant "
-                                  "(their part was neutral).")
+    missing_at: list[str] = Field(default_factory=list, description="['partner data'] when some partner does not "
+                                  "know the applicant (its part was neutral). Aggregated: which partner is never "
+                                  "shown to a client (it would say whose customer the applicant is not); the bank's "
+                                  "own scoring jobs (`sampan score`) name them.")
     unknown_at_bank: bool = Field(False, description="The bank holds no record of the applicant (vertical).")
 
 
