@@ -190,3 +190,17 @@ def test_a_client_is_not_told_which_partner_lacks_the_applicant() -> None:
     row = {"applicant": "BR1", "probability_of_default": 0.1, "score": 640.0, "reasons": [], "missing_at": ["payments"]}
     (shaped,) = backend._shape([row])
     assert shaped["missing_at"] == ["partner data"] and "payments" not in str(shaped)
+
+
+def test_the_deploy_gate_refuses_a_serving_batch_naming_an_applicants_file() -> None:
+    """R13-SRV-2, at the bank's gate: in a serving job, ``serve.start`` naming an ``applicants_file`` is refused
+    before the handler (which builds the score request from its own batch anyway)."""
+    from sampan.deploy.allow import AllowSection, JobRefused, check_request, job_description
+
+    config = {"vertical": {"label_holder": "bank", "models": ["lr"]}, "scoring": {"model_run": "m1"}}
+    job = job_description(config, workflow="serving", operator="ops", parties=["bank", "payments"],
+                          label_holder="bank")
+    allow = AllowSection.model_validate({"partners": ["payments"], "workflows": ["serving"], "serving_models": ["m1"]})
+    with pytest.raises(JobRefused, match="serve.start names applicants file"):
+        check_request(allow, "bank", "serve.start", {"request_id": "r/1", "partners": ["payments"], "bank": "bank",
+                                                     "batch": "t", "applicants_file": "/bank/desk.csv"}, job)
