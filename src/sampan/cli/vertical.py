@@ -87,9 +87,12 @@ def _score_result(r: Mapping[str, Any]) -> ScoreResult:
 
 
 def results_table(results: list[ScoreResult], title: str) -> Table:
+    """One row per applicant; the id is never wrapped or cropped (a narrow terminal squeezes the other columns)."""
     table = Table(title=title)
-    for col in ("applicant", "PD", "score", "bank logit", "partners (sum)", "not known to", "top reasons", "ms"):
-        table.add_column(col, justify="left" if col in ("applicant", "not known to", "top reasons") else "right")
+    longest = max((len(r.applicant) for r in results), default=0)
+    table.add_column("applicant", no_wrap=True, min_width=max(longest, len("applicant")))
+    for col in ("PD", "score", "bank logit", "partners (sum)", "not known to", "top reasons", "ms"):
+        table.add_column(col, justify="left" if col in ("not known to", "top reasons") else "right")
     for r in results:
         reasons = "; ".join(f"{x['feature']} {x['logit_contribution']:+.2f}" for x in r.reasons[:3])
         bank = "–" if r.bank_contribution != r.bank_contribution else f"{r.bank_contribution:+.2f}"  # NaN: trees
@@ -147,14 +150,14 @@ def vertical_demo(console: Console, store: Store, *, seed: int | None, report_di
     joint, bank_only = outcome["joint"], outcome["bank_only"]
     console.print(comparison_table(outcome["comparison"], f"Held-out SMEs known to every party ({joint['n']:,} rows)"))
     console.print(f"Gain from the partners' data (secure vertical LR over the bank's own LR): AUC "
-                  f"{joint['auc'] - bank_only['auc']:+.4f}.")
+                  f"{joint['auc'] - bank_only['auc']:+.4f}.", soft_wrap=True)  # the terminal wraps, not rich
     scored = outcome.get("scored") or {}
     if scored.get("n"):
         console.print(results_table(bank_scores(store, job.name, LABEL_HOLDER, scored["requests"]),
                                     "New applications, as the bank sees them (read from the bank's own registry)"))
     console.print(f"Model parts registered by each party as [bold]{job.name}:<party>[/]; run id "
                   f"[bold]{finished.run_id}[/] ({time.perf_counter() - started:.1f} s). Score another: "
-                  f"[bold]sampan score {applicants[0]} --run {finished.run_id}[/]")
+                  f"[bold]sampan score {applicants[0]} --run {finished.run_id}[/]", soft_wrap=True)  # copyable
     if finished.report_path:
         console.print(f"Report: [bold]{finished.report_path.resolve()}[/]")
     return finished
