@@ -58,7 +58,14 @@ def _lying_everywhere() -> type[Dealer]:
 
 
 def test_a_dealer_alone_cannot_read_labels_through_weight_update_truncations() -> None:
-    """The reviewed attack, with the instance cap lifted so that only the audit stands in the way."""
+    """The reviewed attack, with the instance cap lifted so that only the audit stands in the way.
+
+    A refused instance answers nothing (None): the dealer-coordinator sees the refusal, which says nothing about
+    any label (the audit checks the sacrificed triples, drawn independently of the data). Counting a refusal as
+    "did not abort" once made refusals during the last (negative) targets push the inferred y0 to 1, so targets
+    whose swap changed nothing (diff 0, no information) were scored as read positives, so a run whose audit fired
+    late could "read" 6 of 6 having learned nothing. Only labels inferred from answered instances count as read.
+    """
     s, transport, parties = session(run_id="r10a2")
     for party in parties.values():
         party.lr.runs.max_instances = 1000
@@ -69,14 +76,14 @@ def test_a_dealer_alone_cannot_read_labels_through_weight_update_truncations() -
     val = sp.val[:64]
     y = y_train[np.concatenate([neg[:64], pos[:8], neg[64:120]])]
 
-    def aborts(batch: np.ndarray, theta: float) -> bool:
+    def aborts(batch: np.ndarray, theta: float) -> bool | None:
         try:
             inst = setup(s, transport, train, val, lr=LR, dealer_cls=_comparing_dealer(theta))
             train_batch(transport, inst, batch)
             train_batch(transport, inst, np.setdiff1d(np.arange(128), batch))
             brier = train_batch(transport, inst, np.arange(64), validation=True) / 64
-        except PartyError:  # the audit caught the dealer (then every later instance is refused)
-            return False
+        except PartyError:  # the audit caught the dealer (then every later instance is refused): no answer
+            return None
         return not 0.0 <= brier <= 1.0
 
     B = np.arange(64)
@@ -87,14 +94,17 @@ def test_a_dealer_alone_cannot_read_labels_through_weight_update_truncations() -
     s_b = (lo + hi) / 2
     targets = [int(j) for j in np.flatnonzero(y[64:] == 1)[:3] + 64] + \
         [int(j) for j in np.flatnonzero(y[64:] == 0)[:3] + 64]
-    diffs = []
+    diffs: list[int | None] = []
     for j in targets:
         Bj = B.copy()
         Bj[0] = j
-        diffs.append(-1 if aborts(Bj, s_b - 0.5) else (0 if aborts(Bj, s_b + 0.5) else 1))
+        below = aborts(Bj, s_b - 0.5)
+        above = None if below is None or below else aborts(Bj, s_b + 0.5)
+        diffs.append(None if below is None or (not below and above is None) else
+                     (-1 if below else (0 if above else 1)))
     y0 = 1 if 1 in diffs else 0
-    right = sum(int(y0 - d == y[j]) for d, j in zip(diffs, targets, strict=False))
-    assert right < len(targets), "the dealer read every targeted label"
+    right = sum(int(d is not None and y0 - d == y[j]) for d, j in zip(diffs, targets, strict=False))
+    assert right < len(targets), f"the dealer read every targeted label ({right} of {len(targets)}; {diffs})"
 
 
 def test_a_failed_weight_update_audit_is_sticky() -> None:
