@@ -155,6 +155,11 @@ def test_token_book_and_config_errors(tmp_path: Path, monkeypatch: pytest.Monkey
     config.write_text('[serve]\nmodel = "sme-pd"\nport = "x"\n')
     with pytest.raises(ConfigError, match="port"):
         load_serve_config(config)
+    for body, problem in (('model = "sme-pd"\nagent = "party.toml"', "agent .* serves a deployed vertical_run"),
+                          ('vertical_run = "r"\nagent = "party.toml"\nworkers = 2', "workers must be 1")):
+        config.write_text(f"[serve]\n{body}\n")
+        with pytest.raises(ConfigError, match=problem):
+            load_serve_config(config)
     config.write_text('[serve]\nmodel = "sme-pd"\nhost = "0.0.0.0"\n[serve.auth]\nallow_unauthenticated = true\n')
     loaded = load_serve_config(config)
     with pytest.raises(ConfigError, match="anyone could score"):

@@ -180,6 +180,7 @@ def test_sampan_serve_scores_through_the_coordinator_relay_like_sampan_score(dep
     assert row.status == "completed", row.error
     assert row.info["serving"]["scored"] == len(known) + 1 and session.serving.closed.is_set()
     assert not [a for a in known if a in str(row.info) + str(row.config)]  # the coordinator holds no id
+    assert "never an id" in row.info["receipt"]["reveals"]["coordinator"]  # the job's own receipt
     deadline = time.monotonic() + 5  # (the coordinator closes the run at the parties after recording it)
     while any(serving in deployment.agents[n]._runs for n in PARTNERS) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -79,6 +79,8 @@ class ServeSection(Strict):
         if self.agent is not None and self.vertical_run is None:
             raise ValueError("agent (the bank's party.toml) serves a deployed vertical_run; a horizontal model is "
                              "scored here without one")
+        if self.agent is not None and self.workers > 1:
+            raise ValueError("agent: one process is the bank's agent (one connection per member); workers must be 1")
         if self.kind not in ("lr", "scorecard", "gbdt"):
             raise ValueError(f"kind: lr, scorecard or gbdt, not {self.kind!r}")
         return self

@@ -31,7 +31,7 @@ from sampan.core.party import PartyApp
 from sampan.core.workflow import Workflow, WorkflowResult
 from sampan.deploy.party_agent import PartyAgent
 from sampan.serve.session import BankQueue, ServingDriver, SessionError
-from sampan.vertical.capability import scoring_job_of, simulate_vertical, vertical_party
+from sampan.vertical.capability import scoring_job_of, scoring_receipt, simulate_vertical, vertical_party
 from sampan.wire import Message
 
 __all__ = ["SERVING", "ServingAgent", "ServingHost", "ServingWorkflow", "DeployedSession", "host", "REVEALS"]
@@ -121,6 +121,7 @@ class ServingWorkflow(Workflow):
         job = scoring_job_of(ctx.config)
         driver = ServingDriver(ctx.transport, bank=job.label_holder, partners=list(job.partners),
                                model_run=job.model_run, kind=job.kind, run_id=ctx.run_id)
+        ctx.recorder.info("receipt", serving_receipt(job))  # stored at once: a cancelled job has it too
         ctx.progress("stage", {"stage": "serving: run keys, loading the model parts"})
         driver.open()
         ctx.progress("stage", {"stage": f"serving {job.model_run} ({job.kind}) for {job.label_holder}"})
@@ -138,6 +139,19 @@ class ServingWorkflow(Workflow):
                 time.sleep(0.05)
         outcome = {"exchanges": driver.exchanges, "scored": scored, "model_run": job.model_run, "kind": job.kind}
         return WorkflowResult(final_metrics={"scored": scored}, info={"serving": outcome}, outcome=outcome)
+
+
+def serving_receipt(job: Any) -> dict[str, Any]:
+    """A scoring job's terms, for a standing session: the ids come from the bank's HTTP clients, sealed."""
+    terms = scoring_receipt(job)
+    start = "vgb.score_start" if job.kind == "gbdt" else "score.start"
+    terms["reveals"].update({
+        start: "each partner learns the registration number(s) the bank's clients asked about (who applied), as "
+               "with a credit-reference query; the coordinator relays them sealed to each partner, never in clear",
+        "coordinator": "the coordinator learns the parties, how many applicants each exchange carried and when "
+                       "(the bank's request rate); never an id, a score or a PD",
+        "serve.next": REVEALS})
+    return terms
 
 
 @dataclass(frozen=True)
