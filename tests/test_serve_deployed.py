@@ -21,12 +21,13 @@ from fastapi.testclient import TestClient  # noqa: E402
 from sampan.data import make_sme_consortium  # noqa: E402
 from sampan.deploy.allow_section import AllowSection  # noqa: E402
 from sampan.deploy.config import load_coordinator_config, load_party_config  # noqa: E402
-from sampan.deploy.coordinator import Coordinator  # noqa: E402
+from sampan.deploy.coordinator import TAP_ENV, Coordinator, read_tap  # noqa: E402
 from sampan.deploy.local import Binding, toml_dumps, write_federation  # noqa: E402
 from sampan.deploy.party_agent import PartyAgent  # noqa: E402
 from sampan.runtime.store import Store  # noqa: E402
 from sampan.serve.config import load_serve_config  # noqa: E402
 from sampan.serve.service import build_app  # noqa: E402
+from sampan.transport.grpc_envelope import Assembler, FrameKind, Limits, parse_frame  # noqa: E402
 from sampan.transport.grpc_session import Identity  # noqa: E402
 from sampan.wire import Message  # noqa: E402
 
@@ -53,7 +54,12 @@ class Deployment:
         self.files = write_federation(root, bindings, coordinator={"heartbeat_s": 1.0},
                                       party={"backoff_initial_s": 0.05, "backoff_max_s": 0.2},
                                       allow={n: {"partners": PARTIES} for n in PARTIES})
-        self.coordinator = Coordinator(load_coordinator_config(self.files.coordinator_config))
+        self.tap = root / "coordinator.tap"  # every frame the coordinator sends or receives
+        os.environ[TAP_ENV] = str(self.tap)
+        try:
+            self.coordinator = Coordinator(load_coordinator_config(self.files.coordinator_config))
+        finally:
+            os.environ.pop(TAP_ENV, None)
         self.coordinator.start()
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self.coordinator.serve, args=(self.stop,), daemon=True)]
@@ -164,6 +170,7 @@ def test_sampan_serve_scores_through_the_coordinator_relay_like_sampan_score(dep
             agent = deployment.agents[name]
             agent.config = agent.config.model_copy(update={"allow": AllowSection.model_validate(deployment.allow(
                 name, workflows=["vertical", "scoring", "serving"], serving_models=[model_run]))})
+        tapped = len(read_tap(deployment.tap))
         serving = deployment.submit(_run("serve", "serving", {"model": model_run}))
         session = app.state.backend.session
         deadline = time.monotonic() + 15
@@ -181,6 +188,8 @@ def test_sampan_serve_scores_through_the_coordinator_relay_like_sampan_score(dep
     assert row.info["serving"]["scored"] == len(known) + 1 and session.serving.closed.is_set()
     assert not [a for a in known if a in str(row.info) + str(row.config)]  # the coordinator holds no id
     assert "never an id" in row.info["receipt"]["reveals"]["coordinator"]  # the job's own receipt
+    seen = _coordinator_view(deployment.tap, tapped)  # what the coordinator could read of the serving job
+    assert b"serve.next" in seen and not [a for a in [*known, "no-such-company"] if a.encode() in seen]
     deadline = time.monotonic() + 5  # (the coordinator closes the run at the parties after recording it)
     while any(serving in deployment.agents[n]._runs for n in PARTNERS) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -190,6 +199,20 @@ def test_sampan_serve_scores_through_the_coordinator_relay_like_sampan_score(dep
     path = Path(agent.config.data["vertical"].path)
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
     assert agent.table("vertical")[1] is not before and agent.table("vertical")[1] is agent.table("vertical")[1]
+
+
+def _coordinator_view(tap: Path, start: int) -> bytes:
+    """Every frame the coordinator relayed from ``start`` on, and every message reassembled from them."""
+    assemblers: dict[tuple[str, str], Assembler] = {}
+    out = []
+    for party, direction, raw in read_tap(tap)[start:]:
+        frame = parse_frame(raw, Limits())
+        out.append(raw)
+        if frame.kind in (FrameKind.REQUEST, FrameKind.REPLY):
+            envelope = assemblers.setdefault((party, direction), Assembler(Limits())).feed(frame)
+            if envelope is not None:
+                out.append(envelope.data)
+    return b"".join(out)
 
 
 def _run_done(deployment: Deployment, run_id: str) -> str:
