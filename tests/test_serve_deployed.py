@@ -219,3 +219,17 @@ def _run_done(deployment: Deployment, run_id: str) -> str:
     row = deployment.wait(run_id, 60)
     assert row.status == "completed", row.error
     return run_id
+
+
+def test_a_serving_job_has_no_simulation(tmp_path: Path) -> None:
+    from sampan.config import parse_config
+    from sampan.errors import ConfigError
+    from sampan.runtime.runner import start_run
+
+    config = parse_config({"run": {"workflow": "serving", "report_dir": str(tmp_path)},
+                           "source": {"kind": "consortium", "n_smes": 300}, "vertical": {"label_holder": "bank"},
+                           "scoring": {"model": "r"}})
+    with pytest.raises(ConfigError, match="deployment only"):
+        start_run(config, Store.open(f"sqlite:///{tmp_path / 'runs.db'}"))
+    with pytest.raises(ConfigError, match="no applicants"):
+        parse_config({**config.to_dict(), "scoring": {"model": "r", "applicants": ["A1"]}})

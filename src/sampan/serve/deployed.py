@@ -30,8 +30,9 @@ from sampan.core.capability import PartySetup
 from sampan.core.party import PartyApp
 from sampan.core.workflow import Workflow, WorkflowResult
 from sampan.deploy.party_agent import PartyAgent
+from sampan.errors import ConfigError
 from sampan.serve.session import BankQueue, ServingDriver, SessionError
-from sampan.vertical.capability import scoring_job_of, scoring_receipt, simulate_vertical, vertical_party
+from sampan.vertical.capability import scoring_job_of, scoring_receipt, vertical_party
 from sampan.wire import Message
 
 __all__ = ["SERVING", "ServingAgent", "ServingHost", "ServingWorkflow", "DeployedSession", "host", "REVEALS"]
@@ -170,10 +171,10 @@ class _ServingCapability:
         return party.app
 
     def simulate(self, config: Any, seed: int) -> dict[str, PartySetup]:
-        job = scoring_job_of(config)
-        if job.training is None:
-            raise ValueError("a serving job is a deployment's (`sampan serve` with [serve] agent)")
-        return simulate_vertical(job.training, seed)
+        """A serving job has no simulation: in one process `sampan serve` without `agent` serves the same model."""
+        raise ConfigError("run.workflow = 'serving' runs in a deployment only (submit it to the coordinator; the bank "
+                          "runs `sampan serve` with [serve] agent); to try it in one process, `sampan serve` with "
+                          "vertical_run and no agent simulates the partners")
 
 
 SERVING = _ServingCapability()
