@@ -144,7 +144,7 @@ class VerticalGBDTParty(GBDTScoring):
         self._ids, self._X_full, self._aligned_rows, self._y_full = ids, X_full, aligned_rows, y_full
         self._index: dict[str, int] | None = None
         self.results: dict[str, list[dict[str, Any]]] = {}
-        self._scoring: dict[str, tuple[np.ndarray, list[str], float]] = {}
+        self._scoring: dict[str, tuple[np.ndarray, list[str], float, np.ndarray]] = {}
         self._X, self._y, self.feature_names, self._channels = X_aligned, y_aligned, feature_names, channels
         self.bank: BankState | None = None
         self.partner: _PartnerState | None = None
