@@ -56,7 +56,9 @@ class ServingHost:
     model_run: str
     kind: str = "lr"
     max_batch: int = 256
-    wait_s: float = 0.2
+    # the bank's agent answers one request at a time: while its idle ``serve.next`` waits, the bank's requests of
+    # other jobs wait too, so the long-poll is short (about 50 idle polls a second; a request wakes it at once)
+    wait_s: float = 0.02
     queue: BankQueue | None = None
     run_id: str | None = None
     closing: bool = False
