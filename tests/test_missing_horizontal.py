@@ -112,7 +112,7 @@ epsilon = 20.0
 impute_noise_multiplier = 2.0
 [privacy.dp1]
 noise_multiplier = "auto"
-bounds = { "*" = [0, 1000] }   # five times wider than the data
+bounds = { "*" = [0, 1000000] }   # 5000 times wider than the data
 [privacy.dp2]
 noise_multiplier = 1.0
 [bank_alone]
@@ -122,7 +122,9 @@ epochs = 1
                        privacy)
     code, output = _run(tmp_path, text)
     assert code == 0, output
-    assert "WARNING" in output  # bounds far wider than the data at 270 rows: DP1 noise swamps the scale
+    # bounds far wider than the data at 270 rows: DP1 noise swamps the scale. The rule reads the scale off the
+    # noised moments, so with bounds only 5x wider it missed now and then (a noised variance ~2 sd high)
+    assert "WARNING" in output
     store = Store.open(f"sqlite:///{tmp_path / 'runs.db'}")
     try:
         (run,) = store.list_runs()
