@@ -160,7 +160,9 @@ def test_sampan_serve_scores_through_the_coordinator_relay_like_sampan_score(dep
     expected = {r["applicant"]: r["probability_of_default"] for r in record.meta["results"]}
 
     deployment.stop_agent("bank")  # from here the bank's agent runs inside `sampan serve`
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10  # the coordinator has dropped the old stream (not a fixed sleep: loaded CI)
+    while "bank" in deployment.coordinator.hub.connected() and time.monotonic() < deadline:
+        time.sleep(0.02)
     app = build_app(load_serve_config(_serve_config(deployment, model_run)))
     with TestClient(app) as client:
         deployment.wait_connected(["bank"])
