@@ -78,9 +78,12 @@ def test_only_the_fixed_test_rows_are_evaluated_each_model_once(monkeypatch: pyt
         s.evaluate(np.append(splits.test, splits.val[:1]))
     with pytest.raises(Exception, match="other rows than the test rows"):
         s.evaluate(splits.val)
-    assert s.bank_only(splits, VerticalLRConfig(epochs=1))["n"] == len(splits.test)
-    with pytest.raises(Exception, match="second held-out evaluation"):  # the baseline once per run
-        s.bank_only(splits, VerticalLRConfig(epochs=1))
+    first = s.bank_only(splits, VerticalLRConfig(epochs=1))
+    assert first["n"] == len(splits.test)
+    # the same baseline again (weights and scaler fix every score: a seeded re-run) gives the same numbers, so it
+    # is answered and tells nothing new; another baseline is another evaluated model, under the same row rules
+    again = s.bank_only(splits, VerticalLRConfig(epochs=1))
+    assert {k: again[k] for k in ("auc", "ks", "brier", "n")} == {k: first[k] for k in ("auc", "ks", "brier", "n")}
     with pytest.raises(Exception, match="test rows"):  # no training on the test rows afterwards
         federated_woe(transport, s.run_id, "bank", ["payments"], np.append(splits.train, splits.test[:1]))
 

@@ -278,9 +278,12 @@ class RowBook:
             self._save()
 
     def admit_evaluation(self, model: str, rows: np.ndarray, ids: set[str],
-                         labels: Callable[[], np.ndarray | None], expected: set[str] | None = None) -> None:
+                         labels: Callable[[], np.ndarray | None], expected: set[str] | None = None,
+                         repeatable: bool = False) -> None:
         """`expected`: the test customers the bank computed for this run (`vertical.splits`); the first evaluation
-        must name exactly those, never rows the coordinator picked (review R13-VSPLIT-1)."""
+        must name exactly those, never rows the coordinator picked (review R13-VSPLIT-1). `repeatable`: `model`
+        fixes every score on its own (the bank's local baseline: weights and scaler), so evaluating it again on the
+        same fixed rows gives the same numbers and is answered (a seeded re-run reproduces it), not counted twice."""
         if self._test is None:
             if expected is None or ids != expected:
                 raise RowRuleError(f"party {self.party!r}: refusing held-out evaluation of other rows than the test "
@@ -312,6 +315,8 @@ class RowBook:
             raise RowRuleError(f"party {self.party!r}: refusing held-out evaluation: the fixed test rows do not "
                                f"hold {MIN_EVALUATION_PER_CLASS} rows of each class (or have no labels here)")
         if model in self._evaluated:
+            if repeatable:
+                return
             raise RowRuleError(f"party {self.party!r}: refusing a second held-out evaluation of the same model")
         if len(self._evaluated) >= self.max_evaluations:
             raise RowRuleError(f"party {self.party!r}: refusing held-out evaluation: its cap of {self.max_evaluations} "
@@ -361,12 +366,12 @@ class RunRows:
             self.book.note_fit(self._ids(np.asarray(rows, dtype=np.int64).ravel()))
 
     def admit_evaluation(self, model: str, rows: np.ndarray, n: int,
-                         labels: Callable[[], np.ndarray | None]) -> np.ndarray:
+                         labels: Callable[[], np.ndarray | None], repeatable: bool = False) -> np.ndarray:
         """The label holder's check before it scores held-out rows for aggregate metrics."""
         rows = np.asarray(rows, dtype=np.int64)
         _check_positions(self.party, "evaluation", rows, n, RowRuleError)
         with self.book.lock:
-            self.book.admit_evaluation(model, rows, self._ids(rows), labels, self.announced_test)
+            self.book.admit_evaluation(model, rows, self._ids(rows), labels, self.announced_test, repeatable)
         return rows
 
     def announce_test(self, rows: np.ndarray) -> None:
