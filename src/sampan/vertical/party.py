@@ -344,8 +344,11 @@ class VerticalParty:
         # later run's baseline counts against the cap if it is another model, and the same model (a seeded re-run:
         # the keyed split makes it identical) is answered again, its numbers unchanged
         model = "local_baseline:" + fingerprint({"w": w, "mean": scaler.mean, "scale": scaler.scale}, {})
-        te = self.run_rows(msg.run_id).admit_evaluation(model, msg.arrays["test_rows"], len(X_all), lambda: y_all,
-                                                        repeatable=True)
+        run_rows = self.run_rows(msg.run_id)
+        te = run_rows.admit_evaluation(model, msg.arrays["test_rows"], len(X_all), lambda: y_all, repeatable=True)
+        replayed = run_rows.answer(model)
+        if replayed is not None:  # the same baseline again: its first answer, verbatim (review R13-VBASE-1/2)
+            return msg.reply("vertical.local_baseline", meta=replayed)
         Xte = np.hstack([scaler.transform(X_all[te]), np.ones((len(te), 1))])
         pd = 1.0 / (1.0 + np.exp(-(Xte @ w)))
         y = y_all[te]
@@ -355,6 +358,7 @@ class VerticalParty:
             log.warning("party %s: local baseline metrics failed: %s (local log only)", self.name, exc)
             raise ValueError(f"party {self.name!r}: the local baseline's metrics could not be computed (details in "
                              "this party's local log)") from None
+        run_rows.record_answer(model, metrics)
         return msg.reply("vertical.local_baseline", meta=metrics)
 
 

@@ -234,6 +234,7 @@ class RowBook:
         self._fit: set[str] = set(state.get("fit") or [])
         self._test_ok = bool(state.get("test_ok", False))
         self._evaluated: list[str] = list(state.get("evaluated") or [])
+        self._answers: dict[str, dict[str, Any]] = dict(state.get("answers") or {})  # repeatable models' first answer
 
     def _save(self) -> None:
         if self._path is None:
@@ -244,8 +245,16 @@ class RowBook:
         state = {"train": sorted(self._train) if self._train is not None else None,
                  "val": sorted(self._val) if self._val is not None else None,
                  "test": sorted(self._test) if self._test is not None else None, "fit": sorted(self._fit),
-                 "test_ok": self._test_ok, "evaluated": self._evaluated}
+                 "test_ok": self._test_ok, "evaluated": self._evaluated, "answers": self._answers}
         atomic_write_bytes(self._path, json.dumps(state).encode(), mode=0o600)
+
+    def answer(self, model: str) -> dict[str, Any] | None:
+        """The first answer given for a repeatable model, replayed verbatim (review R13-VBASE-1/2)."""
+        return self._answers.get(model)
+
+    def record_answer(self, model: str, answer: dict[str, Any]) -> None:
+        self._answers[model] = dict(answer)
+        self._save()
 
     @property
     def test_customers(self) -> list[str]:
@@ -282,8 +291,9 @@ class RowBook:
                          repeatable: bool = False) -> None:
         """`expected`: the test customers the bank computed for this run (`vertical.splits`); the first evaluation
         must name exactly those, never rows the coordinator picked (review R13-VSPLIT-1). `repeatable`: `model`
-        fixes every score on its own (the bank's local baseline: weights and scaler), so evaluating it again on the
-        same fixed rows gives the same numbers and is answered (a seeded re-run reproduces it), not counted twice."""
+        is the bank's local baseline (weights and scaler): asked again, its FIRST answer is replayed verbatim (a
+        seeded re-run reproduces the model; nothing new leaves), never recomputed (rows in another order or a
+        refilled table would change the numbers: review R13-VBASE-1/2), and it is not counted twice."""
         if self._test is None:
             if expected is None or ids != expected:
                 raise RowRuleError(f"party {self.party!r}: refusing held-out evaluation of other rows than the test "
@@ -315,7 +325,7 @@ class RowBook:
             raise RowRuleError(f"party {self.party!r}: refusing held-out evaluation: the fixed test rows do not "
                                f"hold {MIN_EVALUATION_PER_CLASS} rows of each class (or have no labels here)")
         if model in self._evaluated:
-            if repeatable:
+            if repeatable and model in self._answers:
                 return
             raise RowRuleError(f"party {self.party!r}: refusing a second held-out evaluation of the same model")
         if len(self._evaluated) >= self.max_evaluations:
@@ -373,6 +383,14 @@ class RunRows:
         with self.book.lock:
             self.book.admit_evaluation(model, rows, self._ids(rows), labels, self.announced_test, repeatable)
         return rows
+
+    def answer(self, model: str) -> dict[str, Any] | None:
+        with self.book.lock:
+            return self.book.answer(model)
+
+    def record_answer(self, model: str, answer: dict[str, Any]) -> None:
+        with self.book.lock:
+            self.book.record_answer(model, answer)
 
     def announce_test(self, rows: np.ndarray) -> None:
         """The test customers the bank computed for this run (what a first evaluation must name)."""

@@ -26,8 +26,6 @@ def _session(run_id: str, n: int) -> VerticalSession:
     return s
 
 
-@pytest.mark.xfail(strict=True, reason="R13-VBASE-1: a repeated local baseline (same fingerprint) on the test rows "
-                                       "in another order answers a different Brier score (float summation order)")
 def test_repeated_baseline_is_identical_whatever_the_row_order(monkeypatch: pytest.MonkeyPatch) -> None:
     import sampan.vertical.psi_party
     from sampan.privacy.randomness import seeded_generator

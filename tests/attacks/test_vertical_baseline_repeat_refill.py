@@ -32,8 +32,6 @@ class _Registry:
         return [self.parts[run_id]]
 
 
-@pytest.mark.xfail(strict=True, reason="R13-VBASE-2: the same baseline fingerprint is answered again, uncounted, "
-                                       "after vertical.load_model refilled missing cells of test rows only")
 def test_repeated_baseline_cannot_see_other_test_features(monkeypatch: pytest.MonkeyPatch) -> None:
     import sampan.vertical.psi_party
     from sampan.privacy.randomness import seeded_generator
