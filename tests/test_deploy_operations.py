@@ -18,7 +18,7 @@ from test_deploy_e2e import BANKS, Federation, _run, start_federation, stop_fede
 from typer.testing import CliRunner
 
 from sampan.deploy.local import Agent, wait_for_log
-from sampan.deploy.party_agent import FAULT_PARTY_ENV
+from sampan.deploy.party_agent import FAULT_PARTY_ENV, PAUSE_PARTY_ENV
 from sampan.runtime.store import Store
 
 pytestmark = pytest.mark.slow
@@ -176,11 +176,33 @@ def test_a_party_that_vanishes_at_close_leaves_the_run_completed(ops: Federation
     assert wait_for_log(party_log, "connected to", 60, count=party_log.read_text().count("connected to") + 1)
 
 
+def _restart_party(fed: Federation, name: str, env: dict[str, str]) -> None:
+    fed.parties[name].stop()
+    fed.parties[name] = Agent("party", fed.files.party_configs[name], env=env)
+    party_log = fed.files.root / name / "party.log"
+    assert wait_for_log(party_log, "connected to", 60, count=party_log.read_text().count("connected to") + 1)
+
+
 def test_sigterm_interrupts_a_vertical_run_and_the_restarted_coordinator_resumes_it(ops: Federation) -> None:
     # (another GBDT than the first test's: the bank evaluates one model on its pinned test rows only once)
+    # The bank freezes on its first woe.setup, so the run stops in WOE binning, deterministically. Stopping at a
+    # log line instead raced the scorecard's secure LR: each party admits 2 secure-LR instances per run
+    # (`vertical.lr_runs`), so once the interrupted stage had started one, the redone stage's third was refused
+    # and the resumed run failed. (The bank is let go before the coordinator exits: a frozen peer holds up its stop.)
+    name = "bank_harbour"
+    _restart_party(ops, name, {PAUSE_PARTY_ENV: "woe.setup:1"})
+    bank = ops.parties[name].pid
     run_id = ops.submit(_vertical("ops-resume", ["lr", "scorecard", "gbdt"], epochs=6, trees=4), wait=False)
     assert wait_for_log(ops.log, f"run {run_id}: federated WOE binning", 240), ops.log.read_text()[-3000:]
-    ops.coordinator.stop()  # SIGTERM: a clean stop
+    assert wait_for_log(ops.files.root / name / "party.log", "fault injection: freezing on woe.setup", 60)
+    try:
+        ops.coordinator.proc.send_signal(signal.SIGTERM)  # a clean stop
+        ended = wait_for_log(ops.log, f"run {run_id} interrupted by the coordinator's stop", 30)
+    finally:
+        os.kill(bank, signal.SIGCONT)
+    assert ended, ops.log.read_text()[-3000:]
+    ops.coordinator.proc.wait(30)
+    ops.coordinator.stop()
     assert ops.coordinator.proc.returncode == 0
     store = ops.store()
     assert store.get_run(run_id).status == "interrupted"
@@ -189,7 +211,7 @@ def test_sigterm_interrupts_a_vertical_run_and_the_restarted_coordinator_resumes
     ops.start_coordinator()
     assert wait_for_log(ops.log, f"run {run_id} (vertical) was interrupted when the coordinator stopped", 60)
     status = ops.wait_done(run_id, 300)
-    assert status["status"] == "completed", status
+    assert status["status"] == "completed", (status, ops.log.read_text()[-4000:])
     assert ops.log.read_text().count("connected from") >= connections + 3
     store = ops.store()
     events = [e for e in store.events(run_id) if e.kind in ("vertical_resumed", "vertical_restart_from_alignment")]

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import signal
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -57,10 +58,11 @@ from sampan.runtime.capabilities import capability_names, get_capability
 from sampan.transport.grpc_client import LinkSettings, PartyLink
 from sampan.wire import Message
 
-__all__ = ["PartyAgent", "FAULT_PARTY_ENV", "keyed_holdout", "pinned_split"]
+__all__ = ["PartyAgent", "FAULT_PARTY_ENV", "PAUSE_PARTY_ENV", "keyed_holdout", "pinned_split"]
 
 log = logging.getLogger("sampan.deploy.party")
 FAULT_PARTY_ENV = "SAMPAN_FAULT_PARTY_EXIT_ON"  # test hook: "fit:3" = exit hard on receiving the 3rd fit request
+PAUSE_PARTY_ENV = "SAMPAN_FAULT_PARTY_PAUSE_ON"  # test hook: "woe.setup:1" = freeze (SIGSTOP) on the 1st woe.setup
 MAX_OPEN_RUNS = 8
 # Data preparation that is the agent's own, per workflow: these get (train, holdout) by its keyed split.
 HOLDOUT_WORKFLOWS = frozenset({"horizontal", "evaluation"})
@@ -86,8 +88,9 @@ class PartyAgent:
         self._stamps: dict[str, tuple[int, int] | None] = {}  # each table file's (mtime, size) when it was read
         self._runs: OrderedDict[str, _RunContext] = OrderedDict()
         self._seen: dict[str, int] = {}
-        fault = os.environ.get(FAULT_PARTY_ENV, "")
+        fault, pause = os.environ.get(FAULT_PARTY_ENV, ""), os.environ.get(PAUSE_PARTY_ENV, "")
         self._fault = (fault.split(":")[0], int(fault.split(":")[1])) if ":" in fault else None
+        self._pause = (pause.split(":")[0], int(pause.split(":")[1])) if ":" in pause else None
         self.link: PartyLink | None = None
         self._identity: Any = None  # PartyIdentity, loaded at the first vertical run
         self._store: Any = None     # this party's own Store (audit log, model parts), opened at first use
@@ -155,6 +158,11 @@ class PartyAgent:
                                                     "job": message.meta.get("job")})
 
     def _fault_hook(self, kind: str) -> None:
+        if self._pause is not None and kind == self._pause[0]:  # a deterministic point for a test to act at
+            self._seen["pause:" + kind] = self._seen.get("pause:" + kind, 0) + 1
+            if self._seen["pause:" + kind] == self._pause[1]:
+                log.error("fault injection: freezing on %s #%d", kind, self._pause[1])
+                os.kill(os.getpid(), signal.SIGSTOP)
         if self._fault is None or kind != self._fault[0]:
             return
         self._seen[kind] = self._seen.get(kind, 0) + 1
