@@ -17,8 +17,14 @@ demo: $(VENV)/.core
 	$(BIN)/sampan demo
 
 # The suite spreads over the machine's cores (pytest-xdist; tests use tmp_path, port 0 and fresh databases).
-test: lint
+test: lint $(VENV)/.system
 	$(BIN)/python -m pytest -n auto --dist worksteal
+
+# Debian packages the suite needs (chromium for the browser tests, softhsm2 for the HSM tests): installed once,
+# only those missing, by apt-get as root; otherwise the script says what to install and fails. Not for `make demo`.
+$(VENV)/.system: $(VENV)/bin/python tools/install_system_deps.sh
+	tools/install_system_deps.sh
+	@touch $@
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Sampan needs Python 3.11 or newer; set PYTHON=/path/to/python3.11")'
