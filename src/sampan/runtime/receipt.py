@@ -10,162 +10,37 @@ result's info under ``"receipt"`` (stored with the run by the runner): ``threat_
 what a party sends in it}), optionally ``messages`` (catalogue rows), ``randomness``, ``unit_of_privacy``;
 its ledger summary goes under ``"privacy"`` as for horizontal runs. Per-party traffic always comes
 from the stored traffic events (or the final traffic summary).
+
+The receipt's parts live in modules of one job each, and every name stays importable from here:
+`sampan.runtime.receipt_protections` (threat-model texts, the protection of each message kind) and
+`sampan.runtime.receipt_html` (the report section).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from html import escape
 from pathlib import Path
 from typing import Any
 
 from sampan.files import atomic_write_json
-from sampan.report import ReportSection
+
+# Re-exported: every name the receipt module had before its parts moved out stays importable from here.
+from sampan.runtime.receipt_html import _audit_html as _audit_html
+from sampan.runtime.receipt_html import _catalogue_html as _catalogue_html
+from sampan.runtime.receipt_html import receipt_section as receipt_section
+from sampan.runtime.receipt_protections import (
+    EVALUATION_DP,
+    EVALUATION_PLAIN,
+    EVALUATION_SECAGG,
+    SECAGG_THREAT_MODEL,
+    THREAT_MODEL,
+)
+from sampan.runtime.receipt_protections import _shown as _shown
+from sampan.runtime.receipt_protections import message_protection as _protection
+from sampan.runtime.receipt_protections import secagg_section as _secagg
 from sampan.runtime.store import Store
 from sampan.wire.catalogue import PROTECTIONS, Setup, receipt_rows
-
-THREAT_MODEL = (
-    "Semi-honest parties and coordinator; the coordinator does not collude with a data party. "
-    "Raw records never leave their owner: only the wire messages listed here do. Without DP2 or DP3, "
-    "model deltas reach the coordinator unprotected and can leak information about training rows. "
-    "DP2 (DP-SGD) protects every update a party sends, against the coordinator and everyone downstream. "
-    "DP3 'central' protects the aggregate and the released model but the coordinator sees clipped "
-    "individual updates (it must be trusted); DP3 'distributed' (only with secure aggregation) adds each "
-    "party's noise share before sending. Under [privacy] a party sends only outputs of charged mechanisms "
-    "and public values: its training row count once through a Gaussian mechanism (DP1), the "
-    "standardisation statistics through DP1, updates through DP2/DP3; no training loss, positive rate "
-    "or clipping statistics. The unit of privacy is one training row of one party; holdout rows are "
-    "outside it: under [privacy] the released model is evaluated once, at the end, on the holdout rows "
-    "(score histograms by label, loss sums; summed under secure aggregation when it is on), and that "
-    "evaluation is not noised. The catalogue below names every field of every message and its protection."
-)
-EVALUATION_DP = ("Under [privacy]: no per-round evaluation and no training loss are released; the released model "
-                 "is evaluated once, at the end, on holdout rows, which are outside the DP unit (not noised). "
-                 "Each party enforces this itself: it answers one evaluation (one model) per run and no training "
-                 "request after it, in at most max_evaluations runs over its life, with or without DP (party.toml "
-                 "[privacy], counted in its state dir), in exactly 100 score bins with sums at bin midpoints and no "
-                 "local metrics. The coordinator chooses the evaluated model, so that evaluation can give each "
-                 "holdout row's label and any coordinator-chosen function of the row, to 100 levels, per "
-                 "evaluation; its exact counts give the holdout's size and label composition. A deployed party "
-                 "draws its holdout itself, each row by a keyed hash "
-                 "under its own secret, with the fraction pinned per dataset (another fraction is refused): "
-                 "runs cannot rotate rows through the holdout, and its size is a Binomial draw that does not "
-                 "reveal the training row count.")
-EVALUATION_PLAIN = "Evaluated every eval_every rounds on holdout rows; training loss reported per round."
-EVALUATION_SECAGG = " Evaluation replies are summed under secure aggregation: no per-party metrics exist."
-SECAGG_THREAT_MODEL = (
-    " Secure aggregation (SecAgg+) is on: each update leaves its party masked with pairwise and self masks "
-    "in Z_2^64, so the coordinator sees only the sum over the parties that sent a masked input (who they "
-    "are is public, never fewer than min_contributors >= 3) and, under DP3, only the noised sum. Every "
-    "party signs its per-attempt keys with its organisation's certificate and checks its neighbours' "
-    "signatures against the consortium CA, so a substituted key aborts the round; parties sign the "
-    "survivor set (consistency round) and reveal, per neighbour and attempt, only one kind of share, "
-    "recorded before it leaves, so a coordinator that lies about dropouts or repeats requests is refused. "
-    "Parties accept only a connected neighbour graph, unmask only a survivor set connected in it, lock each "
-    "round to one survivor set and graph, and lock each identical input (in any round, model or run) to the "
-    "first survivor set it was unmasked for, and enforce (and sign) the job's minimum number of contributors. "
-    "t of a party's neighbours together with the coordinator could still unmask it. Not covered: without DP3, "
-    "SecAgg does not protect an update from a coordinator that differences rounds with perturbed models (a "
-    "model changed by one ulp gives new inputs with almost the same updates; the sums over U and over U "
-    "minus one party then reveal that party's update); with distributed DP3 every such release is noised "
-    "and charged to the ledger."
-)
-
-
-def _secagg(config: dict[str, Any] | None) -> dict[str, Any] | None:
-    section = (config or {}).get("secure_aggregation")
-    return section if section and section.get("enabled", True) else None
-
-
-def _shown(value: Any) -> str:
-    """A noise multiplier as the receipt prints it (a chosen float to 4 digits; 'auto' as is)."""
-    return f"{value:.4g}" if isinstance(value, float | int) and not isinstance(value, bool) else str(value)
-
-
-def _protection(kind: str, privacy: dict[str, Any] | None, noise: dict[str, float],
-                secagg: dict[str, Any] | None = None, party: str | None = None) -> str:
-    if kind == "fit_result":
-        parts = []
-        if secagg:
-            parts.append(f"SecAgg+: update, weight and loss masked in Z_2^64 (threshold {secagg.get('threshold', 0.6)} "
-                         "of each neighbourhood); the coordinator sees only the sum"
-                         + ("" if privacy and privacy.get("dp3") else " (without DP3, not protected from a "
-                            "coordinator that differences rounds with perturbed models)"))
-        if privacy and privacy.get("dp2"):
-            dp2 = privacy["dp2"]
-            z2 = noise.get(f"DP2:{party}", noise.get("DP2", 0)) if party else noise.get("DP2", 0)
-            parts.append(f"DP2: DP-SGD, noise multiplier {z2:.3g} (this party's own), per-example clip "
-                         f"{dp2.get('max_grad_norm')}, Poisson sampling at the rate of its released row count")
-        if privacy and privacy.get("dp3"):
-            dp3 = privacy["dp3"]
-            where = "noise added by the coordinator" if dp3.get("mode", "central") == "central" else \
-                "each party adds its noise share"
-            clip = "adaptive clip" if dp3.get("adaptive") else f"clip {dp3.get('clip')}"
-            parts.append(f"DP3: update {clip}, noise multiplier {noise.get('DP3', 0):.3g} on the sum, {where}")
-        return "; ".join(parts) or "none: model delta in clear to the coordinator"
-    if kind.startswith("secagg_"):
-        return {"secagg_keys": "public: two X25519 public keys and a hash commitment to the self-mask seed",
-                "secagg_shares": "Shamir shares of its mask key and seed, sealed (X25519 + ChaCha20-Poly1305) for "
-                                 "each neighbour; the coordinator relays ciphertext it cannot open",
-                "secagg_consistency": "public: its signature over the survivor set of the attempt",
-                "secagg_unmask": "per neighbour one share: of its self-mask seed if it sent its input, of its mask key "
-                                 "if it dropped before; never both"}.get(kind, "secure aggregation step")
-    if kind == "stats" and privacy and privacy.get("dp1"):
-        return (f"DP1: count, sums and sums of squares clipped to public ranges, one Gaussian mechanism with "
-                f"noise multiplier {_shown(noise.get('DP1:stats', privacy['dp1']['noise_multiplier']))}")
-    if kind == "impute_stats" and privacy:
-        return ("DP1: per imputed column, count and clipped sum of present training cells (mean) or a histogram "
-                "over public bins (median), one Gaussian mechanism per run (noise multiplier "
-                f"{_shown(noise.get('DP1:impute', privacy.get('impute_noise_multiplier', 'auto')))}), charged; "
-                "released per party, not under SecAgg")
-    if kind == "group_evaluation":  # fairness by group (issue 13 item 8): a release of its own
-        if privacy:
-            return ("DP1: per declared group level and score bin (100), label counts of holdout rows through one "
-                    f"Gaussian mechanism (noise multiplier {privacy.get('group_noise_multiplier', 4.0)}, "
-                    "sensitivity sqrt(group columns)), charged to the run and party ledgers; once per run, on the "
-                    "evaluated model; per party, not under SecAgg")
-        return ("none (revealed): per declared group level and score bin (100), exact label counts of holdout rows, "
-                "per party in clear; levels a party holds fewer than 10 holdout rows of are zeroed and named, with "
-                "more per column until the rows derivable from the evaluation are 0 or >= 10; once per run; "
-                "two group columns chosen to nearly coincide can still isolate a few records (use DP)")
-    if kind == "bank_alone_result":  # each bank alone vs the consortium (issue 13 item 6): per bank by nature
-        if privacy:
-            return ("DP2: the bank's local-only model trained by DP-SGD (its own noise multiplier, charged to the run "
-                    "and party ledgers); label counts of its holdout rows in 100 score bins under that model and "
-                    "under the released model (sums at bin midpoints), and its holdout row count; once per run, on the "
-                    "model and exact scaler it evaluated; per bank in clear (secure "
-                    "aggregation cannot apply)")
-        return ("none (revealed): label counts of the bank's holdout rows in at most 100 score bins (score sums at "
-                "bin midpoints, a function of the counts) under its local-only model and under the consortium model, "
-                "and its holdout row count; per bank in clear, also under secure aggregation (the figures are per "
-                "bank by nature); once per run, only in a run whose evaluation it answered (counted against its "
-                "max_evaluations)")
-    if kind == "describe" and privacy:
-        return (f"DP1: training row count through a Gaussian mechanism (noise multiplier "
-                f"{privacy.get('count_noise_multiplier', 20.0)}, sensitivity 1); holdout row count and feature "
-                "names in clear; no positive rate")
-    if kind == "evaluation" and (privacy or secagg):
-        where = "summed under SecAgg+ (the coordinator sees only the sum)" if secagg else "per party in clear"
-        when = ("once, at the end, on the released model (each party answers one model per run, in at most "
-                "max_evaluations runs, DP or not); holdout rows are outside the DP unit, not noised: exact label "
-                "counts in 100 bins (each holdout row's label and any coordinator-chosen function of the row, "
-                "to 100 levels, "
-                "per evaluation), sums at bin "
-                "midpoints" if privacy else "every evaluation round")
-        return f"score histograms of holdout rows by label, loss and Brier sums, {where}; {when}"
-    return {
-        "describe": "none: row counts, training positive rate, feature names",
-        "stats": "none: per-feature count, sum and sum of squares (for standardisation)",
-        "impute_stats": "none: per imputed column, count and sum of present training cells (mean) or a histogram "
-                        "over public bins (median), and min/max of a median column without bounds; per party in "
-                        "clear (not under secure aggregation), once per run, over the bounds and bins the party's "
-                        "own schema declares (a median without bounds: a window holding all its values)",
-        "evaluation": "none: per-bin counts of holdout scores by label (up to 2000 bins: to a coordinator that "
-                      "picks the model, each holdout row's label and a feature to the bin), score and loss sums, "
-                      "local metrics",
-        "error": "none: error type and message",
-    }.get(kind, "none")
 
 
 def stored_traffic(store: Store, run_id: str) -> list[dict[str, Any]] | None:
@@ -329,68 +204,3 @@ def _horizontal_receipt(store: Store, run_id: str) -> dict[str, Any]:
 def write_receipt(receipt: dict[str, Any], path: Path) -> Path:
     """Atomic JSON write next to the report."""
     return atomic_write_json(path, receipt, indent=2)
-
-
-def _audit_html(audit: dict[str, Any] | None) -> str:
-    if not audit:
-        return "<p><b>Membership audit:</b> not run (<code>sampan audit RUN_ID</code>).</p>"
-    rows = "".join(
-        f"<tr><td>{escape(a['name'])}</td><td>{a['auc']:.3f}</td><td>{float(a['tpr_at_fpr'].get('0.01', 0)):.4f}</td>"
-        f"<td>{float(a['tpr_at_fpr'].get('0.001', 0)):.4f}</td>"
-        f"<td>{escape(str(a['epsilon_lower_bound_ci95'][0]))[:6]}</td></tr>"
-        for a in audit["attacks"])
-    target = audit.get("target", {})
-    claimed = target.get("claimed_epsilon")
-    return ("<p><b>Membership audit</b> (members: training rows, non-members: holdout rows; "
-            f"claimed ε {format(claimed, '.3f') if claimed is not None else 'none (no DP)'}):</p>"
-            "<table><thead><tr><th>attack</th><th>AUC</th><th>TPR @ 1% FPR</th><th>TPR @ 0.1% FPR</th>"
-            f"<th>ε lower bound (95% conservative)</th></tr></thead><tbody>{rows}</tbody></table>")
-
-
-def _catalogue_html(rows: list[dict[str, str]]) -> str:
-    """Every field of every message, with its protection (the catalogue of `sampan.wire.catalogue`)."""
-    if not rows:
-        return ""
-    body = "".join(f"<tr><td>{escape(r['sender'])}</td><td>{escape(r['kind'])}</td>"
-                   f"<td><code>{escape(r['field'])}</code>"
-                   f"</td><td>{escape(r['description'])}</td></tr>" for r in rows)
-    return ("<details><summary>Every message field and its protection</summary>"
-            "<p>Sender: who sends it; the other side reads it.</p>"
-            "<table><thead><tr><th>sender</th><th>message</th><th>field</th><th>protection</th></tr></thead>"
-            f"<tbody>{body}</tbody></table></details>")
-
-
-def receipt_section(receipt: dict[str, Any]) -> ReportSection:
-    multipliers = receipt.get("noise_multipliers") or {}
-    rows = []
-    for party, entry in sorted(receipt["parties"].items()):
-        spent = entry.get("epsilon_spent")
-        levels = entry.get("epsilon_by_level") or {}
-        budget = entry.get("budget") or {}
-        by_level = ", ".join(f"{lvl} {levels.get(lvl, 0):.3f}" for lvl in ("DP1", "DP2", "DP3"))
-        z2 = entry.get("dp2_noise_multiplier")
-        eps = (f"{spent:.3f} of {budget.get('epsilon')} ({by_level})"
-               + (f"; DP2 noise multiplier {z2:.3g}" if z2 is not None else "")
-               if spent is not None else "no DP: not accounted")
-        sent = "<br>".join(f"{escape(s['kind'])}: {s['messages']} msgs, {s['bytes']:,} B — {escape(s['protection'])}"
-                           for s in entry["sent"])
-        rows.append(f"<tr><td>{escape(party)}</td><td>{escape(eps)}</td><td>{sent}</td></tr>")
-    stop = receipt.get("budget_stop")
-    html = (
-        f"<p><b>Unit of privacy:</b> {escape(str(receipt['unit_of_privacy']))} "
-        f"({escape(str(receipt['neighbouring_relation']))}); <b>accountant:</b> {escape(str(receipt['accountant']))}; "
-        f"<b>δ:</b> {escape(str(receipt['delta']))}; <b>noise multipliers:</b> "
-        f"{escape(', '.join(f'{k} {v:.3g}' for k, v in multipliers.items()) or 'none')}.</p>"
-        + (f"<p><b>Budget stop:</b> {escape(stop)}</p>" if stop else "")
-        + "<details><summary>What each party sent, message by message, and its ε</summary>"  # folded: raw tables
-        "<table><thead><tr><th>party</th><th>ε spent (of budget)</th><th>what it sent, under which protection</th>"
-        f"</tr></thead><tbody>{''.join(rows)}</tbody></table></details>"
-        + (f"<p><b>Evaluation.</b> {escape(str(receipt['evaluation']))}</p>" if receipt.get("evaluation") else "")
-        + _catalogue_html(receipt.get("messages") or [])
-        + _audit_html(receipt.get("membership_audit"))
-        + "".join(f"<p><b>What is revealed ({escape(str(step))}).</b> {escape(str(text))}</p>"
-                  for step, text in (receipt.get("reveals") or {}).items())
-        + f"<p><b>Threat model.</b> {escape(receipt['threat_model'])}</p>"
-        f"<p><b>Randomness.</b> {escape(receipt['randomness'])}</p>"
-    )
-    return ReportSection("Privacy receipt", html)
