@@ -1,0 +1,97 @@
+"""Jinja2 rendering for the console: one autoescaping environment, the shared page context, signed flash notes.
+
+Why autoescape everywhere (not per template): names of consortia, datasets, jobs, columns and refusal reasons come
+from other organisations; an unescaped one would run script in an admin's browser. Flash notes travel in a short
+signed cookie (not the URL), so another site cannot make the console display a message of its choosing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+import sampan
+
+TEMPLATES = Path(__file__).parent / "templates"
+STATIC = Path(__file__).parent / "static"
+PREFIX = "/console"
+FLASH_COOKIE = "sampan_flash"
+
+ROLE_LABELS = {"consortium_admin": "consortium admin", "party_operator": "party operator", "analyst": "analyst",
+               "auditor": "auditor"}
+
+
+def _environment() -> Environment:
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(default=True,
+                      default_for_string=True), undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.globals.update(prefix=PREFIX, version=sampan.__version__,
+                       static=lambda name: f"{PREFIX}/static/{name}?v={sampan.__version__}")
+    env.filters["tojson_pretty"] = lambda value: json.dumps(value, indent=2, sort_keys=True, default=str)
+    return env
+
+
+ENV = _environment()
+
+
+class Flasher:
+    """Signs the one-shot notes shown after a redirect (post/redirect/get)."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def _mac(self, body: bytes) -> str:
+        return hmac.new(self._key, b"sampan-flash\x00" + body, hashlib.sha256).hexdigest()
+
+    def encode(self, notes: list[tuple[str, str]]) -> str:
+        body = base64.urlsafe_b64encode(json.dumps(notes).encode()).decode()
+        return f"{body}.{self._mac(body.encode())}"
+
+    def decode(self, value: str | None) -> list[tuple[str, str]]:
+        if not value or "." not in value:
+            return []
+        body, mac = value.rsplit(".", 1)
+        if not hmac.compare_digest(self._mac(body.encode()), mac):
+            return []
+        try:
+            notes = json.loads(base64.urlsafe_b64decode(body.encode()))
+        except ValueError:
+            return []
+        return [(str(kind), str(text)) for kind, text in notes if kind in ("ok", "info", "error")][:5]
+
+
+def render(request: Request, template: str, context: Mapping[str, Any], status: int = 200) -> HTMLResponse:
+    """The page ``template`` with the shared context (user, CSRF token, flashes) that `console_state` put on the
+    request; pending flash notes are shown once and cleared."""
+    state = request.state
+    flashes = list(getattr(state, "flashes", [])) + list(context.get("errors_as_flash", []))
+    page = ENV.get_template(template).render(
+        user=getattr(state, "console_user", None), csrf_token=getattr(state, "csrf_token", ""), flashes=flashes,
+        title=context.get("title", "Sampan"), section=context.get("section", ""), **{
+            k: v for k, v in context.items() if k not in ("title", "section", "errors_as_flash")})
+    response = HTMLResponse(page, status_code=status)
+    if request.cookies.get(FLASH_COOKIE):
+        response.delete_cookie(FLASH_COOKIE, path=PREFIX)
+    for name, value in getattr(state, "set_cookies", {}).items():
+        response.set_cookie(name, value, httponly=True, samesite="strict", secure=request.url.scheme == "https",
+                            path=PREFIX)
+    return response
+
+
+def redirect(request: Request, path: str, *notes: tuple[str, str]) -> Response:
+    """303 to a console path (never another origin: `path` is always built here, never taken from input), carrying
+    ``notes`` as a signed one-shot cookie."""
+    response = RedirectResponse(f"{PREFIX}{path}", status_code=303)
+    if notes:
+        flasher: Flasher = request.app.state.console_flasher
+        response.set_cookie(FLASH_COOKIE, flasher.encode(list(notes)), httponly=True, samesite="strict",
+                            secure=request.url.scheme == "https", path=PREFIX, max_age=60)
+    return response
