@@ -100,6 +100,34 @@ class CoordinatorConfig(_Strict):
 DataSchema = TableSchema  # earlier name of [data.<name>.schema]: the one table schema class, same object
 
 
+class BudgetSection(_Strict):
+    """[data.<name>.budget]: this dataset's lifetime privacy budget over every job (`sampan.privacy.owner_budget`)."""
+
+    epsilon: float = Field(gt=0, description="lifetime epsilon total of this dataset over all jobs (never refilled)")
+    delta: float = Field(1e-4, gt=0, lt=1, description="lifetime delta total (deltas add across jobs)")
+    period_days: float | None = Field(None, gt=0, description="with period_epsilon: the window of the rate cap")
+    period_epsilon: float | None = Field(None, gt=0, description="most epsilon reserved or spent in any "
+                                         "period_days (caps the rate; never refills the total)")
+
+    @model_validator(mode="after")
+    def _period(self) -> BudgetSection:
+        if (self.period_days is None) != (self.period_epsilon is None):
+            raise ValueError("period_days and period_epsilon go together")
+        return self
+
+
+class ConsentSection(_Strict):
+    """[consent]: how this party approves jobs (`sampan.deploy.agent_consent`)."""
+
+    mode: Literal["rules", "explicit"] = Field("rules", description="rules: a job a local standing rule ([allow] "
+                                               "or an added rule) covers is approved automatically, signed and "
+                                               "audited; explicit: every job needs a person's decision")
+    console_decisions: bool = Field(False, description="accept decisions (and rules) relayed from the "
+                                    "coordinator's console; the console host could fake an operator's click, so a "
+                                    "party that does not trust it keeps this false and approves with `sampan "
+                                    "consent approve` or by rules")
+
+
 class DatasetSection(_Strict):
     path: str
     format: Literal["csv", "parquet"] | None = None
@@ -108,6 +136,8 @@ class DatasetSection(_Strict):
                                  "(run seed, id) keyed with the bank's secret split key "
                                  "(<state_dir>/vertical-split-key)")
     schema_: TableSchema = Field(alias="schema")
+    budget: BudgetSection | None = Field(None, description="this dataset's lifetime privacy budget; default none "
+                                         "(spending is still recorded per job)")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -152,6 +182,8 @@ class PartyConfig(_Strict):
                                          description="[privacy]: this party's own budget, trust and holdout cap")
     allow: AllowSection | None = Field(None, description="[allow]: the jobs this party accepts (see "
                                        "sampan.deploy.allow; without it: no vertical partner)")
+    consent: ConsentSection = Field(default_factory=lambda: ConsentSection.model_validate({}),
+                                    description="[consent]: rules or explicit approvals; relayed decisions")
 
     @property
     def store_url(self) -> str:

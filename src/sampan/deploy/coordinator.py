@@ -49,6 +49,7 @@ from sampan.core.workflow import RunCancelled
 from sampan.deploy.allow import job_description
 from sampan.deploy.certs import CertificateAuthenticator
 from sampan.deploy.config import CoordinatorConfig, RunSpec, parse_run_spec
+from sampan.deploy.coordinator_consent import ConsentCalls
 from sampan.deploy.keyfiles import KeyFileError, unencrypted_pem
 from sampan.deploy.operator_calls import TERMINAL, OperatorCalls
 from sampan.deploy.security_audit import SecurityAudit
@@ -90,7 +91,7 @@ def _with_parties(spec: RunSpec, parties: list[str], run_id: str) -> Any:
     return parse_config(data, source=f"stored config of run {run_id}", deployment=True)
 
 
-class Coordinator(OperatorCalls):
+class Coordinator(OperatorCalls, ConsentCalls):
     def __init__(self, config: CoordinatorConfig) -> None:
         self.config = config
         c = config.coordinator

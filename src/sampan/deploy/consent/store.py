@@ -1,0 +1,76 @@
+"""A party's own consent records: the approvals it signed and the standing rules it holds, under its state folder.
+
+Each approval is one file (<state_dir>/consent/approvals/<spec hash>.json, 0600, written atomically); the
+rules added beside `[allow]` (locally, or through the console when the party accepts relayed decisions)
+are one file, rules.json. Nothing here is ever read from the coordinator: the agent trusts only what it
+wrote itself.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from pathlib import Path
+
+from sampan.deploy.consent.approval import Approval
+from sampan.deploy.consent.rules import StandingRule
+from sampan.files import atomic_write_bytes, private_directory
+
+__all__ = ["ConsentStore"]
+
+_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+class ConsentStore:
+    def __init__(self, state_dir: str | Path) -> None:
+        self.root = Path(state_dir) / "consent"
+        self._lock = threading.Lock()
+
+    def _ready(self) -> None:
+        private_directory(self.root.parent)
+        private_directory(self.root)
+        private_directory(self.root / "approvals")
+
+    def approval(self, spec_hash: str) -> Approval | None:
+        """This party's own approval of the spec with this hash, if it gave one."""
+        if not _HASH.fullmatch(spec_hash):
+            return None
+        path = self.root / "approvals" / f"{spec_hash}.json"
+        if not path.exists():
+            return None
+        return Approval.model_validate_json(path.read_text())
+
+    def save_approval(self, approval: Approval) -> Approval:
+        """Keep the approval; the first one of a spec stays (a second decision returns the first)."""
+        with self._lock:
+            self._ready()
+            existing = self.approval(approval.spec_hash)
+            if existing is not None:
+                return existing
+            atomic_write_bytes(self.root / "approvals" / f"{approval.spec_hash}.json",
+                               approval.model_dump_json().encode(), mode=0o600)
+            return approval
+
+    def approvals(self) -> list[Approval]:
+        folder = self.root / "approvals"
+        if not folder.is_dir():
+            return []
+        return [Approval.model_validate_json(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+    def rules(self) -> list[StandingRule]:
+        path = self.root / "rules.json"
+        if not path.exists():
+            return []
+        return [StandingRule.model_validate(r) for r in json.loads(path.read_text())]
+
+    def add_rule(self, rule: StandingRule) -> StandingRule:
+        """Add (or replace, by id) a standing rule; `allow` is reserved for party.toml's [allow]."""
+        if rule.id == "allow":
+            raise ValueError("rule id 'allow' is party.toml's [allow] section; choose another id")
+        with self._lock:
+            self._ready()
+            rules = [r for r in self.rules() if r.id != rule.id] + [rule]
+            atomic_write_bytes(self.root / "rules.json",
+                               json.dumps([r.model_dump(mode="json") for r in rules]).encode(), mode=0o600)
+        return rule
