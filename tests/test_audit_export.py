@@ -130,3 +130,27 @@ def test_bad_destination_is_a_clear_error(store: Store) -> None:
 
     with pytest.raises(StoreError, match="udp://host:port"):
         send(iter(["x"]), "http://127.0.0.1:514")
+
+
+def test_cli_export_and_offline_verify(store: Store, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from sampan.cli import app
+
+    url = store.engine.url.render_as_string(hide_password=False)
+    out_file = tmp_path / "audit.jsonl"
+    runner = CliRunner()
+    result = runner.invoke(app, ["audit-log", "export", "--store", url, "--format", "jsonl", "--to", str(out_file)])
+    assert result.exit_code == 0, result.output
+    key = store.signer.public_raw.hex()
+    ok = runner.invoke(app, ["audit-log", "export", "--verify", str(out_file), "--public-key", key])
+    assert ok.exit_code == 0 and "intact" in ok.output, ok.output
+    out_file.write_text(out_file.read_text().replace("bank_b", "bank_q"))
+    bad = runner.invoke(app, ["audit-log", "export", "--verify", str(out_file), "--public-key", key])
+    assert bad.exit_code == 1 and "BROKEN" in bad.output
+    sock, port = _udp_listener()
+    with sock:
+        sent = runner.invoke(app, ["audit-log", "export", "--store", url, "--format", "syslog",
+                                   "--to", f"udp://127.0.0.1:{port}"])
+        assert sent.exit_code == 0, sent.output
+        assert sock.recv(65535).decode().startswith("<109>1 ")

@@ -171,3 +171,26 @@ def test_restore_refuses_a_store_that_holds_rows(tmp_path: Path) -> None:
         assert conn.execute(text("SELECT COUNT(*) FROM sampan_runs")).scalar() == 1
         assert "console_users_fixture" not in inspect(engine).get_table_names()
     engine.dispose()
+
+
+def test_cli_backup_and_restore(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from sampan.cli import app
+
+    source, target = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    run_id = _fill(source)
+    archive = tmp_path / "store.backup"
+    runner = CliRunner()
+    out = runner.invoke(app, ["store", "backup", "--store", source, "--to", str(archive)])
+    assert out.exit_code == 0, out.output
+    out = runner.invoke(app, ["store", "restore", "--from", str(archive), "--store", target])
+    assert out.exit_code == 0, out.output
+    assert "audit entries verified" in out.output
+    again = runner.invoke(app, ["store", "restore", "--from", str(archive), "--store", target])
+    assert again.exit_code == 2 and "not empty" in again.output and "Traceback" not in again.output
+    missing = runner.invoke(app, ["store", "restore", "--from", str(tmp_path / "nope"), "--store", target])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    restored = Store.open(target)
+    assert restored.verify_audit(run_id).ok
+    restored.close()

@@ -5,6 +5,7 @@
     score.py     score (new applicants from a file: horizontal models at the bank, vertical jointly)
     validate.py  models pack (validation pack), monitor drift|backtest|challenger
     registry.py  models, audit-log                                (the model registry, the signed audit log)
+    store_admin.py  store backup|restore, audit-log export          (operators' copies: backups, SIEM export)
     deploy.py    certs, coordinator, party, submit                (deployments: certificates, agents, runs)
     synth.py     synth                                            (DP synthetic tables)
     vertical.py  the vertical demo, run and joint scoring behind `demo --vertical`, `run`, `score`
@@ -59,6 +60,8 @@ class SampanGroup(LazyGroup):
                               "TLS) and follow it.", command="submit"),
         "monitor": LazyCommand("sampan.cli.validate", "monitor_app", "Monitor a served model at the bank: drift "
                                "(PSI), backtests when outcomes arrive, a challenger."),
+        "store": LazyCommand("sampan.cli.store_admin", "store_app", "Back up a store (every table) to one archive, "
+                             "and restore it into an empty database."),
         "serve": LazyCommand("sampan.cli.serve", "serve_app", "Serve a model over HTTPS at the bank (OpenAPI; "
                              "API tokens and/or mTLS clients)."),
     }

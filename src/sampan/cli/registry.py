@@ -115,6 +115,16 @@ def audit_show(run_id: str, store: str | None = StoreOption,
     console.print(table)
 
 
+def _register_export() -> None:
+    """`sampan audit-log export` lives in `sampan.cli.store_admin` (with backup/restore); mounted here."""
+    from sampan.cli.store_admin import audit_export
+
+    audit_log_app.command("export")(audit_export)
+
+
+_register_export()
+
+
 # --- model registry ---------------------------------------------------------------------------------
 @models_app.command("list")
 def models_list(name: str | None = typer.Option(None, help="Only versions of this model."),
