@@ -81,6 +81,9 @@ class CoordinatorConfig(_Strict):
     coordinator: CoordinatorSection = Field(default_factory=lambda: CoordinatorSection.model_validate({}))
     tls: TLSSection
     members: list[MemberSection] = Field(min_length=1)
+    control_plane: dict[str, Any] | None = Field(
+        None, description="[control_plane]: the HTTP control plane and console `sampan control-plane` serves beside "
+        "this coordinator (validated there: sampan.web.control_plane; keys in docs/deploy.md)")
 
     @model_validator(mode="after")
     def _unique(self) -> CoordinatorConfig:
