@@ -53,7 +53,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 
 # Actions that name a party: an operator may take them only for its own organisation.
 PARTY_SCOPED = frozenset({"catalogue.read", "dataset.register", "inbox.read", "approval.decide", "rule.manage",
-                          "rule.read"})
+                          "rule.read", "budget.read"})
 
 
 @dataclass(frozen=True)
