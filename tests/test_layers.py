@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("verify",),
     ("deploy", "monitoring"),
     ("runtime",),
+    ("checks",),  # checks before training: reuses the capabilities' protocols (vertical PSI, horizontal tables)
     ("horizontal", "vertical", "synth", "audit", "fraud", "watermark", "qr"),
     ("config",),
     ("privacy", "report"),

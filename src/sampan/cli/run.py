@@ -247,9 +247,14 @@ def run(
         console.print(f"[yellow]interrupted.[/] Every finished round is saved; continue with "
                       f"`sampan run --resume {latest}`", soft_wrap=True)
         raise typer.Exit(130) from None
-    console.print(_result_table(finished, {}))
+    if not (finished.result.info or {}).get("checks"):  # a checks job trains and evaluates nothing
+        console.print(_result_table(finished, {}))
     if (finished.result.info or {}).get("bank_alone"):  # each bank alone vs the consortium (issue 13)
         console.print(_bank_alone_table(finished.result.info["bank_alone"]))
+    if (finished.result.info or {}).get("checks"):  # checks before training (issue 14 item 4): their findings
+        from sampan.checks.report import checks_text
+
+        console.print(checks_text(finished.result.info["checks"]), markup=False, highlight=False, soft_wrap=True)
     model = f"model {finished.model_name} v{finished.model_version}" if finished.model_version else "no central model"
     report = f" Report: [bold]{finished.report_path.resolve()}[/]" if finished.report_path else ""
     console.print(f"Run [bold]{finished.run_id}[/] completed; {model}.{report}")

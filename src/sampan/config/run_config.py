@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import Field, ValidationInfo, model_validator
 
 from sampan.config.base import Strict
+from sampan.config.checks import ChecksSection
 from sampan.config.privacy import PrivacySection, SecureAggregationSection
 from sampan.config.sections import (
     BankAloneSection,
@@ -35,7 +36,7 @@ __all__ = ["RunConfig", "infer_workflow"]
 
 def infer_workflow(data: dict[str, Any]) -> Workflow:
     """The workflow a config without `run.workflow` means: the section that only that workflow reads."""
-    for section in ("vertical", "synthesis", "scoring", "evaluation"):
+    for section in ("checks", "vertical", "synthesis", "scoring", "evaluation"):
         if section in data and (section != "evaluation" or "model" in (data[section] or {})):
             return section  # [evaluation] without a model: a training run's threshold and groups
     return "horizontal"
@@ -57,6 +58,7 @@ class RunConfig(Strict):
     synthesis: SynthesisSection | None = None
     evaluation: EvaluationSection | None = None
     bank_alone: BankAloneSection | None = None
+    checks: ChecksSection | None = None
 
     model_config = Strict.model_config | {"populate_by_name": True}
 
@@ -163,7 +165,9 @@ def _check_workflow(config: RunConfig, deployment: bool) -> None:
         if getattr(config, section) is None and workflow == section:
             raise ValueError(f"run.workflow = {workflow!r} needs a [{section}] section")
     _check_scoring(config)
-    if config.vertical is not None and workflow not in ("vertical", "scoring", "serving"):
+    if config.checks is not None and workflow != "checks":
+        raise ValueError(f"[checks] is set but run.workflow is {workflow!r}")
+    if config.vertical is not None and workflow not in ("vertical", "scoring", "serving", "checks"):
         raise ValueError(f"[vertical] is set but run.workflow is {workflow!r}")
     if config.synthesis is not None and workflow != "synthesis":
         raise ValueError(f"[synthesis] is set but run.workflow is {workflow!r}")

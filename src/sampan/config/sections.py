@@ -26,8 +26,9 @@ SchemaSection = TableSchema     # earlier name of [schema]'s class: the same obj
 ColumnSection = ColumnSpec      # earlier name of a [schema] feature's class: the same object
 
 # "serving": the long-lived vertical scoring session behind a deployed `sampan serve` (sampan.serve.deployed)
-Workflow = Literal["horizontal", "vertical", "scoring", "evaluation", "synthesis", "serving"]
-WORKFLOWS: tuple[str, ...] = ("horizontal", "vertical", "scoring", "evaluation", "synthesis", "serving")
+# "checks": cross-party checks before training (sampan.checks)
+Workflow = Literal["horizontal", "vertical", "scoring", "evaluation", "synthesis", "serving", "checks"]
+WORKFLOWS: tuple[str, ...] = ("horizontal", "vertical", "scoring", "evaluation", "synthesis", "serving", "checks")
 
 
 class RunSection(Strict):

@@ -23,6 +23,7 @@ CAPABILITIES: dict[str, str] = {
     "scoring": "sampan.vertical.capability:SCORING",
     "synthesis": "sampan.synth.capability:SYNTHESIS",
     "serving": "sampan.serve.deployed:SERVING",  # `sampan serve`'s session in a deployment
+    "checks": "sampan.checks.capability:CHECKS",  # checks before training (issue 14 item 4)
 }
 
 

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # workflow name -> "module:function(store, run_id) -> RunReport | list[ReportSection]"
 REPORT_BUILDERS: dict[str, str] = {
     "vertical": "sampan.runtime.reports_vertical:build_vertical_report",
+    "checks": "sampan.checks.report:report_sections",
 }
 
 

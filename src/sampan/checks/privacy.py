@@ -1,0 +1,79 @@
+"""The checks' DP mod: every reply computed from rows leaves through a Laplace mechanism, at the party.
+
+Why a mod: the handlers stay exact (`sampan.checks.party`); the party alone decides the sensitivity of each
+release (never taken from the request), and a party whose job announced DP refuses a request without it, so a
+coordinator cannot announce a private job and then ask for exact counts.
+
+Releases (adding or removing one record of the party; pure epsilon, delta 0):
+- ``checks.label`` [rows, positives]: L1 sensitivity 2 (the row count and at most one positive).
+- ``checks.histogram`` (m columns x bins+1): L1 sensitivity m (the record adds one count per column).
+- ``checks.overlap`` the intersection count: L1 sensitivity 1.
+``checks.schema`` is public metadata and passes unchanged. The coordinator charges each release to the run's
+ledger before it sends the request (`sampan.checks.workflow`); noise comes from `LaplaceMechanism` (the OS
+CSPRNG). What the noised values reveal: epsilon-DP in the record, per release, composed by the ledger.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from sampan.checks.protocol import HISTOGRAM, LABEL, OVERLAP
+from sampan.core.party import Handler, Mod
+from sampan.privacy.mechanisms import LaplaceMechanism
+from sampan.privacy.party_policy import PolicyRefused
+from sampan.wire import Message
+
+__all__ = ["RELEASES", "checks_dp_mod", "requested_epsilon"]
+
+RELEASES: tuple[str, ...] = (LABEL, HISTOGRAM, OVERLAP)
+
+
+def requested_epsilon(party: str, msg: Message) -> float | None:
+    """The epsilon a request carries in ``meta.dp.epsilon`` (None: an exact request)."""
+    dp = msg.meta.get("dp")
+    if dp is None:
+        return None
+    epsilon = dp.get("epsilon") if isinstance(dp, dict) else None
+    if not isinstance(epsilon, (int, float)) or isinstance(epsilon, bool) or not math.isfinite(epsilon) or epsilon <= 0:
+        raise PolicyRefused(f"party {party!r}: {msg.kind} meta.dp.epsilon must be a positive number, got {epsilon!r}")
+    return float(epsilon)
+
+
+def checks_dp_mod(party: str, *, announced_dp: bool, max_epsilon: float | None = None) -> Mod:
+    """Noise every release that carries ``meta.dp``; refuse an exact one when the job announced DP; refuse an
+    epsilon above ``max_epsilon`` (the party's own cap per release, when it sets one)."""
+
+    def mod(msg: Message, inner: Handler) -> Message:
+        if msg.kind not in RELEASES:
+            return inner(msg)
+        epsilon = requested_epsilon(party, msg)
+        if epsilon is None:
+            if announced_dp:
+                raise PolicyRefused(f"party {party!r} refuses an exact {msg.kind}: the checks job it accepted "
+                                    "announced DP")
+            return inner(msg)
+        if max_epsilon is not None and epsilon > max_epsilon:
+            raise PolicyRefused(f"party {party!r} refuses {msg.kind} at epsilon {epsilon} (its cap is {max_epsilon})")
+        reply = inner(msg)
+        if reply.kind == "error":
+            return reply
+        return _noised(reply, epsilon)
+    return mod
+
+
+def _noised(reply: Message, epsilon: float) -> Message:
+    meta: dict[str, Any] = dict(reply.meta)
+    arrays = dict(reply.arrays)
+    if reply.kind == LABEL:
+        values = np.asarray(LaplaceMechanism(2.0, epsilon).release(np.array([meta["n"], meta["positives"]])))
+        meta.update(n=float(values[0]), positives=float(values[1]))
+    elif reply.kind == HISTOGRAM:
+        counts = np.asarray(arrays["counts"], float)
+        arrays["counts"] = np.asarray(LaplaceMechanism(float(max(counts.shape[0], 1)), epsilon).release(counts))
+    elif reply.kind == OVERLAP:
+        meta["count"] = float(LaplaceMechanism(1.0, epsilon).release(float(meta["count"])))
+    meta["dp"] = {"mechanism": "laplace", "epsilon": epsilon}
+    return Message(reply.run_id, reply.step, reply.sender, reply.recipient, reply.kind, arrays, meta)

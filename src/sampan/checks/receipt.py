@@ -1,0 +1,49 @@
+"""The checks job's receipt terms (`sampan.runtime.receipt` reads them from the run's info): what each role learns,
+what protects each message, every catalogued field (`sampan.wire.checks_catalogue`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sampan.config.checks import ChecksSection
+from sampan.vertical.psi import MODE_REVEALS
+from sampan.wire.checks_catalogue import checks_receipt_rows
+
+__all__ = ["receipt_terms"]
+
+
+def receipt_terms(settings: ChecksSection, *, vertical: bool) -> dict[str, Any]:
+    dp = settings.dp is not None
+    released = ("Laplace-noised at the party and charged to the run's ledger before the request left"
+                if dp else "exact, revealed to the coordinator (no DP)")
+    reveals = {
+        "schema": "every party's declared schema (column names, kinds, public bounds, categories, missing markers): "
+                  "public metadata, revealed to the coordinator",
+        "label balance": f"the label holders' [rows, positives]: {released}",
+    }
+    if vertical:
+        reveals["id overlap"] = (MODE_REVEALS["cardinality"] + f" The label holder then reports the count: {released}."
+                                 " The coordinator also learns both set sizes exactly (PSI reveals them in every "
+                                 "mode).")
+    else:
+        reveals["drift"] = (f"each party's counts per public bin of every compared column: {released}; PSI values "
+                            "are computed from them by the coordinator (post-processing)")
+    protections = {"checks.schema": "public metadata", "checks.label": released, "checks.histogram": released,
+                   "checks.overlap": released}
+    if vertical:
+        protections.update({"vertical.hello": "signed per-run public key", "vertical.peers": "an acknowledgement",
+                            "psi.offer": "sealed envelope; the set size in clear",
+                            "psi.accept": "sealed envelope; the set size in clear",
+                            "psi.blind": "sealed envelope", "psi.respond": "sealed envelope",
+                            "psi.finish": "an acknowledgement (no count in cardinality mode)"})
+    return {
+        "threat_model": ("Semi-honest parties; a coordinator that does not collude with a data party. No row leaves "
+                         "its party: only the catalogued fields below."
+                         + (" PSI runs over sealed channels from run keys signed by each organisation." if vertical
+                            else "")),
+        "reveals": reveals,
+        "protections": protections,
+        "messages": checks_receipt_rows(dp, vertical),
+        "unit_of_privacy": "record-level within each party" if dp else "none: no DP (every release listed above)",
+        "noise_multipliers": {},
+    }
