@@ -58,10 +58,13 @@ class BudgetStatus:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> BudgetStatus:
-        """From a party's `consent.catalogue` budget entry (keys total/spent/reserved as {epsilon, delta})."""
+        """From a party's `consent.catalogue` budget entry: flat (`total_epsilon`, ..., as
+        `OwnerBudgetBook.status` writes it) or nested (`total: {epsilon, delta}`)."""
         def pair(key: str) -> tuple[Any, Any]:
-            value = data.get(key) or {}
-            return (value.get("epsilon"), value.get("delta")) if isinstance(value, Mapping) else (value, None)
+            value = data.get(key)
+            if isinstance(value, Mapping):
+                return value.get("epsilon"), value.get("delta")
+            return data.get(f"{key}_epsilon", value), data.get(f"{key}_delta")
         total, spent, reserved = pair("total"), pair("spent"), pair("reserved")
         return cls(total_epsilon=total[0], total_delta=total[1], spent_epsilon=float(spent[0] or 0.0),
                    spent_delta=float(spent[1] or 0.0), reserved_epsilon=float(reserved[0] or 0.0),

@@ -157,8 +157,8 @@ class ResultsService(DataService, PlaneBase):
         m = self._registered(name, version)
         try:
             document = export_document(m.arrays, m.meta, name=name, version=version, run_id=m.run_id)
-        except SampanError as exc:
-            raise Conflict(str(exc), "name") from None
+        except (SampanError, KeyError, ValueError, TypeError) as exc:
+            raise Conflict(f"model {name!r} v{version} cannot be exported: {exc}", "name") from None
         self.audit(principal, "model_exported", {"name": name, "version": version})
         return document
 
@@ -167,8 +167,8 @@ class ResultsService(DataService, PlaneBase):
         """The control plane's audit entries (newest last) and the chain's verification result."""
         require(principal, "audit.read")
         rows = self.store.events(AUDIT_CHAIN)
-        entries: list[dict[str, Any]] = [{"seq": r.seq, "at": r.at.isoformat() if r.at else None, "kind": r.kind, "detail": r.detail,
-                    "hash": r.hash} for r in rows]
+        entries: list[dict[str, Any]] = [{"seq": r.seq, "at": r.at.isoformat() if r.at else None, "kind": r.kind,
+                                          "detail": r.detail, "hash": r.hash} for r in rows]
         if actor:
             entries = [e for e in entries if (e["detail"] or {}).get("actor") == actor]
         return {"entries": entries[-max(1, min(limit, 5000)):], "total": len(entries),
