@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -32,7 +32,7 @@ ROLE_LABELS = {"consortium_admin": "consortium admin", "party_operator": "party 
 
 def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(default=True,
-                      default_for_string=True), undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+                      default_for_string=True), trim_blocks=True, lstrip_blocks=True)
     env.globals.update(prefix=PREFIX, version=sampan.__version__,
                        static=lambda name: f"{PREFIX}/static/{name}?v={sampan.__version__}")
     env.filters["tojson_pretty"] = lambda value: json.dumps(value, indent=2, sort_keys=True, default=str)
