@@ -46,9 +46,9 @@ import grpc
 from sampan.config import ConfigError, parse_config
 from sampan.core.transport import PartyError
 from sampan.core.workflow import RunCancelled
-from sampan.deploy.allow import job_description
 from sampan.deploy.certs import CertificateAuthenticator
 from sampan.deploy.config import CoordinatorConfig, RunSpec, parse_run_spec
+from sampan.deploy.consent import Approval, JobSpec
 from sampan.deploy.coordinator_consent import ConsentCalls
 from sampan.deploy.keyfiles import KeyFileError, unencrypted_pem
 from sampan.deploy.operator_calls import TERMINAL, OperatorCalls
@@ -297,8 +297,9 @@ class Coordinator(OperatorCalls, ConsentCalls):
             except AuthenticationError as exc:
                 raise ConfigError(f"run {run_id} not started: {exc}") from None
             self._wait_for_parties(run_id, parties)
+            consent = self.run_consent(run_id, row.config)  # every party's approval, before any data message
             transport = self.hub.transport(parties)
-            self._open(transport, run_id, spec, int(row.seed))
+            self._open(transport, run_id, spec, int(row.seed), consent)
             finished = resume_run(
                 self.store,
                 run_id,
@@ -362,17 +363,13 @@ class Coordinator(OperatorCalls, ConsentCalls):
                 deadline - time.monotonic(),
             )
 
-    def _open(self, transport: GrpcTransport, run_id: str, spec: RunSpec, seed: int) -> None:
-        """Tell every party which workflow and dataset, with the job it checks; re-sent to a party that
-        reconnects mid-run (a restarted agent)."""
-        job = job_description(
-            spec.stored,
-            workflow=spec.workflow,
-            operator=spec.deploy.submitted_by,
-            parties=transport.parties,
-            label_holder=spec.deploy.label_holder,
-            parsed=_with_parties(spec, transport.parties, run_id),
-        )
+    def _open(self, transport: GrpcTransport, run_id: str, spec: RunSpec, seed: int,
+              consent: tuple[JobSpec, list[Approval]]) -> None:
+        """Tell every party which workflow and dataset, with the job it checks, the approved spec and every
+        party's approval (each party verifies them all); re-sent to a party that reconnects mid-run."""
+        job_spec, approvals = consent
+        job = job_spec.job
+        signed = [a.model_dump(mode="json") for a in approvals]
         data = getattr(spec.config, "data", None)
         test_fraction = getattr(data, "test_fraction", None)
 
@@ -391,6 +388,8 @@ class Coordinator(OperatorCalls, ConsentCalls):
                     "test_fraction": test_fraction,
                     "split_seed": derive_seed(seed, "split", party),
                     "job": job,
+                    "spec": job_spec.model_dump(mode="json"),
+                    "approvals": signed,
                 },
             )
 

@@ -2,8 +2,10 @@
 
 The agent holds the party's tables (bound in its own party.toml) and, per run, that run's handlers:
 `deploy.open_run` names the workflow and which of its datasets; the agent checks the job against its
-`[allow]` list, logs who submitted it, what it trains, on which columns, with whom, under which
-protections and what leaves the bank (`sampan.deploy.job_log`), then builds a `sampan.core.PartySetup`
+`[allow]` list and its consent (`sampan.deploy.agent_consent`: its own signed approval of exactly this
+job spec and every partner's; `consent.request` and `consent.catalogue` are answered there), logs who
+submitted it, what it trains, on which columns, with whom, under which protections and what leaves
+the bank (`sampan.deploy.job_log`), then builds a `sampan.core.PartySetup`
 (its data, the job, its certificate identity, a verifier narrowed to the accepted partners, its privacy
 policy, state folder and own model store) and asks the workflow's capability for the party app
 (`get_capability(workflow).party_app(setup)`): the very handlers the simulation runs.
@@ -46,14 +48,15 @@ from sampan.config import ConfigError
 from sampan.core.capability import PartySetup
 from sampan.core.party import PartyApp
 from sampan.data import PartyData, load_table
-from sampan.deploy.allow import JobRefused, PeerAllowList, check_job, check_request, privacy_policy
+from sampan.deploy.agent_consent import ConsentDesk
+from sampan.deploy.allow import JobRefused, PeerAllowList, check_job, check_request
 from sampan.deploy.certs import probe_coordinator
 from sampan.deploy.config import PartyConfig, split_address
 from sampan.deploy.holdout import holdout_split, keyed_holdout, pinned_split
 from sampan.deploy.job_log import job_line, job_record
 from sampan.deploy.keyfiles import KeyFileError, unencrypted_pem
+from sampan.deploy.run_budget import JobReservation, horizontal_policy, vertical_policy
 from sampan.files import private_directory, private_sqlite
-from sampan.privacy.party_policy import DEFAULT_MIN_NOISE_MULTIPLIER, PartyPrivacyPolicy
 from sampan.runtime.capabilities import capability_names, get_capability
 from sampan.transport.grpc_client import LinkSettings, PartyLink
 from sampan.wire import Message
@@ -95,6 +98,7 @@ class PartyAgent:
         self._identity: Any = None  # PartyIdentity, loaded at the first vertical run
         self._store: Any = None     # this party's own Store (audit log, model parts), opened at first use
         self._ledgers: dict[str, Any] = {}  # its privacy ledger, shared by the policies of its horizontal runs
+        self.consent = ConsentDesk(config, self._audit)  # approvals, standing rules, the lifetime budget book
 
     # --- data ---------------------------------------------------------------------------------------
     def table(self, dataset: str | None) -> tuple[str, PartyData]:
@@ -121,6 +125,10 @@ class PartyAgent:
                 return self._open(message)
             if message.kind == "deploy.close_run":
                 return self._close(message)
+            if message.kind == "consent.request":
+                return self.consent.request(message)
+            if message.kind == "consent.catalogue":
+                return self.consent.catalogue(message, self.table)
         except Exception as exc:  # noqa: BLE001 - reported to the coordinator as an error reply
             log.warning("party %s failed on %s: %s", self.name, message.kind, exc)
             return message.error_reply(exc)
@@ -181,13 +189,14 @@ class PartyAgent:
         columns = [c.name for c in self.config.data[dataset].schema_.features]
         try:
             check_job(self.config.allow, self.name, job, dataset, columns)
+            reservation = self.consent.admit_run(message, dataset, job)  # its own approval, and every party's
         except JobRefused as exc:
             self._refused(message, exc)
             raise
         record = job_record(self.name, job, dataset, columns)
         self._audit(message.run_id, "job_accepted", {"job": job, **record})
         log.info("party %s accepted run %s: %s", self.name, message.run_id, job_line(record))
-        app = get_capability(workflow).party_app(self._setup(workflow, dataset, table, job, meta))
+        app = get_capability(workflow).party_app(self._setup(workflow, dataset, table, job, meta, reservation))
         self._runs[message.run_id] = _RunContext(workflow, dataset, app, job=job)
         while len(self._runs) > MAX_OPEN_RUNS:
             self._runs.popitem(last=False)
@@ -195,7 +204,7 @@ class PartyAgent:
         return message.reply("deploy.opened", meta={"reopened": False})
 
     def _setup(self, workflow: str, dataset: str, table: PartyData, job: dict[str, Any],
-               meta: Mapping[str, Any]) -> PartySetup:
+               meta: Mapping[str, Any], reservation: JobReservation | None = None) -> PartySetup:
         """What the capability's `party_app` builds this party's side from (`sampan.core.PartySetup`): the same
         fields a simulation fills, from this organisation's own files, state folder and policy."""
         state = Path(self.config.party.state_dir)
@@ -230,9 +239,9 @@ class PartyAgent:
             # with a CRL always ready for SecAgg; without one only a job that claims none opens (and then the
             # party has no SecAgg client at all, so a coordinator that lied about it is refused)
             options["secagg"] = self._secagg_client(job, identity, verifier) if identity is not None else None
-            policy = self._horizontal_policy(job)
+            policy = horizontal_policy(self.config, job, self._ledgers, reservation)
         else:
-            data, policy = table, self._vertical_policy(job)
+            data, policy = table, vertical_policy(self.config, job, self._ledgers, reservation)
         return PartySetup(self.name, data, job, identity=identity, verifier=verifier, policy=policy,
                           state_dir=state / STATE_FOLDERS.get(workflow, ""), registry=self.store(), deployed=True,
                           options=options)
@@ -259,39 +268,20 @@ class PartyAgent:
                                  dataset=name)
         return books[key]
 
-    def _horizontal_policy(self, job: dict[str, Any]) -> PartyPrivacyPolicy:
-        """The privacy policy of one horizontal run, from party.toml: the `[allow]` noise floor and required DP,
-        the `[privacy]` budget and trust, one ledger for all its runs persisted in <state_dir> (written before
-        each release, reloaded after a restart)."""
-        allow, own = self.config.allow, self.config.privacy
-        need = set(allow.require) if allow is not None else set()
-        levels = {level.upper() for level in need & {"dp1", "dp2", "dp3"}} | ({"DP"} if "dp" in need else set())
-        # a job announced with DP is a DP run from its first message (review R8-3): the levels it announced are
-        # required of every request, so describe/stats/evaluate are under DP before any DP request arrived
-        levels |= {level.upper() for level in set(job.get("protections") or ()) & {"dp1", "dp2", "dp3"}}
-        floor = allow.min_noise_multiplier if allow is not None and allow.min_noise_multiplier else None
-        return PartyPrivacyPolicy(
-            min_noise_multiplier=floor or DEFAULT_MIN_NOISE_MULTIPLIER, epsilon=own.epsilon, delta=own.delta,
-            required_levels=frozenset(levels), ledger_path=Path(self.config.party.state_dir) / "privacy-ledger.json",
-            # DP3 shares assume at most the job's party count: a larger `parties` would thin this party's noise
-            max_parties=len(job["parties"]),
-            trust_coordinator_for_central_dp3=own.trust_coordinator_for_central_dp3,
-        ).sharing_ledgers(self._ledgers)
+    def _horizontal_policy(self, job: dict[str, Any]) -> Any:
+        """The policy a horizontal run's handlers enforce (`sampan.deploy.run_budget.horizontal_policy`)."""
+        return horizontal_policy(self.config, job, self._ledgers)
 
-    def _vertical_policy(self, job: dict[str, Any] | None = None) -> PartyPrivacyPolicy:
-        """The policy of one vertical run: the `[allow]` floor and required DP on histograms (also those the job
-        announced, review R12-VER-1), charged to the same persisted ledger and budget as its horizontal runs
-        (review R8-5: it used to be an in-memory ledger)."""
-        own = self.config.privacy
-        return privacy_policy(self.config.allow, job, epsilon=own.epsilon, delta=own.delta,
-                              ledger_path=Path(self.config.party.state_dir) / "privacy-ledger.json",
-                              ).sharing_ledgers(self._ledgers)
+    def _vertical_policy(self, job: dict[str, Any] | None = None) -> Any:
+        """The policy a vertical run's handlers enforce (`sampan.deploy.run_budget.vertical_policy`)."""
+        return vertical_policy(self.config, job, self._ledgers)
 
     def _close(self, message: Message) -> Message:
         """The run ended (completed or cancelled): drop its handlers and its secure-aggregation state. Model
         parts were registered by the workflow's own save request, into this party's store."""
         self._runs.pop(message.run_id, None)
         self._forget_secagg(message.run_id)
+        self.consent.settle(message.run_id, "closed")  # spend stays, the unspent reservation is released
         log.info("party %s closed run %s", self.name, message.run_id)
         return message.reply("deploy.closed", meta={})
 

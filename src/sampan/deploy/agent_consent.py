@@ -1,0 +1,286 @@
+"""The party agent's consent desk: it decides `consent.request`s, describes its datasets (`consent.catalogue`)
+and admits a run at `deploy.open_run` only with consent.
+
+Threat model: the coordinator (and the console on its host) may be malicious. It may send a spec other
+than the one a person saw, change the job after approval, replay or forge approvals, drop a partner's, open
+a run without any, re-run an approved job, or relay a "decision" no person made. The agent therefore:
+- recomputes the spec hash itself and checks the spec against what it will serve (its dataset and exactly
+  the columns it reads, the job description, its code version) and against `[allow]`, its hard limit;
+- decides by its own rules (`[consent] mode = "rules"`: `[allow]` as a standing rule, plus rules added
+  locally or, only with `console_decisions = true`, through the console), or by a person's decision
+  (relayed from the console only with `console_decisions = true`; locally with `sampan consent approve`);
+- reserves the job's planned (epsilon, delta) in its lifetime budget book before it signs (a job over the
+  remainder or the period cap is refused), keeps the approval it signed in its own store, and writes every
+  decision and refusal to its own signed audit log;
+- at `deploy.open_run` requires ITS OWN stored approval for exactly this spec hash, the spec's job id to be
+  the run id (one approval, one run: a re-run cannot reserve twice), the job description and columns it is
+  asked to serve to be the spec's, and every party's approval to verify (CA, CRL, name, signature) — else
+  no handler is built and no data read.
+Residual trust: with `console_decisions = true` the console host could fake an operator's click; a party
+that does not trust it keeps the flag false and approves locally or by rules.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sampan
+from sampan.deploy.allow_section import JobRefused
+from sampan.deploy.consent import (
+    Approval,
+    ConsentRefused,
+    ConsentStore,
+    JobSpec,
+    StandingRule,
+    allow_reasons,
+    matches,
+    rule_from_allow,
+    sign_approval,
+    verify_approval,
+)
+from sampan.deploy.run_budget import JobReservation
+from sampan.privacy.owner_budget import BudgetRefused, DatasetBudget, OwnerBudgetBook
+from sampan.wire import Message
+
+if TYPE_CHECKING:
+    from sampan.deploy.config import PartyConfig
+
+__all__ = ["ConsentDesk"]
+
+log = logging.getLogger("sampan.deploy.party")
+
+
+class ConsentDesk:
+    """One party's consent decisions and budget book (`PartyAgent.consent`)."""
+
+    def __init__(self, config: PartyConfig, audit: Any, signer: Any = None) -> None:
+        self.config, self.name = config, config.party.name
+        self._audit = audit  # (run_id, kind, detail) -> None: the party's own signed audit log
+        self.signer = signer  # anything with .sign(bytes) and .certificate_pem (an HSM key too); default its TLS key
+        state = Path(config.party.state_dir)
+        self.records = ConsentStore(state)
+        limits = {name: (DatasetBudget(b.budget.epsilon, b.budget.delta, b.budget.period_days, b.budget.period_epsilon)
+                         if b.budget is not None else None) for name, b in config.data.items()}
+        self.book = OwnerBudgetBook(state / "owner-budget.json", self.name, limits)
+
+    # --- keys -----------------------------------------------------------------------------------------
+    def _signer(self) -> Any:
+        if self.signer is None:
+            from sampan.crypto.identity import PartyIdentity
+            from sampan.deploy.keyfiles import unencrypted_pem
+
+            tls = self.config.tls
+            self.signer = PartyIdentity.from_pem(Path(tls.cert).read_bytes(),
+                                                 unencrypted_pem(tls.key, what=f"{self.name}'s private key"))
+        return self.signer
+
+    def verifier(self) -> Any:
+        from sampan.crypto.identity import IdentityVerifier
+
+        tls = self.config.tls
+        return IdentityVerifier.from_files(tls.ca, tls.crl,
+                                           state=Path(self.config.party.state_dir) / "revocation_high_water.json")
+
+    # --- what it serves ---------------------------------------------------------------------------------
+    def served_columns(self, dataset: str) -> list[str]:
+        return [c.name for c in self.config.data[dataset].schema_.features]
+
+    def _check_spec(self, spec: JobSpec) -> None:
+        """The spec is one this party can serve as written (raises ConsentRefused naming the field)."""
+        me = self.name
+        if me not in spec.parties or me not in spec.data:
+            raise ConsentRefused(me, f"the job does not name {me!r} among its parties {list(spec.parties)}")
+        if spec.code_version != sampan.__version__:
+            raise ConsentRefused(me, f"code_version: the job was built for Sampan {spec.code_version}; this agent "
+                                 f"runs {sampan.__version__}")
+        part = spec.data[me]
+        if part.dataset not in self.config.data:
+            raise ConsentRefused(me, f"data.dataset: {me!r} has no dataset {part.dataset!r} "
+                                 f"(has {sorted(self.config.data)})")
+        served = self.served_columns(part.dataset)
+        if list(part.columns) != served:
+            raise ConsentRefused(me, f"data.columns: the job reads {list(part.columns)} of dataset {part.dataset!r}; "
+                                 f"this party serves {served}")
+        job = spec.job
+        if (job.get("workflow") != spec.workflow or list(job.get("parties") or []) != list(spec.parties)
+                or job.get("label_holder") != spec.label_holder or job.get("operator") != spec.operator
+                or list(job.get("protections") or []) != list(spec.protections)):
+            raise ConsentRefused(me, "job: the job description disagrees with the spec's workflow, parties, label "
+                                 "holder, operator or protections")
+
+    # --- decisions ----------------------------------------------------------------------------------------
+    def request(self, message: Message) -> Message:
+        """`consent.request`: decide, reserve, sign; or add a rule relayed from the console."""
+        decided_by = str(message.meta.get("decided_by") or "")
+        try:
+            if message.meta.get("rule") is not None:
+                rule = self.add_rule(message.meta["rule"], decided_by, relayed=True)
+                return message.reply("consent.rule_added", meta={"rule": rule.model_dump(mode="json")})
+            try:
+                spec = JobSpec.model_validate(message.meta.get("spec"))
+            except Exception as exc:  # noqa: BLE001 - a malformed spec is refused with the reason
+                raise ConsentRefused(self.name, f"spec: not a valid job spec ({exc})") from None
+            approval = self.decide(spec, decided_by, relayed=True)
+        except (ConsentRefused, ValueError) as exc:
+            return message.error_reply(exc)
+        return message.reply("consent.approval", meta={"approval": approval.model_dump(mode="json")})
+
+    def add_rule(self, raw: Any, decided_by: str, *, relayed: bool) -> StandingRule:
+        if relayed and not self.config.consent.console_decisions:
+            reason = ("console_decisions: this party does not accept rules relayed from the console "
+                      "([consent] console_decisions = false); add it locally")
+            self._audit("consent", "consent_refused", {"rule": raw, "decided_by": decided_by, "reason": reason})
+            raise ConsentRefused(self.name, reason)
+        rule = StandingRule.model_validate(raw)
+        if rule.party != self.name:
+            raise ConsentRefused(self.name, f"party: the rule is for {rule.party!r}")
+        self.records.add_rule(rule)
+        self._audit("consent", "consent_rule_added", {"rule": rule.model_dump(mode="json"), "decided_by": decided_by})
+        return rule
+
+    def decide(self, spec: JobSpec, decided_by: str, *, relayed: bool) -> Approval:
+        """This party's approval of `spec` (its stored one, if it approved it before), or ConsentRefused.
+
+        `relayed`: the decision came through the coordinator (a console decision or an operator's submit);
+        False for the local CLI (`sampan consent approve`)."""
+        spec_hash = spec.spec_hash()
+        existing = self.records.approval(spec_hash)
+        if existing is not None:  # idempotent: a crash between signing and replying leaves one approval
+            return existing
+        try:
+            rule = self._grounds(spec, decided_by, relayed=relayed)
+            part = spec.data[self.name]
+            planned = spec.planned()
+            try:
+                entry = self.book.reserve(spec.job_id, part.dataset, *(planned or (0.0, 0.0)),
+                                          open_ended=planned is None)
+            except BudgetRefused as exc:
+                raise ConsentRefused(self.name, f"budget: {exc}") from None
+            reserved = {"epsilon": entry.reserved_epsilon, "delta": entry.reserved_delta,
+                        "open_ended": entry.open_ended}
+            approval = self.records.save_approval(sign_approval(self._signer(), spec, party=self.name,
+                                                                decided_by=decided_by, reserved=reserved))
+        except ConsentRefused as exc:
+            log.warning("party %s refused consent to job %s (%s): %s", self.name, spec.job_id, decided_by, exc.reason)
+            self._audit(spec.job_id, "consent_refused", {"spec_hash": spec_hash, "decided_by": decided_by,
+                                                          "reason": exc.reason})
+            raise
+        self._audit(spec.job_id, "consent_approved", {"spec_hash": spec_hash, "decided_by": decided_by,
+                                                       "rule": rule, "dataset": spec.data[self.name].dataset,
+                                                       "columns": list(spec.data[self.name].columns),
+                                                       "reserved": reserved, "exact": planned == (0.0, 0.0)})
+        log.info("party %s approved job %s (%s%s), reserved epsilon %g", self.name, spec.job_id, decided_by,
+                 f", rule {rule}" if rule else "", reserved["epsilon"])
+        return approval
+
+    def _grounds(self, spec: JobSpec, decided_by: str, *, relayed: bool) -> str | None:
+        """Why this party may approve: a person's decision it accepts, or a standing rule that covers the
+        job (the rule's id). [allow] is a hard limit either way."""
+        self._check_spec(spec)
+        hard = allow_reasons(self.config.allow, spec, self.name)
+        if hard:
+            raise ConsentRefused(self.name, "; ".join(hard))
+        kind = decided_by.split(":", 1)[0]
+        consent = self.config.consent
+        if kind == "person":
+            if relayed and not consent.console_decisions:
+                raise ConsentRefused(self.name, "console_decisions: this party does not accept decisions relayed "
+                                     "from the console ([consent] console_decisions = false); approve it locally "
+                                     "with `sampan consent approve`")
+            return None
+        if kind not in ("rule", "operator"):
+            raise ConsentRefused(self.name, f"decided_by: {decided_by!r} is not person:, rule: or operator:")
+        if consent.mode == "explicit":
+            raise ConsentRefused(self.name, "mode: this party approves every job explicitly ([consent] mode = "
+                                 "\"explicit\"); a person must decide")
+        rules = [rule_from_allow(self.config.allow, self.name), *self.records.rules()]
+        wanted = decided_by.split(":", 1)[1] if kind == "rule" else None
+        why: list[str] = []
+        for rule in rules:
+            if wanted is not None and rule.id != wanted:
+                continue
+            reasons = matches(rule, spec, self.name)
+            if not reasons:
+                return rule.id
+            why.append(f"rule {rule.id!r}: " + "; ".join(reasons))
+        raise ConsentRefused(self.name, "no standing rule covers the job" + (f" ({' | '.join(why)})" if why else
+                                                                              f" (no rule {wanted!r})"))
+
+    # --- the catalogue ------------------------------------------------------------------------------------
+    def catalogue(self, message: Message, table: Any) -> Message:
+        """`consent.catalogue`: each bound dataset's schema, row count and budget status (never rows)."""
+        out = []
+        for name, binding in self.config.data.items():
+            schema = binding.schema_
+            try:
+                rows: int | None = len(table(name)[1])
+            except Exception:  # noqa: BLE001 - an unreadable table is shown without a count
+                rows = None
+            out.append({"name": name, "columns": [{"name": c.name, "kind": c.kind} for c in schema.features],
+                        "label": schema.label_column, "id": schema.id_column, "rows": rows,
+                        "budget": {**self.book.status(name), "history": self.book.history(name)}})
+        return message.reply("consent.catalogue", meta={"datasets": out})
+
+    # --- opening a run -----------------------------------------------------------------------------------
+    def admit_run(self, message: Message, dataset: str, job: dict[str, Any]) -> JobReservation:
+        """Raise JobRefused (rule "consent") unless this run carries an approved spec this party signed for
+        exactly this run, job, dataset and columns, and every party's approval verifies. Returns the run's
+        reservation (its budget bound)."""
+        me, meta = self.name, message.meta
+
+        def refuse(reason: str) -> JobRefused:
+            return JobRefused(me, "consent", reason)
+
+        if not meta.get("spec") or not isinstance(meta.get("approvals"), list):
+            raise refuse("the run carries no approved job spec and approvals; a job runs only after every party "
+                         "whose data it reads approved it")
+        try:
+            spec = JobSpec.model_validate(meta["spec"])
+        except Exception as exc:  # noqa: BLE001
+            raise refuse(f"the run's job spec is malformed ({exc})") from None
+        spec_hash = spec.spec_hash()
+        own = self.records.approval(spec_hash)
+        if own is None:
+            raise refuse(f"this party holds no approval of job spec {spec_hash[:16]}… (it approved no job with "
+                         "exactly this spec: a changed job needs a new approval)")
+        if spec.job_id != message.run_id:
+            raise refuse(f"the approved job is {spec.job_id!r}, not run {message.run_id!r} (an approval covers "
+                         "one run)")
+        if spec.workflow != job.get("workflow") or spec.data[me].dataset != dataset:
+            raise refuse("the run's workflow or dataset is not the approved spec's")
+        served = self.served_columns(dataset)
+        if list(spec.data[me].columns) != served:
+            raise refuse(f"the approved spec reads columns {list(spec.data[me].columns)}, this party would serve "
+                         f"{served}")
+        if {**spec.job, "workflow": spec.workflow} != job:
+            raise refuse("the job description sent with the run is not the approved spec's")
+        verifier = self.verifier()
+        given: dict[str, Any] = {}
+        for raw in meta["approvals"]:
+            party = str(raw.get("party")) if isinstance(raw, dict) else "?"
+            given.setdefault(party, raw)
+        for party in spec.parties:
+            if party not in given:
+                raise refuse(f"no approval from {party!r} travels with the run: this party does not run with a "
+                             "partner that did not consent")
+            try:
+                verify_approval(given[party], spec, verifier)
+            except ConsentRefused as exc:
+                raise refuse(f"the approval of {party!r} does not hold: {exc.reason}") from None
+        try:
+            return JobReservation(self.book, spec.job_id, me, accountant=spec.privacy.accountant or "rdp",
+                                  state_dir=Path(self.config.party.state_dir),
+                                  on_refuse=lambda reason: self._audit(message.run_id, "budget_refused",
+                                                                       {"reason": reason}))
+        except BudgetRefused as exc:
+            raise refuse(str(exc)) from None
+
+    def settle(self, run_id: str, outcome: str) -> None:
+        entry = self.book.settle(run_id, outcome)
+        if entry is not None:
+            self._audit(run_id, "budget_settled", {"spent_epsilon": entry.spent_epsilon,
+                                                   "spent_delta": entry.spent_delta,
+                                                   "released_epsilon": max(entry.reserved_epsilon
+                                                                           - entry.spent_epsilon, 0.0)})
