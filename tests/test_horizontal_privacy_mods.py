@@ -8,8 +8,10 @@ import re
 
 import numpy as np
 
+import sampan.horizontal.evaluation_stage as evaluation_stage_module
 import sampan.horizontal.party as party_module
 import sampan.horizontal.secure_rounds as secure_rounds_module
+import sampan.horizontal.setup_stage as setup_stage_module
 import sampan.horizontal.workflow as workflow_module
 from sampan.core.capability import PartySetup
 from sampan.data import PartyData
@@ -26,7 +28,8 @@ def _code(module: object) -> str:
 
 
 def test_protocol_code_calls_no_noise_function_and_reads_no_privacy_flag() -> None:
-    for module in (party_module, workflow_module, secure_rounds_module):
+    for module in (party_module, workflow_module, secure_rounds_module, setup_stage_module,
+                   evaluation_stage_module):  # the workflow and its stage mixins
         code = _code(module)
         assert not NOISE.search(code), (module.__name__, NOISE.search(code))
         assert not FLAGS.search(code), (module.__name__, FLAGS.search(code))

@@ -1,5 +1,10 @@
 """The coordinator's program for horizontal training (`HorizontalWorkflow`): setup, rounds, checkpoints, model.
 
+This module holds the round loop and the run's lifecycle (start or resume, checkpoints, budget stop); the
+stages it calls are mixins of one job each: `sampan.horizontal.setup_stage` (parties, schema, scaler, initial
+model), `sampan.horizontal.secure_rounds` (SecAgg+ collection) and `sampan.horizontal.evaluation_stage`
+(evaluation and the run's result). Every name importable from here before that split still is.
+
 One round loop for every mode: the parties' `fit` replies are folded into an aggregation, which privacy
 wraps (`sampan.privacy.wrappers`: SecAgg+ collection, central DP3 noise) instead of a second round method.
 Progress events (``ctx.progress``): "run_started" {run_id, total_rounds, resumed_from}, "round_started"
@@ -53,17 +58,16 @@ import numpy as np
 
 from sampan.config import RunConfig
 from sampan.core.seeds import derive_rng, derive_seed
-from sampan.core.workflow import ModelArtifact, RunContext, Workflow, WorkflowResult
+from sampan.core.workflow import RunContext, Workflow, WorkflowResult
 from sampan.horizontal.aggregators import StrategyAggregation, make_aggregator
-from sampan.horizontal.decision import class_weights, decision_info, decision_meta
-from sampan.horizontal.dp1_scaler import combine_dp1_stats, dp1_warning, emit_warning
-from sampan.horizontal.imputation import federated_fill_values
+from sampan.horizontal.decision import class_weights
+from sampan.horizontal.evaluation_stage import EvaluationStage
 from sampan.horizontal.privacy_control import PrivacyControl
 from sampan.horizontal.results import RunOutcome, TrafficMeter, histogram_metrics, result_info
 from sampan.horizontal.run_state import RunState, build_strategy
 from sampan.horizontal.secure_rounds import COORDINATOR, FederationError, SecureRounds  # FederationError: re-exported
+from sampan.horizontal.setup_stage import INIT_JITTER, SetupStage
 from sampan.metrics import ScoreHistogram
-from sampan.models import model_from_config
 from sampan.privacy.ledger import BudgetExceeded
 from sampan.privacy.wrappers import CentralDP3, UpdateAggregation
 from sampan.wire import Message
@@ -72,17 +76,13 @@ __all__ = ["FAULT_ENV", "FederationError", "HorizontalWorkflow", "INIT_JITTER", 
            "build_strategy", "histogram_metrics", "result_info"]
 
 FAULT_ENV = "SAMPAN_FAULT_KILL_AFTER_ROUND"  # test hook: SIGKILL this process after saving round N
-# The initial model is the model-family start plus N(0, INIT_JITTER^2) per parameter, drawn from the run seed:
-# under secure aggregation parties unmask one model for one survivor set only, in any run (review R11), so two
-# runs (another party set) must not start from the same model (logistic regression's start is all zeros).
-INIT_JITTER = 1e-3
 
 
 def _finite(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
-class HorizontalWorkflow(SecureRounds, Workflow):
+class HorizontalWorkflow(SecureRounds, SetupStage, EvaluationStage, Workflow):
     """Horizontal training (logistic regression, MLP) over ``ctx.transport``; see the module docstring."""
 
     name = "horizontal"
@@ -128,58 +128,6 @@ class HorizontalWorkflow(SecureRounds, Workflow):
             for party in parties
         )
         return self.transport.exchange(messages)
-
-    # --- setup ------------------------------------------------------------------------------------
-    def _setup(self) -> RunState:
-        parties = sorted(self.transport.parties)
-        info: dict[str, dict[str, Any]] = {}
-        names: list[str] | None = None
-        first = None
-        # under [privacy] the row counts are released through a charged mechanism (DP1); a setup re-run after a
-        self.privacy.open(parties, self.recorder.ledger())  # crash starts from the durable ledger: still charged
-        count = self.privacy.count_request(parties)  # None without [privacy]
-        for reply in self._request(parties, "describe", 0, meta_for=lambda p: {"dp_count": count} if count else {}):
-            info[reply.sender] = {k: reply.meta.get(k) for k in ("n_train", "n_test", "positive_rate")}
-            if names is None:
-                names, first = list(reply.meta["feature_names"]), reply.sender
-            elif list(reply.meta["feature_names"]) != names:
-                theirs = list(reply.meta["feature_names"])
-                diff = sorted(set(theirs) ^ set(names)) or "same names, different order"
-                raise FederationError(
-                    f"party {reply.sender!r} has features that differ from party {first!r}: {diff}")
-        assert names is not None
-        self.recorder.event("parties_joined", {
-            "parties": {p: {"n_train": info[p]["n_train"], "n_test": info[p]["n_test"]} for p in sorted(info)},
-            "features": len(names), "secure_aggregation": self.secagg is not None})
-        fill = federated_fill_values(self, parties, len(names))  # missing values: None when nothing is imputed
-        scaler: dict[str, np.ndarray] = {} if fill is None else {"impute": fill}  # travels with every request
-        if self.config.data.standardize:
-            rows = {p: int(info[p]["n_train"]) for p in parties}
-            dp1 = self.privacy.dp1_request(names, parties, rows)  # None without DP1
-            total, sum_, sum_sq = 0.0, np.zeros(len(names)), np.zeros(len(names))
-            for reply in self._request(parties, "stats", 0, arrays=dict(scaler),
-                                       meta_for=lambda p: {"dp1": dp1} if dp1 else {}):
-                total += float(reply.meta["n"])
-                sum_ += reply.arrays["sum"]
-                sum_sq += reply.arrays["sum_sq"]
-            if dp1 is not None:
-                scaler.update(combine_dp1_stats(total, sum_, sum_sq, dp1["bounds"]))
-                emit_warning(self.ctx, dp1_warning(dp1["noise_multiplier"], scaler, dp1["bounds"], names, rows))
-            else:
-                mean = sum_ / total
-                scale = np.sqrt(np.maximum(sum_sq / total - mean**2, 0.0))
-                scaler.update({"mean": mean, "scale": np.where(scale > 1e-12, scale, 1.0)})
-        m = self.config.model
-        model_config: dict[str, Any] = {"kind": m.kind, "n_features": len(names)}
-        if m.kind == "mlp":
-            model_config["hidden"] = list(m.hidden)
-        model = model_from_config(model_config)
-        params = model.init_params(derive_rng(self.seed, "init"))
-        # under SecAgg parties unmask one model for one survivor set only, in any run (review R11): a start drawn
-        # from the seed (tiny: logistic regression would start at zeros) keeps runs apart. Drawn with or without
-        # SecAgg, so that a secure run trains exactly the model a plain run with the same seed trains.
-        params = params + derive_rng(self.seed, "init", "jitter").normal(0.0, INIT_JITTER, params.size)
-        return RunState(0, params, scaler, {}, info, model_config, names)
 
     # --- rounds -----------------------------------------------------------------------------------
     def _select(self, round_number: int, parties: list[str]) -> list[str]:
@@ -275,36 +223,6 @@ class HorizontalWorkflow(SecureRounds, Workflow):
         events, self._round_events = self._round_events, []
         return events
 
-    def _evaluate_in_clear(self, state: RunState, step: int, arrays: dict[str, np.ndarray],
-                           ) -> tuple[ScoreHistogram, float, float, int, dict[str, dict[str, Any]]]:
-        """Each party's histogram, sums and local metrics, as it sends them (no secure aggregation)."""
-        histogram: ScoreHistogram | None = None
-        n, loss_sum, brier_sum = 0, 0.0, 0.0
-        per_party: dict[str, dict[str, Any]] = {}
-        for reply in self._request(sorted(state.parties), "evaluate", step, arrays=arrays,
-                                   meta_for=lambda p: {"model": state.model_config}):
-            part = ScoreHistogram.from_arrays(dict(reply.arrays))
-            histogram = part if histogram is None else histogram + part
-            n += int(reply.meta["n"])
-            loss_sum += float(reply.meta["loss_sum"])
-            brier_sum += float(reply.meta["brier_sum"])
-            per_party[reply.sender] = dict(reply.meta["metrics"])
-        assert histogram is not None
-        return histogram, loss_sum, brier_sum, n, per_party
-
-    def evaluate(self, state: RunState, step: int
-                 ) -> tuple[dict[str, float], dict[str, dict[str, Any]], ScoreHistogram]:
-        """Global metrics from merged score histograms; per-party metrics as each party reports them.
-
-        With secure aggregation the histograms and sums are summed under SecAgg+ (no per-party
-        metrics). Under `[privacy]` this runs once, on the released model (see `run`)."""
-        arrays = {"params": state.params, **state.scaler}
-        if self.secagg is not None:
-            histogram, loss_sum, brier_sum, n, per_party = self._evaluate_secure(state, step, arrays)
-        else:
-            histogram, loss_sum, brier_sum, n, per_party = self._evaluate_in_clear(state, step, arrays)
-        return histogram_metrics(histogram, loss_sum, brier_sum, n), per_party, histogram
-
     # --- lifecycle --------------------------------------------------------------------------------
     def _start(self) -> RunState:
         """A fresh run's setup and round 0, or the state of the last saved round (ledger and noise included)."""
@@ -394,35 +312,3 @@ class HorizontalWorkflow(SecureRounds, Workflow):
             from sampan.horizontal.group_evaluation import evaluate_groups
             result.info["groups"] = evaluate_groups(self, state, float(result.info["decision"]["threshold"]))
         return result
-
-    def _result(self, state: RunState, global_metrics: dict[str, Any], histogram: ScoreHistogram) -> WorkflowResult:
-        model = model_from_config(state.model_config)
-        privacy = self.privacy.summary()
-        outcome = RunOutcome(
-            self.run_id,
-            state.round,
-            global_metrics,
-            state.params,
-            state.scaler,
-            model,
-            histogram,
-            privacy,
-            state.budget_stop,
-        )
-        arrays = {"params": state.params, **{f"scaler.{k}": v for k, v in state.scaler.items()}}
-        info = {
-            "final_metrics": global_metrics,
-            "privacy": privacy,
-            "budget_stop": state.budget_stop,
-            **result_info(histogram),
-            **decision_info(self.config, histogram),
-        }
-        meta = {"model": model.config(), "metrics": global_metrics, "feature_names": list(state.feature_names),
-                **decision_meta(info)}
-        return WorkflowResult(
-            final_metrics=global_metrics,
-            models=[ModelArtifact(self.config.run.name, arrays, meta)],
-            info=info,
-            budget_stop=state.budget_stop,
-            outcome=outcome,
-        )
