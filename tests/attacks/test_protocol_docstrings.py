@@ -46,6 +46,9 @@ PROTOCOL_MODULES = [
     "sampan.synth.coordinator",
     "sampan.synth.party",
     "sampan.synth.workflow",
+    "sampan.checks.party",
+    "sampan.checks.privacy",
+    "sampan.checks.workflow",
 ]
 
 

@@ -8,9 +8,12 @@ Releases (adding or removing one record of the party; pure epsilon, delta 0):
 - ``checks.label`` [rows, positives]: L1 sensitivity 2 (the row count and at most one positive).
 - ``checks.histogram`` (m columns x bins+1): L1 sensitivity m (the record adds one count per column).
 - ``checks.overlap`` the intersection count: L1 sensitivity 1.
-``checks.schema`` is public metadata and passes unchanged. The coordinator charges each release to the run's
-ledger before it sends the request (`sampan.checks.workflow`); noise comes from `LaplaceMechanism` (the OS
-CSPRNG). What the noised values reveal: epsilon-DP in the record, per release, composed by the ledger.
+``checks.schema`` is public metadata and passes unchanged. Each release is answered once per run (per peer for
+the overlap): a coordinator that asked again could average the noise away, or difference two exact answers.
+The coordinator charges each release to the run's ledger before it sends the request (`sampan.checks.workflow`);
+noise comes from `LaplaceMechanism` (the OS CSPRNG).
+What each role learns: the coordinator, the noised values only (epsilon-DP in one record of the party, per
+release, composed by the ledger); the party, nothing (it only answers).
 """
 
 from __future__ import annotations
@@ -46,9 +49,16 @@ def checks_dp_mod(party: str, *, announced_dp: bool, max_epsilon: float | None =
     """Noise every release that carries ``meta.dp``; refuse an exact one when the job announced DP; refuse an
     epsilon above ``max_epsilon`` (the party's own cap per release, when it sets one)."""
 
+    answered: set[tuple[str, str, str]] = set()
+
     def mod(msg: Message, inner: Handler) -> Message:
         if msg.kind not in RELEASES:
             return inner(msg)
+        key = (msg.run_id, msg.kind, str(msg.meta.get("peer", "")))
+        if key in answered:
+            raise PolicyRefused(f"party {party!r} refuses a second {msg.kind} in run {msg.run_id!r}: each checks "
+                                "release is answered once per run")
+        answered.add(key)
         epsilon = requested_epsilon(party, msg)
         if epsilon is None:
             if announced_dp:

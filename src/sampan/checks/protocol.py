@@ -36,8 +36,9 @@ def describe_schema(party: str, schema: Mapping[str, Any] | None, data: Any) -> 
     from a row (so the reply is the same for any rows under that schema)."""
     label = getattr(data, "y", None) is not None
     if schema is None:
-        names: list[dict[str, Any]] = [{"name": str(n), "kind": "float", "bounds": None, "categories": None, "missing": None}
-                   for n in getattr(data, "feature_names", [])]
+        names: list[dict[str, Any]] = [
+            {"name": str(n), "kind": "float", "bounds": None, "categories": None, "missing": None}
+            for n in getattr(data, "feature_names", [])]
         return {"id": None, "label": "label" if label else None, "columns": names, "declared": False}
     default_missing = schema.get("missing")
     columns: list[dict[str, Any]] = []

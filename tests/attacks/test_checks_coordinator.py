@@ -1,0 +1,83 @@
+"""Attacks by a curious or malicious coordinator on the checks job (`sampan.checks.privacy`).
+
+Claims: a bank whose checks job announced DP releases no exact count, whatever the request says; it answers each
+release once per run, so the coordinator cannot average the noise away; the sensitivity (and so the noise) is the
+bank's own, not the request's; and a histogram never names a row: a column the bank does not hold is refused.
+"""
+
+from __future__ import annotations
+
+import _checks_parties as fixture
+import numpy as np
+import pytest
+
+from sampan.checks.capability import CHECKS, checks_job
+from sampan.core.capability import PartySetup
+from sampan.core.party import PartyApp
+from sampan.core.transport import PartyError
+from sampan.data import PartyData
+from sampan.transport.inprocess import InProcessTransport
+from sampan.wire import Message
+
+DP = {"dp": {"label_epsilon": 0.5, "histogram_epsilon": 1.0}}
+COLUMNS = [["utilisation", 0.0, 1.0]]
+
+
+def _bank(dp: bool = True) -> tuple[PartyApp, PartyData]:
+    data = fixture.banks()["bank_0"]
+    app = CHECKS.party_app(PartySetup("bank_0", data, checks_job(fixture.config(DP if dp else {})),
+                                      options={"schema": fixture.SCHEMA}))
+    return app, data
+
+
+def _ask(app: PartyApp, kind: str, meta: dict, run_id: str = "r1") -> Message:
+    return app.handle(Message(run_id, 1, "coordinator", "bank_0", kind, {}, meta))
+
+
+def test_a_dp_job_answers_no_exact_label_or_histogram() -> None:
+    app, _ = _bank()
+    for kind, meta in (("checks.label", {}), ("checks.histogram", {"columns": COLUMNS, "bins": 10})):
+        reply = _ask(app, kind, meta)
+        assert reply.kind == "error" and "announced DP" in reply.meta["error"]
+    for bad in ({"epsilon": 0}, {"epsilon": "1"}, {"epsilon": float("inf")}, {}):
+        reply = _ask(app, "checks.label", {"dp": bad}, run_id=f"r-{bad}")
+        assert reply.kind == "error" and "epsilon" in reply.meta["error"]
+
+
+def test_a_second_release_in_the_same_run_is_refused() -> None:
+    """Averaging k noised answers would cut the noise by sqrt(k): the second request is refused, with or without
+    DP (two exact answers around a change would otherwise be differenced)."""
+    for dp in (True, False):
+        app, _ = _bank(dp)
+        meta = {"dp": {"epsilon": 0.5}} if dp else {}
+        assert _ask(app, "checks.label", meta).kind == "checks.label"
+        again = _ask(app, "checks.label", meta)
+        assert again.kind == "error" and "once per run" in again.meta["error"]
+        hist = {"columns": COLUMNS, "bins": 10, **meta}
+        assert _ask(app, "checks.histogram", hist).kind == "checks.histogram"
+        assert _ask(app, "checks.histogram", hist).kind == "error"
+
+
+def test_the_noise_follows_the_banks_sensitivity_not_the_request() -> None:
+    """Asking the same column m times multiplies the sensitivity by m, so the noise scale grows with it: the
+    per-column noise (spread of released minus exact counts) is larger, not smaller."""
+    app, data = _bank()
+    exact = np.array([float(len(data.ids)), float(np.sum(np.asarray(data.y) == 1))])
+    label = _ask(app, "checks.label", {"dp": {"epsilon": 0.5, "sensitivity": 1e-9}})
+    noised = np.array([label.meta["n"], label.meta["positives"]])
+    assert not np.array_equal(noised, exact)  # a sensitivity in the request is ignored: noise at scale 2/0.5
+    one = _ask(app, "checks.histogram", {"columns": COLUMNS, "bins": 50, "dp": {"epsilon": 1.0}}, run_id="a")
+    many = _ask(app, "checks.histogram", {"columns": COLUMNS * 20, "bins": 50, "dp": {"epsilon": 1.0}}, run_id="b")
+    truth = np.bincount(np.minimum((data.X[:, 1] * 50).astype(int), 49), minlength=50)
+    spread_one = np.std(one.arrays["counts"][0, :50] - truth)
+    spread_many = np.std(many.arrays["counts"][:, :50] - truth)
+    assert spread_many > 5 * spread_one  # scale 20 vs 1: the 20 copies carry 20x the noise each
+
+
+def test_a_column_the_bank_does_not_hold_is_refused_with_its_name() -> None:
+    app, _ = _bank(dp=False)
+    reply = _ask(app, "checks.histogram", {"columns": [["income", 0.0, 1.0]], "bins": 10})
+    assert reply.kind == "error" and "'income'" in reply.meta["error"] and "bank_0" in reply.meta["error"]
+    with pytest.raises(PartyError, match="overlap"):
+        list(InProcessTransport({"bank_0": _bank(dp=False)[0]}).exchange(
+            [Message("r", 1, "coordinator", "bank_0", "checks.overlap", {}, {"peer": "x"})]))
