@@ -82,12 +82,18 @@ def _log_progress(run_id: str) -> Any:
     return progress
 
 
-def _with_parties(spec: RunSpec, parties: list[str], run_id: str) -> Any:
+def _with_parties(spec: RunSpec, parties: list[str], run_id: str, report_dir: str | None = None) -> Any:
     """The run config as the workflow reads it: where the parties are is the one thing a deployment says
-    differently ([deploy] parties instead of [[parties]] with paths), so name them in [[parties]] too."""
-    if spec.config.parties:
+    differently ([deploy] parties instead of [[parties]] with paths), so name them in [[parties]] too.
+    `report_dir`: where the report goes when the stored config names no folder (a job approved through the
+    control plane is stored exactly as approved, so the coordinator's folder is added here, not to it)."""
+    if spec.config.parties and report_dir is None:
         return spec.config
-    data = {**spec.config.to_dict(), "parties": [{"name": p} for p in parties]}
+    data = spec.config.to_dict()
+    if not spec.config.parties:
+        data["parties"] = [{"name": p} for p in parties]
+    if report_dir is not None:
+        data["run"] = {**dict(data.get("run") or {}), "report_dir": str(report_dir)}
     return parse_config(data, source=f"stored config of run {run_id}", deployment=True)
 
 
@@ -306,7 +312,8 @@ class Coordinator(OperatorCalls, ConsentCalls):
                 _log_progress(run_id),
                 transport=transport,
                 cancelled=lambda: self.is_cancelled(run_id) or self._stopping.is_set(),
-                config=_with_parties(spec, parties, run_id),
+                config=_with_parties(spec, parties, run_id, None if (row.config.get("run") or {}).get("report_dir")
+                                     else str(self.config.coordinator.report_dir)),
             )
             model = f", model {finished.model_name} v{finished.model_version}" if finished.model_name else ""
             log.info(

@@ -104,4 +104,5 @@ class CoordinatorGateway:
                                 Message(run_id, 0, self.name, "coordinator", "deploy.cancel", meta={"run_id": run_id}))
 
     def run_view(self, run_id: str) -> RunView:
-        return read_run_view(self.coordinator.store, run_id)
+        return read_run_view(self.coordinator.store, run_id,
+                             report_dir=self.coordinator.config.coordinator.report_dir)

@@ -184,9 +184,10 @@ def _round(number: int, seconds: float, metrics: Mapping[str, Any]) -> RoundView
     )
 
 
-def _report_files(row: RunRow) -> tuple[str | None, str | None]:
-    """Where the runner wrote the report and receipt (`write_run_report`: report_dir/<run id>.html|.receipt.json)."""
-    report_dir = ((row.config or {}).get("run") or {}).get("report_dir")
+def _report_files(row: RunRow, default_dir: str | Path | None) -> tuple[str | None, str | None]:
+    """Where the runner wrote the report and receipt (`write_run_report`: report_dir/<run id>.html|.receipt.json);
+    `default_dir` when the stored config names no folder (a coordinator's report folder)."""
+    report_dir = ((row.config or {}).get("run") or {}).get("report_dir") or default_dir
     if not report_dir:
         return None, None
     report, receipt = Path(report_dir) / f"{row.run_id}.html", Path(report_dir) / f"{row.run_id}.receipt.json"
@@ -203,8 +204,10 @@ def _parties(row: RunRow, rounds: Sequence[RoundView], epsilon: Mapping[str, Par
     return found
 
 
-def read_run_view(store: Store, run_id: str, *, events_limit: int = 200) -> RunView:
-    """The run's view now. `events_limit` keeps the newest entries (the total is in `events_total`).
+def read_run_view(store: Store, run_id: str, *, events_limit: int = 200,
+                  report_dir: str | Path | None = None) -> RunView:
+    """The run's view now. `events_limit` keeps the newest entries (the total is in `events_total`);
+    `report_dir`: where reports are when the run's config names no folder (the coordinator's).
 
     Raises `StoreError` (naming the run) when the store has no such run."""
     row = store.get_run(run_id)
@@ -213,7 +216,7 @@ def read_run_view(store: Store, run_id: str, *, events_limit: int = 200) -> RunV
     summary = _privacy_summary(store, row)
     epsilon = _epsilon(summary)
     events = store.events(run_id)
-    report, receipt = _report_files(row)
+    report, receipt = _report_files(row, report_dir)
     models = list(info.get("models") or ([info["model"]] if info.get("model") else []))
     return RunView(
         run_id=row.run_id,
@@ -249,11 +252,11 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
-def compare_runs(store: Store, run_ids: Sequence[str]) -> RunComparison:
+def compare_runs(store: Store, run_ids: Sequence[str], *, report_dir: str | Path | None = None) -> RunComparison:
     """Runs side by side (MLflow's compare view): final metrics, epsilon spent per party, and every run-config
     key whose value differs between them (the reason two runs differ is usually one of those)."""
     ids = list(dict.fromkeys(run_ids))
-    views = [read_run_view(store, rid, events_limit=0) for rid in ids]
+    views = [read_run_view(store, rid, events_limit=0, report_dir=report_dir) for rid in ids]
     metric_names = sorted({k for v in views for k in v.final_metrics})
     metrics = {m: [v.final_metrics.get(m) for v in views] for m in metric_names}
     party_names = sorted({p for v in views for p in v.epsilon})
