@@ -111,17 +111,22 @@ def certs_sign(
     out: Path | None = typer.Option(None, help="Certificate path (default: next to the CSR, .crt)."),
     rekey: bool = typer.Option(False, "--rekey", help="The member really changed its key: sign the new one and revoke "
                                "every other certificate of that name (else a second key for a name is refused)."),
+    signing_only: bool = typer.Option(False, "--signing-only", help="A signing certificate (documentSigning, never "
+                                      "TLS) for an organisation key held in an HSM (`certs hsm-keygen`)."),
 ) -> None:
     """Sign a member's CSR with the consortium CA; prints the key pin for coordinator.toml."""
     from sampan.deploy.certs import describe_cert, load_cert, sign_request
 
     try:
-        path = sign_request(csr, ca_dir, out=out, days=days, rekey=rekey)
+        path = sign_request(csr, ca_dir, out=out, days=days, rekey=rekey, signing_only=signing_only)
         info = describe_cert(load_cert(path))
     except _user_errors() as exc:
         _fail(exc)
     console.print(f"Signed {path}: {info['name']} ({info['role']}), valid until {info['not_after']}.")
-    console.print(f'Pin for coordinator.toml: pin = "{info["pin"]}"', soft_wrap=True)
+    if signing_only:
+        console.print("A signing-only certificate: set it as hsm.certificate in the member's party.toml.")
+    else:
+        console.print(f'Pin for coordinator.toml: pin = "{info["pin"]}"', soft_wrap=True)
     if rekey:
         console.print(f"Re-keyed {info['name']}: its other certificates are revoked. Distribute "
                       f"{ca_dir / 'crl.pem'} to every party and the coordinator (parties check peers' run keys "
@@ -337,3 +342,13 @@ deploy_app.command("submit")(submit)
 
 if __name__ == "__main__":  # pragma: no cover - agent entry point
     deploy_app()
+
+
+def _mount_hsm_keygen() -> None:
+    """`sampan certs hsm-keygen` lives in `sampan.cli.hsm_keys`."""
+    from sampan.cli.hsm_keys import certs_hsm_keygen
+
+    certs_app.command("hsm-keygen")(certs_hsm_keygen)
+
+
+_mount_hsm_keygen()

@@ -219,6 +219,11 @@ class IssuedRecord:
                 f"certificate {cert.serial_number:x} of {name!r} is not in the "
                 "CA's issuance record (copy the CA's current issued.json here)",
             )
+        if entry.get("usage") == "signing":
+            raise AuthenticationError(
+                "not_issued",
+                f"certificate {cert.serial_number:x} of {name!r} is a signing-only certificate, not for TLS",
+            )
         if "revoked_at" in entry:
             raise AuthenticationError(
                 "revoked",
@@ -230,6 +235,7 @@ class IssuedRecord:
             str(e.get("pin"))
             for e in self.entries.values()
             if e.get("name") == name and "revoked_at" not in e and str(e.get("not_after", now)) >= now
+            and e.get("usage") != "signing"  # an HSM-held signing key beside the TLS key is not a second pin
         }
         if current != {pin}:
             raise AuthenticationError(

@@ -106,6 +106,9 @@ __all__ = [
     "read_crl",
 ]
 
+DOCUMENT_SIGNING = x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36")  # id-kp-documentSigning (RFC 9336): not TLS
+
+
 def init_ca(
     directory: str | Path,
     *,
@@ -199,10 +202,12 @@ def create_request(
     return key_path, csr_path
 
 
-def _other_keys(index: Mapping[str, Mapping[str, object]], name: str, pin: str) -> list[str]:
-    """Serials of unrevoked certificates the CA issued for `name` to a key other than `pin`."""
+def _other_keys(index: Mapping[str, Mapping[str, object]], name: str, pin: str, usage: str = "tls") -> list[str]:
+    """Serials of unrevoked certificates the CA issued for `name` to a key other than `pin`, for the same usage
+    ("tls", or "signing": an organisation key held in an HSM, `signing_only`)."""
     return sorted(
-        serial for serial, e in index.items() if e.get("name") == name and e.get("pin") != pin and "revoked_at" not in e
+        serial for serial, e in index.items() if e.get("name") == name and e.get("pin") != pin
+        and "revoked_at" not in e and e.get("usage", "tls") == usage
     )
 
 
@@ -215,8 +220,13 @@ def sign_request(
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
     rekey: bool = False,
+    signing_only: bool = False,
 ) -> Path:
     """The CA signs a member's CSR after checking its signature, name and role.
+
+    `signing_only`: a certificate for the member's signatures only (extended key usage documentSigning, no
+    TLS use), for an organisation key held in an HSM (`sampan.deploy.identity_source`); it sits beside the
+    member's TLS certificate and is never a key pin. One signing key per name, as for TLS keys.
 
     A name belongs to one key: a CSR for a name already issued to another (unrevoked) key is refused
     — an impostor's request for an existing member's name, or a typo — unless `rekey`, the operator's
@@ -254,6 +264,7 @@ def sign_request(
             not_before=not_before,
             not_after=not_after,
             rekey=rekey,
+            signing_only=signing_only,
         )
 
 
@@ -272,9 +283,10 @@ def _sign_locked(
     not_before: dt.datetime | None,
     not_after: dt.datetime | None,
     rekey: bool,
+    signing_only: bool = False,
 ) -> Path:
     index, generation = _read_record(files)
-    clashing = _other_keys(index, name, pin)
+    clashing = _other_keys(index, name, pin, "signing" if signing_only else "tls")
     if clashing and not rekey:
         raise CertError(
             f"{csr_path}: this CA already issued {name!r} to another key (serial "
@@ -290,6 +302,8 @@ def _sign_locked(
     if role == "coordinator":
         names += [n for n in sans if isinstance(n, (x509.DNSName, x509.IPAddress))]
     usage = ExtendedKeyUsageOID.SERVER_AUTH if role == "coordinator" else ExtendedKeyUsageOID.CLIENT_AUTH
+    if signing_only:
+        usage = DOCUMENT_SIGNING
     now = _now()
     start = not_before or now - CLOCK_SLACK
     end = min(not_after or now + dt.timedelta(days=days), ca_cert.not_valid_after_utc)  # peers refuse a longer one
@@ -327,6 +341,8 @@ def _sign_locked(
         index[old]["revoked_at"] = now.isoformat()
         index[old]["superseded_by"] = serial
     index[serial] = {"name": name, "role": role, "not_after": end.isoformat(), "pin": pin, "issued_at": now.isoformat()}
+    if signing_only:
+        index[serial]["usage"] = "signing"
     _write_index(files, index, ca_key, generation + 1)
     if clashing:
         _write_crl(files, ca_key, ca_cert, {s: e for s, e in index.items() if "revoked_at" in e})

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sampan.config import ConfigError, RunConfig, VerticalSection, Workflow, parse_config, problems
 from sampan.data.schema import TableSchema
 from sampan.deploy.allow import AllowSection
+from sampan.deploy.identity_source import HsmSection
 from sampan.transport.grpc_envelope import Limits
 
 __all__ = ["CoordinatorConfig", "PartyConfig", "RunSpec", "load_coordinator_config", "load_party_config",
@@ -187,6 +188,8 @@ class PartyConfig(_Strict):
                                        "sampan.deploy.allow; without it: no vertical partner)")
     consent: ConsentSection = Field(default_factory=lambda: ConsentSection.model_validate({}),
                                     description="[consent]: rules or explicit approvals; relayed decisions")
+    hsm: HsmSection | None = Field(None, description="[hsm]: the organisation's signing key in a PKCS#11 token "
+                                   "(sampan.deploy.identity_source); default: the TLS key file signs")
 
     @property
     def store_url(self) -> str:
@@ -266,6 +269,7 @@ def load_party_config(path: str | Path) -> PartyConfig:
     data = _read_toml(path)
     base = path.resolve().parent
     _resolve_paths(data, base, "tls", ("ca", "cert", "key", "crl"))
+    _resolve_paths(data, base, "hsm", ("certificate", "pin_file"))
     _resolve_paths(data, base, "party", ("state_dir", "log_file"))
     _resolve_store(data, base, "party")
     for binding in (data.get("data") or {}).values() if isinstance(data.get("data"), dict) else []:
