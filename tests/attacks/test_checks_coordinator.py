@@ -81,3 +81,42 @@ def test_a_column_the_bank_does_not_hold_is_refused_with_its_name() -> None:
     with pytest.raises(PartyError, match="overlap"):
         list(InProcessTransport({"bank_0": _bank(dp=False)[0]}).exchange(
             [Message("r", 1, "coordinator", "bank_0", "checks.overlap", {}, {"peer": "x"})]))
+
+
+def test_psi_in_a_mode_that_reveals_matches_is_refused_by_the_parties() -> None:
+    """In a vertical checks job a coordinator asking for PSI mode 'both' (each side would learn which of its ids
+    match) or 'label_holder' is refused by the party itself, before any point is blinded."""
+    import sampan
+    from sampan.vertical.psi import run_psi
+    from sampan.vertical.session import VerticalSession
+
+    cfg = sampan.config.parse_config({"run": {"workflow": "checks"}, "source": {"kind": "consortium", "n_smes": 300},
+                                      "vertical": {"label_holder": "bank"}})
+    setups = CHECKS.simulate(cfg, 1)
+    transport = InProcessTransport({n: CHECKS.party_app(s) for n, s in setups.items()})
+    VerticalSession(transport, label_holder="bank", partners=[p for p in setups if p != "bank"],
+                    run_id="r-attack").connect()
+    for mode in ("both", "label_holder"):
+        with pytest.raises(PartyError, match="mode 'cardinality' only"):
+            run_psi(transport, "r-attack", "bank", "payments", mode)
+
+
+def test_the_deployed_gate_answers_only_the_checks_requests_the_job_announced() -> None:
+    from sampan.deploy.allow import AllowSection, JobRefused, check_job, check_request, job_description
+
+    config = {"run": {"workflow": "checks"}, "checks": {"dp": {"label_epsilon": 0.5}}}
+    job = job_description(config, workflow="checks", operator="op", parties=list(fixture.BANKS), label_holder=None)
+    assert "dp" in job["protections"] and job["vertical"] is False
+    for kind, meta, rule in (("fit", {}, "not a request of a checks job"),
+                             ("psi.offer", {"mode": "cardinality"}, "not a request of a checks job"),
+                             ("checks.label", {}, "carries no dp")):
+        with pytest.raises(JobRefused, match=rule):
+            check_request(None, "bank_0", kind, meta, job)
+    check_request(None, "bank_0", "checks.label", {"dp": {"epsilon": 0.5}}, job)
+    vertical = job_description({**config, "vertical": {"label_holder": "bank"}}, workflow="checks", operator="op",
+                               parties=["bank", "payments"], label_holder="bank")
+    with pytest.raises(JobRefused, match="cardinality"):
+        check_request(None, "payments", "psi.accept", {"mode": "both"}, vertical)
+    with pytest.raises(JobRefused, match="partners"):  # PSI names partners: the vertical default (none) applies
+        check_job(None, "payments", vertical, "loans", [])
+    check_job(AllowSection(partners=["bank"], label_holders=["bank"]), "payments", vertical, "loans", [])

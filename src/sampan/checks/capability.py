@@ -4,8 +4,8 @@ What a `PartySetup` must hold (a deployed agent fills it the same way):
 - ``data``: the party's whole table (`sampan.data.PartyData`): checks look at every row it would train on;
 - ``job``: ``{"workflow": "checks", "protections": ["dp"] under [checks.dp], "vertical": True in a vertical job,
   "label_holder": ...}``; a party whose job announced DP answers no exact release (`sampan.checks.privacy`);
-- ``options["schema"]``: the party's declared table schema as a dict (public: what `checks.schema` reports);
-  without it the party reports its column names only;
+- ``options["schema"]``: the party's declared table schema as a dict (public: what `checks.schema` reports), or a
+  deployed agent's ``options["table_schema"]`` (its party.toml); without either, its column names only;
 - ``identity`` and ``verifier`` (vertical jobs): sign and check the run keys PSI's sealed channels come from.
 A vertical job mounts, besides the checks handlers, only the run keys (`vertical.hello`, `vertical.peers`) and
 the five PSI steps of the party's `VerticalParty`: no alignment, training or scoring handler.
@@ -24,6 +24,7 @@ from sampan.core.party import PartyApp
 from sampan.core.workflow import Workflow
 from sampan.crypto.simulated_ca import simulated_consortium
 from sampan.horizontal.simulation import load_party_tables
+from sampan.privacy.party_policy import PolicyRefused
 from sampan.vertical.capability import simulate_vertical, vertical_party
 from sampan.wire import Message
 
@@ -54,6 +55,24 @@ class _Only:
             self.app.register(kind, handler)
 
 
+def declared_schema(setup: PartySetup) -> dict[str, Any] | None:
+    """The party's declared schema: ``options["schema"]`` (simulation), else a deployed agent's dataset schema
+    (``options["table_schema"]``, from its party.toml)."""
+    schema = setup.options.get("schema")
+    if schema is None and setup.options.get("table_schema") is not None:
+        schema = setup.options["table_schema"].to_dict()
+    return dict(schema) if schema is not None else None
+
+
+def cardinality_only(msg: Message, inner: Callable[[Message], Message]) -> Message:
+    """A checks job counts common ids and nothing more: PSI in any other mode (which would tell the parties which
+    of their ids match) is refused by the party itself, whatever the coordinator asks."""
+    if msg.kind.startswith("psi.") and msg.meta.get("mode") != "cardinality":
+        raise PolicyRefused(f"party {msg.recipient!r} refuses {msg.kind} in mode {msg.meta.get('mode')!r}: a checks "
+                            "job runs PSI in mode 'cardinality' only")
+    return inner(msg)
+
+
 class ChecksCapability:
     name = "checks"
 
@@ -66,12 +85,13 @@ class ChecksCapability:
                                                        max_epsilon=setup.options.get("max_epsilon"))])
         psi = None
         if setup.job.get("vertical"):
+            app.mods.append(cardinality_only)
             keyed = vertical_party(setup)
             app.register("vertical.hello", keyed.hello)
             app.register("vertical.peers", keyed.peers)
             keyed.psi.register(_Only(app, PSI_STEPS))
             psi = keyed.psi
-        party = ChecksParty(setup.name, setup.data, setup.options.get("schema"), psi)
+        party = ChecksParty(setup.name, setup.data, declared_schema(setup), psi)
         for kind, handler in party.handlers().items():
             app.register(kind, handler)
         return app

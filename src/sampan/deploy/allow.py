@@ -106,6 +106,11 @@ def job_description(config: Mapping[str, Any], *, workflow: str, operator: str |
                  if k in ("class_weight", "target_positive_rate") and v is not None}
     if workflow in _HORIZONTAL_JOBS and weighting:  # the loss weighting the bank trains under (its audit record)
         extra["class_weight"] = weighting
+    if workflow == "checks":  # checks before training (`sampan.checks`): vertical or not, and DP on its releases
+        checks = config.get("checks") or {}
+        extra["vertical"] = bool(vertical)
+        if checks.get("dp") is not None:
+            protections = sorted({*protections, "dp"})
     if workflow == "vertical":  # review R12-VER-2/7b: the models and their shape each partner checks requests against
         extra["vertical"] = _vertical_job(vertical, woe_epsilon)
     if workflow in ("scoring", "serving") and (config.get("scoring") or {}).get("model"):  # R12-VER-5: the one model
@@ -159,13 +164,15 @@ def check_job(
         raise JobRefused(party, "workflows", f"workflow {workflow!r} is not one of {allow.workflows}")
     if workflow == "serving":  # a standing session: consent is explicit, per trained model
         _check_serving(allow, party, job)
-    listed = allow.partners if allow.partners is not None else ([] if workflow in _VERTICAL_JOBS else None)
+    # a vertical checks job runs PSI (cardinality mode) between the bank and its partners: the vertical rules apply
+    vertical_rules = workflow in _VERTICAL_JOBS or (workflow == "checks" and bool(job.get("vertical")))
+    listed = allow.partners if allow.partners is not None else ([] if vertical_rules else None)
     if listed is not None:
         unlisted = sorted(p for p in partners if p not in listed)
         if unlisted:
             default = " (a vertical run needs its partners listed in allow.partners)" if allow.partners is None else ""
             raise JobRefused(party, "partners", f"partners {unlisted} are not in allow.partners {listed}{default}")
-    if workflow in _VERTICAL_JOBS:  # review R12-2: the job must name its bank, and this party must accept it as such
+    if vertical_rules:  # review R12-2: the job must name its bank, and this party must accept it as such
         holder = job.get("label_holder")
         holders = allow.label_holders if allow.label_holders is not None else [party]
         if not isinstance(holder, str) or not holder or holder not in (job.get("parties") or []):

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from sampan.deploy.allow_checks import check_checks_request
 from sampan.deploy.allow_groups import check_groups_request
 from sampan.deploy.allow_impute import check_impute_request, noise_field
 from sampan.deploy.allow_section import _HORIZONTAL_JOBS, _VERTICAL_JOBS, AllowSection, JobRefused
@@ -55,6 +56,9 @@ def check_request(
       list requires, at or above its noise floor. Vertical GBDT's floor needs this party's feature count
       (sigma / sensitivity): it is enforced in the handler by the party's `PartyPrivacyPolicy` built from
       this list (`privacy_policy`)."""
+    if job is not None and job.get("workflow") == "checks":
+        check_checks_request(party, kind, meta, job)
+        return
     if job is not None and job.get("workflow") in _VERTICAL_JOBS:
         _check_vertical_job(party, kind, meta, job)
     if kind in _VERTICAL_NOISE:
@@ -435,3 +439,4 @@ def _check_vertical(allow: AllowSection, party: str, kind: str, meta: Mapping[st
                 f"WOE dp_epsilon {value} is a noise multiplier of "
                 f"{z:.3g}, below this party's minimum {allow.min_noise_multiplier}",
             )
+

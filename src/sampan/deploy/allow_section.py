@@ -33,7 +33,8 @@ class AllowSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     operators: list[str] | None = Field(None, description="operators whose jobs are accepted; default any")
-    workflows: list[Literal["horizontal", "vertical", "scoring", "evaluation", "synthesis", "serving"]] | None = Field(
+    workflows: list[Literal["horizontal", "vertical", "scoring", "evaluation", "synthesis", "serving",
+                            "checks"]] | None = Field(
         None, description="default any (but 'serving', which must be listed, with serving_models)")
     serving_models: list[str] | None = Field(None, description="the trained vertical runs a serving job (the "
                                              "bank's `sampan serve` session) may answer for; default none")
