@@ -2,10 +2,11 @@
 
 On commit 1064fb2 an operator paired a bank's loan book with a payments provider neither had agreed to:
 both agents accepted silently and PSI told each the customers they share. Now each agent checks the
-job at `deploy.open_run` — before any protocol message — against its `[allow]` section (operators,
-workflows, partners, datasets, columns, required protections, minimum noise), refuses with the rule
-and the reason, logs it and records it in its own signed audit log. Without `[allow]` a party joins
-no vertical run (its partners must be listed).
+job against its `[allow]` section (operators, workflows, partners, datasets, columns, required
+protections, minimum noise) when asked to approve it (`consent.request`, issue 14: `[allow]` is the party's
+hard limit and its local standing rule) and again at `deploy.open_run` — before any protocol message —,
+refuses with the rule and the reason, logs it and records it in its own signed audit log. Without `[allow]`
+a party joins no vertical run (its partners must be listed).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from _consent_grant import open_with_consent
 from _deploy_federation import ThreadFederation, run_config
 
 from sampan.config import ConfigError
@@ -44,12 +46,12 @@ def test_an_operator_cannot_pair_a_bank_with_a_payments_provider_it_never_listed
                              "vertical": {"epochs": 1}})
         status = fed.wait(run_id)
         assert status["status"] == "failed" and "refuses this job (partners)" in status["error"], status
-        for party, partner in (("bank", "payments"), ("payments", "bank")):
-            # Nothing but the job's opening reached either agent: no PSI, no key exchange.
-            assert fed.kinds(party, run_id) == ["deploy.open_run"], (party, fed.kinds(party, run_id))
-            entries = _audit(fed, party, run_id)
-            refused = [d for k, d in entries if k == "job_refused"]
-            assert refused and refused[0]["rule"] == "partners" and partner in refused[0]["reason"], entries
+        # Nothing but consent reached the bank (it refused to approve, so the run never opened): no PSI, no keys
+        assert fed.kinds("bank", run_id) == ["consent.request"], fed.kinds("bank", run_id)
+        assert fed.kinds("payments", run_id) == []  # asked after the bank: never reached
+        entries = _audit(fed, "bank", run_id)
+        refused = [d for k, d in entries if k == "consent_refused"]
+        assert refused and refused[0]["rule"] == "partners" and "payments" in refused[0]["reason"], entries
         assert fed.kinds("delivery", run_id) == []
         db = Path(fed.agents["bank"].config.store_url.removeprefix("sqlite:///"))
         assert stat.S_IMODE(db.stat().st_mode) == 0o600 and stat.S_IMODE(db.parent.stat().st_mode) == 0o700
@@ -57,19 +59,20 @@ def test_an_operator_cannot_pair_a_bank_with_a_payments_provider_it_never_listed
         fed.close()
 
 
-def test_a_coordinator_that_announces_other_partners_is_caught_by_the_signed_peer_keys(
+def test_a_coordinator_that_announces_other_partners_is_caught_before_anything_opens(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The coordinator tells the bank its partner is delivery, then pairs it with payments: the bank accepts
-    the opening (it trusts the description) but refuses payments' signed run keys, before PSI."""
-    import sampan.deploy.coordinator as coordinator_module
+    """The coordinator tells the bank its partner is delivery, then pairs it with payments: the job description
+    disagrees with the parties of the spec the bank approves, so it refuses to approve, before any opening (a
+    coordinator that got further is still caught by the signed peer keys, `PeerAllowList`)."""
+    import sampan.deploy.allow as allow_module
 
-    honest = coordinator_module.job_description
+    honest = allow_module.job_description
 
     def lying(config, **kw):  # type: ignore[no-untyped-def]
         job = honest(config, **kw)
         return {**job, "parties": ["bank", "delivery"]}
 
-    monkeypatch.setattr(coordinator_module, "job_description", lying)
+    monkeypatch.setattr(allow_module, "job_description", lying)
     allow = {"bank": {"partners": ["delivery"]}, "payments": {"partners": ["bank", "delivery"]}}
     fed = ThreadFederation(tmp_path, vertical=True, allow=allow)
     try:
@@ -78,9 +81,9 @@ def test_a_coordinator_that_announces_other_partners_is_caught_by_the_signed_pee
                                         "label_holder": "bank"},
                              "vertical": {"epochs": 1}})
         status = fed.wait(run_id)
-        assert status["status"] == "failed" and "not_allowed" in status["error"], status
-        assert "payments" in status["error"]
+        assert status["status"] == "failed" and "job description disagrees" in status["error"], status
         for party in ("bank", "payments"):
+            assert "deploy.open_run" not in fed.kinds(party, run_id), fed.kinds(party, run_id)
             assert not [k for k in fed.kinds(party, run_id) if k.startswith("psi")], fed.kinds(party, run_id)
     finally:
         fed.close()
@@ -100,12 +103,16 @@ def test_jobs_without_the_required_protections_or_from_other_operators_are_refus
         assert fed.wait(weak)["status"] == "failed"
         expected = {("bank_harbour", plain): "require", ("bank_kowloon", plain): "require",
                     ("bank_lionrock", plain): "operators", ("bank_kowloon", weak): "min_noise_multiplier"}
+        refusals = 0
         for (party, run_id), rule in expected.items():
-            refused = [d for k, d in _audit(fed, party, run_id) if k == "job_refused"]
-            assert refused and refused[0]["rule"] == rule, (party, run_id, refused)
+            refused = [d for k, d in _audit(fed, party, run_id) if k == "consent_refused"]
+            refusals += len(refused)
+            assert not refused or refused[0]["rule"] == rule, (party, run_id, refused)
             assert "fit" not in fed.kinds(party, run_id) and "stats" not in fed.kinds(party, run_id)
+            assert "deploy.open_run" not in fed.kinds(party, run_id)
+        assert refusals >= 2  # the coordinator asks the parties in turn and stops at the first refusal
         accepted = [k for k, _ in _audit(fed, "bank_harbour", weak)]
-        assert "job_accepted" in accepted  # SecAgg present: bank_harbour accepted, bank_kowloon refused
+        assert "consent_approved" in accepted  # SecAgg present: bank_harbour approved, bank_kowloon refused
     finally:
         fed.close()
 
@@ -117,10 +124,10 @@ def test_a_coordinator_cannot_announce_protections_and_then_drop_them(tmp_path: 
     agent = fed.agents["bank_harbour"]
     job = {"operator": "ops", "parties": ["bank_harbour", "bank_kowloon", "bank_lionrock"],
            "protections": ["dp", "dp3", "secure_aggregation"], "noise_multipliers": {"dp3": 1.5}}
-    silent = agent.handle(Message("r0", 0, "coordinator", "bank_harbour", "deploy.open_run", meta={
+    silent = open_with_consent(agent, Message("r0", 0, "coordinator", "bank_harbour", "deploy.open_run", meta={
         "workflow": "horizontal", "dataset": "loans", "test_fraction": 0.2, "split_seed": 1}))
     assert silent.is_error and "no job description" in str(silent.meta.get("error"))  # an undescribed job: refused
-    opened = agent.handle(Message("r1", 0, "coordinator", "bank_harbour", "deploy.open_run", meta={
+    opened = open_with_consent(agent, Message("r1", 0, "coordinator", "bank_harbour", "deploy.open_run", meta={
         "workflow": "horizontal", "dataset": "loans", "test_fraction": 0.2, "split_seed": 1, "job": job}))
     assert not opened.is_error, opened.meta
     for meta in ({"dp3": {"clip": 1.0, "sum_sigma": 1.5, "mode": "distributed"}},                       # no SecAgg

@@ -25,6 +25,7 @@ from sampan.deploy.party_agent import MAX_OPEN_RUNS
 from sampan.wire import Message
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/attacks: the shared deployed federation
+from _consent_grant import open_with_consent  # noqa: E402
 from _deploy_federation import ThreadFederation  # noqa: E402
 
 PARTIES = ["bank_harbour", "bank_kowloon", "bank_lionrock"]
@@ -48,7 +49,7 @@ def test_a_reopened_run_answers_no_second_grouping(tmp_path: Path) -> None:
                                         meta={"model": model, **meta}))
 
         def open_run(run: str, groups: list[dict[str, Any]]) -> Message:
-            return agent.handle(Message(run, 0, "coordinator", "bank_harbour", "deploy.open_run", meta={
+            return open_with_consent(agent, Message(run, 0, "coordinator", "bank_harbour", "deploy.open_run", meta={
                 "workflow": "horizontal", "dataset": "loans", "test_fraction": 0.2, "split_seed": 1,
                 "job": _job(groups)}))
 

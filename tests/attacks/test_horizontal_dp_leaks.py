@@ -370,6 +370,7 @@ def test_a_deployed_party_fixes_its_own_holdout_and_keeps_one_persisted_ledger(t
     """Review R5 (findings 6, 20): the coordinator chose each run's split seed and holdout share, so across runs it
     could rotate every row through the (exactly evaluated) holdout; and the agent's policy ignored party.toml and
     kept its ledger in memory per run. Now the seed is fixed per dataset, the share capped, the ledger persisted."""
+    from _consent_grant import open_with_consent
     from _deploy_federation import ThreadFederation
 
     from sampan.deploy.config import load_party_config
@@ -387,7 +388,8 @@ def test_a_deployed_party_fixes_its_own_holdout_and_keeps_one_persisted_ledger(t
         }
 
         def open_run(run: str, seed: int, fraction: float, on: PartyAgent = agent) -> HorizontalParty:
-            reply = on.handle(
+            reply = open_with_consent(
+                on,
                 Message(
                     run,
                     0,
@@ -408,7 +410,8 @@ def test_a_deployed_party_fixes_its_own_holdout_and_keeps_one_persisted_ledger(t
 
         first, second = open_run("r1", 1, 0.2), open_run("r2", 999, 0.2)
         assert list(first.test_data.ids) == list(second.test_data.ids)  # same holdout: the party's own keyed split
-        moved = agent.handle(
+        moved = open_with_consent(
+            agent,
             Message(
                 "r2b",
                 0,
@@ -471,7 +474,10 @@ def _r8_agent(fed: Any, name: str) -> Any:
 
 
 def _r8(agent: Any, rid: str, kind: str, meta: dict, arrays: dict | None = None) -> Message:
-    return agent.handle(Message(rid, 0, "coordinator", agent.name, kind, arrays=arrays or {}, meta=meta))
+    from _consent_grant import open_with_consent
+
+    message = Message(rid, 0, "coordinator", agent.name, kind, arrays=arrays or {}, meta=meta)
+    return open_with_consent(agent, message) if kind == "deploy.open_run" else agent.handle(message)
 
 
 def _r8_open(agent: Any, fed: Any, rid: str, fraction: float = 0.2) -> Message:

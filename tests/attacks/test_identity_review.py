@@ -121,6 +121,7 @@ def test_there_is_no_default_identity_and_a_simulated_ca_issues_one_certificate_
 def test_a_party_agent_without_a_crl_refuses_vertical_and_secagg_runs(tmp_path: Path) -> None:
     """Without `tls.crl` the agent would accept the keys of a revoked (stolen) member certificate that the
     coordinator re-signs with; it now refuses to open such a run, naming the missing setting."""
+    from _consent_grant import open_with_consent
     from _deploy_federation import schema_dict
 
     from sampan.deploy.config import load_party_config
@@ -137,12 +138,14 @@ def test_a_party_agent_without_a_crl_refuses_vertical_and_secagg_runs(tmp_path: 
         return PartyAgent(config.model_copy(update={"tls": config.tls.model_copy(update={"crl": None})}))
 
     def open_run(agent: PartyAgent, party: str, run_id: str, meta: dict[str, Any], protections: list[str]) -> Message:
-        job = {"operator": "ops", "parties": [party, "x", "y"], "protections": protections, "noise_multipliers": {}}
+        partners = ["payments", "delivery"] if party == "bank" else ["bank_kowloon", "bank_lionrock"]
+        job = {"operator": "ops", "parties": [party, *partners], "protections": protections, "noise_multipliers": {}}
         if meta.get("workflow") == "vertical":
             job["label_holder"] = party  # a vertical job names its label holder (allow-list check before the CRL)
-        return agent.handle(Message(run_id, 0, "coordinator", party, "deploy.open_run", meta={**meta, "job": job}))
+        opening = Message(run_id, 0, "coordinator", party, "deploy.open_run", meta={**meta, "job": job})
+        return open_with_consent(agent, opening)
 
-    bank = agent_without_crl("vertical", "bank", allow={"bank": {"partners": ["x", "y"]}})
+    bank = agent_without_crl("vertical", "bank", allow={"bank": {"partners": ["payments", "delivery"]}})
     reply = open_run(bank, "bank", "v1", {"workflow": "vertical", "dataset": "vertical"}, [])
     assert reply.is_error and "tls.crl is not set" in str(reply.meta.get("error")), reply.meta
 

@@ -374,6 +374,7 @@ def test_a_restarted_party_still_evaluates_one_model_per_run_under_dp(tmp_path: 
 # --- R7-4: the minimum number of contributors, as a deployed party enforces it -------------------------------
 
 def test_a_deployed_party_enforces_the_job_minimum_and_its_own(tmp_path: Path) -> None:
+    from _consent_grant import open_with_consent
     from _deploy_federation import ThreadFederation
 
     fed = ThreadFederation(tmp_path, allow={"bank_harbour": {"min_contributors": 5}}, start=False)
@@ -383,7 +384,7 @@ def test_a_deployed_party_enforces_the_job_minimum_and_its_own(tmp_path: Path) -
     def open_run(run_id: str, minimum: int) -> Message:
         job = {"parties": parties, "protections": ["secure_aggregation"], "noise_multipliers": {},
                "operator": None, "label_holder": None, "secagg_min_contributors": minimum}
-        return agent.handle(Message(run_id, 0, "coordinator", "bank_harbour", "deploy.open_run", meta={
+        return open_with_consent(agent, Message(run_id, 0, "coordinator", "bank_harbour", "deploy.open_run", meta={
             "workflow": "horizontal", "dataset": fed.dataset, "test_fraction": 0.2, "split_seed": 1, "job": job}))
 
     refused = open_run("run-low", 3)  # below the party's [allow] min_contributors = 5

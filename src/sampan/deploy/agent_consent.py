@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sampan
+from sampan.deploy.allow import check_job
 from sampan.deploy.allow_section import JobRefused
 from sampan.deploy.consent import (
     Approval,
@@ -34,7 +35,6 @@ from sampan.deploy.consent import (
     ConsentStore,
     JobSpec,
     StandingRule,
-    allow_reasons,
     matches,
     rule_from_allow,
     sign_approval,
@@ -157,7 +157,7 @@ class ConsentDesk:
                 entry = self.book.reserve(spec.job_id, part.dataset, *(planned or (0.0, 0.0)),
                                           open_ended=planned is None)
             except BudgetRefused as exc:
-                raise ConsentRefused(self.name, f"budget: {exc}") from None
+                raise ConsentRefused(self.name, f"budget: {exc}", rule="budget") from None
             reserved = {"epsilon": entry.reserved_epsilon, "delta": entry.reserved_delta,
                         "open_ended": entry.open_ended}
             approval = self.records.save_approval(sign_approval(self._signer(), spec, party=self.name,
@@ -165,7 +165,7 @@ class ConsentDesk:
         except ConsentRefused as exc:
             log.warning("party %s refused consent to job %s (%s): %s", self.name, spec.job_id, decided_by, exc.reason)
             self._audit(spec.job_id, "consent_refused", {"spec_hash": spec_hash, "decided_by": decided_by,
-                                                          "reason": exc.reason})
+                                                          "rule": exc.rule, "reason": exc.reason})
             raise
         self._audit(spec.job_id, "consent_approved", {"spec_hash": spec_hash, "decided_by": decided_by,
                                                        "rule": rule, "dataset": spec.data[self.name].dataset,
@@ -179,22 +179,25 @@ class ConsentDesk:
         """Why this party may approve: a person's decision it accepts, or a standing rule that covers the
         job (the rule's id). [allow] is a hard limit either way."""
         self._check_spec(spec)
-        hard = allow_reasons(self.config.allow, spec, self.name)
-        if hard:
-            raise ConsentRefused(self.name, "; ".join(hard))
+        part = spec.data[self.name]
+        try:  # [allow] is the hard limit whoever decides (its refusal reads as it did at deploy.open_run)
+            check_job(self.config.allow, self.name, {**spec.job, "workflow": spec.workflow}, part.dataset,
+                      list(part.columns))
+        except JobRefused as exc:
+            raise ConsentRefused(self.name, str(exc), rule=exc.rule) from None
         kind = decided_by.split(":", 1)[0]
         consent = self.config.consent
         if kind == "person":
             if relayed and not consent.console_decisions:
                 raise ConsentRefused(self.name, "console_decisions: this party does not accept decisions relayed "
                                      "from the console ([consent] console_decisions = false); approve it locally "
-                                     "with `sampan consent approve`")
+                                     "with `sampan consent approve`", rule="console_decisions")
             return None
         if kind not in ("rule", "operator"):
             raise ConsentRefused(self.name, f"decided_by: {decided_by!r} is not person:, rule: or operator:")
         if consent.mode == "explicit":
             raise ConsentRefused(self.name, "mode: this party approves every job explicitly ([consent] mode = "
-                                 "\"explicit\"); a person must decide")
+                                 "\"explicit\"); a person must decide", rule="mode")
         rules = [rule_from_allow(self.config.allow, self.name), *self.records.rules()]
         wanted = decided_by.split(":", 1)[1] if kind == "rule" else None
         why: list[str] = []
@@ -206,7 +209,7 @@ class ConsentDesk:
                 return rule.id
             why.append(f"rule {rule.id!r}: " + "; ".join(reasons))
         raise ConsentRefused(self.name, "no standing rule covers the job" + (f" ({' | '.join(why)})" if why else
-                                                                              f" (no rule {wanted!r})"))
+                                                                              f" (no rule {wanted!r})"), rule="rules")
 
     # --- the catalogue ------------------------------------------------------------------------------------
     def catalogue(self, message: Message, table: Any) -> Message:

@@ -33,9 +33,13 @@ _DOMAIN = b"sampan/consent-approval/v1\n"
 class ConsentRefused(PartyError, PermissionError):
     """A party refuses (or cannot give) consent to a job; the message names the party and the reason."""
 
-    def __init__(self, party: str, reason: str) -> None:
-        super().__init__(f"party {party!r} does not consent to this job: {reason}")
-        self.party, self.reason = party, reason
+    PREFIX = "does not consent to this job: "
+
+    def __init__(self, party: str, reason: str, rule: str | None = None) -> None:
+        prefix = f"party {party!r} {self.PREFIX}"
+        reason = reason.removeprefix(prefix)  # a party's own refusal, relayed by the coordinator: said once
+        super().__init__(prefix + reason)
+        self.party, self.reason, self.rule = party, reason, rule
 
 
 class Signer(Protocol):
