@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -52,6 +52,7 @@ class AuthSettings:
     token_lifetime: timedelta = timedelta(days=90)
     max_failures: int = 5
     lockout: timedelta = timedelta(minutes=5)
+    argon2: Mapping[str, int] | None = None  # PasswordHasher parameters; None: the library's defaults (production)
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ class Accounts:
         self.engine = engine
         self.settings = settings or AuthSettings()
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
-        self._hasher = PasswordHasher()
+        params: dict[str, Any] = dict(self.settings.argon2 or {})
+        self._hasher = PasswordHasher(**params)
         self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
 
     # --- users ----------------------------------------------------------------------------------
