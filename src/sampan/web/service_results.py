@@ -23,7 +23,8 @@ from sampan.web.service_data import DataService
 __all__ = ["ResultsService"]
 
 _TRANSITIONS = {"candidate": ("approved", "retired"), "approved": ("retired",), "retired": ()}
-_FINAL = {"finished": "finished", "failed": "failed", "cancelled": "cancelled", "interrupted": "failed"}
+_FINAL = {"completed": "finished",  # the runner's word for a finished run (the FakeGateway writes "finished")
+          "finished": "finished", "failed": "failed", "cancelled": "cancelled", "interrupted": "failed"}
 
 
 class ResultsService(DataService, PlaneBase):
