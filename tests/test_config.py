@@ -25,7 +25,8 @@ def test_shipped_examples_are_valid() -> None:
     from sampan.vertical.config import is_vertical_config, load_vertical_config
 
     for path in (ROOT / "examples").glob("*.toml"):  # one dialect: load_config reads every workflow
-        assert load_config(path).workflow == ("vertical" if is_vertical_config(path) else "horizontal")
+        named = (tomllib.loads(path.read_text(encoding="utf-8")).get("run") or {}).get("workflow")
+        assert load_config(path).workflow == (named or ("vertical" if is_vertical_config(path) else "horizontal"))
         if is_vertical_config(path):
             assert load_vertical_config(path) == load_config(path)
 
