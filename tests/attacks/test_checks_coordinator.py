@@ -7,6 +7,8 @@ bank's own, not the request's; and a histogram never names a row: a column the b
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import _checks_parties as fixture
 import numpy as np
 import pytest
@@ -120,3 +122,25 @@ def test_the_deployed_gate_answers_only_the_checks_requests_the_job_announced() 
     with pytest.raises(JobRefused, match="partners"):  # PSI names partners: the vertical default (none) applies
         check_job(None, "payments", vertical, "loans", [])
     check_job(AllowSection(partners=["bank"], label_holders=["bank"]), "payments", vertical, "loans", [])
+
+
+def test_the_banks_own_ledger_is_charged_first_and_refuses_beyond_its_budget(tmp_path: Path) -> None:
+    """A bank's own policy (its persistent ledger, authoritative over the coordinator's mirror): each noised
+    release is charged there before it leaves, and one its remaining budget cannot pay is refused."""
+    from sampan.privacy import Ledger
+    from sampan.privacy.party_policy import PartyPrivacyPolicy
+
+    path = tmp_path / "ledger.json"
+    policy = PartyPrivacyPolicy(epsilon=1.2, ledger_path=path)
+    data = fixture.banks()["bank_0"]
+    app = CHECKS.party_app(PartySetup("bank_0", data, checks_job(fixture.config(DP)), policy=policy,
+                                      options={"schema": fixture.SCHEMA}))
+    assert _ask(app, "checks.label", {"dp": {"epsilon": 0.5}}).kind == "checks.label"
+    assert Ledger.from_json(path.read_text()).spent("bank_0") == pytest.approx(0.5)
+    refused = _ask(app, "checks.histogram", {"columns": COLUMNS, "bins": 10, "dp": {"epsilon": 1.0}})
+    assert refused.kind == "error" and "own budget" in refused.meta["error"]
+    assert Ledger.from_json(path.read_text()).spent("bank_0") == pytest.approx(0.5)  # nothing recorded for it
+    strict = CHECKS.party_app(PartySetup("bank_0", data, checks_job(fixture.config()), options={},
+                                         policy=PartyPrivacyPolicy(required_levels=frozenset({"DP1"}))))
+    exact = _ask(strict, "checks.label", {})
+    assert exact.kind == "error" and "requires DP" in exact.meta["error"]  # its policy, whatever the job says

@@ -6,6 +6,7 @@ What a `PartySetup` must hold (a deployed agent fills it the same way):
   "label_holder": ...}``; a party whose job announced DP answers no exact release (`sampan.checks.privacy`);
 - ``options["schema"]``: the party's declared table schema as a dict (public: what `checks.schema` reports), or a
   deployed agent's ``options["table_schema"]`` (its party.toml); without either, its column names only;
+- ``policy``: the party's `PartyPrivacyPolicy` or None: each noised release is charged to its own ledger first;
 - ``identity`` and ``verifier`` (vertical jobs): sign and check the run keys PSI's sealed channels come from.
 A vertical job mounts, besides the checks handlers, only the run keys (`vertical.hello`, `vertical.peers`) and
 the five PSI steps of the party's `VerticalParty`: no alignment, training or scoring handler.
@@ -81,7 +82,7 @@ class ChecksCapability:
 
     def party_app(self, setup: PartySetup) -> PartyApp:
         announced = "dp" in set(setup.job.get("protections") or ())
-        app = PartyApp(setup.name, mods=[checks_dp_mod(setup.name, announced_dp=announced,
+        app = PartyApp(setup.name, mods=[checks_dp_mod(setup.name, announced_dp=announced, policy=setup.policy,
                                                        max_epsilon=setup.options.get("max_epsilon"))])
         psi = None
         if setup.job.get("vertical"):

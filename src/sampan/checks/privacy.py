@@ -25,6 +25,7 @@ import numpy as np
 
 from sampan.checks.protocol import HISTOGRAM, LABEL, OVERLAP
 from sampan.core.party import Handler, Mod
+from sampan.privacy.ledger import PrivacyEvent
 from sampan.privacy.mechanisms import LaplaceMechanism
 from sampan.privacy.party_policy import PolicyRefused
 from sampan.wire import Message
@@ -45,9 +46,12 @@ def requested_epsilon(party: str, msg: Message) -> float | None:
     return float(epsilon)
 
 
-def checks_dp_mod(party: str, *, announced_dp: bool, max_epsilon: float | None = None) -> Mod:
-    """Noise every release that carries ``meta.dp``; refuse an exact one when the job announced DP; refuse an
-    epsilon above ``max_epsilon`` (the party's own cap per release, when it sets one)."""
+def checks_dp_mod(party: str, *, announced_dp: bool, max_epsilon: float | None = None, policy: Any = None) -> Mod:
+    """Noise every release that carries ``meta.dp``; refuse an exact one when the job announced DP or the party's
+    policy requires DP; refuse an epsilon above ``max_epsilon`` (the party's own cap per release, when it sets one).
+    ``policy``: the party's `PartyPrivacyPolicy` (a deployed agent's): each noised release is charged to the
+    party's own persistent ledger first, and refused when its own budget would be exceeded."""
+    exact_refused = announced_dp or bool(policy is not None and policy.requires_dp())
 
     answered: set[tuple[str, str, str]] = set()
 
@@ -61,12 +65,15 @@ def checks_dp_mod(party: str, *, announced_dp: bool, max_epsilon: float | None =
         answered.add(key)
         epsilon = requested_epsilon(party, msg)
         if epsilon is None:
-            if announced_dp:
+            if exact_refused:
                 raise PolicyRefused(f"party {party!r} refuses an exact {msg.kind}: the checks job it accepted "
-                                    "announced DP")
+                                    "announced DP, or its own policy requires DP")
             return inner(msg)
         if max_epsilon is not None and epsilon > max_epsilon:
             raise PolicyRefused(f"party {party!r} refuses {msg.kind} at epsilon {epsilon} (its cap is {max_epsilon})")
+        if policy is not None:  # the party's own ledger, before anything is computed from its rows
+            policy._charge(party, [PrivacyEvent(party=party, level="DP1", mechanism="laplace", epsilon=epsilon,
+                                                step=msg.step, note=f"checks: {msg.kind}")])
         reply = inner(msg)
         if reply.kind == "error":
             return reply
