@@ -20,7 +20,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sampan.web.console.rendering import PREFIX, redirect, render
+from sampan.web.api_auth import set_session_cookie
+from sampan.web.console.rendering import PREFIX, redirect, render, secure_cookies
 from sampan.web.console.session import (
     SESSION_COOKIE,
     ConsoleRoute,
@@ -83,10 +84,9 @@ def _sign_in_page(request: Request, *, error: str | None = None, next_path: str 
 
 
 def _open_session(request: Request, principal: object, next_path: str) -> Response:
-    new = context_of(request).accounts.create_session(principal)
+    accounts = context_of(request).accounts
     response = redirect(request, safe_next(next_path))
-    response.set_cookie(SESSION_COOKIE, new.session_id, httponly=True, samesite="strict", path="/",
-                        secure=request.url.scheme == "https")
+    set_session_cookie(response, accounts.create_session(principal), accounts, secure_cookies(request))
     response.delete_cookie(PENDING_COOKIE, path=PREFIX)
     return response
 
@@ -113,7 +113,7 @@ def sign_in(request: Request) -> Response:
                                    time.monotonic() + PENDING_SECONDS))
         response = _sign_in_page(request, next_path=next_path, username=username, totp=True)
         response.set_cookie(PENDING_COOKIE, key, httponly=True, samesite="strict", path=PREFIX,
-                            secure=request.url.scheme == "https", max_age=PENDING_SECONDS)
+                            secure=secure_cookies(request), max_age=PENDING_SECONDS)
         return response
     return _open_session(request, principal, next_path)
 

@@ -20,6 +20,7 @@ from sampan.web.console.rendering import redirect, render
 from sampan.web.console.session import ConsoleRoute, context_of, form_of, principal_of
 from sampan.web.console.wizard import ACCOUNTANTS, MODEL_KINDS, WORKFLOWS, build_job
 from sampan.web.errors import ControlPlaneError, Invalid
+from sampan.web.roles import require
 
 router = APIRouter(route_class=ConsoleRoute)
 
@@ -54,6 +55,7 @@ def _list(value: Any) -> list[str]:
 
 @router.get("/jobs/new", include_in_schema=False)
 def new_job(request: Request, consortium_id: int | None = None) -> Response:
+    require(principal_of(request), "job.create")
     return _wizard(request, consortium_id, {})
 
 

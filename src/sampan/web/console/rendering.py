@@ -68,6 +68,11 @@ class Flasher:
         return [(str(kind), str(text)) for kind, text in notes if kind in ("ok", "info", "error")][:5]
 
 
+def secure_cookies(request: Request) -> bool:
+    """Mark cookies Secure under TLS, and whenever the app says so (`AppSettings.secure_cookies`, T2's app)."""
+    return request.url.scheme == "https" or bool(getattr(request.app.state, "secure_cookies", False))
+
+
 def render(request: Request, template: str, context: Mapping[str, Any], status: int = 200) -> HTMLResponse:
     """The page ``template`` with the shared context (user, CSRF token, flashes) that `console_state` put on the
     request; pending flash notes are shown once and cleared."""
@@ -81,8 +86,7 @@ def render(request: Request, template: str, context: Mapping[str, Any], status: 
     if request.cookies.get(FLASH_COOKIE):
         response.delete_cookie(FLASH_COOKIE, path=PREFIX)
     for name, value in getattr(state, "set_cookies", {}).items():
-        response.set_cookie(name, value, httponly=True, samesite="strict", secure=request.url.scheme == "https",
-                            path=PREFIX)
+        response.set_cookie(name, value, httponly=True, samesite="strict", secure=secure_cookies(request), path=PREFIX)
     return response
 
 
@@ -93,5 +97,5 @@ def redirect(request: Request, path: str, *notes: tuple[str, str]) -> Response:
     if notes:
         flasher: Flasher = request.app.state.console_flasher
         response.set_cookie(FLASH_COOKIE, flasher.encode(list(notes)), httponly=True, samesite="strict",
-                            secure=request.url.scheme == "https", path=PREFIX, max_age=60)
+                            secure=secure_cookies(request), path=PREFIX, max_age=60)
     return response

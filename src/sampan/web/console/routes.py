@@ -13,6 +13,8 @@ import secrets
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.responses import RedirectResponse
 from starlette.staticfiles import StaticFiles
 
 from sampan.web.console import (
@@ -30,7 +32,7 @@ from sampan.web.console.headers import SecurityHeaders
 from sampan.web.console.rendering import PREFIX, STATIC, Flasher
 from sampan.web.console.session import ConsoleContext
 
-__all__ = ["mount_console", "PREFIX"]
+__all__ = ["mount_console", "page_routes", "PREFIX"]
 
 _ROUTERS = (pages_auth.public_router, pages_auth.router, pages_consortia.router, pages_datasets.router,
             pages_jobs.router, pages_approvals.router, pages_runs.router, pages_models.router, pages_audit.router)
@@ -48,5 +50,13 @@ def mount_console(app: FastAPI, plane: Any, *, oidc_login_path: str | None = Non
     app.state.console_flasher = app.state.console.flasher
     for router in _ROUTERS:
         app.include_router(router, prefix=PREFIX)
+    if not any(getattr(route, "path", None) == "/" for route in app.routes):
+        app.add_api_route("/", lambda: RedirectResponse(f"{PREFIX}/", status_code=307), include_in_schema=False)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=str(STATIC)), name="console-static")
     app.add_middleware(SecurityHeaders, prefixes=(PREFIX,), static_prefix=f"{PREFIX}/static/")
+
+
+def page_routes() -> list[tuple[str, str]]:
+    """Every console page as (method, path), for tests that walk them all (role and CSRF checks)."""
+    return sorted((method, f"{PREFIX}{route.path}") for router in _ROUTERS for route in router.routes
+                  if isinstance(route, APIRoute) for method in route.methods or ())

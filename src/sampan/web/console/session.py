@@ -20,12 +20,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from sampan.web.api_auth import SESSION_COOKIE
 from sampan.web.console.csrf import FIELD, PRESESSION_COOKIE, CsrfGuard, new_presession
 from sampan.web.console.rendering import FLASH_COOKIE, PREFIX, ROLE_LABELS, Flasher, render
 from sampan.web.errors import ControlPlaneError, Unauthenticated
 from sampan.web.roles import Principal, allowed
-
-SESSION_COOKIE = "sampan_session"
 
 
 @dataclass(frozen=True)

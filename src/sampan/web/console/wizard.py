@@ -103,8 +103,11 @@ def build_job(form: Mapping[str, Any], name: str) -> tuple[dict[str, Any], dict[
         levels = [level for level in ("dp1", "dp2", "dp3") if form.get(level)]
         if not levels:
             raise Invalid("a privacy budget needs at least one level (DP1, DP2 or DP3)", "dp2")
-        for level in levels:
-            privacy[level] = {"noise_multiplier": "auto"} if level == "dp1" else {}
+        for level in levels:  # never an empty table: the approval spec counts a level only when its section says so
+            privacy[level] = {"noise_multiplier": "auto"}
+        if "dp1" not in levels and workflow in ("horizontal", "evaluation"):
+            # exact standardisation statistics would be an uncharged release; only DP1 may noise and charge them
+            config["data"] = {"standardize": False}
         if "dp3" in levels:
             config.setdefault("strategy", {})["aggregator"] = "mean"
         config["privacy"] = privacy

@@ -1,0 +1,305 @@
+"""The web console over the FakeGateway: every page renders for the roles allowed to see it and is refused to
+the others, every form refuses a missing or wrong CSRF token, and a whole consortium flow runs through the forms
+(admin invites banks, operators register datasets and approve, the job runs, a model is promoted and exported)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pyotp
+import pytest
+from _console import PASSWORD, csrf, make_console, post, seeded, wizard_form
+from _web_plane import BANKS
+
+from sampan.web.console.routes import page_routes
+
+
+def _run_job(console, name: str = "sme-lr", **form) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+    """Admin creates, submits and (after every bank approves) starts a job through the forms: (job id, run id)."""
+    admin = console.signed_in("admin2")
+    made = post(admin, "/console/jobs/new", "/console/jobs", wizard_form(name, **form))
+    job_id = int(re.search(r"/console/jobs/(\d+)$", str(made.url)).group(1))  # type: ignore[union-attr]
+    post(admin, f"/console/jobs/{job_id}", f"/console/jobs/{job_id}/submit", {})
+    for bank in BANKS:
+        operator = console.signed_in(f"{bank}-op")
+        done = post(operator, "/console/approvals", f"/console/approvals/{job_id}/approve", {})
+        assert done.status_code == 200, done.text[-500:]
+    started = post(admin, f"/console/jobs/{job_id}", f"/console/jobs/{job_id}/start", {})
+    assert started.status_code == 200 and "/console/runs/" in str(started.url), started.text[-800:]
+    return job_id, str(started.url).rsplit("/", 1)[1]
+
+
+def test_pages_need_sign_in(tmp_path: Path) -> None:
+    console = make_console(tmp_path)
+    browser = console.browser()
+    for path in ("/console/", "/console/consortia", "/console/datasets", "/console/jobs", "/console/jobs/new",
+                 "/console/approvals", "/console/runs", "/console/models", "/console/audit", "/console/account"):
+        reply = browser.get(path, follow_redirects=False)
+        assert reply.status_code == 303, path
+        assert reply.headers["location"].startswith("/console/sign-in?next=/"), path
+    assert "Sign in" in browser.get("/console/consortia").text  # followed: the sign-in form
+    assert browser.get("/", follow_redirects=False).headers["location"] == "/console/"
+
+
+def test_every_page_renders_for_the_right_roles_only(tmp_path: Path) -> None:
+    console, cid = seeded(tmp_path)
+    job_id, run_id = _run_job(console)
+    model = console.world.plane.models(console.world.admin)[0]
+    model_path = f"/console/models/{model['name']}/{model['version']}"
+    everyone = ("admin2", "bank_a-op", "analyst", "auditor")
+    pages = {
+        "/console/consortia": everyone, f"/console/consortia/{cid}": everyone, "/console/datasets": everyone,
+        "/console/datasets/1": everyone, "/console/jobs": everyone, f"/console/jobs/{job_id}": everyone,
+        "/console/jobs/new": ("admin2", "analyst"), "/console/approvals": everyone, "/console/runs": everyone,
+        f"/console/runs/{run_id}": everyone, "/console/models": everyone, model_path: everyone,
+        f"{model_path}/export": ("admin2", "analyst"), "/console/audit": ("admin2", "auditor"),
+        f"/console/audit?run={run_id}": ("admin2", "auditor"), "/console/account": everyone,
+    }
+    browsers = {user: console.signed_in(user) for user in everyone}
+    for path, allowed in pages.items():
+        for user, browser in browsers.items():
+            reply = browser.get(path)
+            expected = 200 if user in allowed else 403
+            assert reply.status_code == expected, (path, user, reply.status_code, reply.text[-300:])
+            if expected == 403:
+                assert 'data-test="error"' in reply.text  # an error page, not a traceback or JSON
+    # the operator's approvals page is its inbox; others get the overview
+    assert "Approval inbox" in browsers["bank_a-op"].get("/console/approvals").text
+    assert 'data-test="approvals-overview"' in browsers["auditor"].get("/console/approvals").text
+
+
+def test_operator_of_another_consortium_sees_nothing_of_it(tmp_path: Path) -> None:
+    console, cid = seeded(tmp_path)
+    world = console.world
+    world.user("bank_z-op", "party_operator", "bank_z")
+    outsider = console.signed_in("bank_z-op")
+    assert "HK SME lending" not in outsider.get("/console/consortia").text
+    assert outsider.get(f"/console/consortia/{cid}").status_code == 404
+    assert outsider.get("/console/datasets/1").status_code == 404
+
+
+def _console_post_routes() -> list[str]:
+    return [path for method, path in page_routes() if method == "POST"]
+
+
+def test_every_form_without_or_with_a_wrong_csrf_token_gets_403(tmp_path: Path) -> None:
+    console, cid = seeded(tmp_path)
+    job_id, run_id = _run_job(console)
+    model = console.world.plane.models(console.world.admin)[0]
+    values = {"consortium_id": str(cid), "job_id": str(job_id), "run_id": run_id, "name": model["name"],
+              "version": str(model["version"]), "rule_id": "1"}
+    admin, operator = console.signed_in("admin2"), console.signed_in("bank_a-op")
+    other_token = csrf(console.signed_in("analyst").get("/console/jobs").text)
+    routes = _console_post_routes()
+    assert len(routes) >= 15
+    before = console.world.plane.store.events("control-plane")
+    for path in routes:
+        url = re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
+        for browser in (admin, operator):
+            for token in (None, "", "0" * 64, other_token):
+                data = {"name": "x", "reason": "r", "stage": "approved", "organisation": "evil", "rule_id": "r1"}
+                if token is not None:
+                    data["csrf_token"] = token
+                reply = browser.post(url, data=data)
+                assert reply.status_code == 403, (url, token, reply.status_code)
+                assert "security token" in reply.text
+    assert len(console.world.plane.store.events("control-plane")) == len(before)  # nothing changed
+
+
+def test_a_whole_consortium_through_the_forms(tmp_path: Path) -> None:
+    console = make_console(tmp_path)
+    world = console.world
+    admin = console.signed_in("admin", world.admin_password)
+    made = post(admin, "/console/consortia", "/console/consortia", {"name": "HK SME lending"})
+    assert made.status_code == 200 and str(made.url).endswith("/console/consortia/1")
+    credentials = {}
+    for bank in BANKS:
+        invited = post(admin, "/console/consortia/1", "/console/consortia/1/members",
+                       {"organisation": bank, "role": "bank"})
+        user = re.search(r'data-test="invited-username">([^<]+)<', invited.text).group(1)  # type: ignore[union-attr]
+        secret = re.search(r'data-test="invited-password">([^<]+)<', invited.text)
+        credentials[bank] = (user, secret.group(1))  # type: ignore[union-attr]
+    again = admin.get("/console/consortia/1").text
+    assert all(password not in again for _, password in credentials.values())  # shown once only
+    assert again.count('data-test="member-row"') == 3
+    operators = {}
+    for bank, (user, one_time) in credentials.items():
+        operator = console.signed_in(user, one_time)
+        changed = post(operator, "/console/account", "/console/account/password",
+                       {"old_password": one_time, "new_password": PASSWORD})
+        assert "Your password was changed" in changed.text
+        page = operator.get("/console/datasets")
+        assert 'data-test="register-sme_loans"' in page.text
+        registered = operator.post("/console/datasets", data={"consortium_id": "1", "name": "sme_loans",
+                                                               "csrf_token": csrf(page.text)})
+        assert "schema and row count only" in registered.text and 'data-test="budget-remaining"' in registered.text
+        assert "<svg" in registered.text and 'data-test="spend-chart"' in registered.text
+        operators[bank] = operator
+    draft = post(admin, "/console/jobs/new?consortium_id=1", "/console/jobs", wizard_form("sme-lr"))
+    job_id = int(str(draft.url).rsplit("/", 1)[1])
+    job = world.plane.job(world.admin, job_id)
+    assert job["status"] == "draft"
+    shown = re.search(r'data-test="spec-hash">([0-9a-f]{64})<', draft.text).group(1)  # type: ignore[union-attr]
+    assert shown == job["spec_hash"]
+    assert job["spec"]["data"]["bank_a"]["columns"] == ["turnover", "years_trading", "default"]
+    assert 'data-test="inbox-empty"' in operators["bank_a"].get("/console/approvals").text  # a draft is not sent
+    post(admin, f"/console/jobs/{job_id}", f"/console/jobs/{job_id}/submit", {})
+    inbox = operators["bank_a"].get("/console/approvals").text
+    assert 'data-test="inbox-columns">turnover, years_trading, default<' in inbox
+    assert 'data-test="inbox-partners">bank_b, bank_c' in inbox
+    assert re.search(r'data-test="inbox-remaining-after">9(\.0+)?<', inbox)  # lifetime 10, the job spends 1
+    for operator in operators.values():
+        done = post(operator, "/console/approvals", f"/console/approvals/{job_id}/approve", {})
+        assert "your agent signed the approval" in done.text
+    started = post(admin, f"/console/jobs/{job_id}", f"/console/jobs/{job_id}/start", {})
+    run_id = str(started.url).rsplit("/", 1)[1]
+    run = admin.get(f"/console/runs/{run_id}").text
+    assert 'data-test="run-status">finished<' in run and 'data-test="epsilon-table"' in run
+    assert f'data-poll-api="/api/v1/runs/{run_id}"' in run and 'data-state="final"' in run
+    assert admin.get(f"/api/v1/runs/{run_id}").status_code == 200  # what console.js polls, with the cookie
+    spent = operators["bank_a"].get("/console/datasets/1").text
+    assert re.search(r'data-test="budget-spent">1(\.0+)?<', spent)
+    # a second run, then compare the two
+    _, run2 = _run_job(_Reuse(console, admin, operators), "sme-lr-2", epsilon="0.5")
+    compared = admin.get(f"/console/runs/compare?run={run_id}&run={run2}")
+    assert compared.status_code == 200 and compared.text.count('data-test="compare-metric"') >= 1
+    assert 'data-test="compare-config"' in compared.text  # the epsilon differs
+    # the model: promote, then export
+    model = next(m for m in world.plane.models(world.admin) if m["run_id"] == run_id)
+    path = f"/console/models/{model['name']}/{model['version']}"
+    promoted = post(admin, path, f"{path}/stage", {"stage": "approved", "note": "validated"})
+    assert 'data-test="model-stage">approved<' in promoted.text and run_id in promoted.text
+    exported = admin.get(f"{path}/export")
+    assert exported.headers["content-disposition"].startswith("attachment;")
+    assert json.loads(exported.text)["format"].startswith("sampan-model")
+    audit = admin.get("/console/audit").text
+    assert 'data-ok="true"' in audit and "cp.model_stage" in audit
+    assert post(admin, "/console/runs", "/console/sign-out", {}).url.path == "/console/sign-in"
+    assert admin.get("/console/consortia", follow_redirects=False).status_code == 303
+
+
+class _Reuse:
+    """`_run_job` with browsers already signed in (the bank operators changed their passwords)."""
+
+    def __init__(self, console, admin, operators) -> None:  # type: ignore[no-untyped-def]
+        self.console, self.admin, self.operators = console, admin, operators
+
+    def signed_in(self, username: str, password: str = PASSWORD):  # type: ignore[no-untyped-def]
+        if username == "admin2":
+            return self.admin
+        return self.operators[username.split("-")[0]]
+
+
+def test_editing_a_job_voids_its_approvals(tmp_path: Path) -> None:
+    console, _ = seeded(tmp_path)
+    admin = console.signed_in("admin2")
+    draft = post(admin, "/console/jobs/new", "/console/jobs", wizard_form("edit-me"))
+    job_id = int(str(draft.url).rsplit("/", 1)[1])
+    post(admin, f"/console/jobs/{job_id}", f"/console/jobs/{job_id}/submit", {})
+    post(console.signed_in("bank_a-op"), "/console/approvals", f"/console/approvals/{job_id}/approve", {})
+    assert console.world.plane.job(console.world.admin, job_id)["approvals"]["bank_a"] == "approved"
+    config = console.world.plane.job(console.world.admin, job_id)["config"]
+    config["run"]["rounds"] = 5
+    edited = post(admin, f"/console/jobs/{job_id}", f"/console/jobs/{job_id}/edit",
+                  {"name": "edit-me", "config": json.dumps(config)})
+    assert "every approval was voided" in edited.text
+    assert console.world.plane.job(console.world.admin, job_id)["approvals"]["bank_a"] == "pending"
+    bad = post(admin, f"/console/jobs/{job_id}", f"/console/jobs/{job_id}/edit", {"config": "{not json"})
+    assert bad.status_code == 400 and "not valid JSON" in bad.text
+
+
+def test_a_job_beyond_the_remaining_budget_cannot_be_approved(tmp_path: Path) -> None:
+    console, _ = seeded(tmp_path)
+    admin = console.signed_in("admin2")
+    draft = post(admin, "/console/jobs/new", "/console/jobs", wizard_form("greedy", epsilon="25"))
+    job_id = int(str(draft.url).rsplit("/", 1)[1])
+    post(admin, f"/console/jobs/{job_id}", f"/console/jobs/{job_id}/submit", {})
+    operator = console.signed_in("bank_a-op")
+    assert "this job cannot be approved" in operator.get("/console/approvals").text
+    refused = post(operator, "/console/approvals", f"/console/approvals/{job_id}/approve", {})
+    assert refused.status_code == 409 and "epsilon" in refused.text
+    assert console.world.plane.job(console.world.admin, job_id)["approvals"]["bank_a"] == "pending"
+    no_reason = post(operator, "/console/approvals", f"/console/approvals/{job_id}/refuse", {"reason": " "})
+    assert no_reason.status_code == 400
+    said_no = post(operator, "/console/approvals", f"/console/approvals/{job_id}/refuse", {"reason": "too costly"})
+    assert said_no.status_code == 200
+    assert "too costly" in admin.get(f"/console/jobs/{job_id}").text
+
+
+def test_wizard_errors_name_the_field_and_keep_the_input(tmp_path: Path) -> None:
+    console, _ = seeded(tmp_path)
+    admin = console.signed_in("admin2")
+    form = wizard_form("bad", extra="[run\nrounds = ")
+    reply = post(admin, "/console/jobs/new", "/console/jobs", form)
+    assert reply.status_code == 400 and "not valid TOML" in reply.text and 'value="bad"' in reply.text
+    reply = post(admin, "/console/jobs/new", "/console/jobs", {**wizard_form("bad"), "rounds": "many"})
+    assert reply.status_code == 400 and "rounds must be a whole number" in reply.text
+    assert console.world.plane.jobs(console.world.admin, 1) == []
+
+
+def test_standing_rules_through_the_inbox(tmp_path: Path) -> None:
+    console, _ = seeded(tmp_path)
+    operator = console.signed_in("bank_a-op")
+    added = post(operator, "/console/approvals", "/console/rules",
+                 {"rule_id": "lr-eps1", "workflows": "horizontal", "max_epsilon": "1", "columns": "turnover, default"})
+    assert added.status_code == 200 and "lr-eps1" in added.text
+    rules = console.world.plane.rules(console.world.admin, "bank_a")
+    assert rules[0]["rule"]["max_epsilon"] == 1.0 and rules[0]["rule"]["columns"] == ["turnover", "default"]
+    removed = post(operator, "/console/approvals", f"/console/rules/{rules[0]['id']}/remove", {})
+    assert removed.status_code == 200
+    assert console.world.plane.rules(console.world.admin, "bank_a")[0]["active"] is False
+    bad = post(operator, "/console/approvals", "/console/rules", {"rule_id": "x", "max_epsilon": "-1"})
+    assert bad.status_code == 400
+
+
+def test_sign_in_asks_for_the_authenticator_code_when_enrolled(tmp_path: Path) -> None:
+    console, _ = seeded(tmp_path)
+    clock = console.world.clock
+    browser = console.signed_in("analyst")
+    enrol = post(browser, "/console/account", "/console/account/totp", {})
+    secret = re.search(r'data-test="totp-secret">([A-Z2-7]+)<', enrol.text).group(1)  # type: ignore[union-attr]
+    code = pyotp.TOTP(secret).at(clock.now)
+    confirmed = browser.post("/console/account/totp/confirm", data={"code": code, "csrf_token": csrf(enrol.text)})
+    assert "Your authenticator is on" in confirmed.text
+    fresh = console.browser()
+    page = fresh.get("/console/sign-in")
+    step = fresh.post("/console/sign-in", data={"username": "analyst", "password": PASSWORD,
+                                               "csrf_token": csrf(page.text)})
+    assert 'data-test="totp-form"' in step.text and PASSWORD not in step.text
+    wrong = fresh.post("/console/sign-in/code", data={"code": "000000", "csrf_token": csrf(step.text)})
+    assert wrong.status_code == 401
+    step = fresh.post("/console/sign-in", data={"username": "analyst", "password": PASSWORD,
+                                               "csrf_token": csrf(page.text)})
+    clock.advance(seconds=30)
+    good = fresh.post("/console/sign-in/code", data={"code": pyotp.TOTP(secret).at(clock.now),
+                                                     "csrf_token": csrf(step.text)})
+    assert good.status_code == 200 and 'data-test="signed-in-as"' in good.text
+    # the pending step was used once: replaying it asks for the password again
+    again = fresh.post("/console/sign-in/code", data={"code": pyotp.TOTP(secret).at(clock.now),
+                                                      "csrf_token": csrf(step.text)})
+    assert again.status_code == 401 or 'data-test="signed-in-as"' in again.text
+
+
+@pytest.mark.parametrize("path", ["/console/static/console.css", "/console/static/console.js"])
+def test_assets_ship_in_the_package(tmp_path: Path, path: str) -> None:
+    reply = make_console(tmp_path).browser().get(path)
+    assert reply.status_code == 200 and len(reply.content) > 500
+    assert "http://" not in reply.text and "https://" not in reply.text  # nothing from another origin
+
+
+def test_pages_load_no_inline_script_and_label_every_field(tmp_path: Path) -> None:
+    console, _ = seeded(tmp_path)
+    _run_job(console)
+    browser = console.signed_in("admin2")
+    for path in ("/console/consortia", "/console/consortia/1", "/console/datasets", "/console/jobs/new",
+                 "/console/jobs/1", "/console/runs", "/console/models", "/console/audit", "/console/account"):
+        html = browser.get(path).text
+        assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == [], path
+        assert " on" + "click=" not in html and "javascript:" not in html, path
+        assert 'class="skip-link" href="#main"' in html and 'id="main"' in html
+        ids = set(re.findall(r'<label for="([^"]+)"', html))
+        typed = r'<(?:input|select|textarea)(?![^>]*type="(?:hidden|checkbox|radio)")[^>]*\bid="([^"]+)"'
+        for field_id in re.findall(typed, html):
+            assert field_id in ids, (path, field_id)
