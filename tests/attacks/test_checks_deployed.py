@@ -47,3 +47,27 @@ def test_a_bank_that_does_not_allow_checks_takes_no_part(tmp_path: Path) -> None
         assert not [k for k in fed.kinds("bank_kowloon", run_id) if k.startswith("checks.")]
     finally:
         fed.close()
+
+
+def test_a_deployed_vertical_checks_job_counts_overlaps_without_any_alignment(tmp_path: Path) -> None:
+    """Partners answer only the schema, the run keys and their two PSI steps (cardinality mode): no alignment, no
+    training request reaches anyone; the bank reports noised counts only."""
+    allow = {"bank": {"partners": ["payments", "delivery"]},
+             "payments": {"partners": ["bank", "delivery"], "label_holders": ["bank"]},
+             "delivery": {"partners": ["bank", "payments"], "label_holders": ["bank"]}}
+    fed = ThreadFederation(tmp_path, vertical=True, allow=allow, n=1500)
+    try:
+        run_id = fed.submit({"run": {"name": "vchecks", "seed": 1, "workflow": "checks"},
+                             "deploy": {"dataset": "vertical", "parties": ["bank", "payments", "delivery"]},
+                             "vertical": {"label_holder": "bank"}, "checks": {"dp": {}}})
+        status = fed.wait(run_id, 60)
+        assert status["status"] == "completed", status.get("error")
+        for partner in ("payments", "delivery"):
+            asked = [k for k in fed.kinds(partner, run_id) if not k.startswith(("deploy.", "consent."))]
+            assert asked == ["checks.schema", "vertical.hello", "vertical.peers", "psi.accept", "psi.respond"]
+        bank = [k for k in fed.kinds("bank", run_id) if not k.startswith(("deploy.", "consent."))]
+        assert "psi.align" not in bank and bank.count("checks.overlap") == 2
+        overlap = fed.coordinator.store.get_run(run_id).info["checks"]["overlap"]["partners"]
+        assert all(not float(v["count"]).is_integer() for v in overlap.values())  # Laplace-noised at the bank
+    finally:
+        fed.close()
