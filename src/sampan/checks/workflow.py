@@ -47,7 +47,7 @@ from sampan.vertical.psi import run_psi
 from sampan.vertical.session import VerticalSession
 from sampan.wire import Message
 
-__all__ = ["ChecksWorkflow", "settings_of"]
+__all__ = ["ChecksWorkflow", "checks_budget", "settings_of"]
 
 
 def settings_of(config: Any) -> ChecksSection:
@@ -153,6 +153,16 @@ class ChecksWorkflow(Workflow):
                 "histograms": {p: h.tolist() for p, h in histograms.items()}}, [*skipped, *found]
 
 
+def checks_budget(settings: ChecksSection, n_parties: int) -> float:
+    """The most epsilon a checks job spends at any one party (its [checks.dp] budget_epsilon, else the label,
+    histogram and one overlap per partner): what a party reserves when it approves the job. 0 without DP."""
+    dp = settings.dp
+    if dp is None:
+        return 0.0
+    return float(dp.budget_epsilon or (dp.label_epsilon + dp.histogram_epsilon
+                                       + dp.overlap_epsilon * max(n_parties - 1, 1)))
+
+
 class _Charges:
     """The run's ledger under [checks.dp]: each release charged and persisted before its request leaves."""
 
@@ -161,8 +171,7 @@ class _Charges:
         self.ledger: Ledger | None = None
         if self.dp is not None:
             prior = ctx.recorder.ledger()
-            budget = self.dp.budget_epsilon or (
-                self.dp.label_epsilon + self.dp.histogram_epsilon + self.dp.overlap_epsilon * max(len(parties) - 1, 1))
+            budget = checks_budget(settings, len(parties))
             self.ledger = Ledger.from_json(prior) if prior else Ledger(
                 {p: Budget(float(budget), float(self.dp.delta)) for p in parties})
 
