@@ -64,6 +64,8 @@ class SampanGroup(LazyGroup):
                              "and restore it into an empty database."),
         "serve": LazyCommand("sampan.cli.serve", "serve_app", "Serve a model over HTTPS at the bank (OpenAPI; "
                              "API tokens and/or mTLS clients)."),
+        "consent": LazyCommand("sampan.cli.consent", "consent_app", "A party's own consent: approve a job spec "
+                               "locally, add standing rules, show its lifetime budgets."),
     }
 
 

@@ -1,0 +1,95 @@
+"""`sampan consent approve|rules|budget`: a party's own consent decisions, made on its own machine.
+
+A party that does not trust the console's host to relay its operators' clicks (`[consent] console_decisions =
+false`) approves a job here: the job spec (JSON, as the console or `sampan submit` shows it) is checked against
+party.toml exactly as a relayed request would be ([allow] hard limits, the dataset and columns it serves, its
+budget book), the budget reserved, the approval signed with the organisation key and kept in the party's own
+consent records, where its agent finds it when the run opens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from sampan.cli.error_path import ErrorHandlingGroup, fail
+
+console = Console()
+
+consent_app = typer.Typer(help="A party's own consent: approve a job spec locally, add standing rules, show its "
+                          "lifetime budgets.", no_args_is_help=True, cls=ErrorHandlingGroup)
+
+_PartyConfig = typer.Option(..., "--party-config", help="This party's party.toml.")
+
+
+def _desk(party_config: Path) -> tuple[Any, Any]:
+    from sampan.deploy.agent_consent import ConsentDesk
+    from sampan.deploy.config import load_party_config
+    from sampan.files import private_sqlite
+    from sampan.runtime.store import Store
+
+    config = load_party_config(party_config)
+    private_sqlite(config.store_url)
+    store = Store.open(config.store_url)
+    return ConsentDesk(config, store.log_event), store
+
+
+@consent_app.command("approve")
+def approve(job: Path = typer.Argument(..., help="The job spec (JSON)."), party_config: Path = _PartyConfig,
+            by: str = typer.Option(None, "--by", help="Who decides (default: $USER).")) -> None:
+    """Approve a job spec as this party (signed with its organisation key; budget reserved)."""
+    from sampan.deploy.consent import ConsentRefused, JobSpec
+
+    try:
+        spec = JobSpec.model_validate_json(job.read_text())
+    except OSError as exc:
+        fail(f"cannot read {job}: {exc}")
+    except ValueError as exc:
+        fail(f"{job}: not a job spec: {exc}")
+    desk, store = _desk(party_config)
+    try:
+        approval = desk.decide(spec, f"person:{by or os.environ.get('USER') or 'local'}", relayed=False)
+    except ConsentRefused as exc:
+        fail(str(exc))
+    finally:
+        store.close()
+    console.print(f"approved job {escape(spec.job_id)} (spec {approval.spec_hash[:16]}…) as "
+                  f"{escape(approval.party)}: reserved epsilon {approval.reserved.epsilon:g}")
+
+
+@consent_app.command("rule")
+def add_rule(rule: Path = typer.Argument(..., help="A standing rule (JSON: id, party, dataset, workflows, "
+                                         "model_kinds, max_epsilon, columns, ...)."),
+             party_config: Path = _PartyConfig) -> None:
+    """Add (or replace) a standing rule of this party."""
+    try:
+        raw = json.loads(rule.read_text())
+    except (OSError, ValueError) as exc:
+        fail(f"cannot read the rule {rule}: {exc}")
+    desk, store = _desk(party_config)
+    try:
+        added = desk.add_rule(raw, "person:" + (os.environ.get("USER") or "local"), relayed=False)
+    except ValueError as exc:
+        fail(f"{rule}: {exc}")
+    finally:
+        store.close()
+    console.print(f"rule {escape(added.id)} added for {escape(added.party)}")
+
+
+@consent_app.command("budget")
+def budget(party_config: Path = _PartyConfig) -> None:
+    """Each dataset's lifetime budget: total, spent, reserved, remaining."""
+    desk, store = _desk(party_config)
+    store.close()
+    for name in desk.config.data:
+        s = desk.book.status(name)
+        total = "no limit" if s["total_epsilon"] is None else f"{s['total_epsilon']:g}"
+        console.print(f"{escape(name)}: total {total}, spent {s['spent_epsilon']:.4g}, reserved "
+                      f"{s['reserved_epsilon']:.4g}, remaining "
+                      f"{'-' if s['remaining_epsilon'] is None else format(s['remaining_epsilon'], '.4g')}")
