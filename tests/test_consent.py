@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -135,3 +136,43 @@ def test_the_allow_section_is_a_standing_rule_with_check_job_semantics() -> None
     allow = AllowSection.model_validate({"columns": ["age", "income"], "require": ["secure_aggregation"]})
     reasons = matches(rule_from_allow(allow, "bank_a"), spec, "bank_a")
     assert reasons and reasons[0].startswith("allow.columns:")
+
+
+def test_a_party_approves_locally_with_the_cli_and_a_refusal_is_one_clear_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from sampan.cli import app
+    from sampan.data import make_sme_consortium
+    from sampan.deploy.config import load_party_config
+    from sampan.deploy.consent import ConsentStore
+    from sampan.deploy.local import Binding, write_federation
+
+    consortium = make_sme_consortium(300, seed=4)
+    paths = consortium.write_csv(tmp_path / "data")
+    name = sorted(paths)[0]
+    schema = consortium.schema_for(name)
+    binding = {"id": schema.id_column, "label": schema.label_column,
+               "features": [{"name": f.name, "kind": f.kind, **({"categories": list(f.categories)}
+                                                                 if f.categories else {})} for f in schema.features]}
+    files = write_federation(tmp_path / "fed", {name: {"loans": Binding(str(paths[name]), binding)}})
+    party_toml = files.party_configs[name]
+    party_toml.write_text(party_toml.read_text() + "\n[data.loans.budget]\nepsilon = 3.0\n"
+                          "\n[consent]\nmode = \"explicit\"\n")
+    config = load_party_config(party_toml)
+    columns = [f["name"] for f in binding["features"]]
+    spec = job_spec(CONFIG, parties=[name], datasets={name: {"dataset": "loans", "columns": columns}},
+                    label_holder=None, operator="ops", job_id="run-cli")
+    job = tmp_path / "job.json"
+    job.write_text(spec.model_dump_json())
+    runner = CliRunner()
+    result = runner.invoke(app, ["consent", "approve", str(job), "--party-config", str(party_toml), "--by", "officer"])
+    assert result.exit_code == 0, result.output
+    stored = ConsentStore(config.party.state_dir).approval(spec.spec_hash())
+    assert stored is not None and stored.decided_by == "person:officer" and stored.reserved.epsilon == 2.0
+    budget = runner.invoke(app, ["consent", "budget", "--party-config", str(party_toml)])
+    assert budget.exit_code == 0 and "loans: total 3, spent 0, reserved 2, remaining 1" in budget.output
+    over = spec.model_copy(update={"job_id": "run-cli-2"})
+    job.write_text(over.model_dump_json())
+    refused = runner.invoke(app, ["consent", "approve", str(job), "--party-config", str(party_toml)])
+    assert refused.exit_code != 0 and "remaining lifetime budget" in refused.output
+    assert "Traceback" not in refused.output
