@@ -138,3 +138,80 @@ def test_every_field_declared_charged_carries_noise(monkeypatch: pytest.MonkeyPa
                 released, truth = np.asarray(value, float), np.asarray(exact_replies[(party, kind)][name], float)
                 assert np.all(released != truth), f"{party} {kind} {name}: released exactly under DP"
     assert checked == 3 * 2 + 3  # [n, positives] and the histogram of each of the three banks
+
+
+def _vertical_transcript(monkeypatch: pytest.MonkeyPatch, neighbour: bool) -> tuple[list[Seen], Ledger | None]:
+    """The vertical checks job (PSI cardinality overlap, the bank's label counts) under [checks.dp]; D+1 adds one
+    customer to the bank's table (an id no partner holds, so only the bank's own counts can move)."""
+    import dataclasses
+
+    from sampan.checks.capability import CHECKS
+    from sampan.config import parse_config
+    from sampan.runtime.runner import start_run
+    from sampan.transport.inprocess import InProcessTransport
+
+    seeds = itertools.count(1)
+    monkeypatch.setattr(sampan.privacy.mechanisms, "secure_generator", lambda: seeded_generator(next(seeds)))
+    cfg = parse_config({"run": {"name": "nb-v", "workflow": "checks", "seed": 2}, "vertical": {"label_holder": "bank"},
+                        "source": {"kind": "consortium", "n_smes": 300}, "checks": {"dp": {}}})
+    setups = CHECKS.simulate(cfg, 2)
+    if neighbour:
+        bank = setups["bank"].data
+        assert bank.y is not None
+        extra = {"ids": np.append(bank.ids, "SME-NEIGHBOUR"), "X": np.vstack([bank.X, bank.X[:1]]),
+                 "y": np.append(bank.y, np.int8(1))}
+        if bank.trees_X is not None:
+            extra["trees_X"] = np.vstack([bank.trees_X, bank.trees_X[:1]])
+        setups["bank"].data = dataclasses.replace(bank, **extra)
+    transport = InProcessTransport({n: CHECKS.party_app(s) for n, s in setups.items()})
+    seen: list[Seen] = []
+    original = transport.exchange
+
+    def capturing(messages):  # type: ignore[no-untyped-def]
+        messages = list(messages)
+        requests = {m.recipient: dict(m.meta) for m in messages}
+        for m in messages:
+            seen.append((f"coordinator:{m.kind}", m.recipient, m.kind, m.step, flatten(m.arrays, m.meta), dict(m.meta)))
+        for reply in original(messages):
+            seen.append((f"party:{reply.kind}", reply.sender, reply.kind, reply.step,
+                         flatten(reply.arrays, reply.meta), requests.get(reply.sender, {})))
+            yield reply
+
+    transport.exchange = capturing  # type: ignore[method-assign]
+    store = Store.open("sqlite://")
+    finished = start_run(cfg, store, transport=transport)
+    stored = store.ledger(finished.run_id)
+    return seen, Ledger.from_json(stored) if stored else None
+
+
+def test_vertical_under_dp_only_charged_releases_and_the_declared_psi_set_size_change(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sealed envelopes and run keys are fresh randomness in every run (declared `random`) and are not compared.
+    Of the rest, what changes is the bank's charged releases (label counts, overlap counts) and its PSI set size,
+    which PSI reveals exactly in every mode and the catalogue declares visible to the coordinator."""
+    before, _ = _vertical_transcript(monkeypatch, neighbour=False)
+    after, ledger = _vertical_transcript(monkeypatch, neighbour=True)
+    assert ledger is not None
+    catalogue = checks_catalogue(dp=True, vertical=True)
+    assert [s[:4] for s in before] == [s[:4] for s in after]
+    visible: set[tuple[str, str]] = set()
+    charged: set[tuple[str, str]] = set()
+    for old, new in zip(before, after, strict=True):
+        spec = catalogue.get(new[0])
+        assert spec is not None, f"{new[0]} is not in the checks catalogue"
+        for name in sorted(set(old[4]) | set(new[4])):
+            field = spec.field(name)
+            assert field is not None, f"{new[0]}: field {name!r} is not declared"
+            if field.protection == "random" or _same(old[4].get(name), new[4].get(name)):
+                continue
+            assert new[1] == "bank", f"{new[0]} {name} changed at {new[1]}, which holds no added record"
+            if field.protection == "charged":
+                note = {"checks.label": "label counts", "checks.overlap": "id overlap"}[new[2]]
+                assert [e for e in ledger.events if e.party == "bank" and e.step == new[3] and note in e.note]
+                charged.add((new[2], name))
+            else:
+                assert field.protection == "visible" and field.role == "coordinator", (new[0], name, field)
+                visible.add((new[2], name))
+    assert visible == {("psi.offer", "meta.n")}  # the bank's set size: PSI's own, declared, not DP-protected
+    assert ("checks.label", "meta.n") in charged and ("checks.overlap", "meta.count") not in charged  # new id is
+    # in no partner's set: the exact overlap did not change, and neither did its (fixed) noise
