@@ -10,6 +10,8 @@ reply. The two transcripts are aligned message by message and every field is loo
 - a field that changed must be declared ``charged``, and the run's persisted ledger must hold a charge for that
   party, for that release (its note), at the epsilon the request carried.
 The control (no DP) shows the harness sees the added record: there the changed fields are declared visible.
+The vertical job (PSI cardinality overlap) is tested the same way: there the bank's PSI set size also changes,
+which PSI reveals exactly in every mode and the catalogue declares visible to the coordinator.
 """
 
 from __future__ import annotations
