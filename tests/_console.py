@@ -73,12 +73,12 @@ def seeded(tmp_path: Path) -> tuple[Console, int]:
 
 
 def wizard_form(name: str, epsilon: str = "1.0", columns: tuple[str, ...] = ("turnover", "years_trading", "default"),
-                parties: tuple[str, ...] = BANKS, extra: str = "") -> dict[str, Any]:
-    """The job wizard's fields for a horizontal logistic job over `parties`' sme_loans."""
+                parties: tuple[str, ...] = BANKS, extra: str = "", dataset: str = "sme_loans") -> dict[str, Any]:
+    """The job wizard's fields for a horizontal logistic job over `parties`' `dataset`."""
     form: dict[str, Any] = {"consortium_id": "1", "name": name, "workflow": "horizontal", "party": list(parties),
                             "model_kind": "logistic", "rounds": "3", "epsilon": epsilon, "delta": "1e-5",
                             "accountant": "rdp", "dp2": "1", "extra": extra}
     for bank in parties:
-        form[f"dataset.{bank}"] = "sme_loans"
-        form[f"columns.{bank}.sme_loans"] = list(columns)
+        form[f"dataset.{bank}"] = dataset
+        form[f"columns.{bank}.{dataset}"] = list(columns)
     return form

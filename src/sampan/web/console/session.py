@@ -85,7 +85,9 @@ def safe_next(value: str | None) -> str:
     (``//evil``, ``/\\evil``, ``https://evil`` and anything with a scheme or control character become "/")."""
     if not value or not value.startswith("/") or value.startswith(("//", "/\\")):
         return "/"
-    if any(ch in value for ch in "\\\r\n\t") or ":" in value.split("?", 1)[0] or len(value) > 500:
+    lowered = value.lower()
+    if any(ch in value for ch in "\\\r\n\t") or ":" in value.split("?", 1)[0] or len(value) > 500 \
+            or "%2f" in lowered or "%5c" in lowered or "%0d" in lowered or "%0a" in lowered:
         return "/"
     return value
 
