@@ -1,5 +1,6 @@
 """The audit log exported for a SIEM: JSON lines verifiable offline (a tampered, dropped or reordered line is
-caught), and RFC 5424 syslog over UDP and TCP (octet counting) to a local listener."""
+caught: tests/attacks/test_audit_export_tamper.py), and RFC 5424 syslog over UDP and TCP (octet counting) to a
+local listener."""
 
 from __future__ import annotations
 
@@ -36,43 +37,6 @@ def test_jsonl_export_verifies_offline(store: Store) -> None:
     assert [r["type"] for r in records].count("event") == 6 and [r["type"] for r in records].count("head") == 2
     assert verify_jsonl(lines, [_public_key(store)]) == []
     assert verify_jsonl(lines) == []  # with the key records of the export itself
-
-
-@pytest.mark.parametrize("attack", ["edit", "drop_middle", "drop_last", "reorder", "forge_key"])
-def test_tampered_export_is_detected(store: Store, attack: str) -> None:
-    lines = list(jsonl_lines(store))
-    events = [i for i, line in enumerate(lines) if json.loads(line)["type"] == "event"]
-    if attack == "edit":
-        lines[events[1]] = lines[events[1]].replace("bank_a", "bank_z")
-    elif attack == "drop_middle":
-        del lines[events[1]]
-    elif attack == "drop_last":  # the last entry of a run, and its head rewritten to match: the signature fails
-        record = json.loads(lines[events[2]])
-        head_at = next(i for i, line in enumerate(lines) if json.loads(line)["type"] == "head")
-        del lines[events[2]]
-        head = json.loads(lines[head_at - 1])
-        head.update(seq=record["seq"] - 1, hash=record["prev_hash"])
-        lines[head_at - 1] = json.dumps(head)
-    elif attack == "reorder":
-        lines[events[1]], lines[events[2]] = lines[events[2]], lines[events[1]]
-    else:  # an editor re-signs an edited entry with its own key and swaps the key record: the pinned key refuses
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-        from sampan.runtime.audit_chain import AuditSigner
-
-        forger = AuditSigner(Ed25519PrivateKey.generate())
-        out = []
-        for line in lines:
-            record = json.loads(line)
-            if record["type"] == "key":
-                record.update(key_id=forger.key_id, public_key=forger.public_raw.hex())
-            elif record["type"] in ("event", "head"):
-                record.update(key_id=forger.key_id, signature="00" * 64)
-            out.append(json.dumps(record))
-        lines = out
-    problems = verify_jsonl(lines, [_public_key(store)])
-    assert problems, attack
-    assert problems[0].run_id != "?"
 
 
 def test_syslog_messages_are_rfc5424(store: Store) -> None:
