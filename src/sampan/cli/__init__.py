@@ -8,6 +8,7 @@
     store_admin.py  store backup|restore, audit-log export          (operators' copies: backups, SIEM export)
     deploy.py    certs, coordinator, party, submit                (deployments: certificates, agents, runs)
     synth.py     synth                                            (DP synthetic tables)
+    console.py   console, control-plane                           (the control plane and web console)
     vertical.py  the vertical demo, run and joint scoring behind `demo --vertical`, `run`, `score`
     error_path.py  every command's errors -> one line + exit code (`sampan.errors.ExitCode`)
     lazy.py      subcommands imported on first use, so `sampan --help` imports no numpy/pydantic/sqlalchemy
@@ -66,6 +67,11 @@ class SampanGroup(LazyGroup):
                              "API tokens and/or mTLS clients)."),
         "consent": LazyCommand("sampan.cli.consent", "consent_app", "A party's own consent: approve a job spec "
                                "locally, add standing rules, show its lifetime budgets."),
+        "console": LazyCommand("sampan.cli.console", "console_app", "Start a coordinator, the web console and "
+                               "simulated bank agents on this machine (Ctrl-C stops all).", command="console"),
+        "control-plane": LazyCommand("sampan.cli.console", "console_app", "Serve a coordinator with its control "
+                                     "plane API and web console (HTTPS; see docs/deploy.md).",
+                                     command="control-plane"),
     }
 
 
