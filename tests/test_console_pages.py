@@ -303,3 +303,15 @@ def test_pages_load_no_inline_script_and_label_every_field(tmp_path: Path) -> No
         typed = r'<(?:input|select|textarea)(?![^>]*type="(?:hidden|checkbox|radio)")[^>]*\bid="([^"]+)"'
         for field_id in re.findall(typed, html):
             assert field_id in ids, (path, field_id)
+
+
+def test_sign_in_offers_openid_connect_when_configured_and_is_audited(tmp_path: Path) -> None:
+    console, _ = seeded(tmp_path)
+    assert 'data-test="sign-in-oidc"' not in console.browser().get("/console/sign-in").text
+    console.app.state.console.oidc_login_path = "/auth/oidc/login"  # what sampan.web.oidc.mount_oidc sets
+    page = console.browser().get("/console/sign-in?next=/runs").text
+    assert 'href="/auth/oidc/login?next=/console/runs"' in page or \
+        'href="/auth/oidc/login?next=%2Fconsole%2Fruns"' in page
+    console.signed_in("auditor")
+    entries = [e for e in console.world.plane.store.events("control-plane") if e.kind == "cp.signed_in"]
+    assert entries and entries[-1].detail["actor"] == "person:auditor"

@@ -32,6 +32,7 @@ from sampan.web.console.session import (
     safe_next,
 )
 from sampan.web.errors import ControlPlaneError, Unauthenticated
+from sampan.web.roles import Principal
 
 public_router = APIRouter(route_class=PublicRoute)
 router = APIRouter(route_class=ConsoleRoute)
@@ -83,8 +84,10 @@ def _sign_in_page(request: Request, *, error: str | None = None, next_path: str 
         "username": username, "totp_step": totp, "oidc_path": ctx.oidc_login_path}, status=status)
 
 
-def _open_session(request: Request, principal: object, next_path: str) -> Response:
-    accounts = context_of(request).accounts
+def _open_session(request: Request, principal: Principal, next_path: str, totp: bool) -> Response:
+    ctx = context_of(request)
+    accounts = ctx.accounts
+    ctx.plane.audit(principal, "signed_in", {"method": "password", "totp": totp, "via": "console"})
     response = redirect(request, safe_next(next_path))
     set_session_cookie(response, accounts.create_session(principal), accounts, secure_cookies(request))
     response.delete_cookie(PENDING_COOKIE, path=PREFIX)
@@ -115,7 +118,7 @@ def sign_in(request: Request) -> Response:
         response.set_cookie(PENDING_COOKIE, key, httponly=True, samesite="strict", path=PREFIX,
                             secure=secure_cookies(request), max_age=PENDING_SECONDS)
         return response
-    return _open_session(request, principal, next_path)
+    return _open_session(request, principal, next_path, totp=False)
 
 
 @public_router.post("/sign-in/code", include_in_schema=False)
@@ -130,7 +133,7 @@ def sign_in_code(request: Request) -> Response:
     except Unauthenticated as exc:
         return _sign_in_page(request, error=exc.message, next_path=pending.next_path, username=pending.username,
                              status=401)
-    return _open_session(request, principal, pending.next_path)
+    return _open_session(request, principal, pending.next_path, totp=True)
 
 
 @router.post("/sign-out", include_in_schema=False)

@@ -37,9 +37,10 @@ function startLiveRun(root) {
 
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-poll-api]").forEach(startLiveRun);
-  document.querySelectorAll("[data-confirm]").forEach((el) => {
-    el.addEventListener("click", (event) => {
-      if (!window.confirm(el.dataset.confirm)) { event.preventDefault(); }
-    });
-  });
+});
+
+// Delegated, so buttons inside a refreshed live region keep asking too.
+document.addEventListener("click", (event) => {
+  const el = event.target instanceof Element ? event.target.closest("[data-confirm]") : null;
+  if (el && !window.confirm(el.dataset.confirm)) { event.preventDefault(); }
 });
