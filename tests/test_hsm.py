@@ -134,3 +134,48 @@ def test_cli_hsm_keygen_and_signing_only(consortium: SimpleNamespace, tmp_path: 
     again = runner.invoke(app, ["certs", "hsm-keygen", "bank_c", "--module", consortium.key.module, "--token-label",
                                 TOKEN, "--key-label", "bank_c-org", "--dir", str(tmp_path / "x")])
     assert again.exit_code != 0 and "already holds" in again.output and "Traceback" not in again.output
+
+
+def test_party_agent_signs_with_the_hsm_key(consortium: SimpleNamespace, tmp_path: Path) -> None:
+    """party.toml with [hsm]: the agent's run-key identity and its consent desk's signer are the token's key."""
+    from sampan.deploy.config import load_party_config
+    from sampan.deploy.party_agent import PartyAgent
+
+    pin_file = tmp_path / "hsm.pin"
+    pin_file.write_text(PIN)
+    pin_file.chmod(0o600)
+    ca = consortium.ca
+    key_file = consortium.base / "bank_a" / "bank_a.key"
+    (tmp_path / "party.toml").write_text(f"""
+[party]
+name = "bank_a"
+coordinator = "127.0.0.1:7443"
+state_dir = "state"
+[tls]
+ca = "{ca.cert}"
+cert = "{consortium.tls_cert}"
+key = "{key_file}"
+crl = "{ca.crl}"
+[hsm]
+module = "{consortium.key.module}"
+token_label = "{TOKEN}"
+key_label = "bank_a-org"
+certificate = "{consortium.signing_cert}"
+pin_file = "hsm.pin"
+[data.sme]
+path = "sme.csv"
+[data.sme.schema]
+id = "id"
+label = "default"
+""")
+    agent = PartyAgent(load_party_config(tmp_path / "party.toml"))
+    identity, verifier = agent._keys()
+    signer = agent.consent._signer()
+    try:
+        assert isinstance(identity, HsmIdentity) and isinstance(signer, HsmIdentity)
+        payload = b"run keys of run-9"
+        verifier.verify("bank_a", identity.certificate_pem, payload, identity.sign(payload))
+        verifier.verify("bank_a", signer.certificate_pem, payload, signer.sign(payload))
+    finally:
+        identity.close()
+        signer.close()

@@ -67,13 +67,10 @@ class ConsentDesk:
 
     # --- keys -----------------------------------------------------------------------------------------
     def _signer(self) -> Any:
-        if self.signer is None:
-            from sampan.crypto.identity import PartyIdentity
-            from sampan.deploy.keyfiles import unencrypted_pem
+        if self.signer is None:  # the TLS key file, or with [hsm] the organisation key in an HSM
+            from sampan.deploy.identity_source import load_identity
 
-            tls = self.config.tls
-            self.signer = PartyIdentity.from_pem(Path(tls.cert).read_bytes(),
-                                                 unencrypted_pem(tls.key, what=f"{self.name}'s private key"))
+            self.signer = load_identity(self.config)
         return self.signer
 
     def verifier(self) -> Any:

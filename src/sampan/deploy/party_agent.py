@@ -295,13 +295,14 @@ class PartyAgent:
             close_run(FileStateStore(folder), run_id)
 
     def _keys(self) -> tuple[Any, Any]:
-        """This organisation's TLS certificate and key sign its run keys; peers' keys are checked against the
-        consortium CA and the CRL, which is re-read (and must be current) at every check.
+        """This organisation's identity signs its run keys (its TLS key file, or with `[hsm]` its key in an HSM:
+        `sampan.deploy.identity_source.load_identity`); peers' keys are checked against the consortium CA and
+        the CRL, which is re-read (and must be current) at every check.
 
         A vertical or SecAgg run needs `tls.crl`: without it a revoked (e.g. stolen) member certificate
         would still authenticate the keys a coordinator substitutes, so the run is refused."""
-        from sampan.crypto.identity import IdentityVerifier, PartyIdentity
-        from sampan.deploy.keyfiles import unencrypted_pem
+        from sampan.crypto.identity import IdentityVerifier
+        from sampan.deploy.identity_source import load_identity
 
         tls = self.config.tls
         if not tls.crl:
@@ -309,11 +310,7 @@ class PartyAgent:
                               "aggregation runs check peers' certificates against the consortium CRL. Copy the CA's "
                               "crl.pem here and set tls.crl (see `sampan certs crl`)")
         if self._identity is None:
-            self._identity = PartyIdentity.from_pem(_read(tls.cert), unencrypted_pem(
-                tls.key, what=f"{self.name}'s private key"))
-            if self._identity.name != self.name:
-                raise ConfigError(f"party {self.name!r}: its certificate {tls.cert} is issued to "
-                                  f"{self._identity.name!r}")
+            self._identity = load_identity(self.config)  # refuses a certificate issued to another name
         # the highest CRL number accepted is kept in the state folder: an older CRL put back is refused
         return self._identity, IdentityVerifier.from_files(
             tls.ca, tls.crl, state=Path(self.config.party.state_dir) / "revocation_high_water.json")
