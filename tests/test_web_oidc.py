@@ -88,3 +88,15 @@ def test_settings_keep_the_secret_out_of_the_config(tmp_path: Path, monkeypatch:
         {**base, "client_secret_env": "CP_OIDC_SECRET"})).client_secret == "from-env"
     with pytest.raises(ConfigError, match="https"):
         OidcSettings("http://login.bank-a.hk", "sampan", "s", base["redirect_uri"])
+
+
+def test_console_sign_in_page_offers_the_provider(tmp_path: Path, provider: LocalServer) -> None:
+    from _oidc_local import REDIRECT
+    from fastapi.testclient import TestClient
+
+    from sampan.web.app import AppSettings, create_app
+
+    settings = OidcSettings(provider.url, "sampan-console", "client-secret-for-tests", REDIRECT)
+    app = create_app(plane(tmp_path), AppSettings(secure_cookies=False, console=True, oidc=settings))
+    page = TestClient(app).get("/console/sign-in")
+    assert page.status_code == 200 and f'href="{LOGIN_PATH}?next=' in page.text
