@@ -217,7 +217,9 @@ def test_a_job_beyond_the_remaining_budget_cannot_be_approved(tmp_path: Path) ->
     job_id = int(str(draft.url).rsplit("/", 1)[1])
     post(admin, f"/console/jobs/{job_id}", f"/console/jobs/{job_id}/submit", {})
     operator = console.signed_in("bank_a-op")
-    assert "this job cannot be approved" in operator.get("/console/approvals").text
+    inbox = operator.get("/console/approvals").text
+    assert "this job cannot be approved" in inbox
+    assert re.search(rf'data-test="approve-{job_id}"[^>]*\n?[^>]*disabled', inbox)
     refused = post(operator, "/console/approvals", f"/console/approvals/{job_id}/approve", {})
     assert refused.status_code == 409 and "epsilon" in refused.text
     assert console.world.plane.job(console.world.admin, job_id)["approvals"]["bank_a"] == "pending"

@@ -53,10 +53,11 @@ def spend_chart(points: Sequence[tuple[datetime, float]], total: float, label: s
         for at, spent in zip(times, (s for _, s in points), strict=True):
             parts.append(f'<circle cx="{x(at):.1f}" cy="{y(spent):.1f}" r="3" fill="#0b5cad"/>')
         first, last = points[0][0], points[-1][0]
+        shape = "%Y-%m-%d %H:%M" if (last - first).total_seconds() >= 86400 else "%H:%M:%S"
         parts.append(f'<text x="{PAD_X}" y="{HEIGHT - 4}" font-size="11" fill="#56606e">'
-                     f"{escape(first.strftime('%Y-%m-%d %H:%M'))}</text>")
+                     f"{escape(first.strftime(shape))}</text>")
         parts.append(f'<text x="{PAD_X + plot_w}" y="{HEIGHT - 4}" text-anchor="end" font-size="11" fill="#56606e">'
-                     f"{escape(last.strftime('%Y-%m-%d %H:%M'))}</text>")
+                     f"{escape(last.strftime(shape))}</text>")
     else:
         parts.append(f'<text x="{PAD_X + plot_w / 2}" y="{PAD_Y + plot_h / 2}" text-anchor="middle" font-size="12" '
                      'fill="#56606e">nothing spent yet</text>')
