@@ -100,3 +100,20 @@ def test_console_sign_in_page_offers_the_provider(tmp_path: Path, provider: Loca
     app = create_app(plane(tmp_path), AppSettings(secure_cookies=False, console=True, oidc=settings))
     page = TestClient(app).get("/console/sign-in")
     assert page.status_code == 200 and f'href="{LOGIN_PATH}?next=' in page.text
+
+
+def test_control_plane_section_reads_oidc(tmp_path: Path) -> None:
+    """coordinator.toml's [control_plane.oidc]: the secret file relative to it, bad settings refused at start."""
+    from sampan.errors import ConfigError
+    from sampan.web.control_plane import parse_section
+    from sampan.web.oidc import settings_from_config
+
+    (tmp_path / "oidc-secret").write_text("s3cret")
+    (tmp_path / "oidc-secret").chmod(0o600)
+    oidc = {"issuer": "https://login.bank-a.hk", "client_id": "sampan", "client_secret_file": "oidc-secret",
+            "redirect_uri": "http://127.0.0.1:8443" + CALLBACK_PATH}
+    section = parse_section({"oidc": oidc}, tmp_path, "coordinator.toml")
+    settings = settings_from_config(section.oidc, source="coordinator.toml")
+    assert settings is not None and settings.client_secret == "s3cret"
+    with pytest.raises(ConfigError, match=r"\[control_plane.oidc\].*client_secret"):
+        parse_section({"oidc": {**oidc, "client_secret": "inline"}}, tmp_path, "coordinator.toml")

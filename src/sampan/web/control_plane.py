@@ -15,6 +15,8 @@ plus HTTP(S) on the `[control_plane]` address of coordinator.toml.
     admin         "admin": the first consortium admin, created with a one-time password printed once at the
                   first start (stored only as an argon2 hash; it must be changed at first sign-in)
     secure_cookies  default: true with TLS (the session cookie is sent over HTTPS only)
+    [control_plane.oidc]  optional OpenID Connect sign-in (sampan.web.oidc): issuer, client_id,
+                  client_secret_file (0600) or client_secret_env, redirect_uri, scope
 
 Refused, with the key named: plain HTTP on an address other than loopback (tokens and session cookies would
 cross the network in clear), a certificate without its key, a missing file.
@@ -49,6 +51,7 @@ class ControlPlaneSection(BaseModel):
     require_client_cert: bool = False
     admin: str = Field("admin", min_length=1, max_length=64)
     secure_cookies: bool | None = None
+    oidc: dict[str, Any] | None = None  # [control_plane.oidc], validated by sampan.web.oidc
 
     @property
     def host(self) -> str:
@@ -78,6 +81,9 @@ def parse_section(data: dict[str, Any] | None, base: Path, source: str) -> Contr
     for key in ("tls_cert", "tls_key", "client_ca"):
         if isinstance(raw.get(key), str):
             raw[key] = str((base / raw[key]).resolve())
+    oidc = raw.get("oidc")
+    if isinstance(oidc, dict) and isinstance(oidc.get("client_secret_file"), str):
+        raw["oidc"] = {**oidc, "client_secret_file": str((base / oidc["client_secret_file"]).resolve())}
     try:
         section = ControlPlaneSection.model_validate(raw)
     except ValidationError as exc:
@@ -98,6 +104,10 @@ def parse_section(data: dict[str, Any] | None, base: Path, source: str) -> Contr
         value = getattr(section, key)
         if value is not None and not Path(value).is_file():
             raise ConfigError(f"{where} {key}: no file {value}")
+    if section.oidc is not None:  # refused now (bad keys, unreadable secret), not at the first sign-in
+        from sampan.web.oidc import settings_from_config
+
+        settings_from_config(section.oidc, source=f"{source} [control_plane.oidc]")
     return section
 
 
@@ -150,7 +160,10 @@ def serve_control_plane(path: str | Path, *, echo: Any = print) -> None:
 
         secure = section.secure_cookies if section.secure_cookies is not None else section.tls
         verifier = IdentityVerifier.from_files(config.tls.ca, config.tls.crl)  # agents' client certificates
-        app = create_app(plane, AppSettings(secure_cookies=secure, agent_verifier=verifier))
+        from sampan.web.oidc import settings_from_config
+
+        oidc = settings_from_config(section.oidc, source=f"{path} [control_plane.oidc]")
+        app = create_app(plane, AppSettings(secure_cookies=secure, agent_verifier=verifier, oidc=oidc))
         uvicorn.run(app, host=section.host, port=section.port, log_level="warning", access_log=False,
                     **uvicorn_options(section))
     finally:

@@ -48,8 +48,8 @@ from sampan.errors import ConfigError
 from sampan.web.api_auth import set_session_cookie
 from sampan.web.errors import Invalid, Unauthenticated
 
-__all__ = ["OidcSection", "OidcSettings", "OidcClient", "mount_oidc", "LOGIN_PATH", "CALLBACK_PATH",
-           "FLOW_COOKIE"]
+__all__ = ["OidcSection", "OidcSettings", "OidcClient", "mount_oidc", "settings_from_config", "LOGIN_PATH",
+           "CALLBACK_PATH", "FLOW_COOKIE"]
 
 LOGIN_PATH = "/auth/oidc/login"
 CALLBACK_PATH = "/auth/oidc/callback"
@@ -125,6 +125,21 @@ class OidcSettings:
             if not secret:
                 raise ConfigError(f"{source} client_secret_file {str(path)!r} is empty")
         return cls(section.issuer.rstrip("/"), section.client_id, secret, section.redirect_uri, section.scope)
+
+
+def settings_from_config(data: dict[str, Any] | None, *, source: str) -> OidcSettings | None:
+    """`[control_plane.oidc]` (already path-resolved) as settings, the secret read; None when absent."""
+    if data is None:
+        return None
+    from pydantic import ValidationError
+
+    from sampan.config import problems
+
+    try:
+        section = OidcSection.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {problems(exc)}") from None
+    return OidcSettings.from_section(section, source=source)
 
 
 @dataclass(frozen=True)
