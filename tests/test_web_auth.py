@@ -160,4 +160,6 @@ def test_sign_in_over_http_sets_a_hardened_cookie(world: World) -> None:
     assert client.get("/api/v1/me").status_code == 401
     assert world.client().post("/api/v1/auth/login", json={"username": "admin",
                                                           "password": "wrong"}).status_code == 401
+    failed = [e for e in world.plane.audit_log(world.admin)["entries"] if e["kind"] == "cp.sign_in_failed"]
+    assert [e["detail"]["username"] for e in failed] == ["admin"] and "wrong" not in str(failed)
 

@@ -19,6 +19,7 @@ from sampan.web.api_auth import (
     principal_of_request,
     set_session_cookie,
 )
+from sampan.web.errors import Unauthenticated
 from sampan.web.roles import Principal
 from sampan.web.service import ControlPlane
 from sampan.web.service_base import row_dict
@@ -65,7 +66,11 @@ def _accounts(r: APIRouter) -> None:
     @r.post("/auth/login", response_model=s.LoginResponse, tags=["auth"])
     def login(body: s.LoginRequest, request: Request, response: Response, plane: Plane) -> dict[str, Any]:
         """Password (+ TOTP code when enrolled) -> session cookie and its CSRF token."""
-        principal = plane.accounts.authenticate(body.username, body.password, body.totp)
+        try:
+            principal = plane.accounts.authenticate(body.username, body.password, body.totp)
+        except Unauthenticated as exc:  # every failed attempt is in the audit log (a SIEM watches for bursts)
+            plane.audit(None, "sign_in_failed", {"username": body.username, "reason": exc.field})
+            raise
         session = plane.accounts.create_session(principal)
         set_session_cookie(response, session, plane.accounts, request.app.state.secure_cookies)
         plane.audit(principal, "signed_in", {"method": "password", "totp": body.totp is not None})
