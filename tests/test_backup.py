@@ -138,3 +138,8 @@ def test_cli_backup_and_restore(tmp_path: Path) -> None:
     restored = Store.open(target)
     assert restored.verify_audit(run_id).ok
     restored.close()
+
+
+@pytest.mark.postgres
+def test_postgres_to_sqlite(tmp_path: Path, postgres_url: str) -> None:
+    _roundtrip(tmp_path, postgres_url, f"sqlite:///{tmp_path / 'b.db'}")
