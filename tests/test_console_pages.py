@@ -56,6 +56,7 @@ def test_every_page_renders_for_the_right_roles_only(tmp_path: Path) -> None:
         f"/console/runs/{run_id}": everyone, "/console/models": everyone, model_path: everyone,
         f"{model_path}/export": ("admin2", "analyst"), "/console/audit": ("admin2", "auditor"),
         f"/console/audit?run={run_id}": ("admin2", "auditor"), "/console/account": everyone,
+        "/console/users": ("admin2", "auditor"),
     }
     browsers = {user: console.signed_in(user) for user in everyone}
     for path, allowed in pages.items():
@@ -89,7 +90,7 @@ def test_every_form_without_or_with_a_wrong_csrf_token_gets_403(tmp_path: Path) 
     job_id, run_id = _run_job(console)
     model = console.world.plane.models(console.world.admin)[0]
     values = {"consortium_id": str(cid), "job_id": str(job_id), "run_id": run_id, "name": model["name"],
-              "version": str(model["version"]), "rule_id": "1"}
+              "version": str(model["version"]), "rule_id": "1", "user_id": "2"}
     admin, operator = console.signed_in("admin2"), console.signed_in("bank_a-op")
     other_token = csrf(console.signed_in("analyst").get("/console/jobs").text)
     routes = _console_post_routes()
@@ -317,3 +318,21 @@ def test_sign_in_offers_openid_connect_when_configured_and_is_audited(tmp_path: 
     console.signed_in("auditor")
     entries = [e for e in console.world.plane.store.events("control-plane") if e.kind == "cp.signed_in"]
     assert entries and entries[-1].detail["actor"] == "person:auditor"
+
+
+def test_admin_makes_and_disables_accounts(tmp_path: Path) -> None:
+    console, _ = seeded(tmp_path)
+    admin = console.signed_in("admin2")
+    made = post(admin, "/console/users", "/console/users", {"username": "risk-analyst", "role": "analyst"})
+    one_time = re.search(r'data-test="created-password">([^<]+)<', made.text).group(1)  # type: ignore[union-attr]
+    assert one_time not in admin.get("/console/users").text  # shown once
+    analyst = console.signed_in("risk-analyst", one_time)
+    assert analyst.get("/console/jobs").status_code == 200
+    assert 'href="/console/audit"' not in analyst.get("/console/jobs").text  # no link to what the role cannot see
+    user_id = next(u["id"] for u in console.world.plane.users(console.world.admin) if u["username"] == "risk-analyst")
+    post(admin, "/console/users", f"/console/users/{user_id}/disable", {})
+    assert "/sign-in" in str(analyst.get("/console/jobs").url)  # its session ended
+    refused = post(admin, "/console/users", "/console/users", {"username": "op", "role": "party_operator"})
+    assert refused.status_code == 400 and "organisation" in refused.text
+    auditor = console.signed_in("auditor")
+    assert 'data-test="create-user-form"' not in auditor.get("/console/users").text

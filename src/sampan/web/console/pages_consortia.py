@@ -49,7 +49,9 @@ def _consortium_page(request: Request, consortium_id: int, status: int = 200, **
     plane = context_of(request).plane
     principal = principal_of(request)
     row = plane.consortium(principal, consortium_id)
+    connected = {p["name"]: p["connected"] for p in plane.parties(principal)}
     return render(request, "consortium.html", {"title": row["name"], "section": "consortia", "consortium": row,
+                                               "connected": connected,
                                                "member_roles": MEMBER_ROLES, "invited": None, "error": None,
                                                "form": {}, **extra}, status=status)
 

@@ -26,6 +26,7 @@ from sampan.web.console import (
     pages_jobs,
     pages_models,
     pages_runs,
+    pages_users,
 )
 from sampan.web.console.csrf import CsrfGuard
 from sampan.web.console.headers import SecurityHeaders
@@ -35,7 +36,8 @@ from sampan.web.console.session import ConsoleContext
 __all__ = ["mount_console", "page_routes", "PREFIX"]
 
 _ROUTERS = (pages_auth.public_router, pages_auth.router, pages_consortia.router, pages_datasets.router,
-            pages_jobs.router, pages_approvals.router, pages_runs.router, pages_models.router, pages_audit.router)
+            pages_jobs.router, pages_approvals.router, pages_runs.router, pages_models.router, pages_audit.router,
+            pages_users.router)
 
 
 def mount_console(app: FastAPI, plane: Any, *, oidc_login_path: str | None = None, key: bytes | None = None) -> None:
