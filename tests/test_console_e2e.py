@@ -4,9 +4,10 @@ plane over HTTP (uvicorn), driven with httpx the way the console's pages drive i
 One flow, in order: the admin signs in with the one-time password, creates a consortium and invites three banks;
 each bank's operator signs in, registers its dataset (schema and row count from its own agent) and approves a
 horizontal DP job; the job runs; the live run view shows rounds, epsilon per party and level and the events;
-the report opens. A second job that changes one column is refused by the agents: asked through the console (the
-agent's approval does not cover a column set it does not serve) and started with the first job's approvals
-(refused by the coordinator early, and by every agent when a coordinator skips that check). A job that would
+the report opens. A second job that changes one column is refused by the agents: asked through the console (a
+person's approval, and a standing rule set in the console and relayed to the agent: neither covers a column set
+the agent does not serve) and started with the first job's approvals (refused by the coordinator early, and by
+every agent when a coordinator skips that check: no round runs). A job that would
 exceed a dataset's remaining lifetime budget cannot be approved (control plane and agent both refuse). The model
 is promoted and exported. Stopping leaves no agent process; a second start in the same folder resumes it.
 """
@@ -186,22 +187,25 @@ def test_console_flow_end_to_end(console: tuple[EmbeddedConsole, Any]) -> None:
     start2 = admin.http.post(f"{API}/jobs/{job2['id']}/start")
     assert start2.status_code == 409  # not approved: the control plane does not start it
 
-    # ... and started with job 1's approvals: the coordinator refuses early; every agent refuses at open
+    # ... asked under a standing rule (set in the console, relayed to the agent) that covers job 1's columns only
     from sampan.deploy.consent import Approval, JobSpec
 
-    plane, gateway = embedded.plane, embedded.plane.gateway
-    with plane.engine.connect() as c:
-        from sqlalchemy import select
+    gateway = embedded.plane.gateway
+    rule = {"id": "console-loans-lr", "dataset": "loans", "workflows": ["horizontal"], "model_kinds": ["logistic"],
+            "max_epsilon": 3.0, "columns": columns}
+    ops["bank_harbour"].post("/parties/bank_harbour/rules", {"rule": rule}, expect=201)
+    assert gateway.add_rule("bank_harbour", rule, "person:bank_harbour-operator")["id"] == rule["id"]
+    spec2 = JobSpec.model_validate(admin.get(f"/jobs/{job2['id']}")["spec"])
+    with pytest.raises(ConsentRefused, match="data.columns"):
+        gateway.request_approval("bank_harbour", spec2, f"rule:{rule['id']}")
 
-        from sampan.web import db
-
-        row2 = c.execute(select(db.jobs).where(db.jobs.c.id == job2["id"])).one()
-    spec2 = JobSpec.model_validate(row2.spec)
+    # ... and started with job 1's approvals: the coordinator refuses early; every agent refuses at open
+    config2 = admin.get(f"/jobs/{job2['id']}")["config"]
     first = [Approval.model_validate(a["approval"]) for a in approvals]
     with pytest.raises(ConsentRefused):
-        gateway.start(str(job2["id"]), spec2, row2.config, first)
+        gateway.start(str(job2["id"]), spec2, config2, first)
     coordinator = embedded.coordinator  # a coordinator that skips its own check: the agents still refuse
-    forged_run = coordinator.store.create_run(name="replayed", workflow="horizontal", seed=1, config=dict(row2.config),
+    forged_run = coordinator.store.create_run(name="replayed", workflow="horizontal", seed=1, config=dict(config2),
                                               total_rounds=3, run_id=spec2.job_id)
     coordinator.record_consent(forged_run, spec2, first)
     coordinator._enqueue(forged_run)
@@ -220,7 +224,7 @@ def test_console_flow_end_to_end(console: tuple[EmbeddedConsole, Any]) -> None:
                                                  "datasets": dict.fromkeys(BANKS, "loans")}, expect=201)
     over = ops["bank_lionrock"].http.post(f"{API}/jobs/{job3['id']}/approvals/bank_lionrock", json={"approve": True})
     assert over.status_code == 409 and over.json()["field"] == "budget", over.text
-    spec3 = JobSpec.model_validate(plane.job(_principal(plane, "admin"), job3["id"])["spec"])
+    spec3 = JobSpec.model_validate(admin.get(f"/jobs/{job3['id']}")["spec"])
     with pytest.raises(ConsentRefused, match="budget"):  # the agent's own book refuses it too
         gateway.request_approval("bank_lionrock", spec3, "person:bank_lionrock-operator")
 
@@ -257,15 +261,3 @@ def test_console_flow_end_to_end(console: tuple[EmbeddedConsole, Any]) -> None:
     finally:
         again.stop()
 
-
-def _principal(plane: Any, username: str) -> Any:
-    """The admin as the service sees it (for reading a job's stored spec in the test)."""
-    from sampan.web.roles import Principal
-
-    with plane.engine.connect() as c:
-        from sqlalchemy import select
-
-        from sampan.web import db
-
-        row = c.execute(select(db.users).where(db.users.c.username == username)).one()
-    return Principal(user_id=row.id, username=row.username, role=row.role, organisation=row.organisation)

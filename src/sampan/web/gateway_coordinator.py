@@ -8,6 +8,7 @@ and holds no party key. Each call maps to one coordinator method:
     catalogue(p)       Coordinator.party_catalogue(p): the agent's `consent.catalogue` (schemas, row counts,
                        budget status; never rows)
     request_approval   Coordinator.request_approval(p, spec, decided_by): the agent decides, signs or refuses
+    add_rule           a console rule relayed as `consent.request` {rule}: the agent keeps its own copy
     start              Coordinator.submit_approved(spec, config, approvals, by): every agent re-checks
     cancel             the operator's cancel path (`OperatorCalls.cancel`), named as the control plane
     run_view           `sampan.web.run_view.read_run_view` over the coordinator's own store
@@ -89,6 +90,19 @@ class CoordinatorGateway:
 
     def request_approval(self, party: str, spec: JobSpec, decided_by: str) -> Approval:
         return self.coordinator.request_approval(party, spec, decided_by)
+
+    def add_rule(self, party: str, rule: Mapping[str, Any], decided_by: str) -> dict[str, Any]:
+        """Relay a standing rule set in the console to the party's agent, which keeps its own copy (only with
+        `[consent] console_decisions = true`; otherwise ConsentRefused). Returns the rule as the agent stored it;
+        the agent then approves jobs by it when asked with decided_by "rule:<id>"."""
+        from sampan.deploy.consent import ConsentRefused
+
+        reply = self.coordinator._ask(party, "consent.request", "consent",
+                                      {"rule": {**dict(rule), "party": party}, "decided_by": decided_by})
+        stored = reply.meta.get("rule")
+        if not isinstance(stored, Mapping):
+            raise ConsentRefused(party, "its reply holds no rule")
+        return dict(stored)
 
     def start(self, job_id: str, spec: JobSpec, config: Mapping[str, Any], approvals: Sequence[Approval]) -> str:
         """`job_id` is the control plane's own job number (logged); the run id is `spec.job_id`, the id every
