@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 
 import pyotp
-import pytest
 from _console import PASSWORD, csrf, make_console, post, seeded, wizard_form
 from _web_plane import BANKS
 
@@ -285,11 +284,13 @@ def test_sign_in_asks_for_the_authenticator_code_when_enrolled(tmp_path: Path) -
     assert again.status_code == 401 or 'data-test="signed-in-as"' in again.text
 
 
-@pytest.mark.parametrize("path", ["/console/static/console.css", "/console/static/console.js"])
-def test_assets_ship_in_the_package(tmp_path: Path, path: str) -> None:
-    reply = make_console(tmp_path).browser().get(path)
-    assert reply.status_code == 200 and len(reply.content) > 500
-    assert "http://" not in reply.text and "https://" not in reply.text  # nothing from another origin
+def test_assets_ship_in_the_package(tmp_path: Path) -> None:
+    browser = make_console(tmp_path).browser()
+    for path in ("/console/static/console.css", "/console/static/console.js"):
+        reply = browser.get(path)
+        assert reply.status_code == 200 and len(reply.content) > 500
+        assert "http://" not in reply.text and "https://" not in reply.text  # nothing from another origin
+        assert "max-age" in reply.headers["cache-control"]
 
 
 def test_pages_load_no_inline_script_and_label_every_field(tmp_path: Path) -> None:
