@@ -337,3 +337,20 @@ def test_admin_makes_and_disables_accounts(tmp_path: Path) -> None:
     assert refused.status_code == 400 and "organisation" in refused.text
     auditor = console.signed_in("auditor")
     assert 'data-test="create-user-form"' not in auditor.get("/console/users").text
+
+
+def test_the_wizard_makes_a_job_for_every_workflow(tmp_path: Path) -> None:
+    console, _ = seeded(tmp_path)
+    admin = console.signed_in("admin2")
+    for workflow in ("horizontal", "vertical", "evaluation", "scoring", "synthesis", "checks"):
+        form = {**wizard_form(f"job-{workflow}", epsilon="" if workflow != "horizontal" else "1.0"),
+                "workflow": workflow, "label_holder": "bank_a" if workflow == "vertical" else ""}
+        made = post(admin, "/console/jobs/new", "/console/jobs", form)
+        assert made.status_code == 200 and "/console/jobs/" in str(made.url), (workflow, made.text[-400:])
+        assert f">{workflow}<" in made.text  # the spec's workflow, on the draft's page
+    jobs = console.world.plane.jobs(console.world.admin, 1)
+    assert [j["spec"]["workflow"] for j in jobs] == ["horizontal", "vertical", "evaluation", "scoring", "synthesis",
+                                                    "checks"]
+    assert jobs[1]["spec"]["label_holder"] == "bank_a"
+    missing = post(admin, "/console/jobs/new", "/console/jobs", {**wizard_form("v"), "workflow": "vertical"})
+    assert missing.status_code == 400 and "label holder" in missing.text
