@@ -27,6 +27,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -134,39 +135,58 @@ def uvicorn_options(section: ControlPlaneSection) -> dict[str, Any]:
 
 
 def serve_control_plane(path: str | Path, *, echo: Any = print) -> None:
-    """Run the coordinator and the control plane until SIGINT/SIGTERM (uvicorn's handlers), then stop both."""
+    """Run the coordinator and the control plane until SIGINT/SIGTERM, then stop both cleanly: HTTP first, then
+    the coordinator (a running job ends "interrupted" and resumes at the next start), exit status 0."""
+    import signal
+
     import uvicorn
 
+    from sampan.crypto.identity import IdentityVerifier
     from sampan.deploy.coordinator import Coordinator
-    from sampan.web.app import create_app
+    from sampan.web.app import AppSettings, create_app
     from sampan.web.gateway_coordinator import CoordinatorGateway
     from sampan.web.service import ControlPlane
 
     config, section = load_control_plane(path)
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda _n, _f: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     coordinator = Coordinator(config)
     coordinator.start()
-    stop = threading.Event()
-    worker = threading.Thread(target=coordinator.serve, args=(stop,), name="sampan-coordinator", daemon=True)
+    coordinator_stop = threading.Event()
+    worker = threading.Thread(target=coordinator.serve, args=(coordinator_stop,), name="sampan-coordinator",
+                              daemon=True)
     worker.start()
+    server: Any = None
+    http: threading.Thread | None = None
     try:
         plane = ControlPlane(coordinator.store, CoordinatorGateway(coordinator))
         password = plane.accounts.bootstrap_admin(section.admin)
+        secure = section.secure_cookies if section.secure_cookies is not None else section.tls
+        verifier = IdentityVerifier.from_files(config.tls.ca, config.tls.crl)  # agents' client certificates
+        app = create_app(plane, AppSettings(secure_cookies=secure, agent_verifier=verifier))
+        server = uvicorn.Server(uvicorn.Config(app, host=section.host, port=section.port, log_level="warning",
+                                               access_log=False, lifespan="off", **uvicorn_options(section)))
+        http = threading.Thread(target=server.run, name="sampan-control-plane-http", daemon=True)
+        http.start()  # not the main thread: uvicorn leaves the signals to us
+        while not server.started:
+            if not http.is_alive():
+                raise ConfigError(f"{path} [control_plane]: cannot serve on {section.listen} (see the log)")
+            time.sleep(0.02)
         scheme = "https" if section.tls else "http"
         echo(f"sampan control plane: {scheme}://{section.listen}/ (coordinator on {config.coordinator.listen})")
         if password:
             echo(f"first admin: {section.admin}  one-time password: {password}  (shown once; change it at sign-in)")
-        from sampan.crypto.identity import IdentityVerifier
-        from sampan.web.app import AppSettings
-
-        secure = section.secure_cookies if section.secure_cookies is not None else section.tls
-        verifier = IdentityVerifier.from_files(config.tls.ca, config.tls.crl)  # agents' client certificates
-        from sampan.web.oidc import settings_from_config
-
-        oidc = settings_from_config(section.oidc, source=f"{path} [control_plane.oidc]")
-        app = create_app(plane, AppSettings(secure_cookies=secure, agent_verifier=verifier, oidc=oidc))
-        uvicorn.run(app, host=section.host, port=section.port, log_level="warning", access_log=False,
-                    **uvicorn_options(section))
+        while not stop.wait(0.5):
+            if not http.is_alive():
+                raise ConfigError(f"{path} [control_plane]: the HTTP server stopped (see the log)")
+        log.info("stopping the control plane and the coordinator")
     finally:
-        stop.set()
+        if server is not None:
+            server.should_exit = True
+            if http is not None:
+                http.join(timeout=15)
+        coordinator_stop.set()
         worker.join(timeout=45)
         coordinator.store.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
