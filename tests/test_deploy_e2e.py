@@ -701,8 +701,9 @@ def test_bad_peers_are_refused_with_logged_reasons_while_a_run_goes_on(fed: Fede
     assert client.hello().kind == FrameKind.WELCOME
     replay_run = fed.submit(_run("dep-replay", deploy={"parties": ["spare"]}), wait=False)
     request = client.recv()
-    assert request.kind == FrameKind.REQUEST
-    opened = Message(replay_run, 0, "spare", "coordinator", "deploy.opened", meta={"reopened": False})
+    assert request.kind == FrameKind.REQUEST  # the first: its dataset catalogue (the job's consent comes next)
+    opened = Message("consent", 0, "spare", "coordinator", "consent.catalogue",
+                     meta={"datasets": [{"name": "loans", "columns": []}]})
     _, frames = frames_for(opened, kind=FrameKind.REPLY, role="party", limits=Limits(), in_reply_to=request.nonce)
     client.send(frames[0])
     client.send(frames[0])

@@ -216,3 +216,24 @@ def test_h_a_console_decision_relayed_to_a_party_that_refuses_them_is_refused(tm
         assert own.decided_by == "person:local-officer"
     finally:
         fed.close()
+
+
+def test_a_party_that_trusts_its_console_takes_relayed_decisions_and_rules(tmp_path: Path) -> None:
+    """Control for (h): with `console_decisions = true` a relayed person's decision and a relayed rule count;
+    the rule then approves only the jobs it covers, naming the field it refuses on."""
+    fed = Fed(tmp_path, consent="\n[consent]\nconsole_decisions = true\n")
+    try:
+        victim = fed.names[0]
+        spec = fed.spec("run-i")
+        approved = fed.ask(victim, spec, "person:alice")
+        assert approved.kind == "consent.approval" and approved.meta["approval"]["decided_by"] == "person:alice"
+        rule = {"id": "lr-small", "party": victim, "dataset": "loans", "model_kinds": ["logistic"], "max_epsilon": 0.5}
+        added = fed.agents[victim].handle(Message("consent", 0, "coordinator", victim, "consent.request",
+                                                  meta={"rule": rule, "decided_by": "person:alice"}))
+        assert added.kind == "consent.rule_added", added.meta
+        refused = fed.ask(victim, fed.spec("run-j"), "rule:lr-small")
+        assert refused.is_error and "max_epsilon" in str(refused.meta.get("error")), refused.meta
+        small = fed.spec("run-k", {**CONFIG, "privacy": {**CONFIG["privacy"], "epsilon": 0.5}})
+        assert fed.ask(victim, small, "rule:lr-small").kind == "consent.approval"
+    finally:
+        fed.close()

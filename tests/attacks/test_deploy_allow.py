@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from _consent_grant import open_with_consent
-from _deploy_federation import ThreadFederation, run_config
+from _deploy_federation import ThreadFederation, run_config, wait_until
 
 from sampan.config import ConfigError
 from sampan.deploy.config import load_party_config
@@ -113,6 +113,9 @@ def test_jobs_without_the_required_protections_or_from_other_operators_are_refus
         assert refusals >= 2  # the coordinator asks the parties in turn and stops at the first refusal
         accepted = [k for k, _ in _audit(fed, "bank_harbour", weak)]
         assert "consent_approved" in accepted  # SecAgg present: bank_harbour approved, bank_kowloon refused
+        released = fed.agents["bank_harbour"].consent.book.entry(weak)  # the job never opened: reservation released
+        assert wait_until(lambda: fed.agents["bank_harbour"].consent.book.entry(weak).state == "settled")
+        assert released is not None and released.spent_epsilon == 0.0
     finally:
         fed.close()
 

@@ -23,6 +23,7 @@ that does not trust it keeps the flag false and approves locally or by rules.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,8 +56,9 @@ log = logging.getLogger("sampan.deploy.party")
 class ConsentDesk:
     """One party's consent decisions and budget book (`PartyAgent.consent`)."""
 
-    def __init__(self, config: PartyConfig, audit: Any, signer: Any = None) -> None:
-        self.config, self.name = config, config.party.name
+    def __init__(self, config: PartyConfig, audit: Any, signer: Any = None, *,
+                 current: Callable[[], PartyConfig] | None = None) -> None:
+        self._config, self._current, self.name = config, current, config.party.name
         self._audit = audit  # (run_id, kind, detail) -> None: the party's own signed audit log
         self.signer = signer  # anything with .sign(bytes) and .certificate_pem (an HSM key too); default its TLS key
         state = Path(config.party.state_dir)
@@ -64,6 +66,11 @@ class ConsentDesk:
         limits = {name: (DatasetBudget(b.budget.epsilon, b.budget.delta, b.budget.period_days, b.budget.period_epsilon)
                          if b.budget is not None else None) for name, b in config.data.items()}
         self.book = OwnerBudgetBook(state / "owner-budget.json", self.name, limits)
+
+    @property
+    def config(self) -> PartyConfig:
+        """The party's configuration as its agent holds it now (`current`), else the one given."""
+        return self._current() if self._current is not None else self._config
 
     # --- keys -----------------------------------------------------------------------------------------
     def _signer(self) -> Any:

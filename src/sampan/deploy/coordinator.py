@@ -4,8 +4,10 @@ It is the one runner (`sampan.runtime.runner`) with the gRPC transport: a run ex
 as `resume_run(store, run_id, transport=<the hub's transport>, cancelled=...)`, through the very workflow
 and capability the simulation uses, against the coordinator's own store (SQLite by default, PostgreSQL by
 URL), so `sampan runs list/show/report --store <url>` work on it. Nothing here knows a workflow: it waits
-for the run's parties, opens the run at each (`deploy.open_run` with the job description the parties
-check against their `[allow]` list), hands the run to the runner and closes it at the parties.
+for the run's parties, collects every party's signed approval of the job spec (`coordinator_consent`:
+recorded at submission, or asked by the parties' standing rules for a `sampan submit`), opens the run at
+each (`deploy.open_run` with the job description, the spec and every approval, which each party checks),
+hands the run to the runner and closes it at the parties.
 
 Crash safety: every workflow checkpoints (a round, a stage) in one transaction. When a coordinator is
 restarted, every deployed run still marked created/running/interrupted is queued again; once its

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sampan.config import ConfigError
-from sampan.core.transport import PartyError
+from sampan.core.transport import PartyError, raise_for_error
 from sampan.deploy.config import RunSpec, parse_run_spec
 from sampan.deploy.consent import Approval, ConsentRefused, JobSpec, config_sha256, job_spec, verify_approval
 from sampan.runtime.seeds import fresh_seed
@@ -54,8 +54,8 @@ class ConsentCalls:
         if missing:
             raise ConsentRefused(party, "its agent is not connected, so it cannot be asked")
         message = Message(run_id, 0, self.config.coordinator.name, party, kind, meta=dict(meta))
-        try:
-            return next(iter(self.hub.transport([party]).exchange([message])))
+        try:  # one request straight through the hub (not a run's transport: consent is asked before any run)
+            return raise_for_error(self.hub.wait(self.hub.send(message)))
         except PartyError as exc:
             raise ConsentRefused(party, exc.error) from None
 
@@ -180,6 +180,22 @@ class ConsentCalls:
                         [Approval.model_validate(a) for a in detail["approvals"]])
         spec = self._spec_of(stored, run_id, None)
         operator = spec.operator or "unknown"
-        approvals = [self.request_approval(p, spec, f"operator:{operator}") for p in spec.parties]
+        approvals: list[Approval] = []
+        try:
+            for party in spec.parties:
+                approvals.append(self.request_approval(party, spec, f"operator:{operator}"))
+        except ConsentRefused:
+            self._release(run_id, [a.party for a in approvals])
+            raise
         self.record_consent(run_id, spec, approvals)
         return spec, approvals
+
+    def _release(self, run_id: str, parties: Sequence[str]) -> None:
+        """A job refused by one party never opens: the parties that approved it settle it (nothing spent), so
+        their reservations return to their budgets. Best effort: a party not reached keeps its reservation."""
+        for party in parties:
+            try:
+                raise_for_error(self.hub.wait(self.hub.send(Message(run_id, 0, self.config.coordinator.name, party,
+                                                                    "deploy.close_run"))))
+            except Exception as exc:  # noqa: BLE001 - the refusal is what the run reports
+                log.warning("run %s: could not release %s's reservation: %s", run_id, party, exc)

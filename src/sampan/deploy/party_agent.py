@@ -98,7 +98,7 @@ class PartyAgent:
         self._identity: Any = None  # PartyIdentity, loaded at the first vertical run
         self._store: Any = None     # this party's own Store (audit log, model parts), opened at first use
         self._ledgers: dict[str, Any] = {}  # its privacy ledger, shared by the policies of its horizontal runs
-        self.consent = ConsentDesk(config, self._audit)  # approvals, standing rules, the lifetime budget book
+        self.consent = ConsentDesk(config, self._audit, current=lambda: self.config)  # approvals, rules, budgets
 
     # --- data ---------------------------------------------------------------------------------------
     def table(self, dataset: str | None) -> tuple[str, PartyData]:
