@@ -1,0 +1,47 @@
+"""The console's job wizard turns one HTML form into the run config the control plane hashes: each level the
+user ticks becomes its [privacy] section, the extra TOML is merged over the rest, and every bad value is refused
+naming its form field (the page shows it next to the field)."""
+
+from __future__ import annotations
+
+import pytest
+
+from sampan.web.console.wizard import build_job
+from sampan.web.errors import Invalid
+
+BASE = {"workflow": "horizontal", "party": ["bank_a", "bank_b"], "dataset.bank_a": "loans", "dataset.bank_b": "loans",
+        "columns.bank_a.loans": ["x", "y"], "columns.bank_b.loans": "x", "rounds": "4", "model_kind": "logistic"}
+
+
+def test_levels_budget_and_extra_settings_make_the_run_config() -> None:
+    form = {**BASE, "epsilon": "2", "delta": "1e-6", "accountant": "pld", "dp2": "1", "dp3": "1",
+            "extra": '[training]\nlocal_epochs = 3\n[run]\nseed = 11\n'}
+    config, datasets, label_holder = build_job(form, "j")
+    auto = {"noise_multiplier": "auto"}  # never an empty table: the spec counts a level only when it says so
+    assert config["privacy"] == {"epsilon": 2.0, "delta": 1e-6, "accountant": "pld", "dp2": auto, "dp3": auto}
+    assert config["data"] == {"standardize": False}  # without DP1, no exact (uncharged) standardisation statistics
+    assert config["strategy"]["aggregator"] == "mean"  # DP3 is a noisy mean
+    assert config["run"] == {"name": "j", "workflow": "horizontal", "rounds": 4, "seed": 11}
+    assert config["training"]["local_epochs"] == 3 and config["training"]["batch_size"] == 64
+    assert datasets == {"bank_a": {"dataset": "loans", "columns": ["x", "y"]},
+                        "bank_b": {"dataset": "loans", "columns": ["x"]}}
+    assert label_holder is None
+    assert "privacy" not in build_job({**BASE, "epsilon": ""}, "j")[0]  # no budget: no DP
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"workflow": "magic"}, "workflow"), ({"party": []}, "party"), ({"dataset.bank_b": ""}, "dataset.bank_b"),
+    ({"columns.bank_a.loans": []}, "columns.bank_a"), ({"rounds": "0"}, "rounds"), ({"rounds": "1.5"}, "rounds"),
+    ({"epsilon": "nan"}, "epsilon"), ({"epsilon": "1"}, "dp2"), ({"epsilon": "1", "dp1": "1"}, "dp1"),
+    ({"epsilon": "1", "dp2": "1", "accountant": "moments"}, "accountant"), ({"extra": "[run"}, "extra"),
+    ({"workflow": "vertical"}, "label_holder"), ({"model_kind": "svm"}, "model_kind")])
+def test_bad_input_names_its_field(change: dict[str, object], field: str) -> None:
+    with pytest.raises(Invalid) as refused:
+        build_job({**BASE, **change}, "j")
+    assert refused.value.field == field
+
+
+def test_dp1_with_public_bounds_in_the_extra_settings() -> None:
+    form = {**BASE, "epsilon": "1", "dp1": "1", "extra": '[privacy.dp1]\nbounds = {"*" = [0.0, 1.0]}\n'}
+    config, _, _ = build_job(form, "j")
+    assert config["privacy"]["dp1"] == {"noise_multiplier": "auto", "bounds": {"*": [0.0, 1.0]}}
