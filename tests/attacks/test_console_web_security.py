@@ -6,7 +6,8 @@
 - Open redirect after sign-in: `next` pointing to another origin sends the user to the console's home instead.
 - Clickjacking and leaks: every console page (sign-in and error pages too) forbids framing, sends no Referer,
   forbids MIME sniffing and (authenticated or not) is never cached.
-- Session cookie theft or riding: HttpOnly, SameSite=Strict, Secure under TLS; sign-out ends it on the server.
+- Session cookie theft or riding: HttpOnly, SameSite=Strict, Secure under TLS; sign-out ends it on the server;
+  an idle (30 min) or old (12 h) session sends the browser back to the sign-in page.
 - A served HTML report with script in it cannot run it (its own CSP: no script, sandboxed, no network).
 - A forged flash note (phishing text in a cookie) is not shown; a bank's operator cannot decide for another bank
   through the console, whatever it posts.
@@ -189,3 +190,19 @@ def test_an_operator_cannot_decide_for_another_bank_through_the_console(tmp_path
         == 200
     assert console.world.plane.rules(console.world.admin, "bank_b") == []  # the rule went to bank_a's own list
     assert re.search(r"Approval inbox", attacker.get("/console/approvals").text)
+
+
+def test_an_idle_or_old_console_session_is_over(tmp_path: Path) -> None:
+    console, _ = seeded(tmp_path)
+    clock = console.world.clock
+    browser = console.signed_in("analyst")
+    clock.advance(minutes=20)
+    assert browser.get("/console/jobs", follow_redirects=False).status_code == 200  # in use: still on
+    clock.advance(minutes=31)  # idle past the 30-minute limit
+    idle = browser.get("/console/jobs", follow_redirects=False)
+    assert idle.status_code == 303 and "/console/sign-in" in idle.headers["location"]
+    browser = console.signed_in("analyst")
+    for _ in range(26):  # kept busy, but 12 hours after sign-in it ends all the same
+        clock.advance(minutes=29)
+        reply = browser.get("/console/jobs", follow_redirects=False)
+    assert reply.status_code == 303 and "/console/sign-in" in reply.headers["location"]
