@@ -1,0 +1,38 @@
+"""R14-CHECKS-2: a party answers a checks release at whatever epsilon the request carries. The job each party is
+told (and approves) says only ``protections: ["dp"]``: neither the [checks.dp] epsilons nor a cap travel with it
+(`checks_job`, `sampan.deploy.allow.job_description`), the agent sets no ``max_epsilon`` option, and the consent
+spec plans such a job as open-ended (`planned_spend` -> None), so a coordinator that announced
+``histogram_epsilon = 1.0`` can ask for epsilon 1e9 and receive the exact histogram (noise scale 3e-9)."""
+
+from __future__ import annotations
+
+import _checks_parties as fixture
+import numpy as np
+import pytest
+
+from sampan.checks.capability import CHECKS, checks_job
+from sampan.checks.protocol import histogram_counts
+from sampan.core.capability import PartySetup
+from sampan.deploy.allow_checks import check_checks_request
+from sampan.wire import Message
+
+DP = {"dp": {"label_epsilon": 0.5, "histogram_epsilon": 1.0}}
+COLUMNS = [["age", 18.0, 80.0], ["utilisation", 0.0, 1.0], ["delinquencies", 0.0, 10.0]]
+
+
+@pytest.mark.xfail(strict=True, reason="R14-CHECKS-2: the release epsilon is the request's, unbound to the job's "
+                   "[checks.dp] epsilons (epsilon 1e9 returns exact counts)")
+def test_a_histogram_is_never_released_above_the_epsilon_the_job_announced() -> None:
+    data = fixture.banks()["bank_0"]
+    job = checks_job(fixture.config(DP))
+    app = CHECKS.party_app(PartySetup("bank_0", data, job, options={"schema": fixture.SCHEMA}))
+    meta = {"dp": {"epsilon": 1e9}, "columns": COLUMNS, "bins": 10}
+    refused_by_agent = False
+    try:
+        check_checks_request("bank_0", "checks.histogram", meta, job)
+    except Exception:
+        refused_by_agent = True
+    reply = app.handle(Message("r1", 4, "coordinator", "bank_0", "checks.histogram", {}, meta))
+    exact = histogram_counts("bank_0", data, COLUMNS, 10)
+    leaked = reply.kind != "error" and np.allclose(np.rint(reply.arrays["counts"]), exact, atol=0)
+    assert refused_by_agent or not leaked, "the party released its exact histogram under a 'DP' checks job"
