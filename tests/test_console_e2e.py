@@ -161,6 +161,9 @@ def test_console_flow_end_to_end(console: tuple[EmbeddedConsole, Any]) -> None:
     report = Path(files["report_path"])
     assert report.is_file() and report.parent == root / "coordinator" / "reports"
     assert "<html" in report.read_text()[:500].lower() and run_id in report.read_text()
+    page = admin.http.get(f"/console/runs/{run_id}/report")  # the console serves it to a signed-in person
+    assert page.status_code == 200 and run_id in page.text and "content-security-policy" in page.headers
+    assert httpx.get(started.url.rstrip("/") + f"/console/runs/{run_id}/report").status_code in (303, 401, 403)
     receipt = json.loads(Path(files["receipt_path"]).read_text())
     assert set(receipt["parties"]) == set(BANKS)
     assert admin.get(f"/jobs/{job['id']}")["status"] in ("finished", "completed")
