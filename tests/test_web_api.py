@@ -117,6 +117,7 @@ def test_the_whole_flow_over_http(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_the_whole_flow_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
     world = make_world(tmp_path, postgres_url)
     assert world.plane.engine.dialect.name == "postgresql"
@@ -177,3 +178,31 @@ def test_bad_input_gets_a_clear_json_error(tmp_path: Path) -> None:
     assert admin.post(f"/api/v1/consortia/{cid}/jobs", json=job_body(bank_z="x")).json()["field"] == "datasets.bank_z"
     assert admin.post("/api/v1/consortia", json={"name": "HK SME lending"}).status_code == 409
     assert admin.get("/api/v1/openapi.json").json()["openapi"].startswith("3.1")
+
+
+WORKFLOW_CONFIGS = [
+    {"run": {"workflow": "vertical", "name": "v"}, "vertical": {"label_holder": "bank_a", "epochs": 2}},
+    {"run": {"workflow": "evaluation", "name": "e"}, "model": {"kind": "logistic"}},
+    {"run": {"workflow": "scoring", "name": "sc"}},
+    {"run": {"workflow": "checks", "name": "c"}},
+]
+
+
+def test_a_job_of_any_workflow_gets_a_spec(tmp_path: Path) -> None:
+    from _web_plane import consortium_with_banks
+
+    world = make_world(tmp_path)
+    cid, _ = consortium_with_banks(world)
+    admin = world.client(world.admin)
+    for config in WORKFLOW_CONFIGS:
+        label = "bank_a" if config["run"]["workflow"] == "vertical" else None
+        answer = admin.post(f"/api/v1/consortia/{cid}/jobs", json={
+            "name": "j", "config": config, "datasets": {"bank_a": "sme_loans", "bank_b": "sme_loans"},
+            "label_holder": label})
+        assert answer.status_code == 201, answer.text
+        job = answer.json()
+        assert job["spec"]["workflow"] == config["run"]["workflow"] and job["parties"] == ["bank_a", "bank_b"]
+        assert job["spec"]["label_holder"] == label
+    unusable = admin.post(f"/api/v1/consortia/{cid}/jobs", json=job_body(config={
+        "run": {"workflow": "synthesis"}, "synthesis": {"epsilon": 1.0}}))
+    assert unusable.status_code == 400 and unusable.json()["field"] == "config"
