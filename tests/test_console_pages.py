@@ -11,7 +11,9 @@ from pathlib import Path
 import pyotp
 from _console import PASSWORD, csrf, make_console, post, seeded, wizard_form
 from _web_plane import BANKS
+from sqlalchemy import update
 
+from sampan.web import db
 from sampan.web.console.routes import page_routes
 
 
@@ -354,3 +356,20 @@ def test_the_wizard_makes_a_job_for_every_workflow(tmp_path: Path) -> None:
     assert jobs[1]["spec"]["label_holder"] == "bank_a"
     missing = post(admin, "/console/jobs/new", "/console/jobs", {**wizard_form("v"), "workflow": "vertical"})
     assert missing.status_code == 400 and "label holder" in missing.text
+
+
+def test_the_live_page_of_a_running_run_polls_and_cancels(tmp_path: Path) -> None:
+    console, _ = seeded(tmp_path)
+    job_id, run_id = _run_job(console)
+    store = console.world.plane.store
+    store.set_status(run_id, "running")
+    with console.world.plane.engine.begin() as c:  # the fake agents finish at once: play a run still going
+        c.execute(update(db.jobs).where(db.jobs.c.id == job_id).values(status="running"))
+    admin = console.signed_in("admin2")
+    live = admin.get(f"/console/runs/{run_id}").text
+    assert 'data-state="live"' in live and 'data-test="cancel-run"' in live and "updates every 2 s" in live
+    assert 'data-test="cancel-run"' not in console.signed_in("auditor").get(f"/console/runs/{run_id}").text
+    cancelled = post(admin, f"/console/runs/{run_id}", f"/console/runs/{run_id}/cancel", {})
+    assert "Cancel sent" in cancelled.text
+    assert store.get_run(run_id).status == "cancelled"
+    assert console.world.plane.job(console.world.admin, job_id)["status"] == "cancelled"
