@@ -166,3 +166,13 @@ def test_agent_endpoints_need_the_partys_own_certificate(world: World) -> None:
     impostor = SimulatedCA("someone else's CA").issue("bank_a").certificate_pem  # right name, wrong CA
     assert TestClient(_WithClientCertificate(app, impostor)).get(url).status_code == 403
     assert TestClient(_WithClientCertificate(app, own)).get("/api/v1/agent/jobs/999").status_code == 403
+
+
+def test_a_cross_site_form_cannot_sign_a_victim_in(world: World) -> None:
+    """Login CSRF: an HTML form can post text/plain or form-encoded bodies only; the API takes JSON only."""
+    import json
+
+    body = json.dumps({"username": "admin", "password": world.admin_password})
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+        answer = world.client().post("/api/v1/auth/login", content=body, headers={"Content-Type": content_type})
+        assert answer.status_code == 422 and "sampan_session" not in answer.cookies, content_type
