@@ -176,3 +176,19 @@ def test_a_cross_site_form_cannot_sign_a_victim_in(world: World) -> None:
     for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
         answer = world.client().post("/api/v1/auth/login", content=body, headers={"Content-Type": content_type})
         assert answer.status_code == 422 and "sampan_session" not in answer.cookies, content_type
+
+
+def test_a_rule_added_in_the_console_reaches_only_an_agent_that_accepts_relayed_decisions(world: World) -> None:
+    _, operators = consortium_with_banks(world)
+    bank_a = world.client(operators["bank_a"])
+    added = bank_a.post("/api/v1/parties/bank_a/rules", json={"rule": {"id": "lr", "max_epsilon": 1.0}})
+    assert added.status_code == 201 and added.json()["rule"]["party"] == "bank_a"
+    assert [r["id"] for r in world.gateway.rules_of("bank_a")] == ["lr"]
+    assert world.gateway.rules_of("bank_a")[0]["decided_by"] == "person:bank_a-operator"
+    world.gateway.set_console_decisions("bank_b", False)
+    refused = world.client(operators["bank_b"]).post("/api/v1/parties/bank_b/rules", json={"rule": {"id": "lr"}})
+    assert refused.status_code == 409 and "console_decisions" in refused.json()["error"]
+    assert world.gateway.rules_of("bank_b") == [] and world.plane.rules(operators["bank_b"], "bank_b") == []
+    # a rule that names another party is still bank_a's: the path decides, not the body
+    forged = bank_a.post("/api/v1/parties/bank_a/rules", json={"rule": {"id": "x", "party": "bank_b"}})
+    assert forged.status_code == 201 and forged.json()["rule"]["party"] == "bank_a"

@@ -55,6 +55,8 @@ class _Party:
     datasets: dict[str, FakeDataset]
     book: OwnerBudgetBook
     connected: bool = True
+    console_decisions: bool = True
+    rules: list[dict[str, Any]] = field(default_factory=list)
 
 
 class FakeGateway:
@@ -78,6 +80,12 @@ class FakeGateway:
     def identity(self, party: str) -> PartyIdentity:
         """The party's own key and certificate (a test playing that party signs with it)."""
         return self._party(party).identity
+
+    def set_console_decisions(self, party: str, accepted: bool) -> None:
+        self._party(party).console_decisions = accepted
+
+    def rules_of(self, party: str) -> list[dict[str, Any]]:
+        return list(self._party(party).rules)
 
     def set_connected(self, party: str, connected: bool) -> None:
         self._party(party).connected = connected
@@ -133,6 +141,14 @@ class FakeGateway:
         self._play(job_id, spec, config)
         self.started.append(spec.job_id)
         return spec.job_id
+
+    def add_rule(self, party: str, rule: Mapping[str, Any], decided_by: str) -> None:
+        """Keep a relayed standing rule, unless this party refuses relayed decisions."""
+        p = self._party(party)
+        if not p.console_decisions:
+            raise ConsentRefused(party, "this agent does not accept decisions relayed by the console "
+                                 "([consent] console_decisions = false)")
+        p.rules.append({**dict(rule), "decided_by": decided_by})
 
     def cancel(self, run_id: str) -> None:
         row = self.store.get_run(run_id)

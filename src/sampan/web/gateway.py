@@ -109,3 +109,9 @@ class AgentGateway(Protocol):
     def run_view(self, run_id: str) -> RunView:
         """The run as the store has it: status, progress, per-round metrics, epsilon per party and level, events."""
         ...
+
+
+# Optional, not part of the Protocol (a gateway without it still conforms):
+#     add_rule(party: str, rule: dict, decided_by: str) -> None
+# relays a standing rule added in the console to the party's agent (a `consent.request` carrying the rule), which
+# accepts it only with `[consent] console_decisions = true` and raises ConsentRefused(party, reason) otherwise.

@@ -251,7 +251,10 @@ class JobsService(DataService, PlaneBase):
 
     # --- standing rules --------------------------------------------------------------------------------
     def add_rule(self, principal: Principal, party: str, rule: Mapping[str, Any]) -> dict[str, Any]:
-        """A standing rule for the party (validated as `StandingRule`; the party's agent applies its own copy)."""
+        """A standing rule for the party (validated as `StandingRule`). When the gateway has
+        `add_rule(party, rule, decided_by)`, the rule is relayed to the party's agent first, which keeps and applies
+        its own copy only if it accepts relayed decisions (`[consent] console_decisions`); a refusal is a 409 and
+        nothing is stored here."""
         from pydantic import ValidationError
 
         from sampan.deploy.consent.rules import StandingRule
@@ -263,6 +266,14 @@ class JobsService(DataService, PlaneBase):
             first = exc.errors()[0]
             raise Invalid(f"rule: {first['msg']}", ".".join(str(x) for x in first["loc"]) or "rule") from None
         body = parsed.model_dump(mode="json")
+        relay = getattr(self.gateway, "add_rule", None)  # optional: the agent applies its own copy of the rule
+        if relay is not None:
+            from sampan.deploy.consent.approval import ConsentRefused
+
+            try:
+                relay(party, body, principal.actor)
+            except ConsentRefused as exc:
+                raise Conflict(f"party {party!r}'s agent refused the rule: {exc.reason}", "rule") from None
         with self.engine.begin() as c:
             rid = db.new_id(c.execute(insert(db.rules).values(party=party, rule=body, created_by=principal.actor,
                                                               active=True, created_at=self.clock())))
