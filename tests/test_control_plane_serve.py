@@ -73,7 +73,8 @@ def test_control_plane_serves_https_beside_the_coordinator(tmp_path: Path) -> No
                                                                                 "features": [{"name": "x"}]})}})
     port = free_port()
     data = tomllib.loads(files.coordinator_config.read_text())
-    data["control_plane"] = {"listen": f"127.0.0.1:{port}", "tls_cert": "coordinator.crt", "tls_key": "coordinator.key"}
+    data["control_plane"] = {"listen": f"127.0.0.1:{port}", "tls_cert": "coordinator.crt", "tls_key": "coordinator.key",
+                             "client_ca": "../ca/ca.crt"}  # client certificates optional, checked with the CRL
     files.coordinator_config.write_text(toml_dumps(data))
     _, section = load_control_plane(files.coordinator_config)
     assert section.tls and section.port == port
@@ -92,6 +93,9 @@ def test_control_plane_serves_https_beside_the_coordinator(tmp_path: Path) -> No
             except httpx.HTTPError:
                 time.sleep(0.2)
         assert health is not None and health.json() == {"status": "ok", "api": "v1"}, out.read_text()
+        member = ssl.create_default_context(cafile=str(files.ca_dir / "ca.crt"))
+        member.load_cert_chain(str(tmp_path / "bank_a" / "bank_a.crt"), str(tmp_path / "bank_a" / "bank_a.key"))
+        assert httpx.get(f"https://127.0.0.1:{port}/api/v1/health", verify=member).status_code == 200
         with pytest.raises(httpx.HTTPError):  # plain HTTP on the TLS port is not served
             httpx.get(f"http://127.0.0.1:{port}/api/v1/health")
         printed = out.read_text()

@@ -11,6 +11,7 @@ plus HTTP(S) on the `[control_plane]` address of coordinator.toml.
     tls_cert      server certificate (PEM) for HTTPS; required unless `listen` is a loopback address
     tls_key       its private key (0600, as every key here)
     client_ca     CA whose client certificates the listener verifies (agents and scripts with mTLS); optional
+    client_crl    that CA's CRL, checked in the handshake (default: the coordinator's [tls] crl)
     require_client_cert   false: people sign in with passwords/tokens; true: every connection needs a certificate
     admin         "admin": the first consortium admin, created with a one-time password printed once at the
                   first start (stored only as an argon2 hash; it must be changed at first sign-in)
@@ -49,6 +50,7 @@ class ControlPlaneSection(BaseModel):
     tls_cert: str | None = None
     tls_key: str | None = None
     client_ca: str | None = None
+    client_crl: str | None = None
     require_client_cert: bool = False
     admin: str = Field("admin", min_length=1, max_length=64)
     secure_cookies: bool | None = None
@@ -79,7 +81,7 @@ def _loopback(host: str) -> bool:
 def parse_section(data: dict[str, Any] | None, base: Path, source: str) -> ControlPlaneSection:
     """Validate `[control_plane]`, resolve its paths against `base`, and refuse unsafe combinations."""
     raw = dict(data or {})
-    for key in ("tls_cert", "tls_key", "client_ca"):
+    for key in ("tls_cert", "tls_key", "client_ca", "client_crl"):
         if isinstance(raw.get(key), str):
             raw[key] = str((base / raw[key]).resolve())
     oidc = raw.get("oidc")
@@ -101,7 +103,9 @@ def parse_section(data: dict[str, Any] | None, base: Path, source: str) -> Contr
         raise ConfigError(f"{where}: require_client_cert needs client_ca (the CA that signed the client certificates)")
     if section.client_ca is not None and not section.tls:
         raise ConfigError(f"{where}: client_ca verifies client certificates over TLS; set tls_cert and tls_key")
-    for key in ("tls_cert", "tls_key", "client_ca"):
+    if section.client_crl is not None and section.client_ca is None:
+        raise ConfigError(f"{where}: client_crl goes with client_ca (the CRL of the CA that signs client certificates)")
+    for key in ("tls_cert", "tls_key", "client_ca", "client_crl"):
         value = getattr(section, key)
         if value is not None and not Path(value).is_file():
             raise ConfigError(f"{where} {key}: no file {value}")
@@ -121,8 +125,10 @@ def load_control_plane(path: str | Path) -> tuple[Any, ControlPlaneSection]:
     return config, parse_section(config.control_plane, path.resolve().parent, str(path))
 
 
-def uvicorn_options(section: ControlPlaneSection) -> dict[str, Any]:
-    """TLS (and client-certificate) options for uvicorn from the section."""
+def uvicorn_options(section: ControlPlaneSection, default_crl: str | None = None) -> dict[str, Any]:
+    """TLS (and client-certificate) options for uvicorn from the section. A client certificate is checked against
+    `client_ca` and its CRL (`client_crl`, else `default_crl`: the coordinator's [tls] crl) in the handshake: a
+    revoked one fails it."""
     import ssl
 
     if not section.tls:
@@ -131,6 +137,15 @@ def uvicorn_options(section: ControlPlaneSection) -> dict[str, Any]:
     if section.client_ca is not None:
         options["ssl_ca_certs"] = section.client_ca
         options["ssl_cert_reqs"] = ssl.CERT_REQUIRED if section.require_client_cert else ssl.CERT_OPTIONAL
+        crl = section.client_crl or default_crl
+        if crl is not None and Path(crl).is_file():
+            def with_crl(_config: Any, default: Any) -> ssl.SSLContext:
+                context: ssl.SSLContext = default()
+                context.load_verify_locations(str(crl))
+                context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+                return context
+
+            options["ssl_context_factory"] = with_crl
     return options
 
 
@@ -163,9 +178,13 @@ def serve_control_plane(path: str | Path, *, echo: Any = print) -> None:
         password = plane.accounts.bootstrap_admin(section.admin)
         secure = section.secure_cookies if section.secure_cookies is not None else section.tls
         verifier = IdentityVerifier.from_files(config.tls.ca, config.tls.crl)  # agents' client certificates
-        app = create_app(plane, AppSettings(secure_cookies=secure, agent_verifier=verifier))
+        from sampan.web.oidc import settings_from_config  # [control_plane.oidc]: OpenID Connect sign-in (T6)
+
+        oidc = settings_from_config(section.oidc, source=f"{path} [control_plane.oidc]")
+        app = create_app(plane, AppSettings(secure_cookies=secure, agent_verifier=verifier, oidc=oidc))
         server = uvicorn.Server(uvicorn.Config(app, host=section.host, port=section.port, log_level="warning",
-                                               access_log=False, lifespan="off", **uvicorn_options(section)))
+                                               access_log=False, lifespan="off",
+                                               **uvicorn_options(section, config.tls.crl)))
         http = threading.Thread(target=server.run, name="sampan-control-plane-http", daemon=True)
         http.start()  # not the main thread: uvicorn leaves the signals to us
         while not server.started:
