@@ -82,3 +82,18 @@ def wizard_form(name: str, epsilon: str = "1.0", columns: tuple[str, ...] = ("tu
         form[f"dataset.{bank}"] = dataset
         form[f"columns.{bank}.{dataset}"] = list(columns)
     return form
+
+
+def run_job(console: Any, name: str = "sme-lr", **form: Any) -> tuple[int, str]:
+    """Admin creates, submits and (after every bank approves) starts a job through the forms: (job id, run id)."""
+    admin = console.signed_in("admin2")
+    made = post(admin, "/console/jobs/new", "/console/jobs", wizard_form(name, **form))
+    job_id = int(str(made.url).rsplit("/", 1)[1])
+    post(admin, f"/console/jobs/{job_id}", f"/console/jobs/{job_id}/submit", {})
+    for bank in BANKS:
+        operator = console.signed_in(f"{bank}-op")
+        done = post(operator, "/console/approvals", f"/console/approvals/{job_id}/approve", {})
+        assert done.status_code == 200, done.text[-500:]
+    started = post(admin, f"/console/jobs/{job_id}", f"/console/jobs/{job_id}/start", {})
+    assert started.status_code == 200 and "/console/runs/" in str(started.url), started.text[-800:]
+    return job_id, str(started.url).rsplit("/", 1)[1]

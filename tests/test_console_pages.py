@@ -1,6 +1,7 @@
-"""The web console over the FakeGateway: every page renders for the roles allowed to see it and is refused to
-the others, every form refuses a missing or wrong CSRF token, and a whole consortium flow runs through the forms
-(admin invites banks, operators register datasets and approve, the job runs, a model is promoted and exported)."""
+"""The web console over the FakeGateway: pages need a sign-in, and a whole consortium flow runs through the forms
+(admin invites banks, operators register datasets and approve, the job runs, a model is promoted and exported),
+with the wizard, edits that void approvals, budgets, rules, TOTP, accounts. Access per role and CSRF on every
+form: tests/test_console_access.py."""
 
 from __future__ import annotations
 
@@ -9,27 +10,11 @@ import re
 from pathlib import Path
 
 import pyotp
-from _console import PASSWORD, csrf, make_console, post, seeded, wizard_form
+from _console import PASSWORD, csrf, make_console, post, run_job, seeded, wizard_form
 from _web_plane import BANKS
 from sqlalchemy import update
 
 from sampan.web import db
-from sampan.web.console.routes import page_routes
-
-
-def _run_job(console, name: str = "sme-lr", **form) -> tuple[int, str]:  # type: ignore[no-untyped-def]
-    """Admin creates, submits and (after every bank approves) starts a job through the forms: (job id, run id)."""
-    admin = console.signed_in("admin2")
-    made = post(admin, "/console/jobs/new", "/console/jobs", wizard_form(name, **form))
-    job_id = int(re.search(r"/console/jobs/(\d+)$", str(made.url)).group(1))  # type: ignore[union-attr]
-    post(admin, f"/console/jobs/{job_id}", f"/console/jobs/{job_id}/submit", {})
-    for bank in BANKS:
-        operator = console.signed_in(f"{bank}-op")
-        done = post(operator, "/console/approvals", f"/console/approvals/{job_id}/approve", {})
-        assert done.status_code == 200, done.text[-500:]
-    started = post(admin, f"/console/jobs/{job_id}", f"/console/jobs/{job_id}/start", {})
-    assert started.status_code == 200 and "/console/runs/" in str(started.url), started.text[-800:]
-    return job_id, str(started.url).rsplit("/", 1)[1]
 
 
 def test_pages_need_sign_in(tmp_path: Path) -> None:
@@ -44,70 +29,12 @@ def test_pages_need_sign_in(tmp_path: Path) -> None:
     assert browser.get("/", follow_redirects=False).headers["location"] == "/console/"
 
 
-def test_every_page_renders_for_the_right_roles_only(tmp_path: Path) -> None:
-    console, cid = seeded(tmp_path)
-    job_id, run_id = _run_job(console)
-    model = console.world.plane.models(console.world.admin)[0]
-    model_path = f"/console/models/{model['name']}/{model['version']}"
-    everyone = ("admin2", "bank_a-op", "analyst", "auditor")
-    pages = {
-        "/console/consortia": everyone, f"/console/consortia/{cid}": everyone, "/console/datasets": everyone,
-        "/console/datasets/1": everyone, "/console/jobs": everyone, f"/console/jobs/{job_id}": everyone,
-        "/console/jobs/new": ("admin2", "analyst"), "/console/approvals": everyone, "/console/runs": everyone,
-        f"/console/runs/{run_id}": everyone, "/console/models": everyone, model_path: everyone,
-        f"{model_path}/export": ("admin2", "analyst"), "/console/audit": ("admin2", "auditor"),
-        f"/console/audit?run={run_id}": ("admin2", "auditor"), "/console/account": everyone,
-        "/console/users": ("admin2", "auditor"),
-    }
-    browsers = {user: console.signed_in(user) for user in everyone}
-    for path, allowed in pages.items():
-        for user, browser in browsers.items():
-            reply = browser.get(path)
-            expected = 200 if user in allowed else 403
-            assert reply.status_code == expected, (path, user, reply.status_code, reply.text[-300:])
-            if expected == 403:
-                assert 'data-test="error"' in reply.text  # an error page, not a traceback or JSON
-    # the operator's approvals page is its inbox; others get the overview
-    assert "Approval inbox" in browsers["bank_a-op"].get("/console/approvals").text
-    assert 'data-test="approvals-overview"' in browsers["auditor"].get("/console/approvals").text
 
 
-def test_operator_of_another_consortium_sees_nothing_of_it(tmp_path: Path) -> None:
-    console, cid = seeded(tmp_path)
-    world = console.world
-    world.user("bank_z-op", "party_operator", "bank_z")
-    outsider = console.signed_in("bank_z-op")
-    assert "HK SME lending" not in outsider.get("/console/consortia").text
-    assert outsider.get(f"/console/consortia/{cid}").status_code == 404
-    assert outsider.get("/console/datasets/1").status_code == 404
 
 
-def _console_post_routes() -> list[str]:
-    return [path for method, path in page_routes() if method == "POST"]
 
 
-def test_every_form_without_or_with_a_wrong_csrf_token_gets_403(tmp_path: Path) -> None:
-    console, cid = seeded(tmp_path)
-    job_id, run_id = _run_job(console)
-    model = console.world.plane.models(console.world.admin)[0]
-    values = {"consortium_id": str(cid), "job_id": str(job_id), "run_id": run_id, "name": model["name"],
-              "version": str(model["version"]), "rule_id": "1", "user_id": "2"}
-    admin, operator = console.signed_in("admin2"), console.signed_in("bank_a-op")
-    other_token = csrf(console.signed_in("analyst").get("/console/jobs").text)
-    routes = _console_post_routes()
-    assert len(routes) >= 15
-    before = console.world.plane.store.events("control-plane")
-    for path in routes:
-        url = re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
-        for browser in (admin, operator):
-            for token in (None, "", "0" * 64, other_token):
-                data = {"name": "x", "reason": "r", "stage": "approved", "organisation": "evil", "rule_id": "r1"}
-                if token is not None:
-                    data["csrf_token"] = token
-                reply = browser.post(url, data=data)
-                assert reply.status_code == 403, (url, token, reply.status_code)
-                assert "security token" in reply.text
-    assert len(console.world.plane.store.events("control-plane")) == len(before)  # nothing changed
 
 
 def test_a_whole_consortium_through_the_forms(tmp_path: Path) -> None:
@@ -164,7 +91,7 @@ def test_a_whole_consortium_through_the_forms(tmp_path: Path) -> None:
     spent = operators["bank_a"].get("/console/datasets/1").text
     assert re.search(r'data-test="budget-spent">1(\.0+)?<', spent)
     # a second run, then compare the two
-    _, run2 = _run_job(_Reuse(console, admin, operators), "sme-lr-2", epsilon="0.5")
+    _, run2 = run_job(_Reuse(console, admin, operators), "sme-lr-2", epsilon="0.5")
     compared = admin.get(f"/console/runs/compare?run={run_id}&run={run2}")
     assert compared.status_code == 200 and compared.text.count('data-test="compare-metric"') >= 1
     assert 'data-test="compare-config"' in compared.text  # the epsilon differs
@@ -183,7 +110,7 @@ def test_a_whole_consortium_through_the_forms(tmp_path: Path) -> None:
 
 
 class _Reuse:
-    """`_run_job` with browsers already signed in (the bank operators changed their passwords)."""
+    """`run_job` with browsers already signed in (the bank operators changed their passwords)."""
 
     def __init__(self, console, admin, operators) -> None:  # type: ignore[no-untyped-def]
         self.console, self.admin, self.operators = console, admin, operators
@@ -297,7 +224,7 @@ def test_assets_ship_in_the_package(tmp_path: Path) -> None:
 
 def test_pages_load_no_inline_script_and_label_every_field(tmp_path: Path) -> None:
     console, _ = seeded(tmp_path)
-    _run_job(console)
+    run_job(console)
     browser = console.signed_in("admin2")
     for path in ("/console/consortia", "/console/consortia/1", "/console/datasets", "/console/jobs/new",
                  "/console/jobs/1", "/console/runs", "/console/models", "/console/audit", "/console/account"):
@@ -360,7 +287,7 @@ def test_the_wizard_makes_a_job_for_every_workflow(tmp_path: Path) -> None:
 
 def test_the_live_page_of_a_running_run_polls_and_cancels(tmp_path: Path) -> None:
     console, _ = seeded(tmp_path)
-    job_id, run_id = _run_job(console)
+    job_id, run_id = run_job(console)
     store = console.world.plane.store
     store.set_status(run_id, "running")
     with console.world.plane.engine.begin() as c:  # the fake agents finish at once: play a run still going
