@@ -119,7 +119,6 @@ def _settled(agent: PartyAgent, run_id: str, timeout: float = 20) -> Any:
     raise AssertionError(f"{agent.name}: run {run_id} was not settled")
 
 
-@pytest.mark.slow
 def test_approve_run_settle_then_refuse_a_wider_job_and_one_over_the_remaining_budget(federation: Federation) -> None:
     coordinator = federation.coordinator
     catalogue = coordinator.party_catalogue("bank_harbour")
