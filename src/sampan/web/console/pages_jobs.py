@@ -106,7 +106,7 @@ def start(request: Request, job_id: int) -> Response:
         job = context_of(request).plane.start_job(principal_of(request), job_id)
     except ControlPlaneError as exc:
         return _job_page(request, job_id, status=exc.status, error=exc.message)
-    return redirect(request, f"/runs/{job['run_id']}", ("ok", "The job is running."))
+    return redirect(request, f"/runs/{job['run_id']}", ("ok", "The job started."))
 
 
 @router.post("/jobs/{job_id}/cancel", include_in_schema=False)

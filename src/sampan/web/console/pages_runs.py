@@ -61,7 +61,7 @@ def run(request: Request, run_id: str) -> Response:
     job = plane.job(principal, int(view["job_id"])) if view.get("job_id") is not None else None
     global_names = sorted({k for r in view["rounds"] for k, v in r["global_metrics"].items()
                            if isinstance(v, (int, float))})
-    metric_parties = sorted({p for r in view["rounds"] for p in r["party_metrics"]})
+    metric_parties = sorted({p for r in view["rounds"] for p, m in r["party_metrics"].items() if m})
     return render(request, "run.html", {
         "title": f"Run {view.get('name') or run_id}", "section": "runs", "run": view, "job": job, "levels": LEVELS,
         "global_names": global_names, "metric_parties": metric_parties, "fmt": fmt,

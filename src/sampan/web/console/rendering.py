@@ -36,6 +36,8 @@ def _environment() -> Environment:
     env.globals.update(prefix=PREFIX, version=sampan.__version__,
                        static=lambda name: f"{PREFIX}/static/{name}?v={sampan.__version__}")
     env.filters["tojson_pretty"] = lambda value: json.dumps(value, indent=2, sort_keys=True, default=str)
+    # JSON shown as text (autoescape escapes it); `tojson` is for script contexts and shows ' as \u0027
+    env.filters["json_text"] = lambda value: json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
     return env
 
 
