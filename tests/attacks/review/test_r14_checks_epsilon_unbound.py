@@ -36,3 +36,19 @@ def test_a_histogram_is_never_released_above_the_epsilon_the_job_announced() -> 
     exact = histogram_counts("bank_0", data, COLUMNS, 10)
     leaked = reply.kind != "error" and np.allclose(np.rint(reply.arrays["counts"]), exact, atol=0)
     assert refused_by_agent or not leaked, "the party released its exact histogram under a 'DP' checks job"
+
+
+@pytest.mark.xfail(strict=True, reason="R14-CHECKS-2: the checks Laplace releases skip the party's [allow] "
+                   "min_noise_multiplier (every other DP release is held to it)")
+def test_a_checks_release_is_held_to_the_partys_noise_floor(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from sampan.deploy.allow import privacy_policy
+    from sampan.deploy.allow_section import AllowSection
+
+    data = fixture.banks()["bank_0"]
+    job = checks_job(fixture.config(DP))
+    allow = AllowSection.model_validate({"require": ["dp"], "min_noise_multiplier": 1.0})  # Laplace: epsilon <= 1
+    policy = privacy_policy(allow, job, ledger_path=tmp_path / "ledger.json")
+    app = CHECKS.party_app(PartySetup("bank_0", data, job, policy=policy, options={"schema": fixture.SCHEMA}))
+    reply = app.handle(Message("r1", 3, "coordinator", "bank_0", "checks.label", {}, {"dp": {"epsilon": 1e9}}))
+    assert reply.kind == "error", (f"label counts released at epsilon 1e9 (noise scale 2e-9: {reply.meta}) by a "
+                                   "party whose floor is noise multiplier 1.0")
