@@ -85,7 +85,7 @@ def _wait_run(admin: Client, run_id: str, timeout: float = 180.0) -> tuple[dict[
 def _agent_audit(root: Path, party: str) -> str:
     """Everything the party's own agent logged (its log file and its signed audit store), as text."""
     text = (root / party / "party.log").read_text(errors="replace") if (root / party / "party.log").exists() else ""
-    for db in (root / party / "state").glob("*.db"):
+    for db in (root / party / "state").glob("*.db*"):  # the SQLite file and its write-ahead log
         text += db.read_bytes().decode("latin-1")
     return text
 
@@ -196,8 +196,9 @@ def test_console_flow_end_to_end(console: tuple[EmbeddedConsole, Any]) -> None:
     gateway = embedded.plane.gateway
     rule = {"id": "console-loans-lr", "dataset": "loans", "workflows": ["horizontal"], "model_kinds": ["logistic"],
             "max_epsilon": 3.0, "columns": columns}
-    ops["bank_harbour"].post("/parties/bank_harbour/rules", {"rule": rule}, expect=201)
-    assert gateway.add_rule("bank_harbour", rule, "person:bank_harbour-operator")["id"] == rule["id"]
+    ops["bank_harbour"].post("/parties/bank_harbour/rules", {"rule": rule}, expect=201)  # relayed to the agent
+    assert "consent_rule_added" in _agent_audit(root, "bank_harbour") and rule["id"] in _agent_audit(root,
+                                                                                                   "bank_harbour")
     spec2 = JobSpec.model_validate(admin.get(f"/jobs/{job2['id']}")["spec"])
     with pytest.raises(ConsentRefused, match="data.columns"):
         gateway.request_approval("bank_harbour", spec2, f"rule:{rule['id']}")
