@@ -104,7 +104,7 @@ def _free_port() -> int:
 
 def _bind(host: str, port: int) -> socket.socket:
     """The HTTP socket, bound before uvicorn starts (port 0 gives a free one; a busy port is a clear error)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -167,7 +167,11 @@ class EmbeddedConsole:
         grpc_port = _free_port()
         set_grpc_port(folder, grpc_port)
         self._log_handler = _log_to(folder.log)
-        sock = _bind(self.host, self.port)
+        try:
+            sock = _bind(self.host, self.port)
+        except ConfigError:
+            self.stop()
+            raise
         try:
             self._start_agents(folder)  # before any gRPC thread exists here (fork safety); they dial with backoff
             self._start_coordinator(folder)
@@ -210,7 +214,8 @@ class EmbeddedConsole:
                 raise ConfigError("sampan console: the HTTP server did not start (see the log)")
             time.sleep(0.02)
         port = int(sock.getsockname()[1])
-        self.url = f"http://{'127.0.0.1' if self.host == 'localhost' else self.host}:{port}/"
+        host = {"localhost": "127.0.0.1", "::1": "[::1]"}.get(self.host, self.host)
+        self.url = f"http://{host}:{port}/"
         log.info("control plane and console on %s", self.url)
         return str(password) if password else None
 
