@@ -96,6 +96,12 @@ def test_control_plane_serves_https_beside_the_coordinator(tmp_path: Path) -> No
         member = ssl.create_default_context(cafile=str(files.ca_dir / "ca.crt"))
         member.load_cert_chain(str(tmp_path / "bank_a" / "bank_a.crt"), str(tmp_path / "bank_a" / "bank_a.key"))
         assert httpx.get(f"https://127.0.0.1:{port}/api/v1/health", verify=member).status_code == 200
+        # the verified certificate reaches the agent endpoint (bank_a is named; no job 1 is its business) ...
+        agent = httpx.get(f"https://127.0.0.1:{port}/api/v1/agent/jobs/1", verify=member)
+        assert agent.status_code == 403 and "'bank_a' is not a party of job 1" in agent.json()["error"], agent.text
+        # ... and without a certificate the endpoint refuses before looking at any job
+        anonymous = httpx.get(f"https://127.0.0.1:{port}/api/v1/agent/jobs/1", verify=trust)
+        assert anonymous.status_code == 403 and "client certificate" in anonymous.json()["error"]
         with pytest.raises(httpx.HTTPError):  # plain HTTP on the TLS port is not served
             httpx.get(f"http://127.0.0.1:{port}/api/v1/health")
         printed = out.read_text()

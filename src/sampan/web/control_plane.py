@@ -135,6 +135,9 @@ def uvicorn_options(section: ControlPlaneSection, default_crl: str | None = None
         return {}
     options: dict[str, Any] = {"ssl_certfile": section.tls_cert, "ssl_keyfile": section.tls_key}
     if section.client_ca is not None:
+        from sampan.web.tls_scope import TlsScopeH11Protocol
+
+        options["http"] = TlsScopeH11Protocol  # the verified client certificate reaches the agent endpoints
         options["ssl_ca_certs"] = section.client_ca
         options["ssl_cert_reqs"] = ssl.CERT_REQUIRED if section.require_client_cert else ssl.CERT_OPTIONAL
         crl = section.client_crl or default_crl
