@@ -144,6 +144,11 @@ def test_approve_run_settle_then_refuse_a_wider_job_and_one_over_the_remaining_b
         assert book["remaining_epsilon"] == pytest.approx(BUDGET - entry.spent_epsilon)
         events = [e.kind for e in agent.store().events(run_id)]
         assert events[:2] == ["consent_approved", "job_accepted"] and "budget_settled" in events
+    from sampan.runtime.receipt import build_receipt
+
+    consent = build_receipt(coordinator.store, run_id)["consent"]  # the receipt names every party's consent
+    assert consent["spec_hash"] == spec.spec_hash() and set(consent["parties"]) == set(federation.agents)
+    assert all(p["reserved"]["epsilon"] == 2.0 and not p["exact"] for p in consent["parties"].values())
     history = coordinator.party_catalogue("bank_harbour")[0]["budget"]["history"]
     assert [h["event"] for h in history][0] == "reserve" and history[-1]["event"] == "settle"
 

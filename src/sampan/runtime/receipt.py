@@ -73,7 +73,26 @@ def build_receipt(store: Store, run_id: str) -> dict[str, Any]:
     else:
         receipt = _horizontal_receipt(store, run_id)
     receipt["after_training"] = after_training_releases(store, run_id)
+    consent = consent_terms(store, run_id)
+    if consent is not None:
+        receipt["consent"] = consent
     return receipt
+
+
+def consent_terms(store: Store, run_id: str) -> dict[str, Any] | None:
+    """A deployed job's consent (the coordinator's `consent` event): the approved spec hash and, per party, who
+    decided and what it reserved of its dataset's lifetime budget; a job reserving nothing under no DP is listed
+    as exact (no DP claim)."""
+    for event in reversed(store.events(run_id)):
+        if event.kind == "consent":
+            detail = event.detail
+            return {"spec_hash": detail.get("spec_hash"), "parties": {
+                str(a.get("party")): {"dataset": a.get("dataset"), "decided_by": a.get("decided_by"),
+                                      "reserved": a.get("reserved"),
+                                      "exact": not (a.get("reserved") or {}).get("epsilon")
+                                      and not (a.get("reserved") or {}).get("open_ended")}
+                for a in detail.get("approvals") or []}}
+    return None
 
 
 def after_training_releases(store: Store, run_id: str) -> list[dict[str, Any]]:
