@@ -176,3 +176,7 @@ def test_a_party_approves_locally_with_the_cli_and_a_refusal_is_one_clear_line(t
     refused = runner.invoke(app, ["consent", "approve", str(job), "--party-config", str(party_toml)])
     assert refused.exit_code != 0 and "remaining lifetime budget" in refused.output
     assert "Traceback" not in refused.output
+    settled = runner.invoke(app, ["consent", "settle", "run-cli", "--party-config", str(party_toml)])
+    assert settled.exit_code == 0 and "released 2" in settled.output  # the reservation returns to the budget
+    again = runner.invoke(app, ["consent", "approve", str(job), "--party-config", str(party_toml)])
+    assert again.exit_code == 0, again.output

@@ -93,3 +93,19 @@ def budget(party_config: Path = _PartyConfig) -> None:
         console.print(f"{escape(name)}: total {total}, spent {s['spent_epsilon']:.4g}, reserved "
                       f"{s['reserved_epsilon']:.4g}, remaining "
                       f"{'-' if s['remaining_epsilon'] is None else format(s['remaining_epsilon'], '.4g')}")
+
+
+@consent_app.command("settle")
+def settle(job_id: str = typer.Argument(..., help="The job (run id) to settle."), party_config: Path = _PartyConfig,
+           outcome: str = typer.Option("abandoned", "--outcome", help="Recorded with the settlement.")) -> None:
+    """Settle a job that will not run again (e.g. a failed run nobody resumes): what it spent stays spent, the
+    rest of its reservation returns to the dataset's budget, and the job spends nothing more."""
+    desk, store = _desk(party_config)
+    try:
+        entry = desk.book.settle(job_id, outcome)
+    finally:
+        store.close()
+    if entry is None:
+        fail(f"party {desk.name!r} has no job {job_id!r} in its budget book")
+    console.print(f"job {escape(job_id)} settled: spent epsilon {entry.spent_epsilon:.4g}, released "
+                  f"{max(entry.reserved_epsilon - entry.spent_epsilon, 0.0):.4g}")
