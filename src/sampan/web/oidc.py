@@ -8,22 +8,25 @@ gives (`Accounts.create_session`, the same cookie), with the account's role. Not
 
 The flow (authlib does the protocol; this module only wires it):
 1. `GET /auth/oidc/login?next=...`: fresh `state`, `nonce` and PKCE `code_verifier` (authlib's generator, from
-   `secrets`), kept server-side under a random flow id that goes in an HttpOnly cookie (SameSite=Lax, so the
-   provider's redirect back carries it; path /auth/oidc; ten minutes); redirect to the provider's
+   `secrets`), sealed (AES-GCM, a key of this process) into an HttpOnly cookie (SameSite=Lax, so the
+   provider's redirect back carries it; path /auth/oidc; ten minutes): no server-side table a flood of
+   unauthenticated logins could fill; redirect to the provider's
    authorization endpoint (from its discovery document, whose `issuer` must be the configured one).
-2. `GET /auth/oidc/callback?code&state`: the flow is taken once (a replayed callback finds nothing); `state`
-   must match it; the code is exchanged with the client secret and the verifier; the ID token's signature
-   is checked against the provider's JWKS and its `iss`, `aud`, `exp`, `iat`, `nonce` (and `at_hash`) by
-   authlib/joserfc; then (issuer, sub) must belong to an enabled, linked account.
+2. `GET /auth/oidc/callback?code&state`: the cookie must open and `state` must match it; the flow is taken
+   once (a replayed callback is refused); the code is exchanged with the client secret and the verifier;
+   the ID token's signature is checked against the provider's JWKS and its `iss`, `aud` (must list the
+   client id), `exp`, `iat`, `nonce` (and `at_hash`) by authlib/joserfc; then (issuer, sub) must belong to
+   an enabled, linked account.
 
 Threat model: a network attacker or a malicious page cannot (a) sign a victim in as the attacker (login CSRF:
 the callback needs the victim's own flow cookie and its state), (b) replay a code or an ID token from
 another flow (nonce, single-use flow, PKCE), (c) pass off a token from another provider or for another
 client (iss and aud), or (d) redirect the browser elsewhere after sign-in (`next` stays a local path).
 A compromised identity provider can sign in as any linked account: it is trusted for exactly that.
-Flows live in this process's memory (the control plane runs one process beside its coordinator); a restart
-between the two steps asks the person to sign in again. The client secret comes from a file (0600) or an
-environment variable, never from coordinator.toml.
+The flow cookie's key lives in this process's memory (the control plane runs one process beside its
+coordinator); a restart between the two steps asks the person to sign in again. The client secret comes
+from a file (0600) or an environment variable, never from coordinator.toml. The issuer is compared exactly as
+configured (keep a trailing '/' if the provider's issuer has one).
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
-import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -124,7 +126,7 @@ class OidcSettings:
                 raise ConfigError(f"{source} client_secret_file: {exc}") from None
             if not secret:
                 raise ConfigError(f"{source} client_secret_file {str(path)!r} is empty")
-        return cls(section.issuer.rstrip("/"), section.client_id, secret, section.redirect_uri, section.scope)
+        return cls(section.issuer, section.client_id, secret, section.redirect_uri, section.scope)
 
 
 def settings_from_config(data: dict[str, Any] | None, *, source: str) -> OidcSettings | None:
@@ -152,30 +154,69 @@ class _Flow:
 
 
 class _Flows:
-    """Sign-ins in progress, by flow id (the cookie's value); each is taken once and expires."""
+    """Sign-ins in progress, each sealed into the browser's own flow cookie (AES-GCM under a key of this process).
+
+    Why sealed rather than a server-side table: `GET /auth/oidc/login` needs no authentication, so any table of
+    pending flows an outsider can fill is a table an outsider can empty (R14-ENT-8). A sealed cookie costs the
+    server nothing per login; the browser holds its own flow, which nobody else can read (the PKCE verifier and
+    nonce stay secret) or forge (GCM tag). Single use: once a callback's state matched, the flow's state is
+    remembered until the flow would expire anyway, and a second callback with it is refused. That memory is
+    capped at `_MAX_FLOWS` (oldest forgotten first); a replay of a forgotten flow still needs its authorization
+    code, which the provider accepts once (RFC 6749 4.1.2), and its nonce. A restart makes a new key: pending
+    sign-ins start again, as before."""
+
+    _AAD = b"sampan-oidc-flow-v1"
 
     def __init__(self) -> None:
-        self._flows: dict[str, _Flow] = {}
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        self._aead = AESGCM(AESGCM.generate_key(bit_length=256))
+        self._used: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def add(self, flow: _Flow) -> str:
-        flow_id = secrets.token_urlsafe(32)
-        with self._lock:
-            now = time.monotonic()
-            for key in [k for k, f in self._flows.items() if now - f.created > _FLOW_TTL_S]:
-                del self._flows[key]
-            while len(self._flows) >= _MAX_FLOWS:  # oldest first: a flood of logins cannot grow memory
-                del self._flows[next(iter(self._flows))]
-            self._flows[flow_id] = flow
-        return flow_id
+        """The cookie value: nonce || AES-GCM(flow as JSON)."""
+        import base64
+        import json
 
-    def take(self, flow_id: str | None) -> _Flow | None:
-        if not flow_id:
+        data = json.dumps([flow.state, flow.nonce, flow.code_verifier, flow.next_path, flow.created]).encode()
+        iv = os.urandom(12)
+        return base64.urlsafe_b64encode(iv + self._aead.encrypt(iv, data, self._AAD)).decode().rstrip("=")
+
+    def _open(self, value: str) -> _Flow | None:
+        import base64
+        import json
+
+        from cryptography.exceptions import InvalidTag
+
+        try:
+            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+            state, nonce, verifier, next_path, created = json.loads(self._aead.decrypt(raw[:12], raw[12:],
+                                                                                       self._AAD))
+            flow = _Flow(str(state), str(nonce), str(verifier), str(next_path), float(created))
+        except (InvalidTag, ValueError, TypeError):
             return None
+        return flow
+
+    def take(self, flow_id: str | None, state: str | None) -> _Flow | None:
+        """The flow, if its cookie is genuine, unexpired, its state matches, and it was not taken before."""
+        if not flow_id or len(flow_id) > 4096:
+            return None
+        flow = self._open(flow_id)
+        now = time.time()
+        if flow is None or not 0 <= now - flow.created <= _FLOW_TTL_S:
+            return None
+        if state is None or not hmac.compare_digest(state.encode(), flow.state.encode()):
+            raise Invalid("the sign-in's state does not match (a forged or replayed callback): start again",
+                          "state")
         with self._lock:
-            flow = self._flows.pop(flow_id, None)
-        if flow is None or time.monotonic() - flow.created > _FLOW_TTL_S:
-            return None
+            for key in [k for k, t in self._used.items() if now - t > _FLOW_TTL_S]:
+                del self._used[key]
+            if flow.state in self._used:
+                return None
+            while len(self._used) >= _MAX_FLOWS:
+                del self._used[next(iter(self._used))]
+            self._used[flow.state] = flow.created
         return flow
 
 
@@ -217,7 +258,9 @@ class OidcClient:
                 assert self._metadata is not None
                 return self._metadata
         issuer = self.settings.issuer
-        data = self._get_json(f"{issuer}/.well-known/openid-configuration", "discovery document")
+        # the issuer is compared exactly as configured (some providers' issuers end in '/'); only the discovery
+        # URL is built without a doubled slash (OpenID Connect Discovery 1.0, section 4)
+        data = self._get_json(f"{issuer.rstrip('/')}/.well-known/openid-configuration", "discovery document")
         if data.get("issuer") != issuer:
             raise Unauthenticated(f"the discovery document at {issuer} names issuer {data.get('issuer')!r}, not "
                                   f"{issuer!r}")
@@ -244,7 +287,7 @@ class OidcClient:
         from authlib.common.security import generate_token  # type: ignore[import-untyped]
 
         flow = _Flow(state=generate_token(32), nonce=generate_token(32), code_verifier=generate_token(64),
-                     next_path=next_path, created=time.monotonic())
+                     next_path=next_path, created=time.time())
         url, _ = self._session().create_authorization_url(
             self.metadata()["authorization_endpoint"], state=flow.state, nonce=flow.nonce,
             code_verifier=flow.code_verifier)
@@ -282,7 +325,10 @@ class OidcClient:
             except InvalidKeyIdError:  # the provider rotated its keys
                 decoded = jwt.decode(token["id_token"], key=self._key_set(True), registry=registry)
             claims = CodeIDToken(decoded.claims, decoded.header,
-                                 {"iss": {"essential": True, "values": [self.settings.issuer]}},
+                                 {"iss": {"essential": True, "values": [self.settings.issuer]},
+                                  # OIDC Core 3.1.3.7 (3): the console must be among the audiences; authlib
+                                  # checks aud only when asked (azp alone would accept another client's token)
+                                  "aud": {"essential": True, "values": [self.settings.client_id]}},
                                  {"nonce": flow.nonce, "client_id": self.settings.client_id,
                                   "access_token": token.get("access_token")})
             claims.validate(leeway=60)
@@ -317,11 +363,9 @@ def mount_oidc(app: Any, plane: Any, settings: OidcSettings) -> None:
     @router.get(CALLBACK_PATH)
     async def oidc_callback(request: Request, state: str | None = None, code: str | None = None,
                             error: str | None = None) -> Response:
-        flow = flows.take(request.cookies.get(FLOW_COOKIE))
+        flow = flows.take(request.cookies.get(FLOW_COOKIE), state)
         if flow is None:
-            raise Invalid("this sign-in was not started here or has expired: start again", "state")
-        if state is None or not hmac.compare_digest(state.encode(), flow.state.encode()):
-            raise Invalid("the sign-in's state does not match (a forged or replayed callback): start again",
+            raise Invalid("this sign-in was not started here, has expired or was used already: start again",
                           "state")
         if error is not None:
             raise Unauthenticated(f"the identity provider did not sign you in ({error[:100]})")
