@@ -12,8 +12,11 @@ while CKM_ECDSA_SHA256 is optional (SoftHSM 2.6 lacks it).
 Threat model: an attacker with this machine's files and the party's process memory, but not the token's
 PIN-protected key material, cannot sign as the organisation once the process is gone, and cannot copy the
 key: the token refuses to reveal the private value (CKA_SENSITIVE) or to wrap it out (CKA_EXTRACTABLE
-false), and those attributes cannot be turned back. While the process runs, it can ask the token to sign
-(that is the point); the PIN comes from a file or an environment variable, never from a config file.
+false), and those attributes cannot be turned back. A key already in the token (`--existing`, or the one
+`HsmIdentity` loads) is used only if the token reports it SENSITIVE, ALWAYS_SENSITIVE, NEVER_EXTRACTABLE and
+not EXTRACTABLE (so it was never readable, e.g. not imported from a file). While the process runs, it can
+ask the token to sign (that is the point); the PIN comes from a file or an environment variable, never from a
+config file.
 Not covered: a compromised token, or an attacker who holds the PIN and reaches the token.
 
 python-pkcs11 (the `hsm` extra) and asn1crypto (its dependency) are imported only here.
@@ -32,8 +35,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from sampan.crypto.identity import IdentityError, certificate_identity, load_certificate
 
-__all__ = ["HsmError", "Pkcs11Key", "HsmIdentity", "generate_key", "public_key", "sign_digest", "certificate_request",
-           "open_session"]
+__all__ = ["HsmError", "Pkcs11Key", "HsmIdentity", "generate_key", "public_key", "check_key", "sign_digest",
+           "certificate_request", "open_session"]
 
 CURVE = "secp256r1"
 
@@ -178,6 +181,30 @@ def _find(session: Any, key: Pkcs11Key, object_class: Any) -> Any:
                        "labels must be unique") from None
 
 
+def _private_key(session: Any, key: Pkcs11Key) -> Any:
+    """The private half, only if the token keeps it in: sensitive and not extractable, and always so.
+
+    Why: a key someone made earlier with EXTRACTABLE or without SENSITIVE (or imported from a file: then it was
+    never ALWAYS_SENSITIVE / NEVER_EXTRACTABLE, and a copy may live outside the token) would break the threat
+    model silently (R14-ENT-7). An attribute the token will not report counts as a refusal."""
+    pkcs11 = _pkcs11()
+    attr = pkcs11.Attribute
+    private = _find(session, key, pkcs11.ObjectClass.PRIVATE_KEY)
+    wanted = {attr.SENSITIVE: True, attr.ALWAYS_SENSITIVE: True, attr.EXTRACTABLE: False,
+              attr.NEVER_EXTRACTABLE: True}
+    for attribute, value in wanted.items():
+        try:
+            actual = private[attribute]
+        except pkcs11.PKCS11Error as exc:
+            raise HsmError(f"{key.where}: the token does not report {attribute.name} ({type(exc).__name__}); "
+                           "refusing a key that may be extractable or not sensitive") from None
+        if bool(actual) is not value:
+            raise HsmError(f"{key.where}: {attribute.name} is {bool(actual)}: the private key is (or was) "
+                           "extractable or not sensitive, so a copy may exist outside the token; make a new key "
+                           "in the token (sampan certs hsm-keygen without --existing)")
+    return private
+
+
 def _public_key(session: Any, key: Pkcs11Key) -> ec.EllipticCurvePublicKey:
     from pkcs11.util.ec import encode_ec_public_key
 
@@ -215,6 +242,14 @@ def generate_key(key: Pkcs11Key) -> ec.EllipticCurvePublicKey:
 def public_key(key: Pkcs11Key) -> ec.EllipticCurvePublicKey:
     with _session(key) as session:
         return _public_key(session, key)
+
+
+def check_key(key: Pkcs11Key) -> ec.EllipticCurvePublicKey:
+    """The public key of a pair already in the token, after checking its private half never left it."""
+    with _session(key) as session:
+        public = _public_key(session, key)
+        _private_key(session, key)
+        return public
 
 
 def _der_signature(raw: bytes) -> bytes:
@@ -255,7 +290,7 @@ def certificate_request(key: Pkcs11Key, subject: x509.Name, extensions: list[x50
                 {"extn_id": e.oid.dotted_string, "critical": e.critical,
                  "extn_value": ax509.ParsableOctetString(e.value.public_bytes())} for e in extensions]]}],
         })
-        signature = sign_digest(session, key, _find(session, key, _pkcs11().ObjectClass.PRIVATE_KEY), info.dump())
+        signature = sign_digest(session, key, _private_key(session, key), info.dump())
     request = acsr.CertificationRequest({"certification_request_info": info,
                                          "signature_algorithm": {"algorithm": "sha256_ecdsa"},
                                          "signature": signature})
@@ -284,7 +319,7 @@ class HsmIdentity:
             if _public_key(session, key).public_bytes(*spki) != self.certificate.public_key().public_bytes(*spki):
                 raise IdentityError(self.name, "bad_key", f"{key.where} does not belong to the certificate of "
                                     f"{self.name!r}")
-            self._private = _find(session, key, _pkcs11().ObjectClass.PRIVATE_KEY)
+            self._private = _private_key(session, key)
         except BaseException:
             self.close()
             raise

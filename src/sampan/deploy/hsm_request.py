@@ -13,7 +13,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from sampan.crypto.hsm import Pkcs11Key, certificate_request, generate_key, public_key
+from sampan.crypto.hsm import Pkcs11Key, certificate_request, check_key, generate_key
 from sampan.deploy.ca_store import URI_PREFIX, _check_name, _check_role, write_public
 from sampan.deploy.cert_checks import CertError
 
@@ -22,8 +22,9 @@ __all__ = ["create_hsm_request"]
 
 def create_hsm_request(key: Pkcs11Key, name: str, role: str, directory: str | Path, *,
                        organisation: str | None = None, generate: bool = True) -> Path:
-    """Generate the key pair in the token (unless `generate` is False: use the one already under the label) and
-    write `<name>-signing.csr`; returns the CSR's path. Only public material is written."""
+    """Generate the key pair in the token (unless `generate` is False: use the one already under the label, only
+    if the token keeps it sensitive and never extractable) and write `<name>-signing.csr`; returns the CSR's
+    path. Only public material is written."""
     _check_name(name)
     _check_role(role)
     out = Path(directory) / f"{name}-signing.csr"
@@ -32,7 +33,7 @@ def create_hsm_request(key: Pkcs11Key, name: str, role: str, directory: str | Pa
     if generate:
         generate_key(key)
     else:
-        public_key(key)  # the key must be there
+        check_key(key)  # the key must be there, sensitive and never extractable
     attrs = [x509.NameAttribute(NameOID.COMMON_NAME, name), x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role)]
     if organisation:
         attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation))

@@ -12,15 +12,13 @@ import pytest
 
 pkcs11 = pytest.importorskip("pkcs11")
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _softhsm import PIN, TOKEN, softhsm_token  # noqa: E402
 
 from sampan.crypto.hsm import Pkcs11Key, open_session  # noqa: E402
 from sampan.deploy.hsm_request import create_hsm_request  # noqa: E402
 
 
-@pytest.mark.xfail(strict=True, reason="R14-ENT-7: an existing extractable key is used as the HSM organisation key "
-                   "(hsm-keygen --existing says 'sensitive, not extractable' without checking)")
 def test_existing_extractable_key_is_refused(tmp_path: Path) -> None:
     from pkcs11 import Attribute, KeyType
     from pkcs11.util.ec import encode_named_curve_parameters
