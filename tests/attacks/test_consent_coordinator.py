@@ -148,6 +148,7 @@ def test_d_a_run_with_no_approvals_gets_nothing(fed: Fed) -> None:
     fed.refused_at_open(victim, "run-d2", bare, "carries no approved job spec")
     fit = fed.agents[victim].handle(Message("run-d2", 1, "coordinator", victim, "describe", meta={}))
     assert fit.is_error and "no open run" in str(fit.meta.get("error"))  # no handler: no data read
+    assert fed.agents[victim]._tables == {}  # its table was never even read
 
 
 def test_e_a_dropped_partner_approval_is_refused(fed: Fed) -> None:

@@ -101,16 +101,21 @@ class PartyAgent:
         self.consent = ConsentDesk(config, self._audit, current=lambda: self.config)  # approvals, rules, budgets
 
     # --- data ---------------------------------------------------------------------------------------
-    def table(self, dataset: str | None) -> tuple[str, PartyData]:
+    def dataset_name(self, dataset: str | None) -> str:
+        """The bound dataset a run names (its only one when it names none), without reading it."""
         datasets = self.config.data
         if dataset is None:
             if len(datasets) != 1:
                 raise ValueError(f"party {self.name!r} has datasets {sorted(datasets)}; the run must name one "
                                  "(deploy.dataset)")
             dataset = next(iter(datasets))
-        binding = datasets.get(dataset)
-        if binding is None:
+        if dataset not in datasets:
             raise ValueError(f"party {self.name!r} has no dataset {dataset!r} (has {sorted(datasets)})")
+        return dataset
+
+    def table(self, dataset: str | None) -> tuple[str, PartyData]:
+        dataset = self.dataset_name(dataset)
+        binding = self.config.data[dataset]
         stamp = _stamp(binding.path)
         if dataset not in self._tables or self._stamps.get(dataset) != stamp:  # the table as the file is now
             self._tables[dataset] = load_table(binding.path, binding.schema_, self.name, binding.format)
@@ -185,7 +190,7 @@ class PartyAgent:
         if current is not None and current.workflow == workflow:
             return message.reply("deploy.opened", meta={"reopened": True})
         job = {**dict(meta.get("job") or {}), "workflow": workflow}
-        dataset, table = self.table(meta.get("dataset"))
+        dataset = self.dataset_name(meta.get("dataset"))
         columns = [c.name for c in self.config.data[dataset].schema_.features]
         try:
             check_job(self.config.allow, self.name, job, dataset, columns)
@@ -193,6 +198,7 @@ class PartyAgent:
         except JobRefused as exc:
             self._refused(message, exc)
             raise
+        dataset, table = self.table(dataset)  # read only once the job is admitted
         record = job_record(self.name, job, dataset, columns)
         self._audit(message.run_id, "job_accepted", {"job": job, **record})
         log.info("party %s accepted run %s: %s", self.name, message.run_id, job_line(record))
@@ -211,7 +217,8 @@ class PartyAgent:
         protections = set(job.get("protections") or ())
         # run keys (vertical channels, SecAgg) are signed by the organisation's certificate and checked against
         # the CA and CRL; a job that needs them without a CRL is refused (`_keys`)
-        keyed = bool(self.config.tls.crl) or workflow in KEYED_WORKFLOWS or "secure_aggregation" in protections
+        keyed = (bool(self.config.tls.crl) or workflow in KEYED_WORKFLOWS or "secure_aggregation" in protections
+                 or (workflow == "checks" and bool(job.get("vertical"))))  # its PSI channels come from run keys
         identity, verifier = self._keys() if keyed else (None, None)
         if verifier is not None:  # peers' keys only from the partners (and bank) this party accepted
             verifier = PeerAllowList(verifier, self.name, job["parties"], label_holder=job.get("label_holder"))
