@@ -38,3 +38,22 @@ def test_cancelling_an_approved_job_gives_its_reservation_back(tmp_path: Path) -
     # the bank's next job (epsilon 4) must be approvable: nothing was spent
     third = admin.post(f"/api/v1/consortia/{cid}/jobs", json=job_body("third", config, bank_a="sme_loans")).json()
     assert operator.post(f"/api/v1/jobs/{third['id']}/approvals/bank_a", json={"approve": True}).status_code == 200
+
+
+@pytest.mark.xfail(strict=True, reason="R14-WEB-3: refusing after approving neither releases the reservation nor "
+                                       "withdraws the agent's signed approval")
+def test_refusing_after_approving_gives_the_reservation_back(tmp_path: Path) -> None:
+    world = make_world(tmp_path)
+    cid, operators = consortium_with_banks(world)
+    admin = world.client(world.admin)
+    operator = world.client(operators["bank_a"])
+    config = {**HORIZONTAL, "privacy": {"epsilon": 6.0, "delta": 1e-5, "dp3": {"clip": 1.0}}}
+    first = admin.post(f"/api/v1/consortia/{cid}/jobs", json=job_body("first", config, bank_a="sme_loans")).json()
+    second = admin.post(f"/api/v1/consortia/{cid}/jobs", json=job_body("second", config, bank_a="sme_loans")).json()
+    assert operator.post(f"/api/v1/jobs/{first['id']}/approvals/bank_a", json={"approve": True}).status_code == 200
+    refused = operator.post(f"/api/v1/jobs/{first['id']}/approvals/bank_a",
+                            json={"approve": False, "reason": "changed our mind"})
+    assert refused.status_code == 200 and refused.json()["status"] == "refused"
+    # the operator withdrew consent to `first`: its 6 epsilon must be free for `second`
+    answer = operator.post(f"/api/v1/jobs/{second['id']}/approvals/bank_a", json={"approve": True})
+    assert answer.status_code == 200, answer.text
