@@ -15,6 +15,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from sampan.errors import SampanError
 from sampan.web.console.pages_datasets import current_consortium
 from sampan.web.console.rendering import redirect, render
 from sampan.web.console.session import ConsoleRoute, context_of, form_of, principal_of
@@ -106,6 +107,9 @@ def start(request: Request, job_id: int) -> Response:
         job = context_of(request).plane.start_job(principal_of(request), job_id)
     except ControlPlaneError as exc:
         return _job_page(request, job_id, status=exc.status, error=exc.message)
+    except SampanError as exc:  # the coordinator refused the run config (e.g. a privacy setting): say so on the job
+        return _job_page(request, job_id, status=400, error=f"The coordinator cannot start this job: "
+                                                            f"{exc.user_message()}")
     return redirect(request, f"/runs/{job['run_id']}", ("ok", "The job started."))
 
 

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from sampan.errors import SampanError
 from sampan.web.api_auth import SESSION_COOKIE
 from sampan.web.console.csrf import FIELD, PRESESSION_COOKIE, CsrfGuard, new_presession
 from sampan.web.console.rendering import FLASH_COOKIE, PREFIX, ROLE_LABELS, Flasher, render
@@ -119,6 +120,9 @@ class ConsoleRoute(APIRoute):
             except ControlPlaneError as exc:
                 return render(request, "error.html", {"title": "Not possible", "error": exc.message,
                                                       "field": exc.field, "status": exc.status}, status=exc.status)
+            except SampanError as exc:  # e.g. a run config the coordinator refuses at start: a page, not raw JSON
+                return render(request, "error.html", {"title": "Not possible", "error": exc.user_message(),
+                                                      "field": None, "status": 400}, status=400)
 
         return handler
 
