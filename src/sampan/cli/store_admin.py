@@ -37,6 +37,14 @@ def _keys(public_key: list[str] | None) -> list[bytes] | None:
     return [load_public_key(k) for k in public_key] if public_key else None
 
 
+def _local_key(url: str) -> list[bytes] | None:
+    """The store's own audit key when its file exists (what `Store.trusted_keys` pins by default)."""
+    from sampan.runtime.audit_chain import default_audit_key_path, load_public_key
+
+    path = default_audit_key_path(url)
+    return [load_public_key(path)] if path is not None and path.exists() else None
+
+
 def _control_plane_metadata() -> list[Any]:
     """The console's table definitions when the web extra is installed (restored with their own types)."""
     try:
@@ -49,7 +57,8 @@ def _control_plane_metadata() -> list[Any]:
 _StoreOpt = typer.Option(None, "--store", help="SQLAlchemy URL of the store (default: $SAMPAN_STORE, else the "
                          "default SQLite file).")
 _KeyOpt = typer.Option(None, "--public-key", help="Trust only this audit public key (64 hex characters or a PEM "
-                       "file) when verifying the audit log; repeatable. Default: the keys recorded in the data.")
+                       "file) when verifying the audit log; repeatable. Default: the store's own audit key file "
+                       "when it exists, else the keys recorded in the data (no real check).")
 
 
 @store_app.command("backup")
@@ -78,7 +87,10 @@ def store_restore(source: Path = typer.Option(..., "--from", help="Archive writt
     except StoreError as exc:
         fail(exc)
     console.print(f"restored {len(summary.tables)} tables, {sum(summary.tables.values())} rows; "
-                  f"{summary.audit_entries} audit entries verified", highlight=False)
+                  f"{summary.audit_entries} audit entries verified ({summary.unsigned_entries} unsigned legacy), "
+                  + ("against the pinned audit key" if summary.pinned else
+                     "[yellow]against the keys recorded in the archive only: pass --public-key to pin[/]"),
+                  highlight=False)
 
 
 def audit_export(
@@ -91,14 +103,15 @@ def audit_export(
     public_key: list[str] | None = _KeyOpt,
 ) -> None:
     """Export the signed audit log for a SIEM as JSON lines or syslog; or verify a JSON-lines export offline."""
-    from sampan.files import atomic_write_text
-    from sampan.runtime.audit_export import export_lines, send, verify_jsonl
+    from sampan.files import atomic_write_bytes
+    from sampan.runtime.audit_export import export_lines, send, verify_jsonl, verify_manifest_time
     from sampan.runtime.store import Store
 
     if verify is not None:
         try:
             lines = verify.read_text(encoding="utf-8").splitlines()
-            problems = verify_jsonl(lines, _keys(public_key))
+            keys = _keys(public_key) or _local_key(_url(store))
+            problems = verify_jsonl(lines, keys)
         except (OSError, UnicodeDecodeError) as exc:
             fail(StoreError(f"cannot read audit export {str(verify)!r}: {exc}"))
         except StoreError as exc:
@@ -107,8 +120,11 @@ def audit_export(
             console.print(f"[bold red]AUDIT EXPORT BROKEN[/] — first bad entry: {escape(str(problems[0]))}",
                           highlight=False, soft_wrap=True)
             raise typer.Exit(1)
-        console.print(f"audit export intact: {len(lines)} lines verify"
-                      + ("" if public_key else " (keys from the export itself: pass --public-key to pin)"),
+        unsigned = sum(1 for line in lines if '"type":"event"' in line and '"signature":null' in line)
+        console.print(f"audit export intact: {len(lines)} lines verify, made {verify_manifest_time(lines)} "
+                      f"({unsigned} unsigned legacy entries)"
+                      + (" against the pinned audit key" if keys else
+                         " [yellow](keys from the export itself: pass --public-key to pin)[/]"),
                       highlight=False)
         return
     if fmt not in ("jsonl", "syslog"):
@@ -121,7 +137,7 @@ def audit_export(
             console.print(f"sent {sent} {fmt} messages to {escape(to)}", highlight=False)
         elif to:
             text = "".join(line + "\n" for line in lines_out)
-            atomic_write_text(to, text)
+            atomic_write_bytes(to, text.encode("utf-8"), 0o600)  # the log names people and decisions
             console.print(f"wrote {text.count(chr(10))} {fmt} lines to {escape(to)}", highlight=False)
         else:
             for line in lines_out:

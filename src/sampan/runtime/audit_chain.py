@@ -194,9 +194,15 @@ def _check_signature(keys: Mapping[str, bytes], key: str | None, signature: str 
     return None
 
 
-def _verify_chain(run_id: str, rows: Sequence[_Entry], head: _Head | None,
-                  keys: Mapping[str, bytes]) -> tuple[AuditProblem | None, int, list[str]]:
-    """(first problem, signed entries, the chain's hashes) for one run's entries in storage order."""
+def _verify_chain(run_id: str, rows: Sequence[_Entry], head: _Head | None, keys: Mapping[str, bytes], *,
+                  require_head: bool = False) -> tuple[AuditProblem | None, int, list[str]]:
+    """(first problem, signed entries, the chain's hashes) for one run's entries in storage order.
+
+    `require_head` (set when the trusted keys are pinned): a run with entries must end in a head signed by a
+    trusted key. Why: unsigned (pre-signing) entries verify only by their hashes, which anyone can recompute;
+    a forger who strips a chain's signatures, edits it, re-hashes it and deletes its head would otherwise pass
+    (R14-ENT-2). A signed head covers the last hash, which covers every entry before it, an unsigned legacy
+    prefix included; a chain that was never signed cannot be vouched for by a pinned key and is reported."""
     prev, signed, seen_signed = GENESIS, 0, False
     chain: list[str] = []
     for position, row in enumerate(rows, start=1):
@@ -226,6 +232,10 @@ def _verify_chain(run_id: str, rows: Sequence[_Entry], head: _Head | None,
     if head is None:
         if signed:
             return AuditProblem(run_id, last, None, None, "the signed head of the chain is missing"), signed, chain
+        if require_head and last:
+            return AuditProblem(run_id, last, None, None, "unsigned chain without a signed head (written before "
+                                "signing, or stripped of its signatures and re-hashed): the pinned key cannot "
+                                "vouch for it"), signed, chain
         return None, signed, chain
     why = _check_signature(keys, head.key_id, head.signature, _head_message(run_id, head.seq, head.hash))
     if why:
@@ -235,6 +245,11 @@ def _verify_chain(run_id: str, rows: Sequence[_Entry], head: _Head | None,
                             f"the signed head names entry {head.seq} ({head.hash[:12]}…) but the chain has {last} "
                             "entries: entries were deleted from the end (truncated)"), signed, chain
     return None, signed, chain
+
+
+def _export_message(at: str, heads: Mapping[str, Sequence[Any]]) -> bytes:
+    """What an export's manifest signs: when, and every run's (entries, last hash) in that export."""
+    return b"sampan-audit-export-v1\n" + _canonical({"at": at, "heads": {k: list(v) for k, v in heads.items()}})
 
 
 def _event_hash(prev: str, kind: str, detail: Mapping[str, Any]) -> str:

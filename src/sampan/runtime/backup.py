@@ -17,7 +17,14 @@ moved past the restored ids. A corrupted or edited archive is refused with the t
 
 Threat model: the archive is as sensitive as the database; keep it where the database's backups go.
 Its hashes catch corruption and casual edits, not a forger who rewrites the manifest as well; the audit
-chains' signatures (checked at restore, against `public_keys` when given) catch a forged audit log.
+chains' signatures catch a forged audit log when the key is pinned: `public_keys`, or by default the target
+store's own audit key file when it exists (`Store.trusted_keys`' rule). Pinned, every run must end in a
+signed head, so a chain stripped of its signatures and re-hashed is refused; unpinned (no key given, no
+key file), only the keys recorded in the archive are used and the check proves nothing against a forger.
+The summary says which, and how many entries are unsigned legacy ones. Names in the manifest must be
+plain identifiers; statements are built by SQLAlchemy, never pasted. Console accounts' TOTP seeds are
+stored encrypted (`sampan.web.totp_seal`, key outside the database), so an archive does not carry them in
+the clear; password hashes (argon2id) are in it.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import decimal
 import hashlib
 import io
 import json
+import re
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,14 +64,19 @@ from sqlalchemy import (
     func,
     insert,
     select,
-    text,
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.types import TypeEngine
 
 from sampan.files import atomic_write_bytes
-from sampan.runtime.audit_chain import AuditProblem, _verify_chain, key_id
+from sampan.runtime.audit_chain import (
+    AuditProblem,
+    _verify_chain,
+    default_audit_key_path,
+    key_id,
+    load_public_key,
+)
 from sampan.runtime.errors import StoreError
 from sampan.runtime.store_schema import Base
 
@@ -81,6 +94,8 @@ class BackupError(StoreError):
 class BackupSummary:
     tables: dict[str, int]  # table -> rows
     audit_entries: int = 0
+    unsigned_entries: int = 0  # legacy (pre-signing) entries: covered only by a later signed entry or head
+    pinned: bool = False  # the audit log was checked against pinned keys (given, or the target's key file)
 
 
 # --- values and column types ----------------------------------------------------------------------
@@ -277,6 +292,37 @@ def _load_rows(archive: zipfile.ZipFile, entry: Mapping[str, Any], source: str) 
     return rows
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def _check_identifiers(manifest: Mapping[str, Any], source: str) -> None:
+    """Every table, column, key and index name must be a plain SQL identifier (letters, digits, '_', at most
+    63 characters). Why: a forged manifest's names end up in DDL and statements; SQLAlchemy quotes them, and
+    this refuses anything a quoting slip could turn into SQL of the archive's choosing (R14-ENT-4)."""
+    def check(value: Any, what: str) -> None:
+        if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
+            raise BackupError(f"{source}: {what} {str(value)[:80]!r} is not a plain identifier (letters, digits, "
+                              "'_'); refusing the archive")
+
+    for entry in manifest["tables"]:
+        if not isinstance(entry, dict):
+            raise BackupError(f"{source}: manifest.json: a table entry is not an object")
+        table = entry.get("name")
+        check(table, "table name")
+        for column in entry.get("columns") or []:
+            check(column.get("name") if isinstance(column, dict) else column, f"table {table!r}: column name")
+        for name in entry.get("primary_key") or []:
+            check(name, f"table {table!r}: primary key column")
+        for fk in entry.get("foreign_keys") or []:
+            check(fk.get("table"), f"table {table!r}: foreign key's table")
+            for name in list(fk.get("columns") or []) + list(fk.get("referred") or []):
+                check(name, f"table {table!r}: foreign key column")
+        for ix in entry.get("indexes") or []:
+            check(ix.get("name"), f"table {table!r}: index name")
+            for name in ix.get("columns") or []:
+                check(name, f"table {table!r}: index column")
+
+
 def _define(meta: MetaData, entry: Mapping[str, Any]) -> Table:
     pk = set(entry.get("primary_key") or [])
     columns = [Column(c["name"], _sql_type(c), primary_key=c["name"] in pk, nullable=bool(c.get("nullable", True)),
@@ -298,12 +344,25 @@ def _check_empty(conn: Connection, url: str) -> None:
                               "restore only into a new, empty database")
 
 
-def _verify_audit(conn: Connection, public_keys: Iterable[bytes] | None) -> tuple[int, list[AuditProblem]]:
-    """Every restored audit chain, checked inside the restore's transaction."""
+def _pinned_keys(url: str, public_keys: Iterable[bytes] | None) -> list[bytes] | None:
+    """The keys a restore trusts: those given, else the target store's own audit key when its file exists
+    (as `Store.trusted_keys` does), else None (only the keys recorded in the archive: no real check)."""
+    if public_keys is not None:
+        return list(public_keys)
+    path = default_audit_key_path(url)
+    if path is not None and path.exists():
+        return [load_public_key(path)]
+    return None
+
+
+def _verify_audit(conn: Connection, public_keys: Iterable[bytes] | None) -> tuple[int, int, list[AuditProblem]]:
+    """Every restored audit chain, checked inside the restore's transaction: (entries, unsigned, problems).
+
+    With pinned keys every run must end in a signed head (an unsigned or signature-stripped chain is refused)."""
     meta = MetaData()
     meta.reflect(conn, only=lambda name, _m: name in ("sampan_events", "sampan_audit_heads", "sampan_audit_keys"))
     if "sampan_events" not in meta.tables:
-        return 0, []
+        return 0, 0, []
     events, heads = meta.tables["sampan_events"], meta.tables.get("sampan_audit_heads")
     if public_keys is not None:
         keys = {key_id(k): k for k in public_keys}
@@ -318,21 +377,26 @@ def _verify_audit(conn: Connection, public_keys: Iterable[bytes] | None) -> tupl
         rows_by_run.setdefault(row.run_id, []).append(row)
     problems = []
     for run_id in sorted(set(rows_by_run) | set(head_rows)):
-        problem, _, _ = _verify_chain(run_id, rows_by_run.get(run_id, []), head_rows.get(run_id), keys)
+        problem, _, _ = _verify_chain(run_id, rows_by_run.get(run_id, []), head_rows.get(run_id), keys,
+                                      require_head=public_keys is not None)
         if problem is not None:
             problems.append(problem)
-    return sum(len(r) for r in rows_by_run.values()), problems
+    unsigned = sum(1 for rows in rows_by_run.values() for r in rows if r.signature is None)
+    return sum(len(r) for r in rows_by_run.values()), unsigned, problems
 
 
 def _advance_sequences(conn: Connection, tables: Sequence[Table]) -> None:
     """PostgreSQL: serial/identity sequences start after the restored ids (the next insert must not collide)."""
+    preparer = conn.dialect.identifier_preparer
     for table in tables:
         pk = list(table.primary_key.columns)
         if len(pk) != 1 or not isinstance(pk[0].type, Integer):
             continue
-        column = pk[0].name
-        conn.execute(text(f'SELECT setval(pg_get_serial_sequence(:t, :c), COALESCE(MAX("{column}"), 1), '
-                          f'MAX("{column}") IS NOT NULL) FROM "{table.name}"'), {"t": table.name, "c": column})
+        column = pk[0]
+        # built by SQLAlchemy (names quoted by the dialect, values bound): nothing from the archive is pasted
+        top = func.max(column)
+        conn.execute(select(func.setval(func.pg_get_serial_sequence(preparer.format_table(table), column.name),
+                                        func.coalesce(top, 1), top.is_not(None))).select_from(table))
 
 
 def restore(source: str | Path, url: str, *, public_keys: Iterable[bytes] | None = None,
@@ -351,8 +415,10 @@ def restore(source: str | Path, url: str, *, public_keys: Iterable[bytes] | None
         raise BackupError(f"{name}: not a readable backup archive ({exc})") from None
     with archive:
         manifest = read_manifest(archive, name)
+        _check_identifiers(manifest, name)
         entries = manifest["tables"]
         loaded = {str(e.get("name")): _load_rows(archive, e, name) for e in entries}  # all checked before writing
+    pinned = _pinned_keys(url, public_keys)
     engine = _engine(url)
     try:
         with engine.begin() as conn:
@@ -385,7 +451,7 @@ def restore(source: str | Path, url: str, *, public_keys: Iterable[bytes] | None
                 restored.append(table)
             if engine.dialect.name == "postgresql":
                 _advance_sequences(conn, restored)
-            audited, problems = _verify_audit(conn, public_keys)
+            audited, unsigned, problems = _verify_audit(conn, pinned)
             if problems:
                 raise BackupError(f"{name}: the restored audit log does not verify ({problems[0]}); nothing was "
                                   "restored")
@@ -393,4 +459,4 @@ def restore(source: str | Path, url: str, *, public_keys: Iterable[bytes] | None
         raise BackupError(f"restore of {name!r} into {url!r} failed, nothing was written: {exc}") from None
     finally:
         engine.dispose()
-    return BackupSummary({e["name"]: int(e["rows"]) for e in entries}, audited)
+    return BackupSummary({e["name"]: int(e["rows"]) for e in entries}, audited, unsigned, pinned is not None)

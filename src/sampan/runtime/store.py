@@ -13,7 +13,9 @@ else under ~/.config/sampan/audit-keys/. `verify_audit` recomputes everything an
 entry. What no log kept in the same database can catch on its own: someone holding both the database
 and an old copy of it rolling the whole run back (or deleting a run with its events); anchor the heads
 outside (`sampan audit-log verify --write-anchor`, then `--anchor`) to catch that too. Chains written
-before signing existed (no position, no signature) still verify as unsigned legacy prefixes.
+before signing existed (no position, no signature) still verify as unsigned legacy prefixes of a signed
+chain; under a pinned key (given, or this store's key file) every run must end in a signed head, so a chain
+never signed (or stripped of its signatures) is reported: its hashes alone prove nothing.
 """
 
 from __future__ import annotations
@@ -313,7 +315,7 @@ class Store(ModelRegistry):
         for rid in run_ids:
             rows = self.events(rid)
             totals["entries"] += len(rows)
-            problem, signed, chain = _verify_chain(rid, rows, heads.get(rid), keys)
+            problem, signed, chain = _verify_chain(rid, rows, heads.get(rid), keys, require_head=pinned)
             totals["signed"] += signed
             totals["legacy"] += len(rows) - signed
             if problem is None and not rows and rid in known_runs:

@@ -31,8 +31,6 @@ def _archive(path: Path) -> None:
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(strict=True, reason="R14-ENT-4: restore pastes archive column names into SQL (_advance_sequences)"
-                   "; a forged archive runs its own SQL on PostgreSQL")
 def test_forged_archive_cannot_run_sql_at_restore(tmp_path: Path, postgres_url: str) -> None:
     assert len(COLUMN.encode()) <= 63
     archive = tmp_path / "forged.backup"
