@@ -215,5 +215,6 @@ def test_vertical_under_dp_only_charged_releases_and_the_declared_psi_set_size_c
                 assert field.protection == "visible" and field.role == "coordinator", (new[0], name, field)
                 visible.add((new[2], name))
     assert visible == {("psi.offer", "meta.n")}  # the bank's set size: PSI's own, declared, not DP-protected
-    assert ("checks.label", "meta.n") in charged and ("checks.overlap", "meta.count") not in charged  # new id is
-    # in no partner's set: the exact overlap did not change, and neither did its (fixed) noise
+    # R14-CHECKS-3: a vertical label release carries positives only (the rows are the PSI set size, psi.offer meta.n)
+    assert ("checks.label", "meta.positives") in charged and ("checks.overlap", "meta.count") not in charged
+    # the new id is in no partner's set: the exact overlap did not change, and neither did its (fixed) noise

@@ -19,6 +19,7 @@ from typing import Any
 
 from sampan.checks.party import ChecksParty
 from sampan.checks.privacy import checks_dp_mod
+from sampan.checks.terms import job_terms
 from sampan.checks.workflow import ChecksWorkflow, settings_of
 from sampan.core.capability import PartySetup
 from sampan.core.party import PartyApp
@@ -34,14 +35,18 @@ __all__ = ["CHECKS", "ChecksCapability", "checks_job"]
 PSI_STEPS = ("psi.offer", "psi.accept", "psi.blind", "psi.respond", "psi.finish")
 
 
-def checks_job(config: Any) -> dict[str, Any]:
-    """What each party is told (and approves): the workflow, whether it is vertical, and its protections."""
+def checks_job(config: Any, parties: list[str] | None = None) -> dict[str, Any]:
+    """What each party is told (and approves): the workflow, whether it is vertical, its protections, and the
+    release terms it holds every request to (``checks``: epsilons, histogram bins/columns/bounds; `job_terms`)."""
     vertical = getattr(config, "vertical", None)
-    job: dict[str, Any] = {"workflow": "checks", "parties": list(getattr(config, "party_names", []) or [])}
+    named = parties if parties is not None else list(getattr(config, "party_names", []) or [])
+    job: dict[str, Any] = {"workflow": "checks", "parties": list(named)}
     if vertical is not None:
         job.update(vertical=True, label_holder=str(vertical.label_holder))
-    if settings_of(config).dp is not None:
+    settings = settings_of(config)
+    if settings.dp is not None:
         job["protections"] = ["dp"]
+    job["checks"] = job_terms(settings, vertical=vertical is not None, n_parties=len(job["parties"]))
     return job
 
 
@@ -83,7 +88,7 @@ class ChecksCapability:
     def party_app(self, setup: PartySetup) -> PartyApp:
         announced = "dp" in set(setup.job.get("protections") or ())
         app = PartyApp(setup.name, mods=[checks_dp_mod(setup.name, announced_dp=announced, policy=setup.policy,
-                                                       max_epsilon=setup.options.get("max_epsilon"))])
+                                                       max_epsilon=setup.options.get("max_epsilon"), job=setup.job)])
         psi = None
         if setup.job.get("vertical"):
             app.mods.append(cardinality_only)
@@ -92,7 +97,7 @@ class ChecksCapability:
             app.register("vertical.peers", keyed.peers)
             keyed.psi.register(_Only(app, PSI_STEPS))
             psi = keyed.psi
-        party = ChecksParty(setup.name, setup.data, declared_schema(setup), psi)
+        party = ChecksParty(setup.name, setup.data, declared_schema(setup), psi, job=setup.job)
         for kind, handler in party.handlers().items():
             app.register(kind, handler)
         return app
@@ -106,11 +111,13 @@ class ChecksCapability:
 
         if job.get("vertical"):
             setups = simulate_vertical(config, seed)
+            job = checks_job(config, job["parties"] or list(setups))
             for name, setup in setups.items():
                 setup.job = job
                 setup.options = {**setup.options, "schema": declared(name)}
             return setups
         tables = load_party_tables(config, seed)
+        job = checks_job(config, job["parties"] or list(tables))
         verifier, identities = simulated_consortium(list(tables))
         return {name: PartySetup(name, data, job, identity=identities[name], verifier=verifier,
                                  options={"schema": declared(name)}) for name, data in tables.items()}

@@ -10,15 +10,20 @@ PSI in cardinality mode cross a party boundary):
 4. Horizontal jobs: ``checks.histogram`` to every party over the columns every party declares with the same
    public bounds; PSI of each party against the pooled others.
 Under [checks.dp] every release of steps 2-4 is charged to the run's ledger and persisted (``ctx.recorder.charge``)
-BEFORE its request leaves; each party's DP mod noises it (`sampan.checks.privacy`). Without DP they are exact and
-the receipt lists them as revealed.
+BEFORE its request leaves; each party's DP mod noises it (`sampan.checks.privacy`). The overlap count is charged
+to the label holder AND the partner (a statistic of both parties' records). Without DP they are exact and the
+receipt lists them as revealed. Outside the DP guarantee in every case: the PSI set sizes and the exact overlap
+count the label holder computes itself.
 
 What each role learns (threat model: semi-honest parties, a coordinator that does not collude with a party):
-- the coordinator: every party's declared schema; the label holders' [rows, positives], every party's
+- the coordinator: every party's declared schema; the label holders' [rows, positives] (vertical: positives; the
+  rows are the PSI set size), every party's
   histograms and the overlap count (Laplace-noised under DP, exact otherwise); in a vertical job the PSI set
   sizes of the label holder and each partner (exact: PSI reveals them), never an id or which ids match;
-- the label holder (vertical): each partner's set size and the exact size of their intersection, never which of
-  its ids are in it (the partner reshuffles the doubly blinded points); a partner: the label holder's set size;
+- the label holder (vertical): each partner's set size and the exact size of their intersection (not covered by
+  DP), never which of its ids are in it (the partner reshuffles the doubly blinded points) AS LONG AS it follows
+  the protocol: a label holder that blinds each id with its own key learns which ids match (review R14-CHECKS-6,
+  a documented limitation of PSI cardinality mode); a partner: the label holder's set size;
 - every party: the job's public settings and nothing about another party's rows.
 """
 
@@ -40,6 +45,7 @@ from sampan.checks.findings import (
 )
 from sampan.checks.protocol import HISTOGRAM, LABEL, OVERLAP, SCHEMA
 from sampan.checks.receipt import receipt_terms
+from sampan.checks.terms import checks_budget
 from sampan.config.checks import ChecksSection
 from sampan.core.workflow import RunContext, Workflow, WorkflowResult
 from sampan.privacy.ledger import Budget, Ledger, PrivacyEvent
@@ -85,9 +91,12 @@ class ChecksWorkflow(Workflow):
             labelled = [holder] if holder in labelled else []
         counts: dict[str, tuple[float, float]] = {}
         if labelled:
-            meta = plan.charge(labelled, "label", "label counts [rows, positives]", 3)
-            counts = {r.sender: (float(r.meta["n"]), float(r.meta["positives"]))
-                      for r in self._ask(ctx, labelled, LABEL, meta, 3)}
+            what = "label counts [positives]" if holder is not None else "label counts [rows, positives]"
+            meta = plan.charge(labelled, "label", what, 3)
+            # vertical: the label holder's rows are its PSI set size (exact anyway), so only positives are released
+            sizes = out["overlap"]["set_sizes"] if holder is not None else {}
+            counts = {r.sender: (float(r.meta["n"]) if "n" in r.meta else float(sizes[r.sender]),
+                                 float(r.meta["positives"])) for r in self._ask(ctx, labelled, LABEL, meta, 3)}
         rates, found = label_findings(counts, low=settings.min_positive_rate, high=settings.max_positive_rate)
         findings += found
         out["label"] = {p: {"rows": counts[p][0], "positives": counts[p][1], "positive_rate": rates[p]}
@@ -130,7 +139,8 @@ class ChecksWorkflow(Workflow):
             sizes.update(outcome.sizes)
         overlaps: dict[str, float] = {}
         for partner in partners:
-            meta = plan.charge([holder], "overlap", f"id overlap count with {partner}", 2)
+            # the count is a statistic of both parties' records: both are charged (review R14-CHECKS-3)
+            meta = plan.charge([holder, partner], "overlap", f"id overlap count of {holder} and {partner}", 2)
             reply = self._ask(ctx, [holder], OVERLAP, {**meta, "peer": partner}, 2)[0]
             overlaps[partner] = float(reply.meta["count"])
         fractions, found = overlap_findings(overlaps, holder, sizes.get(holder, 0), minimum=settings.min_overlap)
@@ -153,16 +163,6 @@ class ChecksWorkflow(Workflow):
                 "histograms": {p: h.tolist() for p, h in histograms.items()}}, [*skipped, *found]
 
 
-def checks_budget(settings: ChecksSection, n_parties: int) -> float:
-    """The most epsilon a checks job spends at any one party (its [checks.dp] budget_epsilon, else the label,
-    histogram and one overlap per partner): what a party reserves when it approves the job. 0 without DP."""
-    dp = settings.dp
-    if dp is None:
-        return 0.0
-    return float(dp.budget_epsilon or (dp.label_epsilon + dp.histogram_epsilon
-                                       + dp.overlap_epsilon * max(n_parties - 1, 1)))
-
-
 class _Charges:
     """The run's ledger under [checks.dp]: each release charged and persisted before its request leaves."""
 
@@ -171,7 +171,7 @@ class _Charges:
         self.ledger: Ledger | None = None
         if self.dp is not None:
             prior = ctx.recorder.ledger()
-            budget = checks_budget(settings, len(parties))
+            budget = checks_budget(settings, len(parties), vertical=getattr(ctx.config, "vertical", None) is not None)
             self.ledger = Ledger.from_json(prior) if prior else Ledger(
                 {p: Budget(float(budget), float(self.dp.delta)) for p in parties})
 

@@ -107,10 +107,16 @@ def job_description(config: Mapping[str, Any], *, workflow: str, operator: str |
     if workflow in _HORIZONTAL_JOBS and weighting:  # the loss weighting the bank trains under (its audit record)
         extra["class_weight"] = weighting
     if workflow == "checks":  # checks before training (`sampan.checks`): vertical or not, and DP on its releases
+        from sampan.checks.terms import job_terms
+        from sampan.config.checks import ChecksSection
+
         checks = config.get("checks") or {}
         extra["vertical"] = bool(vertical)
         if checks.get("dp") is not None:
             protections = sorted({*protections, "dp"})
+        # R14-CHECKS-2/4: each release's epsilon and the histogram bins/columns/bounds, held to exactly per request
+        extra["checks"] = job_terms(ChecksSection.model_validate(checks), vertical=bool(vertical),
+                                    n_parties=len(parties))
     if workflow == "vertical":  # review R12-VER-2/7b: the models and their shape each partner checks requests against
         extra["vertical"] = _vertical_job(vertical, woe_epsilon)
     if workflow in ("scoring", "serving") and (config.get("scoring") or {}).get("model"):  # R12-VER-5: the one model

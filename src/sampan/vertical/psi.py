@@ -95,7 +95,11 @@ MODE_REVEALS: dict[str, str] = {
         "Private set intersection, mode 'cardinality' (ECDH on Curve25519, semi-honest parties, "
         "non-colluding coordinator). The label holder learns only how many customers the two parties have in "
         "common (and the partner's set size), not which; the partner learns only the label holder's set "
-        "size. The coordinator relays sealed envelopes and learns only the two set sizes."
+        "size. The coordinator relays sealed envelopes and learns only the two set sizes. 'Not which' holds "
+        "only while the label holder follows the protocol: the partner's reshuffle hides the matching positions "
+        "from a label holder that blinds all its ids with one key, but one that blinds each id with its own key "
+        "(the partner cannot tell) learns which of its ids the partner holds (review R14-CHECKS-6; no "
+        "malicious-security variant yet)."
     ),
 }
 

@@ -16,12 +16,13 @@ from sqlalchemy import insert, select, update
 from sampan.errors import SampanError
 from sampan.web import db
 from sampan.web.errors import Conflict, Invalid, NotFound
-from sampan.web.roles import Principal, require
+from sampan.web.roles import ADMIN, ANALYST, AUDITOR, Principal, require
 from sampan.web.service_base import AUDIT_CHAIN, PlaneBase, row_dict
 from sampan.web.service_data import DataService
 
 __all__ = ["ResultsService"]
 
+_COORDINATOR_SIDE = frozenset({ADMIN, ANALYST, AUDITOR})  # who reads a checks run's per-bank report
 _TRANSITIONS = {"candidate": ("approved", "retired"), "approved": ("retired",), "retired": ()}
 _FINAL = {"completed": "finished",  # the runner's word for a finished run (the FakeGateway writes "finished")
           "finished": "finished", "failed": "failed", "cancelled": "cancelled", "interrupted": "failed"}
@@ -91,9 +92,19 @@ class ResultsService(DataService, PlaneBase):
     def report_files(self, principal: Principal, run_id: str) -> dict[str, str | None]:
         """The HTML report's and privacy receipt's paths the store records for the run (None: not written)."""
         require(principal, "report.read")
-        self._run_row(principal, run_id)
+        row = self._run_row(principal, run_id)
+        if principal.role not in _COORDINATOR_SIDE and self._workflow(row.job_id) == "checks":
+            # R14-CHECKS-5: a checks run's report holds per-bank statistics (each bank's rows and positives, its
+            # drift, a partner's overlap): coordinator-side roles only, never another party's operator
+            raise NotFound(f"run {run_id!r}'s checks report is for the consortium's admins, analysts and auditors",
+                           "run_id")
         view = self.gateway.run_view(run_id)
         return {"run_id": run_id, "report_path": view.report_path, "receipt_path": view.receipt_path}
+
+    def _workflow(self, job_id: int) -> str:
+        with self.engine.connect() as c:
+            config = c.execute(select(db.jobs.c.config).where(db.jobs.c.id == job_id)).scalar()
+        return str(((config or {}).get("run") or {}).get("workflow") or "horizontal")
 
     # --- model registry --------------------------------------------------------------------------------
     def _stage(self, name: str, version: int) -> tuple[str, list[dict[str, Any]]]:

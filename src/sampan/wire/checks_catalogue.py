@@ -36,15 +36,18 @@ def checks_catalogue(dp: bool, vertical: bool = False) -> dict[str, MessageSpec]
                   "bounds, categories and missing markers"),)),
         MessageSpec("checks.label", "coordinator", dp_request if dp else ()),
         MessageSpec("checks.label", "party", (
-            _released("meta.n", "checks.label", dp, "labelled row count"),
+            *(() if vertical else (_released("meta.n", "checks.label", dp, "labelled row count"),)),
             _released("meta.positives", "checks.label", dp, "positive labels"), *dp_reply)),
-        MessageSpec("checks.histogram", "coordinator", (
-            Field("meta.columns", "public", what="[name, low, high] per column: public bounds"),
-            Field("meta.bins", "public", what="bins per column"), *(dp_request if dp else ()))),
-        MessageSpec("checks.histogram", "party", (
-            _released("arrays.counts", "checks.histogram", dp, "counts per column and public bin, and missing cells"),
-            *dp_reply)),
     ]
+    if not vertical:  # a vertical checks job compares no histograms (and its label holder's rows are its PSI size)
+        specs += [
+            MessageSpec("checks.histogram", "coordinator", (
+                Field("meta.columns", "public", what="[name, low, high] per column: the job's public bounds"),
+                Field("meta.bins", "public", what="bins per column (the job's)"), *(dp_request if dp else ()))),
+            MessageSpec("checks.histogram", "party", (
+                _released("arrays.counts", "checks.histogram", dp, "counts per column and public bin, and missing "
+                          "cells"), *dp_reply)),
+        ]
     if vertical:
         envelope = Field("arrays.envelope", "random", what="sealed to the peer (AEAD)")
         keys = (Field("arrays.*", "random", what="per-run public key, certificate and signature"),

@@ -105,6 +105,9 @@ class JobSpec(_Frozen):
 
 
 def planned_spend(spec: JobSpec) -> tuple[float, float] | None:
+    checks = spec.job.get("checks") if spec.workflow == "checks" else None
+    if isinstance(checks, Mapping) and isinstance(checks.get("dp"), Mapping):  # R14-CHECKS-2: pure-epsilon Laplace
+        return float(checks["dp"]["budget_epsilon"]), 0.0  # releases, at most `checks_budget` at any one party
     if spec.privacy.epsilon is not None:
         return float(spec.privacy.epsilon), float(spec.privacy.delta or 0.0)
     if any(p in spec.protections for p in ("dp", "dp1", "dp2", "dp3", "woe_dp", "gbdt_dp")):

@@ -4,7 +4,11 @@ against the job the party approved. The job a party is told carries none of them
 [name, low, high] entries with up to 100 bins each. In a job without DP (whose receipt lists "counts per public bin"
 of the schema's bounds, 10 bins) a coordinator tiles a column with narrow windows and reads its exact empirical
 distribution at 0.01 resolution, one request. A vertical checks job (which never compares histograms) answers
-``checks.histogram`` too, so a partner's feature distributions leave in a job approved as "schema and id overlap"."""
+``checks.histogram`` too, so a partner's feature distributions leave in a job approved as "schema and id overlap".
+
+Fixed: the job carries its histogram bins, columns and bounds (`sampan.checks.terms.job_terms`); the agent
+(`check_checks_request`) and the party (`check_histogram`) refuse anything else, a column asked twice, and any
+histogram in a vertical job."""
 
 from __future__ import annotations
 
@@ -19,8 +23,6 @@ from sampan.deploy.allow_section import JobRefused
 from sampan.wire import Message
 
 
-@pytest.mark.xfail(strict=True, reason="R14-CHECKS-4: histogram bounds/bins/columns are the request's: an exact job "
-                   "leaks a column's distribution at any resolution")
 def test_a_histogram_request_is_held_to_the_jobs_columns_bounds_and_bins() -> None:
     data = fixture.banks()["bank_0"]
     job = checks_job(fixture.config({}))  # no DP: the receipt says 10 bins over the schema's public bounds
@@ -44,8 +46,6 @@ def test_a_histogram_request_is_held_to_the_jobs_columns_bounds_and_bins() -> No
     assert exact < len(windows), f"{exact} of {len(windows)} windows give exact counts at 0.01 resolution"
 
 
-@pytest.mark.xfail(strict=True, reason="R14-CHECKS-4: a vertical checks job's party answers checks.histogram (the "
-                   "vertical job never compares histograms)")
 def test_a_vertical_checks_job_answers_no_histogram() -> None:
     job = {"workflow": "checks", "vertical": True, "label_holder": "bank", "parties": ["bank", "delivery"]}
     with pytest.raises(JobRefused):

@@ -2,14 +2,16 @@
 column, each partner's overlap), and its receipt says they are "revealed to the coordinator". The control plane
 serves the run's HTML report to every principal who can see the consortium (`report.read` is granted to all roles,
 `ControlPlane.report_files` checks only consortium visibility), so the party operator of a competitor bank reads
-bank_a's exact portfolio size and default count from a checks job run without DP."""
+bank_a's exact portfolio size and default count from a checks job run without DP.
+
+Fixed: `ControlPlane.report_files` serves a checks run's report to coordinator-side roles only (admin, analyst,
+auditor); the receipt says so."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import _checks_parties as fixture
-import pytest
 from _web_plane import BANKS, consortium_with_banks, make_world
 
 from sampan.checks.report import checks_html
@@ -19,8 +21,6 @@ from sampan.web.errors import NotFound
 CHECKS = {"run": {"name": "checks", "workflow": "checks"}, "checks": {}}
 
 
-@pytest.mark.xfail(strict=True, reason="R14-CHECKS-5: another bank's operator reads a checks report holding bank_a's "
-                   "exact label counts (receipt: revealed to the coordinator)")
 def test_another_banks_operator_cannot_read_a_banks_exact_checks_statistics(tmp_path: Path) -> None:
     reports = tmp_path / "reports"
     reports.mkdir()
