@@ -5,7 +5,11 @@ H(b)^beta from psi.accept, raises them to each alpha_i and looks for H(b)^(beta 
 H(a_i)^(alpha_i beta): a hit names a_i. It learns exactly which of its ids the partner holds, in one run.
 `MODE_REVEALS["cardinality"]` says "semi-honest parties", but docs/config.md ("the label holder learns how many ids
 they share, not which (the partner reshuffles)"), the checks receipt and T5's claim ("cannot say whether a given id
-... is in the intersection better than chance") do not qualify it."""
+... is in the intersection better than chance") do not qualify it.
+
+Kept as a strict xfail: a documented limitation (PSI cardinality mode has no malicious-security variant yet).
+MODE_REVEALS["cardinality"], docs/config.md ("Checks before training"), the checks receipt's threat model and
+`sampan.checks.workflow` now say "not which" holds only for a label holder that follows the protocol."""
 
 from __future__ import annotations
 
