@@ -1,0 +1,70 @@
+"""R14-CONSENT-1: a job id reused for ANOTHER dataset of the same party gets the first dataset's reservation;
+the second dataset's lifetime budget is never checked and never charged.
+
+Claim (T1, owner_budget docstring, docs/deploy.md §5a): one lifetime budget per (party, dataset); a job's
+planned (epsilon, delta) is reserved at approval and refused "when it exceeds the unreserved remainder" of
+THAT dataset. `OwnerBudgetBook.reserve` is idempotent per job id only ("a second call returns the first
+reservation, whatever it asks"), not per (job id, dataset), and `ConsentDesk.decide` never checks that the
+entry it got back is for the dataset the spec reads. A coordinator that had job "job-1" approved on dataset
+`loans` (budget 5) asks the same party to approve "job-1" on dataset `cards` (lifetime budget 0.1): the
+party signs an approval reserving epsilon 1 of... `loans`, and every release the run then makes on `cards` is
+charged to the `loans` entry. `cards` spends 1.0 against a lifetime total of 0.1 while its book says 0.
+Fix: key book entries by (job id, dataset) or refuse a reserve whose job id is held for another dataset.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _deploy_federation import ThreadFederation  # noqa: E402
+
+from sampan.deploy.config import load_party_config  # noqa: E402
+from sampan.deploy.consent import job_spec  # noqa: E402
+from sampan.deploy.party_agent import PartyAgent  # noqa: E402
+from sampan.wire import Message  # noqa: E402
+
+CONFIG: dict[str, Any] = {
+    "run": {"name": "consent", "workflow": "horizontal", "rounds": 2, "seed": 3},
+    "privacy": {"epsilon": 1.0, "delta": 1e-5, "dp2": {"noise_multiplier": 1.2}},
+    "deploy": {"dataset": "loans", "submitted_by": "ops"},
+}
+
+
+@pytest.mark.xfail(strict=True, reason="R14-CONSENT-1: a job id reused on another dataset gets the first "
+                                       "dataset's reservation; the second dataset's lifetime budget is bypassed")
+def test_a_job_id_reused_on_another_dataset_is_checked_against_that_dataset_s_budget(tmp_path: Path) -> None:
+    fed = ThreadFederation(tmp_path, start=False, n=300)
+    try:
+        agents: dict[str, PartyAgent] = {}
+        for name, path in fed.files.party_configs.items():
+            text = path.read_text()
+            cards = text[text.index("[data.loans]"):].replace("data.loans", "data.cards")
+            path.write_text(text + "\n[data.loans.budget]\nepsilon = 5.0\n\n" + cards
+                            + "\n[data.cards.budget]\nepsilon = 0.1\n")
+            agents[name] = PartyAgent(load_party_config(path))
+        names = sorted(agents)
+        victim = names[0]
+        desk = agents[victim].consent
+        columns = desk.served_columns("loans")
+
+        def ask(dataset: str) -> Message:
+            datasets = {n: {"dataset": dataset if n == victim else "loans", "columns": columns} for n in names}
+            spec = job_spec(CONFIG, parties=names, datasets=datasets, label_holder=None, operator="ops",
+                            job_id="job-1")
+            return agents[victim].handle(Message("job-1", 0, "coordinator", victim, "consent.request",
+                                                 meta={"spec": spec.model_dump(mode="json"),
+                                                       "decided_by": "operator:ops"}))
+
+        assert ask("loans").kind == "consent.approval"  # epsilon 1 of loans' 5: fine
+        on_cards = ask("cards")  # epsilon 1 of cards' lifetime 0.1: must be refused
+        held = desk.book.status("cards")
+        assert on_cards.is_error and "budget" in str(on_cards.meta.get("error")), (
+            on_cards.meta.get("approval", {}).get("reserved"), held)
+    finally:
+        fed.coordinator.security.close()
