@@ -20,6 +20,21 @@ MAX_HEIGHT = 1000
 CONSOLE = "/console"
 
 
+UNNAMED_CONTROLS_JS = """() => {
+  const named = (el) => (el.labels && el.labels.length) || el.getAttribute('aria-label')
+    || el.getAttribute('aria-labelledby') || (el.tagName === 'BUTTON' && el.textContent.trim())
+    || (el.tagName === 'A' && el.textContent.trim());
+  return Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea, button, a[href]'))
+    .filter((el) => !named(el)).map((el) => el.outerHTML.slice(0, 120));
+}"""
+
+
+def unnamed_controls(page: Page) -> list[str]:
+    """Form controls, buttons and links on the page with no accessible name (no label, no text, no aria-label)."""
+    found: list[str] = page.evaluate(UNNAMED_CONTROLS_JS)
+    return found
+
+
 class Screenshots:
     """Full-page PNGs by page name (at most MAX_HEIGHT tall), quantised to a 32-colour palette: text pages stay
     sharp at a fraction of the size, so docs/console stays small."""
@@ -33,6 +48,7 @@ class Screenshots:
 
         assert re.fullmatch(r"[a-z0-9-]+", name), name
         page.wait_for_load_state("load")
+        assert unnamed_controls(page) == [], f"{name}: controls without an accessible name"
         raw = page.screenshot(full_page=True, animations="disabled", caret="hide")
         with Image.open(io.BytesIO(raw)) as image:
             assert image.width == WIDTH, f"{name}: the page is wider than {WIDTH} px ({image.size})"

@@ -10,8 +10,9 @@ so a field without a label or a button without a name fails the test):
 4. a second job that reads one column fewer is refused by the party's agent: its approval does not cover it;
 5. a job that would exceed a dataset's remaining lifetime budget cannot be approved;
 6. the model is promoted (candidate -> approved) and exported as a download.
-Each page is screenshotted at 1280 px (`docs/console/` when SAMPAN_CONSOLE_SCREENSHOTS points there), and no
-page may trip the console's Content-Security-Policy or answer a 5xx.
+Each page is screenshotted at 1280 px (`docs/console/` when SAMPAN_CONSOLE_SCREENSHOTS points there); on each,
+every control, button and link must have an accessible name, and no page may trip the console's
+Content-Security-Policy or answer a 5xx.
 """
 
 from __future__ import annotations
