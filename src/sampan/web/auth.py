@@ -3,7 +3,8 @@
 Why these choices: passwords are hashed with argon2-cffi's argon2id at the library's defaults (re-hashed at the
 next sign-in when the defaults change), so a stolen database does not give passwords away; API tokens and session
 ids are 256-bit values from `secrets`, so one SHA-256 suffices at rest and a database reader cannot use them.
-A TOTP code (pyotp, RFC 6238, one step either side) is accepted once: its time step is recorded and any code of
+A TOTP code (pyotp, RFC 6238, one step either side) is accepted once (its seed is sealed at rest under a key
+kept outside the database, `sampan.web.totp_seal`): its time step is recorded and any code of
 that step or an earlier one is refused, so a shoulder-surfed or phished code cannot be replayed. Sessions end
 after `idle` without use and after `absolute` whatever happens, each with its own CSRF token (constant-time
 compare). After `max_failures` wrong passwords or codes in a row an account is locked for `lockout` (per user,
@@ -53,6 +54,7 @@ class AuthSettings:
     max_failures: int = 5
     lockout: timedelta = timedelta(minutes=5)
     argon2: Mapping[str, int] | None = None  # PasswordHasher parameters; None: the library's defaults (production)
+    totp_key_file: str | None = None  # the key sealing TOTP seeds at rest; None: beside the store (totp_seal)
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,9 @@ class Accounts:
         params: dict[str, Any] = dict(self.settings.argon2 or {})
         self._hasher = PasswordHasher(**params)
         self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
+        from sampan.web.totp_seal import TotpSeal
+
+        self._totp_seal = TotpSeal.for_engine(engine, self.settings.totp_key_file)  # seeds sealed at rest
 
     # --- users ----------------------------------------------------------------------------------
     @staticmethod
@@ -212,7 +217,8 @@ class Accounts:
         secret = pyotp.random_base32()
         with self.engine.begin() as c:
             c.execute(update(db.users).where(db.users.c.id == principal.user_id).values(
-                totp_secret=secret, totp_confirmed=False, totp_last_step=None))
+                totp_secret=self._totp_seal.seal(principal.user_id, secret), totp_confirmed=False,
+                totp_last_step=None))
         return secret, pyotp.TOTP(secret).provisioning_uri(name=principal.username, issuer_name=issuer)
 
     def confirm_totp(self, principal: Principal, code: str) -> None:
@@ -229,9 +235,14 @@ class Accounts:
         """Valid within one step either side, and of a later step than the last accepted code (no replay)."""
         import pyotp
 
+        from sampan.web.totp_seal import SealError
+
         if not row.totp_secret or not code.isdigit():
             return False
-        totp = pyotp.TOTP(row.totp_secret)
+        try:
+            totp = pyotp.TOTP(self._totp_seal.open(int(row.id), str(row.totp_secret)))
+        except SealError as exc:
+            raise Unauthenticated(f"{exc}: an admin must reset this account's second factor", "totp") from None
         current = int(self.clock().timestamp()) // _TOTP_STEP
         last = row.totp_last_step if row.totp_last_step is not None else -1
         matched = None

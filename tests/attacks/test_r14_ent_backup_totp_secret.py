@@ -8,7 +8,6 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-import pytest
 from sqlalchemy import create_engine
 
 from sampan.runtime.backup import backup
@@ -16,7 +15,6 @@ from sampan.web.auth import Accounts, AuthSettings
 from sampan.web.db import create_tables
 
 
-@pytest.mark.xfail(strict=True, reason="R14-ENT-3: a store backup carries every account's TOTP secret in the clear")
 def test_backup_does_not_reveal_totp_seeds(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cp.db'}"
     engine = create_engine(url)
