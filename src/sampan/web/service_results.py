@@ -93,12 +93,14 @@ class ResultsService(DataService, PlaneBase):
         """The HTML report's and privacy receipt's paths the store records for the run (None: not written)."""
         require(principal, "report.read")
         row = self._run_row(principal, run_id)
+        view = self.gateway.run_view(run_id)
         if principal.role not in _COORDINATOR_SIDE and self._workflow(row.job_id) == "checks":
             # R14-CHECKS-5: a checks run's report holds per-bank statistics (each bank's rows and positives, its
-            # drift, a partner's overlap): coordinator-side roles only, never another party's operator
-            raise NotFound(f"run {run_id!r}'s checks report is for the consortium's admins, analysts and auditors",
-                           "run_id")
-        view = self.gateway.run_view(run_id)
+            # drift, a partner's overlap): coordinator-side roles only, never a party's operator (the receipt,
+            # which says what was revealed and to whom, stays readable)
+            return {"run_id": run_id, "report_path": None, "receipt_path": view.receipt_path,
+                    "report_withheld": "a checks run's report holds per-party statistics: it is for the "
+                                       "consortium's admins, analysts and auditors only"}
         return {"run_id": run_id, "report_path": view.report_path, "receipt_path": view.receipt_path}
 
     def _workflow(self, job_id: int) -> str:

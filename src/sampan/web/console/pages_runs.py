@@ -80,6 +80,8 @@ def cancel(request: Request, run_id: str) -> Response:
 def _document(request: Request, run_id: str, key: str) -> Path:
     files = context_of(request).plane.report_files(principal_of(request), run_id)
     path = files.get(key)
+    if key == "report_path" and files.get("report_withheld"):  # R14-CHECKS-5: not for this role
+        raise NotFound(f"run {run_id}: {files['report_withheld']}", key)
     if not path or not Path(path).is_file():
         raise NotFound(f"run {run_id} has no {key.replace('_path', '')} yet", key)
     return Path(path)
