@@ -1,0 +1,58 @@
+"""R14-CONSENT-6: in the default `[consent] mode = "rules"`, the implicit rule "allow" (party.toml's [allow], or
+its permissive defaults) auto-approves every job [allow] permits, at ANY epsilon: a narrower standing rule the
+party adds (max_epsilon, columns, operators, expiry) restricts nothing.
+
+Claim (rules.py / docs/deploy.md §5a): a standing rule is "advance consent of `party` to jobs on `dataset`
+within these limits" ("logistic regression on dataset X, epsilon <= 1, these columns only"); jobs no rule
+covers need a person. `ConsentDesk._grounds` tries `[rule_from_allow(...), *rules]` and `[allow]` has no
+epsilon key, so a party that adds only the rule "epsilon <= 0.5 on loans" still has a coordinator-submitted
+(`operator:`) job spending epsilon 4 of its lifetime budget approved automatically, decided_by "rule:allow".
+The console offers these rules as the way to limit auto-approval, so an operator is told it is limited.
+Fix: once a party holds rules of its own, `[allow]` is the hard limit only (not a rule), or give [allow]
+a max_epsilon and make the implicit rule opt-in (`[consent] allow_is_rule = true`).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _deploy_federation import ThreadFederation  # noqa: E402
+
+from sampan.deploy.config import load_party_config  # noqa: E402
+from sampan.deploy.consent import job_spec  # noqa: E402
+from sampan.deploy.party_agent import PartyAgent  # noqa: E402
+from sampan.wire import Message  # noqa: E402
+
+BIG: dict[str, Any] = {"run": {"name": "big", "workflow": "horizontal", "rounds": 2, "seed": 3},
+                       "privacy": {"epsilon": 4.0, "delta": 1e-5, "dp2": {"noise_multiplier": 1.2}},
+                       "deploy": {"dataset": "loans", "submitted_by": "ops"}}
+
+
+@pytest.mark.xfail(strict=True, reason="R14-CONSENT-6: the implicit [allow] rule approves any epsilon; a narrower "
+                                       "standing rule restricts nothing")
+def test_a_job_beyond_the_party_s_only_rule_is_not_approved_automatically(tmp_path: Path) -> None:
+    fed = ThreadFederation(tmp_path, start=False, n=300)
+    try:
+        agents: dict[str, PartyAgent] = {}
+        for name, path in fed.files.party_configs.items():
+            path.write_text(path.read_text() + "\n[data.loans.budget]\nepsilon = 8.0\n")
+            agents[name] = PartyAgent(load_party_config(path))
+        names = sorted(agents)
+        victim = agents[names[0]]
+        victim.consent.add_rule({"id": "small-lr", "party": names[0], "dataset": "loans", "max_epsilon": 0.5},
+                                "person:risk-officer", relayed=False)
+        columns = victim.consent.served_columns("loans")
+        spec = job_spec(BIG, parties=names, datasets={n: {"dataset": "loans", "columns": columns} for n in names},
+                        label_holder=None, operator="ops", job_id="big-1")
+        reply = victim.handle(Message("big-1", 0, "coordinator", names[0], "consent.request",
+                                      meta={"spec": spec.model_dump(mode="json"), "decided_by": "operator:ops"}))
+        assert reply.is_error, ("approved automatically", reply.meta.get("approval", {}).get("reserved"),
+                                victim.consent.book.status("loans")["remaining_epsilon"])
+    finally:
+        fed.coordinator.security.close()
