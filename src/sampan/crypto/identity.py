@@ -35,7 +35,7 @@ import hashlib
 import re
 import struct
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +55,7 @@ __all__ = [
 ]
 
 _DOMAIN = b"sampan/signed-keys/v1\n"
+DOCUMENT_SIGNING = x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36")  # id-kp-documentSigning (RFC 9336)
 URI_PREFIX = "urn:sampan:"
 # A member name (CN). Always checked with `fullmatch` ('$' would accept a trailing newline: 'bank\n').
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -259,12 +260,20 @@ class IdentityVerifier:
     party's state folder, when given, so it survives restarts) and a CRL with a lower number — an older,
     still validly signed list put back in place to un-revoke a certificate — is refused (`crl_rollback`).
     Once a numbered CRL was accepted, one without a number counts as 0 and is refused too.
+
+    `signing_names` (R14-ENT-1): the names the CA issued an organisation signing certificate to (documentSigning,
+    a key held in an HSM), read from the CA's signed issuance record (`sampan.deploy.identity_source.
+    issued_signing_names`). For those names `verify` accepts only a signing certificate's signatures: the TLS
+    key is a file on the member's machine, and whoever copies it must not sign run keys or approvals. Without
+    `signing_names` (no issuance record configured) a TLS certificate's signatures are accepted for every name.
     """
 
     def __init__(self, ca: x509.Certificate, crl: x509.CertificateRevocationList | None = None, *,
-                 crl_path: str | Path | None = None, state: str | Path | None = None) -> None:
+                 crl_path: str | Path | None = None, state: str | Path | None = None,
+                 signing_names: Callable[[], Collection[str]] | None = None) -> None:
         from sampan.files import HighWater
 
+        self._signing_names = signing_names
         _check_is_ca(ca)  # its dates are checked at every check (`check_certificate`): it may expire mid-run
         self.ca = ca
         self._high = HighWater(state)
@@ -279,8 +288,8 @@ class IdentityVerifier:
             self._load(crl.public_bytes(serialization.Encoding.PEM), "CRL")
 
     @classmethod
-    def from_files(cls, ca: str | Path, crl: str | Path | None = None, *,
-                   state: str | Path | None = None) -> IdentityVerifier:
+    def from_files(cls, ca: str | Path, crl: str | Path | None = None, *, state: str | Path | None = None,
+                   signing_names: Callable[[], Collection[str]] | None = None) -> IdentityVerifier:
         """Deployment: the consortium CA file and, if configured, the CRL file (re-read at every check);
         `state`: where the highest CRL number accepted is kept."""
         try:
@@ -288,7 +297,7 @@ class IdentityVerifier:
         except (OSError, ValueError) as exc:
             raise IdentityError(None, "bad_certificate", f"consortium CA {str(ca)!r} cannot be read: {exc}") from None
         check_authority(ca_cert)  # an expired CA is refused at run open, not at the first peer
-        verifier = cls(ca_cert, crl_path=crl, state=state)
+        verifier = cls(ca_cert, crl_path=crl, state=state, signing_names=signing_names)
         verifier.revoked_serials()  # a bad or stale CRL is refused now, not at the first peer
         return verifier
 
@@ -336,6 +345,10 @@ class IdentityVerifier:
                role: str | None = "party") -> x509.Certificate:
         """Raise IdentityError naming `peer` unless `signature` over `payload` is by `peer`'s valid certificate."""
         cert = self.check(peer, certificate_pem, role=role)
+        if self._signing_names is not None and peer in self._signing_names() and not signing_only(cert):
+            raise IdentityError(peer, "not_signing_certificate", f"{peer!r} holds an organisation signing "
+                                "certificate (documentSigning, its key in an HSM): its signatures must come from "
+                                "that certificate, not from its TLS certificate (whose key is a file)")
         key = cert.public_key()
         assert isinstance(key, ec.EllipticCurvePublicKey)  # check_certificate(signing=True)
         try:
@@ -344,6 +357,14 @@ class IdentityVerifier:
             raise IdentityError(peer, "bad_signature", "the signature over its keys does not verify: the keys were "
                                 "substituted or altered in transit") from None
         return cert
+
+
+def signing_only(cert: x509.Certificate) -> bool:
+    """Whether `cert` is an organisation signing certificate (extended key usage documentSigning)."""
+    try:
+        return DOCUMENT_SIGNING in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
 
 
 # --- signed per-run keys -------------------------------------------------------------------------

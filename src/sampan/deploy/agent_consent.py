@@ -81,11 +81,9 @@ class ConsentDesk:
         return self.signer
 
     def verifier(self) -> Any:
-        from sampan.crypto.identity import IdentityVerifier
+        from sampan.deploy.identity_source import load_verifier
 
-        tls = self.config.tls
-        return IdentityVerifier.from_files(tls.ca, tls.crl,
-                                           state=Path(self.config.party.state_dir) / "revocation_high_water.json")
+        return load_verifier(self.config.tls, Path(self.config.party.state_dir) / "revocation_high_water.json")
 
     # --- what it serves ---------------------------------------------------------------------------------
     def served_columns(self, dataset: str) -> list[str]:

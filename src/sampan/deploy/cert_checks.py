@@ -209,6 +209,14 @@ class IssuedRecord:
         self.generation += 1
         return True
 
+    def signing_names(self) -> frozenset[str]:
+        """Names the CA issued an (unrevoked) organisation signing certificate to: their signatures must come
+        from it, not from their TLS certificate (`IdentityVerifier(signing_names=...)`). An expired one still
+        counts (fail closed: renew it); only the CA's revocation hands signing back to the TLS key."""
+        self.refresh()
+        return frozenset(str(e.get("name")) for e in self.entries.values()
+                         if e.get("usage") == "signing" and "revoked_at" not in e)
+
     def check(self, cert: x509.Certificate, name: str, pin: str) -> None:
         """The certificate must be the CA's current issuance for `name`: listed, unrevoked, the name's one key."""
         self.refresh()

@@ -34,8 +34,9 @@ class TLSSection(_Strict):
     key: str = Field(description="this member's private key (PEM, 0600; made locally, never sent)")
     crl: str | None = Field(None, description="certificate revocation list (PEM), re-read at every check; a "
                             "party needs it for vertical and secure aggregation runs (it checks peers' run keys)")
-    issued: str | None = Field(None, description="coordinator: the CA's signed issuance record (issued.json), "
-                               "where members' key pins come from; re-read when it changes")
+    issued: str | None = Field(None, description="the CA's signed issuance record (issued.json; coordinator: "
+                               "members' key pins; everyone: which names sign only with an HSM signing "
+                               "certificate); re-read when it changes")
 
 
 class LinkLimits(_Strict):

@@ -84,10 +84,9 @@ class ConsentCalls:
         return [dict(d) for d in reply.meta.get("datasets") or []]
 
     def _approval_verifier(self) -> Any:
-        from sampan.crypto.identity import IdentityVerifier
+        from sampan.deploy.identity_source import load_verifier
 
-        tls = self.config.tls
-        return IdentityVerifier.from_files(tls.ca, tls.crl)
+        return load_verifier(self.config.tls)  # with tls.issued: an HSM member's approvals come from its HSM key
 
     # --- building and submitting a job -------------------------------------------------------------------
     def normalized_config(self, config: Mapping[str, Any], by: str) -> dict[str, Any]:

@@ -9,6 +9,13 @@ it can never serve as a TLS certificate, and the coordinator's key pin stays the
 signature the agent makes with its identity is made by the token. The PIN comes from `pin_file` (0600)
 or the environment variable `pin_env`; a PIN in party.toml itself is refused (there is no key for it).
 
+Who enforces that the HSM key is the only one (R14-ENT-1): once the CA issued a name a signing certificate,
+its peers and the coordinator accept that name's signatures (run keys, approvals) only from a signing
+certificate, never from its TLS certificate (whose key file a thief could copy). They learn which names have
+one from the CA's signed issuance record (`tls.issued` = a copy of the CA's issued.json: the coordinator has
+it already; give every party one too, refreshed like the CRL), read by `load_verifier`. A verifier without
+the record cannot tell and accepts TLS-certificate signatures, as before.
+
     [hsm]
     module = "/usr/lib/softhsm/libsofthsm2.so"   # the PKCS#11 module of the HSM
     token_label = "bank-a"
@@ -27,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sampan.errors import ConfigError
 
-__all__ = ["HsmSection", "load_identity", "read_pin", "pkcs11_key"]
+__all__ = ["HsmSection", "load_identity", "read_pin", "pkcs11_key", "load_verifier", "issued_signing_names"]
 
 
 class HsmSection(BaseModel):
@@ -102,3 +109,35 @@ def load_identity(config: Any) -> Any:
             identity.close()  # an HSM session and login are not left open
         raise ConfigError(f"party {name!r}: its certificate {source} is issued to {identity.name!r}")
     return identity
+
+
+def issued_signing_names(issued: str | Path, ca: str | Path, state: str | Path | None = None) -> Any:
+    """A callable giving the names with an organisation signing certificate, from the CA's signed issuance
+    record at `issued` (signature checked, re-read when it changes, its generation never going back: kept in
+    `state`)."""
+    from sampan.deploy.cert_checks import IssuedRecord, load_cert
+    from sampan.files import HighWater
+
+    record = IssuedRecord(Path(issued), load_cert(ca), HighWater(state))
+
+    def names() -> frozenset[str]:
+        from sampan.crypto.identity import IdentityError
+        from sampan.transport.grpc_session import AuthenticationError
+
+        try:
+            return record.signing_names()
+        except AuthenticationError as exc:  # an unreadable or rolled-back record: no signature is accepted
+            raise IdentityError(None, "bad_issued", str(exc)) from None
+
+    names()  # a bad record is refused now, not at the first signature
+    return names
+
+
+def load_verifier(tls: Any, state: str | Path | None = None) -> Any:
+    """The `IdentityVerifier` for a `[tls]` section: CA, CRL (re-read at every check) and, when `tls.issued` is
+    set, the CA's issuance record, so a name with an HSM signing certificate signs only with it."""
+    from sampan.crypto.identity import IdentityVerifier
+
+    issued = getattr(tls, "issued", None)
+    names = issued_signing_names(issued, tls.ca, state) if issued else None
+    return IdentityVerifier.from_files(tls.ca, tls.crl, state=state, signing_names=names)

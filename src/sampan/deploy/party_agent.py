@@ -308,8 +308,7 @@ class PartyAgent:
 
         A vertical or SecAgg run needs `tls.crl`: without it a revoked (e.g. stolen) member certificate
         would still authenticate the keys a coordinator substitutes, so the run is refused."""
-        from sampan.crypto.identity import IdentityVerifier
-        from sampan.deploy.identity_source import load_identity
+        from sampan.deploy.identity_source import load_identity, load_verifier
 
         tls = self.config.tls
         if not tls.crl:
@@ -319,8 +318,8 @@ class PartyAgent:
         if self._identity is None:
             self._identity = load_identity(self.config)  # refuses a certificate issued to another name
         # the highest CRL number accepted is kept in the state folder: an older CRL put back is refused
-        return self._identity, IdentityVerifier.from_files(
-            tls.ca, tls.crl, state=Path(self.config.party.state_dir) / "revocation_high_water.json")
+        return self._identity, load_verifier(  # with tls.issued: HSM members' run keys only from their HSM key
+            tls, Path(self.config.party.state_dir) / "revocation_high_water.json")
 
     def _secagg_client(self, job: dict[str, Any], identity: Any, verifier: Any) -> Any:
         """Secure aggregation signs its keys with the organisation's identity (as the vertical run keys) and keeps
