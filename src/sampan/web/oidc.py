@@ -4,7 +4,8 @@ Why: a bank's staff already have an identity provider (with its own second facto
 console should trust it rather than keep another password. An admin links an account to the provider's
 (issuer, subject) (`Accounts.link_oidc`); a successful sign-in gives exactly the session a password sign-in
 gives (`Accounts.create_session`, the same cookie), with the account's role. Nothing else about the identity
-(e-mail, groups) grants anything: an unlinked subject is refused even if the provider vouches for it.
+(e-mail, groups) grants anything: an unlinked subject is refused even if the provider vouches for it. Admins
+link and unlink with `PUT`/`DELETE /api/v1/users/{id}/oidc` (`sampan.web.oidc_link`, audited).
 
 The flow (authlib does the protocol; this module only wires it):
 1. `GET /auth/oidc/login?next=...`: fresh `state`, `nonce` and PKCE `code_verifier` (authlib's generator, from
@@ -390,6 +391,9 @@ def mount_oidc(app: Any, plane: Any, settings: OidcSettings) -> None:
         return response
 
     app.include_router(router)
+    from sampan.web.oidc_link import link_router  # the admin's (audited) route to link accounts to subjects
+
+    app.include_router(link_router(settings.issuer))
     console = getattr(app.state, "console", None)
     if console is not None:  # the console is mounted first: its sign-in page gets the button
         console.oidc_login_path = LOGIN_PATH
