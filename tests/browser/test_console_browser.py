@@ -4,12 +4,14 @@ coordinator over gRPC with mutual TLS, three party agent processes, control plan
 One story, in the order issue 14 tells it, every step through the pages a person uses (role and label locators,
 so a field without a label or a button without a name fails the test):
 1. the admin signs in (keyboard only), chooses a new password, creates a consortium and invites three banks;
-2. each bank's operator signs in with the one-time password from the invitation, registers its dataset from its
-   own agent's catalogue, and approves the job from the approval inbox (keyboard only: Tab to the button, Enter);
+2. each bank's operator signs in with the one-time password from the invitation, chooses its own, registers its
+   dataset from its own agent's catalogue, and approves the job from the approval inbox (keyboard only: Tab to
+   the button, Enter);
 3. the job starts, the live run page updates itself (no reload) until the run completes, and its report opens;
 4. a second job that reads one column fewer is refused by the party's agent: its approval does not cover it;
 5. a job that would exceed a dataset's remaining lifetime budget cannot be approved;
-6. the model is promoted (candidate -> approved) and exported as a download.
+6. the model is promoted (candidate -> approved) and exported as a download;
+and a second, smaller run is compared with the first side by side.
 Each page is screenshotted at 1280 px (`docs/console/` when SAMPAN_CONSOLE_SCREENSHOTS points there); on each,
 every control, button and link must have an accessible name, and no page may trip the console's
 Content-Security-Policy or answer a 5xx.
@@ -29,6 +31,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 BANKS = ("bank_harbour", "bank_kowloon", "bank_lionrock")
 ADMIN_PASSWORD = "harbour lights over kowloon 14"
+OPERATOR_PASSWORD = "lion rock at dawn, 2026!"
 DROPPED = "sector"
 RUN_TIMEOUT_MS = 300_000
 
@@ -88,8 +91,7 @@ def test_console_in_a_browser(console_stack: tuple[Any, Any], people: Any, scree
     page.goto("/console/")
     shots.take(page, "sign-in")
     admin.sign_in(started.admin_password, keyboard=True)
-    expect(page).to_have_url(re.compile(r"/console/consortia$"))
-    admin.change_password(started.admin_password, ADMIN_PASSWORD)
+    admin.change_password(started.admin_password, ADMIN_PASSWORD)  # a one-time password is for choosing one's own
     shots.take(page, "account")
     admin.open("/consortia")
     page.get_by_label("Consortium name").fill("HK SME lending")
@@ -119,7 +121,9 @@ def test_console_in_a_browser(console_stack: tuple[Any, Any], people: Any, scree
         username, one_time = invited[bank]
         op = operators[bank] = people(username)
         op.sign_in(one_time, keyboard=(i == 0))
-        expect(op.page).to_have_url(re.compile(r"/console/approvals$"))  # an operator lands on its inbox
+        op.change_password(one_time, OPERATOR_PASSWORD)
+        op.open("/")
+        expect(op.page).to_have_url(re.compile(r"/console/approvals$"))  # an operator's home is its inbox
         op.page.get_by_role("link", name="Datasets", exact=True).click()
         catalogue = op.page.get_by_test_id("catalogue")
         expect(catalogue).to_contain_text(f"Your agent's datasets ({bank})")
@@ -250,9 +254,29 @@ def test_console_in_a_browser(console_stack: tuple[Any, Any], people: Any, scree
     assert download.value.suggested_filename.endswith(".sampan-model.json")
     assert run_id in json.dumps(exported)
 
+    # --- a second, smaller run (approved with the mouse this time), and the two runs side by side -------------------
+    job4 = _wizard(admin, shots, "fedavg-dp-eps1", "1")
+    for bank in BANKS:
+        inbox = operators[bank].open("/approvals")
+        inbox.get_by_role("button", name="Approve job fedavg-dp-eps1").click()
+        expect(inbox.get_by_role("status").filter(has_text="approved: your agent signed the approval")).to_be_visible()
+    page = admin.open(job4)
+    page.get_by_role("button", name="Start the job").click()
+    expect(page.get_by_test_id("run-live")).to_have_attribute("data-state", "final", timeout=RUN_TIMEOUT_MS)
+    expect(page.get_by_test_id("run-status")).to_have_text("completed")
+    run2_id = page.url.rsplit("/", 1)[-1]
+    page = admin.open("/runs")
+    for rid in (run_id, run2_id):
+        page.get_by_role("checkbox", name=f"Compare run {rid}").check()
+    page.get_by_role("button", name="Compare selected runs").click()
+    table = page.get_by_test_id("compare-table")
+    expect(table.get_by_role("columnheader", name="fedavg-dp-eps1")).to_be_visible()
+    expect(page.get_by_test_id("compare-config").filter(has_text="privacy.epsilon")).to_contain_text("3")
+    shots.take(page, "compare")
+
     # --- the rest of the pages: jobs, approvals overview, accounts, audit log (chain intact) ------------------------
     page = admin.open("/jobs")
-    expect(page.get_by_test_id("job-row")).to_have_count(3)
+    expect(page.get_by_test_id("job-row")).to_have_count(4)
     shots.take(page, "jobs")
     page = admin.open("/approvals")
     shots.take(page, "approvals")
