@@ -23,6 +23,7 @@ from sampan.web.errors import Unauthenticated
 from sampan.web.roles import Principal
 from sampan.web.service import ControlPlane
 from sampan.web.service_base import row_dict
+from sampan.web.sign_in_log import logged_username
 
 __all__ = ["API_PREFIX", "build_router", "plane_of"]
 
@@ -69,7 +70,8 @@ def _accounts(r: APIRouter) -> None:
         try:
             principal = plane.accounts.authenticate(body.username, body.password, body.totp)
         except Unauthenticated as exc:  # every failed attempt is in the audit log (a SIEM watches for bursts)
-            plane.audit(None, "sign_in_failed", {"username": body.username, "reason": exc.field})
+            plane.audit(None, "sign_in_failed", {"username": logged_username(plane.accounts, body.username),
+                                                 "reason": exc.field})  # never a password typed as a name
             raise
         session = plane.accounts.create_session(principal)
         set_session_cookie(response, session, plane.accounts, request.app.state.secure_cookies)
