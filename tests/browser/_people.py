@@ -2,8 +2,8 @@
 through the real sign-in form, plus page screenshots (1280 px wide, palette PNG) and keyboard-only helpers.
 
 Every page a person opens is watched: a Content-Security-Policy violation reported by Chromium (an inline style or
-script the console's CSP blocks, so the page looks or works differently from its template) and any 5xx response
-are collected in `problems`, and the tests assert there are none.
+script the console's CSP blocks, so the page looks or works differently from its template), an uncaught script
+error (console.js) and any 5xx response are collected in `problems`, and the tests assert there are none.
 """
 
 from __future__ import annotations
@@ -73,10 +73,14 @@ class Person:
         self.problems = problems
         self.page.on("console", self._console)
         self.page.on("response", self._response)
+        self.page.on("pageerror", self._script_error)
 
     def _console(self, message: Any) -> None:
         if message.type == "error" and "Content Security Policy" in message.text:
             self.problems.append(f"{self.username} at {self.page.url}: {message.text[:200]}")
+
+    def _script_error(self, error: Any) -> None:
+        self.problems.append(f"{self.username}: script error at {self.page.url}: {error}")
 
     def _response(self, response: Any) -> None:
         if response.status >= 500:
