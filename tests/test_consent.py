@@ -165,7 +165,8 @@ def test_a_party_approves_locally_with_the_cli_and_a_refusal_is_one_clear_line(t
     job = tmp_path / "job.json"
     job.write_text(spec.model_dump_json())
     runner = CliRunner()
-    result = runner.invoke(app, ["consent", "approve", str(job), "--party-config", str(party_toml), "--by", "officer"])
+    result = runner.invoke(app, ["consent", "approve", str(job), "--party-config", str(party_toml), "--by", "officer",
+                                  "--yes"])
     assert result.exit_code == 0, result.output
     stored = ConsentStore(config.party.state_dir).approval(spec.spec_hash())
     assert stored is not None and stored.decided_by == "person:officer" and stored.reserved.epsilon == 2.0
@@ -173,10 +174,10 @@ def test_a_party_approves_locally_with_the_cli_and_a_refusal_is_one_clear_line(t
     assert budget.exit_code == 0 and "loans: total 3, spent 0, reserved 2, remaining 1" in budget.output
     over = spec.model_copy(update={"job_id": "run-cli-2"})
     job.write_text(over.model_dump_json())
-    refused = runner.invoke(app, ["consent", "approve", str(job), "--party-config", str(party_toml)])
+    refused = runner.invoke(app, ["consent", "approve", str(job), "--party-config", str(party_toml), "--yes"])
     assert refused.exit_code != 0 and "remaining lifetime budget" in refused.output
     assert "Traceback" not in refused.output
     settled = runner.invoke(app, ["consent", "settle", "run-cli", "--party-config", str(party_toml)])
     assert settled.exit_code == 0 and "released 2" in settled.output  # the reservation returns to the budget
-    again = runner.invoke(app, ["consent", "approve", str(job), "--party-config", str(party_toml)])
+    again = runner.invoke(app, ["consent", "approve", str(job), "--party-config", str(party_toml), "--yes"])
     assert again.exit_code == 0, again.output

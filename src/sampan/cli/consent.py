@@ -5,6 +5,12 @@ false`) approves a job here: the job spec (JSON, as the console or `sampan submi
 party.toml exactly as a relayed request would be ([allow] hard limits, the dataset and columns it serves, its
 budget book), the budget reserved, the approval signed with the organisation key and kept in the party's own
 consent records, where its agent finds it when the run opens.
+
+The file must hold the spec exactly as signed: each key once, every field spelled out, nothing else (its
+canonical JSON, or the same indented as the console shows it); anything else is refused, so the file a person
+reads is the one signed (review R14-CONSENT-8: a decoy key early in the file and the real one at the end, of
+which JSON parsers keep the last). The columns, partners and epsilon are printed and confirmed before
+signing (`--yes` skips the prompt).
 """
 
 from __future__ import annotations
@@ -40,19 +46,63 @@ def _desk(party_config: Path) -> tuple[Any, Any]:
     return ConsentDesk(config, store.log_event), store
 
 
-@consent_app.command("approve")
-def approve(job: Path = typer.Argument(..., help="The job spec (JSON)."), party_config: Path = _PartyConfig,
-            by: str = typer.Option(None, "--by", help="Who decides (default: $USER).")) -> None:
-    """Approve a job spec as this party (signed with its organisation key; budget reserved)."""
-    from sampan.deploy.consent import ConsentRefused, JobSpec
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"the key {key!r} appears twice in one object (which one would be signed?)")
+        seen[key] = value
+    return seen
+
+
+def _read_spec(job: Path) -> Any:
+    """The spec in `job`, refused unless the file says exactly what its canonical JSON says (each key once)."""
+    from sampan.deploy.consent import JobSpec
 
     try:
-        spec = JobSpec.model_validate_json(job.read_text())
+        raw = job.read_bytes()
     except OSError as exc:
         fail(f"cannot read {job}: {exc}")
+    try:
+        parsed = json.loads(raw, object_pairs_hook=_refuse_duplicate_keys)
+        spec = JobSpec.model_validate(parsed)
     except ValueError as exc:
         fail(f"{job}: not a job spec: {exc}")
+    if parsed != json.loads(spec.canonical_json()):
+        fail(f"{job}: the file does not spell out the spec as signed (a field left to its default or written "
+             "differently); use the spec as the console or `sampan submit` shows it")
+    return spec
+
+
+def _show(spec: Any, party: str) -> None:
+    """What the approval binds, printed before signing."""
+    part = spec.data.get(party)
+    planned = spec.planned()
+    epsilon = "open-ended (DP without a stated epsilon)" if planned is None else (
+        "0 (exact: no DP)" if planned == (0.0, 0.0) else f"{planned[0]:g} (delta {planned[1]:g})")
+    console.print(f"job {escape(spec.job_id)}: workflow {escape(spec.workflow)}, model "
+                  f"{escape(str(spec.model.get('kind')))}, rounds {spec.rounds}, operator {escape(str(spec.operator))}")
+    if part is not None:
+        console.print(f"  dataset {escape(part.dataset)}, columns read: {escape(', '.join(part.columns))}")
+    console.print(f"  partners: {escape(', '.join(p for p in spec.parties if p != party) or 'none')}; label holder: "
+                  f"{escape(str(spec.label_holder))}")
+    console.print(f"  epsilon reserved from this dataset's lifetime budget: {epsilon}")
+
+
+@consent_app.command("approve")
+def approve(job: Path = typer.Argument(..., help="The job spec (its canonical JSON)."),
+            party_config: Path = _PartyConfig,
+            by: str = typer.Option(None, "--by", help="Who decides (default: $USER)."),
+            yes: bool = typer.Option(False, "--yes", help="Sign without asking for confirmation.")) -> None:
+    """Approve a job spec as this party (signed with its organisation key; budget reserved)."""
+    from sampan.deploy.consent import ConsentRefused
+
+    spec = _read_spec(job)
     desk, store = _desk(party_config)
+    _show(spec, desk.name)
+    if not yes and not typer.confirm("Approve and sign this job?", default=False):
+        store.close()
+        fail("not approved")
     try:
         approval = desk.decide(spec, f"person:{by or os.environ.get('USER') or 'local'}", relayed=False)
     except ConsentRefused as exc:

@@ -7,6 +7,8 @@ with a decoy `"privacy": {"epsilon": 0.1, ...}` at the top, where the officer re
 `"privacy": {"epsilon": 4.0, ...}` again at the end; pydantic keeps the last, the CLI signs and reserves 4.0 and
 says so only after the fact. Fix: refuse a spec file whose bytes are not `spec.canonical_json()` (or at least
 any JSON object with duplicate keys), and print the spec's columns and epsilon for confirmation BEFORE signing.
+Fixed: the CLI refuses duplicate keys and any file that does not spell out the spec as signed, and shows the
+columns, partners and epsilon before asking (`--yes` skips the question).
 """
 
 from __future__ import annotations
@@ -15,15 +17,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 CONFIG: dict[str, Any] = {"run": {"name": "cli", "workflow": "horizontal", "rounds": 2, "seed": 3},
                           "privacy": {"epsilon": 4.0, "delta": 1e-5, "dp2": {"noise_multiplier": 1.2}},
                           "deploy": {"dataset": "loans", "submitted_by": "ops"}}
 
 
-@pytest.mark.xfail(strict=True, reason="R14-CONSENT-8: the local approve CLI takes the last of duplicate keys in "
-                                       "a spec file (decoy epsilon read by the officer, real one signed)")
 def test_a_spec_file_with_duplicate_keys_is_refused(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -52,7 +50,19 @@ def test_a_spec_file_with_duplicate_keys_is_refused(tmp_path: Path) -> None:
     text = '{"privacy": ' + json.dumps(decoy) + ", " + body[1:-1] + ', "privacy": ' + json.dumps(real["privacy"]) + "}"
     job = tmp_path / "job.json"
     job.write_text(text)
-    result = CliRunner().invoke(app, ["consent", "approve", str(job), "--party-config", str(party_toml),
-                                      "--by", "officer"])
-    stored = ConsentStore(load_party_config(party_toml).party.state_dir).approval(spec.spec_hash())
+    runner = CliRunner()
+    result = runner.invoke(app, ["consent", "approve", str(job), "--party-config", str(party_toml),
+                                 "--by", "officer", "--yes"])
+    store = ConsentStore(load_party_config(party_toml).party.state_dir)
+    stored = store.approval(spec.spec_hash())
     assert result.exit_code != 0 and stored is None, (result.output, stored and stored.reserved)
+    assert "'privacy' appears twice" in result.output and "Traceback" not in result.output
+    job.write_text(json.dumps(real, indent=2))  # the honest file, as the console shows it: shown, then declined
+    declined = runner.invoke(app, ["consent", "approve", str(job), "--party-config", str(party_toml),
+                                   "--by", "officer"], input="n\n")
+    assert declined.exit_code != 0 and store.approval(spec.spec_hash()) is None
+    assert "epsilon reserved from this dataset's lifetime budget: 4" in declined.output
+    assert binding["features"][0]["name"] in declined.output
+    signed = runner.invoke(app, ["consent", "approve", str(job), "--party-config", str(party_toml),
+                                 "--by", "officer"], input="y\n")
+    assert signed.exit_code == 0 and store.approval(spec.spec_hash()) is not None, signed.output
