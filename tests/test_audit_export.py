@@ -107,8 +107,11 @@ def test_cli_export_and_offline_verify(store: Store, tmp_path: Path) -> None:
     result = runner.invoke(app, ["audit-log", "export", "--store", url, "--format", "jsonl", "--to", str(out_file)])
     assert result.exit_code == 0, result.output
     key = store.signer.public_raw.hex()
+    assert out_file.stat().st_mode & 0o777 == 0o600  # the log names people and their decisions
     ok = runner.invoke(app, ["audit-log", "export", "--verify", str(out_file), "--public-key", key])
-    assert ok.exit_code == 0 and "intact" in ok.output, ok.output
+    assert ok.exit_code == 0 and "intact" in ok.output and "pinned" in ok.output, ok.output
+    local = runner.invoke(app, ["audit-log", "export", "--verify", str(out_file), "--store", url])
+    assert local.exit_code == 0 and "against the pinned audit key" in local.output, local.output  # its key file
     out_file.write_text(out_file.read_text().replace("bank_b", "bank_q"))
     bad = runner.invoke(app, ["audit-log", "export", "--verify", str(out_file), "--public-key", key])
     assert bad.exit_code == 1 and "BROKEN" in bad.output
@@ -118,3 +121,29 @@ def test_cli_export_and_offline_verify(store: Store, tmp_path: Path) -> None:
                                    "--to", f"udp://127.0.0.1:{port}"])
         assert sent.exit_code == 0, sent.output
         assert sock.recv(65535).decode().startswith("<109>1 ")
+
+
+def test_cli_links_an_oidc_subject_audited(store: Store) -> None:
+    pytest.importorskip("argon2")
+    from typer.testing import CliRunner
+
+    from sampan.cli import app
+    from sampan.web.auth import Accounts, AuthSettings
+    from sampan.web.db import create_tables
+
+    create_tables(store.engine)
+    Accounts(store.engine, AuthSettings(argon2={"time_cost": 1, "memory_cost": 1024, "parallelism": 1})
+             ).create_user("alice", "analyst", password="correct horse battery staple")
+    url = store.engine.url.render_as_string(hide_password=False)
+    runner = CliRunner()
+    linked = runner.invoke(app, ["store", "link-oidc", "--store", url, "--user", "alice",
+                                 "--issuer", "https://login.bank.example/", "--subject", "a-123"])
+    assert linked.exit_code == 0, linked.output
+    assert Accounts(store.engine).principal_for_oidc("https://login.bank.example/", "a-123").username == "alice"
+    unknown = runner.invoke(app, ["store", "link-oidc", "--store", url, "--user", "nobody",
+                                  "--issuer", "https://login.bank.example/", "--subject", "x"])
+    assert unknown.exit_code != 0 and "nobody" in unknown.output
+    assert runner.invoke(app, ["store", "link-oidc", "--store", url, "--user", "alice", "--unlink"]).exit_code == 0
+    kinds = [e.kind for e in store.events("control-plane")]
+    assert kinds == ["cp.oidc_linked", "cp.oidc_unlinked"]
+    assert store.events("control-plane")[0].detail["actor"].startswith("cli:")

@@ -117,3 +117,35 @@ def test_control_plane_section_reads_oidc(tmp_path: Path) -> None:
     assert settings is not None and settings.client_secret == "s3cret"
     with pytest.raises(ConfigError, match=r"\[control_plane.oidc\].*client_secret"):
         parse_section({"oidc": {**oidc, "client_secret": "inline"}}, tmp_path, "coordinator.toml")
+
+
+def test_an_issuer_ending_in_a_slash_is_compared_as_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some providers' issuers end in '/': the ID token's `iss` is compared with it exactly, so the setting keeps
+    it; only the discovery URL is built without a doubled slash."""
+    import json
+    from typing import Any
+
+    from sampan.web.oidc import OidcClient
+
+    asked: list[str] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        asked.append(environ["PATH_INFO"])
+        base = f"http://{environ['HTTP_HOST']}"
+        body = {"issuer": base + "/", "authorization_endpoint": base + "/authorize", "token_endpoint": base + "/token",
+                "jwks_uri": base + "/jwks"}
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(body).encode()]
+
+    server = LocalServer(app)
+    try:
+        monkeypatch.setenv("CP_OIDC_SECRET", "s")
+        section = OidcSection.model_validate({"issuer": server.url + "/", "client_id": "sampan",
+                                              "client_secret_env": "CP_OIDC_SECRET",
+                                              "redirect_uri": server.url + CALLBACK_PATH})
+        settings = OidcSettings.from_section(section)
+        assert settings.issuer == server.url + "/"
+        assert OidcClient(settings).metadata()["issuer"] == server.url + "/"
+        assert asked == ["/.well-known/openid-configuration"]
+    finally:
+        server.close()

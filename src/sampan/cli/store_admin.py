@@ -1,4 +1,4 @@
-"""`sampan store backup|restore` and `sampan audit-log export`: the operator's copies of the store and its log.
+"""`sampan store backup|restore|link-oidc` and `sampan audit-log export`: operators' copies of a store and its log.
 
 Backups hold every table (the control plane's too); a restore goes into an empty database only and
 re-verifies the signed audit log before it commits. The audit export writes JSON lines (verifiable offline
@@ -91,6 +91,38 @@ def store_restore(source: Path = typer.Option(..., "--from", help="Archive writt
                   + ("against the pinned audit key" if summary.pinned else
                      "[yellow]against the keys recorded in the archive only: pass --public-key to pin[/]"),
                   highlight=False)
+
+
+@store_app.command("link-oidc")
+def store_link_oidc(
+    user: str = typer.Option(..., "--user", help="The console account's user name."),
+    issuer: str | None = typer.Option(None, "--issuer", help="The provider's issuer, exactly as in "
+                                      "[control_plane.oidc] issuer (needed unless --unlink)."),
+    subject: str | None = typer.Option(None, "--subject", help="The provider's `sub` for this person."),
+    unlink: bool = typer.Option(False, "--unlink", help="Remove the account's OpenID Connect link instead."),
+    store: str | None = _StoreOpt,
+) -> None:
+    """Link a console account to its OpenID Connect identity (or --unlink); audited as cli:<your user name>."""
+    import getpass
+
+    from sampan.runtime.store import Store
+
+    if unlink == bool(subject) or (subject and not issuer):
+        fail("give --issuer and --subject to link, or --unlink alone")
+    try:
+        from sampan.web.errors import ControlPlaneError
+        from sampan.web.oidc_link import link_from_cli
+    except ImportError as exc:
+        fail(f"the console extra is not installed ({exc.name})")
+    s = Store.open(_url(store))
+    try:
+        user_id = link_from_cli(s, user, issuer, None if unlink else subject, f"cli:{getpass.getuser()}")
+    except (ControlPlaneError, StoreError) as exc:
+        fail(str(exc))
+    finally:
+        s.close()
+    console.print(f"account {escape(user)} (id {user_id}): " + ("OpenID Connect link removed" if unlink else
+                  f"linked to {escape(str(subject))} at {escape(str(issuer))}"), highlight=False)
 
 
 def audit_export(
