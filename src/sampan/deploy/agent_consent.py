@@ -6,8 +6,9 @@ than the one a person saw, change the job after approval, replay or forge approv
 a run without any, re-run an approved job, or relay a "decision" no person made. The agent therefore:
 - recomputes the spec hash itself and checks the spec against what it will serve (its dataset and exactly
   the columns it reads, the job description, its code version) and against `[allow]`, its hard limit;
-- decides by its own rules (`[consent] mode = "rules"`: `[allow]` as a standing rule, plus rules added
-  locally or, only with `console_decisions = true`, through the console), or by a person's decision
+- decides by its own rules (`[consent] mode = "rules"`: the rules added locally or, only with
+  `console_decisions = true`, through the console; while it holds none, `[allow]` as its one implicit
+  rule, R14-CONSENT-6), or by a person's decision
   (relayed from the console only with `console_decisions = true`; locally with `sampan consent approve`);
 - reserves the job's planned (epsilon, delta) in its lifetime budget book before it signs (a job over the
   remainder or the period cap is refused), keeps the approval it signed in its own store, and writes every
@@ -36,6 +37,7 @@ from sampan.deploy.consent import (
     ConsentStore,
     JobSpec,
     StandingRule,
+    allow_epsilon_reason,
     matches,
     rule_from_allow,
     sign_approval,
@@ -187,6 +189,10 @@ class ConsentDesk:
                       list(part.columns))
         except JobRefused as exc:
             raise ConsentRefused(self.name, str(exc), rule=exc.rule) from None
+        over = allow_epsilon_reason(self.config.allow, spec)
+        if over:
+            raise ConsentRefused(self.name, f"party {self.name!r} refuses this job (max_epsilon): {over}",
+                                 rule="max_epsilon")
         kind = decided_by.split(":", 1)[0]
         consent = self.config.consent
         if kind == "person":
@@ -200,7 +206,8 @@ class ConsentDesk:
         if consent.mode == "explicit":
             raise ConsentRefused(self.name, "mode: this party approves every job explicitly ([consent] mode = "
                                  "\"explicit\"); a person must decide", rule="mode")
-        rules = [rule_from_allow(self.config.allow, self.name), *self.records.rules()]
+        own = self.records.rules()  # once the party holds rules of its own, [allow] approves nothing by itself
+        rules = own or [rule_from_allow(self.config.allow, self.name)]
         wanted = decided_by.split(":", 1)[1] if kind == "rule" else None
         why: list[str] = []
         for rule in rules:

@@ -55,6 +55,9 @@ class AllowSection(BaseModel):
                                        "regular files only); default none: no job makes it read a file")
     applicant_id_columns: list[str] | None = Field(None, description="the id columns an applicants file may be read "
                                                    "by; default any but this party's schema columns")
+    max_epsilon: float | None = Field(None, ge=0, description="most epsilon one job may reserve from a dataset of "
+                                      "this party (hard limit; DP without a stated epsilon is refused); default "
+                                      "any")
     min_contributors: int | None = Field(None, ge=3, description="least number of contributors a secure "
                                          "aggregation job may sum (its secure_aggregation.min_contributors); the "
                                          "party also enforces it itself in every unmasking; default 3")

@@ -12,12 +12,12 @@ from sampan.deploy.consent.approval import (
     sign_approval,
     verify_approval,
 )
-from sampan.deploy.consent.rules import StandingRule, allow_reasons, matches, rule_from_allow
+from sampan.deploy.consent.rules import StandingRule, allow_epsilon_reason, allow_reasons, matches, rule_from_allow
 from sampan.deploy.consent.spec import JobSpec, PartyData, PrivacyPlan, canonical_json, config_sha256, job_spec
 from sampan.deploy.consent.store import ConsentStore
 
 __all__ = [
     "Approval", "ConsentRefused", "ConsentStore", "JobSpec", "PartyData", "PrivacyPlan", "Signer", "StandingRule",
-    "allow_reasons", "approval_payload", "canonical_json", "config_sha256", "job_spec", "matches",
-    "rule_from_allow", "sign_approval", "verify_approval",
+    "allow_epsilon_reason", "allow_reasons", "approval_payload", "canonical_json", "config_sha256", "job_spec",
+    "matches", "rule_from_allow", "sign_approval", "verify_approval",
 ]

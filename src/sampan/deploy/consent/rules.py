@@ -2,10 +2,13 @@
 epsilon <= 1, these columns only").
 
 A rule is checked against the job spec the party recomputed itself (`matches`: an empty list means it
-matches; otherwise one reason per failing field, naming the field). The `[allow]` section of party.toml is
-one such rule, written locally (`rule_from_allow`): its checks are `sampan.deploy.allow.check_job`'s, so a
-deployment written for the earlier allow-list approves exactly the jobs it accepted before. `[allow]` is
-also the party's hard limit: a job it refuses is refused whoever approves it (a person, a rule).
+matches; otherwise one reason per failing field, naming the field). `[allow]` in party.toml is the party's
+hard limit: a job it refuses (`sampan.deploy.allow.check_job`, plus its optional `max_epsilon`) is refused
+whoever approves it (a person, a rule). While the party holds no standing rule of its own, `[allow]` is also
+its one implicit rule "allow" (`rule_from_allow`), so a deployment written for the earlier allow-list approves
+exactly the jobs it accepted before. Once it holds rules of its own, `[allow]` approves nothing by itself: only
+those rules do (review R14-CONSENT-6: otherwise a narrower rule, "epsilon <= 0.5", would restrict nothing
+while the permissive implicit rule approved any epsilon).
 
 Rules added through the console reach the party as `consent.request`s (`sampan.deploy.agent_consent`) and
 are accepted only when the party trusts relayed decisions (`[consent] console_decisions = true`).
@@ -21,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sampan.deploy.allow_section import AllowSection, JobRefused
 from sampan.deploy.consent.spec import JobSpec
 
-__all__ = ["StandingRule", "matches", "rule_from_allow"]
+__all__ = ["StandingRule", "allow_epsilon_reason", "matches", "rule_from_allow"]
 
 
 class StandingRule(BaseModel):
@@ -111,4 +114,18 @@ def allow_reasons(allow: AllowSection | None, spec: JobSpec, party: str) -> list
         check_job(allow, party, job, part.dataset, list(part.columns))
     except JobRefused as exc:
         return [f"allow.{exc.rule}: {exc.reason}"]
-    return []
+    reason = allow_epsilon_reason(allow, spec)
+    return [f"allow.max_epsilon: {reason}"] if reason else []
+
+
+def allow_epsilon_reason(allow: AllowSection | None, spec: JobSpec) -> str | None:
+    """Why `[allow] max_epsilon` refuses the job's planned epsilon (None: it does not)."""
+    cap = allow.max_epsilon if allow is not None else None
+    if cap is None:
+        return None
+    planned = spec.planned()
+    if planned is None:
+        return f"the job uses DP without a stated epsilon; [allow] caps one job at epsilon {cap:g}"
+    if planned[0] > cap:
+        return f"the job plans epsilon {planned[0]:g} > {cap:g}, the most [allow] lets one job reserve"
+    return None

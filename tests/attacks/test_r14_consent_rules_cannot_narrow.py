@@ -10,6 +10,7 @@ epsilon key, so a party that adds only the rule "epsilon <= 0.5 on loans" still 
 The console offers these rules as the way to limit auto-approval, so an operator is told it is limited.
 Fix: once a party holds rules of its own, `[allow]` is the hard limit only (not a rule), or give [allow]
 a max_epsilon and make the implicit rule opt-in (`[consent] allow_is_rule = true`).
+Fixed: once a party holds rules of its own, [allow] is its hard limit only; [allow] max_epsilon caps every job.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -34,8 +33,6 @@ BIG: dict[str, Any] = {"run": {"name": "big", "workflow": "horizontal", "rounds"
                        "deploy": {"dataset": "loans", "submitted_by": "ops"}}
 
 
-@pytest.mark.xfail(strict=True, reason="R14-CONSENT-6: the implicit [allow] rule approves any epsilon; a narrower "
-                                       "standing rule restricts nothing")
 def test_a_job_beyond_the_party_s_only_rule_is_not_approved_automatically(tmp_path: Path) -> None:
     fed = ThreadFederation(tmp_path, start=False, n=300)
     try:
@@ -54,5 +51,30 @@ def test_a_job_beyond_the_party_s_only_rule_is_not_approved_automatically(tmp_pa
                                       meta={"spec": spec.model_dump(mode="json"), "decided_by": "operator:ops"}))
         assert reply.is_error, ("approved automatically", reply.meta.get("approval", {}).get("reserved"),
                                 victim.consent.book.status("loans")["remaining_epsilon"])
+    finally:
+        fed.coordinator.security.close()
+
+
+def test_allow_max_epsilon_is_a_hard_limit_even_on_a_person_s_decision(tmp_path: Path) -> None:
+    fed = ThreadFederation(tmp_path, start=False, n=300)
+    try:
+        agents: dict[str, PartyAgent] = {}
+        for name, path in fed.files.party_configs.items():
+            text = path.read_text()
+            if "[allow]" in text:
+                text = text.replace("[allow]", "[allow]\nmax_epsilon = 1.0", 1)
+            else:
+                text += "\n[allow]\nmax_epsilon = 1.0\n"
+            path.write_text(text + "\n[data.loans.budget]\nepsilon = 8.0\n\n[consent]\nconsole_decisions = true\n")
+            agents[name] = PartyAgent(load_party_config(path))
+        names = sorted(agents)
+        victim = agents[names[0]]
+        columns = victim.consent.served_columns("loans")
+        spec = job_spec(BIG, parties=names, datasets={n: {"dataset": "loans", "columns": columns} for n in names},
+                        label_holder=None, operator="ops", job_id="big-2")
+        reply = victim.handle(Message("big-2", 0, "coordinator", names[0], "consent.request",
+                                      meta={"spec": spec.model_dump(mode="json"), "decided_by": "person:officer"}))
+        assert reply.is_error and "max_epsilon" in str(reply.meta), reply.meta
+        assert victim.consent.book.status("loans")["reserved_epsilon"] == 0
     finally:
         fed.coordinator.security.close()
