@@ -53,11 +53,11 @@ def job_description(config: Mapping[str, Any], *, workflow: str, operator: str |
     noise: dict[str, Any] = {}
     for name in ("dp1", "dp2", "dp3"):
         section = privacy.get(name)
-        if section:
+        if section is not None:  # an empty [privacy.dpN] table still runs that level
             value = section.get("noise_multiplier", "auto")
             schedule = section.get("schedule") or [1.0]
             noise[name] = value if value == "auto" else float(value) * min(float(f) for f in schedule)
-    if privacy.get("gbdt"):  # horizontal GBDT's noised histograms (`sampan.privacy.gbdt_dp`)
+    if privacy.get("gbdt") is not None:  # horizontal GBDT's noised histograms (`sampan.privacy.gbdt_dp`)
         value = privacy["gbdt"].get("noise_multiplier", "auto")
         noise["gbdt_dp"] = value if value == "auto" else float(value)
     vertical = config.get("vertical") or {}
@@ -97,7 +97,7 @@ def job_description(config: Mapping[str, Any], *, workflow: str, operator: str |
     if workflow == "horizontal" and extra.get("model") == "gbdt":  # the shape bounds the bank's tree releases
         model = config.get("model") or {}
         extra["gbdt"] = {"n_trees": int(model.get("n_trees", 100)), "max_depth": int(model.get("max_depth", 4)),
-                         "n_bins": int(model.get("n_bins", 32)), "dp": bool(privacy.get("gbdt"))}
+                         "n_bins": int(model.get("n_bins", 32)), "dp": privacy.get("gbdt") is not None}
     if workflow == "horizontal" and config.get("bank_alone") is not None:  # each bank alone vs the consortium
         extra["bank_alone"] = {"epochs": int((config.get("bank_alone") or {}).get("epochs", 5))}
     if workflow == "horizontal" and announced_groups(config):  # fairness by group: the exact specs (R13-GRP-5)

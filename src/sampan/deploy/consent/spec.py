@@ -124,8 +124,8 @@ def _privacy_plan(config: Mapping[str, Any]) -> PrivacyPlan:
     for level in ("dp1", "dp2", "dp3"):
         section = privacy.get(level)
         levels[level] = (float(section["epsilon"]) if isinstance(section, Mapping) and section.get("epsilon")
-                         is not None else epsilon) if section else None
-    if privacy.get("gbdt"):
+                         is not None else epsilon) if section is not None else None  # an empty table runs it
+    if privacy.get("gbdt") is not None:
         levels["gbdt"] = epsilon
     if woe:
         levels["woe"] = float(woe)
