@@ -147,3 +147,16 @@ def test_cli_links_an_oidc_subject_audited(store: Store) -> None:
     kinds = [e.kind for e in store.events("control-plane")]
     assert kinds == ["cp.oidc_linked", "cp.oidc_unlinked"]
     assert store.events("control-plane")[0].detail["actor"].startswith("cli:")
+
+
+def test_export_without_the_audit_key_is_refused_not_signed_by_a_new_key(store: Store, tmp_path: Path) -> None:
+    from sampan.errors import StoreError
+
+    url = store.engine.url.render_as_string(hide_password=False)
+    elsewhere = Store.open(url, audit_key=tmp_path / "not-here.pem")
+    try:
+        with pytest.raises(StoreError, match="audit key"):
+            list(jsonl_lines(elsewhere))
+        assert not (tmp_path / "not-here.pem").exists()
+    finally:
+        elsewhere.close()

@@ -55,6 +55,12 @@ _VERSION = 1
 def _records(store: Store) -> Iterator[dict[str, Any]]:
     """Every key, then every run's entries in chain order followed by its signed head, then the export's
     manifest: when, and each run's (entries, last hash), signed with the store's audit key."""
+    path = store.audit_key_path
+    if store._signer is None and path is not None and not path.exists():
+        with store._session() as s:
+            if s.scalars(select(AuditKeyRow.key_id)).first() is not None:  # signed before, by a key not here
+                raise StoreError(f"the export's manifest is signed with the store's audit key, and it is not at "
+                                 f"{str(path)!r}: export on the coordinator, or point $SAMPAN_AUDIT_KEY at its key")
     signer = store.signer
     exported: dict[str, list[Any]] = {}
     with store._session() as s:
