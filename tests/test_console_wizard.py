@@ -45,3 +45,46 @@ def test_dp1_with_public_bounds_in_the_extra_settings() -> None:
     form = {**BASE, "epsilon": "1", "dp1": "1", "extra": '[privacy.dp1]\nbounds = {"*" = [0.0, 1.0]}\n'}
     config, _, _ = build_job(form, "j")
     assert config["privacy"]["dp1"] == {"noise_multiplier": "auto", "bounds": {"*": [0.0, 1.0]}}
+
+
+def test_the_wizards_default_dp_job_learns_on_the_embedded_consoles_data(tmp_path, monkeypatch) -> None:
+    """The browser walk found the default DP job (DP2 only, raw features) at AUC ~0.54 on `sampan console`'s
+    tables: the default now ticks DP1 too, with the SME columns' public bounds, so the features are standardised
+    under DP. Measured: AUC 0.611 on these seeded tables (6000 SMEs, the console's default); 0.683 on the
+    built-in consortium source of the same size, where the old default (DP2 only) reached 0.537."""
+    import itertools
+
+    import sampan
+    import sampan.privacy.dpsgd
+    import sampan.privacy.mechanisms
+    from sampan.data.consortium import BANK_SCHEMA
+    from sampan.privacy.randomness import seeded_generator
+    from sampan.web.embedded_files import DATASET, NAMED_BANKS, _schema, _write_tables
+
+    seeds = itertools.count(1)  # the AUC is a property of this seeded run, not a bound over all noise draws
+    for module in (sampan.privacy.mechanisms, sampan.privacy.dpsgd):
+        monkeypatch.setattr(module, "secure_generator", lambda: seeded_generator(next(seeds)))
+    tables = _write_tables(tmp_path, NAMED_BANKS, 6000, seed=5)
+    columns = [f.name for f in BANK_SCHEMA.features]
+    form = {"workflow": "horizontal", "model_kind": "logistic", "rounds": "10", "learning_rate": "",
+            "local_epochs": "", "batch_size": "", "epsilon": "3", "delta": "1e-5", "accountant": "rdp",
+            "dp1": "1", "dp2": "1",  # what the wizard's page ticks by default
+            "party": list(NAMED_BANKS), **{f"dataset.{p}": DATASET for p in NAMED_BANKS},
+            **{f"columns.{p}.{DATASET}": columns for p in NAMED_BANKS}}
+    config, _, _ = build_job(form, "default-dp")
+    assert "data" not in config  # standardised (under DP1), not raw
+    assert config["privacy"]["dp1"]["bounds"]["years_in_business"] == [0.0, 50.0]
+    config.pop("deploy")  # the same job, in process, on the tables the console's agents read
+    config["run"].update(seed=3, report_dir=str(tmp_path / "reports"))
+    config["schema"] = _schema()
+    config["parties"] = [{"name": p, "path": str(tables[p])} for p in NAMED_BANKS]
+    finished = sampan.run(config, store=f"sqlite:///{tmp_path / 'runs.db'}")
+    auc = finished.outcome.final_metrics["auc"]
+    assert auc > 0.58, finished.outcome.final_metrics
+
+
+def test_dp1_bounds_are_filled_in_only_for_the_public_sme_columns() -> None:
+    from sampan.web.console.wizard import public_bounds_for
+
+    assert public_bounds_for({"b": {"dataset": "loans", "columns": ["employees", "sector"]}}) is not None
+    assert public_bounds_for({"b": {"dataset": "loans", "columns": ["employees", "salary"]}}) is None
