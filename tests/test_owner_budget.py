@@ -66,13 +66,61 @@ def test_the_period_cap_slows_spending_and_never_refills_the_total(tmp_path: Pat
     book.reserve("j1", "loans", 1.0, 0.0)
     with pytest.raises(BudgetRefused, match="period cap"):
         book.reserve("j2", "loans", 0.5, 0.0)
+    book.admit("j1", 1.0, 0.0)
+    book.settle("j1")
     clock.now += 31 * 86400
     book.reserve("j2", "loans", 1.0, 0.0)
+    book.admit("j2", 1.0, 0.0)
+    book.settle("j2")
     clock.now += 31 * 86400
     book.reserve("j3", "loans", 1.0, 0.0)
     clock.now += 31 * 86400
     with pytest.raises(BudgetRefused, match="remaining lifetime budget 0"):  # the total is spent: no new period
         book.reserve("j4", "loans", 0.1, 0.0)
+
+
+def test_an_open_reservation_counts_in_every_period_window_until_it_is_spent_or_settled(tmp_path: Path) -> None:
+    """R14-CONSENT-2: a reservation made before the window still counts while open; spending is counted by the
+    time it was charged, and the cap is checked again at each charge."""
+    clock = Clock()
+    book = _book(tmp_path, clock, epsilon=10.0, period_days=30, period_epsilon=1.0)
+    book.reserve("old", "loans", 1.0, 0.0)
+    clock.now += 31 * 86400
+    with pytest.raises(BudgetRefused, match="period cap"):
+        book.reserve("new", "loans", 0.5, 0.0)
+    book.admit("old", 0.4, 0.0)
+    book.settle("old")  # 0.6 returns; 0.4 was charged today
+    with pytest.raises(BudgetRefused, match="period cap"):
+        book.reserve("new", "loans", 0.7, 0.0)
+    book.reserve("new", "loans", 0.6, 0.0)
+    clock.now += 31 * 86400
+    book.reserve("later", "loans", 0.4, 0.0)  # the 0.4 charge left the window; `new` holds 0.6 unspent
+
+
+def test_a_job_id_reserves_once_for_one_dataset_and_one_spend(tmp_path: Path) -> None:
+    """R14-CONSENT-1: a job id asked again for another dataset or spend is refused, not given the first."""
+    book = OwnerBudgetBook(tmp_path / "book.json", "bank_a",
+                           {"loans": DatasetBudget(epsilon=5.0), "cards": DatasetBudget(epsilon=0.1)})
+    book.reserve("job-1", "loans", 1.0, 1e-5)
+    assert book.reserve("job-1", "loans", 1.0, 1e-5).reserved_epsilon == 1.0  # the same ask: idempotent
+    with pytest.raises(BudgetRefused, match="already holds a reservation on dataset 'loans'"):
+        book.reserve("job-1", "cards", 1.0, 1e-5)
+    with pytest.raises(BudgetRefused, match="another planned spend"):
+        book.reserve("job-1", "loans", 2.0, 1e-5)
+    book.settle("job-1")
+    with pytest.raises(BudgetRefused, match="settled"):
+        book.reserve("job-1", "loans", 1.0, 1e-5)
+
+
+def test_a_released_reservation_returns_whole_and_may_reserve_again(tmp_path: Path) -> None:
+    book = _book(tmp_path, epsilon=3.0)
+    book.reserve("j1", "loans", 2.0, 0.0)
+    assert book.release("j1") is not None and book.status("loans")["remaining_epsilon"] == 3.0
+    assert book.release("j1") is not None  # idempotent
+    assert book.reserve("j1", "loans", 3.0, 0.0).reserved_epsilon == 3.0  # nothing was spent: a fresh reservation
+    book.admit("j1", 0.5, 0.0)
+    with pytest.raises(BudgetRefused, match="spent stays spent"):
+        book.release("j1")
 
 
 def test_deltas_add_across_jobs(tmp_path: Path) -> None:
@@ -89,7 +137,9 @@ def test_reserve_and_charge_are_idempotent_per_job_and_survive_a_crash_before_th
     # the agent crashed after the write, before its reply: the coordinator asks again (a restarted process)
     again = _book(tmp_path, epsilon=3.0).reserve("j1", "loans", 2.0, 1e-5)
     assert again == first and book.status("loans")["remaining_epsilon"] == pytest.approx(1.0)
-    assert _book(tmp_path, epsilon=3.0).reserve("j1", "loans", 0.1, 0.0).reserved_epsilon == 2.0  # first one stays
+    with pytest.raises(BudgetRefused, match="another planned spend"):  # the first one stays (R14-CONSENT-1)
+        _book(tmp_path, epsilon=3.0).reserve("j1", "loans", 0.1, 0.0)
+    assert book.entry("j1") == first
     book.admit("j1", 1.0, 1e-5)
     book.admit("j1", 1.0, 1e-5)  # a resumed run re-reporting the same total charges nothing more
     book.admit("j1", 0.5, 1e-5)  # nor a smaller one

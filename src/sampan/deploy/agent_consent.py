@@ -14,9 +14,14 @@ a run without any, re-run an approved job, or relay a "decision" no person made.
   remainder or the period cap is refused), keeps the approval it signed in its own store, and writes every
   decision and refusal to its own signed audit log;
 - at `deploy.open_run` requires ITS OWN stored approval for exactly this spec hash, the spec's job id to be
-  the run id (one approval, one run: a re-run cannot reserve twice), the job description and columns it is
-  asked to serve to be the spec's, and every party's approval to verify (CA, CRL, name, signature) — else
-  no handler is built and no data read.
+  the run id (one approval, one run: a re-run cannot reserve twice, and a job id once closed is never
+  admitted again, review R14-CONSENT-7), the job description and columns it is asked to serve to be the
+  spec's, and every party's approval to verify (CA, CRL, name, signature) — else no handler is built and no
+  data read;
+- on `consent.release` (the control plane's cancel of an unstarted job, an operator's refusal after approving,
+  an edit that voids approvals) withdraws its approval of a job that never opened here: the stored approval is
+  voided and the whole reservation returns to the budget (audited); a job that opened is refused (its spend
+  stays; it is settled when it closes) (review R14-WEB-3).
 Residual trust: with `console_decisions = true` the console host could fake an operator's click; a party
 that does not trust it keeps the flag false and approves locally or by rules.
 """
@@ -24,6 +29,7 @@ that does not trust it keeps the flag false and approves locally or by rules.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,6 +74,7 @@ class ConsentDesk:
         limits = {name: (DatasetBudget(b.budget.epsilon, b.budget.delta, b.budget.period_days, b.budget.period_epsilon)
                          if b.budget is not None else None) for name, b in config.data.items()}
         self.book = OwnerBudgetBook(state / "owner-budget.json", self.name, limits)
+        self._gate = threading.Lock()  # a release and an opening of the same job never interleave
 
     @property
     def config(self) -> PartyConfig:
@@ -166,6 +173,8 @@ class ConsentDesk:
                         "open_ended": entry.open_ended}
             approval = self.records.save_approval(sign_approval(self._signer(), spec, party=self.name,
                                                                 decided_by=decided_by, reserved=reserved))
+            if self.records.job_state(spec.job_id) == "released":  # approved afresh after a release
+                self.records.set_job_state(spec.job_id, "approved")
         except ConsentRefused as exc:
             log.warning("party %s refused consent to job %s (%s): %s", self.name, spec.job_id, decided_by, exc.reason)
             self._audit(spec.job_id, "consent_refused", {"spec_hash": spec_hash, "decided_by": decided_by,
@@ -238,8 +247,12 @@ class ConsentDesk:
     # --- opening a run -----------------------------------------------------------------------------------
     def admit_run(self, message: Message, dataset: str, job: dict[str, Any]) -> JobReservation:
         """Raise JobRefused (rule "consent") unless this run carries an approved spec this party signed for
-        exactly this run, job, dataset and columns, and every party's approval verifies. Returns the run's
-        reservation (its budget bound)."""
+        exactly this run, job, dataset and columns, the job id was never closed or released here, and every
+        party's approval verifies. Returns the run's reservation (its budget bound)."""
+        with self._gate:
+            return self._admit_run(message, dataset, job)
+
+    def _admit_run(self, message: Message, dataset: str, job: dict[str, Any]) -> JobReservation:
         me, meta = self.name, message.meta
 
         def refuse(reason: str) -> JobRefused:
@@ -260,6 +273,11 @@ class ConsentDesk:
         if spec.job_id != message.run_id:
             raise refuse(f"the approved job is {spec.job_id!r}, not run {message.run_id!r} (an approval covers "
                          "one run)")
+        state, entry = self.records.job_state(spec.job_id), self.book.entry(spec.job_id)
+        if state in ("closed", "released") or (entry is not None and entry.state == "settled"):
+            ended = state or (entry.outcome if entry is not None else None)
+            raise refuse(f"job {spec.job_id!r} was already {ended} here: one approval, one run (a closed job is "
+                         "never opened again; run it as a new job)")
         if spec.workflow != job.get("workflow") or spec.data[me].dataset != dataset:
             raise refuse("the run's workflow or dataset is not the approved spec's")
         served = self.served_columns(dataset)
@@ -282,17 +300,58 @@ class ConsentDesk:
             except ConsentRefused as exc:
                 raise refuse(f"the approval of {party!r} does not hold: {exc.reason}") from None
         try:
-            return JobReservation(self.book, spec.job_id, me, accountant=spec.privacy.accountant or "rdp",
-                                  state_dir=Path(self.config.party.state_dir),
-                                  on_refuse=lambda reason: self._audit(message.run_id, "budget_refused",
-                                                                       {"reason": reason}))
+            reservation = JobReservation(self.book, spec.job_id, me, accountant=spec.privacy.accountant or "rdp",
+                                         state_dir=Path(self.config.party.state_dir),
+                                         on_refuse=lambda reason: self._audit(message.run_id, "budget_refused",
+                                                                              {"reason": reason}))
         except BudgetRefused as exc:
             raise refuse(str(exc)) from None
+        self.records.set_job_state(spec.job_id, "opened")
+        return reservation
 
     def settle(self, run_id: str, outcome: str) -> None:
-        entry = self.book.settle(run_id, outcome)
+        """The run closed: its spend stays, the rest of its reservation returns, and the job id is closed here
+        (never admitted again)."""
+        with self._gate:
+            entry = self.book.settle(run_id, outcome)
+            if entry is not None:
+                self.records.set_job_state(run_id, "closed")
         if entry is not None:
             self._audit(run_id, "budget_settled", {"spent_epsilon": entry.spent_epsilon,
                                                    "spent_delta": entry.spent_delta,
                                                    "released_epsilon": max(entry.reserved_epsilon
                                                                            - entry.spent_epsilon, 0.0)})
+
+    # --- withdrawing an approval --------------------------------------------------------------------------
+    def release(self, message: Message) -> Message:
+        """`consent.release` {job_id, decided_by}: withdraw this party's approval of a job that never opened
+        here (its stored approvals of the job are voided, its whole reservation returns). Refused for a job
+        that opened (what it spent stays; it is settled when it closes). Idempotent."""
+        job_id = str(message.meta.get("job_id") or message.run_id)
+        decided_by = str(message.meta.get("decided_by") or "")
+        with self._gate:
+            state = self.records.job_state(job_id)
+            if state in ("opened", "closed"):
+                reason = (f"job {job_id!r} already {'opened' if state == 'opened' else 'ran and closed'} at "
+                          f"{self.name!r}: its approval cannot be withdrawn (cancel the run; what it spent stays)")
+                self._audit(job_id, "consent_release_refused", {"decided_by": decided_by, "reason": reason})
+                return message.error_reply(ConsentRefused(self.name, reason, rule="release"))
+            try:
+                entry = self.book.release(job_id)
+            except BudgetRefused as exc:
+                self._audit(job_id, "consent_release_refused", {"decided_by": decided_by, "reason": str(exc)})
+                return message.error_reply(ConsentRefused(self.name, str(exc), rule="release"))
+            voided = [a.spec_hash for a in self.records.approvals() if a.job_id == job_id]
+            for spec_hash in voided:
+                self.records.void_approval(spec_hash)
+            if entry is not None or voided:
+                self.records.set_job_state(job_id, "released")
+        released = {"epsilon": entry.reserved_epsilon if entry else 0.0,
+                    "delta": entry.reserved_delta if entry else 0.0}
+        if entry is not None or voided:
+            self._audit(job_id, "consent_released", {"decided_by": decided_by, "voided_spec_hashes": voided,
+                                                     "released": released})
+            log.info("party %s released job %s (%s): approval voided, epsilon %g returned", self.name, job_id,
+                     decided_by, released["epsilon"])
+        return message.reply("consent.released", meta={"job_id": job_id, "voided": len(voided),
+                                                       "released": released})

@@ -77,6 +77,18 @@ class ConsentCalls:
         log.info("party %s approved job %s (%s)", party, spec.job_id, approval.decided_by)
         return approval
 
+    def release_approval(self, party: str, job_id: str, decided_by: str = "") -> dict[str, Any]:
+        """Ask `party` to withdraw its approval of job `job_id`, which has not started: the agent voids its stored
+        approval and returns the whole reservation to its budget (`consent.release`; audited there). Returns
+        {"job_id", "voided", "released": {epsilon, delta}}; raises ConsentRefused(party, reason) when the agent
+        refuses (the job opened there: cancel the run instead) or cannot be reached."""
+        reply = self._ask(party, "consent.release", job_id, {"job_id": job_id, "decided_by": decided_by})
+        self.store.log_event("consent", "approval_released", {"party": party, "job_id": job_id,
+                                                              "decided_by": decided_by,
+                                                              "released": reply.meta.get("released")})
+        log.info("party %s released its approval of job %s (%s)", party, job_id, decided_by)
+        return dict(reply.meta)
+
     def party_catalogue(self, party: str) -> list[dict[str, Any]]:
         """`party`'s datasets as its agent describes them: name, columns with types, label and id columns, row
         count, budget status and history (schemas and counts only, never rows)."""

@@ -132,6 +132,8 @@ class PartyAgent:
                 return self._close(message)
             if message.kind == "consent.request":
                 return self.consent.request(message)
+            if message.kind == "consent.release":  # withdraw an approval of a job that never opened (R14-WEB-3)
+                return self.consent.release(message)
             if message.kind == "consent.catalogue":
                 return self.consent.catalogue(message, self.table)
         except Exception as exc:  # noqa: BLE001 - reported to the coordinator as an error reply

@@ -8,7 +8,8 @@ release leaves, `JobReservation.admit` checks the run ledger, then charges the b
 total (write-ahead): the step that would pass the reservation is refused, nothing released, and the
 refusal written to the party's audit log. A job approved as exact (no DP) reserved nothing, so any DP
 release it attempts is refused; an open-ended job (DP without a stated epsilon) is bounded by the
-dataset's remaining lifetime budget instead.
+dataset's remaining lifetime budget instead. The book is charged the run ledger's delta as soon as the run made
+an approximate-DP (Gaussian) release, open-ended or not: never 0 then (review R14-CONSENT-3).
 
 The policy builders (`horizontal_policy`, `vertical_policy`) moved here from the party agent: they build
 the party's `PartyPrivacyPolicy` from party.toml and the accepted job, as a `ReservedPolicy` when the run
@@ -72,7 +73,10 @@ class JobReservation:
             private_directory(self.path.parent)
             atomic_write_bytes(self.path, self.ledger.to_json().encode(), mode=0o600)
             spent = self.ledger.spent(self.party)
-            delta = self.ledger.budget(self.party).delta if self.entry.reserved_delta > 0 else 0.0
+            # the run's epsilon holds at the ledger's delta once any release is approximate-DP (Gaussian): the
+            # book is charged that delta, open-ended or not (review R14-CONSENT-3); pure-epsilon runs spend none
+            approximate = any(not e.pure for e in self.ledger.events if e.party == self.party)
+            delta = self.ledger.budget(self.party).delta if approximate else 0.0
             try:
                 self.book.admit(self.job_id, spent, delta)
             except BudgetRefused as exc:

@@ -12,7 +12,8 @@ from sampan.wire.catalogue import Field, MessageSpec
 
 __all__ = ["CONSENT_KINDS", "consent_catalogue"]
 
-CONSENT_KINDS = ("consent.request", "consent.approval", "consent.rule_added", "consent.catalogue")
+CONSENT_KINDS = ("consent.request", "consent.approval", "consent.rule_added", "consent.catalogue",
+                 "consent.release", "consent.released")
 
 
 def consent_catalogue() -> dict[str, MessageSpec]:
@@ -37,6 +38,14 @@ def consent_catalogue() -> dict[str, MessageSpec]:
             Field("meta.datasets.*.rows", "visible", role="coordinator", what="row count, exact"),
             Field("meta.datasets.*.budget.*", "visible", role="coordinator",
                   what="lifetime budget: total, spent, reserved, remaining, history of reservations and charges"))),
+        MessageSpec("consent.release", "coordinator", (
+            Field("meta.job_id", "public", what="the job whose approval the party withdraws (it never started)"),
+            Field("meta.decided_by", "public", what="who withdrew it: person:<user> or the control plane"))),
+        MessageSpec("consent.released", "party", (
+            Field("meta.job_id", "public", what="the job"),
+            Field("meta.voided", "public", what="how many stored approvals of the job were voided"),
+            Field("meta.released.*", "visible", role="coordinator",
+                  what="the (epsilon, delta) reservation returned to the dataset's budget"))),
         MessageSpec("deploy.open_run", "coordinator", (
             spec, Field("meta.approvals.*", "public", what="every party's signed approval"))),
     ]

@@ -2,15 +2,19 @@
 
 Each approval is one file (<state_dir>/consent/approvals/<spec hash>.json, 0600, written atomically); the
 rules added beside `[allow]` (locally, or through the console when the party accepts relayed decisions)
-are one file, rules.json. Nothing here is ever read from the coordinator: the agent trusts only what it
-wrote itself.
+are one file, rules.json. Where each approved job stands (opened, closed, released) is one small file per
+job (<state_dir>/consent/jobs/<sha256 of the job id>.json): a closed job id is never admitted again (one
+approval, one run: review R14-CONSENT-7) and a released approval is moved to approvals/void/ (kept, never
+honoured). Nothing here is ever read from the coordinator: the agent trusts only what it wrote itself.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
+import time
 from pathlib import Path
 
 from sampan.deploy.consent.approval import Approval
@@ -31,6 +35,7 @@ class ConsentStore:
         private_directory(self.root.parent)
         private_directory(self.root)
         private_directory(self.root / "approvals")
+        private_directory(self.root / "jobs")
 
     def approval(self, spec_hash: str) -> Approval | None:
         """This party's own approval of the spec with this hash, if it gave one."""
@@ -51,6 +56,37 @@ class ConsentStore:
             atomic_write_bytes(self.root / "approvals" / f"{approval.spec_hash}.json",
                                approval.model_dump_json().encode(), mode=0o600)
             return approval
+
+    def void_approval(self, spec_hash: str) -> bool:
+        """Withdraw this party's approval of a spec (moved to approvals/void/, never honoured again). True if
+        there was one."""
+        if not _HASH.fullmatch(spec_hash):
+            return False
+        with self._lock:
+            path = self.root / "approvals" / f"{spec_hash}.json"
+            if not path.exists():
+                return False
+            private_directory(self.root / "approvals" / "void")
+            path.replace(self.root / "approvals" / "void" / f"{spec_hash}.{time.time_ns()}.json")
+            return True
+
+    # --- where each approved job stands ------------------------------------------------------------------
+    def _job_path(self, job_id: str) -> Path:
+        return self.root / "jobs" / f"{hashlib.sha256(job_id.encode()).hexdigest()}.json"
+
+    def job_state(self, job_id: str) -> str | None:
+        """"opened" (admitted at least once), "closed" (settled: never admitted again), "released" (withdrawn
+        before it started), or None (approved at most, never opened)."""
+        path = self._job_path(job_id)
+        if not path.exists():
+            return None
+        return str(json.loads(path.read_text()).get("state"))
+
+    def set_job_state(self, job_id: str, state: str) -> None:
+        with self._lock:
+            self._ready()
+            atomic_write_bytes(self._job_path(job_id), json.dumps({"job_id": job_id, "state": state,
+                                                                   "at": time.time()}).encode(), mode=0o600)
 
     def approvals(self) -> list[Approval]:
         folder = self.root / "approvals"

@@ -13,15 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from sampan.privacy.owner_budget import BudgetRefused, DatasetBudget, OwnerBudgetBook
 
 DAY = 86400.0
 
 
-@pytest.mark.xfail(strict=True, reason="R14-CONSENT-2: a reservation made before the period window and spent "
-                                       "inside it escapes the period cap")
 def test_no_period_window_holds_more_spending_than_the_cap(tmp_path: Path) -> None:
     now = [0.0]
     book = OwnerBudgetBook(tmp_path / "book.json", "bank_a",

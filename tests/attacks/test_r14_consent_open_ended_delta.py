@@ -13,15 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from sampan.deploy.run_budget import JobReservation
 from sampan.privacy.ledger.events import PrivacyEvent
 from sampan.privacy.owner_budget import DatasetBudget, OwnerBudgetBook
 
 
-@pytest.mark.xfail(strict=True, reason="R14-CONSENT-3: an open-ended DP job charges delta 0 to the lifetime "
-                                       "book although its epsilon holds only at delta 1e-5")
 def test_an_open_ended_gaussian_release_charges_its_delta(tmp_path: Path) -> None:
     book = OwnerBudgetBook(tmp_path / "book.json", "bank_a", {"loans": DatasetBudget(epsilon=10.0, delta=1e-4)})
     book.reserve("open", "loans", 0.0, 0.0, open_ended=True)
