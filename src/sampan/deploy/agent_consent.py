@@ -230,17 +230,17 @@ class ConsentDesk:
                                                                               f" (no rule {wanted!r})"), rule="rules")
 
     # --- the catalogue ------------------------------------------------------------------------------------
-    def catalogue(self, message: Message, table: Any) -> Message:
-        """`consent.catalogue`: each bound dataset's schema, row count and budget status (never rows)."""
+    def catalogue(self, message: Message) -> Message:
+        """`consent.catalogue`: each bound dataset's schema, published size and budget status (never rows).
+
+        The size is the operator's declared `[data.<name>] public_rows` (None: not published), never the table's
+        count: an exact count answered on request, outside any job and uncharged, would tell the coordinator
+        whether one customer was added or removed (review R14-CONSENT-5). The table is not read here."""
         out = []
         for name, binding in self.config.data.items():
             schema = binding.schema_
-            try:
-                rows: int | None = len(table(name)[1])
-            except Exception:  # noqa: BLE001 - an unreadable table is shown without a count
-                rows = None
             out.append({"name": name, "columns": [{"name": c.name, "kind": c.kind} for c in schema.features],
-                        "label": schema.label_column, "id": schema.id_column, "rows": rows,
+                        "label": schema.label_column, "id": schema.id_column, "rows": binding.public_rows,
                         "budget": {**self.book.status(name), "history": self.book.history(name)}})
         return message.reply("consent.catalogue", meta={"datasets": out})
 

@@ -143,6 +143,10 @@ class DatasetSection(_Strict):
     schema_: TableSchema = Field(alias="schema")
     budget: BudgetSection | None = Field(None, description="this dataset's lifetime privacy budget; default none "
                                          "(spending is still recorded per job)")
+    public_rows: int | None = Field(None, ge=0, description="the size of this dataset the party chooses to publish "
+                                    "in its catalogue (e.g. rounded: 'about 40 000'); default none: not published "
+                                    "(the exact count is data-dependent and uncharged, so it is never read for "
+                                    "the catalogue, R14-CONSENT-5)")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -135,7 +135,7 @@ class PartyAgent:
             if message.kind == "consent.release":  # withdraw an approval of a job that never opened (R14-WEB-3)
                 return self.consent.release(message)
             if message.kind == "consent.catalogue":
-                return self.consent.catalogue(message, self.table)
+                return self.consent.catalogue(message)
         except Exception as exc:  # noqa: BLE001 - reported to the coordinator as an error reply
             log.warning("party %s failed on %s: %s", self.name, message.kind, exc)
             return message.error_reply(exc)

@@ -103,7 +103,7 @@ datasets = Table(
     Column("party", String(200), nullable=False),
     Column("name", String(200), nullable=False),
     Column("schema", JSON, nullable=False),  # column name -> type, label column; never a row
-    Column("row_count", Integer, nullable=False),
+    Column("row_count", Integer, nullable=True),  # the size the party publishes; NULL: not published
     Column("registered_by", String(200), nullable=False), _at(),
     UniqueConstraint("consortium_id", "party", "name", name="cp_datasets_once"))
 

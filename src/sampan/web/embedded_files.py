@@ -99,12 +99,23 @@ def _schema() -> dict[str, Any]:
                                                               else {})} for f in schema.features]}
 
 
-def _add_party_sections(path: Path, budget: Mapping[str, float]) -> None:
-    """A console party: a lifetime budget on its dataset and console decisions accepted (issue 14)."""
+def _published_size(table: Path) -> int:
+    """The size a demo bank declares in its catalogue: its table's row count rounded to hundreds, written once
+    into party.toml (`public_rows`) by its operator, as a real bank would ("about 2 000 SMEs"); the agent
+    never counts rows for the catalogue (R14-CONSENT-5)."""
+    with table.open("rb") as f:
+        rows = max(sum(1 for _ in f) - 1, 0)
+    return int(round(rows, -2))
+
+
+def _add_party_sections(path: Path, budget: Mapping[str, float], public_rows: int | None = None) -> None:
+    """A console party: a lifetime budget on its dataset, its published size and console decisions accepted."""
     from sampan.deploy.local import toml_dumps
 
     data = tomllib.loads(path.read_text())
     data["data"][DATASET]["budget"] = dict(budget)
+    if public_rows is not None:
+        data["data"][DATASET]["public_rows"] = public_rows
     data["consent"] = {"mode": "explicit", "console_decisions": True}
     atomic_write_text(path, toml_dumps(data))
 
@@ -139,7 +150,7 @@ def make_console_folder(root: str | Path, *, parties: int = 3, n_smes: int = 600
                                                       "rejoin_timeout_s": 30})
     budget = {"epsilon": float(budget_epsilon), "delta": float(budget_delta)}
     for name in names:
-        _add_party_sections(root / name / "party.toml", budget)
+        _add_party_sections(root / name / "party.toml", budget, _published_size(tables[name]))
     atomic_write_json(root / STATE_FILE, {"version": _VERSION, "parties": list(names), "dataset": DATASET,
                                           "budget": budget, "n_smes": n_smes}, indent=2)
     return ConsoleFolder(root, names, budget)

@@ -79,7 +79,7 @@ class DatasetInfo:
     name: str
     columns: dict[str, str]
     label: str | None
-    rows: int
+    rows: int | None  # the size the party publishes ([data.<name>] public_rows); None: not published
     budget: BudgetStatus | None = None
 
 
@@ -92,7 +92,7 @@ class AgentGateway(Protocol):
         ...
 
     def catalogue(self, party: str) -> list[DatasetInfo]:
-        """The party's datasets: schema, row count, budget status (never rows)."""
+        """The party's datasets: schema, published size (or None), budget status (never rows)."""
         ...
 
     def request_approval(self, party: str, spec: JobSpec, decided_by: str) -> Approval:
@@ -115,3 +115,8 @@ class AgentGateway(Protocol):
 #     add_rule(party: str, rule: dict, decided_by: str) -> None
 # relays a standing rule added in the console to the party's agent (a `consent.request` carrying the rule), which
 # accepts it only with `[consent] console_decisions = true` and raises ConsentRefused(party, reason) otherwise.
+#     release(party: str, job_id: str, decided_by: str = ...) -> None
+# withdraws the party's approval of a job that has not started (`consent.release`): the agent voids its stored
+# approval and returns the whole reservation to its budget; ConsentRefused(party, reason) when it refuses (the
+# job opened there) or cannot be reached. The control plane calls it on a cancel of an unstarted job, a refusal
+# after approving, and an edit that voids approvals (review R14-WEB-3/4).

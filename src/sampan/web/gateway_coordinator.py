@@ -9,6 +9,8 @@ and holds no party key. Each call maps to one coordinator method:
                        budget status; never rows)
     request_approval   Coordinator.request_approval(p, spec, decided_by): the agent decides, signs or refuses
     add_rule           a console rule relayed as `consent.request` {rule}: the agent keeps its own copy
+    release            Coordinator.release_approval(p, job_id): the agent withdraws its approval of a job that
+                       has not started (voided; its reservation returns to the budget)
     start              Coordinator.submit_approved(spec, config, approvals, by): every agent re-checks
     cancel             the operator's cancel path (`OperatorCalls.cancel`), named as the control plane
     run_view           `sampan.web.run_view.read_run_view` over the coordinator's own store
@@ -56,13 +58,13 @@ def _columns(entry: Mapping[str, Any]) -> dict[str, str]:
 def dataset_info(party: str, entry: Mapping[str, Any]) -> DatasetInfo:
     """One `consent.catalogue` entry as the control plane's `DatasetInfo`."""
     budget = entry.get("budget")
-    rows = entry.get("rows", entry.get("row_count", 0))
+    rows = entry.get("rows", entry.get("row_count"))  # None: the party publishes no size
     return DatasetInfo(
         party=party,
         name=str(entry.get("name") or entry.get("dataset")),
         columns=_columns(entry),
         label=(str(entry["label"]) if entry.get("label") else None),
-        rows=int(rows or 0),
+        rows=None if rows is None else int(rows),
         budget=BudgetStatus.from_mapping(budget) if isinstance(budget, Mapping) else None,
     )
 
@@ -103,6 +105,10 @@ class CoordinatorGateway:
         if not isinstance(stored, Mapping):
             raise ConsentRefused(party, "its reply holds no rule")
         return dict(stored)
+
+    def release(self, party: str, job_id: str, decided_by: str = CONTROL_PLANE) -> None:
+        """Withdraw `party`'s approval of job `job_id` (not started): ConsentRefused when the agent refuses."""
+        self.coordinator.release_approval(party, job_id, decided_by)
 
     def start(self, job_id: str, spec: JobSpec, config: Mapping[str, Any], approvals: Sequence[Approval]) -> str:
         """`job_id` is the control plane's own job number (logged); the run id is `spec.job_id`, the id every

@@ -172,7 +172,8 @@ class CatalogueEntry(_Out):
     name: str
     columns: dict[str, str]
     label: str | None
-    rows: int
+    rows: int | None = Field(description="the size the party publishes ([data.<name>] public_rows); null: not "
+                             "published (an exact count is never released, R14-CONSENT-5)")
 
 
 class DatasetRegister(_In):
@@ -201,7 +202,7 @@ class Dataset(_Out):
     party: str
     name: str
     schema_: dict[str, Any] = Field(alias="schema")
-    row_count: int
+    row_count: int | None  # as the party published it; null: not published
     registered_by: str
     created_at: str
     budget: Budget | None

@@ -1,4 +1,4 @@
-"""Datasets (schema and row count as each party's agent reports them, never rows) and the budget mirror.
+"""Datasets (schema and the size each party's agent publishes, never rows) and the budget mirror.
 
 Why a mirror: each party agent's lifetime budget book is authoritative and refuses any job or step beyond it;
 the control plane keeps a copy only to show it (remaining budget in the inbox, spending over time) and to
@@ -82,10 +82,10 @@ class DataService(PlaneBase):
                                                          db.datasets.c.name == name)).first():
                 raise Conflict(f"dataset {name!r} of {party!r} is already registered", "name")
             did = db.new_id(c.execute(insert(db.datasets).values(
-                consortium_id=consortium_id, party=party, name=name, schema=schema, row_count=int(info.rows),
+                consortium_id=consortium_id, party=party, name=name, schema=schema, row_count=info.rows,
                 registered_by=principal.actor, created_at=self.clock())))
         self.audit(principal, "dataset_registered", {"consortium_id": consortium_id, "party": party, "dataset": name,
-                                                     "columns": sorted(info.columns), "rows": int(info.rows)})
+                                                     "columns": sorted(info.columns), "rows": info.rows})
         return self.dataset(principal, did)
 
     def dataset(self, principal: Principal, dataset_id: int) -> dict[str, Any]:
