@@ -85,7 +85,10 @@ def test_a_whole_consortium_through_the_forms(tmp_path: Path) -> None:
     started = post(admin, f"/console/jobs/{job_id}", f"/console/jobs/{job_id}/start", {})
     run_id = str(started.url).rsplit("/", 1)[1]
     run = admin.get(f"/console/runs/{run_id}").text
-    assert 'data-test="run-status">finished<' in run and 'data-test="epsilon-table"' in run
+    assert 'data-test="run-status">completed<' in run and 'data-test="epsilon-table"' in run
+    for page in ("/console/runs", f"/console/jobs?consortium_id={job['consortium_id']}", f"/console/jobs/{job_id}"):
+        listed = admin.get(page).text  # one word for a run that ended well, wherever a person reads it
+        assert ">completed<" in listed and ">finished<" not in listed, page
     assert f'data-poll-api="/api/v1/runs/{run_id}"' in run and 'data-state="final"' in run
     assert admin.get(f"/api/v1/runs/{run_id}").status_code == 200  # what console.js polls, with the cookie
     spent = operators["bank_a"].get("/console/datasets/1").text

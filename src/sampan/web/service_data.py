@@ -74,7 +74,7 @@ class DataService(PlaneBase):
             raise Invalid(f"{party!r} is not a member of consortium {consortium_id}", "party")
         info = next((d for d in self._catalogue(party) if d.name == name), None)
         if info is None:
-            raise NotFound(f"party {party!r}'s agent serves no dataset {name!r}", "name")
+            raise NotFound(f"the agent of party {party!r} serves no dataset {name!r}", "name")
         schema = {"columns": dict(info.columns), "label": info.label}
         with self.engine.begin() as c:
             if c.execute(select(db.datasets.c.id).where(db.datasets.c.consortium_id == consortium_id,

@@ -26,6 +26,10 @@ STATIC = Path(__file__).parent / "static"
 PREFIX = "/console"
 FLASH_COOKIE = "sampan_flash"
 
+# One word per state wherever a person reads it: the runner says "completed", the control plane's job table and the
+# FakeGateway say "finished" for the same thing; the console shows "completed" for both (the stored values stay).
+STATUS_WORDS = {"finished": "completed"}
+
 ROLE_LABELS = {"consortium_admin": "consortium admin", "party_operator": "party operator", "analyst": "analyst",
                "auditor": "auditor"}
 
@@ -35,6 +39,7 @@ def _environment() -> Environment:
                       default_for_string=True), trim_blocks=True, lstrip_blocks=True)
     env.globals.update(prefix=PREFIX, version=sampan.__version__,
                        static=lambda name: f"{PREFIX}/static/{name}?v={sampan.__version__}")
+    env.filters["status_word"] = lambda value: STATUS_WORDS.get(str(value), str(value))
     env.filters["tojson_pretty"] = lambda value: json.dumps(value, indent=2, sort_keys=True, default=str)
     # JSON shown as text (autoescape escapes it); `tojson` is for script contexts and shows ' as \u0027
     env.filters["json_text"] = lambda value: json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
