@@ -23,6 +23,7 @@ from sampan.web.roles import Principal
 from sampan.web.service import ControlPlane
 
 BANKS = ("bank_a", "bank_b", "bank_c")
+CHOSEN_PASSWORD = "a long password!"  # what `first_sign_in` sets: every test account's password
 FAST_ARGON2 = {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}  # argon2id still; cheap for tests
 HORIZONTAL = {"run": {"name": "sme-fedavg", "workflow": "horizontal", "rounds": 3},
               "model": {"kind": "logistic"},
@@ -66,6 +67,15 @@ class World:
         return principal
 
 
+def first_sign_in(accounts: Accounts, username: str, one_time_password: str,
+                  new_password: str = CHOSEN_PASSWORD) -> Principal:
+    """Sign in with a one-time password and choose `new_password` at once, as the console makes a person do
+    (R14-WEB-1: until then the account may do nothing else): the principal, free to act."""
+    first = accounts.authenticate(username, one_time_password)
+    accounts.set_password(first, one_time_password, new_password)
+    return accounts.authenticate(username, new_password)
+
+
 def make_world(tmp_path: Path, store_url: str | None = None, *, clock: ManualClock | None = None,
                auth: AuthSettings | None = None) -> World:
     clock = clock or ManualClock()
@@ -73,9 +83,10 @@ def make_world(tmp_path: Path, store_url: str | None = None, *, clock: ManualClo
     gateway = FakeGateway(store, tmp_path / "agents")
     plane = ControlPlane(store, gateway, Accounts(store.engine, auth or AuthSettings(argon2=FAST_ARGON2), clock),
                          clock)
-    password = plane.accounts.bootstrap_admin("admin")
-    assert password is not None
-    admin = plane.accounts.authenticate("admin", password)
+    one_time = plane.accounts.bootstrap_admin("admin")
+    assert one_time is not None
+    password = "the admin's long password"
+    admin = first_sign_in(plane.accounts, "admin", one_time, password)
     app = create_app(plane, AppSettings(secure_cookies=False, console=False))
     return World(plane, gateway, app, admin, password, clock)
 
@@ -86,8 +97,8 @@ def consortium_with_banks(world: World) -> tuple[int, dict[str, Principal]]:
     operators: dict[str, Principal] = {}
     for bank in BANKS:
         invitation = world.plane.invite_member(world.admin, cid, bank)
-        operators[bank] = world.plane.accounts.authenticate(invitation["operator_username"],
-                                                            invitation["one_time_password"])
+        operators[bank] = first_sign_in(world.plane.accounts, invitation["operator_username"],
+                                        invitation["one_time_password"])
         world.plane.register_dataset(operators[bank], cid, bank, "sme_loans")
     return cid, operators
 

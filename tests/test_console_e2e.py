@@ -54,6 +54,14 @@ class Client:
         self.http.headers["X-CSRF-Token"] = reply.json()["csrf_token"]
         self.user = reply.json()["user"]
 
+    def first_sign_in(self, one_time_password: str, new_password: str) -> Client:
+        """Choose one's own password right after signing in with a one-time one (until then every other call is
+        a 403, R14-WEB-1); the session stays signed in."""
+        assert self.user["must_change_password"]
+        self.post("/me/password", {"old_password": one_time_password, "new_password": new_password}, expect=204)
+        self.user = self.get("/me")
+        return self
+
     def get(self, path: str, **kw: Any) -> Any:
         reply = self.http.get(API + path, **kw)
         assert reply.status_code == 200, (path, reply.status_code, reply.text)
@@ -119,7 +127,8 @@ def test_console_flow_end_to_end(console: tuple[EmbeddedConsole, Any]) -> None:
     assert {p["name"]: p["connected"] for p in admin.get("/parties")} == dict.fromkeys(BANKS, True)
 
     # --- each bank's operator: sign in, its own catalogue, register its dataset (schema and count only) ---------
-    ops = {b: Client(started.url, i["operator_username"], i["one_time_password"]) for b, i in invites.items()}
+    ops = {b: Client(started.url, i["operator_username"], i["one_time_password"]).first_sign_in(
+        i["one_time_password"], f"{b}'s own long password") for b, i in invites.items()}
     columns: list[str] = []
     for bank, op in ops.items():
         catalogue = op.get(f"/parties/{bank}/catalogue")

@@ -189,6 +189,7 @@ def test_standing_rules_through_the_inbox(tmp_path: Path) -> None:
 
 
 def test_sign_in_asks_for_the_authenticator_code_when_enrolled(tmp_path: Path) -> None:
+    """The code is asked WITH the password (R14-WEB-14): a right password alone answers like a wrong one."""
     console, _ = seeded(tmp_path)
     clock = console.world.clock
     browser = console.signed_in("analyst")
@@ -199,21 +200,60 @@ def test_sign_in_asks_for_the_authenticator_code_when_enrolled(tmp_path: Path) -
     assert "Your authenticator is on" in confirmed.text
     fresh = console.browser()
     page = fresh.get("/console/sign-in")
-    step = fresh.post("/console/sign-in", data={"username": "analyst", "password": PASSWORD,
-                                               "csrf_token": csrf(page.text)})
-    assert 'data-test="totp-form"' in step.text and PASSWORD not in step.text
-    wrong = fresh.post("/console/sign-in/code", data={"code": "000000", "csrf_token": csrf(step.text)})
-    assert wrong.status_code == 401
-    step = fresh.post("/console/sign-in", data={"username": "analyst", "password": PASSWORD,
-                                               "csrf_token": csrf(page.text)})
+    assert 'data-test="field-code"' in page.text
+    no_code = fresh.post("/console/sign-in", data={"username": "analyst", "password": PASSWORD,
+                                                  "csrf_token": csrf(page.text)})
+    wrong = fresh.post("/console/sign-in", data={"username": "analyst", "password": "not the password",
+                                                "csrf_token": csrf(page.text)})
+    assert no_code.status_code == wrong.status_code == 401 and PASSWORD not in no_code.text
     clock.advance(seconds=30)
-    good = fresh.post("/console/sign-in/code", data={"code": pyotp.TOTP(secret).at(clock.now),
-                                                     "csrf_token": csrf(step.text)})
+    good_code = pyotp.TOTP(secret).at(clock.now)
+    good = fresh.post("/console/sign-in", data={"username": "analyst", "password": PASSWORD, "code": good_code,
+                                               "csrf_token": csrf(page.text)})
     assert good.status_code == 200 and 'data-test="signed-in-as"' in good.text
-    # the pending step was used once: replaying it asks for the password again
-    again = fresh.post("/console/sign-in/code", data={"code": pyotp.TOTP(secret).at(clock.now),
-                                                      "csrf_token": csrf(step.text)})
-    assert again.status_code == 401 or 'data-test="signed-in-as"' in again.text
+    again = console.browser()  # the same code replayed from another browser: refused
+    replay = again.post("/console/sign-in", data={"username": "analyst", "password": PASSWORD, "code": good_code,
+                                                 "csrf_token": csrf(again.get("/console/sign-in").text)})
+    assert replay.status_code == 401
+
+
+def test_a_one_time_password_session_is_sent_to_choose_its_password(tmp_path: Path) -> None:
+    """R14-WEB-1 in the console: every page sends a one-time-password session to /account until it changed."""
+    console, cid = seeded(tmp_path)
+    world = console.world
+    invited = world.plane.invite_member(world.admin, cid, "bank_q")
+    browser = console.browser()
+    page = browser.get("/console/sign-in")
+    first = browser.post("/console/sign-in", data={"username": invited["operator_username"],
+                                                  "password": invited["one_time_password"],
+                                                  "csrf_token": csrf(page.text)})
+    assert str(first.url).endswith("/console/account")
+    assert str(browser.get("/console/approvals").url).endswith("/console/account")
+    changed = post(browser, "/console/account", "/console/account/password",
+                   {"old_password": invited["one_time_password"], "new_password": "bank q's own password"})
+    assert "Your password was changed" in changed.text
+    assert str(browser.get("/console/approvals").url).endswith("/console/approvals")
+
+
+def test_replacing_the_authenticator_needs_the_current_password(tmp_path: Path) -> None:
+    """R14-WEB-5 in the console: without the password or code nothing changes; with it, the old factor stays
+    until the new one is confirmed."""
+    console, _ = seeded(tmp_path)
+    accounts = console.world.plane.accounts
+    analyst = console.world.users["analyst"]
+    secret, _ = accounts.enrol_totp(analyst)
+    accounts.confirm_totp(analyst, pyotp.TOTP(secret).at(console.world.clock.now))
+    console.world.clock.advance(seconds=30)
+    browser = console.browser()
+    page = browser.get("/console/sign-in")
+    browser.post("/console/sign-in", data={"username": "analyst", "password": PASSWORD,
+                                           "code": pyotp.TOTP(secret).at(console.world.clock.now),
+                                           "csrf_token": csrf(page.text)})
+    refused = post(browser, "/console/account", "/console/account/totp", {"proof": "not my password"})
+    assert 'data-test="totp-secret"' not in refused.text
+    started = post(browser, "/console/account", "/console/account/totp", {"proof": PASSWORD})
+    assert 'data-test="totp-secret"' in started.text
+    assert accounts.user_by_id(analyst.user_id).totp_confirmed  # the old factor is still required
 
 
 def test_assets_ship_in_the_package(tmp_path: Path) -> None:

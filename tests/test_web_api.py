@@ -20,8 +20,8 @@ def _sign_in(world: World, username: str, password: str) -> Any:
 
 
 def _flow(world: World) -> None:
-    admin = _sign_in(world, "admin", world.admin_password)
-    assert admin.get("/api/v1/me").json()["must_change_password"] is True
+    admin = _sign_in(world, "admin", world.admin_password)  # make_world chose it after the one-time password
+    assert admin.get("/api/v1/me").json()["must_change_password"] is False
     assert admin.post("/api/v1/me/password", json={"old_password": world.admin_password,
                                                    "new_password": "correct horse battery"}).status_code == 204
     cid = admin.post("/api/v1/consortia", json={"name": "HK SME", "description": "banks"}).json()["id"]
@@ -32,6 +32,11 @@ def _flow(world: World) -> None:
         body = invited.json()
         assert body["one_time_password"] and body["operator_username"] == f"{bank}-operator"
         operators[bank] = _sign_in(world, body["operator_username"], body["one_time_password"])
+        assert operators[bank].get("/api/v1/me").json()["must_change_password"] is True
+        assert operators[bank].get(f"/api/v1/parties/{bank}/catalogue").status_code == 403  # R14-WEB-1
+        assert operators[bank].post("/api/v1/me/password", json={"old_password": body["one_time_password"],
+                                                                 "new_password": "an operator's password"}
+                                    ).status_code == 204
         catalogue = operators[bank].get(f"/api/v1/parties/{bank}/catalogue").json()
         assert catalogue[0]["name"] == "sme_loans" and "rows" in catalogue[0] and "default" in catalogue[0]["columns"]
         registered = operators[bank].post(f"/api/v1/consortia/{cid}/datasets", json={"party": bank,
@@ -174,7 +179,16 @@ def test_bad_input_gets_a_clear_json_error(tmp_path: Path) -> None:
     assert bad.status_code == 400 and bad.json()["field"] == "datasets.bank_a.columns"
     nan = admin.post(f"/api/v1/consortia/{cid}/jobs", json=job_body(config={"run": {"workflow": "horizontal"},
                                                                            "privacy": {"epsilon": "lots"}}))
-    assert nan.status_code == 400 and nan.json()["field"] == "config"
+    assert nan.status_code == 400 and nan.json()["field"] == "config.privacy.epsilon"
+    negative = admin.post(f"/api/v1/consortia/{cid}/jobs", json=job_body(
+        config={**HORIZONTAL, "privacy": {"epsilon": -1.0, "delta": 1e-5, "dp3": {"clip": 1.0}}}))
+    assert negative.status_code == 400 and negative.json()["field"] == "config.privacy.epsilon"
+    endless = admin.post(f"/api/v1/consortia/{cid}/jobs", json=job_body(
+        config={**HORIZONTAL, "run": {"name": "x", "workflow": "horizontal", "rounds": 10**9}}))
+    assert endless.status_code == 400 and endless.json()["field"] == "config.run.rounds"
+    headers = admin.get("/api/v1/me").headers  # API answers are never cached, sniffed or framed
+    assert headers["cache-control"] == "no-store" and headers["x-content-type-options"] == "nosniff"
+    assert headers["x-frame-options"] == "DENY" and "frame-ancestors 'none'" in headers["content-security-policy"]
     assert admin.post(f"/api/v1/consortia/{cid}/jobs", json=job_body(bank_z="x")).json()["field"] == "datasets.bank_z"
     assert admin.post("/api/v1/consortia", json={"name": "HK SME lending"}).status_code == 409
     assert admin.get("/api/v1/openapi.json").json()["openapi"].startswith("3.1")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pyotp
 import pytest
-from _web_plane import BANKS, HORIZONTAL, World, consortium_with_banks, make_world
+from _web_plane import BANKS, HORIZONTAL, World, consortium_with_banks, first_sign_in, make_world
 from sqlalchemy import select, update
 
 from sampan.crypto.simulated_ca import SimulatedCA
@@ -55,7 +55,7 @@ def test_an_operator_outside_a_consortium_sees_none_of_it(world: World) -> None:
     job = _job(world, cid)
     other = world.plane.create_consortium(world.admin, "another consortium")
     outsider = world.plane.invite_member(world.admin, other["id"], "bank_z")
-    z = world.plane.accounts.authenticate(outsider["operator_username"], outsider["one_time_password"])
+    z = first_sign_in(world.plane.accounts, outsider["operator_username"], outsider["one_time_password"])
     client = world.client(z)
     assert [c["id"] for c in client.get("/api/v1/consortia").json()] == [other["id"]]
     for path in (f"/api/v1/consortia/{cid}", f"/api/v1/consortia/{cid}/jobs", f"/api/v1/consortia/{cid}/datasets",

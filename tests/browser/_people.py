@@ -119,6 +119,13 @@ class Person:
         page.get_by_role("button", name="Change password").click()
         expect(page.get_by_role("status").filter(has_text="Your password was changed.")).to_be_visible()
 
+    def first_sign_in(self, one_time_password: str, new_password: str, *, keyboard: bool = False) -> None:
+        """Sign in with a one-time password and choose one's own at once: until then the console shows nothing
+        but the account page (R14-WEB-1: every other page redirects to /console/account)."""
+        self.sign_in(one_time_password, keyboard=keyboard)
+        expect(self.page).to_have_url(re.compile(r"/console/account$"))
+        self.change_password(one_time_password, new_password)
+
     def tab_to(self, locator: Any, most: int = 80) -> None:
         """Press Tab from where the focus is until `locator` has it (fails if it is not reachable by keyboard)."""
         for _ in range(most):

@@ -19,7 +19,7 @@ from sampan.web.api_auth import (
     principal_of_request,
     set_session_cookie,
 )
-from sampan.web.errors import Unauthenticated
+from sampan.web.errors import Forbidden, Unauthenticated
 from sampan.web.roles import Principal
 from sampan.web.service import ControlPlane
 from sampan.web.service_base import row_dict
@@ -39,10 +39,18 @@ def plane_of(request: Request) -> ControlPlane:
     return plane
 
 
+# What a one-time-password principal may still do: read itself, choose its password, sign out (R14-WEB-1).
+FIRST_SIGN_IN_PATHS = frozenset({f"{API_PREFIX}/me", f"{API_PREFIX}/me/password", f"{API_PREFIX}/auth/logout"})
+
+
 def current_principal(request: Request,
                       bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
                       cookie: Annotated[str | None, Depends(cookie_scheme)]) -> Principal:
-    return principal_of_request(request, plane_of(request).accounts, bearer, cookie)
+    principal = principal_of_request(request, plane_of(request).accounts, bearer, cookie)
+    if principal.must_change_password and request.url.path.rstrip("/") not in FIRST_SIGN_IN_PATHS:
+        raise Forbidden("signed in with a one-time password: choose your own first (POST /api/v1/me/password)",
+                        "must_change_password")
+    return principal
 
 
 Who = Annotated[Principal, Depends(current_principal)]
@@ -84,6 +92,7 @@ def _accounts(r: APIRouter) -> None:
         sid = request.cookies.get("sampan_session")
         if sid:
             plane.accounts.end_session(sid)
+            plane.audit(who, "signed_out", {"via": "api"})
         response = Response(status_code=204)
         clear_session_cookie(response)
         return response
@@ -93,14 +102,18 @@ def _accounts(r: APIRouter) -> None:
         return plane.me(who)
 
     @r.post("/me/password", status_code=204, tags=["auth"])
-    def change_password(body: s.PasswordChange, who: Who, plane: Plane) -> Response:
-        plane.accounts.set_password(who, body.old_password, body.new_password)
-        plane.audit(who, "password_changed", {})
+    def change_password(body: s.PasswordChange, request: Request, who: Who, plane: Plane) -> Response:
+        """Choose a new password; every other session of the account ends (this one stays signed in)."""
+        ended = plane.accounts.set_password(who, body.old_password, body.new_password,
+                                            keep_session=request.cookies.get("sampan_session"))
+        plane.audit(who, "password_changed", {"sessions_ended": ended, "via": "api"})
         return Response(status_code=204)
 
     @r.post("/me/totp", response_model=s.TotpEnrolment, tags=["auth"])
-    def totp_enrol(who: Who, plane: Plane) -> dict[str, Any]:
-        secret, uri = plane.accounts.enrol_totp(who)
+    def totp_enrol(who: Who, plane: Plane, body: s.TotpProof | None = None) -> dict[str, Any]:
+        """A new authenticator secret; over a confirmed one, `proof` (current password or code) is required and
+        the confirmed factor stays in force until the new one is confirmed."""
+        secret, uri = plane.accounts.enrol_totp(who, proof=body.proof if body is not None else None)
         plane.audit(who, "totp_enrolment_started", {})
         return {"secret": secret, "provisioning_uri": uri}
 

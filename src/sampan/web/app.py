@@ -110,6 +110,9 @@ def create_app(plane: ControlPlane, settings: AppSettings | None = None, *,
     app.state.secure_cookies = settings.secure_cookies if secure_cookies is None else secure_cookies
     app.state.agent_verifier = settings.agent_verifier
     _install_errors(app)
+    from sampan.web.api_headers import ApiSecurityHeaders
+
+    app.add_middleware(ApiSecurityHeaders, prefix=API_PREFIX)  # no-store, nosniff, no framing on every API answer
     app.include_router(build_router())
     from sampan.web.api_agent import build_agent_router
 

@@ -8,7 +8,14 @@ kept outside the database, `sampan.web.totp_seal`): its time step is recorded an
 that step or an earlier one is refused, so a shoulder-surfed or phished code cannot be replayed. Sessions end
 after `idle` without use and after `absolute` whatever happens, each with its own CSRF token (constant-time
 compare). After `max_failures` wrong passwords or codes in a row an account is locked for `lockout` (per user,
-in the database, so every worker process sees it). Unknown users cost the same argon2 work as known ones.
+in the database, counted in SQL so parallel guesses cannot share one count, R14-WEB-8). Unknown users cost the
+same argon2 work as known ones, and every refused sign-in (unknown name, wrong password, locked account, a right
+password without the code a TOTP account needs, which counts as a failure) gets the same 401 and message, so the
+answers neither enumerate accounts nor confirm passwords (R14-WEB-14): the code is asked with the password.
+A one-time password marks the principal `must_change_password`; the API and console then refuse everything
+but choosing a password, reading /me and signing out (R14-WEB-1). A password change ends the account's other
+sessions (R14-WEB-7). Re-enrolling TOTP needs the current password or code, and keeps the confirmed factor
+until the new one is confirmed (R14-WEB-5).
 Threat model: a database reader learns hashes only; a network attacker without a token or session cookie gets
 401; a person with one role cannot raise it (roles live in the database, checked per request in sampan.web.roles).
 """
@@ -19,12 +26,13 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from sampan.web import db
 from sampan.web.errors import Conflict, Invalid, NotFound, Unauthenticated
@@ -35,6 +43,7 @@ __all__ = ["Accounts", "AuthSettings", "Clock", "NewSession", "sha256_hex", "MIN
 Clock = Callable[[], datetime]
 MIN_PASSWORD = 12
 _TOTP_STEP = 30
+REFUSED = "wrong user name, password or code"  # the one answer to every refused sign-in (R14-WEB-14)
 
 
 def sha256_hex(value: str) -> str:
@@ -86,7 +95,8 @@ class Accounts:
     # --- users ----------------------------------------------------------------------------------
     @staticmethod
     def _principal(row: Any) -> Principal:
-        return Principal(int(row.id), str(row.username), str(row.role), row.organisation)
+        return Principal(int(row.id), str(row.username), str(row.role), row.organisation,
+                         bool(row.must_change_password))
 
     def _user(self, username: str) -> Any:
         with self.engine.connect() as c:
@@ -104,8 +114,10 @@ class Accounts:
             return int(c.execute(select(func.count()).select_from(db.users)).scalar() or 0)
 
     def create_user(self, username: str, role: str, organisation: str | None = None,
-                    password: str | None = None) -> tuple[Principal, str | None]:
-        """A new account; without `password`, a one-time password is made, returned once, and must be changed."""
+                    password: str | None = None, connection: Connection | None = None) -> tuple[Principal, str | None]:
+        """A new account; without `password`, a one-time password is made, returned once, and must be changed.
+        `connection`: write inside the caller's transaction (an invitation's member row and its operator account
+        are one transaction, R14-WEB-9)."""
         username = username.strip()
         if not username or len(username) > 200 or any(ch.isspace() for ch in username):
             raise Invalid("username must be 1-200 characters without spaces", "username")
@@ -117,13 +129,14 @@ class Accounts:
         if password is None:
             one_time = password = secrets.token_urlsafe(18)
         self._check_strength(password)
-        with self.engine.begin() as c:
+        hashed = self._hasher.hash(password)
+        with nullcontext(connection) if connection is not None else self.engine.begin() as c:
             if c.execute(select(db.users.c.id).where(db.users.c.username == username)).first() is not None:
                 raise Conflict(f"user {username!r} exists", "username")
             uid = db.new_id(c.execute(insert(db.users).values(
-                username=username, role=role, organisation=organisation, password_hash=self._hasher.hash(password),
+                username=username, role=role, organisation=organisation, password_hash=hashed,
                 must_change_password=one_time is not None, created_at=self.clock())))
-        return Principal(int(uid), username, role, organisation), one_time
+        return Principal(int(uid), username, role, organisation, one_time is not None), one_time
 
     def bootstrap_admin(self, username: str = "admin") -> str | None:
         """The first consortium admin with a one-time password, only while no account exists (else None)."""
@@ -135,16 +148,23 @@ class Accounts:
         if len(password) < MIN_PASSWORD:
             raise Invalid(f"a password needs at least {MIN_PASSWORD} characters", "password")
 
-    def set_password(self, principal: Principal, old: str, new: str) -> None:
+    def set_password(self, principal: Principal, old: str, new: str, keep_session: str | None = None) -> int:
+        """Change the password and end every OTHER session of the account (an intruder's too): the number ended.
+        `keep_session`: the session id the change was made from (it stays signed in)."""
         row = self.user_by_id(principal.user_id)
         if not self._verify_hash(row.password_hash, old):
             raise Unauthenticated("the current password is wrong", "old_password")
         self._check_strength(new)
         if new == old:
             raise Invalid("the new password must differ from the old one", "new_password")
+        others = db.sessions.c.user_id == principal.user_id
+        if keep_session:
+            others = others & (db.sessions.c.session_sha256 != sha256_hex(keep_session))
         with self.engine.begin() as c:
             c.execute(update(db.users).where(db.users.c.id == principal.user_id).values(
                 password_hash=self._hasher.hash(new), must_change_password=False))
+            ended = c.execute(db.sessions.delete().where(others))
+        return int(ended.rowcount or 0)
 
     def set_disabled(self, user_id: int, disabled: bool) -> None:
         """Disabling also ends every session and revokes every token of the account."""
@@ -180,19 +200,18 @@ class Accounts:
             return False
 
     def authenticate(self, username: str, password: str, totp_code: str | None = None) -> Principal:
-        """Check password (and TOTP when enrolled); the same 401 message for every failure reason."""
+        """Check password (and TOTP when enrolled, given in the same call); ONE 401 answer for every failure
+        reason: unknown, locked, disabled, wrong password, missing or wrong code (R14-WEB-14)."""
         row = self._user(username)
         now = self.clock()
         ok = self._verify_hash(row.password_hash if row is not None else None, password)
-        refused = Unauthenticated("wrong user name, password or code", "password")
+        refused = Unauthenticated(REFUSED, "password")
         if row is None:
             raise refused
         if row.locked_until is not None and _aware(row.locked_until) > now:
-            raise Unauthenticated("too many failed sign-ins: this account is locked for a few minutes", "username")
-        if ok and row.totp_confirmed:
-            if not totp_code:  # the second step of the sign-in form (rate-limited like any other attempt)
-                raise Unauthenticated("this account needs its authenticator code", "totp")
-            ok = self._accept_totp(row, totp_code)
+            raise refused  # the lockout must not tell real accounts from unknown names
+        if ok and row.totp_confirmed:  # a right password without its code is a failed attempt like any other
+            ok = bool(totp_code) and self._accept_totp(row, str(totp_code))
         if not ok or row.disabled:
             self._failure(row, now)
             raise refused
@@ -204,43 +223,57 @@ class Accounts:
         return self._principal(row)
 
     def _failure(self, row: Any, now: datetime) -> None:
-        failures = int(row.failed_logins or 0) + 1
-        locked = now + self.settings.lockout if failures >= self.settings.max_failures else None
+        """Count in SQL, in one transaction (R14-WEB-8): parallel guesses each add one, none overwrites another."""
         with self.engine.begin() as c:
             c.execute(update(db.users).where(db.users.c.id == row.id).values(
-                failed_logins=0 if locked else failures, locked_until=locked))
+                failed_logins=db.users.c.failed_logins + 1))
+            failures = int(c.execute(select(db.users.c.failed_logins).where(db.users.c.id == row.id)).scalar() or 0)
+            if failures >= self.settings.max_failures:
+                c.execute(update(db.users).where(db.users.c.id == row.id).values(
+                    failed_logins=0, locked_until=now + self.settings.lockout))
 
-    def enrol_totp(self, principal: Principal, issuer: str = "Sampan") -> tuple[str, str]:
-        """A new (unconfirmed) TOTP secret and its provisioning URI for an authenticator app."""
+    def enrol_totp(self, principal: Principal, issuer: str = "Sampan", proof: str | None = None) -> tuple[str, str]:
+        """A new TOTP secret (pending) and its provisioning URI for an authenticator app. When the account already
+        has a confirmed factor, `proof` (its current password or code) is required and the confirmed factor stays
+        in force until `confirm_totp` proves the new one (R14-WEB-5): a stolen token or session cannot switch the
+        second factor off or swap it for the intruder's."""
         import pyotp
 
+        row = self.user_by_id(principal.user_id)
+        if row.totp_confirmed:
+            proven = proof is not None and (self._verify_hash(row.password_hash, proof)
+                                            or self._accept_totp(row, proof.strip().replace(" ", "")))
+            if not proven:
+                raise Unauthenticated("replacing the authenticator needs your current password or code", "proof")
         secret = pyotp.random_base32()
         with self.engine.begin() as c:
             c.execute(update(db.users).where(db.users.c.id == principal.user_id).values(
-                totp_secret=self._totp_seal.seal(principal.user_id, secret), totp_confirmed=False,
-                totp_last_step=None))
+                totp_pending=self._totp_seal.seal(principal.user_id, secret)))
         return secret, pyotp.TOTP(secret).provisioning_uri(name=principal.username, issuer_name=issuer)
 
     def confirm_totp(self, principal: Principal, code: str) -> None:
-        """Turn the second factor on once the user proves the app shows the right codes."""
+        """Turn the pending second factor on (replacing any older one) once the user proves the app's codes."""
         row = self.user_by_id(principal.user_id)
-        if not row.totp_secret:
-            raise Conflict("enrol first: no TOTP secret for this account", "totp")
-        if not self._accept_totp(row, code):
+        if not row.totp_pending:
+            raise Conflict("enrol first: no new TOTP secret for this account", "totp")
+        if not self._accept_totp(row, code, row.totp_pending):
             raise Invalid("the code does not match", "code")
         with self.engine.begin() as c:
-            c.execute(update(db.users).where(db.users.c.id == row.id).values(totp_confirmed=True))
+            c.execute(update(db.users).where(db.users.c.id == row.id).values(
+                totp_secret=row.totp_pending, totp_pending=None, totp_confirmed=True))
 
-    def _accept_totp(self, row: Any, code: str) -> bool:
-        """Valid within one step either side, and of a later step than the last accepted code (no replay)."""
+    def _accept_totp(self, row: Any, code: str, sealed: str | None = None) -> bool:
+        """Valid within one step either side, and of a later step than the last accepted code (no replay).
+        `sealed`: the seed to check against (default: the confirmed one)."""
         import pyotp
 
         from sampan.web.totp_seal import SealError
 
-        if not row.totp_secret or not code.isdigit():
+        sealed = sealed if sealed is not None else row.totp_secret
+        if not sealed or not code.isdigit():
             return False
         try:
-            totp = pyotp.TOTP(self._totp_seal.open(int(row.id), str(row.totp_secret)))
+            totp = pyotp.TOTP(self._totp_seal.open(int(row.id), str(sealed)))
         except SealError as exc:
             raise Unauthenticated(f"{exc}: an admin must reset this account's second factor", "totp") from None
         current = int(self.clock().timestamp()) // _TOTP_STEP
@@ -289,7 +322,8 @@ class Accounts:
                             .where(db.api_tokens.c.token_sha256 == sha256_hex(token))).first()
         if row is None or row.revoked or row.disabled or _aware(row.expires_at) <= self.clock():
             raise Unauthenticated("the API token is unknown, expired or revoked")
-        return Principal(int(row.user_id), str(row.username), str(row.role), row.organisation)
+        return Principal(int(row.user_id), str(row.username), str(row.role), row.organisation,
+                         bool(row.must_change_password))
 
     # --- browser sessions ------------------------------------------------------------------------
     def create_session(self, principal: Principal) -> NewSession:
@@ -315,7 +349,8 @@ class Accounts:
                 c.execute(db.sessions.delete().where(db.sessions.c.session_sha256 == digest))
                 raise Unauthenticated("the session has expired: sign in again")
             c.execute(update(db.sessions).where(db.sessions.c.session_sha256 == digest).values(last_seen=now))
-        return Principal(int(row.user_id), str(row.username), str(row.role), row.organisation), str(row.csrf_token)
+        return (Principal(int(row.user_id), str(row.username), str(row.role), row.organisation,
+                          bool(row.must_change_password)), str(row.csrf_token))
 
     def end_session(self, session_id: str) -> None:
         with self.engine.begin() as c:

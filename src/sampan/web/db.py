@@ -75,6 +75,7 @@ users = Table(
     Column("totp_secret", String(64), nullable=True),
     Column("totp_confirmed", Boolean, nullable=False, default=False),
     Column("totp_last_step", Integer, nullable=True),  # refuses a code reused in its time step
+    Column("totp_pending", String(64), nullable=True),  # a re-enrolment's new seed (sealed) until its code confirms it
     Column("oidc_issuer", String(400), nullable=True),
     Column("oidc_subject", String(400), nullable=True),
     Column("disabled", Boolean, nullable=False, default=False),

@@ -64,6 +64,7 @@ class Principal:
     username: str
     role: str
     organisation: str | None = None
+    must_change_password: bool = False  # signed in with a one-time password: may only choose its own (R14-WEB-1)
 
     @property
     def actor(self) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "Error", "LoginRequest", "LoginResponse", "Me", "PasswordChange", "TokenRequest", "TokenCreated", "TokenInfo",
@@ -97,6 +97,12 @@ class TokenInfo(_Out):
 class TotpEnrolment(_Out):
     secret: str
     provisioning_uri: str
+
+
+class TotpProof(_In):
+    """Re-enrolling over a confirmed factor needs the current password or code (R14-WEB-5)."""
+
+    proof: str | None = Field(None, max_length=1000, description="current password or authenticator code")
 
 
 class TotpCode(_In):
@@ -214,9 +220,37 @@ class DatasetChoice(_In):
     columns: list[str] | None = Field(None, max_length=10000, description="columns the job reads (default: all)")
 
 
+MAX_CONFIG_DEPTH = 32  # a run config is a few levels deep; bounded so storing it cannot recurse away (R14-WEB-12)
+MAX_CONFIG_BYTES = 256_000
+
+
+def bounded_config(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The config unchanged, or ValueError (a 422 naming `config`) when it is nested or sized past the bounds."""
+    if config is None:
+        return None
+    stack: list[tuple[Any, int]] = [(config, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_CONFIG_DEPTH:
+            raise ValueError(f"config is nested deeper than {MAX_CONFIG_DEPTH} levels")
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    import json
+
+    if len(json.dumps(config)) > MAX_CONFIG_BYTES:
+        raise ValueError(f"config is larger than {MAX_CONFIG_BYTES} bytes")
+    return config
+
+
 class JobCreate(_In):
     name: str = Name
     config: dict[str, Any] = Field(description="the run config (TOML as JSON) of any workflow")
+    @field_validator("config")
+    @classmethod
+    def _bounded(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return bounded_config(value)
     datasets: dict[str, str | DatasetChoice] = Field(description="party -> dataset name, or {dataset, columns}")
     label_holder: str | None = Field(None, min_length=1, max_length=200)
     submit: bool = True
@@ -227,6 +261,10 @@ class JobEdit(_In):
     config: dict[str, Any] | None = None
     datasets: dict[str, str | DatasetChoice] | None = None
     label_holder: str | None = Field(None, min_length=1, max_length=200)
+    @field_validator("config")
+    @classmethod
+    def _bounded(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return bounded_config(value)
 
 
 class Job(_Out):
@@ -282,6 +320,7 @@ class InboxItem(_Out):
     label_holder: str | None
     decision: Literal["approved", "refused", "pending"]
     remaining_epsilon: float | None
+    open_ended: bool = Field(False, description="DP with no stated epsilon: may spend all the dataset has left")
     remaining_after_epsilon: float | None
     created_by: str
 

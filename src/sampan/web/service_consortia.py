@@ -89,13 +89,13 @@ class ConsortiaService(PlaneBase):
                                                 created_at=self.clock()))
             existing = c.execute(select(db.users).where(db.users.c.organisation == organisation,
                                                         db.users.c.role == "party_operator")).first()
-        one_time: str | None = None
-        if existing is not None:
-            username = str(existing.username)
-        else:
-            user, one_time = self.accounts.create_user(operator_username or f"{organisation}-operator",
-                                                       "party_operator", organisation)
-            username = user.username
+            one_time: str | None = None
+            if existing is not None:
+                username = str(existing.username)
+            else:  # in the member's transaction: a refused account adds no member either (R14-WEB-9)
+                user, one_time = self.accounts.create_user(operator_username or f"{organisation}-operator",
+                                                           "party_operator", organisation, connection=c)
+                username = user.username
         self.audit(principal, "member_invited", {"consortium_id": consortium_id, "organisation": organisation,
                                                  "role": role, "operator": username,
                                                  "certificate": bool(certificate_pem)})

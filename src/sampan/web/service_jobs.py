@@ -5,7 +5,11 @@ The consent rules the control plane enforces (each party's agent enforces them a
 - editing a job recomputes the spec; when the hash changes, every approval of the job is voided (deleted, and
   the voiding audited), so an approval never outlives the exact job it covers;
 - an operator decides only for its own organisation (sampan.web.roles), and only for a party the job reads;
-- a job whose planned spend exceeds a party's remaining lifetime budget (the mirror) cannot be approved;
+- a job whose planned spend exceeds a party's remaining lifetime budget (the mirror) cannot be approved; an
+  OPEN-ENDED DP job (DP on, no stated epsilon) is counted as spending everything the dataset has left: the
+  inbox says so and it cannot be approved once nothing is left (R14-WEB-13);
+- an approval is recorded only against the spec hash it was signed for, re-read in the recording transaction:
+  an edit that lands while the party's agent signs makes the decision a 409 (R14-WEB-10);
 - a job starts only when every party it reads from approved its CURRENT spec hash; the agents then verify
   every approval's signature themselves before serving anything.
 """
@@ -32,6 +36,36 @@ _DECIDABLE = ("awaiting_approval", "approved", "refused")
 _EPS_SLACK = 1e-12
 
 
+MAX_ROUNDS = 10_000
+
+
+def _check_numbers(config: Mapping[str, Any]) -> None:
+    """The numbers the consent rests on, checked here with a clear field error (the agents check them again):
+    a bounded config (R14-WEB-12), a positive finite epsilon, a delta in [0, 1), 1..MAX_ROUNDS rounds."""
+    import math
+
+    from sampan.web.schemas import bounded_config
+
+    try:
+        bounded_config(dict(config))
+    except ValueError as exc:
+        raise Invalid(str(exc), "config") from None
+    privacy: Mapping[str, Any] = config["privacy"] if isinstance(config.get("privacy"), Mapping) else {}
+    eps, delta = privacy.get("epsilon"), privacy.get("delta")
+    if eps is not None and (isinstance(eps, bool) or not isinstance(eps, int | float) or not math.isfinite(eps)
+                            or eps <= 0):
+        raise Invalid(f"privacy.epsilon must be a positive number, not {eps!r}", "config.privacy.epsilon")
+    if delta is not None and (isinstance(delta, bool) or not isinstance(delta, int | float)
+                              or not 0 <= delta < 1):
+        raise Invalid(f"privacy.delta must be a number in [0, 1), not {delta!r}", "config.privacy.delta")
+    run: Mapping[str, Any] = config["run"] if isinstance(config.get("run"), Mapping) else {}
+    rounds = run.get("rounds")
+    if rounds is not None and (isinstance(rounds, bool) or not isinstance(rounds, int)
+                               or not 1 <= rounds <= MAX_ROUNDS):
+        raise Invalid(f"run.rounds must be a whole number from 1 to {MAX_ROUNDS}, not {rounds!r}",
+                      "config.run.rounds")
+
+
 class JobsService(DataService, PlaneBase):
     # --- jobs ----------------------------------------------------------------------------------------
     def _spec(self, consortium_id: int, config: Mapping[str, Any], datasets: Mapping[str, Any],
@@ -41,6 +75,7 @@ class JobsService(DataService, PlaneBase):
 
         if not datasets:
             raise Invalid("a job reads at least one party's dataset", "datasets")
+        _check_numbers(config)
         members = set(self.member_organisations(consortium_id))
         bound: dict[str, dict[str, Any]] = {}
         for party, choice in datasets.items():
@@ -163,6 +198,8 @@ class JobsService(DataService, PlaneBase):
     # --- the approval inbox and decisions --------------------------------------------------------------
     def inbox(self, principal: Principal, party: str) -> list[dict[str, Any]]:
         """Jobs waiting for `party`: exactly what each reads and spends there, and the budget left after it."""
+        from sampan.deploy.consent.spec import JobSpec
+
         require(principal, "inbox.read", party)
         with self.engine.connect() as c:
             rows = list(c.execute(select(db.jobs).where(db.jobs.c.status.in_(_DECIDABLE)).order_by(db.jobs.c.id)))
@@ -175,8 +212,10 @@ class JobsService(DataService, PlaneBase):
             mine = spec["data"][party]
             budget = self.budget(party, mine["dataset"])
             privacy = spec.get("privacy") or {}
-            planned = privacy.get("epsilon")
+            planned_pair = JobSpec.model_validate(spec).planned()
+            open_ended = planned_pair is None  # DP without a stated epsilon: may spend all that is left
             remaining = budget["remaining_epsilon"] if budget else None
+            planned = remaining if open_ended else planned_pair[0] if planned_pair else None
             out.append({
                 "job_id": row.id, "name": row.name, "consortium_id": row.consortium_id, "status": row.status,
                 "spec_hash": row.spec_hash, "workflow": spec.get("workflow"), "code_version": spec.get("code_version"),
@@ -184,7 +223,7 @@ class JobsService(DataService, PlaneBase):
                 "rounds": spec.get("rounds"), "privacy": privacy, "protections": list(spec.get("protections") or []),
                 "partners": [p for p in spec["parties"] if p != party], "label_holder": spec.get("label_holder"),
                 "decision": ("approved" if decided[party].approved else "refused") if party in decided else "pending",
-                "remaining_epsilon": remaining,
+                "remaining_epsilon": remaining, "open_ended": open_ended,
                 "remaining_after_epsilon": None if remaining is None or planned is None else remaining - planned,
                 "created_by": row.created_by})
         return out
@@ -223,7 +262,12 @@ class JobsService(DataService, PlaneBase):
     def _check_budget(self, spec: Any, party: str) -> None:
         planned = spec.planned()
         budget = self.budget(party, spec.data[party].dataset)
-        if planned is None or budget is None or budget["remaining_epsilon"] is None:
+        if budget is None or budget["remaining_epsilon"] is None:
+            return
+        if planned is None:  # open-ended DP: it may spend all that is left, so something must be left
+            if budget["remaining_epsilon"] <= _EPS_SLACK:
+                raise Conflict(f"an open-ended DP job may spend all of {party!r}'s dataset "
+                               f"{spec.data[party].dataset!r} budget, and none is left", "budget")
             return
         eps, delta = planned
         if eps > budget["remaining_epsilon"] + _EPS_SLACK or (
@@ -235,6 +279,11 @@ class JobsService(DataService, PlaneBase):
     def _record(self, principal: Principal, row: Any, party: str, approved: bool, reason: str | None,
                 approval: dict[str, Any] | None) -> None:
         with self.engine.begin() as c:
+            now = c.execute(select(db.jobs.c.spec_hash, db.jobs.c.status).where(db.jobs.c.id == row.id)
+                            .with_for_update()).first()
+            if now is None or now.spec_hash != row.spec_hash or now.status not in _DECIDABLE:
+                raise Conflict(f"job {row.id} changed while {party!r} was deciding: decide its current spec",
+                               "spec_hash")
             c.execute(delete(db.approvals).where(db.approvals.c.job_id == row.id, db.approvals.c.party == party))
             c.execute(insert(db.approvals).values(job_id=row.id, party=party, spec_hash=row.spec_hash,
                                                   approved=approved, approval=approval, reason=reason,

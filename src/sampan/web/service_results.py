@@ -116,26 +116,46 @@ class ResultsService(DataService, PlaneBase):
                 .order_by(db.model_stages.c.id))]
         return (history[-1]["stage"] if history else "candidate"), history
 
+    def _model_visible(self, principal: Principal, run_id: str | None) -> bool:
+        """Models follow their run -> job -> consortium (R14-WEB-2): an operator sees only models of runs in its
+        organisation's consortia; a model the control plane did not start is not an operator's business."""
+        with self.engine.connect() as c:
+            row = c.execute(select(db.jobs.c.consortium_id).join(db.runs, db.runs.c.job_id == db.jobs.c.id)
+                            .where(db.runs.c.run_id == run_id)).first()
+        if row is None:
+            return principal.role != "party_operator"
+        try:
+            self.visible_consortium(principal, row.consortium_id)
+        except NotFound:
+            return False
+        return True
+
     def models(self, principal: Principal) -> list[dict[str, Any]]:
         require(principal, "model.read")
         out = []
         for m in self.store.list_models():
+            if not self._model_visible(principal, m.run_id):
+                continue
             stage, _ = self._stage(m.name, m.version)
             out.append({"name": m.name, "version": m.version, "run_id": m.run_id, "stage": stage,
                         "created_at": m.created_at.isoformat() if m.created_at else None,
                         "has_receipt": m.has_receipt})
         return out
 
-    def _registered(self, name: str, version: int) -> Any:
+    def _registered(self, name: str, version: int, principal: Principal) -> Any:
+        """The registered model, if the principal may see it (else 404, as if absent)."""
         try:
-            return self.store.get_model(name, version)
+            m = self.store.get_model(name, version)
         except SampanError:
             raise NotFound(f"no model {name!r} version {version}", "version") from None
+        if not self._model_visible(principal, m.run_id):
+            raise NotFound(f"no model {name!r} version {version}", "version")
+        return m
 
     def model(self, principal: Principal, name: str, version: int) -> dict[str, Any]:
         """A model with its stage history and lineage (run, job, approved spec hash, the parties' approvals)."""
         require(principal, "model.read")
-        m = self._registered(name, version)
+        m = self._registered(name, version, principal)
         stage, history = self._stage(name, version)
         with self.engine.connect() as c:
             run = c.execute(select(db.runs).where(db.runs.c.run_id == m.run_id)).first()
@@ -150,7 +170,7 @@ class ResultsService(DataService, PlaneBase):
 
     def set_stage(self, principal: Principal, name: str, version: int, stage: str, note: str = "") -> dict[str, Any]:
         require(principal, "model.stage")
-        self._registered(name, version)
+        self._registered(name, version, principal)
         current, _ = self._stage(name, version)
         if stage not in _TRANSITIONS:
             raise Invalid(f"stage must be one of {', '.join(_TRANSITIONS)}", "stage")
@@ -168,7 +188,7 @@ class ResultsService(DataService, PlaneBase):
         from sampan.models.export import export_document
 
         require(principal, "model.export")
-        m = self._registered(name, version)
+        m = self._registered(name, version, principal)
         try:
             document = export_document(m.arrays, m.meta, name=name, version=version, run_id=m.run_id)
         except (SampanError, KeyError, ValueError, TypeError) as exc:

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from sampan.web.console.pages_datasets import current_consortium
 from sampan.web.console.rendering import redirect, render
-from sampan.web.console.session import ConsoleRoute, context_of, form_of, principal_of
+from sampan.web.console.session import ConsoleRoute, PathId, context_of, form_of, principal_of
 from sampan.web.errors import ControlPlaneError, Forbidden
 from sampan.web.roles import OPERATOR, Principal
 
@@ -58,7 +58,7 @@ def inbox(request: Request) -> Response:
 
 
 @router.post("/approvals/{job_id}/approve", include_in_schema=False)
-def approve(request: Request, job_id: int) -> Response:
+def approve(request: Request, job_id: PathId) -> Response:
     principal = principal_of(request)
     try:
         context_of(request).plane.decide(principal, job_id, _own_party(principal), True)
@@ -68,7 +68,7 @@ def approve(request: Request, job_id: int) -> Response:
 
 
 @router.post("/approvals/{job_id}/refuse", include_in_schema=False)
-def refuse(request: Request, job_id: int) -> Response:
+def refuse(request: Request, job_id: PathId) -> Response:
     principal = principal_of(request)
     reason = str(form_of(request).get("reason", ""))
     try:
@@ -102,7 +102,7 @@ def add_rule(request: Request) -> Response:
 
 
 @router.post("/rules/{rule_id}/remove", include_in_schema=False)
-def remove_rule(request: Request, rule_id: int) -> Response:
+def remove_rule(request: Request, rule_id: PathId) -> Response:
     principal = principal_of(request)
     context_of(request).plane.remove_rule(principal, _own_party(principal), rule_id)
     return redirect(request, "/approvals", ("ok", "Standing rule removed."))

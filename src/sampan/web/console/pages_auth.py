@@ -1,19 +1,14 @@
-"""Sign-in (password, then the authenticator code when the account enrolled one), sign-out, and the account page
-(change password, enrol a TOTP second factor).
+"""Sign-in (user name, password and, for an account with an authenticator, its code in the same form), sign-out,
+and the account page (change password, enrol or replace a TOTP second factor).
 
-The second step never puts the password in the page or a cookie: after a correct password the console keeps the
-pending sign-in in this process's memory for five minutes under a random id (the HttpOnly cookie holds the id,
-bound to the browser's pre-session), and the code step calls `Accounts.authenticate` with both, so lockout and
-replay refusal stay the control plane's. The session cookie is HttpOnly, SameSite=Strict, path /, and Secure
-whenever the console is served over TLS.
+Why one step: asking for the code only after a right password would tell an outsider the password was right
+(review R14-WEB-14); `Accounts.authenticate` answers every refusal alike and counts a right password without its
+code as a failure. Every sign-in failure, sign-out, password change and TOTP change is in the audit log, as in the
+API (R14-WEB-11). A one-time-password session is sent to /account until it chose its own password (R14-WEB-1).
+The session cookie is HttpOnly, SameSite=Strict, path /, and Secure whenever the console is served over TLS.
 """
 
 from __future__ import annotations
-
-import secrets
-import threading
-import time
-from dataclasses import dataclass
 
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
@@ -21,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sampan.web.api_auth import set_session_cookie
-from sampan.web.console.rendering import PREFIX, redirect, render, secure_cookies
+from sampan.web.console.rendering import redirect, render, secure_cookies
 from sampan.web.console.session import (
     SESSION_COOKIE,
     ConsoleRoute,
@@ -37,60 +32,22 @@ from sampan.web.roles import Principal
 public_router = APIRouter(route_class=PublicRoute)
 router = APIRouter(route_class=ConsoleRoute)
 
-PENDING_COOKIE = "sampan_pending"
-PENDING_SECONDS = 300
-
-
-@dataclass
-class _Pending:
-    username: str
-    password: str
-    binding: str
-    next_path: str
-    expires: float
-
-
-class PendingSignIns:
-    """Sign-ins waiting for their authenticator code, in memory only, five minutes each, used once."""
-
-    def __init__(self) -> None:
-        self._items: dict[str, _Pending] = {}
-        self._lock = threading.Lock()
-
-    def put(self, item: _Pending) -> str:
-        key = secrets.token_urlsafe(32)
-        with self._lock:
-            now = time.monotonic()
-            self._items = {k: v for k, v in self._items.items() if v.expires > now}
-            self._items[key] = item
-        return key
-
-    def take(self, key: str | None, binding: str) -> _Pending | None:
-        with self._lock:
-            item = self._items.pop(key or "", None)
-        if item is None or item.expires <= time.monotonic() or not secrets.compare_digest(item.binding, binding):
-            return None
-        return item
-
-
-PENDING = PendingSignIns()
-
 
 def _sign_in_page(request: Request, *, error: str | None = None, next_path: str = "/", username: str = "",
-                  totp: bool = False, status: int = 200) -> Response:
+                  status: int = 200) -> Response:
     ctx = context_of(request)
     return render(request, "sign_in.html", {
-        "title": "Authenticator code" if totp else "Sign in", "error": error, "next_path": next_path,
-        "username": username, "totp_step": totp, "oidc_path": ctx.oidc_login_path}, status=status)
+        "title": "Sign in", "error": error, "next_path": next_path, "username": username,
+        "oidc_path": ctx.oidc_login_path}, status=status)
 
 
 def _open_session(request: Request, principal: Principal, next_path: str, totp: bool) -> Response:
     ctx = context_of(request)
     accounts = ctx.accounts
     ctx.plane.audit(principal, "signed_in", {"method": "password", "totp": totp, "via": "console"})
-    response = redirect(request, safe_next(next_path))
+    target = "/account" if principal.must_change_password else safe_next(next_path)
+    response = redirect(request, target)
     set_session_cookie(response, accounts.create_session(principal), accounts, secure_cookies(request))
-    response.delete_cookie(PENDING_COOKIE, path=PREFIX)
     return response
 
 
@@ -105,42 +62,24 @@ def sign_in_form(request: Request, next: str = "/") -> Response:  # noqa: A002 -
 def sign_in(request: Request) -> Response:
     form = form_of(request)
     username, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
+    code = str(form.get("code", "")).strip().replace(" ", "") or None
     next_path = safe_next(str(form.get("next", "/")))
-    accounts = context_of(request).accounts
+    ctx = context_of(request)
     try:
-        principal = accounts.authenticate(username, password)
-    except Unauthenticated as exc:
-        if exc.field != "totp":
-            return _sign_in_page(request, error=exc.message, next_path=next_path, username=username, status=401)
-        key = PENDING.put(_Pending(username, password, request.state.csrf_binding, next_path,
-                                   time.monotonic() + PENDING_SECONDS))
-        response = _sign_in_page(request, next_path=next_path, username=username, totp=True)
-        response.set_cookie(PENDING_COOKIE, key, httponly=True, samesite="strict", path=PREFIX,
-                            secure=secure_cookies(request), max_age=PENDING_SECONDS)
-        return response
-    return _open_session(request, principal, next_path, totp=False)
-
-
-@public_router.post("/sign-in/code", include_in_schema=False)
-def sign_in_code(request: Request) -> Response:
-    form = form_of(request)
-    pending = PENDING.take(request.cookies.get(PENDING_COOKIE), request.state.csrf_binding)
-    if pending is None:
-        return _sign_in_page(request, error="The sign-in expired: enter your password again.", status=401)
-    code = str(form.get("code", "")).strip().replace(" ", "")
-    try:
-        principal = context_of(request).accounts.authenticate(pending.username, pending.password, code)
-    except Unauthenticated as exc:
-        return _sign_in_page(request, error=exc.message, next_path=pending.next_path, username=pending.username,
-                             status=401)
-    return _open_session(request, principal, pending.next_path, totp=True)
+        principal = ctx.accounts.authenticate(username, password, code)
+    except Unauthenticated as exc:  # audited like the API's (a SIEM watches for bursts)
+        ctx.plane.audit(None, "sign_in_failed", {"username": username[:200], "reason": exc.field, "via": "console"})
+        return _sign_in_page(request, error=exc.message, next_path=next_path, username=username, status=401)
+    return _open_session(request, principal, next_path, totp=code is not None)
 
 
 @router.post("/sign-out", include_in_schema=False)
 async def sign_out(request: Request) -> Response:
     sid = request.cookies.get(SESSION_COOKIE)
+    ctx = context_of(request)
     if sid:
-        await run_in_threadpool(context_of(request).accounts.end_session, sid)
+        await run_in_threadpool(ctx.accounts.end_session, sid)
+        await run_in_threadpool(ctx.plane.audit, principal_of(request), "signed_out", {"via": "console"})
     response = redirect(request, "/sign-in", ("ok", "You are signed out."))
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
@@ -156,16 +95,31 @@ def account(request: Request) -> Response:
 @router.post("/account/password", include_in_schema=False)
 def change_password(request: Request) -> Response:
     form = form_of(request)
-    context_of(request).accounts.set_password(principal_of(request), str(form.get("old_password", "")),
-                                              str(form.get("new_password", "")))
-    return redirect(request, "/account", ("ok", "Your password was changed."))
+    ctx, principal = context_of(request), principal_of(request)
+    try:
+        ended = ctx.accounts.set_password(principal, str(form.get("old_password", "")),
+                                          str(form.get("new_password", "")),
+                                          keep_session=request.cookies.get(SESSION_COOKIE))
+    except Unauthenticated as exc:  # a wrong current password: audited, shown on the page (not a sign-out)
+        ctx.plane.audit(principal, "password_change_failed", {"reason": exc.field, "via": "console"})
+        return redirect(request, "/account", ("error", exc.message))
+    ctx.plane.audit(principal, "password_changed", {"sessions_ended": ended, "via": "console"})
+    others = f" {ended} other session(s) of your account were signed out." if ended else ""
+    return redirect(request, "/account", ("ok", "Your password was changed." + others))
 
 
 @router.post("/account/totp", include_in_schema=False)
 def enrol_totp(request: Request) -> Response:
     principal = principal_of(request)
-    accounts = context_of(request).accounts
-    secret, uri = accounts.enrol_totp(principal)
+    ctx = context_of(request)
+    accounts = ctx.accounts
+    proof = str(form_of(request).get("proof", "")) or None
+    try:
+        secret, uri = accounts.enrol_totp(principal, proof=proof)
+    except Unauthenticated as exc:
+        ctx.plane.audit(principal, "totp_enrolment_refused", {"reason": exc.field, "via": "console"})
+        return redirect(request, "/account", ("error", exc.message))
+    ctx.plane.audit(principal, "totp_enrolment_started", {"via": "console"})
     row = accounts.user_by_id(principal.user_id)
     return render(request, "account.html", {"title": "Your account", "row": row,
                                             "enrolment": {"secret": secret, "uri": uri}})
@@ -174,8 +128,10 @@ def enrol_totp(request: Request) -> Response:
 @router.post("/account/totp/confirm", include_in_schema=False)
 def confirm_totp(request: Request) -> Response:
     code = str(form_of(request).get("code", "")).strip()
+    ctx, principal = context_of(request), principal_of(request)
     try:
-        context_of(request).accounts.confirm_totp(principal_of(request), code)
+        ctx.accounts.confirm_totp(principal, code)
     except ControlPlaneError as exc:
         return redirect(request, "/account", ("error", exc.message))
+    ctx.plane.audit(principal, "totp_enabled", {"via": "console"})
     return redirect(request, "/account", ("ok", "Your authenticator is on: sign-in now asks for its code."))

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sampan.web.console.rendering import redirect, render
-from sampan.web.console.session import ConsoleRoute, context_of, form_of, principal_of
+from sampan.web.console.session import ConsoleRoute, PathId, context_of, form_of, principal_of
 from sampan.web.errors import ControlPlaneError
 
 router = APIRouter(route_class=ConsoleRoute)
@@ -57,12 +57,12 @@ def _consortium_page(request: Request, consortium_id: int, status: int = 200, **
 
 
 @router.get("/consortia/{consortium_id}", include_in_schema=False)
-def consortium(request: Request, consortium_id: int) -> Response:
+def consortium(request: Request, consortium_id: PathId) -> Response:
     return _consortium_page(request, consortium_id)
 
 
 @router.post("/consortia/{consortium_id}/members", include_in_schema=False)
-def invite(request: Request, consortium_id: int) -> Response:
+def invite(request: Request, consortium_id: PathId) -> Response:
     form = form_of(request)
     plane = context_of(request).plane
     try:

@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from sampan.web.console.charts import spend_chart
 from sampan.web.console.rendering import redirect, render
-from sampan.web.console.session import ConsoleRoute, context_of, form_of, principal_of
+from sampan.web.console.session import ConsoleRoute, PathId, QueryId, context_of, form_of, principal_of
 from sampan.web.errors import ControlPlaneError, Invalid
 from sampan.web.roles import Principal, allowed
 
@@ -78,7 +78,7 @@ def _page(request: Request, consortium_id: int | None, status: int = 200, error:
 
 
 @router.get("/datasets", include_in_schema=False)
-def datasets(request: Request, consortium_id: int | None = None) -> Response:
+def datasets(request: Request, consortium_id: QueryId = None) -> Response:
     return _page(request, consortium_id)
 
 
@@ -100,7 +100,7 @@ def register(request: Request) -> Response:
 
 
 @router.get("/datasets/{dataset_id}", include_in_schema=False)
-def dataset(request: Request, dataset_id: int) -> Response:
+def dataset(request: Request, dataset_id: PathId) -> Response:
     row = context_of(request).plane.dataset(principal_of(request), dataset_id)
     row["chart"] = budget_chart(row)
     return render(request, "dataset.html", {"title": f"Dataset {row['name']}", "section": "datasets", "d": row})

@@ -18,16 +18,17 @@ from starlette.responses import Response
 from sampan.errors import SampanError
 from sampan.web.console.pages_datasets import current_consortium
 from sampan.web.console.rendering import redirect, render
-from sampan.web.console.session import ConsoleRoute, context_of, form_of, principal_of
+from sampan.web.console.session import ConsoleRoute, PathId, QueryId, context_of, form_of, principal_of
 from sampan.web.console.wizard import ACCOUNTANTS, MODEL_KINDS, WORKFLOWS, build_job
 from sampan.web.errors import ControlPlaneError, Invalid
 from sampan.web.roles import require
+from sampan.web.schemas import MAX_CONFIG_BYTES, bounded_config
 
 router = APIRouter(route_class=ConsoleRoute)
 
 
 @router.get("/jobs", include_in_schema=False)
-def jobs(request: Request, consortium_id: int | None = None) -> Response:
+def jobs(request: Request, consortium_id: QueryId = None) -> Response:
     consortia, chosen = current_consortium(request, consortium_id)
     rows = context_of(request).plane.jobs(principal_of(request), chosen) if chosen is not None else []
     return render(request, "jobs.html", {"title": "Jobs", "section": "jobs", "consortia": consortia,
@@ -55,7 +56,7 @@ def _list(value: Any) -> list[str]:
 
 
 @router.get("/jobs/new", include_in_schema=False)
-def new_job(request: Request, consortium_id: int | None = None) -> Response:
+def new_job(request: Request, consortium_id: QueryId = None) -> Response:
     require(principal_of(request), "job.create")
     return _wizard(request, consortium_id, {})
 
@@ -91,18 +92,18 @@ def _job_page(request: Request, job_id: int, status: int = 200, **extra: Any) ->
 
 
 @router.get("/jobs/{job_id}", include_in_schema=False)
-def job(request: Request, job_id: int) -> Response:
+def job(request: Request, job_id: PathId) -> Response:
     return _job_page(request, job_id)
 
 
 @router.post("/jobs/{job_id}/submit", include_in_schema=False)
-def submit(request: Request, job_id: int) -> Response:
+def submit(request: Request, job_id: PathId) -> Response:
     context_of(request).plane.submit_job(principal_of(request), job_id)
     return redirect(request, f"/jobs/{job_id}", ("ok", "Sent to the parties' approval inboxes."))
 
 
 @router.post("/jobs/{job_id}/start", include_in_schema=False)
-def start(request: Request, job_id: int) -> Response:
+def start(request: Request, job_id: PathId) -> Response:
     try:
         job = context_of(request).plane.start_job(principal_of(request), job_id)
     except ControlPlaneError as exc:
@@ -114,22 +115,28 @@ def start(request: Request, job_id: int) -> Response:
 
 
 @router.post("/jobs/{job_id}/cancel", include_in_schema=False)
-def cancel(request: Request, job_id: int) -> Response:
+def cancel(request: Request, job_id: PathId) -> Response:
     context_of(request).plane.cancel_job(principal_of(request), job_id)
     return redirect(request, f"/jobs/{job_id}", ("ok", "The job is cancelled."))
 
 
 @router.post("/jobs/{job_id}/edit", include_in_schema=False)
-def edit(request: Request, job_id: int) -> Response:
+def edit(request: Request, job_id: PathId) -> Response:
     form = form_of(request)
     text = str(form.get("config", ""))
     try:
+        if len(text) > MAX_CONFIG_BYTES:
+            raise Invalid(f"the run config is larger than {MAX_CONFIG_BYTES} bytes", "config")
         try:
             config = json.loads(text)
-        except ValueError as exc:
-            raise Invalid(f"the run config is not valid JSON: {exc}", "config") from None
+        except (ValueError, RecursionError) as exc:  # a text nested thousands deep is bad input, not a 500
+            raise Invalid(f"the run config is not valid JSON: {str(exc)[:200]}", "config") from None
         if not isinstance(config, dict):
             raise Invalid("the run config must be a JSON object", "config")
+        try:
+            bounded_config(config)
+        except ValueError as exc:  # R14-WEB-12
+            raise Invalid(str(exc), "config") from None
         before = context_of(request).plane.job(principal_of(request), job_id)["spec_hash"]
         after = context_of(request).plane.edit_job(principal_of(request), job_id,
                                                    name=str(form.get("name", "")).strip() or None, config=config)

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sampan.web.console.rendering import redirect, render
-from sampan.web.console.session import ConsoleRoute, context_of, form_of, principal_of
+from sampan.web.console.session import ConsoleRoute, PathId, context_of, form_of, principal_of
 
 router = APIRouter(route_class=ConsoleRoute)
 
@@ -26,14 +26,14 @@ def models(request: Request) -> Response:
 
 
 @router.get("/models/{name}/{version}", include_in_schema=False)
-def model(request: Request, name: str, version: int) -> Response:
+def model(request: Request, name: str, version: PathId) -> Response:
     row = context_of(request).plane.model(principal_of(request), name, version)
     return render(request, "model.html", {"title": f"Model {name} v{version}", "section": "models", "m": row,
                                           "next_stages": NEXT_STAGES.get(row["stage"], ())})
 
 
 @router.post("/models/{name}/{version}/stage", include_in_schema=False)
-def set_stage(request: Request, name: str, version: int) -> Response:
+def set_stage(request: Request, name: str, version: PathId) -> Response:
     form = form_of(request)
     stage = str(form.get("stage", ""))
     context_of(request).plane.set_stage(principal_of(request), name, version, stage, str(form.get("note", "")))
@@ -41,7 +41,7 @@ def set_stage(request: Request, name: str, version: int) -> Response:
 
 
 @router.get("/models/{name}/{version}/export", include_in_schema=False)
-def export(request: Request, name: str, version: int) -> Response:
+def export(request: Request, name: str, version: PathId) -> Response:
     document = context_of(request).plane.export_model(principal_of(request), name, version)
     filename = re.sub(r"[^A-Za-z0-9._-]", "_", f"{name}-v{version}.sampan-model.json")
     return Response(json.dumps(document, indent=2, sort_keys=True), media_type="application/json",

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sampan.web.console.rendering import ROLE_LABELS, redirect, render
-from sampan.web.console.session import ConsoleRoute, context_of, form_of, principal_of
+from sampan.web.console.session import ConsoleRoute, PathId, context_of, form_of, principal_of
 from sampan.web.errors import ControlPlaneError
 
 router = APIRouter(route_class=ConsoleRoute)
@@ -42,12 +42,12 @@ def create_user(request: Request) -> Response:
 
 
 @router.post("/users/{user_id}/disable", include_in_schema=False)
-def disable(request: Request, user_id: int) -> Response:
+def disable(request: Request, user_id: PathId) -> Response:
     context_of(request).plane.set_user_disabled(principal_of(request), user_id, True)
     return redirect(request, "/users", ("ok", "The account is disabled: its sessions ended, its tokens revoked."))
 
 
 @router.post("/users/{user_id}/enable", include_in_schema=False)
-def enable(request: Request, user_id: int) -> Response:
+def enable(request: Request, user_id: PathId) -> Response:
     context_of(request).plane.set_user_disabled(principal_of(request), user_id, False)
     return redirect(request, "/users", ("ok", "The account is enabled."))

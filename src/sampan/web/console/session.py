@@ -2,7 +2,8 @@
 
 `ConsoleRoute` (an APIRoute class) wraps every page: it reads the session cookie through the control plane's
 `Accounts.session` (idle and absolute expiry, disabled accounts), sends anyone without a live session to the
-sign-in page, checks the CSRF token of every POST before the page sees the form, and turns a refused
+sign-in page, sends a one-time-password session to /account until it chose its password (R14-WEB-1), checks the
+CSRF token of every POST before the page sees the form, and turns a refused
 control-plane operation (`ControlPlaneError`: 400/403/404/409) into an error page instead of a traceback or the
 API's JSON. Pages are plain sync functions (run in the thread pool, since the service talks to the database);
 they read the already parsed form from ``request.state.form``.
@@ -12,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
+from fastapi import Path, Query
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -26,6 +28,11 @@ from sampan.web.console.csrf import FIELD, PRESESSION_COOKIE, CsrfGuard, new_pre
 from sampan.web.console.rendering import FLASH_COOKIE, PREFIX, ROLE_LABELS, Flasher, render
 from sampan.web.errors import ControlPlaneError, Unauthenticated
 from sampan.web.roles import Principal, allowed
+from sampan.web.schemas import MAX_ID
+
+# Ids in console paths and queries are bounded like the API's (R14-WEB-6): 64-bit overflow is a 422, not a 500.
+PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
+QueryId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,9 @@ async def _read_form(request: Request) -> dict[str, Any]:
     return out
 
 
+FIRST_SIGN_IN_PAGES = frozenset({f"{PREFIX}/account", f"{PREFIX}/account/password", f"{PREFIX}/sign-out"})
+
+
 class ConsoleRoute(APIRoute):
     """A signed-in page: session check, CSRF check on POST, control-plane errors rendered as pages."""
 
@@ -152,6 +162,9 @@ async def _prepare(request: Request, public: bool) -> Response | None:
         if sid:
             response.delete_cookie(SESSION_COOKIE, path="/")
         return response
+    if state.principal is not None and state.principal.must_change_password and not public \
+            and request.url.path not in FIRST_SIGN_IN_PAGES:  # a one-time password only chooses its own (R14-WEB-1)
+        return RedirectResponse(f"{PREFIX}/account", status_code=303)
     if binding is None:
         binding = request.cookies.get(PRESESSION_COOKIE)
         if not binding:
