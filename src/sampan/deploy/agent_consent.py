@@ -117,9 +117,10 @@ class ConsentDesk:
         job = spec.job
         if (job.get("workflow") != spec.workflow or list(job.get("parties") or []) != list(spec.parties)
                 or job.get("label_holder") != spec.label_holder or job.get("operator") != spec.operator
-                or list(job.get("protections") or []) != list(spec.protections)):
+                or list(job.get("protections") or []) != list(spec.protections)
+                or ("rounds" in job and job["rounds"] != spec.rounds)):
             raise ConsentRefused(me, "job: the job description disagrees with the spec's workflow, parties, label "
-                                 "holder, operator or protections")
+                                 "holder, operator, protections or rounds")
 
     # --- decisions ----------------------------------------------------------------------------------------
     def request(self, message: Message) -> Message:

@@ -41,7 +41,28 @@ from sampan.deploy.allow_requests import SCORING_KINDS, VERTICAL_KINDS, check_re
 from sampan.deploy.allow_section import _HORIZONTAL_JOBS, _VERTICAL_JOBS, PROTECTIONS, AllowSection, JobRefused
 
 __all__ = ["AllowSection", "JobRefused", "PROTECTIONS", "PeerAllowList", "SCORING_KINDS", "VERTICAL_KINDS", "check_job",
-           "check_request", "job_description", "privacy_policy"]
+           "check_request", "job_description", "privacy_policy", "training_terms"]
+
+
+def training_terms(config: Mapping[str, Any], parsed: Any = None) -> tuple[int, dict[str, Any]]:
+    """The approved rounds and local training settings of a horizontal job, spelled as each `fit` request's
+    `train` carries them (defaults resolved), so the party checks every `fit` against them and serves at most
+    `rounds` rounds (`sampan.deploy.run_rounds`)."""
+    from sampan.config.sections import RunSection, TrainingSection
+
+    if parsed is not None:
+        rounds, t = int(parsed.run.rounds), parsed.training
+        values = {"local_epochs": t.local_epochs, "local_steps": t.local_steps, "batch_size": t.batch_size,
+                  "learning_rate": t.learning_rate, "optimizer": t.optimizer, "momentum": t.momentum, "l2": t.l2}
+    else:
+        run, raw = config.get("run") or {}, config.get("training") or {}
+        rounds = int(run.get("rounds") or RunSection.model_fields["rounds"].default)
+        values = {k: raw.get(k, TrainingSection.model_fields[k].default) for k in (
+            "local_epochs", "local_steps", "batch_size", "learning_rate", "optimizer", "momentum", "l2")}
+    return rounds, {"epochs": int(values["local_epochs"]), "max_steps": values["local_steps"],
+                    "batch_size": int(values["batch_size"]), "learning_rate": float(values["learning_rate"]),
+                    "optimizer": str(values["optimizer"]), "momentum": float(values["momentum"]),
+                    "l2": float(values["l2"])}
 
 
 def job_description(config: Mapping[str, Any], *, workflow: str, operator: str | None, parties: Sequence[str],
@@ -98,6 +119,10 @@ def job_description(config: Mapping[str, Any], *, workflow: str, operator: str |
         model = config.get("model") or {}
         extra["gbdt"] = {"n_trees": int(model.get("n_trees", 100)), "max_depth": int(model.get("max_depth", 4)),
                          "n_bins": int(model.get("n_bins", 32)), "dp": privacy.get("gbdt") is not None}
+    if workflow == "horizontal" and extra.get("model") != "gbdt":  # R14-CONSENT-4: what each `fit` may ask for
+        extra["rounds"], extra["training"] = training_terms(config, parsed)
+        if extra.get("model") == "mlp":  # the model's shape: each `fit` builds exactly this network
+            extra["hidden"] = [int(h) for h in (config.get("model") or {}).get("hidden", [32])]
     if workflow == "horizontal" and config.get("bank_alone") is not None:  # each bank alone vs the consortium
         extra["bank_alone"] = {"epochs": int((config.get("bank_alone") or {}).get("epochs", 5))}
     if workflow == "horizontal" and announced_groups(config):  # fairness by group: the exact specs (R13-GRP-5)

@@ -25,6 +25,25 @@ __all__ = ["SCORING_KINDS", "VERTICAL_KINDS", "check_request"]
 _VERTICAL_NOISE = {"woe.sum": "dp_epsilon", "woe.finish": "dp_epsilon", "vgb.setup": "hist_noise"}
 
 
+def _check_training(party: str, meta: Mapping[str, Any], job: Mapping[str, Any]) -> None:
+    """A `fit` trains exactly as approved (review R14-CONSENT-4): the job's local training settings and model kind;
+    the number of rounds is counted by the agent (`sampan.deploy.run_rounds`)."""
+    train = meta.get("train")
+    train = train if isinstance(train, Mapping) else {}
+    for key, approved in job["training"].items():
+        if train.get(key) != approved:
+            raise JobRefused(party, "job", f"'fit' asks for training {key}={train.get(key)!r}; the approved job "
+                             f"trains with {key}={approved!r}")
+    model = meta.get("model")
+    kind = model.get("kind") if isinstance(model, Mapping) else None
+    if job.get("model") is not None and kind != job.get("model"):
+        raise JobRefused(party, "job", f"'fit' asks for model {kind!r}; the approved job trains {job.get('model')!r}")
+    hidden = model.get("hidden") if isinstance(model, Mapping) else None
+    if job.get("hidden") is not None and hidden != job["hidden"]:
+        raise JobRefused(party, "job", f"'fit' asks for hidden layers {hidden!r}; the approved job trains "
+                         f"{job['hidden']!r}")
+
+
 def check_request(
     allow: AllowSection | None, party: str, kind: str, meta: Mapping[str, Any], job: Mapping[str, Any] | None = None
 ) -> None:
@@ -67,6 +86,8 @@ def check_request(
         return
     if job is not None and job.get("workflow") not in _HORIZONTAL_JOBS:
         return
+    if job is not None and kind == "fit" and isinstance(job.get("training"), Mapping):
+        _check_training(party, meta, job)
     announced = set(job.get("protections") or []) if job is not None else set()
     require = set(allow.require) if allow is not None else set()
     if job is not None and kind in _HGB_KINDS and job.get("model") == "gbdt" and job.get("workflow") == "horizontal":

@@ -56,6 +56,7 @@ from sampan.deploy.holdout import holdout_split, keyed_holdout, pinned_split
 from sampan.deploy.job_log import job_line, job_record
 from sampan.deploy.keyfiles import KeyFileError, unencrypted_pem
 from sampan.deploy.run_budget import JobReservation, horizontal_policy, vertical_policy
+from sampan.deploy.run_rounds import RoundGate
 from sampan.files import private_directory, private_sqlite
 from sampan.runtime.capabilities import capability_names, get_capability
 from sampan.transport.grpc_client import LinkSettings, PartyLink
@@ -81,6 +82,7 @@ class _RunContext:
     dataset: str
     app: PartyApp
     job: dict[str, Any] | None = None  # the job description this party accepted (every request is checked against it)
+    rounds: RoundGate | None = None  # horizontal: at most the approved rounds of `fit` (R14-CONSENT-4)
 
 
 class PartyAgent:
@@ -145,6 +147,8 @@ class PartyAgent:
                 f"party {self.name!r} has no open run {message.run_id!r} (deploy.open_run must come first)"))
         try:
             check_request(self.config.allow, self.name, message.kind, message.meta, context.job)
+            if message.kind == "fit" and context.rounds is not None:
+                context.rounds.admit(message.step, message.arrays, message.meta)
         except JobRefused as exc:
             self._refused(message, exc)
             return message.error_reply(exc)
@@ -205,7 +209,9 @@ class PartyAgent:
         self._audit(message.run_id, "job_accepted", {"job": job, **record})
         log.info("party %s accepted run %s: %s", self.name, message.run_id, job_line(record))
         app = get_capability(workflow).party_app(self._setup(workflow, dataset, table, job, meta, reservation))
-        self._runs[message.run_id] = _RunContext(workflow, dataset, app, job=job)
+        gate = (RoundGate(self.config.party.state_dir, message.run_id, int(job["rounds"]), self.name)
+                if isinstance(job.get("rounds"), int) and "training" in job else None)
+        self._runs[message.run_id] = _RunContext(workflow, dataset, app, job=job, rounds=gate)
         while len(self._runs) > MAX_OPEN_RUNS:
             self._runs.popitem(last=False)
         log.info("party %s opened run %s (%s, dataset %s)", self.name, message.run_id, workflow, dataset)

@@ -5,7 +5,10 @@ reads, the model, the rounds, the privacy budget per level, the protections) and
 coordinator cannot obtain an approval for one job and run another. The spec's canonical JSON (sorted keys,
 no whitespace, finite floats only, UTF-8) is hashed with SHA-256; an approval signs that hash. The spec also
 carries `config_sha256`, the hash of the canonical FULL run config: any change to the config, even one the
-other fields do not show, changes the spec hash and so voids every approval.
+other fields do not show, changes the spec hash and so voids every approval. That hash is the coordinator's
+claim: a party never sees the full config, so it can verify only what the spec itself shows; for a horizontal
+job the job description carries the rounds, local training settings and model shape, which the agent checks
+on every `fit` and counts (`sampan.deploy.run_rounds`, review R14-CONSENT-4).
 
 `job_id` is the run id the job will run under (the coordinator creates the run with it): an approval is
 for one run, so a coordinator cannot re-run an approved job under a fresh run id to spend the data owner's
@@ -59,7 +62,9 @@ class _Frozen(BaseModel):
 
 
 class PartyData(_Frozen):
-    """One party's part of a job: the dataset it serves and the columns the job reads from it."""
+    """One party's part of a job: the dataset it serves and the feature columns the job reads from it. Besides
+    these, every job reads the dataset's id column (to align and split rows) and a training job the label
+    column where the party holds labels (its catalogue names both)."""
 
     dataset: str = Field(min_length=1)
     columns: tuple[str, ...]
@@ -170,6 +175,7 @@ def job_spec(config: Mapping[str, Any], *, parties: Sequence[str], datasets: Map
     return JobSpec(
         job_id=job_id, workflow=workflow, code_version=sampan.__version__, operator=operator,
         parties=tuple(parties), label_holder=label_holder, data=data, model=_model(config, workflow),
-        rounds=int((config.get("run") or {}).get("rounds") or 0), privacy=_privacy_plan(config),
+        rounds=int(description.get("rounds") or (config.get("run") or {}).get("rounds") or 0),
+        privacy=_privacy_plan(config),
         protections=tuple(description.get("protections") or ()),
         job=json.loads(canonical_json(description)), config_sha256=config_sha256(config))

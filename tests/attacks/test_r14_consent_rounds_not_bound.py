@@ -11,6 +11,9 @@ bounds the privacy loss; for an exact job (reserves 0, no DP claim) every extra 
 update of the party's rows (more gradient-inversion surface) than the party approved.
 Fix: the agent enforces spec.rounds (count fits per run, persisted) and checks each request's model/train
 settings against the spec (put [training] into the spec and the job description).
+Fixed: the job description (so the spec hash) carries the rounds, the local training settings and the MLP
+shape; every `fit` is checked against them, and the agent serves at most `rounds` rounds per run (a served
+round again only as the very same request), counted under its state folder (`sampan.deploy.run_rounds`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -36,8 +38,6 @@ EXACT: dict[str, Any] = {"run": {"name": "exact", "workflow": "horizontal", "rou
                          "deploy": {"dataset": "loans", "submitted_by": "ops"}}
 
 
-@pytest.mark.xfail(strict=True, reason="R14-CONSENT-4: an approved 2-round exact job is served for any number of "
-                                       "rounds and any training settings")
 def test_an_approved_two_round_job_is_not_served_a_fifth_round(tmp_path: Path) -> None:
     fed = ThreadFederation(tmp_path, start=False, n=300)
     try:
@@ -69,5 +69,26 @@ def test_an_approved_two_round_job_is_not_served_a_fifth_round(tmp_path: Path) -
                                                                         "learning_rate": 5.0}}))
             served += reply.kind == "fit_result"
         assert served <= spec.rounds, f"{served} exact model updates served for an approved {spec.rounds}-round job"
+        # the approved settings: two rounds served, a served round again only as the same request, no third
+        train = dict(spec.job["training"])
+        model = {"kind": "logistic", "n_features": n_features}
+
+        def fit(step: int, params: np.ndarray) -> Message:
+            return victim.handle(Message("run-r", step, "coordinator", names[0], "fit", arrays={"params": params},
+                                         meta={"model": model, "seed": step, "train": train}))
+
+        assert [fit(s, np.zeros(n_features + 1)).kind for s in (1, 2)] == ["fit_result"] * 2
+        assert fit(1, np.zeros(n_features + 1)).kind == "fit_result"  # a resumed coordinator re-sends round 1
+        assert fit(1, np.ones(n_features + 1)).is_error  # round 1 again, at other parameters: a new update
+        third = fit(3, np.zeros(n_features + 1))
+        assert third.is_error and "rounds" in str(third.meta), third.meta
+        restarted = PartyAgent(load_party_config(fed.files.party_configs[names[0]]))  # the count survives a restart
+        reopened = restarted.handle(Message("run-r", 0, "coordinator", names[0], "deploy.open_run", meta={
+            "workflow": "horizontal", "dataset": "loans", "test_fraction": 0.2, "split_seed": 1, "job": spec.job,
+            "spec": spec.model_dump(mode="json"), "approvals": approvals}))
+        assert not reopened.is_error, reopened.meta
+        victim = restarted
+        assert fit(1, np.zeros(n_features + 1)).kind == "fit_result"
+        assert "rounds" in str(fit(3, np.zeros(n_features + 1)).meta)
     finally:
         fed.coordinator.security.close()
