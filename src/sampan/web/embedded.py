@@ -131,6 +131,16 @@ def _log_to(path: Path) -> logging.Handler:
     return handler
 
 
+def _party_certificates(folder: ConsoleFolder) -> dict[str, str]:
+    """Each party's certificate as its folder holds it (`<party>/<party>.crt`, made by `write_federation`)."""
+    out = {}
+    for party in folder.parties:
+        cert = folder.root / party / f"{party}.crt"
+        if cert.exists():
+            out[party] = cert.read_text(encoding="ascii")
+    return out
+
+
 class EmbeddedConsole:
     """Coordinator + control plane in this process, agents beside it; see the module docstring."""
 
@@ -201,6 +211,8 @@ class EmbeddedConsole:
         from sampan.web.service import ControlPlane
 
         self.plane = ControlPlane(self.coordinator.store, CoordinatorGateway(self.coordinator))
+        assert self.folder is not None
+        self.plane.known_certificates = _party_certificates(self.folder)  # recorded when the admin invites them
         password = self.plane.accounts.bootstrap_admin(ADMIN)  # None once any account exists (a restart)
         app = create_app(self.plane, secure_cookies=False)
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")

@@ -47,6 +47,9 @@ class PlaneBase:
         self.engine: Engine = store.engine
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
         self.accounts = accounts or Accounts(store.engine, clock=self.clock)
+        # Organisations' certificates this coordinator already holds (`sampan console` reads them from its folder):
+        # recorded with a member invited without a pasted one, so the members list shows what its agent uses.
+        self.known_certificates: dict[str, str] = {}
 
     def audit(self, principal: Principal | None, kind: str, detail: Mapping[str, Any]) -> None:
         """Append one control-plane action to the signed audit chain."""

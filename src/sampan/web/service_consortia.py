@@ -78,6 +78,7 @@ class ConsortiaService(PlaneBase):
         organisation = _check_name(organisation, "organisation")
         if role not in _MEMBER_ROLES:
             raise Invalid(f"role must be one of {', '.join(_MEMBER_ROLES)}", "role")
+        certificate_pem = certificate_pem or self.known_certificates.get(organisation)
         if certificate_pem:
             _check_certificate(certificate_pem, organisation)
         with self.engine.begin() as c:

@@ -34,11 +34,26 @@ ROLE_LABELS = {"consortium_admin": "consortium admin", "party_operator": "party 
                "auditor": "auditor"}
 
 
+def certificate_fingerprint(pem: str | None) -> str:
+    """The first 16 hex digits of a member certificate's SHA-256 fingerprint, what an admin compares by phone with
+    the organisation's own; "" when there is none or it does not parse."""
+    if not pem:
+        return ""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    try:
+        return x509.load_pem_x509_certificate(pem.encode("ascii")).fingerprint(hashes.SHA256()).hex()[:16]
+    except ValueError:
+        return ""
+
+
 def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(default=True,
                       default_for_string=True), trim_blocks=True, lstrip_blocks=True)
     env.globals.update(prefix=PREFIX, version=sampan.__version__,
                        static=lambda name: f"{PREFIX}/static/{name}?v={sampan.__version__}")
+    env.filters["cert_fingerprint"] = certificate_fingerprint
     env.filters["status_word"] = lambda value: STATUS_WORDS.get(str(value), str(value))
     env.filters["tojson_pretty"] = lambda value: json.dumps(value, indent=2, sort_keys=True, default=str)
     # JSON shown as text (autoescape escapes it); `tojson` is for script contexts and shows ' as \u0027
