@@ -152,7 +152,9 @@ def test_a_report_with_script_in_it_is_served_without_the_power_to_run_it(tmp_pa
     csp = report.headers["content-security-policy"]
     assert "script-src 'none'" in csp and "sandbox" in csp and "default-src 'none'" in csp
     assert report.headers["x-frame-options"] == "DENY"
-    receipt = browser.get(f"/console/runs/{run_id}/receipt")
+    page = browser.get(f"/console/runs/{run_id}/receipt")  # the readable page: every receipt value escaped
+    assert page.status_code == 200 and EVIL_SCRIPT not in page.text and "&lt;script&gt;" in page.text
+    receipt = browser.get(f"/console/runs/{run_id}/receipt.json")
     assert receipt.headers["content-type"].startswith("application/json")
     assert receipt.headers["x-content-type-options"] == "nosniff" and "sandbox" in receipt.headers[
         "content-security-policy"]

@@ -18,6 +18,7 @@ from starlette.responses import HTMLResponse, Response
 
 from sampan.privacy.ledger import LEVELS
 from sampan.web.console.headers import DOCUMENT_CSP
+from sampan.web.console.receipt_view import receipt_view
 from sampan.web.console.rendering import PREFIX, redirect, render
 from sampan.web.console.session import ConsoleRoute, context_of, principal_of
 from sampan.web.errors import Invalid, NotFound
@@ -93,13 +94,28 @@ def report(request: Request, run_id: str) -> Response:
     return HTMLResponse(path.read_text(encoding="utf-8"), headers={"content-security-policy": DOCUMENT_CSP})
 
 
-@router.get("/runs/{run_id}/receipt", include_in_schema=False)
-def receipt(request: Request, run_id: str) -> Response:
+def _receipt(request: Request, run_id: str) -> Any:
     path = _document(request, run_id, "receipt_path")
     try:
-        body = json.dumps(json.loads(path.read_text(encoding="utf-8")), indent=2, sort_keys=True)
-    except ValueError:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError):
         raise NotFound(f"run {run_id}'s receipt is not readable JSON", "receipt_path") from None
+
+
+@router.get("/runs/{run_id}/receipt", include_in_schema=False)
+def receipt(request: Request, run_id: str) -> Response:
+    """The receipt as a page a person reads: tables of what each party sent under which protection, epsilon per
+    party and level, the consent terms; the raw JSON stays one link away."""
+    data = _receipt(request, run_id)
+    if not isinstance(data, dict):
+        raise NotFound(f"run {run_id}'s receipt is not a JSON object", "receipt_path")
+    return render(request, "receipt.html", {"title": f"Privacy receipt of run {run_id}", "section": "runs",
+                                            "run_id": run_id, "r": receipt_view(data)})
+
+
+@router.get("/runs/{run_id}/receipt.json", include_in_schema=False)
+def receipt_json(request: Request, run_id: str) -> Response:
+    body = json.dumps(_receipt(request, run_id), indent=2, sort_keys=True)
     return Response(body, media_type="application/json",
                     headers={"content-security-policy": DOCUMENT_CSP,
                              "content-disposition": f'inline; filename="{run_id}.receipt.json"'})
