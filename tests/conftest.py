@@ -49,36 +49,3 @@ def store(request, tmp_path) -> Iterator[Store]:
     s = Store.open(url)
     yield s
     s.close()
-
-
-class Crash(Exception):
-    """Raised by CrashAfterRound to simulate a coordinator dying right after a round was saved."""
-
-
-class CrashAfterRound:
-    """A progress hook that kills the workflow (by exception) after round `n` has been checkpointed."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def run_started(self, *args: object) -> None: ...
-    def round_started(self, *args: object) -> None: ...
-    def party_done(self, *args: object) -> None: ...
-
-    def round_finished(self, result) -> None:
-        if result.round == self.n:
-            raise Crash()
-
-
-def capture_replies(transport) -> list:  # type: ignore[no-untyped-def]
-    """Wrap ``transport.exchange`` so every reply a party sends is also kept in the returned list."""
-    captured: list = []
-    original = transport.exchange
-
-    def capturing(messages):  # type: ignore[no-untyped-def]
-        for reply in original(messages):
-            captured.append(reply)
-            yield reply
-
-    transport.exchange = capturing
-    return captured

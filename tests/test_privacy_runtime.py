@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _crash_hooks import Crash, CrashAfterRound, capture_replies
 from _horizontal_run import run_workflow
-from conftest import Crash, CrashAfterRound, capture_replies
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

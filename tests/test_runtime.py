@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Crash, CrashAfterRound
+from _crash_hooks import Crash, CrashAfterRound
 
 from sampan.config import parse_config
 from sampan.data import PartyData

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _crash_hooks import capture_replies
 from _horizontal_run import run_workflow
-from conftest import capture_replies
 
 from sampan.config import ConfigError, parse_config
 from sampan.core.party import PartyApp

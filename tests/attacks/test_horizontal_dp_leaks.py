@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _crash_hooks import Crash, CrashAfterRound, capture_replies
 from _horizontal_run import run_workflow
-from conftest import Crash, CrashAfterRound, capture_replies
 
 import sampan.privacy.dpsgd
 import sampan.privacy.mechanisms
