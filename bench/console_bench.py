@@ -57,6 +57,14 @@ def _client(url: str, username: str, password: str) -> httpx.Client:
     return client
 
 
+def _first_client(url: str, username: str, one_time_password: str) -> httpx.Client:
+    """Sign in with a one-time password and choose a password at once (until then every other call is a 403)."""
+    client = _client(url, username, one_time_password)
+    _ok(client.post(f"{API}/me/password", json={"old_password": one_time_password,
+                                                "new_password": f"{username} bench password"}))
+    return client
+
+
 def _ok(reply: httpx.Response) -> Any:
     if reply.status_code >= 300:
         raise RuntimeError(f"{reply.request.method} {reply.request.url}: {reply.status_code} {reply.text}")
@@ -84,12 +92,12 @@ def run(requests: int, jobs: int, folder: Path) -> dict[str, Any]:
         missing = console.wait_connected(120)
         if missing:
             raise RuntimeError(f"agents not connected: {missing}")
-        admin = _client(started.url, "admin", str(started.admin_password))
+        admin = _first_client(started.url, "admin", str(started.admin_password))
         cid = _ok(admin.post(f"{API}/consortia", json={"name": "bench"}))["id"]
         ops = {}
         for bank in BANKS:
             invite = _ok(admin.post(f"{API}/consortia/{cid}/members", json={"organisation": bank}))
-            ops[bank] = _client(started.url, invite["operator_username"], invite["one_time_password"])
+            ops[bank] = _first_client(started.url, invite["operator_username"], invite["one_time_password"])
             _ok(ops[bank].post(f"{API}/consortia/{cid}/datasets", json={"party": bank, "name": "loans"}))
 
         def new_job(name: str, epsilon: float | None) -> int:

@@ -164,3 +164,15 @@ def test_sign_in_over_http_sets_a_hardened_cookie(world: World) -> None:
     failed = [e for e in world.plane.audit_log(world.admin)["entries"] if e["kind"] == "cp.sign_in_failed"]
     assert [e["detail"]["username"] for e in failed] == ["admin"] and "wrong" not in str(failed)
 
+
+
+def test_linking_an_identity_drops_an_unchanged_one_time_password(world: World) -> None:
+    """R14-WEB-1: an account linked to OpenID Connect before anyone chose its password becomes OIDC-only, so the
+    one-time password (perhaps in an e-mail) neither signs in nor leaves the account stuck on 'change it'."""
+    accounts = world.plane.accounts
+    user, one_time = accounts.create_user("olivia", "analyst")
+    assert one_time is not None
+    accounts.link_oidc(user.user_id, "https://idp.example", "olivia")
+    with pytest.raises(Unauthenticated):
+        accounts.authenticate("olivia", one_time)
+    assert accounts.principal_for_oidc("https://idp.example", "olivia").must_change_password is False

@@ -176,10 +176,15 @@ class Accounts:
                 c.execute(update(db.api_tokens).where(db.api_tokens.c.user_id == user_id).values(revoked=True))
 
     def link_oidc(self, user_id: int, issuer: str, subject: str) -> None:
-        self.user_by_id(user_id)
+        """Link the account to an OpenID Connect identity. A one-time password nobody has changed yet is dropped
+        (the account becomes OIDC-only): the identity provider signs it in, and a one-time password left usable
+        would be the leaked-credential hole R14-WEB-1 closes."""
+        row = self.user_by_id(user_id)
+        values: dict[str, Any] = {"oidc_issuer": issuer, "oidc_subject": subject}
+        if row.must_change_password:
+            values.update(password_hash=None, must_change_password=False)
         with self.engine.begin() as c:
-            c.execute(update(db.users).where(db.users.c.id == user_id).values(oidc_issuer=issuer,
-                                                                               oidc_subject=subject))
+            c.execute(update(db.users).where(db.users.c.id == user_id).values(**values))
 
     def principal_for_oidc(self, issuer: str, subject: str) -> Principal:
         """The enabled account an admin linked to (issuer, subject); 401 otherwise (for the OIDC sign-in)."""
