@@ -130,6 +130,10 @@ class ConsentDesk:
             if message.meta.get("rule") is not None:
                 rule = self.add_rule(message.meta["rule"], decided_by, relayed=True)
                 return message.reply("consent.rule_added", meta={"rule": rule.model_dump(mode="json")})
+            if message.meta.get("remove_rule") is not None:  # R14-WEB-15: a rule withdrawn in the console
+                removed = self.remove_rule(str(message.meta["remove_rule"]), decided_by, relayed=True)
+                return message.reply("consent.rule_removed", meta={"rule_id": str(message.meta["remove_rule"]),
+                                                                   "removed": removed})
             try:
                 spec = JobSpec.model_validate(message.meta.get("spec"))
             except Exception as exc:  # noqa: BLE001 - a malformed spec is refused with the reason
@@ -151,6 +155,22 @@ class ConsentDesk:
         self.records.add_rule(rule)
         self._audit("consent", "consent_rule_added", {"rule": rule.model_dump(mode="json"), "decided_by": decided_by})
         return rule
+
+    def remove_rule(self, rule_id: str, decided_by: str, *, relayed: bool) -> bool:
+        """Withdraw the standing rule `rule_id` (True: it was held). Relayed from the console only with
+        `[consent] console_decisions = true` (the flag that let the console add it); `allow` is party.toml's."""
+        if rule_id == "allow":
+            raise ConsentRefused(self.name, "rule 'allow' is party.toml's [allow] section; edit party.toml")
+        if relayed and not self.config.consent.console_decisions:
+            reason = ("console_decisions: this party does not accept rule changes relayed from the console "
+                      "([consent] console_decisions = false); remove it locally")
+            self._audit("consent", "consent_refused", {"remove_rule": rule_id, "decided_by": decided_by,
+                                                       "reason": reason})
+            raise ConsentRefused(self.name, reason)
+        removed = self.records.remove_rule(rule_id)
+        self._audit("consent", "consent_rule_removed", {"rule_id": rule_id, "decided_by": decided_by,
+                                                        "held": removed is not None})
+        return removed is not None
 
     def decide(self, spec: JobSpec, decided_by: str, *, relayed: bool) -> Approval:
         """This party's approval of `spec` (its stored one, if it approved it before), or ConsentRefused.

@@ -115,6 +115,9 @@ class AgentGateway(Protocol):
 #     add_rule(party: str, rule: dict, decided_by: str) -> None
 # relays a standing rule added in the console to the party's agent (a `consent.request` carrying the rule), which
 # accepts it only with `[consent] console_decisions = true` and raises ConsentRefused(party, reason) otherwise.
+#     remove_rule(party: str, rule_id: str, decided_by: str) -> None
+# relays the removal of such a rule (`consent.request` {remove_rule}); the agent drops its copy, audited; it raises
+# ConsentRefused(party, reason) when the agent refuses or cannot be reached, and the control plane changes nothing.
 #     release(party: str, job_id: str, decided_by: str = ...) -> None
 # withdraws the party's approval of a job that has not started (`consent.release`): the agent voids its stored
 # approval and returns the whole reservation to its budget; ConsentRefused(party, reason) when it refuses (the

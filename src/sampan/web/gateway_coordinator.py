@@ -9,6 +9,7 @@ and holds no party key. Each call maps to one coordinator method:
                        budget status; never rows)
     request_approval   Coordinator.request_approval(p, spec, decided_by): the agent decides, signs or refuses
     add_rule           a console rule relayed as `consent.request` {rule}: the agent keeps its own copy
+    remove_rule        its removal relayed as `consent.request` {remove_rule}: the agent drops its copy
     release            Coordinator.release_approval(p, job_id): the agent withdraws its approval of a job that
                        has not started (voided; its reservation returns to the budget)
     start              Coordinator.submit_approved(spec, config, approvals, by): every agent re-checks
@@ -105,6 +106,16 @@ class CoordinatorGateway:
         if not isinstance(stored, Mapping):
             raise ConsentRefused(party, "its reply holds no rule")
         return dict(stored)
+
+    def remove_rule(self, party: str, rule_id: str, decided_by: str) -> None:
+        """Relay the removal of a standing rule to the party's agent, which drops its own copy (audited there);
+        ConsentRefused when it refuses (console_decisions = false) or cannot be reached (R14-WEB-15)."""
+        from sampan.deploy.consent import ConsentRefused
+
+        reply = self.coordinator._ask(party, "consent.request", "consent",
+                                      {"remove_rule": rule_id, "decided_by": decided_by})
+        if reply.kind != "consent.rule_removed":
+            raise ConsentRefused(party, f"its reply is {reply.kind!r}, not a rule removal")
 
     def release(self, party: str, job_id: str, decided_by: str = CONTROL_PLANE) -> None:
         """Withdraw `party`'s approval of job `job_id` (not started): ConsentRefused when the agent refuses."""

@@ -100,6 +100,17 @@ class ConsentStore:
             return []
         return [StandingRule.model_validate(r) for r in json.loads(path.read_text())]
 
+    def remove_rule(self, rule_id: str) -> StandingRule | None:
+        """Drop the standing rule `rule_id` (the removed rule; None when the party holds none by that id)."""
+        with self._lock:
+            rules = self.rules()
+            gone = next((r for r in rules if r.id == rule_id), None)
+            if gone is not None:
+                self._ready()
+                atomic_write_bytes(self.root / "rules.json", json.dumps(
+                    [r.model_dump(mode="json") for r in rules if r.id != rule_id]).encode(), mode=0o600)
+        return gone
+
     def add_rule(self, rule: StandingRule) -> StandingRule:
         """Add (or replace, by id) a standing rule; `allow` is reserved for party.toml's [allow]."""
         if rule.id == "allow":
