@@ -124,11 +124,12 @@ class FakeGateway:
         planned = spec.planned()
         eps, delta = planned if planned is not None else (0.0, 0.0)
         try:
-            p.book.reserve(spec.job_id, part.dataset, eps, delta, open_ended=planned is None)
+            entry = p.book.reserve(spec.job_id, part.dataset, eps, delta, open_ended=planned is None)
         except BudgetRefused as exc:
-            raise ConsentRefused(party, str(exc)) from None
-        return sign_approval(p.identity, spec, party=party, decided_by=decided_by,
-                             reserved={"epsilon": eps, "delta": delta, "open_ended": planned is None})
+            raise ConsentRefused(party, f"budget: {exc}") from None
+        return sign_approval(p.identity, spec, party=party, decided_by=decided_by,  # what the book holds
+                             reserved={"epsilon": entry.reserved_epsilon, "delta": entry.reserved_delta,
+                                       "open_ended": entry.open_ended})
 
     def start(self, job_id: str, spec: JobSpec, config: Mapping[str, Any], approvals: Sequence[Approval]) -> str:
         given = {a.party: a for a in approvals}
@@ -136,8 +137,10 @@ class FakeGateway:
             if party not in given:
                 raise ConsentRefused(party, "no approval of this party was presented")
             verify_approval(given[party], spec, self.verifier)
-            if self._party(party).book.entry(spec.job_id) is None:
-                raise ConsentRefused(party, "this agent holds no approval (reservation) of its own for the job")
+            entry = self._party(party).book.entry(spec.job_id)
+            if entry is None or entry.state == "settled":
+                raise ConsentRefused(party, "this agent holds no approval (reservation) of its own for the job"
+                                     + (f" (it was {entry.outcome})" if entry is not None else ""))
         self._play(job_id, spec, config)
         self.started.append(spec.job_id)
         return spec.job_id
@@ -158,6 +161,14 @@ class FakeGateway:
             raise ConsentRefused(party, "this agent does not accept decisions relayed by the console "
                                  "([consent] console_decisions = false)")
         p.rules = [r for r in p.rules if r.get("id") != rule_id]
+
+    def release(self, party: str, job_id: str, decided_by: str = "control-plane") -> None:
+        """Withdraw the party's approval of a job not started: its whole reservation returns (as `consent.release`
+        at a real agent); ConsentRefused for a job that spent anything."""
+        try:
+            self._party(party).book.release(job_id)
+        except BudgetRefused as exc:
+            raise ConsentRefused(party, str(exc)) from None
 
     def cancel(self, run_id: str) -> None:
         row = self.store.get_run(run_id)

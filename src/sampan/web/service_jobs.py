@@ -3,7 +3,11 @@
 The consent rules the control plane enforces (each party's agent enforces them again, authoritatively):
 - a job's spec is `sampan.deploy.consent.job_spec(...)` of its full run config; its hash is what parties sign;
 - editing a job recomputes the spec; when the hash changes, every approval of the job is voided (deleted, and
-  the voiding audited), so an approval never outlives the exact job it covers;
+  the voiding audited), so an approval never outlives the exact job it covers; the job then takes a fresh run
+  id (the spec's job id: each agent reserves once per job id) and the agents that approved the old spec are
+  asked to release it (R14-WEB-4);
+- cancelling a job that has not started, or an operator refusing after approving, asks the agents to withdraw
+  their approvals and give their reservations back (`sampan.web.service_release`, R14-WEB-3);
 - an operator decides only for its own organisation (sampan.web.roles), and only for a party the job reads;
 - a job whose planned spend exceeds a party's remaining lifetime budget (the mirror) cannot be approved; an
   OPEN-ENDED DP job (DP on, no stated epsilon) is counted as spending everything the dataset has left: the
@@ -28,6 +32,7 @@ from sampan.web.errors import Conflict, Invalid, NotFound
 from sampan.web.roles import Principal, require
 from sampan.web.service_base import PlaneBase, row_dict
 from sampan.web.service_data import DataService
+from sampan.web.service_release import ReleaseCalls
 
 __all__ = ["JobsService"]
 
@@ -66,7 +71,7 @@ def _check_numbers(config: Mapping[str, Any]) -> None:
                       "config.run.rounds")
 
 
-class JobsService(DataService, PlaneBase):
+class JobsService(DataService, ReleaseCalls, PlaneBase):
     # --- jobs ----------------------------------------------------------------------------------------
     def _spec(self, consortium_id: int, config: Mapping[str, Any], datasets: Mapping[str, Any],
               label_holder: str | None, operator: str, run_id: str) -> tuple[Any, dict[str, Any]]:
@@ -173,6 +178,11 @@ class JobsService(DataService, PlaneBase):
             label_holder if label_holder is not None else bindings.get("label_holder"),
             principal.actor, str(bindings["run_id"]))
         changed = spec.spec_hash() != row.spec_hash
+        withdrawn = [d.party for d in self._decisions(row.id, row.spec_hash) if d.approved] if changed else []
+        if changed:  # a new spec is a new job at the agents: a fresh run id, so no agent's old reservation sticks
+            spec, new_bindings = self._spec(row.consortium_id, row.config if config is None else config,
+                                            new_bindings["datasets"], new_bindings["label_holder"], principal.actor,
+                                            new_run_id())
         with self.engine.begin() as c:
             voided = c.execute(delete(db.approvals).where(db.approvals.c.job_id == job_id)).rowcount if changed else 0
             c.execute(update(db.jobs).where(db.jobs.c.id == job_id).values(
@@ -180,7 +190,9 @@ class JobsService(DataService, PlaneBase):
                 bindings=new_bindings, spec=spec.model_dump(mode="json"), spec_hash=spec.spec_hash(),
                 status="awaiting_approval" if changed else row.status, updated_at=self.clock()))
         self.audit(principal, "job_edited", {"job_id": job_id, "old_spec_hash": row.spec_hash,
-                                             "spec_hash": spec.spec_hash(), "approvals_voided": voided})
+                                             "spec_hash": spec.spec_hash(), "approvals_voided": voided,
+                                             "run_id": new_bindings["run_id"]})
+        self.release_reservations(principal, job_id, str(bindings["run_id"]), withdrawn, "edited")
         return self.job(principal, job_id)
 
     def submit_job(self, principal: Principal, job_id: int) -> dict[str, Any]:
@@ -256,7 +268,15 @@ class JobsService(DataService, PlaneBase):
             self.refresh_budgets(party)
         elif not reason.strip():
             raise Invalid("a refusal needs a reason", "reason")
-        self._record(principal, row, party, approve, None if approve else reason.strip()[:2000], approval_json)
+        withdrawn = not approve and any(d.party == party and d.approved for d in self._decisions(row.id, row.spec_hash))
+        try:
+            self._record(principal, row, party, approve, None if approve else reason.strip()[:2000], approval_json)
+        except Conflict:  # edited while the agent signed: its approval of the old spec must not hold budget
+            if approval_json is not None:
+                self.release_reservations(principal, job_id, spec.job_id, [party], "changed while deciding")
+            raise
+        if withdrawn:  # the agent's signed approval and its reservation go too
+            self.release_reservations(principal, job_id, spec.job_id, [party], "refused after approving")
         return self.job(principal, job_id)
 
     def _check_budget(self, spec: Any, party: str) -> None:
@@ -401,6 +421,10 @@ class JobsService(DataService, PlaneBase):
             c.execute(update(db.jobs).where(db.jobs.c.id == job_id).values(status="cancelled",
                                                                           updated_at=self.clock()))
         self.audit(principal, "job_cancelled", {"job_id": job_id, "run_id": run_id})
+        if row.status != "running":  # never started: every approval's reservation goes back (R14-WEB-3)
+            approved = [d.party for d in self._decisions(row.id, row.spec_hash) if d.approved]
+            self.release_reservations(principal, job_id, str(row.spec.get("job_id") or row.bindings["run_id"]),
+                                      approved, "cancelled")
         return self.job(principal, job_id)
 
     def approvals(self, principal: Principal, job_id: int) -> list[dict[str, Any]]:
