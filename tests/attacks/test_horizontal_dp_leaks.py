@@ -609,7 +609,8 @@ def test_second_model_in_one_run_is_refused_after_reopening(r8_fed: Any) -> None
     assert _r8(agent, "one-run", "evaluate", {"model": model}, {"params": first}).kind == "evaluation"
     assert _r8(agent, "one-run", "evaluate", {"model": model}, {"params": second}).kind == "error"
     _r8(agent, "one-run", "deploy.close_run", {})
-    assert _r8_open(agent, r8_fed, "one-run").kind == "deploy.opened"
+    # since R14-CONSENT-7 a closed run is never opened again (one approval, one run), so no reopening serves it
+    assert _r8_open(agent, r8_fed, "one-run").kind == "error"
     assert _r8(agent, "one-run", "evaluate", {"model": model}, {"params": second}).kind == "error"
 
 
