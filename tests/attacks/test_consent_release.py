@@ -66,3 +66,32 @@ def test_release_voids_an_unstarted_approval_and_is_refused_once_the_run_opened(
         assert victim.consent.book.status("loans")["reserved_epsilon"] == 1.0
     finally:
         fed.coordinator.security.close()
+
+
+def test_the_control_plane_releases_through_the_coordinator_over_grpc(tmp_path: Path) -> None:
+    """`CoordinatorGateway.release` -> `Coordinator.release_approval` -> `consent.release` at the real agent."""
+    from sampan.deploy.consent import ConsentRefused
+    from sampan.web.gateway_coordinator import CoordinatorGateway
+
+    fed = ThreadFederation(tmp_path, n=300)
+    try:
+        names = sorted(fed.agents)
+        columns = fed.agents[names[0]].consent.served_columns("loans")
+        spec = job_spec(CONFIG, parties=names, datasets={n: {"dataset": "loans", "columns": columns} for n in names},
+                        label_holder=None, operator="ops", job_id="run-g")
+        gateway = CoordinatorGateway(fed.coordinator)
+        party = names[0]
+        book = fed.agents[party].consent.book
+        gateway.request_approval(party, spec, "operator:ops")
+        assert book.status("loans")["reserved_epsilon"] == 1.0
+        gateway.release(party, spec.job_id)
+        assert book.status("loans")["reserved_epsilon"] == 0.0
+        assert fed.agents[party].consent.records.approvals() == []
+        try:
+            gateway.release("nobody", spec.job_id)
+        except ConsentRefused as exc:
+            assert "not a party member" in exc.reason
+        else:
+            raise AssertionError("a release to an unknown party must be refused")
+    finally:
+        fed.close()
