@@ -181,3 +181,10 @@ def test_a_party_approves_locally_with_the_cli_and_a_refusal_is_one_clear_line(t
     assert settled.exit_code == 0 and "released 2" in settled.output  # the reservation returns to the budget
     again = runner.invoke(app, ["consent", "approve", str(job), "--party-config", str(party_toml), "--yes"])
     assert again.exit_code == 0, again.output
+    rule = tmp_path / "rule.json"
+    rule.write_text(json.dumps({"id": "small", "party": name, "max_epsilon": 0.5}))
+    assert runner.invoke(app, ["consent", "rule", str(rule), "--party-config", str(party_toml)]).exit_code == 0
+    removed = runner.invoke(app, ["consent", "remove-rule", "small", "--party-config", str(party_toml)])
+    assert removed.exit_code == 0 and ConsentStore(config.party.state_dir).rules() == [], removed.output
+    gone = runner.invoke(app, ["consent", "remove-rule", "small", "--party-config", str(party_toml)])
+    assert gone.exit_code != 0 and "holds no standing rule 'small'" in gone.output

@@ -132,6 +132,24 @@ def add_rule(rule: Path = typer.Argument(..., help="A standing rule (JSON: id, p
     console.print(f"rule {escape(added.id)} added for {escape(added.party)}")
 
 
+@consent_app.command("remove-rule")
+def remove_rule(rule_id: str = typer.Argument(..., help="The id of the standing rule to withdraw."),
+                party_config: Path = _PartyConfig) -> None:
+    """Withdraw a standing rule of this party (jobs it covered then need another rule or a person)."""
+    from sampan.deploy.consent import ConsentRefused
+
+    desk, store = _desk(party_config)
+    try:
+        held = desk.remove_rule(rule_id, "person:" + (os.environ.get("USER") or "local"), relayed=False)
+    except ConsentRefused as exc:
+        fail(str(exc))
+    finally:
+        store.close()
+    if not held:
+        fail(f"party {desk.name!r} holds no standing rule {rule_id!r}")
+    console.print(f"rule {escape(rule_id)} removed for {escape(desk.name)}")
+
+
 @consent_app.command("budget")
 def budget(party_config: Path = _PartyConfig) -> None:
     """Each dataset's lifetime budget: total, spent, reserved, remaining."""
