@@ -54,7 +54,7 @@ def plane(tmp_path: Path) -> ControlPlane:
 
 
 def client(cp: ControlPlane, issuer: str) -> TestClient:
-    settings = OidcSettings(issuer, "sampan-console", "client-secret-for-tests", REDIRECT)
+    settings = OidcSettings(issuer, "sampan-console", "client-secret-for-tests", REDIRECT, timeout_s=60.0)
     app = create_app(cp, AppSettings(secure_cookies=False, console=False, oidc=settings))
     return TestClient(app, follow_redirects=False)
 
@@ -76,7 +76,7 @@ def authorize(params: dict[str, str], subject: str) -> dict[str, str]:
     """The person signs in at the provider as `subject`; the provider's redirect back, as query parameters."""
     query = {k: v for k, v in params.items() if k != "_endpoint"}
     response = httpx.post(params["_endpoint"], params=query, data={"sub": subject}, follow_redirects=False,
-                          timeout=10)
+                          timeout=60)
     assert response.status_code == 302, response.text
     location = response.headers["location"]
     assert location.startswith(REDIRECT)

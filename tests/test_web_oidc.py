@@ -96,7 +96,7 @@ def test_console_sign_in_page_offers_the_provider(tmp_path: Path, provider: Loca
 
     from sampan.web.app import AppSettings, create_app
 
-    settings = OidcSettings(provider.url, "sampan-console", "client-secret-for-tests", REDIRECT)
+    settings = OidcSettings(provider.url, "sampan-console", "client-secret-for-tests", REDIRECT, timeout_s=60.0)
     app = create_app(plane(tmp_path), AppSettings(secure_cookies=False, console=True, oidc=settings))
     page = TestClient(app).get("/console/sign-in")
     assert page.status_code == 200 and f'href="{LOGIN_PATH}?next=' in page.text
