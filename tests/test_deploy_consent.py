@@ -75,7 +75,7 @@ class Federation:
         self.threads += [threading.Thread(target=a.serve, args=(self.stop,), daemon=True) for a in self.agents.values()]
         for t in self.threads:
             t.start()
-        assert self.coordinator.hub.wait_for(list(self.agents), 30) == []
+        assert self.coordinator.hub.wait_for(list(self.agents), 120) == []
 
     def wait(self, run_id: str, timeout: float = 120) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -109,7 +109,7 @@ def _job(dataset: str, epsilon: float) -> dict[str, Any]:
             "data": {"standardize": False}, "deploy": {"dataset": dataset}}
 
 
-def _settled(agent: PartyAgent, run_id: str, timeout: float = 20) -> Any:
+def _settled(agent: PartyAgent, run_id: str, timeout: float = 120) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:  # the close (and so the settlement) follows the run's completion
         entry = agent.consent.book.entry(run_id)
