@@ -261,9 +261,9 @@ class JobsService(DataService, ReleaseCalls, PlaneBase):
                 approval = self.gateway.request_approval(party, spec, principal.actor)
             except ConsentRefused as exc:
                 self._record(principal, row, party, False, f"refused by the party's agent: {exc.reason}", None)
-                raise Conflict(f"party {party!r}'s agent refused: {exc.reason}", "party") from None
+                raise Conflict(f"the agent of party {party!r} refused: {exc.reason}", "party") from None
             if approval.spec_hash != row.spec_hash or approval.party != party:
-                raise Conflict(f"party {party!r}'s agent answered an approval of another job or party", "party")
+                raise Conflict(f"the agent of party {party!r} answered an approval of another job or party", "party")
             approval_json = approval.model_dump(mode="json")
             self.refresh_budgets(party)
         elif not reason.strip():
@@ -286,15 +286,15 @@ class JobsService(DataService, ReleaseCalls, PlaneBase):
             return
         if planned is None:  # open-ended DP: it may spend all that is left, so something must be left
             if budget["remaining_epsilon"] <= _EPS_SLACK:
-                raise Conflict(f"an open-ended DP job may spend all of {party!r}'s dataset "
-                               f"{spec.data[party].dataset!r} budget, and none is left", "budget")
+                raise Conflict(f"an open-ended DP job may spend all that is left of dataset "
+                               f"{spec.data[party].dataset!r} of party {party!r}, and nothing is left", "budget")
             return
         eps, delta = planned
         if eps > budget["remaining_epsilon"] + _EPS_SLACK or (
                 budget["remaining_delta"] is not None and delta > budget["remaining_delta"] + _EPS_SLACK):
-            raise Conflict(f"job needs epsilon {eps:g}, delta {delta:g} of {party!r}'s dataset "
-                           f"{spec.data[party].dataset!r}, which has only epsilon {budget['remaining_epsilon']:g}"
-                           f", delta {budget['remaining_delta']} left", "budget")
+            raise Conflict(f"job needs epsilon {eps:g}, delta {delta:g} of dataset {spec.data[party].dataset!r} of "
+                           f"party {party!r}, which has only epsilon {budget['remaining_epsilon']:g}, "
+                           f"delta {budget['remaining_delta']} left", "budget")
 
     def _record(self, principal: Principal, row: Any, party: str, approved: bool, reason: str | None,
                 approval: dict[str, Any] | None) -> None:
@@ -342,7 +342,7 @@ class JobsService(DataService, ReleaseCalls, PlaneBase):
             try:
                 relay(party, body, principal.actor)
             except ConsentRefused as exc:
-                raise Conflict(f"party {party!r}'s agent refused the rule: {exc.reason}", "rule") from None
+                raise Conflict(f"the agent of party {party!r} refused the rule: {exc.reason}", "rule") from None
         with self.engine.begin() as c:
             rid = db.new_id(c.execute(insert(db.rules).values(party=party, rule=body, created_by=principal.actor,
                                                               active=True, created_at=self.clock())))
@@ -373,7 +373,7 @@ class JobsService(DataService, ReleaseCalls, PlaneBase):
             except ConsentRefused as exc:
                 self.audit(principal, "rule_remove_refused", {"party": party, "rule_id": rule_id,
                                                               "reason": exc.reason})
-                raise Conflict(f"party {party!r}'s agent did not remove the rule: {exc.reason}; it stays in force",
+                raise Conflict(f"the agent of party {party!r} did not remove the rule: {exc.reason}; it stays in force",
                                "rule_id") from None
         with self.engine.begin() as c:
             c.execute(update(db.rules).where(db.rules.c.id == rule_id, db.rules.c.party == party)
