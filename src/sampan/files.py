@@ -11,6 +11,7 @@ signed but older file put back in place is refused even by a freshly started pro
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 __all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "private_directory",
+           "create_exclusive_bytes",
            "private_file", "private_sqlite", "open_private_append", "check_private_mode", "InsecureFileError",
            "PRIVATE_FILE", "PRIVATE_DIR", "HighWater"]
 
@@ -130,6 +132,39 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, mode: int = 0o
             os.unlink(tmp)
         raise
     return target
+
+
+def create_exclusive_bytes(path: str | os.PathLike[str], data: bytes, mode: int = PRIVATE_FILE) -> bool:
+    """Publish ``data`` at ``path`` complete or not at all, unless a file is there already (then False).
+
+    Written beside it, fsynced, then hard-linked into place (link fails if the name exists): a process that
+    starts at the same moment reads the whole key another one made, never an empty file between O_EXCL and write."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            return False
+        except OSError as exc:  # a file system without hard links: exclusive create, then write
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            try:
+                out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+            except FileExistsError:
+                return False
+            with os.fdopen(out, "wb") as handle:
+                handle.write(data)
+        return True
+    finally:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:

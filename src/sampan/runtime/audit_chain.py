@@ -103,12 +103,10 @@ class AuditSigner:
         private = Ed25519PrivateKey.generate()
         pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first: use theirs
+        from sampan.files import create_exclusive_bytes
+
+        if not create_exclusive_bytes(path, pem):  # another process made it first: use theirs (complete)
             return cls(_load_private_key(path), path)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
         return cls(private, path)
 
     def sign(self, message: bytes) -> str:

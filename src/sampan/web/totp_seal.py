@@ -56,13 +56,9 @@ def _load_or_create(path: Path) -> bytes:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         key = os.urandom(32)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first: use theirs
-            pass
-        else:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(base64.b64encode(key) + b"\n")
+        from sampan.files import create_exclusive_bytes
+
+        if create_exclusive_bytes(path, base64.b64encode(key) + b"\n"):  # else another process made it: use theirs
             return key
     try:
         check_private_mode(path, "TOTP key")
