@@ -14,8 +14,11 @@ POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 @pytest.fixture(autouse=True)
 def _audit_key_in_tmp(tmp_path, monkeypatch) -> None:
-    """Keep every test's audit-signing key in its own temporary folder, never in the home folder."""
+    """Keep every test's audit-signing key in its own temporary folder, never in the home folder; and what a store
+    on PostgreSQL keeps under ~/.config (its TOTP sealing key) in a per-test folder, so no worker shares it."""
     monkeypatch.setenv("SAMPAN_AUDIT_KEY", str(tmp_path / "audit-key.pem"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.delenv("SAMPAN_TOTP_KEY", raising=False)
 
 
 @pytest.fixture
