@@ -68,7 +68,7 @@ class Person:
         self.username = username
         self.context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT}, base_url=base_url.rstrip("/"),
                                            accept_downloads=True, reduced_motion="reduce")
-        self.context.set_default_timeout(30_000)
+        self.context.set_default_timeout(90_000)
         self.page: Page = self.context.new_page()
         self.problems = problems
         self.page.on("console", self._console)

@@ -80,7 +80,7 @@ def test_console_in_a_browser(console_stack: tuple[Any, Any], people: Any, scree
     from _people import Screenshots
     from playwright.sync_api import expect
 
-    expect.set_options(timeout=30_000)
+    expect.set_options(timeout=90_000)  # a loaded 2-core CI runs training beside the browser
     _embedded, started = console_stack
     assert started.first_start and started.admin_password
     shots = Screenshots(screenshot_dir)
@@ -177,7 +177,7 @@ def test_console_in_a_browser(console_stack: tuple[Any, Any], people: Any, scree
         expect(eps_table.get_by_role("row", name=re.compile(bank))).to_be_visible()
     expect(page.get_by_test_id("rounds-table").get_by_role("row")).to_have_count(4)  # header + 3 rounds
     expect(page.get_by_test_id("events-table")).to_contain_text("run_completed")
-    expect(page.get_by_role("link", name="Open the report")).to_be_visible(timeout=60_000)
+    expect(page.get_by_role("link", name="Open the report")).to_be_visible(timeout=120_000)
     shots.take(page, "run")
     page.get_by_role("link", name="Open the report").click()
     expect(page).to_have_url(re.compile(r"/report$"))
