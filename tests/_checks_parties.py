@@ -38,9 +38,9 @@ def banks(seed: int = 11, shifted: str | None = None) -> dict[str, PartyData]:
 
 
 def config(checks: Mapping[str, Any] | None = None, tmp_path: Path | None = None) -> Any:
-    run: dict[str, Any] = {"name": "checks-test", "workflow": "checks", "seed": 5}
-    if tmp_path is not None:
-        run["report_dir"] = str(tmp_path / "reports")
+    # no report unless the test gives a folder for it (the default, ./sampan-reports, is next to the repository)
+    run: dict[str, Any] = {"name": "checks-test", "workflow": "checks", "seed": 5,
+                           "report_dir": str(tmp_path / "reports") if tmp_path is not None else ""}
     return parse_config({"run": run, "schema": SCHEMA, "checks": dict(checks or {}),
                          "parties": [{"name": b, "path": "unused.csv"} for b in BANKS]})
 

@@ -108,7 +108,7 @@ def test_without_dp_the_receipt_lists_every_release_as_revealed(tmp_path: Path) 
 def test_vertical_overlap_by_psi_cardinality_counts_the_common_ids() -> None:
     from sampan.vertical.job import job_of, load_tables
 
-    cfg = {"run": {"name": "checks-v", "workflow": "checks", "seed": 2},
+    cfg = {"run": {"name": "checks-v", "workflow": "checks", "seed": 2, "report_dir": ""},
            "source": {"kind": "consortium", "n_smes": 400}, "vertical": {"label_holder": "bank"},
            "checks": {"min_overlap": 0.9}}
     finished = sampan.run(cfg, store=Store.open("sqlite://"))

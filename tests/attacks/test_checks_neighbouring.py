@@ -154,7 +154,8 @@ def _vertical_transcript(monkeypatch: pytest.MonkeyPatch, neighbour: bool) -> tu
 
     seeds = itertools.count(1)
     monkeypatch.setattr(sampan.privacy.mechanisms, "secure_generator", lambda: seeded_generator(next(seeds)))
-    cfg = parse_config({"run": {"name": "nb-v", "workflow": "checks", "seed": 2}, "vertical": {"label_holder": "bank"},
+    cfg = parse_config({"run": {"name": "nb-v", "workflow": "checks", "seed": 2, "report_dir": ""},
+                        "vertical": {"label_holder": "bank"},
                         "source": {"kind": "consortium", "n_smes": 300}, "checks": {"dp": {}}})
     setups = CHECKS.simulate(cfg, 2)
     if neighbour:

@@ -17,7 +17,7 @@ from sampan.runtime.store import Store
 
 
 def test_every_party_whose_records_feed_the_overlap_count_is_charged_for_it() -> None:
-    cfg = {"run": {"name": "r14-checks-3", "workflow": "checks", "seed": 2},
+    cfg = {"run": {"name": "r14-checks-3", "workflow": "checks", "seed": 2, "report_dir": ""},
            "source": {"kind": "consortium", "n_smes": 300}, "vertical": {"label_holder": "bank"},
            "checks": {"dp": {"label_epsilon": 0.5, "overlap_epsilon": 0.5}}}
     finished = sampan.run(cfg, store=Store.open("sqlite://"))
@@ -37,7 +37,7 @@ def test_the_partners_own_ledger_is_charged_for_its_share_of_the_overlap(tmp_pat
     from sampan.runtime.runner import start_run
     from sampan.transport.inprocess import InProcessTransport
 
-    cfg = parse_config({"run": {"name": "r14-checks-3b", "workflow": "checks", "seed": 2},
+    cfg = parse_config({"run": {"name": "r14-checks-3b", "workflow": "checks", "seed": 2, "report_dir": ""},
                         "source": {"kind": "consortium", "n_smes": 300}, "vertical": {"label_holder": "bank"},
                         "checks": {"dp": {"label_epsilon": 0.5, "overlap_epsilon": 0.25}}})
     setups = CHECKS.simulate(cfg, 2)
