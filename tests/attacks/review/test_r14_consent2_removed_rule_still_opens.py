@@ -1,0 +1,66 @@
+"""R14-CONSENT2-3: approvals a standing rule signed stay good after the party withdraws (or lets expire) the
+rule: a coordinator stockpiles approvals while the rule is in force and runs them afterwards.
+
+Claim (`sampan consent remove-rule`): "Withdraw a standing rule of this party (jobs it covered then need another
+rule or a person)"; docs/deploy.md: a removed rule is no longer in force. But `ConsentDesk.decide` returns a
+stored approval before it checks any grounds, and `admit_run` checks only that an approval is stored (never
+that the rule that signed it still stands or has not expired). Exact jobs reserve 0, so the coordinator can
+collect any number of approvals (job ids of its choosing) under a rule and run them after the party withdrew
+it (or after `expires_at`). The race "removal against a request" is the same hole seen from the other side.
+Fix: when a rule is removed (or at open_run, for expiry) void every unopened approval whose `decided_by` is
+"rule:<id>"/an operator approval granted by that rule (record the granting rule id in the stored approval),
+returning its reservation; `decide` re-checks grounds before returning a stored approval.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _deploy_federation import ThreadFederation  # noqa: E402
+
+from sampan.deploy.config import load_party_config  # noqa: E402
+from sampan.deploy.consent import StandingRule, job_spec  # noqa: E402
+from sampan.deploy.party_agent import PartyAgent  # noqa: E402
+from sampan.wire import Message  # noqa: E402
+
+EXACT: dict[str, Any] = {"run": {"name": "exact", "workflow": "horizontal", "rounds": 2, "seed": 3},
+                         "training": {"learning_rate": 0.1, "epochs": 1},
+                         "deploy": {"dataset": "loans", "submitted_by": "ops"}}
+
+
+@pytest.mark.xfail(strict=True, reason="R14-CONSENT2-3: an approval granted by a rule still opens after the "
+                   "party removed the rule")
+def test_an_approval_granted_by_a_removed_rule_does_not_open(tmp_path: Path) -> None:
+    fed = ThreadFederation(tmp_path, start=False, n=300)
+    try:
+        agents = {name: PartyAgent(load_party_config(path)) for name, path in fed.files.party_configs.items()}
+        names = sorted(agents)
+        victim = agents[names[0]]
+        victim.consent.add_rule(StandingRule(id="q4", party=names[0], dataset="loans").model_dump(mode="json"),
+                                "person:alice", relayed=False)
+        columns = victim.consent.served_columns("loans")
+        spec = job_spec(EXACT, parties=names, datasets={n: {"dataset": "loans", "columns": columns} for n in names},
+                        label_holder=None, operator="ops", job_id="stockpiled-17")
+        approvals = []
+        for name in names:  # while rule q4 stands, the coordinator collects an approval of a job it runs later
+            reply = agents[name].handle(Message("stockpiled-17", 0, "coordinator", name, "consent.request",
+                                                meta={"spec": spec.model_dump(mode="json"),
+                                                      "decided_by": "operator:ops"}))
+            assert reply.kind == "consent.approval", reply.meta
+            approvals.append(reply.meta["approval"])
+        assert victim.consent.remove_rule("q4", "person:alice", relayed=False)  # `sampan consent remove-rule q4`
+        again = victim.handle(Message("stockpiled-17", 0, "coordinator", names[0], "consent.request",
+                                      meta={"spec": spec.model_dump(mode="json"), "decided_by": "operator:ops"}))
+        opened = victim.handle(Message("stockpiled-17", 0, "coordinator", names[0], "deploy.open_run", meta={
+            "workflow": "horizontal", "dataset": "loans", "test_fraction": 0.2, "split_seed": 1, "job": spec.job,
+            "spec": spec.model_dump(mode="json"), "approvals": approvals}))
+        assert again.is_error and opened.is_error, (
+            f"after rule q4 was withdrawn: re-request -> {again.kind}, open_run -> {opened.kind} (data served)")
+    finally:
+        fed.coordinator.security.close()
