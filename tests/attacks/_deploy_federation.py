@@ -77,7 +77,7 @@ class ThreadFederation:
             self.threads.append(threading.Thread(target=self._serve, args=(name, agent), daemon=True))
         for t in self.threads:
             t.start()
-        assert self.coordinator.hub.wait_for(list(self.agents), 30) == []
+        assert self.coordinator.hub.wait_for(list(self.agents), 120) == []
 
     def _record(self, name: str, agent: PartyAgent) -> None:
         """Every request an agent receives: (run id, kind)."""

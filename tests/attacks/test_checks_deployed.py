@@ -25,7 +25,7 @@ def test_a_deployed_checks_job_answers_checks_requests_only_and_noised(tmp_path:
     fed = ThreadFederation(tmp_path, n=1500)
     try:
         run_id = _submit(fed)
-        status = fed.wait(run_id, 60)
+        status = fed.wait(run_id, 180)
         assert status["status"] == "completed", status.get("error")
         for name in fed.agents:
             asked = [k for k in fed.kinds(name, run_id) if not k.startswith(("deploy.", "consent."))]
@@ -42,7 +42,7 @@ def test_a_bank_that_does_not_allow_checks_takes_no_part(tmp_path: Path) -> None
     fed = ThreadFederation(tmp_path, n=1500, allow={"bank_kowloon": {"workflows": ["horizontal"]}})
     try:
         run_id = _submit(fed)
-        status = fed.wait(run_id, 60)
+        status = fed.wait(run_id, 180)
         assert status["status"] == "failed" and "bank_kowloon" in str(status.get("error"))
         assert not [k for k in fed.kinds("bank_kowloon", run_id) if k.startswith("checks.")]
     finally:
@@ -60,7 +60,7 @@ def test_a_deployed_vertical_checks_job_counts_overlaps_without_any_alignment(tm
         run_id = fed.submit({"run": {"name": "vchecks", "seed": 1, "workflow": "checks"},
                              "deploy": {"dataset": "vertical", "parties": ["bank", "payments", "delivery"]},
                              "vertical": {"label_holder": "bank"}, "checks": {"dp": {}}})
-        status = fed.wait(run_id, 60)
+        status = fed.wait(run_id, 180)
         assert status["status"] == "completed", status.get("error")
         for partner in ("payments", "delivery"):
             asked = [k for k in fed.kinds(partner, run_id) if not k.startswith(("deploy.", "consent."))]
