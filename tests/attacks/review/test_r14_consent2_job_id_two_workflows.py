@@ -1,0 +1,82 @@
+"""R14-CONSENT2-4: one job id, two approved specs (a horizontal and an evaluation job with the same planned
+spend) share ONE reservation, and both OPEN as runs of that id; each run keeps its own in-memory ledger, so the
+book is charged the larger of the two totals instead of their sum (it records less than was released).
+
+Claim (agent_consent.py, review R14-CONSENT-1/7 fixed): "one approval, one run: a re-run cannot reserve twice";
+owner_budget.py: the book is "never smaller than the truth". `OwnerBudgetBook.reserve` hands a second spec with
+the same job id, dataset and spend the existing reservation (idempotence meant for a crash), `decide` signs it,
+and `PartyAgent._open_run` only short-cuts a re-open of the SAME workflow: a second `deploy.open_run` of the run
+id under another workflow goes to `admit_run`, which accepts state "opened". Both runs build a `JobReservation`
+(each loads the per-job ledger file once, before the other spent), and `OwnerBudgetBook.admit` treats a
+running total not above the recorded one as a no-op: two releases of epsilon 0.8 each leave spent 0.8.
+Fix: bind the reservation (and the job-state record) to the spec hash: a second spec for a job id that holds an
+approval of another spec is refused (or the first released explicitly), and `admit_run` refuses a job id
+that is already "opened" under another spec hash/workflow; `JobReservation` instances per job id should be one
+(shared) so the ledger is never forked.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _deploy_federation import ThreadFederation  # noqa: E402
+
+from sampan.deploy.config import load_party_config  # noqa: E402
+from sampan.deploy.consent import job_spec  # noqa: E402
+from sampan.deploy.party_agent import PartyAgent  # noqa: E402
+from sampan.privacy.ledger import PrivacyEvent  # noqa: E402
+from sampan.wire import Message  # noqa: E402
+
+
+def _config(workflow: str) -> dict[str, Any]:
+    return {"run": {"name": "dp", "workflow": workflow, "rounds": 2, "seed": 3},
+            "training": {"learning_rate": 0.1, "epochs": 1},
+            "privacy": {"epsilon": 1.0, "delta": 1e-5},
+            "deploy": {"dataset": "loans", "submitted_by": "ops"}}
+
+
+@pytest.mark.xfail(strict=True, reason="R14-CONSENT2-4: two specs under one job id share one reservation and "
+                   "both open; the book records the max of their spends, not the sum")
+def test_one_job_id_opens_one_spec_and_the_book_adds_every_release(tmp_path: Path) -> None:
+    fed = ThreadFederation(tmp_path, start=False, n=300)
+    try:
+        agents = {name: PartyAgent(load_party_config(path)) for name, path in fed.files.party_configs.items()}
+        names = sorted(agents)
+        victim = agents[names[0]]
+        columns = victim.consent.served_columns("loans")
+        datasets = {n: {"dataset": "loans", "columns": columns} for n in names}
+        specs = [job_spec(_config(w), parties=names, datasets=datasets, label_holder=None, operator="ops",
+                          job_id="run-x") for w in ("horizontal", "evaluation")]
+        approvals: list[list[Any]] = [[], []]
+        for i, spec in enumerate(specs):
+            for name in names:
+                reply = agents[name].handle(Message("run-x", 0, "coordinator", name, "consent.request",
+                                                    meta={"spec": spec.model_dump(mode="json"),
+                                                          "decided_by": "operator:ops"}))
+                assert reply.kind == "consent.approval", reply.meta
+                approvals[i].append(reply.meta["approval"])
+        assert victim.consent.book.status("loans")["reserved_epsilon"] == pytest.approx(1.0)  # ONE reservation
+        opens = []
+        for i, spec in enumerate(specs):
+            opens.append(victim.handle(Message("run-x", 0, "coordinator", names[0], "deploy.open_run", meta={
+                "workflow": spec.workflow, "dataset": "loans", "test_fraction": 0.2, "split_seed": 1,
+                "job": spec.job, "spec": spec.model_dump(mode="json"), "approvals": approvals[i]})))
+        assert not opens[0].is_error, opens[0].meta
+        # what each open builds (ConsentDesk.admit_run, as _open_run calls it): a reservation per run
+        reservations = [victim.consent.admit_run(
+            Message("run-x", 0, "coordinator", names[0], "deploy.open_run",
+                    meta={"spec": spec.model_dump(mode="json"), "approvals": approvals[i]}),
+            "loans", {**spec.job, "workflow": spec.workflow}) for i, spec in enumerate(specs)]
+        for reservation in reservations:  # each run releases epsilon 0.8 (Laplace) within "its" reservation
+            reservation.admit([PrivacyEvent(party=names[0], level="DP1", mechanism="laplace", epsilon=0.8)])
+        spent = victim.consent.book.status("loans")["spent_epsilon"]
+        assert opens[1].is_error and spent >= 1.6 - 1e-9, (
+            f"second spec under job id run-x opened: {opens[1].kind}; released 2 x 0.8, book spent {spent}")
+    finally:
+        fed.coordinator.security.close()
