@@ -76,3 +76,46 @@ def test_a_spec_without_rounds_in_its_job_is_not_served_unbounded_rounds(tmp_pat
         assert served <= spec.rounds, f"{served} exact model updates served for an approved {spec.rounds}-round job"
     finally:
         fed.coordinator.security.close()
+
+
+@pytest.mark.xfail(strict=True, reason="R14-CONSENT2-1: job rounds spelled 2.0 (== spec.rounds 2) is not an int, "
+                   "so no round gate is built")
+def test_rounds_spelled_as_a_float_still_bound_the_rounds(tmp_path: Path) -> None:
+    """The same hole, keeping the training settings: `_check_spec` compares `job["rounds"] != spec.rounds`
+    (2.0 == 2 in Python) but `_open_run` builds the gate only `if isinstance(job.get("rounds"), int)`."""
+    fed = ThreadFederation(tmp_path, start=False, n=300)
+    try:
+        agents = {name: PartyAgent(load_party_config(path)) for name, path in fed.files.party_configs.items()}
+        names = sorted(agents)
+        columns = agents[names[0]].consent.served_columns("loans")
+        honest = job_spec(EXACT, parties=names, datasets={n: {"dataset": "loans", "columns": columns} for n in names},
+                          label_holder=None, operator="ops", job_id="run-f")
+        raw = honest.model_dump(mode="json")
+        raw["job"] = {**raw["job"], "rounds": 2.0}
+        spec = JobSpec.model_validate(raw)
+        approvals = []
+        for name in names:
+            reply = agents[name].handle(Message("run-f", 0, "coordinator", name, "consent.request",
+                                                meta={"spec": spec.model_dump(mode="json"),
+                                                      "decided_by": "operator:ops"}))
+            if reply.kind != "consent.approval":
+                return
+            approvals.append(reply.meta["approval"])
+        victim = agents[names[0]]
+        opened = victim.handle(Message("run-f", 0, "coordinator", names[0], "deploy.open_run", meta={
+            "workflow": "horizontal", "dataset": "loans", "test_fraction": 0.2, "split_seed": 1, "job": spec.job,
+            "spec": spec.model_dump(mode="json"), "approvals": approvals}))
+        if opened.is_error:
+            return
+        n_features = len(victim.handle(Message("run-f", 1, "coordinator", names[0], "describe",
+                                               meta={})).meta["feature_names"])
+        served = 0
+        for step in range(1, 7):
+            reply = victim.handle(Message("run-f", step, "coordinator", names[0], "fit",
+                                          arrays={"params": np.full(n_features + 1, 0.1 * step)},
+                                          meta={"model": {"kind": "logistic", "n_features": n_features},
+                                                "seed": step, "train": dict(spec.job["training"])}))
+            served += reply.kind == "fit_result"
+        assert served <= 2, f"{served} exact model updates served for an approved 2-round job"
+    finally:
+        fed.coordinator.security.close()
