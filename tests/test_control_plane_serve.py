@@ -16,6 +16,7 @@ import sys
 import time
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,32 +70,12 @@ def test_control_plane_serves_https_beside_the_coordinator(tmp_path: Path) -> No
     """A federation's coordinator.toml plus [control_plane] with the coordinator's own certificate (SAN 127.0.0.1)."""
     table = tmp_path / "bank.csv"
     table.write_text("id,x,y\na,1.0,0\n")
-    files = write_federation(tmp_path, {"bank_a": {"loans": Binding(str(table), {"id": "id", "label": "y",
-                                                                                "features": [{"name": "x"}]})}})
-    port = free_port()
-    data = tomllib.loads(files.coordinator_config.read_text())
-    data["control_plane"] = {"listen": f"127.0.0.1:{port}", "tls_cert": "coordinator.crt", "tls_key": "coordinator.key",
-                             "client_ca": "../ca/ca.crt"}  # client certificates optional, checked with the CRL
-    files.coordinator_config.write_text(toml_dumps(data))
-    _, section = load_control_plane(files.coordinator_config)
-    assert section.tls and section.port == port
-    out = tmp_path / "control-plane.out"
-    with open(out, "wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "sampan.cli", "control-plane", "--config",
-                                 str(files.coordinator_config)], stdout=fh, stderr=subprocess.STDOUT,
-                                cwd=files.coordinator_config.parent)
+    proc, port, out, health, files = _start_on_free_ports(table, tmp_path)
+    trust = ssl.create_default_context(cafile=str(files.ca_dir / "ca.crt"))
     try:
-        deadline, health = time.monotonic() + 120, None
-        trust = ssl.create_default_context(cafile=str(files.ca_dir / "ca.crt"))
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                health = httpx.get(f"https://127.0.0.1:{port}/api/v1/health", verify=trust, timeout=60)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
         assert health is not None and health.json() == {"status": "ok", "api": "v1"}, out.read_text()
         member = ssl.create_default_context(cafile=str(files.ca_dir / "ca.crt"))
-        member.load_cert_chain(str(tmp_path / "bank_a" / "bank_a.crt"), str(tmp_path / "bank_a" / "bank_a.key"))
+        member.load_cert_chain(str(files.root / "bank_a" / "bank_a.crt"), str(files.root / "bank_a" / "bank_a.key"))
         assert httpx.get(f"https://127.0.0.1:{port}/api/v1/health", verify=member, timeout=60).status_code == 200
         # the verified certificate reaches the agent endpoint (bank_a is named; no job 1 is its business) ...
         agent = httpx.get(f"https://127.0.0.1:{port}/api/v1/agent/jobs/1", verify=member, timeout=60)
@@ -112,3 +93,43 @@ def test_control_plane_serves_https_beside_the_coordinator(tmp_path: Path) -> No
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(30)
+
+
+_PORT_TAKEN = ("address already in use", "cannot serve on", "cannot listen on")
+
+
+def _start_on_free_ports(table: Path, tmp_path: Path) -> tuple[subprocess.Popen[bytes], int, Path, Any, Any]:
+    """A fresh federation, `sampan control-plane` started on it, its health polled (120 s). Ports are picked free,
+    then bound by the subprocess seconds later: if another process took one meanwhile (it exits saying so), start
+    again in a new folder (the first start's store already holds the admin whose password it never printed)."""
+    for attempt in range(3):
+        root = tmp_path / f"federation-{attempt}"
+        files = write_federation(root, {"bank_a": {"loans": Binding(str(table), {"id": "id", "label": "y",
+                                                                               "features": [{"name": "x"}]})}})
+        trust = ssl.create_default_context(cafile=str(files.ca_dir / "ca.crt"))
+        port = free_port()
+        data = tomllib.loads(files.coordinator_config.read_text())
+        data["coordinator"]["listen"] = f"127.0.0.1:{free_port()}"
+        data["control_plane"] = {"listen": f"127.0.0.1:{port}", "tls_cert": "coordinator.crt",
+                                 "tls_key": "coordinator.key",
+                                 "client_ca": "../ca/ca.crt"}  # client certificates optional, checked with the CRL
+        files.coordinator_config.write_text(toml_dumps(data))
+        _, section = load_control_plane(files.coordinator_config)
+        assert section.tls and section.port == port
+        out = tmp_path / f"control-plane-{attempt}.out"
+        with open(out, "wb") as fh:
+            proc = subprocess.Popen([sys.executable, "-m", "sampan.cli", "control-plane", "--config",
+                                     str(files.coordinator_config)], stdout=fh, stderr=subprocess.STDOUT,
+                                    cwd=files.coordinator_config.parent)
+        deadline, health = time.monotonic() + 120, None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                health = httpx.get(f"https://127.0.0.1:{port}/api/v1/health", verify=trust, timeout=60)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        if health is None and proc.poll() is not None and attempt < 2 and any(
+                s in out.read_text(errors="replace").lower() for s in _PORT_TAKEN):
+            continue
+        return proc, port, out, health, files
+    raise AssertionError("unreachable")
