@@ -178,7 +178,6 @@ def serve_control_plane(path: str | Path, *, echo: Any = print) -> None:
     http: threading.Thread | None = None
     try:
         plane = ControlPlane(coordinator.store, CoordinatorGateway(coordinator))
-        password = plane.accounts.bootstrap_admin(section.admin)
         secure = section.secure_cookies if section.secure_cookies is not None else section.tls
         verifier = IdentityVerifier.from_files(config.tls.ca, config.tls.crl)  # agents' client certificates
         from sampan.web.oidc import settings_from_config  # [control_plane.oidc]: OpenID Connect sign-in (T6)
@@ -194,6 +193,9 @@ def serve_control_plane(path: str | Path, *, echo: Any = print) -> None:
             if not http.is_alive():
                 raise ConfigError(f"{path} [control_plane]: cannot serve on {section.listen} (see the log)")
             time.sleep(0.02)
+        # only once the port is ours: a start that cannot listen must not create an admin whose password it
+        # never prints (the next start would find the account and print none)
+        password = plane.accounts.bootstrap_admin(section.admin)
         scheme = "https" if section.tls else "http"
         echo(f"sampan control plane: {scheme}://{section.listen}/ (coordinator on {config.coordinator.listen})")
         if password:
