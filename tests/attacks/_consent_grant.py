@@ -10,14 +10,25 @@ from typing import Any
 
 import sampan
 from sampan.crypto.identity import PartyIdentity
+from sampan.deploy.allow import training_terms
 from sampan.deploy.consent import ConsentRefused, JobSpec, sign_approval
 from sampan.wire import Message
+
+
+def completed_job(meta: dict[str, Any]) -> dict[str, Any]:
+    """The hand-made job with what an honest coordinator's description of a horizontal (non-GBDT) job carries
+    (review R14-CONSENT2-1): its rounds (many, unless given) and training settings (the defaults, unless given)."""
+    job = dict(meta.get("job") or {})
+    if str(meta.get("workflow")) == "horizontal" and job.get("model") != "gbdt":
+        job.setdefault("rounds", 1000)
+        job.setdefault("training", training_terms({})[1])
+    return job
 
 
 def spec_for(agent: Any, message: Message) -> JobSpec:
     meta = message.meta
     workflow = str(meta["workflow"])
-    job = {**dict(meta.get("job") or {}), "workflow": workflow}
+    job = {**completed_job(dict(meta)), "workflow": workflow}
     dataset = meta.get("dataset") or next(iter(agent.config.data))
     parties = [str(p) for p in job.get("parties") or [agent.name]]
     columns = agent.consent.served_columns(dataset) if dataset in agent.config.data else []
@@ -25,7 +36,10 @@ def spec_for(agent: Any, message: Message) -> JobSpec:
         "job_id": message.run_id, "workflow": workflow, "code_version": sampan.__version__,
         "operator": job.get("operator"), "parties": parties, "label_holder": job.get("label_holder"),
         "data": {p: {"dataset": dataset, "columns": columns} for p in parties},
-        "protections": list(job.get("protections") or []), "job": job, "config_sha256": "0" * 64})
+        "protections": list(job.get("protections") or []), "job": job, "config_sha256": "0" * 64,
+        "rounds": job.get("rounds", 0),
+        "model": {"kind": job["model"], "settings": {"hidden": job["hidden"]} if "hidden" in job else {}}
+        if "model" in job else {}})
 
 
 def with_consent(agent: Any, message: Message, root: Path | None = None) -> Message:
@@ -47,7 +61,8 @@ def with_consent(agent: Any, message: Message, root: Path | None = None) -> Mess
         identity = PartyIdentity.from_pem(cert, key)
         approvals.append(sign_approval(identity, spec, party=party, decided_by="person:test",
                                        reserved={"epsilon": 0.0, "delta": 0.0}).model_dump(mode="json"))
-    meta = {**message.meta, "spec": spec.model_dump(mode="json"), "approvals": approvals}
+    meta = {**message.meta, "job": completed_job(dict(message.meta)), "spec": spec.model_dump(mode="json"),
+            "approvals": approvals}
     return Message(message.run_id, message.step, message.sender, message.recipient, message.kind,
                    arrays=message.arrays, meta=meta)
 

@@ -65,7 +65,9 @@ def test_a_reopened_run_answers_no_second_grouping(tmp_path: Path) -> None:
         assert answer.kind == "group_evaluation"
         assert send("R", "evaluate_groups", groups=second, bins=100).is_error  # refused while R is open
         evict(first)
-        assert not open_run("R", second).is_error  # re-opened with a job announcing the other grouping
+        # re-opening R with a job announcing the other grouping is another spec under the same job id: refused
+        # outright (one job id, one spec: review R14-CONSENT2-4); and the other grouping is still never answered
+        assert open_run("R", second).is_error
         assert send("R", "evaluate_groups", groups=second, bins=100).is_error  # must still be refused
         evict(first)
         assert not open_run("R", first).is_error

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import sampan
 from sampan.deploy.allow import check_job
-from sampan.deploy.allow_section import JobRefused
+from sampan.deploy.allow_section import _HORIZONTAL_JOBS, JobRefused
 from sampan.deploy.consent import (
     Approval,
     ConsentRefused,
@@ -61,6 +61,14 @@ __all__ = ["ConsentDesk"]
 log = logging.getLogger("sampan.deploy.party")
 
 
+def _hidden(model: dict[str, Any]) -> Any:
+    """The MLP's hidden layers as the spec's model settings spell them (the job description's default [32])."""
+    try:
+        return [int(h) for h in (model.get("settings") or {}).get("hidden", [32])]
+    except (TypeError, ValueError):
+        return None
+
+
 class ConsentDesk:
     """One party's consent decisions and budget book (`PartyAgent.consent`)."""
 
@@ -75,6 +83,7 @@ class ConsentDesk:
                          if b.budget is not None else None) for name, b in config.data.items()}
         self.book = OwnerBudgetBook(state / "owner-budget.json", self.name, limits)
         self._gate = threading.Lock()  # a release and an opening of the same job never interleave
+        self._runs: dict[str, tuple[JobSpec, JobReservation]] = {}  # one shared reservation per open job id
 
     @property
     def config(self) -> PartyConfig:
@@ -121,6 +130,21 @@ class ConsentDesk:
                 or ("rounds" in job and job["rounds"] != spec.rounds)):
             raise ConsentRefused(me, "job: the job description disagrees with the spec's workflow, parties, label "
                                  "holder, operator, protections or rounds")
+        # R14-CONSENT2-6: what rules and the summary read (spec.model) is what each `fit` builds (job["model"])
+        if spec.workflow in _HORIZONTAL_JOBS and job.get("model") != spec.model.get("kind"):
+            raise ConsentRefused(me, f"job.model: the job description trains {job.get('model')!r}; the spec's model "
+                                 f"is {spec.model.get('kind')!r}")
+        if job.get("model") == "mlp" and (spec.workflow == "horizontal" or "hidden" in job) and (
+                job.get("hidden") != _hidden(spec.model)):
+            raise ConsentRefused(me, f"job.hidden: the job description's network {job.get('hidden')!r} is not the "
+                                 f"spec's model settings {_hidden(spec.model)!r}")
+        # R14-CONSENT2-1: a horizontal (non-GBDT) job MUST spell its rounds and training (each `fit` is checked
+        # against them, the round gate is spec.rounds); a description without them is refused
+        if spec.workflow == "horizontal" and job.get("model") != "gbdt" and (
+                type(job.get("rounds")) is not int or job["rounds"] != spec.rounds
+                or not isinstance(job.get("training"), dict)):
+            raise ConsentRefused(me, f"job.rounds/job.training: a horizontal job's description must carry its rounds "
+                                 f"(the integer {spec.rounds}, the spec's) and its training settings")
 
     # --- decisions ----------------------------------------------------------------------------------------
     def request(self, message: Message) -> Message:
@@ -167,10 +191,29 @@ class ConsentDesk:
             self._audit("consent", "consent_refused", {"remove_rule": rule_id, "decided_by": decided_by,
                                                        "reason": reason})
             raise ConsentRefused(self.name, reason)
-        removed = self.records.remove_rule(rule_id)
+        with self._gate:
+            removed = self.records.remove_rule(rule_id)
+            voided = self._void_granted_by(rule_id) if removed is not None else []
         self._audit("consent", "consent_rule_removed", {"rule_id": rule_id, "decided_by": decided_by,
-                                                        "held": removed is not None})
+                                                        "held": removed is not None, "voided_jobs": voided})
         return removed is not None
+
+    def _void_granted_by(self, rule_id: str) -> list[str]:
+        """A withdrawn rule takes its unopened approvals with it (review R14-CONSENT2-3): each is voided and
+        its reservation returns to the budget. Jobs that opened keep running (their spend stays)."""
+        voided = []
+        for approval in self.records.approvals():
+            record = self.records.job_record(approval.job_id) or {}
+            if record.get("rule") != rule_id or record.get("state") != "approved":
+                continue
+            try:
+                self.book.release(approval.job_id)
+            except BudgetRefused:
+                continue  # it already spent: it stays, as a job that opened
+            self.records.void_approval(approval.spec_hash)
+            self.records.set_job_state(approval.job_id, "released")
+            voided.append(approval.job_id)
+        return voided
 
     def decide(self, spec: JobSpec, decided_by: str, *, relayed: bool) -> Approval:
         """This party's approval of `spec` (its stored one, if it approved it before), or ConsentRefused.
@@ -182,6 +225,7 @@ class ConsentDesk:
         if existing is not None:  # idempotent: a crash between signing and replying leaves one approval
             return existing
         try:
+            self._one_spec_per_job(spec, spec_hash)
             rule = self._grounds(spec, decided_by, relayed=relayed)
             part = spec.data[self.name]
             planned = spec.planned()
@@ -194,8 +238,8 @@ class ConsentDesk:
                         "open_ended": entry.open_ended}
             approval = self.records.save_approval(sign_approval(self._signer(), spec, party=self.name,
                                                                 decided_by=decided_by, reserved=reserved))
-            if self.records.job_state(spec.job_id) == "released":  # approved afresh after a release
-                self.records.set_job_state(spec.job_id, "approved")
+            # the job id is bound to this spec, and the approval to the rule that granted it (R14-CONSENT2-3/4)
+            self.records.set_job_state(spec.job_id, "approved", spec_hash=spec_hash, rule=rule)
         except ConsentRefused as exc:
             log.warning("party %s refused consent to job %s (%s): %s", self.name, spec.job_id, decided_by, exc.reason)
             self._audit(spec.job_id, "consent_refused", {"spec_hash": spec_hash, "decided_by": decided_by,
@@ -208,6 +252,16 @@ class ConsentDesk:
         log.info("party %s approved job %s (%s%s), reserved epsilon %g", self.name, spec.job_id, decided_by,
                  f", rule {rule}" if rule else "", reserved["epsilon"])
         return approval
+
+    def _one_spec_per_job(self, spec: JobSpec, spec_hash: str) -> None:
+        """One job id, one spec (review R14-CONSENT2-4): a second spec under a job id that holds an approval
+        of another, or that already opened or closed here, is refused (release the first, or use a new id)."""
+        other = [a.spec_hash for a in self.records.approvals() if a.job_id == spec.job_id and a.spec_hash != spec_hash]
+        state = self.records.job_state(spec.job_id)
+        if other or state in ("opened", "closed"):
+            raise ConsentRefused(self.name, f"job_id: {spec.job_id!r} is already bound here to another job spec "
+                                 f"({'approved' if other else state}); withdraw it (consent.release) or submit the "
+                                 "job under a new id", rule="job_id")
 
     def _grounds(self, spec: JobSpec, decided_by: str, *, relayed: bool) -> str | None:
         """Why this party may approve: a person's decision it accepts, or a standing rule that covers the
@@ -294,7 +348,11 @@ class ConsentDesk:
         if spec.job_id != message.run_id:
             raise refuse(f"the approved job is {spec.job_id!r}, not run {message.run_id!r} (an approval covers "
                          "one run)")
-        state, entry = self.records.job_state(spec.job_id), self.book.entry(spec.job_id)
+        record, entry = self.records.job_record(spec.job_id) or {}, self.book.entry(spec.job_id)
+        state = record.get("state")
+        if record.get("spec_hash") not in (None, spec_hash):  # one job id, one spec (review R14-CONSENT2-4)
+            raise refuse(f"job {spec.job_id!r} is bound here to another job spec ({state}); an approval covers "
+                         "one spec and one run")
         if state in ("closed", "released") or (entry is not None and entry.state == "settled"):
             ended = state or (entry.outcome if entry is not None else None)
             raise refuse(f"job {spec.job_id!r} was already {ended} here: one approval, one run (a closed job is "
@@ -307,6 +365,19 @@ class ConsentDesk:
                          f"{served}")
         if {**spec.job, "workflow": spec.workflow} != job:
             raise refuse("the job description sent with the run is not the approved spec's")
+        granted = record.get("rule")
+        if granted is not None:  # the granting rule must still stand and be in force (review R14-CONSENT2-3)
+            rules = {r.id: r for r in self.records.rules()}
+            rules.setdefault("allow", rule_from_allow(self.config.allow, me))
+            rule = rules.get(str(granted))
+            expired = rule is not None and rule.expires_at is not None and any(
+                r.startswith("expires_at") for r in matches(rule, spec, me))
+            if rule is None or expired:
+                raise refuse(f"the standing rule {granted!r} that approved this job is "
+                             f"{'expired' if rule else 'withdrawn'}; the job needs a new approval")
+        over = allow_epsilon_reason(self.config.allow, spec)
+        if over:
+            raise refuse(f"[allow] max_epsilon: {over}")
         verifier = self.verifier()
         given: dict[str, Any] = {}
         for raw in meta["approvals"]:
@@ -320,6 +391,9 @@ class ConsentDesk:
                 verify_approval(given[party], spec, verifier)
             except ConsentRefused as exc:
                 raise refuse(f"the approval of {party!r} does not hold: {exc.reason}") from None
+        held = self._runs.get(spec.job_id)
+        if held is not None and held[0].spec_hash() == spec_hash:  # a re-open shares the run's one ledger
+            return held[1]
         try:
             reservation = JobReservation(self.book, spec.job_id, me, accountant=spec.privacy.accountant or "rdp",
                                          state_dir=Path(self.config.party.state_dir),
@@ -328,13 +402,20 @@ class ConsentDesk:
         except BudgetRefused as exc:
             raise refuse(str(exc)) from None
         self.records.set_job_state(spec.job_id, "opened")
+        self._runs[spec.job_id] = (spec, reservation)
         return reservation
+
+    def approved_spec(self, run_id: str) -> JobSpec | None:
+        """The spec an open run was admitted under (its rounds bound the run's `fit`s)."""
+        held = self._runs.get(run_id)
+        return held[0] if held is not None else None
 
     def settle(self, run_id: str, outcome: str) -> None:
         """The run closed: its spend stays, the rest of its reservation returns, and the job id is closed here
         (never admitted again)."""
         with self._gate:
             entry = self.book.settle(run_id, outcome)
+            self._runs.pop(run_id, None)
             if entry is not None:
                 self.records.set_job_state(run_id, "closed")
         if entry is not None:

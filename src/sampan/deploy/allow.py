@@ -62,7 +62,28 @@ def training_terms(config: Mapping[str, Any], parsed: Any = None) -> tuple[int, 
     return rounds, {"epochs": int(values["local_epochs"]), "max_steps": values["local_steps"],
                     "batch_size": int(values["batch_size"]), "learning_rate": float(values["learning_rate"]),
                     "optimizer": str(values["optimizer"]), "momentum": float(values["momentum"]),
-                    "l2": float(values["l2"])}
+                    "l2": float(values["l2"]), **_weighting_terms(config, parsed)}
+
+
+def _weighting_terms(config: Mapping[str, Any], parsed: Any) -> dict[str, Any]:
+    """The loss weighting and FedProx term each `fit` trains with (review R14-CONSENT2-2): explicit class weights
+    as the pair, weights derived from the pooled positive rate ('balanced', target_positive_rate) as "pooled"
+    (resolved at run time from `describe`; any well-formed pair is accepted then), None unweighted."""
+    from sampan.models.class_weights import resolve_class_weight
+
+    if parsed is not None:
+        weights, target = parsed.training.class_weight, parsed.training.target_positive_rate
+        strategy, mu = parsed.strategy.name, parsed.strategy.proximal_mu
+    else:
+        raw, section = config.get("training") or {}, config.get("strategy") or {}
+        weights, target = raw.get("class_weight"), raw.get("target_positive_rate")
+        strategy, mu = section.get("name", "fedavg"), section.get("proximal_mu", 0.01)
+    if isinstance(weights, Mapping):
+        pair = resolve_class_weight(weights, None, None)
+        class_weight: Any = [float(w) for w in pair] if pair is not None else None
+    else:
+        class_weight = "pooled" if weights is not None or target is not None else None
+    return {"class_weight": class_weight, "proximal_mu": float(mu) if strategy == "fedprox" else 0.0}
 
 
 def job_description(config: Mapping[str, Any], *, workflow: str, operator: str | None, parties: Sequence[str],

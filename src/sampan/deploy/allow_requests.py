@@ -11,6 +11,7 @@ checked by `sampan.deploy.allow.PeerAllowList`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -18,6 +19,7 @@ from sampan.deploy.allow_checks import check_checks_request
 from sampan.deploy.allow_groups import check_groups_request
 from sampan.deploy.allow_impute import check_impute_request, noise_field
 from sampan.deploy.allow_section import _HORIZONTAL_JOBS, _VERTICAL_JOBS, AllowSection, JobRefused
+from sampan.models.local_training import TrainConfig
 
 __all__ = ["SCORING_KINDS", "VERTICAL_KINDS", "check_request"]
 
@@ -25,15 +27,39 @@ __all__ = ["SCORING_KINDS", "VERTICAL_KINDS", "check_request"]
 _VERTICAL_NOISE = {"woe.sum": "dp_epsilon", "woe.finish": "dp_epsilon", "vgb.setup": "hist_noise"}
 
 
+# every setting a `fit` trains with, and its default when the request leaves it out
+_TRAIN_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
+
+def _weight_pair(value: Any) -> Any:
+    """A `fit`'s class weights as a list of two finite positive floats, None, or False (malformed)."""
+    if value is None:
+        return None
+    try:
+        pair = [float(w) for w in value]
+    except (TypeError, ValueError):
+        return False
+    return pair if len(pair) == 2 and all(0.0 < w <= 1e4 for w in pair) else False
+
+
 def _check_training(party: str, meta: Mapping[str, Any], job: Mapping[str, Any]) -> None:
     """A `fit` trains exactly as approved (review R14-CONSENT-4): the job's local training settings and model kind;
     the number of rounds is counted by the agent (`sampan.deploy.run_rounds`)."""
     train = meta.get("train")
     train = train if isinstance(train, Mapping) else {}
-    for key, approved in job["training"].items():
-        if train.get(key) != approved:
-            raise JobRefused(party, "job", f"'fit' asks for training {key}={train.get(key)!r}; the approved job "
-                             f"trains with {key}={approved!r}")
+    unknown = sorted(str(k) for k in set(train) - set(_TRAIN_DEFAULTS))
+    if unknown:
+        raise JobRefused(party, "job", f"'fit' asks for training settings {unknown} that no approved job spells")
+    terms = job["training"]
+    for key, default in _TRAIN_DEFAULTS.items():  # every TrainConfig key (R14-CONSENT2-2), absent = its default
+        asked, approved = train.get(key, default), terms.get(key, default)
+        if key == "class_weight":
+            if approved == "pooled" and _weight_pair(asked) is not False:
+                continue  # resolved from the pooled positive rate at run time: any well-formed pair
+            asked = _weight_pair(asked)
+        if asked != approved:
+            raise JobRefused(party, "job", f"'fit' asks for training {key}={train.get(key, default)!r}; the "
+                             f"approved job trains with {key}={approved!r}")
     model = meta.get("model")
     kind = model.get("kind") if isinstance(model, Mapping) else None
     if job.get("model") is not None and kind != job.get("model"):

@@ -209,8 +209,9 @@ class PartyAgent:
         self._audit(message.run_id, "job_accepted", {"job": job, **record})
         log.info("party %s accepted run %s: %s", self.name, message.run_id, job_line(record))
         app = get_capability(workflow).party_app(self._setup(workflow, dataset, table, job, meta, reservation))
-        gate = (RoundGate(self.config.party.state_dir, message.run_id, int(job["rounds"]), self.name)
-                if isinstance(job.get("rounds"), int) and "training" in job else None)
+        spec = self.consent.approved_spec(message.run_id)  # the gate is the spec's rounds (R14-CONSENT2-1)
+        gate = (RoundGate(self.config.party.state_dir, message.run_id, int(spec.rounds), self.name)
+                if spec is not None and workflow == "horizontal" and job.get("model") != "gbdt" else None)
         self._runs[message.run_id] = _RunContext(workflow, dataset, app, job=job, rounds=gate)
         while len(self._runs) > MAX_OPEN_RUNS:
             self._runs.popitem(last=False)

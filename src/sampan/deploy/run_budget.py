@@ -19,7 +19,8 @@ has a reservation.
 from __future__ import annotations
 
 import dataclasses
-import re
+import hashlib
+import json
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -48,10 +49,16 @@ class JobReservation:
         self.book, self.job_id, self.party, self.entry = book, job_id, party, entry
         self._on_refuse = on_refuse
         self._lock = threading.Lock()
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", job_id)
-        self.path = state_dir / "consent" / "runs" / f"{safe}.ledger.json"
+        # one file per job id, named by its sha256 (job ids are the coordinator's: review R14-CONSENT2-5)
+        self.path = state_dir / "consent" / "runs" / f"{hashlib.sha256(job_id.encode()).hexdigest()}.ledger.json"
         if self.path.exists():
-            self.ledger = Ledger.from_json(self.path.read_text())
+            stored = json.loads(self.path.read_text())
+            if not isinstance(stored, dict) or stored.get("job_id") != job_id:
+                raise BudgetRefused(f"party {party!r}: the run ledger {self.path.name} is not job {job_id!r}'s")
+            self.ledger = Ledger.from_json(str(stored["ledger"]))
+            if self.ledger.spent(party) < entry.spent_epsilon - 1e-9:  # never below what the book recorded
+                raise BudgetRefused(f"party {party!r}: job {job_id!r}'s run ledger ({self.ledger.spent(party):g}) "
+                                    f"is behind its recorded spend ({entry.spent_epsilon:g}); not resumed")
         else:
             eps = _UNBOUNDED if entry.open_ended else max(entry.reserved_epsilon, _TINY)
             delta = entry.reserved_delta if entry.reserved_delta > 0 else 1e-5
@@ -67,20 +74,25 @@ class JobReservation:
             except BudgetExceeded as exc:
                 self._refuse(f"party {self.party!r} refuses: the step would exceed the job's reservation of "
                              f"epsilon {self.entry.reserved_epsilon:g} ({exc})")
+            # the would-be ledger is checked against the book first; only an accepted step is recorded (a step
+            # the book refuses is never charged later: review R14-CONSENT2-7)
+            trial = Ledger.from_json(self.ledger.to_json())
             for event in events:
-                self.ledger.record(dataclasses.replace(event, party=self.party))
-            private_directory(self.path.parent.parent)
-            private_directory(self.path.parent)
-            atomic_write_bytes(self.path, self.ledger.to_json().encode(), mode=0o600)
-            spent = self.ledger.spent(self.party)
+                trial.record(dataclasses.replace(event, party=self.party))
+            spent = trial.spent(self.party)
             # the run's epsilon holds at the ledger's delta once any release is approximate-DP (Gaussian): the
             # book is charged that delta, open-ended or not (review R14-CONSENT-3); pure-epsilon runs spend none
-            approximate = any(not e.pure for e in self.ledger.events if e.party == self.party)
-            delta = self.ledger.budget(self.party).delta if approximate else 0.0
+            approximate = any(not e.pure for e in trial.events if e.party == self.party)
+            delta = trial.budget(self.party).delta if approximate else 0.0
             try:
                 self.book.admit(self.job_id, spent, delta)
             except BudgetRefused as exc:
                 self._refuse(f"party {self.party!r} refuses: {exc}")
+            self.ledger = trial  # a crash before this write leaves the book ahead: the run is then not resumed
+            private_directory(self.path.parent.parent)
+            private_directory(self.path.parent)
+            atomic_write_bytes(self.path, json.dumps({"job_id": self.job_id, "ledger": trial.to_json()}).encode(),
+                               mode=0o600)
 
     def _refuse(self, reason: str) -> None:
         if self._on_refuse is not None:
@@ -96,6 +108,10 @@ class ReservedPolicy(PartyPrivacyPolicy):
 
     def _charge(self, party: str, events: list[PrivacyEvent]) -> None:
         if events and self.reservation is not None:
+            try:  # the party's own [privacy] budget first: a step it refuses charges the book nothing (R14-CONSENT2-7)
+                self.ledger(party).check(events)
+            except BudgetExceeded as exc:
+                raise PolicyRefused(f"party {party!r} refuses: its own budget would be exceeded ({exc})") from None
             self.reservation.admit(events)
         super()._charge(party, events)
 

@@ -77,16 +77,28 @@ class ConsentStore:
     def job_state(self, job_id: str) -> str | None:
         """"opened" (admitted at least once), "closed" (settled: never admitted again), "released" (withdrawn
         before it started), or None (approved at most, never opened)."""
+        record = self.job_record(job_id)
+        return None if record is None else str(record.get("state"))
+
+    def job_record(self, job_id: str) -> dict[str, object] | None:
+        """The job's state record: state, the spec hash it was approved/opened under and the granting rule id
+        (review R14-CONSENT2-3/4: a job id is bound to one spec; an approval to the rule that granted it)."""
         path = self._job_path(job_id)
         if not path.exists():
             return None
-        return str(json.loads(path.read_text()).get("state"))
+        record = json.loads(path.read_text())
+        return record if isinstance(record, dict) and record.get("job_id") == job_id else None
 
-    def set_job_state(self, job_id: str, state: str) -> None:
+    def set_job_state(self, job_id: str, state: str, *, spec_hash: str | None = None,
+                      rule: str | None = None) -> None:
+        """Record where the job stands; the spec hash and granting rule carry over unless given anew."""
         with self._lock:
             self._ready()
-            atomic_write_bytes(self._job_path(job_id), json.dumps({"job_id": job_id, "state": state,
-                                                                   "at": time.time()}).encode(), mode=0o600)
+            old = self.job_record(job_id) or {}
+            record = {"job_id": job_id, "state": state, "at": time.time(),
+                      "spec_hash": spec_hash if spec_hash is not None else old.get("spec_hash"),
+                      "rule": rule if spec_hash is not None else old.get("rule")}
+            atomic_write_bytes(self._job_path(job_id), json.dumps(record).encode(), mode=0o600)
 
     def approvals(self) -> list[Approval]:
         folder = self.root / "approvals"

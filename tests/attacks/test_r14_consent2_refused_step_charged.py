@@ -5,7 +5,9 @@ never left: the owner's lifetime budget is drained by refusals.
 Claim (run_budget.py): "the step that would pass the reservation is refused, nothing released"; owner_budget.py:
 charged "the running total the job's own ledger composed". `JobReservation.admit` records the events in its
 ledger and persists it BEFORE `OwnerBudgetBook.admit` may refuse; it never takes them back.
-Fix: check the book with the would-be total first (or roll the ledger back / persist only after the book
+Fixed: `JobReservation.admit` checks the book with the would-be total first and records the ledger only
+after the book accepted; `ReservedPolicy._charge` checks the party's own [privacy] ledger before the book.
+Suggested fix: check the book with the would-be total first (or roll the ledger back / persist only after the book
 accepted), so a refused step leaves neither ledger nor book changed.
 """
 
@@ -21,8 +23,6 @@ from sampan.privacy.owner_budget import DatasetBudget, OwnerBudgetBook
 from sampan.privacy.party_policy import PolicyRefused
 
 
-@pytest.mark.xfail(strict=True, reason="R14-CONSENT2-7: a step refused by the period cap stays in the run ledger "
-                   "and is charged to the lifetime book with the next step")
 def test_a_refused_step_is_never_charged(tmp_path: Path) -> None:
     now = [1_000_000.0]
     book = OwnerBudgetBook(tmp_path / "book.json", "bank", {"loans": DatasetBudget(

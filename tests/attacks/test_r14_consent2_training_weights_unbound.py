@@ -7,7 +7,9 @@ party returns is (almost) the gradient over its positive-label rows only (the de
 sub-population the party never approved releasing; `proximal_mu` likewise changes the update. The approved
 config's `[training] class_weight` is put in the job description (`extra["class_weight"]`) for the audit
 record only: nothing compares it with the request either.
-Fix: `training_terms` carries the resolved class weights (or None) and proximal_mu, and `_check_training`
+Fixed: training terms carry the resolved class weights ("pooled" where resolved at run time) and
+proximal_mu; `_check_training` compares every TrainConfig key and refuses unknown keys.
+Suggested fix: `training_terms` carries the resolved class weights (or None) and proximal_mu, and `_check_training`
 compares every key of `TrainConfig` (refuse any key the approved job does not spell, including unknown ones).
 """
 
@@ -18,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _deploy_federation import ThreadFederation  # noqa: E402
 
@@ -34,8 +35,7 @@ EXACT: dict[str, Any] = {"run": {"name": "exact", "workflow": "horizontal", "rou
                          "deploy": {"dataset": "loans", "submitted_by": "ops"}}
 
 
-@pytest.mark.xfail(strict=True, reason="R14-CONSENT2-2: fit's class_weight and proximal_mu are not checked "
-                   "against the approved training settings")
+
 def test_fit_with_unapproved_class_weights_is_refused(tmp_path: Path) -> None:
     fed = ThreadFederation(tmp_path, start=False, n=300)
     try:
