@@ -5,8 +5,9 @@ update of its rows; in an exact job (no DP, reserving nothing) the privacy budge
 agent itself must stop a coordinator that asks for more rounds than were approved. The gate admits a `fit`
 only at a round number 1..rounds and, at a round it served before, only the very same request (same
 parameters, model, training settings and seed): a coordinator resuming after a crash re-sends the round it
-lost and gets the same update again (nothing new), while one that re-asks a served round with other
-parameters, or a round past the approved count, is refused.
+lost and gets the same update again (in an exact job nothing new; under DP2/DP3 the re-sent round draws
+fresh noise, so it is a new release and is charged to the run's ledger and reservation like any other),
+while one that re-asks a served round with other parameters, or a round past the approved count, is refused.
 
 The count is persisted write-ahead (atomically, 0600) under the party's state folder
 (`<state_dir>/consent/rounds/<sha256(run id)>.json`), so a restarted agent does not serve the rounds again.
