@@ -34,9 +34,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import sampan
 from sampan.deploy.allow import check_job
-from sampan.deploy.allow_section import _HORIZONTAL_JOBS, JobRefused
+from sampan.deploy.allow_section import JobRefused
 from sampan.deploy.consent import (
     Approval,
     ConsentRefused,
@@ -49,6 +48,7 @@ from sampan.deploy.consent import (
     sign_approval,
     verify_approval,
 )
+from sampan.deploy.consent_spec_check import check_spec, granting_rule_reason
 from sampan.deploy.run_budget import JobReservation
 from sampan.privacy.owner_budget import BudgetRefused, DatasetBudget, OwnerBudgetBook
 from sampan.wire import Message
@@ -59,14 +59,6 @@ if TYPE_CHECKING:
 __all__ = ["ConsentDesk"]
 
 log = logging.getLogger("sampan.deploy.party")
-
-
-def _hidden(model: dict[str, Any]) -> Any:
-    """The MLP's hidden layers as the spec's model settings spell them (the job description's default [32])."""
-    try:
-        return [int(h) for h in (model.get("settings") or {}).get("hidden", [32])]
-    except (TypeError, ValueError):
-        return None
 
 
 class ConsentDesk:
@@ -106,45 +98,6 @@ class ConsentDesk:
     # --- what it serves ---------------------------------------------------------------------------------
     def served_columns(self, dataset: str) -> list[str]:
         return [c.name for c in self.config.data[dataset].schema_.features]
-
-    def _check_spec(self, spec: JobSpec) -> None:
-        """The spec is one this party can serve as written (raises ConsentRefused naming the field)."""
-        me = self.name
-        if me not in spec.parties or me not in spec.data:
-            raise ConsentRefused(me, f"the job does not name {me!r} among its parties {list(spec.parties)}")
-        if spec.code_version != sampan.__version__:
-            raise ConsentRefused(me, f"code_version: the job was built for Sampan {spec.code_version}; this agent "
-                                 f"runs {sampan.__version__}")
-        part = spec.data[me]
-        if part.dataset not in self.config.data:
-            raise ConsentRefused(me, f"data.dataset: {me!r} has no dataset {part.dataset!r} "
-                                 f"(has {sorted(self.config.data)})")
-        served = self.served_columns(part.dataset)
-        if list(part.columns) != served:
-            raise ConsentRefused(me, f"data.columns: the job reads {list(part.columns)} of dataset {part.dataset!r}; "
-                                 f"this party serves {served}")
-        job = spec.job
-        if (job.get("workflow") != spec.workflow or list(job.get("parties") or []) != list(spec.parties)
-                or job.get("label_holder") != spec.label_holder or job.get("operator") != spec.operator
-                or list(job.get("protections") or []) != list(spec.protections)
-                or ("rounds" in job and job["rounds"] != spec.rounds)):
-            raise ConsentRefused(me, "job: the job description disagrees with the spec's workflow, parties, label "
-                                 "holder, operator, protections or rounds")
-        # R14-CONSENT2-6: what rules and the summary read (spec.model) is what each `fit` builds (job["model"])
-        if spec.workflow in _HORIZONTAL_JOBS and job.get("model") != spec.model.get("kind"):
-            raise ConsentRefused(me, f"job.model: the job description trains {job.get('model')!r}; the spec's model "
-                                 f"is {spec.model.get('kind')!r}")
-        if job.get("model") == "mlp" and (spec.workflow == "horizontal" or "hidden" in job) and (
-                job.get("hidden") != _hidden(spec.model)):
-            raise ConsentRefused(me, f"job.hidden: the job description's network {job.get('hidden')!r} is not the "
-                                 f"spec's model settings {_hidden(spec.model)!r}")
-        # R14-CONSENT2-1: a horizontal (non-GBDT) job MUST spell its rounds and training (each `fit` is checked
-        # against them, the round gate is spec.rounds); a description without them is refused
-        if spec.workflow == "horizontal" and job.get("model") != "gbdt" and (
-                type(job.get("rounds")) is not int or job["rounds"] != spec.rounds
-                or not isinstance(job.get("training"), dict)):
-            raise ConsentRefused(me, f"job.rounds/job.training: a horizontal job's description must carry its rounds "
-                                 f"(the integer {spec.rounds}, the spec's) and its training settings")
 
     # --- decisions ----------------------------------------------------------------------------------------
     def request(self, message: Message) -> Message:
@@ -266,7 +219,7 @@ class ConsentDesk:
     def _grounds(self, spec: JobSpec, decided_by: str, *, relayed: bool) -> str | None:
         """Why this party may approve: a person's decision it accepts, or a standing rule that covers the
         job (the rule's id). [allow] is a hard limit either way."""
-        self._check_spec(spec)
+        check_spec(self.name, spec, self.config.data, self.served_columns)
         part = spec.data[self.name]
         try:  # [allow] is the hard limit whoever decides (its refusal reads as it did at deploy.open_run)
             check_job(self.config.allow, self.name, {**spec.job, "workflow": spec.workflow}, part.dataset,
@@ -366,15 +319,10 @@ class ConsentDesk:
         if {**spec.job, "workflow": spec.workflow} != job:
             raise refuse("the job description sent with the run is not the approved spec's")
         granted = record.get("rule")
-        if granted is not None:  # the granting rule must still stand and be in force (review R14-CONSENT2-3)
-            rules = {r.id: r for r in self.records.rules()}
-            rules.setdefault("allow", rule_from_allow(self.config.allow, me))
-            rule = rules.get(str(granted))
-            expired = rule is not None and rule.expires_at is not None and any(
-                r.startswith("expires_at") for r in matches(rule, spec, me))
-            if rule is None or expired:
-                raise refuse(f"the standing rule {granted!r} that approved this job is "
-                             f"{'expired' if rule else 'withdrawn'}; the job needs a new approval")
+        gone = granting_rule_reason(None if granted is None else str(granted), self.records.rules(),
+                                    rule_from_allow(self.config.allow, me), spec, me)
+        if gone:  # the granting rule must still stand and be in force (review R14-CONSENT2-3)
+            raise refuse(gone)
         over = allow_epsilon_reason(self.config.allow, spec)
         if over:
             raise refuse(f"[allow] max_epsilon: {over}")

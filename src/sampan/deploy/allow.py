@@ -39,51 +39,10 @@ from typing import Any
 from sampan.deploy.allow_groups import announced_groups
 from sampan.deploy.allow_requests import SCORING_KINDS, VERTICAL_KINDS, check_request
 from sampan.deploy.allow_section import _HORIZONTAL_JOBS, _VERTICAL_JOBS, PROTECTIONS, AllowSection, JobRefused
+from sampan.deploy.allow_training import training_terms
 
 __all__ = ["AllowSection", "JobRefused", "PROTECTIONS", "PeerAllowList", "SCORING_KINDS", "VERTICAL_KINDS", "check_job",
            "check_request", "job_description", "privacy_policy", "training_terms"]
-
-
-def training_terms(config: Mapping[str, Any], parsed: Any = None) -> tuple[int, dict[str, Any]]:
-    """The approved rounds and local training settings of a horizontal job, spelled as each `fit` request's
-    `train` carries them (defaults resolved), so the party checks every `fit` against them and serves at most
-    `rounds` rounds (`sampan.deploy.run_rounds`)."""
-    from sampan.config.sections import RunSection, TrainingSection
-
-    if parsed is not None:
-        rounds, t = int(parsed.run.rounds), parsed.training
-        values = {"local_epochs": t.local_epochs, "local_steps": t.local_steps, "batch_size": t.batch_size,
-                  "learning_rate": t.learning_rate, "optimizer": t.optimizer, "momentum": t.momentum, "l2": t.l2}
-    else:
-        run, raw = config.get("run") or {}, config.get("training") or {}
-        rounds = int(run.get("rounds") or RunSection.model_fields["rounds"].default)
-        values = {k: raw.get(k, TrainingSection.model_fields[k].default) for k in (
-            "local_epochs", "local_steps", "batch_size", "learning_rate", "optimizer", "momentum", "l2")}
-    return rounds, {"epochs": int(values["local_epochs"]), "max_steps": values["local_steps"],
-                    "batch_size": int(values["batch_size"]), "learning_rate": float(values["learning_rate"]),
-                    "optimizer": str(values["optimizer"]), "momentum": float(values["momentum"]),
-                    "l2": float(values["l2"]), **_weighting_terms(config, parsed)}
-
-
-def _weighting_terms(config: Mapping[str, Any], parsed: Any) -> dict[str, Any]:
-    """The loss weighting and FedProx term each `fit` trains with (review R14-CONSENT2-2): explicit class weights
-    as the pair, weights derived from the pooled positive rate ('balanced', target_positive_rate) as "pooled"
-    (resolved at run time from `describe`; any well-formed pair is accepted then), None unweighted."""
-    from sampan.models.class_weights import resolve_class_weight
-
-    if parsed is not None:
-        weights, target = parsed.training.class_weight, parsed.training.target_positive_rate
-        strategy, mu = parsed.strategy.name, parsed.strategy.proximal_mu
-    else:
-        raw, section = config.get("training") or {}, config.get("strategy") or {}
-        weights, target = raw.get("class_weight"), raw.get("target_positive_rate")
-        strategy, mu = section.get("name", "fedavg"), section.get("proximal_mu", 0.01)
-    if isinstance(weights, Mapping):
-        pair = resolve_class_weight(weights, None, None)
-        class_weight: Any = [float(w) for w in pair] if pair is not None else None
-    else:
-        class_weight = "pooled" if weights is not None or target is not None else None
-    return {"class_weight": class_weight, "proximal_mu": float(mu) if strategy == "fedprox" else 0.0}
 
 
 def job_description(config: Mapping[str, Any], *, workflow: str, operator: str | None, parties: Sequence[str],

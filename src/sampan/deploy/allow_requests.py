@@ -11,7 +11,6 @@ checked by `sampan.deploy.allow.PeerAllowList`.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -19,55 +18,12 @@ from sampan.deploy.allow_checks import check_checks_request
 from sampan.deploy.allow_groups import check_groups_request
 from sampan.deploy.allow_impute import check_impute_request, noise_field
 from sampan.deploy.allow_section import _HORIZONTAL_JOBS, _VERTICAL_JOBS, AllowSection, JobRefused
-from sampan.models.local_training import TrainConfig
+from sampan.deploy.allow_training import check_training
 
 __all__ = ["SCORING_KINDS", "VERTICAL_KINDS", "check_request"]
 
 # vertical requests that release a histogram to the bank, and the meta field carrying their noise
 _VERTICAL_NOISE = {"woe.sum": "dp_epsilon", "woe.finish": "dp_epsilon", "vgb.setup": "hist_noise"}
-
-
-# every setting a `fit` trains with, and its default when the request leaves it out
-_TRAIN_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-
-
-def _weight_pair(value: Any) -> Any:
-    """A `fit`'s class weights as a list of two finite positive floats, None, or False (malformed)."""
-    if value is None:
-        return None
-    try:
-        pair = [float(w) for w in value]
-    except (TypeError, ValueError):
-        return False
-    return pair if len(pair) == 2 and all(0.0 < w <= 1e4 for w in pair) else False
-
-
-def _check_training(party: str, meta: Mapping[str, Any], job: Mapping[str, Any]) -> None:
-    """A `fit` trains exactly as approved (review R14-CONSENT-4): the job's local training settings and model kind;
-    the number of rounds is counted by the agent (`sampan.deploy.run_rounds`)."""
-    train = meta.get("train")
-    train = train if isinstance(train, Mapping) else {}
-    unknown = sorted(str(k) for k in set(train) - set(_TRAIN_DEFAULTS))
-    if unknown:
-        raise JobRefused(party, "job", f"'fit' asks for training settings {unknown} that no approved job spells")
-    terms = job["training"]
-    for key, default in _TRAIN_DEFAULTS.items():  # every TrainConfig key (R14-CONSENT2-2), absent = its default
-        asked, approved = train.get(key, default), terms.get(key, default)
-        if key == "class_weight":
-            if approved == "pooled" and _weight_pair(asked) is not False:
-                continue  # resolved from the pooled positive rate at run time: any well-formed pair
-            asked = _weight_pair(asked)
-        if asked != approved:
-            raise JobRefused(party, "job", f"'fit' asks for training {key}={train.get(key, default)!r}; the "
-                             f"approved job trains with {key}={approved!r}")
-    model = meta.get("model")
-    kind = model.get("kind") if isinstance(model, Mapping) else None
-    if job.get("model") is not None and kind != job.get("model"):
-        raise JobRefused(party, "job", f"'fit' asks for model {kind!r}; the approved job trains {job.get('model')!r}")
-    hidden = model.get("hidden") if isinstance(model, Mapping) else None
-    if job.get("hidden") is not None and hidden != job["hidden"]:
-        raise JobRefused(party, "job", f"'fit' asks for hidden layers {hidden!r}; the approved job trains "
-                         f"{job['hidden']!r}")
 
 
 def check_request(
@@ -113,7 +69,7 @@ def check_request(
     if job is not None and job.get("workflow") not in _HORIZONTAL_JOBS:
         return
     if job is not None and kind == "fit" and isinstance(job.get("training"), Mapping):
-        _check_training(party, meta, job)
+        check_training(party, meta, job)
     announced = set(job.get("protections") or []) if job is not None else set()
     require = set(allow.require) if allow is not None else set()
     if job is not None and kind in _HGB_KINDS and job.get("model") == "gbdt" and job.get("workflow") == "horizontal":
