@@ -5,7 +5,10 @@ Threat model: the coordinator (and the console on its host) may be malicious. It
 than the one a person saw, change the job after approval, replay or forge approvals, drop a partner's, open
 a run without any, re-run an approved job, or relay a "decision" no person made. The agent therefore:
 - recomputes the spec hash itself and checks the spec against what it will serve (its dataset and exactly
-  the columns it reads, the job description, its code version) and against `[allow]`, its hard limit;
+  the columns it reads, the job description — whose rounds, training and model must be the spec's,
+  `sampan.deploy.consent_spec_check` —, its code version) and against `[allow]`, its hard limit;
+- binds a job id to one spec: a second spec under a job id it approved or opened is refused, and every
+  opening of a job shares one reservation (review R14-CONSENT2-4);
 - decides by its own rules (`[consent] mode = "rules"`: the rules added locally or, only with
   `console_decisions = true`, through the console; while it holds none, `[allow]` as its one implicit
   rule, R14-CONSENT-6), or by a person's decision
@@ -16,8 +19,9 @@ a run without any, re-run an approved job, or relay a "decision" no person made.
 - at `deploy.open_run` requires ITS OWN stored approval for exactly this spec hash, the spec's job id to be
   the run id (one approval, one run: a re-run cannot reserve twice, and a job id once closed is never
   admitted again, review R14-CONSENT-7), the job description and columns it is asked to serve to be the
-  spec's, and every party's approval to verify (CA, CRL, name, signature) — else no handler is built and no
-  data read;
+  spec's, the standing rule that granted its approval to still stand unexpired (removing a rule voids its
+  unopened approvals and returns their reservations, review R14-CONSENT2-3), `[allow] max_epsilon` to hold,
+  and every party's approval to verify (CA, CRL, name, signature) — else no handler is built and no data read;
 - on `consent.release` (the control plane's cancel of an unstarted job, an operator's refusal after approving,
   an edit that voids approvals) withdraws its approval of a job that never opened here: the stored approval is
   voided and the whole reservation returns to the budget (audited); a job that opened is refused (its spend

@@ -3,10 +3,16 @@
 Why: the party's approval reserved (epsilon, delta) of the dataset's lifetime budget
 (`sampan.privacy.owner_budget`). Within the run the party keeps composing its releases with the run's
 own accountant (RDP or PLD: tighter than adding epsilons), in a per-run ledger whose budget IS the
-reservation, persisted under <state_dir>/consent/runs/ (a restarted agent carries on from it). Before a
-release leaves, `JobReservation.admit` checks the run ledger, then charges the book with the run's new
-total (write-ahead): the step that would pass the reservation is refused, nothing released, and the
-refusal written to the party's audit log. A job approved as exact (no DP) reserved nothing, so any DP
+reservation, persisted under <state_dir>/consent/runs/<sha256 of the job id>.ledger.json with the job id
+inside (a restarted agent carries on from it; a ledger of another job, or one behind the spend the book
+recorded, is refused: review R14-CONSENT2-5). Before a release leaves, `JobReservation.admit` checks the
+run ledger, then the book with the run's would-be total (write-ahead), and records the step only once both
+accepted: the step that would pass the reservation is refused, nothing released, nothing charged (then or
+later: review R14-CONSENT2-7), and the refusal written to the party's audit log. One JobReservation per
+open job at a party (`ConsentDesk` shares it between re-openings), so a job's ledger is never forked. A
+crash between the book's charge and the ledger's write leaves the book ahead: that run is then not resumed
+(fail closed; `sampan consent settle` closes it, its recorded spend stays).
+A job approved as exact (no DP) reserved nothing, so any DP
 release it attempts is refused; an open-ended job (DP without a stated epsilon) is bounded by the
 dataset's remaining lifetime budget instead. The book is charged the run ledger's delta as soon as the run made
 an approximate-DP (Gaussian) release, open-ended or not: never 0 then (review R14-CONSENT-3).
