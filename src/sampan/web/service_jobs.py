@@ -1,4 +1,5 @@
-"""Jobs, per-party approvals bound to the job's spec hash, the approval inbox, standing rules, start and cancel.
+"""Jobs, per-party approvals bound to the job's spec hash, the approval inbox, start and cancel
+(standing rules: `sampan.web.service_rules`).
 
 The consent rules the control plane enforces (each party's agent enforces them again, authoritatively):
 - a job's spec is `sampan.deploy.consent.job_spec(...)` of its full run config; its hash is what parties sign;
@@ -28,11 +29,12 @@ from sqlalchemy import delete, insert, select, update
 from sampan.errors import SampanError
 from sampan.runtime.store import new_run_id
 from sampan.web import db
-from sampan.web.errors import Conflict, Invalid, NotFound
+from sampan.web.errors import Conflict, Invalid
 from sampan.web.roles import Principal, require
 from sampan.web.service_base import PlaneBase, row_dict
 from sampan.web.service_data import DataService
 from sampan.web.service_release import ReleaseCalls
+from sampan.web.service_rules import RulesService
 
 __all__ = ["JobsService"]
 
@@ -71,7 +73,7 @@ def _check_numbers(config: Mapping[str, Any]) -> None:
                       "config.run.rounds")
 
 
-class JobsService(DataService, ReleaseCalls, PlaneBase):
+class JobsService(RulesService, DataService, ReleaseCalls, PlaneBase):
     # --- jobs ----------------------------------------------------------------------------------------
     def _spec(self, consortium_id: int, config: Mapping[str, Any], datasets: Mapping[str, Any],
               label_holder: str | None, operator: str, run_id: str) -> tuple[Any, dict[str, Any]]:
@@ -317,68 +319,6 @@ class JobsService(DataService, ReleaseCalls, PlaneBase):
         self.audit(principal, "approval_recorded" if approved else "approval_refused", {
             "job_id": row.id, "party": party, "spec_hash": row.spec_hash, "reason": reason,
             "signature": (approval or {}).get("signature")})
-
-    # --- standing rules --------------------------------------------------------------------------------
-    def add_rule(self, principal: Principal, party: str, rule: Mapping[str, Any]) -> dict[str, Any]:
-        """A standing rule for the party (validated as `StandingRule`). When the gateway has
-        `add_rule(party, rule, decided_by)`, the rule is relayed to the party's agent first, which keeps and applies
-        its own copy only if it accepts relayed decisions (`[consent] console_decisions`); a refusal is a 409 and
-        nothing is stored here."""
-        from pydantic import ValidationError
-
-        from sampan.deploy.consent.rules import StandingRule
-
-        require(principal, "rule.manage", party)
-        try:
-            parsed = StandingRule.model_validate({**dict(rule), "party": party})
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise Invalid(f"rule: {first['msg']}", ".".join(str(x) for x in first["loc"]) or "rule") from None
-        body = parsed.model_dump(mode="json")
-        relay = getattr(self.gateway, "add_rule", None)  # optional: the agent applies its own copy of the rule
-        if relay is not None:
-            from sampan.deploy.consent.approval import ConsentRefused
-
-            try:
-                relay(party, body, principal.actor)
-            except ConsentRefused as exc:
-                raise Conflict(f"the agent of party {party!r} refused the rule: {exc.reason}", "rule") from None
-        with self.engine.begin() as c:
-            rid = db.new_id(c.execute(insert(db.rules).values(party=party, rule=body, created_by=principal.actor,
-                                                              active=True, created_at=self.clock())))
-        self.audit(principal, "rule_added", {"party": party, "rule_id": rid, "rule": body})
-        return {"id": rid, "party": party, "rule": body, "active": True}
-
-    def rules(self, principal: Principal, party: str) -> list[dict[str, Any]]:
-        require(principal, "rule.read", party)
-        with self.engine.connect() as c:
-            return [row_dict(r) for r in c.execute(select(db.rules).where(db.rules.c.party == party)
-                                                   .order_by(db.rules.c.id))]
-
-    def remove_rule(self, principal: Principal, party: str, rule_id: int) -> None:
-        """Withdraw a standing rule. When the gateway has `remove_rule(party, rule_id, decided_by)`, the removal is
-        relayed to the party's agent first, which drops its own copy (review R14-WEB-15: otherwise the agent kept
-        approving by it); a refusal, or an agent that cannot be reached, is a 409 and nothing changes here."""
-        require(principal, "rule.manage", party)
-        with self.engine.connect() as c:
-            row = c.execute(select(db.rules).where(db.rules.c.id == rule_id, db.rules.c.party == party)).first()
-        if row is None:
-            raise NotFound(f"no rule {rule_id} of {party!r}", "rule_id")
-        relay = getattr(self.gateway, "remove_rule", None)
-        if relay is not None and row.active:
-            from sampan.deploy.consent.approval import ConsentRefused
-
-            try:
-                relay(party, str((row.rule or {}).get("id")), principal.actor)
-            except ConsentRefused as exc:
-                self.audit(principal, "rule_remove_refused", {"party": party, "rule_id": rule_id,
-                                                              "reason": exc.reason})
-                raise Conflict(f"the agent of party {party!r} did not remove the rule: {exc.reason}; it stays in force",
-                               "rule_id") from None
-        with self.engine.begin() as c:
-            c.execute(update(db.rules).where(db.rules.c.id == rule_id, db.rules.c.party == party)
-                      .values(active=False))
-        self.audit(principal, "rule_removed", {"party": party, "rule_id": rule_id})
 
     # --- start and cancel ----------------------------------------------------------------------------
     def start_job(self, principal: Principal, job_id: int) -> dict[str, Any]:
