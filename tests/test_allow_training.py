@@ -11,7 +11,7 @@ from sampan.deploy.allow_training import check_training, training_terms
 
 
 def _job(config: dict[str, Any]) -> dict[str, Any]:
-    return {"training": training_terms(config)[1]}
+    return {"model": "logistic", "training": training_terms(config)[1]}
 
 
 def test_terms_carry_class_weights_and_the_proximal_term() -> None:
@@ -26,16 +26,16 @@ def test_terms_carry_class_weights_and_the_proximal_term() -> None:
 def test_fit_must_train_exactly_as_approved() -> None:
     job = _job({})
     honest = {k: v for k, v in job["training"].items() if k not in ("class_weight", "proximal_mu")}
-    check_training("bank", {"train": honest}, job)  # left-out settings are their defaults
+    check_training("bank", {"model": {"kind": "logistic"}, "train": honest}, job)  # left-out: defaults
     for extra in ({"class_weight": [1.0, 9.0]}, {"proximal_mu": 1.0}, {"dp_noise": 0.0}, {"epochs": 3}):
         with pytest.raises(JobRefused):
-            check_training("bank", {"train": {**honest, **extra}}, job)
+            check_training("bank", {"model": {"kind": "logistic"}, "train": {**honest, **extra}}, job)
 
 
 def test_pooled_weights_accept_a_well_formed_pair_only() -> None:
     job = _job({"training": {"class_weight": "balanced"}})
     train = {**job["training"], "class_weight": [0.6, 2.5]}
-    check_training("bank", {"train": train}, job)
+    check_training("bank", {"model": {"kind": "logistic"}, "train": train}, job)
     for bad in ([0.0, 1.0], [1.0], "x"):
         with pytest.raises(JobRefused):
-            check_training("bank", {"train": {**train, "class_weight": bad}}, job)
+            check_training("bank", {"model": {"kind": "logistic"}, "train": {**train, "class_weight": bad}}, job)

@@ -19,6 +19,8 @@ def completed_job(meta: dict[str, Any]) -> dict[str, Any]:
     """The hand-made job with what an honest coordinator's description of a horizontal (non-GBDT) job carries
     (review R14-CONSENT2-1): its rounds (many, unless given) and training settings (the defaults, unless given)."""
     job = dict(meta.get("job") or {})
+    if str(meta.get("workflow")) in ("horizontal", "evaluation"):  # R14-CONSENT3-6: a horizontal job names its model
+        job.setdefault("model", "logistic")
     if str(meta.get("workflow")) == "horizontal" and job.get("model") != "gbdt":
         job.setdefault("rounds", 1000)
         job.setdefault("training", training_terms({})[1])

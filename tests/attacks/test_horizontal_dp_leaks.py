@@ -433,7 +433,7 @@ def test_a_deployed_party_fixes_its_own_holdout_and_keeps_one_persisted_ledger(t
                 name,
                 "fit",
                 arrays={"params": np.zeros(3)},
-                meta={"dp3": central, "public_rows": 500, "model": {}, "train": {}},
+                meta={"dp3": central, "public_rows": 500, "model": {"kind": "logistic"}, "train": {}},
             )
         )
         assert refused.is_error and "refuses dp3.mode='central'" in str(refused.meta.get("error")), refused.meta

@@ -99,7 +99,9 @@ def check_training(party: str, meta: Mapping[str, Any], job: Mapping[str, Any]) 
                              f"approved job trains with {key}={approved!r}")
     model = meta.get("model")
     kind = model.get("kind") if isinstance(model, Mapping) else None
-    if job.get("model") is not None and kind != job.get("model"):
+    if job.get("model") is None:  # R14-CONSENT3-6: a job naming no model approves no model
+        raise JobRefused(party, "job", "'fit' in a job whose description names no model kind (nothing to train)")
+    if kind != job.get("model"):
         raise JobRefused(party, "job", f"'fit' asks for model {kind!r}; the approved job trains {job.get('model')!r}")
     hidden = model.get("hidden") if isinstance(model, Mapping) else None
     if job.get("hidden") is not None and hidden != job["hidden"]:

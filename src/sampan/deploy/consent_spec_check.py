@@ -19,6 +19,8 @@ from sampan.deploy.consent import ConsentRefused, JobSpec, StandingRule, matches
 
 __all__ = ["check_spec", "granting_rule_reason"]
 
+_MODEL_KINDS = frozenset({"logistic", "mlp", "gbdt"})  # the models a horizontal job trains
+
 
 def _hidden(model: dict[str, Any]) -> Any:
     """The MLP's hidden layers as the spec's model settings spell them (the job description's default [32])."""
@@ -51,6 +53,10 @@ def check_spec(me: str, spec: JobSpec, datasets: Collection[str], served: Any) -
         raise ConsentRefused(me, "job: the job description disagrees with the spec's workflow, parties, label "
                              "holder, operator, protections or rounds")
     # R14-CONSENT2-6: what rules and the summary read (spec.model) is what each `fit` builds (job["model"])
+    # R14-CONSENT3-6: a horizontal job names a known model kind (a missing kind is not "any model")
+    if spec.workflow in _HORIZONTAL_JOBS and job.get("model") not in _MODEL_KINDS:
+        raise ConsentRefused(me, f"job.model: a horizontal job must name its model kind (one of "
+                             f"{sorted(_MODEL_KINDS)}); the job description names {job.get('model')!r}")
     if spec.workflow in _HORIZONTAL_JOBS and job.get("model") != spec.model.get("kind"):
         raise ConsentRefused(me, f"job.model: the job description trains {job.get('model')!r}; the spec's model "
                              f"is {spec.model.get('kind')!r}")
