@@ -30,6 +30,15 @@ def _hidden(model: dict[str, Any]) -> Any:
         return None
 
 
+def _gbdt_shape(model: dict[str, Any]) -> Any:
+    """Horizontal GBDT's shape as the spec's model settings spell it (the job description's defaults)."""
+    settings = model.get("settings") or {}
+    try:
+        return {k: int(settings.get(k, d)) for k, d in (("n_trees", 100), ("max_depth", 4), ("n_bins", 32))}
+    except (TypeError, ValueError):
+        return None
+
+
 def check_spec(me: str, spec: JobSpec, datasets: Collection[str], served: Any) -> None:
     """Raise ConsentRefused (naming the field) unless `me` can serve `spec` as written. `datasets`: the
     party's bound datasets; `served(dataset)`: the feature columns it serves from one."""
@@ -64,6 +73,12 @@ def check_spec(me: str, spec: JobSpec, datasets: Collection[str], served: Any) -
             job.get("hidden") != _hidden(spec.model)):
         raise ConsentRefused(me, f"job.hidden: the job description's network {job.get('hidden')!r} is not the "
                              f"spec's model settings {_hidden(spec.model)!r}")
+    # R14-CONSENT3-2: a horizontal GBDT job's tree shape (what bounds the bank's tree releases) is the spec's
+    if spec.workflow == "horizontal" and job.get("model") == "gbdt":
+        gbdt, shape = job.get("gbdt"), _gbdt_shape(spec.model)
+        if not isinstance(gbdt, dict) or {k: gbdt.get(k) for k in shape} != shape or type(gbdt.get("dp")) is not bool:
+            raise ConsentRefused(me, f"job.gbdt: the job description's tree shape {gbdt!r} is not the spec's model "
+                                 f"settings {shape!r}")
     # R14-CONSENT2-1: a horizontal (non-GBDT) job MUST spell its rounds and training (each `fit` is checked
     # against them; the round gate is spec.rounds): a description without them is refused
     if spec.workflow == "horizontal" and job.get("model") != "gbdt" and (
