@@ -39,6 +39,27 @@ def _gbdt_shape(model: dict[str, Any]) -> Any:
         return None
 
 
+def _check_weighting(me: str, spec: JobSpec, terms: dict[str, Any], weighting: Any) -> None:
+    """R14-CONSENT3-1: the loss weighting each `fit` may use is the job's audit record (`job["class_weight"]`),
+    and explicit class weights or a proximal term only when the spec's model settings (what the summary and
+    rules read) carry the same values."""
+    from sampan.deploy.allow_training import _weighting_terms
+
+    try:
+        recorded = _weighting_terms({"training": dict(weighting or {})}, None)["class_weight"]
+    except Exception:  # a malformed record is refused below
+        recorded = False
+    if terms.get("class_weight") != recorded:
+        raise ConsentRefused(me, f"job.training.class_weight: {terms.get('class_weight')!r} disagrees with the job's "
+                             f"recorded loss weighting {weighting!r}")
+    settings = spec.model.get("settings") or {}
+    for key, neutral in (("class_weight", None), ("proximal_mu", 0.0)):
+        value = terms.get(key, neutral)
+        if value not in (neutral, "pooled") and settings.get(key) != value:
+            raise ConsentRefused(me, f"job.training.{key}: {value!r} is not in the spec's model settings "
+                                 f"({settings.get(key)!r}), which the approval summary and rules read")
+
+
 def check_spec(me: str, spec: JobSpec, datasets: Collection[str], served: Any) -> None:
     """Raise ConsentRefused (naming the field) unless `me` can serve `spec` as written. `datasets`: the
     party's bound datasets; `served(dataset)`: the feature columns it serves from one."""
@@ -79,6 +100,8 @@ def check_spec(me: str, spec: JobSpec, datasets: Collection[str], served: Any) -
         if not isinstance(gbdt, dict) or {k: gbdt.get(k) for k in shape} != shape or type(gbdt.get("dp")) is not bool:
             raise ConsentRefused(me, f"job.gbdt: the job description's tree shape {gbdt!r} is not the spec's model "
                                  f"settings {shape!r}")
+    if spec.workflow == "horizontal" and isinstance(job.get("training"), dict):
+        _check_weighting(me, spec, job["training"], job.get("class_weight"))
     # R14-CONSENT2-1: a horizontal (non-GBDT) job MUST spell its rounds and training (each `fit` is checked
     # against them; the round gate is spec.rounds): a description without them is refused
     if spec.workflow == "horizontal" and job.get("model") != "gbdt" and (

@@ -155,6 +155,17 @@ def _model(config: Mapping[str, Any], workflow: str) -> dict[str, Any]:
     return {"kind": str(model.get("kind", "logistic")), "settings": {k: v for k, v in model.items() if k != "kind"}}
 
 
+def _pinned(model: dict[str, Any], description: Mapping[str, Any]) -> dict[str, Any]:
+    """R14-CONSENT3-1: explicit class weights and FedProx's proximal term shown where decisions read them."""
+    terms = description.get("training") if description.get("workflow") == "horizontal" else None
+    if isinstance(terms, Mapping):
+        extra = {k: terms[k] for k, neutral in (("class_weight", None), ("proximal_mu", 0.0))
+                 if terms.get(k, neutral) not in (neutral, "pooled")}
+        if extra:
+            return {**model, "settings": {**model.get("settings", {}), **extra}}
+    return model
+
+
 def job_spec(config: Mapping[str, Any], *, parties: Sequence[str], datasets: Mapping[str, Any],
              label_holder: str | None, operator: str | None, job_id: str, parsed: Any = None) -> JobSpec:
     """The spec of a job from its stored run config (`RunSpec.stored`).
@@ -174,7 +185,8 @@ def job_spec(config: Mapping[str, Any], *, parties: Sequence[str], datasets: Map
         {"dataset": d["dataset"], "columns": tuple(d["columns"])}) for p, d in datasets.items() if p in parties}
     return JobSpec(
         job_id=job_id, workflow=workflow, code_version=sampan.__version__, operator=operator,
-        parties=tuple(parties), label_holder=label_holder, data=data, model=_model(config, workflow),
+        parties=tuple(parties), label_holder=label_holder, data=data, model=_pinned(_model(config, workflow),
+                                                                                      description),
         rounds=int(description.get("rounds") or (config.get("run") or {}).get("rounds") or 0),
         privacy=_privacy_plan(config),
         protections=tuple(description.get("protections") or ()),
