@@ -122,9 +122,10 @@ epochs = 1
                        privacy)
     code, output = _run(tmp_path, text)
     assert code == 0, output
-    # bounds far wider than the data at 270 rows: DP1 noise swamps the scale. The rule reads the scale off the
-    # noised moments, so with bounds only 5x wider it missed now and then (a noised variance ~2 sd high)
-    assert "WARNING" in output
+    # No assertion on the destructive-noise WARNING here: the rule reads the scale off the NOISED moments, so at
+    # 270 rows it fired or not with the noise draw (it missed in a CI run even with bounds 5000x wider: a noised
+    # variance clamped to the full range looks healthy). The rule itself is pinned with fixed moments in
+    # tests/test_missing_policies.py.
     store = Store.open(f"sqlite:///{tmp_path / 'runs.db'}")
     try:
         (run,) = store.list_runs()
