@@ -109,11 +109,16 @@ def _job(dataset: str, epsilon: float) -> dict[str, Any]:
             "data": {"standardize": False}, "deploy": {"dataset": dataset}}
 
 
+def _kinds(agent: PartyAgent, run_id: str) -> list[str]:
+    return [e.kind for e in agent.store().events(run_id)]
+
+
 def _settled(agent: PartyAgent, run_id: str, timeout: float = 120) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:  # the close (and so the settlement) follows the run's completion
         entry = agent.consent.book.entry(run_id)
-        if entry is not None and entry.state == "settled":
+        # the book settles first, then the agent audits it: wait for both (reading between them raced)
+        if entry is not None and entry.state == "settled" and "budget_settled" in _kinds(agent, run_id):
             return entry
         time.sleep(0.05)
     raise AssertionError(f"{agent.name}: run {run_id} was not settled")
