@@ -41,6 +41,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("config",),
     ("privacy", "report"),
     ("models", "metrics", "data"),
+    ("compute",),  # a party's own compute engine (row blocks, local or a cluster inside the party)
     ("crypto",),
     ("transport",),
     ("core",),
