@@ -5,6 +5,8 @@ Usage (bench scripts run as ``python bench/<x>.py``, so ``bench/`` is on ``sys.p
     from _scale import PeakSampler, write_party_tables, growth_exponent, markdown_table
 
     paths = write_party_tables(tmp, n_rows=1_000_000, parties={"bank": 30, "partner": 30})
+    paths = cached_party_tables(1_000_000, {"bank": 30, "partner": 30})   # the same, written once and reused
+    banks = cached_horizontal_tables(1_000_000, features=30, parties=3)  # {"bank0": path, ...}
     with PeakSampler() as mem:                 # this process and every descendant, every 50 ms
         mem.name(worker_pid, "partner")        # optional: label a process in the report
         ...run the workload...
@@ -38,8 +40,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MemoryPeaks", "PeakSampler", "descendants", "growth_exponent", "markdown_table",
-           "ids_for", "write_party_tables", "write_horizontal_tables", "write_table", "BLOCK_ROWS"]
+__all__ = ["BLOCK_ROWS", "MemoryPeaks", "PeakSampler", "cache_root", "cached_horizontal_tables",
+           "cached_party_tables", "descendants", "growth_exponent", "ids_for", "markdown_table",
+           "write_horizontal_tables", "write_party_tables", "write_table"]
 
 BLOCK_ROWS = 250_000
 MB = 2**20
@@ -379,3 +382,44 @@ def write_horizontal_tables(out_dir: str | Path, rows_per_party: int, features: 
     return {f"bank{i}": write_table(out / f"bank{i}{suffix}", rows_per_party, features, seed=seed,
                                     first_row=i * rows_per_party, block_rows=block_rows, fmt=fmt)
             for i in range(parties)}
+
+
+# ---------------------------------------------------------------- a shared cache of generated tables
+
+def cache_root() -> Path:
+    """Where generated tables are kept between runs: $SAMPAN_SCALE_DATA, else /tmp/sampan-scale-data."""
+    return Path(os.environ.get("SAMPAN_SCALE_DATA", "/tmp/sampan-scale-data"))
+
+
+def _cached(key: str, make: Any) -> dict[str, Path]:
+    """Run ``make(dir)`` once per key under a file lock (concurrent benchmarks wait, then reuse)."""
+    import fcntl
+    import json
+
+    folder = cache_root() / key
+    folder.mkdir(parents=True, exist_ok=True)
+    done = folder / "done.json"
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists():
+            return {k: Path(v) for k, v in json.loads(done.read_text()).items()}
+        paths = make(folder)
+        done.write_text(json.dumps({k: str(v) for k, v in paths.items()}))
+        return dict(paths)
+
+
+def cached_party_tables(n_rows: int, parties: Mapping[str, int], *, label_party: str | None = None,
+                        seed: int = 0, fmt: str = "parquet") -> dict[str, Path]:
+    """`write_party_tables` into the shared cache: the same arguments give the same files, written once."""
+    spec = "_".join(f"{name}{k}" for name, k in parties.items())
+    key = f"v-{n_rows}-{spec}-{label_party or next(iter(parties))}-s{seed}-{fmt}"
+    return _cached(key, lambda d: write_party_tables(d, n_rows, parties, label_party=label_party, seed=seed,
+                                                     fmt=fmt))
+
+
+def cached_horizontal_tables(rows_per_party: int, features: int, parties: int, *, seed: int = 0,
+                             fmt: str = "parquet") -> dict[str, Path]:
+    """`write_horizontal_tables` into the shared cache (``bank0..``, ``rows_per_party`` rows each)."""
+    key = f"h-{rows_per_party}-f{features}-p{parties}-s{seed}-{fmt}"
+    return _cached(key, lambda d: write_horizontal_tables(d, rows_per_party, features, parties, seed=seed,
+                                                          fmt=fmt))
