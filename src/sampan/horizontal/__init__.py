@@ -1,8 +1,8 @@
 """Horizontal FL: the training workflow, party handlers, strategies, aggregators and party-side learners.
 
 May import: sampan.config, sampan.privacy, sampan.report, sampan.models, sampan.metrics, sampan.data, sampan.crypto,
-sampan.core, sampan.wire, sampan.errors, sampan.files. No transport, runtime or store: parties are reached via
-`ctx.transport`.
+sampan.core, sampan.wire, sampan.errors, sampan.files, sampan.compute (a party's row-block passes). No transport,
+runtime or store: parties are reached via `ctx.transport`.
 """
 
 from sampan.horizontal.aggregators import (

@@ -90,7 +90,8 @@ from sampan.core.party import Handler, Mod
 from sampan.data import PartyData
 from sampan.data.missing import MissingColumn
 from sampan.horizontal.gbdt import GBDT_KIND, predict_gbdt_payload
-from sampan.horizontal.imputation import impute_statistics, imputed
+from sampan.horizontal.imputation import impute_statistics
+from sampan.horizontal.party_rows import ScaledRows, block_moments, block_scores
 from sampan.horizontal.secure_inputs import evaluation_from_vector, evaluation_vector, secagg_vector
 from sampan.metrics import ScoreHistogram, binary_metrics
 from sampan.metrics.histogram import DEFAULT_BINS, MAX_BINS
@@ -98,7 +99,7 @@ from sampan.models import Model, model_from_config
 from sampan.models.class_weights import ClassWeighted
 from sampan.models.local_training import TrainConfig, checked_train_config, train
 from sampan.privacy.imputation import IMPUTE_KIND, imputation_mod
-from sampan.privacy.mods import PartyDPState, clipped_moments, dp1_moments, privacy_mods, secagg_handlers
+from sampan.privacy.mods import PartyDPState, dp1_moments, privacy_mods, secagg_handlers
 from sampan.privacy.party_policy import PartyPrivacyPolicy
 from sampan.privacy.secagg import SecAggClient
 from sampan.wire import Message
@@ -136,20 +137,27 @@ def standardize(X: np.ndarray, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
 
 
 class _ScaledCache:
-    """Imputed, standardised copies of a party's matrices, reused while the scaler is unchanged (every round)."""
+    """The party's rows as the model sees them (`ScaledRows`: filled and standardised per block, never a whole
+    copy), rebuilt only when the request's scaler or fill values change (not every round)."""
 
     def __init__(self, columns: tuple[MissingColumn, ...] = ()) -> None:
         self._key: bytes | None = None
-        self._scaled: dict[str, np.ndarray] = {}
+        self._rows: dict[str, ScaledRows] = {}
         self.columns = columns  # its columns that may hold NaN (filled by the request's `impute` values)
 
-    def get(self, name: str, X: np.ndarray, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    def rows(self, name: str, X: np.ndarray, arrays: Mapping[str, np.ndarray]) -> ScaledRows:
+        """Lazy rows: checked once (scaler, unfilled NaN), then each access fills and standardises its rows."""
         key = b"".join(np.asarray(arrays[k]).tobytes() for k in ("mean", "scale", "impute") if k in arrays)
         if key != self._key:
-            self._key, self._scaled = key, {}
-        if name not in self._scaled:
-            self._scaled[name] = standardize(imputed(X, arrays, self.columns), arrays)
-        return self._scaled[name]
+            self._key, self._rows = key, {}
+        if name not in self._rows:
+            check_scaler(arrays, X.shape[1])
+            self._rows[name] = ScaledRows(X, arrays, self.columns)
+        return self._rows[name]
+
+    def get(self, name: str, X: np.ndarray, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+        """A whole filled, standardised float64 copy (for callers that need a matrix, e.g. group evaluation)."""
+        return self.rows(name, X, arrays)[:]
 
 
 def _compose(mods: list[Mod], handler: Handler) -> Handler:
@@ -243,12 +251,13 @@ class HorizontalParty:
     def _stats(self, msg: Message) -> Message:
         """Count, sums and sums of squares of the training rows; with ``clip_bounds``, of the features clipped
         to those public ranges and centred/scaled to [-1, 1] (bounded sensitivity, see `clipped_moments`)."""
-        X = imputed(self.train_data.X, msg.arrays, self.train_data.missing_columns)  # the agreed fill values
+        fill = {k: msg.arrays[k] for k in ("impute",) if k in msg.arrays}  # the agreed fill values, no scaler
+        rows = ScaledRows(self.train_data.X, fill, self.train_data.missing_columns)
         if "clip_bounds" in msg.meta:
-            n, sums, sums_sq = clipped_moments(X, msg.meta["clip_bounds"])
+            n, sums, sums_sq = block_moments(rows, msg.meta["clip_bounds"])
             return msg.reply("stats", arrays={"sum": sums, "sum_sq": sums_sq}, meta={"n": n})
-        return msg.reply("stats", arrays={"sum": X.sum(axis=0), "sum_sq": np.einsum("ij,ij->j", X, X)},
-                         meta={"n": len(X)})
+        n, sums, sums_sq = block_moments(rows)
+        return msg.reply("stats", arrays={"sum": sums, "sum_sq": sums_sq}, meta={"n": int(n)})
 
     def _fit_with(self, msg: Message, trainer: Callable[..., tuple[Any, dict[str, Any]]]) -> Message:
         """Local training of the global model by ``trainer``; the reply holds the delta, n and the mean loss."""
@@ -256,11 +265,12 @@ class HorizontalParty:
         cfg = checked_train_config(msg.meta["train"])
         if cfg.class_weight is not None:  # weighted before DP-SGD clips each example (sensitivity unchanged)
             model = ClassWeighted(model, cfg.class_weight)
-        X = self._scaled.get("train", self.train_data.X, msg.arrays)
+        X = self._scaled.rows("train", self.train_data.X, msg.arrays)  # rows computed per minibatch chunk
         y = self.train_data.y
         assert y is not None
         global_params = msg.arrays["params"]
-        result, extra = trainer(model, global_params, X, y, cfg, global_params if cfg.proximal_mu else None)
+        result, extra = trainer(model, global_params, X, y, cfg,  # type: ignore[arg-type]  # rows, not a matrix
+                                global_params if cfg.proximal_mu else None)
         return msg.reply("fit_result", arrays={"update": result.params - global_params},
                          meta={"n": len(X), **extra, "loss": result.mean_loss})
 
@@ -288,8 +298,8 @@ class HorizontalParty:
             # trees route a missing cell themselves, as in training (review R13-SCO-11: no fill values, none needed)
             p = predict_gbdt_payload(msg.meta["model"], msg.arrays, data.X)
         else:
-            p = self._model(msg.meta["model"]).predict_proba(msg.arrays["params"], self._scaled.get(part, data.X,
-                                                                                                    msg.arrays))
+            rows = self._scaled.rows(part, data.X, msg.arrays)
+            p = block_scores(rows, self._model(msg.meta["model"]), msg.arrays["params"])  # scores: one vector
         histogram = ScoreHistogram.from_scores(y, p, bins)
         p_clip = np.clip(p, 1e-12, 1 - 1e-12)
         local: dict[str, float | None] = {}
