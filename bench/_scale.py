@@ -15,7 +15,7 @@ Usage (bench scripts run as ``python bench/<x>.py``, so ``bench/`` is on ``sys.p
     peaks.sum_of_peaks                         # the per-process peaks added up (upper bound)
     peaks.simultaneous_rss, peaks.simultaneous_pss   # the peak of the summed RSS / PSS at one sample
     growth_exponent([1e6, 5e6, 1e7], [t1, t5, t10])  # slope of log value against log size
-    print(markdown_table(["rows", "peak MB"], [[1_000_000, 812.5]]))
+    print(markdown_table(["rows", "peak MiB"], [[1_000_000, 812.5]]))
 
 Why per-process VmHWM: it is the kernel's own high-water mark, so short spikes between two samples are
 not missed. Forked workers share their parent's pages copy-on-write, and RSS counts a shared page in
@@ -45,7 +45,7 @@ __all__ = ["BLOCK_ROWS", "MemoryPeaks", "PeakSampler", "cache_root", "cached_hor
            "write_horizontal_tables", "write_party_tables", "write_table"]
 
 BLOCK_ROWS = 250_000
-MB = 2**20
+MIB = 2**20
 
 
 # ---------------------------------------------------------------- process-tree peak memory
@@ -135,11 +135,12 @@ class MemoryPeaks:
     seconds: float
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready, in MB."""
-        return {"per_process_mb": {k: round(v / MB, 1) for k, v in self.per_process.items()},
-                "sum_of_peaks_mb": round(self.sum_of_peaks / MB, 1),
-                "simultaneous_rss_mb": round(self.simultaneous_rss / MB, 1),
-                "simultaneous_pss_mb": None if self.simultaneous_pss is None else round(self.simultaneous_pss / MB, 1),
+        """JSON-ready, in MiB (2**20 bytes)."""
+        pss = self.simultaneous_pss
+        return {"per_process_mib": {k: round(v / MIB, 1) for k, v in self.per_process.items()},
+                "sum_of_peaks_mib": round(self.sum_of_peaks / MIB, 1),
+                "simultaneous_rss_mib": round(self.simultaneous_rss / MIB, 1),
+                "simultaneous_pss_mib": None if pss is None else round(pss / MIB, 1),
                 "samples": self.samples, "seconds": round(self.seconds, 2)}
 
     def peak_of(self, label: str) -> int:
