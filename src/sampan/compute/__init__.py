@@ -6,7 +6,12 @@ on the number of workers, and results come back in block order, so a reduction b
 same bytes on one process and on a cluster. Everything here stays inside one party's trust boundary: an
 engine may serialise tasks its own way (the documented exception to "no pickle" in docs/architecture.md).
 
-May import: sampan.errors (and numpy; an engine's own library, e.g. ray, lazily, only where used).
+Engines: `LocalEngine` (default) and `RayEngine` (`ray_engine`, the optional `sampan[ray]` extra), chosen by a
+party's ``[compute]`` table (`ComputeSettings`, `make_engine`); `engine_tls` issues the engine's certificates
+from a CA private to the party.
+
+May import: sampan.errors, sampan.files (and numpy, pydantic, cryptography; an engine's own library, e.g. ray,
+lazily, only where used).
 """
 
 from sampan.compute.engine import (
@@ -18,12 +23,19 @@ from sampan.compute.engine import (
     row_blocks,
     use_engine,
 )
+from sampan.compute.engine_tls import EngineTLS, issue_engine_certs, load_engine_tls
+from sampan.compute.settings import ComputeSettings, make_engine
 
 __all__ = [
     "BLOCK_ROWS",
+    "ComputeSettings",
+    "EngineTLS",
     "Engine",
     "LocalEngine",
     "current_engine",
+    "issue_engine_certs",
+    "load_engine_tls",
+    "make_engine",
     "reduce_in_order",
     "row_blocks",
     "use_engine",
