@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sampan.crypto.channel import SealedChannels
 from sampan.vertical._parallel import ParallelError
 from sampan.vertical.psi import MODES
-from sampan.vertical.psi_ids import id_shape, normalise_ids
+from sampan.vertical.psi_ids import CompactIds, compact_ids
 from sampan.vertical.psi_points import PsiError, _check_points, _hash_and_blind, blind, match_tokens
 from sampan.wire import Message
 
@@ -64,7 +64,7 @@ class PsiParty:
 
     def __init__(self, name: str, ids: Any, *, workers: int | None = None) -> None:
         self.name = name
-        self.ids = np.asarray(ids, dtype=object)
+        self.ids: Any = ids  # as given (list, numpy, pyarrow); compacted once, then dropped (`_prepare`)
         self.workers = workers
         self.channels: SealedChannels | None = None
         self.rows: dict[str, np.ndarray] = {}
@@ -73,7 +73,7 @@ class PsiParty:
         self.aligned_rows: np.ndarray | None = None
         self._tokens: dict[str, np.ndarray] = {}  # peer -> doubly blinded tokens, aligned with rows[peer]
         self._sessions: dict[str, _Session] = {}
-        self._prepared: tuple[list[str], list[bytes], str] | None = None
+        self._prepared: CompactIds | None = None
 
     def register(self, app: _Registry) -> PsiParty:
         for kind, handler in (("psi.offer", self._offer), ("psi.accept", self._accept),
@@ -84,10 +84,11 @@ class PsiParty:
         return self
 
     # helpers
-    def _prepare(self) -> tuple[list[str], list[bytes], str]:
+    def _prepare(self) -> CompactIds:
+        """The ids in compact form (fixed-width UTF-8 array); the caller's copy is released once compacted."""
         if self._prepared is None:
-            norm, encoded = normalise_ids(self.ids, self.name)
-            self._prepared = (norm, encoded, id_shape(norm, encoded))
+            self._prepared = compact_ids(self.ids, self.name)
+            self.ids = None
         return self._prepared
 
     def _channels(self) -> SealedChannels:
@@ -130,7 +131,7 @@ class PsiParty:
             raise PsiError(f"party {self.name!r}: {peer!r} sent a point that is not a valid curve point") from None
 
     def _check_shapes(self, peer: str, peer_shape: str, a: str, b: str, check: bool) -> None:
-        mine = self._prepare()[2]
+        mine = self._prepare().shape
         if check and peer_shape != mine:
             shapes = {self.name: mine, peer: peer_shape}
             raise PsiError(
@@ -152,10 +153,11 @@ class PsiParty:
         """A, step 1: announce mode, size and id shape; nothing is blinded before B compares formats."""
         peer, mode = str(request.meta["peer"]), self._mode(request)
         self._channels().require_role(self.name, "label_holder", "to play the label holder's side of PSI")
-        _, encoded, shape = self._prepare()
+        prepared = self._prepare()
         self._sessions[peer] = _Session(mode=mode, role="a", key=None)
-        envelope = self._seal(request, peer, "psi.offer", meta={"mode": mode, "n": len(encoded), "shape": shape})
-        return request.reply("psi.offer", {"envelope": envelope}, {"n": len(encoded)})
+        envelope = self._seal(request, peer, "psi.offer",
+                              meta={"mode": mode, "n": len(prepared), "shape": prepared.shape})
+        return request.reply("psi.offer", {"envelope": envelope}, {"n": len(prepared)})
 
     def _accept(self, request: Message) -> Message:
         """B, step 2: check formats, then send own shuffled H(b)^beta."""
@@ -165,7 +167,8 @@ class PsiParty:
         if inner.meta.get("mode") != mode:
             raise PsiError(f"party {self.name!r}: {peer!r} runs PSI mode {inner.meta.get('mode')!r}, "
                            f"the coordinator asked for {mode!r}")
-        _, encoded, shape = self._prepare()
+        prepared = self._prepare()
+        encoded, shape = prepared.ids, prepared.shape
         self._check_shapes(peer, str(inner.meta.get("shape")), peer, self.name,
                            bool(request.meta.get("check_format", True)))
         session = _Session(mode=mode, role="b", key=_new_scalar(), peer_n=int(inner.meta["n"]))
@@ -187,7 +190,7 @@ class PsiParty:
         session.peer_n = int(inner.meta["n"])
         self.peer_sizes[peer] = session.peer_n
         theirs = self._peer_points(inner, "points", session.peer_n, peer)
-        _, encoded, _ = self._prepare()
+        encoded = self._prepare().ids
         key = _new_scalar()
         session.perm = _secure_permutation(len(encoded))
         try:
@@ -250,7 +253,7 @@ class PsiParty:
     def _align(self, request: Message) -> Message:
         """Label holder: keep the customers every partner has, in a random order; tell each partner its tokens."""
         partners = [str(p) for p in request.meta["partners"]]
-        n = len(self._prepare()[0])
+        n = len(self._prepare())
         common = np.ones(n, dtype=bool)
         for p in partners:
             if p not in self.rows or p not in self._tokens:

@@ -55,13 +55,16 @@ def _fast_from_public_bytes() -> Callable[[bytes], X25519PublicKey]:
 _from_public_bytes = _fast_from_public_bytes()
 
 
-def _work(key: X25519PrivateKey | None, ids: Sequence[bytes], points: bytes = b"") -> Callable[[int, int], bytes]:
-    """Worker body over items 0..len(ids)+len(points)/32: first hash-and-blind each id, then blind each point.
+def _work(key: X25519PrivateKey | None, ids: Sequence[bytes] | np.ndarray,
+          points: np.ndarray | None = None) -> Callable[[int, int], bytes]:
+    """Worker body over items 0..len(ids)+len(points): first hash-and-blind each id, then blind each point.
 
     One body for both jobs so a step that needs both (the label holder's ``psi.blind``) is one evenly
     split parallel map, not two with a barrier between them. With `key` None the ids' bare curve
-    points are returned. Every lookup is bound locally: this loop is the per-item Python overhead on
-    top of the X25519 scalar multiplication, which dominates.
+    points are returned. `ids` may be a fixed-width ``S<w>`` array (`psi_ids.compact_ids`): each chunk
+    is turned into bytes objects only inside the worker, so no per-id object lives for the whole run.
+    Every lookup is bound locally: this loop is the per-item Python overhead on top of the X25519
+    scalar multiplication, which dominates.
     """
     n_ids = len(ids)
 
@@ -70,9 +73,11 @@ def _work(key: X25519PrivateKey | None, ids: Sequence[bytes], points: bytes = b"
         prefixes, mask, p, p_mpz, a = _PREFIXES, _MASK, _P, _P_MPZ, _A
         exchange = key.exchange if key is not None else None
         from_public = _from_public_bytes
+        chunk = ids[start:stop]
+        items = chunk.tolist() if isinstance(chunk, np.ndarray) else chunk
         out: list[bytes] = []
         append = out.append
-        for idb in ids[start:stop]:
+        for idb in items:
             for prefix in prefixes:
                 # The mask keeps the low 255 bits: the digest's first 32 bytes, top bit cleared.
                 u = int.from_bytes(sha512(prefix + idb).digest(), "little") & mask
@@ -87,9 +92,10 @@ def _work(key: X25519PrivateKey | None, ids: Sequence[bytes], points: bytes = b"
         return b"".join(out)
 
     def blind_points(start: int, stop: int) -> bytes:
-        assert key is not None
+        assert key is not None and points is not None
         exchange, from_public = key.exchange, _from_public_bytes
-        return b"".join([exchange(from_public(points[i:i + 32])) for i in range(32 * start, 32 * stop, 32)])
+        raw = points[start:stop].tobytes()  # this chunk only
+        return b"".join([exchange(from_public(raw[i:i + 32])) for i in range(0, len(raw), 32)])
 
     def run(start: int, stop: int) -> bytes:
         parts = []
@@ -101,18 +107,37 @@ def _work(key: X25519PrivateKey | None, ids: Sequence[bytes], points: bytes = b"
     return run
 
 
-def hash_to_curve(ids: Sequence[bytes]) -> np.ndarray:
+def hash_to_curve(ids: Sequence[bytes] | np.ndarray) -> np.ndarray:
     """Unblinded curve points of UTF-8 ids as an (n, 32) uint8 array (for tests and audits)."""
     return _points(_work(None, ids)(0, len(ids)))
 
 
-def _hash_and_blind(ids: Sequence[bytes], key: X25519PrivateKey, workers: int | None,
-                    points: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(H(id)^key for each id, point^key for each row of `points`), computed in one parallel map."""
-    extra = b"" if points is None else _check_points(points).tobytes()
-    total = len(ids) + len(extra) // POINT_BYTES
-    out = _points(map_ranges(_work(key, ids, extra), total, POINT_BYTES, workers=workers))
-    return out[:len(ids)], out[len(ids):]
+# Items per parallel map: the map's result (and its reassembly) is held twice in memory, so it is done in
+# blocks written into one preallocated output (32 MiB per block, not 2 x 32 bytes x n at once).
+BLOCK_ITEMS = 1 << 20
+
+
+def _shifted(work: Callable[[int, int], bytes], offset: int) -> Callable[[int, int], bytes]:
+    return lambda start, stop: work(offset + start, offset + stop)
+
+
+def _hash_and_blind(ids: Sequence[bytes] | np.ndarray, key: X25519PrivateKey, workers: int | None,
+                    points: np.ndarray | None = None, *, block: int = BLOCK_ITEMS) -> tuple[np.ndarray, np.ndarray]:
+    """(H(id)^key for each id, point^key for each row of `points`), computed block by block in parallel."""
+    extra = np.empty((0, POINT_BYTES), np.uint8) if points is None else _check_points(points)
+    n_ids, total = len(ids), len(ids) + len(extra)
+    mine = np.empty((n_ids, POINT_BYTES), dtype=np.uint8)
+    theirs = np.empty((len(extra), POINT_BYTES), dtype=np.uint8)  # apart, so neither keeps the other alive
+    work = _work(key, ids, extra)
+    for start in range(0, total, max(1, block)):
+        stop = min(total, start + max(1, block))
+        got = _points(map_ranges(_shifted(work, start), stop - start, POINT_BYTES, workers=workers))
+        cut = min(max(n_ids - start, 0), stop - start)
+        mine[start:start + cut] = got[:cut]
+        if cut < stop - start:
+            theirs[start + cut - n_ids:stop - n_ids] = got[cut:]
+        del got
+    return mine, theirs
 
 
 def blind(points: np.ndarray, key: X25519PrivateKey, *, workers: int | None = None) -> np.ndarray:
@@ -122,7 +147,7 @@ def blind(points: np.ndarray, key: X25519PrivateKey, *, workers: int | None = No
     """
     arr = _check_points(points)
     try:
-        return _hash_and_blind([], key, workers, arr)[1]
+        return _hash_and_blind(np.empty(0, dtype="S1"), key, workers, arr)[1]
     except ParallelError as exc:
         raise ValueError(f"blinding failed: {exc}") from None
 
