@@ -44,11 +44,11 @@ from sampan.models.gbdt import (
     GBDTModel,
     GBDTParams,
     Tree,
-    apply_bins,
     best_splits,
+    bin_matrix,
     goes_left,
     grid_gradients,
-    histogram,
+    level_histograms,
     make_slots,
     record_split,
     unit_params,
@@ -119,7 +119,8 @@ class HorizontalGBDTParty:
         pos_weight = finite_number(self.name, "pos_weight", msg.meta.get("pos_weight", 1.0), positive=True)
         base = finite_number(self.name, "base_score", msg.meta.get("base_score"))
         self.edges, self.pos_weight, self.shape = edges, pos_weight, TreeShape()
-        self.bins = apply_bins(self.train.X, self.edges, missing=True)  # NaN: each feature's missing bin
+        # NaN: each feature's missing bin; uint8 built block by block, no float copy of the table (issue 15)
+        self.bins = bin_matrix(self.train.X, self.edges, missing=True)
         self.slots = make_slots(self.name, list(self.train.feature_names), self.edges, missing=True)
         self.raw = np.full(len(self.train), base)
         assert self.train.y is not None, f"bank {self.name!r}: training rows carry no labels"
@@ -130,7 +131,7 @@ class HorizontalGBDTParty:
         if self.val is not None and len(self.val):
             assert self.val.y is not None, f"bank {self.name!r}: validation rows carry no labels"
             self.val_bins, self.val_raw, self.y_val = (
-                apply_bins(self.val.X, self.edges, missing=True),
+                bin_matrix(self.val.X, self.edges, missing=True),
                 np.full(len(self.val), base),
                 self.val.y.astype(float),
             )
@@ -163,12 +164,13 @@ class HorizontalGBDTParty:
             for j in msg.meta["features"]:
                 kept[self.slots[j].offset : self.slots[j].offset + self.slots[j].n_bins] = True
         out = {}
-        for node in nodes:
-            rows = np.flatnonzero(self.node == node)
-            if msg.meta.get("totals"):
+        node_rows = [np.flatnonzero(self.node == node) for node in nodes]
+        if msg.meta.get("totals"):
+            for node, rows in zip(nodes, node_rows, strict=True):
                 out[f"G:{node}"], out[f"H:{node}"] = np.array([g[rows].sum()]), np.array([h[rows].sum()])
-                continue
-            G, H = histogram(self.bins, self.slots, rows, g, h)
+            return msg.reply("hgb.hist", out)
+        # every requested node in one pass over row blocks of the uint8 matrix (`sampan.models.gbdt_hist`)
+        for node, (G, H) in zip(nodes, level_histograms(self.bins, self.slots, node_rows, g, h), strict=True):
             out[f"G:{node}"], out[f"H:{node}"] = (G, H) if kept is None else (np.where(kept, G, 0.0),
                                                                              np.where(kept, H, 0.0))
         return msg.reply("hgb.hist", out)

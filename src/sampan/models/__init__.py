@@ -1,6 +1,6 @@
 """NumPy models with per-example gradients (logistic regression, MLP, GBDT), local training, model kinds.
 
-May import: sampan.errors (and numpy/scipy only).
+May import: sampan.errors, sampan.compute (and numpy/scipy only).
 """
 
 from sampan.models.base import Model, sigmoid

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 
+from sampan.models.gbdt_hist import bin_matrix, node_histograms
 from sampan.models.gbdt_tree import (
     FeatureSlot,
     Tree,
@@ -52,7 +53,7 @@ __all__ = [
     "GBDTParams", "FeatureSlot", "Tree", "GBDTModel", "HistRequest", "SplitRequest", "RouteRequest",
     "quantile_bin_edges", "apply_bins", "best_splits", "boost", "histogram", "make_slots", "EarlyStopping",
     "goes_left", "gain_importance", "named_importance", "weight_scale", "unit_params", "grid_gradients", "base_score",
-    "flat_index", "record_split",
+    "flat_index", "record_split", "level_histograms", "bin_matrix",
 ]
 
 
@@ -83,17 +84,17 @@ class GBDTParams:
 
 
 def histogram(bins: np.ndarray, slots: list[FeatureSlot], rows: np.ndarray, g: np.ndarray,
-              h: np.ndarray, *, index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Flat G and H histograms of the given rows over all of one owner's features (one bincount each).
+              h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat G and H histograms of the given rows over all of one owner's features (`level_histograms`, one node)."""
+    return level_histograms(bins, slots, [rows], g, h)[0]
 
-    Pass `index` (from `flat_index`) to skip re-offsetting the bins at every node.
-    """
-    total = slots[-1].offset + slots[-1].n_bins if slots else 0
-    idx = (index[rows] if index is not None else flat_index(bins[rows], slots)).ravel()
-    reps = len(slots)
-    G = np.bincount(idx, weights=np.repeat(g[rows], reps), minlength=total)
-    H = np.bincount(idx, weights=np.repeat(h[rows], reps), minlength=total)
-    return G, H
+
+def level_histograms(bins: np.ndarray, slots: list[FeatureSlot], nodes: list[np.ndarray], g: np.ndarray,
+                     h: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(G, H) of each node's rows over one owner's binned (uint8) matrix, all nodes in one pass of row blocks
+    (`sampan.models.gbdt_hist`): memory beside the matrix is one block's, never n x features floats."""
+    sums = node_histograms(bins, [s.n_bins for s in slots], nodes, np.stack([g, h]))
+    return [(sums[k, 0], sums[k, 1]) for k in range(len(nodes))]
 
 
 @dataclass

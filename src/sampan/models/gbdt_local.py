@@ -21,9 +21,8 @@ from sampan.models.gbdt import (
     SplitRequest,
     Tree,
     boost,
-    flat_index,
     goes_left,
-    histogram,
+    level_histograms,
 )
 
 __all__ = ["LocalProvider", "fit_local", "predict_local"]
@@ -35,15 +34,15 @@ class LocalProvider:
     def __init__(self, bins: Mapping[str, np.ndarray], slots: Mapping[str, list[FeatureSlot]],
                  val_bins: Mapping[str, np.ndarray] | None = None) -> None:
         self.bins, self.slots, self.val_bins = dict(bins), dict(slots), dict(val_bins or {})
-        self.index = {o: flat_index(b, self.slots[o]) for o, b in self.bins.items()}
         self.thresholds: dict[tuple[int, int], tuple[int, int]] = {}  # (tree, node) -> (feature, bin)
         self.missing_left: dict[tuple[int, int], bool] = {}  # (tree, node) -> the missing bin goes left
 
     def answer(self, request: Any) -> Answer:
         if isinstance(request, HistRequest):
-            return {node: {o: histogram(self.bins[o], self.slots[o], rows, request.g, request.h, index=self.index[o])
-                           for o in self.bins}
-                    for node, rows in request.nodes}
+            rows = [r for _, r in request.nodes]
+            per_owner = {o: level_histograms(b, self.slots[o], rows, request.g, request.h)
+                         for o, b in self.bins.items()}
+            return {node: {o: per_owner[o][k] for o in self.bins} for k, (node, _) in enumerate(request.nodes)}
         if isinstance(request, SplitRequest):
             out = {}
             for node, rows, owner, feature, b in request.splits:

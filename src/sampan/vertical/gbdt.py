@@ -67,7 +67,7 @@ from sampan.models.gbdt import (
     HistRequest,
     RouteRequest,
     SplitRequest,
-    apply_bins,
+    bin_matrix,
     boost,
     gain_importance,
     make_slots,
@@ -91,7 +91,6 @@ from sampan.vertical.gbdt_views import REVEALS, VIEWS
 from sampan.vertical.histograms import (
     HistogramAccount,
     encode_values,
-    flat_index,
     partner_level_sums,
     sealed_nonce,
     secret_permutation,
@@ -114,15 +113,14 @@ def _perm_label(bank: str, partner: str, nonce: bytes) -> str:
 
 @dataclass
 class _PartnerState:
-    bins: np.ndarray
+    bins: np.ndarray      # uint8 (training rows x features), column-major: the only copy of the partner's rows
     bins_val: np.ndarray
     edges: list[np.ndarray]
-    offsets: np.ndarray
+    n_bins: list[int]
     total: int
     dealer: DealerStream
     thresholds: dict[tuple[int, int], tuple[int, int, bool]] = field(default_factory=dict)
     hist_noise: float = 0.0
-    index: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
     masked: np.ndarray = field(default_factory=lambda: np.zeros((2, 0), dtype=np.uint64))
     instance: str = ""  # the partner's own nonce for this protocol instance (drawn at vgb.setup)
     delta: float = 1e-5
@@ -164,22 +162,25 @@ class VerticalGBDTParty(GBDTScoring):
     def setup(self, msg: Message) -> Message:
         """Bin own columns on own training rows; a partner gives the dealer its bins in secret order."""
         n_bins = int(msg.meta["n_bins"])
-        X = self._X()
-        train, val = check_splits(self.name, msg.arrays["train_rows"], msg.arrays["val_rows"], len(X))
+        X, at = self._table()
+        train, val = check_splits(self.name, msg.arrays["train_rows"], msg.arrays["val_rows"], len(at) if at is not None
+                                  else len(X))
+        t_rows, v_rows = (train, val) if at is None else (at[train], at[val])  # rows of X itself
         bank = self._channels().require_role(str(msg.meta["bank"]), "label_holder", "vgb.setup")
         # beta once per run, for one row set; training and validation customers (whose per-tree log-loss the
         # coordinator sees) pinned per dataset (review R12-1)
         self._run_rows(msg.run_id).bind_splits("vgb.setup", train, val)
-        self.edges = [quantile_bin_edges(X[train, j], n_bins) for j in range(X.shape[1])]
-        # every feature gets a missing bin (NaN), used or not: its presence reveals nothing about the data
-        bins, bins_val = apply_bins(X[train], self.edges, missing=True), apply_bins(X[val], self.edges, missing=True)
+        self.edges = [quantile_bin_edges(X[t_rows, j], n_bins) for j in range(X.shape[1])]
+        # every feature gets a missing bin (NaN), used or not: its presence reveals nothing about the data; binned
+        # block by block into uint8 (n x features bytes), never a float copy of the training rows (issue 15)
+        bins = bin_matrix(X, self.edges, missing=True, rows=t_rows)
+        bins_val = bin_matrix(X, self.edges, missing=True, rows=v_rows)
         slots = make_slots(self.name, self.feature_names, self.edges, missing=True)
         meta = {"n_bins": [s.n_bins for s in slots], "names": list(self.feature_names), "missing_bin": True}
         if self.name == bank:
             self._bank_prep = (bins, bins_val, slots, train, val)
             self._hist_noise = float(msg.meta.get("hist_noise", 0.0))
             return msg.reply("vgb.setup", meta=meta)
-        offsets = np.array([s.offset for s in slots], dtype=np.int64)
         total = int(sum(s.n_bins for s in slots))
         hist_noise = float(msg.meta.get("hist_noise", 0.0))
         instance = secrets.token_hex(16)  # this party's nonce: releases of this instance are answered once
@@ -187,17 +188,25 @@ class VerticalGBDTParty(GBDTScoring):
         # charged, for every release in vgb.serve
         self.policy.admit_histograms(self.name, "gbdt", instance=instance, release="setup", sigma=hist_noise,
                                      sensitivity2=histogram_sensitivity2(len(slots)), count=0)
-        self.partner = _PartnerState(bins, bins_val, self.edges, offsets, total,
+        self.partner = _PartnerState(bins, bins_val, self.edges, [s.n_bins for s in slots], total,
                                      DealerStream(bytes(msg.arrays["dealer_seed"])),
-                                     hist_noise=hist_noise, index=flat_index(bins, offsets),
-                                     instance=instance, delta=float(msg.meta.get("dp_delta", 1e-5)))
+                                     hist_noise=hist_noise, instance=instance,
+                                     delta=float(msg.meta.get("dp_delta", 1e-5)))
         # a fresh secret row order per setup (this partner's nonce, sealed to the bank, is in the PRG label)
         nonce = secrets.token_bytes(16)
         sigma = secret_permutation(self._channels().prg(bank, _perm_label(bank, self.name, nonce), len(train)))
-        beta = np.empty_like(bins)
+        beta = np.empty(bins.shape, dtype=bins.dtype, order="F")
         beta[sigma] = bins
         sealed = self._channels().seal_arrays(bank, {"sigma_nonce": np.frombuffer(nonce, dtype=np.uint8)})
         return msg.reply("vgb.setup", {"beta": beta, f"to:{bank}": sealed}, meta)
+
+    def _table(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The party's table and its aligned rows, so binning reads the table in place (no aligned float copy);
+        the aligned view itself where the party gave no full table."""
+        aligned = self._aligned_rows() if self._aligned_rows is not None else None
+        if self._X_full is not None and aligned is not None:
+            return self._X_full, np.asarray(aligned, dtype=np.int64)
+        return self._X(), None
 
     def start(self, msg: Message) -> Message:
         """Bank: learn the partners' feature slots, start the learner."""
@@ -229,9 +238,7 @@ class VerticalGBDTParty(GBDTScoring):
                      ch.prg(p, _perm_label(self.name, p, sealed_nonce(inbox, p, self.name, "vgb.start")), len(train)))
                  for p in partners}
         self.bank = BankState(gen, None, bins, bins_val, self.edges, slots, partners,
-                               bytes(msg.arrays["dealer_seed"]), sigma, len(train),
-                               index=flat_index(bins, np.array([s.offset for s in own_slots], dtype=np.int64)),
-                               hist_noise=self._hist_noise)
+                               bytes(msg.arrays["dealer_seed"]), sigma, len(train), hist_noise=self._hist_noise)
         return msg.reply("vgb.started", meta={"features": {o: len(s) for o, s in slots.items()}})
 
     # --- the bank's loop ------------------------------------------------------------------------------
@@ -314,7 +321,7 @@ class VerticalGBDTParty(GBDTScoring):
             if "v" in body:
                 st.masked = body["v"]  # this tree's masked (g, h) of every row
             nodes = np.split(body["rows"], np.cumsum(body["sizes"])[:-1])
-            sens2 = histogram_sensitivity2(len(st.offsets))
+            sens2 = histogram_sensitivity2(len(st.n_bins))
             # checked and charged (write-ahead) before the sums exist; a replayed label is refused
             self.policy.admit_histograms(self.name, "gbdt", instance=st.instance, release=label, sigma=st.hist_noise,
                                          sensitivity2=sens2, count=len(nodes))
@@ -325,20 +332,20 @@ class VerticalGBDTParty(GBDTScoring):
                 self.privacy = {**self._account.add(len(nodes), sens2, st.hist_noise, st.delta),
                                 "ledger": self.policy.account(self.name)}
                 meta = {"privacy": self.privacy}
-            out["s"] = partner_level_sums(st.index, st.total, st.masked, nodes, pads, noise)
+            out["s"] = partner_level_sums(st.bins, st.n_bins, st.masked, nodes, pads, noise)
             out["sigma"] = np.array([st.hist_noise])  # sealed: the bank's check tolerance comes from this alone
         elif "split" in body:
             tree = int(body["tree"][0])
             for node, f, b, missing_left in body["split"]:
                 key = (tree, int(node))
                 self.thresholds[key] = (int(f), int(b), bool(missing_left))
-                left = split_directions(st.bins[body[f"rows:{int(node)}"]], self.thresholds, st.edges, [key])
+                left = split_directions(st.bins, self.thresholds, st.edges, [key], rows=body[f"rows:{int(node)}"])
                 out[f"left:{int(node)}"] = left[:, 0].astype(np.uint8)
         elif "route" in body:
             tree = int(body["tree"][0])
             bins = st.bins_val if int(body["val"][0]) else st.bins
             keys = [(tree, int(n)) for n in body["route"]]
-            out["route"] = split_directions(bins[body["rows"]], self.thresholds, st.edges, keys).astype(np.uint8)
+            out["route"] = split_directions(bins, self.thresholds, st.edges, keys, rows=body["rows"]).astype(np.uint8)
         return msg.reply("vgb.served", {f"to:{bank}": self._channels().seal_arrays(bank, out)}, meta)
 
     def _sealed_label(self, st: _PartnerState, body: dict[str, np.ndarray], msg: Message) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from sampan.models.gbdt import FeatureSlot, GBDTModel, HistRequest, RouteRequest, SplitRequest, histogram
+from sampan.models.gbdt import FeatureSlot, GBDTModel, HistRequest, RouteRequest, SplitRequest, level_histograms
 from sampan.vertical.gbdt_scoring import split_directions
 from sampan.vertical.histograms import check_feature_totals, decode_sums, reported_sigma
 
@@ -43,7 +43,6 @@ class BankState:
     pending: dict[str, Any] = field(default_factory=dict)
     model: GBDTModel | None = None
     masked_tree: int = -1
-    index: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
     hist_noise: float = 0.0
 
 
@@ -63,8 +62,9 @@ def collect_answers(bank: str, st: BankState, inbox: dict[tuple[str, str], np.nd
             for p in st.partners:  # the dealer's integrity, as far as the bank can see it
                 check_feature_totals(sums[p][k], [s.n_bins for s in st.slots[p]], expected, sigmas[p],
                                      bank=bank, partner=p, node=f"{req.tree_index}/{node}")
-        for k, (node, rows) in enumerate(req.nodes):
-            out[node] = {bank: histogram(st.bins, st.slots[bank], rows, req.g, req.h, index=st.index)}
+        own = level_histograms(st.bins, st.slots[bank], [rows for _, rows in req.nodes], req.g, req.h)
+        for k, (node, _rows) in enumerate(req.nodes):
+            out[node] = {bank: own[k]}
             for p in st.partners:
                 out[node][p] = (sums[p][k, 0], sums[p][k, 1])
         return out
@@ -74,14 +74,14 @@ def collect_answers(bank: str, st: BankState, inbox: dict[tuple[str, str], np.nd
             if owner == bank:
                 key = (req.tree_index, node)
                 st.thresholds[key] = (f, b, req.missing_left.get(node, False))
-                masks[node] = split_directions(st.bins[rows], st.thresholds, st.edges, [key])[:, 0]
+                masks[node] = split_directions(st.bins, st.thresholds, st.edges, [key], rows=rows)[:, 0]
             else:
                 masks[node] = inbox.pop((owner, f"left:{node}")).astype(bool)
         return masks
     if isinstance(req, RouteRequest):
         bins = st.bins_val if req.validation else st.bins
         own = [(req.tree_index, n) for n in req.tree.owned_by(bank)]
-        decisions = {bank: split_directions(bins[req.rows], st.thresholds, st.edges, own)}
+        decisions = {bank: split_directions(bins, st.thresholds, st.edges, own, rows=req.rows)}
         for p in st.partners:
             decisions[p] = inbox.pop((p, "route"), np.zeros((len(req.rows), 0), dtype=np.uint8)).astype(bool)
         return decisions

@@ -24,7 +24,7 @@ from sampan.core.transport import Transport
 from sampan.crypto.channel import prg_uint64
 from sampan.crypto.dealer import Dealer
 from sampan.models.gbdt import GBDTParams
-from sampan.vertical.histograms import dealer_level_sums, flat_index, histogram_privacy
+from sampan.vertical.histograms import dealer_level_sums, histogram_privacy
 from sampan.wire import Message
 
 __all__ = ["VerticalGBDTResult", "train_vertical_gbdt", "score_vertical_gbdt", "gbdt_histogram_privacy",
@@ -109,8 +109,8 @@ def train_vertical_gbdt(transport: Transport, run_id: str, bank: str, partners: 
         **rows, "dealer_seed": np.frombuffer(dealer.seeds[p], dtype=np.uint8)},
         {"n_bins": params.n_bins, "bank": bank, "hist_noise": hist_noise}) for p in parties))
     slots = {r.sender: dict(r.meta) for r in setup}
-    offsets = {p: np.concatenate([[0], np.cumsum(slots[p]["n_bins"])[:-1]]).astype(np.int64) for p in partners}
-    beta = {r.sender: flat_index(r.arrays["beta"], offsets[r.sender]) for r in setup if r.sender != bank}
+    # uint8, column-major (a node's sums gather one feature column at a time): the partners' bins, permuted
+    beta = {r.sender: np.asfortranarray(r.arrays["beta"]) for r in setup if r.sender != bank}
     totals = {p: int(sum(slots[p]["n_bins"])) for p in partners}
     if before_release is not None:
         before_release(slots)
@@ -150,7 +150,7 @@ def train_vertical_gbdt(transport: Transport, run_id: str, bank: str, partners: 
                     draws[(p, tree)] = prg_uint64(bank_seed, f"gbh/{p}/{tree}", 2 * n_train).reshape(2, n_train)
                 pads = dealer.stream(p).draw(f"gbr/{label}", 2 * totals[p] * len(groups))
                 pads = pads.reshape(len(groups), 2, totals[p])
-                extra[key] = dealer_level_sums(beta[p], totals[p], draws[(p, tree)], groups, pads)
+                extra[key] = dealer_level_sums(beta[p], list(slots[p]["n_bins"]), draws[(p, tree)], groups, pads)
         involved = list(reply.meta["partners"])
         if involved:
             served = relay.wave(transport, (relay.request(p, "vgb.serve", meta={"bank": bank, "label": label})

@@ -222,8 +222,12 @@ class GBDTScoring:
 
 
 def split_directions(bins: np.ndarray, thresholds: Mapping[tuple[int, int], tuple[int, int, bool]],
-                     edges: list[np.ndarray], keys: list[tuple[int, int]]) -> np.ndarray:
-    """Left (True) or right at each of the party's split nodes `keys` (tree, node), for binned rows: a value by its
-    bin, a missing value (its feature's missing bin) by the split's learned direction."""
-    cols = [goes_left(bins[:, f], b, m, len(edges[f]) + 1) for f, b, m in (thresholds[k] for k in keys)]
-    return np.stack(cols, axis=1) if cols else np.zeros((len(bins), 0), dtype=bool)
+                     edges: list[np.ndarray], keys: list[tuple[int, int]], *,
+                     rows: np.ndarray | None = None) -> np.ndarray:
+    """Left (True) or right at each of the party's split nodes `keys` (tree, node), for binned rows (`rows` of
+    `bins`, all by default: only the split features' columns are gathered): a value by its bin, a missing value
+    (its feature's missing bin) by the split's learned direction."""
+    n = len(bins) if rows is None else len(rows)
+    cols = [goes_left(bins[:, f] if rows is None else bins[rows, f], b, m, len(edges[f]) + 1)
+            for f, b, m in (thresholds[k] for k in keys)]
+    return np.stack(cols, axis=1) if cols else np.zeros((n, 0), dtype=bool)

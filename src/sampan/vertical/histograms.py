@@ -57,8 +57,9 @@ mask seed, the partner's pad seed and returns the per-bin mask sums; it relays o
 * With a colluding party: dealer + bank learn every partner bin of every customer (beta and sigma);
   dealer + partner learn v (the bank's gradients or labels): the non-collusion assumption is essential.
 
-Sums are exact in Z_2^64 (values at 2^-32 fixed point; per-bin sums via two float64 bincounts over
-32-bit halves, exact for bins of under 2^21 rows).
+Sums are exact in Z_2^64 (values at 2^-32 fixed point; per-bin sums via float64 bincounts over 32-bit
+halves per row block, exact at any size: `sampan.models.gbdt_hist.ring_node_histograms`). Every party keeps
+its bins as a uint8 matrix (n x features bytes) and sums block by block, never an n x features int64 index.
 """
 
 from __future__ import annotations
@@ -71,12 +72,13 @@ from typing import Any
 import numpy as np
 
 from sampan.crypto.channel import prg_uint64
+from sampan.models.gbdt_hist import ring_node_histograms
 from sampan.privacy.mechanisms import zcdp_epsilon
 
 log = logging.getLogger(__name__)
 
 __all__ = ["VALUE_BITS", "ring_bincount", "encode_values", "decode_sums", "secret_permutation",
-           "node_masks", "partner_sums", "dealer_sums", "flat_index", "tree_masks", "partner_level_sums",
+           "node_masks", "partner_sums", "dealer_sums", "tree_masks", "partner_level_sums",
            "dealer_level_sums", "histogram_privacy", "histogram_sigma", "views_receipt", "check_feature_totals",
            "reported_sigma", "HistogramAccount", "sigma_label", "sealed_nonce"]
 
@@ -128,11 +130,6 @@ def sealed_nonce(inbox: dict[tuple[str, str], np.ndarray], partner: str, bank: s
     return np.ascontiguousarray(value, dtype=np.uint8).tobytes()
 
 
-def flat_index(bins: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """A party's bins offset into its flat histogram, computed once (rows x features, int64)."""
-    return bins.astype(np.int64) + offsets
-
-
 def node_masks(seed: bytes, label: str, positions: np.ndarray, n_values: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """Dealer randomness for one node: `n_values` mask vectors, one entry per node row.
 
@@ -146,28 +143,27 @@ def node_masks(seed: bytes, label: str, positions: np.ndarray, n_values: int) ->
     return ordered, [draws[k][ranks] for k in range(n_values)]
 
 
-def partner_sums(index_rows: np.ndarray, total: int, masked: list[np.ndarray], pad: np.ndarray,
+def partner_sums(bins: np.ndarray, n_bins: list[int], masked: list[np.ndarray], pad: np.ndarray,
                  noise: list[np.ndarray] | None = None) -> np.ndarray:
-    """Partner: per-bin sums (over all its features) of each masked vector, plus its pad (and DP noise)."""
-    d = index_rows.shape[1]
-    idx = index_rows.ravel()
-    out = []
-    for k, v in enumerate(masked):
-        s = ring_bincount(idx, np.repeat(v, d), total)
-        if noise is not None:
-            s = s + noise[k]
-        out.append(s)
-    return np.stack(out) + pad.reshape(len(masked), total)
+    """Partner: per-bin sums (over all its features) of each masked vector, plus its pad (and DP noise).
+
+    `bins` is the partner's binned matrix (uint8, rows x features): sums go block by block (`ring_node_histograms`)."""
+    total = int(sum(n_bins))
+    out = ring_node_histograms(bins, n_bins, [np.arange(len(bins))], np.stack(masked))[0]
+    if noise is not None:
+        out = out + np.stack(noise)
+    return out + pad.reshape(len(masked), total)
 
 
-def dealer_sums(beta_index: np.ndarray, total: int, seed: bytes, label: str, sorted_positions: np.ndarray,
+def dealer_sums(beta: np.ndarray, n_bins: list[int], seed: bytes, label: str, sorted_positions: np.ndarray,
                 n_values: int, pad: np.ndarray) -> np.ndarray:
     """Dealer: per-bin sums of its draws over the node's positions (partner bins in secret order) + pad."""
-    d = beta_index.shape[1]
+    total = int(sum(n_bins))
     draws = prg_uint64(seed, label, n_values * len(sorted_positions)).reshape(n_values, len(sorted_positions))
-    idx = beta_index[sorted_positions].ravel()
-    sums = [ring_bincount(idx, np.repeat(a, d), total) for a in draws]
-    return np.stack(sums) + pad.reshape(n_values, total)
+    full = np.zeros((n_values, len(beta)), dtype=np.uint64)
+    full[:, sorted_positions] = draws
+    out = ring_node_histograms(beta, n_bins, [np.asarray(sorted_positions, dtype=np.int64)], full)[0]
+    return out + pad.reshape(n_values, total)
 
 
 def tree_masks(seed: bytes, label: str, sigma: np.ndarray, n_values: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -178,33 +174,21 @@ def tree_masks(seed: bytes, label: str, sigma: np.ndarray, n_values: int = 2) ->
     return draws, draws[:, sigma]
 
 
-def _level_index(index: np.ndarray, groups: list[np.ndarray], total: int) -> np.ndarray:
-    """One flat bincount index for several nodes: node k's bins are offset by k * total."""
-    return np.concatenate([(index[g] + k * total).ravel() for k, g in enumerate(groups)])
-
-
-def partner_level_sums(index: np.ndarray, total: int, masked: np.ndarray, nodes: list[np.ndarray],
+def partner_level_sums(bins: np.ndarray, n_bins: list[int], masked: np.ndarray, nodes: list[np.ndarray],
                        pads: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
-    """Partner: per-bin sums of the tree's masked values over each node's rows, one bincount per half.
-
-    Returns (nodes, values, total) plus the pads (and DP noise, both in the ring)."""
-    d = index.shape[1]
-    idx = _level_index(index, nodes, total)
-    out = np.stack([ring_bincount(idx, np.concatenate([np.repeat(v[r], d) for r in nodes]), total * len(nodes))
-                    .reshape(len(nodes), total) for v in masked], axis=1)
+    """Partner: per-bin sums of the tree's masked values over each node's rows, from its binned (uint8) matrix
+    block by block (`ring_node_histograms`). Returns (nodes, values, total) plus the pads (and DP noise, in the
+    ring)."""
+    out = ring_node_histograms(bins, n_bins, nodes, masked)
     if noise is not None:
         out = out + noise
     return out + pads
 
 
-def dealer_level_sums(beta_index: np.ndarray, total: int, draws: np.ndarray, positions: list[np.ndarray],
+def dealer_level_sums(beta: np.ndarray, n_bins: list[int], draws: np.ndarray, positions: list[np.ndarray],
                       pads: np.ndarray) -> np.ndarray:
-    """Dealer: per-bin sums of its draws over each node's positions (partner bins in secret order) + pads."""
-    d = beta_index.shape[1]
-    idx = _level_index(beta_index, positions, total)
-    out = np.stack([ring_bincount(idx, np.concatenate([np.repeat(a[p], d) for p in positions]), total * len(positions))
-                    .reshape(len(positions), total) for a in draws], axis=1)
-    return out + pads
+    """Dealer: per-bin sums of its draws over each node's positions (partner bins in secret order, uint8) + pads."""
+    return ring_node_histograms(beta, n_bins, positions, draws) + pads
 
 
 def histogram_privacy(releases: int, sensitivity2: float, sigma: float, delta: float = 1e-5) -> dict[str, Any]:

@@ -55,7 +55,7 @@ from sampan.core.relay import Relay
 from sampan.core.transport import Transport
 from sampan.crypto.channel import SealedChannels
 from sampan.crypto.dealer import Dealer, DealerStream
-from sampan.models.gbdt import apply_bins, make_slots, quantile_bin_edges
+from sampan.models.gbdt import bin_matrix, make_slots, quantile_bin_edges
 from sampan.models.scorecard import WoeTable, monotone_bins, woe_iv
 from sampan.privacy.party_policy import PartyPrivacyPolicy
 from sampan.privacy.randomness import secure_generator
@@ -65,7 +65,6 @@ from sampan.vertical.histograms import (
     dealer_sums,
     decode_sums,
     encode_values,
-    flat_index,
     histogram_sigma,
     node_masks,
     partner_sums,
@@ -168,9 +167,9 @@ class VerticalWoeParty:
         train, _ = check_splits(self.name, msg.arrays["train_rows"], np.zeros(0, dtype=np.int64), len(X_all))
         bank = self._channels().require_role(str(msg.meta["bank"]), "label_holder", "woe.setup")
         self._run_rows(msg.run_id).bind_train("woe.setup", train)  # beta once per run, for one row set
-        X = X_all[train]
-        edges = [quantile_bin_edges(X[:, j], int(msg.meta["fine_bins"])) for j in range(X.shape[1])]
-        bins = apply_bins(X, edges)
+        # one column at a time, then binned block by block: no float64 copy of the training rows (issue 15)
+        edges = [quantile_bin_edges(X_all[train, j], int(msg.meta["fine_bins"])) for j in range(X_all.shape[1])]
+        bins = bin_matrix(X_all, edges, rows=train)
         slots = make_slots(self.name, self.feature_names, edges)
         self._state = {"edges": edges, "bins": bins, "slots": slots, "train": train,
                        "dealer": DealerStream(bytes(msg.arrays["dealer_seed"])),
@@ -213,7 +212,6 @@ class VerticalWoeParty:
         receive(msg, self._channels(), inbox)
         bank = self._channels().require_role(str(msg.meta["bank"]), "label_holder", "woe.sum")
         st = self._state
-        offsets = np.array([s.offset for s in st["slots"]], dtype=np.int64)
         total = int(sum(s.n_bins for s in st["slots"]))
         pad = st["dealer"].draw("woe/pad", 2 * total)
         noise, meta = None, {}
@@ -231,7 +229,7 @@ class VerticalWoeParty:
                             "protects": f"{self.name}'s bins from the bank (per-bin event and row counts)",
                             "ledger": self.policy.account(self.name)}
             meta = {"privacy": self.privacy}
-        sums = partner_sums(flat_index(st["bins"], offsets), total, list(inbox.pop((bank, "v"))), pad, noise)
+        sums = partner_sums(st["bins"], [s.n_bins for s in st["slots"]], list(inbox.pop((bank, "v"))), pad, noise)
         sealed = {"s": sums, "sigma": np.array([sigma])}  # the bank sets its check's tolerance from this alone
         return msg.reply("woe.sum", {f"to:{bank}": self._channels().seal_arrays(bank, sealed)}, meta)
 
@@ -367,11 +365,8 @@ def federated_woe(transport: Transport, run_id: str, bank: str, partners: list[s
     everyone = np.arange(len(rows))
     for p in partners:
         nb = slots[p]["n_bins"]
-        offsets = np.concatenate([[0], np.cumsum(nb)[:-1]]).astype(np.int64)
-        total = int(sum(nb))
-        pad = dealer.stream(p).draw("woe/pad", 2 * total)
-        dealer_arrays[f"dealer:{p}"] = dealer_sums(flat_index(beta[p], offsets), total, dealer.seeds[bank], f"woe/{p}",
-                                                   everyone, 2, pad)
+        pad = dealer.stream(p).draw("woe/pad", 2 * int(sum(nb)))
+        dealer_arrays[f"dealer:{p}"] = dealer_sums(beta[p], list(nb), dealer.seeds[bank], f"woe/{p}", everyone, 2, pad)
     finished = relay.wave(transport, [relay.request(bank, "woe.finish", dealer_arrays, {
         "partners": partners, "slots": {p: slots[p] for p in partners}, "max_bins": max_bins, "min_iv": min_iv,
         "monotone": monotone,
