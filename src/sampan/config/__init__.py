@@ -1,6 +1,7 @@
 """Run configuration: one pydantic `RunConfig` for every workflow, read from TOML by `sampan run` and
 `sampan submit` alike (`sampan.deploy.config.RunSpec` wraps the same class).
-May import: sampan.privacy, sampan.models, sampan.metrics, sampan.data, sampan.errors, sampan.files (and pydantic);
+May import: sampan.privacy, sampan.models, sampan.metrics, sampan.data, sampan.compute ([compute]), sampan.errors,
+sampan.files (and pydantic);
 never a workflow, transport or store: workflows read the config, not the other way round.
 
 Unknown keys are errors (a typo such as `learning_rat` must not silently fall back to a default), and

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, model_validator
 
+from sampan.compute import ComputeSettings
 from sampan.config.base import Strict
 from sampan.config.checks import ChecksSection
 from sampan.config.privacy import PrivacySection, SecureAggregationSection
@@ -59,6 +60,7 @@ class RunConfig(Strict):
     evaluation: EvaluationSection | None = None
     bank_alone: BankAloneSection | None = None
     checks: ChecksSection | None = None
+    compute: ComputeSettings | None = None  # simulation: the engine the simulated parties' row blocks run on
 
     model_config = Strict.model_config | {"populate_by_name": True}
 

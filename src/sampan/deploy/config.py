@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from sampan.compute import ComputeSettings
 from sampan.config import ConfigError, RunConfig, VerticalSection, Workflow, parse_config, problems
 from sampan.data.schema import TableSchema
 from sampan.deploy.allow import AllowSection
@@ -195,6 +196,8 @@ class PartyConfig(_Strict):
                                     description="[consent]: rules or explicit approvals; relayed decisions")
     hsm: HsmSection | None = Field(None, description="[hsm]: the organisation's signing key in a PKCS#11 token "
                                    "(sampan.deploy.identity_source); default: the TLS key file signs")
+    compute: ComputeSettings | None = Field(None, description="[compute]: the engine that runs this party's row "
+                                            "blocks (local, or Ray on its own machines; sampan.compute)")
 
     @property
     def store_url(self) -> str:
@@ -276,6 +279,7 @@ def load_party_config(path: str | Path) -> PartyConfig:
     _resolve_paths(data, base, "tls", ("ca", "cert", "key", "crl"))
     _resolve_paths(data, base, "hsm", ("certificate", "pin_file"))
     _resolve_paths(data, base, "party", ("state_dir", "log_file"))
+    _resolve_paths(data, base, "compute", ("tls_dir",))
     _resolve_store(data, base, "party")
     for binding in (data.get("data") or {}).values() if isinstance(data.get("data"), dict) else []:
         if isinstance(binding, dict) and isinstance(binding.get("path"), str):
@@ -366,6 +370,8 @@ def parse_run_spec(data: dict[str, Any], *, source: str = "<run>") -> RunSpec:
         deploy = DeploySection.model_validate(raw_deploy)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {_problems(exc, 'deploy')}") from None
+    if "compute" in data:  # an engine runs code inside a party: only that party's own party.toml chooses it
+        raise ConfigError(f"{source}: [compute] is chosen by each party in its own party.toml, not by a submitted run")
     config = parse_config(data, source=source, deployment=True)
     named = [p.name for p in config.parties]
     if deploy.parties and named and sorted(deploy.parties) != sorted(named):

@@ -44,6 +44,7 @@ from typing import Any
 
 import grpc
 
+from sampan.compute import Engine, LocalEngine, make_engine, use_engine
 from sampan.config import ConfigError
 from sampan.core.capability import PartySetup
 from sampan.core.party import PartyApp
@@ -101,6 +102,7 @@ class PartyAgent:
         self._store: Any = None     # this party's own Store (audit log, model parts), opened at first use
         self._ledgers: dict[str, Any] = {}  # its privacy ledger, shared by the policies of its horizontal runs
         self.consent = ConsentDesk(config, self._audit, current=lambda: self.config)  # approvals, rules, budgets
+        self.engine: Engine = LocalEngine()  # [compute]: made when serve() starts, closed when it returns
 
     # --- data ---------------------------------------------------------------------------------------
     def dataset_name(self, dataset: str | None) -> str:
@@ -126,6 +128,11 @@ class PartyAgent:
 
     # --- requests -----------------------------------------------------------------------------------
     def handle(self, message: Message) -> Message:
+        """Answer one request, its row blocks on this party's engine (handlers may run on any link thread)."""
+        with use_engine(self.engine):
+            return self._handle(message)
+
+    def _handle(self, message: Message) -> Message:
         self._fault_hook(message.kind)
         try:
             if message.kind == "deploy.open_run":
@@ -391,7 +398,12 @@ class PartyAgent:
             agent="sampan-party/1",
         )
         self.link = PartyLink(settings, self.handle, credentials, preflight=preflight)
-        self.link.serve_forever(stop)
+        self.engine = make_engine(self.config.compute, party=self.name)
+        try:
+            self.link.serve_forever(stop)
+        finally:
+            self.engine.close()
+            self.engine = LocalEngine()
 
 
 def _stamp(path: str) -> tuple[int, int] | None:

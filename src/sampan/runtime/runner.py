@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sampan.config import RunConfig, parse_config
+from sampan.compute import Engine, LocalEngine, make_engine, use_engine
+from sampan.config import ConfigError, RunConfig, parse_config
 from sampan.core.capability import Capability
 from sampan.core.transport import Transport
 from sampan.core.workflow import Progress, RunCancelled, RunContext, Workflow, WorkflowResult
@@ -109,14 +110,18 @@ def _execute(config: Any, store: Store, run_id: str, seed: int, capability: Capa
              progress: ProgressHook | Progress | None, transport: Transport | None,
              cancelled: Callable[[], bool] | None) -> FinishedRun:
     owned = transport is None
+    engine: Engine = LocalEngine()
     try:
         store.set_status(run_id, "running")
         if transport is None:
-            transport = build_transport(capability, config, seed, registry=store)
+            engine = _simulation_engine(config)
+            with use_engine(engine):
+                transport = build_transport(capability, config, seed, registry=store)
         ctx = RunContext(run_id=run_id, seed=seed, config=config, transport=transport,
                          recorder=StoreRecorder(store, run_id), progress=hook_progress(progress),
                          cancelled=cancelled or (lambda: False))
-        result = workflow.run(ctx)
+        with use_engine(engine):  # a simulation's parties share the run's [compute] engine (in this process)
+            result = workflow.run(ctx)
         # every process's traffic (a resumed run's transport only counted its own), from the stored events
         traffic_log = getattr(transport, "traffic", None)
         traffic = stored_traffic(store, run_id) or (traffic_log.summary() if traffic_log is not None else [])
@@ -133,8 +138,18 @@ def _execute(config: Any, store: Store, run_id: str, seed: int, capability: Capa
     finally:
         if owned and transport is not None:
             transport.close()
+        engine.close()
     # the run is completed from here on: a receipt or report that cannot be written raises, but leaves it so
     return _publish(config, store, run_id, result, registered)
+
+
+def _simulation_engine(config: Any) -> Engine:
+    """The engine of a simulation's [compute] table: its parties live in this process, so Ray needs run.workers 1."""
+    settings = getattr(config, "compute", None)
+    if settings is not None and settings.engine != "local" and int(getattr(config.run, "workers", 1) or 1) > 1:
+        raise ConfigError("[compute] engine = 'ray' runs the simulated parties' blocks from this process; "
+                          "set run.workers = 1 (forked party processes cannot share one Ray runtime)")
+    return make_engine(settings)
 
 
 def _complete(store: Store, run_id: str, result: WorkflowResult,
