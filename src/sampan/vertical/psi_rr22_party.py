@@ -1,0 +1,338 @@
+"""RR22 PSI, a party's side: side files, the spu worker subprocess, its tunnel, and the result mapped to rows.
+
+Why apart: this runs inside each party, next to its `PsiParty` (whose ids, channels and result slots it shares,
+so star alignment and training read an RR22 result exactly like an ECDH one). The ids leave this process only
+as a private side file for the party's own spu worker: hex of each normalised id padded to the width both
+parties agreed, in a temp dir only this user can read (0700), removed with everything spu wrote there (and the
+trace spu writes to /tmp) when the session closes, fails or times out. The worker's process group is killed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sampan.vertical.psi_points import PsiError, match_tokens
+from sampan.vertical.psi_rr22 import refuse_unsupported, spu_python
+from sampan.vertical.psi_rr22_tunnel import Tunnel
+from sampan.wire import Message
+
+if TYPE_CHECKING:
+    from sampan.vertical.psi_party import PsiParty
+
+__all__ = ["Rr22Party", "register_rr22"]
+
+WORKER = Path(__file__).with_name("_rr22_worker.py")
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_BLOCK = 1 << 20
+_TRACE = re.compile(rb"Trace has been written to (/tmp/psi_[A-Za-z0-9_-]+\.trace)")
+
+
+def _compact(psi: PsiParty) -> tuple[np.ndarray, str]:
+    """The party's validated ids as a fixed-width bytes array and their public shape (either PsiParty form)."""
+    prepared: Any = psi._prepare()
+    if hasattr(prepared, "ids") and hasattr(prepared, "shape"):
+        return np.asarray(prepared.ids), str(prepared.shape)
+    _, encoded, shape = prepared
+    return np.array(encoded, dtype=bytes), str(shape)
+
+
+def _padded(ids: np.ndarray, width: int) -> np.ndarray:
+    """(n, width) uint8: each id's bytes, NUL-padded (ids hold no NUL, so padding is unambiguous)."""
+    n, w = len(ids), ids.dtype.itemsize
+    out = np.zeros((n, width), dtype=np.uint8)
+    out[:, :w] = np.frombuffer(ids.tobytes(), dtype=np.uint8).reshape(n, w)
+    return out
+
+
+def _keys32(raw: np.ndarray) -> np.ndarray:
+    """(n, 32) uint8 match keys: the padded id itself when it fits, else its SHA-256 (long ids are rare)."""
+    if raw.shape[1] <= 32:
+        out = np.zeros((len(raw), 32), dtype=np.uint8)
+        out[:, :raw.shape[1]] = raw
+        return out
+    return np.frombuffer(b"".join(hashlib.sha256(r.tobytes()).digest() for r in raw), dtype=np.uint8).reshape(-1, 32)
+
+
+def _write_ids(path: Path, ids: np.ndarray, width: int) -> None:
+    """spu's input: a one-column CSV of hex-encoded padded ids, written block by block."""
+    with open(path, "wb") as handle:
+        handle.write(b"id\n")
+        for start in range(0, len(ids), _BLOCK):
+            raw = _padded(ids[start:start + _BLOCK], width)
+            out = np.empty((len(raw), 2 * width + 1), dtype=np.uint8)
+            out[:, 0:2 * width:2] = _HEX[raw >> 4]
+            out[:, 1:2 * width:2] = _HEX[raw & 15]
+            out[:, -1] = ord("\n")
+            handle.write(out.tobytes())
+
+
+def _read_ids(path: Path, width: int, party: str) -> np.ndarray:
+    """spu's output CSV back to (m, width) padded id bytes; anything but fixed-width hex lines is an error."""
+    body = path.read_bytes()
+    first = body.find(b"\n")
+    body = body[first + 1:] if first >= 0 else b""
+    line = 2 * width + 1
+    if len(body) % line:
+        raise PsiError(f"party {party!r}: the RR22 worker wrote a malformed result")
+    text = np.frombuffer(body, dtype=np.uint8).reshape(-1, line)
+    if len(text) and not (text[:, -1] == ord("\n")).all():
+        raise PsiError(f"party {party!r}: the RR22 worker wrote a malformed result")
+    digits = text[:, :-1]
+    value = np.where(digits >= ord("a"), digits - ord("a") + 10, digits - ord("0")).astype(np.uint8)
+    if (value > 15).any():
+        raise PsiError(f"party {party!r}: the RR22 worker wrote a malformed result")
+    return (value[:, 0::2] << 4) | value[:, 1::2]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class _Rr22Session:
+    """One RR22 run with one peer: its private dir, worker process and tunnel; `close` undoes all of it."""
+
+    peer: str
+    role: str  # "a" (label holder, spu receiver) or "b" (partner, spu sender)
+    mode: str
+    session: bytes
+    width: int = 0
+    directory: Path | None = None
+    process: subprocess.Popen[bytes] | None = None
+    tunnel: Tunnel | None = None
+    timer: threading.Timer | None = None
+    closed: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def close(self) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.process is not None and self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            self.process.wait()
+        if self.tunnel is not None:
+            self.tunnel.close()
+        if self.directory is not None:
+            log = self.directory / "worker.log"
+            trace = _TRACE.search(log.read_bytes()) if log.is_file() else None
+            if trace is not None:
+                Path(trace.group(1).decode()).unlink(missing_ok=True)
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class Rr22Party:
+    """The RR22 handlers of one party; results land in its `PsiParty` as ECDH results do."""
+
+    def __init__(self, psi: PsiParty) -> None:
+        self.psi = psi
+        self.sessions: dict[str, _Rr22Session] = {}
+
+    def register(self, app: Any) -> Rr22Party:
+        for kind, handler in (("psi.rr22.offer", self._offer), ("psi.rr22.accept", self._accept),
+                              ("psi.rr22.start", self._start), ("psi.rr22.pump", self._pump),
+                              ("psi.rr22.finish", self._finish), ("psi.rr22.close", self._close)):
+            app.register(kind, self._guarded(handler))
+        return self
+
+    def _guarded(self, handler: Any) -> Any:
+        """Any failure ends the session here (worker killed, files removed) before the error goes back."""
+        def run(request: Message) -> Message:
+            try:
+                return handler(request)
+            except BaseException:
+                session = self.sessions.pop(str(request.meta.get("peer")), None)
+                if session is not None:
+                    session.close()
+                raise
+        return run
+
+    # helpers
+    @property
+    def name(self) -> str:
+        return self.psi.name
+
+    def _session(self, peer: str, role: str) -> _Rr22Session:
+        session = self.sessions.get(peer)
+        if session is None or session.role != role or session.closed:
+            raise PsiError(f"party {self.name!r}: no RR22 PSI session with {peer!r} in progress")
+        return session
+
+    def _launch(self, session: _Rr22Session, request: Message) -> None:
+        """Write the side file, start the tunnel and the worker (own process group), arm the deadline."""
+        python = spu_python()
+        ids, _ = _compact(self.psi)
+        session.directory = Path(tempfile.mkdtemp(prefix="sampan-rr22-"))  # 0700
+        directory = session.directory
+        _write_ids(directory / "ids.csv", ids, session.width)
+        channels = self.psi._channels()
+        peer = session.peer
+        spu_port = _free_port()
+        session.tunnel = Tunnel(self.name, peer, session.session,
+                                lambda arrays: channels.seal_arrays(peer, arrays),
+                                lambda envelope: channels.open_arrays(peer, envelope), spu_port)
+        rank = 0 if session.role == "a" else 1
+        hosts = {rank: f"127.0.0.1:{spu_port}", 1 - rank: f"127.0.0.1:{session.tunnel.port}"}
+        config = {"rank": rank, "link_id": session.session.hex(), "receiver_rank": 0,
+                  "parties": [["receiver", hosts[0]], ["sender", hosts[1]]],
+                  "broadcast_result": session.mode == "both", "key": "id",
+                  "input": str(directory / "ids.csv"), "output": str(directory / "out.csv"),
+                  "report": str(directory / "report.json")}
+        import json
+
+        (directory / "config.json").write_text(json.dumps(config), encoding="utf-8")
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TMPDIR": str(directory), "HOME": str(directory),
+               "LC_ALL": "C"}
+        with open(directory / "worker.log", "wb") as log:
+            session.process = subprocess.Popen(  # noqa: S603 - fixed argv: spu's python and our worker script
+                [str(python), str(WORKER), str(directory / "config.json")], cwd=directory, env=env,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        session.timer = threading.Timer(float(request.meta.get("timeout", 3600.0)), session.close)
+        session.timer.daemon = True
+        session.timer.start()
+
+    def _check_shapes(self, peer: str, peer_shape: str, check: bool) -> None:
+        mine = _compact(self.psi)[1]
+        if check and peer_shape != mine:
+            raise PsiError(f"party {self.name!r}: customer id formats differ: {self.name!r} ids look like "
+                           f"{mine!r}, {peer!r} ids look like {peer_shape!r}; normalise the id column at both "
+                           f"parties (or run with check_format=False)")
+
+    # handlers (A: label holder = spu receiver, B: partner = spu sender)
+    def _offer(self, request: Message) -> Message:
+        peer, mode = str(request.meta["peer"]), str(request.meta.get("mode"))
+        refuse_unsupported(mode)
+        spu_python()
+        channels = self.psi._channels()
+        channels.require_role(self.name, "label_holder", "to play the label holder's side of PSI")
+        ids, shape = _compact(self.psi)
+        session = _Rr22Session(peer, "a", mode, os.urandom(16), width=ids.dtype.itemsize)
+        self.sessions[peer] = session
+        inner = Message(request.run_id, request.step, self.name, peer, "psi.rr22.offer",
+                        {"session": np.frombuffer(session.session, dtype=np.uint8)},
+                        {"mode": mode, "n": len(ids), "shape": shape, "width": session.width})
+        return request.reply("psi.rr22.offer", {"envelope": channels.seal(peer, inner)}, {"n": len(ids)})
+
+    def _accept(self, request: Message) -> Message:
+        peer, mode = str(request.meta["peer"]), str(request.meta.get("mode"))
+        refuse_unsupported(mode)
+        spu_python()
+        channels = self.psi._channels()
+        channels.require_role(peer, "label_holder", "PSI")
+        inner = channels.open(peer, request.arrays["envelope"])
+        if inner.kind != "psi.rr22.offer" or inner.meta.get("mode") != mode:
+            raise PsiError(f"party {self.name!r}: {peer!r} offered {inner.kind!r} mode {inner.meta.get('mode')!r}, "
+                           f"the coordinator asked for RR22 mode {mode!r}")
+        ids, shape = _compact(self.psi)
+        self._check_shapes(peer, str(inner.meta.get("shape")), bool(request.meta.get("check_format", True)))
+        width = max(ids.dtype.itemsize, int(inner.meta["width"]))
+        session = _Rr22Session(peer, "b", mode, bytes(np.asarray(inner.arrays["session"], dtype=np.uint8)),
+                               width=width)
+        self.psi.peer_sizes[peer] = int(inner.meta["n"])
+        self.sessions[peer] = session
+        self._launch(session, request)
+        reply = Message(request.run_id, request.step, self.name, peer, "psi.rr22.accept", {},
+                        {"n": len(ids), "shape": shape, "width": width})
+        return request.reply("psi.rr22.accept", {"envelope": channels.seal(peer, reply)}, {"n": len(ids)})
+
+    def _start(self, request: Message) -> Message:
+        peer = str(request.meta["peer"])
+        session = self._session(peer, "a")
+        inner = self.psi._channels().open(peer, request.arrays["envelope"])
+        if inner.kind != "psi.rr22.accept":
+            raise PsiError(f"party {self.name!r}: expected 'psi.rr22.accept' from {peer!r}, got {inner.kind!r}")
+        self._check_shapes(peer, str(inner.meta.get("shape")), bool(request.meta.get("check_format", True)))
+        session.width = max(session.width, int(inner.meta["width"]))
+        self.psi.peer_sizes[peer] = int(inner.meta["n"])
+        self._launch(session, request)
+        return request.reply("psi.rr22.start")
+
+    def _pump(self, request: Message) -> Message:
+        peer = str(request.meta["peer"])
+        session = self.sessions.get(peer)
+        if session is None or session.closed or session.tunnel is None or session.process is None:
+            raise PsiError(f"party {self.name!r}: no RR22 PSI session with {peer!r} in progress")
+        if "envelope" in request.arrays:
+            session.tunnel.feed(request.arrays["envelope"])
+        code = session.process.poll()
+        if code not in (None, 0):
+            raise PsiError(f"party {self.name!r}: the RR22 worker failed ({self._worker_error(session)})")
+        wait = 0.0 if code == 0 else min(float(request.meta.get("wait", 0.005)), 1.0)
+        envelope = session.tunnel.drain(wait)
+        done = code == 0 and envelope is None and session.tunnel.quiet()
+        return request.reply("psi.rr22.pump", {} if envelope is None else {"envelope": envelope}, {"done": done})
+
+    @staticmethod
+    def _worker_error(session: _Rr22Session) -> str:
+        assert session.directory is not None
+        lines = (session.directory / "worker.log").read_bytes().decode(errors="replace").splitlines()
+        failed = [line for line in lines if line.startswith("rr22 worker failed")]
+        return failed[-1][:300] if failed else f"exit code {session.process.returncode if session.process else '?'}"
+
+    def _finish(self, request: Message) -> Message:
+        """Map spu's output to own rows, ordered by id bytes (both parties hold the same set: one order);
+        B sends a digest of its intersection to A, which refuses a result that differs from its own."""
+        peer = str(request.meta["peer"])
+        role = "b" if self.sessions.get(peer) is not None and self.sessions[peer].role == "b" else "a"
+        session = self._session(peer, role)
+        assert session.directory is not None and session.process is not None
+        if session.process.wait() != 0 or not (session.directory / "report.json").is_file():
+            raise PsiError(f"party {self.name!r}: the RR22 worker failed ({self._worker_error(session)})")
+        channels = self.psi._channels()
+        if session.mode == "label_holder" and role == "b":
+            self.psi.rows.pop(peer, None)
+            return request.reply("psi.rr22.finish")
+        ids, _ = _compact(self.psi)
+        found = _read_ids(session.directory / "out.csv", session.width, self.name)
+        own = _keys32(_padded(ids, session.width))
+        ix, iy = match_tokens(_keys32(found), own)
+        if len(ix) != len(found):
+            raise PsiError(f"party {self.name!r}: the RR22 result names customers this party does not hold")
+        if len(ix) == 0:
+            raise PsiError(f"party {self.name!r}: no common customers between {self.name!r} and {peer!r}")
+        digest = np.frombuffer(hashlib.sha256(own[iy].tobytes()).digest(), dtype=np.uint8)
+        self.psi.rows[peer], self.psi._tokens[peer] = iy, own[iy]
+        self.psi.cardinality[peer] = len(iy)
+        if role == "b":
+            inner = Message(request.run_id, request.step, self.name, peer, "psi.rr22.finish", {"digest": digest})
+            return request.reply("psi.rr22.finish", {"envelope": channels.seal(peer, inner)})
+        if session.mode == "both":
+            theirs = channels.open(peer, request.arrays["envelope"]) if "envelope" in request.arrays else None
+            if theirs is None or theirs.kind != "psi.rr22.finish" or not np.array_equal(
+                    theirs.arrays.get("digest", np.zeros(0, np.uint8)), digest):
+                for slot in (self.psi.rows, self.psi._tokens, self.psi.cardinality):
+                    slot.pop(peer, None)
+                raise PsiError(f"party {self.name!r}: {peer!r} holds a different RR22 intersection; result refused")
+        return request.reply("psi.rr22.finish", meta={"cardinality": len(iy)} if session.mode == "both" else {})
+
+    def _close(self, request: Message) -> Message:
+        session = self.sessions.pop(str(request.meta["peer"]), None)
+        if session is not None:
+            session.close()
+        return request.reply("psi.rr22.close")
+
+
+def register_rr22(psi: PsiParty, app: Any) -> Rr22Party:
+    """The hook `PsiParty.register` calls: the RR22 handlers next to the ECDH ones (spu is needed only when used)."""
+    return Rr22Party(psi).register(app)
