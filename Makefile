@@ -8,6 +8,7 @@ PIPI   := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 LOCKED := $(PIPI) --require-hashes --no-deps -r
 SELF   := $(PIPI) --no-deps --no-build-isolation -e .
 TOOLS  := .venv-tools
+SPU    := .venv-spu
 COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(TOOLS)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
            --no-emit-index-url --no-emit-find-links
 
@@ -17,8 +18,14 @@ demo: $(VENV)/.core
 	$(BIN)/sampan demo
 
 # The suite spreads over the machine's cores (pytest-xdist; tests use tmp_path, port 0 and fresh databases).
-test: lint $(VENV)/.system
+test: lint $(VENV)/.system $(SPU)/.installed
 	$(BIN)/python -m pytest -n auto --dist worksteal
+
+# SecretFlow spu for the opt-in RR22 PSI backend, in its own venv (jax pinned, numpy < 2; never in $(VENV)): the
+# RR22 tests start it. Installed once by tools/install_spu.sh (Python 3.11, Linux x86_64).
+$(SPU)/.installed: tools/install_spu.sh bench/requirements-spu.txt
+	tools/install_spu.sh $(SPU)
+	@touch $@
 
 # Debian packages the suite needs (chromium for the browser tests, softhsm2 for the HSM tests): installed once,
 # only those missing, by apt-get as root; otherwise the script says what to install and fails. Not for `make demo`.
