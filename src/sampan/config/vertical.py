@@ -89,6 +89,10 @@ class VerticalSection(Strict):
     applicants: tuple[str, ...] = Field(
         default=(),
         description="ids of new applications to score jointly after training")
+    psi_backend: Literal["ecdh", "rr22"] = Field(
+        default="ecdh", description="PSI for the alignment: 'ecdh' (default, any number of partners) or 'rr22' "
+        "(opt-in, ~10x faster: SecretFlow spu in its own venv, tools/install_spu.sh; semi-honest; one RR22 run per "
+        "partner)")
     lr: VerticalLRSection = Field(default_factory=VerticalLRSection)
     gbdt: VerticalGBDTSection = Field(default_factory=VerticalGBDTSection)
     scorecard: ScorecardSection = Field(default_factory=ScorecardSection)

@@ -45,6 +45,7 @@ class VerticalJob:
     val_fraction: float = 0.15               # (the first run on a dataset pins it in the parties' row books)
     test_ids: str | None = None              # [vertical] test_ids: the bank's explicit test customers (a CSV)
     scorecard_monotone: bool = True          # [vertical.scorecard] monotone: monotone WOE bins and the sign rule
+    psi_backend: str = "ecdh"                # [vertical] psi_backend: "ecdh" (default) or "rr22" (spu, opt-in)
 
     @property
     def run(self) -> Any:
@@ -86,7 +87,8 @@ class VerticalJob:
                    source=dict(data.get("source") or d.get("source") or {}), seed=d.get("seed"),
                    report_dir=d.get("report_dir"), test_fraction=float(d.get("test_fraction", 0.2)),
                    val_fraction=float(d.get("val_fraction", 0.15)), test_ids=d.get("test_ids"),
-                   scorecard_monotone=bool(d.get("scorecard_monotone", True)))
+                   scorecard_monotone=bool(d.get("scorecard_monotone", True)),
+                   psi_backend=str(d.get("psi_backend", "ecdh")))
 
 
 def _parsed(config: Mapping[str, Any]) -> Any:
@@ -134,7 +136,8 @@ def job_of(config: Any) -> VerticalJob:
         applicants=tuple(str(a) for a in getattr(section, "applicants", ()) or ()),
         source=binding, test_fraction=float(getattr(section, "test_fraction", 0.2)),
         val_fraction=float(getattr(section, "val_fraction", 0.15)), test_ids=getattr(section, "test_ids", None),
-        scorecard_monotone=bool(getattr(scorecard, "monotone", True)))
+        scorecard_monotone=bool(getattr(scorecard, "monotone", True)),
+        psi_backend=str(getattr(section, "psi_backend", "ecdh")))
 
 
 def load_tables(config: Any) -> dict[str, PartyData]:

@@ -46,6 +46,7 @@ from sampan.vertical.model import LocalLinearPart, LocalScaler
 from sampan.vertical.party_parts import PartRecords
 from sampan.vertical.plain_lr import PlainVerticalLRParty
 from sampan.vertical.psi_party import PsiParty
+from sampan.vertical.psi_rr22_party import register_rr22
 from sampan.vertical.rows import (
     DEFAULT_MAX_EVALUATIONS,
     DEFAULT_MAX_TEST_FRACTION,
@@ -139,6 +140,7 @@ class VerticalParty:
         self.app.register("vertical.local_baseline", self._noting_fit_rows(self.local_baseline,
                                                                            "vertical.local_baseline"))
         self.psi.register(self.app)
+        register_rr22(self.psi, self.app)  # opt-in RR22 backend; spu starts only when a run asks for it
         handlers = {**self.lr.handlers(), **self.scoring.handlers(), **self.gbdt.handlers(), **self.woe.handlers(),
                     **self.records.handlers(), "vertical.use_woe": self.set_woe, "vlr.setup": self._setup_lr,
                     "vlr.finish": self._finish_lr}

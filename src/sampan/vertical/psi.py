@@ -195,13 +195,18 @@ def run_psi(transport: _Exchanger, run_id: str, a: str, b: str, mode: str = "bot
 
 
 def align(transport: _Exchanger, run_id: str, label_holder: str, partners: list[str], *, step: int = 0,
-          check_format: bool = True) -> AlignmentOutcome:
+          check_format: bool = True, backend: str = "ecdh") -> AlignmentOutcome:
     """Star alignment: afterwards every party's `aligned_rows` has one length and row i is one customer."""
     partners = list(dict.fromkeys(partners))
     if not partners or label_holder in partners:
         raise ValueError("align needs at least one partner, all different from the label holder")
     started = time.perf_counter()
-    pairwise = [run_psi(transport, run_id, label_holder, p, "both", step, check_format=check_format)
+    pair = run_psi
+    if backend == "rr22":  # opt-in RR22 through spu (`psi_rr22`): same results, same places, its own statement
+        from sampan.vertical.psi_rr22 import run_rr22 as pair
+    elif backend != "ecdh":
+        raise ValueError(f"unknown PSI backend {backend!r}; expected 'ecdh' or 'rr22'")
+    pairwise = [pair(transport, run_id, label_holder, p, "both", step, check_format=check_format)
                 for p in partners]
     me = _coordinator(transport)
     holder = _ask(transport, Message(run_id, step, me, label_holder, "psi.align", meta={"partners": partners}))
@@ -216,4 +221,5 @@ def align(transport: _Exchanger, run_id: str, label_holder: str, partners: list[
     return AlignmentOutcome(
         label_holder=label_holder, partners=tuple(partners), n_aligned=n_aligned, sizes=sizes,
         cardinalities={o.parties[1]: int(o.cardinality or 0) for o in pairwise},
-        reveals=ALIGNMENT_REVEALS, seconds=time.perf_counter() - started, pairwise=pairwise)
+        reveals=ALIGNMENT_REVEALS if backend == "ecdh" else f"{ALIGNMENT_REVEALS} {pairwise[0].reveals}",
+        seconds=time.perf_counter() - started, pairwise=pairwise)

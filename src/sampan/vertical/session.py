@@ -81,9 +81,9 @@ class VerticalSession:
         self.relay.wave(self.transport, (self.relay.request(p, "vertical.peers", keys, {"roles": roles})
                                          for p in self.parties))
 
-    def align(self) -> Any:
+    def align(self, backend: str = "ecdh") -> Any:
         start = time.perf_counter()
-        self.alignment = align(self.transport, self.run_id, self.label_holder, self.partners)
+        self.alignment = align(self.transport, self.run_id, self.label_holder, self.partners, backend=backend)
         self.n_aligned = int(self.alignment.n_aligned)
         self.progress("aligned", {"n_aligned": self.n_aligned, "seconds": time.perf_counter() - start})
         return self.alignment

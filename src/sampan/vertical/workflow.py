@@ -90,7 +90,7 @@ class VerticalWorkflow(Workflow):
             ctx.progress("stage", {"stage": "connecting (signed run keys)"})
             session.connect()
             ctx.progress("stage", {"stage": "aligning customers by PSI"})
-            outcome = session.align()
+            outcome = session.align(backend=job.psi_backend)
             state["alignment"] = {"n_aligned": int(outcome.n_aligned), "sizes": dict(outcome.sizes),
                                   "pairwise": dict(outcome.cardinalities), "seconds": float(outcome.seconds),
                                   "reveals": str(outcome.reveals)}
