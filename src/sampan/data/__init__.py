@@ -1,6 +1,7 @@
 """Party-side tables: CSV/Parquet loaders with schema checks, public datasets, partitioners, consortium generator.
 
-May import: sampan.errors, sampan.files (and numpy, pyarrow). Data never leaves the party that loaded it.
+May import: sampan.compute, sampan.errors, sampan.files (and numpy, pyarrow; sqlalchemy only in sql_source).
+Data never leaves the party that loaded it.
 """
 
 from sampan.data.consortium import Consortium, make_sme_consortium

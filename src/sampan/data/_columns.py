@@ -41,9 +41,15 @@ def plural(n: int, word: str, many: str | None = None) -> str:
 def row_list(mask: np.ndarray) -> str:
     """``rows 4, 9, 17`` (1-based data rows, at most five shown)."""
     idx = np.flatnonzero(mask)
-    shown = ", ".join(str(int(i) + 1) for i in idx[:MAX_SHOWN])
-    more = ", ..." if idx.size > MAX_SHOWN else ""
-    return f"{'row' if idx.size == 1 else 'rows'} {shown}{more}"
+    return rows_text([int(i) for i in idx[:MAX_SHOWN]], int(idx.size))
+
+
+def rows_text(first: list[int], count: int) -> str:
+    """``rows 4, 9, 17, ...`` from the first (0-based) offending rows and how many there are in all; shared
+    with the streaming checks (`sampan.data._arrow_checks`), which see the rows one batch at a time."""
+    shown = ", ".join(str(i + 1) for i in first[:MAX_SHOWN])
+    more = ", ..." if count > MAX_SHOWN else ""
+    return f"{'row' if count == 1 else 'rows'} {shown}{more}"
 
 
 def examples(values: Iterable[object], limit: int = 3) -> str:
@@ -55,6 +61,11 @@ def examples(values: Iterable[object], limit: int = 3) -> str:
             seen.append(r)
         if len(seen) > limit:
             break
+    return examples_text(seen, limit)
+
+
+def examples_text(seen: list[str], limit: int = 3) -> str:
+    """``'a', 'b', 'c', ...`` from the distinct reprs seen so far (``limit + 1`` of them tell there are more)."""
     text = ", ".join(seen[:limit])
     return text + (", ..." if len(seen) > limit else "")
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -26,28 +26,19 @@ from sampan.data._columns import (
     check_numeric,
 )
 from sampan.data.missing import missing_columns
+from sampan.data.sources import TableFormat, open_source
+from sampan.data.stream import BATCH_ROWS, load_source
+from sampan.data.stream import layout_problems as _check_layout
+from sampan.data.stream import raise_problems as _raise
 from sampan.data.table import DataValidationError, PartyData, TableSchema
 
 __all__ = ["load_table", "from_columns", "read_columns"]
 
-TableFormat = Literal["csv", "parquet"]
 _SUFFIXES: dict[str, TableFormat] = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
 def _quoted(names: Sequence[str]) -> str:
     return ", ".join(f"'{n}'" for n in names)
-
-
-def _raise(problems: list[Problem], party: str, path: str | None) -> None:
-    """Raise one error carrying every problem; its column/rows fields describe the first."""
-    if not problems:
-        return
-    first = problems[0]
-    if len(problems) == 1:
-        message = first.message
-    else:
-        message = f"{len(problems)} problems:\n  - " + "\n  - ".join(p.message for p in problems)
-    raise DataValidationError(message, party=party, column=first.column, rows=first.rows, path=path)
 
 
 def _infer_format(path: Path, party: str, format: TableFormat | None) -> TableFormat:
@@ -139,34 +130,17 @@ def load_table(
     schema: TableSchema,
     party: str,
     format: TableFormat | None = None,
+    *,
+    dtype: npt.DTypeLike = np.float64,
+    batch_rows: int = BATCH_ROWS,
 ) -> PartyData:
-    """Load and validate one party's table from CSV or Parquet (format from the suffix if not given)."""
-    text_cols = [schema.id_column] + [f.name for f in schema.features if f.kind == "category"]
-    columns = read_columns(path, party, format=format, string_columns=text_cols)
-    return from_columns(columns, schema, party, path=str(path))
+    """Load and validate one party's table from CSV or Parquet (format from the suffix if not given).
 
-
-def _check_layout(
-    columns: Mapping[str, np.ndarray | list], schema: TableSchema
-) -> list[Problem]:
-    declared = schema.columns()
-    missing = [c for c in declared if c not in columns]
-    extra = [c for c in columns if c not in set(declared)]
-    problems: list[Problem] = []
-    if missing:
-        problems.append(
-            Problem(missing[0], None, f"missing declared column(s) {_quoted(missing)}")
-        )
-    if extra:
-        problems.append(
-            Problem(
-                extra[0],
-                None,
-                f"undeclared column(s) {_quoted(extra)}; "
-                "declare them in the schema or drop them from the table",
-            )
-        )
-    return problems
+    ``path`` may be a file, a folder of files or a glob pattern; it is streamed in batches of ``batch_rows``
+    and held once, X as ``dtype`` (float64, or float32 for half the memory): `sampan.data.stream`.
+    """
+    return load_source(open_source(path, party, format, batch_rows=batch_rows), schema, party, dtype=dtype,
+                       batch_rows=batch_rows)
 
 
 def from_columns(
@@ -176,7 +150,7 @@ def from_columns(
     path: str | None = None,
 ) -> PartyData:
     """Validate raw columns against ``schema`` and build the party's arrays (one-hot for categories)."""
-    _raise(_check_layout(columns, schema), party, path)
+    _raise(_check_layout(list(columns), schema), party, path)
     arrays = {name: np.asarray(columns[name]) for name in schema.columns()}
     for name, a in arrays.items():
         if a.ndim != 1:

@@ -5,10 +5,12 @@ Its declared schema is `sampan.data.schema.TableSchema` (re-exported here: the o
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from sampan.compute import BLOCK_ROWS, row_blocks
 from sampan.data.missing import MissingColumn
 from sampan.data.schema import ColumnKind, ColumnSpec, TableSchema
 from sampan.errors import DataError
@@ -65,7 +67,10 @@ class PartyData:
     def __post_init__(self) -> None:
         ids = np.asarray(self.ids)
         self.ids = ids if ids.dtype == object else ids.astype(str).astype(object)
-        self.X = np.ascontiguousarray(self.X, dtype=np.float64)
+        # float32 is the compact form a loader may choose (`load_table(..., dtype=np.float32)`); anything else
+        # becomes float64, the default every learner was written for
+        X = np.asarray(self.X)
+        self.X = np.ascontiguousarray(X, dtype=np.float32 if X.dtype == np.float32 else np.float64)
         if self.ids.ndim != 1:
             raise ValueError("ids must be 1-D")
         if self.X.ndim != 2 or self.X.shape[0] != self.ids.shape[0]:
@@ -82,6 +87,12 @@ class PartyData:
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
+
+    def batches(self, rows: int = BLOCK_ROWS) -> Iterator[tuple[int, int, np.ndarray]]:
+        """``(start, stop, X[start:stop] as float64)`` over fixed row blocks (`sampan.compute.row_blocks`):
+        a learner works in float64 on one block at a time while the table stays in its compact dtype."""
+        for start, stop in row_blocks(len(self), rows):
+            yield start, stop, np.asarray(self.X[start:stop], dtype=np.float64)
 
     def subset(self, idx: np.ndarray) -> PartyData:
         """Rows selected by integer indices or a boolean mask, as a new PartyData (copies)."""
