@@ -19,6 +19,7 @@ import numpy as np
 
 from sampan.data import DataValidationError, PartyData, TableSchema, load_table
 from sampan.data.loaders import from_columns, read_columns
+from sampan.horizontal.row_split import split_table
 
 __all__ = ["dated_split", "explicit_split", "holdout_ids", "load_dated_table", "own_data_splits"]
 
@@ -87,8 +88,10 @@ def _order_key(name: str, dates: np.ndarray, column: str, where: str, date_forma
 
 
 def dated_split(name: str, table: PartyData, dates: np.ndarray, test_fraction: float, *, column: str = "date",
-                path: str | None = None, date_format: str | None = None) -> tuple[PartyData, PartyData]:
-    """The newest ``test_fraction`` of rows (at least one) held out; ties by id so the split is deterministic."""
+                path: str | None = None, date_format: str | None = None,
+                consume: bool = False) -> tuple[PartyData, PartyData]:
+    """The newest ``test_fraction`` of rows (at least one) held out; ties by id so the split is deterministic.
+    With ``consume`` the table is handed over and its matrix reused for the training rows (`split_table`)."""
     where = f"file {path!r}, " if path else ""
     order = np.lexsort((np.array([str(i) for i in table.ids]), _order_key(name, dates, column, where, date_format)))
     n_test = max(1, int(round(test_fraction * len(order))))
@@ -97,7 +100,7 @@ def dated_split(name: str, table: PartyData, dates: np.ndarray, test_fraction: f
                                   party=name)
     test = np.zeros(len(order), dtype=bool)
     test[order[-n_test:]] = True
-    return table.subset(~test), table.subset(test)
+    return split_table(table, test, consume=consume)
 
 
 def holdout_ids(splits: dict[str, Any]) -> dict[str, list[str]]:
@@ -122,8 +125,8 @@ def own_data_splits(config: Any, seed: int) -> dict[str, Any]:
             table, dates = load_dated_table(party.path, schema, party.name, config.data.date_column, party.format)
             splits[party.name] = PartySplit(*dated_split(
                 party.name, table, dates, config.data.test_fraction, column=config.data.date_column,
-                path=str(party.path), date_format=config.data.date_format))
+                path=str(party.path), date_format=config.data.date_format, consume=True))
         else:
             splits.update(split_parties({party.name: load_table(party.path, schema, party.name, party.format)},
-                                        config.data.test_fraction, seed))
+                                        config.data.test_fraction, seed, consume=True))
     return splits

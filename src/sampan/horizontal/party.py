@@ -269,8 +269,7 @@ class HorizontalParty:
         y = self.train_data.y
         assert y is not None
         global_params = msg.arrays["params"]
-        result, extra = trainer(model, global_params, X, y, cfg,  # type: ignore[arg-type]  # rows, not a matrix
-                                global_params if cfg.proximal_mu else None)
+        result, extra = trainer(model, global_params, X, y, cfg, global_params if cfg.proximal_mu else None)
         return msg.reply("fit_result", arrays={"update": result.params - global_params},
                          meta={"n": len(X), **extra, "loss": result.mean_loss})
 

@@ -28,6 +28,7 @@ from sampan.data import (
     quantity_skew_partition,
     shared_data_dir,
 )
+from sampan.horizontal.row_split import split_mask, split_table
 
 __all__ = ["PartySplit", "load_party_tables", "load_splits", "pooled", "split_parties", "table_schema"]
 
@@ -92,15 +93,18 @@ def load_party_tables(config: RunConfig, seed: int) -> dict[str, PartyData]:
     return _partition(config, _public_dataset(config.source.kind, config.source.path), seed)
 
 
-def split_parties(tables: dict[str, PartyData], test_fraction: float, seed: int) -> dict[str, PartySplit]:
+def split_parties(tables: dict[str, PartyData], test_fraction: float, seed: int, *,
+                  consume: bool = False) -> dict[str, PartySplit]:
+    """Each party's stratified train/test split (the rows of `PartyData.train_test_split`). With ``consume`` the
+    tables are handed over: a table's matrix becomes its training matrix (`split_table`), no second copy."""
     splits = {}
     for name, table in tables.items():
         if table.y is None:
             raise DataValidationError(
                 f"party {name!r} has no label column; horizontal FL needs labels at every party", party=name
             )
-        train, test = table.train_test_split(test_fraction, derive_rng(seed, "split", name))
-        splits[name] = PartySplit(train, test)
+        test = split_mask(table, test_fraction, derive_rng(seed, "split", name))
+        splits[name] = PartySplit(*split_table(table, test, consume=consume))
     return splits
 
 
@@ -110,7 +114,7 @@ def load_splits(config: RunConfig, seed: int) -> dict[str, PartySplit]:
     if config.source is None and explicit:
         from sampan.horizontal.holdout_split import own_data_splits  # explicit test files, out-of-time holdouts
         return own_data_splits(config, seed)
-    return split_parties(load_party_tables(config, seed), config.data.test_fraction, seed)
+    return split_parties(load_party_tables(config, seed), config.data.test_fraction, seed, consume=True)
 
 
 def pooled(splits: dict[str, PartySplit], part: str = "train") -> tuple[np.ndarray, np.ndarray]:
