@@ -8,6 +8,11 @@ merges fine bins into monotone coarse bins, computes WOE and IV for every featur
 the bank's, for feature selection) and sends each partner the WOE table of its own features, so the
 partner can transform its columns for the scorecard's logistic regression.
 
+This module holds the parties' handlers; the coordinator's driver is `sampan.vertical.woe_coordinator` and the
+receipt tables `sampan.vertical.woe_views` (both re-exported here). Each party bins its columns once into a uint8
+matrix, block by block (`sampan.models.gbdt_hist.bin_matrix`), and counts per bin from it: no float64 copy of
+the training rows, no n x features int64 index.
+
 What each role learns (also in the run receipt: REVEALS, and field by field VIEWS):
 
 * the bank: event and row counts per fine bin of its own features (exact: its own data) and of every
@@ -51,10 +56,8 @@ from typing import Any
 
 import numpy as np
 
-from sampan.core.relay import Relay
-from sampan.core.transport import Transport
 from sampan.crypto.channel import SealedChannels
-from sampan.crypto.dealer import Dealer, DealerStream
+from sampan.crypto.dealer import DealerStream
 from sampan.models.gbdt import bin_matrix, make_slots, quantile_bin_edges
 from sampan.models.scorecard import WoeTable, monotone_bins, woe_iv
 from sampan.privacy.party_policy import PartyPrivacyPolicy
@@ -62,7 +65,6 @@ from sampan.privacy.randomness import secure_generator
 from sampan.vertical.histograms import (
     HistogramAccount,
     check_feature_totals,
-    dealer_sums,
     decode_sums,
     encode_values,
     histogram_sigma,
@@ -75,66 +77,12 @@ from sampan.vertical.histograms import (
 )
 from sampan.vertical.rows import RunRows, check_splits, per_run
 from sampan.vertical.secure_lr import receive
+from sampan.vertical.woe_coordinator import federated_woe
+from sampan.vertical.woe_views import REVEALS, VIEWS, label_sensitivity2, partner_sensitivity2
 from sampan.wire import Message
 
 __all__ = ["VerticalWoeParty", "federated_woe", "WoeOutcome", "REVEALS", "VIEWS", "partner_sensitivity2",
            "label_sensitivity2"]
-
-REVEALS = (
-    "Federated WOE/IV: the bank learns event and row counts per fine bin of every feature (partner features "
-    "through masked histograms: the partner sees no label); with DP on, each partner adds Gaussian noise to "
-    "its counts inside the masked sums, so the bank decodes only noised partner counts (epsilon per partner), "
-    "and the bank noises the event counts before deriving the partners' tables (epsilon for the labels); these "
-    "epsilons treat the partner's quantile bin edges as fixed (one customer can move an edge: not covered). Each "
-    "partner learns the WOE table of its own features. The coordinator (dealer) learns every partner's "
-    "binned records in a secret row order and how many features of each partner were selected (of the bank's own "
-    "too, without DP only). Every party checks the noise against its own minimum and charges each release to its "
-    "own ledger before it leaves; its account adds up over every WOE run of the run."
-)
-
-# Every field each role sees, with its protection (vocabulary as in `sampan.vertical.gbdt.VIEWS`);
-# "decoded:<p>" is what the bank computes from a partner's sealed sums and the dealer's sums.
-VIEWS: tuple[tuple[str, str, str, str], ...] = (
-    ("coordinator", "*", "reply:to:*", "sealed: ciphertext it cannot open; its length shows the sizes inside"),
-    ("*", "woe.setup", "train_rows", "visible: training positions in the aligned order (the coordinator chose them)"),
-    ("*", "woe.setup", "dealer_seed", "public: the party's seed from the dealer"),
-    ("*", "woe.setup", "meta:*", "public: run parameters"),
-    ("coordinator", "woe.setup", "reply:beta", "visible: the partner's binned records in a secret row order (dealer)"),
-    ("coordinator", "woe.setup", "reply:meta:*", "visible: each party's feature names and fine-bin counts"),
-    ("*", "woe.mask", "dealer_seed", "public: the bank's seed from the dealer"),
-    ("bank", "woe.mask", "from:*/sigma_nonce", "masked: the partner's fresh random nonce for this setup's row order"),
-    ("*", "woe.mask", "meta:*", "public: run parameters"),
-    ("partner", "woe.sum", "from:*/v", "masked: the bank's (label, 1) per row plus dealer masks"),
-    ("*", "woe.sum", "meta:*", "public: run parameters"),
-    ("coordinator", "woe.sum", "reply:meta:privacy", "public: the partner's noise and its account"),
-    ("bank", "woe.finish", "from:*/s", "masked: the partner's per-bin sums plus its pad"),
-    ("bank", "woe.finish", "from:*/sigma", "public: the noise sigma the partner added (the agreed level)"),
-    ("bank", "woe.finish", "dealer:*", "masked: the dealer's per-bin mask sums plus the partner's pad"),
-    ("bank", "woe.finish", "decoded:*", "dp:{partner}: per-bin event and row counts of partner features, noised by "
-                                        "the partner (exact without DP)"),
-    ("*", "woe.finish", "meta:*", "visible: partners' feature names and bin counts; run parameters"),
-    ("coordinator", "woe.finish", "reply:meta:selected", "visible: how many features of each partner passed the IV "
-                                                         "threshold (with DP: from the noised counts; the bank's own "
-                                                         "only without DP)"),
-    ("coordinator", "woe.finish", "reply:meta:*", "public: the requested epsilon and each party's noise account"),
-    ("partner", "woe.apply", "from:*/woe", "dp:{bank}: WOE per coarse bin of the partner's features (label noise)"),
-    ("partner", "woe.apply", "from:*/mapping", "dp:{bank}: fine -> coarse bin mapping (from the noised counts)"),
-    ("partner", "woe.apply", "from:*/index", "dp:{bank}: which of its features were selected (from the noised counts)"),
-    ("partner", "woe.apply", "from:*/n_coarse", "dp:{bank}: coarse bins per selected feature"),
-    ("*", "woe.apply", "meta:*", "public: protocol step"),
-    ("coordinator", "woe.apply", "reply:meta:*", "visible: how many WOE tables each partner keeps"),
-)
-
-
-def partner_sensitivity2(n_features: int) -> float:
-    """A partner's (event, row) counts: one customer's partner record replaced moves 2 bins per feature."""
-    return 4.0 * n_features
-
-
-def label_sensitivity2(n_partner_features: int) -> float:
-    """The bank's event counts of partner bins: one customer's label moves one count per partner feature."""
-    return float(n_partner_features)
-
 
 @dataclass
 class WoeOutcome:
@@ -335,47 +283,3 @@ class VerticalWoeParty:
         if self.tables is None:
             raise ValueError(f"party {self.name!r} has no WOE tables (run federated WOE first)")
         return np.stack([t.transform(X_raw[:, j]) for t, j in zip(self.tables, self.columns, strict=True)], axis=1)
-
-
-def federated_woe(transport: Transport, run_id: str, bank: str, partners: list[str], train_rows: np.ndarray, *,
-                  fine_bins: int = 20, max_bins: int = 6, min_iv: float = 0.02, dp_epsilon: float | None = None,
-                  dp_delta: float = 1e-5, before_release: Callable[[dict[str, dict[str, Any]]], None] | None = None,
-                  monotone: bool = True) -> dict[str, Any]:
-    """Coordinator: setup, masked counts, dealer sums, bank's binning, tables to partners.
-
-    `before_release(slots)` runs once every party's bin counts are known and before any noised count is
-    requested: where a workflow charges the release to the run's ledger, write-ahead."""
-    relay = Relay(run_id)
-    parties = [bank, *partners]
-    dealer = Dealer(parties)
-    rows = np.asarray(train_rows, dtype=np.int64)
-    setup = relay.wave(transport, (relay.request(p, "woe.setup", {
-        "train_rows": rows, "dealer_seed": np.frombuffer(dealer.seeds[p], dtype=np.uint8)},
-        {"fine_bins": fine_bins, "bank": bank}) for p in parties))
-    slots = {r.sender: dict(r.meta) for r in setup}
-    beta = {r.sender: r.arrays["beta"] for r in setup if r.sender != bank}
-    if before_release is not None:
-        before_release(slots)
-    dealer_seed = np.frombuffer(dealer.seeds[bank], dtype=np.uint8)
-    relay.wave(transport, [relay.request(bank, "woe.mask", {"dealer_seed": dealer_seed}, {"partners": partners})])
-    sums = relay.wave(transport, (relay.request(p, "woe.sum", meta={"bank": bank, "dp_epsilon": dp_epsilon,
-                                                                    "dp_delta": dp_delta}) for p in partners))
-    accounts = {r.sender: dict(r.meta["privacy"]) for r in sums if "privacy" in r.meta}
-    dealer_arrays = {}
-    everyone = np.arange(len(rows))
-    for p in partners:
-        nb = slots[p]["n_bins"]
-        pad = dealer.stream(p).draw("woe/pad", 2 * int(sum(nb)))
-        dealer_arrays[f"dealer:{p}"] = dealer_sums(beta[p], list(nb), dealer.seeds[bank], f"woe/{p}", everyone, 2, pad)
-    finished = relay.wave(transport, [relay.request(bank, "woe.finish", dealer_arrays, {
-        "partners": partners, "slots": {p: slots[p] for p in partners}, "max_bins": max_bins, "min_iv": min_iv,
-        "monotone": monotone,
-        "dp_epsilon": dp_epsilon, "dp_delta": dp_delta})])[0]
-    relay.wave(transport, (relay.request(p, "woe.apply", meta={"bank": bank}) for p in partners))
-    out = dict(finished.meta)
-    if dp_epsilon:
-        if set(accounts) != set(partners):
-            raise ValueError(f"DP WOE: partners {sorted(set(partners) - set(accounts))} returned no noise account")
-        out["privacy"] = {**accounts, **dict(out.get("privacy") or {})}
-    return out
-
