@@ -23,10 +23,30 @@ import hashlib
 import os
 
 import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from sampan.crypto.channel import prg_uint64
 
-__all__ = ["Dealer", "DealerStream", "bind_seed"]
+__all__ = ["Dealer", "DealerStream", "bind_seed", "row_prg"]
+
+
+def row_prg(seed: bytes, label: str, rows: np.ndarray, width: int) -> np.ndarray:
+    """Rows `rows` of a pseudorandom (n, width) matrix over Z_2^64, each row drawn without the others.
+
+    Why random access: a one-time pad over a whole table (U, n x d) need not be stored by the party or the
+    dealer if any minibatch's rows can be regenerated. AES-256 in counter mode under a key derived from
+    (seed, label): element (i, j) is half of the block AES_k(i * ceil(width / 2) + j // 2), so rows are
+    independent of which other rows are drawn. The counters are distinct, so the ECB call on them is exactly
+    the CTR keystream at those positions (ECB is only the vectorised way to ask for chosen counters).
+    """
+    key = hashlib.sha256(b"sampan/dealer/rows|" + seed + b"|" + label.encode()).digest()
+    rows = np.asarray(rows, dtype=np.uint64)
+    blocks = (width + 1) // 2
+    counters = np.zeros((len(rows), blocks, 2), dtype="<u8")
+    counters[:, :, 0] = rows[:, None] * np.uint64(blocks) + np.arange(blocks, dtype=np.uint64)[None, :]
+    enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()  # nosec B305: distinct counters = CTR keystream
+    out = np.frombuffer(enc.update(counters.tobytes()), dtype="<u8").astype(np.uint64, copy=False)
+    return out.reshape(len(rows), 2 * blocks)[:, :width]
 
 
 def bind_seed(seed: bytes, party_nonce: bytes) -> bytes:
@@ -47,6 +67,10 @@ class DealerStream:
         flat = prg_uint64(self._seed, label, count * n)
         return [flat[i * n:(i + 1) * n] for i in range(count)]
 
+    def draw_rows(self, label: str, rows: np.ndarray, width: int) -> np.ndarray:
+        """Rows of a seeded (n, width) pad, regenerated on demand (`row_prg`): nobody stores a whole-table pad."""
+        return row_prg(self._seed, label, rows, width)
+
 
 class Dealer:
     """Deals for one run. `seeds[p]` goes to party p once, over its own link, at setup."""
@@ -54,7 +78,7 @@ class Dealer:
     def __init__(self, parties: list[str]) -> None:
         self.seeds = {p: os.urandom(32) for p in parties}
         self._own = os.urandom(32)  # the dealer's private randomness (the masks themselves)
-        self._masks: dict[tuple[str, str, str], np.ndarray] = {}
+        self._pads: dict[tuple[str, str, str], tuple[int, int]] = {}  # shapes only: pad rows are regenerated
         self._bound: dict[str, bytes] = {}
 
     def bind(self, party: str, party_nonce: bytes) -> None:
@@ -83,13 +107,23 @@ class Dealer:
         mine = self.stream(seeded).draw_many(label, 3, n)
         return [r - mine[0], (r >> np.uint64(shift)) - mine[1], (r >> np.uint64(63)) - mine[2]]
 
-    def mask_matrix(self, party: str, holder: str, n: int, d: int, label: str = "U") -> np.ndarray:
-        """U: the one-time pad over party p's fixed-point feature matrix as sent to `holder` (p draws it too).
+    def mask_matrix(self, party: str, holder: str, n: int, d: int, label: str = "U") -> None:
+        """Register U: the one-time pad over party p's fixed-point feature matrix as sent to `holder`.
 
-        label "U": the training rows; "Uv": the validation rows (shared weights only)."""
-        if (party, holder, label) not in self._masks:
-            self._masks[(party, holder, label)] = self.stream(party).draw(f"{label}/{holder}", n * d).reshape(n, d)
-        return self._masks[(party, holder, label)]
+        label "U": the training rows; "Uv": the validation rows (shared weights only). Only the shape is kept:
+        each batch regenerates its rows from p's seeded stream (`DealerStream.draw_rows`), as p does, so the
+        dealer's memory is one batch, not n x d ring elements per pad."""
+        self._pads[(party, holder, label)] = (n, d)
+
+    def _pad_rows(self, party: str, holder: str, label: str, rows: np.ndarray) -> np.ndarray:
+        try:
+            n, d = self._pads[(party, holder, label)]
+        except KeyError:
+            raise ValueError(f"dealer: no pad {label!r} of {party!r} for {holder!r} was registered") from None
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) and (rows.min() < 0 or rows.max() >= n):
+            raise ValueError(f"dealer: rows outside the {n} rows of pad {label!r} of {party!r}")
+        return self.stream(party).draw_rows(f"{label}/{holder}", rows, d)
 
     def cross_correction(self, party: str, holder: str, t: int, rows: np.ndarray) -> np.ndarray:
         """The holder's half C_Q = U[rows]^T a - C_p of the Beaver product X_p^T r_Q for batch t.
@@ -97,9 +131,9 @@ class Dealer:
         a is the mask `holder` draws to hide its residual share; C_p is party p's own seeded half, so
         neither p (which never sees U^T a) nor the holder (which never sees U) can use it alone.
         """
-        U = self._masks[(party, holder, "U")]
+        U = self._pad_rows(party, holder, "U", rows)
         a = self.stream(holder).draw(f"a/{party}/{t}", len(rows))
-        return U[rows].T @ a - self.stream(party).draw(f"C/{holder}/{t}", U.shape[1])
+        return U.T @ a - self.stream(party).draw(f"C/{holder}/{t}", U.shape[1])
 
     def logit_correction(self, party: str, holder: str, t: int, rows: np.ndarray, *, validation: bool) -> np.ndarray:
         """Shared weights: the co-holder's half U[rows] b - D of the product X_p w_p^(h) for batch t.
@@ -107,6 +141,6 @@ class Dealer:
         b is the mask the co-holder draws to hide its weight share (it sends w^(h) - b to p); D is p's own
         seeded half, so p (which never sees U b) and the co-holder (which never sees U) cannot use it alone.
         """
-        U = self._masks[(party, holder, "Uv" if validation else "U")]
+        U = self._pad_rows(party, holder, "Uv" if validation else "U", rows)
         b = self.stream(holder).draw(f"b/{party}/{t}", U.shape[1])
-        return U[rows] @ b - self.stream(party).draw(f"D/{holder}/{t}", len(rows))
+        return U @ b - self.stream(party).draw(f"D/{holder}/{t}", len(rows))

@@ -19,7 +19,16 @@ from sampan.crypto.channel import SealedChannels, prg_uint64
 from sampan.crypto.dealer import DealerStream
 from sampan.vertical.lr_runs import LRRuns
 from sampan.vertical.model import LocalLinearPart, LocalScaler
-from sampan.vertical.secure_lr import MIN_BATCH_ROWS, POLY, TRUNC_SHIFT, Z_SHIFT, BatchRuleError, Roles, weight_triples
+from sampan.vertical.secure_lr import (
+    FEATURE_BITS,
+    MIN_BATCH_ROWS,
+    POLY,
+    TRUNC_SHIFT,
+    Z_SHIFT,
+    BatchRuleError,
+    Roles,
+    weight_triples,
+)
 
 
 @dataclass
@@ -28,9 +37,10 @@ class _TrainState:
     instance: str                     # this protocol instance's nonce: part of every pairwise PRG label
     run_id: str = field(default="", init=False)
     dealer: DealerStream
-    X: np.ndarray                     # standardised training rows (aligned order)
-    X_fixed: np.ndarray               # the same at 2^-16, as ring elements
-    X_val: np.ndarray
+    # Standardised rows (aligned order) at 2^-FEATURE_BITS, held once as int32 (|x| <= 8 x 2^16 fits) and
+    # widened to ring elements per batch (`fixed_rows`); the bank's last column is the intercept's ones.
+    X_int: np.ndarray
+    Xv_int: np.ndarray                # the validation rows, the same way (in secret position order after setup)
     y: np.ndarray | None              # bank only
     y_val: np.ndarray | None
     weights: np.ndarray               # the bank's last weight is its intercept
@@ -48,7 +58,9 @@ class _TrainState:
     opened_at: int = 0                # holders: epochs_done when the validation score was last opened
     nonce: bytes = b""                # holders: this holder's own contribution to the instance nonce
     shared: bool = False              # weights kept as additive shares (nobody sees a plaintext gradient)
-    X_val_fixed: np.ndarray | None = None
+    X_float: np.ndarray | None = None      # plaintext-gradient mode only: float rows for its clipped partial logit
+    Xv_float: np.ndarray | None = None
+    e_next: dict[str, int] = field(default_factory=dict)  # holders: next row of each party's streamed E chunks
     w_own: np.ndarray | None = None   # shared weights: this party's share of its own weights, at 2^-WEIGHT_BITS
     co_w: dict[str, np.ndarray] = field(default_factory=dict)     # co-holder: its share of each owner's weights
     E_val: dict[str, np.ndarray] = field(default_factory=dict)    # co-holder: masked validation features of owners
@@ -72,16 +84,40 @@ class _TrainState:
     dealt: dict[str, list[np.ndarray]] = field(default_factory=dict)
     audit: dict[str, np.ndarray] = field(default_factory=dict)   # this holder's halves of the sacrificed tuples
     inbox: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
-    pads: dict[tuple[str, bool], np.ndarray] = field(default_factory=dict)  # owner: U per co-holder, drawn once
+
+    def fixed_rows(self, rows: np.ndarray, *, validation: bool = False) -> np.ndarray:
+        """Rows of this party's features at 2^-FEATURE_BITS as ring elements (one batch, not the table)."""
+        return (self.Xv_int if validation else self.X_int)[rows].astype(np.int64).view(np.uint64)
+
+    def pad_rows(self, holder: str, rows: np.ndarray, *, validation: bool = False) -> np.ndarray:
+        """Rows of U, this party's one-time pad for `holder` (the dealer regenerates the same rows).
+
+        Random access into the seeded stream (`DealerStream.draw_rows`): the pad is never stored whole."""
+        width = self.X_int.shape[1]
+        return self.dealer.draw_rows(f"{'Uv' if validation else 'U'}/{holder}", rows, width)
 
     def pad(self, holder: str, *, validation: bool = False) -> np.ndarray:
-        """U: this party's one-time pad over X_fixed (or X_val_fixed) for `holder` (the dealer knows it too)."""
-        key = (holder, validation)
-        if key not in self.pads:  # one PRG draw per instance, not per batch (the same stream every time)
-            X = self.X_val_fixed if validation else self.X_fixed
-            assert X is not None
-            self.pads[key] = self.dealer.draw(f"{'Uv' if validation else 'U'}/{holder}", X.size).reshape(X.shape)
-        return self.pads[key]
+        """The whole pad for `holder` (inspection and tests only: n x d ring elements)."""
+        n = (self.Xv_int if validation else self.X_int).shape[0]
+        return self.pad_rows(holder, np.arange(n), validation=validation)
+
+    @property
+    def X_fixed(self) -> np.ndarray:
+        """The whole training matrix as ring elements (a copy: inspection and tests; steps use `fixed_rows`)."""
+        return self.X_int.astype(np.int64).view(np.uint64)
+
+    @property
+    def X_val_fixed(self) -> np.ndarray:
+        return self.Xv_int.astype(np.int64).view(np.uint64)
+
+    @property
+    def X(self) -> np.ndarray:
+        """Float training rows: kept in plaintext-gradient mode, else decoded (a copy, for inspection only)."""
+        return self.X_float if self.X_float is not None else self.X_int / float(1 << FEATURE_BITS)
+
+    @property
+    def X_val(self) -> np.ndarray:
+        return self.Xv_float if self.Xv_float is not None else self.Xv_int / float(1 << FEATURE_BITS)
 
 
 class SecureLRBase:

@@ -93,14 +93,12 @@ class BatchSteps(SecureLRBase):
         st, roles = self._st(), self._st().roles
         rows, t = st.rows, st.t
         assert rows is not None and st.w_own is not None
-        X = st.X_val_fixed if st.val else st.X_fixed
-        assert X is not None
         h = roles.co_holder(self.name)
         wb = _take(st.inbox, self.name, h, "wb")
         if wb.shape != st.w_own.shape:
             raise ValueError(f"party {self.name!r}: the masked weight share from {h!r} has the wrong shape")
-        U = st.pad(h, validation=st.val)[rows]
-        Z = X[rows] @ st.w_own + U @ wb + st.dealer.draw(f"D/{h}/{t}", len(rows))
+        U = st.pad_rows(h, rows, validation=st.val)
+        Z = st.fixed_rows(rows, validation=st.val) @ st.w_own + U @ wb + st.dealer.draw(f"D/{h}/{t}", len(rows))
         for p, share in st.co_w.items():
             if st.val and p not in st.E_val:
                 st.E_val[p] = _take(st.inbox, self.name, p, "Ev")
@@ -194,7 +192,8 @@ class BatchSteps(SecureLRBase):
             other = self._other_holder()
             out[f"to:{other}"] = ch.seal_arrays(other, {"sd": r - sq[0]})
             return msg.reply("vlr.trunc", out)
-        st.local_grad = st.X_fixed[st.rows].T @ r
+        assert st.rows is not None
+        st.local_grad = st.fixed_rows(st.rows).T @ r
         mail: dict[str, dict[str, np.ndarray]] = {p: {} for p in roles.all if p != self.name}
         for p in roles.all:
             if p == self.name:
@@ -221,8 +220,8 @@ class BatchSteps(SecureLRBase):
         if st.pending is None:
             return
         rows, t = st.pending
-        total = st.local_grad if st.local_grad is not None else np.zeros(st.X.shape[1], dtype=np.uint64)
-        X = st.X_fixed[rows]
+        total = st.local_grad if st.local_grad is not None else np.zeros(st.X_int.shape[1], dtype=np.uint64)
+        X = st.fixed_rows(rows)
         for q in st.roles.holders_for(self.name):
             f, piece = _take(st.inbox, self.name, q, "f"), _take(st.inbox, self.name, q, "q")
             if f.shape != (len(rows),) or piece.shape != (X.shape[1],):

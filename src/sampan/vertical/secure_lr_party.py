@@ -35,6 +35,7 @@ from sampan.vertical.secure_lr import (
 )
 from sampan.vertical.secure_lr_base import _l2_mask, _TrainState, _with_ones, validation_order
 from sampan.vertical.secure_lr_batch import BatchSteps
+from sampan.vertical.secure_lr_encode import E_CHUNK_ROWS, encode_rows
 from sampan.vertical.secure_lr_range import check_feature_range
 from sampan.wire import Message
 
@@ -44,7 +45,7 @@ class SecureLRParty(BatchSteps):
 
     def handlers(self) -> dict[str, Callable[[Message], Message]]:
         return {
-            "vlr.setup": self.setup, "vlr.masked_features": self.masked_features,
+            "vlr.setup": self.setup, "vlr.e_chunk": self.e_chunk, "vlr.masked_features": self.masked_features,
             "vlr.forward": self.forward, "vlr.share": self.share, "vlr.poly": self.poly,
             "vlr.trunc": self.trunc, "vlr.square": self.square, "vlr.flush": self.flush,
             "vlr.checkpoint": self.checkpoint, "vlr.wupdate": self.wupdate, "vlr.wshare": self.wshare,
@@ -72,32 +73,39 @@ class SecureLRParty(BatchSteps):
         check_feature_range(self.name, list(self.feature_names), X_all[np.concatenate([train_rows, val_rows])],
                             clip=FEATURE_CLIP, frac_bits=FEATURE_BITS)  # before any share: overflow names columns
         self.scaler = LocalScaler.fit(X_all[train_rows])
-        X, X_val = self.scaler.transform(X_all[train_rows]), self.scaler.transform(X_all[val_rows])
         y_all = self._y_aligned()
         is_bank = self.name == roles.bank
         if is_bank and y_all is None:
             raise ValueError(f"party {self.name!r} is the label holder but has no label column")
         y = y_all[train_rows].astype(np.float64) if is_bank and y_all is not None else None
-        weights = np.zeros(X.shape[1])
+        shared = bool(meta.get("shared_weights", False))
+        # Held once, compact: int32 at 2^-FEATURE_BITS, encoded over fixed row blocks (`sampan.compute`)
+        X_int = encode_rows(X_all, train_rows, self.scaler, with_ones=y is not None)
+        Xv_int = encode_rows(X_all, val_rows, self.scaler, with_ones=y is not None)
+        X_float = Xv_float = None
+        if not shared:  # plaintext-gradient mode computes its clipped partial logit in float, as before
+            X_float, Xv_float = self.scaler.transform(X_all[train_rows]), self.scaler.transform(X_all[val_rows])
+            if y is not None:
+                X_float, Xv_float = _with_ones(X_float), _with_ones(Xv_float)
+        del X_all
+        weights = np.zeros(X_int.shape[1] - (1 if y is not None else 0))
         if y is not None:
             # The bank's intercept is the weight of a ones column: its gradient then flows through
             # the same protocol as every other weight. It starts at the base-rate log-odds.
-            X, X_val = _with_ones(X), _with_ones(X_val)
             rate = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
             weights = np.append(weights, np.log(rate / (1 - rate)))
         st = _TrainState(
-            roles=roles, instance=instance, dealer=DealerStream(bind_seed(seed, dealer_nonce)), X=X,
-            X_fixed=encode(X, FEATURE_BITS),
-            X_val=X_val, y=y, y_val=y_all[val_rows].astype(np.float64) if y is not None and y_all is not None else None,
+            roles=roles, instance=instance, dealer=DealerStream(bind_seed(seed, dealer_nonce)), X_int=X_int,
+            Xv_int=Xv_int, y=y,
+            y_val=y_all[val_rows].astype(np.float64) if y is not None and y_all is not None else None,
             weights=weights, l2_mask=_l2_mask(len(weights), y is not None), lr=float(meta["lr"]), l2=float(meta["l2"]),
-            logit_clip=float(meta["logit_clip"]),
+            logit_clip=float(meta["logit_clip"]), X_float=X_float, Xv_float=Xv_float,
         )
         if st.y is not None and st.y_val is not None:
             st.y_fixed, st.y_val_fixed = encode(st.y, POLY.out_bits), encode(st.y_val, POLY.out_bits)
-        st.shared = bool(meta.get("shared_weights", False))
+        st.shared = shared
         st.run_id = msg.run_id
         if st.shared:
-            st.X_val_fixed = encode(X_val, FEATURE_BITS)
             st.w_own = encode(weights, WEIGHT_BITS)  # the co-holder's share starts at 0
         self.state = st
         ch = self._channels()
@@ -110,14 +118,47 @@ class SecureLRParty(BatchSteps):
                 if p != self.name:
                     out[f"to:{p}"] = ch.seal_arrays(p, {"nonce": np.frombuffer(st.nonce, dtype=np.uint8)})
         for q in roles.holders_for(self.name):
-            sealed = {"E": st.X_fixed - st.pad(q)}
+            sealed = self._e_chunk(q, 0)  # E = X - U streams in chunks of E_CHUNK_ROWS (`vlr.e_chunk`)
             if self.name in roles.holders:
                 sealed["nonce"] = np.frombuffer(st.nonce, dtype=np.uint8)
             out[f"to:{q}"] = ch.seal_arrays(q, sealed)
         out["dealer_nonce"] = np.frombuffer(dealer_nonce, dtype=np.uint8)  # the dealer binds this party's seed to it
         return msg.reply("vlr.setup", out, {"n_features": len(self.feature_names),
-                                            "n_columns": int(st.X_fixed.shape[1]),
-                                            "n_train": int(st.X_fixed.shape[0])})
+                                            "n_columns": int(st.X_int.shape[1]),
+                                            "n_train": int(st.X_int.shape[0])})
+
+    def _e_chunk(self, holder: str, lo: int) -> dict[str, np.ndarray]:
+        """Rows [lo, lo + E_CHUNK_ROWS) of E = X - U for `holder`: one message each, never the table at once."""
+        st = self._st()
+        rows = np.arange(lo, min(lo + E_CHUNK_ROWS, st.X_int.shape[0]))
+        return {"E": st.fixed_rows(rows) - st.pad_rows(holder, rows), "lo": np.array([lo], dtype=np.int64)}
+
+    def e_chunk(self, msg: Message) -> Message:
+        """Store the E chunks that arrived; send every holder I serve my chunk starting at row meta['lo']."""
+        st = self._st()
+        receive(msg, self._channels(), st.inbox)
+        self._store_e_chunks()
+        lo = int(msg.meta["lo"])
+        if not 0 < lo < st.X_int.shape[0] or lo % E_CHUNK_ROWS:
+            raise ValueError(f"party {self.name!r}: refusing a masked-feature chunk at row {lo}")
+        ch = self._channels()
+        out = {f"to:{q}": ch.seal_arrays(q, self._e_chunk(q, lo)) for q in st.roles.holders_for(self.name)}
+        return msg.reply("vlr.e_chunk", out)
+
+    def _store_e_chunks(self) -> None:
+        """Holders: place each arrived chunk of a party's E, in order, into the one ring array kept for it."""
+        st = self._st()
+        n = st.X_int.shape[0]
+        for sender in [k[0] for k in st.inbox if k[1] == "E"]:
+            chunk, lo = st.inbox.pop((sender, "E")), int(_take(st.inbox, self.name, sender, "lo")[0])
+            if sender not in st.E:
+                st.E[sender], st.e_next[sender] = np.empty((n, chunk.shape[1]), dtype=np.uint64), 0
+            E = st.E[sender]
+            if lo != st.e_next[sender] or chunk.ndim != 2 or chunk.shape[1] != E.shape[1] or lo + len(chunk) > n:
+                raise ValueError(f"party {self.name!r}: the masked features from {sender!r} arrived out of order "
+                                 "or with the wrong shape")
+            E[lo:lo + len(chunk)] = chunk
+            st.e_next[sender] = lo + len(chunk)
 
     def _check_splits(self, train_rows: np.ndarray, val_rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Distinct aligned rows, validation disjoint from training (`sampan.vertical.rows.check_splits`)."""
@@ -135,8 +176,10 @@ class SecureLRParty(BatchSteps):
         """Holders keep E_p for every party p they serve; they now know every party's column count."""
         st = self._st()
         receive(msg, self._channels(), st.inbox)
-        for (sender, name) in [k for k in st.inbox if k[1] == "E"]:
-            st.E[sender] = st.inbox.pop((sender, name))
+        self._store_e_chunks()
+        incomplete = [p for p in st.E if st.e_next[p] != st.X_int.shape[0]]
+        if incomplete:
+            raise ValueError(f"party {self.name!r}: the masked features from {incomplete} are incomplete")
         if st.shared:
             owners = [p for p in st.roles.all if p != self.name and st.roles.co_holder(p) == self.name]
             missing = [p for p in owners if p not in st.E]
@@ -156,29 +199,31 @@ class SecureLRParty(BatchSteps):
         # Validation positions are a permutation of the validation rows that every party derives from the
         # instance and the coordinator (which never sees the holders' nonces) cannot: a dealt value it corrupts
         # at a validation position hits a row it cannot name.
-        order = validation_order(st.instance, st.X_val.shape[0])
-        st.X_val = st.X_val[order]
+        order = validation_order(st.instance, st.Xv_int.shape[0])
+        st.Xv_int = st.Xv_int[order]
+        if st.Xv_float is not None:
+            st.Xv_float = st.Xv_float[order]
         if st.y_val is not None and st.y_val_fixed is not None:
             st.y_val, st.y_val_fixed = st.y_val[order], st.y_val_fixed[order]
         out: dict[str, np.ndarray] = {}
         if st.shared:
-            assert st.X_val_fixed is not None
-            st.X_val_fixed = st.X_val_fixed[order]
             h = st.roles.co_holder(self.name)  # the validation pad, in position order as the dealer deals it
-            out[f"to:{h}"] = self._channels().seal_arrays(h, {"Ev": st.X_val_fixed - st.pad(h, validation=True)})
+            positions = np.arange(st.Xv_int.shape[0])
+            Ev = st.fixed_rows(positions, validation=True) - st.pad_rows(h, positions, validation=True)
+            out[f"to:{h}"] = self._channels().seal_arrays(h, {"Ev": Ev})
         if self.name in st.roles.holders:
             missing = [p for p in st.roles.all if p != self.name and p not in st.E]
             if missing:
                 raise ValueError(f"party {self.name!r}: no masked features from {missing}")
-            widest = max([st.X_fixed.shape[1], *(e.shape[1] for e in st.E.values())])
+            widest = max([st.X_int.shape[1], *(e.shape[1] for e in st.E.values())])
             st.min_rows = min_batch_rows(widest)
-            st.used = np.zeros(st.X_fixed.shape[0], dtype=bool)
-            st.val_used = np.zeros(st.X_val.shape[0], dtype=bool)
-            if st.X_fixed.shape[0] < st.min_rows:
-                raise BatchRuleError(f"party {self.name!r}: {st.X_fixed.shape[0]} training rows are fewer than the "
+            st.used = np.zeros(st.X_int.shape[0], dtype=bool)
+            st.val_used = np.zeros(st.Xv_int.shape[0], dtype=bool)
+            if st.X_int.shape[0] < st.min_rows:
+                raise BatchRuleError(f"party {self.name!r}: {st.X_int.shape[0]} training rows are fewer than the "
                                      f"{st.min_rows} one batch needs (max(4 x {widest} columns, 64))")
-            if st.X_val.shape[0] < st.min_rows:
-                raise BatchRuleError(f"party {self.name!r}: {st.X_val.shape[0]} validation rows are fewer than the "
+            if st.Xv_int.shape[0] < st.min_rows:
+                raise BatchRuleError(f"party {self.name!r}: {st.Xv_int.shape[0]} validation rows are fewer than the "
                                      f"{st.min_rows} one validation batch needs (max(4 x {widest} columns, 64))")
         return msg.reply("vlr.masked_features", out, meta={"min_batch_rows": st.min_rows})
 
@@ -200,7 +245,7 @@ class SecureLRParty(BatchSteps):
         step = np.uint64(int(round(st.lr / n * (1 << STEP_BITS))))
         decay = np.uint64(int(round(st.lr * st.l2 * (1 << DECAY_BITS))))
         mail: dict[str, dict[str, np.ndarray]] = {}
-        X = st.X_fixed[rows]
+        X = st.fixed_rows(rows)
         grad = st.local_grad if st.local_grad is not None else np.zeros(X.shape[1], dtype=np.uint64)
         for q in roles.holders_for(me):
             f = _take(st.inbox, me, q, "f")

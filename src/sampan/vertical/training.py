@@ -33,6 +33,7 @@ from sampan.vertical.secure_lr import (
     min_batch_rows,
     weight_triples,
 )
+from sampan.vertical.secure_lr_encode import E_CHUNK_ROWS
 from sampan.vertical.secure_lr_range import check_fixed_point
 from sampan.wire import Message
 
@@ -189,6 +190,8 @@ def train_secure_lr(
             dealer.mask_matrix(p, q, n_train, columns[p])
         if shared:
             dealer.mask_matrix(p, roles.co_holder(p), len(val_rows), columns[p], label="Uv")
+    for lo in range(E_CHUNK_ROWS, n_train, E_CHUNK_ROWS):  # E = X - U streams in chunks (the first came at setup)
+        relay.wave(transport, (relay.request(p, "vlr.e_chunk", meta={"lo": lo}) for p in parties))
     relay.wave(transport, (relay.request(p, "vlr.masked_features") for p in parties))
     pending: dict[str, int | None] = {"t": None}  # shared weights: the training batch whose update is pending
     batch = functools.partial(_batch, transport, relay, dealer, roles, shared=shared, pending=pending,
@@ -208,17 +211,19 @@ def train_secure_lr(
     for epoch in range(1, config.epochs + 1):
         batches = [(rows, t + k) for k, rows in enumerate(epoch_batches(rng.permutation(n_train), config.batch_size,
                                                                        min_rows))]
-        # Offline phase: the dealer's material for the whole epoch depends on no data, only on the schedule.
-        start = time.perf_counter()
-        material = {bt: _deal(dealer, roles, rows, bt, shared) for rows, bt in batches}
-        dealing.append(time.perf_counter() - start)
-        start = time.perf_counter()
+        # The dealer's material depends on no data, only on the schedule; it is dealt batch by batch (memory of
+        # one batch, not of an epoch) and its time is kept apart from the epoch's.
+        deal_seconds, start = 0.0, time.perf_counter()
         for rows, bt in batches:
-            batch(rows, bt, validation=False, material=material[bt])
+            tick = time.perf_counter()
+            material = _deal(dealer, roles, rows, bt, shared)
+            deal_seconds += time.perf_counter() - tick
+            batch(rows, bt, validation=False, material=material)
+        dealing.append(deal_seconds)
         t += len(batches)
         if not shared:  # shared weights: the last update runs before the first validation batch
             relay.wave(transport, (relay.request(p, "vlr.flush") for p in parties))
-        seconds.append(time.perf_counter() - start)
+        seconds.append(time.perf_counter() - start - deal_seconds)
         sum_sq = 0.0
         for rows in val_batches:
             sum_sq += batch(rows, t, validation=True)
