@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BLOCK_ROWS", "MemoryPeaks", "PeakSampler", "cache_root", "cached_horizontal_tables",
+__all__ = ["BLOCK_ROWS", "MIB", "MemoryPeaks", "PeakSampler", "cache_root", "cached_horizontal_tables",
            "cached_party_tables", "descendants", "growth_exponent", "ids_for", "markdown_table",
            "write_horizontal_tables", "write_party_tables", "write_table"]
 
@@ -187,9 +187,12 @@ class PeakSampler:
                 continue
             rss = status.get("VmRSS", 0)
             total_rss += rss
-            self._peaks[pid] = max(self._peaks.get(pid, 0), rss, status.get("VmHWM", 0))
             if pid not in self._named:  # re-read: a forked child may exec another program
-                self._labels[pid] = _command(pid)
+                command = _command(pid)
+                if self._labels.get(pid, command) != command:
+                    self._peaks.pop(pid, None)  # exec: the kernel restarts VmHWM; what came before was the parent's
+                self._labels[pid] = command
+            self._peaks[pid] = max(self._peaks.get(pid, 0), rss, status.get("VmHWM", 0))
             if with_pss:
                 pss = _pss(pid)
                 if pss is None:
@@ -266,9 +269,9 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 
 def ids_for(start: int, stop: int, prefix: str = "C") -> np.ndarray:
     """Ids ``C%09d`` for rows [start, stop) as a fixed-width bytes array (vectorised, no Python strings)."""
-    n = np.arange(start, stop, dtype=np.int64)
     if stop > 10**9:
         raise ValueError("ids C%09d hold at most 10**9 rows")
+    n = np.arange(start, stop, dtype=np.int64)
     digits = (n[:, None] // (10 ** np.arange(8, -1, -1, dtype=np.int64))) % 10 + ord("0")
     head = np.frombuffer(prefix.encode("ascii"), dtype=np.uint8)
     out = np.empty((len(n), len(head) + 9), dtype=np.uint8)
