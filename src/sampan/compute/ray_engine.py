@@ -41,6 +41,10 @@ _ENV_FIXED = {
 }
 
 
+# RFC 1918 and IPv6 unique-local only: Python's `is_private` also counts documentation and other special ranges.
+_PRIVATE_NETS = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"))
+
+
 def import_ray() -> Any:
     """The `ray` module, or a clear error naming the extra to install."""
     try:
@@ -71,7 +75,7 @@ def check_private_address(address: str, *, field: str = "[compute] address") -> 
     except ValueError:
         raise ConfigError(f"{field}: {address!r} must name the engine by a private IP address (loopback, "
                           "10/8, 172.16/12, 192.168/16 or fc00::/7), not a host name") from None
-    if not (ip.is_loopback or (ip.is_private and not ip.is_unspecified and not ip.is_link_local)):
+    if not (ip.is_loopback or any(ip in net for net in _PRIVATE_NETS if net.version == ip.version)):
         raise ConfigError(f"{field}: {address!r} is not a private interface; a party's compute engine listens "
                           "only on loopback or a private network inside the party (its tasks are pickled code)")
     return address

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sampan.compute import Engine, LocalEngine, make_engine, use_engine
+from sampan.compute import Engine, current_engine, make_engine, use_engine
 from sampan.config import ConfigError, RunConfig, parse_config
 from sampan.core.capability import Capability
 from sampan.core.transport import Transport
@@ -110,11 +110,11 @@ def _execute(config: Any, store: Store, run_id: str, seed: int, capability: Capa
              progress: ProgressHook | Progress | None, transport: Transport | None,
              cancelled: Callable[[], bool] | None) -> FinishedRun:
     owned = transport is None
-    engine: Engine = LocalEngine()
+    owned_engine = _simulation_engine(config) if owned else None  # None: the caller's engine (local by default)
+    engine: Engine = owned_engine or current_engine()
     try:
         store.set_status(run_id, "running")
         if transport is None:
-            engine = _simulation_engine(config)
             with use_engine(engine):
                 transport = build_transport(capability, config, seed, registry=store)
         ctx = RunContext(run_id=run_id, seed=seed, config=config, transport=transport,
@@ -138,15 +138,19 @@ def _execute(config: Any, store: Store, run_id: str, seed: int, capability: Capa
     finally:
         if owned and transport is not None:
             transport.close()
-        engine.close()
+        if owned_engine is not None:
+            owned_engine.close()
     # the run is completed from here on: a receipt or report that cannot be written raises, but leaves it so
     return _publish(config, store, run_id, result, registered)
 
 
-def _simulation_engine(config: Any) -> Engine:
-    """The engine of a simulation's [compute] table: its parties live in this process, so Ray needs run.workers 1."""
+def _simulation_engine(config: Any) -> Engine | None:
+    """The engine of a simulation's [compute] table (None without one): its parties live in this process, so Ray
+    needs run.workers 1."""
     settings = getattr(config, "compute", None)
-    if settings is not None and settings.engine != "local" and int(getattr(config.run, "workers", 1) or 1) > 1:
+    if settings is None:
+        return None
+    if settings and settings.engine != "local" and int(getattr(config.run, "workers", 1) or 1) > 1:
         raise ConfigError("[compute] engine = 'ray' runs the simulated parties' blocks from this process; "
                           "set run.workers = 1 (forked party processes cannot share one Ray runtime)")
     return make_engine(settings)
