@@ -36,7 +36,7 @@ class Relay(InProcessTransport):
     """The coordinator's transport, recording every message it carries and optionally tampering with one."""
 
     def __init__(self, apps: dict[str, PartyApp], tamper: str | None = None) -> None:
-        super().__init__(apps)  # type: ignore[arg-type]
+        super().__init__(apps)
         self.seen: list[bytes] = []
         self.tamper = tamper
         self.pumps = 0
