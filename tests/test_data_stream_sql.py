@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from test_data_stream import SCHEMA, good, same, write
 
 from sampan.data import DataValidationError, load_table
 from sampan.data.sql_source import SqlSource, redacted_url
 from sampan.data.stream import load_source
-from test_data_stream import SCHEMA, good, same, write
 
 QUERY = "SELECT id, \"default\", revenue, employees, guaranteed, sector FROM bank ORDER BY id"
 

@@ -175,6 +175,32 @@ def canonical_text(arr: pa.Array, missing: np.ndarray) -> pa.Array:
     return pc.fill_null(out, "")
 
 
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+
+
+def id_hashes(text: pa.Array) -> np.ndarray:
+    """64-bit FNV-1a of each text's UTF-8 bytes (length mixed in, then a murmur finaliser), vectorised over
+    the batch: one gather per byte position. The loader keeps 8 bytes a row to find repeated ids over every
+    batch; equal hashes are only a hint, settled on the texts themselves."""
+    n = len(text)
+    buffers = text.buffers()
+    offsets = np.frombuffer(buffers[1], dtype=np.int32, count=n + 1, offset=text.offset * 4).astype(np.int64)
+    data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None and buffers[2].size else \
+        np.zeros(1, dtype=np.uint8)
+    starts, lengths = offsets[:-1], np.diff(offsets)
+    h = np.full(n, _FNV_OFFSET, dtype=np.uint64)
+    for k in range(int(lengths.max(initial=0))):
+        live = lengths > k
+        byte = data[np.where(live, starts + k, 0)].astype(np.uint64)
+        h = np.where(live, (h ^ byte) * _FNV_PRIME, h)
+    h ^= lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    h ^= h >> np.uint64(33)
+    return h
+
+
 def check_numeric(arr: pa.Array, kind: str, offset: int, tallies: dict[str, Tally]) -> np.ndarray:
     """Float or int feature: float64 values (NaN where missing); tallies ``missing``, ``bad`` (non-numeric
     text or infinite) and, for ``int``, ``fraction``."""

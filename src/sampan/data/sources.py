@@ -104,7 +104,7 @@ def _repeated(names: list[str], party: str, path: str) -> None:
 
 
 class ParquetSource:
-    """Parquet file(s): batches straight from the row groups; exact row count from the footers."""
+    """Parquet file(s): one row group at a time, cut into batches; exact row count from the footers."""
 
     def __init__(self, files: list[Path], label: str, batch_rows: int) -> None:
         self.files, self.label, self.batch_rows = files, label, batch_rows
@@ -118,15 +118,17 @@ class ParquetSource:
     def parts(self, party: str, text_columns: Collection[str], all_text: bool) -> Iterator[SourcePart]:
         for f in self.files:
             try:
-                pf = pq.ParquetFile(f)
+                pf = pq.ParquetFile(f, pre_buffer=False)
                 names = list(pf.schema_arrow.names)
             except (pa.ArrowInvalid, OSError) as exc:
                 raise DataValidationError(f"cannot read the parquet file: {exc}", party=party, path=str(f)) from exc
             _repeated(names, party, str(f))
 
             def batches(pf: pq.ParquetFile = pf, f: Path = f) -> Iterator[pa.RecordBatch]:
+                # one row group decoded at a time (`iter_batches` reads ahead: 4x the memory on small groups)
                 try:
-                    yield from pf.iter_batches(batch_size=self.batch_rows)
+                    for group in range(pf.metadata.num_row_groups):
+                        yield from pf.read_row_group(group).to_batches(max_chunksize=self.batch_rows)
                 except (pa.ArrowInvalid, OSError) as exc:
                     raise DataValidationError(f"cannot read the parquet file: {exc}", party=party,
                                               path=str(f)) from exc

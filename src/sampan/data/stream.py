@@ -84,13 +84,17 @@ class _Checks:
             self.tallies[spec.name] = {k: ac.Tally() for k in kinds}
             self.unknown[spec.name] = {}
 
-    def batch(self, rb: pa.RecordBatch, offset: int, X: np.ndarray, y: np.ndarray | None) -> None:
-        """Check one batch starting at table row ``offset``; write its rows into ``X`` and ``y`` (views)."""
+    def batch(self, rb: pa.RecordBatch, offset: int, X: np.ndarray, y: np.ndarray | None,
+              hashes: np.ndarray) -> None:
+        """Check one batch starting at table row ``offset``; write its rows into ``X``, ``y`` and the id
+        ``hashes`` (views of the party's arrays)."""
         schema = self.schema
         ids = ac.normalise(rb.column(schema.id_column))
         missing = ac.missing_of(ids)
         self.id_tally["missing"].add(missing, offset)
-        self.id_chunks.append(ac.canonical_text(ids, missing))
+        text = ac.canonical_text(ids, missing)
+        self.id_chunks.append(text)
+        hashes[:] = ac.id_hashes(text)
         if schema.label_column is not None:
             values = ac.check_binary(ac.normalise(rb.column(schema.label_column)), *ac.LABEL_SETS, offset,
                                      self.tallies[schema.label_column])
@@ -118,14 +122,17 @@ class _Checks:
                     X[:, j + 1] = np.isnan(values)
             j += spec.width
 
-    def problems(self) -> list[Problem]:
-        """Every problem, in the order of the whole-table path: id, label, then features as declared."""
+    def problems(self, hashes: np.ndarray) -> list[Problem]:
+        """Every problem, in the order of the whole-table path: id, label, then features as declared.
+        ``hashes`` (every row's id hash) is sorted in place."""
         schema = self.schema
         out: list[Problem] = []
         idc = schema.id_column
         if self.id_tally["missing"].count:
             out.append(ac.missing_message(idc, self.id_tally["missing"], "id"))
-        out += self._duplicates()
+        hashes.sort()  # in place: 8 bytes a row, no second copy
+        if self.id_tally["missing"].count or np.any(hashes[1:] == hashes[:-1]):
+            out += self._duplicates()  # equal hashes (or blank ids): settled on the texts
         if schema.label_column is not None:
             col, t = schema.label_column, self.tallies[schema.label_column]
             if t["missing"].count:
@@ -168,8 +175,8 @@ class _Checks:
         return pa.chunked_array(self.id_chunks, type=pa.string())
 
     def _duplicates(self) -> list[Problem]:
-        """Repeated ids over every batch. Arrow's hash count finds whether any id repeats; only then are the
-        repeats located (first occurrences kept), so a clean table pays one hashing pass."""
+        """Repeated ids over every batch, exactly (first occurrences kept): run only when two id hashes are
+        equal, so a clean table pays one sort of 8 bytes a row."""
         ids = self.ids()
         n = len(ids)
         blank = self.id_tally["missing"].count
@@ -198,6 +205,7 @@ class _Rows:
         self.width, self.cap = width, 0
         self.X = np.empty((0, width), dtype=dtype)
         self.y = np.empty(0, dtype=np.int8) if labelled else None
+        self.hashes = np.empty(0, dtype=np.uint64)  # each row's id hash (`_arrow_checks.id_hashes`)
 
     def reserve(self, rows: int, exact: bool = False) -> None:
         """Room for ``rows`` rows; growing by half again at least, unless the count is exact. The resize is
@@ -205,14 +213,21 @@ class _Rows:
         if rows <= self.cap:
             return
         cap = rows if exact else max(rows, self.cap + self.cap // 2)
-        self.X.resize((cap, self.width), refcheck=False)
-        if self.y is not None:
-            self.y.resize(cap, refcheck=False)
+        if self.cap == 0:  # the first allocation: np.empty touches no page until a row is written
+            self.X = np.empty((cap, self.width), dtype=self.X.dtype)
+            self.y = None if self.y is None else np.empty(cap, dtype=np.int8)
+            self.hashes = np.empty(cap, dtype=np.uint64)
+        else:
+            self.X.resize((cap, self.width), refcheck=False)
+            self.hashes.resize(cap, refcheck=False)
+            if self.y is not None:
+                self.y.resize(cap, refcheck=False)
         self.cap = cap
 
     def trim(self, rows: int) -> None:
         if rows != self.cap:
             self.X.resize((rows, self.width), refcheck=False)
+            self.hashes.resize(rows, refcheck=False)
             if self.y is not None:
                 self.y.resize(rows, refcheck=False)
             self.cap = rows
@@ -231,6 +246,7 @@ def _load(source: TableSource, schema: TableSchema, party: str, dtype: np.dtype,
     if hint is not None:
         out.reserve(hint, exact=True)
     n = 0
+    part = rb = piece = None
     for part in source.parts(party, text_columns(schema), all_text):
         raise_problems(layout_problems(part.names, schema), party, part.path)
         for rb in part.batches():
@@ -240,13 +256,18 @@ def _load(source: TableSource, schema: TableSchema, party: str, dtype: np.dtype,
             for piece in _slices(rb, batch_rows):
                 m = piece.num_rows
                 out.reserve(n + m)
-                checks.batch(piece, n, out.X[n: n + m], None if out.y is None else out.y[n: n + m])
+                checks.batch(piece, n, out.X[n: n + m], None if out.y is None else out.y[n: n + m],
+                             out.hashes[n: n + m])
                 n += m
+            rb = piece = None  # the last batch holds its whole Parquet row group's buffers
+    part = None
+    pa.default_memory_pool().release_unused()
     if n == 0:
         raise DataValidationError(f"party '{party}' has no rows (file '{source.label}')", party=party, rows=0,
                                   path=source.label)
     out.trim(n)
-    raise_problems(checks.problems(), party, source.label)
+    raise_problems(checks.problems(out.hashes), party, source.label)
+    out.hashes = np.empty(0, dtype=np.uint64)
     ids = checks.ids()
     checks.id_chunks.clear()
     return PartyData(party=party, ids=ids.to_numpy(), X=out.X, y=out.y, feature_names=schema.feature_names(),
