@@ -13,7 +13,8 @@ are the helpers' reusable functions (bench/horizontal_scale_bench.py, vertical_s
 gbdt_scale_bench.py) and two end-to-end runs of today's workflows through `sampan.run` (``workflow_hlr``,
 ``workflow_vlr``: load_table, the split, PSI for vertical, training, evaluation; parties in forked processes).
 A workload whose module is not there is reported as missing, not skipped silently.
-Results accumulate in bench/results/scale.json (one entry per workload, size and variant; a re-run replaces it).
+Results accumulate in bench/results/scale.json (one entry per workload, size and variant; a re-run replaces it;
+--quick runs go to scale_quick.json). ``--lock FILE`` holds that flock only while each measurement runs.
 """
 
 from __future__ import annotations
@@ -178,7 +179,7 @@ def child(name: str, n_rows: int, out: Path) -> None:
 
 
 def _seconds_per_unit(result: dict[str, Any], unit: str) -> float | None:
-    for key in (f"seconds_per_{unit}", f"{unit}_seconds_mean"):
+    for key in (f"seconds_per_{unit}", f"{unit}_s", f"{unit}_seconds_mean"):
         if isinstance(result.get(key), (int, float)):
             return float(result[key])
     listed = result.get(f"{unit}_seconds")
@@ -198,7 +199,7 @@ def measure(name: str, n_rows: int, *, src: str | None, timeout: float) -> dict[
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, str(n_rows), str(out)]
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=subprocess.PIPE, text=True)
-        with PeakSampler(root=proc.pid, pss_every=2) as mem:
+        with PeakSampler(root=proc.pid, interval=0.1, pss_every=5) as mem:
             mem.name(proc.pid, "harness child (coordinator)")
             try:
                 _, err = proc.communicate(timeout=timeout)
@@ -269,6 +270,41 @@ def report(runs: list[dict[str, Any]]) -> str:
     return text + "\n\n" + markdown_table(["goal", "measured", "verdict"], [list(g) for g in goals])
 
 
+def _present(name: str) -> bool:
+    module = WORKLOADS[name].module
+    if module == "scale_bench" or (Path(__file__).parent / f"{module}.py").exists():
+        return True
+    print(f"{name}: bench/{module}.py is not there: not measured", flush=True)
+    return False
+
+
+def _measure_locked(name: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One measurement, holding ``--lock`` (the shared machine's big-run lock) only while it runs."""
+    import fcntl
+
+    with open(args.lock, "a") if args.lock else open(os.devnull) as lock:
+        if args.lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        entry = measure(name, n, src=args.src, timeout=args.timeout)
+    entry["variant"] = args.variant
+    entry["date"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    entry["load_average"] = os.getloadavg()[0]
+    return entry
+
+
+def _save(out: Path, entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """Merge one entry into the results file (re-read first: another sweep may have written meanwhile)."""
+    runs = json.loads(out.read_text())["runs"] if out.exists() else []
+    key = (entry["workload"], entry["rows"], entry.get("variant", ""))
+    runs = [r for r in runs if (r["workload"], r["rows"], r.get("variant", "")) != key] + [entry]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.part")
+    tmp.write_text(json.dumps({"machine": platform.platform(), "python": platform.python_version(),
+                               "cpus": os.cpu_count(), "runs": runs}, indent=1, default=str))
+    os.replace(tmp, out)
+    return runs
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--child", nargs=3, metavar=("WORKLOAD", "ROWS", "OUT"), help=argparse.SUPPRESS)
@@ -278,39 +314,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--src", help="PYTHONPATH of the sampan tree to measure (default: the installed one)")
     parser.add_argument("--variant", default="", help="label of these runs in the results (e.g. 'before')")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per (workload, size)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, help="default bench/results/scale.json (--quick: scale_quick.json)")
+    parser.add_argument("--lock", help="a file to flock around each measurement (e.g. /work/helpers/bench.lock)")
     parser.add_argument("--report-only", action="store_true", help="print the table of the saved results")
     args = parser.parse_args(argv)
     if args.child:
         child(args.child[0], int(args.child[1]), Path(args.child[2]))
         return
+    args.out = args.out or (RESULTS.with_name("scale_quick.json") if args.quick else RESULTS)
     saved = json.loads(args.out.read_text()) if args.out.exists() else {"runs": []}
     runs: list[dict[str, Any]] = saved["runs"]
     sizes = args.sizes or (QUICK if args.quick else FULL)
-    for name in [] if args.report_only else args.only:
-        work = WORKLOADS[name]
-        if work.module != "scale_bench" and not (Path(__file__).parent / f"{work.module}.py").exists():
-            print(f"{name}: bench/{work.module}.py is not there: not measured", flush=True)
-            continue
-        for n in sizes:
-            entry = measure(name, n, src=args.src, timeout=args.timeout)
-            entry["variant"] = args.variant
-            entry["date"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-            entry["load_average"] = os.getloadavg()[0]
+    todo = [] if args.report_only else [n for n in args.only if _present(n)]
+    given_up: set[str] = set()
+    for n in sizes:  # every workload at a size before the next size: a cut-short sweep still has exponents
+        for name in todo:
+            if name in given_up:
+                continue
+            entry = _measure_locked(name, n, args)
             print(json.dumps({k: entry[k] for k in ("workload", "rows", "status", "seconds_per_unit",
                                                     "largest_worker_peak_mib", "wall_seconds")}
                              | {"peak_summed_pss_mib": entry["memory"]["simultaneous_pss_mib"]}), flush=True)
             if entry["status"] != "ok":
                 print(entry.get("stderr_tail", ""), file=sys.stderr, flush=True)
-            runs[:] = [r for r in runs if (r["workload"], r["rows"], r.get("variant", "")) !=
-                       (name, n, args.variant)] + [entry]
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = args.out.with_suffix(".json.part")
-            tmp.write_text(json.dumps({"machine": platform.platform(), "python": platform.python_version(),
-                                       "cpus": os.cpu_count(), "runs": runs}, indent=1, default=str))
-            os.replace(tmp, args.out)
-            if entry["status"] != "ok" and "timed out" in entry["status"]:
-                break  # larger sizes of this workload would time out too
+                given_up.add(name)  # larger sizes of a failed or timed-out workload are not tried
+            runs = _save(args.out, entry)
     print(report(runs))
 
 
