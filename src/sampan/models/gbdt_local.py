@@ -39,8 +39,8 @@ class LocalProvider:
 
     def answer(self, request: Any) -> Answer:
         if isinstance(request, HistRequest):
-            rows = [r for _, r in request.nodes]
-            per_owner = {o: level_histograms(b, self.slots[o], rows, request.g, request.h)
+            node_rows = [r for _, r in request.nodes]
+            per_owner = {o: level_histograms(b, self.slots[o], node_rows, request.g, request.h)
                          for o, b in self.bins.items()}
             return {node: {o: per_owner[o][k] for o in self.bins} for k, (node, _) in enumerate(request.nodes)}
         if isinstance(request, SplitRequest):

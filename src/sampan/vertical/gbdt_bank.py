@@ -62,9 +62,9 @@ def collect_answers(bank: str, st: BankState, inbox: dict[tuple[str, str], np.nd
             for p in st.partners:  # the dealer's integrity, as far as the bank can see it
                 check_feature_totals(sums[p][k], [s.n_bins for s in st.slots[p]], expected, sigmas[p],
                                      bank=bank, partner=p, node=f"{req.tree_index}/{node}")
-        own = level_histograms(st.bins, st.slots[bank], [rows for _, rows in req.nodes], req.g, req.h)
+        own_hists = level_histograms(st.bins, st.slots[bank], [rows for _, rows in req.nodes], req.g, req.h)
         for k, (node, _rows) in enumerate(req.nodes):
-            out[node] = {bank: own[k]}
+            out[node] = {bank: own_hists[k]}
             for p in st.partners:
                 out[node][p] = (sums[p][k, 0], sums[p][k, 1])
         return out
