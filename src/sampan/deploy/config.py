@@ -7,6 +7,7 @@ submitted to a coordinator names parties and, optionally, which of their dataset
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,8 +136,17 @@ class ConsentSection(_Strict):
 
 
 class DatasetSection(_Strict):
-    path: str
+    path: str | None = Field(None, description="a CSV/Parquet file, a folder of them or a glob pattern "
+                             "(or give sql instead)")
     format: Literal["csv", "parquet"] | None = None
+    sql: str | None = Field(None, description="a SQL query whose rows are the table (instead of path), read "
+                            "in chunks on a server-side cursor; needs url or url_env")
+    url: str | None = Field(None, description="with sql: the SQLAlchemy database URL, e.g. "
+                            "postgresql+psycopg://bank@db.internal/warehouse (no password here: use url_env)")
+    url_env: str | None = Field(None, description="with sql: the name of the environment variable that holds "
+                                "the database URL, so no password sits in party.toml")
+    dtype: Literal["float64", "float32"] = Field("float64", description="how the party holds its features: "
+                                                 "float64 (default) or float32 (half the memory)")
     test_ids: str | None = Field(None, description="vertical, at the label holder: a CSV of this dataset's explicit "
                                  "test customers (one id per line), checked at first use; default: a hash of "
                                  "(run seed, id) keyed with the bank's secret split key "
@@ -150,6 +160,30 @@ class DatasetSection(_Strict):
                                     "the catalogue, R14-CONSENT-5)")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatasetSection:
+        if (self.path is None) == (self.sql is None):
+            raise ValueError("give exactly one of path (a file, folder or glob) and sql (a query)")
+        if self.sql is not None:
+            if (self.url is None) == (self.url_env is None):
+                raise ValueError("sql needs exactly one of url and url_env (the name of an environment variable "
+                                 "holding the database URL)")
+            if self.format is not None:
+                raise ValueError("format is for path; a sql dataset has none")
+        elif self.url is not None or self.url_env is not None:
+            raise ValueError("url and url_env go with sql, not with path")
+        return self
+
+    def database_url(self, party: str, dataset: str) -> str:
+        """The SQL dataset's URL: ``url``, or the environment variable ``url_env`` names (read at load)."""
+        if self.url is not None:
+            return self.url
+        value = os.environ.get(self.url_env or "", "")
+        if not value:
+            raise ConfigError(f"party {party!r}, dataset {dataset!r}: url_env {self.url_env!r} is not set "
+                              "(the environment variable that holds the database URL)")
+        return value
 
 
 class PartySection(LinkLimits):

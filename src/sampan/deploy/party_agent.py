@@ -49,6 +49,8 @@ from sampan.config import ConfigError
 from sampan.core.capability import PartySetup
 from sampan.core.party import PartyApp
 from sampan.data import PartyData, load_table
+from sampan.data.sql_source import SqlSource
+from sampan.data.stream import load_source
 from sampan.deploy.agent_consent import ConsentDesk
 from sampan.deploy.allow import JobRefused, PeerAllowList, check_job, check_request
 from sampan.deploy.certs import probe_coordinator
@@ -120,9 +122,16 @@ class PartyAgent:
     def table(self, dataset: str | None) -> tuple[str, PartyData]:
         dataset = self.dataset_name(dataset)
         binding = self.config.data[dataset]
-        stamp = _stamp(binding.path)
+        stamp = None if binding.path is None else _stamp(binding.path)  # a SQL dataset: read at first use
         if dataset not in self._tables or self._stamps.get(dataset) != stamp:  # the table as the file is now
-            self._tables[dataset] = load_table(binding.path, binding.schema_, self.name, binding.format)
+            if binding.sql is not None:
+                source = SqlSource(binding.database_url(self.name, dataset), binding.sql,
+                                   name=f"[data.{dataset}] sql")
+                self._tables[dataset] = load_source(source, binding.schema_, self.name, dtype=binding.dtype)
+            else:
+                assert binding.path is not None
+                self._tables[dataset] = load_table(binding.path, binding.schema_, self.name, binding.format,
+                                                   dtype=binding.dtype)
             self._stamps[dataset] = stamp
         return dataset, self._tables[dataset]
 
