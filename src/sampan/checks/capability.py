@@ -32,7 +32,7 @@ from sampan.wire import Message
 
 __all__ = ["CHECKS", "ChecksCapability", "checks_job"]
 
-PSI_STEPS = ("psi.offer", "psi.accept", "psi.blind", "psi.respond", "psi.finish")
+PSI_STEPS = ("psi.offer", "psi.accept", "psi.blind", "psi.respond", "psi.finish", "psi.part", "psi.pull")
 
 
 def checks_job(config: Any, parties: list[str] | None = None) -> dict[str, Any]:

@@ -25,7 +25,7 @@ __all__ = ["check_checks_request"]
 _CHECKS_KINDS = frozenset({"checks.schema", "checks.label"})
 _CHECKS_HORIZONTAL_KINDS = frozenset({"checks.histogram"})  # a vertical job compares no histograms
 _CHECKS_VERTICAL_KINDS = frozenset({"checks.overlap", "vertical.hello", "vertical.peers", "psi.offer", "psi.accept",
-                                    "psi.blind", "psi.respond", "psi.finish"})
+                                    "psi.blind", "psi.respond", "psi.finish", "psi.part", "psi.pull"})
 
 
 # the meta keys the checks workflow sends with each release (`sampan.checks.workflow`)

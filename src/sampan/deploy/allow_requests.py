@@ -173,6 +173,8 @@ VERTICAL_KINDS = frozenset(
         "psi.blind",
         "psi.respond",
         "psi.finish",
+        "psi.part",
+        "psi.pull",
         "psi.align",
         "psi.aligned",
         "vlr.setup",

@@ -16,7 +16,9 @@ Protocol, for label holder A (ids a_i, scalar alpha) and partner B (ids b_j, sca
 5. ``psi.finish``  A matches and learns its intersecting rows, or only their number.
 
 Every party-to-party payload is a `SealedChannels` envelope relayed by the coordinator; points travel
-as (n, 32) uint8 arrays. Both parties order the intersection by the doubly blinded token (a canonical
+as (n, 32) uint8 arrays, in sealed parts of at most 2^20 points (``psi.part`` / ``psi.pull``, see
+`sampan.vertical.psi_parts`) when a payload is larger: at most 32 MiB of points per array per message.
+Both parties order the intersection by the doubly blinded token (a canonical
 order that carries no information about either party's files), so row i of A's ``rows`` and row i of
 B's ``rows`` are the same customer. Each scalar is used for one session and dropped afterwards.
 
@@ -74,6 +76,7 @@ __all__ = [
 ]
 
 MODES: tuple[str, ...] = ("both", "label_holder", "cardinality")
+MAX_PARTS = 1 << 16  # parts per payload the coordinator relays (2^16 x 2^20 points: far above any bank)
 
 MODE_REVEALS: dict[str, str] = {
     "both": (
@@ -178,15 +181,27 @@ def run_psi(transport: _Exchanger, run_id: str, a: str, b: str, mode: str = "bot
     me = _coordinator(transport)
     meta: dict[str, Any] = {"mode": mode, "check_format": bool(check_format)}
 
-    def ask(to: str, kind: str, peer: str, envelope: np.ndarray | None = None) -> Message:
+    def ask(to: str, kind: str, peer: str, envelope: np.ndarray | None = None, **extra: Any) -> Message:
         arrays = {} if envelope is None else {"envelope": envelope}
-        return _ask(transport, Message(run_id, step, me, to, kind, arrays, {**meta, "peer": peer}))
+        return _ask(transport, Message(run_id, step, me, to, kind, arrays, {**meta, "peer": peer, **extra}))
+
+    def relay(reply: Message, sender: str, receiver: str, kind: str) -> Message:
+        """Pass `sender`'s payload on to `receiver` as step `kind`, one sealed part at a time (bounded messages):
+        every part but the last as ``psi.part``, pulled from the sender just before it is passed on."""
+        parts = reply.meta.get("parts", 1)
+        if not isinstance(parts, int) or not 1 <= parts <= MAX_PARTS:
+            raise PsiError(f"party {sender!r} announced {parts!r} parts for {reply.kind!r}")
+        envelope = reply.arrays["envelope"]
+        for k in range(1, parts):
+            ask(receiver, "psi.part", sender, envelope)
+            envelope = ask(sender, "psi.pull", receiver, part=k).arrays["envelope"]
+        return ask(receiver, kind, sender, envelope)
 
     offer = ask(a, "psi.offer", b)
     accept = ask(b, "psi.accept", a, offer.arrays["envelope"])
-    blinded = ask(a, "psi.blind", b, accept.arrays["envelope"])
-    respond = ask(b, "psi.respond", a, blinded.arrays["envelope"])
-    finish = ask(a, "psi.finish", b, respond.arrays["envelope"])
+    blinded = relay(accept, b, a, "psi.blind")
+    respond = relay(blinded, a, b, "psi.respond")
+    finish = relay(respond, b, a, "psi.finish")
     cardinality = finish.meta.get("cardinality") if mode == "both" else None
     return PsiOutcome(mode=mode, parties=(a, b),
                       sizes={a: int(offer.meta["n"]), b: int(accept.meta["n"])},

@@ -22,6 +22,7 @@ from sampan.crypto.channel import SealedChannels
 from sampan.vertical._parallel import ParallelError
 from sampan.vertical.psi import MODES
 from sampan.vertical.psi_ids import CompactIds, compact_ids
+from sampan.vertical.psi_parts import PART_ROWS, Inbox, Outbox, count_parts
 from sampan.vertical.psi_points import PsiError, _check_points, _hash_and_blind, blind, match_tokens
 from sampan.wire import Message
 
@@ -62,8 +63,11 @@ class _Session:
 class PsiParty:
     """One party's side of PSI: its ids stay here; only blinded points leave, sealed to the peer."""
 
-    def __init__(self, name: str, ids: Any, *, workers: int | None = None) -> None:
+    def __init__(self, name: str, ids: Any, *, workers: int | None = None, part_rows: int = PART_ROWS) -> None:
+        if part_rows < 1:
+            raise ValueError("part_rows must be at least 1")
         self.name = name
+        self.part_rows = int(part_rows)
         self.ids: Any = ids  # as given (list, numpy, pyarrow); compacted once, then dropped (`_prepare`)
         self.workers = workers
         self.channels: SealedChannels | None = None
@@ -74,12 +78,14 @@ class PsiParty:
         self._tokens: dict[str, np.ndarray] = {}  # peer -> doubly blinded tokens, aligned with rows[peer]
         self._sessions: dict[str, _Session] = {}
         self._prepared: CompactIds | None = None
+        self._outbox: dict[str, Outbox] = {}  # peer -> a step's payload still being pulled
+        self._inbox: dict[str, Inbox] = {}  # peer -> a step's payload still arriving
 
     def register(self, app: _Registry) -> PsiParty:
         for kind, handler in (("psi.offer", self._offer), ("psi.accept", self._accept),
                               ("psi.blind", self._blind), ("psi.respond", self._respond),
                               ("psi.finish", self._finish), ("psi.align", self._align),
-                              ("psi.aligned", self._aligned)):
+                              ("psi.aligned", self._aligned), ("psi.part", self._part), ("psi.pull", self._pull)):
             app.register(kind, handler)
         return self
 
@@ -108,6 +114,63 @@ class PsiParty:
         if inner.kind != kind:
             raise PsiError(f"party {self.name!r}: expected {kind!r} from {peer!r}, got {inner.kind!r}")
         return inner
+
+    def _send(self, request: Message, peer: str, kind: str, arrays: dict[str, np.ndarray], meta: dict[str, Any],
+              reply_meta: dict[str, Any] | None = None) -> Message:
+        """Reply with part 0 of a step's payload; the rest waits in the outbox for `psi.pull` (bounded messages)."""
+        box = Outbox(kind, arrays, meta, self.part_rows, count_parts(arrays, self.part_rows))
+        part_arrays, part_meta = box.part(0)
+        envelope = self._seal(request, peer, kind, part_arrays, part_meta)
+        if box.parts > 1:
+            self._outbox[peer] = box
+        else:
+            self._outbox.pop(peer, None)
+        return request.reply(kind, {"envelope": envelope},
+                             {**(reply_meta or {}), **({"parts": box.parts} if box.parts > 1 else {})})
+
+    def _receive(self, request: Message, peer: str, kind: str) -> Message:
+        """The step's whole payload: earlier parts (`psi.part`) joined with the last one, which this request carries."""
+        inner = self._open(request, peer, kind)
+        box = self._inbox.pop(peer, None)
+        if box is None:
+            box = Inbox.start(self.name, peer, inner)
+        box.add(self.name, peer, inner)
+        return box.message(self.name, peer, inner)
+
+    def _part(self, request: Message) -> Message:
+        """Any but the last part of a peer's payload, checked and written into place (the last comes with its step)."""
+        peer = str(request.meta["peer"])
+        if "envelope" not in request.arrays:
+            raise PsiError(f"party {self.name!r}: psi.part carries no envelope from {peer!r}")
+        inner = self._channels().open(peer, request.arrays["envelope"])
+        if inner.kind not in ("psi.accept", "psi.blind", "psi.respond"):
+            raise PsiError(f"party {self.name!r}: {peer!r} sent a part of {inner.kind!r}, which has no parts")
+        box = self._inbox.get(peer)
+        if inner.meta.get("part") == 0 and box is None:
+            box = self._inbox[peer] = Inbox.start(self.name, peer, inner)
+        elif box is None:
+            raise PsiError(f"party {self.name!r}: a part from {peer!r} arrived before the first one")
+        try:
+            box.add(self.name, peer, inner)
+            if box.complete:
+                raise PsiError(f"party {self.name!r}: the last part of {peer!r}'s {box.kind} came as psi.part")
+        except PsiError:
+            del self._inbox[peer]
+            raise
+        return request.reply("psi.part")
+
+    def _pull(self, request: Message) -> Message:
+        """The next part of this party's pending payload for `peer`, sealed to it; parts leave once, in order."""
+        peer = str(request.meta["peer"])
+        box = self._outbox.get(peer)
+        if box is None or request.meta.get("part") != box.next:
+            raise PsiError(f"party {self.name!r}: no part {request.meta.get('part')!r} waiting for {peer!r}")
+        arrays, meta = box.part(box.next)
+        envelope = self._seal(request, peer, box.kind, arrays, meta)
+        box.next += 1
+        if box.next == box.parts:
+            del self._outbox[peer]
+        return request.reply("psi.pull", {"envelope": envelope})
 
     def _session(self, peer: str, role: str) -> _Session:
         session = self._sessions.get(peer)
@@ -155,6 +218,8 @@ class PsiParty:
         self._channels().require_role(self.name, "label_holder", "to play the label holder's side of PSI")
         prepared = self._prepare()
         self._sessions[peer] = _Session(mode=mode, role="a", key=None)
+        self._inbox.pop(peer, None)
+        self._outbox.pop(peer, None)
         envelope = self._seal(request, peer, "psi.offer",
                               meta={"mode": mode, "n": len(prepared), "shape": prepared.shape})
         return request.reply("psi.offer", {"envelope": envelope}, {"n": len(prepared)})
@@ -164,6 +229,8 @@ class PsiParty:
         peer, mode = str(request.meta["peer"]), self._mode(request)
         self._channels().require_role(peer, "label_holder", "PSI")
         inner = self._open(request, peer, "psi.offer")
+        self._inbox.pop(peer, None)
+        self._outbox.pop(peer, None)
         if inner.meta.get("mode") != mode:
             raise PsiError(f"party {self.name!r}: {peer!r} runs PSI mode {inner.meta.get('mode')!r}, "
                            f"the coordinator asked for {mode!r}")
@@ -177,14 +244,14 @@ class PsiParty:
         session.perm = _secure_permutation(len(encoded))
         mine = _hash_and_blind(encoded, session.key, self.workers)[0][session.perm]
         self._sessions[peer] = session
-        envelope = self._seal(request, peer, "psi.accept", {"points": mine}, {"n": len(encoded), "shape": shape})
-        return request.reply("psi.accept", {"envelope": envelope}, {"n": len(encoded)})
+        return self._send(request, peer, "psi.accept", {"points": mine}, {"n": len(encoded), "shape": shape},
+                          {"n": len(encoded)})
 
     def _blind(self, request: Message) -> Message:
         """A, step 3: send own shuffled H(a)^alpha; raise B's points to alpha (sent to B in mode both)."""
         peer = str(request.meta["peer"])
         session = self._session(peer, "a")
-        inner = self._open(request, peer, "psi.accept")
+        inner = self._receive(request, peer, "psi.accept")
         self._check_shapes(peer, str(inner.meta.get("shape")), self.name, peer,
                            bool(request.meta.get("check_format", True)))
         session.peer_n = int(inner.meta["n"])
@@ -203,14 +270,13 @@ class PsiParty:
         arrays = {"points": mine}
         if session.mode == "both":
             arrays["peer_points"] = session.doubled_peer
-        envelope = self._seal(request, peer, "psi.blind", arrays, {"n": len(encoded)})
-        return request.reply("psi.blind", {"envelope": envelope})
+        return self._send(request, peer, "psi.blind", arrays, {"n": len(encoded)})
 
     def _respond(self, request: Message) -> Message:
         """B, step 4: raise A's points to beta and return them (reshuffled in mode cardinality)."""
         peer = str(request.meta["peer"])
         session = self._session(peer, "b")
-        inner = self._open(request, peer, "psi.blind")
+        inner = self._receive(request, peer, "psi.blind")
         assert session.key is not None and session.perm is not None
         theirs = self._peer_points(inner, "points", session.peer_n, peer)
         doubled = self._blind_peer(theirs, session.key, peer)
@@ -227,14 +293,13 @@ class PsiParty:
         elif session.mode == "cardinality":
             doubled = doubled[_secure_permutation(len(doubled))]
         del self._sessions[peer]
-        envelope = self._seal(request, peer, "psi.respond", {"points": doubled})
-        return request.reply("psi.respond", {"envelope": envelope})
+        return self._send(request, peer, "psi.respond", {"points": doubled}, {})
 
     def _finish(self, request: Message) -> Message:
         """A, step 5: match; report the cardinality to the coordinator only in mode both."""
         peer = str(request.meta["peer"])
         session = self._session(peer, "a")
-        inner = self._open(request, peer, "psi.respond")
+        inner = self._receive(request, peer, "psi.respond")
         assert session.perm is not None and session.doubled_peer is not None
         doubled = self._peer_points(inner, "points", len(session.perm), peer)
         del self._sessions[peer]

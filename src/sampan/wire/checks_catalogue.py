@@ -54,6 +54,9 @@ def checks_catalogue(dp: bool, vertical: bool = False) -> dict[str, MessageSpec]
                 Field("meta.*", "public", what="protocol role, feature count"))
         peer = (Field("meta.peer", "public", what="the peer party"), Field("meta.mode", "public", what="'cardinality'"),
                 Field("meta.check_format", "public", what="id format check"))
+        size = Field("meta.n", "visible", role="coordinator", what="the party's id set size, exact (PSI reveals it)")
+        parts = Field("meta.parts", "visible", role="coordinator",
+                      what="sealed parts of the step's points, above 2^20 ids (follows from the set sizes)")
         specs += [
             MessageSpec("vertical.hello", "coordinator", ()),
             MessageSpec("vertical.hello", "party", keys),
@@ -61,11 +64,12 @@ def checks_catalogue(dp: bool, vertical: bool = False) -> dict[str, MessageSpec]
                                                                 "public key"), Field("meta.roles.*", "public"))),
             MessageSpec("vertical.ack", "party", (Field("meta.peers", "public"),)),
             *(MessageSpec(k, "coordinator", (*peer, envelope)) for k in
-              ("psi.offer", "psi.accept", "psi.blind", "psi.respond", "psi.finish")),
-            *(MessageSpec(k, "party", (envelope,)) for k in ("psi.blind", "psi.respond", "psi.finish")),
-            *(MessageSpec(k, "party", (envelope, Field("meta.n", "visible", role="coordinator",
-                                                       what="the party's id set size, exact (PSI reveals it)")))
-              for k in ("psi.offer", "psi.accept")),
+              ("psi.offer", "psi.accept", "psi.blind", "psi.respond", "psi.finish", "psi.part")),
+            MessageSpec("psi.pull", "coordinator", (*peer, Field("meta.part", "public", what="which part"))),
+            *(MessageSpec(k, "party", (envelope,)) for k in ("psi.finish", "psi.part", "psi.pull")),
+            *(MessageSpec(k, "party", (envelope, parts)) for k in ("psi.blind", "psi.respond")),
+            MessageSpec("psi.offer", "party", (envelope, size)),
+            MessageSpec("psi.accept", "party", (envelope, size, parts)),
             MessageSpec("checks.overlap", "coordinator", (Field("meta.peer", "public"), *(dp_request if dp else ()))),
             MessageSpec("checks.overlap", "party", (
                 _released("meta.count", "checks.overlap", dp, "ids in common with the partner (PSI cardinality)"),
