@@ -11,7 +11,14 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from sampan.compute import ComputeSettings, LocalEngine, current_engine, issue_engine_certs, load_engine_tls, make_engine
+from sampan.compute import (
+    ComputeSettings,
+    LocalEngine,
+    current_engine,
+    issue_engine_certs,
+    load_engine_tls,
+    make_engine,
+)
 from sampan.compute.ray_engine import check_private_address, import_ray
 from sampan.config import parse_config
 from sampan.deploy.config import load_party_config, parse_run_spec

@@ -121,7 +121,7 @@ def _ready(target: str, credentials: object | None) -> bool:
     import grpc
 
     channel = (grpc.insecure_channel(target) if credentials is None
-               else grpc.secure_channel(target, credentials))  # type: ignore[arg-type]
+               else grpc.secure_channel(target, credentials))
     try:
         grpc.channel_ready_future(channel).result(timeout=4)
         return True

@@ -21,14 +21,15 @@ class ComputeSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    engine: Literal["local", "ray"] = Field("local", description="local: blocks run in the party process; ray: as "
-                                            "Ray tasks (pip install 'sampan[ray]') inside the party only")
-    num_workers: int = Field(2, ge=1, le=4096, description="ray without address: CPUs of the private local instance")
-    address: str | None = Field(None, description="ray: the party's own Ray cluster (GCS 'ip:port' or "
+    engine: Literal["local", "ray"] = Field(default="local", description="local: blocks run in the party process; "
+                                            "ray: as Ray tasks (pip install 'sampan[ray]') inside the party only")
+    num_workers: int = Field(default=2, ge=1, le=4096,
+                             description="ray without address: CPUs of the private local instance")
+    address: str | None = Field(default=None, description="ray: the party's own Ray cluster (GCS 'ip:port' or "
                                 "'ray://ip:port') on a loopback or private IP; absent: a private instance on "
                                 "127.0.0.1")
-    tls: bool = Field(True, description="ray: mutual TLS with certificates from a CA private to this party")
-    tls_dir: str | None = Field(None, description="ray: folder with ca.pem, node.pem, node.key "
+    tls: bool = Field(default=True, description="ray: mutual TLS with certificates from a CA private to this party")
+    tls_dir: str | None = Field(default=None, description="ray: folder with ca.pem, node.pem, node.key "
                                 "(sampan.compute.issue_engine_certs); absent with a local instance: an ephemeral "
                                 "CA made at start and dropped at exit")
 
