@@ -188,3 +188,18 @@ def test_errors_stay_clear_with_parts() -> None:
         p.part_rows = 4
     with pytest.raises(PartyError, match="no common customers"):
         run_psi(transport, "run-1", "bank", "payments")
+
+
+def test_arrow_ids_are_converted_block_by_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    pa = pytest.importorskip("pyarrow")
+    from sampan.vertical import psi_ids
+
+    monkeypatch.setattr(psi_ids, "BLOCK", 7)
+    ids = [f"BR{i:08d}" for i in range(40)] + [" Zoé-客户1 "]
+    chunked = pa.chunked_array([ids[:20], ids[20:]])
+    assert compact_ids(chunked, "bank").ids.tolist() == _old_rule(ids)
+    assert compact_ids(pa.array(ids, pa.large_string()), "bank").ids.tolist() == _old_rule(ids)
+    with pytest.raises(PsiError, match="not a string"):
+        compact_ids(pa.array([1, 2]), "bank")
+    with pytest.raises(PsiError, match="not a string"):
+        compact_ids(pa.array(["BR1", None]), "bank")

@@ -102,13 +102,21 @@ def normalise_ids(ids: Any, party: str) -> tuple[list[str], list[bytes]]:
     return [b.decode() for b in encoded], encoded
 
 
-def _as_array(ids: Any, party: str) -> np.ndarray:
-    """A 1-D numpy array of str (dtype U or object); pyarrow string arrays are converted once."""
-    if hasattr(ids, "to_numpy") and not isinstance(ids, np.ndarray):  # pyarrow Array / ChunkedArray, pandas
-        try:
-            ids = ids.to_numpy(zero_copy_only=False)
-        except TypeError:
-            ids = ids.to_numpy()
+def _is_arrow(ids: Any) -> bool:
+    return type(ids).__module__.startswith("pyarrow") and hasattr(ids, "to_numpy")
+
+
+def _as_array(ids: Any, party: str) -> Any:
+    """A 1-D numpy array of str (dtype U, S or object), or a pyarrow array (converted block by block later)."""
+    if _is_arrow(ids):
+        if str(ids.type) not in ("string", "large_string"):
+            log.warning("party %s: ids are of arrow type %s, not strings (local log only)", party, ids.type)
+            raise PsiError(f"party {party!r}: an id is not a string (row in this party's local log)")
+        if ids.null_count:
+            raise PsiError(f"party {party!r}: an id is not a string (missing; row in this party's local log)")
+        return ids
+    if hasattr(ids, "to_numpy") and not isinstance(ids, np.ndarray):  # pandas
+        ids = ids.to_numpy()
     arr = ids if isinstance(ids, np.ndarray) else np.asarray(ids, dtype=object)
     if arr.ndim != 1:
         raise PsiError(f"party {party!r}: ids must be a 1-D array, got shape {arr.shape}")
@@ -120,8 +128,10 @@ def _as_array(ids: Any, party: str) -> np.ndarray:
     return arr
 
 
-def _compact_block(block: np.ndarray, offset: int, party: str) -> np.ndarray:
+def _compact_block(block: Any, offset: int, party: str) -> np.ndarray:
     """UTF-8 ``S<w>`` of one block: vectorised for clean printable ASCII rows, per item for the rest."""
+    if _is_arrow(block):  # Python strings for this block only
+        block = block.to_numpy(zero_copy_only=False)
     if block.dtype.kind == "O":
         items = block.tolist()
         bad = [i for i, s in enumerate(items) if not isinstance(s, str)]
