@@ -291,3 +291,13 @@ def test_files_and_worker_gone_after_a_timeout(private_tmp: Path) -> None:
 
 def _rr22_of(transport: InProcessTransport, name: str) -> Rr22Party:
     return RR22[id(transport)][name]
+
+
+def test_a_deployed_party_answers_rr22_only_in_a_job_that_announced_it() -> None:
+    from sampan.deploy.allow import JobRefused, check_request
+
+    job = {"workflow": "vertical", "parties": ["bank", "pay"], "vertical": {"models": ["lr"]}}
+    with pytest.raises(JobRefused, match="did not announce"):
+        check_request(None, "pay", "psi.rr22.pump", {}, job)
+    check_request(None, "pay", "psi.rr22.pump", {}, {**job, "vertical": {"models": ["lr"], "psi_backend": "rr22"}})
+    check_request(None, "pay", "psi.offer", {}, job)  # ECDH as before

@@ -151,6 +151,7 @@ def _vertical_job(vertical: Mapping[str, Any], woe_epsilon: Any) -> dict[str, An
         "models": [str(m) for m in (vertical.get("models") or ["lr"])],
         "gbdt": {"n_trees": int(gbdt.get("n_trees", 100)), "max_depth": int(gbdt.get("max_depth", 4))},
         "woe": {"dp_epsilon": float(woe_epsilon) if woe_epsilon else None, "dp_delta": 1e-5},
+        "psi_backend": str(vertical.get("psi_backend") or "ecdh"),  # rr22 only if the job announces it
     }
 
 

@@ -177,6 +177,13 @@ VERTICAL_KINDS = frozenset(
         "psi.pull",
         "psi.align",
         "psi.aligned",
+        # the opt-in RR22 backend (spu in a subprocess, its link tunnelled sealed): only in a job that announced it
+        "psi.rr22.offer",
+        "psi.rr22.accept",
+        "psi.rr22.start",
+        "psi.rr22.pump",
+        "psi.rr22.finish",
+        "psi.rr22.close",
         "vlr.setup",
         "vlr.share",
         "vlr.masked_features",
@@ -350,6 +357,10 @@ def _check_vertical_job(party: str, kind: str, meta: Mapping[str, Any], job: Map
     _check_model_kind(party, kind, meta, job)
     if workflow != "vertical":
         return
+    backend = str((job.get("vertical") or {}).get("psi_backend") or "ecdh")
+    if kind.startswith("psi.rr22.") and backend != "rr22":
+        raise JobRefused(party, "request", f"{kind!r} runs RR22 PSI, which the job this party accepted did not "
+                         f"announce (psi_backend {backend!r})")
     models = set((job.get("vertical") or {}).get("models") or ["lr"])
     for model, prefixes in _MODEL_PREFIXES.items():
         if model not in models and kind.startswith(prefixes):
