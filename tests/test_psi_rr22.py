@@ -301,3 +301,34 @@ def test_a_deployed_party_answers_rr22_only_in_a_job_that_announced_it() -> None
         check_request(None, "pay", "psi.rr22.pump", {}, job)
     check_request(None, "pay", "psi.rr22.pump", {}, {**job, "vertical": {"models": ["lr"], "psi_backend": "rr22"}})
     check_request(None, "pay", "psi.offer", {}, job)  # ECDH as before
+
+
+def test_the_job_carries_the_backend_through_its_stored_form() -> None:
+    from sampan.vertical.job import VerticalJob
+
+    job = VerticalJob(name="j", label_holder="bank", partners=("pay",), psi_backend="rr22")
+    assert VerticalJob.from_dict(job.to_dict()).psi_backend == "rr22"
+    assert VerticalJob.from_dict(VerticalJob(name="j", label_holder="bank", partners=("pay",)).to_dict()).psi_backend \
+        == "ecdh"
+
+
+@pytest.mark.slow
+@needs_spu
+def test_a_vertical_federation_aligns_alike_on_both_backends(private_tmp: Path) -> None:
+    """Star alignment (bank + two partners: one RR22 run per partner) through the real vertical parties."""
+    from sampan.vertical.capability import VERTICAL, simulate_vertical
+    from sampan.vertical.job import VerticalJob
+    from sampan.vertical.session import VerticalSession
+
+    job = VerticalJob(name="wf", label_holder="bank", partners=("payments", "delivery"), seed=3,
+                      source={"kind": "consortium", "n_smes": 1500, "seed": 4})
+    counts = {}
+    for backend in ("ecdh", "rr22"):
+        setups = simulate_vertical(job, 0)
+        transport = InProcessTransport({n: VERTICAL.party_app(s) for n, s in setups.items()})
+        session = VerticalSession(transport, label_holder="bank", partners=["payments", "delivery"])
+        session.connect()
+        outcome = session.align(backend=backend)
+        counts[backend] = (outcome.n_aligned, dict(outcome.cardinalities))
+    assert counts["rr22"] == counts["ecdh"]
+    assert leftovers(private_tmp) == []
