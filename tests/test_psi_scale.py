@@ -203,3 +203,16 @@ def test_arrow_ids_are_converted_block_by_block(monkeypatch: pytest.MonkeyPatch)
         compact_ids(pa.array([1, 2]), "bank")
     with pytest.raises(PsiError, match="not a string"):
         compact_ids(pa.array(["BR1", None]), "bank")
+
+
+def test_in_place_blinding_equals_a_copy() -> None:
+    points = psi_points.hash_to_curve([b"q%d" % i for i in range(40)])
+    key = _new_scalar()
+    expected = psi_points.blind(points, key, workers=1)
+    work = points.copy()
+    out = psi_points._hash_and_blind(np.empty(0, "S1"), key, 1, work, block=7, in_place=True)[1]
+    assert out is work and np.array_equal(work, expected)
+    frozen = points.copy()
+    frozen.flags.writeable = False  # a read-only array is never overwritten
+    assert np.array_equal(psi_points.blind(frozen, key, workers=1, in_place=True), expected)
+    assert np.array_equal(frozen, points)

@@ -189,7 +189,7 @@ class PsiParty:
 
     def _blind_peer(self, points: np.ndarray, key: X25519PrivateKey, peer: str) -> np.ndarray:
         try:
-            return blind(points, key, workers=self.workers)
+            return blind(points, key, workers=self.workers, in_place=True)
         except ValueError:
             raise PsiError(f"party {self.name!r}: {peer!r} sent a point that is not a valid curve point") from None
 
@@ -242,7 +242,7 @@ class PsiParty:
         assert session.key is not None
         self.peer_sizes[peer] = session.peer_n
         session.perm = _secure_permutation(len(encoded))
-        mine = _hash_and_blind(encoded, session.key, self.workers)[0][session.perm]
+        mine = _hash_and_blind(encoded[session.perm], session.key, self.workers)[0]  # hashed in sent order
         self._sessions[peer] = session
         return self._send(request, peer, "psi.accept", {"points": mine}, {"n": len(encoded), "shape": shape},
                           {"n": len(encoded)})
@@ -261,12 +261,12 @@ class PsiParty:
         key = _new_scalar()
         session.perm = _secure_permutation(len(encoded))
         try:
-            mine, session.doubled_peer = _hash_and_blind(encoded, key, self.workers, theirs)
+            mine, session.doubled_peer = _hash_and_blind(encoded[session.perm], key, self.workers, theirs,
+                                                         in_place=True)
         except (ValueError, ParallelError) as exc:
             raise PsiError(f"party {self.name!r}: blinding failed ({exc}); {peer!r} may have sent a point "
                            f"that is not on the curve") from None
         del key  # alpha is not needed again: both multiplications are done
-        mine = mine[session.perm]
         arrays = {"points": mine}
         if session.mode == "both":
             arrays["peer_points"] = session.doubled_peer

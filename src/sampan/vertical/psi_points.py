@@ -122,12 +122,18 @@ def _shifted(work: Callable[[int, int], bytes], offset: int) -> Callable[[int, i
 
 
 def _hash_and_blind(ids: Sequence[bytes] | np.ndarray, key: X25519PrivateKey, workers: int | None,
-                    points: np.ndarray | None = None, *, block: int = BLOCK_ITEMS) -> tuple[np.ndarray, np.ndarray]:
-    """(H(id)^key for each id, point^key for each row of `points`), computed block by block in parallel."""
+                    points: np.ndarray | None = None, *, block: int = BLOCK_ITEMS,
+                    in_place: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(H(id)^key for each id, point^key for each row of `points`), computed block by block in parallel.
+
+    With `in_place` the blinded points overwrite `points` (a writable contiguous array the caller no longer
+    needs): safe, since each block's workers read only their own rows, forked before that block is written.
+    """
     extra = np.empty((0, POINT_BYTES), np.uint8) if points is None else _check_points(points)
     n_ids, total = len(ids), len(ids) + len(extra)
     mine = np.empty((n_ids, POINT_BYTES), dtype=np.uint8)
-    theirs = np.empty((len(extra), POINT_BYTES), dtype=np.uint8)  # apart, so neither keeps the other alive
+    # apart from `mine`, so neither keeps the other alive
+    theirs = extra if in_place and extra.flags.writeable else np.empty((len(extra), POINT_BYTES), dtype=np.uint8)
     work = _work(key, ids, extra)
     for start in range(0, total, max(1, block)):
         stop = min(total, start + max(1, block))
@@ -140,14 +146,15 @@ def _hash_and_blind(ids: Sequence[bytes] | np.ndarray, key: X25519PrivateKey, wo
     return mine, theirs
 
 
-def blind(points: np.ndarray, key: X25519PrivateKey, *, workers: int | None = None) -> np.ndarray:
+def blind(points: np.ndarray, key: X25519PrivateKey, *, workers: int | None = None,
+          in_place: bool = False) -> np.ndarray:
     """x25519(key, point) for each row of an (n, 32) uint8 array, in parallel worker processes.
 
     Raises ValueError for a malformed array or a low-order point (X25519 refuses an all-zero result).
     """
     arr = _check_points(points)
     try:
-        return _hash_and_blind(np.empty(0, dtype="S1"), key, workers, arr)[1]
+        return _hash_and_blind(np.empty(0, dtype="S1"), key, workers, arr, in_place=in_place)[1]
     except ParallelError as exc:
         raise ValueError(f"blinding failed: {exc}") from None
 
