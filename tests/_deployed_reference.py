@@ -25,7 +25,7 @@ def agents_splits(party_configs: Mapping[str, str | Path], dataset: str) -> Iter
         state = Path(load_party_config(Path(path)).party.state_dir)
         pins[name] = json.loads((state / "split-seeds.json").read_text())[dataset]
 
-    def split(tables, test_fraction, seed):  # type: ignore[no-untyped-def]
+    def split(tables, test_fraction, seed, **options):  # type: ignore[no-untyped-def]  # options: consume
         return {name: federation.PartySplit(*pinned_split(table, pins[name], dataset))
                 for name, table in tables.items()}
 
