@@ -179,7 +179,7 @@ class CsvSource:
         try:
             columns = list(text_columns)
             if all_text:  # the header first: every column it names is read as text
-                columns = pacsv.open_csv(f, read_options=pacsv.ReadOptions(block_size=1 << 16),
+                columns = pacsv.open_csv(f, read_options=pacsv.ReadOptions(block_size=self.block_bytes),
                                          parse_options=pacsv.ParseOptions(delimiter=self.delimiter)).schema.names
             types = {c: pa.string() for c in columns}
             return pacsv.open_csv(
