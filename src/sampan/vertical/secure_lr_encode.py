@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from sampan.compute import current_engine, row_blocks
+from sampan.compute import current_engine, reduce_in_order, row_blocks
 from sampan.vertical.model import FEATURE_CLIP, LocalScaler
 from sampan.vertical.secure_lr import FEATURE_BITS
 
-__all__ = ["E_CHUNK_ROWS", "encode_rows"]
+__all__ = ["E_CHUNK_ROWS", "column_moments", "encode_rows", "fit_scaler"]
 
 # Rows of E = X - U per sealed message (`vlr.e_chunk`): 65,536 rows x 31 columns is ~16 MB, so neither the
 # sender, the relay nor the receiver ever holds a whole-table envelope (four transient copies of it).
@@ -51,3 +51,43 @@ def encode_rows(X: np.ndarray, rows: np.ndarray, scaler: LocalScaler, *, with_on
         out[lo:lo + len(part)] = part
         lo += len(part)
     return out
+
+
+def _sum_block(X: np.ndarray, start: int, stop: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    block = X[rows[start:stop]]
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.isfinite(block).all(axis=0), block.sum(axis=0)
+
+
+def _square_block(X: np.ndarray, start: int, stop: int, rows: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.square(X[rows[start:stop]] - mean).sum(axis=0)
+
+
+def column_moments(X: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(finite, mean, std) of each column of X[rows], over fixed row blocks: no copy of the rows is made.
+
+    Two passes (mean, then squared deviations), as `np.std` computes them; partial sums are added in block
+    order (`reduce_in_order`), so any engine gives the same bytes. `finite` is False for a column holding a
+    NaN or an infinity; mean and std are then meaningless for it.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    engine, blocks, n = current_engine(), row_blocks(len(rows)), max(len(rows), 1)
+    data = engine.put(X)
+    if not blocks:
+        zeros = np.zeros(X.shape[1])
+        return np.ones(X.shape[1], dtype=bool), zeros, zeros
+    firsts = engine.map_blocks(_sum_block, data, blocks, rows)
+    finite = np.logical_and.reduce([f for f, _ in firsts])
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = reduce_in_order([s for _, s in firsts]) / n
+        squares = reduce_in_order(engine.map_blocks(_square_block, data, blocks, rows, mean))
+        return finite, mean, np.sqrt(squares / n)
+
+
+def fit_scaler(X: np.ndarray, rows: np.ndarray) -> LocalScaler:
+    """`LocalScaler.fit(X[rows])` without materialising X[rows] (the same statistics up to summation order)."""
+    if not len(rows):
+        return LocalScaler.fit(X[:0])
+    _, mean, scale = column_moments(X, rows)
+    return LocalScaler(mean, np.where(scale > 1e-12, scale, 1.0))

@@ -17,7 +17,7 @@ import numpy as np
 
 from sampan.crypto.dealer import DealerStream, bind_seed
 from sampan.crypto.ring import TRUNC_OFFSET, decode, encode, truncate_shares
-from sampan.vertical.model import FEATURE_CLIP, LocalLinearPart, LocalScaler
+from sampan.vertical.model import FEATURE_CLIP, LocalLinearPart
 from sampan.vertical.rows import check_splits
 from sampan.vertical.secure_lr import (
     DECAY_BITS,
@@ -35,7 +35,7 @@ from sampan.vertical.secure_lr import (
 )
 from sampan.vertical.secure_lr_base import _l2_mask, _TrainState, _with_ones, validation_order
 from sampan.vertical.secure_lr_batch import BatchSteps
-from sampan.vertical.secure_lr_encode import E_CHUNK_ROWS, encode_rows
+from sampan.vertical.secure_lr_encode import E_CHUNK_ROWS, encode_rows, fit_scaler
 from sampan.vertical.secure_lr_range import check_feature_range
 from sampan.wire import Message
 
@@ -70,9 +70,9 @@ class SecureLRParty(BatchSteps):
         self._fresh(msg.run_id, instance, seed)
         # This party's own nonce, mixed into its dealer seed: a repeated seed still gives fresh pads and masks.
         dealer_nonce = os.urandom(16)
-        check_feature_range(self.name, list(self.feature_names), X_all[np.concatenate([train_rows, val_rows])],
+        check_feature_range(self.name, list(self.feature_names), X_all, rows=np.concatenate([train_rows, val_rows]),
                             clip=FEATURE_CLIP, frac_bits=FEATURE_BITS)  # before any share: overflow names columns
-        self.scaler = LocalScaler.fit(X_all[train_rows])
+        self.scaler = fit_scaler(X_all, train_rows)  # over row blocks: no float copy of the training rows
         y_all = self._y_aligned()
         is_bank = self.name == roles.bank
         if is_bank and y_all is None:

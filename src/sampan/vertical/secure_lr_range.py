@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from sampan.errors import DataError, ProtocolError
+from sampan.vertical.secure_lr_encode import column_moments
 
 __all__ = ["check_feature_range", "check_fixed_point", "check_metric", "check_metrics", "MetricRangeError"]
 
@@ -37,14 +38,23 @@ class MetricRangeError(ProtocolError, ValueError):
     """A metric outside the range it can take: the fixed-point computation left its range (or a bug)."""
 
 
-def check_feature_range(party: str, names: Sequence[str], X: np.ndarray, *, clip: float, frac_bits: int) -> None:
-    """Refuse training columns that cannot be standardised and encoded without overflow, naming them."""
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2 or not len(X):
-        return
-    bad_values = [j for j in range(X.shape[1]) if not np.all(np.isfinite(X[:, j]))]
-    with np.errstate(over="ignore", invalid="ignore"):
-        spread = X.std(axis=0)
+def check_feature_range(party: str, names: Sequence[str], X: np.ndarray, *, clip: float, frac_bits: int,
+                        rows: np.ndarray | None = None) -> None:
+    """Refuse training columns that cannot be standardised and encoded without overflow, naming them.
+
+    rows: check X[rows] over row blocks (`secure_lr_encode.column_moments`) instead of a copy of those rows."""
+    if rows is not None:
+        if X.ndim != 2 or not len(rows):
+            return
+        finite, _, spread = column_moments(X, rows)
+        bad_values = [j for j in range(X.shape[1]) if not finite[j]]
+    else:
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or not len(X):
+            return
+        bad_values = [j for j in range(X.shape[1]) if not np.all(np.isfinite(X[:, j]))]
+        with np.errstate(over="ignore", invalid="ignore"):
+            spread = X.std(axis=0)
     overflow = [j for j in range(X.shape[1]) if j not in bad_values and not math.isfinite(float(spread[j]))]
     if bad_values or overflow:
         parts = []
