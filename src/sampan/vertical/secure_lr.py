@@ -108,6 +108,13 @@ C_Q = U^T a - C_p and p draws C_p itself. Then X_p^T f + q + C_p = X_p^T (r_Q - 
 X_p^T r_Q. p never holds U^T a (only the uniform C_p), so it cannot project r on its pad; Q holds E
 (one-time padded) and a, and C_Q, uniform because C_p is.
 
+Memory (issue 15): nobody stores a pad. U is a random-access stream (AES-256 in counter mode under a key
+from p's bound dealer seed, `crypto.dealer.row_prg`), so p and the dealer regenerate the rows of each
+batch; E streams to Q in sealed chunks of `secure_lr_encode.E_CHUNK_ROWS` rows (`vlr.e_chunk`, in order,
+each row once; Q keeps one ring copy); a party holds its standardised features once, as int32 at
+2^-FEATURE_BITS, widened to ring elements per batch; the dealer deals batch by batch. The values computed
+are the same as before (same encodings; only the pad's PRG changed, still keyed by p's bound seed).
+
 What a malicious dealer can do (the coordinator, if it deviates)
 -----------------------------------------------------------------
 * **Corrupt**: every dealt value that travels is arbitrary (the helper's halves of the powers of a, of
