@@ -78,6 +78,17 @@ def test_blocks_come_back_in_block_order_with_tls_on_loopback(ray_engine: RayEng
     assert ray_engine.map_blocks(_block_sum, data, [], 1.0) == []
 
 
+def _bad_block(data: np.ndarray, start: int, stop: int) -> None:
+    raise ValueError(f"block {start}-{stop} refuses")
+
+
+def test_a_block_error_comes_back_as_the_blocks_own_error_without_a_remote_traceback(ray_engine: RayEngine) -> None:
+    with pytest.raises(ValueError) as caught:
+        ray_engine.map_blocks(_bad_block, np.zeros(10), [(0, 5), (5, 10)])
+    assert str(caught.value) in {"block 0-5 refuses", "block 5-10 refuses"}
+    assert "Traceback" not in str(caught.value) and type(caught.value) is ValueError
+
+
 def test_histograms_and_binning_are_the_same_bytes(ray_engine: RayEngine) -> None:
     rng = np.random.default_rng(1)
     X = rng.normal(size=(150_000, 4)).astype(np.float32)  # three row blocks

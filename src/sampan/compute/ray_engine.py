@@ -164,7 +164,15 @@ class RayEngine:
         # Arguments go to the object store once per call, not once per block.
         shared = [a if isinstance(a, ray.ObjectRef) or len(blocks) == 1 else ray.put(a) for a in args]
         refs = [self._remote.remote(fn, ref, start, stop, *shared) for start, stop in blocks]
-        return list(ray.get(refs))  # in submission order: block order, whatever finished first
+        try:
+            return list(ray.get(refs))  # in submission order: block order, whatever finished first
+        except ray.exceptions.RayTaskError as exc:
+            # The block's own error, as LocalEngine raises it: Ray's wrapper text quotes a remote traceback, and a
+            # party's error reply must not carry one (it may quote data).
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, Exception):
+                raise cause from None
+            raise
 
     def close(self) -> None:
         """Stop the Ray runtime (a local instance's processes too), restore the environment, remove scratch."""
