@@ -216,3 +216,22 @@ def test_in_place_blinding_equals_a_copy() -> None:
     frozen.flags.writeable = False  # a read-only array is never overwritten
     assert np.array_equal(psi_points.blind(frozen, key, workers=1, in_place=True), expected)
     assert np.array_equal(frozen, points)
+
+
+def test_matching_memory_is_bounded_per_token() -> None:
+    from sampan.vertical.psi_points import match_tokens
+
+    rng = np.random.default_rng(2)
+    n = 200_000
+    x = rng.integers(0, 256, (n, 32), dtype=np.uint8)
+    y = np.concatenate([x[: n // 2], rng.integers(0, 256, (n // 2, 32), dtype=np.uint8)])[rng.permutation(n)]
+    tracemalloc.start()
+    try:
+        ix, iy = match_tokens(x, y)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(ix) == n // 2 and np.array_equal(x[ix], y[iy])
+    keys = [bytes(t) for t in x[ix]]
+    assert keys == sorted(keys)  # the canonical order both parties share
+    assert peak < 64 * n, f"{peak / n:.0f} bytes per token"  # no copy of the 32-byte tokens
