@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -39,6 +40,12 @@ def _status_kib(pid: int | str, field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise RuntimeError(f"no {field} in /proc/{pid}/status")
+
+
+def _cpu_seconds(pid: int | str) -> float:
+    """User + system CPU seconds of a process so far (robust to the shared machine's load, unlike wall time)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _reset_peak(pid: int | str) -> None:
@@ -100,9 +107,12 @@ def run_secure_lr(n_rows: int, bank_features: int = 30, partner_features: int = 
             n_val = n_val if n_val is not None else min(20000, n_rows // 10)
             splits = Splits(np.arange(n_val, n_rows), np.arange(n_val), np.arange(0))
             config = VerticalLRConfig(epochs=epochs, batch_size=batch_size, patience=epochs)
+            procs: dict[str, int | str] = {**pids, "coordinator": "self"}
+            cpu0 = {name: _cpu_seconds(pid) for name, pid in procs.items()}
             t0 = time.perf_counter()
             result = session.train(splits, config, seed=seed)
             total = time.perf_counter() - t0
+            cpu = {name: round(_cpu_seconds(pid) - cpu0[name], 2) for name, pid in procs.items()}
             peaks = {name: _status_kib(pid, "VmHWM") for name, pid in pids.items()}
             peaks["coordinator"] = _status_kib("self", "VmHWM")
         finally:
@@ -117,6 +127,7 @@ def run_secure_lr(n_rows: int, bank_features: int = 30, partner_features: int = 
             "seconds_per_epoch": round(float(np.mean(result.epoch_seconds)), 2),
             "total_seconds": round(total, 2),
             "setup_and_validation_seconds": round(total - sum(result.epoch_seconds), 2),
+            "cpu_seconds": cpu, "cpu_seconds_sum": round(sum(cpu.values()), 2),
             "val_brier": [round(b, 5) for b in result.val_brier]}
 
 
@@ -144,7 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     if len(runs) >= 2:
         report["memory_exponent"] = round(growth_exponent(runs[0], runs[-1], "peak_rss_sum_mib"), 3)
         report["time_exponent"] = round(growth_exponent(runs[0], runs[-1], "seconds_per_epoch"), 3)
-        print(json.dumps({k: report[k] for k in ("memory_exponent", "time_exponent")}))
+        report["cpu_exponent"] = round(growth_exponent(runs[0], runs[-1], "cpu_seconds_sum"), 3)
+        print(json.dumps({k: report[k] for k in ("memory_exponent", "time_exponent", "cpu_exponent")}))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
 
