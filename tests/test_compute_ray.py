@@ -107,6 +107,23 @@ def test_histograms_and_binning_are_the_same_bytes(ray_engine: RayEngine) -> Non
     assert out["local"] == out["ray"]
 
 
+def test_secure_vertical_lr_encoding_and_scaler_are_the_same_bytes(ray_engine: RayEngine) -> None:
+    """The secure LR's party-local passes (its training itself draws fresh masks, so runs differ by design)."""
+    from sampan.vertical.secure_lr_encode import column_moments, encode_rows, fit_scaler
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(140_000, 5)) * [1, 10, 100, 0.1, 3]
+    rows = rng.permutation(len(X))[:130_000]
+    out = {}
+    for name, engine in (("local", LocalEngine()), ("ray", ray_engine)):
+        with use_engine(engine):
+            finite, mean, std = column_moments(X, rows)
+            scaler = fit_scaler(X, rows)
+            out[name] = (finite.tobytes(), mean.tobytes(), std.tobytes(),
+                         encode_rows(X, rows, scaler, with_ones=True).tobytes())
+    assert out["local"] == out["ray"]
+
+
 def _model_bytes(artifact: ModelArtifact) -> bytes:
     arrays = b"".join(name.encode() + np.ascontiguousarray(artifact.arrays[name]).tobytes()
                       for name in sorted(artifact.arrays))

@@ -130,3 +130,19 @@ def test_ray_simulation_refuses_forked_party_processes(tmp_path: Path) -> None:
     config = parse_config({**SOURCE, "run": {"workers": 2}, "compute": {"engine": "ray"}}, source="sim.toml")
     with pytest.raises(ConfigError, match="run.workers = 1"):
         start_run(config, Store.open(f"sqlite:///{tmp_path / 'r.db'}"))
+
+
+def test_the_party_agent_answers_every_request_on_its_engine() -> None:
+    from sampan.deploy.party_agent import PartyAgent
+    from sampan.wire import Message
+
+    class Marked(LocalEngine):
+        name = "marked"
+
+    agent = object.__new__(PartyAgent)  # only the dispatch is under test: no config, no link
+    agent.engine = Marked()
+    seen: list[str] = []
+    agent._handle = lambda message: (seen.append(current_engine().name), message)[1]  # type: ignore[method-assign]
+    request = Message("r", 0, "coordinator", "bank", "fit")
+    assert agent.handle(request) is request and seen == ["marked"]
+    assert isinstance(current_engine(), LocalEngine) and current_engine().name == "local"  # reset after the request
