@@ -216,7 +216,7 @@ def match_tokens(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ix, iy
 
 
-_VERIFY_BLOCK = 1 << 18
+_VERIFY_BLOCK = 1 << 16  # tokens compared at a time: 4 MiB of copies
 
 
 def _match_exact(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
