@@ -142,7 +142,12 @@ def test_the_party_agent_answers_every_request_on_its_engine() -> None:
     agent = object.__new__(PartyAgent)  # only the dispatch is under test: no config, no link
     agent.engine = Marked()
     seen: list[str] = []
-    agent._handle = lambda message: (seen.append(current_engine().name), message)[1]  # type: ignore[method-assign]
+
+    def answer(message: Message) -> Message:
+        seen.append(current_engine().name)
+        return message
+
+    agent._handle = answer  # type: ignore[method-assign]
     request = Message("r", 0, "coordinator", "bank", "fit")
     assert agent.handle(request) is request and seen == ["marked"]
     assert isinstance(current_engine(), LocalEngine) and current_engine().name == "local"  # reset after the request
