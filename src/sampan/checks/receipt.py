@@ -45,8 +45,8 @@ def receipt_terms(settings: ChecksSection, *, vertical: bool) -> dict[str, Any]:
                             "psi.accept": "sealed envelope; the set size in clear",
                             "psi.blind": "sealed envelope", "psi.respond": "sealed envelope",
                             "psi.finish": "an acknowledgement (no count in cardinality mode)",
-                            "psi.part": "sealed envelope (a part of a step's points, above 2^20 ids)",
-                            "psi.pull": "sealed envelope (a part of a step's points, above 2^20 ids)"})
+                            "psi.part": "sealed envelope (a part of a step's points, above 2^18 ids)",
+                            "psi.pull": "sealed envelope (a part of a step's points, above 2^18 ids)"})
     return {
         "threat_model": ("Semi-honest parties; a coordinator that does not collude with a data party. No row leaves "
                          "its party: only the catalogued fields below."

@@ -16,8 +16,8 @@ Protocol, for label holder A (ids a_i, scalar alpha) and partner B (ids b_j, sca
 5. ``psi.finish``  A matches and learns its intersecting rows, or only their number.
 
 Every party-to-party payload is a `SealedChannels` envelope relayed by the coordinator; points travel
-as (n, 32) uint8 arrays, in sealed parts of at most 2^20 points (``psi.part`` / ``psi.pull``, see
-`sampan.vertical.psi_parts`) when a payload is larger: at most 32 MiB of points per array per message.
+as (n, 32) uint8 arrays, in sealed parts of at most 2^18 points (``psi.part`` / ``psi.pull``, see
+`sampan.vertical.psi_parts`) when a payload is larger: at most 8 MiB of points per array per message.
 Both parties order the intersection by the doubly blinded token (a canonical
 order that carries no information about either party's files), so row i of A's ``rows`` and row i of
 B's ``rows`` are the same customer. Each scalar is used for one session and dropped afterwards.
@@ -76,7 +76,7 @@ __all__ = [
 ]
 
 MODES: tuple[str, ...] = ("both", "label_holder", "cardinality")
-MAX_PARTS = 1 << 16  # parts per payload the coordinator relays (2^16 x 2^20 points: far above any bank)
+MAX_PARTS = 1 << 16  # parts per payload the coordinator relays (2^16 x 2^18 points: far above any bank)
 
 MODE_REVEALS: dict[str, str] = {
     "both": (

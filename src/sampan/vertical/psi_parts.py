@@ -3,7 +3,7 @@
 Why: at a bank's size one PSI step carries 10M points (320 MB; 640 MB in the label holder's step of mode
 "both"), above a deployed link's default message cap (256 MB) and, sealed whole, held three or four times
 over while being encoded and encrypted. Here each step's arrays go out as parts of at most `PART_ROWS` rows
-(32 MiB of points), each part its own sealed envelope, and the receiver writes each part straight into one
+(8 MiB of points), each part its own sealed envelope, and the receiver writes each part straight into one
 preallocated array. Only the sender's arrays and the receiver's result are ever whole.
 
 Order and completeness are checked inside the seal, never taken from the coordinator: every part's sealed
@@ -27,7 +27,7 @@ from sampan.wire import Message
 
 __all__ = ["PART_ROWS", "MAX_ROWS", "Outbox", "Inbox", "count_parts"]
 
-PART_ROWS = 1 << 20  # points per part: 32 MiB sealed, well below a link's message cap
+PART_ROWS = 1 << 18  # points per part: 8 MiB sealed per array, far below a link's message cap
 MAX_ROWS = 1 << 31  # a declared array larger than this is refused before anything is allocated
 
 

@@ -113,8 +113,8 @@ def hash_to_curve(ids: Sequence[bytes] | np.ndarray) -> np.ndarray:
 
 
 # Items per parallel map: the map's result (and its reassembly) is held twice in memory, so it is done in
-# blocks written into one preallocated output (32 MiB per block, not 2 x 32 bytes x n at once).
-BLOCK_ITEMS = 1 << 20
+# blocks written into one preallocated output (8 MiB per block, not 2 x 32 bytes x n at once).
+BLOCK_ITEMS = 1 << 18
 
 
 def _shifted(work: Callable[[int, int], bytes], offset: int) -> Callable[[int, int], bytes]:

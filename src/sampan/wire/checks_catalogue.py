@@ -56,7 +56,7 @@ def checks_catalogue(dp: bool, vertical: bool = False) -> dict[str, MessageSpec]
                 Field("meta.check_format", "public", what="id format check"))
         size = Field("meta.n", "visible", role="coordinator", what="the party's id set size, exact (PSI reveals it)")
         parts = Field("meta.parts", "visible", role="coordinator",
-                      what="sealed parts of the step's points, above 2^20 ids (follows from the set sizes)")
+                      what="sealed parts of the step's points, above 2^18 ids (follows from the set sizes)")
         specs += [
             MessageSpec("vertical.hello", "coordinator", ()),
             MessageSpec("vertical.hello", "party", keys),
