@@ -11,6 +11,7 @@ Sampan message: the wire codec refuses objects and never unpickles, and no wire/
 from __future__ import annotations
 
 import ast
+import os
 import pickle
 import socket
 from collections.abc import Iterator
@@ -115,6 +116,63 @@ def test_the_engine_listens_on_loopback_only(engine: object) -> None:
         attacker.connect((outside, port))
     with socket.create_connection(("127.0.0.1", port), timeout=3):
         pass  # the control: the port is there, on loopback
+
+
+def _engine_pids(scratch: Path) -> set[int]:
+    """Every process of this engine: those whose command line names its scratch folder, and their descendants."""
+    parents: dict[int, int] = {}
+    roots: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
+        if str(scratch).encode() in cmdline:
+            roots.add(pid)
+    found, grew = set(roots), True
+    while grew:
+        children = {pid for pid, parent in parents.items() if parent in found} - found
+        found |= children
+        grew = bool(children)
+    return found
+
+
+def _listening(pids: set[int]) -> list[str]:
+    """The local addresses (hex, as /proc/net lists them) of every TCP socket these processes listen on."""
+    inodes: set[str] = set()
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                found.append(fields[1].split(":")[0])
+    return found
+
+
+_LOOPBACK_HEX = {"0100007F", "0000000000000000FFFF00000100007F", "00000000000000000000000001000000"}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc")
+def test_every_server_of_the_engine_listens_on_loopback_only(engine: object) -> None:
+    pids = _engine_pids(engine._scratch)  # type: ignore[attr-defined]
+    assert len(pids) >= 3  # GCS, raylet, a worker at least
+    listening = _listening(pids)
+    assert listening, "found no listening socket of the engine's processes"
+    assert set(listening) <= _LOOPBACK_HEX, f"an engine process listens beyond loopback: {listening}"
 
 
 def _ready(target: str, credentials: object | None) -> bool:
