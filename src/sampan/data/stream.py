@@ -268,9 +268,16 @@ def _load(source: TableSource, schema: TableSchema, party: str, dtype: np.dtype,
     out.trim(n)
     raise_problems(checks.problems(out.hashes), party, source.label)
     out.hashes = np.empty(0, dtype=np.uint64)
-    ids = checks.ids()
-    checks.id_chunks.clear()
-    return PartyData(party=party, ids=ids.to_numpy(), X=out.X, y=out.y, feature_names=schema.feature_names(),
+    ids = np.empty(n, dtype=object)  # the public form: Python strings, made chunk by chunk as Arrow's are freed
+    start = 0
+    chunks, checks.id_chunks = checks.id_chunks, []
+    chunks.reverse()
+    while chunks:
+        chunk = chunks.pop()
+        ids[start: start + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
+        start += len(chunk)
+    del chunk
+    return PartyData(party=party, ids=ids, X=out.X, y=out.y, feature_names=schema.feature_names(),
                      missing_columns=missing_columns(schema))
 
 
