@@ -276,6 +276,8 @@ def _load(source: TableSource, schema: TableSchema, party: str, dtype: np.dtype,
         chunk = chunks.pop()
         ids[start: start + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
         start += len(chunk)
+        if len(chunks) % 16 == 0:
+            pa.default_memory_pool().release_unused()  # hand the freed Arrow text back before more strings
     del chunk
     return PartyData(party=party, ids=ids, X=out.X, y=out.y, feature_names=schema.feature_names(),
                      missing_columns=missing_columns(schema))
