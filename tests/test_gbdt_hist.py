@@ -121,3 +121,34 @@ def test_memory_per_row_is_the_binned_matrix_plus_per_row_gradients() -> None:
     # (measured: d + ~17 eight-byte values); the flat int64 index and the gradients repeated per feature of before
     # cost > 3 * 8 * d bytes per row (3120 here)
     assert per_row < d + 8 * 24, f"{per_row:.0f} bytes per row at {d} features"
+
+
+class _CountingEngine(_ThreadEngine):
+    """Counts `put`s and hands out a wrapper, as a cluster engine hands out object references."""
+
+    def __init__(self) -> None:
+        self.puts = 0
+
+    def put(self, data: Any) -> Any:
+        self.puts += 1
+        return data.copy()
+
+
+def test_a_binned_matrix_goes_to_a_cluster_engine_once_and_the_local_engine_keeps_no_reference() -> None:
+    import gc
+    import weakref
+
+    rng = np.random.default_rng(5)
+    bins = rng.integers(0, 8, (1000, 3)).astype(np.uint8)
+    g = np.stack([rng.standard_normal(1000), rng.random(1000)])
+    engine = _CountingEngine()
+    with use_engine(engine):
+        first = node_histograms(bins, [8, 8, 8], [np.arange(1000)], g)
+        again = node_histograms(bins, [8, 8, 8], [np.arange(0, 1000, 2)], g)
+    assert engine.puts == 1 and first.shape == again.shape == (1, 2, 24)
+    local = rng.integers(0, 8, (1000, 3)).astype(np.uint8)
+    node_histograms(local, [8, 8, 8], [np.arange(1000)], g)
+    ref = weakref.ref(local)
+    del local
+    gc.collect()
+    assert ref() is None

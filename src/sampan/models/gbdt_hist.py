@@ -15,12 +15,13 @@ are summed in float64 (exact below 2^21 rows a block) and blocks add modulo 2^64
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from sampan.compute import current_engine, reduce_in_order, row_blocks
+from sampan.compute import Engine, current_engine, reduce_in_order, row_blocks
 
 __all__ = ["BIN_GROUP", "bin_dtype", "bin_matrix", "node_histograms", "ring_node_histograms", "bin_offsets"]
 
@@ -70,6 +71,23 @@ def bin_matrix(X: np.ndarray, edges: list[np.ndarray], *, missing: bool = False,
     return out
 
 
+_HANDLES: dict[int, tuple[weakref.ref[np.ndarray], Engine, Any]] = {}
+
+
+def _handle(engine: Engine, bins: np.ndarray) -> Any:
+    """`engine.put(bins)` once per binned matrix and engine: a party's matrix is read-only after binning and
+    every node of every tree reads it, so a cluster engine keeps one copy instead of one per request."""
+    key = id(bins)
+    hit = _HANDLES.get(key)
+    if hit is not None and hit[0]() is bins and hit[1] is engine:
+        return hit[2]
+    handle = engine.put(bins)
+    if handle is bins:  # the local engine: nothing to keep (a cached reference would keep the matrix alive)
+        return handle
+    _HANDLES[key] = (weakref.ref(bins, lambda _ref: _HANDLES.pop(key, None)), engine, handle)
+    return handle
+
+
 def _level_rows(nodes: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The nodes' rows one after another, and each position's node number (int32)."""
     if not nodes:
@@ -95,10 +113,9 @@ def _block_sums(bins: np.ndarray, r: np.ndarray, w: np.ndarray, vals: np.ndarray
     return out
 
 
-def _hist_block(data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], start: int, stop: int,
+def _hist_block(bins: np.ndarray, start: int, stop: int, rows: np.ndarray, which: np.ndarray, values: np.ndarray,
                 n_bins: list[int], n_nodes: int) -> np.ndarray:
     """One block of positions' float64 sums (module level so a cluster engine can run it)."""
-    bins, rows, which, values = data
     r = rows[start:stop]
     return _block_sums(bins, r, which[start:stop], values[:, r], n_bins, n_nodes)
 
@@ -114,14 +131,13 @@ def node_histograms(bins: np.ndarray, n_bins: Sequence[int], nodes: Sequence[np.
     if len(rows) == 0:
         return np.zeros((len(nodes), len(values), sum(nb)))
     engine = current_engine()
-    data = engine.put((bins, rows, which, values))
-    return reduce_in_order(engine.map_blocks(_hist_block, data, row_blocks(len(rows)), nb, len(nodes)))
+    return reduce_in_order(engine.map_blocks(_hist_block, _handle(engine, bins), row_blocks(len(rows)), rows, which,
+                                             values, nb, len(nodes)))
 
 
-def _ring_block(data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], start: int, stop: int,
+def _ring_block(bins: np.ndarray, start: int, stop: int, rows: np.ndarray, which: np.ndarray, values: np.ndarray,
                 n_bins: list[int], n_nodes: int) -> np.ndarray:
     """(n_nodes, values, total) uint64 sums mod 2^64 of one block: float64 bincounts of the 32-bit halves."""
-    bins, rows, which, values = data
     r = rows[start:stop]
     halves = np.ascontiguousarray(values[:, r], dtype=np.uint64).view(np.uint32)  # lo, hi, lo, hi, ... per value
     vals = np.concatenate([halves[:, 0::2], halves[:, 1::2]]).astype(np.float64)
@@ -139,5 +155,5 @@ def ring_node_histograms(bins: np.ndarray, n_bins: Sequence[int], nodes: Sequenc
     if len(rows) == 0:
         return np.zeros((len(nodes), len(values), sum(nb)), dtype=np.uint64)
     engine = current_engine()
-    data = engine.put((bins, rows, which, values))
-    return reduce_in_order(engine.map_blocks(_ring_block, data, row_blocks(len(rows)), nb, len(nodes)))
+    return reduce_in_order(engine.map_blocks(_ring_block, _handle(engine, bins), row_blocks(len(rows)), rows, which,
+                                             values, nb, len(nodes)))
