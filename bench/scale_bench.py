@@ -258,16 +258,30 @@ def _goals(runs: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
 
 
 def report(runs: list[dict[str, Any]]) -> str:
+    """The sweep's markdown: one row per run, then the goals (runs without a variant only)."""
     table = []
     for r in sorted(runs, key=lambda r: (r["workload"], r.get("variant", ""), r["rows"])):
         m = r["memory"]
         table.append([r["workload"] + (f" ({r['variant']})" if r.get("variant") else ""), r["rows"],
-                      r["largest_worker_peak_mib"], m["simultaneous_rss_mib"], m["simultaneous_pss_mib"],
-                      r["seconds_per_unit"], r["unit"], r["wall_seconds"], r["status"]])
-    text = markdown_table(["workload", "rows", "largest process peak MiB", "peak summed RSS MiB",
-                           "peak summed PSS MiB", "seconds per unit", "unit", "wall s", "status"], table)
+                      r["seconds_per_unit"], r["unit"], r["largest_worker_peak_mib"], m["sum_of_peaks_mib"],
+                      m["simultaneous_pss_mib"], r["wall_seconds"], r["status"]])
+    text = markdown_table(["workload", "rows", "s per unit", "unit", "largest party process peak MiB",
+                           "sum of process peaks MiB", "peak summed PSS MiB", "wall s", "status"], table)
     goals = _goals([r for r in runs if not r.get("variant")])
     return text + "\n\n" + markdown_table(["goal", "measured", "verdict"], [list(g) for g in goals])
+
+
+def _commit() -> str:
+    """The measured tree: HEAD, and '+dirty' when src/ has uncommitted changes (others' work in progress)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=root, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+    return head + ("+dirty" if dirty else "")
 
 
 def _present(name: str) -> bool:
@@ -315,6 +329,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variant", default="", help="label of these runs in the results (e.g. 'before')")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per (workload, size)")
     parser.add_argument("--out", type=Path, help="default bench/results/scale.json (--quick: scale_quick.json)")
+    parser.add_argument("--plan", nargs="+", metavar="WORKLOAD:ROWS", help="explicit runs, in this order")
     parser.add_argument("--lock", help="a file to flock around each measurement (e.g. /work/helpers/bench.lock)")
     parser.add_argument("--report-only", action="store_true", help="print the table of the saved results")
     args = parser.parse_args(argv)
@@ -326,12 +341,16 @@ def main(argv: list[str] | None = None) -> None:
     runs: list[dict[str, Any]] = saved["runs"]
     sizes = args.sizes or (QUICK if args.quick else FULL)
     todo = [] if args.report_only else [n for n in args.only if _present(n)]
+    # every workload at a size before the next size, so a cut-short sweep still has exponents; or --plan's order
+    plan = [(p.split(":")[0], int(p.split(":")[1])) for p in args.plan] if args.plan else [
+        (name, n) for n in sizes for name in todo]
     given_up: set[str] = set()
-    for n in sizes:  # every workload at a size before the next size: a cut-short sweep still has exponents
-        for name in todo:
-            if name in given_up:
+    if not args.report_only:
+        for name, n in plan:
+            if name in given_up or not _present(name):
                 continue
             entry = _measure_locked(name, n, args)
+            entry["commit"] = _commit()
             print(json.dumps({k: entry[k] for k in ("workload", "rows", "status", "seconds_per_unit",
                                                     "largest_worker_peak_mib", "wall_seconds")}
                              | {"peak_summed_pss_mib": entry["memory"]["simultaneous_pss_mib"]}), flush=True)
