@@ -15,8 +15,10 @@ scaler from the party's moments, params += update) runs in the same process: a f
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -45,13 +47,14 @@ def _reset_peak() -> None:
         fh.write("5")
 
 
-def _table(n_rows: int, features: int, seed: int) -> Any:
-    """A synthetic party table built block by block in the dtype `PartyData` keeps (float32 once it keeps
-    float32), labels from a logistic model over the features (a learnable signal, Bayes AUC ~0.8)."""
+def _table(n_rows: int, features: int, seed: int, dtype: str = "float32") -> Any:
+    """A synthetic party table built block by block in ``dtype`` (float32: the compact form `load_table` may
+    choose; `PartyData` keeps it), labels from a logistic model over the features (a learnable signal,
+    Bayes AUC ~0.8)."""
     from sampan.data import PartyData
 
-    probe = PartyData("probe", np.array(["a"]), np.zeros((1, 1), dtype=np.float32), None, ["f"])
-    dtype = probe.X.dtype
+    probe = PartyData("probe", np.array(["a"]), np.zeros((1, 1), dtype=dtype), None, ["f"])
+    dtype = str(probe.X.dtype)  # an older PartyData made every matrix float64
     rng = np.random.default_rng(seed)
     w = rng.normal(0.0, 1.0, features) / math.sqrt(features)
     X = np.empty((n_rows, features), dtype=dtype)
@@ -66,14 +69,18 @@ def _table(n_rows: int, features: int, seed: int) -> Any:
     return PartyData("bank", ids, X, y, [f"x{j}" for j in range(features)])
 
 
-def _party_run(n_rows: int, features: int, rounds: int, batch_size: int, seed: int) -> dict[str, Any]:
+def _party_run(n_rows: int, features: int, rounds: int, batch_size: int, seed: int,
+               dtype: str = "float32") -> dict[str, Any]:
     """Runs inside the party's own process: build, split, then describe, stats and ``rounds`` rounds."""
     from sampan.horizontal.party import HorizontalParty
     from sampan.horizontal.simulation import split_parties
     from sampan.wire import Message
 
     t0 = time.perf_counter()
-    splits = split_parties({"bank": _table(n_rows, features, seed)}, 0.2, seed, consume=True)
+    table = {"bank": _table(n_rows, features, seed, dtype)}
+    handed = "consume" in inspect.signature(split_parties).parameters  # False when run against an older tree
+    splits = split_parties(table, 0.2, seed, consume=True) if handed else split_parties(table, 0.2, seed)
+    del table
     party = HorizontalParty("bank", splits["bank"].train, splits["bank"].test)
     del splits
     load_s = time.perf_counter() - t0
@@ -105,7 +112,7 @@ def _party_run(n_rows: int, features: int, rounds: int, batch_size: int, seed: i
         per_round.append({"fit_s": t_fit, "evaluate_s": time.perf_counter() - t - t_fit,
                           "round_s": time.perf_counter() - t, "auc": float(ev.meta["metrics"].get("auc") or 0.0),
                           "loss": float(fit.meta["loss"])})
-    return {"rows": n_rows, "features": features, "rounds": rounds, "batch_size": batch_size,
+    return {"rows": n_rows, "features": features, "dtype": dtype, "rounds": rounds, "batch_size": batch_size,
             "n_train": info["n_train"], "n_test": info["n_test"], "x_dtype": str(party.train_data.X.dtype),
             "load_split_s": round(load_s, 2), "setup_s": round(setup_s, 2),
             "round_s": round(float(np.mean([p["round_s"] for p in per_round])), 2),
@@ -119,11 +126,14 @@ def _party_run(n_rows: int, features: int, rounds: int, batch_size: int, seed: i
 
 
 def run_horizontal_lr(n_rows: int, features: int = 30, rounds: int = 2, *, batch_size: int = 256,
-                      seed: int = 7, python: str | None = None) -> dict[str, Any]:
-    """One party's horizontal LR in a fresh process: peak RSS (MB) and seconds per round (fit + evaluate)."""
-    cmd = [python or sys.executable, str(Path(__file__).resolve()), "--child", str(n_rows), str(features),
-           str(rounds), str(batch_size), str(seed)]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+                      seed: int = 7, dtype: str = "float32", env: dict[str, str] | None = None) -> dict[str, Any]:
+    """One party's horizontal LR in a fresh process: peak RSS (MB) and seconds per round (fit + evaluate).
+    ``dtype``: the party's matrix (float32, the compact form, or float64); ``env``: e.g. a PYTHONPATH to
+    measure another tree of the code side by side."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(n_rows), str(features),
+           str(rounds), str(batch_size), str(seed), dtype]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False,
+                          env=None if env is None else {**os.environ, **env})
     if done.returncode != 0:
         raise RuntimeError(f"the party process failed ({done.returncode}): {done.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -133,17 +143,26 @@ def run_horizontal_lr(n_rows: int, features: int = 30, rounds: int = 2, *, batch
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         n_rows, features, rounds, batch_size, seed = (int(v) for v in sys.argv[2:7])
-        print(json.dumps(_party_run(n_rows, features, rounds, batch_size, seed)))
+        print(json.dumps(_party_run(n_rows, features, rounds, batch_size, seed, sys.argv[7])))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--features", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--before", metavar="SRC", help="also run each size against this source tree (a src/ "
+                        "folder of an earlier commit), side by side")
     args = parser.parse_args()
-    results = [run_horizontal_lr(n, args.features, args.rounds, batch_size=args.batch_size) for n in args.rows]
-    for r in results:
-        print(json.dumps(r))
+    results = []
+    for n in args.rows:
+        results.append(run_horizontal_lr(n, args.features, args.rounds, batch_size=args.batch_size,
+                                         dtype=args.dtype))
+        print(json.dumps(results[-1]), flush=True)
+        if args.before:
+            before = run_horizontal_lr(n, args.features, args.rounds, batch_size=args.batch_size, dtype=args.dtype,
+                                       env={"PYTHONPATH": args.before})
+            print(json.dumps({"tree": "before", **before}), flush=True)
     if len(results) > 1:
         sizes = [r["rows"] for r in results]
         for key in ("peak_rss_mb", "round_s"):
