@@ -234,3 +234,13 @@ def test_float32_compact_option(tmp_path: Path) -> None:
     assert small.subset(np.arange(3)).X.dtype == np.float32
     with pytest.raises(ValueError, match="float64 or float32"):
         load_table(path, SCHEMA, "bank_b", dtype=np.int32)
+
+
+def test_csv_longer_than_its_estimate_grows_in_place(tmp_path: Path) -> None:
+    """Wide first rows make the row estimate low: the arrays grow (realloc) and are trimmed, same bytes."""
+    cols = good(4000)
+    cols["id"] = [f"{i:06d}" + ("x" * 200 if i < 40 else "") for i in range(4000)]
+    path = write(tmp_path / "b.csv", cols)
+    source = open_source(path, "bank_b", batch_rows=64, block_bytes=8192)
+    assert source.row_hint(40) is not None and source.row_hint(40) < 4000  # type: ignore[operator]
+    same(load_source(source, SCHEMA, "bank_b", batch_rows=64), old_path(path, SCHEMA))
