@@ -1,8 +1,10 @@
 """Read a party's CSV or Parquet file and validate it against the declared schema.
 
-Every reader ends in `from_columns`, the one validation path: nothing reaches a learner until every
-column has been checked, and every failure is a `DataValidationError` naming the party, the file, the
-column and how many rows are affected.
+Two readers, one set of rules: `load_table` streams a file, folder or glob in Arrow batches through the
+vectorised checks of `sampan.data.stream` (the party's tables); `from_columns` checks columns already in
+memory (public datasets, callers' own arrays, `read_columns` for the few callers that want raw columns).
+Both give the same arrays and the same `DataValidationError` (party, file, column, rows affected) for the
+same table, which tests/test_data_stream.py pins: nothing reaches a learner until every column is checked.
 """
 
 from __future__ import annotations
