@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from sampan.compute import current_engine, reduce_in_order, row_blocks
+from sampan.compute import Engine, current_engine, reduce_in_order, row_blocks
 from sampan.data.missing import MissingColumn, check_fill_values
 from sampan.privacy.mods import clipped_moments
 
@@ -39,7 +39,23 @@ class ScaledRows:
         self.fill = (check_fill_values(arrays["impute"], width) if "impute" in arrays
                      else np.full(width, np.nan))
         self.native = frozenset(c.index for c in columns if c.policy == "native")
+        self._handles: dict[int, tuple[Engine, Any]] = {}
         self._check(columns)
+
+    def handle(self, engine: Engine) -> Any:
+        """``engine.put(self)`` once per engine: a cluster engine keeps one copy of the rows for every pass of a
+        run (the scaler check, each evaluation) instead of one per request."""
+        hit = self._handles.get(id(engine))
+        if hit is not None and hit[0] is engine:
+            return hit[1]
+        handle = engine.put(self)
+        if handle is not self:  # the local engine: nothing to keep
+            self._handles[id(engine)] = (engine, handle)
+        return handle
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What an engine ships to its workers: the rows and the request's values, never the engine handles."""
+        return {**self.__dict__, "_handles": {}}
 
     def __len__(self) -> int:
         return int(self.X.shape[0] if self.index is None else self.index.shape[0])
@@ -71,7 +87,7 @@ class ScaledRows:
         """A NaN left after filling in a column that is not ``native`` is refused with the column's name, before
         any row is used (what `fill_missing` did on the whole matrix), one block at a time."""
         engine = current_engine()
-        left = engine.map_blocks(_unfilled_block, engine.put(self), row_blocks(len(self)))
+        left = engine.map_blocks(_unfilled_block, self.handle(engine), row_blocks(len(self)))
         if not left:
             return
         bad = [j for j in np.flatnonzero(reduce_in_order(left)) if int(j) not in self.native]
@@ -97,7 +113,7 @@ def block_moments(rows: ScaledRows, clip_bounds: Any = None) -> tuple[float, np.
     """Count, Σx and Σx² of the rows (with ``clip_bounds``: of the clipped, centred z, as `clipped_moments`),
     summed block by block in a fixed order."""
     engine = current_engine()
-    parts = engine.map_blocks(_moments_block, engine.put(rows), row_blocks(len(rows)), clip_bounds)
+    parts = engine.map_blocks(_moments_block, rows.handle(engine), row_blocks(len(rows)), clip_bounds)
     if not parts:
         width = rows.shape[1]
         return 0.0, np.zeros(width), np.zeros(width)
@@ -112,5 +128,5 @@ def _scores_block(rows: ScaledRows, start: int, stop: int, model: Any, params: n
 def block_scores(rows: ScaledRows, model: Any, params: np.ndarray) -> np.ndarray:
     """The model's probability for every row, one block at a time (the scores vector is the only full array)."""
     engine = current_engine()
-    parts = engine.map_blocks(_scores_block, engine.put(rows), row_blocks(len(rows)), model, params)
+    parts = engine.map_blocks(_scores_block, rows.handle(engine), row_blocks(len(rows)), model, params)
     return np.concatenate(parts) if parts else np.zeros(0)
