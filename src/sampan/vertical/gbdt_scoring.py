@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from sampan.models.gbdt import GBDTModel, GBDTParams, Tree, apply_bins, goes_left
+from sampan.models.gbdt import GBDTModel, GBDTParams, Tree, apply_bins, bin_matrix, goes_left
 from sampan.vertical.applicants import ApplicantsPolicy, applicant_ids, pack_ids, unpack_ids
 from sampan.vertical.rows import fingerprint
 from sampan.vertical.scoring import check_tag, request_tag
@@ -141,7 +141,8 @@ class GBDTScoring:
         known = rows >= 0
         bits = np.zeros((len(rows), len(keys)), dtype=np.uint8)
         if known.any() and keys:
-            bits[known] = self.decisions_for(self._full_table()[rows[known]], keys)
+            binned = bin_matrix(self._full_table(), self.edges, missing=True, rows=rows[known])  # no float copy
+            bits[known] = split_directions(binned, self.thresholds, self.edges, keys)
         return msg.reply("vgb.score_partial", {f"to:{bank}": self._channels().seal_arrays(bank, {
             "bits": bits, "keys": np.array(keys, dtype=np.int64).reshape(-1, 2),
             "missing": (~known).astype(np.uint8), "request": tag})})
@@ -161,7 +162,8 @@ class GBDTScoring:
         for p in partners:
             check_tag(self.name, p, inbox.pop((p, "request"), None), tag)
         own_missing = rows < 0  # applicants the bank does not hold (R12-VER-8): its nodes take the default direction
-        bins = apply_bins(self._full_table()[np.where(own_missing, 0, rows)], self.edges, missing=True)
+        # binned block by block from the table itself: no float copy of the scored rows (issue 15)
+        bins = bin_matrix(self._full_table(), self.edges, missing=True, rows=np.where(own_missing, 0, rows))
         partner_bits = {p: (inbox.pop((p, "bits")),
                             {tuple(k): c for c, k in enumerate(inbox.pop((p, "keys")).tolist())},
                             inbox.pop((p, "missing")).astype(bool)) for p in partners}
