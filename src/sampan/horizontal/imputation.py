@@ -45,8 +45,9 @@ IMPUTE_NOTE = "imputation statistics"
 
 # --- party side (exact; the DP1 mod noises it) ---------------------------------------------------------
 def _present(data: PartyData, index: int) -> np.ndarray:
+    """One column's present cells in float64 (a compact float32 table's sums are taken in float64)."""
     x = data.X[:, index]
-    return x[~np.isnan(x)]
+    return x[~np.isnan(x)].astype(np.float64, copy=False)
 
 
 def impute_statistics(data: PartyData, msg: Message) -> Message:
