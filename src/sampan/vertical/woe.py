@@ -59,6 +59,7 @@ import numpy as np
 from sampan.crypto.channel import SealedChannels
 from sampan.crypto.dealer import DealerStream
 from sampan.models.gbdt import bin_matrix, make_slots, quantile_bin_edges
+from sampan.models.gbdt_hist import node_histograms
 from sampan.models.scorecard import WoeTable, monotone_bins, woe_iv
 from sampan.privacy.party_policy import PartyPrivacyPolicy
 from sampan.privacy.randomness import secure_generator
@@ -190,12 +191,9 @@ class VerticalWoeParty:
         train = st["train"]
         partners = list(msg.meta["partners"])
         counts: dict[str, tuple[np.ndarray, np.ndarray, list[Any], list[np.ndarray]]] = {}
-        own_offsets = np.array([s.offset for s in st["slots"]], dtype=np.int64)
-        own_total = int(sum(s.n_bins for s in st["slots"]))
-        idx = (st["bins"].astype(np.int64) + own_offsets).ravel()
-        d = st["bins"].shape[1]
-        ev = np.bincount(idx, weights=np.repeat(y[train].astype(float), d), minlength=own_total)
-        tot = np.bincount(idx, minlength=own_total).astype(float)
+        # own event and row counts per fine bin, from the uint8 matrix block by block (exact: sums of 0/1)
+        ev, tot = node_histograms(st["bins"], [s.n_bins for s in st["slots"]], [np.arange(len(train))],
+                                  np.stack([y[train].astype(float), np.ones(len(train))]))[0]
         counts[self.name] = (ev, tot, self.feature_names, st["edges"])
         epsilon = msg.meta.get("dp_epsilon")
         delta = float(msg.meta.get("dp_delta") or 1e-5)
