@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sampan.models.gbdt import Tree, apply_bins, gain_importance, goes_left, named_importance
+from sampan.models.gbdt import Tree, bin_matrix, gain_importance, goes_left, named_importance
 
 if TYPE_CHECKING:
     from sampan.horizontal.gbdt import HorizontalGBDTResult
@@ -25,7 +25,7 @@ def _raw_scores(base: float, trees: list[Tree], edges: list[np.ndarray],
                 splits: Mapping[tuple[int, int], tuple[int, int]], missing_bins: bool, X: np.ndarray) -> np.ndarray:
     """Raw scores of rows: each split "bin <= b" of its feature, a missing value by the split's learned direction
     (models made before missing bins: NaN in the last value bin, as they were trained)."""
-    bins = apply_bins(X, edges, missing=missing_bins)
+    bins = bin_matrix(X, edges, missing=missing_bins)  # block by block: uint8, column-major
     raw = np.full(len(X), base)
     for t, tree in enumerate(trees):
         nodes = tree.owned_by("all")

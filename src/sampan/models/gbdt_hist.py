@@ -57,6 +57,7 @@ def bin_matrix(X: np.ndarray, edges: list[np.ndarray], *, missing: bool = False,
                rows: np.ndarray | None = None) -> np.ndarray:
     """`apply_bins(X[rows], edges, missing=missing)` without the float copy of X[rows]: block by block into one
     column-major (n x d) matrix. X may be float32 or float64 (compared with the float64 edges as it is)."""
+    X = np.asarray(X)
     n = len(X) if rows is None else len(rows)
     if X.ndim != 2 or X.shape[1] != len(edges):
         raise ValueError(f"bin_matrix: X has shape {X.shape}, expected {len(edges)} columns (one per edge list)")
