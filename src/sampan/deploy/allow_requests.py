@@ -186,6 +186,7 @@ VERTICAL_KINDS = frozenset(
         "psi.rr22.close",
         "vlr.setup",
         "vlr.share",
+        "vlr.e_chunk",  # the masked features E = X - U, streamed in sealed chunks (issue 15)
         "vlr.masked_features",
         "vlr.forward",
         "vlr.square",
