@@ -134,14 +134,16 @@ def _compact_block(block: Any, offset: int, party: str) -> np.ndarray:
         block = block.to_numpy(zero_copy_only=False)
     if block.dtype.kind == "O":
         items = block.tolist()
-        bad = [i for i, s in enumerate(items) if not isinstance(s, str)]
-        if bad:
-            log.warning("party %s: id at row %d is a %s, not a string (local log only)", party, offset + bad[0],
-                        type(block[bad[0]]).__name__)
-            raise PsiError(f"party {party!r}: an id is not a string (row in this party's local log)")
-        nul = [i for i, s in enumerate(items) if "\x00" in s]  # a U array would drop a trailing NUL
-        if nul:
-            _normalise_one(items[nul[0]], offset + nul[0], party)
+        try:  # one C-level pass: join refuses a non-string, and a NUL is found in the joined text
+            has_nul = "\x00" in "".join(items)
+        except TypeError:
+            row = next(i for i, s in enumerate(items) if not isinstance(s, str))
+            log.warning("party %s: id at row %d is a %s, not a string (local log only)", party, offset + row,
+                        type(items[row]).__name__)
+            raise PsiError(f"party {party!r}: an id is not a string (row in this party's local log)") from None
+        if has_nul:  # a U array would drop a trailing NUL, so it is refused here
+            row = next(i for i, s in enumerate(items) if "\x00" in s)
+            _normalise_one(items[row], offset + row, party)
         del items
         block = block.astype(str) if len(block) else np.empty(0, dtype="U1")
     elif block.dtype.kind == "S":
@@ -188,6 +190,13 @@ def _normalise_one(text: str, row: int, party: str) -> bytes:
 
 def _row_keys(ids: np.ndarray) -> np.ndarray:
     """A 64-bit mix of each fixed-width row: equal rows give equal keys (used to find candidate repeats)."""
+    key = np.empty(len(ids), dtype=np.uint64)
+    for s in range(0, len(ids), BLOCK):  # the padded copy is one block at a time
+        key[s:s + BLOCK] = _block_keys(ids[s:s + BLOCK])
+    return key
+
+
+def _block_keys(ids: np.ndarray) -> np.ndarray:
     width = ids.dtype.itemsize
     padded = -(-width // 8) * 8
     raw = ids.view(np.uint8).reshape(len(ids), width)
