@@ -235,3 +235,18 @@ def test_matching_memory_is_bounded_per_token() -> None:
     keys = [bytes(t) for t in x[ix]]
     assert keys == sorted(keys)  # the canonical order both parties share
     assert peak < 64 * n, f"{peak / n:.0f} bytes per token"  # no copy of the 32-byte tokens
+
+
+def test_deployed_parties_accept_the_part_kinds() -> None:
+    """A deployed party answers psi.part / psi.pull wherever it answers the PSI steps (vertical and checks jobs)."""
+    from sampan.checks.capability import PSI_STEPS
+    from sampan.deploy.allow_checks import check_checks_request
+    from sampan.deploy.allow_requests import VERTICAL_KINDS
+    from sampan.deploy.allow_section import JobRefused
+
+    assert {"psi.part", "psi.pull"} <= VERTICAL_KINDS and {"psi.part", "psi.pull"} <= set(PSI_STEPS)
+    job = {"vertical": True}
+    for kind in ("psi.part", "psi.pull"):
+        check_checks_request("payments", kind, {"mode": "cardinality", "peer": "bank", "part": 1}, job)
+        with pytest.raises(JobRefused):  # and, like every PSI step, only in mode cardinality there
+            check_checks_request("payments", kind, {"mode": "both", "peer": "bank"}, job)
