@@ -45,8 +45,9 @@ party derived only from peer keys signed by the peer's certificate (`VerticalPar
 peer — send its own blinded guesses H(x)^gamma and learn which guessed ids a party holds — so PSI
 must never run on channels made from unauthenticated keys. What tampering is left: dropping, delaying
 or replaying an authentic envelope within the run; the expected-kind and session checks refuse most
-of it, the rest aborts or corrupts the alignment (availability and integrity, not privacy): none
-reveals an id.
+of it (a payload's parts carry their index, count and a random payload tag inside the seal, so parts
+dropped, repeated, reordered or spliced from another payload abort the step), the rest aborts or
+corrupts the alignment (availability and integrity, not privacy): none reveals an id.
 Security rests on DDH in Curve25519's prime-order subgroup (clamped scalars are multiples of the
 cofactor 8, so every blinded point lies in that subgroup) and on SHA-512 as a random oracle.
 Hash to curve is try-and-increment: u = SHA-512(domain || counter || NFC id)[:32] with the top bit

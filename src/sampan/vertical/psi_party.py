@@ -1,7 +1,8 @@
 """Entity alignment by PSI, a party's side: the handlers that blind, exchange and match points, and align rows.
 
 Why apart: this is what runs inside each party (registered on its PartyApp); the coordinator's side and
-the protocol's statement are in `sampan.vertical.psi`, the curve arithmetic in `psi_points`.
+the protocol's statement are in `sampan.vertical.psi`, the curve arithmetic in `psi_points`, the compact
+ids in `psi_ids`, the bounded parts a payload travels in in `psi_parts`.
 
 What each role learns: exactly what `sampan.vertical.psi` states (`MODE_REVEALS`, `ALIGNMENT_REVEALS`); this
 module is the party's side of that protocol: its ids stay here, only blinded points leave, sealed to the peer.
