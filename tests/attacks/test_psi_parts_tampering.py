@@ -96,3 +96,25 @@ def test_parts_are_pulled_once_and_in_order() -> None:
     pull(1)
     with pytest.raises(PartyError, match="no part 1 waiting"):
         pull(1)  # the same part twice
+
+
+def test_parts_spliced_from_an_earlier_payload_abort_the_step() -> None:
+    """Same run, same step, same index, same sizes: only the sealed payload tag tells the two payloads apart."""
+    a, b = random_sets(9, 50, 40, 15)
+    parties, transport = federation({"bank": a, "payments": b})
+    for p in parties.values():
+        p.part_rows = 8
+    earlier: list[Message] = []
+
+    def keep(parts: list[Message]) -> list[Message]:
+        earlier.extend(parts)
+        return parts
+
+    run_psi(TamperingRelay(transport, keep, "payments"), "run-1", "bank", "payments", "both")
+    assert len(earlier) >= 2
+
+    def splice(parts: list[Message]) -> list[Message]:
+        return [parts[0], earlier[1], *parts[2:]]
+
+    with pytest.raises(PartyError, match="missing, repeated or out of order"):
+        run_psi(TamperingRelay(transport, splice, "payments"), "run-1", "bank", "payments", "both")
