@@ -78,6 +78,42 @@ def raw_rate(n: int = 200_000) -> float:
     return n / (time.perf_counter() - started)
 
 
+class _ProbeKey:
+    """Memory probe only: a 32-byte XOR mask standing in for an X25519 scalar (XOR commutes, like blinding)."""
+
+    def __init__(self) -> None:
+        self.mask = np.frombuffer(os.urandom(32), dtype=np.uint8)
+
+
+def _probe_work(key: Any, ids: Any, points: Any = None) -> Any:
+    """Memory probe only: SHA-256 of each id instead of hash to curve, XOR instead of X25519; same shapes."""
+    n_ids = len(ids)
+
+    def run(start: int, stop: int) -> bytes:
+        parts = []
+        if start < n_ids:
+            chunk = ids[start:min(stop, n_ids)]
+            items = chunk.tolist() if isinstance(chunk, np.ndarray) else chunk
+            raw = np.frombuffer(b"".join(hashlib.sha256(i).digest() for i in items), np.uint8).reshape(-1, 32)
+            parts.append((raw ^ key.mask).tobytes() if key is not None else raw.tobytes())
+        if stop > n_ids and points is not None:
+            parts.append((points[max(start - n_ids, 0):stop - n_ids] ^ key.mask).tobytes())
+        return b"".join(parts)
+    return run
+
+
+def install_memory_probe() -> None:
+    """Swap X25519 and hash to curve for cheap commuting stand-ins (before the party processes fork).
+
+    Every array, part, seal, shuffle and match is the real code, so peak memory is the protocol's; the
+    seconds are not (no curve arithmetic). Reported under "memory_probe", never as a timing.
+    """
+    from sampan.vertical import psi_party, psi_points
+
+    psi_points._work = _probe_work  # type: ignore[assignment]
+    psi_party._new_scalar = _ProbeKey  # type: ignore[assignment]
+
+
 def _party_app(name: str) -> Any:
     """A party whose ids are built inside its own process (the `bench.load` request), plus a result probe."""
     from sampan.core.party import PartyApp
@@ -190,7 +226,22 @@ def main() -> None:
     parser.add_argument("--skip-contenders", action="store_true", help="Sampan's default only")
     parser.add_argument("--rate-items", type=int, default=200_000, help="points in the raw X25519 measurement")
     parser.add_argument("--out", type=Path, default=RESULTS / "psi_scale.json")
+    parser.add_argument("--memory-probe", action="store_true",
+                        help="peak memory only: X25519 and hash to curve replaced by commuting XOR/SHA-256 stand-ins")
     args = parser.parse_args()
+    if args.memory_probe:
+        install_memory_probe()
+        for n in args.sizes:
+            started = time.perf_counter()
+            row = run_default(n)
+            row["note"] = "memory probe: stand-ins for X25519 and hash to curve; seconds are not PSI timings"
+            row["probe_seconds"] = round(time.perf_counter() - started, 1)
+            print(json.dumps({str(n): row}), flush=True)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            runs = json.loads(args.out.read_text())["runs"] if args.out.exists() else {}
+            runs[str(n)] = row
+            args.out.write_text(json.dumps({"memory_probe": True, "runs": runs}, indent=2) + "\n")
+        return
 
     from sampan.vertical._parallel import default_workers
 
