@@ -225,10 +225,13 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--skip-contenders", action="store_true", help="Sampan's default only")
     parser.add_argument("--rate-items", type=int, default=200_000, help="points in the raw X25519 measurement")
-    parser.add_argument("--out", type=Path, default=RESULTS / "psi_scale.json")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results (default bench/results/psi_scale.json; psi_scale_probe.json with --memory-probe)")
     parser.add_argument("--memory-probe", action="store_true",
                         help="peak memory only: X25519 and hash to curve replaced by commuting XOR/SHA-256 stand-ins")
     args = parser.parse_args()
+    if args.out is None:
+        args.out = RESULTS / ("psi_scale_probe.json" if args.memory_probe else "psi_scale.json")
     if args.memory_probe:
         install_memory_probe()
         for n in args.sizes:
