@@ -180,6 +180,31 @@ def test_tunnel_carries_a_tcp_stream_both_ways_through_sealed_envelopes() -> Non
         server.close()
 
 
+def test_tunnel_keeps_many_connections_apart_and_in_order() -> None:
+    """Regression: a connection the peer opened once got two readers (the dial won the race with the check),
+    which interleaved its bytes. Several connections at once, each echoed back intact."""
+    server, port = _echo_server()
+    a, b = tunnel_pair(port)
+    try:
+        clients = [socket.create_connection(("127.0.0.1", a.port)) for _ in range(6)]
+        payloads = [os.urandom(700_000 + k) for k in range(6)]
+        for client, payload in zip(clients, payloads, strict=True):
+            threading.Thread(target=client.sendall, args=(payload,), daemon=True).start()
+        got = [bytearray() for _ in clients]
+        deadline = time.monotonic() + 30
+        while any(len(g) < len(p) for g, p in zip(got, payloads, strict=True)) and time.monotonic() < deadline:
+            pump(a, b, 1)
+            for ready in select.select(clients, [], [], 0.005)[0]:
+                got[clients.index(ready)] += ready.recv(1 << 20)
+        assert [bytes(g) for g in got] == payloads
+        for client in clients:
+            client.close()
+    finally:
+        a.close()
+        b.close()
+        server.close()
+
+
 def _first_envelope(a: Tunnel) -> np.ndarray:
     client = socket.create_connection(("127.0.0.1", a.port))
     client.sendall(b"hello")
@@ -332,3 +357,20 @@ def test_a_vertical_federation_aligns_alike_on_both_backends(private_tmp: Path) 
         counts[backend] = (outcome.n_aligned, dict(outcome.cardinalities))
     assert counts["rr22"] == counts["ecdh"]
     assert leftovers(private_tmp) == []
+
+
+@pytest.mark.parametrize("width", [10, 40])  # 40: ids over 24 bytes take the SHA-256 token path
+def test_the_result_maps_back_to_own_rows_in_token_order(width: int) -> None:
+    from sampan.vertical.psi_rr22_party import _locate, _tokens
+
+    rng = np.random.default_rng(1)
+    ids = np.array([(f"BR{i:08d}" + "x" * (width - 10)).encode() for i in rng.permutation(5000)], dtype=f"S{width}")
+    found = _padded(ids[rng.choice(5000, 700, replace=False)], width)
+    rows, tokens = _locate(ids, found, width, "bank")
+    assert np.array_equal(_padded(ids[rows], width), _padded(ids[rows], width)) and len(rows) == 700
+    assert sorted(rows.tolist()) == sorted(np.flatnonzero(np.isin(ids, found.view(f"S{width}").ravel())).tolist())
+    assert np.array_equal(tokens, _tokens(_padded(ids[rows], width)))
+    as_bytes = [bytes(t) for t in tokens]
+    assert as_bytes == sorted(as_bytes)  # one order at both parties: ascending token bytes
+    with pytest.raises(Exception, match="does not hold"):
+        _locate(ids[:10], found, width, "bank")

@@ -10,6 +10,7 @@ trace spu writes to /tmp) when the session closes, fails or times out. The worke
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -57,15 +58,9 @@ def _padded(ids: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-def _tokens(raw: np.ndarray) -> np.ndarray:
-    """(n, 32) uint8 tokens of padded ids: a 64-bit mix of the id first (so `match_tokens` sorts on well-spread
-    prefixes), then the id itself (so equal tokens mean equal ids); SHA-256 for ids longer than 24 bytes (rare).
-
-    Both parties compute the same token for the same id, so sorting by token gives both one order."""
+def _mix(raw: np.ndarray) -> np.ndarray:
+    """A 64-bit mix of each padded id (n, width <= 24) uint8: well-spread sort keys, equal for equal ids."""
     n, width = raw.shape
-    if width > 24:
-        digests = b"".join(hashlib.sha256(row.tobytes()).digest() for row in raw)
-        return np.frombuffer(digests, dtype=np.uint8).reshape(n, 32).copy()
     words = np.zeros((n, -(-width // 8) * 8), dtype=np.uint8)
     words[:, :width] = raw
     lanes = words.view("<u8")
@@ -77,10 +72,54 @@ def _tokens(raw: np.ndarray) -> np.ndarray:
             mixed ^= mixed >> np.uint64(31)
         mixed *= np.uint64(0xFF51AFD7ED558CCD)
         mixed ^= mixed >> np.uint64(33)
+    return mixed
+
+
+def _tokens(raw: np.ndarray) -> np.ndarray:
+    """(n, 32) uint8 tokens of padded ids: the 64-bit mix first (big-endian, so `match_tokens` sorts on
+    well-spread prefixes), then the id itself (equal tokens mean equal ids); SHA-256 for ids over 24 bytes (rare).
+
+    Both parties compute the same token for the same id, so sorting by token gives both one order."""
+    n, width = raw.shape
+    if width > 24:
+        digests = b"".join(hashlib.sha256(row.tobytes()).digest() for row in raw)
+        return np.frombuffer(digests, dtype=np.uint8).reshape(n, 32).copy()
     out = np.zeros((n, 32), dtype=np.uint8)
-    out[:, :8] = mixed.astype(">u8").view(np.uint8).reshape(n, 8)
+    out[:, :8] = _mix(raw).astype(">u8").view(np.uint8).reshape(n, 8)
     out[:, 8:8 + width] = raw
     return out
+
+
+def _locate(ids: np.ndarray, found: np.ndarray, width: int, party: str) -> tuple[np.ndarray, np.ndarray]:
+    """Own rows of spu's result `found` (m, width), in token order, and their tokens.
+
+    Memory: 8 bytes of sort key per own id (computed block by block) plus 32-byte tokens of the result only;
+    a 64-bit key collision among own ids (about n^2 / 2^65) falls back to full tokens."""
+    def wrong() -> PsiError:
+        return PsiError(f"party {party!r}: the RR22 result names customers this party does not hold")
+
+    if width <= 24:
+        keys = np.empty(len(ids), dtype=np.uint64)
+        for start in range(0, len(ids), _BLOCK):
+            keys[start:start + _BLOCK] = _mix(_padded(ids[start:start + _BLOCK], width))
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        if not (len(keys) > 1 and (keys[1:] == keys[:-1]).any()):
+            wanted = _mix(found)
+            pos = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
+            if len(keys) == 0 or not (keys[pos] == wanted).all():
+                raise wrong()
+            rows = order[pos]
+            del keys, order
+            if not np.array_equal(_padded(ids[rows], width), found) or len(np.unique(rows)) != len(rows):
+                raise wrong()
+            ranked = np.argsort(wanted, kind="stable")  # token order: the key is the token's first 8 bytes
+            return rows[ranked], _tokens(found[ranked])
+    own = _tokens(_padded(ids, width))
+    ix, iy = match_tokens(_tokens(found), own)
+    if len(ix) != len(found):
+        raise wrong()
+    return iy, own[iy]
 
 
 def _write_ids(path: Path, ids: np.ndarray, width: int) -> None:
@@ -137,10 +176,15 @@ class _Rr22Session:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def close(self) -> None:
+        """Idempotent; a second caller (the deadline timer and the close request can race) waits until the
+        first has finished, so once any close returns, the worker is dead and the files are gone."""
         with self.lock:
             if self.closed:
                 return
             self.closed = True
+            self._teardown()
+
+    def _teardown(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
         if self.process is not None and self.process.poll() is None:
@@ -155,7 +199,11 @@ class _Rr22Session:
             log = self.directory / "worker.log"
             trace = _TRACE.search(log.read_bytes()) if log.is_file() else None
             if trace is not None:
-                Path(trace.group(1).decode()).unlink(missing_ok=True)
+                try:
+                    Path(trace.group(1).decode()).unlink(missing_ok=True)
+                except OSError:
+                    log_error = f"could not remove spu's trace {trace.group(1).decode()!r}"
+                    logging.getLogger("sampan.vertical.psi").warning(log_error)
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -322,15 +370,13 @@ class Rr22Party:
             return request.reply("psi.rr22.finish")
         ids, _ = _compact(self.psi)
         found = _read_ids(session.directory / "out.csv", session.width, self.name)
-        own = _tokens(_padded(ids, session.width))
-        ix, iy = match_tokens(_tokens(found), own)
-        if len(ix) != len(found):
-            raise PsiError(f"party {self.name!r}: the RR22 result names customers this party does not hold")
-        if len(ix) == 0:
+        if len(found) == 0:
             raise PsiError(f"party {self.name!r}: no common customers between {self.name!r} and {peer!r}")
-        digest = np.frombuffer(hashlib.sha256(own[iy].tobytes()).digest(), dtype=np.uint8)
-        self.psi.rows[peer], self.psi._tokens[peer] = iy, own[iy]
-        self.psi.cardinality[peer] = len(iy)
+        rows, tokens = _locate(ids, found, session.width, self.name)
+        del found
+        digest = np.frombuffer(hashlib.sha256(tokens.tobytes()).digest(), dtype=np.uint8)
+        self.psi.rows[peer], self.psi._tokens[peer] = rows, tokens
+        self.psi.cardinality[peer] = len(rows)
         if role == "b":
             inner = Message(request.run_id, request.step, self.name, peer, "psi.rr22.finish", {"digest": digest})
             return request.reply("psi.rr22.finish", {"envelope": channels.seal(peer, inner)})
@@ -341,7 +387,7 @@ class Rr22Party:
                 for slot in (self.psi.rows, self.psi._tokens, self.psi.cardinality):
                     slot.pop(peer, None)
                 raise PsiError(f"party {self.name!r}: {peer!r} holds a different RR22 intersection; result refused")
-        return request.reply("psi.rr22.finish", meta={"cardinality": len(iy)} if session.mode == "both" else {})
+        return request.reply("psi.rr22.finish", meta={"cardinality": len(rows)} if session.mode == "both" else {})
 
     def _close(self, request: Message) -> Message:
         session = self.sessions.pop(str(request.meta["peer"]), None)

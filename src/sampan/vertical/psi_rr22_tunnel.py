@@ -87,10 +87,16 @@ class Tunnel:
             self._start(stream)
 
     def _start(self, stream: _Stream) -> None:
-        threading.Thread(target=self._write_loop, args=(stream,), daemon=True).start()
-        if stream.sock is not None:
+        """A writer thread per connection; its one reader starts here for a connection accepted from our own spu,
+        or in the writer once it has dialled our spu for one the peer opened (decided by who opened it, never by
+        whether the socket exists yet: the writer may connect before this line runs, and two readers on one
+        socket would interleave its bytes)."""
+        accepted = stream.key[0]
+        if accepted:
             with self._cond:
                 self._readers += 1  # counted before the thread runs, so `quiet` never misses it
+        threading.Thread(target=self._write_loop, args=(stream,), daemon=True).start()
+        if accepted:
             threading.Thread(target=self._read_loop, args=(stream, True), daemon=True).start()
 
     def _push(self, origin: int, sid: int, kind: int, data: bytes) -> None:
