@@ -118,16 +118,18 @@ class RayEngine:
             env = dict(_ENV_FIXED)
             if self.tls is not None:
                 env.update(self.tls.environment())
-            if address is None:
-                # Ray advertises (and binds) the node's address; on Linux it picks the primary interface unless
-                # this switch says "one machine", which makes every Ray server use 127.0.0.1.
+            one_machine = address is None or ipaddress.ip_address(_host_of(address)).is_loopback
+            if one_machine:
+                # Ray advertises (and binds) the node's address and rewrites 127.0.0.1 to the primary interface's
+                # unless this switch says "one machine", which makes every Ray server and client use 127.0.0.1.
                 env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
             self._set_env(env)
-            if address is None:
+            if one_machine:
                 from ray._private import ray_constants  # the switch is read once, at Ray's import
 
                 self._cluster_switch = ray_constants.ENABLE_RAY_CLUSTER
                 ray_constants.ENABLE_RAY_CLUSTER = False
+            if address is None:
                 ray.init(num_cpus=num_workers, include_dashboard=False, _node_ip_address="127.0.0.1",
                          _temp_dir=str(self._scratch), logging_level="ERROR", log_to_driver=False,
                          namespace="sampan")
