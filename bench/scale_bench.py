@@ -268,7 +268,20 @@ def report(runs: list[dict[str, Any]]) -> str:
     text = markdown_table(["workload", "rows", "s per unit", "unit", "largest party process peak MiB",
                            "sum of process peaks MiB", "peak summed PSS MiB", "wall s", "status"], table)
     goals = _goals([r for r in runs if not r.get("variant")])
-    return text + "\n\n" + markdown_table(["goal", "measured", "verdict"], [list(g) for g in goals])
+    text += "\n\n" + markdown_table(["goal", "measured", "verdict"], [list(g) for g in goals])
+    pairs = []
+    for b in (r for r in runs if r.get("variant") == "before" and r["status"] == "ok"):
+        a = next((r for r in runs if not r.get("variant") and r["status"] == "ok"
+                  and (r["workload"], r["rows"]) == (b["workload"], b["rows"])), None)
+        if a:
+            pairs.append([b["workload"], b["rows"], b["seconds_per_unit"], a["seconds_per_unit"],
+                          b["largest_worker_peak_mib"], a["largest_worker_peak_mib"],
+                          _together(b), _together(a)])
+    if pairs:
+        text += "\n\n" + markdown_table(["workload", "rows", "s per unit before", "after",
+                                          "largest process MiB before", "after", "summed PSS MiB before", "after"],
+                                         pairs)
+    return text
 
 
 def _commit() -> str:
