@@ -81,9 +81,10 @@ def test_a_missing_spu_venv_says_how_to_install_it(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("SAMPAN_SPU_VENV", str(tmp_path / "nowhere"))
     with pytest.raises(Rr22Unavailable, match="tools/install_spu.sh"):
         spu_python()
-    _, transport = federation({"bank": ["a1", "a2"], "pay": ["a1", "a3"]})
-    with pytest.raises(Rr22Unavailable, match="tools/install_spu.sh"):
+    parties, transport = federation({"bank": ["a1", "a2"], "pay": ["a1", "a3"]})
+    with pytest.raises(Exception, match="tools/install_spu.sh"):  # the party refuses (the coordinator needs no spu)
         run_rr22(transport, "run-rr22", "bank", "pay")
+    assert not RR22[id(transport)]["bank"].sessions and "pay" not in parties["bank"].rows
 
 
 def test_cardinality_mode_refused_before_any_party_is_asked() -> None:

@@ -104,8 +104,7 @@ def run_rr22(transport: _Exchanger, run_id: str, a: str, b: str, mode: str = "bo
     same places as the ECDH backend's (`PsiParty.rows`, `cardinality`, alignment tokens)."""
     if a == b:
         raise ValueError("PSI needs two different parties")
-    refuse_unsupported(mode)
-    spu_python()  # the coordinator's machine may lack spu; each party checks its own before starting
+    refuse_unsupported(mode)  # spu itself is needed only at the parties: each checks its own before starting
     started = time.perf_counter()
     me = str(getattr(transport, "coordinator", "coordinator"))
     meta: dict[str, Any] = {"mode": mode, "check_format": bool(check_format), "timeout": float(timeout)}
