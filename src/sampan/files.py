@@ -115,9 +115,10 @@ def check_private_mode(path: str | os.PathLike[str], what: str = "private key") 
                                 f"run: chmod 600 {target}")
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> Path:
-    """Write to a temporary file beside ``path`` (created with ``mode``), fsync, then rename over it."""
-    target = Path(path)
+def _write_beside(target: Path, data: bytes, mode: int) -> str:
+    """The shared first half of a complete-or-nothing write: ``data`` in a temporary file beside ``target``
+    (same folder, so a rename or link into place stays on one file system), created with ``mode``, fsynced.
+    Returns its path; on failure nothing is left behind."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
@@ -126,6 +127,18 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, mode: int = 0o
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> Path:
+    """Write to a temporary file beside ``path`` (created with ``mode``), fsync, then rename over it."""
+    target = Path(path)
+    tmp = _write_beside(target, data, mode)
+    try:
         os.replace(tmp, target)
     except BaseException:
         with suppress(FileNotFoundError):
@@ -140,14 +153,8 @@ def create_exclusive_bytes(path: str | os.PathLike[str], data: bytes, mode: int 
     Written beside it, fsynced, then hard-linked into place (link fails if the name exists): a process that
     starts at the same moment reads the whole key another one made, never an empty file between O_EXCL and write."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    tmp = _write_beside(target, data, mode)
     try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
         try:
             os.link(tmp, target)
         except FileExistsError:
