@@ -247,8 +247,9 @@ def private_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 @needs_spu
-def test_rr22_intersection_equals_the_ecdh_backends(private_tmp: Path) -> None:
-    a, b = sets(3000, 2500, 1200, seed=3)
+@pytest.mark.parametrize("fmt", ["BR%08d", "Zoé-客户-%07d-with-a-long-tail"])  # the second: > 24 bytes, non-ASCII
+def test_rr22_intersection_equals_the_ecdh_backends(private_tmp: Path, fmt: str) -> None:
+    a, b = sets(3000, 2500, 1200, seed=3, fmt=fmt)
     ecdh, t1 = federation({"bank": a, "pay": b})
     run_psi(t1, "run-rr22", "bank", "pay", "both")
     rr22, t2 = federation({"bank": a, "pay": b})
