@@ -54,7 +54,8 @@ class SecureLRParty(BatchSteps):
 
     # --- setup ---------------------------------------------------------------------------------
     def setup(self, msg: Message) -> Message:
-        """Split the aligned rows, standardise locally, seal E = X - U to every residual holder."""
+        """Split the aligned rows, standardise and encode locally (int32, over row blocks), seal the first chunk
+        of E = X - U to every residual holder (the rest follow in `vlr.e_chunk` waves)."""
         meta = msg.meta
         roles = Roles.from_meta(meta)
         self._channels().require_role(roles.bank, "label_holder", "vlr.setup")  # not the coordinator's word
