@@ -9,7 +9,10 @@ multiprocess transport, as separate organisations would) and the coordinator (th
 protocol) stays in the child's main process. Reported per process: peak RSS in MiB, and seconds per tree (the
 gap between the first and the last tree's progress report, divided by trees - 1: setup and binning excluded;
 `setup_and_first_tree_s` has them). The tables are generated in memory (float32 draws; `PartyData` holds X as
-it is given), so a party process's peak includes its table as the party holds it.
+it is given today: float64), so a party process's peak includes its table as the party holds it. Horizontally
+each bank makes its own table inside its own process (so a peak is that bank's alone); vertically the parent
+makes both tables before forking (the parties share one simulated consortium's identities), so every process's
+RSS also counts the other tables' pages it maps copy-on-write: read the summed PSS there.
 
 Reusable: `run_vertical_gbdt(n_rows, bank_features=30, partner_features=100, trees=2) -> dict` and
 `run_horizontal_gbdt(n_rows, features=30, parties=3, trees=2) -> dict` (`n_rows`: rows per bank), called by
@@ -141,6 +144,19 @@ def _vertical_worker(a: dict[str, Any]) -> dict[str, Any]:
             "seconds_total": total, **_tree_times(stamps, started, res.trees), **_peaks(mem, pids)}
 
 
+class _LazyApp:
+    """An endpoint that builds its party on the first message, i.e. inside the forked party process."""
+
+    def __init__(self, name: str, build: Any) -> None:
+        self.name, self._build = name, build
+        self._app: Any = None
+
+    def handle(self, message: Any) -> Any:
+        if self._app is None:
+            self._app = self._build()
+        return self._app.handle(message)
+
+
 def _horizontal_worker(a: dict[str, Any]) -> dict[str, Any]:
     from _scale import PeakSampler
 
@@ -151,10 +167,12 @@ def _horizontal_worker(a: dict[str, Any]) -> dict[str, Any]:
     from sampan.transport.multiprocess import MultiprocessTransport
 
     n, d, k = int(a["n_rows"]), int(a["features"]), int(a["parties"])
-    rng = np.random.default_rng(int(a["seed"]))
     names = [f"f{j}" for j in range(d)]
-    apps = {}
-    for b in range(k):
+
+    def build(b: int) -> PartyApp:
+        """One bank's table and handlers, made inside its own process (first message): no bank's table is
+        mapped in another bank's process or the coordinator's, so each peak is that bank's own."""
+        rng = np.random.default_rng([int(a["seed"]), b])
         X = _features(n, d, rng)
         y = _labels(-2.0 + 0.4 * X[:, :5].sum(1, dtype=np.float64), rng)
         n_val = max(2000, n // 100)
@@ -164,7 +182,9 @@ def _horizontal_worker(a: dict[str, Any]) -> dict[str, Any]:
         app = PartyApp(f"bank{b}")
         for kind, handler in HorizontalGBDTParty(f"bank{b}", train, val).handlers().items():
             app.register(kind, handler)
-        apps[f"bank{b}"] = app
+        return app
+
+    apps = {f"bank{b}": _LazyApp(f"bank{b}", lambda b=b: build(b)) for b in range(k)}
     params = GBDTParams(n_trees=int(a["trees"]), max_depth=int(a["max_depth"]), n_bins=int(a["n_bins"]),
                         early_stopping_rounds=10 ** 6)
     with PeakSampler() as mem:
