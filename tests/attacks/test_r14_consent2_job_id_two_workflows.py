@@ -28,14 +28,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _deploy_federation import ThreadFederation  # noqa: E402
+from _consent_grant import admit, consent_federation, gather_approvals, loans_spec, open_run, request_consent  # noqa: E402
 
-from sampan.deploy.config import load_party_config  # noqa: E402
-from sampan.deploy.consent import job_spec  # noqa: E402
-from sampan.deploy.party_agent import PartyAgent  # noqa: E402
 from sampan.privacy.ledger import PrivacyEvent  # noqa: E402
 from sampan.privacy.party_policy import PolicyRefused  # noqa: E402
-from sampan.wire import Message  # noqa: E402
 
 
 def _config(workflow: str) -> dict[str, Any]:
@@ -45,44 +41,25 @@ def _config(workflow: str) -> dict[str, Any]:
             "deploy": {"dataset": "loans", "submitted_by": "ops"}}
 
 
-
 def test_one_job_id_opens_one_spec_and_the_book_adds_every_release(tmp_path: Path) -> None:
-    fed = ThreadFederation(tmp_path, start=False, n=300)
-    try:
-        agents = {name: PartyAgent(load_party_config(path)) for name, path in fed.files.party_configs.items()}
-        names = sorted(agents)
+    with consent_federation(tmp_path) as (_, agents, names):
         victim = agents[names[0]]
         columns = victim.consent.served_columns("loans")
-        datasets = {n: {"dataset": "loans", "columns": columns} for n in names}
-        specs = [job_spec(_config(w), parties=names, datasets=datasets, label_holder=None, operator="ops",
-                          job_id="run-x") for w in ("horizontal", "evaluation")]
-        approvals: list[list[Any]] = [[], []]
-        for name in names:
-            reply = agents[name].handle(Message("run-x", 0, "coordinator", name, "consent.request",
-                                                meta={"spec": specs[0].model_dump(mode="json"),
-                                                      "decided_by": "operator:ops"}))
-            assert reply.kind == "consent.approval", reply.meta
-            approvals[0].append(reply.meta["approval"])
+        specs = [loans_spec(_config(w), names, columns, "run-x") for w in ("horizontal", "evaluation")]
+        approvals, refused = gather_approvals(agents, names, specs[0])
+        assert refused is None, refused.meta
         # the second spec under the same job id is refused by the party (one job id, one spec)
-        second = victim.handle(Message("run-x", 0, "coordinator", names[0], "consent.request",
-                                       meta={"spec": specs[1].model_dump(mode="json"), "decided_by": "operator:ops"}))
+        second = request_consent(victim, specs[1])
         assert second.is_error and "job_id" in str(second.meta), second.meta
         assert victim.consent.book.status("loans")["reserved_epsilon"] == pytest.approx(1.0)  # ONE reservation
-        opens = [victim.handle(Message("run-x", 0, "coordinator", names[0], "deploy.open_run", meta={
-            "workflow": spec.workflow, "dataset": "loans", "test_fraction": 0.2, "split_seed": 1,
-            "job": spec.job, "spec": spec.model_dump(mode="json"), "approvals": approvals[0]}))
-            for spec in specs]  # the second opening carries the first spec's approvals: not its own
+        # the second opening carries the first spec's approvals: not its own
+        opens = [open_run(victim, spec, approvals) for spec in specs]
         assert not opens[0].is_error, opens[0].meta
         assert opens[1].is_error, f"a second spec under job id run-x opened: {opens[1].kind}"
         # every opening of the job shares ONE reservation (one ledger): two releases of 0.8 are both counted
-        again = [victim.consent.admit_run(
-            Message("run-x", 0, "coordinator", names[0], "deploy.open_run",
-                    meta={"spec": specs[0].model_dump(mode="json"), "approvals": approvals[0]}),
-            "loans", {**specs[0].job, "workflow": specs[0].workflow}) for _ in range(2)]
+        again = [admit(victim, specs[0], approvals) for _ in range(2)]
         assert again[0] is again[1]
         again[0].admit([PrivacyEvent(party=names[0], level="DP1", mechanism="laplace", epsilon=0.8)])
         with pytest.raises(PolicyRefused):  # 0.8 + 0.8 > the 1.0 reserved for the job
             again[1].admit([PrivacyEvent(party=names[0], level="DP1", mechanism="laplace", epsilon=0.8)])
         assert victim.consent.book.status("loans")["spent_epsilon"] == pytest.approx(0.8)
-    finally:
-        fed.coordinator.security.close()

@@ -23,55 +23,36 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _deploy_federation import ThreadFederation  # noqa: E402
+from _consent_grant import admit, consent_federation, gather_approvals, loans_spec  # noqa: E402
 
 from sampan.deploy.config import load_party_config  # noqa: E402
-from sampan.deploy.consent import job_spec  # noqa: E402
 from sampan.deploy.party_agent import PartyAgent  # noqa: E402
 from sampan.privacy.ledger import PrivacyEvent  # noqa: E402
 from sampan.privacy.party_policy import PolicyRefused  # noqa: E402
-from sampan.wire import Message  # noqa: E402
 
 DP: dict[str, Any] = {"run": {"name": "dp", "workflow": "horizontal", "rounds": 2, "seed": 3},
                       "training": {"learning_rate": 0.1, "epochs": 1}, "privacy": {"epsilon": 1.0, "delta": 1e-5},
                       "deploy": {"dataset": "loans", "submitted_by": "ops"}}
 
 
-
 def test_a_run_never_spends_past_its_reservation_after_a_restart(tmp_path: Path) -> None:
-    fed = ThreadFederation(tmp_path, start=False, n=300)
-    try:
-        agents = {name: PartyAgent(load_party_config(path)) for name, path in fed.files.party_configs.items()}
-        names = sorted(agents)
+    with consent_federation(tmp_path) as (fed, agents, names):
         me = names[0]
         columns = agents[me].consent.served_columns("loans")
-        datasets = {n: {"dataset": "loans", "columns": columns} for n in names}
-        specs = {job: job_spec(DP, parties=names, datasets=datasets, label_holder=None, operator="ops", job_id=job)
-                 for job in ("run_a", "run/a")}
-        approvals: dict[str, list[Any]] = {job: [] for job in specs}
+        specs = {job: loans_spec(DP, names, columns, job) for job in ("run_a", "run/a")}
+        approvals: dict[str, list[Any]] = {}
         for job, spec in specs.items():
-            for name in names:
-                reply = agents[name].handle(Message(job, 0, "coordinator", name, "consent.request",
-                                                    meta={"spec": spec.model_dump(mode="json"),
-                                                          "decided_by": "operator:ops"}))
-                assert reply.kind == "consent.approval", reply.meta
-                approvals[job].append(reply.meta["approval"])
-
-        def open_(agent: PartyAgent, job: str) -> Any:  # what deploy.open_run builds for the run's budget
-            spec = specs[job]
-            return agent.consent.admit_run(Message(job, 0, "coordinator", me, "deploy.open_run", meta={
-                "spec": spec.model_dump(mode="json"), "approvals": approvals[job]}), "loans",
-                {**spec.job, "workflow": "horizontal"})
+            approvals[job], refused = gather_approvals(agents, names, spec)
+            assert refused is None, refused.meta
 
         def laplace(eps: float) -> list[PrivacyEvent]:
             return [PrivacyEvent(party=me, level="DP1", mechanism="laplace", epsilon=eps)]
 
-        a, b = open_(agents[me], "run_a"), open_(agents[me], "run/a")
+        # what deploy.open_run builds for each run's budget
+        a, b = (admit(agents[me], specs[job], approvals[job]) for job in ("run_a", "run/a"))
         a.admit(laplace(0.9))  # run_a spends 0.9 of its 1.0
         b.admit(laplace(0.1))  # run/a spends 0.1: its ledger overwrites run_a's file
         restarted = PartyAgent(load_party_config(fed.files.party_configs[me]))  # the agent restarts
-        again = open_(restarted, "run_a")  # run_a resumes, reloading "its" ledger
+        again = admit(restarted, specs["run_a"], approvals["run_a"])  # run_a resumes, reloading "its" ledger
         with pytest.raises(PolicyRefused):  # 0.9 + 0.8 > the 1.0 reserved: must be refused
             again.admit(laplace(0.8))
-    finally:
-        fed.coordinator.security.close()

@@ -21,12 +21,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _deploy_federation import ThreadFederation  # noqa: E402
+from _consent_grant import consent_federation, loans_spec, request_consent  # noqa: E402
 
-from sampan.deploy.config import load_party_config  # noqa: E402
-from sampan.deploy.consent import JobSpec, job_spec  # noqa: E402
-from sampan.deploy.party_agent import PartyAgent  # noqa: E402
-from sampan.wire import Message  # noqa: E402
+from sampan.deploy.consent import JobSpec  # noqa: E402
 
 TREES: dict[str, Any] = {"run": {"name": "trees", "workflow": "horizontal", "rounds": 1, "seed": 3},
                          "model": {"kind": "gbdt", "n_trees": 10, "max_depth": 2, "n_bins": 8},
@@ -34,22 +31,13 @@ TREES: dict[str, Any] = {"run": {"name": "trees", "workflow": "horizontal", "rou
 
 
 def test_gbdt_shape_in_job_must_be_the_specs(tmp_path: Path) -> None:
-    fed = ThreadFederation(tmp_path, start=False, n=300)
-    try:
-        agents = {name: PartyAgent(load_party_config(path)) for name, path in fed.files.party_configs.items()}
-        names = sorted(agents)
+    with consent_federation(tmp_path) as (_, agents, names):
         victim = agents[names[0]]
-        columns = victim.consent.served_columns("loans")
-        honest = job_spec(TREES, parties=names, datasets={n: {"dataset": "loans", "columns": columns} for n in names},
-                          label_holder=None, operator="ops", job_id="run-t")
+        honest = loans_spec(TREES, names, victim.consent.served_columns("loans"), "run-t")
         raw = honest.model_dump(mode="json")
         assert raw["job"]["gbdt"]["n_bins"] == 8 and raw["model"]["settings"]["n_bins"] == 8
         raw["job"]["gbdt"].update({"n_trees": 1000, "max_depth": 10, "n_bins": 255})  # what the party enforces
-        spec = JobSpec.model_validate(raw)
-        reply = victim.handle(Message("run-t", 0, "coordinator", names[0], "consent.request",
-                                      meta={"spec": spec.model_dump(mode="json"), "decided_by": "operator:ops"}))
+        reply = request_consent(victim, JobSpec.model_validate(raw))
         assert reply.kind != "consent.approval", (
             "a spec showing 10 trees of depth 2 on 8 bins was approved while its job description lets the "
             "coordinator ask for 1000 trees of depth 10 on 255 bins")
-    finally:
-        fed.coordinator.security.close()

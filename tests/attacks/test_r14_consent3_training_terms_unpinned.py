@@ -19,56 +19,31 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _deploy_federation import ThreadFederation  # noqa: E402
+from _consent_grant import EXACT, consent_federation, feature_count, fit, gather_approvals, loans_spec, open_run  # noqa: E402
 
-from sampan.deploy.config import load_party_config  # noqa: E402
-from sampan.deploy.consent import JobSpec, job_spec  # noqa: E402
-from sampan.deploy.party_agent import PartyAgent  # noqa: E402
-from sampan.wire import Message  # noqa: E402
-
-EXACT: dict[str, Any] = {"run": {"name": "exact", "workflow": "horizontal", "rounds": 2, "seed": 3},
-                         "training": {"learning_rate": 0.1, "epochs": 1},
-                         "deploy": {"dataset": "loans", "submitted_by": "ops"}}
+from sampan.deploy.consent import JobSpec  # noqa: E402
 
 
 def test_rule_approved_spec_cannot_carry_extreme_class_weights(tmp_path: Path) -> None:
-    fed = ThreadFederation(tmp_path, start=False, n=300)
-    try:
-        agents = {name: PartyAgent(load_party_config(path)) for name, path in fed.files.party_configs.items()}
-        names = sorted(agents)
+    with consent_federation(tmp_path) as (_, agents, names):
         victim = agents[names[0]]
-        columns = victim.consent.served_columns("loans")
-        honest = job_spec(EXACT, parties=names, datasets={n: {"dataset": "loans", "columns": columns} for n in names},
-                          label_holder=None, operator="ops", job_id="run-cw")
+        honest = loans_spec(EXACT, names, victim.consent.served_columns("loans"), "run-cw")
         raw = honest.model_dump(mode="json")
         assert raw["job"]["training"]["class_weight"] is None and "class_weight" not in raw["job"]
         raw["job"]["training"]["class_weight"] = [1e-4, 1e4]  # the coordinator's own text
         spec = JobSpec.model_validate(raw)
-        approvals = []
-        for name in names:
-            reply = agents[name].handle(Message("run-cw", 0, "coordinator", name, "consent.request",
-                                                meta={"spec": spec.model_dump(mode="json"),
-                                                      "decided_by": "operator:ops"}))
-            if reply.kind != "consent.approval":
-                assert name == names[0], reply.meta
-                return  # the defence: the victim refuses training terms no decision of its covered
-            approvals.append(reply.meta["approval"])
-        opened = victim.handle(Message("run-cw", 0, "coordinator", names[0], "deploy.open_run", meta={
-            "workflow": "horizontal", "dataset": "loans", "test_fraction": 0.2, "split_seed": 1, "job": spec.job,
-            "spec": spec.model_dump(mode="json"), "approvals": approvals}))
+        approvals, refused = gather_approvals(agents, names, spec)
+        if refused is not None:
+            assert not approvals, refused.meta  # the victim (asked first) refused
+            return  # the defence: the victim refuses training terms no decision of its covered
+        opened = open_run(victim, spec, approvals)
         assert not opened.is_error, opened.meta
-        n_features = len(victim.handle(Message("run-cw", 1, "coordinator", names[0], "describe",
-                                               meta={})).meta["feature_names"])
-        reply = victim.handle(Message("run-cw", 1, "coordinator", names[0], "fit",
-                                      arrays={"params": np.zeros(n_features + 1)},
-                                      meta={"model": {"kind": "logistic", "n_features": n_features}, "seed": 1,
-                                            "train": dict(spec.job["training"])}))
+        n_features = feature_count(victim, "run-cw")
+        reply = fit(victim, "run-cw", 1, np.zeros(n_features + 1), {"kind": "logistic", "n_features": n_features},
+                    dict(spec.job["training"]))
         assert reply.is_error, "a fit weighting the positive rows 10^8 times more was approved by a rule and answered"
-    finally:
-        fed.coordinator.security.close()

@@ -19,11 +19,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[0]))
 
-from _deploy_federation import ThreadFederation  # noqa: E402
+from _consent_grant import consent_federation, gather_approvals, loans_spec, open_run  # noqa: E402
 
-from sampan.deploy.config import load_party_config  # noqa: E402
-from sampan.deploy.consent import job_spec  # noqa: E402
-from sampan.deploy.party_agent import PartyAgent  # noqa: E402
 from sampan.wire import Message  # noqa: E402
 
 EXACT: dict[str, Any] = {"run": {"name": "exact", "workflow": "horizontal", "rounds": 2, "seed": 3},
@@ -31,25 +28,14 @@ EXACT: dict[str, Any] = {"run": {"name": "exact", "workflow": "horizontal", "rou
 
 
 def test_a_closed_approved_run_is_not_opened_again(tmp_path: Path) -> None:
-    fed = ThreadFederation(tmp_path, start=False, n=300)
-    try:
-        agents = {name: PartyAgent(load_party_config(path)) for name, path in fed.files.party_configs.items()}
-        names = sorted(agents)
-        columns = agents[names[0]].consent.served_columns("loans")
-        spec = job_spec(EXACT, parties=names, datasets={n: {"dataset": "loans", "columns": columns} for n in names},
-                        label_holder=None, operator="ops", job_id="run-x")
-        approvals = []
-        for name in names:
-            reply = agents[name].handle(Message("run-x", 0, "coordinator", name, "consent.request",
-                                                meta={"spec": spec.model_dump(mode="json"),
-                                                      "decided_by": "operator:ops"}))
-            approvals.append(reply.meta["approval"])
+    with consent_federation(tmp_path) as (_, agents, names):
+        spec = loans_spec(EXACT, names, agents[names[0]].consent.served_columns("loans"), "run-x")
+        approvals, refused = gather_approvals(agents, names, spec)
+        assert refused is None, refused.meta
         victim, name = agents[names[0]], names[0]
-        meta = {"workflow": "horizontal", "dataset": "loans", "test_fraction": 0.2, "split_seed": 1, "job": spec.job,
-                "spec": spec.model_dump(mode="json"), "approvals": approvals}
         admitted = 0
         for _ in range(3):
-            opened = victim.handle(Message("run-x", 0, "coordinator", name, "deploy.open_run", meta=meta))
+            opened = open_run(victim, spec, approvals)
             if not opened.is_error:
                 admitted += 1
                 described = victim.handle(Message("run-x", 1, "coordinator", name, "describe", meta={}))
@@ -57,5 +43,3 @@ def test_a_closed_approved_run_is_not_opened_again(tmp_path: Path) -> None:
             victim.handle(Message("run-x", 2, "coordinator", name, "deploy.close_run"))
         accepted = [e for e in victim.store().events("run-x") if e.kind == "job_accepted"]
         assert admitted == 1 and len(accepted) == 1, f"the approved run was admitted {admitted} times"
-    finally:
-        fed.coordinator.security.close()

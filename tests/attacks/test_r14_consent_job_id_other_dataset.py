@@ -20,11 +20,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[0]))
 
-from _deploy_federation import ThreadFederation  # noqa: E402
+from _consent_grant import consent_federation, request_consent  # noqa: E402
 
-from sampan.deploy.config import load_party_config  # noqa: E402
 from sampan.deploy.consent import job_spec  # noqa: E402
-from sampan.deploy.party_agent import PartyAgent  # noqa: E402
 from sampan.wire import Message  # noqa: E402
 
 CONFIG: dict[str, Any] = {
@@ -34,17 +32,14 @@ CONFIG: dict[str, Any] = {
 }
 
 
+def _with_cards(text: str) -> str:
+    """party.toml with a budget of 5 on `loans` and a second dataset `cards` (the same table) with 0.1."""
+    cards = text[text.index("[data.loans]"):].replace("data.loans", "data.cards")
+    return text + "\n[data.loans.budget]\nepsilon = 5.0\n\n" + cards + "\n[data.cards.budget]\nepsilon = 0.1\n"
+
+
 def test_a_job_id_reused_on_another_dataset_is_checked_against_that_dataset_s_budget(tmp_path: Path) -> None:
-    fed = ThreadFederation(tmp_path, start=False, n=300)
-    try:
-        agents: dict[str, PartyAgent] = {}
-        for name, path in fed.files.party_configs.items():
-            text = path.read_text()
-            cards = text[text.index("[data.loans]"):].replace("data.loans", "data.cards")
-            path.write_text(text + "\n[data.loans.budget]\nepsilon = 5.0\n\n" + cards
-                            + "\n[data.cards.budget]\nepsilon = 0.1\n")
-            agents[name] = PartyAgent(load_party_config(path))
-        names = sorted(agents)
+    with consent_federation(tmp_path, edit=_with_cards) as (_, agents, names):
         victim = names[0]
         desk = agents[victim].consent
         columns = desk.served_columns("loans")
@@ -53,9 +48,7 @@ def test_a_job_id_reused_on_another_dataset_is_checked_against_that_dataset_s_bu
             datasets = {n: {"dataset": dataset if n == victim else "loans", "columns": columns} for n in names}
             spec = job_spec(CONFIG, parties=names, datasets=datasets, label_holder=None, operator="ops",
                             job_id="job-1")
-            return agents[victim].handle(Message("job-1", 0, "coordinator", victim, "consent.request",
-                                                 meta={"spec": spec.model_dump(mode="json"),
-                                                       "decided_by": "operator:ops"}))
+            return request_consent(agents[victim], spec)
 
         assert ask("loans").kind == "consent.approval"  # epsilon 1 of loans' 5: fine
         on_cards = ask("cards")  # epsilon 1 of cards' lifetime 0.1: must be refused
@@ -65,5 +58,3 @@ def test_a_job_id_reused_on_another_dataset_is_checked_against_that_dataset_s_bu
         assert on_cards.is_error and ("budget" in error or "job_id" in error), (
             on_cards.meta.get("approval", {}).get("reserved"), held)
         assert held["reserved_epsilon"] == 0
-    finally:
-        fed.coordinator.security.close()

@@ -20,75 +20,48 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _deploy_federation import ThreadFederation  # noqa: E402
+from _consent_grant import EXACT, consent_federation, feature_count, fit, gather_approvals, loans_spec, open_run  # noqa: E402
 
 from sampan.deploy.config import load_party_config  # noqa: E402
-from sampan.deploy.consent import job_spec  # noqa: E402
 from sampan.deploy.party_agent import PartyAgent  # noqa: E402
 from sampan.wire import Message  # noqa: E402
 
-EXACT: dict[str, Any] = {"run": {"name": "exact", "workflow": "horizontal", "rounds": 2, "seed": 3},
-                         "training": {"learning_rate": 0.1, "epochs": 1},
-                         "deploy": {"dataset": "loans", "submitted_by": "ops"}}
-
 
 def test_an_approved_two_round_job_is_not_served_a_fifth_round(tmp_path: Path) -> None:
-    fed = ThreadFederation(tmp_path, start=False, n=300)
-    try:
-        agents = {name: PartyAgent(load_party_config(path)) for name, path in fed.files.party_configs.items()}
-        names = sorted(agents)
-        columns = agents[names[0]].consent.served_columns("loans")
-        spec = job_spec(EXACT, parties=names, datasets={n: {"dataset": "loans", "columns": columns} for n in names},
-                        label_holder=None, operator="ops", job_id="run-r")
-        approvals = []
-        for name in names:
-            reply = agents[name].handle(Message("run-r", 0, "coordinator", name, "consent.request",
-                                                meta={"spec": spec.model_dump(mode="json"),
-                                                      "decided_by": "operator:ops"}))
-            assert reply.kind == "consent.approval", reply.meta
-            approvals.append(reply.meta["approval"])
+    with consent_federation(tmp_path) as (fed, agents, names):
+        spec = loans_spec(EXACT, names, agents[names[0]].consent.served_columns("loans"), "run-r")
+        approvals, refused = gather_approvals(agents, names, spec)
+        assert refused is None, refused.meta
         victim = agents[names[0]]
-        opened = victim.handle(Message("run-r", 0, "coordinator", names[0], "deploy.open_run", meta={
-            "workflow": "horizontal", "dataset": "loans", "test_fraction": 0.2, "split_seed": 1, "job": spec.job,
-            "spec": spec.model_dump(mode="json"), "approvals": approvals}))
+        opened = open_run(victim, spec, approvals)
         assert not opened.is_error, opened.meta
-        described = victim.handle(Message("run-r", 1, "coordinator", names[0], "describe", meta={}))
-        n_features = len(described.meta["feature_names"])  # categories one-hot encoded
+        n_features = feature_count(victim, "run-r")  # categories one-hot encoded
+        model = {"kind": "logistic", "n_features": n_features}
         served = 0
         for step in range(1, 6):  # five rounds, at 50x the approved learning rate and 20 local epochs
-            reply = victim.handle(Message("run-r", step, "coordinator", names[0], "fit",
-                                          arrays={"params": np.zeros(n_features + 1)},
-                                          meta={"model": {"kind": "logistic", "n_features": n_features},
-                                                "seed": step, "train": {"epochs": 20, "batch_size": 32,
-                                                                        "learning_rate": 5.0}}))
+            reply = fit(victim, "run-r", step, np.zeros(n_features + 1), model,
+                        {"epochs": 20, "batch_size": 32, "learning_rate": 5.0})
             served += reply.kind == "fit_result"
         assert served <= spec.rounds, f"{served} exact model updates served for an approved {spec.rounds}-round job"
         # the approved settings: two rounds served, a served round again only as the same request, no third
         train = dict(spec.job["training"])
-        model = {"kind": "logistic", "n_features": n_features}
 
-        def fit(step: int, params: np.ndarray) -> Message:
-            return victim.handle(Message("run-r", step, "coordinator", names[0], "fit", arrays={"params": params},
-                                         meta={"model": model, "seed": step, "train": train}))
+        def approved_fit(step: int, params: np.ndarray) -> Message:
+            return fit(victim, "run-r", step, params, model, train)
 
-        assert [fit(s, np.zeros(n_features + 1)).kind for s in (1, 2)] == ["fit_result"] * 2
-        assert fit(1, np.zeros(n_features + 1)).kind == "fit_result"  # a resumed coordinator re-sends round 1
-        assert fit(1, np.ones(n_features + 1)).is_error  # round 1 again, at other parameters: a new update
-        third = fit(3, np.zeros(n_features + 1))
+        assert [approved_fit(s, np.zeros(n_features + 1)).kind for s in (1, 2)] == ["fit_result"] * 2
+        assert approved_fit(1, np.zeros(n_features + 1)).kind == "fit_result"  # a resumed coordinator re-sends round 1
+        assert approved_fit(1, np.ones(n_features + 1)).is_error  # round 1 again, at other parameters: a new update
+        third = approved_fit(3, np.zeros(n_features + 1))
         assert third.is_error and "rounds" in str(third.meta), third.meta
         restarted = PartyAgent(load_party_config(fed.files.party_configs[names[0]]))  # the count survives a restart
-        reopened = restarted.handle(Message("run-r", 0, "coordinator", names[0], "deploy.open_run", meta={
-            "workflow": "horizontal", "dataset": "loans", "test_fraction": 0.2, "split_seed": 1, "job": spec.job,
-            "spec": spec.model_dump(mode="json"), "approvals": approvals}))
+        reopened = open_run(restarted, spec, approvals)
         assert not reopened.is_error, reopened.meta
         victim = restarted
-        assert fit(1, np.zeros(n_features + 1)).kind == "fit_result"
-        assert "rounds" in str(fit(3, np.zeros(n_features + 1)).meta)
-    finally:
-        fed.coordinator.security.close()
+        assert approved_fit(1, np.zeros(n_features + 1)).kind == "fit_result"
+        assert "rounds" in str(approved_fit(3, np.zeros(n_features + 1)).meta)

@@ -21,60 +21,41 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _deploy_federation import ThreadFederation  # noqa: E402
-
-from sampan.deploy.config import load_party_config  # noqa: E402
-from sampan.deploy.consent import job_spec  # noqa: E402
-from sampan.deploy.party_agent import PartyAgent  # noqa: E402
-from sampan.wire import Message  # noqa: E402
+from _consent_grant import consent_federation, loans_spec, request_consent  # noqa: E402
 
 BIG: dict[str, Any] = {"run": {"name": "big", "workflow": "horizontal", "rounds": 2, "seed": 3},
                        "privacy": {"epsilon": 4.0, "delta": 1e-5, "dp2": {"noise_multiplier": 1.2}},
                        "deploy": {"dataset": "loans", "submitted_by": "ops"}}
 
 
+def _budget_8(text: str) -> str:
+    return text + "\n[data.loans.budget]\nepsilon = 8.0\n"
+
+
+def _allow_max_1(text: str) -> str:
+    """[allow] max_epsilon = 1.0, a budget of 8 and decisions relayed from the console accepted."""
+    if "[allow]" in text:
+        text = text.replace("[allow]", "[allow]\nmax_epsilon = 1.0", 1)
+    else:
+        text += "\n[allow]\nmax_epsilon = 1.0\n"
+    return _budget_8(text) + "\n[consent]\nconsole_decisions = true\n"
+
+
 def test_a_job_beyond_the_party_s_only_rule_is_not_approved_automatically(tmp_path: Path) -> None:
-    fed = ThreadFederation(tmp_path, start=False, n=300)
-    try:
-        agents: dict[str, PartyAgent] = {}
-        for name, path in fed.files.party_configs.items():
-            path.write_text(path.read_text() + "\n[data.loans.budget]\nepsilon = 8.0\n")
-            agents[name] = PartyAgent(load_party_config(path))
-        names = sorted(agents)
+    with consent_federation(tmp_path, edit=_budget_8) as (_, agents, names):
         victim = agents[names[0]]
         victim.consent.add_rule({"id": "small-lr", "party": names[0], "dataset": "loans", "max_epsilon": 0.5},
                                 "person:risk-officer", relayed=False)
-        columns = victim.consent.served_columns("loans")
-        spec = job_spec(BIG, parties=names, datasets={n: {"dataset": "loans", "columns": columns} for n in names},
-                        label_holder=None, operator="ops", job_id="big-1")
-        reply = victim.handle(Message("big-1", 0, "coordinator", names[0], "consent.request",
-                                      meta={"spec": spec.model_dump(mode="json"), "decided_by": "operator:ops"}))
+        spec = loans_spec(BIG, names, victim.consent.served_columns("loans"), "big-1")
+        reply = request_consent(victim, spec)
         assert reply.is_error, ("approved automatically", reply.meta.get("approval", {}).get("reserved"),
                                 victim.consent.book.status("loans")["remaining_epsilon"])
-    finally:
-        fed.coordinator.security.close()
 
 
 def test_allow_max_epsilon_is_a_hard_limit_even_on_a_person_s_decision(tmp_path: Path) -> None:
-    fed = ThreadFederation(tmp_path, start=False, n=300)
-    try:
-        agents: dict[str, PartyAgent] = {}
-        for name, path in fed.files.party_configs.items():
-            text = path.read_text()
-            if "[allow]" in text:
-                text = text.replace("[allow]", "[allow]\nmax_epsilon = 1.0", 1)
-            else:
-                text += "\n[allow]\nmax_epsilon = 1.0\n"
-            path.write_text(text + "\n[data.loans.budget]\nepsilon = 8.0\n\n[consent]\nconsole_decisions = true\n")
-            agents[name] = PartyAgent(load_party_config(path))
-        names = sorted(agents)
+    with consent_federation(tmp_path, edit=_allow_max_1) as (_, agents, names):
         victim = agents[names[0]]
-        columns = victim.consent.served_columns("loans")
-        spec = job_spec(BIG, parties=names, datasets={n: {"dataset": "loans", "columns": columns} for n in names},
-                        label_holder=None, operator="ops", job_id="big-2")
-        reply = victim.handle(Message("big-2", 0, "coordinator", names[0], "consent.request",
-                                      meta={"spec": spec.model_dump(mode="json"), "decided_by": "person:officer"}))
+        spec = loans_spec(BIG, names, victim.consent.served_columns("loans"), "big-2")
+        reply = request_consent(victim, spec, "person:officer")
         assert reply.is_error and "max_epsilon" in str(reply.meta), reply.meta
         assert victim.consent.book.status("loans")["reserved_epsilon"] == 0
-    finally:
-        fed.coordinator.security.close()
