@@ -52,3 +52,18 @@ def test_float32_table_gets_the_float64_scaler() -> None:
     shift = (np.asarray(scaler32.mean, dtype=np.float64) - ref.mean) / ref.scale
     assert np.abs(shift).max() < 1e-3, f"scaler mean off by {shift} standard deviations"
     np.testing.assert_allclose(np.asarray(scaler32.scale, dtype=np.float64), ref.scale, rtol=1e-3)
+
+
+@pytest.mark.xfail(strict=True, reason="R15-VLR-1: the block range check squares float32 deviations in float32 "
+                                       "and refuses a column float64 accepts")
+def test_float32_table_passes_the_range_check_float64_passes() -> None:
+    """The same root cause in `check_feature_range(..., rows=...)`: a float32 column of spread ~1e19 (its squares
+    overflow float32, not float64) is refused as "too large to standardise in float64", while the same values as
+    float64, or the whole-table path on the float32 array, pass."""
+    from sampan.vertical.secure_lr_range import check_feature_range
+
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.standard_normal(1000) * 1e19, rng.standard_normal(1000)]).astype(np.float32)
+    check_feature_range("partner", ["big", "a"], X.astype(np.float64), clip=8.0, frac_bits=16, rows=np.arange(1000))
+    check_feature_range("partner", ["big", "a"], X, clip=8.0, frac_bits=16)
+    check_feature_range("partner", ["big", "a"], X, clip=8.0, frac_bits=16, rows=np.arange(1000))
