@@ -45,8 +45,15 @@ def test_a_deployed_party_refuses_kinds_outside_the_vertical_workflow(kind: str)
     with pytest.raises(JobRefused, match="not a request of the vertical workflow"):
         check_request(AllowSection(partners=["payments"]), "bank", kind, {}, job)
     for allowed in sorted(VERTICAL_KINDS):
-        if allowed not in ("woe.sum", "woe.finish", "vgb.setup", "vgb.start"):  # these carry checked meta
-            check_request(AllowSection(partners=["payments"]), "bank", allowed, {}, job)
+        if allowed in ("woe.sum", "woe.finish", "vgb.setup", "vgb.start"):  # these carry checked meta
+            continue
+        if allowed.startswith("psi.rr22."):  # answered only when the job announced psi_backend = 'rr22'
+            with pytest.raises(JobRefused, match="did not announce"):
+                check_request(AllowSection(partners=["payments"]), "bank", allowed, {}, job)
+            rr22_job = {**job, "vertical": {**job["vertical"], "psi_backend": "rr22"}}
+            check_request(AllowSection(partners=["payments"]), "bank", allowed, {}, rr22_job)
+            continue
+        check_request(AllowSection(partners=["payments"]), "bank", allowed, {}, job)
 
 
 def test_the_vertical_kinds_are_exactly_what_a_deployed_party_handles() -> None:
