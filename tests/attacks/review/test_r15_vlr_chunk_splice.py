@@ -15,21 +15,27 @@ chunk's provenance is never checked).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import cast
+
 import numpy as np
 import pytest
 
 import sampan.vertical.secure_lr_party as party_module
 import sampan.vertical.training as training_module
+from sampan.core.relay import Relay
+from sampan.core.transport import Transport
 from sampan.data.table import PartyData
 from sampan.runtime.federation import build_inprocess_vertical
 from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.training import VerticalLRConfig
+from sampan.wire import Message
 
 CHUNK = 1000
 
 
-@pytest.mark.xfail(strict=True, reason="R15-VLR-3: E chunks are not bound to their instance; a stale chunk is accepted and "
-                                       "the run later fails as 'training diverged'")
+@pytest.mark.xfail(strict=True, reason="R15-VLR-3: E chunks are not bound to their instance; a stale chunk is "
+                                       "accepted and the run later fails as 'training diverged'")
 def test_a_chunk_from_an_earlier_instance_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(party_module, "E_CHUNK_ROWS", CHUNK)
     monkeypatch.setattr(training_module, "E_CHUNK_ROWS", CHUNK)
@@ -45,9 +51,8 @@ def test_a_chunk_from_an_earlier_instance_is_refused(monkeypatch: pytest.MonkeyP
         p.psi.aligned_rows = np.arange(n)
     kept: dict[str, np.ndarray] = {}
     spliced: list[int] = []
-    real_wave = training_module.Relay.wave
 
-    def splicing(self, transport, messages):  # type: ignore[no-untyped-def]
+    def splicing(self: Relay, transport: Transport, messages: Iterable[Message]) -> list[Message]:
         messages = list(messages)
         los = {m.recipient: m.meta.get("lo") for m in messages if m.kind == "vlr.e_chunk"}
         replies = list(transport.exchange(messages))
@@ -56,7 +61,8 @@ def test_a_chunk_from_an_earlier_instance_is_refused(monkeypatch: pytest.MonkeyP
                 if "old" not in kept:
                     kept["old"] = reply.arrays["to:bank"]       # first training: keep the sealed chunk
                 else:
-                    reply.arrays["to:bank"] = kept["old"]      # second training: hand the bank the stale one
+                    # second training: hand the bank the stale one
+                    cast(dict[str, np.ndarray], reply.arrays)["to:bank"] = kept["old"]
                     spliced.append(CHUNK)
             self.collect(reply)
         self.step += 1

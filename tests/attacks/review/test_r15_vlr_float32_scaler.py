@@ -41,7 +41,7 @@ def _train(dtype: type) -> tuple[LocalScaler, np.ndarray]:
     train = np.arange(7_000, n)
     session.train(Splits(train, np.arange(7_000), np.arange(0)),
                   VerticalLRConfig(epochs=1, batch_size=8192, patience=1), seed=1)
-    return parties["bank"].lr.part.scaler, Xb[train].astype(np.float64)  # type: ignore[attr-defined]
+    return parties["bank"].lr.part.scaler, Xb[train].astype(np.float64)
 
 
 @pytest.mark.xfail(strict=True, reason="R15-VLR-1: float32 tables get scaler moments summed in float32 "

@@ -12,15 +12,20 @@ the sender, the relay and the receiver, plus the int64, pad and difference tempo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import pytest
 
 import sampan.vertical.secure_lr_party as party_module
 import sampan.vertical.training as training_module
+from sampan.core.relay import Relay
+from sampan.core.transport import Transport
 from sampan.data.table import PartyData
 from sampan.runtime.federation import build_inprocess_vertical
 from sampan.vertical.session import Splits, VerticalSession
 from sampan.vertical.training import VerticalLRConfig
+from sampan.wire import Message
 
 CHUNK = 1000
 
@@ -42,7 +47,7 @@ def test_no_envelope_carries_more_than_a_chunk_of_rows(monkeypatch: pytest.Monke
     biggest: dict[str, int] = {}
     real_wave = training_module.Relay.wave
 
-    def measuring(self, transport, messages):  # type: ignore[no-untyped-def]
+    def measuring(self: Relay, transport: Transport, messages: Iterable[Message]) -> list[Message]:
         replies = real_wave(self, transport, messages)
         for reply in replies:
             for key, arr in reply.arrays.items():
