@@ -8,7 +8,7 @@ parts are bound to their payload inside the seal), so the bank refuses it. What 
 `E` and `lo`, sealed under the run's channel key with the run and the direction as associated data; the bank
 checks only the order (`lo` = next row), so it stores rows of X - U_old under the new pad U_new. Nothing
 names the stale chunk: training runs on those rows with ring-uniform garbage (E does not match the dealer's
-corrections) until the epoch's validation score comes out at about -3e6, and the run fails with "training
+corrections) until the epoch's validation score comes out at +-3e6 or so, and the run fails with "training
 diverged; lower learning_rate or raise l2", blaming the configuration for the coordinator's splice (the
 chunk's provenance is never checked).
 """
