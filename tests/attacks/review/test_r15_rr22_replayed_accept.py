@@ -1,0 +1,86 @@
+"""R15-RR22-2: a second offer/accept for the same peer replaces the live session without closing it: its spu
+worker, its tunnel listener and its side file of ids are orphaned, and `psi.rr22.close` no longer reaches them.
+
+Attack: a curious or careless coordinator (or a retry after a lost reply) sends ``psi.rr22.accept`` to the
+partner twice with the same sealed offer (envelopes carry no replay protection across requests; the relay holds
+them). `Rr22Party._accept` stores the new session in ``self.sessions[peer]`` (psi_rr22_party.py:318) over the
+first one, which had already launched; ``_offer`` (line 296) does the same at the label holder. Nothing closes
+the first: its worker keeps running, its 127.0.0.1 listener stays open, its 0700 dir with every id (hex) stays
+on disk until the coordinator-chosen timer fires (never, with R15-RR22-3).
+
+Expected safe behaviour: a request that would start a session while one with that peer is in progress is
+refused (or closes the old one first); after ``psi.rr22.close`` no worker and no side file is left.
+What happens: after accept, accept, close, the first session's worker is alive and its ids.csv is on disk.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sampan.core.party import PartyApp
+from sampan.crypto.channel import PartyKeys, SealedChannels
+from sampan.transport.inprocess import InProcessTransport
+from sampan.vertical.psi_party import PsiParty
+from sampan.vertical.psi_rr22_party import Rr22Party, register_rr22
+from sampan.wire import Message
+
+ROOT = Path(__file__).resolve().parents[3]
+HAS_SPU = (ROOT / ".venv-spu" / "bin" / "python").is_file()
+RUN = "run-r15-rr22"
+
+
+def federation(a: list[str], b: list[str]) -> tuple[dict[str, PsiParty], dict[str, Rr22Party],
+                                                    dict[str, SealedChannels], InProcessTransport]:
+    """Bank (label holder) and pay (partner) as the project's tests build them; the test plays the coordinator."""
+    parties = {"bank": PsiParty("bank", np.array(a, dtype=object)), "pay": PsiParty("pay", np.array(b, dtype=object))}
+    keys = {n: PartyKeys.generate() for n in parties}
+    public = {n: k.public_bytes for n, k in keys.items()}
+    apps, handlers, channels = {}, {}, {}
+    for name, party in parties.items():
+        app = PartyApp(name)
+        party.register(app)
+        handlers[name] = register_rr22(party, app)
+        party.channels = channels[name] = SealedChannels(name, keys[name], public, RUN,
+                                                         roles={"bank": "label_holder", "pay": "partner"})
+        apps[name] = app
+    return parties, handlers, channels, InProcessTransport(apps)
+
+
+def ask(transport: InProcessTransport, to: str, kind: str, peer: str, envelope: np.ndarray | None = None,
+        **meta: object) -> Message:
+    arrays = {} if envelope is None else {"envelope": envelope}
+    replies = list(transport.exchange([Message(RUN, 0, "coordinator", to, kind, arrays,
+                                               {"mode": "both", "check_format": True, "timeout": 60.0,
+                                                "peer": peer, **meta})]))
+    assert len(replies) == 1
+    return replies[0]
+
+
+pytestmark = pytest.mark.skipif(not HAS_SPU, reason="spu venv missing: tools/install_spu.sh")
+
+
+@pytest.mark.xfail(strict=True, reason="R15-RR22-2: a replayed psi.rr22.accept orphans the partner's live "
+                   "session (worker and id side file survive close)")
+def test_a_replayed_accept_leaves_nothing_behind(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ids = [f"BR{i:08d}" for i in range(500)]
+    _, handlers, _, transport = federation(ids[:300], ids[200:])
+    offer = ask(transport, "bank", "psi.rr22.offer", "pay")
+    ask(transport, "pay", "psi.rr22.accept", "bank", offer.arrays["envelope"])
+    first = handlers["pay"].sessions["bank"]
+    try:
+        try:  # the replay: refusing it is the safe answer, so an error here is fine
+            ask(transport, "pay", "psi.rr22.accept", "bank", offer.arrays["envelope"])
+        except Exception:  # noqa: BLE001
+            pass
+        for party, peer in (("pay", "bank"), ("bank", "pay")):
+            ask(transport, party, "psi.rr22.close", peer)
+        alive = first.process is not None and first.process.poll() is None
+        left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("ids.csv"))
+        assert not alive and left == [], f"first worker alive={alive}, side files left: {left}"
+    finally:
+        first.close()  # the test's own cleanup (the party no longer can)
