@@ -54,20 +54,23 @@ def encode_rows(X: np.ndarray, rows: np.ndarray, scaler: LocalScaler, *, with_on
 
 
 def _sum_block(X: np.ndarray, start: int, stop: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    block = X[rows[start:stop]]
+    # float64 per block whatever X holds: float32 accumulators put a column of 10,000 +- 1 off by sd's
+    block = X[rows[start:stop]].astype(np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         return np.isfinite(block).all(axis=0), block.sum(axis=0)
 
 
 def _square_block(X: np.ndarray, start: int, stop: int, rows: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    # float64 squares: a float32 column of spread 1e19 squares past float32's range, not float64's
     with np.errstate(over="ignore", invalid="ignore"):
-        return np.square(X[rows[start:stop]] - mean).sum(axis=0)
+        return np.square(X[rows[start:stop]].astype(np.float64) - mean).sum(axis=0)
 
 
 def column_moments(X: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(finite, mean, std) of each column of X[rows], over fixed row blocks: no copy of the rows is made.
 
-    Two passes (mean, then squared deviations), as `np.std` computes them; partial sums are added in block
+    Two passes (mean, then squared deviations), as `np.std` computes them, in float64 whatever X holds (a
+    float32 table gets `LocalScaler.fit`'s statistics, as a float64 one); partial sums are added in block
     order (`reduce_in_order`), so any engine gives the same bytes. `finite` is False for a column holding a
     NaN or an infinity; mean and std are then meaningless for it.
     """

@@ -1,4 +1,4 @@
-"""R15-VLR-1: a party holding its features as float32 (`[data.<name>] dtype = "float32"`) gets a wrong scaler.
+"""R15-VLR-1 (fixed): a party holding its features as float32 gets the float64 scaler and range check.
 
 Attack / validation: a model validator trains the same secure vertical LR twice on the same values, once held
 as float64 and once as float32 (the issue-15 compact form; every value here is exactly representable). The
@@ -9,12 +9,13 @@ spread (a credit limit of 10,000 +- 1, a year, a balance) gets a mean off by ~2.
 scale 2.6x too large at 63,000 rows; the features are silently shifted and compressed before int32 encoding,
 and the model (and its saved scaler) differ from the float64 run. `LocalScaler.fit` (the old path) casts to
 float64 first.
+Fixed: `column_moments` widens each block to float64 before summing (both passes), so the scaler and the
+block range check match the float64 run.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from sampan.data.table import PartyData
 from sampan.runtime.federation import build_inprocess_vertical
@@ -44,8 +45,6 @@ def _train(dtype: type) -> tuple[LocalScaler, np.ndarray]:
     return parties["bank"].lr.part.scaler, Xb[train].astype(np.float64)
 
 
-@pytest.mark.xfail(strict=True, reason="R15-VLR-1: float32 tables get scaler moments summed in float32 "
-                                       "(mean off by sd's, scale 2.6x) in secure vertical LR")
 def test_float32_table_gets_the_float64_scaler() -> None:
     scaler32, X = _train(np.float32)
     ref = LocalScaler.fit(X)
@@ -54,8 +53,6 @@ def test_float32_table_gets_the_float64_scaler() -> None:
     np.testing.assert_allclose(np.asarray(scaler32.scale, dtype=np.float64), ref.scale, rtol=1e-3)
 
 
-@pytest.mark.xfail(strict=True, reason="R15-VLR-1: the block range check squares float32 deviations in float32 "
-                                       "and refuses a column float64 accepts")
 def test_float32_table_passes_the_range_check_float64_passes() -> None:
     """The same root cause in `check_feature_range(..., rows=...)`: a float32 column of spread ~1e19 (its squares
     overflow float32, not float64) is refused as "too large to standardise in float64", while the same values as
