@@ -1,0 +1,76 @@
+"""R15-RR22-4: the tunnel's 127.0.0.1 listener forwards ANY local process's connection to the partner's spu,
+sealed and authenticated as this party.
+
+Attack: another local user (or any process) on the party's host connects to the tunnel's listening port while
+an RR22 session runs (the port is findable: ``ss -ltn`` lists it; it is open for the whole run). `Tunnel._accept`
+(psi_rr22_tunnel.py:75) accepts every connection, sends OPEN to the peer and relays the bytes, sealed with this
+party's channel key, into a fresh connection to the PEER's spu link. So an unprivileged local process speaks to
+the partner's brpc link as if it were this party's spu worker (inject or race link messages; with spu's
+semi-honest RR22 a deviating "party" is outside its security), and it reads what the peer's spu answers on that
+connection. "Nothing listens beyond 127.0.0.1" does not keep out other users of the same host.
+
+Expected safe behaviour: the tunnel relays only connections from the party's own spu worker (e.g. check the
+peer process with SO_PEERCRED against the worker's pid/uid, or use a Unix socket in the 0700 dir), and refuses
+or drops any other connection without telling the peer.
+What happens: a socket from the test process (not a worker) gets its bytes delivered to the peer's target port.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from sampan.crypto.channel import PartyKeys, SealedChannels
+from sampan.vertical.psi_rr22_tunnel import Tunnel
+
+
+def _recording_server() -> tuple[socket.socket, int, bytearray]:
+    """Stands in for the partner's spu link: records every byte it gets."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    got = bytearray()
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            while data := conn.recv(65536):
+                got.extend(data)
+    threading.Thread(target=serve, daemon=True).start()
+    return server, int(server.getsockname()[1]), got
+
+
+@pytest.mark.xfail(strict=True, reason="R15-RR22-4: the tunnel listener relays any local process's connection "
+                   "to the partner's spu link")
+def test_a_foreign_local_connection_is_not_relayed_to_the_partner() -> None:
+    server, port, got = _recording_server()
+    keys = {n: PartyKeys.generate() for n in ("bank", "pay")}
+    public = {n: k.public_bytes for n, k in keys.items()}
+    ch = {n: SealedChannels(n, keys[n], public, "run-r15") for n in keys}
+    session = os.urandom(16)
+    bank = Tunnel("bank", "pay", session, lambda x: ch["bank"].seal_arrays("pay", x),
+                  lambda e: ch["bank"].open_arrays("pay", e), target_port=1)
+    pay = Tunnel("pay", "bank", session, lambda x: ch["pay"].seal_arrays("bank", x),
+                 lambda e: ch["pay"].open_arrays("bank", e), target_port=port)
+    try:
+        intruder = socket.create_connection(("127.0.0.1", bank.port))  # not the bank's spu worker
+        intruder.sendall(b"INJECTED-BY-ANOTHER-LOCAL-USER")
+        deadline = time.monotonic() + 5
+        while b"INJECTED" not in got and time.monotonic() < deadline:
+            for src, dst in ((bank, pay), (pay, bank)):
+                envelope = src.drain(0.02)
+                if envelope is not None:
+                    dst.feed(envelope)
+        intruder.close()
+        assert b"INJECTED" not in bytes(got), "a foreign local connection reached the partner's spu link"
+    finally:
+        bank.close()
+        pay.close()
+        server.close()
