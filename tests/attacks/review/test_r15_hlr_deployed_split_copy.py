@@ -1,0 +1,62 @@
+"""R15-HLR-4: a deployed horizontal party holds its table twice: the agent's cached table and its split's copies.
+
+Validation (issue 15 goal "10M-row horizontal party <= 4 GB peak"; T6 "split without a second copy"): the
+benchmark (bench/horizontal_scale_bench.py, docs/benchmarks.md "Horizontal LR (T6)") measures the SIMULATION
+split (`split_parties(consume=True)`: the table's matrix becomes the training matrix). A real bank runs the party
+agent: `PartyAgent.table` loads its dataset once and keeps it cached for later runs (party_agent.py:126-136), and
+each horizontal run's data preparation is `holdout_split` -> `pinned_split` (deploy/holdout.py:58), which calls
+``table.subset`` twice: a full copy of the matrix (training rows + holdout) beside the cached table, for every
+open run (up to MAX_OPEN_RUNS = 8). Expected: the deployed split costs about its holdout (the training rows read
+from the cached table, e.g. `ScaledRows(index=...)`, which exists and is unused), so the measured figure holds
+for a deployed bank. What happens: the split allocates more than the table's whole matrix again, so a deployed
+10M-row, 30-feature party holds ~2x its table (float64: 4.8 GB before training starts, past the 4 GB goal;
+float32: ~2.4 GB, not the 2.31 GB peak the benchmark reports), and one more copy per concurrently open run.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sampan.deploy.config import load_party_config
+from sampan.deploy.holdout import holdout_split
+from sampan.deploy.party_agent import PartyAgent
+
+D = 20
+HEAD = ('[party]\nname = "bank_b"\ncoordinator = "127.0.0.1:7000"\nstate_dir = "{state}"\n'
+        '[tls]\nca = "ca.pem"\ncert = "bank.pem"\nkey = "bank.key"\n')
+
+
+def _agent(tmp_path: Path, n: int) -> PartyAgent:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, D))
+    y = (rng.random(n) < 0.3).astype(int)
+    lines = ["id,default," + ",".join(f"f{j}" for j in range(D))]
+    lines += [f"c{i},{y[i]}," + ",".join(f"{v:.6f}" for v in X[i]) for i in range(n)]
+    (tmp_path / "bank.csv").write_text("\n".join(lines) + "\n")
+    features = ", ".join(f'{{ name = "f{j}" }}' for j in range(D))
+    toml = (HEAD.format(state=tmp_path / "state") + '[data.loans]\npath = "bank.csv"\n'
+            f'[data.loans.schema]\nid = "id"\nlabel = "default"\nfeatures = [{features}]\n')
+    (tmp_path / "party.toml").write_text(toml)
+    return PartyAgent(load_party_config(tmp_path / "party.toml"))
+
+
+@pytest.mark.xfail(strict=True, reason="R15-HLR-4: a deployed party's holdout split copies the whole matrix "
+                                       "(deploy/holdout.py:58) beside the agent's cached table")
+def test_deployed_split_is_not_a_second_copy_of_the_cached_table(tmp_path: Path) -> None:
+    agent = _agent(tmp_path, 20_000)
+    _, table = agent.table("loans")
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        train, test = holdout_split("bank_b", tmp_path / "state", "loans", table, 0.2, 0.5)
+        held = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    assert agent.table("loans")[1] is table  # the agent keeps its table for the next run
+    assert len(train) + len(test) == len(table)
+    matrix = int(table.X.nbytes)
+    assert held < matrix / 2, f"the split holds {held / matrix:.2f}x the cached table's matrix on top of it"
