@@ -19,6 +19,7 @@ Ray is imported here only, lazily: core Sampan never needs it.
 
 from __future__ import annotations
 
+import atexit
 import ipaddress
 import os
 import shutil
@@ -81,6 +82,22 @@ def check_private_address(address: str, *, field: str = "[compute] address") -> 
     return address
 
 
+_EPHEMERAL: dict[str, EngineTLS] = {}
+
+
+def _ephemeral_tls(party: str) -> EngineTLS:
+    """This process's ephemeral engine certificates (CA key never written), made once and kept until exit.
+
+    Why once per process: Ray's core reads its TLS file paths once per process, so a later engine in the same
+    process (a test suite, a second run of a simulation) must find the same files there.
+    """
+    if "process" not in _EPHEMERAL:  # one set per process (the first engine's party names it)
+        folder = Path(tempfile.mkdtemp(prefix="sampan-ray-tls-"))
+        atexit.register(shutil.rmtree, folder, True)
+        _EPHEMERAL["process"] = issue_engine_certs(folder / "tls", party=party)
+    return _EPHEMERAL["process"]
+
+
 def _call_block(fn: Callable[..., Any], data: Any, start: int, stop: int, *args: Any) -> Any:
     """What a Ray worker runs: one block of the protocol's module-level function."""
     return fn(data, start, stop, *args)
@@ -113,8 +130,7 @@ class RayEngine:
         try:
             self._scratch = Path(tempfile.mkdtemp(prefix="sampan-ray-"))  # 0700: Ray's sockets and logs
             if tls:
-                self.tls = (load_engine_tls(tls_dir) if tls_dir is not None
-                            else issue_engine_certs(self._scratch / "tls", party=party))
+                self.tls = load_engine_tls(tls_dir) if tls_dir is not None else _ephemeral_tls(party)
             env = dict(_ENV_FIXED)
             if self.tls is not None:
                 env.update(self.tls.environment())

@@ -31,7 +31,7 @@ class ComputeSettings(BaseModel):
     tls: bool = Field(default=True, description="ray: mutual TLS with certificates from a CA private to this party")
     tls_dir: str | None = Field(default=None, description="ray: folder with ca.pem, node.pem, node.key "
                                 "(sampan.compute.issue_engine_certs); absent with a local instance: an ephemeral "
-                                "CA made at start and dropped at exit")
+                                "CA made once per process, removed at exit")
 
     @field_validator("address")
     @classmethod
