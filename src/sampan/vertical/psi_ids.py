@@ -8,6 +8,14 @@ seconds of per-item work; here they become one fixed-width NumPy bytes array (``
 NFC-normalised, stripped id; 100 MB at 10M ids of 10 characters). Plain printable-ASCII ids, the usual case,
 are checked and converted vectorised in blocks; only rows that may change under NFC/strip (non-ASCII,
 control characters, edge spaces) take the per-item Python path, so results equal the per-item rule exactly.
+
+Why a length cap (review R15-PSI-1): the fixed width is the longest id's, so one over-long id (a free-text note
+pasted into the id column) would make every row as wide as it (n x longest id held, and more per block while
+converting). An id over `MAX_ID_BYTES` (256) characters as given, or UTF-8 bytes once normalised, is refused
+with an error naming the party (count and first row in its local log only); lengths are read before any
+fixed-width copy, and a wide declared dtype (``U100000`` holding short ids) is narrowed to its longest id
+first. So a compact array holds at most 256 bytes per id (2.6 GB at 10M ids in the worst case: every row as
+wide as a 256-byte id), and each conversion pass touches at most `PASS_CHARS` characters.
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ __all__ = ["CompactIds", "compact_ids", "id_shape", "normalise_ids"]
 log = logging.getLogger("sampan.vertical.psi")
 
 BLOCK = 1 << 20  # rows converted at a time: bounds the transient UCS-4 copy (4 bytes per character)
+MAX_ID_BYTES = 256  # longest id accepted, in characters as given and in UTF-8 bytes once normalised
+PASS_CHARS = 1 << 24  # characters per vectorised pass: its UCS-4 view and masks stay near 100 MB at any width
 
 _ASCII_SHAPE = bytes(
     ord("9") if chr(c) in string.digits else ord("A") if chr(c) in string.ascii_letters
@@ -83,7 +93,7 @@ def compact_ids(ids: Any, party: str) -> CompactIds:
     arr = _as_array(ids, party)
     if len(arr) == 0:
         raise PsiError(f"party {party!r}: has no customer ids to match")
-    blocks = [_compact_block(arr[s:s + BLOCK], s, party) for s in range(0, len(arr), BLOCK)]
+    blocks = [part for s in range(0, len(arr), BLOCK) for part in _compact_block(arr[s:s + BLOCK], s, party)]
     width = max(b.dtype.itemsize for b in blocks)
     out = np.empty(len(arr), dtype=f"S{width}")
     pos = 0
@@ -128,9 +138,32 @@ def _as_array(ids: Any, party: str) -> Any:
     return arr
 
 
-def _compact_block(block: Any, offset: int, party: str) -> np.ndarray:
-    """UTF-8 ``S<w>`` of one block: vectorised for clean printable ASCII rows, per item for the rest."""
-    if _is_arrow(block):  # Python strings for this block only
+def _refuse_long(lengths: np.ndarray, offset: int, party: str) -> None:
+    """Refuse the block if any id is over the cap: before a fixed-width copy as wide as it is made."""
+    over = np.flatnonzero(lengths > MAX_ID_BYTES)
+    if len(over):
+        log.warning("party %s: %d ids longer than %d characters/bytes, first at row %d (local log only)", party,
+                    len(over), MAX_ID_BYTES, offset + int(over[0]))
+        raise PsiError(f"party {party!r}: customer ids longer than {MAX_ID_BYTES} characters (UTF-8 bytes once "
+                       "normalised) are refused (count and rows in this party's local log); is the id column "
+                       "the right one?")
+
+
+def _narrowed(block: np.ndarray, offset: int, party: str) -> np.ndarray:
+    """A fixed-width block checked against the cap and cut to its longest id (a wide declared dtype costs nothing)."""
+    lengths = np.char.str_len(block) if len(block) else np.zeros(0, np.int64)
+    _refuse_long(lengths, offset, party)
+    longest = max(int(lengths.max(initial=0)), 1)
+    unit = 4 if block.dtype.kind == "U" else 1
+    return block.astype(f"{block.dtype.kind}{longest}") if block.dtype.itemsize > longest * unit else block
+
+
+def _compact_block(block: Any, offset: int, party: str) -> list[np.ndarray]:
+    """UTF-8 ``S<w>`` parts of one block: vectorised for clean printable ASCII rows, per item for the rest."""
+    if _is_arrow(block):  # lengths first (vectorised), then Python strings for this block only
+        import pyarrow.compute as pc
+
+        _refuse_long(pc.utf8_length(block).to_numpy(zero_copy_only=False), offset, party)
         block = block.to_numpy(zero_copy_only=False)
     if block.dtype.kind == "O":
         items = block.tolist()
@@ -144,9 +177,19 @@ def _compact_block(block: Any, offset: int, party: str) -> np.ndarray:
         if has_nul:  # a U array would drop a trailing NUL, so it is refused here
             row = next(i for i, s in enumerate(items) if "\x00" in s)
             _normalise_one(items[row], offset + row, party)
+        _refuse_long(np.fromiter(map(len, items), dtype=np.int64, count=len(items)), offset, party)
         del items
         block = block.astype(str) if len(block) else np.empty(0, dtype="U1")
-    elif block.dtype.kind == "S":
+    else:
+        block = _narrowed(block, offset, party)
+    width = max(block.dtype.itemsize // (1 if block.dtype.kind == "S" else 4), 1)
+    step = max(1, PASS_CHARS // width)
+    return [_compact_pass(block[s:s + step], offset + s, party) for s in range(0, max(len(block), 1), step)]
+
+
+def _compact_pass(block: np.ndarray, offset: int, party: str) -> np.ndarray:
+    """One vectorised pass over rows whose width is at most the cap: decode, check, per-item fallback."""
+    if block.dtype.kind == "S":
         try:
             block = np.char.decode(block, "utf-8")
         except UnicodeDecodeError:
@@ -165,6 +208,7 @@ def _compact_block(block: Any, offset: int, party: str) -> np.ndarray:
     if len(slow) == 0:
         return out
     fixed = [_normalise_one(str(block[i]), offset + int(i), party) for i in slow]
+    _refuse_long(np.fromiter(map(len, fixed), dtype=np.int64, count=len(fixed)), offset, party)  # NFC may widen
     if max(map(len, fixed)) > out.dtype.itemsize:
         out = out.astype(f"S{max(map(len, fixed))}")
     out[slow] = fixed
