@@ -9,8 +9,9 @@ each horizontal run's data preparation is `holdout_split` -> `pinned_split` (dep
 open run (up to MAX_OPEN_RUNS = 8). Expected: the deployed split costs about its holdout (the training rows read
 from the cached table, e.g. `ScaledRows(index=...)`, which exists and is unused), so the measured figure holds
 for a deployed bank. What happens: the split allocates more than the table's whole matrix again, so a deployed
-10M-row, 30-feature party holds ~2x its table (float64: 4.8 GB before training starts, past the 4 GB goal;
-float32: ~2.4 GB, not the 2.31 GB peak the benchmark reports), and one more copy per concurrently open run.
+10M-row, 30-feature party holds its matrix twice beside its ids (the benchmark's own sizes: X 1.14 GB float32,
+ids 0.65 GB): ~3.1 GB in float32 rather than the 2.31 GB reported, ~5.2 GB with the default float64 dtype (past the
+4 GB goal), and one more matrix copy per concurrently open run (two open float32 runs: ~4.3 GB).
 """
 
 from __future__ import annotations
