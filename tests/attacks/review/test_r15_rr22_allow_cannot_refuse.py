@@ -1,0 +1,34 @@
+"""R15-RR22-8: a party's allow-list cannot refuse the RR22 backend: "opt-in" is the coordinator's choice alone.
+
+Attack: a coordinator announces ``[vertical] psi_backend = "rr22"`` in an otherwise ordinary vertical job. The
+deploy gate only checks that ``psi.rr22.*`` requests match what the job announced (allow_vertical.py:56); the
+party's ``[allow]`` section (`AllowSection`, extra="forbid") has no rule on the PSI backend, so every partner
+whose list admits the job runs spu's RR22, which the project itself states is weaker than the default: secure
+against semi-honest parties only, reveals each side's longest id length to the other, and runs a third-party
+C++ link that listens on the party's loopback (R15-RR22-4). The only thing in the party's hands is whether a
+``.venv-spu`` happens to exist, and ``make test`` installs one.
+
+Expected safe behaviour: RR22 is opt-in AT THE PARTY: a party whose allow-list does not admit it (default:
+refuse, or an explicit ``psi_backends`` rule) refuses a job announcing it, with a JobRefused naming the rule.
+What happens: the job is accepted by a partner that never said anything about RR22.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from sampan.deploy.allow import AllowSection, JobRefused, check_job, job_description
+
+ALLOW = AllowSection(partners=["bank"], label_holders=["bank"])  # a partner that lists its bank, nothing about PSI
+COLUMNS = [f"c{j}" for j in range(4)]
+
+
+@pytest.mark.xfail(strict=True, reason="R15-RR22-8: no allow-list rule lets a party refuse the RR22 backend; a "
+                   "job announcing it is accepted")
+def test_a_party_that_never_opted_in_refuses_an_rr22_job() -> None:
+    job = job_description({"vertical": {"psi_backend": "rr22"}}, workflow="vertical", operator=None,
+                          parties=["bank", "payments"], label_holder="bank")
+    job = {**job, "workflow": "vertical"}
+    assert job["vertical"]["psi_backend"] == "rr22"
+    with pytest.raises(JobRefused):
+        check_job(ALLOW, "payments", job, "vertical", COLUMNS)
