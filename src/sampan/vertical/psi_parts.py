@@ -12,6 +12,11 @@ and every part carries its payload's random tag, so a coordinator that drops, re
 splices in parts of another payload, makes the step fail; it never mixes two payloads. (Replaying a whole
 earlier payload of the same run is what `sampan.vertical.psi`'s threat model already allows: it corrupts or
 aborts the alignment and reveals no id.)
+
+What a first part may declare is checked before anything is allocated (review R15-PSI-3): the receiver passes
+the row totals the protocol already fixed (the offer's size, its own set's size, its intersection), and a part
+naming other arrays or other totals is refused with an error naming both parties, so a peer cannot make it
+reserve memory beyond the sizes it agreed to.
 """
 
 from __future__ import annotations
@@ -70,13 +75,18 @@ class Inbox:
     received: int = 0
 
     @classmethod
-    def start(cls, me: str, peer: str, inner: Message) -> Inbox:
+    def start(cls, me: str, peer: str, inner: Message, expected: dict[str, tuple[int, int]]) -> Inbox:
+        """The inbox of a payload whose first part is `inner`; `expected` maps each array the step carries to the
+        (least, most) rows the protocol allows it, so a lying first part is refused before any allocation."""
         meta = inner.meta
         parts, rows, tag = meta.get("parts"), meta.get("rows"), meta.get("payload")
         if (meta.get("part") != 0 or not isinstance(parts, int) or parts < 1 or not isinstance(rows, dict)
                 or not all(isinstance(v, int) and 0 <= v <= MAX_ROWS for v in rows.values())
                 or set(rows) != set(inner.arrays) or not isinstance(tag, str)):
             raise PsiError(f"party {me!r}: {peer!r} sent a {inner.kind} payload without a valid first part")
+        if set(rows) != set(expected) or not all(expected[k][0] <= v <= expected[k][1] for k, v in rows.items()):
+            raise PsiError(f"party {me!r}: {peer!r}'s {inner.kind} payload declares arrays or row totals that "
+                           "disagree with the set sizes this party already knows (the offer's and its own)")
         box = cls(kind=inner.kind, parts=parts, rows={str(k): int(v) for k, v in rows.items()}, tag=tag)
         box.arrays = {name: np.empty((n, POINT_BYTES), dtype=np.uint8) for name, n in box.rows.items()}
         box.filled = dict.fromkeys(box.rows, 0)

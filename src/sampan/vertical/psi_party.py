@@ -23,7 +23,7 @@ from sampan.crypto.channel import SealedChannels
 from sampan.vertical._parallel import ParallelError
 from sampan.vertical.psi import MODES
 from sampan.vertical.psi_ids import CompactIds, compact_ids
-from sampan.vertical.psi_parts import PART_ROWS, Inbox, Outbox, count_parts
+from sampan.vertical.psi_parts import MAX_ROWS, PART_ROWS, Inbox, Outbox, count_parts
 from sampan.vertical.psi_points import PsiError, _check_points, _hash_and_blind, blind, match_tokens
 from sampan.wire import Message
 
@@ -134,7 +134,7 @@ class PsiParty:
         inner = self._open(request, peer, kind)
         box = self._inbox.pop(peer, None)
         if box is None:
-            box = Inbox.start(self.name, peer, inner)
+            box = Inbox.start(self.name, peer, inner, self._expected_rows(peer, inner.kind))
         box.add(self.name, peer, inner)
         return box.message(self.name, peer, inner)
 
@@ -148,7 +148,7 @@ class PsiParty:
             raise PsiError(f"party {self.name!r}: {peer!r} sent a part of {inner.kind!r}, which has no parts")
         box = self._inbox.get(peer)
         if inner.meta.get("part") == 0 and box is None:
-            box = self._inbox[peer] = Inbox.start(self.name, peer, inner)
+            box = self._inbox[peer] = Inbox.start(self.name, peer, inner, self._expected_rows(peer, inner.kind))
         elif box is None:
             raise PsiError(f"party {self.name!r}: a part from {peer!r} arrived before the first one")
         try:
@@ -159,6 +159,22 @@ class PsiParty:
             del self._inbox[peer]
             raise
         return request.reply("psi.part")
+
+    def _expected_rows(self, peer: str, kind: str) -> dict[str, tuple[int, int]]:
+        """The arrays a peer's `kind` payload carries and the (least, most) rows of each, from what this party
+        already knows: its own set's size, the size the sealed offer announced (R15-PSI-3)."""
+        if kind == "psi.accept":  # the label holder learns |B| from this very payload: any non-empty set
+            self._session(peer, "a")
+            return {"points": (1, MAX_ROWS)}
+        if kind == "psi.blind":
+            b = self._session(peer, "b")
+            own = len(self._prepare())
+            return {"points": (b.peer_n, b.peer_n), **({"peer_points": (own, own)} if b.mode == "both" else {})}
+        if kind == "psi.respond":  # A's own points, raised to beta (reshuffled in mode cardinality)
+            self._session(peer, "a")
+            own = len(self._prepare())
+            return {"points": (own, own)}
+        raise PsiError(f"party {self.name!r}: {peer!r} sent a payload of {kind!r}, which has no parts")
 
     def _pull(self, request: Message) -> Message:
         """The next part of this party's pending payload for `peer`, sealed to it; parts leave once, in order."""
