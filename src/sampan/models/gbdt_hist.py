@@ -4,8 +4,19 @@ Why: a party's table binned once is n x d bytes (uint8, <= 256 bins), while the 
 n x d int64 and every node histogram repeated the gradients d times (n x d float64): 16 KB per row at 330
 features. Here the matrix is binned in fixed row blocks (`sampan.compute.row_blocks`) and stored column-major
 (each feature's column contiguous: a split reads one column, a histogram gathers one column at a time), and
-histograms are per-block, per-feature `np.bincount`s of (node * bins + bin), reduced in block order, so the
-memory beside the matrix is one block's worth and the result is the same bytes on one process or a cluster.
+histograms are per-block, per-feature `np.bincount`s of (node * bins + bin), summed in block order as they come
+back from the engine in groups of at most `HIST_GROUP_BYTES` of partials (review R15-GBDT-1: holding every
+block's partial before the reduce grew with rows x nodes x bins), so the memory beside the matrix is one group's
+worth and the result is the same bytes on one process or a cluster.
+
+What goes to the engine (review R15-GBDT-4): a binned matrix, and a float table binned on row subsets, are put once
+per array (cached weakly by identity: both are read-only once loaded); a row set of at most one block (a scoring
+request) is binned here, without the engine, so nothing scales with the table for it.
+
+Float32 tables: edges are float64 (quantiles interpolated between the stored values), and a value is compared with
+them as it is stored. The same record binned from a float64 copy of a float32-trained table can fall on the other
+side of an edge that lies between its float64 value and its float32 rounding; score a model on tables loaded with
+the dtype it was trained on (the loaders' `dtype`).
 
 Float sums: gradients sit on a 2^-32 grid (`sampan.models.gbdt.grid_gradients`), so every partial sum here is
 exact while a bin holds under 2^20 rows, and the block-order reduction is deterministic beyond that. Ring
@@ -21,11 +32,13 @@ from typing import Any
 
 import numpy as np
 
-from sampan.compute import Engine, current_engine, reduce_in_order, row_blocks
+from sampan.compute import BLOCK_ROWS, Engine, current_engine, row_blocks
 
-__all__ = ["BIN_GROUP", "bin_dtype", "bin_matrix", "node_histograms", "ring_node_histograms", "bin_offsets"]
+__all__ = ["BIN_GROUP", "HIST_GROUP_BYTES", "bin_dtype", "bin_matrix", "node_histograms", "ring_node_histograms",
+           "bin_offsets"]
 
 BIN_GROUP = 16  # blocks binned per engine call: the finished parts waiting to be copied stay a few MB
+HIST_GROUP_BYTES = 16 << 20  # histogram partials per engine call (at least one block's, at most BIN_GROUP blocks)
 
 
 def bin_dtype(edges: Sequence[np.ndarray], missing: bool) -> type[np.unsignedinteger[Any]]:
@@ -39,10 +52,9 @@ def bin_offsets(n_bins: Sequence[int]) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(np.asarray(n_bins, dtype=np.int64))[:-1]]).astype(np.int64)
 
 
-def _bin_block(data: tuple[np.ndarray, np.ndarray | None], start: int, stop: int, edges: list[np.ndarray],
+def _bin_block(X: np.ndarray, start: int, stop: int, rows: np.ndarray | None, edges: list[np.ndarray],
                missing: bool) -> np.ndarray:
     """One block of rows binned (a block-sized float copy at most; module level so a cluster engine can run it)."""
-    X, rows = data
     block = X[start:stop] if rows is None else X[rows[start:stop]]
     out = np.empty(block.shape, dtype=bin_dtype(edges, missing))
     for j, e in enumerate(edges):
@@ -56,18 +68,26 @@ def _bin_block(data: tuple[np.ndarray, np.ndarray | None], start: int, stop: int
 def bin_matrix(X: np.ndarray, edges: list[np.ndarray], *, missing: bool = False,
                rows: np.ndarray | None = None) -> np.ndarray:
     """`apply_bins(X[rows], edges, missing=missing)` without the float copy of X[rows]: block by block into one
-    column-major (n x d) matrix. X may be float32 or float64 (compared with the float64 edges as it is)."""
+    column-major (n x d) matrix. X may be float32 or float64 (compared with the float64 edges as it is).
+
+    Rows of at most one block are binned in this process (one block's float gather, nothing put on the engine);
+    more go to the engine, with X put once per table (`_handle`) and the row numbers once per call."""
     X = np.asarray(X)
     n = len(X) if rows is None else len(rows)
     if X.ndim != 2 or X.shape[1] != len(edges):
         raise ValueError(f"bin_matrix: X has shape {X.shape}, expected {len(edges)} columns (one per edge list)")
+    at = None if rows is None else np.asarray(rows, dtype=np.int64)
+    if at is not None and n <= BLOCK_ROWS:
+        return np.asfortranarray(_bin_block(X, 0, n, at, edges, missing))
     out = np.empty((n, len(edges)), dtype=bin_dtype(edges, missing), order="F")
     engine = current_engine()
-    data = engine.put((X, None if rows is None else np.asarray(rows, dtype=np.int64)))
+    data = _handle(engine, X) if at is not None else engine.put(X)  # the whole table binned: once, nothing to keep
+    shared = None if at is None else engine.put(at)
     blocks = row_blocks(n)
     for g in range(0, len(blocks), BIN_GROUP):
         group = blocks[g:g + BIN_GROUP]
-        for (start, stop), part in zip(group, engine.map_blocks(_bin_block, data, group, edges, missing), strict=True):
+        parts = engine.map_blocks(_bin_block, data, group, shared, edges, missing)
+        for (start, stop), part in zip(group, parts, strict=True):
             out[start:stop] = part
     return out
 
@@ -75,17 +95,18 @@ def bin_matrix(X: np.ndarray, edges: list[np.ndarray], *, missing: bool = False,
 _HANDLES: dict[int, tuple[weakref.ref[np.ndarray], Engine, Any]] = {}
 
 
-def _handle(engine: Engine, bins: np.ndarray) -> Any:
-    """`engine.put(bins)` once per binned matrix and engine: a party's matrix is read-only after binning and
-    every node of every tree reads it, so a cluster engine keeps one copy instead of one per request."""
-    key = id(bins)
+def _handle(engine: Engine, array: np.ndarray) -> Any:
+    """`engine.put(array)` once per array and engine: a binned matrix (or a loaded table) is read-only and every
+    node of every tree (every scoring request) reads it, so a cluster engine keeps one copy instead of one per
+    request."""
+    key = id(array)
     hit = _HANDLES.get(key)
-    if hit is not None and hit[0]() is bins and hit[1] is engine:
+    if hit is not None and hit[0]() is array and hit[1] is engine:
         return hit[2]
-    handle = engine.put(bins)
-    if handle is bins:  # the local engine: nothing to keep (a cached reference would keep the matrix alive)
+    handle = engine.put(array)
+    if handle is array:  # the local engine: nothing to keep (a cached reference would keep the array alive)
         return handle
-    _HANDLES[key] = (weakref.ref(bins, lambda _ref: _HANDLES.pop(key, None)), engine, handle)
+    _HANDLES[key] = (weakref.ref(array, lambda _ref: _HANDLES.pop(key, None)), engine, handle)
     return handle
 
 
@@ -131,9 +152,7 @@ def node_histograms(bins: np.ndarray, n_bins: Sequence[int], nodes: Sequence[np.
     values = np.asarray(values, dtype=np.float64)
     if len(rows) == 0:
         return np.zeros((len(nodes), len(values), sum(nb)))
-    engine = current_engine()
-    return reduce_in_order(engine.map_blocks(_hist_block, _handle(engine, bins), row_blocks(len(rows)), rows, which,
-                                             values, nb, len(nodes)))
+    return _summed(_hist_block, bins, rows, which, values, nb, len(nodes), np.float64)
 
 
 def _ring_block(bins: np.ndarray, start: int, stop: int, rows: np.ndarray, which: np.ndarray, values: np.ndarray,
@@ -155,6 +174,26 @@ def ring_node_histograms(bins: np.ndarray, n_bins: Sequence[int], nodes: Sequenc
     values = np.asarray(values, dtype=np.uint64)
     if len(rows) == 0:
         return np.zeros((len(nodes), len(values), sum(nb)), dtype=np.uint64)
+    return _summed(_ring_block, bins, rows, which, values, nb, len(nodes), np.uint64)
+
+
+def _summed(fn: Any, bins: np.ndarray, rows: np.ndarray, which: np.ndarray, values: np.ndarray, n_bins: list[int],
+            n_nodes: int, dtype: type[np.generic]) -> np.ndarray:
+    """The blocks' partials of `fn` summed left to right in block order (as `reduce_in_order`: the same bytes),
+    fetched from the engine a group at a time so at most `HIST_GROUP_BYTES` of partials (one block's at least) wait
+    beside the running total, whatever the number of rows. Per-position inputs are put once, not per group."""
     engine = current_engine()
-    return reduce_in_order(engine.map_blocks(_ring_block, _handle(engine, bins), row_blocks(len(rows)), rows, which,
-                                             values, nb, len(nodes)))
+    data = _handle(engine, bins)
+    shared = [engine.put(a) for a in (rows, which, values)]
+    blocks = row_blocks(len(rows))
+    partial = n_nodes * len(values) * sum(n_bins) * np.dtype(dtype).itemsize
+    group = max(1, min(BIN_GROUP, HIST_GROUP_BYTES // max(partial, 1)))
+    total: np.ndarray | None = None
+    for g in range(0, len(blocks), group):
+        for part in engine.map_blocks(fn, data, blocks[g:g + group], *shared, n_bins, n_nodes):
+            if total is None:
+                total = np.array(part, dtype=dtype, copy=True)  # engine results may be read-only
+            else:
+                np.add(total, part, out=total)
+    assert total is not None
+    return total
