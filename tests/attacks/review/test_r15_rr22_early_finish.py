@@ -4,8 +4,9 @@ Attack: a curious or broken coordinator sends ``psi.rr22.finish`` (or simply sto
 the result). `Rr22Party._finish` calls ``session.process.wait()`` with no timeout (psi_rr22_party.py:365): the
 worker, whose link bytes no longer move, waits for spu's own recv timeout (10 minutes, `_rr22_worker.py`) or
 for the party's deadline timer, which the coordinator chooses (R15-RR22-3: it can disarm it). Meanwhile the
-handler thread is held; a party server that answers one request at a time answers nothing else, not even
-``psi.rr22.close``.
+handler thread is held, and the deployed gRPC party answers one request at a time
+(transport/grpc_client.py:271: `_answer` runs in the stream loop), so the whole party answers nothing else, not
+even ``psi.rr22.close``, while its heartbeats (own thread) tell the coordinator it is alive.
 
 Expected safe behaviour: finish on an unfinished worker answers at once (or within a short bound the party
 sets) with a clear PsiError ("the RR22 worker has not finished"), and the session is torn down.
