@@ -3,7 +3,8 @@ the next envelope) that the sequence number was meant to stop.
 
 Attack: the coordinator pumps a party twice at the same time with the SAME sealed tunnel envelope. Low
 severity today: the deployed gRPC party answers one request at a time (transport/grpc_client.py:271), so this
-needs a party app served concurrently (a threaded server, a future transport). `Tunnel.feed` opens the envelope, compares ``seq`` with
+needs a party app served concurrently (a threaded server, a future transport).
+`Tunnel.feed` opens the envelope, compares ``seq`` with
 ``self._seq_in`` and increments it later (psi_rr22_tunnel.py:217-223) with no lock held, so both calls can
 pass the check before either increments: the frames are delivered twice and ``_seq_in`` jumps by two. The
 coordinator then skips the next envelope, so it has REPLACED envelope k+1 by a replay of envelope k without
