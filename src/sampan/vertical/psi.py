@@ -17,7 +17,10 @@ Protocol, for label holder A (ids a_i, scalar alpha) and partner B (ids b_j, sca
 
 Every party-to-party payload is a `SealedChannels` envelope relayed by the coordinator; points travel
 as (n, 32) uint8 arrays, in sealed parts of at most 2^18 points (``psi.part`` / ``psi.pull``, see
-`sampan.vertical.psi_parts`) when a payload is larger: at most 8 MiB of points per array per message.
+`sampan.vertical.psi_parts`) when a payload is larger: at most 8 MiB of points per array per message. Star
+alignment's aligned tokens travel the same way, per partner: ``psi.align`` answers only counts, the coordinator
+pulls each partner's tokens from the label holder part by part (``psi.pull``) and passes them on (``psi.part``,
+the last with ``psi.aligned``), so no message carries more than one part's points (review R15-PSI-4).
 Both parties order the intersection by the doubly blinded token (a canonical
 order that carries no information about either party's files), so row i of A's ``rows`` and row i of
 B's ``rows`` are the same customer. Each scalar is used for one session and dropped afterwards.
@@ -226,9 +229,19 @@ def align(transport: _Exchanger, run_id: str, label_holder: str, partners: list[
                 for p in partners]
     me = _coordinator(transport)
     holder = _ask(transport, Message(run_id, step, me, label_holder, "psi.align", meta={"partners": partners}))
-    n_aligned = int(holder.meta["n_aligned"])
-    requests = (Message(run_id, step, me, p, "psi.aligned", {"envelope": holder.arrays[f"envelope{k}"]},
-                        {"label_holder": label_holder}) for k, p in enumerate(partners))
+    n_aligned, parts = int(holder.meta["n_aligned"]), holder.meta.get("parts")
+    if not isinstance(parts, int) or not 1 <= parts <= MAX_PARTS:
+        raise PsiError(f"party {label_holder!r} announced {parts!r} parts for 'psi.align'")
+    last: dict[str, np.ndarray] = {}
+    for p in partners:  # each partner's aligned tokens, pulled and passed on one sealed part at a time
+        for k in range(parts):
+            pulled = _ask(transport, Message(run_id, step, me, label_holder, "psi.pull", meta={"peer": p, "part": k}))
+            if k < parts - 1:
+                _ask(transport, Message(run_id, step, me, p, "psi.part", {"envelope": pulled.arrays["envelope"]},
+                                        {"peer": label_holder}))
+        last[p] = pulled.arrays["envelope"]
+    requests = (Message(run_id, step, me, p, "psi.aligned", {"envelope": last[p]}, {"label_holder": label_holder})
+                for p in partners)
     for reply in transport.exchange(requests):
         if int(reply.meta.get("n_aligned", -1)) != n_aligned:
             raise PsiError(f"party {reply.sender!r} aligned {reply.meta.get('n_aligned')} customers, "

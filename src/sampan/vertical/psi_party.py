@@ -144,7 +144,7 @@ class PsiParty:
         if "envelope" not in request.arrays:
             raise PsiError(f"party {self.name!r}: psi.part carries no envelope from {peer!r}")
         inner = self._channels().open(peer, request.arrays["envelope"])
-        if inner.kind not in ("psi.accept", "psi.blind", "psi.respond"):
+        if inner.kind not in ("psi.accept", "psi.blind", "psi.respond", "psi.align"):
             raise PsiError(f"party {self.name!r}: {peer!r} sent a part of {inner.kind!r}, which has no parts")
         box = self._inbox.get(peer)
         if inner.meta.get("part") == 0 and box is None:
@@ -174,6 +174,11 @@ class PsiParty:
             self._session(peer, "a")
             own = len(self._prepare())
             return {"points": (own, own)}
+        if kind == "psi.align":  # the aligned customers: at most this party's intersection with the label holder
+            self._channels().require_role(peer, "label_holder", "psi.aligned")
+            if peer not in self._tokens:
+                raise PsiError(f"party {self.name!r}: no mode-'both' PSI result with {peer!r} to align on")
+            return {"tokens": (1, len(self._tokens[peer]))}
         raise PsiError(f"party {self.name!r}: {peer!r} sent a payload of {kind!r}, which has no parts")
 
     def _pull(self, request: Message) -> Message:
@@ -333,7 +338,8 @@ class PsiParty:
         return request.reply("psi.finish", meta=meta)
 
     def _align(self, request: Message) -> Message:
-        """Label holder: keep the customers every partner has, in a random order; tell each partner its tokens."""
+        """Label holder: keep the customers every partner has, in a random order; each partner's tokens then leave
+        in sealed parts (`psi.pull`), so no message carries more than one part's points (R15-PSI-4)."""
         partners = [str(p) for p in request.meta["partners"]]
         n = len(self._prepare())
         common = np.ones(n, dtype=bool)
@@ -348,21 +354,22 @@ class PsiParty:
             raise PsiError(f"party {self.name!r}: no customer is common to all of "
                            f"{', '.join(repr(x) for x in [self.name, *partners])}")
         rows = rows[_secure_permutation(len(rows))]
-        arrays: dict[str, np.ndarray] = {}
-        for k, p in enumerate(partners):
+        parts = count_parts({"rows": rows}, self.part_rows)
+        for p in partners:  # each partner's tokens wait in its outbox; the coordinator pulls them part by part
             position = np.full(n, -1, dtype=np.int64)
             position[self.rows[p]] = np.arange(len(self.rows[p]))
-            arrays[f"envelope{k}"] = self._seal(request, p, "psi.align", {"tokens": self._tokens[p][position[rows]]})
+            self._outbox[p] = Outbox("psi.align", {"tokens": self._tokens[p][position[rows]]}, {}, self.part_rows,
+                                     parts, next=0)
         self.aligned_rows = rows
-        return request.reply("psi.align", arrays, {"n_aligned": len(rows)})
+        return request.reply("psi.align", meta={"n_aligned": len(rows), "parts": parts})
 
     def _aligned(self, request: Message) -> Message:
         """Partner: map the label holder's token order onto own rows."""
         holder = self._channels().require_role(str(request.meta["label_holder"]), "label_holder", "psi.aligned")
-        inner = self._open(request, holder, "psi.align")
-        tokens = self._peer_points(inner, "tokens", None, holder)
         if holder not in self._tokens:
             raise PsiError(f"party {self.name!r}: no mode-'both' PSI result with {holder!r} to align on")
+        inner = self._receive(request, holder, "psi.align")  # earlier parts came as psi.part
+        tokens = self._peer_points(inner, "tokens", None, holder)
         ix, iy = match_tokens(tokens, self._tokens[holder])
         if len(ix) != len(tokens):
             log.warning("party %s: %d aligned customers from %s are not in its intersection (local log only)",
