@@ -5,8 +5,9 @@ twice the table at the split (a 10M-row, 30-feature float64 party: 4.8 GB before
 caller hands the table over (``consume=True``: a simulation's freshly loaded table), `split_table` copies only
 the held-out rows, moves the training rows forward inside the table's own matrix block by block (kept order),
 and shrinks the matrix to them: the peak is the table plus its holdout. A table whose matrix may be shared
-(not owned, or referenced elsewhere) is split by copying, as before. The rows chosen are exactly those of
-`PartyData.train_test_split` (`split_mask`, pinned by a test).
+(not owned, or referenced elsewhere) or is not row-major (C-contiguous: shrinking keeps the leading elements in
+memory order, which are leading rows only then; review R15-HLR-3) is split by copying, as before. The rows
+chosen are exactly those of `PartyData.train_test_split` (`split_mask`, pinned by a test).
 
 What each role learns: nothing; the split is local to the party.
 """
@@ -65,7 +66,8 @@ def _compact(X: np.ndarray, keep: np.ndarray) -> int:
 
 def split_table(table: PartyData, test: np.ndarray, *, consume: bool = False) -> tuple[PartyData, PartyData]:
     """(training rows, held-out rows) of ``table``, each in the table's order. With ``consume`` the table's matrix
-    becomes the training matrix when the table owns it alone (then ``table`` is emptied: do not use it again)."""
+    becomes the training matrix when the table owns a row-major one alone (then ``table`` is emptied: do not use
+    it again)."""
     test = np.asarray(test, dtype=bool)
     if test.shape != (len(table),):
         raise ValueError(f"the held-out mask must have length {len(table)}, got {test.shape}")
@@ -74,7 +76,10 @@ def split_table(table: PartyData, test: np.ndarray, *, consume: bool = False) ->
                                y=None if table.y is None else table.y[test_idx],
                                trees_X=None if table.trees_X is None else table.trees_X[test_idx])
     X = table.X
-    in_place = consume and table.trees_X is None and X.flags.owndata and X.flags.writeable
+    # row-major only: `resize` keeps the first kept*width elements in memory order (a column-major matrix's would
+    # be column 0 then part of column 1, R15-HLR-3); `PartyData` is mutable, so its layout is checked here
+    in_place = (consume and table.trees_X is None and X.flags.owndata and X.flags.writeable
+                and X.flags.c_contiguous)
     if in_place:
         table.X = np.empty((0, X.shape[1]), dtype=X.dtype)  # the table gives its matrix up
         in_place = sys.getrefcount(X) == 2  # this name and the call's argument: no view or other holder

@@ -1,4 +1,4 @@
-"""R15-HLR-3: `split_table(consume=True)` scrambles the training rows of a column-major (Fortran-ordered) matrix.
+"""R15-HLR-3 (fixed): `split_table(consume=True)` keeps the training rows of a column-major (Fortran-ordered) matrix.
 
 Validation (issue 15 T6, "split without a second copy"): `split_table` is public (`sampan.horizontal.row_split`)
 and its in-place path runs whenever the table owns a writeable matrix alone. `PartyData` is a mutable dataclass
@@ -8,20 +8,18 @@ training rows are those of `PartyData.train_test_split` (or the split copies, as
 happens: `_compact` moves the rows correctly by index, then ``X.resize((kept, width))`` (row_split.py:89) keeps the
 first ``kept * width`` elements in memory order, which for a column-major matrix are column 0's values followed
 by part of column 1: the training matrix silently holds other rows' and other columns' values, and the model
-trains on them.
+trains on them. Fixed: the in-place path runs only for a row-major (C-contiguous) matrix; any other layout is
+split by copying, so the rows are exactly those of `PartyData.train_test_split`.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from sampan.data import PartyData
 from sampan.horizontal.row_split import split_mask, split_table
 
 
-@pytest.mark.xfail(strict=True, reason="R15-HLR-3: split_table(consume=True) resizes a column-major matrix in "
-                                       "memory order (row_split.py:89), scrambling the training rows")
 def test_consumed_split_of_a_column_major_matrix_keeps_the_rows() -> None:
     rng = np.random.default_rng(0)
     n, d = 1000, 3
@@ -33,3 +31,4 @@ def test_consumed_split_of_a_column_major_matrix_keeps_the_rows() -> None:
     table.X = np.asfortranarray(table.X)  # column-major, owned by the table alone
     train, _ = split_table(table, split_mask(table, 0.25, np.random.default_rng(4)), consume=True)
     assert train.X.tobytes() == expected.X.tobytes()
+    assert np.array_equal(train.ids, expected.ids) and np.array_equal(train.y, expected.y)
