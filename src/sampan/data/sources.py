@@ -59,9 +59,12 @@ class TableSource(Protocol):
 
 
 def _files(path: Path, party: str, format: TableFormat | None) -> tuple[list[Path], TableFormat]:
-    """A file, a folder's table files or a glob's matches (sorted), and their one format."""
+    """A file, a folder's table files or a glob's matches (sorted), and their one format.
+
+    A path that exists is that file or folder, even when its name holds ``*?[`` (`loans[2024].csv` is a
+    literal name, not a character class: review R15-DATA-1); only a path that does not exist is a pattern."""
     text = str(path)
-    if any(ch in text for ch in "*?["):
+    if not path.exists() and any(ch in text for ch in "*?["):
         files = [Path(f) for f in sorted(glob.glob(text)) if os.path.isfile(f)]
         if not files:
             raise DataValidationError("no file matches the pattern", party=party, path=text)
