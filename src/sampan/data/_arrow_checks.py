@@ -118,24 +118,32 @@ def _floats(arr: pa.Array) -> np.ndarray:
     return np.asarray(arr.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
-def apply_markers(arr: pa.Array, markers: Iterable[str] | None) -> pa.Array:
+def apply_markers(arr: pa.Array, markers: Iterable[str] | None, numeric: bool = False) -> pa.Array:
     """Cells whose (trimmed) text is a declared marker set to null; a numeric marker also matches numeric
-    cells equal to it (`_columns.apply_markers`)."""
+    cells equal to it (`_columns.apply_markers`). With ``numeric`` (a float/int column) it also matches text
+    cells that are numbers equal to it: a CSV re-read as text after a late type change (`sources.Retype`)
+    must treat `-999.0` as the marker `-999` exactly as the typed read did (review R15-DATA-2)."""
     texts = sorted({m.strip() for m in markers or ()})
     if not texts:
         return arr
+    numbers = []
+    for m in texts:
+        try:
+            numbers.append(float(m))
+        except ValueError:
+            pass
+    value_set = pa.array(numbers, type=pa.float64())
     if pa.types.is_string(arr.type):
-        hit = pc.is_in(pc.utf8_trim_whitespace(arr), value_set=pa.array(texts, type=pa.string()))
+        trimmed = pc.utf8_trim_whitespace(arr)
+        hit = pc.is_in(trimmed, value_set=pa.array(texts, type=pa.string()))
+        if numeric and numbers:
+            number = pc.fill_null(pc.match_substring_regex(trimmed, _NUMBER, ignore_case=True), False)
+            parsed = pc.if_else(number, trimmed, pa.scalar(None, pa.string())).cast(pa.float64())
+            hit = pc.or_(pc.fill_null(hit, False), pc.fill_null(pc.is_in(parsed, value_set=value_set), False))
     elif _numeric_type(arr.type):
-        numbers = []
-        for m in texts:
-            try:
-                numbers.append(float(m))
-            except ValueError:
-                pass
         if not numbers:
             return arr
-        hit = pc.is_in(arr.cast(pa.float64()), value_set=pa.array(numbers, type=pa.float64()))
+        hit = pc.is_in(arr.cast(pa.float64(), safe=False), value_set=value_set)
     else:
         return arr
     return pc.if_else(pc.fill_null(hit, False), pa.scalar(None, arr.type), arr)

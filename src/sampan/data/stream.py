@@ -102,7 +102,7 @@ class _Checks:
             y[:] = np.where(np.isnan(values), 0, values).astype(np.int8)
         j = 0
         for spec in schema.features:
-            a = ac.apply_markers(ac.normalise(rb.column(spec.name)), spec.missing)
+            a = ac.apply_markers(ac.normalise(rb.column(spec.name)), spec.missing, spec.kind in ("float", "int"))
             allow = spec.policy != "error"
             tallies = self.tallies[spec.name]
             if spec.kind == "category":

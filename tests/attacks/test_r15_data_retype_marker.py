@@ -1,13 +1,13 @@
-"""R15-DATA-2: a type change late in a CSV turns a declared numeric missing marker into a real value.
+"""R15-DATA-2 (fixed): a type change late in a CSV turns a declared numeric missing marker into a real value.
 
 Validation: a bank declares `missing = ["-999"]` with `impute = "median"` on a float column whose sentinel
 cells are written `-999.0` (as pandas writes them). The streamed CSV read types that column from the first
 block, so `-999.0` is a number equal to the marker and becomes missing (as in the whole-table path). Safe
-behaviour: the same cells are missing whatever happens elsewhere in the file. What happens: when any *other*
-column changes type after the first block (integers for 4 MB, then one `12.5`: ordinary data), the loader
-(`stream.load_source` on `Retype`) re-reads every column as text, and `_arrow_checks.apply_markers` then
-compares texts only: `"-999.0" != "-999"`, so every sentinel is kept as the value -999.0 and the learner
-trains on it; the whole-table path (`read_columns` + `from_columns`) still makes them missing.
+behaviour: the same cells are missing whatever happens elsewhere in the file. It happened: when any *other*
+column changed type after the first block (integers for 4 MB, then one `12.5`: ordinary data), the loader
+(`stream.load_source` on `Retype`) re-read every column as text, and `_arrow_checks.apply_markers` compared
+texts only: `"-999.0" != "-999"`, so every sentinel was kept as the value -999.0. Now a float/int column's
+text cells that are numbers equal to a numeric marker are missing too.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from sampan.data import TableSchema, from_columns
 from sampan.data.loaders import read_columns
@@ -35,8 +34,6 @@ def _csv(path: Path, late_decimal: bool) -> Path:
     return path
 
 
-@pytest.mark.xfail(strict=True, reason="R15-DATA-2: after a late type change the CSV is re-read as text and a "
-                                       "numeric marker no longer matches '-999.0': sentinels reach the learner")
 def test_marker_cells_stay_missing_after_a_late_type_change(tmp_path: Path) -> None:
     clean = load_source(open_source(_csv(tmp_path / "a.csv", False), "bank", batch_rows=1 << 16,
                                     block_bytes=4096), SCHEMA, "bank")
