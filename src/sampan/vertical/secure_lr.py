@@ -111,8 +111,11 @@ X_p^T r_Q. p never holds U^T a (only the uniform C_p), so it cannot project r on
 Memory (issue 15): nobody stores a pad. U is a random-access stream (AES-256 in counter mode under a key
 from p's bound dealer seed, `crypto.dealer.row_prg`), so p and the dealer regenerate the rows of each
 batch; E streams to Q in sealed chunks of `secure_lr_encode.E_CHUNK_ROWS` rows (`vlr.e_chunk`, in order,
-each row once; Q keeps one ring copy); a party holds its standardised features once, as int32 at
-2^-FEATURE_BITS, widened to ring elements per batch; the dealer deals batch by batch. The values computed
+each row once; Q keeps one ring copy), and so does the masked validation Ev (shared weights, after the
+validation order exists); each chunk is bound to its instance inside the seal, so a chunk the coordinator
+kept from an earlier training of the run is refused by name (`secure_lr_chunks`); a party holds its
+standardised features once, as int32 at 2^-FEATURE_BITS, widened to ring elements per batch; the dealer
+deals batch by batch. The values computed
 are the same as before (same encodings; only the pad's PRG changed, still keyed by p's bound seed).
 
 What a malicious dealer can do (the coordinator, if it deviates)

@@ -36,6 +36,7 @@ class _TrainState:
     roles: Roles
     instance: str                     # this protocol instance's nonce: part of every pairwise PRG label
     run_id: str = field(default="", init=False)
+    setup_instance: str = field(default="", init=False)  # the coordinator's nonce: E chunks are bound to it
     dealer: DealerStream
     # Standardised rows (aligned order) at 2^-FEATURE_BITS, held once as int32 (|x| <= 8 x 2^16 fits) and
     # widened to ring elements per batch (`fixed_rows`); the bank's last column is the intercept's ones.
@@ -64,6 +65,8 @@ class _TrainState:
     w_own: np.ndarray | None = None   # shared weights: this party's share of its own weights, at 2^-WEIGHT_BITS
     co_w: dict[str, np.ndarray] = field(default_factory=dict)     # co-holder: its share of each owner's weights
     E_val: dict[str, np.ndarray] = field(default_factory=dict)    # co-holder: masked validation features of owners
+    ev_next: dict[str, int] = field(default_factory=dict)  # co-holder: next row of each owner's streamed Ev chunks
+    val_ordered: bool = False         # the validation rows are in their secret position order (Ev may stream)
     g_co: dict[str, np.ndarray] = field(default_factory=dict)     # co-holder: its gradient share per owner
     w_trunc: dict[str, tuple[np.ndarray, list[np.ndarray], int]] = field(default_factory=dict)
     w_audit: dict[str, np.ndarray] = field(default_factory=dict)  # co-holder: its halves of owners' sacrificed triples

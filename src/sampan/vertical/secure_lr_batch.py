@@ -23,6 +23,7 @@ from sampan.vertical.secure_lr import (
     receive,
 )
 from sampan.vertical.secure_lr_base import SecureLRBase
+from sampan.vertical.secure_lr_chunks import store_chunks
 from sampan.wire import Message
 
 
@@ -99,9 +100,11 @@ class BatchSteps(SecureLRBase):
             raise ValueError(f"party {self.name!r}: the masked weight share from {h!r} has the wrong shape")
         U = st.pad_rows(h, rows, validation=st.val)
         Z = st.fixed_rows(rows, validation=st.val) @ st.w_own + U @ wb + st.dealer.draw(f"D/{h}/{t}", len(rows))
+        if st.val:  # the last chunks of Ev arrived after the last `vlr.e_chunk` wave
+            store_chunks(self.name, st)
         for p, share in st.co_w.items():
-            if st.val and p not in st.E_val:
-                st.E_val[p] = _take(st.inbox, self.name, p, "Ev")
+            if st.val and st.ev_next.get(p) != st.Xv_int.shape[0]:
+                raise ValueError(f"party {self.name!r}: the masked validation features from {p!r} are incomplete")
             E = (st.E_val if st.val else st.E)[p][rows]
             try:
                 B = msg.arrays[f"B:{p}"]

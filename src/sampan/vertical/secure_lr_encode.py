@@ -20,8 +20,9 @@ from sampan.vertical.secure_lr import FEATURE_BITS
 
 __all__ = ["E_CHUNK_ROWS", "column_moments", "encode_rows", "fit_scaler"]
 
-# Rows of E = X - U per sealed message (`vlr.e_chunk`): 65,536 rows x 31 columns is ~16 MB, so neither the
-# sender, the relay nor the receiver ever holds a whole-table envelope (four transient copies of it).
+# Rows of E = X - U (and of the validation Ev) per sealed message (`vlr.e_chunk`): 65,536 rows x 31 columns
+# is ~16 MB, so neither the sender, the relay nor the receiver ever holds a whole-table envelope (four
+# transient copies of it).
 E_CHUNK_ROWS = 1 << 16
 
 assert FEATURE_CLIP * (1 << FEATURE_BITS) < (1 << 31), "clipped features at FEATURE_BITS must fit int32"

@@ -35,6 +35,7 @@ from sampan.vertical.secure_lr import (
 )
 from sampan.vertical.secure_lr_base import _l2_mask, _TrainState, _with_ones, validation_order
 from sampan.vertical.secure_lr_batch import BatchSteps
+from sampan.vertical.secure_lr_chunks import chunk_binding, chunk_row, store_chunks
 from sampan.vertical.secure_lr_encode import E_CHUNK_ROWS, encode_rows, fit_scaler
 from sampan.vertical.secure_lr_range import check_feature_range
 from sampan.wire import Message
@@ -106,6 +107,7 @@ class SecureLRParty(BatchSteps):
             st.y_fixed, st.y_val_fixed = encode(st.y, POLY.out_bits), encode(st.y_val, POLY.out_bits)
         st.shared = shared
         st.run_id = msg.run_id
+        st.setup_instance = instance  # E chunks carry a binding to it (`secure_lr_chunks`)
         if st.shared:
             st.w_own = encode(weights, WEIGHT_BITS)  # the co-holder's share starts at 0
         self.state = st
@@ -128,38 +130,41 @@ class SecureLRParty(BatchSteps):
                                             "n_columns": int(st.X_int.shape[1]),
                                             "n_train": int(st.X_int.shape[0])})
 
-    def _e_chunk(self, holder: str, lo: int) -> dict[str, np.ndarray]:
-        """Rows [lo, lo + E_CHUNK_ROWS) of E = X - U for `holder`: one message each, never the table at once."""
+    def _e_chunk(self, holder: str, lo: int, *, validation: bool = False) -> dict[str, np.ndarray]:
+        """Rows [lo, lo + E_CHUNK_ROWS) of E = X - U (or, validation, of Ev = Xv - Uv in position order) for
+        `holder`, bound to this instance (`secure_lr_chunks`): one message each, never the table at once."""
         st = self._st()
-        rows = np.arange(lo, min(lo + E_CHUNK_ROWS, st.X_int.shape[0]))
-        return {"E": st.fixed_rows(rows) - st.pad_rows(holder, rows), "lo": np.array([lo], dtype=np.int64)}
+        part = "Ev" if validation else "E"
+        rows = np.arange(lo, min(lo + E_CHUNK_ROWS, (st.Xv_int if validation else st.X_int).shape[0]))
+        return {part: st.fixed_rows(rows, validation=validation) - st.pad_rows(holder, rows, validation=validation),
+                f"{part}_lo": np.array([lo], dtype=np.int64),
+                f"{part}_bind": chunk_binding(st.instance if validation else st.setup_instance, part)}
 
     def e_chunk(self, msg: Message) -> Message:
-        """Store the E chunks that arrived; send every holder I serve my chunk starting at row meta['lo']."""
+        """Store the chunks that arrived; send my chunk starting at row meta['lo']: of E to every holder I serve,
+        or (meta['part'] = 'val', shared weights, after `vlr.masked_features`) of Ev to my co-holder."""
         st = self._st()
         receive(msg, self._channels(), st.inbox)
         self._store_e_chunks()
-        lo = int(msg.meta["lo"])
-        if not 0 < lo < st.X_int.shape[0] or lo % E_CHUNK_ROWS:
-            raise ValueError(f"party {self.name!r}: refusing a masked-feature chunk at row {lo}")
         ch = self._channels()
+        if msg.meta.get("part", "train") == "val":
+            if not (st.shared and st.val_ordered):
+                raise ValueError(f"party {self.name!r}: refusing a masked validation chunk before the validation "
+                                 "order exists or in a run without shared weights")
+            lo = chunk_row(self.name, msg.meta, st.Xv_int.shape[0], E_CHUNK_ROWS, "validation")
+            h = st.roles.co_holder(self.name)
+            return msg.reply("vlr.e_chunk", {f"to:{h}": ch.seal_arrays(h, self._e_chunk(h, lo, validation=True))})
+        if msg.meta.get("part", "train") != "train" or st.val_ordered:
+            raise ValueError(f"party {self.name!r}: refusing a masked-feature chunk request for part "
+                             f"{msg.meta.get('part')!r} (field 'part': 'train' before vlr.masked_features, "
+                             "'val' after)")
+        lo = chunk_row(self.name, msg.meta, st.X_int.shape[0], E_CHUNK_ROWS, "training")
         out = {f"to:{q}": ch.seal_arrays(q, self._e_chunk(q, lo)) for q in st.roles.holders_for(self.name)}
         return msg.reply("vlr.e_chunk", out)
 
     def _store_e_chunks(self) -> None:
-        """Holders: place each arrived chunk of a party's E, in order, into the one ring array kept for it."""
-        st = self._st()
-        n = st.X_int.shape[0]
-        for sender in [k[0] for k in st.inbox if k[1] == "E"]:
-            chunk, lo = st.inbox.pop((sender, "E")), int(_take(st.inbox, self.name, sender, "lo")[0])
-            if sender not in st.E:
-                st.E[sender], st.e_next[sender] = np.empty((n, chunk.shape[1]), dtype=np.uint64), 0
-            E = st.E[sender]
-            if lo != st.e_next[sender] or chunk.ndim != 2 or chunk.shape[1] != E.shape[1] or lo + len(chunk) > n:
-                raise ValueError(f"party {self.name!r}: the masked features from {sender!r} arrived out of order "
-                                 "or with the wrong shape")
-            E[lo:lo + len(chunk)] = chunk
-            st.e_next[sender] = lo + len(chunk)
+        """Holders: place each arrived, instance-bound chunk of E (or Ev) in order (`secure_lr_chunks`)."""
+        store_chunks(self.name, self._st())
 
     def _check_splits(self, train_rows: np.ndarray, val_rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Distinct aligned rows, validation disjoint from training (`sampan.vertical.rows.check_splits`)."""
@@ -206,12 +211,11 @@ class SecureLRParty(BatchSteps):
             st.Xv_float = st.Xv_float[order]
         if st.y_val is not None and st.y_val_fixed is not None:
             st.y_val, st.y_val_fixed = st.y_val[order], st.y_val_fixed[order]
+        st.val_ordered = True
         out: dict[str, np.ndarray] = {}
-        if st.shared:
-            h = st.roles.co_holder(self.name)  # the validation pad, in position order as the dealer deals it
-            positions = np.arange(st.Xv_int.shape[0])
-            Ev = st.fixed_rows(positions, validation=True) - st.pad_rows(h, positions, validation=True)
-            out[f"to:{h}"] = self._channels().seal_arrays(h, {"Ev": Ev})
+        if st.shared:  # the first chunk of Ev = Xv - Uv (the validation pad, in position order as the dealer deals
+            h = st.roles.co_holder(self.name)  # it); the rest follow in `vlr.e_chunk` waves with part 'val'
+            out[f"to:{h}"] = self._channels().seal_arrays(h, self._e_chunk(h, 0, validation=True))
         if self.name in st.roles.holders:
             missing = [p for p in st.roles.all if p != self.name and p not in st.E]
             if missing:

@@ -193,6 +193,8 @@ def train_secure_lr(
     for lo in range(E_CHUNK_ROWS, n_train, E_CHUNK_ROWS):  # E = X - U streams in chunks (the first came at setup)
         relay.wave(transport, (relay.request(p, "vlr.e_chunk", meta={"lo": lo}) for p in parties))
     relay.wave(transport, (relay.request(p, "vlr.masked_features") for p in parties))
+    for lo in range(E_CHUNK_ROWS, len(val_rows) if shared else 0, E_CHUNK_ROWS):  # Ev = Xv - Uv streams the same way
+        relay.wave(transport, (relay.request(p, "vlr.e_chunk", meta={"lo": lo, "part": "val"}) for p in parties))
     pending: dict[str, int | None] = {"t": None}  # shared weights: the training batch whose update is pending
     batch = functools.partial(_batch, transport, relay, dealer, roles, shared=shared, pending=pending,
                               columns=columns)

@@ -1,4 +1,4 @@
-"""R15-VLR-2: the masked validation features Ev still travel as one whole-table envelope.
+"""R15-VLR-2 (fixed): the masked validation features Ev travel in chunks, as E does.
 
 Validation of the issue-15 claim ("E streams to Q in sealed chunks of E_CHUNK_ROWS rows ... neither the
 sender, the relay nor the receiver ever holds a whole-table envelope", `secure_lr_encode`, `secure_lr`): with
@@ -8,6 +8,8 @@ matrix, so memory at the sender, relay and receiver is bounded by a chunk. What 
 builds Ev for every validation position at once (`fixed_rows(positions) - pad_rows(positions)`) and seals it
 in one message, so at 10M rows with 20% validation one envelope is 2M x 31 x 8 bytes (~0.5 GB) at each of
 the sender, the relay and the receiver, plus the int64, pad and difference temporaries.
+Fixed: `vlr.masked_features` seals only Ev's first chunk; the rest follow in `vlr.e_chunk` waves with part
+'val' (`secure_lr_chunks`), and the co-holder places them into the one ring array it keeps.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from sampan.wire import Message
 CHUNK = 1000
 
 
-@pytest.mark.xfail(strict=True, reason="R15-VLR-2: Ev (masked validation features) is sealed whole, not in chunks")
 def test_no_envelope_carries_more_than_a_chunk_of_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(party_module, "E_CHUNK_ROWS", CHUNK)
     monkeypatch.setattr(training_module, "E_CHUNK_ROWS", CHUNK)
@@ -45,9 +46,12 @@ def test_no_envelope_carries_more_than_a_chunk_of_rows(monkeypatch: pytest.Monke
     for p in parties.values():
         p.psi.aligned_rows = np.arange(n)
     biggest: dict[str, int] = {}
+    val_waves: list[int] = []
     real_wave = training_module.Relay.wave
 
     def measuring(self: Relay, transport: Transport, messages: Iterable[Message]) -> list[Message]:
+        messages = list(messages)
+        val_waves.extend(m.meta["lo"] for m in messages[:1] if m.kind == "vlr.e_chunk" and m.meta.get("part") == "val")
         replies = real_wave(self, transport, messages)
         for reply in replies:
             for key, arr in reply.arrays.items():
@@ -64,3 +68,5 @@ def test_no_envelope_carries_more_than_a_chunk_of_rows(monkeypatch: pytest.Monke
     chunk_bytes = biggest["vlr.e_chunk"]  # one chunk of E (CHUNK rows x the widest party's columns)
     over = {kind: size for kind, size in biggest.items() if size > 1.5 * chunk_bytes}
     assert not over, f"envelopes bigger than one E chunk ({chunk_bytes} bytes): {over}"
+    assert val_waves == [1000, 2000, 3000]  # Ev's chunks after the first (sealed with vlr.masked_features)
+    assert all(p.lr.part is not None for p in parties.values())  # type: ignore[attr-defined]
