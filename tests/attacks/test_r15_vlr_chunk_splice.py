@@ -1,4 +1,4 @@
-"""R15-VLR-3: a masked-feature chunk of one secure-LR instance is accepted in a later instance of the run.
+"""R15-VLR-3 (fixed): a masked-feature chunk of one secure-LR instance is refused in a later instance of the run.
 
 Attack (curious/malicious coordinator as relay): the coordinator keeps the sealed `vlr.e_chunk` envelope the
 partner sent the bank for rows [1000, 2000) in the first training of a run, and in a second training of the
@@ -10,7 +10,9 @@ checks only the order (`lo` = next row), so it stores rows of X - U_old under th
 names the stale chunk: training runs on those rows with ring-uniform garbage (E does not match the dealer's
 corrections) until the epoch's validation score comes out at +-3e6 or so, and the run fails with "training
 diverged; lower learning_rate or raise l2", blaming the configuration for the coordinator's splice (the
-chunk's provenance is never checked).
+chunk's provenance is never checked). Fixed: every chunk carries, inside the seal, a binding to its instance
+(`secure_lr_chunks`: E to the coordinator's once-per-run nonce, Ev to the final instance); the bank refuses
+the stale chunk at once, naming the coordinator's splice.
 """
 
 from __future__ import annotations
@@ -34,8 +36,6 @@ from sampan.wire import Message
 CHUNK = 1000
 
 
-@pytest.mark.xfail(strict=True, reason="R15-VLR-3: E chunks are not bound to their instance; a stale chunk is "
-                                       "accepted and the run later fails as 'training diverged'")
 def test_a_chunk_from_an_earlier_instance_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(party_module, "E_CHUNK_ROWS", CHUNK)
     monkeypatch.setattr(training_module, "E_CHUNK_ROWS", CHUNK)
@@ -75,6 +75,7 @@ def test_a_chunk_from_an_earlier_instance_is_refused(monkeypatch: pytest.MonkeyP
     splits = Splits(np.arange(n_val, n), np.arange(n_val), np.arange(0))
     config = VerticalLRConfig(epochs=1, batch_size=256, patience=1)
     session.train(splits, config, seed=1)                    # instance 1 (the kept chunk is from here)
-    with pytest.raises(Exception, match="masked features|chunk|instance"):
+    with pytest.raises(Exception, match=r"refusing the masked-feature chunk \(E\) from 'partner' at row 1000: it "
+                                         r"belongs to another secure-LR instance; the coordinator relayed"):
         session.train(splits, config, seed=2)                # instance 2 of the same run, one chunk spliced
     assert spliced == [CHUNK]
