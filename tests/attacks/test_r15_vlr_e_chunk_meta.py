@@ -1,10 +1,11 @@
-"""R15-VLR-4: a malformed `vlr.e_chunk` request gets a raw Python error, and a fractional row is accepted.
+"""R15-VLR-4 (fixed): a malformed `vlr.e_chunk` request is refused naming the field `lo`.
 
 Attack (a faulty or probing coordinator): after a secure-LR setup it asks a party for masked-feature chunks with
 `lo` = "x", None, or 1000.7. Expected: each is refused with a clear error naming the field (`lo`) and the party,
 as `lo` = -1000 is ("refusing a masked-feature chunk at row -1000"). What happens: `int(msg.meta["lo"])` runs
 before any check, so the party answers "invalid literal for int() with base 10: 'x'" or "int() argument must be
 ... not 'NoneType'" (no field named), and 1000.7 is truncated to 1000 and answered with the chunk.
+Fixed: `secure_lr_chunks.chunk_row` takes only an int (not a bool) and names the field otherwise.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from sampan.runtime.federation import build_inprocess_vertical
 from sampan.vertical.session import VerticalSession
 
 
-@pytest.mark.xfail(strict=True, reason="R15-VLR-4: vlr.e_chunk's lo is converted with int() before any check")
 def test_malformed_chunk_rows_are_refused_naming_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(party_module, "E_CHUNK_ROWS", 1000)
     monkeypatch.setattr(training_module, "E_CHUNK_ROWS", 1000)
@@ -46,6 +46,10 @@ def test_malformed_chunk_rows_are_refused_naming_the_field(monkeypatch: pytest.M
     relay.wave(transport, (relay.request(p, "vlr.setup", {
         "train_rows": np.arange(600, n), "val_rows": np.arange(600),
         "dealer_seed": np.frombuffer(dealer.seeds[p], dtype=np.uint8)}, base) for p in roles.all))
-    for lo in ("x", None, 1000.7):
-        with pytest.raises(PartyError, match=r"\blo\b|masked-feature chunk at row"):
+    for lo in ("x", None, 1000.7, True):
+        with pytest.raises(PartyError, match=r"party 'partner'.*field 'lo' must be a whole row number"):
             relay.wave(transport, [relay.request("partner", "vlr.e_chunk", meta={"lo": lo})])
+    with pytest.raises(PartyError, match="masked-feature chunk at row -1000"):
+        relay.wave(transport, [relay.request("partner", "vlr.e_chunk", meta={"lo": -1000})])
+    with pytest.raises(PartyError, match="masked validation chunk before the validation order"):
+        relay.wave(transport, [relay.request("partner", "vlr.e_chunk", meta={"lo": 1000, "part": "val"})])
