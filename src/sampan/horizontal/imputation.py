@@ -50,15 +50,24 @@ def _present(data: PartyData, index: int) -> np.ndarray:
     return x[~np.isnan(x)].astype(np.float64, copy=False)
 
 
+def _range(data: PartyData, index: int) -> tuple[float, float]:
+    """One column's (min, max) over its present cells, (NaN, NaN) when it has none, read in place: NaN-skipping
+    reductions over the strided column, no copy (review R15-HLR-5: the ranges of every asked column once held a
+    float64 copy of each, all alive together). A float32 value widens to float64 exactly, so the figures are
+    those of the float64 copy's min and max."""
+    x = data.X[:, index]
+    if not x.size:
+        return np.nan, np.nan
+    return float(np.fmin.reduce(x)), float(np.fmax.reduce(x))  # NaN only where every cell is missing
+
+
 def impute_statistics(data: PartyData, msg: Message) -> Message:
     """Exact `impute_stats` reply over the party's training rows (see the module docstring), for a request its
     own schema admits (`checked_columns` / `checked_ranges`: refused naming the column otherwise)."""
     if "ranges" in msg.meta:
         cols = checked_ranges(data.party, msg.meta, data.missing_columns)
-        present = [_present(data, c.index) for c in cols]
-        low = np.array([float(x.min()) if x.size else np.nan for x in present])
-        high = np.array([float(x.max()) if x.size else np.nan for x in present])
-        return msg.reply(IMPUTE_KIND, arrays={"low": low, "high": high})
+        low, high = np.array([_range(data, c.index) for c in cols], dtype=np.float64).reshape(len(cols), 2).T
+        return msg.reply(IMPUTE_KIND, arrays={"low": low.copy(), "high": high.copy()})
     count, sums, hist = [], [], []
     for c in checked_columns(data.party, msg.meta, data.missing_columns):
         x = _present(data, int(c["index"]))
