@@ -97,10 +97,15 @@ class TreeShape:
         self.nodes, self.split = 1, set()
 
     def check_nodes(self, party: str, nodes: Sequence[int]) -> None:
-        """A histogram request names nodes of the current tree."""
+        """A histogram request names distinct nodes of the current tree. Repeats are refused with or without DP
+        (review R15-GBDT-3): the level pass gathers each named node's rows, so a node named K times cost K times
+        its rows and partials, and a request of a few KB could exhaust the bank's memory."""
         if not self.nodes or any(not 0 <= n < self.nodes for n in nodes):
-            raise GBDTRequestRefused(f"bank {party!r} refuses histograms of nodes {list(nodes)}: the tree has "
+            raise GBDTRequestRefused(f"bank {party!r} refuses histograms of nodes {list(nodes)[:20]}: the tree has "
                                      f"{self.nodes} nodes")
+        if len(set(nodes)) != len(nodes):
+            raise GBDTRequestRefused(f"bank {party!r} refuses hgb.hist: field 'nodes' names a node more than once "
+                                     "(each node's histogram is asked for once)")
 
     def check_splits(self, party: str, rows: Any, slots: Sequence[FeatureSlot]) -> list[tuple[int, int, int, int, int,
                                                                                               bool]]:

@@ -1,4 +1,4 @@
-"""R15-GBDT-3: a coordinator's `hgb.hist` naming one node many times makes the bank's memory grow ~quadratically.
+"""R15-GBDT-3 (fixed): a coordinator's `hgb.hist` naming one node many times made the bank's memory grow ~K^2.
 
 Attack (malicious coordinator, horizontal GBDT without DP): after `hgb.setup`, send `hgb.hist` with `nodes` = the
 root repeated K times (an 8*K-byte array). `TreeShape.check_nodes` only checks each node id is in the tree (the DP
@@ -8,7 +8,8 @@ mod refuses repeats, the plain path does not). Before issue 15 the bank looped n
 partial is (K, 2, bins) float64, held for every block before the reduce: 1.8 MB at K = 1, 51 MB at K = 100,
 361 MB at K = 400 on a 20,000-row bank; a bank of 1M rows is killed by a request of a few KB. Safe behaviour:
 a histogram request with a repeated node is refused with a clear error (as under DP), or each distinct node is
-summed once, so the bank's memory does not depend on K.
+summed once, so the bank's memory does not depend on K. Now `TreeShape.check_nodes` refuses a repeated node with or
+without DP, naming the field, before any row is read (and the totals-only request too).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from sampan.privacy.party_policy import PartyPrivacyPolicy
 from sampan.wire import Message
 
 
-def _hist_peak(repeats: int) -> tuple[bool, int]:
+def _hist_peak(repeats: int, totals: bool = False) -> tuple[Message, int]:
     rng = np.random.default_rng(0)
     n, d = 20_000, 10
     X, y = rng.normal(size=(n, d)), (rng.random(n) < 0.4).astype(np.int8)
@@ -40,15 +41,18 @@ def _hist_peak(repeats: int) -> tuple[bool, int]:
     tracemalloc.start()
     try:
         reply = app.handle(Message("run", 2, "coordinator", "bank", "hgb.hist",
-                                   {"nodes": np.zeros(repeats, dtype=np.int64)}, {"new_tree": True}))
-        return reply.is_error, tracemalloc.get_traced_memory()[1]
+                                   {"nodes": np.zeros(repeats, dtype=np.int64)},
+                                   {"new_tree": True, "totals": totals}))
+        return reply, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="R15-GBDT-3: hgb.hist with the root repeated K times: bank memory grows ~K^2 "
-                                       "(rows and per-block partials per repeat), was flat before level_histograms")
-def test_repeated_nodes_are_refused_or_cost_no_more_than_one() -> None:
-    _, once = _hist_peak(1)
-    refused, many = _hist_peak(100)
-    assert refused or many < 4 * once, f"peak {once / 1e6:.1f} MB for the root once, {many / 1e6:.1f} MB for it 100x"
+@pytest.mark.parametrize("totals", [False, True], ids=["histograms", "totals"])
+def test_repeated_nodes_are_refused_naming_the_field_and_cost_no_more_than_one(totals: bool) -> None:
+    ok, once = _hist_peak(1, totals)
+    assert not ok.is_error
+    refused, many = _hist_peak(100, totals)
+    assert refused.is_error and refused.meta["error_type"] == "GBDTRequestRefused"
+    assert "'nodes'" in refused.meta["error"] and "more than once" in refused.meta["error"]
+    assert many < 4 * once, f"peak {once / 1e6:.1f} MB for the root once, {many / 1e6:.1f} MB for it 100x"
