@@ -3,7 +3,9 @@
 `load_source` reads any `TableSource` (Parquet/CSV files, folders, globs: `sampan.data.sources`; a SQL
 query: `sampan.data.sql_source`) as Arrow record batches, checks each batch with vectorised code
 (`_arrow_checks`), and writes it straight into the party's final arrays: X in float64 (the default, so
-results do not move) or float32 (half the memory), y as int8, ids as Arrow text until the end. Peak memory
+results do not move) or float32 (half the memory: values round to 24 bits, so integers above 2**24 lose
+their last digits, tiny values flush to 0, and a finite value beyond float32's range is refused naming its
+column, never stored as an infinity), y as int8, ids as Arrow text until the end. Peak memory
 is the result plus about one batch: Parquet footers give the row count up front; for CSV and SQL the
 arrays grow in place (`ndarray.resize`, a realloc) from an estimate, and are trimmed once at the end.
 
@@ -29,6 +31,7 @@ from sampan.data.table import DataValidationError, PartyData, TableSchema
 __all__ = ["BATCH_ROWS", "load_source", "raise_problems", "layout_problems"]
 
 BATCH_ROWS = 1 << 16  # rows per validated batch: ~16 MB of float64 at 30 columns
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def raise_problems(problems: list[Problem], party: str, path: str | None) -> None:
@@ -69,8 +72,9 @@ def text_columns(schema: TableSchema) -> list[str]:
 class _Checks:
     """Every column's checks for one table, with their tallies over all batches."""
 
-    def __init__(self, schema: TableSchema) -> None:
+    def __init__(self, schema: TableSchema, dtype: np.dtype = np.dtype(np.float64)) -> None:
         self.schema = schema
+        self.narrow = dtype == np.dtype(np.float32)  # finite values beyond float32's range are refused
         self.tallies: dict[str, dict[str, ac.Tally]] = {}
         self.unknown: dict[str, dict[str, int]] = {}
         self.id_chunks: list[pa.Array] = []
@@ -82,6 +86,8 @@ class _Checks:
             kinds = {"category": ("missing", "unknown"), "bool": ("missing", "bad")}.get(
                 spec.kind, ("missing", "bad", "fraction"))
             self.tallies[spec.name] = {k: ac.Tally() for k in kinds}
+            if self.narrow and spec.kind in ("float", "int"):
+                self.tallies[spec.name]["wide"] = ac.Tally()
             self.unknown[spec.name] = {}
 
     def batch(self, rb: pa.RecordBatch, offset: int, X: np.ndarray, y: np.ndarray | None,
@@ -117,6 +123,10 @@ class _Checks:
                     values = ac.check_binary(a, *ac.BOOL_SETS, offset, tallies)
                 else:
                     values = ac.check_numeric(a, spec.kind, offset, tallies)
+                    if self.narrow:  # float32 would store them as +-inf (review R15-DATA-3): refused below
+                        wide = np.abs(np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)) > FLOAT32_MAX
+                        tallies["wide"].add(wide, offset)
+                        values = np.where(wide, np.nan, values)
                 X[:, j] = values
                 if spec.policy == "indicator":
                     X[:, j + 1] = np.isnan(values)
@@ -164,6 +174,11 @@ class _Checks:
                                                    f"{plural(bad.count, 'non-numeric value')} ({bad.rows}; e.g. "
                                                    f"{bad.examples}); if they mark missing values, "
                                                    f"{ac.HOW_TO_FIX}"))
+            wide = t.get("wide")
+            if wide is not None and wide.count:
+                out.append(Problem(col, wide.count, f"column '{col}' has {plural(wide.count, 'value')} beyond "
+                                                    f"float32's range (|x| > 3.4e38; {wide.rows}); load the "
+                                                    "table as float64 (dtype = \"float64\")"))
             frac = t.get("fraction")
             if frac is not None and frac.count:
                 out.append(Problem(col, frac.count, f"column '{col}' is declared int but has "
@@ -240,7 +255,7 @@ def _slices(rb: pa.RecordBatch, rows: int) -> Iterator[pa.RecordBatch]:
 
 def _load(source: TableSource, schema: TableSchema, party: str, dtype: np.dtype, batch_rows: int,
           all_text: bool) -> PartyData:
-    checks = _Checks(schema)
+    checks = _Checks(schema, dtype)
     out = _Rows(schema.width, dtype, schema.label_column is not None)
     hint = source.row_hint(None)
     if hint is not None:
