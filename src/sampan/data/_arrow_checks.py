@@ -114,8 +114,10 @@ def _np_bool(a: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def _floats(arr: pa.Array) -> np.ndarray:
-    """A numeric (or boolean) column as float64, NaN where null."""
-    return np.asarray(arr.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    """A numeric (or boolean) column as float64, NaN where null. Integers beyond 2**53 (nanosecond times,
+    BIGINT keys) round to the nearest float64, as the whole-table path reads them: an unsafe cast, since the
+    safe one raises a bare `ArrowInvalid` quoting the cell (review R15-DATA-4)."""
+    return np.asarray(arr.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 def apply_markers(arr: pa.Array, markers: Iterable[str] | None, numeric: bool = False) -> pa.Array:
