@@ -19,7 +19,8 @@ import pytest
 
 from sampan.deploy.allow import AllowSection, JobRefused, check_job, job_description
 
-ALLOW = AllowSection(partners=["bank"], label_holders=["bank"])  # a partner that lists its bank, nothing about PSI
+# a partner that lists its bank, nothing about PSI
+ALLOW = AllowSection.model_validate({"partners": ["bank"], "label_holders": ["bank"]})
 COLUMNS = [f"c{j}" for j in range(4)]
 
 
