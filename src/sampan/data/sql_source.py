@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Collection, Iterator
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
 
+from sampan.data._columns import _as_text
 from sampan.data.sources import SourcePart
 from sampan.data.table import DataValidationError
 
@@ -37,12 +39,20 @@ def _driver_url(url: str) -> str:
     return url
 
 
+def _text(v: Any) -> str | None:
+    """A cell's canonical text, as a typed chunk of it would give (`_arrow_checks.canonical_text`: 7.0 -> "7",
+    a decimal as its float): an id's text must not depend on which rows share its chunk (review R15-DATA-9)."""
+    if v is None:
+        return None
+    return _as_text(float(v) if isinstance(v, Decimal) else v)
+
+
 def _column(values: tuple[Any, ...]) -> pa.Array:
-    """One chunk's column as Arrow; a column of mixed Python types (SQLite allows it) as text."""
+    """One chunk's column as Arrow; a column of mixed Python types (SQLite allows it) as canonical text."""
     try:
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+        return pa.array([_text(v) for v in values], type=pa.string())
 
 
 class SqlSource:
