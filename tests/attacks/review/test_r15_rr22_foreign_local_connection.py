@@ -7,7 +7,11 @@ an RR22 session runs (the port is findable: ``ss -ltn`` lists it; it is open for
 party's channel key, into a fresh connection to the PEER's spu link. So an unprivileged local process speaks to
 the partner's brpc link as if it were this party's spu worker (inject or race link messages; with spu's
 semi-honest RR22 a deviating "party" is outside its security), and it reads what the peer's spu answers on that
-connection. "Nothing listens beyond 127.0.0.1" does not keep out other users of the same host.
+connection. "Nothing listens beyond 127.0.0.1" does not keep out other users of the same host, and
+docs/deploy.md:108 ("no new port opens") is not so: two loopback ports open per session, this listener and
+spu's own brpc port (which likewise accepts any local process; its brpc built-in HTTP pages are off: held).
+Related: the spu port is picked by `_free_port` (bind, close, hand the number to the worker seconds later), so
+a local process that binds that number first receives the connections the tunnel dials for the peer's spu.
 
 Expected safe behaviour: the tunnel relays only connections from the party's own spu worker (e.g. check the
 peer process with SO_PEERCRED against the worker's pid/uid, or use a Unix socket in the 0700 dir), and refuses
