@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sampan.core.party import PartyApp
+from sampan.horizontal.party_rows import block_scores
 from sampan.metrics import ScoreHistogram
 from sampan.metrics.groups import disparity, group_table
 from sampan.metrics.histogram import DP_BINS
@@ -161,8 +162,10 @@ def _handler(party: HorizontalParty) -> Any:
         if not len(data):
             raise ValueError(f"party {party.name!r} has no holdout rows to evaluate groups on")
         assert data.y is not None
-        X = party._scaled.get("test", data.X, msg.arrays)
-        p = party._model(msg.meta["model"]).predict_proba(msg.arrays["params"], X)
+        # scored per row block, as `evaluate` does: only the scores vector is whole (review R15-HLR-2: the whole
+        # holdout used to be standardised into one float64 matrix first)
+        rows = party._scaled.rows("test", data.X, msg.arrays)
+        p = block_scores(rows, party._model(msg.meta["model"]), msg.arrays["params"])
         pos, neg = group_counts(data.X, names, data.y, p, msg.meta["groups"])
         return msg.reply("group_evaluation", arrays={"pos": pos, "neg": neg}, meta={})
     return handle

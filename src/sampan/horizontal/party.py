@@ -155,10 +155,6 @@ class _ScaledCache:
             self._rows[name] = ScaledRows(X, arrays, self.columns)
         return self._rows[name]
 
-    def get(self, name: str, X: np.ndarray, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
-        """A whole filled, standardised float64 copy (for callers that need a matrix, e.g. group evaluation)."""
-        return self.rows(name, X, arrays)[:]
-
 
 def _compose(mods: list[Mod], handler: Handler) -> Handler:
     call = handler
