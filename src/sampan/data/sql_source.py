@@ -2,7 +2,10 @@
 
 The query runs on a server-side cursor (`stream_results`) and comes back ``chunk_rows`` rows at a time, so a
 bank's table never sits whole in the party's memory before validation. SQLAlchemy is imported here only,
-when a SQL source is opened. The URL may carry a password, so errors name it with the password hidden.
+when a SQL source is opened. The URL may carry a password, so errors name it with the password hidden
+(`redacted_url`: parsed by SQLAlchemy, password and password-like query parameters as ``***``; a URL that
+does not parse is never echoed) and a driver's message is scrubbed of the password before it is quoted. A
+password holding an unescaped '@' is refused before connecting (SQLAlchemy would take its tail for the host).
 """
 
 from __future__ import annotations
@@ -18,17 +21,51 @@ from sampan.data._columns import _as_text
 from sampan.data.sources import SourcePart
 from sampan.data.table import DataValidationError
 
-__all__ = ["SqlSource", "redacted_url"]
+__all__ = ["UNPARSEABLE", "SqlSource", "redacted_url"]
+
+
+UNPARSEABLE = "(a database URL that does not parse; expected dialect+driver://user:password@host/database)"
+_SECRET_PARAMS = ("pass", "pwd", "secret", "token", "key")  # query parameters whose values are hidden
+
+
+def _ambiguous(url: str) -> bool:
+    """More than one '@' before the query: a password with an unescaped '@', which SQLAlchemy cuts at the
+    first one, taking the rest of the password for the host (review R15-DATA-6)."""
+    return url.partition("://")[2].partition("?")[0].count("@") > 1
 
 
 def redacted_url(url: str) -> str:
-    """The URL with its password as ``***`` (safe for logs and error messages)."""
+    """The URL with its password (and any password-like query parameter) as ``***``, safe for logs and
+    error messages; never the raw URL: one that does not parse is named only as such."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme or not all(ch.isalnum() or ch in "+_" for ch in scheme):
+        return UNPARSEABLE
+    if _ambiguous(url):  # everything before the last '@' may be password
+        return f"{scheme}://***@{rest.partition('?')[0].rpartition('@')[2]}"
     try:
         from sqlalchemy.engine import make_url
 
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        hidden = {k: "***" for k in parsed.query if any(word in k.lower() for word in _SECRET_PARAMS)}
+        return parsed.update_query_dict(hidden).render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
     except Exception:  # noqa: BLE001 - an unparseable URL: show only its scheme
-        return url.split("://", 1)[0] + "://..."
+        return scheme + "://..."
+
+
+def _secrets(url: str) -> list[str]:
+    """The texts an error message must not quote: the URL, its password (raw and decoded), secret params."""
+    out = [url]
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+        out += [str(parsed.password or "")] + [str(v) for k, v in parsed.query.items()
+                                                if any(word in k.lower() for word in _SECRET_PARAMS)]
+    except Exception:  # noqa: BLE001 - nothing parsed: the raw URL alone is scrubbed
+        pass
+    userinfo = url.partition("://")[2].partition("?")[0].rpartition("@")[0]
+    out.append(userinfo.partition(":")[2])
+    return sorted({t for t in out if t}, key=len, reverse=True)
 
 
 def _driver_url(url: str) -> str:
@@ -70,10 +107,15 @@ class SqlSource:
         from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
         def fail(exc: Exception) -> DataValidationError:
-            detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            detail = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
+            for secret in _secrets(self.url):
+                detail = detail.replace(secret, "***")
             return DataValidationError(f"cannot run the SQL query: {type(exc).__name__}: {detail}",
                                        party=party, path=self.label)
 
+        if _ambiguous(self.url):
+            raise DataValidationError("the database URL holds more than one '@' before its query; percent-encode "
+                                      "an '@' in the user or password as %40", party=party, path=self.label)
         try:
             engine = create_engine(_driver_url(self.url))
         except (ArgumentError, SQLAlchemyError, ImportError, ValueError) as exc:
