@@ -122,7 +122,8 @@ class VerticalParty:
                                       self._channels, ids=data.ids, X_full=trees_X, aligned_rows=self._aligned_rows,
                                       y_full=data.y, policy=self.policy, run_rows=self.run_rows)
         self.woe = VerticalWoeParty(self.name, self._aligned_raw_X, self._aligned_y, list(data.feature_names),
-                                    self._channels, policy=self.policy, run_rows=self.run_rows)
+                                    self._channels, policy=self.policy, run_rows=self.run_rows,
+                                    table=self._aligned_table)
         self.use_woe = False
         self.scorecard_monotone = True  # monotone WOE bins and the sign rule (`scorecard_rules`)
         # the WOE/raw choice of the open secure-LR instance, fixed at its vlr.setup (review R12-VER-3); None: none open
@@ -260,10 +261,15 @@ class VerticalParty:
 
     def _aligned_raw_X(self, X: np.ndarray | None = None) -> np.ndarray:
         """The aligned rows of ``X`` (default: the table; GBDT passes its view with NaN in native columns)."""
+        table, rows = self._aligned_table()
+        return (table if X is None else X)[rows]
+
+    def _aligned_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """The table and its aligned row numbers, for protocols that read the aligned rows in place (no copy)."""
         rows = self.psi.aligned_rows
         if rows is None:
             raise ValueError(f"party {self.name!r}: no aligned rows; run PSI alignment first")
-        return (self.data.X if X is None else X)[rows]
+        return self.data.X, rows
 
     def _aligned_X(self) -> np.ndarray:
         """The model's view of the aligned rows: WOE-coded selected columns while a scorecard trains."""

@@ -10,8 +10,9 @@ partner can transform its columns for the scorecard's logistic regression.
 
 This module holds the parties' handlers; the coordinator's driver is `sampan.vertical.woe_coordinator` and the
 receipt tables `sampan.vertical.woe_views` (both re-exported here). Each party bins its columns once into a uint8
-matrix, block by block (`sampan.models.gbdt_hist.bin_matrix`), and counts per bin from it: no float64 copy of
-the training rows, no n x features int64 index.
+matrix, block by block (`sampan.models.gbdt_hist.bin_matrix`) from its table read in place at the aligned
+training rows (as vertical GBDT), and counts per bin from it: no float copy of the aligned or training rows, no
+n x features int64 index.
 
 What each role learns (also in the run receipt: REVEALS, and field by field VIEWS):
 
@@ -95,9 +96,11 @@ class WoeOutcome:
 class VerticalWoeParty:
     def __init__(self, name: str, X_aligned: Callable[[], np.ndarray], y_aligned: Callable[[], np.ndarray | None],
                  feature_names: list[str], channels: Callable[[], SealedChannels],
-                 policy: PartyPrivacyPolicy | None = None, run_rows: Callable[[str], RunRows] | None = None) -> None:
+                 policy: PartyPrivacyPolicy | None = None, run_rows: Callable[[str], RunRows] | None = None,
+                 table: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None) -> None:
         self._run_rows = run_rows or per_run(name)  # the run's row rules, shared with the party's other protocols
         self.name, self._X, self._y = name, X_aligned, y_aligned
+        self._table = table  # the party's table and its aligned rows: setup bins in place (review R15-GBDT-2)
         self.feature_names, self._channels = feature_names, channels
         self.policy = policy or PartyPrivacyPolicy()  # min noise, DP required or not, this party's own ledger
         self._account = HistogramAccount()          # this party's WOE releases over the whole run
@@ -112,13 +115,16 @@ class VerticalWoeParty:
                 "woe.apply": self.apply}
 
     def setup(self, msg: Message) -> Message:
-        X_all = self._X()
-        train, _ = check_splits(self.name, msg.arrays["train_rows"], np.zeros(0, dtype=np.int64), len(X_all))
+        # the table read in place at the aligned rows (review R15-GBDT-2: no float copy of every aligned row)
+        X, at = self._table() if self._table is not None else (self._X(), None)
+        n = len(X) if at is None else len(at)
+        train, _ = check_splits(self.name, msg.arrays["train_rows"], np.zeros(0, dtype=np.int64), n)
         bank = self._channels().require_role(str(msg.meta["bank"]), "label_holder", "woe.setup")
         self._run_rows(msg.run_id).bind_train("woe.setup", train)  # beta once per run, for one row set
+        rows = train if at is None else np.asarray(at, dtype=np.int64)[train]  # rows of X itself
         # one column at a time, then binned block by block: no float64 copy of the training rows (issue 15)
-        edges = [quantile_bin_edges(X_all[train, j], int(msg.meta["fine_bins"])) for j in range(X_all.shape[1])]
-        bins = bin_matrix(X_all, edges, rows=train)
+        edges = [quantile_bin_edges(X[rows, j], int(msg.meta["fine_bins"])) for j in range(X.shape[1])]
+        bins = bin_matrix(X, edges, rows=rows)
         slots = make_slots(self.name, self.feature_names, edges)
         self._state = {"edges": edges, "bins": bins, "slots": slots, "train": train,
                        "dealer": DealerStream(bytes(msg.arrays["dealer_seed"])),
