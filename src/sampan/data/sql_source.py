@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from sampan.data._columns import _as_text
-from sampan.data.sources import SourcePart
+from sampan.data.sources import SourcePart, _repeated
 from sampan.data.table import DataValidationError
 
 __all__ = ["UNPARSEABLE", "SqlSource", "redacted_url"]
@@ -128,6 +128,7 @@ class SqlSource:
                 except SQLAlchemyError as exc:
                     raise fail(exc) from None
                 names = list(result.keys())
+                _repeated(names, party, self.label)  # `SELECT a.x, b.x`: the files' clear header error (R15-DATA-8)
 
                 def batches() -> Iterator[pa.RecordBatch]:
                     try:

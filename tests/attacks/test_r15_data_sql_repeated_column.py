@@ -1,12 +1,11 @@
-"""R15-DATA-8: a SQL query returning a column name twice ends in a bare `KeyError`, not a clear error.
+"""R15-DATA-8 (fixed): a SQL query returning a column name twice ends in a bare `KeyError`, not a clear error.
 
 Validation: a file whose header repeats a column gets `DataValidationError` "column 'x' appears more than once
 in the header" (party, file, column). A bank's `[data.<name>] sql` easily returns a name twice (`SELECT id, x,
 t.x FROM ... JOIN ...`, `SELECT *` over a join). Safe behaviour: the same clear error, naming the party, the
-source and the column. What happens: `SqlSource.parts` never runs the repeated-name check the file sources
-run (`sources._repeated`), the layout check passes (every declared name is there), and
-`stream._Checks.batch` calls `rb.column("x")`, which raises `KeyError: 'Field "x" exists 2 times in schema'`
-out of `load_source` (and through the party agent as a bare error with no party or source).
+source and the column. It happened: `SqlSource.parts` never ran the repeated-name check the file sources
+run (`sources._repeated`), and `stream._Checks.batch` raised `KeyError: 'Field "x" exists 2 times in schema'`
+out of `load_source`. Now the SQL source runs the same check on the result's column names.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from sampan.data.sql_source import SqlSource
 from sampan.data.stream import load_source
 
 
-@pytest.mark.xfail(strict=True, reason="R15-DATA-8: a repeated column name in a SQL result raises a bare KeyError")
 def test_repeated_sql_column_is_a_clear_error(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'bank.db'}"
     engine = sa.create_engine(url)
@@ -35,3 +33,4 @@ def test_repeated_sql_column_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DataValidationError) as info:
         load_source(source, TableSchema(id="id", features=[{"name": "x"}]), "bank")
     assert info.value.column == "x" and "more than once" in str(info.value)
+    assert info.value.party == "bank" and info.value.path == "[data.loans] sql"
