@@ -27,7 +27,8 @@ import pyarrow.parquet as pq
 
 from sampan.data.table import DataValidationError
 
-__all__ = ["CsvSource", "ParquetSource", "Retype", "SourcePart", "TableFormat", "TableSource", "open_source"]
+__all__ = ["CsvSource", "ParquetSource", "Retype", "SourcePart", "Stamp", "TableFormat", "TableSource", "open_source",
+           "stamp"]
 
 TableFormat = Literal["csv", "parquet"]
 SUFFIXES: dict[str, TableFormat] = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -96,6 +97,28 @@ def _files(path: Path, party: str, format: TableFormat | None) -> tuple[list[Pat
     fmt = formats.pop()
     assert fmt is not None
     return files, fmt
+
+
+Stamp = tuple[tuple[str, int, int], ...]
+
+
+def stamp(path: str | Path) -> Stamp | None:
+    """Every file a path stands for (the file, a folder's files, a glob's matches) as (name, mtime, size):
+    a holder of the loaded table compares stamps to see that a part file was replaced, added or removed
+    (review R15-DATA-5); None when the path cannot be listed."""
+    p = Path(path)
+    try:
+        if p.exists():
+            files = sorted(f for f in p.iterdir() if f.is_file()) if p.is_dir() else [p]
+        else:
+            files = [Path(f) for f in sorted(glob.glob(str(p))) if os.path.isfile(f)]
+        out = []
+        for f in files:
+            info = f.stat()
+            out.append((str(f), info.st_mtime_ns, info.st_size))
+    except OSError:
+        return None
+    return tuple(out)
 
 
 def _repeated(names: list[str], party: str, path: str) -> None:

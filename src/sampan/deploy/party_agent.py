@@ -49,6 +49,8 @@ from sampan.config import ConfigError
 from sampan.core.capability import PartySetup
 from sampan.core.party import PartyApp
 from sampan.data import PartyData, load_table
+from sampan.data.sources import Stamp
+from sampan.data.sources import stamp as source_stamp
 from sampan.data.sql_source import SqlSource
 from sampan.data.stream import load_source
 from sampan.deploy.agent_consent import ConsentDesk
@@ -93,7 +95,7 @@ class PartyAgent:
         self.config = config
         self.name = config.party.name
         self._tables: dict[str, PartyData] = {}
-        self._stamps: dict[str, tuple[int, int] | None] = {}  # each table file's (mtime, size) when it was read
+        self._stamps: dict[str, Stamp | None] = {}  # each table's files (name, mtime, size) when it was read
         self._runs: OrderedDict[str, _RunContext] = OrderedDict()
         self._seen: dict[str, int] = {}
         fault, pause = os.environ.get(FAULT_PARTY_ENV, ""), os.environ.get(PAUSE_PARTY_ENV, "")
@@ -415,14 +417,11 @@ class PartyAgent:
             self.engine = LocalEngine()
 
 
-def _stamp(path: str) -> tuple[int, int] | None:
-    """A file's (mtime, size): a job opened after the party replaced its table reads the new one (a scoring or
-    serving job then answers from the party's current features); None for a folder or an unreadable path."""
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return (info.st_mtime_ns, info.st_size) if os.path.isfile(path) else None
+def _stamp(path: str) -> Stamp | None:
+    """Every file of a table's path (a file, a folder's files, a glob's matches) as (name, mtime, size): a job
+    opened after the party replaced, added or removed a file reads the table anew (a scoring or serving job
+    then answers from the party's current features; an erased customer is gone: review R15-DATA-5)."""
+    return source_stamp(path)
 
 
 def _path(value: str | None) -> Any:
