@@ -32,11 +32,12 @@ from sampan.core.party import Handler, PartyApp
 from sampan.core.seeds import derive_seed
 from sampan.core.transport import exchange_settled
 from sampan.errors import PartyError
+from sampan.horizontal.party_rows import block_scores
 from sampan.horizontal.secure_rounds import COORDINATOR
 from sampan.metrics import ScoreHistogram
 from sampan.metrics.histogram import DP_BINS
 from sampan.models import Model, model_from_config
-from sampan.models.local_training import TrainConfig, checked_train_config, train
+from sampan.models.local_training import Rows, TrainConfig, checked_train_config, train
 from sampan.privacy.dpsgd import DPSGDConfig, planned_steps
 from sampan.privacy.ledger import BudgetExceeded, PrivacyEvent
 from sampan.privacy.local_comparison_mod import local_comparison_mod
@@ -51,11 +52,12 @@ __all__ = ["BANK_ALONE", "BANK_ALONE_REPLY", "bank_alone_handler", "compare_bank
 
 BANK_ALONE = "bank_alone"
 BANK_ALONE_REPLY = "bank_alone_result"
-# trainer(model, start, X, y, cfg, seed) -> local-only parameters (plain SGD here; DP-SGD in the mod)
-Trainer = Callable[[Model, np.ndarray, np.ndarray, np.ndarray, TrainConfig, int], np.ndarray]
+# trainer(model, start, X, y, cfg, seed) -> local-only parameters (plain SGD here; DP-SGD in the mod); X is the
+# party's `ScaledRows` (rows filled and standardised on access), never a whole standardised copy
+Trainer = Callable[[Model, np.ndarray, Rows, np.ndarray, TrainConfig, int], np.ndarray]
 
 
-def plain_trainer(model: Model, start: np.ndarray, X: np.ndarray, y: np.ndarray, cfg: TrainConfig,
+def plain_trainer(model: Model, start: np.ndarray, X: Rows, y: np.ndarray, cfg: TrainConfig,
                   seed: int) -> np.ndarray:
     """The bank's local-only training without DP: the run's local optimiser on its own rows."""
     return train(model, start, X, y, cfg, np.random.default_rng(seed)).params
@@ -64,9 +66,6 @@ def plain_trainer(model: Model, start: np.ndarray, X: np.ndarray, y: np.ndarray,
 def compare_with(party: HorizontalParty, msg: Message, trainer: Trainer) -> Message:
     """Train the local-only model with ``trainer``; both models' holdout histograms by label (at most `DP_BINS`
     bins, sums at bin midpoints: every field a function of the label counts, no holdout score leaves)."""
-    from sampan.horizontal.imputation import imputed
-    from sampan.horizontal.party import standardize  # the party module imports nothing from here
-
     if len(party.test_data) == 0:
         raise ValueError(f"party {party.name!r} has no holdout rows to compare a local-only model on")
     bins = msg.meta.get("bins", DP_BINS)
@@ -83,15 +82,17 @@ def compare_with(party: HorizontalParty, msg: Message, trainer: Trainer) -> Mess
         raise ValueError(f"party {party.name!r} has {width} features but the model expects {expected}")
     cfg = checked_train_config(msg.meta["train"])
     seed = int(msg.meta["seed"])
-    columns = party.train_data.missing_columns  # missing cells: the run's agreed fill values (`arrays.impute`)
-    X_train = standardize(imputed(party.train_data.X, msg.arrays, columns), msg.arrays)
-    X_test = standardize(imputed(party.test_data.X, msg.arrays, columns), msg.arrays)
+    # the rows as the model sees them (the run's agreed fill values, `arrays.impute`, and scaler), computed per
+    # minibatch chunk and per row block, never as whole standardised copies (review R15-HLR-1); the same rows
+    # `fit` and `evaluate` read, checked the same way (scaler, unfilled NaN)
+    X_train = party._scaled.rows("train", party.train_data.X, msg.arrays)
+    X_test = party._scaled.rows("test", party.test_data.X, msg.arrays)
     y_train, y_test = party.train_data.y, party.test_data.y
     assert y_train is not None and y_test is not None
     local = trainer(model, model.init_params(np.random.default_rng(seed)), X_train, y_train, cfg, seed)
     arrays: dict[str, np.ndarray] = {}
     for name, params in (("local", local), ("consortium", consortium)):
-        histogram = ScoreHistogram.from_scores(y_test, model.predict_proba(params, X_test), bins).centred()
+        histogram = ScoreHistogram.from_scores(y_test, block_scores(X_test, model, params), bins).centred()
         arrays.update({f"{name}.{k}": v for k, v in histogram.to_arrays().items()})
     return msg.reply(BANK_ALONE_REPLY, arrays=arrays, meta={"n": len(y_test)})
 

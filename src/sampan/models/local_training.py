@@ -187,6 +187,7 @@ def train(
                 optimizer.step(params, grad)
                 epoch_loss += loss
                 batches += 1
+            del Xs, ys  # freed before the next chunk is gathered: one chunk alive, not two (review R15-HLR-1)
         epoch_loss /= batches
         steps += batches
         examples += len(order)
