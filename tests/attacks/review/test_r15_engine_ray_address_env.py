@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -34,7 +35,7 @@ engine.close()
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, raises=AssertionError,
                    reason="R15-ENGINE-6: RAY_ADDRESS in the environment overrides [compute] (unchecked address)")
-def test_a_local_engine_does_not_dial_the_address_in_the_environment() -> None:
+def test_a_local_engine_does_not_dial_the_address_in_the_environment(tmp_path: Path) -> None:
     pytest.importorskip("ray")
     foreign = socket.socket()
     foreign.bind(("127.0.0.1", 0))
@@ -60,6 +61,7 @@ def test_a_local_engine_does_not_dial_the_address_in_the_environment() -> None:
     threading.Thread(target=accept, daemon=True).start()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env["RAY_ADDRESS"] = f"ray://127.0.0.1:{foreign.getsockname()[1]}"
+    env["TMPDIR"] = str(tmp_path)  # the killed party's engine folders land here (R15-ENGINE-7)
     party = subprocess.Popen([sys.executable, "-c", PARTY], env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     try:
