@@ -63,7 +63,7 @@ def test_runtime_env_agent_refuses_a_client_without_the_engine_certificate(tmp_p
         token_file = home / ".ray" / "auth_token"
         # what any local user may read (0644 in a 0755 folder): the attacker holds no engine certificate
         token = token_file.read_text().strip() if token_file.exists() else ""
-        request = pb.GetOrCreateRuntimeEnvRequest()
+        request = pb.GetOrCreateRuntimeEnvRequest()  # type: ignore[attr-defined]
         payload = f"import os; open({str(marker)!r}, 'w').write('ran as ' + str(os.getuid()))"
         request.serialized_runtime_env = json.dumps({f"x\n{payload}\n": 1})
         request.runtime_env_config.log_files.append(str(site_dir / "evil.pth"))
