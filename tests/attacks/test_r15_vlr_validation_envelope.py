@@ -69,4 +69,4 @@ def test_no_envelope_carries_more_than_a_chunk_of_rows(monkeypatch: pytest.Monke
     over = {kind: size for kind, size in biggest.items() if size > 1.5 * chunk_bytes}
     assert not over, f"envelopes bigger than one E chunk ({chunk_bytes} bytes): {over}"
     assert val_waves == [1000, 2000, 3000]  # Ev's chunks after the first (sealed with vlr.masked_features)
-    assert all(p.lr.part is not None for p in parties.values())  # type: ignore[attr-defined]
+    assert all(p.lr.part is not None for p in parties.values())
