@@ -10,10 +10,20 @@ Membership of one row never depends on any other row, so the holdout's size and 
 Binomial draws that reveal the holdout's composition, not the training count. The secret and the
 fraction are pinned per dataset in <state_dir>/split-seeds.json (0600, written before first use); a run
 asking another fraction is refused, as is a first fraction above `[privacy] max_test_fraction`.
+
+Memory (review R15-HLR-4): the agent keeps its table cached for later runs, so a split that copied the training
+rows held the matrix twice (and once more per open run). `holdout_split` instead reorders the cached table in
+place, once, training rows first and holdout rows after (each part in its original order, the rows of
+`pinned_split`), and hands out two row-range views of it (read-only): every later run of the dataset finds it
+already in that order and copies nothing. The peak is the table plus its holdout, while it is reordered. A table
+that other code may be reading by position (``shared``: another open run of the dataset) or whose matrix cannot
+be moved in place is split by copying, as `pinned_split` does. Row order inside a party's table carries no
+meaning elsewhere (vertical runs order rows by the PSI's canonical order, results are keyed by id).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -26,13 +36,15 @@ import numpy as np
 
 from sampan.data import PartyData
 from sampan.files import atomic_write_bytes, private_directory
+from sampan.horizontal.row_split import compact_rows
 
-__all__ = ["holdout_split", "pinned_split", "keyed_holdout"]
+__all__ = ["holdout_split", "pinned_split", "pinned_views", "keyed_holdout"]
 
 
 def holdout_split(party: str, state_dir: str | Path, dataset: str, table: PartyData, asked: float,
-                  max_test_fraction: float) -> tuple[PartyData, PartyData]:
-    """(train, holdout) of ``table`` under this party's pin for ``dataset`` (made at first use)."""
+                  max_test_fraction: float, *, shared: bool = False) -> tuple[PartyData, PartyData]:
+    """(train, holdout) of ``table`` under this party's pin for ``dataset`` (made at first use): views of the table,
+    reordered in place once (`pinned_views`), or copies when ``shared`` (another holder reads it by position)."""
     path = private_directory(state_dir) / "split-seeds.json"
     pins = json.loads(path.read_text()) if path.exists() else {}
     pin = pins.get(dataset)
@@ -47,7 +59,7 @@ def holdout_split(party: str, state_dir: str | Path, dataset: str, table: PartyD
         raise ValueError(f"party {party!r} refuses test_fraction={asked} for dataset {dataset!r}: its holdout "
                          f"is pinned at {pin['test_fraction']} ({path}); another fraction would move rows in "
                          "or out of the exactly evaluated holdout")
-    return pinned_split(table, pin, dataset)
+    return pinned_split(table, pin, dataset) if shared else pinned_views(table, pin, dataset)
 
 
 def pinned_split(table: PartyData, pin: dict[str, Any], dataset: str) -> tuple[PartyData, PartyData]:
@@ -56,6 +68,39 @@ def pinned_split(table: PartyData, pin: dict[str, Any], dataset: str) -> tuple[P
     if holdout.all():
         raise ValueError(f"party {table.party!r}: dataset {dataset!r} would keep no training row")
     return table.subset(~holdout), table.subset(holdout)
+
+
+def pinned_views(table: PartyData, pin: dict[str, Any], dataset: str) -> tuple[PartyData, PartyData]:
+    """`pinned_split`'s rows as read-only views of ``table``, which is reordered in place (training rows first)
+    unless it already is; a matrix that cannot be moved in place (read-only, not row-major) is split by copying."""
+    holdout = keyed_holdout(table.ids, float(pin["test_fraction"]), bytes.fromhex(pin["key"]), dataset)
+    if holdout.all():
+        raise ValueError(f"party {table.party!r}: dataset {dataset!r} would keep no training row")
+    matrices = [m for m in (table.X, table.trees_X) if m is not None]
+    if not all(m.flags.writeable and m.flags.c_contiguous for m in matrices):
+        return table.subset(~holdout), table.subset(holdout)
+    k = int(np.count_nonzero(~holdout))
+    if not holdout[k:].all():  # not yet in the pinned order: move the rows, in place, once per loaded table
+        test_idx = np.flatnonzero(holdout)
+        for m in matrices:
+            held = m[test_idx]  # the holdout's rows: the only copy
+            m[compact_rows(m, ~holdout):] = held
+            del held
+        order = np.concatenate([np.flatnonzero(~holdout), test_idx])
+        table.ids = table.ids[order]
+        table.y = None if table.y is None else table.y[order]
+    return _rows(table, 0, k), _rows(table, k, len(table))
+
+
+def _rows(table: PartyData, start: int, stop: int) -> PartyData:
+    """Rows ``start:stop`` of ``table`` as views, read-only: a run never writes into the agent's cached table."""
+    part = dataclasses.replace(table, ids=table.ids[start:stop], X=table.X[start:stop],
+                               y=None if table.y is None else table.y[start:stop],
+                               trees_X=None if table.trees_X is None else table.trees_X[start:stop])
+    for array in (part.ids, part.X, part.y, part.trees_X):
+        if array is not None:
+            array.flags.writeable = False
+    return part
 
 
 def keyed_holdout(ids: np.ndarray, fraction: float, key: bytes, dataset: str) -> np.ndarray:

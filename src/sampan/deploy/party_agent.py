@@ -13,7 +13,8 @@ policy, state folder and own model store) and asks the workflow's capability for
 The only per-workflow work here is data preparation that is the agent's own: horizontal training and
 evaluation get the party's keyed holdout split (`sampan.deploy.holdout`: one keyed-hash Bernoulli draw
 per row under a secret it drew itself, pinned per dataset), so no coordinator can rotate rows through
-the exactly evaluated holdout or read the training count off its size. Its privacy policy (`[allow]`
+the exactly evaluated holdout or read the training count off its size; its two parts are read-only views of
+the cached table, reordered in place once (review R15-HLR-4: the table is held once). Its privacy policy (`[allow]`
 floor and required DP, the DP levels the job announced, `[privacy]` budget, central-DP3 trust and
 evaluation cap) keeps one ledger persisted in <state_dir>/privacy-ledger.json for every workflow.
 Nothing but `sampan.wire` messages ever leaves.
@@ -97,6 +98,7 @@ class PartyAgent:
         self._tables: dict[str, PartyData] = {}
         self._stamps: dict[str, Stamp | None] = {}  # each table's files (name, mtime, size) when it was read
         self._runs: OrderedDict[str, _RunContext] = OrderedDict()
+        self._open_lock = threading.Lock()
         self._seen: dict[str, int] = {}
         fault, pause = os.environ.get(FAULT_PARTY_ENV, ""), os.environ.get(PAUSE_PARTY_ENV, "")
         self._fault = (fault.split(":")[0], int(fault.split(":")[1])) if ":" in fault else None
@@ -147,7 +149,8 @@ class PartyAgent:
         self._fault_hook(message.kind)
         try:
             if message.kind == "deploy.open_run":
-                return self._open(message)
+                with self._open_lock:  # one at a time: a holdout split may reorder a cached table (R15-HLR-4)
+                    return self._open(message)
             if message.kind == "deploy.close_run":
                 return self._close(message)
             if message.kind == "consent.request":
@@ -268,8 +271,10 @@ class PartyAgent:
                 if self.config.data[dataset].test_ids:  # its own test file
                     options["test_ids"] = self.config.data[dataset].test_ids
         if workflow in HOLDOUT_WORKFLOWS:  # data preparation that is the agent's own: its keyed holdout split
+            # views of the cached table (reordered in place once), copies while another open run reads it
+            shared = any(context.dataset == dataset for context in self._runs.values())
             data: Any = holdout_split(self.name, state, dataset, table, float(meta["test_fraction"]),
-                                      self.config.privacy.max_test_fraction)
+                                      self.config.privacy.max_test_fraction, shared=shared)
             # with a CRL always ready for SecAgg; without one only a job that claims none opens (and then the
             # party has no SecAgg client at all, so a coordinator that lied about it is refused)
             options["secagg"] = self._secagg_client(job, identity, verifier) if identity is not None else None

@@ -21,7 +21,7 @@ import numpy as np
 
 from sampan.data import PartyData
 
-__all__ = ["split_mask", "split_table"]
+__all__ = ["compact_rows", "split_mask", "split_table"]
 
 _BLOCK = 1 << 16
 
@@ -48,7 +48,7 @@ def split_mask(table: PartyData, test_fraction: float, rng: np.random.Generator,
     return mask
 
 
-def _compact(X: np.ndarray, keep: np.ndarray) -> int:
+def compact_rows(X: np.ndarray, keep: np.ndarray) -> int:
     """Writes ``X[keep]`` over ``X``'s leading rows and returns their count (a block's rows are copied before
     they are overwritten: the write position never passes the read position)."""
     w = 0
@@ -88,7 +88,7 @@ def split_table(table: PartyData, test: np.ndarray, *, consume: bool = False) ->
     if not in_place:
         return table.subset(~test), held
     keep = ~test
-    kept = _compact(X, keep)
+    kept = compact_rows(X, keep)
     try:
         X.resize((kept, *X.shape[1:]), refcheck=True)  # realloc: the tail's pages go back to the system
         train_X = X
