@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sampan.compute.engine import Engine, LocalEngine
 
@@ -41,6 +41,14 @@ class ComputeSettings(BaseModel):
 
             check_private_address(value)
         return value
+
+    @model_validator(mode="after")
+    def _tls_off_only_on_loopback(self) -> ComputeSettings:
+        if not self.tls and self.address is not None:
+            from sampan.compute.ray_engine import check_tls_off_allowed
+
+            check_tls_off_allowed(self.address)
+        return self
 
     def resolved(self, base: Path) -> ComputeSettings:
         """``tls_dir`` relative to the config file's folder."""
