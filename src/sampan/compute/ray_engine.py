@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 from sampan.compute.engine_tls import EngineTLS, issue_engine_certs, load_engine_tls
 from sampan.errors import ConfigError
 
-__all__ = ["RayEngine", "check_private_address", "import_ray"]
+__all__ = ["RayEngine", "check_private_address", "check_tls_off_allowed", "import_ray"]
 
 R = TypeVar("R")
 
@@ -82,6 +82,19 @@ def check_private_address(address: str, *, field: str = "[compute] address") -> 
     return address
 
 
+def check_tls_off_allowed(address: str, *, field: str = "[compute] tls") -> None:
+    """A ConfigError naming ``field`` unless ``address`` is loopback: without TLS the party's rows would cross a
+    network in plain text to whoever answers there ("private" is a routing property, not a trust boundary)."""
+    host = _host_of(address)
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError(f"{field} = false is allowed only for an engine on loopback; {address!r} is on a network, "
+                          "where the engine's mutual TLS (a CA private to this party) must stay on")
+
+
 _EPHEMERAL: dict[str, EngineTLS] = {}
 
 
@@ -114,6 +127,8 @@ class RayEngine:
             raise ConfigError(f"[compute] num_workers must be >= 1, got {num_workers}")
         if address is not None:
             check_private_address(address)
+            if not tls:
+                check_tls_off_allowed(address)
         if address is not None and tls and tls_dir is None:
             raise ConfigError("[compute] tls_dir: a Ray cluster address with TLS needs the folder of the party's "
                               "engine certificates (the ones its cluster nodes were started with)")
