@@ -8,13 +8,21 @@ this party's own machines".
 
 Files in the engine folder (0600 in a 0700 folder): ``ca.pem`` (the engine CA's certificate), ``ca.key``
 (kept only when `keep_ca_key`, to add machines later), ``node.pem`` / ``node.key`` (the certificate every node
-and driver of the party's cluster presents: serverAuth + clientAuth, SANs for the hosts given).
+and driver of the party's cluster presents: serverAuth + clientAuth, SANs for the hosts given), ``auth_token``
+(Ray's bearer token for the cluster's nodes and its HTTP runtime-env agent, which Ray's TLS does not cover:
+start every node with ``RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=<this folder>/auth_token``).
+
+`load_engine_tls` refuses a folder or file that another user owns or may write: whoever can replace ``ca.pem``
+can make the engine trust their own certificates, so the mutual TLS is only as private as this folder.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
+import secrets
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +47,7 @@ class EngineTLS:
     ca_cert: Path
     cert: Path
     key: Path
+    token: Path | None = None  # Ray's auth token of the party's cluster (absent in folders made before it)
 
     def environment(self) -> dict[str, str]:
         """The environment variables that turn on Ray's mutual TLS with these files."""
@@ -97,7 +106,9 @@ def issue_engine_certs(directory: str | Path, *, party: str = "party", hosts: Se
                        critical=False)
         .add_extension(_san(hosts), critical=False)
         .sign(ca_key, hashes.SHA256()))
-    tls = EngineTLS(folder / "ca.pem", folder / "node.pem", folder / "node.key")
+    token = folder / "auth_token"
+    tls = EngineTLS(folder / "ca.pem", folder / "node.pem", folder / "node.key", token)
+    atomic_write_bytes(token, secrets.token_hex(32).encode(), mode=0o600)
     atomic_write_bytes(tls.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM), mode=0o600)
     atomic_write_bytes(tls.key, _pem_key(node_key), mode=0o600)
     atomic_write_bytes(tls.cert, node_cert.public_bytes(serialization.Encoding.PEM), mode=0o600)
@@ -107,18 +118,42 @@ def issue_engine_certs(directory: str | Path, *, party: str = "party", hosts: Se
 
 
 def load_engine_tls(directory: str | Path, *, field: str = "[compute] tls_dir") -> EngineTLS:
-    """The engine files in ``directory`` (made by `issue_engine_certs`), checked present and readable."""
+    """The engine files in ``directory`` (made by `issue_engine_certs`), checked present, readable and private:
+    the folder and every file owned by this user and writable by nobody else, the key and token readable by
+    nobody else, no symbolic links."""
     folder = Path(directory)
-    tls = EngineTLS(folder / "ca.pem", folder / "node.pem", folder / "node.key")
+    token = folder / "auth_token"
+    tls = EngineTLS(folder / "ca.pem", folder / "node.pem", folder / "node.key",
+                    token if token.is_file() else None)
     for path in (tls.ca_cert, tls.cert, tls.key):
         if not path.is_file():
             raise ConfigError(f"{field}: {path} is missing; create the engine's certificates with "
                               "`sampan.compute.issue_engine_certs` (a CA private to this party)")
+    _check_private(folder, field, secret=False)
+    for path in (tls.ca_cert, tls.cert):
+        _check_private(path, field, secret=False)
+    for path in (tls.key, tls.token):
+        if path is not None:
+            _check_private(path, field, secret=True)
     try:
         x509.load_pem_x509_certificate(tls.ca_cert.read_bytes())
         x509.load_pem_x509_certificate(tls.cert.read_bytes())
     except ValueError as exc:
         raise ConfigError(f"{field}: {folder} holds a certificate that is not PEM: {exc}") from None
-    if tls.key.stat().st_mode & 0o077:
-        raise ConfigError(f"{field}: {tls.key} is readable by other users; chmod 600 it")
     return tls
+
+
+def _check_private(path: Path, field: str, *, secret: bool) -> None:
+    """A ConfigError naming ``field`` if ``path`` is a link, another user's, writable by others, or (``secret``)
+    readable by others."""
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        raise ConfigError(f"{field}: {path} is a symbolic link; keep the engine's files in the folder itself")
+    if info.st_uid != os.getuid():
+        raise ConfigError(f"{field}: {path} belongs to another user (uid {info.st_uid}); the engine's files must "
+                          "be this party's own")
+    if info.st_mode & 0o022:
+        raise ConfigError(f"{field}: {path} is writable by other users; chmod go-w it (whoever can write here "
+                          "can make the engine trust their own certificates)")
+    if secret and info.st_mode & 0o077:
+        raise ConfigError(f"{field}: {path} is readable by other users; chmod 600 it")
