@@ -208,6 +208,9 @@ def measure(name: str, n_rows: int, *, src: str | None, timeout: float) -> dict[
                 os.killpg(proc.pid, signal.SIGKILL)  # the child's own session: only what this run started
                 _, err = proc.communicate()
                 status = f"timed out after {timeout:.0f} s"
+            except BaseException:  # interrupted or terminated: leave no measured run behind, unlocked
+                os.killpg(proc.pid, signal.SIGKILL)
+                raise
         wall = time.perf_counter() - started
         result = json.loads(out.read_text()) if out.exists() else {}
     peaks = mem.result()
@@ -349,6 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         child(args.child[0], int(args.child[1]), Path(args.child[2]))
         return
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `kill` stops the measured run too
     args.out = args.out or (RESULTS.with_name("scale_quick.json") if args.quick else RESULTS)
     saved = json.loads(args.out.read_text()) if args.out.exists() else {"runs": []}
     runs: list[dict[str, Any]] = saved["runs"]
