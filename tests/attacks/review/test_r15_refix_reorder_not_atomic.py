@@ -67,7 +67,7 @@ def test_failed_reorder_leaves_cached_table_consistent(tmp_path: Path, monkeypat
         raise MemoryError("simulated: no room for the n-sized order index")
 
     fake_np = types.SimpleNamespace(**{k: getattr(np, k) for k in dir(np) if not k.startswith("__")})
-    fake_np.concatenate = oom  # type: ignore[attr-defined]
+    fake_np.concatenate = oom
     monkeypatch.setattr(holdout_mod, "np", fake_np)
     with pytest.raises(MemoryError):  # the open_run fails: the coordinator gets an error reply
         holdout_split("bank_b", tmp_path / "state", "loans", table, 0.2, 0.5)
