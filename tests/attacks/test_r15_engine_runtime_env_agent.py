@@ -13,7 +13,9 @@ in a WARNING line, newline and all; so the agent, running as the party, appends 
 Expected safe behaviour (docs/architecture.md "Party compute engines": every server of the engine refuses a
 client without the party's engine certificate): the agent port is not reachable without the engine CA's
 certificate (or not served at all), and Ray's token is not readable by others.
-What happens: the request is served (status OK) and the marker file written by the planted .pth appears.
+
+Fixed: the engine runs Ray with RAY_AUTH_MODE=token and a fresh token of its own (0600 in its 0700 folder, never
+~/.ray/auth_token), so the agent answers 401 to a client without it and no marker appears.
 """
 
 from __future__ import annotations
@@ -39,9 +41,6 @@ eng.close()
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="R15-ENGINE-1: runtime-env agent on plain HTTP + world-readable Ray token: "
-                   "file append as the party (code execution) without the engine certificate")
 def test_runtime_env_agent_refuses_a_client_without_the_engine_certificate(tmp_path: Path) -> None:
     pytest.importorskip("ray")
     from ray.core.generated import runtime_env_agent_pb2 as pb
@@ -79,6 +78,7 @@ def test_runtime_env_agent_refuses_a_client_without_the_engine_certificate(tmp_p
         subprocess.run([sys.executable, "-c", f"import site; site.addsitedir({str(site_dir)!r})"], timeout=60,
                        env=env, check=False, capture_output=True)
         assert not marker.exists(), f"the party's user ran the attacker's code: {marker.read_text()}"
+        assert not token_file.exists(), "the engine left its token where every engine of the user shares it"
     finally:
         if party.stdin:
             party.stdin.close()
