@@ -9,7 +9,8 @@ buffers with it), swap ``session_latest``, or plant files in ``runtime_resources
 
 Expected safe behaviour: the engine's folders stay private to the party's user for the engine's whole life
 (no folder under the scratch writable by group or others), as the comment in ray_engine.py says.
-What happens: the scratch, session and sockets folders are mode 0777.
+Fixed: Ray's temp folder sits inside the engine's own 0700 folder, and every folder under it is chmodded back to
+owner-only after start.
 """
 
 from __future__ import annotations
@@ -42,9 +43,6 @@ eng.close()
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="R15-ENGINE-3: Ray makes the engine's scratch, session and sockets folders "
-                   "0777 (no sticky bit): other local users can swap the raylet/plasma sockets")
 def test_the_engines_folders_stay_private() -> None:
     pytest.importorskip("ray")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
