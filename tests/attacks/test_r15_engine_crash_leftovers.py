@@ -8,8 +8,8 @@ every crash adds a set, readable (logs) and writable (folders) by other local us
 
 Expected safe behaviour: a new engine (or agent start) removes the folders of engines whose process is gone,
 or the engine keeps them where a dead process's files cannot outlive it.
-What happens: after the killed party's successor starts and stops its engine, both folders of the killed one
-are still there.
+Fixed: the engine's folders are named by the owning pid, and every engine start removes this user's folders whose
+process is gone.
 """
 
 from __future__ import annotations
@@ -35,8 +35,6 @@ eng.close()
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="R15-ENGINE-7: a killed party's engine TLS folder (node.key) and 0777 scratch stay forever")
 def test_a_killed_partys_engine_folders_do_not_outlive_it() -> None:
     pytest.importorskip("ray")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
