@@ -132,9 +132,9 @@ def load_engine_tls(directory: str | Path, *, field: str = "[compute] tls_dir") 
     _check_private(folder, field, secret=False)
     for path in (tls.ca_cert, tls.cert):
         _check_private(path, field, secret=False)
-    for path in (tls.key, tls.token):
-        if path is not None:
-            _check_private(path, field, secret=True)
+    for secret in (tls.key, tls.token):
+        if secret is not None:
+            _check_private(secret, field, secret=True)
     try:
         x509.load_pem_x509_certificate(tls.ca_cert.read_bytes())
         x509.load_pem_x509_certificate(tls.cert.read_bytes())
