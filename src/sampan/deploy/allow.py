@@ -40,6 +40,7 @@ from sampan.deploy.allow_groups import announced_groups
 from sampan.deploy.allow_requests import SCORING_KINDS, VERTICAL_KINDS, check_request
 from sampan.deploy.allow_section import _HORIZONTAL_JOBS, _VERTICAL_JOBS, PROTECTIONS, AllowSection, JobRefused
 from sampan.deploy.allow_training import training_terms
+from sampan.deploy.allow_vertical import check_psi_backend
 
 __all__ = ["AllowSection", "JobRefused", "PROTECTIONS", "PeerAllowList", "SCORING_KINDS", "VERTICAL_KINDS", "check_job",
            "check_request", "job_description", "privacy_policy", "training_terms"]
@@ -184,6 +185,8 @@ def check_job(
         if unlisted:
             default = " (a vertical run needs its partners listed in allow.partners)" if allow.partners is None else ""
             raise JobRefused(party, "partners", f"partners {unlisted} are not in allow.partners {listed}{default}")
+    if workflow == "vertical":  # review R15-RR22-8: RR22 only where this party opted in
+        check_psi_backend(allow, party, job)
     if vertical_rules:  # review R12-2: the job must name its bank, and this party must accept it as such
         holder = job.get("label_holder")
         holders = allow.label_holders if allow.label_holders is not None else [party]

@@ -58,6 +58,10 @@ class AllowSection(BaseModel):
     max_epsilon: float | None = Field(None, ge=0, description="most epsilon one job may reserve from a dataset of "
                                       "this party (hard limit; DP without a stated epsilon is refused); default "
                                       "any")
+    psi_backends: list[Literal["ecdh", "rr22"]] = Field(
+        default_factory=lambda: ["ecdh"], description="PSI backends a vertical job may run with this party; "
+        "default ECDH only: RR22 (spu, semi-honest only, reveals the longest id length, a loopback link on this "
+        "host) runs only where the party lists 'rr22' itself (review R15-RR22-8)")
     min_contributors: int | None = Field(None, ge=3, description="least number of contributors a secure "
                                          "aggregation job may sum (its secure_aggregation.min_contributors); the "
                                          "party also enforces it itself in every unmasking; default 3")

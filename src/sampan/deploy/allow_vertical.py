@@ -12,11 +12,20 @@ from typing import Any
 from sampan.deploy.allow_kinds import MODEL_PREFIXES, SCORING_KINDS, SERVING_KINDS, VERTICAL_KINDS, VERTICAL_NOISE
 from sampan.deploy.allow_section import AllowSection, JobRefused
 
-__all__ = ["check_vertical_job", "check_vertical_noise"]
+__all__ = ["check_psi_backend", "check_vertical_job", "check_vertical_noise"]
 
 
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def check_psi_backend(allow: AllowSection, party: str, job: Mapping[str, Any]) -> None:
+    """A vertical job's PSI backend must be one this party listed (`[allow] psi_backends`, default ECDH only):
+    RR22 is opt-in at the party, not only the coordinator's choice (review R15-RR22-8)."""
+    backend = str((job.get("vertical") or {}).get("psi_backend") or "ecdh")
+    if backend not in allow.psi_backends:
+        raise JobRefused(party, "psi_backends", f"the job aligns with PSI backend {backend!r}, not one of "
+                         f"allow.psi_backends {list(allow.psi_backends)} (list 'rr22' there to opt in)")
 
 
 def check_vertical_job(party: str, kind: str, meta: Mapping[str, Any], job: Mapping[str, Any]) -> None:

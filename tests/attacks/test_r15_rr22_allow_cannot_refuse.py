@@ -24,8 +24,6 @@ ALLOW = AllowSection.model_validate({"partners": ["bank"], "label_holders": ["ba
 COLUMNS = [f"c{j}" for j in range(4)]
 
 
-@pytest.mark.xfail(strict=True, reason="R15-RR22-8: no allow-list rule lets a party refuse the RR22 backend; a "
-                   "job announcing it is accepted")
 def test_a_party_that_never_opted_in_refuses_an_rr22_job() -> None:
     job = job_description({"vertical": {"psi_backend": "rr22"}}, workflow="vertical", operator=None,
                           parties=["bank", "payments"], label_holder="bank")
@@ -33,3 +31,16 @@ def test_a_party_that_never_opted_in_refuses_an_rr22_job() -> None:
     assert job["vertical"]["psi_backend"] == "rr22"
     with pytest.raises(JobRefused):
         check_job(ALLOW, "payments", job, "vertical", COLUMNS)
+
+
+def test_a_party_that_opted_in_accepts_an_rr22_job_and_ecdh_stays_the_default() -> None:
+    opted = AllowSection.model_validate({"partners": ["bank"], "label_holders": ["bank"],
+                                         "psi_backends": ["ecdh", "rr22"]})
+    job = job_description({"vertical": {"psi_backend": "rr22"}}, workflow="vertical", operator=None,
+                          parties=["bank", "payments"], label_holder="bank")
+    check_job(opted, "payments", {**job, "workflow": "vertical"}, "vertical", COLUMNS)
+    ecdh = job_description({"vertical": {}}, workflow="vertical", operator=None, parties=["bank", "payments"],
+                           label_holder="bank")
+    check_job(ALLOW, "payments", {**ecdh, "workflow": "vertical"}, "vertical", COLUMNS)
+    with pytest.raises(JobRefused, match="psi_backends"):
+        check_job(ALLOW, "payments", {**job, "workflow": "vertical"}, "vertical", COLUMNS)
