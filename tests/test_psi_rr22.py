@@ -148,6 +148,8 @@ def tunnel_pair(target_port: int) -> tuple[Tunnel, Tunnel]:
                lambda e: ch["bank"].open_arrays("pay", e), target_port=1)
     b = Tunnel("pay", "bank", session, lambda x: ch["pay"].seal_arrays("bank", x),
                lambda e: ch["pay"].open_arrays("bank", e), target_port=target_port)
+    for tunnel in (a, b):  # here the test process plays both parties' spu workers
+        tunnel.bind_worker(os.getpid())
     return a, b
 
 

@@ -8,8 +8,14 @@ frames, packed many to an envelope (large frames, few round trips), sealed with 
 (ChaCha20-Poly1305 bound to the run and direction) and handed to the coordinator's pump (`psi_rr22`).
 
 Fail closed: each envelope carries the session id and a sequence number; a frame that does not authenticate, a
-replayed, reordered or dropped envelope, or a malformed frame table stops the tunnel (`TunnelError`), which
-aborts the run. Nothing listens beyond 127.0.0.1. The coordinator sees only envelope sizes and timing.
+replayed, reordered or dropped envelope (the sequence check and the delivery are one step under a lock, so
+two concurrent pumps cannot both pass it), a malformed frame table (every length checked, not only their sum),
+more than `MAX_STREAMS` streams opened by the peer, or more than `_BUFFER_LIMIT` inbound bytes the local spu
+does not take within `_INBOUND_WAIT` seconds stops the tunnel (`TunnelError`), which aborts the run; bytes for a
+stream whose local connection is gone are dropped, not held. Nothing listens beyond 127.0.0.1, and the tunnel
+relays only its own spu worker's connections and dials only a listener the worker holds (`psi_rr22_local`:
+the kernel's socket table, since brpc cannot present a token); another local process's connection is closed
+unrelayed, unknown to the peer. The coordinator sees only envelope sizes and timing.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from sampan.vertical.psi_points import PsiError
+from sampan.vertical.psi_rr22_local import connection_owned_by, listener_owned_by
 
 __all__ = ["Tunnel", "TunnelError"]
 
@@ -30,6 +37,10 @@ OPEN, DATA, CLOSE = 1, 2, 3
 _READ = 1 << 20  # bytes per socket read
 _BUFFER_LIMIT = 64 << 20  # outgoing bytes held before local readers wait (memory bound)
 _CONNECT_SECONDS = 60.0
+_INBOUND_WAIT = 30.0  # seconds `feed` waits for the local spu to take inbound bytes beyond the limit
+_WORKER_WAIT = 10.0  # seconds an accepted connection waits for the worker's pid to be known
+MAX_STREAMS = 32  # connections either side may open per session (spu's link uses a handful)
+MAX_FRAMES = 1 << 16  # frames per envelope
 
 Seal = Callable[[Mapping[str, np.ndarray]], np.ndarray]
 Open = Callable[[np.ndarray], dict[str, np.ndarray]]
@@ -46,7 +57,7 @@ class _Stream:
         self.key = key  # (opened here, stream id)
         self.sock = sock
         self.inbox: queue.Queue[bytes | None] = queue.Queue()
-        self.closed = False
+        self.closed = False  # the peer closed it, or its local connection failed: later bytes are dropped
 
 
 class Tunnel:
@@ -68,17 +79,41 @@ class Tunnel:
         self._seq_in = 0
         self._stopped = False
         self._readers = 0  # local connections still open for reading
+        self._in_bytes = 0  # inbound bytes queued for local connections (bounded by _BUFFER_LIMIT)
+        self._opened = {True: 0, False: 0}  # streams opened here / by the peer (each bounded by MAX_STREAMS)
+        self._feed_lock = threading.Lock()
+        self.worker_pid: int | None = None
         self.bytes_in = self.bytes_out = 0
         threading.Thread(target=self._accept, name=f"rr22-accept-{name}", daemon=True).start()
+
+    def bind_worker(self, pid: int) -> None:
+        """The party's own spu worker: the only process whose connections are relayed and whose listener is dialled."""
+        with self._cond:
+            self.worker_pid = pid
+            self._cond.notify_all()
+
+    def _worker(self) -> int | None:
+        with self._cond:
+            deadline = time.monotonic() + _WORKER_WAIT
+            while self.worker_pid is None and not self._stopped and time.monotonic() < deadline:
+                self._cond.wait(0.1)
+            return self.worker_pid
 
     # local side ---------------------------------------------------------------------------------
     def _accept(self) -> None:
         while not self._stopped:
             try:
-                sock, _ = self._listener.accept()
+                sock, address = self._listener.accept()
             except OSError:
                 return
+            if not connection_owned_by(self._worker(), int(address[1]), self.port):
+                sock.close()  # another local process: never relayed, the peer hears nothing of it
+                continue
             with self._cond:
+                if self._opened[True] >= MAX_STREAMS:
+                    sock.close()
+                    continue
+                self._opened[True] += 1
                 sid = self._next_id
                 self._next_id += 1
                 stream = _Stream((True, sid), sock)
@@ -143,15 +178,21 @@ class Tunnel:
             deadline = time.monotonic() + _CONNECT_SECONDS
             while stream.sock is None and not self._stopped:
                 try:
-                    stream.sock = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
-                    stream.sock.settimeout(None)
+                    sock = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+                    if not listener_owned_by(self._worker(), self.target_port):
+                        sock.close()  # a squatter on the worker's port: never hand it the peer's bytes
+                        raise OSError("not the worker's listener")
+                    sock.settimeout(None)
+                    stream.sock = sock
                 except OSError:
                     if time.monotonic() > deadline:
                         with self._cond:
                             self._push(1, stream.key[1], CLOSE, b"")
+                        self._drop(stream, 0)
                         return
                     time.sleep(0.05)
             if self._stopped or stream.sock is None:
+                self._drop(stream, 0)
                 return
             with self._cond:
                 self._readers += 1
@@ -167,7 +208,24 @@ class Tunnel:
             try:
                 stream.sock.sendall(data)
             except OSError:
+                self._drop(stream, len(data))
                 return
+            with self._cond:
+                self._in_bytes -= len(data)
+                self._cond.notify_all()
+
+    def _drop(self, stream: _Stream, pending: int) -> None:
+        """The local connection failed: forget what is queued for it and drop whatever the peer sends it later."""
+        with self._cond:
+            stream.closed = True
+            while True:
+                try:
+                    item = stream.inbox.get_nowait()
+                except queue.Empty:
+                    break
+                pending += len(item or b"")
+            self._in_bytes -= pending
+            self._cond.notify_all()
 
     # the pump ------------------------------------------------------------------------------------
     def drain(self, wait: float, linger: float = 0.002, max_bytes: int = 16 << 20) -> np.ndarray | None:
@@ -202,7 +260,12 @@ class Tunnel:
         return self._seal({"session": self.session, "seq": meta, "head": head, "data": data})
 
     def feed(self, envelope: np.ndarray) -> None:
-        """Open one envelope from the peer and hand its frames to the local connections, in order."""
+        """Open one envelope from the peer and hand its frames to the local connections, in order; one at a time
+        (the sequence number is checked and advanced with the frames' delivery under one lock)."""
+        with self._feed_lock:
+            self._feed(envelope)
+
+    def _feed(self, envelope: np.ndarray) -> None:
         try:
             arrays = self._open(envelope)
         except Exception:
@@ -217,9 +280,12 @@ class Tunnel:
         if seq.shape != (1,) or int(seq[0]) != self._seq_in:
             raise TunnelError(f"party {self.name!r}: tunnel envelope from {self.peer!r} out of order "
                               f"(replayed, reordered or dropped)")
-        lengths = head[:, 3].astype(np.int64) if head.ndim == 2 and head.shape[1] == 4 else None
-        if lengths is None or data.ndim != 1 or int(lengths.sum()) != len(data):
+        if not self._well_formed(head, data):
             raise TunnelError(f"party {self.name!r}: malformed tunnel frames from {self.peer!r}")
+        lengths = head[:, 3].astype(np.int64)  # each <= len(data) < 2^63: no wrap
+        opens = int((head[:, 2] == OPEN).sum())
+        if self._opened[False] + opens > MAX_STREAMS:
+            raise TunnelError(f"party {self.name!r}: {self.peer!r} opened more than {MAX_STREAMS} tunnel streams")
         self._seq_in += 1
         self.bytes_in += len(data)
         raw = data.tobytes()
@@ -228,6 +294,21 @@ class Tunnel:
                                                    strict=True):
             self._deliver(origin == 1, int(sid), int(kind), raw[lo:hi])
 
+    @staticmethod
+    def _well_formed(head: np.ndarray, data: np.ndarray) -> bool:
+        """A frame table an honest tunnel writes: (n, 4) uint64, origin 0/1, a known kind, and each length within
+        the data (checked one by one: a wrapped uint64 must not cancel another in the sum)."""
+        if head.dtype != np.uint64 or head.ndim != 2 or head.shape[1] != 4 or len(head) > MAX_FRAMES:
+            return False
+        if data.dtype != np.uint8 or data.ndim != 1:
+            return False
+        lengths = head[:, 3]
+        if (lengths > np.uint64(len(data))).any() or (head[:, 0] > 1).any():
+            return False
+        if not np.isin(head[:, 2], np.array([OPEN, DATA, CLOSE], dtype=np.uint64)).all():
+            return False
+        return sum(int(n) for n in lengths.tolist()) == len(data)
+
     def _deliver(self, opened_here: bool, sid: int, kind: int, data: bytes) -> None:
         key = (opened_here, sid)
         with self._cond:
@@ -235,18 +316,31 @@ class Tunnel:
             if kind == OPEN:
                 if opened_here or stream is not None:
                     raise TunnelError(f"party {self.name!r}: {self.peer!r} reopened tunnel stream {sid}")
+                self._opened[False] += 1
                 stream = _Stream(key, None)
                 self._streams[key] = stream
                 self._start(stream)
                 return
         if stream is None or kind not in (DATA, CLOSE):
             raise TunnelError(f"party {self.name!r}: tunnel frame for an unknown stream from {self.peer!r}")
-        if stream.closed:
-            return
-        if kind == CLOSE:
-            stream.closed = True
-            stream.inbox.put(None)
-        elif data:
+        with self._cond:
+            if stream.closed:
+                return  # its local connection is gone (or the peer closed it): drop, never hold
+            if kind == CLOSE:
+                stream.closed = True
+                stream.inbox.put(None)
+                return
+            if not data:
+                return
+            deadline = time.monotonic() + _INBOUND_WAIT
+            while self._in_bytes + len(data) > _BUFFER_LIMIT and self._in_bytes and not self._stopped:
+                if time.monotonic() > deadline:
+                    raise TunnelError(f"party {self.name!r}: {self.peer!r} sent more than {_BUFFER_LIMIT >> 20} MB "
+                                      "the local RR22 link did not take; the RR22 run stops")
+                self._cond.wait(0.5)
+            if stream.closed or self._stopped:
+                return
+            self._in_bytes += len(data)
             stream.inbox.put(data)
 
     def close(self) -> None:

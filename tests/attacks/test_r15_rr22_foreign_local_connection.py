@@ -16,17 +16,18 @@ a local process that binds that number first receives the connections the tunnel
 Expected safe behaviour: the tunnel relays only connections from the party's own spu worker (e.g. check the
 peer process with SO_PEERCRED against the worker's pid/uid, or use a Unix socket in the 0700 dir), and refuses
 or drops any other connection without telling the peer.
-What happens: a socket from the test process (not a worker) gets its bytes delivered to the peer's target port.
+Fixed: the tunnel relays only connections whose socket inode is one of the bound worker's fds and dials
+only a listener the worker holds (`psi_rr22_local`); other local processes are closed unrelayed. Residual:
+spu's own brpc port still accepts any local process (docs/deploy.md says so).
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import threading
 import time
-
-import pytest
 
 from sampan.crypto.channel import PartyKeys, SealedChannels
 from sampan.vertical.psi_rr22_tunnel import Tunnel
@@ -51,8 +52,6 @@ def _recording_server() -> tuple[socket.socket, int, bytearray]:
     return server, int(server.getsockname()[1]), got
 
 
-@pytest.mark.xfail(strict=True, reason="R15-RR22-4: the tunnel listener relays any local process's connection "
-                   "to the partner's spu link")
 def test_a_foreign_local_connection_is_not_relayed_to_the_partner() -> None:
     server, port, got = _recording_server()
     keys = {n: PartyKeys.generate() for n in ("bank", "pay")}
@@ -63,6 +62,9 @@ def test_a_foreign_local_connection_is_not_relayed_to_the_partner() -> None:
                   lambda e: ch["bank"].open_arrays("pay", e), target_port=1)
     pay = Tunnel("pay", "bank", session, lambda x: ch["pay"].seal_arrays("bank", x),
                  lambda e: ch["pay"].open_arrays("bank", e), target_port=port)
+    worker = subprocess.Popen(["sleep", "30"])  # the bank's own spu worker (holds no socket to the tunnel)
+    bank.bind_worker(worker.pid)
+    pay.bind_worker(os.getpid())  # the test process plays the partner's spu (the recording server)
     try:
         intruder = socket.create_connection(("127.0.0.1", bank.port))  # not the bank's spu worker
         intruder.sendall(b"INJECTED-BY-ANOTHER-LOCAL-USER")
@@ -75,6 +77,41 @@ def test_a_foreign_local_connection_is_not_relayed_to_the_partner() -> None:
         intruder.close()
         assert b"INJECTED" not in bytes(got), "a foreign local connection reached the partner's spu link"
     finally:
+        worker.kill()
+        worker.wait()
         bank.close()
         pay.close()
         server.close()
+
+
+def test_a_squatter_on_the_workers_port_gets_nothing_from_the_partner() -> None:
+    """The other half: a local process that bound the worker's port first is not dialled with the peer's bytes."""
+    squatter, port, got = _recording_server()  # listens in the test process, not in the bound worker
+    keys = {n: PartyKeys.generate() for n in ("bank", "pay")}
+    public = {n: k.public_bytes for n, k in keys.items()}
+    ch = {n: SealedChannels(n, keys[n], public, "run-r15") for n in keys}
+    session = os.urandom(16)
+    bank = Tunnel("bank", "pay", session, lambda x: ch["bank"].seal_arrays("pay", x),
+                  lambda e: ch["bank"].open_arrays("pay", e), target_port=1)
+    pay = Tunnel("pay", "bank", session, lambda x: ch["pay"].seal_arrays("bank", x),
+                 lambda e: ch["pay"].open_arrays("bank", e), target_port=port)
+    worker = subprocess.Popen(["sleep", "30"])  # the partner's own spu worker, which does not hold `port`
+    bank.bind_worker(os.getpid())  # the test process plays the bank's spu: its connection is relayed
+    pay.bind_worker(worker.pid)
+    try:
+        client = socket.create_connection(("127.0.0.1", bank.port))
+        client.sendall(b"FOR-THE-PARTNERS-SPU-ONLY")
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            for src, dst in ((bank, pay), (pay, bank)):
+                envelope = src.drain(0.02)
+                if envelope is not None:
+                    dst.feed(envelope)
+        client.close()
+        assert bytes(got) == b"", "the partner's bytes reached a process squatting on the worker's port"
+    finally:
+        worker.kill()
+        worker.wait()
+        bank.close()
+        pay.close()
+        squatter.close()

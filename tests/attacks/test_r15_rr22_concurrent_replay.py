@@ -15,7 +15,7 @@ milliseconds; on a real party the window is the same code, hit by chance or by r
 Expected safe behaviour: check-and-advance of the sequence number is atomic (under the tunnel's lock, before
 any frame is delivered), so exactly one of two identical envelopes is accepted and the other raises
 TunnelError.
-What happens: within a few hundred tries both calls succeed and the local link receives one frame twice.
+Fixed: `Tunnel.feed` checks and advances the sequence number and delivers the frames under one lock.
 """
 
 from __future__ import annotations
@@ -26,14 +26,11 @@ import sys
 import threading
 
 import numpy as np
-import pytest
 
 from sampan.crypto.channel import PartyKeys, SealedChannels
 from sampan.vertical.psi_rr22_tunnel import DATA, OPEN, Tunnel, TunnelError
 
 
-@pytest.mark.xfail(strict=True, reason="R15-RR22-10: Tunnel.feed checks and advances the sequence number "
-                   "without a lock; the same envelope fed twice concurrently is accepted twice")
 def test_the_same_envelope_is_accepted_once_even_when_fed_concurrently() -> None:
     keys = {n: PartyKeys.generate() for n in ("bank", "pay")}
     public = {n: k.public_bytes for n, k in keys.items()}
