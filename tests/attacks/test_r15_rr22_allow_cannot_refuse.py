@@ -10,7 +10,7 @@ C++ link that listens on the party's loopback (R15-RR22-4). The only thing in th
 
 Expected safe behaviour: RR22 is opt-in AT THE PARTY: a party whose allow-list does not admit it (default:
 refuse, or an explicit ``psi_backends`` rule) refuses a job announcing it, with a JobRefused naming the rule.
-What happens: the job is accepted by a partner that never said anything about RR22.
+Fixed: `[allow] psi_backends` (default ["ecdh"]); a job announcing rr22 is refused unless the party lists it.
 """
 
 from __future__ import annotations

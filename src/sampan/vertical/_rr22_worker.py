@@ -5,17 +5,38 @@ file by path with `.venv-spu/bin/python`; it imports only spu and the standard l
 Sampan itself. Its link (yacl/brpc) listens on 127.0.0.1 only and dials the peer at a 127.0.0.1 address that is
 a Sampan tunnel endpoint in the same party (`sampan.vertical.psi_rr22_tunnel`), so the party still only dials
 out. Usage: ``python _rr22_worker.py CONFIG.json`` (a file in the party's private 0700 temp dir); it writes
-spu's output CSV and a JSON report next to it and exits 0, or prints one error line and exits non-zero.
+spu's output CSV and a JSON report next to it and exits 0, or prints one error line and exits non-zero. Its
+stdin is a pipe from the party: when it closes, the worker removes its folder and exits (it dies with the party).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
+import threading
 import time
 
 
+def _die_with_party(directory: str) -> None:
+    """Block on stdin, a pipe from the party; when it closes (the party exited, or was killed), remove this run's
+    private folder (the ids) and exit at once: nothing of the run outlives the party (review R15-RR22-7)."""
+    while True:  # a raw read: no buffered stdin lock for the interpreter's shutdown to trip over
+        try:
+            if not os.read(0, 4096):
+                break
+        except InterruptedError:
+            continue
+        except OSError:
+            break
+    shutil.rmtree(directory, ignore_errors=True)
+    os._exit(3)
+
+
 def main(config_path: str) -> int:
+    threading.Thread(target=_die_with_party, args=(os.path.dirname(os.path.abspath(config_path)),),
+                     daemon=True).start()
     with open(config_path, encoding="utf-8") as handle:
         config = json.load(handle)
     from spu import psi  # type: ignore[import-not-found]
@@ -48,7 +69,6 @@ def main(config_path: str) -> int:
     with open(str(config["report"]) + ".part", "w", encoding="utf-8") as handle:
         json.dump({"original": int(report.original_count), "intersection": int(report.intersection_count),
                    "seconds": time.perf_counter() - started}, handle)
-    import os
     os.replace(str(config["report"]) + ".part", str(config["report"]))
     return 0
 

@@ -5,12 +5,22 @@ so star alignment and training read an RR22 result exactly like an ECDH one). Th
 as a private side file for the party's own spu worker: hex of each normalised id padded to the width both
 parties agreed, in a temp dir only this user can read (0700), removed with everything spu wrote there (and the
 trace spu writes to /tmp) when the session closes, fails or times out. The worker's process group is killed.
+
+The party bounds what its peer and the coordinator choose (review R15-RR22-1/2/3/7/9): the id width the peer
+declares is at most `MAX_ID_BYTES` (256, the ECDH ids cap; padded to it, a side file holds 513 bytes per own id);
+a second offer or accept with a peer whose session is live ends both; the session's deadline is the
+coordinator's `timeout` capped at the party's own `max_seconds` (a non-finite or non-positive one is refused);
+`finish` waits at most `FINISH_WAIT` seconds for the worker. The worker dies with the party: it watches a pipe
+from the party and, when the pipe closes (the party exited or was killed), removes its own folder and exits; a
+party's start also sweeps `sampan-rr22-*` folders of this user's dead parties (a host that rebooted mid-run).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -19,14 +29,17 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sampan.vertical.psi_ids import MAX_ID_BYTES
 from sampan.vertical.psi_points import PsiError, match_tokens
 from sampan.vertical.psi_rr22 import refuse_unsupported, spu_python
+from sampan.vertical.psi_rr22_local import PREFIX, sweep_stale
 from sampan.vertical.psi_rr22_tunnel import Tunnel
 from sampan.wire import Message
 
@@ -38,6 +51,8 @@ __all__ = ["Rr22Party", "register_rr22"]
 WORKER = Path(__file__).with_name("_rr22_worker.py")
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _BLOCK = 1 << 20
+MAX_SECONDS = 4 * 3600.0  # the party's own longest RR22 session, whatever the coordinator asks
+FINISH_WAIT = 2.0  # seconds `finish` waits for a worker (it has exited when the pump reported done)
 _TRACE = re.compile(rb"Trace has been written to (/tmp/psi_[A-Za-z0-9_-]+\.trace)")
 
 
@@ -170,6 +185,7 @@ class _Rr22Session:
     width: int = 0
     directory: Path | None = None
     process: subprocess.Popen[bytes] | None = None
+    deadline: float = 0.0
     tunnel: Tunnel | None = None
     timer: threading.Timer | None = None
     closed: bool = False
@@ -193,6 +209,8 @@ class _Rr22Session:
             except OSError:
                 pass
             self.process.wait()
+        if self.process is not None and self.process.stdin is not None:
+            self.process.stdin.close()
         if self.tunnel is not None:
             self.tunnel.close()
         if self.directory is not None:
@@ -210,9 +228,11 @@ class _Rr22Session:
 class Rr22Party:
     """The RR22 handlers of one party; results land in its `PsiParty` as ECDH results do."""
 
-    def __init__(self, psi: PsiParty) -> None:
+    def __init__(self, psi: PsiParty, max_seconds: float = MAX_SECONDS) -> None:
         self.psi = psi
+        self.max_seconds = float(max_seconds)
         self.sessions: dict[str, _Rr22Session] = {}
+        sweep_stale()
 
     def register(self, app: Any) -> Rr22Party:
         for kind, handler in (("psi.rr22.offer", self._offer), ("psi.rr22.accept", self._accept),
@@ -244,12 +264,39 @@ class Rr22Party:
             raise PsiError(f"party {self.name!r}: no RR22 PSI session with {peer!r} in progress")
         return session
 
+    def _fresh(self, peer: str) -> None:
+        """Refuse to start a second session with a peer while one is live (a replayed offer or accept); the
+        guard then closes the live one too, so nothing it started outlives the refusal."""
+        live = self.sessions.get(peer)
+        if live is not None and not live.closed:
+            raise PsiError(f"party {self.name!r}: an RR22 PSI session with {peer!r} is already in progress; "
+                           "a second one is refused and both are closed")
+
+    def _width(self, peer: str, declared: Any) -> int:
+        """The peer's declared id width: an int within the ECDH ids cap, else a clear error (it sizes our file)."""
+        if isinstance(declared, bool) or not isinstance(declared, (int, np.integer)) or \
+                not 1 <= int(declared) <= MAX_ID_BYTES:
+            raise PsiError(f"party {self.name!r}: {peer!r} declared an RR22 id width of {declared!r} bytes; ids are "
+                           f"at most {MAX_ID_BYTES} bytes long")
+        return int(declared)
+
+    def _seconds(self, request: Message) -> float:
+        """The session's deadline: the coordinator's timeout, capped at this party's own maximum."""
+        asked = request.meta.get("timeout", self.max_seconds)
+        value = float(asked) if isinstance(asked, (int, float)) and not isinstance(asked, bool) else math.nan
+        if not math.isfinite(value) or value <= 0:
+            raise PsiError(f"party {self.name!r}: RR22 timeout {asked!r} is not a positive number of seconds")
+        return min(value, self.max_seconds)
+
     def _launch(self, session: _Rr22Session, request: Message) -> None:
-        """Write the side file, start the tunnel and the worker (own process group), arm the deadline."""
+        """Write the side file, start the tunnel and the worker (own process group, tied to this process by a
+        pipe), arm the deadline."""
         python = spu_python()
+        seconds = self._seconds(request)
         ids, _ = _compact(self.psi)
-        session.directory = Path(tempfile.mkdtemp(prefix="sampan-rr22-"))  # 0700
+        session.directory = Path(tempfile.mkdtemp(prefix=PREFIX))  # 0700
         directory = session.directory
+        (directory / "party.pid").write_text(str(os.getpid()), encoding="ascii")
         _write_ids(directory / "ids.csv", ids, session.width)
         channels = self.psi._channels()
         peer = session.peer
@@ -264,16 +311,16 @@ class Rr22Party:
                   "broadcast_result": session.mode == "both", "key": "id",
                   "input": str(directory / "ids.csv"), "output": str(directory / "out.csv"),
                   "report": str(directory / "report.json")}
-        import json
-
         (directory / "config.json").write_text(json.dumps(config), encoding="utf-8")
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TMPDIR": str(directory), "HOME": str(directory),
                "LC_ALL": "C"}
         with open(directory / "worker.log", "wb") as log:
             session.process = subprocess.Popen(  # noqa: S603 - fixed argv: spu's python and our worker script
                 [str(python), str(WORKER), str(directory / "config.json")], cwd=directory, env=env,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        session.timer = threading.Timer(float(request.meta.get("timeout", 3600.0)), session.close)
+                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        session.tunnel.bind_worker(session.process.pid)
+        session.deadline = time.monotonic() + seconds
+        session.timer = threading.Timer(seconds, session.close)
         session.timer.daemon = True
         session.timer.start()
 
@@ -292,6 +339,7 @@ class Rr22Party:
         channels = self.psi._channels()
         channels.require_role(self.name, "label_holder", "to play the label holder's side of PSI")
         ids, shape = _compact(self.psi)
+        self._fresh(peer)
         session = _Rr22Session(peer, "a", mode, os.urandom(16), width=ids.dtype.itemsize)
         self.sessions[peer] = session
         inner = Message(request.run_id, request.step, self.name, peer, "psi.rr22.offer",
@@ -311,7 +359,8 @@ class Rr22Party:
                            f"the coordinator asked for RR22 mode {mode!r}")
         ids, shape = _compact(self.psi)
         self._check_shapes(peer, str(inner.meta.get("shape")), bool(request.meta.get("check_format", True)))
-        width = max(ids.dtype.itemsize, int(inner.meta["width"]))
+        width = max(ids.dtype.itemsize, self._width(peer, inner.meta.get("width")))
+        self._fresh(peer)
         session = _Rr22Session(peer, "b", mode, bytes(np.asarray(inner.arrays["session"], dtype=np.uint8)),
                                width=width)
         self.psi.peer_sizes[peer] = int(inner.meta["n"])
@@ -328,7 +377,7 @@ class Rr22Party:
         if inner.kind != "psi.rr22.accept":
             raise PsiError(f"party {self.name!r}: expected 'psi.rr22.accept' from {peer!r}, got {inner.kind!r}")
         self._check_shapes(peer, str(inner.meta.get("shape")), bool(request.meta.get("check_format", True)))
-        session.width = max(session.width, int(inner.meta["width"]))
+        session.width = max(session.width, self._width(peer, inner.meta.get("width")))
         self.psi.peer_sizes[peer] = int(inner.meta["n"])
         self._launch(session, request)
         return request.reply("psi.rr22.start")
@@ -362,7 +411,12 @@ class Rr22Party:
         role = "b" if self.sessions.get(peer) is not None and self.sessions[peer].role == "b" else "a"
         session = self._session(peer, role)
         assert session.directory is not None and session.process is not None
-        if session.process.wait() != 0 or not (session.directory / "report.json").is_file():
+        try:
+            code = session.process.wait(timeout=max(0.0, min(FINISH_WAIT, session.deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            raise PsiError(f"party {self.name!r}: the RR22 worker has not finished; ask for the result once the "
+                           "pump reports done (the session is closed)") from None
+        if code != 0 or not (session.directory / "report.json").is_file():
             raise PsiError(f"party {self.name!r}: the RR22 worker failed ({self._worker_error(session)})")
         channels = self.psi._channels()
         if session.mode == "label_holder" and role == "b":
@@ -396,6 +450,6 @@ class Rr22Party:
         return request.reply("psi.rr22.close")
 
 
-def register_rr22(psi: PsiParty, app: Any) -> Rr22Party:
+def register_rr22(psi: PsiParty, app: Any, max_seconds: float = MAX_SECONDS) -> Rr22Party:
     """The hook `PsiParty.register` calls: the RR22 handlers next to the ECDH ones (spu is needed only when used)."""
-    return Rr22Party(psi).register(app)
+    return Rr22Party(psi, max_seconds).register(app)

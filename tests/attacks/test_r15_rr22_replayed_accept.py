@@ -10,7 +10,8 @@ on disk until the coordinator-chosen timer fires (never, with R15-RR22-3).
 
 Expected safe behaviour: a request that would start a session while one with that peer is in progress is
 refused (or closes the old one first); after ``psi.rr22.close`` no worker and no side file is left.
-What happens: after accept, accept, close, the first session's worker is alive and its ids.csv is on disk.
+Fixed: an offer or accept for a peer whose session is live is refused, and the refusal closes the live session
+(worker killed, side file removed).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from sampan.vertical.psi_party import PsiParty
 from sampan.vertical.psi_rr22_party import Rr22Party, register_rr22
 from sampan.wire import Message
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 HAS_SPU = (ROOT / ".venv-spu" / "bin" / "python").is_file()
 RUN = "run-r15-rr22"
 
@@ -63,8 +64,6 @@ def ask(transport: InProcessTransport, to: str, kind: str, peer: str, envelope: 
 pytestmark = pytest.mark.skipif(not HAS_SPU, reason="spu venv missing: tools/install_spu.sh")
 
 
-@pytest.mark.xfail(strict=True, reason="R15-RR22-2: a replayed psi.rr22.accept orphans the partner's live "
-                   "session (worker and id side file survive close)")
 def test_a_replayed_accept_leaves_nothing_behind(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     ids = [f"BR{i:08d}" for i in range(500)]

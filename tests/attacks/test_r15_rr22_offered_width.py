@@ -13,8 +13,8 @@ party (R15-PSI-1) becomes the other party's cost.
 Expected safe behaviour: the partner refuses an offered width beyond a sane cap (or beyond what ids of the
 announced shape can have) with a clear PsiError naming the peer, before writing anything; or ids are carried
 as fixed-width hashes so the width never depends on the peer.
-What happens: 2,000 partner ids of 10 bytes and an offered width of 20,000 give an 80 MB side file (4,000x
-its ~20 KB honest size) and a running worker.
+Fixed: the partner refuses a declared width that is not an int in 1..256 (`MAX_ID_BYTES`, the ECDH ids cap)
+with a PsiError naming the peer, before any file is written.
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ import numpy as np
 import pytest
 
 from sampan.core.party import PartyApp
+from sampan.core.transport import PartyError
 from sampan.crypto.channel import PartyKeys, SealedChannels
 from sampan.transport.inprocess import InProcessTransport
 from sampan.vertical.psi_party import PsiParty
-from sampan.vertical.psi_points import PsiError
 from sampan.vertical.psi_rr22_party import Rr22Party, register_rr22
 from sampan.wire import Message
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 HAS_SPU = (ROOT / ".venv-spu" / "bin" / "python").is_file()
 RUN = "run-r15-rr22"
 
@@ -69,8 +69,6 @@ def ask(transport: InProcessTransport, to: str, kind: str, peer: str, envelope: 
 pytestmark = pytest.mark.skipif(not HAS_SPU, reason="spu venv missing: tools/install_spu.sh")
 
 
-@pytest.mark.xfail(strict=True, reason="R15-RR22-1: the partner pads its side file to any id width the label "
-                   "holder declares (no cap: 80 MB for 2,000 ids)")
 def test_partner_refuses_an_absurd_offered_width(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     ids_b = [f"BR{i:08d}" for i in range(2_000)]
@@ -81,7 +79,7 @@ def test_partner_refuses_an_absurd_offered_width(monkeypatch: pytest.MonkeyPatch
                     {"mode": "both", "n": 1, "shape": shape, "width": 20_000})
     sealed = channels["bank"].seal("pay", offer)  # sealed by the bank itself: authentic, only its content lies
     try:
-        with pytest.raises(PsiError, match="width|long"):
+        with pytest.raises(PartyError, match="declared an RR22 id width of 20000 bytes; ids are at most 256"):
             ask(transport, "pay", "psi.rr22.accept", "bank", sealed)
     finally:
         side = [p / "ids.csv" for p in tmp_path.iterdir() if (p / "ids.csv").is_file()]

@@ -11,7 +11,8 @@ sweeps it at the next start. (The brief notes workers left behind by earlier run
 Expected safe behaviour: the worker dies with the party process (e.g. PR_SET_PDEATHSIG via a preexec hook, or
 the worker exits when its stdin pipe from the party closes), and stale ``sampan-rr22-*`` dirs of dead parties
 are removed when a party starts (or the ids file is unlinked as soon as spu has read it).
-What happens: 3 s after the party process died, its worker is still alive and ids.csv is still there.
+Fixed: the worker's stdin is a pipe from the party; when it closes the worker removes its folder and exits; a
+party's start also sweeps `sampan-rr22-*` folders whose `party.pid` is dead.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 HAS_SPU = (ROOT / ".venv-spu" / "bin" / "python").is_file()
 
 PARTY = r'''
@@ -73,8 +74,6 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not HAS_SPU, reason="spu venv missing: tools/install_spu.sh")
-@pytest.mark.xfail(strict=True, reason="R15-RR22-7: a dead party's spu worker lives on and its id side file "
-                   "stays on disk")
 def test_nothing_outlives_a_dead_party(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", PARTY, str(tmp_path)], capture_output=True, timeout=60,
                          cwd=ROOT, check=True)
@@ -90,3 +89,18 @@ def test_nothing_outlives_a_dead_party(tmp_path: Path) -> None:
         except OSError:
             pass
         shutil.rmtree(info["dir"], ignore_errors=True)
+
+
+def test_a_party_start_sweeps_folders_of_dead_parties(tmp_path: Path) -> None:
+    """A host that rebooted mid-run leaves no worker but may leave the folder: the next party start removes it."""
+    from sampan.vertical.psi_rr22_local import sweep_stale
+
+    gone = subprocess.Popen(["true"])  # noqa: S607
+    gone.wait()
+    stale, live = tmp_path / "sampan-rr22-stale", tmp_path / "sampan-rr22-live"
+    for folder, pid in ((stale, gone.pid), (live, os.getpid())):
+        folder.mkdir(mode=0o700)
+        (folder / "party.pid").write_text(str(pid))
+        (folder / "ids.csv").write_text("id\n4252\n")
+    assert sweep_stale(str(tmp_path)) == [stale]
+    assert not stale.exists() and (live / "ids.csv").is_file()
