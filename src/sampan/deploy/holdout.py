@@ -38,7 +38,7 @@ from sampan.data import PartyData
 from sampan.files import atomic_write_bytes, private_directory
 from sampan.horizontal.row_split import compact_rows
 
-__all__ = ["holdout_split", "pinned_split", "pinned_views", "keyed_holdout"]
+__all__ = ["holdout_split", "pinned_split", "pinned_views", "keyed_holdout", "withdraw", "withdrawn"]
 
 
 def holdout_split(party: str, state_dir: str | Path, dataset: str, table: PartyData, asked: float,
@@ -82,14 +82,37 @@ def pinned_views(table: PartyData, pin: dict[str, Any], dataset: str) -> tuple[P
     k = int(np.count_nonzero(~holdout))
     if not holdout[k:].all():  # not yet in the pinned order: move the rows, in place, once per loaded table
         test_idx = np.flatnonzero(holdout)
-        for m in matrices:
-            held = m[test_idx]  # the holdout's rows: the only copy
-            m[compact_rows(m, ~holdout):] = held
-            del held
+        # every n-sized allocation before the first write (review R15-REFIX-1): a failure here leaves the table as
+        # it was; a failure while rows move withdraws the table, so the agent re-reads its file at the next job
         order = np.concatenate([np.flatnonzero(~holdout), test_idx])
-        table.ids = table.ids[order]
-        table.y = None if table.y is None else table.y[order]
+        ids, y = table.ids[order], None if table.y is None else table.y[order]
+        helds = [m[test_idx] for m in matrices]  # the holdout's rows: the only copy
+        try:
+            for m, held in zip(matrices, helds, strict=True):
+                m[compact_rows(m, ~holdout):] = held
+        except BaseException:
+            withdraw(table)
+            raise
+        del helds
+        table.ids, table.y = ids, y
+        # new array objects over the same memory (review R15-REFIX-3): whatever an engine cached by the old
+        # arrays' identity (a cluster's copy of the table in the old row order) is never found for these
+        table.X = table.X.view()
+        table.trees_X = None if table.trees_X is None else table.trees_X.view()
     return _rows(table, 0, k), _rows(table, k, len(table))
+
+
+_WITHDRAWN = "_sampan_withdrawn"
+
+
+def withdraw(table: PartyData) -> None:
+    """Marks a cached table whose rows may no longer sit beside their ids: the agent must not serve it again."""
+    object.__setattr__(table, _WITHDRAWN, True)
+
+
+def withdrawn(table: PartyData) -> bool:
+    """Whether `withdraw` marked ``table`` (a failed in-place reorder): the agent re-reads the dataset instead."""
+    return bool(getattr(table, _WITHDRAWN, False))
 
 
 def _rows(table: PartyData, start: int, stop: int) -> PartyData:

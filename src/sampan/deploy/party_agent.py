@@ -58,7 +58,7 @@ from sampan.deploy.agent_consent import ConsentDesk
 from sampan.deploy.allow import JobRefused, PeerAllowList, check_job, check_request
 from sampan.deploy.certs import probe_coordinator
 from sampan.deploy.config import PartyConfig, split_address
-from sampan.deploy.holdout import holdout_split, keyed_holdout, pinned_split
+from sampan.deploy.holdout import holdout_split, keyed_holdout, pinned_split, withdrawn
 from sampan.deploy.job_log import job_line, job_record
 from sampan.deploy.keyfiles import KeyFileError, unencrypted_pem
 from sampan.deploy.run_budget import JobReservation, horizontal_policy, vertical_policy
@@ -127,7 +127,8 @@ class PartyAgent:
         dataset = self.dataset_name(dataset)
         binding = self.config.data[dataset]
         stamp = None if binding.path is None else _stamp(binding.path)  # a SQL dataset: read at first use
-        if dataset not in self._tables or self._stamps.get(dataset) != stamp:  # the table as the file is now
+        cached = self._tables.get(dataset)  # re-read: a new file, or a table a failed reorder withdrew
+        if cached is None or self._stamps.get(dataset) != stamp or withdrawn(cached):  # the table as the file is now
             if binding.sql is not None:
                 source = SqlSource(binding.database_url(self.name, dataset), binding.sql,
                                    name=f"[data.{dataset}] sql")

@@ -1,4 +1,8 @@
-"""R15-REFIX-1: a failure part-way through the in-place holdout reorder leaves the agent's CACHED table half-permuted.
+"""R15-REFIX-1 (fixed): a failure part-way through the in-place holdout reorder must not leave the agent's CACHED table
+half-permuted. Fix: every n-sized allocation happens before the first row moves, and a failure while rows move
+withdraws the table (`sampan.deploy.holdout.withdraw`), so the agent re-reads its file at the next job.
+
+The original finding:
 
 Attack / fault (R15-HLR-4's fix, `sampan.deploy.holdout.pinned_views`): the agent keeps one table per dataset and,
 at the first horizontal/evaluation run, reorders it in place: the matrix rows are moved first (holdout copied out,
@@ -55,9 +59,6 @@ def _rows_match_ids(table: object, truth: dict[str, np.ndarray]) -> bool:
                for i, x in zip(table.ids, table.X, strict=True))  # type: ignore[attr-defined]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="R15-REFIX-1: pinned_views moves X in place before building order/ids/y; a MemoryError "
-                          "there leaves the agent's cached table with X rows beside other ids")
 def test_failed_reorder_leaves_cached_table_consistent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     agent, truth = _agent(tmp_path, 2000)
     _, table = agent.table("loans")
@@ -77,3 +78,21 @@ def test_failed_reorder_leaves_cached_table_consistent(tmp_path: Path, monkeypat
     assert _rows_match_ids(again, truth), "the cached table's feature rows no longer sit beside their own ids"
     train, test = holdout_split("bank_b", tmp_path / "state", "loans", again, 0.2, 0.5)  # the next horizontal run
     assert _rows_match_ids(train, truth) and _rows_match_ids(test, truth)
+
+
+def test_a_failure_while_rows_move_withdraws_the_cached_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once rows have started to move, the table cannot be trusted: the agent re-reads its file at the next job."""
+    agent, truth = _agent(tmp_path, 2000)
+    _, table = agent.table("loans")
+
+    def half_move(X: np.ndarray, keep: np.ndarray) -> int:
+        X[0] = X[-1]  # a row overwritten, then the move fails
+        raise MemoryError("simulated: no room for a block of rows")
+
+    monkeypatch.setattr(holdout_mod, "compact_rows", half_move)
+    with pytest.raises(MemoryError):
+        holdout_split("bank_b", tmp_path / "state", "loans", table, 0.2, 0.5)
+    monkeypatch.undo()
+    _, again = agent.table("loans")
+    assert again is not table  # the withdrawn table is not served again
+    assert _rows_match_ids(again, truth)

@@ -1,4 +1,8 @@
-"""R15-REFIX-3: the in-place holdout reorder makes a cluster engine's cached copy of the table stale.
+"""R15-REFIX-3 (fixed): the in-place holdout reorder must not leave a cluster engine's cached copy of the table stale.
+Fix: after the reorder the table's matrices are new array objects (views of the same memory), so nothing an engine
+cached by the old arrays' identity is found again.
+
+The original finding:
 
 Validation (R15-HLR-4's fix beside R15-GBDT-4's): `sampan.models.gbdt_hist._handle` puts a loaded table on the party's
 engine once per array and caches the handle by the array's identity, on the stated ground that a loaded table is
@@ -22,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 from sampan.compute import BLOCK_ROWS, use_engine
 from sampan.deploy.config import load_party_config
@@ -67,9 +70,6 @@ def _agent(tmp_path: Path, n: int) -> PartyAgent:
     return PartyAgent(load_party_config(tmp_path / "party.toml"))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="R15-REFIX-3: holdout reorder moves the cached table in place; gbdt_hist._handle serves a "
-                          "cluster engine's stale pre-reorder copy, so a later vertical run bins other customers' rows")
 def test_bins_follow_the_table_after_a_horizontal_run(tmp_path: Path) -> None:
     n = BLOCK_ROWS + 4000
     agent = _agent(tmp_path, n)
