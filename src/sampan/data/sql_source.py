@@ -25,7 +25,6 @@ __all__ = ["UNPARSEABLE", "SqlSource", "redacted_url"]
 
 
 UNPARSEABLE = "(a database URL that does not parse; expected dialect+driver://user:password@host/database)"
-_SECRET_PARAMS = ("pass", "pwd", "secret", "token", "key")  # query parameters whose values are hidden
 
 
 def _ambiguous(url: str) -> bool:
@@ -34,9 +33,19 @@ def _ambiguous(url: str) -> bool:
     return url.partition("://")[2].partition("?")[0].count("@") > 1
 
 
+_SECRET_WORDS = ("pass", "pwd", "secret", "token", "key")  # in a query parameter's name or value: hidden
+
+
+def _hidden_param(name: str, value: Any) -> bool:
+    """A parameter to hide: a secret-like name, or a value that itself carries one (``odbc_connect=...PWD=...``)."""
+    texts = [name] + [str(v) for v in (value if isinstance(value, tuple) else (value,))]
+    return any(word in text.lower() for text in texts for word in _SECRET_WORDS)
+
+
 def redacted_url(url: str) -> str:
-    """The URL with its password (and any password-like query parameter) as ``***``, safe for logs and
-    error messages; never the raw URL: one that does not parse is named only as such."""
+    """The URL with its password and every secret-like query parameter as ``***`` (by name, or by a value that
+    carries one, e.g. ``odbc_connect=...PWD=...``: review R15-REFIX-2), safe for logs and error messages; never
+    the raw URL: one that does not parse is named only as such."""
     scheme, sep, rest = url.partition("://")
     if not sep or not scheme or not all(ch.isalnum() or ch in "+_" for ch in scheme):
         return UNPARSEABLE
@@ -46,7 +55,7 @@ def redacted_url(url: str) -> str:
         from sqlalchemy.engine import make_url
 
         parsed = make_url(url)
-        hidden = {k: "***" for k in parsed.query if any(word in k.lower() for word in _SECRET_PARAMS)}
+        hidden = {k: "***" for k, v in parsed.query.items() if _hidden_param(k, v)}
         return parsed.update_query_dict(hidden).render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
     except Exception:  # noqa: BLE001 - an unparseable URL: show only its scheme
         return scheme + "://..."
@@ -59,8 +68,10 @@ def _secrets(url: str) -> list[str]:
         from sqlalchemy.engine import make_url
 
         parsed = make_url(url)
-        out += [str(parsed.password or "")] + [str(v) for k, v in parsed.query.items()
-                                                if any(word in k.lower() for word in _SECRET_PARAMS)]
+        out += [str(parsed.password or "")]
+        for name, value in parsed.query.items():  # a hidden parameter's value, whole (R15-REFIX-2)
+            if _hidden_param(name, value):
+                out += [str(v) for v in (value if isinstance(value, tuple) else (value,))]
     except Exception:  # noqa: BLE001 - nothing parsed: the raw URL alone is scrubbed
         pass
     userinfo = url.partition("://")[2].partition("?")[0].rpartition("@")[0]

@@ -1,4 +1,6 @@
-"""R15-REFIX-2: `redacted_url` shows a password passed inside a connection-string query parameter.
+"""R15-REFIX-2 (fixed: every query value is hidden and scrubbed).
+
+`redacted_url` showed a password passed inside a connection-string query parameter.
 
 Attack / leak (R15-DATA-6's fix): SQLAlchemy's documented way to reach SQL Server through pyodbc with a full ODBC
 connection string is ``mssql+pyodbc://?odbc_connect=<url-encoded "DRIVER=...;UID=...;PWD=...">``; libpq's
@@ -15,15 +17,11 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
-import pytest
-
 from sampan.data.sql_source import SqlSource, redacted_url
 
 URL = "mssql+pyodbc://?odbc_connect=DRIVER%3D%7BODBC+Driver+18%7D%3BSERVER%3Ddb%3BUID%3Dsa%3BPWD%3Dhunter2"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="R15-REFIX-2: redacted_url hides secret-named params only; odbc_connect's PWD= is shown")
 def test_odbc_connect_password_is_not_shown() -> None:
     label = SqlSource(URL, "SELECT 1").label
     assert label == redacted_url(URL)
