@@ -1,6 +1,7 @@
 """Loading holds the table once: peak memory is the compact result plus about one batch, not float64 copies.
 
-Measured in a fresh process (the kernel's peak RSS; Arrow's buffers are not seen by tracemalloc), against the
+Measured in a fresh process (the kernel's peak RSS of that process, VmHWM: ru_maxrss can carry the launching
+pytest's high-water mark across vfork + exec; Arrow's buffers are not seen by tracemalloc), against the
 whole-table path on the same file, so the bound is both absolute and relative.
 """
 
@@ -18,7 +19,7 @@ import pyarrow.parquet as pq
 ROWS, FEATURES = 400_000, 30
 
 CHILD = r"""
-import json, resource, sys
+import json, sys
 import numpy as np, pyarrow
 from sampan.data import TableSchema, from_columns, load_table
 from sampan.data.loaders import read_columns
@@ -31,7 +32,7 @@ if mode == "old":
     data = from_columns(read_columns(path, "bank", string_columns=["id"]), schema, "bank", path=path)
 else:
     data = load_table(path, schema, "bank", dtype=np.float32)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))
 ids = data.ids.nbytes + sum(sys.getsizeof(s) for s in data.ids)
 print(json.dumps({"delta": peak - base, "X": data.X.nbytes, "ids": ids}))
 """
