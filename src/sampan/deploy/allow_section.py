@@ -29,6 +29,11 @@ class JobRefused(PartyError, PermissionError):
         self.party, self.rule, self.reason = party, rule, reason
 
 
+def _ecdh_only() -> list[Literal["ecdh", "rr22"]]:
+    """The default PSI backends a party accepts: ECDH only (RR22 needs the party's own opt-in)."""
+    return ["ecdh"]
+
+
 class AllowSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -59,7 +64,7 @@ class AllowSection(BaseModel):
                                       "this party (hard limit; DP without a stated epsilon is refused); default "
                                       "any")
     psi_backends: list[Literal["ecdh", "rr22"]] = Field(
-        default_factory=lambda: ["ecdh"], description="PSI backends a vertical job may run with this party; "
+        default_factory=_ecdh_only, description="PSI backends a vertical job may run with this party; "
         "default ECDH only: RR22 (spu, semi-honest only, reveals the longest id length, a loopback link on this "
         "host) runs only where the party lists 'rr22' itself (review R15-RR22-8)")
     min_contributors: int | None = Field(None, ge=3, description="least number of contributors a secure "
