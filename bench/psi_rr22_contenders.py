@@ -147,13 +147,18 @@ def spu_native(n: int, overlap: float = 0.5) -> dict[str, Any]:
         logs = [open(work / f"log{r}", "wb") for r in (0, 1)]  # noqa: SIM115 - closed below
         procs = [subprocess.Popen([str(python), str(WORKER), str(work / f"cfg{r}.json")], cwd=work,  # noqa: S603
                                   env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TMPDIR": str(work / f"tmp{r}"),
-                                       "LC_ALL": "C"}, stdout=logs[r], stderr=subprocess.STDOUT) for r in (0, 1)]
+                                       "LC_ALL": "C"}, stdout=logs[r], stderr=subprocess.STDOUT,
+                                  stdin=subprocess.PIPE)  # the worker exits when its stdin closes (R15-RR22-7)
+                 for r in (0, 1)]
         peaks = []
         for proc in procs:
             _, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
             peaks.append(round(usage.ru_maxrss / 1024, 1))
         seconds = time.perf_counter() - started
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.close()
         for handle in logs:
             handle.close()
         for r, proc in enumerate(procs):
