@@ -117,17 +117,7 @@ def run_rr22(transport: _Exchanger, run_id: str, a: str, b: str, mode: str = "bo
         offer = ask(a, "psi.rr22.offer", b)
         accept = ask(b, "psi.rr22.accept", a, offer.arrays["envelope"])
         ask(a, "psi.rr22.start", b, accept.arrays["envelope"])
-        def wave(asks: list[tuple[str, str, np.ndarray | None, float]]) -> list[Message]:
-            """Both parties pumped in one wave: each direction's bytes move while the other's do (full duplex)."""
-            messages = [Message(run_id, step, me, to, "psi.rr22.pump", {} if env is None else {"envelope": env},
-                                {**meta, "peer": peer, "wait": wait}) for to, peer, env, wait in asks]
-            replies = list(transport.exchange(messages))
-            if sorted(r.sender for r in replies) != sorted(to for to, *_ in asks) or \
-                    any(r.kind != "psi.rr22.pump" for r in replies):
-                raise PsiError(f"parties {a!r} and {b!r} did not both answer 'psi.rr22.pump'")
-            return replies
-
-        _pump(wave, a, b, started + timeout)
+        _pump(ask, a, b, started + timeout)
         done_b = ask(b, "psi.rr22.finish", a)
         done_a = ask(a, "psi.rr22.finish", b, done_b.arrays.get("envelope"))
     finally:
@@ -142,23 +132,17 @@ def run_rr22(transport: _Exchanger, run_id: str, a: str, b: str, mode: str = "bo
                       reveals=RR22_REVEALS[mode], seconds=time.perf_counter() - started)
 
 
-def _pump(wave: Any, a: str, b: str, deadline: float) -> None:
-    """Carry tunnel envelopes B <-> A until both workers are done. Each round is one wave to both parties (each
-    gets what the other sent last round and waits briefly for bytes to send), so the two directions move at the
-    same time instead of one after the other."""
+def _pump(ask: Any, a: str, b: str, deadline: float) -> None:
+    """Carry tunnel envelopes B <-> A until both workers are done; each party waits briefly for bytes to send."""
     pending: dict[str, np.ndarray | None] = {a: None, b: None}
     done = {a: False, b: False}
-    peer_of = {a: b, b: a}
     while not (done[a] and done[b] and pending[a] is None and pending[b] is None):
         if time.perf_counter() > deadline:
             raise PsiError(f"RR22 PSI between {a!r} and {b!r} did not finish in time")
-        asks = []
-        for party in (b, a):
+        for party, peer in ((b, a), (a, b)):
             envelope, pending[party] = pending[party], None
             wait = _PUMP_WAIT_AFTER_DATA if envelope is not None else _PUMP_WAIT_IDLE
-            asks.append((party, peer_of[party], envelope, wait))
-        for reply in wave(asks):
-            party = reply.sender
+            reply = ask(party, "psi.rr22.pump", peer, envelope, wait=wait)
             if "envelope" in reply.arrays:
-                pending[peer_of[party]] = reply.arrays["envelope"]
+                pending[peer] = reply.arrays["envelope"]
             done[party] = bool(reply.meta.get("done"))
