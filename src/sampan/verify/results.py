@@ -79,6 +79,10 @@ class Plot:
     x_label: str = ""
     y_label: str = ""
 
+    def __post_init__(self) -> None:  # floats throughout, so a JSON round trip gives the same file
+        clean = {str(k): [(float(x), float(y)) for x, y in pts] for k, pts in self.series.items()}
+        object.__setattr__(self, "series", clean)
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -95,6 +99,11 @@ class Outcome:
     plots: list[Plot] = field(default_factory=list)
     seconds: float = 0.0
     claim: str | None = None  # the /info claim this test checks ("secure_aggregation", "dp", "mtls", ...)
+
+    def __post_init__(self) -> None:
+        figures = {str(k): None if v is None else float(v) for k, v in self.figures.items()}
+        object.__setattr__(self, "figures", figures)
+        object.__setattr__(self, "seconds", float(self.seconds))
 
 
 @dataclass(frozen=True)
