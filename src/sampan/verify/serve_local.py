@@ -28,6 +28,26 @@ class ServerTLS:
     require_client_cert: bool = True
 
     def context(self) -> ssl.SSLContext:
+        """The server context; with a CRL, each handshake re-reads it when the file changed (a revocation made
+        while the server runs takes effect at the next connection)."""
+        ctx = self._build()
+        if self.crl is not None:
+            crl = Path(self.crl)
+            state: list[tuple[tuple[int, int], ssl.SSLContext]] = [(_stamp(crl), ctx)]
+            lock = threading.Lock()
+
+            def fresh(sslobj: ssl.SSLObject | ssl.SSLSocket, _name: str | None, _ctx: ssl.SSLContext) -> None:
+                with lock:
+                    stamp = _stamp(crl)
+                    if stamp != state[0][0]:
+                        state[0] = (stamp, self._build())
+                    if state[0][1] is not ctx:
+                        sslobj.context = state[0][1]
+
+            ctx.sni_callback = fresh
+        return ctx
+
+    def _build(self) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(str(self.cert_file), str(self.key_file))
@@ -38,6 +58,11 @@ class ServerTLS:
                 ctx.load_verify_locations(cafile=str(self.crl))
                 ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
         return ctx
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_mtime_ns, st.st_size
 
 
 class LocalServer:
