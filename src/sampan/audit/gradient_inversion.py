@@ -4,6 +4,9 @@ Why: an FL platform that sends a party's update in the clear (no secure aggregat
 that party's rows back out of it. The verifier runs one party, plants known records in its data, captures
 what the party sends (the kit's tap, before encryption; or the bytes the server receives) and tries to
 rebuild the planted records. Recovery proves the leak; failure on a masked payload is reported as failure.
+For the probe round the verifier's party should hold only the planted records (one per batch for the analytic
+probe, a few for the optimisation probe): the probe reads what that party's update reveals, not an average
+over rows it does not know.
 
 Threat model: an honest-but-curious server that sees one party's update for a round (and knows the global
 model it sent, the learning rate and the number of local steps, as every FedAvg server does). The planted

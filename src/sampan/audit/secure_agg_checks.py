@@ -56,9 +56,11 @@ class MaskingResult:
 
 def _centered(ring: np.ndarray, bits: int) -> np.ndarray:
     """Ring elements in [0, 2^bits) read as two's-complement signed values (as float64)."""
-    half = 1 << (bits - 1)
-    as_float = ring.astype(np.float64)
-    return np.where(ring >= half, as_float - float(1 << bits), as_float)
+    if bits == 64:
+        return ring.view(np.int64).astype(np.float64)  # exact for small magnitudes (no 2^64 - x rounding)
+    signed = ring.astype(np.int64)
+    signed[signed >= (1 << (bits - 1))] -= 1 << bits
+    return signed.astype(np.float64)
 
 
 def _ring(values: Any, bits: int) -> np.ndarray:
