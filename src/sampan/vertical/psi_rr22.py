@@ -12,8 +12,9 @@ Protocol (A label holder = spu receiver, B partner = spu sender):
 2. ``psi.rr22.accept`` B checks shapes, starts its worker and tunnel; -> A: |B|, shape, B's width (sealed).
 3. ``psi.rr22.start``  A checks shapes, starts its worker and tunnel.
 4. ``psi.rr22.pump``   repeatedly, B then A: each gets the other's sealed tunnel bytes and returns its own.
-5. ``psi.rr22.finish`` B (mode both) reports a digest of its intersection sealed to A; A checks it equals
-   its own (a wrong result fails closed) and reports |I| in mode both.
+5. ``psi.rr22.finish`` B (mode both) reports a digest of its intersection sealed to A, while A maps its own
+   result (``locate``: kept unpublished); then A checks B's digest equals its own (a wrong result fails
+   closed), publishes its rows and reports |I| in mode both.
 ``psi.rr22.close`` ends the session at both parties whatever happened (worker killed, side files removed).
 
 What each role learns: as `MODE_REVEALS` states; spu's RR22 is secure against semi-honest parties only.
@@ -118,7 +119,12 @@ def run_rr22(transport: _Exchanger, run_id: str, a: str, b: str, mode: str = "bo
         accept = ask(b, "psi.rr22.accept", a, offer.arrays["envelope"])
         ask(a, "psi.rr22.start", b, accept.arrays["envelope"])
         _pump(ask, a, b, started + timeout)
-        done_b = ask(b, "psi.rr22.finish", a)
+        # both map spu's output to rows at once (A keeps its rows unpublished), then A checks B's digest
+        finish = [Message(run_id, step, me, b, "psi.rr22.finish", {}, {**meta, "peer": a}),
+                  Message(run_id, step, me, a, "psi.rr22.finish", {}, {**meta, "peer": b, "locate": True})]
+        done_b, located = list(transport.exchange(finish))
+        if done_b.kind != "psi.rr22.finish" or located.kind != "psi.rr22.finish":
+            raise PsiError(f"parties {b!r} and {a!r} did not answer 'psi.rr22.finish'")
         done_a = ask(a, "psi.rr22.finish", b, done_b.arrays.get("envelope"))
     finally:
         for party, peer in ((a, b), (b, a)):

@@ -50,6 +50,8 @@ __all__ = ["Rr22Party", "register_rr22"]
 
 WORKER = Path(__file__).with_name("_rr22_worker.py")
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_UNHEX = np.full(256, 255, dtype=np.uint8)
+_UNHEX[_HEX] = np.arange(16, dtype=np.uint8)
 _BLOCK = 1 << 20
 MAX_SECONDS = 4 * 3600.0  # the party's own longest RR22 session, whatever the coordinator asks
 FINISH_WAIT = 2.0  # seconds `finish` waits for a worker (it has exited when the pump reported done)
@@ -90,9 +92,10 @@ def _mix(raw: np.ndarray) -> np.ndarray:
     return mixed
 
 
-def _tokens(raw: np.ndarray) -> np.ndarray:
+def _tokens(raw: np.ndarray, mixed: np.ndarray | None = None) -> np.ndarray:
     """(n, 32) uint8 tokens of padded ids: the 64-bit mix first (big-endian, so `match_tokens` sorts on
     well-spread prefixes), then the id itself (equal tokens mean equal ids); SHA-256 for ids over 24 bytes (rare).
+    `mixed`, when given, is `_mix(raw)` already computed (it is the costly part).
 
     Both parties compute the same token for the same id, so sorting by token gives both one order."""
     n, width = raw.shape
@@ -100,7 +103,7 @@ def _tokens(raw: np.ndarray) -> np.ndarray:
         digests = b"".join(hashlib.sha256(row.tobytes()).digest() for row in raw)
         return np.frombuffer(digests, dtype=np.uint8).reshape(n, 32).copy()
     out = np.zeros((n, 32), dtype=np.uint8)
-    out[:, :8] = _mix(raw).astype(">u8").view(np.uint8).reshape(n, 8)
+    out[:, :8] = (_mix(raw) if mixed is None else mixed).astype(">u8").view(np.uint8).reshape(n, 8)
     out[:, 8:8 + width] = raw
     return out
 
@@ -109,7 +112,10 @@ def _locate(ids: np.ndarray, found: np.ndarray, width: int, party: str) -> tuple
     """Own rows of spu's result `found` (m, width), in token order, and their tokens.
 
     Memory: 8 bytes of sort key per own id (computed block by block) plus 32-byte tokens of the result only;
-    a 64-bit key collision among own ids (about n^2 / 2^65) falls back to full tokens."""
+    a 64-bit key collision among own ids (about n^2 / 2^65) falls back to full tokens. Speed: the result's keys
+    are sorted before they are looked up, so the lookup walks the own keys in order (a random-order
+    `searchsorted` of 5M keys into 10M costs seconds in cache misses); own keys are distinct, so rows are
+    distinct iff the result's keys are, which the sorted keys show without sorting the rows again."""
     def wrong() -> PsiError:
         return PsiError(f"party {party!r}: the RR22 result names customers this party does not hold")
 
@@ -117,19 +123,23 @@ def _locate(ids: np.ndarray, found: np.ndarray, width: int, party: str) -> tuple
         keys = np.empty(len(ids), dtype=np.uint64)
         for start in range(0, len(ids), _BLOCK):
             keys[start:start + _BLOCK] = _mix(_padded(ids[start:start + _BLOCK], width))
-        order = np.argsort(keys, kind="stable")
+        order = np.argsort(keys)  # any sort: the keys are checked distinct next, so the order is unique
         keys = keys[order]
         if not (len(keys) > 1 and (keys[1:] == keys[:-1]).any()):
             wanted = _mix(found)
+            ranked = np.argsort(wanted)  # token order: the key is the token's first 8 bytes
+            wanted = wanted[ranked]
+            if len(wanted) > 1 and not (wanted[1:] != wanted[:-1]).all():
+                raise wrong()  # a customer named twice (or a key collision outside own ids)
             pos = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
             if len(keys) == 0 or not (keys[pos] == wanted).all():
                 raise wrong()
             rows = order[pos]
-            del keys, order
-            if not np.array_equal(_padded(ids[rows], width), found) or len(np.unique(rows)) != len(rows):
+            del keys, order, pos
+            found = found[ranked]
+            if not np.array_equal(_padded(ids[rows], width), found):
                 raise wrong()
-            ranked = np.argsort(wanted, kind="stable")  # token order: the key is the token's first 8 bytes
-            return rows[ranked], _tokens(found[ranked])
+            return rows, _tokens(found, wanted)
     own = _tokens(_padded(ids, width))
     ix, iy = match_tokens(_tokens(found), own)
     if len(ix) != len(found):
@@ -161,8 +171,7 @@ def _read_ids(path: Path, width: int, party: str) -> np.ndarray:
     text = np.frombuffer(body, dtype=np.uint8).reshape(-1, line)
     if len(text) and not (text[:, -1] == ord("\n")).all():
         raise PsiError(f"party {party!r}: the RR22 worker wrote a malformed result")
-    digits = text[:, :-1]
-    value = np.where(digits >= ord("a"), digits - ord("a") + 10, digits - ord("0")).astype(np.uint8)
+    value = _UNHEX[text[:, :-1]]  # one table look-up per digit; anything but 0-9a-f maps to 255
     if (value > 15).any():
         raise PsiError(f"party {party!r}: the RR22 worker wrote a malformed result")
     return (value[:, 0::2] << 4) | value[:, 1::2]
@@ -188,6 +197,7 @@ class _Rr22Session:
     deadline: float = 0.0
     tunnel: Tunnel | None = None
     timer: threading.Timer | None = None
+    located: tuple[np.ndarray, np.ndarray] | None = None  # A's rows and tokens, mapped early, not yet published
     closed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -406,7 +416,10 @@ class Rr22Party:
 
     def _finish(self, request: Message) -> Message:
         """Map spu's output to own rows, ordered by id bytes (both parties hold the same set: one order);
-        B sends a digest of its intersection to A, which refuses a result that differs from its own."""
+        B sends a digest of its intersection to A, which refuses a result that differs from its own.
+
+        A's finish may come twice: first with ``locate`` (while B maps its own result, so the two run at once;
+        A keeps its rows in the session, unpublished), then with B's digest, which alone publishes them."""
         peer = str(request.meta["peer"])
         role = "b" if self.sessions.get(peer) is not None and self.sessions[peer].role == "b" else "a"
         session = self._session(peer, role)
@@ -422,16 +435,20 @@ class Rr22Party:
         if session.mode == "label_holder" and role == "b":
             self.psi.rows.pop(peer, None)
             return request.reply("psi.rr22.finish")
-        ids, _ = _compact(self.psi)
-        found = _read_ids(session.directory / "out.csv", session.width, self.name)
-        if len(found) == 0:
-            raise PsiError(f"party {self.name!r}: no common customers between {self.name!r} and {peer!r}")
-        rows, tokens = _locate(ids, found, session.width, self.name)
-        del found
+        if session.located is None:
+            ids, _ = _compact(self.psi)
+            found = _read_ids(session.directory / "out.csv", session.width, self.name)
+            if len(found) == 0:
+                raise PsiError(f"party {self.name!r}: no common customers between {self.name!r} and {peer!r}")
+            session.located = _locate(ids, found, session.width, self.name)
+            del found
+        rows, tokens = session.located
+        if role == "a" and request.meta.get("locate"):
+            return request.reply("psi.rr22.finish", meta={"located": True})
         digest = np.frombuffer(hashlib.sha256(tokens.tobytes()).digest(), dtype=np.uint8)
-        self.psi.rows[peer], self.psi._tokens[peer] = rows, tokens
-        self.psi.cardinality[peer] = len(rows)
         if role == "b":
+            self.psi.rows[peer], self.psi._tokens[peer] = rows, tokens
+            self.psi.cardinality[peer] = len(rows)
             inner = Message(request.run_id, request.step, self.name, peer, "psi.rr22.finish", {"digest": digest})
             return request.reply("psi.rr22.finish", {"envelope": channels.seal(peer, inner)})
         if session.mode == "both":
@@ -441,6 +458,8 @@ class Rr22Party:
                 for slot in (self.psi.rows, self.psi._tokens, self.psi.cardinality):
                     slot.pop(peer, None)
                 raise PsiError(f"party {self.name!r}: {peer!r} holds a different RR22 intersection; result refused")
+        self.psi.rows[peer], self.psi._tokens[peer] = rows, tokens
+        self.psi.cardinality[peer] = len(rows)
         return request.reply("psi.rr22.finish", meta={"cardinality": len(rows)} if session.mode == "both" else {})
 
     def _close(self, request: Message) -> Message:
