@@ -1,0 +1,293 @@
+"""`sampan verify`: evaluate an FL platform through the Benchmark API and write its reports.
+
+    run      --target URL: the platform under test (its token from an environment variable, never argv)
+    local    --platform weak|sampan|flower: start an in-repo platform on 127.0.0.1 and evaluate it
+    report   re-render every report from a results.json
+    compare  two results.json side by side as one HTML page
+
+The runner (`sampan.verify.runner`), the web stack and reportlab are imported only when a command runs.
+Every output of a run is written into one folder at once (a staging folder, then a rename): after a
+failure or Ctrl-C the folder holds the previous report or nothing, never half of a new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from sampan.cli.error_path import ErrorHandlingGroup
+
+if TYPE_CHECKING:
+    from sampan.verify.results import Evaluation
+
+__all__ = ["verify_app"]
+
+verify_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, cls=ErrorHandlingGroup,
+                         no_args_is_help=True,
+                         help="Verify an FL platform through the Benchmark API: run the test catalogue, "
+                              "write HTML/PDF/JSON/JUnit reports, compare two evaluations.")
+
+PROFILES = ("quick", "standard", "full")
+LOCAL_PLATFORMS = ("weak", "sampan", "flower")
+_VERDICT_STYLE = {"pass": "bold green", "fail": "bold red", "error": "bold yellow", "skip": "dim"}
+
+
+def _config_error(message: str) -> Exception:
+    from sampan.errors import ConfigError
+
+    return ConfigError(message)
+
+
+def _check_profile(profile: str) -> str:
+    if profile not in PROFILES:
+        raise _config_error(f"--profile {profile!r}: choose one of {', '.join(PROFILES)}")
+    return profile
+
+
+def _read_token(var: str) -> str:
+    token = os.environ.get(var, "").strip()
+    if not token:
+        raise _config_error(f"--token-env {var}: that environment variable is not set or empty (export the "
+                            "platform's Benchmark API token in it)")
+    return token
+
+
+def _pem_file(option: str, path: Path | None, marker: str) -> str | None:
+    """The path as a string once it is checked to be a readable PEM file holding ``marker``."""
+    if path is None:
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _config_error(f"{option} {path}: cannot read ({exc})") from None
+    if f"-----BEGIN {marker}" not in text and not (marker == "PRIVATE KEY" and "PRIVATE KEY-----" in text):
+        raise _config_error(f"{option} {path}: no PEM {marker.lower()} in it")
+    return str(path)
+
+
+def _tls_options(ca: Path | None, cert: Path | None, key: Path | None) -> dict[str, str] | None:
+    if (cert is None) != (key is None):
+        raise _config_error("--client-cert and --client-key go together (the verifier's mTLS identity)")
+    files = {"ca_file": _pem_file("--ca", ca, "CERTIFICATE"), "cert_file": _pem_file("--client-cert", cert,
+                                                                                       "CERTIFICATE"),
+             "key_file": _pem_file("--client-key", key, "PRIVATE KEY")}
+    chosen = {k: v for k, v in files.items() if v is not None}
+    return chosen or None
+
+
+# ---- progress display ----------------------------------------------------------------------------------------
+
+
+class _Display:
+    """Rich progress bar on stderr: tests done/total and the current test; a line per verdict as it comes."""
+
+    def __init__(self, quiet: bool) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = Console(stderr=True, highlight=False)
+        self.quiet = quiet
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=self.console, transient=True, disable=quiet)
+        self.task = self.progress.add_task("starting", total=None)
+
+    def __enter__(self) -> _Display:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, event: Any) -> None:
+        """Any event with ``phase``, ``test_id``, ``index``, ``total``, ``verdict``, ``seconds``, ``message``."""
+        from rich.markup import escape
+
+        phase = getattr(event, "phase", "")
+        test_id = str(getattr(event, "test_id", "") or getattr(event, "id", ""))
+        index, total = int(getattr(event, "index", 0) or 0), getattr(event, "total", None)
+        verdict = getattr(event, "verdict", None)
+        if phase == "start" or (verdict is None and phase not in {"end", "done", "setup"}):
+            self.progress.update(self.task, description=escape(test_id), total=total, completed=max(index - 1, 0))
+        elif phase == "setup":
+            self.progress.update(self.task, description=escape(str(getattr(event, "message", "") or "setting up")))
+        elif verdict is not None:
+            self.progress.update(self.task, total=total, completed=index)
+            if not self.quiet:
+                seconds = getattr(event, "seconds", None)
+                took = f" ({seconds:.1f} s)" if isinstance(seconds, (int, float)) else ""
+                message = str(getattr(event, "message", "") or "")
+                style = _VERDICT_STYLE.get(str(verdict), "")
+                self.progress.console.print(
+                    f"[{style}]{escape(str(verdict).upper()):>5}[/] {escape(test_id)}{took}"
+                    + (f" [dim]{escape(message[:160])}[/]" if message else ""), soft_wrap=True)
+
+
+# ---- running -------------------------------------------------------------------------------------------------
+
+
+def _run_evaluation(url: str, token: str, tls: dict[str, str] | None, profile: str, *, seed: int | None,
+                    only: list[str] | None, progress: Callable[[Any], None],
+                    local: dict[str, Any] | None = None) -> Evaluation:
+    """Call the runner (`sampan.verify.runner.run_evaluation`). ``tls`` holds TargetTLS's file fields; ``local``
+    what a locally started platform adds (its party kit, its process ids). One place, so tests can stand in."""
+    from sampan.cli.error_path import fail
+    from sampan.verify.catalogue.http import TargetTLS
+    from sampan.verify.runner import EvaluationError, Target, run_evaluation
+
+    target_tls = TargetTLS(ca_file=tls.get("ca_file"), cert_file=tls.get("cert_file"),
+                           key_file=tls.get("key_file")) if tls else None
+    target = Target(url=url, token=token, tls=target_tls, **(local or {}))
+    try:
+        return run_evaluation(target, profile, seed=seed, progress=progress, only=only)
+    except EvaluationError as exc:  # the target is unreachable or its /info unreadable: fix the URL/token/CA
+        fail(exc)
+
+
+def _finish(evaluation: Evaluation, out: Path, *, pdf: bool | None, strict: bool) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    from sampan.errors import ExitCode
+    from sampan.verify.report import write_all
+    from sampan.verify.report._common import overall
+
+    written = write_all(evaluation, out, pdf=pdf)
+    counts = evaluation.counts()
+    console = Console(highlight=False)
+    t = evaluation.target
+    console.print(f"[bold]{escape(t.platform or t.url)} {escape(t.platform_version)}[/] ({escape(evaluation.profile)}"
+                  f"): {len(evaluation.outcomes)} tests: [green]{counts['pass']} passed[/], [red]{counts['fail']} "
+                  f"failed[/], {counts['skip']} skipped, [yellow]{counts['error']} errors[/] -> "
+                  f"{escape(overall(evaluation))}", soft_wrap=True)
+    for path in written:
+        console.print(f"  {escape(str(path))}", soft_wrap=True)
+    if strict and (counts["fail"] or counts["error"]):
+        raise typer.Exit(ExitCode.PROTOCOL)
+
+
+_OUT = typer.Option(Path("verify-report"), "--out", help="Folder for report.html, report.pdf, results.json, "
+                    "junit.xml and manifest.json (replaced only if it holds nothing else).")
+_PROFILE = typer.Option("quick", "--profile", help="quick (about a minute), standard (goal 15 min) or full.")
+_SEED = typer.Option(None, "--seed", help="Seed of the random column draw and splits (default: a fresh random "
+                     "one, recorded in the manifest).")
+_ONLY = typer.Option(None, "--only", help="Run only these test ids (repeat the option).")
+_PDF = typer.Option(None, "--pdf/--no-pdf", help="Write report.pdf (default: when reportlab is installed).")
+_STRICT = typer.Option(False, "--strict", help="Exit with code 5 when a test failed or errored (for CI).")
+_QUIET = typer.Option(False, "--quiet", help="No progress display.")
+
+
+@verify_app.command("run")
+def run(
+    target: str = typer.Option(..., "--target", help="The platform's Benchmark API URL (its root or /bench/v1)."),
+    token_env: str = typer.Option("SAMPAN_BENCH_TOKEN", "--token-env", help="Environment variable holding the "
+                                  "API's bearer token (never passed on the command line)."),
+    ca: Path | None = typer.Option(None, "--ca", help="PEM file of the CA that signed the platform's TLS "
+                                   "certificate (default: the system's trust store)."),
+    client_cert: Path | None = typer.Option(None, "--client-cert", help="PEM certificate the verifier presents "
+                                            "when the platform's API requires mTLS."),
+    client_key: Path | None = typer.Option(None, "--client-key", help="Its private key (PEM)."),
+    profile: str = _PROFILE, out: Path = _OUT, seed: int | None = _SEED, only: list[str] | None = _ONLY,
+    pdf: bool | None = _PDF, strict: bool = _STRICT, quiet: bool = _QUIET,
+) -> None:
+    """Evaluate the platform at --target with the test catalogue and write every report."""
+    if not target.startswith(("http://", "https://")):
+        raise _config_error(f"--target {target!r}: expected an http:// or https:// URL")
+    _check_profile(profile)
+    token, tls = _read_token(token_env), _tls_options(ca, client_cert, client_key)
+    root = target.rstrip("/")
+    root = root[: -len("/bench/v1")] if root.endswith("/bench/v1") else root  # the runner adds /bench/v1 itself
+    with _Display(quiet) as display:
+        evaluation = _run_evaluation(root, token, tls, profile, seed=seed, only=only, progress=display)
+    _finish(evaluation, out, pdf=pdf, strict=strict)
+
+
+@contextlib.contextmanager
+def _local_platform(name: str, token: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Start the named in-repo platform's Benchmark API on 127.0.0.1:<free port>; yields (url, runner extras)."""
+    from sampan.verify.serve_local import serve_app
+    from sampan.verify.server import make_benchmark_app
+
+    with _local_backend(name) as backend, serve_app(make_benchmark_app(backend, token=token)) as server:
+        yield server.url, {"local_pids": (os.getpid(),)}  # in this process; the kit is the one /info names
+
+
+@contextlib.contextmanager
+def _local_backend(name: str) -> Iterator[Any]:
+    import importlib
+
+    from sampan.errors import ConfigError
+
+    if name == "weak":
+        from sampan.verify.platforms.weak import WeakBackend
+
+        backend: Any = WeakBackend()
+    elif name == "flower":  # Flower runs in its own venv; a missing one is a FlowerMissing naming the fix
+        from sampan.verify.platforms.flower import make_flower_backend
+
+        backend = make_flower_backend()
+    else:
+        try:
+            module = importlib.import_module("sampan.web.bench_api")
+        except ImportError as exc:
+            raise ConfigError(f"--platform sampan needs the 'console' extra ({exc})") from None
+        backend = module.SampanBackend()
+    try:
+        yield backend
+    finally:
+        close = getattr(backend, "close", None)
+        if callable(close):
+            close()
+
+
+@verify_app.command("local")
+def local(
+    platform: str = typer.Option(..., "--platform", help="weak (the negative control), sampan, or flower (needs "
+                                 "the 'flower' extra)."),
+    profile: str = _PROFILE, out: Path = _OUT, seed: int | None = _SEED, only: list[str] | None = _ONLY,
+    pdf: bool | None = _PDF, strict: bool = _STRICT, quiet: bool = _QUIET,
+) -> None:
+    """Start an in-repo platform on this machine (127.0.0.1, a fresh token) and evaluate it."""
+    if platform not in LOCAL_PLATFORMS:
+        raise _config_error(f"--platform {platform!r}: choose one of {', '.join(LOCAL_PLATFORMS)}")
+    _check_profile(profile)
+    token = secrets.token_urlsafe(32)
+    with _Display(quiet) as display:
+        display.progress.update(display.task, description=f"starting {platform}")
+        with _local_platform(platform, token) as (url, extras):
+            evaluation = _run_evaluation(url, token, None, profile, seed=seed, only=only, progress=display,
+                                         local=extras)
+    _finish(evaluation, out, pdf=pdf, strict=strict)
+
+
+@verify_app.command("report")
+def report(
+    results: Path = typer.Argument(..., help="A results.json written by `sampan verify run`."),
+    out: Path = _OUT, pdf: bool | None = _PDF,
+) -> None:
+    """Re-render report.html, report.pdf, junit.xml and manifest.json from a results.json."""
+    from sampan.verify.results import load_evaluation
+
+    _finish(load_evaluation(results), out, pdf=pdf, strict=False)
+
+
+@verify_app.command("compare")
+def compare(
+    a: Path = typer.Argument(..., help="The first results.json (A)."),
+    b: Path = typer.Argument(..., help="The second results.json (B)."),
+    out: Path = typer.Option(Path("compare.html"), "--out", help="The HTML file to write."),
+) -> None:
+    """Two evaluations side by side: verdicts and figures per test, changes highlighted."""
+    from sampan.verify.report.compare import changes, write_comparison
+    from sampan.verify.results import load_evaluation
+
+    first, second = load_evaluation(a), load_evaluation(b)
+    path = write_comparison(first, second, out)
+    diff = changes(first, second)
+    n_changed = sum(1 for *_, status in diff if status == "changed")
+    typer.echo(f"{len(diff)} tests, {n_changed} verdict(s) changed -> {path}")
