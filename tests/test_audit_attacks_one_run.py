@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sampan.audit import audit_from_scores, epsilon_lower_bound, one_run_p_value, plan_canaries
+from sampan.audit import audit_from_scores, audit_over_k, epsilon_lower_bound, one_run_p_value, plan_canaries
 from sampan.errors import DataError
 
 
@@ -87,6 +87,25 @@ def test_p_value_reduces_to_binomial_tail_without_delta_and_grows_with_delta() -
     assert one_run_p_value(m, r, v, e, 0.0) < 0.05 <= one_run_p_value(m, r, v, e + 1e-6, 0.0)
     assert epsilon_lower_bound(m, r, v, 1e-3, 0.95) < e  # δ weakens the bound
     assert epsilon_lower_bound(m, r, r // 2, 0.0, 0.95) == 0.0  # chance accuracy: no evidence
+
+
+def test_sweep_over_k_is_bonferroni_corrected() -> None:
+    rng = np.random.default_rng(15)
+    included = plan_canaries(1000, rng)
+    scores = included + 0.1 * rng.standard_normal(1000)
+    ks = [(10, 10), (50, 50), (100, 100)]
+    res = audit_over_k(scores, included, ks, claimed_epsilon=1.0)
+    single = audit_from_scores(scores, included, 100, 100)
+    assert 0 < res.eps_lower < single.eps_lower  # the correction costs a little
+    assert res.confidence == 0.95 and res.claim_refuted is True
+    assert any("Bonferroni" in n for n in res.notes)
+    bounds = []
+    for _ in range(20):  # and stays sound on a DP mechanism
+        inc = plan_canaries(1000, rng)
+        bounds.append(audit_over_k(_randomized_response(inc, 1.0, rng), inc, ks).eps_lower)
+    assert sum(b > 1.0 for b in bounds) <= 3
+    with pytest.raises(DataError):
+        audit_over_k(scores, included, [])
 
 
 @pytest.mark.parametrize("args", [

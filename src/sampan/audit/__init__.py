@@ -47,6 +47,7 @@ from sampan.audit.membership_fpr import FixedFprResult, membership_at_fpr
 from sampan.audit.one_run_audit import (
     OneRunAuditResult,
     audit_from_scores,
+    audit_over_k,
     epsilon_lower_bound,
     one_run_p_value,
     plan_canaries,
@@ -62,6 +63,7 @@ __all__ = [
     "AttackResult",
     "audit_from_scores",
     "audit_membership",
+    "audit_over_k",
     "clopper_pearson",
     "consistent_with_sum",
     "coordinate_median",

@@ -22,7 +22,9 @@ Probes
   scipy.optimize.least_squares so the simulated deltas match the observed ones over R rounds (k·d unknowns,
   R·(d + 1) equations: several rounds are needed for several records). Initialised from the analytic ratio
   and random restarts. A fit that cannot explain the observations (relative residual above `fit_tolerance`,
-  e.g. on masked payloads) is reported as such.
+  e.g. on masked payloads) is reported as such. It assumes the mean (not summed) loss gradient and one step per
+  local epoch when the party's rows fit one batch; a platform that standardises features gives back records in
+  its standardised space (undo with the platform's exported mean/scale).
 
 Quality per planted record: relative error ‖x̂ − x‖/‖x‖ and cosine similarity of its best-matching
 reconstruction; recovered = relative error ≤ tolerance. The recovery rate has a Clopper–Pearson interval.

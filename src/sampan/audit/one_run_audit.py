@@ -37,7 +37,8 @@ from scipy import stats
 from sampan.audit.intervals import as_vector, check_confidence, clopper_pearson, json_float
 from sampan.errors import DataError
 
-__all__ = ["OneRunAuditResult", "audit_from_scores", "epsilon_lower_bound", "one_run_p_value", "plan_canaries"]
+__all__ = ["OneRunAuditResult", "audit_from_scores", "audit_over_k", "epsilon_lower_bound", "one_run_p_value",
+           "plan_canaries"]
 
 _BISECTION_STEPS = 40
 _EPS_CAP = 100.0  # beyond this q rounds to 1 in float64: report the cap
@@ -162,3 +163,26 @@ def audit_from_scores(
         delta=delta, confidence=confidence, accuracy=correct / r, accuracy_ci=clopper_pearson(correct, r, confidence),
         claimed_epsilon=claimed_epsilon, p_value_at_claim=p_claim, claim_refuted=refuted, notes=notes,
     )
+
+
+def audit_over_k(
+    scores: Any, included: Any, k_values: list[tuple[int, int]], delta: float = 0.0, confidence: float = 0.95,
+    *, claimed_epsilon: float | None = None,
+) -> OneRunAuditResult:
+    """Try several (k_pos, k_neg) and keep the largest bound, with a Bonferroni correction: each try runs at
+    confidence 1 − (1 − confidence)/len(k_values), so the reported bound still holds at `confidence`."""
+    if not k_values:
+        raise DataError("audit_over_k needs at least one (k_pos, k_neg) pair")
+    check_confidence(confidence)
+    each = 1.0 - (1.0 - confidence) / len(k_values)
+    results = [audit_from_scores(scores, included, kp, kn, delta, each) for kp, kn in k_values]
+    best = max(results, key=lambda r: r.eps_lower)
+    notes = [*best.notes, f"best of {len(k_values)} (k_pos, k_neg) choices, each at confidence {each:.4g} "
+             f"(Bonferroni): the bound holds at {confidence:g}."]
+    p_claim = refuted = None
+    if claimed_epsilon is not None:
+        p_claim = min(1.0, len(k_values) * one_run_p_value(best.m, best.guesses, best.correct,
+                                                           float(claimed_epsilon), delta))
+        refuted = p_claim < 1.0 - confidence
+    return OneRunAuditResult(**{**best.__dict__, "confidence": confidence, "claimed_epsilon": claimed_epsilon,
+                                "p_value_at_claim": p_claim, "claim_refuted": refuted, "notes": notes})
