@@ -1,0 +1,106 @@
+"""The "flower" party kit: the verifier's own party as a real Flower client, dialing through the verifier's proxy.
+
+The client runs in Flower's venv (flower_worker.py, `client --in`); before each update leaves, it asks this kit
+for the weights to send, so the verifier's `update_hook` (Byzantine tests) applies and the tap sees exactly what
+went on the wire, in the clear (Flower sends parameters as plain NumPy bytes inside its gRPC messages; no SecAgg+
+mod here). Tap kinds: sent "stats" (round 0: n, sum, sumsq of the party's features, asked by the server to
+standardise), received "model" (coefficients, intercept), sent "update" (coefficients, intercept, num_examples).
+Update hook layout: weights = [coefficients..., intercept].
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sampan.errors import SampanError
+from sampan.verify.api import PartyConnect, TableData
+from sampan.verify.kits import ClientTLS, Tap, UpdateHook
+from sampan.verify.platforms.flower_proc import Worker
+
+
+class FlowerKitError(SampanError):
+    """The verifier's Flower party could not take part (names the party and what Flower said)."""
+
+    category = "flower party kit"
+
+
+def _arrays(payload: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    return {str(k): np.asarray(v, dtype=np.float64) for k, v in payload.items()}
+
+
+class FlowerKit:
+    """Runs one verifier-operated party of a Flower job until the server ends the run or `stop` is set."""
+
+    name = "flower"
+
+    def __init__(self, *, update_hook: UpdateHook | None = None, max_wait_s: float = 120.0) -> None:
+        self.update_hook = update_hook
+        self.max_wait_s = max_wait_s
+
+    def run(self, job_id: str, party: str, data: TableData, connect: PartyConnect, tls: ClientTLS | None,
+            tap: Tap, stop: threading.Event) -> None:
+        if tls is not None and (tls.cert_pem or tls.key_pem):
+            # Flower's legacy gRPC client has no client certificates; say so instead of silently dropping them.
+            raise FlowerKitError(f"party {party!r}: Flower's gRPC client cannot present a client certificate "
+                                 "(no mTLS in this adapter)")
+        folder = Path(tempfile.mkdtemp(prefix="sampan-flower-kit-"))
+        worker: Worker | None = None
+        try:
+            data_path = folder / "data.json"
+            data_path.write_text(data.model_dump_json(), encoding="utf-8")
+            worker = Worker("client", {"address": connect.address, "party": party, "data": str(data_path),
+                                       "max_wait_s": self.max_wait_s}, folder, "kit", replies=True)
+            watcher = threading.Thread(target=self._watch_stop, args=(stop, worker), daemon=True)
+            watcher.start()
+            finished, error = self._serve(worker, tap)
+            if stop.is_set():
+                return
+            if error is not None or not finished:
+                raise FlowerKitError(f"party {party!r} (job {job_id}): Flower client failed: "
+                                     f"{error or worker.log_tail()}")
+        finally:
+            if worker is not None:
+                worker.kill()
+            shutil.rmtree(folder, ignore_errors=True)
+
+    @staticmethod
+    def _watch_stop(stop: threading.Event, worker: Worker) -> None:
+        while worker.proc.poll() is None:
+            if stop.wait(0.2):
+                worker.kill()
+                return
+
+    def _serve(self, worker: Worker, tap: Tap) -> tuple[bool, str | None]:
+        finished = False
+        error: str | None = None
+        for event in worker.events():
+            op = event.get("op")
+            if op == "tap":
+                payload = _arrays(event.get("payload", {}))
+                if event.get("direction") == "sent":
+                    tap.sent(str(event["kind"]), int(event["round"]), payload)
+                else:
+                    tap.received(str(event["kind"]), int(event["round"]), payload)
+            elif op == "update":
+                weights = np.asarray(event["weights"], dtype=np.float64)
+                if self.update_hook is not None:
+                    weights = np.asarray(self.update_hook(int(event["round"]), weights.copy()), dtype=np.float64)
+                    if weights.shape != (len(event["weights"]),) or not np.all(np.isfinite(weights)):
+                        worker.kill()
+                        return False, "the update hook returned weights of the wrong shape or not finite"
+                worker.reply(weights=weights.tolist())
+            elif op == "finished":
+                finished = True
+            elif op == "error":
+                error = str(event.get("message"))
+        return finished, error
+
+
+__all__ = ["FlowerKit", "FlowerKitError"]
