@@ -130,7 +130,7 @@ def _call(what: str, fn: Callable[[], T]) -> T:
 
 
 def _router(backend: PlatformBackend) -> APIRouter:
-    r = APIRouter(responses=_ERRORS)
+    r = APIRouter(responses=_ERRORS, generate_unique_id_function=lambda route: route.name)
 
     @r.get("/info", response_model=PlatformInfo)
     def info() -> PlatformInfo:
