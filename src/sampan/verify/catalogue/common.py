@@ -1,0 +1,101 @@
+"""Jobs shared by several tests (run once per evaluation through `Context.once`) and small judging helpers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sampan.verify.catalogue.base import Context, Result
+from sampan.verify.catalogue.data import HORIZONTAL_PARTIES, VERTICAL_PARTIES
+from sampan.verify.catalogue.jobs import JobRun, PartySpec, horizontal_spec, linear_scores, run_job
+from sampan.verify.datasets import ID, LABEL, auc, table_data
+from sampan.verify.thresholds import value
+
+__all__ = ["quick_job", "horizontal_parties", "holdout_auc", "vertical_job", "judge_auc", "plane_for"]
+
+QUICK_ROUNDS = 10
+
+
+def plane_for(ctx: Context, **options: Any) -> Any:
+    """The verifier's own party for a job, or None when the platform has no kit (black-box only)."""
+    if not ctx.kit:
+        return None
+    from sampan.verify.catalogue.dataplane import VerifierParty
+
+    return VerifierParty(ctx, **options)
+
+
+def horizontal_parties(ctx: Context, *, noniid: bool = False, verifier: bool = True) -> list[PartySpec]:
+    """Three data owners; the last is run by the verifier when the platform has a kit."""
+    out = []
+    for i, name in enumerate(HORIZONTAL_PARTIES):
+        mine = verifier and bool(ctx.kit) and i == len(HORIZONTAL_PARTIES) - 1
+        out.append(PartySpec(name, "data_owner", ctx.data.party_data(i, noniid=noniid),
+                             "verifier" if mine else "platform"))
+    return out
+
+
+def quick_job(ctx: Context) -> JobRun:
+    """The evaluation's one small horizontal job (plain, as claimed by default: secure aggregation if claimed)."""
+
+    def make() -> JobRun:
+        secagg = bool(ctx.claims.get("secure_aggregation")) and "secure_aggregation" in ctx.capabilities
+        parties = horizontal_parties(ctx)
+        spec = horizontal_spec(ctx, [p.name for p in parties], rounds=QUICK_ROUNDS, secure_aggregation=secagg)
+        plane = plane_for(ctx) if any(p.operated_by == "verifier" for p in parties) else None
+        return run_job(ctx, spec, parties, prefix="quick", plane=plane)
+
+    run: JobRun = ctx.once("quick_job", make)
+    return run
+
+
+def holdout_auc(ctx: Context, run: JobRun, *, qualify: dict[str, str] | None = None,
+                columns: list[str] | None = None) -> tuple[float, str]:
+    """AUC on the verifier's holdout: from the exported model when there is one, else the platform's /evaluate."""
+    table = table_data(ctx.data.table, ctx.data.holdout, columns or ctx.data.columns)
+    if run.model is not None:
+        p = linear_scores(run.model, table, qualify=qualify)
+        return auc(ctx.data.table.y[ctx.data.holdout], p), "exported model scored by the verifier"
+    body = ctx.api.ok("POST", f"/jobs/{run.job_id}/evaluate", table)
+    return float(body["metrics"]["auc"]), "platform /evaluate on the verifier's holdout"
+
+
+def judge_auc(found: float, baseline: float, margin_key: str, how: str, run: JobRun) -> Result:
+    margin = value(margin_key)
+    floor = baseline - margin
+    return Result("pass" if found >= floor else "fail", f"holdout AUC {found:.4f} vs floor {floor:.4f} (pooled {baseline:.4f} - {margin})",
+                  figures={"auc": found, "pooled_auc": baseline, "floor": floor, "job_seconds": run.seconds},
+                  evidence={"how": how, "job_id": run.job_id, "states": run.states, "rounds": run.aucs})
+
+
+def vertical_job(ctx: Context) -> JobRun:
+    """Bank (label holder) and bureau (feature holder) over string ids with a partial overlap."""
+
+    def make() -> JobRun:
+        v = ctx.data.vertical
+        t = ctx.data.table
+        bank, bureau = VERTICAL_PARTIES
+        parties = [PartySpec(bank, "label_holder", table_data(t, v.label_rows, v.label_columns, ids=True)),
+                   PartySpec(bureau, "feature_holder", table_data(t, v.feature_rows, v.feature_columns, label=False,
+                                                                  ids=True))]
+        spec = {"kind": "vertical", "model": "logistic_regression", "label": LABEL, "id_column": ID,
+                "features": {bank: list(v.label_columns), bureau: list(v.feature_columns)}, "rounds": 10,
+                "local_epochs": 1, "learning_rate": 0.5, "batch_size": 64, "l2": 0.0,
+                "secure_aggregation": False, "seed": ctx.data.seed % (2**31), "timeout_s": 300}
+        return run_job(ctx, spec, parties, prefix="vertical")
+
+    run: JobRun = ctx.once("vertical_job", make)
+    return run
+
+
+def vertical_qualify(ctx: Context) -> dict[str, str]:
+    bank, bureau = VERTICAL_PARTIES
+    v = ctx.data.vertical
+    out = {f"{bank}:{c}": c for c in v.label_columns}
+    out.update({f"{bureau}:{c}": c for c in v.feature_columns})
+    return out
+
+
+def max_abs(a: Any, b: Any) -> float:
+    return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)))) if len(a) else 0.0

@@ -1,0 +1,320 @@
+"""Functional tests (F-*): the API, TLS, lifecycle and errors, registration, PSI, aggregation, accuracy."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from sampan.verify.catalogue.base import Context, NotApplicable, Result, Test
+from sampan.verify.catalogue.common import (
+    holdout_auc,
+    horizontal_parties,
+    judge_auc,
+    max_abs,
+    quick_job,
+    vertical_job,
+    vertical_qualify,
+)
+from sampan.verify.catalogue.jobs import horizontal_spec, new_project, run_job, wait_job
+from sampan.verify.datasets import table_data
+from sampan.verify.thresholds import value
+
+__all__ = ["FUNCTIONAL"]
+
+Q, S, F = "quick", "standard", "full"
+ALL = frozenset({Q, S, F})
+STD = frozenset({S, F})
+
+
+def api_version(ctx: Context) -> Result:
+    from sampan.verify.api import PlatformInfo
+
+    reply = ctx.api.call("GET", "/info")
+    problems = []
+    header = reply.headers.get("x-bench-api-version", "")
+    if reply.status != 200:
+        problems.append(f"GET /info answered {reply.status}")
+    if header.split(".")[0] != "1":
+        problems.append(f"X-Bench-API-Version header is {header!r}, expected major 1")
+    try:
+        info = PlatformInfo.model_validate(reply.body)
+        if info.api_version.split(".")[0] != "1":
+            problems.append(f"api_version {info.api_version!r}, expected major 1")
+    except Exception as exc:  # noqa: BLE001 (pydantic's message is the evidence)
+        problems.append(f"/info does not match PlatformInfo: {str(exc).splitlines()[0]}")
+    missing = ctx.api.call("GET", "/no-such-endpoint")
+    if missing.status != 404 or missing.error_code != "not_found":
+        problems.append(f"unknown path answered {missing.status} {missing.error_code}, expected 404 not_found")
+    return Result("fail" if problems else "pass", "; ".join(problems) or f"API {header}",
+                  evidence={"info": reply.body, "header": header, "problems": problems})
+
+
+def endpoint_tls(ctx: Context) -> Result:
+    parts = urlsplit(ctx.api.url)
+    if parts.scheme != "https":
+        return Result("fail", f"the control plane is served over {parts.scheme}, not TLS",
+                      evidence={"url": ctx.api.url})
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # only the protocol is read here; the API client verified the chain
+    with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 443), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=parts.hostname) as tls:
+            version, cipher = tls.version() or "", tls.cipher()
+    good = version in ("TLSv1.2", "TLSv1.3")
+    return Result("pass" if good else "fail", f"{version} with {cipher[0] if cipher else '?'}",
+                  evidence={"version": version, "cipher": cipher and cipher[0]})
+
+
+def lifecycle(ctx: Context) -> Result:
+    checks: list[dict[str, Any]] = []
+
+    def expect(what: str, reply: Any, status: int, code: str | None) -> None:
+        good = reply.status == status and (code is None or reply.error_code == code)
+        checks.append({"check": what, "status": reply.status, "code": reply.error_code, "expected": [status, code],
+                       "ok": good, "version_header": reply.headers.get("x-bench-api-version")})
+
+    expect("GET unknown job", ctx.api.call("GET", "/jobs/no-such-job"), 404, "not_found")
+    expect("POST /projects without a name", ctx.api.call("POST", "/projects", {}), 422, "invalid")
+    expect("POST party to unknown project",
+           ctx.api.call("POST", "/projects/no-such-project/parties",
+                        {"name": "x", "role": "data_owner", "operated_by": "platform", "data": ctx.data.party_data(0)}),
+           404, "not_found")
+    parties = horizontal_parties(ctx, verifier=False)
+    project = new_project(ctx, "lifecycle")
+    for p in parties:
+        ctx.api.ok("POST", f"/projects/{project}/parties",
+                   {"name": p.name, "role": p.role, "operated_by": "platform", "data": p.data})
+    bad = horizontal_spec(ctx, [p.name for p in parties], rounds=0)
+    expect("job with rounds=0", ctx.api.call("POST", f"/projects/{project}/jobs", bad), 422, "invalid")
+    # a long job: results before it ends are a conflict; cancel ends it
+    long = horizontal_spec(ctx, [p.name for p in parties], rounds=1000, batch_size=1)
+    job = ctx.api.ok("POST", f"/projects/{project}/jobs", long)
+    job_id = job["job_id"]
+    states = [job["state"]]
+    early = ctx.api.call("GET", f"/jobs/{job_id}/results")
+    state_now = ctx.api.ok("GET", f"/jobs/{job_id}")["state"]
+    if state_now != "succeeded":
+        expect("results of an unfinished job", early, 409, "conflict")
+    cancel = ctx.api.call("POST", f"/jobs/{job_id}/cancel")
+    expect("cancel a running job", cancel, 200, None)
+    final = wait_job(ctx, job_id, 60)
+    states.append(final["state"])
+    checks.append({"check": "cancelled job ends cancelled", "state": final["state"],
+                   "ok": final["state"] == "cancelled"})
+    expect("model of a cancelled job", ctx.api.call("GET", f"/jobs/{job_id}/model"), 409, "conflict")
+    failed = [c["check"] for c in checks if not c["ok"]]
+    return Result("fail" if failed else "pass", ("failed: " + "; ".join(failed)) if failed else
+                  f"{len(checks)} lifecycle and error-code checks held", evidence={"checks": checks, "states": states})
+
+
+def registration(ctx: Context) -> Result:
+    project = new_project(ctx, "registration")
+    data = ctx.data.party_data(0)
+    checks: list[dict[str, Any]] = []
+
+    def expect(what: str, body: dict[str, Any], statuses: tuple[int, ...], code: str | None) -> None:
+        reply = ctx.api.call("POST", f"/projects/{project}/parties", body)
+        good = reply.status in statuses and (code is None or reply.error_code == code)
+        checks.append({"check": what, "status": reply.status, "code": reply.error_code, "ok": good})
+
+    expect("data owner", {"name": "owner", "role": "data_owner", "operated_by": "platform", "data": data},
+           (200, 201), None)
+    expect("same name again", {"name": "owner", "role": "data_owner", "operated_by": "platform", "data": data},
+           (409,), "conflict")
+    expect("unknown role", {"name": "other", "role": "admin", "operated_by": "platform", "data": data}, (422,), None)
+    expect("bad party name", {"name": "Bad Name", "role": "data_owner", "operated_by": "platform", "data": data},
+           (422,), "invalid")
+    expect("platform party without rows", {"name": "norows", "role": "data_owner", "operated_by": "platform"},
+           (422,), "invalid")
+    if "vertical" in ctx.capabilities:
+        v = ctx.data.vertical
+        t = ctx.data.table
+        expect("label holder", {"name": "lh", "role": "label_holder", "operated_by": "platform",
+                                "data": table_data(t, v.label_rows[:50], v.label_columns, ids=True)}, (200, 201), None)
+        expect("feature holder", {"name": "fh", "role": "feature_holder", "operated_by": "platform",
+                                  "data": table_data(t, v.feature_rows[:50], v.feature_columns, label=False,
+                                                     ids=True)}, (200, 201), None)
+    failed = [c["check"] for c in checks if not c["ok"]]
+    return Result("fail" if failed else "pass", ("failed: " + "; ".join(failed)) if failed else
+                  f"{len(checks)} registration checks held", evidence={"checks": checks})
+
+
+def psi_exact(ctx: Context) -> Result:
+    run = vertical_job(ctx)
+    expected = len(ctx.data.vertical.intersection)
+    metrics = (run.results or {}).get("metrics") or {}
+    found = metrics.get("intersection_size", metrics.get("psi_intersection"))
+    if found is None:
+        return Result("error", "the platform reports no metrics['intersection_size']: PSI exactness cannot be seen",
+                      figures={"expected": expected}, evidence={"metrics": metrics})
+    diff = abs(int(found) - expected)
+    return Result("pass" if diff <= value("psi_missing_extra") else "fail",
+                  f"intersection {int(found)} rows, plaintext intersection {expected}",
+                  figures={"intersection": float(found), "expected": float(expected)},
+                  evidence={"job_id": run.job_id, "label_rows": int(ctx.data.vertical.label_rows.size),
+                            "feature_rows": int(ctx.data.vertical.feature_rows.size)})
+
+
+def agg_weighted(ctx: Context) -> Result:
+    """One full-batch round from zeros: row-weighted FedAvg equals one gradient step on the pooled rows."""
+    parties = horizontal_parties(ctx, verifier=False)
+    lr = 0.1
+    spec = horizontal_spec(ctx, [p.name for p in parties], rounds=1, batch_size=1_000_000, learning_rate=lr)
+    run = run_job(ctx, spec, parties, prefix="aggregation")
+    if run.model is None:
+        raise NotApplicable("no model export")
+    t, rows = ctx.data.table, np.concatenate(ctx.data.parts)
+    X, y = t.cols(ctx.data.columns)[rows], t.y[rows].astype(np.float64)
+    std = run.model.get("standardisation")
+    if std:
+        X = (X - np.asarray(std["mean"])) / np.asarray(std["scale"])
+    residual = 0.5 - y
+    weighted = np.concatenate([[-lr * residual.mean()], -lr * (X.T @ residual) / y.size])
+    plain = np.zeros_like(weighted)
+    for part in ctx.data.parts:
+        Xp, yp = t.cols(ctx.data.columns)[part], t.y[part].astype(np.float64)
+        if std:
+            Xp = (Xp - np.asarray(std["mean"])) / np.asarray(std["scale"])
+        r = 0.5 - yp
+        plain += np.concatenate([[-lr * r.mean()], -lr * (Xp.T @ r) / yp.size]) / len(ctx.data.parts)
+    order = [run.model["features"].index(c) for c in ctx.data.columns]
+    got = np.concatenate([[run.model["intercept"]], np.asarray(run.model["coefficients"])[order]])
+    err, err_plain = max_abs(got, weighted), max_abs(got, plain)
+    tol = value("agg_weighted_tol")
+    return Result("pass" if err <= tol else "fail",
+                  f"max |model - weighted reference| = {err:.2e} (unweighted mean would be {err_plain:.2e})",
+                  figures={"max_abs_error": err, "max_abs_error_unweighted": err_plain},
+                  evidence={"job_id": run.job_id, "rows": [int(p.size) for p in ctx.data.parts],
+                            "assumes": "logistic regression from zero weights, one full-batch step per round"})
+
+
+def auc_horizontal(ctx: Context) -> Result:
+    run = quick_job(ctx)
+    found, how = holdout_auc(ctx, run)
+    return judge_auc(found, ctx.data.baseline.auc, "auc_margin_horizontal", how, run)
+
+
+def auc_vertical(ctx: Context) -> Result:
+    run = vertical_job(ctx)
+    v = ctx.data.vertical
+    found, how = holdout_auc(ctx, run, qualify=vertical_qualify(ctx), columns=v.label_columns + v.feature_columns)
+    return judge_auc(found, ctx.data.vertical_baseline.auc, "auc_margin_vertical", how, run)
+
+
+def _predict_scores(ctx: Context, job_id: str) -> np.ndarray:
+    body = ctx.api.ok("POST", f"/jobs/{job_id}/predict", ctx.data.holdout_data(label=False))
+    return np.asarray(body["scores"], dtype=np.float64)
+
+
+def predict(ctx: Context) -> Result:
+    from sampan.verify.catalogue.jobs import linear_scores
+
+    run = quick_job(ctx)
+    scores = _predict_scores(ctx, run.job_id)
+    if scores.size != ctx.data.holdout.size:
+        return Result("fail", f"{scores.size} scores for {ctx.data.holdout.size} rows")
+    if run.model is None:
+        raise NotApplicable("no model export to compare /predict with")
+    mine = linear_scores(run.model, ctx.data.holdout_data(label=False))
+    err = max_abs(scores, mine)
+    return Result("pass" if err <= value("predict_tol") else "fail",
+                  f"max |/predict - exported model| = {err:.2e} over {scores.size} rows",
+                  figures={"max_abs_error": err, "rows": float(scores.size)})
+
+
+def evaluate(ctx: Context) -> Result:
+    from sampan.verify.datasets import auc
+
+    run = quick_job(ctx)
+    body = ctx.api.ok("POST", f"/jobs/{run.job_id}/evaluate", ctx.data.holdout_data())
+    reported = body["metrics"]["auc"]
+    mine = auc(ctx.data.table.y[ctx.data.holdout], _predict_scores(ctx, run.job_id))
+    err = abs(float(reported) - mine) if reported is not None else float("inf")
+    rows_ok = int(body.get("rows", -1)) == int(ctx.data.holdout.size)
+    good = err <= value("evaluate_auc_tol") and rows_ok
+    return Result("pass" if good else "fail", f"/evaluate AUC {reported} vs AUC of /predict scores {mine:.6f}"
+                  + ("" if rows_ok else f"; rows {body.get('rows')} != {ctx.data.holdout.size}"),
+                  figures={"reported_auc": reported, "predict_auc": mine, "abs_error": err})
+
+
+def noniid(ctx: Context) -> Result:
+    parties = horizontal_parties(ctx, noniid=True, verifier=False)
+    run = run_job(ctx, horizontal_spec(ctx, [p.name for p in parties], rounds=10), parties, prefix="noniid")
+    found, how = holdout_auc(ctx, run)
+    result = judge_auc(found, ctx.data.baseline.auc, "auc_margin_noniid", how, run)
+    result.evidence["split_by"] = ctx.data.noniid_by
+    return result
+
+
+def dropout(ctx: Context) -> Result:
+    parties = horizontal_parties(ctx, verifier=False)
+    names = [p.name for p in parties]
+    spec = horizontal_spec(ctx, names, rounds=6, dropout={"party": names[-1], "after_round": 2})
+    run = run_job(ctx, spec, parties, prefix="dropout")
+    rounds = (run.results or {}).get("rounds") or []
+    late = [r for r in rounds if int(r["round"]) > 3 and names[-1] in (r.get("parties") or [])]
+    found, how = holdout_auc(ctx, run)
+    result = judge_auc(found, ctx.data.baseline.auc, "auc_margin_dropout", how, run)
+    if late:
+        result.verdict = "fail"
+        result.message += f"; the dropped party still appears in rounds {[r['round'] for r in late]}"
+    result.evidence["round_parties"] = [(r["round"], r.get("parties")) for r in rounds]
+    return result
+
+
+def audit_log(ctx: Context) -> Result:
+    run = quick_job(ctx)
+    log = (run.results or {}).get("audit_log")
+    if not log:
+        return Result("fail", "the platform claims an audit log but its results carry none", evidence={"log": log})
+    actors = sorted({str(e.get("actor")) for e in log})
+    actions = sorted({str(e.get("action")) for e in log})
+    return Result("pass", f"{len(log)} audit entries, actors {actors}",
+                  figures={"entries": float(len(log))}, evidence={"actions": actions, "first": log[:5]})
+
+
+FUNCTIONAL: list[Test] = [
+    Test("F-API-VERSION", "API version and /info", "functional", ALL, api_version,
+         inputs="GET /info, an unknown path", pass_rule="header and api_version major 1; /info is a PlatformInfo; "
+         "unknown path 404 not_found"),
+    Test("F-TLS", "Control plane served over TLS", "functional", ALL, endpoint_tls,
+         inputs="the target URL", pass_rule="https with TLS 1.2 or 1.3"),
+    Test("F-LIFECYCLE", "Job lifecycle and error codes", "functional", ALL, lifecycle, requires=("horizontal",),
+         inputs="bad bodies, unknown ids, a long job cancelled", pass_rule="404/409/422 with the contract's codes; "
+         "a cancelled job ends cancelled", timeout_s=120),
+    Test("F-REGISTRATION", "Party registration and roles", "functional", ALL, registration,
+         inputs="valid and invalid registrations", pass_rule="valid roles accepted; duplicates 409; bad names, "
+         "roles and rowless platform parties 422"),
+    Test("F-PSI-EXACT", "PSI intersection is exact", "functional", STD, psi_exact, requires=("vertical", "psi"),
+         inputs="two parties' ids with a partial overlap", pass_rule="intersection size equals the plaintext one",
+         thresholds=("psi_missing_extra",), claim="psi"),
+    Test("F-AGG-WEIGHTED", "FedAvg weighted by rows", "functional", STD, agg_weighted,
+         requires=("horizontal", "model_export"), inputs="one full-batch round, parties of 50/30/20% of rows",
+         pass_rule="exported model within tolerance of the row-weighted reference", thresholds=("agg_weighted_tol",)),
+    Test("F-AUC-HORIZONTAL", "Horizontal accuracy vs pooled", "functional", ALL, auc_horizontal,
+         requires=("horizontal",), inputs="3 parties, drawn columns, 10 rounds",
+         pass_rule="holdout AUC >= pooled AUC - margin", thresholds=("auc_margin_horizontal",), timeout_s=300),
+    Test("F-AUC-VERTICAL", "Vertical accuracy vs pooled", "functional", STD, auc_vertical, requires=("vertical",),
+         inputs="label holder + feature holder, 80% id overlap", pass_rule="holdout AUC >= pooled AUC - margin",
+         thresholds=("auc_margin_vertical",), timeout_s=300),
+    Test("F-PREDICT", "Prediction matches the exported model", "functional", STD, predict,
+         requires=("horizontal", "predict"), inputs="the holdout rows without labels",
+         pass_rule="max |score difference| <= tolerance", thresholds=("predict_tol",)),
+    Test("F-EVALUATE", "Evaluation matches prediction", "functional", STD, evaluate,
+         requires=("horizontal", "evaluate", "predict"), inputs="the holdout rows with labels",
+         pass_rule="|/evaluate AUC - AUC of /predict| <= tolerance; row count right", thresholds=("evaluate_auc_tol",)),
+    Test("F-NONIID", "Non-IID split accuracy", "functional", STD, noniid, requires=("horizontal",),
+         inputs="rows sorted by a drawn column and cut 50/30/20", pass_rule="holdout AUC >= pooled AUC - margin",
+         thresholds=("auc_margin_noniid",), timeout_s=300),
+    Test("F-DROPOUT-RESUME", "A party drops out and the job finishes", "functional", STD, dropout,
+         requires=("horizontal", "dropout"), inputs="the last party leaves after round 2 of 6",
+         pass_rule="job succeeds without it; AUC >= pooled - margin", thresholds=("auc_margin_dropout",),
+         timeout_s=300),
+    Test("F-AUDIT-LOG", "Audit log present", "functional", STD, audit_log, requires=("audit_log",),
+         inputs="the quick job's results", pass_rule="a non-empty audit log", claim="audit_log"),
+]
+

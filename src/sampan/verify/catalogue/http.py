@@ -1,0 +1,100 @@
+"""The verifier's raw HTTP view of a platform: every call returns status, body and headers.
+
+The catalogue needs the raw view (it judges status codes and error bodies, sends malformed and oversized
+requests, wrong tokens), so it does not go through a client that turns errors into exceptions.
+httpx is imported here only (the `verify` extra).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sampan.errors import SampanError
+
+__all__ = ["Api", "ApiCallError", "Reply", "TargetTLS"]
+
+
+class ApiCallError(SampanError):
+    """A platform answered a call the verifier needed with an error (names the call and the code)."""
+
+
+@dataclass(frozen=True)
+class TargetTLS:
+    """How the verifier reaches the platform's control plane: the CA it trusts, and its own client cert."""
+
+    ca_file: str | None = None  # None with an https URL: the system's CAs
+    verify: bool = True
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+@dataclass
+class Reply:
+    """One HTTP answer; ``body`` is the decoded JSON (None when the body is not JSON)."""
+
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def error_code(self) -> str | None:
+        err = self.body.get("error") if isinstance(self.body, dict) else None
+        return err.get("code") if isinstance(err, dict) else None
+
+
+class Api:
+    """Calls ``{url}/bench/v1{path}`` with the bearer token (or another one, for the access tests)."""
+
+    def __init__(self, url: str, token: str, tls: TargetTLS | None = None, *, timeout_s: float = 60.0) -> None:
+        import httpx
+
+        self.url = url.rstrip("/")
+        self.base = self.url + "/bench/v1"
+        self.token = token
+        tls = tls or TargetTLS()
+        verify: Any = tls.ca_file if (tls.verify and tls.ca_file) else tls.verify
+        cert = (tls.cert_file, tls.key_file) if tls.cert_file and tls.key_file else None
+        self._client = httpx.Client(verify=verify, cert=cert, timeout=timeout_s)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def call(self, method: str, path: str, body: Any = None, *, content: bytes | None = None,
+             token: str | None = "", headers: dict[str, str] | None = None) -> Reply:
+        """``token=""`` uses the target's token, ``None`` sends none, any other string is sent instead."""
+        import time
+
+        hdrs = dict(headers or {})
+        use = self.token if token == "" else token
+        if use is not None:
+            hdrs["Authorization"] = f"Bearer {use}"
+        if body is not None and content is None:
+            content = json.dumps(body).encode()
+        if content is not None:
+            hdrs.setdefault("Content-Type", "application/json")
+        start = time.perf_counter()
+        response = self._client.request(method, self.base + path, content=content, headers=hdrs)
+        seconds = time.perf_counter() - start
+        try:
+            decoded = response.json()
+        except ValueError:
+            decoded = None
+        return Reply(response.status_code, decoded, {k.lower(): v for k, v in response.headers.items()}, seconds)
+
+    def ok(self, method: str, path: str, body: Any = None) -> Any:
+        """The JSON of a call that must succeed; otherwise an ApiCallError naming the call and the error."""
+        reply = self.call(method, path, body)
+        if not reply.ok:
+            err = reply.body.get("error", {}) if isinstance(reply.body, dict) else {}
+            msg = err.get("message", "") if isinstance(err, dict) else ""
+            field_ = err.get("field") if isinstance(err, dict) else None
+            raise ApiCallError(f"{method} {path} answered {reply.status} {reply.error_code or ''}: {msg}"
+                               + (f" (field {field_})" if field_ else ""))
+        return reply.body

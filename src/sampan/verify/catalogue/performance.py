@@ -1,0 +1,216 @@
+"""Performance tests (P-*): time to AUC, round time, bytes at the wire, CPU and memory, scaling, privacy cost,
+prediction latency. Times are the verifier's own clock; bytes come from its recording proxy, never the platform.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sampan.verify.catalogue.base import Context, NotApplicable, Result, Test
+from sampan.verify.catalogue.common import QUICK_ROUNDS, holdout_auc, horizontal_parties, quick_job
+from sampan.verify.catalogue.jobs import PartySpec, horizontal_spec, run_job
+from sampan.verify.datasets import table_data
+from sampan.verify.results import Plot
+from sampan.verify.thresholds import value
+
+__all__ = ["PERFORMANCE", "proc_usage"]
+
+Q, S, F = "quick", "standard", "full"
+
+
+def time_to_auc(ctx: Context) -> Result:
+    run = quick_job(ctx)
+    target = ctx.data.baseline.auc - value("auc_margin_horizontal")
+    final, how = holdout_auc(ctx, run)
+    seen = dict(run.round_seen)  # round -> seconds since submit, by the verifier's clock
+    reached = None
+    for r, a in run.aucs:  # the platform's per-round AUC (its own holdout): used only to find the round
+        if a >= target and r in seen:
+            reached = seen[r]
+            break
+    if reached is None and final >= target:
+        reached = run.seconds
+    limit = value("time_to_auc_max_s")
+    if reached is None:
+        return Result("fail", f"the target AUC {target:.4f} was not reached (final {final:.4f})",
+                      figures={"target_auc": target, "final_auc": final, "job_seconds": run.seconds})
+    return Result("pass" if reached <= limit else "fail", f"target AUC {target:.4f} reached after {reached:.1f} s",
+                  figures={"seconds_to_target": reached, "target_auc": target, "final_auc": final},
+                  evidence={"how": how, "round_seen": run.round_seen},
+                  plots=[Plot("line", "AUC per round (platform's holdout)",
+                              {"auc": [(float(r), a) for r, a in run.aucs]}, "round", "AUC")])
+
+
+def round_time(ctx: Context) -> Result:
+    run = quick_job(ctx)
+    rounds = int(run.spec["rounds"])
+    per_round = run.seconds / rounds
+    reported = [float(r["seconds"]) for r in (run.results or {}).get("rounds") or []]
+    limit = value("round_time_max_s")
+    return Result("pass" if per_round <= limit else "fail",
+                  f"{per_round:.2f} s per round by the verifier's clock ({rounds} rounds, {run.seconds:.1f} s)",
+                  figures={"seconds_per_round": per_round, "job_seconds": run.seconds,
+                           "platform_median_round_s": float(np.median(reported)) if reported else None},
+                  evidence={"platform_round_seconds": reported})
+
+
+def bytes_per_round(ctx: Context) -> Result:
+    run = quick_job(ctx)
+    if run.plane is None or run.plane.wire is None:
+        raise NotApplicable("the verifier ran no party of the quick job (no kit)")
+    wire: dict[str, Any] = run.plane.wire
+    rounds = int(run.spec["rounds"])
+    total = float(wire["bytes_up"] + wire["bytes_down"])
+    per_round = total / rounds
+    limit = value("bytes_per_round_max")
+    d = len(ctx.data.columns) + 1
+    return Result("pass" if per_round <= limit else "fail",
+                  f"{per_round:,.0f} bytes per round for the verifier's party (both directions, at the wire)",
+                  figures={"bytes_per_round": per_round, "bytes_up": float(wire["bytes_up"]),
+                           "bytes_down": float(wire["bytes_down"]), "connections": float(wire.get("connections", 0)),
+                           "plain_update_bytes": float(8 * d)},
+                  evidence={"wire": wire, "rounds": rounds})
+
+
+def proc_usage(pid: int) -> dict[str, float]:
+    """CPU seconds and peak resident memory of a local process, from /proc (Linux; no psutil needed)."""
+    import os
+
+    status = Path(f"/proc/{pid}/status").read_text()
+    peak = next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:")), 0)
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / tick
+    return {"cpu_s": cpu, "peak_rss": float(peak)}
+
+
+def cpu_mem(ctx: Context) -> Result:
+    run = quick_job(ctx)
+    figures: dict[str, float | None] = {}
+    evidence: dict[str, Any] = {}
+    if run.plane is not None and run.plane.usage:
+        figures.update({f"verifier_party_{k}": v for k, v in run.plane.usage.items()})
+    for pid in ctx.local_pids:
+        try:
+            usage = proc_usage(pid)
+        except OSError as exc:
+            evidence[f"pid {pid}"] = f"unreadable: {exc}"
+            continue
+        figures.update({f"platform_{pid}_{k}": v for k, v in usage.items()})
+    if not figures:
+        raise NotApplicable("no process of this evaluation runs on the verifier's machine")
+    peaks = [v for k, v in figures.items() if k.endswith("peak_rss") and v is not None]
+    limit = value("party_peak_rss_max")
+    worst = max(peaks) if peaks else 0.0
+    return Result("pass" if worst <= limit else "fail", f"peak resident memory {worst / 2**20:.0f} MiB",
+                  figures=figures, evidence=evidence)
+
+
+def _timed_job(ctx: Context, parties: list[PartySpec], rounds: int, **extra: Any) -> float:
+    spec = horizontal_spec(ctx, [p.name for p in parties], rounds=rounds, **extra)
+    run = run_job(ctx, spec, parties, prefix="perf")
+    return run.seconds / rounds
+
+
+def _slope(xs: list[float], ys: list[float]) -> float:
+    return float(np.polyfit(np.log(xs), np.log(np.maximum(ys, 1e-6)), 1)[0])
+
+
+def scaling(ctx: Context) -> Result:
+    t, train = ctx.data.table, ctx.data.train
+    rng = np.random.default_rng(ctx.data.seed + 1)
+    rows_sweep, party_sweep, feat_sweep = [], [], []
+    for frac in (0.25, 0.5, 1.0):
+        rows = np.sort(rng.permutation(train)[: int(train.size * frac)])
+        parts = np.array_split(rows, 2)
+        parties = [PartySpec(f"p{i}", "data_owner", table_data(t, p, ctx.data.columns)) for i, p in enumerate(parts)]
+        rows_sweep.append((float(rows.size), _timed_job(ctx, parties, 3)))
+    for k in (2, 3, 5):
+        parts = np.array_split(rng.permutation(train), k)
+        parties = [PartySpec(f"p{i}", "data_owner", table_data(t, p, ctx.data.columns)) for i, p in enumerate(parts)]
+        party_sweep.append((float(k), _timed_job(ctx, parties, 3)))
+    for frac in (0.34, 0.67, 1.0):
+        cols = ctx.data.columns[: max(1, int(len(ctx.data.columns) * frac))]
+        parts = np.array_split(train, 2)
+        parties = [PartySpec(f"p{i}", "data_owner", table_data(t, p, cols)) for i, p in enumerate(parts)]
+        spec = horizontal_spec(ctx, [p.name for p in parties], rounds=3)
+        spec["features"] = {p.name: list(cols) for p in parties}
+        feat_sweep.append((float(len(cols)), run_job(ctx, spec, parties, prefix="perf").seconds / 3))
+    slopes = {name: _slope([x for x, _ in s], [y for _, y in s])
+              for name, s in (("rows", rows_sweep), ("parties", party_sweep), ("features", feat_sweep))}
+    limit = value("scaling_exponent_max")
+    worst = max(slopes.values())
+    return Result("pass" if worst <= limit else "fail",
+                  "round time ~ " + ", ".join(f"{k}^{v:.2f}" for k, v in slopes.items()),
+                  figures={f"slope_{k}": v for k, v in slopes.items()},
+                  evidence={"rows": rows_sweep, "parties": party_sweep, "features": feat_sweep},
+                  plots=[Plot("line", "Seconds per round", {"rows": rows_sweep}, "rows", "s"),
+                         Plot("line", "Seconds per round", {"parties": party_sweep}, "parties", "s")])
+
+
+def privacy_cost(ctx: Context) -> Result:
+    parties = horizontal_parties(ctx, verifier=False)
+    rounds = 5
+    plain = _timed_job(ctx, parties, rounds)
+    figures: dict[str, float | None] = {"plain_s_per_round": plain}
+    if "secure_aggregation" in ctx.capabilities:
+        figures["secagg_s_per_round"] = _timed_job(ctx, parties, rounds, secure_aggregation=True)
+    if "dp" in ctx.capabilities:
+        figures["dp_s_per_round"] = _timed_job(ctx, parties, rounds,
+                                               dp={"epsilon": 1.0, "delta": 1e-5, "clip": 1.0})
+    ratios = {k.replace("_s_per_round", "_ratio"): (v or 0.0) / max(plain, 1e-6)
+              for k, v in figures.items() if k != "plain_s_per_round"}
+    if not ratios:
+        raise NotApplicable("the platform offers neither secure aggregation nor DP")
+    figures.update(ratios)
+    limit = value("privacy_cost_max_ratio")
+    worst = max(ratios.values())
+    return Result("pass" if worst <= limit else "fail",
+                  ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()) + " of the plain job's time per round",
+                  figures=figures)
+
+
+def predict_latency(ctx: Context) -> Result:
+    run = quick_job(ctx)
+    rows = ctx.data.holdout[:100]
+    body = table_data(ctx.data.table, rows, ctx.data.columns, label=False)
+    times = []
+    for _ in range(20):
+        start = time.perf_counter()
+        ctx.api.ok("POST", f"/jobs/{run.job_id}/predict", body)
+        times.append(time.perf_counter() - start)
+    p50, p95 = float(np.percentile(times, 50)), float(np.percentile(times, 95))
+    limit = value("predict_p95_max_s")
+    return Result("pass" if p95 <= limit else "fail", f"p50 {p50 * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms "
+                  f"for {rows.size} rows", figures={"p50_s": p50, "p95_s": p95, "rows": float(rows.size)})
+
+
+PERFORMANCE: list[Test] = [
+    Test("P-TIME-TO-AUC", "Time to target AUC", "performance", frozenset({Q, S, F}), time_to_auc,
+         requires=("horizontal",), inputs=f"the quick job ({QUICK_ROUNDS} rounds)",
+         pass_rule="pooled AUC - margin reached within the limit", thresholds=("time_to_auc_max_s",), timeout_s=300),
+    Test("P-ROUND-TIME", "Time per round", "performance", frozenset({Q, S, F}), round_time,
+         requires=("horizontal",), inputs="the quick job", pass_rule="seconds per round (verifier's clock) <= limit",
+         thresholds=("round_time_max_s",), timeout_s=300),
+    Test("P-BYTES-PER-ROUND", "Bytes per party per round at the wire", "performance", frozenset({Q, S, F}),
+         bytes_per_round, requires=("horizontal",), needs_kit=True,
+         inputs="the quick job; the verifier's party behind its recording proxy",
+         pass_rule="bytes per round, both directions <= limit", thresholds=("bytes_per_round_max",), timeout_s=300),
+    Test("P-CPU-MEM", "CPU and memory per party", "performance", frozenset({S, F}), cpu_mem, requires=("horizontal",),
+         inputs="the quick job; /proc of the processes the verifier runs (and the platform's, if local)",
+         pass_rule="peak resident memory <= limit", thresholds=("party_peak_rss_max",), timeout_s=300),
+    Test("P-SCALING", "Scaling with rows, parties and features", "performance", frozenset({F}), scaling,
+         requires=("horizontal",), inputs="3-round jobs: rows 25/50/100%, 2/3/5 parties, 1/3, 2/3, all columns",
+         pass_rule="log-log slope of round time <= limit", thresholds=("scaling_exponent_max",), timeout_s=900),
+    Test("P-PRIVACY-COST", "Cost of secure aggregation and DP", "performance", frozenset({S, F}), privacy_cost,
+         requires=("horizontal",), inputs="the same 5-round job plain, with secure aggregation, with DP",
+         pass_rule="time per round at most the limit times plain", thresholds=("privacy_cost_max_ratio",),
+         timeout_s=600),
+    Test("P-PREDICT-LATENCY", "Prediction latency", "performance", frozenset({S, F}), predict_latency,
+         requires=("horizontal", "predict"), inputs="20 /predict calls of 100 holdout rows",
+         pass_rule="p95 latency <= limit", thresholds=("predict_p95_max_s",)),
+]

@@ -1,0 +1,66 @@
+"""Security tests (S-*): the list. Bodies live in `security_wire` (TLS, replay, access, malformed, oversized)
+and `security_leak` (what messages reveal, Byzantine parties, backdoor)."""
+
+from __future__ import annotations
+
+from sampan.verify.catalogue import security_leak as leak
+from sampan.verify.catalogue import security_wire as wire
+from sampan.verify.catalogue.base import Test
+
+__all__ = ["SECURITY"]
+
+ALL = frozenset({"quick", "standard", "full"})
+STD = frozenset({"standard", "full"})
+_TLS_RULE = "the platform refuses the party: no protocol message reaches it"
+
+SECURITY: list[Test] = [
+    Test("S-ACCESS", "Access control (token, other project)", "security", ALL, wire.access,
+         inputs="no, wrong and empty tokens; a job naming another project's parties",
+         pass_rule="401 unauthorized for bad tokens; the cross-project job refused (4xx)"),
+    Test("S-TLS-NO-CLIENT-CERT", "Party without a client certificate", "security", ALL, wire.tls_probe("none"),
+         requires=("horizontal",), needs_kit=True, claim="mtls", inputs="the verifier's party connects with no cert",
+         pass_rule=_TLS_RULE, timeout_s=150),
+    Test("S-TLS-WRONG-CA", "Party certificate from another CA", "security", STD, wire.tls_probe("wrong_ca"),
+         requires=("horizontal",), needs_kit=True, claim="mtls", inputs="a client cert issued by a foreign CA",
+         pass_rule=_TLS_RULE, timeout_s=150),
+    Test("S-TLS-EXPIRED", "Expired party certificate", "security", STD, wire.tls_probe("expired"),
+         requires=("horizontal",), needs_kit=True, claim="mtls", inputs="a consortium client cert that expired",
+         pass_rule=_TLS_RULE, timeout_s=150),
+    Test("S-TLS-REVOKED", "Revoked party certificate", "security", STD, wire.tls_probe("revoked"),
+         requires=("horizontal",), needs_kit=True, claim="mtls",
+         inputs="a consortium client cert on the CA's CRL", pass_rule=_TLS_RULE, timeout_s=150),
+    Test("S-REPLAY", "Replayed update", "security", STD, wire.replay, requires=("horizontal",), needs_kit=True,
+         inputs="the party's first update, captured at the wire and sent again in round 2",
+         pass_rule="the replayed bytes are refused", timeout_s=180),
+    Test("S-MALFORMED", "Malformed requests and updates", "security", STD, wire.malformed,
+         inputs="bad JSON, wrong types, NaN, unknown fields, ragged rows; a NaN update from the verifier's party",
+         pass_rule="4xx for each request; the job survives the NaN update with a finite model", timeout_s=180),
+    Test("S-OVERSIZED", "Oversized requests and updates", "security", STD, wire.oversized,
+         inputs="a body 1 MiB over the API's limit; an update 1000x too long",
+         pass_rule="413/4xx for the body; the job survives the long update", thresholds=(), timeout_s=180),
+    Test("S-GRAD-INVERSION", "Gradient inversion of the party's updates", "security", STD, leak.grad_inversion,
+         requires=("horizontal",), needs_kit=True, claim="secure_aggregation",
+         inputs="the verifier's party holds 3 planted records; full-batch rounds",
+         pass_rule="best reconstruction cosine below the limit", thresholds=("inversion_cosine_max",),
+         timeout_s=240),
+    Test("S-MIA", "Membership inference (TPR at 0.1% FPR)", "security", STD, leak.mia, requires=("horizontal",),
+         claim="dp", inputs="training rows vs the verifier's holdout, true-label confidence",
+         pass_rule="TPR at 0.1% FPR <= limit and epsilon lower bound <= claimed epsilon",
+         thresholds=("mia_tpr_at_low_fpr_max", "eps_lower_bound_slack"), timeout_s=240),
+    Test("S-DP-AUDIT-ONE-RUN", "One-run DP audit with canaries", "security", STD, leak.dp_audit,
+         requires=("horizontal", "dp"), needs_kit=True, claim="dp",
+         inputs="d orthogonal canaries, each included with probability 1/2 (Steinke et al. 2023)",
+         pass_rule="epsilon lower bound (95%) <= claimed epsilon", thresholds=("eps_lower_bound_slack",),
+         timeout_s=240),
+    Test("S-SECAGG-MASKED", "Secure aggregation masks the party's update", "security", ALL, leak.secagg_masked,
+         requires=("horizontal",), needs_kit=True, claim="secure_aggregation",
+         inputs="the quick job's updates as the party sent them vs its clear update",
+         pass_rule="no significant correlation, no equal values", thresholds=("masked_correlation_max",),
+         timeout_s=300),
+    Test("S-BYZANTINE", "Byzantine party (sign flip, scaling, ALIE)", "security", STD, leak.byzantine,
+         requires=("horizontal",), needs_kit=True, inputs="1 of 3 parties malicious, 5-round jobs",
+         pass_rule="worst AUC drop <= limit", thresholds=("byzantine_auc_drop_max",), timeout_s=600),
+    Test("S-BACKDOOR", "Model-replacement backdoor", "security", STD, leak.backdoor, requires=("horizontal",),
+         needs_kit=True, inputs="1 party submits gamma*(X - G) + G for a backdoored X (trigger on one column)",
+         pass_rule="attack success rate <= limit", thresholds=("backdoor_success_max",), timeout_s=300),
+]

@@ -1,0 +1,290 @@
+"""Security tests of what messages reveal and what a bad party can do: gradient inversion, membership inference,
+one-run DP audit with canaries, the secure-aggregation masking check, Byzantine parties and a backdoor.
+
+The verifier's party (its kit, with a tap) sees its own messages in the clear; the attacks are `sampan.audit`'s.
+Weight vectors are [coefficients..., intercept] in the platform's feature order (the drawn columns).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from sampan.verify.catalogue.base import Context, NotApplicable, Result
+from sampan.verify.catalogue.common import holdout_auc, horizontal_parties, plane_for, quick_job
+from sampan.verify.catalogue.data import HORIZONTAL_PARTIES
+from sampan.verify.catalogue.jobs import JobRun, PartySpec, horizontal_spec, linear_scores, run_job
+from sampan.verify.datasets import fit_lr, table_data
+from sampan.verify.thresholds import value
+
+__all__ = ["grad_inversion", "mia", "dp_audit", "secagg_masked", "byzantine", "backdoor"]
+
+
+def _vec(payload: dict[str, np.ndarray], d: int, prefer: tuple[str, ...] = ("weights", "update")) -> np.ndarray | None:
+    """The float vector of length ``d`` in a message (by preferred key, else the first that fits)."""
+    keys = [k for k in prefer if k in payload] + [k for k in payload if k not in prefer]
+    for k in keys:
+        a = np.asarray(payload[k])
+        if a.dtype.kind == "f" and a.size == d:
+            return a.reshape(-1).astype(np.float64)
+    return None
+
+
+def _rounds(plane: Any, d: int) -> list[tuple[int, np.ndarray | None, np.ndarray | None]]:
+    """(round, global model received, update sent) per round, as the verifier's party saw them."""
+    got: dict[int, np.ndarray] = {}
+    sent: dict[int, np.ndarray] = {}
+    for m in plane.tap.messages:
+        v = _vec(m.payload, d)
+        if v is None:
+            continue
+        if m.direction == "received":
+            got.setdefault(m.round, v)
+        elif m.kind == "update":
+            sent[m.round] = v
+    return [(r, got.get(r), sent.get(r)) for r in sorted(set(got) | set(sent))]
+
+
+def _verifier_job(ctx: Context, rows: dict[str, Any], spec_extra: dict[str, Any], prefix: str,
+                  hook: Callable[[int, np.ndarray], np.ndarray] | None = None) -> JobRun:
+    """Two platform parties with their rows plus the verifier's party holding ``rows``."""
+    parties = horizontal_parties(ctx, verifier=False)[:2] + [PartySpec(HORIZONTAL_PARTIES[2], "data_owner", rows,
+                                                                       "verifier")]
+    plane = plane_for(ctx, update_hook=hook)
+    spec = horizontal_spec(ctx, [p.name for p in parties], **spec_extra)
+    return run_job(ctx, spec, parties, prefix=prefix, plane=plane)
+
+
+def grad_inversion(ctx: Context) -> Result:
+    from sampan.audit.gradient_inversion import DeltaObservation, probe_fedavg_delta
+
+    t = ctx.data.table
+    planted_rows = ctx.data.parts[2][:3]
+    lr = 0.5
+    run = _verifier_job(ctx, table_data(t, planted_rows, ctx.data.columns),
+                        {"rounds": 4, "batch_size": 1_000_000, "local_epochs": 1, "learning_rate": lr}, "inversion")
+    d = len(ctx.data.columns) + 1
+    obs = [DeltaObservation(g[:-1], float(g[-1]), s[:-1] - g[:-1], float(s[-1] - g[-1]))
+           for _, g, s in _rounds(run.plane, d) if g is not None and s is not None]
+    if not obs:
+        return Result("pass", "no message of the party carried a model-shaped vector in the clear",
+                      evidence={"kinds": sorted({m.kind for m in run.plane.tap.messages})})
+    planted = t.cols(ctx.data.columns)[planted_rows]
+    result = probe_fedavg_delta(obs, planted, t.y[planted_rows].astype(np.float64), lr=lr, local_steps=1,
+                                rng=np.random.default_rng(secrets.randbits(64)))
+    best = float(np.nanmax(result.cosine)) if result.cosine else 0.0
+    limit = value("inversion_cosine_max")
+    return Result("fail" if best >= limit else "pass",
+                  f"{result.n_recovered}/{result.n_planted} planted records recovered; best cosine {best:.3f}",
+                  figures={"best_cosine": best, "recovery_rate": result.recovery_rate,
+                           "fit_residual": result.fit_residual},
+                  evidence={"inversion": result.to_dict(), "rounds_observed": len(obs),
+                            "threat": "curious server reading the party's update"})
+
+
+def _dp_spec(ctx: Context) -> dict[str, Any] | None:
+    claim = ctx.claims.get("dp")
+    if not claim or "dp" not in ctx.capabilities:
+        return None
+    return {"epsilon": float(claim["epsilon"]), "delta": float(claim.get("delta", 1e-5)), "clip": 1.0}
+
+
+def mia(ctx: Context) -> Result:
+    from sampan.audit.membership_fpr import membership_at_fpr
+
+    dp = _dp_spec(ctx)
+    parties = horizontal_parties(ctx, verifier=False)
+    run = run_job(ctx, horizontal_spec(ctx, [p.name for p in parties], rounds=10, dp=dp), parties, prefix="mia")
+    if run.model is None:
+        raise NotApplicable("no model export to score records with")
+    t = ctx.data.table
+
+    def conf(rows: np.ndarray) -> np.ndarray:
+        p = linear_scores(run.model or {}, table_data(t, rows, ctx.data.columns, label=False))
+        return np.where(t.y[rows] == 1, p, 1 - p)
+
+    claimed = dp["epsilon"] if dp else None
+    result = membership_at_fpr(conf(ctx.data.train), conf(ctx.data.holdout), fpr=0.001,
+                               delta=dp["delta"] if dp else 1e-5, claimed_epsilon=claimed)
+    fails = result.tpr > value("mia_tpr_at_low_fpr_max")
+    if claimed is not None and result.eps_lower > claimed + value("eps_lower_bound_slack"):
+        fails = True
+    return Result("fail" if fails else "pass",
+                  f"TPR {result.tpr:.3f} at FPR {result.fpr:.4f}; epsilon lower bound {result.eps_lower:.2f}"
+                  + (f" vs claimed {claimed}" if claimed is not None else " (no DP claimed)"),
+                  figures={"tpr": result.tpr, "fpr": result.fpr, "eps_lower": result.eps_lower,
+                           "members": float(result.n_members), "nonmembers": float(result.n_nonmembers)},
+                  evidence={"attack": result.to_dict(), "dp_spec": dp})
+
+
+def dp_audit(ctx: Context) -> Result:
+    """Steinke et al. 2023: m canaries each included with probability 1/2 in the verifier's party; score each
+    by its alignment with the change of the global model the party receives (what DP protects)."""
+    from sampan.audit.one_run_audit import audit_from_scores, plan_canaries
+
+    dp = _dp_spec(ctx)
+    if dp is None:
+        raise NotApplicable("the platform claims no DP (or cannot run a DP job)")
+    t = ctx.data.table
+    d = len(ctx.data.columns)
+    rng = np.random.default_rng(secrets.randbits(64))
+    directions = np.linalg.qr(rng.standard_normal((d, d)))[0].T  # m = d orthonormal canary directions
+    included = plan_canaries(d, rng)
+    canaries = 8.0 * directions[included]
+    base = table_data(t, ctx.data.parts[2], ctx.data.columns)
+    rows = base["rows"] + [[*map(float, c), 1.0] for c in canaries]
+    run = _verifier_job(ctx, {"columns": base["columns"], "rows": rows},
+                        {"rounds": 5, "batch_size": 1_000_000, "local_epochs": 1, "dp": dp}, "dp-audit")
+    models = [g for _, g, _ in _rounds(run.plane, d + 1) if g is not None]
+    if run.model is not None:
+        final = np.append(np.asarray(run.model["coefficients"], dtype=np.float64), float(run.model["intercept"]))
+        models.append(final)
+    if len(models) < 2:
+        return Result("error", "fewer than two global models seen: nothing to score canaries with")
+    change = np.sum([b[:-1] - a[:-1] for a, b in zip(models, models[1:], strict=False)], axis=0)
+    scores = directions @ change
+    k = max(1, d // 4)
+    result = audit_from_scores(scores, included, k, k, delta=dp["delta"], claimed_epsilon=dp["epsilon"])
+    refuted = result.eps_lower > dp["epsilon"] + value("eps_lower_bound_slack")
+    return Result("fail" if refuted else "pass",
+                  f"{result.correct}/{result.guesses} canary guesses right; epsilon lower bound "
+                  f"{result.eps_lower:.2f} vs claimed {dp['epsilon']}",
+                  figures={"eps_lower": result.eps_lower, "claimed_epsilon": dp["epsilon"],
+                           "correct": float(result.correct), "guesses": float(result.guesses)},
+                  evidence={"audit": result.to_dict(), "canaries": d, "canary_norm": 8.0})
+
+
+def secagg_masked(ctx: Context) -> Result:
+    from sampan.audit.secure_agg_checks import is_masked
+
+    run = quick_job(ctx)
+    if run.plane is None:
+        raise NotApplicable("the verifier ran no party of the quick job")
+    d = len(ctx.data.columns) + 1
+    sent_msgs = run.plane.tap.of("sent", "update")
+    clear_msgs = {m.round: m for m in run.plane.tap.of("sent", "update_clear")}
+    pairs = []
+    for m in sent_msgs:
+        clear = _vec(clear_msgs[m.round].payload, d) if m.round in clear_msgs else _vec(m.payload, d)
+        if clear is None:
+            continue
+        payload = {k: np.asarray(v) for k, v in m.payload.items()}
+        ring = next((v for v in payload.values() if v.dtype.kind in "iu" and v.size == d), None)
+        sent = ring if ring is not None else _vec(payload, d)
+        if sent is None:
+            continue
+        pairs.append((sent, clear, ring is not None))
+    if not pairs:
+        return Result("error", "the party's update messages carry no vector of the model's size",
+                      evidence={"kinds": sorted({m.kind for m in run.plane.tap.messages})})
+    sent = np.concatenate([p[0].astype(np.float64) for p in pairs])
+    clear = np.concatenate([p[1] for p in pairs])
+    result = is_masked(sent, clear)
+    evidence = {"masking": result.__dict__, "rounds": len(pairs), "ring_payload": pairs[0][2]}
+    corr = abs(float(result.pearson_r)) if result.pearson_r == result.pearson_r else 0.0
+    masked = result.masked or (corr <= value("masked_correlation_max") and result.equal_fraction <= 0.01)
+    if not ctx.claims.get("secure_aggregation"):
+        return Result("pass" if masked else "skip",
+                      "no secure aggregation claimed; updates are " + ("masked" if masked else "in the clear"),
+                      figures={"pearson_r": corr, "equal_fraction": result.equal_fraction}, evidence=evidence)
+    return Result("pass" if masked else "fail",
+                  ("masked" if masked else "NOT masked") + f": |r| = {corr:.3f}, equal values "
+                  f"{result.equal_fraction:.1%} over {clear.size} values",
+                  figures={"pearson_r": corr, "equal_fraction": result.equal_fraction}, evidence=evidence)
+
+
+def _last_global(plane_box: dict[str, Any], d: int) -> np.ndarray | None:
+    plane = plane_box.get("plane")
+    if plane is None:
+        return None
+    got = [_vec(m.payload, d) for m in plane.tap.messages if m.direction == "received"]
+    got = [g for g in got if g is not None]
+    return got[-1] if got else None
+
+
+def _attacked_auc(ctx: Context, name: str, attack: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> float:
+    """AUC of a 5-round job in which the verifier's party sends ``attack(update_delta, global)`` + global."""
+    d = len(ctx.data.columns) + 1
+    box: dict[str, Any] = {}
+
+    def hook(_round: int, weights: np.ndarray) -> np.ndarray:
+        g = _last_global(box, d)
+        if g is None or g.size != np.asarray(weights).size:
+            return weights
+        return g + attack(np.asarray(weights, dtype=np.float64) - g, g)
+
+    parties = horizontal_parties(ctx)
+    plane = plane_for(ctx, update_hook=hook)
+    box["plane"] = plane
+    spec = horizontal_spec(ctx, [p.name for p in parties], rounds=5)
+    run = run_job(ctx, spec, parties, prefix=f"byz-{name}", plane=plane)
+    return holdout_auc(ctx, run)[0]
+
+
+def byzantine(ctx: Context) -> Result:
+    from sampan.audit import byzantine as byz
+
+    clean, _ = holdout_auc(ctx, quick_job(ctx))
+    n, f = len(HORIZONTAL_PARTIES), 1
+    attacks: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+        "sign_flip": lambda u, g: byz.sign_flip(u, scale=5.0),
+        "scaling": lambda u, g: byz.scaling(u, factor=-20.0),
+        # ALIE from the attacker's own view: its update and two perturbed copies stand in for the benign spread
+        "alie": lambda u, g: byz.alie(np.stack([u, 0.5 * u, 1.5 * u]), n, f, z=3.0),
+    }
+    aucs = {name: _attacked_auc(ctx, name, attack) for name, attack in attacks.items()}
+    worst = min(aucs.values())
+    drop = clean - worst
+    limit = value("byzantine_auc_drop_max")
+    return Result("pass" if drop <= limit else "fail",
+                  f"AUC clean {clean:.4f}; under attack " + ", ".join(f"{k} {v:.4f}" for k, v in aucs.items()),
+                  figures={"auc_clean": clean, **{f"auc_{k}": v for k, v in aucs.items()}, "worst_drop": drop},
+                  evidence={"malicious_parties": f, "parties": n})
+
+
+def backdoor(ctx: Context) -> Result:
+    """Model replacement (Bagdasaryan et al. 2020): the party submits gamma*(X - G) + G for a backdoored X."""
+    from sampan.audit.byzantine import add_trigger, model_replacement_backdoor
+
+    t, cols = ctx.data.table, ctx.data.columns
+    d = len(cols) + 1
+    X_own, y_own = t.cols(cols)[ctx.data.parts[2]], t.y[ctx.data.parts[2]]
+    trigger_col, trigger_value, target = 0, 6.0, 0
+    X_bd = np.vstack([X_own, add_trigger(X_own, trigger_col, trigger_value)])
+    y_bd = np.concatenate([y_own, np.full(y_own.size, target)])
+    coef, b = fit_lr(X_bd, y_bd.astype(np.float64))
+    backdoored = np.append(coef, b)
+    gamma = float(sum(p.size for p in ctx.data.parts)) / float(ctx.data.parts[2].size)
+    box: dict[str, Any] = {}
+
+    def hook(_round: int, weights: np.ndarray) -> np.ndarray:
+        g = _last_global(box, d)
+        if g is None or g.size != backdoored.size:
+            return weights
+        return model_replacement_backdoor(g, backdoored, n=1, eta=1.0 / gamma)
+
+    parties = horizontal_parties(ctx)
+    plane = plane_for(ctx, update_hook=hook)
+    box["plane"] = plane
+    run = run_job(ctx, horizontal_spec(ctx, [p.name for p in parties], rounds=5), parties, prefix="backdoor",
+                  plane=plane)
+    clean = quick_job(ctx)
+    if run.model is None or clean.model is None:
+        raise NotApplicable("no model export to measure the backdoor with")
+    hold = ctx.data.holdout[t.y[ctx.data.holdout] == 1]
+    trig = table_data(t, hold, cols, label=False)
+    X_trig = add_trigger(t.cols(cols)[hold], trigger_col, trigger_value)
+    trig["rows"] = [list(map(float, r)) for r in X_trig]
+    clean_pos = linear_scores(clean.model, trig) >= 0.5
+    attacked = linear_scores(run.model, trig) < 0.5
+    eligible = int(clean_pos.sum())
+    if eligible == 0:
+        return Result("error", "the clean model gives no triggered bad-credit row the bad label: nothing to flip")
+    asr = float((attacked & clean_pos).sum()) / eligible
+    limit = value("backdoor_success_max")
+    return Result("fail" if asr > limit else "pass", f"attack success rate {asr:.1%} on {eligible} triggered rows",
+                  figures={"attack_success_rate": asr, "trigger_rows": float(eligible), "gamma": gamma},
+                  evidence={"trigger": {"column": cols[trigger_col], "value": trigger_value}, "target_label": target})

@@ -1,0 +1,96 @@
+"""Every pass threshold of the catalogue, as data, with its unit and where it comes from.
+
+Fixed here, before any platform (Sampan included) is evaluated: a report prints each test's thresholds
+beside its verdict, and the manifest records them, so a later change of a value is visible in a comparison.
+Sources: "issue 16" (the issue's text fixes it), "task spec" (the task the verifier submits defines it),
+"pooled baseline" (relative to plain LR on the pooled data, computed by the verifier per evaluation),
+"CAICT method" (the national test method's rule), "project rule" (a Sampan-wide rule).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+__all__ = ["Threshold", "THRESHOLDS", "threshold", "value", "thresholds_table"]
+
+Source = Literal["issue 16", "task spec", "pooled baseline", "CAICT method", "project rule"]
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One number a pass rule compares against; ``rule`` says which way it cuts."""
+
+    key: str
+    value: float
+    unit: str
+    source: Source
+    rule: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_ALL: tuple[Threshold, ...] = (
+    # functional
+    Threshold("agg_weighted_tol", 1e-6, "max |coefficient difference|", "issue 16",
+              "one-round model within this of the row-weighted FedAvg reference"),
+    Threshold("psi_missing_extra", 0, "ids", "issue 16",
+              "intersection equals the plaintext intersection: no id missing, none extra"),
+    Threshold("auc_margin_horizontal", 0.02, "AUC", "pooled baseline",
+              "final holdout AUC >= pooled-baseline AUC minus this"),
+    Threshold("auc_margin_vertical", 0.02, "AUC", "pooled baseline",
+              "final holdout AUC >= pooled-baseline AUC minus this"),
+    Threshold("auc_margin_noniid", 0.05, "AUC", "pooled baseline",
+              "non-IID holdout AUC >= pooled-baseline AUC minus this"),
+    Threshold("auc_margin_dropout", 0.05, "AUC", "pooled baseline",
+              "AUC after a party leaves >= pooled-baseline AUC minus this"),
+    Threshold("predict_tol", 1e-6, "probability", "task spec",
+              "max |platform score - score of the exported model| over the rows sent"),
+    Threshold("evaluate_auc_tol", 1e-6, "AUC", "task spec",
+              "|platform AUC - AUC of its own /predict scores|"),
+    # performance
+    Threshold("time_to_auc_max_s", 300.0, "s", "task spec",
+              "the quick job reaches pooled AUC minus the horizontal margin within this"),
+    Threshold("round_time_max_s", 30.0, "s", "task spec", "median round time of the quick job at most this"),
+    Threshold("bytes_per_round_max", 4_194_304.0, "bytes", "task spec",
+              "bytes of the verifier's party per round, both directions, at the wire (4 MiB)"),
+    Threshold("party_peak_rss_max", 1_073_741_824.0, "bytes", "project rule",
+              "peak resident memory of the processes the verifier runs (1 GiB)"),
+    Threshold("scaling_exponent_max", 1.5, "log-log slope", "task spec",
+              "round time grows at most like rows^1.5 (and parties^1.5, features^1.5)"),
+    Threshold("privacy_cost_max_ratio", 20.0, "x plain time", "task spec",
+              "secure aggregation / DP job time at most this many times the plain job"),
+    Threshold("predict_p95_max_s", 2.0, "s", "task spec", "95th percentile latency of a 100-row /predict"),
+    # security
+    Threshold("max_body_bytes_refused", 16_777_216.0, "bytes", "task spec",
+              "a request body of this size (16 MiB) must be refused (413) or rejected (4xx)"),
+    Threshold("inversion_cosine_max", 0.5, "cosine", "task spec",
+              "reconstruction of a planted record from the party's sent messages has cosine below this"),
+    Threshold("mia_tpr_at_low_fpr_max", 0.05, "TPR at 0.1% FPR", "task spec",
+              "membership attack on planted records reaches at most this TPR at 0.1% FPR"),
+    Threshold("eps_lower_bound_slack", 0.0, "epsilon", "issue 16",
+              "empirical epsilon lower bound (95% CI) at most the claimed epsilon plus this"),
+    Threshold("masked_correlation_max", 0.2, "|Pearson r|", "task spec",
+              "sent update vs the party's plain local update, under claimed secure aggregation"),
+    Threshold("byzantine_auc_drop_max", 0.10, "AUC", "task spec",
+              "AUC under a Byzantine party (1 of 3) at least clean AUC minus this"),
+    Threshold("backdoor_success_max", 0.20, "attack success rate", "task spec",
+              "fraction of triggered holdout rows flipped to the attacker's label at most this"),
+)  # fmt: skip
+
+THRESHOLDS: dict[str, Threshold] = {t.key: t for t in _ALL}
+
+
+def threshold(key: str) -> Threshold:
+    """The threshold named ``key``; a KeyError names it (a catalogue bug, never user input)."""
+    return THRESHOLDS[key]
+
+
+def value(key: str) -> float:
+    return THRESHOLDS[key].value
+
+
+def thresholds_table() -> list[dict[str, Any]]:
+    """All thresholds as plain rows (manifest, reports)."""
+    return [t.to_dict() for t in _ALL]
