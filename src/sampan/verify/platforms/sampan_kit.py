@@ -1,0 +1,98 @@
+"""The party kit for a verifier-operated Sampan party (in-process mode: the verifier and the platform share a process).
+
+What it is, honestly: the verifier's party does not dial out over the network. `SampanKit.run` hands the party's
+rows, the verifier's tap and its optional Byzantine hook to a *seat* (a rendezvous in this process, keyed by job and
+party); Sampan's benchmark backend (`sampan.web.bench_api`) takes the seat, runs that party's real Sampan code
+(`HorizontalParty` with its SecAgg+ client, or a vertical party) inside the job's simulated federation, and calls the
+tap with every message the party receives and every reply it sends, as arrays in the clear, before the transport
+encodes them (under secure aggregation the update the party sends is already masked: that is what the masking check
+should see). Consequences the verifier must know: no wire exists between the kit and the platform, so bytes and
+timing at the wire are not measurable for Sampan in this mode (the `connect` argument is ignored and `Party.connect`
+is None), and the party's rows sit in the platform's process for the job. The deployed mode (gRPC with mutual TLS, a
+party agent with a certificate from the verifier's CA) is not wired to the benchmark API yet.
+
+Tap kinds: the model update is reported as ``"update"`` (Sampan's ``fit_result``), every other message under its
+Sampan kind (``fit``, ``secagg_keys``, ``evaluate``, ``psi_*``, ...); the round is the message's step.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from sampan.errors import SampanError
+from sampan.verify.api import PartyConnect, TableData
+from sampan.verify.kits import ClientTLS, KitError, NullTap, Tap, UpdateHook
+
+__all__ = ["SampanKit", "Seat", "SeatError", "drop_seat", "seat"]
+
+
+class SeatError(SampanError):
+    """The job the verifier's party sat in failed or was stopped (names the party)."""
+
+    category = "benchmark party"
+
+
+@dataclass
+class Seat:
+    """One verifier-operated party of one job: what the kit delivers and what the backend reports back."""
+
+    job_id: str
+    party: str
+    data: TableData | None = None
+    tap: Tap = field(default_factory=NullTap)
+    update_hook: UpdateHook | None = None
+    ready: threading.Event = field(default_factory=threading.Event)   # the kit delivered its rows
+    done: threading.Event = field(default_factory=threading.Event)    # the job ended (error None: succeeded)
+    left: threading.Event = field(default_factory=threading.Event)    # the kit was stopped: the party is gone
+    error: str | None = None
+
+    def deliver(self, data: TableData, tap: Tap, update_hook: UpdateHook | None) -> None:
+        if self.ready.is_set():
+            raise KitError(f"party {self.party!r} of job {self.job_id!r} is already running")
+        self.data, self.tap, self.update_hook = data, tap, update_hook
+        self.ready.set()
+
+    def finish(self, error: str | None = None) -> None:
+        self.error = error
+        self.done.set()
+
+
+_SEATS: dict[tuple[str, str], Seat] = {}
+_LOCK = threading.Lock()
+
+
+def seat(job_id: str, party: str) -> Seat:
+    """The seat of ``party`` in ``job_id`` (made on first use by either side)."""
+    with _LOCK:
+        return _SEATS.setdefault((job_id, party), Seat(job_id, party))
+
+
+def drop_seat(job_id: str, party: str) -> None:
+    """Forget a finished job's seat (the backend calls it once the kit has had time to read the outcome)."""
+    with _LOCK:
+        _SEATS.pop((job_id, party), None)
+
+
+class SampanKit:
+    """Runs the verifier's own Sampan party of a job (see the module docstring for what in-process means).
+
+    ``update_hook(round, update)`` replaces the party's plain update (the float vector of coefficients and
+    intercept, before it leaves the party) in jobs without secure aggregation; under secure aggregation the update
+    is masked inside the party before any hook could see it, and the job fails with a clear error instead."""
+
+    name = "sampan"
+
+    def __init__(self, *, update_hook: UpdateHook | None = None) -> None:
+        self.update_hook = update_hook
+
+    def run(self, job_id: str, party: str, data: TableData, connect: PartyConnect | None, tls: ClientTLS | None,
+            tap: Tap, stop: threading.Event) -> None:
+        place = seat(job_id, party)
+        place.deliver(data, tap, self.update_hook)
+        while not place.done.wait(0.05):
+            if stop.is_set():
+                place.left.set()
+                return
+        if place.error is not None:
+            raise SeatError(f"party {party!r} of job {job_id!r}: {place.error}")
