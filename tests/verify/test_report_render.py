@@ -57,7 +57,8 @@ def test_html_has_summary_sections_plots_and_escapes_hostile_strings() -> None:
     assert "\x00" not in html and "\x1b" not in html
     for text in ("Claims vs measured", "Functional tests", "Performance tests", "Security tests", "Manifest",
                  "pooled baseline", "auc &gt;= pooled - margin", "AUC per round", "MIA ROC", "Bytes per party",
-                 "contradicted", "F-API-VERSION", "1 min 30 s"):
+                 "contradicted", "F-API-VERSION", "1 min 30 s", "rounds of the job", "3 IID parties",
+                 "within the margin of pooled training"):
         assert text in html, text
     assert html.count("<svg") == 3
     for verdict in ("pass", "fail", "skip", "error"):
@@ -87,7 +88,9 @@ def test_junit_parses_and_counts_match() -> None:
     assert cases["S-TLS-WRONG-CA"].find("error") is not None
     assert cases["S-MIA"].find("skipped") is not None
     assert cases["F-API-VERSION"].find("failure") is None and cases["F-API-VERSION"].find("skipped") is None
-    assert "pooled baseline" in (cases["F-AUC-HORIZONTAL"].findtext("system-out") or "")
+    out = cases["F-AUC-HORIZONTAL"].findtext("system-out") or ""
+    assert "pooled baseline" in out and "rounds of the job (10 rounds; source: task spec)" in out
+    assert "pass rule: final AUC" in out
 
 
 def test_pdf_renders() -> None:

@@ -99,6 +99,8 @@ class Outcome:
     plots: list[Plot] = field(default_factory=list)
     seconds: float = 0.0
     claim: str | None = None  # the /info claim this test checks ("secure_aggregation", "dp", "mtls", ...)
+    pass_rule: str = ""  # the catalogue's pass rule in words (the threshold's rule says the number)
+    inputs: str = ""  # the catalogue's inputs in words (which data, which job)
 
     def __post_init__(self) -> None:
         figures = {str(k): None if v is None else float(v) for k, v in self.figures.items()}
@@ -243,7 +245,8 @@ def _outcome(value: Any, where: str) -> Outcome:
         threshold=_threshold(data.get("threshold"), f"{where}.threshold"), figures=figures,
         evidence=_obj(data.get("evidence", {}), f"{where}.evidence"),
         plots=[_plot(p, f"{where}.plots[{i}]") for i, p in enumerate(plots_raw)],
-        seconds=seconds or 0.0, claim=claim,
+        seconds=seconds or 0.0, claim=claim, pass_rule=_str(data, "pass_rule", where, default=""),
+        inputs=_str(data, "inputs", where, default=""),
     )
 
 

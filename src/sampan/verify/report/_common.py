@@ -120,3 +120,18 @@ def duration(evaluation: Evaluation) -> float | None:
         return (end - start).total_seconds()
     except (TypeError, ValueError):
         return None
+
+
+def threshold_rows(outcome: Outcome) -> list[Threshold]:
+    """The headline threshold, then any further ones the runner put in evidence["thresholds"] (key -> fields)."""
+    rows = [outcome.threshold] if outcome.threshold is not None else []
+    extra = outcome.evidence.get("thresholds")
+    if isinstance(extra, dict):
+        for item in extra.values():
+            if isinstance(item, dict) and isinstance(item.get("rule"), str):
+                value = item.get("value")
+                th = Threshold(rule=item["rule"], value=value if isinstance(value, (int, float, str)) else None,
+                               unit=str(item.get("unit") or ""), source=str(item.get("source") or ""))
+                if th not in rows:
+                    rows.append(th)
+    return rows

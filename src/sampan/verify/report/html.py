@@ -24,6 +24,7 @@ from sampan.verify.report._common import (
     fmt_seconds,
     fmt_threshold,
     overall,
+    threshold_rows,
 )
 from sampan.verify.results import Evaluation, Outcome, Plot
 
@@ -161,10 +162,13 @@ def _test(o: Outcome, anchor: str) -> str:
              f"{esc(clean(o.title))}</span></h3>"]
     if o.message:
         parts.append(f'<p class="msg">{esc(clean(o.message))}</p>')
-    if o.threshold is not None:
-        th = o.threshold
-        parts.append(table(["Pass rule", "Threshold", "Source"],
-                           [[esc(clean(th.rule)), esc(fmt_threshold(th)), esc(clean(th.source) or "—")]]))
+    if o.pass_rule or o.inputs:
+        parts.append(table(["Inputs", "Pass rule"], [[esc(clean(o.inputs) or "—"), esc(clean(o.pass_rule) or "—")]]))
+    thresholds = threshold_rows(o)
+    if thresholds:
+        parts.append(table(["Threshold rule", "Value", "Source"],
+                           [[esc(clean(th.rule)), esc(fmt_threshold(th)), esc(clean(th.source) or "—")]
+                            for th in thresholds]))
     if o.figures:
         parts.append("<h3>Measured</h3>" + table(
             ["Figure", "Value"], [[f'<span class="key">{esc(clean(k))}</span>', esc(fmt_number(v))]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from sampan.verify.report._common import clean, fmt_number, fmt_threshold
+from sampan.verify.report._common import clean, fmt_number, fmt_threshold, threshold_rows
 from sampan.verify.results import Evaluation, Outcome
 
 __all__ = ["render_junit"]
@@ -19,9 +19,10 @@ def _details(o: Outcome) -> str:
     lines = [f"{o.id}: {o.verdict}"]
     if o.message:
         lines.append(o.message)
-    if o.threshold is not None:
-        lines.append(f"pass rule: {o.threshold.rule} (threshold {fmt_threshold(o.threshold)}; "
-                     f"source: {o.threshold.source or 'n/a'})")
+    if o.pass_rule:
+        lines.append(f"pass rule: {o.pass_rule}")
+    for th in threshold_rows(o):
+        lines.append(f"threshold: {th.rule} ({fmt_threshold(th)}; source: {th.source or 'n/a'})")
     lines += [f"{k} = {fmt_number(v)}" for k, v in o.figures.items()]
     return clean("\n".join(lines))
 

@@ -20,6 +20,7 @@ from sampan.verify.report._common import (
     fmt_seconds,
     fmt_threshold,
     overall,
+    threshold_rows,
 )
 from sampan.verify.results import Evaluation, Outcome, Plot
 
@@ -106,10 +107,13 @@ def _test(o: Outcome, styles: Any) -> list[Any]:
     out: list[Any] = [Paragraph(f"{_verdict(o.verdict)} {_esc(o.id)} · {_esc(o.title)}", styles["Heading4"])]
     if o.message:
         out.append(Paragraph(_esc(o.message), styles["BodyText"]))
-    if o.threshold is not None:
-        th = o.threshold
-        out.append(_grid([["Pass rule", "Threshold", "Source"],
-                          [_esc(th.rule), _esc(fmt_threshold(th)), _esc(th.source or "—")]], styles))
+    if o.pass_rule or o.inputs:
+        out.append(_grid([["Inputs", "Pass rule"], [_esc(o.inputs or "—"), _esc(o.pass_rule or "—")]], styles))
+    thresholds = threshold_rows(o)
+    if thresholds:
+        out.append(_grid([["Threshold rule", "Value", "Source"],
+                          *[[_esc(th.rule), _esc(fmt_threshold(th)), _esc(th.source or "—")] for th in thresholds]],
+                         styles))
     if o.figures:
         out.append(_grid([["Figure", "Value"], *[[_esc(k), _esc(fmt_number(v))] for k, v in o.figures.items()]],
                          styles))
