@@ -9,7 +9,7 @@
     deploy.py    certs, coordinator, party, submit                (deployments: certificates, agents, runs)
     synth.py     synth                                            (DP synthetic tables)
     console.py   console, control-plane                           (the control plane and web console)
-    verify.py    verify run|local|report|compare                  (evaluate an FL platform, its reports)
+    verify.py    verify run|local|report|compare|table            (evaluate an FL platform, its reports)
     vertical.py  the vertical demo, run and joint scoring behind `demo --vertical`, `run`, `score`
     error_path.py  every command's errors -> one line + exit code (`sampan.errors.ExitCode`)
     lazy.py      subcommands imported on first use, so `sampan --help` imports no numpy/pydantic/sqlalchemy

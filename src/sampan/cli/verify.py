@@ -4,6 +4,7 @@
     local    --platform weak|sampan|flower: start an in-repo platform on 127.0.0.1 and evaluate it
     report   re-render every report from a results.json
     compare  two results.json side by side as one HTML page
+    table    test id x platform verdicts of several results.json as Markdown (docs/verification)
 
 The runner (`sampan.verify.runner`), the web stack and reportlab are imported only when a command runs.
 Every output of a run is written into one folder at once (a staging folder, then a rename): after a
@@ -291,3 +292,21 @@ def compare(
     diff = changes(first, second)
     n_changed = sum(1 for *_, status in diff if status == "changed")
     typer.echo(f"{len(diff)} tests, {n_changed} verdict(s) changed -> {path}")
+
+
+@verify_app.command("table")
+def matrix(
+    results: list[Path] = typer.Argument(..., help="results.json files, one per platform (columns in this order)."),
+    out: Path | None = typer.Option(None, "--out", help="Write the Markdown here (default: print it)."),
+) -> None:
+    """Test id x platform verdicts as a Markdown table (the docs/verification results table)."""
+    from sampan.files import atomic_write_text
+    from sampan.verify.report.compare import render_matrix
+    from sampan.verify.results import load_evaluation
+
+    text = render_matrix([load_evaluation(p) for p in results])
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        atomic_write_text(out, text)
+        typer.echo(f"wrote {out}")

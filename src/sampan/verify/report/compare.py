@@ -15,7 +15,7 @@ from sampan.verify.report._common import clean, fmt_number, overall
 from sampan.verify.report.html import badge, page, table
 from sampan.verify.results import Evaluation, Outcome
 
-__all__ = ["Change", "changes", "render_comparison", "write_comparison"]
+__all__ = ["Change", "changes", "render_comparison", "render_matrix", "write_comparison"]
 
 Change = tuple[str, Outcome | None, Outcome | None, str]  # (id, in A, in B, status)
 
@@ -99,3 +99,32 @@ def render_comparison(a: Evaluation, b: Evaluation) -> str:
 def write_comparison(a: Evaluation, b: Evaluation, path: str | os.PathLike[str]) -> Path:
     """Render, then write atomically (nothing half-written)."""
     return atomic_write_text(path, render_comparison(a, b))
+
+
+_MARK = {"pass": "pass", "fail": "**FAIL**", "skip": "skip", "error": "*error*"}
+
+
+def _md(text: str) -> str:
+    return clean(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_matrix(evaluations: list[Evaluation]) -> str:
+    """Test id x platform as a Markdown table (for docs/verification): verdicts, with the headline figure."""
+    names = [_label(ev) or f"#{i + 1}" for i, ev in enumerate(evaluations)]
+    ids: dict[str, str] = {}
+    for ev in evaluations:
+        for o in ev.outcomes:
+            ids.setdefault(o.id, o.title)
+    lines = ["| Test | " + " | ".join(_md(n) for n in names) + " |", "|---|" + "---|" * len(names)]
+    for test_id, title in ids.items():
+        cells = []
+        for ev in evaluations:
+            o = next((x for x in ev.outcomes if x.id == test_id), None)
+            cells.append("—" if o is None else _MARK.get(o.verdict, o.verdict))
+        lines.append(f"| {_md(test_id)} {_md(title)} | " + " | ".join(cells) + " |")
+    profiles = ", ".join(sorted({clean(ev.profile) for ev in evaluations}))
+    lines.append("")
+    lines.append(f"Profile: {_md(profiles)}. " + "; ".join(
+        f"{_md(n)}: {ev.counts()['pass']} pass, {ev.counts()['fail']} fail, {ev.counts()['skip']} skip, "
+        f"{ev.counts()['error']} error ({_md(ev.started)})" for n, ev in zip(names, evaluations, strict=True)) + ".")
+    return "\n".join(lines) + "\n"
