@@ -109,7 +109,7 @@ def _md(text: str) -> str:
 
 
 def render_matrix(evaluations: list[Evaluation]) -> str:
-    """Test id x platform as a Markdown table (for docs/verification): verdicts, with the headline figure."""
+    """Test id x platform as a Markdown table (for docs/verification): one verdict per cell."""
     names = [_label(ev) or f"#{i + 1}" for i, ev in enumerate(evaluations)]
     ids: dict[str, str] = {}
     for ev in evaluations:
@@ -119,8 +119,8 @@ def render_matrix(evaluations: list[Evaluation]) -> str:
     for test_id, title in ids.items():
         cells = []
         for ev in evaluations:
-            o = next((x for x in ev.outcomes if x.id == test_id), None)
-            cells.append("—" if o is None else _MARK.get(o.verdict, o.verdict))
+            found = next((x for x in ev.outcomes if x.id == test_id), None)
+            cells.append("—" if found is None else _MARK.get(found.verdict, found.verdict))
         lines.append(f"| {_md(test_id)} {_md(title)} | " + " | ".join(cells) + " |")
     profiles = ", ".join(sorted({clean(ev.profile) for ev in evaluations}))
     lines.append("")
