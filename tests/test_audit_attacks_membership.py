@@ -66,6 +66,9 @@ def test_unresolvable_fpr_is_noted() -> None:
     res = membership_at_fpr([0.9, 0.8, 0.7], [0.1, 0.2, 0.3], fpr=0.001)
     assert res.fp == 0 and res.tpr == 1.0
     assert any("cannot be resolved" in n for n in res.notes)
+    small = membership_at_fpr([0.9, 0.8, 0.7], [0.1, 0.2, 0.3], claimed_epsilon=2.0)
+    assert small.eps_lower == pytest.approx(small.eps_max_provable) and small.eps_max_provable < 2.0
+    assert any("cannot refute" in n for n in small.notes)
 
 
 @pytest.mark.parametrize("kwargs", [{"fpr": 0.0}, {"fpr": 1.5}, {"confidence": 1.0}])

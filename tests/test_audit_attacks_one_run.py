@@ -89,6 +89,15 @@ def test_p_value_reduces_to_binomial_tail_without_delta_and_grows_with_delta() -
     assert epsilon_lower_bound(m, r, r // 2, 0.0, 0.95) == 0.0  # chance accuracy: no evidence
 
 
+def test_audit_states_its_power_and_warns_when_it_cannot_refute_the_claim() -> None:
+    rng = np.random.default_rng(16)
+    included = plan_canaries(12, rng)
+    res = audit_from_scores(included.astype(float), included, 3, 3, delta=1e-5, claimed_epsilon=1.0)
+    assert res.correct == 6 and res.eps_lower == pytest.approx(res.eps_max_provable)
+    assert res.eps_max_provable < 1.0 and res.claim_refuted is False
+    assert any("cannot refute" in n for n in res.notes)
+
+
 def test_sweep_over_k_is_bonferroni_corrected() -> None:
     rng = np.random.default_rng(15)
     included = plan_canaries(1000, rng)

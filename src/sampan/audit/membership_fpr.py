@@ -55,6 +55,7 @@ class FixedFprResult:
     threshold_source: str  # "calibration" | "audited (post-selection)"
     claimed_epsilon: float | None = None
     claim_exceeded: bool | None = None  # epsilon lo > claimed ε
+    eps_max_provable: float = 0.0  # lo had every member been flagged with no false positive: the audit's power
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -70,7 +71,8 @@ class FixedFprResult:
             "tpr_ci": list(self.tpr_ci), "fpr_ci": list(self.fpr_ci),
             "epsilon": [json_float(x) for x in self.epsilon], "delta": self.delta, "confidence": self.confidence,
             "threshold_source": self.threshold_source, "claimed_epsilon": self.claimed_epsilon,
-            "claim_exceeded": self.claim_exceeded, "notes": list(self.notes),
+            "claim_exceeded": self.claim_exceeded, "eps_max_provable": json_float(self.eps_max_provable),
+            "notes": list(self.notes),
         }
 
 
@@ -112,9 +114,14 @@ def membership_at_fpr(
     n_pos, n_neg = members.size, nonmembers.size
     eps = empirical_epsilon(tp / n_pos, fp / n_neg, n_pos, n_neg, delta, confidence)
     exceeded = None if claimed_epsilon is None else bool(eps[1] > claimed_epsilon)
+    power = empirical_epsilon(1.0, 0.0, n_pos, n_neg, delta, confidence)[1]
+    if claimed_epsilon is not None and power <= claimed_epsilon:
+        notes.append(f"with {n_pos} members and {n_neg} non-members this test can show at most ε ≥ {power:.3g}: "
+                     f"it cannot refute the claimed ε = {claimed_epsilon:g}.")
     return FixedFprResult(
         target_fpr=fpr, threshold=threshold, tp=tp, fp=fp, n_members=n_pos, n_nonmembers=n_neg,
         tpr=tp / n_pos, fpr=fp / n_neg, tpr_ci=clopper_pearson(tp, n_pos, confidence),
         fpr_ci=clopper_pearson(fp, n_neg, confidence), epsilon=eps, delta=delta, confidence=confidence,
-        threshold_source=source, claimed_epsilon=claimed_epsilon, claim_exceeded=exceeded, notes=notes,
+        threshold_source=source, claimed_epsilon=claimed_epsilon, claim_exceeded=exceeded, eps_max_provable=power,
+        notes=notes,
     )

@@ -109,6 +109,7 @@ class OneRunAuditResult:
     claimed_epsilon: float | None = None
     p_value_at_claim: float | None = None  # small: the claim is refuted at that level
     claim_refuted: bool | None = None
+    eps_max_provable: float = 0.0  # the bound had every guess been right: this audit's power
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -119,7 +120,7 @@ class OneRunAuditResult:
             "delta": self.delta, "confidence": self.confidence, "accuracy": self.accuracy,
             "accuracy_ci": list(self.accuracy_ci), "claimed_epsilon": self.claimed_epsilon,
             "p_value_at_claim": self.p_value_at_claim, "claim_refuted": self.claim_refuted,
-            "notes": list(self.notes),
+            "eps_max_provable": json_float(self.eps_max_provable), "notes": list(self.notes),
         }
 
 
@@ -149,7 +150,11 @@ def audit_from_scores(
     correct += int((~inc[order[:k_neg]]).sum()) if k_neg else 0
     r = k_pos + k_neg
     eps = epsilon_lower_bound(m, r, correct, delta, confidence)
+    power = epsilon_lower_bound(m, r, r, delta, confidence)
     notes = []
+    if claimed_epsilon is not None and power <= claimed_epsilon:
+        notes.append(f"with {m} canaries and {r} guesses this audit can show at most ε ≥ {power:.3g}: it cannot "
+                     f"refute the claimed ε = {claimed_epsilon:g} whatever the platform does (plant more canaries).")
     if delta > 0 and 2 * m * delta > 0.1:
         notes.append(f"2·m·δ = {2 * m * delta:.2g}: δ is large for this many canaries, the bound is weak.")
     if eps >= _EPS_CAP:
@@ -161,7 +166,8 @@ def audit_from_scores(
     return OneRunAuditResult(
         eps_lower=eps, m=m, included=int(inc.sum()), guesses=r, correct=correct, k_pos=k_pos, k_neg=k_neg,
         delta=delta, confidence=confidence, accuracy=correct / r, accuracy_ci=clopper_pearson(correct, r, confidence),
-        claimed_epsilon=claimed_epsilon, p_value_at_claim=p_claim, claim_refuted=refuted, notes=notes,
+        claimed_epsilon=claimed_epsilon, p_value_at_claim=p_claim, claim_refuted=refuted, eps_max_provable=power,
+        notes=notes,
     )
 
 
