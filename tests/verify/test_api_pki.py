@@ -107,3 +107,10 @@ def test_server_cert_names_the_host(ca: VerifierCA) -> None:
     assert "bank.example" in san.get_values_for_type(x509.DNSName)
     with pytest.raises(ValueError, match="variant"):
         ca.issue("x", variant="bogus")  # type: ignore[arg-type]
+
+
+def test_a_temp_folder_of_keys_is_removed_on_close() -> None:
+    with VerifierCA() as temporary:
+        key = temporary.client_cert("p").key_file
+        assert key.exists()
+    assert not temporary.folder.exists()

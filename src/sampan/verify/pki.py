@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import shutil
 import tempfile
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -64,10 +66,13 @@ def _pem(cert: x509.Certificate) -> bytes:
 
 class VerifierCA:
     """The verifier's consortium CA for one evaluation, writing its files under ``folder`` (a fresh private temp
-    folder if None). ``ca_pem``/``ca_file``: what the platform trusts; ``crl_pem``/``crl_file``: its revocations."""
+    folder if None, removed by close() or when the CA is garbage-collected). ``ca_pem``/``ca_file``: what the
+    platform trusts; ``crl_pem``/``crl_file``: its revocations."""
 
     def __init__(self, folder: str | Path | None = None, name: str = "Sampan verifier consortium CA") -> None:
         self.folder = private_directory(folder if folder is not None else tempfile.mkdtemp(prefix="sampan-vca-"))
+        # a temp folder of ours holds private keys: removed when the CA is closed or garbage-collected
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self.folder, True) if folder is None else None
         self._ca = SimulatedCA(name)
         self._wrong = SimulatedCA("Not the consortium CA")  # issues the wrong-CA variants
         self.ca_pem = _pem(self._ca.certificate).decode()
@@ -76,6 +81,17 @@ class VerifierCA:
         self.wrong_ca_file = atomic_write_bytes(self.folder / "wrong-ca.pem", self.wrong_ca_pem.encode(), mode=0o644)
         self.crl_file = self.folder / "crl.pem"
         self._write_crl()
+
+    def close(self) -> None:
+        """Remove the folder if this CA made it (a temp folder); a folder the caller gave is left alone."""
+        if self._cleanup is not None:
+            self._cleanup()
+
+    def __enter__(self) -> VerifierCA:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     @property
     def certificate(self) -> x509.Certificate:
