@@ -53,10 +53,17 @@ TLS_PROTOCOL = "weak-https-json/1"
 
 
 class WeakBackend:
-    """Benchmark API v1 over the weak platform (serve it with `sampan.verify.server.make_benchmark_app`)."""
+    """Benchmark API v1 over the weak platform (serve it with `sampan.verify.server.make_benchmark_app`).
 
-    def __init__(self, *, tls: bool = False) -> None:
+    `tls`: serve the party data plane over one-sided TLS (self-signed; client certificates never asked for).
+    `holdout`: fraction of rows kept out of training for the reported "auc" (0: all rows train, in-sample AUC).
+    """
+
+    def __init__(self, *, tls: bool = False, holdout: float = 0.0) -> None:
+        if not 0.0 <= holdout < 1.0:
+            raise ValueError(f"holdout must be in [0, 1), got {holdout}")
         self._tls = tls
+        self._holdout = holdout
         self._aggregator: Aggregator | None = None
         self._projects: dict[str, dict[str, Any]] = {}
         self._jobs: dict[str, JobRecord] = {}
@@ -139,7 +146,7 @@ class WeakBackend:
                 "dropout": spec.dropout.model_dump() if spec.dropout else None}
         room = self.aggregator().open_room(job_id, task)
         job = JobRecord(job_id=job_id, project_id=project_id, spec=spec,
-                        parties={n: parties[n] for n in spec.features}, room=room)
+                        parties={n: parties[n] for n in spec.features}, room=room, holdout=self._holdout)
         job.log("api", "job.submit", f"{spec.kind}, {spec.rounds} rounds, parties {', '.join(spec.features)}")
         with self._lock:
             self._jobs[job_id] = job
@@ -178,6 +185,8 @@ class WeakBackend:
     def model(self, job_id: str) -> ModelExport:
         model = self._done(job_id).model
         assert model is not None
+        if not np.all(np.isfinite([*model.coefficients, model.intercept])):  # a NaN update went straight in
+            raise BackendError("internal", f"job {job_id!r}: the averaged model is not finite (NaN or infinity)")
         return model
 
     def _scores(self, job_id: str, data: TableData) -> np.ndarray:

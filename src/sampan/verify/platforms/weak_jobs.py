@@ -10,7 +10,9 @@ logits X_k w_k for all joined rows, the label holder (platform-operated) adds th
 p - y of the training rows in the clear; each party takes one full-batch gradient step on its own weights. At the
 end a verifier-operated party posts its final weights, standardisation and partial logits (so the platform can
 export, score and predict). Vertical dropout is refused at submit time.
-The holdout is 20% of the platform-held rows (horizontal) or of the joined rows (vertical), drawn with the seed.
+Rows: by default every row a party holds trains (what the task asks; the verifier's references assume it) and
+the "auc" metric is in-sample on the platform-held (vertical: joined) rows; the verifier has its own holdout through
+/evaluate. `WeakBackend(holdout=0.2)` instead keeps a random 20% out of training, drawn with the task seed.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class JobRecord:
     model: ModelExport | None = None
     audit: list[AuditEntry] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
+    holdout: float = 0.0  # fraction of platform-held (vertical: joined) rows kept out of training for "auc"
 
     def log(self, actor: str, action: str, detail: str = "") -> None:
         self.audit.append(AuditEntry(time=now(), actor=actor, action=action, detail=detail))
@@ -124,7 +127,7 @@ def _horizontal(job: JobRecord) -> None:
         if party.operated_by == "platform" and party.data is not None:
             X = learn.numeric_matrix(party.data, features, party=name)
             y = learn.labels(party.data, spec.label, party=name)
-            train, hold = learn.holdout_split(len(y), _rng(spec, 1000 + i))
+            train, hold = learn.holdout_split(len(y), _rng(spec, 1000 + i), job.holdout)
             local[name] = (X[train], y[train], X[hold], y[hold])
     remote = [n for n in names if job.parties[n].operated_by == "verifier"]
     _wait(job, lambda: all(n in room.stats for n in remote), deadline, f"statistics from {', '.join(remote)}")
@@ -212,7 +215,7 @@ def _vertical(job: JobRecord) -> None:
     joined = [i for i in ids[holder] if all(i in s for s in others)]  # the join, in the clear
     if len(joined) < 2:
         raise WeakJobError(f"only {len(joined)} ids are common to all parties")
-    train, hold = learn.holdout_split(len(joined), _rng(spec, 7))
+    train, hold = learn.holdout_split(len(joined), _rng(spec, 7), job.holdout)
     room.publish(plan={"ids": joined, "train": train.tolist(), "holdout": hold.tolist()})
     holder_data = job.parties[holder].data
     assert holder_data is not None
@@ -239,7 +242,7 @@ def _vertical(job: JobRecord) -> None:
         _wait(job, lambda r=r: all(n in room.logits.get(r, {}) for n in remote), deadline,
               f"round {r} partial logits from {', '.join(remote)}")
         with room.cond:
-            posted = dict(room.logits[r])
+            posted = dict(room.logits.get(r, {}))
         for sender, values in posted.items():
             part = np.asarray(values, dtype=np.float64).ravel()
             if part.size != len(joined):

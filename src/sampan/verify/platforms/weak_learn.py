@@ -109,7 +109,11 @@ def fedavg(updates: list[tuple[Array, int]]) -> Array:
 
 
 def holdout_split(n: int, rng: np.random.Generator, fraction: float = 0.2) -> tuple[Array, Array]:
-    """(train rows, holdout rows): a random 20% held out, at least one row on each side when n >= 2."""
+    """(train rows, scored rows): a random `fraction` held out, at least one row on each side when n >= 2.
+
+    fraction 0: every row trains and the scores are in-sample (train and scored rows are the same)."""
+    if fraction <= 0:
+        return np.arange(n), np.arange(n)
     order = rng.permutation(n)
     k = int(round(n * fraction))
     if n >= 2:
