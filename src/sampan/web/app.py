@@ -44,6 +44,7 @@ class AppSettings:
     agent_verifier: Any = None  # an IdentityVerifier for mTLS agent endpoints (consortium CA + CRL)
     mounts: Sequence[Mount] = field(default_factory=tuple)
     title: str = "Sampan control plane"
+    bench_token: str | None = None  # set: Sampan's Benchmark API (sampan.web.bench_api) at /bench/v1, this bearer
 
 
 def _error(status: int, message: str, field_name: str | None = None) -> JSONResponse:
@@ -96,6 +97,10 @@ def _default_mounts(settings: AppSettings) -> list[Mount]:
         from sampan.web.oidc import mount_oidc  # type: ignore[import-not-found,unused-ignore]
 
         mounts.append(lambda app, plane: mount_oidc(app, plane, settings.oidc))
+    if settings.bench_token:
+        from sampan.web.bench_api import mount_bench_api
+
+        mounts.append(mount_bench_api(settings.bench_token))
     return mounts
 
 

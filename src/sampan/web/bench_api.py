@@ -64,13 +64,20 @@ class SampanBackend:
 
     def __init__(self, root: str | Path | None = None, *, dp_claim: DPClaim | None = None) -> None:
         self._owned = root is None
-        self.root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="sampan-bench-"))
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._root = Path(root) if root is not None else None  # None: a temp folder, made at the first project
         self.dp_claim = dp_claim
         self._projects: dict[str, _Project] = {}
         self._jobs: dict[str, JobRun] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
+
+    @property
+    def root(self) -> Path:
+        """The folder holding the projects' private folders."""
+        with self._lock:
+            if self._root is None:
+                self._root = Path(tempfile.mkdtemp(prefix="sampan-bench-"))
+            return self._root
 
     # --- /info --------------------------------------------------------------------------------------
     def info(self) -> PlatformInfo:
@@ -85,6 +92,7 @@ class SampanBackend:
     def create_project(self, spec: ProjectCreate) -> Project:
         project_id = f"p-{uuid.uuid4().hex[:16]}"
         folder = self.root / project_id
+        self.root.mkdir(parents=True, exist_ok=True)
         folder.mkdir(mode=0o700)
         with self._lock:
             self._projects[project_id] = _Project(project_id, spec.name, folder)
@@ -189,8 +197,8 @@ class SampanBackend:
             thread.join(30)
         for project in self._projects.values():
             project.store.close()
-        if self._owned:
-            shutil.rmtree(self.root, ignore_errors=True)
+        if self._owned and self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
 
     # --- helpers ------------------------------------------------------------------------------------
     def _scores(self, job_id: str, data: TableData) -> np.ndarray:
