@@ -159,3 +159,41 @@ def test_backend_error_codes_are_checked() -> None:
     assert BackendError("conflict", "m").status == 409
     with pytest.raises(ValueError, match="unknown"):
         BackendError("teapot", "m")
+
+
+class _SlowSubmit(FakeBackend):
+    def submit_job(self, project_id: str, spec: TaskSpec) -> Any:
+        time.sleep(1.5)
+        return super().submit_job(project_id, spec)
+
+
+def test_a_slow_submit_blocks_no_other_request() -> None:
+    import threading
+
+    from sampan.verify.client import BenchmarkClient
+    from sampan.verify.serve_local import serve_app
+
+    with serve_app(make_benchmark_app(_SlowSubmit(), token=TOKEN)) as server, \
+            BenchmarkClient(server.url, TOKEN) as client:
+        pid = client.raw("POST", "/projects", json={"name": "p"}).json()["project_id"]
+        client.raw("POST", f"/projects/{pid}/parties", json={"name": "a", "role": "data_owner",
+                                                             "operated_by": "platform", "data": ROWS})
+        spec = {"kind": "horizontal", "label": "y", "features": {"a": ["x"]}, "rounds": 1}
+        slow = threading.Thread(target=client.raw, args=("POST", f"/projects/{pid}/jobs"), kwargs={"json": spec})
+        slow.start()
+        time.sleep(0.2)
+        started = time.monotonic()
+        assert client.info().platform == "fake"
+        assert time.monotonic() - started < 1.0  # answered while the submit still sleeps
+        slow.join(10)
+
+
+def test_mounted_inside_another_app() -> None:
+    from fastapi import FastAPI
+
+    outer = FastAPI()
+    outer.mount("/bench/v1", make_benchmark_app(FakeBackend(), token=TOKEN, prefix=""))
+    client = TestClient(outer, raise_server_exceptions=False)
+    assert client.get("/bench/v1/info", headers=AUTH).json()["platform"] == "fake"
+    _error(client.get("/bench/v1/info"), 401, "unauthorized")
+    _error(client.get("/bench/v1/jobs/x", headers=AUTH), 404, "not_found")
