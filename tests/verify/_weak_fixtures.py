@@ -1,9 +1,7 @@
-"""Shared pieces of the weak-platform tests: German credit as TableData splits, a byte-capturing TCP relay."""
+"""Shared piece of the weak-platform tests: German credit as TableData splits."""
 
 from __future__ import annotations
 
-import socket
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -36,45 +34,3 @@ class German:
                                                                                          else [])
                 for i in rows]
         return TableData(columns=header, rows=body)
-
-
-class Relay:
-    """A TCP relay on 127.0.0.1 that keeps every byte each way (a stand-in for the verifier's proxy)."""
-
-    def __init__(self, target: str) -> None:
-        host, _, port = target.rpartition(":")
-        self.target = (host, int(port))
-        self.up = bytearray()  # party -> platform
-        self.down = bytearray()
-        self._lock = threading.Lock()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self._listener.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.target)
-            threading.Thread(target=self._pump, args=(client, server, self.up), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, self.down), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, into: bytearray) -> None:
-        try:
-            while chunk := src.recv(65536):
-                with self._lock:
-                    into += chunk
-                dst.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self._listener.close()

@@ -1,8 +1,9 @@
 """The weak platform (a negative control) trains for real through Benchmark API v1 and leaks what it should.
 
-A horizontal job with two platform-operated parties and one verifier-operated party (the weak kit, behind a byte
-relay) reaches AUC > 0.7 on German credit, and the party's update is readable in the captured bytes; a vertical
-job works with the verifier's party as a feature holder, and its residuals cross the wire in the clear.
+A horizontal job with two platform-operated parties and one verifier-operated party (the weak kit, behind the
+verifier's recording proxy) reaches AUC > 0.7 on German credit, and the party's update is readable in the captured
+bytes; a vertical job works with the verifier's party as a feature holder, and its residuals cross the wire in the
+clear.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
-from _weak_fixtures import German, Relay  # noqa: E402
+from _weak_fixtures import German  # noqa: E402
 
 from sampan.verify.api import PartyConnect, PartyRegistration, TaskSpec  # noqa: E402
 from sampan.verify.backend import PlatformBackend  # noqa: E402
 from sampan.verify.client import BenchmarkClient  # noqa: E402
 from sampan.verify.kits import RecordingTap, get_kit  # noqa: E402
 from sampan.verify.platforms.weak import WeakBackend  # noqa: E402
+from sampan.verify.proxy import RecordingProxy  # noqa: E402
 from sampan.verify.serve_local import serve_app  # noqa: E402
 from sampan.verify.server import make_benchmark_app  # noqa: E402
 
@@ -76,7 +78,7 @@ def test_horizontal_through_the_api_learns_and_its_update_is_clear_on_the_wire(
     party = client.register_party(project, PartyRegistration(name="verifier", role="data_owner",
                                                             operated_by="verifier"))
     assert party.connect is not None
-    relay = Relay(party.connect.address)
+    relay = RecordingProxy(party.connect.address, capture=True).start()
     spec = TaskSpec(kind="horizontal", label="label", rounds=4, seed=3,
                     features={n: german.features for n in ("bank-a", "bank-b", "verifier")},
                     secure_aggregation=True)  # asked for, silently not done
@@ -86,7 +88,8 @@ def test_horizontal_through_the_api_learns_and_its_update_is_clear_on_the_wire(
                       party.connect.model_copy(update={"address": relay.address}), tap, errors)
     done = client.wait_for(job.job_id, timeout=60)
     thread.join(10)
-    relay.close()
+    up = relay.snapshot().captured("up")
+    relay.stop()
     assert not errors and done.state == "succeeded", (errors, done.error)
     results = client.results(job.job_id)
     assert results.metrics["auc"] > 0.7
@@ -95,7 +98,7 @@ def test_horizontal_through_the_api_learns_and_its_update_is_clear_on_the_wire(
     # the update the party sent is in the captured bytes, as plain JSON numbers
     sent = tap.updates()
     assert sorted(sent) == [1, 2, 3, 4] and sent[1]["weights"].size == len(german.features) + 1
-    bodies = [json.loads(m) for m in re.findall(rb'\{"party": "verifier", "round": \d+, "weights".*?\}', relay.up)]
+    bodies = [json.loads(m) for m in re.findall(rb'\{"party": "verifier", "round": \d+, "weights".*?\}', up)]
     on_wire = {b["round"]: np.asarray(b["weights"]) for b in bodies}
     assert sorted(on_wire) == [1, 2, 3, 4]
     np.testing.assert_allclose(on_wire[3], sent[3]["weights"])
@@ -116,7 +119,7 @@ def test_vertical_with_the_verifier_as_feature_holder(german: German,
     party = client.register_party(project, PartyRegistration(name="verifier", role="feature_holder",
                                                             operated_by="verifier"))
     assert party.connect is not None
-    relay = Relay(party.connect.address)
+    relay = RecordingProxy(party.connect.address, capture=True).start()
     job = client.submit_job(project, TaskSpec(kind="vertical", label="label", id_column="id", rounds=25,
                                               learning_rate=0.5, seed=4,
                                               features={"bank": theirs, "verifier": mine}))
@@ -126,11 +129,12 @@ def test_vertical_with_the_verifier_as_feature_holder(german: German,
                       tap, errors)
     done = client.wait_for(job.job_id, timeout=60)
     thread.join(10)
-    relay.close()
+    wire = relay.snapshot()
+    relay.stop()
     assert not errors and done.state == "succeeded", (errors, done.error)
     assert client.results(job.job_id).metrics["auc"] > 0.65
     model = client.model(job.job_id)
     assert model.features[0] == f"bank:{theirs[0]}" and model.features[-1] == f"verifier:{mine[-1]}"
     residual = tap.of("received", "residual")[0].payload["residual"]
     assert residual.size == 640  # 800 joined rows, 80% of them train: every residual in the clear
-    assert b'"residual": [' in relay.down and b'"ids": ["' in relay.up
+    assert b'"residual": [' in wire.captured("down") and b'"ids": ["' in wire.captured("up")
