@@ -134,13 +134,17 @@ def test_local_unknown_platform(tmp_path: Path) -> None:
 def test_local_weak_starts_a_real_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("fastapi")
     pytest.importorskip("uvicorn")
+    import ssl
+
     import httpx
 
     seen: dict[str, Any] = {}
 
     def run_evaluation(url, token, tls, profile, *, seed, only, progress, local=None):
-        info = httpx.get(url + "/bench/v1/info", headers={"Authorization": f"Bearer {token}"}, timeout=10).json()
-        seen.update(info=info, local=local)
+        verify = ssl.create_default_context(cafile=tls["ca_file"]) if tls else True
+        info = httpx.get(url + "/bench/v1/info", headers={"Authorization": f"Bearer {token}"}, timeout=10,
+                         verify=verify).json()
+        seen.update(info=info, local=local, url=url)
         return synthetic(info["platform"])
 
     monkeypatch.setattr(cli_verify, "_run_evaluation", run_evaluation)
@@ -148,4 +152,9 @@ def test_local_weak_starts_a_real_server(tmp_path: Path, monkeypatch: pytest.Mon
                                       str(tmp_path / "o")])
     assert result.exit_code == 0, result.output
     assert seen["info"]["platform"] == "weak" and seen["local"]["local_pids"]
+    assert seen["url"].startswith("http://")
+    result = CliRunner().invoke(app, ["verify", "local", "--platform", "weak", "--tls", "--no-pdf", "--quiet",
+                                      "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert seen["url"].startswith("https://") and seen["info"]["platform"] == "weak"
     assert load_evaluation(tmp_path / "o" / "results.json").target.platform == "weak"

@@ -209,13 +209,25 @@ def run(
 
 
 @contextlib.contextmanager
-def _local_platform(name: str, token: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Start the named in-repo platform's Benchmark API on 127.0.0.1:<free port>; yields (url, runner extras)."""
-    from sampan.verify.serve_local import serve_app
+def _local_platform(name: str, token: str, *, tls: bool) -> Iterator[tuple[str, dict[str, str] | None, dict[str, Any]]]:
+    """Start the named in-repo platform's Benchmark API on 127.0.0.1:<free port>; yields (url, the runner's TLS
+    files, runner extras). ``tls``: serve HTTPS with a server certificate from a throwaway local CA (what a real
+    deployment of the platform does), else plain HTTP."""
+    from sampan.verify.serve_local import ServerTLS, serve_app
     from sampan.verify.server import make_benchmark_app
 
-    with _local_backend(name) as backend, serve_app(make_benchmark_app(backend, token=token)) as server:
-        yield server.url, {"local_pids": (os.getpid(),)}  # in this process; the kit is the one /info names
+    with contextlib.ExitStack() as stack:
+        server_tls, client_tls = None, None
+        if tls:
+            from sampan.verify.pki import VerifierCA
+
+            ca = stack.enter_context(VerifierCA(name="sampan verify local CA"))
+            cert = ca.server_cert("127.0.0.1")
+            server_tls = ServerTLS(cert.cert_file, cert.key_file)
+            client_tls = {"ca_file": str(ca.ca_file)}
+        backend = stack.enter_context(_local_backend(name))
+        server = stack.enter_context(serve_app(make_benchmark_app(backend, token=token), tls=server_tls))
+        yield server.url, client_tls, {"local_pids": (os.getpid(),)}  # in this process; the kit is the one /info names
 
 
 @contextlib.contextmanager
@@ -250,6 +262,8 @@ def _local_backend(name: str) -> Iterator[Any]:
 def local(
     platform: str = typer.Option(..., "--platform", help="weak (the negative control), sampan, or flower (needs "
                                  "the 'flower' extra)."),
+    tls: bool | None = typer.Option(None, "--tls/--no-tls", help="Serve the platform's API over HTTPS (a throwaway "
+                                    "local CA). Default: HTTPS for sampan and flower, plain HTTP for weak."),
     profile: str = _PROFILE, out: Path = _OUT, seed: int | None = _SEED, only: list[str] | None = _ONLY,
     pdf: bool | None = _PDF, strict: bool = _STRICT, quiet: bool = _QUIET,
 ) -> None:
@@ -260,8 +274,9 @@ def local(
     token = secrets.token_urlsafe(32)
     with _Display(quiet) as display:
         display.progress.update(display.task, description=f"starting {platform}")
-        with _local_platform(platform, token) as (url, extras):
-            evaluation = _run_evaluation(url, token, None, profile, seed=seed, only=only, progress=display,
+        use_tls = tls if tls is not None else platform != "weak"
+        with _local_platform(platform, token, tls=use_tls) as (url, client_tls, extras):
+            evaluation = _run_evaluation(url, token, client_tls, profile, seed=seed, only=only, progress=display,
                                          local=extras)
     _finish(evaluation, out, pdf=pdf, strict=strict)
 
