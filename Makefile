@@ -9,6 +9,7 @@ LOCKED := $(PIPI) --require-hashes --no-deps -r
 SELF   := $(PIPI) --no-deps --no-build-isolation -e .
 TOOLS  := .venv-tools
 SPU    := .venv-spu
+FLOWER := .venv-flower
 COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(TOOLS)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
            --no-emit-index-url --no-emit-find-links
 
@@ -18,13 +19,19 @@ demo: $(VENV)/.core
 	$(BIN)/sampan demo
 
 # The suite spreads over the machine's cores (pytest-xdist; tests use tmp_path, port 0 and fresh databases).
-test: lint $(VENV)/.system $(SPU)/.installed
+test: lint $(VENV)/.system $(SPU)/.installed $(FLOWER)/.installed
 	$(BIN)/python -m pytest -n auto --dist worksteal
 
 # SecretFlow spu for the opt-in RR22 PSI backend, in its own venv (jax pinned, numpy < 2; never in $(VENV)): the
 # RR22 tests start it. Installed once by tools/install_spu.sh (Python 3.11, Linux x86_64).
 $(SPU)/.installed: tools/install_spu.sh bench/requirements-spu.txt
 	tools/install_spu.sh $(SPU)
+	@touch $@
+
+# Flower (flwr 1.42) for the Flower platform under test (sampan.verify), in its own venv: flwr pins fastapi,
+# protobuf, typer and uvicorn below Sampan's. Hash-checked from requirements/lock-flower.txt by tools/install_flower.sh.
+$(FLOWER)/.installed: tools/install_flower.sh requirements/lock-flower.txt
+	tools/install_flower.sh $(FLOWER)
 	@touch $@
 
 # Debian packages the suite needs (chromium for the browser tests, softhsm2 for the HSM tests): installed once,
