@@ -79,6 +79,15 @@ def test_optimisation_probe_recovers_two_records_over_rounds_with_l2() -> None:
     assert res.n_recovered == 2, res.relative_error
 
 
+def test_underdetermined_probe_says_a_miss_may_be_ambiguity() -> None:
+    rng = np.random.default_rng(28)
+    planted, y = rng.standard_normal((3, 6)), np.array([1.0, 0.0, 1.0])
+    obs = [_local_delta(planted, y, rng.standard_normal(6) * 0.3, 0.0, 0.3, 2)]
+    res = probe_fedavg_delta(obs, planted, y, lr=0.3, local_steps=2, restarts=1, rng=np.random.default_rng(2))
+    assert any("underdetermined" in n for n in res.notes)
+    assert res.fit_residual is not None and res.fit_residual < 1e-3  # explains the data without being the data
+
+
 def test_batch_gradient_is_an_average_not_a_record() -> None:
     rng = np.random.default_rng(25)
     planted, y = rng.standard_normal((8, 6)), rng.integers(0, 2, 8).astype(float)

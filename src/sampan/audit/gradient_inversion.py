@@ -171,6 +171,25 @@ def _simulate(X: np.ndarray, y: np.ndarray, w0: np.ndarray, b0: float, lr: float
     return w - w0, b - b0
 
 
+def _simulate_jac(X: np.ndarray, y: np.ndarray, w0: np.ndarray, b0: float, lr: float, steps: int,
+                  l2: float) -> tuple[np.ndarray, np.ndarray]:
+    """(Δw, Δb) appended, and its Jacobian with respect to X.ravel() (forward mode through the GD steps)."""
+    k, d = X.shape
+    w, b = w0.copy(), float(b0)
+    jw, jb = np.zeros((d, k * d)), np.zeros(k * d)
+    eye_k, eye_d = np.eye(k), np.eye(d)
+    for _ in range(steps):
+        p = expit(X @ w + b)
+        r, slope = p - y, p * (1.0 - p)
+        jz = X @ jw + jb[None, :] + np.kron(eye_k, w[None, :])  # dz_i/dθ
+        jr = slope[:, None] * jz
+        jgw = (X.T @ jr + np.kron(r[None, :], eye_d)) / k + l2 * jw
+        jw, jb = jw - lr * jgw, jb - lr * jr.mean(axis=0)
+        w = w - lr * (X.T @ r / k + l2 * w)
+        b = b - lr * float(r.mean())
+    return np.append(w - w0, b - b0), np.vstack([jw, jb[None, :]])
+
+
 def probe_fedavg_delta(
     observations: Sequence[DeltaObservation], planted: Any, labels: Any, *, lr: float, local_steps: int,
     l2: float = 0.0, tolerance: float = 0.05, fit_tolerance: float = 1e-3, restarts: int = 4,
@@ -207,6 +226,10 @@ def probe_fedavg_delta(
             out.append((np.append(dw, db) - target) / norm)
         return np.concatenate(out)
 
+    def jacobian(theta: np.ndarray) -> np.ndarray:
+        X = theta.reshape(k, d)
+        return np.vstack([_simulate_jac(X, y, w0, b0, lr, local_steps, l2)[1] / norm for w0, b0, _, norm in obs])
+
     gen = rng if rng is not None else np.random.default_rng(secrets.randbits(128))
     t0 = obs[0][2]
     ratio = t0[:d] / t0[d] if abs(t0[d]) > 1e-12 * np.abs(t0[:d]).max(initial=1e-300) else np.zeros(d)
@@ -214,14 +237,22 @@ def probe_fedavg_delta(
     spread = max(float(np.std(ratio)), 1.0)
     starts = [np.tile(ratio, k) + 0.01 * spread * gen.standard_normal(k * d)]
     starts += [gen.standard_normal(k * d) * spread for _ in range(restarts)]
+    # MINPACK's Levenberg–Marquardt (no BLAS-threaded SVD per step) when there are at least as many observed
+    # values as unknowns; trust-region with an iterative solver otherwise (LM refuses underdetermined fits).
+    determined = len(obs) * (d + 1) >= k * d
+    method = "lm" if determined else "trf"
+    extra: dict[str, Any] = {} if determined else {"tr_solver": "lsmr"}
     best = None
     for x0 in starts:
         try:
-            fit = least_squares(residuals, x0, method="trf", max_nfev=200 * k * d, xtol=1e-12, ftol=1e-12)
+            fit = least_squares(residuals, x0, jac=jacobian, method=method, max_nfev=100 * k * d, xtol=1e-12,
+                                ftol=1e-12, **extra)
         except (ValueError, FloatingPointError):
             continue
         if best is None or fit.cost < best.cost:
             best = fit
+        if np.sqrt(2.0 * best.cost / len(obs)) <= 1e-3 * fit_tolerance:
+            break  # explained to well below the tolerance: more restarts cannot say more
     if best is None:
         R, resid = np.full((k, d), np.nan), float("inf")
     else:
