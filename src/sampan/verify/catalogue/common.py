@@ -64,7 +64,8 @@ def holdout_auc(ctx: Context, run: JobRun, *, qualify: dict[str, str] | None = N
 def judge_auc(found: float, baseline: float, margin_key: str, how: str, run: JobRun) -> Result:
     margin = value(margin_key)
     floor = baseline - margin
-    return Result("pass" if found >= floor else "fail", f"holdout AUC {found:.4f} vs floor {floor:.4f} (pooled {baseline:.4f} - {margin})",
+    return Result("pass" if found >= floor else "fail",
+                  f"holdout AUC {found:.4f} vs floor {floor:.4f} (pooled {baseline:.4f} - {margin})",
                   figures={"auc": found, "pooled_auc": baseline, "floor": floor, "job_seconds": run.seconds},
                   evidence={"how": how, "job_id": run.job_id, "states": run.states, "rounds": run.aucs})
 

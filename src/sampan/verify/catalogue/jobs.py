@@ -45,6 +45,7 @@ class JobRun:
     states: list[str] = field(default_factory=list)
     round_seen: list[tuple[int, float]] = field(default_factory=list)  # (round, seconds since submit)
     plane: Any = None  # dataplane.VerifierParty when the verifier ran a party
+    model_status: int | None = None  # HTTP status of GET /model
 
     @property
     def aucs(self) -> list[tuple[int, float]]:
@@ -133,6 +134,7 @@ def complete_job(ctx: Context, run: JobRun, *, require_success: bool = True) -> 
     run.results = ctx.api.ok("GET", f"/jobs/{run.job_id}/results")
     model = ctx.api.call("GET", f"/jobs/{run.job_id}/model")
     run.model = model.body if model.ok else None
+    run.model_status = model.status
     return run
 
 

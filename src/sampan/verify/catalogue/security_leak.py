@@ -20,6 +20,8 @@ from sampan.verify.catalogue.jobs import JobRun, PartySpec, horizontal_spec, lin
 from sampan.verify.datasets import fit_lr, table_data
 from sampan.verify.thresholds import value
 
+CANARY_NORM = 300.0
+
 __all__ = ["grad_inversion", "mia", "dp_audit", "secagg_masked", "byzantine", "backdoor"]
 
 
@@ -74,7 +76,7 @@ def grad_inversion(ctx: Context) -> Result:
                       evidence={"kinds": sorted({m.kind for m in run.plane.tap.messages})})
     planted = t.cols(ctx.data.columns)[planted_rows]
     result = probe_fedavg_delta(obs, planted, t.y[planted_rows].astype(np.float64), lr=lr, local_steps=1,
-                                rng=np.random.default_rng(secrets.randbits(64)))
+                                restarts=2, rng=np.random.default_rng(secrets.randbits(64)))
     best = float(np.nanmax(result.cosine)) if result.cosine else 0.0
     limit = value("inversion_cosine_max")
     return Result("fail" if best >= limit else "pass",
@@ -133,7 +135,7 @@ def dp_audit(ctx: Context) -> Result:
     rng = np.random.default_rng(secrets.randbits(64))
     directions = np.linalg.qr(rng.standard_normal((d, d)))[0].T  # m = d orthonormal canary directions
     included = plan_canaries(d, rng)
-    canaries = 8.0 * directions[included]
+    canaries = CANARY_NORM * directions[included]  # far outside the data: unclipped, each moves the model
     base = table_data(t, ctx.data.parts[2], ctx.data.columns)
     rows = base["rows"] + [[*map(float, c), 1.0] for c in canaries]
     run = _verifier_job(ctx, {"columns": base["columns"], "rows": rows},
@@ -144,7 +146,9 @@ def dp_audit(ctx: Context) -> Result:
         models.append(final)
     if len(models) < 2:
         return Result("error", "fewer than two global models seen: nothing to score canaries with")
-    change = np.sum([b[:-1] - a[:-1] for a, b in zip(models, models[1:], strict=False)], axis=0)
+    # the first round's change: a canary's pull is largest there (later its prediction saturates), while the
+    # benign rows' pull is a fixed direction that more rounds would only add to
+    change = models[1][:-1] - models[0][:-1]
     scores = directions @ change
     k = max(1, d // 4)
     result = audit_from_scores(scores, included, k, k, delta=dp["delta"], claimed_epsilon=dp["epsilon"])
@@ -154,7 +158,8 @@ def dp_audit(ctx: Context) -> Result:
                   f"{result.eps_lower:.2f} vs claimed {dp['epsilon']}",
                   figures={"eps_lower": result.eps_lower, "claimed_epsilon": dp["epsilon"],
                            "correct": float(result.correct), "guesses": float(result.guesses)},
-                  evidence={"audit": result.to_dict(), "canaries": d, "canary_norm": 8.0})
+                  evidence={"audit": result.to_dict(), "canaries": d, "canary_norm": CANARY_NORM,
+                            "score": "first-round change of the global model along each canary's direction"})
 
 
 def secagg_masked(ctx: Context) -> Result:
