@@ -158,3 +158,27 @@ def test_local_weak_starts_a_real_server(tmp_path: Path, monkeypatch: pytest.Mon
     assert result.exit_code == 0, result.output
     assert seen["url"].startswith("https://") and seen["info"]["platform"] == "weak"
     assert load_evaluation(tmp_path / "o" / "results.json").target.platform == "weak"
+
+
+@pytest.mark.shared_data
+def test_local_weak_with_the_real_runner(tmp_path: Path) -> None:
+    """End to end: the weak platform on 127.0.0.1, V6's runner, every file written, verdicts as the catalogue says."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    pytest.importorskip("sampan.verify.runner")
+    from sampan.data import public
+
+    if public.shared_data_dir() is None:
+        pytest.skip("../shared/data is not on this machine")
+    out = tmp_path / "weak"
+    result = CliRunner().invoke(app, ["verify", "local", "--platform", "weak", "--profile", "quick", "--seed", "5",
+                                      "--only", "F-API-VERSION", "--only", "S-ACCESS", "--only", "F-TLS",
+                                      "--no-pdf", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in out.iterdir()} == ALL - {"report.pdf"}
+    ev = load_evaluation(out / "results.json")
+    verdicts = {o.id: o.verdict for o in ev.outcomes}
+    assert verdicts == {"F-API-VERSION": "pass", "S-ACCESS": "pass", "F-TLS": "fail"}  # weak serves plain HTTP
+    assert ev.target.platform == "weak" and ev.manifest
+    assert json.loads((out / "manifest.json").read_text()) == ev.manifest
+    assert "FAIL F-TLS" in result.output
