@@ -68,6 +68,12 @@ def test_laplace_mechanism_audit_is_sound_and_informative() -> None:
     assert float(np.mean(bounds)) > 0.5  # the audit sees something: ε is large
 
 
+def test_tie_breaks_reproducible_with_a_seeded_generator() -> None:
+    included = plan_canaries(300, np.random.default_rng(17))
+    runs = [audit_from_scores(np.zeros(300), included, 40, 40, rng=np.random.default_rng(5)).correct for _ in range(2)]
+    assert runs[0] == runs[1]
+
+
 def test_constant_scores_show_nothing() -> None:
     rng = np.random.default_rng(14)
     hits = 0

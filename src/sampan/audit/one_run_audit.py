@@ -126,13 +126,14 @@ class OneRunAuditResult:
 
 def audit_from_scores(
     scores: Any, included: Any, k_pos: int, k_neg: int, delta: float = 0.0, confidence: float = 0.95,
-    *, claimed_epsilon: float | None = None,
+    *, claimed_epsilon: float | None = None, rng: np.random.Generator | None = None,
 ) -> OneRunAuditResult:
     """Guess "included" for the k_pos highest scores and "excluded" for the k_neg lowest; bound ε.
 
     `scores`: one number per canary, higher = more likely included (fixed before looking at the coins).
     `included`: the coins from :func:`plan_canaries`. Ties are broken at random so that a constant score
-    (a mechanism that reveals nothing) gives chance-level guesses, not an ordering artefact."""
+    (a mechanism that reveals nothing) gives chance-level guesses, not an ordering artefact; pass a seeded
+    `rng` to make the tie-breaks reproducible from a manifest."""
     s = as_vector(scores, "canary scores")
     inc = np.asarray(included)
     if inc.shape != s.shape or inc.dtype != np.bool_:
@@ -144,7 +145,7 @@ def audit_from_scores(
     if not 0.0 <= delta < 1.0:
         raise DataError(f"delta must be in [0, 1), got {delta}")
     check_confidence(confidence)
-    tiebreak = np.random.default_rng(secrets.randbits(128)).random(m)
+    tiebreak = (rng if rng is not None else np.random.default_rng(secrets.randbits(128))).random(m)
     order = np.lexsort((tiebreak, s))  # ascending by score, ties in random order
     correct = int(inc[order[m - k_pos:]].sum()) if k_pos else 0
     correct += int((~inc[order[:k_neg]]).sum()) if k_neg else 0
@@ -173,7 +174,7 @@ def audit_from_scores(
 
 def audit_over_k(
     scores: Any, included: Any, k_values: list[tuple[int, int]], delta: float = 0.0, confidence: float = 0.95,
-    *, claimed_epsilon: float | None = None,
+    *, claimed_epsilon: float | None = None, rng: np.random.Generator | None = None,
 ) -> OneRunAuditResult:
     """Try several (k_pos, k_neg) and keep the largest bound, with a Bonferroni correction: each try runs at
     confidence 1 − (1 − confidence)/len(k_values), so the reported bound still holds at `confidence`."""
@@ -181,7 +182,7 @@ def audit_over_k(
         raise DataError("audit_over_k needs at least one (k_pos, k_neg) pair")
     check_confidence(confidence)
     each = 1.0 - (1.0 - confidence) / len(k_values)
-    results = [audit_from_scores(scores, included, kp, kn, delta, each) for kp, kn in k_values]
+    results = [audit_from_scores(scores, included, kp, kn, delta, each, rng=rng) for kp, kn in k_values]
     best = max(results, key=lambda r: r.eps_lower)
     notes = [*best.notes, f"best of {len(k_values)} (k_pos, k_neg) choices, each at confidence {each:.4g} "
              f"(Bonferroni): the bound holds at {confidence:g}."]
