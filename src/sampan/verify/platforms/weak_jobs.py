@@ -171,6 +171,8 @@ def _horizontal(job: JobRecord) -> None:
             updates.append((weights, int(body.get("n", 0))))
             answered.append(sender)
         vec = learn.fedavg(updates)
+        with room.cond:  # a late or replayed update for a past round is accepted, then never read
+            room.updates = {k: v for k, v in room.updates.items() if k > r}
         job.rounds_done.append(_round_result(r, started, hold_X, hold_y, vec, answered))
         job.round = r
         job.log("aggregator", "round.done", f"round {r}: {len(updates)} updates")
@@ -251,8 +253,10 @@ def _vertical(job: JobRecord) -> None:
             z += part
         p = learn.sigmoid(z)
         residual = p[train] - y[train]
-        with room.cond:
+        with room.cond:  # keep the last two rounds: a party fetches round r's residual before sending r + 1
+            room.residuals = {k: v for k, v in room.residuals.items() if k >= r - 1}
             room.residuals[r] = residual.tolist()
+            room.logits = {k: v for k, v in room.logits.items() if k > r}
             room.cond.notify_all()
         metrics = learn.score_metrics(y[hold], p[hold]) if hold.size else {}
         job.rounds_done.append(RoundResult(round=r, seconds=time.monotonic() - started, auc=metrics.get("auc"),

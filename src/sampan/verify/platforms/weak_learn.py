@@ -29,6 +29,13 @@ def column_index(table: TableData, column: str, *, party: str) -> int:
 
 def numeric_matrix(table: TableData, columns: list[str], *, party: str) -> Array:
     """The named columns as a float matrix (rows x columns); a missing or non-numeric value names its cell."""
+    ks = [column_index(table, name, party=party) for name in columns]
+    try:  # fast path: numpy converts the whole selection at once; any doubt falls back to the cell-by-cell check
+        fast = np.array([[row[k] for k in ks] for row in table.rows], dtype=np.float64).reshape(-1, len(ks))
+        if np.all(np.isfinite(fast)):
+            return fast
+    except (TypeError, ValueError):
+        pass
     out = np.empty((len(table.rows), len(columns)), dtype=np.float64)
     for j, name in enumerate(columns):
         k = column_index(table, name, party=party)

@@ -3,8 +3,9 @@
 Deliberately insecure (a negative control for the verifier's security tests, never a product):
 - plain HTTP, or TLS with a self-signed server certificate that never asks for a client certificate;
 - a party is whoever names it in the JSON body (no authentication, any name accepted);
-- no replay check (an update re-sent counts again), no size limit on a body, no norm or shape check (a Byzantine
-  or malformed update goes straight into the average; a wrong-length one makes the job fail);
+- no replay check (an update re-sent within its round counts again; one for a past round is answered 200 and
+  ignored), no size limit on a body, no norm or shape check (a Byzantine, scaled or NaN update goes straight into
+  the average; a wrong-length one makes the job fail);
 - every message (statistics, model updates, vertical ids, partial logits, residuals) is clear JSON.
 
 Endpoints (base /weak/v1/jobs/{job_id}/): GET task, GET model?after=R (long poll), GET plan, GET residual?round=R;
