@@ -32,7 +32,6 @@ the party's own signed audit log (its store, under the run's id), as does every 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import signal
@@ -43,10 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from sampan.compute import Engine, LocalEngine, make_engine, use_engine
-from sampan.config import ConfigError
 from sampan.core.capability import PartySetup
 from sampan.core.party import PartyApp
 from sampan.data import PartyData, load_table
@@ -55,17 +51,18 @@ from sampan.data.sources import stamp as source_stamp
 from sampan.data.sql_source import SqlSource
 from sampan.data.stream import load_source
 from sampan.deploy.agent_consent import ConsentDesk
+from sampan.deploy.agent_keys import forget_secagg, load_run_identity, run_verifier, secagg_client
+from sampan.deploy.agent_link import open_link
+from sampan.deploy.agent_rows import vertical_row_book
 from sampan.deploy.allow import JobRefused, PeerAllowList, check_job, check_request
-from sampan.deploy.certs import probe_coordinator
-from sampan.deploy.config import PartyConfig, split_address
+from sampan.deploy.config import PartyConfig
 from sampan.deploy.holdout import holdout_split, keyed_holdout, pinned_split, withdrawn
 from sampan.deploy.job_log import job_line, job_record
-from sampan.deploy.keyfiles import KeyFileError, unencrypted_pem
 from sampan.deploy.run_budget import JobReservation, horizontal_policy, vertical_policy
 from sampan.deploy.run_rounds import RoundGate
-from sampan.files import private_directory, private_sqlite
-from sampan.runtime.capabilities import capability_names, get_capability
-from sampan.transport.grpc_client import LinkSettings, PartyLink
+from sampan.files import private_sqlite
+from sampan.runtime.capabilities import get_capability
+from sampan.transport.grpc_client import PartyLink
 from sampan.wire import Message
 
 __all__ = ["PartyAgent", "FAULT_PARTY_ENV", "PAUSE_PARTY_ENV", "keyed_holdout", "pinned_split"]
@@ -287,26 +284,8 @@ class PartyAgent:
                           options=options)
 
     def _vertical_rows(self, dataset: str, label_holder: str) -> Any:
-        """One vertical row book per (dataset, label holder): its fixed train/validation/test customers and
-        evaluation cap, shared by this agent's open runs and persisted in <state_dir>/vertical-rows/ (review
-        R12-1/R12-3). Keyed by the label holder too, so a partner can serve several banks (each reads
-        aggregates over its own labels only). At the bank all its datasets' books share one `BankTests`: the
-        evaluation cap counts over all of them, and their test customers are the same or disjoint (R13-VSPLIT-4)."""
-        from sampan.vertical.rows import BankTests, RowBook
-
-        books = self.__dict__.setdefault("_row_books", {})
-        key = (dataset, label_holder)
-        if key not in books:
-            name = hashlib.sha256(f"{dataset}\0{label_holder}".encode()).hexdigest()[:16]
-            folder = Path(self.config.party.state_dir) / "vertical-rows"
-            cap = self.config.privacy.max_evaluations
-            bank = None
-            if label_holder == self.name:
-                bank = self.__dict__.setdefault("_bank_tests", BankTests(self.name, path=folder / "bank-tests.json",
-                                                                         max_evaluations=cap))
-            books[key] = RowBook(self.name, path=folder / f"{name}.json", max_evaluations=cap, bank=bank,
-                                 dataset=name)
-        return books[key]
+        """This agent's row book for (dataset, label holder) (`sampan.deploy.agent_rows.vertical_row_book`)."""
+        return vertical_row_book(self.config, self.__dict__, self.name, dataset, label_holder)
 
     def _horizontal_policy(self, job: dict[str, Any]) -> Any:
         """The policy a horizontal run's handlers enforce (`sampan.deploy.run_budget.horizontal_policy`)."""
@@ -326,95 +305,25 @@ class PartyAgent:
         return message.reply("deploy.closed", meta={})
 
     def _forget_secagg(self, run_id: str) -> None:
-        """A closed run is complete (the coordinator resumes only unfinished runs): its secure aggregation state
-        (per-label records, round locks, cached input vectors) is deleted; a marker keeps refusing the run."""
-        folder = Path(self.config.party.state_dir) / "secagg"
-        if folder.is_dir():
-            from sampan.privacy.secagg.state import FileStateStore, close_run
-
-            close_run(FileStateStore(folder), run_id)
+        """A closed run's secure aggregation state goes (`sampan.deploy.agent_keys.forget_secagg`)."""
+        forget_secagg(self.config, run_id)
 
     def _keys(self) -> tuple[Any, Any]:
-        """This organisation's identity signs its run keys (its TLS key file, or with `[hsm]` its key in an HSM:
-        `sampan.deploy.identity_source.load_identity`); peers' keys are checked against the consortium CA and
-        the CRL, which is re-read (and must be current) at every check.
-
-        A vertical or SecAgg run needs `tls.crl`: without it a revoked (e.g. stolen) member certificate
-        would still authenticate the keys a coordinator substitutes, so the run is refused."""
-        from sampan.deploy.identity_source import load_identity, load_verifier
-
-        tls = self.config.tls
-        if not tls.crl:
-            raise ConfigError(f"party {self.name!r}: tls.crl is not set in its party.toml; vertical and secure "
-                              "aggregation runs check peers' certificates against the consortium CRL. Copy the CA's "
-                              "crl.pem here and set tls.crl (see `sampan certs crl`)")
+        """This organisation's run-key identity and the CA/CRL verifier (`sampan.deploy.agent_keys.run_keys`)."""
         if self._identity is None:
-            self._identity = load_identity(self.config)  # refuses a certificate issued to another name
-        # the highest CRL number accepted is kept in the state folder: an older CRL put back is refused
-        return self._identity, load_verifier(  # with tls.issued: HSM members' run keys only from their HSM key
-            tls, Path(self.config.party.state_dir) / "revocation_high_water.json")
+            self._identity = load_run_identity(self.config)
+        return self._identity, run_verifier(self.config)
 
     def _secagg_client(self, job: dict[str, Any], identity: Any, verifier: Any) -> Any:
-        """Secure aggregation signs its keys with the organisation's identity (as the vertical run keys) and keeps
-        its per-label record of what it revealed under the state dir (0600 files), so a restarted agent still
-        refuses a request that conflicts with one it answered before. Its minimum number of contributors is the
-        job's announced one (never below the `[allow]` minimum: `check_job` refused a lower job), enforced by
-        the party in every unmasking and signed with the survivor set, whatever the coordinator sends later."""
-        from sampan.privacy.secagg import MIN_CONTRIBUTORS, SecAggClient
-        from sampan.privacy.secagg.state import FileStateStore
-
-        own = self.config.allow.min_contributors if self.config.allow is not None else None
-        minimum = max(MIN_CONTRIBUTORS, int(job.get("secagg_min_contributors") or MIN_CONTRIBUTORS), own or 0)
-        return SecAggClient(self.name, identity=identity, verifier=verifier,
-                            state=FileStateStore(Path(self.config.party.state_dir) / "secagg"),
-                            min_contributors=minimum)
+        """This party's SecAgg client for a job (`sampan.deploy.agent_keys.secagg_client`)."""
+        return secagg_client(self.config, job, identity, verifier)
 
     # --- connection ---------------------------------------------------------------------------------
     def serve(self, stop: threading.Event | None = None) -> None:
         """Dial out and serve until `stop` is set or the coordinator refuses this party for good."""
-        p, tls = self.config.party, self.config.tls
-        host, port = split_address(p.coordinator)
-        server_name = p.server_name or host
         for name in self.config.data:  # fail fast, here, on bad data rather than in round 1
             self.table(name)
-        try:
-            credentials = grpc.ssl_channel_credentials(
-                root_certificates=_read(tls.ca),
-                private_key=unencrypted_pem(tls.key, what=f"{self.name}'s private key"),
-                certificate_chain=_read(tls.cert),
-            )
-        except OSError as exc:
-            raise ConfigError(f"party {self.name!r}: cannot read TLS files: {exc}") from None
-        except KeyFileError as exc:
-            raise ConfigError(f"party {self.name!r}: {exc}") from None
-        private_directory(p.state_dir)
-
-        def preflight() -> None:
-            probe_coordinator(
-                host,
-                port,
-                ca=_path(tls.ca),
-                cert=_path(tls.cert),
-                key=_path(tls.key),
-                server_name=server_name,
-                expected_name=p.coordinator_name,
-                pin=p.coordinator_pin,
-                crl=_path(tls.crl) if tls.crl else None,
-                state=Path(p.state_dir) / "revocation_high_water.json",
-            )  # older CRLs refused
-
-        settings = LinkSettings(
-            name=self.name,
-            address=p.coordinator,
-            coordinator_name=p.coordinator_name,
-            target_name=server_name,
-            limits=p.limits(),
-            backoff_initial_s=p.backoff_initial_s,
-            backoff_max_s=p.backoff_max_s,
-            capabilities=tuple(capability_names()),
-            agent="sampan-party/1",
-        )
-        self.link = PartyLink(settings, self.handle, credentials, preflight=preflight)
+        self.link = open_link(self.config, self.handle)
         self.engine = make_engine(self.config.compute, party=self.name)
         try:
             self.link.serve_forever(stop)
@@ -428,14 +337,3 @@ def _stamp(path: str) -> Stamp | None:
     opened after the party replaced, added or removed a file reads the table anew (a scoring or serving job
     then answers from the party's current features; an erased customer is gone: review R15-DATA-5)."""
     return source_stamp(path)
-
-
-def _path(value: str | None) -> Any:
-    from pathlib import Path
-
-    return Path(value) if value else None
-
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read()
