@@ -136,7 +136,7 @@ def test_horizontal_plain_update_is_clear_and_dp_spends(api: tuple[BenchmarkClie
     """Negative control of the masking check: without SecAgg the tap sees the float update itself."""
     client, _ = api
     job_id, tap, _ = _horizontal(client, 3, secure=False, rounds=3, dp=DPSpec(epsilon=5.0, delta=1e-5, clip=1.0))
-    update = tap.updates()[1]["update"]
+    update = tap.updates()[1]["weights"]
     assert update.dtype == np.float64 and np.all(np.abs(update) < 100)
     spent = client.results(job_id).epsilon_spent
     assert spent is not None and set(spent) == {"bank0", "bank1", "bank2"}

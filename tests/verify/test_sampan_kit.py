@@ -1,5 +1,5 @@
-"""The Sampan party kit: a Byzantine update hook on plain FedAvg, its refusal under SecAgg+, and a stopped kit
-acting as a party that left (secure aggregation finishes without it). Backend called directly (no HTTP)."""
+"""The Sampan party kit: a Byzantine update hook with and without SecAgg+, and a stopped kit acting as a party that
+left (secure aggregation finishes without it). Backend called directly (no HTTP)."""
 
 from __future__ import annotations
 
@@ -45,44 +45,44 @@ def _job(backend: SampanBackend, n: int, *, secure: bool, rounds: int = 3) -> tu
     return backend.submit_job(project, spec).job_id, names
 
 
-def test_update_hook_replaces_the_plain_update(backend: SampanBackend) -> None:
+def _hooked(backend: SampanBackend, secure: bool) -> tuple[dict[int, np.ndarray], RecordingTap]:
     seen: dict[int, np.ndarray] = {}
 
-    def flip(round_: int, update: np.ndarray) -> np.ndarray:
-        seen[round_] = update.copy()
-        return -3.0 * update
+    def flip(round_: int, weights: np.ndarray) -> np.ndarray:
+        seen[round_] = weights.copy()
+        return -3.0 * weights
 
-    job_id, names = _job(backend, 3, secure=False)
+    job_id, names = _job(backend, 3, secure=secure)
     tap = RecordingTap()
-    kit = get_kit("sampan", update_hook=flip)
-    thread = threading.Thread(target=kit.run, args=(job_id, names[0], _table(0), None, None, tap,
-                                                    threading.Event()), daemon=True)
-    thread.start()
-    assert backend.wait(job_id, 60).state == "succeeded"
-    thread.join(5)
-    sent = tap.updates()
-    assert sorted(sent) == sorted(seen) == [1, 2, 3]
-    for r in seen:
-        np.testing.assert_array_equal(sent[r]["update"], -3.0 * seen[r])
-
-
-def test_update_hook_refused_under_secure_aggregation(backend: SampanBackend) -> None:
-    job_id, names = _job(backend, 3, secure=True)
-    kit = get_kit("sampan", update_hook=lambda r, u: u)
-    errors: list[BaseException] = []
-
-    def go() -> None:
-        try:
-            kit.run(job_id, names[0], _table(0), None, None, RecordingTap(), threading.Event())  # type: ignore[arg-type]
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-
-    thread = threading.Thread(target=go, daemon=True)
+    thread = threading.Thread(target=get_kit("sampan", update_hook=flip).run,
+                              args=(job_id, names[0], _table(0), None, None, tap, threading.Event()), daemon=True)
     thread.start()
     job = backend.wait(job_id, 60)
     thread.join(5)
-    assert job.state == "failed" and job.error is not None and job.error.code == "unsupported"
-    assert errors and "secure aggregation" in str(errors[0])
+    assert job.state == "succeeded", job.error
+    return seen, tap
+
+
+def test_update_hook_replaces_the_plain_update(backend: SampanBackend) -> None:
+    seen, tap = _hooked(backend, secure=False)
+    sent = tap.updates()
+    assert sorted(sent) == sorted(seen) == [1, 2, 3]
+    for r in seen:
+        np.testing.assert_allclose(sent[r]["weights"], -3.0 * seen[r])
+        start = tap.of("received", "fit")[r - 1].payload["params"]
+        np.testing.assert_allclose(sent[r]["update"], -3.0 * seen[r] - start)
+
+
+def test_update_hook_acts_before_masking(backend: SampanBackend) -> None:
+    """Under SecAgg+ the hook's weights are what the party masks: its clear input (tapped just inside the
+    masking step) is the hooked model's delta, and what leaves the party is ring elements only."""
+    seen, tap = _hooked(backend, secure=True)
+    clear = {m.round: m.payload for m in tap.of("sent", "update_clear")}
+    assert sorted(clear) == sorted(seen) == [1, 2, 3]
+    for r in seen:
+        np.testing.assert_allclose(clear[r]["weights"], -3.0 * seen[r])
+        sent = tap.updates()[r]
+        assert set(sent) == {"masked", "masked_update"} and sent["masked_update"].dtype == np.uint64
 
 
 class _StopAfter(RecordingTap):

@@ -131,7 +131,12 @@ def _label_holder(spec: TaskSpec, parties: Mapping[str, PartyEntry]) -> str:
 
 
 class _Seated:
-    """The verifier's party: its real Sampan handlers, every message shown to the verifier's tap."""
+    """The verifier's party: its real Sampan handlers, every message shown to the verifier's tap.
+
+    The model update is tapped as ``update`` with the arrays that leave the party: in the clear, ``weights`` (the
+    global model plus the party's delta: coefficients, intercept last) and ``update`` (the delta Sampan sends);
+    under secure aggregation ``masked`` (the whole masked input) and ``masked_update`` (its first d ring elements,
+    the masked coordinates of the update)."""
 
     def __init__(self, app: Any, place: Seat) -> None:
         self.app, self.name, self.place = app, app.name, place
@@ -142,13 +147,50 @@ class _Seated:
         if self.place.left.is_set():
             raise ConnectionError(f"party {self.name!r} left (the verifier stopped its kit)")
         reply: Message = self.app.handle(message)
-        hook = self.place.update_hook
-        if reply.kind == "fit_result" and hook is not None and "update" in reply.arrays:
-            arrays = {**reply.arrays, "update": np.asarray(hook(message.step, np.array(reply.arrays["update"])),
-                                                           dtype=np.float64)}
-            reply = Message(reply.run_id, reply.step, reply.sender, reply.recipient, reply.kind, arrays, reply.meta)
-        tap.sent("update" if reply.kind == "fit_result" else reply.kind, reply.step, dict(reply.arrays))
+        arrays = dict(reply.arrays)
+        if reply.kind == "fit_result" and "params" in message.arrays:
+            d = int(np.size(message.arrays["params"]))
+            if "update" in arrays:
+                arrays["weights"] = np.asarray(message.arrays["params"], np.float64) + arrays["update"]
+            elif "masked" in arrays:
+                arrays["masked_update"] = np.asarray(arrays["masked"])[:d]
+        tap.sent("update" if reply.kind == "fit_result" else reply.kind, reply.step, arrays)
         return reply
+
+
+def _verifier_mod(place: Seat) -> Any:
+    """A party-side mod just inside SecAgg+ (after the party's own DP3 clip and noise, before masking): taps the
+    clear update as ``update_clear`` and lets the verifier's Byzantine hook replace it, as a party under the
+    verifier's control could. The hook sees and returns full weights (global model + delta)."""
+
+    def mod(message: Message, inner: Callable[[Message], Message]) -> Message:
+        reply = inner(message)
+        if message.kind != "fit" or reply.is_error or "update" not in reply.arrays or "params" not in message.arrays:
+            return reply
+        start = np.asarray(message.arrays["params"], dtype=np.float64)
+        delta = np.asarray(reply.arrays["update"], dtype=np.float64)
+        hook = place.update_hook
+        if hook is not None:
+            weights = np.asarray(hook(message.step, start + delta), dtype=np.float64)
+            if weights.shape != delta.shape:
+                raise ValueError(f"update hook returned shape {weights.shape}, the model has {delta.shape}")
+            delta = weights - start
+            reply = Message(reply.run_id, reply.step, reply.sender, reply.recipient, reply.kind,
+                            {**reply.arrays, "update": delta}, reply.meta)
+        place.tap.sent("update_clear", message.step, {"weights": start + delta, "update": delta})
+        return reply
+
+    return mod
+
+
+def _seat_mod(app: Any, place: Seat) -> None:
+    """Insert `_verifier_mod` right inside the party's SecAgg+ mod (innermost when there is none)."""
+    mods = getattr(app, "mods", None)
+    if not isinstance(mods, list):
+        return
+    at = next((i + 1 for i, m in enumerate(mods) if getattr(m, "__qualname__", "").startswith("secagg_mod.")),
+              len(mods))
+    mods.insert(at, _verifier_mod(place))
 
 
 class _Leaving:
@@ -242,9 +284,6 @@ class JobRun:
                 if time.monotonic() > deadline:
                     raise BackendError("invalid", f"party {name!r} (operated by the verifier) never joined: no kit "
                                        f"ran it within timeout_s={self.spec.timeout_s}", "timeout_s")
-            if place.update_hook is not None and self.spec.secure_aggregation:
-                raise BackendError("unsupported", f"party {name!r}: an update hook cannot replace an update that "
-                                   "secure aggregation masks inside the party", "secure_aggregation")
             assert place.data is not None
             tables[name] = place.data
         return tables
@@ -259,6 +298,8 @@ class JobRun:
             setup.registry = setup.registry or store
             app: Any = capability.party_app(setup)
             if name in taken:
+                if self.spec.kind == "horizontal":
+                    _seat_mod(app, taken[name])
                 app = _Seated(app, taken[name])
             if self.spec.dropout is not None and self.spec.dropout.party == name:
                 app = _Leaving(app, self.spec.dropout.after_round)

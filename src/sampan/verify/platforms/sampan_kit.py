@@ -11,8 +11,10 @@ timing at the wire are not measurable for Sampan in this mode (the `connect` arg
 is None), and the party's rows sit in the platform's process for the job. The deployed mode (gRPC with mutual TLS, a
 party agent with a certificate from the verifier's CA) is not wired to the benchmark API yet.
 
-Tap kinds: the model update is reported as ``"update"`` (Sampan's ``fit_result``), every other message under its
-Sampan kind (``fit``, ``secagg_keys``, ``evaluate``, ``psi_*``, ...); the round is the message's step.
+Tap kinds: the model update is reported as ``"update"`` (Sampan's ``fit_result``: ``weights`` = global + delta and
+``update`` = delta in the clear; ``masked`` and ``masked_update`` under secure aggregation), the party's clear input
+to it as ``"update_clear"`` (taken just inside its SecAgg+ step, after its own DP3 clip and noise), every other
+message under its Sampan kind (``fit``, ``secagg_keys``, ``evaluate``, ``psi_*``, ...); the round is the step.
 """
 
 from __future__ import annotations
@@ -77,9 +79,9 @@ def drop_seat(job_id: str, party: str) -> None:
 class SampanKit:
     """Runs the verifier's own Sampan party of a job (see the module docstring for what in-process means).
 
-    ``update_hook(round, update)`` replaces the party's plain update (the float vector of coefficients and
-    intercept, before it leaves the party) in jobs without secure aggregation; under secure aggregation the update
-    is masked inside the party before any hook could see it, and the job fails with a clear error instead."""
+    ``update_hook(round, weights)`` replaces the weights the party is about to send (global model + its delta:
+    coefficients, intercept last), with or without secure aggregation: it runs inside the party just before
+    masking, after the party's own DP3 clipping (a party under the verifier's control need not clip)."""
 
     name = "sampan"
 
