@@ -31,8 +31,8 @@ __all__ = ["verify_app"]
 
 verify_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, cls=ErrorHandlingGroup,
                          no_args_is_help=True,
-                         help="Verify an FL platform through the Benchmark API: run the test catalogue, "
-                              "write HTML/PDF/JSON/JUnit reports, compare two evaluations.")
+                         help="Verify an FL platform through the Benchmark API: test catalogue, "
+                              "HTML/PDF/JSON/JUnit reports, comparisons.")
 
 PROFILES = ("quick", "standard", "full")
 LOCAL_PLATFORMS = ("weak", "sampan", "flower")
