@@ -1,0 +1,136 @@
+"""The Flower platform's behaviour beyond the happy path: dropout, a Byzantine kit, cancel, refusals.
+
+Drives FlowerBackend directly (the HTTP layer is covered by test_flower_platform.py) on a small synthetic table, so
+each job is a few seconds of real Flower (server and clients in .venv-flower). Skipped when Flower is not installed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sampan.verify.api import PartyRegistration, ProjectCreate, TableData, TaskSpec
+from sampan.verify.backend import BackendError
+from sampan.verify.kits import ClientTLS, RecordingTap, get_kit
+from sampan.verify.platforms.flower_proc import FlowerMissing, flower_python
+
+try:
+    flower_python()
+except FlowerMissing as exc:  # pragma: no cover - depends on the machine
+    pytest.skip(f"Flower is not installed: {exc}", allow_module_level=True)
+
+from sampan.verify.platforms.flower import FlowerBackend  # noqa: E402
+
+FEATURES = ["a", "b", "c"]
+
+
+def _table(rows: int, seed: int) -> TableData:
+    rng = np.random.default_rng(seed)  # synthetic rows for a reproducible test
+    x = rng.normal(size=(rows, 3))
+    y = (x @ np.array([1.5, -1.0, 0.5]) + rng.normal(scale=0.5, size=rows) > 0).astype(float)
+    return TableData(columns=[*FEATURES, "label"], rows=[[*map(float, x[i]), float(y[i])] for i in range(rows)])
+
+
+@pytest.fixture()
+def backend() -> Any:
+    b = FlowerBackend()
+    yield b
+    b.close()
+
+
+def _setup(backend: FlowerBackend, verifier: bool = True) -> tuple[str, Any]:
+    pid = backend.create_project(ProjectCreate(name="flower-behaviour")).project_id
+    for i, name in enumerate(("bank-a", "bank-b")):
+        backend.register_party(pid, PartyRegistration(name=name, role="data_owner", operated_by="platform",
+                                                      data=_table(150, i)))
+    connect = None
+    if verifier:
+        connect = backend.register_party(pid, PartyRegistration(name="verifier", role="data_owner",
+                                                                operated_by="verifier")).connect
+    return pid, connect
+
+
+def _spec(parties: list[str], **extra: Any) -> TaskSpec:
+    return TaskSpec.model_validate({"kind": "horizontal", "label": "label", "features": {p: FEATURES for p in parties},
+                                    "rounds": 3, "seed": 3, "timeout_s": 90, **extra})
+
+
+def _wait(backend: FlowerBackend, job_id: str, limit: float = 90) -> str:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        state = backend.job(job_id).state
+        if state in ("succeeded", "failed", "cancelled"):
+            return state
+        time.sleep(0.2)
+    return backend.job(job_id).state
+
+
+def test_a_platform_party_drops_out_and_the_job_finishes_without_it(backend: FlowerBackend) -> None:
+    pid, _ = _setup(backend, verifier=False)
+    job = backend.submit_job(pid, _spec(["bank-a", "bank-b"], dropout={"party": "bank-b", "after_round": 1}))
+    assert _wait(backend, job.job_id) == "succeeded", backend.job(job.job_id)
+    rounds = backend.results(job.job_id).rounds
+    assert [r.round for r in rounds] == [1, 2, 3]
+    assert rounds[0].parties == ["bank-a", "bank-b"]
+    assert rounds[1].parties == ["bank-a"] and rounds[2].parties == ["bank-a"]
+    holdout = _table(300, 9)
+    assert (backend.evaluate(job.job_id, holdout).metrics.auc or 0) > 0.8
+
+
+def test_the_kit_sends_what_the_update_hook_returns_and_the_tap_sees_it(backend: FlowerBackend) -> None:
+    pid, connect = _setup(backend)
+    job = backend.submit_job(pid, _spec(["bank-a", "bank-b", "verifier"]))
+    tap = RecordingTap()
+    honest: dict[int, np.ndarray] = {}
+
+    def scale(rnd: int, weights: np.ndarray) -> np.ndarray:  # a scaling attack, as sampan.audit would ask
+        honest[rnd] = weights.copy()
+        return weights * 10.0
+
+    kit = get_kit("flower", update_hook=scale)
+    thread = threading.Thread(target=kit.run, args=(job.job_id, "verifier", _table(150, 5), connect, None, tap,
+                                                    threading.Event()), daemon=True)
+    thread.start()
+    assert _wait(backend, job.job_id) == "succeeded", backend.job(job.job_id)
+    thread.join(timeout=20)
+    updates = tap.updates()
+    assert sorted(updates) == [1, 2, 3] == sorted(honest)
+    for rnd, update in updates.items():
+        sent = np.concatenate([update["coefficients"], update["intercept"]])
+        np.testing.assert_allclose(sent, honest[rnd] * 10.0)
+    # FedAvg of equal-sized parties: the final model moved by the scaled update (the platform accepted it)
+    received = tap.of("received", "model")
+    assert [m.round for m in received] == [1, 2, 3]
+    assert np.allclose(received[0].payload["coefficients"], 0.0)  # round 1 starts from zeros
+
+
+def test_cancel_kills_the_federation(backend: FlowerBackend) -> None:
+    pid, _ = _setup(backend)  # the verifier's party never connects: the server waits for it
+    job = backend.submit_job(pid, _spec(["bank-a", "bank-b", "verifier"]))
+    time.sleep(1.0)
+    assert backend.cancel(job.job_id).state == "cancelled"
+    with pytest.raises(BackendError) as refused:
+        backend.results(job.job_id)
+    assert refused.value.code == "conflict"
+
+
+def test_refusals_name_the_field(backend: FlowerBackend) -> None:
+    pid, connect = _setup(backend)
+    with pytest.raises(BackendError) as refused:
+        backend.submit_job(pid, _spec(["bank-a", "nobody"]))
+    assert refused.value.code == "invalid" and "nobody" in refused.value.message
+    with pytest.raises(BackendError) as refused:
+        backend.register_party(pid, PartyRegistration(name="bank-a", role="data_owner", operated_by="platform",
+                                                      data=_table(5, 1)))
+    assert refused.value.code == "conflict"
+    with pytest.raises(BackendError) as refused:
+        backend.job("j-nope")
+    assert refused.value.code == "not_found"
+    assert connect is not None
+    with pytest.raises(Exception, match="client certificate"):
+        get_kit("flower").run("j-x", "verifier", _table(5, 1), connect, ClientTLS(cert_pem="x", key_pem="y"),
+                              RecordingTap(), threading.Event())
