@@ -103,8 +103,8 @@ def test_report_and_compare(tmp_path: Path) -> None:
     assert "1 verdict(s) changed" in result.output and (tmp_path / "c.html").exists()
     table = runner.invoke(app, ["verify", "table", str(a), str(b)])
     assert table.exit_code == 0, table.output
-    assert "| Test | weak 0.1 | sampan 0.1 |" in table.output
-    assert "| S-SECAGG-MASKED Updates masked under secure aggregation | **FAIL** | pass |" in table.output
+    assert "| Id | Test | weak 0.1 | sampan 0.1 |" in table.output
+    assert "| S-SECAGG-MASKED | Updates masked under secure aggregation | **FAIL** | pass |" in table.output
     (tmp_path / "bad.json").write_text(json.dumps({"schema": "nope"}))
     bad = runner.invoke(app, ["verify", "compare", str(a), str(tmp_path / "bad.json")])
     assert bad.exit_code == 2 and "schema" in bad.output and "Traceback" not in bad.output

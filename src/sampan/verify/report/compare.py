@@ -115,13 +115,13 @@ def render_matrix(evaluations: list[Evaluation]) -> str:
     for ev in evaluations:
         for o in ev.outcomes:
             ids.setdefault(o.id, o.title)
-    lines = ["| Test | " + " | ".join(_md(n) for n in names) + " |", "|---|" + "---|" * len(names)]
+    lines = ["| Id | Test | " + " | ".join(_md(n) for n in names) + " |", "|---|---|" + "---|" * len(names)]
     for test_id, title in ids.items():
         cells = []
         for ev in evaluations:
             found = next((x for x in ev.outcomes if x.id == test_id), None)
             cells.append("—" if found is None else _MARK.get(found.verdict, found.verdict))
-        lines.append(f"| {_md(test_id)} {_md(title)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_md(test_id)} | {_md(title)} | " + " | ".join(cells) + " |")
     profiles = ", ".join(sorted({clean(ev.profile) for ev in evaluations}))
     lines.append("")
     lines.append(f"Profile: {_md(profiles)}. " + "; ".join(
