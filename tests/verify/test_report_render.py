@@ -3,6 +3,7 @@ PDF, the comparison view, and the all-files bundle (atomic, never over someone e
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -135,3 +136,20 @@ def test_empty_evaluation_renders() -> None:
     assert "No test ran." in render_html(ev)
     assert ET.fromstring(render_junit(ev).encode()).get("tests") == "0"
     assert HOSTILE not in render_html(ev)
+
+
+def test_hostile_platform_name_and_claims_are_escaped_everywhere() -> None:
+    from dataclasses import replace
+
+    ev = synthetic(HOSTILE)
+    ev = replace(ev, target=replace(ev.target, url=HOSTILE, platform_version=HOSTILE,
+                                    claims={HOSTILE: HOSTILE, "dp": {"epsilon": HOSTILE}}), profile=HOSTILE)
+    for html in (render_html(ev), render_comparison(ev, synthetic())):
+        ET.fromstring(html.split("\n", 1)[1])
+        assert "<script" not in html and "\x00" not in html
+    root = ET.fromstring(render_junit(ev).encode())
+    assert root.get("tests") == "6"
+    if importlib.util.find_spec("reportlab") is not None:
+        from sampan.verify.report.pdf import render_pdf
+
+        assert render_pdf(ev).startswith(b"%PDF")
