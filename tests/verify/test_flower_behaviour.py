@@ -6,6 +6,8 @@ each job is a few seconds of real Flower (server and clients in .venv-flower). S
 
 from __future__ import annotations
 
+import socket
+import ssl
 import threading
 import time
 from typing import Any
@@ -33,6 +35,12 @@ def _table(rows: int, seed: int) -> TableData:
     x = rng.normal(size=(rows, 3))
     y = (x @ np.array([1.5, -1.0, 0.5]) + rng.normal(scale=0.5, size=rows) > 0).astype(float)
     return TableData(columns=[*FEATURES, "label"], rows=[[*map(float, x[i]), float(y[i])] for i in range(rows)])
+
+
+def _other_ca() -> str:
+    from sampan.verify.platforms.flower_tls import server_pki
+
+    return server_pki().ca_pem
 
 
 @pytest.fixture()
@@ -92,7 +100,8 @@ def test_the_kit_sends_what_the_update_hook_returns_and_the_tap_sees_it(backend:
         return weights * 10.0
 
     kit = get_kit("flower", update_hook=scale)
-    thread = threading.Thread(target=kit.run, args=(job.job_id, "verifier", _table(150, 5), connect, None, tap,
+    unused = ClientTLS(cert_pem="unused", key_pem="unused")  # Flower's client presents no certificate: ignored
+    thread = threading.Thread(target=kit.run, args=(job.job_id, "verifier", _table(150, 5), connect, unused, tap,
                                                     threading.Event()), daemon=True)
     thread.start()
     assert _wait(backend, job.job_id) == "succeeded", backend.job(job.job_id)
@@ -108,10 +117,31 @@ def test_the_kit_sends_what_the_update_hook_returns_and_the_tap_sees_it(backend:
     assert np.allclose(received[0].payload["coefficients"], 0.0)  # round 1 starts from zeros
 
 
-def test_cancel_kills_the_federation(backend: FlowerBackend) -> None:
-    pid, _ = _setup(backend)  # the verifier's party never connects: the server waits for it
+def _tls_handshake(address: str, ca_pem: str, limit: float = 20) -> dict[str, Any]:
+    host, port = address.rsplit(":", 1)
+    context = ssl.create_default_context(cadata=ca_pem)
+    context.set_alpn_protocols(["h2"])
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=5) as raw, \
+                    context.wrap_socket(raw, server_hostname=host) as tls:
+                cert: dict[str, Any] = tls.getpeercert() or {}
+                return cert
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def test_the_server_speaks_tls_under_the_ca_it_hands_out_and_cancel_kills_it(backend: FlowerBackend) -> None:
+    pid, connect = _setup(backend)  # the verifier's party never connects: the server waits for it
     job = backend.submit_job(pid, _spec(["bank-a", "bank-b", "verifier"]))
-    time.sleep(1.0)
+    assert connect is not None and connect.ca_pem is not None
+    cert = _tls_handshake(connect.address, connect.ca_pem)  # verified against the CA, for 127.0.0.1
+    assert ("IP Address", "127.0.0.1") in cert.get("subjectAltName", ())
+    with pytest.raises(ssl.SSLError):  # a CA of someone else's does not verify it
+        _tls_handshake(connect.address, _other_ca(), limit=0)
     assert backend.cancel(job.job_id).state == "cancelled"
     with pytest.raises(BackendError) as refused:
         backend.results(job.job_id)
@@ -130,7 +160,4 @@ def test_refusals_name_the_field(backend: FlowerBackend) -> None:
     with pytest.raises(BackendError) as refused:
         backend.job("j-nope")
     assert refused.value.code == "not_found"
-    assert connect is not None
-    with pytest.raises(Exception, match="client certificate"):
-        get_kit("flower").run("j-x", "verifier", _table(5, 1), connect, ClientTLS(cert_pem="x", key_pem="y"),
-                              RecordingTap(), threading.Event())
+    assert connect is not None and connect.ca_pem is not None  # one-sided TLS: the server's CA for the party

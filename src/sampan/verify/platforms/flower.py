@@ -3,9 +3,11 @@
 Each job starts a Flower server (FedAvg) and one Flower client per platform-operated party, all in Flower's own
 venv (flower_proc.py says why), talking Flower's gRPC on 127.0.0.1. A verifier-operated party runs the "flower"
 party kit (flower_kit.py): a Flower client dialing the address this adapter hands out at registration, through the
-verifier's proxy. Horizontal logistic regression only: vertical jobs, DP and secure aggregation are refused as
-`unsupported` (Flower has no vertical LR out of the box; its SecAgg+ and DP mods are not wired here), and /info
-claims none of them. The Flower gRPC stream here is plaintext with no client certificates, so no TLS claim either.
+verifier's proxy. The gRPC runs over one-sided TLS (flower_tls.py: a per-project server CA, handed to the
+verifier's party as `PartyConnect.ca_pem`; `tls=False` for plaintext); Flower's clients present no certificate on
+this transport, so no mTLS claim. Horizontal logistic regression only: vertical jobs, DP and secure aggregation
+are refused as `unsupported` (Flower has no vertical LR out of the box; its SecAgg+ and DP mods are not wired
+here), and /info claims none of them.
 
 Metrics per round: Flower's federated evaluation (each party scores the global model on its own rows, AUC averaged
 by row count, as Flower's examples do), so the "auc" metric is in-sample; the verifier's own holdout goes through
@@ -43,6 +45,7 @@ from sampan.verify.backend import BackendError
 from sampan.verify.platforms.flower_jobs import FlowerJob, table_matrix
 from sampan.verify.platforms.flower_kit import FlowerKit
 from sampan.verify.platforms.flower_proc import flower_python, flower_version, free_port
+from sampan.verify.platforms.flower_tls import ServerPKI, server_pki
 
 PROTOCOL = "flower-grpc-bidi"
 
@@ -52,13 +55,15 @@ class _Project:
     project: Project
     parties: dict[str, PartyRegistration] = field(default_factory=dict)
     port: int | None = None  # the Flower server's port for this project's jobs (handed out to verifier parties)
+    pki: ServerPKI | None = None  # the Flower server's CA, certificate and key (one-sided TLS), if on
 
 
 class FlowerBackend:
     """PlatformBackend over Flower: projects and parties in memory, one Flower federation per job."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: bool = True) -> None:
         flower_python()  # fail now, with the install hint, rather than at the first job
+        self.tls = tls
         self._lock = threading.Lock()
         self._projects: dict[str, _Project] = {}
         self._jobs: dict[str, FlowerJob] = {}
@@ -74,7 +79,7 @@ class FlowerBackend:
     def create_project(self, spec: ProjectCreate) -> Project:
         project = Project(project_id=f"p-{secrets.token_hex(8)}", name=spec.name)
         with self._lock:
-            self._projects[project.project_id] = _Project(project)
+            self._projects[project.project_id] = _Project(project, pki=server_pki() if self.tls else None)
         return project
 
     def _project(self, project_id: str) -> _Project:
@@ -93,7 +98,9 @@ class FlowerBackend:
             if registration.operated_by == "verifier":
                 if project.port is None:
                     project.port = free_port()
-                connect = PartyConnect(address=f"127.0.0.1:{project.port}", protocol=PROTOCOL)
+                connect = PartyConnect(address=f"127.0.0.1:{project.port}", protocol=PROTOCOL,
+                                       server_name="127.0.0.1" if project.pki else None,
+                                       ca_pem=project.pki.ca_pem if project.pki else None)
             project.parties[registration.name] = registration
         return Party(name=registration.name, role=registration.role, operated_by=registration.operated_by,
                      connect=connect)
@@ -117,7 +124,7 @@ class FlowerBackend:
                 table_matrix(registration.data, list(spec.features[name]) + [spec.label], party=name)
             parties[name] = registration
         job = FlowerJob(project_id=project_id, spec=spec, parties=parties,
-                        port=project.port if project.port is not None else free_port())
+                        port=project.port if project.port is not None else free_port(), pki=project.pki)
         with self._lock:
             if any(j.project_id == project_id and not j.snapshot().done for j in self._jobs.values()):
                 raise BackendError("conflict", f"project {project_id!r} already has a job running (one Flower "

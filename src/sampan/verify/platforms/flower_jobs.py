@@ -21,7 +21,8 @@ import numpy as np
 
 from sampan.verify.api import ApiError, Job, PartyRegistration, RoundResult, TableData, TaskSpec
 from sampan.verify.backend import BackendError
-from sampan.verify.platforms.flower_proc import Worker
+from sampan.verify.platforms.flower_proc import Worker, write_text
+from sampan.verify.platforms.flower_tls import ServerPKI
 
 
 def table_matrix(table: TableData, columns: list[str], *, party: str, allow_missing: bool = False) -> np.ndarray:
@@ -61,12 +62,14 @@ def _now() -> datetime:
 class FlowerJob:
     """A job's Flower federation, run in its own thread; snapshots are safe to take from any thread."""
 
-    def __init__(self, *, project_id: str, spec: TaskSpec, parties: dict[str, PartyRegistration], port: int) -> None:
+    def __init__(self, *, project_id: str, spec: TaskSpec, parties: dict[str, PartyRegistration], port: int,
+                 pki: ServerPKI | None) -> None:
         self.job_id = f"j-{secrets.token_hex(8)}"
         self.project_id = project_id
         self.spec = spec
         self.parties = parties
         self.address = f"127.0.0.1:{port}"
+        self.pki = pki
         self._lock = threading.Lock()
         self._job = Job(job_id=self.job_id, project_id=project_id, state="queued", rounds=spec.rounds,
                         created_at=_now())
@@ -133,7 +136,14 @@ class FlowerJob:
         try:
             with self._lock:
                 self._job = self._job.model_copy(update={"state": "running", "started_at": _now()})
-            server = self._spawn("server", {
+            tls: dict[str, Any] = {}
+            root: dict[str, Any] = {}
+            if self.pki is not None:
+                paths = [write_text(folder / name, pem) for name, pem in (
+                    ("ca.pem", self.pki.ca_pem), ("server.pem", self.pki.cert_pem), ("server.key", self.pki.key_pem))]
+                tls = {"certificates": [str(p) for p in paths]}
+                root = {"root_cert": str(paths[0])}
+            server = self._spawn("server", {**tls,
                 "address": self.address, "parties": sorted(spec.features), "features": features,
                 "label": spec.label, "rounds": spec.rounds, "lr": spec.learning_rate, "epochs": spec.local_epochs,
                 "batch": spec.batch_size, "l2": spec.l2, "seed": spec.seed, "wait_s": wait_s,
@@ -145,7 +155,7 @@ class FlowerJob:
                 data_path = folder / f"{name}.data.json"
                 data_path.write_text(registration.data.model_dump_json(), encoding="utf-8")
                 drop = spec.dropout.after_round if spec.dropout and spec.dropout.party == name else -1
-                self._spawn("client", {"address": self.address, "party": name, "data": str(data_path),
+                self._spawn("client", {**root, "address": self.address, "party": name, "data": str(data_path),
                                        "drop_after": drop, "max_wait_s": wait_s}, folder, f"client-{name}")
             watchdog = threading.Timer(spec.timeout_s, self._timed_out)
             watchdog.daemon = True

@@ -22,7 +22,7 @@ import numpy as np
 from sampan.errors import SampanError
 from sampan.verify.api import PartyConnect, TableData
 from sampan.verify.kits import ClientTLS, Tap, UpdateHook
-from sampan.verify.platforms.flower_proc import Worker
+from sampan.verify.platforms.flower_proc import Worker, write_text
 
 
 class FlowerKitError(SampanError):
@@ -46,16 +46,16 @@ class FlowerKit:
 
     def run(self, job_id: str, party: str, data: TableData, connect: PartyConnect, tls: ClientTLS | None,
             tap: Tap, stop: threading.Event) -> None:
-        if tls is not None and (tls.cert_pem or tls.key_pem):
-            # Flower's legacy gRPC client has no client certificates; say so instead of silently dropping them.
-            raise FlowerKitError(f"party {party!r}: Flower's gRPC client cannot present a client certificate "
-                                 "(no mTLS in this adapter)")
+        # Flower's gRPC client cannot present a client certificate: tls.cert_pem/key_pem go unused (the adapter
+        # claims no mTLS); the CA checks the server when the platform gave one (or the verifier overrides it).
+        root = (tls.ca_pem if tls is not None and tls.ca_pem else None) or connect.ca_pem
         folder = Path(tempfile.mkdtemp(prefix="sampan-flower-kit-"))
         worker: Worker | None = None
         try:
             data_path = folder / "data.json"
             data_path.write_text(data.model_dump_json(), encoding="utf-8")
-            worker = Worker("client", {"address": connect.address, "party": party, "data": str(data_path),
+            root_spec = {"root_cert": str(write_text(folder / "ca.pem", root))} if root else {}
+            worker = Worker("client", {**root_spec, "address": connect.address, "party": party, "data": str(data_path),
                                        "max_wait_s": self.max_wait_s}, folder, "kit", replies=True)
             watcher = threading.Thread(target=self._watch_stop, args=(stop, worker), daemon=True)
             watcher.start()

@@ -62,6 +62,11 @@ def write_json(path: Path, value: Any) -> Path:
     return atomic_write_bytes(path, json.dumps(value).encode("utf-8"), mode=0o600)
 
 
+def write_text(path: Path, text: str) -> Path:
+    """A private text file (a PEM: the server key among them)."""
+    return atomic_write_bytes(path, text.encode("utf-8"), mode=0o600)
+
+
 class Worker:
     """One running flower_worker.py: its events as dicts, an optional reply pipe, and a kill by process id."""
 
@@ -133,4 +138,5 @@ class Worker:
                 pass
 
 
-__all__ = ["WORKER", "FlowerMissing", "Worker", "flower_python", "flower_version", "free_port", "write_json"]
+__all__ = ["WORKER", "FlowerMissing", "Worker", "flower_python", "flower_version", "free_port", "write_json",
+           "write_text"]

@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import zlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -168,8 +169,10 @@ def run_client(spec: dict[str, Any], channel: Channel, ask: bool) -> None:
                 metrics["auc"] = score
             return loss, int(y.size), metrics
 
-    start_client(server_address=spec["address"], client=PartyClient().to_client(), insecure=True,
-                 max_wait_time=float(spec.get("max_wait_s", 120)))
+    root = spec.get("root_cert")
+    root_pem = Path(root).read_bytes() if root else None
+    start_client(server_address=spec["address"], client=PartyClient().to_client(), insecure=root_pem is None,
+                 root_certificates=root_pem, max_wait_time=float(spec.get("max_wait_s", 120)))
     channel.send(op="finished")
 
 
@@ -269,9 +272,12 @@ def run_server(spec: dict[str, Any], channel: Channel) -> None:
             return loss, ({"auc": score} if score is not None else {})
 
     strategy = Strategy()
-    channel.send(op="listening", address=spec["address"])
+    certificates = None
+    if spec.get("certificates"):
+        certificates = tuple(Path(path).read_bytes() for path in spec["certificates"])  # CA, certificate, key
+    channel.send(op="listening", address=spec["address"], tls=certificates is not None)
     start_server(server_address=spec["address"], config=ServerConfig(num_rounds=int(spec["rounds"]),
-                 round_timeout=float(spec.get("round_timeout_s", 120))), strategy=strategy)
+                 round_timeout=float(spec.get("round_timeout_s", 120))), strategy=strategy, certificates=certificates)
     w, b = strategy.latest
     channel.send(op="done", coefficients=np.asarray(w).reshape(-1).tolist(),
                  intercept=float(np.asarray(b).reshape(-1)[0]), mean=strategy.mean, scale=strategy.scale)
