@@ -252,6 +252,10 @@ def _check_shape(spec: TaskSpec) -> None:
         raise BackendError("unsupported", f"secure aggregation needs at least 3 contributing parties in every round "
                            f"(with two, each reads the other's update from the sum); this job has {n}"
                            + (" and one drops out" if spec.dropout else ""), "secure_aggregation")
+    if spec.kind == "horizontal" and spec.dropout is not None and not spec.secure_aggregation:
+        raise BackendError("unsupported", "Sampan absorbs a party leaving mid-run only under secure aggregation "
+                           "(SecAgg+ rounds continue with the survivors); a plain FedAvg round fails when a party "
+                           "stops answering", "dropout")
     if spec.kind == "vertical" and spec.dropout is not None:
         raise BackendError("unsupported", "vertical: a party leaving mid-training ends a secure vertical LR run "
                            "(every party holds a share of the weights)", "dropout")

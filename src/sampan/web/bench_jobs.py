@@ -28,6 +28,7 @@ import numpy as np
 
 from sampan.config import parse_config
 from sampan.core.capability import PartySetup
+from sampan.errors import ConfigError, DataError
 from sampan.runtime.capabilities import get_capability
 from sampan.runtime.runner import FinishedRun, start_run
 from sampan.runtime.store import Store
@@ -104,10 +105,12 @@ def build_config(spec: TaskSpec, folder: Path, parties: Mapping[str, PartyEntry]
             "schema": {"id": id_column, "label": spec.label, "features": features},
             "vertical": {"label_holder": holder, "models": ["lr"],
                          "lr": {"learning_rate": spec.learning_rate, "epochs": spec.rounds, "l2": spec.l2,
-                                "batch_size": max(VERTICAL_BATCH, spec.batch_size), "patience": spec.rounds}},
+                                "batch_size": _vertical_batch(spec), "patience": spec.rounds}},
             "parties": [{"name": p, "path": str(folder / f"{p}.csv"), "features": cols}
                         for p, cols in spec.features.items()]})
     columns = next(iter(spec.features.values()))
+    # Sampan holds out data.test_fraction (0.2) of each party's rows, by seed, for its own per-round evaluation
+    # (it refuses to evaluate on rows it trained on): the model is trained on the other 80%
     data: dict[str, Any] = {
         "run": {**run, "workflow": "horizontal", "rounds": spec.rounds},
         "schema": {"id": id_column, "label": spec.label, "features": columns},
@@ -120,6 +123,12 @@ def build_config(spec: TaskSpec, folder: Path, parties: Mapping[str, PartyEntry]
         data["privacy"] = {"epsilon": spec.dp.epsilon, "delta": spec.dp.delta or 1e-5, "dp3": {"clip": spec.dp.clip}}
         data["data"] = {"standardize": False}
     return parse_config(data, source="benchmark task spec")
+
+
+def _vertical_batch(spec: TaskSpec) -> int:
+    """Secure vertical LR's smallest safe batch: 4 x the widest party's columns, at least 64 (a smaller batch
+    would let a party solve its gradient for the labels); the spec's batch when it is larger."""
+    return max(VERTICAL_BATCH, 4 * max(len(c) for c in spec.features.values()), spec.batch_size)
 
 
 def _label_holder(spec: TaskSpec, parties: Mapping[str, PartyEntry]) -> str:
@@ -150,7 +159,7 @@ class _Seated:
         arrays = dict(reply.arrays)
         if reply.kind == "fit_result" and "params" in message.arrays:
             d = int(np.size(message.arrays["params"]))
-            if "update" in arrays:
+            if "update" in arrays and np.size(arrays["update"]) == d:
                 arrays["weights"] = np.asarray(message.arrays["params"], np.float64) + arrays["update"]
             elif "masked" in arrays:
                 arrays["masked_update"] = np.asarray(arrays["masked"])[:d]
@@ -172,12 +181,12 @@ def _verifier_mod(place: Seat) -> Any:
         hook = place.update_hook
         if hook is not None:
             weights = np.asarray(hook(message.step, start + delta), dtype=np.float64)
-            if weights.shape != delta.shape:
-                raise ValueError(f"update hook returned shape {weights.shape}, the model has {delta.shape}")
-            delta = weights - start
+            # a malformed (wrong-length) update leaves as the hook made it: the coordinator must cope with it
+            delta = weights - start if weights.shape == start.shape else weights
             reply = Message(reply.run_id, reply.step, reply.sender, reply.recipient, reply.kind,
                             {**reply.arrays, "update": delta}, reply.meta)
-        place.tap.sent("update_clear", message.step, {"weights": start + delta, "update": delta})
+        clear = {"weights": start + delta, "update": delta} if delta.shape == start.shape else {"update": delta}
+        place.tap.sent("update_clear", message.step, clear)
         return reply
 
     return mod
@@ -247,6 +256,8 @@ class JobRun:
                 self.state = "succeeded"
         except BackendError as exc:
             self._fail(exc.code, exc.message, exc.field, taken)
+        except (ConfigError, DataError) as exc:  # the job's data or spec, named by the config or loader check
+            self._fail("invalid", str(exc), None, taken)
         except Exception as exc:  # noqa: BLE001 - the API reports every failure as a state, never a traceback
             if self.cancel.is_set():
                 self._fail(None, "cancelled", None, taken)
