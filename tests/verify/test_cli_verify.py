@@ -27,7 +27,7 @@ class _Event:
 
 def _stub(calls: list[dict[str, Any]], *, fail: bool = False):
     def run_evaluation(url: str, token: str, tls: dict[str, str] | None, profile: str, *, seed, only, progress,
-                       local=None):
+                       local=None, dataset="german"):
         calls.append({"url": url, "token": token, "tls": tls, "profile": profile, "seed": seed,
                       "only": only, "local": local})
         ev = synthetic()
@@ -140,7 +140,7 @@ def test_local_weak_starts_a_real_server(tmp_path: Path, monkeypatch: pytest.Mon
 
     seen: dict[str, Any] = {}
 
-    def run_evaluation(url, token, tls, profile, *, seed, only, progress, local=None):
+    def run_evaluation(url, token, tls, profile, *, seed, only, progress, local=None, dataset="german"):
         verify = ssl.create_default_context(cafile=tls["ca_file"]) if tls else True
         info = httpx.get(url + "/bench/v1/info", headers={"Authorization": f"Bearer {token}"}, timeout=10,
                          verify=verify).json()
@@ -182,3 +182,14 @@ def test_local_weak_with_the_real_runner(tmp_path: Path) -> None:
     assert ev.target.platform == "weak" and ev.manifest
     assert json.loads((out / "manifest.json").read_text()) == ev.manifest
     assert "FAIL F-TLS" in result.output
+
+    again = tmp_path / "again"  # reproduce from the manifest: same seed, profile and tests
+    result = CliRunner().invoke(app, ["verify", "local", "--platform", "weak", "--manifest", str(out / "manifest.json"),
+                                      "--no-pdf", "--quiet", "--out", str(again)])
+    assert result.exit_code == 0, result.output
+    redo = load_evaluation(again / "results.json")
+    assert [o.id for o in redo.outcomes] == [o.id for o in ev.outcomes]
+    assert redo.manifest["seed"] == 5 and redo.manifest["draws"] == ev.manifest["draws"]
+    both = CliRunner().invoke(app, ["verify", "local", "--platform", "weak", "--manifest", str(out / "manifest.json"),
+                                    "--seed", "6", "--out", str(tmp_path / "x")])
+    assert both.exit_code == 2 and "--manifest fixes" in both.output

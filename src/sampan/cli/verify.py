@@ -45,10 +45,23 @@ def _config_error(message: str) -> Exception:
     return ConfigError(message)
 
 
-def _check_profile(profile: str) -> str:
-    if profile not in PROFILES:
-        raise _config_error(f"--profile {profile!r}: choose one of {', '.join(PROFILES)}")
-    return profile
+def _plan(profile: str | None, seed: int | None, only: list[str] | None,
+          manifest: Path | None) -> tuple[str, int | None, list[str] | None, str]:
+    """(profile, seed, only, dataset) from the options, or from a saved manifest to reproduce an evaluation."""
+    if manifest is None:
+        chosen = profile or "quick"
+        if chosen not in PROFILES:
+            raise _config_error(f"--profile {chosen!r}: choose one of {', '.join(PROFILES)}")
+        return chosen, seed, only, "german"
+    if profile is not None or seed is not None or only:
+        raise _config_error("--manifest fixes the profile, seed and tests: leave out --profile, --seed and --only")
+    from sampan.verify.manifest import load_manifest, reproduce
+
+    recorded = load_manifest(manifest)
+    reproduce(recorded)  # the same draws, or a ConfigError naming what changed, before anything runs
+    tests = recorded.get("tests")
+    listed = [str(t) for t in tests] if isinstance(tests, list) and tests else None
+    return str(recorded["profile"]), int(recorded["seed"]), listed, str(recorded.get("dataset") or "german")
 
 
 def _read_token(var: str) -> str:
@@ -134,7 +147,7 @@ class _Display:
 
 def _run_evaluation(url: str, token: str, tls: dict[str, str] | None, profile: str, *, seed: int | None,
                     only: list[str] | None, progress: Callable[[Any], None],
-                    local: dict[str, Any] | None = None) -> Evaluation:
+                    local: dict[str, Any] | None = None, dataset: str = "german") -> Evaluation:
     """Call the runner (`sampan.verify.runner.run_evaluation`). ``tls`` holds TargetTLS's file fields; ``local``
     what a locally started platform adds (its party kit, its process ids). One place, so tests can stand in."""
     from sampan.cli.error_path import fail
@@ -145,7 +158,7 @@ def _run_evaluation(url: str, token: str, tls: dict[str, str] | None, profile: s
                            key_file=tls.get("key_file")) if tls else None
     target = Target(url=url, token=token, tls=target_tls, **(local or {}))
     try:
-        return run_evaluation(target, profile, seed=seed, progress=progress, only=only)
+        return run_evaluation(target, profile, seed=seed, progress=progress, only=only, dataset=dataset)
     except EvaluationError as exc:  # the target is unreachable or its /info unreadable: fix the URL/token/CA
         fail(exc)
 
@@ -174,7 +187,10 @@ def _finish(evaluation: Evaluation, out: Path, *, pdf: bool | None, strict: bool
 
 _OUT = typer.Option(Path("verify-report"), "--out", help="Folder for report.html, report.pdf, results.json, "
                     "junit.xml and manifest.json (replaced only if it holds nothing else).")
-_PROFILE = typer.Option("quick", "--profile", help="quick (about a minute), standard (goal 15 min) or full.")
+_PROFILE = typer.Option(None, "--profile", help="quick (about a minute; the default), standard (goal 15 min) or "
+                        "full.")
+_MANIFEST = typer.Option(None, "--manifest", help="Reproduce an evaluation: its manifest.json (or results.json) "
+                         "fixes profile, seed, dataset and tests; refused if the draws would differ.")
 _SEED = typer.Option(None, "--seed", help="Seed of the random column draw and splits (default: a fresh random "
                      "one, recorded in the manifest).")
 _ONLY = typer.Option(None, "--only", help="Run only these test ids (repeat the option).")
@@ -193,18 +209,19 @@ def run(
     client_cert: Path | None = typer.Option(None, "--client-cert", help="PEM certificate the verifier presents "
                                             "when the platform's API requires mTLS."),
     client_key: Path | None = typer.Option(None, "--client-key", help="Its private key (PEM)."),
-    profile: str = _PROFILE, out: Path = _OUT, seed: int | None = _SEED, only: list[str] | None = _ONLY,
-    pdf: bool | None = _PDF, strict: bool = _STRICT, quiet: bool = _QUIET,
+    profile: str | None = _PROFILE, out: Path = _OUT, seed: int | None = _SEED, only: list[str] | None = _ONLY,
+    manifest: Path | None = _MANIFEST, pdf: bool | None = _PDF, strict: bool = _STRICT, quiet: bool = _QUIET,
 ) -> None:
     """Evaluate the platform at --target with the test catalogue and write every report."""
     if not target.startswith(("http://", "https://")):
         raise _config_error(f"--target {target!r}: expected an http:// or https:// URL")
-    _check_profile(profile)
+    chosen, seed, only, dataset = _plan(profile, seed, only, manifest)
     token, tls = _read_token(token_env), _tls_options(ca, client_cert, client_key)
     root = target.rstrip("/")
     root = root[: -len("/bench/v1")] if root.endswith("/bench/v1") else root  # the runner adds /bench/v1 itself
     with _Display(quiet) as display:
-        evaluation = _run_evaluation(root, token, tls, profile, seed=seed, only=only, progress=display)
+        evaluation = _run_evaluation(root, token, tls, chosen, seed=seed, only=only, progress=display,
+                                     dataset=dataset)
     _finish(evaluation, out, pdf=pdf, strict=strict)
 
 
@@ -264,20 +281,20 @@ def local(
                                  "the 'flower' extra)."),
     tls: bool | None = typer.Option(None, "--tls/--no-tls", help="Serve the platform's API over HTTPS (a throwaway "
                                     "local CA). Default: HTTPS for sampan and flower, plain HTTP for weak."),
-    profile: str = _PROFILE, out: Path = _OUT, seed: int | None = _SEED, only: list[str] | None = _ONLY,
-    pdf: bool | None = _PDF, strict: bool = _STRICT, quiet: bool = _QUIET,
+    profile: str | None = _PROFILE, out: Path = _OUT, seed: int | None = _SEED, only: list[str] | None = _ONLY,
+    manifest: Path | None = _MANIFEST, pdf: bool | None = _PDF, strict: bool = _STRICT, quiet: bool = _QUIET,
 ) -> None:
     """Start an in-repo platform on this machine (127.0.0.1, a fresh token) and evaluate it."""
     if platform not in LOCAL_PLATFORMS:
         raise _config_error(f"--platform {platform!r}: choose one of {', '.join(LOCAL_PLATFORMS)}")
-    _check_profile(profile)
+    chosen, seed, only, dataset = _plan(profile, seed, only, manifest)
     token = secrets.token_urlsafe(32)
     with _Display(quiet) as display:
         display.progress.update(display.task, description=f"starting {platform}")
         use_tls = tls if tls is not None else platform != "weak"
         with _local_platform(platform, token, tls=use_tls) as (url, client_tls, extras):
-            evaluation = _run_evaluation(url, token, client_tls, profile, seed=seed, only=only, progress=display,
-                                         local=extras)
+            evaluation = _run_evaluation(url, token, client_tls, chosen, seed=seed, only=only, progress=display,
+                                         local=extras, dataset=dataset)
     _finish(evaluation, out, pdf=pdf, strict=strict)
 
 
