@@ -153,3 +153,23 @@ def test_hostile_platform_name_and_claims_are_escaped_everywhere() -> None:
         from sampan.verify.report.pdf import render_pdf
 
         assert render_pdf(ev).startswith(b"%PDF")
+
+
+def test_degenerate_plots_render_in_html_and_pdf() -> None:
+    from dataclasses import replace
+
+    from sampan.verify.results import Plot
+
+    plots = [Plot("line", "one point", {"a": [(1, 0.5)]}), Plot("line", "constant", {"a": [(1, 2.0), (2, 2.0)]}),
+             Plot("bar", "negative", {"a": [(0, -5.0)], "b": [(0, 3.0)]}), Plot("roc", "empty", {}),
+             Plot("line", "nan", {"a": [(float("nan"), 1.0)]}), Plot("line", "huge", {"a": [(1, 1e300), (2, -1e300)]}),
+             Plot("line", "many", {f"s{i}": [(j, j * i) for j in range(600)] for i in range(9)})]
+    ev = synthetic()
+    ev.outcomes[0] = replace(ev.outcomes[0], plots=plots)
+    html = render_html(ev)
+    ET.fromstring(html.split("\n", 1)[1])
+    assert html.count("<svg") == 3 + len(plots)
+    if importlib.util.find_spec("reportlab") is not None:
+        from sampan.verify.report.pdf import render_pdf
+
+        assert render_pdf(ev).startswith(b"%PDF")
