@@ -403,7 +403,10 @@ class Rr22Party:
         if code not in (None, 0):
             raise PsiError(f"party {self.name!r}: the RR22 worker failed ({self._worker_error(session)})")
         wait = 0.0 if code == 0 else min(float(request.meta.get("wait", 0.005)), 1.0)
-        envelope = session.tunnel.drain(wait)
+        settle = request.meta.get("settle")
+        settle = min(float(settle), wait) if isinstance(settle, (int, float)) and not isinstance(settle, bool) \
+            and settle >= 0 else None
+        envelope = session.tunnel.drain(wait, settle=settle)
         done = code == 0 and envelope is None and session.tunnel.quiet()
         return request.reply("psi.rr22.pump", {} if envelope is None else {"envelope": envelope}, {"done": done})
 

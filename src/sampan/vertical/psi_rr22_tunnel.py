@@ -56,7 +56,7 @@ class _Stream:
     def __init__(self, key: tuple[bool, int], sock: socket.socket | None) -> None:
         self.key = key  # (opened here, stream id)
         self.sock = sock
-        self.inbox: queue.Queue[bytes | None] = queue.Queue()
+        self.inbox: queue.Queue[bytes | memoryview | None] = queue.Queue()
         self.closed = False  # the peer closed it, or its local connection failed: later bytes are dropped
 
 
@@ -228,14 +228,28 @@ class Tunnel:
             self._cond.notify_all()
 
     # the pump ------------------------------------------------------------------------------------
-    def drain(self, wait: float, linger: float = 0.002, max_bytes: int = 16 << 20) -> np.ndarray | None:
+    def drain(self, wait: float, linger: float = 0.002, max_bytes: int = 16 << 20,
+              settle: float | None = None) -> np.ndarray | None:
         """The next sealed envelope of queued frames, or None when nothing came within `wait` seconds.
 
-        Waits for the first frame, then lingers while more keep arriving, so one envelope carries a burst."""
+        Waits for the first frame, then lingers while more keep arriving, so one envelope carries a burst.
+        With `settle`, it also stops waiting `settle` seconds after the local spu has taken every inbound byte:
+        an answer to what the peer sent comes within that time or in a later pump, so a one-way message (an
+        acknowledgement, a slice of a large message) does not hold the pump for the whole `wait`."""
         deadline = time.monotonic() + wait
         with self._cond:
-            while not self._out and time.monotonic() < deadline and not self._stopped:
-                self._cond.wait(max(0.0, deadline - time.monotonic()))
+            flushed: float | None = None  # when the inbound bytes were last seen all taken
+            while not self._out and not self._stopped:
+                now = time.monotonic()
+                limit = deadline
+                if settle is not None and self._in_bytes <= 0:
+                    flushed = now if flushed is None else flushed
+                    limit = min(deadline, flushed + settle)
+                else:
+                    flushed = None
+                if now >= limit:
+                    break
+                self._cond.wait(limit - now)
             if not self._out:
                 return None
             settle = time.monotonic() + linger
@@ -288,7 +302,7 @@ class Tunnel:
             raise TunnelError(f"party {self.name!r}: {self.peer!r} opened more than {MAX_STREAMS} tunnel streams")
         self._seq_in += 1
         self.bytes_in += len(data)
-        raw = data.tobytes()
+        raw = np.ascontiguousarray(data).data  # frames are views of the opened envelope: no copy per frame
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         for (origin, sid, kind, _), lo, hi in zip(head.tolist(), offsets[:-1].tolist(), offsets[1:].tolist(),
                                                    strict=True):
@@ -309,7 +323,7 @@ class Tunnel:
             return False
         return sum(int(n) for n in lengths.tolist()) == len(data)
 
-    def _deliver(self, opened_here: bool, sid: int, kind: int, data: bytes) -> None:
+    def _deliver(self, opened_here: bool, sid: int, kind: int, data: bytes | memoryview) -> None:
         key = (opened_here, sid)
         with self._cond:
             stream = self._streams.get(key)
