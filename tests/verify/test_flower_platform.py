@@ -116,7 +116,7 @@ def _federate(api: TestClient, tables: dict[str, TableData], spec: dict[str, Any
 
 def _update_bytes(tap: RecordingTap) -> list[bytes]:
     """The verifier party's coefficient arrays as Flower puts them on the wire (raw float64, np.save layout)."""
-    return [np.ascontiguousarray(u["coefficients"], dtype="<f8").tobytes() for u in tap.updates().values()]
+    return [np.ascontiguousarray(u["weights"][:-1], dtype="<f8").tobytes() for u in tap.updates().values()]
 
 
 def test_horizontal_job_through_the_api_reaches_auc_over_0_7(api: TestClient) -> None:
@@ -153,8 +153,8 @@ def test_horizontal_job_through_the_api_reaches_auc_over_0_7(api: TestClient) ->
     # the kit saw its party's traffic in the clear: one update per round, the global model it got each round
     updates = run.tap.updates()
     assert sorted(updates) == [1, 2, 3, 4]
-    assert updates[1]["coefficients"].shape == (len(features),)
-    assert int(updates[1]["num_examples"][0]) == parts[2].size
+    assert updates[1]["weights"].shape == (len(features) + 1,)
+    assert int(updates[1]["n"][0]) == parts[2].size
     assert len(run.tap.of("received", "model")) == 4 and len(run.tap.of("sent", "stats")) == 1
     # all of it went through the verifier's proxy, under TLS: the update's bytes are not on the wire
     assert run.wire.bytes_up > 4 * 8 * len(features) and run.wire.bytes_down > 0

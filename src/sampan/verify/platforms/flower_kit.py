@@ -3,9 +3,9 @@
 The client runs in Flower's venv (flower_worker.py, `client --in`); before each update leaves, it asks this kit
 for the weights to send, so the verifier's `update_hook` (Byzantine tests) applies and the tap sees exactly what
 went on the wire, in the clear (Flower sends parameters as plain NumPy bytes inside its gRPC messages; no SecAgg+
-mod here). Tap kinds: sent "stats" (round 0: n, sum, sumsq of the party's features, asked by the server to
-standardise), received "model" (coefficients, intercept), sent "update" (coefficients, intercept, num_examples).
-Update hook layout: weights = [coefficients..., intercept].
+mod here). Tap kinds, keyed as the weak kit's: sent "stats" (round 0: n, sum, sumsq of the party's features,
+asked by the server to standardise), received "model" (weights, mean, scale), sent "update" (weights, n).
+`weights` is always [coefficients..., intercept], and so is the update hook's argument.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class FlowerKitError(SampanError):
 
 
 def _arrays(payload: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    return {str(k): np.asarray(v, dtype=np.float64) for k, v in payload.items()}
+    return {str(k): np.asarray(v) for k, v in payload.items()}  # JSON numbers: float64, counts int64
 
 
 class FlowerKit:

@@ -135,7 +135,8 @@ def run_client(spec: dict[str, Any], channel: Channel, ask: bool) -> None:
             b = float(np.asarray(parameters[1]).reshape(-1)[0])
             if ask:
                 channel.send(op="tap", direction="received", kind="model", round=rnd,
-                             payload={"coefficients": w.tolist(), "intercept": [b]})
+                             payload={"weights": [*w.tolist(), b], "mean": json.loads(config["mean"]),
+                                      "scale": json.loads(config["scale"])})
             seed = config.get("seed")
             rng = np.random.default_rng(None if seed in (None, "") else [int(seed), rnd, zlib.crc32(party.encode())])
             lr, l2, batch = float(config["lr"]), float(config["l2"]), int(config["batch"])
@@ -151,8 +152,7 @@ def run_client(spec: dict[str, Any], channel: Channel, ask: bool) -> None:
                 reply = channel.ask(op="update", round=rnd, weights=weights.tolist(), num_examples=int(y.size))
                 weights = np.array(reply["weights"], dtype=np.float64)
                 channel.send(op="tap", direction="sent", kind="update", round=rnd,
-                             payload={"coefficients": weights[:-1].tolist(), "intercept": [float(weights[-1])],
-                                      "num_examples": [int(y.size)]})
+                             payload={"weights": weights.tolist(), "n": [int(y.size)]})
             if rnd == drop_after:  # simulate this party leaving: gone right after its update is on the wire
                 threading.Timer(0.5, os._exit, args=(0,)).start()
             return [weights[:-1], weights[-1:]], int(y.size), {"party": party}
