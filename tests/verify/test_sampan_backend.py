@@ -171,6 +171,7 @@ def test_vertical_job(api: tuple[BenchmarkClient, SampanBackend]) -> None:
     assert not errors
     results = client.results(job_id := job.job_id)
     assert results.metrics["auc"] > 0.7
+    assert results.metrics["intersection_size"] == len(y)  # PSI found every customer (both hold all ids)
     assert len(results.rounds) >= 1
     model = client.model(job_id)
     assert model.features == [f"bank:{c}" for c in bank] + [f"shop:{c}" for c in shop]

@@ -154,6 +154,8 @@ class SampanBackend:
         with run.lock:
             rounds = [r.model_copy(update={"auc": r.auc if r.auc is not None else aucs.get(r.round)})
                       for r in run.rounds]
+        if run.intersection is not None:
+            metrics["intersection_size"] = float(run.intersection)
         if rounds and rounds[-1].auc is None and "auc" in metrics and run.spec.kind == "horizontal":
             rounds[-1] = rounds[-1].model_copy(update={"auc": metrics["auc"]})
         return JobResults(job_id=job_id, rounds=rounds, metrics=metrics,

@@ -230,6 +230,7 @@ class JobRun:
     finished_at: datetime | None = None
     rounds: list[RoundResult] = field(default_factory=list)
     finished: FinishedRun | None = None
+    intersection: int | None = None  # vertical: the rows PSI aligned (the runner's `aligned` progress event)
     cancel: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -328,6 +329,10 @@ class JobRun:
             self.finished = finished
 
     def _progress(self, stage: str, info: Mapping[str, Any]) -> None:
+        if stage == "aligned" and "n_aligned" in info:
+            with self.lock:
+                self.intersection = int(info["n_aligned"])
+            return
         if stage == "round":
             loss = info.get("train_loss")
             auc = (info.get("global") or {}).get("auc")
