@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from sampan.cli.error_path import ErrorHandlingGroup
+from sampan.cli.verify_progress import ProgressDisplay
 
 if TYPE_CHECKING:
     from sampan.verify.results import Evaluation
@@ -36,7 +37,6 @@ verify_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, c
 
 PROFILES = ("quick", "standard", "full")
 LOCAL_PLATFORMS = ("weak", "sampan", "flower")
-_VERDICT_STYLE = {"pass": "bold green", "fail": "bold red", "error": "bold yellow", "skip": "dim"}
 
 
 def _config_error(message: str) -> Exception:
@@ -93,53 +93,6 @@ def _tls_options(ca: Path | None, cert: Path | None, key: Path | None) -> dict[s
              "key_file": _pem_file("--client-key", key, "PRIVATE KEY")}
     chosen = {k: v for k, v in files.items() if v is not None}
     return chosen or None
-
-
-# ---- progress display ----------------------------------------------------------------------------------------
-
-
-class _Display:
-    """Rich progress bar on stderr: tests done/total and the current test; a line per verdict as it comes."""
-
-    def __init__(self, quiet: bool) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.console = Console(stderr=True, highlight=False)
-        self.quiet = quiet
-        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=self.console, transient=True, disable=quiet)
-        self.task = self.progress.add_task("starting", total=None)
-
-    def __enter__(self) -> _Display:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.progress.stop()
-
-    def __call__(self, event: Any) -> None:
-        """Any event with ``phase``, ``test_id``, ``index``, ``total``, ``verdict``, ``seconds``, ``message``."""
-        from rich.markup import escape
-
-        phase = getattr(event, "phase", "")
-        test_id = str(getattr(event, "test_id", "") or getattr(event, "id", ""))
-        index, total = int(getattr(event, "index", 0) or 0), getattr(event, "total", None)
-        verdict = getattr(event, "verdict", None)
-        if phase == "start" or (verdict is None and phase not in {"end", "done", "setup"}):
-            self.progress.update(self.task, description=escape(test_id), total=total, completed=max(index - 1, 0))
-        elif phase == "setup":
-            self.progress.update(self.task, description=escape(str(getattr(event, "message", "") or "setting up")))
-        elif verdict is not None:
-            self.progress.update(self.task, total=total, completed=index)
-            if not self.quiet:
-                seconds = getattr(event, "seconds", None)
-                took = f" ({seconds:.1f} s)" if isinstance(seconds, (int, float)) else ""
-                message = str(getattr(event, "message", "") or "")
-                style = _VERDICT_STYLE.get(str(verdict), "")
-                self.progress.console.print(
-                    f"[{style}]{escape(str(verdict).upper()):>5}[/] {escape(test_id)}{took}"
-                    + (f" [dim]{escape(message[:160])}[/]" if message else ""), soft_wrap=True)
 
 
 # ---- running -------------------------------------------------------------------------------------------------
@@ -219,7 +172,7 @@ def run(
     token, tls = _read_token(token_env), _tls_options(ca, client_cert, client_key)
     root = target.rstrip("/")
     root = root[: -len("/bench/v1")] if root.endswith("/bench/v1") else root  # the runner adds /bench/v1 itself
-    with _Display(quiet) as display:
+    with ProgressDisplay(quiet) as display:
         evaluation = _run_evaluation(root, token, tls, chosen, seed=seed, only=only, progress=display,
                                      dataset=dataset)
     _finish(evaluation, out, pdf=pdf, strict=strict)
@@ -289,7 +242,7 @@ def local(
         raise _config_error(f"--platform {platform!r}: choose one of {', '.join(LOCAL_PLATFORMS)}")
     chosen, seed, only, dataset = _plan(profile, seed, only, manifest)
     token = secrets.token_urlsafe(32)
-    with _Display(quiet) as display:
+    with ProgressDisplay(quiet) as display:
         display.progress.update(display.task, description=f"starting {platform}")
         use_tls = tls if tls is not None else platform != "weak"
         with _local_platform(platform, token, tls=use_tls) as (url, client_tls, extras):
