@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 
 from sampan.errors import SampanError
-from sampan.verify.catalogue.base import Context
+from sampan.verify.catalogue.base import Context, NotApplicable
 from sampan.verify.datasets import LABEL
 
-__all__ = ["JobError", "JobRun", "PartySpec", "run_job", "start_job", "complete_job", "wait_job", "horizontal_spec",
-           "linear_scores", "new_project"]
+__all__ = ["JobError", "JobRun", "PartySpec", "run_job", "start_job", "claimed_secagg", "complete_job", "wait_job",
+           "horizontal_spec", "linear_scores", "new_project"]
 
 
 class JobError(SampanError):
@@ -61,11 +61,18 @@ def new_project(ctx: Context, prefix: str, *, ca_pem: str | None = None) -> str:
     return str(project["project_id"])
 
 
+def claimed_secagg(ctx: Context) -> bool:
+    """Jobs run as the platform says it protects them: secure aggregation on when claimed and offered."""
+    return bool(ctx.claims.get("secure_aggregation")) and "secure_aggregation" in ctx.capabilities
+
+
 def horizontal_spec(ctx: Context, parties: list[str], *, rounds: int = 5, **extra: Any) -> dict[str, Any]:
+    """A horizontal TaskSpec over the drawn columns (secure aggregation as claimed unless ``extra`` says)."""
     spec: dict[str, Any] = {"kind": "horizontal", "model": "logistic_regression", "label": LABEL,
                             "features": {p: list(ctx.data.columns) for p in parties}, "rounds": rounds,
                             "local_epochs": 1, "learning_rate": 0.5, "batch_size": 64, "l2": 0.0,
-                            "secure_aggregation": False, "seed": ctx.data.seed % (2**31), "timeout_s": 300}
+                            "secure_aggregation": claimed_secagg(ctx), "seed": ctx.data.seed % (2**31),
+                            "timeout_s": 300}
     spec.update(extra)
     return spec
 
@@ -107,7 +114,13 @@ def start_job(ctx: Context, spec: dict[str, Any], parties: list[PartySpec], *, p
             body["certificate_pem"] = plane.certificate_for(party.name)
             reply = ctx.api.ok("POST", f"/projects/{project_id}/parties", body)
             plane.prepare(party.name, party.data, reply.get("connect"))
-    job = ctx.api.ok("POST", f"/projects/{project_id}/jobs", spec)
+    reply = ctx.api.call("POST", f"/projects/{project_id}/jobs", spec)
+    if reply.status == 422 and reply.error_code == "unsupported":
+        if plane is not None:
+            plane.finish(0)
+        message = reply.body["error"].get("message", "") if isinstance(reply.body, dict) else ""
+        raise NotApplicable(f"the platform does not support this task: {message}")
+    job = ctx.api.ok("POST", f"/projects/{project_id}/jobs", spec) if not reply.ok else reply.body
     run = JobRun(spec, project_id, str(job["job_id"]), job, None, None, time.monotonic(), plane=plane)
     if plane is not None:
         plane.start(run.job_id)

@@ -155,12 +155,12 @@ def scaling(ctx: Context) -> Result:
 def privacy_cost(ctx: Context) -> Result:
     parties = horizontal_parties(ctx, verifier=False)
     rounds = 5
-    plain = _timed_job(ctx, parties, rounds)
+    plain = _timed_job(ctx, parties, rounds, secure_aggregation=False)
     figures: dict[str, float | None] = {"plain_s_per_round": plain}
     if "secure_aggregation" in ctx.capabilities:
         figures["secagg_s_per_round"] = _timed_job(ctx, parties, rounds, secure_aggregation=True)
     if "dp" in ctx.capabilities:
-        figures["dp_s_per_round"] = _timed_job(ctx, parties, rounds,
+        figures["dp_s_per_round"] = _timed_job(ctx, parties, rounds, secure_aggregation=False,
                                                dp={"epsilon": 1.0, "delta": 1e-5, "clip": 1.0})
     ratios = {k.replace("_s_per_round", "_ratio"): (v or 0.0) / max(plain, 1e-6)
               for k, v in figures.items() if k != "plain_s_per_round"}

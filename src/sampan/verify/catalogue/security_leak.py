@@ -75,6 +75,15 @@ def grad_inversion(ctx: Context) -> Result:
         return Result("pass", "no message of the party carried a model-shaped vector in the clear",
                       evidence={"kinds": sorted({m.kind for m in run.plane.tap.messages})})
     planted = t.cols(ctx.data.columns)[planted_rows]
+    # one full-batch step moves each weight by at most lr * max|x| (|p - y| <= 1): far larger deltas are not a
+    # plain update (masked or encrypted), and fitting records to them would only burn time
+    bound = 100.0 * lr * (float(np.abs(planted).max()) + 1.0)
+    biggest = max(float(np.abs(np.append(o.delta_w, o.delta_b)).max()) for o in obs)
+    if not np.isfinite(biggest) or biggest > bound:
+        return Result("pass", f"the party's sent vectors are not plain updates (|delta| up to {biggest:.3g}, a plain "
+                      f"step is below {bound:.3g}): nothing to invert",
+                      figures={"max_abs_delta": biggest if np.isfinite(biggest) else None, "plain_bound": bound},
+                      evidence={"rounds_observed": len(obs)})
     result = probe_fedavg_delta(obs, planted, t.y[planted_rows].astype(np.float64), lr=lr, local_steps=1,
                                 restarts=2, rng=np.random.default_rng(secrets.randbits(64)))
     best = float(np.nanmax(result.cosine)) if result.cosine else 0.0

@@ -89,7 +89,11 @@ def _bad_update_job(ctx: Context, hook: Any, prefix: str) -> tuple[dict[str, Any
     coef = np.asarray(model.get("coefficients") or [], dtype=np.float64)
     healthy = run.job["state"] == "succeeded" and coef.size == len(ctx.data.columns) and bool(
         np.all(np.isfinite(coef))) and np.isfinite(float(model.get("intercept", np.nan)))
-    return {"state": run.job["state"], "error": run.job.get("error"), "coefficients": int(coef.size),
+    outcome = ("rejected, the job went on" if healthy else
+               "job failed (one party can stop the job)" if run.job["state"] != "succeeded" else
+               "poisoned or unexportable model")
+    return {"outcome": outcome, "state": run.job["state"], "error": run.job.get("error"),
+            "coefficients": int(coef.size),
             "model_export_status": run.model_status,
             "finite": bool(np.all(np.isfinite(coef))) if coef.size else None, "healthy": healthy,
             "kit_error": plane.error if plane is not None else None}, run
@@ -121,8 +125,8 @@ def malformed(ctx: Context) -> Result:
                                   "malformed-update")
         evidence["nan_update"] = data
         if not data["healthy"]:
-            failed.append(f"after a NaN update the job {data['state']} and GET /model answered "
-                          f"{data['model_export_status']} (finite model: {data['finite']})")
+            failed.append(f"NaN update: {data['outcome']} (job {data['state']}, GET /model "
+                          f"{data['model_export_status']}, finite model: {data['finite']})")
     return Result("fail" if failed else "pass", ("failed: " + "; ".join(failed)) if failed else
                   f"{len(checks)} malformed requests refused" + (", NaN update rejected" if ctx.kit else ""),
                   evidence=evidence)
@@ -143,8 +147,8 @@ def oversized(ctx: Context) -> Result:
                                   "oversized-update")
         evidence["update_x1000"] = data
         if not data["healthy"]:
-            failed.append(f"an update 1000x too long: the job {data['state']}, GET /model answered "
-                          f"{data['model_export_status']}")
+            failed.append(f"update 1000x too long: {data['outcome']} (job {data['state']}, GET /model "
+                          f"{data['model_export_status']})")
     return Result("fail" if failed else "pass", ("failed: " + "; ".join(failed)) if failed else
                   f"oversized body refused ({reply.status})" + (", long update rejected" if ctx.kit else ""),
                   figures={"body_bytes": float(len(pad)), "status": float(reply.status)}, evidence=evidence)
