@@ -144,6 +144,14 @@ def test_horizontal_plain_update_is_clear_and_dp_spends(api: tuple[BenchmarkClie
     assert all(0 < e <= 5.0 + 1e-9 for e in spent.values())
 
 
+def test_secure_job_with_distributed_dp(api: tuple[BenchmarkClient, SampanBackend]) -> None:
+    client, _ = api
+    assert client.info().claims.dp is not None
+    job_id, _, _ = _horizontal(client, 3, secure=True, rounds=2, dp=DPSpec(epsilon=1.0, delta=1e-5, clip=1.0))
+    spent = client.results(job_id).epsilon_spent
+    assert spent is not None and all(0 < e <= 1.0 + 1e-9 for e in spent.values())
+
+
 def test_secure_job_with_a_dropout(api: tuple[BenchmarkClient, SampanBackend]) -> None:
     client, _ = api
     job_id, _, _ = _horizontal(client, 4, secure=True, rounds=4, dropout=Dropout(party="bank3", after_round=2))

@@ -52,6 +52,12 @@ CAPABILITIES = ["horizontal", "vertical", "psi", "secure_aggregation", "dp", "mo
                 "dropout", "audit_log"]
 
 
+# What a job with `dp` set gets: record-level (epsilon, delta)-DP per party for the released model (DP3: clipped
+# updates, Gaussian noise at the aggregator, charged to the run's ledger). The verifier sets its DP jobs from this
+# claim; the value is the one Sampan's docs use for a DP run, and a job may ask for any other.
+DEFAULT_DP_CLAIM = DPClaim(epsilon=1.0, delta=1e-5, level="record")
+
+
 class _Project:
     def __init__(self, project_id: str, name: str, folder: Path) -> None:
         self.project_id, self.name, self.folder = project_id, name, folder
@@ -60,9 +66,10 @@ class _Project:
 
 
 class SampanBackend:
-    """Sampan behind the Benchmark API; ``root`` holds the projects' private folders (default: a temp folder)."""
+    """Sampan behind the Benchmark API; ``root`` holds the projects' private folders (default: a temp folder);
+    ``dp_claim``: the DP guarantee /info states for a job with `dp` set (None: claim none)."""
 
-    def __init__(self, root: str | Path | None = None, *, dp_claim: DPClaim | None = None) -> None:
+    def __init__(self, root: str | Path | None = None, *, dp_claim: DPClaim | None = DEFAULT_DP_CLAIM) -> None:
         self._owned = root is None
         self._root = Path(root) if root is not None else None  # None: a temp folder, made at the first project
         self.dp_claim = dp_claim

@@ -120,7 +120,10 @@ def build_config(spec: TaskSpec, folder: Path, parties: Mapping[str, PartyEntry]
     if spec.secure_aggregation:
         data["secure_aggregation"] = {"enabled": True}
     if spec.dp is not None:  # DP3 at the aggregator; standardising would need public bounds per feature (DP1)
-        data["privacy"] = {"epsilon": spec.dp.epsilon, "delta": spec.dp.delta or 1e-5, "dp3": {"clip": spec.dp.clip}}
+        # under SecAgg+ the coordinator sees only the sum, so each party adds its share of the noise (distributed)
+        mode = "distributed" if spec.secure_aggregation else "central"
+        data["privacy"] = {"epsilon": spec.dp.epsilon, "delta": spec.dp.delta or 1e-5,
+                           "dp3": {"clip": spec.dp.clip, "mode": mode}}
         data["data"] = {"standardize": False}
     return parse_config(data, source="benchmark task spec")
 
