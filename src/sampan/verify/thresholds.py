@@ -34,7 +34,9 @@ class Threshold:
 _ALL: tuple[Threshold, ...] = (
     # functional
     Threshold("agg_weighted_tol", 1e-6, "max |coefficient difference|", "issue 16",
-              "one-round model within this of the row-weighted FedAvg reference"),
+              "one-round model is a weighted mean of the parties' one-step models to within this"),
+    Threshold("agg_share_tol", 0.05, "weight", "task spec",
+              "each party's weight in that mean within this of its row share (0.5/0.3/0.2; a plain mean is 1/3)"),
     Threshold("psi_missing_extra", 0, "ids", "issue 16",
               "intersection equals the plaintext intersection: no id missing, none extra"),
     Threshold("auc_margin_horizontal", 0.02, "AUC", "pooled baseline",
