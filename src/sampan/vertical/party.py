@@ -3,7 +3,7 @@
 Everything the party knows lives here and never leaves except through the handlers' replies, which
 carry only sealed envelopes, sizes and aggregate metrics.
 
-Run keys (`vertical.hello` / `vertical.peers`): each party makes a fresh X25519 key per run and signs
+Run keys (`vertical.hello` / `vertical.peers`, in `party_keys`): each party makes a fresh X25519 key per run and signs
 (run id, "vertical.channels", its role, its name, the key) with its organisation's certificate key;
 before deriving any sealed channel — and so before PSI, secure LR, WOE, GBDT or scoring exchange
 anything — it checks every peer's signature and certificate against the consortium CA and CRL. A
@@ -28,7 +28,6 @@ certificates (public within the consortium), protocol roles and per-run public k
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,13 +35,15 @@ import numpy as np
 
 from sampan.core.party import PartyApp
 from sampan.crypto.channel import PartyKeys, SealedChannels
-from sampan.crypto.identity import IdentityVerifier, PartyIdentity, SignedKeys, sign_keys, verify_keys
+from sampan.crypto.identity import IdentityVerifier, PartyIdentity
 from sampan.data.table import PartyData
 from sampan.privacy.party_policy import PartyPrivacyPolicy
 from sampan.vertical.bank_splits import BankSplits
 from sampan.vertical.gbdt import VerticalGBDTParty
 from sampan.vertical.lr_runs import DEFAULT_MAX_INSTANCES, LRRuns
-from sampan.vertical.model import LocalLinearPart, LocalScaler
+from sampan.vertical.model import LocalLinearPart
+from sampan.vertical.party_baseline import fit_logistic, local_baseline
+from sampan.vertical.party_keys import CHANNEL_PROTOCOL, PROTOCOL_ROLES, RunKeyExchange
 from sampan.vertical.party_parts import PartRecords
 from sampan.vertical.plain_lr import PlainVerticalLRParty
 from sampan.vertical.psi_party import PsiParty
@@ -53,7 +54,6 @@ from sampan.vertical.rows import (
     RowBook,
     RowRuleError,
     check_splits,
-    fingerprint,
     per_run,
 )
 from sampan.vertical.scorecard_rules import apply_scorecard_rules
@@ -62,14 +62,11 @@ from sampan.vertical.secure_lr_party import SecureLRParty
 from sampan.vertical.woe import VerticalWoeParty
 from sampan.wire import Message
 
-__all__ = ["VerticalParty", "CHANNEL_PROTOCOL", "PROTOCOL_ROLES"]
+# the run-key exchange lives in `party_keys`, the bank's own baseline model in `party_baseline`; their public
+# names are re-exported here, so their old import path keeps working
+__all__ = ["VerticalParty", "CHANNEL_PROTOCOL", "PROTOCOL_ROLES", "fit_logistic"]
 
 _SPLIT_SETUPS = frozenset({"vlr.setup", "vertical.local_baseline"})
-
-log = logging.getLogger(__name__)
-
-CHANNEL_PROTOCOL = "vertical.channels"  # domain of the signed channel keys (sampan.crypto.identity)
-PROTOCOL_ROLES = ("label_holder", "partner")
 
 
 class VerticalParty:
@@ -100,7 +97,7 @@ class VerticalParty:
         self.identity, self.verifier = identity, verifier
         if self.identity.name != self.name:
             raise ValueError(f"party {self.name!r}: its certificate is issued to {self.identity.name!r}")
-        self.keys: PartyKeys | None = None
+        self.key_exchange = RunKeyExchange(self.name)  # this run's signed keys (`party_keys`)
         self.channels: SealedChannels | None = None
         # this party's own DP policy and ledger, shared by its WOE and GBDT releases (one account per run)
         self.policy = policy or PartyPrivacyPolicy()
@@ -113,7 +110,6 @@ class VerticalParty:
         # secure-LR instances per run (capped), seeds seen, failed audits: persisted in `lr_state` when deployed
         self.lr = SecureLRParty(self.name, self._aligned_X, self._aligned_y, list(data.feature_names), self._channels,
                                 runs=LRRuns(self.name, lr_state, max_lr_instances))
-        self._hello_runs: set[str] = set()  # one vertical.hello per run
         self.scoring = ScoringParty(self.name, data.ids, data.X, self._part, self._channels, self._aligned_rows,
                                     y=data.y, run_rows=self.run_rows)
         trees_X = data.trees_X if data.trees_X is not None else data.X  # NaN kept in `native` columns (issue 13)
@@ -175,67 +171,20 @@ class VerticalParty:
     def protocol_role(self) -> str:
         return "label_holder" if self.data.y is not None else "partner"
 
-    def hello(self, msg: Message) -> Message:
-        """A fresh key pair for this run; the public half goes out signed with this organisation's certificate.
+    @property
+    def keys(self) -> PartyKeys | None:
+        """This run's private key between `hello` and `peers`; None before and after (it is one-shot)."""
+        return self.key_exchange.keys
 
-        Once per run: a second hello would give new channels on which a coordinator could start over what the
-        protocols remember per channel. A restarted party is a new object and answers again; its peers then
-        refuse, so the run fails with this error and is started again under a new run id.
-        """
-        if msg.run_id in self._hello_runs:
-            raise ValueError(f"party {self.name!r}: refusing a second vertical.hello in run {msg.run_id!r} (run keys "
-                             "are made once per run; start a new run to reconnect)")
-        self._hello_runs.add(msg.run_id)
-        self.keys = PartyKeys.generate()
-        role = self.protocol_role
-        signed = sign_keys(self.identity, msg.run_id, CHANNEL_PROTOCOL, role, {"x25519": self.keys.public_bytes})
-        return msg.reply("vertical.hello", {"public_key": np.frombuffer(self.keys.public_bytes, dtype=np.uint8),
-                                            **signed.to_arrays()},
-                         {"role": role, "n_features": len(self.data.feature_names)})
+    def hello(self, msg: Message) -> Message:
+        """A fresh key pair for this run, signed with this organisation's certificate (once per run, `party_keys`)."""
+        return self.key_exchange.hello(msg, self.identity, self.protocol_role, len(self.data.feature_names))
 
     def peers(self, msg: Message) -> Message:
-        """Derive sealed channels, but only from peer keys signed by the peer's certificate for this run.
-
-        A key the coordinator substituted (or replayed from another run) fails here with an
-        IdentityError naming the peer, before any channel or mask exists. One-shot per `hello`: the
-        private key is dropped once the channels are derived, so a replayed `peers` cannot rebuild
-        channels with the same PRG keys (and reset what the protocols remember about them).
-        """
-        if self.keys is None:
-            if self.channels is not None:
-                raise ValueError(f"party {self.name!r}: refusing a second vertical.peers for this run key (channels "
-                                 "are derived once per vertical.hello; a replay would rebuild the same PRG streams)")
-            raise ValueError(f"party {self.name!r}: vertical.hello must come first")
-        publics = {k[4:]: np.ascontiguousarray(v, dtype=np.uint8).tobytes()
-                   for k, v in msg.arrays.items() if k.startswith("key:")}
-        if publics.get(self.name) not in (None, self.keys.public_bytes):
-            raise ValueError(f"party {self.name!r}: the coordinator relayed a key for this party that is not its own")
-        claimed = dict(msg.meta.get("roles") or {})
-        # a verifier that knows the job (a deployed agent's `PeerAllowList`) admits only the job's label holder
-        # in that role; a simulation's verifier has no such rule
-        admit_role = getattr(self.verifier, "admit_role", None)
-        if admit_role is not None:
-            admit_role(self.name, self.protocol_role)
-        roles = {self.name: self.protocol_role}
-        for peer, public in publics.items():
-            if peer == self.name:
-                continue
-            role = str(claimed.get(peer, ""))
-            if role not in PROTOCOL_ROLES:
-                raise ValueError(f"party {self.name!r}: peer {peer!r} has no protocol role (got {role!r})")
-            signed = SignedKeys.from_arrays(msg.arrays, peer, prefix=f"{peer}/")
-            if admit_role is not None:
-                admit_role(peer, role)
-            verify_keys(self.verifier, peer, msg.run_id, CHANNEL_PROTOCOL, role, {"x25519": public}, signed)
-            roles[peer] = role  # proved: the peer signed its key under this role
-        holders = sorted(n for n, r in roles.items() if r == "label_holder")
-        if len(holders) != 1:
-            why = ("this party holds the labels and " if self.protocol_role == "label_holder" and len(holders) > 1
-                   else "")
-            raise ValueError(f"party {self.name!r}: {why}{holders or 'no party'} signed run keys as label holder; "
-                             "a vertical run needs exactly one")
-        self.channels = SealedChannels(self.name, self.keys, publics, msg.run_id, roles=roles)
-        self.keys = None  # one-shot: the private key is dropped once the channels exist
+        """Sealed channels from peer keys signed by each peer's certificate for this run (one-shot, `party_keys`);
+        every protocol of this party uses them from now on."""
+        self.channels = self.key_exchange.channels(msg, self.verifier, self.protocol_role,
+                                                   has_channels=self.channels is not None)
         self.psi.channels = self.channels
         self.channel_run = msg.run_id
         return msg.reply("vertical.ack", meta={"peers": self.channels.peers})
@@ -332,70 +281,12 @@ class VerticalParty:
 
     # --- the bank's own model -----------------------------------------------------------------------
     def local_baseline(self, msg: Message) -> Message:
-        """Label holder only: an ordinary LR on its own columns, trained and scored locally.
+        """Label holder only: an ordinary LR on its own columns, trained and scored locally (`party_baseline`).
 
-        The comparison every bank asks for: what do the partners add? Same rows, same optimiser, exact
-        sigmoid; only aggregate test metrics are reported.
+        The comparison every bank asks for: what do the partners add? Only aggregate test metrics are reported.
         """
         if self.data.y is None:
             raise ValueError(f"party {self.name!r} has no labels: only the label holder trains a local baseline")
-        from sampan.metrics import brier_score, ks_statistic, roc_auc
-
         X_all, y_all = self._aligned_X(), self._aligned_y()
         assert y_all is not None
-        tr, va = check_splits(self.name, msg.arrays["train_rows"], msg.arrays["val_rows"], len(X_all))
-        scaler = LocalScaler.fit(X_all[tr])
-        w = fit_logistic(scaler.transform(X_all[tr]), y_all[tr], scaler.transform(X_all[va]), y_all[va],
-                         lr=float(msg.meta["lr"]), l2=float(msg.meta["l2"]), epochs=int(msg.meta["epochs"]),
-                         batch_size=int(msg.meta["batch_size"]), seed=int(msg.meta.get("seed", 0)))
-        # the dataset's fixed test rows only (its metrics are aggregates over them; never rows chosen to probe); a
-        # later run's baseline counts against the cap if it is another model, and the same model (a seeded re-run:
-        # the keyed split makes it identical) is answered again, its numbers unchanged
-        model = "local_baseline:" + fingerprint({"w": w, "mean": scaler.mean, "scale": scaler.scale}, {})
-        run_rows = self.run_rows(msg.run_id)
-        te = run_rows.admit_evaluation(model, msg.arrays["test_rows"], len(X_all), lambda: y_all, repeatable=True)
-        replayed = run_rows.answer(model)
-        if replayed is not None:  # the same baseline again: its first answer, verbatim (review R13-VBASE-1/2)
-            return msg.reply("vertical.local_baseline", meta=replayed)
-        Xte = np.hstack([scaler.transform(X_all[te]), np.ones((len(te), 1))])
-        pd = 1.0 / (1.0 + np.exp(-(Xte @ w)))
-        y = y_all[te]
-        try:
-            metrics = {"auc": roc_auc(y, pd), "ks": ks_statistic(y, pd), "brier": brier_score(y, pd), "n": int(len(y))}
-        except Exception as exc:  # its text may name a class: it stays in the bank's local log
-            log.warning("party %s: local baseline metrics failed: %s (local log only)", self.name, exc)
-            raise ValueError(f"party {self.name!r}: the local baseline's metrics could not be computed (details in "
-                             "this party's local log)") from None
-        run_rows.record_answer(model, metrics)
-        return msg.reply("vertical.local_baseline", meta=metrics)
-
-
-def fit_logistic(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, *, lr: float, l2: float,
-                 epochs: int, batch_size: int, seed: int = 0, patience: int = 5) -> np.ndarray:
-    """Minibatch LR with the exact sigmoid and validation-Brier early stopping; last weight = intercept.
-
-    The plaintext twin of secure vertical LR's optimiser, for baselines (bank-only, pooled).
-    """
-    Xb, Xv = np.hstack([X, np.ones((len(X), 1))]), np.hstack([X_val, np.ones((len(X_val), 1))])
-    y, y_val = np.asarray(y, dtype=np.float64), np.asarray(y_val, dtype=np.float64)
-    w = np.zeros(Xb.shape[1])
-    rate = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
-    w[-1] = np.log(rate / (1 - rate))
-    mask = np.ones_like(w)
-    mask[-1] = 0.0
-    rng = np.random.default_rng(seed)
-    best, best_w, bad = np.inf, w.copy(), 0
-    for _ in range(epochs):
-        order = rng.permutation(len(Xb))
-        for lo in range(0, len(order), batch_size):
-            i = order[lo:lo + batch_size]
-            r = 1.0 / (1.0 + np.exp(-(Xb[i] @ w))) - y[i]
-            w -= lr * (Xb[i].T @ r / len(i) + l2 * mask * w)
-        brier = float(np.mean((1.0 / (1.0 + np.exp(-(Xv @ w))) - y_val) ** 2))
-        if brier < best - 1e-5:
-            best, best_w, bad = brier, w.copy(), 0
-        else:
-            bad += 1
-            if bad >= patience:
-                break
-    return best_w
+        return local_baseline(msg, self.name, X_all, y_all, self.run_rows(msg.run_id))

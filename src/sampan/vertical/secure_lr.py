@@ -208,70 +208,24 @@ total (to the coordinator, under a pairwise zero-sum pad) only when the pass is 
 benchmark baseline for the cost of the cryptography.
 """
 
-
 from __future__ import annotations
-
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from sampan.crypto.channel import SealedChannels
 from sampan.crypto.ring import SIGMOID_POLY
 from sampan.errors import PartyError
-from sampan.wire import Message
+from sampan.vertical.sealed_inbox import _take as _take
+from sampan.vertical.sealed_inbox import receive
+from sampan.vertical.secure_lr_reveals import REVEALS, reveals
+from sampan.vertical.secure_lr_roles import Roles
 
 # The party's handlers: `sampan.vertical.secure_lr_party.SecureLRParty` (steps in secure_lr_batch, state and
-# checks in secure_lr_base). This module keeps the protocol's statement, its public constants and shared pieces.
+# checks in secure_lr_base). This module keeps the protocol's statement, its public constants and batch rules; the
+# receipt text (`secure_lr_reveals`), the roles (`secure_lr_roles`) and the envelope inbox (`sealed_inbox`) live
+# beside it and are re-exported here, so their old import path keeps working.
 __all__ = ["FEATURE_BITS", "RESIDUAL_BITS", "WEIGHT_BITS", "Roles", "min_batch_rows", "audit_count",
            "BatchRuleError", "REVEALS", "reveals", "weight_triples", "receive"]
 
-def reveals(shared_weights: bool) -> str:
-    """The receipt text for secure vertical LR in the given mode (what each role learns)."""
-    mode = (
-        "Weights are kept secret-shared (shared_weights): no party sees a plaintext gradient or its weights during "
-        "training; each party learns only its own final weights, opened to it at the end from a checkpoint taken "
-        "after a complete training epoch (never mid-epoch). Each secure-LR instance opens one more weight vector "
-        "to each party, so each party joins at most 2 instances per run by default (the LR and the scorecard's "
-        "LR). "
-        if shared_weights else
-        "Plaintext-gradient mode (shared_weights = false): each party sees its plaintext gradient; over many epochs "
-        "a party can solve for the residuals and hence the labels (demonstrated once epochs x d_p >~ batch size); "
-        "use shared_weights when labels must stay private. Per training batch the gradient X_p^T r is d_p linear "
-        "projections of that batch's residual (d_p = the party's number of columns, the bank's intercept "
-        "included); each party learns its own weights. ")
-    return _REVEALS_HEAD + mode + _REVEALS_TAIL + (_REVEALS_SHARED_DEALER if shared_weights else "") + _REVEALS_END
-
-
-_REVEALS_HEAD = (
-    "Secure vertical LR (semi-honest parties; the coordinator relays envelopes sealed under signed run keys "
-    "and deals correlated randomness, and colludes with no data party): the label and every party's features, "
-    "partial logits and residual shares stay private. ")
-_REVEALS_TAIL = (
-    "Every batch has at least max(4 x widest party's columns, 64) distinct rows and an epoch's batches partition "
-    "the training rows, which the residual holders enforce. The coordinator learns the row count, the batch "
-    "schedule, each party's column count and "
-    "one aggregate per epoch: the validation surrogate Brier score (mean squared residual of the polynomial "
-    "sigmoid over all validation rows, opened by the residual holders only after a complete training epoch and "
-    "a complete pass over validation rows disjoint from the training rows), which decides early stopping and "
-    "also reveals the validation positive count approximately. A malicious dealer can bias gradients "
-    "and the reported score; a dealer that corrupts the tuples behind the opened score (to read chosen rows) "
-    "is caught by the holders' audit of 1/8 sacrificed tuples per batch with probability ~1/9 per corrupted "
-    "tuple, and a failed audit ends secure LR for the rest of the run (every later instance is refused); reused "
-    "dealer seeds or protocol nonces within a run and unmasked openings are refused, and each party mixes its own "
-    "fresh nonce into its dealer seed, so no seeded pad repeats (a malicious dealer can still "
-    "deal the same mask values under fresh seeds, which shows the two residual holders differences of masked values; "
-    "it learns them itself only by colluding with a holder). Validation rows are processed in a per-instance order "
-    "the coordinator cannot compute, so a corrupted dealt value at a validation position hits a row it cannot name")
-_REVEALS_SHARED_DEALER = (
-    " (with shared weights the weight-update truncations are audited the same way, assigned to weights by each "
-    "owner and co-holder so the dealer cannot aim at one; the per-row logit corrections are not audited: a "
-    "malicious dealer can bias training and the score through them at validation positions it cannot link to a "
-    "row)")
-_REVEALS_END = (
-    ". Evaluation on held-out rows reveals the final scores of those rows to the bank, exactly as scoring them would.")
-REVEALS = reveals(True)  # the default mode
 
 FEATURE_BITS = 16
 RESIDUAL_BITS = 16
@@ -299,7 +253,6 @@ def weight_triples(d: int) -> int:
     return d + audit_count(d)
 
 
-
 def min_batch_rows(max_columns: int) -> int:
     """The fewest rows a training batch may have when the widest party has `max_columns` columns.
 
@@ -311,53 +264,3 @@ def min_batch_rows(max_columns: int) -> int:
 
 class BatchRuleError(PartyError, ValueError):
     """A holder refuses a training batch that would let a party solve its gradient for the residual."""
-
-
-@dataclass(frozen=True)
-class Roles:
-    """Who is who in one secure LR run (public to all parties)."""
-
-    bank: str
-    helper: str
-    others: tuple[str, ...]
-
-    @property
-    def all(self) -> tuple[str, ...]:
-        return (self.bank, self.helper, *self.others)
-
-    @property
-    def holders(self) -> tuple[str, str]:
-        return (self.bank, self.helper)
-
-    def co_holder(self, party: str) -> str:
-        """Shared weights: the residual holder that holds the other share of `party`'s weights."""
-        return self.helper if party == self.bank else self.bank
-
-    def holders_for(self, party: str) -> list[str]:
-        """The residual holders that send `party` Beaver pieces of X_p^T r_Q (every holder but itself)."""
-        return [q for q in self.holders if q != party]
-
-    @classmethod
-    def from_meta(cls, meta: Mapping[str, Any]) -> Roles:
-        return cls(meta["bank"], meta["helper"], tuple(meta["others"]))
-
-
-def receive(msg: Message, channels: SealedChannels, inbox: dict[tuple[str, str], np.ndarray]) -> None:
-    """Open the envelopes the coordinator relayed (arrays named 'from:<sender>:<n>') into `inbox`.
-
-    Keyed by (sender, array name); a protocol step pops what it needs, so an envelope may arrive a
-    wave earlier than the step that uses it.
-    """
-    for key, value in msg.arrays.items():
-        if key.startswith("from:"):
-            sender = key.split(":")[1]
-            for name, array in channels.open_arrays(sender, value).items():
-                inbox[(sender, name)] = array
-
-
-def _take(inbox: dict[tuple[str, str], np.ndarray], me: str, sender: str, name: str) -> np.ndarray:
-    try:
-        return inbox.pop((sender, name))
-    except KeyError:
-        raise ValueError(f"party {me!r}: expected {name!r} from {sender!r} has not arrived") from None
-
