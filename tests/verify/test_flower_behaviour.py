@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sampan.verify.api import PartyRegistration, ProjectCreate, TableData, TaskSpec
+from sampan.verify.api import PartyRegistration
 from sampan.verify.backend import BackendError
 from sampan.verify.kits import ClientTLS, RecordingTap, get_kit
 from sampan.verify.platforms.flower_proc import FlowerMissing, flower_python
@@ -25,22 +25,9 @@ try:
 except FlowerMissing as exc:  # pragma: no cover - depends on the machine
     pytest.skip(f"Flower is not installed: {exc}", allow_module_level=True)
 
+from _flower_fixtures import _setup, _spec, _table, _wait  # noqa: E402
+
 from sampan.verify.platforms.flower import FlowerBackend  # noqa: E402
-
-FEATURES = ["a", "b", "c"]
-
-
-def _table(rows: int, seed: int) -> TableData:
-    rng = np.random.default_rng(seed)  # synthetic rows for a reproducible test
-    x = rng.normal(size=(rows, 3))
-    y = (x @ np.array([1.5, -1.0, 0.5]) + rng.normal(scale=0.5, size=rows) > 0).astype(float)
-    return TableData(columns=[*FEATURES, "label"], rows=[[*map(float, x[i]), float(y[i])] for i in range(rows)])
-
-
-def _other_ca() -> str:
-    from sampan.verify.platforms.flower_tls import server_pki
-
-    return server_pki().ca_pem
 
 
 @pytest.fixture()
@@ -48,33 +35,6 @@ def backend() -> Any:
     b = FlowerBackend()
     yield b
     b.close()
-
-
-def _setup(backend: FlowerBackend, verifier: bool = True) -> tuple[str, Any]:
-    pid = backend.create_project(ProjectCreate(name="flower-behaviour")).project_id
-    for i, name in enumerate(("bank-a", "bank-b")):
-        backend.register_party(pid, PartyRegistration(name=name, role="data_owner", operated_by="platform",
-                                                      data=_table(150, i)))
-    connect = None
-    if verifier:
-        connect = backend.register_party(pid, PartyRegistration(name="verifier", role="data_owner",
-                                                                operated_by="verifier")).connect
-    return pid, connect
-
-
-def _spec(parties: list[str], **extra: Any) -> TaskSpec:
-    return TaskSpec.model_validate({"kind": "horizontal", "label": "label", "features": {p: FEATURES for p in parties},
-                                    "rounds": 3, "seed": 3, "timeout_s": 90, **extra})
-
-
-def _wait(backend: FlowerBackend, job_id: str, limit: float = 90) -> str:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        state = backend.job(job_id).state
-        if state in ("succeeded", "failed", "cancelled"):
-            return state
-        time.sleep(0.2)
-    return backend.job(job_id).state
 
 
 def test_a_platform_party_drops_out_and_the_job_finishes_without_it(backend: FlowerBackend) -> None:
@@ -113,6 +73,12 @@ def test_the_kit_sends_what_the_update_hook_returns_and_the_tap_sees_it(backend:
     received = tap.of("received", "model")
     assert [m.round for m in received] == [1, 2, 3]
     assert np.allclose(received[0].payload["weights"], 0.0)  # round 1 starts from zeros
+
+
+def _other_ca() -> str:
+    from sampan.verify.platforms.flower_tls import server_pki
+
+    return server_pki().ca_pem
 
 
 def _tls_handshake(address: str, ca_pem: str, limit: float = 20) -> dict[str, Any]:

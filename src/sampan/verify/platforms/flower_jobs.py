@@ -55,6 +55,14 @@ class FinalModel:
     scale: list[float]
 
 
+def _finite(value: Any) -> float | None:
+    """A metric as a finite float, else None (JSON has no NaN)."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if np.isfinite(number) else None
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -180,13 +188,19 @@ class FlowerJob:
             op = event.get("op")
             if op == "round":
                 result = RoundResult(round=int(event["round"]), seconds=max(0.0, float(event["seconds"])),
-                                     auc=event.get("auc"), loss=event.get("loss"),
+                                     auc=_finite(event.get("auc")), loss=_finite(event.get("loss")),
                                      parties=[p for p in event.get("parties", []) if p in self.spec.features])
                 with self._lock:
                     self._rounds.append(result)
                     if not self._job.done:
                         self._job = self._job.model_copy(update={"round": result.round})
             elif op == "done":
+                values = [*event["coefficients"], event["intercept"]]
+                if not np.all(np.isfinite(np.asarray(values, dtype=np.float64))):
+                    # Flower's FedAvg averages whatever arrives: a NaN/inf update poisons the global model
+                    self._finish("failed", ApiError(code="internal", message="the Flower server's final model is "
+                                                    "not finite (FedAvg averaged a non-finite update)"))
+                    return
                 with self._lock:
                     self._final = FinalModel([float(c) for c in event["coefficients"]], float(event["intercept"]),
                                              [float(m) for m in event["mean"]], [float(s) for s in event["scale"]])
