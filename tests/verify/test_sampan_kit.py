@@ -107,3 +107,18 @@ def test_stopped_kit_is_a_party_that_left(backend: SampanBackend) -> None:
     assert job.state == "succeeded", job.error
     rounds = backend.results(job_id).rounds
     assert names[0] in rounds[0].parties and names[0] not in rounds[-1].parties
+
+
+def test_a_late_kit_learns_the_job_failed(backend: SampanBackend) -> None:
+    """A job that fails before the verifier's kit joins still ends that party's seat: the kit does not hang."""
+    project = backend.create_project(ProjectCreate(name="late")).project_id
+    backend.register_party(project, PartyRegistration(name="a", role="data_owner", operated_by="verifier"))
+    backend.register_party(project, PartyRegistration(name="b", role="data_owner", operated_by="platform",
+                                                      data=_table(1)))
+    spec = TaskSpec(kind="horizontal", label="y", id_column="id", features={"a": ["nope"], "b": ["nope"]},
+                    rounds=1, timeout_s=1)
+    job_id = backend.submit_job(project, spec).job_id
+    assert backend.wait(job_id, 30).state == "failed"
+    stop = threading.Event()
+    with pytest.raises(Exception, match="party 'a'"):
+        get_kit("sampan").run(job_id, "a", _table(0), None, None, RecordingTap(), stop)  # type: ignore[arg-type]

@@ -270,9 +270,16 @@ class JobRun:
         finally:
             with self.lock:
                 self.finished_at = now()
+            # every verifier-operated party's seat ends with the job, also one its kit has not taken yet (a kit
+            # that comes late must not wait for a job that already ended)
+            for name in self.spec.features:
+                if parties[name].operated_by == "verifier" and name not in taken:
+                    taken[name] = seats(name)
+            with self.lock:
+                error = self.error[1] if self.error else ("cancelled" if self.state == "cancelled" else None)
             for place in taken.values():
                 if not place.done.is_set():
-                    place.finish(None)
+                    place.finish(error)
 
     def _fail(self, code: str | None, message: str, field_: str | None, taken: Mapping[str, Seat]) -> None:
         with self.lock:
