@@ -283,6 +283,19 @@ def run_server(spec: dict[str, Any], channel: Channel) -> None:
                  intercept=float(np.asarray(b).reshape(-1)[0]), mean=strategy.mean, scale=strategy.scale)
 
 
+def _exit_with_parent() -> None:
+    """Exit when the adapter's process is gone (we were re-parented): no orphan Flower server or client."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flower_worker")
     parser.add_argument("mode", choices=["server", "client"])
@@ -290,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--channel", type=int, required=True)
     parser.add_argument("--in", dest="in_fd", type=int, default=None)
     args = parser.parse_args(argv)
+    _exit_with_parent()
     with open(args.spec, encoding="utf-8") as fh:
         spec = json.load(fh)
     channel = Channel(args.channel, args.in_fd)
