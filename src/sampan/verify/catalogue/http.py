@@ -8,6 +8,7 @@ httpx is imported here only (the `verify` extra).
 from __future__ import annotations
 
 import json
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,9 +60,12 @@ class Api:
         self.base = self.url + "/bench/v1"
         self.token = token
         tls = tls or TargetTLS()
-        verify: Any = tls.ca_file if (tls.verify and tls.ca_file) else tls.verify
-        cert = (tls.cert_file, tls.key_file) if tls.cert_file and tls.key_file else None
-        self._client = httpx.Client(verify=verify, cert=cert, timeout=timeout_s)
+        verify: Any = tls.verify
+        if tls.verify and (tls.ca_file or tls.cert_file):
+            verify = ssl.create_default_context(cafile=tls.ca_file)
+            if tls.cert_file and tls.key_file:
+                verify.load_cert_chain(tls.cert_file, tls.key_file)
+        self._client = httpx.Client(verify=verify, timeout=timeout_s)
 
     def close(self) -> None:
         self._client.close()
