@@ -134,7 +134,8 @@ def run_evaluation(target: Target, profile: str = "quick", *, seed: int | None =
         manifest = build_manifest(profile=profile, seed=seed, data=data, info=info, tests=[t.id for t in chosen],
                                   target_url=target.url, dataset=dataset)
         manifest["party_kit"] = {"name": kit, "note": kit_note}
-        ctx = Context(api=api, info=info, data=data, profile=profile, kit=kit, local_pids=target.local_pids)
+        ctx = Context(api=api, info=info, data=data, profile=profile, kit=kit, local_pids=target.local_pids,
+                      data_dir=data_dir)
         outcomes: list[Outcome] = []
         total = len(chosen)
         for index, test in enumerate(chosen, start=1):

@@ -75,6 +75,7 @@ class Context:
     data: BenchData
     profile: str
     kit: str | None = None  # the party kit the verifier runs for its own party (None: black-box only)
+    data_dir: Any = None  # where the shared datasets are (None: found by sampan.data.public)
     local_pids: tuple[int, ...] = ()  # the platform's processes when it runs on this machine (P-CPU-MEM)
     stop: threading.Event = field(default_factory=threading.Event)
     cache: dict[str, Any] = field(default_factory=dict)
