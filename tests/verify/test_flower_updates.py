@@ -42,7 +42,7 @@ def test_a_bad_update_goes_out_as_the_hook_made_it_and_flower_does_not_survive_i
     """Flower checks no update: a NaN or 1000x long one (sent as is by the kit) fails the job; the catalogue's
     S-MALFORMED/S-OVERSIZED need the kit to deliver it, not to filter it."""
     pid, connect = _setup(backend)
-    job = backend.submit_job(pid, _spec(["bank-a", "bank-b", "verifier"], rounds=2))
+    job = backend.submit_job(pid, _spec(["bank-a", "bank-b", "verifier"], rounds=1))
     tap = RecordingTap()
     errors: list[BaseException] = []
 
