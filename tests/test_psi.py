@@ -99,14 +99,36 @@ def test_hash_to_curve_lands_on_the_curve_and_is_deterministic() -> None:
         assert gmpy2.legendre((u**3 + 486662 * u**2 + u) % P, P) == 1  # curve, not twist
 
 
-def test_try_and_increment_follows_the_documented_construction() -> None:
-    idb = b"BR00000042"
-    for counter in range(256):
-        digest = hashlib.sha512(psi_points._DOMAIN + bytes([counter]) + idb).digest()
-        u = int.from_bytes(digest[:32], "little") & ((1 << 255) - 1)
-        if u < P and gmpy2.legendre((u**3 + 486662 * u**2 + u) % P, P) == 1:
-            break
-    assert bytes(hash_to_curve([idb])[0]) == u.to_bytes(32, "little")
+def _elligator2_reference(idb: bytes) -> int:
+    """RFC 9380 Elligator 2 (Z = 2) x-coordinate with a plain modular inverse, written apart from the module."""
+    a = 486662
+    r = int.from_bytes(hashlib.sha512(b"sampan/psi/v2/curve25519/elligator2/" + idb).digest(), "little") % P
+    u1 = -a * pow(1 + 2 * r * r, -1, P) % P
+    on_curve = pow((u1**3 + a * u1**2 + u1) % P, (P - 1) // 2, P) == 1  # Euler's criterion, not gmpy2
+    return u1 if on_curve else (-a - u1) % P
+
+
+def test_elligator2_follows_the_documented_construction() -> None:
+    ids = [b"BR00000042", b"", "客户".encode(), b"x" * 256] + [b"e%d" % i for i in range(60)]
+    got = hash_to_curve(ids)
+    for idb, row in zip(ids, got, strict=True):
+        assert bytes(row) == _elligator2_reference(idb).to_bytes(32, "little")
+    assert psi_points._DOMAIN == b"sampan/psi/v2/curve25519/elligator2/"
+
+
+def test_elligator2_never_leaves_the_curve_and_hits_both_branches() -> None:
+    """Many ids: every point is on the curve (so no blinded token is on the twist), and both of the map's
+    branches (u1 and -A - u1) occur, so the batched inverse is checked on each."""
+    ids = [b"m%d" % i for i in range(4000)]
+    got = hash_to_curve(ids)
+    branches = set()
+    for idb, row in zip(ids[:400], got[:400], strict=True):
+        r = int.from_bytes(hashlib.sha512(psi_points._DOMAIN + idb).digest(), "little") % P
+        branches.add(int.from_bytes(bytes(row), "little") == -486662 * pow(1 + 2 * r * r, -1, P) % P)
+    assert branches == {True, False}
+    for row in got:
+        u = int.from_bytes(bytes(row), "little")
+        assert 0 < u < P and gmpy2.legendre((u**3 + 486662 * u**2 + u) % P, P) == 1
 
 
 def test_blinding_commutes_and_matches_the_public_api() -> None:

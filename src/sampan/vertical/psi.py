@@ -53,12 +53,12 @@ dropped, repeated, reordered or spliced from another payload abort the step), th
 corrupts the alignment (availability and integrity, not privacy): none reveals an id.
 Security rests on DDH in Curve25519's prime-order subgroup (clamped scalars are multiples of the
 cofactor 8, so every blinded point lies in that subgroup) and on SHA-512 as a random oracle.
-Hash to curve is try-and-increment: u = SHA-512(domain || counter || NFC id)[:32] with the top bit
-cleared, accepted when u^3 + 486662 u^2 + u is a nonzero square mod 2^255 - 19, so every point is on
-the curve, not its twist (a twist point would leak its id's residue class through the blinded value).
-Try-and-increment is not constant time: the number of tries depends on the id, a timing side channel
-only to someone measuring the party's own machine, not across the network (tries happen before any
-message and are batched).
+Hash to curve (v2) is Elligator 2 on r = SHA-512(domain || NFC id) mod 2^255 - 19 (`sampan.vertical.psi_points`
+has the construction and why it is not the cheaper u = H(id)): every point is on the curve, not its twist (a
+twist point stays on the twist when blinded, so its token would tell the peer one public bit of a hash of its
+id). The offer and accept name the map, and parties on different maps refuse each other rather than match
+nothing. The map is not constant time (Python big integers): a timing side channel only to someone measuring
+the party's own machine, not across the network (it runs before any message, in batches).
 """
 
 from __future__ import annotations

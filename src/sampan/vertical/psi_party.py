@@ -24,7 +24,14 @@ from sampan.vertical._parallel import ParallelError
 from sampan.vertical.psi import MODES
 from sampan.vertical.psi_ids import CompactIds, compact_ids
 from sampan.vertical.psi_parts import MAX_ROWS, PART_ROWS, Inbox, Outbox, count_parts
-from sampan.vertical.psi_points import PsiError, _check_points, _hash_and_blind, blind, match_tokens
+from sampan.vertical.psi_points import (
+    HASH_TO_CURVE,
+    PsiError,
+    _check_points,
+    _hash_and_blind,
+    blind,
+    match_tokens,
+)
 from sampan.wire import Message
 
 __all__ = ["PsiParty"]
@@ -230,6 +237,12 @@ class PsiParty:
             raise PsiError(f"party {self.name!r}: unknown PSI mode {mode!r}; expected one of {list(MODES)}")
         return mode
 
+    def _check_map(self, peer: str, theirs: Any) -> None:
+        """Both parties must hash ids to the curve the same way, or every id silently fails to match."""
+        if theirs != HASH_TO_CURVE:
+            raise PsiError(f"party {self.name!r}: {peer!r} hashes ids to the curve with {theirs!r}, this party with "
+                           f"{HASH_TO_CURVE!r}; run the same Sampan PSI version at both parties")
+
     def _no_overlap(self, a: str, b: str) -> PsiError:
         return PsiError(f"party {self.name!r}: no common customers between {a!r} and {b!r}")
 
@@ -243,7 +256,8 @@ class PsiParty:
         self._inbox.pop(peer, None)
         self._outbox.pop(peer, None)
         envelope = self._seal(request, peer, "psi.offer",
-                              meta={"mode": mode, "n": len(prepared), "shape": prepared.shape})
+                              meta={"mode": mode, "n": len(prepared), "shape": prepared.shape,
+                                    "hash_to_curve": HASH_TO_CURVE})
         return request.reply("psi.offer", {"envelope": envelope}, {"n": len(prepared)})
 
     def _accept(self, request: Message) -> Message:
@@ -256,6 +270,7 @@ class PsiParty:
         if inner.meta.get("mode") != mode:
             raise PsiError(f"party {self.name!r}: {peer!r} runs PSI mode {inner.meta.get('mode')!r}, "
                            f"the coordinator asked for {mode!r}")
+        self._check_map(peer, inner.meta.get("hash_to_curve"))
         prepared = self._prepare()
         encoded, shape = prepared.ids, prepared.shape
         self._check_shapes(peer, str(inner.meta.get("shape")), peer, self.name,
@@ -266,7 +281,8 @@ class PsiParty:
         session.perm = _secure_permutation(len(encoded))
         mine = _hash_and_blind(encoded[session.perm], session.key, self.workers)[0]  # hashed in sent order
         self._sessions[peer] = session
-        return self._send(request, peer, "psi.accept", {"points": mine}, {"n": len(encoded), "shape": shape},
+        return self._send(request, peer, "psi.accept", {"points": mine},
+                          {"n": len(encoded), "shape": shape, "hash_to_curve": HASH_TO_CURVE},
                           {"n": len(encoded)})
 
     def _blind(self, request: Message) -> Message:
@@ -274,6 +290,7 @@ class PsiParty:
         peer = str(request.meta["peer"])
         session = self._session(peer, "a")
         inner = self._receive(request, peer, "psi.accept")
+        self._check_map(peer, inner.meta.get("hash_to_curve"))
         self._check_shapes(peer, str(inner.meta.get("shape")), self.name, peer,
                            bool(request.meta.get("check_format", True)))
         session.peer_n = int(inner.meta["n"])
