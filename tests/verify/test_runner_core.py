@@ -116,7 +116,8 @@ def test_run_evaluation_against_a_fake_platform(data: Any) -> None:
         with pytest.raises(EvaluationError, match="401"):
             run_evaluation(Target(server.url, "wrong"), "quick", tests=tests, data_dir=SHARED)
     assert [o.verdict for o in ev.outcomes] == ["pass", "error", "error"]
-    assert [(e.phase, e.test_id, e.index) for e in events if e.phase != "done"] == [
+    assert events[0].phase == "setup" and events[0].message
+    assert [(e.phase, e.test_id, e.index) for e in events if e.phase not in ("done", "setup")] == [
         ("start", "T-INFO", 1), ("end", "T-INFO", 1), ("start", "T-CRASH", 2), ("end", "T-CRASH", 2),
         ("start", "T-HANG", 3), ("end", "T-HANG", 3)]
     assert events[-1].phase == "done" and all(e.total == 3 for e in events)

@@ -129,6 +129,7 @@ def run_evaluation(target: Target, profile: str = "quick", *, seed: int | None =
             raise EvaluationError(f"{target.url}: GET /bench/v1/info answered {reply.status}"
                                   + (" (is the token right?)" if reply.status == 401 else ""))
         info: dict[str, Any] = reply.body
+        progress(ProgressEvent("setup", "", 0, len(chosen), message="drawing columns and splits"))
         data = make_bench_data(seed, dataset, data_dir)
         kit, kit_note = _resolve_kit(target, info)
         manifest = build_manifest(profile=profile, seed=seed, data=data, info=info, tests=[t.id for t in chosen],
