@@ -198,6 +198,8 @@ class _Rr22Session:
     tunnel: Tunnel | None = None
     timer: threading.Timer | None = None
     located: tuple[np.ndarray, np.ndarray] | None = None  # A's rows and tokens, mapped early, not yet published
+    writer: threading.Thread | None = None  # A's side file, written while B writes its own
+    written: int = 0  # the id width the side file was written at (0: none yet)
     closed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -232,6 +234,8 @@ class _Rr22Session:
                 except OSError:
                     log_error = f"could not remove spu's trace {trace.group(1).decode()!r}"
                     logging.getLogger("sampan.vertical.psi").warning(log_error)
+            if self.writer is not None:
+                self.writer.join()  # never remove the folder under a writer still filling it
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -303,11 +307,12 @@ class Rr22Party:
         pipe), arm the deadline."""
         python = spu_python()
         seconds = self._seconds(request)
-        ids, _ = _compact(self.psi)
-        session.directory = Path(tempfile.mkdtemp(prefix=PREFIX))  # 0700
-        directory = session.directory
-        (directory / "party.pid").write_text(str(os.getpid()), encoding="ascii")
-        _write_ids(directory / "ids.csv", ids, session.width)
+        directory = self._folder(session)
+        if session.writer is not None:
+            session.writer.join()
+        if session.written != session.width:  # no side file yet, or one at a width the peer's ids exceed
+            _write_ids(directory / "ids.csv", _compact(self.psi)[0], session.width)
+            session.written = session.width
         channels = self.psi._channels()
         peer = session.peer
         spu_port = _free_port()
@@ -329,10 +334,40 @@ class Rr22Party:
                 [str(python), str(WORKER), str(directory / "config.json")], cwd=directory, env=env,
                 stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         session.tunnel.bind_worker(session.process.pid)
+        self._arm(session, seconds)
+
+    @staticmethod
+    def _arm(session: _Rr22Session, seconds: float) -> None:
+        """(Re)set the session's deadline: past it, the session closes itself (worker killed, folder removed)."""
+        if session.timer is not None:
+            session.timer.cancel()
         session.deadline = time.monotonic() + seconds
         session.timer = threading.Timer(seconds, session.close)
         session.timer.daemon = True
         session.timer.start()
+
+    @staticmethod
+    def _folder(session: _Rr22Session) -> Path:
+        """The session's private folder (0700), made once; `party.pid` first, so a sweep can tell its owner."""
+        if session.directory is None:
+            session.directory = Path(tempfile.mkdtemp(prefix=PREFIX))
+            (session.directory / "party.pid").write_text(str(os.getpid()), encoding="ascii")
+        return session.directory
+
+    def _write_early(self, session: _Rr22Session, ids: np.ndarray) -> None:
+        """A's side file at its own width, in the background while B writes its own (the usual case: both widths
+        agree, so `_launch` finds it done); a failure leaves `written` at 0 and `_launch` writes it again."""
+        directory, width = self._folder(session), session.width
+
+        def write() -> None:
+            try:
+                _write_ids(directory / "ids.csv", ids, width)
+                session.written = width
+            except OSError:
+                session.written = 0
+
+        session.writer = threading.Thread(target=write, name=f"rr22-ids-{self.name}", daemon=True)
+        session.writer.start()
 
     def _check_shapes(self, peer: str, peer_shape: str, check: bool) -> None:
         mine = _compact(self.psi)[1]
@@ -352,6 +387,8 @@ class Rr22Party:
         self._fresh(peer)
         session = _Rr22Session(peer, "a", mode, os.urandom(16), width=ids.dtype.itemsize)
         self.sessions[peer] = session
+        self._arm(session, self._seconds(request))  # the early side file, too, goes at the deadline
+        self._write_early(session, ids)
         inner = Message(request.run_id, request.step, self.name, peer, "psi.rr22.offer",
                         {"session": np.frombuffer(session.session, dtype=np.uint8)},
                         {"mode": mode, "n": len(ids), "shape": shape, "width": session.width})
