@@ -14,7 +14,7 @@ from sampan.verify.thresholds import value
 
 __all__ = ["quick_job", "horizontal_parties", "holdout_auc", "vertical_job", "judge_auc", "plane_for"]
 
-QUICK_ROUNDS = 10
+QUICK_ROUNDS = 15
 
 
 def plane_for(ctx: Context, **options: Any) -> Any:

@@ -92,7 +92,7 @@ class VerifierParty:
             return ClientTLS(cert_pem=None, key_pem=None, ca_pem=None)
         cert = self._good if self.variant == "good" and self._good is not None else \
             self.ca.client_cert(self._party, self.variant)  # type: ignore[arg-type]
-        return ClientTLS(cert_pem=cert.cert_pem, key_pem=cert.key_pem, ca_pem=None)
+        return ClientTLS(cert_pem=cert.cert_pem, key_pem=cert.key_pem, ca_pem=None, crl_pem=self.ca.crl_pem)
 
     def start(self, job_id: str) -> None:
         tls = self._tls()

@@ -255,7 +255,7 @@ def evaluate(ctx: Context) -> Result:
 
 def noniid(ctx: Context) -> Result:
     parties = horizontal_parties(ctx, noniid=True, verifier=False)
-    run = run_job(ctx, horizontal_spec(ctx, [p.name for p in parties], rounds=10), parties, prefix="noniid")
+    run = run_job(ctx, horizontal_spec(ctx, [p.name for p in parties], rounds=15), parties, prefix="noniid")
     found, how = holdout_auc(ctx, run)
     result = judge_auc(found, ctx.data.baseline.auc, "auc_margin_noniid", how, run)
     result.evidence["split_by"] = ctx.data.noniid_by
@@ -325,7 +325,7 @@ FUNCTIONAL: list[Test] = [
          pass_rule="the model is a weighted mean of the parties' steps (residual <= tolerance) with weights within "
          "the share tolerance of the row shares", thresholds=("agg_weighted_tol", "agg_share_tol")),
     Test("F-AUC-HORIZONTAL", "Horizontal accuracy vs pooled", "functional", ALL, auc_horizontal,
-         requires=("horizontal",), inputs="3 parties, drawn columns, 10 rounds",
+         requires=("horizontal",), inputs="3 parties, drawn columns, 15 rounds",
          pass_rule="holdout AUC >= pooled AUC - margin", thresholds=("auc_margin_horizontal",), timeout_s=300),
     Test("F-AUC-VERTICAL", "Vertical accuracy vs pooled", "functional", STD, auc_vertical, requires=("vertical",),
          inputs="label holder + feature holder, 80% id overlap", pass_rule="holdout AUC >= pooled AUC - margin",

@@ -70,7 +70,7 @@ def horizontal_spec(ctx: Context, parties: list[str], *, rounds: int = 5, **extr
     """A horizontal TaskSpec over the drawn columns (secure aggregation as claimed unless ``extra`` says)."""
     spec: dict[str, Any] = {"kind": "horizontal", "model": "logistic_regression", "label": LABEL,
                             "features": {p: list(ctx.data.columns) for p in parties}, "rounds": rounds,
-                            "local_epochs": 1, "learning_rate": 0.5, "batch_size": 64, "l2": 0.0,
+                            "local_epochs": 1, "learning_rate": 0.2, "batch_size": 64, "l2": 0.0,
                             "secure_aggregation": claimed_secagg(ctx), "seed": ctx.data.seed % (2**31),
                             "timeout_s": 300}
     spec.update(extra)
