@@ -122,24 +122,26 @@ def _elligator2(items: Sequence[bytes]) -> list[bytes]:
     Not constant time (Python big integers): the timing depends on the id, a side channel only to someone
     measuring the party's own machine, and the map runs before any message, in batches.
     """
-    sha512, legendre, mpz = hashlib.sha512, gmpy2.legendre, gmpy2.mpz
-    from_bytes, domain, p, a2, minus_a = int.from_bytes, _DOMAIN, _P_MPZ, _A_SQ, _MINUS_A
+    sha512, legendre, from_bytes = hashlib.sha512, gmpy2.legendre, gmpy2.mpz.from_bytes
+    domain, p, a2 = _DOMAIN, _P_MPZ, _A_SQ
     ds, prefix, flip = [], [], []
-    acc = mpz(1)
+    acc = gmpy2.mpz(1)
     for idb in items:
-        r = mpz(from_bytes(sha512(domain + idb).digest(), "little"))
+        r = from_bytes(sha512(domain + idb).digest(), "little")  # reduced mod p by the square below
         d = (r * r * 2 + 1) % p
-        # square test of the curve value at u1 = -A/d, times d^4: -A d (A^2 - A^2 d + d^2); legendre reduces mod p
-        flip.append(legendre(minus_a * d * (a2 - a2 * d + d * d), p) != 1)
+        # The curve value at u1 = -A/d times d^4 is -A d (d^2 - A^2 d + A^2), and -A is not a square mod p,
+        # so u1 is on the curve exactly when d (d (d - A^2) + A^2) is not a square (never 0; see above).
+        flip.append(legendre(d * (d * (d - a2) + a2), p) == 1)
         ds.append(d)
         prefix.append(acc)
         acc = acc * d % p
-    inv = gmpy2.invert(acc, p)  # 1 / (d_0 ... d_{n-1}); nonzero since no d is 0
+    inv = _MINUS_A * gmpy2.invert(acc, p) % p  # -A / (d_0 ... d_{n-1}); no d is 0, so acc is not
     out = [b""] * len(ds)
+    minus_a = _MINUS_A
     for i in range(len(ds) - 1, -1, -1):
-        u = minus_a * (prefix[i] * inv) % p  # -A / d_i
+        u = prefix[i] * inv % p  # -A / d_i, since inv is -A / (d_0 ... d_i) here
         inv = inv * ds[i] % p
-        out[i] = int((minus_a - u) % p if flip[i] else u).to_bytes(32, "little")  # else -A - u1
+        out[i] = ((minus_a - u) % p if flip[i] else u).to_bytes(32, "little")  # else -A - u1
     return out
 
 
