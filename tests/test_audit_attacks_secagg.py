@@ -54,18 +54,20 @@ def test_float_update_with_weak_noise_is_not_masked(noise: float) -> None:
     rng = np.random.default_rng(34)
     clear = rng.standard_normal(1000)
     res = is_masked(clear + noise * rng.standard_normal(1000), clear)
-    assert not res.masked and res.uniformity_p is None
+    assert not res.masked and res.leak_found and res.uniformity_p is None
     assert any("float payload" in n for n in res.notes)
 
 
-def test_float_payload_independent_of_update_is_masked() -> None:
+def test_float_payload_independent_of_update_is_inconclusive() -> None:
+    """A float payload is never called masked (R16-AUDIT-3): no leak found, but nothing shown either."""
     rng = np.random.default_rng(35)
-    assert is_masked(rng.uniform(-1e9, 1e9, 1000), rng.standard_normal(1000)).masked
+    res = is_masked(rng.uniform(-1e9, 1e9, 1000), rng.standard_normal(1000))
+    assert not res.masked and not res.conclusive and not res.leak_found
 
 
 def test_too_few_values_is_inconclusive() -> None:
     rng = np.random.default_rng(36)
-    res = is_masked(rng.integers(0, 2**62, 10), rng.standard_normal(10), ring_bits=64)
+    res = is_masked(rng.integers(0, 2**62, 10), rng.standard_normal(10), ring_bits=64, scale=SCALE)
     assert not res.conclusive and not res.masked
 
 
@@ -74,6 +76,10 @@ def test_masking_inputs_checked() -> None:
         is_masked(np.zeros(40), np.zeros(40), ring_bits=64)
     with pytest.raises(DataError, match="values but"):
         is_masked(np.zeros(40), np.zeros(41))
+    with pytest.raises(DataError, match="scale"):
+        is_masked(np.zeros(40, np.int64), np.zeros(40), ring_bits=64)
+    with pytest.raises(DataError, match="ring_bits"):
+        is_masked(np.zeros(40, np.int64), np.zeros(40), ring_bits=65, scale=SCALE)
 
 
 def test_sum_consistency_accepts_sum_and_rejects_single_inputs() -> None:
