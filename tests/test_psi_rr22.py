@@ -378,3 +378,53 @@ def test_the_result_maps_back_to_own_rows_in_token_order(width: int) -> None:
     assert as_bytes == sorted(as_bytes)  # one order at both parties: ascending token bytes
     with pytest.raises(Exception, match="does not hold"):
         _locate(ids[:10], found, width, "bank")
+
+
+def test_the_result_mapping_refuses_a_customer_named_twice() -> None:
+    from sampan.vertical.psi_rr22_party import _locate
+
+    ids = np.array([f"BR{i:08d}".encode() for i in range(1000)], dtype="S10")
+    found = _padded(ids[[3, 7, 3]], 10)
+    with pytest.raises(Exception, match="does not hold"):
+        _locate(ids, found, 10, "bank")
+
+
+def _sink_server() -> tuple[socket.socket, int]:
+    """A local 'spu' that takes every byte and never answers (a one-way message's receiver)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            def swallow(c: socket.socket = conn) -> None:
+                while c.recv(65536):
+                    pass
+                c.close()
+            threading.Thread(target=swallow, daemon=True).start()
+    threading.Thread(target=serve, daemon=True).start()
+    return server, int(server.getsockname()[1])
+
+
+def test_a_fed_tunnel_stops_waiting_soon_after_its_spu_took_the_bytes() -> None:
+    """The pump's `settle`: a party fed a one-way message answers the pump once its spu has taken the bytes and
+    stayed quiet for `settle` seconds, not after the whole `wait` (which held the pump 50 ms per such message)."""
+    server, port = _sink_server()
+    a, b = tunnel_pair(port)
+    try:
+        envelope = _first_envelope(a)
+        b.feed(envelope)
+        started = time.monotonic()
+        assert b.drain(2.0, settle=0.05) is None
+        assert time.monotonic() - started < 1.0
+        started = time.monotonic()
+        assert b.drain(0.3) is None  # without settle: the whole wait
+        assert time.monotonic() - started >= 0.29
+    finally:
+        a.close()
+        b.close()
+        server.close()
