@@ -18,13 +18,14 @@ import tempfile
 import threading
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
 from sampan.runtime.store import Store
 from sampan.verify.api import (
     ApiError,
+    Capability,
     Claims,
     DPClaim,
     EvaluateMetrics,
@@ -44,12 +45,15 @@ from sampan.verify.api import (
 )
 from sampan.verify.backend import BackendError
 from sampan.verify.platforms.sampan_kit import seat
+from sampan.web.bench_config import check_aggregator
 from sampan.web.bench_jobs import JobRun, PartyEntry, audit_entries, round_aucs
 
 __all__ = ["SampanBackend", "mount_bench_api"]
 
 CAPABILITIES = ["horizontal", "vertical", "psi", "secure_aggregation", "dp", "model_export", "evaluate", "predict",
                 "dropout", "audit_log"]
+if "robust_aggregation" in get_args(Capability):  # the API version that carries TaskSpec.aggregator
+    CAPABILITIES.append("robust_aggregation")  # median, trimmed mean, Krum: `bench_config` says when
 
 
 # What a job with `dp` set gets: record-level (epsilon, delta)-DP per party for the released model (DP3: clipped
@@ -256,6 +260,7 @@ class SampanBackend:
 
 def _check_shape(spec: TaskSpec) -> None:
     """Refuse, before any thread starts, what Sampan's protocols cannot run (with the reason)."""
+    check_aggregator(spec)
     n = len(spec.features)
     if spec.kind == "horizontal" and spec.secure_aggregation and n - (spec.dropout is not None) < 3:
         raise BackendError("unsupported", f"secure aggregation needs at least 3 contributing parties in every round "

@@ -35,6 +35,7 @@ from sampan.runtime.store import Store
 from sampan.verify.api import AuditEntry, RoundResult, TableData, TaskSpec
 from sampan.verify.backend import BackendError
 from sampan.verify.platforms.sampan_kit import Seat
+from sampan.web.bench_config import strategy_section
 from sampan.wire import Message
 
 __all__ = ["JobRun", "PartyEntry", "build_config", "write_table"]
@@ -117,6 +118,7 @@ def build_config(spec: TaskSpec, folder: Path, parties: Mapping[str, PartyEntry]
         "training": {"local_epochs": spec.local_epochs, "learning_rate": spec.learning_rate,
                      "batch_size": spec.batch_size, "l2": spec.l2},
         "parties": [{"name": p, "path": str(folder / f"{p}.csv")} for p in spec.features]}
+    data.update(strategy_section(spec))  # the spec's aggregator (robust ones only without SecAgg+ and DP)
     if spec.secure_aggregation:
         data["secure_aggregation"] = {"enabled": True}
     if spec.dp is not None:  # DP3 at the aggregator; standardising would need public bounds per feature (DP1)
