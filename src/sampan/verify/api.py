@@ -44,9 +44,14 @@ ErrorCode = Literal["unauthorized", "forbidden", "not_found", "invalid", "unsupp
                     "internal"]
 
 Capability = Literal["horizontal", "vertical", "psi", "secure_aggregation", "dp", "mtls", "model_export",
-                     "evaluate", "predict", "dropout", "resume", "audit_log"]
+                     "evaluate", "predict", "dropout", "resume", "audit_log", "robust_aggregation"]
 CAPABILITIES: tuple[str, ...] = ("horizontal", "vertical", "psi", "secure_aggregation", "dp", "mtls",
-                                 "model_export", "evaluate", "predict", "dropout", "resume", "audit_log")
+                                 "model_export", "evaluate", "predict", "dropout", "resume", "audit_log",
+                                 "robust_aggregation")
+Aggregator = Literal["mean", "median", "trimmed_mean", "krum"]
+"""How a horizontal job combines the parties' updates: "mean" (FedAvg, the default) or a robust rule, offered by
+a platform that declares the capability "robust_aggregation" (it does not combine with secure aggregation here:
+a robust rule needs each update, secure aggregation reveals only their sum)."""
 
 PartyName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
 ColumnName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -228,6 +233,7 @@ class TaskSpec(_Model):
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
     dropout: Dropout | None = None
     timeout_s: int = Field(default=600, ge=1, le=86_400)
+    aggregator: Aggregator = "mean"  # optional, v1.0-compatible: a platform without robust_aggregation sees "mean"
 
     @model_validator(mode="after")
     def _consistent(self) -> TaskSpec:
@@ -284,6 +290,10 @@ class AuditEntry(_Model):
 
 
 class JobResults(_Model):
+    """`metrics`: at least "auc" on the platform's own holdout if any; optional documented keys:
+    "intersection_size" (vertical jobs: how many ids the PSI matched, checked by F-PSI-EXACT against a plaintext
+    intersection)."""
+
     job_id: Identifier
     rounds: list[RoundResult] = Field(default_factory=list)
     metrics: dict[str, float] = Field(default_factory=dict)
@@ -335,7 +345,7 @@ __all__ = [
     "API_VERSION", "BASE_PATH", "VERSION_HEADER", "DEFAULT_MAX_BODY_BYTES", "ERROR_STATUS", "CAPABILITIES",
     "MAX_ROWS", "MAX_COLUMNS", "MAX_CELLS", "MAX_ROUNDS",
     "ApiError", "ErrorBody", "DPClaim", "Claims", "PlatformInfo", "ProjectCreate", "Project", "TableData",
-    "PartyRegistration", "PartyConnect", "Party", "DPSpec", "Dropout", "TaskSpec", "Job", "RoundResult",
+    "PartyRegistration", "PartyConnect", "Party", "DPSpec", "Dropout", "Aggregator", "TaskSpec", "Job", "RoundResult",
     "AuditEntry", "JobResults", "Standardisation", "ModelExport", "EvaluateMetrics", "EvaluateResult",
     "PredictResult",
 ]

@@ -15,6 +15,7 @@ from sampan.verify.catalogue.common import (
     horizontal_parties,
     judge_auc,
     max_abs,
+    plane_for,
     quick_job,
     vertical_job,
     vertical_qualify,
@@ -162,31 +163,60 @@ def psi_exact(ctx: Context) -> Result:
 AGG_ROWS = (400, 240, 160)  # multiples of 40: a 10%, 20% or 25% holdout per party keeps the proportions exact
 
 
+def _start_model(run: Any, d: int) -> np.ndarray | None:
+    """The model the verifier's party received first ([coefficients..., intercept]), or None without one."""
+    plane = run.plane
+    if plane is None:
+        return None
+    got = []
+    for m in plane.tap.messages:
+        if m.direction != "received":
+            continue
+        for key in ("weights", "params", *m.payload):
+            a = np.asarray(m.payload.get(key, []))
+            if a.dtype.kind == "f" and a.size == d:
+                got.append((m.round, a.reshape(-1).astype(np.float64)))
+                break
+    return min(got, key=lambda g: g[0])[1] if got else None
+
+
 def agg_weighted(ctx: Context) -> Result:
-    """One full-batch round from zeros. Each party holds copies of one row, so whichever rows a platform holds out
-    for its own metrics, each party's local step is the same; the row-weighted FedAvg of those steps is the
-    reference (a plain mean of the parties' models is reported beside it, to tell the two apart)."""
+    """One full-batch round. Each party holds copies of one row, so whichever rows a platform holds out for its
+    own metrics, each party's local step is the same; the row-weighted FedAvg of those steps is the reference (a
+    plain mean of the parties' models is reported beside it, to tell the two apart). The step starts from the
+    model the verifier's party received in round 1 (a platform may start from a small random model, as Sampan
+    does so two secure runs never unmask the same model); without a party kit, from zeros (stated)."""
     t = ctx.data.table
     picks = [int(ctx.data.parts[i][np.flatnonzero(t.y[ctx.data.parts[i]] == label)[0]])
              for i, label in enumerate((1, 0, 1))]
-    parties = [PartySpec(p.name, p.role, table_data(t, np.full(n, r), ctx.data.columns))
-               for p, n, r in zip(horizontal_parties(ctx, verifier=False), AGG_ROWS, picks, strict=True)]
+    parties = [PartySpec(p.name, p.role, table_data(t, np.full(n, r), ctx.data.columns), p.operated_by)
+               for p, n, r in zip(horizontal_parties(ctx), AGG_ROWS, picks, strict=True)]
     lr = 0.1
     spec = horizontal_spec(ctx, [p.name for p in parties], rounds=1, batch_size=1_000_000, learning_rate=lr,
                            secure_aggregation=False)  # fixed-point masking would round below the tolerance
-    run = run_job(ctx, spec, parties, prefix="aggregation")
+    plane = plane_for(ctx) if any(p.operated_by == "verifier" for p in parties) else None
+    run = run_job(ctx, spec, parties, prefix="aggregation", plane=plane)
     if run.model is None:
         raise NotApplicable("no model export")
+    d = len(ctx.data.columns)
+    start = _start_model(run, d + 1)
+    start_from = "the model the verifier's party received in round 1" if start is not None else \
+        "zeros (no party kit: the start model is not observable)"
+    w0 = start[:-1] if start is not None else np.zeros(d)
+    b0 = float(start[-1]) if start is not None else 0.0
     X, y = t.cols(ctx.data.columns)[picks], t.y[picks].astype(np.float64)
     std = run.model.get("standardisation")
     if std:
         X = (X - np.asarray(std["mean"])) / np.asarray(std["scale"])
-    steps = np.hstack([(-lr * (0.5 - y))[:, None], -lr * (0.5 - y)[:, None] * X])  # [intercept, coefficients]
+    p = 1.0 / (1.0 + np.exp(-(X @ w0 + b0)))
+    g = (p - y)[:, None]
+    steps = np.hstack([-lr * g, -lr * g * X])  # [intercept, coefficients]: each party's change from the start
     n = np.asarray(AGG_ROWS, dtype=np.float64)
     order = [run.model["features"].index(c) for c in ctx.data.columns]
     got = np.concatenate([[run.model["intercept"]], np.asarray(run.model["coefficients"])[order]])
-    # the aggregate must be a weighted mean of the parties' steps (exactly), with weights near the row shares
-    # (a platform that holds some rows out for its own metrics trains on a little fewer: the weights tell)
+    got = got - np.concatenate([[b0], w0])
+    # the aggregate change must be a weighted mean of the parties' steps (exactly), with weights near the row
+    # shares (a platform that holds some rows out for its own metrics trains on a little fewer: the weights tell)
     alpha = np.linalg.lstsq(steps.T, got, rcond=None)[0]
     residual = max_abs(steps.T @ alpha, got)
     shares = n / n.sum()
@@ -198,10 +228,12 @@ def agg_weighted(ctx: Context) -> Result:
                   f"aggregate = weighted mean of the parties' steps to {residual:.1e}, weights "
                   f"{np.round(alpha, 4).tolist()} vs row shares {np.round(shares, 4).tolist()}",
                   figures={"residual": residual, "max_weight_off_share": off, "max_abs_error_row_weighted":
-                           err_weighted, "max_abs_error_unweighted": err_plain},
+                           err_weighted, "max_abs_error_unweighted": err_plain,
+                           "start_norm": float(np.linalg.norm(np.append(w0, b0)))},
                   evidence={"job_id": run.job_id, "rows": list(AGG_ROWS), "weights": alpha.tolist(),
                             "standardisation": bool(std), "thresholds": {"residual": tol, "weights": share_tol},
-                            "assumes": "logistic regression from zero weights, one full-batch step per round"})
+                            "start_model": start_from,
+                            "assumes": "logistic regression, one full-batch gradient step per round"})
 
 
 def auc_horizontal(ctx: Context) -> Result:
@@ -321,9 +353,11 @@ FUNCTIONAL: list[Test] = [
          thresholds=("psi_missing_extra",), claim="psi"),
     Test("F-AGG-WEIGHTED", "FedAvg weighted by rows", "functional", STD, agg_weighted,
          requires=("horizontal", "model_export"),
-         inputs="one full-batch round; parties hold 400/240/160 copies of one row",
-         pass_rule="the model is a weighted mean of the parties' steps (residual <= tolerance) with weights within "
-         "the share tolerance of the row shares", thresholds=("agg_weighted_tol", "agg_share_tol")),
+         inputs="one full-batch round; parties hold 400/240/160 copies of one row (the last run by the verifier, "
+         "which sees the start model)",
+         pass_rule="the change from the start model the verifier's party received is a weighted mean of the "
+         "parties' steps from it (residual <= tolerance) with weights within the share tolerance of the row shares",
+         thresholds=("agg_weighted_tol", "agg_share_tol")),
     Test("F-AUC-HORIZONTAL", "Horizontal accuracy vs pooled", "functional", ALL, auc_horizontal,
          requires=("horizontal",), inputs="3 parties, drawn columns, 15 rounds",
          pass_rule="holdout AUC >= pooled AUC - margin", thresholds=("auc_margin_horizontal",), timeout_s=300),

@@ -16,13 +16,12 @@ import numpy as np
 from sampan.verify.catalogue.base import Context, NotApplicable, Result
 from sampan.verify.catalogue.common import holdout_auc, horizontal_parties, plane_for, quick_job
 from sampan.verify.catalogue.data import HORIZONTAL_PARTIES
-from sampan.verify.catalogue.jobs import JobRun, PartySpec, horizontal_spec, linear_scores, run_job
+from sampan.verify.catalogue.jobs import JobRun, PartySpec, claimed_secagg, horizontal_spec, linear_scores, run_job
 from sampan.verify.datasets import fit_lr, table_data
 from sampan.verify.thresholds import value
 
-CANARY_NORM = 300.0
-
-__all__ = ["grad_inversion", "mia", "dp_audit", "secagg_masked", "byzantine", "backdoor"]
+__all__ = ["grad_inversion", "mia", "mia_verdict", "dp_audit", "dp_audit_verdict", "secagg_masked", "byzantine",
+           "backdoor"]
 
 
 def _vec(payload: dict[str, np.ndarray], d: int, prefer: tuple[str, ...] = ("weights", "update")) -> np.ndarray | None:
@@ -104,110 +103,164 @@ def _dp_spec(ctx: Context) -> dict[str, Any] | None:
 
 
 def mia(ctx: Context) -> Result:
-    from sampan.audit.membership_fpr import membership_at_fpr
+    """Membership of the canary rows (see `canaries`): members = included canaries, non-members = excluded ones,
+    score = (2y - 1) x the change of the canary column's weight. About m/2 = 240 non-members cannot resolve an FPR
+    of 0.1% (that needs 1,000): the TPR is reported at the lowest resolvable FPR, 1 / non-members, and said so."""
+    from sampan.verify.catalogue.canaries import canary_job
 
     dp = _dp_spec(ctx)
-    parties = horizontal_parties(ctx, verifier=False)
-    run = run_job(ctx, horizontal_spec(ctx, [p.name for p in parties], rounds=10, dp=dp), parties, prefix="mia")
-    if run.model is None:
-        raise NotApplicable("no model export to score records with")
-    t = ctx.data.table
+    canary = canary_job(ctx, dp)
+    if canary.run.model is None:
+        raise NotApplicable("no model export to score the canaries with")
+    return mia_verdict(canary, dp)
 
-    def conf(rows: np.ndarray) -> np.ndarray:
-        p = linear_scores(run.model or {}, table_data(t, rows, ctx.data.columns, label=False))
-        return np.where(t.y[rows] == 1, p, 1 - p)
 
+def mia_verdict(canary: Any, dp: dict[str, Any] | None) -> Result:
+    """S-MIA's judgement of a canary job against the claimed ``dp`` (a negative control passes a DP-off job)."""
+    from sampan.audit.membership_fpr import membership_at_fpr
+
+    inc = canary.plan.included
+    members, nonmembers = canary.scores[inc], canary.scores[~inc]
+    fpr = max(0.001, 1.0 / max(1, nonmembers.size))
     claimed = dp["epsilon"] if dp else None
-    result = membership_at_fpr(conf(ctx.data.train), conf(ctx.data.holdout), fpr=0.001,
-                               delta=dp["delta"] if dp else 1e-5, claimed_epsilon=claimed)
+    result = membership_at_fpr(members, nonmembers, fpr=fpr, delta=dp["delta"] if dp else 1e-5,
+                               claimed_epsilon=claimed)
+    eps_lo = float(result.epsilon[1])
     fails = result.tpr > value("mia_tpr_at_low_fpr_max")
-    if claimed is not None and result.eps_lower > claimed + value("eps_lower_bound_slack"):
+    if claimed is not None and eps_lo > claimed + value("eps_lower_bound_slack"):
         fails = True
+    resolved = "0.1%" if fpr <= 0.001 else f"{fpr:.2%} (the lowest FPR {nonmembers.size} non-members resolve)"
     return Result("fail" if fails else "pass",
-                  f"TPR {result.tpr:.3f} at FPR {result.fpr:.4f}; epsilon lower bound {result.eps_lower:.2f}"
+                  f"TPR {result.tpr:.3f} at FPR {resolved}; epsilon lower bound {eps_lo:.2f}"
                   + (f" vs claimed {claimed}" if claimed is not None else " (no DP claimed)"),
-                  figures={"tpr": result.tpr, "fpr": result.fpr, "eps_lower": result.eps_lower,
-                           "members": float(result.n_members), "nonmembers": float(result.n_nonmembers)},
-                  evidence={"attack": result.to_dict(), "dp_spec": dp})
+                  figures={"tpr": result.tpr, "fpr": result.fpr, "target_fpr": fpr, "eps_lower": eps_lo,
+                           "eps_max_provable": result.eps_max_provable, "members": float(result.n_members),
+                           "nonmembers": float(result.n_nonmembers)},
+                  evidence={"attack": result.to_dict(), "dp_spec": dp, "canaries": len(canary.plan.names),
+                            "start_model": canary.start_from, "job_id": canary.run.job_id,
+                            "score": "(2y - 1) x change of the canary column's weight (exported model - start)",
+                            "fpr_note": "FPR 0.1% needs >= 1,000 non-members; the API's 512-column limit allows "
+                                        f"{len(canary.plan.names)} canaries, so the TPR is at FPR {fpr:.2%}"})
 
 
 def dp_audit(ctx: Context) -> Result:
-    """Steinke et al. 2023: m canaries each included with probability 1/2 in the verifier's party; score each
-    by its alignment with the change of the global model the party receives (what DP protects)."""
-    from sampan.audit.one_run_audit import audit_from_scores, plan_canaries
+    """Steinke et al. 2023 on the canary columns (see `canaries`): guess "included" for the k highest scores and
+    "excluded" for the k lowest (k = m / 6, fixed before the job), bound epsilon at 95%."""
+    from sampan.verify.catalogue.canaries import canary_job
 
     dp = _dp_spec(ctx)
     if dp is None:
         raise NotApplicable("the platform claims no DP (or cannot run a DP job)")
-    t = ctx.data.table
-    d = len(ctx.data.columns)
-    rng = np.random.default_rng(secrets.randbits(64))
-    directions = np.linalg.qr(rng.standard_normal((d, d)))[0].T  # m = d orthonormal canary directions
-    included = plan_canaries(d, rng)
-    canaries = CANARY_NORM * directions[included]  # far outside the data: unclipped, each moves the model
-    base = table_data(t, ctx.data.parts[2], ctx.data.columns)
-    rows = base["rows"] + [[*map(float, c), 1.0] for c in canaries]
-    run = _verifier_job(ctx, {"columns": base["columns"], "rows": rows},
-                        {"rounds": 5, "batch_size": 1_000_000, "local_epochs": 1, "dp": dp}, "dp-audit")
-    models = [g for _, g, _ in _rounds(run.plane, d + 1) if g is not None]
-    if run.model is not None:
-        final = np.append(np.asarray(run.model["coefficients"], dtype=np.float64), float(run.model["intercept"]))
-        models.append(final)
-    if len(models) < 2:
-        return Result("error", "fewer than two global models seen: nothing to score canaries with")
-    # the first round's change: a canary's pull is largest there (later its prediction saturates), while the
-    # benign rows' pull is a fixed direction that more rounds would only add to
-    change = models[1][:-1] - models[0][:-1]
-    scores = directions @ change
-    k = max(1, d // 4)
-    result = audit_from_scores(scores, included, k, k, delta=dp["delta"], claimed_epsilon=dp["epsilon"])
+    canary = canary_job(ctx, dp)
+    if canary.run.model is None:
+        return Result("error", "no model export to score the canaries with")
+    return dp_audit_verdict(canary, dp)
+
+
+def dp_audit_verdict(canary: Any, dp: dict[str, Any]) -> Result:
+    """S-DP-AUDIT-ONE-RUN's judgement of a canary job against the claimed ``dp``."""
+    from sampan.audit.one_run_audit import audit_from_scores
+
+    m = len(canary.plan.names)
+    k = max(1, m // 6)
+    result = audit_from_scores(canary.scores, canary.plan.included, k, k, delta=dp["delta"],
+                               claimed_epsilon=dp["epsilon"])
     refuted = result.eps_lower > dp["epsilon"] + value("eps_lower_bound_slack")
     return Result("fail" if refuted else "pass",
                   f"{result.correct}/{result.guesses} canary guesses right; epsilon lower bound "
-                  f"{result.eps_lower:.2f} vs claimed {dp['epsilon']}",
+                  f"{result.eps_lower:.2f} vs claimed {dp['epsilon']} (this audit can show at most "
+                  f"{result.eps_max_provable:.2f})",
                   figures={"eps_lower": result.eps_lower, "claimed_epsilon": dp["epsilon"],
+                           "eps_max_provable": result.eps_max_provable,
                            "correct": float(result.correct), "guesses": float(result.guesses)},
-                  evidence={"audit": result.to_dict(), "canaries": d, "canary_norm": CANARY_NORM,
-                            "score": "first-round change of the global model along each canary's direction"})
+                  evidence={"audit": result.to_dict(), "canaries": m, "start_model": canary.start_from,
+                            "job_id": canary.run.job_id,
+                            "score": "(2y - 1) x change of the canary column's weight (exported model - start)"})
+
+
+ASSUMED_FRAC_BITS = 32  # the fixed-point scale 2^f assumed for a ring payload whose kit does not tap it
+
+
+def _ring_pairs(plane: Any, d: int) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
+    """(round, sent vector, clear update or None) per round of the party's update messages."""
+    clear_msgs = {m.round: m for m in plane.tap.of("sent", "update_clear")}
+    out = []
+    for m in plane.tap.of("sent", "update"):
+        payload = {k: np.asarray(v) for k, v in m.payload.items()}
+        clear_payload = clear_msgs[m.round].payload if m.round in clear_msgs else payload
+        clear = _vec(dict(clear_payload), d, prefer=("update", "weights"))
+        ring = next((payload[k] for k in ("masked_update", *payload) if k in payload
+                     and payload[k].dtype.kind in "iu" and payload[k].size == d), None)
+        sent = ring if ring is not None else _vec(payload, d, prefer=("update", "weights"))
+        if sent is not None:
+            out.append((m.round, sent.reshape(-1), clear))
+    return out
 
 
 def secagg_masked(ctx: Context) -> Result:
+    """The mask is computed, not guessed: mask = sent - encode(clear) mod 2^bits per round (the clear update is the
+    kit's ``update_clear`` tap), and `is_masked` tests every bit of it for uniformity, zero coordinates and reuse
+    across rounds (rounds x values). A float payload is never masked."""
     from sampan.audit.secure_agg_checks import is_masked
 
     run = quick_job(ctx)
     if run.plane is None:
         raise NotApplicable("the verifier ran no party of the quick job")
     d = len(ctx.data.columns) + 1
-    sent_msgs = run.plane.tap.of("sent", "update")
-    clear_msgs = {m.round: m for m in run.plane.tap.of("sent", "update_clear")}
-    pairs = []
-    for m in sent_msgs:
-        clear = _vec(clear_msgs[m.round].payload, d) if m.round in clear_msgs else _vec(m.payload, d)
-        if clear is None:
-            continue
-        payload = {k: np.asarray(v) for k, v in m.payload.items()}
-        ring = next((v for v in payload.values() if v.dtype.kind in "iu" and v.size == d), None)
-        sent = ring if ring is not None else _vec(payload, d)
-        if sent is None:
-            continue
-        pairs.append((sent, clear, ring is not None))
+    pairs = [p for p in _ring_pairs(run.plane, d) if p[2] is not None]
     if not pairs:
         return Result("error", "the party's update messages carry no vector of the model's size",
                       evidence={"kinds": sorted({m.kind for m in run.plane.tap.messages})})
-    sent = np.concatenate([p[0].astype(np.float64) for p in pairs])
-    clear = np.concatenate([p[1] for p in pairs])
-    result = is_masked(sent, clear)
-    evidence = {"masking": result.__dict__, "rounds": len(pairs), "ring_payload": pairs[0][2]}
+    ring = all(p[1].dtype.kind in "iu" for p in pairs)
+    sent = np.stack([p[1] for p in pairs])
+    clear = np.stack([np.asarray(p[2], dtype=np.float64) for p in pairs])
+    if ring:
+        bits = int(sent.dtype.itemsize * 8)
+        result = is_masked(sent.astype(np.uint64), clear, ring_bits=bits, scale=2.0**ASSUMED_FRAC_BITS,
+                           alpha=value("masked_alpha"))
+    else:
+        bits = None
+        result = is_masked(sent.astype(np.float64), clear, alpha=value("masked_alpha"))
+    evidence = {"masking": result.to_dict(), "rounds": len(pairs), "ring_payload": ring, "ring_bits": bits,
+                "scale": f"2^{ASSUMED_FRAC_BITS} assumed" if ring else None,
+                "why_scale_is_safe": "a genuine mask is uniform whatever scale is assumed; a payload that is only "
+                "an encoding of the update leaves a mask of small encoding differences, which the bit tests "
+                "reject, so a wrong scale cannot make a clear payload pass"}
     corr = abs(float(result.pearson_r)) if result.pearson_r == result.pearson_r else 0.0
-    masked = result.masked or (corr <= value("masked_correlation_max") and result.equal_fraction <= 0.01)
+    masked = bool(result.masked)
+    figures: dict[str, float | None] = {"pearson_r": corr, "equal_fraction": result.equal_fraction,
+                                       "values": float(result.n)}
     if not ctx.claims.get("secure_aggregation"):
         return Result("pass" if masked else "skip",
                       "no secure aggregation claimed; updates are " + ("masked" if masked else "in the clear"),
-                      figures={"pearson_r": corr, "equal_fraction": result.equal_fraction}, evidence=evidence)
+                      figures=figures, evidence=evidence)
+    why = "; ".join(result.notes[:3])
     return Result("pass" if masked else "fail",
-                  ("masked" if masked else "NOT masked") + f": |r| = {corr:.3f}, equal values "
-                  f"{result.equal_fraction:.1%} over {clear.size} values",
-                  figures={"pearson_r": corr, "equal_fraction": result.equal_fraction}, evidence=evidence)
+                  ("masked" if masked else "NOT masked") + f" over {len(pairs)} rounds x {d} values "
+                  f"({'ring Z_2^' + str(bits) if ring else 'float payload'}): zero mask coordinates "
+                  f"{result.equal_fraction:.1%}, |r| = {corr:.3f}" + (f"; {why}" if why and not masked else ""),
+                  figures=figures, evidence=evidence)
+
+
+ROBUST_AGGREGATOR = "median"  # coordinate-wise median: robust to 1 of 3 parties (Krum needs n >= 2f + 3 = 5)
+
+
+def _robust(ctx: Context) -> dict[str, Any]:
+    """TaskSpec fields of the Byzantine/backdoor jobs: a robust aggregator when the platform offers one (then
+    without secure aggregation: a robust rule needs each update, secure aggregation reveals only their sum), else
+    the defaults, judged on the result."""
+    if "robust_aggregation" in ctx.capabilities:
+        return {"aggregator": ROBUST_AGGREGATOR, "secure_aggregation": False}
+    return {}
+
+
+def _robust_evidence(ctx: Context) -> dict[str, Any]:
+    if "robust_aggregation" in ctx.capabilities:
+        return {"aggregator": ROBUST_AGGREGATOR, "secure_aggregation": False,
+                "note": "robust aggregation and secure aggregation do not combine here: a robust rule needs each "
+                        "party's update, secure aggregation reveals only their sum"}
+    return {"aggregator": "mean (the platform declares no robust_aggregation)",
+            "secure_aggregation": claimed_secagg(ctx)}
 
 
 def _last_global(plane_box: dict[str, Any], d: int) -> np.ndarray | None:
@@ -233,7 +286,7 @@ def _attacked_auc(ctx: Context, name: str, attack: Callable[[np.ndarray, np.ndar
     parties = horizontal_parties(ctx)
     plane = plane_for(ctx, update_hook=hook)
     box["plane"] = plane
-    spec = horizontal_spec(ctx, [p.name for p in parties], rounds=5)
+    spec = horizontal_spec(ctx, [p.name for p in parties], rounds=5, **_robust(ctx))
     run = run_job(ctx, spec, parties, prefix=f"byz-{name}", plane=plane)
     return holdout_auc(ctx, run)[0]
 
@@ -256,7 +309,7 @@ def byzantine(ctx: Context) -> Result:
     return Result("pass" if drop <= limit else "fail",
                   f"AUC clean {clean:.4f}; under attack " + ", ".join(f"{k} {v:.4f}" for k, v in aucs.items()),
                   figures={"auc_clean": clean, **{f"auc_{k}": v for k, v in aucs.items()}, "worst_drop": drop},
-                  evidence={"malicious_parties": f, "parties": n})
+                  evidence={"malicious_parties": f, "parties": n, **_robust_evidence(ctx)})
 
 
 def backdoor(ctx: Context) -> Result:
@@ -283,8 +336,8 @@ def backdoor(ctx: Context) -> Result:
     parties = horizontal_parties(ctx)
     plane = plane_for(ctx, update_hook=hook)
     box["plane"] = plane
-    run = run_job(ctx, horizontal_spec(ctx, [p.name for p in parties], rounds=5), parties, prefix="backdoor",
-                  plane=plane)
+    run = run_job(ctx, horizontal_spec(ctx, [p.name for p in parties], rounds=5, **_robust(ctx)), parties,
+                  prefix="backdoor", plane=plane)
     clean = quick_job(ctx)
     if run.model is None or clean.model is None:
         raise NotApplicable("no model export to measure the backdoor with")
@@ -301,4 +354,5 @@ def backdoor(ctx: Context) -> Result:
     limit = value("backdoor_success_max")
     return Result("fail" if asr > limit else "pass", f"attack success rate {asr:.1%} on {eligible} triggered rows",
                   figures={"attack_success_rate": asr, "trigger_rows": float(eligible), "gamma": gamma},
-                  evidence={"trigger": {"column": cols[trigger_col], "value": trigger_value}, "target_label": target})
+                  evidence={"trigger": {"column": cols[trigger_col], "value": trigger_value}, "target_label": target,
+                            **_robust_evidence(ctx)})

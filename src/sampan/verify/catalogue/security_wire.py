@@ -15,7 +15,7 @@ from sampan.verify.catalogue.base import Context, NotApplicable, Result
 from sampan.verify.catalogue.common import horizontal_parties, plane_for
 from sampan.verify.catalogue.jobs import complete_job, horizontal_spec, new_project, start_job, wait_job
 
-__all__ = ["tls_probe", "access", "malformed", "oversized", "replay"]
+__all__ = ["BAD_UPDATE_RULE", "tls_probe", "access", "malformed", "oversized", "replay"]
 
 
 def _mtls_applies(ctx: Context) -> None:
@@ -79,24 +79,54 @@ def access(ctx: Context) -> Result:
                   f"{len(checks)} access checks refused", evidence={"checks": checks})
 
 
+BAD_UPDATE_RULE = (
+    "the bad update never reaches a model. Pass: it is dropped and the job goes on to a finite model of the right "
+    "size, or the job stops with a clear error naming the offending party and no model is exported. Fail: an "
+    "exported model with NaN/inf or the wrong size (the bad update got in), a model exported from a failed job, "
+    "or a job that ends without an error naming the party (a crash or an opaque error). That one party can stop "
+    "the job is recorded as evidence (availability), not as a failure.")
+
+
+def _judge_bad_update(run: Any, party: str, d: int) -> dict[str, Any]:
+    """The verdict data of a job that got one bad update from ``party`` (see `BAD_UPDATE_RULE`)."""
+    model = run.model or {}
+    coef = np.asarray(model.get("coefficients") or [], dtype=np.float64)
+    finite = bool(coef.size) and bool(np.all(np.isfinite(coef))) and bool(
+        np.isfinite(float(model.get("intercept", np.nan))))
+    exported = run.model_status is not None and 200 <= int(run.model_status) < 300 and bool(model)
+    err = run.job.get("error") or {}
+    message = f"{err.get('code', '')} {err.get('message', '')}".strip()
+    names_party = bool(message) and party in message
+    if run.job["state"] == "succeeded":
+        healthy = finite and coef.size == d
+        outcome = "dropped, the job went on" if healthy else "the bad update reached the model"
+    else:
+        healthy = names_party and not exported
+        outcome = ("the job stopped with a clear error naming the party (one party can stop the job)" if healthy
+                   else "a model was exported from a failed job" if exported
+                   else "the job stopped without an error naming the offending party")
+    return {"outcome": outcome, "state": run.job["state"], "error": err or None, "error_names_party": names_party,
+            "coefficients": int(coef.size), "model_export_status": run.model_status,
+            "finite": finite if coef.size else None, "healthy": healthy,
+            "availability": "one party can stop the job" if run.job["state"] != "succeeded" else
+            "the job survived the bad party", "rule": BAD_UPDATE_RULE}
+
+
 def _bad_update_job(ctx: Context, hook: Any, prefix: str) -> tuple[dict[str, Any], Any]:
     """A 3-round job whose verifier party sends what ``hook`` makes of its update; returns (verdict data, run)."""
     parties = horizontal_parties(ctx)
     plane = plane_for(ctx, update_hook=hook)
     spec = horizontal_spec(ctx, [p.name for p in parties], rounds=3, timeout_s=90)
-    run = complete_job(ctx, start_job(ctx, spec, parties, prefix=prefix, plane=plane), require_success=False)
-    model = run.model or {}
-    coef = np.asarray(model.get("coefficients") or [], dtype=np.float64)
-    healthy = run.job["state"] == "succeeded" and coef.size == len(ctx.data.columns) and bool(
-        np.all(np.isfinite(coef))) and np.isfinite(float(model.get("intercept", np.nan)))
-    outcome = ("rejected, the job went on" if healthy else
-               "job failed (one party can stop the job)" if run.job["state"] != "succeeded" else
-               "poisoned or unexportable model")
-    return {"outcome": outcome, "state": run.job["state"], "error": run.job.get("error"),
-            "coefficients": int(coef.size),
-            "model_export_status": run.model_status,
-            "finite": bool(np.all(np.isfinite(coef))) if coef.size else None, "healthy": healthy,
-            "kit_error": plane.error if plane is not None else None}, run
+    run = start_job(ctx, spec, parties, prefix=prefix, plane=plane)
+    run = complete_job(ctx, run, require_success=False)
+    if run.job["state"] != "succeeded":  # a failed job must not export a model: ask, to record the answer
+        reply = ctx.api.call("GET", f"/jobs/{run.job_id}/model")
+        run.model_status = reply.status
+        run.model = reply.body if reply.ok and isinstance(reply.body, dict) else None
+    mine = next(p.name for p in parties if p.operated_by == "verifier")
+    data = _judge_bad_update(run, mine, len(ctx.data.columns))
+    data["kit_error"] = plane.error if plane is not None else None
+    return data, run
 
 
 def malformed(ctx: Context) -> Result:
@@ -127,8 +157,11 @@ def malformed(ctx: Context) -> Result:
         if not data["healthy"]:
             failed.append(f"NaN update: {data['outcome']} (job {data['state']}, GET /model "
                           f"{data['model_export_status']}, finite model: {data['finite']})")
+        else:
+            evidence["availability"] = data["availability"]
     return Result("fail" if failed else "pass", ("failed: " + "; ".join(failed)) if failed else
-                  f"{len(checks)} malformed requests refused" + (", NaN update rejected" if ctx.kit else ""),
+                  f"{len(checks)} malformed requests refused"
+                  + (f", NaN update: {evidence['nan_update']['outcome']}" if ctx.kit else ""),
                   evidence=evidence)
 
 
@@ -149,8 +182,11 @@ def oversized(ctx: Context) -> Result:
         if not data["healthy"]:
             failed.append(f"update 1000x too long: {data['outcome']} (job {data['state']}, GET /model "
                           f"{data['model_export_status']})")
+        else:
+            evidence["availability"] = data["availability"]
     return Result("fail" if failed else "pass", ("failed: " + "; ".join(failed)) if failed else
-                  f"oversized body refused ({reply.status})" + (", long update rejected" if ctx.kit else ""),
+                  f"oversized body refused ({reply.status})"
+                  + (f", long update: {evidence['update_x1000']['outcome']}" if ctx.kit else ""),
                   figures={"body_bytes": float(len(pad)), "status": float(reply.status)}, evidence=evidence)
 
 
