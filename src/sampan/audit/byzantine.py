@@ -32,7 +32,7 @@ import numpy as np
 from scipy import stats
 from scipy.special import expit
 
-from sampan.audit.intervals import as_matrix, as_vector, check_confidence, clopper_pearson
+from sampan.audit.intervals import as_matrix, as_vector, check_confidence, check_count, check_number, clopper_pearson
 from sampan.errors import DataError
 
 __all__ = [
@@ -43,30 +43,35 @@ __all__ = [
 
 def sign_flip(update: Any, scale: float = 1.0) -> np.ndarray:
     """−scale·update: the client pushes the model uphill on its loss."""
-    if scale <= 0:
-        raise DataError(f"sign_flip scale must be positive, got {scale}")
-    return -float(scale) * as_vector(update, "update")
+    s = check_number(scale, "sign_flip scale", low=0.0)
+    return -s * as_vector(update, "update")
 
 
 def scaling(update: Any, factor: float) -> np.ndarray:
     """factor·update: one boosted update dominates an unweighted or count-weighted mean."""
-    if not math.isfinite(factor):
-        raise DataError(f"scaling factor must be finite, got {factor}")
-    return float(factor) * as_vector(update, "update")
+    f = check_number(factor, "scaling factor", low=-math.inf)
+    return f * as_vector(update, "update")
 
 
 def alie_z(n: int, f: int) -> float:
-    """z_max of Baruch et al. 2019: s = ⌊n/2 + 1⌋ − f supporters needed, z = Φ⁻¹((n − s)/n)."""
+    """z_max of Baruch et al. 2019: s = ⌊n/2 + 1⌋ − f supporters needed, z = Φ⁻¹((n − s)/n).
+
+    Defined for s ≥ 1 only: with f ≥ ⌊n/2 + 1⌋ the malicious clients are a majority and need no benign
+    supporters (z would be inf or NaN; R16-AUDIT-8), so that is refused."""
+    n, f = check_count(n, "n (clients)", low=1), check_count(f, "f (malicious clients)", low=0)
     if not 0 < f < n:
         raise DataError(f"ALIE needs 0 < f < n malicious clients, got f={f}, n={n}")
     s = math.floor(n / 2 + 1) - f
+    if s < 1:
+        raise DataError(f"f={f} malicious clients of n={n} are a majority (s = ⌊n/2 + 1⌋ − f = {s} < 1): ALIE is "
+                        "not needed, and its z is undefined")
     return float(stats.norm.ppf((n - s) / n))
 
 
 def alie(benign_updates: Any, n: int, f: int, *, z: float | None = None) -> np.ndarray:
     """The update each of the f colluding clients sends: μ − z·σ per coordinate of the benign updates."""
     U = as_matrix(benign_updates, "benign updates")
-    zz = alie_z(n, f) if z is None else float(z)
+    zz = alie_z(n, f) if z is None else check_number(z, "ALIE z", low=-math.inf)
     return U.mean(axis=0) - zz * U.std(axis=0)
 
 
@@ -75,8 +80,8 @@ def model_replacement_backdoor(global_model: Any, backdoor_model: Any, n: int, e
     G, X = as_vector(global_model, "global model"), as_vector(backdoor_model, "backdoor model")
     if G.size != X.size:
         raise DataError(f"global model has {G.size} weights but the backdoor model has {X.size}")
-    if n < 1 or eta <= 0:
-        raise DataError(f"need n >= 1 clients and a positive server rate eta, got n={n}, eta={eta}")
+    n = check_count(n, "n (clients)", low=1)
+    eta = check_number(eta, "server rate eta", low=0.0)
     return (n / eta) * (X - G) + G
 
 
@@ -98,8 +103,7 @@ def coordinate_median(updates: Any) -> np.ndarray:
 
 def norm_clip(updates: Any, max_norm: float) -> np.ndarray:
     """Each row scaled down to L2 norm ≤ max_norm (Sun et al. 2019), before averaging."""
-    if max_norm <= 0:
-        raise DataError(f"max_norm must be positive, got {max_norm}")
+    max_norm = check_number(max_norm, "max_norm", low=0.0)
     U = as_matrix(updates, "updates")
     norms = np.linalg.norm(U, axis=1, keepdims=True)
     return U * np.minimum(1.0, max_norm / np.maximum(norms, 1e-300))
@@ -108,6 +112,7 @@ def norm_clip(updates: Any, max_norm: float) -> np.ndarray:
 def add_trigger(X: Any, feature: int | list[int], value: float) -> np.ndarray:
     """A copy of X with the trigger: the given feature column(s) set to `value` (a pattern no honest row has)."""
     A = as_matrix(X, "rows").copy()
+    value = check_number(value, "trigger value", low=-math.inf)
     cols = [feature] if isinstance(feature, int) else list(feature)
     if not cols or min(cols) < 0 or max(cols) >= A.shape[1]:
         raise DataError(f"trigger feature index out of range 0..{A.shape[1] - 1}: {cols}")

@@ -46,7 +46,6 @@ May import: numpy, scipy, sampan.errors.
 from __future__ import annotations
 
 import math
-import numbers
 import secrets
 import time
 from collections.abc import Sequence
@@ -58,7 +57,15 @@ from scipy import special
 from scipy.optimize import least_squares, linear_sum_assignment
 from scipy.special import expit
 
-from sampan.audit.intervals import as_matrix, as_vector, check_confidence, clopper_pearson, json_float
+from sampan.audit.intervals import (
+    as_matrix,
+    as_vector,
+    check_confidence,
+    check_count,
+    check_number,
+    clopper_pearson,
+    json_float,
+)
 from sampan.errors import DataError
 
 __all__ = ["DeltaObservation", "InversionResult", "invert_lr_gradient", "probe_fedavg_delta",
@@ -111,22 +118,6 @@ class InversionResult:
         return out
 
 
-def _finite_number(value: Any, name: str, *, low: float, high: float = math.inf, low_open: bool = True) -> float:
-    """A finite real in (low, high] (or [low, high] with low_open=False); DataError naming `name` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
-        raise DataError(f"{name} must be a finite number, got {value!r}")
-    v = float(value)
-    if (v <= low if low_open else v < low) or v > high:
-        raise DataError(f"{name} must be in {'(' if low_open else '['}{low:g}, {high:g}], got {v:g}")
-    return v
-
-
-def _count(value: Any, name: str, *, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < low:
-        raise DataError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
 def _chance_cosine(d: int, c: float) -> float:
     """P[cos(u, x) ≥ c] for a uniformly random direction u in d dimensions (regularised incomplete beta)."""
     if d == 1:
@@ -140,10 +131,10 @@ def reconstruction_quality(
 ) -> InversionResult:
     """Score reconstructions (rows; NaN rows = nothing rebuilt) against the planted records (rows), one-to-one."""
     check_confidence(confidence)
-    tolerance = _finite_number(tolerance, "tolerance (relative error)", low=0.0, high=1.0)
+    tolerance = check_number(tolerance, "tolerance (relative error)", low=0.0, high=1.0)
     if tolerance >= 1.0:  # an all-zero reconstruction has relative error 1
         raise DataError(f"tolerance must be below 1 (a zero vector has relative error 1), got {tolerance:g}")
-    min_cosine = _finite_number(min_cosine, "min_cosine", low=0.0, high=1.0)
+    min_cosine = check_number(min_cosine, "min_cosine", low=0.0, high=1.0)
     P = as_matrix(planted, "planted records")
     R = np.asarray(reconstructions, dtype=np.float64)
     R = R[None, :] if R.ndim == 1 else R
@@ -194,7 +185,7 @@ def invert_lr_gradient(
     gb = as_vector(grad_b, "gradient (intercept)")
     if gb.size != G.shape[0]:
         raise DataError(f"{G.shape[0]} weight gradients but {gb.size} intercept gradients")
-    l2 = _finite_number(l2, "l2", low=0.0, low_open=False)
+    l2 = check_number(l2, "l2", low=0.0, low_open=False)
     if l2:
         if weights is None:
             raise DataError("l2 > 0 needs the model weights the gradient was taken at")
@@ -271,13 +262,13 @@ def probe_fedavg_delta(
     the best fit so far (converged = False)."""
     if not observations:
         raise DataError("probe_fedavg_delta needs at least one observed round")
-    lr = _finite_number(lr, "lr", low=0.0)
-    l2 = _finite_number(l2, "l2", low=0.0, low_open=False)
-    fit_tolerance = _finite_number(fit_tolerance, "fit_tolerance", low=0.0)
-    time_limit_s = _finite_number(time_limit_s, "time_limit_s", low=0.0)
-    local_steps = _count(local_steps, "local_steps", low=1)
-    restarts = _count(restarts, "restarts", low=0)
-    max_unknowns = _count(max_unknowns, "max_unknowns", low=1)
+    lr = check_number(lr, "lr", low=0.0)
+    l2 = check_number(l2, "l2", low=0.0, low_open=False)
+    fit_tolerance = check_number(fit_tolerance, "fit_tolerance", low=0.0)
+    time_limit_s = check_number(time_limit_s, "time_limit_s", low=0.0)
+    local_steps = check_count(local_steps, "local_steps", low=1)
+    restarts = check_count(restarts, "restarts", low=0)
+    max_unknowns = check_count(max_unknowns, "max_unknowns", low=1)
     y = as_vector(labels, "planted labels")
     if not np.all(np.isin(y, (0.0, 1.0))):
         raise DataError("planted labels must be 0 or 1")

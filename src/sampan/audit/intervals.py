@@ -7,6 +7,7 @@ report can print "7/10 recovered (95% CI 0.35–0.93)"; one definition keeps the
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import numpy as np
@@ -14,13 +15,34 @@ from scipy import stats
 
 from sampan.errors import DataError
 
-__all__ = ["clopper_pearson", "as_matrix", "as_vector", "check_confidence", "json_float"]
+__all__ = ["clopper_pearson", "as_matrix", "as_vector", "check_confidence", "check_count", "check_number",
+           "json_float"]
 
 
 def check_confidence(confidence: float) -> None:
     """A confidence level must be strictly between 0 and 1."""
-    if not 0.0 < confidence < 1.0:
+    if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real) or not 0.0 < confidence < 1.0:
         raise DataError(f"confidence must be in (0, 1), got {confidence}")
+
+
+def check_number(value: Any, name: str, *, low: float, high: float = math.inf, low_open: bool = True) -> float:
+    """A finite real in (low, high] (or [low, high] with low_open=False); DataError naming `name` otherwise.
+
+    Why: NaN passes every `x <= 0` guard, and an infinite tolerance or rate silently turns an attack's verdict
+    (R16-AUDIT-9)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+        raise DataError(f"{name} must be a finite number, got {value!r}")
+    v = float(value)
+    if (v <= low if low_open else v < low) or v > high:
+        raise DataError(f"{name} must be in {'(' if low_open else '['}{low:g}, {high:g}], got {v:g}")
+    return v
+
+
+def check_count(value: Any, name: str, *, low: int = 0) -> int:
+    """An integer (Python or numpy, not bool) >= low; DataError naming `name` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < low:
+        raise DataError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
 
 
 def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -28,6 +50,7 @@ def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
 
     With n = 0 there is no evidence: (0, 1)."""
     check_confidence(confidence)
+    k, n = check_count(k, "k (successes)"), check_count(n, "n (trials)")
     if n < 0 or not 0 <= k <= max(n, 0):
         raise DataError(f"a rate needs 0 <= k <= n, got k={k}, n={n}")
     if n == 0:

@@ -51,7 +51,8 @@ Reading ε against a claim: the bound treats each pool row as one trial of the m
 by independent fair coin flips over the pool; with a hand-picked split it is a heuristic comparison.
 A single run gives a loose bound: a model trained at ε = 8 can show lo ≈ 0.5 without contradiction.
 
-May import: numpy, scipy, sampan.metrics. Never transports: the caller's train_fn owns any federation.
+May import: numpy, scipy, sampan.metrics, sampan.errors (DataError, a ValueError). Never transports: the
+caller's train_fn owns any federation.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from sampan.errors import DataError
 from sampan.metrics import roc_auc, roc_curve
 
 # LiRA: `sampan.audit.lira`; the combined report: `sampan.audit.report.audit_membership`.
@@ -126,9 +128,9 @@ def _json_float(x: float) -> float | str:
 
 def _check_delta_confidence(delta: float, confidence: float) -> None:
     if not 0.0 <= delta < 1.0:
-        raise ValueError(f"delta must be in [0, 1), got {delta}")
+        raise DataError(f"delta must be in [0, 1), got {delta}")
     if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+        raise DataError(f"confidence must be in (0, 1), got {confidence}")
 
 
 def _cp_bounds(k: np.ndarray, n: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
@@ -172,12 +174,12 @@ def empirical_epsilon(
     ≥ `confidence` (one-sided Clopper–Pearson at 1 − (1 − confidence)/2 on each rate); see module doc."""
     _check_delta_confidence(delta, confidence)
     if n_pos < 1 or n_neg < 1:
-        raise ValueError(f"need at least one member and one non-member, got {n_pos} and {n_neg}")
+        raise DataError(f"need at least one member and one non-member, got {n_pos} and {n_neg}")
     if not (0.0 <= tpr <= 1.0 and 0.0 <= fpr <= 1.0):
-        raise ValueError(f"tpr and fpr must be rates in [0, 1], got {tpr} and {fpr}")
+        raise DataError(f"tpr and fpr must be rates in [0, 1], got {tpr} and {fpr}")
     tp, fp = np.array([round(tpr * n_pos)]), np.array([round(fpr * n_neg)])
     if abs(tp[0] - tpr * n_pos) > 1e-6 * n_pos or abs(fp[0] - fpr * n_neg) > 1e-6 * n_neg:
-        raise ValueError("tpr·n_pos and fpr·n_neg must be whole counts (rates measured on those sets)")
+        raise DataError("tpr·n_pos and fpr·n_neg must be whole counts (rates measured on those sets)")
     point, lo, hi = _epsilon_from_counts(tp, fp, n_pos, n_neg, delta, confidence)
     return float(point[0]), float(lo[0]), float(hi[0])
 
@@ -197,9 +199,9 @@ def roc_from_scores(
 def _as_scores(values: np.ndarray, name: str) -> np.ndarray:
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D array, got shape {arr.shape}")
+        raise DataError(f"{name} must be a non-empty 1-D array, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contain NaN or infinite values")
+        raise DataError(f"{name} contain NaN or infinite values")
     return arr
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from sampan.audit.intervals import as_vector, check_confidence, clopper_pearson, json_float
+from sampan.audit.intervals import as_vector, check_confidence, check_number, clopper_pearson, json_float
 from sampan.audit.membership import empirical_epsilon
 from sampan.errors import DataError
 
@@ -96,6 +96,11 @@ def membership_at_fpr(
     if not 0.0 < fpr < 1.0:
         raise DataError(f"the target fpr must be in (0, 1), got {fpr}")
     check_confidence(confidence)
+    delta = check_number(delta, "delta", low=0.0, high=1.0, low_open=False)
+    if delta >= 1.0:
+        raise DataError(f"delta must be in [0, 1), got {delta}")
+    if claimed_epsilon is not None:  # NaN would silently give claim_exceeded = False (R16-AUDIT-9)
+        claimed_epsilon = check_number(claimed_epsilon, "claimed_epsilon", low=0.0, low_open=False)
     notes: list[str] = []
     if calibration_nonmember_scores is not None:
         calib = as_vector(calibration_nonmember_scores, "calibration non-member scores")

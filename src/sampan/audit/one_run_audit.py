@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from sampan.audit.intervals import as_vector, check_confidence, clopper_pearson, json_float
+from sampan.audit.intervals import as_vector, check_confidence, check_count, check_number, clopper_pearson, json_float
 from sampan.errors import DataError
 
 __all__ = ["OneRunAuditResult", "audit_from_scores", "audit_over_k", "epsilon_lower_bound", "one_run_p_value",
@@ -49,18 +49,18 @@ def plan_canaries(m: int, rng: np.random.Generator | None = None) -> np.ndarray:
 
     Without `rng`, cryptographic randomness (the platform must not predict the coins); pass a seeded
     generator only for a reproducible test, and record the seed in the evaluation manifest."""
-    if m < 1:
-        raise DataError(f"the number of canaries m must be at least 1, got {m}")
+    m = check_count(m, "the number of canaries m", low=1)
     gen = rng if rng is not None else np.random.default_rng(secrets.randbits(128))
     return gen.random(m) < 0.5
 
 
 def one_run_p_value(m: int, r: int, v: int, epsilon: float, delta: float) -> float:
     """P[W ≥ v] bound under (ε, δ)-DP with m canaries and r guesses (Steinke et al. 2023, Theorem 5.2)."""
+    m, r, v = check_count(m, "canaries m"), check_count(r, "guesses r"), check_count(v, "correct guesses v")
     if not 0 <= v <= r <= m:
         raise DataError(f"need 0 <= correct <= guesses <= canaries, got v={v}, r={r}, m={m}")
-    if epsilon < 0 or not 0.0 <= delta <= 1.0:
-        raise DataError(f"need epsilon >= 0 and delta in [0, 1], got {epsilon}, {delta}")
+    epsilon = check_number(epsilon, "epsilon", low=0.0, low_open=False)
+    delta = check_number(delta, "delta", low=0.0, high=1.0, low_open=False)
     q = 1.0 / (1.0 + math.exp(-epsilon))  # accuracy of ε-DP randomized response
     beta = float(stats.binom.sf(v - 1, r, q))  # P[Binomial(r, q) ≥ v]
     alpha = 0.0
@@ -140,11 +140,15 @@ def audit_from_scores(
         raise DataError(f"included must be a boolean mask with one entry per canary ({s.size}), "
                         f"got dtype {inc.dtype} and shape {inc.shape}")
     m = s.size
-    if k_pos < 0 or k_neg < 0 or k_pos + k_neg > m or k_pos + k_neg == 0:
+    k_pos, k_neg = check_count(k_pos, "k_pos"), check_count(k_neg, "k_neg")
+    if k_pos + k_neg > m or k_pos + k_neg == 0:
         raise DataError(f"need k_pos, k_neg >= 0 with 0 < k_pos + k_neg <= m={m}, got {k_pos} and {k_neg}")
-    if not 0.0 <= delta < 1.0:
+    delta = check_number(delta, "delta", low=0.0, high=1.0, low_open=False)
+    if delta >= 1.0:
         raise DataError(f"delta must be in [0, 1), got {delta}")
     check_confidence(confidence)
+    if claimed_epsilon is not None:
+        claimed_epsilon = check_number(claimed_epsilon, "claimed_epsilon", low=0.0, low_open=False)
     tiebreak = (rng if rng is not None else np.random.default_rng(secrets.randbits(128))).random(m)
     order = np.lexsort((tiebreak, s))  # ascending by score, ties in random order
     correct = int(inc[order[m - k_pos:]].sum()) if k_pos else 0
@@ -181,15 +185,24 @@ def audit_over_k(
     if not k_values:
         raise DataError("audit_over_k needs at least one (k_pos, k_neg) pair")
     check_confidence(confidence)
+    if claimed_epsilon is not None:
+        claimed_epsilon = check_number(claimed_epsilon, "claimed_epsilon", low=0.0, low_open=False)
     each = 1.0 - (1.0 - confidence) / len(k_values)
     results = [audit_from_scores(scores, included, kp, kn, delta, each, rng=rng) for kp, kn in k_values]
     best = max(results, key=lambda r: r.eps_lower)
+    power = max(r.eps_max_provable for r in results)  # the best any try could show, at the per-try level
     notes = [*best.notes, f"best of {len(k_values)} (k_pos, k_neg) choices, each at confidence {each:.4g} "
-             f"(Bonferroni): the bound holds at {confidence:g}."]
+             f"(Bonferroni): the bound holds at {confidence:g}; accuracy_ci and eps_max_provable are at the "
+             f"per-try level {each:.4g}."]
+    if claimed_epsilon is not None and power <= claimed_epsilon:  # R16-AUDIT-10: the power note of each try
+        notes.append(f"with {best.m} canaries and these (k_pos, k_neg) choices this audit can show at most "
+                     f"ε ≥ {power:.3g}: it cannot refute the claimed ε = {claimed_epsilon:g} whatever the platform "
+                     "does (plant more canaries).")
     p_claim = refuted = None
     if claimed_epsilon is not None:
         p_claim = min(1.0, len(k_values) * one_run_p_value(best.m, best.guesses, best.correct,
                                                            float(claimed_epsilon), delta))
         refuted = p_claim < 1.0 - confidence
     return OneRunAuditResult(**{**best.__dict__, "confidence": confidence, "claimed_epsilon": claimed_epsilon,
-                                "p_value_at_claim": p_claim, "claim_refuted": refuted, "notes": notes})
+                                "p_value_at_claim": p_claim, "claim_refuted": refuted, "eps_max_provable": power,
+                                "notes": notes})
