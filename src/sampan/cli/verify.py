@@ -179,10 +179,12 @@ def run(
 
 
 @contextlib.contextmanager
-def _local_platform(name: str, token: str, *, tls: bool) -> Iterator[tuple[str, dict[str, str] | None, dict[str, Any]]]:
+def _local_platform(name: str, token: str, *, tls: bool,
+                    deployed: bool = False) -> Iterator[tuple[str, dict[str, str] | None, dict[str, Any]]]:
     """Start the named in-repo platform's Benchmark API on 127.0.0.1:<free port>; yields (url, the runner's TLS
     files, runner extras). ``tls``: serve HTTPS with a server certificate from a throwaway local CA (what a real
-    deployment of the platform does), else plain HTTP."""
+    deployment of the platform does), else plain HTTP. ``deployed`` (sampan): the verifier's consortium CA is made
+    here and handed to both the backend (its coordinator and agents get their certificates from it) and the runner."""
     from sampan.verify.serve_local import ServerTLS, serve_app
     from sampan.verify.server import make_benchmark_app
 
@@ -195,13 +197,19 @@ def _local_platform(name: str, token: str, *, tls: bool) -> Iterator[tuple[str, 
             cert = ca.server_cert("127.0.0.1")
             server_tls = ServerTLS(cert.cert_file, cert.key_file)
             client_tls = {"ca_file": str(ca.ca_file)}
-        backend = stack.enter_context(_local_backend(name))
+        extras: dict[str, Any] = {"local_pids": (os.getpid(),)}  # in this process; the kit is the one /info names
+        issuer = None
+        if deployed:
+            from sampan.verify.pki import VerifierCA
+
+            issuer = extras["verifier_ca"] = stack.enter_context(VerifierCA(name="sampan verify consortium CA"))
+        backend = stack.enter_context(_local_backend(name, issuer=issuer))
         server = stack.enter_context(serve_app(make_benchmark_app(backend, token=token), tls=server_tls))
-        yield server.url, client_tls, {"local_pids": (os.getpid(),)}  # in this process; the kit is the one /info names
+        yield server.url, client_tls, extras
 
 
 @contextlib.contextmanager
-def _local_backend(name: str) -> Iterator[Any]:
+def _local_backend(name: str, *, issuer: Any = None) -> Iterator[Any]:
     import importlib
 
     from sampan.errors import ConfigError
@@ -219,7 +227,7 @@ def _local_backend(name: str) -> Iterator[Any]:
             module = importlib.import_module("sampan.web.bench_api")
         except ImportError as exc:
             raise ConfigError(f"--platform sampan needs the 'console' extra ({exc})") from None
-        backend = module.SampanBackend()
+        backend = module.SampanBackend(issuer=issuer)
     try:
         yield backend
     finally:
@@ -236,16 +244,21 @@ def local(
                                     "local CA). Default: HTTPS for sampan and flower, plain HTTP for weak."),
     profile: str | None = _PROFILE, out: Path = _OUT, seed: int | None = _SEED, only: list[str] | None = _ONLY,
     manifest: Path | None = _MANIFEST, pdf: bool | None = _PDF, strict: bool = _STRICT, quiet: bool = _QUIET,
+    deployed: bool = typer.Option(False, "--deployed", help="sampan: run every job with a verifier's party on a real "
+                                  "deployment (coordinator and party agents over gRPC with mutual TLS, certificates "
+                                  "from the verifier's CA), so wire bytes and the party mTLS tests apply."),
 ) -> None:
     """Start an in-repo platform on this machine (127.0.0.1, a fresh token) and evaluate it."""
     if platform not in LOCAL_PLATFORMS:
         raise _config_error(f"--platform {platform!r}: choose one of {', '.join(LOCAL_PLATFORMS)}")
+    if deployed and platform != "sampan":
+        raise _config_error("--deployed applies to --platform sampan only")
     chosen, seed, only, dataset = _plan(profile, seed, only, manifest)
     token = secrets.token_urlsafe(32)
     with ProgressDisplay(quiet) as display:
         display.progress.update(display.task, description=f"starting {platform}")
         use_tls = tls if tls is not None else platform != "weak"
-        with _local_platform(platform, token, tls=use_tls) as (url, client_tls, extras):
+        with _local_platform(platform, token, tls=use_tls, deployed=deployed) as (url, client_tls, extras):
             evaluation = _run_evaluation(url, token, client_tls, chosen, seed=seed, only=only, progress=display,
                                          local=extras, dataset=dataset)
     _finish(evaluation, out, pdf=pdf, strict=strict)

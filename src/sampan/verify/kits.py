@@ -42,6 +42,7 @@ class ClientTLS:
     cert_pem: str | None = None
     key_pem: str | None = None
     ca_pem: str | None = None
+    crl_pem: str | None = None  # the consortium CA's CRL (a party that checks its peers' run keys needs it)
 
 
 @runtime_checkable

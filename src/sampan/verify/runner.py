@@ -39,7 +39,9 @@ class Target:
     """A platform under test: its Benchmark API base URL (without /bench/v1), token and TLS settings.
 
     ``kit`` overrides the party kit named by /info ("" = run no party: black-box tests only);
-    ``local_pids`` are the platform's processes when it runs on this machine (P-CPU-MEM reads them).
+    ``local_pids`` are the platform's processes when it runs on this machine (P-CPU-MEM reads them);
+    ``verifier_ca``: the consortium CA (`pki.VerifierCA`) a locally started platform was set up with (Sampan's
+    deployed mode): the verifier's party takes its certificates from it instead of a fresh CA.
     """
 
     url: str
@@ -47,6 +49,7 @@ class Target:
     tls: TargetTLS | None = None
     kit: str | None = None
     local_pids: tuple[int, ...] = ()
+    verifier_ca: Any = None
 
 
 def _now() -> str:
@@ -137,6 +140,8 @@ def run_evaluation(target: Target, profile: str = "quick", *, seed: int | None =
         manifest["party_kit"] = {"name": kit, "note": kit_note}
         ctx = Context(api=api, info=info, data=data, profile=profile, kit=kit, local_pids=target.local_pids,
                       data_dir=data_dir)
+        if target.verifier_ca is not None:
+            ctx.cache["verifier_ca"] = ("ok", target.verifier_ca)
         outcomes: list[Outcome] = []
         total = len(chosen)
         for index, test in enumerate(chosen, start=1):

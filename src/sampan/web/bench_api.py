@@ -6,9 +6,12 @@ run store and audit key; a job (`bench_jobs.JobRun`) writes the parties' rows as
 (per-round AUC from the coordinator's recorded evaluations, epsilon spent per party from the run's privacy ledger,
 the signed audit chain), the model export from the registered model, evaluate and predict from sampan's `Predictor`.
 
-Verifier-operated parties run in this process (see `sampan.verify.platforms.sampan_kit`): `Party.connect` is None
-because there is no network data plane in this mode, so wire bytes are not measurable for Sampan here; the claims
-say so too (mtls False: this mode has no TLS between parties). Mount it on any FastAPI app with `mount_bench_api`.
+Two modes. In-process (the default): verifier-operated parties run in this process (see
+`sampan.verify.platforms.sampan_kit`), `Party.connect` is None because there is no network data plane, so wire bytes
+are not measurable and the claims say so (mtls False). Deployed (``issuer=`` the verifier's consortium CA, for a
+project whose ``ca_pem`` is that CA): every job runs on a real Sampan deployment, the deploy coordinator and party
+agents over gRPC with mutual TLS (`sampan.web.bench_deployed`), the verifier's party is a party agent the verifier
+runs, dialling `Party.connect`, and /info claims mtls. Mount it on any FastAPI app with `mount_bench_api`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from sampan.verify.api import (
     JobResults,
     ModelExport,
     Party,
+    PartyConnect,
     PartyRegistration,
     PlatformInfo,
     PredictResult,
@@ -44,8 +48,9 @@ from sampan.verify.api import (
     TaskSpec,
 )
 from sampan.verify.backend import BackendError
-from sampan.verify.platforms.sampan_kit import seat
+from sampan.verify.platforms.sampan_kit import PROTOCOL, seat
 from sampan.web.bench_config import check_aggregator
+from sampan.web.bench_deployed import DeployedSite, pin_of, run_deployed
 from sampan.web.bench_jobs import JobRun, PartyEntry, audit_entries, round_aucs
 
 __all__ = ["SampanBackend", "mount_bench_api"]
@@ -63,17 +68,20 @@ DEFAULT_DP_CLAIM = DPClaim(epsilon=1.0, delta=1e-5, level="record")
 
 
 class _Project:
-    def __init__(self, project_id: str, name: str, folder: Path) -> None:
-        self.project_id, self.name, self.folder = project_id, name, folder
+    def __init__(self, project_id: str, name: str, folder: Path, site: DeployedSite | None = None) -> None:
+        self.project_id, self.name, self.folder, self.site = project_id, name, folder, site
         self.store = Store.open(f"sqlite:///{folder / 'runs.db'}", audit_key=folder / "audit.key")
         self.parties: dict[str, PartyEntry] = {}
 
 
 class SampanBackend:
     """Sampan behind the Benchmark API; ``root`` holds the projects' private folders (default: a temp folder);
-    ``dp_claim``: the DP guarantee /info states for a job with `dp` set (None: claim none)."""
+    ``dp_claim``: the DP guarantee /info states for a job with `dp` set (None: claim none); ``issuer``: the
+    verifier's consortium CA (`sampan.verify.pki.VerifierCA`): projects created with its ``ca_pem`` run deployed."""
 
-    def __init__(self, root: str | Path | None = None, *, dp_claim: DPClaim | None = DEFAULT_DP_CLAIM) -> None:
+    def __init__(self, root: str | Path | None = None, *, dp_claim: DPClaim | None = DEFAULT_DP_CLAIM,
+                 issuer: Any = None) -> None:
+        self.issuer = issuer
         self._owned = root is None
         self._root = Path(root) if root is not None else None  # None: a temp folder, made at the first project
         self.dp_claim = dp_claim
@@ -94,30 +102,48 @@ class SampanBackend:
     def info(self) -> PlatformInfo:
         from sampan import __version__
 
-        return PlatformInfo(platform="sampan", platform_version=str(__version__), capabilities=list(CAPABILITIES),  # type: ignore[arg-type]
-                            claims=Claims(secure_aggregation=True, dp=self.dp_claim, mtls=False, psi=True,
+        deployed = self.issuer is not None
+        capabilities = [*CAPABILITIES, *(["mtls"] if deployed else [])]
+        return PlatformInfo(platform="sampan", platform_version=str(__version__), capabilities=capabilities,  # type: ignore[arg-type]
+                            claims=Claims(secure_aggregation=True, dp=self.dp_claim, mtls=deployed, psi=True,
                                           audit_log=True),
                             party_kit="sampan")
 
     # --- projects and parties ------------------------------------------------------------------------
     def create_project(self, spec: ProjectCreate) -> Project:
+        site = None
+        if self.issuer is not None and spec.ca_pem is not None:
+            if spec.ca_pem.strip() != str(self.issuer.ca_pem).strip():
+                raise BackendError("invalid", "ca_pem is not the consortium CA this Sampan deployment was set up "
+                                   "with (its coordinator and agents hold certificates from that CA only)", "ca_pem")
+            from sampan.deploy.local import free_port
+
+            site = DeployedSite(self.issuer, free_port())
         project_id = f"p-{uuid.uuid4().hex[:16]}"
         folder = self.root / project_id
         self.root.mkdir(parents=True, exist_ok=True)
         folder.mkdir(mode=0o700)
         with self._lock:
-            self._projects[project_id] = _Project(project_id, spec.name, folder)
+            self._projects[project_id] = _Project(project_id, spec.name, folder, site)
         return Project(project_id=project_id, name=spec.name)
 
     def register_party(self, project_id: str, registration: PartyRegistration) -> Party:
         project = self._project(project_id)
+        pin, connect = None, None
+        if project.site is not None and registration.operated_by == "verifier":
+            if not registration.certificate_pem:
+                raise BackendError("invalid", f"party {registration.name!r}: a verifier-operated party of a deployed "
+                                   "project registers with certificate_pem (from the consortium CA)", "certificate_pem")
+            pin = pin_of(registration.certificate_pem, registration.name, str(project.site.issuer.ca_pem))
+            connect = PartyConnect(address=project.site.address, protocol=PROTOCOL, server_name="localhost",
+                                   ca_pem=str(project.site.issuer.ca_pem))
         with self._lock:
             if registration.name in project.parties:
                 raise BackendError("conflict", f"party {registration.name!r} is already registered", "name")
             project.parties[registration.name] = PartyEntry(registration.name, registration.role,
-                                                            registration.operated_by, registration.data)
+                                                            registration.operated_by, registration.data, pin)
         return Party(name=registration.name, role=registration.role, operated_by=registration.operated_by,
-                     connect=None)
+                     connect=connect)
 
     # --- jobs -------------------------------------------------------------------------------------
     def submit_job(self, project_id: str, spec: TaskSpec) -> Job:
@@ -129,9 +155,16 @@ class SampanBackend:
         _check_shape(spec)
         job = JobRun(job_id=f"j-{uuid.uuid4().hex[:16]}", project_id=project_id, spec=spec)
         parties = dict(project.parties)
-        thread = threading.Thread(
-            target=job.execute, name=f"bench-{job.job_id}", daemon=True,
-            args=(project.folder, project.store, parties, lambda party: seat(job.job_id, party)))
+        if project.site is not None:
+            if spec.kind != "horizontal":
+                raise BackendError("unsupported", "a deployed benchmark project runs horizontal jobs only (create the "
+                                   "project without ca_pem for an in-process vertical job)", "kind")
+            thread = threading.Thread(target=run_deployed, name=f"bench-{job.job_id}", daemon=True,
+                                      args=(job, project.folder, project.site, parties))
+        else:
+            thread = threading.Thread(
+                target=job.execute, name=f"bench-{job.job_id}", daemon=True,
+                args=(project.folder, project.store, parties, lambda party: seat(job.job_id, party)))
         with self._lock:
             self._jobs[job.job_id] = job
             self._threads[job.job_id] = thread
@@ -158,7 +191,7 @@ class SampanBackend:
 
     def results(self, job_id: str) -> JobResults:
         run, finished = self._succeeded(job_id)
-        store = self._projects[run.project_id].store
+        store = run.store or self._projects[run.project_id].store
         aucs = round_aucs(store, finished.run_id)
         metrics = {k: float(v) for k, v in finished.final_metrics.items()
                    if isinstance(v, (int, float)) and np.isfinite(v)}
@@ -175,7 +208,7 @@ class SampanBackend:
 
     def model(self, job_id: str) -> ModelExport:
         run, finished = self._succeeded(job_id)
-        store = self._projects[run.project_id].store
+        store = run.store or self._projects[run.project_id].store
         if run.spec.kind == "horizontal":
             return _horizontal_export(store, finished)
         return _vertical_export(store, finished.run_id, run.spec)
@@ -210,13 +243,15 @@ class SampanBackend:
             thread.join(30)
         for project in self._projects.values():
             project.store.close()
+            for store in project.site.stores if project.site is not None else ():
+                store.close()
         if self._owned and self._root is not None:
             shutil.rmtree(self._root, ignore_errors=True)
 
     # --- helpers ------------------------------------------------------------------------------------
     def _scores(self, job_id: str, data: TableData) -> np.ndarray:
         run, finished = self._succeeded(job_id)
-        store = self._projects[run.project_id].store
+        store = run.store or self._projects[run.project_id].store
         if run.spec.kind == "horizontal":
             from sampan.errors import SampanError
             from sampan.models.predictor import Predictor

@@ -24,8 +24,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from sampan.config import parse_config
 from sampan.core.capability import PartySetup
 from sampan.errors import ConfigError, DataError
@@ -35,10 +33,12 @@ from sampan.runtime.store import Store
 from sampan.verify.api import AuditEntry, RoundResult, TableData, TaskSpec
 from sampan.verify.backend import BackendError
 from sampan.verify.platforms.sampan_kit import Seat
+from sampan.verify.platforms.sampan_taps import Seated as _Seated
+from sampan.verify.platforms.sampan_taps import seat_mod as _seat_mod
 from sampan.web.bench_config import strategy_section
 from sampan.wire import Message
 
-__all__ = ["JobRun", "PartyEntry", "build_config", "write_table"]
+__all__ = ["JobRun", "PartyEntry", "build_config", "config_data", "write_table"]
 
 VERTICAL_BATCH = 64  # the smallest batch secure vertical LR accepts (it must exceed 4 x the widest party's columns)
 
@@ -51,6 +51,7 @@ class PartyEntry:
     role: str
     operated_by: str
     data: TableData | None = None
+    pin: str | None = None  # deployed mode, verifier-operated: the key its registered certificate pins
 
 
 def now() -> datetime:
@@ -90,6 +91,12 @@ def _label(value: Any, party: str, row: int, column: str) -> int:
 
 def build_config(spec: TaskSpec, folder: Path, parties: Mapping[str, PartyEntry], seed: int) -> Any:
     """The `RunConfig` `sampan run` would read for this job (tables already written under ``folder``)."""
+    data = config_data(spec, folder, parties, seed)
+    return parse_config(data, source="benchmark task spec")
+
+
+def config_data(spec: TaskSpec, folder: Path, parties: Mapping[str, PartyEntry], seed: int) -> dict[str, Any]:
+    """The run config of this job as TOML data (`build_config` parses it; the deployed mode submits it)."""
     id_column = spec.id_column or "id"
     run = {"name": "bench", "seed": seed, "report_dir": ""}
     if spec.kind == "vertical":
@@ -101,14 +108,14 @@ def build_config(spec: TaskSpec, folder: Path, parties: Mapping[str, PartyEntry]
         if spec.dp is not None or spec.secure_aggregation:
             raise BackendError("unsupported", "vertical: Sampan's secure vertical LR keeps every intermediate secret "
                                "by construction; `dp` and `secure_aggregation` apply to horizontal jobs only", "dp")
-        return parse_config({
+        return {
             "run": {**run, "workflow": "vertical"},
             "schema": {"id": id_column, "label": spec.label, "features": features},
             "vertical": {"label_holder": holder, "models": ["lr"],
                          "lr": {"learning_rate": spec.learning_rate, "epochs": spec.rounds, "l2": spec.l2,
                                 "batch_size": _vertical_batch(spec), "patience": spec.rounds}},
             "parties": [{"name": p, "path": str(folder / f"{p}.csv"), "features": cols}
-                        for p, cols in spec.features.items()]})
+                        for p, cols in spec.features.items()]}
     columns = next(iter(spec.features.values()))
     # Sampan holds out data.test_fraction (0.2) of each party's rows, by seed, for its own per-round evaluation
     # (it refuses to evaluate on rows it trained on): the model is trained on the other 80%
@@ -127,7 +134,7 @@ def build_config(spec: TaskSpec, folder: Path, parties: Mapping[str, PartyEntry]
         data["privacy"] = {"epsilon": spec.dp.epsilon, "delta": spec.dp.delta or 1e-5,
                            "dp3": {"clip": spec.dp.clip, "mode": mode}}
         data["data"] = {"standardize": False}
-    return parse_config(data, source="benchmark task spec")
+    return data
 
 
 def _vertical_batch(spec: TaskSpec) -> int:
@@ -142,69 +149,6 @@ def _label_holder(spec: TaskSpec, parties: Mapping[str, PartyEntry]) -> str:
         raise BackendError("invalid", f"vertical: exactly one party must be registered as label_holder, got "
                            f"{holders or 'none'}", "features")
     return holders[0]
-
-
-class _Seated:
-    """The verifier's party: its real Sampan handlers, every message shown to the verifier's tap.
-
-    The model update is tapped as ``update`` with the arrays that leave the party: in the clear, ``weights`` (the
-    global model plus the party's delta: coefficients, intercept last) and ``update`` (the delta Sampan sends);
-    under secure aggregation ``masked`` (the whole masked input) and ``masked_update`` (its first d ring elements,
-    the masked coordinates of the update)."""
-
-    def __init__(self, app: Any, place: Seat) -> None:
-        self.app, self.name, self.place = app, app.name, place
-
-    def handle(self, message: Message) -> Message:
-        tap = self.place.tap
-        tap.received(message.kind, message.step, dict(message.arrays))
-        if self.place.left.is_set():
-            raise ConnectionError(f"party {self.name!r} left (the verifier stopped its kit)")
-        reply: Message = self.app.handle(message)
-        arrays = dict(reply.arrays)
-        if reply.kind == "fit_result" and "params" in message.arrays:
-            d = int(np.size(message.arrays["params"]))
-            if "update" in arrays and np.size(arrays["update"]) == d:
-                arrays["weights"] = np.asarray(message.arrays["params"], np.float64) + arrays["update"]
-            elif "masked" in arrays:
-                arrays["masked_update"] = np.asarray(arrays["masked"])[:d]
-        tap.sent("update" if reply.kind == "fit_result" else reply.kind, reply.step, arrays)
-        return reply
-
-
-def _verifier_mod(place: Seat) -> Any:
-    """A party-side mod just inside SecAgg+ (after the party's own DP3 clip and noise, before masking): taps the
-    clear update as ``update_clear`` and lets the verifier's Byzantine hook replace it, as a party under the
-    verifier's control could. The hook sees and returns full weights (global model + delta)."""
-
-    def mod(message: Message, inner: Callable[[Message], Message]) -> Message:
-        reply = inner(message)
-        if message.kind != "fit" or reply.is_error or "update" not in reply.arrays or "params" not in message.arrays:
-            return reply
-        start = np.asarray(message.arrays["params"], dtype=np.float64)
-        delta = np.asarray(reply.arrays["update"], dtype=np.float64)
-        hook = place.update_hook
-        if hook is not None:
-            weights = np.asarray(hook(message.step, start + delta), dtype=np.float64)
-            # a malformed (wrong-length) update leaves as the hook made it: the coordinator must cope with it
-            delta = weights - start if weights.shape == start.shape else weights
-            reply = Message(reply.run_id, reply.step, reply.sender, reply.recipient, reply.kind,
-                            {**reply.arrays, "update": delta}, reply.meta)
-        clear = {"weights": start + delta, "update": delta} if delta.shape == start.shape else {"update": delta}
-        place.tap.sent("update_clear", message.step, clear)
-        return reply
-
-    return mod
-
-
-def _seat_mod(app: Any, place: Seat) -> None:
-    """Insert `_verifier_mod` right inside the party's SecAgg+ mod (innermost when there is none)."""
-    mods = getattr(app, "mods", None)
-    if not isinstance(mods, list):
-        return
-    at = next((i + 1 for i, m in enumerate(mods) if getattr(m, "__qualname__", "").startswith("secagg_mod.")),
-              len(mods))
-    mods.insert(at, _verifier_mod(place))
 
 
 class _Leaving:
@@ -236,6 +180,7 @@ class JobRun:
     rounds: list[RoundResult] = field(default_factory=list)
     finished: FinishedRun | None = None
     intersection: int | None = None  # vertical: the rows PSI aligned (the runner's `aligned` progress event)
+    store: Store | None = None  # deployed mode: the job's coordinator store (None: the project's store)
     cancel: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -8,8 +8,12 @@ tap with every message the party receives and every reply it sends, as arrays in
 encodes them (under secure aggregation the update the party sends is already masked: that is what the masking check
 should see). Consequences the verifier must know: no wire exists between the kit and the platform, so bytes and
 timing at the wire are not measurable for Sampan in this mode (the `connect` argument is ignored and `Party.connect`
-is None), and the party's rows sit in the platform's process for the job. The deployed mode (gRPC with mutual TLS, a
-party agent with a certificate from the verifier's CA) is not wired to the benchmark API yet.
+is None), and the party's rows sit in the platform's process for the job.
+
+Deployed mode: when the platform answers the registration with a `Party.connect` of protocol ``sampan-grpc+mtls``
+(Sampan's backend with a consortium CA, see `sampan.web.bench_deployed`), the kit instead runs a real Sampan party
+agent in a thread (`sampan_agent.run_agent`): gRPC with mutual TLS through the verifier's recording proxy, with the
+same tap kinds and the same hook point.
 
 Tap kinds: the model update is reported as ``"update"`` (Sampan's ``fit_result``: ``weights`` = global + delta and
 ``update`` = delta in the clear; ``masked`` and ``masked_update`` under secure aggregation), the party's clear input
@@ -25,6 +29,8 @@ from dataclasses import dataclass, field
 from sampan.errors import SampanError
 from sampan.verify.api import PartyConnect, TableData
 from sampan.verify.kits import ClientTLS, KitError, NullTap, Tap, UpdateHook
+
+PROTOCOL = "sampan-grpc+mtls"  # `Party.connect.protocol` of a deployed Sampan coordinator
 
 __all__ = ["SampanKit", "Seat", "SeatError", "drop_seat", "seat"]
 
@@ -90,6 +96,11 @@ class SampanKit:
 
     def run(self, job_id: str, party: str, data: TableData, connect: PartyConnect | None, tls: ClientTLS | None,
             tap: Tap, stop: threading.Event) -> None:
+        if connect is not None and connect.protocol == PROTOCOL:  # deployed: a real party agent on the wire
+            from sampan.verify.platforms.sampan_agent import run_agent
+
+            run_agent(job_id, party, data, connect, tls, tap, stop, self.update_hook)
+            return
         place = seat(job_id, party)
         place.deliver(data, tap, self.update_hook)
         while not place.done.wait(0.05):
