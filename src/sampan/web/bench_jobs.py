@@ -35,7 +35,7 @@ from sampan.verify.backend import BackendError
 from sampan.verify.platforms.sampan_kit import Seat
 from sampan.verify.platforms.sampan_taps import Seated as _Seated
 from sampan.verify.platforms.sampan_taps import seat_mod as _seat_mod
-from sampan.web.bench_config import strategy_section
+from sampan.web.bench_config import strategy_section, vertical_fractions
 from sampan.wire import Message
 
 __all__ = ["JobRun", "PartyEntry", "build_config", "config_data", "write_table"]
@@ -111,7 +111,7 @@ def config_data(spec: TaskSpec, folder: Path, parties: Mapping[str, PartyEntry],
         return {
             "run": {**run, "workflow": "vertical"},
             "schema": {"id": id_column, "label": spec.label, "features": features},
-            "vertical": {"label_holder": holder, "models": ["lr"],
+            "vertical": {"label_holder": holder, "models": ["lr"], **vertical_fractions(spec, folder),
                          "lr": {"learning_rate": spec.learning_rate, "epochs": spec.rounds, "l2": spec.l2,
                                 "batch_size": _vertical_batch(spec), "patience": spec.rounds}},
             "parties": [{"name": p, "path": str(folder / f"{p}.csv"), "features": cols}
