@@ -13,11 +13,14 @@ Attacks (each returns what the malicious client sends; "update" = model delta, "
 - alie: "A Little Is Enough" (Baruch, Baruch & Goldberg 2019): per coordinate μ − z·σ of the benign
   updates, with z = Φ⁻¹((n − s)/n), s = ⌊n/2 + 1⌋ − f, so the value stays inside the benign spread
   and passes median/Krum-style filters while shifting every coordinate the same way.
+  Defined for s ≥ 1 (f < ⌊n/2 + 1⌋); a malicious majority is refused (it needs no ALIE).
 - model_replacement_backdoor (Bagdasaryan et al. 2020, "How To Backdoor Federated Learning"): with
   FedAvg G' = G + (η/n)·Σ(Lᵢ − G), the attacker submits L = γ(X − G) + G, γ = n/η, so that G' ≈ X, the
   backdoored model it trained.
 
 Defences (reference only, for negative controls): coordinate_median, norm_clip (Sun et al. 2019).
+Every numeric parameter must be finite (and counts integers): a NaN scale or rate would silently make a NaN
+update (R16-AUDIT-9).
 
 May import: numpy, scipy, sampan.errors.
 """

@@ -19,7 +19,9 @@ Threat model: the auditor controls the canaries and the coins (the verifier's ow
 not know which canaries were included. The bound is valid for any scoring rule fixed before the coins are
 looked at; choosing k+ / k- after looking (e.g. a sweep) makes the confidence nominal. A bound of 0
 certifies nothing; a bound above the claimed ε refutes the claim (or its accounting). One run gives a
-loose bound: for ε ≳ 4, far more canaries are needed to get close (paper, Figure 1).
+loose bound: for ε ≳ 4, far more canaries are needed to get close (paper, Figure 1). Every result carries
+`eps_max_provable` (the bound had every guess been right): a claim at or above it cannot be refuted by this
+audit, and a note says so (for `audit_over_k`, the best over its tries at the per-try Bonferroni level).
 
 May import: numpy, scipy, sampan.errors (via intervals).
 """
