@@ -181,7 +181,7 @@ def is_masked(
     update, the same shape; 1-D for one round, 2-D (rounds × values) for several rounds of the same party (only
     then can reuse of a mask across rounds be seen). Masked = a ring payload with at least 32 values whose mask
     passes every test in the module doc, each at alpha / (number of tests). A float payload is never masked."""
-    if not (isinstance(alpha, float | int) and 0.0 < alpha < 1.0):
+    if isinstance(alpha, bool) or not (isinstance(alpha, numbers.Real) and 0.0 < alpha < 1.0):
         raise DataError(f"alpha must be in (0, 1), got {alpha}")
     C = as_matrix(clear, "clear update")
     notes: list[str] = []
@@ -193,7 +193,7 @@ def is_masked(
             raise DataError(f"ring_bits must be an integer in 1..64, got {ring_bits!r}")
         bits = int(ring_bits)
         ring = _ring(sent, bits)
-        if scale is None or not isinstance(scale, float | int) or not (math.isfinite(scale) and scale > 0):
+        if not isinstance(scale, numbers.Real) or isinstance(scale, bool) or not (math.isfinite(scale) and scale > 0):
             raise DataError(f"a ring payload needs scale, the positive fixed-point factor, to compute the mask; "
                             f"got {scale!r}")
         if ring.shape != C.shape:
@@ -280,7 +280,7 @@ def consistent_with_sum(
     sum without it: then the inputs cannot tell, and the result is not called consistent (R16-AUDIT-11)."""
     if expected not in _EXPECTED:
         raise DataError(f"expected must be one of sum, mean, weighted_mean (with weights), got {expected!r}")
-    if not (isinstance(tolerance, float | int) and math.isfinite(tolerance) and tolerance > 0):
+    if not (isinstance(tolerance, numbers.Real) and math.isfinite(tolerance) and tolerance > 0):
         raise DataError(f"tolerance must be a positive finite number, got {tolerance}")
     r = as_vector(result, "aggregate result")
     X = as_matrix(inputs, "inputs")
