@@ -1,0 +1,47 @@
+"""Negative controls for what messages reveal and what a bad party can do: the weak platform (updates in the
+clear, claims DP at epsilon 1 but adds no noise) fails gradient inversion, membership inference and
+the one-run DP audit on the canary columns (S-BYZANTINE and S-BACKDOOR: test_catalogue_weak_robust.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+pytest.importorskip("httpx")
+
+from sampan.verify.platforms.weak import WeakBackend  # noqa: E402
+from sampan.verify.runner import Target, run_evaluation  # noqa: E402
+from sampan.verify.serve_local import serve_app  # noqa: E402
+from sampan.verify.server import make_benchmark_app  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+pytestmark = [pytest.mark.skipif(not (SHARED / "german_credit").is_dir(), reason="shared datasets not found"),
+              pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def weak_url() -> Iterator[str]:
+    with WeakBackend() as backend, serve_app(make_benchmark_app(backend, token="tok")) as server:
+        yield server.url
+
+
+def _verdicts(url: str, only: list[str]) -> dict[str, Any]:
+    ev = run_evaluation(Target(url, "tok"), "standard", only=only, data_dir=SHARED)
+    return {o.id: o for o in ev.outcomes}
+
+
+def test_privacy_tests_catch_the_weak_platforms_flaws(weak_url: str) -> None:
+    only = ["S-GRAD-INVERSION", "S-MIA", "S-DP-AUDIT-ONE-RUN"]
+    out = _verdicts(weak_url, only)
+    assert {k: v.verdict for k, v in out.items()} == dict.fromkeys(only, "fail"), \
+        {k: (v.verdict, v.message) for k, v in out.items()}
+    audit = out["S-DP-AUDIT-ONE-RUN"].figures
+    assert audit["eps_lower"] > audit["claimed_epsilon"]  # the canaries refute the claimed epsilon
+    assert out["S-DP-AUDIT-ONE-RUN"].evidence["canaries"] >= 400
+    mia = out["S-MIA"].figures
+    assert mia["tpr"] > 0.5 and mia["nonmembers"] >= 150

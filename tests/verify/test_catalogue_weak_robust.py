@@ -1,0 +1,43 @@
+"""Negative controls for bad parties: the weak platform's plain FedAvg lets one Byzantine party (sign flip,
+scaling, ALIE) wreck the model and one model-replacement party plant a backdoor."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+pytest.importorskip("httpx")
+
+from sampan.verify.platforms.weak import WeakBackend  # noqa: E402
+from sampan.verify.runner import Target, run_evaluation  # noqa: E402
+from sampan.verify.serve_local import serve_app  # noqa: E402
+from sampan.verify.server import make_benchmark_app  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+pytestmark = [pytest.mark.skipif(not (SHARED / "german_credit").is_dir(), reason="shared datasets not found"),
+              pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def weak_url() -> Iterator[str]:
+    with WeakBackend() as backend, serve_app(make_benchmark_app(backend, token="tok")) as server:
+        yield server.url
+
+
+def _verdicts(url: str, only: list[str]) -> dict[str, Any]:
+    ev = run_evaluation(Target(url, "tok"), "standard", only=only, data_dir=SHARED)
+    return {o.id: o for o in ev.outcomes}
+
+
+def test_robustness_tests_catch_the_weak_platforms_flaws(weak_url: str) -> None:
+    only = ["S-BYZANTINE", "S-BACKDOOR"]
+    out = _verdicts(weak_url, only)
+    assert {k: v.verdict for k, v in out.items()} == dict.fromkeys(only, "fail"), \
+        {k: (v.verdict, v.message) for k, v in out.items()}
+    assert out["S-BACKDOOR"].figures["attack_success_rate"] > 0.5
+    assert out["S-BYZANTINE"].evidence["aggregator"].startswith("mean")  # the weak platform has no robust rule
