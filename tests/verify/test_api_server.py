@@ -128,8 +128,8 @@ def test_bodies_over_the_limit_get_413_before_parsing(api: TestClient) -> None:
             yield b"x" * 1000
 
     _error(api.post("/bench/v1/projects", content=chunks(), headers=AUTH), 413, "too_large")
-    # unauthenticated large bodies are refused too (size first: nothing is read past the limit)
-    _error(api.post("/bench/v1/projects", json=big), 413, "too_large")
+    # unauthenticated large bodies are refused from the headers: 401 before the size or any byte is read
+    _error(api.post("/bench/v1/projects", json=big), 401, "unauthorized")
 
 
 def test_task_spec_rules() -> None:

@@ -3,6 +3,9 @@
 The adapters write no HTTP: this module owns auth (one bearer token, compared in constant time), the version
 header on every response, the one error envelope for every failure (validation, unknown route, the backend's
 refusals, its bugs: never a traceback in a body), and the request size limit (413 before anything parses a body).
+The token is checked from the headers alone, before a byte of the body is read, on every path (unknown routes
+and openapi.json included): a caller without it costs the server no body buffering and no JSON parsing. An
+authorised body is collected in one buffer (linear time, at most the limit), then parsed.
 Handlers are synchronous, so FastAPI runs each backend call in a worker thread: a slow submit blocks no one.
 """
 
@@ -64,14 +67,24 @@ def _validation_field(loc: tuple[Any, ...]) -> str | None:
     return ".".join(parts) or None
 
 
+def _token_ok(header: str | bytes | None, expected: bytes) -> bool:
+    """Whether an Authorization header value is ``Bearer <expected>`` (constant-time comparison)."""
+    if header is None:
+        return False
+    raw = header.encode("latin-1") if isinstance(header, str) else header
+    scheme, _, presented = raw.partition(b" ")
+    return scheme.lower() == b"bearer" and hmac.compare_digest(presented.strip(), expected)
+
+
 class _Envelope:
-    """Pure ASGI wrapper (outermost): the version header on every response, and the body size limit.
+    """Pure ASGI wrapper (outermost): the version header on every response, the bearer token, the body limit.
 
-    A body over ``limit`` is refused 413 from its Content-Length, or once the streamed bytes pass the limit
-    (chunked uploads), holding at most ``limit`` bytes; the body is then replayed to the app."""
+    The token is checked from the headers before any body is read (401 at once otherwise). A body over
+    ``limit`` is refused 413 from its Content-Length, or once the streamed bytes pass the limit (chunked
+    uploads), holding at most ``limit`` bytes in one growing buffer; the body is then replayed to the app."""
 
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: Any, limit: int, token: bytes) -> None:
+        self.app, self.limit, self.token = app, limit, token
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -84,20 +97,27 @@ class _Envelope:
                 message = {**message, "headers": [*headers, (VERSION_HEADER.lower().encode(), API_VERSION.encode())]}
             await send(message)
 
-        length = dict(scope.get("headers") or []).get(b"content-length")
+        headers = list(scope.get("headers") or [])
+        presented = [value for name, value in headers if name.lower() == b"authorization"]
+        if len(presented) != 1 or not _token_ok(presented[0], self.token):
+            await _unauthorised(send_versioned)
+            return
+        length = dict(headers).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.limit):
             await self._refuse(send_versioned)
             return
-        body, more = b"", scope.get("method") not in ("GET", "HEAD")
+        buffer, more = bytearray(), scope.get("method") not in ("GET", "HEAD")
         while more:
             message = await receive()
             if message["type"] != "http.request":  # the client went away
                 return
-            body += message.get("body", b"")
+            buffer += message.get("body", b"")  # in place: linear in the body, never a copy per chunk
             more = bool(message.get("more_body", False))
-            if len(body) > self.limit:
+            if len(buffer) > self.limit:
                 await self._refuse(send_versioned)
                 return
+        body = bytes(buffer)
+        del buffer
         replayed = False
 
         async def replay() -> dict[str, Any]:
@@ -110,11 +130,22 @@ class _Envelope:
         await self.app(scope, replay, send_versioned)
 
     async def _refuse(self, send: Any) -> None:
-        detail = json.dumps({"error": {"code": "too_large", "field": None,
-                                       "message": f"the request body is larger than {self.limit} bytes"}}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(detail)).encode())]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": detail})
+        await _send_error(send, 413, "too_large", f"the request body is larger than {self.limit} bytes")
+
+
+async def _unauthorised(send: Any) -> None:
+    await _send_error(send, 401, "unauthorized", "missing or wrong bearer token (Authorization: Bearer <token>)",
+                      [(b"www-authenticate", b"Bearer")])
+
+
+async def _send_error(send: Any, status: int, code: str, message: str,
+                      extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    """An error envelope sent straight from the ASGI wrapper (the app never saw the request)."""
+    detail = json.dumps({"error": {"code": code, "field": None, "message": message}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(detail)).encode()),
+               *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": detail})
 
 
 def _call(what: str, fn: Callable[[], T]) -> T:
@@ -186,10 +217,8 @@ def make_benchmark_app(backend: PlatformBackend, *, token: str, max_body_bytes: 
         raise ValueError("make_benchmark_app: max_body_bytes must be at least 1024")
     expected = token.encode()
 
-    def authorised(request: Request) -> None:
-        header = request.headers.get("authorization", "")
-        scheme, _, presented = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), expected):
+    def authorised(request: Request) -> None:  # again, behind the wrapper's check (defence in depth)
+        if not _token_ok(request.headers.get("authorization"), expected):
             raise BackendError("unauthorized", "missing or wrong bearer token (Authorization: Bearer <token>)")
 
     app = FastAPI(title=title or "Sampan Benchmark API", version=API_VERSION,
@@ -230,7 +259,7 @@ def make_benchmark_app(backend: PlatformBackend, *, token: str, max_body_bytes: 
         response.headers[VERSION_HEADER] = API_VERSION  # this one is sent outside the version middleware
         return response
 
-    app.add_middleware(_Envelope, limit=max_body_bytes)
+    app.add_middleware(_Envelope, limit=max_body_bytes, token=expected)
     return app
 
 
