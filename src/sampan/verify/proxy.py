@@ -1,11 +1,17 @@
 """RecordingProxy: a TCP relay the verifier puts between its own party and the platform, to measure the wire.
 
 Bytes and timing in the performance tests come from here, never from the platform's logs: the proxy counts
-every byte each way per connection, with first/last byte times and a time series of (t, direction, nbytes) per
-read, so a test can cut the traffic by round. It sees TLS records only as bytes (it terminates nothing), which
-is the point: with ``capture=True`` it keeps the first bytes of each direction (bounded) so a test can look for
-plaintext on the wire. "up" is the party to the platform, "down" the platform to the party. Times are seconds
-on `time.monotonic()` since the proxy started (``started_at`` is the wall-clock time of that instant).
+every byte each way per connection, with first/last byte times and a time series of (t, direction, nbytes), so
+a test can cut the traffic by round. The series is bounded whatever the platform does (it controls how its bytes
+are segmented): reads are merged into buckets of ``series_resolution`` seconds per direction (10 ms at first,
+doubled whenever a connection reaches MAX_SERIES entries), each bucket stamped with its first read's time, so
+`bytes_between` is exact to within one bucket. It sees TLS records only as bytes (it terminates nothing), which
+is the point: with ``capture=True`` it keeps the first bytes of each direction (bounded, appended in place) so a
+test can look for plaintext on the wire. ``allowed_hosts`` limits where it may relay to (the target comes from the
+platform: without a list, the verifier connects wherever it is told, internal addresses included). Any local
+process can connect to the listening port, and its bytes are counted too (the proxy cannot tell who connects).
+"up" is the party to the platform, "down" the platform to the party. Times are seconds on `time.monotonic()`
+since the proxy started (``started_at`` is the wall-clock time of that instant).
 """
 
 from __future__ import annotations
@@ -14,12 +20,16 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Literal
 
 Direction = Literal["up", "down"]
 DEFAULT_CAPTURE_BYTES = 1 << 20
+SERIES_RESOLUTION = 0.01
+MAX_SERIES = 50_000
 _CHUNK = 1 << 16
+_CLOSE_WAIT = 2.0
 
 
 @dataclass
@@ -40,11 +50,12 @@ class ConnectionRecord:
     captured_down: bytes = b""
     truncated: bool = False
     error: str | None = None
+    series_resolution: float = SERIES_RESOLUTION
 
     def copy(self) -> ConnectionRecord:
         return ConnectionRecord(self.id, self.opened, self.closed, self.bytes_up, self.bytes_down, self.first_up,
                                 self.last_up, self.first_down, self.last_down, list(self.series), self.captured_up,
-                                self.captured_down, self.truncated, self.error)
+                                self.captured_down, self.truncated, self.error, self.series_resolution)
 
 
 @dataclass(frozen=True)
@@ -63,7 +74,8 @@ class ProxySnapshot:
         return sum(c.bytes_down for c in self.connections)
 
     def bytes_between(self, start: float, end: float) -> dict[Direction, int]:
-        """Bytes each way read in [start, end) (proxy seconds): e.g. one round's traffic."""
+        """Bytes each way read in [start, end) (proxy seconds): e.g. one round's traffic (a bucket counts where
+        its first read fell, so the cut is exact to within ``series_resolution``)."""
         totals: dict[Direction, int] = {"up": 0, "down": 0}
         for conn in self.connections:
             for t, direction, n in conn.series:
@@ -77,14 +89,18 @@ class ProxySnapshot:
 
 
 class RecordingProxy:
-    """Listens on 127.0.0.1:<free port> (``address``) and relays each connection to ``target`` ("host:port")."""
+    """Listens on 127.0.0.1:<free port> (``address``) and relays each connection to ``target`` ("host:port");
+    ``allowed_hosts``: the only target hosts accepted (e.g. the platform's own host), None for any."""
 
     def __init__(self, target: str, *, capture: bool = False, capture_bytes: int = DEFAULT_CAPTURE_BYTES,
-                 listen_host: str = "127.0.0.1") -> None:
+                 listen_host: str = "127.0.0.1", allowed_hosts: Collection[str] | None = None) -> None:
         host, sep, port = target.rpartition(":")
-        if not sep or not port.isdigit() or not host:
-            raise ValueError(f"RecordingProxy: target {target!r} is not host:port")
+        if not sep or not port.isdigit() or not host or not 1 <= int(port) <= 65535:
+            raise ValueError(f"RecordingProxy: target {target!r} is not host:port (port 1..65535)")
         self.target_host, self.target_port = host.strip("[]"), int(port)
+        if allowed_hosts is not None and self.target_host.lower() not in {h.strip("[]").lower() for h in allowed_hosts}:
+            raise ValueError(f"RecordingProxy: target host {self.target_host!r} is not one the verifier may connect "
+                             f"to ({', '.join(sorted(allowed_hosts)) or 'none'})")
         self.capture, self.capture_bytes, self.listen_host = capture, capture_bytes, listen_host
         self._lock = threading.Lock()
         self._connections: list[ConnectionRecord] = []
@@ -94,6 +110,10 @@ class RecordingProxy:
         self._thread: threading.Thread | None = None
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._held: dict[tuple[int, Direction], bytearray] = {}
+        self._last: dict[tuple[int, Direction], int] = {}  # index of each direction's open bucket in its series
+        self._stopping = False
         self.port = 0
 
     @property
@@ -142,8 +162,11 @@ class RecordingProxy:
             return
 
         async def shutdown() -> None:
+            self._stopping = True
             if self._server is not None:
                 self._server.close()
+            for w in list(self._writers):  # drop unsent bytes: a platform that stops reading must not hold us
+                w.transport.abort()
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -164,7 +187,13 @@ class RecordingProxy:
     def snapshot(self) -> ProxySnapshot:
         """A consistent copy of every connection's record so far (safe from any thread)."""
         with self._lock:
-            return ProxySnapshot(tuple(c.copy() for c in self._connections), self.started_at)
+            copies = []
+            for c in self._connections:
+                copy = c.copy()
+                copy.captured_up = bytes(self._held.get((c.id, "up"), b""))
+                copy.captured_down = bytes(self._held.get((c.id, "down"), b""))
+                copies.append(copy)
+            return ProxySnapshot(tuple(copies), self.started_at)
 
     # ------------------------------------------------------------------ relaying
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -175,21 +204,30 @@ class RecordingProxy:
             record = ConnectionRecord(id=len(self._connections) + 1, opened=self.now())
             self._connections.append(record)
         upstream: asyncio.StreamWriter | None = None
+        self._writers.add(writer)
         try:
             target_reader, upstream = await asyncio.open_connection(self.target_host, self.target_port)
+            self._writers.add(upstream)
             await asyncio.gather(self._pump(reader, upstream, record, "up"),
                                  self._pump(target_reader, writer, record, "down"))
-        except (OSError, asyncio.IncompleteReadError) as exc:
-            with self._lock:
-                record.error = f"{type(exc).__name__}: {exc}"
         except asyncio.CancelledError:
             pass
+        except Exception as exc:  # recorded, never a traceback: a failed connection must not read as a clean one
+            with self._lock:
+                record.error = f"{type(exc).__name__}: {exc}"
         finally:
             for w in (writer, upstream):
-                if w is not None:
+                if w is None:
+                    continue
+                self._writers.discard(w)
+                if self._stopping:
+                    w.transport.abort()
+                else:
                     w.close()
-                    with contextlib.suppress(Exception):
-                        await w.wait_closed()
+                try:
+                    await asyncio.wait_for(w.wait_closed(), _CLOSE_WAIT)
+                except (Exception, asyncio.CancelledError):
+                    w.transport.abort()  # the peer would not take the rest: drop it
             with self._lock:
                 record.closed = self.now()
             if task is not None:
@@ -216,7 +254,7 @@ class RecordingProxy:
     def _count(self, record: ConnectionRecord, direction: Direction, chunk: bytes) -> None:
         t, n = self.now(), len(chunk)
         with self._lock:
-            record.series.append((t, direction, n))
+            self._add_to_series(record, t, direction, n)
             if direction == "up":
                 record.bytes_up += n
                 record.first_up = t if record.first_up is None else record.first_up
@@ -226,15 +264,45 @@ class RecordingProxy:
                 record.first_down = t if record.first_down is None else record.first_down
                 record.last_down = t
             if self.capture:
-                held = record.captured_up if direction == "up" else record.captured_down
+                held = self._held.setdefault((record.id, direction), bytearray())
                 room = self.capture_bytes - len(held)
                 if room < n:
                     record.truncated = True
                 if room > 0:
-                    if direction == "up":
-                        record.captured_up = held + chunk[:room]
-                    else:
-                        record.captured_down = held + chunk[:room]
+                    held += chunk[:room]  # in place: no copy of what is already held
+
+    def _add_to_series(self, record: ConnectionRecord, t: float, direction: Direction, n: int) -> None:
+        """Add a read to its direction's current bucket, or open a new one (coarsening past MAX_SERIES)."""
+        key = (record.id, direction)
+        last = self._last.get(key)
+        width = record.series_resolution
+        if last is not None:
+            t0, _, total = record.series[last]
+            if int(t0 // width) == int(t // width):
+                record.series[last] = (t0, direction, total + n)
+                return
+        if len(record.series) >= MAX_SERIES:
+            self._coarsen(record)
+        record.series.append((t, direction, n))
+        self._last[key] = len(record.series) - 1
+
+    def _coarsen(self, record: ConnectionRecord) -> None:
+        """Double the bucket width until the series fits in half of MAX_SERIES (amortised linear)."""
+        while len(record.series) > MAX_SERIES // 2:
+            record.series_resolution *= 2
+            width = record.series_resolution
+            merged: dict[tuple[int, Direction], tuple[float, Direction, int]] = {}
+            for t, direction, n in record.series:
+                key = (int(t // width), direction)
+                first = merged.get(key)
+                merged[key] = (t, direction, n) if first is None else (first[0], direction, first[2] + n)
+            record.series = sorted(merged.values(), key=lambda e: e[0])
+        for direction in ("up", "down"):
+            indices = [i for i, e in enumerate(record.series) if e[1] == direction]
+            if indices:
+                self._last[(record.id, direction)] = indices[-1]
+            else:
+                self._last.pop((record.id, direction), None)
 
 
 __all__ = ["RecordingProxy", "ProxySnapshot", "ConnectionRecord", "DEFAULT_CAPTURE_BYTES"]

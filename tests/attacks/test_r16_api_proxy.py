@@ -11,7 +11,7 @@
 - API-11: a target port over 65535 passes the constructor (`PartyConnect.address` allows 5 digits too); every
   connection then dies in an unhandled OverflowError (a traceback in the log) and the record shows no error:
   a failed connection reads as an empty, clean one.
-Strict xfail until fixed."""
+Fixed: these are regular tests now."""
 
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ def _listener() -> tuple[socket.socket, str]:
     return sock, f"127.0.0.1:{sock.getsockname()[1]}"
 
 
-@pytest.mark.xfail(strict=True, reason="R16-API-9: the proxy's per-read series grows without bound")
 def test_series_memory_is_bounded_under_a_trickle() -> None:
     listener, address = _listener()
 
@@ -58,7 +57,6 @@ def test_series_memory_is_bounded_under_a_trickle() -> None:
     assert len(conn.series) <= 4096, f"{len(conn.series)} series entries for {trips} one-byte round trips"
 
 
-@pytest.mark.xfail(strict=True, reason="R16-API-10: stop() hangs 10 s when the platform stops reading")
 def test_stop_is_prompt_when_the_platform_stops_reading() -> None:
     listener, address = _listener()
     held: list[socket.socket] = []
@@ -81,7 +79,6 @@ def test_stop_is_prompt_when_the_platform_stops_reading() -> None:
     assert took < 3, f"stop() took {took:.1f} s"
 
 
-@pytest.mark.xfail(strict=True, reason="R16-API-11: a port over 65535 is accepted and its failure is not recorded")
 def test_a_port_out_of_range_is_refused_or_recorded() -> None:
     try:
         proxy = RecordingProxy("127.0.0.1:99999")
