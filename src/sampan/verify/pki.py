@@ -3,7 +3,9 @@
 The platform under test is told to trust this CA (`ProjectCreate.ca_pem`); the verifier's own party connects
 with a certificate from it. The TLS security tests then present what a platform must refuse: an expired or
 not-yet-valid certificate, one from another CA, a self-signed one, a revoked one (the CRL is a PEM file the
-platform loads). The CA itself is `sampan.crypto.SimulatedCA` (same profile as `sampan certs`: ECDSA P-256, CN
+platform loads), and a forged one: issued by an impostor CA with the consortium CA's exact subject but another
+key (``forged_issuer``), which only a real signature check refuses (a platform that matches issuer names passes
+every other bad variant). The CA itself is `sampan.crypto.SimulatedCA` (same profile as `sampan certs`: ECDSA P-256, CN
 = name, OU = role, clientAuth/serverAuth by role); this module adds server certificates with DNS/IP names and
 writes every PEM into a private (0700) folder, keys 0600.
 """
@@ -15,7 +17,7 @@ import ipaddress
 import shutil
 import tempfile
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -27,21 +29,23 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from sampan.crypto.simulated_ca import SimulatedCA
 from sampan.files import atomic_write_bytes, private_directory
 
-Variant = Literal["good", "expired", "not_yet_valid", "wrong_ca", "revoked", "self_signed"]
-VARIANTS: tuple[Variant, ...] = ("good", "expired", "not_yet_valid", "wrong_ca", "revoked", "self_signed")
+Variant = Literal["good", "expired", "not_yet_valid", "wrong_ca", "revoked", "self_signed", "forged_issuer"]
+VARIANTS: tuple[Variant, ...] = ("good", "expired", "not_yet_valid", "wrong_ca", "revoked", "self_signed",
+                                 "forged_issuer")
 Usage = Literal["client", "server"]
 
 
 @dataclass(frozen=True)
 class IssuedCert:
-    """One certificate and its key, in memory (PEM) and on disk (``cert_file``, ``key_file`` 0600)."""
+    """One certificate and its key, in memory (PEM) and on disk (``cert_file``, ``key_file`` 0600); repr/str
+    never show the key (an assertion message or a log line holding an IssuedCert must not print it)."""
 
     name: str
     variant: Variant
     usage: Usage
     certificate: x509.Certificate
     cert_pem: str
-    key_pem: str
+    key_pem: str = field(repr=False)
     cert_file: Path
     key_file: Path
 
@@ -75,6 +79,7 @@ class VerifierCA:
         self._cleanup = weakref.finalize(self, shutil.rmtree, self.folder, True) if folder is None else None
         self._ca = SimulatedCA(name)
         self._wrong = SimulatedCA("Not the consortium CA")  # issues the wrong-CA variants
+        self._impostor = SimulatedCA(name)  # same subject as the consortium CA, another key: forged_issuer
         self.ca_pem = _pem(self._ca.certificate).decode()
         self.wrong_ca_pem = _pem(self._wrong.certificate).decode()
         self.ca_file = atomic_write_bytes(self.folder / "ca.pem", self.ca_pem.encode(), mode=0o644)
@@ -129,6 +134,8 @@ class VerifierCA:
             issuer_name, signer = subject, key
         elif variant == "wrong_ca":
             issuer_name, signer = self._wrong.certificate.subject, self._wrong.key
+        elif variant == "forged_issuer":
+            issuer_name, signer = self._ca.certificate.subject, self._impostor.key
         else:
             issuer_name, signer = self._ca.certificate.subject, self._ca.key
         names: list[x509.GeneralName] = []

@@ -7,20 +7,18 @@
   as issuer, signed by another key: an impostor CA with the same subject) is not in the matrix.
 - API-13: IssuedCert is a dataclass whose repr prints `key_pem`: any log line, assertion message or evidence
   dict that shows an IssuedCert (or a structure holding one) prints the party's private key.
-Strict xfail until fixed."""
+Fixed: these are regular tests now."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sampan.verify.pki import VerifierCA
 
 
-@pytest.mark.xfail(strict=True, reason="R16-API-12: no bad variant names the consortium CA as issuer with another key")
 def test_matrix_has_an_impostor_issuer_variant(tmp_path: Path) -> None:
     ca = VerifierCA(tmp_path / "pki")
     impostors = []
@@ -36,7 +34,6 @@ def test_matrix_has_an_impostor_issuer_variant(tmp_path: Path) -> None:
     assert impostors, "every variant that names the consortium CA as issuer really is signed by it"
 
 
-@pytest.mark.xfail(strict=True, reason="R16-API-13: repr(IssuedCert) contains the private key")
 def test_repr_of_an_issued_cert_hides_the_key(tmp_path: Path) -> None:
     issued = VerifierCA(tmp_path / "pki").client_cert("verifier")
     body = issued.key_pem.strip().splitlines()[1]
