@@ -87,3 +87,17 @@ def test_wide_german_job_trains_and_reaches_the_pooled_floor(backend: SampanBack
     pooled = data.vertical_baseline.auc
     assert math.isfinite(auc) and auc >= pooled - 0.02, (auc, pooled)  # auc_margin_vertical
     assert backend.results(job.job_id).metrics["intersection_size"] == len(v.intersection)
+
+
+@pytest.mark.parametrize("widths", [(20, 20), (21, 3), (3, 21), (15, 16)])
+def test_vertical_batch_counts_the_label_holders_intercept(tmp_path: Path, widths: tuple[int, int]) -> None:
+    """Before: 4 x the widest party's features, so a label holder as wide as (or wider than) its partner was one
+    column short (its intercept) and Sampan refused the job as invalid (German seeds 11, 14, 15, 18 of 20)."""
+    from sampan.web.bench_jobs import PartyEntry, build_config
+
+    spec = _spec(widths)
+    _write(tmp_path, {"bank": 300, "bureau": 300})
+    parties = {"bank": PartyEntry("bank", "label_holder", "platform"),
+               "bureau": PartyEntry("bureau", "feature_holder", "platform")}
+    config = build_config(spec, tmp_path, parties, seed=1)  # validates the secure LR settings as `sampan run` does
+    assert config.vertical.lr.batch_size >= min_batch_rows(max(widths) + 1)

@@ -138,9 +138,10 @@ def config_data(spec: TaskSpec, folder: Path, parties: Mapping[str, PartyEntry],
 
 
 def _vertical_batch(spec: TaskSpec) -> int:
-    """Secure vertical LR's smallest safe batch: 4 x the widest party's columns, at least 64 (a smaller batch
-    would let a party solve its gradient for the labels); the spec's batch when it is larger."""
-    return max(VERTICAL_BATCH, 4 * max(len(c) for c in spec.features.values()), spec.batch_size)
+    """Secure vertical LR's smallest safe batch: 4 x the widest party's model columns (the label holder's count its
+    intercept: one more than its features), at least 64 (a smaller batch would let a party solve its gradient for
+    the labels); the spec's batch when it is larger."""
+    return max(VERTICAL_BATCH, 4 * (max(len(c) for c in spec.features.values()) + 1), spec.batch_size)
 
 
 def _label_holder(spec: TaskSpec, parties: Mapping[str, PartyEntry]) -> str:
