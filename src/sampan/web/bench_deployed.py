@@ -196,22 +196,31 @@ def _drive(job: JobRun, coordinator: Any, data: dict[str, Any]) -> None:
                                                  meta={"config": data}))
     run_id = str(reply.meta["run_id"])
     deadline = time.monotonic() + job.spec.timeout_s
-    seen, mark, cancelled = 0, time.monotonic(), False
+    seen, mark, cancelled, picked, running = 0, time.monotonic(), False, False, False
     while True:
         row = coordinator.store.get_run(run_id)
+        current = coordinator.current == run_id
+        picked = picked or current
+        if not running and row.status == "running":  # round 1 is timed from the run's start, not its submission
+            running, mark = True, time.monotonic()
         if row.current_round > seen:  # per-round wall time as the backend sees it (polled every 50 ms)
             at = time.monotonic()
             for r in range(seen + 1, row.current_round + 1):
                 _round(job, r, (at - mark) / (row.current_round - seen))
             seen, mark = row.current_round, at
-        if row.status in TERMINAL and not coordinator.current == run_id:
+        if row.status in TERMINAL and not current:
             break
+        if cancelled and picked and not current:  # cancelled before its runner started (e.g. while it waited
+            break                                   # for a party): the coordinator leaves no terminal status then
         if cancelled and time.monotonic() > deadline + 30:  # the coordinator did not end it: stop it (finally)
             raise BackendError("internal", f"the deployed run did not stop within 30 s of its cancellation "
                                f"(round {row.current_round}/{job.spec.rounds})")
         if not cancelled and (job.cancel.is_set() or time.monotonic() > deadline):
-            coordinator.cancel(operator, Message("", 0, "benchmark", "coordinator", "deploy.cancel",
-                                                 meta={"run_id": run_id}))
+            try:
+                coordinator.cancel(operator, Message("", 0, "benchmark", "coordinator", "deploy.cancel",
+                                                     meta={"run_id": run_id}))
+            except Exception:  # noqa: BLE001 - it ended meanwhile: the next poll reads how
+                pass
             cancelled = True
         time.sleep(0.05)
     info = row.info or {}

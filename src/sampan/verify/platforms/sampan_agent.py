@@ -20,6 +20,7 @@ import logging
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -195,7 +196,12 @@ def run_agent(job_id: str, party: str, data: TableData, connect: PartyConnect, t
             admitted = admitted or bool(agent._runs)
             if stop.is_set() or not thread.is_alive():
                 break
-        agent.place.left.set() if stop.is_set() and not agent.closed.is_set() else None
+        if agent.closed.is_set() and agent.link is not None:  # let the reply to close_run leave first: the
+            deadline = time.monotonic() + 2.0             # coordinator ends the stream, or 2 s pass
+            while agent.link.connected.is_set() and time.monotonic() < deadline and not stop.is_set():
+                time.sleep(0.05)
+        elif stop.is_set():
+            agent.place.left.set()
         inner.set()
         if agent.link is not None:
             agent.link.close()
