@@ -56,11 +56,8 @@ RR22_REVEALS: dict[str, str] = {
                      "tells the partner and the coordinator that it is empty. " + _COMMON),
 }
 
-_PUMP_WAIT_AFTER_DATA = 0.05  # a party that just got bytes likely answers soon: wait for the answer ...
-_PUMP_SETTLE = 0.01  # ... but only this long after its spu has taken them all (a one-way message has no answer)
-_PUMP_WAIT_IDLE = 0.005  # a party with nothing to receive: a short look, so the other party is served soon
-_PUMP_WAIT_IDLE_MAX = 0.02  # the look grows to this after `_PUMP_IDLE_GROW` idle rounds (spu computing for
-_PUMP_IDLE_GROW = 20  # seconds, polled ~50 instead of ~170 times a second, leaving the CPU to spu)
+_PUMP_WAIT_AFTER_DATA = 0.05  # a party that just got bytes likely answers soon: wait for the answer
+_PUMP_WAIT_IDLE = 0.005
 
 
 class Rr22Unavailable(PsiError):
@@ -145,20 +142,13 @@ def _pump(ask: Any, a: str, b: str, deadline: float) -> None:
     """Carry tunnel envelopes B <-> A until both workers are done; each party waits briefly for bytes to send."""
     pending: dict[str, np.ndarray | None] = {a: None, b: None}
     done = {a: False, b: False}
-    idle = 0  # rounds in a row in which no bytes moved
     while not (done[a] and done[b] and pending[a] is None and pending[b] is None):
         if time.perf_counter() > deadline:
             raise PsiError(f"RR22 PSI between {a!r} and {b!r} did not finish in time")
-        moved = False
         for party, peer in ((b, a), (a, b)):
             envelope, pending[party] = pending[party], None
-            if envelope is not None:
-                reply = ask(party, "psi.rr22.pump", peer, envelope, wait=_PUMP_WAIT_AFTER_DATA, settle=_PUMP_SETTLE)
-            else:
-                look = _PUMP_WAIT_IDLE if idle < _PUMP_IDLE_GROW else _PUMP_WAIT_IDLE_MAX
-                reply = ask(party, "psi.rr22.pump", peer, None, wait=look)
+            wait = _PUMP_WAIT_AFTER_DATA if envelope is not None else _PUMP_WAIT_IDLE
+            reply = ask(party, "psi.rr22.pump", peer, envelope, wait=wait)
             if "envelope" in reply.arrays:
                 pending[peer] = reply.arrays["envelope"]
-                moved = True
             done[party] = bool(reply.meta.get("done"))
-        idle = 0 if moved else idle + 1

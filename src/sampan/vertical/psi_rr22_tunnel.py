@@ -302,7 +302,7 @@ class Tunnel:
             raise TunnelError(f"party {self.name!r}: {self.peer!r} opened more than {MAX_STREAMS} tunnel streams")
         self._seq_in += 1
         self.bytes_in += len(data)
-        raw = np.ascontiguousarray(data).data  # frames are views of the opened envelope: no copy per frame
+        raw = data.tobytes()
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         for (origin, sid, kind, _), lo, hi in zip(head.tolist(), offsets[:-1].tolist(), offsets[1:].tolist(),
                                                    strict=True):
