@@ -70,6 +70,13 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
 
+class _Answer(_Model):
+    """What a platform answers with numbers in it: NaN and Infinity (not JSON, but pydantic's JSON mode reads
+    them) are refused, so no check written ``if spent > claimed`` can be passed with a NaN."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False, allow_inf_nan=False)
+
+
 class ApiError(_Model):
     """What went wrong: a stable code, a message for a person, and the field at fault when there is one."""
 
@@ -193,6 +200,13 @@ class PartyConnect(_Model):
     server_name: ShortText | None = None
     ca_pem: Pem | None = None
 
+    @field_validator("address")
+    @classmethod
+    def _port_in_range(cls, address: str) -> str:
+        if not 1 <= int(address.rpartition(":")[2]) <= 65535:
+            raise ValueError(f"the port of {address!r} is not in 1..65535")
+        return address
+
 
 class Party(_Model):
     name: PartyName
@@ -274,7 +288,7 @@ class Job(_Model):
         return self.state in ("succeeded", "failed", "cancelled")
 
 
-class RoundResult(_Model):
+class RoundResult(_Answer):
     round: int = Field(ge=0)
     seconds: float = Field(ge=0)
     auc: float | None = None
@@ -289,7 +303,7 @@ class AuditEntry(_Model):
     detail: str = ""
 
 
-class JobResults(_Model):
+class JobResults(_Answer):
     """`metrics`: at least "auc" on the platform's own holdout if any; optional documented keys:
     "intersection_size" (vertical jobs: how many ids the PSI matched, checked by F-PSI-EXACT against a plaintext
     intersection)."""
@@ -301,12 +315,12 @@ class JobResults(_Model):
     audit_log: list[AuditEntry] | None = None
 
 
-class Standardisation(_Model):
+class Standardisation(_Answer):
     mean: list[float]
     scale: list[float]
 
 
-class ModelExport(_Model):
+class ModelExport(_Answer):
     """The trained linear model: features are "party:column" for vertical, plain column names for horizontal."""
 
     format: Literal["linear.v1"] = "linear.v1"
@@ -326,18 +340,18 @@ class ModelExport(_Model):
         return self
 
 
-class EvaluateMetrics(_Model):
+class EvaluateMetrics(_Answer):
     auc: float | None = None
     logloss: float | None = None
     accuracy: float | None = None
 
 
-class EvaluateResult(_Model):
+class EvaluateResult(_Answer):
     metrics: EvaluateMetrics
     rows: int = Field(ge=0)
 
 
-class PredictResult(_Model):
+class PredictResult(_Answer):
     scores: list[float]
 
 

@@ -1,7 +1,12 @@
 """The verifier's raw HTTP view of a platform: every call returns status, body and headers.
 
 The catalogue needs the raw view (it judges status codes and error bodies, sends malformed and oversized
-requests, wrong tokens), so it does not go through a client that turns errors into exceptions.
+requests, wrong tokens), so it does not go through a client that turns errors into exceptions. It reads with
+the same protections as BenchmarkClient (`sampan.verify.bounded`): an answer over MAX_RESPONSE_BYTES is refused
+(error answers are cut at MAX_ERROR_BYTES), ``timeout_s`` bounds the whole call (checked between chunks), and a
+transport failure, an oversized or endless answer is an ApiCallError naming the call (never an httpx error). A
+body with NaN/Infinity, or nested too deep to parse, decodes to None (it is not JSON). A plain-http URL to a
+host other than loopback is logged (``plain_http="refuse"`` refuses it: the token would travel in clear).
 httpx is imported here only (the `verify` extra).
 """
 
@@ -9,10 +14,14 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sampan.errors import SampanError
+
+if TYPE_CHECKING:
+    from sampan.verify.bounded import PlainHttp
 
 __all__ = ["Api", "ApiCallError", "Reply", "TargetTLS"]
 
@@ -53,12 +62,16 @@ class Reply:
 class Api:
     """Calls ``{url}/bench/v1{path}`` with the bearer token (or another one, for the access tests)."""
 
-    def __init__(self, url: str, token: str, tls: TargetTLS | None = None, *, timeout_s: float = 60.0) -> None:
+    def __init__(self, url: str, token: str, tls: TargetTLS | None = None, *, timeout_s: float = 60.0,
+                 plain_http: PlainHttp = "warn") -> None:
         import httpx
+
+        from sampan.verify.bounded import plaintext_token_check
 
         self.url = url.rstrip("/")
         self.base = self.url + "/bench/v1"
-        self.token = token
+        plaintext_token_check(self.base, plain_http, "the verifier")
+        self.token, self.timeout_s = token, timeout_s
         tls = tls or TargetTLS()
         verify: Any = tls.verify
         if tls.verify and (tls.ca_file or tls.cert_file):
@@ -73,7 +86,9 @@ class Api:
     def call(self, method: str, path: str, body: Any = None, *, content: bytes | None = None,
              token: str | None = "", headers: dict[str, str] | None = None) -> Reply:
         """``token=""`` uses the target's token, ``None`` sends none, any other string is sent instead."""
-        import time
+        import httpx
+
+        from sampan.verify.bounded import ResponseRefused, read_bounded
 
         hdrs = dict(headers or {})
         use = self.token if token == "" else token
@@ -84,13 +99,17 @@ class Api:
         if content is not None:
             hdrs.setdefault("Content-Type", "application/json")
         start = time.perf_counter()
-        response = self._client.request(method, self.base + path, content=content, headers=hdrs)
-        seconds = time.perf_counter() - start
         try:
-            decoded = response.json()
-        except ValueError:
-            decoded = None
-        return Reply(response.status_code, decoded, {k.lower(): v for k, v in response.headers.items()}, seconds)
+            response = read_bounded(self._client, method, self.base + path, seconds=self.timeout_s,
+                                    content=content, headers=hdrs)
+        except ResponseRefused as exc:
+            raise ApiCallError(f"{method} {path}: {exc}") from None
+        except httpx.HTTPError as exc:
+            raise ApiCallError(f"{method} {path}: cannot get an answer from {self.url} "
+                               f"({type(exc).__name__}: {exc})") from None
+        seconds = time.perf_counter() - start
+        return Reply(response.status_code, _decode(response.content),
+                     {k.lower(): v for k, v in response.headers.items()}, seconds)
 
     def ok(self, method: str, path: str, body: Any = None) -> Any:
         """The JSON of a call that must succeed; otherwise an ApiCallError naming the call and the error."""
@@ -102,3 +121,15 @@ class Api:
             raise ApiCallError(f"{method} {path} answered {reply.status} {reply.error_code or ''}: {msg}"
                                + (f" (field {field_})" if field_ else ""))
         return reply.body
+
+
+def _decode(content: bytes) -> Any:
+    """The JSON of a body, or None: not JSON, NaN/Infinity (not JSON either), or nested past the parser's depth."""
+    try:
+        return json.loads(content, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _refuse_constant(token: str) -> Any:
+    raise ValueError(f"{token} is not JSON")

@@ -3,8 +3,8 @@
 `job(j)`, `results(j)`, `cancel(j)` and `submit_job(p, ...)` parse the answer's model but never compare its
 `job_id` / `project_id` with the request: a platform can answer every `GET /jobs/j2/results` with the results
 of an earlier, cleaner job j1 (or report a job of another project), and the typed client hands them on as j2's.
-The ids are in the contract precisely so the verifier can bind an answer to its request. Strict xfail until
-fixed."""
+The ids are in the contract precisely so the verifier can bind an answer to its request.
+Fixed: regular tests now."""
 
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ def _answer(request: httpx.Request) -> httpx.Response:
     return httpx.Response(status, content=json.dumps(body).encode(), headers={VERSION_HEADER: "1.0"})
 
 
-@pytest.mark.xfail(strict=True, reason="R16-API-14: answers about another job/project are accepted")
 @pytest.mark.parametrize("call", ["job", "results", "cancel", "submit_job"])
 def test_answers_are_bound_to_the_requested_ids(call: str) -> None:
     spec = TaskSpec(kind="horizontal", label="y", features={"bank": ["x"]}, rounds=2)

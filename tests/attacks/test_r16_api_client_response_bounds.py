@@ -6,7 +6,8 @@ portal connects to endpoints applicants supply):
 - API-3: answers with an endless (here 200 MiB) body: the verifier buffers all of it (memory exhaustion);
 - API-4: drips one byte of a chunked body every 0.5 s: a call with timeout=2 never times out.
 The correct client refuses a body past a bound (the API's own bodies are a few MB: 200,000 scores) and bounds the
-whole call by a deadline. Strict xfail until fixed."""
+whole call by a deadline.
+Fixed: regular tests now."""
 
 from __future__ import annotations
 
@@ -60,7 +61,6 @@ class _Hostile:
             self.sock.close()
 
 
-@pytest.mark.xfail(strict=True, reason="R16-API-3: BenchmarkClient buffers a response of any size")
 def test_client_stops_reading_an_endless_response() -> None:
     server = _Hostile("huge")
     with BenchmarkClient(server.url, "t", timeout=10) as client, pytest.raises(VerifyError):
@@ -69,7 +69,6 @@ def test_client_stops_reading_an_endless_response() -> None:
     assert server.sent < 100 * MIB, f"the client read {server.sent // MIB} MiB of one answer"
 
 
-@pytest.mark.xfail(strict=True, reason="R16-API-3: the runner's catalogue Api buffers a response of any size")
 def test_catalogue_api_stops_reading_an_endless_response() -> None:
     server = _Hostile("huge")
     api = Api(server.url, "t", timeout_s=10)
@@ -82,7 +81,6 @@ def test_catalogue_api_stops_reading_an_endless_response() -> None:
     assert server.sent < 100 * MIB, f"the runner's client read {server.sent // MIB} MiB of one answer"
 
 
-@pytest.mark.xfail(strict=True, reason="R16-API-4: a drip-fed answer never hits the client's timeout")
 def test_client_timeout_bounds_the_whole_call() -> None:
     server = _Hostile("drip")
     started = time.monotonic()

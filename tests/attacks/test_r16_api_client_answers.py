@@ -11,7 +11,7 @@ MockTransport, the client's public `transport=` hook).
   the VerifyError and from there in reports). Codes outside the API's closed list should be bad_response,
   messages cut to a bound.
 - API-8: two X-Bench-API-Version headers (1.0 and 2.0) pass the major check (httpx joins them: "1.0, 2.0").
-Strict xfail until fixed."""
+Fixed: these are regular tests now."""
 
 from __future__ import annotations
 
@@ -34,7 +34,6 @@ def _client(status: int, content: bytes, headers: list[tuple[str, str]] | None =
                                                                                   headers=sent)))
 
 
-@pytest.mark.xfail(strict=True, reason="R16-API-5: a deeply nested error body crashes the client (RecursionError)")
 def test_nested_error_body_is_a_bad_response() -> None:
     with _client(500, b"[" * 100_000) as client:
         try:
@@ -45,7 +44,6 @@ def test_nested_error_body_is_a_bad_response() -> None:
             pytest.fail("RecursionError traceback from the client instead of VerifyError(bad_response)")
 
 
-@pytest.mark.xfail(strict=True, reason="R16-API-6: NaN/Infinity in answers are accepted")
 @pytest.mark.parametrize("body", [
     b'{"scores": [NaN]}',
     b'{"job_id": "j", "metrics": {"auc": NaN}}',
@@ -64,8 +62,6 @@ def test_non_finite_numbers_in_answers_are_bad_responses(body: bytes) -> None:
     assert refused.value.code == "bad_response"
 
 
-@pytest.mark.xfail(strict=True, reason="R16-API-7: a platform can spoof the client's own error codes; "
-                                       "messages unbounded")
 def test_platform_error_codes_are_the_closed_list_and_messages_bounded() -> None:
     for code in ("timeout", "tls", "unreachable", "version", "all_good"):
         body = json.dumps({"error": {"code": code, "message": "m"}}).encode()
@@ -78,7 +74,6 @@ def test_platform_error_codes_are_the_closed_list_and_messages_bounded() -> None
     assert len(str(refused.value)) < 10_000
 
 
-@pytest.mark.xfail(strict=True, reason="R16-API-8: two version headers (1.0 and 2.0) pass the major check")
 def test_conflicting_version_headers_are_refused() -> None:
     with _client(200, INFO, [(VERSION_HEADER, "1.0"), (VERSION_HEADER, "2.0")]) as client, \
             pytest.raises(VerifyError) as refused:
