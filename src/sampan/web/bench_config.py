@@ -88,9 +88,10 @@ def vertical_fractions(spec: TaskSpec, folder: Path) -> dict[str, float]:
     and Sampan's defaults (20% test + 15% validation) took 35% of the aligned rows from training. On German credit
     (600 aligned rows) that alone cost about 0.02 AUC against the pooled baseline (an exact Newton fit on 65% of the
     rows, docs/verification/sampan-adapter.md), and 15% validation was fewer rows than one validation batch when a
-    party has 23 or more columns (the job failed). Now: test rows at least `MIN_EVALUATION_ROWS` (the bank's
-    evaluation rule) and validation rows at least one batch of the widest party, each with a margin for an
-    intersection smaller than the smallest table, and 5% each on large tables (where rows are plenty)."""
+    party has 23 or more model columns, the label holder's intercept included (the job failed). Now: test rows at
+    least `MIN_EVALUATION_ROWS` (the bank's evaluation rule) and validation rows at least one batch of the widest
+    party, each with a margin for an intersection smaller than the smallest table, and 5% each on large tables
+    (where rows are plenty)."""
     from sampan.vertical.rows import MIN_EVALUATION_ROWS
     from sampan.vertical.secure_lr import min_batch_rows
 
