@@ -37,6 +37,12 @@ class CanaryPlan:
     labels: np.ndarray  # each canary's label (drawn at random)
     included: np.ndarray  # bool: the coin of each canary (included in the party's data or not)
 
+    def record(self) -> dict[str, Any]:
+        """The plan as evidence (drawn from secret randomness, so the report keeps it for a re-check)."""
+        return {"columns": list(self.names), "base_rows": [int(r) for r in self.base_rows],
+                "labels": "".join(str(int(v)) for v in self.labels),
+                "included": "".join("1" if v else "0" for v in self.included)}
+
 
 @dataclass
 class CanaryRun:

@@ -174,7 +174,7 @@ def dp_audit_verdict(canary: Any, dp: dict[str, Any]) -> Result:
                            "eps_max_provable": result.eps_max_provable,
                            "correct": float(result.correct), "guesses": float(result.guesses)},
                   evidence={"audit": result.to_dict(), "canaries": m, "start_model": canary.start_from,
-                            "job_id": canary.run.job_id,
+                            "job_id": canary.run.job_id, "canary_plan": canary.plan.record(),
                             "score": "(2y - 1) x change of the canary column's weight (exported model - start)"})
 
 
