@@ -81,8 +81,11 @@ def _party_toml(folder: Path, party: str, connect: PartyConnect, tls: ClientTLS,
         raise KitError(f"party {party!r}: the platform gave no CA for its coordinator (PartyConnect.ca_pem)")
     atomic_write_text(folder / "ca.pem", ca)
     files = {"ca": "ca.pem", "cert": "party.crt", "key": "party.key"}
-    atomic_write_text(folder / "party.crt", tls.cert_pem or "")
-    atomic_write_bytes(folder / "party.key", (tls.key_pem or "").encode(), mode=0o600)
+    if tls.cert_pem is None or tls.key_pem is None:
+        _placeholder(folder)
+    else:
+        atomic_write_text(folder / "party.crt", tls.cert_pem)
+        atomic_write_bytes(folder / "party.key", tls.key_pem.encode(), mode=0o600)
     if tls.crl_pem:
         atomic_write_text(folder / "crl.pem", tls.crl_pem)
         files["crl"] = "crl.pem"
@@ -120,18 +123,11 @@ def _agent_class() -> Any:
             return reply
 
         def serve_on(self, link: Any, stop: threading.Event) -> None:
-            """`PartyAgent.serve` on the kit's own link (see `_link`)."""
-            from sampan.compute import LocalEngine, make_engine
-
+            """`PartyAgent.serve` on the kit's own link (see `_link`), on the agent's default local engine."""
             for name in self.config.data:
                 self.table(name)
             self.link = link
-            self.engine = make_engine(self.config.compute, party=self.name)
-            try:
-                link.serve_forever(stop)
-            finally:
-                self.engine.close()
-                self.engine = LocalEngine()
+            link.serve_forever(stop)
 
         def handle(self, message: Message) -> Message:
             if message.kind in ("deploy.open_run", "deploy.close_run", "consent.request"):
@@ -143,23 +139,31 @@ def _agent_class() -> Any:
 
 
 def _link(agent: Any, tls: ClientTLS, ca: str) -> Any:
-    """The agent's link to the coordinator with the certificate the verifier chose (or none), and without the
-    agent's own pre-flight checks: a bank's agent refuses to present its own expired certificate, but here the
-    platform's coordinator is under test, so it must be the one that refuses what the verifier's party presents."""
+    """The agent's own link (`sampan.deploy.agent_link.open_link`) with the certificate the verifier chose (or none)
+    and without the agent's pre-flight self-checks: a bank's agent refuses to present its own expired certificate,
+    but here the platform's coordinator is under test, so it must be the one that refuses what the party presents."""
     import grpc
 
-    from sampan.runtime.capabilities import capability_names
-    from sampan.transport.grpc_client import LinkSettings, PartyLink
+    from sampan.deploy.agent_link import open_link
 
-    p = agent.config.party
-    settings = LinkSettings(name=p.name, address=p.coordinator, coordinator_name=p.coordinator_name,
-                            target_name=p.server_name, limits=p.limits(), backoff_initial_s=p.backoff_initial_s,
-                            backoff_max_s=p.backoff_max_s, capabilities=tuple(capability_names()),
-                            agent="sampan-party/1")
-    key, cert = (tls.key_pem or "").encode() or None, (tls.cert_pem or "").encode() or None
-    credentials = grpc.ssl_channel_credentials(root_certificates=ca.encode(), private_key=key,
-                                               certificate_chain=cert)
-    return PartyLink(settings, agent.handle, credentials)
+    link = open_link(agent.config, agent.handle)
+    link.preflight = None
+    if tls.cert_pem is None or tls.key_pem is None:  # no client certificate (open_link read a placeholder)
+        link.credentials = grpc.ssl_channel_credentials(root_certificates=ca.encode())
+    return link
+
+
+def _placeholder(folder: Path) -> None:
+    """A throwaway self-signed certificate and key where the party's files must exist but are never presented."""
+    from cryptography.hazmat.primitives import serialization
+
+    from sampan.crypto.simulated_ca import SimulatedCA
+
+    identity = SimulatedCA("placeholder, never presented").issue("placeholder")
+    key = identity.private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption())
+    atomic_write_bytes(folder / "party.crt", identity.certificate.public_bytes(serialization.Encoding.PEM))
+    atomic_write_bytes(folder / "party.key", key, mode=0o600)
 
 
 def run_agent(job_id: str, party: str, data: TableData, connect: PartyConnect, tls: ClientTLS | None, tap: Tap,
