@@ -34,6 +34,7 @@ __all__ = ["DATASET", "PROTOCOL", "run_agent"]
 
 DATASET = "bench"  # the dataset name a deployed benchmark job names (`[deploy] dataset`)
 LABELS = ("label", "y", "target")
+GONE_S = 10.0  # an admitted party whose coordinator stays away this long ends (a failed run is not closed)
 
 
 class _Place:
@@ -195,10 +196,16 @@ def run_agent(job_id: str, party: str, data: TableData, connect: PartyConnect, t
 
         thread = threading.Thread(target=serve, name=f"sampan-kit-agent-{party}", daemon=True)
         thread.start()
-        admitted = False
+        admitted, gone_since, gone = False, None, False
         while not agent.closed.wait(0.05):
             admitted = admitted or bool(agent._runs)
             if stop.is_set() or not thread.is_alive():
+                break
+            # a run that failed is not closed at its parties: once admitted, a coordinator gone for GONE_S ends it
+            up = agent.link is not None and agent.link.connected.is_set()
+            gone_since = None if up or not admitted else (gone_since or time.monotonic())
+            if gone_since is not None and time.monotonic() - gone_since > GONE_S:
+                gone = True
                 break
         if agent.closed.is_set() and agent.link is not None:  # let the reply to close_run leave first: the
             deadline = time.monotonic() + 2.0             # coordinator ends the stream, or 2 s pass
@@ -216,6 +223,10 @@ def run_agent(job_id: str, party: str, data: TableData, connect: PartyConnect, t
                            + (f": {reason}" if reason else ""))
         if errors:
             raise KitError(f"party {party!r} of job {job_id!r}: {reason}")
+        if gone:
+            raise KitError(f"party {party!r} of job {job_id!r}: the coordinator closed the connection and did not "
+                           f"come back within {GONE_S:g} s, without closing the run at this party (the job ended "
+                           "without it, or failed)")
     finally:
         for lg in loggers:
             lg.removeHandler(failures)
