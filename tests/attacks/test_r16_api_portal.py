@@ -6,14 +6,17 @@
   refused with plain_http="refuse" (both clients); loopback stays allowed.
 - Observation "PartyConnect.address is SSRF": `RecordingProxy(allowed_hosts=...)` refuses any other target, and
   the API refuses a port outside 1..65535 in PartyConnect.
+- Observations on the server: a body that is not JSON names no field; openapi.json needs the token.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -117,3 +120,20 @@ def test_party_connect_port_is_in_range() -> None:
     for bad in ("platform.example:65536", "platform.example:0", "127.0.0.1:99999"):
         with pytest.raises(ValidationError):
             PartyConnect(address=bad, protocol="grpc")
+
+
+def test_a_body_that_is_not_json_names_no_field() -> None:
+    """Observation "odd field value": a JSON decode error gave field "1" (the character position)."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from sampan.verify.server import make_benchmark_app
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "verify"))
+    from _api_fake_backend import FakeBackend
+
+    with TestClient(make_benchmark_app(FakeBackend(), token="tok")) as api:
+        reply = api.post("/bench/v1/projects", content=b"{", headers={"Authorization": "Bearer tok",
+                                                                     "Content-Type": "application/json"})
+        assert reply.status_code == 422 and reply.json()["error"]["field"] is None, reply.text
+        assert api.get("/bench/v1/openapi.json").status_code == 401  # the contract too is behind the token

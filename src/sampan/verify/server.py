@@ -67,6 +67,13 @@ def _validation_field(loc: tuple[Any, ...]) -> str | None:
     return ".".join(parts) or None
 
 
+def _field_of(error: Any) -> str | None:
+    """The dotted field of one validation error (None for a body that is not JSON: its loc is a position)."""
+    if error.get("type") == "json_invalid":
+        return None
+    return _validation_field(tuple(error.get("loc", ())))
+
+
 def _token_ok(header: str | bytes | None, expected: bytes) -> bool:
     """Whether an Authorization header value is ``Bearer <expected>`` (constant-time comparison)."""
     if header is None:
@@ -235,11 +242,11 @@ def make_benchmark_app(backend: PlatformBackend, *, token: str, max_body_bytes: 
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = list(exc.errors())
         first = errors[0] if errors else {}
-        messages = [f"{_validation_field(tuple(e.get('loc', ()))) or '(body)'}: "
+        messages = [f"{_field_of(e) or '(body)'}: "
                     f"{str(e.get('msg', '')).removeprefix('Value error, ')}" for e in errors[:5]]
         more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
         return error_response("invalid", "; ".join(messages) + more, 422,
-                              _validation_field(tuple(first.get("loc", ()))))
+                              _field_of(first) if first else None)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
