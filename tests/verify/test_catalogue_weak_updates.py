@@ -42,7 +42,9 @@ def test_update_tests_catch_the_weak_platforms_flaws(weak_url: str) -> None:
     expected = {**dict.fromkeys(only, "fail"), "S-OVERSIZED": "pass"}
     assert {k: v.verdict for k, v in out.items()} == expected, {k: (v.verdict, v.message) for k, v in out.items()}
     nan = out["S-MALFORMED"].evidence["nan_update"]
-    assert nan["outcome"] == "the bad update reached the model" and not nan["healthy"]
+    # the weak platform either exports a poisoned model or dies with an error that names no party: both fail
+    assert not nan["healthy"] and nan["outcome"] in ("the bad update reached the model",
+                                                     "the job stopped without an error naming the offending party")
     long = out["S-OVERSIZED"].evidence["update_x1000"]
     assert long["error_names_party"] and long["availability"] == "one party can stop the job"
     assert long["model_export_status"] != 200
