@@ -31,6 +31,32 @@ from sampan.vertical.secure_lr import (
 )
 
 
+class RowPass:
+    """The rows used so far in one pass (an epoch's training batches, or one validation pass).
+
+    Why a count beside the mask: every batch asks "any used?", "all used?" and "how many left?"; counting the
+    n-row mask each time made a batch's check O(n) and an epoch O(n^2 / batch) (issue 15: 42% of the holders'
+    epoch CPU at 4M rows, py-spy). With the count kept, a batch's check is O(batch); only a completed pass clears the mask (O(n)).
+    """
+
+    def __init__(self, n: int) -> None:
+        self.used = np.zeros(n, dtype=bool)
+        self.count = 0
+
+    def __len__(self) -> int:
+        return len(self.used)
+
+    def any(self) -> bool:
+        return self.count > 0
+
+    def all(self) -> bool:
+        return self.count == len(self.used)
+
+    def clear(self) -> None:
+        self.used[:] = False
+        self.count = 0
+
+
 @dataclass
 class _TrainState:
     roles: Roles
@@ -53,8 +79,8 @@ class _TrainState:
     y_val_fixed: np.ndarray | None = None
     E: dict[str, np.ndarray] = field(default_factory=dict)  # masked matrices of the parties I serve
     min_rows: int = MIN_BATCH_ROWS
-    used: np.ndarray | None = None    # holders: training rows already in a batch this epoch
-    val_used: np.ndarray | None = None  # holders: validation rows already in this validation pass
+    used: RowPass | None = None       # holders: training rows already in a batch this epoch
+    val_used: RowPass | None = None   # holders: validation rows already in this validation pass
     epochs_done: int = 0              # holders: completed training epochs (partitions of the training rows)
     opened_at: int = 0                # holders: epochs_done when the validation score was last opened
     nonce: bytes = b""                # holders: this holder's own contribution to the instance nonce
@@ -270,27 +296,30 @@ def validation_order(instance: str, n: int) -> np.ndarray:
     return np.argsort(prg_uint64(key, "order", n), kind="stable")
 
 
-def _take_partition(me: str, what: str, used: np.ndarray, rows: np.ndarray, min_rows: int) -> bool:
+def _take_partition(me: str, what: str, used: RowPass, rows: np.ndarray, min_rows: int) -> bool:
     """Mark `rows` used in a pass over `used`; refuse small, unknown, repeated or re-used rows and a tail
-    shorter than `min_rows`. Returns True when the batch completes the pass (and starts a new one)."""
+    shorter than `min_rows`. Returns True when the batch completes the pass (and starts a new one).
+
+    O(batch) per call (`RowPass` keeps the count): the same refusals, in the same order, as counting the mask."""
     n = len(used)
     if len(rows) < min_rows:
         raise BatchRuleError(f"party {me!r}: refusing a {what} batch of {len(rows)} rows (at least "
                              f"{min_rows}: fewer rows let a party solve for the residual)")
     if rows.min() < 0 or rows.max() >= n:
         raise BatchRuleError(f"party {me!r}: refusing a {what} batch with unknown rows")
-    if used[rows].any():
+    if used.used[rows].any():
         raise BatchRuleError(f"party {me!r}: refusing a {what} batch that re-uses rows of this pass")
-    before = int(np.count_nonzero(used))
-    used[rows] = True
-    if int(np.count_nonzero(used)) - before != len(rows):
+    used.used[rows] = True
+    distinct = int(np.count_nonzero(np.diff(np.sort(rows)))) + 1  # rows newly marked (none was used before)
+    used.count += distinct
+    if distinct != len(rows):
         raise BatchRuleError(f"party {me!r}: refusing a {what} batch with repeated rows")
     if used.all():
         if what == "training":
-            used[:] = False
+            used.clear()
         return True
-    if n - int(used.sum()) < min_rows:
-        raise BatchRuleError(f"party {me!r}: this batch leaves {n - int(used.sum())} rows of the {what} pass, "
+    if n - used.count < min_rows:
+        raise BatchRuleError(f"party {me!r}: this batch leaves {n - used.count} rows of the {what} pass, "
                              f"fewer than {min_rows} (merge the tail into the last batch)")
     return False
 

@@ -257,7 +257,7 @@ class BatchSteps(SecureLRBase):
         pad = self._channels().prg(self._other_holder(), f"vlr/{st.instance}/pad/{st.t}", 1)
         total = st.val_sum + pad if holder == 0 else st.val_sum - pad
         st.val_sum = None
-        st.val_used[:] = False
+        st.val_used.clear()
         st.opened_at = st.epochs_done
         return msg.reply("vlr.square", {"sum_sq": total})
 

@@ -33,7 +33,7 @@ from sampan.vertical.secure_lr import (
     receive,
     weight_triples,
 )
-from sampan.vertical.secure_lr_base import _l2_mask, _TrainState, _with_ones, validation_order
+from sampan.vertical.secure_lr_base import RowPass, _l2_mask, _TrainState, _with_ones, validation_order
 from sampan.vertical.secure_lr_batch import BatchSteps
 from sampan.vertical.secure_lr_chunks import chunk_binding, chunk_row, store_chunks
 from sampan.vertical.secure_lr_encode import E_CHUNK_ROWS, encode_rows, fit_scaler
@@ -222,8 +222,8 @@ class SecureLRParty(BatchSteps):
                 raise ValueError(f"party {self.name!r}: no masked features from {missing}")
             widest = max([st.X_int.shape[1], *(e.shape[1] for e in st.E.values())])
             st.min_rows = min_batch_rows(widest)
-            st.used = np.zeros(st.X_int.shape[0], dtype=bool)
-            st.val_used = np.zeros(st.Xv_int.shape[0], dtype=bool)
+            st.used = RowPass(st.X_int.shape[0])
+            st.val_used = RowPass(st.Xv_int.shape[0])
             if st.X_int.shape[0] < st.min_rows:
                 raise BatchRuleError(f"party {self.name!r}: {st.X_int.shape[0]} training rows are fewer than the "
                                      f"{st.min_rows} one batch needs (max(4 x {widest} columns, 64))")
