@@ -36,7 +36,8 @@ class RowPass:
 
     Why a count beside the mask: every batch asks "any used?", "all used?" and "how many left?"; counting the
     n-row mask each time made a batch's check O(n) and an epoch O(n^2 / batch) (issue 15: 42% of the holders'
-    epoch CPU at 4M rows, py-spy). With the count kept, a batch's check is O(batch); only a completed pass clears the mask (O(n)).
+    epoch CPU at 4M rows, py-spy). With the count kept, a batch's check is O(batch); only a completed pass clears
+    the mask (O(n)).
     """
 
     def __init__(self, n: int) -> None:
