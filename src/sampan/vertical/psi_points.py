@@ -11,10 +11,12 @@ try-and-increment took two of each on average; the square test is done on -A d (
 value times d^4, so no inverse is needed for it), and the inverses of d are batched per worker chunk
 (Montgomery's trick: one modular inverse and three products per id). This is RFC 9380's `encode_to_curve`
 (one map, no point addition, which x-only X25519 cannot do): outputs are not uniform on the curve (about half
-the x-coordinates are reached, each by r and -r), but they are on the curve, of unknown discrete logarithm,
-and a reduction can embed any point in the image by the inverse map, so DDH-based security holds with a
-factor-2 loss. Corner cases: d is never 0 (-1/2 is not a square mod p), the curve value is never 0 (A^2 - 4 is
-not a square), and r = 0 (probability 2^-255) would give u = 0, a low-order point that X25519 refuses.
+the x-coordinates are reached, each by four hash values r: +-r on each of the two branches, so the map is
+uniform on its image), but they are on the curve, of unknown discrete logarithm, and a reduction can embed any
+point in the image by the inverse map (sample a point, keep it if it is in the image, pick one of its four
+preimages), so DDH-based security holds with a factor-2 loss in running time. Corner cases: d is never 0
+(-1/2 is not a square mod p), the curve value is never 0 (A^2 - 4 is not a square), and r = 0 (probability 2^-255)
+would give u = 0, a low-order point that X25519 refuses.
 
 Why not hash straight to a field element, u = H(id) with no square test (the default of SecretFlow's
 `SodiumCurve25519Cryptor`, whose `HashToCurve` is SHA-256 of the item; its Elligator 2 cryptor is an option):
