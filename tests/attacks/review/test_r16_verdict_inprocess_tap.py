@@ -1,0 +1,41 @@
+"""R16-VERDICT-8: against Sampan in its default (in-process) mode the "verifier's party" is run by the platform's own
+backend, which also calls the verifier's tap (sampan_kit: the backend "takes the seat, runs that party's real Sampan
+code ... and calls the tap"). S-SECAGG-MASKED then passes on messages the platform reported about itself, not on
+what the verifier's party sent, and the outcome does not say so (only the wire tests say "in-process")."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+pytest.importorskip("httpx")
+
+from _r16_verdict_fakes import SHARED, TOKEN, verdicts  # noqa: E402
+
+pytestmark = [pytest.mark.skipif(not (SHARED / "german_credit").is_dir(), reason="shared datasets not found"),
+              pytest.mark.slow]
+
+
+@pytest.mark.xfail(strict=True, reason="R16-VERDICT-8: S-SECAGG-MASKED passes Sampan in-process on the platform's "
+                                       "own tap calls, without saying the evidence is self-reported")
+def test_a_pass_resting_on_the_platforms_own_tap_says_so(tmp_path: Path) -> None:
+    from sampan.verify.runner import Target, run_evaluation
+    from sampan.verify.serve_local import serve_app
+    from sampan.verify.server import make_benchmark_app
+    from sampan.web.bench_api import SampanBackend
+
+    backend = SampanBackend(tmp_path / "platform")
+    try:
+        with serve_app(make_benchmark_app(backend, token=TOKEN)) as server:
+            ev = run_evaluation(Target(server.url, TOKEN), "quick", only=["S-SECAGG-MASKED"], data_dir=SHARED)
+    finally:
+        backend.close()
+    outcome = next(o for o in ev.outcomes if o.id == "S-SECAGG-MASKED")
+    assert outcome.verdict in ("pass", "fail"), verdicts(ev)
+    said = (outcome.message + " " + json.dumps(outcome.evidence, default=str)).lower()
+    assert any(w in said for w in ("in-process", "in process", "platform's process", "self-reported")), \
+        outcome.message

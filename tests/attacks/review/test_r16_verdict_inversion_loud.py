@@ -1,0 +1,24 @@
+"""R16-VERDICT-5: S-GRAD-INVERSION passes ("not plain updates: nothing to invert") when the party's clear float
+update is larger than 100 x lr x (max|x| + 1). The weak kit takes its learning rate from the platform's task view,
+not from the verifier's TaskSpec, so a platform that tells the verifier's party lr x 1e5 gets a pass while every
+update still travels in the clear (a known scale: the server divides it back)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+pytest.importorskip("httpx")
+
+from _r16_verdict_fakes import SHARED, LoudStep, evaluate, verdicts  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not (SHARED / "german_credit").is_dir(), reason="shared datasets not found")
+
+
+@pytest.mark.xfail(strict=True, reason="R16-VERDICT-5: a clear update scaled up (kit told lr x 1e5 by the "
+                                       "platform) is read as 'not a plain update' and S-GRAD-INVERSION passes")
+def test_inversion_is_not_passed_by_a_scaled_clear_update() -> None:
+    ev = evaluate(LoudStep(), ["S-GRAD-INVERSION"])
+    verdict, message = verdicts(ev)["S-GRAD-INVERSION"]
+    assert verdict == "fail", message  # float updates in the clear, one full-batch step each
