@@ -120,7 +120,7 @@ def run_evaluation(target: Target, profile: str = "quick", *, seed: int | None =
     """Evaluate ``target`` with the tests of ``profile`` (or ``tests``, for callers with their own list)."""
     started = _now()
     chosen = list(tests) if tests is not None else tests_for(profile, list(only) if only else None)
-    seed = int(seed) if seed is not None else secrets.randbits(32)
+    seed = int(seed) if seed is not None else secrets.randbits(128)  # not searchable offline from the draws
     api = Api(target.url, target.token, target.tls)
     try:
         try:
@@ -140,6 +140,7 @@ def run_evaluation(target: Target, profile: str = "quick", *, seed: int | None =
         manifest["party_kit"] = {"name": kit, "note": kit_note}
         ctx = Context(api=api, info=info, data=data, profile=profile, kit=kit, local_pids=target.local_pids,
                       data_dir=data_dir)
+        manifest["job_seeds"] = ctx.job_seeds  # filled as jobs are submitted (secrets, not the evaluation seed)
         if target.verifier_ca is not None:
             ctx.cache["verifier_ca"] = ("ok", target.verifier_ca)
         outcomes: list[Outcome] = []

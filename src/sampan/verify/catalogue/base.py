@@ -82,6 +82,7 @@ class Context:
     lock: threading.RLock = field(default_factory=threading.RLock)
     key_locks: dict[str, threading.Lock] = field(default_factory=dict)
     verifier: dict[str, Any] = field(default_factory=dict)  # the verifier's CA and party material, made lazily
+    job_seeds: list[int] = field(default_factory=list)  # the per-job TaskSpec seeds (secrets), for the manifest
 
     @property
     def capabilities(self) -> set[str]:

@@ -8,7 +8,7 @@ import numpy as np
 
 from sampan.verify.catalogue.base import Context, Result
 from sampan.verify.catalogue.data import HORIZONTAL_PARTIES, VERTICAL_PARTIES
-from sampan.verify.catalogue.jobs import JobRun, PartySpec, horizontal_spec, linear_scores, run_job
+from sampan.verify.catalogue.jobs import JobRun, PartySpec, horizontal_spec, job_seed, linear_scores, run_job
 from sampan.verify.datasets import ID, LABEL, auc, table_data
 from sampan.verify.thresholds import value
 
@@ -83,7 +83,7 @@ def vertical_job(ctx: Context) -> JobRun:
         spec = {"kind": "vertical", "model": "logistic_regression", "label": LABEL, "id_column": ID,
                 "features": {bank: list(v.label_columns), bureau: list(v.feature_columns)}, "rounds": 10,
                 "local_epochs": 1, "learning_rate": 0.5, "batch_size": 64, "l2": 0.0,
-                "secure_aggregation": False, "seed": ctx.data.seed % (2**31), "timeout_s": 300}
+                "secure_aggregation": False, "seed": job_seed(ctx), "timeout_s": 300}
         return run_job(ctx, spec, parties, prefix="vertical")
 
     run: JobRun = ctx.once("vertical_job", make)

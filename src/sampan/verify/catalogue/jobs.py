@@ -18,7 +18,7 @@ from sampan.verify.catalogue.base import Context, NotApplicable
 from sampan.verify.datasets import LABEL
 
 __all__ = ["JobError", "JobRun", "PartySpec", "run_job", "start_job", "claimed_secagg", "complete_job", "wait_job",
-           "horizontal_spec", "linear_scores", "new_project"]
+           "horizontal_spec", "linear_scores", "new_project", "job_seed"]
 
 
 class JobError(SampanError):
@@ -61,6 +61,19 @@ def new_project(ctx: Context, prefix: str, *, ca_pem: str | None = None) -> str:
     return str(project["project_id"])
 
 
+def job_seed(ctx: Context) -> int:
+    """A seed for one job's TaskSpec, drawn with `secrets` per job and recorded (``ctx.job_seeds``, in the manifest).
+
+    Never derived from the evaluation seed (R16-VERDICT-6): the platform sees every TaskSpec, and a seed it could
+    map back to the evaluation seed would let it redraw the whole data plan with the public `make_bench_data`
+    (holdout rows, splits, the verifier's own party's rows).
+    """
+    seed = secrets.randbits(31)
+    with ctx.lock:
+        ctx.job_seeds.append(seed)
+    return seed
+
+
 def claimed_secagg(ctx: Context) -> bool:
     """Jobs run as the platform says it protects them: secure aggregation on when claimed and offered."""
     return bool(ctx.claims.get("secure_aggregation")) and "secure_aggregation" in ctx.capabilities
@@ -71,7 +84,7 @@ def horizontal_spec(ctx: Context, parties: list[str], *, rounds: int = 5, **extr
     spec: dict[str, Any] = {"kind": "horizontal", "model": "logistic_regression", "label": LABEL,
                             "features": {p: list(ctx.data.columns) for p in parties}, "rounds": rounds,
                             "local_epochs": 1, "learning_rate": 0.2, "batch_size": 64, "l2": 0.0,
-                            "secure_aggregation": claimed_secagg(ctx), "seed": ctx.data.seed % (2**31),
+                            "secure_aggregation": claimed_secagg(ctx), "seed": job_seed(ctx),
                             "timeout_s": 300}
     spec.update(extra)
     return spec
