@@ -8,10 +8,13 @@ trace spu writes to /tmp) when the session closes, fails or times out. The worke
 
 The party bounds what its peer and the coordinator choose (review R15-RR22-1/2/3/7/9): the id width the peer
 declares is at most `MAX_ID_BYTES` (256, the ECDH ids cap; padded to it, a side file holds 513 bytes per own id);
-a second offer or accept with a peer whose session is live ends both; the session's deadline is the
-coordinator's `timeout` capped at the party's own `max_seconds` (a non-finite or non-positive one is refused);
-`finish` waits at most `FINISH_WAIT` seconds for the worker. The worker dies with the party: it watches a pipe
-from the party and, when the pipe closes (the party exited or was killed), removes its own folder and exits; a
+a second offer or accept with a peer whose session is live ends both; a second start is refused and leaves the
+running session as it is (R15-PSI2-6); the session's deadline is the coordinator's `timeout` capped at the party's
+own `max_seconds` (a non-finite or non-positive one is refused), counted at the label holder from the offer (the
+start may shorten it, never push it later: R15-PSI2-4); a deadline that comes while the start is launching waits
+for it and then undoes all of it, tunnel and worker included (R15-PSI2-5); `finish` waits at most `FINISH_WAIT`
+seconds for the worker. The worker dies with the party: it watches a pipe from the party and, when the pipe
+closes (the party exited or was killed), removes its own folder and exits; a
 party's start also sweeps `sampan-rr22-*` folders of this user's dead parties (a host that rebooted mid-run).
 """
 
@@ -177,6 +180,10 @@ def _read_ids(path: Path, width: int, party: str) -> np.ndarray:
     return (value[:, 0::2] << 4) | value[:, 1::2]
 
 
+class _Replayed(PsiError):
+    """A replayed start: refused, and the session it names is left running (its worker is not replaced)."""
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -200,6 +207,7 @@ class _Rr22Session:
     located: tuple[np.ndarray, np.ndarray] | None = None  # A's rows and tokens, mapped early, not yet published
     writer: threading.Thread | None = None  # A's side file, written while B writes its own
     written: int = 0  # the id width the side file was written at (0: none yet)
+    started: bool = False  # `_launch` has begun (a second start is a replay, refused)
     closed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -211,6 +219,14 @@ class _Rr22Session:
                 return
             self.closed = True
             self._teardown()
+
+    def expire(self) -> None:
+        """The deadline timer's target: close, and log (never raise in the timer thread) what could not be undone."""
+        try:
+            self.close()
+        except Exception as exc:  # noqa: BLE001 - a timer thread has nobody to report to but the log
+            logging.getLogger("sampan.vertical.psi").warning(
+                "RR22 session with %r: clean-up at the deadline failed (%s)", self.peer, type(exc).__name__)
 
     def _teardown(self) -> None:
         if self.timer is not None:
@@ -234,7 +250,7 @@ class _Rr22Session:
                 except OSError:
                     log_error = f"could not remove spu's trace {trace.group(1).decode()!r}"
                     logging.getLogger("sampan.vertical.psi").warning(log_error)
-            if self.writer is not None:
+            if self.writer is not None and self.writer.ident is not None:
                 self.writer.join()  # never remove the folder under a writer still filling it
             shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -260,6 +276,8 @@ class Rr22Party:
         def run(request: Message) -> Message:
             try:
                 return handler(request)
+            except _Replayed:
+                raise  # refused before touching the live session (R15-PSI2-6): it goes on as it was
             except BaseException:
                 session = self.sessions.pop(str(request.meta.get("peer")), None)
                 if session is not None:
@@ -304,9 +322,31 @@ class Rr22Party:
 
     def _launch(self, session: _Rr22Session, request: Message) -> None:
         """Write the side file, start the tunnel and the worker (own process group, tied to this process by a
-        pipe), arm the deadline."""
+        pipe), arm the deadline.
+
+        All under the session's lock (review R15-PSI2-5): a deadline or close that comes meanwhile waits, then
+        undoes everything made here, tunnel and worker included; a session closed before it is refused. A local
+        file error goes back as a PsiError naming the party, never the private path."""
         python = spu_python()
         seconds = self._seconds(request)
+        with session.lock:
+            if session.closed:
+                raise PsiError(f"party {self.name!r}: the RR22 PSI session with {session.peer!r} has ended "
+                               "(deadline or close) before its worker started")
+            session.started = True
+            try:
+                self._spawn(session, python)
+            except OSError as exc:
+                raise PsiError(f"party {self.name!r}: could not prepare the RR22 worker "
+                               f"({exc.strerror or type(exc).__name__})") from None
+            # never past a deadline already set (A's runs from the offer: R15-PSI2-4)
+            deadline = time.monotonic() + seconds
+            if session.timer is not None:
+                deadline = min(deadline, session.deadline)
+            self._arm(session, max(0.0, deadline - time.monotonic()))
+
+    def _spawn(self, session: _Rr22Session, python: Path) -> None:
+        """`_launch`'s files, tunnel and worker (the caller holds the session's lock)."""
         directory = self._folder(session)
         if session.writer is not None:
             session.writer.join()
@@ -334,7 +374,6 @@ class Rr22Party:
                 [str(python), str(WORKER), str(directory / "config.json")], cwd=directory, env=env,
                 stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         session.tunnel.bind_worker(session.process.pid)
-        self._arm(session, seconds)
 
     @staticmethod
     def _arm(session: _Rr22Session, seconds: float) -> None:
@@ -342,7 +381,7 @@ class Rr22Party:
         if session.timer is not None:
             session.timer.cancel()
         session.deadline = time.monotonic() + seconds
-        session.timer = threading.Timer(seconds, session.close)
+        session.timer = threading.Timer(seconds, session.expire)
         session.timer.daemon = True
         session.timer.start()
 
@@ -356,18 +395,33 @@ class Rr22Party:
 
     def _write_early(self, session: _Rr22Session, ids: np.ndarray) -> None:
         """A's side file at its own width, in the background while B writes its own (the usual case: both widths
-        agree, so `_launch` finds it done); a failure leaves `written` at 0 and `_launch` writes it again."""
-        directory, width = self._folder(session), session.width
+        agree, so `_launch` finds it done); a failure leaves `written` at 0 and `_launch` writes it again.
+
+        The folder is made and the writer started under the session's lock, on a live session only, so a close
+        (deadline, request) sees either nothing or a started writer, which it joins before removing the folder;
+        the writer also skips a closed session and removes its file if the session closed while it wrote
+        (review R15-PSI2-1)."""
+        width = session.width
 
         def write() -> None:
+            if session.closed:
+                return
+            target = directory / "ids.csv"
             try:
-                _write_ids(directory / "ids.csv", ids, width)
+                _write_ids(target, ids, width)
                 session.written = width
             except OSError:
                 session.written = 0
+            if session.closed:
+                target.unlink(missing_ok=True)
 
-        session.writer = threading.Thread(target=write, name=f"rr22-ids-{self.name}", daemon=True)
-        session.writer.start()
+        with session.lock:
+            if session.closed:
+                raise PsiError(f"party {self.name!r}: the RR22 PSI session with {session.peer!r} has ended "
+                               "(deadline or close)")
+            directory = self._folder(session)
+            session.writer = threading.Thread(target=write, name=f"rr22-ids-{self.name}", daemon=True)
+            session.writer.start()
 
     def _check_shapes(self, peer: str, peer_shape: str, check: bool) -> None:
         mine = _compact(self.psi)[1]
@@ -386,9 +440,10 @@ class Rr22Party:
         ids, shape = _compact(self.psi)
         self._fresh(peer)
         session = _Rr22Session(peer, "a", mode, os.urandom(16), width=ids.dtype.itemsize)
+        seconds = self._seconds(request)
         self.sessions[peer] = session
-        self._arm(session, self._seconds(request))  # the early side file, too, goes at the deadline
         self._write_early(session, ids)
+        self._arm(session, seconds)  # the early side file, too, goes at the deadline (armed once it exists)
         inner = Message(request.run_id, request.step, self.name, peer, "psi.rr22.offer",
                         {"session": np.frombuffer(session.session, dtype=np.uint8)},
                         {"mode": mode, "n": len(ids), "shape": shape, "width": session.width})
@@ -420,6 +475,11 @@ class Rr22Party:
     def _start(self, request: Message) -> Message:
         peer = str(request.meta["peer"])
         session = self._session(peer, "a")
+        with session.lock:  # claimed at once: a replay, even one racing the first start, changes nothing
+            if session.started:
+                raise _Replayed(f"party {self.name!r}: the RR22 PSI session with {peer!r} has already started; "
+                                "a second start is refused (the running one is left as it is)")
+            session.started = True
         inner = self.psi._channels().open(peer, request.arrays["envelope"])
         if inner.kind != "psi.rr22.accept":
             raise PsiError(f"party {self.name!r}: expected 'psi.rr22.accept' from {peer!r}, got {inner.kind!r}")

@@ -364,6 +364,10 @@ class Tunnel:
             self._cond.notify_all()
             streams = list(self._streams.values())
         try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept thread (close alone leaves it blocked)
+        except OSError:
+            pass
+        try:
             self._listener.close()
         except OSError:
             pass

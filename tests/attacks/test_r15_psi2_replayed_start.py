@@ -1,4 +1,6 @@
-"""R15-PSI2-6 (predates today's changes, found while checking replay): a replayed ``psi.rr22.start`` is accepted.
+"""R15-PSI2-6 (fixed; this test shows the attack now fails).
+
+R15-PSI2-6 (predates today's changes, found while checking replay): a replayed ``psi.rr22.start`` is accepted.
 
 Attack (coordinator that replays what it relays): it sends the label holder the same sealed accept envelope in a
 second ``psi.rr22.start``. `_start` has no "already started" check, so `_launch` runs again: a second tunnel (a
@@ -6,8 +8,8 @@ second ``psi.rr22.start``. `_start` has no "already started" check, so `_launch`
 dropped without being closed or killed (when the dropped worker's pipe closes it removes its folder, the one the
 second worker uses). A replayed offer or accept ends the session (R15-RR22-2); a replayed start does not.
 
-Expected: a second start for a session that has started is refused, and after ``psi.rr22.close`` no worker the
-session started is still running.
+Expected: a second start for a session that has started is refused and leaves the running session and its
+worker as they were; after ``psi.rr22.close`` no worker the session started is still running.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _rr22_federation import HAS_SPU, ask, federation  # noqa: E402
 
@@ -35,8 +37,6 @@ def _running(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-@pytest.mark.xfail(strict=True, reason="R15-PSI2-6: a replayed psi.rr22.start starts a second worker and tunnel "
-                                       "and orphans the first")
 def test_a_replayed_start_is_refused_and_leaves_no_worker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     ids = [f"BR{i:08d}" for i in range(300)]
@@ -55,6 +55,9 @@ def test_a_replayed_start_is_refused_and_leaves_no_worker(monkeypatch: pytest.Mo
         session = handlers["bank"].sessions.get("pay")
         if session is not None and session.process is not None:
             pids.append(session.process.pid)
+        # the refusal leaves the running session as it was: same worker, still running, session still open
+        assert session is not None and not session.closed, "the refused replay closed the running session"
+        assert len(set(pids)) == 1 and _running(pids[0]), "the refused replay replaced or stopped the first worker"
     finally:
         for party, peer in (("pay", "bank"), ("bank", "pay")):
             ask(transport, party, "psi.rr22.close", peer)

@@ -1,4 +1,6 @@
-"""R15-PSI2-1: the label holder's early side file (commit 5c09449) outlives its session when the deadline comes first.
+"""R15-PSI2-1 (fixed; this test shows the attack now fails).
+
+R15-PSI2-1: the label holder's early side file (commit 5c09449) outlives its session when the deadline comes first.
 
 Attack (a coordinator that tampers, or one whose timeout is tiny): ``psi.rr22.offer`` carries ``timeout``; the
 label holder arms its session's deadline (`_arm`) and only then makes the session folder and starts the writer
@@ -22,15 +24,13 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _rr22_federation import HAS_SPU, ask, federation  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not HAS_SPU, reason="spu venv missing: tools/install_spu.sh")
 
 
-@pytest.mark.xfail(strict=True, reason="R15-PSI2-1: a deadline that fires before the early writer starts leaves "
-                                       "the label holder's ids.csv on disk after its session closed")
 def test_no_side_file_outlives_a_session_closed_by_its_deadline(monkeypatch: pytest.MonkeyPatch,
                                                                  tmp_path: Path) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
