@@ -56,3 +56,38 @@ def test_a_deadline_during_the_start_leaves_nothing_running(monkeypatch: pytest.
     leaked = [t for t in _tunnel_threads() if t not in before]
     assert not leaked, f"{len(leaked)} tunnel listener(s) of a closed session still run (start said: {error[:160]})"
     assert "FileNotFoundError" not in error and str(tmp_path) not in error, error
+
+
+def test_a_deadline_just_before_the_launch_refuses_the_start_cleanly(monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
+    """R15-PSI2-5, the other order: the deadline closes the session after `_start` found it live but before
+    `_launch` took its lock. The start is refused with a short error naming the party, not a local path, and
+    nothing is started (no tunnel, no worker, no folder)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ids = [f"BR{i:08d}" for i in range(300)]
+    _, handlers, _, transport = federation(ids[:200], ids[100:])
+    before = set(_tunnel_threads())
+    error = ""
+    try:
+        offer = ask(transport, "bank", "psi.rr22.offer", "pay", timeout=60.0)
+        accept = ask(transport, "pay", "psi.rr22.accept", "bank", offer.arrays["envelope"], timeout=60.0)
+        bank = handlers["bank"]
+        checked = bank._check_shapes
+
+        def deadline_now(*args: object) -> None:
+            checked(*args)  # type: ignore[arg-type]
+            bank.sessions["pay"].expire()  # what the timer does when it fires here
+
+        monkeypatch.setattr(bank, "_check_shapes", deadline_now)
+        try:
+            ask(transport, "bank", "psi.rr22.start", "pay", accept.arrays["envelope"], timeout=60.0)
+        except Exception as exc:  # noqa: BLE001 - the refusal expected
+            error = str(exc)
+    finally:
+        for party, peer in (("pay", "bank"), ("bank", "pay")):
+            ask(transport, party, "psi.rr22.close", peer)
+    time.sleep(0.3)
+    assert "has ended" in error and "bank" in error, error
+    assert str(tmp_path) not in error and "OSError" not in error and "NotFound" not in error, error
+    assert not [t for t in _tunnel_threads() if t not in before]
+    assert not list(tmp_path.rglob("ids.csv")), "a folder of the closed session is left"
