@@ -4,6 +4,10 @@
 and the portal of issue 17 both use it). Each test runs in its own thread with a time bound: an exception or
 an overrun becomes that test's verdict "error" with a message, never the end of the run. Tests run one after
 another (the timings of the performance tests must not share the machine with another test).
+
+A test that does not apply (a capability the platform lacks, no party kit, `NotApplicable` from the test) is
+"skip", except when the test checks a claim the platform makes in /info: then it is "fail" ("claimed but not
+verifiable"), since a protection the verifier cannot test is not shown (R16-VERDICT-7).
 """
 
 from __future__ import annotations
@@ -82,11 +86,20 @@ def run_test(test: Test, ctx: Context, timeout_s: float | None = None) -> Outcom
                        threshold=headline, figures=dict(result.figures) if result else {}, evidence=evidence,
                        plots=list(result.plots) if result else [], seconds=seconds, claim=test.claim)
 
+    claimed = test.claim is not None and bool(ctx.claims.get(test.claim))
+
+    def not_applicable(reason: str, seconds: float = 0.0) -> Outcome:
+        # R16-VERDICT-7: a protection claimed in /info that the verifier cannot test is not shown, so not met:
+        # otherwise leaving out a capability, a kit or a probe address would turn a claim into "skip".
+        if claimed:
+            return outcome("fail", f"claimed but not verifiable ({test.claim}): {reason}", seconds)
+        return outcome("skip", f"not applicable: {reason}", seconds)
+
     missing = [c for c in test.requires if c not in ctx.capabilities]
     if missing:
-        return outcome("skip", f"not applicable: the platform lacks {', '.join(missing)}")
+        return not_applicable(f"the platform lacks {', '.join(missing)}")
     if test.needs_kit and not ctx.kit:
-        return outcome("skip", "not applicable: no party kit for the verifier's own party")
+        return not_applicable("no party kit for the verifier's own party")
     mine = dataclasses.replace(ctx, stop=threading.Event())  # own stop flag; cache and locks shared
     box: dict[str, Any] = {}
 
@@ -94,7 +107,7 @@ def run_test(test: Test, ctx: Context, timeout_s: float | None = None) -> Outcom
         try:
             box["result"] = test.run(mine)
         except NotApplicable as exc:
-            box["result"] = Result("skip", f"not applicable: {exc}")
+            box["not_applicable"] = str(exc)
         except BaseException as exc:  # noqa: BLE001 (one test's failure is its verdict, never the run's end)
             box["error"] = exc
 
@@ -109,6 +122,8 @@ def run_test(test: Test, ctx: Context, timeout_s: float | None = None) -> Outcom
     if "error" in box:
         exc = box["error"]
         return outcome("error", f"{type(exc).__name__}: {exc}", seconds)
+    if "not_applicable" in box:
+        return not_applicable(box["not_applicable"], seconds)
     result: Result = box["result"]
     return outcome(result.verdict, result.message, seconds, result)
 

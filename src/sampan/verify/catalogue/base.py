@@ -3,7 +3,8 @@
 A test is data plus one function: id, title, category, profiles, the capabilities it needs, its inputs and
 pass rule in words, the thresholds it uses (keys of `sampan.verify.thresholds`), and ``run(ctx) -> Result``.
 The runner turns a Result into a `results.Outcome`; a test whose capability the platform lacks is never run
-(verdict skip, "not applicable"); one that raises becomes verdict error. Verdicts: pass, fail, skip, error.
+(verdict skip, "not applicable"), unless the test checks a claim the platform makes (``claim``): then "fail",
+claimed but not verifiable; one that raises becomes verdict error. Verdicts: pass, fail, skip, error.
 """
 
 from __future__ import annotations
