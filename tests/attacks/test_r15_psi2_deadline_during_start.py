@@ -91,3 +91,37 @@ def test_a_deadline_just_before_the_launch_refuses_the_start_cleanly(monkeypatch
     assert str(tmp_path) not in error and "OSError" not in error and "NotFound" not in error, error
     assert not [t for t in _tunnel_threads() if t not in before]
     assert not list(tmp_path.rglob("ids.csv")), "a folder of the closed session is left"
+
+
+def test_a_deadline_inside_the_launch_waits_then_undoes_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """R15-PSI2-5, the window itself: the deadline fires while `_launch` makes the tunnel and the worker. Its
+    close waits for the launch, then kills the worker, closes the tunnel and removes the folder."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ids = [f"BR{i:08d}" for i in range(300)]
+    _, handlers, _, transport = federation(ids[:200], ids[100:])
+    before = set(_tunnel_threads())
+    bank = handlers["bank"]
+    spawn = bank._spawn
+
+    def deadline_meanwhile(session: object, python: object) -> None:
+        threading.Thread(target=session.expire, daemon=True).start()  # type: ignore[attr-defined]
+        time.sleep(0.2)  # the timer's close is now waiting on the session's lock
+        spawn(session, python)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bank, "_spawn", deadline_meanwhile)
+    try:
+        offer = ask(transport, "bank", "psi.rr22.offer", "pay", timeout=60.0)
+        accept = ask(transport, "pay", "psi.rr22.accept", "bank", offer.arrays["envelope"], timeout=60.0)
+        session = bank.sessions["pay"]
+        try:
+            ask(transport, "bank", "psi.rr22.start", "pay", accept.arrays["envelope"], timeout=60.0)
+        except Exception:  # noqa: BLE001 - a refusal is fine too; what is left is checked below
+            pass
+        time.sleep(0.5)
+        assert session.closed, "the deadline that fired during the launch did not close the session"
+        assert session.process is None or session.process.poll() is not None, "the worker outlived its session"
+        assert not [t for t in _tunnel_threads() if t not in before], "the tunnel outlived its session"
+        assert session.directory is not None and not session.directory.exists(), "the folder outlived its session"
+    finally:
+        for party, peer in (("pay", "bank"), ("bank", "pay")):
+            ask(transport, party, "psi.rr22.close", peer)
