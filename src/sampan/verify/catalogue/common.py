@@ -52,13 +52,24 @@ def quick_job(ctx: Context) -> JobRun:
 
 def holdout_auc(ctx: Context, run: JobRun, *, qualify: dict[str, str] | None = None,
                 columns: list[str] | None = None) -> tuple[float, str]:
-    """AUC on the verifier's holdout: from the exported model when there is one, else the platform's /evaluate."""
+    """AUC on the verifier's holdout: from the exported model when there is one, else the platform's scores.
+
+    The holdout leaves the verifier only when the platform exports no model: its features (no labels) to /predict
+    when offered, the labelled rows to /evaluate as a last resort (R16-VERDICT-12; said in the returned "how").
+    """
     table = table_data(ctx.data.table, ctx.data.holdout, columns or ctx.data.columns)
+    y = ctx.data.table.y[ctx.data.holdout]
     if run.model is not None:
         p = linear_scores(run.model, table, qualify=qualify)
-        return auc(ctx.data.table.y[ctx.data.holdout], p), "exported model scored by the verifier"
+        return auc(y, p), "exported model scored by the verifier"
+    if "predict" in ctx.capabilities:
+        unlabelled = table_data(ctx.data.table, ctx.data.holdout, columns or ctx.data.columns, label=False)
+        body = ctx.api.ok("POST", f"/jobs/{run.job_id}/predict", unlabelled)
+        return (auc(y, body["scores"]), "no model export: platform /predict scores on the holdout's features "
+                "(labels withheld; the platform has now seen these rows' features)")
     body = ctx.api.ok("POST", f"/jobs/{run.job_id}/evaluate", table)
-    return float(body["metrics"]["auc"]), "platform /evaluate on the verifier's holdout"
+    return float(body["metrics"]["auc"]), ("no model export: platform /evaluate on the verifier's labelled holdout "
+                                           "(the platform has now seen it)")
 
 
 def judge_auc(found: float, baseline: float, margin_key: str, how: str, run: JobRun) -> Result:

@@ -52,6 +52,17 @@ class BenchData:
     def holdout_data(self, *, label: bool = True, columns: list[str] | None = None) -> dict[str, Any]:
         return ds.table_data(self.table, self.holdout, columns or self.columns, label=label)
 
+    @property
+    def evaluation_rows(self) -> np.ndarray:
+        """Rows sent to /predict and /evaluate (F-PREDICT, F-EVALUATE, P-PREDICT-LATENCY): the first platform-held
+        party's own training rows (as many as the holdout), so these calls tell the platform nothing it does not
+        hold. The holdout that verdicts are judged on is never sent to the platform with a model export
+        (R16-VERDICT-12: a platform that kept labelled holdout rows from /evaluate could fit them in later jobs)."""
+        return self.parts[0][: self.holdout.size]
+
+    def evaluation_data(self, *, label: bool = True) -> dict[str, Any]:
+        return ds.table_data(self.table, self.evaluation_rows, self.columns, label=label)
+
     def party_data(self, index: int, *, noniid: bool = False) -> dict[str, Any]:
         rows = (self.noniid_parts if noniid else self.parts)[index]
         return ds.table_data(self.table, rows, self.columns)

@@ -250,7 +250,7 @@ def auc_vertical(ctx: Context) -> Result:
 
 
 def _predict_scores(ctx: Context, job_id: str) -> np.ndarray:
-    body = ctx.api.ok("POST", f"/jobs/{job_id}/predict", ctx.data.holdout_data(label=False))
+    body = ctx.api.ok("POST", f"/jobs/{job_id}/predict", ctx.data.evaluation_data(label=False))
     return np.asarray(body["scores"], dtype=np.float64)
 
 
@@ -259,11 +259,12 @@ def predict(ctx: Context) -> Result:
 
     run = quick_job(ctx)
     scores = _predict_scores(ctx, run.job_id)
-    if scores.size != ctx.data.holdout.size:
-        return Result("fail", f"{scores.size} scores for {ctx.data.holdout.size} rows")
+    rows = ctx.data.evaluation_rows
+    if scores.size != rows.size:
+        return Result("fail", f"{scores.size} scores for {rows.size} rows")
     if run.model is None:
         raise NotApplicable("no model export to compare /predict with")
-    mine = linear_scores(run.model, ctx.data.holdout_data(label=False))
+    mine = linear_scores(run.model, ctx.data.evaluation_data(label=False))
     err = max_abs(scores, mine)
     return Result("pass" if err <= value("predict_tol") else "fail",
                   f"max |/predict - exported model| = {err:.2e} over {scores.size} rows",
@@ -274,14 +275,15 @@ def evaluate(ctx: Context) -> Result:
     from sampan.verify.datasets import auc
 
     run = quick_job(ctx)
-    body = ctx.api.ok("POST", f"/jobs/{run.job_id}/evaluate", ctx.data.holdout_data())
+    rows = ctx.data.evaluation_rows  # never the judging holdout (R16-VERDICT-12)
+    body = ctx.api.ok("POST", f"/jobs/{run.job_id}/evaluate", ctx.data.evaluation_data())
     reported = body["metrics"]["auc"]
-    mine = auc(ctx.data.table.y[ctx.data.holdout], _predict_scores(ctx, run.job_id))
+    mine = auc(ctx.data.table.y[rows], _predict_scores(ctx, run.job_id))
     err = abs(float(reported) - mine) if reported is not None else float("inf")
-    rows_ok = int(body.get("rows", -1)) == int(ctx.data.holdout.size)
+    rows_ok = int(body.get("rows", -1)) == int(rows.size)
     good = err <= value("evaluate_auc_tol") and rows_ok
     return Result("pass" if good else "fail", f"/evaluate AUC {reported} vs AUC of /predict scores {mine:.6f}"
-                  + ("" if rows_ok else f"; rows {body.get('rows')} != {ctx.data.holdout.size}"),
+                  + ("" if rows_ok else f"; rows {body.get('rows')} != {rows.size}"),
                   figures={"reported_auc": reported, "predict_auc": mine, "abs_error": err})
 
 
@@ -365,10 +367,10 @@ FUNCTIONAL: list[Test] = [
          inputs="label holder + feature holder, 80% id overlap", pass_rule="holdout AUC >= pooled AUC - margin",
          thresholds=("auc_margin_vertical",), timeout_s=300),
     Test("F-PREDICT", "Prediction matches the exported model", "functional", STD, predict,
-         requires=("horizontal", "predict"), inputs="the holdout rows without labels",
+         requires=("horizontal", "predict"), inputs="a platform party's own rows without labels",
          pass_rule="max |score difference| <= tolerance", thresholds=("predict_tol",)),
     Test("F-EVALUATE", "Evaluation matches prediction", "functional", STD, evaluate,
-         requires=("horizontal", "evaluate", "predict"), inputs="the holdout rows with labels",
+         requires=("horizontal", "evaluate", "predict"), inputs="a platform party's own rows with labels",
          pass_rule="|/evaluate AUC - AUC of /predict| <= tolerance; row count right", thresholds=("evaluate_auc_tol",)),
     Test("F-NONIID", "Non-IID split accuracy", "functional", STD, noniid, requires=("horizontal",),
          inputs="rows sorted by a drawn column and cut 50/30/20", pass_rule="holdout AUC >= pooled AUC - margin",

@@ -249,7 +249,7 @@ def privacy_cost(ctx: Context) -> Result:
 
 def predict_latency(ctx: Context) -> Result:
     run = quick_job(ctx)
-    rows = ctx.data.holdout[:100]
+    rows = ctx.data.evaluation_rows[:100]  # never the judging holdout (R16-VERDICT-12)
     body = table_data(ctx.data.table, rows, ctx.data.columns, label=False)
     times = []
     for _ in range(20):
@@ -285,6 +285,6 @@ PERFORMANCE: list[Test] = [
          pass_rule="time per round at most the limit times plain", thresholds=("privacy_cost_max_ratio",),
          timeout_s=600),
     Test("P-PREDICT-LATENCY", "Prediction latency", "performance", frozenset({S, F}), predict_latency,
-         requires=("horizontal", "predict"), inputs="20 /predict calls of 100 holdout rows",
+         requires=("horizontal", "predict"), inputs="20 /predict calls of 100 platform-held rows",
          pass_rule="p95 latency <= limit", thresholds=("predict_p95_max_s",)),
 ]
