@@ -70,6 +70,9 @@ _ALL: tuple[Threshold, ...] = (
               "a request body of this size (16 MiB) must be refused (413) or rejected (4xx)"),
     Threshold("inversion_cosine_max", 0.5, "cosine", "task spec",
               "reconstruction of a planted record from the party's sent messages has cosine below this"),
+    Threshold("inversion_plain_residual_max", 0.9, "relative residual", "project rule",
+              "the party's sent vectors count as plain updates (and are inverted) unless their relative residual "
+              "against the best-scaled full-batch gradient of its rows exceeds this (masked: about 1)"),
     Threshold("mia_tpr_at_low_fpr_max", 0.05, "TPR at 0.1% FPR", "task spec",
               "membership attack on planted canaries reaches at most this TPR at 0.1% FPR (or at the lowest FPR "
               "the non-members resolve, stated; epsilon = 1 allows about e x FPR)"),

@@ -1,11 +1,18 @@
 """R16-VERDICT-5: S-GRAD-INVERSION passes ("not plain updates: nothing to invert") when the party's clear float
 update is larger than 100 x lr x (max|x| + 1). The weak kit takes its learning rate from the platform's task view,
 not from the verifier's TaskSpec, so a platform that tells the verifier's party lr x 1e5 gets a pass while every
-update still travels in the clear (a known scale: the server divides it back)."""
+update still travels in the clear (a known scale: the server divides it back). Fixed: the step size is fitted from
+the party's own rows (scale-free), and "not a plain update" is a residual limit in thresholds.py
+(`inversion_plain_residual_max`)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "review"))  # the R16-VERDICT fakes
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -16,8 +23,6 @@ from _r16_verdict_fakes import SHARED, LoudStep, evaluate, verdicts  # noqa: E40
 pytestmark = pytest.mark.skipif(not (SHARED / "german_credit").is_dir(), reason="shared datasets not found")
 
 
-@pytest.mark.xfail(strict=True, reason="R16-VERDICT-5: a clear update scaled up (kit told lr x 1e5 by the "
-                                       "platform) is read as 'not a plain update' and S-GRAD-INVERSION passes")
 def test_inversion_is_not_passed_by_a_scaled_clear_update() -> None:
     ev = evaluate(LoudStep(), ["S-GRAD-INVERSION"])
     verdict, message = verdicts(ev)["S-GRAD-INVERSION"]
