@@ -1,24 +1,9 @@
-"""R16-VERDICT-9: the catalogue's documentation does not say that the platform operates every party except the
-verifier's, so a pass of S-SECAGG-MASKED / S-GRAD-INVERSION cannot mean "the server cannot read the verifier's
-update" (it holds the other parties' updates and the aggregate). R16-VERDICT-11: the `psi` claim has no security
-test (F-PSI-EXACT compares only the platform's self-reported intersection size)."""
+"""R16-VERDICT-11: the `psi` claim has no security test (F-PSI-EXACT compares only the platform's self-reported
+intersection size). (R16-VERDICT-9 is documented: tests/attacks/test_r16_verdict_collusion_doc.py.)"""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
-
-DOC = Path(__file__).resolve().parents[3] / "docs" / "verification" / "catalogue.md"
-
-
-@pytest.mark.xfail(strict=True, reason="R16-VERDICT-9: catalogue.md does not state that the platform runs every "
-                                       "other party (secure aggregation cannot hide the verifier's update from it)")
-def test_catalogue_states_the_platform_holds_every_other_party() -> None:
-    text = DOC.read_text(encoding="utf-8")
-    assert re.search(r"collu|(runs|operates|holds) (all|every) other part|(all|every) other part\w* (is|are) "
-                     r"(run|operated) by the platform", text, re.I), "no word on collusion with the other parties"
 
 
 @pytest.mark.xfail(strict=True, reason="R16-VERDICT-11: no security test checks the psi claim; F-PSI-EXACT reads a "
