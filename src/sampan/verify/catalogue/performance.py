@@ -27,17 +27,19 @@ def time_to_auc(ctx: Context) -> Result:
     target = ctx.data.baseline.auc - value("auc_margin_horizontal")
     final, how = holdout_auc(ctx, run)
     seen = dict(run.round_seen)  # round -> seconds since submit, by the verifier's clock
+    limit = value("time_to_auc_max_s")
+    if not final >= target:  # R16-VERDICT-3: the verifier's measure of the final model decides "reached" at all
+        return Result("fail", f"the target AUC {target:.4f} was not reached: the verifier measures {final:.4f} on "
+                      "the final model (the platform's per-round AUC is not taken on trust)",
+                      figures={"target_auc": target, "final_auc": final, "job_seconds": run.seconds},
+                      evidence={"how": how, "platform_round_auc": run.aucs})
     reached = None
     for r, a in run.aucs:  # the platform's per-round AUC (its own holdout): used only to find the round
         if a >= target and r in seen:
             reached = seen[r]
             break
-    if reached is None and final >= target:
-        reached = run.seconds
-    limit = value("time_to_auc_max_s")
     if reached is None:
-        return Result("fail", f"the target AUC {target:.4f} was not reached (final {final:.4f})",
-                      figures={"target_auc": target, "final_auc": final, "job_seconds": run.seconds})
+        reached = run.seconds
     return Result("pass" if reached <= limit else "fail", f"target AUC {target:.4f} reached after {reached:.1f} s",
                   figures={"seconds_to_target": reached, "target_auc": target, "final_auc": final},
                   evidence={"how": how, "round_seen": run.round_seen},
