@@ -20,7 +20,7 @@ demo: $(VENV)/.core
 
 # The suite spreads over the machine's cores (pytest-xdist; tests use tmp_path, port 0 and fresh databases).
 test: lint $(VENV)/.system $(SPU)/.installed $(FLOWER)/.installed
-	$(BIN)/python -m pytest -n auto --dist worksteal
+	$(BIN)/python -m pytest -n auto --dist worksteal --durations=30
 
 # SecretFlow spu for the opt-in RR22 PSI backend, in its own venv (jax pinned, numpy < 2; never in $(VENV)): the
 # RR22 tests start it. Installed once by tools/install_spu.sh (Python 3.11, Linux x86_64).

@@ -126,3 +126,11 @@ def test_quality_rejects_mismatched_shapes() -> None:
         reconstruction_quality(np.zeros((1, 3)), np.zeros((1, 4)))
     with pytest.raises(DataError):
         probe_fedavg_delta([], np.zeros((1, 2)), [1.0], lr=0.1, local_steps=1)
+
+
+def test_quality_scores_an_overflowing_reconstruction_as_a_miss() -> None:
+    """A fit that ran away (values near the float limit) is a miss, not an error (the CI failure of stop 25)."""
+    planted = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]])
+    wild = np.array([[1e200, -1e200, 1e200], [1e154, 1e154, -1e154]])
+    result = reconstruction_quality(wild, planted)
+    assert result.n_recovered == 0 and not any(result.recovered)

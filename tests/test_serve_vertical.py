@@ -106,8 +106,10 @@ def test_session_over_the_grpc_hub_with_outbound_party_streams(trained: tuple[St
     try:
         session = _session(parties, loopback.transport(), run_id)
         try:
-            assert [r["probability_of_default"] for r in session.score(known)] == expected
-            assert [r["probability_of_default"] for r in session.score(known[:1])] == expected[:1]
+            # the hub's fixed-point sums may round in another order than the direct scorer: equal to float noise
+            assert [r["probability_of_default"] for r in session.score(known)] == pytest.approx(expected, rel=1e-12)
+            assert [r["probability_of_default"] for r in session.score(known[:1])] == pytest.approx(expected[:1],
+                                                                                                     rel=1e-12)
         finally:
             session.close()
     finally:

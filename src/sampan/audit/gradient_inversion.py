@@ -75,6 +75,8 @@ _MAX_JACOBIAN_BYTES = 512 * 1024**2  # the optimisation probe's dense Jacobian b
 _MAX_NFEV = 5000  # function evaluations per start (the time limit bounds the whole probe as well)
 _CHANCE_MAX = 0.01  # expected chance cosine matches above this: the cosine criterion is not used
 
+_HUGE_COST = 1e300  # stands in for an overflowed distance in the matching
+
 
 @dataclass(frozen=True)
 class InversionResult:
@@ -145,12 +147,15 @@ def reconstruction_quality(
     rel, cos = [math.inf] * n_p, [0.0] * n_p
     if finite.shape[0]:
         px = np.maximum(np.linalg.norm(P, axis=1), 1e-12)
-        sq = (P * P).sum(axis=1)[:, None] + (finite * finite).sum(axis=1)[None, :] - 2.0 * (P @ finite.T)
-        cost = np.sqrt(np.maximum(sq, 0.0)) / px[:, None]  # n_planted × n_candidates, no d-sized broadcast
+        with np.errstate(over="ignore", invalid="ignore"):  # a wild reconstruction overflows: it matches last
+            sq = (P * P).sum(axis=1)[:, None] + (finite * finite).sum(axis=1)[None, :] - 2.0 * (P @ finite.T)
+            cost = np.sqrt(np.maximum(sq, 0.0)) / px[:, None]  # n_planted × n_candidates, no d-sized broadcast
+        cost = np.nan_to_num(cost, nan=_HUGE_COST, posinf=_HUGE_COST)  # linear_sum_assignment refuses inf
         rows, cols = linear_sum_assignment(cost)
         for i, j in zip(rows, cols, strict=True):
-            rel[i] = float(np.linalg.norm(finite[j] - P[i]) / px[i])  # exact (the Gram form cancels digits)
-            cos[i] = float(finite[j] @ P[i]) / max(float(px[i] * np.linalg.norm(finite[j])), 1e-300)
+            with np.errstate(over="ignore", invalid="ignore"):
+                rel[i] = float(np.linalg.norm(finite[j] - P[i]) / px[i])  # exact (the Gram form cancels digits)
+                cos[i] = float(finite[j] @ P[i]) / max(float(px[i] * np.linalg.norm(finite[j])), 1e-300)
     chance = _chance_cosine(d, min_cosine)
     cosine_usable = finite.shape[0] * chance <= _CHANCE_MAX
     exact = [e <= tolerance for e in rel]
