@@ -1,0 +1,145 @@
+"""The verification portal's tables, kept in the run store's database beside the control plane's.
+
+Why their own MetaData: like `sampan.web.db`, the portal adds its tables on the store's engine
+(`create_portal_tables(store.engine)`) without the store or the console knowing about it; every name starts
+with ``portal_`` so the two never collide. Secrets at rest: passwords as argon2id hashes, email tokens and session
+ids as SHA-256 of 256-bit random values, the applicant's bench token sealed with AES-GCM under a key file in the
+portal's folder (`sampan.web.portal.seal`), so a database copy gives none of them away.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.engine import Engine
+
+__all__ = ["portal_metadata", "create_portal_tables", "users", "email_tokens", "sessions", "companies", "projects",
+           "questionnaires", "qualifications", "evaluations", "release_requests", "settings", "ROLES",
+           "EVALUATION_STATUSES", "RELEASE_STATUSES"]
+
+portal_metadata = MetaData()
+
+ROLES = ("applicant", "reviewer", "admin")
+EVALUATION_STATUSES = ("queued", "running", "finished", "failed", "cancelled")
+RELEASE_STATUSES = ("pending", "granted", "refused")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _id() -> Column[int]:
+    return Column("id", Integer, primary_key=True, autoincrement=True)
+
+
+def _at(name: str = "created_at", nullable: bool = False) -> Column[datetime]:
+    return Column(name, DateTime(timezone=True), nullable=nullable, default=utcnow if not nullable else None)
+
+
+companies = Table(
+    "portal_companies", portal_metadata, _id(),
+    Column("name", String(200), nullable=False),
+    Column("registration_number", String(100), nullable=False, default=""),
+    Column("country", String(100), nullable=False, default=""),
+    Column("address", Text, nullable=False, default=""),
+    Column("contact_name", String(200), nullable=False, default=""),
+    Column("contact_email", String(254), nullable=False, default=""),
+    Column("website", String(400), nullable=False, default=""), _at())
+
+users = Table(
+    "portal_users", portal_metadata, _id(),
+    Column("email", String(254), nullable=False, unique=True),  # stored lower-case
+    Column("password_hash", Text, nullable=False),  # argon2id
+    Column("role", String(20), nullable=False),
+    Column("company_id", Integer, ForeignKey("portal_companies.id"), nullable=True),
+    Column("email_verified_at", DateTime(timezone=True), nullable=True),
+    Column("must_change_password", Boolean, nullable=False, default=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("locked_until", DateTime(timezone=True), nullable=True), _at())
+
+email_tokens = Table(
+    "portal_email_tokens", portal_metadata, _id(),
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("user_id", Integer, ForeignKey("portal_users.id"), nullable=False),
+    Column("purpose", String(40), nullable=False),  # "verify"
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used", Boolean, nullable=False, default=False), _at())
+
+sessions = Table(
+    "portal_sessions", portal_metadata, _id(),
+    Column("session_sha256", String(64), nullable=False, unique=True),
+    Column("user_id", Integer, ForeignKey("portal_users.id"), nullable=False),
+    Column("csrf_secret", String(100), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),  # the absolute end
+    _at("last_seen"), _at())
+
+projects = Table(
+    "portal_projects", portal_metadata, _id(),
+    Column("owner_id", Integer, ForeignKey("portal_users.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("endpoint_url", String(2000), nullable=False),
+    Column("tls_cert_pem", Text, nullable=False, default=""),
+    Column("bench_token_sealed", Text, nullable=False),  # AES-GCM, never shown back, never logged
+    _at())
+
+questionnaires = Table(
+    "portal_questionnaires", portal_metadata, _id(),
+    Column("project_id", Integer, ForeignKey("portal_projects.id"), nullable=False, unique=True),
+    Column("claims", JSON, nullable=False),  # {test_id: true/false}: the tests the vendor claims to pass
+    Column("api_docs_url", String(2000), nullable=False, default=""),
+    Column("implements_reference_api", Boolean, nullable=False),
+    Column("notes", Text, nullable=False, default=""),
+    _at("submitted_at"))
+
+qualifications = Table(
+    "portal_qualifications", portal_metadata, _id(),
+    Column("project_id", Integer, ForeignKey("portal_projects.id"), nullable=False),
+    Column("status", String(20), nullable=False),  # passed / failed
+    Column("checks", JSON, nullable=False),  # [{name, ok, detail, fix}]
+    Column("requested_by", String(300), nullable=False, default=""),
+    _at("at"))
+
+evaluations = Table(
+    "portal_evaluations", portal_metadata, _id(),
+    Column("project_id", Integer, ForeignKey("portal_projects.id"), nullable=False),
+    Column("profile", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("progress", JSON, nullable=False),  # {"index", "total", "test_id", "done": [{"test_id", "verdict"}]}
+    Column("results_path", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("started_by", String(300), nullable=False, default=""),
+    _at("started_at"), _at("finished_at", nullable=True))
+
+release_requests = Table(
+    "portal_release_requests", portal_metadata, _id(),
+    Column("evaluation_id", Integer, ForeignKey("portal_evaluations.id"), nullable=False),
+    Column("requested_by", Integer, ForeignKey("portal_users.id"), nullable=False),
+    Column("invoice_reference", String(200), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("decided_by", String(300), nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("note", Text, nullable=False, default=""), _at())
+
+settings = Table(
+    "portal_settings", portal_metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", JSON, nullable=False),
+    _at("updated_at"))
+
+
+def create_portal_tables(engine: Engine) -> None:
+    """Create the portal's tables on the store's engine (idempotent)."""
+    portal_metadata.create_all(engine)
