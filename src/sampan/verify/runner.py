@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sampan.errors import SampanError
-from sampan.verify.catalogue.base import Context, NotApplicable, Result, Test, report_threshold
+from sampan.verify.catalogue.base import Context, ExportNotTied, NotApplicable, Result, Test, report_threshold
 from sampan.verify.catalogue.data import make_bench_data
 from sampan.verify.catalogue.http import Api, TargetTLS
 from sampan.verify.catalogue.registry import tests_for
@@ -46,6 +46,9 @@ class Target:
     ``local_pids`` are the platform's processes when it runs on this machine (P-CPU-MEM reads them);
     ``verifier_ca``: the consortium CA (`pki.VerifierCA`) a locally started platform was set up with (Sampan's
     deployed mode): the verifier's party takes its certificates from it instead of a fresh CA.
+    ``egress``: an `egress.EgressPolicy` (the portal): the API client is pinned to the checked address, plain http
+    is refused off loopback, and every address the platform names is checked before it is dialled (None: connect
+    wherever told, the CLI's behaviour).
     """
 
     url: str
@@ -54,6 +57,7 @@ class Target:
     kit: str | None = None
     local_pids: tuple[int, ...] = ()
     verifier_ca: Any = None
+    egress: Any = None
 
 
 def _now() -> str:
@@ -100,12 +104,14 @@ def run_test(test: Test, ctx: Context, timeout_s: float | None = None) -> Outcom
         return not_applicable(f"the platform lacks {', '.join(missing)}")
     if test.needs_kit and not ctx.kit:
         return not_applicable("no party kit for the verifier's own party")
-    mine = dataclasses.replace(ctx, stop=threading.Event())  # own stop flag; cache and locks shared
+    mine = dataclasses.replace(ctx, stop=threading.Event(), export_ties=[])  # own stop flag and export checks
     box: dict[str, Any] = {}
 
     def body() -> None:
         try:
             box["result"] = test.run(mine)
+        except ExportNotTied as exc:  # R16-VERDICT-4: the judged export is not the federation's model
+            box["result"] = Result("fail", str(exc), evidence={"export_tie": exc.evidence})
         except NotApplicable as exc:
             box["not_applicable"] = str(exc)
         except BaseException as exc:  # noqa: BLE001 (one test's failure is its verdict, never the run's end)
@@ -125,7 +131,23 @@ def run_test(test: Test, ctx: Context, timeout_s: float | None = None) -> Outcom
     if "not_applicable" in box:
         return not_applicable(box["not_applicable"], seconds)
     result: Result = box["result"]
-    return outcome(result.verdict, result.message, seconds, result)
+    return outcome(result.verdict, result.message + _tie_note(mine.export_ties), seconds,
+                   _with_ties(result, mine.export_ties))
+
+
+def _with_ties(result: Result, ties: list[dict[str, Any]]) -> Result:
+    """``result`` with the export checks its test made (R16-VERDICT-4) in its evidence."""
+    if not ties or "export_tie" in result.evidence:
+        return result
+    return dataclasses.replace(result, evidence={**result.evidence, "export_tie": ties})
+
+
+def _tie_note(ties: list[dict[str, Any]]) -> str:
+    """Said in the message when an export the test judged could not be tied to the federated model."""
+    unchecked = {t.get("why", "") for t in ties if t.get("status") == "not checked"}
+    if not unchecked:
+        return ""
+    return "; export not checked against the federated model (" + "; ".join(sorted(unchecked)) + ")"
 
 
 def run_evaluation(target: Target, profile: str = "quick", *, seed: int | None = None,
@@ -136,7 +158,8 @@ def run_evaluation(target: Target, profile: str = "quick", *, seed: int | None =
     started = _now()
     chosen = list(tests) if tests is not None else tests_for(profile, list(only) if only else None)
     seed = int(seed) if seed is not None else secrets.randbits(128)  # not searchable offline from the draws
-    api = Api(target.url, target.token, target.tls)
+    api = Api(target.url, target.token, target.tls, egress=target.egress,
+              plain_http="refuse" if target.egress is not None else "warn")
     try:
         try:
             reply = api.call("GET", "/info")

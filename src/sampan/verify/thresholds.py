@@ -40,8 +40,17 @@ _ALL: tuple[Threshold, ...] = (
     Threshold("psi_missing_extra", 0, "ids", "issue 16",
               "intersection equals the plaintext intersection: no id missing, none extra"),
     Threshold("auc_margin_horizontal", 0.02, "AUC", "pooled baseline",
-              "final holdout AUC >= pooled-baseline AUC (plain LR on the pooled training rows, computed by the "
-              "verifier per evaluation) minus this; the margin is fixed, the baseline is per draw"),
+              "non-inferiority margin: fail only when the holdout AUC is significantly (level auc_noninferiority_alpha, "
+              "paired DeLong test on the same holdout rows) below the pooled-baseline AUC (plain LR on the pooled "
+              "training rows, computed by the verifier per evaluation) minus this; pass iff AUC >= pooled - margin - "
+              "z(1 - alpha) x SE(difference). The margin is fixed, the baseline and SE are per draw"),
+    Threshold("auc_noninferiority_alpha", 0.01, "significance level", "project rule",
+              "chance that a platform whose AUC really is within the margin of the pooled AUC fails F-AUC-HORIZONTAL "
+              "(one-sided, z = 2.33); replaced the bare point-estimate rule, which failed an honest platform about 1 "
+              "draw in 10 on a 250-row holdout"),
+    Threshold("auc_noninferiority_power", 0.95, "probability", "project rule",
+              "reported, not a pass rule: a platform whose AUC is `detectable_gap` = margin + (z(1 - alpha) + "
+              "z(power)) x SE below the pooled AUC fails with this probability (about 0.06 AUC on German credit)"),
     Threshold("auc_margin_vertical", 0.02, "AUC", "pooled baseline",
               "final holdout AUC >= pooled-baseline AUC minus this"),
     Threshold("auc_margin_noniid", 0.05, "AUC", "pooled baseline",
@@ -52,6 +61,10 @@ _ALL: tuple[Threshold, ...] = (
               "max |platform score - score of the exported model| over the rows sent"),
     Threshold("evaluate_auc_tol", 1e-6, "AUC", "task spec",
               "|platform AUC - AUC of its own /predict scores|"),
+    Threshold("export_global_tol", 1e-6, "max |parameter difference|", "project rule",
+              "the exported model equals the final global model the verifier's party received (coefficients, "
+              "intercept; mean and relative scale when sent) to within this; else every test judging that export "
+              "fails (R16-VERDICT-4; float64 end to end, so only rounding is allowed)"),
     # performance
     Threshold("time_to_auc_max_s", 300.0, "s", "task spec",
               "the quick job reaches pooled AUC minus the horizontal margin within this"),
@@ -82,7 +95,7 @@ _ALL: tuple[Threshold, ...] = (
               "the ring mask (sent - encode(clear)) fails a uniformity, zero or reuse test below this (Bonferroni "
               "over the tests) = not masked"),
     Threshold("byzantine_auc_drop_max", 0.10, "AUC", "task spec",
-              "AUC under a Byzantine party (1 of 3) at least clean AUC minus this"),
+              "AUC under a Byzantine party (1 of 5) at least clean AUC minus this"),
     Threshold("backdoor_success_max", 0.20, "attack success rate", "task spec",
               "fraction of triggered holdout rows flipped to the attacker's label at most this"),
 )  # fmt: skip

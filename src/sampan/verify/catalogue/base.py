@@ -20,13 +20,22 @@ from sampan.verify.results import Category, Plot, Verdict
 from sampan.verify.results import Threshold as ReportThreshold
 from sampan.verify.thresholds import threshold
 
-__all__ = ["PROFILES", "Context", "Result", "Test", "NotApplicable", "report_threshold"]
+__all__ = ["PROFILES", "Context", "ExportNotTied", "Result", "Test", "NotApplicable", "report_threshold"]
 
 PROFILES = ("quick", "standard", "full")
 
 
 class NotApplicable(Exception):  # noqa: N818 (a verdict, not an error)
     """Raised by a test that finds, while running, that it does not apply (verdict skip with the reason)."""
+
+
+class ExportNotTied(Exception):  # noqa: N818 (a verdict, not an error)
+    """Raised by a test whose judged model export is not the model the federation trained (verdict fail, whatever
+    the test's own figure: see `sampan.verify.catalogue.export_tie`)."""
+
+    def __init__(self, message: str, evidence: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.evidence = evidence
 
 
 @dataclass
@@ -84,6 +93,7 @@ class Context:
     key_locks: dict[str, threading.Lock] = field(default_factory=dict)
     verifier: dict[str, Any] = field(default_factory=dict)  # the verifier's CA and party material, made lazily
     job_seeds: list[int] = field(default_factory=list)  # the per-job TaskSpec seeds (secrets), for the manifest
+    export_ties: list[dict[str, Any]] = field(default_factory=list)  # this test's export checks (export_tie)
 
     @property
     def capabilities(self) -> set[str]:

@@ -22,6 +22,7 @@ import numpy as np
 
 from sampan.verify.catalogue.base import Context
 from sampan.verify.catalogue.common import horizontal_parties, plane_for
+from sampan.verify.catalogue.export_tie import check_export
 from sampan.verify.catalogue.jobs import JobRun, PartySpec, horizontal_spec, run_job
 
 __all__ = ["CANARIES", "CanaryPlan", "CanaryRun", "canary_job", "plan_canary_columns", "with_columns"]
@@ -137,4 +138,6 @@ def canary_job(ctx: Context, dp: dict[str, Any] | None) -> CanaryRun:
 
     key = "canary_job" if dp is None else f"canary_job:{dp['epsilon']}:{dp['delta']}:{dp['clip']}"
     result: CanaryRun = ctx.once(key, make)
+    if result.run.model is not None:  # the scores come from the export: it must be the federation's model
+        check_export(ctx, result.run, "the canary job")
     return result

@@ -8,6 +8,7 @@ import numpy as np
 
 from sampan.verify.catalogue.base import Context, Result
 from sampan.verify.catalogue.data import HORIZONTAL_PARTIES, VERTICAL_PARTIES
+from sampan.verify.catalogue.export_tie import check_export
 from sampan.verify.catalogue.jobs import JobRun, PartySpec, horizontal_spec, job_seed, linear_scores, run_job
 from sampan.verify.datasets import ID, LABEL, auc, table_data
 from sampan.verify.thresholds import value
@@ -56,7 +57,10 @@ def holdout_auc(ctx: Context, run: JobRun, *, qualify: dict[str, str] | None = N
 
     The holdout leaves the verifier only when the platform exports no model: its features (no labels) to /predict
     when offered, the labelled rows to /evaluate as a last resort (R16-VERDICT-12; said in the returned "how").
+    An export that is not the final global model the verifier's party received raises `ExportNotTied`
+    (`export_tie`; R16-VERDICT-4).
     """
+    check_export(ctx, run)  # R16-VERDICT-4: the export judged must be the federation's final model
     table = table_data(ctx.data.table, ctx.data.holdout, columns or ctx.data.columns)
     y = ctx.data.table.y[ctx.data.holdout]
     if run.model is not None:

@@ -4,7 +4,8 @@ The client runs in Flower's venv (flower_worker.py, `client --in`); before each 
 for the weights to send, so the verifier's `update_hook` (Byzantine tests) applies and the tap sees exactly what
 went on the wire, in the clear (Flower sends parameters as plain NumPy bytes inside its gRPC messages; no SecAgg+
 mod here). Tap kinds, keyed as the weak kit's: sent "stats" (round 0: n, sum, sumsq of the party's features,
-asked by the server to standardise), received "model" (weights, mean, scale), sent "update" (weights, n).
+asked by the server to standardise), received "model" (weights, mean, scale), sent "update" (weights, n), received
+"evaluate" (the model Flower evaluates after each round, keyed as "model": the last one is the final model).
 `weights` is always [coefficients..., intercept], and so is the update hook's argument.
 """
 
