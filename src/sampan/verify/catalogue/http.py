@@ -7,7 +7,9 @@ the same protections as BenchmarkClient (`sampan.verify.bounded`): an answer ove
 transport failure, an oversized or endless answer is an ApiCallError naming the call (never an httpx error). A
 body with NaN/Infinity, or nested too deep to parse, decodes to None (it is not JSON). A plain-http URL to a
 host other than loopback is logged (``plain_http="refuse"`` refuses it: the token would travel in clear).
-httpx is imported here only (the `verify` extra).
+With ``egress`` (the portal's `sampan.verify.egress.EgressPolicy`) the URL's host is resolved once, checked and
+pinned: every call goes to that address (Host, SNI and certificate check on the name), and ``egress`` is what the
+catalogue's other connections consult (`connect_host`, the data plane's proxy). httpx is imported here only.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sampan.errors import SampanError
 
 if TYPE_CHECKING:
     from sampan.verify.bounded import PlainHttp
+    from sampan.verify.egress import EgressPolicy
 
 __all__ = ["Api", "ApiCallError", "Reply", "TargetTLS"]
 
@@ -63,7 +66,7 @@ class Api:
     """Calls ``{url}/bench/v1{path}`` with the bearer token (or another one, for the access tests)."""
 
     def __init__(self, url: str, token: str, tls: TargetTLS | None = None, *, timeout_s: float = 60.0,
-                 plain_http: PlainHttp = "warn") -> None:
+                 plain_http: PlainHttp = "warn", egress: EgressPolicy | None = None) -> None:
         import httpx
 
         from sampan.verify.bounded import plaintext_token_check
@@ -78,7 +81,21 @@ class Api:
             verify = ssl.create_default_context(cafile=tls.ca_file)
             if tls.cert_file and tls.key_file:
                 verify.load_cert_chain(tls.cert_file, tls.key_file)
-        self._client = httpx.Client(verify=verify, timeout=timeout_s)
+        self.egress, self.pinned = egress, None
+        transport = None
+        if egress is not None:  # resolve once, refuse internal addresses, connect only to the pinned one
+            from sampan.verify.egress import pinned_transport
+
+            self.pinned = egress.pin(self.base)
+            transport = pinned_transport(self.pinned, verify=verify)
+        self._client = httpx.Client(verify=verify, timeout=timeout_s, transport=transport)
+
+    @property
+    def connect_host(self) -> str:
+        """Where a raw connection to the control plane goes: the pinned address, else the URL's host."""
+        from urllib.parse import urlsplit
+
+        return self.pinned.ip if self.pinned is not None else (urlsplit(self.url).hostname or "127.0.0.1")
 
     def close(self) -> None:
         self._client.close()
