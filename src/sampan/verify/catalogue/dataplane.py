@@ -3,6 +3,8 @@
 The verifier registers the party with a certificate from its consortium CA (`pki.VerifierCA`), puts a
 `proxy.RecordingProxy` between the kit and the address the platform gave (`Party.connect`), and runs the kit
 (`kits.get_kit`) with a `RecordingTap`, so it sees every message in the clear and measures the bytes itself.
+Under an egress policy (`ctx.api.egress`, the portal) the platform-named address is checked and pinned first: the
+proxy relays to the pinned IP, so a platform cannot make the verifier dial an internal address (EgressRefused).
 ``variant`` picks the certificate the kit presents ("good", "expired", "wrong_ca", "revoked", "none") for the
 negative TLS tests; ``update_hook`` makes the party Byzantine.
 """
@@ -80,7 +82,11 @@ class VerifierParty:
             self._connect = PartyConnect(address="127.0.0.1:9", protocol="in-process")
             return
         given = PartyConnect.model_validate(connect)
-        self._proxy = RecordingProxy(given.address, capture=self.capture).start()
+        upstream = given.address
+        egress = getattr(self.ctx.api, "egress", None)
+        if egress is not None:  # the platform names this address: check it and relay to the pinned IP only
+            upstream = egress.pin_address(given.address).address
+        self._proxy = RecordingProxy(upstream, capture=self.capture).start()
         host = given.address.rpartition(":")[0].strip("[]")
         self._connect = PartyConnect(address=self._proxy.address, protocol=given.protocol,
                                      server_name=given.server_name or host, ca_pem=given.ca_pem)

@@ -62,7 +62,8 @@ def endpoint_tls(ctx: Context) -> Result:
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # only the protocol is read here; the API client verified the chain
-    with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 443), timeout=10) as raw:
+    host = getattr(ctx.api, "connect_host", None) or parts.hostname or "127.0.0.1"  # the pinned address if any
+    with socket.create_connection((host, parts.port or 443), timeout=10) as raw:
         with context.wrap_socket(raw, server_hostname=parts.hostname) as tls:
             version, cipher = tls.version() or "", tls.cipher()
     good = version in ("TLSv1.2", "TLSv1.3")
