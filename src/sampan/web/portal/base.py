@@ -70,6 +70,9 @@ class PortalBase:
             self.accounts.audit = self._audit_as
         self.seal = BenchTokenSeal(self.folder)
         self._qualifier = qualifier
+        # The embedded mode's in-repo platforms: endpoint URL -> "weak" / "sampan"; an evaluation of such a project
+        # has the runner's worker start that platform itself (TargetSpec.local_platform).
+        self.local_platforms: dict[str, str] = {}
 
     # --- audit ---------------------------------------------------------------------------------
     def _audit_as(self, actor: str, kind: str, detail: Mapping[str, Any]) -> None:

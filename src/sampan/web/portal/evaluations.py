@@ -58,11 +58,16 @@ class EvaluationsMixin(PortalBase):
     """start_evaluation, evaluation, evaluations, cancel_evaluation and the runner's callbacks."""
 
     def _target_spec(self, project: Any, token: str) -> Any:
-        """What the runner needs to reach the endpoint under the portal's egress policy."""
-        from sampan.web.portal.runner import TargetSpec  # P2's; imported late so the core loads without it
+        """What the runner needs to reach the endpoint under the portal's egress policy: the allow-list, and the
+        address the passed qualification used (pinned: a DNS answer that changed since is not followed)."""
+        from sampan.web.portal.runner import TargetSpec
 
+        with self.engine.connect() as c:
+            pinned = c.execute(select(t.qualifications.c.pinned_ip).where(t.qualifications.c.project_id == project.id)
+                               .order_by(t.qualifications.c.id.desc()).limit(1)).scalar()
         return TargetSpec(url=project.endpoint_url, token=token, tls_cert_pem=project.tls_cert_pem or None,
-                          allow=tuple(getattr(self.egress, "allow", ()) or ()))
+                          allow=tuple(getattr(self.egress, "allow", ()) or ()), pinned_ip=pinned or None,
+                          local_platform=self.local_platforms.get(project.endpoint_url))
 
     def start_evaluation(self, p: PortalPrincipal, project_id: int, profile: str = "quick") -> int:
         """Queue an evaluation and hand it to the runner. Refused unless the questionnaire is saved, the last

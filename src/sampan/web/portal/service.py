@@ -221,19 +221,20 @@ class Portal(ReleasesMixin, EvaluationsMixin, PortalBase):
                        "status": "skipped" if getattr(c, "skipped", False) else "passed" if c.ok else "failed"}
                       for c in report.checks]
             passed = bool(report.passed) and all(c["ok"] for c in checks)
+            pinned = getattr(report, "pinned_ip", None)
         except Exception as exc:  # the check itself broke: a failed qualification naming why, never a 500
             log.warning("qualification of project %s raised %s", row.id, type(exc).__name__)
             checks = [{"name": "qualification", "ok": False, "status": "failed",
                        "detail": f"{type(exc).__name__}: {exc}",
                        "fix": "Check the endpoint URL and certificate, then run the check again; if it persists, "
                               "tell the portal's operators."}]
-            passed = False
+            passed, pinned = False, None
         checks = scrub(checks, token)
         now = self.clock()
         with self.engine.begin() as c:
             qid = _new_id(c.execute(insert(t.qualifications).values(
                 project_id=row.id, status="passed" if passed else "failed", checks=checks, requested_by=p.actor,
-                at=now)))
+                pinned_ip=str(pinned)[:64] if pinned else None, at=now)))
         self.audit(p, "qualification", {"project_id": int(row.id), "qualification_id": qid, "passed": passed,
                                         "failed_checks": [c["name"] for c in checks if c["status"] == "failed"]})
         return {"id": qid, "passed": passed, "status": "passed" if passed else "failed", "checks": checks,

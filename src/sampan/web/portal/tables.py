@@ -108,7 +108,8 @@ qualifications = Table(
     "portal_qualifications", portal_metadata, _id(),
     Column("project_id", Integer, ForeignKey("portal_projects.id"), nullable=False),
     Column("status", String(20), nullable=False),  # passed / failed
-    Column("checks", JSON, nullable=False),  # [{name, ok, detail, fix}]
+    Column("checks", JSON, nullable=False),  # [{name, ok, status, detail, fix}]
+    Column("pinned_ip", String(64), nullable=True),  # the address the checks used; the evaluation connects to it
     Column("requested_by", String(300), nullable=False, default=""),
     _at("at"))
 

@@ -1,0 +1,34 @@
+"""The claims comparison rule, case by case, on the report tests' synthetic evaluation."""
+
+from __future__ import annotations
+
+from _core_fixtures import synthetic
+
+from sampan.web.portal.claims import catalogue_titles, compare_claims
+
+
+def test_each_mark() -> None:
+    ev = synthetic(verdicts={"F-AUC-HORIZONTAL": "fail"})
+    claims = {"F-API-VERSION": True, "F-AUC-HORIZONTAL": True, "S-TLS-WRONG-CA": True, "S-MIA": True,
+              "F-PSI-EXACT": True, "P-BYTES-PER-ROUND": False}
+    checks = compare_claims(claims, ev)
+    by_id = {c.test_id: c for c in checks}
+    assert by_id["F-API-VERSION"].status == "confirmed" and by_id["F-API-VERSION"].measured == "pass"
+    assert by_id["F-AUC-HORIZONTAL"].status == "contradicted"  # claimed, failed
+    assert by_id["S-TLS-WRONG-CA"].status == "contradicted"  # claimed, error: the claim is not supported
+    assert by_id["S-MIA"].status == "not tested"  # claimed, skipped as not applicable
+    psi = by_id["F-PSI-EXACT"]  # claimed, not in the run: titled from the catalogue
+    assert psi.status == "not tested" and psi.measured is None and psi.title == "PSI intersection is exact"
+    assert by_id["P-BYTES-PER-ROUND"].status == "unclaimed pass" and not by_id["P-BYTES-PER-ROUND"].claimed
+    assert by_id["S-SECAGG-MASKED"].status == "not claimed"
+    assert [c.claimed for c in checks] == sorted((c.claimed for c in checks), reverse=True)  # claimed first
+    assert len(checks) == 7  # 5 claimed + the 2 measured tests nobody claimed (F-PSI-EXACT did not run)
+
+
+def test_claimed_ids_in_catalogue_order_and_no_claims() -> None:
+    ev = synthetic()
+    order = list(catalogue_titles())
+    claimed = [c.test_id for c in compare_claims({"S-MIA": True, "F-API-VERSION": True, "P-BYTES-PER-ROUND": True},
+                                                 ev) if c.claimed]
+    assert claimed == sorted(claimed, key=order.index)
+    assert {c.status for c in compare_claims({}, ev)} <= {"unclaimed pass", "not claimed"}
