@@ -222,3 +222,17 @@ def test_flow_on_postgresql(postgres_url, tmp_path, caplog) -> None:
             assert c.execute(t.projects.select()).first().bench_token_sealed != TOKEN
     finally:
         store.close()
+
+
+def test_restart_fails_interrupted_evaluations(tmp_path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'runs.db'}")
+    portal = make_portal(store, tmp_path / "portal", runner=FakeRunner(tmp_path / "runs"))
+    vendor = applicant(portal, "vendor@acme.example")
+    pid = claimed_project(portal, vendor)
+    eid = portal.start_evaluation(vendor, pid)
+    restarted = make_portal(store, tmp_path / "portal", runner=FakeRunner(tmp_path / "runs2"))
+    assert restarted.fail_interrupted() == 1 and restarted.fail_interrupted() == 0
+    ev = restarted.evaluation(vendor, eid)
+    assert ev["status"] == "failed" and "start it again" in ev["error"]
+    assert restarted.start_evaluation(vendor, pid) != eid
+    store.close()

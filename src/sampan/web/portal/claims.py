@@ -59,7 +59,9 @@ def compare_claims(claims: Mapping[str, bool], evaluation: Evaluation,
     (default: the catalogue's)."""
     measured = {o.id: o for o in evaluation.outcomes}
     names = dict(titles) if titles is not None else catalogue_titles()
-    order = {test_id: i for i, test_id in enumerate([*names, *measured])}
+    order: dict[str, int] = {}
+    for test_id in [*names, *measured]:  # catalogue order; tests it does not know after, in measured order
+        order.setdefault(test_id, len(order))
     claimed_ids = sorted((t for t, v in claims.items() if v), key=lambda t: order.get(t, len(order)))
     out: list[ClaimCheck] = []
     for test_id in claimed_ids:

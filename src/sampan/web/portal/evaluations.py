@@ -136,6 +136,16 @@ class EvaluationsMixin(PortalBase):
                                                   **({"counts": counts} if counts else {}),
                                                   **({"error": str(error)[:500]} if error else {})})
 
+    def fail_interrupted(self) -> int:
+        """Mark evaluations left queued or running by a previous portal process as failed (call once at start-up,
+        before this process's runner takes jobs: their runner is gone, and a project with one "running" would
+        never be evaluated again). Returns how many."""
+        with self.engine.begin() as c:
+            rows = c.execute(select(t.evaluations.c.id).where(t.evaluations.c.status.in_(ACTIVE))).all()
+        for r in rows:
+            self._done(int(r.id), "failed", None, "the portal stopped while this evaluation ran: start it again")
+        return len(rows)
+
     def cancel_evaluation(self, p: PortalPrincipal, evaluation_id: int) -> None:
         """Stop a queued or running evaluation (its owner or an admin)."""
         row, project = self.evaluation_row(p, evaluation_id)
