@@ -74,6 +74,11 @@ def test_progress_then_summary_with_claims(portal) -> None:
     assert ev["release"] == {"request_id": None, "status": None, "full_available": False}
     on_progress({"index": 9, "total": 9, "test_id": "late", "done": []})  # a late line changes nothing
     assert portal.evaluation(vendor, eid)["status"] == "finished"
+    # Attack: withdraw the contradicted claim after seeing the results; the report keeps the claim made before
+    portal.save_questionnaire(vendor, pid, {"F-API-VERSION": True}, "", True, "")
+    again = {c["test_id"]: c["status"] for c in portal.evaluation(vendor, eid)["claims"]}
+    assert again["S-SECAGG-MASKED"] == "contradicted"
+    assert "contradicted" in portal.report_file(vendor, eid, "html", False)[0].decode()
 
 
 def test_failed_run_records_error_without_token(portal) -> None:
@@ -100,6 +105,7 @@ def test_summary_has_no_evidence_and_full_report_needs_a_grant(portal) -> None:
     assert media.startswith("text/html") and name.endswith("-summary.html")
     assert "Questionnaire claims vs measured" in text and "contradicted" in text
     assert "Evidence" not in text and "manifest.json" not in text and "pooled_auc" not in text
+    assert "<script>alert" not in text  # the fixture's hostile strings stay escaped
     summary = json.loads(portal.report_file(vendor, eid, "json", False)[0])
     assert summary["manifest"] == {} and all(not o["evidence"] and not o["figures"] for o in summary["outcomes"])
     assert {c["status"] for c in summary["questionnaire_claims"]} >= {"confirmed", "contradicted", "not tested"}

@@ -195,13 +195,18 @@ def test_qualifier_that_raises_becomes_a_failed_check(tmp_path) -> None:
     store.close()
 
 
-def test_update_project_changes_token_and_url(portal) -> None:
+def test_update_project_voids_the_qualification(portal) -> None:
+    """Attack: pass the check with a good endpoint, then switch to another one and start the evaluation."""
     vendor = applicant(portal, "vendor@acme.example")
-    pid = portal.create_project(vendor, "Acme", "https://fl.acme.example", "", TOKEN)
+    pid = claimed_project(portal, vendor)
     portal.update_project(vendor, pid, endpoint_url="https://fl2.acme.example/bench/v1", bench_token="new-token-1")
     assert portal.project(vendor, pid)["endpoint_url"] == "https://fl2.acme.example/bench/v1"
-    portal.save_questionnaire(vendor, pid, {}, "", True, "")
-    portal.qualify(vendor, pid)
+    last = portal.last_qualification(vendor, pid)
+    assert last["status"] == "failed" and last["checks"][0]["name"] == "server information changed"
+    with pytest.raises(Conflict) as refused:
+        portal.start_evaluation(vendor, pid)
+    assert refused.value.field == "qualification"
+    assert portal.qualify(vendor, pid)["passed"]
     assert portal._qualifier.calls[-1][1] == "new-token-1"
     entry = [e for e in portal.store.events("portal") if e.kind == "portal.project_updated"][0]
     assert entry.detail["changed"] == ["bench_token", "endpoint_url"] and "new-token-1" not in str(entry.detail)

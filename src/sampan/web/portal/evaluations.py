@@ -80,7 +80,9 @@ class EvaluationsMixin(PortalBase):
         if self.runner is None:
             raise Conflict("this portal runs no evaluations (no runner configured)", "runner")
         with self.engine.begin() as c:
-            if c.execute(select(t.questionnaires.c.id).where(t.questionnaires.c.project_id == row.id)).first() is None:
+            questionnaire = c.execute(select(t.questionnaires.c.claims)
+                                      .where(t.questionnaires.c.project_id == row.id)).first()
+            if questionnaire is None:
                 raise Conflict("fill in the technical questionnaire first", "questionnaire")
             qual = c.execute(select(t.qualifications.c.status).where(t.qualifications.c.project_id == row.id)
                              .order_by(t.qualifications.c.id.desc()).limit(1)).first()
@@ -92,6 +94,7 @@ class EvaluationsMixin(PortalBase):
                 raise Conflict(f"evaluation {busy.id} of this project is still running", "project_id")
             eid = _new_id(c.execute(insert(t.evaluations).values(
                 project_id=row.id, profile=profile, status="queued", progress=_empty_progress(),
+                claims=dict(questionnaire.claims),
                 started_by=p.actor, started_at=self.clock())))
         self.audit(p, "evaluation_started", {"project_id": int(row.id), "evaluation_id": eid, "profile": profile})
         token = self.bench_token(row)
@@ -182,10 +185,15 @@ class EvaluationsMixin(PortalBase):
         except ConfigError as exc:
             raise Conflict(f"evaluation {row.id}'s results cannot be read: {exc}", "evaluation_id") from None
 
-    def claims_of(self, project: Any) -> dict[str, bool]:
-        with self.engine.connect() as c:
-            q = c.execute(select(t.questionnaires.c.claims).where(t.questionnaires.c.project_id == project.id)).first()
-        return {str(k): bool(v) for k, v in dict(q.claims).items()} if q is not None else {}
+    def claims_of(self, row: Any) -> dict[str, bool]:
+        """The claims the evaluation is judged against: those saved when it started (a questionnaire edited after
+        the results cannot turn a contradicted claim into an absent one)."""
+        claims = row.claims
+        if claims is None:
+            with self.engine.connect() as c:
+                claims = c.execute(select(t.questionnaires.c.claims)
+                                   .where(t.questionnaires.c.project_id == row.project_id)).scalar()
+        return {str(k): bool(v) for k, v in dict(claims or {}).items()}
 
     def evaluation(self, p: PortalPrincipal, evaluation_id: int) -> dict[str, Any]:
         """Status and progress; once finished, the online summary: counts, overall, each test's verdict and
@@ -201,7 +209,7 @@ class EvaluationsMixin(PortalBase):
             else:
                 from sampan.verify.report._common import overall
 
-                checks = [c.to_dict() for c in compare_claims(self.claims_of(project), ev)]
+                checks = [c.to_dict() for c in compare_claims(self.claims_of(row), ev)]
                 summary: dict[str, int] = {}
                 for check in checks:
                     summary[check["status"]] = summary.get(check["status"], 0) + 1

@@ -37,7 +37,7 @@ class ReleasesMixin(EvaluationsMixin):
         if full and not self.release_state(p, row, project)["full_available"]:
             raise Forbidden("the full report is released after a reviewer grants your request", "full")
         evaluation = self.results_of(row)
-        checks = compare_claims(self.claims_of(project), evaluation)
+        checks = compare_claims(self.claims_of(row), evaluation)
         name = re.sub(r"[^A-Za-z0-9_-]+", "-", str(project.name)).strip("-")[:60] or "project"
         out = render_report(evaluation, fmt, full=full, results_dir=Path(row.results_path).parent, checks=checks,
                             name=f"{name}-evaluation-{int(row.id)}")

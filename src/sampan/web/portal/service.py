@@ -97,7 +97,8 @@ class Portal(ReleasesMixin, EvaluationsMixin, PortalBase):
 
     def update_project(self, p: PortalPrincipal, project_id: int, *, endpoint_url: str | None = None,
                        tls_cert_pem: str | None = None, bench_token: str | None = None) -> None:
-        """Change the server information (a failed qualification's usual fix); None leaves a field as it is."""
+        """Change the server information (a failed qualification's usual fix); None leaves a field as it is.
+        Any change voids the last qualification: the new endpoint, certificate or token must pass it again."""
         row = self.own_project_row(p, project_id, "change the project")
         values: dict[str, Any] = {}
         if endpoint_url is not None:
@@ -111,9 +112,14 @@ class Portal(ReleasesMixin, EvaluationsMixin, PortalBase):
             values["bench_token_sealed"] = self.seal.seal(int(row.id), token)
         if not values:
             return
-        with self.engine.begin() as c:
-            c.execute(update(t.projects).where(t.projects.c.id == row.id).values(**values))
         changed = sorted("bench_token" if k == "bench_token_sealed" else k for k in values)
+        stale = [{"name": "server information changed", "ok": False, "status": "failed",
+                  "detail": f"{', '.join(c.replace('_', ' ') for c in changed)} changed after the last check",
+                  "fix": "Run the qualification check again for the new server information."}]
+        with self.engine.begin() as c:  # a passed check of the old endpoint must not let the new one be evaluated
+            c.execute(update(t.projects).where(t.projects.c.id == row.id).values(**values))
+            c.execute(insert(t.qualifications).values(project_id=row.id, status="failed", checks=stale,
+                                                      requested_by=p.actor, pinned_ip=None, at=self.clock()))
         self.audit(p, "project_updated", {"project_id": int(row.id), "changed": changed,
                                           **({"endpoint_url": values["endpoint_url"]} if "endpoint_url" in values
                                              else {})})

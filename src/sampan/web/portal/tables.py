@@ -119,6 +119,7 @@ evaluations = Table(
     Column("profile", String(20), nullable=False),
     Column("status", String(20), nullable=False),
     Column("progress", JSON, nullable=False),  # {"index", "total", "test_id", "done": [{"test_id", "verdict"}]}
+    Column("claims", JSON, nullable=True),  # the questionnaire's claims when it started: later edits cannot hide
     Column("results_path", Text, nullable=True),
     Column("error", Text, nullable=True),
     Column("started_by", String(300), nullable=False, default=""),
