@@ -145,6 +145,8 @@ _VERIFY_FIXES: dict[int, str] = {
         "certificate the server really uses.",
     62: "The certificate is not issued for this host name: use a certificate whose subjectAltName lists it, or "
         "enter the endpoint under a name the certificate lists.",
+    64: "The certificate is not issued for this IP address: use a certificate whose subjectAltName lists it, or "
+        "enter the endpoint under the host name the certificate lists.",
 }
 
 

@@ -170,14 +170,22 @@ def main() -> int:
         return 2
     try:
         return run_job(job)
-    except MemoryError:
-        emit({"event": "failed", "error": f"the evaluation ran out of its {job.get('memory_limit_mb')} MB of "
-                                          "memory"})
-        return 4
     except Exception as exc:  # noqa: BLE001 (one line for the portal; the traceback goes to the log)
         log.exception("the evaluation failed")
-        emit({"event": "failed", "error": _scrub(f"{type(exc).__name__}: {exc}", str(job.get("token") or ""))})
-        return 1
+        said = _scrub(f"{type(exc).__name__}: {exc}", str(job.get("token") or ""))
+        if _out_of_memory(exc):
+            said = f"the evaluation ran out of its {job.get('memory_limit_mb')} MB of memory ({said[:300]})"
+        emit({"event": "failed", "error": said})
+        return 4 if _out_of_memory(exc) else 1
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """MemoryError, or the loader / allocator failing under RLIMIT_AS (an ImportError or OSError saying so)."""
+    import errno
+
+    text = str(exc)
+    return (isinstance(exc, MemoryError) or getattr(exc, "errno", None) == errno.ENOMEM
+            or "failed to map segment" in text or "Cannot allocate memory" in text)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,124 @@
+"""The portal's evaluation runner: a bounded subprocess per evaluation, progress as JSON lines, reports on disk.
+
+The weak platform (the negative control) is evaluated for real: started inside the worker (the embedded mode's
+``local_platform``) and served by this test process at a URL the worker must reach through the egress policy.
+A job past its wall-clock limit or its memory limit is killed and marked failed with a clear error.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sampan.verify.platforms.weak import WeakBackend
+from sampan.verify.results import load_evaluation
+from sampan.verify.serve_local import serve_app
+from sampan.verify.server import make_benchmark_app
+from sampan.web.portal.runner import EvaluationRunner, TargetSpec
+
+
+class Recorder:
+    """The portal's side of the callbacks: every progress dict, and the one on_done call."""
+
+    def __init__(self) -> None:
+        self.progress: list[dict[str, Any]] = []
+        self.done: list[tuple[str, Path | None, str | None]] = []
+        self.ended = threading.Event()
+        self.started = threading.Event()
+
+    def on_progress(self, progress: dict[str, Any]) -> None:
+        self.progress.append(progress)
+        if progress.get("index"):
+            self.started.set()
+
+    def on_done(self, status: str, results: Path | None, error: str | None) -> None:
+        self.done.append((status, results, error))
+        self.ended.set()
+
+    def wait(self, timeout: float = 120.0) -> tuple[str, Path | None, str | None]:
+        assert self.ended.wait(timeout), "the runner never reported the end"
+        assert len(self.done) == 1
+        return self.done[0]
+
+
+def start(runner: EvaluationRunner, job_id: int, target: TargetSpec, profile: str = "quick") -> Recorder:
+    rec = Recorder()
+    runner.start(job_id, target, profile, rec.on_progress, rec.on_done)
+    return rec
+
+
+@pytest.mark.slow
+def test_quick_profile_of_the_local_weak_platform_in_a_subprocess(tmp_path: Path) -> None:
+    runner = EvaluationRunner(tmp_path / "runs", time_limit_s=300)
+    rec = start(runner, 7, TargetSpec(url="", token="", local_platform="weak"))
+    status, results, error = rec.wait(280)
+    assert (status, error) == ("finished", None)
+    assert results == tmp_path / "runs" / "7"
+    for name in ("results.json", "report.html", "junit.xml", "manifest.json"):
+        assert (results / name).is_file(), name
+    evaluation = load_evaluation(results / "results.json")
+    assert evaluation.profile == "quick" and evaluation.target.platform == "weak"
+    final = rec.progress[-1]
+    assert final["total"] == len(evaluation.outcomes) == final["index"]
+    assert [d["test_id"] for d in final["done"]] == [o.id for o in evaluation.outcomes]
+    assert [d["verdict"] for d in final["done"]] == [o.verdict for o in evaluation.outcomes]
+    indices = [p["index"] for p in rec.progress]
+    assert indices == sorted(indices) and len(rec.progress) > len(evaluation.outcomes)  # live, not one final dump
+    assert "error" not in {o.verdict for o in evaluation.outcomes}, [(o.id, o.message) for o in evaluation.outcomes]
+    runner.shutdown()
+
+
+@pytest.mark.slow
+def test_a_remote_endpoint_is_evaluated_through_the_egress_policy(tmp_path: Path) -> None:
+    token = secrets.token_urlsafe(16)
+    with serve_app(make_benchmark_app(WeakBackend(), token=token)) as server:
+        runner = EvaluationRunner(tmp_path / "runs", time_limit_s=120)
+        target = TargetSpec(url=server.url, token=token, allow=("127.0.0.1/32",),
+                            only=("F-API-VERSION", "S-REPLAY"))
+        status, results, error = start(runner, 1, target).wait()
+        refused = start(runner, 2, TargetSpec(url=server.url, token=token, only=("F-API-VERSION",))).wait()
+    assert (status, error) == ("finished", None) and results is not None
+    verdicts = {o.id: o.verdict for o in load_evaluation(results / "results.json").outcomes}
+    assert verdicts == {"F-API-VERSION": "pass", "S-REPLAY": "fail"}  # the kit ran through the pinned proxy
+    status, results, error = refused
+    assert status == "failed" and results is None
+    assert error is not None and "loopback" in error and "allow-list" in error
+    assert token not in error
+
+
+def test_a_job_over_its_time_limit_is_killed_and_marked_failed(tmp_path: Path) -> None:
+    runner = EvaluationRunner(tmp_path / "runs", time_limit_s=0.5)
+    status, results, error = start(runner, 3, TargetSpec(url="", token="", local_platform="weak")).wait()
+    assert status == "failed" and results is None
+    assert error == "the evaluation ran past its time limit of 0.5 s and was stopped"
+    assert not (tmp_path / "runs" / "3" / "results.json").exists()
+
+
+def test_a_job_over_its_memory_limit_fails_clearly(tmp_path: Path) -> None:
+    runner = EvaluationRunner(tmp_path / "runs", memory_limit_mb=64, time_limit_s=120)
+    status, results, error = start(runner, 4, TargetSpec(url="", token="", local_platform="weak")).wait()
+    assert status == "failed" and results is None
+    assert error is not None and "ran out of its 64 MB of memory" in error
+
+
+def test_a_cancelled_job_says_so(tmp_path: Path) -> None:
+    runner = EvaluationRunner(tmp_path / "runs", time_limit_s=120)
+    rec = start(runner, 5, TargetSpec(url="", token="", local_platform="weak"))
+    assert rec.started.wait(60)
+    runner.cancel(5)
+    status, results, _error = rec.wait()
+    assert (status, results) == ("cancelled", None)
+    runner.shutdown()
+    with pytest.raises(RuntimeError, match="shut down"):
+        runner.start(6, TargetSpec(url="", token=""), "quick", lambda p: None, lambda *a: None)
+
+
+def test_bad_requests_are_refused_before_anything_runs(tmp_path: Path) -> None:
+    runner = EvaluationRunner(tmp_path / "runs")
+    with pytest.raises(ValueError, match="local_platform"):
+        runner.start(1, TargetSpec(url="", token="", local_platform="flower"), "quick", print, print)
+    assert not list((tmp_path / "runs").iterdir())
