@@ -19,9 +19,11 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-def portal(tmp_path, clock):
-    store = Store.open(f"sqlite:///{tmp_path / 'runs.db'}")
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def portal(request, tmp_path, clock):
+    """A portal on SQLite and on the local PostgreSQL server (counting failures in SQL must hold on both)."""
+    url = f"sqlite:///{tmp_path / 'runs.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    store = Store.open(url)
     yield make_portal(store, tmp_path / "portal", clock=clock)
     store.close()
 
