@@ -9,6 +9,7 @@
     deploy.py    certs, coordinator, party, submit                (deployments: certificates, agents, runs)
     synth.py     synth                                            (DP synthetic tables)
     console.py   console, control-plane                           (the control plane and web console)
+    portal.py    portal                                           (the verification portal, issue 17)
     verify.py    verify run|local|report|compare|table            (evaluate an FL platform, its reports)
     vertical.py  the vertical demo, run and joint scoring behind `demo --vertical`, `run`, `score`
     error_path.py  every command's errors -> one line + exit code (`sampan.errors.ExitCode`)
@@ -73,6 +74,8 @@ class SampanGroup(LazyGroup):
         "control-plane": LazyCommand("sampan.cli.console", "console_app", "Serve a coordinator with its control "
                                      "plane API and web console (HTTPS; see docs/deploy.md).",
                                      command="control-plane"),
+        "portal": LazyCommand("sampan.cli.portal", "portal_app", "Start the verification portal on this machine: "
+                              "vendors register, qualify and evaluate their FL platform.", command="portal"),
         "verify": LazyCommand("sampan.cli.verify", "verify_app", "Verify an FL platform through the Benchmark API: "
                               "test catalogue, HTML/PDF/JSON/JUnit reports, comparisons."),
     }

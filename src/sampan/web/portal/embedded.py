@@ -1,0 +1,171 @@
+"""`sampan portal` on one machine: the portal over HTTP on 127.0.0.1, its store in a folder, optional local platforms.
+
+What it starts: the run store (SQLite in the folder, or PostgreSQL by URL; the audit-signing key in the folder),
+the `Portal` service with its `EvaluationRunner` (each evaluation a bounded subprocess, results under
+``folder/evaluations``), the web app (uvicorn in a thread), and the first admin with a one-time password (only
+while the portal has none). Verification links go to the log (``folder/portal.log`` and stderr): there is no mail
+server. With ``local_platforms`` it also starts Sampan's own in-repo platforms (weak, the negative control, and
+Sampan) on loopback with fresh bench tokens and allow-lists 127.0.0.1/::1 so applicants can try the whole flow;
+an evaluation of a project pointing at one of them runs that platform inside the worker (Sampan's party kit needs
+the platform in the verifier's process), still under the worker's time and memory limits.
+Loopback only: a deployment serves `create_portal_app` behind a TLS proxy (docs/verification/portal.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sampan.files import private_directory
+
+__all__ = ["EmbeddedPortal", "PortalStarted", "LOOPBACK", "ADMIN_EMAIL"]
+
+log = logging.getLogger("sampan.portal")
+
+LOOPBACK = ("127.0.0.1/32", "::1/128")
+ADMIN_EMAIL = "admin@portal.localhost"
+
+
+@dataclass(frozen=True)
+class PortalStarted:
+    """What the operator is told: the portal's URL, the first admin (password only at the first start), the local
+    platforms' endpoints and bench tokens (name -> (url, token))."""
+
+    url: str
+    folder: Path
+    admin_email: str
+    admin_password: str | None
+    platforms: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+class _Server:
+    """uvicorn on 127.0.0.1:``port`` (0: a free one) in a daemon thread."""
+
+    def __init__(self, app: Any, port: int) -> None:
+        import uvicorn
+
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self._sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            self._sock.close()
+            from sampan.errors import ConfigError
+
+            raise ConfigError(f"--port {port}: cannot listen on 127.0.0.1:{port} ({exc.strerror}); choose another "
+                              "port or 0 for a free one") from None
+        self.port = int(self._sock.getsockname()[1])
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
+                                        name=f"portal-{self.port}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the portal did not start on 127.0.0.1:{self.port}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+        self._sock.close()
+
+
+class EmbeddedPortal:
+    """Start with `start()` (returns `PortalStarted`), stop with `stop()`; a second start in the same folder resumes
+    (accounts, projects, evaluations and the audit log are kept)."""
+
+    def __init__(self, folder: str | Path, *, port: int = 8090, database_url: str | None = None,
+                 local_platforms: bool = False, argon2_params: dict[str, int] | None = None,
+                 time_limit_s: float = 1800.0, memory_limit_mb: int = 8192, key: bytes | None = None) -> None:
+        self.folder = Path(folder)
+        self.port, self.database_url, self.local_platforms = port, database_url, local_platforms
+        self.argon2_params, self.time_limit_s, self.memory_limit_mb = argon2_params, time_limit_s, memory_limit_mb
+        self.key = key
+        self.portal: Any = None
+        self.store: Any = None
+        self._stack = contextlib.ExitStack()
+
+    def start(self) -> PortalStarted:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> PortalStarted:
+        from sampan.runtime.store import Store
+        from sampan.verify.egress import EgressPolicy
+        from sampan.web.portal.accounts import PortalAccounts
+        from sampan.web.portal.allow_list import stored_allow_list
+        from sampan.web.portal.app import PortalSettings, create_portal_app
+        from sampan.web.portal.runner import EvaluationRunner
+        from sampan.web.portal.service import Portal
+
+        folder = private_directory(self.folder)
+        self._log_to(folder / "portal.log")
+        url = self.database_url or f"sqlite:///{folder / 'portal.db'}"
+        self.store = Store.open(url, audit_key=folder / "audit-key.pem")
+        self._stack.callback(self.store.close)
+        platforms = self._start_platforms() if self.local_platforms else {}
+        stored = stored_allow_list(self.store.engine)
+        allow = list(stored) if stored is not None else []
+        if platforms:
+            allow += [entry for entry in LOOPBACK if entry not in allow]
+        runner = EvaluationRunner(folder / "evaluations", time_limit_s=self.time_limit_s,
+                                  memory_limit_mb=self.memory_limit_mb)
+        self._stack.callback(runner.shutdown)
+        accounts = PortalAccounts(self.store.engine, argon2_params=self.argon2_params, log_links=True)
+        self.portal = Portal(self.store, folder, egress=EgressPolicy(allow), runner=runner, accounts=accounts)
+        self.portal.local_platforms = {form: name for name, (u, _token) in platforms.items()
+                                       for form in (u, u + "/")}
+        interrupted = self.portal.fail_interrupted()  # evaluations a stopped portal left running
+        if interrupted:
+            log.warning("%d evaluation(s) left running by the last stop were marked failed", interrupted)
+        password = accounts.bootstrap_admin(ADMIN_EMAIL)
+        app = create_portal_app(self.portal, PortalSettings(accounts=accounts, key=self.key, embedded=True))
+        server = _Server(app, self.port)
+        self._stack.callback(server.stop)
+        return PortalStarted(url=f"http://127.0.0.1:{server.port}/portal/", folder=folder, admin_email=ADMIN_EMAIL,
+                             admin_password=password, platforms=platforms)
+
+    def _start_platforms(self) -> dict[str, tuple[str, str]]:
+        """The weak and Sampan platforms' Benchmark APIs on loopback: name -> (url, bench token)."""
+        from sampan.verify.platforms.weak import WeakBackend
+        from sampan.verify.serve_local import serve_app
+        from sampan.verify.server import make_benchmark_app
+        from sampan.web.bench_api import SampanBackend
+
+        out: dict[str, tuple[str, str]] = {}
+        for name, make in (("weak", WeakBackend), ("sampan", SampanBackend)):
+            backend = make()
+            close = getattr(backend, "close", None)
+            if callable(close):
+                self._stack.callback(close)
+            token = secrets.token_urlsafe(24)
+            server = self._stack.enter_context(serve_app(make_benchmark_app(backend, token=token)))
+            out[name] = (server.url, token)
+        return out
+
+    def _log_to(self, path: Path) -> None:
+        """Portal warnings (verification links among them) to ``path`` as well as wherever logging goes already."""
+        handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setLevel(logging.INFO)
+        logger = logging.getLogger("sampan.portal")
+        logger.addHandler(handler)
+        if logger.level == logging.NOTSET or logger.level > logging.INFO:
+            logger.setLevel(logging.INFO)
+        self._stack.callback(logger.removeHandler, handler)
+        self._stack.callback(handler.close)
+
+    def stop(self) -> None:
+        self._stack.close()
