@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sampan.errors import SampanError
-from sampan.verify.catalogue.base import Context, ExportNotTied, NotApplicable, Result, Test, report_threshold
+from sampan.verify.catalogue.base import Context, Gamed, NotApplicable, Result, Test, report_threshold
 from sampan.verify.catalogue.data import make_bench_data
 from sampan.verify.catalogue.http import Api, TargetTLS
 from sampan.verify.catalogue.registry import tests_for
@@ -104,14 +104,14 @@ def run_test(test: Test, ctx: Context, timeout_s: float | None = None) -> Outcom
         return not_applicable(f"the platform lacks {', '.join(missing)}")
     if test.needs_kit and not ctx.kit:
         return not_applicable("no party kit for the verifier's own party")
-    mine = dataclasses.replace(ctx, stop=threading.Event(), export_ties=[])  # own stop flag and export checks
+    mine = dataclasses.replace(ctx, stop=threading.Event(), integrity=[])  # own stop flag and integrity checks
     box: dict[str, Any] = {}
 
     def body() -> None:
         try:
             box["result"] = test.run(mine)
-        except ExportNotTied as exc:  # R16-VERDICT-4: the judged export is not the federation's model
-            box["result"] = Result("fail", str(exc), evidence={"export_tie": exc.evidence})
+        except Gamed as exc:  # R16-VERDICT-2/-4: canaries left out, or the judged export not the federation's
+            box["result"] = Result("fail", str(exc), evidence={exc.evidence_key: exc.evidence})
         except NotApplicable as exc:
             box["not_applicable"] = str(exc)
         except BaseException as exc:  # noqa: BLE001 (one test's failure is its verdict, never the run's end)
@@ -131,23 +131,22 @@ def run_test(test: Test, ctx: Context, timeout_s: float | None = None) -> Outcom
     if "not_applicable" in box:
         return not_applicable(box["not_applicable"], seconds)
     result: Result = box["result"]
-    return outcome(result.verdict, result.message + _tie_note(mine.export_ties), seconds,
-                   _with_ties(result, mine.export_ties))
+    return outcome(result.verdict, result.message + _unchecked_note(mine.integrity), seconds,
+                   _with_checks(result, mine.integrity))
 
 
-def _with_ties(result: Result, ties: list[dict[str, Any]]) -> Result:
-    """``result`` with the export checks its test made (R16-VERDICT-4) in its evidence."""
-    if not ties or "export_tie" in result.evidence:
+def _with_checks(result: Result, checks: list[dict[str, Any]]) -> Result:
+    """``result`` with the integrity checks its test made (export tie, canary trace) in its evidence."""
+    if not checks:
         return result
-    return dataclasses.replace(result, evidence={**result.evidence, "export_tie": ties})
+    return dataclasses.replace(result, evidence={**result.evidence, "integrity": checks})
 
 
-def _tie_note(ties: list[dict[str, Any]]) -> str:
-    """Said in the message when an export the test judged could not be tied to the federated model."""
-    unchecked = {t.get("why", "") for t in ties if t.get("status") == "not checked"}
-    if not unchecked:
-        return ""
-    return "; export not checked against the federated model (" + "; ".join(sorted(unchecked)) + ")"
+def _unchecked_note(checks: list[dict[str, Any]]) -> str:
+    """Said in the message when a check could not be made (e.g. an export not tied to the federated model)."""
+    unchecked = sorted({f"{c.get('check', 'check')} not checked: {c.get('why', '')}" for c in checks
+                        if c.get("status") == "not checked"})
+    return "; " + "; ".join(unchecked) if unchecked else ""
 
 
 def run_evaluation(target: Target, profile: str = "quick", *, seed: int | None = None,

@@ -89,6 +89,9 @@ _ALL: tuple[Threshold, ...] = (
     Threshold("mia_tpr_at_low_fpr_max", 0.05, "TPR at 0.1% FPR", "task spec",
               "membership attack on planted canaries reaches at most this TPR at 0.1% FPR (or at the lowest FPR "
               "the non-members resolve, stated; epsilon = 1 allows about e x FPR)"),
+    Threshold("canary_ignored_max", 0.1, "fraction", "project rule",
+              "of the canary-column changes the verifier's party sent, at most this fraction may be missing from the "
+              "next global model (an honest mean always carries them; R16-VERDICT-2)"),
     Threshold("eps_lower_bound_slack", 0.0, "epsilon", "issue 16",
               "empirical epsilon lower bound (95% CI) at most the claimed epsilon plus this"),
     Threshold("masked_alpha", 0.01, "significance level", "project rule",

@@ -20,7 +20,7 @@ from sampan.verify.results import Category, Plot, Verdict
 from sampan.verify.results import Threshold as ReportThreshold
 from sampan.verify.thresholds import threshold
 
-__all__ = ["PROFILES", "Context", "ExportNotTied", "Result", "Test", "NotApplicable", "report_threshold"]
+__all__ = ["PROFILES", "Context", "ExportNotTied", "Gamed", "Result", "Test", "NotApplicable", "report_threshold"]
 
 PROFILES = ("quick", "standard", "full")
 
@@ -29,13 +29,21 @@ class NotApplicable(Exception):  # noqa: N818 (a verdict, not an error)
     """Raised by a test that finds, while running, that it does not apply (verdict skip with the reason)."""
 
 
-class ExportNotTied(Exception):  # noqa: N818 (a verdict, not an error)
-    """Raised by a test whose judged model export is not the model the federation trained (verdict fail, whatever
-    the test's own figure: see `sampan.verify.catalogue.export_tie`)."""
+class Gamed(Exception):  # noqa: N818 (a verdict, not an error)
+    """Raised by a test that catches the platform treating its probe specially (an export the federation did not
+    train, canary columns left out of the aggregate): verdict fail, whatever the test's own figure says."""
+
+    evidence_key = "integrity"
 
     def __init__(self, message: str, evidence: dict[str, Any]) -> None:
         super().__init__(message)
         self.evidence = evidence
+
+
+class ExportNotTied(Gamed):
+    """The judged model export is not the model the federation trained (`sampan.verify.catalogue.export_tie`)."""
+
+    evidence_key = "export_tie"
 
 
 @dataclass
@@ -93,7 +101,7 @@ class Context:
     key_locks: dict[str, threading.Lock] = field(default_factory=dict)
     verifier: dict[str, Any] = field(default_factory=dict)  # the verifier's CA and party material, made lazily
     job_seeds: list[int] = field(default_factory=list)  # the per-job TaskSpec seeds (secrets), for the manifest
-    export_ties: list[dict[str, Any]] = field(default_factory=list)  # this test's export checks (export_tie)
+    integrity: list[dict[str, Any]] = field(default_factory=list)  # this test's checks that the platform played fair
 
     @property
     def capabilities(self) -> set[str]:

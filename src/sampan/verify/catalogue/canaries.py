@@ -2,30 +2,56 @@
 
 Why columns, not rows far outside the data: a logistic regression on a few hundred rows memorises nothing a
 membership attack can see, and canaries at a huge norm are easy for a platform to filter. The verifier controls
-its own party's data, so it appends ``m`` binary columns, named like ordinary features and drawn per evaluation.
-Canary k is one row (an ordinary row of the party, its label drawn at random) with 1.0 in column k and 0 in the
-other canary columns; each canary row is included with probability 1/2 (Steinke et al. 2023, one-run audit). Every
-party lists the canary columns as features (the others hold zeros there), so the task looks like any other.
+its own party's data, so it appends ``m`` binary columns. Canary k is one row (an ordinary row of the party, its
+label drawn at random) with 1.0 in column k and 0 in the other canary columns; each canary row is included with
+probability 1/2 (Steinke et al. 2023, one-run audit). Every party lists the canary columns as features (the others
+hold zeros there), so the task looks like any other.
 
 Without DP an included canary pulls its own column's weight towards its label, and an excluded one leaves its
 column (all zeros) untouched: the score (2y - 1) * (w_final - w_start) on the canary's column separates them. With
 DP (clipping plus noise) the pull drowns in the noise. ``m`` is bounded by the API's column limit (512 per table).
+
+What a platform can tell, and why freezing the canaries fails anyway (R16-VERDICT-2). A platform that picks out the
+canary columns can keep their weights where they start (or drop them from the aggregate): both audits then pass
+while its real columns train in the clear. Two defences:
+- names and order give nothing away: every feature of the canary job, drawn columns included, gets a fresh
+  ``attr_<6 hex>`` name, and the columns are shuffled (the verifier keeps the map in the plan's record);
+- the values still do: a canary column holds zeros at every platform party. That cannot be hidden at no cost: a
+  platform-held row with a nonzero value in column k pulls w_k as much as the canary does, so any background
+  dense enough to hide a column drowns its canary and takes the audit's power with it (an audit that guesses only
+  where the background is empty is back to columns the platform can see are empty). So the verifier checks the
+  aggregate instead (`canary_trace`): it sees each global model g its party received, the weights v it sent from
+  g, and the next global model g'. Where its update moved a canary column (v_k != g_k, an included canary's
+  column), any mean of the parties' updates carries its row share of that change, beside a term common to all
+  those columns (the other parties' rows hold the same standardised zero in each) and any DP noise. A platform
+  that leaves the party's share out in more than `canary_ignored_max` of the cases (frozen weights, or canary
+  columns averaged without the verifier's party) fails S-MIA and S-DP-AUDIT-ONE-RUN (`CanariesIgnored`); the
+  export must be the last global model (`export_tie`), so freezing only the export is caught too.
+The audits' statistics are unchanged: the coins are independent of everything the platform sees, the score rule is
+fixed before the coins are read, and renaming or shuffling columns changes no canary's record. What remains open:
+a platform that adds noise to the canary columns only (leaving the party's share in) passes both the trace and the
+audits while its real columns are not protected; telling that apart needs the noise on the real columns, which the
+verifier cannot separate from the other parties' updates. A coordinate-wise median also leaves the party's share
+out (one party against two that agree) and fails the trace: the audit cannot measure such a platform, and says so
+(the canary job asks for the default mean). Without a party kit the trace is not checked (said in the outcome).
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from sampan.verify.catalogue.base import Context
+from sampan.verify.catalogue.base import Context, Gamed
 from sampan.verify.catalogue.common import horizontal_parties, plane_for
 from sampan.verify.catalogue.export_tie import check_export
 from sampan.verify.catalogue.jobs import JobRun, PartySpec, horizontal_spec, run_job
+from sampan.verify.thresholds import value
 
-__all__ = ["CANARIES", "CanaryPlan", "CanaryRun", "canary_job", "plan_canary_columns", "with_columns"]
+__all__ = ["CANARIES", "CanariesIgnored", "CanaryPlan", "CanaryRun", "canary_job", "canary_trace",
+           "plan_canary_columns", "with_columns"]
 
 CANARIES = 480  # at most; fewer when the drawn columns + canaries + the label would pass MAX_COLUMNS (512)
 ROUNDS = 5
@@ -37,12 +63,15 @@ class CanaryPlan:
     base_rows: np.ndarray  # the ordinary row each canary copies (indices into the table)
     labels: np.ndarray  # each canary's label (drawn at random)
     included: np.ndarray  # bool: the coin of each canary (included in the party's data or not)
+    aliases: dict[str, str] = field(default_factory=dict)  # drawn column -> the name the platform sees
+    order: list[str] = field(default_factory=list)  # the task's feature order: aliases and canaries shuffled
 
     def record(self) -> dict[str, Any]:
         """The plan as evidence (drawn from secret randomness, so the report keeps it for a re-check)."""
         return {"columns": list(self.names), "base_rows": [int(r) for r in self.base_rows],
                 "labels": "".join(str(int(v)) for v in self.labels),
-                "included": "".join("1" if v else "0" for v in self.included)}
+                "included": "".join("1" if v else "0" for v in self.included),
+                "aliases": dict(self.aliases), "order": list(self.order)}
 
 
 @dataclass
@@ -52,6 +81,7 @@ class CanaryRun:
     scores: np.ndarray  # (2y - 1) * change of each canary column's weight: higher = more likely included
     start_from: str  # where w_start came from
     dp: dict[str, Any] | None
+    trace: dict[str, Any]  # did the global models carry the verifier's canary contributions? (`canary_trace`)
 
 
 def plan_canary_columns(ctx: Context, m: int = CANARIES, rng: np.random.Generator | None = None) -> CanaryPlan:
@@ -63,14 +93,24 @@ def plan_canary_columns(ctx: Context, m: int = CANARIES, rng: np.random.Generato
     rng = rng if rng is not None else np.random.default_rng(secrets.randbits(128))
     taken = set(ctx.data.columns) | set(ctx.data.table.columns)
     names: list[str] = []
-    while len(names) < m:
+    while len(names) < m + len(ctx.data.columns):
         name = f"attr_{int(rng.integers(16**6)):06x}"
         if name not in taken:
             taken.add(name)
             names.append(name)
+    aliases = dict(zip(ctx.data.columns, names[m:], strict=True))
+    names = names[:m]
+    order = [str(c) for c in rng.permutation(np.asarray([*aliases.values(), *names], dtype=object))]
     own = ctx.data.parts[-1]
     return CanaryPlan(names, rng.choice(own, size=m, replace=True), rng.integers(0, 2, size=m).astype(np.float64),
-                      rng.random(m) < 0.5)
+                      rng.random(m) < 0.5, aliases, order)
+
+
+def _as_task(data: dict[str, Any], plan: CanaryPlan) -> dict[str, Any]:
+    """``data`` (drawn columns, canaries, label last) under the plan's names, in the plan's shuffled order."""
+    cols = [plan.aliases.get(c, c) for c in data["columns"]]
+    pos = [cols.index(c) for c in plan.order] + [len(cols) - 1]
+    return {"columns": [*plan.order, cols[-1]], "rows": [[r[i] for i in pos] for r in data["rows"]]}
 
 
 def with_columns(data: dict[str, Any], names: list[str], extra: np.ndarray | None = None) -> dict[str, Any]:
@@ -103,7 +143,7 @@ def canary_job(ctx: Context, dp: dict[str, Any] | None) -> CanaryRun:
         plan = plan_canary_columns(ctx)
         t = ctx.data.table
         parties = horizontal_parties(ctx)
-        features = list(ctx.data.columns) + plan.names
+        features = list(plan.order)
         out: list[PartySpec] = []
         for i, p in enumerate(parties):
             data = with_columns(p.data or {}, plan.names)
@@ -113,7 +153,7 @@ def canary_job(ctx: Context, dp: dict[str, Any] | None) -> CanaryRun:
                 rows = [[*map(float, X[j]), *(1.0 if c == k else 0.0 for c in range(len(plan.names))),
                          float(plan.labels[k])] for j, k in enumerate(keep)]
                 data = {"columns": data["columns"], "rows": data["rows"] + rows}
-            out.append(PartySpec(p.name, p.role, data, p.operated_by))
+            out.append(PartySpec(p.name, p.role, _as_task(data, plan), p.operated_by))
         spec = horizontal_spec(ctx, [p.name for p in out], rounds=ROUNDS, dp=dp)
         spec["features"] = {p.name: features for p in out}
         plane = plane_for(ctx) if any(p.operated_by == "verifier" for p in out) else None
@@ -134,10 +174,76 @@ def canary_job(ctx: Context, dp: dict[str, Any] | None) -> CanaryRun:
                 scores[k] = (2.0 * plan.labels[k] - 1.0) * change
         where = ("the model the verifier's party received in round 1" if run.plane is not None else
                  "zeros (no party kit: the start model is not observable)")
-        return CanaryRun(plan, run, scores, where, dp)
+        return CanaryRun(plan, run, scores, where, dp, canary_trace(run, features, plan.names))
 
     key = "canary_job" if dp is None else f"canary_job:{dp['epsilon']}:{dp['delta']}:{dp['clip']}"
     result: CanaryRun = ctx.once(key, make)
+    with ctx.lock:
+        ctx.integrity.append(result.trace)
+    if result.trace["status"] == "ignored":
+        raise CanariesIgnored(result.trace["why"], result.trace)
     if result.run.model is not None:  # the scores come from the export: it must be the federation's model
         check_export(ctx, result.run, "the canary job")
     return result
+
+
+class CanariesIgnored(Gamed):
+    """The global models left out the verifier's party's contribution to the canary columns (see the module note)."""
+
+    evidence_key = "canary_trace"
+
+
+def _model_vectors(run: JobRun, d: int) -> list[tuple[str, np.ndarray]]:
+    """("received" | "sent", [weights..., intercept]) of the verifier's party, in the order they happened: the
+    global models it received and the full weights it sent (the clear ones under secure aggregation)."""
+    out: list[tuple[str, np.ndarray]] = []
+    for m in run.plane.tap.messages:
+        if m.direction == "sent" and m.kind not in ("update", "update_clear"):
+            continue
+        for key in ("weights", "params", *m.payload):
+            a = np.asarray(m.payload.get(key, []))
+            if a.dtype.kind == "f" and a.size == d:
+                out.append((m.direction, a.reshape(-1).astype(np.float64)))
+                break
+    return out
+
+
+def canary_trace(run: JobRun, features: list[str], names: list[str]) -> dict[str, Any]:
+    """Does each global model carry the verifier's party's change to the canary columns? For every round the party
+    saw (global g, its sent weights v, the next global g'), the canary coordinates its update moved (v != g) must
+    move in the aggregate by more than the one term common to them all (the other parties' share: their rows hold
+    the same standardised zero in every included canary column): an honest mean leaves the party's share of each
+    change (plus any noise); a platform that keeps the canary weights where they were, or averages them without the
+    verifier's party, leaves only the common term.
+    """
+    record: dict[str, Any] = {"check": "canary trace", "job_id": run.job_id, "limit": value("canary_ignored_max")}
+    if run.plane is None:
+        return {**record, "status": "not checked", "why": "no party kit: the verifier cannot see the global models"}
+    idx = np.asarray([features.index(n) for n in names])
+    g = v = None
+    moved, kept = 0, 0
+    for direction, vec in _model_vectors(run, len(features) + 1):
+        if direction == "sent":
+            v = vec if g is not None else None
+            continue
+        if g is not None and v is not None:
+            dv, dg = (v - g)[idx], (vec - g)[idx]
+            contributed = np.abs(dv) > 1e-12
+            if contributed.any():
+                # the other parties' share of an included canary column is one common term per round (their
+                # rows hold the same standardised zero in each): take it out, the verifier's share must remain
+                own = dg[contributed] - float(np.median(dg[contributed]))
+                moved += int(contributed.sum())
+                kept += int((np.abs(own) <= 1e-9 * np.abs(dv[contributed]) + 1e-15).sum())
+        g, v = vec, None
+    if moved == 0:
+        return {**record, "status": "not checked",
+                "why": "the verifier's party saw no round in which its update moved a canary column"}
+    share = kept / moved
+    record.update(contributions=moved, ignored=kept, ignored_fraction=share)
+    if share > record["limit"]:
+        return {**record, "status": "ignored",
+                "why": f"the global models left out the verifier's party's change to the canary columns in {kept} of "
+                       f"{moved} cases (limit {record['limit']:.0%}): the platform treats the canary columns apart "
+                       "(e.g. keeps their weights frozen), so the audit cannot measure its privacy"}
+    return {**record, "status": "carried"}

@@ -13,7 +13,7 @@ final model too (Sampan's and Flower's final evaluation, the weak platform's las
   `export_global_tol` (thresholds.py). Otherwise the test that judged the export fails (`ExportNotTied`), whatever
   its own figure says.
 
-"Not checked", said in the outcome (the runner adds each test's ties to its evidence and message): the platform has
+"Not checked", said in the outcome (the runner adds each test's checks to its evidence and message): the platform has
 no party kit or the verifier runs no party of that job (F-AUC-VERTICAL, F-NONIID, F-DROPOUT-RESUME run on the
 platform's parties only), the party left before the end, or it received no model after its last update (a platform
 that never shows its parties the final model cannot be tied to it this way: the export then stands unverified).
@@ -89,7 +89,7 @@ def export_tie(run: JobRun) -> dict[str, Any]:
     if isinstance(cached, dict):
         return cached
     tol = value("export_global_tol")
-    record: dict[str, Any] = {"job_id": run.job_id, "tolerance": tol}
+    record: dict[str, Any] = {"check": "export tie", "job_id": run.job_id, "tolerance": tol}
     if run.model is None:
         record.update(status="not checked", why="no model export")
     else:
@@ -134,7 +134,7 @@ def check_export(ctx: Context, run: JobRun, what: str = "") -> dict[str, Any]:
     """Record the tie of ``run``'s export in this test's context; raise `ExportNotTied` when it is not tied."""
     record = {**export_tie(run), **({"job": what} if what else {})}
     with ctx.lock:
-        ctx.export_ties.append(record)
+        ctx.integrity.append(record)
     if record["status"] == "mismatch":
         raise ExportNotTied(f"{what + ': ' if what else ''}{record['why']} (job {run.job_id})", record)
     return record
