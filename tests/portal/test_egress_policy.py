@@ -132,3 +132,12 @@ def test_address_class_of_public_addresses_is_none() -> None:
     for ip in ("93.184.216.34", "8.8.8.8", "2606:4700:4700::1111", "::ffff:8.8.8.8"):
         assert address_class(ip) is None, ip
     assert EgressPolicy().allows_ip("8.8.8.8") and not EgressPolicy().allows_ip("127.0.0.1")
+
+
+def test_own_ports_open_loopback_only_on_those_ports() -> None:
+    policy = EgressPolicy(resolver=_no_dns, own_ports=lambda: {4000, 4001})
+    assert policy.pin("http://127.0.0.1:4000/").allow_listed
+    assert policy.pin_address("127.0.0.1:4001").ip == "127.0.0.1"
+    for target in ("127.0.0.1:6379", "127.0.0.1:22", "10.0.0.1:4000", "169.254.169.254:4000"):
+        with pytest.raises(EgressRefused):
+            policy.pin_address(target)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _egress_servers import hostile_server, trickle
 
 from sampan.verify.platforms.weak import WeakBackend
 from sampan.verify.results import load_evaluation
@@ -98,6 +99,17 @@ def test_a_job_over_its_time_limit_is_killed_and_marked_failed(tmp_path: Path) -
     assert not (tmp_path / "runs" / "3" / "results.json").exists()
 
 
+@pytest.mark.slow
+def test_an_endpoint_that_answers_for_ever_is_stopped_at_the_time_limit(tmp_path: Path) -> None:
+    with hostile_server(trickle) as (port, hits):  # a byte every 0.2 s: each read is "in time", the call never ends
+        runner = EvaluationRunner(tmp_path / "runs", time_limit_s=4)
+        target = TargetSpec(url=f"http://127.0.0.1:{port}", token="tok", allow=("127.0.0.1/32",))
+        status, results, error = start(runner, 9, target).wait()
+    assert hits.paths == ["/bench/v1/info"]  # the worker was inside the evaluation, reading the answer
+    assert (status, results) == ("failed", None)
+    assert error == "the evaluation ran past its time limit of 4 s and was stopped"
+
+
 def test_a_job_over_its_memory_limit_fails_clearly(tmp_path: Path) -> None:
     runner = EvaluationRunner(tmp_path / "runs", memory_limit_mb=64, time_limit_s=120)
     status, results, error = start(runner, 4, TargetSpec(url="", token="", local_platform="weak")).wait()
@@ -122,3 +134,15 @@ def test_bad_requests_are_refused_before_anything_runs(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="local_platform"):
         runner.start(1, TargetSpec(url="", token="", local_platform="flower"), "quick", print, print)
     assert not list((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.slow
+def test_the_local_sampan_platform_runs_inside_the_worker_over_tls(tmp_path: Path) -> None:
+    """Sampan's in-process party kit needs the platform in the verifier's process: the worker starts it itself."""
+    runner = EvaluationRunner(tmp_path / "runs", time_limit_s=280)
+    target = TargetSpec(url="", token="", local_platform="sampan", only=("F-TLS", "S-SECAGG-MASKED"))
+    status, results, error = start(runner, 8, target).wait(290)
+    assert (status, error) == ("finished", None) and results is not None
+    outcomes = {o.id: o for o in load_evaluation(results / "results.json").outcomes}
+    assert outcomes["F-TLS"].verdict == "pass", outcomes["F-TLS"].message
+    assert outcomes["S-SECAGG-MASKED"].verdict == "pass", outcomes["S-SECAGG-MASKED"].message

@@ -168,10 +168,13 @@ class EgressPolicy:
     """Which addresses the verifier may connect to: public unicast ones, and what an administrator allow-listed.
 
     ``allow``: CIDRs ("127.0.0.1/32", "10.1.2.0/24", "::1") or exact host names ("bench.internal.example"); a name
-    on the list accepts whatever it resolves to (the administrator trusts its DNS), still pinned. ``resolver``
-    stands in for DNS (tests). Thread-safe; holds no state between calls."""
+    on the list accepts whatever it resolves to (the administrator trusts its DNS), still pinned. An allow-listed
+    address is open on every port. ``own_ports``: loopback is accepted on the ports it names and no others (the
+    portal's worker: the platform it started itself, never another local service). ``resolver`` stands in for
+    DNS (tests). Thread-safe; holds no state between calls."""
 
-    def __init__(self, allow: Sequence[str] = (), *, resolver: Resolver | None = None) -> None:
+    def __init__(self, allow: Sequence[str] = (), *, resolver: Resolver | None = None,
+                 own_ports: Callable[[], Iterable[int]] | None = None) -> None:
         self._networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
         self._names: set[str] = set()
         for entry in allow:
@@ -187,6 +190,7 @@ class EgressPolicy:
                 raise ValueError(f"egress allow-list: {entry!r} is neither a CIDR nor a host name")
             self._names.add(text.rstrip("."))
         self._resolver = resolver
+        self._own_ports = own_ports
 
     @property
     def allow(self) -> list[str]:
@@ -233,7 +237,8 @@ class EgressPolicy:
                 raise EgressRefused(host, f"{host}: the resolver answered {answer!r}, not an IP address",
                                     reason="malformed") from None
             found = address_class(ip)
-            if found is not None and not (name_listed or self.ip_allow_listed(ip)):
+            own = ip.is_loopback and self._own_ports is not None and port in set(self._own_ports())
+            if found is not None and not (name_listed or own or self.ip_allow_listed(ip)):
                 what = f"{host} is" if literal is not None else f"{host} resolves to {ip},"
                 article = "an" if found[0] in "aeiou" else "a"
                 raise EgressRefused(host, f"{what} {article} {found} address: the portal connects only to public "

@@ -84,13 +84,12 @@ class _Failed(Exception):
 
 
 def tls_context(tls_cert_pem: str | None) -> ssl.SSLContext:
-    """Verify the server against ``tls_cert_pem`` (its own certificate, an intermediate or its CA: any
-    certificate in the chain may be the trust anchor) or, when none is given, the system's CAs; TLS 1.2 or later,
-    host name checked. ValueError when the PEM is not a certificate."""
+    """Verify the server against ``tls_cert_pem`` (the CA that issued its certificate, or its own self-signed
+    certificate: what the evaluation's client trusts too, `catalogue.http.TargetTLS.ca_file`) or, when none is
+    given, the system's CAs; TLS 1.2 or later, host name checked. ValueError when the PEM is not a certificate."""
     ctx = ssl.create_default_context()
     if tls_cert_pem and tls_cert_pem.strip():
         ctx = ssl.create_default_context(cadata=tls_cert_pem)  # ssl.SSLError (a ValueError) if not PEM certs
-        ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     return ctx
 
@@ -139,10 +138,11 @@ _VERIFY_FIXES: dict[int, str] = {
     18: "The server presents a self-signed certificate you did not supply: upload that certificate in the project, "
         "or use one from a public CA.",
     19: "The server's chain ends in a CA you did not supply: upload that CA certificate in the project.",
-    20: "The server's certificate does not chain to the certificate you supplied: upload the CA (or server) "
-        "certificate the server really uses, and make the server send its intermediate certificates.",
-    21: "The server's certificate does not chain to the certificate you supplied: upload the CA (or server) "
-        "certificate the server really uses.",
+    20: "The server's certificate does not chain to the certificate you supplied: upload the CA certificate that "
+        "issued it (or the server's own certificate if it is self-signed), and make the server send its "
+        "intermediate certificates.",
+    21: "The server's certificate does not chain to the certificate you supplied: upload the CA certificate that "
+        "issued it (or the server's own certificate if it is self-signed).",
     62: "The certificate is not issued for this host name: use a certificate whose subjectAltName lists it, or "
         "enter the endpoint under a name the certificate lists.",
     64: "The certificate is not issued for this IP address: use a certificate whose subjectAltName lists it, or "

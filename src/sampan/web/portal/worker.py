@@ -48,10 +48,13 @@ def apply_limits(memory_limit_mb: int | None, cpu_limit_s: int | None) -> None:
 
 
 def _local_platform(stack: ExitStack, name: str) -> tuple[str, str, dict[str, Any]]:
-    """Start an in-repo platform on this process's loopback: (url, token, Target extras)."""
+    """Start an in-repo platform on this process's loopback: (url, token, Target extras). As `sampan verify local`
+    does: Sampan over HTTPS (a throwaway CA whose file the verifier trusts), the weak platform over plain http."""
     import os
 
-    from sampan.verify.serve_local import serve_app
+    from sampan.verify.catalogue.http import TargetTLS
+    from sampan.verify.pki import VerifierCA
+    from sampan.verify.serve_local import ServerTLS, serve_app
     from sampan.verify.server import make_benchmark_app
 
     backend: Any
@@ -69,8 +72,15 @@ def _local_platform(stack: ExitStack, name: str) -> tuple[str, str, dict[str, An
     if callable(close):
         stack.callback(close)
     token = secrets.token_urlsafe(32)
-    server = stack.enter_context(serve_app(make_benchmark_app(backend, token=token)))
-    return server.url, token, {"local_pids": (os.getpid(),)}
+    extras: dict[str, Any] = {"local_pids": (os.getpid(),)}
+    server_tls = None
+    if name == "sampan":
+        ca = stack.enter_context(VerifierCA(name="sampan portal local CA"))
+        cert = ca.server_cert("127.0.0.1")
+        server_tls = ServerTLS(cert.cert_file, cert.key_file)
+        extras["tls"] = TargetTLS(ca_file=str(ca.ca_file))
+    server = stack.enter_context(serve_app(make_benchmark_app(backend, token=token), tls=server_tls))
+    return server.url, token, extras
 
 
 def run_job(job: dict[str, Any]) -> int:
@@ -88,8 +98,7 @@ def run_job(job: dict[str, Any]) -> int:
         local = job.get("local_platform")
         extras: dict[str, Any] = {}
         if local:
-            url, token, extras = _local_platform(stack, str(local))
-            allow += ["127.0.0.1/32", "::1/128"]  # its own platform, on its own loopback
+            url, token, extras = _local_platform(stack, str(local))  # reached on loopback, its own ports only
         else:
             url, token = str(job["url"]), str(job["token"])
         host = _host_of(url)
@@ -101,11 +110,11 @@ def run_job(job: dict[str, Any]) -> int:
                 return [str(pinned_ip)]  # what the qualification check saw: no second answer for this name
             return system_resolver(name, port)
 
-        policy = EgressPolicy(allow, resolver=resolver)
+        policy = EgressPolicy(allow, resolver=resolver, own_ports=own_listening_ports if local else None)
         install_connect_guard(policy, local_ports=own_listening_ports)
-        tls = None
+        tls = extras.pop("tls", None)
         ca_pem = job.get("tls_cert_pem")
-        if ca_pem:
+        if ca_pem and not local:
             ca_file = stack.enter_context(_temp_file(str(ca_pem)))
             tls = TargetTLS(ca_file=ca_file)
         target = Target(url=url.rstrip("/").removesuffix("/bench/v1"), token=token, tls=tls, egress=policy,
