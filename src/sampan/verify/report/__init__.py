@@ -5,9 +5,11 @@ counts, the claims-vs-measured table), then per test its threshold and source, v
 evidence. `write_all` writes every format into one folder atomically (a staging folder, then one rename).
 """
 
+from sampan.verify.report._common import overall
 from sampan.verify.report.bundle import OUTPUT_FILES, write_all
 from sampan.verify.report.compare import render_comparison, write_comparison
 from sampan.verify.report.html import render_html
 from sampan.verify.report.junit import render_junit
 
-__all__ = ["OUTPUT_FILES", "render_comparison", "render_html", "render_junit", "write_all", "write_comparison"]
+__all__ = ["OUTPUT_FILES", "overall", "render_comparison", "render_html", "render_junit", "write_all",
+           "write_comparison"]

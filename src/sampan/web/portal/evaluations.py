@@ -207,7 +207,7 @@ class EvaluationsMixin(PortalBase):
             except Conflict as exc:
                 out["error"] = exc.message
             else:
-                from sampan.verify.report._common import overall
+                from sampan.verify.report import overall
 
                 checks = [c.to_dict() for c in compare_claims(self.claims_of(row), ev)]
                 summary: dict[str, int] = {}
