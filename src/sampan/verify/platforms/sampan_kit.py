@@ -8,7 +8,10 @@ tap with every message the party receives and every reply it sends, as arrays in
 encodes them (under secure aggregation the update the party sends is already masked: that is what the masking check
 should see). Consequences the verifier must know: no wire exists between the kit and the platform, so bytes and
 timing at the wire are not measurable for Sampan in this mode (the `connect` argument is ignored and `Party.connect`
-is None), and the party's rows sit in the platform's process for the job.
+is None), and the party's rows sit in the platform's process for the job. What the tap holds in this mode is what
+the platform's process reported about itself: the catalogue says so in every outcome that rests on it
+("self-reported", `catalogue.dataplane.qualify_self_reported`, R16-VERDICT-8); only deployed mode is observed by the
+verifier on the wire.
 
 Deployed mode: when the platform answers the registration with a `Party.connect` of protocol ``sampan-grpc+mtls``
 (Sampan's backend with a consortium CA, see `sampan.web.bench_deployed`), the kit instead runs a real Sampan party
