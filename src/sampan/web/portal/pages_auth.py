@@ -156,4 +156,7 @@ def change_password(request: Request) -> Response:
         ctx.accounts.set_password(principal, str(form.get("old_password", "")), new)
     except ControlPlaneError as exc:
         return redirect(request, "/account", ("error", exc.message))
-    return redirect(request, "/projects", ("ok", "Your password was changed."))
+    response = redirect(request, "/sign-in", ("ok", "Your password was changed and every session of your account "
+                                                    "was ended: sign in with the new one."))
+    response.delete_cookie(SESSION_COOKIE, path=PREFIX)
+    return response
