@@ -13,7 +13,8 @@ import logging
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from sampan.errors import ConfigError
 from sampan.verify.results import Evaluation, load_evaluation
@@ -26,7 +27,7 @@ from sampan.web.portal.claims import compare_claims
 __all__ = ["EvaluationsMixin", "RunnerLike", "ACTIVE"]
 
 log = logging.getLogger("sampan.portal")
-ACTIVE = ("queued", "running")
+ACTIVE = t.ACTIVE_EVALUATION
 _ENDED = ("finished", "failed", "cancelled")
 
 
@@ -79,23 +80,25 @@ class EvaluationsMixin(PortalBase):
             raise Invalid(f"profile must be one of {', '.join(PROFILES)}", "profile")
         if self.runner is None:
             raise Conflict("this portal runs no evaluations (no runner configured)", "runner")
-        with self.engine.begin() as c:
-            questionnaire = c.execute(select(t.questionnaires.c.claims)
-                                      .where(t.questionnaires.c.project_id == row.id)).first()
-            if questionnaire is None:
-                raise Conflict("fill in the technical questionnaire first", "questionnaire")
-            qual = c.execute(select(t.qualifications.c.status).where(t.qualifications.c.project_id == row.id)
-                             .order_by(t.qualifications.c.id.desc()).limit(1)).first()
-            if qual is None or qual.status != "passed":
-                raise Conflict("the endpoint must pass the qualification check first", "qualification")
-            busy = c.execute(select(t.evaluations.c.id).where(t.evaluations.c.project_id == row.id,
-                                                              t.evaluations.c.status.in_(ACTIVE))).first()
-            if busy is not None:
-                raise Conflict(f"evaluation {busy.id} of this project is still running", "project_id")
-            eid = _new_id(c.execute(insert(t.evaluations).values(
-                project_id=row.id, profile=profile, status="queued", progress=_empty_progress(),
-                claims=dict(questionnaire.claims),
-                started_by=p.actor, started_at=self.clock())))
+        try:
+            with self.engine.begin() as c:
+                questionnaire = c.execute(select(t.questionnaires.c.claims)
+                                          .where(t.questionnaires.c.project_id == row.id)).first()
+                if questionnaire is None:
+                    raise Conflict("fill in the technical questionnaire first", "questionnaire")
+                qual = c.execute(select(t.qualifications.c.status).where(t.qualifications.c.project_id == row.id)
+                                 .order_by(t.qualifications.c.id.desc()).limit(1)).first()
+                if qual is None or qual.status != "passed":
+                    raise Conflict("the endpoint must pass the qualification check first", "qualification")
+                self._refuse_if_busy(c, int(row.id))
+                eid = _new_id(c.execute(insert(t.evaluations).values(
+                    project_id=row.id, profile=profile, status="queued", progress=_empty_progress(),
+                    claims=dict(questionnaire.claims),
+                    started_by=p.actor, started_at=self.clock())))
+        except IntegrityError:  # a parallel start won the race: the partial unique index refused this one
+            with self.engine.connect() as c:
+                self._refuse_if_busy(c, int(row.id))
+            raise Conflict("another evaluation of this project started at the same moment", "project_id") from None
         self.audit(p, "evaluation_started", {"project_id": int(row.id), "evaluation_id": eid, "profile": profile})
         token = self.bench_token(row)
 
@@ -111,6 +114,13 @@ class EvaluationsMixin(PortalBase):
             self._done(eid, "failed", None, scrub(f"the runner refused the job: {type(exc).__name__}: {exc}", token))
             raise Conflict("the evaluation could not be started; see its error", "runner") from None
         return eid
+
+    @staticmethod
+    def _refuse_if_busy(c: Connection, project_id: int) -> None:
+        busy = c.execute(select(t.evaluations.c.id).where(t.evaluations.c.project_id == project_id,
+                                                          t.evaluations.c.status.in_(ACTIVE))).first()
+        if busy is not None:
+            raise Conflict(f"evaluation {busy.id} of this project is still running", "project_id")
 
     def _progress(self, eid: int, progress: Any) -> None:
         with self.engine.begin() as c:

@@ -14,7 +14,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from sampan.web.errors import Conflict, Forbidden, Invalid, NotFound
 from sampan.web.portal import tables as t
@@ -57,19 +58,27 @@ class ReleasesMixin(EvaluationsMixin):
         invoice = (invoice_reference or "").strip()
         if not invoice or len(invoice) > 200:
             raise Invalid("the invoice reference must be 1-200 characters", "invoice_reference")
-        with self.engine.begin() as c:
-            open_one = c.execute(select(t.release_requests.c.id, t.release_requests.c.status).where(
-                t.release_requests.c.evaluation_id == row.id,
-                t.release_requests.c.status.in_(("pending", "granted")))).first()
-            if open_one is not None:
-                raise Conflict(f"request {open_one.id} for this report is already {open_one.status}",
-                               "evaluation_id")
-            rid = _new_id(c.execute(insert(t.release_requests).values(
-                evaluation_id=row.id, requested_by=p.user_id, invoice_reference=invoice, status="pending",
-                note="", created_at=self.clock())))
+        try:
+            with self.engine.begin() as c:
+                self._refuse_if_open(c, int(row.id))
+                rid = _new_id(c.execute(insert(t.release_requests).values(
+                    evaluation_id=row.id, requested_by=p.user_id, invoice_reference=invoice, status="pending",
+                    note="", created_at=self.clock())))
+        except IntegrityError:  # a parallel request won the race: the partial unique index refused this one
+            with self.engine.connect() as c:
+                self._refuse_if_open(c, int(row.id))
+            raise Conflict("another request for this report was made at the same moment", "evaluation_id") from None
         self.audit(p, "release_requested", {"request_id": rid, "evaluation_id": int(row.id),
                                             "project_id": int(project.id), "invoice_reference": invoice})
         return rid
+
+    @staticmethod
+    def _refuse_if_open(c: Connection, evaluation_id: int) -> None:
+        open_one = c.execute(select(t.release_requests.c.id, t.release_requests.c.status).where(
+            t.release_requests.c.evaluation_id == evaluation_id,
+            t.release_requests.c.status.in_(t.OPEN_RELEASE))).first()
+        if open_one is not None:
+            raise Conflict(f"request {open_one.id} for this report is already {open_one.status}", "evaluation_id")
 
     def release_requests(self, p: PortalPrincipal, status: str | None = None) -> list[dict[str, Any]]:
         """Requests the principal may see: an applicant its own, reviewers and admins all (pending first);

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -27,13 +28,16 @@ from sqlalchemy.engine import Engine
 
 __all__ = ["portal_metadata", "create_portal_tables", "users", "email_tokens", "sessions", "companies", "projects",
            "questionnaires", "qualifications", "evaluations", "release_requests", "settings", "ROLES",
-           "EVALUATION_STATUSES", "RELEASE_STATUSES"]
+           "EVALUATION_STATUSES", "RELEASE_STATUSES", "ACTIVE_EVALUATION",
+           "OPEN_RELEASE"]
 
 portal_metadata = MetaData()
 
 ROLES = ("applicant", "reviewer", "admin")
 EVALUATION_STATUSES = ("queued", "running", "finished", "failed", "cancelled")
 RELEASE_STATUSES = ("pending", "granted", "refused")
+ACTIVE_EVALUATION = ("queued", "running")  # at most one per project (partial unique index below)
+OPEN_RELEASE = ("pending", "granted")  # at most one per evaluation (partial unique index below)
 
 
 def utcnow() -> datetime:
@@ -134,6 +138,16 @@ release_requests = Table(
     Column("decided_by", String(300), nullable=True),
     Column("decided_at", DateTime(timezone=True), nullable=True),
     Column("note", Text, nullable=False, default=""), _at())
+
+# Why partial unique indexes: "no other evaluation running" and "no open request" are checked before the INSERT,
+# but two parallel requests can both pass the check (check-then-insert is not atomic on PostgreSQL's READ COMMITTED,
+# nor across SQLite connections). The database refuses the second INSERT; the service turns that into Conflict.
+_one_active = evaluations.c.status.in_(ACTIVE_EVALUATION)
+Index("portal_evaluations_one_active", evaluations.c.project_id, unique=True,
+      sqlite_where=_one_active, postgresql_where=_one_active)
+_one_open = release_requests.c.status.in_(OPEN_RELEASE)
+Index("portal_release_requests_one_open", release_requests.c.evaluation_id, unique=True,
+      sqlite_where=_one_open, postgresql_where=_one_open)
 
 settings = Table(
     "portal_settings", portal_metadata,
