@@ -40,17 +40,21 @@ _ALL: tuple[Threshold, ...] = (
     Threshold("psi_missing_extra", 0, "ids", "issue 16",
               "intersection equals the plaintext intersection: no id missing, none extra"),
     Threshold("auc_margin_horizontal", 0.02, "AUC", "pooled baseline",
-              "non-inferiority margin: fail only when the holdout AUC is significantly (level auc_noninferiority_alpha, "
+              "non-inferiority margin: fail when the holdout AUC is significantly (level auc_noninferiority_alpha, "
               "paired DeLong test on the same holdout rows) below the pooled-baseline AUC (plain LR on the pooled "
-              "training rows, computed by the verifier per evaluation) minus this; pass iff AUC >= pooled - margin - "
-              "z(1 - alpha) x SE(difference). The margin is fixed, the baseline and SE are per draw"),
+              "training rows, computed by the verifier per evaluation) minus this: pass iff AUC >= pooled - "
+              "min(margin + z(1 - alpha) x SE(difference), auc_max_deficit). Margin fixed; baseline and SE per draw"),
     Threshold("auc_noninferiority_alpha", 0.01, "significance level", "project rule",
               "chance that a platform whose AUC really is within the margin of the pooled AUC fails F-AUC-HORIZONTAL "
               "(one-sided, z = 2.33); replaced the bare point-estimate rule, which failed an honest platform about 1 "
               "draw in 10 on a 250-row holdout"),
+    Threshold("auc_max_deficit", 0.05, "AUC", "project rule",
+              "F-AUC-HORIZONTAL fails a holdout AUC more than this below the pooled AUC whatever the standard error "
+              "(the paired error grows as a model moves away from the pooled one; an honest model's is about 0.01, "
+              "so margin + z x SE stays below this for it)"),
     Threshold("auc_noninferiority_power", 0.95, "probability", "project rule",
-              "reported, not a pass rule: a platform whose AUC is `detectable_gap` = margin + (z(1 - alpha) + "
-              "z(power)) x SE below the pooled AUC fails with this probability (about 0.06 AUC on German credit)"),
+              "reported, not a pass rule: a platform whose AUC is `detectable_gap` = min(margin + (z(1 - alpha) + "
+              "z(power)) x SE, auc_max_deficit + z(power) x SE) below the pooled AUC fails with this probability"),
     Threshold("auc_margin_vertical", 0.02, "AUC", "pooled baseline",
               "final holdout AUC >= pooled-baseline AUC minus this"),
     Threshold("auc_margin_noniid", 0.05, "AUC", "pooled baseline",

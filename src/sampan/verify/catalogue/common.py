@@ -10,10 +10,11 @@ from sampan.verify.catalogue.base import Context, Result
 from sampan.verify.catalogue.data import HORIZONTAL_PARTIES, VERTICAL_PARTIES
 from sampan.verify.catalogue.export_tie import check_export
 from sampan.verify.catalogue.jobs import JobRun, PartySpec, horizontal_spec, job_seed, linear_scores, run_job
-from sampan.verify.datasets import ID, LABEL, auc, table_data
+from sampan.verify.datasets import ID, LABEL, auc, predict_lr, table_data
 from sampan.verify.thresholds import value
 
-__all__ = ["quick_job", "horizontal_parties", "holdout_auc", "vertical_job", "judge_auc", "plane_for"]
+__all__ = ["quick_job", "horizontal_parties", "holdout_auc", "holdout_scores", "vertical_job", "judge_auc",
+           "judge_auc_noninferior", "plane_for", "robust_parties"]
 
 QUICK_ROUNDS = 15
 
@@ -37,6 +38,26 @@ def horizontal_parties(ctx: Context, *, noniid: bool = False, verifier: bool = T
     return out
 
 
+ROBUST_PARTIES = ("bank_a", "bank_d", "bank_e", "bank_b", "bank_c")
+
+
+def robust_parties(ctx: Context) -> list[PartySpec]:
+    """Five data owners for the robust-aggregation jobs (S-BYZANTINE, S-BACKDOOR): bank_a's rows (half the training
+    rows) split in three (bank_a, bank_d, bank_e), then bank_b, and bank_c, run by the verifier (the attacker) when
+    the platform has a kit. No new draw: the same rows as the three-party split, so bank_c holds the same 20%.
+
+    Why five: with three parties a coordinate median lets one attacker pick either honest value per coordinate
+    (S-BACKDOOR failed an honest Sampan 3 runs in 10); with four honest parties the median stays between the honest
+    parties' middle values, and Krum's n >= 2f + 3 holds for f = 1.
+    """
+    t, cols = ctx.data.table, ctx.data.columns
+    first, *rest = ctx.data.parts
+    rows = [*np.array_split(first, 3), *rest]
+    last = len(rows) - 1
+    return [PartySpec(name, "data_owner", table_data(t, r, cols), "verifier" if ctx.kit and i == last else "platform")
+            for i, (name, r) in enumerate(zip(ROBUST_PARTIES, rows, strict=True))]
+
+
 def quick_job(ctx: Context) -> JobRun:
     """The evaluation's one small horizontal job (plain, as claimed by default: secure aggregation if claimed)."""
 
@@ -51,9 +72,10 @@ def quick_job(ctx: Context) -> JobRun:
     return run
 
 
-def holdout_auc(ctx: Context, run: JobRun, *, qualify: dict[str, str] | None = None,
-                columns: list[str] | None = None) -> tuple[float, str]:
-    """AUC on the verifier's holdout: from the exported model when there is one, else the platform's scores.
+def holdout_scores(ctx: Context, run: JobRun, *, qualify: dict[str, str] | None = None,
+                   columns: list[str] | None = None) -> tuple[np.ndarray | None, float, str]:
+    """(scores or None, AUC, how) on the verifier's holdout: from the exported model when there is one, else the
+    platform's scores; None only when the platform offers neither an export nor /predict (its /evaluate AUC).
 
     The holdout leaves the verifier only when the platform exports no model: its features (no labels) to /predict
     when offered, the labelled rows to /evaluate as a last resort (R16-VERDICT-12; said in the returned "how").
@@ -65,15 +87,23 @@ def holdout_auc(ctx: Context, run: JobRun, *, qualify: dict[str, str] | None = N
     y = ctx.data.table.y[ctx.data.holdout]
     if run.model is not None:
         p = linear_scores(run.model, table, qualify=qualify)
-        return auc(y, p), "exported model scored by the verifier"
+        return p, auc(y, p), "exported model scored by the verifier"
     if "predict" in ctx.capabilities:
         unlabelled = table_data(ctx.data.table, ctx.data.holdout, columns or ctx.data.columns, label=False)
         body = ctx.api.ok("POST", f"/jobs/{run.job_id}/predict", unlabelled)
-        return (auc(y, body["scores"]), "no model export: platform /predict scores on the holdout's features "
+        scores = np.asarray(body["scores"], dtype=np.float64)
+        return (scores, auc(y, scores), "no model export: platform /predict scores on the holdout's features "
                 "(labels withheld; the platform has now seen these rows' features)")
     body = ctx.api.ok("POST", f"/jobs/{run.job_id}/evaluate", table)
-    return float(body["metrics"]["auc"]), ("no model export: platform /evaluate on the verifier's labelled holdout "
-                                           "(the platform has now seen it)")
+    return None, float(body["metrics"]["auc"]), ("no model export: platform /evaluate on the verifier's labelled "
+                                                 "holdout (the platform has now seen it)")
+
+
+def holdout_auc(ctx: Context, run: JobRun, *, qualify: dict[str, str] | None = None,
+                columns: list[str] | None = None) -> tuple[float, str]:
+    """AUC on the verifier's holdout and how it was obtained (see `holdout_scores`)."""
+    _, found, how = holdout_scores(ctx, run, qualify=qualify, columns=columns)
+    return found, how
 
 
 def judge_auc(found: float, baseline: float, margin_key: str, how: str, run: JobRun) -> Result:
@@ -83,6 +113,38 @@ def judge_auc(found: float, baseline: float, margin_key: str, how: str, run: Job
                   f"holdout AUC {found:.4f} vs floor {floor:.4f} (pooled {baseline:.4f} - {margin})",
                   figures={"auc": found, "pooled_auc": baseline, "floor": floor, "job_seconds": run.seconds},
                   evidence={"how": how, "job_id": run.job_id, "states": run.states, "rounds": run.aucs})
+
+
+def judge_auc_noninferior(ctx: Context, run: JobRun, margin_key: str) -> Result:
+    """Pass unless the platform's holdout AUC is significantly below the pooled baseline's minus the margin, or
+    further below it than the cap ``auc_max_deficit``.
+
+    Both models score the same holdout rows, so the paired DeLong test (`sampan.verify.auc_compare`) judges their
+    difference with its own, much smaller, noise: a bare point estimate against a 0.02 margin failed an honest
+    platform about 1 draw in 10 on a 250-row holdout. Without scores (only /evaluate) no paired bound exists and
+    the margin applies to the point estimate, as before.
+    """
+    from sampan.verify.auc_compare import noninferior
+
+    scores, found, how = holdout_scores(ctx, run)
+    base = ctx.data.baseline
+    if scores is None:
+        return judge_auc(found, base.auc, margin_key, how + "; no scores, so no paired bound: bare margin", run)
+    X = ctx.data.table.cols(ctx.data.columns)[ctx.data.holdout]
+    reference = predict_lr((X - base.mean) / base.scale, base.coef, base.intercept)
+    c = noninferior(ctx.data.table.y[ctx.data.holdout], scores, reference, margin=value(margin_key),
+                    alpha=value("auc_noninferiority_alpha"), power=value("auc_noninferiority_power"),
+                    max_deficit=value("auc_max_deficit"))
+    capped = c.margin + c.z * c.se > c.max_deficit
+    return Result("pass" if c.passed else "fail",
+                  f"holdout AUC {c.auc:.4f} vs floor {c.floor:.4f} (pooled {c.reference_auc:.4f} - "
+                  + (f"the cap {c.max_deficit}" if capped else f"{c.margin} - {c.z:.2f} x SE {c.se:.4f}")
+                  + f"); detects a gap of {c.detectable_gap:.3f} with {value('auc_noninferiority_power'):.0%} power",
+                  figures={"auc": c.auc, "pooled_auc": c.reference_auc, "floor": c.floor, "difference": c.difference,
+                           "se_difference": c.se, "detectable_gap": c.detectable_gap, "job_seconds": run.seconds},
+                  evidence={"how": how, "job_id": run.job_id, "states": run.states, "rounds": run.aucs,
+                            "rule": "paired DeLong non-inferiority (see sampan.verify.auc_compare)",
+                            "comparison": c.to_dict()})
 
 
 def vertical_job(ctx: Context) -> JobRun:

@@ -1,0 +1,206 @@
+"""What one bad party can do to the model: Byzantine updates (S-BYZANTINE) and a model-replacement backdoor
+(S-BACKDOOR), in five-party jobs whose last party is the verifier's (the attacker, 20% of the training rows).
+
+Threat model: one of five data owners is malicious and sends whatever update it likes (it knows the global model it
+received and its own rows); the other four and the aggregator are honest. The platform resists when its robust
+aggregator (capability ``robust_aggregation``) keeps the model close to what the honest parties learn.
+
+Five parties, not three: Krum needs n >= 2f + 3 (5 for f = 1), and with two honest parties a coordinate median lets
+the attacker pick either honest value per coordinate. The catalogue asks for Krum, then the coordinate median if the
+platform refuses Krum as unsupported (recorded in the evidence). Measured on Sampan (docs/verification/results.md):
+with five parties the coordinate median and the trimmed mean still let the model-replacement backdoor through on
+some draws (38-58% attack success on 2 of 12): the attacker's extreme value moves each coordinate's median to the
+next honest value in its direction, every round, and the trigger (6 standard deviations on one column) magnifies
+that column's drift. Krum selects one whole honest update and kept the attack under 7%.
+
+Both tests compare with the *same* job without the attack (five parties, five rounds, the same aggregator), run
+once per evaluation, so the verdict measures the attack and not a different job length or party count.
+Weight vectors are [coefficients..., intercept] in the platform's feature order (the drawn columns).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from sampan.verify.catalogue.base import Context, NotApplicable, Result
+from sampan.verify.catalogue.common import holdout_auc, plane_for, robust_parties
+from sampan.verify.catalogue.export_tie import check_export
+from sampan.verify.catalogue.jobs import JobRun, claimed_secagg, horizontal_spec, job_seed, linear_scores, run_job
+from sampan.verify.datasets import fit_lr, table_data
+from sampan.verify.thresholds import value
+
+__all__ = ["ROBUST_AGGREGATORS", "ROBUST_ROUNDS", "byzantine", "backdoor", "clean_robust_job"]
+
+ROBUST_AGGREGATORS = ("krum", "median")  # asked in this order when the platform declares robust_aggregation
+ROBUST_ROUNDS = 5
+
+
+def _aggregators(ctx: Context) -> tuple[str | None, ...]:
+    """The aggregators to ask for, in order: the robust ones (without secure aggregation: a robust rule needs each
+    update, secure aggregation reveals only their sum) when the platform declares robust_aggregation, else its
+    default (None: the spec leaves the field out), judged on the result. After the first job, the one it accepted."""
+    chosen: dict[str, str | None] = ctx.once("robust_aggregator", dict)
+    if "name" in chosen:
+        return (chosen["name"],)
+    return ROBUST_AGGREGATORS if "robust_aggregation" in ctx.capabilities else (None,)
+
+
+def _robust_evidence(ctx: Context, run: JobRun, parties: int) -> dict[str, Any]:
+    base: dict[str, Any] = {"malicious_parties": 1, "parties": parties, "rounds": ROBUST_ROUNDS,
+                            "seed_shared_by_the_robust_jobs": run.spec.get("seed")}
+    name = run.spec.get("aggregator")
+    if name is not None:
+        return {**base, "aggregator": name, "secure_aggregation": False, "asked": list(ROBUST_AGGREGATORS),
+                "note": "robust aggregation and secure aggregation do not combine here: a robust rule needs each "
+                        "party's update, secure aggregation reveals only their sum"}
+    return {**base, "aggregator": "mean (the platform declares no robust_aggregation)",
+            "secure_aggregation": claimed_secagg(ctx)}
+
+
+def _vec(payload: dict[str, np.ndarray], d: int) -> np.ndarray | None:
+    """The float vector of length ``d`` in a message ("weights"/"update" first, else the first that fits)."""
+    keys = [k for k in ("weights", "update") if k in payload] + [k for k in payload if k not in ("weights", "update")]
+    for k in keys:
+        a = np.asarray(payload[k])
+        if a.dtype.kind == "f" and a.size == d:
+            return a.reshape(-1).astype(np.float64)
+    return None
+
+
+def _last_global(plane_box: dict[str, Any], d: int) -> np.ndarray | None:
+    plane = plane_box.get("plane")
+    if plane is None:
+        return None
+    got = [_vec(m.payload, d) for m in plane.tap.messages if m.direction == "received"]
+    got = [g for g in got if g is not None]
+    return got[-1] if got else None
+
+
+Attack = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (party's weights, global it received) -> weights sent
+
+
+def _robust_job(ctx: Context, prefix: str, attack: Attack | None) -> JobRun:
+    """A five-party, five-round job; the verifier's party sends ``attack(weights, global)`` instead of ``weights``
+    (from the round it has received a global model on), or its honest update when ``attack`` is None."""
+    d = len(ctx.data.columns) + 1
+    parties = robust_parties(ctx)
+    if not any(p.operated_by == "verifier" for p in parties):
+        raise NotApplicable("the verifier runs no party (no party kit): it cannot play the attacker")
+    box: dict[str, Any] = {}
+
+    def hook(_round: int, weights: np.ndarray) -> np.ndarray:
+        g = _last_global(box, d)
+        if attack is None or g is None or g.size != np.asarray(weights).size:
+            return weights
+        return attack(np.asarray(weights, dtype=np.float64), g)
+
+    candidates = _aggregators(ctx)
+    for k, name in enumerate(candidates):
+        plane = plane_for(ctx, update_hook=hook if attack is not None else None)
+        box["plane"] = plane
+        extra: dict[str, Any] = {"aggregator": name, "secure_aggregation": False} if name is not None else {}
+        spec = horizontal_spec(ctx, [p.name for p in parties], rounds=ROBUST_ROUNDS, seed=_shared_seed(ctx), **extra)
+        try:
+            run = run_job(ctx, spec, parties, prefix=prefix, plane=plane)
+        except NotApplicable:
+            if k == len(candidates) - 1:
+                raise
+            continue  # refused as unsupported: the next robust rule
+        ctx.once("robust_aggregator", dict).setdefault("name", name)
+        return run
+    raise AssertionError("unreachable: the loop returns or raises")
+
+
+def _shared_seed(ctx: Context) -> int:
+    """One TaskSpec seed for every robust job of the evaluation (drawn with `secrets`, recorded; `job_seed`).
+
+    Why shared: the jobs then differ only by the attack. With a fresh seed per job the clean and attacked models
+    differ by training noise too, and the trigger (6 standard deviations on one column) turns a small change of that
+    column's coefficient into many flipped rows: two *honest* five-party Sampan jobs differed on 34% of the triggered
+    rows on one draw, which S-BACKDOOR counted as attack success. A platform that ignores the seed keeps that noise.
+    """
+    seed: int = ctx.once("robust_seed", lambda: job_seed(ctx))
+    return seed
+
+
+def clean_robust_job(ctx: Context) -> JobRun:
+    """The robust jobs' reference: the same five parties, rounds and aggregator, the verifier's party honest."""
+    run: JobRun = ctx.once("robust_clean_job", lambda: _robust_job(ctx, "robust", None))
+    return run
+
+
+def _on_delta(attack: Attack) -> Attack:
+    """An attack on the update's change (weights - global), turned into the weights the party sends."""
+    return lambda weights, g: g + attack(weights - g, g)
+
+
+def byzantine(ctx: Context) -> Result:
+    from sampan.audit import byzantine as byz
+
+    clean, _ = holdout_auc(ctx, clean_robust_job(ctx))
+    n, f = len(robust_parties(ctx)), 1
+    attacks: dict[str, Attack] = {  # on the change u = weights - global
+        "sign_flip": lambda u, g: byz.sign_flip(u, scale=5.0),
+        "scaling": lambda u, g: byz.scaling(u, factor=-20.0),
+        # ALIE from the attacker's own view: its update and two perturbed copies stand in for the benign spread
+        "alie": lambda u, g: byz.alie(np.stack([u, 0.5 * u, 1.5 * u]), n, f, z=3.0),
+    }
+    aucs: dict[str, float] = {}
+    for name, attack in attacks.items():
+        run = _robust_job(ctx, f"byz-{name}", _on_delta(attack))
+        aucs[name] = holdout_auc(ctx, run)[0]
+    worst = min(aucs.values())
+    drop = clean - worst
+    limit = value("byzantine_auc_drop_max")
+    return Result("pass" if drop <= limit else "fail",
+                  f"AUC clean {clean:.4f}; under attack " + ", ".join(f"{k} {v:.4f}" for k, v in aucs.items())
+                  + f" ({n} parties, 1 malicious)",
+                  figures={"auc_clean": clean, **{f"auc_{k}": v for k, v in aucs.items()}, "worst_drop": drop},
+                  evidence=_robust_evidence(ctx, clean_robust_job(ctx), n))
+
+
+def backdoor(ctx: Context) -> Result:
+    """Model replacement (Bagdasaryan et al. 2020): the party submits gamma*(X - G) + G for a backdoored X."""
+    from sampan.audit.byzantine import add_trigger, model_replacement_backdoor
+
+    t, cols = ctx.data.table, ctx.data.columns
+    parties = robust_parties(ctx)
+    own = ctx.data.parts[-1]  # the verifier's party's rows (the last party of the three- and five-party splits)
+    X_own, y_own = t.cols(cols)[own], t.y[own]
+    trigger_col, trigger_value, target = 0, 6.0, 0
+    X_bd = np.vstack([X_own, add_trigger(X_own, trigger_col, trigger_value)])
+    y_bd = np.concatenate([y_own, np.full(y_own.size, target)])
+    coef, b = fit_lr(X_bd, y_bd.astype(np.float64))
+    backdoored = np.append(coef, b)
+    gamma = float(sum(p.size for p in ctx.data.parts)) / float(own.size)
+
+    def attack(_weights: np.ndarray, g: np.ndarray) -> np.ndarray:
+        if g.size != backdoored.size:
+            return _weights
+        return np.asarray(model_replacement_backdoor(g, backdoored, n=1, eta=1.0 / gamma))
+
+    run = _robust_job(ctx, "backdoor", attack)
+    clean = clean_robust_job(ctx)
+    if run.model is None or clean.model is None:
+        raise NotApplicable("no model export to measure the backdoor with")
+    check_export(ctx, run, "the backdoor job")  # R16-VERDICT-4: both exports must be the federation's models
+    check_export(ctx, clean, "the clean robust job")
+    hold = ctx.data.holdout[t.y[ctx.data.holdout] == 1]
+    trig = table_data(t, hold, cols, label=False)
+    X_trig = add_trigger(t.cols(cols)[hold], trigger_col, trigger_value)
+    trig["rows"] = [list(map(float, r)) for r in X_trig]
+    clean_pos = linear_scores(clean.model, trig) >= 0.5
+    attacked = linear_scores(run.model, trig) < 0.5
+    eligible = int(clean_pos.sum())
+    if eligible == 0:
+        return Result("error", "the clean model gives no triggered bad-credit row the bad label: nothing to flip")
+    asr = float((attacked & clean_pos).sum()) / eligible
+    limit = value("backdoor_success_max")
+    return Result("fail" if asr > limit else "pass",
+                  f"attack success rate {asr:.1%} on {eligible} triggered rows ({len(parties)} parties, 1 malicious)",
+                  figures={"attack_success_rate": asr, "trigger_rows": float(eligible), "gamma": gamma},
+                  evidence={"trigger": {"column": cols[trigger_col], "value": trigger_value}, "target_label": target,
+                            **_robust_evidence(ctx, run, len(parties))})
