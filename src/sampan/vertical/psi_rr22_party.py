@@ -16,33 +16,32 @@ for it and then undoes all of it, tunnel and worker included (R15-PSI2-5); `fini
 seconds for the worker. The worker dies with the party: it watches a pipe from the party and, when the pipe
 closes (the party exited or was killed), removes its own folder and exits; a
 party's start also sweeps `sampan-rr22-*` folders of this user's dead parties (a host that rebooted mid-run).
+
+Split by job: `psi_rr22_codec` holds the id bytes (side file, tokens, result to rows), `psi_rr22_session` one
+session's lifetime (folder, worker, tunnel, deadline, close); this module holds the handlers, which decide what
+the peer and the coordinator may ask, and launch a session's worker.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import math
 import os
-import re
-import shutil
-import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sampan.vertical import psi_rr22_codec as codec
 from sampan.vertical.psi_ids import MAX_ID_BYTES
-from sampan.vertical.psi_points import PsiError, match_tokens
+from sampan.vertical.psi_points import PsiError
 from sampan.vertical.psi_rr22 import refuse_unsupported, spu_python
-from sampan.vertical.psi_rr22_local import PREFIX, sweep_stale
+from sampan.vertical.psi_rr22_local import sweep_stale
+from sampan.vertical.psi_rr22_session import MAX_SECONDS, Rr22Session, deadline_seconds
 from sampan.vertical.psi_rr22_tunnel import Tunnel
 from sampan.wire import Message
 
@@ -52,13 +51,10 @@ if TYPE_CHECKING:
 __all__ = ["Rr22Party", "register_rr22"]
 
 WORKER = Path(__file__).with_name("_rr22_worker.py")
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-_UNHEX = np.full(256, 255, dtype=np.uint8)
-_UNHEX[_HEX] = np.arange(16, dtype=np.uint8)
-_BLOCK = 1 << 20
-MAX_SECONDS = 4 * 3600.0  # the party's own longest RR22 session, whatever the coordinator asks
 FINISH_WAIT = 2.0  # seconds `finish` waits for a worker (it has exited when the pump reported done)
-_TRACE = re.compile(rb"Trace has been written to (/tmp/psi_[A-Za-z0-9_-]+\.trace)")
+# the codec's functions under the private names tests and older callers import from here
+_padded, _tokens, _locate = codec.padded, codec.tokens, codec.locate
+_write_ids, _read_ids = codec.write_ids, codec.read_ids
 
 
 def _compact(psi: PsiParty) -> tuple[np.ndarray, str]:
@@ -68,116 +64,6 @@ def _compact(psi: PsiParty) -> tuple[np.ndarray, str]:
         return np.asarray(prepared.ids), str(prepared.shape)
     _, encoded, shape = prepared
     return np.array(encoded, dtype=bytes), str(shape)
-
-
-def _padded(ids: np.ndarray, width: int) -> np.ndarray:
-    """(n, width) uint8: each id's bytes, NUL-padded (ids hold no NUL, so padding is unambiguous)."""
-    n, w = len(ids), ids.dtype.itemsize
-    out = np.zeros((n, width), dtype=np.uint8)
-    out[:, :w] = np.frombuffer(ids.tobytes(), dtype=np.uint8).reshape(n, w)
-    return out
-
-
-def _mix(raw: np.ndarray) -> np.ndarray:
-    """A 64-bit mix of each padded id (n, width <= 24) uint8: well-spread sort keys, equal for equal ids."""
-    n, width = raw.shape
-    words = np.zeros((n, -(-width // 8) * 8), dtype=np.uint8)
-    words[:, :width] = raw
-    lanes = words.view("<u8")
-    mixed = np.full(n, 0x243F6A8885A308D3, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for j in range(lanes.shape[1]):
-            mixed ^= lanes[:, j]
-            mixed *= np.uint64(0x9E3779B97F4A7C15)
-            mixed ^= mixed >> np.uint64(31)
-        mixed *= np.uint64(0xFF51AFD7ED558CCD)
-        mixed ^= mixed >> np.uint64(33)
-    return mixed
-
-
-def _tokens(raw: np.ndarray, mixed: np.ndarray | None = None) -> np.ndarray:
-    """(n, 32) uint8 tokens of padded ids: the 64-bit mix first (big-endian, so `match_tokens` sorts on
-    well-spread prefixes), then the id itself (equal tokens mean equal ids); SHA-256 for ids over 24 bytes (rare).
-    `mixed`, when given, is `_mix(raw)` already computed (it is the costly part).
-
-    Both parties compute the same token for the same id, so sorting by token gives both one order."""
-    n, width = raw.shape
-    if width > 24:
-        digests = b"".join(hashlib.sha256(row.tobytes()).digest() for row in raw)
-        return np.frombuffer(digests, dtype=np.uint8).reshape(n, 32).copy()
-    out = np.zeros((n, 32), dtype=np.uint8)
-    out[:, :8] = (_mix(raw) if mixed is None else mixed).astype(">u8").view(np.uint8).reshape(n, 8)
-    out[:, 8:8 + width] = raw
-    return out
-
-
-def _locate(ids: np.ndarray, found: np.ndarray, width: int, party: str) -> tuple[np.ndarray, np.ndarray]:
-    """Own rows of spu's result `found` (m, width), in token order, and their tokens.
-
-    Memory: 8 bytes of sort key per own id (computed block by block) plus 32-byte tokens of the result only;
-    a 64-bit key collision among own ids (about n^2 / 2^65) falls back to full tokens. Speed: the result's keys
-    are sorted before they are looked up, so the lookup walks the own keys in order (a random-order
-    `searchsorted` of 5M keys into 10M costs seconds in cache misses); own keys are distinct, so rows are
-    distinct iff the result's keys are, which the sorted keys show without sorting the rows again."""
-    def wrong() -> PsiError:
-        return PsiError(f"party {party!r}: the RR22 result names customers this party does not hold")
-
-    if width <= 24:
-        keys = np.empty(len(ids), dtype=np.uint64)
-        for start in range(0, len(ids), _BLOCK):
-            keys[start:start + _BLOCK] = _mix(_padded(ids[start:start + _BLOCK], width))
-        order = np.argsort(keys)  # any sort: the keys are checked distinct next, so the order is unique
-        keys = keys[order]
-        if not (len(keys) > 1 and (keys[1:] == keys[:-1]).any()):
-            wanted = _mix(found)
-            ranked = np.argsort(wanted)  # token order: the key is the token's first 8 bytes
-            wanted = wanted[ranked]
-            if len(wanted) > 1 and not (wanted[1:] != wanted[:-1]).all():
-                raise wrong()  # a customer named twice (or a key collision outside own ids)
-            pos = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
-            if len(keys) == 0 or not (keys[pos] == wanted).all():
-                raise wrong()
-            rows = order[pos]
-            del keys, order, pos
-            found = found[ranked]
-            if not np.array_equal(_padded(ids[rows], width), found):
-                raise wrong()
-            return rows, _tokens(found, wanted)
-    own = _tokens(_padded(ids, width))
-    ix, iy = match_tokens(_tokens(found), own)
-    if len(ix) != len(found):
-        raise wrong()
-    return iy, own[iy]
-
-
-def _write_ids(path: Path, ids: np.ndarray, width: int) -> None:
-    """spu's input: a one-column CSV of hex-encoded padded ids, written block by block."""
-    with open(path, "wb") as handle:
-        handle.write(b"id\n")
-        for start in range(0, len(ids), _BLOCK):
-            raw = _padded(ids[start:start + _BLOCK], width)
-            out = np.empty((len(raw), 2 * width + 1), dtype=np.uint8)
-            out[:, 0:2 * width:2] = _HEX[raw >> 4]
-            out[:, 1:2 * width:2] = _HEX[raw & 15]
-            out[:, -1] = ord("\n")
-            handle.write(out.tobytes())
-
-
-def _read_ids(path: Path, width: int, party: str) -> np.ndarray:
-    """spu's output CSV back to (m, width) padded id bytes; anything but fixed-width hex lines is an error."""
-    body = path.read_bytes()
-    first = body.find(b"\n")
-    body = body[first + 1:] if first >= 0 else b""
-    line = 2 * width + 1
-    if len(body) % line:
-        raise PsiError(f"party {party!r}: the RR22 worker wrote a malformed result")
-    text = np.frombuffer(body, dtype=np.uint8).reshape(-1, line)
-    if len(text) and not (text[:, -1] == ord("\n")).all():
-        raise PsiError(f"party {party!r}: the RR22 worker wrote a malformed result")
-    value = _UNHEX[text[:, :-1]]  # one table look-up per digit; anything but 0-9a-f maps to 255
-    if (value > 15).any():
-        raise PsiError(f"party {party!r}: the RR22 worker wrote a malformed result")
-    return (value[:, 0::2] << 4) | value[:, 1::2]
 
 
 class _Replayed(PsiError):
@@ -190,78 +76,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@dataclass
-class _Rr22Session:
-    """One RR22 run with one peer: its private dir, worker process and tunnel; `close` undoes all of it."""
-
-    peer: str
-    role: str  # "a" (label holder, spu receiver) or "b" (partner, spu sender)
-    mode: str
-    session: bytes
-    width: int = 0
-    directory: Path | None = None
-    process: subprocess.Popen[bytes] | None = None
-    deadline: float = 0.0
-    tunnel: Tunnel | None = None
-    timer: threading.Timer | None = None
-    located: tuple[np.ndarray, np.ndarray] | None = None  # A's rows and tokens, mapped early, not yet published
-    writer: threading.Thread | None = None  # A's side file, written while B writes its own
-    written: int = 0  # the id width the side file was written at (0: none yet)
-    started: bool = False  # `_launch` has begun (a second start is a replay, refused)
-    closed: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def close(self) -> None:
-        """Idempotent; a second caller (the deadline timer and the close request can race) waits until the
-        first has finished, so once any close returns, the worker is dead and the files are gone."""
-        with self.lock:
-            if self.closed:
-                return
-            self.closed = True
-            self._teardown()
-
-    def expire(self) -> None:
-        """The deadline timer's target: close, and log (never raise in the timer thread) what could not be undone."""
-        try:
-            self.close()
-        except Exception as exc:  # noqa: BLE001 - a timer thread has nobody to report to but the log
-            logging.getLogger("sampan.vertical.psi").warning(
-                "RR22 session with %r: clean-up at the deadline failed (%s)", self.peer, type(exc).__name__)
-
-    def _teardown(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        if self.process is not None and self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            self.process.wait()
-        if self.process is not None and self.process.stdin is not None:
-            self.process.stdin.close()
-        if self.tunnel is not None:
-            self.tunnel.close()
-        if self.directory is not None:
-            log = self.directory / "worker.log"
-            trace = _TRACE.search(log.read_bytes()) if log.is_file() else None
-            if trace is not None:
-                try:
-                    Path(trace.group(1).decode()).unlink(missing_ok=True)
-                except OSError:
-                    log_error = f"could not remove spu's trace {trace.group(1).decode()!r}"
-                    logging.getLogger("sampan.vertical.psi").warning(log_error)
-            if self.writer is not None and self.writer.ident is not None:
-                self.writer.join()  # never remove the folder under a writer still filling it
-            shutil.rmtree(self.directory, ignore_errors=True)
-
-
 class Rr22Party:
     """The RR22 handlers of one party; results land in its `PsiParty` as ECDH results do."""
 
     def __init__(self, psi: PsiParty, max_seconds: float = MAX_SECONDS) -> None:
         self.psi = psi
         self.max_seconds = float(max_seconds)
-        self.sessions: dict[str, _Rr22Session] = {}
+        self.sessions: dict[str, Rr22Session] = {}
         sweep_stale()
 
     def register(self, app: Any) -> Rr22Party:
@@ -290,7 +111,7 @@ class Rr22Party:
     def name(self) -> str:
         return self.psi.name
 
-    def _session(self, peer: str, role: str) -> _Rr22Session:
+    def _session(self, peer: str, role: str) -> Rr22Session:
         session = self.sessions.get(peer)
         if session is None or session.role != role or session.closed:
             raise PsiError(f"party {self.name!r}: no RR22 PSI session with {peer!r} in progress")
@@ -314,13 +135,9 @@ class Rr22Party:
 
     def _seconds(self, request: Message) -> float:
         """The session's deadline: the coordinator's timeout, capped at this party's own maximum."""
-        asked = request.meta.get("timeout", self.max_seconds)
-        value = float(asked) if isinstance(asked, (int, float)) and not isinstance(asked, bool) else math.nan
-        if not math.isfinite(value) or value <= 0:
-            raise PsiError(f"party {self.name!r}: RR22 timeout {asked!r} is not a positive number of seconds")
-        return min(value, self.max_seconds)
+        return deadline_seconds(request.meta.get("timeout", self.max_seconds), self.max_seconds, self.name)
 
-    def _launch(self, session: _Rr22Session, request: Message) -> None:
+    def _launch(self, session: Rr22Session, request: Message) -> None:
         """Write the side file, start the tunnel and the worker (own process group, tied to this process by a
         pipe), arm the deadline.
 
@@ -339,19 +156,15 @@ class Rr22Party:
             except OSError as exc:
                 raise PsiError(f"party {self.name!r}: could not prepare the RR22 worker "
                                f"({exc.strerror or type(exc).__name__})") from None
-            # never past a deadline already set (A's runs from the offer: R15-PSI2-4)
-            deadline = time.monotonic() + seconds
-            if session.timer is not None:
-                deadline = min(deadline, session.deadline)
-            self._arm(session, max(0.0, deadline - time.monotonic()))
+            session.arm_no_later(seconds)  # never past a deadline already set (A's runs from the offer)
 
-    def _spawn(self, session: _Rr22Session, python: Path) -> None:
+    def _spawn(self, session: Rr22Session, python: Path) -> None:
         """`_launch`'s files, tunnel and worker (the caller holds the session's lock)."""
-        directory = self._folder(session)
+        directory = session.folder()
         if session.writer is not None:
             session.writer.join()
         if session.written != session.width:  # no side file yet, or one at a width the peer's ids exceed
-            _write_ids(directory / "ids.csv", _compact(self.psi)[0], session.width)
+            codec.write_ids(directory / "ids.csv", _compact(self.psi)[0], session.width)
             session.written = session.width
         channels = self.psi._channels()
         peer = session.peer
@@ -375,25 +188,7 @@ class Rr22Party:
                 stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         session.tunnel.bind_worker(session.process.pid)
 
-    @staticmethod
-    def _arm(session: _Rr22Session, seconds: float) -> None:
-        """(Re)set the session's deadline: past it, the session closes itself (worker killed, folder removed)."""
-        if session.timer is not None:
-            session.timer.cancel()
-        session.deadline = time.monotonic() + seconds
-        session.timer = threading.Timer(seconds, session.expire)
-        session.timer.daemon = True
-        session.timer.start()
-
-    @staticmethod
-    def _folder(session: _Rr22Session) -> Path:
-        """The session's private folder (0700), made once; `party.pid` first, so a sweep can tell its owner."""
-        if session.directory is None:
-            session.directory = Path(tempfile.mkdtemp(prefix=PREFIX))
-            (session.directory / "party.pid").write_text(str(os.getpid()), encoding="ascii")
-        return session.directory
-
-    def _write_early(self, session: _Rr22Session, ids: np.ndarray) -> None:
+    def _write_early(self, session: Rr22Session, ids: np.ndarray) -> None:
         """A's side file at its own width, in the background while B writes its own (the usual case: both widths
         agree, so `_launch` finds it done); a failure leaves `written` at 0 and `_launch` writes it again.
 
@@ -408,7 +203,7 @@ class Rr22Party:
                 return
             target = directory / "ids.csv"
             try:
-                _write_ids(target, ids, width)
+                codec.write_ids(target, ids, width)
                 session.written = width
             except OSError:
                 session.written = 0
@@ -419,7 +214,7 @@ class Rr22Party:
             if session.closed:
                 raise PsiError(f"party {self.name!r}: the RR22 PSI session with {session.peer!r} has ended "
                                "(deadline or close)")
-            directory = self._folder(session)
+            directory = session.folder()
             session.writer = threading.Thread(target=write, name=f"rr22-ids-{self.name}", daemon=True)
             session.writer.start()
 
@@ -439,11 +234,11 @@ class Rr22Party:
         channels.require_role(self.name, "label_holder", "to play the label holder's side of PSI")
         ids, shape = _compact(self.psi)
         self._fresh(peer)
-        session = _Rr22Session(peer, "a", mode, os.urandom(16), width=ids.dtype.itemsize)
+        session = Rr22Session(peer, "a", mode, os.urandom(16), width=ids.dtype.itemsize)
         seconds = self._seconds(request)
         self.sessions[peer] = session
         self._write_early(session, ids)
-        self._arm(session, seconds)  # the early side file, too, goes at the deadline (armed once it exists)
+        session.arm(seconds)  # the early side file, too, goes at the deadline (armed once it exists)
         inner = Message(request.run_id, request.step, self.name, peer, "psi.rr22.offer",
                         {"session": np.frombuffer(session.session, dtype=np.uint8)},
                         {"mode": mode, "n": len(ids), "shape": shape, "width": session.width})
@@ -463,7 +258,7 @@ class Rr22Party:
         self._check_shapes(peer, str(inner.meta.get("shape")), bool(request.meta.get("check_format", True)))
         width = max(ids.dtype.itemsize, self._width(peer, inner.meta.get("width")))
         self._fresh(peer)
-        session = _Rr22Session(peer, "b", mode, bytes(np.asarray(inner.arrays["session"], dtype=np.uint8)),
+        session = Rr22Session(peer, "b", mode, bytes(np.asarray(inner.arrays["session"], dtype=np.uint8)),
                                width=width)
         self.psi.peer_sizes[peer] = int(inner.meta["n"])
         self.sessions[peer] = session
@@ -498,7 +293,7 @@ class Rr22Party:
             session.tunnel.feed(request.arrays["envelope"])
         code = session.process.poll()
         if code not in (None, 0):
-            raise PsiError(f"party {self.name!r}: the RR22 worker failed ({self._worker_error(session)})")
+            raise PsiError(f"party {self.name!r}: the RR22 worker failed ({session.worker_error()})")
         wait = 0.0 if code == 0 else min(float(request.meta.get("wait", 0.005)), 1.0)
         settle = request.meta.get("settle")
         settle = min(float(settle), wait) if isinstance(settle, (int, float)) and not isinstance(settle, bool) \
@@ -506,13 +301,6 @@ class Rr22Party:
         envelope = session.tunnel.drain(wait, settle=settle)
         done = code == 0 and envelope is None and session.tunnel.quiet()
         return request.reply("psi.rr22.pump", {} if envelope is None else {"envelope": envelope}, {"done": done})
-
-    @staticmethod
-    def _worker_error(session: _Rr22Session) -> str:
-        assert session.directory is not None
-        lines = (session.directory / "worker.log").read_bytes().decode(errors="replace").splitlines()
-        failed = [line for line in lines if line.startswith("rr22 worker failed")]
-        return failed[-1][:300] if failed else f"exit code {session.process.returncode if session.process else '?'}"
 
     def _finish(self, request: Message) -> Message:
         """Map spu's output to own rows, ordered by id bytes (both parties hold the same set: one order);
@@ -530,17 +318,17 @@ class Rr22Party:
             raise PsiError(f"party {self.name!r}: the RR22 worker has not finished; ask for the result once the "
                            "pump reports done (the session is closed)") from None
         if code != 0 or not (session.directory / "report.json").is_file():
-            raise PsiError(f"party {self.name!r}: the RR22 worker failed ({self._worker_error(session)})")
+            raise PsiError(f"party {self.name!r}: the RR22 worker failed ({session.worker_error()})")
         channels = self.psi._channels()
         if session.mode == "label_holder" and role == "b":
             self.psi.rows.pop(peer, None)
             return request.reply("psi.rr22.finish")
         if session.located is None:
             ids, _ = _compact(self.psi)
-            found = _read_ids(session.directory / "out.csv", session.width, self.name)
+            found = codec.read_ids(session.directory / "out.csv", session.width, self.name)
             if len(found) == 0:
                 raise PsiError(f"party {self.name!r}: no common customers between {self.name!r} and {peer!r}")
-            session.located = _locate(ids, found, session.width, self.name)
+            session.located = codec.locate(ids, found, session.width, self.name)
             del found
         rows, tokens = session.located
         if role == "a" and request.meta.get("locate"):
