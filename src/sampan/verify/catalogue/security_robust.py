@@ -32,7 +32,7 @@ from sampan.verify.catalogue.jobs import JobRun, claimed_secagg, horizontal_spec
 from sampan.verify.datasets import fit_lr, table_data
 from sampan.verify.thresholds import value
 
-__all__ = ["ROBUST_AGGREGATORS", "ROBUST_ROUNDS", "byzantine", "backdoor", "clean_robust_job"]
+__all__ = ["ROBUST_AGGREGATORS", "ROBUST_ROUNDS", "byzantine", "backdoor", "clean_robust_job", "honest_only_job"]
 
 ROBUST_AGGREGATORS = ("krum", "median")  # asked in this order when the platform declares robust_aggregation
 ROBUST_ROUNDS = 5
@@ -82,13 +82,16 @@ def _last_global(plane_box: dict[str, Any], d: int) -> np.ndarray | None:
 Attack = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (party's weights, global it received) -> weights sent
 
 
-def _robust_job(ctx: Context, prefix: str, attack: Attack | None) -> JobRun:
+def _robust_job(ctx: Context, prefix: str, attack: Attack | None, *, without_attacker: bool = False) -> JobRun:
     """A five-party, five-round job; the verifier's party sends ``attack(weights, global)`` instead of ``weights``
-    (from the round it has received a global model on), or its honest update when ``attack`` is None."""
+    (from the round it has received a global model on), or its honest update when ``attack`` is None.
+    ``without_attacker``: the same job with the four platform parties only (the verifier's party left out)."""
     d = len(ctx.data.columns) + 1
     parties = robust_parties(ctx)
     if not any(p.operated_by == "verifier" for p in parties):
         raise NotApplicable("the verifier runs no party (no party kit): it cannot play the attacker")
+    if without_attacker:
+        parties = [p for p in parties if p.operated_by != "verifier"]
     box: dict[str, Any] = {}
 
     def hook(_round: int, weights: np.ndarray) -> np.ndarray:
@@ -99,7 +102,7 @@ def _robust_job(ctx: Context, prefix: str, attack: Attack | None) -> JobRun:
 
     candidates = _aggregators(ctx)
     for k, name in enumerate(candidates):
-        plane = plane_for(ctx, update_hook=hook if attack is not None else None)
+        plane = None if without_attacker else plane_for(ctx, update_hook=hook if attack is not None else None)
         box["plane"] = plane
         extra: dict[str, Any] = {"aggregator": name, "secure_aggregation": False} if name is not None else {}
         spec = horizontal_spec(ctx, [p.name for p in parties], rounds=ROBUST_ROUNDS, seed=_shared_seed(ctx), **extra)
@@ -129,6 +132,15 @@ def _shared_seed(ctx: Context) -> int:
 def clean_robust_job(ctx: Context) -> JobRun:
     """The robust jobs' reference: the same five parties, rounds and aggregator, the verifier's party honest."""
     run: JobRun = ctx.once("robust_clean_job", lambda: _robust_job(ctx, "robust", None))
+    return run
+
+
+def honest_only_job(ctx: Context) -> JobRun:
+    """The second reference: the four honest parties alone (same seed and aggregator). A robust platform can at best
+    give the model of the parties it keeps, so the attacker's own honest contribution is no part of the attack."""
+    clean_robust_job(ctx)  # fixes the aggregator the platform accepted
+    run: JobRun = ctx.once("robust_honest_only_job",
+                           lambda: _robust_job(ctx, "robust", None, without_attacker=True))
     return run
 
 
@@ -183,24 +195,32 @@ def backdoor(ctx: Context) -> Result:
         return np.asarray(model_replacement_backdoor(g, backdoored, n=1, eta=1.0 / gamma))
 
     run = _robust_job(ctx, "backdoor", attack)
-    clean = clean_robust_job(ctx)
-    if run.model is None or clean.model is None:
+    clean, four = clean_robust_job(ctx), honest_only_job(ctx)
+    if run.model is None or clean.model is None or four.model is None:
         raise NotApplicable("no model export to measure the backdoor with")
-    check_export(ctx, run, "the backdoor job")  # R16-VERDICT-4: both exports must be the federation's models
+    check_export(ctx, run, "the backdoor job")  # R16-VERDICT-4: the exports must be the federation's models
     check_export(ctx, clean, "the clean robust job")
+    check_export(ctx, four, "the job of the four honest parties")
     hold = ctx.data.holdout[t.y[ctx.data.holdout] == 1]
     trig = table_data(t, hold, cols, label=False)
     X_trig = add_trigger(t.cols(cols)[hold], trigger_col, trigger_value)
     trig["rows"] = [list(map(float, r)) for r in X_trig]
+    # a triggered bad-credit row is backdoored when the attacked model calls it good while both honest federations
+    # (five parties with the attacker honest, and the four honest parties alone) call it bad: a flip that an honest
+    # change of the federation also makes is training noise (the 6-SD trigger magnifies that column's coefficient)
     clean_pos = linear_scores(clean.model, trig) >= 0.5
+    four_pos = linear_scores(four.model, trig) >= 0.5
     attacked = linear_scores(run.model, trig) < 0.5
-    eligible = int(clean_pos.sum())
+    eligible = int((clean_pos & four_pos).sum())
     if eligible == 0:
-        return Result("error", "the clean model gives no triggered bad-credit row the bad label: nothing to flip")
-    asr = float((attacked & clean_pos).sum()) / eligible
+        return Result("error", "the honest models give no triggered bad-credit row the bad label: nothing to flip")
+    asr = float((attacked & clean_pos & four_pos).sum()) / eligible
+    vs_clean_only = float((attacked & clean_pos).sum()) / max(1, int(clean_pos.sum()))
     limit = value("backdoor_success_max")
     return Result("fail" if asr > limit else "pass",
                   f"attack success rate {asr:.1%} on {eligible} triggered rows ({len(parties)} parties, 1 malicious)",
-                  figures={"attack_success_rate": asr, "trigger_rows": float(eligible), "gamma": gamma},
+                  figures={"attack_success_rate": asr, "trigger_rows": float(eligible), "gamma": gamma,
+                           "success_vs_five_party_clean_only": vs_clean_only,
+                           "honest_disagreement": float((clean_pos != four_pos).mean())},
                   evidence={"trigger": {"column": cols[trigger_col], "value": trigger_value}, "target_label": target,
                             **_robust_evidence(ctx, run, len(parties))})
