@@ -51,8 +51,9 @@ def portal(
             typer.echo("  (shown once, stored only as a hash; you choose a new one at the first sign-in)")
         else:
             typer.echo(f"Resumed {started.folder}: sign in with your accounts (the admin is {started.admin_email}).")
-        for name, (url, token) in started.platforms.items():
-            typer.echo(f"Local platform {name}: endpoint {url}  bench token {token}")
+        for name, local in started.platforms.items():
+            typer.echo(f"Local platform {name}: endpoint {local.url}  bench token {local.token}"
+                       + (f"  TLS certificate: paste {local.ca_file}" if local.ca_file else ""))
         typer.echo(f"Verification links and warnings: {started.folder / 'portal.log'}. Ctrl-C stops the portal.")
         stop.wait()
         typer.echo("Stopping ...", err=True)

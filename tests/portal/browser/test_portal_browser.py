@@ -79,7 +79,7 @@ def _register(person: Any, started: Any, company: str, shots: Any = None) -> Non
     person.sign_in(PASSWORD)
 
 
-def _new_project(person: Any, name: str, endpoint: str, token: str, shots: Any = None) -> str:
+def _new_project(person: Any, name: str, endpoint: str, token: str, shots: Any = None, pem: str = "") -> str:
     """Create a project through the form; returns its page's path (/projects/<id>)."""
     from playwright.sync_api import expect
 
@@ -88,6 +88,8 @@ def _new_project(person: Any, name: str, endpoint: str, token: str, shots: Any =
     page.get_by_label("Project name").fill(name)
     page.get_by_label("Benchmark API endpoint").fill(endpoint)
     page.get_by_label("Bench token").fill(token)
+    if pem:
+        page.get_by_label("TLS certificate (PEM)").fill(pem)
     if shots:
         shots.take(page, "portal-project-new")
     page.get_by_role("button", name="Create project").click()
@@ -148,8 +150,7 @@ def test_portal_story_in_a_browser(portal_stack: tuple[Any, Any], people: Any, s
 
     embedded, started = portal_stack
     shots = Screenshots(screenshot_dir)
-    weak_url, weak_token = started.platforms["weak"]
-    sampan_url, sampan_token = started.platforms["sampan"]
+    weak, sampan = started.platforms["weak"], started.platforms["sampan"]
 
     # 1. registration, verification through the logged link, sign-in
     vendor = people("vendor@weakfl.example")
@@ -175,7 +176,7 @@ def test_portal_story_in_a_browser(portal_stack: tuple[Any, Any], people: Any, s
 
     # 2. the weak platform: project and questionnaire (claims, some of which the evaluation contradicts)
     weak_claims = ["F-API-VERSION", "F-LIFECYCLE", "F-TLS", "S-SECAGG-MASKED", "S-MIA"]
-    _new_project(vendor, "Weak FL 1.0", weak_url, weak_token)
+    _new_project(vendor, "Weak FL 1.0", weak.url, weak.token)
     _questionnaire(page, weak_claims, shots)
     _qualify(page, passed=True)
     shots.take(page, "portal-project")
@@ -242,11 +243,17 @@ def test_portal_story_in_a_browser(portal_stack: tuple[Any, Any], people: Any, s
     assert _download(page, "full-html").startswith(b"<!")
 
     # 6. Sampan itself: its own project, qualified, evaluated, report
-    _new_project(vendor, "Sampan 0.1", sampan_url, sampan_token)
+    # Sampan over HTTPS: the project carries the CA certificate the qualification's TLS check trusts
+    assert sampan.url.startswith("https://") and sampan.ca_file is not None
+    _new_project(vendor, "Sampan 0.1", sampan.url, sampan.token, pem=sampan.ca_file.read_text())
     _questionnaire(page, weak_claims)
     _qualify(page, passed=True)
+    expect(page.get_by_test_id("check-tls")).to_contain_text("passed")
     _evaluate(vendor, shots, None)
-    expect(page.get_by_test_id("claims-table").get_by_test_id("claim-S-SECAGG-MASKED")).to_contain_text("confirmed")
+    expect(page.get_by_test_id("overall")).to_have_text("passed")  # over TLS in the worker, as `verify local`
+    claims = page.get_by_test_id("claims-table")
+    for test_id in ("F-API-VERSION", "F-TLS", "F-LIFECYCLE", "S-SECAGG-MASKED"):
+        expect(claims.get_by_test_id(f"claim-{test_id}")).to_contain_text("confirmed")
     shots.take(page, "portal-evaluation-sampan")
     vendor.open("/projects")
     expect(page.get_by_test_id("projects").locator("tbody tr")).to_have_count(4)

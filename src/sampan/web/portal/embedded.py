@@ -4,10 +4,11 @@ What it starts: the run store (SQLite in the folder, or PostgreSQL by URL; the a
 the `Portal` service with its `EvaluationRunner` (each evaluation a bounded subprocess, results under
 ``folder/evaluations``), the web app (uvicorn in a thread), and the first admin with a one-time password (only
 while the portal has none). Verification links go to the log (``folder/portal.log`` and stderr): there is no mail
-server. With ``local_platforms`` it also starts Sampan's own in-repo platforms (weak, the negative control, and
-Sampan) on loopback with fresh bench tokens and allow-lists 127.0.0.1/::1 so applicants can try the whole flow;
-an evaluation of a project pointing at one of them runs that platform inside the worker (Sampan's party kit needs
-the platform in the verifier's process), still under the worker's time and memory limits.
+server. With ``local_platforms`` it also starts Sampan's own in-repo platforms on loopback (weak, the negative
+control, over HTTP; Sampan over HTTPS with a throwaway CA), each with a fresh bench token, and allow-lists
+127.0.0.1/::1 so applicants can try the whole flow; an evaluation of a project pointing at one of them runs that
+platform inside the worker (Sampan's party kit needs the platform in the verifier's process), still under the
+worker's time and memory limits.
 Loopback only: a deployment serves `create_portal_app` behind a TLS proxy (docs/verification/portal.md).
 """
 
@@ -25,7 +26,7 @@ from typing import Any
 
 from sampan.files import private_directory
 
-__all__ = ["EmbeddedPortal", "PortalStarted", "LOOPBACK", "ADMIN_EMAIL"]
+__all__ = ["EmbeddedPortal", "LocalPlatform", "PortalStarted", "LOOPBACK", "ADMIN_EMAIL"]
 
 log = logging.getLogger("sampan.portal")
 
@@ -34,15 +35,25 @@ ADMIN_EMAIL = "admin@portal.localhost"
 
 
 @dataclass(frozen=True)
+class LocalPlatform:
+    """One embedded platform as an applicant enters it: endpoint, bench token, and (Sampan, served over HTTPS) the
+    file holding the throwaway CA certificate to paste as the project's TLS certificate."""
+
+    url: str
+    token: str = field(repr=False)
+    ca_file: Path | None = None
+
+
+@dataclass(frozen=True)
 class PortalStarted:
     """What the operator is told: the portal's URL, the first admin (password only at the first start), the local
-    platforms' endpoints and bench tokens (name -> (url, token))."""
+    platforms (name -> LocalPlatform)."""
 
     url: str
     folder: Path
     admin_email: str
     admin_password: str | None
-    platforms: dict[str, tuple[str, str]] = field(default_factory=dict)
+    platforms: dict[str, LocalPlatform] = field(default_factory=dict)
 
 
 class _Server:
@@ -115,7 +126,7 @@ class EmbeddedPortal:
         url = self.database_url or f"sqlite:///{folder / 'portal.db'}"
         self.store = Store.open(url, audit_key=folder / "audit-key.pem")
         self._stack.callback(self.store.close)
-        platforms = self._start_platforms() if self.local_platforms else {}
+        platforms = self._start_platforms(folder) if self.local_platforms else {}
         stored = stored_allow_list(self.store.engine)
         allow = list(stored) if stored is not None else []
         if platforms:
@@ -125,8 +136,8 @@ class EmbeddedPortal:
         self._stack.callback(runner.shutdown)
         accounts = PortalAccounts(self.store.engine, argon2_params=self.argon2_params, log_links=True)
         self.portal = Portal(self.store, folder, egress=EgressPolicy(allow), runner=runner, accounts=accounts)
-        self.portal.local_platforms = {form: name for name, (u, _token) in platforms.items()
-                                       for form in (u, u + "/")}
+        self.portal.local_platforms = {form: name for name, local in platforms.items()
+                                       for form in (local.url, local.url + "/")}
         interrupted = self.portal.fail_interrupted()  # evaluations a stopped portal left running
         if interrupted:
             log.warning("%d evaluation(s) left running by the last stop were marked failed", interrupted)
@@ -137,22 +148,32 @@ class EmbeddedPortal:
         return PortalStarted(url=f"http://127.0.0.1:{server.port}/portal/", folder=folder, admin_email=ADMIN_EMAIL,
                              admin_password=password, platforms=platforms)
 
-    def _start_platforms(self) -> dict[str, tuple[str, str]]:
-        """The weak and Sampan platforms' Benchmark APIs on loopback: name -> (url, bench token)."""
+    def _start_platforms(self, folder: Path) -> dict[str, LocalPlatform]:
+        """The weak and Sampan platforms' Benchmark APIs on loopback, as `sampan verify local` serves them: weak
+        over plain HTTP, Sampan over HTTPS with a throwaway CA (its certificate in ``folder/local-sampan-ca.pem``,
+        new at every start)."""
+        from sampan.files import atomic_write_bytes
+        from sampan.verify.pki import VerifierCA
         from sampan.verify.platforms.weak import WeakBackend
-        from sampan.verify.serve_local import serve_app
+        from sampan.verify.serve_local import ServerTLS, serve_app
         from sampan.verify.server import make_benchmark_app
         from sampan.web.bench_api import SampanBackend
 
-        out: dict[str, tuple[str, str]] = {}
+        out: dict[str, LocalPlatform] = {}
         for name, make in (("weak", WeakBackend), ("sampan", SampanBackend)):
             backend = make()
             close = getattr(backend, "close", None)
             if callable(close):
                 self._stack.callback(close)
             token = secrets.token_urlsafe(24)
-            server = self._stack.enter_context(serve_app(make_benchmark_app(backend, token=token)))
-            out[name] = (server.url, token)
+            tls, ca_file = None, None
+            if name == "sampan":
+                ca = self._stack.enter_context(VerifierCA(name="sampan portal local CA"))
+                cert = ca.server_cert("127.0.0.1")
+                tls = ServerTLS(cert.cert_file, cert.key_file)
+                ca_file = atomic_write_bytes(folder / "local-sampan-ca.pem", ca.ca_pem.encode(), mode=0o644)
+            server = self._stack.enter_context(serve_app(make_benchmark_app(backend, token=token), tls=tls))
+            out[name] = LocalPlatform(server.url, token, ca_file)
         return out
 
     def _log_to(self, path: Path) -> None:

@@ -37,7 +37,7 @@ def _environment() -> Environment:
     env.globals.update(prefix=PREFIX, version=sampan.__version__,
                        static=lambda name: f"{PREFIX}/static/{name}?v={sampan.__version__}")
     env.filters["cert_fingerprint"] = certificate_fingerprint
-    env.filters["verdict_word"] = lambda value: VERDICT_WORDS.get(str(value), str(value or "—"))
+    env.filters["verdict_word"] = lambda value: VERDICT_WORDS.get(str(value), str(value)) if value else "not run"
     env.filters["role_label"] = lambda value: ROLE_LABELS.get(str(value), str(value))
     env.filters["json_text"] = lambda value: json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
     env.filters["when"] = lambda value: str(value)[:19].replace("T", " ") if value else "—"
