@@ -39,6 +39,7 @@ class Recorder:
     def on_done(self, status: str, results: Path | None, error: str | None) -> None:
         self.done.append((status, results, error))
         self.ended.set()
+        self.started.set()  # a job that ended before its first test wakes a waiter too (it then sees done)
 
     def wait(self, timeout: float = 120.0) -> tuple[str, Path | None, str | None]:
         assert self.ended.wait(timeout), "the runner never reported the end"
@@ -121,6 +122,7 @@ def test_a_cancelled_job_says_so(tmp_path: Path) -> None:
     runner = EvaluationRunner(tmp_path / "runs", time_limit_s=120)
     rec = start(runner, 5, TargetSpec(url="", token="", local_platform="weak"))
     assert rec.started.wait(60)
+    assert not rec.done, f"the job ended before it could be cancelled: {rec.done}"
     runner.cancel(5)
     status, results, _error = rec.wait()
     assert (status, results) == ("cancelled", None)

@@ -287,7 +287,7 @@ def pinned_transport(pinned: PinnedEndpoint, *, verify: ssl.SSLContext | bool = 
         def handle_request(self, request: httpx.Request) -> httpx.Response:
             url = request.url
             port = url.port or _DEFAULT_PORTS.get(url.scheme, 0)
-            if (url.scheme != pinned.scheme or url.host.lower().strip("[]") != pinned.host
+            if (url.scheme != pinned.scheme or url.host.lower().strip("[]").rstrip(".") != pinned.host
                     or port != pinned.port):
                 raise EgressRefused(url.host, f"{url.scheme}://{url.host}:{port}: this connection is pinned to "
                                     f"{pinned.scheme}://{pinned.host}:{pinned.port} and goes nowhere else",
@@ -314,8 +314,9 @@ def install_connect_guard(policy: EgressPolicy, *, local_ports: Callable[[], Ite
     """Refuse, in this whole process, any Python ``socket.connect`` to an address ``policy`` refuses (an audit
     hook: it cannot be removed, so call it only in a process that exists for one evaluation, the portal's worker).
     Loopback connections are allowed to the ports ``local_ports()`` names (the verifier's own listeners: its
-    recording proxies), and to any port when loopback is allow-listed. Names are not resolved here: by the time a
-    socket connects, Python has an address. Idempotent for one policy; a second policy is refused."""
+    recording proxies), and to any port when loopback is allow-listed. Names are not resolved here: a connect
+    given a host name instead of an address (rare: create_connection, asyncio and httpx resolve first) is refused.
+    Idempotent for one policy; a second policy is refused."""
     with _GUARD_LOCK:
         if _GUARD:
             if _GUARD["policy"] is not policy:
