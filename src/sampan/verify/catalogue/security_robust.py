@@ -200,7 +200,8 @@ def backdoor(ctx: Context) -> Result:
         raise NotApplicable("no model export to measure the backdoor with")
     check_export(ctx, run, "the backdoor job")  # R16-VERDICT-4: the exports must be the federation's models
     check_export(ctx, clean, "the clean robust job")
-    check_export(ctx, four, "the job of the four honest parties")
+    # the four-party reference has no verifier party, so its export cannot be tied (export_tie); it only narrows
+    # which rows count, and an export that called every triggered row good would leave none: an error, not a pass
     hold = ctx.data.holdout[t.y[ctx.data.holdout] == 1]
     trig = table_data(t, hold, cols, label=False)
     X_trig = add_trigger(t.cols(cols)[hold], trigger_col, trigger_value)
@@ -223,4 +224,6 @@ def backdoor(ctx: Context) -> Result:
                            "success_vs_five_party_clean_only": vs_clean_only,
                            "honest_disagreement": float((clean_pos != four_pos).mean())},
                   evidence={"trigger": {"column": cols[trigger_col], "value": trigger_value}, "target_label": target,
+                            "references": {"five_parties_clean": clean.job_id, "four_honest_parties": four.job_id,
+                                           "four_party_export": "not tied to a federation (no verifier party)"},
                             **_robust_evidence(ctx, run, len(parties))})
