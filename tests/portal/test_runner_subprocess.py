@@ -148,3 +148,44 @@ def test_the_local_sampan_platform_runs_inside_the_worker_over_tls(tmp_path: Pat
     outcomes = {o.id: o for o in load_evaluation(results / "results.json").outcomes}
     assert outcomes["F-TLS"].verdict == "pass", outcomes["F-TLS"].message
     assert outcomes["S-SECAGG-MASKED"].verdict == "pass", outcomes["S-SECAGG-MASKED"].message
+
+
+def _children_running(module: str) -> list[int]:
+    """Process ids of this process's children whose command line runs ``module``."""
+    import os
+
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and module.encode() in cmdline:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.slow
+def test_the_token_reaches_the_worker_only_on_its_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    token = "bench-" + secrets.token_hex(16)
+    monkeypatch.setenv("SAMPAN_BENCH_TOKEN", token)  # a portal started with a token in its environment
+    with hostile_server(trickle) as (port, hits):
+        runner = EvaluationRunner(tmp_path / "runs", time_limit_s=60)
+        rec = start(runner, 11, TargetSpec(url=f"http://127.0.0.1:{port}", token=token, allow=("127.0.0.1/32",)))
+        deadline = time.monotonic() + 30
+        while not hits.paths and time.monotonic() < deadline:  # the worker is connected: it has read its job
+            time.sleep(0.05)
+        workers = _children_running("sampan.web.portal.worker")
+        assert hits.paths and workers
+        for pid in workers:
+            assert token.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+            assert token.encode() not in Path(f"/proc/{pid}/environ").read_bytes()
+        runner.cancel(11)
+        assert rec.wait()[0] == "cancelled"
+    assert (tmp_path / "runs" / "11.log").stat().st_mode & 0o077 == 0
+    assert token not in (tmp_path / "runs" / "11.log").read_text()
