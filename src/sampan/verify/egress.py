@@ -128,7 +128,7 @@ def _literal_ip(host: str) -> IP | None:
         return ipaddress.ip_address(host)
     except ValueError:
         pass
-    if re.fullmatch(r"[0-9a-fA-FxX.]+", host) and not re.search(r"[g-wyzG-WYZ]", host):
+    if re.fullmatch(r"[0-9a-fA-FxX.]+", host):  # inet_aton: decimal, octal (0...), hex (0x...) parts
         try:
             return ipaddress.IPv4Address(socket.inet_aton(host))
         except OSError:
