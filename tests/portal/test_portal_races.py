@@ -1,7 +1,7 @@
 """Attack: two parallel requests both pass the service's "nothing open yet" check; the database refuses the second.
 
 Two threads start an evaluation of one project (or request the full report of one evaluation) at the same moment.
-A hook on the engine holds each thread just before its INSERT until both have passed the check, so the race is
+A hook on the engine holds each thread just before its first write until both have passed the check, so the race is
 certain, not a matter of timing. Without the partial unique indexes both INSERTs succeed (two evaluations of one
 project running at once, two open release requests); with them the loser gets the same Conflict as a sequential
 second request. On SQLite and on the real PostgreSQL server.
@@ -31,14 +31,15 @@ def portal(request, tmp_path):
     store.close()
 
 
-def _hold_before_insert(engine: Any, table: str) -> tuple[threading.Barrier, Callable[[], None]]:
-    """Each thread waits before its first INSERT INTO `table` until the other one got there too."""
+def _hold_before_first_write(engine: Any) -> tuple[threading.Barrier, Callable[[], None]]:
+    """Each thread waits before its first INSERT or UPDATE (all its checks are done by then, and it holds no lock
+    yet) until the other one got there too."""
     barrier = threading.Barrier(2, timeout=20)
     waited: set[int] = set()
 
     def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         me = threading.get_ident()
-        if statement.lstrip().upper().startswith(f"INSERT INTO {table.upper()}") and me not in waited:
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE")) and me not in waited:
             waited.add(me)
             barrier.wait()
 
@@ -67,7 +68,7 @@ def _race(action: Callable[[], int]) -> tuple[list[int], list[Exception]]:
 def test_two_parallel_starts_one_evaluation(portal) -> None:
     owner = applicant(portal, "vendor@acme.example")
     pid = claimed_project(portal, owner)
-    barrier, unhook = _hold_before_insert(portal.engine, "portal_evaluations")
+    barrier, unhook = _hold_before_first_write(portal.engine)
     try:
         won, lost = _race(lambda: portal.start_evaluation(owner, pid))
     finally:
@@ -88,7 +89,7 @@ def test_two_parallel_full_report_requests_one_request(portal) -> None:
     pid = claimed_project(portal, owner)
     eid = portal.start_evaluation(owner, pid)
     portal.runner.finish(eid)
-    barrier, unhook = _hold_before_insert(portal.engine, "portal_release_requests")
+    barrier, unhook = _hold_before_first_write(portal.engine)
     try:
         won, lost = _race(lambda: portal.request_full_report(owner, eid, "INV-2026-0042"))
     finally:

@@ -24,6 +24,7 @@ from sampan.runtime.store import Store
 from sampan.web.errors import Forbidden, NotFound
 from sampan.web.portal import tables as t
 from sampan.web.portal.accounts import Clock, PortalAccounts, PortalPrincipal
+from sampan.web.portal.limits import RateLimited, RateLimits
 from sampan.web.portal.seal import BenchTokenSeal
 
 __all__ = ["AUDIT_CHAIN", "PortalBase", "iso", "scrub"]
@@ -57,7 +58,7 @@ class PortalBase:
 
     def __init__(self, store: Store, folder: str | Path, *, egress: Any, runner: Any = None,
                  clock: Clock | None = None, accounts: PortalAccounts | None = None,
-                 qualifier: Callable[..., Any] | None = None) -> None:
+                 qualifier: Callable[..., Any] | None = None, limits: RateLimits | None = None) -> None:
         t.create_portal_tables(store.engine)
         self.store = store
         self.engine = store.engine
@@ -70,6 +71,7 @@ class PortalBase:
             self.accounts.audit = self._audit_as
         self.seal = BenchTokenSeal(self.folder)
         self._qualifier = qualifier
+        self.limits = limits or RateLimits()
         # The embedded mode's in-repo platforms: endpoint URL -> "weak" / "sampan"; an evaluation of such a project
         # has the runner's worker start that platform itself (TargetSpec.local_platform).
         self.local_platforms: dict[str, str] = {}
@@ -81,6 +83,14 @@ class PortalBase:
     def audit(self, principal: PortalPrincipal | None, kind: str, detail: Mapping[str, Any]) -> None:
         """Append one portal action to the signed audit chain."""
         self._audit_as(principal.actor if principal is not None else "system", kind, detail)
+
+    def audit_refusal(self, principal: PortalPrincipal, exc: RateLimited, action: str,
+                      detail: Mapping[str, Any]) -> None:
+        """Record a rate-limit refusal (who, what, which limit, until when) before it goes back to the caller."""
+        limit = exc.limit
+        self.audit(principal, "rate_limited", {"action": action, **detail, "limit": limit.key, "max": limit.count,
+                                               "window_s": int(limit.window.total_seconds()),
+                                               "retry_after": iso(exc.retry_after)})
 
     # --- checks --------------------------------------------------------------------------------
     @staticmethod

@@ -23,6 +23,7 @@ from sampan.web.portal import tables as t
 from sampan.web.portal.accounts import PortalPrincipal, _new_id
 from sampan.web.portal.base import PortalBase, iso, scrub
 from sampan.web.portal.claims import compare_claims
+from sampan.web.portal.limits import RateLimited, reserve
 
 __all__ = ["EvaluationsMixin", "RunnerLike", "ACTIVE"]
 
@@ -72,7 +73,8 @@ class EvaluationsMixin(PortalBase):
 
     def start_evaluation(self, p: PortalPrincipal, project_id: int, profile: str = "quick") -> int:
         """Queue an evaluation and hand it to the runner. Refused unless the questionnaire is saved, the last
-        qualification passed and no other evaluation of the project is queued or running."""
+        qualification passed and no other evaluation of the project is queued or running; counted against the
+        applicant's daily evaluation limit (RateLimited, audited, once it is used up)."""
         from sampan.verify.catalogue.base import PROFILES
 
         row = self.own_project_row(p, project_id, "start an evaluation")
@@ -91,6 +93,7 @@ class EvaluationsMixin(PortalBase):
                 if qual is None or qual.status != "passed":
                     raise Conflict("the endpoint must pass the qualification check first", "qualification")
                 self._refuse_if_busy(c, int(row.id))
+                reserve(c, self.limits.for_evaluation(p.user_id, p.role == "applicant"), self.clock())
                 eid = _new_id(c.execute(insert(t.evaluations).values(
                     project_id=row.id, profile=profile, status="queued", progress=_empty_progress(),
                     claims=dict(questionnaire.claims),
@@ -99,6 +102,9 @@ class EvaluationsMixin(PortalBase):
             with self.engine.connect() as c:
                 self._refuse_if_busy(c, int(row.id))
             raise Conflict("another evaluation of this project started at the same moment", "project_id") from None
+        except RateLimited as exc:
+            self.audit_refusal(p, exc, "evaluation", {"project_id": int(row.id), "profile": profile})
+            raise
         self.audit(p, "evaluation_started", {"project_id": int(row.id), "evaluation_id": eid, "profile": profile})
         token = self.bench_token(row)
 

@@ -26,6 +26,7 @@ from sampan.web.portal import tables as t
 from sampan.web.portal.accounts import PortalPrincipal, _new_id
 from sampan.web.portal.base import AUDIT_CHAIN, PortalBase, iso, scrub
 from sampan.web.portal.evaluations import EvaluationsMixin
+from sampan.web.portal.limits import RateLimited, reserve
 from sampan.web.portal.releases import ReleasesMixin
 
 __all__ = ["Portal"]
@@ -64,12 +65,14 @@ def _check_pem(value: str) -> str:
 
 
 class Portal(ReleasesMixin, EvaluationsMixin, PortalBase):
-    """`Portal(store, folder, *, egress, runner=None, clock=None, accounts=None, qualifier=None)`.
+    """`Portal(store, folder, *, egress, runner=None, clock=None, accounts=None, qualifier=None, limits=None)`.
 
     `egress`: the `sampan.verify.egress.EgressPolicy` every connection to an applicant's endpoint obeys;
     `runner`: the background `EvaluationRunner` (None: evaluations are refused); `accounts`: a `PortalAccounts`
     (default: one on the store's engine at argon2's defaults); `qualifier`: the qualification function
-    (default `sampan.verify.qualify.qualify`; tests pass their own)."""
+    (default `sampan.verify.qualify.qualify`; tests pass their own); `limits`: the `RateLimits` on qualification
+    checks and evaluation starts (default `RateLimits()`: 10 checks per project and 30 per applicant an hour,
+    5 evaluation starts per applicant a day)."""
 
     # --- projects --------------------------------------------------------------------------------
     def create_project(self, p: PortalPrincipal, name: str, endpoint_url: str, tls_cert_pem: str,
@@ -215,6 +218,12 @@ class Portal(ReleasesMixin, EvaluationsMixin, PortalBase):
         ({"id", "passed", "status", "checks": [{"name", "ok", "status", "detail", "fix"}], "at"}; a check's
         status is passed, failed or skipped: not run because an earlier one failed)."""
         row = self.own_project_row(p, project_id, "run the qualification check")
+        try:  # counted before the outbound requests: a check still running, or a restart, frees nothing
+            with self.engine.begin() as c:
+                reserve(c, self.limits.for_qualify(int(row.id), p.user_id, p.role == "applicant"), self.clock())
+        except RateLimited as exc:
+            self.audit_refusal(p, exc, "qualification", {"project_id": int(row.id)})
+            raise
         token = self.bench_token(row)
         qualifier = self._qualifier
         if qualifier is None:

@@ -27,7 +27,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 __all__ = ["portal_metadata", "create_portal_tables", "users", "email_tokens", "sessions", "companies", "projects",
-           "questionnaires", "qualifications", "evaluations", "release_requests", "settings", "ROLES",
+           "questionnaires", "qualifications", "evaluations", "release_requests", "settings", "rate_keys",
+           "rate_events", "ROLES",
            "EVALUATION_STATUSES", "RELEASE_STATUSES", "ACTIVE_EVALUATION",
            "OPEN_RELEASE"]
 
@@ -148,6 +149,20 @@ Index("portal_evaluations_one_active", evaluations.c.project_id, unique=True,
 _one_open = release_requests.c.status.in_(OPEN_RELEASE)
 Index("portal_release_requests_one_open", release_requests.c.evaluation_id, unique=True,
       sqlite_where=_one_open, postgresql_where=_one_open)
+
+# Rate limits (`sampan.web.portal.limits`): one row per limited key ("qualify:project:7", "evaluate:user:3"), locked
+# while a request is counted so that parallel requests are counted one after the other; one event per counted
+# request (pruned once it is older than the key's window).
+rate_keys = Table(
+    "portal_rate_keys", portal_metadata,
+    Column("key", String(200), primary_key=True),
+    _at("touched_at"))
+
+rate_events = Table(
+    "portal_rate_events", portal_metadata, _id(),
+    Column("key", String(200), ForeignKey("portal_rate_keys.key"), nullable=False),
+    _at("at"),
+    Index("portal_rate_events_key_at", "key", "at"))
 
 settings = Table(
     "portal_settings", portal_metadata,
