@@ -36,6 +36,7 @@ import re
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -307,6 +308,7 @@ def pinned_transport(pinned: PinnedEndpoint, *, verify: ssl.SSLContext | bool = 
 
 # ---------------------------------------------------------------------------------------------- process guard
 _GUARD_LOCK = threading.Lock()
+PORT_CACHE_S = 2.0
 _GUARD: dict[str, Any] = {}
 
 
@@ -314,15 +316,28 @@ def install_connect_guard(policy: EgressPolicy, *, local_ports: Callable[[], Ite
     """Refuse, in this whole process, any Python ``socket.connect`` to an address ``policy`` refuses (an audit
     hook: it cannot be removed, so call it only in a process that exists for one evaluation, the portal's worker).
     Loopback connections are allowed to the ports ``local_ports()`` names (the verifier's own listeners: its
-    recording proxies), and to any port when loopback is allow-listed. Names are not resolved here: a connect
-    given a host name instead of an address (rare: create_connection, asyncio and httpx resolve first) is refused.
-    Idempotent for one policy; a second policy is refused."""
+    recording proxies), and to any port when loopback is allow-listed; the ports are re-read at most every
+    PORT_CACHE_S for a port already seen (a scan of /proc takes milliseconds, and a party kit that opens one
+    connection per request must not pay it each time: the performance tests time that traffic). Names are not
+    resolved here: a connect given a host name instead of an address (rare: create_connection, asyncio and httpx
+    resolve first) is refused. Idempotent for one policy; a second policy is refused."""
     with _GUARD_LOCK:
         if _GUARD:
             if _GUARD["policy"] is not policy:
                 raise RuntimeError("install_connect_guard: a guard with another policy is already installed")
             return
         _GUARD["policy"] = policy
+    seen: dict[str, Any] = {"ports": frozenset(), "at": float("-inf")}
+
+    def own_port(port: int) -> bool:
+        if local_ports is None:
+            return False
+        now = time.monotonic()
+        if port in seen["ports"] and now - seen["at"] < PORT_CACHE_S:
+            return True
+        ports = frozenset(local_ports())
+        seen["ports"], seen["at"] = ports, now
+        return port in ports
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
         if event != "socket.connect" or len(args) < 2:
@@ -336,7 +351,7 @@ def install_connect_guard(policy: EgressPolicy, *, local_ports: Callable[[], Ite
             raise EgressRefused(str(address[0]), f"connect to {address[0]!r}: not an IP address") from None
         if policy.allows_ip(ip):
             return
-        if ip.is_loopback and local_ports is not None and int(address[1]) in set(local_ports()):
+        if ip.is_loopback and own_port(int(address[1])):
             return
         raise EgressRefused(str(ip), f"connect to {ip} port {address[1]} refused by the portal's egress policy "
                             f"({address_class(ip)})", address=str(ip), reason=address_class(ip) or "refused")
