@@ -23,14 +23,17 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    inspect,
 )
 from sqlalchemy.engine import Engine
+
+from sampan.errors import StoreError
 
 __all__ = ["portal_metadata", "create_portal_tables", "users", "email_tokens", "sessions", "companies", "projects",
            "questionnaires", "qualifications", "evaluations", "release_requests", "settings", "rate_keys",
            "rate_events", "ROLES",
            "EVALUATION_STATUSES", "RELEASE_STATUSES", "ACTIVE_EVALUATION",
-           "OPEN_RELEASE"]
+           "OPEN_RELEASE", "check_portal_schema"]
 
 portal_metadata = MetaData()
 
@@ -172,5 +175,31 @@ settings = Table(
 
 
 def create_portal_tables(engine: Engine) -> None:
-    """Create the portal's tables on the store's engine (idempotent)."""
+    """Create the portal's tables on the store's engine (idempotent), then refuse a database whose existing portal
+    tables an earlier build made without columns or indexes this build needs (`check_portal_schema`)."""
     portal_metadata.create_all(engine)
+    check_portal_schema(engine)
+
+
+def check_portal_schema(engine: Engine) -> None:
+    """StoreError naming every portal table that lacks a column or index this build expects.
+
+    Why refuse instead of migrating: the portal was never released, so a database made by an earlier build is a
+    developer's; `create_all` adds missing tables but never columns or indexes, and running on such a table would
+    half work (an INSERT failing later with a driver error, or a uniqueness rule silently not enforced)."""
+    inspector = inspect(engine)
+    present_tables = set(inspector.get_table_names())
+    missing: list[str] = []
+    for table in portal_metadata.sorted_tables:
+        if table.name not in present_tables:
+            missing.append(f"table {table.name}")
+            continue
+        columns = {c["name"] for c in inspector.get_columns(table.name)}
+        missing += [f"table {table.name} has no column {c.name!r}" for c in table.columns if c.name not in columns]
+        indexes = {i["name"] for i in inspector.get_indexes(table.name)}
+        missing += [f"table {table.name} has no index {i.name!r}" for i in table.indexes if i.name not in indexes]
+    if missing:
+        where = engine.url.render_as_string(hide_password=True)
+        raise StoreError(f"the portal database {where} was made by an earlier build of Sampan: {'; '.join(missing)}. "
+                         "Start the portal with a fresh folder (or a new, empty database), or migrate these tables "
+                         "to the current schema (sampan.web.portal.tables) first.")
