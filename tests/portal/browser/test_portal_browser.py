@@ -2,8 +2,9 @@
 `sampan portal --local-platforms` stack: store, portal over HTTP, evaluation worker subprocesses, and the weak and
 Sampan platforms' Benchmark APIs on loopback.
 
-One story, in the order issue 17 tells it, every step through the pages a vendor uses (role and label locators, so
-a field without a label or a button without a name fails the test):
+One story, in the order issue 17 tells it, split into tests that share the module's stack and people (module
+fixtures: the vendor registers once, the admin signs in once), every step through the pages a vendor uses (role
+and label locators, so a field without a label or a button without a name fails the test):
 1. a vendor registers its company, reads the verification link from the portal's log, verifies, signs in;
 2. creates an FL project for the weak platform, fills in the technical questionnaire (claims);
 3. a project on a bad endpoint (a closed loopback port; the cloud metadata address, link-local and not
@@ -12,7 +13,7 @@ a field without a label or a button without a name fails the test):
    and the online report shows verdicts and the claims marked confirmed / contradicted / not tested;
 5. the summary downloads; the full report is requested with an invoice reference, refused until a reviewer (an
    account the admin made on the admin page) releases it, then it downloads with its evidence and manifest;
-6. the same for Sampan (quick profile, passes);
+6. the same for Sampan over HTTPS (its CA certificate in the project; quick profile, passes), and the audit page;
 and, in its own test, a second applicant cannot see the first one's project, evaluation or reports.
 Each page is screenshotted at 1280 px (docs/verification/screenshots/portal-*.png when SAMPAN_PORTAL_SCREENSHOTS
 points there: tools/portal_screenshots.sh); no page may trip the CSP, throw a script error or answer a 5xx.
@@ -34,6 +35,7 @@ PASSWORD = "harbour lights over kowloon 17"
 ADMIN_PASSWORD = "victoria peak tram at dawn 17"
 REVIEWER_PASSWORD = "star ferry across the harbour"
 EVAL_TIMEOUT_MS = 240_000
+WEAK_CLAIMS = ["F-API-VERSION", "F-LIFECYCLE", "F-TLS", "S-SECAGG-MASKED", "S-MIA"]
 
 
 @pytest.fixture(scope="module")
@@ -144,22 +146,56 @@ def _download(page: Any, test_id: str) -> bytes:
     return Path(path).read_bytes()
 
 
-def test_portal_story_in_a_browser(portal_stack: tuple[Any, Any], people: Any, screenshot_dir: Path) -> None:
+@pytest.fixture(scope="module")
+def shots(screenshot_dir: Path) -> Any:
     from _portal_people import Screenshots
+
+    return Screenshots(screenshot_dir)
+
+
+@pytest.fixture(scope="module")
+def vendor(portal_stack: tuple[Any, Any], people: Any, shots: Any) -> Any:
+    """1. A vendor registers its company, verifies through the logged link and signs in (screenshots of each)."""
     from playwright.sync_api import expect
 
-    embedded, started = portal_stack
-    shots = Screenshots(screenshot_dir)
-    weak, sampan = started.platforms["weak"], started.platforms["sampan"]
+    person = people("vendor@weakfl.example")
+    _register(person, portal_stack[1], "Weak FL Ltd", shots)
+    expect(person.page.get_by_test_id("no-projects")).to_be_visible()
+    shots.take(person.page, "portal-projects-empty")
+    return person
 
-    # 1. registration, verification through the logged link, sign-in
-    vendor = people("vendor@weakfl.example")
-    _register(vendor, started, "Weak FL Ltd", shots)
+
+@pytest.fixture(scope="module")
+def admin(portal_stack: tuple[Any, Any], people: Any) -> Any:
+    """The first admin, signed in with the one-time password `sampan portal` printed, then with its own."""
+    from playwright.sync_api import expect
+
+    started = portal_stack[1]
+    person = people(started.admin_email)
+    person.sign_in(started.admin_password)
+    expect(person.page).to_have_url(re.compile(r"/portal/account$"))  # a one-time password only reaches this
+    _choose_password(person, started.admin_password, ADMIN_PASSWORD)
+    person.sign_in(ADMIN_PASSWORD)
+    return person
+
+
+def _choose_password(person: Any, old: str, new: str) -> None:
+    from playwright.sync_api import expect
+
+    page = person.page
+    page.get_by_label("Current password").fill(old)
+    page.get_by_label("New password (12 characters or more)").fill(new)
+    page.get_by_label("New password again").fill(new)
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_role("status").filter(has_text="Your password was changed")).to_be_visible()
+
+
+def test_a_bad_endpoint_fails_qualification_and_says_how_to_fix_it(vendor: Any, people: Any, shots: Any) -> None:
+    """3. A closed loopback port: the failed check and its fix are on the page, the evaluation cannot start; the
+    cloud metadata address (link-local, not allow-listed) is refused before any connection."""
+    from playwright.sync_api import expect
+
     page = vendor.page
-    expect(page.get_by_test_id("no-projects")).to_be_visible()
-    shots.take(page, "portal-projects-empty")
-
-    # 3. (first) a bad endpoint fails qualification and says what to fix: a closed loopback port ...
     _new_project(vendor, "Closed port", "http://127.0.0.1:9/bench", "token-for-nothing", shots)
     _questionnaire(page, ["F-API-VERSION"])
     _qualify(page, passed=False)
@@ -168,24 +204,27 @@ def test_portal_story_in_a_browser(portal_stack: tuple[Any, Any], people: Any, s
     expect(failed.first.locator("td").nth(2)).not_to_be_empty()  # "How to fix it" is filled in
     shots.take(page, "portal-qualification-failed")
     expect(page.get_by_role("button", name="Start the evaluation")).to_be_disabled()
-    # ... and the cloud metadata address (link-local, not allow-listed) is refused before any connection
     _new_project(vendor, "Metadata probe", "http://169.254.169.254/latest/meta-data", "x")
     _questionnaire(page, [])
     _qualify(page, passed=False)
     expect(page.get_by_test_id("qualification-checks")).to_contain_text("link-local")
+    assert people.problems == []
 
-    # 2. the weak platform: project and questionnaire (claims, some of which the evaluation contradicts)
-    weak_claims = ["F-API-VERSION", "F-LIFECYCLE", "F-TLS", "S-SECAGG-MASKED", "S-MIA"]
+
+def test_weak_platform_evaluation_report_and_full_report_release(portal_stack: tuple[Any, Any], vendor: Any,
+                                                                  admin: Any, people: Any, shots: Any) -> None:
+    """2, 4, 5: the weak platform's project and questionnaire, qualification, the quick evaluation followed live,
+    the online report with its claims marked, downloads, the full report released by a reviewer."""
+    from playwright.sync_api import expect
+
+    weak = portal_stack[1].platforms["weak"]
+    page = vendor.page
     _new_project(vendor, "Weak FL 1.0", weak.url, weak.token)
-    _questionnaire(page, weak_claims, shots)
+    _questionnaire(page, WEAK_CLAIMS, shots)
     _qualify(page, passed=True)
     shots.take(page, "portal-project")
 
-    # 4. the quick evaluation, followed live, then the online report
     weak_eval = _evaluate(vendor, shots, "portal-evaluation-running")
-    expect(page.get_by_test_id("claims-table")).to_be_visible()
-    marks = page.get_by_test_id("claims-table").locator("tbody tr")
-    expect(marks).not_to_have_count(0)
     claims = page.get_by_test_id("claims-table")
     expect(claims.get_by_test_id("claim-F-API-VERSION")).to_contain_text("confirmed")
     expect(claims.get_by_test_id("claim-S-SECAGG-MASKED")).to_contain_text("contradicted")  # weak sends clear updates
@@ -193,7 +232,7 @@ def test_portal_story_in_a_browser(portal_stack: tuple[Any, Any], people: Any, s
     expect(page.get_by_test_id("outcomes")).to_be_visible()
     shots.take(page, "portal-evaluation-report")
 
-    # 5. downloads: the summary has no manifest; the full report needs a reviewer's release
+    # downloads: the summary has no manifest; the full report needs a reviewer's release
     summary = json.loads(_download(page, "summary-json"))
     assert summary.get("manifest") in ({}, None)
     assert summary["questionnaire_claims"], summary.keys()
@@ -204,28 +243,16 @@ def test_portal_story_in_a_browser(portal_stack: tuple[Any, Any], people: Any, s
     page.get_by_role("button", name="Request the full report").click()
     expect(page.get_by_test_id("release-request")).to_contain_text("pending")
 
-    # the admin (one-time password printed at start) makes a reviewer account on the admin page
-    admin = people(started.admin_email)
-    admin.sign_in(started.admin_password)
-    expect(admin.page).to_have_url(re.compile(r"/portal/account$"))
-    admin.page.get_by_label("Current password").fill(started.admin_password)
-    admin.page.get_by_label("New password (12 characters or more)").fill(ADMIN_PASSWORD)
-    admin.page.get_by_label("New password again").fill(ADMIN_PASSWORD)
-    admin.page.get_by_role("button", name="Change password").click()
-    admin.sign_in(ADMIN_PASSWORD)
+    # the admin makes a reviewer account on the admin page; the reviewer releases the full report
     admin.open("/admin")
     admin.page.get_by_label("Email").fill("reviewer@portal.example")
     admin.page.get_by_label("Role").select_option("reviewer")
     admin.page.get_by_role("button", name="Create account").click()
     one_time = admin.page.get_by_test_id("one-time-password").inner_text().strip()
     shots.take(admin.page, "portal-admin")
-
     reviewer = people("reviewer@portal.example")
     reviewer.sign_in(one_time)
-    reviewer.page.get_by_label("Current password").fill(one_time)
-    reviewer.page.get_by_label("New password (12 characters or more)").fill(REVIEWER_PASSWORD)
-    reviewer.page.get_by_label("New password again").fill(REVIEWER_PASSWORD)
-    reviewer.page.get_by_role("button", name="Change password").click()
+    _choose_password(reviewer, one_time, REVIEWER_PASSWORD)
     reviewer.sign_in(REVIEWER_PASSWORD)
     reviewer.open("/review")
     row = reviewer.page.get_by_test_id("release-requests").locator("tbody tr").filter(has_text="INV-2026-0117")
@@ -241,12 +268,22 @@ def test_portal_story_in_a_browser(portal_stack: tuple[Any, Any], people: Any, s
     assert full["manifest"], "the full report carries the manifest"
     assert any(o.get("evidence") for o in full["outcomes"]), "the full report carries per-test evidence"
     assert _download(page, "full-html").startswith(b"<!")
+    vendor.open("/account")
+    shots.take(page, "portal-account")
+    assert people.problems == []
 
-    # 6. Sampan itself: its own project, qualified, evaluated, report
-    # Sampan over HTTPS: the project carries the CA certificate the qualification's TLS check trusts
+
+def test_sampan_quick_evaluation_passes_over_https(portal_stack: tuple[Any, Any], vendor: Any, admin: Any,
+                                                   people: Any, shots: Any) -> None:
+    """6. Sampan over HTTPS: the project carries the CA certificate the qualification's TLS check trusts; the quick
+    evaluation passes; the audit page lists every kind of submission."""
+    from playwright.sync_api import expect
+
+    sampan = portal_stack[1].platforms["sampan"]
     assert sampan.url.startswith("https://") and sampan.ca_file is not None
+    page = vendor.page
     _new_project(vendor, "Sampan 0.1", sampan.url, sampan.token, pem=sampan.ca_file.read_text())
-    _questionnaire(page, weak_claims)
+    _questionnaire(page, WEAK_CLAIMS)
     _qualify(page, passed=True)
     expect(page.get_by_test_id("check-tls")).to_contain_text("passed")
     _evaluate(vendor, shots, None)
@@ -256,24 +293,20 @@ def test_portal_story_in_a_browser(portal_stack: tuple[Any, Any], people: Any, s
         expect(claims.get_by_test_id(f"claim-{test_id}")).to_contain_text("confirmed")
     shots.take(page, "portal-evaluation-sampan")
     vendor.open("/projects")
-    expect(page.get_by_test_id("projects").locator("tbody tr")).to_have_count(4)
+    expect(page.get_by_test_id("projects")).to_contain_text("Sampan 0.1")
     shots.take(page, "portal-projects")
 
-    # the audit log has every submission, evaluation and release
     admin.open("/admin/audit")
     audit = admin.page.get_by_test_id("audit")
-    for kind in ("portal.register", "portal.project_created", "portal.questionnaire_saved", "portal.qualification",
-                 "portal.release_requested", "portal.release_decided", "portal.full_report_downloaded"):
+    for kind in ("portal.register", "portal.email_verified", "portal.project_created", "portal.questionnaire_saved",
+                 "portal.qualification", "portal.evaluation_started", "portal.evaluation_ended"):
         expect(audit).to_contain_text(kind)
     shots.take(admin.page, "portal-audit")
-    vendor.open("/account")
-    shots.take(page, "portal-account")
     assert people.problems == []
 
 
 def test_an_applicant_cannot_see_another_applicants_project(portal_stack: tuple[Any, Any], people: Any,
-                                                            screenshot_dir: Path) -> None:
-    from _portal_people import Screenshots
+                                                            shots: Any) -> None:
     from playwright.sync_api import expect
 
     _embedded, started = portal_stack
@@ -286,7 +319,7 @@ def test_an_applicant_cannot_see_another_applicants_project(portal_stack: tuple[
     assert response is not None and response.status == 404
     expect(other.page.get_by_test_id("error")).to_contain_text("no project")
     expect(other.page.get_by_text("Alpha secret platform")).to_have_count(0)
-    Screenshots(screenshot_dir).take(other.page, "portal-not-found")
+    shots.take(other.page, "portal-not-found")
     # acting on it is refused alike (CSRF token from the snoop's own session, so only ownership decides)
     pid = project.rsplit("/", 1)[1]
     token = other.page.locator("input[name=csrf_token]").first.get_attribute("value") or ""
