@@ -118,6 +118,7 @@ def test_a_job_over_its_memory_limit_fails_clearly(tmp_path: Path) -> None:
     assert error is not None and "ran out of its 64 MB of memory" in error
 
 
+@pytest.mark.slow
 def test_a_cancelled_job_says_so(tmp_path: Path) -> None:
     runner = EvaluationRunner(tmp_path / "runs", time_limit_s=120)
     rec = start(runner, 5, TargetSpec(url="", token="", local_platform="weak"))
