@@ -7,13 +7,14 @@ Usage (bench scripts run as ``python bench/<x>.py``, so ``bench/`` is on ``sys.p
     paths = write_party_tables(tmp, n_rows=1_000_000, parties={"bank": 30, "partner": 30})
     paths = cached_party_tables(1_000_000, {"bank": 30, "partner": 30})   # the same, written once and reused
     banks = cached_horizontal_tables(1_000_000, features=30, parties=3)  # {"bank0": path, ...}
-    with PeakSampler() as mem:                 # this process and every descendant, every 50 ms
+    with PeakSampler() as mem:                 # this process and every descendant: VmHWM every 50 ms, PSS on a budget
         mem.name(worker_pid, "partner")        # optional: label a process in the report
         ...run the workload...
     peaks = mem.result()                       # MemoryPeaks
     peaks.per_process                          # {"1234 bank": peak bytes, ...} (kernel VmHWM, per process)
     peaks.sum_of_peaks                         # the per-process peaks added up (upper bound)
     peaks.simultaneous_rss, peaks.simultaneous_pss   # the peak of the summed RSS / PSS at one sample
+    peaks.pss_samples, peaks.pss_seconds       # how many PSS sweeps were read, and what they cost
     growth_exponent([1e6, 5e6, 1e7], [t1, t5, t10])  # slope of log value against log size
     print(markdown_table(["rows", "peak MiB"], [[1_000_000, 812.5]]))
 
@@ -21,6 +22,26 @@ Why per-process VmHWM: it is the kernel's own high-water mark, so short spikes b
 not missed. Forked workers share their parent's pages copy-on-write, and RSS counts a shared page in
 every process that maps it: the sum of per-process peaks then over-counts, and the summed PSS (each
 shared page divided among its sharers) is the honest machine total. Both are reported.
+
+Why PSS on a time budget: the kernel computes PSS (/proc/<pid>/smaps_rollup) by walking every page table
+of the process under its mmap lock, so one read costs time growing with the memory mapped, and the target
+process stalls on the lock meanwhile (mmap, munmap, brk wait). Read every 0.5 s over a 10M-row run, this
+sampler inflated the vertical GBDT's wall clock (time exponent 1.15 in the sweep, 0.97 in CPU time without
+it). So the cheap VmRSS/VmHWM poll (/proc/<pid>/status, counters, no walk) stays at ``interval``, and the PSS
+sweep (every process of the tree) runs on a budget: each sweep's CPU time is measured (the page walk is
+the kernel's work in this thread; the target's lock wait lasts about as long) and the next one waits until
+the sweeps have used at most ``pss_budget`` (default 1%) of one core since the start (a token bucket, its
+savings capped at a few sweeps). Half of that pays for a regular sweep; the rest is kept for chasing
+peaks: a sweep is read early when the summed RSS reaches a new high 2% above the highest one a sweep has
+seen, since the summed PSS peaks where memory does. A last sweep runs at exit (outside the budget).
+
+What the budgeted PSS can miss: a summed-PSS peak that rises and falls between two sweeps without raising
+the summed RSS to a new high (e.g. forked workers un-sharing copy-on-write pages while the RSS sum is
+already at its high). A process cannot be read once it has exited, and its coming exit cannot be seen from
+outside (only ptrace could stop it there), so the last moments of each process are sampled like any
+others. ``simultaneous_pss`` is therefore a lower bound of the true peak of the summed PSS (every value is a
+real reading; a sweep reads the processes one after another, not at one instant), ``simultaneous_rss`` an
+upper bound at the polled moments, and ``sum_of_peaks`` an upper bound over the whole run.
 
 Synthetic tables are written by row blocks (never the whole table in memory): float32 features, ids
 ``C%09d``, and a 0/1 label drawn from a logistic model over every party's features, so a model trained on
@@ -65,15 +86,18 @@ def _status_kb(pid: int) -> dict[str, int]:
 
 
 def _pss(pid: int) -> int | None:
-    """Proportional set size in bytes (shared pages divided among sharers); None when unreadable."""
+    """Proportional set size in bytes (shared pages divided among sharers); 0 once the process has exited
+    (it holds nothing then), None when the kernel refuses to show it (another user's process)."""
     try:
         with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
             for line in fh:
                 if line.startswith(b"Pss:"):
                     return int(line.split()[1]) * 1024
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    except PermissionError:
         return None
-    return None
+    return 0  # a zombie: no memory map left
 
 
 def _children(pid: int) -> list[int]:
@@ -133,6 +157,8 @@ class MemoryPeaks:
     simultaneous_pss: int | None         # the largest summed PSS at one sample (None: unreadable)
     samples: int
     seconds: float
+    pss_samples: int = 0                 # PSS sweeps read (a sweep reads every process of the tree)
+    pss_seconds: float = 0.0             # CPU time those sweeps took (the sampler's PSS cost)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready, in MiB (2**20 bytes)."""
@@ -141,7 +167,8 @@ class MemoryPeaks:
                 "sum_of_peaks_mib": round(self.sum_of_peaks / MIB, 1),
                 "simultaneous_rss_mib": round(self.simultaneous_rss / MIB, 1),
                 "simultaneous_pss_mib": None if pss is None else round(pss / MIB, 1),
-                "samples": self.samples, "seconds": round(self.seconds, 2)}
+                "samples": self.samples, "seconds": round(self.seconds, 2),
+                "pss_samples": self.pss_samples, "pss_cpu_seconds": round(self.pss_seconds, 3)}
 
     def peak_of(self, label: str) -> int:
         """The peak of the process labelled ``label`` (0 when none was)."""
@@ -152,13 +179,14 @@ class MemoryPeaks:
 class PeakSampler:
     """Polls the memory of ``root`` (default: this process) and all its descendants from a thread.
 
-    Use as a context manager; `result()` after exit. ``pss_every``: read the PSS (a page-table walk,
-    costlier than /proc/<pid>/status) every that many polls; 0 turns it off.
+    Use as a context manager; `result()` after exit. ``interval``: seconds between the cheap polls (VmRSS and
+    VmHWM of every process). ``pss_budget``: the share of one core the PSS sweeps may take (0 turns them
+    off); the module note says how they are spaced and what they can miss.
     """
 
     root: int = field(default_factory=os.getpid)
     interval: float = 0.05
-    pss_every: int = 4
+    pss_budget: float = 0.01
     include_root: bool = True
     _labels: dict[int, str] = field(default_factory=dict)
     _named: set[int] = field(default_factory=set)
@@ -166,25 +194,34 @@ class PeakSampler:
     _max_rss: int = 0
     _max_pss: int | None = None
     _samples: int = 0
+    _pss_samples: int = 0
+    _pss_seconds: float = 0.0
+    _pss_cost: float | None = None  # the last sweep's CPU time (None: no sweep yet)
+    _pss_last: float = 0.0  # when the last sweep started
+    _credit: float = 0.0  # seconds of PSS reading earned and not yet spent (negative after the first sweep)
+    _rss_covered: int = 0  # the highest summed RSS at which a sweep was read
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _started: float = 0.0
     _seconds: float = 0.0
+    _last_poll: float = 0.0
 
     def name(self, pid: int, label: str) -> None:
         """Label a process (a party's worker, the coordinator) in the report."""
         self._labels[pid] = label
         self._named.add(pid)
 
-    def _poll(self, with_pss: bool) -> None:
+    def _poll(self, final: bool = False) -> None:
+        """One cheap look at every process (VmRSS, VmHWM), then a PSS sweep if one is due (always when final)."""
         pids = descendants(self.root)
         if not self.include_root:
             pids = pids[1:]
-        total_rss, total_pss, pss_ok = 0, 0, with_pss
+        total_rss, alive = 0, []
         for pid in pids:
             status = _status_kb(pid)
             if not status:
                 continue
+            alive.append(pid)
             rss = status.get("VmRSS", 0)
             total_rss += rss
             if pid not in self._named:  # re-read: a forked child may exec another program
@@ -193,26 +230,53 @@ class PeakSampler:
                     self._peaks.pop(pid, None)  # exec: the kernel restarts VmHWM; what came before was the parent's
                 self._labels[pid] = command
             self._peaks[pid] = max(self._peaks.get(pid, 0), rss, status.get("VmHWM", 0))
-            if with_pss:
-                pss = _pss(pid)
-                if pss is None:
-                    pss_ok = False
-                else:
-                    total_pss += pss
         self._max_rss = max(self._max_rss, total_rss)
-        if with_pss and pss_ok:
-            self._max_pss = max(self._max_pss or 0, total_pss)
         self._samples += 1
+        now = time.perf_counter()
+        if self.pss_budget > 0 and (final or self._pss_due(now, total_rss)):
+            self._sweep(alive, total_rss, now)
+        self._last_poll = now
+
+    def _pss_due(self, now: float, total_rss: int) -> bool:
+        """The budget's rule: earn ``pss_budget`` seconds of reading per second (at most four sweeps' worth
+        saved), spend a sweep's cost per sweep; a regular sweep also waits until half the budget has paid
+        for it, so the other half is there when the summed RSS reaches a new high."""
+        if self._pss_cost is None:
+            return True  # the first sweep: its cost is not known yet
+        self._credit = min(self._credit + (now - self._last_poll) * self.pss_budget, 4 * self._pss_cost)
+        if self._credit < self._pss_cost:
+            return False
+        regular = now - self._pss_last >= 2 * self._pss_cost / self.pss_budget
+        return regular or total_rss > 1.02 * self._rss_covered
+
+    def _sweep(self, pids: list[int], total_rss: int, now: float) -> None:
+        """Read every process's PSS and keep the sum's peak; a process the kernel will not show voids the sum."""
+        total_pss, readable, cpu = 0, True, time.thread_time()
+        for pid in pids:
+            pss = _pss(pid)
+            if pss is None:
+                readable = False
+                break
+            total_pss += pss
+        self._spent(time.thread_time() - cpu, now, total_rss)
+        if readable:
+            self._max_pss = max(self._max_pss or 0, total_pss)
+
+    def _spent(self, cost: float, now: float, total_rss: int) -> None:
+        """A sweep's bookkeeping: its CPU cost leaves the budget and sizes the next wait."""
+        self._pss_cost, self._pss_last = cost, now
+        self._credit -= cost
+        self._pss_samples += 1
+        self._pss_seconds += cost
+        self._rss_covered = max(self._rss_covered, total_rss)
 
     def _loop(self) -> None:
-        n = 0
         while not self._stop.is_set():
-            self._poll(self.pss_every > 0 and n % self.pss_every == 0)
-            n += 1
+            self._poll()
             self._stop.wait(self.interval)
 
     def __enter__(self) -> PeakSampler:
-        self._started = time.perf_counter()
+        self._started = self._last_poll = time.perf_counter()
         self._thread = threading.Thread(target=self._loop, name="peak-sampler", daemon=True)
         self._thread.start()
         return self
@@ -221,13 +285,13 @@ class PeakSampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self._poll(self.pss_every > 0)  # a last look, so a process that is still alive reports its VmHWM
+        self._poll(final=True)  # a last look, so a process that is still alive reports its VmHWM and PSS
         self._seconds = time.perf_counter() - self._started
 
     def result(self) -> MemoryPeaks:
         per = {f"{pid} {self._labels.get(pid, '?')}": peak for pid, peak in self._peaks.items()}
         return MemoryPeaks(per, sum(self._peaks.values()), self._max_rss, self._max_pss, self._samples,
-                           self._seconds)
+                           self._seconds, self._pss_samples, self._pss_seconds)
 
 
 # ---------------------------------------------------------------- growth exponents and tables

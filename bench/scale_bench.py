@@ -199,7 +199,7 @@ def measure(name: str, n_rows: int, *, src: str | None, timeout: float) -> dict[
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, str(n_rows), str(out)]
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=subprocess.PIPE, text=True)
-        with PeakSampler(root=proc.pid, interval=0.1, pss_every=5) as mem:
+        with PeakSampler(root=proc.pid, interval=0.1) as mem:  # PSS on its default budget, 1% of a core
             mem.name(proc.pid, "harness child (coordinator)")
             try:
                 _, err = proc.communicate(timeout=timeout)
