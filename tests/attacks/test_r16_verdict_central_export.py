@@ -21,7 +21,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 pytest.importorskip("httpx")
 
-from _r16_verdict_fakes import SHARED, CentralExport, evaluate, verdicts  # noqa: E402
+from _r16_verdict_fakes import SHARED, CentralExport, Recording, evaluate, verdicts  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not (SHARED / "german_credit").is_dir(), reason="shared datasets not found")
 
@@ -33,3 +33,13 @@ def test_accuracy_is_not_passed_by_an_export_the_federation_did_not_train() -> N
     # nothing, so the federated accuracy test must not pass on the platform's central fit
     assert verdict == "fail", message
     assert "not the final global model the verifier's party received" in message, message
+
+
+def test_every_test_judging_that_export_fails_and_an_honest_export_is_tied() -> None:
+    out = verdicts(evaluate(CentralExport(), ["F-NONIID", "F-PREDICT", "F-EVALUATE"]))
+    for test in ("F-NONIID", "F-PREDICT", "F-EVALUATE"):
+        assert out[test][0] == "fail" and "the federation did not produce it" in out[test][1], out
+    honest = evaluate(Recording(), ["F-AUC-HORIZONTAL"], profile="quick")
+    outcome = honest.outcomes[0]
+    assert outcome.verdict == "pass", outcome.message
+    assert [c["status"] for c in outcome.evidence["integrity"]] == ["match"], outcome.evidence

@@ -292,8 +292,12 @@ def evaluate(ctx: Context) -> Result:
 
 
 def noniid(ctx: Context) -> Result:
-    parties = horizontal_parties(ctx, noniid=True, verifier=False)
-    run = run_job(ctx, horizontal_spec(ctx, [p.name for p in parties], rounds=15), parties, prefix="noniid")
+    # the last party is the verifier's when the platform has a kit, so the export is tied to the federation's
+    # final model (R16-VERDICT-4); without a kit the outcome says the tie was not checked
+    parties = horizontal_parties(ctx, noniid=True)
+    plane = plane_for(ctx) if any(p.operated_by == "verifier" for p in parties) else None
+    run = run_job(ctx, horizontal_spec(ctx, [p.name for p in parties], rounds=15), parties, prefix="noniid",
+                  plane=plane)
     found, how = holdout_auc(ctx, run)
     result = judge_auc(found, ctx.data.baseline.auc, "auc_margin_noniid", how, run)
     result.evidence["split_by"] = ctx.data.noniid_by
