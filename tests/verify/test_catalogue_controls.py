@@ -133,6 +133,7 @@ NEGATIVE_CONTROLS = {
     "S-SECAGG-MASKED": "test_catalogue_weak.py::test_quick_profile, "
                        "test_secagg_check_fails_a_ring_payload_that_is_only_an_encoding",
     "S-BYZANTINE": "test_catalogue_weak_robust.py", "S-BACKDOOR": "test_catalogue_weak_robust.py",
+    "S-PSI-LEAK": "test_catalogue_psi_leak.py",
 }
 
 

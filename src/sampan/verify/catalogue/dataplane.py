@@ -6,7 +6,13 @@ The verifier registers the party with a certificate from its consortium CA (`pki
 Under an egress policy (`ctx.api.egress`, the portal) the platform-named address is checked and pinned first: the
 proxy relays to the pinned IP, so a platform cannot make the verifier dial an internal address (EgressRefused).
 ``variant`` picks the certificate the kit presents ("good", "expired", "wrong_ca", "revoked", "none") for the
-negative TLS tests; ``update_hook`` makes the party Byzantine.
+negative TLS tests; ``update_hook`` makes the party Byzantine; ``leave_after`` makes it really leave the job after
+that round (F-DROPOUT-RESUME: the verifier, not the platform, decides that its party is gone).
+
+Where the evidence comes from (R16-VERDICT-8): when the platform gives no address (an in-process kit, Sampan's
+default mode) the platform's own process runs the verifier's party and calls its tap, so what the tap holds is what
+the platform reported about itself. `provenance` says which of the two a test's evidence rests on, and
+`qualify_self_reported` writes it into the test's message and evidence, where the reports show it.
 """
 
 from __future__ import annotations
@@ -20,11 +26,66 @@ from typing import Any
 from sampan.errors import SampanError
 from sampan.verify.catalogue.base import Context
 
-__all__ = ["VerifierParty", "DataPlaneError"]
+__all__ = ["VerifierParty", "DataPlaneError", "PartyLeft", "SELF_REPORTED", "provenance", "qualify_self_reported"]
+
+SELF_REPORTED = ("self-reported: in-process mode, the platform's own process ran the verifier's party and called its "
+                 "tap, so this rests on messages the platform reported about itself, not on bytes the verifier "
+                 "captured on a wire")
+ON_THE_WIRE = ("verifier-observed: the verifier's own party, run by the verifier, on the wire through the verifier's "
+               "recording proxy")
 
 
 class DataPlaneError(SampanError):
     """The verifier's party could not be set up (names the party and what the platform did not give)."""
+
+
+class PartyLeft(ConnectionError):
+    """Raised inside the kit at the first message of a round after the one the verifier's party leaves after: the
+    party answers nothing more (no reply, no update); the kit is stopped (its connection closed)."""
+
+
+class _LeavingTap:
+    """The verifier's tap, plus the decision to leave: a message of a round after ``after`` is not handled."""
+
+    def __init__(self, inner: Any, after: int, on_leave: Any) -> None:
+        self.inner, self.after, self.on_leave = inner, after, on_leave
+        self.asked: list[tuple[str, int]] = []  # (kind, round) the platform still sent after the party left
+        self.left_at: int | None = None
+
+    def _leave(self, kind: str, round: int) -> None:
+        self.asked.append((kind, int(round)))
+        if self.left_at is None:
+            self.left_at = int(round)
+            self.on_leave()
+        raise PartyLeft(f"the verifier's party left after round {self.after} (asked for {kind!r} of round {round})")
+
+    def sent(self, kind: str, round: int, payload: Any) -> None:
+        if int(round) > self.after:
+            self._leave(kind, round)
+        self.inner.sent(kind, round, payload)
+
+    def received(self, kind: str, round: int, payload: Any) -> None:
+        if int(round) > self.after:
+            self._leave(kind, round)
+        self.inner.received(kind, round, payload)
+
+
+def provenance(plane: Any) -> str:
+    """Where a test's party-side evidence comes from: the platform's own process (in-process kit) or the wire."""
+    return SELF_REPORTED if plane is not None and plane.in_process else ON_THE_WIRE
+
+
+def qualify_self_reported(result: Any, plane: Any) -> Any:
+    """Say in ``result`` (message and evidence) where its party-side evidence comes from; a verdict resting on what
+    the platform reported about itself carries "self-reported" in its message (R16-VERDICT-8)."""
+    if plane is None:
+        return result
+    result.evidence["evidence_source"] = provenance(plane)
+    result.evidence["party_in_process"] = bool(plane.in_process)
+    if plane.in_process and "self-reported" not in result.message:
+        result.message += (" [self-reported: the platform's process ran the verifier's party (in-process mode); "
+                           "nothing was captured on a wire]")
+    return result
 
 
 def _peak_rss() -> float:
@@ -38,7 +99,7 @@ class VerifierParty:
     """One verifier-operated party of one job (see the module note). Not reusable across jobs."""
 
     def __init__(self, ctx: Context, *, variant: str = "good", update_hook: Any = None,
-                 capture: bool = False) -> None:
+                 capture: bool = False, leave_after: int | None = None) -> None:
         from sampan.verify.kits import RecordingTap, get_kit
         from sampan.verify.pki import VerifierCA
 
@@ -52,6 +113,7 @@ class VerifierParty:
         self.tap = RecordingTap()
         self.capture = capture
         self.stop = threading.Event()
+        self.leaving = _LeavingTap(self.tap, leave_after, self.stop.set) if leave_after is not None else None
         self.error: str | None = None
         self.wire: dict[str, Any] | None = None
         self.usage: dict[str, float] = {}
@@ -107,7 +169,8 @@ class VerifierParty:
             before = resource.getrusage(resource.RUSAGE_THREAD)
             start = time.monotonic()
             try:
-                self.kit.run(job_id, self._party, self._data, self._connect, tls, self.tap, self.stop)
+                tap = self.leaving if self.leaving is not None else self.tap
+                self.kit.run(job_id, self._party, self._data, self._connect, tls, tap, self.stop)
             except BaseException as exc:  # noqa: BLE001 (the kit's refusal is evidence, not a crash)
                 self.error = f"{type(exc).__name__}: {exc}"
             after = resource.getrusage(resource.RUSAGE_THREAD)

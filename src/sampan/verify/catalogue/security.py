@@ -1,9 +1,10 @@
-"""Security tests (S-*): the list. Bodies live in `security_wire` (TLS, replay, access, malformed, oversized)
-and `security_leak` (what messages reveal, Byzantine parties, backdoor)."""
+"""Security tests (S-*): the list. Bodies live in `security_wire` (TLS, replay, access, malformed, oversized),
+`security_leak` (what messages reveal, Byzantine parties, backdoor) and `security_psi` (what PSI reveals of ids)."""
 
 from __future__ import annotations
 
 from sampan.verify.catalogue import security_leak as leak
+from sampan.verify.catalogue import security_psi as psi
 from sampan.verify.catalogue import security_wire as wire
 from sampan.verify.catalogue.base import Test
 
@@ -65,6 +66,13 @@ SECURITY: list[Test] = [
          "and is not reused (or shifted by a constant) across rounds; a float payload is never masked",
          thresholds=("masked_alpha",),
          timeout_s=300),
+    Test("S-PSI-LEAK", "PSI reveals no id outside the intersection", "security", STD, psi.psi_leak,
+         requires=("vertical", "psi"), needs_kit=True, claim="psi",
+         inputs="a vertical job whose feature holder is the verifier's party; both parties' ids (strings) overlap "
+         "partly; every message the party sent and received",
+         pass_rule="no id of the other side outside the intersection reaches the party, and none of its own leaves "
+         "it, in the clear or as an unsalted hash (MD5/SHA-1/SHA-2/SHA-3/BLAKE2); the reported intersection size "
+         "equals the verifier's", thresholds=("psi_missing_extra",), timeout_s=300),
     Test("S-BYZANTINE", "Byzantine party (sign flip, scaling, ALIE)", "security", STD, leak.byzantine,
          requires=("horizontal",), needs_kit=True,
          inputs="1 of 3 parties malicious, 5-round jobs; aggregator median (no secure aggregation) when the platform "

@@ -16,6 +16,7 @@ import numpy as np
 from sampan.verify.catalogue.base import Context, NotApplicable, Result
 from sampan.verify.catalogue.common import holdout_auc, horizontal_parties, plane_for, quick_job
 from sampan.verify.catalogue.data import HORIZONTAL_PARTIES
+from sampan.verify.catalogue.dataplane import qualify_self_reported
 from sampan.verify.catalogue.export_tie import check_export
 from sampan.verify.catalogue.jobs import JobRun, PartySpec, claimed_secagg, horizontal_spec, linear_scores, run_job
 from sampan.verify.datasets import fit_lr, table_data
@@ -61,12 +62,16 @@ def _verifier_job(ctx: Context, rows: dict[str, Any], spec_extra: dict[str, Any]
 
 
 def grad_inversion(ctx: Context) -> Result:
+    planted_rows = ctx.data.parts[2][:3]
+    run = _verifier_job(ctx, table_data(ctx.data.table, planted_rows, ctx.data.columns),
+                        {"rounds": 4, "batch_size": 1_000_000, "local_epochs": 1, "learning_rate": 0.5}, "inversion")
+    return qualify_self_reported(_inversion_verdict(ctx, run, planted_rows), run.plane)
+
+
+def _inversion_verdict(ctx: Context, run: JobRun, planted_rows: np.ndarray) -> Result:
     from sampan.audit.gradient_inversion import DeltaObservation, probe_fedavg_delta
 
     t = ctx.data.table
-    planted_rows = ctx.data.parts[2][:3]
-    run = _verifier_job(ctx, table_data(t, planted_rows, ctx.data.columns),
-                        {"rounds": 4, "batch_size": 1_000_000, "local_epochs": 1, "learning_rate": 0.5}, "inversion")
     d = len(ctx.data.columns) + 1
     obs = [DeltaObservation(g[:-1], float(g[-1]), s[:-1] - g[:-1], float(s[-1] - g[-1]))
            for _, g, s in _rounds(run.plane, d) if g is not None and s is not None]
@@ -230,12 +235,17 @@ def _ring_pairs(plane: Any, d: int) -> list[tuple[int, np.ndarray, np.ndarray | 
 def secagg_masked(ctx: Context) -> Result:
     """The mask is computed, not guessed: mask = sent - encode(clear) mod 2^bits per round (the clear update is the
     kit's ``update_clear`` tap), and `is_masked` tests every bit of it for uniformity, zero coordinates and reuse
-    across rounds (rounds x values). A float payload is never masked."""
-    from sampan.audit.secure_agg_checks import is_masked
-
+    across rounds (rounds x values). A float payload is never masked. In-process, both come from the platform's own
+    process calling the tap: the outcome says "self-reported" (R16-VERDICT-8)."""
     run = quick_job(ctx)
     if run.plane is None:
         raise NotApplicable("the verifier ran no party of the quick job")
+    return qualify_self_reported(_masking_verdict(ctx, run), run.plane)
+
+
+def _masking_verdict(ctx: Context, run: JobRun) -> Result:
+    from sampan.audit.secure_agg_checks import is_masked
+
     d = len(ctx.data.columns) + 1
     pairs = [p for p in _ring_pairs(run.plane, d) if p[2] is not None]
     if not pairs:

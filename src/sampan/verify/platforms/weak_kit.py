@@ -7,8 +7,8 @@ sent "stats" (round 0: n, sum, sumsq), received "model" (weights, mean, scale; t
 "n": [rows]}). `update_hook(round, weights)` replaces the weights before they are tapped and sent.
 Vertical (feature holder): send the ids, fetch the join plan, then each round send partial logits for all joined
 rows and take a gradient step with the residuals it gets back; finally send weights, standardisation and partial
-logits. Tap: sent "ids", "logits", "final"; received "residual". The hook here gets the party's own weights
-before it computes each round's partial logits.
+logits. Tap: sent "ids", "logits", "final"; received "plan" (the join: ids, train, holdout), "residual". The hook
+here gets the party's own weights before it computes each round's partial logits.
 """
 
 from __future__ import annotations
@@ -178,6 +178,7 @@ class WeakKit:
             if self._finished(reply, party):
                 return
             plan = reply.get("plan")
+        tap.received("plan", 0, {str(k): np.asarray(v) for k, v in plan.items()})  # the join it was given
         where = {v: k for k, v in enumerate(ids)}
         missing = [i for i in plan["ids"] if i not in where]
         if missing:
