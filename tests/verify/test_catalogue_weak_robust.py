@@ -1,5 +1,5 @@
-"""Negative controls for bad parties: the weak platform's plain FedAvg lets one Byzantine party (sign flip,
-scaling, ALIE) wreck the model and one model-replacement party plant a backdoor."""
+"""Negative controls for bad parties: the weak platform's plain FedAvg lets one Byzantine party of five (sign flip,
+scaling, ALIE) wreck the model and one model-replacement party of five plant a backdoor."""
 
 from __future__ import annotations
 
@@ -41,3 +41,5 @@ def test_robustness_tests_catch_the_weak_platforms_flaws(weak_url: str) -> None:
         {k: (v.verdict, v.message) for k, v in out.items()}
     assert out["S-BACKDOOR"].figures["attack_success_rate"] > 0.5
     assert out["S-BYZANTINE"].evidence["aggregator"].startswith("mean")  # the weak platform has no robust rule
+    for o in out.values():  # the same five-party jobs (1 attacker) that a robust platform passes
+        assert o.evidence["parties"] == 5 and o.evidence["malicious_parties"] == 1

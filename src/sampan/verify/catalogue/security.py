@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sampan.verify.catalogue import security_leak as leak
 from sampan.verify.catalogue import security_psi as psi
+from sampan.verify.catalogue import security_robust as robust
 from sampan.verify.catalogue import security_wire as wire
 from sampan.verify.catalogue.base import Test
 
@@ -73,13 +74,16 @@ SECURITY: list[Test] = [
          pass_rule="no id of the other side outside the intersection reaches the party, and none of its own leaves "
          "it, in the clear or as an unsalted hash (MD5/SHA-1/SHA-2/SHA-3/BLAKE2); the reported intersection size "
          "equals the verifier's", thresholds=("psi_missing_extra",), timeout_s=300),
-    Test("S-BYZANTINE", "Byzantine party (sign flip, scaling, ALIE)", "security", STD, leak.byzantine,
+    Test("S-BYZANTINE", "Byzantine party (sign flip, scaling, ALIE)", "security", STD, robust.byzantine,
          requires=("horizontal",), needs_kit=True,
-         inputs="1 of 3 parties malicious, 5-round jobs; aggregator median (no secure aggregation) when the platform "
-         "declares robust_aggregation, else its default",
+         inputs="1 of 5 parties malicious (the verifier's, 20% of the rows), 5-round jobs sharing one TaskSpec seed; "
+         "aggregator Krum, else median if Krum is refused (no secure aggregation), when the platform declares "
+         "robust_aggregation, else its default; reference: the same job without the attack",
          pass_rule="worst AUC drop <= limit", thresholds=("byzantine_auc_drop_max",), timeout_s=600),
-    Test("S-BACKDOOR", "Model-replacement backdoor", "security", STD, leak.backdoor, requires=("horizontal",),
-         needs_kit=True, inputs="1 party submits gamma*(X - G) + G for a backdoored X (trigger on one column); "
-         "aggregator median when the platform declares robust_aggregation",
-         pass_rule="attack success rate <= limit", thresholds=("backdoor_success_max",), timeout_s=300),
+    Test("S-BACKDOOR", "Model-replacement backdoor", "security", STD, robust.backdoor, requires=("horizontal",),
+         needs_kit=True, inputs="1 of 5 parties submits gamma*(X - G) + G for a backdoored X (trigger: one column at "
+         "6 SD); the S-BYZANTINE aggregator and seed; references: the same job without the attack, and the four "
+         "honest parties alone",
+         pass_rule="attack success rate (triggered bad-credit rows both honest models call bad and the attacked model "
+         "calls good) <= limit", thresholds=("backdoor_success_max",), timeout_s=300),
 ]
