@@ -1,5 +1,6 @@
 """Security tests (S-*): the list. Bodies live in `security_wire` (TLS, replay, access, malformed, oversized),
-`security_leak` (what messages reveal, Byzantine parties, backdoor) and `security_psi` (what PSI reveals of ids)."""
+`security_leak` (what messages reveal), `security_robust` (Byzantine parties, backdoor) and `security_psi` (what
+PSI reveals of ids)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Security tests of what messages reveal and what a bad party can do: gradient inversion, membership inference,
-one-run DP audit with canaries, the secure-aggregation masking check, Byzantine parties and a backdoor.
+"""Security tests of what messages reveal: gradient inversion, membership inference, one-run DP audit with canaries
+and the secure-aggregation masking check (what a bad party can do, Byzantine updates and a backdoor, is in
+`security_robust`).
 
 The verifier's party (its kit, with a tap) sees its own messages in the clear; the attacks are `sampan.audit`'s.
 Weight vectors are [coefficients..., intercept] in the platform's feature order (the drawn columns).
@@ -14,16 +15,14 @@ from typing import Any
 import numpy as np
 
 from sampan.verify.catalogue.base import Context, NotApplicable, Result
-from sampan.verify.catalogue.common import holdout_auc, horizontal_parties, plane_for, quick_job
+from sampan.verify.catalogue.common import horizontal_parties, plane_for, quick_job
 from sampan.verify.catalogue.data import HORIZONTAL_PARTIES
 from sampan.verify.catalogue.dataplane import qualify_self_reported
-from sampan.verify.catalogue.export_tie import check_export
-from sampan.verify.catalogue.jobs import JobRun, PartySpec, claimed_secagg, horizontal_spec, linear_scores, run_job
-from sampan.verify.datasets import fit_lr, table_data
+from sampan.verify.catalogue.jobs import JobRun, PartySpec, horizontal_spec, run_job
+from sampan.verify.datasets import table_data
 from sampan.verify.thresholds import value
 
-__all__ = ["grad_inversion", "mia", "mia_verdict", "dp_audit", "dp_audit_verdict", "secagg_masked", "byzantine",
-           "backdoor"]
+__all__ = ["grad_inversion", "mia", "mia_verdict", "dp_audit", "dp_audit_verdict", "secagg_masked"]
 
 
 def _vec(payload: dict[str, np.ndarray], d: int, prefer: tuple[str, ...] = ("weights", "update")) -> np.ndarray | None:
@@ -280,121 +279,3 @@ def _masking_verdict(ctx: Context, run: JobRun) -> Result:
                   f"({'ring Z_2^' + str(bits) if ring else 'float payload'}): zero mask coordinates "
                   f"{result.equal_fraction:.1%}, |r| = {corr:.3f}" + (f"; {why}" if why and not masked else ""),
                   figures=figures, evidence=evidence)
-
-
-ROBUST_AGGREGATOR = "median"  # coordinate-wise median: robust to 1 of 3 parties (Krum needs n >= 2f + 3 = 5)
-
-
-def _robust(ctx: Context) -> dict[str, Any]:
-    """TaskSpec fields of the Byzantine/backdoor jobs: a robust aggregator when the platform offers one (then
-    without secure aggregation: a robust rule needs each update, secure aggregation reveals only their sum), else
-    the defaults, judged on the result."""
-    if "robust_aggregation" in ctx.capabilities:
-        return {"aggregator": ROBUST_AGGREGATOR, "secure_aggregation": False}
-    return {}
-
-
-def _robust_evidence(ctx: Context) -> dict[str, Any]:
-    if "robust_aggregation" in ctx.capabilities:
-        return {"aggregator": ROBUST_AGGREGATOR, "secure_aggregation": False,
-                "note": "robust aggregation and secure aggregation do not combine here: a robust rule needs each "
-                        "party's update, secure aggregation reveals only their sum"}
-    return {"aggregator": "mean (the platform declares no robust_aggregation)",
-            "secure_aggregation": claimed_secagg(ctx)}
-
-
-def _last_global(plane_box: dict[str, Any], d: int) -> np.ndarray | None:
-    plane = plane_box.get("plane")
-    if plane is None:
-        return None
-    got = [_vec(m.payload, d) for m in plane.tap.messages if m.direction == "received"]
-    got = [g for g in got if g is not None]
-    return got[-1] if got else None
-
-
-def _attacked_auc(ctx: Context, name: str, attack: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> float:
-    """AUC of a 5-round job in which the verifier's party sends ``attack(update_delta, global)`` + global."""
-    d = len(ctx.data.columns) + 1
-    box: dict[str, Any] = {}
-
-    def hook(_round: int, weights: np.ndarray) -> np.ndarray:
-        g = _last_global(box, d)
-        if g is None or g.size != np.asarray(weights).size:
-            return weights
-        return g + attack(np.asarray(weights, dtype=np.float64) - g, g)
-
-    parties = horizontal_parties(ctx)
-    plane = plane_for(ctx, update_hook=hook)
-    box["plane"] = plane
-    spec = horizontal_spec(ctx, [p.name for p in parties], rounds=5, **_robust(ctx))
-    run = run_job(ctx, spec, parties, prefix=f"byz-{name}", plane=plane)
-    return holdout_auc(ctx, run)[0]
-
-
-def byzantine(ctx: Context) -> Result:
-    from sampan.audit import byzantine as byz
-
-    clean, _ = holdout_auc(ctx, quick_job(ctx))
-    n, f = len(HORIZONTAL_PARTIES), 1
-    attacks: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-        "sign_flip": lambda u, g: byz.sign_flip(u, scale=5.0),
-        "scaling": lambda u, g: byz.scaling(u, factor=-20.0),
-        # ALIE from the attacker's own view: its update and two perturbed copies stand in for the benign spread
-        "alie": lambda u, g: byz.alie(np.stack([u, 0.5 * u, 1.5 * u]), n, f, z=3.0),
-    }
-    aucs = {name: _attacked_auc(ctx, name, attack) for name, attack in attacks.items()}
-    worst = min(aucs.values())
-    drop = clean - worst
-    limit = value("byzantine_auc_drop_max")
-    return Result("pass" if drop <= limit else "fail",
-                  f"AUC clean {clean:.4f}; under attack " + ", ".join(f"{k} {v:.4f}" for k, v in aucs.items()),
-                  figures={"auc_clean": clean, **{f"auc_{k}": v for k, v in aucs.items()}, "worst_drop": drop},
-                  evidence={"malicious_parties": f, "parties": n, **_robust_evidence(ctx)})
-
-
-def backdoor(ctx: Context) -> Result:
-    """Model replacement (Bagdasaryan et al. 2020): the party submits gamma*(X - G) + G for a backdoored X."""
-    from sampan.audit.byzantine import add_trigger, model_replacement_backdoor
-
-    t, cols = ctx.data.table, ctx.data.columns
-    d = len(cols) + 1
-    X_own, y_own = t.cols(cols)[ctx.data.parts[2]], t.y[ctx.data.parts[2]]
-    trigger_col, trigger_value, target = 0, 6.0, 0
-    X_bd = np.vstack([X_own, add_trigger(X_own, trigger_col, trigger_value)])
-    y_bd = np.concatenate([y_own, np.full(y_own.size, target)])
-    coef, b = fit_lr(X_bd, y_bd.astype(np.float64))
-    backdoored = np.append(coef, b)
-    gamma = float(sum(p.size for p in ctx.data.parts)) / float(ctx.data.parts[2].size)
-    box: dict[str, Any] = {}
-
-    def hook(_round: int, weights: np.ndarray) -> np.ndarray:
-        g = _last_global(box, d)
-        if g is None or g.size != backdoored.size:
-            return weights
-        return model_replacement_backdoor(g, backdoored, n=1, eta=1.0 / gamma)
-
-    parties = horizontal_parties(ctx)
-    plane = plane_for(ctx, update_hook=hook)
-    box["plane"] = plane
-    run = run_job(ctx, horizontal_spec(ctx, [p.name for p in parties], rounds=5, **_robust(ctx)), parties,
-                  prefix="backdoor", plane=plane)
-    clean = quick_job(ctx)
-    if run.model is None or clean.model is None:
-        raise NotApplicable("no model export to measure the backdoor with")
-    check_export(ctx, run, "the backdoor job")  # R16-VERDICT-4: both exports must be the federation's models
-    check_export(ctx, clean, "the clean quick job")
-    hold = ctx.data.holdout[t.y[ctx.data.holdout] == 1]
-    trig = table_data(t, hold, cols, label=False)
-    X_trig = add_trigger(t.cols(cols)[hold], trigger_col, trigger_value)
-    trig["rows"] = [list(map(float, r)) for r in X_trig]
-    clean_pos = linear_scores(clean.model, trig) >= 0.5
-    attacked = linear_scores(run.model, trig) < 0.5
-    eligible = int(clean_pos.sum())
-    if eligible == 0:
-        return Result("error", "the clean model gives no triggered bad-credit row the bad label: nothing to flip")
-    asr = float((attacked & clean_pos).sum()) / eligible
-    limit = value("backdoor_success_max")
-    return Result("fail" if asr > limit else "pass", f"attack success rate {asr:.1%} on {eligible} triggered rows",
-                  figures={"attack_success_rate": asr, "trigger_rows": float(eligible), "gamma": gamma},
-                  evidence={"trigger": {"column": cols[trigger_col], "value": trigger_value}, "target_label": target,
-                            **_robust_evidence(ctx)})
