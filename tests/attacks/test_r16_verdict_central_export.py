@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "review"))  # the R16-VERDICT fakes
@@ -23,7 +25,43 @@ pytest.importorskip("httpx")
 
 from _r16_verdict_fakes import SHARED, CentralExport, Recording, evaluate, verdicts  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not (SHARED / "german_credit").is_dir(), reason="shared datasets not found")
+from sampan.verify.backend import BackendError  # noqa: E402
+
+
+def _served(model: Any, data: Any) -> np.ndarray:
+    """The scores ``model`` (a ModelExport) gives ``data`` (what the platform's /predict answers)."""
+    X = np.asarray([[float(r[data.columns.index(c)]) for c in model.features] for r in data.rows])
+    assert model.standardisation is not None
+    X = (X - np.asarray(model.standardisation.mean)) / np.asarray(model.standardisation.scale)
+    return np.asarray(1.0 / (1.0 + np.exp(-(X @ np.asarray(model.coefficients) + model.intercept))))
+
+
+class PredictOnly(Recording):
+    """The weak platform serving its federated model through /predict only: no model export to compare."""
+
+    def info(self) -> Any:
+        info = super().info()
+        return info.model_copy(update={"capabilities": [c for c in info.capabilities if c != "model_export"]})
+
+    def model(self, job_id: str) -> Any:
+        raise BackendError("unsupported", "this platform exports no model")
+
+    def served(self, job_id: str) -> Any:
+        return Recording.model(self, job_id)
+
+    def _scores(self, job_id: str, data: Any) -> np.ndarray:
+        return _served(self.served(job_id), data)
+
+
+class CentralPredictOnly(PredictOnly, CentralExport):
+    """`CentralExport`'s central fit, served only through /predict."""
+
+    def served(self, job_id: str) -> Any:
+        return CentralExport.model(self, job_id)
+
+
+pytestmark = [pytest.mark.skipif(not (SHARED / "german_credit").is_dir(), reason="shared datasets not found"),
+              pytest.mark.slow]
 
 
 def test_accuracy_is_not_passed_by_an_export_the_federation_did_not_train() -> None:
@@ -43,3 +81,12 @@ def test_every_test_judging_that_export_fails_and_an_honest_export_is_tied() -> 
     outcome = honest.outcomes[0]
     assert outcome.verdict == "pass", outcome.message
     assert [c["status"] for c in outcome.evidence["integrity"]] == ["match"], outcome.evidence
+
+
+def test_without_an_export_the_predict_scores_are_tied() -> None:
+    verdict, message = verdicts(evaluate(CentralPredictOnly(), ["F-AUC-HORIZONTAL"], profile="quick"))[
+        "F-AUC-HORIZONTAL"]
+    assert verdict == "fail" and "/predict scores are not those of the final global model" in message, message
+    honest = evaluate(PredictOnly(), ["F-AUC-HORIZONTAL"], profile="quick").outcomes[0]
+    assert honest.verdict == "pass", honest.message
+    assert [(c["status"], c["by"]) for c in honest.evidence["integrity"]] == [("match", "/predict scores")]

@@ -8,7 +8,7 @@ import numpy as np
 
 from sampan.verify.catalogue.base import Context, Result
 from sampan.verify.catalogue.data import HORIZONTAL_PARTIES, VERTICAL_PARTIES
-from sampan.verify.catalogue.export_tie import check_export
+from sampan.verify.catalogue.export_tie import check_export, check_scores
 from sampan.verify.catalogue.jobs import JobRun, PartySpec, horizontal_spec, job_seed, linear_scores, run_job
 from sampan.verify.datasets import ID, LABEL, auc, predict_lr, table_data
 from sampan.verify.thresholds import value
@@ -79,21 +79,23 @@ def holdout_scores(ctx: Context, run: JobRun, *, qualify: dict[str, str] | None 
 
     The holdout leaves the verifier only when the platform exports no model: its features (no labels) to /predict
     when offered, the labelled rows to /evaluate as a last resort (R16-VERDICT-12; said in the returned "how").
-    An export that is not the final global model the verifier's party received raises `ExportNotTied`
-    (`export_tie`; R16-VERDICT-4).
+    An export (or, without one, /predict scores) that is not the final global model the verifier's party received
+    raises `ExportNotTied` (`export_tie`; R16-VERDICT-4).
     """
-    check_export(ctx, run)  # R16-VERDICT-4: the export judged must be the federation's final model
     table = table_data(ctx.data.table, ctx.data.holdout, columns or ctx.data.columns)
     y = ctx.data.table.y[ctx.data.holdout]
     if run.model is not None:
+        check_export(ctx, run)  # R16-VERDICT-4: the export judged must be the federation's final model
         p = linear_scores(run.model, table, qualify=qualify)
         return p, auc(y, p), "exported model scored by the verifier"
     if "predict" in ctx.capabilities:
         unlabelled = table_data(ctx.data.table, ctx.data.holdout, columns or ctx.data.columns, label=False)
         body = ctx.api.ok("POST", f"/jobs/{run.job_id}/predict", unlabelled)
         scores = np.asarray(body["scores"], dtype=np.float64)
+        check_scores(ctx, run, unlabelled, scores)  # no export: the scores must be the federation's model's
         return (scores, auc(y, scores), "no model export: platform /predict scores on the holdout's features "
                 "(labels withheld; the platform has now seen these rows' features)")
+    check_export(ctx, run)  # records "not checked": an AUC from /evaluate cannot be tied to any model
     body = ctx.api.ok("POST", f"/jobs/{run.job_id}/evaluate", table)
     return None, float(body["metrics"]["auc"]), ("no model export: platform /evaluate on the verifier's labelled "
                                                  "holdout (the platform has now seen it)")

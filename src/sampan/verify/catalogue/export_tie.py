@@ -11,7 +11,10 @@ final model too (Sampan's and Flower's final evaluation, the weak platform's las
 - the export must equal it: max |coefficient or intercept difference| and, when the party received the
   standardisation with it, max |mean difference| and max relative |scale difference|, all within
   `export_global_tol` (thresholds.py). Otherwise the test that judged the export fails (`ExportNotTied`), whatever
-  its own figure says.
+  its own figure says;
+- a platform that exports no model is judged on its /predict scores: they must be the final global model's scores
+  of the same rows (computed by the verifier with the standardisation sent with that model), within the same
+  tolerance (`check_scores`).
 
 "Not checked", said in the outcome (the runner adds each test's checks to its evidence and message): the platform has
 no party kit or the verifier runs no party of that job (F-AUC-VERTICAL, F-NONIID, F-DROPOUT-RESUME run on the
@@ -30,7 +33,7 @@ from sampan.verify.catalogue.base import Context, ExportNotTied
 from sampan.verify.catalogue.jobs import JobRun
 from sampan.verify.thresholds import value
 
-__all__ = ["check_export", "export_tie", "final_global"]
+__all__ = ["check_export", "check_scores", "export_tie", "final_global"]
 
 MODEL_KEYS = ("weights", "params")  # where kits put a model vector (weak/Flower: weights; Sampan: params)
 
@@ -137,4 +140,37 @@ def check_export(ctx: Context, run: JobRun, what: str = "") -> dict[str, Any]:
         ctx.integrity.append(record)
     if record["status"] == "mismatch":
         raise ExportNotTied(f"{what + ': ' if what else ''}{record['why']} (job {run.job_id})", record)
+    return record
+
+
+def check_scores(ctx: Context, run: JobRun, table: dict[str, Any], scores: np.ndarray) -> dict[str, Any]:
+    """No export: the platform's /predict ``scores`` of ``table`` (TableData, no label) must be the final global
+    model's; recorded like `check_export`, `ExportNotTied` when they are not."""
+    tol = value("export_global_tol")
+    record: dict[str, Any] = {"check": "export tie", "job_id": run.job_id, "tolerance": tol, "by": "/predict scores"}
+    final, why = final_global(run)
+    if final is None:
+        record.update(status="not checked", why=f"no model export, and {why}")
+    elif "mean" not in final or "scale" not in final:
+        record.update(status="not checked", why="no model export, and the final model reached the verifier's party "
+                      "without its standardisation: its scores cannot be recomputed")
+    else:
+        order = list(run.spec["features"][_verifier_party(run)])
+        index = {c: i for i, c in enumerate(table["columns"])}
+        rows = np.asarray([[float(r[index[c]]) for c in order] for r in table["rows"]], dtype=np.float64)
+        z = ((rows - final["mean"]) / final["scale"]) @ final["model"][:-1] + final["model"][-1]
+        mine = 1.0 / (1.0 + np.exp(-np.clip(z, -500, 500)))
+        got = np.asarray(scores, dtype=np.float64).reshape(-1)
+        gap = float(np.max(np.abs(got - mine))) if got.shape == mine.shape and got.size else float("inf")
+        record.update(gaps={"scores": gap}, source=why)
+        if np.isfinite(gap) and gap <= tol:
+            record.update(status="match")
+        else:
+            record.update(status="mismatch", why=f"the platform's /predict scores are not those of the final global "
+                          f"model the verifier's party received (max |difference| {gap:.3g}; tolerance {tol:g}): the "
+                          "federation did not produce the model it serves")
+    with ctx.lock:
+        ctx.integrity.append(record)
+    if record["status"] == "mismatch":
+        raise ExportNotTied(f"{record['why']} (job {run.job_id})", record)
     return record
