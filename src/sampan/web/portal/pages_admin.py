@@ -70,6 +70,15 @@ def create_account(request: Request) -> Response:
     return _admin_page(request, principal, {"email": email, "role": role, "password": password})
 
 
+@router.post("/admin/users/{user_id}/disabled", include_in_schema=False)
+def set_disabled(request: Request, user_id: PathId) -> Response:
+    principal = require_role(request, "admin")
+    disable = text(form_of(request), "disabled", 5) == "yes"
+    context_of(request).portal.set_disabled(principal, user_id, disable)
+    word = "disabled: its sessions are ended" if disable else "enabled"
+    return redirect(request, "/admin", ("ok", f"Account {user_id} {word}."))
+
+
 @router.post("/admin/allow-list", include_in_schema=False)
 def set_allow_list(request: Request) -> Response:
     principal = require_role(request, "admin")
@@ -81,5 +90,7 @@ def set_allow_list(request: Request) -> Response:
 @router.get("/admin/audit", include_in_schema=False)
 def audit(request: Request) -> Response:
     principal = require_role(request, *STAFF)
-    entries = list(context_of(request).portal.audit_entries(principal))
-    return render(request, "audit.html", {"title": "Audit log", "section": "audit", "entries": entries[-300:][::-1]})
+    portal = context_of(request).portal
+    entries = list(portal.audit_entries(principal, limit=300))
+    return render(request, "audit.html", {"title": "Audit log", "section": "audit", "entries": entries,
+                                          "verified": portal.audit_verified(principal)})
