@@ -22,7 +22,7 @@ from _core_fixtures import PASSWORD, TOKEN, FakeRunner, applicant, claimed_proje
 from sampan.runtime.store import Store
 
 pytest.importorskip("fastapi")
-from starlette.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
 
 from sampan.web.portal.app import PortalSettings, create_portal_app, page_routes  # noqa: E402
 from sampan.web.portal.pages_base import SESSION_COOKIE  # noqa: E402
