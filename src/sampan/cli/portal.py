@@ -5,6 +5,7 @@ The web stack (fastapi, uvicorn, jinja2, argon2: the `console` extra) is importe
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from pathlib import Path
@@ -41,6 +42,10 @@ def portal(
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    to_terminal = logging.StreamHandler()  # verification links and warnings on stderr too (the file has them all)
+    to_terminal.setLevel(logging.WARNING)
+    to_terminal.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logging.getLogger("sampan.portal").addHandler(to_terminal)
     embedded = EmbeddedPortal(folder, port=port, database_url=database_url, local_platforms=local_platforms)
     try:
         typer.echo(f"sampan portal: making or opening {folder.resolve()} ...", err=True)
@@ -59,5 +64,6 @@ def portal(
         typer.echo("Stopping ...", err=True)
     finally:
         embedded.stop()
+        logging.getLogger("sampan.portal").removeHandler(to_terminal)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
