@@ -1,6 +1,6 @@
 """`sampan portal`: registered in the CLI; the embedded portal starts on loopback, prints the first admin's one-time
 password only at the first start, resumes its folder (accounts kept), refuses a busy port by name, and its
-verification links go to the folder's log."""
+verification links go to the folder's log, and it answers only its loopback names (DNS rebinding)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,9 @@ def test_embedded_portal_starts_resumes_and_logs_links(tmp_path) -> None:
         assert started.url.startswith("http://127.0.0.1:") and started.admin_password
         assert started.platforms == {} and list(first.portal.egress.allow) == []  # nothing internal allowed
         assert httpx.get(started.url).status_code == 200
+        # DNS rebinding: a page on another name that resolves to 127.0.0.1 reaches the port, not the portal
+        assert httpx.get(started.url, headers={"Host": "evil.example"}).status_code == 400
+        assert httpx.get(started.url.replace("127.0.0.1", "localhost")).status_code == 200
         first.portal.accounts.register("vendor@acme.example", "a long enough passphrase", CompanyInfo("Acme", "HK"))
     finally:
         first.stop()

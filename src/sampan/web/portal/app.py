@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.responses import RedirectResponse
 from starlette.staticfiles import StaticFiles
 
@@ -36,14 +37,16 @@ class PortalSettings:
     """How the app is run: ``accounts`` (a `PortalAccounts`; None: the portal's own), ``key`` (signs CSRF tokens and
     flash notes; random per process by default), ``embedded`` (links are logged, the pages say so),
     ``send_link(email, path)`` (how a verification link reaches the applicant where there is mail; None:
-    `PortalAccounts(log_links=True)` logs it), ``secure_cookies`` (set behind a TLS-terminating proxy)."""
+    `PortalAccounts(log_links=True)` logs it), ``secure_cookies`` (set behind a TLS-terminating proxy),
+    ``allowed_hosts`` (Host headers the app answers; the embedded mode's loopback names, so a DNS-rebinding page
+    on another name cannot drive the portal from a browser on this machine; None: any)."""
 
     accounts: Any = None
     key: bytes | None = None
     embedded: bool = True
     send_link: Callable[[str, str], None] | None = None
     secure_cookies: bool = False
-    base_url: str = ""
+    allowed_hosts: tuple[str, ...] | None = None
 
 
 def mount_portal(app: FastAPI, portal: Any, settings: PortalSettings) -> None:
@@ -63,6 +66,8 @@ def create_portal_app(portal: Any, settings: PortalSettings) -> FastAPI:
     app = FastAPI(title="Sampan verification portal", docs_url=None, redoc_url=None, openapi_url=None)
     mount_portal(app, portal, settings)
     app.add_api_route("/", lambda: RedirectResponse(f"{PREFIX}/", status_code=307), include_in_schema=False)
+    if settings.allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
     return app
 
 

@@ -31,6 +31,7 @@ __all__ = ["EmbeddedPortal", "LocalPlatform", "PortalStarted", "LOOPBACK", "ADMI
 log = logging.getLogger("sampan.portal")
 
 LOOPBACK = ("127.0.0.1/32", "::1/128")
+LOOPBACK_NAMES = ("127.0.0.1", "localhost")  # the Host headers the embedded portal answers (it listens on IPv4)
 ADMIN_EMAIL = "admin@portal.localhost"
 
 
@@ -142,7 +143,8 @@ class EmbeddedPortal:
         if interrupted:
             log.warning("%d evaluation(s) left running by the last stop were marked failed", interrupted)
         password = accounts.bootstrap_admin(ADMIN_EMAIL)
-        app = create_portal_app(self.portal, PortalSettings(accounts=accounts, key=self.key, embedded=True))
+        app = create_portal_app(self.portal, PortalSettings(accounts=accounts, key=self.key, embedded=True,
+                                                                  allowed_hosts=LOOPBACK_NAMES))
         server = _Server(app, self.port)
         self._stack.callback(server.stop)
         return PortalStarted(url=f"http://127.0.0.1:{server.port}/portal/", folder=folder, admin_email=ADMIN_EMAIL,
