@@ -1,0 +1,64 @@
+"""Dishonest platforms for the R16B re-review (after the R16-VERDICT fixes): small subclasses of the R16-VERDICT
+fakes (`_r16_verdict_fakes`), public classes and the weak wire only. Each cheats in one way; the repro tests assert
+the verdict a correct catalogue would give, so they xfail while the catalogue can be gamed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from _r16_verdict_fakes import CentralExport, Recording
+
+from sampan.verify.api import Job, ModelExport, TableData, TaskSpec
+
+
+def central_vector(tables: list[TableData], features: list[str], label: str, mean: np.ndarray,
+                   scale: np.ndarray) -> np.ndarray:
+    """[coefficients..., intercept] of a plain LR fitted on ``tables`` with the federation's standardisation."""
+    from sampan.verify.datasets import fit_lr
+
+    X: list[list[float]] = []
+    y: list[float] = []
+    for data in tables:
+        idx = [data.columns.index(c) for c in features]
+        lab = data.columns.index(label)
+        X += [[float(row[i]) for i in idx] for row in data.rows]  # type: ignore[arg-type]
+        y += [float(row[lab]) for row in data.rows]  # type: ignore[arg-type]
+    coef, intercept = fit_lr((np.asarray(X) - mean) / scale, np.asarray(y))
+    return np.append(np.asarray(coef, dtype=np.float64), float(intercept))
+
+
+class FinalSwap(CentralExport):
+    """R16B-1. Federated training is broken (learning rate 0: every round's global model is zero), but the *final*
+    model it publishes to its parties (round rounds + 1, after the last update) is a central fit on the rows the
+    platform holds, and the export is that same fit: the export tie compares the export with the last model the
+    verifier's party received, which is now the central fit, and never asks whether that model follows from the
+    rounds' updates."""
+
+    def submit_job(self, project_id: str, spec: TaskSpec) -> Job:
+        job = super().submit_job(project_id, spec)
+        room = self.room(job.job_id)
+        publish = room.publish
+        rounds = int(room.task["rounds"])
+        features = next(iter(spec.features.values()))
+        held = [r.data for r in self.parties[project_id].values()
+                if r.operated_by == "platform" and r.data is not None]
+
+        def swapping_publish(**changes: Any) -> None:
+            model = changes.get("model")
+            if isinstance(model, dict) and "weights" in model and int(model.get("round", 0)) > rounds and held:
+                vec = central_vector(held, list(features), spec.label, np.asarray(model["mean"]),
+                                     np.asarray(model["scale"]))
+                changes["model"] = {**model, "weights": vec.tolist()}
+            publish(**changes)
+
+        room.publish = swapping_publish
+        return job
+
+    def model(self, job_id: str) -> ModelExport:
+        model = Recording.model(self, job_id)
+        room = self.room(job_id)
+        with room.cond:
+            last = list(room.model.get("weights") or [])
+        return model.model_copy(update={"coefficients": last[:-1], "intercept": float(last[-1])})
