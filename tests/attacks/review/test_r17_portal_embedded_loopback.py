@@ -1,0 +1,54 @@
+"""R17-PORTAL-2: with its local platforms, the embedded portal lets every applicant reach EVERY loopback port.
+
+Attack (a malicious applicant of `sampan portal --local-platforms`): `EmbeddedPortal` allow-lists the whole of
+127.0.0.1/32 and ::1/128 so the qualification check can reach its two local platforms, and an allow-listed
+address is open on every port (`EgressPolicy`: "An allow-listed address is open on every port"). The applicant
+then names http://127.0.0.1:<any port> as its endpoint: the qualification check connects to whatever listens
+there on the portal's machine (the portal itself, a database, a local control plane), accepts plain http there
+(allow-listed loopback), sends its bearer token and a GET /bench/v1/info, and tells the applicant what it found
+("nothing accepts connections on ... port N" against "answered HTTP 404 ..."): a loopback port scanner and a
+request forger inside the operator's machine. The worker has `own_ports` for exactly this; the portal's policy
+does not use it.
+
+Fixed when: the embedded portal's policy opens loopback only on its local platforms' ports (`own_ports`, or one
+allow-list entry per host:port), so any other loopback port is refused at the "address" check.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "portal"))
+
+from _core_fixtures import FAST_ARGON2  # noqa: E402
+
+from sampan.verify.egress import EgressRefused  # noqa: E402
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="R17-PORTAL-2: the embedded portal allow-lists every loopback port, not "
+                                       "only its local platforms'")
+def test_the_embedded_portal_opens_loopback_only_on_its_own_platforms(tmp_path) -> None:
+    from sampan.web.portal.embedded import EmbeddedPortal
+
+    internal = socket.socket()  # some other local service of the operator's machine (say, a database)
+    internal.bind(("127.0.0.1", 0))
+    internal.listen(1)
+    port = internal.getsockname()[1]
+    embedded = EmbeddedPortal(tmp_path / "p", port=0, argon2_params=FAST_ARGON2, local_platforms=True)
+    started = embedded.start()
+    try:
+        policy = embedded.portal.egress
+        for local in started.platforms.values():  # its own platforms stay reachable
+            policy.pin(local.url)
+        portal_port = int(started.url.split(":")[2].split("/")[0])
+        for target in (f"http://127.0.0.1:{port}/", f"http://[::1]:{port}/", f"http://127.0.0.1:{portal_port}/"):
+            with pytest.raises(EgressRefused):
+                policy.pin(target)
+    finally:
+        embedded.stop()
+        internal.close()
