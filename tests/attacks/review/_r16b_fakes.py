@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from _r16_verdict_fakes import CentralExport, Recording
 
-from sampan.verify.api import Job, ModelExport, TableData, TaskSpec
+from sampan.verify.api import Job, ModelExport, PlatformInfo, TableData, TaskSpec
 
 
 def central_vector(tables: list[TableData], features: list[str], label: str, mean: np.ndarray,
@@ -62,3 +62,32 @@ class FinalSwap(CentralExport):
         with room.cond:
             last = list(room.model.get("weights") or [])
         return model.model_copy(update={"coefficients": last[:-1], "intercept": float(last[-1])})
+
+
+class PlanLeaker(Recording):
+    """R16B-2. In a vertical job the join plan it sends the verifier's feature holder also carries every id of the
+    label holder (a party the platform holds), outside the intersection too, as one comma-joined string: in the
+    clear, but not as a string element equal to an id, the only clear form S-PSI-LEAK reads. It claims "psi"."""
+
+    def info(self) -> PlatformInfo:
+        info = super().info()
+        return info.model_copy(update={"capabilities": [*info.capabilities, "psi"]})
+
+    def submit_job(self, project_id: str, spec: TaskSpec) -> Job:
+        job = super().submit_job(project_id, spec)
+        if spec.kind != "vertical":
+            return job
+        room = self.room(job.job_id)
+        publish = room.publish
+        held = [r.data for r in self.parties[project_id].values()
+                if r.operated_by == "platform" and r.data is not None and spec.id_column in r.data.columns]
+
+        def leaking_publish(**changes: Any) -> None:
+            plan = changes.get("plan")
+            if isinstance(plan, dict) and held:
+                k = held[0].columns.index(str(spec.id_column))
+                changes["plan"] = {**plan, "note": ",".join(str(row[k]) for row in held[0].rows)}
+            publish(**changes)
+
+        room.publish = leaking_publish
+        return job
