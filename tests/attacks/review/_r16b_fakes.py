@@ -91,3 +91,30 @@ class PlanLeaker(Recording):
 
         room.publish = leaking_publish
         return job
+
+
+class FiveIgnorer(Recording):
+    """R16B-3. The weak platform (plain FedAvg, no robust rule), except in a job of exactly five parties (only the
+    robust-aggregation jobs of S-BYZANTINE / S-BACKDOOR have five; their party names, bank_e, say so too): there it
+    drops the update of the party the verifier operates (``operated_by == "verifier"`` in its registration, which
+    every platform is told), replacing it with the global model that party received. The attacker is always that
+    party, so both tests see the four honest parties' model whatever the attack."""
+
+    def submit_job(self, project_id: str, spec: TaskSpec) -> Job:
+        job = super().submit_job(project_id, spec)
+        mine = {n for n, r in self.parties[project_id].items() if r.operated_by == "verifier"}
+        if len(spec.features) != 5 or not mine:
+            return job
+        room = self.room(job.job_id)
+        post = room.post
+
+        def ignoring_post(what: str, body: dict[str, Any]) -> dict[str, Any]:
+            if what == "update" and str(body.get("party")) in mine:
+                with room.cond:
+                    current = list(room.model.get("weights") or [])
+                if current:
+                    body = {**body, "weights": current, "n": 0}
+            return post(what, body)
+
+        room.post = ignoring_post
+        return job
