@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from _r16_verdict_fakes import CentralExport, Recording
+from _r16_verdict_fakes import CanaryFreezer, CentralExport, Recording
 
 from sampan.verify.api import Job, ModelExport, PlatformInfo, TableData, TaskSpec
 
@@ -118,3 +118,37 @@ class FiveIgnorer(Recording):
 
         room.post = ignoring_post
         return job
+
+
+class CanaryJitter(CanaryFreezer):
+    """R16B-4. `CanaryFreezer` (no DP; the columns that are all zeros at every party it holds keep weight 0 in every
+    published model), except that each published model puts a fresh jitter of about 1e-6 (on the raw 0/1 scale) on
+    those columns: they are still frozen (the verifier's change is not in them), but no longer equal to the common
+    term, which is all `canary_trace` asks. The export is the last published model (tied). The real columns train
+    in the clear."""
+
+    def submit_job(self, project_id: str, spec: TaskSpec) -> Job:
+        job = Recording.submit_job(self, project_id, spec)  # not the freezer's publish: this one freezes
+        frozen = self.frozen(job.job_id)
+        room = self.room(job.job_id)
+        publish = room.publish
+        rng = np.random.default_rng()
+
+        def jittering_publish(**changes: Any) -> None:
+            model = changes.get("model")
+            if isinstance(model, dict) and "weights" in model and frozen:
+                scale = list(model.get("scale") or [1.0] * len(model["weights"]))
+                # jitter on the raw 0/1 scale (weight / scale), so included and excluded canaries look alike
+                changes["model"] = {**model, "weights": [float(rng.normal(0.0, 1e-6) * scale[i]) if i in frozen
+                                                         else w for i, w in enumerate(model["weights"])]}
+            publish(**changes)
+
+        room.publish = jittering_publish
+        return job
+
+    def model(self, job_id: str) -> ModelExport:
+        model = Recording.model(self, job_id)
+        room = self.room(job_id)
+        with room.cond:
+            last = list(room.model.get("weights") or [])
+        return model.model_copy(update={"coefficients": last[:-1], "intercept": float(last[-1])}) if last else model
