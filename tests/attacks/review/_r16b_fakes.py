@@ -152,3 +152,27 @@ class CanaryJitter(CanaryFreezer):
         with room.cond:
             last = list(room.model.get("weights") or [])
         return model.model_copy(update={"coefficients": last[:-1], "intercept": float(last[-1])}) if last else model
+
+
+class StaleDropout(Recording):
+    """R16B-6 (variant). Never drops anyone: the dropout notice is taken out of the job, and the last update the
+    leaving party sent (round ``after_round``) is filed again for every later round, so the weak aggregator, which
+    waits for every party, averages that stale update to the end. Its round reports list the party in every round."""
+
+    def submit_job(self, project_id: str, spec: TaskSpec) -> Job:
+        job = super().submit_job(project_id, spec.model_copy(update={"dropout": None}))
+        if spec.dropout is None:
+            return job
+        room = self.room(job.job_id)
+        post = room.post
+        gone, after, rounds = spec.dropout.party, spec.dropout.after_round, spec.rounds
+
+        def caching_post(what: str, body: dict[str, Any]) -> dict[str, Any]:
+            reply = post(what, body)
+            if what == "update" and body.get("party") == gone and int(body.get("round", 0)) == after:
+                for r in range(after + 1, rounds + 1):
+                    post(what, {**body, "round": r})
+            return reply
+
+        room.post = caching_post
+        return job
