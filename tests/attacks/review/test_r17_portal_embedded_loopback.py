@@ -29,7 +29,6 @@ from _core_fixtures import FAST_ARGON2  # noqa: E402
 from sampan.verify.egress import EgressRefused  # noqa: E402
 
 
-@pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="R17-PORTAL-2: the embedded portal allow-lists every loopback port, not "
                                        "only its local platforms'")
 def test_the_embedded_portal_opens_loopback_only_on_its_own_platforms(tmp_path) -> None:
