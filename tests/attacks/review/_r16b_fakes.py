@@ -176,3 +176,45 @@ class StaleDropout(Recording):
 
         room.post = caching_post
         return job
+
+
+def canary_shaped(spec: TaskSpec) -> bool:
+    """The canary job of S-MIA / S-DP-AUDIT-ONE-RUN as any platform sees it: hundreds of features, every one named
+    attr_<6 hex> (no other job of the catalogue has either)."""
+    features = next(iter(spec.features.values()))
+    return len(features) > 100 and all(f.startswith("attr_") for f in features)
+
+
+class DpOnlyWhenAudited(Recording):
+    """R16B-7. Claims DP at epsilon 1 (as the weak platform does) and adds Gaussian noise to every published model's
+    raw-scale coefficients, all columns alike (an honest-looking central DP mechanism), but only in a canary-shaped
+    job; every other job, DP requested or not, trains in the clear. The export is the last published model (tied)."""
+
+    sigma = 30.0
+
+    def submit_job(self, project_id: str, spec: TaskSpec) -> Job:
+        job = super().submit_job(project_id, spec)
+        if spec.dp is None or not canary_shaped(spec):
+            return job
+        room = self.room(job.job_id)
+        publish = room.publish
+        rng = np.random.default_rng()
+
+        def noisy_publish(**changes: Any) -> None:
+            model = changes.get("model")
+            if isinstance(model, dict) and "weights" in model:
+                w = np.asarray(model["weights"], dtype=np.float64)
+                scale = np.append(np.asarray(model.get("scale") or np.ones(w.size - 1), dtype=np.float64), 1.0)
+                # noise on the raw-scale coefficients (weight / scale), as a mechanism on the unscaled model would
+                changes["model"] = {**model, "weights": (w + rng.normal(0.0, self.sigma, w.size) * scale).tolist()}
+            publish(**changes)
+
+        room.publish = noisy_publish
+        return job
+
+    def model(self, job_id: str) -> ModelExport:
+        model = Recording.model(self, job_id)
+        room = self.room(job_id)
+        with room.cond:
+            last = list(room.model.get("weights") or [])
+        return model.model_copy(update={"coefficients": last[:-1], "intercept": float(last[-1])}) if last else model
