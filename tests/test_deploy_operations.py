@@ -26,8 +26,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    # rejoin_timeout_s: how long the close of a vanished party's run waits for it (the vanish test waits it out in
+    # full); the agents back off at most 2 s between dials, so 10 s leaves a restarted agent room to rejoin
     federation = start_federation(tmp_path_factory.mktemp("operations"),
-                                  coordinator={"silent_after_s": 3, "heartbeat_s": 0.5, "rejoin_timeout_s": 20})
+                                  coordinator={"silent_after_s": 3, "heartbeat_s": 0.5, "rejoin_timeout_s": 10})
     try:
         yield federation
     finally:
