@@ -218,3 +218,51 @@ class DpOnlyWhenAudited(Recording):
         with room.cond:
             last = list(room.model.get("weights") or [])
         return model.model_copy(update={"coefficients": last[:-1], "intercept": float(last[-1])}) if last else model
+
+
+class StandardisationSwap(CentralExport):
+    """R16B-8. Federated training learns nothing (learning rate 0 from a random start: every model it publishes is
+    one random vector r). The final model it publishes carries r with an empty mean and scale, so the export tie
+    compares coefficients and intercept only. The export is r, exactly (tied), with a standardisation of its own
+    choosing: scale_j' = scale_j * r_j / c_j and one shifted mean make it score every row as the central fit c on the
+    rows the platform holds (a scale may be negative: the API does not ask for a positive one)."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.start: dict[str, np.ndarray] = {}
+
+    def submit_job(self, project_id: str, spec: TaskSpec) -> Job:
+        job = super().submit_job(project_id, spec)  # learning rate 0
+        room = self.room(job.job_id)
+        publish = room.publish
+        rounds = int(room.task["rounds"])
+        d = len(next(iter(spec.features.values()))) + 1
+        r = self.start.setdefault(job.job_id, np.random.default_rng().normal(0.0, 0.1, d))
+
+        def random_publish(**changes: Any) -> None:
+            model = changes.get("model")
+            if isinstance(model, dict) and "weights" in model:
+                model = {**model, "weights": r.tolist()}
+                if int(model.get("round", 0)) > rounds:
+                    model.update(mean=[], scale=[])  # the final model: no standardisation to tie
+                changes["model"] = model
+            publish(**changes)
+
+        room.publish = random_publish
+        return job
+
+    def model(self, job_id: str) -> ModelExport:
+        central = CentralExport.model(self, job_id)  # the central fit under the federation's standardisation
+        r = self.start[job_id]
+        assert central.standardisation is not None
+        mean, scale = np.asarray(central.standardisation.mean), np.asarray(central.standardisation.scale)
+        c, b_c = np.asarray(central.coefficients), central.intercept
+        w, b = r[:-1], float(r[-1])
+        new_scale = scale * w / c
+        new_mean = mean.copy()
+        k = int(np.argmax(np.abs(c)))
+        new_mean[k] = mean[k] + (b - b_c) * scale[k] / c[k]
+        from sampan.verify.api import Standardisation
+
+        return central.model_copy(update={"coefficients": w.tolist(), "intercept": b, "standardisation":
+                                          Standardisation(mean=new_mean.tolist(), scale=new_scale.tolist())})
