@@ -23,6 +23,7 @@ from sampan.web.console.csrf import CsrfGuard
 from sampan.web.console.headers import SecurityHeaders
 from sampan.web.console.rendering import Flasher
 from sampan.web.portal import pages_admin, pages_auth, pages_evaluations, pages_projects
+from sampan.web.portal.body_limit import DEFAULT_MAX_BODY, BodyLimit
 from sampan.web.portal.pages_base import PortalContext
 from sampan.web.portal.rendering import PREFIX, STATIC
 
@@ -39,7 +40,8 @@ class PortalSettings:
     ``send_link(email, path)`` (how a verification link reaches the applicant where there is mail; None:
     `PortalAccounts(log_links=True)` logs it), ``secure_cookies`` (set behind a TLS-terminating proxy),
     ``allowed_hosts`` (Host headers the app answers; the embedded mode's loopback names, so a DNS-rebinding page
-    on another name cannot drive the portal from a browser on this machine; None: any)."""
+    on another name cannot drive the portal from a browser on this machine; None: any), ``max_body`` (bytes a
+    request to /portal may carry; larger ones get 413 before any form is parsed: `sampan.web.portal.body_limit`)."""
 
     accounts: Any = None
     key: bytes | None = None
@@ -47,6 +49,7 @@ class PortalSettings:
     send_link: Callable[[str, str], None] | None = None
     secure_cookies: bool = False
     allowed_hosts: tuple[str, ...] | None = None
+    max_body: int = DEFAULT_MAX_BODY
 
 
 def mount_portal(app: FastAPI, portal: Any, settings: PortalSettings) -> None:
@@ -59,6 +62,7 @@ def mount_portal(app: FastAPI, portal: Any, settings: PortalSettings) -> None:
         app.include_router(router, prefix=PREFIX)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=str(STATIC)), name="portal-static")
     app.add_middleware(SecurityHeaders, prefixes=(PREFIX,), static_prefix=f"{PREFIX}/static/")
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body, prefixes=(PREFIX,))
 
 
 def create_portal_app(portal: Any, settings: PortalSettings) -> FastAPI:

@@ -8,9 +8,10 @@ parser keeps up to 1,000 x 1 MiB = 1 GiB of field values in memory per request, 
 body was read. The questionnaire, project and registration forms are capped per field
 only after parsing (`text(form, name, limit)`), which bounds nothing.
 
-Fixed when: a body over a small bound (the largest legitimate form is the new-project page with a 20,000-character
-certificate) is refused with 413 before it is parsed, e.g. a middleware on the portal checking Content-Length and
-counting the streamed bytes.
+Fixed (PF2): `sampan.web.portal.body_limit.BodyLimit`, an ASGI middleware on every /portal path
+(`PortalSettings.max_body`, 256 KiB by default), refuses a declared Content-Length over the limit with 413 before
+reading a byte, and counts a streamed body (no Content-Length) as it arrives, answering 413 once it passes the limit;
+the form is never parsed. Legitimate forms (well under the limit) are unaffected.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "portal"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "portal"))
 
 from _core_fixtures import make_portal  # noqa: E402
 
@@ -43,8 +44,6 @@ def app(tmp_path) -> Any:
     store.close()
 
 
-@pytest.mark.xfail(strict=True, reason="R17-PORTAL-3: the portal reads a form body of any size before the CSRF "
-                                       "check (no request size limit)")
 def test_a_huge_anonymous_form_is_refused_before_it_is_read(app) -> None:
     client = TestClient(app, follow_redirects=False)
     field = b"x" * (1000 * 1024)  # just under Starlette's 1 MiB per field; 12 such fields
@@ -52,3 +51,20 @@ def test_a_huge_anonymous_form_is_refused_before_it_is_read(app) -> None:
     answer = client.post("/portal/sign-in", content=body,
                          headers={"content-type": "application/x-www-form-urlencoded"})
     assert answer.status_code == 413, answer.status_code
+
+
+def test_a_huge_streamed_form_without_a_length_is_cut(app) -> None:
+    client = TestClient(app, follow_redirects=False)
+    chunks = [b"email=a%40b.example"] + [b"&f=" + b"x" * 65536 for _ in range(HUGE // 65536)]
+    answer = client.post("/portal/sign-in", content=iter(chunks),  # an iterator: chunked, no Content-Length
+                         headers={"content-type": "application/x-www-form-urlencoded"})
+    assert answer.status_code == 413, answer.status_code
+
+
+def test_a_lying_or_malformed_length_is_refused_and_a_normal_form_is_not(app) -> None:
+    client = TestClient(app, follow_redirects=False)
+    answer = client.post("/portal/sign-in", content=b"email=x", headers={
+        "content-type": "application/x-www-form-urlencoded", "content-length": "not-a-number"})
+    assert answer.status_code == 413
+    small = client.post("/portal/sign-in", data={"email": "a@b.example", "password": "x" * 20})
+    assert small.status_code == 403  # read and parsed: refused only for its missing CSRF token
