@@ -6,6 +6,8 @@ refused with an EgressRefused naming the host and the address class, before any 
 
 from __future__ import annotations
 
+from ipaddress import ip_address
+
 import pytest
 
 from sampan.verify.egress import EgressPolicy, EgressRefused, address_class
@@ -51,13 +53,36 @@ def test_internal_targets_are_refused_without_dns(url: str, kind: str) -> None:
     assert kind in str(caught.value) and "allow-list" in str(caught.value)
 
 
-def test_a_name_resolving_to_an_internal_address_is_refused_naming_both() -> None:
-    policy = EgressPolicy(resolver=lambda host, port: ["169.254.169.254"])
-    with pytest.raises(EgressRefused) as caught:
-        policy.pin("https://metadata.evil.example/")
-    message = str(caught.value)
-    assert "metadata.evil.example" in message and "169.254.169.254" in message and "link-local" in message
-    assert caught.value.host == "metadata.evil.example" and caught.value.address == "169.254.169.254"
+def test_a_name_resolving_to_an_internal_address_is_refused_by_class_without_the_address() -> None:
+    """R17-PORTAL-7: the message (what an applicant reads) names the host and the class, never the internal
+    address the operator's DNS gave; `.address` keeps it for the server's log."""
+    for answer, kind in (("169.254.169.254", "link-local"), ("::ffff:10.20.30.40", "private")):
+        policy = EgressPolicy(resolver=lambda host, port, a=answer: [a])
+        with pytest.raises(EgressRefused) as caught:
+            policy.pin("https://metadata.evil.example/")
+        message = str(caught.value)
+        assert "metadata.evil.example" in message and kind in message
+        assert answer not in message and "10.20.30.40" not in message and answer not in caught.value.reason
+        assert caught.value.host == "metadata.evil.example" and caught.value.address == str(ip_address(answer))
+
+
+def test_an_address_port_entry_opens_that_port_only() -> None:
+    """R17-PORTAL-2: "127.0.0.1:8443" opens loopback on 8443 only (the embedded portal's local platforms)."""
+    policy = EgressPolicy(["127.0.0.1:8443", "[::1]:8443", "bench.internal.example:443"],
+                          resolver=lambda host, port: ["10.1.2.3"])
+    assert policy.pin("http://127.0.0.1:8443/").allow_listed
+    assert policy.pin("http://[::1]:8443/").ip == "::1"
+    assert policy.pin("https://bench.internal.example/").ip == "10.1.2.3"
+    for url in ("http://127.0.0.1:8444/", "http://127.0.0.1/", "http://[::1]:22/", "https://bench.internal.example:8443/",
+                "http://[::ffff:127.0.0.1]:22/"):
+        with pytest.raises(EgressRefused):
+            policy.pin(url)
+    assert policy.allows_ip("127.0.0.1", 8443) and not policy.allows_ip("127.0.0.1", 5432)
+    assert not policy.allows_ip("127.0.0.1")  # no port known: only CIDRs count
+    assert policy.allow == ["127.0.0.1:8443", "[::1]:8443", "bench.internal.example:443"]
+    assert EgressPolicy(policy.allow).allow == policy.allow  # what the worker rebuilds
+    with pytest.raises(ValueError, match="allow-list"):
+        EgressPolicy(["127.0.0.1:70000"])
 
 
 def test_one_internal_answer_among_public_ones_refuses_the_name() -> None:

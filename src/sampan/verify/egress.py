@@ -11,8 +11,11 @@ to an internal address. Defences here:
 * `EgressPolicy.pin` resolves a URL's host ONCE and refuses (`EgressRefused`, naming the host and the address class)
   any answer that is not a public unicast address: private, loopback, link-local (metadata), multicast, reserved,
   unspecified, shared (100.64/10), documentation/benchmark ranges, and the IPv4 inside mapped, 6to4, NAT64 and
-  Teredo forms, unless an administrator allow-listed the address (a CIDR) or the exact host name. URLs with
-  userinfo or a scheme other than http/https are refused.
+  Teredo forms, unless an administrator allow-listed the address (a CIDR, on every port), one "address:port" or
+  "name:port" (that port only: the embedded portal's own local platforms, R17-PORTAL-2), or the exact host name.
+  URLs with userinfo or a scheme other than http/https are refused. A refused NAME is described by its address
+  class only ("resolves to a private address"), never the address it resolved to: the applicant would otherwise
+  learn the operator's internal DNS (R17-PORTAL-7); `EgressRefused.address` keeps it for the server's log.
 * The answer is PINNED: `pinned_transport` sends every request to the checked IP while the Host header, TLS SNI and
   the certificate check use the host name (httpcore's "sni_hostname" request extension), so a second DNS answer is
   never asked for. A request for any other host, port or scheme through that transport is refused, so a redirect
@@ -96,13 +99,17 @@ def _embedded_v4(ip: IP) -> ipaddress.IPv4Address | None:
     return None
 
 
-def address_class(ip: IP | str) -> str | None:
-    """None for a public unicast address, else the class that makes it internal, in words ("loopback", ...)."""
+def address_class(ip: IP | str, *, reveal: bool = True) -> str | None:
+    """None for a public unicast address, else the class that makes it internal, in words ("loopback", ...).
+    ``reveal=False``: never name an address inside the words (the IPv4 an IPv6 form carries), for text an
+    applicant reads about a name it did not resolve itself."""
     ip = ipaddress.ip_address(ip) if isinstance(ip, str) else ip
     inner = _embedded_v4(ip)
     if inner is not None:
-        found = address_class(inner)
-        return f"{found} (IPv4 {inner} inside)" if found else None
+        found = address_class(inner, reveal=reveal)
+        if not found:
+            return None
+        return f"{found} (IPv4 {inner} inside)" if reveal else f"{found} (an IPv4 address inside an IPv6 form)"
     if ip.is_unspecified:
         return "unspecified (0.0.0.0 / ::)"
     if ip.is_loopback:
@@ -120,6 +127,12 @@ def address_class(ip: IP | str) -> str | None:
     if not ip.is_global:
         return "not globally routable"
     return None
+
+
+def _with_port(text: str) -> tuple[str, int] | None:
+    """An allow-list entry "host:port" / "[v6]:port" split, or None for a CIDR / bare name / bare IPv6."""
+    match = re.fullmatch(r"\[([0-9a-f:.]+)\]:(\d{1,5})", text) or re.fullmatch(r"([^:/\[\]]+):(\d{1,5})", text)
+    return (match.group(1), int(match.group(2))) if match else None
 
 
 def _literal_ip(host: str) -> IP | None:
@@ -168,9 +181,11 @@ class PinnedEndpoint:
 class EgressPolicy:
     """Which addresses the verifier may connect to: public unicast ones, and what an administrator allow-listed.
 
-    ``allow``: CIDRs ("127.0.0.1/32", "10.1.2.0/24", "::1") or exact host names ("bench.internal.example"); a name
-    on the list accepts whatever it resolves to (the administrator trusts its DNS), still pinned. An allow-listed
-    address is open on every port. ``own_ports``: loopback is accepted on the ports it names and no others (the
+    ``allow``: CIDRs ("127.0.0.1/32", "10.1.2.0/24", "::1") or exact host names ("bench.internal.example"), open
+    on every port; or one address or name with a port ("127.0.0.1:8443", "[::1]:8443", "bench.internal:443"),
+    open on that port only (the embedded portal lists its local platforms so: the rest of loopback stays
+    refused). A name on the list accepts whatever it resolves to (the administrator trusts its DNS), still
+    pinned. ``own_ports``: loopback is accepted on the ports it names and no others (the
     portal's worker: the platform it started itself, never another local service). ``resolver`` stands in for
     DNS (tests). Thread-safe; holds no state between calls."""
 
@@ -178,9 +193,26 @@ class EgressPolicy:
                  own_ports: Callable[[], Iterable[int]] | None = None) -> None:
         self._networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
         self._names: set[str] = set()
+        self._ip_ports: set[tuple[IP, int]] = set()
+        self._name_ports: set[tuple[str, int]] = set()
         for entry in allow:
             text = str(entry).strip().lower()
             if not text:
+                continue
+            with_port = _with_port(text)
+            if with_port is not None:
+                host, port = with_port
+                if not 1 <= port <= 65535:
+                    raise ValueError(f"egress allow-list: {entry!r}: port {port} is not in 1..65535")
+                try:
+                    self._ip_ports.add((ipaddress.ip_address(host), port))
+                    continue
+                except ValueError:
+                    pass
+                if not _HOST_NAME.match(host):
+                    raise ValueError(f"egress allow-list: {entry!r} is neither an address nor a host name with a "
+                                     "port")
+                self._name_ports.add((host.rstrip("."), port))
                 continue
             try:
                 self._networks.append(ipaddress.ip_network(text.strip("[]"), strict=False))
@@ -196,16 +228,24 @@ class EgressPolicy:
     @property
     def allow(self) -> list[str]:
         """The allow-list as strings (what a subprocess gets to rebuild the same policy)."""
-        return [str(n) for n in self._networks] + sorted(self._names)
+        ip_ports = sorted((f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}")
+                          for ip, port in self._ip_ports)
+        return ([str(n) for n in self._networks] + ip_ports + sorted(self._names)
+                + sorted(f"{name}:{port}" for name, port in self._name_ports))
 
-    def ip_allow_listed(self, ip: IP | str) -> bool:
+    def ip_allow_listed(self, ip: IP | str, port: int | None = None) -> bool:
+        """Whether an administrator opened this address: a CIDR on any port, an "address:port" entry only on
+        ``port`` (None: no port known, so only CIDRs count)."""
         ip = ipaddress.ip_address(ip) if isinstance(ip, str) else ip
         inner = _embedded_v4(ip)
-        return any(ip in n or (inner is not None and inner in n) for n in self._networks)
+        if any(ip in n or (inner is not None and inner in n) for n in self._networks):
+            return True
+        return port is not None and any(port == p and (ip == a or inner == a) for a, p in self._ip_ports)
 
-    def allows_ip(self, ip: IP | str) -> bool:
-        """True when a connection to this address (no name involved) is allowed."""
-        return address_class(ip) is None or self.ip_allow_listed(ip)
+    def allows_ip(self, ip: IP | str, port: int | None = None) -> bool:
+        """True when a connection to this address (and ``port``, for "address:port" entries; no name involved)
+        is allowed."""
+        return address_class(ip) is None or self.ip_allow_listed(ip, port)
 
     def _resolve(self, host: str, port: int) -> list[str]:
         resolver = self._resolver or system_resolver
@@ -227,7 +267,7 @@ class EgressPolicy:
         if literal is None and not _HOST_NAME.match(host):
             raise EgressRefused(host, f"{host!r} is not a valid host name (use its ASCII / xn-- form)",
                                 reason="malformed")
-        name_listed = literal is None and host in self._names
+        name_listed = literal is None and (host in self._names or (host, port) in self._name_ports)
         answers = [str(literal)] if literal is not None else self._resolve(host, port)
         chosen: IP | None = None
         listed = False
@@ -239,12 +279,14 @@ class EgressPolicy:
                                     reason="malformed") from None
             found = address_class(ip)
             own = ip.is_loopback and self._own_ports is not None and port in set(self._own_ports())
-            if found is not None and not (name_listed or own or self.ip_allow_listed(ip)):
-                what = f"{host} is" if literal is not None else f"{host} resolves to {ip},"
-                article = "an" if found[0] in "aeiou" else "a"
-                raise EgressRefused(host, f"{what} {article} {found} address: the portal connects only to public "
+            if found is not None and not (name_listed or own or self.ip_allow_listed(ip, port)):
+                # A literal address is the applicant's own text; a name's answer is the operator's DNS: class only.
+                what = f"{host} is" if literal is not None else f"{host} resolves to"
+                shown = found if literal is not None else (address_class(ip, reveal=False) or found)
+                article = "an" if shown[0] in "aeiou" else "a"
+                raise EgressRefused(host, f"{what} {article} {shown} address: the portal connects only to public "
                                     "addresses unless an administrator allow-lists it", address=str(ip),
-                                    reason=found)
+                                    reason=shown)
             listed = listed or found is not None
             chosen = chosen or ip
         assert chosen is not None
@@ -349,7 +391,7 @@ def install_connect_guard(policy: EgressPolicy, *, local_ports: Callable[[], Ite
             ip = ipaddress.ip_address(str(address[0]).split("%", 1)[0])
         except ValueError:
             raise EgressRefused(str(address[0]), f"connect to {address[0]!r}: not an IP address") from None
-        if policy.allows_ip(ip):
+        if policy.allows_ip(ip, int(address[1])):
             return
         if ip.is_loopback and own_port(int(address[1])):
             return

@@ -17,6 +17,7 @@ crosses to the applicant). The token is never written to the report.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import socket
 import ssl
@@ -33,6 +34,7 @@ from sampan.verify.egress import EgressPolicy, EgressRefused, PinnedEndpoint, pi
 __all__ = ["CHECKS", "Check", "QualificationReport", "qualify", "tls_context"]
 
 CHECKS = ("address", "reachable", "tls", "api_version", "token", "smoke_job")
+log = logging.getLogger("sampan.portal")
 _SMOKE_ROWS = 40
 
 
@@ -103,6 +105,8 @@ def _check_address(url: str, policy: EgressPolicy) -> tuple[PinnedEndpoint, str]
     try:
         pinned = policy.pin(url)
     except EgressRefused as exc:
+        if exc.address:  # the applicant sees the class only (R17-PORTAL-7); the operator's log keeps the address
+            log.info("qualification: %s refused: it resolves to %s (%s)", exc.host, exc.address, exc.reason)
         if exc.reason in ("scheme", "userinfo", "malformed"):
             raise _Failed(str(exc), "Enter the endpoint as https://host:port (the Benchmark API's root URL), "
                           "without a user name or password.") from None

@@ -5,8 +5,10 @@ the `Portal` service with its `EvaluationRunner` (each evaluation a bounded subp
 ``folder/evaluations``), the web app (uvicorn in a thread), and the first admin with a one-time password (only
 while the portal has none). Verification links go to the log (``folder/portal.log`` and stderr): there is no mail
 server. With ``local_platforms`` it also starts Sampan's own in-repo platforms on loopback (weak, the negative
-control, over HTTP; Sampan over HTTPS with a throwaway CA), each with a fresh bench token, and allow-lists
-127.0.0.1/::1 so applicants can try the whole flow; an evaluation of a project pointing at one of them runs that
+control, over HTTP; Sampan over HTTPS with a throwaway CA), each with a fresh bench token, and allow-lists each
+platform's own "127.0.0.1:<port>" (`platform_allow`) so applicants can try the whole flow; the rest of loopback
+stays refused (R17-PORTAL-2: allow-listing 127.0.0.1/32 made every local service of the operator's machine a
+target of the qualification check); an evaluation of a project pointing at one of them runs that
 platform inside the worker (Sampan's party kit needs the platform in the verifier's process), still under the
 worker's time and memory limits.
 Loopback only: a deployment serves `create_portal_app` behind a TLS proxy (docs/verification/portal.md).
@@ -26,11 +28,11 @@ from typing import Any
 
 from sampan.files import private_directory
 
-__all__ = ["EmbeddedPortal", "LocalPlatform", "PortalStarted", "LOOPBACK", "ADMIN_EMAIL"]
+__all__ = ["EmbeddedPortal", "LocalPlatform", "PortalStarted", "LOOPBACK", "ADMIN_EMAIL", "platform_allow"]
 
 log = logging.getLogger("sampan.portal")
 
-LOOPBACK = ("127.0.0.1/32", "::1/128")
+LOOPBACK = ("127.0.0.1/32", "::1/128")  # never allow-listed whole any more (see platform_allow)
 LOOPBACK_NAMES = ("127.0.0.1", "localhost")  # the Host headers the embedded portal answers (it listens on IPv4)
 ADMIN_EMAIL = "admin@portal.localhost"
 
@@ -43,6 +45,20 @@ class LocalPlatform:
     url: str
     token: str = field(repr=False)
     ca_file: Path | None = None
+
+
+def platform_allow(platforms: dict[str, LocalPlatform]) -> list[str]:
+    """The egress allow-list entries that open the local platforms and nothing else: "host:port" of each URL."""
+    from urllib.parse import urlsplit
+
+    out: list[str] = []
+    for local in platforms.values():
+        parts = urlsplit(local.url)
+        host = parts.hostname or "127.0.0.1"
+        entry = f"[{host}]:{parts.port}" if ":" in host else f"{host}:{parts.port}"
+        if entry not in out:
+            out.append(entry)
+    return out
 
 
 @dataclass(frozen=True)
@@ -131,7 +147,7 @@ class EmbeddedPortal:
         stored = stored_allow_list(self.store.engine)
         allow = list(stored) if stored is not None else []
         if platforms:
-            allow += [entry for entry in LOOPBACK if entry not in allow]
+            allow += [entry for entry in platform_allow(platforms) if entry not in allow]
         runner = EvaluationRunner(folder / "evaluations", time_limit_s=self.time_limit_s,
                                   memory_limit_mb=self.memory_limit_mb)
         self._stack.callback(runner.shutdown)

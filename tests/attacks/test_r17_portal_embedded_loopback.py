@@ -10,8 +10,10 @@ there on the portal's machine (the portal itself, a database, a local control pl
 request forger inside the operator's machine. The worker has `own_ports` for exactly this; the portal's policy
 does not use it.
 
-Fixed when: the embedded portal's policy opens loopback only on its local platforms' ports (`own_ports`, or one
-allow-list entry per host:port), so any other loopback port is refused at the "address" check.
+FIXED: `EgressPolicy` takes "address:port" allow entries ("127.0.0.1:8443", "[::1]:8443"), open on that port
+only, and `EmbeddedPortal` allow-lists exactly its local platforms' "127.0.0.1:<port>" (`platform_allow`) instead
+of 127.0.0.1/32 and ::1/128: any other loopback port, the portal's own included, is refused at the "address" check
+(and by the worker's connect guard, which now passes the port to `allows_ip`).
 """
 
 from __future__ import annotations
@@ -22,15 +24,13 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "portal"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "portal"))
 
 from _core_fixtures import FAST_ARGON2  # noqa: E402
 
 from sampan.verify.egress import EgressRefused  # noqa: E402
 
 
-@pytest.mark.xfail(strict=True, reason="R17-PORTAL-2: the embedded portal allow-lists every loopback port, not "
-                                       "only its local platforms'")
 def test_the_embedded_portal_opens_loopback_only_on_its_own_platforms(tmp_path) -> None:
     from sampan.web.portal.embedded import EmbeddedPortal
 
