@@ -66,7 +66,7 @@ def test_progress_then_summary_with_claims(portal) -> None:
     marks = {c["test_id"]: c["status"] for c in ev["claims"]}
     assert marks["F-API-VERSION"] == "confirmed"  # claimed, passed
     assert marks["S-SECAGG-MASKED"] == "contradicted"  # claimed, failed
-    assert marks["S-MIA"] == "not tested"  # claimed, skipped (not applicable)
+    assert marks["S-MIA"] == "contradicted: not shown"  # claimed, ran, skipped (not applicable): R17-PORTAL-9
     assert marks["F-PSI-EXACT"] == "not tested"  # claimed, not in this profile's run
     assert marks["F-AUC-HORIZONTAL"] == "unclaimed pass"
     assert marks["S-TLS-WRONG-CA"] == "not claimed"
@@ -108,7 +108,9 @@ def test_summary_has_no_evidence_and_full_report_needs_a_grant(portal) -> None:
     assert "<script>alert" not in text  # the fixture's hostile strings stay escaped
     summary = json.loads(portal.report_file(vendor, eid, "json", False)[0])
     assert summary["manifest"] == {} and all(not o["evidence"] and not o["figures"] for o in summary["outcomes"])
-    assert {c["status"] for c in summary["questionnaire_claims"]} >= {"confirmed", "contradicted", "not tested"}
+    assert {c["status"] for c in summary["questionnaire_claims"]} >= {"confirmed", "contradicted", "not tested",
+                                                                       "contradicted: not shown"}
+    assert "contradicted: not shown (capability dp absent)" in text
     junit = portal.report_file(vendor, eid, "junit", False)[0].decode()
     assert "<testsuite" in junit and "pooled_auc" not in junit
     with pytest.raises(Invalid) as bad_fmt:

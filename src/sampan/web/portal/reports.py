@@ -39,7 +39,8 @@ def claims_section(checks: Sequence[ClaimCheck]) -> str:
         return ""
     rows = "".join(f"<tr><td>{html.escape(c.test_id)}</td><td>{html.escape(c.title)}</td>"
                    f"<td>{'yes' if c.claimed else 'no'}</td><td>{html.escape(c.measured or 'not run')}</td>"
-                   f"<td>{html.escape(c.status)}</td></tr>" for c in checks)
+                   f"<td>{html.escape(c.status)}{' (' + html.escape(c.note) + ')' if c.note else ''}</td></tr>"
+                   for c in checks)
     return ('<section id="questionnaire-claims"><h2>Questionnaire claims vs measured</h2>'
             '<p class="lede">What the vendor claimed in the portal\'s questionnaire, against the verdicts.</p>'
             '<div class="table-wrap"><table><thead><tr><th>Test</th><th>Title</th><th>Claimed</th>'
