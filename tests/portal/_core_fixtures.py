@@ -132,7 +132,7 @@ def make_portal(store: Store, folder: Path, *, clock: Clock | None = None, runne
 def applicant(portal: Portal, email: str, company: str = "Acme FL") -> PortalPrincipal:
     """A registered, verified, signed-in applicant."""
     token = portal.accounts.register(email, PASSWORD, CompanyInfo(company, "DE"))
-    portal.accounts.verify_email(token)
+    portal.accounts.verify_email(token, PASSWORD)
     return portal.accounts.authenticate(email, PASSWORD)
 
 

@@ -248,3 +248,27 @@ def test_the_admin_page_refuses_an_unknown_role_by_name(stack) -> None:
     answer = admin.post("/portal/admin/users", data={"csrf_token": _token(admin, "/portal/admin"),
                                                      "email": "x@portal.example", "role": "superuser"})
     assert answer.status_code == 400 and "role" in answer.text
+
+
+def test_the_verification_link_asks_for_the_registrations_password(stack) -> None:
+    portal, app, _runner = stack
+    client = _client(app)
+    form = {"company_name": "Acme", "registration_number": "1", "country": "HK", "contact_name": "A",
+            "email": "new@acme.example", "password": PASSWORD, "password_again": PASSWORD,
+            "csrf_token": _token(client, "/portal/register")}
+    with pytest.MonkeyPatch.context() as patch:  # catch the link the embedded mode logs
+        links: list[str] = []
+        patch.setattr(portal.accounts, "log_links", False)
+        app.state.portal.settings.send_link = lambda email, path: links.append(path)
+        assert 'data-test="registered"' in client.post("/portal/register", data=form).text
+    link = links[0]
+    page = client.get(link)  # following the link changes nothing by itself
+    assert page.status_code == 200 and 'data-test="verify-form"' in page.text
+    token = re.search(r'name="token" value="([^"]+)"', page.text)
+    assert token and link.endswith(token.group(1))
+    post = {"token": token.group(1), "csrf_token": _token(client, link)}
+    wrong = client.post("/portal/verify", data={**post, "password": "not the registration's password"})
+    assert wrong.status_code == 401 and 'data-test="verify-error"' in wrong.text
+    done = client.post("/portal/verify", data={**post, "password": PASSWORD})
+    assert done.status_code == 303 and done.headers["location"] == "/portal/sign-in"
+    assert portal.accounts.authenticate("new@acme.example", PASSWORD).email == "new@acme.example"

@@ -1,4 +1,5 @@
-"""Portal accounts: registration, email verification, sign-in refusals, lockout, sessions, roles made by an admin."""
+"""Portal accounts: registration, email verification, sign-in refusals and throttling, audit, sessions, roles made
+by an admin."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from _core_fixtures import PASSWORD, Clock, make_portal, staff
 from sqlalchemy import select
 
 from sampan.runtime.store import Store
-from sampan.web.errors import Conflict, Forbidden, Invalid, Unauthenticated
+from sampan.web.errors import Forbidden, Invalid, Unauthenticated
 from sampan.web.portal import CompanyInfo, PortalAccounts
 from sampan.web.portal import tables as t
+from sampan.web.portal.limits import RateLimited
 
 
 @pytest.fixture
@@ -37,13 +39,13 @@ def test_register_verify_sign_in(portal, caplog) -> None:
     with pytest.raises(Unauthenticated) as unverified:
         portal.accounts.authenticate("vendor@acme.example", PASSWORD)
     assert unverified.value.field == "email" and "verify" in unverified.value.message
-    principal = portal.accounts.verify_email(token)
+    principal = portal.accounts.verify_email(token, PASSWORD)
     assert principal.email == "vendor@acme.example" and principal.role == "applicant"
     signed_in = portal.accounts.authenticate("VENDOR@acme.example", PASSWORD)
     assert signed_in.user_id == principal.user_id and signed_in.company_id is not None
     assert portal.accounts.company(signed_in.company_id)["name"] == "Acme FL GmbH"
     with pytest.raises(Invalid, match="used"):  # the token works once
-        portal.accounts.verify_email(token)
+        portal.accounts.verify_email(token, PASSWORD)
     with portal.engine.connect() as c:  # at rest: an argon2id hash and a SHA-256, never the secrets
         user = c.execute(select(t.users)).one()
         stored = c.execute(select(t.email_tokens.c.token_sha256)).scalar()
@@ -66,8 +68,7 @@ def test_registration_refuses_bad_input(portal) -> None:
         portal.accounts.register("a@acme.example", PASSWORD, CompanyInfo("Acme", "DE", website="javascript:x"))
     assert site.value.field == "company.website"
     portal.accounts.register("a@acme.example", PASSWORD, company)
-    with pytest.raises(Conflict):
-        portal.accounts.register("A@acme.example", PASSWORD, company)
+    portal.accounts.register("A@acme.example", PASSWORD, company)  # not verified yet: replaced, not doubled
     with portal.engine.connect() as c:  # nothing half-written by the refusals
         assert len(c.execute(select(t.users)).all()) == 1
         assert len(c.execute(select(t.companies)).all()) == 1
@@ -77,9 +78,9 @@ def test_verification_token_expires(portal, clock) -> None:
     token = portal.accounts.register("late@acme.example", PASSWORD, CompanyInfo("Acme", "DE"))
     clock.advance(hours=49)
     with pytest.raises(Invalid, match="expired"):
-        portal.accounts.verify_email(token)
+        portal.accounts.verify_email(token, PASSWORD)
     with pytest.raises(Invalid):
-        portal.accounts.verify_email("made-up-token")
+        portal.accounts.verify_email("made-up-token", PASSWORD)
 
 
 def test_wrong_password_and_unknown_email_get_one_answer(portal) -> None:
@@ -91,19 +92,88 @@ def test_wrong_password_and_unknown_email_get_one_answer(portal) -> None:
     assert wrong.value.message == unknown.value.message and wrong.value.field == unknown.value.field == "password"
 
 
-def test_lockout_after_five_failures_then_expires(portal, clock) -> None:
+def test_guessing_is_throttled_per_client_and_never_locks_the_owner_out(portal, clock) -> None:
     staff(portal, "victim@portal.example", "reviewer")
     for _ in range(5):
         with pytest.raises(Unauthenticated):
-            portal.accounts.authenticate("victim@portal.example", "guess guess guess")
-    with pytest.raises(Unauthenticated) as locked:  # the right password is refused while locked, same answer
-        portal.accounts.authenticate("victim@portal.example", PASSWORD)
-    assert locked.value.field == "password"
-    assert next(u for u in portal.accounts.users() if u["email"] == "victim@portal.example")["locked"]
-    clock.advance(minutes=6)
-    assert portal.accounts.authenticate("victim@portal.example", PASSWORD).role == "reviewer"
+            portal.accounts.authenticate("victim@portal.example", "guess guess guess", client="203.0.113.9")
+    with pytest.raises(RateLimited) as slowed:  # the guesser waits, before any password check
+        portal.accounts.authenticate("victim@portal.example", PASSWORD, client="203.0.113.9")
+    assert slowed.value.status == 429 and slowed.value.field == "password"
+    with pytest.raises(RateLimited) as unknown:  # an unknown email is throttled alike: no enumeration
+        for _ in range(6):
+            try:
+                portal.accounts.authenticate("nobody@portal.example", "guess guess guess", client="203.0.113.9")
+            except Unauthenticated:
+                pass
+    assert unknown.value.message == slowed.value.message
+    assert portal.accounts.authenticate("victim@portal.example", PASSWORD, client="198.51.100.7").role == "reviewer"
+    clock.advance(minutes=1, seconds=1)  # the guesser's wait doubles with every further failure
+    with pytest.raises(Unauthenticated):
+        portal.accounts.authenticate("victim@portal.example", "guess guess guess", client="203.0.113.9")
+    clock.advance(minutes=1, seconds=1)
+    with pytest.raises(RateLimited):
+        portal.accounts.authenticate("victim@portal.example", "guess guess guess", client="203.0.113.9")
     kinds = [e.kind for e in portal.store.events("portal")]
-    assert "portal.account_locked" in kinds
+    assert kinds.count("portal.sign_in_failed") == 6 + 5 and "portal.signed_in" in kinds
+
+
+def test_guesses_from_many_addresses_slow_every_new_client_but_not_a_first_try(portal) -> None:
+    staff(portal, "victim@portal.example", "reviewer")
+    for n in range(20):  # a guesser spread over 20 addresses: the account is now "under attack"
+        with pytest.raises(Unauthenticated):
+            portal.accounts.authenticate("victim@portal.example", "guess guess guess", client=f"192.0.2.{n}")
+    with pytest.raises(Unauthenticated):  # a new address gets one try, then waits
+        portal.accounts.authenticate("victim@portal.example", "guess guess guess", client="192.0.2.200")
+    with pytest.raises(RateLimited):
+        portal.accounts.authenticate("victim@portal.example", "guess guess guess", client="192.0.2.200")
+    assert portal.accounts.authenticate("victim@portal.example", PASSWORD, client="198.51.100.7").role == "reviewer"
+
+
+def test_registering_a_taken_address_changes_nothing_and_notifies_its_owner(portal, caplog) -> None:
+    staff(portal, "rev@portal.example", "reviewer")
+    with caplog.at_level(logging.WARNING, logger="sampan.portal"):
+        assert portal.accounts.register("rev@portal.example", "mallory's passphrase", CompanyInfo("M", "XX")) == ""
+    assert "notice for rev@portal.example" in caplog.text and "verification link" not in caplog.text
+    assert portal.accounts.authenticate("rev@portal.example", PASSWORD).role == "reviewer"
+    with pytest.raises(Unauthenticated):
+        portal.accounts.authenticate("rev@portal.example", "mallory's passphrase")
+    assert "portal.register_existing" in [e.kind for e in portal.store.events("portal")]
+
+
+def test_a_squatters_link_does_not_verify_with_the_owners_password(portal) -> None:
+    squat = portal.accounts.register("victim@bigbank.example", "mallory's own passphrase", CompanyInfo("M", "XX"))
+    with pytest.raises(Unauthenticated):  # the owner follows the link mailed for Mallory's registration
+        portal.accounts.verify_email(squat, PASSWORD)
+    own = portal.accounts.register("victim@bigbank.example", PASSWORD, CompanyInfo("Big Bank", "DE"))
+    with pytest.raises(Invalid):  # Mallory's link (and password) is void once the owner registers anew
+        portal.accounts.verify_email(squat, "mallory's own passphrase")
+    who = portal.accounts.verify_email(own, PASSWORD)
+    assert portal.accounts.company(who.company_id)["name"] == "Big Bank"
+    with pytest.raises(Unauthenticated):
+        portal.accounts.authenticate("victim@bigbank.example", "mallory's own passphrase")
+
+
+def test_sign_in_sign_out_and_password_change_are_audited(portal) -> None:
+    who = staff(portal, "rev@portal.example", "reviewer")
+    sid, _csrf = portal.accounts.new_session(who)
+    portal.accounts.end_session(sid)
+    with pytest.raises(Unauthenticated):
+        portal.accounts.authenticate("rev@portal.example", "correct horse battery stapled", client="192.0.2.1")
+    with pytest.raises(Unauthenticated):  # a password typed into the email field stays out of the signed log
+        portal.accounts.authenticate("my secret passphrase", "x", client="192.0.2.1")
+    portal.accounts.set_password(who, PASSWORD, "a brand new long passphrase")
+    events = [(e.kind, dict(e.detail)) for e in portal.store.events("portal")]
+    kinds = [k for k, _ in events]
+    for kind in ("portal.signed_in", "portal.signed_out", "portal.sign_in_failed", "portal.password_changed"):
+        assert kind in kinds, kind
+    failed = [d for k, d in events if k == "portal.sign_in_failed"]
+    assert failed[0]["email"] == "rev@portal.example" and failed[0]["client"] == "192.0.2.1"
+    assert failed[1]["email"] == "(not an email address)"
+    assert all("stapled" not in str(d) and "secret" not in str(d) for _, d in events)
+    changed = next(d for k, d in events if k == "portal.password_changed")
+    assert changed["actor"] == who.actor and changed["user_id"] == who.user_id
+    assert portal.store.verify_events("portal")
 
 
 def test_disabled_account_refused_and_sessions_ended(portal) -> None:
@@ -158,7 +228,7 @@ def test_roles_and_admin_only_account_management(portal) -> None:
         with pytest.raises(Forbidden):
             portal.set_disabled(who, admin.user_id, True)
     token = portal.accounts.register("vendor@acme.example", PASSWORD, CompanyInfo("Acme", "DE"))
-    portal.accounts.verify_email(token)
+    portal.accounts.verify_email(token, PASSWORD)
     vendor = portal.accounts.authenticate("vendor@acme.example", PASSWORD)
     with pytest.raises(Forbidden):  # an applicant cannot raise itself or read the audit log
         portal.create_user(vendor, "me2@acme.example", "admin")
@@ -169,7 +239,7 @@ def test_roles_and_admin_only_account_management(portal) -> None:
 
 def test_account_events_are_audited(portal) -> None:
     token = portal.accounts.register("vendor@acme.example", PASSWORD, CompanyInfo("Acme", "DE"))
-    portal.accounts.verify_email(token)
+    portal.accounts.verify_email(token, PASSWORD)
     events = portal.store.events("portal")
     assert [e.kind for e in events] == ["portal.register", "portal.email_verified"]
     assert events[0].detail["actor"] == "portal:vendor@acme.example"
@@ -182,5 +252,5 @@ def test_accounts_alone_create_their_tables(tmp_path) -> None:
     accounts = PortalAccounts(store.engine, argon2_params={"time_cost": 1, "memory_cost": 1024, "parallelism": 1},
                               log_links=False)
     token = accounts.register("solo@acme.example", PASSWORD, CompanyInfo("Solo", "FR"))
-    assert accounts.verify_email(token).email == "solo@acme.example"
+    assert accounts.verify_email(token, PASSWORD).email == "solo@acme.example"
     store.close()

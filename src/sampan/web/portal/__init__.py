@@ -1,7 +1,7 @@
 """The verification portal (issue 17): vendors register, describe their FL platform, get it qualified and evaluated.
 
 `tables` (its own tables on the store's engine), `accounts` (applicants, reviewers, admins: argon2id, email
-verification, sessions, lockout), `service` (`Portal`: projects, questionnaire, qualification, evaluations, report
+verification, sessions, throttling), `service` (`Portal`: projects, questionnaire, qualification, evaluations, report
 downloads, full-report releases; every action checked by role and ownership and written to the store's signed
 audit log under the chain "portal"), `claims` (a vendor's claims against the measured verdicts).
 """

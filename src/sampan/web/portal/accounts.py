@@ -4,15 +4,21 @@ Why these choices (the console's, `sampan.web.auth`, applied to the portal's own
 hashes (argon2-cffi); the email-verification token and the session id are 256-bit values from `secrets`, stored
 only as SHA-256, so a database reader cannot use them; a verification token works once and expires. There is no
 mail server in the embedded mode: the verification link is LOGGED (a warning), which is how an operator hands it
-on. Sign-in gives ONE answer for an unknown email, a wrong password, a locked or a disabled account (the same
-argon2 work for unknown emails), so the answers neither enumerate accounts nor confirm passwords; only a right
-password on an account whose email is not verified yet is told so. After `max_failures` wrong passwords in a row
-the account is locked for `lockout` (counted in SQL, so parallel guesses cannot share one count). Sessions end
-after `session_idle` without use and `session_absolute` whatever happens; each has its own CSRF secret.
-Threat model: a database reader learns hashes and sealed values only; a guesser is slowed by argon2 and the lockout;
-a person with one role cannot raise it (roles live in the database and are read at every request).
-Registration tells whether an email is taken (Conflict): a vendor must know why it cannot register, and the
-answer confirms an address, never a password.
+on. Sign-in gives ONE answer for an unknown email, a wrong password or a disabled account (the same argon2 work
+for unknown emails), so the answers neither enumerate accounts nor confirm passwords; only a right password on an
+account whose email is not verified yet is told so. Guessing is slowed per (email, client address), never by
+locking the account for its owner (`sampan.web.portal.signin_throttle`, R17-PORTAL-8). Sessions end after
+`session_idle` without use and `session_absolute` whatever happens; each has its own CSRF secret.
+Registration answers alike whether the email is taken or not (R17-PORTAL-4): for a taken address nothing changes
+and its owner gets a notice ("someone tried to register with your address") instead of a link. Verification needs
+the link AND the password chosen at registration (R17-PORTAL-5): whoever registers someone else's address cannot
+verify it (the link goes to the owner's mailbox), and the owner cannot verify the squatter's password by clicking
+the link; a new registration of an address not verified yet replaces the pending one (password, company, links),
+so a squatter never blocks the owner. Sign-ins, failed sign-ins, sign-outs and password changes go into the
+audit chain (R17-PORTAL-6); a failed sign-in records the email typed only when it looks like an email address (a
+password typed into the email field stays out of the signed log) and the client address, never the password.
+Threat model: a database reader learns hashes and sealed values only; a guesser is slowed by argon2 and the
+throttle; a person with one role cannot raise it (roles live in the database and are read at every request).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from sqlalchemy.engine import Engine
 from sampan.web.auth import MIN_PASSWORD, REFUSED, sha256_hex
 from sampan.web.errors import Conflict, Invalid, NotFound, Unauthenticated
 from sampan.web.portal import tables as t
+from sampan.web.portal.signin_throttle import SignInThrottle
 
 __all__ = ["CompanyInfo", "PortalAccounts", "PortalPrincipal", "AuditHook", "Clock", "ROLES"]
 
@@ -39,6 +46,7 @@ log = logging.getLogger("sampan.portal")
 ROLES = t.ROLES
 Clock = Callable[[], datetime]
 AuditHook = Callable[[str, str, Mapping[str, Any]], None]  # (actor, kind, detail)
+Notify = Callable[[str, str], None]  # (email address, message): how a notice reaches an account's owner
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$")
 _VERIFY_LIFETIME = timedelta(hours=48)
 _COMPANY_LIMITS = {"name": 200, "registration_number": 100, "country": 100, "address": 2000, "contact_name": 200,
@@ -105,7 +113,8 @@ class PortalPrincipal:
 @dataclass
 class PortalAccounts:
     """Account operations on the portal's tables; `clock` is injectable so tests can expire things;
-    `audit` (actor, kind, detail) receives registrations, verifications and accounts made by an admin."""
+    `audit` (actor, kind, detail) receives registrations, verifications, sign-ins and accounts made by an admin;
+    `notify` (address, message) mails a notice to an existing account's owner (None: logged when `log_links`)."""
 
     engine: Engine
     argon2_params: Mapping[str, int] | None = None  # PasswordHasher parameters; None: the library's defaults
@@ -114,8 +123,8 @@ class PortalAccounts:
     log_links: bool = True  # embedded mode: the verification link goes to the log (no mail server)
     session_idle: timedelta = timedelta(minutes=30)
     session_absolute: timedelta = timedelta(hours=12)
-    max_failures: int = 5
-    lockout: timedelta = timedelta(minutes=5)
+    throttle: SignInThrottle = field(default_factory=SignInThrottle)
+    notify: Notify | None = None
     _hasher: Any = field(init=False, repr=False)
     _dummy_hash: str = field(init=False, repr=False)
 
@@ -179,41 +188,84 @@ class PortalAccounts:
 
     def register(self, email: str, password: str, company: CompanyInfo) -> str:
         """A new applicant (unverified) and its company; returns the one-time verification token (and, with
-        `log_links`, logs the link). Only its SHA-256 is stored."""
+        `log_links`, logs the link). Only its SHA-256 is stored.
+
+        An address that already has a verified (or staff, or disabled) account is left as it is: its owner gets a
+        notice and "" comes back, while the caller answers as for a new registration (no enumeration). An address
+        whose registration is not verified yet is registered anew: password and company replaced, earlier links
+        void (a squatter never blocks the address's owner; verification needs this registration's password)."""
         address = normalise_email(email)
         self._check_password(password)
         values = company.checked()
-        hashed = self._hasher.hash(password)
+        hashed = self._hasher.hash(password)  # before the branch: the same argon2 work whether the address is taken
         token = secrets.token_urlsafe(32)
         now = self.now()
         with self.engine.begin() as c:
-            if c.execute(select(t.users.c.id).where(t.users.c.email == address)).first() is not None:
-                raise Conflict(f"an account with the email {address} exists: sign in instead", "email")
-            company_id = _new_id(c.execute(insert(t.companies).values(**values, created_at=now)))
-            uid = _new_id(c.execute(insert(t.users).values(
-                email=address, password_hash=hashed, role="applicant", company_id=company_id,
-                must_change_password=False, disabled=False, failed_logins=0, created_at=now)))
-            c.execute(insert(t.email_tokens).values(token_sha256=sha256_hex(token), user_id=uid, purpose="verify",
-                                                    expires_at=now + _VERIFY_LIFETIME, used=False, created_at=now))
+            row = c.execute(select(t.users).where(t.users.c.email == address)).first()
+            taken = row is not None and (row.email_verified_at is not None or row.role != "applicant"
+                                         or bool(row.disabled))
+            if row is not None and taken:
+                uid, company_id = int(row.id), row.company_id
+            elif row is not None:  # an unverified registration: replaced by this one
+                uid, company_id = int(row.id), row.company_id
+                if company_id is not None:
+                    c.execute(update(t.companies).where(t.companies.c.id == company_id).values(**values))
+                else:
+                    company_id = _new_id(c.execute(insert(t.companies).values(**values, created_at=now)))
+                c.execute(update(t.users).where(t.users.c.id == uid).values(
+                    password_hash=hashed, company_id=company_id, created_at=now))
+                c.execute(update(t.email_tokens).where(t.email_tokens.c.user_id == uid,
+                                                       t.email_tokens.c.purpose == "verify").values(used=True))
+            else:
+                company_id = _new_id(c.execute(insert(t.companies).values(**values, created_at=now)))
+                uid = _new_id(c.execute(insert(t.users).values(
+                    email=address, password_hash=hashed, role="applicant", company_id=company_id,
+                    must_change_password=False, disabled=False, failed_logins=0, created_at=now)))
+            if not taken:
+                c.execute(insert(t.email_tokens).values(token_sha256=sha256_hex(token), user_id=uid, purpose="verify",
+                                                        expires_at=now + _VERIFY_LIFETIME, used=False, created_at=now))
+        if taken:
+            self._notice(address, "someone tried to register a new account with this address, which already has "
+                                  "one; nothing was changed. Sign in at /portal/sign-in; if it was not you, you "
+                                  "can ignore this notice.")
+            self._audit("portal:anonymous", "register_existing", {"user_id": uid, "email": address})
+            return ""
         if self.log_links:
             log.warning("verification link for %s: /portal/verify?token=%s", address, token)
         self._audit(f"portal:{address}", "register", {"user_id": uid, "email": address, "company": values["name"],
-                                                      "company_id": company_id})
+                                                      "company_id": company_id, "replaced": row is not None})
         return token
 
-    def verify_email(self, token: str) -> PortalPrincipal:
-        """Mark the account's email verified; the token works once, within its lifetime."""
+    def _notice(self, address: str, message: str) -> None:
+        """A notice to an account's owner: mailed through `notify`, or logged in the embedded mode."""
+        if self.notify is not None:
+            self.notify(address, message)
+        elif self.log_links:
+            log.warning("notice for %s: %s", address, message)
+
+    def verify_email(self, token: str, password: str) -> PortalPrincipal:
+        """Mark the account's email verified: needs the link's token (the mailbox) AND the password chosen at this
+        registration (the registrant), so neither a squatter nor the mailbox's owner alone verifies the other's
+        registration. A wrong password leaves the link usable; the token works once, within its lifetime."""
         digest = sha256_hex(token or "")
         now = self.now()
+        with self.engine.connect() as c:
+            row = c.execute(select(t.email_tokens, t.users.c.password_hash)
+                            .join(t.users, t.users.c.id == t.email_tokens.c.user_id)
+                            .where(t.email_tokens.c.token_sha256 == digest,
+                                   t.email_tokens.c.purpose == "verify")).first()
+        matches = self._verify_hash(row.password_hash if row is not None else None, password)
+        if row is None or row.used or _aware(row.expires_at) <= now:
+            raise Invalid("this verification link is unknown, used or expired: register again (with the same "
+                          "address) to get a new one", "token")
+        if not matches:
+            raise Unauthenticated("this is not the password chosen when this address was registered. If you did "
+                                  "not register it, or registered twice, register again: the newest "
+                                  "registration's link and password count", "password")
         with self.engine.begin() as c:
-            row = c.execute(select(t.email_tokens).where(t.email_tokens.c.token_sha256 == digest,
-                                                         t.email_tokens.c.purpose == "verify")).first()
-            if row is None or row.used or _aware(row.expires_at) <= now:
-                raise Invalid("this verification link is unknown, used or expired: register again or ask an "
-                              "admin", "token")
             done = c.execute(update(t.email_tokens).where(t.email_tokens.c.id == row.id,
                                                           t.email_tokens.c.used.is_(False)).values(used=True))
-            if done.rowcount != 1:  # a parallel use won
+            if done.rowcount != 1:  # a parallel use (or a newer registration) won
                 raise Invalid("this verification link was already used", "token")
             c.execute(update(t.users).where(t.users.c.id == row.user_id).values(email_verified_at=now))
         principal = self._principal(self.user(int(row.user_id)))
@@ -259,9 +311,11 @@ class PortalAccounts:
         self._audit(by, "user_disabled" if disabled else "user_enabled", {"user_id": user_id})
 
     def set_password(self, principal: PortalPrincipal, old: str, new: str) -> None:
-        """Change the password (clears a one-time password's mark) and end the account's other sessions."""
+        """Change the password (clears a one-time password's mark), end every session of the account, audit it."""
         row = self.user(principal.user_id)
         if not self._verify_hash(row.password_hash, old):
+            self._audit(principal.actor, "password_change_refused", {"user_id": principal.user_id,
+                                                                     "reason": "wrong current password"})
             raise Unauthenticated("the current password is wrong", "old_password")
         self._check_password(new)
         if new == old:
@@ -269,7 +323,9 @@ class PortalAccounts:
         with self.engine.begin() as c:
             c.execute(update(t.users).where(t.users.c.id == principal.user_id).values(
                 password_hash=self._hasher.hash(new), must_change_password=False))
-            c.execute(t.sessions.delete().where(t.sessions.c.user_id == principal.user_id))
+            ended = c.execute(t.sessions.delete().where(t.sessions.c.user_id == principal.user_id)).rowcount
+        self._audit(principal.actor, "password_changed", {"user_id": principal.user_id,
+                                                          "sessions_ended": int(ended or 0)})
 
     # --- sign-in -------------------------------------------------------------------------------
     def _verify_hash(self, stored: str | None, password: str) -> bool:
@@ -280,20 +336,20 @@ class PortalAccounts:
         except (VerificationError, InvalidHashError):
             return False
 
-    def authenticate(self, email: str, password: str) -> PortalPrincipal:
+    def authenticate(self, email: str, password: str, *, client: str = "") -> PortalPrincipal:
         """The account for a right password; one Unauthenticated answer for every refusal except a right
-        password on an unverified email (then it says to verify first)."""
-        address = (email or "").strip().lower()
-        row = self._by_email(address)
+        password on an unverified email. ``client`` (the caller's address) keys the throttle: RateLimited (429)
+        while this client must wait for this email, before any password check."""
+        typed = (email or "").strip().lower()[:254]
         now = self.now()
+        with self.engine.begin() as c:
+            self.throttle.admit(c, typed, client, now)
+        row = self._by_email(typed)
         ok = self._verify_hash(row.password_hash if row is not None else None, password)
         refused = Unauthenticated(REFUSED.replace("user name", "email").replace(" or code", ""), "password")
-        if row is None:
-            raise refused
-        if row.locked_until is not None and _aware(row.locked_until) > now:
-            raise refused  # the lockout must not tell real accounts from unknown names
-        if not ok or row.disabled:
-            self._failure(int(row.id), now)
+        if row is None or not ok or row.disabled:
+            shown = typed if _EMAIL.match(typed) else "(not an email address)"
+            self._audit("portal:anonymous", "sign_in_failed", {"email": shown, "client": client[:100]})
             raise refused
         if row.email_verified_at is None:
             raise Unauthenticated("verify your email address first: follow the link sent when you registered",
@@ -303,21 +359,10 @@ class PortalAccounts:
             values["password_hash"] = self._hasher.hash(password)
         with self.engine.begin() as c:
             c.execute(update(t.users).where(t.users.c.id == row.id).values(**values))
-        return self._principal(row)
-
-    def _failure(self, user_id: int, now: datetime) -> None:
-        """Count in SQL, in one transaction: parallel guesses each add one, none overwrites another."""
-        with self.engine.begin() as c:
-            c.execute(update(t.users).where(t.users.c.id == user_id).values(failed_logins=t.users.c.failed_logins + 1))
-            failures = int(c.execute(select(t.users.c.failed_logins).where(t.users.c.id == user_id)).scalar() or 0)
-            if failures >= self.max_failures:
-                c.execute(update(t.users).where(t.users.c.id == user_id).values(
-                    failed_logins=0, locked_until=now + self.lockout))
-                locked = True
-            else:
-                locked = False
-        if locked:
-            self._audit("system", "account_locked", {"user_id": user_id})
+            self.throttle.succeeded(c, typed, client)
+        principal = self._principal(row)
+        self._audit(principal.actor, "signed_in", {"user_id": principal.user_id, "client": client[:100]})
+        return principal
 
     # --- sessions ------------------------------------------------------------------------------
     def new_session(self, principal: PortalPrincipal) -> tuple[str, str]:
@@ -356,8 +401,14 @@ class PortalAccounts:
         return principal, str(row.csrf_secret)
 
     def end_session(self, session_id: str) -> None:
+        """Sign out: the session is deleted; the sign-out is audited under the account's actor."""
+        digest = sha256_hex(session_id or "")
         with self.engine.begin() as c:
-            c.execute(t.sessions.delete().where(t.sessions.c.session_sha256 == sha256_hex(session_id or "")))
+            row = c.execute(select(t.users.c.id, t.users.c.email).join(t.sessions, t.sessions.c.user_id == t.users.c.id)
+                            .where(t.sessions.c.session_sha256 == digest)).first()
+            c.execute(t.sessions.delete().where(t.sessions.c.session_sha256 == digest))
+        if row is not None:
+            self._audit(f"portal:{row.email}", "signed_out", {"user_id": int(row.id)})
 
 
 def _new_id(result: Any) -> int:

@@ -3,9 +3,12 @@
 Why the verification link is logged and not mailed: the embedded portal (`sampan portal`) has no mail server; the
 link goes to the portal's log (warning level), which only the operator of the machine reads. A deployment with
 mail sends the same link (`PortalSettings.send_link`). The token is single-use, stored only as a SHA-256 hash.
-Sign-in refusals are alike for an unknown email, a wrong password, an unverified or locked account, so the form
-tells an outsider nothing about which accounts exist (`PortalAccounts.authenticate`). The session cookie is
-HttpOnly, SameSite=Strict, path /portal, and Secure under TLS.
+The link opens a form asking for the password chosen at registration: verification needs both the mailbox and the
+registrant's password (R17-PORTAL-5). Registering a taken address answers exactly like a new registration (the
+owner gets a notice instead of a link, R17-PORTAL-4). Sign-in refusals are alike for an unknown email, a wrong
+password or a disabled account, so the form tells an outsider nothing about which accounts exist
+(`PortalAccounts.authenticate`); guessing is throttled per (email, client address), never by locking the owner
+out. The session cookie is HttpOnly, SameSite=Strict, path /portal, and Secure under TLS.
 """
 
 from __future__ import annotations
@@ -83,18 +86,34 @@ def register(request: Request) -> Response:
         token = ctx.accounts.register(values["email"], password, company)
     except ControlPlaneError as exc:
         return _register_page(request, values, exc.message, exc.field, exc.status)
-    if ctx.settings.send_link is not None:  # a deployment with mail; the embedded mode's accounts log the link
+    if token and ctx.settings.send_link is not None:  # a deployment with mail; embedded accounts log the link
         ctx.settings.send_link(values["email"], f"{PREFIX}/verify?token={token}")
+    # "" (a taken address): the owner got a notice from the accounts; the answer is the same page either way
     return render(request, "registered.html", {"title": "Check your email", "email": values["email"],
                                                "logged": ctx.settings.embedded})
 
 
+def _verify_page(request: Request, token: str, error: str | None = None, status: int = 200) -> Response:
+    return render(request, "verify.html", {"title": "Confirm your email address", "token": token[:200],
+                                           "error": error}, status=status)
+
+
 @public_router.get("/verify", include_in_schema=False)
-def verify_email(request: Request, token: str = "") -> Response:
+def verify_form(request: Request, token: str = "") -> Response:
+    """The link only shows a form: verifying needs the registration's password too (a GET changes nothing)."""
+    return _verify_page(request, token)
+
+
+@public_router.post("/verify", include_in_schema=False)
+def verify_email(request: Request) -> Response:
+    form = form_of(request)
+    token, password = text(form, "token", 200), str(form.get("password", ""))[:1100]
     ctx = context_of(request)
     try:
-        ctx.accounts.verify_email(token[:200])
+        ctx.accounts.verify_email(token, password)
     except ControlPlaneError as exc:
+        if exc.field == "password":
+            return _verify_page(request, token, exc.message, exc.status)
         return render(request, "error.html", {"title": "Link not valid", "error": exc.message, "field": "token",
                                               "status": 400}, status=400)
     return redirect(request, "/sign-in", ("ok", "Your email address is verified. Sign in to create your project."))
@@ -120,9 +139,10 @@ def sign_in(request: Request) -> Response:
     next_path = safe_next(text(form, "next", 500))
     ctx = context_of(request)
     try:
-        principal = ctx.accounts.authenticate(email, password)
+        principal = ctx.accounts.authenticate(email, password, client=request.client.host if request.client else "")
     except ControlPlaneError as exc:
-        return _sign_in_page(request, error=exc.message, next_path=next_path, email=email, status=401)
+        return _sign_in_page(request, error=exc.message, next_path=next_path, email=email,
+                             status=429 if exc.status == 429 else 401)
     session_id, _csrf_secret = ctx.accounts.new_session(principal)
     target = "/account" if getattr(principal, "must_change_password", False) else next_path
     response = redirect(request, target)
