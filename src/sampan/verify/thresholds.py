@@ -45,22 +45,28 @@ _ALL: tuple[Threshold, ...] = (
               "training rows, computed by the verifier per evaluation) minus this: pass iff AUC >= pooled - "
               "min(margin + z(1 - alpha) x SE(difference), auc_max_deficit). Margin fixed; baseline and SE per draw"),
     Threshold("auc_noninferiority_alpha", 0.01, "significance level", "project rule",
-              "chance that a platform whose AUC really is within the margin of the pooled AUC fails F-AUC-HORIZONTAL "
-              "(one-sided, z = 2.33); replaced the bare point-estimate rule, which failed an honest platform about 1 "
-              "draw in 10 on a 250-row holdout"),
+              "chance that a platform whose AUC really is within the margin of the pooled AUC fails an AUC test "
+              "(F-AUC-HORIZONTAL, F-AUC-VERTICAL, F-NONIID, F-DROPOUT-RESUME, P-TIME-TO-AUC's 'reached'; one-sided, "
+              "z = 2.33); replaced the bare point-estimate rule, which failed an honest platform about 1 draw in 10 "
+              "on a 250-row holdout"),
     Threshold("auc_max_deficit", 0.05, "AUC", "project rule",
-              "F-AUC-HORIZONTAL fails a holdout AUC more than this below the pooled AUC whatever the standard error "
+              "F-AUC-HORIZONTAL, F-AUC-VERTICAL and P-TIME-TO-AUC fail a holdout AUC more than this below the pooled "
+              "AUC whatever the standard error "
               "(the paired error grows as a model moves away from the pooled one; an honest model's is about 0.01, "
               "so margin + z x SE stays below this for it)"),
     Threshold("auc_noninferiority_power", 0.95, "probability", "project rule",
               "reported, not a pass rule: a platform whose AUC is `detectable_gap` = min(margin + (z(1 - alpha) + "
               "z(power)) x SE, auc_max_deficit + z(power) x SE) below the pooled AUC fails with this probability"),
     Threshold("auc_margin_vertical", 0.02, "AUC", "pooled baseline",
-              "final holdout AUC >= pooled-baseline AUC minus this"),
+              "non-inferiority margin of the vertical job's holdout AUC against the vertical pooled baseline (LR on "
+              "the rows both parties hold), same paired rule and cap as auc_margin_horizontal"),
     Threshold("auc_margin_noniid", 0.05, "AUC", "pooled baseline",
-              "non-IID holdout AUC >= pooled-baseline AUC minus this"),
+              "non-inferiority margin of the non-IID job's holdout AUC (paired rule; cap auc_max_deficit_wide)"),
     Threshold("auc_margin_dropout", 0.05, "AUC", "pooled baseline",
-              "AUC after a party leaves >= pooled-baseline AUC minus this"),
+              "non-inferiority margin of the AUC after a party leaves (paired rule; cap auc_max_deficit_wide)"),
+    Threshold("auc_max_deficit_wide", 0.08, "AUC", "project rule",
+              "the cap of the 0.05-margin tests (F-NONIID, F-DROPOUT-RESUME): their margin plus the 0.03 that "
+              "auc_max_deficit leaves above the 0.02 margin (a cap equal to the margin would be the bare rule)"),
     Threshold("predict_tol", 1e-6, "probability", "task spec",
               "max |platform score - score of the exported model| over the rows sent"),
     Threshold("evaluate_auc_tol", 1e-6, "AUC", "task spec",
@@ -71,7 +77,8 @@ _ALL: tuple[Threshold, ...] = (
               "fails (R16-VERDICT-4; float64 end to end, so only rounding is allowed)"),
     # performance
     Threshold("time_to_auc_max_s", 300.0, "s", "task spec",
-              "the quick job reaches pooled AUC minus the horizontal margin within this"),
+              "the quick job reaches pooled AUC minus the horizontal margin within this (the final model judged by "
+              "F-AUC-HORIZONTAL's paired rule; the first round whose platform-reported AUC reaches it timed)"),
     Threshold("round_time_max_s", 30.0, "s", "task spec", "median round time of the quick job at most this"),
     Threshold("bytes_per_round_max", 4_194_304.0, "bytes", "task spec",
               "bytes of the verifier's party per round, both directions, at the wire (4 MiB)"),
@@ -90,6 +97,9 @@ _ALL: tuple[Threshold, ...] = (
     Threshold("inversion_plain_residual_max", 0.9, "relative residual", "project rule",
               "the party's sent vectors count as plain updates (and are inverted) unless their relative residual "
               "against the best-scaled full-batch gradient of its rows exceeds this (masked: about 1)"),
+    Threshold("inversion_exact_step_max", 0.01, "relative residual", "project rule",
+              "sent vectors this close to a scaled full-batch gradient of the party's own rows ARE its plain update "
+              "(a one-step update gives the gradient, which inverts): fail even when the probe's fit misses"),
     Threshold("mia_tpr_at_low_fpr_max", 0.05, "TPR at 0.1% FPR", "task spec",
               "membership attack on planted canaries reaches at most this TPR at 0.1% FPR (or at the lowest FPR "
               "the non-members resolve, stated; epsilon = 1 allows about e x FPR)"),

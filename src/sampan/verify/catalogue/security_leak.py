@@ -99,8 +99,16 @@ def _inversion_verdict(ctx: Context, run: JobRun, planted_rows: np.ndarray) -> R
                                 restarts=2, rng=np.random.default_rng(secrets.randbits(64)))
     best = float(np.nanmax(result.cosine)) if result.cosine else 0.0
     limit = value("inversion_cosine_max")
-    return Result("fail" if best >= limit else "pass",
-                  f"{result.n_recovered}/{result.n_planted} planted records recovered; best cosine {best:.3f}",
+    # The probe's fit is a non-convex search with random restarts: it can miss an invertible update. A sent vector
+    # that IS a scaled full-batch gradient of the party's rows (residual ~0) is the plain update whatever the probe
+    # found this time, so a miss there is not a pass (the repeated loud-step runs missed 2 in 5).
+    exact = residual <= value("inversion_exact_step_max")
+    recovered = f"{result.n_recovered}/{result.n_planted} planted records recovered; best cosine {best:.3f}"
+    if best < limit and exact:
+        recovered += (f"; but the sent vectors are the party's plain full-batch gradient step (relative residual "
+                      f"{residual:.2g} against a scaled gradient of its rows), which inverts: this probe's fit "
+                      "missed it")
+    return Result("fail" if best >= limit or exact else "pass", recovered,
                   figures={"best_cosine": best, "recovery_rate": result.recovery_rate,
                            "fit_residual": result.fit_residual, "fitted_step": step, "plain_residual": residual},
                   evidence={"inversion": result.to_dict(), "rounds_observed": len(obs),
