@@ -115,7 +115,7 @@ def test_guessing_is_throttled_per_client_and_never_locks_the_owner_out(portal, 
     with pytest.raises(RateLimited):
         portal.accounts.authenticate("victim@portal.example", "guess guess guess", client="203.0.113.9")
     kinds = [e.kind for e in portal.store.events("portal")]
-    assert kinds.count("portal.sign_in_failed") == 6 + 5 and "portal.signed_in" in kinds
+    assert kinds.count("portal.sign_in_failed") == 6 and "portal.signed_in" in kinds  # unknown emails: not logged
 
 
 def test_guesses_from_many_addresses_slow_every_new_client_but_not_a_first_try(portal) -> None:
@@ -133,12 +133,13 @@ def test_guesses_from_many_addresses_slow_every_new_client_but_not_a_first_try(p
 def test_registering_a_taken_address_changes_nothing_and_notifies_its_owner(portal, caplog) -> None:
     staff(portal, "rev@portal.example", "reviewer")
     with caplog.at_level(logging.WARNING, logger="sampan.portal"):
-        assert portal.accounts.register("rev@portal.example", "mallory's passphrase", CompanyInfo("M", "XX")) == ""
-    assert "notice for rev@portal.example" in caplog.text and "verification link" not in caplog.text
+        for _ in range(3):  # repeated: one notice an hour, not a mailbox (or audit log) flood
+            assert portal.accounts.register("rev@portal.example", "mallory's passphrase", CompanyInfo("M", "XX")) == ""
+    assert caplog.text.count("notice for rev@portal.example") == 1 and "verification link" not in caplog.text
     assert portal.accounts.authenticate("rev@portal.example", PASSWORD).role == "reviewer"
     with pytest.raises(Unauthenticated):
         portal.accounts.authenticate("rev@portal.example", "mallory's passphrase")
-    assert "portal.register_existing" in [e.kind for e in portal.store.events("portal")]
+    assert [e.kind for e in portal.store.events("portal")].count("portal.register_existing") == 1
 
 
 def test_a_squatters_link_does_not_verify_with_the_owners_password(portal) -> None:
@@ -162,15 +163,16 @@ def test_sign_in_sign_out_and_password_change_are_audited(portal) -> None:
         portal.accounts.authenticate("rev@portal.example", "correct horse battery stapled", client="192.0.2.1")
     with pytest.raises(Unauthenticated):  # a password typed into the email field stays out of the signed log
         portal.accounts.authenticate("my secret passphrase", "x", client="192.0.2.1")
+    with pytest.raises(Unauthenticated):
+        portal.accounts.authenticate("nobody@portal.example", "x", client="192.0.2.1")
     portal.accounts.set_password(who, PASSWORD, "a brand new long passphrase")
     events = [(e.kind, dict(e.detail)) for e in portal.store.events("portal")]
     kinds = [k for k, _ in events]
     for kind in ("portal.signed_in", "portal.signed_out", "portal.sign_in_failed", "portal.password_changed"):
         assert kind in kinds, kind
     failed = [d for k, d in events if k == "portal.sign_in_failed"]
-    assert failed[0]["email"] == "rev@portal.example" and failed[0]["client"] == "192.0.2.1"
-    assert failed[1]["email"] == "(not an email address)"
-    assert all("stapled" not in str(d) and "secret" not in str(d) for _, d in events)
+    assert len(failed) == 1 and failed[0]["email"] == "rev@portal.example" and failed[0]["client"] == "192.0.2.1"
+    assert all("stapled" not in str(d) and "secret" not in str(d) and "nobody" not in str(d) for _, d in events)
     changed = next(d for k, d in events if k == "portal.password_changed")
     assert changed["actor"] == who.actor and changed["user_id"] == who.user_id
     assert portal.store.verify_events("portal")

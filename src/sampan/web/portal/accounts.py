@@ -15,8 +15,8 @@ the link AND the password chosen at registration (R17-PORTAL-5): whoever registe
 verify it (the link goes to the owner's mailbox), and the owner cannot verify the squatter's password by clicking
 the link; a new registration of an address not verified yet replaces the pending one (password, company, links),
 so a squatter never blocks the owner. Sign-ins, failed sign-ins, sign-outs and password changes go into the
-audit chain (R17-PORTAL-6); a failed sign-in records the email typed only when it looks like an email address (a
-password typed into the email field stays out of the signed log) and the client address, never the password.
+audit chain (R17-PORTAL-6); a failed sign-in is recorded for a real account only (account, client address; never
+the password), so junk addresses, or a password typed into the email field, never reach the signed log.
 Threat model: a database reader learns hashes and sealed values only; a guesser is slowed by argon2 and the
 throttle; a person with one role cannot raise it (roles live in the database and are read at every request).
 """
@@ -49,6 +49,7 @@ AuditHook = Callable[[str, str, Mapping[str, Any]], None]  # (actor, kind, detai
 Notify = Callable[[str, str], None]  # (email address, message): how a notice reaches an account's owner
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$")
 _VERIFY_LIFETIME = timedelta(hours=48)
+_NOTICE_INTERVAL = timedelta(hours=1)
 _COMPANY_LIMITS = {"name": 200, "registration_number": 100, "country": 100, "address": 2000, "contact_name": 200,
                    "contact_email": 254, "website": 400}
 
@@ -225,16 +226,30 @@ class PortalAccounts:
                 c.execute(insert(t.email_tokens).values(token_sha256=sha256_hex(token), user_id=uid, purpose="verify",
                                                         expires_at=now + _VERIFY_LIFETIME, used=False, created_at=now))
         if taken:
-            self._notice(address, "someone tried to register a new account with this address, which already has "
-                                  "one; nothing was changed. Sign in at /portal/sign-in; if it was not you, you "
-                                  "can ignore this notice.")
-            self._audit("portal:anonymous", "register_existing", {"user_id": uid, "email": address})
+            if self._notice_due(address, now):  # at most one notice (and audit entry) per address per hour
+                self._notice(address, "someone tried to register a new account with this address, which already "
+                                      "has one; nothing was changed. Sign in at /portal/sign-in; if it was not you, "
+                                      "you can ignore this notice.")
+                self._audit("portal:anonymous", "register_existing", {"user_id": uid, "email": address})
             return ""
         if self.log_links:
             log.warning("verification link for %s: /portal/verify?token=%s", address, token)
         self._audit(f"portal:{address}", "register", {"user_id": uid, "email": address, "company": values["name"],
                                                       "company_id": company_id, "replaced": row is not None})
         return token
+
+    def _notice_due(self, address: str, now: datetime) -> bool:
+        """Whether this address may get another notice now: registering a taken address over and over must not
+        flood its owner's mailbox or the audit log (counted like the portal's rate limits)."""
+        from sampan.web.portal.limits import Limit, RateLimited, reserve
+
+        limit = Limit(f"notice:{sha256_hex(address)}", 1, _NOTICE_INTERVAL, "notices", "for this address", "email")
+        try:
+            with self.engine.begin() as c:
+                reserve(c, [limit], now)
+        except RateLimited:
+            return False
+        return True
 
     def _notice(self, address: str, message: str) -> None:
         """A notice to an account's owner: mailed through `notify`, or logged in the embedded mode."""
@@ -348,8 +363,9 @@ class PortalAccounts:
         ok = self._verify_hash(row.password_hash if row is not None else None, password)
         refused = Unauthenticated(REFUSED.replace("user name", "email").replace(" or code", ""), "password")
         if row is None or not ok or row.disabled:
-            shown = typed if _EMAIL.match(typed) else "(not an email address)"
-            self._audit("portal:anonymous", "sign_in_failed", {"email": shown, "client": client[:100]})
+            if row is not None:  # only real accounts: junk addresses (or a password typed as one) cannot fill the log
+                self._audit("portal:anonymous", "sign_in_failed", {"user_id": int(row.id), "email": str(row.email),
+                                                                   "client": client[:100]})
             raise refused
         if row.email_verified_at is None:
             raise Unauthenticated("verify your email address first: follow the link sent when you registered",
