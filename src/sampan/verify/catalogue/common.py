@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,8 +13,11 @@ from sampan.verify.catalogue.jobs import JobRun, PartySpec, horizontal_spec, job
 from sampan.verify.datasets import ID, LABEL, auc, predict_lr, table_data
 from sampan.verify.thresholds import value
 
+if TYPE_CHECKING:  # scipy is imported only when a verdict needs it
+    from sampan.verify.auc_compare import AucComparison
+
 __all__ = ["quick_job", "horizontal_parties", "holdout_auc", "holdout_scores", "vertical_job", "judge_auc",
-           "judge_auc_noninferior", "plane_for", "robust_parties"]
+           "judge_auc_noninferior", "compare_to_pooled", "describe_floor", "plane_for", "robust_parties"]
 
 QUICK_ROUNDS = 15
 
@@ -108,40 +111,70 @@ def holdout_auc(ctx: Context, run: JobRun, *, qualify: dict[str, str] | None = N
     return found, how
 
 
-def judge_auc(found: float, baseline: float, margin_key: str, how: str, run: JobRun) -> Result:
+def judge_auc(found: float, baseline: float, margin_key: str, how: str, run: JobRun, *, bare: bool = False) -> Result:
+    """The bare point-estimate rule: AUC >= pooled - margin. Only where no scores give a paired bound."""
     margin = value(margin_key)
     floor = baseline - margin
     return Result("pass" if found >= floor else "fail",
-                  f"holdout AUC {found:.4f} vs floor {floor:.4f} (pooled {baseline:.4f} - {margin})",
+                  f"holdout AUC {found:.4f} vs floor {floor:.4f} (pooled {baseline:.4f} - {margin}"
+                  + (", bare margin: no scores for a paired bound)" if bare else ")"),
                   figures={"auc": found, "pooled_auc": baseline, "floor": floor, "job_seconds": run.seconds},
                   evidence={"how": how, "job_id": run.job_id, "states": run.states, "rounds": run.aucs})
 
 
-def judge_auc_noninferior(ctx: Context, run: JobRun, margin_key: str) -> Result:
+def compare_to_pooled(ctx: Context, run: JobRun, margin_key: str, *, cap_key: str = "auc_max_deficit",
+                      vertical: bool = False) -> tuple[AucComparison | None, float, str]:
+    """(paired comparison or None, holdout AUC, how) of the run's final model against the pooled model.
+
+    The pooled model (horizontal, or the vertical one over both parties' columns) scores the same holdout rows the
+    platform's model is judged on; None when the platform gives no scores (only /evaluate): no paired bound exists.
+    """
+    from sampan.verify.auc_compare import noninferior
+
+    if vertical:
+        v = ctx.data.vertical
+        columns = v.label_columns + v.feature_columns
+        scores, found, how = holdout_scores(ctx, run, qualify=vertical_qualify(ctx), columns=columns)
+        base = ctx.data.vertical_baseline
+    else:
+        columns = ctx.data.columns
+        scores, found, how = holdout_scores(ctx, run)
+        base = ctx.data.baseline
+    if scores is None:
+        return None, found, how
+    X = ctx.data.table.cols(columns)[ctx.data.holdout]
+    reference = predict_lr((X - base.mean) / base.scale, base.coef, base.intercept)
+    c = noninferior(ctx.data.table.y[ctx.data.holdout], scores, reference, margin=value(margin_key),
+                    alpha=value("auc_noninferiority_alpha"), power=value("auc_noninferiority_power"),
+                    max_deficit=value(cap_key))
+    return c, found, how
+
+
+def describe_floor(c: AucComparison) -> str:
+    """'floor F (pooled P - margin - z x SE)' or '... - the cap C)': how the lowest passing AUC was set."""
+    capped = c.margin + c.z * c.se > c.max_deficit
+    return (f"floor {c.floor:.4f} (pooled {c.reference_auc:.4f} - "
+            + (f"the cap {c.max_deficit}" if capped else f"{c.margin} - {c.z:.2f} x SE {c.se:.4f}") + ")")
+
+
+def judge_auc_noninferior(ctx: Context, run: JobRun, margin_key: str, *, cap_key: str = "auc_max_deficit",
+                          vertical: bool = False) -> Result:
     """Pass unless the platform's holdout AUC is significantly below the pooled baseline's minus the margin, or
-    further below it than the cap ``auc_max_deficit``.
+    further below it than the cap (``cap_key``).
 
     Both models score the same holdout rows, so the paired DeLong test (`sampan.verify.auc_compare`) judges their
     difference with its own, much smaller, noise: a bare point estimate against a 0.02 margin failed an honest
     platform about 1 draw in 10 on a 250-row holdout. Without scores (only /evaluate) no paired bound exists and
-    the margin applies to the point estimate, as before.
+    the margin applies to the point estimate, as before, and the message says so.
     """
-    from sampan.verify.auc_compare import noninferior
-
-    scores, found, how = holdout_scores(ctx, run)
-    base = ctx.data.baseline
-    if scores is None:
-        return judge_auc(found, base.auc, margin_key, how + "; no scores, so no paired bound: bare margin", run)
-    X = ctx.data.table.cols(ctx.data.columns)[ctx.data.holdout]
-    reference = predict_lr((X - base.mean) / base.scale, base.coef, base.intercept)
-    c = noninferior(ctx.data.table.y[ctx.data.holdout], scores, reference, margin=value(margin_key),
-                    alpha=value("auc_noninferiority_alpha"), power=value("auc_noninferiority_power"),
-                    max_deficit=value("auc_max_deficit"))
-    capped = c.margin + c.z * c.se > c.max_deficit
+    c, found, how = compare_to_pooled(ctx, run, margin_key, cap_key=cap_key, vertical=vertical)
+    if c is None:
+        base = ctx.data.vertical_baseline if vertical else ctx.data.baseline
+        return judge_auc(found, base.auc, margin_key, how + "; no scores, so no paired bound: bare margin", run,
+                         bare=True)
     return Result("pass" if c.passed else "fail",
-                  f"holdout AUC {c.auc:.4f} vs floor {c.floor:.4f} (pooled {c.reference_auc:.4f} - "
-                  + (f"the cap {c.max_deficit}" if capped else f"{c.margin} - {c.z:.2f} x SE {c.se:.4f}")
-                  + f"); detects a gap of {c.detectable_gap:.3f} with {value('auc_noninferiority_power'):.0%} power",
+                  f"holdout AUC {c.auc:.4f} vs {describe_floor(c)}; detects a gap of {c.detectable_gap:.3f} with "
+                  f"{value('auc_noninferiority_power'):.0%} power",
                   figures={"auc": c.auc, "pooled_auc": c.reference_auc, "floor": c.floor, "difference": c.difference,
                            "se_difference": c.se, "detectable_gap": c.detectable_gap, "job_seconds": run.seconds},
                   evidence={"how": how, "job_id": run.job_id, "states": run.states, "rounds": run.aucs,

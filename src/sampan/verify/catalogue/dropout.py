@@ -7,7 +7,8 @@ update leaves, the kit is stopped and its connection closed: `dataplane.PartyLef
 ``dropout`` (the API's notice that it will leave); a platform that ignores the notice waits for an update that never
 comes. Pass: the party sent updates up to the round it left and none after, the job still succeeded, its final
 model moved on from the last model the party received (training went on without it), and the verifier's holdout AUC
-of it is within the margin. The platform's per-round party lists are recorded beside, never trusted.
+of it is not significantly below the pooled AUC minus the margin (the paired rule, `common.judge_auc_noninferior`).
+The platform's per-round party lists are recorded beside, never trusted.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from sampan.verify.catalogue.base import Context, NotApplicable, Result
-from sampan.verify.catalogue.common import holdout_auc, horizontal_parties, judge_auc, max_abs, plane_for
+from sampan.verify.catalogue.common import horizontal_parties, judge_auc_noninferior, max_abs, plane_for
 from sampan.verify.catalogue.dataplane import qualify_self_reported
 from sampan.verify.catalogue.jobs import JobRun, PartySpec, horizontal_spec, run_job
 from sampan.verify.datasets import table_data
@@ -126,8 +127,7 @@ def dropout(ctx: Context) -> Result:
     # it: "not checked", said; the verifier's own evidence that training went on is the model change above
     run.export_tie = {"check": "export tie", "job_id": run.job_id, "status": "not checked",  # type: ignore[attr-defined]
                       "why": f"the verifier's party left after round {LEAVE_AFTER}: it never received the final model"}
-    found, how = holdout_auc(ctx, run)
-    result = judge_auc(found, ctx.data.baseline.auc, "auc_margin_dropout", how, run)
+    result = judge_auc_noninferior(ctx, run, "auc_margin_dropout", cap_key="auc_max_deficit_wide")
     result.evidence.update(evidence)
     result.message = (f"the verifier's party sent updates in rounds {before} and left after round {LEAVE_AFTER}; "
                       f"the job went on without it; " + result.message)

@@ -11,15 +11,12 @@ import numpy as np
 
 from sampan.verify.catalogue.base import Context, NotApplicable, Result, Test
 from sampan.verify.catalogue.common import (
-    holdout_auc,
     horizontal_parties,
-    judge_auc,
     judge_auc_noninferior,
     max_abs,
     plane_for,
     quick_job,
     vertical_job,
-    vertical_qualify,
 )
 from sampan.verify.catalogue.dropout import dropout
 from sampan.verify.catalogue.export_tie import check_export
@@ -245,10 +242,8 @@ def auc_horizontal(ctx: Context) -> Result:
 
 
 def auc_vertical(ctx: Context) -> Result:
-    run = vertical_job(ctx)
-    v = ctx.data.vertical
-    found, how = holdout_auc(ctx, run, qualify=vertical_qualify(ctx), columns=v.label_columns + v.feature_columns)
-    return judge_auc(found, ctx.data.vertical_baseline.auc, "auc_margin_vertical", how, run)
+    # the paired rule against the vertical pooled model (LR on the rows both parties hold, all their columns)
+    return judge_auc_noninferior(ctx, vertical_job(ctx), "auc_margin_vertical", vertical=True)
 
 
 def _predict_scores(ctx: Context, job_id: str) -> np.ndarray:
@@ -298,8 +293,7 @@ def noniid(ctx: Context) -> Result:
     plane = plane_for(ctx) if any(p.operated_by == "verifier" for p in parties) else None
     run = run_job(ctx, horizontal_spec(ctx, [p.name for p in parties], rounds=15), parties, prefix="noniid",
                   plane=plane)
-    found, how = holdout_auc(ctx, run)
-    result = judge_auc(found, ctx.data.baseline.auc, "auc_margin_noniid", how, run)
+    result = judge_auc_noninferior(ctx, run, "auc_margin_noniid", cap_key="auc_max_deficit_wide")
     result.evidence["split_by"] = ctx.data.noniid_by
     return result
 
@@ -314,6 +308,10 @@ def audit_log(ctx: Context) -> Result:
     return Result("pass", f"{len(log)} audit entries, actors {actors}",
                   figures={"entries": float(len(log))}, evidence={"actions": actions, "first": log[:5]})
 
+
+PAIRED_RULE = ("not significantly below pooled AUC - margin, nor below pooled AUC - cap: AUC >= pooled AUC - "
+               "min(margin + z(1 - alpha) x SE, cap), SE the paired DeLong standard error of the difference "
+               "(a platform with no scores, only /evaluate: AUC >= pooled AUC - margin, said)")
 
 FUNCTIONAL: list[Test] = [
     Test("F-API-VERSION", "API version and /info", "functional", ALL, api_version,
@@ -340,12 +338,12 @@ FUNCTIONAL: list[Test] = [
     Test("F-AUC-HORIZONTAL", "Horizontal accuracy vs pooled", "functional", ALL, auc_horizontal,
          requires=("horizontal",), inputs="3 parties, drawn columns, 15 rounds; the pooled model scored on the same "
          "holdout rows",
-         pass_rule="not significantly below pooled AUC - margin, nor below pooled AUC - cap: AUC >= pooled AUC - "
-         "min(margin + z(1 - alpha) x SE, cap), SE the paired DeLong standard error of the difference",
+         pass_rule=PAIRED_RULE,
          thresholds=("auc_margin_horizontal", "auc_noninferiority_alpha", "auc_max_deficit"), timeout_s=300),
     Test("F-AUC-VERTICAL", "Vertical accuracy vs pooled", "functional", STD, auc_vertical, requires=("vertical",),
-         inputs="label holder + feature holder, 80% id overlap", pass_rule="holdout AUC >= pooled AUC - margin",
-         thresholds=("auc_margin_vertical",), timeout_s=300),
+         inputs="label holder + feature holder, 80% id overlap; the vertical pooled model scored on the same "
+         "holdout rows", pass_rule=PAIRED_RULE, thresholds=("auc_margin_vertical", "auc_noninferiority_alpha",
+                                                            "auc_max_deficit"), timeout_s=300),
     Test("F-PREDICT", "Prediction matches the exported model", "functional", STD, predict,
          requires=("horizontal", "predict"), inputs="a platform party's own rows without labels",
          pass_rule="max |score difference| <= tolerance", thresholds=("predict_tol",)),
@@ -353,15 +351,18 @@ FUNCTIONAL: list[Test] = [
          requires=("horizontal", "evaluate", "predict"), inputs="a platform party's own rows with labels",
          pass_rule="|/evaluate AUC - AUC of /predict| <= tolerance; row count right", thresholds=("evaluate_auc_tol",)),
     Test("F-NONIID", "Non-IID split accuracy", "functional", STD, noniid, requires=("horizontal",),
-         inputs="rows sorted by a drawn column and cut 50/30/20", pass_rule="holdout AUC >= pooled AUC - margin",
-         thresholds=("auc_margin_noniid",), timeout_s=300),
+         inputs="rows sorted by a drawn column and cut 50/30/20; the pooled model scored on the same holdout rows",
+         pass_rule=PAIRED_RULE, thresholds=("auc_margin_noniid", "auc_noninferiority_alpha", "auc_max_deficit_wide"),
+         timeout_s=300),
     Test("F-DROPOUT-RESUME", "A party drops out and the job finishes", "functional", STD, dropout,
          requires=("horizontal", "dropout"), needs_kit=True,
          inputs="4 parties; the last, the verifier's own, really leaves after round 2 of 6 (its kit stops: no reply, "
          "no update, connection closed)",
          pass_rule="the verifier's party sent updates before it left and none after; the job succeeds without it; "
-         "the final model moved on from the last model the party received; AUC >= pooled - margin (the platform's "
-         "round reports are recorded, not trusted)", thresholds=("auc_margin_dropout",), timeout_s=300),
+         "the final model moved on from the last model the party received; the AUC rule of F-NONIID: AUC >= pooled "
+         "AUC - min(margin + z(1 - alpha) x SE, cap), paired DeLong SE (the platform's round reports are recorded, "
+         "not trusted)", thresholds=("auc_margin_dropout", "auc_noninferiority_alpha", "auc_max_deficit_wide"),
+         timeout_s=300),
     Test("F-AUDIT-LOG", "Audit log present", "functional", STD, audit_log, requires=("audit_log",),
          inputs="the quick job's results", pass_rule="a non-empty audit log", claim="audit_log"),
 ]

@@ -11,7 +11,13 @@ from typing import Any
 import numpy as np
 
 from sampan.verify.catalogue.base import Context, NotApplicable, Result, Test
-from sampan.verify.catalogue.common import QUICK_ROUNDS, holdout_auc, horizontal_parties, quick_job
+from sampan.verify.catalogue.common import (
+    QUICK_ROUNDS,
+    compare_to_pooled,
+    describe_floor,
+    horizontal_parties,
+    quick_job,
+)
 from sampan.verify.catalogue.jobs import PartySpec, horizontal_spec, run_job
 from sampan.verify.datasets import table_data
 from sampan.verify.results import Plot
@@ -23,26 +29,45 @@ Q, S, F = "quick", "standard", "full"
 
 
 def time_to_auc(ctx: Context) -> Result:
+    """Did the final model reach the target (pooled AUC - the horizontal margin), and when?
+
+    "Reached" is the verifier's own judgement of the final model on its holdout (R16-VERDICT-3): the paired
+    non-inferiority rule of F-AUC-HORIZONTAL (`common.compare_to_pooled`), since a point estimate on 250 rows
+    missed the target for an honest platform about 1 run in 8. The time is the first round whose platform-reported
+    AUC (its own holdout) reaches the target, by the verifier's clock; else the whole job. Without scores (only
+    /evaluate) the point estimate must reach the target (bare margin, said in the message).
+    """
     run = quick_job(ctx)
+    c, final, how = compare_to_pooled(ctx, run, "auc_margin_horizontal")
     target = ctx.data.baseline.auc - value("auc_margin_horizontal")
-    final, how = holdout_auc(ctx, run)
+    if c is None:
+        reached_final, rule = final >= target, "no scores, so no paired bound: bare margin"
+        judged = f"the verifier measures {final:.4f} on the final model vs the target {target:.4f} ({rule})"
+    else:
+        reached_final, rule = c.passed, "paired DeLong non-inferiority (see sampan.verify.auc_compare)"
+        judged = f"the verifier measures {final:.4f} on the final model vs {describe_floor(c)}"
+    figures: dict[str, float | None] = {"target_auc": target, "final_auc": final, "job_seconds": run.seconds}
+    evidence: dict[str, Any] = {"how": how, "rule": rule, "comparison": c.to_dict() if c is not None else None}
+    if c is not None:
+        figures.update({"pooled_auc": c.reference_auc, "floor": c.floor, "se_difference": c.se})
     seen = dict(run.round_seen)  # round -> seconds since submit, by the verifier's clock
     limit = value("time_to_auc_max_s")
-    if not final >= target:  # R16-VERDICT-3: the verifier's measure of the final model decides "reached" at all
-        return Result("fail", f"the target AUC {target:.4f} was not reached: the verifier measures {final:.4f} on "
-                      "the final model (the platform's per-round AUC is not taken on trust)",
-                      figures={"target_auc": target, "final_auc": final, "job_seconds": run.seconds},
-                      evidence={"how": how, "platform_round_auc": run.aucs})
+    if not reached_final:  # R16-VERDICT-3: the verifier's measure of the final model decides "reached" at all
+        return Result("fail", f"the target AUC {target:.4f} was not reached: {judged} (the platform's per-round "
+                      "AUC is not taken on trust)", figures=figures,
+                      evidence={**evidence, "platform_round_auc": run.aucs})
     reached = None
     for r, a in run.aucs:  # the platform's per-round AUC (its own holdout): used only to find the round
         if a >= target and r in seen:
             reached = seen[r]
             break
+    when = "the first round whose platform-reported AUC reaches it"
     if reached is None:
-        reached = run.seconds
-    return Result("pass" if reached <= limit else "fail", f"target AUC {target:.4f} reached after {reached:.1f} s",
-                  figures={"seconds_to_target": reached, "target_auc": target, "final_auc": final},
-                  evidence={"how": how, "round_seen": run.round_seen},
+        reached, when = run.seconds, "no platform-reported round AUC reaches it: the whole job"
+    figures["seconds_to_target"] = reached
+    return Result("pass" if reached <= limit else "fail",
+                  f"target AUC {target:.4f} reached after {reached:.1f} s ({when}); {judged}",
+                  figures=figures, evidence={**evidence, "round_seen": run.round_seen},
                   plots=[Plot("line", "AUC per round (platform's holdout)",
                               {"auc": [(float(r), a) for r, a in run.aucs]}, "round", "AUC")])
 
@@ -266,8 +291,13 @@ def predict_latency(ctx: Context) -> Result:
 
 PERFORMANCE: list[Test] = [
     Test("P-TIME-TO-AUC", "Time to target AUC", "performance", frozenset({Q, S, F}), time_to_auc,
-         requires=("horizontal",), inputs=f"the quick job ({QUICK_ROUNDS} rounds)",
-         pass_rule="pooled AUC - margin reached within the limit", thresholds=("time_to_auc_max_s",), timeout_s=300),
+         requires=("horizontal",), inputs=f"the quick job ({QUICK_ROUNDS} rounds); the pooled model scored on the "
+         "same holdout rows",
+         pass_rule="the final model reaches pooled AUC - margin by the rule of F-AUC-HORIZONTAL (paired DeLong "
+         "non-inferiority; bare margin without scores), and the first round whose platform-reported AUC reaches "
+         "it (else the job's end) comes within the limit by the verifier's clock",
+         thresholds=("time_to_auc_max_s", "auc_margin_horizontal", "auc_noninferiority_alpha", "auc_max_deficit"),
+         timeout_s=300),
     Test("P-ROUND-TIME", "Time per round", "performance", frozenset({Q, S, F}), round_time,
          requires=("horizontal",), inputs="the quick job", pass_rule="seconds per round (verifier's clock) <= limit",
          thresholds=("round_time_max_s",), timeout_s=300),
