@@ -134,7 +134,7 @@ def test_a_refused_start_for_another_reason_uses_no_budget(portal) -> None:
 
 def test_parallel_checks_are_counted_one_after_the_other(portal) -> None:
     """Both threads pass every check before either counts; the locked key row still lets only one through."""
-    portal.limits = RateLimits(qualifications_per_project=2)
+    portal.limits = RateLimits(qualifications_per_project=2, checks_in_flight_per_account=2)  # both get a slot
     owner = applicant(portal, "vendor@acme.example")
     pid = claimed_project(portal, owner)  # 1 of 2 used
     barrier = threading.Barrier(2, timeout=20)

@@ -12,6 +12,8 @@ line or a returned value: `scrub` removes it from any text that came back from t
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,10 +26,11 @@ from sampan.runtime.store import Store
 from sampan.web.errors import Forbidden, NotFound
 from sampan.web.portal import tables as t
 from sampan.web.portal.accounts import Clock, PortalAccounts, PortalPrincipal
+from sampan.web.portal.inflight import CheckSlots
 from sampan.web.portal.limits import RateLimited, RateLimits
 from sampan.web.portal.seal import BenchTokenSeal
 
-__all__ = ["AUDIT_CHAIN", "PortalBase", "iso", "scrub"]
+__all__ = ["AUDIT_CHAIN", "PortalBase", "iso", "scrub", "server_fingerprint"]
 
 AUDIT_CHAIN = "portal"
 STAFF = ("reviewer", "admin")
@@ -38,6 +41,13 @@ def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
     return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).isoformat()
+
+
+def server_fingerprint(project: Any) -> str:
+    """SHA-256 of what a qualification check checks: endpoint URL, certificate and the SEALED token (each seal has
+    a fresh nonce, so any token change, even to the same value, changes it; the token itself is never hashed)."""
+    fields = [str(project.endpoint_url or ""), str(project.tls_cert_pem or ""), str(project.bench_token_sealed or "")]
+    return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
 
 
 def scrub(value: Any, secret: str) -> Any:
@@ -72,6 +82,7 @@ class PortalBase:
         self.seal = BenchTokenSeal(self.folder)
         self._qualifier = qualifier
         self.limits = limits or RateLimits()
+        self.check_slots = CheckSlots()  # qualification checks in flight (R17-PORTAL-10)
         # The embedded mode's in-repo platforms: endpoint URL -> "weak" / "sampan"; an evaluation of such a project
         # has the runner's worker start that platform itself (TargetSpec.local_platform).
         self.local_platforms: dict[str, str] = {}
@@ -91,6 +102,13 @@ class PortalBase:
         self.audit(principal, "rate_limited", {"action": action, **detail, "limit": limit.key, "max": limit.count,
                                                "window_s": int(limit.window.total_seconds()),
                                                "retry_after": iso(exc.retry_after)})
+
+    @staticmethod
+    def qualifies(project: Any, qualification: Any) -> bool:
+        """A qualification row counts as passed for ``project`` only when it passed AND checked exactly the
+        project's current server information (R17-PORTAL-1: a check that ran while it changed does not count)."""
+        return (qualification is not None and qualification.status == "passed"
+                and qualification.server_fingerprint == server_fingerprint(project))
 
     # --- checks --------------------------------------------------------------------------------
     @staticmethod

@@ -61,12 +61,12 @@ class EvaluationsMixin(PortalBase):
 
     def _target_spec(self, project: Any, token: str) -> Any:
         """What the runner needs to reach the endpoint under the portal's egress policy: the allow-list, and the
-        address the passed qualification used (pinned: a DNS answer that changed since is not followed)."""
+        address the passed qualification used (pinned: a DNS answer that changed since is not followed).
+        ``project``: the row `_qualified_project` read together with that qualification (its pinned_ip in
+        ``qualified_pinned_ip``), so the runner gets exactly the server information that was checked."""
         from sampan.web.portal.runner import TargetSpec
 
-        with self.engine.connect() as c:
-            pinned = c.execute(select(t.qualifications.c.pinned_ip).where(t.qualifications.c.project_id == project.id)
-                               .order_by(t.qualifications.c.id.desc()).limit(1)).scalar()
+        pinned = getattr(project, "qualified_pinned_ip", None)
         return TargetSpec(url=project.endpoint_url, token=token, tls_cert_pem=project.tls_cert_pem or None,
                           allow=tuple(getattr(self.egress, "allow", ()) or ()), pinned_ip=pinned or None,
                           local_platform=self.local_platforms.get(project.endpoint_url))
@@ -88,10 +88,7 @@ class EvaluationsMixin(PortalBase):
                                           .where(t.questionnaires.c.project_id == row.id)).first()
                 if questionnaire is None:
                     raise Conflict("fill in the technical questionnaire first", "questionnaire")
-                qual = c.execute(select(t.qualifications.c.status).where(t.qualifications.c.project_id == row.id)
-                                 .order_by(t.qualifications.c.id.desc()).limit(1)).first()
-                if qual is None or qual.status != "passed":
-                    raise Conflict("the endpoint must pass the qualification check first", "qualification")
+                row = self._qualified_project(c, int(row.id))
                 self._refuse_if_busy(c, int(row.id))
                 reserve(c, self.limits.for_evaluation(p.user_id, p.role == "applicant"), self.clock())
                 eid = _new_id(c.execute(insert(t.evaluations).values(
@@ -120,6 +117,25 @@ class EvaluationsMixin(PortalBase):
             self._done(eid, "failed", None, scrub(f"the runner refused the job: {type(exc).__name__}: {exc}", token))
             raise Conflict("the evaluation could not be started; see its error", "runner") from None
         return eid
+
+    def _qualified_project(self, c: Connection, project_id: int) -> Any:
+        """The project row and its latest qualification, read in ONE statement (one snapshot), or Conflict unless
+        that qualification passed for exactly this server information (R17-PORTAL-1: a change made while a check
+        ran, or after it, must not be evaluated unchecked). The row is what the runner is then given."""
+        latest = (select(t.qualifications.c.id).where(t.qualifications.c.project_id == project_id)
+                  .order_by(t.qualifications.c.id.desc()).limit(1).scalar_subquery())
+        row = c.execute(select(t.projects, t.qualifications.c.status,
+                               t.qualifications.c.server_fingerprint,
+                               t.qualifications.c.pinned_ip.label("qualified_pinned_ip"))
+                        .select_from(t.projects.outerjoin(t.qualifications, t.qualifications.c.id == latest))
+                        .where(t.projects.c.id == project_id)).first()
+        if row is None or row.status is None:
+            raise Conflict("the endpoint must pass the qualification check first", "qualification")
+        if not self.qualifies(row, row):
+            changed = row.status == "passed"
+            raise Conflict("the server information changed after the last qualification check: run it again"
+                           if changed else "the endpoint must pass the qualification check first", "qualification")
+        return row
 
     @staticmethod
     def _refuse_if_busy(c: Connection, project_id: int) -> None:

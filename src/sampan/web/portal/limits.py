@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sampan.web.errors import ControlPlaneError
 from sampan.web.portal import tables as t
 
-__all__ = ["Limit", "RateLimited", "RateLimits", "reserve", "used", "when"]
+__all__ = ["Limit", "RateLimited", "RateLimits", "hold", "reserve", "used", "when"]
 
 
 class RateLimited(ControlPlaneError):
@@ -57,16 +57,28 @@ class RateLimits:
 
     Defaults: 10 qualification checks per project and 30 per applicant in any hour (a vendor fixing its endpoint
     needs a few tries, not hundreds); 5 evaluation starts per applicant in any day (one evaluation runs for
-    minutes to an hour and only one per project at a time)."""
+    minutes to an hour and only one per project at a time); 25 projects per applicant in all (R17-PORTAL-11: a
+    vendor has a few platforms; every project costs the portal a row, a sealed token, an audit entry and a line on
+    every staff list). Checks IN FLIGHT (R17-PORTAL-10: each holds a page thread for up to a minute and a half):
+    at most `checks_in_flight_per_account` per account and `checks_in_flight_total` in the whole portal process
+    (`sampan.web.portal.inflight`); those two cannot be switched off."""
 
     qualifications_per_project: int | None = 10
     qualifications_per_applicant: int | None = 30
     qualification_window: timedelta = timedelta(hours=1)
     evaluations_per_applicant: int | None = 5
     evaluation_window: timedelta = timedelta(days=1)
+    projects_per_applicant: int | None = 25
+    checks_in_flight_per_account: int = 1
+    checks_in_flight_total: int = 4
 
     def __post_init__(self) -> None:
-        for name in ("qualifications_per_project", "qualifications_per_applicant", "evaluations_per_applicant"):
+        for name in ("checks_in_flight_per_account", "checks_in_flight_total"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"RateLimits.{name} must be a whole number >= 1")
+        for name in ("qualifications_per_project", "qualifications_per_applicant", "evaluations_per_applicant",
+                     "projects_per_applicant"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"RateLimits.{name} must be a whole number >= 1, or None for no limit")
@@ -110,6 +122,11 @@ def when(retry: datetime, now: datetime) -> str:
     minute = datetime.fromtimestamp(math.ceil(retry.timestamp() / 60) * 60, UTC)
     same_day = minute.date() == _utc(now).astimezone(UTC).date()
     return minute.strftime("%H:%M UTC" if same_day else "%Y-%m-%d %H:%M UTC")
+
+
+def hold(c: Connection, key: str, now: datetime) -> None:
+    """Serialise this transaction with every other one that holds ``key`` (a count-then-insert under a cap)."""
+    _lock(c, key, now)
 
 
 def _lock(c: Connection, key: str, now: datetime) -> None:

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from sampan.web.errors import ControlPlaneError, Invalid
 from sampan.web.portal.pages_base import PathId, PortalRoute, context_of, form_of, principal_of, text
 from sampan.web.portal.rendering import redirect, render
+from sampan.web.portal.service import PAGE_SIZE
 
 __all__ = ["router", "catalogue_by_category", "PROFILE_CHOICES"]
 
@@ -43,8 +44,14 @@ def catalogue_by_category() -> list[tuple[str, str, list[Any]]]:
 @router.get("/projects", include_in_schema=False)
 def projects(request: Request) -> Response:
     principal = principal_of(request)
-    rows = context_of(request).portal.projects(principal)
-    return render(request, "projects.html", {"title": "Projects", "section": "projects", "rows": rows})
+    portal = context_of(request).portal
+    raw = request.query_params.get("page", "1")
+    page = int(raw) if raw.isdigit() and 0 < len(raw) < 7 else 1  # paged: staff see every applicant's projects
+    pages = max(1, -(-portal.project_count(principal) // PAGE_SIZE))
+    page = min(max(page, 1), pages)
+    rows = portal.projects(principal, page=page, per_page=PAGE_SIZE)
+    return render(request, "projects.html", {"title": "Projects", "section": "projects", "rows": rows,
+                                             "page": page, "pages": pages})
 
 
 def _new_page(request: Request, values: dict[str, str] | None = None, error: str | None = None,

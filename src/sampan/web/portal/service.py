@@ -19,14 +19,14 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
-from sampan.web.errors import Invalid
+from sampan.web.errors import Conflict, Invalid
 from sampan.web.portal import tables as t
 from sampan.web.portal.accounts import PortalPrincipal, _new_id
-from sampan.web.portal.base import AUDIT_CHAIN, PortalBase, iso, scrub
+from sampan.web.portal.base import AUDIT_CHAIN, PortalBase, iso, scrub, server_fingerprint
 from sampan.web.portal.evaluations import EvaluationsMixin
-from sampan.web.portal.limits import RateLimited, reserve
+from sampan.web.portal.limits import RateLimited, hold, reserve
 from sampan.web.portal.releases import ReleasesMixin
 
 __all__ = ["Portal"]
@@ -35,6 +35,11 @@ log = logging.getLogger("sampan.portal")
 _URL = re.compile(r"^https?://[^\s/?#@]+(?::\d{1,5})?(?:/[^\s]*)?$", re.IGNORECASE)
 _MAX_TOKEN = 4096
 _MAX_PEM = 64 * 1024
+PAGE_SIZE = 50  # projects per page of `projects()` (staff lists grow with every applicant's projects)
+_CHANGED: dict[str, Any] = {"name": "server information changed", "ok": False, "status": "failed",
+            "detail": "the endpoint, certificate or token changed while this check ran: the check does not count "
+                      "for the new server information",
+            "fix": "Run the qualification check again now that the server information is final."}
 
 
 def _check_url(value: str, field: str, *, required: bool = True) -> str:
@@ -72,7 +77,8 @@ class Portal(ReleasesMixin, EvaluationsMixin, PortalBase):
     (default: one on the store's engine at argon2's defaults); `qualifier`: the qualification function
     (default `sampan.verify.qualify.qualify`; tests pass their own); `limits`: the `RateLimits` on qualification
     checks and evaluation starts (default `RateLimits()`: 10 checks per project and 30 per applicant an hour,
-    5 evaluation starts per applicant a day)."""
+    5 evaluation starts per applicant a day, 25 projects per applicant, one check in flight per account and four
+    in the process)."""
 
     # --- projects --------------------------------------------------------------------------------
     def create_project(self, p: PortalPrincipal, name: str, endpoint_url: str, tls_cert_pem: str,
@@ -88,12 +94,24 @@ class Portal(ReleasesMixin, EvaluationsMixin, PortalBase):
         if not token or len(token) > _MAX_TOKEN or any(ch.isspace() for ch in token):
             raise Invalid(f"the bench token must be 1-{_MAX_TOKEN} characters without spaces", "bench_token")
         now = self.clock()
+        cap = self.limits.projects_per_applicant if p.role == "applicant" else None
+        owned, pid = 0, 0
         with self.engine.begin() as c:
-            pid = _new_id(c.execute(insert(t.projects).values(
-                owner_id=p.user_id, name=name, endpoint_url=url, tls_cert_pem=pem, bench_token_sealed="",
-                created_at=now)))
-            c.execute(update(t.projects).where(t.projects.c.id == pid).values(
-                bench_token_sealed=self.seal.seal(pid, token)))
+            if cap is not None:  # R17-PORTAL-11; serialised per account, so parallel requests cannot pass it
+                hold(c, f"projects:user:{p.user_id}", now)
+                owned = int(c.execute(select(func.count()).select_from(t.projects)
+                                      .where(t.projects.c.owner_id == p.user_id)).scalar() or 0)
+            if cap is None or owned < cap:
+                pid = _new_id(c.execute(insert(t.projects).values(
+                    owner_id=p.user_id, name=name, endpoint_url=url, tls_cert_pem=pem, bench_token_sealed="",
+                    created_at=now)))
+                c.execute(update(t.projects).where(t.projects.c.id == pid).values(
+                    bench_token_sealed=self.seal.seal(pid, token)))
+        if cap is not None and owned >= cap:
+            self.audit(p, "project_refused", {"reason": "projects per applicant", "owned": owned, "max": cap})
+            raise Conflict(f"your account has {owned} projects, the most this portal allows ({cap}): change an "
+                           "existing project's server information instead, or ask the portal's operators to raise "
+                           "the limit", "account")
         self.audit(p, "project_created", {"project_id": pid, "name": name, "endpoint_url": url,
                                           "tls_cert": bool(pem)})
         return pid
@@ -121,8 +139,10 @@ class Portal(ReleasesMixin, EvaluationsMixin, PortalBase):
                   "fix": "Run the qualification check again for the new server information."}]
         with self.engine.begin() as c:  # a passed check of the old endpoint must not let the new one be evaluated
             c.execute(update(t.projects).where(t.projects.c.id == row.id).values(**values))
+            new = c.execute(select(t.projects).where(t.projects.c.id == row.id)).first()
             c.execute(insert(t.qualifications).values(project_id=row.id, status="failed", checks=stale,
-                                                      requested_by=p.actor, pinned_ip=None, at=self.clock()))
+                                                      requested_by=p.actor, pinned_ip=None, at=self.clock(),
+                                                      server_fingerprint=server_fingerprint(new)))
         self.audit(p, "project_updated", {"project_id": int(row.id), "changed": changed,
                                           **({"endpoint_url": values["endpoint_url"]} if "endpoint_url" in values
                                              else {})})
@@ -136,28 +156,38 @@ class Portal(ReleasesMixin, EvaluationsMixin, PortalBase):
         with self.engine.connect() as c:
             q = c.execute(select(t.questionnaires.c.submitted_at)
                           .where(t.questionnaires.c.project_id == row.id)).first()
-            qual = c.execute(select(t.qualifications.c.status, t.qualifications.c.at)
+            qual = c.execute(select(t.qualifications.c.status, t.qualifications.c.server_fingerprint)
                              .where(t.qualifications.c.project_id == row.id)
                              .order_by(t.qualifications.c.id.desc()).limit(1)).first()
             ev = c.execute(select(t.evaluations.c.id, t.evaluations.c.status)
                            .where(t.evaluations.c.project_id == row.id)
                            .order_by(t.evaluations.c.id.desc()).limit(1)).first()
         out["questionnaire_saved"] = q is not None
-        out["qualification"] = qual.status if qual is not None else None
+        out["qualification"] = (None if qual is None else "passed" if self.qualifies(row, qual) else "failed")
         out["last_evaluation"] = {"id": int(ev.id), "status": ev.status} if ev is not None else None
         return out
 
-    def projects(self, p: PortalPrincipal) -> list[dict[str, Any]]:
-        """The projects the principal may see (an applicant: its own; staff: all), newest first."""
+    def projects(self, p: PortalPrincipal, *, page: int = 1, per_page: int = PAGE_SIZE) -> list[dict[str, Any]]:
+        """One page (1-based; ``per_page`` at most 200) of the projects the principal may see (an applicant: its
+        own; staff: all), newest first; `project_count` says how many there are in all."""
+        per_page = max(1, min(int(per_page), 200))
         query = (select(t.projects, t.users.c.email, t.companies.c.name.label("company"))
                  .join(t.users, t.users.c.id == t.projects.c.owner_id)
                  .outerjoin(t.companies, t.companies.c.id == t.users.c.company_id)
-                 .order_by(t.projects.c.id.desc()))
+                 .order_by(t.projects.c.id.desc()).limit(per_page).offset((max(1, int(page)) - 1) * per_page))
         if not self.is_staff(p):
             query = query.where(t.projects.c.owner_id == p.user_id)
         with self.engine.connect() as c:
             rows = c.execute(query).all()
         return [self._project_dict(r, r) for r in rows]
+
+    def project_count(self, p: PortalPrincipal) -> int:
+        """How many projects `projects` pages through for this principal."""
+        query = select(func.count()).select_from(t.projects)
+        if not self.is_staff(p):
+            query = query.where(t.projects.c.owner_id == p.user_id)
+        with self.engine.connect() as c:
+            return int(c.execute(query).scalar() or 0)
 
     def project(self, p: PortalPrincipal, project_id: int) -> dict[str, Any]:
         """One project with its questionnaire, latest qualification and evaluations (never the token)."""
@@ -218,12 +248,23 @@ class Portal(ReleasesMixin, EvaluationsMixin, PortalBase):
         ({"id", "passed", "status", "checks": [{"name", "ok", "status", "detail", "fix"}], "at"}; a check's
         status is passed, failed or skipped: not run because an earlier one failed)."""
         row = self.own_project_row(p, project_id, "run the qualification check")
+        try:  # R17-PORTAL-10: a slot first (one check per account in flight), so a refusal costs no hourly budget
+            with self.check_slots.take(f"user:{p.user_id}", self.limits.checks_in_flight_per_account,
+                                       self.limits.checks_in_flight_total):
+                return self._qualify(p, row)
+        except Conflict as exc:
+            if exc.field in ("account", "project_id") and "qualification check" in exc.message:
+                self.audit(p, "qualification_refused", {"project_id": int(row.id), "reason": exc.message})
+            raise
+
+    def _qualify(self, p: PortalPrincipal, row: Any) -> dict[str, Any]:
         try:  # counted before the outbound requests: a check still running, or a restart, frees nothing
             with self.engine.begin() as c:
                 reserve(c, self.limits.for_qualify(int(row.id), p.user_id, p.role == "applicant"), self.clock())
         except RateLimited as exc:
             self.audit_refusal(p, exc, "qualification", {"project_id": int(row.id)})
             raise
+        checked = server_fingerprint(row)  # what this check is about; compared again when its result is stored
         token = self.bench_token(row)
         qualifier = self._qualifier
         if qualifier is None:
@@ -247,9 +288,15 @@ class Portal(ReleasesMixin, EvaluationsMixin, PortalBase):
         checks = scrub(checks, token)
         now = self.clock()
         with self.engine.begin() as c:
+            # R17-PORTAL-1: compare-and-set. A change made while the check ran (update_project, another tab) means
+            # the result is about server information the project no longer has: stored as failed. Should a change
+            # still slip in after this read, the row keeps the OLD fingerprint and `qualifies` refuses it anyway.
+            now_row = c.execute(select(t.projects).where(t.projects.c.id == row.id)).first()
+            if now_row is None or server_fingerprint(now_row) != checked:
+                passed, checks = False, [*checks, dict(_CHANGED)]
             qid = _new_id(c.execute(insert(t.qualifications).values(
                 project_id=row.id, status="passed" if passed else "failed", checks=checks, requested_by=p.actor,
-                pinned_ip=str(pinned)[:64] if pinned else None, at=now)))
+                pinned_ip=str(pinned)[:64] if pinned else None, at=now, server_fingerprint=checked)))
         self.audit(p, "qualification", {"project_id": int(row.id), "qualification_id": qid, "passed": passed,
                                         "failed_checks": [c["name"] for c in checks if c["status"] == "failed"]})
         return {"id": qid, "passed": passed, "status": "passed" if passed else "failed", "checks": checks,
@@ -262,7 +309,11 @@ class Portal(ReleasesMixin, EvaluationsMixin, PortalBase):
                           .order_by(t.qualifications.c.id.desc()).limit(1)).first()
         if q is None:
             return None
-        return {"id": int(q.id), "passed": q.status == "passed", "status": q.status, "checks": list(q.checks),
+        passed = self.qualifies(row, q)
+        checks = list(q.checks)
+        if q.status == "passed" and not passed:  # the server information changed after it was written
+            checks.append(dict(_CHANGED))
+        return {"id": int(q.id), "passed": passed, "status": "passed" if passed else "failed", "checks": checks,
                 "at": iso(q.at)}
 
     # --- admin ------------------------------------------------------------------------------------

@@ -118,6 +118,9 @@ qualifications = Table(
     Column("status", String(20), nullable=False),  # passed / failed
     Column("checks", JSON, nullable=False),  # [{name, ok, status, detail, fix}]
     Column("pinned_ip", String(64), nullable=True),  # the address the checks used; the evaluation connects to it
+    # sha256 of the server information the check used (endpoint, certificate, sealed token: `base.server_fingerprint`)
+    # R17-PORTAL-1: a "passed" row counts only while the project's fingerprint is still this one.
+    Column("server_fingerprint", String(64), nullable=True),
     Column("requested_by", String(300), nullable=False, default=""),
     _at("at"))
 

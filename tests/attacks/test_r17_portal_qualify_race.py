@@ -9,9 +9,12 @@ evaluation's TargetSpec carries the NEW endpoint (and the old check's pinned add
 new endpoint may be the portal's own local Sampan platform URL: the worker then evaluates the in-repo platform and
 the applicant's project gets Sampan's results.
 
-Fixed when: a qualification whose project changed while it ran does not count as passed for the new server
-information (e.g. record the project's version / server fields the check used and compare them at the end and at
-evaluation start), so `start_evaluation` refuses.
+FIXED: each qualification row records the fingerprint (SHA-256) of the server information it checked (endpoint,
+certificate, sealed token: `base.server_fingerprint`); `Portal.qualify` compares it with the project's when it
+stores the result (compare-and-set: changed meanwhile -> stored failed, "server information changed"), and a
+"passed" row counts only while the project still has that fingerprint (`qualifies`: last_qualification, the
+projects list, start_evaluation). `start_evaluation` reads the project and its latest qualification in one
+statement and hands the runner exactly that row (and that qualification's pinned address).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "portal"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "portal"))
 
 from _core_fixtures import TOKEN, FakeCheck, FakeReport, FakeRunner, applicant, make_portal  # noqa: E402
 
@@ -49,8 +52,6 @@ class _RacingQualifier:
                                  FakeCheck("token", True, "token accepted")])
 
 
-@pytest.mark.xfail(strict=True, reason="R17-PORTAL-1: a server change made during a qualification check is "
-                                       "evaluated as if it had passed")
 def test_a_server_change_during_the_check_is_not_evaluated_unqualified(tmp_path) -> None:
     store = Store.open(f"sqlite:///{tmp_path / 'runs.db'}")
     try:
