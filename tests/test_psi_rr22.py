@@ -24,7 +24,7 @@ from sampan.transport.inprocess import InProcessTransport
 from sampan.vertical.psi import align, run_psi
 from sampan.vertical.psi_party import PsiParty
 from sampan.vertical.psi_rr22 import Rr22Unavailable, refuse_unsupported, run_rr22, spu_python
-from sampan.vertical.psi_rr22_party import Rr22Party, _padded, _read_ids, _write_ids, register_rr22
+from sampan.vertical.psi_rr22_party import Rr22Party, _padded, _read_result, _write_ids, register_rr22
 from sampan.vertical.psi_rr22_tunnel import Tunnel, TunnelError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,19 +102,35 @@ def test_align_refuses_an_unknown_backend() -> None:
 
 # --- the side file ------------------------------------------------------------------------------------
 
-def test_side_file_round_trips_ids_as_fixed_width_hex(tmp_path: Path) -> None:
-    ids = np.array([b"BR1", "Zoé-客户".encode(), b"x,y\"z"], dtype="S16")
+def test_side_file_keys_are_plain_ids_or_escaped_hex_and_map_back_to_rows(tmp_path: Path) -> None:
+    ids = np.array([b"BR1", "Zoé-客户".encode(), b"x,y\"z", b"00123", b"a%b", b"NA"], dtype="S16")
     _write_ids(tmp_path / "ids.csv", ids, 16)
     text = (tmp_path / "ids.csv").read_bytes()
-    assert text.startswith(b"id\n") and b"BR1" not in text and b"," not in text  # hex only: no CSV quoting issues
-    (tmp_path / "out.csv").write_bytes(b'"id"\n' + text[3:])
-    assert np.array_equal(_read_ids(tmp_path / "out.csv", 16, "bank"), _padded(ids, 16))
+    lines = text.splitlines()
+    assert lines[0] == b"id,row" and all(line.count(b",") == 1 for line in lines)  # no CSV quoting issues
+    assert lines[1] == b"BR1,00000000" and lines[4] == b"00123,00000003"  # plain ids go as they are
+    assert lines[2] == b"%" + "Zoé-客户".encode().hex().encode() + b",00000001"  # any other byte: % and hex
+    assert lines[5] == b"%612562,00000004"  # "%" itself is escaped, so the keys are injective
+    # spu writes the found lines back sorted by key, under a quoted header; rows come back in that order
+    (tmp_path / "out.csv").write_bytes(b'"id","row"\n' + b"\n".join(sorted(lines[1:])) + b"\n")
+    rows, found = _read_result(tmp_path / "out.csv", ids, 16, "bank")
+    assert sorted(rows.tolist()) == list(range(6)) and np.array_equal(found, _padded(ids[rows], 16))
 
 
-def test_a_malformed_worker_result_is_an_error(tmp_path: Path) -> None:
-    (tmp_path / "out.csv").write_bytes(b'"id"\nzz\n')
+@pytest.mark.parametrize("body", [b"zz\n", b"BR1,0000000\n", b"BR1,00000000", b",\n", b"BR1;00000000\n"])
+def test_a_malformed_worker_result_is_an_error(tmp_path: Path, body: bytes) -> None:
+    (tmp_path / "out.csv").write_bytes(b'"id","row"\n' + body)
     with pytest.raises(Exception, match="malformed"):
-        _read_ids(tmp_path / "out.csv", 1, "bank")
+        _read_result(tmp_path / "out.csv", np.array([b"BR1"], dtype="S3"), 3, "bank")
+
+
+@pytest.mark.parametrize("body", [b"BR2,00000000\n", b"BR1,00000001\n", b"BR1,00000000\nBR1,00000000\n",
+                                  b"%425231,00000000\n"])
+def test_a_result_line_this_party_did_not_write_is_refused(tmp_path: Path, body: bytes) -> None:
+    """A row out of range, a key that is not that row's id (or not its one encoding), a row named twice."""
+    (tmp_path / "out.csv").write_bytes(b'"id","row"\n' + body)
+    with pytest.raises(Exception, match="does not hold"):
+        _read_result(tmp_path / "out.csv", np.array([b"BR1"], dtype="S3"), 3, "bank")
 
 
 # --- the tunnel -----------------------------------------------------------------------------------------
@@ -376,6 +392,11 @@ def test_the_result_maps_back_to_own_rows_in_token_order(width: int) -> None:
     assert np.array_equal(tokens, _tokens(_padded(ids[rows], width)))
     as_bytes = [bytes(t) for t in tokens]
     assert as_bytes == sorted(as_bytes)  # one order at both parties: ascending token bytes
+    shuffled = rng.permutation(rows)  # spu's row column: the same rows and order, without sorting own ids
+    with_rows = _locate(ids, _padded(ids[shuffled], width), width, "bank", rows=shuffled)
+    assert np.array_equal(with_rows[0], rows) and np.array_equal(with_rows[1], tokens)
+    with pytest.raises(Exception, match="does not hold"):  # a row whose id is not the found one
+        _locate(ids, _padded(ids[shuffled], width), width, "bank", rows=np.roll(shuffled, 1))
     with pytest.raises(Exception, match="does not hold"):
         _locate(ids[:10], found, width, "bank")
 

@@ -56,7 +56,9 @@ RR22_REVEALS: dict[str, str] = {
                      "tells the partner and the coordinator that it is empty. " + _COMMON),
 }
 
-_PUMP_WAIT_AFTER_DATA = 0.05  # a party that just got bytes likely answers soon: wait for the answer
+_PUMP_WAIT_AFTER_DATA = 0.05  # a party that just got bytes likely answers soon: wait for the answer ...
+_PUMP_SETTLE = 0.01  # ... but only this long after its spu has taken them all (a one-way message has no answer,
+# and the other party's bytes would wait the whole 50 ms: ~60 such waits, up to 3 s, at 10M ids)
 _PUMP_WAIT_IDLE = 0.005
 
 
@@ -147,8 +149,10 @@ def _pump(ask: Any, a: str, b: str, deadline: float) -> None:
             raise PsiError(f"RR22 PSI between {a!r} and {b!r} did not finish in time")
         for party, peer in ((b, a), (a, b)):
             envelope, pending[party] = pending[party], None
-            wait = _PUMP_WAIT_AFTER_DATA if envelope is not None else _PUMP_WAIT_IDLE
-            reply = ask(party, "psi.rr22.pump", peer, envelope, wait=wait)
+            if envelope is not None:
+                reply = ask(party, "psi.rr22.pump", peer, envelope, wait=_PUMP_WAIT_AFTER_DATA, settle=_PUMP_SETTLE)
+            else:
+                reply = ask(party, "psi.rr22.pump", peer, None, wait=_PUMP_WAIT_IDLE)
             if "envelope" in reply.arrays:
                 pending[peer] = reply.arrays["envelope"]
             done[party] = bool(reply.meta.get("done"))

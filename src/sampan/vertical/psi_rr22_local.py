@@ -88,7 +88,7 @@ def _alive(pid: int) -> bool:
 
 def sweep_stale(root: str | None = None) -> list[Path]:
     """Remove this user's `sampan-rr22-*` folders whose party process is gone (their `party.pid` names it);
-    a party host that rebooted or a party that was killed left them, with every id in hex."""
+    a party host that rebooted or a party that was killed left them, with every id in them."""
     removed: list[Path] = []
     base = Path(root or tempfile.gettempdir())
     try:

@@ -2,12 +2,13 @@
 
 Why apart: this runs inside each party, next to its `PsiParty` (whose ids, channels and result slots it shares,
 so star alignment and training read an RR22 result exactly like an ECDH one). The ids leave this process only
-as a private side file for the party's own spu worker: hex of each normalised id padded to the width both
-parties agreed, in a temp dir only this user can read (0700), removed with everything spu wrote there (and the
-trace spu writes to /tmp) when the session closes, fails or times out. The worker's process group is killed.
+as a private side file for the party's own spu worker: each normalised id (as it is, or in hex when it holds a
+byte outside a plain set: `psi_rr22_codec`) and its row, in a temp dir only this user can read (0700), removed
+with everything spu wrote there (and the trace spu writes to /tmp) when the session closes, fails or times out.
+The worker's process group is killed.
 
 The party bounds what its peer and the coordinator choose (review R15-RR22-1/2/3/7/9): the id width the peer
-declares is at most `MAX_ID_BYTES` (256, the ECDH ids cap; padded to it, a side file holds 513 bytes per own id);
+declares is at most `MAX_ID_BYTES` (256, the ECDH ids cap; it sizes the party's padded arrays, not its side file);
 a second offer or accept with a peer whose session is live ends both; a second start is refused and leaves the
 running session as it is (R15-PSI2-6); the session's deadline is the coordinator's `timeout` capped at the party's
 own `max_seconds` (a non-finite or non-positive one is refused), counted at the label holder from the offer (the
@@ -54,7 +55,7 @@ WORKER = Path(__file__).with_name("_rr22_worker.py")
 FINISH_WAIT = 2.0  # seconds `finish` waits for a worker (it has exited when the pump reported done)
 # the codec's functions under the private names tests and older callers import from here
 _padded, _tokens, _locate = codec.padded, codec.tokens, codec.locate
-_write_ids, _read_ids = codec.write_ids, codec.read_ids
+_write_ids, _read_result = codec.write_ids, codec.read_result
 
 
 def _compact(psi: PsiParty) -> tuple[np.ndarray, str]:
@@ -163,7 +164,7 @@ class Rr22Party:
         directory = session.folder()
         if session.writer is not None:
             session.writer.join()
-        if session.written != session.width:  # no side file yet, or one at a width the peer's ids exceed
+        if not session.written:  # no side file yet (the file does not depend on the width both pad to)
             codec.write_ids(directory / "ids.csv", _compact(self.psi)[0], session.width)
             session.written = session.width
         channels = self.psi._channels()
@@ -325,11 +326,11 @@ class Rr22Party:
             return request.reply("psi.rr22.finish")
         if session.located is None:
             ids, _ = _compact(self.psi)
-            found = codec.read_ids(session.directory / "out.csv", session.width, self.name)
+            rows, found = codec.read_result(session.directory / "out.csv", ids, session.width, self.name)
             if len(found) == 0:
                 raise PsiError(f"party {self.name!r}: no common customers between {self.name!r} and {peer!r}")
-            session.located = codec.locate(ids, found, session.width, self.name)
-            del found
+            session.located = codec.locate(ids, found, session.width, self.name, rows=rows)
+            del found, rows
         rows, tokens = session.located
         if role == "a" and request.meta.get("locate"):
             return request.reply("psi.rr22.finish", meta={"located": True})

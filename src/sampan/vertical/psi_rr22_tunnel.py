@@ -35,6 +35,7 @@ __all__ = ["Tunnel", "TunnelError"]
 
 OPEN, DATA, CLOSE = 1, 2, 3
 _READ = 1 << 20  # bytes per socket read
+_LARGE = 64 << 10  # a frame this large is likely part of a large message: `drain` lingers for the rest
 _BUFFER_LIMIT = 64 << 20  # outgoing bytes held before local readers wait (memory bound)
 _CONNECT_SECONDS = 60.0
 _INBOUND_WAIT = 30.0  # seconds `feed` waits for the local spu to take inbound bytes beyond the limit
@@ -232,7 +233,10 @@ class Tunnel:
               settle: float | None = None) -> np.ndarray | None:
         """The next sealed envelope of queued frames, or None when nothing came within `wait` seconds.
 
-        Waits for the first frame, then lingers while more keep arriving, so one envelope carries a burst.
+        Waits for the first frame, then lingers while more keep arriving, so one envelope carries a burst; it
+        lingers only while the last frame is large (`_LARGE`: the rest of a large message is likely on its way);
+        after a short frame the envelope goes at once, as most messages (acknowledgements, protocol steps) are
+        short and whole, and the peer waits for them (a linger of 2 ms per hop was ~2 s at 10M ids).
         With `settle`, it also stops waiting `settle` seconds after the local spu has taken every inbound byte:
         an answer to what the peer sent comes within that time or in a later pump, so a one-way message (an
         acknowledgement, a slice of a large message) does not hold the pump for the whole `wait`."""
@@ -253,7 +257,7 @@ class Tunnel:
             if not self._out:
                 return None
             settle = time.monotonic() + linger
-            while self._out_bytes < max_bytes and time.monotonic() < settle:
+            while self._out_bytes < max_bytes and time.monotonic() < settle and self._filling():
                 before = len(self._out)
                 self._cond.wait(linger)
                 if len(self._out) == before:
@@ -272,6 +276,10 @@ class Tunnel:
         self._seq_out += 1
         self.bytes_out += len(data)
         return self._seal({"session": self.session, "seq": meta, "head": head, "data": data})
+
+    def _filling(self) -> bool:
+        """The last queued frame is large: more of its message is likely still in the socket."""
+        return bool(self._out) and self._out[-1][2] == DATA and len(self._out[-1][3]) >= _LARGE
 
     def feed(self, envelope: np.ndarray) -> None:
         """Open one envelope from the peer and hand its frames to the local connections, in order; one at a time
@@ -302,7 +310,7 @@ class Tunnel:
             raise TunnelError(f"party {self.name!r}: {self.peer!r} opened more than {MAX_STREAMS} tunnel streams")
         self._seq_in += 1
         self.bytes_in += len(data)
-        raw = data.tobytes()
+        raw = np.ascontiguousarray(data, dtype=np.uint8).data  # frames are views of the envelope: no copy each
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         for (origin, sid, kind, _), lo, hi in zip(head.tolist(), offsets[:-1].tolist(), offsets[1:].tolist(),
                                                    strict=True):
