@@ -51,3 +51,38 @@ def test_the_embedded_portal_opens_loopback_only_on_its_own_platforms(tmp_path) 
     finally:
         embedded.stop()
         internal.close()
+
+
+def test_a_saved_platform_port_of_an_earlier_start_is_not_carried_over(tmp_path) -> None:
+    """The admin page shows, and so saves, the running list with the platforms' 127.0.0.1:<port>: at the next start
+    those ports may be any other local service's, so saved loopback address:port entries are dropped."""
+    from sampan.runtime.store import Store
+    from sampan.web.portal.allow_list import KEY
+    from sampan.web.portal.embedded import EmbeddedPortal
+    from sampan.web.portal.tables import create_portal_tables, settings
+
+    internal = socket.socket()
+    internal.bind(("127.0.0.1", 0))
+    internal.listen(1)
+    port = internal.getsockname()[1]
+    folder = tmp_path / "p"
+    folder.mkdir(mode=0o700)
+    store = Store.open(f"sqlite:///{folder / 'portal.db'}", audit_key=folder / "audit-key.pem")
+    try:
+        create_portal_tables(store.engine)
+        with store.engine.begin() as c:
+            c.execute(settings.insert().values(key=KEY, value=[f"127.0.0.1:{port}", "10.9.0.0/16"]))
+    finally:
+        store.close()
+    embedded = EmbeddedPortal(folder, port=0, argon2_params=FAST_ARGON2, local_platforms=True)
+    started = embedded.start()
+    try:
+        policy = embedded.portal.egress
+        assert "10.9.0.0/16" in policy.allow and f"127.0.0.1:{port}" not in policy.allow
+        with pytest.raises(EgressRefused):
+            policy.pin(f"http://127.0.0.1:{port}/")
+        for local in started.platforms.values():
+            policy.pin(local.url)
+    finally:
+        embedded.stop()
+        internal.close()

@@ -61,6 +61,19 @@ def platform_allow(platforms: dict[str, LocalPlatform]) -> list[str]:
     return out
 
 
+def _stale_platform_entry(entry: str) -> bool:
+    """A loopback "address:port" entry in the SAVED list: a local platform's port of an earlier start (the admin page
+    shows, and so saves, the running list). Its port may now be any other local service's: never carried over."""
+    import ipaddress
+    import re
+
+    found = re.fullmatch(r"\[?([0-9a-fA-F:.]+?)\]?:\d{1,5}", entry.strip())
+    try:
+        return found is not None and ipaddress.ip_address(found.group(1)).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class PortalStarted:
     """What the operator is told: the portal's URL, the first admin (password only at the first start), the local
@@ -145,7 +158,7 @@ class EmbeddedPortal:
         self._stack.callback(self.store.close)
         platforms = self._start_platforms(folder) if self.local_platforms else {}
         stored = stored_allow_list(self.store.engine)
-        allow = list(stored) if stored is not None else []
+        allow = [entry for entry in (stored or []) if not _stale_platform_entry(entry)]
         if platforms:
             allow += [entry for entry in platform_allow(platforms) if entry not in allow]
         runner = EvaluationRunner(folder / "evaluations", time_limit_s=self.time_limit_s,
