@@ -131,15 +131,31 @@ def run_test(test: Test, ctx: Context, timeout_s: float | None = None) -> Outcom
     if "not_applicable" in box:
         return not_applicable(box["not_applicable"], seconds)
     result: Result = box["result"]
-    return outcome(result.verdict, result.message + _unchecked_note(mine.integrity), seconds,
-                   _with_checks(result, mine.integrity))
+    checked = _with_checks(result, mine.integrity)
+    return outcome(checked.verdict, checked.message + _unchecked_note(mine.integrity), seconds, checked)
 
 
 def _with_checks(result: Result, checks: list[dict[str, Any]]) -> Result:
-    """``result`` with the integrity checks its test made (export tie, canary trace) in its evidence."""
+    """``result`` with the integrity checks its test made (export tie, canary trace) in its evidence, and where their
+    evidence came from (R16B-5): a check made on an in-process kit's tap (the export tie, the canary trace, the
+    attack hook the platform's process called) rests on the platform's own report, so the outcome says
+    "self-reported" in its message and ``evidence_source`` (`dataplane.qualify_self_reported`)."""
     if not checks:
         return result
-    return dataclasses.replace(result, evidence={**result.evidence, "integrity": checks})
+    out = dataclasses.replace(result, evidence={**result.evidence, "integrity": checks})
+    flags = [c["party_in_process"] for c in checks if isinstance(c.get("party_in_process"), bool)]
+    if flags:
+        from sampan.verify.catalogue.dataplane import qualify_self_reported
+
+        qualify_self_reported(out, _Plane(in_process=any(flags)))
+    return out
+
+
+@dataclass(frozen=True)
+class _Plane:
+    """What `qualify_self_reported` reads of a verifier party: whether the platform's process ran it."""
+
+    in_process: bool
 
 
 def _unchecked_note(checks: list[dict[str, Any]]) -> str:

@@ -75,6 +75,11 @@ _ALL: tuple[Threshold, ...] = (
               "the exported model equals the final global model the verifier's party received (coefficients, "
               "intercept; mean and relative scale when sent) to within this; else every test judging that export "
               "fails (R16-VERDICT-4; float64 end to end, so only rounding is allowed)"),
+    Threshold("final_auc_jump_max", 0.05, "AUC", "project rule",
+              "on the verifier's party's rows, the final global model's AUC at most this above the best model of "
+              "the rounds it took part in (global models received, its own sent models); else the export is not "
+              "the federation's (R16B-1: a final model swapped in after the rounds; 0.05 = the F-AUC cap on the "
+              "deficit it can detect: a smaller gain is within what the AUC tests cannot tell apart)"),
     # performance
     Threshold("time_to_auc_max_s", 300.0, "s", "task spec",
               "the quick job reaches pooled AUC minus the horizontal margin within this (the final model judged by "
