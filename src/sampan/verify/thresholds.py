@@ -39,6 +39,10 @@ _ALL: tuple[Threshold, ...] = (
               "each party's weight in that mean within this of its row share (0.5/0.3/0.2; a plain mean is 1/3)"),
     Threshold("psi_missing_extra", 0, "ids", "issue 16",
               "intersection equals the plaintext intersection: no id missing, none extra"),
+    Threshold("psi_id_excess_min", 0.25, "fraction of ids", "project rule",
+              "S-PSI-LEAK: numeric ids in an integer array or a string's tokens count as leaked when they cover the "
+              "private ids at least this much more often than the other numbers of the id range (chance: row "
+              "indices, timestamps; R16B-2)"),
     Threshold("auc_margin_horizontal", 0.02, "AUC", "pooled baseline",
               "non-inferiority margin: fail when the holdout AUC is significantly (level auc_noninferiority_alpha, "
               "paired DeLong test on the same holdout rows) below the pooled-baseline AUC (plain LR on the pooled "
@@ -108,9 +112,12 @@ _ALL: tuple[Threshold, ...] = (
     Threshold("mia_tpr_at_low_fpr_max", 0.05, "TPR at 0.1% FPR", "task spec",
               "membership attack on planted canaries reaches at most this TPR at 0.1% FPR (or at the lowest FPR "
               "the non-members resolve, stated; epsilon = 1 allows about e x FPR)"),
-    Threshold("canary_ignored_max", 0.1, "fraction", "project rule",
-              "of the canary-column changes the verifier's party sent, at most this fraction may be missing from the "
-              "next global model (an honest mean always carries them; R16-VERDICT-2)"),
+    Threshold("canary_share_min", 0.5, "fraction of the party's share", "project rule",
+              "the next global models must carry at least this fraction of the verifier's party's share (its row "
+              "share, or 1 / parties if smaller) of its canary-column changes (R16-VERDICT-2, R16B-4)"),
+    Threshold("canary_share_z", 2.33, "standard errors", "project rule",
+              "the canary share counts as missing only when its estimate plus this many standard errors stays below "
+              "the floor (one-sided 1%: noise widens the allowance)"),
     Threshold("eps_lower_bound_slack", 0.0, "epsilon", "issue 16",
               "empirical epsilon lower bound (95% CI) at most the claimed epsilon plus this"),
     Threshold("masked_alpha", 0.01, "significance level", "project rule",

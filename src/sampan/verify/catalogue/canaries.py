@@ -24,8 +24,9 @@ while its real columns train in the clear. Two defences:
   g, and the next global model g'. Where its update moved a canary column (v_k != g_k, an included canary's
   column), any mean of the parties' updates carries its row share of that change, beside a term common to all
   those columns (the other parties' rows hold the same standardised zero in each) and any DP noise. A platform
-  that leaves the party's share out in more than `canary_ignored_max` of the cases (frozen weights, or canary
-  columns averaged without the verifier's party) fails S-MIA and S-DP-AUDIT-ONE-RUN (`CanariesIgnored`); the
+  whose global models carry clearly less than `canary_share_min` of that share (slope of g' - g on v - g within
+  each round; frozen weights, frozen weights with a jitter, or canary columns averaged without the verifier's
+  party) fails S-MIA and S-DP-AUDIT-ONE-RUN (`CanariesIgnored`); the
   export must be the last global model (`export_tie`), so freezing only the export is caught too.
 The audits' statistics are unchanged: the coins are independent of everything the platform sees, the score rule is
 fixed before the coins are read, and renaming or shuffling columns changes no canary's record. What remains open:
@@ -174,7 +175,9 @@ def canary_job(ctx: Context, dp: dict[str, Any] | None) -> CanaryRun:
                 scores[k] = (2.0 * plan.labels[k] - 1.0) * change
         where = ("the model the verifier's party received in round 1" if run.plane is not None else
                  "zeros (no party kit: the start model is not observable)")
-        return CanaryRun(plan, run, scores, where, dp, canary_trace(run, features, plan.names))
+        counts = [len((p.data or {}).get("rows", [])) for p in out]
+        share = min(counts[-1] / max(sum(counts), 1), 1.0 / len(counts))  # the party's weight under either mean
+        return CanaryRun(plan, run, scores, where, dp, canary_trace(run, features, plan.names, share))
 
     key = "canary_job" if dp is None else f"canary_job:{dp['epsilon']}:{dp['delta']}:{dp['clip']}"
     result: CanaryRun = ctx.once(key, make)
@@ -208,20 +211,25 @@ def _model_vectors(run: JobRun, d: int) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def canary_trace(run: JobRun, features: list[str], names: list[str]) -> dict[str, Any]:
+def canary_trace(run: JobRun, features: list[str], names: list[str], share: float = 0.0) -> dict[str, Any]:
     """Does each global model carry the verifier's party's change to the canary columns? For every round the party
-    saw (global g, its sent weights v, the next global g'), the canary coordinates its update moved (v != g) must
-    move in the aggregate by more than the one term common to them all (the other parties' share: their rows hold
-    the same standardised zero in every included canary column): an honest mean leaves the party's share of each
-    change (plus any noise); a platform that keeps the canary weights where they were, or averages them without the
-    verifier's party, leaves only the common term.
+    saw (global g, its sent weights v, the next global g'), over the canary coordinates its update moved (v != g),
+    any mean gives g' - g = a + s (v - g) + noise: one term ``a`` common to those columns (the other parties' rows
+    hold the same standardised zero in each) and the party's share ``s`` of its change (its row share under a
+    weighted mean, 1 / n under a plain one; ``share`` is the smaller). The slope of (g' - g) on (v - g) within each
+    round, pooled over the rounds, must not be shown to lie below `canary_share_min` x ``share``: a platform that
+    keeps the canary weights where they were (with or without a jitter, R16B-4), or averages them without the
+    verifier's party, leaves a slope near 0. The test is one-sided at `canary_share_z` standard errors, so noise
+    (DP) widens the allowance instead of failing an honest platform; "ignored_fraction" is 1 - slope / share.
     """
-    record: dict[str, Any] = {"check": "canary trace", "job_id": run.job_id, "limit": value("canary_ignored_max")}
+    record: dict[str, Any] = {"check": "canary trace", "job_id": run.job_id, "limit": value("canary_share_min"),
+                              "expected_share": share}
     if run.plane is None:
         return {**record, "status": "not checked", "why": "no party kit: the verifier cannot see the global models"}
     idx = np.asarray([features.index(n) for n in names])
     g = v = None
-    moved, kept = 0, 0
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
     for direction, vec in _model_vectors(run, len(features) + 1):
         if direction == "sent":
             v = vec if g is not None else None
@@ -229,21 +237,27 @@ def canary_trace(run: JobRun, features: list[str], names: list[str]) -> dict[str
         if g is not None and v is not None:
             dv, dg = (v - g)[idx], (vec - g)[idx]
             contributed = np.abs(dv) > 1e-12
-            if contributed.any():
-                # the other parties' share of an included canary column is one common term per round (their
-                # rows hold the same standardised zero in each): take it out, the verifier's share must remain
-                own = dg[contributed] - float(np.median(dg[contributed]))
-                moved += int(contributed.sum())
-                kept += int((np.abs(own) <= 1e-9 * np.abs(dv[contributed]) + 1e-15).sum())
+            if contributed.sum() >= 2:  # centred within the round: the common term drops out
+                xs.append(dv[contributed] - dv[contributed].mean())
+                ys.append(dg[contributed] - dg[contributed].mean())
         g, v = vec, None
-    if moved == 0:
+    x = np.concatenate(xs) if xs else np.zeros(0)
+    y = np.concatenate(ys) if ys else np.zeros(0)
+    sxx = float(x @ x)
+    if share <= 0 or x.size < 3 or sxx <= 0:
         return {**record, "status": "not checked",
-                "why": "the verifier's party saw no round in which its update moved a canary column"}
-    share = kept / moved
-    record.update(contributions=moved, ignored=kept, ignored_fraction=share)
-    if share > record["limit"]:
+                "why": "the verifier's party saw no round in which its update moved several canary columns"}
+    slope = float(x @ y) / sxx
+    dof = max(x.size - len(xs) - 1, 1)
+    se = float(np.sqrt(max(float((y - slope * x) @ (y - slope * x)), 0.0) / dof / sxx))
+    floor = record["limit"] * share
+    upper = slope + value("canary_share_z") * se
+    record.update(contributions=int(x.size), slope=slope, slope_se=se, slope_upper=upper, floor=floor,
+                  ignored_fraction=float(np.clip(1.0 - slope / share, 0.0, 1.0)))
+    if upper < floor:
         return {**record, "status": "ignored",
-                "why": f"the global models left out the verifier's party's change to the canary columns in {kept} of "
-                       f"{moved} cases (limit {record['limit']:.0%}): the platform treats the canary columns apart "
+                "why": f"the global models carry a share of {slope:.3g} (upper bound {upper:.3g}) of the verifier's "
+                       f"party's change to the canary columns over {x.size} changes, below "
+                       f"{record['limit']:.0%} of its share {share:.3g}: the platform treats the canary columns apart "
                        "(e.g. keeps their weights frozen), so the audit cannot measure its privacy"}
     return {**record, "status": "carried"}
