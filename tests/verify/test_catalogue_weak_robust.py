@@ -43,3 +43,7 @@ def test_robustness_tests_catch_the_weak_platforms_flaws(weak_url: str) -> None:
     assert out["S-BYZANTINE"].evidence["aggregator"].startswith("mean")  # the weak platform has no robust rule
     for o in out.values():  # the same five-party jobs (1 attacker) that a robust platform passes
         assert o.evidence["parties"] == 5 and o.evidence["malicious_parties"] == 1
+    # R16B-3: the honest mean carries the verifier's (attacking) party with its row share in every attacked job
+    counted = [*out["S-BYZANTINE"].evidence["attacker_counted"], out["S-BACKDOOR"].evidence["attacker_counted"]]
+    assert [c["status"] for c in counted] == ["carried"] * 4, counted
+    assert all(abs(c["weight_in_mean"] - c["row_share"]) < 0.05 for c in counted), counted

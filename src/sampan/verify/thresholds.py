@@ -127,6 +127,9 @@ _ALL: tuple[Threshold, ...] = (
               "AUC under a Byzantine party (1 of 5) at least clean AUC minus this"),
     Threshold("backdoor_success_max", 0.20, "attack success rate", "task spec",
               "fraction of triggered holdout rows flipped to the attacker's label at most this"),
+    Threshold("robust_mean_share_min", 0.5, "fraction of the row share", "project rule",
+              "under the mean the robust jobs name (no robust_aggregation), the round-1 step's change from the clean "
+              "job, regressed on the attacker's change, carries at least this fraction of its row share (R16B-3)"),
 )  # fmt: skip
 
 THRESHOLDS: dict[str, Threshold] = {t.key: t for t in _ALL}

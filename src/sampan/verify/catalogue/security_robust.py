@@ -16,6 +16,12 @@ that column's drift. Krum selects one whole honest update and kept the attack un
 Both tests compare with the *same* job without the attack (five parties, five rounds, the same aggregator), run
 once per evaluation, so the verdict measures the attack and not a different job length or party count.
 Weight vectors are [coefficients..., intercept] in the platform's feature order (the drawn columns).
+
+The platform knows which party is the verifier's (it must: that party's rows are not at the platform), and these are
+recognisable jobs. Without robust_aggregation the jobs name the mean, so each attacked job's first global must carry
+the attacker's update with its row share (`mean_carries_attacker`, R16B-3): a mean that leaves the verifier's party
+out fails. Under Krum or a median, leaving one update out is the rule's right, so a platform that declares
+robust_aggregation and singles out the verifier's party is not caught (catalogue.md says so).
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ from sampan.verify.catalogue.jobs import JobRun, claimed_secagg, horizontal_spec
 from sampan.verify.datasets import fit_lr, table_data
 from sampan.verify.thresholds import value
 
-__all__ = ["ROBUST_AGGREGATORS", "ROBUST_ROUNDS", "byzantine", "backdoor", "clean_robust_job", "honest_only_job"]
+__all__ = ["ROBUST_AGGREGATORS", "ROBUST_ROUNDS", "byzantine", "backdoor", "clean_robust_job", "honest_only_job",
+           "mean_carries_attacker"]
 
 ROBUST_AGGREGATORS = ("krum", "median")  # asked in this order when the platform declares robust_aggregation
 ROBUST_ROUNDS = 5
@@ -144,6 +151,66 @@ def honest_only_job(ctx: Context) -> JobRun:
     return run
 
 
+def _first_step(run: JobRun, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(global received, weights sent, next global) of the verifier's party's first round, from its tap."""
+    if run.plane is None:
+        return None
+    g0 = sent = None
+    for m in run.plane.tap.messages:
+        if m.direction == "sent" and m.kind not in ("update", "update_clear"):
+            continue
+        vec = _vec(m.payload, d)
+        if vec is None:
+            continue
+        if m.direction == "sent":
+            sent = vec if g0 is not None else None
+        elif sent is not None:
+            return g0, sent, vec  # type: ignore[return-value]  # g0 is set whenever sent is
+        else:
+            g0 = vec
+    return None
+
+
+def mean_carries_attacker(ctx: Context, run: JobRun) -> dict[str, Any]:
+    """R16B-3: under the mean the job names (no robust aggregator asked), the attacker's update must be in the
+    aggregate. The platform knows which party the verifier runs, so it could leave that one party out of the robust
+    jobs only and "resist" every attack with a plain mean. The clean job shares the seed, so its first round differs
+    from the attacked job's by the attacker's change alone: the first global's change between the two jobs,
+    regressed on the difference of the two sent updates, is the party's weight in the mean (its row share, 0.2)
+    plus the other parties' run-to-run noise; left out, it is about 0. Under Krum or a median an update may be left
+    out legitimately (not checked); a platform that declares robust_aggregation can still single the party out
+    (documented in catalogue.md)."""
+    limit = value("robust_mean_share_min")
+    record: dict[str, Any] = {"check": "attacker's update in the mean", "job_id": run.job_id, "limit": limit}
+    name = run.spec.get("aggregator")
+    if name is not None:
+        return {**record, "status": "not checked", "why": f"aggregator {name}: a robust rule may leave any update out"}
+    clean = clean_robust_job(ctx)
+    d = len(ctx.data.columns) + 1
+    att, ref = _first_step(run, d), _first_step(clean, d)
+    if att is None or ref is None:
+        return {**record, "status": "not checked", "why": "the verifier's party saw no full first round in both jobs"}
+    sent_diff = (att[1] - att[0]) - (ref[1] - ref[0])
+    global_diff = (att[2] - att[0]) - (ref[2] - ref[0])
+    norm2 = float(sent_diff @ sent_diff)
+    if norm2 <= 1e-24:
+        return {**record, "status": "not checked", "why": "the attack left the party's first update unchanged"}
+    share = float(ctx.data.parts[-1].size) / float(sum(p.size for p in ctx.data.parts))
+    weight = float(global_diff @ sent_diff) / norm2
+    record.update(row_share=share, weight_in_mean=weight)
+    if weight >= limit * share:
+        return {**record, "status": "carried"}
+    return {**record, "status": "left out",
+            "why": f"the job names the mean, but the first global carries the attacker's update with weight "
+                   f"{weight:.3f} (its row share {share:.2f}; at least {limit:.0%} of it expected): the platform left "
+                   "the verifier's party out of the aggregate, so the attack was never tested"}
+
+
+def _left_out(records: list[dict[str, Any]]) -> str | None:
+    bad = [r for r in records if r["status"] == "left out"]
+    return bad[0]["why"] if bad else None
+
+
 def _on_delta(attack: Attack) -> Attack:
     """An attack on the update's change (weights - global), turned into the weights the party sends."""
     return lambda weights, g: g + attack(weights - g, g)
@@ -161,17 +228,21 @@ def byzantine(ctx: Context) -> Result:
         "alie": lambda u, g: byz.alie(np.stack([u, 0.5 * u, 1.5 * u]), n, f, z=3.0),
     }
     aucs: dict[str, float] = {}
+    counted: list[dict[str, Any]] = []
     for name, attack in attacks.items():
         run = _robust_job(ctx, f"byz-{name}", _on_delta(attack))
         aucs[name] = holdout_auc(ctx, run)[0]
+        counted.append(mean_carries_attacker(ctx, run))
     worst = min(aucs.values())
     drop = clean - worst
     limit = value("byzantine_auc_drop_max")
-    return Result("pass" if drop <= limit else "fail",
-                  f"AUC clean {clean:.4f}; under attack " + ", ".join(f"{k} {v:.4f}" for k, v in aucs.items())
-                  + f" ({n} parties, 1 malicious)",
+    message = (f"AUC clean {clean:.4f}; under attack " + ", ".join(f"{k} {v:.4f}" for k, v in aucs.items())
+               + f" ({n} parties, 1 malicious)")
+    left_out = _left_out(counted)
+    return Result("pass" if drop <= limit and left_out is None else "fail",
+                  message + (f"; {left_out}" if left_out else ""),
                   figures={"auc_clean": clean, **{f"auc_{k}": v for k, v in aucs.items()}, "worst_drop": drop},
-                  evidence=_robust_evidence(ctx, clean_robust_job(ctx), n))
+                  evidence={**_robust_evidence(ctx, clean_robust_job(ctx), n), "attacker_counted": counted})
 
 
 def backdoor(ctx: Context) -> Result:
@@ -218,12 +289,16 @@ def backdoor(ctx: Context) -> Result:
     asr = float((attacked & clean_pos & four_pos).sum()) / eligible
     vs_clean_only = float((attacked & clean_pos).sum()) / max(1, int(clean_pos.sum()))
     limit = value("backdoor_success_max")
-    return Result("fail" if asr > limit else "pass",
-                  f"attack success rate {asr:.1%} on {eligible} triggered rows ({len(parties)} parties, 1 malicious)",
+    counted = mean_carries_attacker(ctx, run)
+    left_out = _left_out([counted])
+    return Result("fail" if asr > limit or left_out else "pass",
+                  f"attack success rate {asr:.1%} on {eligible} triggered rows ({len(parties)} parties, 1 malicious)"
+                  + (f"; {left_out}" if left_out else ""),
                   figures={"attack_success_rate": asr, "trigger_rows": float(eligible), "gamma": gamma,
                            "success_vs_five_party_clean_only": vs_clean_only,
                            "honest_disagreement": float((clean_pos != four_pos).mean())},
                   evidence={"trigger": {"column": cols[trigger_col], "value": trigger_value}, "target_label": target,
+                            "attacker_counted": counted,
                             "references": {"five_parties_clean": clean.job_id, "four_honest_parties": four.job_id,
                                            "four_party_export": "not tied to a federation (no verifier party)"},
                             **_robust_evidence(ctx, run, len(parties))})

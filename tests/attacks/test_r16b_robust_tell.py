@@ -1,9 +1,14 @@
 """R16B-3: S-BYZANTINE and S-BACKDOOR (five parties, `catalogue/security_robust.py`) always make the attacker the
 party the verifier operates, and every platform is told which party that is (``operated_by`` in the registration);
 the robust jobs are also the only five-party jobs of the catalogue (and the only ones with a party named bank_e). A
-plain-FedAvg platform that drops that one party's update in five-party jobs passes both tests with the four honest
-parties' model (AUC under every attack = clean AUC, attack success 0%), while it averages any update elsewhere; the
-clean reference job never checks that the verifier's honest update counted."""
+plain-FedAvg platform that dropped that one party's update in five-party jobs passed both tests with the four honest
+parties' model (AUC under every attack = clean AUC, attack success 0%).
+
+Fixed for the mean (`security_robust.mean_carries_attacker`): without robust_aggregation the jobs name the mean, and
+the clean job shares the attacked jobs' seed, so the first global's change between the two jobs, regressed on the
+difference of the two updates the verifier's party sent, is that party's weight in the mean (its row share, 0.2;
+the weak platform gives 0.200). Below half of it (`robust_mean_share_min`), the test fails: the attack was never
+tested. Not fixed under Krum or a median (they may leave any update out): catalogue.md states that limit."""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "review"))  # the R16-VERDICT / R16B fakes
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -25,10 +30,11 @@ pytestmark = [pytest.mark.skipif(not (SHARED / "german_credit").is_dir(), reason
               pytest.mark.slow]
 
 
-@pytest.mark.xfail(strict=True, reason="R16B-3: a mean aggregator that drops the verifier-operated party's update in "
-                   "five-party jobs passes S-BYZANTINE and S-BACKDOOR")
 def test_dropping_the_known_attacker_only_in_five_party_jobs_does_not_pass() -> None:
     out = verdicts(evaluate(FiveIgnorer(), ["S-BYZANTINE", "S-BACKDOOR"], seed=16))
     # its aggregator is the weak platform's plain mean, which fails both with an attacker it cannot single out
     assert out["S-BYZANTINE"][0] == "fail", out
     assert out["S-BACKDOOR"][0] == "fail", out
+    # and it fails because the verifier's update is missing from the mean, not by chance
+    assert "left the verifier's party out" in out["S-BYZANTINE"][1], out
+    assert "left the verifier's party out" in out["S-BACKDOOR"][1], out
