@@ -43,7 +43,9 @@ def test_robustness_tests_catch_the_weak_platforms_flaws(weak_url: str) -> None:
     assert out["S-BYZANTINE"].evidence["aggregator"].startswith("mean")  # the weak platform has no robust rule
     for o in out.values():  # the same five-party jobs (1 attacker) that a robust platform passes
         assert o.evidence["parties"] == 5 and o.evidence["malicious_parties"] == 1
-    # R16B-3: the honest mean carries the verifier's (attacking) party with its row share in every attacked job
-    counted = [*out["S-BYZANTINE"].evidence["attacker_counted"], out["S-BACKDOOR"].evidence["attacker_counted"]]
-    assert [c["status"] for c in counted] == ["carried"] * 4, counted
+    # R16B-3: the honest mean carries the verifier's (attacking) party with its row share in every attacked job's
+    # first round and in the late-attack job's drawn round (2..5)
+    counted = [*out["S-BYZANTINE"].evidence["attacker_counted"], *out["S-BACKDOOR"].evidence["attacker_counted"]]
+    assert [c["status"] for c in counted] == ["carried"] * 6, counted
+    assert [c["round"] for c in counted][:3] == [1, 1, 1] and 2 <= counted[3]["round"] <= 5, counted
     assert all(abs(c["weight_in_mean"] - c["row_share"]) < 0.05 for c in counted), counted

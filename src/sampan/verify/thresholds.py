@@ -129,7 +129,8 @@ _ALL: tuple[Threshold, ...] = (
               "fraction of triggered holdout rows flipped to the attacker's label at most this"),
     Threshold("robust_mean_share_min", 0.5, "fraction of the row share", "project rule",
               "under the mean the robust jobs name (no robust_aggregation), the round-1 step's change from the clean "
-              "job, regressed on the attacker's change, carries at least this fraction of its row share (R16B-3)"),
+              "job (and a late-attack twin's at its secret round), regressed on the attacker's change, carries at "
+              "least this fraction of its row share (R16B-3)"),
 )  # fmt: skip
 
 THRESHOLDS: dict[str, Threshold] = {t.key: t for t in _ALL}

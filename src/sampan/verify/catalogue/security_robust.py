@@ -18,14 +18,16 @@ once per evaluation, so the verdict measures the attack and not a different job 
 Weight vectors are [coefficients..., intercept] in the platform's feature order (the drawn columns).
 
 The platform knows which party is the verifier's (it must: that party's rows are not at the platform), and these are
-recognisable jobs. Without robust_aggregation the jobs name the mean, so each attacked job's first global must carry
-the attacker's update with its row share (`mean_carries_attacker`, R16B-3): a mean that leaves the verifier's party
-out fails. Under Krum or a median, leaving one update out is the rule's right, so a platform that declares
-robust_aggregation and singles out the verifier's party is not caught (catalogue.md says so).
+recognisable jobs. Without robust_aggregation the jobs name the mean, so each attacked job's first global, and a
+late-attack twin's global at a secret round, must carry the attacker's update with its row share
+(`mean_carries_attacker`, `late_attack_job`; R16B-3): a mean that leaves the verifier's party out fails. Under Krum
+or a median, leaving one update out is the rule's right, so a platform that declares robust_aggregation and singles
+out the verifier's party is not caught (catalogue.md says so).
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -39,7 +41,7 @@ from sampan.verify.datasets import fit_lr, table_data
 from sampan.verify.thresholds import value
 
 __all__ = ["ROBUST_AGGREGATORS", "ROBUST_ROUNDS", "byzantine", "backdoor", "clean_robust_job", "honest_only_job",
-           "mean_carries_attacker"]
+           "late_attack_job", "mean_carries_attacker"]
 
 ROBUST_AGGREGATORS = ("krum", "median")  # asked in this order when the platform declares robust_aggregation
 ROBUST_ROUNDS = 5
@@ -89,10 +91,11 @@ def _last_global(plane_box: dict[str, Any], d: int) -> np.ndarray | None:
 Attack = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (party's weights, global it received) -> weights sent
 
 
-def _robust_job(ctx: Context, prefix: str, attack: Attack | None, *, without_attacker: bool = False) -> JobRun:
+def _robust_job(ctx: Context, prefix: str, attack: Attack | None, *, without_attacker: bool = False,
+                from_round: int = 1) -> JobRun:
     """A five-party, five-round job; the verifier's party sends ``attack(weights, global)`` instead of ``weights``
-    (from the round it has received a global model on), or its honest update when ``attack`` is None.
-    ``without_attacker``: the same job with the four platform parties only (the verifier's party left out)."""
+    (from its ``from_round``-th update with a global model received on), or its honest update when ``attack`` is
+    None. ``without_attacker``: the same job with the four platform parties only (the verifier's party left out)."""
     d = len(ctx.data.columns) + 1
     parties = robust_parties(ctx)
     if not any(p.operated_by == "verifier" for p in parties):
@@ -105,12 +108,15 @@ def _robust_job(ctx: Context, prefix: str, attack: Attack | None, *, without_att
         g = _last_global(box, d)
         if attack is None or g is None or g.size != np.asarray(weights).size:
             return weights
+        box["updates"] = box.get("updates", 0) + 1
+        if box["updates"] < from_round:
+            return weights
         return attack(np.asarray(weights, dtype=np.float64), g)
 
     candidates = _aggregators(ctx)
     for k, name in enumerate(candidates):
         plane = None if without_attacker else plane_for(ctx, update_hook=hook if attack is not None else None)
-        box["plane"] = plane
+        box["plane"], box["updates"] = plane, 0
         extra: dict[str, Any] = {"aggregator": name, "secure_aggregation": False} if name is not None else {}
         spec = horizontal_spec(ctx, [p.name for p in parties], rounds=ROBUST_ROUNDS, seed=_shared_seed(ctx), **extra)
         try:
@@ -151,8 +157,8 @@ def honest_only_job(ctx: Context) -> JobRun:
     return run
 
 
-def _first_step(run: JobRun, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(global received, weights sent, next global) of the verifier's party's first round, from its tap."""
+def _step(run: JobRun, d: int, round_no: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(global received, weights sent, next global) of the verifier's party's ``round_no``-th round, from its tap."""
     if run.plane is None:
         return None
     g0 = sent = None
@@ -165,13 +171,16 @@ def _first_step(run: JobRun, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
         if m.direction == "sent":
             sent = vec if g0 is not None else None
         elif sent is not None:
-            return g0, sent, vec  # type: ignore[return-value]  # g0 is set whenever sent is
+            round_no -= 1
+            if round_no == 0:
+                return g0, sent, vec  # type: ignore[return-value]  # g0 is set whenever sent is
+            g0, sent = vec, None
         else:
             g0 = vec
     return None
 
 
-def mean_carries_attacker(ctx: Context, run: JobRun) -> dict[str, Any]:
+def mean_carries_attacker(ctx: Context, run: JobRun, round_no: int = 1) -> dict[str, Any]:
     """R16B-3: under the mean the job names (no robust aggregator asked), the attacker's update must be in the
     aggregate. The platform knows which party the verifier runs, so it could leave that one party out of the robust
     jobs only and "resist" every attack with a plain mean. The clean job shares the seed, so its first round differs
@@ -179,17 +188,20 @@ def mean_carries_attacker(ctx: Context, run: JobRun) -> dict[str, Any]:
     regressed on the difference of the two sent updates, is the party's weight in the mean (its row share, 0.2)
     plus the other parties' run-to-run noise; left out, it is about 0. Under Krum or a median an update may be left
     out legitimately (not checked); a platform that declares robust_aggregation can still single the party out
-    (documented in catalogue.md)."""
+    (documented in catalogue.md). ``round_no``: the round the attack starts in (`late_attack_job`: honest before,
+    so the two jobs agree up to that round)."""
     limit = value("robust_mean_share_min")
-    record: dict[str, Any] = {"check": "attacker's update in the mean", "job_id": run.job_id, "limit": limit}
+    record: dict[str, Any] = {"check": "attacker's update in the mean", "job_id": run.job_id, "limit": limit,
+                              "round": round_no}
     name = run.spec.get("aggregator")
     if name is not None:
         return {**record, "status": "not checked", "why": f"aggregator {name}: a robust rule may leave any update out"}
     clean = clean_robust_job(ctx)
     d = len(ctx.data.columns) + 1
-    att, ref = _first_step(run, d), _first_step(clean, d)
+    att, ref = _step(run, d, round_no), _step(clean, d, round_no)
     if att is None or ref is None:
-        return {**record, "status": "not checked", "why": "the verifier's party saw no full first round in both jobs"}
+        return {**record, "status": "not checked", "why": f"the verifier's party saw no full round {round_no} in both "
+                                                          "jobs"}
     sent_diff = (att[1] - att[0]) - (ref[1] - ref[0])
     global_diff = (att[2] - att[0]) - (ref[2] - ref[0])
     norm2 = float(sent_diff @ sent_diff)
@@ -201,9 +213,37 @@ def mean_carries_attacker(ctx: Context, run: JobRun) -> dict[str, Any]:
     if weight >= limit * share:
         return {**record, "status": "carried"}
     return {**record, "status": "left out",
-            "why": f"the job names the mean, but the first global carries the attacker's update with weight "
-                   f"{weight:.3f} (its row share {share:.2f}; at least {limit:.0%} of it expected): the platform left "
-                   "the verifier's party out of the aggregate, so the attack was never tested"}
+            "why": f"the job names the mean, but the global after round {round_no} carries the attacker's update "
+                   f"with weight {weight:.3f} (its row share {share:.2f}; at least {limit:.0%} of it expected): the "
+                   "platform left the verifier's party out of the aggregate, so the attack was never tested"}
+
+
+def late_attack_job(ctx: Context) -> tuple[JobRun, int] | None:
+    """Under the mean only: the clean job's twin whose verifier party turns attacker (scaling x -20) from a round
+    drawn with `secrets` among 2..rounds, so a platform that counts the party in the first round and leaves it out
+    later is caught at that round (R16B-3). None under a robust aggregator (nothing to check)."""
+    clean_robust_job(ctx)  # fixes the aggregator the platform accepted
+    if ctx.once("robust_aggregator", dict).get("name") is not None:
+        return None
+
+    def make() -> tuple[JobRun, int]:
+        from sampan.audit import byzantine as byz
+
+        start = 2 + secrets.randbelow(ROBUST_ROUNDS - 1)
+        run = _robust_job(ctx, "robust-late", _on_delta(lambda u, g: byz.scaling(u, factor=-20.0)), from_round=start)
+        return run, start
+
+    late: tuple[JobRun, int] = ctx.once("robust_late_job", make)
+    return late
+
+
+def _counted(ctx: Context, runs: list[JobRun]) -> list[dict[str, Any]]:
+    """`mean_carries_attacker` on the first round of each attacked job and at the late job's drawn round."""
+    out = [mean_carries_attacker(ctx, run) for run in runs]
+    late = late_attack_job(ctx)
+    if late is not None:
+        out.append(mean_carries_attacker(ctx, *late))
+    return out
 
 
 def _left_out(records: list[dict[str, Any]]) -> str | None:
@@ -228,11 +268,11 @@ def byzantine(ctx: Context) -> Result:
         "alie": lambda u, g: byz.alie(np.stack([u, 0.5 * u, 1.5 * u]), n, f, z=3.0),
     }
     aucs: dict[str, float] = {}
-    counted: list[dict[str, Any]] = []
+    runs: list[JobRun] = []
     for name, attack in attacks.items():
-        run = _robust_job(ctx, f"byz-{name}", _on_delta(attack))
-        aucs[name] = holdout_auc(ctx, run)[0]
-        counted.append(mean_carries_attacker(ctx, run))
+        runs.append(_robust_job(ctx, f"byz-{name}", _on_delta(attack)))
+        aucs[name] = holdout_auc(ctx, runs[-1])[0]
+    counted = _counted(ctx, runs)
     worst = min(aucs.values())
     drop = clean - worst
     limit = value("byzantine_auc_drop_max")
@@ -289,8 +329,8 @@ def backdoor(ctx: Context) -> Result:
     asr = float((attacked & clean_pos & four_pos).sum()) / eligible
     vs_clean_only = float((attacked & clean_pos).sum()) / max(1, int(clean_pos.sum()))
     limit = value("backdoor_success_max")
-    counted = mean_carries_attacker(ctx, run)
-    left_out = _left_out([counted])
+    counted = _counted(ctx, [run])
+    left_out = _left_out(counted)
     return Result("fail" if asr > limit or left_out else "pass",
                   f"attack success rate {asr:.1%} on {eligible} triggered rows ({len(parties)} parties, 1 malicious)"
                   + (f"; {left_out}" if left_out else ""),
