@@ -5,7 +5,9 @@ membership attack can see, and canaries at a huge norm are easy for a platform t
 its own party's data, so it appends ``m`` binary columns. Canary k is one row (an ordinary row of the party, its
 label drawn at random) with 1.0 in column k and 0 in the other canary columns; each canary row is included with
 probability 1/2 (Steinke et al. 2023, one-run audit). Every party lists the canary columns as features (the others
-hold zeros there), so the task looks like any other.
+hold zeros there). The job itself is recognisable (about 500 opaque columns, unlike the catalogue's other jobs):
+a platform that applies DP only to a job of this shape passes both audits while its other jobs train in the clear
+(R16B-7, documented in docs/verification/catalogue.md; the audits show the platform CAN run its mechanism).
 
 Without DP an included canary pulls its own column's weight towards its label, and an excluded one leaves its
 column (all zeros) untouched: the score (2y - 1) * (w_final - w_start) on the canary's column separates them. With
