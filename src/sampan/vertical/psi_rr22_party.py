@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import socket
 import subprocess
@@ -75,6 +76,15 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _pump_seconds(party: str, field: str, asked: Any) -> float:
+    """A pump's `wait`: an int or float (not a bool), finite and >= 0, else refused (R15-RR22B-3: the string
+    "nan" became NaN through `float`, passed the 1 s cap, and spun the handler in `drain`)."""
+    value = float(asked) if isinstance(asked, (int, float)) and not isinstance(asked, bool) else math.nan
+    if not math.isfinite(value) or value < 0:
+        raise PsiError(f"party {party!r}: RR22 pump {field} {asked!r} is not a finite number of seconds >= 0")
+    return value
 
 
 class Rr22Party:
@@ -290,13 +300,14 @@ class Rr22Party:
         session = self.sessions.get(peer)
         if session is None or session.closed or session.tunnel is None or session.process is None:
             raise PsiError(f"party {self.name!r}: no RR22 PSI session with {peer!r} in progress")
+        asked = _pump_seconds(self.name, "wait", request.meta.get("wait", 0.005))  # before the envelope is fed
+        settle = request.meta.get("settle")
         if "envelope" in request.arrays:
             session.tunnel.feed(request.arrays["envelope"])
         code = session.process.poll()
         if code not in (None, 0):
             raise PsiError(f"party {self.name!r}: the RR22 worker failed ({session.worker_error()})")
-        wait = 0.0 if code == 0 else min(float(request.meta.get("wait", 0.005)), 1.0)
-        settle = request.meta.get("settle")
+        wait = 0.0 if code == 0 else min(asked, 1.0)
         settle = min(float(settle), wait) if isinstance(settle, (int, float)) and not isinstance(settle, bool) \
             and settle >= 0 else None
         envelope = session.tunnel.drain(wait, settle=settle)

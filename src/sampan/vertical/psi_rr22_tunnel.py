@@ -12,10 +12,11 @@ replayed, reordered or dropped envelope (the sequence check and the delivery are
 two concurrent pumps cannot both pass it), a malformed frame table (every length checked, not only their sum),
 more than `MAX_STREAMS` streams opened by the peer, or more than `_BUFFER_LIMIT` inbound bytes the local spu
 does not take within `_INBOUND_WAIT` seconds stops the tunnel (`TunnelError`), which aborts the run; bytes for a
-stream whose local connection is gone are dropped, not held. Nothing listens beyond 127.0.0.1, and the tunnel
-relays only its own spu worker's connections and dials only a listener the worker holds (`psi_rr22_local`:
-the kernel's socket table, since brpc cannot present a token); another local process's connection is closed
-unrelayed, unknown to the peer. The coordinator sees only envelope sizes and timing.
+stream whose local connection is gone are dropped, not held, and a queued inbound frame keeps at most twice its
+own size alive (`_frame`: a small frame is copied out of its envelope, R15-RR22B-1). Nothing listens beyond
+127.0.0.1, and the tunnel relays only its own spu worker's connections and dials only a listener the worker
+holds (`psi_rr22_local`: the kernel's socket table, since brpc cannot present a token); another local process's
+connection is closed unrelayed, unknown to the peer. The coordinator sees only envelope sizes and timing.
 """
 
 from __future__ import annotations
@@ -269,12 +270,14 @@ class Tunnel:
                 frames.append(frame)
                 size += len(frame[3])
             self._out_bytes -= size
+            # numbered in the same locked step that takes the frames (R15-RR22B-2): two concurrent pumps
+            # cannot number their envelopes against the order of the frames they took
+            meta = np.array([self._seq_out], dtype=np.uint64)
+            self._seq_out += 1
+            self.bytes_out += size
             self._cond.notify_all()
         head = np.array([[o, s, k, len(d)] for o, s, k, d in frames], dtype=np.uint64).reshape(-1, 4)
         data = np.frombuffer(b"".join(d for *_, d in frames), dtype=np.uint8)
-        meta = np.array([self._seq_out], dtype=np.uint64)
-        self._seq_out += 1
-        self.bytes_out += len(data)
         return self._seal({"session": self.session, "seq": meta, "head": head, "data": data})
 
     def _filling(self) -> bool:
@@ -310,11 +313,20 @@ class Tunnel:
             raise TunnelError(f"party {self.name!r}: {self.peer!r} opened more than {MAX_STREAMS} tunnel streams")
         self._seq_in += 1
         self.bytes_in += len(data)
-        raw = np.ascontiguousarray(data, dtype=np.uint8).data  # frames are views of the envelope: no copy each
+        raw = np.ascontiguousarray(data, dtype=np.uint8).data
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         for (origin, sid, kind, _), lo, hi in zip(head.tolist(), offsets[:-1].tolist(), offsets[1:].tolist(),
                                                    strict=True):
-            self._deliver(origin == 1, int(sid), int(kind), raw[lo:hi])
+            self._deliver(origin == 1, int(sid), int(kind), self._frame(raw, lo, hi))
+
+    @staticmethod
+    def _frame(raw: memoryview, lo: int, hi: int) -> bytes | memoryview:
+        """A frame's bytes: a view of the envelope (no copy) only when the frame is at least half of it, else a
+        copy. A queued view keeps its whole envelope alive while only the frame counts against `_BUFFER_LIMIT`,
+        so a partner could pin any amount of memory with 1-byte frames (R15-RR22B-1); with this rule the bytes
+        held stay within twice the bytes counted, and the copies made add up to at most half an envelope
+        (`open_arrays` copies `data` out of the plaintext, so a view pins only the frames' bytes, not the head)."""
+        return raw[lo:hi] if 2 * (hi - lo) >= len(raw) else bytes(raw[lo:hi])
 
     @staticmethod
     def _well_formed(head: np.ndarray, data: np.ndarray) -> bool:
