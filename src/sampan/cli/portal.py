@@ -30,7 +30,10 @@ def portal(
     local_platforms: bool = typer.Option(False, "--local-platforms", help="Also start the in-repo weak and Sampan "
                                          "platforms on loopback (allow-listed) to try the whole flow."),
 ) -> None:
-    """Start the verification portal on 127.0.0.1 (Ctrl-C stops it); verification links go to the log."""
+    """Start the verification portal on this machine: vendors register, qualify and evaluate their FL platform.
+
+    It serves on 127.0.0.1 (Ctrl-C stops it); verification links go to the log.
+    """
     from sampan.cli.console import _needs_console_extra
 
     _needs_console_extra()
