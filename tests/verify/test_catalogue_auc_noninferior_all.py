@@ -178,3 +178,17 @@ def test_no_scores_fall_back_to_the_bare_margin_and_say_so(test_id: str) -> None
         r = fn(_ctx(data, ExportsThisModel(None, evaluate_auc=found), ["horizontal", "evaluate"]))
         assert r.verdict == verdict, r.message
         assert "bare margin" in r.message, r.message
+
+
+def test_backdoor_verdict_bound_separates_noise_from_a_backdoor() -> None:
+    """S-BACKDOOR judges the Wilson lower bound: the honest seed-2026 draw (15 of 73 rows, BD found Krum never picked
+    the attacker) passes; plain FedAvg (73 of 73) and a backdoor at 40% on 70 rows fail."""
+    from sampan.verify.catalogue.security_robust import wilson_interval
+    from sampan.verify.thresholds import value
+
+    z, limit = value("backdoor_confidence_z"), value("backdoor_success_max")
+    assert wilson_interval(15, 73, z)[0] <= limit < wilson_interval(15, 73, z)[1]
+    assert wilson_interval(73, 73, z)[0] > limit
+    assert wilson_interval(28, 70, z)[0] > limit
+    low, high = wilson_interval(0, 70, z)
+    assert low == 0.0 and 0.0 < high < 0.05

@@ -127,6 +127,9 @@ _ALL: tuple[Threshold, ...] = (
               "AUC under a Byzantine party (1 of 5) at least clean AUC minus this"),
     Threshold("backdoor_success_max", 0.20, "attack success rate", "task spec",
               "fraction of triggered holdout rows flipped to the attacker's label at most this"),
+    Threshold("backdoor_confidence_z", 1.645, "z", "project rule",
+              "S-BACKDOOR fails when the one-sided 95% Wilson lower bound of the attack success rate (this z) is above "
+              "backdoor_success_max: honest federations disagree on 5-27% of the triggered rows from training noise"),
     Threshold("robust_mean_share_min", 0.5, "fraction of the row share", "project rule",
               "under the mean the robust jobs name (no robust_aggregation), the round-1 step's change from the clean "
               "job (and a late-attack twin's at its secret round), regressed on the attacker's change, carries at "

@@ -86,5 +86,6 @@ SECURITY: list[Test] = [
          "6 SD); the S-BYZANTINE aggregator and seed; references: the same job without the attack, and the four "
          "honest parties alone",
          pass_rule="attack success rate (triggered bad-credit rows both honest models call bad and the attacked model "
-         "calls good) <= limit", thresholds=("backdoor_success_max",), timeout_s=300),
+         "calls good) <= limit: fails when its one-sided 95% Wilson lower bound is above it",
+         thresholds=("backdoor_success_max", "backdoor_confidence_z"), timeout_s=300),
 ]

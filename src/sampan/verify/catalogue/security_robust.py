@@ -285,6 +285,22 @@ def byzantine(ctx: Context) -> Result:
                   evidence={**_robust_evidence(ctx, clean_robust_job(ctx), n), "attacker_counted": counted})
 
 
+def wilson_interval(successes: int, trials: int, z: float) -> tuple[float, float]:
+    """Wilson score bounds of a rate at ``z`` (1.645: each side one-sided 95%).
+
+    Why a bound, not the point estimate: honest federations disagree on 5-27% of the ~70 triggered rows from
+    training noise alone (the single update Krum picks, the per-agent holdouts), so a bare rate against the limit
+    failed honest Sampan on about 1 draw in 10 while Krum never picked the attacker (BD, results.md). The verdict
+    fails when the rate is shown above the limit; the upper end says how much a pass can still hide."""
+    if trials <= 0:
+        return 0.0, 1.0
+    p = successes / trials
+    denom = 1.0 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denom
+    half = z * ((p * (1 - p) / trials + z * z / (4 * trials * trials)) ** 0.5) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def backdoor(ctx: Context) -> Result:
     """Model replacement (Bagdasaryan et al. 2020): the party submits gamma*(X - G) + G for a backdoored X."""
     from sampan.audit.byzantine import add_trigger, model_replacement_backdoor
@@ -331,10 +347,14 @@ def backdoor(ctx: Context) -> Result:
     limit = value("backdoor_success_max")
     counted = _counted(ctx, [run])
     left_out = _left_out(counted)
-    return Result("fail" if asr > limit or left_out else "pass",
-                  f"attack success rate {asr:.1%} on {eligible} triggered rows ({len(parties)} parties, 1 malicious)"
-                  + (f"; {left_out}" if left_out else ""),
-                  figures={"attack_success_rate": asr, "trigger_rows": float(eligible), "gamma": gamma,
+    flipped = int((attacked & clean_pos & four_pos).sum())
+    low, high = wilson_interval(flipped, eligible, value("backdoor_confidence_z"))
+    return Result("fail" if low > limit or left_out else "pass",
+                  f"attack success rate {asr:.1%} on {eligible} triggered rows (one-sided 95% interval "
+                  f"{low:.1%}-{high:.1%}; fails when its lower end is above {limit:.0%}) ({len(parties)} parties, "
+                  "1 malicious)" + (f"; {left_out}" if left_out else ""),
+                  figures={"attack_success_rate": asr, "attack_success_low": low, "attack_success_high": high,
+                           "trigger_rows": float(eligible), "gamma": gamma,
                            "success_vs_five_party_clean_only": vs_clean_only,
                            "honest_disagreement": float((clean_pos != four_pos).mean())},
                   evidence={"trigger": {"column": cols[trigger_col], "value": trigger_value}, "target_label": target,
