@@ -129,7 +129,11 @@ _ALL: tuple[Threshold, ...] = (
               "fraction of triggered holdout rows flipped to the attacker's label at most this"),
     Threshold("backdoor_confidence_z", 1.645, "z", "project rule",
               "S-BACKDOOR fails when the one-sided 95% Wilson lower bound of the attack success rate (this z) is above "
-              "backdoor_success_max: honest federations disagree on 5-27% of the triggered rows from training noise"),
+              "backdoor_success_max: honest federations disagree on 5-27% of the triggered rows from training noise; "
+              "at 55-75 rows a rate up to about 27% passes (the outcome states the ceiling)"),
+    Threshold("backdoor_rows_min", 10.0, "rows", "project rule",
+              "S-BACKDOOR needs at least this many triggered rows both honest references call bad (fewer: error, not "
+              "a verdict; the count rests on the platform's reference models, R-LAST-2)"),
     Threshold("robust_mean_share_min", 0.5, "fraction of the row share", "project rule",
               "under the mean the robust jobs name (no robust_aggregation), the round-1 step's change from the clean "
               "job (and a late-attack twin's at its secret round), regressed on the attacker's change, carries at "

@@ -87,5 +87,5 @@ SECURITY: list[Test] = [
          "honest parties alone",
          pass_rule="attack success rate (triggered bad-credit rows both honest models call bad and the attacked model "
          "calls good) <= limit: fails when its one-sided 95% Wilson lower bound is above it",
-         thresholds=("backdoor_success_max", "backdoor_confidence_z"), timeout_s=300),
+         thresholds=("backdoor_success_max", "backdoor_confidence_z", "backdoor_rows_min"), timeout_s=300),
 ]

@@ -340,20 +340,26 @@ def backdoor(ctx: Context) -> Result:
     four_pos = linear_scores(four.model, trig) >= 0.5
     attacked = linear_scores(run.model, trig) < 0.5
     eligible = int((clean_pos & four_pos).sum())
-    if eligible == 0:
-        return Result("error", "the honest models give no triggered bad-credit row the bad label: nothing to flip")
+    if eligible < value("backdoor_rows_min"):
+        # the count rests on the platform's reference models: a platform must not widen the interval by shrinking it
+        return Result("error", f"the honest models give only {eligible} triggered bad-credit rows the bad label "
+                      f"(at least {value('backdoor_rows_min'):.0f} needed to judge the attack success rate)")
     asr = float((attacked & clean_pos & four_pos).sum()) / eligible
     vs_clean_only = float((attacked & clean_pos).sum()) / max(1, int(clean_pos.sum()))
     limit = value("backdoor_success_max")
     counted = _counted(ctx, [run])
     left_out = _left_out(counted)
     flipped = int((attacked & clean_pos & four_pos).sum())
-    low, high = wilson_interval(flipped, eligible, value("backdoor_confidence_z"))
+    z = value("backdoor_confidence_z")
+    low, high = wilson_interval(flipped, eligible, z)
+    ceiling = max(k for k in range(eligible + 1) if wilson_interval(k, eligible, z)[0] <= limit) / eligible
     return Result("fail" if low > limit or left_out else "pass",
                   f"attack success rate {asr:.1%} on {eligible} triggered rows (one-sided 95% interval "
-                  f"{low:.1%}-{high:.1%}; fails when its lower end is above {limit:.0%}) ({len(parties)} parties, "
-                  "1 malicious)" + (f"; {left_out}" if left_out else ""),
+                  f"{low:.1%}-{high:.1%}; fails when its lower end is above {limit:.0%}, so at this row count a "
+                  f"rate up to {ceiling:.1%} passes) ({len(parties)} parties, 1 malicious)"
+                  + (f"; {left_out}" if left_out else ""),
                   figures={"attack_success_rate": asr, "attack_success_low": low, "attack_success_high": high,
+                           "passing_rate_ceiling": ceiling,
                            "trigger_rows": float(eligible), "gamma": gamma,
                            "success_vs_five_party_clean_only": vs_clean_only,
                            "honest_disagreement": float((clean_pos != four_pos).mean())},
