@@ -34,10 +34,10 @@ LAYERS: list[tuple[str, ...]] = [
     ("cli",),
     ("web", "serve"),
     ("verify",),
-    ("deploy", "monitoring"),
+    ("deploy", "monitoring", "fraud"),  # fraud trains through the runner (sampan.fraud.federated)
     ("runtime",),
     ("checks",),  # checks before training: reuses the capabilities' protocols (vertical PSI, horizontal tables)
-    ("horizontal", "vertical", "synth", "audit", "fraud", "watermark", "qr"),
+    ("horizontal", "vertical", "synth", "audit", "watermark", "qr"),
     ("config",),
     ("privacy", "report"),
     ("models", "metrics", "data"),
