@@ -1,0 +1,33 @@
+"""R-LAST-1: S-BACKDOOR counts a triggered row as backdoored only when both honest references call it bad, and one
+reference was the platform's own four-party job (the four honest parties alone). That job has no verifier party, so
+its export cannot be tied to a federation: a platform that recognises it (four parties, none the verifier's) and
+exports the attacked model there leaves no counted row flipped. `DampedRiggedReference` lets a model-replacement
+backdoor half through (49-82% attack success against honest references on seeds 16-18) and passed with 0% on
+17-32 rows.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "review"))  # the R16-VERDICT / R-LAST fakes
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+pytest.importorskip("httpx")
+
+from _r16_verdict_fakes import SHARED, evaluate  # noqa: E402
+from _rlast_fakes import DampedRiggedReference  # noqa: E402
+
+pytestmark = [pytest.mark.skipif(not (SHARED / "german_credit").is_dir(), reason="shared datasets not found")]
+
+
+@pytest.mark.xfail(strict=True, reason="R-LAST-1: the four-party reference is the platform's untied export")
+def test_a_rigged_four_party_reference_does_not_pass_a_backdoor() -> None:
+    out = {o.id: o for o in evaluate(DampedRiggedReference(), ["S-BACKDOOR"], seed=16).outcomes}
+    backdoor = out["S-BACKDOOR"]
+    assert backdoor.verdict == "fail", backdoor.message
+    assert backdoor.figures["attack_success_rate"] > 0.3, backdoor.message
