@@ -1,0 +1,129 @@
+"""The detector end to end on synthetic images (issue 18): the heatmap finds a pasted forged region, the
+threshold decides, the JSON file round-trips to identical verdicts and a bad file names the file and field."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _f2_synthetic import forged, pristine, spliced
+from PIL import Image
+
+from sampan.errors import ConfigError, DataError
+from sampan.fraud.detector import Detector, Verdict
+from sampan.fraud.fingerprint import image_features
+from sampan.fraud.heatmap import heatmap_png, patch_heatmap
+from sampan.fraud.scorer import PatchModel, train_central
+from sampan.fraud.slicer import SlicerConfig
+from sampan.fraud.threshold import fit_threshold
+
+
+def _model(kind: str) -> PatchModel:
+    rng = np.random.default_rng(20)
+    real = np.vstack([image_features(pristine(rng))[0] for _ in range(12)])
+    fake = np.vstack([image_features(forged(pristine(rng), rng))[0] for _ in range(12)])
+    return train_central(np.vstack([real, fake]), np.r_[np.zeros(len(real)), np.ones(len(fake))], kind,  # type: ignore[arg-type]
+                         seed=1)
+
+
+@pytest.fixture(scope="module")
+def detector() -> Detector:
+    rng = np.random.default_rng(21)
+    model = _model("logistic")
+    base = Detector(model, SlicerConfig(32, 16), "mean_logit", threshold=0.5, fpr=0.1)
+    validation = [base.scan(pristine(rng)).score for _ in range(50)]
+    return Detector(model, SlicerConfig(32, 16), "mean_logit", threshold=fit_threshold(validation, 0.1), fpr=0.1)
+
+
+def test_scan_decides_with_the_threshold(detector: Detector) -> None:
+    rng = np.random.default_rng(22)
+    real = [detector.scan(pristine(rng)) for _ in range(20)]
+    fake = [detector.scan(forged(pristine(rng), rng)) for _ in range(10)]
+    assert sum(v.is_fake for v in fake) >= 8 and sum(v.is_fake for v in real) <= 5  # FPR 0.1: about 2 of 20
+    verdict = fake[0]
+    assert verdict.is_fake == (verdict.score < verdict.threshold)
+    assert verdict.heatmap.shape == (128, 128) and np.isfinite(verdict.heatmap).all()
+    assert len(verdict.top_patches) == 5
+    probs = [p.fake_probability for p in verdict.top_patches]
+    assert probs == sorted(probs, reverse=True) and probs[0] == pytest.approx(float(np.max(1 - verdict.patch_scores)))
+    json.dumps(verdict.to_dict())  # the JSON verdict is plain JSON
+
+
+def test_heatmap_highlights_a_pasted_forged_region(detector: Detector) -> None:
+    rng = np.random.default_rng(23)
+    ious = []
+    for _ in range(3):
+        image, mask = spliced(rng)
+        heat = detector.scan(image).heatmap
+        found = heat > 0.5
+        ious.append((found & mask).sum() / max((found | mask).sum(), 1))
+    assert np.mean(ious) > 0.3, ious
+
+
+def test_heatmap_averages_overlaps_and_leaves_uncovered_pixels_at_zero() -> None:
+    boxes = np.array([[0, 0, 4, 4], [0, 2, 4, 6]])
+    heat = patch_heatmap((6, 8), boxes, np.array([0.2, 0.6]))
+    assert heat[0, 0] == pytest.approx(0.2) and heat[0, 3] == pytest.approx(0.4) and heat[0, 5] == pytest.approx(0.6)
+    assert heat[5, :].max() == 0.0 and heat[:, 6:].max() == 0.0
+    assert np.isfinite(patch_heatmap((4, 4), np.empty((0, 4)), np.empty(0))).all()
+    with pytest.raises(DataError, match="2 boxes but 1"):
+        patch_heatmap((6, 8), boxes, np.array([0.5]))
+    png = heatmap_png(np.zeros((6, 8, 3), dtype=np.uint8), heat)
+    overlay = np.asarray(Image.open(io.BytesIO(png)))
+    assert overlay.shape == (6, 8, 3) and overlay[0, 5, 0] > overlay[0, 0, 0] > overlay[5, 0, 0] == 0
+
+
+@pytest.mark.parametrize("kind", ["logistic", "mlp"])
+def test_json_round_trip_gives_identical_verdicts(tmp_path: Path, kind: str) -> None:
+    detector = Detector(_model(kind), SlicerConfig(32, 24, 1.5), "soft_or", threshold=0.3, fpr=0.05, top_k=3)
+    path = detector.save(tmp_path / "detector.json")
+    assert [p.name for p in tmp_path.iterdir()] == ["detector.json"]  # atomic: no temporary file left
+    loaded = Detector.load(path)
+    image = forged(pristine(np.random.default_rng(24)), np.random.default_rng(25))
+    first, second = detector.scan(image), loaded.scan(image)
+    _assert_same(first, second)
+    Image.fromarray(image).save(tmp_path / "doc.png")
+    _assert_same(first, loaded.scan(tmp_path / "doc.png"))  # from a file: same pixels, same verdict
+
+
+def _assert_same(a: Verdict, b: Verdict) -> None:
+    assert (a.score, a.is_fake, a.threshold, a.fpr, a.top_patches) == (b.score, b.is_fake, b.threshold, b.fpr,
+                                                                       b.top_patches)
+    np.testing.assert_array_equal(a.patch_scores, b.patch_scores)
+    np.testing.assert_array_equal(a.heatmap, b.heatmap)
+
+
+def test_bad_files_name_the_file_and_field(tmp_path: Path) -> None:
+    good = Detector(_model("logistic")).to_dict()
+    cases = {
+        "version": {**good, "version": 99},
+        "format": {**good, "format": "other"},
+        "threshold": {**good, "threshold": "high"},
+        "model": {**good, "model": {**good["model"], "coefficients": [1.0]}},
+        "feature_names": {**good, "feature_names": ["x"]},
+        "aggregation": {k: v for k, v in good.items() if k != "aggregation"},
+    }
+    for field, content in cases.items():
+        path = tmp_path / f"{field}.json"
+        path.write_text(json.dumps(content))
+        with pytest.raises(ConfigError, match=rf"{path.name}.*'{field}'"):
+            Detector.load(path)
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(ConfigError, match="broken.json' is not valid JSON"):
+        Detector.load(broken)
+    with pytest.raises(ConfigError, match="missing.json"):
+        Detector.load(tmp_path / "missing.json")
+    (tmp_path / "not-an-image.png").write_bytes(b"text")
+    with pytest.raises(DataError, match="not-an-image.png"):
+        Detector(_model("logistic")).scan(tmp_path / "not-an-image.png")
+
+
+def test_blank_and_tiny_images_are_clear_errors(detector: Detector) -> None:
+    with pytest.raises(DataError, match="flat"):
+        detector.scan(np.full((64, 64, 3), 255, dtype=np.uint8))
+    with pytest.raises(DataError, match="smaller than one 32x32 patch"):
+        detector.scan(np.zeros((16, 64, 3), dtype=np.uint8))
