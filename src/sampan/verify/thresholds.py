@@ -120,6 +120,15 @@ _ALL: tuple[Threshold, ...] = (
               "the floor (one-sided 1%: noise widens the allowance)"),
     Threshold("eps_lower_bound_slack", 0.0, "epsilon", "issue 16",
               "empirical epsilon lower bound (95% CI) at most the claimed epsilon plus this"),
+    Threshold("dp_repeat_identical_tol", 1e-9, "max |coefficient difference| / max(1, max |coefficient|)",
+              "project rule",
+              "S-DP-REPEAT (R16B-7): two runs of one ordinary DP job (same data, same TaskSpec seed) whose exports "
+              "differ by at most this are the same model: no noise the TaskSpec does not fix, so not DP (a "
+              "deterministic function of the data is DP only if it ignores the data). Just above float64 rounding "
+              "(a platform summing updates in arrival order differs by ~1e-16). Deliberately no noise floor: "
+              "epsilon bounds how the output moves between neighbouring data sets, not its spread, and the noise a "
+              "mechanism needs depends on its own sensitivity (clipping, sampling, rounds), so any floor would fail "
+              "some honest mechanism"),
     Threshold("masked_alpha", 0.01, "significance level", "project rule",
               "the ring mask (sent - encode(clear)) fails a uniformity, zero or reuse test below this (Bonferroni "
               "over the tests) = not masked"),

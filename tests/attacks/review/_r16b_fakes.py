@@ -192,9 +192,13 @@ class DpOnlyWhenAudited(Recording):
 
     sigma = 30.0
 
+    def noised(self, spec: TaskSpec) -> bool:
+        """Which DP jobs get the noise: the canary-shaped ones."""
+        return canary_shaped(spec)
+
     def submit_job(self, project_id: str, spec: TaskSpec) -> Job:
         job = super().submit_job(project_id, spec)
-        if spec.dp is None or not canary_shaped(spec):
+        if spec.dp is None or not self.noised(spec):
             return job
         room = self.room(job.job_id)
         publish = room.publish
@@ -218,6 +222,26 @@ class DpOnlyWhenAudited(Recording):
         with room.cond:
             last = list(room.model.get("weights") or [])
         return model.model_copy(update={"coefficients": last[:-1], "intercept": float(last[-1])}) if last else model
+
+
+class DpEverywhere(DpOnlyWhenAudited):
+    """The control of S-DP-REPEAT (R16B-7): the same Gaussian noise on the published models, in every DP job."""
+
+    def noised(self, spec: TaskSpec) -> bool:
+        return True
+
+
+class RepeatJitter(DpOnlyWhenAudited):
+    """R16B-7 (the limit S-DP-REPEAT leaves): no noise in any DP job, except a jitter of 1e-6 (raw scale) on the
+    published models of a DP job whose TaskSpec seed an earlier DP job had, i.e. only on the repeat."""
+
+    sigma = 1e-6
+
+    def noised(self, spec: TaskSpec) -> bool:
+        seen = self.__dict__.setdefault("seeds", set())
+        repeat = spec.seed in seen
+        seen.add(spec.seed)
+        return repeat
 
 
 class StandardisationSwap(CentralExport):
