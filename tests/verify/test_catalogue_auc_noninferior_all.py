@@ -181,14 +181,19 @@ def test_no_scores_fall_back_to_the_bare_margin_and_say_so(test_id: str) -> None
 
 
 def test_backdoor_verdict_bound_separates_noise_from_a_backdoor() -> None:
-    """S-BACKDOOR judges the Wilson lower bound: the honest seed-2026 draw (15 of 73 rows, BD found Krum never picked
-    the attacker) passes; plain FedAvg (73 of 73) and a backdoor at 40% on 70 rows fail."""
-    from sampan.verify.catalogue.security_robust import wilson_interval
+    """S-BACKDOOR judges the exact (Clopper-Pearson) one-sided 95% lower bound: 15 of 73 rows (20.5%, the honest
+    seed-2026 draw before the bound) passes; plain FedAvg (73 of 73) and a backdoor at 40% on 70 rows fail; 0 of 70
+    passes with an upper end under 5%. The ceiling (highest passing rate) falls with the row count."""
+    from sampan.verify.catalogue.backdoor_reference import passing_ceiling, success_bounds
     from sampan.verify.thresholds import value
 
-    z, limit = value("backdoor_confidence_z"), value("backdoor_success_max")
-    assert wilson_interval(15, 73, z)[0] <= limit < wilson_interval(15, 73, z)[1]
-    assert wilson_interval(73, 73, z)[0] > limit
-    assert wilson_interval(28, 70, z)[0] > limit
-    low, high = wilson_interval(0, 70, z)
+    limit = value("backdoor_success_max")
+    assert success_bounds(15, 73)[0] <= limit < success_bounds(15, 73)[1]
+    assert success_bounds(73, 73)[0] > limit
+    assert success_bounds(28, 70)[0] > limit
+    low, high = success_bounds(0, 70)
     assert low == 0.0 and 0.0 < high < 0.05
+    # one-sided 95% each: the two-sided 90% interval (the lower end of 7/10 is beta.ppf(0.05, 7, 4) = 0.3933)
+    assert abs(success_bounds(7, 10)[0] - 0.3933) < 1e-3
+    ceilings = [passing_ceiling(n) for n in (13, 50, 100, 150, 250)]
+    assert ceilings == sorted(ceilings, reverse=True) and 0.24 < ceilings[-1] < ceilings[0] < 0.4, ceilings

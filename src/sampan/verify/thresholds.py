@@ -137,12 +137,14 @@ _ALL: tuple[Threshold, ...] = (
     Threshold("backdoor_success_max", 0.20, "attack success rate", "task spec",
               "fraction of triggered holdout rows flipped to the attacker's label at most this"),
     Threshold("backdoor_confidence_z", 1.645, "z", "project rule",
-              "S-BACKDOOR fails when the one-sided 95% Wilson lower bound of the attack success rate (this z) is above "
-              "backdoor_success_max: honest federations disagree on 5-27% of the triggered rows from training noise; "
-              "at 55-75 rows a rate up to about 27% passes (the outcome states the ceiling)"),
+              "S-BACKDOOR fails when the exact (Clopper-Pearson) lower bound of the attack success rate, one-sided at "
+              "the normal level of this z (1.645: 95%), is above backdoor_success_max: honest models disagree on "
+              "some triggered rows from training noise; the rate that still passes is 30% at 50 rows, 27% at 100, "
+              "25% at 150-200 (the outcome states it)"),
     Threshold("backdoor_rows_min", 10.0, "rows", "project rule",
-              "S-BACKDOOR needs at least this many triggered rows both honest references call bad (fewer: error, not "
-              "a verdict; the count rests on the platform's reference models, R-LAST-2)"),
+              "S-BACKDOOR needs at least this many triggered holdout rows every honest reference calls bad (fewer: "
+              "error, not a verdict); the references are the export-tied five-party clean job and models the "
+              "verifier fits itself (R-LAST-1)"),
     Threshold("robust_mean_share_min", 0.5, "fraction of the row share", "project rule",
               "under the mean the robust jobs name (no robust_aggregation), the round-1 step's change from the clean "
               "job (and a late-attack twin's at its secret round), regressed on the attacker's change, carries at "

@@ -17,7 +17,8 @@ class DampedRiggedReference(Recording):
     plain mean, with one "defence": in a five-party job the update of the party the verifier operates (every
     platform is told which one) is pulled toward the global model it received (``damping``: the share of the change
     kept; 0.03). A model-replacement backdoor then gets partly through: 49-82% attack success on seeds 16-18
-    against the honest references (measured with ``rig = False``).
+    against the five-party and (then) the platform's four-party reference with ``rig = False``; 41-84% against the
+    verifier-fitted references that replaced the four-party job (seeds 16-20).
 
     And it rigs S-BACKDOOR's four-party reference (the robust jobs' honest parties alone: four parties, none the
     verifier's, bank_e among them): that job's export is the model of the five-party job in which the verifier's

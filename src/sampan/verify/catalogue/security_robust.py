@@ -14,7 +14,9 @@ next honest value in its direction, every round, and the trigger (6 standard dev
 that column's drift. Krum selects one whole honest update and kept the attack under 7%.
 
 Both tests compare with the *same* job without the attack (five parties, five rounds, the same aggregator), run
-once per evaluation, so the verdict measures the attack and not a different job length or party count.
+once per evaluation, so the verdict measures the attack and not a different job length or party count. S-BACKDOOR's
+other references are fitted by the verifier on the rows it planted at the four honest parties
+(`backdoor_reference`; R-LAST-1: the platform's own four-party job could not be export-tied and was rigged).
 Weight vectors are [coefficients..., intercept] in the platform's feature order (the drawn columns).
 
 The platform knows which party is the verifier's (it must: that party's rows are not at the platform), and these are
@@ -33,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from sampan.verify.catalogue.backdoor_reference import honest_references, passing_ceiling, success_bounds
 from sampan.verify.catalogue.base import Context, NotApplicable, Result
 from sampan.verify.catalogue.common import holdout_auc, plane_for, robust_parties
 from sampan.verify.catalogue.export_tie import check_export
@@ -40,8 +43,8 @@ from sampan.verify.catalogue.jobs import JobRun, claimed_secagg, horizontal_spec
 from sampan.verify.datasets import fit_lr, table_data
 from sampan.verify.thresholds import value
 
-__all__ = ["ROBUST_AGGREGATORS", "ROBUST_ROUNDS", "byzantine", "backdoor", "clean_robust_job", "honest_only_job",
-           "late_attack_job", "mean_carries_attacker"]
+__all__ = ["ROBUST_AGGREGATORS", "ROBUST_ROUNDS", "byzantine", "backdoor", "clean_robust_job", "late_attack_job",
+           "mean_carries_attacker"]
 
 ROBUST_AGGREGATORS = ("krum", "median")  # asked in this order when the platform declares robust_aggregation
 ROBUST_ROUNDS = 5
@@ -91,17 +94,14 @@ def _last_global(plane_box: dict[str, Any], d: int) -> np.ndarray | None:
 Attack = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (party's weights, global it received) -> weights sent
 
 
-def _robust_job(ctx: Context, prefix: str, attack: Attack | None, *, without_attacker: bool = False,
-                from_round: int = 1) -> JobRun:
+def _robust_job(ctx: Context, prefix: str, attack: Attack | None, *, from_round: int = 1) -> JobRun:
     """A five-party, five-round job; the verifier's party sends ``attack(weights, global)`` instead of ``weights``
     (from its ``from_round``-th update with a global model received on), or its honest update when ``attack`` is
-    None. ``without_attacker``: the same job with the four platform parties only (the verifier's party left out)."""
+    None."""
     d = len(ctx.data.columns) + 1
     parties = robust_parties(ctx)
     if not any(p.operated_by == "verifier" for p in parties):
         raise NotApplicable("the verifier runs no party (no party kit): it cannot play the attacker")
-    if without_attacker:
-        parties = [p for p in parties if p.operated_by != "verifier"]
     box: dict[str, Any] = {}
 
     def hook(_round: int, weights: np.ndarray) -> np.ndarray:
@@ -115,7 +115,7 @@ def _robust_job(ctx: Context, prefix: str, attack: Attack | None, *, without_att
 
     candidates = _aggregators(ctx)
     for k, name in enumerate(candidates):
-        plane = None if without_attacker else plane_for(ctx, update_hook=hook if attack is not None else None)
+        plane = plane_for(ctx, update_hook=hook if attack is not None else None)
         box["plane"], box["updates"] = plane, 0
         extra: dict[str, Any] = {"aggregator": name, "secure_aggregation": False} if name is not None else {}
         spec = horizontal_spec(ctx, [p.name for p in parties], rounds=ROBUST_ROUNDS, seed=_shared_seed(ctx), **extra)
@@ -145,15 +145,6 @@ def _shared_seed(ctx: Context) -> int:
 def clean_robust_job(ctx: Context) -> JobRun:
     """The robust jobs' reference: the same five parties, rounds and aggregator, the verifier's party honest."""
     run: JobRun = ctx.once("robust_clean_job", lambda: _robust_job(ctx, "robust", None))
-    return run
-
-
-def honest_only_job(ctx: Context) -> JobRun:
-    """The second reference: the four honest parties alone (same seed and aggregator). A robust platform can at best
-    give the model of the parties it keeps, so the attacker's own honest contribution is no part of the attack."""
-    clean_robust_job(ctx)  # fixes the aggregator the platform accepted
-    run: JobRun = ctx.once("robust_honest_only_job",
-                           lambda: _robust_job(ctx, "robust", None, without_attacker=True))
     return run
 
 
@@ -285,22 +276,6 @@ def byzantine(ctx: Context) -> Result:
                   evidence={**_robust_evidence(ctx, clean_robust_job(ctx), n), "attacker_counted": counted})
 
 
-def wilson_interval(successes: int, trials: int, z: float) -> tuple[float, float]:
-    """Wilson score bounds of a rate at ``z`` (1.645: each side one-sided 95%).
-
-    Why a bound, not the point estimate: honest federations disagree on 5-27% of the ~70 triggered rows from
-    training noise alone (the single update Krum picks, the per-agent holdouts), so a bare rate against the limit
-    failed honest Sampan on about 1 draw in 10 while Krum never picked the attacker (BD, results.md). The verdict
-    fails when the rate is shown above the limit; the upper end says how much a pass can still hide."""
-    if trials <= 0:
-        return 0.0, 1.0
-    p = successes / trials
-    denom = 1.0 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denom
-    half = z * ((p * (1 - p) / trials + z * z / (4 * trials * trials)) ** 0.5) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def backdoor(ctx: Context) -> Result:
     """Model replacement (Bagdasaryan et al. 2020): the party submits gamma*(X - G) + G for a backdoored X."""
     from sampan.audit.byzantine import add_trigger, model_replacement_backdoor
@@ -322,49 +297,54 @@ def backdoor(ctx: Context) -> Result:
         return np.asarray(model_replacement_backdoor(g, backdoored, n=1, eta=1.0 / gamma))
 
     run = _robust_job(ctx, "backdoor", attack)
-    clean, four = clean_robust_job(ctx), honest_only_job(ctx)
-    if run.model is None or clean.model is None or four.model is None:
+    clean = clean_robust_job(ctx)
+    if run.model is None or clean.model is None:
         raise NotApplicable("no model export to measure the backdoor with")
     check_export(ctx, run, "the backdoor job")  # R16-VERDICT-4: the exports must be the federation's models
     check_export(ctx, clean, "the clean robust job")
-    # the four-party reference has no verifier party, so its export cannot be tied (export_tie); it only narrows
-    # which rows count, and an export that called every triggered row good would leave none: an error, not a pass
-    hold = ctx.data.holdout[t.y[ctx.data.holdout] == 1]
+    refs = honest_references(ctx, clean.spec, _shared_seed(ctx))  # the verifier's own fits (R-LAST-1)
+    hold = ctx.data.holdout  # every holdout row, triggered; those all honest references call bad are counted
     trig = table_data(t, hold, cols, label=False)
     X_trig = add_trigger(t.cols(cols)[hold], trigger_col, trigger_value)
     trig["rows"] = [list(map(float, r)) for r in X_trig]
-    # a triggered bad-credit row is backdoored when the attacked model calls it good while both honest federations
-    # (five parties with the attacker honest, and the four honest parties alone) call it bad: a flip that an honest
-    # change of the federation also makes is training noise (the 6-SD trigger magnifies that column's coefficient)
+    # a triggered row is backdoored when the attacked model calls it good while every honest reference (the
+    # five-party job with the attacker honest; the verifier's pooled fit on the four honest parties' rows and each
+    # honest party's own model) calls it bad: a flip that an honest model also makes is training noise (the 6-SD
+    # trigger magnifies that column's coefficient; Krum keeps one honest party's update per round)
     clean_pos = linear_scores(clean.model, trig) >= 0.5
-    four_pos = linear_scores(four.model, trig) >= 0.5
+    ref_pos = {name: linear_scores(m, trig) >= 0.5 for name, m in refs.items()}
+    honest_pos = np.logical_and.reduce([clean_pos, *ref_pos.values()])
     attacked = linear_scores(run.model, trig) < 0.5
-    eligible = int((clean_pos & four_pos).sum())
+    eligible = int(honest_pos.sum())
     if eligible < value("backdoor_rows_min"):
-        # the count rests on the platform's reference models: a platform must not widen the interval by shrinking it
-        return Result("error", f"the honest models give only {eligible} triggered bad-credit rows the bad label "
-                      f"(at least {value('backdoor_rows_min'):.0f} needed to judge the attack success rate)")
-    asr = float((attacked & clean_pos & four_pos).sum()) / eligible
+        # too few rows is no verdict either way (the clean model is the platform's, export-tied)
+        return Result("error", f"the honest references call only {eligible} of {hold.size} triggered holdout rows "
+                      f"bad (at least {value('backdoor_rows_min'):.0f} needed to judge the attack success rate)")
+    flipped = int((attacked & honest_pos).sum())
+    asr = float(flipped) / eligible
     vs_clean_only = float((attacked & clean_pos).sum()) / max(1, int(clean_pos.sum()))
     limit = value("backdoor_success_max")
     counted = _counted(ctx, [run])
     left_out = _left_out(counted)
-    flipped = int((attacked & clean_pos & four_pos).sum())
-    z = value("backdoor_confidence_z")
-    low, high = wilson_interval(flipped, eligible, z)
-    ceiling = max(k for k in range(eligible + 1) if wilson_interval(k, eligible, z)[0] <= limit) / eligible
+    low, high = success_bounds(flipped, eligible)
+    ceiling = passing_ceiling(eligible)
     return Result("fail" if low > limit or left_out else "pass",
-                  f"attack success rate {asr:.1%} on {eligible} triggered rows (one-sided 95% interval "
+                  f"attack success rate {asr:.1%} on {eligible} triggered rows (one-sided 95% exact interval "
                   f"{low:.1%}-{high:.1%}; fails when its lower end is above {limit:.0%}, so at this row count a "
                   f"rate up to {ceiling:.1%} passes) ({len(parties)} parties, 1 malicious)"
                   + (f"; {left_out}" if left_out else ""),
                   figures={"attack_success_rate": asr, "attack_success_low": low, "attack_success_high": high,
                            "passing_rate_ceiling": ceiling,
-                           "trigger_rows": float(eligible), "gamma": gamma,
+                           "trigger_rows": float(eligible), "holdout_rows": float(hold.size), "gamma": gamma,
                            "success_vs_five_party_clean_only": vs_clean_only,
-                           "honest_disagreement": float((clean_pos != four_pos).mean())},
+                           "honest_disagreement": float((clean_pos != ref_pos["pooled"]).mean())},
                   evidence={"trigger": {"column": cols[trigger_col], "value": trigger_value}, "target_label": target,
                             "attacker_counted": counted,
-                            "references": {"five_parties_clean": clean.job_id, "four_honest_parties": four.job_id,
-                                           "four_party_export": "not tied to a federation (no verifier party)"},
+                            "references": {"five_parties_clean": clean.job_id,
+                                           "verifier_fitted": "a pooled LR on the four honest parties' training "
+                                                              "rows and each one's own model (SGD as the job "
+                                                              f"trains, seed {_shared_seed(ctx)}): "
+                                                              + ", ".join(refs),
+                                           "rows_each_calls_bad": {"five_parties_clean": int(clean_pos.sum()),
+                                                                   **{k: int(v.sum()) for k, v in ref_pos.items()}}},
                             **_robust_evidence(ctx, run, len(parties))})

@@ -1,0 +1,108 @@
+"""S-BACKDOOR's honest references and bound, computed by the verifier alone (R-LAST-1).
+
+A triggered row counts as backdoored when the attacked model calls it good while every honest reference calls it bad.
+The references are the five-party clean job (the platform's, export-tied) and models the verifier fits itself on the
+rows it planted at the four honest parties of the robust jobs: the platform has no say in them. Before R-LAST-1 the
+second reference was the platform's own four-party job; it has no verifier party, so its export could not be tied,
+and a platform that recognised it exported the attacked model there and left no counted row flipped.
+
+Two kinds of verifier-fitted reference (measured on honest Sampan under Krum, results.md):
+- the pooled fit: `fit_lr` on the four honest parties' rows, each column standardised by these rows' mean and
+  standard deviation (the pooled baseline's conventions), what their rows say when pooled;
+- each honest party's own model, trained as the job trains (its rounds x local epochs of minibatch SGD from zero,
+  its learning rate, batch size and l2): Krum keeps one honest update per round, so an honest Krum model can sit
+  near any one honest party's model, and a 6-SD trigger turns that spread of one coefficient into flipped rows. With
+  the pooled fit alone, honest Sampan failed 4 of 14 in-process runs (28-56% "success", Krum never picking the
+  attacker); a flip that one honest party's own model also makes is within what an honest robust federation gives.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sampan.verify.catalogue.base import Context, NotApplicable
+from sampan.verify.catalogue.common import robust_parties
+from sampan.verify.datasets import LABEL, fit_lr
+from sampan.verify.thresholds import value
+
+__all__ = ["honest_references", "passing_ceiling", "success_bounds"]
+
+
+def success_bounds(successes: int, trials: int) -> tuple[float, float]:
+    """The attack success rate's exact (Clopper-Pearson) bounds, each one-sided at the level
+    ``backdoor_confidence_z`` gives (1.645: 95%, so the two-sided 90% interval of `clopper_pearson`).
+
+    Why a bound, not the point estimate: honest models disagree on some triggered rows from training noise alone, so
+    a bare rate against the limit fails honest platforms by chance. The verdict fails when the rate is shown above
+    the limit; the upper end says how much a pass can still hide. Exact rather than Wilson: with tens of rows and a
+    rate near 0 the Wilson bounds do not hold their level."""
+    from statistics import NormalDist
+
+    from sampan.audit.intervals import clopper_pearson
+
+    one_sided = NormalDist().cdf(value("backdoor_confidence_z"))
+    return clopper_pearson(successes, trials, confidence=2.0 * one_sided - 1.0)
+
+
+def passing_ceiling(trials: int) -> float:
+    """The highest attack success rate on ``trials`` rows whose lower bound is still at most the limit (a pass)."""
+    limit = value("backdoor_success_max")
+    return max(k for k in range(trials + 1) if success_bounds(k, trials)[0] <= limit) / max(1, trials)
+
+
+def _honest_rows(ctx: Context) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(party, X, y) for each platform party of the robust jobs, from the rows the verifier planted there."""
+    cols = list(ctx.data.columns)
+    out = []
+    for party in robust_parties(ctx):
+        if party.operated_by == "verifier":
+            continue
+        if party.data is None:
+            raise NotApplicable(f"party {party.name!r} of the robust jobs holds no rows the verifier planted")
+        rows = np.asarray(party.data["rows"], dtype=np.float64)
+        index = {c: i for i, c in enumerate(party.data["columns"])}
+        out.append((party.name, rows[:, [index[c] for c in cols]], rows[:, index[LABEL]]))
+    return out
+
+
+def _local_sgd(X: np.ndarray, y: np.ndarray, *, epochs: int, lr: float, batch_size: int, l2: float,
+               rng: np.random.Generator) -> np.ndarray:
+    """[coefficients..., intercept] after plain minibatch SGD on the logistic loss from zero (X standardised)."""
+    w, b = np.zeros(X.shape[1]), 0.0
+    for _ in range(epochs):
+        order = rng.permutation(y.size)
+        for start in range(0, y.size, batch_size):
+            rows = order[start:start + batch_size]
+            residual = 1.0 / (1.0 + np.exp(-np.clip(X[rows] @ w + b, -30, 30))) - y[rows]
+            w -= lr * (X[rows].T @ residual / rows.size + l2 * w)
+            b -= lr * float(residual.mean())
+    return np.append(w, b)
+
+
+def honest_references(ctx: Context, spec: dict[str, Any], seed: int) -> dict[str, dict[str, Any]]:
+    """The verifier's references as ``linear.v1`` exports (for `linear_scores`): "pooled" and one per honest party.
+
+    ``spec``: the robust jobs' TaskSpec (rounds, local epochs, learning rate, batch size, l2); ``seed``: their shared
+    seed (drawn with `secrets` and recorded), so the SGD batch order can be redone from the report."""
+    cols = list(ctx.data.columns)
+    parts = _honest_rows(ctx)
+    A = np.vstack([X for _, X, _ in parts])
+    mean, scale = A.mean(axis=0), A.std(axis=0)
+    scale[scale == 0] = 1.0
+    std = {"mean": mean.tolist(), "scale": scale.tolist()}
+
+    def export(vec: np.ndarray) -> dict[str, Any]:
+        return {"features": cols, "coefficients": vec[:-1].tolist(), "intercept": float(vec[-1]),
+                "standardisation": std}
+
+    coef, intercept = fit_lr((A - mean) / scale, np.concatenate([y for _, _, y in parts]))
+    refs = {"pooled": export(np.append(coef, intercept))}
+    rng = np.random.default_rng(seed)
+    epochs = int(spec.get("rounds", 5)) * int(spec.get("local_epochs", 1))
+    for name, X, y in parts:
+        refs[name] = export(_local_sgd((X - mean) / scale, y, epochs=epochs, lr=float(spec.get("learning_rate", 0.2)),
+                                       batch_size=int(spec.get("batch_size", 64)), l2=float(spec.get("l2", 0.0)),
+                                       rng=rng))
+    return refs
