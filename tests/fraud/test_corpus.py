@@ -58,6 +58,8 @@ def test_bad_profiles_are_refused_naming_the_field() -> None:
         BankProfile("x", {"id_card": 0.0}, {"upsampler": 1.0}, DEVICES["webcam"])
     with pytest.raises(FraudDataError, match="n_real"):
         bank_corpus(_bank(), -1, 2, seed=0)
+    with pytest.raises(FraudDataError, match="'seed'"):
+        bank_corpus(_bank(), 1, 1, seed=-5)
 
 
 def test_provenance_states_what_is_real_and_fake() -> None:

@@ -92,3 +92,11 @@ def test_unknown_or_real_source_is_refused_naming_the_field() -> None:
         make_fake("inpaint", real, np.random.default_rng(0), kind="passport")
     with pytest.raises(FraudDataError, match="'real_image'"):
         make_fake("autoencoder", real.astype(np.float32), np.random.default_rng(0))
+
+
+def test_generator_seed_changes_the_generator_not_the_document() -> None:
+    real = _real()
+    a, _ = make_fake("upsampler", real, np.random.default_rng(0), generator_seed=0)
+    b, _ = make_fake("upsampler", real, np.random.default_rng(0), generator_seed=1)
+    assert not np.array_equal(a, b)
+    assert np.corrcoef(a.astype(float).ravel(), b.astype(float).ravel())[0, 1] > 0.9

@@ -77,11 +77,19 @@ def _draw_from(mix: dict[str, float], rng: np.random.Generator) -> str:
     return names[int(rng.choice(len(names), p=weights / weights.sum()))]
 
 
-def bank_corpus(profile: BankProfile, n_real: int, n_fake: int, seed: int) -> list[DocImage]:
-    """n_real real and n_fake fake documents of one bank, captured by its device, in a seeded random order."""
+def bank_corpus(profile: BankProfile, n_real: int, n_fake: int, seed: int, *,
+                generator_seed: int = 0) -> list[DocImage]:
+    """n_real real and n_fake fake documents of one bank, captured by its device, in a seeded random order.
+
+    `generator_seed` picks the trained generators (the same for every bank by default: fraudsters share tools);
+    another value gives generators of the same design with other weights, for a harder generalisation test.
+    """
     if n_real < 0 or n_fake < 0:
         raise FraudDataError(f"bank {profile.name!r}: n_real and n_fake must be >= 0, got {n_real}, {n_fake} "
                              "(field 'n_real'/'n_fake')")
+    if seed < 0 or generator_seed < 0:
+        raise FraudDataError(f"bank {profile.name!r}: seed and generator_seed must be >= 0, got {seed}, "
+                             f"{generator_seed} (field 'seed')")
     rng = np.random.default_rng([seed, *profile.name.encode()])
     h, w = profile.size
     docs: list[DocImage] = []
@@ -92,7 +100,7 @@ def bank_corpus(profile: BankProfile, n_real: int, n_fake: int, seed: int) -> li
             doc = DocImage(image, 0, "real", kind, np.zeros((h, w), bool), "none", "")
         else:
             source = _draw_from(profile.sources, rng)
-            fake, mask = make_fake(source, image, rng, kind)
+            fake, mask = make_fake(source, image, rng, kind, generator_seed=generator_seed)
             doc = DocImage(fake, 1, source, kind, mask, "none", "")
         docs.append(capture(doc, profile.capture, rng))
     order = rng.permutation(len(docs))
