@@ -22,11 +22,17 @@ from sampan.fraud.threshold import fit_threshold
 
 
 def _model(kind: str) -> PatchModel:
+    """Trained on pristine, wholly forged and spliced images (patch label: more than half of it forged)."""
     rng = np.random.default_rng(20)
-    real = np.vstack([image_features(pristine(rng))[0] for _ in range(12)])
-    fake = np.vstack([image_features(forged(pristine(rng), rng))[0] for _ in range(12)])
-    return train_central(np.vstack([real, fake]), np.r_[np.zeros(len(real)), np.ones(len(fake))], kind,  # type: ignore[arg-type]
-                         seed=1)
+    rows, labels = [], []
+    for _ in range(12):
+        real, fake = pristine(rng), forged(pristine(rng), rng)
+        for image, mask in ((real, np.zeros(real.shape[:2], bool)), (fake, np.ones(fake.shape[:2], bool)),
+                            spliced(rng)):
+            features, boxes = image_features(image)
+            rows.append(features)
+            labels.append(np.array([mask[y0:y1, x0:x1].mean() > 0.5 for y0, x0, y1, x1 in boxes], dtype=float))
+    return train_central(np.vstack(rows), np.concatenate(labels), kind, seed=1)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")

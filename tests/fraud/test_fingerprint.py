@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 from _f2_synthetic import double_jpeg, jpeg, pristine, upsampled
 
-from sampan.fraud.fingerprint import FEATURE_NAMES, image_features, image_residual, patch_features
+from sampan.fraud.fingerprint import (
+    FEATURE_NAMES,
+    PATCH_FEATURE_NAMES,
+    image_features,
+    image_residual,
+    patch_features,
+)
 from sampan.fraud.slicer import cut, slice_image, to_gray
 
 
@@ -46,9 +52,12 @@ def test_features_do_not_depend_on_the_batch() -> None:
     sliced = slice_image(gray, size=32, stride=12)
     residuals = cut(image_residual(gray), sliced.boxes, 32)
     batch = patch_features(sliced.patches, sliced.boxes, residuals)
+    own = len(PATCH_FEATURE_NAMES)
     for i in (0, 5, len(sliced) - 1):
         alone = patch_features(sliced.patches[i:i + 1], sliced.boxes[i:i + 1], residuals[i:i + 1])
-        np.testing.assert_allclose(alone[0], batch[i], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(alone[0, :own], batch[i, :own], rtol=1e-5, atol=1e-6)
+        assert not alone[0, own:].any()  # alone, a patch is its own image's median
+    np.testing.assert_allclose(batch[:, own:], batch[:, :own] - np.median(batch[:, :own], axis=0))
 
 
 def test_whole_image_residual_is_used_by_image_features() -> None:

@@ -24,7 +24,8 @@ from scipy import ndimage
 from sampan.errors import DataError
 from sampan.fraud.slicer import SlicerConfig, cut, slice_image, to_gray
 
-__all__ = ["FEATURE_NAMES", "RESIDUAL_CLIP", "image_features", "image_residual", "patch_features"]
+__all__ = ["FEATURE_NAMES", "PATCH_FEATURE_NAMES", "RESIDUAL_CLIP", "image_features", "image_residual",
+           "patch_features"]
 
 # Second-order SRM-style filter ("square 3x3" of Fridrich & Kodovsky 2012): zero on constant and linear ramps,
 # so smooth shading cancels and the sensor/generator noise remains.
@@ -37,7 +38,7 @@ _N_RADIAL = 8
 _N_ANGULAR = 4
 _AC_LAGS = (1, 2, 4, 8)
 
-FEATURE_NAMES: tuple[str, ...] = (
+PATCH_FEATURE_NAMES: tuple[str, ...] = (
     "gray_log_std", "saturated_share", "res_log_std", "res_kurtosis",
     *(f"radial_band_{i}" for i in range(_N_RADIAL)), "spectrum_high_mid_ratio", "spectrum_peak",
     *(f"angular_sector_{i}" for i in range(_N_ANGULAR)),
@@ -45,6 +46,10 @@ FEATURE_NAMES: tuple[str, ...] = (
     "dct_low_energy", "dct_mid_energy", "dct_high_energy", "dct_zero_share", "dct_high_zero_share",
     "jpeg_grid_aligned", "jpeg_grid_shifted",
 )
+# Each patch's features minus their median over the image's patches: the capture chain (resampling, blur, noise,
+# JPEG) acts on the whole image, a pasted or inpainted region only on its own patches, so the deviation from the
+# image's typical patch is what localises it (patch AUC 0.75 -> 0.82 on captured local proxies, logistic).
+FEATURE_NAMES: tuple[str, ...] = (*PATCH_FEATURE_NAMES, *(f"{name}_vs_image" for name in PATCH_FEATURE_NAMES))
 
 
 def image_residual(gray: np.ndarray) -> np.ndarray:
@@ -174,9 +179,10 @@ def _blockiness(gray: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
 def patch_features(patches: np.ndarray, boxes: np.ndarray, residuals: np.ndarray | None = None) -> np.ndarray:
     """Fingerprint of each patch, (N, len(FEATURE_NAMES)) float64, in FEATURE_NAMES order.
 
-    ``patches`` are grey (N, s, s); ``boxes`` their absolute (y0, x0, y1, x1) (for the JPEG grid);
-    ``residuals`` the whole-image residual cut at the same boxes (`image_features` passes it), else each patch's
-    own residual is used."""
+    ``patches`` are the grey patches (N, s, s) of ONE image: the second half of the columns (``*_vs_image``) is
+    each patch's first half minus its median over these patches. ``boxes`` are their absolute (y0, x0, y1, x1)
+    (for the JPEG grid); ``residuals`` the whole-image residual cut at the same boxes (`image_features` passes
+    it), else each patch's own residual is used."""
     gray = np.asarray(patches, dtype=np.float32)
     boxes = np.asarray(boxes, dtype=np.int64)
     if gray.ndim != 3 or gray.shape[1] != gray.shape[2]:
@@ -191,8 +197,8 @@ def patch_features(patches: np.ndarray, boxes: np.ndarray, residuals: np.ndarray
     spectral, _ = _spectra(res)
     columns = [*_moments(gray, res), *spectral, *_autocorrelation(res), *_dct_stats(gray, boxes),
                *_blockiness(gray, boxes)]
-    features = np.stack(columns, axis=1).astype(np.float64)
-    return np.nan_to_num(features, nan=0.0, posinf=0.0, neginf=0.0)  # a guard: every formula above is finite
+    own = np.nan_to_num(np.stack(columns, axis=1).astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)  # a guard
+    return np.hstack([own, own - np.median(own, axis=0, keepdims=True)])
 
 
 def image_features(image_rgb: np.ndarray, config: SlicerConfig | None = None,
