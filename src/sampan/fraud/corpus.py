@@ -63,11 +63,14 @@ PROVENANCE: str = (
     "autoencoder (192-128-32-128-192) trained here with Adam for 400 steps on tiles of 8 real renders; 'upsampler' "
     "= the render down-sampled 2x and decoded by a tiny untrained random decoder (near-bilinear 4x4 transposed "
     "convolution, 3x3 convolution); 'inpaint' = a real render whose photo region or one text field is replaced by "
-    "another render's region passed through a 4x4-tile autoencoder trained on photo and text crops, blended at "
-    "the border (only that region is labelled manipulated). Each fake's per-channel mean and standard deviation "
-    "are matched to its source render. Real and fake alike then pass the same phone-capture chain of the bank's "
-    "device (perspective warp, resize, Gaussian blur, brightness, sensor noise, JPEG quality 30-100). These are "
-    "local proxies: figures on them say nothing about commercial generators or real print-and-recapture."
+    "another render's region passed through a 4x4-tile autoencoder (48-64-16-64-48, 400 Adam steps) trained here on"
+    " photo and text crops of 8 other renders, blended at the border (only that region is labelled manipulated). "
+    "Every fake is made from its own fresh render (never from a document of the real set), with the same generators"
+    " for every bank (fixed weights, generator_seed 0 unless stated), and its per-channel mean and standard "
+    "deviation are matched to that render. Real and fake alike then pass the same phone-capture chain of the bank's"
+    " device (perspective warp applied to image and mask alike, resize, Gaussian blur, brightness, sensor noise, "
+    "JPEG quality 30-100); banks differ in document kinds, fake sources and device (non-IID). These are local "
+    "proxies: figures on them say nothing about commercial generators or real print-and-recapture."
 )
 
 

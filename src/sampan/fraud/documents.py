@@ -42,9 +42,12 @@ class FraudDataError(ConfigError):
     """A document kind, fake source or capture setting that does not exist or is out of range; names the field."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DocImage:
-    """One document image with its ground truth: label 1 = fake; mask True = manipulated pixels."""
+    """One document image with its ground truth: label 1 = fake; mask True = manipulated pixels.
+
+    eq=False: two documents compare (and hash) by identity, as arrays have no single truth value.
+    """
 
     image: np.ndarray  # (H, W, 3) uint8 RGB
     label: int  # 0 real, 1 fake

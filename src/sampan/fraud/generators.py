@@ -38,7 +38,7 @@ FAKE_SOURCES: tuple[str, ...] = ("autoencoder", "upsampler", "inpaint")
 _CACHE: dict[tuple[int, int, str], TileAutoencoder] = {}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TileAutoencoder:
     """A trained tile autoencoder: weights as plain arrays; `reconstruct` maps a uint8 image to its reconstruction."""
 
