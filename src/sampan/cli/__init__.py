@@ -11,6 +11,7 @@
     console.py   console, control-plane                           (the control plane and web console)
     portal.py    portal                                           (the verification portal, issue 17)
     verify.py    verify run|local|report|compare|table            (evaluate an FL platform, its reports)
+    fraud.py     fraud train|scan|report                          (forged-document detector, issue 18)
     vertical.py  the vertical demo, run and joint scoring behind `demo --vertical`, `run`, `score`
     error_path.py  every command's errors -> one line + exit code (`sampan.errors.ExitCode`)
     lazy.py      subcommands imported on first use, so `sampan --help` imports no numpy/pydantic/sqlalchemy
@@ -78,6 +79,8 @@ class SampanGroup(LazyGroup):
                               "vendors register, qualify and evaluate their FL platform.", command="portal"),
         "verify": LazyCommand("sampan.cli.verify", "verify_app", "Verify an FL platform through the Benchmark API: "
                               "test catalogue, HTML/PDF/JSON/JUnit reports, comparisons."),
+        "fraud": LazyCommand("sampan.cli.fraud", "fraud_app", "Detect AI-forged loan documents: train the detector "
+                             "across banks (federated), scan images, render detection reports."),
     }
 
 

@@ -1,0 +1,178 @@
+"""Federated training of the patch model (issue 18, item 3): a normal horizontal run, banks' rows in their own folders,
+DP charged to the ledger with the patch/document unit stated, clear errors, and a detector that beats chance on
+held-out documents."""
+
+from __future__ import annotations
+
+import dataclasses
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sampan.fraud.bank_tables import BankData, BankDataError
+from sampan.fraud.federated import (
+    DpSettings,
+    TrainSettings,
+    document_privacy,
+    public_bounds,
+    train_central,
+    train_federated,
+    train_local_only,
+)
+from sampan.metrics.classification import roc_auc
+from sampan.privacy import Ledger
+from sampan.runtime.runner import resume_run
+from sampan.runtime.store import Store
+
+F = 10
+
+
+def _bank(name: str, rng: np.random.Generator, docs: int = 24, per_doc: int = 8, shift: float = 0.0) -> BankData:
+    """Synthetic patch rows: fake documents move the first three features (a document-level offset shared by its
+    patches, as a generator's trace is), each bank has its own covariate shift (non-IID)."""
+    X, y, ids = [], [], []
+    for d in range(docs):
+        label = d % 2
+        offset = rng.normal(scale=0.3, size=F) + shift
+        rows = rng.normal(size=(per_doc, F)) + offset
+        rows[:, :3] += 0.9 * label
+        X.append(rows * 4.0 + 10.0)  # raw scale far from standard: the run must standardise
+        y += [label] * per_doc
+        ids += [f"{name}-doc{d:03d}"] * per_doc
+    return BankData(name, np.vstack(X), np.array(y), np.array(ids), origin=f"/banks/{name}")
+
+
+@pytest.fixture
+def banks() -> list[BankData]:
+    rng = np.random.default_rng(11)
+    return [_bank("bank_a", rng), _bank("bank_b", rng, shift=0.4), _bank("bank_c", rng, docs=16, shift=-0.3)]
+
+
+def _document_auc(model, bank: BankData) -> float:  # type: ignore[no-untyped-def]
+    """Image-level AUC: each document's mean patch fake probability."""
+    p = model.fake_probability(bank.features)
+    docs = sorted(set(bank.doc_ids.tolist()))
+    scores = [p[bank.doc_ids == d].mean() for d in docs]
+    labels = [int(bank.labels[bank.doc_ids == d][0]) for d in docs]
+    return float(roc_auc(np.array(labels), np.array(scores)))
+
+
+def test_a_federated_run_is_a_stored_run_whose_model_beats_chance_on_new_documents(
+        tmp_path: Path, banks: list[BankData]) -> None:
+    settings = TrainSettings(rounds=4, max_patches_per_doc=6)
+    seen: list[str] = []
+    result = train_federated(banks, settings=settings, store_path=tmp_path / "runs.db", work_dir=tmp_path / "work",
+                             seed=5, progress=lambda stage, info: seen.append(stage))
+    store = Store.open(f"sqlite:///{tmp_path / 'runs.db'}")
+    run = store.get_run(str(result.run_id))
+    assert run.status == "completed" and run.workflow == "horizontal"
+    registered = store.get_model(str(result.model_name), result.model_version)
+    assert registered.run_id == result.run_id and registered.receipt is not None
+    assert "k = 6" not in registered.receipt["unit_of_privacy"]  # no DP: no DP claim, but the cap is stated
+    assert registered.receipt["max_patches_per_doc"] == 6
+    assert [r["round"] for r in result.rounds] == [1, 2, 3, 4] and "round" in seen
+    assert result.final_metrics["auc"] > 0.6  # the run's own holdout: documents none of its patches trained on
+    held_out = _bank("bank_new", np.random.default_rng(99), docs=40)
+    assert _document_auc(result.model, held_out) > 0.75
+    assert result.model.n_features == F
+
+
+def test_each_banks_rows_stay_in_its_own_private_folder_and_no_pooled_file_exists(
+        tmp_path: Path, banks: list[BankData]) -> None:
+    work = tmp_path / "work"
+    result = train_federated(banks, settings=TrainSettings(rounds=1, max_patches_per_doc=3),
+                             store_path=tmp_path / "runs.db", work_dir=work, seed=1)
+    assert sorted(p.name for p in work.iterdir()) == ["bank_a", "bank_b", "bank_c", "reports"]
+    for bank in banks:
+        folder = work / bank.name
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        files = sorted(folder.iterdir())
+        assert [f.name for f in files] == ["patches-holdout.csv", "patches-train.csv"]
+        for path in files:
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
+            ids = {line.split(",", 1)[0].split("#")[0] for line in path.read_text().splitlines()[1:]}
+            assert ids and all(i.startswith(bank.name + "-") for i in ids)  # only this bank's documents
+        train_rows = [line.split("#")[0] for line in (folder / "patches-train.csv").read_text().splitlines()[1:]]
+        held_docs = {line.split("#")[0] for line in (folder / "patches-holdout.csv").read_text().splitlines()[1:]}
+        assert not set(train_rows) & held_docs  # split by document: no document on both sides
+        table = result.tables[bank.name]
+        per_doc = np.unique(train_rows, return_counts=True)[1]
+        assert per_doc.max() <= 3 and table.dropped_rows > 0  # the cap k = 3 holds for training rows
+
+
+def test_a_dp_run_charges_every_bank_and_its_receipt_states_the_patch_unit(
+        tmp_path: Path, banks: list[BankData]) -> None:
+    public = _bank("public_reference", np.random.default_rng(2026))  # stands for the public reference corpus
+    dp = DpSettings(epsilon=4.0, bounds=public_bounds(public.features))
+    result = train_federated(banks, settings=TrainSettings(rounds=3, max_patches_per_doc=4), dp=dp,
+                             store_path=tmp_path / "runs.db", work_dir=tmp_path / "work", seed=2)
+    assert result.privacy is not None
+    for name in ("bank_a", "bank_b", "bank_c"):
+        spent = result.privacy["parties"][name]
+        assert 0 < spent["epsilon_spent"] <= 4.0 and spent["epsilon_by_level"]["DP2"] > 0
+    store = Store.open(f"sqlite:///{tmp_path / 'runs.db'}")
+    receipt = store.get_model(str(result.model_name), result.model_version).receipt
+    assert receipt is not None and receipt["differential_privacy"] is True
+    assert "one record = one image patch" in receipt["unit_of_privacy"]
+    assert "k = 4" in receipt["unit_of_privacy"] and "group privacy" in receipt["unit_of_privacy"]
+    assert "epsilon 16" in result.privacy_unit  # k * epsilon: what a whole document gets, at most
+
+
+def test_a_crashed_dp_run_resumes_without_charging_twice(tmp_path: Path, banks: list[BankData]) -> None:
+    class Crash(Exception):
+        pass
+
+    def crash_after_round_2(stage: str, info: object) -> None:
+        if stage == "round" and info["round"] == 2:  # type: ignore[index]
+            raise Crash()
+
+    public = _bank("public_reference", np.random.default_rng(2026))
+    dp = DpSettings(epsilon=4.0, bounds=public_bounds(public.features), noise_multiplier=2.0)
+    with pytest.raises(Crash):
+        train_federated(banks, settings=TrainSettings(rounds=4), dp=dp, store_path=tmp_path / "runs.db",
+                        work_dir=tmp_path / "work", seed=3, progress=crash_after_round_2)
+    store = Store.open(f"sqlite:///{tmp_path / 'runs.db'}")
+    run_id = store.list_runs()[0].run_id
+    assert store.get_run(run_id).status == "failed"
+    finished = resume_run(store, run_id)
+    ledger = Ledger.from_json(store.latest_checkpoint(finished.run_id).meta["ledger"])
+    for party in ledger.parties:
+        dp2 = [e for e in ledger.events if e.party == party and e.level == "DP2"]
+        assert len(dp2) == 4  # one DP-SGD release per round, rounds 1-2 not charged again after the resume
+
+
+def test_baselines_train_the_same_model_on_the_same_capped_rows(banks: list[BankData]) -> None:
+    settings = TrainSettings(rounds=3, max_patches_per_doc=6)
+    held_out = _bank("bank_new", np.random.default_rng(7), docs=40)
+    central = train_central(banks, settings=settings, seed=4)
+    alone = train_local_only(banks[2], settings=settings, seed=4)
+    assert central.run_id is None and "pooled" in central.privacy_unit
+    assert alone.banks == ("bank_c",)
+    assert _document_auc(central.model, held_out) > 0.75
+    assert 0.0 <= float(alone.model.fake_probability(held_out.features[:5]).max()) <= 1.0
+    mlp = train_central(banks, settings=dataclasses.replace(settings, model="mlp", hidden=(8,)), seed=4)
+    assert mlp.model.to_dict()["kind"] == "mlp"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda b: dataclasses.replace(b, labels=np.zeros_like(b.labels)), "bank 'bank_b' (/banks/bank_b): no fake"),
+    (lambda b: dataclasses.replace(b, labels=np.ones_like(b.labels)), "bank 'bank_b' (/banks/bank_b): no real"),
+    (lambda b: dataclasses.replace(b, features=b.features[:, :4]), "feature count"),
+    (lambda b: dataclasses.replace(b, features=np.empty((0, F)), labels=np.empty(0), doc_ids=np.empty(0)),
+     "bank 'bank_b' (/banks/bank_b): no patches"),
+])
+def test_bad_bank_data_is_refused_naming_the_bank_and_its_folder(tmp_path: Path, banks: list[BankData], change,
+                                                                   message: str) -> None:  # type: ignore[no-untyped-def]
+    bad = [banks[0], change(banks[1]), banks[2]]
+    with pytest.raises(BankDataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        train_federated(bad, store_path=tmp_path / "runs.db", work_dir=tmp_path / "work", seed=1)
+    assert not (tmp_path / "work").exists() and not (tmp_path / "runs.db").exists()  # refused before writing
+
+
+def test_the_document_guarantee_is_group_privacy_over_k_rows() -> None:
+    dp = DpSettings(epsilon=1.0, bounds={"*": (-1.0, 1.0)})
+    text = document_privacy(dp, 16)
+    assert "epsilon 16" in text and "not document-level DP" in text and "no meaningful guarantee" in text
+    assert "no differential privacy" in document_privacy(None, 16)

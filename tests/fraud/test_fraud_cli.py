@@ -1,0 +1,149 @@
+"""`sampan fraud train | scan | report`: a tiny demo end to end, exit codes, and one-line errors on bad input with
+nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from sampan.cli import app
+from sampan.cli.fraud import FAKE_FOUND_EXIT
+from sampan.runtime.store import Store
+
+runner = CliRunner()
+
+
+def _invoke(*args: str):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, ["fraud", *args])
+
+
+def _one_error_line(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert "Traceback" not in output
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1, output
+    return " ".join(lines[lines.index(errors[0]):])  # rich may wrap the one message over lines
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A detector trained by `sampan fraud train --demo` on three tiny banks (once for the module)."""
+    root = tmp_path_factory.mktemp("fraud-cli")
+    result = _invoke("train", "--demo", "--demo-banks", "3", "--demo-docs", "8", "--demo-size", "96",
+                     "--rounds", "3", "--fpr", "0.25", "--seed", "4", "--out", str(root / "detector.json"),
+                     "--work-dir", str(root / "work"))
+    assert result.exit_code == 0, result.output
+    assert "round 3/3" in result.output and "threshold" in result.output and "detector written" in result.output
+    return root
+
+
+def _scan_images(folder: Path) -> list[Path]:
+    import dataclasses
+
+    from PIL import Image
+
+    from sampan.fraud.corpus import DEFAULT_BANKS, bank_corpus
+
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for doc in bank_corpus(dataclasses.replace(DEFAULT_BANKS[0], size=(96, 96)), 2, 2, seed=77):
+        path = folder / f"{doc.doc_id}.png"
+        Image.fromarray(doc.image).save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.slow
+def test_train_demo_writes_a_detector_with_its_run_and_validation(trained: Path) -> None:
+    data = json.loads((trained / "detector.json").read_text())
+    provenance = data["provenance"]
+    assert data["format"] == "sampan.fraud.detector" and data["fpr"] == 0.25
+    assert provenance["banks"] == ["bank_a", "bank_b", "bank_c"] and provenance["dp"] is None
+    assert provenance["validation"]["pooled"]["real_images"] >= 4 and "Data provenance" in provenance["data_provenance"]
+    store = Store.open(f"sqlite:///{trained / 'work' / 'runs.db'}")
+    assert store.get_run(provenance["run_id"]).status == "completed"
+    folders = sorted(p.name for p in (trained / "work").iterdir() if not p.name.startswith("runs.db"))
+    assert folders == ["bank_a", "bank_b", "bank_c", "reports"]  # one private folder per bank, no pooled table
+
+
+@pytest.mark.slow
+def test_scan_writes_a_json_verdict_and_a_wellformed_html_report_per_image(trained: Path) -> None:
+    images = _scan_images(trained / "scans")
+    out = trained / "out"
+    result = _invoke("scan", *map(str, images), "--detector", str(trained / "detector.json"), "--out", str(out))
+    assert result.exit_code in (0, FAKE_FOUND_EXIT), result.output
+    verdicts = [json.loads((out / f"{p.stem}.json").read_text()) for p in images]
+    fakes = sum(v["verdict"]["is_fake"] for v in verdicts)
+    assert (result.exit_code == FAKE_FOUND_EXIT) == (fakes > 0) and f"{fakes} of 4 images judged fake" in result.output
+    for path, verdict in zip(images, verdicts, strict=True):
+        assert verdict["image"]["path"] == str(path.resolve()) and 0 <= verdict["verdict"]["score"] <= 1
+        html = (out / f"{path.stem}.html").read_text()
+        ET.fromstring(html.split("\n", 1)[1])  # well-formed
+        assert ("judged FAKE" if verdict["verdict"]["is_fake"] else "judged REAL") in html
+    # the record re-renders into the same report (a view of the archived JSON)
+    again = _invoke("report", str(out / f"{images[0].stem}.json"), "--out", str(trained / "again.html"))
+    assert again.exit_code == 0, again.output
+    assert "Most suspicious patches" in (trained / "again.html").read_text()
+
+
+@pytest.mark.slow
+def test_bad_scan_input_is_one_line_naming_the_file_and_nothing_is_written(trained: Path, tmp_path: Path) -> None:
+    good = _scan_images(tmp_path / "scans")[0]
+    detector = str(trained / "detector.json")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    (tmp_path / "binary.json").write_bytes(bytes(range(200, 256)))
+    (tmp_path / "other.json").write_text('{"format": "something else"}')
+    cases = [
+        (["scan", str(good), str(tmp_path / "broken.png"), "--detector", detector], "broken.png"),
+        (["scan", str(tmp_path / "missing.png"), "--detector", detector], "missing.png"),
+        (["scan", str(good), "--detector", str(tmp_path / "binary.json")], "binary.json"),
+        (["scan", str(good), "--detector", str(tmp_path / "other.json")], "'format'"),
+        (["scan", str(good), "--detector", str(tmp_path / "nope.json")], "nope.json"),
+    ]
+    for args, named in cases:
+        out = tmp_path / "out"
+        result = _invoke(*args, "--out", str(out))
+        assert result.exit_code == 2, result.output
+        assert named in _one_error_line(result.output)
+        assert not out.exists()  # every input is checked before anything is written
+
+
+@pytest.mark.slow
+def test_report_refuses_another_image_and_a_non_record(trained: Path, tmp_path: Path) -> None:
+    images = _scan_images(tmp_path / "scans")
+    out = tmp_path / "out"
+    result = _invoke("scan", str(images[0]), "--detector", str(trained / "detector.json"), "--out", str(out))
+    assert result.exit_code in (0, FAKE_FOUND_EXIT), result.output
+    record = out / f"{images[0].stem}.json"
+    swapped = _invoke("report", str(record), "--image", str(images[1]), "--out", str(tmp_path / "x.html"))
+    assert swapped.exit_code == 2 and images[1].name in _one_error_line(swapped.output)
+    assert not (tmp_path / "x.html").exists()
+    not_record = _invoke("report", str(trained / "detector.json"))
+    assert not_record.exit_code == 2 and "not a Sampan verdict record" in _one_error_line(not_record.output)
+
+
+def test_train_refuses_bad_bank_folders_naming_them(tmp_path: Path) -> None:
+    bank = tmp_path / "bank_x"
+    (bank / "real").mkdir(parents=True)
+    from PIL import Image
+
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(bank / "real" / "a.png")
+    out = tmp_path / "det.json"
+    result = _invoke("train", str(bank), "--out", str(out), "--work-dir", str(tmp_path / "work"))
+    assert result.exit_code == 2 and "'fake'" in _one_error_line(result.output) and "bank_x" in result.output
+    (bank / "fake").mkdir()
+    result = _invoke("train", str(bank), "--out", str(out), "--work-dir", str(tmp_path / "work"))
+    assert result.exit_code == 2 and "holds no images" in _one_error_line(result.output)
+    (bank / "fake" / "b.png").write_bytes(b"\x89PNG broken")
+    result = _invoke("train", str(bank), "--out", str(out), "--work-dir", str(tmp_path / "work"))
+    assert result.exit_code == 2 and "b.png" in _one_error_line(result.output)
+    result = _invoke("train", str(tmp_path / "nowhere"), "--out", str(out))
+    assert result.exit_code == 2 and "nowhere" in _one_error_line(result.output)
+    result = _invoke("train", "--demo", str(bank), "--out", str(out))
+    assert result.exit_code == 2 and "not both" in _one_error_line(result.output)
+    assert not out.exists() and not (tmp_path / "work").exists()
