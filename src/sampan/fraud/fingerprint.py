@@ -15,6 +15,7 @@ patches: each ratio has a floor and each log a positive argument.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -68,12 +69,13 @@ def _patch_residuals(patches: np.ndarray) -> np.ndarray:
 def _moments(gray: np.ndarray, res: np.ndarray) -> list[np.ndarray]:
     n = gray.shape[0]
     g = gray.reshape(n, -1)
-    r = res.reshape(n, -1).astype(np.float64)
-    gray_std = g.std(axis=1)
+    r = res.reshape(n, -1)
+    gray_std = g.std(axis=1, dtype=np.float64)
     saturated = ((g <= 1.0) | (g >= 254.0)).mean(axis=1)
     centred = r - r.mean(axis=1, keepdims=True)
-    m2 = (centred**2).mean(axis=1)
-    m4 = (centred**4).mean(axis=1)
+    square = centred * centred
+    m2 = square.mean(axis=1, dtype=np.float64)
+    m4 = (square * square).mean(axis=1, dtype=np.float64)
     excess = np.where(m2 > 1e-8, m4 / np.maximum(m2, 1e-8) ** 2 - 3.0, 0.0)
     return [np.log(gray_std + 0.1), saturated, 0.5 * np.log(m2 + 1e-4), np.sign(excess) * np.log1p(np.abs(excess))]
 
@@ -84,33 +86,41 @@ def _frequency_grids(size: int) -> tuple[np.ndarray, np.ndarray]:
     return np.hypot(fy, fx), np.mod(np.arctan2(fy, fx), np.pi)
 
 
-def _spectra(res: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+@lru_cache(maxsize=8)
+def _spectral_masks(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows: all AC, the 8 log-spaced radial bands, high (f >= 1/4), mid (0 < f < 1/4), directional (f >= 0.1), the
+    angular sectors (centred on 0, 45, 90, 135 degrees); and the outer region (f >= 1/8) for peakiness."""
+    radius, angle = (a.ravel() for a in _frequency_grids(size))
+    edges = np.geomspace(1.0 / size, np.sqrt(0.5) + 1e-9, _N_RADIAL + 1)
+    bands = [(radius >= lo) & (radius < hi) for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    bands[-1] |= radius >= edges[-1]
+    sector = np.floor(np.mod(angle + np.pi / (2 * _N_ANGULAR), np.pi) / (np.pi / _N_ANGULAR)).astype(int)
+    sector = np.minimum(sector, _N_ANGULAR - 1)
+    directional = radius >= 0.1
+    rows = [radius > 0, *bands, radius >= 0.25, (radius > 0) & (radius < 0.25), directional,
+            *(directional & (sector == k) for k in range(_N_ANGULAR))]
+    return np.stack(rows).astype(np.float32), radius >= 0.125
+
+
+def _spectra(res: np.ndarray) -> list[np.ndarray]:
     """Radial band shares, high/mid ratio, peakiness and angular shares of the windowed residual's power."""
     n, size, _ = res.shape
     window = np.outer(np.hanning(size + 2)[1:-1], np.hanning(size + 2)[1:-1]).astype(np.float32)
     centred = res - res.mean(axis=(1, 2), keepdims=True)
-    power = np.abs(sfft.fft2(centred * window, workers=1)) ** 2
-    flat = power.reshape(n, -1).astype(np.float64)
-    radius, angle = _frequency_grids(size)
-    radius, angle = radius.ravel(), angle.ravel()
-    edges = np.geomspace(1.0 / size, np.sqrt(0.5) + 1e-9, _N_RADIAL + 1)
-    bands = np.stack([(radius >= lo) & (radius < hi) for lo, hi in zip(edges[:-1], edges[1:], strict=True)])
-    bands[-1] |= radius >= edges[-1]
-    ac_total = flat[:, radius > 0].sum(axis=1) + _EPS
-    radial = (flat @ bands.T.astype(np.float64)) / ac_total[:, None]
-    out = [np.log(radial[:, i] + 1e-8) for i in range(_N_RADIAL)]
-    high = flat[:, radius >= 0.25].sum(axis=1)
-    mid = flat[:, (radius > 0) & (radius < 0.25)].sum(axis=1)
+    spectrum = sfft.fft2(centred * window, workers=1)
+    power = spectrum.real**2 + spectrum.imag**2
+    flat = power.reshape(n, -1)
+    masks, outer = _spectral_masks(size)
+    sums = (flat @ masks.T).astype(np.float64)  # one product for every band, ratio and sector below
+    ac_total = sums[:, 0] + _EPS
+    out = [np.log(sums[:, 1 + i] / ac_total + 1e-8) for i in range(_N_RADIAL)]
+    high, mid = sums[:, 1 + _N_RADIAL], sums[:, 2 + _N_RADIAL]
     out.append(np.log((high + _EPS) / (mid + _EPS)))
-    outer = flat[:, radius >= 0.125]
-    out.append(np.log((outer.max(axis=1) + _EPS) / (np.median(outer, axis=1) + _EPS)))
-    sector = np.floor(np.mod(angle + np.pi / (2 * _N_ANGULAR), np.pi) / (np.pi / _N_ANGULAR)).astype(int)
-    sector = np.minimum(sector, _N_ANGULAR - 1)
-    directional = radius >= 0.1
-    sectors = np.stack([directional & (sector == k) for k in range(_N_ANGULAR)]).astype(np.float64)
-    angular = (flat @ sectors.T) / ((flat @ directional.astype(np.float64)) + _EPS)[:, None]
-    out.extend(np.log(angular[:, k] + 1e-4) for k in range(_N_ANGULAR))
-    return out, power
+    peaks = flat[:, outer].astype(np.float64)
+    out.append(np.log((peaks.max(axis=1) + _EPS) / (np.median(peaks, axis=1) + _EPS)))
+    directional = sums[:, 3 + _N_RADIAL] + _EPS
+    out.extend(np.log(sums[:, 4 + _N_RADIAL + k] / directional + 1e-4) for k in range(_N_ANGULAR))
+    return out
 
 
 def _autocorrelation(res: np.ndarray) -> list[np.ndarray]:
@@ -194,7 +204,7 @@ def patch_features(patches: np.ndarray, boxes: np.ndarray, residuals: np.ndarray
     res = _patch_residuals(gray) if residuals is None else np.asarray(residuals, dtype=np.float32)
     if res.shape != gray.shape:
         raise DataError(f"residuals must have the patches' shape {gray.shape}, got {res.shape}")
-    spectral, _ = _spectra(res)
+    spectral = _spectra(res)
     columns = [*_moments(gray, res), *spectral, *_autocorrelation(res), *_dct_stats(gray, boxes),
                *_blockiness(gray, boxes)]
     own = np.nan_to_num(np.stack(columns, axis=1).astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)  # a guard
