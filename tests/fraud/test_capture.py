@@ -107,3 +107,20 @@ def test_low_quality_jpeg_loses_more_than_high_quality() -> None:
 def test_bad_profile_is_refused_naming_the_field(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(FraudDataError, match=f"'{field}'"):
         CaptureProfile("bad", **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("device", ["webcam", "budget_phone"])
+def test_inpaint_mask_follows_the_full_device_chain(device: str) -> None:
+    """An inpainted region's mask after capture is where the same capture puts that region's pixels."""
+    from sampan.fraud.generators import make_fake
+
+    size = (96, 96)
+    real = render_document("id_card", np.random.default_rng(2), size)
+    fake, mask = make_fake("inpaint", real, np.random.default_rng(3), "id_card")
+    doc = DocImage(fake, 1, "inpaint", "id_card", mask, "none", "d-2")
+    painted = dataclasses.replace(doc, image=np.repeat(mask[:, :, None], 3, axis=2).astype(np.uint8) * 255)
+    out = capture(doc, DEVICES[device], np.random.default_rng(21))
+    ref = capture(painted, DEVICES[device], np.random.default_rng(21))  # same draws, same transforms
+    white = ref.image.mean(axis=2) > 127
+    assert np.array_equal(out.mask, ref.mask)
+    assert (white & out.mask).sum() / (white | out.mask).sum() > 0.8
