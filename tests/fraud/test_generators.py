@@ -100,3 +100,27 @@ def test_generator_seed_changes_the_generator_not_the_document() -> None:
     b, _ = make_fake("upsampler", real, np.random.default_rng(0), generator_seed=1)
     assert not np.array_equal(a, b)
     assert np.corrcoef(a.astype(float).ravel(), b.astype(float).ravel())[0, 1] > 0.9
+
+
+@pytest.mark.parametrize("kind", ["id_card", "business"])
+def test_inpaint_target_picks_the_region(kind: str) -> None:
+    real = _real(kind)
+    y0, x0, y1, x1 = photo_box(kind, SIZE)
+    _, photo = make_fake("inpaint", real, np.random.default_rng(0), kind, target="photo")
+    assert photo[y0:y1, x0:x1].all() and photo.sum() == (y1 - y0) * (x1 - x0)
+    for seed in range(4):
+        _, text = make_fake("inpaint", real, np.random.default_rng(seed), kind, target="text")
+        assert not text[y0:y1, x0:x1].any() and text.any()
+    with pytest.raises(FraudDataError, match="'target'"):
+        make_fake("inpaint", real, np.random.default_rng(0), kind, target="logo")
+
+
+def test_importing_the_data_modules_stays_light() -> None:
+    """Pillow and SciPy load only when an image is made (`import sampan.fraud` must stay cheap)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, sampan.fraud.corpus, sampan.fraud.capture, sampan.fraud.generators; "
+            "print(sorted(m for m in ('PIL', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

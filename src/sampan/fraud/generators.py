@@ -173,10 +173,13 @@ def _match_stats(out: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(res), 0, 255).astype(np.uint8)
 
 
-def _inpaint(real: np.ndarray, rng: np.random.Generator, kind: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _inpaint(real: np.ndarray, rng: np.random.Generator, kind: str, seed: int,
+             target: str | None) -> tuple[np.ndarray, np.ndarray]:
     h, w = real.shape[:2]
     boxes = [photo_box(kind, (h, w)), *text_boxes(kind, (h, w))]
-    y0, x0, y1, x1 = boxes[0] if rng.random() < 0.5 else boxes[1 + int(rng.integers(0, len(boxes) - 1))]
+    use_photo = rng.random() < 0.5 if target is None else target == "photo"
+    text_pick = 1 + int(rng.integers(0, len(boxes) - 1))
+    y0, x0, y1, x1 = boxes[0] if use_photo else boxes[text_pick]
     donor = render_document(kind, rng, (h, w))[y0:y1, x0:x1]
     content = _match_stats(autoencoder(seed, 4, "crops").reconstruct(donor), real[y0:y1, x0:x1]).astype(np.float32)
     bh, bw = y1 - y0, x1 - x0
@@ -193,10 +196,15 @@ def _inpaint(real: np.ndarray, rng: np.random.Generator, kind: str, seed: int) -
 
 
 def make_fake(source: str, real_image: np.ndarray, rng: np.random.Generator, kind: str = "id_card",
-              generator_seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A fake made from a real render by one local generator: (image uint8 (H, W, 3), mask bool (H, W))."""
+              generator_seed: int = 0, *, target: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A fake made from a real render by one local generator: (image uint8 (H, W, 3), mask bool (H, W)).
+
+    For "inpaint", `target` picks the region ("photo" or "text"; None = either, drawn from the rng).
+    """
     check_source(source)
     check_kind(kind)
+    if target not in (None, "photo", "text"):
+        raise FraudDataError(f"inpaint target {target!r} is not 'photo', 'text' or None (field 'target')")
     if source not in FAKE_SOURCES:
         raise FraudDataError(f"source {source!r} is not a fake source ({', '.join(FAKE_SOURCES)}) (field 'source')")
     if real_image.ndim != 3 or real_image.shape[2] != 3 or real_image.dtype != np.uint8:
@@ -208,4 +216,4 @@ def make_fake(source: str, real_image: np.ndarray, rng: np.random.Generator, kin
         return _match_stats(recon, real_image), full
     if source == "upsampler":
         return upsample_decode(real_image, generator_seed), full
-    return _inpaint(real_image, rng, kind, generator_seed)
+    return _inpaint(real_image, rng, kind, generator_seed, target)
