@@ -84,7 +84,8 @@ def test_heatmap_averages_overlaps_and_leaves_uncovered_pixels_at_zero() -> None
 
 @pytest.mark.parametrize("kind", ["logistic", "mlp"])
 def test_json_round_trip_gives_identical_verdicts(tmp_path: Path, kind: str) -> None:
-    detector = Detector(_model(kind), SlicerConfig(32, 24, 1.5), "soft_or", threshold=0.3, fpr=0.05, top_k=3)
+    detector = Detector(_model(kind), SlicerConfig(32, 24, 1.5), "top_logit", threshold=0.3, fpr=0.05, top_k=3,
+                        aggregate_k=4)
     path = detector.save(tmp_path / "detector.json")
     assert [p.name for p in tmp_path.iterdir()] == ["detector.json"]  # atomic: no temporary file left
     loaded = Detector.load(path)
@@ -111,6 +112,7 @@ def test_bad_files_name_the_file_and_field(tmp_path: Path) -> None:
         "model": {**good, "model": {**good["model"], "coefficients": [1.0]}},
         "feature_names": {**good, "feature_names": ["x"]},
         "aggregation": {k: v for k, v in good.items() if k != "aggregation"},
+        "aggregate_k": {**good, "aggregate_k": 0},
     }
     for field, content in cases.items():
         path = tmp_path / f"{field}.json"

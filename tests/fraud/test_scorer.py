@@ -95,11 +95,16 @@ def test_aggregation() -> None:
     assert image_score(np.array([0.9, 0.1])) == pytest.approx(0.5)
     assert image_score(np.array([0.9, 0.8]), "soft_or") == pytest.approx(0.72)
     one_bad = np.r_[np.full(20, 0.99), 0.01]
-    assert image_score(one_bad, "soft_or") < 0.01 < image_score(one_bad, "mean_logit")
+    assert image_score(one_bad, "soft_or") < 0.01 < 0.9 < image_score(one_bad, "mean_logit")
+    assert image_score(one_bad, "top_logit", k=1) == pytest.approx(0.01)
+    assert image_score(one_bad, "top_logit", k=3) < image_score(one_bad, "mean_logit") - 0.1  # less diluted
+    assert image_score(np.array([0.5, 0.9]), "top_logit", k=5) == pytest.approx(0.75)  # k > patches: all of them
     assert 0 < image_score(np.array([0.0, 1.0])) < 1  # clipped: finite
+    with pytest.raises(ConfigError, match="k must be"):
+        image_score(np.ones(2), "top_logit", k=0)
     with pytest.raises(DataError, match="flat"):
         image_score(np.empty(0))
-    with pytest.raises(ConfigError, match="mean_logit, soft_or"):
+    with pytest.raises(ConfigError, match="mean_logit, top_logit, soft_or"):
         image_score(np.ones(2), "max")
     with pytest.raises(DataError, match=r"\[0, 1\]"):
         image_score(np.array([0.5, 1.5]))

@@ -85,17 +85,20 @@ class Detector:
     threshold: float = 0.5
     fpr: float = 0.1
     top_k: int = 5
+    aggregate_k: int = 3  # patches averaged by the "top_logit" aggregation
 
     def __post_init__(self) -> None:
         if self.aggregation not in AGGREGATIONS:
-            raise ConfigError(f"detector aggregation must be one of {', '.join(AGGREGATIONS)} "
+            raise ConfigError(f"detector field 'aggregation' must be one of {', '.join(AGGREGATIONS)} "
                               f"(got {self.aggregation!r})")
         if not (isinstance(self.threshold, (int, float)) and 0.0 <= self.threshold <= 1.0):
-            raise ConfigError(f"detector threshold must be a number in [0, 1] (got {self.threshold!r})")
+            raise ConfigError(f"detector field 'threshold' must be a number in [0, 1] (got {self.threshold!r})")
         if not (isinstance(self.fpr, (int, float)) and 0.0 < self.fpr < 1.0):
-            raise ConfigError(f"detector fpr must be a number strictly between 0 and 1 (got {self.fpr!r})")
+            raise ConfigError(f"detector field 'fpr' must be a number strictly between 0 and 1 (got {self.fpr!r})")
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
-            raise ConfigError(f"detector top_k must be an integer >= 0 (got {self.top_k!r})")
+            raise ConfigError(f"detector field 'top_k' must be an integer >= 0 (got {self.top_k!r})")
+        if isinstance(self.aggregate_k, bool) or not isinstance(self.aggregate_k, int) or self.aggregate_k < 1:
+            raise ConfigError(f"detector field 'aggregate_k' must be an integer >= 1 (got {self.aggregate_k!r})")
         if self.model.n_features != len(FEATURE_NAMES):
             raise ConfigError(f"patch model takes {self.model.n_features} features, the fingerprint gives "
                               f"{len(FEATURE_NAMES)}")
@@ -111,7 +114,7 @@ class Detector:
         """Score one image (an RGB array or an image file)."""
         pixels = load_image(image) if isinstance(image, (str, os.PathLike)) else np.asarray(image)
         scores, boxes = self.patch_scores(pixels)
-        score = image_score(scores, self.aggregation)
+        score = image_score(scores, self.aggregation, self.aggregate_k)
         fake = 1.0 - scores
         heat = patch_heatmap(pixels.shape[:2], boxes, fake)
         order = np.argsort(-fake, kind="stable")[: self.top_k]
@@ -124,7 +127,7 @@ class Detector:
                 "slicer": {"size": self.slicer.size, "stride": self.slicer.stride,
                            "flat_std_min": self.slicer.flat_std_min},
                 "aggregation": self.aggregation, "threshold": float(self.threshold), "fpr": float(self.fpr),
-                "top_k": self.top_k, "model": self.model.to_dict()}
+                "top_k": self.top_k, "aggregate_k": self.aggregate_k, "model": self.model.to_dict()}
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the detector as JSON, atomically (a reader sees the old file or the new one)."""
@@ -163,7 +166,8 @@ class Detector:
             raise bad("model", f"is invalid: {exc}") from None
         try:
             return cls(model=model, slicer=SlicerConfig(**slicer), aggregation=data["aggregation"],
-                       threshold=float(data["threshold"]), fpr=float(data["fpr"]), top_k=data.get("top_k", 5))
+                       threshold=float(data["threshold"]), fpr=float(data["fpr"]), top_k=data.get("top_k", 5),
+                       aggregate_k=data.get("aggregate_k", 3))
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
 
