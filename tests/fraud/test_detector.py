@@ -92,6 +92,7 @@ def test_json_round_trip_gives_identical_verdicts(tmp_path: Path, kind: str) -> 
     image = forged(pristine(np.random.default_rng(24)), np.random.default_rng(25))
     first, second = detector.scan(image), loaded.scan(image)
     _assert_same(first, second)
+    assert loaded.aggregate(first.patch_scores) == first.score
     Image.fromarray(image).save(tmp_path / "doc.png")
     _assert_same(first, loaded.scan(tmp_path / "doc.png"))  # from a file: same pixels, same verdict
 

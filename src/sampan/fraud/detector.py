@@ -110,11 +110,15 @@ class Detector:
             return np.empty(0), boxes
         return 1.0 - self.model.fake_probability(features), boxes
 
+    def aggregate(self, patch_scores: np.ndarray) -> float:
+        """The image score from its patch scores with this detector's aggregation (and its k)."""
+        return image_score(patch_scores, self.aggregation, self.aggregate_k)
+
     def scan(self, image: np.ndarray | str | os.PathLike[str]) -> Verdict:
         """Score one image (an RGB array or an image file)."""
         pixels = load_image(image) if isinstance(image, (str, os.PathLike)) else np.asarray(image)
         scores, boxes = self.patch_scores(pixels)
-        score = image_score(scores, self.aggregation, self.aggregate_k)
+        score = self.aggregate(scores)
         fake = 1.0 - scores
         heat = patch_heatmap(pixels.shape[:2], boxes, fake)
         order = np.argsort(-fake, kind="stable")[: self.top_k]
