@@ -1,12 +1,12 @@
-"""R16B-6 (documented, not fixed): F-DROPOUT-RESUME (R16-VERDICT-10) judges what the verifier's leaving party saw,
-but a platform that never drops it passes: it takes the dropout notice out of the job, files the party's last update
-(round 2) again for every later round, and its plain aggregator (which waits for every party) averages that stale
-update to the end. The message says "the job went on without it" while the platform's own round reports list the
-party in rounds 3-6 (recorded, not judged). The notice itself is the other half: the weak platform, whose aggregator
-waits for every party the notice does not name until `timeout_s`, passes only because it is told in advance who
-leaves. The party sees no model after it left, so no check of its own can see what later rounds aggregate; a sound
-fix (a mark on its last update, carried once by the final model) needs every kit changed. catalogue.md states both
-limits; the platform test shows the cheat still passes (when it fails, the limit is fixed: update the docs)."""
+"""R16B-6: F-DROPOUT-RESUME (R16-VERDICT-10) judged what the verifier's leaving party saw, but a platform that never
+drops it passed: it takes the dropout notice out of the job, files the party's last update (round 2) again for every
+later round, and its plain aggregator (which waits for every party) averages that stale update to the end.
+
+Fixed (`catalogue.dropout_mark`): the party's last update carries a mark along the quietest direction of the job's
+columns; an honest mean carries it once (the party's share, 0.20), the stale platform 0.67 (1 - 0.8^5), and the test
+fails above 2 x the share. What remains (re-filed in only one or two later rounds, an earlier update re-filed, the
+mark removed; only an announced dropout tested) is stated in catalogue.md; test_r16b6_dropout_mark.py asserts the
+one-round limit and the honest controls."""
 
 from __future__ import annotations
 
@@ -21,17 +21,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "review"))  # the R16-V
 DOC = Path(__file__).resolve().parents[2] / "docs" / "verification" / "catalogue.md"
 
 
-def test_catalogue_states_the_stale_update_and_announced_dropout_limits() -> None:
+def test_catalogue_states_the_mark_and_what_it_leaves() -> None:
     text = " ".join(DOC.read_text(encoding="utf-8").split())
-    section = text[text.index("Limits (R16B-6"):]
-    assert re.search(r"cannot tell a real dropout from a platform that never drops the party", section), section[:400]
-    assert re.search(r"files the party's last \(round-2\) update again in every later round", section)
+    section = text[text.index("Limits (R16B-6"):][:4000]
+    assert re.search(r"files the party's last \(round-2\) update again in every later round", section), section[:400]
+    assert "dropout_mark_repeat_max" in section and "test_r16b_dropout_stale_doc.py" in section
+    assert re.search(r"only one or two later rounds", section), section
     assert re.search(r"Only an announced dropout is tested", section)
-    assert "test_r16b_dropout_stale_doc.py" in section
 
 
 @pytest.mark.slow
-def test_a_departed_partys_stale_update_reused_to_the_end_still_passes() -> None:
+def test_a_departed_partys_stale_update_reused_to_the_end_fails() -> None:
     pytest.importorskip("fastapi")
     pytest.importorskip("uvicorn")
     pytest.importorskip("httpx")
@@ -40,7 +40,9 @@ def test_a_departed_partys_stale_update_reused_to_the_end_still_passes() -> None
 
     if not (SHARED / "german_credit").is_dir():
         pytest.skip("shared datasets not found")
-    verdict, message = verdicts(evaluate(StaleDropout(), ["F-DROPOUT-RESUME"], seed=16))["F-DROPOUT-RESUME"]
-    # the documented limit: the party never left the aggregate, yet the test passes
-    assert verdict == "pass", message
-    assert "went on without it" in message, message
+    ev = evaluate(StaleDropout(), ["F-DROPOUT-RESUME"], seed=16)
+    verdict, message = verdicts(ev)["F-DROPOUT-RESUME"]
+    assert verdict == "fail", message
+    mark = ev.outcomes[0].evidence["mark"]
+    assert mark["status"] == "repeated" and mark["carried"] > 2 * mark["share"], mark
+    assert "counted again after the party left" in message, message

@@ -159,13 +159,20 @@ class StaleDropout(Recording):
     leaving party sent (round ``after_round``) is filed again for every later round, so the weak aggregator, which
     waits for every party, averages that stale update to the end. Its round reports list the party in every round."""
 
+    refiled: int | None = None  # in how many later rounds the stale update is filed again (None: all of them)
+
     def submit_job(self, project_id: str, spec: TaskSpec) -> Job:
-        job = super().submit_job(project_id, spec.model_copy(update={"dropout": None}))
+        notice = None
+        if spec.dropout is not None and self.refiled is not None:  # the party is waited for no longer than that
+            notice = spec.dropout.model_copy(update={"after_round": spec.dropout.after_round + self.refiled})
+        job = super().submit_job(project_id, spec.model_copy(update={"dropout": notice}))
         if spec.dropout is None:
             return job
         room = self.room(job.job_id)
         post = room.post
         gone, after, rounds = spec.dropout.party, spec.dropout.after_round, spec.rounds
+        if self.refiled is not None:
+            rounds = min(rounds, after + self.refiled)
 
         def caching_post(what: str, body: dict[str, Any]) -> dict[str, Any]:
             reply = post(what, body)
@@ -176,6 +183,13 @@ class StaleDropout(Recording):
 
         room.post = caching_post
         return job
+
+
+class StaleOnce(StaleDropout):
+    """R16B-6 (the limit the dropout mark leaves): the stale update is filed again in round after + 1 only; later
+    rounds average the parties that are there."""
+
+    refiled = 1
 
 
 def canary_shaped(spec: TaskSpec) -> bool:

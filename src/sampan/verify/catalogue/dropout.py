@@ -7,8 +7,10 @@ update leaves, the kit is stopped and its connection closed: `dataplane.PartyLef
 ``dropout`` (the API's notice that it will leave); a platform that ignores the notice waits for an update that never
 comes. Pass: the party sent updates up to the round it left and none after, the job still succeeded, its final
 model moved on from the last model the party received (training went on without it), and the verifier's holdout AUC
-of it is not significantly below the pooled AUC minus the margin (the paired rule, `common.judge_auc_noninferior`).
-The platform's per-round party lists are recorded beside, never trusted.
+of it is not significantly below the pooled AUC minus the margin (the paired rule, `common.judge_auc_noninferior`),
+and the final model carries the mark the party put on its last update about once, not once per later round
+(R16B-6, `dropout_mark`: a platform that never drops the party and files that update again in every later round
+fails). The platform's per-round party lists are recorded beside, never trusted.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ import numpy as np
 from sampan.verify.catalogue.base import Context, NotApplicable, Result
 from sampan.verify.catalogue.common import horizontal_parties, judge_auc_noninferior, max_abs, plane_for
 from sampan.verify.catalogue.dataplane import qualify_self_reported
+from sampan.verify.catalogue.dropout_mark import Mark
 from sampan.verify.catalogue.jobs import JobRun, PartySpec, horizontal_spec, run_job
 from sampan.verify.datasets import table_data
 
-__all__ = ["LEAVE_AFTER", "ROUNDS", "dropout"]
+__all__ = ["LEAVE_AFTER", "ROUNDS", "TIMEOUT_S", "dropout"]
 
 ROUNDS = 6
 LEAVE_AFTER = 2
@@ -41,19 +44,21 @@ def _parties(ctx: Context) -> list[PartySpec]:
             *horizontal_parties(ctx)[1:]]
 
 
-def _run(ctx: Context, parties: list[PartySpec]) -> JobRun:
+def _run(ctx: Context, parties: list[PartySpec], mark: Mark) -> JobRun:
     names = [p.name for p in parties]
     spec = horizontal_spec(ctx, names, rounds=ROUNDS, timeout_s=TIMEOUT_S,
                            dropout={"party": names[-1], "after_round": LEAVE_AFTER})
     try:
-        return run_job(ctx, spec, parties, prefix="dropout", plane=plane_for(ctx, leave_after=LEAVE_AFTER),
-                       require_success=False)
+        return run_job(ctx, spec, parties, prefix="dropout", plane=_plane(ctx, mark), require_success=False)
     except NotApplicable:
         if spec["secure_aggregation"] or "secure_aggregation" not in ctx.capabilities:
             raise
     spec["secure_aggregation"] = True  # some platforms absorb a leaving party only under secure aggregation
-    return run_job(ctx, spec, parties, prefix="dropout", plane=plane_for(ctx, leave_after=LEAVE_AFTER),
-                   require_success=False)
+    return run_job(ctx, spec, parties, prefix="dropout", plane=_plane(ctx, mark), require_success=False)
+
+
+def _plane(ctx: Context, mark: Mark) -> Any:
+    return plane_for(ctx, leave_after=LEAVE_AFTER, update_hook=mark.reset().hook)
 
 
 def _received_models(plane: Any, d: int) -> list[tuple[int, np.ndarray]]:
@@ -87,7 +92,8 @@ def dropout(ctx: Context) -> Result:
     if mine.operated_by != "verifier":
         raise NotApplicable("no party kit: the verifier cannot make a party of its own leave, and a dropout the "
                             "platform only reports is not evidence")
-    run = _run(ctx, parties)
+    mark = Mark.plan(parties, list(ctx.data.columns), LEAVE_AFTER)
+    run = _run(ctx, parties, mark)
     plane = run.plane
     leaving = plane.leaving
     updates = sorted({m.round for m in plane.tap.of("sent", "update")})
@@ -120,6 +126,10 @@ def dropout(ctx: Context) -> Result:
     final = _final_vector(ctx, run.model)
     moved = max_abs(final, last[-1]) if final is not None and last else None
     evidence["final_model_change_since_party_left"] = moved
+    marked = mark.judge(final, last[-1] if last else None)
+    evidence["mark"] = marked
+    if marked["status"] == "repeated":
+        problems.append(marked["why"])
     if moved is not None and moved <= MOVED_MIN:
         problems.append("the final model is the last model the verifier's party received: nothing trained after "
                         "it left")
@@ -131,6 +141,11 @@ def dropout(ctx: Context) -> Result:
     result.evidence.update(evidence)
     result.message = (f"the verifier's party sent updates in rounds {before} and left after round {LEAVE_AFTER}; "
                       f"the job went on without it; " + result.message)
+    if "carried" in marked:
+        result.message += (f"; the final model carries {marked['carried']:.2f} of the mark on the party's last "
+                           f"update (its share {marked['share']:.2f}; fail above {marked['limit']:g} x that)")
+    elif marked["status"] == "not checked":
+        result.message += f"; dropout mark not checked: {marked['why']}"
     if problems:
         result.verdict = "fail"
         result.message += "; " + "; ".join(problems)
