@@ -7,7 +7,8 @@ label drawn at random) with 1.0 in column k and 0 in the other canary columns; e
 probability 1/2 (Steinke et al. 2023, one-run audit). Every party lists the canary columns as features (the others
 hold zeros there). The job itself is recognisable (about 500 opaque columns, unlike the catalogue's other jobs):
 a platform that applies DP only to a job of this shape passes both audits while its other jobs train in the clear
-(R16B-7, documented in docs/verification/catalogue.md; the audits show the platform CAN run its mechanism).
+(R16B-7; the audits show the platform CAN run its mechanism). S-DP-REPEAT (`dp_repeat`) fails such a platform on an
+ordinary DP job run twice with one seed (identical exports); what it leaves is in docs/verification/catalogue.md.
 
 Without DP an included canary pulls its own column's weight towards its label, and an excluded one leaves its
 column (all zeros) untouched: the score (2y - 1) * (w_final - w_start) on the canary's column separates them. With
