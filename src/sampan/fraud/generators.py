@@ -105,7 +105,7 @@ def train_autoencoder(seed: int = 0, tile: int = 8, steps: int = 400, regions: s
               for s in shapes]
     m = [np.zeros_like(p) for p in params]
     v = [np.zeros_like(p) for p in params]
-    lr, b1, b2, eps, batch = 3e-3, 0.9, 0.999, 1e-8, 256
+    lr, b1, b2, eps, batch = 3e-3, 0.9, 0.999, 1e-8, 128
     loss = float("nan")
     for step in range(1, steps + 1):
         x = data[rng.integers(0, len(data), batch)]
