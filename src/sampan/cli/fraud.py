@@ -29,7 +29,8 @@ from sampan.cli.error_path import ErrorHandlingGroup
 __all__ = ["FAKE_FOUND_EXIT", "fraud_app"]
 
 FAKE_FOUND_EXIT = 10
-fraud_app = typer.Typer(help="Detect AI-forged loan documents: train across banks, scan images, render reports.",
+fraud_app = typer.Typer(help="Detect AI-forged loan documents: train the detector across banks (federated), scan "
+                             "images, render detection reports.",
                         no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                         cls=ErrorHandlingGroup)
 console = Console(highlight=False)
@@ -39,7 +40,9 @@ def _progress_printer(total: int) -> Any:
     """Print one line per finished round (the runner's ``round`` stage)."""
 
     def show(stage: str, info: Any) -> None:
-        if stage == "run_started":
+        if stage == "warning":  # e.g. DP1 noise large against a small bank's statistics
+            console.print(f"[yellow]warning:[/] {escape(str(info.get('message', '')))}")
+        elif stage == "run_started":
             console.print(f"run {escape(str(info.get('run_id', '')))} started ({total} rounds)")
         elif stage == "round":
             metrics = dict(info.get("global") or {})

@@ -17,7 +17,7 @@ import numpy as np
 
 from sampan.fraud.bank_tables import BankData, BankDataError
 from sampan.fraud.documents import DocImage
-from sampan.fraud.fingerprint import FEATURE_NAMES, image_features
+from sampan.fraud.fingerprint import image_features
 from sampan.fraud.slicer import SlicerConfig
 
 __all__ = ["IMAGE_SUFFIXES", "LabelledImage", "bank_from_docs", "bank_from_images", "folder_images"]
@@ -78,8 +78,3 @@ def bank_from_images(name: str, items: Iterable[tuple[str, np.ndarray, int]], sl
 def bank_from_docs(name: str, docs: Sequence[DocImage], slicer: SlicerConfig) -> tuple[BankData, int]:
     """The demo corpus's documents as patch rows."""
     return bank_from_images(name, ((d.doc_id, d.image, d.label) for d in docs), slicer, origin="generated corpus")
-
-
-def n_features() -> int:
-    """The fingerprint's width (every bank must match it)."""
-    return len(FEATURE_NAMES)

@@ -134,7 +134,7 @@ def document_privacy(dp: DpSettings | None, k: int) -> str:
             "document (weak; not document-level DP)")
 
 
-def public_bounds(reference: np.ndarray, margin: float = 0.5) -> dict[str, tuple[float, float]]:
+def public_bounds(reference: np.ndarray, margin: float = 0.1) -> dict[str, tuple[float, float]]:
     """Per-feature clipping bounds from a PUBLIC reference feature matrix (never a bank's rows): the 0.5-99.5%
     range widened by ``margin`` of its width on each side (a constant feature gets +-1)."""
     X = np.asarray(reference, dtype=np.float64)
