@@ -114,6 +114,8 @@ def test_bad_files_name_the_file_and_field(tmp_path: Path) -> None:
         "feature_names": {**good, "feature_names": ["x"]},
         "aggregation": {k: v for k, v in good.items() if k != "aggregation"},
         "aggregate_k": {**good, "aggregate_k": 0},
+        "flat_std_min": {**good, "slicer": {**good["slicer"], "flat_std_min": "low"}},
+        "top_k": {**good, "top_k": "5"},
     }
     for field, content in cases.items():
         path = tmp_path / f"{field}.json"

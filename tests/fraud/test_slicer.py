@@ -43,7 +43,8 @@ def test_image_smaller_than_a_patch_is_a_clear_error() -> None:
         slice_image(_textured(20, 50), size=32)
 
 
-@pytest.mark.parametrize("settings", [{"size": 4}, {"stride": 0}, {"flat_std_min": -1.0}, {"size": 32.5}])
+@pytest.mark.parametrize("settings", [{"size": 4}, {"stride": 0}, {"flat_std_min": -1.0}, {"size": 32.5},
+                                      {"flat_std_min": "2"}, {"flat_std_min": float("nan")}, {"stride": True}])
 def test_bad_settings_are_refused(settings: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
         SlicerConfig(**settings)  # type: ignore[arg-type]

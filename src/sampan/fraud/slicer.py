@@ -27,11 +27,12 @@ class SlicerConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 8:
-            raise ConfigError(f"slicer size must be an integer >= 8 pixels (got {self.size!r})")
+            raise ConfigError(f"slicer field 'size' must be an integer >= 8 pixels (got {self.size!r})")
         if isinstance(self.stride, bool) or not isinstance(self.stride, int) or self.stride < 1:
-            raise ConfigError(f"slicer stride must be an integer >= 1 pixel (got {self.stride!r})")
-        if not np.isfinite(self.flat_std_min) or self.flat_std_min < 0:
-            raise ConfigError(f"slicer flat_std_min must be a finite number >= 0 (got {self.flat_std_min!r})")
+            raise ConfigError(f"slicer field 'stride' must be an integer >= 1 pixel (got {self.stride!r})")
+        value = self.flat_std_min
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+            raise ConfigError(f"slicer field 'flat_std_min' must be a finite number >= 0 (got {self.flat_std_min!r})")
 
 
 @dataclass(frozen=True)
