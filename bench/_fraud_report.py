@@ -1,0 +1,155 @@
+"""The fraud benchmark's output: markdown tables (printed, and pasted into docs/benchmarks.md), the JSON file and the
+snippet with command, machine, date, commit, provenance and the published scale reference."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from sampan.files import atomic_write_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+
+FANTASYID = (
+    "Published scale reference: on FantasyID (Korshunov et al., IJCB 2025, arXiv 2507.20808), printed-and-captured "
+    "ID cards with forgeries made by generative tools, the state-of-the-art detectors TruFor, MMFusion, UniFD and "
+    "FatFormer reach false-negative rates close to 50% at a false-positive rate of 10% fixed on a validation set. "
+    "Our figures are on local proxies (procedural renders, small local generators, a simulated capture chain) and "
+    "are NOT comparable with those: a low FNR here says that this fingerprint separates these generators' traces, "
+    "not that it would catch commercial generators or real print-and-recapture forgeries."
+)
+
+
+def machine() -> dict[str, Any]:
+    """nproc, CPU model, date (UTC) and commit: where and when the figures were measured."""
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                check=False).stdout.strip() or "unknown"
+    except OSError:
+        commit = "unknown"
+    return {"nproc": os.cpu_count(), "cpu": model, "commit": commit,
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _ci(pair: list[float] | None, pct: bool) -> str:
+    if not pair:
+        return ""
+    lo, hi = pair
+    return f" [{100 * lo:.1f}-{100 * hi:.1f}]" if pct else f" [{lo:.3f}-{hi:.3f}]"
+
+
+def _fnr(det: dict[str, Any], fpr: float) -> str:
+    row = det.get(f"fpr{fpr:g}")
+    if not row or row["fnr"] is None:
+        return "n/a"
+    return f"{_pct(row['fnr'])}{_ci(row['fnr_ci'], True)} ({_pct(row['test_fpr'])})"
+
+
+def _auc(det: dict[str, Any], ci: bool = True) -> str:
+    if "auc" not in det:
+        return "n/a"
+    return f"{det['auc']:.3f}" + (_ci(det.get("auc_ci"), False) if ci else "")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def tables(results: dict[str, Any]) -> str:
+    """All tables as markdown (the same text is printed and written into the snippet)."""
+    cfg, fprs = results["config"], results["config"]["fprs"]
+    fnr_heads = [f"FNR @ FPR {100 * f:g}% [95% CI] (test FPR)" for f in fprs]
+    main_rows, bank_rows = [], []
+    for c in results["contenders"]:
+        loc = c["localisation"]
+        iou = "n/a" if not loc.get("n_images") else f"{loc['mean_iou']:.3f} (n={loc['n_images']})"
+        pauc = "n/a" if loc.get("patch_auc") is None else f"{loc['patch_auc']:.3f}"
+        main_rows.append([c["kind"], c["name"], f"{c['train_s']:.1f}", _auc(c["pooled"]),
+                          *(_fnr(c["pooled"], f) for f in fprs), f"{c['pooled']['ece']:.3f}", iou, pauc])
+        bank_rows.append([c["kind"], c["name"], *(
+            f"{_auc(c['banks'][b], ci=False)} / {_fnr(c['banks'][b], fprs[-1]).split(' [')[0]}"
+            for b in cfg["banks"])])
+    first = results["contenders"][0]["pooled"] if results["contenders"] else {"n_real": 0, "n_fake": 0}
+    out = [f"**Pooled test set** ({first['n_real']} real, {first['n_fake']} fake images of {len(cfg['banks'])} "
+           f"banks; threshold fixed on the real VALIDATION images; AUC interval: stratified bootstrap of images, "
+           f"FNR interval: exact Clopper-Pearson given the threshold)\n",
+           _table(["model", "contender", "train s", "AUC [95% CI]", *fnr_heads, "ECE", "IoU inpaint", "patch AUC"],
+                  main_rows),
+           f"\n**Per bank** (each bank's own test images; cell = AUC / FNR at FPR {100 * fprs[-1]:g}% with the "
+           "contender's threshold; an `alone:` row is that bank's local-only model scored on every bank)\n",
+           _table(["model", "contender", *cfg["banks"]], bank_rows)]
+    if results["logo"]:
+        logo_rows = [[r["held_out"], r["name"], str(r["pooled"]["n_fake"]), _auc(r["pooled"]),
+                      *(_fnr(r["pooled"], f) for f in fprs)] for r in results["logo"]]
+        out += [f"\n**Leave one generator out** ({cfg['logo_kind']}; trained on real + the other two fake sources, "
+                "tested on all real test images + the held-out source; threshold on the real validation images)\n",
+                _table(["held-out source", "contender", "test fakes", "AUC [95% CI]", *fnr_heads], logo_rows)]
+    t = results["timing"]
+    trains = "; ".join(f"{c['kind']} {c['name']} {c['train_s']:.1f} s" for c in results["contenders"]
+                       if not c["name"].startswith("alone:"))
+    alone = sum(c["train_s"] for c in results["contenders"] if c["name"].startswith("alone:"))
+    out.append(f"\n**Timing**: corpus generation {t['generate_s']:.0f} s; feature extraction {t['n_patches']} "
+               f"patches in {t['extract_s']:.0f} s ({t['patches_per_s']:.0f} patches/s); training {trains}; every "
+               f"bank alone {alone:.1f} s in all; total {t['total_s']:.0f} s.")
+    dps = [c for c in results["contenders"] if c["dp"]]
+    if dps:
+        d = dps[0]["dp"]
+        out.append(f"\n**DP-SGD**: {', '.join(sorted({c['name'] + ' (' + c['kind'] + ')' for c in dps}))}: "
+                   f"delta {d['delta']:g}, clipping norm {d['max_grad_norm']:g}, noise multiplier from the budget, "
+                   f"DP standardisation from public bounds; privacy unit = one image patch, at most k = {d['k']} "
+                   f"training patches per document. In words: {d['unit']}.")
+    notes = (f"Rules: the image score is the mean logit of the patch scores; ECE over {cfg['ece_rule']}; "
+             f"localisation IoU = {cfg['heatmap_rule']}, against "
+             "the warped inpainting mask, averaged over the inpainted test fakes; patch AUC = manipulated patches "
+             "(>= half their pixels in the mask) vs the other patches of the same inpainted images.")
+    out.append("\n" + notes)
+    return "\n".join(out)
+
+
+def print_tables(results: dict[str, Any]) -> str:
+    text = tables(results)
+    print("\n" + text + "\n\n" + results["provenance"] + "\n\n" + FANTASYID)
+    return text
+
+
+def write_json(path: Path, results: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, json.dumps(results, indent=1, default=float).encode("utf-8"))
+
+
+def write_snippet(path: Path, results: dict[str, Any], text: str) -> None:
+    """The section the lead pastes into docs/benchmarks.md."""
+    m, cfg = results["machine"], results["config"]
+    sizes = cfg["sizes"]
+    head = (f"## Document-forgery detection (issue 18)\n\n"
+            f"Command: `{results['command']}` (seed {cfg['seed']}). Machine: {m['nproc']} cores, {m['cpu']}, "
+            f"shared with other sessions; {m['date']}; commit {m['commit']}.\n\n"
+            f"Data: {len(cfg['banks'])} non-IID banks ({', '.join(cfg['banks'])}), {cfg['size']}x{cfg['size']} px, "
+            f"per bank train {sizes['train'][0]} real + {sizes['train'][1]} fake, validation "
+            f"{sizes['validation'][0]} real, test {sizes['test'][0]} real + {sizes['test'][1]} fake documents "
+            f"(three seeded corpora, no document in two splits); patches {cfg['slicer']['size']}x"
+            f"{cfg['slicer']['size']} stride {cfg['slicer']['stride']}, 60 fingerprint features, at most "
+            f"k = {cfg['max_patches_per_doc']} training patches per document. Every contender trains the same model "
+            f"for {cfg['rounds']} epochs (federated: {cfg['rounds']} rounds x 1 local epoch, FedAvg through the "
+            f"horizontal workflow; learning rate {cfg['learning_rate']}, batch 64).\n\n")
+    body = head + text + "\n\n" + results["provenance"] + "\n\n" + FANTASYID + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, body.encode("utf-8"))
