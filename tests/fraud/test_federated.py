@@ -89,19 +89,20 @@ def test_each_banks_rows_stay_in_its_own_private_folder_and_no_pooled_file_exist
         folder = work / bank.name
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700
         files = sorted(folder.iterdir())
-        assert [f.name for f in files] == ["patches-holdout.csv", "patches-train.csv"]
+        assert [f.name.split("-")[1] for f in files] == ["holdout", "train"] and len(files) == 2
         for path in files:
             assert stat.S_IMODE(path.stat().st_mode) == 0o600
             ids = {line.split(",", 1)[0].split("#")[0] for line in path.read_text().splitlines()[1:]}
             assert ids and all(i.startswith(bank.name + "-") for i in ids)  # only this bank's documents
-        train_rows = [line.split("#")[0] for line in (folder / "patches-train.csv").read_text().splitlines()[1:]]
-        held_docs = {line.split("#")[0] for line in (folder / "patches-holdout.csv").read_text().splitlines()[1:]}
+        train_rows = [line.split("#")[0] for line in files[1].read_text().splitlines()[1:]]
+        held_docs = {line.split("#")[0] for line in files[0].read_text().splitlines()[1:]}
         assert not set(train_rows) & held_docs  # split by document: no document on both sides
         table = result.tables[bank.name]
         per_doc = np.unique(train_rows, return_counts=True)[1]
         assert per_doc.max() <= 3 and table.dropped_rows > 0  # the cap k = 3 holds for training rows
 
 
+@pytest.mark.slow
 def test_a_dp_run_charges_every_bank_and_its_receipt_states_the_patch_unit(
         tmp_path: Path, banks: list[BankData]) -> None:
     public = _bank("public_reference", np.random.default_rng(2026))  # stands for the public reference corpus
@@ -203,3 +204,28 @@ def test_on_generated_documents_the_federated_model_beats_chance_on_held_out_doc
     auc = roc_auc(labels, 1.0 - np.array(scores))
     print(f"run holdout AUC {result.final_metrics['auc']:.3f}, image AUC on new documents {auc:.3f}")
     assert result.final_metrics["auc"] > 0.6 and auc > 0.55
+
+
+def test_a_curious_coordinator_finds_no_patch_row_in_its_whole_store(tmp_path: Path, banks: list[BankData]) -> None:
+    """The coordinator keeps the run store (config, events, checkpoints, model, receipt): it reads every byte of it
+    and looks for the banks' patch features, as text and as float64 bytes. Only the banks' own folders hold them."""
+    import sqlite3
+    import struct
+
+    train_federated(banks, settings=TrainSettings(rounds=2), store_path=tmp_path / "runs.db",
+                    work_dir=tmp_path / "work", seed=6)
+    dump = bytearray()
+    with sqlite3.connect(tmp_path / "runs.db") as db:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for table in tables:
+            for row in db.execute(f'SELECT * FROM "{table}"'):
+                for value in row:
+                    dump += value if isinstance(value, bytes) else str(value).encode()
+    rng = np.random.default_rng(0)
+    for bank in banks:
+        values = bank.features.ravel()[rng.choice(bank.features.size, 40, replace=False)]
+        for v in values.tolist():
+            assert repr(v).encode() not in dump and struct.pack("<d", v) not in dump
+    folder = tmp_path / "work" / "bank_a"  # control: the same search finds them in the bank's own files (no row is
+    own = b"".join(p.read_bytes() for p in folder.iterdir())  # over the cap)
+    assert repr(float(banks[0].features[0, 0])).encode() in own

@@ -163,6 +163,15 @@ def _csv_bytes(bank: BankData, rows: np.ndarray, columns: list[str]) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
+def _write_named(folder: Path, stem: str, data: bytes) -> Path:
+    """Write ``<stem>-<sha256 prefix>.csv`` (0600): a stored run names its files, so a later training in the same
+    folder never changes the rows an interrupted run reads when it resumes."""
+    path = folder / f"{stem}-{hashlib.sha256(data).hexdigest()[:16]}.csv"
+    if not path.exists():
+        atomic_write_bytes(path, data, mode=_PRIVATE_FILE)
+    return path
+
+
 def bank_rng(seed: int | None, bank: str) -> np.random.Generator:
     """The bank's own generator for its split and cap: from (seed, bank name) when a seed is given, so a bank's
     split is the same in the federated run and in its local-only baseline; else from the OS CSPRNG."""
@@ -174,7 +183,8 @@ def bank_rng(seed: int | None, bank: str) -> np.random.Generator:
 
 def write_bank_tables(banks: Sequence[BankData], work_dir: Path, *, max_patches_per_doc: int,
                       holdout_fraction: float, seed: int | None) -> dict[str, BankTables]:
-    """Write ``work_dir/<bank>/patches-train.csv`` and ``patches-holdout.csv`` for every bank (checked first)."""
+    """Write ``work_dir/<bank>/patches-train-<hash>.csv`` and ``patches-holdout-<hash>.csv`` for every bank (all
+    banks checked first)."""
     if max_patches_per_doc < 1:
         raise BankDataError(f"max_patches_per_doc must be >= 1 (got {max_patches_per_doc})")
     if not 0 < holdout_fraction < 1:
@@ -189,9 +199,8 @@ def write_bank_tables(banks: Sequence[BankData], work_dir: Path, *, max_patches_
         if holdout.size == 0:
             raise BankDataError(f"{bank.where}: too few documents to hold any out (a bank needs at least two real "
                                  "or two fake documents)")
-        train_path, holdout_path = folder / "patches-train.csv", folder / "patches-holdout.csv"
-        atomic_write_bytes(train_path, _csv_bytes(bank, train, columns), mode=_PRIVATE_FILE)
-        atomic_write_bytes(holdout_path, _csv_bytes(bank, holdout, columns), mode=_PRIVATE_FILE)
+        train_path = _write_named(folder, "patches-train", _csv_bytes(bank, train, columns))
+        holdout_path = _write_named(folder, "patches-holdout", _csv_bytes(bank, holdout, columns))
         ids, y = np.asarray(bank.doc_ids).astype(str), np.asarray(bank.labels).astype(int)
         docs, first = np.unique(ids, return_index=True)
         written[bank.name] = BankTables(
