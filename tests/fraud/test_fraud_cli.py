@@ -98,9 +98,13 @@ def test_bad_scan_input_is_one_line_naming_the_file_and_nothing_is_written(train
     (tmp_path / "broken.png").write_bytes(b"not an image")
     (tmp_path / "binary.json").write_bytes(bytes(range(200, 256)))
     (tmp_path / "other.json").write_text('{"format": "something else"}')
+    from PIL import Image
+
+    Image.fromarray(np.full((96, 96, 3), 200, np.uint8)).save(tmp_path / "blank.png")  # readable, but no patch
     cases = [
         (["scan", str(good), str(tmp_path / "broken.png"), "--detector", detector], "broken.png"),
         (["scan", str(tmp_path / "missing.png"), "--detector", detector], "missing.png"),
+        (["scan", str(good), str(tmp_path / "blank.png"), "--detector", detector], "blank.png"),
         (["scan", str(good), "--detector", str(tmp_path / "binary.json")], "binary.json"),
         (["scan", str(good), "--detector", str(tmp_path / "other.json")], "'format'"),
         (["scan", str(good), "--detector", str(tmp_path / "nope.json")], "nope.json"),

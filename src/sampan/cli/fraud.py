@@ -158,20 +158,27 @@ def scan(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for <image>.json and <image>.html."),
 ) -> None:
     """Scan images: a JSON verdict and an HTML report each; exit 10 when any image is judged fake."""
-    from sampan.files import atomic_write_json
+    from sampan.errors import DataError
+    from sampan.files import atomic_write_bytes, atomic_write_json
     from sampan.fraud.detector import load_image
-    from sampan.fraud.report import verdict_record, write_detection_report
+    from sampan.fraud.report import render_detection_report, verdict_record
 
     detector, provenance = _load_detector(detector_path)
     pixels = [load_image(path) for path in images]  # every image read before anything is written
-    out.mkdir(parents=True, exist_ok=True)
     data_note = str(provenance.get("data_provenance") or "not recorded in the detector file")
-    found = 0
-    for path, image, name in zip(images, pixels, _output_names(images), strict=True):
-        verdict = detector.scan(image)
+    scanned = []  # every image scanned and its report rendered before anything is written (a flat image fails)
+    for path, image in zip(images, pixels, strict=True):
+        try:
+            verdict = detector.scan(image)
+        except DataError as exc:
+            raise DataError(f"image {str(path)!r}: {exc}") from None
         record = verdict_record(verdict, image, image_path=str(path.resolve()), detector_path=str(detector_path),
                                 aggregation=detector.aggregation, provenance=provenance, data_note=data_note)
-        write_detection_report(out / f"{name}.html", record, image)
+        scanned.append((path, verdict, record, render_detection_report(record, image)))
+    out.mkdir(parents=True, exist_ok=True)
+    found = 0
+    for (path, verdict, record, html), name in zip(scanned, _output_names(images), strict=True):
+        atomic_write_bytes(out / f"{name}.html", html.encode("utf-8"))
         atomic_write_json(out / f"{name}.json", record, indent=1)
         found += verdict.is_fake
         word = "[bold red]FAKE[/]" if verdict.is_fake else "[green]real[/]"
