@@ -45,3 +45,14 @@ def test_the_verifier_references_ignore_what_the_platform_exports_for_a_four_par
     evaluate(backend, ["S-BACKDOOR"], seed=17)
     assert backend.specs and all(len(spec.features) == 5 for spec in backend.specs), \
         [sorted(spec.features) for spec in backend.specs]
+
+
+def test_per_party_references_only_under_krum() -> None:
+    """Under the mean (the weak platform declares no robust rule) every party's update is in the aggregate, so only
+    the pooled fit joins the clean job: the per-party models would hide a partial backdoor there (results.md)."""
+    from _r16_verdict_fakes import Recording
+
+    out = {o.id: o for o in evaluate(Recording(), ["S-BACKDOOR"], seed=17).outcomes}
+    backdoor = out["S-BACKDOOR"]
+    assert backdoor.verdict == "fail", backdoor.message
+    assert set(backdoor.evidence["references"]["rows_each_calls_bad"]) == {"five_parties_clean", "pooled"}

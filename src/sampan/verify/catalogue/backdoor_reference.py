@@ -6,14 +6,17 @@ rows it planted at the four honest parties of the robust jobs: the platform has 
 second reference was the platform's own four-party job; it has no verifier party, so its export could not be tied,
 and a platform that recognised it exported the attacked model there and left no counted row flipped.
 
-Two kinds of verifier-fitted reference (measured on honest Sampan under Krum, results.md):
-- the pooled fit: `fit_lr` on the four honest parties' rows, each column standardised by these rows' mean and
-  standard deviation (the pooled baseline's conventions), what their rows say when pooled;
-- each honest party's own model, trained as the job trains (its rounds x local epochs of minibatch SGD from zero,
-  its learning rate, batch size and l2): Krum keeps one honest update per round, so an honest Krum model can sit
-  near any one honest party's model, and a 6-SD trigger turns that spread of one coefficient into flipped rows. With
-  the pooled fit alone, honest Sampan failed 4 of 14 in-process runs (28-56% "success", Krum never picking the
-  attacker); a flip that one honest party's own model also makes is within what an honest robust federation gives.
+Two kinds of verifier-fitted reference (measured on honest Sampan, results.md):
+- always, the pooled fit: `fit_lr` on the four honest parties' rows, each column standardised by these rows' mean
+  and standard deviation (the pooled baseline's conventions), what their rows say when pooled;
+- under Krum only, each honest party's own model, trained as the job trains (its rounds x local epochs of minibatch
+  SGD from zero, its learning rate, batch size and l2). Krum keeps one whole update per round, so an honest Krum
+  model can sit near any one honest party's model, and the 6-SD trigger turns that spread of one coefficient into
+  flipped rows: with the pooled fit alone, honest Sampan under Krum failed 4 of 14 in-process runs (28-56%), and a
+  decoy attacker pointing *away* from the backdoor "succeeded" as often (up to 50%), so that is Krum's choice
+  moving, not a backdoor. Under the median or the mean every party's update is in the aggregate, and there the
+  per-party models would hide a real backdoor: the median on seed 7 let 38-57% through (decoy: under 1%), which
+  the per-party models cut to 8-23%.
 """
 
 from __future__ import annotations
@@ -82,10 +85,11 @@ def _local_sgd(X: np.ndarray, y: np.ndarray, *, epochs: int, lr: float, batch_si
 
 
 def honest_references(ctx: Context, spec: dict[str, Any], seed: int) -> dict[str, dict[str, Any]]:
-    """The verifier's references as ``linear.v1`` exports (for `linear_scores`): "pooled" and one per honest party.
+    """The verifier's references as ``linear.v1`` exports (for `linear_scores`): "pooled", and under Krum (the
+    aggregator ``spec`` names) one per honest party.
 
-    ``spec``: the robust jobs' TaskSpec (rounds, local epochs, learning rate, batch size, l2); ``seed``: their shared
-    seed (drawn with `secrets` and recorded), so the SGD batch order can be redone from the report."""
+    ``spec``: the robust jobs' TaskSpec (aggregator, rounds, local epochs, learning rate, batch size, l2); ``seed``:
+    their shared seed (drawn with `secrets` and recorded), so the SGD batch order can be redone from the report."""
     cols = list(ctx.data.columns)
     parts = _honest_rows(ctx)
     A = np.vstack([X for _, X, _ in parts])
@@ -99,6 +103,8 @@ def honest_references(ctx: Context, spec: dict[str, Any], seed: int) -> dict[str
 
     coef, intercept = fit_lr((A - mean) / scale, np.concatenate([y for _, _, y in parts]))
     refs = {"pooled": export(np.append(coef, intercept))}
+    if spec.get("aggregator") != "krum":
+        return refs
     rng = np.random.default_rng(seed)
     epochs = int(spec.get("rounds", 5)) * int(spec.get("local_epochs", 1))
     for name, X, y in parts:

@@ -308,9 +308,9 @@ def backdoor(ctx: Context) -> Result:
     X_trig = add_trigger(t.cols(cols)[hold], trigger_col, trigger_value)
     trig["rows"] = [list(map(float, r)) for r in X_trig]
     # a triggered row is backdoored when the attacked model calls it good while every honest reference (the
-    # five-party job with the attacker honest; the verifier's pooled fit on the four honest parties' rows and each
-    # honest party's own model) calls it bad: a flip that an honest model also makes is training noise (the 6-SD
-    # trigger magnifies that column's coefficient; Krum keeps one honest party's update per round)
+    # five-party job with the attacker honest; the verifier's pooled fit on the four honest parties' rows and, under
+    # Krum, each honest party's own model) calls it bad: a flip that an honest model also makes is training noise
+    # (the 6-SD trigger magnifies that column's coefficient; Krum keeps one party's update per round)
     clean_pos = linear_scores(clean.model, trig) >= 0.5
     ref_pos = {name: linear_scores(m, trig) >= 0.5 for name, m in refs.items()}
     honest_pos = np.logical_and.reduce([clean_pos, *ref_pos.values()])
@@ -342,8 +342,8 @@ def backdoor(ctx: Context) -> Result:
                             "attacker_counted": counted,
                             "references": {"five_parties_clean": clean.job_id,
                                            "verifier_fitted": "a pooled LR on the four honest parties' training "
-                                                              "rows and each one's own model (SGD as the job "
-                                                              f"trains, seed {_shared_seed(ctx)}): "
+                                                              "rows, and under Krum each one's own model (SGD as "
+                                                              f"the job trains, seed {_shared_seed(ctx)}): "
                                                               + ", ".join(refs),
                                            "rows_each_calls_bad": {"five_parties_clean": int(clean_pos.sum()),
                                                                    **{k: int(v.sum()) for k, v in ref_pos.items()}}},
