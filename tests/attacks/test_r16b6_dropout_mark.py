@@ -2,8 +2,8 @@
 mark along the quietest direction of the job's columns, and the final model may carry it about once.
 
 - the mark goes on the party's last update only, along an exact null direction when the columns have one;
-- honest platforms carry it once: the weak platform (test_r16_verdict_dropout_reported.py) and Sampan in-process
-  under secure aggregation (here; deployed measured 0.19-0.21, too slow for a test);
+- honest platforms carry it once: the weak platform (test_r16_verdict_dropout_reported.py), Sampan in-process under
+  secure aggregation and Flower (here; Sampan deployed measured 0.20, too slow for a test);
 - the limit, asserted so that a fix shows up here: a stale update filed again in one later round only
   (`StaleOnce`) carries 0.36 < 2 x 0.25 and passes.
 """
@@ -100,3 +100,33 @@ def test_honest_sampan_in_process_carries_the_mark_once(tmp_path: Path) -> None:
     assert outcome.verdict == "pass", outcome.message
     mark = outcome.evidence["mark"]
     assert mark["status"] == "once" and abs(mark["carried"] - 0.2) < 0.05, mark  # its row share, under SecAgg+
+
+
+def test_honest_flower_carries_the_mark_once() -> None:
+    """Flower also sends the party the aggregate of its last round (its evaluate message), which carries the mark
+    once already: the mark is judged against the model the marked update was trained from, not that one."""
+    _needs_the_platforms()
+    from sampan.verify.platforms.flower_proc import FlowerMissing, flower_python
+
+    try:
+        flower_python()
+    except FlowerMissing as exc:
+        pytest.skip(f"Flower is not installed: {exc}")
+    from _r16_verdict_fakes import SHARED
+
+    from sampan.verify.platforms.flower import FlowerBackend
+    from sampan.verify.runner import Target, run_evaluation
+    from sampan.verify.serve_local import serve_app
+    from sampan.verify.server import make_benchmark_app
+
+    backend = FlowerBackend()
+    try:
+        with serve_app(make_benchmark_app(backend, token="s" * 32)) as server:
+            ev = run_evaluation(Target(server.url, "s" * 32), "standard", only=["F-DROPOUT-RESUME"],
+                                data_dir=SHARED, seed=16)
+    finally:
+        backend.close()
+    outcome = ev.outcomes[0]
+    assert outcome.verdict == "pass", outcome.message
+    mark = outcome.evidence["mark"]
+    assert mark["status"] == "once" and abs(mark["carried"] - 0.2) < 0.05, mark

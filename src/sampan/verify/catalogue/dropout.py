@@ -58,7 +58,9 @@ def _run(ctx: Context, parties: list[PartySpec], mark: Mark) -> JobRun:
 
 
 def _plane(ctx: Context, mark: Mark) -> Any:
-    return plane_for(ctx, leave_after=LEAVE_AFTER, update_hook=mark.reset().hook)
+    plane = plane_for(ctx, leave_after=LEAVE_AFTER, update_hook=mark.hook)
+    mark.reset(plane)
+    return plane
 
 
 def _received_models(plane: Any, d: int) -> list[tuple[int, np.ndarray]]:

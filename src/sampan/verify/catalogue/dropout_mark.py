@@ -10,12 +10,15 @@ direction): training neither pulls the mark back nor drifts along it, and the sc
 
 What an honest mean does: round ``after``'s global model takes the party's share s of the mark (its row share under
 a row-weighted mean, 1 / parties under a plain one); the later rounds, without the party, keep it: the final model
-carries about s (measured: 0.19-0.21 on the weak platform and Sampan, in-process and deployed). A platform that
-files that update again in each of the k later rounds carries 1 - (1 - s)^(k + 1) under a weighted mean of weights
-(0.67 at s = 0.2, k = 4) and (k + 1) s under a mean of changes. Fail: carried > `dropout_mark_repeat_max` x the
-larger of the two shares. Assumes the default aggregator "mean" (each round's global model is a mean of that round's
-updates, as F-AGG-WEIGHTED checks for one round): server momentum or an adaptive server optimiser carries any
-update more than once and would fail here (said in the verdict); a robust rule that ignores the party carries ~0.
+carries about s (measured: 0.20 on the weak platform, Sampan in-process and deployed, and Flower; 0.17-0.21 on
+Taiwan's columns). The reference is the model the marked update was trained from (the last model received before
+it), not a later one: Flower also sends the party its last round's aggregate, which carries the mark once. A
+platform that files that update again in each of the k later rounds carries 1 - (1 - s)^(k + 1) under a weighted
+mean of weights (0.67 at s = 0.2, k = 4) and (k + 1) s under a mean of changes. Fail: carried >
+`dropout_mark_repeat_max` x the larger of the two shares. Assumes the default aggregator "mean" (each round's global
+model is a mean of that round's updates, as F-AGG-WEIGHTED checks for one round): server momentum or an adaptive
+server optimiser carries any update more than once and would fail here (said in the verdict); a robust rule that
+ignores the party carries ~0.
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ class Mark:
     share: float  # the larger of the party's row share and 1 / parties: the most an honest mean gives it
     calls: int = 0
     marked: list[int] = field(default_factory=list)  # the hook calls (1 = first update) that carried the mark
+    plane: Any = None  # the verifier's party (its tap): the model the marked update was trained from
+    base: np.ndarray | None = None  # that model, [coefficients..., intercept]
 
     @classmethod
     def plan(cls, parties: list[PartySpec], columns: list[str], after: int) -> Mark:
@@ -67,10 +72,22 @@ class Mark:
         share = max(rows[-1] / max(sum(rows), 1), 1.0 / len(parties))
         return cls(np.append(vecs[:, 0], 0.0), LOGIT_SD / float(np.sqrt(lam)), float(max(vals[0], 0.0)), after, share)
 
-    def reset(self) -> Mark:
-        """Ready for a (re)submitted job."""
-        self.calls, self.marked = 0, []
+    def reset(self, plane: Any) -> Mark:
+        """Ready for a (re)submitted job whose verifier party is ``plane``."""
+        self.calls, self.marked, self.plane, self.base = 0, [], plane, None
         return self
+
+    def _latest_received(self) -> np.ndarray | None:
+        """The last model-sized float vector the party received so far (the model its update starts from)."""
+        tap = getattr(self.plane, "tap", None)
+        for m in reversed(list(getattr(tap, "messages", []))):
+            if m.direction != "received":
+                continue
+            for key in ("weights", "params", *m.payload):
+                a = np.asarray(m.payload.get(key, []))
+                if a.dtype.kind == "f" and a.size == self.direction.size:
+                    return a.reshape(-1).astype(np.float64)
+        return None
 
     def hook(self, _round: int, weights: np.ndarray) -> np.ndarray:
         """The kit's update hook: the party's ``after``-th update (its last) gets the mark; the others go as sent."""
@@ -79,10 +96,15 @@ class Mark:
         if self.calls != self.after or w.shape != self.direction.shape:
             return weights
         self.marked.append(self.calls)
+        self.base = self._latest_received()
         return w + self.size * self.direction
 
     def judge(self, final: np.ndarray | None, last: np.ndarray | None) -> dict[str, Any]:
-        """How many times the final model carries the mark, against the model the party last received."""
+        """How many times the final model carries the mark, against the model the marked update was trained from
+        (``last``, the last model the party received in the rounds it took part in, when the tap had none then; a
+        platform may also send the party the aggregate of its last round, e.g. Flower's evaluate message, which
+        already carries the mark once)."""
+        last = self.base if self.base is not None else last
         limit = value("dropout_mark_repeat_max")
         record: dict[str, Any] = {"check": "dropout mark", "size": self.size, "eigenvalue": self.eigenvalue,
                                   "direction": self.direction.tolist(), "share": self.share, "limit": limit}
