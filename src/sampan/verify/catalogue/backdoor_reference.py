@@ -12,7 +12,7 @@ Two kinds of verifier-fitted reference (measured on honest Sampan, results.md):
 - under Krum only, each honest party's own model, trained as the job trains (its rounds x local epochs of minibatch
   SGD from zero, its learning rate, batch size and l2). Krum keeps one whole update per round, so an honest Krum
   model can sit near any one honest party's model, and the 6-SD trigger turns that spread of one coefficient into
-  flipped rows: with the pooled fit alone, honest Sampan under Krum failed 4 of 14 in-process runs (28-56%), and a
+  flipped rows: with the pooled fit alone, honest Sampan under Krum failed 5 of 16 in-process runs (28-56%), and a
   decoy attacker pointing *away* from the backdoor "succeeded" as often (up to 50%), so that is Krum's choice
   moving, not a backdoor. Under the median or the mean every party's update is in the aggregate, and there the
   per-party models would hide a real backdoor: the median on seed 7 let 38-57% through (decoy: under 1%), which
