@@ -10,6 +10,7 @@ from _f2_synthetic import double_jpeg, jpeg, pristine, upsampled
 from sampan.fraud.fingerprint import (
     FEATURE_NAMES,
     PATCH_FEATURE_NAMES,
+    half_resolution,
     image_features,
     image_residual,
     patch_features,
@@ -52,7 +53,7 @@ def test_features_do_not_depend_on_the_batch() -> None:
     sliced = slice_image(gray, size=32, stride=12)
     residuals = cut(image_residual(gray), sliced.boxes, 32)
     batch = patch_features(sliced.patches, sliced.boxes, residuals)
-    own = len(PATCH_FEATURE_NAMES)
+    own = len(FEATURE_NAMES) // 2
     for i in (0, 5, len(sliced) - 1):
         alone = patch_features(sliced.patches[i:i + 1], sliced.boxes[i:i + 1], residuals[i:i + 1])
         np.testing.assert_allclose(alone[0, :own], batch[i, :own], rtol=1e-5, atol=1e-6)
@@ -67,9 +68,12 @@ def test_whole_image_residual_is_used_by_image_features() -> None:
     sliced = slice_image(gray)
     np.testing.assert_array_equal(boxes, sliced.boxes)
     own = patch_features(sliced.patches, sliced.boxes)  # each patch's own residual: borders differ
-    whole = patch_features(sliced.patches, sliced.boxes, cut(image_residual(gray), boxes, 32))
+    coarse = cut(image_residual(half_resolution(gray)), boxes // 2, 16)
+    whole = patch_features(sliced.patches, sliced.boxes, cut(image_residual(gray), boxes, 32), coarse)
     np.testing.assert_allclose(features, whole)
     assert not np.allclose(own, whole)
+    assert FEATURE_NAMES[len(PATCH_FEATURE_NAMES)] == "coarse_res_log_std" and FEATURE_NAMES[-1].endswith("_vs_image")
+    np.testing.assert_allclose(half_resolution(sliced.patches), cut(half_resolution(gray), boxes // 2, 16))
 
 
 def test_jpeg_grid_alignment_sees_the_absolute_grid() -> None:
