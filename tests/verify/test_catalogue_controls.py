@@ -134,6 +134,7 @@ NEGATIVE_CONTROLS = {
                        "test_secagg_check_fails_a_ring_payload_that_is_only_an_encoding",
     "S-BYZANTINE": "test_catalogue_weak_robust.py", "S-BACKDOOR": "test_catalogue_weak_robust.py",
     "S-PSI-LEAK": "test_catalogue_psi_leak.py",
+    "S-DP-REPEAT": "../attacks/test_r16b7_dp_repeat.py, ../attacks/test_r16b_dp_when_audited_doc.py",
 }
 
 

@@ -359,9 +359,12 @@ FUNCTIONAL: list[Test] = [
          inputs="4 parties; the last, the verifier's own, really leaves after round 2 of 6 (its kit stops: no reply, "
          "no update, connection closed)",
          pass_rule="the verifier's party sent updates before it left and none after; the job succeeds without it; "
-         "the final model moved on from the last model the party received; the AUC rule of F-NONIID: AUC >= pooled "
+         "the final model moved on from the last model the party received and carries the mark on its last update at "
+         "most dropout_mark_repeat_max times its share (not re-filed in later rounds); the AUC rule of F-NONIID: "
+         "AUC >= pooled "
          "AUC - min(margin + z(1 - alpha) x SE, cap), paired DeLong SE (the platform's round reports are recorded, "
-         "not trusted)", thresholds=("auc_margin_dropout", "auc_noninferiority_alpha", "auc_max_deficit_wide"),
+         "not trusted)", thresholds=("auc_margin_dropout", "auc_noninferiority_alpha", "auc_max_deficit_wide",
+                                     "dropout_mark_repeat_max"),
          timeout_s=300),
     Test("F-AUDIT-LOG", "Audit log present", "functional", STD, audit_log, requires=("audit_log",),
          inputs="the quick job's results", pass_rule="a non-empty audit log", claim="audit_log"),

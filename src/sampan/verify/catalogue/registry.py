@@ -10,12 +10,11 @@ __all__ = ["all_tests", "tests_for", "get_test"]
 
 def all_tests() -> list[Test]:
     """Every test, catalogue order: functional, performance, security."""
-    from sampan.verify.catalogue.dp_repeat import DP_REPEAT
     from sampan.verify.catalogue.functional import FUNCTIONAL
     from sampan.verify.catalogue.performance import PERFORMANCE
     from sampan.verify.catalogue.security import SECURITY
 
-    tests = [*FUNCTIONAL, *PERFORMANCE, *SECURITY, *DP_REPEAT]  # S-DP-REPEAT: R16B-7
+    tests = [*FUNCTIONAL, *PERFORMANCE, *SECURITY]
     ids = [t.id for t in tests]
     dupes = {i for i in ids if ids.count(i) > 1}
     assert not dupes, f"duplicate test ids {dupes}"

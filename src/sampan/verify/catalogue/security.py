@@ -1,6 +1,6 @@
 """Security tests (S-*): the list. Bodies live in `security_wire` (TLS, replay, access, malformed, oversized),
 `security_leak` (what messages reveal), `security_robust` (Byzantine parties, backdoor) and `security_psi` (what
-PSI reveals of ids)."""
+PSI reveals of ids); `dp_repeat` (an ordinary DP job is randomised)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from sampan.verify.catalogue import security_psi as psi
 from sampan.verify.catalogue import security_robust as robust
 from sampan.verify.catalogue import security_wire as wire
 from sampan.verify.catalogue.base import Test
+from sampan.verify.catalogue.dp_repeat import DP_REPEAT
 
 __all__ = ["SECURITY"]
 
@@ -61,6 +62,7 @@ SECURITY: list[Test] = [
          "2023); 80 + 80 guesses, so the audit can show epsilon up to about 3.9",
          pass_rule="epsilon lower bound (95%) <= claimed epsilon", thresholds=("eps_lower_bound_slack",),
          timeout_s=300),
+    *DP_REPEAT,  # S-DP-REPEAT (R16B-7): an ordinary DP job run twice must give two models
     Test("S-SECAGG-MASKED", "Secure aggregation masks the party's update", "security", ALL, leak.secagg_masked,
          requires=("horizontal",), needs_kit=True, claim="secure_aggregation",
          inputs="the quick job's updates as the party sent them (ring elements) vs its clear update, all rounds",
@@ -83,9 +85,10 @@ SECURITY: list[Test] = [
          pass_rule="worst AUC drop <= limit", thresholds=("byzantine_auc_drop_max",), timeout_s=600),
     Test("S-BACKDOOR", "Model-replacement backdoor", "security", STD, robust.backdoor, requires=("horizontal",),
          needs_kit=True, inputs="1 of 5 parties submits gamma*(X - G) + G for a backdoored X (trigger: one column at "
-         "6 SD); the S-BYZANTINE aggregator and seed; references: the same job without the attack, and the four "
-         "honest parties alone",
-         pass_rule="attack success rate (triggered bad-credit rows both honest models call bad and the attacked model "
-         "calls good) <= limit: fails when its one-sided 95% Wilson lower bound is above it",
+         "6 SD); the S-BYZANTINE aggregator and seed; every holdout row triggered; references: the same job without "
+         "the attack (export-tied) and, fitted by the verifier on the rows it planted, a pooled LR on the four honest "
+         "parties' rows (under Krum also each honest party's own model)",
+         pass_rule="attack success rate (triggered rows every honest reference calls bad and the attacked model "
+         "calls good) <= limit: fails when its exact (Clopper-Pearson) one-sided 95% lower bound is above it",
          thresholds=("backdoor_success_max", "backdoor_confidence_z", "backdoor_rows_min"), timeout_s=300),
 ]
