@@ -40,15 +40,16 @@ def detector() -> Detector:
     rng = np.random.default_rng(21)
     model = _model("logistic")
     base = Detector(model, SlicerConfig(32, 16), "mean_logit", threshold=0.5, fpr=0.1)
-    validation = [base.scan(pristine(rng)).score for _ in range(50)]
+    validation = [base.scan(pristine(rng)).score for _ in range(100)]
     return Detector(model, SlicerConfig(32, 16), "mean_logit", threshold=fit_threshold(validation, 0.1), fpr=0.1)
 
 
 def test_scan_decides_with_the_threshold(detector: Detector) -> None:
     rng = np.random.default_rng(22)
-    real = [detector.scan(pristine(rng)) for _ in range(20)]
+    real = [detector.scan(pristine(rng)) for _ in range(60)]
     fake = [detector.scan(forged(pristine(rng), rng)) for _ in range(10)]
-    assert sum(v.is_fake for v in fake) >= 8 and sum(v.is_fake for v in real) <= 5  # FPR 0.1: about 2 of 20
+    assert sum(v.is_fake for v in fake) >= 8
+    assert sum(v.is_fake for v in real) <= 12  # held-out real images: FPR near the 0.1 fixed on 100 others (6 of 60)
     verdict = fake[0]
     assert verdict.is_fake == (verdict.score < verdict.threshold)
     assert verdict.heatmap.shape == (128, 128) and np.isfinite(verdict.heatmap).all()
