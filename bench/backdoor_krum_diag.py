@@ -4,7 +4,8 @@ Runs `sampan verify local --platform sampan --only S-BACKDOOR` in this process (
 are threads here too) with `Krum._result` wrapped to record, per call: the parties' weights (row counts), each
 update's norm, the Krum scores, and the indices chosen (parties in name order: bank_a, bank_b, bank_c, bank_d,
 bank_e; index 2 is the verifier's party, the attacker, recognisable by its ~120 training rows). Calls 0-4 are the
-backdoor job, 5-9 the clean five-party reference, 10-14 the four-honest-party reference.
+backdoor job, 5-9 the clean five-party reference (since R-LAST-1 there is no platform-run four-party job: the
+verifier fits its other references itself; runs saved before that carry calls 10-14, which are summarised too).
 
 ``--decoy``: the attacker sends g - gamma * (X - g), as far from the global as the model replacement but pointing
 *away* from the backdoored model X: no backdoor in it. Whatever "attack success" remains is honest-model variation.
@@ -63,14 +64,15 @@ def summarise(pattern: str) -> None:
     for f in sorted(glob.glob(pattern)):
         d = json.loads(Path(f).read_text())
         c, fig, att = d["calls"], d["figures"], 2
-        jobs = {"backdoor": c[0:5], "clean": c[5:10], "four": c[10:15]}
+        jobs = {"backdoor": c[0:5], "clean": c[5:10], **({"four": c[10:15]} if len(c) >= 15 else {})}
         ratio = min(x["scores"][att] / max(s for i, s in enumerate(x["scores"]) if i != att) for x in jobs["backdoor"])
         norm = [x["norms"][att] / float(np.median([v for i, v in enumerate(x["norms"]) if i != att]))
                 for x in jobs["backdoor"]]
         picked = {k: ["".join(map(str, x["chosen"])) for x in v] for k, v in jobs.items()}
         rates.append(fig["attack_success_rate"])
+        disagreement = fig.get("honest_disagreement", float("nan"))
         print(f"{Path(f).name}: ASR {fig['attack_success_rate']:.3f} on {fig['trigger_rows']:.0f} rows, honest "
-              f"disagreement {fig['honest_disagreement']:.3f}; chosen {picked}; attacker score >= {ratio:.0f}x the "
+              f"disagreement {disagreement:.3f}; chosen {picked}; attacker score >= {ratio:.0f}x the "
               f"worst honest, norm x{min(norm):.0f}-{max(norm):.0f}; attacker chosen: "
               f"{any(att in x['chosen'] for x in jobs['backdoor'])}")
     if rates:
