@@ -70,13 +70,36 @@ class Corpus:
         return [d for d in self.docs if d.split == split and (bank is None or d.bank == bank)
                 and (sources is None or d.label == 0 or d.source in sources)]
 
-    def bank_data(self, bank: str, *, sources: Sequence[str] | None = None) -> BankData:
-        """A bank's TRAINING documents as patch rows for `sampan.fraud.federated` (optionally fewer fake sources)."""
+    def bank_data(self, bank: str, *, sources: Sequence[str] | None = None, mask_labels: bool = False) -> BankData:
+        """A bank's TRAINING documents as patch rows for `sampan.fraud.federated` (optionally fewer fake sources).
+
+        By default every patch carries its document's label (what a bank knows when it only knows that a document
+        was forged). ``mask_labels``: an inpainted document's patches outside the manipulated region (less than half
+        their pixels in the mask) are labelled real, as a separate pseudo-document ``<doc_id>/outside`` (a document
+        has one label), i.e. the bank has marked the forged region."""
         docs = self.select("train", bank, sources=sources)
         X = np.vstack([d.features for d in docs])
-        y = np.concatenate([np.full(len(d.features), d.label) for d in docs])
-        ids = np.concatenate([np.full(len(d.features), d.doc_id, dtype=object) for d in docs]).astype(str)
-        return BankData(bank, X, y, ids, origin="benchmark corpus")
+        labels, ids = [], []
+        for d in docs:
+            y = np.full(len(d.features), d.label)
+            doc = np.full(len(d.features), d.doc_id, dtype=object)
+            if mask_labels and d.source == "inpaint" and d.mask is not None:
+                outside = ~patch_in_mask(d)
+                y[outside] = 0
+                doc[outside] = f"{d.doc_id}/outside"
+            labels.append(y)
+            ids.append(doc)
+        return BankData(bank, X, np.concatenate(labels), np.concatenate(ids).astype(str), origin="benchmark corpus")
+
+
+PATCH_IN_MASK = 0.5  # a patch counts as manipulated when >= this share of its pixels is in the mask
+
+
+def patch_in_mask(doc: Doc) -> np.ndarray:
+    """Per patch of an inpainted document: is at least PATCH_IN_MASK of it inside the manipulation mask?"""
+    assert doc.mask is not None
+    return np.array([doc.mask[y0:y1, x0:x1].mean() >= PATCH_IN_MASK for y0, x0, y1, x1 in doc.boxes.tolist()],
+                    dtype=bool)
 
 
 def build_corpus(profiles: Sequence[BankProfile], sizes: SplitSizes, seed: int, slicer: SlicerConfig,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from _fraud_data import Doc
+from _fraud_data import PATCH_IN_MASK, Doc, patch_in_mask
 from scipy import stats
 
 from sampan.fraud.aggregate import image_score
@@ -25,7 +25,6 @@ from sampan.metrics.classification import roc_auc
 FPRS = (0.10, 0.01)
 ECE_BINS = 10
 HEATMAP_THRESHOLD = 0.5     # a pixel is flagged when its heatmap fake probability is >= this
-PATCH_IN_MASK = 0.5         # a patch counts as manipulated when >= this share of its pixels is in the mask
 BOOTSTRAP = 1000
 
 
@@ -117,11 +116,6 @@ def detection(test: Scored, cuts: dict[float, float], seed: int) -> dict[str, An
     return out
 
 
-def _patch_truth(doc: Doc) -> np.ndarray:
-    assert doc.mask is not None
-    return np.array([doc.mask[y0:y1, x0:x1].mean() >= PATCH_IN_MASK for y0, x0, y1, x1 in doc.boxes.tolist()])
-
-
 def localisation(test: Scored) -> dict[str, Any]:
     """On the inpainted test fakes: mean IoU of the thresholded heatmap vs the warped mask, and the patch-level
     AUC inside those images (manipulated patches vs the image's other patches; threshold-free)."""
@@ -133,11 +127,12 @@ def localisation(test: Scored) -> dict[str, Any]:
         flagged, mask = heat >= HEATMAP_THRESHOLD, doc.mask.astype(bool)
         union = int((flagged | mask).sum())
         ious.append(float((flagged & mask).sum()) / union if union else 0.0)
-        truth.append(_patch_truth(doc))
+        truth.append(patch_in_mask(doc))
         probs.append(fake)
     if not ious:
         return {"n_images": 0}
     t, p = np.concatenate(truth), np.concatenate(probs)
     patch_auc = float(roc_auc(t.astype(int), p)) if 0 < t.sum() < t.size else None
-    return {"n_images": len(ious), "mean_iou": float(np.mean(ious)), "median_iou": float(np.median(ious)),
+    return {"n_images": len(ious), "patch_in_mask": PATCH_IN_MASK, "mean_iou": float(np.mean(ious)),
+            "median_iou": float(np.median(ious)),
             "patch_auc": patch_auc, "n_patches": int(t.size), "n_manipulated_patches": int(t.sum())}

@@ -61,6 +61,27 @@ def _fnr(det: dict[str, Any], fpr: float) -> str:
     return f"{_pct(row['fnr'])}{_ci(row['fnr_ci'], True)} ({_pct(row['test_fpr'])})"
 
 
+def _short(det: dict[str, Any], fpr: float) -> str:
+    row = det.get(f"fpr{fpr:g}")
+    if not row or row["fnr"] is None:
+        return "n/a"
+    return f"{100 * row['fnr']:.0f}% ({100 * row['test_fpr']:.0f}%)"
+
+
+def _own_bank(results: dict[str, Any], fpr: float) -> str:
+    """Each bank on its own test images: its local-only model vs the federated and central ones."""
+    rows = []
+    for kind in results["config"]["kinds"]:
+        by = {c["name"]: c for c in results["contenders"] if c["kind"] == kind}
+        for bank in results["config"]["banks"]:
+            trio = [by.get(f"alone:{bank}"), by.get("federated"), by.get("central")]
+            dets = [c["banks"][bank] if c else {} for c in trio]
+            rows.append([kind, bank, *(_auc(d, ci=False) for d in dets), *(_short(d, fpr) for d in dets)])
+    pct = f"{100 * fpr:g}%"
+    return _table(["model", "bank", "AUC alone", "AUC federated", "AUC central", f"FNR@{pct} alone (FPR)",
+                   f"FNR@{pct} federated (FPR)", f"FNR@{pct} central (FPR)"], rows)
+
+
 def _auc(det: dict[str, Any], ci: bool = True) -> str:
     if "auc" not in det:
         return "n/a"
@@ -85,16 +106,22 @@ def tables(results: dict[str, Any]) -> str:
         main_rows.append([c["kind"], c["name"], f"{c['train_s']:.1f}", _auc(c["pooled"]),
                           *(_fnr(c["pooled"], f) for f in fprs), f"{c['pooled']['ece']:.3f}", iou, pauc])
         bank_rows.append([c["kind"], c["name"], *(
-            f"{_auc(c['banks'][b], ci=False)} / {_fnr(c['banks'][b], fprs[-1]).split(' [')[0]}"
+            f"{_auc(c['banks'][b], ci=False)} / " + " / ".join(_short(c["banks"][b], f) for f in fprs)
             for b in cfg["banks"])])
     first = results["contenders"][0]["pooled"] if results["contenders"] else {"n_real": 0, "n_fake": 0}
+    b0 = results["contenders"][0]["banks"][cfg["banks"][0]] if results["contenders"] else {"n_real": 0, "n_fake": 0}
+    first_bank_sizes = f"{b0['n_real']} real + {b0['n_fake']} fake per bank"
     out = [f"**Pooled test set** ({first['n_real']} real, {first['n_fake']} fake images of {len(cfg['banks'])} "
            f"banks; threshold fixed on the real VALIDATION images; AUC interval: stratified bootstrap of images, "
            f"FNR interval: exact Clopper-Pearson given the threshold)\n",
            _table(["model", "contender", "train s", "AUC [95% CI]", *fnr_heads, "ECE", "IoU inpaint", "patch AUC"],
                   main_rows),
-           f"\n**Per bank** (each bank's own test images; cell = AUC / FNR at FPR {100 * fprs[-1]:g}% with the "
-           "contender's threshold; an `alone:` row is that bank's local-only model scored on every bank)\n",
+           f"\n**Each bank on its own test images** ({first_bank_sizes}; a local-only model's threshold is fixed "
+           "on its own bank's real validation images, the federated and central ones on all banks' pooled)\n",
+           _own_bank(results, fprs[0]),
+           "\n**Per bank, every contender** (cell = AUC / " + " / ".join(
+               f"FNR at FPR {100 * f:g}% (realised test FPR)" for f in fprs) + "; an `alone:` row is that bank's "
+           "local-only model scored on every bank's test images)\n",
            _table(["model", "contender", *cfg["banks"]], bank_rows)]
     if results["logo"]:
         logo_rows = [[r["held_out"], r["name"], str(r["pooled"]["n_fake"]), _auc(r["pooled"]),
@@ -112,10 +139,15 @@ def tables(results: dict[str, Any]) -> str:
     dps = [c for c in results["contenders"] if c["dp"]]
     if dps:
         d = dps[0]["dp"]
-        out.append(f"\n**DP-SGD**: {', '.join(sorted({c['name'] + ' (' + c['kind'] + ')' for c in dps}))}: "
-                   f"delta {d['delta']:g}, clipping norm {d['max_grad_norm']:g}, noise multiplier from the budget, "
-                   f"DP standardisation from public bounds; privacy unit = one image patch, at most k = {d['k']} "
-                   f"training patches per document. In words: {d['unit']}.")
+        spent = "; ".join(f"{c['kind']} epsilon {c['dp']['epsilon']:g}: spent " + ", ".join(
+            f"{b} {e:.2f}" for b, e in sorted(c["dp"]["epsilon_spent"].items()) if e is not None) for c in dps)
+        units = " ".join(f"At epsilon {e:g}: {u}." for e, u in sorted({(c['dp']['epsilon'], c['dp']['unit'])
+                                                                        for c in dps}))
+        out.append(f"\n**DP-SGD** (federated, every bank): delta {d['delta']:g} per bank, clipping norm "
+                   f"{d['max_grad_norm']:g}, noise multiplier derived from the budget over all rounds, the "
+                   f"standardisation released under DP (DP1) with clipping bounds from the public reference corpus "
+                   f"(`sampan.fraud.training.public_reference_bounds`); privacy unit = one image PATCH, at most "
+                   f"k = {d['k']} training patches per document. Ledger: {spent}. {units}")
     notes = (f"Rules: the image score is the mean logit of the patch scores; ECE over {cfg['ece_rule']}; "
              f"localisation IoU = {cfg['heatmap_rule']}, against "
              "the warped inpainting mask, averaged over the inpainted test fakes; patch AUC = manipulated patches "

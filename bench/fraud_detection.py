@@ -57,9 +57,9 @@ class BenchConfig:
 
     n_banks: int = 4
     size: int = 256
-    sizes: SplitSizes = SplitSizes(train=(80, 80), validation=(100, 0), test=(100, 100))
+    sizes: SplitSizes = SplitSizes(train=(200, 200), validation=(100, 0), test=(100, 100))
     kinds: tuple[str, ...] = ("logistic", "mlp")
-    rounds: int = 20
+    rounds: int = 30
     learning_rate: float = 0.1
     hidden: tuple[int, ...] = (32,)
     max_patches_per_doc: int = 16
@@ -67,6 +67,7 @@ class BenchConfig:
     dp_delta: float = 1e-5
     fprs: tuple[float, ...] = FPRS
     logo: bool = True
+    region_labels: bool = True   # also train federated + central with inpainting-region patch labels
     seed: int = 2026
     slicer: SlicerConfig = field(default_factory=SlicerConfig)
 
@@ -115,6 +116,14 @@ def train_contenders(corpus: Corpus, cfg: BenchConfig, kind: str, work: Path,
     central, secs = _timed(lambda: train_central(banks, settings=settings, seed=cfg.seed))
     out.append(Contender("central", kind, central.model, secs))
     say(f"    central {kind}: {secs:.1f} s")
+    if cfg.region_labels and alone:
+        marked = [corpus.bank_data(b, sources=sources, mask_labels=True) for b in corpus.banks]
+        fed, secs = _timed(lambda: train_federated(marked, settings=settings, store_path=work / f"{tag}-region.db",
+                                                   work_dir=work / f"{tag}-region", seed=cfg.seed))
+        out.append(Contender("federated, region labels", kind, fed.model, secs, info={"run_id": fed.run_id}))
+        central, secs = _timed(lambda: train_central(marked, settings=settings, seed=cfg.seed))
+        out.append(Contender("central, region labels", kind, central.model, secs))
+        say(f"    federated + central {kind} with region labels: {out[-2].train_s + secs:.1f} s")
     if alone:
         for bank in banks:
             started = time.perf_counter()
