@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from _f2_synthetic import double_jpeg, jpeg, pristine, upsampled
 
+from sampan.fraud import fingerprint
 from sampan.fraud.fingerprint import (
     FEATURE_NAMES,
     PATCH_FEATURE_NAMES,
@@ -97,3 +98,16 @@ def test_resampling_and_recompression_move_the_residual_spectrum() -> None:
     base = image_features(image)[0][:, high].mean()
     assert image_features(upsampled(image, rng))[0][:, high].mean() < base - 1.0
     assert image_features(double_jpeg(image, rng))[0][:, high].mean() < base - 0.5
+
+
+def test_chunked_extraction_equals_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """image_features fingerprints a bounded number of patches at a time; the result does not depend on it."""
+    image = pristine(np.random.default_rng(5), (96, 112))
+    image[:40, :40] = 255  # some flat patches, dropped inside the chunks
+    whole, boxes = image_features(image, stride=8)
+    monkeypatch.setattr(fingerprint, "CHUNK_PATCHES", 7)
+    chunked, chunk_boxes = image_features(image, stride=8)
+    np.testing.assert_array_equal(boxes, chunk_boxes)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-5)  # float32 sums: last-digit differences
+    sliced = slice_image(to_gray(image), stride=8)
+    np.testing.assert_array_equal(sliced.boxes, boxes)

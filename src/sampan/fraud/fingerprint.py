@@ -23,7 +23,7 @@ from scipy import fft as sfft
 from scipy import ndimage
 
 from sampan.errors import DataError
-from sampan.fraud.slicer import SlicerConfig, cut, slice_image, to_gray
+from sampan.fraud.slicer import SlicerConfig, cut, slice_chunks, to_gray
 
 __all__ = ["FEATURE_NAMES", "PATCH_FEATURE_NAMES", "RESIDUAL_CLIP", "half_resolution", "image_features",
            "image_residual", "patch_features"]
@@ -38,6 +38,7 @@ _EPS = 1e-6
 _N_RADIAL = 8
 _N_ANGULAR = 4
 _AC_LAGS = (1, 2, 4, 8)
+CHUNK_PATCHES = 4096  # patches fingerprinted at a time by image_features (~50 MB of float32 work arrays at 32x32)
 
 PATCH_FEATURE_NAMES: tuple[str, ...] = (
     "gray_log_std", "saturated_share", "res_log_std", "res_kurtosis",
@@ -218,24 +219,41 @@ def patch_features(patches: np.ndarray, boxes: np.ndarray, residuals: np.ndarray
     res = _patch_residuals(gray) if residuals is None else np.asarray(residuals, dtype=np.float32)
     if res.shape != gray.shape:
         raise DataError(f"residuals must have the patches' shape {gray.shape}, got {res.shape}")
-    spectral = _spectra(res)
     coarse = half_resolution(gray)
     coarse_res = _patch_residuals(coarse) if coarse_residuals is None else np.asarray(coarse_residuals, np.float32)
     if coarse_res.shape != coarse.shape:
         raise DataError(f"coarse_residuals must have shape {coarse.shape}, got {coarse_res.shape}")
-    columns = [*_moments(gray, res), *spectral, *_autocorrelation(res), *_dct_stats(gray, boxes),
+    return _with_image_relative(_own_features(gray, boxes, res, coarse, coarse_res))
+
+
+def _own_features(gray: np.ndarray, boxes: np.ndarray, res: np.ndarray, coarse: np.ndarray,
+                  coarse_res: np.ndarray) -> np.ndarray:
+    """The first half of FEATURE_NAMES (each patch on its own), (N, F / 2)."""
+    columns = [*_moments(gray, res), *_spectra(res), *_autocorrelation(res), *_dct_stats(gray, boxes),
                *_blockiness(gray, boxes), *_moments(coarse, coarse_res)[2:], *_spectra(coarse_res),
                *_autocorrelation(coarse_res)]
-    own = np.nan_to_num(np.stack(columns, axis=1).astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)  # a guard
+    return np.nan_to_num(np.stack(columns, axis=1).astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)  # a guard
+
+
+def _with_image_relative(own: np.ndarray) -> np.ndarray:
     return np.hstack([own, own - np.median(own, axis=0, keepdims=True)])
 
 
 def image_features(image_rgb: np.ndarray, config: SlicerConfig | None = None,
                    **slicer: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Slice an RGB (or grey) image, fingerprint its non-flat patches: (features (N, F), boxes (N, 4))."""
+    """Slice an RGB (or grey) image, fingerprint its non-flat patches: (features (N, F), boxes (N, 4)).
+
+    The residuals are taken on the whole image (and its half-resolution copy) once; patches are cut and
+    fingerprinted CHUNK_PATCHES at a time, so memory stays bounded on a large scan with a small stride."""
     config = config or SlicerConfig(**slicer)
     gray = to_gray(image_rgb)
-    sliced = slice_image(gray, config.size, config.stride, config.flat_std_min)
-    residuals = cut(image_residual(gray), sliced.boxes, config.size)
-    coarse = cut(image_residual(half_resolution(gray)), sliced.boxes // 2, config.size // 2)
-    return patch_features(sliced.patches, sliced.boxes, residuals, coarse), sliced.boxes
+    residual = image_residual(gray)
+    coarse_residual = image_residual(half_resolution(gray))
+    half = config.size // 2
+    own, boxes = [np.empty((0, len(FEATURE_NAMES) // 2))], [np.empty((0, 4), dtype=np.int64)]
+    for part in slice_chunks(gray, config.size, config.stride, config.flat_std_min, CHUNK_PATCHES):
+        if len(part):
+            own.append(_own_features(part.patches, part.boxes, cut(residual, part.boxes, config.size),
+                                     half_resolution(part.patches), cut(coarse_residual, part.boxes // 2, half)))
+            boxes.append(part.boxes)
+    return _with_image_relative(np.concatenate(own)), np.concatenate(boxes)

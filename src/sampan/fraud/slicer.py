@@ -8,13 +8,14 @@ the patch back.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from sampan.errors import ConfigError, DataError
 
-__all__ = ["Patches", "SlicerConfig", "cut", "grid_boxes", "slice_image", "to_gray"]
+__all__ = ["Patches", "SlicerConfig", "cut", "grid_boxes", "slice_chunks", "slice_image", "to_gray"]
 
 
 @dataclass(frozen=True)
@@ -77,13 +78,23 @@ def cut(plane: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(windows[boxes[:, 0], boxes[:, 1]])
 
 
-def slice_image(gray: np.ndarray, size: int = 32, stride: int = 32, flat_std_min: float = 2.0) -> Patches:
-    """Cut ``gray`` (H, W) into ``size`` patches every ``stride`` pixels; drop those with std < ``flat_std_min``."""
+def slice_chunks(gray: np.ndarray, size: int = 32, stride: int = 32, flat_std_min: float = 2.0,
+                 chunk: int = 4096) -> Iterator[Patches]:
+    """`slice_image` a chunk of grid positions at a time (memory bounded by ``chunk`` patches, whatever the image's
+    size); chunks may be empty when all their patches are flat."""
     config = SlicerConfig(size, stride, flat_std_min)  # validates
     plane = np.asarray(gray, dtype=np.float32)
     if plane.ndim != 2:
         raise DataError(f"slice_image needs a 2-D grey image, got shape {plane.shape} (use to_gray first)")
     boxes = grid_boxes(plane.shape[0], plane.shape[1], config.size, config.stride)
-    patches = cut(plane, boxes, config.size)
-    keep = patches.reshape(len(boxes), -1).std(axis=1) >= config.flat_std_min
-    return Patches(patches=patches[keep], boxes=boxes[keep])
+    for start in range(0, len(boxes), max(1, chunk)):
+        part = boxes[start:start + max(1, chunk)]
+        patches = cut(plane, part, config.size)
+        keep = patches.reshape(len(part), -1).std(axis=1) >= config.flat_std_min
+        yield Patches(patches=patches[keep], boxes=part[keep])
+
+
+def slice_image(gray: np.ndarray, size: int = 32, stride: int = 32, flat_std_min: float = 2.0) -> Patches:
+    """Cut ``gray`` (H, W) into ``size`` patches every ``stride`` pixels; drop those with std < ``flat_std_min``."""
+    parts = list(slice_chunks(gray, size, stride, flat_std_min))
+    return Patches(patches=np.concatenate([p.patches for p in parts]), boxes=np.concatenate([p.boxes for p in parts]))
