@@ -45,7 +45,9 @@ def test_extreme_patches_give_finite_features() -> None:
     for gray in (checker, clipped, one_pixel):
         features, _ = image_features(np.repeat(gray[..., None], 3, axis=2), flat_std_min=0.0)
         assert np.isfinite(features).all()
-    assert np.isfinite(patch_features(np.empty((0, 32, 32)), np.empty((0, 4)))).all()
+    assert patch_features(np.empty((0, 32, 32)), np.empty((0, 4))).shape == (0, len(FEATURE_NAMES))
+    features, boxes = image_features(np.full((64, 64, 3), 255, dtype=np.uint8))  # all flat: nothing, no warning
+    assert features.shape == (0, len(FEATURE_NAMES)) and boxes.shape == (0, 4)
 
 
 def test_features_do_not_depend_on_the_batch() -> None:

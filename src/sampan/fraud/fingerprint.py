@@ -236,6 +236,8 @@ def _own_features(gray: np.ndarray, boxes: np.ndarray, res: np.ndarray, coarse: 
 
 
 def _with_image_relative(own: np.ndarray) -> np.ndarray:
+    if own.shape[0] == 0:  # no textured patch: no median to take
+        return np.empty((0, 2 * own.shape[1]))
     return np.hstack([own, own - np.median(own, axis=0, keepdims=True)])
 
 
