@@ -129,6 +129,12 @@ def test_bad_files_name_the_file_and_field(tmp_path: Path) -> None:
         Detector.load(broken)
     with pytest.raises(ConfigError, match="missing.json"):
         Detector.load(tmp_path / "missing.json")
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="binary.json' is not UTF-8"):
+        Detector.load(tmp_path / "binary.json")
+    (tmp_path / "deep.json").write_text("[" * 100_000)
+    with pytest.raises(ConfigError, match="deep.json' is not valid JSON"):
+        Detector.load(tmp_path / "deep.json")
     (tmp_path / "not-an-image.png").write_bytes(b"text")
     with pytest.raises(DataError, match="not-an-image.png"):
         Detector(_model("logistic")).scan(tmp_path / "not-an-image.png")
@@ -179,3 +185,12 @@ def test_on_rendered_documents_it_detects_generated_fakes_and_finds_an_inpainted
             ious.append((found & mask).sum() / max((found | mask).sum(), 1))
     assert roc_auc(np.array(truth), -np.array(scores)) > 0.9
     assert np.mean(ious) > 0.3, ious
+
+
+def test_an_oversized_file_is_refused_before_it_is_parsed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sampan.fraud import detector as module
+
+    path = Detector(_model("logistic")).save(tmp_path / "big.json")
+    monkeypatch.setattr(module, "MAX_DETECTOR_BYTES", 100)
+    with pytest.raises(ConfigError, match="big.json' is larger than 100 bytes"):
+        Detector.load(path)

@@ -30,6 +30,7 @@ __all__ = ["DETECTOR_FORMAT", "DETECTOR_VERSION", "Detector", "TopPatch", "Verdi
 DETECTOR_FORMAT = "sampan.fraud.detector"
 DETECTOR_VERSION = 1
 MAX_IMAGE_PIXELS = 50_000_000  # a decompression bomb is refused before it is decoded
+MAX_DETECTOR_BYTES = 16 << 20  # a detector is a few hundred KB; a larger file is not read into memory whole
 
 
 @dataclass(frozen=True)
@@ -180,11 +181,18 @@ class Detector:
         """Read a detector file written by `save`."""
         source = f"detector file {str(path)!r}"
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            with open(path, "rb") as handle:
+                raw = handle.read(MAX_DETECTOR_BYTES + 1)
         except OSError as exc:
             raise ConfigError(f"cannot read {source}: {exc.strerror or exc}") from None
+        if len(raw) > MAX_DETECTOR_BYTES:
+            raise ConfigError(f"{source} is larger than {MAX_DETECTOR_BYTES} bytes: not a detector file")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{source} is not UTF-8 text (a detector file is JSON)") from None
         try:
             data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise ConfigError(f"{source} is not valid JSON: {exc}") from None
         return cls.from_dict(data, source)
