@@ -1,5 +1,5 @@
-"""`sampan fraud train | scan | report`: a tiny demo end to end, exit codes, and one-line errors on bad input with
-nothing half-written."""
+"""`sampan fraud train | scan | report`: a tiny demo end to end, exit codes, per-bank operating points (each bank
+scans with its own threshold), and one-line errors on bad input with nothing half-written."""
 
 from __future__ import annotations
 
@@ -35,10 +35,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A detector trained by `sampan fraud train --demo` on three tiny banks (once for the module)."""
     root = tmp_path_factory.mktemp("fraud-cli")
     result = _invoke("train", "--demo", "--demo-banks", "3", "--demo-docs", "8", "--demo-size", "96",
-                     "--rounds", "3", "--fpr", "0.25", "--seed", "4", "--out", str(root / "detector.json"),
-                     "--work-dir", str(root / "work"))
+                     "--rounds", "3", "--fpr", "0.25", "--validation-fraction", "0.5", "--seed", "4",
+                     "--out", str(root / "detector.json"), "--work-dir", str(root / "work"))
     assert result.exit_code == 0, result.output
-    assert "round 3/3" in result.output and "threshold" in result.output and "detector written" in result.output
+    assert "round 3/3" in result.output and "own threshold" in result.output and "detector written" in result.output
     return root
 
 
@@ -65,6 +65,12 @@ def test_train_demo_writes_a_detector_with_its_run_and_validation(trained: Path)
     assert data["format"] == "sampan.fraud.detector" and data["fpr"] == 0.25
     assert provenance["banks"] == ["bank_a", "bank_b", "bank_c"] and provenance["dp"] is None
     assert provenance["validation"]["pooled"]["real_images"] >= 4 and "Data provenance" in provenance["data_provenance"]
+    assert data["threshold_scope"] == "bank" and sorted(data["thresholds"]) == ["bank_a", "bank_b", "bank_c"]
+    assert all(p["n_real_validation"] == 4 and p["fpr"] == 0.25 for p in data["thresholds"].values())
+    assert data["threshold"] == min(p["threshold"] for p in data["thresholds"].values())
+    for bank in ("bank_a", "bank_b", "bank_c"):  # each bank's own copy holds its operating point only
+        own = json.loads((trained / "work" / bank / "detector.json").read_text())
+        assert list(own["thresholds"]) == [bank] and own["threshold"] == data["thresholds"][bank]["threshold"]
     store = Store.open(f"sqlite:///{trained / 'work' / 'runs.db'}")
     assert store.get_run(provenance["run_id"]).status == "completed"
     folders = sorted(p.name for p in (trained / "work").iterdir() if not p.name.startswith("runs.db"))
@@ -75,15 +81,20 @@ def test_train_demo_writes_a_detector_with_its_run_and_validation(trained: Path)
 def test_scan_writes_a_json_verdict_and_a_wellformed_html_report_per_image(trained: Path) -> None:
     images = _scan_images(trained / "scans")
     out = trained / "out"
-    result = _invoke("scan", *map(str, images), "--detector", str(trained / "detector.json"), "--out", str(out))
+    result = _invoke("scan", *map(str, images), "--detector", str(trained / "detector.json"), "--out", str(out),
+                     "--bank", "bank_b")
     assert result.exit_code in (0, FAKE_FOUND_EXIT), result.output
     verdicts = [json.loads((out / f"{p.stem}.json").read_text()) for p in images]
     fakes = sum(v["verdict"]["is_fake"] for v in verdicts)
     assert (result.exit_code == FAKE_FOUND_EXIT) == (fakes > 0) and f"{fakes} of 4 images judged fake" in result.output
+    own = json.loads((trained / "detector.json").read_text())["thresholds"]["bank_b"]
+    assert "bank bank_b's own threshold" in result.output
     for path, verdict in zip(images, verdicts, strict=True):
         assert verdict["image"]["path"] == str(path.resolve()) and 0 <= verdict["verdict"]["score"] <= 1
+        assert verdict["verdict"]["threshold"] == own["threshold"] and verdict["operating_point"]["bank"] == "bank_b"
         html = (out / f"{path.stem}.html").read_text()
-        ET.fromstring(html.split("\n", 1)[1])  # well-formed
+        text = "".join(ET.fromstring(html.split("\n", 1)[1]).itertext())  # well-formed
+        assert "bank bank_b's own threshold, fixed on 4 real validation images of that bank only" in text
         assert ("judged FAKE" if verdict["verdict"]["is_fake"] else "judged REAL") in html
     # the record re-renders into the same report (a view of the archived JSON)
     again = _invoke("report", str(out / f"{images[0].stem}.json"), "--out", str(trained / "again.html"))
@@ -109,9 +120,10 @@ def test_bad_scan_input_is_one_line_naming_the_file_and_nothing_is_written(train
         (["scan", str(good), "--detector", str(tmp_path / "other.json")], "'format'"),
         (["scan", str(good), "--detector", str(tmp_path / "nope.json")], "nope.json"),
     ]
-    for args, named in cases:
+    for args, named in [*cases, (["scan", str(good), "--detector", detector], "bank_a, bank_b, bank_c")]:
         out = tmp_path / "out"
-        result = _invoke(*args, "--out", str(out))
+        bank = ["--bank", "bank_a"] if "bank_a," not in named else []  # no --bank: the banks are listed
+        result = _invoke(*args, *bank, "--out", str(out))
         assert result.exit_code == 2, result.output
         assert named in _one_error_line(result.output)
         assert not out.exists()  # every input is checked before anything is written
@@ -121,7 +133,8 @@ def test_bad_scan_input_is_one_line_naming_the_file_and_nothing_is_written(train
 def test_report_refuses_another_image_and_a_non_record(trained: Path, tmp_path: Path) -> None:
     images = _scan_images(tmp_path / "scans")
     out = tmp_path / "out"
-    result = _invoke("scan", str(images[0]), "--detector", str(trained / "detector.json"), "--out", str(out))
+    result = _invoke("scan", str(images[0]), "--detector", str(trained / "work" / "bank_c" / "detector.json"),
+                     "--out", str(out))  # a bank's own copy: one bank, no --bank needed
     assert result.exit_code in (0, FAKE_FOUND_EXIT), result.output
     record = out / f"{images[0].stem}.json"
     swapped = _invoke("report", str(record), "--image", str(images[1]), "--out", str(tmp_path / "x.html"))
@@ -151,3 +164,23 @@ def test_train_refuses_bad_bank_folders_naming_them(tmp_path: Path) -> None:
     result = _invoke("train", "--demo", str(bank), "--out", str(out))
     assert result.exit_code == 2 and "not both" in _one_error_line(result.output)
     assert not out.exists() and not (tmp_path / "work").exists()
+
+
+def test_train_refuses_a_bank_too_small_for_its_own_threshold_before_training(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for bank in ("bank_big", "bank_small"):
+        for label in ("real", "fake"):
+            (tmp_path / bank / label).mkdir(parents=True)
+            for i in range(70 if bank == "bank_big" else 6):
+                pixels = np.clip(rng.normal(128, 30, size=(32, 32, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(tmp_path / bank / label / f"{i}.png")
+    out = tmp_path / "det.json"
+    result = _invoke("train", str(tmp_path / "bank_big"), str(tmp_path / "bank_small"), "--out", str(out),
+                     "--work-dir", str(tmp_path / "work"))
+    line = _one_error_line(result.output)
+    assert result.exit_code == 2 and "needs at least 20 real validation images; 'bank_small' holds out 2" in line
+    assert "bank_big" not in line and not out.exists() and not (tmp_path / "work").exists()
+    bad = _invoke("train", str(tmp_path / "bank_big"), "--out", str(out), "--threshold-scope", "global")
+    assert bad.exit_code == 2 and "--threshold-scope" in _one_error_line(bad.output)

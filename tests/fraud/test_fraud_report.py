@@ -54,7 +54,7 @@ def test_the_report_shows_verdict_threshold_heatmap_patches_and_provenance() -> 
     root = _parse(html)
     text = "".join(root.itertext())
     assert "Document judged FAKE: doc.png" in text
-    assert "fixed at FPR 5.0% on real images" in text and f"{record['verdict']['score']:.3f}" in text
+    assert "FPR 5.0% on real images" in text and f"{record['verdict']['score']:.3f}" in text
     assert "20261207-000000-abcdef" in text and "bank_a, bank_<b>" in text and "epsilon 2.0" in text
     assert "one record = one image patch" in text and "Generated locally <proxies> & nothing else." in text
     images = [el.get("src", "") for el in root.iter("img")]
@@ -116,3 +116,23 @@ def test_the_record_keeps_every_patch_and_the_image_hash() -> None:
     assert len(record["patches"]["boxes"]) == len(record["patches"]["scores"]) == record["verdict"]["n_patches"] > 0
     assert len(record["image"]["sha256"]) == 64 and record["image"]["width"] == 96
     assert record["verdict"]["aggregation"] == "mean_logit"
+
+
+def test_the_report_names_the_operating_point_used() -> None:
+    image = _image()
+    detector = _detector(0.4)
+    point = {"bank": "bank_<b>", "scope": "bank", "threshold": 0.4, "fpr": 0.05, "n_real_validation": 20}
+    record = verdict_record(detector.scan(image), image, image_path="/scans/doc.png", detector_path="det.json",
+                            aggregation=detector.aggregation, provenance=PROVENANCE, data_note="n/a",
+                            operating_point=point)
+    assert record["operating_point"] == point
+    html = render_detection_report(record, image)
+    text = "".join(_parse(html).itertext())
+    assert "bank bank_<b>'s own threshold, fixed on 20 real validation images of that bank only" in text
+    assert "bank_<b>'s own; FPR 5.0% on real images" in text and "<b>'s" not in html  # escaped in the page
+    pooled = {**record, "operating_point": {**point, "scope": "pooled", "bank": None}}
+    assert "scores released to the trainer" in "".join(_parse(render_detection_report(pooled, image)).itertext())
+    older = {k: v for k, v in record.items() if k != "operating_point"}  # a record from before per-bank thresholds
+    assert "operating point not recorded" in "".join(_parse(render_detection_report(older, image)).itertext())
+    with pytest.raises(ConfigError, match="'operating_point'"):
+        check_record({**record, "operating_point": "bank_a"}, "x.json")

@@ -7,8 +7,10 @@ checked so a report never shows a different image than the one scanned.
 
 The page is self-contained (inline CSS, the image with the heatmap overlay and the patch crops as PNG data URIs, a
 Content-Security-Policy that loads nothing), every text is escaped, and it is written atomically. It states the
-verdict, the score, the threshold with its FPR, the most suspicious patches with their fake probabilities, the
-model's provenance (training run, banks, DP settings and the unit they protect) and the data provenance note.
+verdict, the score, the threshold with its FPR and whose operating point it is (the scanning bank's own threshold,
+fixed on its own real validation images, or a pooled simulation threshold), the most suspicious patches with their
+fake probabilities, the model's provenance (training run, banks, DP settings and the unit they protect) and the data
+provenance note.
 """
 
 from __future__ import annotations
@@ -59,8 +61,10 @@ def image_sha256(image: np.ndarray) -> str:
 
 
 def verdict_record(verdict: Verdict, image: np.ndarray, *, image_path: str, detector_path: str,
-                   aggregation: str, provenance: Mapping[str, Any] | None, data_note: str) -> dict[str, Any]:
-    """The JSON record of one scan (every patch's box and real-probability score included)."""
+                   aggregation: str, provenance: Mapping[str, Any] | None, data_note: str,
+                   operating_point: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON record of one scan (every patch's box and real-probability score included). ``operating_point``
+    (`sampan.fraud.operating_point.OperatingPoint.to_dict()`) says whose threshold was used."""
     return {
         "format": RECORD_FORMAT, "version": 1,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -71,6 +75,7 @@ def verdict_record(verdict: Verdict, image: np.ndarray, *, image_path: str, dete
                     "scores": [float(s) for s in np.asarray(verdict.patch_scores, dtype=np.float64)]},
         "detector": {"path": detector_path, "provenance": dict(provenance or {})},
         "data_provenance": data_note,
+        "operating_point": dict(operating_point) if operating_point is not None else None,
     }
 
 
@@ -86,6 +91,8 @@ def check_record(record: Any, source: str) -> dict[str, Any]:
         value = verdict.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ConfigError(f"{source}: field 'verdict.{key}' must be a finite number (got {value!r})")
+    if record.get("operating_point") is not None and not isinstance(record["operating_point"], dict):
+        raise ConfigError(f"{source}: field 'operating_point' must be an object or null")
     boxes, scores = record["patches"].get("boxes"), record["patches"].get("scores")
     if not isinstance(boxes, list) or not isinstance(scores, list) or len(boxes) != len(scores):
         raise ConfigError(f"{source}: fields 'patches.boxes' and 'patches.scores' must be lists of equal length")
@@ -141,6 +148,20 @@ def _provenance_rows(provenance: Mapping[str, Any]) -> list[tuple[str, str]]:
             ("patches per document (cap)", str(provenance.get("max_patches_per_doc", "not recorded")))]
 
 
+def _operating_point_text(point: Mapping[str, Any] | None) -> tuple[str, str]:
+    """(short card hint, full sentence) for whose threshold the scan used."""
+    if not point:
+        return "operating point not recorded", "not recorded in this verdict (a record written before per-bank " \
+                                               "thresholds)"
+    n = point.get("n_real_validation")
+    images = f"{n} real validation images" if isinstance(n, int) else "real validation images"
+    if point.get("scope") == "bank":
+        bank = str(point.get("bank"))
+        return f"bank {bank}'s own", f"bank {bank}'s own threshold, fixed on {images} of that bank only"
+    return "pooled (simulation)", (f"pooled threshold fixed on {images} of all banks, their scores released to the "
+                                   "trainer (a simulation/benchmark setting)")
+
+
 def render_detection_report(record: Mapping[str, Any], image: np.ndarray, *, image_name: str | None = None) -> str:
     """The HTML page of one verdict record; ``image`` must be the scanned image (its SHA-256 is checked;
     ``image_name`` names it in that error, default: the record's path)."""
@@ -159,11 +180,12 @@ def render_detection_report(record: Mapping[str, Any], image: np.ndarray, *, ima
     fake = bool(verdict.get("is_fake"))
     word = "FAKE" if fake else "REAL"
     score, threshold, fpr = float(verdict["score"]), float(verdict["threshold"]), float(verdict["fpr"])
+    point_hint, point_text = _operating_point_text(record.get("operating_point"))
     title = f"Document judged {word}: {Path(str(info.get('path', 'image'))).name}"
     cards = "".join([
         _card("verdict", word, "score below threshold" if fake else "score at or above threshold"),
         _card("score", f"{score:.3f}", "probability of real (0-1)"),
-        _card("threshold", f"{threshold:.3f}", f"fixed at FPR {fpr:.1%} on real images"),
+        _card("threshold", f"{threshold:.3f}", f"{point_hint}; FPR {fpr:.1%} on real images"),
         _card("patches", str(len(scores)), "non-flat patches scored")])
     crops = []
     for rank, top in enumerate(verdict.get("top_patches") or [], 1):
@@ -190,6 +212,7 @@ def render_detection_report(record: Mapping[str, Any], image: np.ndarray, *, ima
         _section("Most suspicious patches", crops_html, f"Crops shown at {_CROP_ZOOM}x, highest fake probability "
                  "first (fake probability = 1 - the patch's score)."),
         _section("Model provenance", _rows([("detector file", str(record["detector"].get("path", ""))),
+                                            ("operating point", point_text),
                                             *_provenance_rows(provenance)])),
         _section("Data provenance", f"<p>{esc(str(record.get('data_provenance') or 'not recorded'))}</p>"),
         "<footer>A score is evidence, not proof: the threshold bounds the false-positive rate on the real "

@@ -1,14 +1,21 @@
 """From banks' labelled images to a saved detector: what `sampan fraud train` does, callable from Python.
 
 Steps: each bank's documents are split by document into training and validation images (at the bank); the training
-images' patches go into the federated run (`sampan.fraud.federated`); the trained patch model then scores each
-bank's VALIDATION images, and the decision threshold is the one that calls at most ``fpr`` of the real validation
-images fake (`sampan.fraud.threshold`). The detector JSON carries the model, the slicer, the aggregation, the
-threshold and its FPR, and the provenance (training run, banks, DP settings and their unit, validation figures).
+images' patches go into the federated run (`sampan.fraud.federated`); every bank receives the trained (shared) patch
+model and scores its OWN validation images with it.
 
-Simulation note: the threshold is fitted on the validation image SCORES of all banks pooled here. Between real
-banks those scores would have to be released by each bank (a DP quantile); that step is not built, and the
-detector's provenance says so.
+Threshold (``threshold_scope``):
+- ``"bank"`` (default): each bank fixes its own threshold on its own real validation images at ``fpr``
+  (`sampan.fraud.threshold.fit_threshold`), locally; no validation score leaves the bank, and no bank's documents
+  move another bank's threshold. The detector file carries the shared model and one operating point per bank
+  (``thresholds: {bank: {threshold, fpr, n_real_validation}}``; `sampan.fraud.operating_point`); the scanning
+  bank uses its own. A bank holding out fewer than ceil(1/fpr) real validation images is refused before training,
+  naming the bank and the count needed (no silent fallback to another bank's or a pooled threshold).
+  What does leave each bank: its threshold (one order statistic of its real validation scores) and its validation
+  counts and rates (FPR, FNR, AUC over its own images) in the detector's provenance.
+- ``"pooled"`` (simulation and benchmark only): one threshold on the real validation image scores of all banks
+  pooled in this process. Between real banks that releases each validation document's score to the trainer, outside
+  the workflow's messages and the privacy ledger; the detector's provenance says so.
 
 Under DP, the standardisation bounds come from a PUBLIC reference corpus: documents rendered with the shipped
 generators from a published seed (`PUBLIC_REFERENCE_SEED`), never from a bank's images.
@@ -24,15 +31,17 @@ from typing import Any
 
 import numpy as np
 
+from sampan.errors import ConfigError
 from sampan.fraud.bank_images import LabelledImage, bank_from_docs, bank_from_images, folder_images
 from sampan.fraud.bank_tables import BankData, BankDataError, bank_rng
 from sampan.fraud.detector import Detector, load_image
 from sampan.fraud.federated import DpSettings, TrainResult, TrainSettings, public_bounds, train_federated
+from sampan.fraud.operating_point import SCOPES, OperatingPoint, ThresholdScope
 from sampan.fraud.slicer import SlicerConfig
 from sampan.fraud.threshold import fit_threshold, min_real_images
 
-__all__ = ["PUBLIC_REFERENCE_SEED", "BankImages", "DetectorBuild", "build_detector", "demo_banks", "folder_banks",
-           "public_reference_bounds"]
+__all__ = ["PUBLIC_REFERENCE_SEED", "BankImages", "DetectorBuild", "bank_thresholds", "build_detector", "demo_banks",
+           "detector_file", "folder_banks", "public_reference_bounds"]
 
 PUBLIC_REFERENCE_SEED = 20261207  # published: anyone can regenerate the reference corpus and check the bounds
 AGGREGATION = "mean_logit"
@@ -50,11 +59,25 @@ class BankImages:
 
 @dataclass(frozen=True)
 class DetectorBuild:
-    """A trained detector, its provenance (also saved in the detector file) and the federated result."""
+    """A trained detector, its provenance (also saved in the detector file) and the federated result.
+
+    ``thresholds``: bank scope, each bank's own operating point; ``detector.threshold`` is then the lowest of them
+    (see `sampan.fraud.operating_point`). Pooled scope: empty, ``detector.threshold`` is the pooled one."""
 
     detector: Detector
     provenance: dict[str, Any]
     result: TrainResult
+    thresholds: dict[str, OperatingPoint] = dataclasses.field(default_factory=dict)
+    threshold_scope: str = "pooled"
+
+    def for_bank(self, bank: str) -> Detector:
+        """The detector with ``bank``'s own threshold (bank scope), or the pooled detector (pooled scope)."""
+        if not self.thresholds:
+            return self.detector
+        if bank not in self.thresholds:
+            raise BankDataError(f"no operating point for bank {bank!r}; banks: {', '.join(sorted(self.thresholds))}")
+        point = self.thresholds[bank]
+        return dataclasses.replace(self.detector, threshold=point.threshold, fpr=point.fpr)
 
 
 def folder_banks(folders: Sequence[Path]) -> list[BankImages]:
@@ -118,9 +141,7 @@ def _image_scores(detector: Detector, items: Sequence[tuple[str, np.ndarray, int
     for _, image, label in items:
         patch_scores, _ = detector.patch_scores(image)
         if patch_scores.size:
-            from sampan.fraud.aggregate import image_score
-
-            scores.append(image_score(patch_scores, detector.aggregation))
+            scores.append(detector.aggregate(patch_scores))
             labels.append(label)
     return np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=int)
 
@@ -135,19 +156,68 @@ def _validation(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dic
             "auc": float(roc_auc(labels, 1.0 - scores)) if real.size and fake.size else None}
 
 
+def _summed(figures: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Pooled FPR/FNR from the banks' COUNTS (each image judged at its own bank's threshold); no pooled AUC,
+    which would need the scores themselves."""
+    n_real = sum(int(f["real_images"]) for f in figures)
+    n_fake = sum(int(f["fake_images"]) for f in figures)
+    false_pos = sum(round((f["fpr"] or 0.0) * f["real_images"]) for f in figures)
+    missed = sum(round((f["fnr"] or 0.0) * f["fake_images"]) for f in figures)
+    return {"real_images": n_real, "fake_images": n_fake, "fpr": false_pos / n_real if n_real else None,
+            "fnr": missed / n_fake if n_fake else None, "auc": None,
+            "note": "summed from each bank's counts at its own threshold; no pooled AUC (no score left a bank)"}
+
+
+def bank_thresholds(detector: Detector, validation: Mapping[str, Sequence[tuple[str, np.ndarray, int]]],
+                    fpr: float) -> tuple[dict[str, OperatingPoint], dict[str, dict[str, Any]]]:
+    """Each bank's own operating point and validation figures, each from that bank's images ONLY.
+
+    What runs at bank b uses ``validation[b]`` and the shared ``detector`` and nothing else: no other bank's image
+    or score enters b's threshold (tests/fraud/test_federated.py changes one bank's images and checks the others')."""
+    needed = min_real_images(fpr)
+    points, figures = {}, {}
+    for bank, items in validation.items():
+        scores, labels = _image_scores(detector, items)
+        real = scores[labels == 0]
+        if real.size < needed:
+            raise BankDataError(f"bank {bank!r}: a threshold at FPR {fpr:g} needs at least {needed} real validation "
+                                f"images with a non-flat patch; the bank holds out {real.size} (add real documents, "
+                                "raise the validation fraction, or state a larger --fpr)")
+        threshold = fit_threshold(real, fpr)
+        points[bank] = OperatingPoint(threshold, float(fpr), int(real.size), "bank", bank)
+        figures[bank] = _validation(scores, labels, threshold)
+    return points, figures
+
+
+def _check_counts(splits: Mapping[str, tuple[list[Any], list[Any]]], fpr: float, scope: str) -> None:
+    """Refuse before training when a threshold cannot be fixed (per bank, or pooled)."""
+    needed = min_real_images(fpr)
+    n_real = {name: sum(1 for item in val if item[2] == 0) for name, (_, val) in splits.items()}
+    if scope == "bank":
+        short = {name: n for name, n in n_real.items() if n < needed}
+        if short:
+            listed = ", ".join(f"{name!r} holds out {n}" for name, n in short.items())
+            raise BankDataError(f"each bank fixes its own threshold: at FPR {fpr:g} a bank needs at least {needed} "
+                                f"real validation images; {listed} (add real documents, raise the validation "
+                                "fraction, or state a larger --fpr)")
+    elif sum(n_real.values()) < needed:
+        raise BankDataError(f"a threshold at FPR {fpr:g} needs at least {needed} real validation images; the banks "
+                            f"hold out {sum(n_real.values())} (add real documents, raise the validation fraction, or "
+                            "state a larger --fpr)")
+
+
 def build_detector(banks: Sequence[BankImages], *, settings: TrainSettings, dp: DpSettings | None, fpr: float,
                    validation_fraction: float, slicer: SlicerConfig, store_path: Path, work_dir: Path,
                    seed: int | None, say: Say | None = None,
-                   progress: Callable[[str, Mapping[str, Any]], None] | None = None) -> DetectorBuild:
-    """Train across ``banks`` and fix the threshold at ``fpr`` (see the module docstring)."""
+                   progress: Callable[[str, Mapping[str, Any]], None] | None = None,
+                   threshold_scope: ThresholdScope = "bank") -> DetectorBuild:
+    """Train across ``banks`` and fix the threshold(s) at ``fpr``: per bank (default) or pooled (simulation only;
+    see the module docstring)."""
+    if threshold_scope not in SCOPES:
+        raise ConfigError(f"threshold_scope must be one of {', '.join(SCOPES)} (got {threshold_scope!r})")
     say = say or (lambda text: None)
-    needed = min_real_images(fpr)
     splits = {bank.name: _split(bank, validation_fraction, seed) for bank in banks}
-    n_real_val = sum(1 for _, val in splits.values() for item in val if item[2] == 0)
-    if n_real_val < needed:
-        raise BankDataError(f"a threshold at FPR {fpr:g} needs at least {needed} real validation images; the banks "
-                            f"hold out {n_real_val} (add real documents, raise the validation fraction, or state a "
-                            "larger --fpr)")
+    _check_counts(splits, fpr, threshold_scope)
     patch_banks: list[BankData] = []
     for bank in banks:
         data, empty = bank_from_images(bank.name, splits[bank.name][0], slicer, bank.origin)
@@ -157,15 +227,39 @@ def build_detector(banks: Sequence[BankImages], *, settings: TrainSettings, dp: 
     result = train_federated(patch_banks, settings=settings, dp=dp, store_path=store_path, work_dir=work_dir,
                              seed=seed, progress=progress)
     draft = Detector(result.model, slicer, AGGREGATION, 0.5, fpr)
+    common = {**result.provenance(), "fpr": fpr, "threshold_scope": threshold_scope,
+              "slicer": dataclasses.asdict(slicer), "aggregation": AGGREGATION}
+    if threshold_scope == "bank":
+        points, figures = bank_thresholds(draft, {name: val for name, (_, val) in splits.items()}, fpr)
+        lowest = min(point.threshold for point in points.values())
+        provenance = {**common, "threshold": lowest,
+                      "validation": {"pooled": _summed(list(figures.values())), "banks": figures},
+                      "threshold_note": "each bank fixed its own threshold on its own real validation images with the "
+                                        "shared model, locally; no validation score left a bank (each bank's "
+                                        "threshold and validation rates are in this file). The top-level threshold "
+                                        "is the lowest of the banks' (the stated FPR holds on every bank's "
+                                        "validation images); a scan uses the scanning bank's own."}
+        return DetectorBuild(dataclasses.replace(draft, threshold=lowest), provenance, result, points, "bank")
     per_bank = {name: _image_scores(draft, val) for name, (_, val) in splits.items()}
     scores = np.concatenate([s for s, _ in per_bank.values()])
     labels = np.concatenate([y for _, y in per_bank.values()])
     threshold = fit_threshold(scores[labels == 0], fpr)
-    detector = dataclasses.replace(draft, threshold=threshold)
-    provenance = {**result.provenance(), "fpr": fpr, "threshold": threshold,
+    provenance = {**common, "threshold": threshold,
                   "validation": {"pooled": _validation(scores, labels, threshold),
                                  "banks": {n: _validation(s, y, threshold) for n, (s, y) in per_bank.items()}},
-                  "threshold_note": "fixed on the real validation images of all banks, their scores pooled in this "
-                                    "simulation (between real banks the scores would need a DP release; not built)",
-                  "slicer": dataclasses.asdict(slicer), "aggregation": AGGREGATION}
-    return DetectorBuild(detector, provenance, result)
+                  "threshold_note": "SIMULATION/BENCHMARK: fixed on the real validation images of all banks, their "
+                                    "scores pooled in one place. Between real banks this releases each validation "
+                                    "document's score to the trainer, outside the workflow and the privacy ledger; "
+                                    "use threshold_scope 'bank' (the default) for banks."}
+    return DetectorBuild(dataclasses.replace(draft, threshold=threshold), provenance, result, {}, "pooled")
+
+
+def detector_file(built: DetectorBuild, data_note: str) -> dict[str, Any]:
+    """The detector file's JSON: F2's detector fields, the threshold scope, the per-bank operating points (bank
+    scope) and the provenance with its data provenance note."""
+    out: dict[str, Any] = {**built.detector.to_dict(), "threshold_scope": built.threshold_scope}
+    if built.thresholds:
+        out["thresholds"] = {bank: {"threshold": p.threshold, "fpr": p.fpr, "n_real_validation": p.n_real_validation}
+                             for bank, p in built.thresholds.items()}
+    out["provenance"] = {**built.provenance, "data_provenance": data_note}
+    return out
