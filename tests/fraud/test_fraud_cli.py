@@ -184,3 +184,16 @@ def test_train_refuses_a_bank_too_small_for_its_own_threshold_before_training(tm
     assert "bank_big" not in line and not out.exists() and not (tmp_path / "work").exists()
     bad = _invoke("train", str(tmp_path / "bank_big"), "--out", str(out), "--threshold-scope", "global")
     assert bad.exit_code == 2 and "--threshold-scope" in _one_error_line(bad.output)
+
+
+def test_training_drops_only_the_benign_accountant_note(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from sampan.cli.fraud import _quiet_benign_accountant_notes
+
+    absl_logger = logging.getLogger("absl")
+    with caplog.at_level(logging.WARNING, logger="absl"), _quiet_benign_accountant_notes():
+        absl_logger.warning("_compute_log_a_frac failed to converge after %d iterations", 1000)
+        absl_logger.warning("Negative Renyi divergence of %s", -1.0)  # not benign: epsilon would read 0
+    assert [r.getMessage() for r in caplog.records] == ["Negative Renyi divergence of -1.0"]
+    assert not absl_logger.filters  # removed after the training
