@@ -45,12 +45,13 @@ class Scored:
         return Scored([self.docs[i] for i in idx], self.scores[idx], [self.patch_fake[i] for i in idx])
 
 
-def score_docs(model: PatchModel, docs: Sequence[Doc]) -> Scored:
-    """Score every document with one call of the patch model (features cached), mean-logit aggregation."""
+def score_docs(model: PatchModel, docs: Sequence[Doc], method: str = "mean_logit", k: int = 3) -> Scored:
+    """Score every document with one call of the patch model (features cached); ``method``/``k`` as in
+    `sampan.fraud.aggregate.image_score` (the detector's default: mean_logit)."""
     lengths = [len(d.features) for d in docs]
     fake = model.fake_probability(np.vstack([d.features for d in docs]))
     parts = np.split(fake, np.cumsum(lengths)[:-1])
-    scores = np.array([image_score(1.0 - p, "mean_logit") for p in parts])
+    scores = np.array([image_score(1.0 - p, method, k) for p in parts])
     return Scored(list(docs), scores, list(parts))
 
 

@@ -76,10 +76,23 @@ def _own_bank(results: dict[str, Any], fpr: float) -> str:
         for bank in results["config"]["banks"]:
             trio = [by.get(f"alone:{bank}"), by.get("federated"), by.get("central")]
             dets = [c["banks"][bank] if c else {} for c in trio]
-            rows.append([kind, bank, *(_auc(d, ci=False) for d in dets), *(_short(d, fpr) for d in dets)])
+            fed_own = (by.get("federated") or {}).get("banks_own_threshold", {}).get(bank, {})
+            rows.append([kind, bank, *(_auc(d, ci=False) for d in dets), _short(dets[0], fpr),
+                         _short(dets[1], fpr), _short(fed_own, fpr), _short(dets[2], fpr)])
     pct = f"{100 * fpr:g}%"
     return _table(["model", "bank", "AUC alone", "AUC federated", "AUC central", f"FNR@{pct} alone (FPR)",
-                   f"FNR@{pct} federated (FPR)", f"FNR@{pct} central (FPR)"], rows)
+                   f"FNR@{pct} federated, pooled threshold (FPR)", f"FNR@{pct} federated, bank's own threshold (FPR)",
+                   f"FNR@{pct} central (FPR)"], rows)
+
+
+def _aggregations(results: dict[str, Any]) -> str:
+    rows = [[r["kind"], r["aggregation"], _auc(r["pooled"]), *(_fnr(r["pooled"], f) for f in results["config"]["fprs"]),
+             _auc(r["inpaint_only"]), _short(r["inpaint_only"], results["config"]["fprs"][0])]
+            for r in results.get("aggregation", [])]
+    fprs = results["config"]["fprs"]
+    heads = [f"FNR @ FPR {100 * f:g}% [95% CI] (test FPR)" for f in fprs]
+    return _table(["model", "aggregation", "AUC [95% CI]", *heads,
+                   "AUC real vs inpaint only", f"FNR@{100 * fprs[0]:g}% inpaint only (FPR)"], rows)
 
 
 def _auc(det: dict[str, Any], ci: bool = True) -> str:
@@ -123,6 +136,11 @@ def tables(results: dict[str, Any]) -> str:
                f"FNR at FPR {100 * f:g}% (realised test FPR)" for f in fprs) + "; an `alone:` row is that bank's "
            "local-only model scored on every bank's test images)\n",
            _table(["model", "contender", *cfg["banks"]], bank_rows)]
+    if results.get("aggregation"):
+        out += ["\n**Image aggregation** (the federated patch model; `mean_logit` = mean patch log-odds, the "
+                "detector's default and the one used above; `top_logit` = mean log-odds of the 3 least real patches; "
+                "`soft_or` = product of patch real probabilities; each with its own validation threshold)\n",
+                _aggregations(results)]
     if results["logo"]:
         logo_rows = [[r["held_out"], r["name"], str(r["pooled"]["n_fake"]), _auc(r["pooled"]),
                       *(_fnr(r["pooled"], f) for f in fprs)] for r in results["logo"]]
@@ -178,7 +196,8 @@ def write_snippet(path: Path, results: dict[str, Any], text: str) -> None:
             f"per bank train {sizes['train'][0]} real + {sizes['train'][1]} fake, validation "
             f"{sizes['validation'][0]} real, test {sizes['test'][0]} real + {sizes['test'][1]} fake documents "
             f"(three seeded corpora, no document in two splits); patches {cfg['slicer']['size']}x"
-            f"{cfg['slicer']['size']} stride {cfg['slicer']['stride']}, 60 fingerprint features, at most "
+            f"{cfg['slicer']['size']} stride {cfg['slicer']['stride']}, {cfg['n_features']} fingerprint features, "
+            f"at most "
             f"k = {cfg['max_patches_per_doc']} training patches per document. Every contender trains the same model "
             f"for {cfg['rounds']} epochs (federated: {cfg['rounds']} rounds x 1 local epoch, FedAvg through the "
             f"horizontal workflow; learning rate {cfg['learning_rate']}, batch 64).\n\n")

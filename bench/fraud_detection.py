@@ -33,6 +33,7 @@ from _fraud_data import Corpus, Doc, MakeDocs, SplitSizes, build_corpus  # noqa:
 from _fraud_metrics import FPRS, detection, localisation, score_docs, thresholds  # noqa: E402
 from _fraud_report import machine, print_tables, write_json, write_snippet  # noqa: E402
 
+from sampan.fraud.aggregate import AGGREGATIONS  # noqa: E402
 from sampan.fraud.corpus import DEFAULT_BANKS, PROVENANCE, bank_corpus  # noqa: E402
 from sampan.fraud.federated import (  # noqa: E402
     DpSettings,
@@ -42,6 +43,7 @@ from sampan.fraud.federated import (  # noqa: E402
     train_federated,
     train_local_only,
 )
+from sampan.fraud.fingerprint import FEATURE_NAMES  # noqa: E402
 from sampan.fraud.generators import FAKE_SOURCES  # noqa: E402
 from sampan.fraud.scorer import PatchModel  # noqa: E402
 from sampan.fraud.slicer import SlicerConfig  # noqa: E402
@@ -164,7 +166,27 @@ def evaluate(c: Contender, corpus: Corpus, cfg: BenchConfig, test: list[Doc] | N
     if test is None:
         result["banks"] = {b: detection(scored.subset([d.bank == b for d in scored.docs]), cuts, cfg.seed)
                            for b in corpus.banks}
+        if c.bank is None:  # the same model, each bank fixing its own threshold on its own validation reals
+            result["banks_own_threshold"] = {}
+            for b in corpus.banks:
+                own = score_docs(c.model, corpus.select("validation", b))
+                enough = [f for f in cfg.fprs if int((own.labels == 0).sum()) >= min_real_images(f)]
+                if enough:
+                    result["banks_own_threshold"][b] = detection(
+                        scored.subset([d.bank == b for d in scored.docs]), thresholds(own, enough), cfg.seed)
     return result
+
+
+def aggregations(c: Contender, corpus: Corpus, cfg: BenchConfig) -> list[dict[str, Any]]:
+    """The same patch model under each image aggregation: pooled test detection, and AUC on inpainted fakes only."""
+    rows = []
+    for method in AGGREGATIONS:
+        cuts = thresholds(score_docs(c.model, corpus.select("validation"), method), cfg.fprs)
+        scored = score_docs(c.model, corpus.select("test"), method)
+        inpaint = scored.subset([d.label == 0 or d.source == "inpaint" for d in scored.docs])
+        rows.append({"kind": c.kind, "name": c.name, "aggregation": method, "pooled": detection(scored, cuts, cfg.seed),
+                     "inpaint_only": detection(inpaint, cuts, cfg.seed)})
+    return rows
 
 
 def run_bench(cfg: BenchConfig, work: Path, *, say: Say = print, make: MakeDocs = bank_corpus,
@@ -187,10 +209,13 @@ def run_bench(cfg: BenchConfig, work: Path, *, say: Say = print, make: MakeDocs 
         return bounds_cache["b"]
 
     contenders: list[dict[str, Any]] = []
+    aggregation: list[dict[str, Any]] = []
     for kind in cfg.kinds:
         say(f"training ({kind}):")
         for c in train_contenders(corpus, cfg, kind, work, bounds, say):
             contenders.append(evaluate(c, corpus, cfg))
+            if c.name == "federated":
+                aggregation += aggregations(c, corpus, cfg)
     fed = [c for c in contenders if c["name"] == "federated"]
     best = max(fed, key=lambda c: c["pooled"].get("auc", 0.0))["kind"]
     logo: list[dict[str, Any]] = []
@@ -205,6 +230,7 @@ def run_bench(cfg: BenchConfig, work: Path, *, say: Say = print, make: MakeDocs 
     train_rows = {b: int(len(corpus.bank_data(b).labels)) for b in corpus.banks}
     return {
         "config": {**dataclasses.asdict(cfg), "banks": list(corpus.banks), "logo_kind": best,
+                   "n_features": len(FEATURE_NAMES),
                    "heatmap_rule": "pixel flagged when its heatmap fake probability >= 0.5 (mean over the patches "
                                    "covering it; uncovered pixels 0)",
                    "ece_rule": "10 equal-width bins of the image fake probability (1 - mean-logit image score)",
@@ -213,7 +239,8 @@ def run_bench(cfg: BenchConfig, work: Path, *, say: Say = print, make: MakeDocs 
         "timing": {"generate_s": corpus.generate_s, "extract_s": corpus.extract_s, "n_patches": corpus.n_patches,
                    "patches_per_s": corpus.n_patches / corpus.extract_s if corpus.extract_s else None,
                    "total_s": total},
-        "contenders": contenders, "logo": logo, "provenance": PROVENANCE, "machine": machine(),
+        "contenders": contenders, "aggregation": aggregation, "logo": logo, "provenance": PROVENANCE,
+        "machine": machine(),
     }
 
 

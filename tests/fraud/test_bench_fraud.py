@@ -58,10 +58,12 @@ def test_the_benchmark_runs_every_contender_and_writes_its_tables(tmp_path: Path
     results = fraud_detection.run_bench(cfg, tmp_path / "work", say=lambda text: None, make=_stub_corpus,
                                         dp_bounds=lambda: {"*": (-100.0, 100.0)})
     names = [c["name"] for c in results["contenders"]]
-    assert names == ["federated", "central", "alone:bank_a", "alone:bank_b", "federated DP eps=4"]
+    assert names == ["federated", "central", "federated, region labels", "central, region labels", "alone:bank_a",
+                     "alone:bank_b", "federated DP eps=4"]
     fed = results["contenders"][0]
     assert fed["info"]["run_id"] and fed["pooled"]["n_real"] == 12 and fed["pooled"]["n_fake"] == 12
-    assert set(fed["banks"]) == {"bank_a", "bank_b"}
+    assert set(fed["banks"]) == set(fed["banks_own_threshold"]) == {"bank_a", "bank_b"}  # 10 reals each: FPR 10%
+    assert [r["aggregation"] for r in results["aggregation"]] == ["mean_logit", "top_logit", "soft_or"]
     row = fed["pooled"]["fpr0.1"]
     lo, hi = row["fnr_ci"]
     assert 0.0 <= lo <= row["fnr"] <= hi <= 1.0 and 0.0 <= fed["pooled"]["auc"] <= 1.0
@@ -75,7 +77,7 @@ def test_the_benchmark_runs_every_contender_and_writes_its_tables(tmp_path: Path
             r["held_out"]] + results["data"]["sizes"]["bank_b"]["test"][r["held_out"]]
     results["command"] = "bench smoke"
     text = tables(results)
-    assert "| logistic | federated |" in text and "Leave one generator out" in text
+    assert "| logistic | federated |" in text and "Leave one generator out" in text and "top_logit" in text
     write_json(tmp_path / "out.json", results)
     assert json.loads((tmp_path / "out.json").read_text())["config"]["logo_kind"] == "logistic"
     write_snippet(tmp_path / "snippet.md", results, text)
