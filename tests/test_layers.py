@@ -34,10 +34,10 @@ LAYERS: list[tuple[str, ...]] = [
     ("cli",),
     ("web", "serve"),
     ("verify",),
-    ("deploy", "monitoring", "fraud"),  # fraud trains through the runner (sampan.fraud.federated)
+    ("deploy", "monitoring", "fraud", "qr"),  # fraud and qr train through the runner (their `federated` modules)
     ("runtime",),
     ("checks",),  # checks before training: reuses the capabilities' protocols (vertical PSI, horizontal tables)
-    ("horizontal", "vertical", "synth", "audit", "watermark", "qr"),
+    ("horizontal", "vertical", "synth", "audit", "watermark"),
     ("config",),
     ("privacy", "report"),
     ("models", "metrics", "data"),
