@@ -1,0 +1,54 @@
+"""The detection test's statistics: exact-variance normalised correlations and search-corrected p-values.
+
+Under H0 ("this image was not marked with this key") the image, and anything computed from it alone, is
+independent of the key's pilot signs, which are fair +-1 coins (HMAC as a PRF). For a fixed geometry and
+offset the pilot statistic is z = sum_k c_k d_k / sqrt(sum_k d_k^2) (d: the image's chip coefficients,
+c: the signs), a weighted Rademacher sum, so Hoeffding's inequality gives P(z >= t) <= exp(-t^2 / 2)
+for every image: a p-value that holds exactly, not just asymptotically (it is conservative by about
+t * sqrt(2 pi) against the normal tail).
+
+The detector searches: it tries at most MAX_CANDIDATES geometries (identity and the sync template's
+candidates, which depend only on the image and the key's independent "sync" stream) and, for each, every
+one of the TILE^2 circular offsets of the tile. It reports the best pilot z it found, so the p-value is
+Bonferroni-corrected over all SEARCHES = MAX_CANDIDATES * TILE^2 tests it could have run:
+p = min(1, SEARCHES * exp(-z^2 / 2)). `threshold_for(fpr)` is the z where p = fpr.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from sampan.watermark.carriers import TILE
+from sampan.watermark.errors import WatermarkError
+
+__all__ = ["MAX_CANDIDATES", "SEARCHES", "normalised_correlation", "single_test_p", "p_value", "threshold_for"]
+
+MAX_CANDIDATES = 5
+SEARCHES = MAX_CANDIDATES * TILE * TILE
+
+
+def normalised_correlation(coeffs: np.ndarray, signs: np.ndarray) -> float:
+    """sum c_k d_k / sqrt(sum d_k^2): exactly unit variance over random +-1 signs, whatever d is."""
+    energy = float(np.dot(coeffs, coeffs))
+    if energy <= 0.0:
+        return 0.0
+    return float(np.dot(coeffs, signs)) / math.sqrt(energy)
+
+
+def single_test_p(z: float) -> float:
+    """Hoeffding's one-sided bound P(Z >= z) <= exp(-z^2/2) for one fixed geometry and offset."""
+    return 1.0 if z <= 0 else math.exp(-0.5 * z * z)
+
+
+def p_value(z: float, searches: int = SEARCHES) -> float:
+    """The search-corrected p-value of the best pilot statistic `z` over `searches` tests."""
+    return min(1.0, searches * single_test_p(z))
+
+
+def threshold_for(fpr: float, searches: int = SEARCHES) -> float:
+    """The pilot statistic z at or above which detection's p-value is <= `fpr` (so the FPR is <= `fpr`)."""
+    if not (isinstance(fpr, (int, float)) and 0.0 < fpr < 1.0):
+        raise WatermarkError(f"field 'fpr' must be a number in (0, 1), got {fpr!r}")
+    return math.sqrt(2.0 * math.log(searches / fpr))
