@@ -23,7 +23,11 @@ What is sound, and what is not (the rule is deliberately the minimum):
   mechanism (e.g. the Gaussian mechanism on a mean of updates clipped to ``clip``, no amplification) would fail
   an honest platform running another. The difference is reported (figures), not judged.
 What a platform still gets (catalogue.md, R16B-7): one that perturbs a job only when it repeats an earlier one (same
-data, same seed), or adds a jitter just above the tolerance to every DP job, passes.
+data, same seed), or adds a jitter just above the tolerance to every DP job, passes. So does one that adds no noise
+but whose training is not reproducible from the seed (REV16-2: unseeded shuffles, thread timing, non-deterministic
+kernels): a pass means "the DP job is not a deterministic function of the data and the TaskSpec", randomness, not
+noise. Twin non-DP jobs do not close this: such a platform may ignore the seed in DP jobs only (the REV16-2 fake does),
+and then its non-DP twins agree while its DP twins differ by the shuffle, as a platform with honest small noise would.
 """
 
 from __future__ import annotations
@@ -104,9 +108,10 @@ def dp_repeat(ctx: Context) -> Result:
                       "the same inputs gave the same model, so this ordinary DP job drew no noise that its "
                       "TaskSpec does not fix: it was not trained with DP", figures=figures, evidence=evidence)
     return Result("pass", f"two runs of the same {ROUNDS}-round DP job (same data, same TaskSpec seed) exported "
-                  f"different models (max |difference| {diff:.3g}, relative {relative:.3g}): the platform draws "
-                  "randomness the TaskSpec does not fix (how much noise is not judged: no floor is sound for every "
-                  "mechanism)", figures=figures, evidence=evidence)
+                  f"different models (max |difference| {diff:.3g}, relative {relative:.3g}): the DP job is not a "
+                  "deterministic function of the data and the TaskSpec (randomness, not shown to be DP noise: a "
+                  "platform whose training is not reproducible from the seed passes without noise; how much noise is "
+                  "not judged: no floor is sound for every mechanism)", figures=figures, evidence=evidence)
 
 
 DP_REPEAT: list[Test] = [

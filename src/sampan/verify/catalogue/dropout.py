@@ -1,16 +1,18 @@
 """F-DROPOUT-RESUME: the verifier's own party really leaves a job, and the verifier judges what it observed.
 
 Why (R16-VERDICT-10): when the party that leaves is one the platform operates, the only sign that it left is the
-platform's own round reports, and a platform that never drops it can simply edit them. Here the last of four parties
-is the verifier's: its kit stops after round ``LEAVE_AFTER`` (the first message of a later round is not handled, no
-update leaves, the kit is stopped and its connection closed: `dataplane.PartyLeft`). The TaskSpec still names it in
-``dropout`` (the API's notice that it will leave); a platform that ignores the notice waits for an update that never
-comes. Pass: the party sent updates up to the round it left and none after, the job still succeeded, its final
-model moved on from the last model the party received (training went on without it), and the verifier's holdout AUC
-of it is not significantly below the pooled AUC minus the margin (the paired rule, `common.judge_auc_noninferior`),
-and the final model carries the mark the party put on its last update about once, not once per later round
-(R16B-6, `dropout_mark`: a platform that never drops the party and files that update again in every later round
-fails). The platform's per-round party lists are recorded beside, never trusted.
+platform's own round reports, and a platform that never drops it can simply edit them. Here the last of four parties is
+the verifier's: its kit stops after round ``LEAVE_AFTER`` (the first message of a later round is not handled, no update
+leaves, the kit is stopped and its connection closed: `dataplane.PartyLeft`). The TaskSpec still names it in ``dropout``
+(the API's notice that it will leave); a platform that ignores the notice waits for an update that never comes. Pass:
+the party sent updates in exactly rounds 1..``LEAVE_AFTER`` and none after (REV16-3: a platform that hides a round from
+it does not run the job as specified), the job still succeeded, its final model moved on from the last model the party
+received (training went on without it), and the verifier's holdout AUC of it is not significantly below the pooled AUC
+minus the margin (the paired rule, `common.judge_auc_noninferior`), and the final model carries the mark the party put
+on its last update about once, not once per later round (R16B-6, `dropout_mark`: a platform that never drops the party
+and files that update again in every later round fails; the mark goes on the round-``LEAVE_AFTER`` update, and a party
+that sent updates none of them marked fails). The platform's per-round party lists are recorded beside, never
+trusted.
 """
 
 from __future__ import annotations
@@ -121,6 +123,9 @@ def dropout(ctx: Context) -> Result:
     if not before:
         problems.append(f"the verifier's party sent no update in rounds 1-{LEAVE_AFTER}: the platform never used it, "
                         "so no party left")
+    elif before != list(range(1, LEAVE_AFTER + 1)):
+        problems.append(f"the verifier's party sent updates in rounds {before}, not in each of rounds "
+                        f"1-{LEAVE_AFTER} before it left: the platform did not run the job as specified (REV16-3)")
     if after:
         problems.append(f"the verifier's party sent updates after it left (rounds {after})")
     d = len(ctx.data.columns) + 1
@@ -130,7 +135,7 @@ def dropout(ctx: Context) -> Result:
     evidence["final_model_change_since_party_left"] = moved
     marked = mark.judge(final, last[-1] if last else None)
     evidence["mark"] = marked
-    if marked["status"] == "repeated":
+    if marked["status"] == "repeated" or (marked.get("unmarked") and updates):
         problems.append(marked["why"])
     if moved is not None and moved <= MOVED_MIN:
         problems.append("the final model is the last model the verifier's party received: nothing trained after "
@@ -146,7 +151,7 @@ def dropout(ctx: Context) -> Result:
     if "carried" in marked:
         result.message += (f"; the final model carries {marked['carried']:.2f} of the mark on the party's last "
                            f"update (its share {marked['share']:.2f}; fail above {marked['limit']:g} x that)")
-    elif marked["status"] == "not checked":
+    elif marked["status"] == "not checked" and marked["why"] not in problems:
         result.message += f"; dropout mark not checked: {marked['why']}"
     if problems:
         result.verdict = "fail"

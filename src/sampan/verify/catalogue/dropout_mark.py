@@ -1,12 +1,13 @@
 """F-DROPOUT-RESUME's mark (R16B-6): the leaving party's last update carries a mark; the final model may carry it once.
 
-Why: the party that leaves sees no model after it left, so it cannot see what later rounds aggregate; a platform
-that never drops it and files its last update again in every later round passed. The verifier controls that last
-update, so it adds ``size`` x ``direction`` to it (the kit's `update_hook`, any kit, under secure aggregation too:
-the mark is added before masking). ``direction`` is the quietest direction of the job's pooled, standardised
-columns (smallest eigenvalue of their correlation matrix; German credit's one-hot columns give an exact null
-direction): training neither pulls the mark back nor drifts along it, and the scores hardly move
-(``size`` x sqrt(eigenvalue) = `LOGIT_SD` on the logit scale before the party's share shrinks it).
+Why: the party that leaves sees no model after it left, so it cannot see what later rounds aggregate; a platform that
+never drops it and files its last update again in every later round passed. The verifier controls that last update, so
+it adds ``size`` x ``direction`` to it (the kit's `update_hook`, any kit, under secure aggregation too: the mark is
+added before masking). The update marked is the one sent in the TaskSpec's dropout round (the round the hook receives,
+REV16-3), however many updates came before it. ``direction`` is the quietest direction of the job's pooled, standardised
+columns (smallest eigenvalue of their correlation matrix; German credit's one-hot columns give an exact null direction):
+training neither pulls the mark back nor drifts along it, and the scores hardly move (``size`` x sqrt(eigenvalue) =
+`LOGIT_SD` on the logit scale before the party's share shrinks it).
 
 What an honest mean does: round ``after``'s global model takes the party's share s of the mark (its row share under
 a row-weighted mean, 1 / parties under a plain one); the later rounds, without the party, keep it: the final model
@@ -56,7 +57,7 @@ class Mark:
     after: int
     share: float  # the larger of the party's row share and 1 / parties: the most an honest mean gives it
     calls: int = 0
-    marked: list[int] = field(default_factory=list)  # the hook calls (1 = first update) that carried the mark
+    marked: list[int] = field(default_factory=list)  # the rounds whose update carried the mark
     plane: Any = None  # the verifier's party (its tap): the model the marked update was trained from
     base: np.ndarray | None = None  # that model, [coefficients..., intercept]
 
@@ -89,13 +90,16 @@ class Mark:
                     return a.reshape(-1).astype(np.float64)
         return None
 
-    def hook(self, _round: int, weights: np.ndarray) -> np.ndarray:
-        """The kit's update hook: the party's ``after``-th update (its last) gets the mark; the others go as sent."""
+    def hook(self, round_no: int, weights: np.ndarray) -> np.ndarray:
+        """The kit's update hook: the update the party sends in round ``after`` (the TaskSpec's dropout round, its
+        last before leaving) gets the mark; the others go as sent. By round, not by call count (REV16-3): a platform
+        that hides round 1 from the party makes its round-2 update the first call, and a count-based mark waited for a
+        second call that never came."""
         self.calls += 1
         w = np.asarray(weights, dtype=np.float64)
-        if self.calls != self.after or w.shape != self.direction.shape:
+        if int(round_no) != self.after or w.shape != self.direction.shape:
             return weights
-        self.marked.append(self.calls)
+        self.marked.append(int(round_no))
         self.base = self._latest_received()
         return w + self.size * self.direction
 
@@ -109,9 +113,12 @@ class Mark:
         record: dict[str, Any] = {"check": "dropout mark", "size": self.size, "eigenvalue": self.eigenvalue,
                                   "direction": self.direction.tolist(), "share": self.share, "limit": limit}
         if not self.marked:
-            return {**record, "status": "not checked",
-                    "why": f"the party's update {self.after} was not marked (the kit sent no update of the model's "
-                           "size then)"}
+            # the caller fails this when the party sent any update (REV16-3): its round-`after` update is the one
+            # the job's dropout notice says it sends last, so a job without one did not run as specified
+            return {**record, "status": "not checked", "unmarked": True,
+                    "why": f"the verifier's party sent no model-sized update in round {self.after} (the TaskSpec's "
+                           f"dropout round, its last before leaving; update hook calls: {self.calls}), so its last "
+                           "update carried no mark"}
         if final is None or last is None or final.shape != self.direction.shape:
             return {**record, "status": "not checked",
                     "why": "no exported model over the drawn columns, or no model the party received"}
