@@ -1,19 +1,19 @@
 """Detection: undo rotation/scale from the sync template, fold the residual onto the tile, find the offset
 from the pilot, decode the bits, and test H0 with a search-corrected p-value (stats.py).
 
-Steps for each candidate geometry (identity first unless the sync template clearly says otherwise):
+Identity is tried first; unless it already gives p < 1e-20, the candidate maps L from the sync template
+and the tile lattice follow (at most MAX_CANDIDATES in all). For each:
 warp the luma back with L (scipy.ndimage.affine_transform), take a high-pass residual (the luma minus a
 small Gaussian blur, clipped at 4 robust standard deviations so strong edges do not dominate), sum it over
 all TILE x TILE windows (the fold: every repetition of the mark adds up, a crop keeps whatever tiles are
 left), find the circular offset that best matches the pilot tile (FFT cross-correlation), and read the
 chips at that offset. The pilot's normalised correlation is the test statistic; each bit's is its
-confidence. The search stops early once a candidate's p-value is below 1e-12 (still counted as the full
-search in the p-value).
+confidence. The search stops early once a candidate's p-value is below 1e-20 (the p-value still counts the
+full search).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,14 +24,14 @@ from sampan.watermark._image import check_image, luma
 from sampan.watermark.carriers import TILE, Carriers, carriers_for, chips_to_tile, tile_to_chips
 from sampan.watermark.errors import WatermarkError
 from sampan.watermark.keys import WatermarkKey
+from sampan.watermark.lattice import lattice_maps
 from sampan.watermark.stats import MAX_CANDIDATES, normalised_correlation, p_value, threshold_for
-from sampan.watermark.sync import Geometry, estimate_geometry
+from sampan.watermark.sync import Geometry, estimate_geometry, sync_spectrum, template_score
 
 __all__ = ["Detection", "detect", "fold", "residual", "threshold_for"]
 
-_EARLY_STOP = 1e-12
-_MAX_OUT = 2048
-_SYNC_TRUST = 2.5  # mean whitened magnitude at the template peaks above which the sync estimate goes first
+_EARLY_STOP = 1e-20
+_MAX_OUT = 1536
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,8 @@ def _warp(y: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     inv = np.linalg.inv(matrix)
     corners = np.array([[0, 0], [0, w - 1], [h - 1, 0], [h - 1, w - 1]], dtype=float) - [(h - 1) / 2, (w - 1) / 2]
     span = np.abs(corners @ inv.T).max(axis=0)
-    oh, ow = (min(int(2 * s) + 1, _MAX_OUT) for s in span)
+    limit = min(_MAX_OUT, 2 * max(h, w))
+    oh, ow = (min(int(2 * s) + 1, limit) for s in span)
     c_in = np.array([(h - 1) / 2, (w - 1) / 2])
     c_out = np.array([(oh - 1) / 2, (ow - 1) / 2])
     offset = c_in - matrix @ c_out
@@ -120,17 +121,36 @@ def _read(r: np.ndarray, carriers: Carriers, pilot_tile_fft: np.ndarray) -> _Rea
     return _Read(z, (int(sy), int(sx)), bit_z)
 
 
-def _candidates(y: np.ndarray, key: WatermarkKey) -> tuple[list[tuple[np.ndarray, str]], list[Geometry]]:
-    """At most MAX_CANDIDATES maps L to try, best first: identity, and each sync estimate and its 180 turn."""
-    found = estimate_geometry(y, key, top=(MAX_CANDIDATES - 1) // 2)
-    identity = (np.eye(2), "identity")
-    synced: list[tuple[np.ndarray, str]] = []
-    for g in found:
-        synced += [(g.matrix, f"sync (score {g.score:.1f}, {g.matched} peaks)"),
-                   (-g.matrix, f"sync turned 180 (score {g.score:.1f})")]
-    first_sync_trusted = bool(found) and found[0].score >= _SYNC_TRUST
-    ordered = synced[:1] + [identity] + synced[1:] if first_sync_trusted else [identity] + synced
-    return ordered[:MAX_CANDIDATES], found
+_TURN = np.array([[0.0, -1.0], [1.0, 0.0]])
+_HALF = np.array([[0.5, 0.5], [-0.5, 0.5]])  # the lattice with half the cell area, turned 45 degrees
+
+
+def _nearest_turn(matrix: np.ndarray) -> np.ndarray:
+    """Of the four quarter turns of a lattice map (which the lattice cannot tell apart), the one with the
+    smallest rotation: the lattice path assumes |rotation| <= 45 degrees (beyond, the sync template)."""
+    turns = [matrix @ np.linalg.matrix_power(_TURN, k) for k in range(4)]
+    return min(turns, key=lambda m: abs(np.arctan2(m[0, 1] - m[1, 0], m[0, 0] + m[1, 1])))
+
+
+def _candidates(y: np.ndarray, r: np.ndarray, key: WatermarkKey) -> tuple[list[tuple[np.ndarray, str]], int]:
+    """Maps L to try after identity, most promising first: the sync template's estimates
+    (each with its 180-degree twin, which |FFT| cannot tell apart), and the tile lattice's estimate (with
+    the cells half and twice as large, in case the ACF locked onto a diagonal), ordered by how well each
+    puts the key's sync peaks on the spectrum. Maps within 0.3% of identity are left out (identity is tried)."""
+    spec = sync_spectrum(y)
+    options: list[tuple[float, np.ndarray, str]] = []
+    for g in estimate_geometry(y, key, top=2, spectrum=spec):
+        options += [(g.score, g.matrix, f"sync template (score {g.score:.1f}, {g.matched} peaks)"),
+                    (g.score - 0.5, -g.matrix, "sync template turned 180")]
+    for matrix, height in lattice_maps(r):
+        for variant, name in ((matrix, ""), (matrix @ _HALF, ", half cell"), (matrix @ np.linalg.inv(_HALF),
+                                                                                ", double cell")):
+            turned = _nearest_turn(variant)
+            score = template_score(spec, key, turned)
+            options.append((score, turned, f"tile lattice{name} (ACF {height:.3f}, sync score {score:.1f})"))
+    options = [o for o in options if np.abs(o[1] - np.eye(2)).max() > 3e-3]
+    options.sort(key=lambda item: -item[0])
+    return [(m, label) for _, m, label in options], len(options)
 
 
 def detect(image: np.ndarray, key: WatermarkKey, *, n_bits: int = 32) -> Detection:
@@ -142,28 +162,25 @@ def detect(image: np.ndarray, key: WatermarkKey, *, n_bits: int = 32) -> Detecti
     pilot_tile = chips_to_tile(carriers.chips(None))
     pilot_fft = np.fft.rfft2(pilot_tile)
     y = luma(image)
-    candidates, found = _candidates(y, key)
-    best: tuple[_Read, np.ndarray, str] | None = None
+    r0 = residual(y)
+    best = (_read(r0, carriers, pilot_fft), np.eye(2), "identity")
     notes: list[str] = []
-    for matrix, label in candidates:
-        if np.allclose(matrix, np.eye(2)):
-            r = residual(y)
-        else:
+    n_options = 0
+    if p_value(best[0].z) >= _EARLY_STOP:  # not clearly marked as it stands: undo a rotation/scale
+        candidates, n_options = _candidates(y, r0, key)
+        for matrix, label in candidates[: MAX_CANDIDATES - 1]:
             warped, valid = _warp(y, matrix)
             if valid.sum() < TILE * TILE:
                 notes.append(f"{label}: too little image left after warping; skipped")
                 continue
-            r = residual(warped, ndimage.binary_erosion(valid, iterations=2))
-        read = _read(r, carriers, pilot_fft)
-        if best is None or read.z > best[0].z:
-            best = (read, matrix, label)
-        if p_value(read.z) < _EARLY_STOP:
-            break
-    if best is None:  # pragma: no cover - identity is always tried
-        raise WatermarkError("field 'image': no geometry could be tried")
+            read = _read(residual(warped, ndimage.binary_erosion(valid, iterations=2)), carriers, pilot_fft)
+            if read.z > best[0].z:
+                best = (read, matrix, label)
+            if p_value(read.z) < _EARLY_STOP:
+                break
     read, matrix, label = best
     geometry = Geometry(matrix, 0.0, 0)
-    notes.append(f"geometry: {label}; {len(found)} sync candidate(s); p-value Bonferroni over "
+    notes.append(f"geometry: {label}; {n_options} candidate(s) besides identity; p-value Bonferroni over "
                  f"{MAX_CANDIDATES} geometries x {TILE}x{TILE} offsets")
     return Detection(
         bits=[int(z > 0) for z in read.bit_z],
@@ -177,5 +194,3 @@ def detect(image: np.ndarray, key: WatermarkKey, *, n_bits: int = 32) -> Detecti
         notes=notes,
     )
 
-
-_ = math

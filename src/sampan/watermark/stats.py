@@ -7,8 +7,8 @@ c: the signs), a weighted Rademacher sum, so Hoeffding's inequality gives P(z >=
 for every image: a p-value that holds exactly, not just asymptotically (it is conservative by about
 t * sqrt(2 pi) against the normal tail).
 
-The detector searches: it tries at most MAX_CANDIDATES geometries (identity and the sync template's
-candidates, which depend only on the image and the key's independent "sync" stream) and, for each, every
+The detector searches: it tries at most MAX_CANDIDATES geometries (identity, the sync template's estimate
+and the tile lattice's, which depend only on the image and the key's independent "sync" stream) and, for each, every
 one of the TILE^2 circular offsets of the tile. It reports the best pilot z it found, so the p-value is
 Bonferroni-corrected over all SEARCHES = MAX_CANDIDATES * TILE^2 tests it could have run:
 p = min(1, SEARCHES * exp(-z^2 / 2)). `threshold_for(fpr)` is the z where p = fpr.
@@ -25,7 +25,7 @@ from sampan.watermark.errors import WatermarkError
 
 __all__ = ["MAX_CANDIDATES", "SEARCHES", "normalised_correlation", "single_test_p", "p_value", "threshold_for"]
 
-MAX_CANDIDATES = 5
+MAX_CANDIDATES = 7
 SEARCHES = MAX_CANDIDATES * TILE * TILE
 
 

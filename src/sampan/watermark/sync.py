@@ -52,7 +52,7 @@ class Geometry:
     @property
     def rotation_deg(self) -> float:
         """Rotation of the image content, degrees counter-clockwise as displayed (Pillow's rotate sign)."""
-        return float(np.degrees(np.arctan2(self.matrix[0, 1] - self.matrix[1, 0],
+        return float(np.degrees(np.arctan2(self.matrix[1, 0] - self.matrix[0, 1],
                                            self.matrix[0, 0] + self.matrix[1, 1])))
 
     @property
@@ -111,10 +111,24 @@ def _refine(spec: np.ndarray, n: int, tmpl: np.ndarray, m: np.ndarray) -> tuple[
     return m, score, len(found)
 
 
-def estimate_geometry(y: np.ndarray, key: WatermarkKey, *, top: int = 2, n_peaks: int = 48) -> list[Geometry]:
+def sync_spectrum(y: np.ndarray) -> tuple[np.ndarray, int]:
+    """The whitened magnitude spectrum the template is looked for in (and its FFT size)."""
+    return _spectrum(y)
+
+
+def template_score(spectrum: tuple[np.ndarray, int], key: WatermarkKey, matrix: np.ndarray) -> float:
+    """Mean whitened |FFT| at the key's sync peaks moved by the map L = `matrix` (about 1 by chance)."""
+    spec, n = spectrum
+    tmpl, _ = sync_peaks(key)
+    m = np.linalg.inv(matrix).T
+    return float(np.mean(_sample(spec, n, tmpl @ m.T)))
+
+
+def estimate_geometry(y: np.ndarray, key: WatermarkKey, *, top: int = 2, n_peaks: int = 48,
+                      spectrum: tuple[np.ndarray, int] | None = None) -> list[Geometry]:
     """Up to `top` candidate maps L (best first) that bring the key's template onto peaks of `y`'s spectrum."""
     tmpl, _ = sync_peaks(key)
-    spec, n = _spectrum(y)
+    spec, n = spectrum if spectrum is not None else _spectrum(y)
     r_lo = max(float(np.min(np.hypot(*tmpl.T))) / _SCALES[1], 0.02)
     r_hi = min(float(np.max(np.hypot(*tmpl.T))) / _SCALES[0], 0.48)
     fy = np.fft.fftfreq(n)[:, None]
