@@ -28,7 +28,7 @@ from sampan.watermark.lattice import lattice_maps
 from sampan.watermark.stats import MAX_CANDIDATES, normalised_correlation, p_value, threshold_for
 from sampan.watermark.sync import Geometry, estimate_geometry, sync_spectrum, template_score
 
-__all__ = ["Detection", "detect", "fold", "residual", "threshold_for"]
+__all__ = ["Detection", "detect", "fixed_statistic", "fold", "residual", "threshold_for"]
 
 _EARLY_STOP = 1e-20
 _MAX_OUT = 1536
@@ -139,6 +139,17 @@ def _candidates(y: np.ndarray, r: np.ndarray, key: WatermarkKey) -> tuple[list[t
     options = [o for o in options if np.abs(o[1] - np.eye(2)).max() > 3e-3]
     options.sort(key=lambda item: -item[0])
     return [(m, label) for _, m, label in options], len(options)
+
+
+def fixed_statistic(image: np.ndarray, key: WatermarkKey, *, offset: tuple[int, int] = (0, 0),
+                    n_bits: int = 32) -> float:
+    """The pilot statistic z at one fixed geometry (identity) and tile offset: no search at all, so under H0 it
+    is a unit-variance Rademacher sum (about N(0, 1)). For checking the null distribution, not for detection."""
+    image = check_image(image)
+    carriers = carriers_for(key, n_bits)
+    folded = fold(residual(luma(image)))
+    chips = tile_to_chips(np.roll(folded, (-offset[0], -offset[1]), axis=(0, 1)))
+    return normalised_correlation(chips[carriers.pilot_index], carriers.pilot_sign)
 
 
 def detect(image: np.ndarray, key: WatermarkKey, *, n_bits: int = 32) -> Detection:
