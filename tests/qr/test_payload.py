@@ -199,6 +199,11 @@ def test_issuer_key_file_is_private_and_round_trips(tmp_path: os.PathLike[str]) 
         load_issuer_key(path)
     with pytest.raises(IssuerKeyError, match="does not exist"):
         load_issuer_key(os.path.join(folder, "missing.json"))
+    shared = os.path.join(tmp_path, "shared")
+    os.mkdir(shared)
+    os.chmod(shared, 0o777)
+    with pytest.raises(IssuerKeyError, match="writable by other users"):
+        save_issuer_key(ACME, os.path.join(shared, "acme.json"))
 
 
 def test_trust_list_refuses_bad_keys() -> None:

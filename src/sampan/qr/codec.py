@@ -51,8 +51,9 @@ def render_qr(text: str, *, scale: int = 8, border: int = 4, error: str = "q", c
               check: bool = True) -> np.ndarray:
     """`text` as a QR code: a uint8 gray image, `scale` pixels a module, `border` light modules around it.
 
-    `cdp` (optional): a 2-D pattern in image pixels (bool/0-1 -> dark/light by value, or uint8 gray) placed
-    at the symbol's centre; with `check` the image must still decode to `text`.
+    `cdp` (optional): a 2-D pattern in image pixels placed at the symbol's centre: uint8 gray as is, or
+    bool / numbers in [0, 1] with 0 (False) dark and 1 (True) light; with `check` the image must still decode
+    to `text`.
     """
     if int(scale) < 1 or int(border) < 0:
         raise QrCodecError(f"scale must be >= 1 and border >= 0 (got scale={scale}, border={border})")

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,11 @@ def generate_issuer_key(issuer: str) -> IssuerKey:
 def save_issuer_key(key: IssuerKey, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
     """Write `key` 0600, complete or nothing; refuse to replace an existing key file unless asked."""
     target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if parent.exists() and stat.S_IMODE(parent.stat().st_mode) & 0o002:
+        raise IssuerKeyError(f"folder {str(parent)!r} of issuer key file {target.name!r} is writable by other users "
+                             f"(another user could plant a file or link there); use a private folder (chmod 700 "
+                             f"{parent})")
     pem = key.private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption()).decode("ascii")
     data = json.dumps({"format": _FORMAT, "issuer": key.issuer, "private_key_pem": pem}).encode() + b"\n"
