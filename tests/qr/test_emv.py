@@ -107,6 +107,15 @@ def test_swapped_code_with_a_valid_crc_is_still_caught() -> None:
     assert renamed.verdict == "block" and "Lucky Cash" in renamed.payee
 
 
+def test_alternate_language_name_is_shown_and_matched() -> None:
+    payload = encode_emv([("00", "01"), ("01", "11"), ("26", "0012hk.com.hkicl02071234567"), ("53", "344"),
+                          ("58", "HK"), ("59", "Wing Kee Noodle"), ("60", "Hong Kong"), ("64", "0002ZH0104榮記粉麵")])
+    report = check_payment(payload, "榮記粉麵")
+    assert report.verdict == "ok" and "Wing Kee Noodle / 榮記粉麵" in report.payee
+    assert check_payment(payload, "Wing Kee Noodle").verdict == "ok"
+    assert check_payment(payload, "幸運甜品").verdict == "block"
+
+
 def test_homoglyph_payee_name_is_blocked() -> None:
     report = check_payment(fps(name="Wіng Kee Noodle"), "Wing Kee Noodle")  # Cyrillic i
     assert report.verdict == "block" and {f.code for f in report.findings} == {"payee-homoglyph"}

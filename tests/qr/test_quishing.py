@@ -8,9 +8,11 @@ from collections import Counter
 
 import pytest
 
+from sampan.errors import ConfigError
 from sampan.qr.confusables import is_whole_script_confusable, mixed_script, skeleton
 from sampan.qr.quishing import (
     AllowList,
+    QuishingConfigError,
     check_url,
     damerau_levenshtein,
     hong_kong_allow_list,
@@ -186,6 +188,20 @@ def test_custom_allow_list_and_brands() -> None:
     assert "homoglyph" in codes("https://examp1e-bank.com/", allow=allow, brands=brands)
     assert "typosquat" in codes("https://exampel-bank.com/", allow=allow, brands=brands)
     assert check_url("https://www.wikipedia.org/", allow=allow, brands=brands).verdict == "warn"  # strict
+
+
+def test_bad_allow_list_or_brand_entry_is_a_config_error_naming_it() -> None:
+    with pytest.raises(QuishingConfigError, match="allow-list entry 'bad..entry'") as info:
+        AllowList.of(["bad..entry"])
+    assert isinstance(info.value, ConfigError)
+    with pytest.raises(QuishingConfigError, match="brand 'https://a b/'"):
+        check_url("https://www.hsbc.com.hk/", brands=["https://a b/"])
+
+
+def test_invisible_and_bidi_characters_block() -> None:
+    assert "invisible" in codes("https://hs\u200bbc.com.hk/")
+    report = check_url("https://www.hsbc.com.hk/\u202ekpa.evil.example")
+    assert report.verdict == "block" and "U+202E" in report.findings[0].message
 
 
 def test_redirect_parameter_is_checked() -> None:

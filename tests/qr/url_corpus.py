@@ -213,6 +213,8 @@ MALICIOUS: list[UrlCase] = [
     _m("www.hsbc-secure.com/login", "no scheme and a brand token"),
     _m("https://hk-octopus-topup.com/", "brand inside a label"),
     _m("https://www.hsbc.com.hk:8443@203.0.113.9/", "port-like user info and a raw IP"),
+    _m("https://www.hsbc.com.hk/\u202ekpa.evil.example", "right-to-left override makes the text read differently"),
+    _m("https://hs\u200bbc-login.top/", "zero-width space inside the host"),
     # hard: no brand and no trick
     _m("https://pay-parking-hk.com/", "HARD: new phishing domain, no brand, no trick (expected false negative)"),
     _m("https://secure-banking-login.top/", "HARD: new phishing domain, no brand (expected false negative)"),

@@ -3,8 +3,9 @@
 Payment quishing swaps a shop's QR sticker for one that pays someone else; the payer's app shows a name the
 payer rarely compares. `check_payment` parses the EMVCo MPM payload (ID-length-value, two decimal digits each),
 verifies the CRC16-CCITT (poly 0x1021, init 0xFFFF) of tag 63, shows the payee (name 59, city 60, the
-merchant account templates 26-51 with the FPS proxy inside: GUID `hk.com.hkicl`, 01 bank code, 02 FPS ID,
-03 mobile, 04 e-mail), amount (54) and currency (53), and compares it with the merchant the payer expects.
+alternate-language name in 64, the merchant account templates 26-51 with the FPS proxy inside: GUID
+`hk.com.hkicl`, 01 bank code, 02 FPS ID, 03 mobile, 04 e-mail), amount (54) and currency (53), and compares it
+with the merchant the payer expects.
 
 A valid CRC only means the payload was not damaged or edited by hand without recomputing it: anyone can make a
 payload with a correct CRC, so the payee comparison is the check that matters against a swapped code.
@@ -126,6 +127,7 @@ class EmvPayment:
     crc: str
     crc_ok: bool
     fields: dict[str, str]
+    alternate_name: str | None = None  # tag 64 sub-tag 01: the name in the merchant's own language
 
     @property
     def currency_code(self) -> str | None:
@@ -135,6 +137,8 @@ class EmvPayment:
     def payee(self) -> str:
         """What the payer should read before paying: name, city, account ids, amount."""
         name = self.merchant_name or "(no name)"
+        if self.alternate_name:
+            name += f" / {self.alternate_name}"
         parts = [name + (f", {self.city}" if self.city else "")]
         parts += [a.describe() for a in self.accounts]
         if self.amount is not None:
@@ -171,11 +175,13 @@ def parse_emv(payload: str, *, verify_crc: bool = True) -> EmvPayment:
     poi = fields.get("01")
     initiation: Literal["static", "dynamic"] | None = "static" if poi == "11" else "dynamic" if poi == "12" else None
     additional = dict(parse_tlv(fields["62"], "tag 62 (additional data)")) if "62" in fields else {}
+    language = dict(parse_tlv(fields["64"], "tag 64 (merchant information, alternate language)")) \
+        if "64" in fields else {}
     return EmvPayment(
         merchant_name=fields.get("59", "").strip(), city=fields.get("60"), accounts=accounts,
         amount=Decimal(amount) if amount is not None else None, currency=currency, country=fields.get("58"),
         mcc=fields.get("52"), initiation=initiation, additional=additional, crc=crc, crc_ok=crc == expected,
-        fields=fields,
+        fields=fields, alternate_name=language.get("01"),
     )
 
 
@@ -230,7 +236,9 @@ def check_payment(payload: str, expected_merchant: str | ExpectedMerchant) -> Pa
         return PaymentReport(None, "(unreadable)", findings, "block")
     if not payment.crc_ok:
         findings.append(Finding("crc", "block", "the CRC (tag 63) does not match: the code was damaged or edited"))
-    got, want = _norm_name(payment.merchant_name), _norm_name(expected.name)
+    want = _norm_name(expected.name)
+    alternate = payment.alternate_name or ""
+    got = _norm_name(alternate) if alternate and _norm_name(alternate) == want else _norm_name(payment.merchant_name)
     proxies = [a.proxy[1] for a in payment.accounts if a.proxy]
     proxy_match = expected.proxy is not None and any(_norm_proxy(p) == _norm_proxy(expected.proxy) for p in proxies)
     if expected.proxy is not None and not proxy_match:

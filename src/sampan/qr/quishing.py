@@ -4,11 +4,12 @@ A pasted-over QR code on a parking meter or a bank letter is a phishing link the
 parses the text the way a browser would (`sampan.qr._hosts`), shows the full destination in both its punycode and
 Unicode forms, and lists findings, each with a severity:
 
-* block: not https; '@' user info in the authority; a raw IPv4/IPv6 host (also decimal, hex and octal IPv4);
-  a malformed host; a mixed-script label (Latin with Cyrillic or Greek); a host whose skeleton equals a protected
-  brand's (homoglyphs, digit tricks); a registrable label within Damerau-Levenshtein distance 2 of a brand's
-  (1 for a 4-letter brand, none under 4 letters: those only get the skeleton checks); a brand's whole domain
-  folded into a label (`hsbc-com-hk.top`) or placed in front of another domain (`hsbc.com.hk.evil.example`).
+* block: not https; '@' user info in the authority; invisible or bidi-control characters; a raw IPv4/IPv6
+  host (also decimal, hex and octal IPv4); a malformed host; a mixed-script label (Latin with Cyrillic or
+  Greek); a host whose skeleton equals a protected brand's (homoglyphs, digit tricks); a registrable label
+  within Damerau-Levenshtein distance 2 of a brand's (1 for a 4-letter brand, none under 4 letters: those only
+  get the skeleton checks); a brand's whole domain folded into a label (`hsbc-com-hk.top`) or placed in front
+  of another domain (`hsbc.com.hk.evil.example`).
 * warn: a non-default port; a known URL shortener (it hides the destination); a brand inside a label or a
   subdomain; a whole-script confusable label; a %-encoded host; a link with no scheme; odd slashes or
   backslashes; a brand's domain in the path; a redirect parameter whose target is itself flagged; a host with
@@ -26,11 +27,13 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import unquote
 
+from sampan.errors import ConfigError
 from sampan.qr._hosts import HostError, parse_ipv4, split_url, to_idna
 from sampan.qr.confusables import is_whole_script_confusable, mixed_script, skeleton
 
@@ -38,8 +41,8 @@ if TYPE_CHECKING:
     from publicsuffixlist import PublicSuffixList
 
 __all__ = [
-    "AllowList", "Finding", "UrlReport", "Verdict", "check_url", "verdict_of", "damerau_levenshtein",
-    "registrable_domain",
+    "AllowList", "Finding", "QuishingConfigError", "UrlReport", "Verdict", "check_url", "verdict_of",
+    "damerau_levenshtein", "registrable_domain",
     "SHORTENERS", "HK_ALLOWED_DOMAINS", "HK_ALLOWED_SUFFIXES", "HK_BRANDS", "hong_kong_allow_list",
 ]
 
@@ -128,13 +131,20 @@ def hong_kong_allow_list(*, strict: bool = False) -> AllowList:
     return AllowList.of(HK_ALLOWED_DOMAINS, suffixes=HK_ALLOWED_SUFFIXES, strict=strict)
 
 
-def _normalise_entry(entry: str) -> str:
+class QuishingConfigError(ConfigError):
+    """An allow-list or brand entry that is not a domain name; names the entry."""
+
+
+def _normalise_entry(entry: str, what: str = "allow-list entry") -> str:
     """`https://www.SC.com/hk` -> `sc.com`-style host in punycode (leading `www.` and any path dropped)."""
     text = entry.strip()
     if "://" in text:
         text = text.split("://", 1)[1]
     host = re.split(r"[/?#:]", text, maxsplit=1)[0]
-    ascii_host = to_idna(host)[0]
+    try:
+        ascii_host = to_idna(host)[0]
+    except HostError as exc:
+        raise QuishingConfigError(f"{what} {entry!r} is not a domain name: {exc}") from exc
     return ascii_host[4:] if ascii_host.startswith("www.") else ascii_host
 
 
@@ -180,7 +190,7 @@ class _Brand:
 def _brands(domains: tuple[str, ...]) -> tuple[_Brand, ...]:
     out = []
     for domain in domains:
-        ascii_domain = _normalise_entry(domain)
+        ascii_domain = _normalise_entry(domain, "brand")
         reg = registrable_domain(ascii_domain)
         label = reg.split(".")[0] if reg else ""
         uni_label = to_idna(label)[1] if label else ""
@@ -258,6 +268,10 @@ def _check(text: str, allow: AllowList, brands: tuple[str, ...], *, follow_redir
     def report(dest: str, uni: str, reg: str | None) -> UrlReport:
         return UrlReport(text, dest, uni, reg, findings, verdict_of(findings))
 
+    hidden = sorted({f"U+{ord(ch):04X}" for ch in text if unicodedata.category(ch) == "Cf"})
+    if hidden:
+        findings.append(Finding("invisible", "block", f"invisible or text-direction characters ({', '.join(hidden)}) "
+                                "can make the link read differently from where it goes"))
     try:
         auth = split_url(text)
     except HostError as exc:
