@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 
 from sampan.errors import ConfigError
+from sampan.qr import quishing
 from sampan.qr.confusables import is_whole_script_confusable, mixed_script, skeleton
 from sampan.qr.quishing import (
     AllowList,
@@ -215,6 +216,7 @@ def test_registrable_domain_uses_the_bundled_list_offline(monkeypatch: pytest.Mo
 
     monkeypatch.setattr(socket, "socket", no_network)
     monkeypatch.setattr(socket, "create_connection", no_network)
+    quishing._psl.cache_clear()  # load the list again, now with the network cut
     assert registrable_domain("a.b.hsbc.com.hk") == "hsbc.com.hk"
     assert registrable_domain("www.ird.gov.hk") == "ird.gov.hk"
     assert registrable_domain("com.hk") is None
