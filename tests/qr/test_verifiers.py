@@ -1,0 +1,73 @@
+"""Verifiers on the simulated channel: keyed correlation and a one-class model trained on originals only."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sampan.errors import ConfigError, DataError
+from sampan.qr.cdp import cdp_pattern, render_digital
+from sampan.qr.channel import PrintCaptureChannel
+from sampan.qr.features import N_STATS, extract_features
+from sampan.qr.verifiers import CorrelationVerifier, OneClassModel, auc, p_miss_at, rates, threshold_at
+
+from ._q3_data import KEY, TEXT, features_set, layout
+
+
+@pytest.mark.slow
+def test_correlation_separates_originals_from_photocopies_and_one_class_flags_them() -> None:
+    data = features_set(14, ("photocopy",), seed=1)
+    verifier = CorrelationVerifier(KEY)
+    orig = np.array([verifier.score(f, f"SN-{i}") for i, f in enumerate(data["original"])])
+    copies = np.array([verifier.score(f, f"SN-{i}") for i, f in enumerate(data["photocopy"])])
+    assert auc(orig, copies) > 0.9
+    model = OneClassModel().fit(np.array(data["original"][:12]))  # originals only
+    threshold, _ = threshold_at(model.score(np.array(data["original"][:12])), 0.01, "empirical")
+    flagged = model.score(np.array(data["photocopy"])) < threshold
+    assert flagged.mean() > 0.8
+    wrong = [CorrelationVerifier(b"\x99" * 32).score(f, f"SN-{i}") for i, f in enumerate(data["original"])]
+    assert max(abs(w) for w in wrong) < 0.1 < orig.min()
+
+
+@pytest.mark.slow
+def test_another_serials_perfect_pattern_does_not_pass() -> None:
+    """Attack: a counterfeiter puts a genuine item's exact pattern on a code for another serial; it scores ~0."""
+    lay = layout()
+    stolen = cdp_pattern(KEY, "SN-genuine", lay.size)
+    capture = PrintCaptureChannel().transmit(render_digital(TEXT, lay, stolen), seed=2)
+    features = extract_features(capture, lay)
+    verifier = CorrelationVerifier(KEY)
+    assert verifier.score(features, "SN-genuine") > 0.3
+    assert abs(verifier.score(features, "SN-other")) < 0.1
+    assert abs(verifier.hamming(features, "SN-other") - 0.5) < 0.05
+
+
+def test_metrics_on_known_scores() -> None:
+    orig = np.linspace(1.0, 2.0, 101)
+    assert auc(orig, orig - 5.0) == 1.0 and auc(orig, orig + 5.0) == 0.0
+    assert auc(orig, orig) == pytest.approx(0.5)
+    thr, method = threshold_at(orig, 0.01)
+    assert method == "empirical" and thr == pytest.approx(1.01)
+    assert threshold_at(orig, 0.001)[1] == "gaussian"
+    assert p_miss_at(orig, np.array([0.0, 1.5, 3.0]), 0.01) == pytest.approx(2 / 3)
+    assert set(rates(orig, orig - 1)) == {"auc", "p_miss@0.01", "p_miss@0.001"}
+    with pytest.raises(DataError):
+        threshold_at(orig, 0.0)
+
+
+def test_one_class_model_round_trips_through_json_and_refuses_misuse() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, N_STATS + 5))
+    model = OneClassModel().fit(x)
+    again = OneClassModel.from_dict(json.loads(json.dumps(model.to_dict())))
+    assert np.allclose(model.score(x), again.score(x))
+    assert model.score(x + 10.0).max() < model.score(x).min()
+    with pytest.raises(DataError, match="fit"):
+        OneClassModel().score(x)
+    with pytest.raises(DataError, match="originals"):
+        OneClassModel().fit(x[:3])
+    with pytest.raises(ConfigError, match="key"):
+        CorrelationVerifier(b"short")
+    assert TEXT
