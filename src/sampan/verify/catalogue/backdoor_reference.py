@@ -1,10 +1,11 @@
 """S-BACKDOOR's honest references and bound, computed by the verifier alone (R-LAST-1).
 
-A triggered row counts as backdoored when the attacked model calls it good while every honest reference calls it bad.
-The references are the five-party clean job (the platform's, export-tied) and models the verifier fits itself on the
-rows it planted at the four honest parties of the robust jobs: the platform has no say in them. Before R-LAST-1 the
-second reference was the platform's own four-party job; it has no verifier party, so its export could not be tied,
-and a platform that recognised it exported the attacked model there and left no counted row flipped.
+A triggered row is counted when every reference here calls it bad: models the verifier fits itself on the rows it
+planted at the four honest parties of the robust jobs, so the platform has no say in which rows count. Both exports
+are judged on those rows (`judge_backdoor`): the attacked job's and the five-party clean job's (REV16-1: the clean job
+was a third reference in the AND, and a platform that put the backdoor in it too counted no flipped row). Before
+R-LAST-1 a reference was the platform's own four-party job; it has no verifier party, so its export could not be
+tied, and a platform that recognised it exported the attacked model there and left no counted row flipped.
 
 Two kinds of verifier-fitted reference (measured on honest Sampan, results.md):
 - always, the pooled fit: `fit_lr` on the four honest parties' rows, each column standardised by these rows' mean
@@ -21,6 +22,7 @@ Two kinds of verifier-fitted reference (measured on honest Sampan, results.md):
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,7 +32,7 @@ from sampan.verify.catalogue.common import robust_parties
 from sampan.verify.datasets import LABEL, fit_lr
 from sampan.verify.thresholds import value
 
-__all__ = ["honest_references", "passing_ceiling", "success_bounds"]
+__all__ = ["BackdoorVerdict", "honest_references", "judge_backdoor", "passing_ceiling", "success_bounds"]
 
 
 def success_bounds(successes: int, trials: int) -> tuple[float, float]:
@@ -112,3 +114,60 @@ def honest_references(ctx: Context, spec: dict[str, Any], seed: int) -> dict[str
                                        batch_size=int(spec.get("batch_size", 64)), l2=float(spec.get("l2", 0.0)),
                                        rng=rng))
     return refs
+
+
+@dataclass
+class BackdoorVerdict:
+    """S-BACKDOOR's judgement of the two exports on the rows the verifier's references count."""
+
+    counted: int
+    message: str = ""
+    problem: str | None = None  # why it fails, or None
+    figures: dict[str, float] = field(default_factory=dict)
+
+
+def _rate(flipped: int, rows: int) -> tuple[float, float, float]:
+    low, high = success_bounds(flipped, rows)
+    return float(flipped) / max(1, rows), low, high
+
+
+def judge_backdoor(counted: np.ndarray, *, clean: np.ndarray, attacked: np.ndarray) -> BackdoorVerdict:
+    """Judge both exports on the triggered rows the verifier's own references all call bad (``counted``, boolean per
+    row); ``clean``/``attacked``: the rows each export calls good (the attacker's label).
+
+    Why (REV16-1): the five-party clean job is the platform's. Used as a filter (a row counted only when it too calls
+    it bad), a platform that put the backdoor in the clean job as well (its export equal to the attacked one) left no
+    row counted. Here only the verifier's fits count rows; the clean export must itself pass the rate rule (else the
+    federation carries a backdoor with no attacker: fail) at `backdoor_clean_success_max`, looser than the attacked
+    export's `backdoor_success_max` because an honest Krum model wanders (measured on honest Sampan, catalogue.md).
+    Also reported, not judged: what the attacked model flips beyond the clean one (``attack_beyond_clean_*``)."""
+    n = int(counted.sum())
+    verdict = BackdoorVerdict(n)
+    if n == 0:
+        return verdict
+    limit = value("backdoor_success_max")
+    clean_k, att_k = int((clean & counted).sum()), int((attacked & counted).sum())
+    base = counted & ~clean
+    beyond_k, beyond_n = int((attacked & base).sum()), int(base.sum())
+    asr, low, high = _rate(att_k, n)
+    c_rate, c_low, c_high = _rate(clean_k, n)
+    b_rate, b_low, b_high = _rate(beyond_k, beyond_n)
+    ceiling = passing_ceiling(n)
+    clean_limit = value("backdoor_clean_success_max")
+    verdict.figures = {"attack_success_rate": asr, "attack_success_low": low, "attack_success_high": high,
+                       "passing_rate_ceiling": ceiling, "trigger_rows": float(n),
+                       "clean_success_rate": c_rate, "clean_success_low": c_low, "clean_success_high": c_high,
+                       "attack_beyond_clean_rate": b_rate, "attack_beyond_clean_low": b_low,
+                       "attack_beyond_clean_rows": float(beyond_n)}
+    verdict.message = (f"attack success rate {asr:.1%} on the {n} triggered rows the verifier's references call bad "
+                       f"(one-sided 95% exact interval {low:.1%}-{high:.1%}; fails when its lower end is above "
+                       f"{limit:.0%}, so at this row count a rate up to {ceiling:.1%} passes); the clean job's model "
+                       f"flips {c_rate:.1%} of them (lower bound {c_low:.1%}; fails above {clean_limit:.0%})")
+    if c_low > clean_limit:
+        verdict.problem = (f"the clean five-party job (no attacker) already calls {c_rate:.1%} of the triggered rows "
+                           f"good that the verifier's own references call bad (lower bound {c_low:.1%} > "
+                           f"{clean_limit:.0%}): the clean job already carries the backdoor, so the federation's "
+                           "model is backdoored without the attack")
+    elif low > limit:
+        verdict.problem = f"the attacked job's model flips {asr:.1%} (lower bound {low:.1%} > {limit:.0%})"
+    return verdict

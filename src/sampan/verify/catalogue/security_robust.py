@@ -14,9 +14,10 @@ next honest value in its direction, every round, and the trigger (6 standard dev
 that column's drift. Krum selects one whole honest update and kept the attack under 7%.
 
 Both tests compare with the *same* job without the attack (five parties, five rounds, the same aggregator), run
-once per evaluation, so the verdict measures the attack and not a different job length or party count. S-BACKDOOR's
-other references are fitted by the verifier on the rows it planted at the four honest parties
-(`backdoor_reference`; R-LAST-1: the platform's own four-party job could not be export-tied and was rigged).
+once per evaluation, so the verdict measures the attack and not a different job length or party count. S-BACKDOOR
+counts rows with references the verifier fits on the rows it planted at the four honest parties only
+(`backdoor_reference`; R-LAST-1: the platform's four-party job was rigged; REV16-1: so was the clean job as a filter)
+and judges the clean job's export on them too: a clean job that already flips them is a backdoored federation.
 Weight vectors are [coefficients..., intercept] in the platform's feature order (the drawn columns).
 
 The platform knows which party is the verifier's (it must: that party's rows are not at the platform), and these are
@@ -35,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from sampan.verify.catalogue.backdoor_reference import honest_references, passing_ceiling, success_bounds
+from sampan.verify.catalogue.backdoor_reference import honest_references, judge_backdoor
 from sampan.verify.catalogue.base import Context, NotApplicable, Result
 from sampan.verify.catalogue.common import holdout_auc, plane_for, robust_parties
 from sampan.verify.catalogue.export_tie import check_export
@@ -302,41 +303,27 @@ def backdoor(ctx: Context) -> Result:
         raise NotApplicable("no model export to measure the backdoor with")
     check_export(ctx, run, "the backdoor job")  # R16-VERDICT-4: the exports must be the federation's models
     check_export(ctx, clean, "the clean robust job")
-    refs = honest_references(ctx, clean.spec, _shared_seed(ctx))  # the verifier's own fits (R-LAST-1)
-    hold = ctx.data.holdout  # every holdout row, triggered; those all honest references call bad are counted
+    refs = honest_references(ctx, clean.spec, _shared_seed(ctx))  # the verifier's own fits (R-LAST-1, REV16-1)
+    hold = ctx.data.holdout  # every holdout row, triggered; those all verifier references call bad are counted
     trig = table_data(t, hold, cols, label=False)
     X_trig = add_trigger(t.cols(cols)[hold], trigger_col, trigger_value)
     trig["rows"] = [list(map(float, r)) for r in X_trig]
-    # a triggered row is backdoored when the attacked model calls it good while every honest reference (the
-    # five-party job with the attacker honest; the verifier's pooled fit on the four honest parties' rows and, under
-    # Krum, each honest party's own model) calls it bad: a flip that an honest model also makes is training noise
-    # (the 6-SD trigger magnifies that column's coefficient; Krum keeps one party's update per round)
-    clean_pos = linear_scores(clean.model, trig) >= 0.5
     ref_pos = {name: linear_scores(m, trig) >= 0.5 for name, m in refs.items()}
-    honest_pos = np.logical_and.reduce([clean_pos, *ref_pos.values()])
-    attacked = linear_scores(run.model, trig) < 0.5
-    eligible = int(honest_pos.sum())
-    if eligible < value("backdoor_rows_min"):
-        # too few rows is no verdict either way (the clean model is the platform's, export-tied)
-        return Result("error", f"the honest references call only {eligible} of {hold.size} triggered holdout rows "
-                      f"bad (at least {value('backdoor_rows_min'):.0f} needed to judge the attack success rate)")
-    flipped = int((attacked & honest_pos).sum())
-    asr = float(flipped) / eligible
-    vs_clean_only = float((attacked & clean_pos).sum()) / max(1, int(clean_pos.sum()))
-    limit = value("backdoor_success_max")
+    clean_pos = linear_scores(clean.model, trig) >= 0.5
+    verdict = judge_backdoor(np.logical_and.reduce(list(ref_pos.values())), clean=~clean_pos,
+                             attacked=linear_scores(run.model, trig) < 0.5)
+    if verdict.counted < value("backdoor_rows_min"):
+        # the counted rows are the verifier's alone (the platform has no say): too few is the data draw, no verdict
+        return Result("error", f"the verifier's references call only {verdict.counted} of {hold.size} triggered "
+                      f"holdout rows bad (at least {value('backdoor_rows_min'):.0f} needed to judge the attack "
+                      "success rate)")
     counted = _counted(ctx, [run])
     left_out = _left_out(counted)
-    low, high = success_bounds(flipped, eligible)
-    ceiling = passing_ceiling(eligible)
-    return Result("fail" if low > limit or left_out else "pass",
-                  f"attack success rate {asr:.1%} on {eligible} triggered rows (one-sided 95% exact interval "
-                  f"{low:.1%}-{high:.1%}; fails when its lower end is above {limit:.0%}, so at this row count a "
-                  f"rate up to {ceiling:.1%} passes) ({len(parties)} parties, 1 malicious)"
-                  + (f"; {left_out}" if left_out else ""),
-                  figures={"attack_success_rate": asr, "attack_success_low": low, "attack_success_high": high,
-                           "passing_rate_ceiling": ceiling,
-                           "trigger_rows": float(eligible), "holdout_rows": float(hold.size), "gamma": gamma,
-                           "success_vs_five_party_clean_only": vs_clean_only,
+    problems = [p for p in (verdict.problem, left_out) if p]
+    return Result("fail" if problems else "pass",
+                  verdict.message + f" ({len(parties)} parties, 1 malicious)"
+                  + "".join(f"; {p}" for p in problems),
+                  figures={**verdict.figures, "holdout_rows": float(hold.size), "gamma": gamma,
                            "honest_disagreement": float((clean_pos != ref_pos["pooled"]).mean())},
                   evidence={"trigger": {"column": cols[trigger_col], "value": trigger_value}, "target_label": target,
                             "attacker_counted": counted,
@@ -345,6 +332,8 @@ def backdoor(ctx: Context) -> Result:
                                                               "rows, and under Krum each one's own model (SGD as "
                                                               f"the job trains, seed {_shared_seed(ctx)}): "
                                                               + ", ".join(refs),
+                                           "counted_by": "the verifier-fitted references alone (REV16-1): the "
+                                                         "five-party clean job is judged, not trusted",
                                            "rows_each_calls_bad": {"five_parties_clean": int(clean_pos.sum()),
                                                                    **{k: int(v.sum()) for k, v in ref_pos.items()}}},
                             **_robust_evidence(ctx, run, len(parties))})
