@@ -121,25 +121,29 @@ def _nearest_turn(matrix: np.ndarray) -> np.ndarray:
 
 
 def _candidates(y: np.ndarray, r: np.ndarray, key: WatermarkKey) -> tuple[list[tuple[np.ndarray, str]], int]:
-    """Maps L to try after identity, most promising first: the sync template's estimates
-    (each with its 180-degree twin, which |FFT| cannot tell apart), and the tile lattice's estimate (with
-    the cells half and twice as large, in case the ACF locked onto a diagonal), ordered by how well each
+    """Maps L to try after identity, most promising first, alternating two sources: the sync template's
+    estimates (each followed by its 180-degree twin, which |FFT| cannot tell apart), and the tile lattice's
+    (with cells half and twice as large, in case the ACF locked onto a diagonal) ordered by how well each
     puts the key's sync peaks on the spectrum. Maps within 0.3% of identity are left out (identity is tried)."""
     spec = sync_spectrum(y)
-    options: list[tuple[float, np.ndarray, str]] = []
-    for g in estimate_geometry(y, key, top=2, spectrum=spec):
-        options += [(g.score, g.matrix, f"sync template (score {g.score:.1f}, {g.matched} peaks)"),
-                    (g.score - 0.5, -g.matrix, "sync template turned 180")]
+    synced: list[tuple[np.ndarray, str]] = []
+    for g in estimate_geometry(y, key, top=3, spectrum=spec):
+        synced += [(g.matrix, f"sync template (score {g.score:.1f}, {g.matched} peaks)"),
+                   (-g.matrix, "sync template turned 180")]
+    latticed: list[tuple[float, np.ndarray, str]] = []
     for matrix, height in lattice_maps(r):
-        for variant, name in ((matrix, ""), (matrix @ _HALF, ", half cell"), (matrix @ np.linalg.inv(_HALF),
-                                                                                ", double cell")):
+        for variant, name in ((matrix, ""), (matrix @ _HALF, ", half cell"),
+                              (matrix @ np.linalg.inv(_HALF), ", double cell")):
             turned = _nearest_turn(variant)
             score = template_score(spec, key, turned)
-            options.append((score, turned, f"tile lattice{name} (ACF {height:.3f}, sync score {score:.1f})"))
-    options = [o for o in options if np.abs(o[1] - np.eye(2)).max() > 3e-3]
-    options.sort(key=lambda item: -item[0])
-    return [(m, label) for _, m, label in options], len(options)
-
+            latticed.append((score, turned, f"tile lattice{name} (ACF {height:.3f}, sync score {score:.1f})"))
+    latticed.sort(key=lambda item: -item[0])
+    # alternate the two sources: the sync template is the better guide on photos, the lattice on documents
+    ordered: list[tuple[np.ndarray, str]] = []
+    for i in range(max(len(synced), len(latticed))):
+        ordered += synced[i:i + 1] + [(m, label) for _, m, label in latticed[i:i + 1]]
+    ordered = [(m, label) for m, label in ordered if np.abs(m - np.eye(2)).max() > 3e-3]
+    return ordered, len(ordered)
 
 def fixed_statistic(image: np.ndarray, key: WatermarkKey, *, offset: tuple[int, int] = (0, 0),
                     n_bits: int = 32) -> float:

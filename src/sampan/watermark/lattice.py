@@ -72,9 +72,10 @@ def _score(a: np.ndarray, basis: np.ndarray, side: int, refine: bool) -> tuple[n
     return basis, float(np.mean(heights))
 
 
-def lattice_maps(r: np.ndarray, *, n_peaks: int = 24) -> list[tuple[np.ndarray, float]]:
-    """The best map L (observed lag = L @ original lag) from the ACF of residual `r`, with its lattice score
-    (mean normalised ACF at the lattice points; about 0 without a mark). L is known up to quarter turns."""
+def lattice_maps(r: np.ndarray, *, n_peaks: int = 24, top_n: int = 2) -> list[tuple[np.ndarray, float]]:
+    """The `top_n` best maps L (observed lag = L @ original lag) from the ACF of residual `r`, with their
+    lattice scores (mean normalised ACF at the lattice points; about 0 without a mark), best first. Each L is
+    known up to quarter turns."""
     a = acf(r)
     side = min(a.shape)
     lo, hi = TILE * _SCALES[0], min(TILE * _SCALES[1] * 1.5, 0.45 * side)
@@ -94,10 +95,21 @@ def lattice_maps(r: np.ndarray, *, n_peaks: int = 24) -> list[tuple[np.ndarray, 
     if not scored:
         return []
     scored.sort(key=lambda item: -item[0])
-    top = scored[0][1]
-    half, half_score = _score(a, top @ _HALF, side, refine=False)
-    if half_score >= 0.6 * scored[0][0] and np.hypot(*half[:, 0]) >= TILE * _SCALES[0] * 0.9:
-        top = half
-    basis, score = _score(a, top, side, refine=True)
-    basis, score = _score(a, basis, side, refine=True)
-    return [(basis / TILE, score)]
+    out: list[tuple[np.ndarray, float]] = []
+    for first_score, top in scored:
+        if len(out) == top_n:
+            break
+        half, half_score = _score(a, top @ _HALF, side, refine=False)
+        if half_score >= 0.6 * first_score and np.hypot(*half[:, 0]) >= TILE * _SCALES[0] * 0.9:
+            top = half
+        basis, score = _score(a, top, side, refine=True)
+        basis, score = _score(a, basis, side, refine=True)
+        if not any(_same_lattice(basis, other * TILE) for other, _ in out):
+            out.append((basis / TILE, score))
+    return out
+
+
+def _same_lattice(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two bases span (nearly) the same lattice: b = a @ an integer matrix with determinant +-1."""
+    k = np.linalg.solve(a, b)
+    return bool(np.allclose(k, np.rint(k), atol=0.05) and abs(abs(np.linalg.det(np.rint(k))) - 1) < 1e-9)
