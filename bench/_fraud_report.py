@@ -153,7 +153,10 @@ def tables(results: dict[str, Any]) -> str:
     alone = sum(c["train_s"] for c in results["contenders"] if c["name"].startswith("alone:"))
     out.append(f"\n**Timing**: corpus generation {t['generate_s']:.0f} s; feature extraction {t['n_patches']} "
                f"patches in {t['extract_s']:.0f} s ({t['patches_per_s']:.0f} patches/s); training {trains}; every "
-               f"bank alone {alone:.1f} s in all; total {t['total_s']:.0f} s.")
+               f"bank alone {alone:.1f} s in all; total {t['total_s']:.0f} s"
+               + (" (1-min load average {:.1f} at the start, {:.1f} at the end, on {} cores: the machine was "
+                  "shared)".format(*t["load_avg_1min"], results["machine"]["nproc"]) if "load_avg_1min" in t else "")
+               + ".")
     dps = [c for c in results["contenders"] if c["dp"]]
     if dps:
         d = dps[0]["dp"]

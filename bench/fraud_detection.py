@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -193,6 +194,7 @@ def run_bench(cfg: BenchConfig, work: Path, *, say: Say = print, make: MakeDocs 
               dp_bounds: Callable[[], Mapping[str, tuple[float, float]]] | None = None) -> dict[str, Any]:
     """The whole benchmark; returns the JSON-able results (tables are printed by `print_tables`)."""
     started = time.perf_counter()
+    load_start = os.getloadavg()[0]
     profiles = DEFAULT_BANKS[:cfg.n_banks]
     say(f"corpus: {cfg.n_banks} banks, {cfg.size}x{cfg.size} px, per bank {cfg.sizes}")
     corpus = build_corpus(profiles, cfg.sizes, cfg.seed, cfg.slicer, cfg.size, say=say, make=make)
@@ -238,7 +240,7 @@ def run_bench(cfg: BenchConfig, work: Path, *, say: Say = print, make: MakeDocs 
         "data": {"sizes": corpus.sizes, "empty_images": corpus.empty_images, "train_patches": train_rows},
         "timing": {"generate_s": corpus.generate_s, "extract_s": corpus.extract_s, "n_patches": corpus.n_patches,
                    "patches_per_s": corpus.n_patches / corpus.extract_s if corpus.extract_s else None,
-                   "total_s": total},
+                   "total_s": total, "load_avg_1min": [load_start, os.getloadavg()[0]]},
         "contenders": contenders, "aggregation": aggregation, "logo": logo, "provenance": PROVENANCE,
         "machine": machine(),
     }
