@@ -93,3 +93,22 @@ def test_bad_options_are_refused() -> None:
         embed(image, key, _bits(0), target_psnr=100.0)
     with pytest.raises(WatermarkError, match="key"):
         embed(image, b"x" * 32, _bits(0))  # type: ignore[arg-type]
+
+
+def test_decoder_templates_are_the_linear_decoder() -> None:
+    from sampan.watermark.carriers import decoder_templates, tile_to_chips
+
+    key, bits = generate_key(), _bits(5)
+    pilot, templates = decoder_templates(key)
+    assert pilot.shape == (128, 128) and templates.shape == (32, 128, 128)
+    folded = np.random.default_rng(0).normal(size=(128, 128))
+    from sampan.watermark.carriers import carriers_for
+
+    carriers = carriers_for(key, 32)
+    chips = tile_to_chips(folded)
+    by_chips = (chips[carriers.bit_index] * carriers.bit_sign).sum(axis=1)
+    assert np.allclose(by_chips, np.tensordot(templates, folded, axes=([1, 2], [0, 1])))
+    # a marked tile decodes to its bits through the templates
+    tile = np.zeros((128, 128))
+    tile += pilot + sum((2 * b - 1) * t for b, t in zip(bits, templates, strict=True))
+    assert [int(v > 0) for v in np.tensordot(templates, tile, axes=([1, 2], [0, 1]))] == bits

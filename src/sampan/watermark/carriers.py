@@ -29,7 +29,7 @@ from sampan.watermark.errors import WatermarkError
 from sampan.watermark.keys import WatermarkKey
 
 __all__ = ["TILE", "BLOCK", "MIDBAND", "N_CHIPS", "N_PILOT", "MAX_BITS", "Carriers", "carriers_for", "key_stream",
-           "chips_to_tile", "tile_to_chips", "sync_peaks", "N_SYNC"]
+           "chips_to_tile", "tile_to_chips", "sync_peaks", "N_SYNC", "decoder_templates"]
 
 TILE = 128
 BLOCK = 8
@@ -100,6 +100,25 @@ def tile_to_chips(tile: np.ndarray) -> np.ndarray:
     blocks = np.asarray(tile, dtype=float).reshape(_BLOCKS, BLOCK, _BLOCKS, BLOCK).transpose(0, 2, 1, 3)
     coeffs = sfft.dctn(blocks, axes=(2, 3), norm="ortho")
     return coeffs[:, :, _US, _VS].reshape(N_CHIPS)
+
+
+def decoder_templates(key: WatermarkKey, n_bits: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """The frozen linear decoder as spatial templates: (pilot (TILE, TILE), bits (n_bits, TILE, TILE)).
+
+    detect's decoding step, once geometry and offset are known, is linear in the folded residual F:
+    bit i's correlation is <F, bits[i]> (its sign is the bit) and the pilot's is <F, pilot>, because the
+    block DCT is orthonormal (the chips of F dotted with the signs equal F dotted with the signs' tile).
+    Detection divides each by the norm of F's chips on those positions (stats.normalised_correlation)."""
+    carriers = carriers_for(key, n_bits)
+    pilot = chips_to_tile(carriers.chips(None))
+    bits = np.stack([chips_to_tile(_one_bit(carriers, i)) for i in range(n_bits)])
+    return pilot, bits
+
+
+def _one_bit(carriers: Carriers, i: int) -> np.ndarray:
+    out = np.zeros(N_CHIPS)
+    out[carriers.bit_index[i]] = carriers.bit_sign[i]
+    return out
 
 
 @lru_cache(maxsize=16)
