@@ -49,3 +49,13 @@ def test_code_decodes_with_stains_and_a_fold() -> None:
     damaged = channel.transmit(ink, seed=6)
     assert np.abs(clean.astype(int) - damaged.astype(int)).mean() > 1.0
     assert locate(damaged)[0] == TEXT
+
+
+@pytest.mark.parametrize("view", ["rot90", "rot180", "mirror"])
+def test_alignment_handles_rotated_and_mirrored_captures(view: str) -> None:
+    """The cells line up with the template whichever way round the phone (or a mirror) saw the code."""
+    lay = layout()
+    capture = PrintCaptureChannel().transmit(render_original(TEXT, KEY, "SN-5", lay), seed=8)
+    seen = {"rot90": np.rot90(capture), "rot180": np.rot90(capture, 2), "mirror": capture[:, ::-1]}[view]
+    corr, _ = keyed_scores(standard_cells(align(np.ascontiguousarray(seen), lay).cells), KEY, "SN-5")
+    assert corr > 0.4

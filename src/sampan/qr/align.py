@@ -111,6 +111,21 @@ def _levels(image: np.ndarray, modules: np.ndarray, layout: CdpLayout) -> tuple[
     return black, white
 
 
+def _orient(capture: np.ndarray, sym: np.ndarray, corners: np.ndarray, ref: np.ndarray,
+            layout: CdpLayout) -> np.ndarray:
+    """The corner homography, or its mirror image when zxing read a mirrored code (the one matching the QR)."""
+    best, best_fit = np.eye(3), -np.inf
+    for order in ([0, 1, 2, 3], [0, 3, 2, 1]):  # zxing reports a mirrored code transposed
+        h = fit_homography(sym, corners[order])
+        rect = _sample(capture, h, layout.side_dots, 1)
+        fit = float(np.corrcoef(rect.ravel(), ref.ravel())[0, 1])
+        if fit > best_fit:
+            best, best_fit = h, fit
+        if fit > 0.6:
+            break
+    return best
+
+
 def align(capture: np.ndarray, layout: CdpLayout | None = None, *, refine: int = 2) -> Aligned:
     """Decode, rectify and normalise `capture`; `layout=None` derives it from the decoded text (defaults)."""
     from scipy.ndimage import gaussian_filter
@@ -121,9 +136,9 @@ def align(capture: np.ndarray, layout: CdpLayout | None = None, *, refine: int =
     dpm, side = layout.dots_per_module, layout.side_dots
     b0, b1 = layout.border * dpm, (layout.border + layout.modules) * dpm
     sym = np.array([[b0, b0], [b1, b0], [b1, b1], [b0, b1]], dtype=float)
-    h = fit_homography(sym, corners)
     ink = render_digital(text, layout, None)
     ref = gaussian_filter(1.0 - ink.astype(float), 0.8)
+    h = _orient(capture, sym, corners, ref, layout)
     span = layout.modules * dpm
     half = int(span * 0.14)
     centres = [(b0 + fx * span, b0 + fy * span) for fy in (0.17, 0.5, 0.83) for fx in (0.17, 0.5, 0.83)
