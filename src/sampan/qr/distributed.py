@@ -1,0 +1,313 @@
+"""Distributed verification: the device's features are Shamir-shared among S verification sites and the
+verdict needs a quorum of t of them (issue 20, item 3).
+
+Flow. The scanning device extracts the feature vector x (`sampan.qr.features`, no key), encodes it in
+fixed point and lifts it into GF(2^127 - 1) (`sampan.qr.shares`), and splits it into S Shamir shares of
+threshold t. Each share is sealed to its site with `sampan.crypto.channel.SealedChannels`: a fresh X25519
+key of the device per scan, the site's published X25519 key, HKDF-SHA256 bound to the scan id, the serial,
+t and the vector length, ChaCha20-Poly1305. Every site applies each LINEAR verifier (`sampan.qr.linear`:
+the keyed correlation, whose template only key holders can form, and the linear verification model
+w . x + b trained by `sampan.qr.federated`) to its share and returns one field element per verifier.
+A combiner interpolates any t partial results at 0 (Shamir reconstruction is linear) to get the scores,
+thresholds them and gives the verdict.
+
+Threat model and what is claimed:
+
+- Curious sites (honest-but-curious, up to t - 1 colluding, any subset): their shares are uniform and
+  independent of x - information-theoretic, not a computational assumption (tests/attacks/
+  test_qr_sites_curious.py tries to recover x from t - 1 shares and gets chance). A site cannot open another
+  site's envelope (AEAD under a different key).
+- The combiner (curious) sees only the partial results: points of a degree t - 1 polynomial whose constant is
+  the score and whose other coefficients are uniform. It learns the scores, nothing else; t - 1 sites
+  colluding with it still learn only the scores (their shares plus the partials pin down w . x and nothing
+  more). The scores themselves are functions of x (one number per verifier): they are the output, released.
+- Malicious sites (wrong or forged partial result): with m answers, up to m - t wrong partials are DETECTED
+  (the m points do not lie on one polynomial of degree < t, a Reed-Solomon check); the combiner then refuses
+  a verdict (`InconsistentResultsError`) and names the culprits when they are within the unique-decoding radius
+  (m >= t + 2e). With exactly t answers nothing can be checked: the verdict says `checked=False`.
+- Not covered: a site that lies about the weights consistently with others (all sites run the same verifiers
+  with the same key: a majority of t colluding sites can forge any score); a device that lies about its
+  features (the features are computed on the device: a forger can replay a genuine capture's features - the
+  issuer registry's reuse and velocity flags answer that, not this module); traffic analysis; the site ->
+  combiner link is assumed authenticated (mutual TLS in a deployment; here in-process); site keys are
+  long-lived, so a stolen site key opens that site's past shares (no forward secrecy on the site side).
+- The sites learn the serial (they need it for the template) and the scan id; not the user or device.
+
+Quorum: fewer than t answers -> `NoQuorumError`, never a verdict.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+
+from sampan.crypto.channel import PartyKeys, SealedChannels
+from sampan.errors import ProtocolError
+from sampan.qr.linear import LinearVerifierModel, correlation_weights
+from sampan.qr.shares import (
+    PRIME,
+    consistent_subset,
+    decode_value,
+    encode_bias,
+    encode_vector,
+    encode_weights,
+    from_words,
+    reconstruct,
+    share_vector,
+    to_words,
+)
+
+__all__ = ["DistributedError", "NoQuorumError", "InconsistentResultsError", "SiteInfo", "LinearVerifier",
+           "KeyedCorrelation", "ModelVerifier", "FixedLinear", "ScanRequest", "PartialResult", "Verdict",
+           "make_request", "VerificationSite", "Combiner", "verify_distributed"]
+
+DEVICE = "device"
+
+
+class DistributedError(ProtocolError):
+    """A request, partial result or site set the distributed verification cannot use; the message names it."""
+
+
+class NoQuorumError(DistributedError):
+    """Fewer than t sites answered: no verdict."""
+
+
+class InconsistentResultsError(DistributedError):
+    """The partial results do not lie on one polynomial: at least one site answered wrongly. No verdict."""
+
+    def __init__(self, message: str, suspects: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.suspects = suspects
+
+
+@dataclass(frozen=True)
+class SiteInfo:
+    """What a device and the combiner know of a site: its name, public Shamir index and X25519 key."""
+
+    name: str
+    index: int
+    public_key: bytes
+
+
+class LinearVerifier(Protocol):
+    """A verifier linear in the feature vector: a site applies (weights, bias) to its share."""
+
+    @property
+    def name(self) -> str: ...
+
+    def weights(self, serial: str, n_features: int) -> tuple[np.ndarray, float]: ...
+
+
+@dataclass(frozen=True)
+class KeyedCorrelation:
+    """Correlation with the keyed template of the serial (the site holds the issuer's CDP key)."""
+
+    key: bytes
+    name: str = "correlation"
+
+    def weights(self, serial: str, n_features: int) -> tuple[np.ndarray, float]:
+        return correlation_weights(self.key, serial, n_features)
+
+
+@dataclass(frozen=True)
+class ModelVerifier:
+    """The linear verification model (trained by `sampan.qr.federated`), expanded with the keyed template."""
+
+    model: LinearVerifierModel
+    key: bytes
+    name: str = "model"
+
+    def weights(self, serial: str, n_features: int) -> tuple[np.ndarray, float]:
+        return self.model.expanded(self.key, serial, n_features)
+
+
+@dataclass(frozen=True)
+class FixedLinear:
+    """A serial-independent linear score w . x + b over a generic vector (key-free verifiers, tests)."""
+
+    name: str
+    w: np.ndarray
+    b: float = 0.0
+
+    def weights(self, serial: str, n_features: int) -> tuple[np.ndarray, float]:
+        if self.w.shape != (n_features,):
+            raise DistributedError(f"verifier {self.name!r} has {self.w.size} weights, the request {n_features} values")
+        return self.w, self.b
+
+
+@dataclass(frozen=True)
+class ScanRequest:
+    """What the device sends: public header + one sealed share per site (only that site can open it)."""
+
+    scan_id: str
+    serial: str
+    threshold: int
+    n_features: int
+    device_public: bytes
+    envelopes: Mapping[str, np.ndarray]
+
+    @property
+    def context(self) -> str:
+        """Bound into every envelope's key derivation and AAD: changing any header field breaks them."""
+        return f"sampan-qr-scan/v1/{self.scan_id}/{self.serial}/t{self.threshold}/n{self.n_features}"
+
+
+@dataclass(frozen=True)
+class PartialResult:
+    """One site's answer: a field element per verifier, at the site's Shamir index."""
+
+    site: str
+    index: int
+    scan_id: str
+    values: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The combiner's output: the scores, the verdict, which sites were used and whether they were cross-checked."""
+
+    scan_id: str
+    scores: dict[str, float]
+    verdict: Literal["original", "copy"]
+    sites: tuple[str, ...]
+    checked: bool   # True when more than t sites answered and all lay on one polynomial
+
+
+def _check_sites(sites: Sequence[SiteInfo], threshold: int) -> None:
+    names = [s.name for s in sites]
+    indices = [s.index for s in sites]
+    if len(set(names)) != len(names) or len(set(indices)) != len(indices) or DEVICE in names:
+        raise DistributedError(f"sites must have distinct names (not {DEVICE!r}) and distinct indices: {names}")
+    if any(not 0 < i < PRIME for i in indices):
+        raise DistributedError("site indices must be positive")
+    if not 1 <= threshold <= len(sites):
+        raise DistributedError(f"threshold t = {threshold} must be between 1 and the number of sites {len(sites)}")
+
+
+def make_request(features: np.ndarray, serial: str, sites: Sequence[SiteInfo], threshold: int) -> ScanRequest:
+    """The device side: encode, share (t of S) and seal one share per site."""
+    _check_sites(sites, threshold)
+    x = np.asarray(features, dtype=np.float64)
+    encoded = encode_vector(x)
+    shares = share_vector(encoded, threshold, [s.index for s in sites])
+    keys = PartyKeys.generate()   # per scan: two scans of one device are unlinkable by key
+    header = ScanRequest(secrets.token_hex(16), serial, threshold, int(x.size), keys.public_bytes, {})
+    channels = SealedChannels(DEVICE, keys, {s.name: s.public_key for s in sites}, header.context)
+    envelopes = {}
+    for site in sites:
+        hi, lo = to_words(shares[site.index])
+        envelopes[site.name] = channels.seal_arrays(
+            site.name, {"hi": hi, "lo": lo, "index": np.array([site.index], dtype=np.uint64)})
+    return ScanRequest(header.scan_id, serial, threshold, header.n_features, header.device_public, envelopes)
+
+
+class VerificationSite:
+    """A verification site: its X25519 key pair, its Shamir index and the linear verifiers it runs."""
+
+    def __init__(self, name: str, index: int, verifiers: Sequence[LinearVerifier]) -> None:
+        names = [v.name for v in verifiers]
+        if not verifiers or len(set(names)) != len(names):
+            raise DistributedError(f"site {name!r} needs at least one verifier, with distinct names: {names}")
+        self.name, self.index, self.verifiers = name, index, tuple(verifiers)
+        self._keys = PartyKeys.generate()
+
+    @property
+    def info(self) -> SiteInfo:
+        return SiteInfo(self.name, self.index, self._keys.public_bytes)
+
+    def open_share(self, request: ScanRequest) -> np.ndarray:
+        """This site's share of the request's features (field elements): everything it learns about them."""
+        envelope = request.envelopes.get(self.name)
+        if envelope is None:
+            raise DistributedError(f"site {self.name!r}: the request {request.scan_id} carries no share for it")
+        channels = SealedChannels(self.name, self._keys, {DEVICE: request.device_public}, request.context)
+        arrays = channels.open_arrays(DEVICE, envelope)
+        if set(arrays) != {"hi", "lo", "index"} or arrays["index"].tolist() != [self.index]:
+            raise DistributedError(f"site {self.name!r}: envelope of request {request.scan_id} is not a share for "
+                                   f"index {self.index}")
+        share = from_words(arrays["hi"], arrays["lo"])
+        if share.size != request.n_features:
+            raise DistributedError(f"site {self.name!r}: share of {share.size} values, header says "
+                                   f"{request.n_features}")
+        return share
+
+    def answer(self, request: ScanRequest) -> PartialResult:
+        """Apply every linear verifier to this site's share."""
+        share = self.open_share(request)
+        values = {}
+        for verifier in self.verifiers:
+            w, b = verifier.weights(request.serial, request.n_features)
+            values[verifier.name] = (int(np.dot(encode_weights(w), share)) + encode_bias(b)) % PRIME
+        return PartialResult(self.name, self.index, request.scan_id, values)
+
+
+@dataclass
+class Combiner:
+    """Reconstructs the scores from t partial results and thresholds them.
+
+    ``accept``: score name -> threshold; the verdict is "original" when every named score reaches its threshold.
+    ``require_checked``: refuse a verdict unless more than t sites answered and agreed (a malicious site would
+    otherwise go unnoticed)."""
+
+    threshold: int
+    sites: Sequence[SiteInfo]
+    accept: Mapping[str, float]
+    require_checked: bool = False
+    _by_name: dict[str, SiteInfo] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _check_sites(self.sites, self.threshold)
+        if not self.accept:
+            raise DistributedError("combiner field 'accept' must name at least one score and its threshold")
+        self._by_name = {s.name: s for s in self.sites}
+
+    def combine(self, scan_id: str, partials: Sequence[PartialResult]) -> Verdict:
+        """The verdict from the sites' answers (see the module docstring for what is checked)."""
+        answered: dict[int, PartialResult] = {}
+        for p in partials:
+            site = self._by_name.get(p.site)
+            if site is None or site.index != p.index:
+                raise DistributedError(f"partial result from unknown site {p.site!r} (index {p.index})")
+            if p.scan_id != scan_id:
+                raise DistributedError(f"site {p.site!r} answered scan {p.scan_id}, not {scan_id}")
+            if p.index in answered:
+                raise DistributedError(f"site {p.site!r} answered twice")
+            answered[p.index] = p
+        t, m = self.threshold, len(answered)
+        if m < t:
+            got = sorted(p.site for p in answered.values())
+            raise NoQuorumError(f"no quorum for scan {scan_id}: {m} of {len(self.sites)} sites answered {got}, "
+                                f"{t} needed; no verdict")
+        names = set(next(iter(answered.values())).values)
+        if missing := set(self.accept) - names:
+            raise DistributedError(f"no site computed the score(s) {sorted(missing)} named in 'accept'")
+        if any(set(p.values) != names for p in answered.values()):
+            raise DistributedError(f"sites disagree on which scores they computed for scan {scan_id}")
+        if self.require_checked and m <= t:
+            raise NoQuorumError(f"scan {scan_id}: {m} sites answered; a checked verdict needs at least {t + 1}")
+        scores: dict[str, float] = {}
+        for name in sorted(names):
+            points = {i: int(p.values[name]) % PRIME for i, p in answered.items()}
+            agree, unique = consistent_subset(points, t) if m > t else (set(points), True)
+            if len(agree) != m:
+                suspects = tuple(sorted(answered[i].site for i in set(points) - agree)) if unique else ()
+                who = f"suspects: {list(suspects)}" if suspects else "too many disagree to tell which"
+                raise InconsistentResultsError(
+                    f"scan {scan_id}: the sites' partial results for score {name!r} are inconsistent ({who}); "
+                    "no verdict", suspects)
+            scores[name] = decode_value(reconstruct(points, t))
+        ok = all(scores[name] >= thr for name, thr in self.accept.items())
+        return Verdict(scan_id, scores, "original" if ok else "copy",
+                       tuple(sorted(p.site for p in answered.values())), m > t)
+
+
+def verify_distributed(features: np.ndarray, serial: str, sites: Sequence[VerificationSite], combiner: Combiner,
+                       *, available: set[str] | None = None) -> Verdict:
+    """The whole flow in one process (simulation): device -> available sites -> combiner."""
+    request = make_request(features, serial, [s.info for s in sites], combiner.threshold)
+    answers = [s.answer(request) for s in sites if available is None or s.name in available]
+    return combiner.combine(request.scan_id, answers)
