@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "review"))  # the R16-VERDICT / R-LAST / REV16 fakes
@@ -27,10 +28,31 @@ pytest.importorskip("httpx")
 from _r16_verdict_fakes import SHARED, evaluate  # noqa: E402
 from _rev16_fakes import RiggedCleanReference, SelfPlantedBackdoor  # noqa: E402
 
-pytestmark = [pytest.mark.skipif(not (SHARED / "german_credit").is_dir(), reason="shared datasets not found"),
-              pytest.mark.slow]
+from sampan.verify.catalogue.backdoor_reference import judge_backdoor  # noqa: E402
+
+needs_data = pytest.mark.skipif(not (SHARED / "german_credit").is_dir(), reason="shared datasets not found")
 
 
+def _rows(n: int, k: int) -> np.ndarray:
+    return np.arange(n) < k
+
+
+def test_the_clean_export_is_judged_not_trusted() -> None:
+    """Both exports on the verifier's 100 counted rows: a clean export as backdoored as the attacked one fails with
+    "the clean job already carries"; an honest-looking wander of the clean export alone (40%) does not fail."""
+    counted = np.ones(100, dtype=bool)
+    both = judge_backdoor(counted, clean=_rows(100, 35), attacked=_rows(100, 35))
+    assert both.problem and "the clean job already carries the backdoor" in both.problem
+    wander = judge_backdoor(counted, clean=_rows(100, 40), attacked=_rows(100, 2))
+    assert wander.problem is None
+    clean_only = judge_backdoor(counted, clean=_rows(100, 70), attacked=_rows(100, 2))
+    assert clean_only.problem and "the clean job already carries the backdoor" in clean_only.problem
+    uncounted = judge_backdoor(_rows(100, 50), clean=~_rows(100, 50), attacked=~_rows(100, 50))
+    assert uncounted.counted == 50 and uncounted.problem is None  # flips outside the counted rows do not count
+
+
+@needs_data
+@pytest.mark.slow
 def test_a_rigged_clean_reference_does_not_pass_a_partial_backdoor() -> None:
     backend = RiggedCleanReference()
     out = {o.id: o for o in evaluate(backend, ["S-BACKDOOR"], seed=16).outcomes}
@@ -41,6 +63,8 @@ def test_a_rigged_clean_reference_does_not_pass_a_partial_backdoor() -> None:
     assert "verifier-fitted references alone" in backdoor.evidence["references"]["counted_by"]
 
 
+@needs_data
+@pytest.mark.slow
 @pytest.mark.parametrize(("alpha", "only"), [(0.2, ["S-BYZANTINE", "S-BACKDOOR"]), (0.3, ["S-BACKDOOR"])])
 def test_a_backdoor_in_every_robust_job_does_not_pass(alpha: float, only: list[str]) -> None:
     """alpha 0.3 gave ``error`` before (the clean filter left too few rows): the counted rows are now the verifier's."""

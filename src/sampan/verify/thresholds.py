@@ -147,12 +147,12 @@ _ALL: tuple[Threshold, ...] = (
               "the normal level of this z (1.645: 95%), is above backdoor_success_max: honest models disagree on "
               "some triggered rows from training noise; the rate that still passes is 30% at 50 rows, 27% at 100, "
               "25% at 150-200 (the outcome states it)"),
-    Threshold("backdoor_clean_success_max", 0.30, "clean-job flip rate", "project rule",
-              "S-BACKDOOR (REV16-1): the clean five-party job's model (no attacker) fails when the exact one-sided 95% "
-              "lower bound of the share of the counted triggered rows (those the verifier's own references all call "
-              "bad) it calls good is above this: the federation carries a backdoor without the attack. Looser than "
-              "backdoor_success_max because an honest Krum model wanders: honest Sampan's clean job flipped up to 29% "
-              "(lower bound 23.5%, one data draw; most draws 0-12%)"),
+    Threshold("backdoor_clean_success_max", 0.50, "clean-job flip rate", "project rule",
+              "S-BACKDOOR (REV16-1): the clean five-party job's model (no attacker) fails on its own when the exact "
+              "one-sided 95% lower bound of the share of the counted triggered rows (those the verifier's own "
+              "references all call bad) it calls good is above this: the federation carries a backdoor without the "
+              "attack. Far looser than backdoor_success_max because an honest Krum model wanders: honest Sampan's "
+              "clean job flipped up to 42% (lower bound 33%; deployed, one draw), most draws 0-15%"),
     Threshold("backdoor_rows_min", 10.0, "rows", "project rule",
               "S-BACKDOOR needs at least this many triggered holdout rows every verifier-fitted reference calls bad "
               "(fewer: error, not a verdict); the platform's jobs have no say in which rows count (R-LAST-1, "

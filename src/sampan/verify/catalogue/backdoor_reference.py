@@ -137,9 +137,11 @@ def judge_backdoor(counted: np.ndarray, *, clean: np.ndarray, attacked: np.ndarr
 
     Why (REV16-1): the five-party clean job is the platform's. Used as a filter (a row counted only when it too calls
     it bad), a platform that put the backdoor in the clean job as well (its export equal to the attacked one) left no
-    row counted. Here only the verifier's fits count rows; the clean export must itself pass the rate rule (else the
-    federation carries a backdoor with no attacker: fail) at `backdoor_clean_success_max`, looser than the attacked
-    export's `backdoor_success_max` because an honest Krum model wanders (measured on honest Sampan, catalogue.md).
+    row counted. Here only the verifier's fits count rows. The attacked export fails above `backdoor_success_max`
+    (a platform that plants the backdoor in every job fails here too: its attacked export carries it); the message
+    says when the clean export carries it as well. The clean export fails on its own only above
+    `backdoor_clean_success_max` (0.5): an honest Krum clean job wandered up to 42% on one draw (deployed Sampan),
+    and a clean-only backdoor gains the platform nothing now that the clean job chooses no rows.
     Also reported, not judged: what the attacked model flips beyond the clean one (``attack_beyond_clean_*``)."""
     n = int(counted.sum())
     verdict = BackdoorVerdict(n)
@@ -163,11 +165,12 @@ def judge_backdoor(counted: np.ndarray, *, clean: np.ndarray, attacked: np.ndarr
                        f"(one-sided 95% exact interval {low:.1%}-{high:.1%}; fails when its lower end is above "
                        f"{limit:.0%}, so at this row count a rate up to {ceiling:.1%} passes); the clean job's model "
                        f"flips {c_rate:.1%} of them (lower bound {c_low:.1%}; fails above {clean_limit:.0%})")
-    if c_low > clean_limit:
-        verdict.problem = (f"the clean five-party job (no attacker) already calls {c_rate:.1%} of the triggered rows "
-                           f"good that the verifier's own references call bad (lower bound {c_low:.1%} > "
-                           f"{clean_limit:.0%}): the clean job already carries the backdoor, so the federation's "
-                           "model is backdoored without the attack")
-    elif low > limit:
+    carries = (f"the clean five-party job (no attacker) already calls {c_rate:.1%} of the counted triggered rows good "
+               f"(lower bound {c_low:.1%}): the clean job already carries the backdoor")
+    if low > limit:
         verdict.problem = f"the attacked job's model flips {asr:.1%} (lower bound {low:.1%} > {limit:.0%})"
+        if c_low > limit:
+            verdict.problem += f"; {carries}, so the federation is backdoored without the attack"
+    elif c_low > clean_limit:
+        verdict.problem = f"{carries} (above {clean_limit:.0%}): the federation is backdoored without the attack"
     return verdict
