@@ -3,6 +3,10 @@ mid-band of luma, seeded by HMAC(key, label, index), weighted by a perceptual (J
 Fourier-magnitude sync template so detection can undo rotation and scale; detection is a hypothesis test
 whose p-value counts every search it makes (stats.py).
 
+Modules: keys (32-byte secrets, 0600 JSON files), carriers (HMAC-seeded chips and sync peaks, the tile and
+its linear decoder), jnd (perceptual mask), embed, sync (template and its rotation/scale estimate), lattice
+(rotation/scale from the mark's own periodicity), detect, stats (p-values and thresholds).
+
 May import: sampan.errors, sampan.files (and numpy, scipy; Pillow inside functions only).
 """
 
