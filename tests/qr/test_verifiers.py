@@ -82,3 +82,10 @@ def test_evaluation_reports_every_verifier_and_kind() -> None:
     assert ev.results["correlation"]["photocopy"]["auc"] > 0.9
     assert ev.undecoded["original"] == 0
     assert "photocopy" in ev.table()
+
+
+def test_evaluation_refuses_an_unknown_attacker_printer() -> None:
+    from sampan.qr.cdp_eval import evaluate
+
+    with pytest.raises(ConfigError, match="attacker_printer"):
+        evaluate(TEXT, KEY, n_originals=1, attacker_printer="nope")

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sampan.qr.cdp import CdpError, CdpLayout, layout_for, render_original
-from sampan.qr.channel import DEVICES, PrintCaptureChannel, rng_for
-from sampan.qr.copies import COPY_KINDS, make_copy, train_estimator
+from sampan.qr.cdp import CdpConfigError, CdpError, CdpLayout, layout_for, render_original
+from sampan.qr.channel import DEVICES, PRINTERS, PrintCaptureChannel, rng_for
+from sampan.qr.copies import COPY_KINDS, attacker_channel, make_copy, train_estimator
 from sampan.qr.features import extract_features, split_features
 from sampan.qr.verifiers import OneClassModel, keyed_scores, rates
 
@@ -54,7 +54,7 @@ def _features(capture: np.ndarray, layout: CdpLayout) -> np.ndarray | None:
 
 def evaluate(text: str, key: bytes, *, n_originals: int = 50, n_train: int | None = None,
              kinds: tuple[str, ...] = COPY_KINDS, seed: int = 0, estimator_codes: int = 6,
-             layout: CdpLayout | None = None) -> CdpEvaluation:
+             layout: CdpLayout | None = None, attacker_printer: str = "attacker-laser") -> CdpEvaluation:
     """Run the experiment (deterministic given `seed`); see the module docstring."""
     layout = layout or layout_for(text)
     rng = rng_for(seed)
@@ -62,7 +62,11 @@ def evaluate(text: str, key: bytes, *, n_originals: int = 50, n_train: int | Non
     ev = CdpEvaluation(n_originals=n_originals, n_train=n_train if n_train is not None else n_originals)
     ev.undecoded = {"original": 0, "train": 0, **{k: 0 for k in kinds}}
     t0 = time.perf_counter()
-    estimator = train_estimator(text, layout, rng, codes=estimator_codes) if "ml_reprint" in kinds else None
+    if attacker_printer not in PRINTERS:
+        raise CdpConfigError(f"field 'attacker_printer' must be one of {sorted(PRINTERS)}, got {attacker_printer!r}")
+    printer = PRINTERS[attacker_printer]
+    estimator = (train_estimator(text, layout, rng, codes=estimator_codes, scan=attacker_channel(printer))
+                 if "ml_reprint" in kinds else None)
     ev.seconds["train_estimator"] = time.perf_counter() - t0
     train: list[np.ndarray] = []
     t0 = time.perf_counter()
@@ -88,7 +92,7 @@ def evaluate(text: str, key: bytes, *, n_originals: int = 50, n_train: int | Non
             feats["original"].append((serial, f))
         for kind in kinds:
             t0 = time.perf_counter()
-            copy = make_copy(kind, sheet, rng, estimator=estimator, layout=layout)
+            copy = make_copy(kind, sheet, rng, estimator=estimator, layout=layout, printer=printer)
             copy_time[kind] += time.perf_counter() - t0
             f = _features(phone.capture(copy, rng), layout)
             if f is None:

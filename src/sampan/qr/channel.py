@@ -62,6 +62,9 @@ class CaptureDevice:
 PRINTERS: dict[str, PrinterProfile] = {
     "office-laser": PrinterProfile(),
     "attacker-laser": PrinterProfile(name="attacker-laser", dot_gain_sigma=0.6, threshold=0.47),
+    # a better press than the issuer's (sharper dots, steadier ink): the strongest counterfeiter modelled
+    "attacker-hq": PrinterProfile(name="attacker-hq", dot_gain_sigma=0.4, threshold=0.5, threshold_jitter=0.06,
+                                  ink_noise=0.03),
 }
 
 DEVICES: dict[str, CaptureDevice] = {

@@ -151,14 +151,18 @@ def ml_reprint(sheet: np.ndarray, rng: np.random.Generator, estimator: TemplateE
 
 
 def make_copy(kind: str, sheet: np.ndarray, rng: np.random.Generator, *,
-              estimator: TemplateEstimator | None = None, layout: CdpLayout | None = None) -> np.ndarray:
-    """One copy of `sheet` of the named `kind` (see COPY_KINDS); ml_reprint needs a trained estimator."""
+              estimator: TemplateEstimator | None = None, layout: CdpLayout | None = None,
+              printer: PrinterProfile | None = None) -> np.ndarray:
+    """One copy of `sheet` of the named `kind` (see COPY_KINDS) on the counterfeiter's `printer`.
+
+    ml_reprint needs an estimator trained on the same printer (`train_estimator(..., scan=attacker_channel(p))`).
+    """
     if kind == "photocopy":
-        return photocopy(sheet, rng)
+        return photocopy(sheet, rng, printer=printer)
     if kind == "hq_reprint":
-        return hq_reprint(sheet, rng, layout=layout)
+        return hq_reprint(sheet, rng, scan=attacker_channel(printer), layout=layout)
     if kind == "ml_reprint":
         if estimator is None:
             raise CdpError("field 'estimator': ml_reprint needs a TemplateEstimator (see train_estimator)")
-        return ml_reprint(sheet, rng, estimator, layout=layout)
+        return ml_reprint(sheet, rng, estimator, scan=attacker_channel(printer), layout=layout)
     raise CdpError(f"field 'kind' must be one of {COPY_KINDS}, got {kind!r}")
