@@ -358,7 +358,8 @@ FUNCTIONAL: list[Test] = [
          requires=("horizontal", "dropout"), needs_kit=True,
          inputs="4 parties; the last, the verifier's own, really leaves after round 2 of 6 (its kit stops: no reply, "
          "no update, connection closed)",
-         pass_rule="the verifier's party sent updates before it left and none after; the job succeeds without it; "
+         pass_rule="the verifier's party sent updates in exactly the rounds before it left and none after; the job "
+         "succeeds without it; "
          "the final model moved on from the last model the party received and carries the mark on its last update at "
          "most dropout_mark_repeat_max times its share (not re-filed in later rounds); the AUC rule of F-NONIID: "
          "AUC >= pooled "

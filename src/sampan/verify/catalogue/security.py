@@ -85,10 +85,13 @@ SECURITY: list[Test] = [
          pass_rule="worst AUC drop <= limit", thresholds=("byzantine_auc_drop_max",), timeout_s=600),
     Test("S-BACKDOOR", "Model-replacement backdoor", "security", STD, robust.backdoor, requires=("horizontal",),
          needs_kit=True, inputs="1 of 5 parties submits gamma*(X - G) + G for a backdoored X (trigger: one column at "
-         "6 SD); the S-BYZANTINE aggregator and seed; every holdout row triggered; references: the same job without "
-         "the attack (export-tied) and, fitted by the verifier on the rows it planted, a pooled LR on the four honest "
-         "parties' rows (under Krum also each honest party's own model)",
-         pass_rule="attack success rate (triggered rows every honest reference calls bad and the attacked model "
-         "calls good) <= limit: fails when its exact (Clopper-Pearson) one-sided 95% lower bound is above it",
-         thresholds=("backdoor_success_max", "backdoor_confidence_z", "backdoor_rows_min"), timeout_s=300),
+         "6 SD); the S-BYZANTINE aggregator and seed; every holdout row triggered; the rows counted are those the "
+         "verifier's own references all call bad: a pooled LR it fits on the rows it planted at the four honest "
+         "parties (under Krum also each party's own model); the same job without the attack is judged, not a "
+         "reference (REV16-1)",
+         pass_rule="attack success rate (counted triggered rows the attacked model calls good) <= limit, judged on "
+         "its exact (Clopper-Pearson) one-sided 95% lower bound; the clean job's model judged the same way against "
+         "backdoor_clean_success_max",
+         thresholds=("backdoor_success_max", "backdoor_clean_success_max", "backdoor_confidence_z",
+                     "backdoor_rows_min"), timeout_s=300),
 ]
