@@ -139,6 +139,8 @@ class PrintCaptureChannel:
         from scipy.ndimage import gaussian_filter
 
         d = self.distortions
+        if d.stains <= 0 and not d.fold:
+            return sheet
         h, w = sheet.shape
         yy, xx = np.mgrid[0:h, 0:w].astype(float)
         for _ in range(d.stains):
