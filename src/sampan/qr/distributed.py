@@ -32,6 +32,13 @@ Threat model and what is claimed:
   combiner link is assumed authenticated (mutual TLS in a deployment; here in-process); site keys are
   long-lived, so a stolen site key opens that site's past shares (no forward secrecy on the site side).
 - The sites learn the serial (they need it for the template) and the scan id; not the user or device.
+- Outsiders: the sealing is computational (X25519, ChaCha20-Poly1305), unlike the sharing. The device must get
+  the sites' public keys from a trusted source (e.g. a site list signed by the issuer; `sampan.crypto.identity`
+  certifies party keys in a run): `make_request` trusts the `SiteInfo` it is given, and a substituted key would
+  let its holder open that one share (still only one share).
+
+Precision: features carry 2^-20, weights 2^-30; a reconstructed score is within about 1e-4 of the plaintext
+score for the Q3 feature vector (1774 values).
 
 Quorum: fewer than t answers -> `NoQuorumError`, never a verdict.
 """
@@ -66,6 +73,7 @@ __all__ = ["DistributedError", "NoQuorumError", "InconsistentResultsError", "Sit
            "make_request", "VerificationSite", "Combiner", "verify_distributed"]
 
 DEVICE = "device"
+MAX_SITES = 16
 
 
 class DistributedError(ProtocolError):
@@ -184,6 +192,9 @@ def _check_sites(sites: Sequence[SiteInfo], threshold: int) -> None:
         raise DistributedError(f"sites must have distinct names (not {DEVICE!r}) and distinct indices: {names}")
     if any(not 0 < i < PRIME for i in indices):
         raise DistributedError("site indices must be positive")
+    if len(sites) > MAX_SITES:
+        raise DistributedError(f"at most {MAX_SITES} sites (the consistency check tries every t-subset), "
+                               f"got {len(sites)}")
     if not 1 <= threshold <= len(sites):
         raise DistributedError(f"threshold t = {threshold} must be between 1 and the number of sites {len(sites)}")
 
