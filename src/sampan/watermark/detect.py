@@ -24,7 +24,7 @@ from sampan.watermark._image import check_image, luma
 from sampan.watermark.carriers import TILE, Carriers, carriers_for, chips_to_tile, tile_to_chips
 from sampan.watermark.errors import WatermarkError
 from sampan.watermark.keys import WatermarkKey
-from sampan.watermark.lattice import lattice_maps
+from sampan.watermark.lattice import acf, lattice_maps, refine_map
 from sampan.watermark.stats import MAX_CANDIDATES, normalised_correlation, p_value, threshold_for
 from sampan.watermark.sync import Geometry, estimate_geometry, sync_spectrum, template_score
 
@@ -126,12 +126,17 @@ def _candidates(y: np.ndarray, r: np.ndarray, key: WatermarkKey) -> tuple[list[t
     (with cells half and twice as large, in case the ACF locked onto a diagonal) ordered by how well each
     puts the key's sync peaks on the spectrum. Maps within 0.3% of identity are left out (identity is tried)."""
     spec = sync_spectrum(y)
+    corr = acf(r)
     synced: list[tuple[np.ndarray, str]] = []
     for g in estimate_geometry(y, key, top=3, spectrum=spec):
+        sharp, height = refine_map(corr, g.matrix)
+        if np.abs(sharp - g.matrix).max() < 0.05:  # the lattice agrees with the template: use its precision
+            synced += [(sharp, f"sync template + lattice (score {g.score:.1f}, ACF {height:.3f})"),
+                       (-sharp, "sync template + lattice turned 180")]
         synced += [(g.matrix, f"sync template (score {g.score:.1f}, {g.matched} peaks)"),
                    (-g.matrix, "sync template turned 180")]
     latticed: list[tuple[float, np.ndarray, str]] = []
-    for matrix, height in lattice_maps(r):
+    for matrix, height in lattice_maps(corr):
         for variant, name in ((matrix, ""), (matrix @ _HALF, ", half cell"),
                               (matrix @ np.linalg.inv(_HALF), ", double cell")):
             turned = _nearest_turn(variant)

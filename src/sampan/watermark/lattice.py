@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from sampan.watermark.carriers import TILE
 
-__all__ = ["lattice_maps", "acf"]
+__all__ = ["lattice_maps", "acf", "refine_map"]
 
 _SCALES = (0.5, 2.0)
 _ACF_MAX = 1024
@@ -72,11 +72,28 @@ def _score(a: np.ndarray, basis: np.ndarray, side: int, refine: bool) -> tuple[n
     return basis, float(np.mean(heights))
 
 
-def lattice_maps(r: np.ndarray, *, n_peaks: int = 24, top_n: int = 2) -> list[tuple[np.ndarray, float]]:
+def refine_map(a: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, float]:
+    """Sharpen a coarse map L (from the sync template, to about 1 degree and 1%) on the ACF `a`: look for
+    the lattice peaks near L's predicted lags, nearest first, and refit L by least squares. The fold needs
+    L to about 0.3%; the sync peaks alone rarely give that, the lattice's many peaks do."""
+    side = min(a.shape)
+    basis = matrix * TILE
+    near = np.abs(_KL).max(axis=1) <= 1
+    lags = _KL[near] @ basis.T
+    keep = np.hypot(lags[:, 0], lags[:, 1]) <= 0.45 * side
+    if keep.sum() >= 4:
+        found, _ = _local_peaks(a, lags[keep], radius=4)
+        sol, *_ = np.linalg.lstsq(_KL[near][keep], found, rcond=None)
+        basis = sol.T
+    basis, score = _score(a, basis, side, refine=True)
+    return basis / TILE, score
+
+
+def lattice_maps(a: np.ndarray, *, n_peaks: int = 24, top_n: int = 2) -> list[tuple[np.ndarray, float]]:
     """The `top_n` best maps L (observed lag = L @ original lag) from the ACF of residual `r`, with their
     lattice scores (mean normalised ACF at the lattice points; about 0 without a mark), best first. Each L is
-    known up to quarter turns."""
-    a = acf(r)
+    known up to quarter turns. `a` is the ACF of the residual (acf())."""
+
     side = min(a.shape)
     lo, hi = TILE * _SCALES[0], min(TILE * _SCALES[1] * 1.5, 0.45 * side)
     ly = np.fft.fftfreq(a.shape[0], 1.0 / a.shape[0])[:, None]

@@ -29,7 +29,7 @@ from sampan.watermark.errors import WatermarkError
 
 __all__ = ["MAX_CANDIDATES", "SEARCHES", "normalised_correlation", "single_test_p", "p_value", "threshold_for"]
 
-MAX_CANDIDATES = 12
+MAX_CANDIDATES = 16
 SEARCHES = MAX_CANDIDATES * TILE * TILE
 
 

@@ -92,7 +92,7 @@ def _refine(spec: np.ndarray, n: int, tmpl: np.ndarray, m: np.ndarray) -> tuple[
         cy, cx = np.rint(g * n).astype(int)
         win = np.array([[spec[(cy + a) % n, (cx + b) % n] for b in range(-2, 3)] for a in range(-2, 3)])
         a, b = np.unravel_index(int(np.argmax(win)), win.shape)
-        if win[a, b] < 2.5 or a in (0, 4) or b in (0, 4):
+        if win[a, b] < 2.0 or a in (0, 4) or b in (0, 4):
             continue
         lw = np.log(win + 1e-12)
         oy = 0.5 * (lw[a - 1, b] - lw[a + 1, b]) / (lw[a - 1, b] - 2 * lw[a, b] + lw[a + 1, b] + 1e-12)
@@ -158,6 +158,8 @@ def estimate_geometry(y: np.ndarray, key: WatermarkKey, *, top: int = 2, n_peaks
     best: list[Geometry] = []
     for i in np.argsort(scores)[::-1][: 4 * top]:
         m, score, matched = _refine(spec, n, tmpl, mats[i])
+        if matched >= 2:  # a second pass from the better prediction finds more peaks
+            m, score, matched = _refine(spec, n, tmpl, m)
         if abs(np.linalg.det(m)) < 1e-9:
             continue
         matrix = np.linalg.inv(m).T  # L = M^-T
