@@ -104,3 +104,19 @@ def test_a_site_without_copies_or_with_mismatched_rows_is_refused_by_name(sites:
         site_model_rows(short, KEY)
     with pytest.raises(SiteDataError, match="cannot name a folder"):
         site_model_rows(SiteCaptures("../up", sites[0].features, sites[0].serials, sites[0].labels), KEY)
+
+
+def test_fl_eval_sites_are_non_iid_and_capture_items_labels_each_capture() -> None:
+    from sampan.qr.cdp import layout_for
+    from sampan.qr.channel import rng_for
+    from sampan.qr.fl_eval import SITE_PLAN, capture_items
+
+    devices = [d for d, _ in SITE_PLAN.values()]
+    assert len(set(devices)) == len(devices)  # each site its own phone
+    assert len({kinds for _, kinds in SITE_PLAN.values()}) == len(SITE_PLAN)  # and its own mix of copies
+    text = "SMP1:SN-000123:ISSUER:20270101:ABCDEFGHIJ"
+    rows = capture_items(text, KEY, layout_for(text), prefix="t", items=2, devices=("phone-a",),
+                         kinds=("photocopy",), rng=rng_for(1), estimator=None, every_kind=True)
+    assert [(s, k) for s, k, _ in rows] == [("t-0", "original"), ("t-0", "photocopy"), ("t-1", "original"),
+                                            ("t-1", "photocopy")]
+    assert all(f.ndim == 1 and f.size > N_STATS for _, _, f in rows)
