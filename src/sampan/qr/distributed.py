@@ -20,13 +20,14 @@ Threat model and what is claimed:
 - The combiner (curious) sees only the partial results: points of a degree t - 1 polynomial whose constant is
   the score and whose other coefficients are uniform. It learns the scores, nothing else; t - 1 sites
   colluding with it still learn only the scores (their shares plus the partials pin down w . x and nothing
-  more). The scores themselves are functions of x (one number per verifier): they are the output, released.
+  more; argued here, the attack tests cover the combiner alone). The scores themselves are functions of x
+  (one number per verifier): they are the output, released.
 - Malicious sites (wrong or forged partial result): with m answers, up to m - t wrong partials are DETECTED
   (the m points do not lie on one polynomial of degree < t, a Reed-Solomon check); the combiner then refuses
   a verdict (`InconsistentResultsError`) and names the culprits when they are within the unique-decoding radius
   (m >= t + 2e). With exactly t answers nothing can be checked: the verdict says `checked=False`.
-- Not covered: a site that lies about the weights consistently with others (all sites run the same verifiers
-  with the same key: a majority of t colluding sites can forge any score); a device that lies about its
+- Not covered: t or more colluding sites reconstruct x; when fewer than t of the answering sites are honest
+  (more than m - t liars), detection is no longer guaranteed; a device that lies about its
   features (the features are computed on the device: a forger can replay a genuine capture's features - the
   issuer registry's reuse and velocity flags answer that, not this module); traffic analysis; the site ->
   combiner link is assumed authenticated (mutual TLS in a deployment; here in-process); site keys are
