@@ -38,7 +38,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
                      "--rounds", "3", "--fpr", "0.25", "--validation-fraction", "0.5", "--seed", "4",
                      "--out", str(root / "detector.json"), "--work-dir", str(root / "work"))
     assert result.exit_code == 0, result.output
-    assert "round 3/3" in result.output and "own threshold" in result.output and "detector written" in result.output
+    assert "round 3/3" in result.output and "own threshold" in result.output
+    assert "detector (model only) written" in result.output and "one process" in result.output
     return root
 
 
@@ -64,13 +65,17 @@ def test_train_demo_writes_a_detector_with_its_run_and_validation(trained: Path)
     provenance = data["provenance"]
     assert data["format"] == "sampan.fraud.detector" and data["fpr"] == 0.25
     assert provenance["banks"] == ["bank_a", "bank_b", "bank_c"] and provenance["dp"] is None
-    assert provenance["validation"]["pooled"]["real_images"] >= 4 and "Data provenance" in provenance["data_provenance"]
-    assert data["threshold_scope"] == "bank" and sorted(data["thresholds"]) == ["bank_a", "bank_b", "bank_c"]
-    assert all(p["n_real_validation"] == 4 and p["fpr"] == 0.25 for p in data["thresholds"].values())
-    assert data["threshold"] == min(p["threshold"] for p in data["thresholds"].values())
+    assert "Data provenance" in provenance["data_provenance"] and "one process" in provenance["simulation"]
+    # the shared file: the model and its training provenance, nothing of any bank's validation
+    assert data["threshold_scope"] == "bank" and "thresholds" not in data and "threshold" not in data
+    assert "validation" not in provenance and "threshold" not in provenance
     for bank in ("bank_a", "bank_b", "bank_c"):  # each bank's own copy holds its operating point only
-        own = json.loads((trained / "work" / bank / "detector.json").read_text())
-        assert list(own["thresholds"]) == [bank] and own["threshold"] == data["thresholds"][bank]["threshold"]
+        path = trained / "work" / bank / "detector.json"
+        own = json.loads(path.read_text())
+        assert list(own["thresholds"]) == [bank] and own["threshold"] == own["thresholds"][bank]["threshold"]
+        assert own["thresholds"][bank]["n_real_validation"] == 4 and own["fpr"] == 0.25
+        assert list(own["provenance"]["validation"]["banks"]) == [bank] and own["model_sha256"] == data["model_sha256"]
+        assert path.stat().st_mode & 0o077 == 0
     store = Store.open(f"sqlite:///{trained / 'work' / 'runs.db'}")
     assert store.get_run(provenance["run_id"]).status == "completed"
     folders = sorted(p.name for p in (trained / "work").iterdir() if not p.name.startswith("runs.db"))
@@ -81,17 +86,18 @@ def test_train_demo_writes_a_detector_with_its_run_and_validation(trained: Path)
 def test_scan_writes_a_json_verdict_and_a_wellformed_html_report_per_image(trained: Path) -> None:
     images = _scan_images(trained / "scans")
     out = trained / "out"
-    result = _invoke("scan", *map(str, images), "--detector", str(trained / "detector.json"), "--out", str(out),
-                     "--bank", "bank_b")
+    own_copy = trained / "work" / "bank_b" / "detector.json"
+    result = _invoke("scan", *map(str, images), "--detector", str(own_copy), "--out", str(out), "--bank", "bank_b")
     assert result.exit_code in (0, FAKE_FOUND_EXIT), result.output
     verdicts = [json.loads((out / f"{p.stem}.json").read_text()) for p in images]
     fakes = sum(v["verdict"]["is_fake"] for v in verdicts)
     assert (result.exit_code == FAKE_FOUND_EXIT) == (fakes > 0) and f"{fakes} of 4 images judged fake" in result.output
-    own = json.loads((trained / "detector.json").read_text())["thresholds"]["bank_b"]
+    own = json.loads(own_copy.read_text())["thresholds"]["bank_b"]
     assert "bank bank_b's own threshold" in result.output
     for path, verdict in zip(images, verdicts, strict=True):
         assert verdict["image"]["path"] == str(path.resolve()) and 0 <= verdict["verdict"]["score"] <= 1
         assert verdict["verdict"]["threshold"] == own["threshold"] and verdict["operating_point"]["bank"] == "bank_b"
+        assert len(verdict["detector"]["model_sha256"]) == 64 and "validation" not in verdict["detector"]["provenance"]
         html = (out / f"{path.stem}.html").read_text()
         text = "".join(ET.fromstring(html.split("\n", 1)[1]).itertext())  # well-formed
         assert "bank bank_b's own threshold, fixed on 4 real validation images of that bank only" in text
@@ -105,7 +111,7 @@ def test_scan_writes_a_json_verdict_and_a_wellformed_html_report_per_image(train
 @pytest.mark.slow
 def test_bad_scan_input_is_one_line_naming_the_file_and_nothing_is_written(trained: Path, tmp_path: Path) -> None:
     good = _scan_images(tmp_path / "scans")[0]
-    detector = str(trained / "detector.json")
+    detector = str(trained / "work" / "bank_a" / "detector.json")
     (tmp_path / "broken.png").write_bytes(b"not an image")
     (tmp_path / "binary.json").write_bytes(bytes(range(200, 256)))
     (tmp_path / "other.json").write_text('{"format": "something else"}')
@@ -120,10 +126,10 @@ def test_bad_scan_input_is_one_line_naming_the_file_and_nothing_is_written(train
         (["scan", str(good), "--detector", str(tmp_path / "other.json")], "'format'"),
         (["scan", str(good), "--detector", str(tmp_path / "nope.json")], "nope.json"),
     ]
-    for args, named in [*cases, (["scan", str(good), "--detector", detector], "bank_a, bank_b, bank_c")]:
+    shared = ["scan", str(good), "--detector", str(trained / "detector.json")]  # the model only: no threshold
+    for args, named in [*cases, (shared, "shared model of a per-bank training")]:
         out = tmp_path / "out"
-        bank = ["--bank", "bank_a"] if "bank_a," not in named else []  # no --bank: the banks are listed
-        result = _invoke(*args, *bank, "--out", str(out))
+        result = _invoke(*args, "--bank", "bank_a", "--out", str(out))
         assert result.exit_code == 2, result.output
         assert named in _one_error_line(result.output)
         assert not out.exists()  # every input is checked before anything is written

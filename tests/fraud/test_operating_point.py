@@ -1,5 +1,6 @@
 """Per-bank decision thresholds (issue 18): by default each bank fixes its own threshold on its own real validation
-images, no bank's images move another bank's threshold, and a scan picks the scanning bank's operating point."""
+images, no bank's images move another bank's threshold, the shared file carries no bank's operating point (each is
+in its bank's own copy), and a scan picks the scanning bank's operating point."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from sampan.fraud.fingerprint import FEATURE_NAMES
 from sampan.fraud.operating_point import for_bank, select_operating_point
 from sampan.fraud.scorer import LinearPatchModel
 from sampan.fraud.slicer import SlicerConfig
-from sampan.fraud.training import BankImages, build_detector, detector_file
+from sampan.fraud.training import BankImages, bank_file, build_detector, detector_file
 
 F = len(FEATURE_NAMES)
 SLICER = SlicerConfig(size=32, stride=32)
@@ -68,12 +69,13 @@ def test_no_bank_moves_another_banks_threshold(tmp_path: Path, fixed_training: N
     assert before.threshold_scope == "bank" and set(before.thresholds) == {"bank_a", "bank_b"}
     assert before.thresholds["bank_a"] == after.thresholds["bank_a"]          # A's operating point unchanged
     assert before.thresholds["bank_b"].threshold != after.thresholds["bank_b"].threshold  # B's moved with B's data
-    assert before.provenance["validation"]["banks"]["bank_a"] == after.provenance["validation"]["banks"]["bank_a"]
+    assert before.validation["banks"]["bank_a"] == after.validation["banks"]["bank_a"]
     assert before.thresholds["bank_a"].n_real_validation == 4
     assert before.for_bank("bank_a").threshold == before.thresholds["bank_a"].threshold
     assert before.detector.threshold == min(p.threshold for p in before.thresholds.values())
-    assert "no validation score left a bank" in before.provenance["threshold_note"]
-    assert before.provenance["validation"]["pooled"]["auc"] is None  # no pooled score, so no pooled AUC
+    assert "nothing of any bank's validation" in before.provenance["threshold_note"]
+    assert "validation" not in before.provenance and "threshold" not in before.provenance
+    assert before.validation["pooled"]["auc"] is None  # no pooled score, so no pooled AUC
     # the control: the pooled (simulation) threshold DOES move with bank B's scores, and says it released them
     pooled, pooled_changed = _build([a, b], tmp_path / "3", "pooled"), _build([a, changed_b], tmp_path / "4", "pooled")
     assert pooled.thresholds == {} and pooled.detector.threshold != pooled_changed.detector.threshold
@@ -94,22 +96,32 @@ def test_a_bank_with_too_few_real_validation_images_is_named_before_training(tmp
 
 def test_a_scan_uses_the_scanning_banks_own_operating_point(tmp_path: Path, fixed_training: None) -> None:
     built = _build([_bank("bank_a", 1, 10.0), _bank("bank_b", 2, 25.0)], tmp_path)
-    data = detector_file(built, "synthetic")
-    detector = Detector.from_dict(data, "det.json")
+    shared = detector_file(built, "synthetic")
+    assert "threshold" not in shared and "thresholds" not in shared  # the model only
+    with pytest.raises(ConfigError, match="shared model of a per-bank training"):
+        Detector.from_dict(shared, "det.json")
     for bank in ("bank_a", "bank_b"):
-        chosen, point = select_operating_point(detector, data, bank, "det.json")
+        copy = bank_file(built, bank, "synthetic")
+        assert set(copy["thresholds"]) == {bank} and set(copy["provenance"]["validation"]["banks"]) == {bank}
+        assert copy["model_sha256"] == shared["model_sha256"]
+        chosen, point = select_operating_point(Detector.from_dict(copy, "own.json"), copy, None, "own.json")
         assert chosen.threshold == built.thresholds[bank].threshold == point.threshold and point.bank == bank
         assert point.scope == "bank" and "own threshold" in point.describe()
+    # a file written before the shared file dropped the operating points: several banks in one map
+    legacy = {**shared, "threshold": built.detector.threshold, "provenance": {
+        **shared["provenance"], "threshold": built.detector.threshold, "validation": built.validation},
+        "thresholds": {b: {"threshold": p.threshold, "fpr": p.fpr, "n_real_validation": p.n_real_validation}
+                       for b, p in built.thresholds.items()}}
+    detector = Detector.from_dict(legacy, "det.json")
     with pytest.raises(ConfigError, match="bank_a, bank_b.*--bank"):
-        select_operating_point(detector, data, None, "det.json")
+        select_operating_point(detector, legacy, None, "det.json")
     with pytest.raises(ConfigError, match="no operating point for bank 'bank_z'.*bank_a, bank_b"):
-        select_operating_point(detector, data, "bank_z", "det.json")
-    own = for_bank(data, "bank_b")  # the copy bank B keeps: no other bank's threshold or validation figures
-    assert set(own["thresholds"]) == {"bank_b"} and set(own["provenance"]["validation"]["banks"]) == {"bank_b"}
-    assert own["threshold"] == built.thresholds["bank_b"].threshold
-    chosen, point = select_operating_point(Detector.from_dict(own, "b.json"), own, None, "b.json")
-    assert point.bank == "bank_b" and chosen.threshold == own["threshold"]
-    broken = {**data, "thresholds": {"bank_a": {"threshold": "low", "fpr": 0.25, "n_real_validation": 4}}}
+        select_operating_point(detector, legacy, "bank_z", "det.json")
+    own = for_bank(legacy, "bank_b")  # the legacy file trimmed to bank B: nothing of bank A, no pooled figures
+    assert set(own["thresholds"]) == {"bank_b"} and set(own["provenance"]["validation"]) == {"banks"}
+    assert own["threshold"] == own["provenance"]["threshold"] == built.thresholds["bank_b"].threshold
+    assert repr(built.thresholds["bank_a"].threshold) not in repr(own)
+    broken = {**legacy, "thresholds": {"bank_a": {"threshold": "low", "fpr": 0.25, "n_real_validation": 4}}}
     with pytest.raises(ConfigError, match=r"'thresholds.bank_a'.threshold"):
         select_operating_point(detector, broken, "bank_a", "det.json")
 
@@ -135,13 +147,14 @@ def _numbers(value: Any) -> list[float]:
     return [float(value)] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
 
 
-def test_a_reader_of_the_detector_file_finds_no_image_score_but_each_banks_threshold(tmp_path: Path,
-                                                                                   fixed_training: None) -> None:
+def test_a_reader_of_the_shared_file_finds_no_image_score_and_a_bank_copy_only_its_own(tmp_path: Path,
+                                                                                        fixed_training: None) -> None:
     """The curious reader (another bank, the trainer) searches every number in the shared file for the score of any
-    bank's document: it finds exactly one per bank, that bank's threshold (the disclosure the docs state)."""
+    bank's document: none is there. A bank's own copy holds exactly one: its own threshold."""
     banks = [_bank("bank_a", 1, 10.0), _bank("bank_b", 2, 25.0)]
     built = _build(banks, tmp_path)
     draft = dataclasses.replace(built.detector, threshold=0.5)
     scores = {float(draft.aggregate(draft.patch_scores(image)[0])) for bank in banks for _, image, _ in bank.items}
-    found = set(_numbers(detector_file(built, "synthetic"))) & scores
-    assert found == {p.threshold for p in built.thresholds.values()}
+    assert set(_numbers(detector_file(built, "synthetic"))) & scores == set()
+    for bank in ("bank_a", "bank_b"):
+        assert set(_numbers(bank_file(built, bank, "synthetic"))) & scores == {built.thresholds[bank].threshold}

@@ -1,28 +1,36 @@
 """CLI for the document-forgery detector: ``sampan fraud train | scan | report``.
 
-``train`` reads one folder per bank (``<bank>/real/*.png`` and ``<bank>/fake/*.png``), or generates the built-in
-banks with ``--demo``, trains the patch model across the banks through the horizontal workflow (a stored run with
-its privacy receipt) and writes a detector JSON with the shared model and, per bank, a threshold that bank fixed on
-its OWN held-out real images at ``--fpr`` (no validation score leaves a bank; ``--threshold-scope pooled`` pools all
-banks' validation scores instead: a simulation/benchmark setting that, between real banks, would release each
-validation document's score). Each bank's folder also gets ``detector.json`` holding only its own operating point.
-``scan --bank NAME`` uses that bank's threshold (``--bank`` may be left out when the file has one bank) and writes,
-per image, a JSON verdict record and an HTML detection report; its exit code says whether a fake was found (0 none,
-10 at least one). ``report`` renders the HTML again from a saved verdict record and the image
-(the record is what a bank archives; the page is a view of it, rebuilt without re-scanning and checked against the
-image's SHA-256).
+``train`` is a SIMULATION of the consortium: it runs every bank in this one process. It reads one folder per bank
+(``<bank>/real/*.png`` and ``<bank>/fake/*.png``), or generates the built-in banks with ``--demo``, writes each
+bank's patch rows in that bank's own folder and trains the patch model through the horizontal workflow with
+in-process parties (only the workflow's messages pass between them; a stored run with its privacy receipt). Whoever
+runs it holds every bank's documents: a deployed fraud path (each bank's agent extracting its own features,
+``sampan submit``) is not built. The shared detector JSON (``--out``) carries the model and its training
+provenance, nothing of any bank's validation; each bank's threshold, fixed on its OWN held-out real images at
+``--fpr`` (it is one of those images' scores), and its validation figures go to that bank's own copy,
+``WORK_DIR/<bank>/detector.json``, only. ``--threshold-scope pooled`` pools all banks' validation scores instead (a
+simulation/benchmark setting that, between real banks, would release each validation document's score).
+``scan --bank NAME`` scans with a bank's own copy (``--bank`` may be left out when the file has one bank) and
+writes, per image, a JSON verdict record and an HTML detection report (0600, in a 0700 folder: they embed the
+customer's document); its exit code says whether a fake was found (0 none, 10 at least one). ``report`` renders the
+HTML again from a saved verdict record and the image (the record is what a bank archives; the page is a view of it,
+rebuilt without re-scanning and checked against the image's SHA-256).
 
 Default FPR 0.05: a threshold at FPR r needs at least 1/r real validation images (20 here) AT EACH BANK; 0.01 needs
 100, more than a small bank's held-out set (training is refused up front, naming the bank and the count). State the
 FPR your review process can absorb.
 
 Every input is read and checked before anything is written; bad input ends in one ``error:`` line naming the file.
+Text taken from files (bank names, paths, provenance) is printed with control characters replaced.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,11 +45,19 @@ from sampan.cli.error_path import ErrorHandlingGroup
 __all__ = ["FAKE_FOUND_EXIT", "fraud_app"]
 
 FAKE_FOUND_EXIT = 10
-fraud_app = typer.Typer(help="Detect AI-forged loan documents: train the detector across banks (federated), scan "
-                             "images, render detection reports.",
+fraud_app = typer.Typer(help="Detect AI-forged loan documents: train the detector across banks (a simulation: every "
+                             "bank runs in this one process), scan images, render detection reports.",
                         no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                         cls=ErrorHandlingGroup)
 console = Console(highlight=False)
+MAX_RECORD_BYTES = 64 << 20  # a verdict record: every patch's box and score (at most 100k patches)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _plain(text: object) -> str:
+    """``text`` safe for the terminal: C0/C1 control characters and bidi overrides replaced by U+FFFD, rich
+    markup escaped (names and paths from files must not move the cursor, clear the screen or fake a line)."""
+    return escape(_CONTROL.sub("\ufffd", str(text)))
 
 
 class _BenignAccountantNote(logging.Filter):
@@ -73,9 +89,9 @@ def _progress_printer(total: int) -> Any:
 
     def show(stage: str, info: Any) -> None:
         if stage == "warning":  # e.g. DP1 noise large against a small bank's statistics
-            console.print(f"[yellow]warning:[/] {escape(str(info.get('message', '')))}")
+            console.print(f"[yellow]warning:[/] {_plain(info.get('message', ''))}")
         elif stage == "run_started":
-            console.print(f"run {escape(str(info.get('run_id', '')))} started ({total} rounds)")
+            console.print(f"run {_plain(info.get('run_id', ''))} started ({total} rounds)")
         elif stage == "round":
             metrics = dict(info.get("global") or {})
             auc = metrics.get("auc")
@@ -106,19 +122,22 @@ def train(
     validation_fraction: float = typer.Option(0.3, help="Share of each bank's documents held out for the threshold."),
     max_patches_per_doc: int = typer.Option(16, min=1, help="Training patches per document (k of the DP unit)."),
     epsilon: float | None = typer.Option(None, min=0.01, help="Train with DP-SGD at this per-bank budget."),
-    patch_size: int = typer.Option(32, min=8, help="Slicer patch size and stride (pixels)."),
+    patch_size: int = typer.Option(32, min=16, help="Slicer patch size and stride (pixels)."),
     seed: int | None = typer.Option(None, help="Fix splits and initialisation (DP noise stays random)."),
     threshold_scope: str = typer.Option("bank", help="bank: each bank fixes its own threshold on its own validation "
-                                                     "images (no score leaves a bank); pooled: one threshold on all "
-                                                     "banks' validation scores pooled (simulation/benchmark only)."),
+                                                     "images, written to its own copy only; pooled: one threshold on "
+                                                     "all banks' validation scores pooled (simulation/benchmark "
+                                                     "only)."),
 ) -> None:
-    """Train the detector across banks (federated); each bank fixes its own threshold at --fpr."""
+    """Train the detector across banks, as a simulation: every bank runs in this one process (each bank's rows in
+    its own folder, only the workflow's messages between the in-process parties). Whoever runs it holds every
+    bank's documents; a deployed fraud path (each bank extracting its own features, `sampan submit`) is not built.
+    Each bank's threshold at --fpr goes to its own copy, WORK_DIR/<bank>/detector.json."""
     from sampan.errors import ConfigError
-    from sampan.files import atomic_write_json
+    from sampan.files import atomic_write_bytes, atomic_write_json
     from sampan.fraud.federated import DpSettings, TrainSettings
-    from sampan.fraud.operating_point import for_bank
     from sampan.fraud.slicer import SlicerConfig
-    from sampan.fraud.training import build_detector, detector_file, folder_banks, public_reference_bounds
+    from sampan.fraud.training import bank_file, build_detector, detector_file, folder_banks, public_reference_bounds
     from sampan.fraud.training import demo_banks as make_demo
 
     if demo == bool(banks):
@@ -134,7 +153,7 @@ def train(
     slicer = SlicerConfig(size=patch_size, stride=patch_size)
     inputs = make_demo(demo_banks, demo_docs, demo_size, seed if seed is not None else 0) if demo \
         else folder_banks(banks)
-    console.print(f"{len(inputs)} banks: {', '.join(escape(b.name) for b in inputs)}")
+    console.print(f"simulation: {len(inputs)} banks in this one process: {', '.join(_plain(b.name) for b in inputs)}")
     dp = None
     if epsilon is not None:
         console.print("DP: standardisation bounds from the public reference corpus (published seed)")
@@ -144,7 +163,7 @@ def train(
     with _quiet_benign_accountant_notes():
         built = build_detector(inputs, settings=settings, dp=dp, fpr=fpr, validation_fraction=validation_fraction,
                                slicer=slicer, store_path=store or work_dir / "runs.db", work_dir=work_dir, seed=seed,
-                               say=lambda text: console.print(escape(text)), progress=_progress_printer(rounds),
+                               say=lambda text: console.print(_plain(text)), progress=_progress_printer(rounds),
                                threshold_scope=threshold_scope)  # type: ignore[arg-type]
     from sampan.fraud.corpus import PROVENANCE
 
@@ -153,21 +172,24 @@ def train(
         "as each bank labelled them); Sampan makes no statement about how those documents were collected.")
     content = detector_file(built, data_note)
     atomic_write_json(out, content, indent=1)
-    pooled = built.provenance["validation"]["pooled"]
+    pooled = built.validation["pooled"]
     for name, point in built.thresholds.items():
-        figures = built.provenance["validation"]["banks"][name]
-        atomic_write_json(work_dir / name / "detector.json", for_bank(content, name), indent=1)
-        console.print(f"{escape(name)}: own threshold {point.threshold:.4f} at FPR {fpr:g} on its "
+        figures = built.validation["banks"][name]
+        copy = work_dir / name / "detector.json"  # the bank's folder (0700, made by its patch tables)
+        atomic_write_bytes(copy, json.dumps(bank_file(built, name, data_note), indent=1).encode("utf-8"), mode=0o600)
+        console.print(f"{_plain(name)}: own threshold {point.threshold:.4f} at FPR {fpr:g} on its "
                       f"{point.n_real_validation} real validation images; FPR {figures['fpr']:.3f}, FNR "
-                      f"{_rate(figures['fnr'])}, AUC {_rate(figures['auc'])} (its copy: "
-                      f"{escape(str(work_dir / name / 'detector.json'))})")
+                      f"{_rate(figures['fnr'])}, AUC {_rate(figures['auc'])} (in its own copy only: "
+                      f"{_plain(copy)})")
     scope = "each bank's own threshold" if built.thresholds else \
         f"pooled threshold {built.detector.threshold:.4f} (simulation: validation scores pooled)"
-    console.print(f"{scope} at FPR {fpr:g}; validation over all banks: FPR {_rate(pooled['fpr'])}, FNR "
+    console.print(f"{scope} at FPR {fpr:g}; validation over all banks (simulation summary, in no file"
+                  f"{'' if built.thresholds else ' but the pooled one'}): FPR {_rate(pooled['fpr'])}, FNR "
                   f"{_rate(pooled['fnr'])}, AUC {_rate(pooled['auc'])} ({pooled['real_images']} real, "
                   f"{pooled['fake_images']} fake images)")
-    console.print(f"privacy: {escape(built.result.privacy_unit)}")
-    console.print(f"detector written to {escape(str(out))} (run {escape(str(built.result.run_id))})")
+    console.print(f"privacy: {_plain(built.result.privacy_unit)}")
+    console.print(f"shared detector (model only{'' if built.thresholds else ', pooled threshold'}) written to "
+                  f"{_plain(out)} (run {_plain(built.result.run_id)})")
 
 
 def _rate(value: Any) -> str:
@@ -175,19 +197,14 @@ def _rate(value: Any) -> str:
 
 
 def _load_detector(path: Path, bank: str | None = None) -> tuple[Any, dict[str, Any], Any]:
-    """(Detector with the scanning bank's threshold, its provenance, the operating point) from a detector file;
-    every error names the file (a binary file included)."""
+    """(Detector with the scanning bank's threshold, its provenance, the operating point) from a detector file,
+    read with `Detector.load`'s rules (size cap, UTF-8, nesting); every error names the file."""
     from sampan.errors import ConfigError
-    from sampan.fraud.detector import Detector
+    from sampan.fraud.detector import Detector, read_json_file
     from sampan.fraud.operating_point import select_operating_point
 
     source = f"detector file {str(path)!r}"
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read {source}: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{source} is not a JSON detector file: {exc}") from None
+    data = read_json_file(path, source)
     detector = Detector.from_dict(data, source)
     provenance = data.get("provenance")
     if provenance is not None and not isinstance(provenance, dict):
@@ -197,14 +214,51 @@ def _load_detector(path: Path, bank: str | None = None) -> tuple[Any, dict[str, 
 
 
 def _output_names(images: list[Path]) -> list[str]:
-    """One output stem per image: its file stem, with -2, -3... when two images share a stem."""
-    seen: dict[str, int] = {}
+    """One output stem per image, distinct from every other (compared case-insensitively, for case-insensitive
+    file systems): the file stem, or ``<stem>-<n>`` with the first n >= 2 not taken yet."""
+    taken: set[str] = set()
     names = []
     for path in images:
         stem = path.stem or "image"
-        seen[stem] = seen.get(stem, 0) + 1
-        names.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+        name, n = stem, 1
+        while name.casefold() in taken:
+            n += 1
+            name = f"{stem}-{n}"
+        taken.add(name.casefold())
+        names.append(name)
     return names
+
+
+def _write_all(out: Path, files: list[tuple[str, bytes]]) -> None:
+    """Write every output of one scan or none: each goes to a temporary file (0600) first, then all are renamed
+    into place; on any failure the temporaries and the files this call already placed are removed."""
+    from sampan.errors import ConfigError
+
+    for name, _ in files:
+        target = out / name
+        if target.is_symlink() or (target.exists() and not target.is_file()):
+            raise ConfigError(f"cannot write {str(target)!r}: it exists and is not a plain file")
+    staged: list[tuple[Path, Path]] = []
+    placed: list[Path] = []
+    try:
+        for name, data in files:
+            tmp = out / f".{name}.{secrets.token_hex(6)}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            staged.append((tmp, out / name))
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        for tmp, target in staged:
+            os.replace(tmp, target)
+            placed.append(target)
+    except OSError as exc:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        for target in placed:
+            target.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write the scan's outputs in {str(out)!r}: {exc}; nothing of this scan was "
+                          "left there") from None
 
 
 @fraud_app.command("scan")
@@ -218,7 +272,7 @@ def scan(
     """Scan images with your bank's threshold: a JSON verdict and an HTML report each; exit 10 when any image is
     judged fake."""
     from sampan.errors import DataError
-    from sampan.files import atomic_write_bytes, atomic_write_json
+    from sampan.files import private_directory
     from sampan.fraud.detector import load_image
     from sampan.fraud.report import render_detection_report, verdict_record
 
@@ -233,18 +287,21 @@ def scan(
             raise DataError(f"image {str(path)!r}: {exc}") from None
         record = verdict_record(verdict, image, image_path=str(path.resolve()), detector_path=str(detector_path),
                                 aggregation=detector.aggregation, provenance=provenance, data_note=data_note,
-                                operating_point=point.to_dict())
+                                operating_point=point.to_dict(), model_sha256=detector.model_sha256())
         scanned.append((path, verdict, record, render_detection_report(record, image)))
-    out.mkdir(parents=True, exist_ok=True)
-    console.print(escape(f"operating point: {point.describe()}"))
+    names = _output_names(images)
+    files = [(f"{name}{ext}", data) for (_, _, record, html), name in zip(scanned, names, strict=True)
+             for ext, data in ((".html", html.encode("utf-8")),
+                               (".json", json.dumps(record, indent=1).encode("utf-8")))]
+    private_directory(out)  # 0700: the reports embed the customers' documents
+    _write_all(out, files)
+    console.print(f"operating point: {_plain(point.describe())}")
     found = 0
-    for (path, verdict, record, html), name in zip(scanned, _output_names(images), strict=True):
-        atomic_write_bytes(out / f"{name}.html", html.encode("utf-8"))
-        atomic_write_json(out / f"{name}.json", record, indent=1)
+    for (path, verdict, _, _), name in zip(scanned, names, strict=True):
         found += verdict.is_fake
         word = "[bold red]FAKE[/]" if verdict.is_fake else "[green]real[/]"
         console.print(f"{word}  score {verdict.score:.4f} (threshold {verdict.threshold:.4f}, FPR "
-                      f"{verdict.fpr:g})  {escape(str(path))} -> {escape(str(out / name))}.json/.html")
+                      f"{verdict.fpr:g})  {_plain(path)} -> {_plain(out / name)}.json/.html")
     console.print(f"{found} of {len(images)} images judged fake")
     if found:
         raise typer.Exit(FAKE_FOUND_EXIT)
@@ -257,18 +314,12 @@ def report(
     out: Path | None = typer.Option(None, "--out", "-o", help="HTML file (default: the record with .html)."),
 ) -> None:
     """Render the HTML detection report again from a saved verdict record and its image."""
-    from sampan.errors import ConfigError
-    from sampan.fraud.detector import load_image
+    from sampan.fraud.detector import load_image, read_json_file
     from sampan.fraud.report import check_record, write_detection_report
 
-    try:
-        record = json.loads(record_path.read_bytes().decode("utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read verdict record {str(record_path)!r}: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"verdict record {str(record_path)!r} is not valid JSON: {exc}") from None
-    record = check_record(record, f"verdict record {str(record_path)!r}")
+    what = f"verdict record {str(record_path)!r}"
+    record = check_record(read_json_file(record_path, what, MAX_RECORD_BYTES), what)
     source = image if image is not None else Path(str(record["image"].get("path", "")))
     target = out if out is not None else record_path.with_suffix(".html")
     written = write_detection_report(target, record, load_image(source), image_name=str(source))
-    console.print(f"report written to {escape(str(written))}")
+    console.print(f"report written to {_plain(written)} (0600: it embeds the document)")

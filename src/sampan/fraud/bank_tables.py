@@ -6,8 +6,9 @@ written inside that bank's own folder (``work_dir/<bank>/``, 0700, files 0600): 
 horizontal party loader of the simulated run reads each bank's table at that bank only.
 
 Two choices fix what differential privacy means here (`sampan.fraud.federated`): a document contributes at most
-``max_patches_per_doc`` rows to training (a setting, so k is known and can be reported), and the train / holdout
-split is drawn by DOCUMENT, so no document has patches on both sides (patches of one image are strongly
+``max_patches_per_doc`` rows (k, a setting, so it is known and can be reported) to ANY table -- training rows, which
+the DP unit covers, and holdout rows, which are outside it (the coordinator learns their count and the run's
+end-of-run evaluation exactly) -- and the train / holdout split is drawn by DOCUMENT, so no document has patches on both sides (patches of one image are strongly
 correlated: a row-level split would score the model on documents it was trained on).
 """
 
@@ -65,7 +66,7 @@ class BankTables:
     holdout_rows: int
     train_docs: int
     holdout_docs: int
-    dropped_rows: int  # patches over the per-document cap, not trained on
+    dropped_rows: int  # patches over the per-document cap (training and holdout), in neither table
     docs_by_label: dict[int, int] = field(default_factory=dict)
 
 
@@ -129,7 +130,8 @@ def _check_bank(bank: BankData) -> None:
 def split_bank(bank: BankData, cap: int, holdout_fraction: float,
                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
     """(train row indices, holdout row indices, rows dropped by the cap): documents split per class, so both
-    sides hold real and fake documents when the bank has two or more of a class; training rows capped per doc."""
+    sides hold real and fake documents when the bank has two or more of a class; every document's rows capped at
+    ``cap`` on both sides (the holdout rows are outside the DP unit, but what one document gives them is bounded)."""
     ids, y = np.asarray(bank.doc_ids).astype(str), np.asarray(bank.labels).astype(int)
     docs, first = np.unique(ids, return_index=True)
     doc_label = y[first]
@@ -139,17 +141,15 @@ def split_bank(bank: BankData, cap: int, holdout_fraction: float,
         n_out = int(round(holdout_fraction * of_class.size)) if of_class.size >= 2 else 0
         n_out = min(max(n_out, 1 if of_class.size >= 2 else 0), of_class.size - 1)
         holdout_docs.update(rng.permutation(of_class)[:n_out].tolist())
-    held = np.isin(ids, list(holdout_docs))
-    train, dropped = [], 0
+    train, held, dropped = [], [], 0
     for doc in docs:
-        if doc in holdout_docs:
-            continue
         rows = np.flatnonzero(ids == doc)
         if rows.size > cap:
             dropped += rows.size - cap
             rows = np.sort(rng.choice(rows, size=cap, replace=False))
-        train.append(rows)
-    return np.concatenate(train), np.flatnonzero(held), dropped
+        (held if doc in holdout_docs else train).append(rows)
+    empty = np.empty(0, dtype=np.int64)
+    return (np.concatenate(train) if train else empty), (np.sort(np.concatenate(held)) if held else empty), dropped
 
 
 def _csv_bytes(bank: BankData, rows: np.ndarray, columns: list[str]) -> bytes:

@@ -9,7 +9,8 @@ one `[[parties]]` entry per bank with its own training and held-out file), start
 registered artifact (``params`` + ``scaler.mean``/``scaler.scale``, meta ``model``) into a patch model.
 
 **Unit of privacy.** The DP unit of the workflow is one ROW, and here a row is one image patch. A document gives
-up to k patches (k = ``max_patches_per_doc``, a cap applied to the training rows, default 16), so the guarantee
+up to k patches (k = ``max_patches_per_doc``, a cap applied to the training and the holdout rows, default 16; the
+holdout rows are outside the DP unit, their count and the end-of-run evaluation released exactly), so the guarantee
 for a whole document is only group privacy over k rows: with (epsilon, delta) per row, at most
 (k * epsilon, k * e^((k-1) * epsilon) * delta) per document. At epsilon = 1 and k = 16 that is epsilon 16: weak.
 The receipt of the model and `TrainResult.privacy_unit` say so; nothing here claims document-level DP.
@@ -121,17 +122,22 @@ class TrainResult:
 
 
 def document_privacy(dp: DpSettings | None, k: int) -> str:
-    """The plain statement of what the run protects: rows (patches), and documents only through group privacy."""
+    """The plain statement of what the run protects: rows (patches), and documents only through group privacy; and
+    what is outside the DP unit (held-out and validation documents)."""
+    outside = (f" Outside the DP unit: each bank's held-out documents (the run's holdout, at most {k} patches per "
+               "document too) -- the coordinator learns their row count and the end-of-run evaluation on them "
+               "exactly; and each bank's validation documents, scored at the bank for its own threshold, which "
+               "(threshold scope 'bank') goes to the bank's own detector copy only. A document is one image file.")
     if dp is None:
         return (f"no differential privacy: the banks' patches stay in their folders and only model updates travel, "
-                f"but the updates are not noised (at most {k} training patches per document)")
+                f"but the updates are not noised (at most {k} training patches per document)." + outside)
     eps_doc = k * dp.epsilon
     delta_doc = k * math.exp(min((k - 1) * dp.epsilon, 700.0)) * dp.delta
     delta_text = f"delta {delta_doc:.3g}" if delta_doc < 1 else "a delta above 1, i.e. no meaningful guarantee"
     return (f"record-level DP per bank where one record = one image patch (epsilon {dp.epsilon:g}, delta "
             f"{dp.delta:g}); a document contributes at most k = {k} training patches, so a whole document is "
             f"protected only by group privacy over k rows: at most epsilon {eps_doc:g} with {delta_text} per "
-            "document (weak; not document-level DP)")
+            "document (weak; not document-level DP)." + outside)
 
 
 def public_bounds(reference: np.ndarray, margin: float = 0.1) -> dict[str, tuple[float, float]]:

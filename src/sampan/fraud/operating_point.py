@@ -1,20 +1,19 @@
-"""Which decision threshold a scan uses: the scanning bank's own operating point, read from the detector file.
+"""Which decision threshold a scan uses: the scanning bank's own operating point, kept in that bank's own file.
 
 Why per bank: a threshold fixed on validation image scores pooled across banks needs every bank to release one
 score per validation document to whoever fits it; that is data crossing a party boundary outside the workflow's
 messages and outside the privacy ledger. By default (`threshold_scope = "bank"`) each bank fixes its OWN threshold
-on its own real validation documents with the shared model, locally, and the detector file carries one operating
-point per bank: ``"thresholds": {bank: {"threshold", "fpr", "n_real_validation"}}``. The scanning bank picks its
-own (`select_operating_point`). A pooled threshold (`threshold_scope = "pooled"`) remains for simulations and
-benchmarks only; its file has no ``thresholds`` map and its provenance says the scores were released.
+on its own real validation documents with the shared model.
 
-What an operating point still discloses: each bank's threshold is ONE number, the k-th lowest score of that bank's
-real validation images (k = floor(fpr * n)). The detector file written by one training holds every bank's entry;
-`for_bank` keeps only one bank's, for the copy that bank keeps.
-
-The file's top-level ``threshold`` (read by `Detector.load`, which knows one threshold only) is, in bank scope, the
-LOWEST of the banks' thresholds: at most ``fpr`` of any bank's real validation images fall below it (the stated FPR
-holds for every bank, at the cost of missing more fakes than the bank's own threshold would).
+What a bank's operating point is, exactly: its threshold is ONE of its real validation images' scores (the k-th
+lowest, k = floor(fpr * n), `sampan.fraud.threshold.fit_threshold`), and its validation counts and rates are
+functions of every validation score. So they stay in the bank's OWN file: the shared detector file (the model,
+slicer, aggregation and the training provenance) carries nothing of any bank's validation -- no threshold, no
+count, no rate -- and cannot be scanned with until a bank adds its own operating point (`bank_copy`: the copy the
+bank keeps, ``"thresholds": {bank: {"threshold", "fpr", "n_real_validation"}}`` with that one bank only, and its own
+validation figures). The scanning bank picks its own (`select_operating_point`). A pooled threshold
+(`threshold_scope = "pooled"`) remains for simulations and benchmarks only; its file has no ``thresholds`` map, and
+its provenance says that every validation score was released to the trainer.
 """
 
 from __future__ import annotations
@@ -28,7 +27,12 @@ from typing import Any, Literal
 from sampan.errors import ConfigError
 from sampan.fraud.detector import Detector
 
-__all__ = ["SCOPES", "OperatingPoint", "ThresholdScope", "for_bank", "select_operating_point", "thresholds_of"]
+__all__ = ["SCOPES", "OperatingPoint", "ThresholdScope", "bank_copy", "for_bank", "select_operating_point",
+           "thresholds_of"]
+
+BANK_COPY_NOTE = ("this bank's own operating point: its threshold is one of its own real validation images' scores "
+                  "(the k-th lowest, k = floor(fpr * n)) and its validation counts and rates are below; keep this file "
+                  "at the bank. Nothing of another bank's validation is in it.")
 
 ThresholdScope = Literal["bank", "pooled"]
 SCOPES: tuple[str, ...] = ("bank", "pooled")
@@ -68,6 +72,10 @@ def thresholds_of(data: Mapping[str, Any], source: str) -> dict[str, OperatingPo
             raise ConfigError(f"{source}: field 'thresholds' belongs to threshold_scope 'bank' (this file says "
                               "'pooled')")
         return {}
+    if raw is None:
+        raise ConfigError(f"{source} is the shared model of a per-bank training: it carries no bank's operating point "
+                          "(field 'thresholds' is absent). Scan with your bank's own copy (WORK_DIR/<bank>/"
+                          "detector.json)")
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"{source}: field 'thresholds' must be a non-empty object {{bank: operating point}}")
     points = {}
@@ -115,20 +123,34 @@ def select_operating_point(detector: Detector, data: Mapping[str, Any], bank: st
     return dataclasses.replace(detector, threshold=point.threshold, fpr=point.fpr), point
 
 
+def bank_copy(shared: Mapping[str, Any], point: OperatingPoint, figures: Mapping[str, Any] | None = None
+              ) -> dict[str, Any]:
+    """The file a bank keeps: the shared detector file (model, slicer, aggregation, training provenance) plus this
+    bank's own operating point and its own validation ``figures`` (counts and rates), nothing of another bank's."""
+    if point.scope != "bank" or not point.bank:
+        raise ConfigError("a bank's copy needs a bank-scope operating point naming the bank")
+    entry = {"threshold": point.threshold, "fpr": point.fpr, "n_real_validation": point.n_real_validation}
+    out = {k: v for k, v in shared.items() if k not in ("threshold", "thresholds", "provenance")}
+    provenance = {k: v for k, v in dict(shared.get("provenance") or {}).items()
+                  if k not in ("threshold", "validation", "threshold_note")}
+    out.update({"threshold": point.threshold, "fpr": point.fpr, "threshold_scope": "bank",
+                "thresholds": {point.bank: entry}})
+    out["provenance"] = {**provenance, "threshold": point.threshold, "threshold_note": BANK_COPY_NOTE,
+                         "validation": {"banks": {point.bank: dict(figures or {})}}}
+    return out
+
+
 def for_bank(data: Mapping[str, Any], bank: str, source: str = "detector file") -> dict[str, Any]:
-    """A copy of a bank-scope detector file's JSON holding only ``bank``'s operating point (its top-level threshold
-    and fpr set to that bank's): the copy a bank keeps, without the other banks' thresholds."""
+    """A copy of a detector file's JSON that still holds several banks' operating points (a file written before
+    the shared file dropped them), keeping ``bank``'s only: its threshold, its figures, none of the others' (no
+    pooled figures, no lowest threshold)."""
     points = thresholds_of(data, source)
     if bank not in points:
         raise ConfigError(f"{source} has no operating point for bank {bank!r}; its banks are: "
                           f"{', '.join(sorted(points)) or 'none (pooled threshold)'}")
-    point = points[bank]
-    entry = {"threshold": point.threshold, "fpr": point.fpr, "n_real_validation": point.n_real_validation}
-    out = {**data, "threshold": point.threshold, "fpr": point.fpr, "thresholds": {bank: entry}}
-    provenance = out.get("provenance")
+    provenance = data.get("provenance")
+    figures: Mapping[str, Any] | None = None
     if isinstance(provenance, dict) and isinstance(provenance.get("validation"), dict):
-        validation = provenance["validation"]
-        banks = validation.get("banks") if isinstance(validation.get("banks"), dict) else {}
-        out["provenance"] = {**provenance, "validation": {**validation, "banks": {
-            name: figures for name, figures in banks.items() if name == bank}}}
-    return out
+        banks = provenance["validation"].get("banks")
+        figures = banks.get(bank) if isinstance(banks, dict) and isinstance(banks.get(bank), dict) else None
+    return bank_copy(data, points[bank], figures)

@@ -11,6 +11,11 @@ verdict, the score, the threshold with its FPR and whose operating point it is (
 fixed on its own real validation images, or a pooled simulation threshold), the most suspicious patches with their
 fake probabilities, the model's provenance (training run, banks, DP settings and the unit they protect) and the data
 provenance note.
+
+What a record embeds of the detector: its path, the model's identity (``model_sha256``, `Detector.model_sha256`)
+and the training provenance, never a bank's validation figures; the threshold used is the record's
+``operating_point``. Both files embed the customer's document (the HTML as pixels, the record as its digest and
+patch boxes) and are written 0600 (`sampan fraud scan` puts them in a 0700 folder).
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ __all__ = ["RECORD_FORMAT", "check_record", "image_sha256", "render_detection_re
 RECORD_FORMAT = "sampan.fraud.verdict"
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 _CROP_ZOOM = 3
+PRIVATE_FILE = 0o600
+_NOT_IN_RECORD = ("validation", "threshold", "thresholds", "threshold_note")  # a bank's figures stay in its file
 _EXTRA_CSS = """
 .verdict-fake { color: var(--bad); } .verdict-real { color: var(--good); }
 .overlay img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 6px;
@@ -62,9 +69,12 @@ def image_sha256(image: np.ndarray) -> str:
 
 def verdict_record(verdict: Verdict, image: np.ndarray, *, image_path: str, detector_path: str,
                    aggregation: str, provenance: Mapping[str, Any] | None, data_note: str,
-                   operating_point: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                   operating_point: Mapping[str, Any] | None = None,
+                   model_sha256: str | None = None) -> dict[str, Any]:
     """The JSON record of one scan (every patch's box and real-probability score included). ``operating_point``
-    (`sampan.fraud.operating_point.OperatingPoint.to_dict()`) says whose threshold was used."""
+    (`sampan.fraud.operating_point.OperatingPoint.to_dict()`) says whose threshold was used; ``model_sha256``
+    (`Detector.model_sha256`) which model judged. Validation figures and thresholds in ``provenance`` are left out."""
+    kept = {k: v for k, v in dict(provenance or {}).items() if k not in _NOT_IN_RECORD}
     return {
         "format": RECORD_FORMAT, "version": 1,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -73,7 +83,7 @@ def verdict_record(verdict: Verdict, image: np.ndarray, *, image_path: str, dete
         "verdict": {**verdict.to_dict(), "aggregation": aggregation},
         "patches": {"boxes": np.asarray(verdict.boxes, dtype=np.int64).reshape(-1, 4).tolist(),
                     "scores": [float(s) for s in np.asarray(verdict.patch_scores, dtype=np.float64)]},
-        "detector": {"path": detector_path, "provenance": dict(provenance or {})},
+        "detector": {"path": detector_path, "model_sha256": model_sha256, "provenance": kept},
         "data_provenance": data_note,
         "operating_point": dict(operating_point) if operating_point is not None else None,
     }
@@ -212,6 +222,8 @@ def render_detection_report(record: Mapping[str, Any], image: np.ndarray, *, ima
         _section("Most suspicious patches", crops_html, f"Crops shown at {_CROP_ZOOM}x, highest fake probability "
                  "first (fake probability = 1 - the patch's score)."),
         _section("Model provenance", _rows([("detector file", str(record["detector"].get("path", ""))),
+                                            ("model SHA-256", str(record["detector"].get("model_sha256")
+                                                                  or "not recorded")),
                                             ("operating point", point_text),
                                             *_provenance_rows(provenance)])),
         _section("Data provenance", f"<p>{esc(str(record.get('data_provenance') or 'not recorded'))}</p>"),
@@ -228,5 +240,6 @@ def render_detection_report(record: Mapping[str, Any], image: np.ndarray, *, ima
 
 def write_detection_report(path: str | os.PathLike[str], record: Mapping[str, Any], image: np.ndarray, *,
                            image_name: str | None = None) -> Path:
-    """Render first, then write atomically (a failure leaves no file)."""
-    return atomic_write_bytes(path, render_detection_report(record, image, image_name=image_name).encode("utf-8"))
+    """Render first, then write atomically (a failure leaves no file), 0600: the page embeds the document."""
+    html = render_detection_report(record, image, image_name=image_name).encode("utf-8")
+    return atomic_write_bytes(path, html, mode=PRIVATE_FILE)

@@ -1,18 +1,22 @@
 """From banks' labelled images to a saved detector: what `sampan fraud train` does, callable from Python.
 
-Steps: each bank's documents are split by document into training and validation images (at the bank); the training
-images' patches go into the federated run (`sampan.fraud.federated`); every bank receives the trained (shared) patch
-model and scores its OWN validation images with it.
+A SIMULATION of the consortium: `build_detector` runs every bank in this one process. Each bank's patch rows are
+written in its own folder (``work_dir/<bank>/``, 0700) and the horizontal workflow's messages are the only thing
+exchanged between the in-process parties, but whoever runs it holds every bank's documents. A deployed fraud path
+(each bank's agent extracting its own features and joining a deployed run, `sampan submit`; each bank fixing its
+threshold on its own host) is NOT built.
+
+Steps: each bank's documents are split by document into training and validation images; the training images'
+patches go into the federated run (`sampan.fraud.federated`); each bank scores its OWN validation images with the
+trained (shared) patch model.
 
 Threshold (``threshold_scope``):
 - ``"bank"`` (default): each bank fixes its own threshold on its own real validation images at ``fpr``
-  (`sampan.fraud.threshold.fit_threshold`), locally; no validation score leaves the bank, and no bank's documents
-  move another bank's threshold. The detector file carries the shared model and one operating point per bank
-  (``thresholds: {bank: {threshold, fpr, n_real_validation}}``; `sampan.fraud.operating_point`); the scanning
-  bank uses its own. A bank holding out fewer than ceil(1/fpr) real validation images is refused before training,
-  naming the bank and the count needed (no silent fallback to another bank's or a pooled threshold).
-  What does leave each bank: its threshold (one order statistic of its real validation scores) and its validation
-  counts and rates (FPR, FNR, AUC over its own images) in the detector's provenance.
+  (`sampan.fraud.threshold.fit_threshold`). That threshold is ONE of the bank's real validation scores and its
+  validation counts and rates depend on every one, so they go into the bank's own copy only (`bank_file`,
+  `sampan.fraud.operating_point.bank_copy`); the shared detector file (`detector_file`) carries the model, slicer,
+  aggregation and training provenance, and nothing of any bank's validation. A bank holding out fewer than
+  ceil(1/fpr) real validation images is refused before training, naming the bank and the count needed.
 - ``"pooled"`` (simulation and benchmark only): one threshold on the real validation image scores of all banks
   pooled in this process. Between real banks that releases each validation document's score to the trainer, outside
   the workflow's messages and the privacy ledger; the detector's provenance says so.
@@ -36,16 +40,21 @@ from sampan.fraud.bank_images import LabelledImage, bank_from_docs, bank_from_im
 from sampan.fraud.bank_tables import BankData, BankDataError, bank_rng
 from sampan.fraud.detector import Detector, load_image
 from sampan.fraud.federated import DpSettings, TrainResult, TrainSettings, public_bounds, train_federated
-from sampan.fraud.operating_point import SCOPES, OperatingPoint, ThresholdScope
+from sampan.fraud.operating_point import SCOPES, OperatingPoint, ThresholdScope, bank_copy
 from sampan.fraud.slicer import SlicerConfig
 from sampan.fraud.threshold import fit_threshold, min_real_images
 
-__all__ = ["PUBLIC_REFERENCE_SEED", "BankImages", "DetectorBuild", "bank_thresholds", "build_detector", "demo_banks",
-           "detector_file", "folder_banks", "public_reference_bounds"]
+__all__ = ["PUBLIC_REFERENCE_SEED", "SIMULATION_NOTE", "BankImages", "DetectorBuild", "bank_file", "bank_thresholds",
+           "build_detector", "demo_banks", "detector_file", "folder_banks", "public_reference_bounds"]
 
 PUBLIC_REFERENCE_SEED = 20261207  # published: anyone can regenerate the reference corpus and check the bounds
 AGGREGATION = "mean_logit"
 Say = Callable[[str], None]
+SIMULATION_NOTE = ("simulation of the consortium: every bank's documents were read, and every bank's features "
+                   "extracted and validation images scored, in this one process; each bank's patch rows were written "
+                   "in its own folder and only the horizontal workflow's messages passed between the in-process "
+                   "parties. A deployed fraud path (each bank's agent extracting its own features, `sampan submit`) "
+                   "is not built.")
 
 
 @dataclass(frozen=True)
@@ -61,14 +70,18 @@ class BankImages:
 class DetectorBuild:
     """A trained detector, its provenance (also saved in the detector file) and the federated result.
 
-    ``thresholds``: bank scope, each bank's own operating point; ``detector.threshold`` is then the lowest of them
-    (see `sampan.fraud.operating_point`). Pooled scope: empty, ``detector.threshold`` is the pooled one."""
+    ``provenance`` is what the shared detector file carries (bank scope: nothing of any bank's validation).
+    ``thresholds`` (bank scope) is each bank's own operating point and ``validation`` its figures
+    (``{"banks": {bank: figures}, "pooled": summed}``): in memory, because this process simulated every bank; each
+    bank's entry is written to that bank's own copy only (`bank_file`). ``detector.threshold`` is then the lowest
+    bank threshold (in memory only). Pooled scope: ``thresholds`` empty, ``detector.threshold`` the pooled one."""
 
     detector: Detector
     provenance: dict[str, Any]
     result: TrainResult
     thresholds: dict[str, OperatingPoint] = dataclasses.field(default_factory=dict)
     threshold_scope: str = "pooled"
+    validation: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def for_bank(self, bank: str) -> Detector:
         """The detector with ``bank``'s own threshold (bank scope), or the pooled detector (pooled scope)."""
@@ -165,7 +178,8 @@ def _summed(figures: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     missed = sum(round((f["fnr"] or 0.0) * f["fake_images"]) for f in figures)
     return {"real_images": n_real, "fake_images": n_fake, "fpr": false_pos / n_real if n_real else None,
             "fnr": missed / n_fake if n_fake else None, "auc": None,
-            "note": "summed from each bank's counts at its own threshold; no pooled AUC (no score left a bank)"}
+            "note": "simulation summary: summed in this process from each bank's counts at its own threshold "
+                    "(no pooled AUC); written to no detector file"}
 
 
 def bank_thresholds(detector: Detector, validation: Mapping[str, Sequence[tuple[str, np.ndarray, int]]],
@@ -228,38 +242,51 @@ def build_detector(banks: Sequence[BankImages], *, settings: TrainSettings, dp: 
                              seed=seed, progress=progress)
     draft = Detector(result.model, slicer, AGGREGATION, 0.5, fpr)
     common = {**result.provenance(), "fpr": fpr, "threshold_scope": threshold_scope,
-              "slicer": dataclasses.asdict(slicer), "aggregation": AGGREGATION}
+              "slicer": dataclasses.asdict(slicer), "aggregation": AGGREGATION, "simulation": SIMULATION_NOTE}
     if threshold_scope == "bank":
         points, figures = bank_thresholds(draft, {name: val for name, (_, val) in splits.items()}, fpr)
         lowest = min(point.threshold for point in points.values())
-        provenance = {**common, "threshold": lowest,
-                      "validation": {"pooled": _summed(list(figures.values())), "banks": figures},
-                      "threshold_note": "each bank fixed its own threshold on its own real validation images with the "
-                                        "shared model, locally; no validation score left a bank (each bank's "
-                                        "threshold and validation rates are in this file). The top-level threshold "
-                                        "is the lowest of the banks' (the stated FPR holds on every bank's "
-                                        "validation images); a scan uses the scanning bank's own."}
-        return DetectorBuild(dataclasses.replace(draft, threshold=lowest), provenance, result, points, "bank")
+        provenance = {**common,
+                      "threshold_note": "each bank fixes its own threshold on its own real validation images with "
+                                        "this shared model. That threshold is one of the bank's validation scores, so "
+                                        "it and the bank's validation counts and rates are in the bank's own copy "
+                                        "(WORK_DIR/<bank>/detector.json) only; this shared file carries nothing of "
+                                        "any bank's validation, only the model and its training provenance."}
+        validation: dict[str, Any] = {"pooled": _summed(list(figures.values())), "banks": figures}
+        return DetectorBuild(dataclasses.replace(draft, threshold=lowest), provenance, result, points, "bank",
+                             validation)
     per_bank = {name: _image_scores(draft, val) for name, (_, val) in splits.items()}
     scores = np.concatenate([s for s, _ in per_bank.values()])
     labels = np.concatenate([y for _, y in per_bank.values()])
     threshold = fit_threshold(scores[labels == 0], fpr)
-    provenance = {**common, "threshold": threshold,
-                  "validation": {"pooled": _validation(scores, labels, threshold),
-                                 "banks": {n: _validation(s, y, threshold) for n, (s, y) in per_bank.items()}},
+    validation = {"pooled": _validation(scores, labels, threshold),
+                  "banks": {n: _validation(s, y, threshold) for n, (s, y) in per_bank.items()},
+                  "note": "SIMULATION/BENCHMARK: pooled validation figures (every bank's validation scores in one "
+                          "place)"}
+    provenance = {**common, "threshold": threshold, "validation": validation,
                   "threshold_note": "SIMULATION/BENCHMARK: fixed on the real validation images of all banks, their "
                                     "scores pooled in one place. Between real banks this releases each validation "
                                     "document's score to the trainer, outside the workflow and the privacy ledger; "
                                     "use threshold_scope 'bank' (the default) for banks."}
-    return DetectorBuild(dataclasses.replace(draft, threshold=threshold), provenance, result, {}, "pooled")
+    return DetectorBuild(dataclasses.replace(draft, threshold=threshold), provenance, result, {}, "pooled",
+                         validation)
 
 
 def detector_file(built: DetectorBuild, data_note: str) -> dict[str, Any]:
-    """The detector file's JSON: F2's detector fields, the threshold scope, the per-bank operating points (bank
-    scope) and the provenance with its data provenance note."""
-    out: dict[str, Any] = {**built.detector.to_dict(), "threshold_scope": built.threshold_scope}
-    if built.thresholds:
-        out["thresholds"] = {bank: {"threshold": p.threshold, "fpr": p.fpr, "n_real_validation": p.n_real_validation}
-                             for bank, p in built.thresholds.items()}
+    """The shared detector file's JSON: the model, slicer, aggregation, ``model_sha256`` and the training
+    provenance with its data provenance note. Bank scope: no threshold and no validation figure of any bank (each
+    bank's are in its own copy, `bank_file`); pooled scope (simulation): the pooled threshold and figures, labelled."""
+    out: dict[str, Any] = {**built.detector.to_dict(), "threshold_scope": built.threshold_scope,
+                           "model_sha256": built.detector.model_sha256()}
+    if built.threshold_scope == "bank":
+        del out["threshold"]
     out["provenance"] = {**built.provenance, "data_provenance": data_note}
     return out
+
+
+def bank_file(built: DetectorBuild, bank: str, data_note: str) -> dict[str, Any]:
+    """The detector file ``bank`` keeps (bank scope): the shared file plus its own operating point and its own
+    validation figures only."""
+    if bank not in built.thresholds:
+        raise BankDataError(f"no operating point for bank {bank!r}; banks: {', '.join(sorted(built.thresholds))}")
+    return bank_copy(detector_file(built, data_note), built.thresholds[bank], built.validation["banks"][bank])

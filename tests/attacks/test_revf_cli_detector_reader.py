@@ -1,7 +1,7 @@
-"""REVF-4: `sampan fraud scan` and `sampan fraud report` read the detector file / verdict record with their own
-reader (`cli/fraud._load_detector`, `report`): the whole file into memory with no size limit, and a deeply nested
-JSON escapes as "internal error: RecursionError" instead of one error naming the file. `Detector.load` has both
-rules (16 MB cap, RecursionError caught); the CLI bypasses it. Role: an attacker handing a bank a crafted file.
+"""REVF-4 (fixed): `sampan fraud scan` and `sampan fraud report` read the detector file / verdict record through
+`sampan.fraud.detector.read_json_file`, the reader `Detector.load` uses (size cap, UTF-8, nesting depth): a deeply
+nested or oversized file is one ConfigError line naming the file (exit 2, the usage/config category), not "internal
+error: RecursionError", and nothing is written. Role: an attacker handing a bank a crafted file.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from _revf_fraud import fixed_detector, render
 from typer.testing import CliRunner
 
@@ -32,26 +31,23 @@ def _error_names(output: str, path: Path) -> None:
     assert str(path) in output.replace("\n", ""), output
 
 
-@pytest.mark.xfail(strict=True, reason="REVF-4: deep JSON detector file -> internal error (RecursionError)")
 def test_scan_with_a_deeply_nested_detector_file_is_one_error_naming_it(tmp_path: Path) -> None:
     deep = tmp_path / "deep.json"
     deep.write_text("[" * 100_000 + "]" * 100_000)
     result = runner.invoke(app, ["fraud", "scan", str(_image(tmp_path)), "--detector", str(deep),
                                  "--out", str(tmp_path / "out")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2, result.output
     _error_names(result.output, deep)
 
 
-@pytest.mark.xfail(strict=True, reason="REVF-4: deep JSON verdict record -> internal error (RecursionError)")
 def test_report_with_a_deeply_nested_record_is_one_error_naming_it(tmp_path: Path) -> None:
     deep = tmp_path / "record.json"
     deep.write_text("{\"a\":" * 100_000 + "1" + "}" * 100_000)
     result = runner.invoke(app, ["fraud", "report", str(deep)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2, result.output
     _error_names(result.output, deep)
 
 
-@pytest.mark.xfail(strict=True, reason="REVF-4: the CLI reads a detector file of any size (no 16 MB cap)")
 def test_scan_refuses_a_detector_file_over_the_size_limit(tmp_path: Path) -> None:
     path = tmp_path / "big.json"
     fixed_detector().save(path)
@@ -60,5 +56,6 @@ def test_scan_refuses_a_detector_file_over_the_size_limit(tmp_path: Path) -> Non
     path.write_text(json.dumps(data))
     result = runner.invoke(app, ["fraud", "scan", str(_image(tmp_path)), "--detector", str(path),
                                  "--out", str(tmp_path / "out")])
-    assert result.exit_code == 1, result.output  # today: it scans (exit 0 or 10)
+    assert result.exit_code == 2, result.output  # before the fix: it scanned (exit 0 or 10)
+    _error_names(result.output, path)
     assert not (tmp_path / "out").exists()

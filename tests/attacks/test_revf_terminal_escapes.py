@@ -1,7 +1,7 @@
-"""REVF-7: `sampan fraud scan` prints names taken from its inputs (a bank name from the detector file's
-``thresholds``, image paths) to the terminal with rich markup escaped but control characters kept: an ESC sequence
-in a crafted detector file's bank name reaches the operator's terminal (clear screen, retitle, hide text, fake
-"real" lines). Role: an attacker handing a bank a detector file.
+"""REVF-7 (fixed), as found: `sampan fraud scan` prints names taken from its inputs (a bank name from the detector
+file's ``thresholds``, image paths) to the terminal with rich markup escaped but control characters kept: an ESC
+sequence in a crafted detector file's bank name reaches the operator's terminal (clear screen, retitle, hide text,
+fake "real" lines). Role: an attacker handing a bank a detector file.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from _revf_fraud import fixed_detector, render
 from typer.testing import CliRunner
 
@@ -19,7 +18,6 @@ runner = CliRunner()
 BANK = "bank\x1b[2J\x1b[1;32mreal\x1b[0m"
 
 
-@pytest.mark.xfail(strict=True, reason="REVF-7: control characters from a detector file reach the terminal")
 def test_scan_output_carries_no_control_characters_from_the_detector_file(tmp_path: Path) -> None:
     from PIL import Image
 
