@@ -8,8 +8,9 @@ horizontal party loader of the simulated run reads each bank's table at that ban
 Two choices fix what differential privacy means here (`sampan.fraud.federated`): a document contributes at most
 ``max_patches_per_doc`` rows (k, a setting, so it is known and can be reported) to ANY table -- training rows, which
 the DP unit covers, and holdout rows, which are outside it (the coordinator learns their count and the run's
-end-of-run evaluation exactly) -- and the train / holdout split is drawn by DOCUMENT, so no document has patches on both sides (patches of one image are strongly
-correlated: a row-level split would score the model on documents it was trained on).
+end-of-run evaluation exactly) -- and the train / holdout split is drawn by DOCUMENT, so no document has patches
+on both sides (patches of one image are strongly correlated: a row-level split would score the model on
+documents it was trained on).
 """
 
 from __future__ import annotations
@@ -141,7 +142,9 @@ def split_bank(bank: BankData, cap: int, holdout_fraction: float,
         n_out = int(round(holdout_fraction * of_class.size)) if of_class.size >= 2 else 0
         n_out = min(max(n_out, 1 if of_class.size >= 2 else 0), of_class.size - 1)
         holdout_docs.update(rng.permutation(of_class)[:n_out].tolist())
-    train, held, dropped = [], [], 0
+    train: list[np.ndarray] = []
+    held: list[np.ndarray] = []
+    dropped = 0
     for doc in docs:
         rows = np.flatnonzero(ids == doc)
         if rows.size > cap:
