@@ -11,7 +11,8 @@ on two fake sources, test on real + the third). Run from the repository root:
 
     nice -n 5 .venv/bin/python bench/fraud_detection.py [--quick] [--out bench/results/fraud_detection.json]
 
-Writes the JSON and (full run, or --snippet PATH) the markdown snippet for docs/benchmarks.md.
+Writes the JSON and (full run, or --snippet PATH) the markdown snippet for docs/benchmarks.md. The snippet's
+"Reading" list is written by hand after a run: a new full run overwrites the file without it.
 """
 
 from __future__ import annotations
