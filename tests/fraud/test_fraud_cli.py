@@ -203,3 +203,35 @@ def test_training_drops_only_the_benign_accountant_note(caplog: pytest.LogCaptur
         absl_logger.warning("Negative Renyi divergence of %s", -1.0)  # not benign: epsilon would read 0
     assert [r.getMessage() for r in caplog.records] == ["Negative Renyi divergence of -1.0"]
     assert not absl_logger.filters  # removed after the training
+
+
+def test_train_warns_when_a_banks_threshold_can_judge_nothing_fake_and_prints_names_inert(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The printing half of `train` with the training replaced: a bank whose own threshold is the score floor is
+    warned about (its detector would call nothing fake), and a bank name with an ESC sequence prints inert."""
+    from sampan.fraud import training
+    from sampan.fraud.aggregate import SCORE_FLOOR
+    from sampan.fraud.detector import Detector
+    from sampan.fraud.federated import TrainResult, TrainSettings
+    from sampan.fraud.fingerprint import FEATURE_NAMES
+    from sampan.fraud.operating_point import OperatingPoint
+    from sampan.fraud.scorer import LinearPatchModel
+
+    F = len(FEATURE_NAMES)
+    name = "bank\x1b[2Jx"
+    figures = {"real_images": 4, "fake_images": 4, "fpr": 0.0, "fnr": 1.0, "auc": 0.5}
+
+    def fake_build(banks: object, **_: object) -> training.DetectorBuild:
+        model = LinearPatchModel(np.zeros(F), 0.0, np.zeros(F), np.ones(F))
+        result = TrainResult(model, "run-x", (name,), TrainSettings(rounds=1), None, None, "unit: test")
+        return training.DetectorBuild(Detector(model, threshold=SCORE_FLOOR), {"threshold_note": "n"}, result,
+                                      {name: OperatingPoint(SCORE_FLOOR, 0.25, 4, "bank", name)}, "bank",
+                                      {"banks": {name: figures}, "pooled": figures})
+
+    monkeypatch.setattr(training, "build_detector", fake_build)
+    monkeypatch.setattr(training, "demo_banks", lambda *a: [training.BankImages(name, [], "generated")])
+    result = _invoke("train", "--demo", "--out", str(tmp_path / "det.json"), "--work-dir", str(tmp_path / "w"))
+    assert result.exit_code == 0, result.output
+    assert "no image can be judged fake" in result.output and "\x1b" not in result.output
+    assert (tmp_path / "w" / name / "detector.json").stat().st_mode & 0o077 == 0
+    assert (tmp_path / "w" / name).stat().st_mode & 0o077 == 0

@@ -134,7 +134,8 @@ def train(
     bank's documents; a deployed fraud path (each bank extracting its own features, `sampan submit`) is not built.
     Each bank's threshold at --fpr goes to its own copy, WORK_DIR/<bank>/detector.json."""
     from sampan.errors import ConfigError
-    from sampan.files import atomic_write_bytes, atomic_write_json
+    from sampan.files import atomic_write_bytes, atomic_write_json, private_directory
+    from sampan.fraud.aggregate import SCORE_FLOOR
     from sampan.fraud.federated import DpSettings, TrainSettings
     from sampan.fraud.slicer import SlicerConfig
     from sampan.fraud.training import bank_file, build_detector, detector_file, folder_banks, public_reference_bounds
@@ -175,12 +176,16 @@ def train(
     pooled = built.validation["pooled"]
     for name, point in built.thresholds.items():
         figures = built.validation["banks"][name]
-        copy = work_dir / name / "detector.json"  # the bank's folder (0700, made by its patch tables)
+        copy = private_directory(work_dir / name) / "detector.json"  # the bank's own folder (0700)
         atomic_write_bytes(copy, json.dumps(bank_file(built, name, data_note), indent=1).encode("utf-8"), mode=0o600)
         console.print(f"{_plain(name)}: own threshold {point.threshold:.4f} at FPR {fpr:g} on its "
                       f"{point.n_real_validation} real validation images; FPR {figures['fpr']:.3f}, FNR "
                       f"{_rate(figures['fnr'])}, AUC {_rate(figures['auc'])} (in its own copy only: "
                       f"{_plain(copy)})")
+        if point.threshold <= SCORE_FLOOR * (1 + 1e-6) and built.detector.aggregation != "soft_or":
+            console.print(f"[yellow]warning:[/] {_plain(name)}'s threshold is the lowest score the detector gives: "
+                          "with it no image can be judged fake (more or other training documents, or a larger "
+                          "--fpr, are needed)")
     scope = "each bank's own threshold" if built.thresholds else \
         f"pooled threshold {built.detector.threshold:.4f} (simulation: validation scores pooled)"
     console.print(f"{scope} at FPR {fpr:g}; validation over all banks (simulation summary, in no file"
