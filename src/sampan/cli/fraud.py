@@ -270,7 +270,8 @@ def _write_all(out: Path, files: list[tuple[str, bytes]]) -> None:
 def scan(
     images: list[Path] = typer.Argument(..., help="Image files to scan."),
     detector_path: Path = typer.Option(..., "--detector", "-d", help="A detector JSON from `sampan fraud train`."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for <image>.json and <image>.html."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for <image>.json and <image>.html (made, or tightened, "
+                                                    "0700: the reports embed the customers' documents)."),
     bank: str | None = typer.Option(None, "--bank", help="The scanning bank: its own threshold from the detector "
                                                          "file (may be left out when the file has one bank)."),
 ) -> None:
