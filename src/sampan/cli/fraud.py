@@ -299,8 +299,14 @@ def scan(
     files = [(f"{name}{ext}", data) for (_, _, record, html), name in zip(scanned, names, strict=True)
              for ext, data in ((".html", html.encode("utf-8")),
                                (".json", json.dumps(record, indent=1).encode("utf-8")))]
+    created = not out.exists()
     private_directory(out)  # 0700: the reports embed the customers' documents
-    _write_all(out, files)
+    try:
+        _write_all(out, files)
+    except Exception:
+        if created:
+            out.rmdir()  # left empty by _write_all
+        raise
     console.print(f"operating point: {_plain(point.describe())}")
     found = 0
     for (path, verdict, _, _), name in zip(scanned, names, strict=True):
