@@ -85,8 +85,10 @@ def _warp(r: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     limit = min(_MAX_OUT, 2 * max(h, w))
     oh, ow = (min(int(2 * s) + 1, limit) for s in span)
     offset = np.array([(h - 1) / 2, (w - 1) / 2]) - matrix @ np.array([(oh - 1) / 2, (ow - 1) / 2])
-    return ndimage.affine_transform(r.astype(np.float32), matrix, offset=offset, output_shape=(oh, ow), order=1,
-                                    mode="constant", cval=0.0).astype(float)
+    out = np.empty((oh, ow), dtype=np.float32)
+    ndimage.affine_transform(r.astype(np.float32), matrix, offset=offset, output=out, order=1, mode="constant",
+                             cval=0.0, prefilter=False)
+    return out
 
 
 @dataclass(frozen=True)
@@ -147,8 +149,11 @@ def _candidates(y: np.ndarray, r: np.ndarray, key: WatermarkKey) -> tuple[list[t
     ordered: list[tuple[np.ndarray, str]] = []
     for i in range(max(len(synced), len(latticed))):
         ordered += synced[i:i + 1] + [(m, label) for _, m, label in latticed[i:i + 1]]
-    ordered = [(m, label) for m, label in ordered if np.abs(m - np.eye(2)).max() > 3e-3]
-    return ordered, len(ordered)
+    kept: list[tuple[np.ndarray, str]] = []
+    for m, label in ordered:  # identity is tried anyway; near-duplicates would only cost time
+        if all(np.abs(m - other).max() > 3e-3 for other in [np.eye(2)] + [k for k, _ in kept]):
+            kept.append((m, label))
+    return kept, len(kept)
 
 def fixed_statistic(image: np.ndarray, key: WatermarkKey, *, offset: tuple[int, int] = (0, 0),
                     n_bits: int = 32) -> float:
