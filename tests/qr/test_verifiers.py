@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sampan.errors import ConfigError, DataError
-from sampan.qr.cdp import cdp_pattern, render_digital
+from sampan.qr.cdp import cdp_pattern, render_digital, render_original
 from sampan.qr.channel import PrintCaptureChannel
 from sampan.qr.features import N_STATS, extract_features
 from sampan.qr.verifiers import CorrelationVerifier, OneClassModel, auc, p_miss_at, rates, threshold_at
@@ -78,7 +78,7 @@ def test_evaluation_reports_every_verifier_and_kind() -> None:
     from sampan.qr.cdp_eval import evaluate
 
     ev = evaluate(TEXT, KEY, n_originals=4, n_train=N_STATS + 2, kinds=("photocopy",), seed=3)
-    assert set(ev.results) == {"correlation", "hamming", "one_class"}
+    assert set(ev.results) == {"correlation", "hamming", "calibrated", "one_class"}
     assert ev.results["correlation"]["photocopy"]["auc"] > 0.9
     assert ev.undecoded["original"] == 0
     assert "photocopy" in ev.table()
@@ -89,3 +89,35 @@ def test_evaluation_refuses_an_unknown_attacker_printer() -> None:
 
     with pytest.raises(ConfigError, match="attacker_printer"):
         evaluate(TEXT, KEY, n_originals=1, attacker_printer="nope")
+
+
+@pytest.mark.slow
+def test_calibrated_correlation_keeps_a_blurrier_unseen_phone_usable() -> None:
+    """Originals from a blurrier phone than any in calibration fall below the raw threshold; the sharpness
+    calibration keeps them above their copies."""
+    from sampan.qr.channel import CaptureDevice, rng_for
+    from sampan.qr.copies import make_copy
+    from sampan.qr.verifiers import CalibratedCorrelation
+
+    lay = layout()
+    rng = rng_for(21)
+    base = PrintCaptureChannel()
+    train, serials = [], []
+    for i in range(6):
+        phone = base.with_device(("phone-a", "phone-b", "phone-c")[i % 3])
+        serials.append(f"cal-{i}")
+        train.append(extract_features(phone.transmit(render_original(TEXT, KEY, serials[-1], lay), i), lay))
+    model = CalibratedCorrelation(KEY, margin=0.15).fit(train, serials)
+    raw_min = min(CorrelationVerifier(KEY).score(f, s) for f, s in zip(train, serials, strict=True))
+    blurry = base.with_device(CaptureDevice("phone-d", px_per_dot=1.25, blur_sigma=1.0, noise=4.0, jpeg_quality=80))
+    orig, fake, raw = [], [], []
+    for i in range(3):
+        sheet = base.print_sheet(render_original(TEXT, KEY, f"d-{i}", lay), rng)
+        f = extract_features(blurry.capture(sheet, rng), lay)
+        g = extract_features(blurry.capture(make_copy("hq_reprint", sheet, rng, layout=lay), rng), lay)
+        assert model.quality_ok(f)
+        orig.append(model.score(f, f"d-{i}"))
+        fake.append(model.score(g, f"d-{i}"))
+        raw.append(CorrelationVerifier(KEY).score(f, f"d-{i}"))
+    assert max(raw) < raw_min  # one raw threshold would reject these originals
+    assert min(orig) > max(fake)

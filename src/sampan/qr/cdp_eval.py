@@ -2,7 +2,8 @@
 
 Originals of distinct serials are printed on the issuer's printer and captured by phones in turn; each
 original is copied once per kind and the copy captured by the same phone. Scores: the keyed correlation,
-minus the Hamming distance, and a one-class model fitted on a separate set of originals only. A capture
+minus the Hamming distance, the correlation calibrated for capture sharpness, and a one-class model; the
+last two are fitted on a separate set of originals only. A capture
 that does not decode is left out of the scores and counted in `undecoded`. The figures hold for this
 simulated channel only, not for real printers and phones.
 """
@@ -18,7 +19,7 @@ from sampan.qr.cdp import CdpConfigError, CdpError, CdpLayout, layout_for, rende
 from sampan.qr.channel import DEVICES, PRINTERS, PrintCaptureChannel, rng_for
 from sampan.qr.copies import COPY_KINDS, attacker_channel, make_copy, train_estimator
 from sampan.qr.features import extract_features, split_features
-from sampan.qr.verifiers import OneClassModel, keyed_scores, rates
+from sampan.qr.verifiers import CalibratedCorrelation, OneClassModel, keyed_scores, rates
 
 __all__ = ["CdpEvaluation", "evaluate"]
 
@@ -69,6 +70,7 @@ def evaluate(text: str, key: bytes, *, n_originals: int = 50, n_train: int | Non
                  if "ml_reprint" in kinds else None)
     ev.seconds["train_estimator"] = time.perf_counter() - t0
     train: list[np.ndarray] = []
+    train_serials: list[str] = []
     t0 = time.perf_counter()
     for i in range(ev.n_train):
         phone = channel.with_device(_PHONES[i % len(_PHONES)])
@@ -78,6 +80,7 @@ def evaluate(text: str, key: bytes, *, n_originals: int = 50, n_train: int | Non
             ev.undecoded["train"] += 1
         else:
             train.append(f)
+            train_serials.append(f"train-{i}")
     ev.seconds["per_original_capture"] = (time.perf_counter() - t0) / max(ev.n_train, 1)
     feats: dict[str, list[tuple[str, np.ndarray]]] = {"original": [], **{k: [] for k in kinds}}
     copy_time = dict.fromkeys(kinds, 0.0)
@@ -102,11 +105,14 @@ def evaluate(text: str, key: bytes, *, n_originals: int = 50, n_train: int | Non
     for kind in kinds:
         ev.seconds[f"per_copy_{kind}"] = copy_time[kind] / max(n_originals, 1)
     model = OneClassModel().fit(np.array(train))
+    calibrated = CalibratedCorrelation(key).fit(train, train_serials)
 
     def scores(group: str) -> dict[str, np.ndarray]:
         keyed = np.array([keyed_scores(split_features(f)[1], key, s) for s, f in feats[group]])
         stats = np.array([f for _, f in feats[group]])
-        return {"correlation": keyed[:, 0], "hamming": -keyed[:, 1], "one_class": model.score(stats)}
+        calib = np.array([calibrated.score(f, s) for s, f in feats[group]])
+        return {"correlation": keyed[:, 0], "hamming": -keyed[:, 1], "calibrated": calib,
+                "one_class": model.score(stats)}
 
     orig = scores("original")
     for kind in kinds:

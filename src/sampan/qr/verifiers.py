@@ -25,8 +25,10 @@ import numpy as np
 from sampan.qr.cdp import CdpConfigError, CdpError, cdp_pattern
 from sampan.qr.features import N_STATS, STAT_NAMES, split_features
 
-__all__ = ["CorrelationVerifier", "OneClassModel", "keyed_scores", "auc", "threshold_at", "p_miss_at",
-           "rates"]
+_SHARPNESS = STAT_NAMES.index("edge_sharpness")
+
+__all__ = ["CorrelationVerifier", "CalibratedCorrelation", "OneClassModel", "keyed_scores", "auc", "threshold_at",
+           "p_miss_at", "rates"]
 
 
 def keyed_scores(cells: np.ndarray, key: bytes, serial: str) -> tuple[float, float]:
@@ -59,6 +61,48 @@ class CorrelationVerifier:
     def hamming(self, features: np.ndarray, serial: str) -> float:
         """Share of cells whose binarised value disagrees with the template (0.5 = unrelated)."""
         return keyed_scores(split_features(features)[1], self.key, serial)[1]
+
+
+@dataclass
+class CalibratedCorrelation:
+    """The keyed correlation corrected for how sharp the capture is, fitted on originals only.
+
+    A blurrier phone lowers every correlation, originals' included, so one threshold for all phones either
+    rejects originals from blurry phones or accepts copies seen by sharp ones. The sharpness of the QR's
+    own module edges (a fresh print in a copy too, so it measures the capture, not the copying) predicts
+    the originals' correlation; the score is the standardised residual. A capture less sharp than any
+    original seen in fitting (minus `margin`) is outside the calibration: `quality_ok` says "take it again"
+    rather than "copy".
+    """
+
+    key: bytes
+    margin: float = 0.03
+    coef: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    resid_std: float = 1.0
+    min_sharpness: float = 0.0
+
+    def fit(self, originals: list[np.ndarray], serials: list[str]) -> CalibratedCorrelation:
+        """Least-squares line corr ~ a + b * sharpness through the originals' captures."""
+        if len(originals) < 3 or len(originals) != len(serials):
+            raise CdpError("fields 'originals' and 'serials' need at least 3 captures of equal count")
+        corr = np.array([CorrelationVerifier(self.key).score(f, s) for f, s in zip(originals, serials, strict=True)])
+        sharp = np.array([f[_SHARPNESS] for f in originals])
+        design = np.column_stack([np.ones_like(sharp), sharp])
+        self.coef = np.linalg.lstsq(design, corr, rcond=None)[0]
+        self.resid_std = max(float((corr - design @ self.coef).std(ddof=2 if len(corr) > 2 else 0)), 1e-6)
+        self.min_sharpness = float(sharp.min())
+        return self
+
+    def quality_ok(self, features: np.ndarray) -> bool:
+        """False when the capture is blurrier than the calibration covers (ask for another capture)."""
+        return bool(features[_SHARPNESS] >= self.min_sharpness - self.margin)
+
+    def score(self, features: np.ndarray, serial: str) -> float:
+        """(correlation - expected correlation of an original this sharp) / residual spread of originals."""
+        if self.coef.size == 0:
+            raise CdpError("CalibratedCorrelation: call fit() on originals before score()")
+        corr = CorrelationVerifier(self.key).score(features, serial)
+        return float((corr - self.coef[0] - self.coef[1] * features[_SHARPNESS]) / self.resid_std)
 
 
 @dataclass
