@@ -181,8 +181,13 @@ def detect(image: np.ndarray, key: WatermarkKey, *, n_bits: int = 32) -> Detecti
     n_options = 0
     if p_value(best[0].z) >= _EARLY_STOP:  # not clearly marked as it stands: undo a rotation/scale
         candidates, n_options = _candidates(y, r0, key)
+        warped: list[tuple[np.ndarray, np.ndarray]] = []
         for matrix, label in candidates[: MAX_CANDIDATES - 1]:
-            read = _read(_warp(r0, matrix), carriers, pilot_fft)
+            twin = next((w for m, w in warped if np.allclose(m, -matrix)), None)
+            # -L pulls back the same pixels as L, turned 180 degrees about the centre: no second warp
+            image_back = twin[::-1, ::-1] if twin is not None else _warp(r0, matrix)
+            warped = warped[-2:] + [(matrix, image_back)]  # a twin comes at most two places later
+            read = _read(image_back, carriers, pilot_fft)
             if read.z > best[0].z:
                 best = (read, matrix, label)
             if p_value(read.z) < _EARLY_STOP:
