@@ -155,11 +155,14 @@ def _candidates(y: np.ndarray, r: np.ndarray, key: WatermarkKey) -> tuple[list[t
             kept.append((m, label))
     return kept, len(kept)
 
+
 def fixed_statistic(image: np.ndarray, key: WatermarkKey, *, offset: tuple[int, int] = (0, 0),
                     n_bits: int = 32) -> float:
     """The pilot statistic z at one fixed geometry (identity) and tile offset: no search at all, so under H0 it
     is a unit-variance Rademacher sum (about N(0, 1)). For checking the null distribution, not for detection."""
     image = check_image(image)
+    if not isinstance(key, WatermarkKey):
+        raise WatermarkError(f"field 'key' must be a WatermarkKey, got {type(key).__name__}")
     carriers = carriers_for(key, n_bits)
     folded = fold(residual(luma(image)))
     chips = tile_to_chips(np.roll(folded, (-offset[0], -offset[1]), axis=(0, 1)))
