@@ -12,6 +12,7 @@
     portal.py    portal                                           (the verification portal, issue 17)
     verify.py    verify run|local|report|compare|table            (evaluate an FL platform, its reports)
     fraud.py     fraud train|scan|report                          (forged-document detector, issue 18)
+    watermark.py watermark keygen|embed|detect|attack-report      (invisible keyed watermarks, issue 19)
     vertical.py  the vertical demo, run and joint scoring behind `demo --vertical`, `run`, `score`
     error_path.py  every command's errors -> one line + exit code (`sampan.errors.ExitCode`)
     lazy.py      subcommands imported on first use, so `sampan --help` imports no numpy/pydantic/sqlalchemy
@@ -81,6 +82,8 @@ class SampanGroup(LazyGroup):
                               "test catalogue, HTML/PDF/JSON/JUnit reports, comparisons."),
         "fraud": LazyCommand("sampan.cli.fraud", "fraud_app", "Detect AI-forged loan documents: train the detector "
                              "across banks (federated), scan images, render detection reports."),
+        "watermark": LazyCommand("sampan.cli.watermark", "watermark_app", "Invisible keyed watermarks for "
+                                 "AI-generated images: keygen, embed, detect (a p-value), attack-report."),
     }
 
 
