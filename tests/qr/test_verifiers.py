@@ -121,3 +121,17 @@ def test_calibrated_correlation_keeps_a_blurrier_unseen_phone_usable() -> None:
         raw.append(CorrelationVerifier(KEY).score(f, f"d-{i}"))
     assert max(raw) < raw_min  # one raw threshold would reject these originals
     assert min(orig) > max(fake)
+
+
+def test_correlation_is_a_sum_of_per_share_dot_products() -> None:
+    """Sites holding additive shares of the cells each compute a share of the correlation with the template."""
+    from sampan.qr.features import standard_cells
+    from sampan.qr.verifiers import keyed_scores, template_vector
+
+    rng = np.random.default_rng(4)
+    pattern = cdp_pattern(KEY, "SN-8", 32)
+    cells = standard_cells(np.where(pattern, 0.2, 0.8) + rng.normal(0.0, 0.3, pattern.shape))
+    shares = [rng.normal(size=cells.size) for _ in range(2)]
+    shares.append(cells - shares[0] - shares[1])
+    t = template_vector(KEY, "SN-8", cells.size)
+    assert sum(float(t @ s) for s in shares) / cells.size == pytest.approx(keyed_scores(cells, KEY, "SN-8")[0])

@@ -27,20 +27,29 @@ from sampan.qr.features import N_STATS, STAT_NAMES, split_features
 
 _SHARPNESS = STAT_NAMES.index("edge_sharpness")
 
-__all__ = ["CorrelationVerifier", "CalibratedCorrelation", "OneClassModel", "keyed_scores", "auc", "threshold_at",
-           "p_miss_at", "rates"]
+__all__ = ["CorrelationVerifier", "CalibratedCorrelation", "OneClassModel", "keyed_scores", "template_vector", "auc",
+           "threshold_at", "p_miss_at", "rates"]
+
+
+def template_vector(key: bytes, serial: str, n_cells: int) -> np.ndarray:
+    """The standardised keyed template (paper +1, ink -1, then zero mean, unit variance), flattened.
+
+    The correlation is `template_vector(...) @ cells / n_cells` for the device's standardised cells: linear
+    in the cells, so sites holding additive shares of the cells can each compute their share of it.
+    """
+    size = int(round(math.sqrt(n_cells)))
+    if size * size != n_cells:
+        raise CdpError(f"field 'cells' must hold a square number of values, got {n_cells}")
+    template = np.where(cdp_pattern(key, serial, size).ravel(), -1.0, 1.0)
+    return (template - template.mean()) / max(float(template.std()), 1e-9)
 
 
 def keyed_scores(cells: np.ndarray, key: bytes, serial: str) -> tuple[float, float]:
     """(normalised correlation, Hamming distance) of standardised `cells` with the keyed template of `serial`."""
-    size = int(round(math.sqrt(cells.size)))
-    if size * size != cells.size:
-        raise CdpError(f"field 'cells' must hold a square number of values, got {cells.size}")
-    template = np.where(cdp_pattern(key, serial, size).ravel(), -1.0, 1.0)
-    t = (template - template.mean()) / max(float(template.std()), 1e-9)
+    t = template_vector(key, serial, cells.size)
     x = (cells - cells.mean()) / max(float(cells.std()), 1e-9)
     corr = float((x * t).mean())
-    hamming = float(((cells < 0) != (template < 0)).mean())
+    hamming = float(((cells < 0) != (t < 0)).mean())
     return corr, hamming
 
 
