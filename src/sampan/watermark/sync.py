@@ -99,10 +99,7 @@ def _refine(spec: np.ndarray, n: int, tmpl: np.ndarray, m: np.ndarray) -> tuple[
         ox = 0.5 * (lw[a, b - 1] - lw[a, b + 1]) / (lw[a, b - 1] - 2 * lw[a, b] + lw[a, b + 1] + 1e-12)
         found.append([(cy + a - 2 + oy) / n, (cx + b - 2 + ox) / n])
         src.append(f)
-    if len(found) >= 5:
-        sol, *_ = np.linalg.lstsq(np.array(src), np.array(found), rcond=None)
-        m = sol.T
-    elif len(found) >= 2:  # similarity only: g = [[a, -b], [b, a]] f
+    if len(found) >= 2:  # a similarity (turn and zoom): steadier than a full 2x2 fit on a few peaks
         s, g = np.array(src), np.array(found)
         rows = np.concatenate([np.stack([s[:, 0], -s[:, 1]], 1), np.stack([s[:, 1], s[:, 0]], 1)])
         (a_, b_), *_ = np.linalg.lstsq(rows, np.concatenate([g[:, 0], g[:, 1]]), rcond=None)
