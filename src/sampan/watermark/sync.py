@@ -1,12 +1,13 @@
-"""The Fourier-magnitude sync template and the estimate of rotation/scale (any 2x2 linear map) from it.
+"""The Fourier-magnitude sync template and the estimate of rotation and scale from it.
 
 Embedding adds N_SYNC key-derived cosines (carriers.sync_peaks): sharp peaks in |FFT| at mid frequencies.
 A rotation, scale or shear L of the image (p' = L p + t) moves a peak f to L^-T f and leaves |FFT| blind to
 the translation t. Detection whitens |FFT| of the (windowed) luma, takes its strongest local peaks, and
 votes: each (template peak, observed peak) pair proposes a rotation and scale (the log-polar match done on
 points: a Hough vote in (angle, log radius)); each proposal is scored by the whitened magnitude at all
-N_SYNC predicted places; the best ones are refined by a least-squares fit of the 2x2 map to the
-sub-bin peak positions. Translation is found later from the pilot (detect.py).
+N_SYNC predicted places; the best ones are refined (twice) by a least-squares fit of a similarity (turn
+and zoom) to the sub-bin peak positions: a full 2x2 fit on a handful of peaks picks up a spurious shear.
+Translation is found later from the pilot (detect.py); a shear or aspect change is not modelled.
 
 The template and its search use only the "sync" stream of the key, independent of the pilot chips, so the
 geometry chosen here does not bias the pilot test under H0 (detect.py counts the candidates it tries).
