@@ -28,7 +28,7 @@ from sampan.watermark.errors import WatermarkError
 from sampan.watermark.keys import WatermarkKey
 from sampan.watermark.lattice import acf, lattice_maps, refine_map
 from sampan.watermark.stats import MAX_CANDIDATES, REFINE_GRID, normalised_correlation, p_value, threshold_for
-from sampan.watermark.sync import Geometry, estimate_geometry, sync_spectrum, template_score
+from sampan.watermark.sync import Geometry, estimate_geometry, sync_spectrum, template_score, zoom_for_turn
 
 __all__ = ["Detection", "detect", "fixed_statistic", "fold", "residual", "threshold_for"]
 
@@ -144,6 +144,18 @@ def _candidates(y: np.ndarray, r: np.ndarray, key: WatermarkKey) -> tuple[list[t
                    (-g.matrix, "sync template turned 180")]
     latticed: list[tuple[float, np.ndarray, str]] = []
     for matrix, height in lattice_maps(corr):
+        # the lattice's rotation is reliable (mod 90 degrees), its scale less so: scan the scale with the
+        # sync template for the two distinct quarter turns (the other two are their 180-degree twins)
+        base = _nearest_turn(matrix)
+        base = base / math.sqrt(abs(np.linalg.det(base)))
+        for k in (0, 1):
+            turn = base @ np.linalg.matrix_power(_TURN, k)
+            zoom, score = zoom_for_turn(spec, key, turn)
+            sharp, acf_height = refine_map(corr, zoom * turn)
+            if np.abs(sharp - zoom * turn).max() >= 0.05:
+                sharp = zoom * turn
+            latticed += [(score + 0.5, sharp, f"lattice turn + template zoom (score {score:.1f})"),
+                         (score + 0.4, -sharp, "lattice turn + template zoom, turned 180")]
         for variant, name in ((matrix, ""), (matrix @ _HALF, ", half cell"),
                               (matrix @ np.linalg.inv(_HALF), ", double cell")):
             turned = _nearest_turn(variant)

@@ -8,8 +8,9 @@ for every image: a p-value that holds exactly, not just asymptotically (it is co
 t * sqrt(2 pi) against the normal tail).
 
 The detector searches: it tries at most MAX_CANDIDATES geometries (identity, then the sync template's
-top 3 estimates, sharpened on the tile lattice where it agrees, with their 180-degree twins, and the tile
-lattice's top 2 with cells half and twice as large), and for each every one of the TILE^2 circular
+top 3 estimates, sharpened on the tile lattice where it agrees, the tile lattice's top 2 rotations with
+the scale scanned by the template, and the lattice's own maps with cells half and twice as large; each
+with its 180-degree twin where |FFT| cannot tell them apart), and for each every one of the TILE^2 circular
 offsets of the tile; then, when the best pilot z is promising but not yet conclusive, the 8 neighbours
 of the best geometry on a fixed grid (turned by -0.2, 0, +0.2 degrees and zoomed by -0.3, 0, +0.3%: the
 fold needs the scale to about 0.3%, more than the sync peaks give). The candidates depend only on the
@@ -18,8 +19,8 @@ which is independent of the pilot signs. Which candidate is refined, the early s
 the best do look at the pilot, so the count covers every grid point of every candidate: the reported z
 is at most the maximum over SEARCHES = MAX_CANDIDATES * REFINE_GRID * TILE^2 fixed (geometry, offset)
 tests, each a Hoeffding-bounded sum under H0 given its geometry, so P(max >= t) <= SEARCHES exp(-t^2/2)
-and p = min(1, SEARCHES * exp(-z^2 / 2)). `threshold_for(fpr)` is the z where p = fpr (7.6 for 1e-6,
-6.6 for 1e-3). This is conservative: unmarked images rarely reach z = 5.5 (tests/watermark/test_stats.py).
+and p = min(1, SEARCHES * exp(-z^2 / 2)). `threshold_for(fpr)` is the z where p = fpr (7.62 for 1e-6,
+6.65 for 1e-3). This is conservative: unmarked images rarely reach z = 5.5 (tests/watermark/test_stats.py).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from sampan.watermark.errors import WatermarkError
 __all__ = ["MAX_CANDIDATES", "REFINE_GRID", "SEARCHES", "normalised_correlation", "single_test_p", "p_value",
            "threshold_for"]
 
-MAX_CANDIDATES = 16
+MAX_CANDIDATES = 28
 REFINE_GRID = 9  # the 3 x 3 grid of small turns and zooms around a geometry, itself included
 SEARCHES = MAX_CANDIDATES * REFINE_GRID * TILE * TILE
 
