@@ -34,7 +34,7 @@ __all__ = ["Detection", "detect", "fixed_statistic", "fold", "residual", "thresh
 
 _EARLY_STOP = 1e-20
 _MAX_OUT = 1536
-_REFINE_FROM = 4.5  # refine only a promising best z (saves time on most unmarked images; counted anyway)
+_REFINE_FROM = 5.0  # refine only a promising best z (saves time on most unmarked images; counted anyway)
 _REFINE_TURN = math.radians(0.2)
 _REFINE_ZOOM = 0.003
 
