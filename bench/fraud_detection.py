@@ -11,8 +11,8 @@ on two fake sources, test on real + the third). Run from the repository root:
 
     nice -n 5 .venv/bin/python bench/fraud_detection.py [--quick] [--out bench/results/fraud_detection.json]
 
-Writes the JSON and (full run, or --snippet PATH) the markdown snippet for docs/benchmarks.md. The snippet's
-"Reading" list is written by hand after a run: a new full run overwrites the file without it.
+Writes the JSON and (full run, or --snippet PATH) the markdown snippet that is pasted into docs/benchmarks.md
+("Issue 18"), whose "Reading" list is written by hand after a run.
 """
 
 from __future__ import annotations
@@ -255,8 +255,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--no-logo", action="store_true", help="skip leave-one-generator-out")
     parser.add_argument("--out", type=Path, help="JSON results (default bench/results/fraud_detection[_quick].json)")
-    parser.add_argument("--snippet", type=Path, help="markdown snippet (default docs/fraud_benchmark_snippet.md on "
-                                                     "a full run, none on --quick)")
+    parser.add_argument("--snippet", type=Path, help="markdown snippet (default bench/results/fraud_benchmark_snippet.md "
+                                                     "on a full run, none on --quick)")
     args = parser.parse_args(argv)
     logging.getLogger("absl").setLevel(logging.ERROR)  # the RDP accountant's per-order convergence notes
     cfg = BenchConfig.quick() if args.quick else BenchConfig()
@@ -271,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     out = args.out or ROOT / "bench" / "results" / f"fraud_detection{'_quick' if args.quick else ''}.json"
     write_json(out, results)
     print(f"\nJSON: {out}")
-    snippet = args.snippet or (None if args.quick else ROOT / "docs" / "fraud_benchmark_snippet.md")
+    snippet = args.snippet or (None if args.quick else ROOT / "bench" / "results" / "fraud_benchmark_snippet.md")
     if snippet is not None:
         write_snippet(snippet, results, tables)
         print(f"snippet: {snippet}")
