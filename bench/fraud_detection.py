@@ -255,8 +255,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--no-logo", action="store_true", help="skip leave-one-generator-out")
     parser.add_argument("--out", type=Path, help="JSON results (default bench/results/fraud_detection[_quick].json)")
-    parser.add_argument("--snippet", type=Path, help="markdown snippet (default bench/results/fraud_benchmark_snippet.md "
-                                                     "on a full run, none on --quick)")
+    parser.add_argument("--snippet", type=Path,
+                        help="markdown snippet (default bench/results/fraud_benchmark_snippet.md on a full run, none "
+                        "on --quick)")
     args = parser.parse_args(argv)
     logging.getLogger("absl").setLevel(logging.ERROR)  # the RDP accountant's per-order convergence notes
     cfg = BenchConfig.quick() if args.quick else BenchConfig()
