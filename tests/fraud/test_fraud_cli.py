@@ -186,7 +186,7 @@ def test_train_refuses_a_bank_too_small_for_its_own_threshold_before_training(tm
     result = _invoke("train", str(tmp_path / "bank_big"), str(tmp_path / "bank_small"), "--out", str(out),
                      "--work-dir", str(tmp_path / "work"))
     line = _one_error_line(result.output)
-    assert result.exit_code == 2 and "needs at least 20 real validation images; 'bank_small' holds out 2" in line
+    assert result.exit_code == 2 and "needs at least 10 real validation images; 'bank_small' holds out 2" in line
     assert "bank_big" not in line and not out.exists() and not (tmp_path / "work").exists()
     bad = _invoke("train", str(tmp_path / "bank_big"), "--out", str(out), "--threshold-scope", "global")
     assert bad.exit_code == 2 and "--threshold-scope" in _one_error_line(bad.output)
