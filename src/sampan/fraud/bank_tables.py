@@ -15,10 +15,6 @@ documents it was trained on).
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,14 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from sampan.errors import DataError
-from sampan.files import atomic_write_bytes, private_directory
+from sampan.files import private_directory
+from sampan.runtime.array_runs import TableSchema, party_rng, table_csv, write_private_table
 
 __all__ = ["BankData", "BankTables", "BankDataError", "ID_COLUMN", "LABEL_COLUMN", "bank_rng", "check_banks",
            "feature_columns", "split_bank", "write_bank_tables"]
 
 ID_COLUMN = "patch_id"
 LABEL_COLUMN = "fake"
-_PRIVATE_FILE = 0o600
 
 
 class BankDataError(DataError):
@@ -157,31 +153,17 @@ def split_bank(bank: BankData, cap: int, holdout_fraction: float,
 
 def _csv_bytes(bank: BankData, rows: np.ndarray, columns: list[str]) -> bytes:
     """The table as CSV: id ``<doc_id>#<row>``, features at full float precision, the label."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([ID_COLUMN, *columns, LABEL_COLUMN])
-    ids, X, y = np.asarray(bank.doc_ids).astype(str), np.asarray(bank.features, dtype=np.float64), bank.labels
-    for i in rows.tolist():
-        writer.writerow([f"{ids[i]}#{i}", *map(repr, X[i].tolist()), int(y[i])])
-    return out.getvalue().encode("utf-8")
-
-
-def _write_named(folder: Path, stem: str, data: bytes) -> Path:
-    """Write ``<stem>-<sha256 prefix>.csv`` (0600): a stored run names its files, so a later training in the same
-    folder never changes the rows an interrupted run reads when it resumes."""
-    path = folder / f"{stem}-{hashlib.sha256(data).hexdigest()[:16]}.csv"
-    if not path.exists():
-        atomic_write_bytes(path, data, mode=_PRIVATE_FILE)
-    return path
+    ids = np.asarray(bank.doc_ids).astype(str)
+    return table_csv(TableSchema(ID_COLUMN, tuple(columns), LABEL_COLUMN), [f"{ids[i]}#{i}" for i in rows.tolist()],
+                     np.asarray(bank.features, dtype=np.float64)[rows].reshape(rows.size, len(columns)),
+                     np.asarray(bank.labels)[rows])
 
 
 def bank_rng(seed: int | None, bank: str) -> np.random.Generator:
     """The bank's own generator for its split and cap: from (seed, bank name) when a seed is given, so a bank's
-    split is the same in the federated run and in its local-only baseline; else from the OS CSPRNG."""
-    if seed is None:
-        return np.random.default_rng(secrets.randbits(128))
-    digest = hashlib.sha256(bank.encode("utf-8")).digest()
-    return np.random.default_rng([int(seed), int.from_bytes(digest[:8], "big")])
+    split is the same in the federated run and in its local-only baseline; else from the OS CSPRNG
+    (`sampan.runtime.array_runs.party_rng`)."""
+    return party_rng(seed, bank)
 
 
 def write_bank_tables(banks: Sequence[BankData], work_dir: Path, *, max_patches_per_doc: int,
@@ -202,8 +184,8 @@ def write_bank_tables(banks: Sequence[BankData], work_dir: Path, *, max_patches_
         if holdout.size == 0:
             raise BankDataError(f"{bank.where}: too few documents to hold any out (a bank needs at least two real "
                                  "or two fake documents)")
-        train_path = _write_named(folder, "patches-train", _csv_bytes(bank, train, columns))
-        holdout_path = _write_named(folder, "patches-holdout", _csv_bytes(bank, holdout, columns))
+        train_path = write_private_table(folder, "patches-train", _csv_bytes(bank, train, columns))
+        holdout_path = write_private_table(folder, "patches-holdout", _csv_bytes(bank, holdout, columns))
         ids, y = np.asarray(bank.doc_ids).astype(str), np.asarray(bank.labels).astype(int)
         docs, first = np.unique(ids, return_index=True)
         written[bank.name] = BankTables(

@@ -44,6 +44,7 @@ from sampan.fraud.bank_tables import (
     write_bank_tables,
 )
 from sampan.fraud.scorer import PatchModel, patch_model_from_arrays
+from sampan.runtime.array_runs import PartyFiles, TableSchema, fit_pooled, horizontal_config, run_horizontal
 
 __all__ = ["BankData", "DpSettings", "BankDataError", "TrainResult", "TrainSettings", "document_privacy",
            "public_bounds", "train_central", "train_federated", "train_local_only"]
@@ -152,20 +153,18 @@ def public_bounds(reference: np.ndarray, margin: float = 0.1) -> dict[str, tuple
     return {name: (float(a), float(b)) for name, a, b in zip(feature_columns(X.shape[1]), lo, hi, strict=True)}
 
 
+def _model_config(settings: TrainSettings) -> dict[str, Any]:
+    """The model section of the run and of the baselines (without ``n_features``)."""
+    return {"kind": settings.model, **({"hidden": list(settings.hidden)} if settings.model == "mlp" else {})}
+
+
 def run_config(tables: Mapping[str, BankTables], n_features: int, settings: TrainSettings, dp: DpSettings | None,
                *, seed: int | None, work_dir: Path, name: str = "fraud-patch-detector") -> dict[str, Any]:
     """The horizontal run's config: one [[parties]] entry per bank, its own train and held-out file."""
     columns = feature_columns(n_features)
-    config: dict[str, Any] = {
-        "run": {"name": name, "workflow": "horizontal", "rounds": settings.rounds,
-                "report_dir": str(work_dir / "reports"), **({"seed": seed} if seed is not None else {})},
-        "model": {"kind": settings.model, **({"hidden": list(settings.hidden)} if settings.model == "mlp" else {})},
-        "training": {"local_epochs": settings.local_epochs, "batch_size": settings.batch_size,
-                     "learning_rate": settings.learning_rate},
-        "schema": {"id": ID_COLUMN, "label": LABEL_COLUMN, "features": columns},
-        "parties": [{"name": t.name, "path": str(t.train_path), "test_path": str(t.holdout_path)}
-                    for t in tables.values()],
-    }
+    parties = [PartyFiles(t.name, t.train_path, t.holdout_path) for t in tables.values()]
+    config = horizontal_config(name=name, parties=parties, schema=TableSchema(ID_COLUMN, tuple(columns), LABEL_COLUMN),
+                               model=_model_config(settings), knobs=settings, work_dir=work_dir, seed=seed)
     if dp is not None:
         unknown = sorted(set(dp.bounds) - set(columns) - {"*"})
         if unknown:
@@ -173,12 +172,6 @@ def run_config(tables: Mapping[str, BankTables], n_features: int, settings: Trai
                               f"(f000..f{n_features - 1:03d})")
         config["privacy"] = dp.section()
     return config
-
-
-def _rng(seed: int | None) -> np.random.Generator:
-    import secrets
-
-    return np.random.default_rng(seed if seed is not None else secrets.randbits(128))
 
 
 def train_federated(banks: Sequence[BankData], *, settings: TrainSettings | None = None, dp: DpSettings | None = None,
@@ -189,41 +182,19 @@ def train_federated(banks: Sequence[BankData], *, settings: TrainSettings | None
     ``store_path``: the SQLite run store; ``work_dir``: the banks' folders (``work_dir/<bank>/``) and the run
     report; ``seed``: fixes the document split, initialisation and minibatch order (DP noise always comes from the
     OS CSPRNG); ``progress(stage, info)`` receives the runner's stages (``round`` carries the metrics)."""
-    from sampan.config import parse_config
-    from sampan.files import private_sqlite
-    from sampan.runtime.runner import start_run
-    from sampan.runtime.store import Store
-
     settings = settings or TrainSettings()
     n_features = check_banks(banks)
     tables = write_bank_tables(banks, Path(work_dir), max_patches_per_doc=settings.max_patches_per_doc,
                                holdout_fraction=settings.holdout_fraction, seed=seed)
-    config = parse_config(run_config(tables, n_features, settings, dp, seed=seed, work_dir=Path(work_dir)),
-                          source="fraud federated training")
-    url = f"sqlite:///{Path(store_path).resolve()}"
-    private_sqlite(url)
-    store = Store.open(url)
-    rounds: list[dict[str, Any]] = []
-
-    def forward(stage: str, info: Mapping[str, Any]) -> None:
-        if stage == "round":
-            rounds.append({"round": int(info["round"]), "train_loss": info.get("train_loss"),
-                           "global": dict(info.get("global") or {})})
-        if progress is not None:
-            progress(stage, info)
-
-    finished = start_run(config, store, forward)
-    assert finished.model_name is not None and finished.model_version is not None
-    registered = store.get_model(finished.model_name, finished.model_version)
     unit = document_privacy(dp, settings.max_patches_per_doc)
-    if registered.receipt is not None:  # say the patch/document unit where the model's receipt is read
-        store.attach_receipt(finished.model_name, finished.model_version,
-                             {**registered.receipt, "unit_of_privacy": unit,
-                              "max_patches_per_doc": settings.max_patches_per_doc})
-    model = _patch_model(registered.arrays, registered.meta)
-    return TrainResult(model, finished.run_id, tuple(tables), settings, dp,
-                       finished.result.info.get("privacy"), unit, rounds, dict(finished.final_metrics), tables,
-                       finished.model_name, finished.model_version)
+    run = run_horizontal(run_config(tables, n_features, settings, dp, seed=seed, work_dir=Path(work_dir)),
+                         store_path=store_path, source="fraud federated training", progress=progress,
+                         # say the patch/document unit where the model's receipt is read
+                         receipt_extra={"unit_of_privacy": unit,
+                                        "max_patches_per_doc": settings.max_patches_per_doc})
+    model = _patch_model(run.arrays, run.meta)
+    return TrainResult(model, run.run_id, tuple(tables), settings, dp, run.info.get("privacy"), unit, run.rounds,
+                       run.final_metrics, tables, run.model_name, run.model_version)
 
 
 def _train_rows(banks: Sequence[BankData], settings: TrainSettings,
@@ -239,20 +210,8 @@ def _train_rows(banks: Sequence[BankData], settings: TrainSettings,
 
 
 def _fit(X: np.ndarray, y: np.ndarray, settings: TrainSettings, seed: int | None) -> PatchModel:
-    from sampan.models.local_training import TrainConfig, train
-    from sampan.models.registry import model_from_config
-
-    config = {"kind": settings.model, "n_features": X.shape[1],
-              **({"hidden": list(settings.hidden)} if settings.model == "mlp" else {})}
-    model = model_from_config(config)
-    mean, scale = X.mean(axis=0), X.std(axis=0)
-    scale = np.where(scale > 1e-12, scale, 1.0)
-    rng = _rng(seed)
-    result = train(model, model.init_params(rng), (X - mean) / scale, y,
-                   TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size,
-                               learning_rate=settings.learning_rate), rng)
-    return _patch_model({"params": result.params, "scaler.mean": mean, "scaler.scale": scale},
-                        {"model": model.config()})
+    arrays, config = fit_pooled(X, y, _model_config(settings), settings, seed)
+    return _patch_model(arrays, {"model": config})
 
 
 def _patch_model(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> PatchModel:

@@ -13,20 +13,16 @@ the `LinearVerifierModel` the sites then run on secret shares (`sampan.qr.distri
 sites), `train_local_only` one site alone; both train the same model with the same optimiser for the same
 number of epochs on the same rows.
 
-Pattern shared with `sampan.fraud.federated` / `bank_tables` (private per-party CSV named by content hash,
-run config, `start_run`, registered artifact -> model, pooled baseline). It is re-written here, not imported:
-fraud and qr are one layer (neither may import the other), and the common helper would belong in
-`sampan.runtime`, which this session does not own. The duplication is about 60 lines; noted for the lead.
+The plumbing shared with `sampan.fraud.federated` (private per-party CSV named by content hash, run config,
+`start_run`, registered artifact, pooled baseline) is `sampan.runtime.array_runs`: fraud and qr are one layer and
+may not import each other. What stays here is qr's own: the site checks, the split by serial, the folding of the
+logistic artifact into a `LinearVerifierModel`.
 
 No differential privacy here: only model updates leave a site, but they are not noised. One row = one capture.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
-import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,14 +31,25 @@ from typing import Any
 import numpy as np
 
 from sampan.errors import DataError
-from sampan.files import atomic_write_bytes, private_directory
+from sampan.files import private_directory
 from sampan.qr.linear import MODEL_FEATURES, LinearVerifierModel, model_features
+from sampan.runtime.array_runs import (
+    PartyFiles,
+    TableSchema,
+    fit_pooled,
+    horizontal_config,
+    party_rng,
+    run_horizontal,
+    table_csv,
+    write_private_table,
+)
 
 __all__ = ["SiteCaptures", "SiteDataError", "FlSettings", "TrainedVerifier", "site_model_rows", "train_federated",
            "train_central", "train_local_only"]
 
 ID_COLUMN, LABEL_COLUMN = "capture_id", "copy"
 COLUMNS = [f"m{j:02d}" for j in range(len(MODEL_FEATURES))]
+_SCHEMA = TableSchema(ID_COLUMN, tuple(COLUMNS), LABEL_COLUMN)
 Progress = Callable[[str, Mapping[str, Any]], None]
 
 
@@ -109,27 +116,12 @@ def site_model_rows(site: SiteCaptures, key: bytes) -> tuple[np.ndarray, np.ndar
 
 def _split(site: SiteCaptures, fraction: float, seed: int | None) -> tuple[np.ndarray, np.ndarray]:
     """(train, holdout) row indices, split by SERIAL: an item's original and its copies stay on one side."""
-    digest = hashlib.sha256(site.name.encode()).digest()
-    rng = np.random.default_rng([int(seed), int.from_bytes(digest[:8], "big")] if seed is not None
-                                else secrets.randbits(128))
+    rng = party_rng(seed, site.name)
     serials = np.asarray(site.serials).astype(str)
     items = np.unique(serials)
     n_out = min(max(1, int(round(fraction * items.size))), items.size - 1)
     held = np.isin(serials, rng.permutation(items)[:n_out])
     return np.flatnonzero(~held), np.flatnonzero(held)
-
-
-def _write_table(folder: Path, stem: str, ids: list[str], X: np.ndarray, y: np.ndarray) -> Path:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([ID_COLUMN, *COLUMNS, LABEL_COLUMN])
-    for i, row, label in zip(ids, X.tolist(), y.tolist(), strict=True):
-        writer.writerow([i, *map(repr, row), int(label)])
-    data = out.getvalue().encode("utf-8")
-    path = folder / f"{stem}-{hashlib.sha256(data).hexdigest()[:16]}.csv"
-    if not path.exists():
-        atomic_write_bytes(path, data, mode=0o600)
-    return path
 
 
 def _from_artifact(arrays: Mapping[str, np.ndarray]) -> LinearVerifierModel:
@@ -148,11 +140,6 @@ def train_federated(sites: Sequence[SiteCaptures], key: bytes, *, store_path: Pa
                     settings: FlSettings | None = None, seed: int | None = None,
                     progress: Progress | None = None) -> TrainedVerifier:
     """Train across `sites` through the horizontal workflow (see the module docstring)."""
-    from sampan.config import parse_config
-    from sampan.files import private_sqlite
-    from sampan.runtime.runner import start_run
-    from sampan.runtime.store import Store
-
     settings = settings or FlSettings()
     names = [s.name for s in sites]
     if not sites or len(set(names)) != len(names):
@@ -164,52 +151,19 @@ def train_federated(sites: Sequence[SiteCaptures], key: bytes, *, store_path: Pa
         train, held = _split(site, settings.holdout_fraction, seed)
         folder = private_directory(Path(work_dir) / site.name)
         ids = [f"{site.name}-{i}" for i in range(X.shape[0])]
-        paths = [_write_table(folder, stem, [ids[i] for i in rows], X[rows], y[rows])
+        paths = [write_private_table(folder, stem, table_csv(_SCHEMA, [ids[i] for i in rows], X[rows], y[rows]))
                  for stem, rows in (("captures-train", train), ("captures-holdout", held))]
-        parties.append({"name": site.name, "path": str(paths[0]), "test_path": str(paths[1])})
-    raw = {
-        "run": {"name": "qr-verification-model", "workflow": "horizontal", "rounds": settings.rounds,
-                "report_dir": str(Path(work_dir) / "reports"), **({"seed": seed} if seed is not None else {})},
-        "model": {"kind": "logistic"},
-        "training": {"local_epochs": settings.local_epochs, "batch_size": settings.batch_size,
-                     "learning_rate": settings.learning_rate},
-        "schema": {"id": ID_COLUMN, "label": LABEL_COLUMN, "features": COLUMNS},
-        "parties": parties,
-    }
-    config = parse_config(raw, source="qr federated verification model")
-    url = f"sqlite:///{Path(store_path).resolve()}"
-    private_sqlite(url)
-    store = Store.open(url)
-    rounds: list[dict[str, Any]] = []
-
-    def forward(stage: str, info: Mapping[str, Any]) -> None:
-        if stage == "round":
-            rounds.append({"round": int(info["round"]), "train_loss": info.get("train_loss"),
-                           "global": dict(info.get("global") or {})})
-        if progress is not None:
-            progress(stage, info)
-
-    finished = start_run(config, store, forward)
-    if finished.model_name is None or finished.model_version is None:
-        raise SiteDataError(f"run {finished.run_id} registered no model")
-    registered = store.get_model(finished.model_name, finished.model_version)
-    return TrainedVerifier(_from_artifact(registered.arrays), "federated (horizontal run)", tuple(names),
-                           finished.run_id, finished.model_name, finished.model_version, rounds,
-                           dict(finished.final_metrics))
+        parties.append(PartyFiles(site.name, paths[0], paths[1]))
+    raw = horizontal_config(name="qr-verification-model", parties=parties, schema=_SCHEMA, model={"kind": "logistic"},
+                            knobs=settings, work_dir=Path(work_dir), seed=seed)
+    run = run_horizontal(raw, store_path=store_path, source="qr federated verification model", progress=progress)
+    return TrainedVerifier(_from_artifact(run.arrays), "federated (horizontal run)", tuple(names), run.run_id,
+                           run.model_name, run.model_version, run.rounds, run.final_metrics)
 
 
 def _fit(X: np.ndarray, y: np.ndarray, settings: FlSettings, seed: int | None) -> LinearVerifierModel:
-    from sampan.models.local_training import TrainConfig, train
-    from sampan.models.registry import model_from_config
-
-    model = model_from_config({"kind": "logistic", "n_features": X.shape[1]})
-    mean, scale = X.mean(axis=0), X.std(axis=0)
-    scale = np.where(scale > 1e-12, scale, 1.0)
-    rng = np.random.default_rng(seed if seed is not None else secrets.randbits(128))
-    result = train(model, model.init_params(rng), (X - mean) / scale, y,
-                   TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size,
-                               learning_rate=settings.learning_rate), rng)
-    return _from_artifact({"params": result.params, "scaler.mean": mean, "scaler.scale": scale})
+    arrays, _ = fit_pooled(X, y, {"kind": "logistic"}, settings, seed)
+    return _from_artifact(arrays)
 
 
 def _train_rows(sites: Sequence[SiteCaptures], key: bytes, settings: FlSettings,
