@@ -80,3 +80,25 @@ def test_search_corrected_p_values_are_honest_and_the_correction_is_needed() -> 
     # the best of 16384+ offsets is far from N(0, 1): without the correction unmarked images would be flagged
     naive = np.array([single_test_p(r.statistic) for r in results])
     assert np.mean(naive < 0.01) > 0.5
+
+
+def test_detect_never_tries_more_geometries_than_the_p_value_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    from sampan.watermark.stats import MAX_CANDIDATES, REFINE_GRID
+
+    detect_module = importlib.import_module("sampan.watermark.detect")
+    tried: list[np.ndarray] = []
+    real_warp, real_refine = detect_module._warp, detect_module._REFINE_FROM
+
+    def counting_warp(r: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        tried.append(matrix)
+        return real_warp(r, matrix)
+
+    monkeypatch.setattr(detect_module, "_warp", counting_warp)
+    monkeypatch.setattr(detect_module, "_REFINE_FROM", -1.0)  # force the refinement grid too
+    found = detect(make_image("document", seed=300), generate_key())
+    assert real_refine > 0 and not found.marked_at(1e-3)
+    # identity needs no warp, a 180-degree twin reuses its partner's: warps <= geometries tried
+    assert 0 < len(tried) <= (MAX_CANDIDATES - 1) + (REFINE_GRID - 1)
+    assert SEARCHES == MAX_CANDIDATES * REFINE_GRID * 128 * 128
