@@ -54,3 +54,16 @@ def test_revq9_a_database_reader_cannot_map_scan_rows_to_sequential_serials(tmp_
     assert len(rows) == 2
     recovered = {guesses[tag]: region for tag, region in rows if tag in guesses}
     assert recovered == {}, f"serials and their scan regions recovered: {recovered}"
+
+
+@pytest.mark.xfail(strict=True, reason="REVQ-13: one genuine code printed on many items is caught only by velocity "
+                   "(> 20 scans in 24 h) or travel; a slow drip of one scan a day in one region is never flagged")
+def test_revq13_one_code_on_many_items_is_eventually_flagged() -> None:
+    registry = IssuerRegistry.open("sqlite://", "acme")
+    text = registry.issue_code(ItemCode("BAG-0002", "acme", dt.date(2028, 1, 1)), KEY)
+    flags: set[str] = set()
+    for day in range(60):  # 60 counterfeit bags carrying the same genuine code, one buyer checks per day
+        when = NOW + dt.timedelta(days=day)
+        _code, result = registry.check_code(text, TRUST, ScanEvent("wec", when, "genuine"), now=when)
+        flags.update(result.flags)
+    assert flags, "60 items sharing one code raised no flag"
