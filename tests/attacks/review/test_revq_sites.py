@@ -41,3 +41,15 @@ def test_revq8_one_site_cannot_rebuild_the_copy_detection_template() -> None:
     held = [v for verifier in site.verifiers for v in vars(verifier).values() if isinstance(v, bytes)]
     rebuilt = [cdp_pattern(k, serial, side) for k in held if len(k) >= 16]
     assert not any(np.array_equal(p, genuine) for p in rebuilt), "site1 alone rebuilds the serial's CDP template"
+
+
+@pytest.mark.xfail(strict=True, reason="REVQ-15: neither PartialResult nor Verdict names the serial the sites "
+                   "evaluated, so an 'original' verdict obtained for one serial can be presented for another")
+def test_revq15_the_verdict_names_the_serial_the_sites_evaluated() -> None:
+    from sampan.qr.distributed import Combiner, verify_distributed
+
+    rng = np.random.default_rng(secrets.randbits(128))
+    sites = [VerificationSite(f"site{i}", i, [FixedLinear("lin", np.ones(8))]) for i in (1, 2, 3)]
+    verdict = verify_distributed(rng.normal(size=8), "GENUINE-1", sites,
+                                 Combiner(2, [s.info for s in sites], {"lin": -1e9}))
+    assert getattr(verdict, "serial", None) == "GENUINE-1"
