@@ -224,20 +224,13 @@ def test_without_dp_the_changed_fields_are_declared_revealed_to_the_coordinator(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "catalogue bug: with 'auto' DP2 noise (DpSettings' default) and per-party noise, the fit request's "
-    "meta.dp2.noise_multiplier is calibrated from the bank's RELEASED row count (DP1:count), so it differs between "
-    "D and D+1, but sampan.wire.catalogue declares meta.dp2.* 'public' (it is derived from DP1:count). Not a leak "
-    "(post-processing of a charged release); the declaration is wrong"))
 def test_auto_noise_is_declared_as_derived_from_the_released_count(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     d, _, _, _ = _transcript(tmp_path, monkeypatch, "logistic", _dp(auto=True), None)
     d1, ledger, _, config = _transcript(tmp_path, monkeypatch, "logistic", _dp(auto=True), "patch")
     problems, _ = _compare(d, d1, ledger, config, dp=True)
-    known = "coordinator:fit meta.dp2.noise_multiplier (bank_a): declared public"
-    others = [p for p in problems if not p.startswith(known)]
-    if others:  # anything but the known declaration bug is a new failure, not this xfail
-        raise RuntimeError("\n".join(others))
+    # 'auto' DP2 noise is calibrated from the bank's RELEASED row count, so it differs between D and D+1: the
+    # catalogue declares meta.dp2.* derived from DP1:count (post-processing of a charged release)
     assert not problems, "\n".join(problems)
 
 

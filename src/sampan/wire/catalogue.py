@@ -261,11 +261,15 @@ def horizontal_catalogue(s: Setup) -> dict[str, MessageSpec]:
                                            what="secure-aggregation step (peers, total of the exact row counts)"))
     specs += [
         MessageSpec("describe", "coordinator", (Field("meta.dp_count.*", "public", what="count noise"),)),
-        MessageSpec("stats", "coordinator", (Field("meta.dp1.*", "public", what="DP1 noise and public bounds"),
-                                             fill)),
+        MessageSpec("stats", "coordinator", (Field("meta.dp1.*", "derived", count if s.private else (),
+                                                   what="DP1 noise and public bounds ('auto' noise is calibrated "
+                                                   "from the released row counts)"), fill)),
         MessageSpec("fit", "coordinator", (
             params, *scaler, *request_secagg, Field("meta.model.*", "public"), Field("meta.train.*", "public"),
-            Field("meta.seed", "public"), Field("meta.dp2.*", "public", what="DP-SGD settings"), dp3_settings,
+            Field("meta.seed", "public"),
+            Field("meta.dp2.*", "derived", count if s.private else (),
+                  what="DP-SGD settings ('auto' noise is calibrated from the party's released row count)"),
+            dp3_settings,
             Field("meta.public_rows", "charged", count, what="the party's own released row count"), secagg_label,
             secagg_meta, Field("meta.evaluate.*", "public", what="bins of the evaluation a secure fit carries"))),
         MessageSpec("evaluate", "coordinator", (params, *scaler, *request_secagg, Field("meta.model.*", "public"),
