@@ -86,18 +86,29 @@ def sampan_fpr(pool: Sequence[np.ndarray], pairs: int, *, out_path: Path | None 
 
 
 def baseline_fpr(method: Method, pool: Sequence[np.ndarray], payloads_per_image: int,
-                 rng: np.random.Generator) -> dict[str, Any]:
-    """A keyless baseline on unmarked images against random payloads (binomial-tail decision)."""
+                 rng: np.random.Generator, distinct: int | None = None) -> dict[str, Any]:
+    """A keyless baseline on unmarked images against random payloads (binomial-tail decision); the bias figures
+    use the first `distinct` pool images only (default: all)."""
     counts = {f: 0 for f in FPRS}
     n = 0
+    decoded = []
     for im in pool:
         bits = method.decode(im, None).bits
+        decoded.append(bits)
         payloads = rng.integers(0, 2, size=(payloads_per_image, N_BITS))
         matches = (payloads == bits[None, :]).sum(axis=1)
         for f in FPRS:
             counts[f] += int((matches >= matches_needed(f)).sum())
         n += payloads_per_image
     out: dict[str, Any] = {"pairs": n, "decoded_images": len(pool)}
+    # Against RANDOM payloads the match count is Binomial(32, 1/2) whatever the decoder outputs, so the rates
+    # above only check the rule. What a FIXED payload risks is the decoder's bias on unmarked images: how alike
+    # the bits decoded from different unmarked images are (0.5 = unrelated; near 1 = one pattern for all).
+    d = np.asarray(decoded)[:distinct]  # the first `distinct` pool images have different sources (no JPEG twins)
+    agree = [(d[i] == d[j]).mean() for i in range(len(d)) for j in range(i + 1, len(d))]
+    out["unmarked_bits"] = {"ones_fraction": float(d.mean()),
+                            "pairwise_agreement_mean": float(np.mean(agree)) if agree else None,
+                            "pairwise_matches_max": int(round(max(agree) * N_BITS)) if agree else None}
     for f in FPRS:
         lo, hi = clopper_pearson(counts[f], n)
         out[f"{f:g}"] = {"false_positives": counts[f], "rate": counts[f] / n, "expected": f * n, "ci95": [lo, hi]}

@@ -51,7 +51,7 @@ def _square_512(img: np.ndarray) -> np.ndarray:
 
 def skimage_image(name: str) -> TestImage:
     """One of scikit-image's shipped images as 512 x 512 RGB (needs scikit-image: the benchmark venv)."""
-    from skimage import data
+    from skimage import data  # type: ignore[import-not-found]
 
     raw = data.stereo_motorcycle()[0] if name == "motorcycle" else getattr(data, name)()
     return TestImage(name, "scikit-image data (shipped in the package)", _square_512(np.asarray(raw)))

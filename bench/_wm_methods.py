@@ -91,8 +91,8 @@ def _load_rivagan_single_threaded() -> None:
     outputs; loadModel() then sees both sessions set and keeps them."""
     import os
 
-    import imwatermark.rivaGan as riva_module
-    import onnxruntime
+    import imwatermark.rivaGan as riva_module  # type: ignore[import-not-found]
+    import onnxruntime  # type: ignore[import-untyped]
     from imwatermark import WatermarkDecoder, WatermarkEncoder
     from imwatermark.rivaGan import RivaWatermark
 

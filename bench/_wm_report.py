@@ -49,6 +49,18 @@ def fpr_table(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def bias_table(result: dict[str, Any]) -> list[str]:
+    rows = [(m, f["unmarked_bits"]) for m, f in result["fpr"].items() if "unmarked_bits" in f]
+    if not rows:
+        return []
+    lines = ["| method | share of 1s decoded from unmarked images | mean agreement between two different unmarked "
+             "images' bits | most matching pair (of 32) |", "|---|---|---|---|"]
+    for m, b in rows:
+        lines.append(f"| {m} | {b['ones_fraction']:.2f} | {b['pairwise_agreement_mean']:.2f} | "
+                     f"{b['pairwise_matches_max']} |")
+    return lines
+
+
 def goal_lines(result: dict[str, Any]) -> list[str]:
     g = result.get("goal") or {}
     if not g:
@@ -57,8 +69,12 @@ def goal_lines(result: dict[str, Any]) -> list[str]:
     for a in ("jpeg50", "rotate15_rescale"):
         if a in g:
             ci = result["summary"]["attacks"][a]["sampan"]["tpr_1e-06_ci95"]
-            out.append(f"- {a}: Sampan TPR at FPR 1e-6 = {g[a]['tpr_1e-06']:.2f} (95 % CI {ci[0]:.2f}-{ci[1]:.2f}); "
-                       f"goal >= 0.95 at PSNR >= 38: {'met' if g[a]['met'] else 'NOT met'}")
+            n = result["summary"]["attacks"][a]["sampan"]["n"]
+            out.append(f"- {a}: Sampan TPR at FPR 1e-6 = {g[a]['tpr_1e-06']:.2f} on {n} images (95 % CI "
+                       f"{ci[0]:.2f}-{ci[1]:.2f}); the observed rate "
+                       f"{'meets' if g[a]['met'] else 'does NOT meet'} the goal >= 0.95 at PSNR >= 38"
+                       + ("" if ci[0] >= 0.95 else f", but {n} images cannot establish >= 0.95 (lower bound "
+                                                   f"{ci[0]:.2f})"))
     behind = g.get("geometric_rows_where_a_baseline_is_ahead", [])
     out.append("- rotation/scale rows where a baseline is ahead of Sampan (TPR at 1e-6 or bit accuracy): "
                + (", ".join(behind) if behind else "none"))
@@ -75,17 +91,42 @@ def print_tables(result: dict[str, Any]) -> None:
     print("\n".join(goal_lines(result)))
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def _fpr_side(result: dict[str, Any]) -> int | None:
+    side = result["fpr"].get("sampan", {}).get("meta", {}).get("image_side")
+    return int(side) if side is not None else None
+
+
+def _source(src: dict[str, Any] | None) -> str:
+    if not src:
+        return "unknown version"
+    if "snapshot" in src:
+        return f"a pinned copy of commit {src['commit']}"
+    return f"src/sampan/watermark as of commit {src['last_commit']}" + (
+        " WITH uncommitted changes (not reproducible from a commit)" if src.get("dirty") else "")
+
+
 def write_snippet(result: dict[str, Any], path: Path) -> None:
     meta = result["meta"]
     n_img = len(meta["images"])
-    sources = sorted({i["source"].split(" (")[0] for i in meta["images"]})
+    n_sk = sum(not i["source"].startswith("generated") for i in meta["images"])
+    sources = [f"{n_sk} from scikit-image's data", f"{n_img - n_sk} generated locally"]
     names = ", ".join(i["name"] for i in meta["images"])
     lines = [
         "### Invisible watermark: robustness side by side (issue 19)",
         "",
+        f"sampan.watermark measured: {_source(meta.get('watermark_source'))}."
+        + (f" The {', '.join(meta['methods_reused_from']['methods'])} rows come from the run of "
+           f"{meta['methods_reused_from']['date']} (commit {meta['methods_reused_from']['commit']}) on the same "
+           "images, payloads and attack seeds (those methods do not depend on Sampan's code)."
+           if meta.get("methods_reused_from") else ""),
+        "",
         f"Command: `{meta['command']}` (from `.venv-watermark`, tools/install_watermark_bench.sh); "
         f"machine: {meta['machine']}; date: {meta['date']}; commit {meta['commit']}; "
-        f"{meta.get('elapsed_s', 0) / 60:.0f} min.",
+        f"{_duration(meta.get('elapsed_s', 0))}.",
         "",
         f"{n_img} images of 512 x 512 ({names}): {'; '.join(sources)}. The scikit-image images ship inside the "
         "scikit-image wheel (skimage/data, origins and licences in its README.txt), centre-cropped and resized; "
@@ -105,15 +146,26 @@ def write_snippet(result: dict[str, Any], path: Path) -> None:
         "",
         f"Attacks: {ATTACK_NOTES}",
         "",
-        "Quality of the marked image (PSNR over RGB; SSIM on luma, Wang et al. 2004, Gaussian 11x11 sigma 1.5):",
+        "Quality of the marked image (PSNR over RGB; SSIM on luma, Wang et al. 2004, Gaussian 11x11 sigma 1.5"
+        + (f"; it matches scikit-image's structural_similarity to {result['ssim_check']['max_abs_diff']:.1e} over "
+           f"{result['ssim_check']['pairs']} image pairs" if "ssim_check" in result else "") + "):",
         "",
         *quality_table(result),
         "",
         "Empirical false-positive rate: Sampan's detector on (unmarked image, fresh random key) pairs (the test "
-        "images and their JPEG-75 copies, cycled); the baselines' decoded bits of the same unmarked images against "
-        "random payloads:",
+        "images and their JPEG-75 copies, cycled"
+        + (f", cut into {side} x {side} crops" if (side := _fpr_side(result)) not in (None, 512) else "")
+        + (f"; detector: {_source(result['fpr']['sampan'].get('meta', {}).get('watermark_source'))}"
+           if "sampan" in result["fpr"] else "")
+        + "); the baselines' decoded bits of the same unmarked 512 x 512 images against random payloads:",
         "",
         *fpr_table(result),
+        "",
+        "Against random payloads a keyless decoder's match count is Binomial(32, 1/2) whatever it outputs, so "
+        "the baselines' rows above only check the rule; a FIXED payload (one per bank, say) is at risk when the "
+        "decoders return similar bits for every unmarked image:",
+        "",
+        *bias_table(result),
         "",
         *goal_lines(result),
         "",

@@ -133,6 +133,31 @@ def _commit() -> str:
         return "unknown"
 
 
+def _watermark_source() -> dict[str, Any]:
+    """Which sampan.watermark the run measured: the git tree of src/sampan/watermark and whether the working
+    copy differed from it (a dirty run cannot be reproduced from a commit), or the commit of a pinned copy
+    (`git archive <commit> src | tar -x -C DIR`, a SNAPSHOT_COMMIT file beside src/, PYTHONPATH=DIR/src)."""
+    import subprocess
+
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    import sampan.watermark
+
+    src = Path(sampan.watermark.__file__).resolve().parents[2]
+    if src != (ROOT / "src").resolve():  # a pinned copy (git archive) put first on PYTHONPATH
+        marker = src.parent / "SNAPSHOT_COMMIT"
+        return {"snapshot": str(src), "commit": marker.read_text().strip() if marker.exists() else "unknown",
+                "dirty": False}
+    last = git("log", "-1", "--format=%h", "--", "src/sampan/watermark")
+    return {"last_commit": last or "unknown", "tree": git("rev-parse", "HEAD:src/sampan/watermark")[:12],
+            "dirty": bool(git("status", "--porcelain", "--", "src/sampan/watermark"))}
+
+
 def _machine() -> str:
     import os
     import platform
@@ -140,11 +165,79 @@ def _machine() -> str:
     return f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs, {platform.python_version()}"
 
 
+def check_ssim(images: list[TestImage], attacks: tuple[str, ...] = ("jpeg50", "noise", "blur", "regenerate",
+                                                                      "brightness_contrast")) -> dict[str, Any]:
+    """sampan.watermark.quality.ssim against scikit-image's structural_similarity (Gaussian, sigma 1.5,
+    population covariance, data range 255, on the same luma) over images x attacks: the largest difference."""
+    from skimage.metrics import structural_similarity  # type: ignore[import-not-found]
+
+    from sampan.watermark.attacks import ATTACKS
+    from sampan.watermark.quality import luma, ssim
+
+    diffs = []
+    for i, im in enumerate(images):
+        for j, a in enumerate(attacks):
+            other = ATTACKS[a](im.pixels, np.random.default_rng([i, j]))
+            ref = structural_similarity(luma(im.pixels), luma(other), gaussian_weights=True, sigma=1.5,
+                                        use_sample_covariance=False, data_range=255.0)
+            diffs.append(abs(ssim(im.pixels, other) - float(ref)))
+    return {"pairs": len(diffs), "max_abs_diff": float(max(diffs)), "attacks": list(attacks)}
+
+
+def merge_previous(records: list[dict[str, Any]], method_names: list[str], attacks: list[str],
+                   path: Path) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
+    """Add the methods of a saved run that this run did not execute (e.g. the baselines, which do not change when
+    Sampan's code does) to this run's per-image records: same images, payloads and attack seeds, checked."""
+    prev = json.loads(path.read_text())
+    if [r["image"] for r in prev["per_image"]] != [r["image"] for r in records]:
+        raise SystemExit(f"{path}: its images differ from this run's")
+    if any(p["payload"] != r["payload"] for p, r in zip(prev["per_image"], records, strict=True)):
+        raise SystemExit(f"{path}: its payloads differ from this run's (another --seed?)")
+    if not set(attacks) <= set(prev["meta"]["attacks"]):
+        raise SystemExit(f"{path}: lacks attacks {sorted(set(attacks) - set(prev['meta']['attacks']))}")
+    extra = [m for m in prev["meta"]["methods"] if m not in method_names]
+    for p, r in zip(prev["per_image"], records, strict=True):
+        for m in extra:
+            r["methods"][m] = p["methods"][m]
+    reused = {m: prev["fpr"][m] for m in extra if m in prev.get("fpr", {})}
+    source = {"file": str(path), "date": prev["meta"]["date"], "commit": prev["meta"]["commit"], "methods": extra}
+    return method_names + extra, reused, source
+
+
+def _images_of(result: dict[str, Any]) -> list[TestImage]:
+    """The test images a saved run used, rebuilt from their names and sources."""
+    from _wm_images import generated_image, skimage_image
+
+    out = []
+    for im in result["meta"]["images"]:
+        if im["source"].startswith("generated"):
+            out.append(generated_image(int(im["source"].split("seed ")[1].rstrip(")"))))
+        else:
+            out.append(skimage_image(im["name"]))
+    return out
+
+
 def render(args: argparse.Namespace) -> dict[str, Any]:
     """Re-render tables and snippet from a saved run (e.g. once the separate FPR run has finished)."""
     result: dict[str, Any] = json.loads(args.render_from.read_text())
+    changed = False
     if args.fpr_json is not None and args.fpr_json.exists():
         result["fpr"]["sampan"] = json.loads(args.fpr_json.read_text())
+        changed = True
+    stale = [m for m in result["fpr"] if m != "sampan" and (args.recompute_bias
+                                                             or "unmarked_bits" not in result["fpr"][m])]
+    if stale:  # a run made before the bias figures existed: decode its unmarked images again
+        images = _images_of(result)
+        pool = fpr_pool([im.pixels for im in images])
+        for m in make_methods(stale):
+            result["fpr"][m.name] = baseline_fpr(m, pool, result["fpr"][m.name]["pairs"] // len(pool),
+                                                 np.random.default_rng([result["meta"]["seed"], 9]),
+                                                 distinct=len(images))
+        changed = True
+    if args.check_ssim and "ssim_check" not in result:
+        result["ssim_check"] = check_ssim(_images_of(result))
+        changed = True
+    if changed:
         args.render_from.write_text(json.dumps(result, indent=1, default=float))
     print_tables(result)
     if not args.no_snippet:
@@ -168,6 +261,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=ROOT / "bench/results/watermark_robustness.json")
     p.add_argument("--snippet", type=Path, default=ROOT / "docs/watermark_benchmark_snippet.md")
     p.add_argument("--no-snippet", action="store_true")
+    p.add_argument("--recompute-bias", action="store_true",
+                   help="with --render-from: decode the baselines' unmarked images again for the bias figures")
+    p.add_argument("--baselines-from", type=Path, default=None,
+                   help="a saved run (same images, seed, attacks) whose other methods' records join this run's")
+    p.add_argument("--check-ssim", action="store_true",
+                   help="only compare quality.ssim with scikit-image's structural_similarity and print the figure")
     p.add_argument("--render-from", type=Path, default=None,
                    help="reprint and rewrite the snippet from a saved result JSON (with --fpr-json: its Sampan FPR "
                         "replaced by that file's current figures)")
@@ -191,9 +290,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     images = test_images(n_sk, n_gen, seed=args.seed)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     meta = {"command": " ".join(["python", "bench/watermark_robustness.py", *(argv or sys.argv[1:])]),
-            "date": started, "commit": _commit(), "machine": _machine(), "images": [
+            "date": started, "commit": _commit(), "watermark_source": _watermark_source(),
+            "machine": _machine(), "images": [
                 {"name": im.name, "source": im.source} for im in images], "payload_bits": N_BITS,
             "seed": args.seed}
+
+    if args.check_ssim:  # alone; with --render-from it is stored in the saved run and its snippet instead
+        res = check_ssim(images)
+        print(json.dumps(res))
+        return res
 
     if args.fpr_only:
         out = args.fpr_json or ROOT / "bench/results/watermark_fpr.json"
@@ -208,13 +313,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t0 = time.time()
     for i, im in enumerate(images):
         records.append(run_image(i, im, methods, attacks, args.seed, print))
+    reused: dict[str, Any] = {}
+    if args.baselines_from is not None:
+        method_names, reused, meta["methods_reused_from"] = merge_previous(records, method_names, attacks,
+                                                                           args.baselines_from)
     summary = aggregate(records, method_names, attacks)
     pool = fpr_pool([im.pixels for im in images])
     fpr: dict[str, Any] = {}
     for m in methods:
         if m.name != "sampan":
-            fpr[m.name] = baseline_fpr(m, pool, max(1, pairs // len(pool)), np.random.default_rng([args.seed, 9]))
-    if "sampan" in method_names:
+            fpr[m.name] = baseline_fpr(m, pool, max(1, pairs // len(pool)), np.random.default_rng([args.seed, 9]),
+                                       distinct=len(images))
+    for name, figures in reused.items():
+        fpr.setdefault(name, figures)
+    if "sampan" in method_names and "sampan" not in reused:
         if args.fpr_json is not None:  # a separate --fpr-only run's file (read as it stands now)
             if args.fpr_json.exists():
                 fpr["sampan"] = json.loads(args.fpr_json.read_text())
