@@ -94,7 +94,7 @@ def test_bad_configurations_and_answers_raise_clear_errors() -> None:
         Combiner(3, infos, {"lin": 0.0}).combine(request.scan_id, answers + answers[:1])
     short = VerificationSite("site1", 1, [FixedLinear("lin", np.ones(3))])
     with pytest.raises(DistributedError, match="3 weights, the request 64"):
-        short.answer(make_request(rng.normal(size=N), "SN-1", [short.info], 1))
+        short.answer(make_request(rng.normal(size=N), "SN-1", [short.info, sites[1].info], 2))
 
 
 def test_envelopes_are_bound_to_their_site_and_header() -> None:

@@ -11,6 +11,27 @@ w . x + b trained by `sampan.qr.federated`) to its share and returns one field e
 A combiner interpolates any t partial results at 0 (Shamir reconstruction is linear) to get the scores,
 thresholds them and gives the verdict.
 
+Quorum and standardisation (REVQ-7, REVQ-14). t >= 2 and S >= t are enforced: with t = 1 every share would
+BE the feature vector (a degree-0 polynomial). For a vector with the feature layout (statistics + CDP cells)
+the sites also return the moments sum(cells) and sum(cells^2) of their share, and the combiner accepts the
+scores only if the cells are standardised (mean 0, variance 1): the sites cannot re-standardise shares, and
+without the check a device that scales a copy's cells by 2 doubles its correlation. The sum of squares is a
+product of shares, so a verdict on such a vector needs 2t - 1 answers (`sampan.qr.cellcheck` gives the design,
+what it costs and what it leaves open: a device that deviates from the sharing itself).
+
+Binding (REVQ-15): each partial result echoes the scan id, serial and vector length the site evaluated; the
+combiner refuses partials that disagree (or that name another serial than the one it is asked about) and the
+`Verdict` names the serial.
+
+The CDP key (REVQ-8, a trust assumption, not fixed): every site that runs `KeyedCorrelation` or
+`ModelVerifier` holds the issuer's CDP key, the largest secret in the system: ONE curious or compromised site
+(not a quorum) can rebuild any serial's template and print CDPs that pass as originals. The t-of-S sharing
+protects the capture, not that key. The design that would remove it: the issuer deals, at issuance, Shamir
+shares of each serial's template to the sites (no site holds the key or a template); a site then holds shares
+of both x and t, the correlation sum_j x_j t_j is a degree-2 product computed locally (a point of a degree
+2(t - 1) polynomial, so 2t - 1 answers, as for the moments) and re-randomised by a zero sharing among the
+sites before release. Not implemented; until then deploy only sites trusted with the key.
+
 Threat model and what is claimed:
 
 - Curious sites (honest-but-curious, up to t - 1 colluding, any subset): their shares are uniform and
@@ -33,6 +54,8 @@ Threat model and what is claimed:
   combiner link is assumed authenticated (mutual TLS in a deployment; here in-process); site keys are
   long-lived, so a stolen site key opens that site's past shares (no forward secrecy on the site side).
 - The sites learn the serial (they need it for the template) and the scan id; not the user or device.
+- With the moments (above), the combiner also learns sum(cells) and sum(cells^2), which for an honest device
+  are 0 and n; with t - 1 colluding sites, one extra linear functional of the cells (`sampan.qr.cellcheck`).
 - Outsiders: the sealing is computational (X25519, ChaCha20-Poly1305), unlike the sharing. The device must get
   the sites' public keys from a trusted source (e.g. a site list signed by the issuer; `sampan.crypto.identity`
   certifies party keys in a run): `make_request` trusts the `SiteInfo` it is given, and a substituted key would
@@ -55,6 +78,8 @@ import numpy as np
 
 from sampan.crypto.channel import PartyKeys, SealedChannels
 from sampan.errors import ProtocolError
+from sampan.qr import cellcheck
+from sampan.qr.features import N_STATS
 from sampan.qr.linear import LinearVerifierModel, correlation_weights
 from sampan.qr.shares import (
     PRIME,
@@ -167,12 +192,15 @@ class ScanRequest:
 
 @dataclass(frozen=True)
 class PartialResult:
-    """One site's answer: a field element per verifier, at the site's Shamir index."""
+    """One site's answer: a field element per verifier (and the cell moments), at the site's Shamir index,
+    naming the scan, serial and vector length it evaluated (the combiner refuses partials that disagree)."""
 
     site: str
     index: int
     scan_id: str
     values: Mapping[str, int]
+    serial: str = ""
+    n_features: int = 0
 
 
 @dataclass(frozen=True)
@@ -184,6 +212,9 @@ class Verdict:
     verdict: Literal["original", "copy"]
     sites: tuple[str, ...]
     checked: bool   # True when more than t sites answered and all lay on one polynomial
+    serial: str = ""          # the serial the sites evaluated (bind the verdict to it, not to the scan id alone)
+    standardised: bool | None = None   # cells check (None: the vector has no cells); False forces "copy"
+    moments: dict[str, float] = field(default_factory=dict)   # cells mean / variance when checked
 
 
 def _check_sites(sites: Sequence[SiteInfo], threshold: int) -> None:
@@ -196,8 +227,9 @@ def _check_sites(sites: Sequence[SiteInfo], threshold: int) -> None:
     if len(sites) > MAX_SITES:
         raise DistributedError(f"at most {MAX_SITES} sites (the consistency check tries every t-subset), "
                                f"got {len(sites)}")
-    if not 1 <= threshold <= len(sites):
-        raise DistributedError(f"threshold t = {threshold} must be between 1 and the number of sites {len(sites)}")
+    if not 2 <= threshold <= len(sites):
+        raise DistributedError(f"threshold t = {threshold} must be between 2 and the number of sites {len(sites)} "
+                               f"(t = 1 would give every site the whole feature vector; S >= t >= 2)")
 
 
 def make_request(features: np.ndarray, serial: str, sites: Sequence[SiteInfo], threshold: int) -> ScanRequest:
@@ -254,7 +286,9 @@ class VerificationSite:
         for verifier in self.verifiers:
             w, b = verifier.weights(request.serial, request.n_features)
             values[verifier.name] = (int(np.dot(encode_weights(w), share)) + encode_bias(b)) % PRIME
-        return PartialResult(self.name, self.index, request.scan_id, values)
+        if cellcheck.has_cells(request.n_features):
+            values.update(cellcheck.cell_moments(share))
+        return PartialResult(self.name, self.index, request.scan_id, values, request.serial, request.n_features)
 
 
 @dataclass
@@ -277,8 +311,9 @@ class Combiner:
             raise DistributedError("combiner field 'accept' must name at least one score and its threshold")
         self._by_name = {s.name: s for s in self.sites}
 
-    def combine(self, scan_id: str, partials: Sequence[PartialResult]) -> Verdict:
-        """The verdict from the sites' answers (see the module docstring for what is checked)."""
+    def combine(self, scan_id: str, partials: Sequence[PartialResult], *, serial: str | None = None) -> Verdict:
+        """The verdict from the sites' answers (see the module docstring for what is checked); with `serial`,
+        partials that evaluated another serial are refused."""
         answered: dict[int, PartialResult] = {}
         for p in partials:
             site = self._by_name.get(p.site)
@@ -286,6 +321,8 @@ class Combiner:
                 raise DistributedError(f"partial result from unknown site {p.site!r} (index {p.index})")
             if p.scan_id != scan_id:
                 raise DistributedError(f"site {p.site!r} answered scan {p.scan_id}, not {scan_id}")
+            if serial is not None and p.serial != serial:
+                raise DistributedError(f"site {p.site!r} evaluated serial {p.serial!r}, not {serial!r}")
             if p.index in answered:
                 raise DistributedError(f"site {p.site!r} answered twice")
             answered[p.index] = p
@@ -294,10 +331,22 @@ class Combiner:
             got = sorted(p.site for p in answered.values())
             raise NoQuorumError(f"no quorum for scan {scan_id}: {m} of {len(self.sites)} sites answered {got}, "
                                 f"{t} needed; no verdict")
-        names = set(next(iter(answered.values())).values)
+        first = next(iter(answered.values()))
+        if any((p.serial, p.n_features) != (first.serial, first.n_features) for p in answered.values()):
+            raise DistributedError(f"sites disagree on the serial or vector length they evaluated for scan {scan_id}: "
+                                   f"{sorted({(p.serial, p.n_features) for p in answered.values()})}")
+        names = set(first.values) - set(cellcheck.MOMENTS)
+        cells = cellcheck.has_cells(first.n_features)
+        if cells and any(set(p.values) & set(cellcheck.MOMENTS) != set(cellcheck.MOMENTS)
+                         for p in answered.values()):
+            raise DistributedError(f"scan {scan_id}: a vector with CDP cells needs every site's cell moments "
+                                   f"(the standardisation check); a site omitted them")
+        if cells and m < 2 * t - 1:
+            raise NoQuorumError(f"scan {scan_id}: {m} sites answered; the cells' standardisation check multiplies "
+                                f"shares and needs {2 * t - 1} (2t - 1); no verdict")
         if missing := set(self.accept) - names:
             raise DistributedError(f"no site computed the score(s) {sorted(missing)} named in 'accept'")
-        if any(set(p.values) != names for p in answered.values()):
+        if any(set(p.values) - set(cellcheck.MOMENTS) != names for p in answered.values()):
             raise DistributedError(f"sites disagree on which scores they computed for scan {scan_id}")
         if self.require_checked and m <= t:
             raise NoQuorumError(f"scan {scan_id}: {m} sites answered; a checked verdict needs at least {t + 1}")
@@ -313,8 +362,29 @@ class Combiner:
                     "no verdict", suspects)
             scores[name] = decode_value(reconstruct(points, t))
         ok = all(scores[name] >= thr for name, thr in self.accept.items())
+        standard: bool | None = None
+        moments: dict[str, float] = {}
+        if cells:
+            total = self._agreed(scan_id, answered, cellcheck.SUM, t)
+            squares = self._agreed(scan_id, answered, cellcheck.SUMSQ, 2 * t - 1)
+            standard, mean, var = cellcheck.standardised(total, squares, first.n_features - N_STATS)
+            moments = {"cells_mean": mean, "cells_var": var}
+            ok = ok and standard
         return Verdict(scan_id, scores, "original" if ok else "copy",
-                       tuple(sorted(p.site for p in answered.values())), m > t)
+                       tuple(sorted(p.site for p in answered.values())), m > t, first.serial, standard, moments)
+
+    @staticmethod
+    def _agreed(scan_id: str, answered: Mapping[int, PartialResult], name: str, degree_plus_one: int) -> int:
+        """The value at 0 of `name`'s points (polynomial of degree < degree_plus_one), cross-checked when more
+        points than needed are there."""
+        points = {i: int(p.values[name]) % PRIME for i, p in answered.items()}
+        if len(points) > degree_plus_one:
+            agree, unique = consistent_subset(points, degree_plus_one)
+            if len(agree) != len(points):
+                suspects = tuple(sorted(answered[i].site for i in set(points) - agree)) if unique else ()
+                raise InconsistentResultsError(f"scan {scan_id}: the sites' {name!r} values are inconsistent "
+                                               f"(suspects: {list(suspects)}); no verdict", suspects)
+        return reconstruct(points, degree_plus_one)
 
 
 def verify_distributed(features: np.ndarray, serial: str, sites: Sequence[VerificationSite], combiner: Combiner,
@@ -322,4 +392,4 @@ def verify_distributed(features: np.ndarray, serial: str, sites: Sequence[Verifi
     """The whole flow in one process (simulation): device -> available sites -> combiner."""
     request = make_request(features, serial, [s.info for s in sites], combiner.threshold)
     answers = [s.answer(request) for s in sites if available is None or s.name in available]
-    return combiner.combine(request.scan_id, answers)
+    return combiner.combine(request.scan_id, answers, serial=serial)

@@ -15,7 +15,8 @@ fixed-point product of a feature (`X_FRAC_BITS` fractional bits, |x| < 2^40) and
 |w| < 2^40) summed over up to 2^20 coordinates stays far below p / 2, the signed range. Values are encoded
 with `sampan.crypto.ring.encode` (round(v * 2^f), two's complement) and lifted into the field.
 
-Security: for a degree t-1 polynomial per coordinate with uniform coefficients (`secrets.randbelow`), any
+Security: t >= 2 is enforced (t = 1 is a degree-0 polynomial: every share IS the secret). For a degree t-1
+polynomial per coordinate with uniform coefficients (`secrets.randbelow`), any
 t-1 shares are uniform and independent of the secret (perfect secrecy); any t reconstruct it.
 """
 
@@ -86,8 +87,9 @@ def decode_value(v: int, frac_bits: int = X_FRAC_BITS + W_FRAC_BITS) -> float:
 
 def share_vector(secret: np.ndarray, threshold: int, xs: Sequence[int]) -> dict[int, np.ndarray]:
     """Shares {x_j: vector} of an encoded vector; any `threshold` reconstruct it, fewer learn nothing."""
-    if not 1 <= threshold <= len(xs):
-        raise ShareError(f"threshold {threshold} must be between 1 and the number of sites {len(xs)}")
+    if not 2 <= threshold <= len(xs):
+        raise ShareError(f"threshold {threshold} must be between 2 and the number of sites {len(xs)} (with 1, "
+                         f"every share would be the secret itself)")
     if len(set(xs)) != len(xs) or any(not 0 < x < PRIME for x in xs):
         raise ShareError("site indices must be distinct and non-zero")
     n = len(secret)

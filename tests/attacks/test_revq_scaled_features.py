@@ -1,0 +1,53 @@
+"""REVQ-14 (issue 20 review): the device's feature vector is range-checked once it is secret-shared.
+
+`sampan.qr.features` standardises the CDP cells on the device; the sites see uniform shares and cannot
+re-standardise, so a scanning app that multiplied a copy's cells by 2 doubled its correlation. Now the sites
+also return the cells' moments (sum, and sum of squares as a degree-2 product of shares) and the combiner
+refuses unstandardised cells (`sampan.qr.cellcheck`): the scaled photocopy is a copy again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import sampan.qr.cellcheck as cellcheck
+from sampan.qr.distributed import Combiner, KeyedCorrelation, NoQuorumError, VerificationSite, verify_distributed
+from sampan.qr.features import N_STATS
+from tests.qr._q3_data import KEY, features_set
+
+
+def test_revq14_scaled_copy_features_do_not_turn_a_copy_into_an_original() -> None:
+    data = features_set(3, ("photocopy",), seed=11)
+    sites = [VerificationSite(f"site{i}", i, [KeyedCorrelation(KEY)]) for i in (1, 2, 3)]
+
+    def corr(x: np.ndarray, i: int) -> float:
+        return verify_distributed(x, f"SN-{i}", sites, Combiner(2, [s.info for s in sites], {"correlation": 0.0}))\
+            .scores["correlation"]
+
+    originals = [corr(x, i) for i, x in enumerate(data["original"])]
+    copies = [corr(x, i) for i, x in enumerate(data["photocopy"])]
+    assert min(originals) > max(copies)  # honest features separate originals from photocopies
+    combiner = Combiner(2, [s.info for s in sites], {"correlation": (min(originals) + max(copies)) / 2})
+    for i, x in enumerate(data["original"]):
+        verdict = verify_distributed(x, f"SN-{i}", sites, combiner)
+        assert verdict.verdict == "original" and verdict.standardised is True
+        assert abs(verdict.moments["cells_var"] - 1.0) < 1e-4
+    for i, x in enumerate(data["photocopy"]):
+        assert verify_distributed(x, f"SN-{i}", sites, combiner).verdict == "copy"
+        for scale, shift in ((2.0, 0.0), (1.5, 0.3), (0.5, 0.0)):
+            forged = x.copy()
+            forged[N_STATS:] = forged[N_STATS:] * scale + shift  # the app lies through the honest encoder
+            verdict = verify_distributed(forged, f"SN-{i}", sites, combiner)
+            assert verdict.verdict == "copy" and verdict.standardised is False
+    # the product of shares needs 2t - 1 answers: with t = 2 of 3, a third site must answer
+    with pytest.raises(NoQuorumError, match="2t - 1"):
+        verify_distributed(data["original"][0], "SN-0", sites, combiner, available={"site1", "site2"})
+
+
+def test_revq14_the_residual_limit_is_documented() -> None:
+    """A device that deviates from the sharing itself is not excluded: the docstring must say so."""
+    doc = " ".join((cellcheck.__doc__ or "").split())
+    assert "a MALICIOUS device that deviates from the sharing itself" in doc
+    assert "needs 2t - 1 answering sites" in doc
+    assert "one extra linear functional of the cells" in doc.lower() or "ONE extra linear functional" in doc
