@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 import sqlite3
 import stat
@@ -54,9 +53,9 @@ def _scan(region: str = HONG_KONG, hour: int = 0, verdict: str = "genuine") -> S
     return ScanEvent(region, _hours(hour), verdict)
 
 
-def _scan_tag(serial: str) -> bytes:
-    """What the registry stores for a serial's scans, recomputed from the documented construction."""
-    return hashlib.sha256(b"sampan-qr-scan/1\x00acme\x00" + serial.encode()).digest()
+def _scan_tag(registry: IssuerRegistry, serial: str) -> bytes:
+    """What the registry stores for a serial's scans (a keyed tag: only the registry's key recomputes it)."""
+    return registry._tag(b"scan", serial)
 
 
 # --- one item, one code ---------------------------------------------------------------------------------------
@@ -186,11 +185,11 @@ def test_purge_deletes_the_bytes_from_the_file(tmp_path: Path) -> None:
     registry.record_scan("OLD-1", _scan(hour=0), now=H0)
     registry.record_scan("NEW-1", _scan(hour=24 * 29), now=_hours(24 * 29))
     path = Path(str(registry.engine.url.database))
-    assert _scan_tag("OLD-1") in path.read_bytes()  # the grep below would see it
+    assert _scan_tag(registry, "OLD-1") in path.read_bytes()  # the grep below would see it
     assert registry.purge(now=_hours(24 * 31)) == 1
     registry.close()
     data = path.read_bytes()
-    assert _scan_tag("OLD-1") not in data and _scan_tag("NEW-1") in data
+    assert _scan_tag(registry, "OLD-1") not in data and _scan_tag(registry, "NEW-1") in data
     with sqlite3.connect(path) as raw:
         assert raw.execute("SELECT count(*) FROM qr_scans").fetchone() == (1,)  # deleted, not hidden
     assert not [p for p in path.parent.iterdir() if p.name.endswith(("-wal", "-journal"))]
@@ -202,16 +201,17 @@ def test_every_write_deletes_expired_rows_too(tmp_path: Path) -> None:
     registry.issue("NEW-2")
     registry.record_scan("OLD-2", _scan(hour=0), now=H0)
     path = Path(str(registry.engine.url.database))
-    assert _scan_tag("OLD-2") in path.read_bytes()
+    assert _scan_tag(registry, "OLD-2") in path.read_bytes()
     registry.record_scan("NEW-2", _scan(hour=24 * 31), now=_hours(24 * 31))  # no purge() call: secure_delete alone
     registry.close()
-    assert _scan_tag("OLD-2") not in path.read_bytes()
+    assert _scan_tag(registry, "OLD-2") not in path.read_bytes()
 
 
 # --- the curious registry operator ----------------------------------------------------------------------------
 def _world(tmp_path: Path, name: str, people: dict[str, list[str]]) -> bytes:
     """A day of scans: each person scans their serials from their own phone in the same region and hour."""
-    registry = _open(tmp_path, name)
+    registry = IssuerRegistry.open(f"sqlite:///{tmp_path / 'reg' / name}", "acme",
+                                   tag_key_path=tmp_path / "reg" / "tags.key")   # one issuer key, two worlds
     for serial in ("SN-A", "SN-B", "SN-C", "SN-D"):
         registry.issue(serial)
     turns = max(len(s) for s in people.values())
@@ -246,7 +246,8 @@ def test_operator_cannot_link_two_serials_to_one_person(tmp_path: Path) -> None:
             raw.execute("SELECT rowid FROM qr_scans")
         rows = raw.execute("SELECT scan_tag, hour, region, verdict, scans FROM qr_scans").fetchall()
     assert len(rows) == 4 and len({r[1:] for r in rows}) == 1  # all alike but the per-serial pseudonym
-    item_tags = {hashlib.sha256(b"sampan-qr-item/1\x00acme\x00" + s.encode()).digest() for s in ("SN-A", "SN-B")}
+    registry = IssuerRegistry.open("sqlite://", "acme", tag_key_path=tmp_path / "reg" / "tags.key")
+    item_tags = {registry._tag(b"item", s) for s in ("SN-A", "SN-B")}
     assert not item_tags & {r[0] for r in rows}  # scan rows cannot be joined to issued items without the serial
 
 

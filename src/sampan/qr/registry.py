@@ -3,6 +3,11 @@
 One item, one code: `issue` records a serial once; a second issue of the same serial is refused, the
 issuer's own included (the primary key makes the refusal atomic), and `check_code` refuses a validly signed
 code for an issued serial whose bytes differ from the code issued (a re-signed serial with a new expiry).
+`check_code` also refuses a serial recorded WITHOUT its code (`issue(serial)` with neither `code_text` nor
+`code_digest`): otherwise any number of differently signed codes for it would pass (REVQ-6). Such a serial can
+still be scanned through `record_scan` (the caller then vouches for the code).
+What "one item, one code" does not cover: the SAME signed code printed on many items. The `shared_code` flag
+(below) is a heuristic for that, not a guarantee.
 What the registry cannot do: stop whoever controls its database from deleting rows; run it where the
 issuer alone cannot rewrite it if that matters.
 
@@ -13,9 +18,13 @@ Scan events hold only (serial, coarse region, hour, verdict), aggregated into a 
 * hour: the scan time truncated to the hour (UTC).
 * no user identity, no device id, no exact location, no sequence number: the scan table has no rowid
   (`WITHOUT ROWID`, keyed by the fields themselves), so its rows are stored in key order, not arrival order.
-* the serial is stored as a SHA-256 tag of (issuer, serial), one tag for the scan table and another for the
-  items table, so a reader of the database cannot join the two or list serials without knowing them
-  (a serial that can be guessed can be confirmed: the tag hides, it does not encrypt).
+* the serial is stored as an HMAC-SHA256 tag of (issuer, serial) under a registry tag key, one tag for the
+  scan table and another for the items table, so a reader of the database cannot join the two, list serials,
+  or (REVQ-9) map rows to guessed serials: hashing a sequential serial range needs the key. The key is 32
+  random bytes in a 0600 file OUTSIDE the database file (default `<database>.tagkey` beside it; pass
+  `tag_key_path` to keep it elsewhere, e.g. off the backup set): whoever holds the file AND the key is back to
+  "a serial that can be guessed can be confirmed". Losing the key orphans the history (tags cannot be
+  recomputed); an in-memory registry uses a fresh random key.
 
 A serial's history is reached only through the serial (`history`); there is no query by region or time.
 What the database still shows (claim no more): which serials were scanned in a region-hour. Where a
@@ -35,15 +44,22 @@ Flags (thresholds in `RegistryPolicy`, defaults chosen for consumer goods and ti
 * impossible travel: two scans whose regions are farther apart than `max_travel_kmh` allows in the hours
   between them. Hours are truncated, so the elapsed time may be up to one hour longer than the difference;
   the distance used is the smallest possible between the two cells, so the flag is conservative.
+* shared_code (HEURISTIC, REVQ-13): scans on more than `max_scan_days` distinct days, or from more than
+  `max_regions` distinct regions, within the retention period: the pattern of one genuine code printed on many
+  items that are each checked once (a slow drip no velocity or travel flag sees). An owner who checks an item
+  on many days raises it too, and a counterfeiter who spreads fewer scans evades it: a signal for review, not
+  proof; tune the thresholds to the product.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import math
+import hmac
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -70,7 +86,8 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from sampan.errors import DataError, StoreError
-from sampan.files import private_sqlite
+from sampan.files import check_private_mode, create_exclusive_bytes, private_sqlite
+from sampan.qr._geo import GEOHASH, region_distance_km
 from sampan.qr.keys import IssuerKey, check_name
 from sampan.qr.payload import ItemCode, ItemCodeError, MalformedCodeError, sign, verify
 
@@ -79,9 +96,7 @@ __all__ = ["IssuerRegistry", "RegistryPolicy", "ScanEvent", "ScanResult", "ScanR
            "FLAGS", "region_distance_km"]
 
 VERDICTS = ("genuine", "suspect", "copy", "invalid")
-FLAGS = ("reuse", "velocity", "impossible_travel")
-_GEOHASH = "0123456789bcdefghjkmnpqrstuvwxyz"
-_EARTH_KM = 6371.0
+FLAGS = ("reuse", "velocity", "impossible_travel", "shared_code")
 
 
 class RegistryError(StoreError):
@@ -112,10 +127,12 @@ class RegistryPolicy:
     velocity_max_scans: int = 20
     velocity_window_hours: int = 24
     max_travel_kmh: float = 1000.0  # a little above an airliner's cruise speed
+    max_scan_days: int = 20   # shared_code: distinct scan days within the retention period
+    max_regions: int = 6      # shared_code: distinct regions within the retention period
 
     def __post_init__(self) -> None:
         if self.retention_days < 1 or self.velocity_max_scans < 1 or self.velocity_window_hours < 1 \
-                or not self.max_travel_kmh > 0:
+                or not self.max_travel_kmh > 0 or self.max_scan_days < 1 or self.max_regions < 1:
             raise RegistryError(f"registry policy values must be positive (got {self})")
 
 
@@ -130,7 +147,7 @@ class ScanEvent:
 
     def __post_init__(self) -> None:
         if not isinstance(self.region, str) or not 1 <= len(self.region) <= 3 \
-                or any(c not in _GEOHASH for c in self.region):
+                or any(c not in GEOHASH for c in self.region):
             raise ScanEventError(f"field 'region' must be a geohash of 1 to 3 characters (coarse, ~156 km cells "
                                  f"or larger); got {self.region!r:.40}: truncate it before reporting")
         if not isinstance(self.hour, dt.datetime) or self.hour.tzinfo is None or self.hour.utcoffset() is None:
@@ -164,43 +181,6 @@ class ScanResult:
     scans_in_window: int = 0
 
 
-def _cell(region: str) -> tuple[float, float, float, float]:
-    """(lat, lon, half-height, half-width) in degrees of a geohash cell."""
-    lat, lon = [-90.0, 90.0], [-180.0, 180.0]
-    even = True
-    for char in region:
-        bits = _GEOHASH.index(char)
-        for shift in range(4, -1, -1):
-            span = lon if even else lat
-            mid = (span[0] + span[1]) / 2
-            if bits >> shift & 1:
-                span[0] = mid
-            else:
-                span[1] = mid
-            even = not even
-    return (lat[0] + lat[1]) / 2, (lon[0] + lon[1]) / 2, (lat[1] - lat[0]) / 2, (lon[1] - lon[0]) / 2
-
-
-def _haversine(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
-    return 2 * _EARTH_KM * math.asin(min(1.0, math.sqrt(a)))
-
-
-def _radius_km(region: str) -> float:
-    lat, lon, dlat, dlon = _cell(region)
-    return max(_haversine(lat, lon, lat + sy * dlat, lon + sx * dlon) for sy in (-1, 1) for sx in (-1, 1))
-
-
-def region_distance_km(a: str, b: str) -> float:
-    """A lower bound on the distance between any point of cell `a` and any point of cell `b` (km)."""
-    if a.startswith(b) or b.startswith(a):
-        return 0.0
-    lat1, lon1, _, _ = _cell(a)
-    lat2, lon2, _, _ = _cell(b)
-    return max(0.0, _haversine(lat1, lon1, lat2, lon2) - _radius_km(a) - _radius_km(b))
-
-
 _meta = MetaData()
 _items = Table(
     "qr_items", _meta,
@@ -222,8 +202,26 @@ _scans = Table(
 )
 
 
-def _tag(kind: bytes, issuer: str, serial: str) -> bytes:
-    return hashlib.sha256(b"sampan-qr-" + kind + b"/1\x00" + issuer.encode() + b"\x00" + serial.encode()).digest()
+TAG_KEY_BYTES = 32
+
+
+def _keyed_tag(key: bytes, kind: bytes, issuer: str, serial: str) -> bytes:
+    """HMAC-SHA256 tag of a serial under the registry tag key (REVQ-9: unkeyed hashes of guessable serials
+    could be inverted by anyone who reads the database file)."""
+    message = b"sampan-qr-" + kind + b"/2\x00" + issuer.encode() + b"\x00" + serial.encode()
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+def load_tag_key(path: str | Path) -> bytes:
+    """The registry tag key at `path`: created (32 random bytes, 0600, complete or not at all) if missing;
+    refused if other users can read it or it has the wrong length."""
+    target = Path(path).expanduser()
+    create_exclusive_bytes(target, secrets.token_bytes(TAG_KEY_BYTES))
+    check_private_mode(target, "registry tag key")
+    key = target.read_bytes()
+    if len(key) != TAG_KEY_BYTES:
+        raise RegistryError(f"registry tag key {str(target)!r} must hold {TAG_KEY_BYTES} bytes, has {len(key)}")
+    return key
 
 
 def _now_hour(now: dt.datetime | None) -> int:
@@ -237,20 +235,37 @@ def _now_hour(now: dt.datetime | None) -> int:
 class IssuerRegistry:
     """One issuer's registry of issued serials and their scans. Create with `IssuerRegistry.open(url, issuer)`."""
 
-    def __init__(self, engine: Engine, issuer: str, policy: RegistryPolicy | None = None) -> None:
+    def __init__(self, engine: Engine, issuer: str, policy: RegistryPolicy | None = None, *,
+                 tag_key: bytes | None = None) -> None:
         self.engine = engine
         self.issuer = check_name(issuer, "issuer", 32, RegistryError)
         self.policy = policy or RegistryPolicy()
+        if tag_key is not None and len(tag_key) != TAG_KEY_BYTES:
+            raise RegistryError(f"registry field 'tag_key' must be {TAG_KEY_BYTES} bytes")
+        self._tag_key = tag_key if tag_key is not None else secrets.token_bytes(TAG_KEY_BYTES)
+
+    def _tag(self, kind: bytes, serial: str) -> bytes:
+        return _keyed_tag(self._tag_key, kind, self.issuer, serial)
 
     @classmethod
-    def open(cls, url: str, issuer: str, policy: RegistryPolicy | None = None) -> IssuerRegistry:
-        """Open (creating 0600) a registry; SQLite gets secure_delete and a rollback journal (see the note)."""
+    def open(cls, url: str, issuer: str, policy: RegistryPolicy | None = None, *,
+             tag_key_path: str | Path | None = None) -> IssuerRegistry:
+        """Open (creating 0600) a registry; SQLite gets secure_delete and a rollback journal (see the note).
+        The tag key lives at `tag_key_path` (default: `<database>.tagkey`; in memory: a fresh random key)."""
+        memory = url == "sqlite://" or url == "sqlite:///:memory:"
         try:
-            if url == "sqlite://" or url == "sqlite:///:memory:":
+            if memory:
                 engine = create_engine("sqlite://", poolclass=StaticPool)
             else:
                 private_sqlite(url)
                 engine = create_engine(url)
+            if tag_key_path is None and not memory:
+                database = engine.url.database
+                if not database:
+                    raise RegistryError(f"issuer registry {url!r}: pass 'tag_key_path' (no database file to put "
+                                        f"the tag key beside)")
+                tag_key_path = f"{database}.tagkey"
+            tag_key = load_tag_key(tag_key_path) if tag_key_path is not None else None
         except (ArgumentError, ImportError, OSError) as exc:
             raise RegistryError(f"cannot open issuer registry {url!r}: {exc}") from None
         if engine.dialect.name == "sqlite":
@@ -264,18 +279,27 @@ class IssuerRegistry:
             _meta.create_all(engine)
         except OperationalError as exc:
             raise RegistryError(f"cannot open issuer registry {url!r}: {exc.orig}") from None
-        return cls(engine, issuer, policy)
+        return cls(engine, issuer, policy, tag_key=tag_key)
 
     def close(self) -> None:
         self.engine.dispose()
 
     # --- issuing ----------------------------------------------------------------------------------------------
-    def issue(self, serial: str, *, single_use: bool = False, code_digest: bytes | None = None) -> None:
-        """Record `serial` as issued, once; a second call for the same serial raises SerialReissueError."""
+    def issue(self, serial: str, *, single_use: bool = False, code_digest: bytes | None = None,
+              code_text: str | None = None) -> None:
+        """Record `serial` as issued, once; a second call for the same serial raises SerialReissueError.
+        Give the signed `code_text` (or its SHA-256 `code_digest`): `check_code` refuses serials issued without."""
         check_name(serial, "serial", 64, MalformedCodeError)
+        if code_text is not None:
+            digest = hashlib.sha256(code_text.encode()).digest()
+            if code_digest is not None and code_digest != digest:
+                raise RegistryError(f"serial {serial!r}: 'code_digest' is not the SHA-256 of 'code_text'")
+            code_digest = digest
+        if code_digest is not None and len(code_digest) != 32:
+            raise RegistryError(f"serial {serial!r}: 'code_digest' must be a 32-byte SHA-256 digest")
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(_items).values(item_tag=_tag(b"item", self.issuer, serial),
+                conn.execute(insert(_items).values(item_tag=self._tag(b"item", serial),
                                                    code_digest=code_digest, single_use=bool(single_use),
                                                    consumed=False))
         except IntegrityError:
@@ -287,7 +311,7 @@ class IssuerRegistry:
         if code.issuer != self.issuer:
             raise RegistryError(f"registry of issuer {self.issuer!r} cannot issue a code of issuer {code.issuer!r}")
         text = sign(code, key)
-        self.issue(code.serial, single_use=single_use, code_digest=hashlib.sha256(text.encode()).digest())
+        self.issue(code.serial, single_use=single_use, code_text=text)
         return text
 
     # --- scanning ---------------------------------------------------------------------------------------------
@@ -299,9 +323,16 @@ class IssuerRegistry:
             raise UnknownSerialError(f"code of issuer {code.issuer!r} scanned against the registry of "
                                      f"{self.issuer!r}")
         with self.engine.connect() as conn:
-            digest = conn.execute(select(_items.c.code_digest).where(
-                _items.c.item_tag == _tag(b"item", self.issuer, code.serial))).scalar_one_or_none()
-        if digest is not None and digest != hashlib.sha256(text.encode()).digest():
+            row = conn.execute(select(_items.c.code_digest).where(
+                _items.c.item_tag == self._tag(b"item", code.serial))).first()
+        if row is None:
+            raise UnknownSerialError(f"serial {code.serial!r} was never issued by {self.issuer!r}")
+        digest = row.code_digest
+        if digest is None:
+            raise CodeMismatchError(f"serial {code.serial!r} of issuer {self.issuer!r} was issued without its code "
+                                    f"(issue(serial) with no code_text/code_digest); check_code cannot tell its code "
+                                    f"from a re-signed one and refuses it")
+        if not hmac.compare_digest(digest, hashlib.sha256(text.encode()).digest()):
             raise CodeMismatchError(f"serial {code.serial!r} of issuer {self.issuer!r} was issued as a different "
                                     f"code; this one (validly signed) is a re-issue and is refused")
         return code, self.record_scan(code.serial, event, consume=consume, now=now)
@@ -317,7 +348,7 @@ class IssuerRegistry:
                                  f"retention limit; it is not stored")
         if hour > now_hour + 1:
             raise ScanEventError(f"scan hour {event.hour:%Y-%m-%d %H}:00 is in the future")
-        item_tag, scan_tag = _tag(b"item", self.issuer, serial), _tag(b"scan", self.issuer, serial)
+        item_tag, scan_tag = self._tag(b"item", serial), self._tag(b"scan", serial)
         flags: list[str] = []
         reasons: list[str] = []
         with self.engine.begin() as conn:
@@ -347,6 +378,13 @@ class IssuerRegistry:
                     reasons.append(f"at least {distance:.0f} km between regions {row.region!r} and "
                                    f"{event.region!r} within {abs(hour - row.hour) + 1} h")
                     break
+            days = {row.hour // 24 for row in history} | {hour // 24}   # UTC days (rows past retention: deleted)
+            regions = {row.region for row in history} | {event.region}
+            if len(days) > policy.max_scan_days or len(regions) > policy.max_regions:
+                flags.append("shared_code")
+                reasons.append(f"scans on {len(days)} days from {len(regions)} regions within "
+                               f"{policy.retention_days} days (limits {policy.max_scan_days} days, "
+                               f"{policy.max_regions} regions): one code may be printed on many items (heuristic)")
             key = and_(_scans.c.scan_tag == scan_tag, _scans.c.hour == hour, _scans.c.region == event.region,
                        _scans.c.verdict == event.verdict)
             if conn.execute(update(_scans).where(key).values(scans=_scans.c.scans + 1)).rowcount == 0:
@@ -359,7 +397,7 @@ class IssuerRegistry:
         cutoff = _now_hour(now) - 24 * self.policy.retention_days
         with self.engine.connect() as conn:
             rows = conn.execute(select(_scans.c.hour, _scans.c.region, _scans.c.verdict, _scans.c.scans)
-                                .where(_scans.c.scan_tag == _tag(b"scan", self.issuer, serial),
+                                .where(_scans.c.scan_tag == self._tag(b"scan", serial),
                                        _scans.c.hour >= cutoff)
                                 .order_by(_scans.c.hour, _scans.c.region, _scans.c.verdict)).all()
         return [ScanRecord(r.region, dt.datetime.fromtimestamp(r.hour * 3600, dt.UTC), r.verdict, r.scans)
