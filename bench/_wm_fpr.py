@@ -85,6 +85,20 @@ def sampan_fpr(pool: Sequence[np.ndarray], pairs: int, *, out_path: Path | None 
     return result
 
 
+def combine_fpr(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Several `sampan_fpr` results (e.g. parallel workers, each pair with its own fresh key) as one."""
+    n = sum(int(p["pairs"]) for p in parts)
+    out: dict[str, Any] = {"pairs": n, "elapsed_s": max(float(p["elapsed_s"]) for p in parts),
+                           "min_p": min(float(p["min_p"]) for p in parts), "workers": len(parts),
+                           "complete": n >= 10_000, "pool_images": parts[0].get("pool_images"),
+                           "meta": parts[0].get("meta", {})}
+    for f in FPRS:
+        k = sum(int(p[f"{f:g}"]["false_positives"]) for p in parts)
+        lo, hi = clopper_pearson(k, n)
+        out[f"{f:g}"] = {"false_positives": k, "rate": k / n if n else None, "expected": f * n, "ci95": [lo, hi]}
+    return out
+
+
 def baseline_fpr(method: Method, pool: Sequence[np.ndarray], payloads_per_image: int,
                  rng: np.random.Generator, distinct: int | None = None) -> dict[str, Any]:
     """A keyless baseline on unmarked images against random payloads (binomial-tail decision); the bias figures

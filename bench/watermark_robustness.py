@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _wm_fpr import baseline_fpr, clopper_pearson, fpr_pool, sampan_fpr  # noqa: E402
+from _wm_fpr import baseline_fpr, clopper_pearson, combine_fpr, fpr_pool, sampan_fpr  # noqa: E402
 from _wm_images import TestImage, test_images  # noqa: E402
 from _wm_methods import BASELINES, N_BITS, Method, detected, make_methods  # noqa: E402
 from _wm_report import print_tables, write_snippet  # noqa: E402
@@ -257,6 +257,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fpr-side", type=int, default=None, help="cut the unmarked images into side x side crops "
                                                                   "for Sampan's FPR pairs (default: whole images)")
     p.add_argument("--fpr-json", type=Path, default=None, help="FPR result to write (--fpr-only) or reuse")
+    p.add_argument("--fpr-combine", type=Path, nargs="+", default=None,
+                   help="combine these --fpr-only results (parallel workers) into --fpr-json and stop")
     p.add_argument("--seed", type=int, default=19)
     p.add_argument("--out", type=Path, default=ROOT / "bench/results/watermark_robustness.json")
     p.add_argument("--snippet", type=Path, default=ROOT / "docs/watermark_benchmark_snippet.md")
@@ -275,6 +277,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse(argv)
+    if args.fpr_combine is not None:
+        if args.fpr_json is None:
+            raise SystemExit("--fpr-combine needs --fpr-json (the combined file to write)")
+        combined = combine_fpr([json.loads(f.read_text()) for f in args.fpr_combine])
+        args.fpr_json.write_text(json.dumps(combined, indent=1))
+        print(json.dumps({k: combined[k] for k in ("pairs", "0.001", "1e-06", "min_p")}))
+        return combined
     if args.render_from is not None:
         return render(args)
     from sampan.watermark.attacks import ATTACKS, GEOMETRIC_ATTACKS

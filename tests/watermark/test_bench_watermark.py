@@ -17,7 +17,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
 import watermark_robustness  # noqa: E402
-from _wm_fpr import clopper_pearson, fpr_pool  # noqa: E402
+from _wm_fpr import clopper_pearson, combine_fpr, fpr_pool, summarise_p_values  # noqa: E402
 from _wm_images import generated_image  # noqa: E402
 from _wm_methods import Decoded, binomial_tail, detected, matches_needed  # noqa: E402
 
@@ -44,6 +44,15 @@ def test_clopper_pearson_and_pool() -> None:
     assert img.shape == (512, 512, 3) and img.dtype == np.uint8
     pool = fpr_pool([img], side=256)
     assert len(pool) == 8 and all(p.shape == (256, 256, 3) for p in pool)
+
+
+def test_parallel_fpr_workers_combine() -> None:
+    a = summarise_p_values([1.0, 5e-4, 0.2, 1e-7], 3.0)
+    b = summarise_p_values([0.9, 2e-3], 5.0)
+    both = combine_fpr([a, b])
+    assert both["pairs"] == 6 and both["workers"] == 2 and both["min_p"] == 1e-7
+    assert both["0.001"]["false_positives"] == 2 and both["1e-06"]["false_positives"] == 1
+    assert both["0.001"]["ci95"] == list(clopper_pearson(2, 6)) and both["complete"] is False
 
 
 @pytest.mark.slow
