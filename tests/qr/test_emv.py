@@ -107,13 +107,44 @@ def test_swapped_code_with_a_valid_crc_is_still_caught() -> None:
     assert renamed.verdict == "block" and "Lucky Cash" in renamed.payee
 
 
-def test_alternate_language_name_is_shown_and_matched() -> None:
+def test_alternate_language_name_is_shown_and_both_names_are_compared() -> None:
     payload = encode_emv([("00", "01"), ("01", "11"), ("26", "0012hk.com.hkicl02071234567"), ("53", "344"),
                           ("58", "HK"), ("59", "Wing Kee Noodle"), ("60", "Hong Kong"), ("64", "0002ZH0104榮記粉麵")])
-    report = check_payment(payload, "榮記粉麵")
+    both = ExpectedMerchant("Wing Kee Noodle", proxy="1234567", alternate_name="榮記粉麵")
+    report = check_payment(payload, both)
     assert report.verdict == "ok" and "Wing Kee Noodle / 榮記粉麵" in report.payee
-    assert check_payment(payload, "Wing Kee Noodle").verdict == "ok"
-    assert check_payment(payload, "幸運甜品").verdict == "block"
+    # The English name alone: the Chinese name cannot be compared (another script), so the payer is told to look.
+    english = check_payment(payload, ExpectedMerchant("Wing Kee Noodle", proxy="1234567"))
+    assert english.verdict == "warn" and {f.code for f in english.findings} >= {"alternate-unchecked"}
+    # The Chinese name alone matches only tag 64 while tag 59 (what most wallets show) names someone else as far
+    # as the checker can tell: blocked (the price of REVQ-2's fix; the message says how to give both names).
+    chinese = check_payment(payload, ExpectedMerchant("榮記粉麵", proxy="1234567"))
+    assert chinese.verdict == "block" and "alternate_name" in chinese.findings[-1].message
+    assert check_payment(payload, ExpectedMerchant("幸運甜品", proxy="1234567")).verdict == "block"
+    assert check_payment(payload, "Wing Kee Noodle").verdict == "warn"  # name only: account not confirmed
+
+
+def test_every_account_id_is_shown_and_checked() -> None:
+    fps_ids = "0012hk.com.hkicl" + "0103004" + "02071234567" + "0313+852-66666666"
+    payload = encode_emv([("00", "01"), ("01", "11"), ("26", fps_ids), ("53", "344"), ("58", "HK"),
+                          ("59", "Wing Kee Noodle"), ("60", "Hong Kong")])
+    payment = parse_emv(payload)
+    assert [(k, v) for _, k, v in payment.account_ids()] == [("FPS ID", "1234567"), ("mobile", "+852-66666666")]
+    assert "FPS ID 1234567 and mobile +852-66666666 (bank 004)" in payment.payee()
+    mine = ExpectedMerchant("Wing Kee Noodle", proxy="1234567", other_accounts=("+852 6666 6666",))
+    assert check_payment(payload, mine).verdict == "ok"  # both ids are the shop's
+    report = check_payment(payload, ExpectedMerchant("Wing Kee Noodle", proxy="1234567"))
+    assert report.verdict == "block" and "+852-66666666" in report.findings[0].message
+
+
+@pytest.mark.parametrize("tag,value,dup", [("62", "0503abc0503xyz", "62.05"),
+                                           ("64", "0002ZH0104榮記粉麵0104幸運甜品", "64.01")])
+def test_repeated_sub_tags_in_additional_or_language_data_block(tag: str, value: str, dup: str) -> None:
+    payload = encode_emv([("00", "01"), ("01", "11"), ("26", "0012hk.com.hkicl02071234567"), ("53", "344"),
+                          ("58", "HK"), ("59", "Wing Kee Noodle"), ("60", "Hong Kong"), (tag, value)])
+    assert parse_emv(payload).duplicate_subtags == (dup,)
+    report = check_payment(payload, ExpectedMerchant("Wing Kee Noodle", proxy="1234567"))
+    assert report.verdict == "block" and "duplicate-subtag" in {f.code for f in report.findings}
 
 
 def test_homoglyph_payee_name_is_blocked() -> None:

@@ -259,3 +259,48 @@ def test_junk_never_raises() -> None:
         assert report.verdict in ("ok", "warn", "block")
         if report.verdict == "ok":
             assert report.registrable is not None, text
+
+
+# ---- issue 20 review fixes (REVQ-1, -10, -11, -12) -----------------------------------------------------------------
+
+def test_hosts_are_read_with_uts46_non_transitional_idna_like_browsers() -> None:
+    from sampan.qr._hosts import HostError, to_idna
+
+    assert to_idna("boßini.com") == ("xn--boini-mqa.com", "boßini.com", True)
+    assert to_idna("xn--strae-oqa.de") == ("xn--strae-oqa.de", "straße.de", True)
+    assert to_idna("ＨＳＢＣ.com")[0] == "hsbc.com" and to_idna("r3---sn-abc.example")[0] == "r3---sn-abc.example"
+    for bad in ("xn--a-ecp.com",          # decodes to 'a⒈', a character UTS #46 maps away: not canonical
+                "xn--zz.com",             # not punycode at all
+                "\u0301abc.com"):         # a label starting with a combining mark
+        with pytest.raises(HostError):
+            to_idna(bad)
+
+
+def test_without_the_idna_package_deviation_characters_are_refused() -> None:
+    from sampan.qr._hosts import HostError, _to_idna_2003
+
+    assert _to_idna_2003("hsbc.com.hk")[0] == "hsbc.com.hk"
+    for host in ("boßini.com", "σας.gr", "a\u200db.com"):
+        with pytest.raises(HostError, match="two different domains"):
+            _to_idna_2003(host)
+
+
+def test_small_capitals_have_latin_skeletons() -> None:
+    assert skeleton("ʜsʙc") == "hsbc" and skeleton("ʜᴀɴɢsᴇɴɢ") == "hangseng"
+    assert not mixed_script("ʜsʙc")  # all Latin: only the skeleton can catch it
+
+
+@pytest.mark.parametrize("char", ["\u2044", "\u2215", "\u29f8", "\u2236", "\ua789"])
+def test_delimiter_look_alikes_in_the_host_block(char: str) -> None:
+    report = check_url(f"https://www.sc.com{char}hk.evil.example/")
+    assert report.verdict == "block" and "fake-delimiter" in {f.code for f in report.findings}
+
+
+def test_every_redirect_target_is_reported() -> None:
+    report = check_url("https://www.google.com/url?q=https://www.wikipedia.org/")
+    assert report.verdict == "ok"
+    assert [f.code for f in report.findings if f.code.startswith("redirect")] == ["redirect-target"]
+    same_site = check_url("https://www.hsbc.com.hk/redirect?url=https://www.hsbc.com.hk/personal")
+    assert same_site.verdict == "ok"
+    off_list = check_url("https://www.hsbc.com.hk/redirect?url=https://www.wikipedia.org/")
+    assert off_list.verdict == "warn" and "forwards to https://www.wikipedia.org/" in off_list.findings[-1].message

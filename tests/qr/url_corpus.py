@@ -27,7 +27,7 @@ class UrlCase(NamedTuple):
 
 class PaymentCase(NamedTuple):
     payload: str
-    expected: ExpectedMerchant
+    expected: str | ExpectedMerchant  # a plain string is a name-only expectation
     label: Label
     reason: str
 
@@ -104,6 +104,10 @@ BENIGN: list[UrlCase] = [
     _b("https://www.政府.香港/", "Chinese-script government suffix (allow-listed like gov.hk)"),
     _b("https://例子.香港/", "made-up one-script Chinese IDN under .香港 (benign shape, not allow-listed)"),
     _b("https://xn--fsqu00a.xn--j6w193g/", "the same made-up IDN in punycode"),
+    _b("https://xn--strae-oqa.de/", "genuine IDN with a deviation character (ß); IDNA 2003 called it malformed"),
+    _b("https://straße.de/", "the same host in Unicode (a browser opens xn--strae-oqa.de)"),
+    _b("https://www.hsbc.com.hk/redirect?url=https://www.hsbc.com.hk/personal", "allow-listed site redirecting to "
+       "itself"),
     _b("https://www.hsbc.co.uk/", "HARD: a real HSBC site missing from the allow-list (expected false positive)"),
     _b("https://www.hangsengindexes.com/", "HARD: real Hang Seng Indexes, not allow-listed (expected false positive)"),
 ]
@@ -215,6 +219,15 @@ MALICIOUS: list[UrlCase] = [
     _m("https://www.hsbc.com.hk:8443@203.0.113.9/", "port-like user info and a raw IP"),
     _m("https://www.hsbc.com.hk/\u202ekpa.evil.example", "right-to-left override makes the text read differently"),
     _m("https://hs\u200bbc-login.top/", "zero-width space inside the host"),
+    # issue 20 review (REVQ-1, -10, -11, -12)
+    _m("https://ʜsʙc.com.hk/login", "Latin small capitals read as HSBC"),
+    _m("https://ʜᴀɴɢsᴇɴɢ.com/", "small-capital Hang Seng"),
+    _m("https://hsbc.com.hk\u2044login.evil.example/", "fraction slash: 'hsbc.com.hk/login' is a subdomain label"),
+    _m("https://bochk.com\u2215secure.evil.example/", "division slash after a brand domain"),
+    _m("https://hangseng.com\u29f8login.evil.example/", "big solidus after a brand domain"),
+    _m("https://www.hsbc.com.hk/redirect?url=//evil.example/", "allow-listed open redirect, protocol-relative"),
+    _m("https://www.hsbc.com.hk/redirect?url=https%253A%252F%252Fevil.example%252F", "double-encoded redirect"),
+    _m("https://hangßeng.com/", "sharp s: browsers open xn--hangeng-..., IDNA 2003 would read hangsseng"),
     # hard: no brand and no trick
     _m("https://pay-parking-hk.com/", "HARD: new phishing domain, no brand, no trick (expected false negative)"),
     _m("https://secure-banking-login.top/", "HARD: new phishing domain, no brand (expected false negative)"),
@@ -239,6 +252,20 @@ def _fps_mobile(name: str, mobile: str, bank: str) -> str:
                        ("59", name), ("60", "HK")])
 
 
+def _tlv(*pairs: tuple[str, str]) -> str:
+    return "".join(f"{tag}{len(value):02d}{value}" for tag, value in pairs)
+
+
+def _acct(*subs: tuple[str, str]) -> str:
+    """An FPS merchant account template with the given proxy sub-tags (bank 004)."""
+    return _tlv(("00", "hk.com.hkicl"), ("01", "004"), *subs)
+
+
+def _fps_with(accounts: list[tuple[str, str]], name: str, *extra: tuple[str, str]) -> str:
+    return encode_emv([("00", "01"), ("01", "11"), *accounts, ("52", "5812"), ("53", "344"), ("58", "HK"),
+                       ("59", name), ("60", "Hong Kong"), *extra])
+
+
 _WING_KEE = ExpectedMerchant("Wing Kee Noodle", proxy="1234567", city="Hong Kong")
 _GOOD = _fps("Wing Kee Noodle", "1234567", bank="004")
 _EDITED_AMOUNT = (_fps("Wing Kee Noodle", "1234567", amount="1000.00")[:-4]
@@ -248,13 +275,21 @@ PAYMENT_CORPUS: list[PaymentCase] = [
     PaymentCase(_GOOD, _WING_KEE, "benign", "the shop's own static FPS code"),
     PaymentCase(_fps("WING KEE NOODLE", "1234567"), _WING_KEE, "benign", "case differs"),
     PaymentCase(_fps("Wing Kee Noodle", "1234567", amount="45.50"), _WING_KEE, "benign", "dynamic code with amount"),
-    PaymentCase(_fps("Lucky Dessert Co., Ltd.", "7654321"), ExpectedMerchant("LUCKY DESSERT CO LTD"), "benign",
-                "punctuation differs"),
+    PaymentCase(_fps("Lucky Dessert Co., Ltd.", "7654321"), ExpectedMerchant("LUCKY DESSERT CO LTD", proxy="7654321"),
+                "benign", "punctuation differs"),
     PaymentCase(_fps("榮記粉麵", "1234567"), ExpectedMerchant("榮記粉麵", proxy="1234567"), "benign", "Chinese name"),
     PaymentCase(_fps_mobile("NA", "+852-91234567", "004"), ExpectedMerchant("Chan Tai Man", proxy="91234567"),
                 "benign", "personal FPS code without a name; the mobile proxy matches"),
-    PaymentCase(_fps("Wing Kee Noodle", "1234567", city="Kowloon"), ExpectedMerchant("Wing Kee Noodle"), "benign",
-                "no city expected"),
+    PaymentCase(_fps("Wing Kee Noodle", "1234567", city="Kowloon"),
+                ExpectedMerchant("Wing Kee Noodle", proxy="1234567"), "benign", "no city expected"),
+    PaymentCase(_fps_with([("26", _acct(("02", "1234567")))], "Wing Kee Noodle",
+                          ("64", _tlv(("00", "ZH"), ("01", "榮記粉麵")))),
+                ExpectedMerchant("Wing Kee Noodle", proxy="1234567", alternate_name="榮記粉麵"), "benign",
+                "bilingual code; the payer knows both names"),
+    PaymentCase(_fps_with([("26", _acct(("02", "1234567"))), ("27", _tlv(("00", "A000000333"), ("01", "88881234")))],
+                          "Wing Kee Noodle"),
+                ExpectedMerchant("Wing Kee Noodle", proxy="1234567", other_accounts=("88881234",)), "benign",
+                "multi-scheme code (FPS and another scheme), both accounts the shop's"),
     PaymentCase(_fps("Quick Cash Ltd", "9999999"), _WING_KEE, "malicious", "sticker swapped: other payee"),
     PaymentCase(_fps("Wing Kee Noodle", "9999999"), _WING_KEE, "malicious", "same name, other FPS ID"),
     PaymentCase(_fps("Wіng Kee Noodle", "1234567"), ExpectedMerchant("Wing Kee Noodle"), "malicious",
@@ -269,4 +304,18 @@ PAYMENT_CORPUS: list[PaymentCase] = [
                 "malicious", "personal code with another mobile number"),
     PaymentCase(_fps("NA", "5555555"), ExpectedMerchant("Wing Kee Noodle"), "malicious",
                 "no payee name and no account to compare"),
+    # REVQ-2..5 (issue 20 review)
+    PaymentCase(_fps_with([("26", _acct(("02", "9999999")))], "Quick Cash Ltd",
+                          ("64", _tlv(("00", "ZH"), ("01", "Wing Kee Noodle")))), "Wing Kee Noodle", "malicious",
+                "two names: tag 59 the attacker's, 64.01 the shop's"),
+    PaymentCase(_fps_with([("26", _acct(("02", "9999999"), ("02", "1234567")))], "Wing Kee Noodle"), _WING_KEE,
+                "malicious", "FPS ID given twice in one template (attacker's first)"),
+    PaymentCase(_fps_with([("26", _acct(("02", "1234567"), ("03", "+852-66666666")))], "Wing Kee Noodle"),
+                _WING_KEE, "malicious", "shop's FPS ID plus the attacker's mobile in one template"),
+    PaymentCase(_fps_with([("26", _acct(("02", "9999999"))), ("27", _acct(("02", "1234567")))], "Wing Kee Noodle"),
+                _WING_KEE, "malicious", "a second FPS template with the attacker's ID first"),
+    PaymentCase(_fps_with([("26", _acct(("02", "1234567"))), ("27", _tlv(("00", "A000000333"), ("01", "66661234")))],
+                          "Wing Kee Noodle"), _WING_KEE, "malicious", "the attacker's account in another scheme"),
+    PaymentCase(_fps("Wing Kee Noodle", "9999999"), "Wing Kee Noodle", "malicious",
+                "same name, other FPS ID, name-only expectation (warn: account not confirmed)"),
 ]

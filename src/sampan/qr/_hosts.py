@@ -3,8 +3,12 @@
 Kept apart from `sampan.qr.quishing` (which judges) because the parsing rules are fiddly and tested on their
 own: WHATWG URL rules for special schemes (backslash is a slash, tabs and newlines are dropped, the *last* `@`
 ends the user info), IPv4 hosts in decimal/hex/octal/short forms (`http://3232235777/`, `0x7f.1`), bracketed
-IPv6, percent-encoded hosts, full-width dots, and IDNA (the standard library's IDNA 2003 codec: nameprep folds
-full-width and upper-case letters, punycode gives the `xn--` form).
+IPv6, percent-encoded hosts, full-width dots, and IDNA the way browsers do it: UTS #46 non-transitional
+processing (WHATWG URL), through the `idna` package's mapping table. Non-transitional matters: IDNA 2003 (the
+standard library's codec) maps the "deviation" characters ß -> ss and ς -> σ, so `boßini.com` would be judged as
+`bossini.com` while a browser opens `xn--boini-mqa.com`, a different domain anyone can register. Without the
+`idna` package (not a declared dependency of the `qr` extra) the IDNA 2003 codec is used and any host with a
+deviation character (ß, ς, ZWJ, ZWNJ) is refused, since its two readings differ.
 """
 
 from __future__ import annotations
@@ -13,14 +17,26 @@ import ipaddress
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote
 
-__all__ = ["Authority", "HostError", "parse_ipv4", "split_url", "to_idna"]
+__all__ = ["Authority", "FAKE_DELIMITERS", "HostError", "fake_delimiters", "parse_ipv4", "split_url", "to_idna"]
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
 _C0_AND_SPACE = "".join(chr(i) for i in range(0x21))
 _DOTS = re.compile("[\u3002\uff0e\uff61]")
 _FORBIDDEN_HOST = re.compile(r"[\x00-\x20#%/:<>?@\[\\\]^|\"'`{}]")
+_DEVIATIONS = {"\u00df": "sharp s", "\u1e9e": "capital sharp s", "\u03c2": "final sigma",
+               "\u200c": "zero-width non-joiner", "\u200d": "zero-width joiner"}
+# Characters a host may carry (UTS #46 keeps them, or a browser maps them) that look like URL delimiters: a host
+# `hsbc.com.hk\u2044login.evil.example` reads as "hsbc.com.hk/login..." but is a subdomain of evil.example.
+FAKE_DELIMITERS: dict[str, str] = {
+    "\u2044": "/", "\u2215": "/", "\u29f8": "/", "\u2cc6": "/", "\u2f03": "/", "\u31d3": "/", "\u3033": "/",
+    "\u1735": "/", "\u0338": "/", "\u0337": "/", "\uff0f": "/", "\ufe68": "\\", "\u29f9": "\\", "\u2216": "\\",
+    "\uff3c": "\\", "\u2236": ":", "\ua789": ":", "\u02d0": ":", "\u02f8": ":", "\u0589": ":", "\u05c3": ":",
+    "\ufe13": ":", "\ufe55": ":", "\uff1a": ":", "\ua4fd": ":", "\ufe6b": "@", "\uff20": "@", "\ufe56": "?",
+    "\uff1f": "?", "\ufe16": "?", "\ufe5f": "#", "\uff03": "#",
+}
 
 
 class HostError(ValueError):
@@ -136,13 +152,88 @@ def parse_ipv4(host: str) -> str | None:
     return str(ipaddress.IPv4Address(value))
 
 
+def fake_delimiters(host: str) -> list[tuple[str, str]]:
+    """(character, the delimiter it imitates) for each slash/colon/'@'/'?'/'#' look-alike in a host."""
+    return [(ch, FAKE_DELIMITERS[ch]) for ch in dict.fromkeys(host) if ch in FAKE_DELIMITERS]
+
+
 def to_idna(host: str) -> tuple[str, str, bool]:
-    """(ASCII/punycode host, Unicode host, any label internationalised) for a domain name; raises HostError."""
+    """(ASCII/punycode host, Unicode host, any label internationalised) for a domain name; raises HostError.
+
+    UTS #46 non-transitional processing as browsers do (WHATWG URL: no STD3 rules, no hyphen checks, bidi and
+    joiner checks on); see the module docstring for the fallback without the `idna` package."""
     host = _DOTS.sub(".", host)
     if host.endswith("."):
         host = host[:-1]
     if not host:
         raise HostError("empty host")
+    try:
+        import idna
+    except ImportError:  # pragma: no cover - idna is installed wherever the test extras are
+        return _to_idna_2003(host)
+    return _to_idna_uts46(host, idna)
+
+
+def _to_idna_uts46(host: str, idna: Any) -> tuple[str, str, bool]:
+    """UTS #46 non-transitional mapping of the whole host, then punycode label by label."""
+    try:
+        mapped = idna.uts46_remap(host, std3_rules=False, transitional=False)
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise HostError(f"host {host!r} has a character no browser accepts in a host ({exc})") from exc
+    mapped = mapped[:-1] if mapped.endswith(".") else mapped
+    ascii_labels: list[str] = []
+    unicode_labels: list[str] = []
+    for label in mapped.split("."):
+        if not label:
+            raise HostError(f"empty label in the host {host!r}")
+        if label.startswith("xn--"):
+            try:
+                uni = label[4:].encode("ascii").decode("punycode")
+            except UnicodeError as exc:
+                raise HostError(f"label {label!r} is not valid punycode") from exc
+            try:
+                remapped = idna.uts46_remap(uni, std3_rules=False, transitional=False)
+            except (idna.IDNAError, UnicodeError) as exc:
+                raise HostError(f"label {label!r} decodes to a character no browser accepts ({exc})") from exc
+            if uni.isascii() or remapped != uni or _punycode(uni) != label:
+                raise HostError(f"label {label!r} does not round-trip through IDNA (UTS #46): not a canonical name")
+            _check_unicode_label(uni, label, idna)
+            asc = label
+        elif label.isascii():
+            asc = uni = label
+        else:
+            _check_unicode_label(label, label, idna)
+            asc, uni = _punycode(label), label
+        if _FORBIDDEN_HOST.search(asc) or len(asc) > 63:
+            raise HostError(f"label {label!r} has characters or a length no host may have")
+        ascii_labels.append(asc)
+        unicode_labels.append(uni)
+    return ".".join(ascii_labels), ".".join(unicode_labels), any(a.startswith("xn--") for a in ascii_labels)
+
+
+def _punycode(label: str) -> str:
+    return "xn--" + label.encode("punycode").decode("ascii")
+
+
+def _check_unicode_label(label: str, written: str, idna: Any) -> None:
+    """UTS #46 validity checks browsers apply: no leading combining mark, bidi rule, joiner context."""
+    if unicodedata.category(label[0]).startswith("M"):
+        raise HostError(f"label {written!r} starts with a combining mark")
+    try:
+        idna.core.check_bidi(label)
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise HostError(f"label {written!r} breaks the bidi rule ({exc})") from exc
+    for pos, ch in enumerate(label):
+        if ch in "\u200c\u200d" and not idna.core.valid_contextj(label, pos):
+            raise HostError(f"label {written!r} has a zero-width joiner out of context")
+
+
+def _to_idna_2003(host: str) -> tuple[str, str, bool]:
+    """The standard library's IDNA 2003 codec, refusing deviation characters (read differently by browsers)."""
+    for ch, name in _DEVIATIONS.items():
+        if ch in host:
+            raise HostError(f"host {host!r} has a {name} (U+{ord(ch):04X}): IDNA 2003 and browsers (UTS #46) read "
+                            "it as two different domains")
     ascii_labels: list[str] = []
     unicode_labels: list[str] = []
     idn = False

@@ -4,7 +4,9 @@ A forged QR code can point at `һѕbс.com.hk` (Cyrillic letters) that a phone s
 UTS #39 answers this with a *skeleton*: map every character to a representative of its look-alike class, and call
 two strings confusable when their skeletons are equal. Unicode's full `confusables.txt` has thousands of rows;
 this module holds a small hand-written subset of it (no download): the Cyrillic, Greek, full-width and Latin
-look-alikes of the lower-case Latin letters and digits that a host name can carry after IDNA lower-casing.
+look-alikes of the lower-case Latin letters and digits that a host name can carry after IDNA lower-casing,
+plus the Latin small capitals (`ʜ`, `ʙ`, ...) and a few IPA letters (`ɑ`, `ȷ`), which are Latin, so the
+mixed-script check cannot see them.
 It is a subset, so a homoglyph outside it (Armenian, Cherokee, mathematical letters, ...) is caught only by the
 mixed-script and IDN checks in `sampan.qr.quishing`, not by the skeleton.
 
@@ -58,12 +60,47 @@ _LATIN = {
     "1": "l",  # DIGIT ONE looks like l
     "m": "rn",  # m and rn (confusables.txt maps m -> rn)
     "d": "cl",  # d and cl (confusables.txt maps d -> cl)
+    "\u0251": "a",  # ɑ LATIN SMALL LETTER ALPHA
+    "\u0237": "j",  # ȷ LATIN SMALL LETTER DOTLESS J
+    "\u01c0": "l",  # ǀ LATIN LETTER DENTAL CLICK
+    "\u0263": "y",  # ɣ LATIN SMALL LETTER GAMMA
+    "\u028b": "u",  # ʋ LATIN SMALL LETTER V WITH HOOK
+    "\u0292": "3",  # ʒ LATIN SMALL LETTER EZH
+}
+# Latin small capitals: lower-case letters that look like the capital at x-height, which a phone's address bar
+# shows beside ordinary letters (`ʜsʙc.com.hk` reads as HSBC); lower-cased IDNA keeps them as they are.
+_SMALL_CAPITALS = {
+    "\u1d00": "a",  # ᴀ
+    "\u0299": "b",  # ʙ
+    "\u1d04": "c",  # ᴄ
+    "\u1d05": "d",  # ᴅ
+    "\u1d07": "e",  # ᴇ
+    "\ua730": "f",  # ꜰ
+    "\u0262": "g",  # ɢ
+    "\u029c": "h",  # ʜ
+    "\u026a": "i",  # ɪ
+    "\u1d0a": "j",  # ᴊ
+    "\u1d0b": "k",  # ᴋ
+    "\u029f": "l",  # ʟ
+    "\u1d0d": "m",  # ᴍ
+    "\u0274": "n",  # ɴ
+    "\u1d0f": "o",  # ᴏ
+    "\u1d18": "p",  # ᴘ
+    "\ua7af": "q",  # ꞯ
+    "\u0280": "r",  # ʀ
+    "\ua731": "s",  # ꜱ
+    "\u1d1b": "t",  # ᴛ
+    "\u1d1c": "u",  # ᴜ
+    "\u1d20": "v",  # ᴠ
+    "\u1d21": "w",  # ᴡ
+    "\u028f": "y",  # ʏ
+    "\u1d22": "z",  # ᴢ
 }
 # Full-width forms (U+FF01..U+FF5E) fold to ASCII; NFKC does this too, the table keeps it explicit.
 _FULLWIDTH = {chr(0xFF01 + i): chr(0x21 + i) for i in range(0x5E)}
 _FULLWIDTH.update({"\u3002": ".", "\uff61": "."})  # ideographic and half-width full stops act as dots in IDNA
 
-CONFUSABLES: dict[str, str] = {**_FULLWIDTH, **_CYRILLIC, **_GREEK, **_LATIN}
+CONFUSABLES: dict[str, str] = {**_FULLWIDTH, **_CYRILLIC, **_GREEK, **_LATIN, **_SMALL_CAPITALS}
 
 # Scripts that UTS #39's "highly restrictive" level lets share one label with Latin (CJK writing mixes them).
 _ALLOWED_MIXES = (

@@ -6,15 +6,21 @@ Unicode forms, and lists findings, each with a severity:
 
 * block: not https; '@' user info in the authority; invisible or bidi-control characters; a raw IPv4/IPv6
   host (also decimal, hex and octal IPv4); a malformed host; a mixed-script label (Latin with Cyrillic or
-  Greek); a host whose skeleton equals a protected brand's (homoglyphs, digit tricks); a registrable label
+  Greek); slash, colon, '@', '?' or '#' look-alikes inside the host (`hsbc.com.hk⁄login.evil.example`); a
+  host whose skeleton equals a protected brand's (homoglyphs, digit tricks); a registrable label
   within Damerau-Levenshtein distance 2 of a brand's (1 for a 4-letter brand, none under 4 letters: those only
   get the skeleton checks); a brand's whole domain folded into a label (`hsbc-com-hk.top`) or placed in front
   of another domain (`hsbc.com.hk.evil.example`).
 * warn: a non-default port; a known URL shortener (it hides the destination); a brand inside a label or a
   subdomain; a whole-script confusable label; a %-encoded host; a link with no scheme; odd slashes or
-  backslashes; a brand's domain in the path; a redirect parameter whose target is itself flagged; a host with
-  no registrable domain.
-* info: allow-listed; internationalised host (both forms shown); host normalised; not on the allow-list.
+  backslashes; a brand's domain in the path; a redirect parameter (`?url=https://...`, protocol-relative
+  `?url=//...`, up to twice %-encoded) whose target is itself flagged, or that takes an allow-listed site off the
+  allow-list; a host with no registrable domain.
+* info: allow-listed; internationalised host (both forms shown); host normalised; not on the allow-list; each
+  redirect target found (one level, with its own verdict).
+
+Hosts are read with UTS #46 non-transitional IDNA like browsers (`boßini.com` is `xn--boini-mqa.com`, not
+`bossini.com`; see `sampan.qr._hosts`).
 
 The registrable domain comes from the public-suffix list bundled with `publicsuffixlist` (no network). An
 allow-listed registrable domain (or any host under an allow-listed restricted suffix such as `gov.hk`) skips the
@@ -34,7 +40,7 @@ from typing import TYPE_CHECKING, Literal
 from urllib.parse import unquote
 
 from sampan.errors import ConfigError
-from sampan.qr._hosts import HostError, parse_ipv4, split_url, to_idna
+from sampan.qr._hosts import HostError, fake_delimiters, parse_ipv4, split_url, to_idna
 from sampan.qr.confusables import is_whole_script_confusable, mixed_script, skeleton
 
 if TYPE_CHECKING:
@@ -73,7 +79,27 @@ HK_BRANDS: tuple[str, ...] = (
 
 _RANK = {"info": 0, "warn": 1, "block": 2}
 _VERDICT: dict[int, Verdict] = {0: "ok", 1: "warn", 2: "block"}
-_EMBEDDED = re.compile(r"(?:^|[=&?])((?:https?|ftp)(?::|%3a)[^&#]*)", re.IGNORECASE)
+# A parameter value that is a URL: scheme-ful, or protocol-relative (`?url=//evil.example`, also with
+# backslashes, which browsers read as slashes), judged after up to two rounds of %-decoding.
+_EMBEDDED = re.compile(r"(?:^|[=&?])((?:https?|ftp):[^&#]*|[/\\]{2}[^/\\&#][^&#]*)", re.IGNORECASE)
+
+
+def _decoded(text: str, rounds: int = 2) -> str:
+    """`text` %-decoded up to `rounds` times (double-encoded redirect targets such as `https%253A%252F%252F`)."""
+    for _ in range(rounds):
+        if "%" not in text:
+            break
+        text = unquote(text)
+    return text
+
+
+def _embedded_targets(rest: str) -> list[str]:
+    """Absolute URLs carried in the query or path parameters (protocol-relative ones get https:)."""
+    out = []
+    for match in _EMBEDDED.finditer(_decoded(rest)):
+        target = match.group(1)
+        out.append("https:" + target if target[:1] in "/\\" else target)
+    return out
 
 
 @dataclass(frozen=True)
@@ -293,6 +319,11 @@ def _check(text: str, allow: AllowList, brands: tuple[str, ...], *, follow_redir
     if auth.userinfo is not None:
         findings.append(Finding("userinfo", "block", f"'{auth.userinfo}@' is a user name, not the site: the link "
                                 f"really goes to {auth.host}"))
+    fakes = fake_delimiters(auth.host)
+    if fakes:
+        shown = ", ".join(f"U+{ord(ch):04X} looks like '{looks}'" for ch, looks in fakes)
+        findings.append(Finding("fake-delimiter", "block", f"the host {auth.host!r} contains look-alikes of URL "
+                                f"delimiters ({shown}): the part before them is not the site"))
     if auth.host_was_encoded:
         findings.append(Finding("encoded-host", "warn", "the host is %-encoded (hides the name)"))
     default_port = 80 if scheme == "http" else 443
@@ -337,17 +368,35 @@ def _check(text: str, allow: AllowList, brands: tuple[str, ...], *, follow_redir
                                     "hidden until it is opened"))
         sev: Severity = "warn" if allow.strict else "info"
         findings.append(Finding("not-allow-listed", sev, f"{registrable} is not on the allow-list"))
-        path = _EMBEDDED.sub("", unquote(auth.rest)).lower()  # redirect targets are judged on their own below
+        path = _EMBEDDED.sub("", _decoded(auth.rest)).lower()  # redirect targets are judged on their own below
         for b in brand_list:
             if "." in b.domain and re.search(rf"(?<![a-z0-9-]){re.escape(b.domain)}(?![a-z0-9-])", path):
                 findings.append(Finding("brand-in-path", "warn", f"the path names {b.domain} but the site is "
                                         f"{registrable}"))
                 break
     if follow_redirects:
-        for match in _EMBEDDED.finditer(auth.rest):
-            inner = _check(unquote(match.group(1)), allow, brands, follow_redirects=False)
-            if inner.verdict != "ok":
-                findings.append(Finding("redirect", "warn", f"a parameter forwards to {inner.display()}, which is "
-                                        f"itself flagged ({inner.verdict})"))
-                break
+        findings.extend(_redirect_findings(auth.rest, allow, brands, host_ascii, registrable))
     return report(dest, uni_dest, registrable)
+
+
+def _redirect_findings(rest: str, allow: AllowList, brands: tuple[str, ...], host: str,
+                       outer: str | None) -> list[Finding]:
+    """One level of redirect parameters: each target is reported and judged on its own (not followed further).
+
+    A flagged target warns; so does an allow-listed site forwarding off the allow-list (an open redirect lends
+    the trusted name to wherever it points)."""
+    out: list[Finding] = []
+    outer_allowed = allow.allows(host, outer)
+    for target in _embedded_targets(rest):
+        inner = _check(target, allow, brands, follow_redirects=False)
+        if inner.verdict != "ok":
+            why = ", ".join(f.code for f in inner.findings if f.severity != "info")
+            out.append(Finding("redirect", "warn", f"a parameter forwards to {inner.display()}, which is itself "
+                               f"flagged ({inner.verdict}: {why})"))
+        elif outer_allowed and not any(f.code == "allow-listed" for f in inner.findings):
+            out.append(Finding("redirect", "warn", f"the allow-listed {outer or host} forwards to {inner.display()}, "
+                               "which is not on the allow-list"))
+        else:
+            out.append(Finding("redirect-target", "info", f"a parameter forwards to {inner.display()} (checked: "
+                               f"{inner.verdict})"))
+    return out
