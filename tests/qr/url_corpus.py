@@ -27,7 +27,7 @@ class UrlCase(NamedTuple):
 
 class PaymentCase(NamedTuple):
     payload: str
-    expected: str | ExpectedMerchant  # a plain string is a name-only expectation
+    expected: ExpectedMerchant  # without a proxy: a name-only expectation
     label: Label
     reason: str
 
@@ -306,7 +306,8 @@ PAYMENT_CORPUS: list[PaymentCase] = [
                 "no payee name and no account to compare"),
     # REVQ-2..5 (issue 20 review)
     PaymentCase(_fps_with([("26", _acct(("02", "9999999")))], "Quick Cash Ltd",
-                          ("64", _tlv(("00", "ZH"), ("01", "Wing Kee Noodle")))), "Wing Kee Noodle", "malicious",
+                          ("64", _tlv(("00", "ZH"), ("01", "Wing Kee Noodle")))), ExpectedMerchant("Wing Kee Noodle"),
+                "malicious",
                 "two names: tag 59 the attacker's, 64.01 the shop's"),
     PaymentCase(_fps_with([("26", _acct(("02", "9999999"), ("02", "1234567")))], "Wing Kee Noodle"), _WING_KEE,
                 "malicious", "FPS ID given twice in one template (attacker's first)"),
@@ -316,6 +317,6 @@ PAYMENT_CORPUS: list[PaymentCase] = [
                 _WING_KEE, "malicious", "a second FPS template with the attacker's ID first"),
     PaymentCase(_fps_with([("26", _acct(("02", "1234567"))), ("27", _tlv(("00", "A000000333"), ("01", "66661234")))],
                           "Wing Kee Noodle"), _WING_KEE, "malicious", "the attacker's account in another scheme"),
-    PaymentCase(_fps("Wing Kee Noodle", "9999999"), "Wing Kee Noodle", "malicious",
+    PaymentCase(_fps("Wing Kee Noodle", "9999999"), ExpectedMerchant("Wing Kee Noodle"), "malicious",
                 "same name, other FPS ID, name-only expectation (warn: account not confirmed)"),
 ]
