@@ -23,14 +23,14 @@ Binding (REVQ-15): each partial result echoes the scan id, serial and vector len
 combiner refuses partials that disagree (or that name another serial than the one it is asked about) and the
 `Verdict` names the serial.
 
-The CDP key (REVQ-8, a trust assumption, not fixed): every site that runs `KeyedCorrelation` or
-`ModelVerifier` holds the issuer's CDP key, the largest secret in the system: ONE curious or compromised site
-(not a quorum) can rebuild any serial's template and print CDPs that pass as originals. The t-of-S sharing
-protects the capture, not that key. The design that would remove it: the issuer deals, at issuance, Shamir
-shares of each serial's template to the sites (no site holds the key or a template); a site then holds shares
-of both x and t, the correlation sum_j x_j t_j is a degree-2 product computed locally (a point of a degree
-2(t - 1) polynomial, so 2t - 1 answers, as for the moments) and re-randomised by a zero sharing among the
-sites before release. Not implemented; until then deploy only sites trusted with the key.
+The CDP key (REVQ-8): every site that runs `KeyedCorrelation` or `ModelVerifier` holds the issuer's CDP
+key, the largest secret in the system: ONE curious or compromised site (not a quorum) can rebuild any
+serial's template and print CDPs that pass as originals; the t-of-S sharing protects the capture, not that
+key. Deploy such sites only if each is trusted with the key. The alternative, `sampan.qr.templates`: the issuer
+deals, at issuance, Shamir shares of each serial's secret weights to the sites (`TemplateDealer`,
+`VerificationSite.accept_template`, verifier `SharedWeights`); no site holds the key or a template, and the
+score is a degree-2 product of shares, so 2t - 1 answers (`Combiner(products=...)`); that module states what it
+leaves open (no re-randomisation of the product polynomial).
 
 Threat model and what is claimed:
 
@@ -70,7 +70,7 @@ Quorum: fewer than t answers -> `NoQuorumError`, never a verdict.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -93,6 +93,7 @@ from sampan.qr.shares import (
     share_vector,
     to_words,
 )
+from sampan.qr.templates import SharedWeights, TemplateEnvelope, open_template, product_point
 
 __all__ = ["DistributedError", "NoQuorumError", "InconsistentResultsError", "SiteInfo", "LinearVerifier",
            "KeyedCorrelation", "ModelVerifier", "FixedLinear", "ScanRequest", "PartialResult", "Verdict",
@@ -201,6 +202,7 @@ class PartialResult:
     values: Mapping[str, int]
     serial: str = ""
     n_features: int = 0
+    products: tuple[str, ...] = ()   # scores that are degree-2 products (dealt templates): 2t - 1 to open
 
 
 @dataclass(frozen=True)
@@ -252,12 +254,21 @@ def make_request(features: np.ndarray, serial: str, sites: Sequence[SiteInfo], t
 class VerificationSite:
     """A verification site: its X25519 key pair, its Shamir index and the linear verifiers it runs."""
 
-    def __init__(self, name: str, index: int, verifiers: Sequence[LinearVerifier]) -> None:
+    def __init__(self, name: str, index: int, verifiers: Sequence[LinearVerifier | SharedWeights]) -> None:
         names = [v.name for v in verifiers]
         if not verifiers or len(set(names)) != len(names):
             raise DistributedError(f"site {name!r} needs at least one verifier, with distinct names: {names}")
         self.name, self.index, self.verifiers = name, index, tuple(verifiers)
         self._keys = PartyKeys.generate()
+        self._templates: dict[tuple[str, str, int], tuple[np.ndarray, int, int]] = {}
+
+    def accept_template(self, envelope: TemplateEnvelope) -> None:
+        """Store this site's share of a serial's secret weights, dealt by the issuer (`sampan.qr.templates`)."""
+        if not any(isinstance(v, SharedWeights) and v.name == envelope.verifier for v in self.verifiers):
+            raise DistributedError(f"site {self.name!r} runs no shared-weights verifier {envelope.verifier!r}")
+        share, bias = open_template(envelope, self.name, self.index, self._keys)
+        self._templates[(envelope.verifier, envelope.serial, envelope.n_features)] = (share, bias,
+                                                                                       envelope.threshold)
 
     @property
     def info(self) -> SiteInfo:
@@ -284,11 +295,21 @@ class VerificationSite:
         share = self.open_share(request)
         values = {}
         for verifier in self.verifiers:
+            if isinstance(verifier, SharedWeights):
+                held = self._templates.get((verifier.name, request.serial, request.n_features))
+                if held is None or held[2] != request.threshold:
+                    raise DistributedError(f"site {self.name!r} holds no {verifier.name!r} template share for "
+                                           f"serial {request.serial!r} (n = {request.n_features}, t = "
+                                           f"{request.threshold}): the issuer must deal it first")
+                values[verifier.name] = product_point(held[0], share, held[1])
+                continue
             w, b = verifier.weights(request.serial, request.n_features)
             values[verifier.name] = (int(np.dot(encode_weights(w), share)) + encode_bias(b)) % PRIME
         if cellcheck.has_cells(request.n_features):
             values.update(cellcheck.cell_moments(share))
-        return PartialResult(self.name, self.index, request.scan_id, values, request.serial, request.n_features)
+        products = tuple(sorted(v.name for v in self.verifiers if isinstance(v, SharedWeights)))
+        return PartialResult(self.name, self.index, request.scan_id, values, request.serial, request.n_features,
+                             products)
 
 
 @dataclass
@@ -297,16 +318,21 @@ class Combiner:
 
     ``accept``: score name -> threshold; the verdict is "original" when every named score reaches its threshold.
     ``require_checked``: refuse a verdict unless more than t sites answered and agreed (a malicious site would
-    otherwise go unnoticed)."""
+    otherwise go unnoticed).
+    ``products``: scores that are degree-2 products of shares (`sampan.qr.templates.SharedWeights`): each is
+    reconstructed from 2t - 1 answers."""
 
     threshold: int
     sites: Sequence[SiteInfo]
     accept: Mapping[str, float]
     require_checked: bool = False
+    products: Collection[str] = ()
+    _products: frozenset[str] = field(init=False, repr=False)
     _by_name: dict[str, SiteInfo] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         _check_sites(self.sites, self.threshold)
+        self._products = frozenset(self.products)
         if not self.accept:
             raise DistributedError("combiner field 'accept' must name at least one score and its threshold")
         self._by_name = {s.name: s for s in self.sites}
@@ -350,8 +376,18 @@ class Combiner:
             raise DistributedError(f"sites disagree on which scores they computed for scan {scan_id}")
         if self.require_checked and m <= t:
             raise NoQuorumError(f"scan {scan_id}: {m} sites answered; a checked verdict needs at least {t + 1}")
+        if any(set(p.products) != self._products & names for p in answered.values()):
+            computed = sorted({n for p in answered.values() for n in p.products})
+            raise DistributedError(f"scan {scan_id}: the sites computed {computed} "
+                                   f"as products of shares; the combiner expects {sorted(self._products & names)} "
+                                   f"(set Combiner(products=...))")
+        if self._products & names and m < 2 * t - 1:
+            raise NoQuorumError(f"scan {scan_id}: {m} sites answered; the product score(s) "
+                                f"{sorted(self._products & names)} need {2 * t - 1} (2t - 1); no verdict")
         scores: dict[str, float] = {}
-        for name in sorted(names):
+        for name in sorted(names & self._products):
+            scores[name] = decode_value(self._agreed(scan_id, answered, name, 2 * t - 1))
+        for name in sorted(names - self._products):
             points = {i: int(p.values[name]) % PRIME for i, p in answered.items()}
             agree, unique = consistent_subset(points, t) if m > t else (set(points), True)
             if len(agree) != m:
