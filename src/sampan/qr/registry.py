@@ -174,7 +174,8 @@ class ScanRecord:
 
 @dataclass(frozen=True)
 class ScanResult:
-    """What a recorded scan raised: its flags (subset of FLAGS) and a sentence per flag."""
+    """What a recorded scan raised: its flags (subset of FLAGS) and a sentence per flag. The sentences
+    name no region of earlier scans (they may be shown to whoever scans the item)."""
 
     flags: tuple[str, ...]
     reasons: tuple[str, ...] = field(default=())
@@ -375,8 +376,10 @@ class IssuerRegistry:
                 distance = region_distance_km(row.region, event.region)
                 if distance > policy.max_travel_kmh * (abs(hour - row.hour) + 1):
                     flags.append("impossible_travel")
-                    reasons.append(f"at least {distance:.0f} km between regions {row.region!r} and "
-                                   f"{event.region!r} within {abs(hour - row.hour) + 1} h")
+                    # no region names: reasons may reach the scanning phone, and a stranger who scans an
+                    # item must not learn where it was scanned before
+                    reasons.append(f"at least {distance:.0f} km from an earlier scan's region within "
+                                   f"{abs(hour - row.hour) + 1} h")
                     break
             days = {row.hour // 24 for row in history} | {hour // 24}   # UTC days (rows past retention: deleted)
             regions = {row.region for row in history} | {event.region}
