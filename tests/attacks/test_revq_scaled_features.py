@@ -8,12 +8,25 @@ refuses unstandardised cells (`sampan.qr.cellcheck`): the scaled photocopy is a 
 
 from __future__ import annotations
 
+import dataclasses
+import secrets
+
 import numpy as np
 import pytest
 
 import sampan.qr.cellcheck as cellcheck
-from sampan.qr.distributed import Combiner, KeyedCorrelation, NoQuorumError, VerificationSite, verify_distributed
+from sampan.qr.distributed import (
+    Combiner,
+    InconsistentResultsError,
+    KeyedCorrelation,
+    NoQuorumError,
+    PartialResult,
+    ScanRequest,
+    VerificationSite,
+    verify_distributed,
+)
 from sampan.qr.features import N_STATS
+from sampan.qr.shares import PRIME
 from tests.qr._q3_data import KEY, features_set
 
 
@@ -33,6 +46,7 @@ def test_revq14_scaled_copy_features_do_not_turn_a_copy_into_an_original() -> No
         verdict = verify_distributed(x, f"SN-{i}", sites, combiner)
         assert verdict.verdict == "original" and verdict.standardised is True
         assert abs(verdict.moments["cells_var"] - 1.0) < 1e-4
+        assert verdict.checked is False  # 3 answers open the sum of squares (2t - 1): nothing left to cross-check
     for i, x in enumerate(data["photocopy"]):
         assert verify_distributed(x, f"SN-{i}", sites, combiner).verdict == "copy"
         for scale, shift in ((2.0, 0.0), (1.5, 0.3), (0.5, 0.0)):
@@ -51,3 +65,27 @@ def test_revq14_the_residual_limit_is_documented() -> None:
     assert "a MALICIOUS device that deviates from the sharing itself" in doc
     assert "needs 2t - 1 answering sites" in doc
     assert "one extra linear functional of the cells" in doc.lower() or "ONE extra linear functional" in doc
+
+
+def test_revq14_a_site_that_shifts_the_sum_of_squares_is_caught_with_2t_answers() -> None:
+    """A lying site could pass a scaled vector by faking the moments; with 2t answers the moments are checked."""
+
+    class ShiftingSite(VerificationSite):
+        def answer(self, request: ScanRequest) -> PartialResult:
+            honest = super().answer(request)
+            values = dict(honest.values)
+            values[cellcheck.SUMSQ] = (values[cellcheck.SUMSQ] - (3 << 40) * 256) % PRIME
+            return dataclasses.replace(honest, values=values)
+
+    side = 16
+    rng = np.random.default_rng(secrets.randbits(128))
+    cells = rng.normal(size=side * side)
+    x = np.concatenate([rng.normal(size=N_STATS), 2.0 * (cells - cells.mean()) / cells.std()])  # scaled by 2
+    sites = [(ShiftingSite if i == 2 else VerificationSite)(f"site{i}", i, [KeyedCorrelation(KEY)])
+             for i in (1, 2, 3, 4)]
+    combiner = Combiner(2, [s.info for s in sites], {"correlation": -1.0}, require_checked=True)
+    with pytest.raises(InconsistentResultsError, match="cells:sumsq") as info:
+        verify_distributed(x, "SN-1", sites, combiner)
+    assert info.value.suspects == ()  # 4 points of a degree-2 polynomial: one liar is detected, not named
+    with pytest.raises(NoQuorumError, match="checked verdict needs at least 4"):
+        verify_distributed(x, "SN-1", sites, combiner, available={"site1", "site3", "site4"})

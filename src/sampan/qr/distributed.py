@@ -213,7 +213,7 @@ class Verdict:
     scores: dict[str, float]
     verdict: Literal["original", "copy"]
     sites: tuple[str, ...]
-    checked: bool   # True when more than t sites answered and all lay on one polynomial
+    checked: bool   # every value was cross-checked: more answers than it needs (t, or 2t - 1 for products)
     serial: str = ""          # the serial the sites evaluated (bind the verdict to it, not to the scan id alone)
     standardised: bool | None = None   # cells check (None: the vector has no cells); False forces "copy"
     moments: dict[str, float] = field(default_factory=dict)   # cells mean / variance when checked
@@ -374,8 +374,6 @@ class Combiner:
             raise DistributedError(f"no site computed the score(s) {sorted(missing)} named in 'accept'")
         if any(set(p.values) - set(cellcheck.MOMENTS) != names for p in answered.values()):
             raise DistributedError(f"sites disagree on which scores they computed for scan {scan_id}")
-        if self.require_checked and m <= t:
-            raise NoQuorumError(f"scan {scan_id}: {m} sites answered; a checked verdict needs at least {t + 1}")
         if any(set(p.products) != self._products & names for p in answered.values()):
             computed = sorted({n for p in answered.values() for n in p.products})
             raise DistributedError(f"scan {scan_id}: the sites computed {computed} "
@@ -384,6 +382,10 @@ class Combiner:
         if self._products & names and m < 2 * t - 1:
             raise NoQuorumError(f"scan {scan_id}: {m} sites answered; the product score(s) "
                                 f"{sorted(self._products & names)} need {2 * t - 1} (2t - 1); no verdict")
+        opened_from = 2 * t - 1 if cells or self._products & names else t   # points each value is opened from
+        if self.require_checked and m <= opened_from:
+            raise NoQuorumError(f"scan {scan_id}: {m} sites answered; a checked verdict needs at least "
+                                f"{opened_from + 1}")
         scores: dict[str, float] = {}
         for name in sorted(names & self._products):
             scores[name] = decode_value(self._agreed(scan_id, answered, name, 2 * t - 1))
@@ -407,7 +409,8 @@ class Combiner:
             moments = {"cells_mean": mean, "cells_var": var}
             ok = ok and standard
         return Verdict(scan_id, scores, "original" if ok else "copy",
-                       tuple(sorted(p.site for p in answered.values())), m > t, first.serial, standard, moments)
+                       tuple(sorted(p.site for p in answered.values())), m > opened_from, first.serial, standard,
+                       moments)
 
     @staticmethod
     def _agreed(scan_id: str, answered: Mapping[int, PartialResult], name: str, degree_plus_one: int) -> int:
