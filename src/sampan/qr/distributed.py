@@ -53,6 +53,8 @@ Threat model and what is claimed:
   issuer registry's reuse and velocity flags answer that, not this module); traffic analysis; the site ->
   combiner link is assumed authenticated (mutual TLS in a deployment; here in-process); site keys are
   long-lived, so a stolen site key opens that site's past shares (no forward secrecy on the site side).
+- The scores are an oracle: a combiner that also submits scans (anyone can be a device) learns w . x for x it
+  chooses; about n scans of one serial reveal that serial's template (the registry's velocity flag sees them).
 - The sites learn the serial (they need it for the template) and the scan id; not the user or device.
 - With the moments (above), the combiner also learns sum(cells) and sum(cells^2), which for an honest device
   are 0 and n; with t - 1 colluding sites, one extra linear functional of the cells (`sampan.qr.cellcheck`).

@@ -16,6 +16,12 @@ What this does not give (claim no more):
   from the issuer; not implemented): the combiner learns its higher coefficients. Alone, they are uniform;
   with t - 1 colluding sites they add a few mixed functionals of x and w (for t = 2, s . w + x . u with s, u
   the colluder's shares) on top of the score;
+- the score is an oracle: whoever both submits scans and reads the scores (a curious combiner scanning as a
+  device) learns w . x for vectors x it chooses, so about n scans of ONE serial reveal its weights, with
+  `KeyedCorrelation` as here; the unmasked product adds, per scan, the higher coefficients (a . w + x . b,
+  a . b for t = 2, with a the device's own sharing slopes), so a few times fewer scans suffice. Such a run is
+  hundreds to thousands of scans of one serial: the registry's velocity flag sees it; a fresh pseudo-random
+  zero sharing per scan (keys dealt by the issuer to each (S - t + 1)-subset of sites) would remove the extra;
 - t or more colluding sites reconstruct the template (the quorum that can verify can also forge: that is the
   t-of-S assumption, now for the key too), and the issuer still holds the key;
 - the template must be dealt before the scan, for a fixed vector length, to a fixed site set (a new site needs
