@@ -30,7 +30,15 @@ from sampan.qr.distributed import (
 )
 from sampan.qr.features import N_STATS
 from sampan.qr.linear import MODEL_FEATURES, LinearVerifierModel, correlation_weights, model_features
-from sampan.qr.shares import ShareError, encode_vector, encode_weights, share_vector
+from sampan.qr.shares import (
+    PRIME,
+    ShareError,
+    decode_value,
+    encode_vector,
+    encode_weights,
+    interpolate_at,
+    share_vector,
+)
 from sampan.qr.templates import SharedWeights, TemplateDealer
 
 
@@ -63,7 +71,7 @@ def test_revq8_the_cdp_key_trust_assumption_is_documented() -> None:
     doc = " ".join((distributed.__doc__ or "").split())
     assert "ONE curious or compromised site (not a quorum) can rebuild any serial's template" in doc
     assert "only if each is trusted with the key" in doc and "sampan.qr.templates" in doc
-    assert "not re-randomised" in " ".join((templates.__doc__ or "").split())
+    assert "pseudo-random zero sharing" in " ".join((templates.__doc__ or "").split())
 
 
 def _standard_features(rng: np.random.Generator, side: int) -> np.ndarray:
@@ -83,7 +91,7 @@ def test_revq8_with_dealt_template_shares_no_site_holds_the_key_or_the_template(
         site.accept_template(envelope)
     # no site holds a key; its template share is not the template
     assert not any(isinstance(v, bytes) for p in sites for verifier in p.verifiers for v in vars(verifier).values())
-    share = sites[0]._templates[("correlation", serial, n)][0]
+    share = sites[0]._templates[("correlation", serial, n)].share
     assert not np.array_equal(share, encode_weights(w))
     combiner = Combiner(t, [p.info for p in sites], {"correlation": 0.1}, products={"correlation"})
     x = _standard_features(rng, side)
@@ -131,3 +139,27 @@ def test_revq8_the_linear_model_runs_on_dealt_shares_too() -> None:
     combiner = Combiner(2, [s.info for s in sites], {"model": 0.0}, products={"model"})
     expected = float(model.score(model_features(x, issuer_key, serial))[0])
     assert verify_distributed(x, serial, sites, combiner).scores["model"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_revq8_the_product_polynomial_is_re_randomised() -> None:
+    """The combiner sees a fresh zero sharing added to the product polynomial: same constant (the score),
+    other coefficients changed, and no site holds the key of a (t - 1)-set that contains it."""
+    issuer_key, serial, side, t = secrets.token_bytes(32), "LUX-000125", 8, 3
+    n = N_STATS + side * side
+    sites = [VerificationSite(f"site{i}", i, [SharedWeights("correlation")]) for i in range(1, 6)]
+    w, _b = correlation_weights(issuer_key, serial, n)
+    dealer = TemplateDealer([(p.name, p.index, p.info.public_key) for p in sites], t)
+    for site, envelope in zip(sites, dealer.deal("correlation", serial, w), strict=True):
+        site.accept_template(envelope)
+    for site in sites:
+        held = site._templates[("correlation", serial, n)]
+        assert len(held.masks) == 6 and all(site.index not in subset for subset, _key in held.masks)  # C(4, 2)
+    x = _standard_features(np.random.default_rng(secrets.randbits(128)), side)
+    request = make_request(x, serial, [p.info for p in sites], t)
+    masked = {p.index: p.answer(request).values["correlation"] for p in sites}
+    bare = {p.index: (sum(int(a) * int(b) for a, b in zip(p._templates[("correlation", serial, n)].share.tolist(),
+                                                          p.open_share(request).tolist(), strict=True))) % PRIME
+            for p in sites}
+    assert interpolate_at(masked, 0) == interpolate_at(bare, 0)        # M(0) = 0: the score is unchanged
+    assert interpolate_at(masked, 7) != interpolate_at(bare, 7)        # the rest of the polynomial is not
+    assert decode_value(interpolate_at(masked, 0)) == pytest.approx(float(x @ w), abs=1e-5)

@@ -29,8 +29,8 @@ serial's template and print CDPs that pass as originals; the t-of-S sharing prot
 key. Deploy such sites only if each is trusted with the key. The alternative, `sampan.qr.templates`: the issuer
 deals, at issuance, Shamir shares of each serial's secret weights to the sites (`TemplateDealer`,
 `VerificationSite.accept_template`, verifier `SharedWeights`); no site holds the key or a template, and the
-score is a degree-2 product of shares, so 2t - 1 answers (`Combiner(products=...)`); that module states what it
-leaves open (no re-randomisation of the product polynomial).
+score is a degree-2 product of shares, re-randomised by a pseudo-random zero sharing, so 2t - 1 answers
+(`Combiner(products=...)`); that module states what it leaves open.
 
 Threat model and what is claimed:
 
@@ -95,7 +95,7 @@ from sampan.qr.shares import (
     share_vector,
     to_words,
 )
-from sampan.qr.templates import SharedWeights, TemplateEnvelope, open_template, product_point
+from sampan.qr.templates import SharedWeights, TemplateEnvelope, TemplateShare, open_template
 
 __all__ = ["DistributedError", "NoQuorumError", "InconsistentResultsError", "SiteInfo", "LinearVerifier",
            "KeyedCorrelation", "ModelVerifier", "FixedLinear", "ScanRequest", "PartialResult", "Verdict",
@@ -262,15 +262,14 @@ class VerificationSite:
             raise DistributedError(f"site {name!r} needs at least one verifier, with distinct names: {names}")
         self.name, self.index, self.verifiers = name, index, tuple(verifiers)
         self._keys = PartyKeys.generate()
-        self._templates: dict[tuple[str, str, int], tuple[np.ndarray, int, int]] = {}
+        self._templates: dict[tuple[str, str, int], TemplateShare] = {}
 
     def accept_template(self, envelope: TemplateEnvelope) -> None:
         """Store this site's share of a serial's secret weights, dealt by the issuer (`sampan.qr.templates`)."""
         if not any(isinstance(v, SharedWeights) and v.name == envelope.verifier for v in self.verifiers):
             raise DistributedError(f"site {self.name!r} runs no shared-weights verifier {envelope.verifier!r}")
-        share, bias = open_template(envelope, self.name, self.index, self._keys)
-        self._templates[(envelope.verifier, envelope.serial, envelope.n_features)] = (share, bias,
-                                                                                       envelope.threshold)
+        held = open_template(envelope, self.name, self.index, self._keys)
+        self._templates[(envelope.verifier, envelope.serial, envelope.n_features)] = held
 
     @property
     def info(self) -> SiteInfo:
@@ -299,11 +298,11 @@ class VerificationSite:
         for verifier in self.verifiers:
             if isinstance(verifier, SharedWeights):
                 held = self._templates.get((verifier.name, request.serial, request.n_features))
-                if held is None or held[2] != request.threshold:
+                if held is None or held.threshold != request.threshold:
                     raise DistributedError(f"site {self.name!r} holds no {verifier.name!r} template share for "
                                            f"serial {request.serial!r} (n = {request.n_features}, t = "
                                            f"{request.threshold}): the issuer must deal it first")
-                values[verifier.name] = product_point(held[0], share, held[1])
+                values[verifier.name] = held.point(share, self.index, f"{request.context}/{verifier.name}")
                 continue
             w, b = verifier.weights(request.serial, request.n_features)
             values[verifier.name] = (int(np.dot(encode_weights(w), share)) + encode_bias(b)) % PRIME
