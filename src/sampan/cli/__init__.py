@@ -13,6 +13,7 @@
     verify.py    verify run|local|report|compare|table            (evaluate an FL platform, its reports)
     fraud.py     fraud train|scan|report                          (forged-document detector, issue 18)
     watermark.py watermark keygen|embed|detect|attack-report      (invisible keyed watermarks, issue 19)
+    qr.py        qr keygen|issue|verify|check-url|report          (anti-counterfeit QR codes, quishing, issue 20)
     vertical.py  the vertical demo, run and joint scoring behind `demo --vertical`, `run`, `score`
     error_path.py  every command's errors -> one line + exit code (`sampan.errors.ExitCode`)
     lazy.py      subcommands imported on first use, so `sampan --help` imports no numpy/pydantic/sqlalchemy
@@ -84,6 +85,8 @@ class SampanGroup(LazyGroup):
                              "across banks (federated), scan images, render detection reports."),
         "watermark": LazyCommand("sampan.cli.watermark", "watermark_app", "Invisible keyed watermarks for "
                                  "AI-generated images: keygen, embed, detect (a p-value), attack-report."),
+        "qr": LazyCommand("sampan.cli.qr", "qr_app", "Anti-counterfeit QR codes: issuer keys, signed item codes "
+                          "with a copy-detection pattern, verify, quishing checks, reports."),
     }
 
 
