@@ -44,6 +44,8 @@ def fpr_table(result: dict[str, Any]) -> list[str]:
     for m, f in result["fpr"].items():
         a, b = f["0.001"], f["1e-06"]
         note = "" if f.get("complete", True) else " (partial run)"
+        if f.get("min_p") is not None:
+            note += f"; smallest p {f['min_p']:.2g}"
         lines.append(f"| {m} | {f['pairs']}{note} | {a['false_positives']} ({a['expected']:.1f}) | "
                      f"{b['false_positives']} ({b['expected']:.3f}) | [{a['ci95'][0]:.2e}, {a['ci95'][1]:.2e}] |")
     return lines
@@ -120,11 +122,13 @@ def write_snippet(result: dict[str, Any], path: Path) -> None:
         "",
         f"sampan.watermark measured: {_source(meta.get('watermark_source'))}."
         + (f" The {', '.join(meta['methods_reused_from']['methods'])} rows come from the run of "
-           f"{meta['methods_reused_from']['date']} (commit {meta['methods_reused_from']['commit']}) on the same "
-           "images, payloads and attack seeds (those methods do not depend on Sampan's code)."
+           f"{meta['methods_reused_from']['date']} (commit {meta['methods_reused_from']['commit']}; "
+           f"`{meta['methods_reused_from'].get('command', '?')}`, saved as {meta['methods_reused_from']['file']}) "
+           "on the same images, payloads and attack seeds (those methods do not depend on Sampan's code)."
            if meta.get("methods_reused_from") else ""),
         "",
-        f"Command: `{meta['command']}` (from `.venv-watermark`, tools/install_watermark_bench.sh); "
+        f"Command: `{meta['command']}` (from `.venv-watermark`, tools/install_watermark_bench.sh"
+        + ("; PYTHONPATH=<that copy>/src" if "snapshot" in (meta.get("watermark_source") or {}) else "") + "); "
         f"machine: {meta['machine']}; date: {meta['date']}; commit {meta['commit']}; "
         f"{_duration(meta.get('elapsed_s', 0))}.",
         "",
@@ -157,6 +161,10 @@ def write_snippet(result: dict[str, Any], path: Path) -> None:
         + (f", cut into {side} x {side} crops" if (side := _fpr_side(result)) not in (None, 512) else "")
         + (f"; detector: {_source(result['fpr']['sampan'].get('meta', {}).get('watermark_source'))}"
            if "sampan" in result["fpr"] else "")
+        + (f"; `{result['fpr']['sampan']['meta']['command']}`" if result["fpr"].get("sampan", {}).get("meta", {})
+           .get("command") else "")
+        + (f", {result['fpr']['sampan']['workers']} such runs in parallel, joined with --fpr-combine"
+           if result["fpr"].get("sampan", {}).get("workers", 1) > 1 else "")
         + "); the baselines' decoded bits of the same unmarked 512 x 512 images against random payloads:",
         "",
         *fpr_table(result),

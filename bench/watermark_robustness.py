@@ -200,7 +200,8 @@ def merge_previous(records: list[dict[str, Any]], method_names: list[str], attac
         for m in extra:
             r["methods"][m] = p["methods"][m]
     reused = {m: prev["fpr"][m] for m in extra if m in prev.get("fpr", {})}
-    source = {"file": str(path), "date": prev["meta"]["date"], "commit": prev["meta"]["commit"], "methods": extra}
+    source = {"file": str(path), "date": prev["meta"]["date"], "commit": prev["meta"]["commit"], "methods": extra,
+              "command": prev["meta"]["command"], "elapsed_s": prev["meta"].get("elapsed_s")}
     return method_names + extra, reused, source
 
 
