@@ -85,7 +85,7 @@ def test_search_corrected_p_values_are_honest_and_the_correction_is_needed() -> 
 def test_detect_never_tries_more_geometries_than_the_p_value_counts(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib
 
-    from sampan.watermark.stats import MAX_CANDIDATES, REFINE_GRID
+    from sampan.watermark.stats import MAX_CANDIDATES, MIRRORS, REFINE_GRID
 
     detect_module = importlib.import_module("sampan.watermark.detect")
     tried: list[np.ndarray] = []
@@ -99,6 +99,7 @@ def test_detect_never_tries_more_geometries_than_the_p_value_counts(monkeypatch:
     monkeypatch.setattr(detect_module, "_REFINE_FROM", -1.0)  # force the refinement grid too
     found = detect(make_image("document", seed=300), generate_key())
     assert real_refine > 0 and not found.marked_at(1e-3)
-    # identity needs no warp, a 180-degree twin reuses its partner's: warps <= geometries tried
-    assert 0 < len(tried) <= (MAX_CANDIDATES - 1) + (REFINE_GRID - 1)
-    assert SEARCHES == MAX_CANDIDATES * REFINE_GRID * 128 * 128
+    # identity needs no warp, a 180-degree twin reuses its partner's, the transpose is no warp either:
+    # warps <= geometries tried, for the image and its mirror (transpose), and one refinement grid
+    assert 0 < len(tried) <= MIRRORS * (MAX_CANDIDATES - 1) + (REFINE_GRID - 1)
+    assert MIRRORS == 2 and SEARCHES == MIRRORS * MAX_CANDIDATES * REFINE_GRID * 128 * 128

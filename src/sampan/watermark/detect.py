@@ -27,7 +27,7 @@ from sampan.watermark.carriers import TILE, Carriers, carriers_for, chips_to_til
 from sampan.watermark.errors import WatermarkError
 from sampan.watermark.keys import WatermarkKey
 from sampan.watermark.lattice import acf, lattice_maps, refine_map
-from sampan.watermark.stats import MAX_CANDIDATES, REFINE_GRID, normalised_correlation, p_value, threshold_for
+from sampan.watermark.stats import MAX_CANDIDATES, MIRRORS, REFINE_GRID, normalised_correlation, p_value, threshold_for
 from sampan.watermark.sync import Geometry, estimate_geometry, sync_spectrum, template_score, zoom_for_turn
 
 __all__ = ["Detection", "detect", "fixed_statistic", "fold", "residual", "threshold_for"]
@@ -45,10 +45,17 @@ class Detection:
 
     `statistic` is the best pilot z; `p_value` is search-corrected (stats.py), so `marked_at(fpr)` has a
     false-positive rate of at most `fpr` over unmarked images. `rotation_deg`/`scale` describe the geometry
-    that was inverted, `offset` the tile origin (row, col) found in the re-aligned image."""
+    that was inverted (after transposing the image when `mirrored`), `offset` the tile origin (row, col) found
+    in the re-aligned image.
+
+    `bits` and `bit_confidences` are read at the best geometry and offset whether or not the image is marked:
+    for an image that is not `marked_at(fpr)` they are meaningless (decoded from noise) and should not be
+    shown as a payload. `bit_confidences[i]` is Phi(|z_i|) of the bit's normalised correlation z_i (`bit_z`):
+    a strength score, >= 0.5 by construction and above 0.9 for about 1 bit in 5 of pure noise; it is not a
+    posterior probability that the bit is right (under H0 no bit is "right")."""
 
     bits: list[int]
-    bit_confidences: list[float]  # P(bit right) under a normal approximation: Phi(|z_i|)
+    bit_confidences: list[float]  # Phi(|z_i|), a bit's strength: NOT a probability that the bit is right
     bit_z: list[float]
     p_value: float
     statistic: float
@@ -56,6 +63,7 @@ class Detection:
     scale: float
     offset: tuple[int, int]
     notes: list[str] = field(default_factory=list)
+    mirrored: bool = False  # the mark was found in the transposed image (the input was flipped or transposed)
 
     def marked_at(self, fpr: float) -> bool:
         """True when the mark is detected at false-positive rate `fpr` (p-value <= fpr)."""
@@ -202,18 +210,10 @@ def fixed_statistic(image: np.ndarray, key: WatermarkKey, *, offset: tuple[int, 
     return normalised_correlation(chips[carriers.pilot_index], carriers.pilot_sign)
 
 
-def detect(image: np.ndarray, key: WatermarkKey, *, n_bits: int = 32) -> Detection:
-    """Look for `key`'s mark in `image`; see the module note and stats.py for what the p-value means."""
-    image = check_image(image)
-    if not isinstance(key, WatermarkKey):
-        raise WatermarkError(f"field 'key' must be a WatermarkKey, got {type(key).__name__}")
-    carriers = carriers_for(key, n_bits)
-    pilot_tile = chips_to_tile(carriers.chips(None))
-    pilot_fft = np.fft.rfft2(pilot_tile)
-    y = luma(image)
-    r0 = residual(y)
+def _search(y: np.ndarray, r0: np.ndarray, key: WatermarkKey, carriers: Carriers,
+            pilot_fft: np.ndarray) -> tuple[tuple[_Read, np.ndarray, str], int]:
+    """Identity, then (unless identity is already conclusive) the candidate maps, best pilot read first."""
     best = (_read(r0, carriers, pilot_fft), np.eye(2), "identity")
-    notes: list[str] = []
     n_options = 0
     if p_value(best[0].z) >= _EARLY_STOP:  # not clearly marked as it stands: undo a rotation/scale
         candidates, n_options = _candidates(y, r0, key)
@@ -228,12 +228,43 @@ def detect(image: np.ndarray, key: WatermarkKey, *, n_bits: int = 32) -> Detecti
                 best = (read, matrix, label)
             if p_value(read.z) < _EARLY_STOP:
                 break
+    return best, n_options
+
+
+def detect(image: np.ndarray, key: WatermarkKey, *, n_bits: int = 32) -> Detection:
+    """Look for `key`'s mark in `image`; see the module note and stats.py for what the p-value means.
+
+    Survives rotation (any angle), UNIFORM scale (0.5x..2x), translation, crop and mirror flips (horizontal,
+    vertical, transpose: the whole search is repeated on the transposed image, counted in the p-value).
+    Uniform scale only: an aspect-ratio change or shear (e.g. resizing the width alone by 10 %) is not
+    modelled and removes the mark (tests/attacks/test_revw_aspect.py). Detection proves only that the image
+    carries a copy of the key's pattern, not who put it there: see the package note (copy and averaging
+    attacks)."""
+    image = check_image(image)
+    if not isinstance(key, WatermarkKey):
+        raise WatermarkError(f"field 'key' must be a WatermarkKey, got {type(key).__name__}")
+    carriers = carriers_for(key, n_bits)
+    pilot_tile = chips_to_tile(carriers.chips(None))
+    pilot_fft = np.fft.rfft2(pilot_tile)
+    y = luma(image)
+    r0 = residual(y)
+    best, n_options = _search(y, r0, key, carriers, pilot_fft)
+    mirrored = False
+    if p_value(best[0].z) >= _EARLY_STOP:  # not clearly marked: try the mirror image too (a flip or transpose)
+        yt, rt = np.ascontiguousarray(y.T), np.ascontiguousarray(r0.T)
+        best_t, n_t = _search(yt, rt, key, carriers, pilot_fft)
+        n_options += n_t
+        if best_t[0].z > best[0].z:
+            best, mirrored, r0 = best_t, True, rt
     if _REFINE_FROM <= best[0].z and p_value(best[0].z) >= _EARLY_STOP:
         best = _refine(r0, best, carriers, pilot_fft)
     read, matrix, label = best
     geometry = Geometry(matrix, 0.0, 0)
-    notes.append(f"geometry: {label}; {n_options} candidate(s) besides identity; p-value Bonferroni over "
-                 f"{MAX_CANDIDATES} geometries x {REFINE_GRID} refinements x {TILE}x{TILE} offsets")
+    if mirrored:
+        label = f"mirrored (transposed), {label}"
+    notes = [f"geometry: {label}; {n_options} candidate(s) besides identity; p-value Bonferroni over "
+             f"{MIRRORS} orientations x {MAX_CANDIDATES} geometries x {REFINE_GRID} refinements x "
+             f"{TILE}x{TILE} offsets"]
     return Detection(
         bits=[int(z > 0) for z in read.bit_z],
         bit_confidences=[float(ndtr(abs(z))) for z in read.bit_z],
@@ -244,5 +275,5 @@ def detect(image: np.ndarray, key: WatermarkKey, *, n_bits: int = 32) -> Detecti
         scale=geometry.scale,
         offset=read.offset,
         notes=notes,
+        mirrored=mirrored,
     )
-

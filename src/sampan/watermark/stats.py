@@ -16,11 +16,14 @@ of the best geometry on a fixed grid (turned by -0.2, 0, +0.2 degrees and zoomed
 fold needs the scale to about 0.3%, more than the sync peaks give). The candidates depend only on the
 image (the lattice comes from the residual's autocorrelation, no key) and on the key's "sync" stream,
 which is independent of the pilot signs. Which candidate is refined, the early stop and the choice of
-the best do look at the pilot, so the count covers every grid point of every candidate: the reported z
-is at most the maximum over SEARCHES = MAX_CANDIDATES * REFINE_GRID * TILE^2 fixed (geometry, offset)
-tests, each a Hoeffding-bounded sum under H0 given its geometry, so P(max >= t) <= SEARCHES exp(-t^2/2)
-and p = min(1, SEARCHES * exp(-z^2 / 2)). `threshold_for(fpr)` is the z where p = fpr (7.62 for 1e-6,
-6.65 for 1e-3). This is conservative: unmarked images rarely reach z = 5.5 (tests/watermark/test_stats.py).
+the best do look at the pilot, so the count covers every grid point of every candidate. The whole search
+is made twice (MIRRORS): on the image and on its transpose, so that mirror flips (horizontal, vertical,
+transpose: each a transpose followed by a turn the search already covers) are found; the transposed image's
+candidates are again a function of the image and the "sync" stream only. The reported z is at most the
+maximum over SEARCHES = MIRRORS * MAX_CANDIDATES * REFINE_GRID * TILE^2 fixed (orientation, geometry,
+offset) tests, each a Hoeffding-bounded sum under H0 given its geometry, so P(max >= t) <= SEARCHES
+exp(-t^2/2) and p = min(1, SEARCHES * exp(-z^2 / 2)). `threshold_for(fpr)` is the z where p = fpr (7.71 for
+1e-6, 6.76 for 1e-3). This is conservative: unmarked images rarely reach z = 5.5 (tests/watermark/test_stats.py).
 """
 
 from __future__ import annotations
@@ -32,12 +35,13 @@ import numpy as np
 from sampan.watermark.carriers import TILE
 from sampan.watermark.errors import WatermarkError
 
-__all__ = ["MAX_CANDIDATES", "REFINE_GRID", "SEARCHES", "normalised_correlation", "single_test_p", "p_value",
+__all__ = ["MAX_CANDIDATES", "MIRRORS", "REFINE_GRID", "SEARCHES", "normalised_correlation", "single_test_p", "p_value",
            "threshold_for"]
 
+MIRRORS = 2  # the image as given and its transpose (a flip is a transpose plus a quarter turn)
 MAX_CANDIDATES = 28
 REFINE_GRID = 9  # the 3 x 3 grid of small turns and zooms around a geometry, itself included
-SEARCHES = MAX_CANDIDATES * REFINE_GRID * TILE * TILE
+SEARCHES = MIRRORS * MAX_CANDIDATES * REFINE_GRID * TILE * TILE
 
 
 def normalised_correlation(coeffs: np.ndarray, signs: np.ndarray) -> float:
