@@ -1,8 +1,11 @@
 """Watermark keys: 32 secret bytes made locally with `secrets`, stored as a small JSON file 0600.
 
-The key seeds every carrier (sampan.watermark.carriers); whoever holds it can detect, embed and (by
-subtracting the pattern) try to remove the mark, so it is kept like Sampan's other private keys: written
-0600 beside nothing else, and a key file that other local users can read is refused on load.
+The key seeds every carrier (sampan.watermark.carriers); whoever holds it can detect and embed the mark
+(and remove it exactly), so it is kept like Sampan's other private keys: written 0600 beside nothing else,
+and a key file that other local users can read is refused on load. The key does NOT stop forging or
+removal by someone holding marked images: the pattern is fixed and periodic, so one marked image lets
+anyone copy it onto another image and four with the same payload let anyone subtract it (see the package
+note, tests/attacks/test_revw_*.py). Keep it secret so others cannot detect, nor mark images at will.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ votes: each (template peak, observed peak) pair proposes a rotation and scale (t
 points: a Hough vote in (angle, log radius)); each proposal is scored by the whitened magnitude at all
 N_SYNC predicted places; the best ones are refined (twice) by a least-squares fit of a similarity (turn
 and zoom) to the sub-bin peak positions: a full 2x2 fit on a handful of peaks picks up a spurious shear.
-Translation is found later from the pilot (detect.py); a shear or aspect change is not modelled.
+Translation is found later from the pilot (detect.py); a shear or aspect change is not modelled (uniform
+scale only: a 10 % aspect change removes the mark, tests/attacks/test_revw_aspect.py).
 
 The template and its search use only the "sync" stream of the key, independent of the pilot chips, so the
 geometry chosen here does not bias the pilot test under H0 (detect.py counts the candidates it tries).
