@@ -88,3 +88,17 @@ def test_notes_say_what_was_searched() -> None:
     assert found.marked_at(1e-6)
     assert any("Bonferroni" in note for note in found.notes)
     assert found.rotation_deg == pytest.approx(30, abs=0.5)
+
+
+def test_flat_image_is_noted_as_carrying_no_mark() -> None:
+    found = detect(np.full((256, 256, 3), 128, dtype=np.uint8), WatermarkKey(bytes(32), "flat"))
+    assert not found.marked_at(1e-3)
+    assert any("no texture to carry a mark" in note for note in found.notes)
+
+
+def test_bit_confidences_are_documented_as_strengths_not_probabilities() -> None:
+    from sampan.watermark import Detection
+
+    doc = " ".join((Detection.__doc__ or "").split())
+    assert "Phi(|z_i|)" in doc and "not a posterior probability" in doc
+    assert "meaningless" in doc  # bits of an image that is not marked

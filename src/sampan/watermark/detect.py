@@ -265,6 +265,8 @@ def detect(image: np.ndarray, key: WatermarkKey, *, n_bits: int = 32) -> Detecti
     notes = [f"geometry: {label}; {n_options} candidate(s) besides identity; p-value Bonferroni over "
              f"{MIRRORS} orientations x {MAX_CANDIDATES} geometries x {REFINE_GRID} refinements x "
              f"{TILE}x{TILE} offsets"]
+    if float(np.abs(r0).max()) < 1e-6:  # REVW-7: the statistic would only rank floating-point rounding
+        notes.append("flat image: no texture to carry a mark (the statistic ranks rounding noise)")
     return Detection(
         bits=[int(z > 0) for z in read.bit_z],
         bit_confidences=[float(ndtr(abs(z))) for z in read.bit_z],
