@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _wm_images import jpeg, make_image, rotate_rescale, translate
+from _wm_test_images import jpeg, make_image, rotate_rescale, translate
 
 from sampan.watermark import WatermarkKey, detect, embed, threshold_for
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _wm_images import KINDS, make_image
+from _wm_test_images import KINDS, make_image
 
 from sampan.errors import SampanError
 from sampan.watermark import WatermarkError, detect, embed, generate_key

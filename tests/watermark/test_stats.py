@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _wm_images import KINDS, make_image
+from _wm_test_images import KINDS, make_image
 from scipy import stats
 
 from sampan.watermark import WatermarkError, WatermarkKey, detect, generate_key, threshold_for

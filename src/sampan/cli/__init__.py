@@ -82,9 +82,10 @@ class SampanGroup(LazyGroup):
         "verify": LazyCommand("sampan.cli.verify", "verify_app", "Verify an FL platform through the Benchmark API: "
                               "test catalogue, HTML/PDF/JSON/JUnit reports, comparisons."),
         "fraud": LazyCommand("sampan.cli.fraud", "fraud_app", "Detect AI-forged loan documents: train the detector "
-                             "across banks (federated), scan images, render detection reports."),
+                             "across banks (a simulation: every bank runs in this one process), scan images, render "
+                             "detection reports."),
         "watermark": LazyCommand("sampan.cli.watermark", "watermark_app", "Invisible keyed watermarks for "
-                                 "AI-generated images: keygen, embed, detect (a p-value), attack-report."),
+                                 "AI-generated images: make a key, embed, detect (a p-value), run the attack suite."),
         "qr": LazyCommand("sampan.cli.qr", "qr_app", "Anti-counterfeit QR codes: issuer keys, signed item codes "
                           "with a copy-detection pattern, verify, quishing checks, reports."),
     }
