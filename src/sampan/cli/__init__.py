@@ -87,7 +87,7 @@ class SampanGroup(LazyGroup):
         "watermark": LazyCommand("sampan.cli.watermark", "watermark_app", "Invisible keyed watermarks for "
                                  "AI-generated images: make a key, embed, detect (a p-value), run the attack suite."),
         "qr": LazyCommand("sampan.cli.qr", "qr_app", "Anti-counterfeit QR codes: issuer keys, signed item codes "
-                          "with a copy-detection pattern, verify, quishing checks, reports."),
+                          "with a copy-detection pattern, verification, quishing checks, reports."),
     }
 
 
