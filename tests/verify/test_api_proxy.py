@@ -35,8 +35,11 @@ class _Server:
 def _exchange(address: str, payload: bytes) -> bytes:
     host, port = address.rsplit(":", 1)
     with socket.create_connection((host, int(port))) as s:
-        s.sendall(payload)
-        s.shutdown(socket.SHUT_WR)
+        try:
+            s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)
+        except OSError:  # the proxy may already have closed (an unreachable target): the reply is then empty
+            return b""
         out = b""
         while chunk := s.recv(65536):
             out += chunk
