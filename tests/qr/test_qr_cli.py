@@ -106,7 +106,6 @@ def test_forged_signature_and_expiry_are_suspicious(folder: Path) -> None:
     assert r.exit_code == SUSPICIOUS_EXIT and "ExpiredCodeError" in _json(r.output)["checks"]["signature"]
 
 
-@pytest.mark.slow
 def test_printed_original_passes_and_its_photocopy_is_flagged(folder: Path) -> None:
     """Through the simulated channel (seeded): the phone capture of the print is genuine, of a photocopy not."""
     from sampan.qr.channel import PrintCaptureChannel, rng_for

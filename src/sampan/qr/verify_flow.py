@@ -62,7 +62,7 @@ def _now() -> dt.datetime:
 
 def run_checks(gray: np.ndarray, image_name: str, public_keys: Mapping[str, Any], *, cdp: bytes | None = None,
                registry_url: str | None = None, region: str | None = None, consume: bool = False,
-               cdp_threshold: float = 0.45, min_sharpness: float = 0.35,
+               cdp_threshold: float = 0.51, min_sharpness: float = 0.35,
                now: dt.datetime | None = None) -> dict[str, Any]:
     """The verdict of one capture (see the module docstring)."""
     from sampan.qr.codec import decode_qr
