@@ -77,6 +77,16 @@ def goal_lines(result: dict[str, Any]) -> list[str]:
                        f"{'meets' if g[a]['met'] else 'does NOT meet'} the goal >= 0.95 at PSNR >= 38"
                        + ("" if ci[0] >= 0.95 else f", but {n} images cannot establish >= 0.95 (lower bound "
                                                    f"{ci[0]:.2f})"))
+    more = result.get("sampan_more")  # a Sampan-only run on more images (--methods sampan), merged by hand
+    if more:
+        for a in ("jpeg50", "rotate15_rescale"):
+            cell = more["summary"]["attacks"].get(a, {}).get("sampan")
+            if cell:
+                lo = cell["tpr_1e-06_ci95"][0]
+                low_psnr = more["summary"]["quality"]["sampan"]["psnr_min"]
+                out.append(f"- {a}, Sampan alone on {cell['n']} images ({more['command']}): TPR at FPR 1e-6 = "
+                           f"{cell['tpr_1e-06']:.2f} (95 % CI lower bound {lo:.2f}), bit accuracy "
+                           f"{cell['bit_acc']:.3f}; minimum PSNR {low_psnr:.2f}")
     behind = g.get("geometric_rows_where_a_baseline_is_ahead", [])
     out.append("- rotation/scale rows where a baseline is ahead of Sampan (TPR at 1e-6 or bit accuracy): "
                + (", ".join(behind) if behind else "none"))
