@@ -13,7 +13,8 @@ and 1e-6 (detect's analytic, search-corrected p-value), and the PSNR against the
     .venv/bin/python bench/watermark_generators.py            # ~ minutes on 2 cores
     .venv/bin/python bench/watermark_generators.py --quick    # smaller, for a smoke run
     .venv/bin/python bench/watermark_generators.py --margin 3 --out bench/results/watermark_generators_margin3.json
-Writes bench/results/watermark_generators.json and docs/watermark_generator_snippet.md (--out, --snippet).
+Writes bench/results/watermark_generators.json and bench/results/watermark_generator_snippet.md (--out, --snippet;
+pasted into docs/benchmarks.md, "Issue 19").
 """
 
 from __future__ import annotations
@@ -209,7 +210,7 @@ def main() -> None:
     parser.add_argument("--lam", type=float, default=20.0)
     parser.add_argument("--margin", type=float, default=1.0, help="grey levels per chip (3.0: stronger mark)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/watermark_generators.json")
-    parser.add_argument("--snippet", type=Path, default=ROOT / "docs/watermark_generator_snippet.md")
+    parser.add_argument("--snippet", type=Path, default=ROOT / "bench/results/watermark_generator_snippet.md")
     parser.add_argument("--attacks", nargs="*", default=["jpeg50", "rotate15_rescale"],
                         help="sampan.watermark.attacks applied to generator 1's outputs (extra rows)")
     parser.add_argument("--render-from", type=Path, help="only re-write the snippet from this results JSON")

@@ -13,7 +13,8 @@ random payloads.
 Run from the benchmark venv (tools/install_watermark_bench.sh):
     .venv-watermark/bin/python bench/watermark_robustness.py --quick
     .venv-watermark/bin/python bench/watermark_robustness.py            # full: 12 + 4 images, 10,000 FPR pairs
-Writes bench/results/watermark_robustness.json and docs/watermark_benchmark_snippet.md (--out, --snippet).
+Writes bench/results/watermark_robustness.json and bench/results/watermark_benchmark_snippet.md (--out, --snippet;
+pasted into docs/benchmarks.md, "Issue 19").
 """
 
 from __future__ import annotations
@@ -262,7 +263,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="combine these --fpr-only results (parallel workers) into --fpr-json and stop")
     p.add_argument("--seed", type=int, default=19)
     p.add_argument("--out", type=Path, default=ROOT / "bench/results/watermark_robustness.json")
-    p.add_argument("--snippet", type=Path, default=ROOT / "docs/watermark_benchmark_snippet.md")
+    p.add_argument("--snippet", type=Path, default=ROOT / "bench/results/watermark_benchmark_snippet.md")
     p.add_argument("--no-snippet", action="store_true")
     p.add_argument("--recompute-bias", action="store_true",
                    help="with --render-from: decode the baselines' unmarked images again for the bias figures")
