@@ -183,11 +183,19 @@ def embed_cmd(
 
 
 def detection_record(image: Path, key_id: str, det: Any, fpr: float) -> dict[str, Any]:
-    """The JSON that `detect` prints (and attack-report stores per attack)."""
-    return {"image": str(image), "key_id": key_id, "fpr": fpr, "marked": bool(det.marked_at(fpr)),
-            "p_value": float(det.p_value), "statistic": float(det.statistic), "bits": bits_to_hex(list(det.bits)),
-            "message": _as_text(list(det.bits)), "min_bit_confidence": float(min(det.bit_confidences)),
+    """The JSON that `detect` prints (and attack-report stores per attack).
+
+    When the image is not marked at ``fpr`` the decoded bits are noise: ``bits`` and ``message`` are null then
+    (REVW-6). ``min_bit_strength`` is the smallest Phi(|z_i|) of the bits, a strength score of at least 0.5, not
+    the probability that a bit is right."""
+    marked = bool(det.marked_at(fpr))
+    bits = list(det.bits)
+    return {"image": str(image), "key_id": key_id, "fpr": fpr, "marked": marked,
+            "p_value": float(det.p_value), "statistic": float(det.statistic),
+            "bits": bits_to_hex(bits) if marked else None, "message": _as_text(bits) if marked else None,
+            "min_bit_strength": float(min(det.bit_confidences)) if marked else None,
             "rotation_deg": float(det.rotation_deg), "scale": float(det.scale),
+            "mirrored": bool(getattr(det, "mirrored", False)),
             "offset": [int(v) for v in det.offset], "notes": list(det.notes)}
 
 
