@@ -113,8 +113,9 @@ _ALL: tuple[Threshold, ...] = (
               "the party's sent vectors count as plain updates (and are inverted) unless their relative residual "
               "against the best-scaled full-batch gradient of its rows exceeds this (masked: about 1)"),
     Threshold("inversion_exact_step_max", 0.01, "relative residual", "project rule",
-              "sent vectors this close to a scaled full-batch gradient of the party's own rows ARE its plain update "
-              "(a one-step update gives the gradient, which inverts): fail even when the probe's fit misses"),
+              "sent vectors this close to a scaled full-batch gradient of the party's own rows (over all rounds with "
+              "one step, or in any one round with its own) ARE its plain update (a one-step update gives the "
+              "gradient, which inverts): fail even when the probe's fit misses"),
     Threshold("mia_tpr_at_low_fpr_max", 0.05, "TPR at 0.1% FPR", "task spec",
               "membership attack on planted canaries reaches at most this TPR at 0.1% FPR (or at the lowest FPR "
               "the non-members resolve, stated; epsilon = 1 allows about e x FPR)"),

@@ -83,7 +83,7 @@ def _inversion_verdict(ctx: Context, run: JobRun, planted_rows: np.ndarray) -> R
     # view, and a platform could tell it a larger one (a clear update, only scaled). Inversion is scale-free, so a
     # sent vector is a plain update when it is (close to) a multiple of the full-batch gradient of the party's
     # rows at the model it received; the rule's limit is `inversion_plain_residual_max` (thresholds.py).
-    step, residual = _fit_step(obs, planted, labels)
+    step, residual, round_residual = _fit_step(obs, planted, labels)
     limit_plain = value("inversion_plain_residual_max")
     biggest = max(float(np.abs(np.append(o.delta_w, o.delta_b)).max()) for o in obs)
     if not np.isfinite(residual) or residual > limit_plain or step == 0.0:
@@ -102,22 +102,27 @@ def _inversion_verdict(ctx: Context, run: JobRun, planted_rows: np.ndarray) -> R
     # The probe's fit is a non-convex search with random restarts: it can miss an invertible update. A sent vector
     # that IS a scaled full-batch gradient of the party's rows (residual ~0) is the plain update whatever the probe
     # found this time, so a miss there is not a pass (the repeated loud-step runs missed 2 in 5).
-    exact = residual <= value("inversion_exact_step_max")
+    # per round too: the first round starts from the initial model, where the gradient is computed the same in
+    # any precision; later rounds of a loud step start from saturated models whose rounding moves the joint fit
+    exact = min(residual, round_residual) <= value("inversion_exact_step_max")
     recovered = f"{result.n_recovered}/{result.n_planted} planted records recovered; best cosine {best:.3f}"
     if best < limit and exact:
         recovered += (f"; but the sent vectors are the party's plain full-batch gradient step (relative residual "
-                      f"{residual:.2g} against a scaled gradient of its rows), which inverts: this probe's fit "
+                      f"{min(residual, round_residual):.2g} against a scaled gradient of its rows), which inverts: "
+                      "this probe's fit "
                       "missed it")
     return Result("fail" if best >= limit or exact else "pass", recovered,
                   figures={"best_cosine": best, "recovery_rate": result.recovery_rate,
-                           "fit_residual": result.fit_residual, "fitted_step": step, "plain_residual": residual},
+                           "fit_residual": result.fit_residual, "fitted_step": step, "plain_residual": residual,
+                           "plain_residual_best_round": round_residual},
                   evidence={"inversion": result.to_dict(), "rounds_observed": len(obs),
                             "threat": "curious server reading the party's update"})
 
 
-def _fit_step(obs: list[Any], planted: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+def _fit_step(obs: list[Any], planted: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]:
     """Least-squares step c with delta ~ -c x (full-batch logistic gradient of the planted rows at the received
-    model), over all rounds; and the relative residual |delta + c G| / |delta| (0: a plain step, ~1: masked)."""
+    model), over all rounds; the relative residual |delta + c G| / |delta| (0: a plain step, ~1: masked); and the
+    smallest such residual of one round with its own fitted step (a masked or noised round stays near 1)."""
     X1 = np.c_[planted, np.ones(planted.shape[0])]
     dots, norms, sent = 0.0, 0.0, 0.0
     pairs = []
@@ -131,10 +136,12 @@ def _fit_step(obs: list[Any], planted: np.ndarray, labels: np.ndarray) -> tuple[
         norms += float(g @ g)
         sent += float(d @ d)
     if not (np.isfinite(dots) and np.isfinite(norms) and np.isfinite(sent)) or norms == 0.0 or sent == 0.0:
-        return 0.0, float("inf") if not np.isfinite(sent) else 1.0
+        return 0.0, float("inf") if not np.isfinite(sent) else 1.0, 1.0
     step = -dots / norms
     residual = float(np.sqrt(sum(float(np.sum((d + step * g) ** 2)) for d, g in pairs) / sent))
-    return float(step), residual
+    per_round = [float(np.linalg.norm(d + (-(d @ g) / (g @ g)) * g) / np.linalg.norm(d))
+                 for d, g in pairs if np.all(np.isfinite(d)) and np.all(np.isfinite(g)) and g @ g > 0 and d @ d > 0]
+    return float(step), residual, min(per_round, default=1.0)
 
 
 def _dp_spec(ctx: Context) -> dict[str, Any] | None:
